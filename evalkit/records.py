@@ -1,0 +1,75 @@
+"""Immutable records passed between stages.
+
+Dicts and DataFrames are accepted only at the edges (files, HTTP, SQL) and converted once
+into these records.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ["Document", "Judgment", "Query", "QueryResult", "ScoredDoc"]
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """One query of a golden set or of production traffic."""
+
+    id: str
+    text: str
+    tenant: str | None = None
+    tags: tuple[str, ...] = ()
+    reference_answer: str | None = None
+    reference_context_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Judgment:
+    """A graded judgment: ``relevance`` >= 0; relevant when >= the threshold (default 1)."""
+
+    query_id: str
+    doc_id: str
+    relevance: int
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """A corpus document to index."""
+
+    id: str
+    text: str
+    title: str = ""
+    metadata: dict[str, str | int | float | bool] = field(default_factory=dict)
+
+    @property
+    def content(self) -> str:
+        """The text that is embedded: title and body, as BEIR's dense baselines do."""
+        return f"{self.title}\n{self.text}" if self.title else self.text
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredDoc:
+    """One retrieved document: its id, the retriever's score (higher is better) and 1-based rank."""
+
+    doc_id: str
+    score: float
+    rank: int
+
+
+@dataclass(frozen=True, slots=True)
+class QueryResult:
+    """What the retriever returned for one query.
+
+    ``error`` is set when the query failed; ``docs`` is then empty and the run that holds
+    it is ``partial``.
+    """
+
+    query_id: str
+    docs: tuple[ScoredDoc, ...]
+    latency_ms: float
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the retriever answered this query."""
+        return self.error is None

@@ -1,0 +1,36 @@
+"""Fixtures shared by the whole suite."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data, or skip: a user's machine does not have it."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data is not present")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def evalkit_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A fresh EVALKIT_HOME for one test, with no evalkit.toml in the way."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("EVALKIT_HOME", str(home))
+    monkeypatch.delenv("EVALKIT_CONFIG", raising=False)
+    monkeypatch.delenv("EVALKIT_CHROMA_URL", raising=False)
+    monkeypatch.chdir(tmp_path)
+    yield home

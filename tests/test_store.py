@@ -1,0 +1,198 @@
+"""The DuckDB store against a real DuckDB file: migrations, goldsets, runs, atomicity, locks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from evalkit.errors import NotFoundError, StoreError
+from evalkit.goldset.model import Goldset
+from evalkit.records import Judgment, Query, QueryResult, ScoredDoc
+from evalkit.store import MIGRATIONS, RunSpec, Store
+
+
+def small_goldset(name: str = "tiny") -> Goldset:
+    queries = [
+        Query("q2", "second query", tenant="acme", tags=("hard",)),
+        Query("q1", "first query", reference_answer="yes", reference_context_ids=("d1",)),
+    ]
+    judgments = [Judgment("q1", "d1", 2), Judgment("q1", "d2", 0), Judgment("q2", "d3", 1)]
+    return Goldset.build(name, queries, judgments, source="test")
+
+
+def spec(**overrides: object) -> RunSpec:
+    values: dict[str, object] = {
+        "kind": "goldset",
+        "retriever_kind": "fake",
+        "k": 10,
+        "measures": ("ndcg@10", "recall@10"),
+        "evalkit_version": "test",
+        "goldset_name": "tiny",
+        "n_queries": 2,
+    }
+    values.update(overrides)
+    return RunSpec(**values)  # type: ignore[arg-type]
+
+
+def result(query_id: str, *doc_ids: str, error: str | None = None) -> QueryResult:
+    docs = tuple(ScoredDoc(d, 1.0 - i / 10, i + 1) for i, d in enumerate(doc_ids))
+    return QueryResult(query_id, docs, latency_ms=3.5, error=error)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    opened = Store.open(tmp_path / "evalkit.duckdb")
+    yield opened
+    opened.close()
+
+
+def test_migrations_are_applied_once_and_recorded(tmp_path: Path) -> None:
+    path = tmp_path / "s.duckdb"
+    with Store.open(path) as first:
+        assert first.schema_version() == MIGRATIONS[-1].number
+    with Store.open(path) as second:
+        assert second.migrate() == []
+        assert second.schema_version() == MIGRATIONS[-1].number
+
+
+def test_goldset_round_trip_keeps_order_fields_and_version(store: Store) -> None:
+    goldset = small_goldset()
+    assert store.save_goldset(goldset) is True
+    assert store.save_goldset(goldset) is False
+    loaded = store.load_goldset("tiny")
+    assert loaded.version == goldset.version
+    assert loaded.query_ids == ("q2", "q1")
+    assert loaded.queries[0].tags == ("hard",)
+    assert loaded.queries[0].tenant == "acme"
+    assert loaded.queries[1].reference_context_ids == ("d1",)
+    assert set(loaded.judgments) == set(goldset.judgments)
+    assert store.load_goldset("tiny", goldset.version[:6]).version == goldset.version
+
+
+def test_a_second_version_becomes_the_default(store: Store) -> None:
+    first = small_goldset()
+    second = Goldset.build("tiny", first.queries, (*first.judgments, Judgment("q2", "d9", 3)))
+    store.save_goldset(first)
+    time.sleep(0.01)
+    store.save_goldset(second)
+    assert [info.version for info in store.list_goldsets("tiny")] == [
+        second.version,
+        first.version,
+    ]
+    assert store.load_goldset("tiny").version == second.version
+    assert store.load_goldset("tiny", first.version).version == first.version
+
+
+def test_unknown_goldset_and_run_say_what_exists(store: Store) -> None:
+    store.save_goldset(small_goldset())
+    with pytest.raises(NotFoundError, match="stored: tiny"):
+        store.load_goldset("nope")
+    with pytest.raises(NotFoundError, match="evalkit runs list"):
+        store.get_run("missing")
+
+
+def test_run_lifecycle_running_then_complete(store: Store) -> None:
+    run_id = store.create_run(spec())
+    assert store.get_run(run_id).status == "running"
+    store.add_query_results(run_id, [result("q1", "d1", "d2"), result("q2", "d3")])
+    per_query = pd.DataFrame(
+        {"ndcg@10": [1.0, 0.5], "recall@10": [1.0, 1.0]}, index=pd.Index(["q1", "q2"])
+    )
+    store.finish_run(
+        run_id,
+        status="complete",
+        per_query=per_query,
+        aggregates={"ndcg@10": 0.75, "recall@10": 1.0},
+        n_evaluated=2,
+        n_total=2,
+        n_failed=0,
+    )
+    run = store.get_run(run_id[:17])
+    assert run.status == "complete"
+    assert run.finished_at is not None
+    assert dict(run.aggregates) == {"ndcg@10": 0.75, "recall@10": 1.0}
+    values = store.query_metrics(run_id)
+    assert list(values.columns) == ["ndcg@10", "recall@10"]
+    assert values.loc["q2", "ndcg@10"] == pytest.approx(0.5)
+    docs = store.run_results(run_id)
+    assert docs[docs.query_id == "q1"].doc_id.tolist() == ["d1", "d2"]
+    assert store.list_runs(goldset="tiny")[0].run_id == run_id
+
+
+def test_a_crash_while_finishing_leaves_no_metrics_and_a_running_run(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_id = store.create_run(spec())
+    store.add_query_results(run_id, [result("q1", "d1")])
+    real_insert = store._insert_frame
+
+    def fail_on_aggregates(table: str, frame: pd.DataFrame) -> None:
+        if table == "run_aggregates":
+            raise OSError("No space left on device")
+        real_insert(table, frame)
+
+    monkeypatch.setattr(store, "_insert_frame", fail_on_aggregates)
+    with pytest.raises(OSError, match="No space"):
+        store.finish_run(
+            run_id,
+            status="complete",
+            per_query=pd.DataFrame({"ndcg@10": [1.0]}, index=["q1"]),
+            aggregates={"ndcg@10": 1.0},
+            n_evaluated=1,
+            n_total=1,
+            n_failed=0,
+        )
+    run = store.get_run(run_id)
+    assert run.status == "running"
+    assert store.query_metrics(run_id).empty
+    assert dict(run.aggregates) == {}
+    store.fail_run(run_id, "disk full")
+    assert store.get_run(run_id).status == "failed"
+    assert len(store.run_results(run_id)) == 1
+
+
+def test_read_only_store_must_exist_and_refuses_writes(tmp_path: Path) -> None:
+    with pytest.raises(NotFoundError, match="make demo"):
+        Store.open(tmp_path / "absent.duckdb", read_only=True)
+    Store.open(tmp_path / "s.duckdb").close()
+    with Store.open(tmp_path / "s.duckdb", read_only=True) as reader:
+        with pytest.raises(StoreError, match="read-only"):
+            reader.create_run(spec())
+
+
+def test_a_second_writer_process_gets_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "locked.duckdb"
+    Store.open(path).close()
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(
+                f"""
+                import sys, time
+                from evalkit.store import Store
+                store = Store.open({str(path)!r})
+                print("holding", flush=True)
+                time.sleep(30)
+                """
+            ),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "holding"
+        with pytest.raises(StoreError, match="held by another writing process"):
+            Store.open(path)
+    finally:
+        holder.kill()
+        holder.wait()
