@@ -1,0 +1,152 @@
+"""Turning the queries and qrels of an imported collection (BEIR, TREC) into a Goldset.
+
+Real collections are imported as the field's tools read them: grades below 0 (trec_eval's
+"judged non-relevant") become 0, a judgment repeated with the same grade is kept once, and
+only the queries that have judgments are kept. Each such change is reported as a notice;
+anything that cannot be read unambiguously is a problem.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from evalkit.goldset._reading import NoticeSink, ProblemLog, default_notice_sink
+from evalkit.goldset.model import Goldset
+from evalkit.records import Judgment, Query
+
+__all__ = ["QrelsColumns", "QrelsRow", "SourceQuery", "assemble_imported"]
+
+_logger = logging.getLogger("evalkit.goldset")
+
+
+@dataclass(frozen=True, slots=True)
+class SourceQuery:
+    """A query read from a collection's topics or queries file, with its line.
+
+    ``id_field`` is what the file calls the query id (for messages).
+    """
+
+    line: int
+    query: Query
+    id_field: str = "id"
+
+
+@dataclass(frozen=True, slots=True)
+class QrelsRow:
+    """One judgment read from a qrels file, with its line; ``grade`` may still be negative."""
+
+    line: int
+    query_id: str
+    doc_id: str
+    grade: int
+
+
+@dataclass(frozen=True, slots=True)
+class QrelsColumns:
+    """The names a qrels format gives its query, document and grade columns (for messages)."""
+
+    query: str
+    doc: str
+    grade: str
+
+
+def assemble_imported(
+    *,
+    name: str,
+    source: Path,
+    queries: Sequence[SourceQuery],
+    queries_path: Path,
+    rows: Sequence[QrelsRow],
+    qrels_path: Path,
+    columns: QrelsColumns,
+    problems: ProblemLog,
+    on_notice: NoticeSink | None,
+) -> Goldset:
+    """Check the queries and qrels against each other and build the goldset.
+
+    Raises the ``GoldsetError`` of ``problems`` when anything (including what the caller
+    recorded while reading) is wrong; notices go to ``on_notice`` only on success.
+    """
+    by_id: dict[str, SourceQuery] = {}
+    for item in queries:
+        first = by_id.get(item.query.id)
+        if first is not None:
+            problems.add(
+                f"duplicate query id '{item.query.id}' (first on line {first.line}); "
+                "query ids must be unique",
+                path=queries_path,
+                line=item.line,
+                field=item.id_field,
+            )
+        else:
+            by_id[item.query.id] = item
+
+    judgments: list[Judgment] = []
+    first_lines: dict[tuple[str, str], tuple[int, int]] = {}
+    negative_lines: list[int] = []
+    repeated_lines: list[int] = []
+    unknown: dict[str, list[int]] = {}
+    for row in rows:
+        if row.query_id not in by_id:
+            unknown.setdefault(row.query_id, []).append(row.line)
+            continue
+        grade = row.grade
+        if grade < 0:
+            negative_lines.append(row.line)
+            grade = 0
+        pair = (row.query_id, row.doc_id)
+        earlier = first_lines.get(pair)
+        if earlier is None:
+            first_lines[pair] = (row.line, grade)
+            judgments.append(Judgment(query_id=row.query_id, doc_id=row.doc_id, relevance=grade))
+        elif earlier[1] == grade:
+            repeated_lines.append(row.line)
+        else:
+            problems.add(
+                f"document '{row.doc_id}' is judged again for query '{row.query_id}' with "
+                f"another grade ({grade}, line {earlier[0]} says {earlier[1]}); keep one",
+                path=qrels_path,
+                line=row.line,
+                field=columns.grade,
+            )
+    # One problem per unknown query, not per line: qrels of another collection would
+    # otherwise bury everything else under thousands of identical lines.
+    for query_id, lines in unknown.items():
+        more = f" (and {len(lines) - 1} more lines for it)" if len(lines) > 1 else ""
+        problems.add(
+            f"judgment for query '{query_id}'{more}, which is not in {queries_path.name}; "
+            "pass the queries/topics file that belongs to these qrels",
+            path=qrels_path,
+            line=lines[0],
+            field=columns.query,
+        )
+    if not rows and not problems:
+        problems.add("holds no judgments; check the file or the split", path=qrels_path)
+    problems.raise_if_any("collection", path=source)
+
+    judged = {judgment.query_id for judgment in judgments}
+    kept = [item.query for item in queries if item.query.id in judged]
+    if len(kept) < len(by_id):
+        _logger.info(
+            "%s: %d of %d queries have no judgments in %s and are left out",
+            source,
+            len(by_id) - len(kept),
+            len(by_id),
+            qrels_path.name,
+        )
+    notify = on_notice or default_notice_sink
+    if negative_lines:
+        notify(
+            f"{qrels_path}: {len(negative_lines)} judgment(s) graded below 0 (first on line "
+            f"{negative_lines[0]}) were imported as 0, judged not relevant, as trec_eval "
+            "treats them"
+        )
+    if repeated_lines:
+        notify(
+            f"{qrels_path}: {len(repeated_lines)} repeated judgment(s) with the same grade "
+            f"(first on line {repeated_lines[0]}) were imported once"
+        )
+    return Goldset.build(name, kept, judgments, source=str(source))

@@ -1,0 +1,208 @@
+"""Reading golden-set files line by line while collecting every problem found.
+
+Readers never stop at the first problem: they record it in a ``ProblemLog`` (file, 1-based
+line, field) and go on, so a person sees all that is wrong in one pass. A UTF-8 byte-order
+mark and CRLF line ends are tolerated; blank lines are skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from evalkit.errors import GoldsetError, InputError
+
+__all__ = [
+    "MAX_LISTED_PROBLEMS",
+    "NoticeSink",
+    "ProblemLog",
+    "default_notice_sink",
+    "describe_value",
+    "iter_json_objects",
+    "iter_text_lines",
+]
+
+MAX_LISTED_PROBLEMS = 1000
+"""Problems kept in a ``GoldsetError``; more are counted but not listed (one bad column in a
+million-line file should not build a million exception objects)."""
+
+SUMMARY_PROBLEMS = 3
+"""Problems quoted in a ``GoldsetError`` message; ``problems`` holds the rest."""
+
+_BOM = b"\xef\xbb\xbf"
+
+NoticeSink = Callable[[str], None]
+"""Receives notices about data an importer changed on purpose (e.g. -1 grades mapped to 0)."""
+
+_logger = logging.getLogger("evalkit.goldset")
+
+
+def default_notice_sink(message: str) -> None:
+    """Report an import notice as a warning on the ``evalkit.goldset`` logger."""
+    _logger.warning("%s", message)
+
+
+class ProblemLog:
+    """Every problem found in the files of one golden set, in the order found."""
+
+    def __init__(self, *, limit: int = MAX_LISTED_PROBLEMS) -> None:
+        self.problems: list[InputError] = []
+        self.total = 0
+        self._limit = limit
+
+    def __bool__(self) -> bool:
+        return self.total > 0
+
+    def add(
+        self,
+        message: str,
+        *,
+        path: Path | str,
+        line: int | None = None,
+        field: str | None = None,
+    ) -> None:
+        """Record one problem at ``path`` (and ``line`` / ``field`` when known)."""
+        self.total += 1
+        if len(self.problems) < self._limit:
+            self.problems.append(InputError(message, path=str(path), line=line, field=field))
+
+    def error(self, subject: str, *, path: Path | str) -> GoldsetError:
+        """One ``GoldsetError`` at ``path`` that summarises the first problems and lists all.
+
+        ``subject`` names what is invalid ("goldset", "corpus"). Problems are listed file by
+        file (in the order the files were read), by line; the summary shows their files
+        relative to ``path`` to keep it short, ``problems`` keeps the full paths.
+        """
+        file_order: dict[str | None, int] = {}
+        for problem in self.problems:
+            file_order.setdefault(problem.path, len(file_order))
+        self.problems.sort(key=lambda problem: (file_order[problem.path], problem.line or 0))
+        base = Path(path)
+        plural = "" if self.total == 1 else "s"
+        lines = [f"invalid {subject}, {self.total} problem{plural}:"]
+        lines.extend(f"  {_short(problem, base)}" for problem in self.problems[:SUMMARY_PROBLEMS])
+        if self.total > SUMMARY_PROBLEMS:
+            lines.append(f"  ... and {self.total - SUMMARY_PROBLEMS} more")
+        unlisted = self.total - len(self.problems)
+        if unlisted:
+            lines.append(f"(only the first {len(self.problems)} are listed in 'problems')")
+        lines.append("Fix them and load again; `evalkit goldset validate` lists every problem.")
+        return GoldsetError("\n".join(lines), path=str(path), problems=list(self.problems))
+
+    def raise_if_any(self, subject: str, *, path: Path | str) -> None:
+        """Raise the summary ``GoldsetError`` when any problem was recorded."""
+        if self.total:
+            raise self.error(subject, path=path)
+
+
+def _short(problem: InputError, base: Path) -> str:
+    """The problem as text, with its file relative to ``base`` (or its folder) when inside."""
+    if problem.path is None:
+        return str(problem)
+    folder = base if base.is_dir() else base.parent
+    try:
+        shown = str(Path(problem.path).relative_to(folder))
+    except ValueError:
+        shown = problem.path
+    if shown == ".":
+        shown = problem.path
+    return str(InputError(problem.detail, path=shown, line=problem.line, field=problem.field))
+
+
+def iter_text_lines(path: Path, problems: ProblemLog) -> Iterator[tuple[int, str]]:
+    """Yield ``(line number, text)`` for each non-blank line of a UTF-8 text file.
+
+    Line numbers are 1-based and count blank lines, so they match what an editor shows.
+    A missing file, an unreadable file and bytes that are not UTF-8 are recorded as problems.
+    """
+    if not path.is_file():
+        what = "is a directory, not a file" if path.is_dir() else "does not exist"
+        problems.add(f"{what}; check the path", path=path)
+        return
+    try:
+        handle = path.open("rb")
+    except OSError as error:
+        problems.add(f"cannot be read ({error.strerror}); check its permissions", path=path)
+        return
+    with handle:
+        for number, raw in enumerate(handle, start=1):
+            data = raw[len(_BOM) :] if number == 1 and raw.startswith(_BOM) else raw
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError as error:
+                problems.add(
+                    f"is not valid UTF-8 (byte {error.start + 1} of the line); "
+                    "save the file as UTF-8",
+                    path=path,
+                    line=number,
+                )
+                continue
+            text = text.rstrip("\r\n")
+            if text.strip():
+                yield number, text
+
+
+def iter_json_objects(path: Path, problems: ProblemLog) -> Iterator[tuple[int, dict[str, object]]]:
+    """Yield ``(line number, object)`` for each line of a JSON Lines file that is an object.
+
+    Lines that are not valid JSON, are not an object, or repeat a key are recorded as
+    problems and skipped.
+    """
+    repeated: list[str] = []
+    # One decoder per file: building a decoder per line costs as much as parsing the line.
+    decoder = json.JSONDecoder(object_pairs_hook=_keep_pairs(repeated))
+    for number, text in iter_text_lines(path, problems):
+        repeated.clear()
+        try:
+            value = decoder.decode(text)
+        except json.JSONDecodeError as error:
+            problems.add(
+                f"not valid JSON ({error.msg} at column {error.colno}); each line must hold "
+                "one JSON object",
+                path=path,
+                line=number,
+            )
+            continue
+        if not isinstance(value, dict):
+            problems.add(
+                f"expected a JSON object {{...}} on each line, got {describe_value(value)}",
+                path=path,
+                line=number,
+            )
+            continue
+        for key in repeated:
+            problems.add("appears twice in one object; keep one", path=path, line=number, field=key)
+        if not repeated:
+            yield number, value
+
+
+def _keep_pairs(repeated: list[str]) -> Callable[[list[tuple[str, object]]], dict[str, object]]:
+    def build(pairs: list[tuple[str, object]]) -> dict[str, object]:
+        record: dict[str, object] = {}
+        for key, value in pairs:
+            if key in record:
+                repeated.append(key)
+            record[key] = value
+        return record
+
+    return build
+
+
+def describe_value(value: object) -> str:
+    """Name a JSON value's type for an error message, e.g. ``a number (12)``."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"a boolean ({str(value).lower()})"
+    if isinstance(value, int | float):
+        return f"a number ({value!r})"
+    if isinstance(value, str):
+        shown = value if len(value) <= 40 else value[:37] + "..."
+        return f"a string ({json.dumps(shown, ensure_ascii=False)})"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__

@@ -1,0 +1,185 @@
+"""Field rules of the JSONL goldset and corpus formats.
+
+Each record type is a mapping of field name to a ``FieldSpec``: whether the field is
+required and a check that returns what is wrong with a value (or ``None``). Unknown fields
+are errors with a "did you mean" hint, so a typo such as ``referance_answer`` is not
+silently dropped.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from evalkit.goldset._reading import ProblemLog, describe_value
+
+__all__ = [
+    "DOCUMENT_FIELDS",
+    "JUDGMENT_FIELDS",
+    "QUERY_FIELDS",
+    "FieldSpec",
+    "check_fields",
+    "check_grade",
+    "check_identifier",
+    "grade_value",
+]
+
+FieldCheck = Callable[[object], str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class FieldSpec:
+    """One field of a record: is it required, and what makes a value wrong."""
+
+    check: FieldCheck
+    required: bool = False
+
+
+def check_identifier(value: object) -> str | None:
+    """An id is a non-empty string without leading or trailing whitespace."""
+    if not isinstance(value, str):
+        is_number = isinstance(value, int) and not isinstance(value, bool)
+        hint = f'; write "{value}"' if is_number else ""
+        return f"must be a string, got {describe_value(value)}{hint}"
+    if not value:
+        return "is empty; give a non-empty id"
+    if value != value.strip():
+        return f"{describe_value(value)} has leading or trailing whitespace; remove it"
+    return None
+
+
+def _check_text(value: object) -> str | None:
+    if not isinstance(value, str):
+        return f"must be a string, got {describe_value(value)}"
+    if not value.strip():
+        return "is empty; give the text"
+    return None
+
+
+def _check_optional_text(value: object) -> str | None:
+    if not isinstance(value, str):
+        return f"must be a string or null, got {describe_value(value)}"
+    if not value.strip():
+        return "is empty; omit the field (or use null) when there is none"
+    return None
+
+
+def _check_string(value: object) -> str | None:
+    if not isinstance(value, str):
+        return f"must be a string or null, got {describe_value(value)}"
+    return None
+
+
+def _check_string_list(value: object) -> str | None:
+    if not isinstance(value, list):
+        return f'must be a list of strings such as ["a", "b"], got {describe_value(value)}'
+    for position, item in enumerate(value):
+        problem = check_identifier(item)
+        if problem is not None:
+            return f"item {position} {problem}"
+    return None
+
+
+def check_grade(value: object) -> str | None:
+    """A grade is an integer >= 0; an integral JSON number such as ``2.0`` counts as ``2``."""
+    wanted = "must be an integer grade >= 0 (0 = judged not relevant)"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return f"{wanted}, got {describe_value(value)}"
+    if isinstance(value, float) and not value.is_integer():
+        return f"{wanted}, got {describe_value(value)}"
+    if value < 0:
+        return f"{wanted}, got {describe_value(value)}"
+    return None
+
+
+def grade_value(value: object) -> int:
+    """The integer grade of a value that passed ``check_grade``."""
+    if isinstance(value, int | float):
+        return int(value)
+    raise TypeError(f"not a grade: {value!r}")
+
+
+def _check_metadata(value: object) -> str | None:
+    if not isinstance(value, dict):
+        return f"must be an object of field -> value, got {describe_value(value)}"
+    for key, item in value.items():
+        if not isinstance(item, str | int | float | bool):
+            return (
+                f"value of '{key}' must be a string, number or boolean (metadata is flat), "
+                f"got {describe_value(item)}"
+            )
+        if isinstance(item, float) and not math.isfinite(item):
+            return f"value of '{key}' must be a finite number, got {item!r}"
+    return None
+
+
+QUERY_FIELDS: Mapping[str, FieldSpec] = {
+    "id": FieldSpec(check_identifier, required=True),
+    "text": FieldSpec(_check_text, required=True),
+    "tenant": FieldSpec(_check_optional_text),
+    "tags": FieldSpec(_check_string_list),
+    "reference_answer": FieldSpec(_check_optional_text),
+    "reference_context_ids": FieldSpec(_check_string_list),
+}
+
+JUDGMENT_FIELDS: Mapping[str, FieldSpec] = {
+    "query_id": FieldSpec(check_identifier, required=True),
+    "doc_id": FieldSpec(check_identifier, required=True),
+    "relevance": FieldSpec(check_grade, required=True),
+}
+
+DOCUMENT_FIELDS: Mapping[str, FieldSpec] = {
+    "id": FieldSpec(check_identifier, required=True),
+    "title": FieldSpec(_check_string),
+    "text": FieldSpec(_check_string, required=True),
+    "metadata": FieldSpec(_check_metadata),
+}
+
+
+def check_fields(
+    record: Mapping[str, object],
+    fields: Mapping[str, FieldSpec],
+    *,
+    problems: ProblemLog,
+    path: Path,
+    line: int,
+    record_name: str,
+) -> set[str]:
+    """Record every problem with ``record``'s fields; return the names of the bad fields.
+
+    A null value counts as absent: fine for an optional field, "missing" for a required one.
+    """
+    bad: set[str] = set()
+    for key in record:
+        if key not in fields:
+            bad.add(key)
+            problems.add(
+                f"unknown field in a {record_name}{_suggest(key, fields)}",
+                path=path,
+                line=line,
+                field=key,
+            )
+    for name, spec in fields.items():
+        value = record.get(name)
+        if value is None:
+            if spec.required:
+                bad.add(name)
+                problems.add(
+                    f"is missing; every {record_name} needs it", path=path, line=line, field=name
+                )
+            continue
+        problem = spec.check(value)
+        if problem is not None:
+            bad.add(name)
+            problems.add(problem, path=path, line=line, field=name)
+    return bad
+
+
+def _suggest(key: str, fields: Mapping[str, FieldSpec]) -> str:
+    close = difflib.get_close_matches(key, list(fields), n=1, cutoff=0.6)
+    if close:
+        return f"; did you mean '{close[0]}'?"
+    return f"; allowed fields: {', '.join(fields)}"

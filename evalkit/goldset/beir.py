@@ -1,0 +1,149 @@
+"""Import a BEIR dataset folder as a goldset.
+
+A BEIR folder holds ``corpus.jsonl`` (``_id``, ``title``, ``text``), ``queries.jsonl``
+(``_id``, ``text``, optional ``metadata``) and ``qrels/<split>.tsv`` (a ``query-id
+corpus-id score`` header row, then tab-separated rows). As in BEIR itself, only the queries
+judged in the chosen split are kept, in the order of ``queries.jsonl``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from evalkit.goldset._imported import QrelsColumns, QrelsRow, SourceQuery, assemble_imported
+from evalkit.goldset._reading import (
+    NoticeSink,
+    ProblemLog,
+    describe_value,
+    iter_json_objects,
+    iter_text_lines,
+)
+from evalkit.goldset._schema import check_identifier
+from evalkit.goldset.model import Goldset
+from evalkit.records import Query
+
+__all__ = ["BEIR_QRELS_COLUMNS", "load_beir_goldset", "read_beir_qrels", "read_beir_queries"]
+
+BEIR_QRELS_COLUMNS = QrelsColumns(query="query-id", doc="corpus-id", grade="score")
+
+
+def load_beir_goldset(
+    directory: Path | str,
+    *,
+    split: str = "test",
+    name: str | None = None,
+    on_notice: NoticeSink | None = None,
+) -> Goldset:
+    """Load the queries and judgments of one split of a BEIR folder.
+
+    ``name`` defaults to ``<folder>-<split>``. Grades below 0 become 0 and a repeated
+    judgment with the same grade is kept once; each such change is reported to
+    ``on_notice`` (default: a warning on the ``evalkit.goldset`` logger). Raises
+    ``GoldsetError`` listing every problem (file, line, field) otherwise.
+    """
+    folder = Path(directory)
+    problems = ProblemLog()
+    queries_path = folder / "queries.jsonl"
+    qrels_path = folder / "qrels" / f"{split}.tsv"
+    queries = read_beir_queries(queries_path, problems=problems)
+    if qrels_path.is_file() or not (folder / "qrels").is_dir():
+        rows = read_beir_qrels(qrels_path, problems=problems)
+    else:
+        available = sorted(path.stem for path in (folder / "qrels").glob("*.tsv"))
+        problems.add(
+            f"has no qrels for split '{split}'; available splits: {', '.join(available) or 'none'}",
+            path=qrels_path,
+        )
+        rows = []
+    return assemble_imported(
+        name=name or f"{folder.resolve().name}-{split}",
+        source=folder,
+        queries=queries,
+        queries_path=queries_path,
+        rows=rows,
+        qrels_path=qrels_path,
+        columns=BEIR_QRELS_COLUMNS,
+        problems=problems,
+        on_notice=on_notice,
+    )
+
+
+def read_beir_queries(path: Path, *, problems: ProblemLog) -> list[SourceQuery]:
+    """Read a BEIR ``queries.jsonl`` (``_id`` and ``text``; other fields are ignored)."""
+    queries: list[SourceQuery] = []
+    for line, record in iter_json_objects(path, problems):
+        id_field = "_id" if "_id" in record or "id" not in record else "id"
+        query_id = beir_identifier(
+            record.get(id_field), problems, path=path, line=line, field=id_field
+        )
+        text = record.get("text")
+        if not isinstance(text, str) or not text.strip():
+            problems.add(
+                f"must be the query text (a non-empty string), got {describe_value(text)}",
+                path=path,
+                line=line,
+                field="text",
+            )
+            continue
+        if query_id is not None:
+            queries.append(
+                SourceQuery(line=line, query=Query(id=query_id, text=text), id_field=id_field)
+            )
+    return queries
+
+
+def read_beir_qrels(path: Path, *, problems: ProblemLog) -> list[QrelsRow]:
+    """Read a BEIR qrels TSV; a header row (non-integer score) on the first line is skipped."""
+    rows: list[QrelsRow] = []
+    first = True
+    for line, text in iter_text_lines(path, problems):
+        columns = text.split("\t")
+        if len(columns) != 3:
+            columns = text.split()
+        is_header = first and len(columns) == 3 and not _is_integer(columns[2])
+        first = False
+        if is_header:
+            continue
+        if len(columns) != 3:
+            problems.add(
+                f"expected 3 tab-separated columns 'query-id corpus-id score', got {len(columns)}",
+                path=path,
+                line=line,
+            )
+            continue
+        query_id, doc_id, score = (column.strip() for column in columns)
+        if not query_id or not doc_id:
+            field = BEIR_QRELS_COLUMNS.query if not query_id else BEIR_QRELS_COLUMNS.doc
+            problems.add("is empty", path=path, line=line, field=field)
+            continue
+        if not _is_integer(score):
+            problems.add(
+                f"must be an integer grade, got {score!r}",
+                path=path,
+                line=line,
+                field=BEIR_QRELS_COLUMNS.grade,
+            )
+            continue
+        rows.append(QrelsRow(line=line, query_id=query_id, doc_id=doc_id, grade=int(score)))
+    return rows
+
+
+def beir_identifier(
+    value: object, problems: ProblemLog, *, path: Path, line: int, field: str
+) -> str | None:
+    """A BEIR id as a string (integer ids are accepted as their decimal form), or None."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    problem = "is missing" if value is None else check_identifier(value)
+    if problem is not None:
+        problems.add(problem, path=path, line=line, field=field)
+        return None
+    return str(value)
+
+
+def _is_integer(token: str) -> bool:
+    try:
+        int(token)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,310 @@
+"""Streaming the documents of a corpus, and the content hash that tells when one changed.
+
+Three layouts are read, detected from the path:
+
+- ``jsonl``: a JSON Lines file, one ``{"id", "title", "text", "metadata"}`` object per line
+  (``_id`` accepted for ``id``), checked as strictly as a goldset (unknown fields, nested
+  metadata and the like are errors);
+- ``beir``: a BEIR folder; its ``corpus.jsonl`` is read as BEIR writes it: unknown fields
+  are ignored, integer ids accepted, null metadata values dropped and nested ones kept as
+  JSON text;
+- ``trec``: a TREC ``<DOC> <DOCNO>...</DOCNO> ... </DOC>`` file.
+
+``iter_corpus`` yields documents as it reads them and raises a ``GoldsetError`` at the
+first malformed one; ``validate_corpus`` reads everything and lists every problem.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+
+from evalkit.errors import ConfigError, InputError
+from evalkit.goldset._reading import ProblemLog, iter_json_objects, iter_text_lines
+from evalkit.goldset._schema import DOCUMENT_FIELDS, check_fields
+from evalkit.goldset.beir import beir_identifier
+from evalkit.records import Document
+
+__all__ = [
+    "CORPUS_READERS",
+    "content_hash",
+    "count_documents",
+    "detect_corpus_format",
+    "iter_corpus",
+    "validate_corpus",
+]
+
+CorpusReader = Callable[[Path, ProblemLog], Iterator[tuple[Document, int]]]
+"""Reads one corpus layout: yields each valid document with its line, records problems."""
+
+MetadataValue = str | int | float | bool
+
+_DOC_START = re.compile(r"^\s*<DOC>", re.IGNORECASE)
+_DOC_END = re.compile(r"</DOC>\s*$", re.IGNORECASE)
+_TAG = re.compile(r"<[^>]+>")
+_WHITESPACE = re.compile(r"\s+")
+
+
+def content_hash(document: Document) -> str:
+    """SHA-256 hex digest of a document's title, text and metadata (not its id).
+
+    The serialisation is canonical (sorted keys, no whitespace, UTF-8), so the hash changes
+    exactly when what is indexed changes: the index re-embeds a document only then.
+    """
+    payload = json.dumps(
+        {"title": document.title, "text": document.text, "metadata": document.metadata},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def detect_corpus_format(path: Path | str) -> str:
+    """``beir`` for a folder, ``trec`` for a file starting with ``<DOC>``, else ``jsonl``."""
+    location = Path(path)
+    if location.is_dir():
+        return "beir"
+    if location.is_file():
+        with location.open("rb") as handle:
+            head = handle.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
+        if head[:5].upper() == b"<DOC>":
+            return "trec"
+    return "jsonl"
+
+
+def iter_corpus(
+    path: Path | str, *, format: str | None = None, check_duplicates: bool = True
+) -> Iterator[Document]:
+    """Yield the documents of a corpus one at a time, in file order.
+
+    ``format`` is one of ``CORPUS_READERS`` (default: detected from ``path``). Memory stays
+    flat whatever the corpus size, except for the set of ids seen when ``check_duplicates``
+    is on (turn it off for corpora of tens of millions of documents known to be clean).
+    Raises ``GoldsetError`` at the first malformed document or repeated id; the documents
+    yielded before it were valid. Use ``validate_corpus`` to list every problem first.
+    """
+    location = Path(path)
+    subject = "corpus"
+    problems = ProblemLog()
+    seen: set[str] = set()
+    for document, line in _read_with_lines(location, format, problems):
+        problems.raise_if_any(subject, path=location)
+        if check_duplicates:
+            if document.id in seen:
+                problems.add(
+                    f"document id '{document.id}' appears more than once; ids must be unique",
+                    path=_corpus_file(location),
+                    line=line,
+                    field="id",
+                )
+                problems.raise_if_any(subject, path=location)
+            seen.add(document.id)
+        yield document
+    problems.raise_if_any(subject, path=location)
+
+
+def validate_corpus(path: Path | str, *, format: str | None = None) -> list[InputError]:
+    """Read the whole corpus and return every problem (file, line, field); empty when valid."""
+    location = Path(path)
+    problems = ProblemLog()
+    first_lines: dict[str, int] = {}
+    count = 0
+    for document, line in _read_with_lines(location, format, problems):
+        count += 1
+        if document.id in first_lines:
+            problems.add(
+                f"duplicate document id '{document.id}' (first on line "
+                f"{first_lines[document.id]}); ids must be unique",
+                path=_corpus_file(location),
+                line=line,
+                field="id",
+            )
+        else:
+            first_lines[document.id] = line
+    if not count and not problems:
+        problems.add("holds no documents", path=_corpus_file(location))
+    return problems.problems
+
+
+def count_documents(path: Path | str, *, format: str | None = None) -> int:
+    """Count a corpus's documents quickly, without parsing them (for progress bars).
+
+    Counts non-blank lines (``<DOC>`` lines for TREC), so a malformed corpus is counted, not
+    checked. Raises ``GoldsetError`` when the file is missing.
+    """
+    location = Path(path)
+    layout = format or detect_corpus_format(location)
+    file = _corpus_file(location) if layout == "beir" else location
+    if not file.is_file():
+        problems = ProblemLog()
+        problems.add("does not exist; check the path", path=file)
+        problems.raise_if_any("corpus", path=file)
+    pattern = b"<doc>" if layout == "trec" else None
+    count = 0
+    with file.open("rb") as handle:
+        for raw in handle:
+            stripped = raw.strip()
+            if pattern is None:
+                count += bool(stripped)
+            else:
+                count += stripped[:5].lower() == pattern
+    return count
+
+
+def _read_with_lines(
+    location: Path, format: str | None, problems: ProblemLog
+) -> Iterator[tuple[Document, int]]:
+    layout = format or detect_corpus_format(location)
+    reader = CORPUS_READERS.get(layout)
+    if reader is None:
+        raise ConfigError(
+            f"unknown corpus format '{layout}'; use one of: {', '.join(CORPUS_READERS)}"
+        )
+    return reader(location, problems)
+
+
+def _corpus_file(location: Path) -> Path:
+    return location / "corpus.jsonl" if location.is_dir() else location
+
+
+def _read_jsonl(location: Path, problems: ProblemLog) -> Iterator[tuple[Document, int]]:
+    for line, record in iter_json_objects(location, problems):
+        if "_id" in record:
+            if "id" in record:
+                problems.add(
+                    "both 'id' and '_id' are given; keep one", path=location, line=line, field="_id"
+                )
+                continue
+            record["id"] = record.pop("_id")
+        bad = check_fields(
+            record,
+            DOCUMENT_FIELDS,
+            problems=problems,
+            path=location,
+            line=line,
+            record_name="document",
+        )
+        if bad:
+            continue
+        document = _document(
+            str(record["id"]), record.get("title"), record.get("text"), record.get("metadata")
+        )
+        if _has_content(document, problems, path=location, line=line):
+            yield document, line
+
+
+def _read_beir(location: Path, problems: ProblemLog) -> Iterator[tuple[Document, int]]:
+    path = _corpus_file(location)
+    for line, record in iter_json_objects(path, problems):
+        id_field = "_id" if "_id" in record or "id" not in record else "id"
+        doc_id = beir_identifier(
+            record.get(id_field), problems, path=path, line=line, field=id_field
+        )
+        title, text = record.get("title"), record.get("text")
+        wrong = [
+            name
+            for name, value in (("title", title), ("text", text))
+            if value is not None and not isinstance(value, str)
+        ]
+        for name in wrong:
+            problems.add("must be a string", path=path, line=line, field=name)
+        metadata = record.get("metadata")
+        if metadata is not None and not isinstance(metadata, dict):
+            problems.add("must be an object", path=path, line=line, field="metadata")
+            continue
+        if doc_id is None or wrong:
+            continue
+        document = _document(doc_id, title, text, _flatten_beir_metadata(metadata or {}))
+        if _has_content(document, problems, path=path, line=line):
+            yield document, line
+
+
+def _read_trec(location: Path, problems: ProblemLog) -> Iterator[tuple[Document, int]]:
+    body: list[str] | None = None
+    start = 0
+    for line, line_text in iter_text_lines(location, problems):
+        text = line_text
+        if body is None:
+            if _DOC_START.match(text):
+                body, start = [], line
+                text = _DOC_START.sub("", text, count=1)
+            else:
+                problems.add("text outside a <DOC> ... </DOC> element", path=location, line=line)
+                continue
+        ended = _DOC_END.search(text)
+        body.append(text[: ended.start()] if ended else text)
+        if ended:
+            document = _trec_document("\n".join(body), problems, path=location, line=start)
+            if document is not None:
+                yield document, start
+            body = None
+    if body is not None:
+        problems.add("this <DOC> has no </DOC>", path=location, line=start)
+
+
+def _trec_document(body: str, problems: ProblemLog, *, path: Path, line: int) -> Document | None:
+    docno = re.search(r"<DOCNO>(.*?)</DOCNO>", body, re.IGNORECASE | re.DOTALL)
+    if docno is None or not docno.group(1).strip():
+        problems.add("document has no <DOCNO>", path=path, line=line, field="DOCNO")
+        return None
+    rest = body[: docno.start()] + body[docno.end() :]
+    title = re.search(r"<(TITLE|HEADLINE)>(.*?)</\1>", rest, re.IGNORECASE | re.DOTALL)
+    if title is not None:
+        rest = rest[: title.start()] + rest[title.end() :]
+    sections = re.findall(r"<TEXT>(.*?)</TEXT>", rest, re.IGNORECASE | re.DOTALL)
+    text = " ".join(sections) if sections else rest
+    document = Document(
+        id=docno.group(1).strip(),
+        text=_plain(text),
+        title=_plain(title.group(2)) if title is not None else "",
+    )
+    return document if _has_content(document, problems, path=path, line=line) else None
+
+
+def _plain(markup: str) -> str:
+    return _WHITESPACE.sub(" ", _TAG.sub(" ", markup)).strip()
+
+
+def _document(doc_id: str, title: object, text: object, metadata: object) -> Document:
+    return Document(
+        id=doc_id,
+        text=text if isinstance(text, str) else "",
+        title=title if isinstance(title, str) else "",
+        metadata=dict(metadata) if isinstance(metadata, dict) else {},
+    )
+
+
+def _has_content(document: Document, problems: ProblemLog, *, path: Path, line: int) -> bool:
+    if document.text.strip() or document.title.strip():
+        return True
+    problems.add(
+        f"document '{document.id}' has neither text nor title; give one or leave it out",
+        path=path,
+        line=line,
+        field="text",
+    )
+    return False
+
+
+def _flatten_beir_metadata(metadata: Mapping[str, object]) -> dict[str, MetadataValue]:
+    flat: dict[str, MetadataValue] = {}
+    for key, value in metadata.items():
+        if value is None:
+            continue
+        if isinstance(value, str | int | float | bool):
+            flat[key] = value
+        else:
+            flat[key] = json.dumps(value, sort_keys=True, ensure_ascii=False)
+    return flat
+
+
+CORPUS_READERS: Mapping[str, CorpusReader] = {
+    "jsonl": _read_jsonl,
+    "beir": _read_beir,
+    "trec": _read_trec,
+}
+"""Corpus readers by format name; ``detect_corpus_format`` picks one from the path."""

@@ -1,0 +1,223 @@
+"""Import a TREC collection (qrels + topics) as a goldset.
+
+Qrels are trec_eval's ``qid iter docno rel`` lines (whitespace-separated; ``#`` comment
+lines skipped). Topics are either TREC SGML (``<top> <num> Number: 301 <title> ...
+</top>``, with or without closing tags) or a plain ``qid<TAB>text`` file; the form is
+detected from the content. Only topics that have judgments are kept, in file order.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Literal
+
+from evalkit.goldset._imported import QrelsColumns, QrelsRow, SourceQuery, assemble_imported
+from evalkit.goldset._reading import NoticeSink, ProblemLog, iter_text_lines
+from evalkit.goldset.model import Goldset
+from evalkit.records import Query
+
+__all__ = [
+    "TOPIC_FIELDS",
+    "TOPIC_READERS",
+    "TREC_QRELS_COLUMNS",
+    "TopicField",
+    "detect_topics_format",
+    "load_trec_goldset",
+    "read_trec_qrels",
+    "read_trec_topics",
+]
+
+TREC_QRELS_COLUMNS = QrelsColumns(query="qid", doc="docno", grade="rel")
+
+TopicField = Literal["title", "desc", "narr"]
+
+TOPIC_FIELDS: Mapping[str, str] = {
+    "title": "Topic:",
+    "desc": "Description:",
+    "narr": "Narrative:",
+}
+"""SGML topic fields usable as the query text, with the label TREC puts before their text."""
+
+_TAG = re.compile(r"<(/?)([A-Za-z][\w-]*)[^>]*>")
+_TOP = re.compile(r"<top>", re.IGNORECASE)
+_TOP_END = re.compile(r"</top>", re.IGNORECASE)
+_WHITESPACE = re.compile(r"\s+")
+
+
+def load_trec_goldset(
+    qrels_path: Path | str,
+    topics_path: Path | str,
+    *,
+    name: str | None = None,
+    query_field: TopicField = "title",
+    on_notice: NoticeSink | None = None,
+) -> Goldset:
+    """Load a TREC qrels file and its topics file.
+
+    The query text is the topic's ``query_field`` (SGML topics; default the title).
+    ``name`` defaults to the name of the folder holding the qrels. Grades below 0 (-1 is
+    trec_eval's judged non-relevant) become 0 and a repeated judgment with the same grade is
+    kept once; each such change is reported to ``on_notice`` (default: a warning on the
+    ``evalkit.goldset`` logger). Raises ``GoldsetError`` listing every problem otherwise.
+    """
+    qrels_file = Path(qrels_path)
+    topics_file = Path(topics_path)
+    problems = ProblemLog()
+    queries = read_trec_topics(topics_file, problems=problems, query_field=query_field)
+    rows = read_trec_qrels(qrels_file, problems=problems)
+    return assemble_imported(
+        name=name or qrels_file.resolve().parent.name or "trec",
+        source=qrels_file,
+        queries=queries,
+        queries_path=topics_file,
+        rows=rows,
+        qrels_path=qrels_file,
+        columns=TREC_QRELS_COLUMNS,
+        problems=problems,
+        on_notice=on_notice,
+    )
+
+
+def read_trec_qrels(path: Path, *, problems: ProblemLog) -> list[QrelsRow]:
+    """Read trec_eval qrels lines ``qid iter docno rel``, recording malformed lines."""
+    rows: list[QrelsRow] = []
+    for line, text in iter_text_lines(path, problems):
+        if text.lstrip().startswith("#"):
+            continue
+        columns = text.split()
+        if len(columns) != 4:
+            hint = " (6 columns look like a run file, not qrels)" if len(columns) == 6 else ""
+            problems.add(
+                f"expected 4 whitespace-separated columns 'qid iter docno rel', "
+                f"got {len(columns)}{hint}",
+                path=path,
+                line=line,
+            )
+            continue
+        query_id, _iteration, doc_id, grade = columns
+        try:
+            relevance = int(grade)
+        except ValueError:
+            problems.add(
+                f"must be an integer grade, got {grade!r}",
+                path=path,
+                line=line,
+                field=TREC_QRELS_COLUMNS.grade,
+            )
+            continue
+        rows.append(QrelsRow(line=line, query_id=query_id, doc_id=doc_id, grade=relevance))
+    return rows
+
+
+def detect_topics_format(text: str) -> str:
+    """``"sgml"`` when the text holds a ``<top>`` element, else ``"tsv"``."""
+    return "sgml" if _TOP.search(text) else "tsv"
+
+
+def read_trec_topics(
+    path: Path, *, problems: ProblemLog, query_field: TopicField = "title"
+) -> list[SourceQuery]:
+    """Read a topics file in either TREC SGML or ``qid<TAB>text`` form (detected)."""
+    lines = list(iter_text_lines(path, problems))
+    text = "\n".join(line_text for _, line_text in lines)
+    reader = TOPIC_READERS[detect_topics_format(text)]
+    topics = reader(path, lines, problems, query_field)
+    if not lines and path.is_file():
+        problems.add("holds no topics", path=path)
+    return topics
+
+
+def _read_tsv_topics(
+    path: Path,
+    lines: list[tuple[int, str]],
+    problems: ProblemLog,
+    query_field: TopicField,
+) -> list[SourceQuery]:
+    topics: list[SourceQuery] = []
+    for line, line_text in lines:
+        query_id, tab, query_text = line_text.partition("\t")
+        if not tab:
+            problems.add(
+                "expected 'qid<TAB>text' (no tab found); separate the id from the text with "
+                "a tab, or use TREC <top> topics",
+                path=path,
+                line=line,
+            )
+            continue
+        query_id, query_text = query_id.strip(), _WHITESPACE.sub(" ", query_text).strip()
+        if not query_id or not query_text:
+            problems.add("is empty", path=path, line=line, field="qid" if not query_id else "text")
+            continue
+        topics.append(
+            SourceQuery(line=line, query=Query(id=query_id, text=query_text), id_field="qid")
+        )
+    return topics
+
+
+def _read_sgml_topics(
+    path: Path,
+    lines: list[tuple[int, str]],
+    problems: ProblemLog,
+    query_field: TopicField,
+) -> list[SourceQuery]:
+    text = "\n".join(line_text for _, line_text in lines)
+    topics: list[SourceQuery] = []
+    starts = [match.start() for match in _TOP.finditer(text)]
+    newlines_before, counted_to = 0, 0
+    for index, start in enumerate(starts):
+        newlines_before += text.count("\n", counted_to, start)
+        counted_to = start
+        line = lines[newlines_before][0]
+        limit = starts[index + 1] if index + 1 < len(starts) else len(text)
+        end = _TOP_END.search(text, start, limit)
+        if end is None:
+            problems.add("this <top> has no </top> before the next topic", path=path, line=line)
+            continue
+        fields = _sgml_fields(text[start + len("<top>") : end.start()])
+        query_id = _strip_label(fields.get("num", ""), "Number:")
+        query_text = _strip_label(fields.get(query_field, ""), TOPIC_FIELDS[query_field])
+        if not query_id:
+            problems.add("topic has no <num>", path=path, line=line, field="num")
+            continue
+        if not query_text:
+            problems.add(
+                f"topic {query_id} has no <{query_field}> text",
+                path=path,
+                line=line,
+                field=query_field,
+            )
+            continue
+        topics.append(
+            SourceQuery(line=line, query=Query(id=query_id, text=query_text), id_field="num")
+        )
+    return topics
+
+
+def _sgml_fields(block: str) -> dict[str, str]:
+    """Each opening tag's text runs to the next tag, so closing tags are optional."""
+    fields: dict[str, str] = {}
+    tags = list(_TAG.finditer(block))
+    for index, tag in enumerate(tags):
+        if tag.group(1):
+            continue
+        end = tags[index + 1].start() if index + 1 < len(tags) else len(block)
+        fields.setdefault(tag.group(2).lower(), block[tag.end() : end])
+    return fields
+
+
+def _strip_label(value: str, label: str) -> str:
+    collapsed = _WHITESPACE.sub(" ", value).strip()
+    if collapsed.lower().startswith(label.lower()):
+        collapsed = collapsed[len(label) :].strip()
+    return collapsed
+
+
+TopicReader = Callable[[Path, list[tuple[int, str]], ProblemLog, TopicField], list[SourceQuery]]
+
+TOPIC_READERS: Mapping[str, TopicReader] = {
+    "sgml": _read_sgml_topics,
+    "tsv": _read_tsv_topics,
+}
+"""Topic file readers by the form ``detect_topics_format`` names."""

@@ -1,0 +1,163 @@
+"""Importing BEIR folders: header row, CRLF, split selection, grades, problems."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from evalkit.errors import GoldsetError
+from evalkit.goldset import goldset_version, load_beir_goldset
+from evalkit.records import Judgment, Query
+
+FIXTURE = Path(__file__).parent / "data" / "goldset" / "beir_tiny"
+
+
+def copy_fixture(tmp_path: Path, qrels: bytes, *, split: str = "test") -> Path:
+    folder = tmp_path / "beir"
+    shutil.copytree(FIXTURE, folder)
+    (folder / "qrels" / f"{split}.tsv").write_bytes(qrels)
+    return folder
+
+
+def problem_locations(error: GoldsetError) -> list[tuple[str, int | None, str | None]]:
+    return [(Path(p.path).name if p.path else "", p.line, p.field) for p in error.problems]
+
+
+def test_fixture_really_has_crlf_and_a_header() -> None:
+    data = (FIXTURE / "qrels" / "test.tsv").read_bytes()
+
+    assert data.startswith(b"query-id\tcorpus-id\tscore\r\n")
+    assert data.count(b"\r\n") == 5
+
+
+def test_test_split_keeps_judged_queries_in_file_order() -> None:
+    goldset = load_beir_goldset(FIXTURE)
+
+    queries = (
+        Query(id="1", text="Aspirin lowers fever."),
+        Query(id="3", text="Coffee causes insomnia."),
+    )
+    judgments = (
+        Judgment("3", "1003", 1),
+        Judgment("1", "1001", 1),
+        Judgment("1", "1002", 0),
+    )
+    assert goldset.name == "beir_tiny-test"
+    assert goldset.queries == queries
+    assert goldset.judgments == judgments
+    assert goldset.version == goldset_version(queries, judgments)
+    assert goldset.source == str(FIXTURE)
+
+
+def test_another_split_and_a_name() -> None:
+    goldset = load_beir_goldset(FIXTURE, split="train", name="tiny")
+
+    assert goldset.name == "tiny"
+    assert goldset.query_ids == ("2", "4")
+    assert goldset.judgments == (Judgment("2", "1002", 1), Judgment("4", "1004", 2))
+
+
+def test_qrels_without_header_and_with_lf(tmp_path: Path) -> None:
+    folder = copy_fixture(tmp_path, b"3\t1003\t1\n1\t1001\t1\n1\t1002\t0\n")
+
+    assert load_beir_goldset(folder).version == load_beir_goldset(FIXTURE).version
+
+
+def test_missing_split_lists_the_available_ones() -> None:
+    with pytest.raises(GoldsetError) as caught:
+        load_beir_goldset(FIXTURE, split="dev")
+
+    (problem,) = caught.value.problems
+    assert problem.path == str(FIXTURE / "qrels" / "dev.tsv")
+    assert "available splits: test, train" in problem.detail
+
+
+def test_negative_grades_become_zero_with_a_notice(tmp_path: Path) -> None:
+    folder = copy_fixture(tmp_path, b"query-id\tcorpus-id\tscore\n1\t1001\t-1\n1\t1002\t1\n")
+    notices: list[str] = []
+
+    goldset = load_beir_goldset(folder, on_notice=notices.append)
+
+    assert goldset.judgments == (Judgment("1", "1001", 0), Judgment("1", "1002", 1))
+    (notice,) = notices
+    assert "1 judgment(s) graded below 0 (first on line 2) were imported as 0" in notice
+
+
+def test_repeated_judgment_with_same_grade_is_kept_once(tmp_path: Path) -> None:
+    folder = copy_fixture(tmp_path, b"1\t1001\t1\n1\t1001\t1\n")
+    notices: list[str] = []
+
+    goldset = load_beir_goldset(folder, on_notice=notices.append)
+
+    assert goldset.judgments == (Judgment("1", "1001", 1),)
+    assert notices == [
+        f"{folder / 'qrels' / 'test.tsv'}: 1 repeated judgment(s) with the same "
+        "grade (first on line 2) were imported once"
+    ]
+
+
+QRELS_PROBLEMS = {
+    "score not an integer": (b"h\tc\tscore\r\n1\t1001\t1.5\r\n", [("test.tsv", 2, "score")]),
+    "too few columns": (b"1\t1001\r\n", [("test.tsv", 1, None)]),
+    "empty corpus id": (b"1\t\t1\n", [("test.tsv", 1, "corpus-id")]),
+    "conflicting grades": (b"1\t1001\t1\n1\t1001\t2\n", [("test.tsv", 2, "score")]),
+    "unknown query, reported once": (
+        b"1\t1001\t1\n9\t1001\t1\n9\t1002\t1\n",
+        [("test.tsv", 2, "query-id")],
+    ),
+    "no judgments": (b"query-id\tcorpus-id\tscore\r\n", [("test.tsv", None, None)]),
+}
+
+
+@pytest.mark.parametrize(
+    ("qrels", "expected"), list(QRELS_PROBLEMS.values()), ids=list(QRELS_PROBLEMS)
+)
+def test_qrels_problems(
+    tmp_path: Path, qrels: bytes, expected: list[tuple[str, int | None, str | None]]
+) -> None:
+    folder = copy_fixture(tmp_path, qrels)
+
+    with pytest.raises(GoldsetError) as caught:
+        load_beir_goldset(folder)
+
+    assert problem_locations(caught.value) == expected
+
+
+def test_unknown_query_problem_counts_its_lines(tmp_path: Path) -> None:
+    folder = copy_fixture(tmp_path, b"9\t1001\t1\n9\t1002\t1\n9\t1003\t0\n")
+
+    with pytest.raises(GoldsetError) as caught:
+        load_beir_goldset(folder)
+
+    assert "query '9' (and 2 more lines for it)" in caught.value.problems[0].detail
+
+
+def test_queries_problems(tmp_path: Path) -> None:
+    folder = copy_fixture(tmp_path, b"1\t1001\t1\n")
+    (folder / "queries.jsonl").write_text(
+        '{"_id": "1", "text": "fine"}\n'
+        '{"_id": "2", "text": ""}\n'
+        '{"text": "no id"}\n'
+        '{"_id": "1", "text": "again"}\n'
+        "{oops\n",
+        encoding="utf-8",
+    )
+
+    with pytest.raises(GoldsetError) as caught:
+        load_beir_goldset(folder)
+
+    assert problem_locations(caught.value) == [
+        ("queries.jsonl", 2, "text"),
+        ("queries.jsonl", 3, "_id"),
+        ("queries.jsonl", 4, "_id"),
+        ("queries.jsonl", 5, None),
+    ]
+
+
+def test_integer_query_ids_match_qrels(tmp_path: Path) -> None:
+    folder = copy_fixture(tmp_path, b"7\t1001\t1\n")
+    (folder / "queries.jsonl").write_text('{"_id": 7, "text": "seven"}\n', encoding="utf-8")
+
+    assert load_beir_goldset(folder).queries == (Query(id="7", text="seven"),)

@@ -1,0 +1,211 @@
+"""Streaming corpora (JSONL, BEIR folder, TREC) and the document content hash."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from evalkit.errors import ConfigError, GoldsetError
+from evalkit.goldset import (
+    content_hash,
+    count_documents,
+    detect_corpus_format,
+    iter_corpus,
+    validate_corpus,
+)
+from evalkit.records import Document
+
+DATA = Path(__file__).parent / "data" / "goldset"
+JSONL = DATA / "jsonl_small" / "corpus.jsonl"
+BEIR = DATA / "beir_tiny"
+TREC = DATA / "trec_tiny" / "docs.trec"
+
+
+def test_jsonl_corpus() -> None:
+    assert list(iter_corpus(JSONL)) == [
+        Document(
+            id="d0001",
+            title="Rotating API keys",
+            text="Open Settings, then Keys, and press Rotate.",
+            metadata={"section": "security", "version": 3, "public": True},
+        ),
+        Document(id="d0002", title="API keys", text="API keys authenticate requests."),
+        Document(
+            id="d0003",
+            text="Refunds are possible within 30 days of purchase.",
+            metadata={"score": 0.5},
+        ),
+        Document(id="d0004", title="Data residency", text=""),
+    ]
+
+
+def test_beir_folder_is_read_as_beir_writes_it() -> None:
+    documents = list(iter_corpus(BEIR))
+
+    assert [document.id for document in documents] == ["1001", "1002", "1003", "1004"]
+    assert documents[1].metadata == {"year": 2013, "authors": '["Hemila", "Chalker"]'}
+    assert documents[3] == Document(id="1004", title="Physical activity", text="")
+
+
+def test_trec_documents() -> None:
+    assert list(iter_corpus(TREC)) == [
+        Document(
+            id="FT911-3",
+            title="Turkish workers in Germany",
+            text="Integration of foreign workers remains slow.",
+        ),
+        Document(id="FT911-7", text="Twin studies of behaviour and genes."),
+    ]
+
+
+def test_format_detection() -> None:
+    assert detect_corpus_format(JSONL) == "jsonl"
+    assert detect_corpus_format(BEIR) == "beir"
+    assert detect_corpus_format(TREC) == "trec"
+
+
+def test_count_documents(tmp_path: Path) -> None:
+    spaced = tmp_path / "corpus.jsonl"
+    spaced.write_bytes(JSONL.read_bytes().replace(b"\n", b"\r\n\r\n"))
+
+    assert count_documents(JSONL) == 4
+    assert count_documents(spaced) == 4
+    assert count_documents(BEIR) == 4
+    assert count_documents(TREC) == 2
+    with pytest.raises(GoldsetError, match="does not exist"):
+        count_documents(tmp_path / "missing.jsonl")
+
+
+def test_iteration_is_lazy(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text('{"id": "a", "text": "fine"}\n{"id": "b", "text": 5}\n', encoding="utf-8")
+
+    documents = iter_corpus(corpus)
+
+    assert isinstance(documents, Iterator)
+    assert next(documents).id == "a"
+    with pytest.raises(GoldsetError) as caught:
+        next(documents)
+    (problem,) = caught.value.problems
+    assert (problem.path, problem.line, problem.field) == (str(corpus), 2, "text")
+
+
+def test_stream_stops_at_the_first_problem_having_yielded_only_valid_documents(
+    tmp_path: Path,
+) -> None:
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text(
+        '{"id": "a", "text": "one"}\n{"id": "b", "text": "two"}\n'
+        'not json\n{"id": "c", "text": "x"}\n',
+        encoding="utf-8",
+    )
+    seen: list[str] = []
+
+    with pytest.raises(GoldsetError) as caught:
+        seen.extend(document.id for document in iter_corpus(corpus))
+
+    assert seen == ["a", "b"]
+    assert [(p.line, p.field) for p in caught.value.problems] == [(3, None)]
+
+
+def test_duplicate_ids_stop_the_stream_unless_unchecked(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text('{"id": "a", "text": "one"}\n\n{"_id": "a", "text": "two"}\n', "utf-8")
+
+    with pytest.raises(GoldsetError) as caught:
+        list(iter_corpus(corpus))
+
+    assert [(p.line, p.field) for p in caught.value.problems] == [(3, "id")]
+    assert [d.text for d in iter_corpus(corpus, check_duplicates=False)] == ["one", "two"]
+
+
+def test_validate_corpus_lists_every_problem(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text(
+        '{"id": "a", "text": "fine"}\n'
+        '{"id": "b", "text": "x", "metdata": {}}\n'
+        '{"id": "c", "text": "x", "metadata": {"tags": ["a"]}}\n'
+        '{"id": "d", "_id": "d", "text": "x"}\n'
+        '{"id": "e", "title": "", "text": " "}\n'
+        '{"id": "a", "text": "again"}\n'
+        '{"id": "f", "text": "x", "metadata": {"w": NaN}}\n'
+        '{"id": "g"}\n',
+        encoding="utf-8",
+    )
+
+    problems = validate_corpus(corpus)
+
+    assert [(p.line, p.field) for p in problems] == [
+        (2, "metdata"),
+        (3, "metadata"),
+        (4, "_id"),
+        (5, "text"),
+        (6, "id"),
+        (7, "metadata"),
+        (8, "text"),
+    ]
+    assert "did you mean 'metadata'?" in problems[0].detail
+    assert "first on line 1" in problems[4].detail
+
+
+def test_validate_corpus_of_empty_and_missing_files(tmp_path: Path) -> None:
+    empty = tmp_path / "corpus.jsonl"
+    empty.write_text("\n", encoding="utf-8")
+
+    assert [p.detail for p in validate_corpus(empty)] == ["holds no documents"]
+    assert validate_corpus(JSONL) == []
+    assert validate_corpus(BEIR) == []
+    assert validate_corpus(TREC) == []
+    (missing,) = validate_corpus(tmp_path / "nope.jsonl")
+    assert "does not exist" in missing.detail
+
+
+def test_trec_problems(tmp_path: Path) -> None:
+    corpus = tmp_path / "docs.trec"
+    corpus.write_text(
+        "<DOC>\n<DOCNO>1</DOCNO>\nfine\n</DOC>\n"
+        "stray text\n"
+        "<DOC>\nno number\n</DOC>\n"
+        "<DOC>\n<DOCNO>3</DOCNO>\n",
+        encoding="utf-8",
+    )
+
+    problems = validate_corpus(corpus)
+
+    assert [(p.line, p.field) for p in problems] == [(5, None), (6, "DOCNO"), (9, None)]
+
+
+def test_unknown_format_is_a_usage_error() -> None:
+    with pytest.raises(ConfigError, match="jsonl, beir, trec"):
+        list(iter_corpus(JSONL, format="parquet"))
+
+
+def test_content_hash_pins_the_canonical_serialisation() -> None:
+    document = Document(id="x", title="Größe", text="body", metadata={"b": 1, "a": True})
+    canonical = '{"metadata":{"a":true,"b":1},"text":"body","title":"Größe"}'
+
+    assert content_hash(document) == hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def test_content_hash_follows_content_not_id_or_key_order() -> None:
+    base = Document(id="x", title="t", text="body", metadata={"a": 1, "b": "two"})
+    same = [
+        Document(id="other", title="t", text="body", metadata={"a": 1, "b": "two"}),
+        Document(id="x", title="t", text="body", metadata={"b": "two", "a": 1}),
+    ]
+    different = [
+        Document(id="x", title="T", text="body", metadata={"a": 1, "b": "two"}),
+        Document(id="x", title="t", text="body ", metadata={"a": 1, "b": "two"}),
+        Document(id="x", title="t", text="body", metadata={"a": True, "b": "two"}),
+        Document(id="x", title="t", text="body", metadata={"a": 1.5, "b": "two"}),
+        Document(id="x", title="t", text="body", metadata={"a": 1}),
+        Document(id="x", title="", text="t\nbody", metadata={"a": 1, "b": "two"}),
+    ]
+
+    assert {content_hash(document) for document in same} == {content_hash(base)}
+    hashes = {content_hash(document) for document in [base, *different]}
+    assert len(hashes) == len(different) + 1
+    assert all(len(value) == 64 for value in hashes)

@@ -1,0 +1,175 @@
+"""Importing TREC qrels with SGML or TSV topics."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from evalkit.errors import GoldsetError
+from evalkit.goldset import goldset_version, load_trec_goldset
+from evalkit.goldset.trec import detect_topics_format
+from evalkit.records import Judgment, Query
+
+FIXTURE = Path(__file__).parent / "data" / "goldset" / "trec_tiny"
+QRELS = FIXTURE / "qrels"
+
+EXPECTED_QUERIES = (
+    Query(id="401", text="foreign minorities, Germany"),
+    Query(id="402", text="behavioral genetics"),
+)
+EXPECTED_JUDGMENTS = (
+    Judgment("401", "FT911-3", 1),
+    Judgment("401", "FT911-7", 0),
+    Judgment("401", "LA0101-12", 0),
+    Judgment("402", "FT911-3", 2),
+    Judgment("402", "FBIS3-1", 0),
+)
+
+
+def locations(error: GoldsetError) -> list[tuple[str, int | None, str | None]]:
+    return [(Path(p.path).name if p.path else "", p.line, p.field) for p in error.problems]
+
+
+def test_sgml_topics_without_closing_tags() -> None:
+    notices: list[str] = []
+
+    goldset = load_trec_goldset(QRELS, FIXTURE / "topics.sgml", on_notice=notices.append)
+
+    assert goldset.name == "trec_tiny"
+    assert goldset.queries == EXPECTED_QUERIES
+    assert goldset.judgments == EXPECTED_JUDGMENTS
+    assert goldset.version == goldset_version(EXPECTED_QUERIES, EXPECTED_JUDGMENTS)
+    assert notices == [
+        f"{QRELS}: 2 judgment(s) graded below 0 (first on line 4) were imported as 0, judged "
+        "not relevant, as trec_eval treats them"
+    ]
+
+
+def test_tsv_topics_give_the_same_goldset() -> None:
+    sgml = load_trec_goldset(QRELS, FIXTURE / "topics.sgml", on_notice=lambda _: None)
+    tsv = load_trec_goldset(QRELS, FIXTURE / "topics.tsv", on_notice=lambda _: None)
+
+    assert tsv.queries == sgml.queries
+    assert tsv.version == sgml.version
+
+
+def test_description_as_query_text() -> None:
+    goldset = load_trec_goldset(
+        QRELS, FIXTURE / "topics.sgml", query_field="desc", on_notice=lambda _: None
+    )
+
+    assert goldset.queries[0].text == (
+        "What language and cultural differences impede the integration of foreign "
+        "minorities in Germany?"
+    )
+
+
+def test_default_notice_goes_to_the_goldset_logger(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="evalkit.goldset"):
+        load_trec_goldset(QRELS, FIXTURE / "topics.tsv", name="robust")
+
+    (record,) = caplog.records
+    assert record.name == "evalkit.goldset"
+    assert "graded below 0" in record.getMessage()
+
+
+def test_closed_tag_topics_as_in_vaswani(tmp_path: Path) -> None:
+    topics = tmp_path / "topics.trec"
+    topics.write_text(
+        "<top>\n<num>1</num><title>\nMEASUREMENT OF DIELECTRIC\nCONSTANT\n</title>\n</top>\n"
+        "<TOP><NUM>2</NUM><TITLE>waveguide radiation</TITLE></TOP>\n",
+        encoding="utf-8",
+    )
+    qrels = tmp_path / "qrels"
+    qrels.write_text("1 0 1239 1\n2 0 7 1\n", encoding="utf-8")
+
+    goldset = load_trec_goldset(qrels, topics)
+
+    assert goldset.queries == (
+        Query(id="1", text="MEASUREMENT OF DIELECTRIC CONSTANT"),
+        Query(id="2", text="waveguide radiation"),
+    )
+
+
+def test_topic_format_detection() -> None:
+    assert detect_topics_format("<top>\n<num> Number: 1\n</top>") == "sgml"
+    assert detect_topics_format("1\tword <b>bold</b>\n") == "tsv"
+
+
+TOPIC_PROBLEMS = {
+    "sgml: topic without num": (
+        "<top>\n<num> Number: 401\n<title> a\n</top>\n<top>\n<title> b\n</top>\n",
+        [("topics", 5, "num")],
+    ),
+    "sgml: topic without title": (
+        "<top>\n<num> Number: 401\n<title> a\n</top>\n\n<top> <num> 402 <desc> only\n</top>\n",
+        [("topics", 6, "title")],
+    ),
+    "sgml: unclosed topic": (
+        "<top>\n<num> Number: 401\n<title> a\n<top>\n<num> 402\n<title> b\n</top>\n",
+        [("topics", 1, None), ("qrels", 1, "qid")],
+    ),
+    "sgml: duplicate topic": (
+        "<top><num>401</num><title>a</title></top>\n<top><num>401</num><title>b</title></top>\n",
+        [("topics", 2, "num")],
+    ),
+    "tsv: no tab": ("401\tforeign minorities\n402 behavioral genetics\n", [("topics", 2, None)]),
+    "tsv: empty text": ("401\tforeign minorities\n402\t \n", [("topics", 2, "text")]),
+    "tsv: duplicate topic": ("401\ta\n401\tb\n", [("topics", 2, "qid")]),
+}
+
+
+@pytest.mark.parametrize(
+    ("topics", "expected"), list(TOPIC_PROBLEMS.values()), ids=list(TOPIC_PROBLEMS)
+)
+def test_topic_problems(
+    tmp_path: Path, topics: str, expected: list[tuple[str, int | None, str | None]]
+) -> None:
+    (tmp_path / "topics").write_text(topics, encoding="utf-8")
+    (tmp_path / "qrels").write_text("401 0 d1 1\n", encoding="utf-8")
+
+    with pytest.raises(GoldsetError) as caught:
+        load_trec_goldset(tmp_path / "qrels", tmp_path / "topics")
+
+    assert locations(caught.value) == expected
+
+
+QRELS_PROBLEMS = {
+    "three columns": ("401 d1 1\n", [("qrels", 1, None)]),
+    "grade not an integer": ("401 0 d1 1\n401 0 d2 high\n", [("qrels", 2, "rel")]),
+    "conflicting grades": ("401 0 d1 1\n# note\n401 0 d1 2\n", [("qrels", 3, "rel")]),
+    "topic not in topics file": ("401 0 d1 1\n999 0 d1 1\n", [("qrels", 2, "qid")]),
+    "only comments": ("# nothing judged yet\n", [("qrels", None, None)]),
+}
+
+
+@pytest.mark.parametrize(
+    ("qrels", "expected"), list(QRELS_PROBLEMS.values()), ids=list(QRELS_PROBLEMS)
+)
+def test_qrels_problems(
+    tmp_path: Path, qrels: str, expected: list[tuple[str, int | None, str | None]]
+) -> None:
+    (tmp_path / "qrels").write_text(qrels, encoding="utf-8")
+
+    with pytest.raises(GoldsetError) as caught:
+        load_trec_goldset(tmp_path / "qrels", FIXTURE / "topics.tsv")
+
+    assert locations(caught.value) == expected
+
+
+def test_a_run_file_given_as_qrels_gets_a_hint(tmp_path: Path) -> None:
+    (tmp_path / "run").write_text("401 Q0 d1 1 12.5 bm25\n", encoding="utf-8")
+
+    with pytest.raises(GoldsetError) as caught:
+        load_trec_goldset(tmp_path / "run", FIXTURE / "topics.tsv")
+
+    assert "look like a run file" in caught.value.problems[0].detail
+
+
+def test_missing_topics_file(tmp_path: Path) -> None:
+    with pytest.raises(GoldsetError) as caught:
+        load_trec_goldset(QRELS, tmp_path / "nope.trec")
+
+    assert locations(caught.value)[0] == ("nope.trec", None, None)
