@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,11 +25,11 @@ def shared_data() -> Path:
 
 
 @pytest.fixture
-def evalkit_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def evalkit_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh EVALKIT_HOME for one test, with no evalkit.toml in the way."""
     home = tmp_path / "home"
     monkeypatch.setenv("EVALKIT_HOME", str(home))
     monkeypatch.delenv("EVALKIT_CONFIG", raising=False)
     monkeypatch.delenv("EVALKIT_CHROMA_URL", raising=False)
     monkeypatch.chdir(tmp_path)
-    yield home
+    return home

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -132,14 +131,14 @@ def test_a_crash_while_finishing_leaves_no_metrics_and_a_running_run(
 ) -> None:
     run_id = store.create_run(spec())
     store.add_query_results(run_id, [result("q1", "d1")])
-    real_insert = store._insert_frame
+    real_insert = store.insert_frame
 
     def fail_on_aggregates(table: str, frame: pd.DataFrame) -> None:
         if table == "run_aggregates":
             raise OSError("No space left on device")
         real_insert(table, frame)
 
-    monkeypatch.setattr(store, "_insert_frame", fail_on_aggregates)
+    monkeypatch.setattr(store, "insert_frame", fail_on_aggregates)
     with pytest.raises(OSError, match="No space"):
         store.finish_run(
             run_id,
@@ -163,9 +162,11 @@ def test_read_only_store_must_exist_and_refuses_writes(tmp_path: Path) -> None:
     with pytest.raises(NotFoundError, match="make demo"):
         Store.open(tmp_path / "absent.duckdb", read_only=True)
     Store.open(tmp_path / "s.duckdb").close()
-    with Store.open(tmp_path / "s.duckdb", read_only=True) as reader:
-        with pytest.raises(StoreError, match="read-only"):
-            reader.create_run(spec())
+    with (
+        Store.open(tmp_path / "s.duckdb", read_only=True) as reader,
+        pytest.raises(StoreError, match="read-only"),
+    ):
+        reader.create_run(spec())
 
 
 def test_a_second_writer_process_gets_a_clear_error(tmp_path: Path) -> None:

@@ -1,5 +1,9 @@
 """Named, numbered schema migrations, applied in order and recorded in ``schema_migrations``.
 
+The core tables are defined here; each later area of evalkit (drift, traffic, answers,
+audit, alerts) keeps its tables and queries in its own module of ``evalkit.store`` with a
+``MIGRATION`` of its own, collected into ``MIGRATIONS`` below in number order.
+
 A migration is never edited once released: a schema change is a new, higher-numbered entry.
 Timestamps are UTC. Large per-query tables carry no primary-key index on purpose: DuckDB's
 ART indexes cost memory per row and slow bulk inserts, and every writer of those tables
@@ -9,6 +13,8 @@ ART indexes cost memory per row and slow bulk inserts, and every writer of those
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from evalkit.store import drift as _drift
 
 __all__ = ["MIGRATIONS", "Migration"]
 
@@ -111,4 +117,5 @@ MIGRATIONS: tuple[Migration, ...] = (
         );
         """,
     ),
+    Migration(2, "drift_checks", _drift.SCHEMA_SQL),
 )

@@ -14,7 +14,7 @@ import secrets
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -25,17 +25,13 @@ import pandas as pd
 from evalkit.errors import NotFoundError, StoreError
 from evalkit.goldset.model import Goldset
 from evalkit.records import Judgment, Query, QueryResult
+from evalkit.store._clock import utc_now
 from evalkit.store.migrations import MIGRATIONS
 
 __all__ = ["GoldsetInfo", "RunRecord", "RunSpec", "RunStatus", "Store", "utc_now"]
 
 RunStatus = str
 RUN_STATUSES: tuple[RunStatus, ...] = ("running", "complete", "partial", "failed")
-
-
-def utc_now() -> datetime:
-    """The current time in UTC, without tzinfo (as stored)."""
-    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def new_run_id(started_at: datetime) -> str:
@@ -199,19 +195,30 @@ class Store:
         if self.read_only:
             raise StoreError(f"the store {self.path} is open read-only; this needs a writer")
 
-    def _query(self, sql: str, parameters: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+    def execute(self, sql: str, parameters: Sequence[object] = ()) -> None:
+        """Run one parameterised write statement in its own transaction."""
+        try:
+            with self.transaction() as con:
+                con.execute(sql, list(parameters))
+        except duckdb.Error as error:
+            raise StoreError(f"store write failed on {self.path}: {error}") from error
+
+    def fetch(self, sql: str, parameters: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        """Rows of a parameterised query (for evalkit.store's own modules)."""
         try:
             return self._con.execute(sql, list(parameters)).fetchall()
         except duckdb.Error as error:
             raise StoreError(f"store query failed on {self.path}: {error}") from error
 
-    def _frame(self, sql: str, parameters: Sequence[object] = ()) -> pd.DataFrame:
+    def fetch_frame(self, sql: str, parameters: Sequence[object] = ()) -> pd.DataFrame:
+        """A parameterised query's result as a DataFrame (for evalkit.store's own modules)."""
         try:
             return self._con.execute(sql, list(parameters)).df()
         except duckdb.Error as error:
             raise StoreError(f"store query failed on {self.path}: {error}") from error
 
-    def _insert_frame(self, table: str, frame: pd.DataFrame) -> None:
+    def insert_frame(self, table: str, frame: pd.DataFrame) -> None:
+        """Bulk-insert a DataFrame whose columns are named as the table's (inside a transaction)."""
         if frame.empty:
             return
         view = f"_incoming_{table}"
@@ -231,7 +238,7 @@ class Store:
             "CREATE TABLE IF NOT EXISTS schema_migrations ("
             "number INTEGER PRIMARY KEY, name VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL)"
         )
-        applied = {row[0] for row in self._query("SELECT number FROM schema_migrations")}
+        applied = {row[0] for row in self.fetch("SELECT number FROM schema_migrations")}
         names = []
         for migration in MIGRATIONS:
             if migration.number in applied:
@@ -273,13 +280,13 @@ class Store:
     def save_goldset(self, goldset: Goldset) -> bool:
         """Store a goldset version; returns False when that name and version were stored already."""
         self._require_writable()
-        exists = self._query(
+        exists = self.fetch(
             "SELECT 1 FROM goldsets WHERE name = ? AND version = ?",
             [goldset.name, goldset.version],
         )
         if exists:
             return False
-        content_stored = self._query(
+        content_stored = self.fetch(
             "SELECT 1 FROM goldset_queries WHERE goldset_version = ? LIMIT 1", [goldset.version]
         )
         queries = pd.DataFrame(
@@ -316,15 +323,15 @@ class Store:
                     ],
                 )
                 if not content_stored:
-                    self._insert_frame("goldset_queries", queries)
-                    self._insert_frame("judgments", judgments)
+                    self.insert_frame("goldset_queries", queries)
+                    self.insert_frame("judgments", judgments)
         except duckdb.Error as error:
             raise StoreError(f"cannot store goldset {goldset.name}: {error}") from error
         return True
 
     def list_goldsets(self, name: str | None = None) -> list[GoldsetInfo]:
         """Stored goldset versions, newest first (optionally of one name)."""
-        rows = self._query(
+        rows = self.fetch(
             "SELECT name, version, source, imported_at, n_queries, n_judgments FROM goldsets "
             "WHERE ? IS NULL OR name = ? ORDER BY name, imported_at DESC",
             [name, name],
@@ -349,7 +356,7 @@ class Store:
                     + ", ".join(info.version for info in versions)
                 )
             chosen = matching[0]
-        query_rows = self._query(
+        query_rows = self.fetch(
             "SELECT query_id, text, tenant, tags, reference_answer, reference_context_ids "
             "FROM goldset_queries WHERE goldset_version = ? ORDER BY ordinal",
             [chosen.version],
@@ -365,7 +372,7 @@ class Store:
             )
             for row in query_rows
         ]
-        judgment_rows = self._query(
+        judgment_rows = self.fetch(
             "SELECT query_id, doc_id, relevance FROM judgments WHERE goldset_version = ? "
             "ORDER BY query_id, doc_id",
             [chosen.version],
@@ -381,7 +388,7 @@ class Store:
 
     def judgments_frame(self, goldset_version: str) -> pd.DataFrame:
         """Judgments of a goldset version as a DataFrame (query_id, doc_id, relevance)."""
-        return self._frame(
+        return self.fetch_frame(
             "SELECT query_id, doc_id, relevance FROM judgments WHERE goldset_version = ?",
             [goldset_version],
         )
@@ -451,8 +458,8 @@ class Store:
         )
         try:
             with self.transaction():
-                self._insert_frame("run_queries", queries)
-                self._insert_frame("run_results", docs)
+                self.insert_frame("run_queries", queries)
+                self.insert_frame("run_results", docs)
         except duckdb.Error as error:
             raise StoreError(f"cannot store results of run {run_id}: {error}") from error
 
@@ -486,8 +493,8 @@ class Store:
         )
         try:
             with self.transaction() as con:
-                self._insert_frame("query_metrics", long)
-                self._insert_frame("run_aggregates", aggregate_rows)
+                self.insert_frame("query_metrics", long)
+                self.insert_frame("run_aggregates", aggregate_rows)
                 con.execute(
                     "UPDATE runs SET status = ?, finished_at = ?, n_failed = ?, n_evaluated = ?,"
                     " error = ? WHERE run_id = ?",
@@ -513,7 +520,7 @@ class Store:
 
     def get_run(self, run_id: str) -> RunRecord:
         """One stored run; a unique prefix of its id is enough."""
-        rows = self._query(
+        rows = self.fetch(
             f"SELECT {_RUN_COLUMNS} FROM runs WHERE starts_with(run_id, ?) ORDER BY run_id",
             [run_id],
         )
@@ -533,7 +540,7 @@ class Store:
         self, *, goldset: str | None = None, status: str | None = None, limit: int = 20
     ) -> list[RunRecord]:
         """Stored runs, newest first."""
-        rows = self._query(
+        rows = self.fetch(
             f"SELECT {_RUN_COLUMNS} FROM runs WHERE (? IS NULL OR goldset_name = ?)"
             " AND (? IS NULL OR status = ?) ORDER BY started_at DESC, run_id DESC LIMIT ?",
             [goldset, goldset, status, status, limit],
@@ -601,7 +608,7 @@ class Store:
 
     def run_aggregates(self, run_id: str) -> dict[str, float | None]:
         """A run's mean per measure, in the order the run listed its measures."""
-        rows = self._query(
+        rows = self.fetch(
             "SELECT a.measure, a.value FROM run_aggregates a JOIN runs r USING (run_id)"
             " WHERE a.run_id = ? ORDER BY list_position(r.measures, a.measure), a.measure",
             [run_id],
@@ -610,7 +617,7 @@ class Store:
 
     def query_metrics(self, run_id: str) -> pd.DataFrame:
         """Per-query values of a run, wide: index query_id, one column per measure."""
-        long = self._frame(
+        long = self.fetch_frame(
             "SELECT query_id, measure, value FROM query_metrics WHERE run_id = ?", [run_id]
         )
         if long.empty:
@@ -622,7 +629,7 @@ class Store:
 
     def run_results(self, run_id: str) -> pd.DataFrame:
         """Retrieved documents of a run: query_id, rank, doc_id, score (ranked)."""
-        return self._frame(
+        return self.fetch_frame(
             "SELECT query_id, rank, doc_id, score FROM run_results WHERE run_id = ?"
             " ORDER BY query_id, rank",
             [run_id],
@@ -630,7 +637,7 @@ class Store:
 
     def run_queries(self, run_id: str) -> pd.DataFrame:
         """Per-query replay facts of a run: query_id, latency_ms, error, n_results."""
-        return self._frame(
+        return self.fetch_frame(
             "SELECT query_id, latency_ms, error, n_results FROM run_queries WHERE run_id = ?"
             " ORDER BY query_id",
             [run_id],
