@@ -1,0 +1,145 @@
+"""The retriever protocol, and what every adapter shares.
+
+A retriever answers a batch of queries with ranked documents. Adapters never swallow
+errors: a query that fails or times out comes back as a ``QueryResult`` whose ``error``
+says what happened (its ``docs`` are empty), so the run that holds it is stored as
+``partial``. Only a retriever that cannot work at all (unreachable, misconfigured, built
+with another embedding model) raises ``RetrieverError``, up front: in its constructor or
+in ``check()``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+from evalkit.embedding import ModelFingerprint
+from evalkit.errors import ConfigError
+from evalkit.records import Query, QueryResult, ScoredDoc
+
+__all__ = [
+    "Retriever",
+    "SupportsCheck",
+    "TextEmbedder",
+    "check_retriever",
+    "describe_exception",
+    "elapsed_ms",
+    "failed_result",
+    "ranked_docs",
+    "redact",
+    "validate_k",
+]
+
+
+@runtime_checkable
+class Retriever(Protocol):
+    """Anything that turns queries into ranked documents.
+
+    ``retrieve`` is batched: it returns one ``QueryResult`` per query, in the order given,
+    with ``ScoredDoc`` ranks 1..n and scores where higher is better, and the latency of
+    each query in milliseconds. ``describe`` returns the kind and configuration needed to
+    reproduce a run (never a secret). ``index_fingerprint`` and ``model_fingerprint``
+    identify the index and embedding model behind the retriever, when it can tell.
+    """
+
+    def retrieve(self, queries: Sequence[Query], k: int) -> list[QueryResult]:
+        """Return the top ``k`` documents of every query, one result per query, in order."""
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """Kind and configuration of this retriever, for reproducibility; no secrets."""
+        ...
+
+    def index_fingerprint(self) -> str | None:
+        """Fingerprint of the indexed corpus, or None when the retriever cannot give one."""
+        ...
+
+    def model_fingerprint(self) -> ModelFingerprint | None:
+        """Fingerprint of the embedding model the index was built with, when known."""
+        ...
+
+
+class TextEmbedder(Protocol):
+    """What the Chroma adapters need of an embedding model (``evalkit.embedding.Embedder``)."""
+
+    @property
+    def name(self) -> str:
+        """The model's name."""
+        ...
+
+    @property
+    def dimension(self) -> int:
+        """Length of the vectors it makes."""
+        ...
+
+    @property
+    def fingerprint(self) -> ModelFingerprint:
+        """Identity of the model, compared with the one stored in an index."""
+        ...
+
+    def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        """Embed ``texts`` into an (n, dimension) array of unit vectors."""
+        ...
+
+
+@runtime_checkable
+class SupportsCheck(Protocol):
+    """A retriever that can verify, before a run, that it is reachable and configured."""
+
+    def check(self) -> None:
+        """Raise ``RetrieverError`` saying what to do when the retriever cannot work."""
+        ...
+
+
+def check_retriever(retriever: Retriever) -> None:
+    """Run the retriever's ``check()`` when it has one; raises ``RetrieverError``."""
+    if isinstance(retriever, SupportsCheck):
+        retriever.check()
+
+
+def validate_k(k: int) -> int:
+    """Return ``k`` when it is a positive number of documents; raise ``ConfigError`` if not."""
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ConfigError(f"k must be a positive integer (documents per query), got {k!r}")
+    return k
+
+
+def ranked_docs(doc_ids: Sequence[str], scores: Iterable[float]) -> tuple[ScoredDoc, ...]:
+    """Pair ids with scores in the order given and number them 1..n."""
+    return tuple(
+        ScoredDoc(doc_id=doc_id, score=float(score), rank=rank)
+        for rank, (doc_id, score) in enumerate(zip(doc_ids, scores, strict=True), start=1)
+    )
+
+
+def failed_result(query_id: str, message: str, latency_ms: float) -> QueryResult:
+    """A result recording that ``query_id`` failed with ``message``."""
+    return QueryResult(query_id=query_id, docs=(), latency_ms=latency_ms, error=message)
+
+
+def elapsed_ms(start: float) -> float:
+    """Milliseconds since ``start``, a ``time.perf_counter()`` reading."""
+    return (time.perf_counter() - start) * 1000.0
+
+
+def describe_exception(error: BaseException) -> str:
+    """``TypeName: message``, so a stored error says what kind of failure it was."""
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+_REDACTED = "***"
+# Short values (say "1" or "on") are too likely to occur by chance to be masked usefully.
+_MIN_SECRET_LENGTH = 4
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every occurrence of each secret replaced by ``***``."""
+    for secret in sorted(secrets, key=len, reverse=True):
+        if len(secret) >= _MIN_SECRET_LENGTH:
+            text = text.replace(secret, _REDACTED)
+    return text

@@ -1,0 +1,315 @@
+"""Any retriever behind an HTTP JSON endpoint.
+
+Each query is one request (see ``docs/retrievers.md``)::
+
+    POST <url>   {"query": "...", "query_id": "q1", "k": 10, "tenant": null}
+    200          {"results": [{"id": "doc7", "score": 0.83}, {"id": "doc2", "score": 0.79}]}
+
+``results`` is ranked best first. ``score`` may be left out of every result; the adapter
+then scores by rank (1/rank), so the order is kept. Requests run concurrently on a bounded
+thread pool. Connection errors, timeouts, 429 and 5xx answers are retried with exponential
+back-off and jitter (``Retry-After`` is honoured, capped); other 4xx answers are not. A query
+that still fails is recorded with its error (status code, timeout, malformed JSON).
+
+A token in ``EVALKIT_HTTP_RETRIEVER_TOKEN`` is sent as ``Authorization: Bearer``. Header
+values never appear in ``describe()`` or in error messages.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, Self
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+from evalkit.embedding import ModelFingerprint
+from evalkit.errors import ConfigError, RetrieverError
+from evalkit.records import Query, QueryResult, ScoredDoc
+from evalkit.retrievers.base import (
+    describe_exception,
+    elapsed_ms,
+    failed_result,
+    ranked_docs,
+    redact,
+    validate_k,
+)
+
+__all__ = ["HTTP_TOKEN_ENV", "HttpRetriever", "parse_results"]
+
+HTTP_TOKEN_ENV = "EVALKIT_HTTP_RETRIEVER_TOKEN"
+"""Environment variable holding a token sent as ``Authorization: Bearer``."""
+
+_EXPECTED_SHAPE = '{"results": [{"id": "<doc id>", "score": <number, optional>}, ...]}'
+_ERROR_BODY_CHARS = 200
+_CHECK_QUERY = Query(id="evalkit-check", text="evalkit connectivity check")
+_MISCONFIGURED_HINTS = {
+    401: f"the endpoint wants credentials: set {HTTP_TOKEN_ENV} or pass headers",
+    403: f"the endpoint refused the credentials: check {HTTP_TOKEN_ENV} or the headers",
+    404: "no endpoint at this URL: check the path",
+    405: "the URL does not accept POST: point it at the search endpoint",
+}
+
+
+class MalformedResponseError(ValueError):
+    """An endpoint's answer does not have the documented shape."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    result: QueryResult
+    status_code: int | None
+    attempts: int
+
+
+def parse_results(payload: Any, k: int) -> tuple[ScoredDoc, ...]:
+    """Turn a decoded response body into at most ``k`` ranked documents.
+
+    Raises ``MalformedResponseError`` saying what is wrong when the body does not have the
+    shape ``{"results": [{"id": ..., "score": ...}, ...]}``: ids must be strings (integers
+    are accepted and converted) and unique; scores, when given, must be finite numbers and
+    given for every result or for none.
+    """
+    if not isinstance(payload, dict) or not isinstance(payload.get("results"), list):
+        raise MalformedResponseError(f"expected a JSON object {_EXPECTED_SHAPE}")
+    items: list[Any] = payload["results"][:k]
+    doc_ids: list[str] = []
+    scores: list[float] = []
+    for position, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise MalformedResponseError(f"results[{position}] is not an object")
+        doc_id = item.get("id")
+        if isinstance(doc_id, bool) or not isinstance(doc_id, str | int):
+            raise MalformedResponseError(f"results[{position}].id must be a string")
+        doc_ids.append(str(doc_id))
+        if "score" in item:
+            score = item["score"]
+            if isinstance(score, bool) or not isinstance(score, int | float):
+                raise MalformedResponseError(f"results[{position}].score must be a number")
+            if not math.isfinite(score):
+                raise MalformedResponseError(f"results[{position}].score is not finite")
+            scores.append(float(score))
+    if scores and len(scores) != len(doc_ids):
+        raise MalformedResponseError(
+            "some results have a score and some do not; give every result a score, or none"
+        )
+    if len(set(doc_ids)) != len(doc_ids):
+        repeated = next(doc_id for doc_id in doc_ids if doc_ids.count(doc_id) > 1)
+        raise MalformedResponseError(f"document '{repeated}' is returned more than once")
+    if not scores:
+        scores = [1.0 / rank for rank in range(1, len(doc_ids) + 1)]
+    return ranked_docs(doc_ids, scores)
+
+
+def _retry_after_seconds(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return max(0.0, (moment - datetime.now(UTC)).total_seconds())
+
+
+def _public_url(url: str) -> str:
+    parts = urlsplit(url)
+    if not (parts.username or parts.password):
+        return url
+    netloc = parts.hostname or ""
+    if parts.port is not None:
+        netloc = f"{netloc}:{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+class HttpRetriever:
+    """A retriever behind an HTTP JSON endpoint (one POST per query, concurrent).
+
+    ``timeout`` is per request, in seconds; ``retries`` is how many times a failed request
+    is tried again; the n-th retry waits ``backoff * 2**n`` seconds plus up to as much
+    again of random jitter, or what ``Retry-After`` asks, never more than
+    ``max_retry_wait``. ``concurrency`` requests are in flight at once. An answered query's
+    latency is that of its successful attempt; a failed query's is the time until it was
+    given up, back-off included.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = 10.0,
+        retries: int = 3,
+        backoff: float = 0.2,
+        concurrency: int = 8,
+        headers: Mapping[str, str] | None = None,
+        max_retry_wait: float = 30.0,
+    ) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigError(f"HTTP retriever URL {url!r} must be an http:// or https:// URL")
+        if timeout <= 0 or retries < 0 or backoff < 0 or concurrency < 1 or max_retry_wait < 0:
+            raise ConfigError(
+                "HTTP retriever needs timeout > 0, retries >= 0, backoff >= 0, "
+                f"concurrency >= 1 and max_retry_wait >= 0; got timeout={timeout}, "
+                f"retries={retries}, backoff={backoff}, concurrency={concurrency}, "
+                f"max_retry_wait={max_retry_wait}"
+            )
+        self._url = url
+        self._timeout = timeout
+        self._retries = retries
+        self._backoff = backoff
+        self._concurrency = concurrency
+        self._max_retry_wait = max_retry_wait
+        self._headers = dict(headers or {})
+        token = os.environ.get(HTTP_TOKEN_ENV)
+        self._token_from_env = bool(token) and not any(
+            name.lower() == "authorization" for name in self._headers
+        )
+        if token and self._token_from_env:
+            self._headers["Authorization"] = f"Bearer {token}"
+        self._secrets = [value for value in self._headers.values() if value]
+        if token:
+            self._secrets.append(token)
+        self._client: httpx.Client | None = None
+        self._client_lock = threading.Lock()
+        self._random = random.Random()
+
+    def _http(self) -> httpx.Client:
+        with self._client_lock:
+            if self._client is None:
+                self._client = httpx.Client(
+                    timeout=self._timeout,
+                    headers=self._headers,
+                    limits=httpx.Limits(
+                        max_connections=self._concurrency,
+                        max_keepalive_connections=self._concurrency,
+                    ),
+                )
+            return self._client
+
+    def retrieve(self, queries: Sequence[Query], k: int) -> list[QueryResult]:
+        """Return the top ``k`` documents of every query, one result per query, in order."""
+        validate_k(k)
+        if not queries:
+            return []
+        workers = min(self._concurrency, len(queries))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="evalkit-http") as pool:
+            outcomes = pool.map(lambda query: self._ask(query, k), queries)
+            return [outcome.result for outcome in outcomes]
+
+    def _ask(self, query: Query, k: int) -> _Outcome:
+        payload = {"query": query.text, "query_id": query.id, "k": k, "tenant": query.tenant}
+        first_start = time.perf_counter()
+        attempt = 0
+        while True:
+            start = time.perf_counter()
+            status_code: int | None = None
+            retry_after: float | None = None
+            try:
+                response = self._http().post(self._url, json=payload)
+            except httpx.TimeoutException as error:
+                failure = f"timed out after {self._timeout:g} s ({type(error).__name__})"
+                retryable = True
+            except httpx.TransportError as error:
+                failure = f"request failed: {describe_exception(error)}"
+                retryable = True
+            else:
+                status_code = response.status_code
+                latency = elapsed_ms(start)
+                if response.is_success:
+                    try:
+                        docs = parse_results(response.json(), k)
+                    except ValueError as error:  # JSON decoding and shape errors
+                        failure = f"malformed response (HTTP {status_code}): {error}"
+                        retryable = False
+                    else:
+                        result = QueryResult(query_id=query.id, docs=docs, latency_ms=latency)
+                        return _Outcome(result, status_code, attempt + 1)
+                else:
+                    failure = self._status_failure(response)
+                    retryable = status_code == 429 or status_code >= 500
+                    retry_after = _retry_after_seconds(response)
+            if not retryable or attempt >= self._retries:
+                attempts = attempt + 1
+                message = f"{failure} (after {attempts} attempt{'s' if attempts > 1 else ''})"
+                result = failed_result(
+                    query.id, redact(message, self._secrets), elapsed_ms(first_start)
+                )
+                return _Outcome(result, status_code, attempts)
+            time.sleep(self._wait(attempt, retry_after))
+            attempt += 1
+
+    def _status_failure(self, response: httpx.Response) -> str:
+        body = " ".join(response.text.split())[:_ERROR_BODY_CHARS]
+        reason = response.reason_phrase or "error"
+        return f"HTTP {response.status_code} {reason}" + (f": {body}" if body else "")
+
+    def _wait(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(retry_after, self._max_retry_wait)
+        base = self._backoff * 2.0**attempt
+        return min(base + self._random.uniform(0.0, base), self._max_retry_wait)
+
+    def check(self) -> None:
+        """Send one probe query; raise ``RetrieverError`` saying what to fix if it fails."""
+        outcome = self._ask(_CHECK_QUERY, 1)
+        if outcome.result.ok:
+            return
+        hint = _MISCONFIGURED_HINTS.get(outcome.status_code or 0, "")
+        if outcome.status_code is None:
+            hint = "check the URL and that the service is running"
+        elif not hint and "malformed" in (outcome.result.error or ""):
+            hint = f"the endpoint must answer {_EXPECTED_SHAPE}"
+        raise RetrieverError(
+            f"HTTP retriever at {_public_url(self._url)} does not answer a probe query: "
+            f"{outcome.result.error}" + (f"; {hint}" if hint else "")
+        )
+
+    def describe(self) -> dict[str, Any]:
+        """Kind, URL and request settings; header names only, never their values."""
+        return {
+            "kind": "http",
+            "url": _public_url(self._url),
+            "timeout": self._timeout,
+            "retries": self._retries,
+            "backoff": self._backoff,
+            "concurrency": self._concurrency,
+            "headers": sorted(self._headers),
+            "token_from_env": self._token_from_env,
+        }
+
+    def index_fingerprint(self) -> str | None:
+        """None: a generic endpoint does not say what it has indexed."""
+        return None
+
+    def model_fingerprint(self) -> ModelFingerprint | None:
+        """None: a generic endpoint does not say which model it embeds with."""
+        return None
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        with self._client_lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -1,0 +1,329 @@
+"""The HTTP JSON endpoint adapter, against a real HTTP server on loopback."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+import pytest
+
+from evalkit.errors import ConfigError, RetrieverError
+from evalkit.records import Query, ScoredDoc
+from evalkit.retrievers import HttpRetriever, Retriever, check_retriever
+from evalkit.retrievers.http import (
+    HTTP_TOKEN_ENV,
+    MalformedResponseError,
+    _retry_after_seconds,
+    parse_results,
+)
+
+TOKEN = "s3cret-token-value"
+CONCURRENCY = 4
+
+
+class Endpoint:
+    """What the test server saw, and the behaviour it plays per query id."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.hits: Counter[str] = Counter()
+        self.bodies: list[dict[str, Any]] = []
+        self.authorizations: set[str | None] = set()
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.barrier = threading.Barrier(CONCURRENCY, timeout=10)
+
+    def answer(self, body: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
+        query_id = str(body["query_id"])
+        with self.lock:
+            self.hits[query_id] += 1
+            attempt = self.hits[query_id]
+        ranked = {"results": [{"id": f"{query_id}-d{n}", "score": 1.0 - n / 10} for n in range(5)]}
+        if query_id == "flaky" and attempt == 1:
+            return 500, {}, b"temporarily broken"
+        if query_id == "limited" and attempt == 1:
+            return 429, {"Retry-After": "0"}, b"slow down"
+        if query_id == "down":
+            return 503, {}, f"echo {body.get('auth')}".encode()
+        if query_id == "slow":
+            time.sleep(2.5)
+        if query_id == "garbage":
+            return 200, {}, b"<html>not json</html>"
+        if query_id == "bad-shape":
+            return 200, {}, json.dumps({"hits": []}).encode()
+        if query_id == "rejected":
+            return 400, {}, b"query too long"
+        if query_id == "unscored":
+            return 200, {}, json.dumps({"results": [{"id": "a"}, {"id": "b"}, {"id": 7}]}).encode()
+        if query_id == "tenant":
+            return 200, {}, json.dumps({"results": [{"id": str(body["tenant"])}]}).encode()
+        if query_id.startswith("parallel"):
+            self.barrier.wait()
+        return 200, {}, json.dumps(ranked).encode()
+
+
+def make_handler(endpoint: Endpoint) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            with endpoint.lock:
+                endpoint.in_flight += 1
+                endpoint.max_in_flight = max(endpoint.max_in_flight, endpoint.in_flight)
+            try:
+                if self.path != "/search":
+                    self.reply(404, {}, b"no such endpoint")
+                    return
+                length = int(self.headers["Content-Length"])
+                body = json.loads(self.rfile.read(length))
+                authorization = self.headers.get("Authorization")
+                with endpoint.lock:
+                    endpoint.bodies.append(body)
+                    endpoint.authorizations.add(authorization)
+                body["auth"] = authorization
+                self.reply(*endpoint.answer(body))
+            finally:
+                with endpoint.lock:
+                    endpoint.in_flight -= 1
+
+        def reply(self, status: int, headers: dict[str, str], payload: bytes) -> None:
+            try:
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up waiting (the timeout test)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    return Handler
+
+
+@pytest.fixture
+def endpoint() -> Iterator[tuple[str, Endpoint]]:
+    state = Endpoint()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(state))
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    host, port = server.server_address[:2]
+    yield f"http://{host!s}:{port}", state
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)
+
+
+def make_retriever(url: str, **options: Any) -> HttpRetriever:
+    settings: dict[str, Any] = {
+        "timeout": 1.0,
+        "retries": 2,
+        "backoff": 0.01,
+        "concurrency": CONCURRENCY,
+    }
+    settings.update(options)
+    return HttpRetriever(f"{url}/search", **settings)
+
+
+def test_failures_are_recorded_per_query_and_the_rest_succeed(
+    endpoint: tuple[str, Endpoint], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, state = endpoint
+    monkeypatch.setenv(HTTP_TOKEN_ENV, TOKEN)
+    ids = ["ok1", "flaky", "down", "slow", "garbage", "limited", "rejected", "ok2", "bad-shape"]
+    queries = [Query(id=query_id, text=f"text of {query_id}") for query_id in ids]
+
+    with make_retriever(url) as retriever:
+        results = retriever.retrieve(queries, 3)
+        description = retriever.describe()
+
+    by_id = {result.query_id: result for result in results}
+    assert [result.query_id for result in results] == ids
+    for query_id in ("ok1", "ok2", "flaky", "limited"):
+        result = by_id[query_id]
+        assert result.ok, result.error
+        assert result.docs == (
+            ScoredDoc(f"{query_id}-d0", 1.0, 1),
+            ScoredDoc(f"{query_id}-d1", 0.9, 2),
+            ScoredDoc(f"{query_id}-d2", 0.8, 3),
+        )
+        assert result.latency_ms > 0
+    for query_id in ("down", "slow", "garbage", "rejected", "bad-shape"):
+        assert by_id[query_id].docs == ()
+        assert by_id[query_id].error
+
+    assert by_id["down"].error is not None
+    assert by_id["down"].error.startswith("HTTP 503 Service Unavailable")
+    assert "after 3 attempts" in by_id["down"].error
+    assert TOKEN not in by_id["down"].error
+    assert "echo ***" in by_id["down"].error
+    assert "timed out after 1 s" in (by_id["slow"].error or "")
+    assert "malformed response (HTTP 200)" in (by_id["garbage"].error or "")
+    assert '{"results": [' in (by_id["bad-shape"].error or "")
+    assert (by_id["rejected"].error or "").startswith("HTTP 400 Bad Request: query too long")
+
+    # retried: 5xx, 429, timeouts; not retried: other 4xx and malformed answers
+    assert state.hits == Counter(
+        ok1=1, ok2=1, flaky=2, limited=2, down=3, slow=3, garbage=1, rejected=1, **{"bad-shape": 1}
+    )
+    assert state.authorizations == {f"Bearer {TOKEN}"}
+    assert TOKEN not in json.dumps(description)
+    assert description["headers"] == ["Authorization"]
+    assert description["token_from_env"] is True
+    assert description["kind"] == "http"
+
+
+def test_request_shape_tenant_and_k(endpoint: tuple[str, Endpoint]) -> None:
+    url, state = endpoint
+    queries = [Query(id="tenant", text="who?", tenant="acme"), Query(id="ok", text="five")]
+    with make_retriever(url, retries=0) as retriever:
+        tenant, five = retriever.retrieve(queries, 2)
+
+    assert tenant.docs == (ScoredDoc("acme", 1.0, 1),)
+    assert len(five.docs) == 2
+    assert sorted(state.bodies, key=lambda body: body["query_id"]) == [
+        {"query": "five", "query_id": "ok", "k": 2, "tenant": None, "auth": None},
+        {"query": "who?", "query_id": "tenant", "k": 2, "tenant": "acme", "auth": None},
+    ]
+
+
+def test_missing_scores_follow_the_order(endpoint: tuple[str, Endpoint]) -> None:
+    url, _ = endpoint
+    with make_retriever(url) as retriever:
+        [result] = retriever.retrieve([Query(id="unscored", text="x")], 10)
+    assert result.docs == (
+        ScoredDoc("a", 1.0, 1),
+        ScoredDoc("b", 0.5, 2),
+        ScoredDoc("7", 1 / 3, 3),
+    )
+
+
+def test_requests_run_concurrently_within_the_bound(endpoint: tuple[str, Endpoint]) -> None:
+    url, state = endpoint
+    queries = [Query(id=f"parallel{n}", text="x") for n in range(3 * CONCURRENCY)]
+    with make_retriever(url, timeout=15.0) as retriever:
+        results = retriever.retrieve(queries, 1)
+    # the server holds every request until CONCURRENCY of them wait together
+    assert all(result.ok for result in results), [result.error for result in results]
+    assert state.max_in_flight == CONCURRENCY
+
+
+def test_check_explains_what_is_wrong(endpoint: tuple[str, Endpoint]) -> None:
+    url, _ = endpoint
+    with make_retriever(url) as good:
+        assert isinstance(good, Retriever)
+        check_retriever(good)
+        assert good.index_fingerprint() is None
+        assert good.model_fingerprint() is None
+
+    wrong_path = HttpRetriever(f"{url}/nowhere", retries=0)
+    with pytest.raises(RetrieverError, match=r"HTTP 404.*check the path"):
+        wrong_path.check()
+    wrong_path.close()
+
+    unreachable = HttpRetriever(closed_port_url(), retries=1, backoff=0.01, timeout=1.0)
+    with pytest.raises(RetrieverError, match="the service is running"):
+        unreachable.check()
+    [result] = unreachable.retrieve([Query(id="q", text="x")], 5)
+    assert result.error is not None
+    assert result.error.startswith("request failed: ConnectError")
+    assert "after 2 attempts" in result.error
+    unreachable.close()
+
+
+def closed_port_url() -> str:
+    """A loopback URL on which nothing listens."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}/search"
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"timeout": 0}, {"retries": -1}, {"concurrency": 0}, {"backoff": -0.1}],
+)
+def test_invalid_settings_are_refused(options: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError):
+        HttpRetriever("http://127.0.0.1:1/search", **options)
+
+
+def test_url_must_be_http() -> None:
+    with pytest.raises(ConfigError, match="http"):
+        HttpRetriever("localhost:8080/search")
+
+
+def test_describe_hides_credentials_in_the_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(HTTP_TOKEN_ENV, raising=False)
+    retriever = HttpRetriever(
+        "https://user:pa55word@search.example.com:8443/v1/search",
+        headers={"X-Api-Key": "key-123456"},
+    )
+    description = json.dumps(retriever.describe())
+    assert "pa55word" not in description
+    assert "key-123456" not in description
+    assert retriever.describe()["url"] == "https://search.example.com:8443/v1/search"
+    assert retriever.describe()["headers"] == ["X-Api-Key"]
+    assert retriever.describe()["token_from_env"] is False
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ([], "expected a JSON object"),
+        ({"results": {}}, "expected a JSON object"),
+        ({"results": ["a"]}, r"results\[0\] is not an object"),
+        ({"results": [{"id": None}]}, r"results\[0\]\.id must be a string"),
+        ({"results": [{"id": True}]}, r"results\[0\]\.id must be a string"),
+        ({"results": [{"id": "a", "score": "high"}]}, "must be a number"),
+        ({"results": [{"id": "a", "score": float("nan")}]}, "not finite"),
+        ({"results": [{"id": "a", "score": 1}, {"id": "b"}]}, "some results have a score"),
+        ({"results": [{"id": "a"}, {"id": "a"}]}, "'a' is returned more than once"),
+    ],
+)
+def test_parse_results_rejects_malformed_payloads(payload: Any, message: str) -> None:
+    with pytest.raises(MalformedResponseError, match=message):
+        parse_results(payload, 10)
+
+
+def test_parse_results_keeps_order_and_cuts_at_k() -> None:
+    payload = {
+        "results": [{"id": "x", "score": 3}, {"id": "y", "score": 5}, {"id": "z", "score": 1}]
+    }
+    assert parse_results(payload, 2) == (ScoredDoc("x", 3.0, 1), ScoredDoc("y", 5.0, 2))
+    assert parse_results({"results": []}, 5) == ()
+
+
+def test_retry_after_accepts_seconds_and_dates() -> None:
+    def response(value: str) -> httpx.Response:
+        return httpx.Response(429, headers={"Retry-After": value})
+
+    assert _retry_after_seconds(response("2.5")) == 2.5
+    assert _retry_after_seconds(response("-3")) == 0.0
+    later = datetime.now(UTC) + timedelta(seconds=120)
+    assert _retry_after_seconds(response(format_datetime(later, usegmt=True))) == pytest.approx(
+        120, abs=5
+    )
+    assert _retry_after_seconds(response("soon")) is None
+    assert _retry_after_seconds(httpx.Response(503)) is None
+
+
+def test_waits_grow_and_respect_the_cap() -> None:
+    retriever = HttpRetriever("http://127.0.0.1:1/x", backoff=0.5, max_retry_wait=3.0)
+    for attempt, base in enumerate([0.5, 1.0, 2.0]):
+        wait = retriever._wait(attempt, None)
+        assert base <= wait <= min(2 * base, 3.0)
+    assert retriever._wait(5, None) == 3.0
+    assert retriever._wait(0, 100.0) == 3.0
+    assert retriever._wait(0, 0.25) == 0.25
