@@ -65,6 +65,7 @@ __all__ = [
     "ChromaRetriever",
     "IndexReport",
     "ProgressCallback",
+    "close_client",
     "collection_space",
     "get_collection",
     "index_corpus",
@@ -223,7 +224,8 @@ def open_chroma_client(
         ) from error
 
 
-def _close_client(client: ClientAPI) -> None:
+def close_client(client: ClientAPI) -> None:
+    """Release a Chroma client's resources (files of an embedded store, HTTP pools)."""
     # ``close`` exists on the concrete clients but not on the ClientAPI interface.
     close = getattr(client, "close", None)
     if callable(close):
@@ -424,7 +426,7 @@ class ChromaRetriever:
                 location=location,
             )
         except BaseException:
-            _close_client(client)
+            close_client(client)
             raise
         retriever._owned_client = client
         return retriever
@@ -574,7 +576,7 @@ class ChromaRetriever:
     def close(self) -> None:
         """Release the Chroma client this retriever opened (``embedded`` / ``server``)."""
         if self._owned_client is not None:
-            _close_client(self._owned_client)
+            close_client(self._owned_client)
             self._owned_client = None
 
     def __enter__(self) -> Self:

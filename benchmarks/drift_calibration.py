@@ -1,0 +1,282 @@
+"""False-alarm rate, power and speed of every drift method on real query embeddings.
+
+Embeds the BEIR SciFact queries (1,109) and the Vaswani (NPL) topics (93) with evalkit's
+default model, then for each registered method measures, over seeded trials:
+
+* false alarms: reference and current windows of ``--n`` SciFact queries drawn from two
+  disjoint random halves (no drift exists, so every detection is a false alarm);
+* power on a domain change: SciFact vs Vaswani. Vaswani has only 93 topics, so
+  ``vaswani_resampled`` draws ``--n`` of them with replacement and ``vaswani_all`` uses the
+  93 once each against ``--n`` SciFact queries;
+* power on partial drift: ``mix_5`` / ``mix_10`` replace 5 % / 10 % of the current window
+  with Vaswani topics; ``topic_skew`` oversamples one k-means cluster of SciFact (5x
+  weight), a shift of emphasis within the same domain;
+* false alarms on large windows: ``corpus_no_drift`` draws ``--corpus-n`` SciFact
+  *documents* per window from two disjoint halves of the 5,183-document corpus (this is
+  where ``mmd`` switches to random Fourier features and cyclic-shift permutations).
+
+A method may carry settings: ``classifier:null=permutation,n_permutations=50``.
+
+Needs ../shared/data. Embeddings are cached under ``--cache-dir`` (default
+reports/drift_cache, which git ignores). BLAS runs single-threaded so the per-test times do
+not depend on what else the machine runs.
+
+    .venv/bin/python benchmarks/drift_calibration.py --trials 200 --n 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import re
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from evalkit.drift import available_methods, make_detector  # noqa: E402
+
+SHARED = REPO.parent / "shared" / "data"
+SCIFACT_QUERIES = SHARED / "beir_scifact" / "queries.jsonl"
+SCIFACT_CORPUS = SHARED / "beir_scifact" / "corpus.jsonl"
+VASWANI_TOPICS = SHARED / "vaswani_npl" / "tests" / "fixtures" / "vaswani_npl" / "query-text.trec"
+
+Pair = tuple[np.ndarray, np.ndarray]
+
+
+def scifact_texts() -> list[str]:
+    """The 1,109 SciFact query texts."""
+    with SCIFACT_QUERIES.open(encoding="utf-8") as handle:
+        return [json.loads(line)["text"] for line in handle if line.strip()]
+
+
+def scifact_documents() -> list[str]:
+    """The 5,183 SciFact abstracts as evalkit embeds documents: title, newline, text."""
+    with SCIFACT_CORPUS.open(encoding="utf-8") as handle:
+        rows = [json.loads(line) for line in handle if line.strip()]
+    return [f"{row['title']}\n{row['text']}" if row["title"] else row["text"] for row in rows]
+
+
+def vaswani_texts() -> list[str]:
+    """The 93 Vaswani topic titles (TREC <top> blocks)."""
+    text = VASWANI_TOPICS.read_text(encoding="utf-8", errors="replace")
+    titles = re.findall(r"<title>(.*?)</title>", text, flags=re.DOTALL)
+    return [" ".join(title.split()) for title in titles]
+
+
+def cached_embeddings(texts: list[str], cache_dir: Path, name: str) -> np.ndarray:
+    """Embed ``texts`` with the default model, reusing a cache keyed by the texts' hash."""
+    digest = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]
+    path = cache_dir / f"{name}_{digest}.npy"
+    if path.exists():
+        return np.load(path)
+    from evalkit.embedding import load_embedder
+
+    vectors = load_embedder().embed(texts)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    np.save(path, vectors)
+    return vectors
+
+
+def clusters(vectors: np.ndarray, n_clusters: int = 8) -> np.ndarray:
+    """Seeded k-means labels of the SciFact queries (topic groups for ``topic_skew``)."""
+    from sklearn.cluster import KMeans
+
+    return KMeans(n_clusters=n_clusters, n_init=4, random_state=0).fit_predict(vectors)
+
+
+def scenarios(
+    scifact: np.ndarray,
+    vaswani: np.ndarray,
+    n: int,
+    corpus: np.ndarray | None = None,
+    corpus_n: int = 2000,
+) -> dict[str, Callable[[np.random.Generator], Pair]]:
+    """Window pair generators; each takes the trial's generator."""
+    topic = clusters(scifact)
+
+    def halves(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        order = rng.permutation(scifact.shape[0])
+        half = scifact.shape[0] // 2
+        return order[:half], order[half:]
+
+    def no_drift(rng: np.random.Generator) -> Pair:
+        first, second = halves(rng)
+        return scifact[rng.choice(first, n, replace=False)], scifact[
+            rng.choice(second, n, replace=False)
+        ]
+
+    def vaswani_resampled(rng: np.random.Generator) -> Pair:
+        return scifact[rng.choice(scifact.shape[0], n, replace=False)], vaswani[
+            rng.choice(vaswani.shape[0], n, replace=True)
+        ]
+
+    def vaswani_all(rng: np.random.Generator) -> Pair:
+        return scifact[rng.choice(scifact.shape[0], n, replace=False)], vaswani[
+            rng.permutation(vaswani.shape[0])
+        ]
+
+    def mix(share: float) -> Callable[[np.random.Generator], Pair]:
+        def draw(rng: np.random.Generator) -> Pair:
+            first, second = halves(rng)
+            foreign = round(share * n)
+            current = np.vstack(
+                [
+                    scifact[rng.choice(second, n - foreign, replace=False)],
+                    vaswani[rng.choice(vaswani.shape[0], foreign, replace=False)],
+                ]
+            )
+            return scifact[rng.choice(first, n, replace=False)], current
+
+        return draw
+
+    def topic_skew(rng: np.random.Generator) -> Pair:
+        first, second = halves(rng)
+        favoured = rng.integers(topic.max() + 1)
+        weights = np.where(topic[second] == favoured, 5.0, 1.0)
+        chosen = rng.choice(second, n, replace=False, p=weights / weights.sum())
+        return scifact[rng.choice(first, n, replace=False)], scifact[chosen]
+
+    def corpus_no_drift(rng: np.random.Generator) -> Pair:
+        assert corpus is not None
+        order = rng.permutation(corpus.shape[0])
+        half = corpus.shape[0] // 2
+        first, second = order[:half], order[half:]
+        return corpus[rng.choice(first, corpus_n, replace=False)], corpus[
+            rng.choice(second, corpus_n, replace=False)
+        ]
+
+    generators: dict[str, Callable[[np.random.Generator], Pair]] = {
+        "no_drift": no_drift,
+        "vaswani_resampled": vaswani_resampled,
+        "vaswani_all": vaswani_all,
+        "mix_10": mix(0.10),
+        "mix_5": mix(0.05),
+        "topic_skew": topic_skew,
+    }
+    if corpus is not None:
+        generators["corpus_no_drift"] = corpus_no_drift
+    return generators
+
+
+def parse_method(text: str) -> tuple[str, dict[str, Any]]:
+    """``name`` or ``name:key=value,key=value`` (values parsed as JSON when they can be)."""
+    name, _, options = text.partition(":")
+    settings: dict[str, Any] = {}
+    for option in filter(None, options.split(",")):
+        key, _, value = option.partition("=")
+        try:
+            settings[key] = json.loads(value)
+        except json.JSONDecodeError:
+            settings[key] = value
+    return name, settings
+
+
+def measure(
+    method: str,
+    settings: dict[str, Any],
+    draw: Callable[[np.random.Generator], Pair],
+    trials: int,
+    base_seed: int,
+) -> tuple[float, float]:
+    """(detection rate, mean seconds per test) over ``trials`` seeded window pairs."""
+    detections = 0
+    elapsed = 0.0
+    for trial in range(trials):
+        rng = np.random.default_rng([base_seed, trial])
+        reference, current = draw(rng)
+        detector = make_detector(method, seed=trial, **settings)
+        start = time.perf_counter()
+        result = detector.fit(reference).test(current)
+        elapsed += time.perf_counter() - start
+        detections += result.is_drift
+    return detections / trials, elapsed / trials
+
+
+def main() -> None:
+    """Run every scenario for every method and print a Markdown table (and JSON)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=200)
+    parser.add_argument("--power-trials", type=int, default=100)
+    parser.add_argument("--n", type=int, default=200)
+    parser.add_argument("--corpus-n", type=int, default=2000)
+    parser.add_argument("--corpus-trials", type=int, default=100)
+    parser.add_argument("--methods", nargs="*", default=list(available_methods()))
+    parser.add_argument("--scenarios", nargs="*", default=None)
+    parser.add_argument("--alpha", type=float, default=0.05)
+    parser.add_argument("--cache-dir", type=Path, default=REPO / "reports" / "drift_cache")
+    parser.add_argument("--json", type=Path, default=None, help="also write results here")
+    arguments = parser.parse_args()
+    if not SHARED.is_dir():
+        sys.exit(f"{SHARED} is not present: this benchmark needs the shared reference data")
+
+    scifact = cached_embeddings(scifact_texts(), arguments.cache_dir, "scifact_queries")
+    vaswani = cached_embeddings(vaswani_texts(), arguments.cache_dir, "vaswani_topics")
+    chosen_names = arguments.scenarios or []
+    corpus = None
+    if not chosen_names or "corpus_no_drift" in chosen_names:
+        corpus = cached_embeddings(scifact_documents(), arguments.cache_dir, "scifact_corpus")
+    print(f"SciFact queries {scifact.shape}, Vaswani topics {vaswani.shape}, n={arguments.n}")
+    pairs = scenarios(scifact, vaswani, arguments.n, corpus, arguments.corpus_n)
+    chosen = chosen_names or list(pairs)
+    rows: list[dict[str, Any]] = []
+    with threadpool_limits(1):
+        for label in arguments.methods:
+            method, settings = parse_method(label)
+            row: dict[str, Any] = {"method": label}
+            total_seconds = 0.0
+            total_trials = 0
+            for index, scenario in enumerate(chosen):
+                trials = {
+                    "no_drift": arguments.trials,
+                    "corpus_no_drift": arguments.corpus_trials,
+                }.get(scenario, arguments.power_trials)
+                rate, seconds = measure(
+                    method, {"alpha": arguments.alpha, **settings}, pairs[scenario], trials, index
+                )
+                row[scenario] = rate
+                row[f"{scenario}_trials"] = trials
+                if scenario != "corpus_no_drift":
+                    total_seconds += seconds * trials
+                    total_trials += trials
+                row[f"{scenario}_ms"] = 1000 * seconds
+                print(
+                    f"  {label:12s} {scenario:18s} rate {rate:.3f} ({trials} trials, "
+                    f"{1000 * seconds:.1f} ms/test)",
+                    flush=True,
+                )
+            row["ms_per_test"] = 1000 * total_seconds / max(total_trials, 1)
+            rows.append(row)
+
+    header = ["method", *chosen, f"ms/test (n={arguments.n})"]
+    if "corpus_no_drift" in chosen:
+        header.append(f"ms/test (n={arguments.corpus_n})")
+    print()
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for row in rows:
+        cells = [row["method"]]
+        for scenario in chosen:
+            rate = row[scenario]
+            trials = row[f"{scenario}_trials"]
+            sd = math.sqrt(max(rate * (1 - rate), 1e-12) / trials)
+            cells.append(f"{rate:.3f} ± {sd:.3f}")
+        cells.append(f"{row['ms_per_test']:.1f}")
+        if "corpus_no_drift" in chosen:
+            cells.append(f"{row['corpus_no_drift_ms']:.1f}")
+        print("| " + " | ".join(cells) + " |")
+    if arguments.json:
+        arguments.json.write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""evalkit's command line: a thin edge over the library.
+
+The library raises EvalkitError subclasses; only this module turns them into exit codes:
+0 success, 2 bad input or usage, 3 retriever or store failure (commands may define more,
+such as the gate's 1 regression and 4 inconclusive).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from evalkit.cli import drift, gate, goldset, index, run, runs, score  # noqa: F401  (registers)
+from evalkit.cli._output import err_console
+from evalkit.cli.app import app
+from evalkit.errors import EvalkitError
+
+__all__ = ["app", "main"]
+
+USAGE_ERROR = 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI and exit with its code."""
+    code = invoke(argv)
+    sys.exit(code)
+
+
+def invoke(argv: list[str] | None = None) -> int:
+    """Run the CLI and return its exit code instead of exiting."""
+    try:
+        result = app(args=argv, standalone_mode=False, prog_name="evalkit")
+    except click.exceptions.Abort:
+        err_console.print("aborted")
+        return 130
+    except click.ClickException as error:
+        error.show()
+        return USAGE_ERROR
+    except EvalkitError as error:
+        err_console.print(f"error: {error}", style="bold red", markup=False, highlight=False)
+        return error.exit_code
+    return result if isinstance(result, int) else 0

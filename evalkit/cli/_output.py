@@ -1,0 +1,136 @@
+"""Shared output helpers for the CLI: table or JSON, progress bars, settings."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from enum import StrEnum
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from evalkit.config import Settings, load_settings
+
+__all__ = [
+    "OutputFormat",
+    "console",
+    "emit_json",
+    "err_console",
+    "format_value",
+    "progress_bar",
+    "settings",
+    "table",
+]
+
+console = Console()
+err_console = Console(stderr=True)
+
+_global_overrides: dict[str, Any] = {}
+
+
+class OutputFormat(StrEnum):
+    """How a command prints its result."""
+
+    table = "table"
+    json = "json"
+
+
+def set_global_overrides(**overrides: Any) -> None:
+    """Remember options given before the command name (``evalkit --home DIR run ...``)."""
+    _global_overrides.update({key: value for key, value in overrides.items() if value})
+
+
+def settings(**overrides: Any) -> Settings:
+    """The settings for this command: global options, then the command's own overrides."""
+    return load_settings(**{**_global_overrides, **overrides})
+
+
+def _json_default(value: object) -> object:
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
+
+
+def _finite(value: object) -> object:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
+
+
+def emit_json(data: Any) -> None:
+    """Print ``data`` as JSON on stdout (NaN and infinities become null)."""
+    sys.stdout.write(json.dumps(_finite(data), indent=2, default=_json_default) + "\n")
+
+
+def format_value(value: object) -> str:
+    """A cell for people: floats to 4 decimals, None as a dash."""
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.4f}"
+    return str(value)
+
+
+def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> Table:
+    """A rich table with numeric-looking columns right-aligned."""
+    result = Table(title=title, title_justify="left")
+    for index, column in enumerate(columns):
+        numeric = bool(rows) and all(
+            isinstance(row[index], int | float) or row[index] is None for row in rows
+        )
+        result.add_column(column, justify="right" if numeric else "left")
+    for row in rows:
+        result.add_row(*(format_value(cell) for cell in row))
+    return result
+
+
+def key_values(title: str, items: Mapping[str, object]) -> Table:
+    """A two-column table of labelled facts."""
+    return table(title, ["", ""], [[key, value] for key, value in items.items()])
+
+
+@contextmanager
+def progress_bar(
+    description: str, *, enabled: bool
+) -> Iterator[Callable[[int, int | None], None] | None]:
+    """A progress callback drawing a bar on stderr, or None when output must stay quiet.
+
+    Bars show only on a terminal and never with ``--format json``.
+    """
+    if not enabled or not err_console.is_terminal:
+        yield None
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task(description, total=None)
+
+        def update(done: int, total: int | None) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update

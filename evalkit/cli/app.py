@@ -1,0 +1,49 @@
+"""The typer application and its command groups (commands register themselves on these)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from evalkit.cli._output import set_global_overrides
+
+__all__ = ["app", "goldset_app", "runs_app"]
+
+CONTEXT = {"help_option_names": ["-h", "--help"]}
+
+app = typer.Typer(
+    name="evalkit",
+    help="Watch the retrieval layer of a RAG system: replay golden sets against the live "
+    "retriever, score them exactly as trec_eval does, and keep every figure in DuckDB.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings=CONTEXT,
+    rich_markup_mode=None,
+)
+goldset_app = typer.Typer(
+    help="Import, validate and list versioned golden sets.",
+    no_args_is_help=True,
+    context_settings=CONTEXT,
+)
+runs_app = typer.Typer(
+    help="List and inspect stored runs.", no_args_is_help=True, context_settings=CONTEXT
+)
+app.add_typer(goldset_app, name="goldset")
+app.add_typer(runs_app, name="runs")
+
+
+@app.callback()
+def root(
+    home: Annotated[
+        Path | None,
+        typer.Option(
+            "--home",
+            help="Directory of the store and embedded Chroma (default: $EVALKIT_HOME or "
+            "./.evalkit).",
+        ),
+    ] = None,
+) -> None:
+    """evalkit: retrieval evaluation and monitoring."""
+    set_global_overrides(home=home)

@@ -1,0 +1,387 @@
+"""``evalkit compare`` and ``evalkit gate``: paired statistics between two runs."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from evalkit.cli._output import OutputFormat, console, emit_json, err_console, settings, table
+from evalkit.cli._retriever import (
+    AllowMismatch,
+    ChromaUrl,
+    Collection,
+    HttpUrl,
+    WhereKey,
+    build_retriever,
+)
+from evalkit.cli.app import app
+from evalkit.errors import ConfigError, RetrieverError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from evalkit.pipeline import ScoredRun
+    from evalkit.stats import Comparison, QueryDrop
+    from evalkit.store import Store
+
+EXIT_CODES = {"pass": 0, "regression": 1, "inconclusive": 4}
+
+Measures = Annotated[
+    list[str] | None,
+    typer.Option("-m", "--measure", help="Measure to compare, repeatable (default: ndcg@10)."),
+]
+GoldsetOption = Annotated[
+    str | None,
+    typer.Option(help="Stored goldset whose judgments score run files (and a live candidate)."),
+]
+QrelsOption = Annotated[Path | None, typer.Option(help="TREC qrels to score both runs with.")]
+Alpha = Annotated[float, typer.Option(help="Family-wise error rate across the measures.")]
+MinEffect = Annotated[
+    float,
+    typer.Option(help="Smallest drop that matters (in the measure's units, e.g. 0.01)."),
+]
+Resamples = Annotated[int, typer.Option(help="Bootstrap resamples and sign-flip permutations.")]
+Seed = Annotated[int, typer.Option(help="Seed of the resampling (recorded in the output).")]
+Worst = Annotated[int, typer.Option(help="Worst-regressed queries to list per measure.")]
+Format = Annotated[OutputFormat, typer.Option("--format", help="table or json")]
+
+
+def _judgments(store: Store | None, goldset: str | None, qrels: Path | None) -> pd.DataFrame | None:
+    if qrels is not None and goldset is not None:
+        raise ConfigError("give --qrels or --goldset, not both")
+    if qrels is not None:
+        from evalkit.metrics import read_qrels
+
+        return read_qrels(qrels)
+    if goldset is not None:
+        if store is None:
+            raise ConfigError(f"no store to read goldset {goldset!r} from")
+        return store.judgments_frame(store.load_goldset(goldset).version)
+    return None
+
+
+def _load(
+    store: Store | None,
+    reference: str,
+    measures: list[str],
+    judgments: pd.DataFrame | None,
+) -> ScoredRun:
+    from evalkit.pipeline import score_run_file, score_stored_run
+
+    path = Path(reference)
+    if path.is_file():
+        if judgments is None:
+            raise ConfigError(f"{reference} is a run file: give --qrels or --goldset to score it")
+        return score_run_file(path, judgments, measures)
+    if store is None:
+        raise ConfigError(
+            f"{reference!r} is neither a run file nor a stored run (there is no store yet)"
+        )
+    return score_stored_run(store, reference, measures, judgments=judgments)
+
+
+def _compare(
+    baseline: ScoredRun,
+    candidate: ScoredRun,
+    measures: list[str],
+    *,
+    alpha: float,
+    min_effect: float,
+    resamples: int,
+    seed: int,
+    worst: int,
+) -> tuple[Comparison, dict[str, Any], list[QueryDrop]]:
+    from evalkit.pipeline import lost_relevant_documents
+    from evalkit.stats import compare_runs, worst_queries
+
+    comparison = compare_runs(
+        baseline.per_query,
+        candidate.per_query,
+        measures=measures,
+        alpha=alpha,
+        min_effect=min_effect,
+        resamples=resamples,
+        seed=seed,
+    )
+    data = comparison.to_dict()
+    data["baseline"] = baseline.reference
+    data["candidate"] = candidate.reference
+    worst_by_measure: dict[str, list[dict[str, Any]]] = {}
+    worst_rows: list[QueryDrop] = []
+    changes_by_query: dict[str, dict[str, dict[str, list[str]]]] = {}
+    for measure in measures:
+        rows = [row for row in worst_queries(comparison, measure, n=worst) if row.delta < 0]
+        worst_rows.extend(rows)
+        cutoff = _cutoff(measure)
+        changes = lost_relevant_documents(
+            baseline, candidate, [row.query_id for row in rows], depth=cutoff
+        )
+        changes_by_query[measure] = changes
+        worst_by_measure[measure] = [
+            {
+                "query_id": row.query_id,
+                "baseline": row.baseline,
+                "candidate": row.candidate,
+                "delta": row.delta,
+                "lost": changes[row.query_id]["lost"],
+                "gained": changes[row.query_id]["gained"],
+            }
+            for row in rows
+        ]
+    data["worst_queries"] = worst_by_measure
+    drops = [
+        replace(row, lost_docs=tuple(changes_by_query[row.measure][row.query_id]["lost"]))
+        for row in worst_rows
+    ]
+    return comparison, data, drops
+
+
+def _cutoff(measure: str) -> int:
+    from evalkit.metrics import parse_measure
+
+    parsed = parse_measure(measure)
+    return parsed.cutoff or 1000
+
+
+def _print(data: dict[str, Any]) -> None:
+    rows = [
+        [
+            measure,
+            m["baseline_mean"],
+            m["candidate_mean"],
+            m["delta"],
+            f"[{m['ci_low']:+.4f}, {m['ci_high']:+.4f}]",
+            m["p_permutation"],
+            m["p_wilcoxon"],
+            m["p_adjusted"],
+            m["n"],
+            m["decision"],
+        ]
+        for measure, m in data["metrics"].items()
+    ]
+    columns = [
+        "measure",
+        "baseline",
+        "candidate",
+        "delta",
+        f"{round(data['confidence'] * 100)}% CI",
+        "p perm",
+        "p wilcoxon",
+        "p adj (Holm)",
+        "n",
+        "decision",
+    ]
+    console.print(table(f"{data['baseline']} -> {data['candidate']}", columns, rows))
+    for measure, queries in data["worst_queries"].items():
+        if not queries:
+            continue
+        worst_rows = [
+            [q["query_id"], q["baseline"], q["candidate"], q["delta"], ", ".join(q["lost"]) or "-"]
+            for q in queries
+        ]
+        console.print(
+            table(
+                f"worst-regressed queries on {measure}",
+                ["query", "baseline", "candidate", "delta", "relevant docs lost"],
+                worst_rows,
+            )
+        )
+    dropped = len(data.get("only_in_baseline", [])) + len(data.get("only_in_candidate", []))
+    if dropped:
+        err_console.print(
+            f"note: {dropped} queries are in only one of the runs and were not compared "
+            f"(only in baseline: {len(data['only_in_baseline'])}, "
+            f"only in candidate: {len(data['only_in_candidate'])})",
+            markup=False,
+        )
+    console.print(f"decision: {data['decision']}", markup=False)
+
+
+def _open_store(*, write: bool) -> Store | None:
+    from evalkit.store import Store
+
+    path = settings().resolved_store_path
+    if not write and not path.exists():
+        return None
+    return Store.open(path, read_only=not write)
+
+
+@app.command("compare")
+def compare(
+    baseline: Annotated[str, typer.Argument(help="Stored run id or TREC run file.")],
+    candidate: Annotated[str, typer.Argument(help="Stored run id or TREC run file.")],
+    measure: Measures = None,
+    goldset: GoldsetOption = None,
+    qrels: QrelsOption = None,
+    alpha: Alpha = 0.05,
+    min_effect: MinEffect = 0.0,
+    resamples: Resamples = 10_000,
+    seed: Seed = 0,
+    worst: Worst = 10,
+    output: Format = OutputFormat.table,
+) -> None:
+    """Compare two runs query by query: deltas, bootstrap CIs, p-values, worst queries.
+
+    Example: evalkit compare 20261121T101500-1a2b3c 20261121T113000-4d5e6f -m ndcg@10
+    -m recall@100
+    """
+    measures = measure or ["ndcg@10"]
+    store = _open_store(write=False)
+    try:
+        judgments = _judgments(store, goldset, qrels)
+        base = _load(store, baseline, measures, judgments)
+        cand = _load(store, candidate, measures, judgments)
+    finally:
+        if store is not None:
+            store.close()
+    _, data, _ = _compare(
+        base,
+        cand,
+        measures,
+        alpha=alpha,
+        min_effect=min_effect,
+        resamples=resamples,
+        seed=seed,
+        worst=worst,
+    )
+    if output is OutputFormat.json:
+        emit_json(data)
+    else:
+        _print(data)
+
+
+@app.command("gate")
+def gate(
+    baseline: Annotated[str, typer.Option(help="Stored run id or TREC run file.")],
+    candidate: Annotated[
+        str | None,
+        typer.Option(help="Stored run id or TREC run file; or name a live retriever instead."),
+    ] = None,
+    measure: Measures = None,
+    min_effect: MinEffect = 0.01,
+    alpha: Alpha = 0.05,
+    goldset: GoldsetOption = None,
+    qrels: QrelsOption = None,
+    collection: Collection = None,
+    chroma_url: ChromaUrl = None,
+    http_retriever: HttpUrl = None,
+    k: Annotated[int | None, typer.Option("--k", help="Depth of a live candidate run.")] = None,
+    where_key: WhereKey = None,
+    allow_model_mismatch: AllowMismatch = False,
+    resamples: Resamples = 10_000,
+    seed: Seed = 0,
+    worst: Worst = 10,
+    junit: Annotated[Path | None, typer.Option(help="Write JUnit XML here.")] = None,
+    markdown: Annotated[Path | None, typer.Option(help="Write a Markdown summary here.")] = None,
+    output: Format = OutputFormat.table,
+) -> None:
+    """Fail on a statistically significant retrieval regression.
+
+    Per measure: regression when the drop is significant after Holm correction and the
+    confidence interval shows a drop larger than --min-effect; pass when the interval rules
+    such a drop out; otherwise inconclusive. Exit codes: 0 pass, 1 regression, 2 bad input,
+    3 retriever or store failure, 4 inconclusive.
+
+    Example: evalkit gate --baseline 20261121T101500-1a2b3c --goldset demo --collection demo
+    -m ndcg@10 -m recall@100 --min-effect 0.01 --junit gate.xml --markdown gate.md
+    """
+    from evalkit.stats import to_junit_xml, to_markdown
+
+    measures = measure or ["ndcg@10"]
+    live = bool(collection or chroma_url or http_retriever)
+    if live == (candidate is not None):
+        raise ConfigError(
+            "name the candidate: --candidate RUN_OR_FILE, or a live retriever "
+            "(--collection / --chroma-url / --http-retriever) to replay now"
+        )
+    store = _open_store(write=live)
+    try:
+        judgments = _judgments(store, goldset, qrels)
+        base = _load(store, baseline, measures, judgments)
+        if live:
+            candidate = _replay_candidate(
+                store,
+                goldset,
+                measures,
+                k=k,
+                collection=collection,
+                chroma_url=chroma_url,
+                http_retriever=http_retriever,
+                where_key=where_key,
+                allow_model_mismatch=allow_model_mismatch,
+            )
+        assert candidate is not None
+        cand = _load(store, candidate, measures, judgments)
+    finally:
+        if store is not None:
+            store.close()
+    comparison, data, drops = _compare(
+        base,
+        cand,
+        measures,
+        alpha=alpha,
+        min_effect=min_effect,
+        resamples=resamples,
+        seed=seed,
+        worst=worst,
+    )
+    if junit is not None:
+        junit.parent.mkdir(parents=True, exist_ok=True)
+        junit.write_text(to_junit_xml(comparison), encoding="utf-8")
+    if markdown is not None:
+        markdown.parent.mkdir(parents=True, exist_ok=True)
+        markdown.write_text(to_markdown(comparison, worst=drops), encoding="utf-8")
+    if output is OutputFormat.json:
+        emit_json(data)
+    else:
+        _print(data)
+    raise typer.Exit(EXIT_CODES[str(data["decision"])])
+
+
+def _replay_candidate(
+    store: Store | None,
+    goldset: str | None,
+    measures: list[str],
+    *,
+    k: int | None,
+    collection: str | None,
+    chroma_url: str | None,
+    http_retriever: str | None,
+    where_key: str | None,
+    allow_model_mismatch: bool,
+) -> str:
+    from evalkit.pipeline import default_measures, evaluate_goldset
+
+    if goldset is None or store is None:
+        raise ConfigError("a live candidate needs --goldset NAME to replay")
+    config = settings()
+    depth = k or config.k
+    gold = store.load_goldset(goldset)
+    retriever = build_retriever(
+        config,
+        collection=collection,
+        chroma_url=chroma_url,
+        http_url=http_retriever,
+        where_key=where_key,
+        allow_model_mismatch=allow_model_mismatch,
+    )
+    wanted = list(dict.fromkeys([*default_measures(depth), *measures]))
+    outcome = evaluate_goldset(
+        store,
+        gold,
+        retriever,
+        k=depth,
+        measures=wanted,
+        relevance_threshold=config.relevance_threshold,
+        batch_size=config.query_batch_size,
+        label="gate candidate",
+    )
+    if outcome.run.status != "complete":
+        raise RetrieverError(
+            f"the candidate run {outcome.run.run_id} is {outcome.run.status}: "
+            f"{outcome.run.error}. The gate needs every query answered."
+        )
+    return outcome.run.run_id

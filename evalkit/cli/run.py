@@ -1,0 +1,105 @@
+"""``evalkit run``: replay a stored goldset against a live retriever and store the run."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from evalkit.cli._output import OutputFormat, console, emit_json, progress_bar, settings
+from evalkit.cli._retriever import (
+    AllowMismatch,
+    ChromaUrl,
+    Collection,
+    HttpUrl,
+    WhereKey,
+    build_retriever,
+)
+from evalkit.cli.app import app
+from evalkit.cli.runs import print_run
+
+RETRIEVER_FAILURE = 3
+
+NEXT_STEPS = """\
+Next:
+  evalkit runs list                      stored runs
+  evalkit runs show {run_id} --per-query  every query's figures
+  evalkit run --goldset {goldset} --collection {collection} --k 100 --format json
+  evalkit score --qrels QRELS --run RUN -m ndcg@10     score TREC files
+Store: {store}"""
+
+
+@app.command("run")
+def run(
+    goldset: Annotated[str, typer.Option(help="Stored goldset name (see `evalkit goldset list`).")],
+    collection: Collection = None,
+    chroma_url: ChromaUrl = None,
+    http_retriever: HttpUrl = None,
+    k: Annotated[int | None, typer.Option("--k", help="Documents retrieved per query.")] = None,
+    measure: Annotated[
+        list[str] | None,
+        typer.Option("-m", "--measure", help="Measure, repeatable (default: a standard set)."),
+    ] = None,
+    goldset_version: Annotated[
+        str | None, typer.Option(help="Goldset version (default: newest).")
+    ] = None,
+    label: Annotated[str | None, typer.Option(help="Free-text label stored with the run.")] = None,
+    where_key: WhereKey = None,
+    allow_model_mismatch: AllowMismatch = False,
+    next_steps: Annotated[bool, typer.Option(hidden=True)] = False,
+    output: Annotated[OutputFormat, typer.Option("--format", help="table or json")] = (
+        OutputFormat.table
+    ),
+) -> None:
+    """Replay a goldset against the live retriever, score it and store the run.
+
+    A query the retriever fails on is recorded with its error and left out of the averages;
+    the run is then stored as partial and the command exits 3.
+
+    Example: evalkit run --goldset demo --collection demo --k 100 --format json
+    """
+    from evalkit.pipeline import evaluate_goldset
+    from evalkit.store import Store
+
+    config = settings()
+    depth = k or config.k
+    with Store.open(config.resolved_store_path) as store:
+        gold = store.load_goldset(goldset, goldset_version)
+        retriever = build_retriever(
+            config,
+            collection=collection,
+            chroma_url=chroma_url,
+            http_url=http_retriever,
+            where_key=where_key,
+            allow_model_mismatch=allow_model_mismatch,
+        )
+        with progress_bar(f"replaying {gold.name}", enabled=output is OutputFormat.table) as bar:
+            outcome = evaluate_goldset(
+                store,
+                gold,
+                retriever,
+                k=depth,
+                measures=measure,
+                relevance_threshold=config.relevance_threshold,
+                batch_size=config.query_batch_size,
+                label=label,
+                progress=bar,
+            )
+    data = outcome.run.to_dict()
+    if output is OutputFormat.json:
+        emit_json(data)
+    else:
+        print_run(data)
+        if next_steps:
+            console.print(
+                NEXT_STEPS.format(
+                    run_id=outcome.run.run_id,
+                    goldset=gold.name,
+                    collection=collection or "NAME",
+                    store=config.resolved_store_path,
+                ),
+                markup=False,
+                highlight=False,
+            )
+    if outcome.run.status != "complete":
+        raise typer.Exit(RETRIEVER_FAILURE)

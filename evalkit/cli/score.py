@@ -1,0 +1,57 @@
+"""``evalkit score``: trec_eval-compatible scoring of TREC run files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from evalkit.cli._output import OutputFormat, console, emit_json, table
+from evalkit.cli.app import app
+
+
+@app.command("score")
+def score(
+    qrels: Annotated[Path, typer.Option(help="TREC qrels file: `qid 0 docid rel` per line.")],
+    run: Annotated[Path, typer.Option(help="TREC run file: `qid Q0 docid rank score tag`.")],
+    measure: Annotated[
+        list[str],
+        typer.Option("-m", "--measure", help="Measure, repeatable: ndcg@10, recall@100, map..."),
+    ],
+    per_query: Annotated[bool, typer.Option(help="Also report every query's values.")] = False,
+    complete: Annotated[
+        bool,
+        typer.Option(
+            help="Score judged queries missing from the run as 0 (trec_eval -c); by default "
+            "they are skipped, as trec_eval does."
+        ),
+    ] = False,
+    relevance_threshold: Annotated[
+        int, typer.Option(help="Grade at which a document counts as relevant (trec_eval -l).")
+    ] = 1,
+    output: Annotated[OutputFormat, typer.Option("--format", help="table or json")] = (
+        OutputFormat.table
+    ),
+) -> None:
+    """Score a TREC run file against TREC qrels, exactly as trec_eval does.
+
+    Example: evalkit score --qrels qrels.txt --run run.txt -m ndcg@10 -m recall@100
+    --per-query --format json
+    """
+    from evalkit.metrics import Evaluator, parse_measures, read_qrels, read_run
+
+    measures = parse_measures(measure)
+    evaluator = Evaluator(read_qrels(qrels), measures, relevance_threshold=relevance_threshold)
+    result = evaluator.evaluate(read_run(run), complete=complete)
+    data = result.to_dict()
+    if not per_query:
+        data.pop("per_query", None)
+    if output is OutputFormat.json:
+        emit_json(data)
+        return
+    if per_query:
+        rows = [[str(qid), *row.tolist()] for qid, row in result.per_query.iterrows()]
+        console.print(table("per query", ["query", *result.per_query.columns], rows))
+    rows = [[name, value] for name, value in result.aggregate.items()]
+    console.print(table(f"all ({result.n_queries} queries)", ["measure", "value"], rows))

@@ -1,0 +1,78 @@
+"""Statistical drift detection: embeddings, metric series and result churn.
+
+Embedding detectors share one contract: settings in ``__init__``, ``fit(reference) ->
+self``, ``test(current) -> DriftResult``. Build one by name with ``make_detector``::
+
+    detector = make_detector(DEFAULT_METHOD, alpha=0.05, seed=7).fit(reference_embeddings)
+    result = detector.test(current_embeddings)
+    result.is_drift, result.p_value, result.effect_size
+
+Methods: ``mmd`` (the default; exact kernel sums for small windows, random Fourier
+features for large ones), ``mmd_rff``, ``classifier``, ``ks``, ``mean_cosine``. The
+false-alarm rate and power of each, measured on real query embeddings, are in
+docs/drift.md.
+
+``sequential`` watches a series of per-run metric means for drops (CUSUM,
+Page-Hinkley); ``churn`` compares ranked result lists without labels.
+"""
+
+from evalkit.drift.base import (
+    DETECTORS,
+    DriftDetector,
+    DriftResult,
+    NotFittedError,
+    available_methods,
+    make_detector,
+)
+from evalkit.drift.churn import (
+    jaccard_at_k,
+    jaccard_at_k_many,
+    low_confidence_share,
+    rank_biased_overlap,
+    rank_biased_overlap_many,
+    top1_score_shift,
+)
+from evalkit.drift.classifier import ClassifierDrift
+from evalkit.drift.ks import KSDrift
+from evalkit.drift.mean_cosine import MeanCosineDrift
+from evalkit.drift.mmd import MMDDrift, RFFMMDDrift
+from evalkit.drift.sequential import (
+    AlertLevel,
+    Cusum,
+    PageHinkley,
+    SequentialState,
+    SequentialTrace,
+    cusum,
+    page_hinkley,
+)
+
+DEFAULT_METHOD = "mmd"
+"""The method ``make_detector`` users should reach for first (chosen in docs/drift.md)."""
+
+__all__ = [
+    "DEFAULT_METHOD",
+    "DETECTORS",
+    "AlertLevel",
+    "ClassifierDrift",
+    "Cusum",
+    "DriftDetector",
+    "DriftResult",
+    "KSDrift",
+    "MMDDrift",
+    "MeanCosineDrift",
+    "NotFittedError",
+    "PageHinkley",
+    "RFFMMDDrift",
+    "SequentialState",
+    "SequentialTrace",
+    "available_methods",
+    "cusum",
+    "jaccard_at_k",
+    "jaccard_at_k_many",
+    "low_confidence_share",
+    "make_detector",
+    "page_hinkley",
+    "rank_biased_overlap",
+    "rank_biased_overlap_many",
+    "top1_score_shift",
+]

@@ -1,0 +1,384 @@
+"""Sequential change detection on a series of per-run metric means (e.g. nDCG@10 per run).
+
+Both detectors watch for a sustained *drop* (or, with ``direction="rise"``, a rise: latency,
+error rate) and raise two levels, ``warning`` then ``alert``.
+
+Units. Values are standardised with a baseline mean and standard deviation, so ``k``,
+``delta`` and the thresholds are in standard deviations of one run's metric:
+
+* ``target`` (baseline mean) and ``sd`` may be given in metric units;
+* otherwise they are estimated from the first ``warmup`` values (mean and sample sd), and
+  monitoring starts after them. ``sd`` is floored at ``min_sd`` (metric units) so that a
+  perfectly repeatable warm-up (a deterministic retriever replaying a fixed golden set)
+  does not divide by zero. To give thresholds in metric units instead, pass ``sd=1``.
+
+Detectors (Lindley recursion ``S_t = max(0, S_{t-1} + z_t)``, reported as ``statistic``):
+
+* ``cusum`` (Page 1954): ``z_t = (target - x_t)/sd - k``. ``k`` is half the drop to detect
+  fastest (``k = 0.5`` targets one sd).
+* ``page_hinkley``: ``z_t = (mean(x_0..x_t) - x_t)/sd - delta``; the reference is the running
+  mean of every value so far, so no target is needed, at the cost of the reference slowly
+  following a drop.
+
+Each point also gets a change-point estimate: the first run after the statistic was last
+zero (the maximum-likelihood change time for a step). After an alert the statistic is not
+reset; call ``reset`` on the incremental detector once the change has been handled.
+
+The pure functions (``cusum``, ``page_hinkley``) process a whole array at once; ``Cusum`` and
+``PageHinkley`` take one value at a time (``update``) with the same arithmetic.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from evalkit.drift.base import FloatArray
+from evalkit.errors import ConfigError, InputError
+
+__all__ = [
+    "AlertLevel",
+    "Cusum",
+    "PageHinkley",
+    "SequentialState",
+    "SequentialTrace",
+    "cusum",
+    "page_hinkley",
+]
+
+Direction = Literal["drop", "rise"]
+IntArray = npt.NDArray[np.int64]
+
+
+class AlertLevel(StrEnum):
+    """Severity of one point of a sequential detector."""
+
+    OK = "ok"
+    WARNING = "warning"
+    ALERT = "alert"
+
+
+@dataclass(frozen=True, slots=True)
+class SequentialState:
+    """The detector's state after one value: statistic (sd units), level, change point.
+
+    ``change_point`` is the index of the first run believed to be after the change, or None
+    while the statistic is zero (or during warm-up).
+    """
+
+    index: int
+    value: float
+    statistic: float
+    level: AlertLevel
+    change_point: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class SequentialTrace:
+    """Per-point states of a sequential detector over a whole series."""
+
+    method: str
+    values: FloatArray
+    statistic: FloatArray
+    levels: tuple[AlertLevel, ...]
+    change_points: IntArray
+    baseline_mean: float
+    baseline_sd: float
+    monitoring_start: int
+
+    def __len__(self) -> int:
+        return int(self.values.size)
+
+    def state(self, index: int) -> SequentialState:
+        """The state after value ``index``."""
+        change = int(self.change_points[index])
+        return SequentialState(
+            index=index,
+            value=float(self.values[index]),
+            statistic=float(self.statistic[index]),
+            level=self.levels[index],
+            change_point=None if change < 0 else change,
+        )
+
+    def first(self, level: AlertLevel) -> int | None:
+        """Index of the first point at ``level`` or worse, None if there is none."""
+        rank = _LEVEL_RANK[level]
+        for index, point_level in enumerate(self.levels):
+            if _LEVEL_RANK[point_level] >= rank:
+                return index
+        return None
+
+    @property
+    def first_warning(self) -> int | None:
+        """Index of the first point at warning level or worse."""
+        return self.first(AlertLevel.WARNING)
+
+    @property
+    def first_alert(self) -> int | None:
+        """Index of the first point at alert level."""
+        return self.first(AlertLevel.ALERT)
+
+
+_LEVEL_RANK = {AlertLevel.OK: 0, AlertLevel.WARNING: 1, AlertLevel.ALERT: 2}
+
+
+@dataclass(frozen=True, slots=True)
+class _Settings:
+    allowance: float
+    h_warning: float
+    h_alert: float
+    warmup: int
+    target: float | None
+    sd: float | None
+    min_sd: float
+    direction: Direction
+
+    def check(self, method: str) -> None:
+        if self.allowance < 0.0:
+            raise ConfigError(f"{method}: the allowance (k or delta) must be >= 0")
+        if not 0.0 < self.h_warning < self.h_alert:
+            raise ConfigError(
+                f"{method}: need 0 < h_warning < h_alert, got {self.h_warning} and {self.h_alert}"
+            )
+        if self.direction not in ("drop", "rise"):
+            raise ConfigError(f"{method}: direction must be 'drop' or 'rise'")
+        if self.sd is not None and not self.sd > 0.0:
+            raise ConfigError(f"{method}: sd must be positive, got {self.sd}")
+        if self.min_sd <= 0.0:
+            raise ConfigError(f"{method}: min_sd must be positive")
+        if self.warmup_length(method) > 0 and self.warmup < 2:
+            raise ConfigError(
+                f"{method}: warmup must be at least 2 to estimate the baseline, or give "
+                "target and sd"
+            )
+        if self.warmup < 0:
+            raise ConfigError(f"{method}: warmup must be >= 0")
+
+    def warmup_length(self, method: str) -> int:
+        """Values used for the baseline before monitoring starts (0 when it is given)."""
+        needs_target = method == "cusum" and self.target is None
+        return self.warmup if (self.sd is None or needs_target) else 0
+
+    @property
+    def sign(self) -> float:
+        return 1.0 if self.direction == "drop" else -1.0
+
+    def baseline(self, warmup_values: FloatArray) -> tuple[float, float]:
+        if self.target is not None:
+            mean = self.target
+        else:
+            mean = float(np.mean(warmup_values)) if warmup_values.size else 0.0
+        if self.sd is not None:
+            return mean, self.sd
+        sd = float(np.std(warmup_values, ddof=1)) if warmup_values.size > 1 else 0.0
+        return mean, max(sd, self.min_sd)
+
+    def level(self, statistic: float) -> AlertLevel:
+        if statistic > self.h_alert:
+            return AlertLevel.ALERT
+        if statistic > self.h_warning:
+            return AlertLevel.WARNING
+        return AlertLevel.OK
+
+
+def _as_series(values: Sequence[float] | npt.ArrayLike) -> FloatArray:
+    try:
+        series = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise InputError(f"the metric series must be numbers: {error}") from error
+    if series.ndim != 1:
+        raise InputError(f"the metric series must be 1-D, got shape {series.shape}")
+    if not np.isfinite(series).all():
+        bad = np.flatnonzero(~np.isfinite(series))[:5].tolist()
+        raise InputError(
+            f"the metric series has NaN or infinite values at {bad}; drop failed runs first"
+        )
+    return series
+
+
+def _lindley(increments: FloatArray) -> tuple[FloatArray, IntArray]:
+    """``S_t = max(0, S_{t-1} + z_t)`` with ``S_0 = 0``, and the index of the last zero.
+
+    ``S_t = C_t - min(0, min_{j<=t} C_j)`` for the cumulative sum ``C``, so the recursion
+    vectorises; the last index where ``C`` sat on its running minimum is the last zero.
+    """
+    cumulative = np.concatenate([[0.0], np.cumsum(increments)])
+    running_min = np.minimum.accumulate(cumulative)
+    statistic = (cumulative - running_min)[1:]
+    steps = np.arange(cumulative.size)
+    last_zero = np.maximum.accumulate(np.where(cumulative == running_min, steps, 0))[1:]
+    return statistic, last_zero
+
+
+def _trace(
+    method: str, values: FloatArray, settings: _Settings, running_reference: bool
+) -> SequentialTrace:
+    settings.check(method)
+    start = settings.warmup_length(method)
+    if values.size < start:
+        raise InputError(
+            f"{method}: the series has {values.size} values but the warm-up needs {start}"
+        )
+    mean, sd = settings.baseline(values[:start])
+    if running_reference:
+        reference = np.cumsum(values) / np.arange(1, values.size + 1)
+    else:
+        reference = np.full(values.size, mean)
+    increments = settings.sign * (reference[start:] - values[start:]) / sd - settings.allowance
+    monitored, last_zero = _lindley(increments)
+    statistic = np.zeros(values.size)
+    statistic[start:] = monitored
+    change_points = np.full(values.size, -1, dtype=np.int64)
+    change_points[start:] = np.where(monitored > 0.0, start + last_zero, -1)
+    levels = tuple(settings.level(float(value)) for value in statistic)
+    return SequentialTrace(
+        method=method,
+        values=values,
+        statistic=statistic,
+        levels=levels,
+        change_points=change_points,
+        baseline_mean=mean,
+        baseline_sd=sd,
+        monitoring_start=start,
+    )
+
+
+def cusum(
+    values: Sequence[float] | npt.ArrayLike,
+    *,
+    k: float = 0.5,
+    h_warning: float = 5.0,
+    h_alert: float = 8.0,
+    warmup: int = 20,
+    target: float | None = None,
+    sd: float | None = None,
+    min_sd: float = 1e-3,
+    direction: Direction = "drop",
+) -> SequentialTrace:
+    """One-sided CUSUM over a whole series (see the module docstring for units)."""
+    settings = _Settings(k, h_warning, h_alert, warmup, target, sd, min_sd, direction)
+    return _trace("cusum", _as_series(values), settings, running_reference=False)
+
+
+def page_hinkley(
+    values: Sequence[float] | npt.ArrayLike,
+    *,
+    delta: float = 0.5,
+    h_warning: float = 5.0,
+    h_alert: float = 8.0,
+    warmup: int = 20,
+    sd: float | None = None,
+    min_sd: float = 1e-3,
+    direction: Direction = "drop",
+) -> SequentialTrace:
+    """Page-Hinkley test over a whole series: deviations from the running mean."""
+    settings = _Settings(delta, h_warning, h_alert, warmup, None, sd, min_sd, direction)
+    return _trace("page_hinkley", _as_series(values), settings, running_reference=True)
+
+
+class _Incremental:
+    """One value at a time with the same arithmetic as the pure functions."""
+
+    method = ""
+
+    def __init__(self, settings: _Settings, *, running_reference: bool) -> None:
+        settings.check(self.method)
+        self._settings = settings
+        self._running_reference = running_reference
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything, including the baseline: the next values are a new warm-up."""
+        self._index = 0
+        self._statistic = 0.0
+        self._last_zero = -1
+        self._sum = 0.0
+        self._warmup_values: list[float] = []
+        self._baseline: tuple[float, float] | None = None
+        if self._settings.warmup_length(self.method) == 0:
+            self._baseline = self._settings.baseline(np.zeros(0))
+
+    @property
+    def baseline(self) -> tuple[float, float] | None:
+        """(mean, sd) once the warm-up is over, else None."""
+        return self._baseline
+
+    def update(self, value: float) -> SequentialState:
+        """Add the next per-run value and return the state after it."""
+        value = float(value)
+        if not math.isfinite(value):
+            raise InputError(f"{self.method}: value {value} is not finite; skip failed runs")
+        index = self._index
+        self._index += 1
+        self._sum += value
+        settings = self._settings
+        if self._baseline is None:
+            self._warmup_values.append(value)
+            if len(self._warmup_values) == settings.warmup:
+                self._baseline = settings.baseline(np.asarray(self._warmup_values))
+                self._last_zero = index
+            return SequentialState(index, value, 0.0, AlertLevel.OK, None)
+        mean, sd = self._baseline
+        reference = self._sum / self._index if self._running_reference else mean
+        increment = settings.sign * (reference - value) / sd - settings.allowance
+        self._statistic = max(0.0, self._statistic + increment)
+        if self._statistic == 0.0:
+            self._last_zero = index
+        return SequentialState(
+            index=index,
+            value=value,
+            statistic=self._statistic,
+            level=settings.level(self._statistic),
+            change_point=self._last_zero + 1 if self._statistic > 0.0 else None,
+        )
+
+
+class Cusum(_Incremental):
+    """Incremental one-sided CUSUM; ``update(value)`` returns a SequentialState."""
+
+    method = "cusum"
+
+    def __init__(
+        self,
+        *,
+        k: float = 0.5,
+        h_warning: float = 5.0,
+        h_alert: float = 8.0,
+        warmup: int = 20,
+        target: float | None = None,
+        sd: float | None = None,
+        min_sd: float = 1e-3,
+        direction: Direction = "drop",
+    ) -> None:
+        super().__init__(
+            _Settings(k, h_warning, h_alert, warmup, target, sd, min_sd, direction),
+            running_reference=False,
+        )
+
+
+class PageHinkley(_Incremental):
+    """Incremental Page-Hinkley test; ``update(value)`` returns a SequentialState."""
+
+    method = "page_hinkley"
+
+    def __init__(
+        self,
+        *,
+        delta: float = 0.5,
+        h_warning: float = 5.0,
+        h_alert: float = 8.0,
+        warmup: int = 20,
+        sd: float | None = None,
+        min_sd: float = 1e-3,
+        direction: Direction = "drop",
+    ) -> None:
+        super().__init__(
+            _Settings(delta, h_warning, h_alert, warmup, None, sd, min_sd, direction),
+            running_reference=True,
+        )

@@ -1,0 +1,458 @@
+"""Drift checks on what evalkit watches, stored with their evidence.
+
+- ``check_embeddings``: a window of query or document embeddings against a reference window,
+  with any registered detector, optionally beside an Evidently HTML report.
+- ``check_model``: the embedding model itself. Fixed canary strings are re-embedded and
+  compared with the fingerprint stored at indexing time; a mismatch is its own finding
+  (``model_mismatch``), never mere drift, because retrieval across two embedding spaces is
+  silently wrong.
+- ``check_precision``: the series of stored runs of one goldset x retriever, with a
+  sequential change detector on the per-run means and a paired test of the latest run
+  against a pinned baseline run.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from evalkit.drift.base import DriftResult, make_detector
+from evalkit.drift.sequential import AlertLevel, page_hinkley
+from evalkit.embedding import ModelFingerprint
+from evalkit.errors import ConfigError, InputError
+
+if TYPE_CHECKING:
+    from evalkit.embedding import Embedder
+    from evalkit.store import Store
+    from evalkit.store.drift import StoredDriftCheck
+
+__all__ = [
+    "ModelCheck",
+    "PrecisionCheck",
+    "check_embeddings",
+    "check_model",
+    "check_precision",
+    "load_embeddings",
+    "write_evidently_report",
+]
+
+EVIDENTLY_MAX_ROWS = 2_000
+"""Rows per window given to Evidently: its default embedding method trains a classifier
+and renders every point, which is slow and heavy on large windows."""
+
+
+def load_embeddings(path: Path | str) -> npt.NDArray[np.float32]:
+    """Read an (n, dimension) array from a ``.npy`` file; raises InputError naming the file."""
+    location = Path(path)
+    if not location.is_file():
+        raise InputError("no such file", path=str(location))
+    try:
+        array = np.load(location, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise InputError(f"not a readable .npy array: {error}", path=str(location)) from error
+    if array.ndim != 2 or not np.issubdtype(array.dtype, np.number):
+        raise InputError(
+            f"expected a 2-D numeric array (rows x dimensions), got shape {array.shape} "
+            f"of {array.dtype}",
+            path=str(location),
+        )
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def _safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "window"
+
+
+def write_evidently_report(
+    reference: npt.NDArray[np.float32],
+    current: npt.NDArray[np.float32],
+    path: Path,
+    *,
+    name: str = "embeddings",
+    seed: int = 0,
+) -> Path:
+    """Write Evidently's embedding-drift and data-drift presets over the same windows as HTML.
+
+    Windows larger than ``EVIDENTLY_MAX_ROWS`` are subsampled (seeded) for the report only;
+    evalkit's own verdict is always computed on the full windows.
+    """
+    import pandas as pd
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.metrics import EmbeddingsDrift
+    from evidently.presets import DataDriftPreset
+
+    rng = np.random.default_rng(seed)
+
+    def frame(array: npt.NDArray[np.float32]) -> pd.DataFrame:
+        if len(array) > EVIDENTLY_MAX_ROWS:
+            array = array[rng.choice(len(array), EVIDENTLY_MAX_ROWS, replace=False)]
+        return pd.DataFrame(array, columns=columns)
+
+    columns = [f"{name}_{index}" for index in range(reference.shape[1])]
+    definition = DataDefinition(numerical_columns=columns, embeddings={name: columns})
+    report = Report([EmbeddingsDrift(embeddings_name=name), DataDriftPreset(columns=columns)])
+    snapshot = report.run(
+        current_data=Dataset.from_pandas(frame(current), data_definition=definition),
+        reference_data=Dataset.from_pandas(frame(reference), data_definition=definition),
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    snapshot.save_html(str(path))
+    return path
+
+
+def check_embeddings(
+    reference: npt.ArrayLike,
+    current: npt.ArrayLike,
+    *,
+    method: str,
+    alpha: float = 0.05,
+    seed: int = 0,
+    stream: str = "queries",
+    subject: str | None = None,
+    reference_label: str | None = None,
+    current_label: str | None = None,
+    store: Store | None = None,
+    report_dir: Path | None = None,
+    settings: Mapping[str, Any] | None = None,
+) -> tuple[DriftResult, StoredDriftCheck | None, Path | None]:
+    """Test two embedding windows for drift; store the check and write a report if asked."""
+    reference_array = np.asarray(reference, dtype=np.float32)
+    current_array = np.asarray(current, dtype=np.float32)
+    if reference_array.ndim != 2 or current_array.ndim != 2:
+        raise InputError("embedding windows must be 2-D arrays (rows x dimensions)")
+    if reference_array.shape[1] != current_array.shape[1]:
+        raise InputError(
+            f"the windows have different dimensions ({reference_array.shape[1]} vs "
+            f"{current_array.shape[1]}): they come from different embedding models; "
+            "run `evalkit drift model` instead"
+        )
+    detector = make_detector(method, alpha=alpha, seed=seed, **dict(settings or {}))
+    result = detector.fit(reference_array).test(current_array)
+    report_path = None
+    if report_dir is not None:
+        from evalkit.store import utc_now
+
+        label = _safe_name(f"{stream}-{subject or 'window'}-{utc_now():%Y%m%dT%H%M%S}")
+        report_path = write_evidently_report(
+            reference_array,
+            current_array,
+            report_dir / f"drift-{label}.html",
+            name=_safe_name(stream),
+            seed=seed,
+        )
+    stored = None
+    if store is not None:
+        from evalkit.store.drift import save_drift_check
+
+        stored = save_drift_check(
+            store,
+            stream=stream,
+            subject=subject,
+            finding="drift" if result.is_drift else "ok",
+            method=result.method,
+            is_drift=result.is_drift,
+            reference=reference_label,
+            current=current_label,
+            n_reference=result.n_reference,
+            n_current=result.n_current,
+            statistic=result.statistic,
+            p_value=result.p_value,
+            threshold=result.threshold,
+            effect_size=result.effect_size,
+            seed=result.seed,
+            details=result.details,
+            report_path=str(report_path) if report_path else None,
+        )
+    return result, stored, report_path
+
+
+@dataclass(frozen=True, slots=True)
+class ModelCheck:
+    """Whether the query model embeds as the model the index was built with.
+
+    ``finding``: ``ok``, ``model_mismatch``, or ``unknown`` (the index carries no
+    fingerprint). ``canary_similarity`` is the lowest cosine between the two models'
+    embeddings of the same canary string (1.0 for the same model).
+    """
+
+    finding: str
+    index_model: ModelFingerprint | None
+    query_model: ModelFingerprint
+    canary_similarity: float | None
+    message: str
+
+    @property
+    def is_mismatch(self) -> bool:
+        """True when the two models differ."""
+        return self.finding == "model_mismatch"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (fingerprints without their raw canary vectors)."""
+
+        def brief(fingerprint: ModelFingerprint | None) -> dict[str, Any] | None:
+            if fingerprint is None:
+                return None
+            return {
+                "name": fingerprint.name,
+                "dimension": fingerprint.dimension,
+                "fingerprint": fingerprint.canary_hash,
+            }
+
+        return {
+            "finding": self.finding,
+            "is_mismatch": self.is_mismatch,
+            "index_model": brief(self.index_model),
+            "query_model": brief(self.query_model),
+            "canary_similarity": self.canary_similarity,
+            "message": self.message,
+        }
+
+
+def check_model(
+    index_model: ModelFingerprint | None,
+    query_embedder: Embedder,
+    *,
+    subject: str | None = None,
+    store: Store | None = None,
+) -> ModelCheck:
+    """Re-embed the canary strings with the query model and compare with the index's model."""
+    query_model = query_embedder.fingerprint
+    if index_model is None:
+        check = ModelCheck(
+            finding="unknown",
+            index_model=None,
+            query_model=query_model,
+            canary_similarity=None,
+            message="the index carries no model fingerprint (it was not built by evalkit "
+            "index); run `evalkit audit` to compare stored vectors with re-embedded ones",
+        )
+    else:
+        similarity = index_model.canary_similarity(query_model)
+        same = index_model.matches(query_model)
+        if same:
+            message = f"query model {query_model.name} embeds as the index's model"
+        else:
+            message = (
+                f"the index was built with {index_model.name} ({index_model.dimension}d, "
+                f"fingerprint {index_model.canary_hash}) but queries are embedded with "
+                f"{query_model.name} ({query_model.dimension}d, fingerprint "
+                f"{query_model.canary_hash}): retrieval across two embedding spaces is "
+                "silently wrong; re-index with `evalkit index --rebuild` or configure the "
+                "index's model"
+            )
+        check = ModelCheck(
+            finding="ok" if same else "model_mismatch",
+            index_model=index_model,
+            query_model=query_model,
+            canary_similarity=similarity,
+            message=message,
+        )
+    if store is not None:
+        from evalkit.store.drift import save_drift_check
+
+        save_drift_check(
+            store,
+            stream="model",
+            subject=subject,
+            finding=check.finding,
+            method="canary_fingerprint",
+            is_drift=check.is_mismatch,
+            reference=index_model.canary_hash if index_model else None,
+            current=query_model.canary_hash,
+            statistic=check.canary_similarity,
+            details=check.to_dict(),
+        )
+    return check
+
+
+@dataclass(frozen=True, slots=True)
+class PrecisionCheck:
+    """Precision over time for one goldset x retriever.
+
+    ``series`` holds (run_id, started_at, value) of complete runs, oldest first; ``levels``
+    the sequential detector's level after each run; ``paired`` the gate-style comparison of
+    the latest run with the baseline run (None with fewer than two runs).
+    """
+
+    goldset: str
+    subject: str
+    measure: str
+    series: tuple[tuple[str, str, float], ...]
+    levels: tuple[str, ...]
+    change_point: str | None
+    baseline_run: str | None
+    paired: Mapping[str, Any] | None
+    finding: str
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "goldset": self.goldset,
+            "subject": self.subject,
+            "measure": self.measure,
+            "finding": self.finding,
+            "is_drift": self.finding in ("drift", "warning"),
+            "series": [
+                {"run_id": run_id, "started_at": started, "value": value, "level": level}
+                for (run_id, started, value), level in zip(self.series, self.levels, strict=True)
+            ],
+            "change_point": self.change_point,
+            "baseline_run": self.baseline_run,
+            "paired": dict(self.paired) if self.paired else None,
+            "details": dict(self.details),
+        }
+
+
+def _subject(run_config: Mapping[str, Any], retriever_kind: str, collection: str | None) -> str:
+    where = collection or run_config.get("url") or run_config.get("path") or ""
+    return f"{retriever_kind}:{where}" if where else retriever_kind
+
+
+def check_precision(
+    store: Store,
+    goldset: str,
+    *,
+    measure: str = "ndcg@10",
+    subject: str | None = None,
+    baseline_run: str | None = None,
+    alpha: float = 0.05,
+    min_effect: float = 0.01,
+    warmup: int | None = None,
+    h_warning: float = 5.0,
+    h_alert: float = 8.0,
+    resamples: int = 10_000,
+    seed: int = 0,
+    limit: int = 500,
+    save: bool = True,
+) -> list[PrecisionCheck]:
+    """Check every retriever evaluated on ``goldset`` (or only ``subject``) for a drop.
+
+    The sequential detector (Page-Hinkley on per-run means, in units of the per-run sd with
+    a floor) raises warning/alert levels; the latest run is also compared with the baseline
+    (``baseline_run``, default the oldest run of the series) by the gate's paired test.
+    """
+    from evalkit.pipeline import score_stored_run
+    from evalkit.stats import compare_runs
+
+    runs = [
+        run
+        for run in reversed(store.list_runs(goldset=goldset, limit=limit))
+        if run.status == "complete" and measure in run.aggregates
+    ]
+    if not runs:
+        raise ConfigError(
+            f"no complete runs of goldset {goldset!r} with {measure}: run `evalkit run "
+            f"--goldset {goldset} ...` (or schedule it) first"
+        )
+    groups: dict[str, list[Any]] = {}
+    for run in runs:
+        key = _subject(run.spec.retriever_config, run.spec.retriever_kind, run.spec.collection)
+        groups.setdefault(key, []).append(run)
+    if subject is not None:
+        if subject not in groups:
+            raise ConfigError(
+                f"no runs of goldset {goldset!r} for {subject!r}; known: {', '.join(groups)}"
+            )
+        groups = {subject: groups[subject]}
+    checks = []
+    for key, series_runs in groups.items():
+        values = np.array([float(run.aggregates[measure] or 0.0) for run in series_runs])
+        levels: Sequence[str] = ["ok"] * len(values)
+        change_point = None
+        details: dict[str, Any] = {}
+        if len(values) >= 3:
+            warm = warmup or max(2, min(10, len(values) // 2))
+            trace = page_hinkley(
+                values, warmup=warm, h_warning=h_warning, h_alert=h_alert, direction="drop"
+            )
+            levels = [str(level) for level in trace.levels]
+            last = trace.state(len(values) - 1)
+            if last.change_point is not None and last.level is not AlertLevel.OK:
+                change_point = series_runs[last.change_point].run_id
+            details = {
+                "method": trace.method,
+                "warmup": warm,
+                "baseline_mean": trace.baseline_mean,
+                "baseline_sd": trace.baseline_sd,
+                "statistic": float(trace.statistic[-1]),
+            }
+        pinned = baseline_run or series_runs[0].run_id
+        paired = None
+        latest = series_runs[-1]
+        if latest.run_id != pinned and not latest.run_id.startswith(pinned):
+            base = score_stored_run(store, pinned, [measure])
+            cand = score_stored_run(store, latest.run_id, [measure])
+            comparison = compare_runs(
+                base.per_query,
+                cand.per_query,
+                measures=[measure],
+                alpha=alpha,
+                min_effect=min_effect,
+                resamples=resamples,
+                seed=seed,
+            )
+            paired = comparison.to_dict()
+        sequential_level = levels[-1]
+        regression = paired is not None and paired.get("decision") == "regression"
+        if sequential_level == "alert" or regression:
+            finding = "drift"
+        elif sequential_level == "warning":
+            finding = "warning"
+        else:
+            finding = "ok"
+        check = PrecisionCheck(
+            goldset=goldset,
+            subject=key,
+            measure=measure,
+            series=tuple(
+                (run.run_id, run.started_at.isoformat() + "Z", float(value))
+                for run, value in zip(series_runs, values, strict=True)
+            ),
+            levels=tuple(levels),
+            change_point=change_point,
+            baseline_run=pinned,
+            paired=paired,
+            finding=finding,
+            details=details,
+        )
+        if save:
+            _save_precision(store, check, alpha=alpha, seed=seed)
+        checks.append(check)
+    return checks
+
+
+def _save_precision(store: Store, check: PrecisionCheck, *, alpha: float, seed: int) -> None:
+    from evalkit.store.drift import save_drift_check
+
+    metric = check.paired["metrics"].get(check.measure) if check.paired else None
+    save_drift_check(
+        store,
+        stream="precision",
+        subject=f"{check.goldset}|{check.subject}",
+        finding=check.finding,
+        method="page_hinkley+paired",
+        is_drift=check.finding == "drift",
+        reference=check.baseline_run,
+        current=check.series[-1][0],
+        n_reference=len(check.series),
+        n_current=metric.get("n") if metric else None,
+        statistic=check.details.get("statistic"),
+        p_value=metric.get("p_adjusted") if metric else None,
+        threshold=alpha,
+        effect_size=metric.get("delta") if metric else None,
+        seed=seed,
+        details={
+            "measure": check.measure,
+            "levels": list(check.levels),
+            "change_point": check.change_point,
+            "paired_decision": check.paired.get("decision") if check.paired else None,
+            **dict(check.details),
+        },
+    )

@@ -1,0 +1,321 @@
+"""Wires the stages together: goldset -> replay -> metrics -> store.
+
+The CLI, the scheduler and the tests all call these functions; no stage calls another stage
+that comes after it in the data flow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from evalkit import __version__
+from evalkit.errors import ConfigError
+from evalkit.goldset.model import Goldset
+from evalkit.metrics import Evaluator, parse_measures
+from evalkit.records import QueryResult
+from evalkit.replay import ReplayTiming, replay
+from evalkit.retrievers.base import Retriever
+from evalkit.store import RunRecord, RunSpec, Store
+
+__all__ = [
+    "DEFAULT_MEASURES",
+    "RunOutcome",
+    "ScoredRun",
+    "default_measures",
+    "evaluate_goldset",
+    "lost_relevant_documents",
+    "results_frame",
+    "score_run_file",
+    "score_stored_run",
+]
+
+DEFAULT_MEASURES: tuple[str, ...] = (
+    "ndcg@10",
+    "recall@10",
+    "recall@100",
+    "precision@10",
+    "mrr@10",
+    "map@100",
+    "hit_rate@10",
+    "r_precision",
+)
+
+
+def default_measures(k: int) -> list[str]:
+    """The default measures that make sense for ``k`` retrieved documents per query."""
+    chosen = []
+    for measure in parse_measures(list(DEFAULT_MEASURES)):
+        if measure.cutoff is None or measure.cutoff <= k:
+            chosen.append(str(measure))
+    return chosen
+
+
+@dataclass(frozen=True, slots=True)
+class RunOutcome:
+    """A finished run as stored, with where its time went."""
+
+    run: RunRecord
+    timing: ReplayTiming
+    seconds_metrics: float = 0.0
+    seconds_store: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def results_frame(results: Sequence[QueryResult]) -> pd.DataFrame:
+    """Retrieved documents as a run DataFrame (query_id, doc_id, score) for the evaluator."""
+    return pd.DataFrame(
+        {
+            "query_id": pd.Series([r.query_id for r in results for _ in r.docs], dtype=object),
+            "doc_id": pd.Series([d.doc_id for r in results for d in r.docs], dtype=object),
+            "score": pd.Series([d.score for r in results for d in r.docs], dtype="float64"),
+        }
+    )
+
+
+def evaluate_goldset(
+    store: Store,
+    goldset: Goldset,
+    retriever: Retriever,
+    *,
+    k: int,
+    measures: Sequence[str] | None = None,
+    relevance_threshold: int = 1,
+    batch_size: int = 64,
+    label: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> RunOutcome:
+    """Replay a goldset against a live retriever, score it and store everything.
+
+    The run row is committed as ``running`` before the first query is sent; results are
+    stored batch by batch; metrics and the final status are written in one transaction.
+    Queries whose retrieval failed are left out of the averages (never scored as zero), and
+    the run is ``partial``; the aggregates record how many queries they cover. Any crash
+    marks the run ``failed`` and re-raises.
+    """
+    measure_names = [str(m) for m in parse_measures(list(measures or default_measures(k)))]
+    store.save_goldset(goldset)
+    fingerprint = retriever.model_fingerprint()
+    config = retriever.describe()
+    spec = RunSpec(
+        kind="goldset",
+        retriever_kind=str(config.get("kind", type(retriever).__name__)),
+        k=k,
+        measures=tuple(measure_names),
+        evalkit_version=__version__,
+        relevance_threshold=relevance_threshold,
+        goldset_name=goldset.name,
+        goldset_version=goldset.version,
+        retriever_config=config,
+        collection=config.get("collection"),
+        model_name=fingerprint.name if fingerprint else None,
+        model_dimension=fingerprint.dimension if fingerprint else None,
+        model_fingerprint=fingerprint.canary_hash if fingerprint else None,
+        index_fingerprint=retriever.index_fingerprint(),
+        label=label,
+        n_queries=len(goldset.queries),
+    )
+    run_id = store.create_run(spec)
+    timing = ReplayTiming()
+    store_seconds = 0.0
+
+    def store_batch(batch: list[QueryResult]) -> None:
+        nonlocal store_seconds
+        began = time.perf_counter()
+        store.add_query_results(run_id, batch)
+        store_seconds += time.perf_counter() - began
+
+    try:
+        results = replay(
+            goldset.queries,
+            retriever,
+            k=k,
+            batch_size=batch_size,
+            on_batch=store_batch,
+            progress=progress,
+            timing=timing,
+        )
+        began = time.perf_counter()
+        answered = [r.query_id for r in results if r.ok]
+        n_failed = len(results) - len(answered)
+        evaluator = Evaluator(
+            list(goldset.judgments),
+            parse_measures(measure_names),
+            relevance_threshold=relevance_threshold,
+        )
+        judged = {judgment.query_id for judgment in goldset.judgments}
+        evaluated_ids = [query_id for query_id in answered if query_id in judged]
+        evaluation = (
+            evaluator.evaluate(results_frame(results), complete=True, query_ids=evaluated_ids)
+            if answered
+            else None
+        )
+        metrics_seconds = time.perf_counter() - began
+        if not answered:
+            status = "failed"
+        elif n_failed:
+            status = "partial"
+        else:
+            status = "complete"
+        first_error = next((r.error for r in results if r.error), None)
+        began = time.perf_counter()
+        store.finish_run(
+            run_id,
+            status=status,
+            per_query=evaluation.per_query if evaluation else None,
+            aggregates=evaluation.aggregate if evaluation else {},
+            n_evaluated=evaluation.n_queries if evaluation else 0,
+            n_total=sum(1 for query in goldset.queries if query.id in judged),
+            n_failed=n_failed,
+            error=(
+                f"{n_failed} of {len(results)} queries failed; first: {first_error}"
+                if n_failed
+                else None
+            ),
+        )
+        store_seconds += time.perf_counter() - began
+    except BaseException as error:
+        # The original error is what the user must see; if the store itself is what broke,
+        # the run simply stays 'running', which never reads as complete.
+        with contextlib.suppress(Exception):
+            store.fail_run(run_id, f"{type(error).__name__}: {error}")
+        raise
+    return RunOutcome(
+        run=store.get_run(run_id),
+        timing=timing,
+        seconds_metrics=metrics_seconds,
+        seconds_store=store_seconds,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredRun:
+    """A run ready to compare: its ranked results, per-query values and the judgments used.
+
+    ``reference`` is what the user named (a run id or a run file); ``run_id`` is set for
+    stored runs. Queries whose retrieval failed are absent from ``per_query``.
+    """
+
+    reference: str
+    run_id: str | None
+    results: pd.DataFrame
+    per_query: pd.DataFrame
+    judgments: pd.DataFrame
+    relevance_threshold: int
+
+
+def score_run_file(
+    path: Path,
+    judgments: pd.DataFrame,
+    measures: Sequence[str],
+    *,
+    relevance_threshold: int = 1,
+) -> ScoredRun:
+    """Score a TREC run file on ``judgments``; judged queries missing from it score 0."""
+    from evalkit.metrics import read_run
+
+    results = read_run(path)
+    evaluator = Evaluator(
+        judgments, parse_measures(list(measures)), relevance_threshold=relevance_threshold
+    )
+    evaluation = evaluator.evaluate(results, complete=True)
+    return ScoredRun(
+        reference=str(path),
+        run_id=None,
+        results=results,
+        per_query=evaluation.per_query,
+        judgments=judgments,
+        relevance_threshold=relevance_threshold,
+    )
+
+
+def score_stored_run(
+    store: Store,
+    run_id: str,
+    measures: Sequence[str],
+    *,
+    judgments: pd.DataFrame | None = None,
+) -> ScoredRun:
+    """Per-query values of a stored run for ``measures``.
+
+    Values stored with the run are used as they are; measures the run did not store, or any
+    measure when other ``judgments`` are given, are computed from its stored results.
+    Failed queries stay out, as they were when the run was scored.
+    """
+    run = store.get_run(run_id)
+    names = [str(m) for m in parse_measures(list(measures))]
+    judgments_given = judgments is not None
+    if judgments is None:
+        if run.spec.goldset_version is None:
+            raise ConfigError(
+                f"run {run.run_id} has no goldset; pass judgments (--qrels or --goldset)"
+            )
+        judgments = store.judgments_frame(run.spec.goldset_version)
+    stored = store.run_results(run.run_id)
+    results = stored[["query_id", "doc_id", "score"]]
+    per_query = store.query_metrics(run.run_id)
+    missing = [name for name in names if name not in per_query.columns]
+    if missing or per_query.empty or judgments_given:
+        for name in names:
+            measure = parse_measures([name])[0]
+            if measure.cutoff is not None and measure.cutoff > run.spec.k:
+                raise ConfigError(
+                    f"run {run.run_id} retrieved only {run.spec.k} documents per query: "
+                    f"{name} needs {measure.cutoff}"
+                )
+        replayed = store.run_queries(run.run_id)
+        answered = replayed.loc[replayed["error"].isna(), "query_id"].tolist()
+        judged = set(judgments["query_id"])
+        evaluator = Evaluator(
+            judgments, parse_measures(names), relevance_threshold=run.spec.relevance_threshold
+        )
+        per_query = evaluator.evaluate(
+            results, complete=True, query_ids=[q for q in answered if q in judged]
+        ).per_query
+    return ScoredRun(
+        reference=run_id,
+        run_id=run.run_id,
+        results=results,
+        per_query=per_query[names],
+        judgments=judgments,
+        relevance_threshold=run.spec.relevance_threshold,
+    )
+
+
+def lost_relevant_documents(
+    baseline: ScoredRun, candidate: ScoredRun, query_ids: Sequence[str], *, depth: int
+) -> dict[str, dict[str, list[str]]]:
+    """Per query: relevant documents in the baseline's top ``depth`` but not the candidate's
+    (``lost``), and the other way round (``gained``)."""
+    relevant = baseline.judgments[baseline.judgments["relevance"] >= baseline.relevance_threshold]
+    relevant_by_query: dict[str, set[str]] = {}
+    for query_id, doc_id in zip(
+        relevant["query_id"].tolist(), relevant["doc_id"].tolist(), strict=True
+    ):
+        relevant_by_query.setdefault(str(query_id), set()).add(str(doc_id))
+
+    def top(run: ScoredRun) -> dict[str, set[str]]:
+        frame = run.results[run.results["query_id"].isin(query_ids)]
+        ranked = frame.sort_values(["query_id", "score", "doc_id"], ascending=[True, False, False])
+        kept = ranked.groupby("query_id").head(depth)
+        tops: dict[str, set[str]] = {}
+        for query_id, doc_id in zip(
+            kept["query_id"].tolist(), kept["doc_id"].tolist(), strict=True
+        ):
+            tops.setdefault(str(query_id), set()).add(str(doc_id))
+        return tops
+
+    before, after = top(baseline), top(candidate)
+    changes = {}
+    for query_id in query_ids:
+        wanted = relevant_by_query.get(query_id, set())
+        had = before.get(query_id, set()) & wanted
+        has = after.get(query_id, set()) & wanted
+        changes[query_id] = {"lost": sorted(had - has), "gained": sorted(has - had)}
+    return changes

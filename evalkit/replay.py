@@ -1,0 +1,87 @@
+"""Replay queries against a live retriever, batch by batch, keeping every query's outcome.
+
+A batch that raises is not allowed to end the run: each of its queries is recorded as failed
+with the error, and the run carries on, so one outage window shows up as failed queries
+(and a ``partial`` run) instead of a crash that hides what did work.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from evalkit.errors import RetrieverError
+from evalkit.records import Query, QueryResult
+from evalkit.retrievers.base import Retriever
+
+__all__ = ["ReplayTiming", "replay"]
+
+BatchSink = Callable[[list[QueryResult]], None]
+Progress = Callable[[int, int], None]
+
+
+@dataclass(slots=True)
+class ReplayTiming:
+    """Where replay time went: inside the retriever, and in evalkit's own handling."""
+
+    retriever_seconds: float = 0.0
+    sink_seconds: float = 0.0
+    batches: int = 0
+
+
+def replay(
+    queries: Sequence[Query],
+    retriever: Retriever,
+    *,
+    k: int,
+    batch_size: int = 64,
+    on_batch: BatchSink | None = None,
+    progress: Progress | None = None,
+    timing: ReplayTiming | None = None,
+) -> list[QueryResult]:
+    """Send ``queries`` to ``retriever`` in batches; one QueryResult per query, in order.
+
+    ``on_batch`` receives each batch's results as soon as they exist (the pipeline stores
+    them there, so a crash keeps what was done); ``progress(done, total)`` is called after
+    each batch.
+    """
+    if k < 1:
+        raise RetrieverError(f"k must be at least 1, got {k}")
+    timing = timing if timing is not None else ReplayTiming()
+    results: list[QueryResult] = []
+    total = len(queries)
+    for start in range(0, total, batch_size):
+        batch = list(queries[start : start + batch_size])
+        began = time.perf_counter()
+        try:
+            answered = retriever.retrieve(batch, k)
+            batch_results = _check_answer(batch, answered)
+        except Exception as error:  # any adapter fault becomes per-query errors
+            elapsed_ms = (time.perf_counter() - began) * 1000.0
+            message = f"{type(error).__name__}: {error}"
+            batch_results = [
+                QueryResult(query_id=q.id, docs=(), latency_ms=elapsed_ms, error=message)
+                for q in batch
+            ]
+        timing.retriever_seconds += time.perf_counter() - began
+        timing.batches += 1
+        sink_began = time.perf_counter()
+        if on_batch is not None:
+            on_batch(batch_results)
+        results.extend(batch_results)
+        if progress is not None:
+            progress(len(results), total)
+        timing.sink_seconds += time.perf_counter() - sink_began
+    return results
+
+
+def _check_answer(batch: list[Query], answered: Sequence[QueryResult]) -> list[QueryResult]:
+    expected = [query.id for query in batch]
+    got = [result.query_id for result in answered]
+    if got != expected:
+        raise RetrieverError(
+            f"the retriever answered queries {got[:3]}... for a batch of {expected[:3]}...: "
+            "adapters must return one result per query, in order"
+        )
+    return list(answered)

@@ -1,0 +1,48 @@
+"""Statistical comparison of two runs: the engine behind the CI gate.
+
+``compare_runs(baseline, candidate)`` compares per-query measure values over the queries both
+runs share, with a seeded bootstrap interval, a sign-flip permutation test, a Wilcoxon
+signed-rank test and Holm correction across measures, and decides ``pass``,
+``regression`` or ``inconclusive`` per measure and overall (see ``docs/gate.md``).
+``worst_queries`` lists the largest per-query drops; ``queries_needed`` and ``power_table``
+size golden sets; ``to_junit_xml`` and ``to_markdown`` render a comparison for CI.
+"""
+
+from evalkit.stats.decision import Decision, decide, overall_decision
+from evalkit.stats.paired import (
+    Comparison,
+    MetricComparison,
+    QueryDrop,
+    compare_runs,
+    holm_adjust,
+    worst_queries,
+)
+from evalkit.stats.power import TYPICAL_SD_DIFFS, PowerRow, power_table, queries_needed
+from evalkit.stats.render import (
+    TABLE_HEADERS,
+    power_table_markdown,
+    table_rows,
+    to_junit_xml,
+    to_markdown,
+)
+
+__all__ = [
+    "TABLE_HEADERS",
+    "TYPICAL_SD_DIFFS",
+    "Comparison",
+    "Decision",
+    "MetricComparison",
+    "PowerRow",
+    "QueryDrop",
+    "compare_runs",
+    "decide",
+    "holm_adjust",
+    "overall_decision",
+    "power_table",
+    "power_table_markdown",
+    "queries_needed",
+    "table_rows",
+    "to_junit_xml",
+    "to_markdown",
+    "worst_queries",
+]

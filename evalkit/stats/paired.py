@@ -1,0 +1,512 @@
+"""Paired comparison of two runs over the queries they share: the CI gate's engine.
+
+``compare_runs`` takes per-query values of each measure for a baseline and a candidate run
+and, per measure, reports the means, the mean difference with a seeded bootstrap confidence
+interval, a sign-flip permutation test, a Wilcoxon signed-rank test, Holm-adjusted p-values
+across the measures, Cohen's d_z, and the gate's decision (see ``evalkit.stats.decision``).
+Queries present in only one run are listed, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+from scipy import stats
+
+from evalkit.errors import ConfigError, InputError
+from evalkit.stats._resampling import CI_METHODS, bootstrap_means, sign_flip_pvalues
+from evalkit.stats.decision import Decision, decide, overall_decision
+from evalkit.stats.power import queries_needed
+
+__all__ = [
+    "DECISION_TESTS",
+    "Comparison",
+    "MetricComparison",
+    "QueryDrop",
+    "compare_runs",
+    "holm_adjust",
+    "worst_queries",
+]
+
+FloatVector = npt.NDArray[np.float64]
+FloatMatrix = npt.NDArray[np.float64]
+
+_TARGET_POWER: Final = 0.8
+# A mean difference below this fraction of the spread is rounding, not an effect: sizing a
+# golden set for it would ask for more than 10**12 queries.
+_NEGLIGIBLE_EFFECT: Final = 1e-6
+_SHOWN_IDS: Final = 5
+
+
+def _wilcoxon_pvalues(differences: FloatMatrix) -> FloatVector:
+    """Two-sided Wilcoxon signed-rank p-values per column; 1 when every difference is 0."""
+    p_values = np.ones(differences.shape[1], dtype=np.float64)
+    for column in np.flatnonzero(np.any(differences != 0.0, axis=0)):
+        p_values[column] = float(stats.wilcoxon(differences[:, column]).pvalue)
+    return p_values
+
+
+DECISION_TESTS: Final = ("permutation", "wilcoxon")
+"""Tests whose Holm-adjusted p-value can drive the decision (``compare_runs(decision_test=)``)."""
+
+
+def holm_adjust(p_values: npt.ArrayLike) -> FloatVector:
+    """Holm step-down adjusted p-values (family-wise error control), in the input order.
+
+    The i-th smallest of m p-values is multiplied by ``m - i + 1``; running maxima keep the
+    adjusted values monotone, and they are capped at 1.
+    """
+    raw = np.asarray(p_values, dtype=np.float64)
+    if raw.size == 0:
+        return raw.copy()
+    order = np.argsort(raw, kind="stable")
+    multipliers = np.arange(raw.size, 0, -1, dtype=np.float64)
+    stepped = np.minimum(np.maximum.accumulate(multipliers * raw[order]), 1.0)
+    adjusted = np.empty_like(raw)
+    adjusted[order] = stepped
+    return adjusted
+
+
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+@dataclass(frozen=True, slots=True)
+class MetricComparison:
+    """Paired comparison of one measure over the shared queries.
+
+    ``delta`` and the interval are ``candidate - baseline``. ``p_adjusted`` is the Holm
+    adjustment (across the measures compared) of the test named by
+    ``Comparison.decision_test``. ``queries_needed`` is set for inconclusive measures: the
+    shared queries a repeat comparison would need, at the observed spread, to decide with
+    80 % power (``queries_needed_note`` says which effect size it was sized for, or why
+    there is none). A single changed query has an unbounded interval (``to_dict`` gives
+    ``None`` for an infinite bound).
+    """
+
+    measure: str
+    n: int
+    baseline_mean: float
+    candidate_mean: float
+    delta: float
+    ci_low: float
+    ci_high: float
+    p_permutation: float
+    p_wilcoxon: float
+    p_adjusted: float
+    effect_size: float
+    sd_diff: float
+    decision: Decision
+    queries_needed: int | None
+    queries_needed_note: str
+    query_ids: tuple[str, ...] = field(default=(), repr=False, compare=False)
+    baseline_values: FloatVector = field(
+        default_factory=lambda: np.empty(0), repr=False, compare=False
+    )
+    candidate_values: FloatVector = field(
+        default_factory=lambda: np.empty(0), repr=False, compare=False
+    )
+
+    @property
+    def differences(self) -> pd.Series:
+        """Per-query ``candidate - baseline``, indexed by query id."""
+        return pd.Series(
+            self.candidate_values - self.baseline_values,
+            index=pd.Index(self.query_ids, name="query_id"),
+            name=self.measure,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (without the per-query values)."""
+        return {
+            "decision": self.decision.value,
+            "n": self.n,
+            "baseline_mean": self.baseline_mean,
+            "candidate_mean": self.candidate_mean,
+            "delta": self.delta,
+            "ci_low": _finite_or_none(self.ci_low),
+            "ci_high": _finite_or_none(self.ci_high),
+            "p_permutation": self.p_permutation,
+            "p_wilcoxon": self.p_wilcoxon,
+            "p_adjusted": self.p_adjusted,
+            "effect_size": self.effect_size,
+            "sd_diff": self.sd_diff,
+            "queries_needed": self.queries_needed,
+            "queries_needed_note": self.queries_needed_note,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """Result of ``compare_runs``: per-measure comparisons, the verdict, and the settings.
+
+    The comparison covers the ``n_shared`` queries present in both runs;
+    ``only_in_baseline`` and ``only_in_candidate`` list (sorted) the ids left out.
+    """
+
+    metrics: tuple[MetricComparison, ...]
+    decision: Decision
+    n_shared: int
+    only_in_baseline: tuple[str, ...]
+    only_in_candidate: tuple[str, ...]
+    alpha: float
+    min_effect: float
+    resamples: int
+    seed: int
+    confidence: float
+    ci_method: str
+    decision_test: str
+    higher_is_better: bool
+
+    @property
+    def n_dropped(self) -> int:
+        """Queries left out because only one of the runs has them."""
+        return len(self.only_in_baseline) + len(self.only_in_candidate)
+
+    @property
+    def measures(self) -> tuple[str, ...]:
+        """The measures compared, in order."""
+        return tuple(metric.measure for metric in self.metrics)
+
+    def metric(self, measure: str) -> MetricComparison:
+        """The comparison of one measure; raises InputError naming the known ones."""
+        for metric in self.metrics:
+            if metric.measure == measure:
+                return metric
+        raise InputError(
+            f"measure {measure!r} was not compared; compared: {', '.join(self.measures)}"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary: settings, verdict, dropped queries and one entry per measure."""
+        return {
+            "decision": self.decision.value,
+            "n_shared": self.n_shared,
+            "n_dropped": self.n_dropped,
+            "only_in_baseline": list(self.only_in_baseline),
+            "only_in_candidate": list(self.only_in_candidate),
+            "alpha": self.alpha,
+            "min_effect": self.min_effect,
+            "resamples": self.resamples,
+            "seed": self.seed,
+            "confidence": self.confidence,
+            "ci_method": self.ci_method,
+            "decision_test": self.decision_test,
+            "higher_is_better": self.higher_is_better,
+            "metrics": {metric.measure: metric.to_dict() for metric in self.metrics},
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class QueryDrop:
+    """One query whose value got worse, for listing under a regression.
+
+    ``lost_docs`` is empty here; the CLI fills it (``dataclasses.replace``) with the
+    relevant documents the candidate no longer retrieves.
+    """
+
+    query_id: str
+    measure: str
+    baseline: float
+    candidate: float
+    delta: float
+    lost_docs: tuple[str, ...] = ()
+
+
+def _check_options(
+    *,
+    alpha: float,
+    min_effect: float,
+    resamples: int,
+    seed: int,
+    confidence: float,
+    ci_method: str,
+    decision_test: str,
+) -> None:
+    if not 0.0 < alpha < 1.0:
+        raise ConfigError(f"alpha must be strictly between 0 and 1, got {alpha!r}")
+    if not 0.0 < confidence < 1.0:
+        raise ConfigError(f"confidence must be strictly between 0 and 1, got {confidence!r}")
+    if not (math.isfinite(min_effect) and min_effect >= 0.0):
+        raise ConfigError(
+            f"min_effect must be a finite number >= 0 (in the measure's units), got {min_effect!r}"
+        )
+    if isinstance(resamples, bool) or not isinstance(resamples, int) or resamples < 1:
+        raise ConfigError(f"resamples must be a positive integer, got {resamples!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
+    if ci_method not in CI_METHODS:
+        raise ConfigError(f"unknown ci_method {ci_method!r}; choose one of {', '.join(CI_METHODS)}")
+    if decision_test not in DECISION_TESTS:
+        raise ConfigError(
+            f"unknown decision_test {decision_test!r}; choose one of {', '.join(DECISION_TESTS)}"
+        )
+
+
+def _shown(ids: Sequence[Hashable]) -> str:
+    listed = ", ".join(str(query_id) for query_id in ids[:_SHOWN_IDS])
+    return listed + (f" and {len(ids) - _SHOWN_IDS} more" if len(ids) > _SHOWN_IDS else "")
+
+
+def _as_frame(values: pd.DataFrame | pd.Series, *, role: str) -> pd.DataFrame:
+    """Per-query values with string query ids as the index."""
+    if isinstance(values, pd.Series):
+        values = values.to_frame()
+    if not isinstance(values, pd.DataFrame):
+        raise InputError(
+            f"{role} must be a pandas DataFrame indexed by query id with one column per "
+            f"measure, got {type(values).__name__}"
+        )
+    if "query_id" in values.columns:
+        values = values.set_index("query_id")
+    frame = values.copy()
+    frame.index = frame.index.map(str)
+    duplicated = frame.index[frame.index.duplicated()].unique()
+    if len(duplicated):
+        raise InputError(
+            f"{role} has more than one row for query ids {_shown(list(duplicated))}: "
+            "give one row per query (aggregate repeated replays first)"
+        )
+    return frame
+
+
+def _choose_measures(
+    baseline: pd.DataFrame, candidate: pd.DataFrame, measures: Sequence[str] | None
+) -> tuple[str, ...]:
+    if measures is None:
+        missing_in_candidate = [str(m) for m in baseline.columns if m not in candidate.columns]
+        missing_in_baseline = [str(m) for m in candidate.columns if m not in baseline.columns]
+        if missing_in_candidate or missing_in_baseline:
+            raise InputError(
+                "baseline and candidate have different measures (only in baseline: "
+                f"{missing_in_candidate or 'none'}; only in candidate: "
+                f"{missing_in_baseline or 'none'}); pass measures=[...] to compare the "
+                "shared ones",
+                field="measures",
+            )
+        chosen = tuple(str(m) for m in baseline.columns)
+    else:
+        chosen = tuple(measures) if not isinstance(measures, str) else (measures,)
+        for role, frame in (("baseline", baseline), ("candidate", candidate)):
+            absent = [m for m in chosen if m not in frame.columns]
+            if absent:
+                raise InputError(
+                    f"{role} has no column for measures {absent}; it has "
+                    f"{[str(c) for c in frame.columns]}",
+                    field="measures",
+                )
+    if not chosen:
+        raise InputError("no measures to compare", field="measures")
+    if len(set(chosen)) != len(chosen):
+        raise InputError(f"measures are repeated: {list(chosen)}", field="measures")
+    return chosen
+
+
+def _values(
+    frame: pd.DataFrame, ids: list[str], measures: tuple[str, ...], role: str
+) -> FloatMatrix:
+    rows = frame.index.get_indexer(pd.Index(ids))
+    try:
+        values = frame[list(measures)].to_numpy(dtype=np.float64)[rows]
+    except (TypeError, ValueError) as error:
+        raise InputError(f"{role} has non-numeric per-query values: {error}") from error
+    bad_rows, bad_columns = np.nonzero(~np.isfinite(values))
+    if bad_rows.size:
+        measure = measures[int(bad_columns[0])]
+        queries = [ids[int(row)] for row in bad_rows[bad_columns == bad_columns[0]]]
+        raise InputError(
+            f"{role} has no finite {measure} for queries {_shown(queries)}: score every query "
+            "(a query the retriever failed on scores 0) or remove it from both runs",
+            field=measure,
+        )
+    return values
+
+
+def _inconclusive_size(
+    *, sd_diff: float, delta: float, min_effect: float, level: float
+) -> tuple[int | None, str]:
+    """Queries a repeat comparison needs to decide, and what effect size that is for."""
+    if min_effect > 0.0:
+        effect, basis = min_effect, f"min_effect {min_effect:g}"
+    elif abs(delta) > _NEGLIGIBLE_EFFECT * sd_diff:
+        effect, basis = abs(delta), f"the observed |delta| {abs(delta):.4g} (min_effect is 0)"
+    else:
+        return None, (
+            "min_effect is 0 and the observed mean difference is 0: there is no effect size "
+            "to size the golden set for; set min_effect to the smallest drop that matters"
+        )
+    needed = queries_needed(sd_diff, effect, alpha=level, power=_TARGET_POWER, one_sided=True)
+    return needed, (
+        f"{needed} shared queries tell a difference of {basis} from none with "
+        f"{_TARGET_POWER:.0%} power at the observed sd of differences {sd_diff:.4g} "
+        f"(one-sided level {level:g})"
+    )
+
+
+def compare_runs(
+    baseline: pd.DataFrame,
+    candidate: pd.DataFrame,
+    *,
+    measures: Sequence[str] | None = None,
+    alpha: float = 0.05,
+    min_effect: float = 0.0,
+    resamples: int = 10_000,
+    seed: int = 0,
+    confidence: float = 0.95,
+    higher_is_better: bool = True,
+    ci_method: str = "percentile",
+    decision_test: str = "permutation",
+) -> Comparison:
+    """Compare a candidate run with a baseline, query by query, and decide the gate.
+
+    ``baseline`` and ``candidate`` hold per-query values (index: query id, or a
+    ``query_id`` column; one column per canonical measure name such as ``ndcg@10``).
+    The comparison runs over the queries both contain; the others are listed in the result.
+
+    Per measure: a bootstrap interval (``ci_method``: ``"percentile"`` or ``"bca"``, both
+    with the small-sample expansion) at ``confidence`` for the mean of
+    ``candidate - baseline``; a two-sided sign-flip
+    permutation test and a Wilcoxon signed-rank test; Holm adjustment across the measures of
+    the p-value named by ``decision_test``; then ``evalkit.stats.decision.decide`` with
+    ``alpha`` and ``min_effect``. ``resamples`` applies to both the bootstrap and the
+    permutation test; one seeded ``Generator(PCG64(seed))`` draws both, shared by all
+    measures.
+    """
+    _check_options(
+        alpha=alpha,
+        min_effect=min_effect,
+        resamples=resamples,
+        seed=seed,
+        confidence=confidence,
+        ci_method=ci_method,
+        decision_test=decision_test,
+    )
+    base_frame = _as_frame(baseline, role="baseline")
+    cand_frame = _as_frame(candidate, role="candidate")
+    chosen = _choose_measures(base_frame, cand_frame, measures)
+    base_ids, cand_ids = set(base_frame.index), set(cand_frame.index)
+    shared = sorted(base_ids & cand_ids)
+    only_in_baseline = tuple(sorted(base_ids - cand_ids))
+    only_in_candidate = tuple(sorted(cand_ids - base_ids))
+    if not shared:
+        raise InputError(
+            f"baseline ({len(base_ids)} queries) and candidate ({len(cand_ids)} queries) share "
+            "no query id: compare runs of the same golden set"
+        )
+    base_values = _values(base_frame, shared, chosen, "baseline")
+    cand_values = _values(cand_frame, shared, chosen, "candidate")
+    differences = cand_values - base_values
+
+    permutation_rng, bootstrap_rng = np.random.Generator(np.random.PCG64(seed)).spawn(2)
+    p_permutation = sign_flip_pvalues(differences, resamples=resamples, rng=permutation_rng)
+    boot_means = bootstrap_means(differences, resamples=resamples, rng=bootstrap_rng)
+    ci_low, ci_high = CI_METHODS[ci_method](boot_means, differences, confidence=confidence)
+    p_wilcoxon = _wilcoxon_pvalues(differences)
+    p_by_test = {"permutation": p_permutation, "wilcoxon": p_wilcoxon}
+    p_adjusted = holm_adjust(p_by_test[decision_test])
+
+    n = len(shared)
+    deltas = differences.mean(axis=0)
+    sds = differences.std(axis=0, ddof=1) if n > 1 else np.zeros(len(chosen))
+    # Without spread the bootstrap distribution is a point; float32 resampling would only
+    # blur it, and identical runs must give exactly [0, 0]. A single changed query says
+    # nothing about the spread: its interval is unbounded, so it can never pass.
+    flat = sds == 0.0
+    ci_low = np.where(flat, deltas, ci_low)
+    ci_high = np.where(flat, deltas, ci_high)
+    if n == 1:
+        changed = deltas != 0.0
+        ci_low = np.where(changed, -np.inf, ci_low)
+        ci_high = np.where(changed, np.inf, ci_high)
+    effect_sizes = np.divide(deltas, sds, out=np.zeros_like(deltas), where=sds > 0.0)
+    ids = tuple(shared)
+    level = (1.0 - confidence) / 2.0
+    metrics = []
+    for j, measure in enumerate(chosen):
+        decision = decide(
+            ci_low=float(ci_low[j]),
+            ci_high=float(ci_high[j]),
+            p_adjusted=float(p_adjusted[j]),
+            alpha=alpha,
+            min_effect=min_effect,
+            higher_is_better=higher_is_better,
+        )
+        needed, note = (
+            _inconclusive_size(
+                sd_diff=float(sds[j]), delta=float(deltas[j]), min_effect=min_effect, level=level
+            )
+            if decision is Decision.INCONCLUSIVE
+            else (None, "")
+        )
+        base_column = base_values[:, j].copy()
+        cand_column = cand_values[:, j].copy()
+        base_column.flags.writeable = False
+        cand_column.flags.writeable = False
+        metrics.append(
+            MetricComparison(
+                measure=measure,
+                n=n,
+                baseline_mean=float(base_column.mean()),
+                candidate_mean=float(cand_column.mean()),
+                delta=float(deltas[j]),
+                ci_low=float(ci_low[j]),
+                ci_high=float(ci_high[j]),
+                p_permutation=float(p_permutation[j]),
+                p_wilcoxon=float(p_wilcoxon[j]),
+                p_adjusted=float(p_adjusted[j]),
+                effect_size=float(effect_sizes[j]),
+                sd_diff=float(sds[j]),
+                decision=decision,
+                queries_needed=needed,
+                queries_needed_note=note,
+                query_ids=ids,
+                baseline_values=base_column,
+                candidate_values=cand_column,
+            )
+        )
+    return Comparison(
+        metrics=tuple(metrics),
+        decision=overall_decision(metric.decision for metric in metrics),
+        n_shared=n,
+        only_in_baseline=only_in_baseline,
+        only_in_candidate=only_in_candidate,
+        alpha=alpha,
+        min_effect=min_effect,
+        resamples=resamples,
+        seed=seed,
+        confidence=confidence,
+        ci_method=ci_method,
+        decision_test=decision_test,
+        higher_is_better=higher_is_better,
+    )
+
+
+def worst_queries(comparison: Comparison, measure: str, n: int = 10) -> tuple[QueryDrop, ...]:
+    """The ``n`` queries whose ``measure`` got worst, largest drop first (ties by query id).
+
+    Only queries that actually got worse are listed, so fewer than ``n`` may come back.
+    """
+    if n < 0:
+        raise ConfigError(f"n must be >= 0, got {n!r}")
+    metric = comparison.metric(measure)
+    deltas = metric.candidate_values - metric.baseline_values
+    losses = -deltas if comparison.higher_is_better else deltas
+    ids = np.asarray(metric.query_ids, dtype=object)
+    worse = np.flatnonzero(losses > 0.0)
+    order = worse[np.lexsort((ids[worse].astype(str), -losses[worse]))][:n]
+    return tuple(
+        QueryDrop(
+            query_id=metric.query_ids[i],
+            measure=measure,
+            baseline=float(metric.baseline_values[i]),
+            candidate=float(metric.candidate_values[i]),
+            delta=float(deltas[i]),
+        )
+        for i in order
+    )

@@ -1,0 +1,278 @@
+"""Renderers for a gate comparison: JUnit XML for CI, Markdown for PR comments, table rows.
+
+``table_rows`` gives the formatted cells that both the Markdown table and a terminal table
+(``rich.table.Table(*TABLE_HEADERS)`` then ``add_row(*row)``) show, so every surface prints
+the same numbers.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from typing import Final
+
+from evalkit.stats.decision import Decision
+from evalkit.stats.paired import Comparison, MetricComparison, QueryDrop
+from evalkit.stats.power import PowerRow
+
+__all__ = [
+    "TABLE_HEADERS",
+    "power_table_markdown",
+    "table_rows",
+    "to_junit_xml",
+    "to_markdown",
+]
+
+TABLE_HEADERS: Final = ("metric", "baseline", "candidate", "Δ", "95 % CI", "p (adj.)", "decision")
+_SUITE_NAME: Final = "evalkit gate"
+_SHOWN_IDS: Final = 10
+_MARKDOWN_SPECIAL: Final = str.maketrans({c: f"\\{c}" for c in "\\`*_[]<>|#"})
+
+
+def _value(number: float) -> str:
+    return f"{number:.4f}"
+
+
+def _signed(number: float) -> str:
+    return f"{number:+.4f}"
+
+
+def _p(p_value: float) -> str:
+    return f"{p_value:.1e}" if p_value < 0.001 else f"{p_value:.3f}"
+
+
+def _ci_header(comparison: Comparison) -> str:
+    return f"{comparison.confidence:.0%} CI".replace("%", " %")
+
+
+def _interval(metric: MetricComparison) -> str:
+    return f"[{_signed(metric.ci_low)}, {_signed(metric.ci_high)}]"
+
+
+def table_rows(comparison: Comparison) -> tuple[tuple[str, ...], ...]:
+    """One row of formatted cells per measure, in ``TABLE_HEADERS`` order."""
+    return tuple(
+        (
+            metric.measure,
+            _value(metric.baseline_mean),
+            _value(metric.candidate_mean),
+            _signed(metric.delta),
+            _interval(metric),
+            _p(metric.p_adjusted),
+            metric.decision.value,
+        )
+        for metric in comparison.metrics
+    )
+
+
+def _headers(comparison: Comparison) -> tuple[str, ...]:
+    return (*TABLE_HEADERS[:4], _ci_header(comparison), *TABLE_HEADERS[5:])
+
+
+def _escape(text: str) -> str:
+    return text.translate(_MARKDOWN_SPECIAL)
+
+
+def _markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    lines = [
+        "| " + " | ".join(headers) + " |",
+        "|" + "|".join("---" if i == 0 else "---:" for i in range(len(headers))) + "|",
+    ]
+    lines.extend("| " + " | ".join(row) + " |" for row in rows)
+    return lines
+
+
+def _shown(ids: Sequence[str]) -> str:
+    listed = ", ".join(ids[:_SHOWN_IDS])
+    return listed + (f" and {len(ids) - _SHOWN_IDS} more" if len(ids) > _SHOWN_IDS else "")
+
+
+def coverage_note(comparison: Comparison) -> str:
+    """Which queries the comparison covers and which it left out."""
+    if not comparison.n_dropped:
+        return f"Compared on all {comparison.n_shared} queries; both runs have the same ones."
+    parts = []
+    if comparison.only_in_baseline:
+        parts.append(
+            f"{len(comparison.only_in_baseline)} only in the baseline "
+            f"({_shown(comparison.only_in_baseline)})"
+        )
+    if comparison.only_in_candidate:
+        parts.append(
+            f"{len(comparison.only_in_candidate)} only in the candidate "
+            f"({_shown(comparison.only_in_candidate)})"
+        )
+    return (
+        f"Compared on the {comparison.n_shared} queries both runs share; "
+        f"{comparison.n_dropped} left out: {'; '.join(parts)}."
+    )
+
+
+def _metric_summary(metric: MetricComparison, comparison: Comparison) -> str:
+    return (
+        f"{metric.measure}: delta {_signed(metric.delta)} "
+        f"({metric.baseline_mean:.4f} -> {metric.candidate_mean:.4f}), "
+        f"{_ci_header(comparison)} {_interval(metric)}, p_adj {_p(metric.p_adjusted)} "
+        f"({comparison.decision_test}), n {metric.n}"
+    )
+
+
+def verdict_line(comparison: Comparison) -> str:
+    """One sentence with the verdict as a plain status word and the measures behind it."""
+    by_decision = {
+        decision: [m.measure for m in comparison.metrics if m.decision is decision]
+        for decision in Decision
+    }
+    tolerance = f"{comparison.min_effect:g}"
+    if comparison.decision is Decision.REGRESSION:
+        reason = (
+            f"{', '.join(by_decision[Decision.REGRESSION])} dropped significantly, by more "
+            f"than the minimum effect {tolerance}."
+        )
+    elif comparison.decision is Decision.INCONCLUSIVE:
+        sizes = [
+            f"{m.measure} ~{m.queries_needed}"
+            for m in comparison.metrics
+            if m.decision is Decision.INCONCLUSIVE and m.queries_needed is not None
+        ]
+        reason = (
+            f"{', '.join(by_decision[Decision.INCONCLUSIVE])}: the data neither show a significant "
+            f"drop nor rule out one larger than {tolerance}"
+            + (f"; queries needed to decide: {', '.join(sizes)}." if sizes else ".")
+        )
+    else:
+        reason = f"every measure rules out a drop larger than {tolerance}."
+    return f"**Gate: {comparison.decision.value.upper()}** - {reason}"
+
+
+def _method_note(comparison: Comparison) -> str:
+    method = "BCa" if comparison.ci_method == "bca" else comparison.ci_method
+    return (
+        f"Δ = candidate - baseline. CI: {method} bootstrap with small-sample expansion, "
+        f"{comparison.resamples:,} "
+        f"resamples, seed {comparison.seed}. p: two-sided {comparison.decision_test} test, "
+        f"Holm-adjusted over {len(comparison.metrics)} measure(s); alpha "
+        f"{comparison.alpha:g}, minimum effect {comparison.min_effect:g}."
+    )
+
+
+def _worst_section(worst: Sequence[QueryDrop]) -> list[str]:
+    lines: list[str] = []
+    measures = list(dict.fromkeys(drop.measure for drop in worst))
+    for measure in measures:
+        drops = [drop for drop in worst if drop.measure == measure]
+        with_docs = any(drop.lost_docs for drop in drops)
+        headers = ["query", "baseline", "candidate", "Δ"] + (
+            ["relevant docs lost"] if with_docs else []
+        )
+        rows = [
+            [
+                _escape(drop.query_id),
+                _value(drop.baseline),
+                _value(drop.candidate),
+                _signed(drop.delta),
+            ]
+            + ([_escape(", ".join(drop.lost_docs))] if with_docs else [])
+            for drop in drops
+        ]
+        lines += [
+            "",
+            f"#### Largest drops in {_escape(measure)}",
+            "",
+            *_markdown_table(headers, rows),
+        ]
+    return lines
+
+
+def to_markdown(comparison: Comparison, *, worst: Sequence[QueryDrop] | None = None) -> str:
+    """A PR comment / job summary: verdict, per-measure table, coverage, method, worst queries."""
+    rows = [
+        (_escape(row[0]), *row[1:-1], f"**{row[-1]}**" if row[-1] != "pass" else row[-1])
+        for row in table_rows(comparison)
+    ]
+    lines = [
+        "### evalkit gate",
+        "",
+        verdict_line(comparison),
+        "",
+        *_markdown_table(_headers(comparison), rows),
+        "",
+        _escape(coverage_note(comparison)),
+        "",
+        _method_note(comparison),
+    ]
+    notes = [
+        f"- {_escape(metric.measure)}: {metric.queries_needed_note}."
+        for metric in comparison.metrics
+        if metric.queries_needed_note
+    ]
+    if notes:
+        lines += ["", *notes]
+    if worst:
+        lines += _worst_section(worst)
+    return "\n".join(lines) + "\n"
+
+
+def to_junit_xml(comparison: Comparison) -> str:
+    """JUnit XML: one ``<testsuite name="evalkit gate">`` with one ``<testcase>`` per measure.
+
+    A regression is a ``<failure>``, an inconclusive measure is ``<skipped>``; the settings
+    and coverage go into ``<properties>`` and the suite's ``<system-out>``.
+    """
+    decisions = [metric.decision for metric in comparison.metrics]
+    suite = ET.Element(
+        "testsuite",
+        {
+            "name": _SUITE_NAME,
+            "tests": str(len(decisions)),
+            "failures": str(decisions.count(Decision.REGRESSION)),
+            "skipped": str(decisions.count(Decision.INCONCLUSIVE)),
+            "errors": "0",
+        },
+    )
+    properties = ET.SubElement(suite, "properties")
+    settings = comparison.to_dict()
+    for name in (
+        "decision",
+        "n_shared",
+        "n_dropped",
+        "alpha",
+        "min_effect",
+        "resamples",
+        "seed",
+        "confidence",
+        "ci_method",
+        "decision_test",
+    ):
+        ET.SubElement(properties, "property", {"name": name, "value": str(settings[name])})
+    for metric in comparison.metrics:
+        case = ET.SubElement(
+            suite, "testcase", {"classname": "evalkit.gate", "name": metric.measure}
+        )
+        summary = _metric_summary(metric, comparison)
+        if metric.decision is Decision.REGRESSION:
+            failure = ET.SubElement(
+                case, "failure", {"type": "regression", "message": f"regression: {summary}"}
+            )
+            failure.text = summary
+        elif metric.decision is Decision.INCONCLUSIVE:
+            note = f"; {metric.queries_needed_note}" if metric.queries_needed_note else ""
+            ET.SubElement(case, "skipped", {"message": f"inconclusive: {summary}{note}"})
+        ET.SubElement(case, "system-out").text = summary
+    ET.SubElement(suite, "system-out").text = coverage_note(comparison)
+    ET.indent(suite)
+    body = ET.tostring(suite, encoding="unicode")
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + body + "\n"
+
+
+def power_table_markdown(rows: Sequence[PowerRow]) -> str:
+    """The power table as Markdown: one line per spread, one column per drop size."""
+    effects = list(dict.fromkeys(row.effect for row in rows))
+    sources = list(dict.fromkeys((row.source, row.sd_diff) for row in rows))
+    needed = {(row.source, row.effect): row.queries_needed for row in rows}
+    headers = ["per-query differences", "sd"] + [f"drop {effect:g}" for effect in effects]
+    body = [
+        [_escape(source), f"{sd:.3f}"] + [f"{needed[(source, effect)]:,}" for effect in effects]
+        for source, sd in sources
+    ]
+    return "\n".join(_markdown_table(headers, body)) + "\n"

@@ -1,0 +1,244 @@
+"""End to end through the CLI against real retrievers: embedded Chroma, a `chroma run`
+server on loopback, and an HTTP endpoint that fails some queries."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from chroma_server import ChromaServer, chroma_server_fixture  # noqa: F401
+
+from evalkit.cli import invoke
+from evalkit.embedding import load_embedder
+from evalkit.goldset import load_goldset
+from evalkit.metrics import Evaluator, parse_measures
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO = REPO / "goldsets" / "demo"
+
+
+def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = invoke(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def cli_json(capsys: pytest.CaptureFixture[str], *args: str, expect: int = 0) -> dict:
+    output = [] if "-o" in args else ["--format", "json"]
+    code, out, err = cli(capsys, *args, *output)
+    assert code == expect, err
+    return json.loads(out)
+
+
+def exact_search_ndcg(collection: object, depth: int = 10) -> float:
+    """nDCG@10 of exact brute-force cosine search over the collection's own vectors."""
+    stored = collection.get(include=["embeddings"])  # type: ignore[attr-defined]
+    doc_ids = np.asarray(stored["ids"])
+    vectors = np.asarray(stored["embeddings"], dtype=np.float32)
+    goldset = load_goldset(DEMO, name="demo")
+    queries = load_embedder().embed([q.text for q in goldset.queries])
+    scores = queries @ vectors.T
+    top = np.argsort(-scores, axis=1)[:, :depth]
+    run = pd.DataFrame(
+        {
+            "query_id": np.repeat([q.id for q in goldset.queries], depth),
+            "doc_id": doc_ids[top].ravel(),
+            "score": np.take_along_axis(scores, top, axis=1).ravel(),
+        }
+    )
+    evaluator = Evaluator(list(goldset.judgments), parse_measures(["ndcg@10"]))
+    return evaluator.evaluate(run, complete=True).aggregate["ndcg@10"]
+
+
+@pytest.fixture(scope="module")
+def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("demo-home")
+
+
+def test_demo_flow_embedded_chroma(
+    demo_home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EVALKIT_HOME", str(demo_home))
+    imported = cli_json(capsys, "goldset", "import", str(DEMO), "--name", "demo", "-o", "json")
+    assert imported["queries"] == 129
+
+    first = cli_json(
+        capsys, "index", "--corpus", str(DEMO / "corpus.jsonl"), "--collection", "demo"
+    )
+    assert (first["added"], first["updated"], first["total"]) == (330, 0, 330)
+    again = cli_json(
+        capsys, "index", "--corpus", str(DEMO / "corpus.jsonl"), "--collection", "demo"
+    )
+    assert (again["added"], again["updated"], again["unchanged"]) == (0, 0, 330)
+    assert again["index_fingerprint"] == first["index_fingerprint"]
+
+    run = cli_json(capsys, "run", "--goldset", "demo", "--collection", "demo", "--k", "100")
+    assert run["status"] == "complete"
+    assert run["n_evaluated"] == 129
+    assert run["goldset_version"] == imported["version"]
+    assert run["model"]["name"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert run["index_fingerprint"] == first["index_fingerprint"]
+    for measure in ("ndcg@10", "recall@100", "map@100", "mrr@10", "hit_rate@10", "r_precision"):
+        assert 0.0 < run["aggregates"][measure] <= 1.0
+
+    # Chroma's HNSW answer agrees with exact search over the same vectors.
+    from evalkit.retrievers.chroma import get_collection, open_chroma_client
+
+    client = open_chroma_client(path=demo_home / "chroma")
+    exact = exact_search_ndcg(get_collection(client, "demo"))
+    assert run["aggregates"]["ndcg@10"] == pytest.approx(exact, abs=0.01)
+
+    # The stored run, exported as a TREC file and scored by `evalkit score`, gives the
+    # same figures: store, export and scorer agree.
+    shown = cli_json(capsys, "runs", "show", run["run_id"][:12], "--per-query")
+    assert shown["aggregates"] == run["aggregates"]
+    assert len(shown["per_query"]) == 129
+    trec_run = demo_home / "run.trec"
+    code, _, _ = cli(capsys, "runs", "export", run["run_id"], "--trec", str(trec_run))
+    assert code == 0
+    qrels = demo_home / "qrels.txt"
+    goldset = load_goldset(DEMO, name="demo")
+    qrels.write_text(
+        "".join(f"{j.query_id} 0 {j.doc_id} {j.relevance}\n" for j in goldset.judgments)
+    )
+    scored = cli_json(
+        capsys,
+        "score",
+        "--qrels",
+        str(qrels),
+        "--run",
+        str(trec_run),
+        "-m",
+        "ndcg@10",
+        "-m",
+        "recall@100",
+        "--complete",
+    )
+    assert scored["aggregate"]["ndcg@10"] == pytest.approx(run["aggregates"]["ndcg@10"], abs=1e-9)
+    assert scored["aggregate"]["recall@100"] == pytest.approx(
+        run["aggregates"]["recall@100"], abs=1e-9
+    )
+    listed = cli_json(capsys, "runs", "list", "--goldset", "demo")
+    assert [r["run_id"] for r in listed] == [run["run_id"]]
+
+
+def test_demo_flow_against_a_chroma_server(
+    chroma_server: ChromaServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("EVALKIT_HOME", str(tmp_path / "home"))
+    url = chroma_server.url
+    cli_json(capsys, "goldset", "import", str(DEMO), "--name", "demo", "-o", "json")
+    indexed = cli_json(
+        capsys,
+        "index",
+        "--corpus",
+        str(DEMO / "corpus.jsonl"),
+        "--collection",
+        "demo-srv",
+        "--chroma-url",
+        url,
+    )
+    assert indexed["added"] == 330
+    run = cli_json(
+        capsys,
+        "run",
+        "--goldset",
+        "demo",
+        "--collection",
+        "demo-srv",
+        "--chroma-url",
+        url,
+        "--k",
+        "20",
+        "-m",
+        "ndcg@10",
+        "-m",
+        "recall@20",
+    )
+    assert run["status"] == "complete"
+    assert run["retriever"] == "chroma-http"
+    assert 0.5 < run["aggregates"]["ndcg@10"] < 1.0
+
+    code, _, err = cli(
+        capsys, "run", "--goldset", "demo", "--collection", "missing", "--chroma-url", url
+    )
+    assert code == 3
+    assert "demo-srv" in err  # the error lists the collections that do exist
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """A retriever endpoint: ranks two fixed documents; always fails query q3."""
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if body["query_id"] == "q3":
+            self.send_response(500)
+            self.end_headers()
+            return
+        payload = json.dumps({"results": [{"id": "a", "score": 0.9}, {"id": "b", "score": 0.5}]})
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(payload.encode())
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def http_endpoint() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/search"
+    server.shutdown()
+    server.server_close()
+
+
+def test_http_retriever_failing_some_queries_gives_a_partial_run(
+    http_endpoint: str,
+    tmp_path: Path,
+    evalkit_home: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    folder = tmp_path / "gs"
+    folder.mkdir()
+    (folder / "queries.jsonl").write_text(
+        "".join(json.dumps({"id": f"q{i}", "text": f"question {i}"}) + "\n" for i in range(1, 5))
+    )
+    (folder / "judgments.jsonl").write_text(
+        "".join(
+            json.dumps({"query_id": f"q{i}", "doc_id": "a", "relevance": 1}) + "\n"
+            for i in range(1, 5)
+        )
+    )
+    cli(capsys, "goldset", "import", str(folder), "--name", "g")
+    run = cli_json(
+        capsys,
+        "run",
+        "--goldset",
+        "g",
+        "--http-retriever",
+        http_endpoint,
+        "--k",
+        "10",
+        "-m",
+        "mrr",
+        expect=3,
+    )
+    assert run["status"] == "partial"
+    assert run["n_failed"] == 1
+    assert run["n_evaluated"] == 3
+    assert run["aggregates"] == {"mrr": 1.0}
+    assert "500" in run["error"]

@@ -1,0 +1,238 @@
+"""`evalkit gate` and `evalkit compare` on TREC files, stored runs and a live retriever."""
+
+from __future__ import annotations
+
+import json
+import threading
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from evalkit.cli import invoke
+
+
+def write_qrels(path: Path, n_queries: int) -> None:
+    lines = []
+    for q in range(n_queries):
+        for r in range(3):
+            lines.append(f"q{q} 0 rel{q}_{r} {1 + (r == 0)}\n")
+    path.write_text("".join(lines))
+
+
+def write_run(path: Path, n_queries: int, *, drop: set[int] = frozenset(), seed: int = 0) -> None:
+    """Each query ranks its three relevant docs among 7 others with seeded jitter; queries in
+    ``drop`` lose every relevant document."""
+    lines = []
+    for q in range(n_queries):
+        rng = np.random.default_rng([seed, q])
+        docs = [f"noise{q}_{i}" for i in range(7)]
+        if q not in drop:
+            docs += [f"rel{q}_{r}" for r in range(3)]
+        scores = rng.random(10)[: len(docs)]
+        for rank, index in enumerate(np.argsort(-scores), start=1):
+            lines.append(f"q{q} Q0 {docs[index]} {rank} {scores[index]:.6f} run\n")
+    path.write_text("".join(lines))
+
+
+def gate(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[str, Any]]:
+    code = invoke(["gate", *args, "--resamples", "2000", "--format", "json"])
+    out = capsys.readouterr().out
+    return code, json.loads(out)
+
+
+@pytest.fixture
+def files(tmp_path: Path, evalkit_home: Path) -> Path:
+    return tmp_path
+
+
+def test_identical_runs_pass(files: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_qrels(files / "qrels", 300)
+    write_run(files / "base.run", 300)
+    code, data = gate(
+        capsys,
+        "--baseline",
+        str(files / "base.run"),
+        "--candidate",
+        str(files / "base.run"),
+        "--qrels",
+        str(files / "qrels"),
+        "-m",
+        "ndcg@10",
+        "-m",
+        "recall@10",
+    )
+    assert code == 0
+    assert data["decision"] == "pass"
+    assert data["metrics"]["ndcg@10"]["delta"] == 0.0
+
+
+def test_losing_relevant_docs_on_a_tenth_of_queries_is_a_regression(
+    files: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dropped = set(range(0, 300, 10))
+    write_qrels(files / "qrels", 300)
+    write_run(files / "base.run", 300)
+    write_run(files / "cand.run", 300, drop=dropped)
+    junit = files / "out" / "gate.xml"
+    markdown = files / "out" / "gate.md"
+    code, data = gate(
+        capsys,
+        "--baseline",
+        str(files / "base.run"),
+        "--candidate",
+        str(files / "cand.run"),
+        "--qrels",
+        str(files / "qrels"),
+        "-m",
+        "ndcg@10",
+        "-m",
+        "recall@10",
+        "--min-effect",
+        "0.01",
+        "--junit",
+        str(junit),
+        "--markdown",
+        str(markdown),
+        "--worst",
+        "40",
+    )
+    assert code == 1
+    assert data["decision"] == "regression"
+    metric = data["metrics"]["ndcg@10"]
+    assert metric["decision"] == "regression"
+    assert metric["ci_high"] < -0.01
+    assert metric["p_adjusted"] < 0.05
+    assert metric["n"] == 300
+    listed = {row["query_id"] for row in data["worst_queries"]["ndcg@10"]}
+    assert listed == {f"q{q}" for q in dropped}
+    lost = {row["query_id"]: row["lost"] for row in data["worst_queries"]["recall@10"]}
+    assert lost["q10"] == ["rel10_0", "rel10_1", "rel10_2"]
+    suite = ET.fromstring(junit.read_text())
+    assert suite.get("tests") == "2"
+    assert suite.get("failures") == "2"
+    summary = markdown.read_text()
+    assert "regression" in summary
+    assert "rel10\\_0" in summary  # Markdown-escaped
+
+
+def test_five_queries_are_inconclusive(files: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_qrels(files / "qrels", 5)
+    write_run(files / "base.run", 5, seed=1)
+    write_run(files / "cand.run", 5, seed=2)
+    code, data = gate(
+        capsys,
+        "--baseline",
+        str(files / "base.run"),
+        "--candidate",
+        str(files / "cand.run"),
+        "--qrels",
+        str(files / "qrels"),
+        "-m",
+        "ndcg@10",
+        "--min-effect",
+        "0.01",
+    )
+    assert code == 4
+    assert data["decision"] == "inconclusive"
+    assert data["metrics"]["ndcg@10"]["queries_needed"] is not None
+    assert data["metrics"]["ndcg@10"]["queries_needed"] > 5
+
+
+def test_a_run_file_without_judgments_is_a_usage_error(
+    files: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_run(files / "base.run", 5)
+    code = invoke(
+        ["gate", "--baseline", str(files / "base.run"), "--candidate", str(files / "base.run")]
+    )
+    assert code == 2
+    assert "--qrels" in capsys.readouterr().err
+
+
+class _Endpoint(BaseHTTPRequestHandler):
+    """A live candidate that answers every query with its relevant documents first."""
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        q = body["query_id"]
+        results = [{"id": f"rel{q[1:]}_{r}", "score": 1.0 - r / 10} for r in range(3)]
+        payload = json.dumps({"results": results}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def endpoint() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Endpoint)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/search"
+    server.shutdown()
+    server.server_close()
+
+
+def test_live_candidate_against_a_stored_baseline(
+    files: Path, endpoint: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = files / "gs"
+    folder.mkdir()
+    (folder / "queries.jsonl").write_text(
+        "".join(json.dumps({"id": f"q{q}", "text": f"question {q}"}) + "\n" for q in range(60))
+    )
+    (folder / "judgments.jsonl").write_text(
+        "".join(
+            json.dumps({"query_id": f"q{q}", "doc_id": f"rel{q}_{r}", "relevance": 1}) + "\n"
+            for q in range(60)
+            for r in range(3)
+        )
+    )
+    assert invoke(["goldset", "import", str(folder), "--name", "g"]) == 0
+    write_run(files / "base.run", 60, drop=set(range(0, 60, 2)))
+    capsys.readouterr()
+    code, data = gate(
+        capsys,
+        "--baseline",
+        str(files / "base.run"),
+        "--goldset",
+        "g",
+        "--http-retriever",
+        endpoint,
+        "-m",
+        "ndcg@10",
+        "--k",
+        "10",
+    )
+    assert code == 0
+    assert data["decision"] == "pass"
+    assert data["metrics"]["ndcg@10"]["delta"] > 0.3
+    code = invoke(["runs", "list", "--format", "json"])
+    stored = json.loads(capsys.readouterr().out)
+    assert [run["label"] for run in stored] == ["gate candidate"]
+    # The stored candidate run is now a baseline for `compare` by its id.
+    code = invoke(
+        [
+            "compare",
+            str(files / "base.run"),
+            stored[0]["run_id"],
+            "--goldset",
+            "g",
+            "--resamples",
+            "1000",
+            "--format",
+            "json",
+        ]
+    )
+    assert code == 0
+    compared = json.loads(capsys.readouterr().out)
+    assert compared["metrics"]["ndcg@10"]["delta"] == pytest.approx(
+        data["metrics"]["ndcg@10"]["delta"]
+    )

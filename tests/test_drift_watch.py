@@ -1,0 +1,191 @@
+"""Drift checks as users run them: stored, via the CLI, on a real store and a real model."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from evalkit.cli import invoke
+from evalkit.drift.watch import check_model, check_precision
+from evalkit.embedding import ModelFingerprint, load_embedder
+from evalkit.goldset.model import Goldset
+from evalkit.pipeline import evaluate_goldset
+from evalkit.records import Judgment, Query, QueryResult, ScoredDoc
+from evalkit.store import Store
+from evalkit.store.drift import list_drift_checks
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    opened = Store.open(tmp_path / "evalkit.duckdb")
+    yield opened
+    opened.close()
+
+
+def rotated(fingerprint: ModelFingerprint, seed: int = 3) -> ModelFingerprint:
+    """The fingerprint of a model that embeds into a rotated space (another model)."""
+    vectors = np.frombuffer(fingerprint.canary_vectors, dtype=np.float16).astype(np.float32)
+    vectors = vectors.reshape(-1, fingerprint.dimension)
+    rotation, _ = np.linalg.qr(np.random.default_rng(seed).normal(size=(384, 384)))
+    moved = (vectors @ rotation).astype(np.float16)
+    return ModelFingerprint("other-model", fingerprint.dimension, "0" * 16, moved.tobytes())
+
+
+def test_model_check_separates_same_other_and_unknown_models(store: Store) -> None:
+    embedder = load_embedder()
+    same = check_model(embedder.fingerprint, embedder, subject="c", store=store)
+    other = check_model(rotated(embedder.fingerprint), embedder, subject="c", store=store)
+    unknown = check_model(None, embedder, subject="c")
+    assert same.finding == "ok"
+    assert same.canary_similarity == pytest.approx(1.0, abs=1e-3)
+    assert other.finding == "model_mismatch"
+    assert other.is_mismatch
+    assert other.canary_similarity is not None
+    assert other.canary_similarity < 0.5
+    assert "silently wrong" in other.message
+    assert unknown.finding == "unknown"
+    stored = list_drift_checks(store, stream="model")
+    assert [check.finding for check in stored] == ["model_mismatch", "ok"]
+    assert stored[0].is_drift
+    assert not stored[1].is_drift
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, Any]:
+    code = invoke(list(args))
+    out = capsys.readouterr().out
+    return code, json.loads(out)
+
+
+def test_drift_embeddings_cli_stores_checks_and_exits_1_on_drift(
+    tmp_path: Path, evalkit_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rng = np.random.default_rng(0)
+    reference = tmp_path / "ref.npy"
+    same = tmp_path / "same.npy"
+    shifted = tmp_path / "shifted.npy"
+    np.save(reference, rng.normal(size=(150, 16)).astype(np.float32))
+    np.save(same, rng.normal(size=(150, 16)).astype(np.float32))
+    np.save(shifted, (rng.normal(size=(150, 16)) + 0.5).astype(np.float32))
+    common = ["drift", "embeddings", "--reference", str(reference), "--format", "json"]
+    code, quiet = run_cli(capsys, *common, "--current", str(same), "--method", "mmd")
+    assert code == 0
+    assert quiet["is_drift"] is False
+    assert quiet["method"].startswith("mmd")
+    code, loud = run_cli(capsys, *common, "--current", str(shifted), "--method", "mmd")
+    assert code == 1
+    assert loud["is_drift"] is True
+    assert loud["p_value"] <= 0.05
+    assert {"statistic", "effect_size", "p_value", "method"} <= set(loud)
+    with Store.open(evalkit_home / "evalkit.duckdb", read_only=True) as store:
+        checks = list_drift_checks(store, stream="queries")
+    assert [check.is_drift for check in checks] == [True, False]
+    assert checks[0].check_id == loud["check_id"]
+
+
+def test_drift_embeddings_cli_rejects_a_bad_array_naming_the_file(
+    tmp_path: Path, evalkit_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = tmp_path / "good.npy"
+    np.save(good, np.zeros((10, 4), dtype=np.float32))
+    flat = tmp_path / "flat.npy"
+    np.save(flat, np.zeros(10, dtype=np.float32))
+    code = invoke(["drift", "embeddings", "--reference", str(good), "--current", str(flat)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "flat.npy" in err
+    assert "2-D" in err
+
+
+@pytest.mark.slow
+def test_evidently_report_is_written_beside_the_verdict(
+    tmp_path: Path, evalkit_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rng = np.random.default_rng(1)
+    reference = tmp_path / "ref.npy"
+    current = tmp_path / "cur.npy"
+    np.save(reference, rng.normal(size=(60, 8)).astype(np.float32))
+    np.save(current, (rng.normal(size=(60, 8)) + 1.0).astype(np.float32))
+    code, data = run_cli(
+        capsys,
+        "drift",
+        "embeddings",
+        "--reference",
+        str(reference),
+        "--current",
+        str(current),
+        "--report",
+        "--format",
+        "json",
+    )
+    assert code == 1
+    report = Path(data["report"])
+    assert report.is_file()
+    html = report.read_text(encoding="utf-8")
+    assert "Drift in embeddings 'queries'" in html
+    assert "Drifted Columns" in html
+
+
+class ScriptedRetriever:
+    """Ranks the relevant document first for the first ``good`` calls, then loses it for
+    ``lose_share`` of the queries."""
+
+    def __init__(self, good_runs: int, lose_share: float) -> None:
+        self.calls = 0
+        self.good_runs = good_runs
+        self.lose_share = lose_share
+
+    def retrieve(self, queries: Sequence[Query], k: int) -> list[QueryResult]:
+        results = []
+        for index, query in enumerate(queries):
+            number = int(query.id[1:])
+            degraded = self.calls >= self.good_runs and number % 100 < self.lose_share * 100
+            # A small per-run wobble keeps the series realistic without changing ranks much.
+            first = "noise" if degraded else f"rel-{query.id}"
+            docs = (ScoredDoc(first, 0.9, 1), ScoredDoc(f"other-{index}", 0.5, 2))
+            results.append(QueryResult(query.id, docs, 1.0))
+        return results
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "scripted", "collection": "kb"}
+
+    def index_fingerprint(self) -> str | None:
+        return None
+
+    def model_fingerprint(self) -> ModelFingerprint | None:
+        return None
+
+
+def series(store: Store, retriever: ScriptedRetriever, runs: int) -> None:
+    queries = [Query(f"q{i}", f"question {i}") for i in range(200)]
+    judgments = [Judgment(q.id, f"rel-{q.id}", 1) for q in queries]
+    goldset = Goldset.build("kb", queries, judgments)
+    for _ in range(runs):
+        evaluate_goldset(store, goldset, retriever, k=10, measures=["ndcg@10"], batch_size=200)
+        retriever.calls += 1
+
+
+def test_precision_series_stays_quiet_while_stable(store: Store) -> None:
+    series(store, ScriptedRetriever(good_runs=100, lose_share=0.3), runs=6)
+    [check] = check_precision(store, "kb", resamples=2000)
+    assert check.finding == "ok"
+    assert check.paired is not None
+    assert check.paired["decision"] == "pass"
+    assert len(check.series) == 6
+
+
+def test_precision_drop_is_found_by_both_detectors_and_stored(store: Store) -> None:
+    series(store, ScriptedRetriever(good_runs=5, lose_share=0.3), runs=8)
+    [check] = check_precision(store, "kb", resamples=2000)
+    assert check.finding == "drift"
+    assert check.levels[-1] == "alert"
+    assert check.paired is not None
+    assert check.paired["decision"] == "regression"
+    assert check.change_point == check.series[5][0]
+    stored = list_drift_checks(store, stream="precision")
+    assert stored[0].finding == "drift"
+    assert stored[0].details["paired_decision"] == "regression"

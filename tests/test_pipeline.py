@@ -1,0 +1,149 @@
+"""The pipeline: replay, score, store; failed queries make a partial run, crashes a failed one."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from evalkit.embedding import ModelFingerprint
+from evalkit.goldset.model import Goldset
+from evalkit.pipeline import default_measures, evaluate_goldset
+from evalkit.records import Judgment, Query, QueryResult, ScoredDoc
+from evalkit.store import Store
+
+
+class ListRetriever:
+    """Returns fixed rankings; fails the queries named in ``fail`` and raises for ``explode``."""
+
+    def __init__(
+        self,
+        rankings: dict[str, list[str]],
+        *,
+        fail: Sequence[str] = (),
+        explode: Sequence[str] = (),
+    ) -> None:
+        self.rankings = rankings
+        self.fail = set(fail)
+        self.explode = set(explode)
+        self.batches: list[list[str]] = []
+
+    def retrieve(self, queries: Sequence[Query], k: int) -> list[QueryResult]:
+        self.batches.append([q.id for q in queries])
+        if self.explode & {q.id for q in queries}:
+            raise ConnectionError("connection refused")
+        results = []
+        for query in queries:
+            if query.id in self.fail:
+                results.append(QueryResult(query.id, (), 5.0, error="timed out after 10 s"))
+                continue
+            ranked = self.rankings.get(query.id, [])[:k]
+            docs = tuple(ScoredDoc(d, 1.0 - i * 0.01, i + 1) for i, d in enumerate(ranked))
+            results.append(QueryResult(query.id, docs, 1.0))
+        return results
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "list", "collection": "fixed"}
+
+    def index_fingerprint(self) -> str | None:
+        return "idx-1"
+
+    def model_fingerprint(self) -> ModelFingerprint | None:
+        return ModelFingerprint("fake-model", 3, "abc")
+
+
+def goldset() -> Goldset:
+    queries = [Query(f"q{i}", f"query {i}") for i in range(1, 5)]
+    judgments = [
+        Judgment("q1", "a", 1),
+        Judgment("q2", "b", 1),
+        Judgment("q3", "c", 1),
+        Judgment("q4", "d", 1),
+        Judgment("q4", "e", 1),
+    ]
+    return Goldset.build("four", queries, judgments)
+
+
+RANKINGS = {
+    "q1": ["a", "x"],  # hit at 1
+    "q2": ["x", "b"],  # hit at 2
+    "q3": ["x", "y"],  # miss
+    "q4": ["d", "x", "e"],  # both relevant, ranks 1 and 3
+}
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    opened = Store.open(tmp_path / "evalkit.duckdb")
+    yield opened
+    opened.close()
+
+
+def test_complete_run_scores_and_records_reproducibility(store: Store) -> None:
+    outcome = evaluate_goldset(
+        store, goldset(), ListRetriever(RANKINGS), k=10, measures=["mrr", "recall@2"]
+    )
+    run = outcome.run
+    assert run.status == "complete"
+    assert run.n_evaluated == 4
+    assert run.aggregates["mrr"] == pytest.approx((1 + 0.5 + 0 + 1) / 4)
+    assert run.aggregates["recall@2"] == pytest.approx((1 + 1 + 0 + 0.5) / 4)
+    assert run.spec.goldset_version == goldset().version
+    assert run.spec.model_fingerprint == "abc"
+    assert run.spec.index_fingerprint == "idx-1"
+    assert run.spec.retriever_config == {"kind": "list", "collection": "fixed"}
+    assert store.query_metrics(run.run_id).loc["q2", "mrr"] == pytest.approx(0.5)
+
+
+def test_failed_queries_make_a_partial_run_left_out_of_averages(store: Store) -> None:
+    outcome = evaluate_goldset(
+        store, goldset(), ListRetriever(RANKINGS, fail=["q3"]), k=10, measures=["mrr"]
+    )
+    run = outcome.run
+    assert run.status == "partial"
+    assert run.n_failed == 1
+    assert run.n_evaluated == 3
+    assert run.aggregates["mrr"] == pytest.approx((1 + 0.5 + 1) / 3)
+    assert "timed out" in (run.error or "")
+    replayed = store.run_queries(run.run_id).set_index("query_id")
+    assert replayed.loc["q3", "error"] == "timed out after 10 s"
+    assert "q3" not in store.query_metrics(run.run_id).index
+
+
+def test_a_batch_that_raises_fails_its_queries_not_the_run(store: Store) -> None:
+    retriever = ListRetriever(RANKINGS, explode=["q1"])
+    outcome = evaluate_goldset(store, goldset(), retriever, k=10, measures=["mrr"], batch_size=2)
+    assert retriever.batches == [["q1", "q2"], ["q3", "q4"]]
+    assert outcome.run.status == "partial"
+    assert outcome.run.n_failed == 2
+    errors = store.run_queries(outcome.run.run_id).set_index("query_id")["error"]
+    assert errors["q1"] == "ConnectionError: connection refused"
+
+
+def test_a_retriever_down_for_every_query_fails_the_run(store: Store) -> None:
+    retriever = ListRetriever(RANKINGS, explode=["q1", "q3"])
+    outcome = evaluate_goldset(store, goldset(), retriever, k=10, batch_size=2)
+    assert outcome.run.status == "failed"
+    assert dict(outcome.run.aggregates) == {}
+
+
+def test_a_crash_in_the_store_marks_the_run_failed(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(run_id: str, results: Sequence[QueryResult]) -> None:
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(store, "add_query_results", broken)
+    with pytest.raises(OSError, match="No space"):
+        evaluate_goldset(store, goldset(), ListRetriever(RANKINGS), k=10)
+    [run] = store.list_runs()
+    assert run.status == "failed"
+    assert "No space" in (run.error or "")
+
+
+def test_default_measures_fit_k() -> None:
+    assert "recall@100" in default_measures(100)
+    assert "recall@100" not in default_measures(10)
+    assert "ndcg@10" in default_measures(10)
