@@ -200,3 +200,13 @@ def test_console_script_help_is_fast_and_has_examples() -> None:
         assert done.returncode == 0, done.stderr
         if command != ["--help"]:
             assert "Example" in done.stdout
+
+
+def test_bad_option_values_are_usage_errors_not_tracebacks(
+    evalkit_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert invoke(["runs", "list", "--limit", "many"]) == 2
+    assert invoke(["score", "--no-such-option"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert "No such option" in err

@@ -10,8 +10,10 @@ from __future__ import annotations
 import sys
 
 import click
+import typer.exceptions
+from typer._click import exceptions as _typer_click
 
-from evalkit.cli import drift, gate, goldset, index, run, runs, score  # noqa: F401  (registers)
+from evalkit.cli import audit, drift, gate, goldset, index, run, runs, score  # noqa: F401  (registers)
 from evalkit.cli._output import err_console
 from evalkit.cli.app import app
 from evalkit.errors import EvalkitError
@@ -19,6 +21,10 @@ from evalkit.errors import EvalkitError
 __all__ = ["app", "main"]
 
 USAGE_ERROR = 2
+
+# typer 0.29 carries its own copy of click; usage errors may come from either.
+_USAGE_ERRORS: tuple[type[Exception], ...] = (click.ClickException, _typer_click.ClickException)
+_ABORTS: tuple[type[BaseException], ...] = (click.exceptions.Abort, typer.exceptions.Abort)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,10 +37,10 @@ def invoke(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code instead of exiting."""
     try:
         result = app(args=argv, standalone_mode=False, prog_name="evalkit")
-    except click.exceptions.Abort:
+    except _ABORTS:
         err_console.print("aborted")
         return 130
-    except click.ClickException as error:
+    except _USAGE_ERRORS as error:
         error.show()
         return USAGE_ERROR
     except EvalkitError as error:

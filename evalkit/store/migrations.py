@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from evalkit.store import audit as _audit
 from evalkit.store import drift as _drift
 
 __all__ = ["MIGRATIONS", "Migration"]
@@ -118,4 +119,5 @@ MIGRATIONS: tuple[Migration, ...] = (
         """,
     ),
     Migration(2, "drift_checks", _drift.SCHEMA_SQL),
+    Migration(5, "audit", _audit.SCHEMA_SQL),
 )

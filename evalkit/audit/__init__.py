@@ -1,0 +1,60 @@
+"""Index health audits: duplicates, staleness, model mismatch, ANN recall, coverage, orphans.
+
+``run_audit`` reads a Chroma collection once (ids, content hashes, stored vectors) and runs
+every check in ``CHECKS`` over it::
+
+    report = run_audit(collection, embedder=load_embedder(), source="corpus.jsonl",
+                       goldset=goldset, config=AuditConfig(near_duplicate_threshold=0.97))
+    report.findings          # Finding(kind, check, severity, message, count, doc_ids, ...)
+    report.fails("critical") # the deployment gate
+
+The pure kernels behind the checks (``near_duplicate_pairs``, ``cluster_pairs``,
+``compare_hashes``, ``ann_recall``, ``judged_at_k``) work on arrays and can be used alone.
+``docs/audit.md`` explains each check, its thresholds and the finding kinds.
+"""
+
+from evalkit.audit.ann import EXACT_SCORES, AnnRecall, ann_recall, exact_scores
+from evalkit.audit.context import CHECK_NAMES, AuditConfig, AuditContext
+from evalkit.audit.coverage import judged_at_k, judgments_frame
+from evalkit.audit.duplicates import (
+    NearDuplicatePairs,
+    cluster_pairs,
+    exact_duplicate_groups,
+    near_duplicate_pairs,
+    unit_rows,
+)
+from evalkit.audit.findings import FINDING_KINDS, AuditReport, CheckOutcome, Finding, Severity
+from evalkit.audit.model import rowwise_cosine
+from evalkit.audit.runner import CHECKS, run_audit
+from evalkit.audit.snapshot import IndexSnapshot, read_snapshot
+from evalkit.audit.staleness import StalenessDiff, compare_hashes, source_hashes
+
+__all__ = [
+    "CHECKS",
+    "CHECK_NAMES",
+    "EXACT_SCORES",
+    "FINDING_KINDS",
+    "AnnRecall",
+    "AuditConfig",
+    "AuditContext",
+    "AuditReport",
+    "CheckOutcome",
+    "Finding",
+    "IndexSnapshot",
+    "NearDuplicatePairs",
+    "Severity",
+    "StalenessDiff",
+    "ann_recall",
+    "cluster_pairs",
+    "compare_hashes",
+    "exact_duplicate_groups",
+    "exact_scores",
+    "judged_at_k",
+    "judgments_frame",
+    "near_duplicate_pairs",
+    "read_snapshot",
+    "rowwise_cosine",
+    "run_audit",
+    "source_hashes",
+    "unit_rows",
+]

@@ -1,0 +1,111 @@
+"""``run_audit``: read a collection once and run every configured check over it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from evalkit.audit.ann import check_ann_recall
+from evalkit.audit.context import AuditConfig, AuditContext
+from evalkit.audit.coverage import check_coverage, check_orphans
+from evalkit.audit.duplicates import check_duplicates
+from evalkit.audit.findings import AuditReport, CheckOutcome
+from evalkit.audit.model import check_model
+from evalkit.audit.snapshot import read_snapshot
+from evalkit.audit.staleness import check_staleness, source_hashes
+from evalkit.goldset.corpus import iter_corpus
+from evalkit.goldset.model import Goldset
+from evalkit.records import Document, Query
+from evalkit.retrievers.base import TextEmbedder
+from evalkit.store._clock import utc_now
+
+if TYPE_CHECKING:
+    from chromadb.api.models.Collection import Collection
+
+__all__ = ["CHECKS", "Check", "run_audit"]
+
+Check = Callable[[AuditContext], CheckOutcome]
+"""One audit check: reads the context, returns what it measured and found."""
+
+CHECKS: Mapping[str, Check] = {
+    "duplicates": check_duplicates,
+    "staleness": check_staleness,
+    "model": check_model,
+    "ann_recall": check_ann_recall,
+    "coverage": check_coverage,
+    "orphans": check_orphans,
+}
+"""Every check by name, in the order an audit runs them."""
+
+
+def run_audit(
+    collection: Collection,
+    *,
+    embedder: TextEmbedder | None = None,
+    config: AuditConfig | None = None,
+    source: Path | str | Iterable[Document] | None = None,
+    goldset: Goldset | None = None,
+    queries: Sequence[Query] | None = None,
+    previous: Mapping[str, float] | None = None,
+    location: str = "chroma",
+) -> AuditReport:
+    """Audit a Chroma collection: duplicates, staleness, model, ANN recall, coverage, orphans.
+
+    ``embedder`` is the query model (needed for the model check, golden queries and
+    coverage); ``source`` the corpus the index should mirror (a path read with
+    ``iter_corpus``, or documents); ``goldset`` supplies golden queries and judgments;
+    ``queries`` (e.g. sampled traffic) replace the golden queries for the ANN recall check;
+    ``previous`` holds the measurements of the previous comparable audit (a drop of judged@k
+    is reported). A check whose inputs are missing is listed as not run, with the reason.
+    """
+    settings = config or AuditConfig()
+    started_at = utc_now()
+    snapshot = read_snapshot(collection, page_size=settings.page_size)
+    source_label = None
+    hashes = None
+    if source is not None:
+        if isinstance(source, str | Path):
+            source_label = str(source)
+            hashes = source_hashes(iter_corpus(source))
+        else:
+            source_label = "documents"
+            hashes = source_hashes(source)
+    context = AuditContext(
+        collection=collection,
+        snapshot=snapshot,
+        config=settings,
+        embedder=embedder,
+        source_hashes=hashes,
+        goldset=goldset,
+        queries=queries,
+        previous=dict(previous or {}),
+    )
+    outcomes = []
+    for name, check in CHECKS.items():
+        if name not in settings.checks:
+            continue
+        clock = time.perf_counter()
+        outcome = check(context)
+        outcomes.append(replace(outcome, seconds=time.perf_counter() - clock))
+    stored_model = snapshot.stored_model
+    current_model = embedder.fingerprint if embedder is not None else None
+    return AuditReport(
+        collection=snapshot.name,
+        location=location,
+        started_at=started_at,
+        finished_at=utc_now(),
+        n_documents=len(snapshot),
+        checks=tuple(outcomes),
+        config=settings.to_dict(),
+        seed=settings.seed,
+        model_name=current_model.name if current_model else None,
+        model_fingerprint=current_model.canary_hash if current_model else None,
+        stored_model_fingerprint=stored_model.canary_hash if stored_model else None,
+        index_fingerprint=snapshot.index_fingerprint,
+        goldset_name=goldset.name if goldset else None,
+        goldset_version=goldset.version if goldset else None,
+        source=source_label,
+    )

@@ -1,0 +1,180 @@
+"""``evalkit audit``: index health checks on a Chroma collection, stored, gating on severity."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from evalkit.cli._output import OutputFormat, console, emit_json, settings, table
+from evalkit.cli._retriever import ChromaUrl
+from evalkit.cli.app import app
+
+if TYPE_CHECKING:
+    from evalkit.audit import AuditReport
+
+FINDINGS_EXIT_CODE = 1
+_SHOWN_IDS = 5
+
+
+class FailOn(StrEnum):
+    """The least severe finding that makes ``evalkit audit`` exit with 1."""
+
+    warning = "warning"
+    critical = "critical"
+
+
+@app.command("audit")
+def audit(
+    collection: Annotated[str, typer.Option(help="Chroma collection to audit.")],
+    source: Annotated[
+        Path | None,
+        typer.Option(
+            help="Source corpus the index should mirror (JSONL file, BEIR folder or TREC "
+            "file): finds changed, deleted and unindexed documents."
+        ),
+    ] = None,
+    goldset: Annotated[
+        str | None,
+        typer.Option(
+            help="Stored goldset: its queries probe ANN recall and judgment coverage, its "
+            "judgments are checked for orphans."
+        ),
+    ] = None,
+    chroma_url: ChromaUrl = None,
+    fail_on: Annotated[
+        FailOn,
+        typer.Option(help="Exit with 1 when a finding of this severity or worse exists."),
+    ] = FailOn.critical,
+    near_duplicate_threshold: Annotated[
+        float, typer.Option(help="Cosine at or above which two documents are near duplicates.")
+    ] = 0.95,
+    model_sample: Annotated[
+        int,
+        typer.Option(help="Stored documents re-embedded to check the model (0: all of them)."),
+    ] = 256,
+    k: Annotated[int, typer.Option("--k", help="Depth of ANN recall@k and judged@k.")] = 10,
+    ann_queries: Annotated[
+        int, typer.Option(help="Queries sampled for the ANN recall check.")
+    ] = 200,
+    check: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Run only this check (repeatable): duplicates, staleness, model, "
+            "ann_recall, coverage, orphans."
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the document and query samples.")] = 0,
+    save: Annotated[
+        bool, typer.Option("--save/--no-save", help="Store the audit and its findings.")
+    ] = True,
+    output: Annotated[OutputFormat, typer.Option("--format", help="table or json")] = (
+        OutputFormat.table
+    ),
+) -> None:
+    """Audit a collection: duplicates, staleness, model mismatch, ANN recall, coverage, orphans.
+
+    Findings are stored (for alert rules and the dashboard). Exit codes: 0 no finding at or
+    above --fail-on, 1 such a finding exists, 2 bad input, 3 retriever or store failure.
+
+    Example: evalkit audit --collection demo --source goldsets/demo/corpus.jsonl
+    --goldset demo --fail-on critical --format json
+    """
+    from evalkit.audit import CHECK_NAMES, AuditConfig, run_audit
+    from evalkit.embedding import load_embedder
+    from evalkit.retrievers.chroma import get_collection, open_chroma_client
+    from evalkit.store import Store
+    from evalkit.store.audit import latest_measurements, save_audit
+
+    config = settings()
+    audit_config = AuditConfig(
+        checks=tuple(check) if check else CHECK_NAMES,
+        near_duplicate_threshold=near_duplicate_threshold,
+        model_sample_size=model_sample or None,
+        k=k,
+        ann_max_queries=ann_queries,
+        relevance_threshold=config.relevance_threshold,
+        seed=seed,
+    )
+    embedder = load_embedder(config.model_path, batch_size=config.embed_batch_size)
+    url = chroma_url or config.chroma_url
+    client = open_chroma_client(path=None if url else config.resolved_chroma_path, url=url)
+    location = url or str(config.resolved_chroma_path)
+    store = (
+        Store.open(config.resolved_store_path, read_only=not save) if (save or goldset) else None
+    )
+    try:
+        gold = store.load_goldset(goldset) if store is not None and goldset else None
+        previous = (
+            latest_measurements(
+                store,
+                collection=collection,
+                goldset_version=gold.version if gold is not None else None,
+            )
+            if store is not None
+            else {}
+        )
+        report = run_audit(
+            get_collection(client, collection),
+            embedder=embedder,
+            config=audit_config,
+            source=source,
+            goldset=gold,
+            previous=previous,
+            location=location,
+        )
+        audit_id = save_audit(store, report).audit_id if save and store is not None else None
+    finally:
+        if store is not None:
+            store.close()
+    data = {"audit_id": audit_id, **report.to_dict(), "fail_on": fail_on.value}
+    failed = report.fails(fail_on.value)
+    data["failed"] = failed
+    if output is OutputFormat.json:
+        emit_json(data)
+    else:
+        _print(report, audit_id, fail_on, failed)
+    if failed:
+        raise typer.Exit(FINDINGS_EXIT_CODE)
+
+
+def _ids(ids: tuple[str, ...]) -> str:
+    shown = ", ".join(ids[:_SHOWN_IDS])
+    return f"{shown}, ... (+{len(ids) - _SHOWN_IDS})" if len(ids) > _SHOWN_IDS else shown or "-"
+
+
+def _print(report: AuditReport, audit_id: str | None, fail_on: FailOn, failed: bool) -> None:
+    findings: list[list[Any]] = [
+        [
+            finding.severity.value,
+            finding.kind,
+            finding.count,
+            _ids(finding.doc_ids or finding.query_ids),
+            finding.message,
+        ]
+        for finding in report.findings
+    ]
+    title = f"audit of {report.collection} ({report.n_documents} documents)"
+    if findings:
+        console.print(table(title, ["severity", "kind", "count", "ids", "finding"], findings))
+    else:
+        console.print(f"{title}: no findings", markup=False)
+    checks = [
+        [
+            outcome.name,
+            "yes" if outcome.ran else "no",
+            ", ".join(f"{name}={value:g}" for name, value in outcome.measurements.items()) or "-",
+            outcome.note or "-",
+        ]
+        for outcome in report.checks
+    ]
+    console.print(table("checks", ["check", "ran", "measurements", "note"], checks))
+    worst = report.max_severity
+    verdict = "FAIL" if failed else "pass"
+    console.print(
+        f"{verdict} (fail on {fail_on.value}; worst finding: "
+        f"{worst.value if worst else 'none'}); audit id: {audit_id or 'not stored'}",
+        markup=False,
+    )
