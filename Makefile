@@ -26,9 +26,11 @@ demo: $(STAMP)
 	EVALKIT_HOME=$(DEMO_HOME) $(BIN)/evalkit index --corpus goldsets/demo/corpus.jsonl --collection demo
 	EVALKIT_HOME=$(DEMO_HOME) $(BIN)/evalkit run --goldset demo --collection demo --k 100 --next-steps
 
+LINTED := $(wildcard evalkit tests dashboards benchmarks)
+
 lint: $(STAMP)
-	$(BIN)/ruff check evalkit tests dashboards benchmarks
-	$(BIN)/ruff format --check evalkit tests dashboards benchmarks
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy evalkit

@@ -107,7 +107,10 @@ def main() -> int:
         ("Chroma search (HNSW)", search_seconds),
         ("evalkit: metrics", outcome.seconds_metrics),
         ("evalkit: store writes", outcome.seconds_store),
-        ("evalkit: other bookkeeping", own_seconds - outcome.seconds_metrics - outcome.seconds_store),
+        (
+            "evalkit: other bookkeeping",
+            own_seconds - outcome.seconds_metrics - outcome.seconds_store,
+        ),
         ("total", total),
     ):
         print(f"{label:<34}{seconds:>9.3f}{seconds / total:>8.1%}")

@@ -23,7 +23,7 @@ __all__ = ["app", "main"]
 USAGE_ERROR = 2
 
 # typer 0.29 carries its own copy of click; usage errors may come from either.
-_USAGE_ERRORS: tuple[type[Exception], ...] = (click.ClickException, _typer_click.ClickException)
+_USAGE_ERRORS = (click.ClickException, _typer_click.ClickException)
 _ABORTS: tuple[type[BaseException], ...] = (click.exceptions.Abort, typer.exceptions.Abort)
 
 
