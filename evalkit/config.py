@@ -72,6 +72,11 @@ class Settings(BaseSettings):
     http_concurrency: int = Field(
         default=8, ge=1, description="HTTP retriever requests in flight at once."
     )
+    judge: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The [judge] table: the answer judge's settings, read by "
+        "evalkit.answers.JudgeSettings (docs/answers.md).",
+    )
 
     @classmethod
     def settings_customise_sources(

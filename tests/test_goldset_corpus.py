@@ -209,3 +209,22 @@ def test_content_hash_follows_content_not_id_or_key_order() -> None:
     hashes = {content_hash(document) for document in [base, *different]}
     assert len(hashes) == len(different) + 1
     assert all(len(value) == 64 for value in hashes)
+
+
+def test_a_directory_of_files_is_a_corpus(tmp_path: Path) -> None:
+    from evalkit.goldset import count_documents, detect_corpus_format, iter_corpus
+
+    (tmp_path / "guides").mkdir()
+    (tmp_path / "guides" / "vpn.md").write_text("# VPN\nConnect with the ZPA client.\n")
+    (tmp_path / "about.html").write_text(
+        "<html><body><p>Kestrel <b>Logistics</b></p></body></html>"
+    )
+    (tmp_path / "image.png").write_bytes(b"\x89PNG")
+    assert detect_corpus_format(tmp_path) == "files"
+    assert count_documents(tmp_path) == 2
+    documents = {document.id: document for document in iter_corpus(tmp_path)}
+    assert sorted(documents) == ["about.html", "guides/vpn.md"]
+    assert "ZPA client" in documents["guides/vpn.md"].text
+    assert "<b>" not in documents["about.html"].text
+    assert "Logistics" in documents["about.html"].text
+    assert documents["guides/vpn.md"].metadata == {"path": "guides/vpn.md"}

@@ -13,7 +13,18 @@ import click
 import typer.exceptions
 from typer._click import exceptions as _typer_click
 
-from evalkit.cli import audit, drift, gate, goldset, index, run, runs, score  # noqa: F401  (registers)
+from evalkit.cli import (  # noqa: F401  (registers the commands)
+    answers,
+    audit,
+    drift,
+    gate,
+    goldset,
+    index,
+    run,
+    runs,
+    score,
+    traffic,
+)
 from evalkit.cli._output import err_console
 from evalkit.cli.app import app
 from evalkit.errors import EvalkitError

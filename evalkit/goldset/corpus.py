@@ -64,10 +64,11 @@ def content_hash(document: Document) -> str:
 
 
 def detect_corpus_format(path: Path | str) -> str:
-    """``beir`` for a folder, ``trec`` for a file starting with ``<DOC>``, else ``jsonl``."""
+    """``beir`` for a folder with ``corpus.jsonl``, ``files`` for any other folder, ``trec``
+    for a file starting with ``<DOC>``, else ``jsonl``."""
     location = Path(path)
     if location.is_dir():
-        return "beir"
+        return "beir" if (location / "corpus.jsonl").is_file() else "files"
     if location.is_file():
         with location.open("rb") as handle:
             head = handle.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
@@ -138,6 +139,8 @@ def count_documents(path: Path | str, *, format: str | None = None) -> int:
     """
     location = Path(path)
     layout = format or detect_corpus_format(location)
+    if layout == "files":
+        return sum(1 for _ in _document_files(location))
     file = _corpus_file(location) if layout == "beir" else location
     if not file.is_file():
         problems = ProblemLog()
@@ -302,9 +305,40 @@ def _flatten_beir_metadata(metadata: Mapping[str, object]) -> dict[str, Metadata
     return flat
 
 
+DOCUMENT_FILE_SUFFIXES = frozenset({".txt", ".md", ".markdown", ".rst", ".html", ".htm"})
+"""Files read by the ``files`` layout: one document per text, Markdown or HTML file."""
+
+
+def _document_files(location: Path) -> Iterator[Path]:
+    return (
+        file
+        for file in sorted(location.rglob("*"))
+        if file.is_file() and file.suffix.lower() in DOCUMENT_FILE_SUFFIXES
+    )
+
+
+def _read_files(location: Path, problems: ProblemLog) -> Iterator[tuple[Document, int]]:
+    """A directory of files: the id is the path relative to the directory (``/``-separated),
+    the text the file's content (HTML markup removed)."""
+    for file in _document_files(location):
+        relative = file.relative_to(location).as_posix()
+        try:
+            text = file.read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError) as error:
+            problems.add(f"cannot be read as UTF-8 text: {error}", path=file)
+            continue
+        if file.suffix.lower() in {".html", ".htm"}:
+            text = _plain(text)
+        if not text.strip():
+            problems.add("is empty; a document needs text", path=file, line=1, field="text")
+            continue
+        yield Document(id=relative, text=text, metadata={"path": relative}), 1
+
+
 CORPUS_READERS: Mapping[str, CorpusReader] = {
     "jsonl": _read_jsonl,
     "beir": _read_beir,
     "trec": _read_trec,
+    "files": _read_files,
 }
 """Corpus readers by format name; ``detect_corpus_format`` picks one from the path."""

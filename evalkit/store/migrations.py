@@ -14,8 +14,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from evalkit.store import answers as _answers
 from evalkit.store import audit as _audit
 from evalkit.store import drift as _drift
+from evalkit.store import traffic as _traffic
 
 __all__ = ["MIGRATIONS", "Migration"]
 
@@ -119,5 +121,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         """,
     ),
     Migration(2, "drift_checks", _drift.SCHEMA_SQL),
+    Migration(3, "traffic", _traffic.SCHEMA_SQL),
+    Migration(4, "answer_scores", _answers.SCHEMA_SQL),
     Migration(5, "audit", _audit.SCHEMA_SQL),
 )

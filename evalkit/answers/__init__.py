@@ -1,0 +1,49 @@
+"""Answer-level metrics: faithfulness, answer relevance, context precision and recall.
+
+* **LLM judge** (``ragas-llm``): ragas' own ``Faithfulness`` and ``AnswerRelevancy`` with
+  any OpenAI-compatible endpoint configured in the ``[judge]`` table of ``evalkit.toml``,
+  with concurrency and rate limits, timeouts, retries, repeats and a cache of judge outputs.
+* **Offline** (``offline-embedding``): when no judge is configured, claim-level support by
+  embedding similarity and word overlap, with no LLM (``evalkit.answers.offline``).
+* **Context metrics** (``ragas-id-based``, ``ragas-non-llm``): ragas' ID-based and non-LLM
+  context precision and recall, when records carry reference contexts or their ids.
+
+An answer that cannot be measured is stored as unmeasured with its reason, counted, and
+left out of every mean: a broken judge never turns an average into NaN.
+
+Typical use::
+
+    from evalkit.answers import AnswerRecord, score_answers
+
+    scores = score_answers([AnswerRecord(id="q1", question=..., answer=..., contexts=(...,))])
+    scores.summary("faithfulness").mean
+"""
+
+from evalkit.answers.files import read_answer_records
+from evalkit.answers.offline import OfflineFaithfulness
+from evalkit.answers.records import (
+    AnswerRecord,
+    AnswerScores,
+    Method,
+    MetricScore,
+    MetricSummary,
+    Unmeasured,
+)
+from evalkit.answers.scoring import score_answer_file, score_answers
+from evalkit.answers.settings import JudgeSettings, ScoringMethod, load_judge_settings
+
+__all__ = [
+    "AnswerRecord",
+    "AnswerScores",
+    "JudgeSettings",
+    "Method",
+    "MetricScore",
+    "MetricSummary",
+    "OfflineFaithfulness",
+    "ScoringMethod",
+    "Unmeasured",
+    "load_judge_settings",
+    "read_answer_records",
+    "score_answer_file",
+    "score_answers",
+]

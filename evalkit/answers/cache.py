@@ -1,0 +1,96 @@
+"""The judge cache: judge outputs keyed by a hash of everything that determines them.
+
+The key hashes (metric, judge model, prompt version, question, answer, contexts, repeat
+index). Re-scoring the same answers with the same judge and prompts therefore sends no
+request at all; changing any of them (a new model, an edited prompt, another context)
+misses the cache, as it must. Only judge *outputs* are cached, failures never are, so a
+timeout is retried on the next scoring.
+
+Caches live in the evalkit store (table ``judge_cache``), in a DuckDB file of their own
+(``cache_path``), or, when there is no store, in memory for the life of the process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Protocol
+
+from evalkit.store.answers import CachedJudgment, load_cached_judgments, save_cached_judgments
+
+if TYPE_CHECKING:
+    from evalkit.store.store import Store
+
+__all__ = [
+    "CachedJudgment",
+    "JudgeCache",
+    "MemoryJudgeCache",
+    "StoreJudgeCache",
+    "judge_cache_key",
+]
+
+
+def judge_cache_key(
+    *,
+    metric: str,
+    judge_model: str,
+    prompt_version: str,
+    question: str,
+    answer: str,
+    contexts: Sequence[str],
+    repeat: int = 0,
+) -> str:
+    """SHA-256 (hex) of everything that determines one judge output."""
+    payload = json.dumps(
+        [metric, judge_model, prompt_version, question, answer, list(contexts), repeat],
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+class JudgeCache(Protocol):
+    """Where judge outputs are kept between scorings."""
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, CachedJudgment]:
+        """The cached outputs among ``keys``."""
+        ...
+
+    def put_many(self, entries: Iterable[tuple[str, CachedJudgment]]) -> None:
+        """Keep these outputs (a key already cached keeps its first output)."""
+        ...
+
+
+class MemoryJudgeCache:
+    """A judge cache for the life of the process (used when there is no store)."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, CachedJudgment] = {}
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, CachedJudgment]:
+        """The cached outputs among ``keys``."""
+        return {key: self._entries[key] for key in keys if key in self._entries}
+
+    def put_many(self, entries: Iterable[tuple[str, CachedJudgment]]) -> None:
+        """Keep these outputs (a key already cached keeps its first output)."""
+        for key, entry in entries:
+            self._entries.setdefault(key, entry)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+class StoreJudgeCache:
+    """A judge cache in the ``judge_cache`` table of an evalkit store."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, CachedJudgment]:
+        """The cached outputs among ``keys``."""
+        return load_cached_judgments(self.store, keys)
+
+    def put_many(self, entries: Iterable[tuple[str, CachedJudgment]]) -> None:
+        """Keep these outputs (a key already cached keeps its first output)."""
+        save_cached_judgments(self.store, entries)

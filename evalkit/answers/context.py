@@ -1,0 +1,181 @@
+"""Context precision and recall, computed by ragas' own ID-based and non-LLM metrics.
+
+* ``id_based_context_precision`` / ``id_based_context_recall`` (ragas ``IDBasedContextPrecision``,
+  ``IDBasedContextRecall``): the share of retrieved context ids that are reference ids, and
+  the share of reference ids that were retrieved.
+* ``non_llm_context_precision_with_reference`` / ``non_llm_context_recall`` (ragas
+  ``NonLLMContextPrecisionWithReference``, ``NonLLMContextRecall``): the same questions
+  asked of the context *texts*, a retrieved context matching a reference context when their
+  normalised Levenshtein similarity passes ragas' threshold (0.5). These need the
+  ``rapidfuzz`` package; without it they are stored as unmeasured (``missing_dependency``).
+
+A metric is computed for a batch when at least one record carries what it compares
+against (reference context ids, or reference context texts); records of that batch
+without it are unmeasured (``no_reference``), records with nothing retrieved are
+unmeasured (``empty_contexts``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from evalkit.answers.records import AnswerRecord, Method, MetricScore, Unmeasured
+
+__all__ = ["CONTEXT_METRICS", "ContextMetric", "applicable_context_metrics", "score_context"]
+
+
+@dataclass(frozen=True, slots=True)
+class ContextMetric:
+    """A ragas context metric: its name, method, what it needs and how to build its sample."""
+
+    name: str
+    method: Method
+    ragas_class: str
+    retrieved: Callable[[AnswerRecord], Sequence[str]]
+    reference: Callable[[AnswerRecord], Sequence[str]]
+    sample_fields: tuple[str, str]
+    requires: str | None = None
+
+
+CONTEXT_METRICS: dict[str, ContextMetric] = {
+    metric.name: metric
+    for metric in (
+        ContextMetric(
+            name="id_based_context_precision",
+            method=Method.ragas_id_based,
+            ragas_class="ragas.metrics._context_precision:IDBasedContextPrecision",
+            retrieved=lambda record: record.context_ids,
+            reference=lambda record: record.reference_context_ids,
+            sample_fields=("retrieved_context_ids", "reference_context_ids"),
+        ),
+        ContextMetric(
+            name="id_based_context_recall",
+            method=Method.ragas_id_based,
+            ragas_class="ragas.metrics._context_recall:IDBasedContextRecall",
+            retrieved=lambda record: record.context_ids,
+            reference=lambda record: record.reference_context_ids,
+            sample_fields=("retrieved_context_ids", "reference_context_ids"),
+        ),
+        ContextMetric(
+            name="non_llm_context_precision_with_reference",
+            method=Method.ragas_non_llm,
+            ragas_class="ragas.metrics._context_precision:NonLLMContextPrecisionWithReference",
+            retrieved=lambda record: record.contexts,
+            reference=lambda record: record.reference_contexts,
+            sample_fields=("retrieved_contexts", "reference_contexts"),
+            requires="rapidfuzz",
+        ),
+        ContextMetric(
+            name="non_llm_context_recall",
+            method=Method.ragas_non_llm,
+            ragas_class="ragas.metrics._context_recall:NonLLMContextRecall",
+            retrieved=lambda record: record.contexts,
+            reference=lambda record: record.reference_contexts,
+            sample_fields=("retrieved_contexts", "reference_contexts"),
+            requires="rapidfuzz",
+        ),
+    )
+}
+"""The context metrics, by their ragas names."""
+
+
+def applicable_context_metrics(records: Sequence[AnswerRecord]) -> list[ContextMetric]:
+    """The context metrics some record of the batch has a reference for."""
+    return [
+        metric
+        for metric in CONTEXT_METRICS.values()
+        if any(metric.reference(record) for record in records)
+    ]
+
+
+def _ragas_metric(metric: ContextMetric) -> object:
+    os.environ.setdefault("RAGAS_DO_NOT_TRACK", "true")
+    module_name, class_name = metric.ragas_class.split(":")
+    module = importlib.import_module(module_name)
+    return getattr(module, class_name)()
+
+
+def score_context(metric: ContextMetric, records: Sequence[AnswerRecord]) -> list[MetricScore]:
+    """One score per record for ``metric``, computed by ragas (unmeasured rows explained)."""
+    missing = metric.requires is not None and importlib.util.find_spec(metric.requires) is None
+    ragas_metric = None
+    if not missing and any(
+        metric.retrieved(record) and metric.reference(record) for record in records
+    ):
+        ragas_metric = _ragas_metric(metric)
+    scores = []
+    for record in records:
+        retrieved, reference = metric.retrieved(record), metric.reference(record)
+        if not reference:
+            scores.append(_unmeasured(metric, record, Unmeasured.no_reference))
+        elif not retrieved:
+            scores.append(_unmeasured(metric, record, Unmeasured.empty_contexts))
+        elif missing:
+            scores.append(
+                _unmeasured(
+                    metric,
+                    record,
+                    Unmeasured.missing_dependency,
+                    f"{metric.name} needs the {metric.requires} package: "
+                    f"pip install {metric.requires}",
+                )
+            )
+        else:
+            value = _ragas_score(ragas_metric, metric, retrieved, reference)
+            if value is None:
+                scores.append(
+                    _unmeasured(
+                        metric, record, Unmeasured.empty_contexts, "ragas returned no value"
+                    )
+                )
+                continue
+            scores.append(
+                MetricScore(
+                    item_id=record.id,
+                    metric=metric.name,
+                    method=str(metric.method),
+                    value=value,
+                    prompt_version=f"ragas-{_ragas_version()}",
+                )
+            )
+    return scores
+
+
+def _ragas_score(
+    ragas_metric: object,
+    metric: ContextMetric,
+    retrieved: Sequence[str],
+    reference: Sequence[str],
+) -> float | None:
+    from ragas.dataset_schema import SingleTurnSample
+
+    retrieved_field, reference_field = metric.sample_fields
+    sample = SingleTurnSample(
+        **{retrieved_field: list(retrieved), reference_field: list(reference)}
+    )
+    value = float(ragas_metric.single_turn_score(sample))  # type: ignore[attr-defined]
+    # ragas' average precision divides by (hits + 1e-10): clamp its rounding, keep [0, 1].
+    return min(max(value, 0.0), 1.0) if math.isfinite(value) else None
+
+
+def _ragas_version() -> str:
+    import ragas
+
+    return str(ragas.__version__)
+
+
+def _unmeasured(
+    metric: ContextMetric, record: AnswerRecord, reason: Unmeasured, detail: str | None = None
+) -> MetricScore:
+    return MetricScore(
+        item_id=record.id,
+        metric=metric.name,
+        method=str(metric.method),
+        value=None,
+        unmeasured_reason=str(reason),
+        detail=detail,
+    )

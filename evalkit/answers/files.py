@@ -1,0 +1,168 @@
+"""Reading answer records from JSONL: ``{question, answer, contexts[, reference]}`` per line.
+
+Accepted fields (unknown fields are rejected, so a misspelt field is caught early):
+
+``id``                     optional record id (string or number); default: the line number
+``question``               the question asked (``user_input`` is accepted too)
+``answer``                 the generated answer (``response``)
+``contexts``               list of context strings given to the generator
+                           (``retrieved_contexts``)
+``context_ids``            optional list of the contexts' document ids
+                           (``retrieved_context_ids``)
+``reference``              optional reference answer (``ground_truth``)
+``reference_contexts``     optional list of reference context strings
+``reference_context_ids``  optional list of reference context ids
+
+The alternative names are ragas' own, so a ragas evaluation dataset reads unchanged.
+Every problem is reported with its file, line and field.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from evalkit.answers.records import AnswerRecord
+from evalkit.errors import InputError
+
+__all__ = ["ANSWER_FIELDS", "parse_answer_record", "read_answer_records"]
+
+ANSWER_FIELDS: Mapping[str, tuple[str, ...]] = {
+    "id": ("id", "query_id"),
+    "question": ("question", "user_input"),
+    "answer": ("answer", "response"),
+    "contexts": ("contexts", "retrieved_contexts"),
+    "context_ids": ("context_ids", "retrieved_context_ids"),
+    "reference": ("reference", "ground_truth"),
+    "reference_contexts": ("reference_contexts",),
+    "reference_context_ids": ("reference_context_ids",),
+}
+"""Each record field with the names it may have in a file (evalkit's first, then ragas')."""
+
+_KNOWN = {name: field for field, names in ANSWER_FIELDS.items() for name in names}
+
+
+def _text_list(value: object, field: str, *, path: str, line: int) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        raise InputError(
+            "must be a list of strings, not a single string: wrap it in [ ]",
+            path=path,
+            line=line,
+            field=field,
+        )
+    if not isinstance(value, list):
+        raise InputError(
+            f"must be a list of strings, got {type(value).__name__}",
+            path=path,
+            line=line,
+            field=field,
+        )
+    items = []
+    for index, item in enumerate(value):
+        if isinstance(item, bool) or not isinstance(item, str | int | float):
+            raise InputError(
+                f"item {index} must be a string, got {type(item).__name__}",
+                path=path,
+                line=line,
+                field=field,
+            )
+        items.append(str(item))
+    return tuple(items)
+
+
+def _text(value: object, field: str, *, path: str, line: int, required: bool) -> str | None:
+    if value is None:
+        if required:
+            raise InputError("is required", path=path, line=line, field=field)
+        return None
+    if not isinstance(value, str):
+        raise InputError(
+            f"must be a string, got {type(value).__name__}", path=path, line=line, field=field
+        )
+    return value
+
+
+def parse_answer_record(data: Any, *, path: str = "<record>", line: int = 1) -> AnswerRecord:
+    """One record from a decoded JSON object (see the module doc for the fields)."""
+    if not isinstance(data, dict):
+        raise InputError(
+            f"each line must be a JSON object, got {type(data).__name__}", path=path, line=line
+        )
+    values: dict[str, Any] = {}
+    for name, value in data.items():
+        field = _KNOWN.get(name)
+        if field is None:
+            known = ", ".join(sorted(_KNOWN))
+            raise InputError(
+                f"unknown field; known fields: {known}", path=path, line=line, field=name
+            )
+        if field in values:
+            raise InputError(
+                f"given twice (as {' and '.join(ANSWER_FIELDS[field])})",
+                path=path,
+                line=line,
+                field=field,
+            )
+        values[field] = value
+    record_id = values.get("id", line)
+    if isinstance(record_id, bool) or not isinstance(record_id, str | int):
+        raise InputError("must be a string or an integer", path=path, line=line, field="id")
+    question = _text(values.get("question"), "question", path=path, line=line, required=True)
+    answer = _text(values.get("answer"), "answer", path=path, line=line, required=True)
+    return AnswerRecord(
+        id=str(record_id),
+        question=question or "",
+        answer=answer or "",
+        contexts=_text_list(values.get("contexts"), "contexts", path=path, line=line),
+        context_ids=_text_list(values.get("context_ids"), "context_ids", path=path, line=line),
+        reference=_text(values.get("reference"), "reference", path=path, line=line, required=False),
+        reference_contexts=_text_list(
+            values.get("reference_contexts"), "reference_contexts", path=path, line=line
+        ),
+        reference_context_ids=_text_list(
+            values.get("reference_context_ids"), "reference_context_ids", path=path, line=line
+        ),
+    )
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    try:
+        with path.open(encoding="utf-8") as handle:
+            yield from enumerate(handle, start=1)
+    except FileNotFoundError as error:
+        raise InputError("no such file", path=str(path)) from error
+    except UnicodeDecodeError as error:
+        raise InputError(f"is not UTF-8 text: {error}", path=str(path)) from error
+
+
+def read_answer_records(path: Path | str) -> list[AnswerRecord]:
+    """Every record of a JSONL file; blank lines are skipped, ids must be unique."""
+    path = Path(path)
+    records: list[AnswerRecord] = []
+    first_line: dict[str, int] = {}
+    for number, raw in _lines(path):
+        if not raw.strip():
+            continue
+        try:
+            data = json.loads(raw)
+        except json.JSONDecodeError as error:
+            raise InputError(
+                f"not valid JSON: {error.msg} (column {error.colno})", path=str(path), line=number
+            ) from error
+        record = parse_answer_record(data, path=str(path), line=number)
+        if record.id in first_line:
+            raise InputError(
+                f"duplicate id {record.id!r} (first on line {first_line[record.id]})",
+                path=str(path),
+                line=number,
+                field="id",
+            )
+        first_line[record.id] = number
+        records.append(record)
+    if not records:
+        raise InputError("holds no record (expected one JSON object per line)", path=str(path))
+    return records

@@ -1,0 +1,309 @@
+"""The LLM judge: ragas' own Faithfulness and AnswerRelevancy over any OpenAI-compatible API.
+
+ragas builds the prompts and parses the replies; this module adds what running a judge in
+production needs around every single LLM call (``CallGuard``):
+
+* **concurrency**: at most ``concurrency`` calls in flight;
+* **rate limit**: at most ``requests_per_minute`` calls started per minute;
+* **timeouts and retries**: a call that times out, fails with a retryable HTTP status
+  (408, 409, 429, 5xx) or a connection error, or whose reply is not the JSON asked for is
+  retried ``max_retries`` times with exponential back-off; after that it becomes a
+  ``JudgeCallError`` carrying the reason (``judge_timeout``, ``judge_error``,
+  ``judge_malformed_output``) and the answer is stored as unmeasured, never as NaN;
+* **call counting**: every request sent is counted, so a cached re-scoring can prove that
+  it cost nothing.
+
+Every judgment is identified by the judge model and the *prompt version*: a hash of the
+instructions, few-shot examples and output schemas of the ragas prompts the metric uses
+(plus the ragas version), so a ragas upgrade that changes a prompt changes the version and
+misses the cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from evalkit.answers.records import AnswerRecord, Unmeasured
+from evalkit.answers.settings import JudgeSettings
+from evalkit.errors import ConfigError
+from evalkit.store.answers import CachedJudgment
+
+if TYPE_CHECKING:
+    from evalkit.embedding import Embedder
+
+__all__ = [
+    "JUDGE_METRICS",
+    "CallGuard",
+    "JudgeCallError",
+    "JudgeTask",
+    "LLMJudge",
+    "RateLimiter",
+    "classify_failure",
+    "run_sync",
+]
+
+T = TypeVar("T")
+
+JUDGE_METRICS: tuple[str, ...] = ("faithfulness", "answer_relevancy")
+"""Metrics the LLM judge scores, by their ragas names."""
+
+_RETRYABLE_STATUS = frozenset({408, 409, 429})
+_DETAIL_LIMIT = 300
+
+
+class JudgeCallError(Exception):
+    """A judge call that failed after every retry: why (an ``Unmeasured`` reason) and detail."""
+
+    def __init__(self, reason: Unmeasured, detail: str) -> None:
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{reason}: {detail}")
+
+
+def classify_failure(error: BaseException) -> tuple[Unmeasured, bool, str]:
+    """(reason, retryable, detail) for an exception raised by a judge call."""
+    import openai
+
+    if isinstance(error, TimeoutError | asyncio.TimeoutError | openai.APITimeoutError):
+        return Unmeasured.judge_timeout, True, "no reply in time"
+    if isinstance(error, openai.APIStatusError):
+        status = error.status_code
+        retryable = status in _RETRYABLE_STATUS or status >= 500
+        return Unmeasured.judge_error, retryable, f"HTTP {status}: {_short(error.message)}"
+    if isinstance(error, openai.APIConnectionError):
+        return Unmeasured.judge_error, True, f"cannot reach the judge: {_short(str(error))}"
+    if _is_malformed_output(error):
+        cause = error.__cause__ or error
+        return (
+            Unmeasured.judge_malformed_output,
+            True,
+            f"reply is not the JSON asked for: {_short(str(cause))}",
+        )
+    return Unmeasured.judge_error, False, f"{type(error).__name__}: {_short(str(error))}"
+
+
+def _is_malformed_output(error: BaseException) -> bool:
+    from pydantic import ValidationError
+
+    if isinstance(error, ValidationError | json.JSONDecodeError):
+        return True
+    # instructor raises InstructorRetryException (its module moved between versions) when
+    # a reply does not parse into the prompt's output model.
+    return any(cls.__name__ == "InstructorRetryException" for cls in type(error).__mro__)
+
+
+def _short(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= _DETAIL_LIMIT else text[: _DETAIL_LIMIT - 1] + "…"
+
+
+class RateLimiter:
+    """Spaces call starts so that at most ``per_minute`` start in any minute (None: no limit).
+
+    ``clock`` and ``sleep`` default to ``time.monotonic`` and ``asyncio.sleep``.
+    """
+
+    def __init__(
+        self,
+        per_minute: float | None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.interval = 60.0 / per_minute if per_minute else 0.0
+        self._clock = clock
+        self._sleep = sleep
+        self._next_start = 0.0
+        self._lock = asyncio.Lock()
+
+    async def wait(self) -> None:
+        """Return when the next call may start."""
+        if not self.interval:
+            return
+        async with self._lock:
+            now = self._clock()
+            delay = self._next_start - now
+            self._next_start = max(now, self._next_start) + self.interval
+        if delay > 0:
+            await self._sleep(delay)
+
+
+@dataclass
+class CallGuard:
+    """Concurrency limit, rate limit, timeout and retries around each judge call.
+
+    ``calls`` counts every request started (retries included).
+    """
+
+    timeout: float
+    max_retries: int
+    retry_backoff: float
+    concurrency: int
+    requests_per_minute: float | None = None
+    calls: int = 0
+    _semaphore: asyncio.Semaphore = field(init=False, repr=False)
+    _limiter: RateLimiter = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._semaphore = asyncio.Semaphore(self.concurrency)
+        self._limiter = RateLimiter(self.requests_per_minute)
+
+    @classmethod
+    def from_settings(cls, settings: JudgeSettings) -> CallGuard:
+        """A guard with the limits of ``settings``."""
+        return cls(
+            timeout=settings.timeout,
+            max_retries=settings.max_retries,
+            retry_backoff=settings.retry_backoff,
+            concurrency=settings.concurrency,
+            requests_per_minute=settings.requests_per_minute,
+        )
+
+    async def call(self, make_call: Callable[[], Awaitable[T]]) -> T:
+        """Run ``make_call()`` under the limits; raise JudgeCallError once retries are spent."""
+        attempts = self.max_retries + 1
+        for attempt in range(attempts):
+            async with self._semaphore:
+                await self._limiter.wait()
+                self.calls += 1
+                try:
+                    return await asyncio.wait_for(make_call(), timeout=self.timeout)
+                except Exception as error:  # every failure is classified, none escapes raw
+                    reason, retryable, detail = classify_failure(error)
+            if not retryable or attempt == attempts - 1:
+                tries = f"{attempt + 1} attempt" + ("s" if attempt else "")
+                raise JudgeCallError(reason, f"{detail} ({tries})")
+            # Jitter keeps many concurrent retries from hitting the judge in lockstep.
+            await asyncio.sleep(self.retry_backoff * (2**attempt) * random.uniform(0.5, 1.0))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+@dataclass(frozen=True, slots=True)
+class JudgeTask:
+    """One judgment to make: a metric of a record, for one repeat."""
+
+    record: AnswerRecord
+    metric: str
+    repeat: int
+    key: str
+
+
+def run_sync(make_coroutine: Callable[[], Awaitable[T]]) -> T:
+    """Run a coroutine to completion from synchronous code, even inside a running loop."""
+
+    async def main() -> T:
+        return await make_coroutine()
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(main())
+    # A notebook or a server already runs a loop in this thread: use a thread of our own.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, main()).result()
+
+
+class LLMJudge:
+    """ragas' Faithfulness (and AnswerRelevancy) with the judge configured in ``settings``.
+
+    Nothing is sent until ``judge`` is called; building the judge checks the configuration
+    and computes the prompt versions.
+    """
+
+    def __init__(self, settings: JudgeSettings, *, embedder: Embedder | None = None) -> None:
+        if not settings.judge_configured:
+            raise ConfigError(
+                "no LLM judge is configured: set base_url and model in the [judge] table of "
+                "evalkit.toml (or EVALKIT_JUDGE_BASE_URL and EVALKIT_JUDGE_MODEL)"
+            )
+        os.environ.setdefault("RAGAS_DO_NOT_TRACK", "true")
+        from evalkit.answers import _ragas
+
+        self.settings = settings
+        self.model = str(settings.model)
+        self.metrics: tuple[str, ...] = (
+            JUDGE_METRICS if settings.answer_relevancy else ("faithfulness",)
+        )
+        self._embedder = embedder
+        embedding_name = embedder.name if embedder is not None else None
+        self.prompt_versions: dict[str, str] = {
+            metric: _ragas.prompt_version(metric, embedding_model=embedding_name)
+            for metric in self.metrics
+        }
+        self.calls = 0
+
+    async def judge(self, tasks: Sequence[JudgeTask]) -> list[CachedJudgment | JudgeCallError]:
+        """Judge every task concurrently (under the guard's limits), in task order."""
+        if not tasks:
+            return []
+        import openai
+
+        from evalkit.answers import _ragas
+
+        guard = CallGuard.from_settings(self.settings)
+        client = openai.AsyncOpenAI(
+            base_url=self.settings.base_url,
+            api_key=self.settings.api_key(),
+            timeout=self.settings.timeout,
+            max_retries=0,
+        )
+        try:
+            metrics = _ragas.build_metrics(
+                self.metrics,
+                client=client,
+                model=self.model,
+                guard=guard,
+                temperature=self.settings.temperature,
+                max_tokens=self.settings.max_tokens,
+                embedder=self._embedder,
+            )
+            results = await asyncio.gather(
+                *(self._judge_one(task, metrics[task.metric]) for task in tasks)
+            )
+        finally:
+            self.calls += guard.calls
+            await client.close()
+        return list(results)
+
+    async def _judge_one(self, task: JudgeTask, metric: Any) -> CachedJudgment | JudgeCallError:
+        record = task.record
+        try:
+            if task.metric == "faithfulness":
+                result = await metric.ascore(
+                    user_input=record.question,
+                    response=record.answer,
+                    retrieved_contexts=list(record.contexts),
+                )
+            else:
+                result = await metric.ascore(user_input=record.question, response=record.answer)
+        except JudgeCallError as failure:
+            return failure
+        except Exception as error:  # a judge must never crash a scoring
+            reason, _, detail = classify_failure(error)
+            return JudgeCallError(reason, detail)
+        value = _finite_or_none(result.value)
+        return CachedJudgment(
+            metric=task.metric,
+            judge_model=self.model,
+            prompt_version=self.prompt_versions[task.metric],
+            value=value,
+            unmeasured_reason=None if value is not None else str(Unmeasured.no_claims),
+            detail=None if value is not None else "the judge found no statement in the answer",
+        )
+
+
+def _finite_or_none(value: object) -> float | None:
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None

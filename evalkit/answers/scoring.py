@@ -1,0 +1,300 @@
+"""Scoring a batch of answers: which metrics apply, the judge and its cache, the store.
+
+``score_answers`` is what ``evalkit run``, ``evalkit answers score`` and library users call.
+It scores faithfulness with the LLM judge when one is configured (ragas ``Faithfulness``,
+plus ``AnswerRelevancy``) and otherwise with the offline method, adds ragas' ID-based and
+non-LLM context precision / recall when the records carry references, and stores every
+score, measured or not, when given a store.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from evalkit.answers.cache import JudgeCache, MemoryJudgeCache, StoreJudgeCache, judge_cache_key
+from evalkit.answers.context import applicable_context_metrics, score_context
+from evalkit.answers.files import read_answer_records
+from evalkit.answers.judge import JudgeCallError, JudgeTask, LLMJudge, run_sync
+from evalkit.answers.offline import DEFAULT_THRESHOLD, OfflineFaithfulness
+from evalkit.answers.records import (
+    AnswerRecord,
+    AnswerScores,
+    Method,
+    MetricScore,
+    Unmeasured,
+    summarise,
+)
+from evalkit.answers.settings import JudgeSettings, ScoringMethod, load_judge_settings
+from evalkit.errors import ConfigError, InputError
+from evalkit.store._clock import utc_now
+from evalkit.store.answers import CachedJudgment
+
+if TYPE_CHECKING:
+    from evalkit.embedding import Embedder
+    from evalkit.store.store import Store
+
+__all__ = ["score_answer_file", "score_answers", "score_with_judge"]
+
+
+def _uses_judge(settings: JudgeSettings) -> bool:
+    if settings.method in (ScoringMethod.llm, ScoringMethod.both):
+        if not settings.judge_configured:
+            raise ConfigError(
+                f"method {settings.method.value!r} needs an LLM judge: set base_url and model "
+                "in the [judge] table of evalkit.toml (or EVALKIT_JUDGE_BASE_URL and "
+                "EVALKIT_JUDGE_MODEL), or use --method offline"
+            )
+        return True
+    return settings.method is ScoringMethod.auto and settings.judge_configured
+
+
+def _uses_offline(settings: JudgeSettings) -> bool:
+    return settings.method in (ScoringMethod.offline, ScoringMethod.both) or (
+        settings.method is ScoringMethod.auto and not settings.judge_configured
+    )
+
+
+def _check_ids(records: Sequence[AnswerRecord]) -> None:
+    seen: set[str] = set()
+    for record in records:
+        if record.id in seen:
+            raise InputError(f"answer record id {record.id!r} appears twice; ids must be unique")
+        seen.add(record.id)
+
+
+def score_answers(
+    records: Sequence[AnswerRecord],
+    *,
+    settings: JudgeSettings | None = None,
+    store: Store | None = None,
+    run_id: str | None = None,
+    source: str | None = None,
+    embedder: Embedder | None = None,
+    cache: JudgeCache | None = None,
+    offline: OfflineFaithfulness | None = None,
+) -> AnswerScores:
+    """Score ``records`` and, when ``store`` is given, store every score under a scoring id.
+
+    Faithfulness comes from the LLM judge when ``settings`` configure one (and the method
+    allows it), otherwise from the offline method; answer relevance from the judge only;
+    context precision / recall from ragas' ID-based and non-LLM metrics when some record
+    carries reference context ids or texts. Answers that cannot be measured (no claim, no
+    context, a judge failure after retries) are stored with their reason, counted in the
+    summaries and left out of the means. ``run_id`` / ``source`` say what was scored.
+
+    The judge cache is ``cache`` if given, else the ``cache_path`` file, else the store's
+    ``judge_cache`` table, else an in-memory cache for this call.
+    """
+    settings = settings or load_judge_settings()
+    _check_ids(records)
+    started_at = utc_now()
+    use_judge, use_offline = _uses_judge(settings), _uses_offline(settings)
+    scores: list[MetricScore] = []
+    judge_calls = cache_hits = 0
+
+    if use_offline:
+        offline = offline or OfflineFaithfulness(
+            embedder, threshold=settings.offline_threshold or DEFAULT_THRESHOLD
+        )
+        scores.extend(offline.score(records))
+    if use_judge:
+        needs_embedder = settings.answer_relevancy
+        if needs_embedder and embedder is None:
+            embedder = offline.embedder if offline is not None else _default_embedder()
+        judge = LLMJudge(settings, embedder=embedder)
+        cache_store: Store | None = None
+        try:
+            if cache is None:
+                cache, cache_store = _open_cache(settings, store)
+            judged, judge_calls, cache_hits = score_with_judge(
+                records, judge=judge, cache=cache, repeats=settings.repeats
+            )
+        finally:
+            if cache_store is not None:
+                cache_store.close()
+        scores.extend(judged)
+    for metric in applicable_context_metrics(records):
+        scores.extend(score_context(metric, records))
+
+    result = AnswerScores(
+        scores=tuple(scores),
+        summaries=summarise(scores),
+        n_records=len(records),
+        started_at=started_at,
+        finished_at=utc_now(),
+        run_id=run_id,
+        source=source,
+        judge_calls=judge_calls,
+        cache_hits=cache_hits,
+    )
+    if store is not None:
+        from evalkit.store.answers import save_answer_scores
+
+        scoring_id = save_answer_scores(store, result, settings=settings.public_dict())
+        result = dataclasses.replace(result, scoring_id=scoring_id)
+    return result
+
+
+def _default_embedder() -> Embedder:
+    from evalkit.embedding import load_embedder
+
+    return load_embedder()
+
+
+def _open_cache(settings: JudgeSettings, store: Store | None) -> tuple[JudgeCache, Store | None]:
+    if settings.cache_path is not None:
+        from evalkit.store.store import Store
+
+        own = Store.open(settings.cache_path)
+        return StoreJudgeCache(own), own
+    if store is not None:
+        return StoreJudgeCache(store), None
+    return MemoryJudgeCache(), None
+
+
+def _precheck(record: AnswerRecord, metric: str) -> Unmeasured | None:
+    if not record.answer.strip():
+        return Unmeasured.empty_answer
+    if metric == "faithfulness" and not any(context.strip() for context in record.contexts):
+        return Unmeasured.empty_contexts
+    if not record.question.strip():
+        return Unmeasured.empty_question
+    return None
+
+
+def score_with_judge(
+    records: Sequence[AnswerRecord],
+    *,
+    judge: LLMJudge,
+    cache: JudgeCache,
+    repeats: int = 1,
+) -> tuple[list[MetricScore], int, int]:
+    """Judge every record with every judge metric; returns (scores, judge calls, cache hits).
+
+    Judgments found in ``cache`` are not requested again; new judge outputs are added to it
+    (failures are not, so they are retried next time).
+    """
+    tasks: list[JudgeTask] = []
+    scores: list[MetricScore] = []
+    for metric in judge.metrics:
+        for record in records:
+            reason = _precheck(record, metric)
+            if reason is not None:
+                scores.append(_unmeasured(record, metric, judge, reason))
+                continue
+            for repeat in range(repeats):
+                key = judge_cache_key(
+                    metric=metric,
+                    judge_model=judge.model,
+                    prompt_version=judge.prompt_versions[metric],
+                    question=record.question,
+                    answer=record.answer,
+                    contexts=record.contexts if metric == "faithfulness" else (),
+                    repeat=repeat,
+                )
+                tasks.append(JudgeTask(record=record, metric=metric, repeat=repeat, key=key))
+    cached = cache.get_many([task.key for task in tasks])
+    missing = [task for task in tasks if task.key not in cached]
+    calls_before = judge.calls
+    outcomes = run_sync(lambda: judge.judge(missing)) if missing else []
+    fresh = {
+        task.key: outcome
+        for task, outcome in zip(missing, outcomes, strict=True)
+        if isinstance(outcome, CachedJudgment)
+    }
+    cache.put_many(fresh.items())
+    results: dict[str, CachedJudgment | JudgeCallError] = {
+        **cached,
+        **{task.key: outcome for task, outcome in zip(missing, outcomes, strict=True)},
+    }
+    grouped: dict[tuple[str, str], list[CachedJudgment | JudgeCallError]] = {}
+    for task in tasks:
+        grouped.setdefault((task.metric, task.record.id), []).append(results[task.key])
+    by_id = {record.id: record for record in records}
+    for (metric, record_id), outcomes_of_record in grouped.items():
+        scores.append(_combine_repeats(by_id[record_id], metric, judge, outcomes_of_record))
+    order = {
+        (m, r.id): i for i, (m, r) in enumerate((m, r) for m in judge.metrics for r in records)
+    }
+    scores.sort(key=lambda score: order[(score.metric, score.item_id)])
+    return scores, judge.calls - calls_before, len(cached)
+
+
+def _combine_repeats(
+    record: AnswerRecord,
+    metric: str,
+    judge: LLMJudge,
+    outcomes: Sequence[CachedJudgment | JudgeCallError],
+) -> MetricScore:
+    judgments = [outcome for outcome in outcomes if isinstance(outcome, CachedJudgment)]
+    failures = [outcome for outcome in outcomes if isinstance(outcome, JudgeCallError)]
+    values = [j.value for j in judgments if j.value is not None]
+    failed = (
+        f"{len(failures)} of {len(outcomes)} repeats failed ({failures[0].reason}: "
+        f"{failures[0].detail})"
+        if failures
+        else None
+    )
+    value: float | None = None
+    spread: float | None = None
+    reason: str | None = None
+    detail = failed
+    if values:
+        value = sum(values) / len(values)
+        spread = max(values) - min(values) if len(values) > 1 else None
+    elif judgments:
+        reason = judgments[0].unmeasured_reason or str(Unmeasured.no_claims)
+        detail = judgments[0].detail
+    else:
+        reason = str(failures[0].reason)
+        detail = failures[0].detail if len(outcomes) == 1 else failed
+    return MetricScore(
+        item_id=record.id,
+        metric=metric,
+        method=str(Method.ragas_llm),
+        value=value,
+        judge_model=judge.model,
+        prompt_version=judge.prompt_versions[metric],
+        unmeasured_reason=reason,
+        detail=detail,
+        n_repeats=len(values) if values else len(judgments),
+        spread=spread,
+    )
+
+
+def _unmeasured(
+    record: AnswerRecord, metric: str, judge: LLMJudge, reason: Unmeasured
+) -> MetricScore:
+    return MetricScore(
+        item_id=record.id,
+        metric=metric,
+        method=str(Method.ragas_llm),
+        value=None,
+        judge_model=judge.model,
+        prompt_version=judge.prompt_versions[metric],
+        unmeasured_reason=str(reason),
+        n_repeats=0,
+    )
+
+
+def score_answer_file(
+    path: Path | str,
+    *,
+    settings: JudgeSettings | None = None,
+    store: Store | None = None,
+    embedder: Embedder | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> AnswerScores:
+    """Read a JSONL of answer records (see ``evalkit.answers.files``) and score it."""
+    records = read_answer_records(path)
+    if progress is not None:
+        progress(0, len(records))
+    result = score_answers(
+        records, settings=settings, store=store, source=str(path), embedder=embedder
+    )
+    if progress is not None:
+        progress(len(records), len(records))
+    return result

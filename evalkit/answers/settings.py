@@ -1,0 +1,197 @@
+"""Settings of the answer judge: the ``[judge]`` table of ``evalkit.toml``, ``EVALKIT_JUDGE_*``.
+
+Precedence, highest first: keyword arguments, ``EVALKIT_JUDGE_*`` environment variables,
+the ``[judge]`` table of ``evalkit.toml`` (or of the file named by ``EVALKIT_CONFIG``), then
+the defaults. A judge is configured when both ``base_url`` and ``model`` are set; otherwise
+answers are scored by the offline method. The API key is never a setting: ``api_key_env``
+names the environment variable that holds it, and the key is read from there when the
+client is built, never logged and never stored.
+
+Example ``evalkit.toml``::
+
+    [judge]
+    base_url = "http://127.0.0.1:11434/v1"
+    model = "qwen2.5:7b-instruct"
+    api_key_env = "OLLAMA_API_KEY"
+    concurrency = 4
+    requests_per_minute = 120
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from evalkit.errors import ConfigError
+
+__all__ = ["JudgeSettings", "ScoringMethod", "load_judge_settings"]
+
+CONFIG_FILE_ENV = "EVALKIT_CONFIG"
+DEFAULT_CONFIG_FILE = "evalkit.toml"
+TOML_TABLE = "judge"
+
+
+class ScoringMethod(StrEnum):
+    """Which faithfulness method scores answers."""
+
+    auto = "auto"
+    """The LLM judge when one is configured, otherwise the offline method."""
+    llm = "llm"
+    """The LLM judge only (a ConfigError when none is configured)."""
+    offline = "offline"
+    """The offline embedding method only, even when a judge is configured."""
+    both = "both"
+    """Both, side by side (each stored under its own method name)."""
+
+
+class JudgeSettings(BaseSettings):
+    """How answers are judged: the LLM endpoint, its limits, the cache and the offline method."""
+
+    model_config = SettingsConfigDict(env_prefix="EVALKIT_JUDGE_", extra="forbid")
+
+    base_url: str | None = Field(
+        default=None,
+        description="Base URL of an OpenAI-compatible API (for example "
+        "http://127.0.0.1:11434/v1); with `model`, it configures the LLM judge.",
+    )
+    model: str | None = Field(default=None, description="Model name the judge endpoint serves.")
+    api_key_env: str | None = Field(
+        default="OPENAI_API_KEY",
+        description="Name of the environment variable holding the API key (never the key "
+        "itself). Local endpoints that need no key may leave that variable unset.",
+    )
+    timeout: float = Field(default=60.0, gt=0, description="Seconds before a judge call fails.")
+    max_retries: int = Field(
+        default=2,
+        ge=0,
+        description="Retries of a failed judge call (timeout, HTTP error, malformed JSON), "
+        "with exponential back-off.",
+    )
+    retry_backoff: float = Field(
+        default=1.0, ge=0, description="Seconds before the first retry; doubled on each retry."
+    )
+    concurrency: int = Field(default=4, ge=1, description="Judge calls in flight at once.")
+    requests_per_minute: float | None = Field(
+        default=None, gt=0, description="At most this many judge calls per minute (no limit)."
+    )
+    repeats: int = Field(
+        default=1,
+        ge=1,
+        description="Judge each answer this many times; the mean is stored with the spread "
+        "(max - min) across repeats.",
+    )
+    temperature: float = Field(default=0.0, ge=0, description="Sampling temperature of the judge.")
+    max_tokens: int = Field(default=2048, ge=1, description="Most tokens a judge reply may use.")
+    answer_relevancy: bool = Field(
+        default=True,
+        description="Also score answer relevance (ragas AnswerRelevancy) when a judge is set.",
+    )
+    method: ScoringMethod = Field(
+        default=ScoringMethod.auto,
+        description="Faithfulness method: auto (LLM judge when configured, else offline), "
+        "llm, offline, or both.",
+    )
+    cache_path: Path | None = Field(
+        default=None,
+        description="DuckDB file caching judge outputs; default: the judge_cache table of "
+        "the evalkit store.",
+    )
+    offline_threshold: float | None = Field(
+        default=None,
+        gt=0.0,
+        lt=1.0,
+        description="Probability at which the offline method counts a claim as supported "
+        "(default 0.5; see docs/answers.md).",
+    )
+
+    @property
+    def judge_configured(self) -> bool:
+        """True when an LLM judge endpoint and model are both set."""
+        return bool(self.base_url) and bool(self.model)
+
+    def api_key(self) -> str:
+        """The API key from the environment variable ``api_key_env`` (a placeholder if unset).
+
+        OpenAI-compatible servers run locally usually ignore the key; the placeholder keeps
+        the client from refusing to start.
+        """
+        if self.api_key_env and os.environ.get(self.api_key_env):
+            return os.environ[self.api_key_env]
+        return "not-set"
+
+    def public_dict(self) -> dict[str, Any]:
+        """The settings as a JSON-ready dict (there is no secret in it to hide)."""
+        return self.model_dump(mode="json")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Order the sources: arguments, environment, then ``[judge]`` of ``evalkit.toml``."""
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        toml_file = _config_file()
+        if _has_judge_table(toml_file):
+            sources.append(
+                TomlConfigSettingsSource(
+                    settings_cls, toml_file=toml_file, toml_table_header=(TOML_TABLE,)
+                )
+            )
+        return tuple(sources)
+
+
+def _config_file() -> Path:
+    return Path(os.environ.get(CONFIG_FILE_ENV, DEFAULT_CONFIG_FILE))
+
+
+def _has_judge_table(path: Path) -> bool:
+    # TomlConfigSettingsSource raises KeyError when the file exists without the table.
+    if not path.is_file():
+        return False
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        raise ConfigError(f"{path}: cannot read it as TOML: {error}") from error
+    table = data.get(TOML_TABLE)
+    if table is not None and not isinstance(table, dict):
+        raise ConfigError(f"{path}: `{TOML_TABLE}` must be a table ([{TOML_TABLE}])")
+    return table is not None
+
+
+def load_judge_settings(**overrides: Any) -> JudgeSettings:
+    """Read the judge settings; ``overrides`` whose value is None are ignored.
+
+    Raises ConfigError naming the source and field of an invalid value.
+    """
+    given = {key: value for key, value in overrides.items() if value is not None}
+    config_file = os.environ.get(CONFIG_FILE_ENV)
+    if config_file and not Path(config_file).is_file():
+        raise ConfigError(f"{CONFIG_FILE_ENV}={config_file}: no such file")
+    try:
+        return JudgeSettings(**given)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in problem['loc'])}: {problem['msg']}"
+            for problem in error.errors()
+        )
+        source = config_file or DEFAULT_CONFIG_FILE
+        raise ConfigError(
+            f"invalid judge settings (from arguments, EVALKIT_JUDGE_* variables or the "
+            f"[judge] table of {source}): {problems}"
+        ) from error

@@ -1,0 +1,191 @@
+"""``evalkit answers score|list|show``: faithfulness and other answer-level metrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from evalkit.cli._output import OutputFormat, console, emit_json, key_values, settings, table
+from evalkit.cli.app import CONTEXT, app
+
+__all__ = ["answers_app"]
+
+answers_app = typer.Typer(
+    help="Score generated answers: faithfulness (ragas with an LLM judge, or the offline "
+    "embedding method), answer relevance, and ragas' ID-based and non-LLM context "
+    "precision and recall.",
+    no_args_is_help=True,
+    context_settings=CONTEXT,
+)
+app.add_typer(answers_app, name="answers")
+
+Format = Annotated[OutputFormat, typer.Option("--format", help="table or json")]
+
+_SUMMARY_COLUMNS = ["metric", "method", "mean", "measured", "unmeasured", "why unmeasured"]
+
+
+def _summary_rows(summaries: list[dict[str, Any]]) -> list[list[object]]:
+    return [
+        [
+            s["metric"],
+            s["method"],
+            s["mean"],
+            s["n_measured"],
+            s["n_unmeasured"],
+            ", ".join(f"{reason} {n}" for reason, n in s["unmeasured_by_reason"].items()) or "-",
+        ]
+        for s in summaries
+    ]
+
+
+def _score_rows(scores: list[dict[str, Any]]) -> list[list[object]]:
+    return [
+        [
+            s["item_id"],
+            s["metric"],
+            s["method"],
+            s["value"],
+            s["unmeasured_reason"] or "-",
+            s["n_claims"],
+            s["n_supported"],
+        ]
+        for s in scores
+    ]
+
+
+_SCORE_COLUMNS = ["item", "metric", "method", "value", "unmeasured", "claims", "supported"]
+
+
+@answers_app.command("score")
+def score(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="JSONL file: one {question, answer, contexts[, reference, context_ids, "
+            "reference_context_ids, reference_contexts]} object per line."
+        ),
+    ],
+    method: Annotated[
+        str | None,
+        typer.Option(
+            help="Faithfulness method: auto (the LLM judge of [judge] in evalkit.toml when "
+            "configured, else offline), llm, offline or both. Default: the [judge] setting."
+        ),
+    ] = None,
+    save: Annotated[
+        bool, typer.Option("--store/--no-store", help="Keep the scores in the evalkit store.")
+    ] = True,
+    per_item: Annotated[bool, typer.Option(help="Also print every record's scores.")] = False,
+    output: Format = OutputFormat.table,
+) -> None:
+    """Score a JSONL file of generated answers and the contexts they were generated from.
+
+    Answers that cannot be measured (no claim, no context, a judge failure) are counted
+    and left out of the means, never scored as 0 or NaN.
+
+    Example: evalkit answers score answers.jsonl --method offline --per-item --format json
+    """
+    from evalkit.answers import load_judge_settings, score_answer_file
+    from evalkit.answers.settings import ScoringMethod
+    from evalkit.errors import ConfigError
+
+    chosen = None
+    if method is not None:
+        try:
+            chosen = ScoringMethod(method)
+        except ValueError:
+            choices = ", ".join(m.value for m in ScoringMethod)
+            raise ConfigError(f"--method {method!r} is not one of: {choices}") from None
+    judge_settings = load_judge_settings(method=chosen)
+    if save:
+        from evalkit.store import Store
+
+        with Store.open(settings().resolved_store_path) as store:
+            result = score_answer_file(file, settings=judge_settings, store=store)
+    else:
+        result = score_answer_file(file, settings=judge_settings)
+    data = result.to_dict(per_item=per_item)
+    if output is OutputFormat.json:
+        emit_json(data)
+        return
+    console.print(
+        key_values(
+            "answers",
+            {
+                "file": str(file),
+                "records": result.n_records,
+                "scoring": result.scoring_id or "(not stored)",
+                "judge calls": result.judge_calls,
+                "cache hits": result.cache_hits,
+            },
+        )
+    )
+    if per_item:
+        console.print(table("per record", _SCORE_COLUMNS, _score_rows(data["scores"])))
+    console.print(table("metrics", _SUMMARY_COLUMNS, _summary_rows(data["summaries"])))
+
+
+@answers_app.command("list")
+def list_scorings(
+    run_id: Annotated[str | None, typer.Option("--run", help="Only scorings of this run.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many scorings.")] = 20,
+    output: Format = OutputFormat.table,
+) -> None:
+    """List stored answer scorings, newest first.
+
+    Example: evalkit answers list --limit 5 --format json
+    """
+    from evalkit.store import Store
+    from evalkit.store.answers import list_scorings as stored_scorings
+
+    with Store.open(settings().resolved_store_path, read_only=True) as store:
+        scorings = stored_scorings(store, run_id=run_id, limit=limit)
+    if output is OutputFormat.json:
+        emit_json([scoring.to_dict() for scoring in scorings])
+        return
+    rows = [
+        [
+            s.scoring_id,
+            s.run_id or "-",
+            s.source or "-",
+            s.n_records,
+            s.judge_calls,
+            s.cache_hits,
+            f"{s.started_at:%Y-%m-%d %H:%M}",
+        ]
+        for s in scorings
+    ]
+    columns = ["scoring", "run", "source", "records", "judge calls", "cache hits", "started"]
+    console.print(table("answer scorings", columns, rows))
+
+
+@answers_app.command("show")
+def show_scoring(
+    scoring_id: Annotated[str, typer.Argument(help="Scoring id (a unique prefix is enough).")],
+    per_item: Annotated[bool, typer.Option(help="Also print every record's scores.")] = False,
+    output: Format = OutputFormat.table,
+) -> None:
+    """Show one stored scoring: means over measured answers and the unmeasured counts.
+
+    Example: evalkit answers show ans-20261121T183500-3f9a1c --per-item
+    """
+    from evalkit.store import Store
+    from evalkit.store.answers import answer_score_rows, answer_summaries, get_scoring
+
+    with Store.open(settings().resolved_store_path, read_only=True) as store:
+        scoring = get_scoring(store, scoring_id)
+        summaries = answer_summaries(store, scoring.scoring_id)
+        scores = answer_score_rows(store, scoring.scoring_id) if per_item else None
+    data: dict[str, Any] = {**scoring.to_dict(), "summaries": summaries}
+    if scores is not None:
+        data["scores"] = scores
+    if output is OutputFormat.json:
+        emit_json(data)
+        return
+    facts = {key: data[key] for key in ("scoring_id", "run_id", "source", "n_records")}
+    console.print(key_values("answer scoring", facts))
+    if scores is not None:
+        console.print(table("per record", _SCORE_COLUMNS, _score_rows(data["scores"])))
+    console.print(table("metrics", _SUMMARY_COLUMNS, _summary_rows(summaries)))

@@ -1,0 +1,468 @@
+"""``evalkit traffic ingest|sample|replay|promote|windows``: production traffic."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from evalkit.cli._output import (
+    OutputFormat,
+    console,
+    emit_json,
+    err_console,
+    key_values,
+    progress_bar,
+    settings,
+    table,
+)
+from evalkit.cli._retriever import AllowMismatch, ChromaUrl, Collection, HttpUrl, WhereKey
+from evalkit.cli.app import CONTEXT, app
+
+if TYPE_CHECKING:
+    from evalkit.traffic.ingest import IngestReport
+
+__all__ = ["traffic_app"]
+
+traffic_app = typer.Typer(
+    help="Ingest production query logs, sample them per time window, replay the samples "
+    "against the live retriever, and promote queries to goldset drafts.",
+    no_args_is_help=True,
+    context_settings=CONTEXT,
+)
+app.add_typer(traffic_app, name="traffic")
+
+Format = Annotated[OutputFormat, typer.Option("--format", help="table or json")]
+WindowOption = Annotated[
+    str,
+    typer.Option(
+        "--window",
+        help="Time window: a day (2026-11-21), hour (2026-11-21T13), ISO week (2026-W47), "
+        "month (2026-11), START/END interval, today or yesterday (UTC).",
+    ),
+]
+INVALID_INPUT = 2
+RETRIEVER_FAILURE = 3
+
+
+@traffic_app.command("ingest")
+def ingest(
+    paths: Annotated[
+        list[Path], typer.Argument(help="Log files (.jsonl, .parquet) or directories of them.")
+    ],
+    redact: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Mask a named pattern (email, number) in text, answer and contexts; repeatable."
+        ),
+    ] = None,
+    redact_pattern: Annotated[
+        list[str] | None,
+        typer.Option(help="Mask matches of this regular expression (RE2) too; repeatable."),
+    ] = None,
+    drop: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Do not store this field (answer, contexts, tags, results, "
+            "latency_ms); repeatable."
+        ),
+    ] = None,
+    watch: Annotated[
+        bool, typer.Option(help="Keep ingesting new lines every --interval seconds until Ctrl-C.")
+    ] = False,
+    interval: Annotated[float, typer.Option(help="Seconds between passes with --watch.")] = 30.0,
+    strict: Annotated[
+        bool, typer.Option(help="Exit 2 when any line was malformed (they are still reported).")
+    ] = False,
+    output: Format = OutputFormat.table,
+) -> None:
+    """Ingest traffic logs incrementally: lines already ingested are never read twice.
+
+    A malformed line is reported with its file and line number and skipped; a line still
+    being written is left for the next pass. Directories are scanned for .jsonl, .ndjson
+    and .parquet files (rotated names such as app.jsonl.1 included).
+
+    Example: evalkit traffic ingest logs/ --redact email --redact number --format json
+    """
+    from evalkit.store import Store
+    from evalkit.traffic.ingest import ingest_paths
+    from evalkit.traffic.ingest import watch as watch_paths
+    from evalkit.traffic.redaction import Redaction
+
+    redaction = Redaction.build(patterns=redact or (), custom=redact_pattern or (), drop=drop or ())
+    malformed = 0
+
+    def show(report: IngestReport) -> None:
+        nonlocal malformed
+        malformed += report.malformed
+        _print_ingest(report, output)
+
+    with Store.open(settings().resolved_store_path) as store:
+        if watch:
+            try:
+                watch_paths(store, paths, interval=interval, on_report=show, redaction=redaction)
+            except KeyboardInterrupt:
+                err_console.print("stopped watching")
+        else:
+            show(ingest_paths(store, paths, redaction=redaction))
+    if strict and malformed:
+        raise typer.Exit(INVALID_INPUT)
+
+
+def _print_ingest(report: IngestReport, output: OutputFormat) -> None:
+    if output is OutputFormat.json:
+        emit_json(report.to_dict())
+        return
+    rows = [
+        [
+            entry.path,
+            entry.status,
+            entry.lines_read,
+            entry.records_added,
+            entry.duplicates,
+            entry.malformed,
+        ]
+        for entry in report.files
+    ]
+    columns = ["file", "status", "lines", "added", "duplicates", "malformed"]
+    console.print(table("traffic ingest", columns, rows))
+    for entry in report.files:
+        if entry.note:
+            err_console.print(
+                f"note: {entry.path}: {entry.note}", markup=False, highlight=False, soft_wrap=True
+            )
+    for problem in report.problems:
+        err_console.print(f"malformed: {problem}", markup=False, highlight=False, soft_wrap=True)
+    hidden = report.n_problems - len(report.problems)
+    if hidden > 0:
+        err_console.print(
+            f"... and {hidden} more (all stored in the traffic_ingest_problems table)",
+            markup=False,
+        )
+    if report.unknown_fields:
+        fields = ", ".join(f"{name} ({count})" for name, count in report.unknown_fields.items())
+        err_console.print(
+            f"note: fields not in the log format were ignored: {fields}", markup=False
+        )
+
+
+@traffic_app.command("sample")
+def sample(
+    window: WindowOption,
+    n: Annotated[int, typer.Option("--n", help="Queries to sample.")] = 2000,
+    seed: Annotated[int, typer.Option(help="Seed; the same seed gives the same sample.")] = 0,
+    stratify_by: Annotated[
+        str | None,
+        typer.Option(help="Stratify by tenant or by a tag (tag:KEY); default uniform."),
+    ] = None,
+    min_per_stratum: Annotated[
+        int, typer.Option(help="At least this many queries of every stratum (or all it has).")
+    ] = 0,
+    dedup: Annotated[bool, typer.Option(help="Count identical queries of the window once.")] = True,
+    output: Format = OutputFormat.table,
+) -> None:
+    """Draw and store a seeded sample of one window's distinct queries.
+
+    Example: evalkit traffic sample --window 2026-11-21 --n 2000 --stratify-by tenant
+    --min-per-stratum 20 --seed 7
+    """
+    from evalkit.store import Store
+    from evalkit.traffic.sampling import SampleSpec, parse_stratification, sample_window
+    from evalkit.traffic.windows import parse_window
+
+    spec = SampleSpec(
+        window=parse_window(window),
+        n=n,
+        seed=seed,
+        stratify_by=parse_stratification(stratify_by),
+        min_per_stratum=min_per_stratum,
+        dedup=dedup,
+    )
+    with Store.open(settings().resolved_store_path) as store:
+        stored = sample_window(store, spec)
+    data = stored.to_dict()
+    if output is OutputFormat.json:
+        emit_json(data)
+        return
+    console.print(
+        key_values(
+            f"sample {stored.sample_id}",
+            {
+                "window": f"{stored.window_label} ({stored.window_start:%Y-%m-%d %H:%M} to "
+                f"{stored.window_end:%Y-%m-%d %H:%M} UTC)",
+                "records in window": stored.n_records,
+                "distinct queries": stored.n_distinct,
+                "sampled": stored.n_sampled,
+                "stratified by": stored.stratify_by or "- (uniform)",
+                "seed": stored.seed,
+            },
+        )
+    )
+    if stored.stratify_by:
+        rows = [[stratum or "(none)", quota] for stratum, quota in stored.quotas.items()]
+        console.print(table("per stratum", ["stratum", "sampled"], rows))
+
+
+@traffic_app.command("replay")
+def replay(
+    window: Annotated[
+        str | None, typer.Option(help="Replay the newest sample of this window.")
+    ] = None,
+    sample_id: Annotated[
+        str | None, typer.Option("--sample", help="Replay this sample (id or unique prefix).")
+    ] = None,
+    collection: Collection = None,
+    chroma_url: ChromaUrl = None,
+    http_retriever: HttpUrl = None,
+    where_key: WhereKey = None,
+    k: Annotated[int, typer.Option("--k", help="Documents retrieved per query.")] = 10,
+    compare_k: Annotated[
+        int | None, typer.Option(help="Depth of the comparison with logged results (default k).")
+    ] = None,
+    low_confidence: Annotated[
+        float | None,
+        typer.Option(help="Top-1 score below which a query is low-confidence (default 0.4)."),
+    ] = None,
+    embed_sample: Annotated[
+        int, typer.Option(help="Query embeddings stored for the window (0: none).")
+    ] = 1000,
+    tenant_isolation: Annotated[
+        bool,
+        typer.Option(
+            help="Refuse to replay tenants' queries on a retriever that does not filter by tenant."
+        ),
+    ] = True,
+    allow_model_mismatch: AllowMismatch = False,
+    output: Format = OutputFormat.table,
+) -> None:
+    """Replay a stored sample against the live retriever; store the run and window summary.
+
+    Each query of tenant A is filtered to tenant A's documents (--where-key names the
+    Chroma metadata key holding the tenant). Exits 3 when any query failed.
+
+    Example: evalkit traffic replay --window 2026-11-21 --collection kb --where-key tenant
+    --k 10 --format json
+    """
+    from evalkit.cli._retriever import build_retriever
+    from evalkit.errors import ConfigError, NotFoundError
+    from evalkit.store import Store
+    from evalkit.store.traffic import list_samples
+    from evalkit.traffic.replay import replay_sample
+    from evalkit.traffic.summary import DEFAULT_LOW_CONFIDENCE
+    from evalkit.traffic.windows import parse_window
+
+    if window is not None and sample_id is not None:
+        raise ConfigError("name what to replay: --window LABEL or --sample ID, not both")
+    config = settings()
+    embedder = None
+    if embed_sample > 0:
+        from evalkit.embedding import load_embedder
+
+        embedder = load_embedder(config.model_path, batch_size=config.embed_batch_size)
+    with Store.open(config.resolved_store_path) as store:
+        if sample_id is not None:
+            chosen = sample_id
+        elif window is not None:
+            label = parse_window(window).label
+            samples = list_samples(store, window_label=label, limit=1)
+            if not samples:
+                raise NotFoundError(
+                    f"window {label} has no stored sample; draw one with "
+                    f"`evalkit traffic sample --window {label}`"
+                )
+            chosen = samples[0].sample_id
+        else:
+            raise ConfigError("name what to replay: --window LABEL or --sample ID")
+        retriever = build_retriever(
+            config,
+            collection=collection,
+            chroma_url=chroma_url,
+            http_url=http_retriever,
+            where_key=where_key,
+            allow_model_mismatch=allow_model_mismatch,
+        )
+        with progress_bar("replaying traffic", enabled=output is OutputFormat.table) as bar:
+            outcome = replay_sample(
+                store,
+                chosen,
+                retriever,
+                k=k,
+                batch_size=config.query_batch_size,
+                compare_k=compare_k,
+                low_confidence_threshold=(
+                    DEFAULT_LOW_CONFIDENCE if low_confidence is None else low_confidence
+                ),
+                tenant_isolation=tenant_isolation,
+                embedder=embedder,
+                embedding_sample_size=embed_sample,
+                progress=bar,
+            )
+    data: dict[str, Any] = {
+        "run": outcome.run.to_dict(),
+        "summary": outcome.summary.to_dict(),
+    }
+    if output is OutputFormat.json:
+        emit_json(data)
+    else:
+        _print_summary(outcome.summary.to_dict(), title=f"replay {outcome.run.run_id}")
+    if outcome.run.status != "complete":
+        raise typer.Exit(RETRIEVER_FAILURE)
+
+
+def _print_summary(summary: dict[str, Any], *, title: str) -> None:
+    shown = {
+        "window": summary["window_label"],
+        "status / queries": f"{summary['n_replayed']} replayed, {summary['n_failed']} failed",
+        "volume (records, distinct)": f"{summary['volume']}, {summary['n_distinct']}",
+        "latency p50 / p95 / p99 ms": _triple(summary, "latency"),
+        "logged latency p50 / p95 / p99 ms": _triple(summary, "logged_latency"),
+        "top-1 score p05 / p50 / p95": " / ".join(
+            _cell(summary[f"top1_{q}"]) for q in ("p05", "p50", "p95")
+        ),
+        "low-confidence share": summary["low_confidence_share"],
+        "compared with logged": summary["n_compared"],
+        "overlap@k / RBO": f"{_cell(summary['overlap_mean'])} / {_cell(summary['rbo_mean'])}",
+        "embeddings stored": summary["n_embeddings"],
+    }
+    console.print(key_values(title, shown))
+
+
+def _triple(summary: dict[str, Any], prefix: str) -> str:
+    return " / ".join(_cell(summary[f"{prefix}_{q}"]) for q in ("p50", "p95", "p99"))
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+@traffic_app.command("promote")
+def promote(
+    window: WindowOption,
+    n: Annotated[int, typer.Option("--n", help="Queries to promote.")] = 50,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Draft folder to write (default: goldset-draft-<window>)."),
+    ] = None,
+    top: Annotated[int, typer.Option(help="Current top results listed per query.")] = 10,
+    min_per_tenant: Annotated[
+        int, typer.Option(help="At least this many queries of every tenant (or all it has).")
+    ] = 1,
+    seed: Annotated[int, typer.Option(help="Seed ordering queries of equal priority.")] = 0,
+    run_id: Annotated[
+        str | None, typer.Option("--run", help="Use this replay (default: the newest).")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing draft.")] = False,
+    output: Format = OutputFormat.table,
+) -> None:
+    """Write a goldset draft of a replayed window's most useful queries to judge.
+
+    Stratified by tenant, favouring low-confidence and high-churn queries. Grade every
+    judgment in the draft, then: evalkit goldset import DIR --name NAME.
+
+    Example: evalkit traffic promote --window 2026-11-21 --n 50 --out drafts/2026-11-21
+    """
+    from evalkit.store import Store
+    from evalkit.traffic.promote import promote_window
+    from evalkit.traffic.windows import parse_window
+
+    label = parse_window(window).label
+    target = out or Path(f"goldset-draft-{re.sub(r'[^A-Za-z0-9_.-]+', '_', label)}")
+    with Store.open(settings().resolved_store_path) as store:
+        draft = promote_window(
+            store,
+            label,
+            target,
+            n=n,
+            top=top,
+            min_per_stratum=min_per_tenant,
+            seed=seed,
+            run_id=run_id,
+            overwrite=overwrite,
+        )
+    if output is OutputFormat.json:
+        emit_json(draft.to_dict())
+        return
+    console.print(
+        f"wrote {draft.n_promoted} of {draft.n_available} replayed queries of {draft.window_label} "
+        f"with {draft.n_judgments} results to grade to {draft.directory}\n"
+        f"grade them (see {draft.directory / 'README.md'}), then: "
+        f"evalkit goldset import {draft.directory} --name NAME",
+        markup=False,
+        highlight=False,
+    )
+
+
+@traffic_app.command("windows")
+def windows(
+    granularity: Annotated[
+        str, typer.Option(help="Window size to list traffic by: hour, day, week or month.")
+    ] = "day",
+    limit: Annotated[int, typer.Option(help="At most this many windows.")] = 30,
+    output: Format = OutputFormat.table,
+) -> None:
+    """List windows with traffic, newest first, with their latest sample and replay summary.
+
+    Example: evalkit traffic windows --granularity day --format json
+    """
+    from evalkit.store import Store
+    from evalkit.store.traffic import list_samples, list_window_summaries, traffic_volume
+    from evalkit.traffic.windows import GRANULARITIES
+
+    unit = GRANULARITIES.get(granularity)
+    if unit is None:
+        from evalkit.errors import ConfigError
+
+        raise ConfigError(
+            f"unknown granularity '{granularity}'; use one of: {', '.join(GRANULARITIES)}"
+        )
+    path = settings().resolved_store_path
+    entries: list[dict[str, Any]] = []
+    if path.exists():
+        with Store.open(path, read_only=True) as store:
+            volumes = traffic_volume(store, granularity=granularity, limit=limit)
+            samples: dict[str, Any] = {}
+            for stored in list_samples(store, limit=10_000):
+                samples.setdefault(stored.window_label, stored)
+            summaries: dict[str, Any] = {}
+            for summary in list_window_summaries(store, limit=10_000):
+                summaries.setdefault(summary.window_label, summary)
+        for start, records, tenants, logged in volumes:
+            label = unit.window(start).label
+            latest_sample = samples.get(label)
+            latest_summary = summaries.get(label)
+            entries.append(
+                {
+                    "window": label,
+                    "records": records,
+                    "tenants": tenants,
+                    "with_logged_results": logged,
+                    "sample": latest_sample.to_dict() if latest_sample else None,
+                    "summary": latest_summary.to_dict() if latest_summary else None,
+                }
+            )
+    if output is OutputFormat.json:
+        emit_json(entries)
+        return
+    rows = [
+        [
+            entry["window"],
+            entry["records"],
+            entry["sample"]["n_sampled"] if entry["sample"] else None,
+            _summary_value(entry, "latency_p95"),
+            _summary_value(entry, "top1_p50"),
+            _summary_value(entry, "low_confidence_share"),
+            _summary_value(entry, "churn"),
+        ]
+        for entry in entries
+    ]
+    columns = ["window", "records", "sampled", "p95 ms", "top-1", "low conf", "churn"]
+    console.print(table(f"traffic windows by {granularity}", columns, rows))
+
+
+def _summary_value(entry: dict[str, Any], name: str) -> object:
+    summary = entry["summary"]
+    return summary[name] if summary else None

@@ -1,0 +1,366 @@
+"""Stored answer scores (faithfulness, answer relevance, context precision / recall) and the
+judge cache.
+
+One ``answer_scorings`` row per scoring (of a run's answers or of a JSONL file), one
+``answer_scores`` row per (scoring, item, metric, method) holding either a value or NULL
+with the reason it is unmeasured, and ``judge_cache``: judge outputs keyed by a hash of
+(metric, judge model, prompt version, question, answer, contexts, repeat) so that scoring
+the same answers again sends nothing to the judge. Means are computed here, in SQL, over
+measured rows only (``avg`` skips NULL), with the unmeasured rows counted beside them.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+import pandas as pd
+
+from evalkit.errors import NotFoundError, StoreError
+from evalkit.store._clock import utc_now
+
+if TYPE_CHECKING:
+    from evalkit.answers.records import AnswerScores
+    from evalkit.store.store import Store
+
+__all__ = [
+    "SCHEMA_SQL",
+    "CachedJudgment",
+    "StoredScoring",
+    "answer_score_rows",
+    "answer_scores_frame",
+    "answer_summaries",
+    "answer_summary_frame",
+    "get_scoring",
+    "list_scorings",
+    "load_cached_judgments",
+    "save_answer_scores",
+    "save_cached_judgments",
+    "unmeasured_frame",
+]
+
+SCHEMA_SQL = """
+CREATE TABLE answer_scorings (
+    scoring_id VARCHAR PRIMARY KEY,
+    run_id VARCHAR,
+    source VARCHAR,
+    started_at TIMESTAMP NOT NULL,
+    finished_at TIMESTAMP NOT NULL,
+    n_records INTEGER NOT NULL,
+    judge_calls INTEGER NOT NULL,
+    cache_hits INTEGER NOT NULL,
+    settings JSON
+);
+CREATE TABLE answer_scores (
+    scoring_id VARCHAR NOT NULL,
+    run_id VARCHAR,
+    source VARCHAR,
+    item_id VARCHAR NOT NULL,
+    metric VARCHAR NOT NULL,
+    method VARCHAR NOT NULL,
+    judge_model VARCHAR,
+    prompt_version VARCHAR,
+    value DOUBLE,
+    unmeasured_reason VARCHAR,
+    detail VARCHAR,
+    n_repeats INTEGER NOT NULL,
+    spread DOUBLE,
+    n_claims INTEGER,
+    n_supported INTEGER,
+    CHECK ((value IS NULL) <> (unmeasured_reason IS NULL))
+);
+CREATE TABLE judge_cache (
+    cache_key VARCHAR PRIMARY KEY,
+    metric VARCHAR NOT NULL,
+    judge_model VARCHAR NOT NULL,
+    prompt_version VARCHAR NOT NULL,
+    value DOUBLE,
+    unmeasured_reason VARCHAR,
+    n_claims INTEGER,
+    n_supported INTEGER,
+    detail VARCHAR,
+    created_at TIMESTAMP NOT NULL
+);
+"""
+
+_SCORE_COLUMNS = (
+    "item_id, metric, method, judge_model, prompt_version, value, unmeasured_reason, detail,"
+    " n_repeats, spread, n_claims, n_supported"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CachedJudgment:
+    """A judge output as cached: the value (or None with a reason) and the claim counts."""
+
+    metric: str
+    judge_model: str
+    prompt_version: str
+    value: float | None
+    unmeasured_reason: str | None = None
+    n_claims: int | None = None
+    n_supported: int | None = None
+    detail: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredScoring:
+    """One stored scoring: what was scored, when, and how many judge calls it cost."""
+
+    scoring_id: str
+    run_id: str | None
+    source: str | None
+    started_at: datetime
+    finished_at: datetime
+    n_records: int
+    judge_calls: int
+    cache_hits: int
+    settings: Mapping[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "scoring_id": self.scoring_id,
+            "run_id": self.run_id,
+            "source": self.source,
+            "started_at": self.started_at.isoformat() + "Z",
+            "finished_at": self.finished_at.isoformat() + "Z",
+            "n_records": self.n_records,
+            "judge_calls": self.judge_calls,
+            "cache_hits": self.cache_hits,
+            "settings": dict(self.settings),
+        }
+
+
+def new_scoring_id(started_at: datetime) -> str:
+    """A scoring id that sorts by start time and is unique: ``ans-20261121T183500-3f9a1c``."""
+    return f"ans-{started_at:%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
+
+
+def save_answer_scores(
+    store: Store, scores: AnswerScores, *, settings: Mapping[str, Any] | None = None
+) -> str:
+    """Store a scoring and all its per-item scores in one transaction; returns its id."""
+    scoring_id = scores.scoring_id or new_scoring_id(scores.started_at)
+    rows = scores.scores
+    frame = pd.DataFrame(
+        {
+            "scoring_id": scoring_id,
+            "run_id": scores.run_id,
+            "source": scores.source,
+            "item_id": [s.item_id for s in rows],
+            "metric": [s.metric for s in rows],
+            "method": [s.method for s in rows],
+            "judge_model": [s.judge_model for s in rows],
+            "prompt_version": [s.prompt_version for s in rows],
+            "value": pd.array([s.value for s in rows], dtype="Float64"),
+            "unmeasured_reason": [s.unmeasured_reason for s in rows],
+            "detail": [s.detail for s in rows],
+            "n_repeats": pd.array([s.n_repeats for s in rows], dtype="Int32"),
+            "spread": pd.array([s.spread for s in rows], dtype="Float64"),
+            "n_claims": pd.array([s.n_claims for s in rows], dtype="Int32"),
+            "n_supported": pd.array([s.n_supported for s in rows], dtype="Int32"),
+        }
+    )
+    try:
+        with store.transaction() as con:
+            con.execute(
+                "INSERT INTO answer_scorings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    scoring_id,
+                    scores.run_id,
+                    scores.source,
+                    scores.started_at,
+                    scores.finished_at,
+                    scores.n_records,
+                    scores.judge_calls,
+                    scores.cache_hits,
+                    json.dumps(dict(settings or {}), sort_keys=True, default=str),
+                ],
+            )
+            store.insert_frame("answer_scores", frame)
+    except duckdb.Error as error:
+        raise StoreError(f"cannot store answer scores in {store.path}: {error}") from error
+    return scoring_id
+
+
+def list_scorings(
+    store: Store, *, run_id: str | None = None, limit: int = 20
+) -> list[StoredScoring]:
+    """Stored scorings, newest first (optionally only those of one run)."""
+    rows = store.fetch(
+        "SELECT scoring_id, run_id, source, started_at, finished_at, n_records, judge_calls,"
+        " cache_hits, settings FROM answer_scorings WHERE (? IS NULL OR run_id = ?)"
+        " ORDER BY started_at DESC, scoring_id DESC LIMIT ?",
+        [run_id, run_id, limit],
+    )
+    return [_scoring(row) for row in rows]
+
+
+def get_scoring(store: Store, scoring_id: str) -> StoredScoring:
+    """One stored scoring; a unique prefix of its id is enough."""
+    rows = store.fetch(
+        "SELECT scoring_id, run_id, source, started_at, finished_at, n_records, judge_calls,"
+        " cache_hits, settings FROM answer_scorings WHERE starts_with(scoring_id, ?)"
+        " ORDER BY scoring_id",
+        [scoring_id],
+    )
+    if not rows:
+        raise NotFoundError(
+            f"no answer scoring {scoring_id!r} in {store.path}; list them with "
+            "`evalkit answers list`"
+        )
+    exact = [row for row in rows if row[0] == scoring_id]
+    if len(rows) > 1 and not exact:
+        raise NotFoundError(
+            f"scoring id prefix {scoring_id!r} is ambiguous: "
+            + ", ".join(str(row[0]) for row in rows[:5])
+        )
+    return _scoring(exact[0] if exact else rows[0])
+
+
+def _scoring(row: tuple[Any, ...]) -> StoredScoring:
+    return StoredScoring(
+        scoring_id=row[0],
+        run_id=row[1],
+        source=row[2],
+        started_at=row[3],
+        finished_at=row[4],
+        n_records=row[5],
+        judge_calls=row[6],
+        cache_hits=row[7],
+        settings=json.loads(row[8]) if row[8] else {},
+    )
+
+
+def answer_scores_frame(store: Store, scoring_id: str) -> pd.DataFrame:
+    """Every per-item score of a scoring, ordered by item, metric and method."""
+    return store.fetch_frame(
+        f"SELECT {_SCORE_COLUMNS} FROM answer_scores WHERE scoring_id = ?"
+        " ORDER BY item_id, metric, method",
+        [scoring_id],
+    )
+
+
+def answer_summary_frame(store: Store, scoring_id: str) -> pd.DataFrame:
+    """Per (metric, method): mean over measured rows, measured and unmeasured counts, spread.
+
+    ``mean`` is NULL (None) when nothing was measured; it is never NaN.
+    """
+    return store.fetch_frame(
+        "SELECT metric, method, any_value(judge_model) AS judge_model,"
+        " any_value(prompt_version) AS prompt_version, avg(value) AS mean,"
+        " count(value) AS n_measured, count(*) - count(value) AS n_unmeasured,"
+        " count(*) AS n_total, max(spread) AS max_spread"
+        " FROM answer_scores WHERE scoring_id = ? GROUP BY metric, method"
+        " ORDER BY metric, method",
+        [scoring_id],
+    )
+
+
+def unmeasured_frame(store: Store, scoring_id: str) -> pd.DataFrame:
+    """How many rows of each (metric, method) are unmeasured, by reason."""
+    return store.fetch_frame(
+        "SELECT metric, method, unmeasured_reason, count(*) AS n FROM answer_scores"
+        " WHERE scoring_id = ? AND value IS NULL GROUP BY ALL"
+        " ORDER BY metric, method, unmeasured_reason",
+        [scoring_id],
+    )
+
+
+def answer_summaries(store: Store, scoring_id: str) -> list[dict[str, Any]]:
+    """JSON-ready summaries of a scoring, as ``MetricSummary.to_dict`` gives them.
+
+    Aggregated in SQL: the mean covers measured rows only (None when there is none) and
+    the unmeasured rows are counted by reason.
+    """
+    reasons: dict[tuple[str, str], dict[str, int]] = {}
+    for metric, method, reason, count in store.fetch(
+        "SELECT metric, method, unmeasured_reason, count(*) FROM answer_scores"
+        " WHERE scoring_id = ? AND value IS NULL GROUP BY ALL ORDER BY ALL",
+        [scoring_id],
+    ):
+        reasons.setdefault((metric, method), {})[reason] = int(count)
+    rows = store.fetch(
+        "SELECT metric, method, avg(value), count(value), count(*) - count(value),"
+        " any_value(judge_model), any_value(prompt_version) FROM answer_scores"
+        " WHERE scoring_id = ? GROUP BY metric, method ORDER BY metric, method",
+        [scoring_id],
+    )
+    return [
+        {
+            "metric": metric,
+            "method": method,
+            "mean": None if mean is None else float(mean),
+            "n_measured": int(measured),
+            "n_unmeasured": int(unmeasured),
+            "n_total": int(measured) + int(unmeasured),
+            "unmeasured_by_reason": reasons.get((metric, method), {}),
+            "judge_model": judge_model,
+            "prompt_version": prompt_version,
+        }
+        for metric, method, mean, measured, unmeasured, judge_model, prompt_version in rows
+    ]
+
+
+def answer_score_rows(store: Store, scoring_id: str) -> list[dict[str, Any]]:
+    """Every per-item score of a scoring as JSON-ready dicts (``MetricScore.to_dict`` form)."""
+    names = [name.strip() for name in _SCORE_COLUMNS.split(",")]
+    rows = store.fetch(
+        f"SELECT {_SCORE_COLUMNS} FROM answer_scores WHERE scoring_id = ?"
+        " ORDER BY item_id, metric, method",
+        [scoring_id],
+    )
+    return [dict(zip(names, row, strict=True)) for row in rows]
+
+
+def load_cached_judgments(store: Store, keys: Sequence[str]) -> dict[str, CachedJudgment]:
+    """The cached judge outputs among ``keys`` (keys not cached are absent)."""
+    if not keys:
+        return {}
+    rows = store.fetch(
+        "SELECT cache_key, metric, judge_model, prompt_version, value, unmeasured_reason,"
+        " n_claims, n_supported, detail FROM judge_cache WHERE list_contains(?, cache_key)",
+        [list(dict.fromkeys(keys))],
+    )
+    return {row[0]: CachedJudgment(*row[1:]) for row in rows}
+
+
+def save_cached_judgments(store: Store, entries: Iterable[tuple[str, CachedJudgment]]) -> None:
+    """Add judge outputs to the cache (a key cached already keeps its first output)."""
+    items = dict(entries)
+    if not items:
+        return
+    frame = pd.DataFrame(
+        {
+            "cache_key": list(items),
+            "metric": [entry.metric for entry in items.values()],
+            "judge_model": [entry.judge_model for entry in items.values()],
+            "prompt_version": [entry.prompt_version for entry in items.values()],
+            "value": pd.array([entry.value for entry in items.values()], dtype="Float64"),
+            "unmeasured_reason": [entry.unmeasured_reason for entry in items.values()],
+            "n_claims": pd.array([entry.n_claims for entry in items.values()], dtype="Int32"),
+            "n_supported": pd.array([entry.n_supported for entry in items.values()], dtype="Int32"),
+            "detail": [entry.detail for entry in items.values()],
+            "created_at": utc_now(),
+        }
+    )
+    view = "_incoming_judge_cache"
+    try:
+        with store.transaction() as con:
+            con.register(view, frame)
+            try:
+                con.execute(
+                    "INSERT INTO judge_cache SELECT cache_key, metric, judge_model,"
+                    " prompt_version, value, unmeasured_reason, n_claims, n_supported, detail,"
+                    f" created_at FROM {view} ON CONFLICT (cache_key) DO NOTHING"
+                )
+            finally:
+                con.unregister(view)
+    except duckdb.Error as error:
+        raise StoreError(f"cannot write the judge cache in {store.path}: {error}") from error

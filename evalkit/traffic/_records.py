@@ -1,0 +1,267 @@
+"""Turning log lines (JSON) and Parquet rows into columns, one batch at a time.
+
+Lines are decoded and type-checked by msgspec against ``LogLine`` in C; what types cannot
+say (non-empty text, a parseable timestamp) is checked here. Every line is checked on its
+own: a malformed one becomes a ``(line, message)`` problem and the rest of the batch
+carries on. Messages name the field and what was expected but never quote values, which
+may be personal data that redaction has not seen yet.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Annotated, Any, cast
+
+import msgspec
+import numpy as np
+import pyarrow as pa
+from msgspec.structs import astuple
+
+from evalkit.traffic.log import LOG_FIELDS
+
+__all__ = [
+    "RECORD_SCHEMA",
+    "LogLine",
+    "LoggedDoc",
+    "RecordBatchBuilder",
+    "RecordError",
+    "decode_line",
+    "dedup_text",
+]
+
+RECORD_SCHEMA = pa.schema(
+    [
+        ("query_id", pa.string()),
+        ("ts", pa.timestamp("us")),
+        ("text", pa.string()),
+        ("tenant", pa.string()),
+        ("tags", pa.string()),
+        ("logged_doc_ids", pa.list_(pa.string())),
+        ("logged_scores", pa.list_(pa.float64())),
+        ("answer", pa.string()),
+        ("contexts", pa.list_(pa.string())),
+        ("latency_ms", pa.float64()),
+        ("line", pa.int64()),
+        ("dedup_text", pa.string()),
+    ]
+)
+"""Columns of one ingested batch: what ``traffic_records`` stores, less provenance, plus the
+normalised text its ``query_key`` is hashed from."""
+
+
+class LoggedDoc(msgspec.Struct, gc=False):
+    """One result production logged: a document id and, optionally, its score."""
+
+    doc_id: Annotated[str, msgspec.Meta(min_length=1)]
+    score: float | None = None
+
+
+class LogLine(msgspec.Struct, gc=False):
+    """One line of the traffic log format (``evalkit.traffic.log``), as typed by msgspec.
+
+    Fields the format does not have are ignored (an application may log more).
+    """
+
+    query_id: Annotated[str, msgspec.Meta(min_length=1)] | int
+    timestamp: str | float
+    text: str
+    tenant: str | None = None
+    tags: dict[str, str | int | float | bool] | None = None
+    results: list[Annotated[str, msgspec.Meta(min_length=1)] | LoggedDoc] | None = None
+    answer: str | None = None
+    contexts: list[str] | None = None
+    latency_ms: Annotated[float, msgspec.Meta(ge=0)] | None = None
+
+
+_DECODER = msgspec.json.Decoder(LogLine)
+_ANY_DECODER = msgspec.json.Decoder()
+_KNOWN_FIELDS = frozenset(LOG_FIELDS)
+# Epoch values above this are far more likely milliseconds than seconds (year 5138).
+_MAX_EPOCH_SECONDS = 1e11
+_MICROSECONDS = 1_000_000
+
+
+class RecordError(ValueError):
+    """One record is malformed; the message says which field and what was expected."""
+
+
+def decode_line(raw: bytes) -> object:
+    """Decode one JSON line into Python objects; raises RecordError when it is not JSON."""
+    try:
+        return _ANY_DECODER.decode(raw)
+    except msgspec.DecodeError as error:
+        raise RecordError(f"not valid JSON ({error})") from None
+
+
+class RecordBatchBuilder:
+    """Collects valid records as columns and malformed ones as ``(line, message)`` problems."""
+
+    def __init__(self) -> None:
+        self.query_ids: list[str] = []
+        self.timestamps: list[float] = []
+        self.texts: list[str] = []
+        self.tenants: list[str | None] = []
+        self.tags: list[str | None] = []
+        self.doc_ids: list[Sequence[str] | None] = []
+        self.scores: list[Sequence[float | None] | None] = []
+        self.answers: list[str | None] = []
+        self.contexts: list[list[str] | None] = []
+        self.latencies: list[float | None] = []
+        self.lines: list[int] = []
+        self.dedup_texts: list[str] = []
+        self.problems: list[tuple[int, str]] = []
+        self.unknown_fields: Counter[str] = Counter()
+
+    def __len__(self) -> int:
+        return len(self.query_ids)
+
+    def add_line(self, raw: bytes, line: int) -> None:
+        """Parse one JSON line; a malformed one is recorded as a problem."""
+        try:
+            record = _DECODER.decode(raw)
+        except msgspec.ValidationError as error:
+            self.problems.append((line, f"invalid record: {error}"))
+            return
+        except msgspec.DecodeError as error:
+            self.problems.append((line, f"not valid JSON ({error})"))
+            return
+        try:
+            self._append(record, line)
+        except RecordError as error:
+            self.problems.append((line, str(error)))
+
+    def note_fields(self, raw: bytes) -> None:
+        """Count the fields of this line that the log format does not have (typos show up)."""
+        try:
+            record = _ANY_DECODER.decode(raw)
+        except msgspec.DecodeError:
+            return
+        if isinstance(record, dict):
+            self.unknown_fields.update(key for key in record if key not in _KNOWN_FIELDS)
+
+    def add_row(self, row: Mapping[str, Any], line: int) -> None:
+        """Add one Parquet row (a dict of column values); a malformed one becomes a problem."""
+        values = dict(row)
+        moment = values.get("timestamp")
+        if isinstance(moment, datetime):
+            values["timestamp"] = moment.isoformat()
+        tags = values.get("tags")
+        if isinstance(tags, list):
+            # Parquet MAP columns arrive as (key, value) pairs.
+            try:
+                values["tags"] = dict(tags)
+            except (TypeError, ValueError):
+                self.problems.append((line, "invalid record: tags must map names to strings"))
+                return
+        try:
+            record = msgspec.convert(values, LogLine)
+        except msgspec.ValidationError as error:
+            self.problems.append((line, f"invalid record: {error}"))
+            return
+        try:
+            self._append(record, line)
+        except RecordError as error:
+            self.problems.append((line, str(error)))
+
+    def _append(self, record: LogLine, line: int) -> None:
+        query_id = record.query_id
+        text = record.text
+        if not text or text.isspace():
+            raise RecordError("invalid record: `text` is empty - at `$.text`")
+        timestamp = _timestamp(record.timestamp)
+        doc_ids, scores = _ranked(record.results)
+        tags = record.tags
+        self.query_ids.append(query_id if type(query_id) is str else str(query_id))
+        self.timestamps.append(timestamp)
+        self.texts.append(text)
+        self.tenants.append(record.tenant or None)
+        self.tags.append(_tags_json(tags) if tags else None)
+        self.doc_ids.append(doc_ids)
+        self.scores.append(scores)
+        self.answers.append(record.answer)
+        self.contexts.append(record.contexts)
+        self.latencies.append(record.latency_ms)
+        self.lines.append(line)
+        self.dedup_texts.append(dedup_text(text))
+
+    def to_table(self) -> pa.Table:
+        """The valid records as an Arrow table with ``RECORD_SCHEMA`` (naive UTC times)."""
+        return pa.Table.from_arrays(
+            [
+                pa.array(self.query_ids, pa.string()),
+                pa.array(_epoch_microseconds(self.timestamps), pa.timestamp("us")),
+                pa.array(self.texts, pa.string()),
+                pa.array(self.tenants, pa.string()),
+                pa.array(self.tags, pa.string()),
+                pa.array(self.doc_ids, pa.list_(pa.string())),
+                pa.array(self.scores, pa.list_(pa.float64())),
+                pa.array(self.answers, pa.string()),
+                pa.array(self.contexts, pa.list_(pa.string())),
+                pa.array(self.latencies, pa.float64()),
+                pa.array(self.lines, pa.int64()),
+                pa.array(self.dedup_texts, pa.string()),
+            ],
+            schema=RECORD_SCHEMA,
+        )
+
+
+def dedup_text(text: str) -> str:
+    """The form of a query's text under which identical queries are recognised: lower case,
+    whitespace collapsed to single spaces, trimmed."""
+    return " ".join(text.lower().split())
+
+
+def _ranked(
+    results: list[str | LoggedDoc] | None,
+) -> tuple[Sequence[str] | None, Sequence[float | None] | None]:
+    """Document ids and scores of the logged results, in their order."""
+    if results is None:
+        return None, None
+    if not results:
+        return (), ()
+    try:
+        # All-object results (the common case) unzip in C; astuple rejects a bare id string.
+        doc_ids, scores = zip(*map(astuple, cast("list[LoggedDoc]", results)), strict=True)
+    except TypeError:
+        return (
+            tuple(item if isinstance(item, str) else item.doc_id for item in results),
+            tuple(None if isinstance(item, str) else item.score for item in results),
+        )
+    return doc_ids, scores
+
+
+def _epoch_microseconds(seconds: list[float]) -> np.ndarray[Any, np.dtype[np.int64]]:
+    # Epoch seconds as float64 resolve a microsecond for any date up to year 2255.
+    return np.round(np.asarray(seconds, dtype=np.float64) * _MICROSECONDS).astype(np.int64)
+
+
+def _timestamp(value: str | float) -> float:
+    """Epoch seconds (UTC) of ISO 8601 text (UTC unless it has an offset) or epoch seconds."""
+    if isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            raise RecordError(
+                "invalid record: `timestamp` is not an ISO 8601 date-time such as "
+                "2026-11-21T18:35:00Z - at `$.timestamp`"
+            ) from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return moment.timestamp()
+    if not math.isfinite(value) or not 0 <= value < _MAX_EPOCH_SECONDS:
+        raise RecordError(
+            "invalid record: `timestamp` as a number must be epoch seconds (not "
+            "milliseconds) - at `$.timestamp`"
+        )
+    return float(value)
+
+
+def _tags_json(tags: dict[str, str | int | float | bool]) -> str:
+    text = {
+        key: value if isinstance(value, str) else msgspec.json.encode(value).decode()
+        for key, value in sorted(tags.items())
+    }
+    return msgspec.json.encode(text).decode()

@@ -1,0 +1,480 @@
+"""Incremental, idempotent ingest of traffic logs (JSON Lines and Parquet) into the store.
+
+For every file, ingest remembers *which* file it read (device, inode and a hash of its first
+bytes, so a rotated file keeps its place and a truncated or replaced one is read afresh)
+and *how far* (the byte offset just past the last complete line; for Parquet, the rows
+read). That state is committed with the records of each batch, so a crash loses nothing
+and repeats nothing, and a query id that is already stored is skipped.
+
+A line still being written when ingest reaches the end of a file (no ``\\n`` yet, and not
+a complete JSON object) is left for the next pass. A malformed line is counted and
+reported with its file and line number; the lines around it are ingested.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+import pyarrow as pa
+
+from evalkit.errors import ConfigError, InputError
+from evalkit.store.traffic import SourceState, commit_ingest_batch, find_source_state
+from evalkit.traffic._records import RecordBatchBuilder, RecordError, decode_line, dedup_text
+from evalkit.traffic.log import LOG_FIELDS, REQUIRED_FIELDS
+from evalkit.traffic.redaction import Redaction
+
+if TYPE_CHECKING:
+    from evalkit.store.store import Store
+
+__all__ = [
+    "DEFAULT_BATCH_LINES",
+    "HEAD_BYTES",
+    "LOG_KINDS",
+    "FileIngest",
+    "IngestProblem",
+    "IngestReport",
+    "ingest_paths",
+    "log_files",
+    "watch",
+]
+
+HEAD_BYTES = 1024
+"""Bytes at the start of a file whose hash, with device and inode, identifies it."""
+
+DEFAULT_BATCH_LINES = 50_000
+"""Lines per batch: what is held in memory and committed at once."""
+
+DEFAULT_MAX_REPORTED_PROBLEMS = 200
+
+_COMPRESSED_SUFFIXES = frozenset({".gz", ".bz2", ".xz", ".zst", ".zip", ".lz4"})
+_JSONL_SUFFIXES = frozenset({".jsonl", ".ndjson", ".json", ".log"})
+_PARQUET_SUFFIXES = frozenset({".parquet", ".pq"})
+_PENDING_NOTE = "an unfinished last line was left for the next pass"
+# Lines per file and pass whose field names are checked against the format: enough to
+# notice a misspelt field an application writes on every line, cheap on big files.
+_FIELD_CHECK_LINES = 100
+
+
+@dataclass(frozen=True, slots=True)
+class IngestProblem:
+    """A line (or a whole file, ``line`` None) that could not be ingested, and why."""
+
+    path: str
+    line: int | None
+    message: str
+
+    def __str__(self) -> str:
+        where = self.path if self.line is None else f"{self.path}:{self.line}"
+        return f"{where}: {self.message}"
+
+
+@dataclass(frozen=True, slots=True)
+class FileIngest:
+    """What one pass did with one file.
+
+    ``status``: ``new`` (first read), ``resumed`` (read on from where the last pass
+    stopped), ``unchanged``, ``restarted`` (truncated or replaced: read again from the
+    start; stored query ids are skipped), ``unreadable`` or ``skipped`` (see ``note``).
+    ``duplicates`` are records whose query id was already stored.
+    """
+
+    path: str
+    kind: str
+    status: str
+    lines_read: int = 0
+    records_added: int = 0
+    duplicates: int = 0
+    malformed: int = 0
+    pending_bytes: int = 0
+    note: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IngestReport:
+    """The outcome of one ingest pass over some files.
+
+    ``problems`` lists the first malformed lines (all are counted in ``n_problems`` and
+    stored in the ``traffic_ingest_problems`` table); ``unknown_fields`` counts fields the
+    log format does not have (a typo such as ``tennant`` shows up here).
+    """
+
+    files: tuple[FileIngest, ...]
+    problems: tuple[IngestProblem, ...]
+    n_problems: int
+    unknown_fields: Mapping[str, int] = field(default_factory=dict)
+    redaction: Mapping[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def records_added(self) -> int:
+        """Records stored by this pass."""
+        return sum(f.records_added for f in self.files)
+
+    @property
+    def lines_read(self) -> int:
+        """Lines (or Parquet rows) consumed by this pass."""
+        return sum(f.lines_read for f in self.files)
+
+    @property
+    def malformed(self) -> int:
+        """Malformed lines met by this pass."""
+        return sum(f.malformed for f in self.files)
+
+    @property
+    def duplicates(self) -> int:
+        """Records skipped because their query id was already stored."""
+        return sum(f.duplicates for f in self.files)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "records_added": self.records_added,
+            "lines_read": self.lines_read,
+            "duplicates": self.duplicates,
+            "malformed": self.malformed,
+            "files": [
+                {name: getattr(entry, name) for name in entry.__slots__} for entry in self.files
+            ],
+            "problems": [
+                {"path": p.path, "line": p.line, "message": p.message} for p in self.problems
+            ],
+            "n_problems": self.n_problems,
+            "unknown_fields": dict(self.unknown_fields),
+            "redaction": dict(self.redaction),
+        }
+
+
+@dataclass(slots=True)
+class _Pass:
+    """Mutable bookkeeping of one ingest pass."""
+
+    store: Store
+    redaction: Redaction
+    batch_lines: int
+    max_problems: int
+    problems: list[IngestProblem] = field(default_factory=list)
+    n_problems: int = 0
+    unknown_fields: Counter[str] = field(default_factory=Counter)
+
+    def note_problems(self, path: str, problems: Iterable[tuple[int | None, str]]) -> None:
+        for line, message in problems:
+            self.n_problems += 1
+            if len(self.problems) < self.max_problems:
+                self.problems.append(IngestProblem(path, line, message))
+
+
+@dataclass(frozen=True, slots=True)
+class _Identity:
+    device: int
+    inode: int
+    size: int
+    head: bytes
+
+    def matches(self, state: SourceState) -> bool:
+        if state.head_length > len(self.head):
+            return False
+        return _digest(self.head[: state.head_length]) == state.head_hash
+
+    def state(self, path: str, kind: str, *, byte_offset: int, lines_read: int) -> SourceState:
+        return SourceState(
+            device=self.device,
+            inode=self.inode,
+            path=path,
+            kind=kind,
+            head_hash=_digest(self.head),
+            head_length=len(self.head),
+            byte_offset=byte_offset,
+            lines_read=lines_read,
+        )
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _identify(handle: BinaryIO) -> _Identity:
+    status = os.fstat(handle.fileno())
+    handle.seek(0)
+    head = handle.read(HEAD_BYTES)
+    return _Identity(status.st_dev, status.st_ino, status.st_size, head)
+
+
+def _ingest_jsonl(run: _Pass, path: Path) -> FileIngest:
+    name = str(path)
+    with path.open("rb") as handle:
+        identity = _identify(handle)
+        state = find_source_state(run.store, device=identity.device, inode=identity.inode)
+        if state is not None and identity.matches(state) and identity.size >= state.byte_offset:
+            offset, lines, status = state.byte_offset, state.lines_read, "resumed"
+        else:
+            offset, lines, status = 0, 0, "new" if state is None else "restarted"
+        if status == "resumed" and offset == identity.size:
+            return FileIngest(name, "jsonl", "unchanged")
+        handle.seek(offset)
+        consumed, added, duplicates, malformed, pending = _read_lines(
+            run, handle, identity, name, offset=offset, lines=lines
+        )
+    note = None
+    if status == "restarted":
+        note = "the file was truncated or replaced since the last pass; read from the start"
+    elif pending:
+        note = _PENDING_NOTE
+    return FileIngest(name, "jsonl", status, consumed, added, duplicates, malformed, pending, note)
+
+
+def _read_lines(
+    run: _Pass, handle: BinaryIO, identity: _Identity, name: str, *, offset: int, lines: int
+) -> tuple[int, int, int, int, int]:
+    """Read complete lines from the handle's position on, committing a batch at a time.
+
+    Returns lines consumed, records added, duplicates, malformed lines and pending bytes.
+    """
+    builder = RecordBatchBuilder()
+    batch_count = consumed = added = duplicates = malformed = pending = 0
+
+    def flush() -> None:
+        nonlocal builder, batch_count, added, duplicates, malformed
+        state = identity.state(name, "jsonl", byte_offset=offset, lines_read=lines)
+        stored, skipped = _commit(run, builder, name, state)
+        added += stored
+        duplicates += skipped
+        malformed += len(builder.problems)
+        builder = RecordBatchBuilder()
+        batch_count = 0
+
+    for raw in handle:
+        if not raw.endswith(b"\n"):
+            if _is_complete_record(raw):
+                # The line's newline may still follow; it is then read as an empty line,
+                # which is why this line is not counted in ``lines`` yet.
+                builder.add_line(raw, lines + 1)
+                offset += len(raw)
+                consumed += 1
+            else:
+                pending = len(raw)
+            break
+        lines += 1
+        consumed += 1
+        offset += len(raw)
+        batch_count += 1
+        if raw.strip():
+            builder.add_line(raw, lines)
+            if consumed <= _FIELD_CHECK_LINES:
+                builder.note_fields(raw)
+        if batch_count >= run.batch_lines:
+            flush()
+    flush()
+    return consumed, added, duplicates, malformed, pending
+
+
+def _is_complete_record(raw: bytes) -> bool:
+    try:
+        return isinstance(decode_line(raw), dict)
+    except RecordError:
+        return False
+
+
+def _commit(
+    run: _Pass, builder: RecordBatchBuilder, name: str, state: SourceState
+) -> tuple[int, int]:
+    records = run.redaction.apply(builder.to_table())
+    if run.redaction.patterns and records.num_rows:
+        # Queries that differ only in what was masked are the same query once stored.
+        masked = [dedup_text(text) for text in records.column("text").to_pylist()]
+        index = records.schema.get_field_index("dedup_text")
+        records = records.set_column(index, "dedup_text", pa.array(masked, pa.string()))
+    stored = commit_ingest_batch(
+        run.store, records=records, source=name, problems=builder.problems, state=state
+    )
+    run.note_problems(name, builder.problems)
+    run.unknown_fields.update(builder.unknown_fields)
+    return stored, len(builder) - stored
+
+
+def _ingest_parquet(run: _Pass, path: Path) -> FileIngest:
+    import pyarrow.parquet as pq
+
+    name = str(path)
+    with path.open("rb") as handle:
+        identity = _identify(handle)
+        state = find_source_state(run.store, device=identity.device, inode=identity.inode)
+        try:
+            parquet = pq.ParquetFile(handle)
+            total = parquet.metadata.num_rows
+        except (pa.ArrowException, OSError) as error:
+            message = f"not a readable Parquet file yet (still being written?): {error}"
+            run.note_problems(name, [(None, message)])
+            return FileIngest(name, "parquet", "unreadable", note=message)
+        missing = [column for column in REQUIRED_FIELDS if column not in parquet.schema_arrow.names]
+        if missing:
+            message = (
+                f"Parquet file lacks the column(s) {', '.join(missing)}; traffic files need "
+                f"{', '.join(REQUIRED_FIELDS)}"
+            )
+            run.note_problems(name, [(None, message)])
+            return FileIngest(name, "parquet", "unreadable", note=message)
+        if state is not None and identity.matches(state) and state.byte_offset == identity.size:
+            start_row, status = state.lines_read, "resumed"
+        else:
+            start_row, status = 0, "new" if state is None else "restarted"
+        if start_row >= total and status == "resumed":
+            return FileIngest(name, "parquet", "unchanged")
+        columns = [column for column in parquet.schema_arrow.names if column in LOG_FIELDS]
+        run.unknown_fields.update(
+            {column: total for column in parquet.schema_arrow.names if column not in LOG_FIELDS}
+        )
+        row_number = added = duplicates = malformed = 0
+        for batch in parquet.iter_batches(batch_size=run.batch_lines, columns=columns):
+            first = row_number
+            row_number += batch.num_rows
+            if row_number <= start_row:
+                continue
+            builder = RecordBatchBuilder()
+            skip = max(start_row - first, 0)
+            for offset, row in enumerate(batch.slice(skip).to_pylist()):
+                builder.add_row(row, first + skip + offset + 1)
+            state_after = identity.state(
+                name, "parquet", byte_offset=identity.size, lines_read=row_number
+            )
+            stored, skipped = _commit(run, builder, name, state_after)
+            added += stored
+            duplicates += skipped
+            malformed += len(builder.problems)
+    note = (
+        "the file changed since the last pass; read from the start"
+        if status == "restarted"
+        else None
+    )
+    return FileIngest(
+        name,
+        "parquet",
+        status,
+        lines_read=total - start_row,
+        records_added=added,
+        duplicates=duplicates,
+        malformed=malformed,
+        note=note,
+    )
+
+
+LOG_KINDS: Mapping[str, Callable[[_Pass, Path], FileIngest]] = {
+    "jsonl": _ingest_jsonl,
+    "parquet": _ingest_parquet,
+}
+"""Readers of traffic files by kind."""
+
+
+def _kind(path: Path, *, explicit: bool) -> str | None:
+    suffixes = {suffix.lower() for suffix in path.suffixes}
+    if suffixes & _COMPRESSED_SUFFIXES:
+        return None
+    if suffixes & _PARQUET_SUFFIXES:
+        return "parquet"
+    if suffixes & _JSONL_SUFFIXES or explicit:
+        return "jsonl"
+    return None
+
+
+def log_files(paths: Iterable[Path | str]) -> Iterator[tuple[Path, str | None]]:
+    """Each traffic file named by ``paths`` (directories are listed, oldest file first) with
+    its kind, or None for a file that cannot be read (compressed)."""
+    for given in paths:
+        path = Path(given)
+        if path.is_dir():
+            entries = [
+                entry
+                for entry in path.iterdir()
+                if entry.is_file() and not entry.name.startswith(".")
+            ]
+            entries.sort(key=lambda entry: (entry.stat().st_mtime, entry.name))
+            for entry in entries:
+                kind = _kind(entry, explicit=False)
+                if kind is not None or entry.suffix.lower() in _COMPRESSED_SUFFIXES:
+                    yield entry, kind
+        elif path.is_file():
+            yield path, _kind(path, explicit=True)
+        else:
+            raise InputError("no such file or directory", path=str(path))
+
+
+def ingest_paths(
+    store: Store,
+    paths: Iterable[Path | str],
+    *,
+    redaction: Redaction | None = None,
+    batch_lines: int = DEFAULT_BATCH_LINES,
+    max_reported_problems: int = DEFAULT_MAX_REPORTED_PROBLEMS,
+) -> IngestReport:
+    """Ingest every traffic file in ``paths`` (files or directories) that has new lines.
+
+    Re-running it ingests nothing twice. Compressed files are skipped with a note (ingest
+    rotated logs before compressing them). Raises InputError for a path that does not exist
+    and StoreError when the store cannot be written; malformed lines never raise.
+    """
+    if batch_lines < 1:
+        raise ConfigError(f"batch_lines must be at least 1, got {batch_lines}")
+    run = _Pass(store, redaction or Redaction(), batch_lines, max_reported_problems)
+    files: list[FileIngest] = []
+    for path, kind in list(log_files(paths)):
+        if kind is None:
+            files.append(
+                FileIngest(
+                    str(path),
+                    "compressed",
+                    "skipped",
+                    note="compressed logs are not read; ingest files before rotating them "
+                    "into compression",
+                )
+            )
+            continue
+        try:
+            files.append(LOG_KINDS[kind](run, path))
+        except FileNotFoundError:
+            # Rotated away between listing and opening: its new name is read next pass.
+            files.append(FileIngest(str(path), kind, "skipped", note="the file disappeared"))
+        except PermissionError as error:
+            message = f"cannot read the file: {error.strerror}"
+            run.note_problems(str(path), [(None, message)])
+            files.append(FileIngest(str(path), kind, "unreadable", note=message))
+    return IngestReport(
+        files=tuple(files),
+        problems=tuple(run.problems),
+        n_problems=run.n_problems,
+        unknown_fields=dict(run.unknown_fields.most_common()),
+        redaction=run.redaction.describe(),
+    )
+
+
+def watch(
+    store: Store,
+    paths: Iterable[Path | str],
+    *,
+    interval: float,
+    on_report: Callable[[IngestReport], None],
+    redaction: Redaction | None = None,
+    batch_lines: int = DEFAULT_BATCH_LINES,
+    max_passes: int | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
+    """Ingest ``paths`` every ``interval`` seconds until interrupted (or ``max_passes``).
+
+    Each pass's report goes to ``on_report``. Returns the number of passes made.
+    """
+    if interval < 0:
+        raise ConfigError(f"interval must be >= 0 seconds, got {interval}")
+    targets = list(paths)
+    passes = 0
+    while max_passes is None or passes < max_passes:
+        report = ingest_paths(store, targets, redaction=redaction, batch_lines=batch_lines)
+        passes += 1
+        on_report(report)
+        if max_passes is not None and passes >= max_passes:
+            break
+        sleep(interval)
+    return passes

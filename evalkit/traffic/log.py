@@ -1,0 +1,162 @@
+"""The traffic log format, and ``log_query``: the helper an application calls to write it.
+
+One JSON object per line (UTF-8, ``\\n`` line ends)::
+
+    {"query_id": "7f3c9a", "timestamp": "2026-11-21T18:35:00.120Z", "text": "reset password",
+     "tenant": "acme", "tags": {"locale": "fr"},
+     "results": [{"doc_id": "kb-12", "score": 0.83}, {"doc_id": "kb-7", "score": 0.79}],
+     "answer": "Open Settings...", "contexts": ["To reset..."], "latency_ms": 41.5}
+
+``query_id``, ``timestamp`` and ``text`` are required; everything else is optional (see
+``LOG_FIELDS`` and docs/traffic.md). Parquet files with the same columns are read too.
+
+``log_query`` appends one line with a single ``write`` on a file opened in append mode, so
+lines from several threads or processes never interleave, and opens the file by name on
+every call, so a log rotated away (renamed or deleted) is simply started afresh.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from evalkit.errors import InputError
+from evalkit.records import ScoredDoc
+
+__all__ = ["LOG_FIELDS", "REQUIRED_FIELDS", "LoggedResult", "format_log_line", "log_query"]
+
+LOG_FIELDS: Mapping[str, str] = {
+    "query_id": "unique id of the query (string); a repeated id is ingested once",
+    "timestamp": "when it was asked: ISO 8601 (UTC unless an offset is given) or epoch seconds",
+    "text": "the query text as the user asked it",
+    "tenant": "optional tenant; replay filters the index to this tenant's documents",
+    "tags": 'optional object of tag name -> string, e.g. {"locale": "fr"}; stratify by one',
+    "results": "optional ranked results the production system returned: "
+    '[{"doc_id": ..., "score": ...}] or ["doc_id", ...]',
+    "answer": "optional generated answer",
+    "contexts": "optional list of context strings given to the generator",
+    "latency_ms": "optional retrieval latency in production, milliseconds",
+}
+"""Every field of a log line, with what it holds."""
+
+REQUIRED_FIELDS: tuple[str, ...] = ("query_id", "timestamp", "text")
+
+LoggedResult = ScoredDoc | tuple[str, float] | Mapping[str, object] | str
+"""What ``log_query`` accepts as one result: a ScoredDoc, (doc_id, score), a dict or an id."""
+
+_FILE_MODE = 0o640
+
+
+def format_log_line(
+    *,
+    text: str,
+    query_id: str | None = None,
+    timestamp: datetime | None = None,
+    tenant: str | None = None,
+    tags: Mapping[str, str] | None = None,
+    results: Sequence[LoggedResult] | None = None,
+    answer: str | None = None,
+    contexts: Sequence[str] | None = None,
+    latency_ms: float | None = None,
+) -> tuple[str, bytes]:
+    """The query id and the encoded log line (ending in ``\\n``) for one query.
+
+    ``query_id`` defaults to a random UUID and ``timestamp`` to now. Raises InputError for a
+    value the format cannot hold (empty text, a non-finite latency).
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise InputError("a logged query needs its non-empty text", field="text")
+    identifier = query_id if query_id is not None else uuid.uuid4().hex
+    if not identifier:
+        raise InputError("query_id must not be empty", field="query_id")
+    moment = timestamp if timestamp is not None else datetime.now(UTC)
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    record: dict[str, object] = {
+        "query_id": identifier,
+        "timestamp": moment.isoformat(timespec="milliseconds") + "Z",
+        "text": text,
+    }
+    if tenant is not None:
+        record["tenant"] = tenant
+    if tags:
+        record["tags"] = {str(key): str(value) for key, value in tags.items()}
+    if results is not None:
+        record["results"] = [_result_object(result) for result in results]
+    if answer is not None:
+        record["answer"] = answer
+    if contexts is not None:
+        record["contexts"] = [str(context) for context in contexts]
+    if latency_ms is not None:
+        if not math.isfinite(latency_ms) or latency_ms < 0:
+            raise InputError("must be a finite number of milliseconds >= 0", field="latency_ms")
+        record["latency_ms"] = float(latency_ms)
+    encoded = json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
+    return identifier, encoded.encode("utf-8")
+
+
+def log_query(
+    path: Path | str,
+    *,
+    text: str,
+    query_id: str | None = None,
+    timestamp: datetime | None = None,
+    tenant: str | None = None,
+    tags: Mapping[str, str] | None = None,
+    results: Sequence[LoggedResult] | None = None,
+    answer: str | None = None,
+    contexts: Sequence[str] | None = None,
+    latency_ms: float | None = None,
+) -> str:
+    """Append one query to the traffic log at ``path``; returns its query id.
+
+    Safe to call from many threads and processes at once: the line is written with one
+    ``write`` to a file opened with ``O_APPEND``, so lines never interleave and a reader
+    sees either the whole line or, while it is being written, a torn last line that
+    ``evalkit traffic ingest`` leaves for its next pass. The file is opened by name on each
+    call, so log rotation (rename, delete, ``copytruncate``) needs no signal.
+    """
+    identifier, line = format_log_line(
+        text=text,
+        query_id=query_id,
+        timestamp=timestamp,
+        tenant=tenant,
+        tags=tags,
+        results=results,
+        answer=answer,
+        contexts=contexts,
+        latency_ms=latency_ms,
+    )
+    descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, _FILE_MODE)
+    try:
+        written = os.write(descriptor, line)
+    finally:
+        os.close(descriptor)
+    if written != len(line):
+        raise OSError(
+            f"only {written} of {len(line)} bytes of a traffic log line reached {path} "
+            "(disk full?); the torn line is reported by the next ingest"
+        )
+    return identifier
+
+
+def _result_object(result: LoggedResult) -> object:
+    if isinstance(result, ScoredDoc):
+        return {"doc_id": result.doc_id, "score": float(result.score)}
+    if isinstance(result, str):
+        return result
+    if isinstance(result, tuple):
+        doc_id, score = result
+        return {"doc_id": str(doc_id), "score": float(score)}
+    if isinstance(result, Mapping):
+        return dict(result)
+    raise InputError(
+        f"a logged result must be a ScoredDoc, (doc_id, score), a dict or a doc id, "
+        f"got {type(result).__name__}",
+        field="results",
+    )

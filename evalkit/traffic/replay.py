@@ -1,0 +1,292 @@
+"""Replay a stored traffic sample against the live retriever and summarise its window.
+
+The replay is stored as a run of kind ``traffic`` (so it records the retriever, embedding
+model and index fingerprints like any run), plus, per query, the top-1 score and the
+comparison with what production logged (Jaccard overlap of the top-k sets and rank-biased
+overlap), and one window summary with a seeded sample of the window's query embeddings.
+
+Tenant isolation: a query of tenant A must only ever see tenant A's documents. When the
+sample holds tenants, the retriever must filter by them (a Chroma retriever with a
+``where_key``, or an HTTP retriever, which sends each query's tenant to the endpoint);
+otherwise ``replay_sample`` refuses to run rather than search every tenant's documents.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from evalkit import __version__
+from evalkit.errors import ConfigError
+from evalkit.records import Query, QueryResult
+from evalkit.replay import ReplayTiming, replay
+from evalkit.store._clock import utc_now
+from evalkit.store.store import RunRecord, RunSpec
+from evalkit.store.traffic import (
+    StoredWindowSummary,
+    draw_window_queries,
+    load_sample,
+    load_sample_queries,
+    logged_latency_quantiles,
+    logged_results,
+    save_traffic_replay,
+)
+from evalkit.traffic.summary import DEFAULT_LOW_CONFIDENCE, replay_figures
+
+if TYPE_CHECKING:
+    from evalkit.retrievers.base import Retriever, TextEmbedder
+    from evalkit.store.store import Store
+
+__all__ = [
+    "DEFAULT_EMBEDDING_SAMPLE",
+    "TENANT_FORWARDING_KINDS",
+    "TrafficReplay",
+    "compare_with_logged",
+    "filters_by_tenant",
+    "replay_sample",
+]
+
+DEFAULT_EMBEDDING_SAMPLE = 1000
+"""Query embeddings kept per window for the embedding drift detectors."""
+
+TENANT_FORWARDING_KINDS: Mapping[str, str] = {
+    "http": "sends each query's tenant to the endpoint, which must filter by it",
+}
+"""Retriever kinds that pass the tenant on with every query, and how."""
+
+
+@dataclass(frozen=True, slots=True)
+class TrafficReplay:
+    """A stored traffic replay: its run, its window summary, and where the time went."""
+
+    run: RunRecord
+    summary: StoredWindowSummary
+    timing: ReplayTiming
+
+
+def filters_by_tenant(description: Mapping[str, Any]) -> bool:
+    """True when a retriever (by its ``describe()``) restricts each query to its tenant."""
+    return bool(description.get("where_key")) or description.get("kind") in TENANT_FORWARDING_KINDS
+
+
+def compare_with_logged(
+    replayed: Sequence[Sequence[str]],
+    logged: Sequence[Sequence[str] | None],
+    *,
+    k: int,
+    p: float = 0.9,
+) -> tuple[np.ndarray[Any, np.dtype[np.float64]], np.ndarray[Any, np.dtype[np.float64]]]:
+    """Jaccard overlap@k and RBO (``p``, depth k) of each replayed ranking with the logged one.
+
+    Both are NaN where nothing was logged (``None``); an empty logged list is a real answer.
+    """
+    from evalkit.drift.churn import jaccard_at_k_many, rank_biased_overlap_many
+
+    overlap = np.full(len(replayed), np.nan)
+    rbo = np.full(len(replayed), np.nan)
+    present = [index for index, ranking in enumerate(logged) if ranking is not None]
+    if present:
+        mine = [list(replayed[index]) for index in present]
+        theirs = [list(logged[index] or ()) for index in present]
+        overlap[present] = jaccard_at_k_many(mine, theirs, k)
+        rbo[present] = rank_biased_overlap_many(mine, theirs, p=p, depth=k)
+    return overlap, rbo
+
+
+def replay_sample(
+    store: Store,
+    sample_id: str,
+    retriever: Retriever,
+    *,
+    k: int = 10,
+    batch_size: int = 64,
+    compare_k: int | None = None,
+    rbo_p: float = 0.9,
+    low_confidence_threshold: float = DEFAULT_LOW_CONFIDENCE,
+    tenant_isolation: bool = True,
+    embedder: TextEmbedder | None = None,
+    embedding_sample_size: int = DEFAULT_EMBEDDING_SAMPLE,
+    label: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> TrafficReplay:
+    """Replay the sample ``sample_id`` against ``retriever`` and store run, comparison and
+    window summary.
+
+    ``compare_k`` (default ``k``) is the depth of the comparison with logged results. With
+    an ``embedder``, up to ``embedding_sample_size`` distinct queries of the window (a seeded
+    uniform sample, the sample's seed) are embedded and stored with the summary. Raises
+    ConfigError when the sample holds tenants but the retriever does not filter by tenant
+    (unless ``tenant_isolation=False``). A crash marks the run failed and re-raises.
+    """
+    compare_depth = compare_k or k
+    if compare_depth < 1 or compare_depth > k:
+        raise ConfigError(f"compare_k must be between 1 and k={k}, got {compare_k}")
+    sample = load_sample(store, sample_id)
+    frame = load_sample_queries(store, sample.sample_id)
+    queries = [
+        Query(id=str(row.query_id), text=str(row.text), tenant=_optional(row.tenant))
+        for row in frame.itertuples(index=False)
+    ]
+    description = retriever.describe()
+    tenants = {query.tenant for query in queries if query.tenant is not None}
+    if tenants and tenant_isolation and not filters_by_tenant(description):
+        raise ConfigError(
+            f"sample {sample.sample_id} holds queries of {len(tenants)} tenant(s), but the "
+            f"retriever ({description.get('kind', type(retriever).__name__)}) does not filter "
+            "by tenant, so a query could see another tenant's documents. Name the metadata "
+            "key holding the tenant (--where-key), or replay without tenant isolation on "
+            "purpose (--no-tenant-isolation) for a single-tenant index."
+        )
+    fingerprint = retriever.model_fingerprint()
+    spec = RunSpec(
+        kind="traffic",
+        retriever_kind=str(description.get("kind", type(retriever).__name__)),
+        k=k,
+        measures=(),
+        evalkit_version=__version__,
+        retriever_config=description,
+        collection=description.get("collection"),
+        model_name=fingerprint.name if fingerprint else None,
+        model_dimension=fingerprint.dimension if fingerprint else None,
+        model_fingerprint=fingerprint.canary_hash if fingerprint else None,
+        index_fingerprint=retriever.index_fingerprint(),
+        seed=sample.seed,
+        label=label or f"traffic {sample.window_label}",
+        n_queries=len(queries),
+    )
+    run_id = store.create_run(spec)
+    timing = ReplayTiming()
+    try:
+        results = replay(
+            queries,
+            retriever,
+            k=k,
+            batch_size=batch_size,
+            on_batch=lambda batch: store.add_query_results(run_id, batch),
+            progress=progress,
+            timing=timing,
+        )
+        per_query = _per_query_frame(store, frame, results, compare_depth, rbo_p)
+        figures = replay_figures(
+            latency_ms=np.array([r.latency_ms for r in results], dtype=np.float64),
+            failed=per_query["failed"].to_numpy(dtype=bool),
+            top1_score=per_query["top1_score"].to_numpy(dtype=np.float64, na_value=np.nan),
+            overlap_at_k=per_query["overlap_at_k"].to_numpy(dtype=np.float64, na_value=np.nan),
+            rbo=per_query["rbo"].to_numpy(dtype=np.float64, na_value=np.nan),
+            low_confidence_threshold=low_confidence_threshold,
+        )
+        logged_p50, logged_p95, logged_p99 = logged_latency_quantiles(
+            store, start=sample.window_start, end=sample.window_end
+        )
+        embedding_ids: list[str] = []
+        vectors = None
+        if embedder is not None and embedding_sample_size > 0:
+            drawn = draw_window_queries(
+                store,
+                start=sample.window_start,
+                end=sample.window_end,
+                seed=sample.seed,
+                limit=embedding_sample_size,
+                dedup=sample.dedup,
+            )
+            embedding_ids = [str(q) for q in drawn["query_id"]]
+            vectors = embedder.embed([str(text) for text in drawn["text"]])
+        model = embedder.fingerprint if embedder is not None and embedding_ids else None
+        summary = StoredWindowSummary(
+            run_id=run_id,
+            sample_id=sample.sample_id,
+            window_label=sample.window_label,
+            window_start=sample.window_start,
+            window_end=sample.window_end,
+            computed_at=utc_now(),
+            k=k,
+            compare_k=compare_depth,
+            rbo_p=rbo_p,
+            volume=sample.n_records,
+            n_distinct=sample.n_distinct,
+            logged_latency_p50=logged_p50,
+            logged_latency_p95=logged_p95,
+            logged_latency_p99=logged_p99,
+            low_confidence_threshold=low_confidence_threshold,
+            embedding_model=model.name if model else None,
+            embedding_dimension=model.dimension if model else None,
+            embedding_fingerprint=model.canary_hash if model else None,
+            embedding_seed=sample.seed if model else None,
+            n_embeddings=len(embedding_ids),
+            **asdict(figures),
+        )
+        save_traffic_replay(
+            store,
+            summary=summary,
+            per_query=per_query,
+            embedding_ids=embedding_ids,
+            embeddings=vectors,
+        )
+        n_failed = figures.n_failed
+        first_error = next((r.error for r in results if r.error), None)
+        store.finish_run(
+            run_id,
+            status="failed"
+            if results and n_failed == len(results)
+            else ("partial" if n_failed else "complete"),
+            per_query=None,
+            aggregates={},
+            n_evaluated=0,
+            n_total=len(results),
+            n_failed=n_failed,
+            error=f"{n_failed} of {len(results)} queries failed; first: {first_error}"
+            if n_failed
+            else None,
+        )
+    except BaseException as error:
+        with contextlib.suppress(Exception):
+            store.fail_run(run_id, f"{type(error).__name__}: {error}")
+        raise
+    return TrafficReplay(run=store.get_run(run_id), summary=summary, timing=timing)
+
+
+def _optional(value: object) -> str | None:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    return str(value)
+
+
+def _per_query_frame(
+    store: Store,
+    sample: pd.DataFrame,
+    results: Sequence[QueryResult],
+    compare_k: int,
+    rbo_p: float,
+) -> pd.DataFrame:
+    """One row per replayed query: failure, result count, top-1 score, logged comparison."""
+    query_ids = [result.query_id for result in results]
+    logged_ids = logged_results(store, query_ids)
+    replayed = [[doc.doc_id for doc in result.docs] for result in results]
+    rankings = [
+        logged_ids.get(query_id) if result.ok else None
+        for query_id, result in zip(query_ids, results, strict=True)
+    ]
+    overlap, rbo = compare_with_logged(replayed, rankings, k=compare_k, p=rbo_p)
+    return pd.DataFrame(
+        {
+            "query_id": query_ids,
+            "tenant": [_optional(t) for t in sample["tenant"]],
+            "stratum": [_optional(s) for s in sample["stratum"]],
+            "failed": [not result.ok for result in results],
+            "n_results": pd.array([len(result.docs) for result in results], dtype="int32"),
+            "top1_score": pd.array(
+                [result.docs[0].score if result.docs else None for result in results],
+                dtype="Float64",
+            ),
+            "n_logged": pd.array(
+                [None if ranking is None else len(ranking) for ranking in rankings], dtype="Int32"
+            ),
+            "overlap_at_k": pd.Series(overlap, dtype="float64").astype("Float64").array,
+            "rbo": pd.Series(rbo, dtype="float64").astype("Float64").array,
+        }
+    )

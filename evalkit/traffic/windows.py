@@ -1,0 +1,196 @@
+"""Time windows of traffic: an hour, a day, an ISO week, a month, or any interval.
+
+A window is half-open, ``[start, end)``, in naive UTC like every stored timestamp, and has a
+canonical label that round-trips through ``parse_window``:
+
+=========  ======================  ==========================================
+kind       label                   covers
+=========  ======================  ==========================================
+hour       ``2026-11-21T13``       13:00 to 14:00 UTC that day
+day        ``2026-11-21``          that UTC day
+week       ``2026-W47``            ISO week 47 of 2026, Monday to Monday
+month      ``2026-11``             that calendar month
+interval   ``START/END``           any ISO 8601 interval, e.g. ``2026-11-21T06:00/2026-11-21T18:00``
+=========  ======================  ==========================================
+
+``today`` and ``yesterday`` name the current and previous UTC day.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+from evalkit.errors import ConfigError
+
+__all__ = ["GRANULARITIES", "Granularity", "Window", "parse_window", "window_containing"]
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A half-open span of time ``[start, end)`` in naive UTC, with its canonical label."""
+
+    label: str
+    start: datetime
+    end: datetime
+
+    def to_dict(self) -> dict[str, str]:
+        """JSON-ready form (ISO 8601, ``Z`` for UTC)."""
+        return {
+            "label": self.label,
+            "start": self.start.isoformat() + "Z",
+            "end": self.end.isoformat() + "Z",
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Granularity:
+    """A calendar unit of windows: how to find the one holding a time, and its label."""
+
+    name: str
+    pattern: re.Pattern[str]
+    start_of: Callable[[datetime], datetime]
+    after: Callable[[datetime], datetime]
+    label: Callable[[datetime], str]
+    parse: Callable[[re.Match[str]], datetime]
+
+    def window(self, start: datetime) -> Window:
+        """The window of this unit that starts at ``start`` (already aligned)."""
+        return Window(self.label(start), start, self.after(start))
+
+
+def _hour_start(moment: datetime) -> datetime:
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
+def _day_start(moment: datetime) -> datetime:
+    return moment.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _week_start(moment: datetime) -> datetime:
+    return _day_start(moment) - timedelta(days=moment.weekday())
+
+
+def _month_start(moment: datetime) -> datetime:
+    return _day_start(moment).replace(day=1)
+
+
+def _next_month(start: datetime) -> datetime:
+    return (
+        start.replace(year=start.year + 1, month=1)
+        if start.month == 12
+        else start.replace(month=start.month + 1)
+    )
+
+
+def _week_label(start: datetime) -> str:
+    year, week, _ = start.isocalendar()
+    return f"{year}-W{week:02d}"
+
+
+def _parse_week(match: re.Match[str]) -> datetime:
+    day = date.fromisocalendar(int(match["year"]), int(match["week"]), 1)
+    return datetime(day.year, day.month, day.day)
+
+
+GRANULARITIES: Mapping[str, Granularity] = {
+    unit.name: unit
+    for unit in (
+        Granularity(
+            "hour",
+            re.compile(r"(?P<y>\d{4})-(?P<m>\d{2})-(?P<d>\d{2})T(?P<h>\d{2})"),
+            _hour_start,
+            lambda start: start + timedelta(hours=1),
+            lambda start: f"{start:%Y-%m-%dT%H}",
+            lambda m: datetime(int(m["y"]), int(m["m"]), int(m["d"]), int(m["h"])),
+        ),
+        Granularity(
+            "day",
+            re.compile(r"(?P<y>\d{4})-(?P<m>\d{2})-(?P<d>\d{2})"),
+            _day_start,
+            lambda start: start + timedelta(days=1),
+            lambda start: f"{start:%Y-%m-%d}",
+            lambda m: datetime(int(m["y"]), int(m["m"]), int(m["d"])),
+        ),
+        Granularity(
+            "week",
+            re.compile(r"(?P<year>\d{4})-W(?P<week>\d{2})"),
+            _week_start,
+            lambda start: start + timedelta(days=7),
+            _week_label,
+            _parse_week,
+        ),
+        Granularity(
+            "month",
+            re.compile(r"(?P<y>\d{4})-(?P<m>\d{2})"),
+            _month_start,
+            _next_month,
+            lambda start: f"{start:%Y-%m}",
+            lambda m: datetime(int(m["y"]), int(m["m"]), 1),
+        ),
+    )
+}
+"""Calendar units of windows by name."""
+
+_RELATIVE_DAYS = {"today": 0, "yesterday": 1}
+
+
+def window_containing(moment: datetime, granularity: str = "day") -> Window:
+    """The ``granularity`` window (hour, day, week, month) that holds ``moment``."""
+    unit = _granularity(granularity)
+    return unit.window(unit.start_of(_naive_utc(moment)))
+
+
+def parse_window(text: str, *, now: datetime | None = None) -> Window:
+    """Parse a window label (see the module docstring); raises ConfigError saying what works."""
+    value = text.strip()
+    if value in _RELATIVE_DAYS:
+        today = _day_start(_naive_utc(now) if now else datetime.now(UTC).replace(tzinfo=None))
+        return GRANULARITIES["day"].window(today - timedelta(days=_RELATIVE_DAYS[value]))
+    if "/" in value:
+        return _parse_interval(value)
+    for unit in GRANULARITIES.values():
+        match = unit.pattern.fullmatch(value)
+        if match is None:
+            continue
+        try:
+            start = unit.parse(match)
+        except ValueError as error:
+            raise ConfigError(f"window '{text}' is not a real {unit.name}: {error}") from error
+        return unit.window(start)
+    raise ConfigError(
+        f"window '{text}' is not understood; give a day (2026-11-21), an hour (2026-11-21T13), "
+        "an ISO week (2026-W47), a month (2026-11), an interval (START/END in ISO 8601), "
+        "today or yesterday"
+    )
+
+
+def _parse_interval(value: str) -> Window:
+    first, _, second = value.partition("/")
+    try:
+        start = _naive_utc(datetime.fromisoformat(first.strip()))
+        end = _naive_utc(datetime.fromisoformat(second.strip()))
+    except ValueError as error:
+        raise ConfigError(
+            f"window interval '{value}' must be two ISO 8601 times, START/END: {error}"
+        ) from error
+    if end <= start:
+        raise ConfigError(f"window interval '{value}' ends before it starts")
+    return Window(f"{start.isoformat()}/{end.isoformat()}", start, end)
+
+
+def _naive_utc(moment: datetime) -> datetime:
+    if moment.tzinfo is None:
+        return moment
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+def _granularity(name: str) -> Granularity:
+    unit = GRANULARITIES.get(name)
+    if unit is None:
+        raise ConfigError(
+            f"unknown window granularity '{name}'; use one of: {', '.join(GRANULARITIES)}"
+        )
+    return unit

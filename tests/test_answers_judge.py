@@ -1,0 +1,458 @@
+"""The ragas LLM-judge path, against a local OpenAI-compatible endpoint on loopback.
+
+Every test here talks to ``FakeJudge``: a small HTTP server this module starts on
+127.0.0.1 that implements ``POST /v1/chat/completions`` deterministically. It reads the
+ragas prompt it is sent and answers valid JSON: the answer's sentences as statements, and
+a statement is supported (verdict 1) when its words all occur in the context. It can be
+told to reply with malformed JSON, to stall past the client's timeout, or to fail with
+HTTP 500, and it counts the requests it receives. No real LLM is involved: these tests
+check the plumbing (ragas wiring, caching, retries, timeouts, malformed-JSON handling and
+unmeasured rows), not the quality of any judge.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from evalkit.answers import AnswerRecord, JudgeSettings, Unmeasured, score_answers
+from evalkit.answers.cache import MemoryJudgeCache
+from evalkit.answers.judge import CallGuard, JudgeCallError, LLMJudge, RateLimiter, run_sync
+from evalkit.store import Store
+from evalkit.store.answers import SCHEMA_SQL, answer_scores_frame, answer_summary_frame
+
+pytestmark = [
+    pytest.mark.slow,
+    # instructor 1.3 compares its own deprecated Mode.FUNCTIONS on every reply.
+    pytest.mark.filterwarnings("ignore:FUNCTIONS is deprecated:DeprecationWarning"),
+]
+
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+def _words(text: str) -> set[str]:
+    return set(_WORD.findall(text.lower()))
+
+
+@dataclass
+class FakeJudge:
+    """State of the loopback judge: its mode and the requests it received."""
+
+    mode: str = "ok"
+    stall_seconds: float = 3.0
+    fail_first: int = 0
+    requests: list[dict[str, object]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    url: str = ""
+
+    @property
+    def calls(self) -> int:
+        with self.lock:
+            return len(self.requests)
+
+    def reply(self, body: dict[str, object]) -> tuple[int, str]:
+        """(HTTP status, body) for one chat-completions request."""
+        with self.lock:
+            self.requests.append(body)
+            number = len(self.requests)
+        if self.mode == "timeout":
+            time.sleep(self.stall_seconds)
+        if self.mode == "error500" or number <= self.fail_first:
+            return 500, json.dumps({"error": {"message": "judge overloaded", "type": "server"}})
+        content = "this is { not json" if self.mode == "malformed" else self._content(body)
+        completion = {
+            "id": f"chatcmpl-{number}",
+            "object": "chat.completion",
+            "created": 0,
+            "model": body.get("model", "fake"),
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": content},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+        }
+        return 200, json.dumps(completion)
+
+    @staticmethod
+    def _content(body: dict[str, object]) -> str:
+        messages = body["messages"]
+        assert isinstance(messages, list)
+        prompt = str(messages[-1]["content"])
+        given = json.loads(prompt.rsplit("input: ", 1)[1].rsplit("\nOutput:", 1)[0])
+        if "answer" in given:
+            statements = [s.strip() for s in re.split(r"(?<=\.)\s+", given["answer"]) if s]
+            return json.dumps({"statements": statements})
+        if "statements" in given:
+            context = _words(given["context"])
+            verdicts = [
+                {
+                    "statement": statement,
+                    "reason": "all words occur in the context",
+                    "verdict": int(_words(statement) <= context),
+                }
+                for statement in given["statements"]
+            ]
+            return json.dumps({"statements": verdicts})
+        if "response" in given:
+            question = "What does this say: " + " ".join(given["response"].split()[:6]) + "?"
+            return json.dumps({"question": question, "noncommittal": 0})
+        raise ValueError(f"unexpected prompt input {sorted(given)}")
+
+
+@pytest.fixture
+def fake_judge() -> Iterator[FakeJudge]:
+    """A loopback OpenAI-compatible endpoint, started for one test and stopped after it."""
+    state = FakeJudge()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length", 0))
+            body = json.loads(self.rfile.read(length))
+            if self.path.rstrip("/") != "/v1/chat/completions":
+                status, payload = 404, json.dumps({"error": {"message": "not found"}})
+            else:
+                status, payload = state.reply(body)
+            data = payload.encode()
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up (timeout test)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    state.url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def open_store(path: Path) -> Store:
+    """A fresh store with the answer tables (created here until migrations create them)."""
+    store = Store.open(path)
+    tables = {row[0] for row in store.fetch("SELECT table_name FROM duckdb_tables()")}
+    if "answer_scores" not in tables:
+        with store.transaction() as con:
+            con.execute(SCHEMA_SQL)
+    return store
+
+
+def judge_settings(judge: FakeJudge, **overrides: object) -> JudgeSettings:
+    values: dict[str, object] = {
+        "base_url": judge.url,
+        "model": "fake-judge-1",
+        "api_key_env": "EVALKIT_TEST_NO_SUCH_KEY",
+        "timeout": 5.0,
+        "max_retries": 1,
+        "retry_backoff": 0.0,
+        "concurrency": 4,
+        "answer_relevancy": False,
+    }
+    values.update(overrides)
+    return JudgeSettings(**values)  # type: ignore[arg-type]
+
+
+CONTEXT = "The Eiffel Tower is in Paris. It was completed in 1889 for the World Fair."
+RECORDS = (
+    # Both statements occur in the context: faithfulness 1.
+    AnswerRecord(
+        id="full",
+        question="Where is the Eiffel Tower and when was it completed?",
+        answer="The Eiffel Tower is in Paris. It was completed in 1889.",
+        contexts=(CONTEXT,),
+    ),
+    # One of two statements is supported: faithfulness 0.5.
+    AnswerRecord(
+        id="half",
+        question="Where is the Eiffel Tower?",
+        answer="The Eiffel Tower is in Paris. It is painted bright green.",
+        contexts=(CONTEXT,),
+    ),
+    # No statement is supported: faithfulness 0.
+    AnswerRecord(
+        id="none",
+        question="Who designed it?",
+        answer="It was designed by Gustave Moreau in Lyon.",
+        contexts=(CONTEXT,),
+    ),
+)
+
+
+def test_ragas_faithfulness_through_the_loopback_judge(fake_judge: FakeJudge) -> None:
+    """Plumbing: ragas' Faithfulness reaches the loopback judge and its verdicts come back."""
+    result = score_answers(RECORDS, settings=judge_settings(fake_judge), cache=MemoryJudgeCache())
+    values = {s.item_id: s.value for s in result.scores if s.metric == "faithfulness"}
+    assert values == {"full": 1.0, "half": 0.5, "none": 0.0}
+    assert {s.method for s in result.scores} == {"ragas-llm"}
+    assert {s.judge_model for s in result.scores} == {"fake-judge-1"}
+    version = result.scores[0].prompt_version
+    assert version is not None
+    assert version.startswith("ragas-0.4.3/faithfulness/")
+    # Two LLM calls per answer: statements, then verdicts.
+    assert fake_judge.calls == 6
+    assert result.judge_calls == 6
+    summary = result.summary("faithfulness")
+    assert summary.mean == pytest.approx(0.5)
+    assert (summary.n_measured, summary.n_unmeasured) == (3, 0)
+    sent = fake_judge.requests[0]
+    assert sent["model"] == "fake-judge-1"
+    assert sent["temperature"] == 0.0
+
+
+def test_cache_makes_the_second_evaluation_free(fake_judge: FakeJudge, tmp_path: Path) -> None:
+    """Loopback judge: re-scoring the same answers sends zero requests to the judge."""
+    store = open_store(tmp_path / "evalkit.duckdb")
+    settings = judge_settings(fake_judge)
+    first = score_answers(RECORDS, settings=settings, store=store)
+    calls_after_first = fake_judge.calls
+    second = score_answers(RECORDS, settings=settings, store=store)
+    assert calls_after_first == 6
+    assert fake_judge.calls == calls_after_first
+    assert second.judge_calls == 0
+    assert second.cache_hits == 3
+    assert [s.value for s in second.scores] == [s.value for s in first.scores]
+    # A changed context is a different judgment: only that answer goes to the judge again.
+    changed = (*RECORDS[:2], AnswerRecord(**{**_fields(RECORDS[2]), "contexts": ("Other.",)}))
+    third = score_answers(changed, settings=settings, store=store)
+    assert fake_judge.calls == calls_after_first + 2
+    assert third.cache_hits == 2
+    stored = answer_scores_frame(store, str(second.scoring_id))
+    assert len(stored) == 3
+    assert set(stored["judge_model"]) == {"fake-judge-1"}
+    assert stored["prompt_version"].str.startswith("ragas-").all()
+    store.close()
+
+
+def test_cache_file_is_shared_across_stores(fake_judge: FakeJudge, tmp_path: Path) -> None:
+    """Loopback judge: with cache_path set, a second store re-uses the first one's judgments."""
+    open_store(tmp_path / "judge-cache.duckdb").close()
+    settings = judge_settings(fake_judge, cache_path=tmp_path / "judge-cache.duckdb")
+    for name in ("first.duckdb", "second.duckdb"):
+        store = open_store(tmp_path / name)
+        score_answers(RECORDS[:1], settings=settings, store=store)
+        store.close()
+    assert fake_judge.calls == 2
+
+
+def test_both_methods_are_stored_side_by_side(fake_judge: FakeJudge) -> None:
+    """Loopback judge and the offline method on the same answers, each under its own name."""
+    result = score_answers(
+        RECORDS, settings=judge_settings(fake_judge, method="both"), cache=MemoryJudgeCache()
+    )
+    llm = result.summary("faithfulness", "ragas-llm")
+    offline = result.summary("faithfulness", "offline-embedding")
+    assert (llm.n_measured, offline.n_measured) == (3, 3)
+    assert llm.mean == pytest.approx(0.5)
+    assert offline.judge_model == "sentence-transformers/all-MiniLM-L6-v2"
+    with pytest.raises(KeyError, match="2 summaries"):
+        result.summary("faithfulness")
+
+
+def _fields(record: AnswerRecord) -> dict[str, object]:
+    return {name: getattr(record, name) for name in record.__dataclass_fields__}
+
+
+def test_malformed_json_is_retried_then_unmeasured(fake_judge: FakeJudge, tmp_path: Path) -> None:
+    """Loopback judge replying non-JSON: each call is retried, then the row is unmeasured."""
+    fake_judge.mode = "malformed"
+    store = open_store(tmp_path / "evalkit.duckdb")
+    result = score_answers(RECORDS, settings=judge_settings(fake_judge, max_retries=2), store=store)
+    assert all(s.value is None for s in result.scores)
+    assert {s.unmeasured_reason for s in result.scores} == {"judge_malformed_output"}
+    assert all("3 attempts" in str(s.detail) for s in result.scores)
+    # The first call (statements) fails three times per answer; the verdict call never runs.
+    assert fake_judge.calls == 3 * len(RECORDS)
+    summary = result.summary("faithfulness")
+    assert summary.mean is None
+    assert (summary.n_measured, summary.n_unmeasured) == (0, 3)
+    assert summary.unmeasured_by_reason == {"judge_malformed_output": 3}
+    frame = answer_summary_frame(store, str(result.scoring_id))
+    row = frame.iloc[0]
+    assert row["mean"] is None or (isinstance(row["mean"], float) and math.isnan(row["mean"]))
+    assert (row["n_measured"], row["n_unmeasured"]) == (0, 3)
+    # Failures are not cached: a repaired judge is asked again next time.
+    fake_judge.mode = "ok"
+    again = score_answers(RECORDS, settings=judge_settings(fake_judge), store=store)
+    assert again.cache_hits == 0
+    assert again.summary("faithfulness").mean == pytest.approx(0.5)
+    store.close()
+
+
+def test_timeout_is_unmeasured_and_the_average_stays_finite(fake_judge: FakeJudge) -> None:
+    """Loopback judge stalling past the timeout: rows unmeasured, the mean of the rest holds."""
+    fake_judge.mode = "timeout"
+    fake_judge.stall_seconds = 2.0
+    settings = judge_settings(fake_judge, timeout=0.3, max_retries=0)
+    result = score_answers(RECORDS[:1], settings=settings, cache=MemoryJudgeCache())
+    [score] = result.scores
+    assert score.value is None
+    assert score.unmeasured_reason == "judge_timeout"
+    assert result.summary("faithfulness").mean is None
+    assert fake_judge.calls == 1
+
+
+def test_server_errors_are_retried(fake_judge: FakeJudge) -> None:
+    """Loopback judge failing its first two requests with HTTP 500: retries recover them."""
+    fake_judge.fail_first = 2
+    result = score_answers(
+        RECORDS[:1],
+        settings=judge_settings(fake_judge, max_retries=2, concurrency=1),
+        cache=MemoryJudgeCache(),
+    )
+    assert result.scores[0].value == 1.0
+    assert fake_judge.calls == 4  # two failures, then statements and verdicts
+
+
+def test_persistent_server_error_is_unmeasured_with_its_status(fake_judge: FakeJudge) -> None:
+    """Loopback judge always answering HTTP 500: the reason and the status are kept."""
+    fake_judge.mode = "error500"
+    result = score_answers(
+        RECORDS[:2], settings=judge_settings(fake_judge, max_retries=1), cache=MemoryJudgeCache()
+    )
+    assert [s.unmeasured_reason for s in result.scores] == ["judge_error", "judge_error"]
+    assert "HTTP 500" in str(result.scores[0].detail)
+    assert fake_judge.calls == 4
+
+
+def test_repeats_report_their_spread(fake_judge: FakeJudge) -> None:
+    """Loopback judge (deterministic): three repeats agree, so the spread is 0."""
+    result = score_answers(
+        RECORDS[1:2], settings=judge_settings(fake_judge, repeats=3), cache=MemoryJudgeCache()
+    )
+    [score] = result.scores
+    assert (score.value, score.n_repeats, score.spread) == (0.5, 3, 0.0)
+    assert fake_judge.calls == 6
+
+
+def test_unmeasured_inputs_never_reach_the_judge(fake_judge: FakeJudge) -> None:
+    """Empty answer, empty contexts, empty question: unmeasured before any request is sent."""
+    records = [
+        AnswerRecord(id="no-answer", question="q?", answer="  ", contexts=(CONTEXT,)),
+        AnswerRecord(id="no-context", question="q?", answer="Paris.", contexts=()),
+        AnswerRecord(id="no-question", question="", answer="Paris.", contexts=(CONTEXT,)),
+        RECORDS[0],
+    ]
+    result = score_answers(records, settings=judge_settings(fake_judge), cache=MemoryJudgeCache())
+    reasons = {s.item_id: s.unmeasured_reason for s in result.scores}
+    assert reasons == {
+        "no-answer": Unmeasured.empty_answer,
+        "no-context": Unmeasured.empty_contexts,
+        "no-question": Unmeasured.empty_question,
+        "full": None,
+    }
+    summary = result.summary("faithfulness")
+    assert (summary.mean, summary.n_measured, summary.n_unmeasured) == (1.0, 1, 3)
+    assert fake_judge.calls == 2
+
+
+def test_answer_relevancy_uses_the_judge_and_the_local_embedder(fake_judge: FakeJudge) -> None:
+    """Loopback judge: ragas AnswerRelevancy asks three questions per answer (strictness 3)."""
+    from evalkit.embedding import load_embedder
+
+    settings = judge_settings(fake_judge, answer_relevancy=True)
+    result = score_answers(
+        RECORDS[:1], settings=settings, cache=MemoryJudgeCache(), embedder=load_embedder()
+    )
+    relevancy = result.summary("answer_relevancy", "ragas-llm")
+    assert relevancy.n_measured == 1
+    assert relevancy.mean is not None
+    assert 0.0 < relevancy.mean <= 1.0
+    assert relevancy.prompt_version is not None
+    assert relevancy.prompt_version.endswith("all-MiniLM-L6-v2")
+    assert fake_judge.calls == 2 + 3
+
+
+def test_call_guard_limits_concurrency_and_counts_calls() -> None:
+    """The guard never lets more calls run at once than allowed, and counts each attempt."""
+    guard = CallGuard(timeout=5.0, max_retries=0, retry_backoff=0.0, concurrency=2)
+    running = 0
+    peak = 0
+
+    async def work() -> int:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio_sleep(0.01)
+        running -= 1
+        return 1
+
+    async def main() -> list[int]:
+        import asyncio
+
+        return list(await asyncio.gather(*(guard.call(work) for _ in range(7))))
+
+    assert run_sync(main) == [1] * 7
+    assert peak == 2
+    assert guard.calls == 7
+
+
+async def asyncio_sleep(seconds: float) -> None:
+    import asyncio
+
+    await asyncio.sleep(seconds)
+
+
+def test_call_guard_gives_up_with_the_reason() -> None:
+    """A call that keeps failing becomes a JudgeCallError after 1 + max_retries attempts."""
+    guard = CallGuard(timeout=5.0, max_retries=2, retry_backoff=0.0, concurrency=1)
+
+    async def broken() -> int:
+        raise TimeoutError
+
+    async def main() -> int:
+        return await guard.call(broken)
+
+    with pytest.raises(JudgeCallError) as caught:
+        run_sync(main)
+    assert caught.value.reason == Unmeasured.judge_timeout
+    assert "3 attempts" in caught.value.detail
+    assert guard.calls == 3
+
+
+def test_rate_limiter_spaces_call_starts() -> None:
+    """At 600 calls a minute, starts are 0.1 s apart: the limiter sleeps exactly the gap."""
+    now = 100.0
+    slept: list[float] = []
+
+    async def fake_sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    limiter = RateLimiter(per_minute=600, clock=lambda: now, sleep=fake_sleep)
+
+    async def main() -> None:
+        for _ in range(4):
+            await limiter.wait()
+
+    run_sync(main)
+    # All four calls arrive at t=100: they may start at 100.0, 100.1, 100.2 and 100.3.
+    assert slept == pytest.approx([0.1, 0.2, 0.3])
+
+
+def test_judge_requires_configuration() -> None:
+    """No base_url/model: the LLM judge refuses to start with a message saying what to set."""
+    from evalkit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="base_url and model"):
+        LLMJudge(JudgeSettings(base_url=None, model=None))

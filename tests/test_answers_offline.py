@@ -1,0 +1,249 @@
+"""The offline faithfulness method: its kernels by hand, and the method on real text."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from evalkit.answers import AnswerRecord, OfflineFaithfulness, ScoringMethod, score_answers
+from evalkit.answers.offline import (
+    ClaimSupport,
+    SupportModel,
+    best_similarity,
+    claim_token_features,
+    context_units,
+)
+from evalkit.answers.records import Unmeasured
+from evalkit.answers.sentences import split_claims, split_sentences
+from evalkit.answers.settings import JudgeSettings
+
+
+def test_split_sentences_keeps_abbreviations_and_strips_list_markers() -> None:
+    text = (
+        "Dr. Smith moved to the U.S. in 1999. He works for NASA! Does he?\n"
+        "1. First point here.\n- Second point here"
+    )
+    assert split_sentences(text) == [
+        "Dr. Smith moved to the U.S. in 1999.",
+        "He works for NASA!",
+        "Does he?",
+        "First point here.",
+        "Second point here",
+    ]
+
+
+def test_split_claims_drops_lead_ins_and_fragments() -> None:
+    answer = "Here are the main reasons:\n1. Prices rose sharply.\nYes.\n2. Wages fell in 2020."
+    assert split_claims(answer) == ["Prices rose sharply.", "Wages fell in 2020."]
+    assert split_claims("") == []
+    assert split_claims("Sure thing.") == []
+
+
+def test_context_units_are_sentences_and_adjacent_pairs() -> None:
+    units = context_units(["A is one. B is two. C is three.", "", "D is four."])
+    assert units == [
+        "A is one.",
+        "B is two.",
+        "C is three.",
+        "A is one. B is two.",
+        "B is two. C is three.",
+        "D is four.",
+    ]
+
+
+def test_best_similarity_by_hand() -> None:
+    claims = np.array([[1.0, 0.0], [0.6, 0.8]])
+    units = np.array([[0.0, 1.0], [0.8, 0.6]])
+    # claim 0: max(0, 0.8) = 0.8; claim 1: max(0.8, 0.48 + 0.48) = 0.96
+    np.testing.assert_allclose(best_similarity(claims, units), [0.8, 0.96])
+    np.testing.assert_allclose(best_similarity(claims, np.zeros((0, 2))), [0.0, 0.0])
+    assert best_similarity(np.zeros((0, 2)), units).shape == (0,)
+
+
+def test_claim_token_features_by_hand() -> None:
+    contexts = ["The bridge opened in 1932 in Sydney.", "Engineers celebrated."]
+    claims = [
+        # content words: bridge, opened, 1932, sydney -> all present; salient: 1932, Sydney
+        "The bridge opened in 1932 in Sydney.",
+        # content words: bridge, opened, 1950, melbourne -> 2 of 4; salient: 1950, Melbourne
+        "The bridge opened in 1950 in Melbourne.",
+        # content words: engineering, celebrations -> stems "engine", "celebr" both present
+        "Engineering celebrations happened.",
+        # only stopwords and no salient word: both shares default to 1, weight 1
+        "It is what it is.",
+    ]
+    coverage, salient, weights = claim_token_features(claims, contexts)
+    # claim 2 also has "happened" (stem "happen"), absent: 2 of 3
+    np.testing.assert_allclose(coverage, [1.0, 0.5, 2 / 3, 1.0])
+    np.testing.assert_allclose(salient, [1.0, 0.0, 1.0, 1.0])
+    np.testing.assert_allclose(weights, [4, 4, 3, 1])
+
+
+def test_support_model_is_a_logistic_of_the_three_signals() -> None:
+    model = SupportModel(intercept=-1.0, similarity=2.0, coverage=1.0, salient=0.5)
+    probability = model.probability(
+        np.array([0.5, 0.0]), np.array([1.0, 0.0]), np.array([0.0, 2.0])
+    )
+    # logits: -1 + 1 + 1 + 0 = 1 and -1 + 0 + 0 + 1 = 0
+    np.testing.assert_allclose(probability, [1 / (1 + math.exp(-1)), 0.5])
+
+
+def test_claim_support_score_is_the_weighted_share() -> None:
+    support = ClaimSupport(
+        claims=("a", "b", "c"),
+        similarity=np.zeros(3),
+        coverage=np.zeros(3),
+        salient=np.zeros(3),
+        probability=np.array([0.9, 0.2, 0.6]),
+        weights=np.array([1.0, 2.0, 1.0]),
+        threshold=0.5,
+    )
+    assert support.score == pytest.approx((0.9 + 0.4 + 0.6) / 4)
+    assert support.supported.tolist() == [True, False, True]
+
+
+def test_threshold_must_be_a_probability() -> None:
+    with pytest.raises(ValueError, match="probability"):
+        OfflineFaithfulness(threshold=1.5)
+
+
+CONTEXTS = (
+    "The Sydney Harbour Bridge is a steel arch bridge in Sydney, Australia. "
+    "It was opened in 1932 after eight years of construction. "
+    "The bridge carries rail, vehicle, bicycle and pedestrian traffic.",
+    "The bridge was designed and built by the British firm Dorman Long of Middlesbrough.",
+)
+
+
+@pytest.fixture(scope="module")
+def offline() -> OfflineFaithfulness:
+    return OfflineFaithfulness()
+
+
+@pytest.mark.slow
+def test_offline_method_on_real_text(offline: OfflineFaithfulness) -> None:
+    records = [
+        AnswerRecord(
+            id="faithful",
+            question="When did the Sydney Harbour Bridge open?",
+            answer="The Sydney Harbour Bridge opened in 1932 after eight years of construction. "
+            "It was built by Dorman Long of Middlesbrough.",
+            contexts=CONTEXTS,
+        ),
+        AnswerRecord(
+            id="half",
+            question="When did the Sydney Harbour Bridge open?",
+            answer="The Sydney Harbour Bridge opened in 1932 after eight years of construction. "
+            "Its toll revenue funds the Melbourne opera house every winter.",
+            contexts=CONTEXTS,
+        ),
+        AnswerRecord(
+            id="unfaithful",
+            question="When did the Sydney Harbour Bridge open?",
+            answer="Photosynthesis converts light into chemical energy in plants. "
+            "Chlorophyll absorbs mostly blue and red light.",
+            contexts=CONTEXTS,
+        ),
+    ]
+    [faithful, half, unfaithful] = offline.analyse(records)
+    assert isinstance(faithful, ClaimSupport)
+    assert isinstance(half, ClaimSupport)
+    assert isinstance(unfaithful, ClaimSupport)
+    assert faithful.supported.tolist() == [True, True]
+    assert half.supported.tolist() == [True, False]
+    assert unfaithful.supported.tolist() == [False, False]
+    # A paraphrased claim is rarely certain: supported claims sit around 0.75 here.
+    assert faithful.score > 0.6
+    assert unfaithful.score < 0.1
+    assert faithful.score > half.score > unfaithful.score
+    scores = offline.score(records)
+    assert [s.n_claims for s in scores] == [2, 2, 2]
+    assert [s.n_supported for s in scores] == [2, 1, 0]
+    assert {s.method for s in scores} == {"offline-embedding"}
+    assert {s.judge_model for s in scores} == {"sentence-transformers/all-MiniLM-L6-v2"}
+    assert {s.prompt_version for s in scores} == {"offline-v1/threshold=0.5"}
+
+
+@pytest.mark.slow
+def test_unmeasured_answers_are_counted_not_averaged(offline: OfflineFaithfulness) -> None:
+    question = "When did the bridge open?"
+    records = [
+        AnswerRecord(
+            id="ok", question=question, answer="It was opened in 1932.", contexts=CONTEXTS
+        ),
+        AnswerRecord(id="empty", question=question, answer="   ", contexts=CONTEXTS),
+        AnswerRecord(id="no-context", question=question, answer="It opened in 1932.", contexts=()),
+        AnswerRecord(
+            id="blank-context", question=question, answer="It opened in 1932.", contexts=("  ",)
+        ),
+        AnswerRecord(id="no-claim", question=question, answer="Yes.", contexts=CONTEXTS),
+    ]
+    result = score_answers(
+        records, settings=JudgeSettings(method=ScoringMethod.offline), offline=offline
+    )
+    reasons = {s.item_id: s.unmeasured_reason for s in result.scores}
+    assert reasons == {
+        "ok": None,
+        "empty": Unmeasured.empty_answer,
+        "no-context": Unmeasured.empty_contexts,
+        "blank-context": Unmeasured.empty_contexts,
+        "no-claim": Unmeasured.no_claims,
+    }
+    summary = result.summary("faithfulness", "offline-embedding")
+    [measured] = [s.value for s in result.scores if s.value is not None]
+    assert summary.mean == pytest.approx(measured)
+    assert (summary.n_measured, summary.n_unmeasured, summary.n_total) == (1, 4, 5)
+    assert summary.unmeasured_by_reason == {"empty_answer": 1, "empty_contexts": 2, "no_claims": 1}
+    assert result.judge_calls == 0
+
+
+@pytest.mark.slow
+def test_nothing_measured_gives_no_mean_rather_than_nan(offline: OfflineFaithfulness) -> None:
+    records = [AnswerRecord(id="x", question="q?", answer="", contexts=CONTEXTS)]
+    result = score_answers(records, settings=JudgeSettings(method="offline"), offline=offline)
+    assert result.summary("faithfulness").mean is None
+
+
+@pytest.mark.slow
+@pytest.mark.shared_data
+def test_clapnq_answers_score_higher_with_their_own_passage(
+    shared_data: Path, offline: OfflineFaithfulness
+) -> None:
+    """Real annotated answers: with their gold passage vs with another question's passage."""
+    path = shared_data / "clapnq" / "annotated_data" / "dev" / "clapnq_dev_answerable.jsonl"
+    rows = []
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            row = json.loads(line)
+            if row["output"][0]["answer"].strip():
+                rows.append(row)
+            if len(rows) == 6:
+                break
+    own = [
+        AnswerRecord(
+            id=str(row["id"]),
+            question=row["input"],
+            answer=row["output"][0]["answer"],
+            contexts=(row["passages"][0]["text"],),
+        )
+        for row in rows
+    ]
+    wrong = [
+        AnswerRecord(
+            id=f"{record.id}-wrong",
+            question=record.question,
+            answer=record.answer,
+            contexts=own[(index + 1) % len(own)].contexts,
+        )
+        for index, record in enumerate(own)
+    ]
+    scores = {s.item_id: s.value for s in offline.score(own + wrong)}
+    for record in own:
+        faithful, unfaithful = scores[record.id], scores[f"{record.id}-wrong"]
+        assert faithful is not None
+        assert unfaithful is not None
+        assert faithful > 0.5 > unfaithful, record.id

@@ -1,0 +1,475 @@
+"""Traffic ingest against a real DuckDB store: idempotence, torn lines, garbage, rotation."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import tempfile
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from evalkit.errors import ConfigError, InputError, StoreError
+from evalkit.records import ScoredDoc
+from evalkit.store import Store
+from evalkit.store.traffic import SCHEMA_SQL, record_count
+from evalkit.traffic import Redaction, format_log_line, ingest_paths, log_query, watch
+from evalkit.traffic import ingest as ingest_module
+
+
+def open_store(path: Path) -> Store:
+    store = Store.open(path)
+    tables = {row[0] for row in store.fetch("SHOW TABLES")}
+    if "traffic_records" not in tables:
+        with store.transaction() as connection:
+            connection.execute(SCHEMA_SQL)
+    return store
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    opened = open_store(tmp_path / "evalkit.duckdb")
+    yield opened
+    opened.close()
+
+
+def line(query_id: str, text: str = "how do I reset my password", **extra: Any) -> str:
+    record = {"query_id": query_id, "timestamp": "2026-11-21T10:00:00Z", "text": text, **extra}
+    return json.dumps(record) + "\n"
+
+
+def stored(store: Store) -> list[tuple[Any, ...]]:
+    return store.fetch("SELECT query_id, line FROM traffic_records ORDER BY line, query_id")
+
+
+def test_ingesting_twice_stores_each_record_once(store: Store, tmp_path: Path) -> None:
+    log = tmp_path / "traffic.jsonl"
+    log.write_text("".join(line(f"q{i}") for i in range(5)))
+    first = ingest_paths(store, [log])
+    second = ingest_paths(store, [log])
+    assert (first.records_added, first.lines_read) == (5, 5)
+    assert first.files[0].status == "new"
+    assert (second.records_added, second.lines_read) == (0, 0)
+    assert second.files[0].status == "unchanged"
+    assert record_count(store) == 5
+    with log.open("a") as handle:
+        handle.write(line("q5") + line("q6"))
+    third = ingest_paths(store, [log])
+    assert (third.records_added, third.files[0].status) == (2, "resumed")
+    assert stored(store) == [(f"q{i}", i + 1) for i in range(7)]
+
+
+def test_garbage_lines_are_reported_by_line_and_the_rest_ingested(
+    store: Store, tmp_path: Path
+) -> None:
+    log = tmp_path / "mixed.jsonl"
+    log.write_text(
+        line("q1")
+        + "this is not json\n"
+        + line("q2")
+        + "\n"  # blank lines are skipped, not malformed
+        + '{"query_id": "q3", "timestamp": "2026-11-21T10:00:00Z"}\n'
+        + '["an", "array"]\n'
+        + line("q4", latency_ms=-3)
+        + line("q5", timestamp="yesterday-ish")
+        + '{"query_id": "q6", "timestamp": "2026-11-21T10:00:00Z", "text": "   "}\n'
+        + line("q7", results=[{"doc_id": "d1", "score": "high"}])
+        + line("q8", tenant="acme")
+    )
+    report = ingest_paths(store, [log])
+    assert stored(store) == [("q1", 1), ("q2", 3), ("q8", 11)]
+    assert report.malformed == 8 - 1  # eight bad lines minus the blank one
+    by_line = {problem.line: problem.message for problem in report.problems}
+    assert sorted(by_line) == [2, 5, 6, 7, 8, 9, 10]
+    assert all(problem.path == str(log) for problem in report.problems)
+    assert "not valid JSON" in by_line[2]
+    assert "missing required field `text`" in by_line[5]
+    assert "`object`" in by_line[6]
+    assert "latency_ms" in by_line[7]
+    assert "timestamp" in by_line[8]
+    assert "text" in by_line[9]
+    assert "score" in by_line[10]
+    problems = store.fetch("SELECT line FROM traffic_ingest_problems ORDER BY line")
+    assert [row[0] for row in problems] == [2, 5, 6, 7, 8, 9, 10]
+
+
+def test_problem_messages_never_quote_the_data(store: Store, tmp_path: Path) -> None:
+    log = tmp_path / "pii.jsonl"
+    log.write_text(
+        line("q1", timestamp="jane.doe@example.com")
+        + '{"query_id": "q2", "timestamp": "2026-11-21T10:00:00Z", "text": 4155550100}\n'
+        + '{"query_id": "q3", "text": "call jane.doe@example.com", "timestamp": \n'
+    )
+    report = ingest_paths(store, [log])
+    assert report.malformed == 3
+    for problem in report.problems:
+        assert "jane" not in problem.message
+        assert "4155550100" not in problem.message
+
+
+def test_a_line_being_written_is_left_whole_for_the_next_pass(store: Store, tmp_path: Path) -> None:
+    log = tmp_path / "live.jsonl"
+    full = line("q2", "what is the refund policy")
+    log.write_text(line("q1") + full[:25])
+    first = ingest_paths(store, [log])
+    assert first.records_added == 1
+    assert first.malformed == 0
+    assert first.files[0].pending_bytes == 25
+    with log.open("a") as handle:
+        handle.write(full[25:] + line("q3"))
+    second = ingest_paths(store, [log])
+    assert (second.records_added, second.malformed) == (2, 0)
+    assert stored(store) == [("q1", 1), ("q2", 2), ("q3", 3)]
+    texts = dict(store.fetch("SELECT query_id, text FROM traffic_records"))
+    assert texts["q2"] == "what is the refund policy"
+
+
+def test_a_complete_last_line_without_newline_is_taken_once(store: Store, tmp_path: Path) -> None:
+    log = tmp_path / "unterminated.jsonl"
+    log.write_text(line("q1") + line("q2").rstrip("\n"))
+    assert ingest_paths(store, [log]).records_added == 2
+    with log.open("a") as handle:
+        handle.write("\n" + "garbage\n" + line("q3"))
+    report = ingest_paths(store, [log])
+    assert report.records_added == 1
+    # Line numbers stay true: the garbage is line 3, q3 line 4.
+    assert [(p.line, p.path) for p in report.problems] == [(3, str(log))]
+    assert stored(store) == [("q1", 1), ("q2", 2), ("q3", 4)]
+
+
+def test_repeated_query_ids_are_stored_once(store: Store, tmp_path: Path) -> None:
+    first = tmp_path / "a.jsonl"
+    second = tmp_path / "b.jsonl"
+    first.write_text(line("q1", "first") + line("q1", "again") + line("q2"))
+    second.write_text(line("q2", "elsewhere") + line("q3"))
+    report = ingest_paths(store, [first, second])
+    assert report.records_added == 3
+    assert report.duplicates == 2
+    texts = dict(store.fetch("SELECT query_id, text FROM traffic_records"))
+    assert texts["q1"] == "first"
+
+
+def test_rotation_by_rename_resumes_and_a_new_file_starts_fresh(
+    store: Store, tmp_path: Path
+) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    current = logs / "app.jsonl"
+    current.write_text(line("q1") + line("q2"))
+    assert ingest_paths(store, [logs]).records_added == 2
+    with current.open("a") as handle:
+        handle.write(line("q3"))
+    current.rename(logs / "app.jsonl.1")
+    current.write_text(line("q4"))
+    (logs / "app.jsonl.2.gz").write_bytes(b"\x1f\x8b compressed")
+    report = ingest_paths(store, [logs])
+    statuses = {Path(f.path).name: (f.status, f.records_added) for f in report.files}
+    assert statuses["app.jsonl.1"] == ("resumed", 1)
+    assert statuses["app.jsonl"] == ("new", 1)
+    assert statuses["app.jsonl.2.gz"][0] == "skipped"
+    assert record_count(store) == 4
+
+
+def test_truncation_is_detected_and_read_from_the_start(store: Store, tmp_path: Path) -> None:
+    log = tmp_path / "copytruncate.jsonl"
+    log.write_text(line("q1") + line("q2") + line("q3"))
+    ingest_paths(store, [log])
+    with log.open("w") as handle:  # same inode, new content
+        handle.write(line("q4"))
+    report = ingest_paths(store, [log])
+    assert report.files[0].status == "restarted"
+    assert report.records_added == 1
+    assert record_count(store) == 4
+
+
+def test_a_crash_mid_file_neither_loses_nor_repeats(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = tmp_path / "big.jsonl"
+    log.write_text("".join(line(f"q{i}") for i in range(10)))
+    real_commit = ingest_module.commit_ingest_batch
+    calls = {"n": 0}
+
+    def failing_commit(*args: Any, **kwargs: Any) -> int:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise StoreError("disk full")
+        return real_commit(*args, **kwargs)
+
+    monkeypatch.setattr(ingest_module, "commit_ingest_batch", failing_commit)
+    with pytest.raises(StoreError, match="disk full"):
+        ingest_paths(store, [log], batch_lines=4)
+    assert record_count(store) == 4
+    monkeypatch.setattr(ingest_module, "commit_ingest_batch", real_commit)
+    report = ingest_paths(store, [log], batch_lines=4)
+    assert report.records_added == 6
+    assert report.duplicates == 0
+    assert stored(store) == [(f"q{i}", i + 1) for i in range(10)]
+
+
+def test_fields_are_stored_and_times_normalised_to_utc(store: Store, tmp_path: Path) -> None:
+    log = tmp_path / "fields.jsonl"
+    log.write_text(
+        line(
+            "q1",
+            timestamp="2026-11-21T12:30:00+02:00",
+            tenant="acme",
+            tags={"locale": "fr", "beta": True},
+            results=[{"doc_id": "d1", "score": 0.9}, "d2", {"doc_id": "7"}],
+            answer="Open settings",
+            contexts=["ctx one", "ctx two"],
+            latency_ms=12,
+        )
+        + line("q2", timestamp=1_763_726_400)  # epoch seconds: 2025-11-21T12:00:00Z
+        + line("q3", timestamp=1_763_726_400_000)  # milliseconds: refused
+        + line(1234, timestamp="2026-11-21")  # type: ignore[arg-type]
+    )
+    report = ingest_paths(store, [log])
+    assert report.records_added == 3
+    assert "milliseconds" in report.problems[0].message
+    rows = store.fetch(
+        "SELECT query_id, ts, tenant, tags, logged_doc_ids, logged_scores, answer, contexts,"
+        " latency_ms FROM traffic_records ORDER BY line"
+    )
+    assert rows[0] == (
+        "q1",
+        datetime(2026, 11, 21, 10, 30),
+        "acme",
+        '{"beta":"true","locale":"fr"}',
+        ["d1", "d2", "7"],
+        [0.9, None, None],
+        "Open settings",
+        ["ctx one", "ctx two"],
+        12.0,
+    )
+    assert rows[1][:2] == ("q2", datetime(2025, 11, 21, 12))
+    assert rows[2][:2] == ("1234", datetime(2026, 11, 21))
+    assert rows[1][2:] == (None, None, None, None, None, None, None)
+
+
+def test_unknown_fields_are_counted(store: Store, tmp_path: Path) -> None:
+    log = tmp_path / "typo.jsonl"
+    log.write_text(line("q1", tennant="acme") + line("q2", tennant="acme", user="u1"))
+    report = ingest_paths(store, [log])
+    assert report.records_added == 2
+    assert report.unknown_fields == {"tennant": 2, "user": 1}
+
+
+def test_redaction_masks_patterns_and_drops_fields(store: Store, tmp_path: Path) -> None:
+    log = tmp_path / "pii.jsonl"
+    log.write_text(
+        line(
+            "q1",
+            "mail jane.doe@example.co.uk or call +44 20 7946 0958 about order 42",
+            answer="we wrote to jane@example.com",
+            contexts=["account 12345678", "no digits"],
+            tags={"user": "jane"},
+        )
+        + line("q2", "nothing personal")
+    )
+    redaction = Redaction.build(patterns=["email", "number"], custom=["jane"], drop=["tags"])
+    report = ingest_paths(store, [log], redaction=redaction)
+    assert report.records_added == 2
+    rows = store.fetch("SELECT text, answer, contexts, tags FROM traffic_records ORDER BY query_id")
+    assert rows[0] == (
+        "mail <email> or call <number> about order <number>",
+        "we wrote to <email>",
+        ["account <number>", "no digits"],
+        None,
+    )
+    assert rows[1] == ("nothing personal", None, None, None)
+    assert report.redaction == {"patterns": ["email", "number", "custom1"], "drop": ["tags"]}
+
+
+def test_redaction_settings_are_checked() -> None:
+    with pytest.raises(ConfigError, match="unknown redaction pattern 'phone'"):
+        Redaction.build(patterns=["phone"])
+    with pytest.raises(ConfigError, match="not a valid RE2"):
+        Redaction.build(custom=["(unclosed"])
+    with pytest.raises(ConfigError, match="cannot be dropped"):
+        Redaction.build(drop=["tenant"])
+
+
+def test_parquet_with_the_same_columns_is_ingested_once(store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "traffic.parquet"
+    table = pa.table(
+        {
+            "query_id": ["p1", "p2", "p3"],
+            "timestamp": pa.array(
+                [datetime(2026, 11, 21, 9, tzinfo=UTC)] * 3, pa.timestamp("us", tz="UTC")
+            ),
+            "text": ["first", None, "third"],
+            "tenant": ["acme", "acme", None],
+            "results": [[{"doc_id": "d1", "score": 0.5}], None, []],
+            "extra": [1, 2, 3],
+        }
+    )
+    pq.write_table(table, path, row_group_size=2)
+    report = ingest_paths(store, [path], batch_lines=2)
+    assert report.records_added == 2
+    assert [(p.line, "text" in p.message) for p in report.problems] == [(2, True)]
+    assert report.unknown_fields == {"extra": 3}
+    assert ingest_paths(store, [path]).files[0].status == "unchanged"
+    rows = store.fetch(
+        "SELECT query_id, ts, tenant, logged_doc_ids FROM traffic_records ORDER BY query_id"
+    )
+    assert rows == [
+        ("p1", datetime(2026, 11, 21, 9), "acme", ["d1"]),
+        ("p3", datetime(2026, 11, 21, 9), None, []),
+    ]
+
+
+def test_an_unfinished_parquet_file_is_reported_and_retried(store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "partial.parquet"
+    path.write_bytes(b"PAR1 still being written")
+    report = ingest_paths(store, [path])
+    assert report.files[0].status == "unreadable"
+    assert report.n_problems == 1
+    pq.write_table(
+        pa.table({"query_id": ["p1"], "timestamp": ["2026-11-21T09:00:00Z"], "text": ["t"]}),
+        path,
+    )
+    assert ingest_paths(store, [path]).records_added == 1
+
+
+def test_missing_paths_and_bad_batch_sizes_are_refused(store: Store, tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="no such file"):
+        ingest_paths(store, [tmp_path / "absent.jsonl"])
+    with pytest.raises(ConfigError, match="batch_lines"):
+        ingest_paths(store, [tmp_path], batch_lines=0)
+
+
+def test_watch_runs_passes_and_reports_each(store: Store, tmp_path: Path) -> None:
+    log = tmp_path / "watched.jsonl"
+    log.write_text(line("q1"))
+    reports = []
+
+    def on_report(report: Any) -> None:
+        reports.append(report)
+        with log.open("a") as handle:
+            handle.write(line(f"q{len(reports) + 1}"))
+
+    passes = watch(
+        store, [log], interval=0, on_report=on_report, max_passes=3, sleep=lambda _: None
+    )
+    assert passes == 3
+    assert [report.records_added for report in reports] == [1, 1, 1]
+
+
+def test_log_query_writes_lines_ingest_reads(store: Store, tmp_path: Path) -> None:
+    log = tmp_path / "app.jsonl"
+    query_id = log_query(
+        log,
+        text="reset password",
+        tenant="acme",
+        tags={"locale": "fr"},
+        results=[ScoredDoc("d1", 0.8, 1), ("d2", 0.5), "d3", {"doc_id": "d4"}],
+        answer="Open settings",
+        contexts=["ctx"],
+        latency_ms=12.5,
+        timestamp=datetime(2026, 11, 21, 12, tzinfo=UTC),
+    )
+    log_query(log, text="second", query_id="fixed")
+    log.rename(tmp_path / "app.jsonl.1")
+    log_query(log, text="after rotation", query_id="third")
+    assert log.read_text().count("\n") == 1
+    report = ingest_paths(store, [tmp_path])
+    assert report.records_added == 3
+    assert report.malformed == 0
+    row = store.fetch(
+        "SELECT ts, tenant, logged_doc_ids, logged_scores, latency_ms FROM traffic_records"
+        " WHERE query_id = ?",
+        [query_id],
+    )[0]
+    assert row == (
+        datetime(2026, 11, 21, 12),
+        "acme",
+        ["d1", "d2", "d3", "d4"],
+        [0.8, 0.5, None, None],
+        12.5,
+    )
+
+
+def test_format_log_line_refuses_what_the_format_cannot_hold() -> None:
+    with pytest.raises(InputError, match="text"):
+        format_log_line(text="  ")
+    with pytest.raises(InputError, match="latency_ms"):
+        format_log_line(text="q", latency_ms=float("nan"))
+    query_id, encoded = format_log_line(text="héllo", query_id="x")
+    assert query_id == "x"
+    assert encoded.endswith(b"\n")
+    assert json.loads(encoded)["text"] == "héllo"
+
+
+def _append_many(path: str, worker: int, count: int) -> None:
+    for index in range(count):
+        log_query(
+            path, text=f"worker {worker} query {index} " + "x" * 300, query_id=f"w{worker}-{index}"
+        )
+
+
+def test_concurrent_writers_never_interleave_lines(store: Store, tmp_path: Path) -> None:
+    log = tmp_path / "shared.jsonl"
+    context = multiprocessing.get_context("fork")
+    workers = [
+        context.Process(target=_append_many, args=(str(log), worker, 150)) for worker in range(4)
+    ]
+    for process in workers:
+        process.start()
+    for process in workers:
+        process.join()
+    report = ingest_paths(store, [log])
+    assert (report.records_added, report.malformed) == (600, 0)
+
+
+LINE_TEXTS = st.text(
+    alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=30
+).filter(lambda text: text.strip() != "")
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    texts=st.lists(LINE_TEXTS, min_size=1, max_size=12),
+    cuts=st.lists(st.floats(min_value=0, max_value=1), max_size=4),
+)
+def test_any_sequence_of_partial_appends_stores_every_line_once(
+    texts: list[str], cuts: list[float]
+) -> None:
+    """Whatever byte boundaries the writer pauses at (even inside a UTF-8 character),
+    ingest after each pause ends with every record stored once, with its line number."""
+    data = "".join(line(f"q{i}", text) for i, text in enumerate(texts)).encode("utf-8")
+    boundaries = sorted({int(cut * len(data)) for cut in cuts} | {len(data)})
+    with tempfile.TemporaryDirectory() as scratch:
+        work = Path(scratch)
+        store = open_store(work / "s.duckdb")
+        log = work / "grow.jsonl"
+        log.write_bytes(b"")
+        written = 0
+        for boundary in boundaries:
+            with log.open("ab") as handle:
+                handle.write(data[written:boundary])
+            written = boundary
+            report = ingest_paths(store, [log])
+            assert report.malformed == 0
+        rows = store.fetch("SELECT query_id, line, text FROM traffic_records ORDER BY line")
+        store.close()
+    assert rows == [(f"q{i}", i + 1, text) for i, text in enumerate(texts)]
+
+
+def test_the_state_lives_in_the_store_not_the_process(tmp_path: Path) -> None:
+    log = tmp_path / "t.jsonl"
+    log.write_text(line("q1") + line("q2"))
+    with open_store(tmp_path / "s.duckdb") as first:
+        ingest_paths(first, [log])
+    with open_store(tmp_path / "s.duckdb") as second:
+        assert ingest_paths(second, [log]).files[0].status == "unchanged"
+        state = second.fetch("SELECT path, byte_offset, lines_read FROM traffic_sources")
+    assert state == [(str(log), os.path.getsize(log), 2)]
