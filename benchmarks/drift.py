@@ -8,15 +8,24 @@ all-MiniLM-L6-v2 embeddings), interleaved, in one process:
   more, ``model(bootstrap=False)`` (a 50/50 split, an SGD logistic classifier, ROC AUC
   against a fixed 0.55 threshold, no p-value), called directly on two DataFrames.
 
-Prints the median and best wall time of each, their ratio, and the peak traced memory
-(tracemalloc) of one call. Run twice: a no-drift pair and a drifted pair.
+Prints, for a no-drift pair and a drifted pair: the median and best wall time of each, the
+median CPU time of the process (less sensitive to other load on the machine; counts every
+BLAS thread), their ratios, and the peak traced memory (tracemalloc) of one call. The
+machine's load average is printed alongside: on a busy machine wall times mean little.
 
     .venv/bin/python benchmarks/drift.py --repeats 7
+    .venv/bin/python benchmarks/drift.py --threads 1 --calibration-trials 300
+    .venv/bin/python benchmarks/drift.py --repeats 0 --power-trials 40 --power-tilt 0.015 \
+        --settings '{"n_frequencies": 128}'
+
+``--repeats 0`` skips the timing comparison.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
 import sys
 import time
@@ -27,6 +36,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -41,23 +51,26 @@ def embedding_like(rng: np.random.Generator, n: int, centre: np.ndarray) -> np.n
     return vectors.astype(np.float32)
 
 
-def windows(n: int, dimension: int, drift: bool, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """A reference window and a current one (same distribution, or a tilted centre)."""
+def windows(
+    n: int, dimension: int, drift: bool, seed: int = 0, tilt: float = 0.25
+) -> tuple[np.ndarray, np.ndarray]:
+    """A reference window and a current one (same distribution, or a centre tilted by
+    ``tilt`` times a random unit-scale direction)."""
     rng = np.random.default_rng(seed)
     centre = rng.standard_normal(dimension)
     centre /= np.linalg.norm(centre)
     tilted = centre.copy()
     if drift:
-        tilted += 0.25 * rng.standard_normal(dimension) / np.sqrt(dimension)
+        tilted += tilt * rng.standard_normal(dimension) / np.sqrt(dimension)
         tilted /= np.linalg.norm(tilted)
     return embedding_like(rng, n, centre), embedding_like(rng, n, tilted)
 
 
-def timed(call: Callable[[], Any]) -> tuple[float, Any]:
-    """Wall seconds and result of one call."""
-    start = time.perf_counter()
+def timed(call: Callable[[], Any]) -> tuple[float, float, Any]:
+    """Wall seconds, CPU seconds and result of one call."""
+    start, start_cpu = time.perf_counter(), time.process_time()
     result = call()
-    return time.perf_counter() - start, result
+    return time.perf_counter() - start, time.process_time() - start_cpu, result
 
 
 def peak_memory(call: Callable[[], Any]) -> float:
@@ -75,15 +88,81 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=5000)
     parser.add_argument("--dimension", type=int, default=384)
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=7, help="0 skips the timing comparison")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="cap BLAS/OpenMP threads for both (default: none)"
+    )
+    parser.add_argument(
+        "--settings",
+        type=json.loads,
+        default={},
+        help="evalkit detector settings, e.g. '{\"n_frequencies\": 32}'",
+    )
+    parser.add_argument(
+        "--calibration-trials",
+        type=int,
+        default=0,
+        help="also measure the false-alarm rate on this many seeded no-drift pairs of size --n",
+    )
+    parser.add_argument(
+        "--power-trials", type=int, default=0, help="also measure power on this many pairs"
+    )
+    parser.add_argument("--power-tilt", type=float, default=0.015)
     arguments = parser.parse_args()
+    with threadpool_limits(arguments.threads):
+        if arguments.repeats:
+            compare(arguments)
+        if arguments.calibration_trials:
+            calibrate(arguments)
+        if arguments.power_trials:
+            detection_rate(arguments)
+
+
+def detection_rate(arguments: argparse.Namespace) -> None:
+    """Share of slightly tilted pairs of size --n that the default method flags."""
+    hits = 0
+    for trial in range(arguments.power_trials):
+        reference, current = windows(
+            arguments.n, arguments.dimension, True, seed=20_000 + trial, tilt=arguments.power_tilt
+        )
+        detector = make_detector(DEFAULT_METHOD, seed=trial, **arguments.settings)
+        hits += detector.fit(reference).test(current).is_drift
+    print(
+        f"\npower, {arguments.power_trials} pairs of {arguments.n} with tilt "
+        f"{arguments.power_tilt} ({arguments.settings or 'defaults'}): "
+        f"{hits / arguments.power_trials:.3f} flagged"
+    )
+
+
+def calibrate(arguments: argparse.Namespace) -> None:
+    """False-alarm rate and p-value uniformity of the default method at window size --n."""
+    from scipy.stats import kstest
+
+    p_values = []
+    for trial in range(arguments.calibration_trials):
+        reference, current = windows(arguments.n, arguments.dimension, False, seed=10_000 + trial)
+        detector = make_detector(DEFAULT_METHOD, seed=trial, **arguments.settings)
+        p_values.append(detector.fit(reference).test(current).p_value)
+    rate = float(np.mean(np.array(p_values) <= 0.05))
+    sd = (0.05 * 0.95 / len(p_values)) ** 0.5
+    print(
+        f"\nno-drift calibration, {len(p_values)} pairs of {arguments.n}: false-alarm rate "
+        f"{rate:.3f} at alpha 0.05 (Monte-Carlo sd {sd:.3f}); KS test of p-value "
+        f"uniformity p = {kstest(p_values, 'uniform').pvalue:.3f}"
+    )
+
+
+def compare(arguments: argparse.Namespace) -> None:
+    """Run the comparison for a no-drift and a drifted pair."""
 
     from evidently import __version__ as evidently_version
     from evidently.legacy.metrics.data_drift.embedding_drift_methods import model
 
+    settings = dict(arguments.settings)
     print(
         f"{arguments.n} x {arguments.dimension} vs {arguments.n} x {arguments.dimension}; "
-        f"evalkit method {DEFAULT_METHOD!r}; evidently {evidently_version} model(bootstrap=False)"
+        f"evalkit method {DEFAULT_METHOD!r} {settings}; evidently {evidently_version} "
+        f"model(bootstrap=False); BLAS threads: {arguments.threads or 'default'}"
     )
     for drift in (False, True):
         reference, current = windows(arguments.n, arguments.dimension, drift)
@@ -91,7 +170,7 @@ def main() -> None:
         current_frame = pd.DataFrame(current)
 
         def run_evalkit(reference: np.ndarray = reference, current: np.ndarray = current) -> Any:
-            return make_detector(DEFAULT_METHOD).fit(reference).test(current)
+            return make_detector(DEFAULT_METHOD, **settings).fit(reference).test(current)
 
         def run_evidently(
             reference: pd.DataFrame = reference_frame, current: pd.DataFrame = current_frame
@@ -103,14 +182,21 @@ def main() -> None:
         run_evidently()
         evalkit_times: list[float] = []
         evidently_times: list[float] = []
+        evalkit_cpu: list[float] = []
+        evidently_cpu: list[float] = []
         for _ in range(arguments.repeats):
-            seconds, evalkit_result = timed(run_evalkit)
+            seconds, cpu, evalkit_result = timed(run_evalkit)
             evalkit_times.append(seconds)
-            seconds, evidently_result = timed(run_evidently)
+            evalkit_cpu.append(cpu)
+            seconds, cpu, evidently_result = timed(run_evidently)
             evidently_times.append(seconds)
+            evidently_cpu.append(cpu)
         evalkit_median = statistics.median(evalkit_times)
         evidently_median = statistics.median(evidently_times)
-        print(f"\n{'drifted' if drift else 'no drift'} pair")
+        print(
+            f"\n{'drifted' if drift else 'no drift'} pair "
+            f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)"
+        )
         print(
             f"  evalkit   {1000 * evalkit_median:8.1f} ms median, "
             f"{1000 * min(evalkit_times):8.1f} ms best, peak {peak_memory(run_evalkit):6.1f} MiB"
@@ -124,8 +210,13 @@ def main() -> None:
             f" drift={evidently_result[1]}"
         )
         print(
-            f"  speed-up (evidently / evalkit): {evidently_median / evalkit_median:.1f}x median, "
-            f"{min(evidently_times) / min(evalkit_times):.1f}x best"
+            f"  CPU time: evalkit {1000 * statistics.median(evalkit_cpu):.1f} ms, evidently "
+            f"{1000 * statistics.median(evidently_cpu):.1f} ms (medians)"
+        )
+        print(
+            f"  speed-up (evidently / evalkit): {evidently_median / evalkit_median:.1f}x median "
+            f"wall, {min(evidently_times) / min(evalkit_times):.1f}x best wall, "
+            f"{statistics.median(evidently_cpu) / statistics.median(evalkit_cpu):.1f}x CPU"
         )
 
 

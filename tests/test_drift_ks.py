@@ -11,6 +11,7 @@ from scipy import stats
 from evalkit.drift.ks import KSDrift, benjamini_hochberg, ks_p_values, ks_statistics
 
 
+@pytest.mark.filterwarnings("ignore:ks_2samp. Exact calculation unsuccessful:RuntimeWarning")
 @settings(max_examples=40, deadline=None)
 @given(
     m=st.integers(1, 40),

@@ -114,13 +114,20 @@ def test_queries_without_relevant_documents_score_zero_everywhere() -> None:
     assert r_precision(none_relevant)[0] == 0.0
 
 
+def test_a_query_judged_only_with_negative_grades_scores_zero() -> None:
+    negative = RankedGrades.from_lists([[-1, None]], [[-1, -1]], relevance_threshold=0)
+    for kernel in (average_precision, reciprocal_rank, ndcg, r_precision):
+        assert kernel(negative)[0] == 0.0
+    assert ndcg(negative, k=5)[0] == 0.0
+    assert precision(negative, k=1)[0] == 0.0
+
+
 def test_empty_rankings_and_an_empty_run() -> None:
     mixed = RankedGrades.from_lists([[], [1]], [[1], [1]])
-    assert mixed.depth == 1
     assert list(precision(mixed, k=1)) == [0.0, 1.0]
     assert list(ndcg(mixed)) == [0.0, 1.0]
     nothing = RankedGrades.from_lists([[], []], [[2], []])
-    assert nothing.depth == 0
+    assert nothing.rows.size == 0
     for kernel in (average_precision, reciprocal_rank, ndcg, r_precision):
         assert list(kernel(nothing)) == [0.0, 0.0]
     assert list(recall(nothing, k=5)) == [0.0, 0.0]
@@ -152,19 +159,45 @@ def test_bad_cutoffs_and_shapes_are_rejected() -> None:
         precision(ranked(), k=0)
     with pytest.raises(InputError, match="positive integer"):
         ndcg(ranked(), k=True)  # type: ignore[arg-type]
-    with pytest.raises(InputError, match="2-D"):
-        RankedGrades(
-            np.zeros(3, dtype=np.int32),
-            np.zeros(3, dtype=np.int64),
-            np.zeros(0),
-            np.zeros(4, dtype=np.int64),
-        )
     with pytest.raises(InputError, match="relevance_threshold"):
         RankedGrades.from_lists([[1]], [[1]], relevance_threshold=-1)
-    with pytest.raises(InputError, match="ideal_offsets"):
+    with pytest.raises(InputError, match="retrieved has 1 queries but judged has 2"):
+        RankedGrades.from_lists([[1]], [[1], [1]])
+
+
+def entries(
+    rows: list[int], ranks: list[int], n_queries: int = 2, offsets: list[int] | None = None
+) -> RankedGrades:
+    return RankedGrades(
+        np.array(rows, dtype=np.int64),
+        np.array(ranks, dtype=np.int64),
+        np.ones(len(rows), dtype=np.int32),
+        np.ones(n_queries, dtype=np.int64),
+        np.ones(n_queries),
+        np.array(offsets if offsets is not None else range(n_queries + 1), dtype=np.int64),
+    )
+
+
+def test_entries_are_validated() -> None:
+    assert list(reciprocal_rank(entries([0, 1], [3, 0]))) == pytest.approx([0.25, 1.0])
+    with pytest.raises(InputError, match=r"sorted by \(row, rank\)"):
+        entries([1, 0], [0, 0])
+    with pytest.raises(InputError, match=r"sorted by \(row, rank\)"):
+        entries([0, 0], [2, 2])
+    with pytest.raises(InputError, match=r"rows must lie in 0 \.\. 1"):
+        entries([0, 2], [0, 0])
+    with pytest.raises(InputError, match="ideal_offsets must have"):
+        entries([0], [0], offsets=[0, 1])
+    with pytest.raises(InputError, match="same length"):
         RankedGrades(
-            np.full((1, 1), UNJUDGED, dtype=np.int32),
+            np.zeros(2, dtype=np.int64),
+            np.zeros(1, dtype=np.int64),
+            np.zeros(2, dtype=np.int32),
             np.zeros(1, dtype=np.int64),
             np.zeros(0),
-            np.zeros(3, dtype=np.int64),
+            np.zeros(2, dtype=np.int64),
         )
+
+
+def test_unjudged_marker_is_the_smallest_int32() -> None:
+    assert np.iinfo(np.int32).min == UNJUDGED

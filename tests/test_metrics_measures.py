@@ -354,6 +354,28 @@ def test_dense_arrays_give_the_same_result() -> None:
     )
 
 
+def test_arrays_with_no_columns_and_ragged_runs() -> None:
+    evaluator = Evaluator(QRELS, NAMES)
+    corpus = evaluator.index_corpus(["a", "b", "c", "z", "n", "x"])
+    empty = RunArrays(["q1", "q2"], np.zeros((2, 0), dtype=np.int64), np.zeros((2, 0)))
+    result = evaluator.evaluate_arrays(empty, corpus=corpus)
+    assert list(result.per_query.index) == ["q1", "q2"]
+    assert result.aggregate == pytest.approx(ZERO)
+
+    # one long ranking among short ones: ranked in chunks of similar length
+    long_run = {f"u{i:03d}": float(i) for i in range(1, 41)} | {"c": 0.5, "a": -1.0}
+    ragged = {"q1": long_run, "q2": {"x": 1.0}, "q3": {"n": 1.0, "m": 2.0}}
+    per_query = evaluator.evaluate(ragged).per_query
+    assert per_query.loc["q1", "mrr"] == pytest.approx(1 / 41)
+    assert per_query.loc["q1", "map"] == pytest.approx((1 / 41 + 2 / 42) / 2)
+    assert per_query.loc["q2", "mrr"] == 1.0
+    frame = pd.DataFrame(
+        [(q, d, s) for q, ranking in ragged.items() for d, s in ranking.items()],
+        columns=["query_id", "doc_id", "score"],
+    ).sample(frac=1.0, random_state=3)
+    pd.testing.assert_frame_equal(evaluator.evaluate(frame).per_query, per_query)
+
+
 def test_unjudged_documents_keep_their_rank() -> None:
     qrels = pd.DataFrame([("q", "rel", 1)], columns=["query_id", "doc_id", "relevance"])
     run = {"q": {"u1": 3.0, "u2": 2.0, "rel": 1.0}}

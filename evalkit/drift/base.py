@@ -198,11 +198,15 @@ def permuted_label_sums(
     """``LabelSums`` of the observed labelling (first ``n_reference`` rows) and permutations.
 
     Small pools draw ``n_permutations`` independent uniform relabellings (one matrix product
-    per chunk). When the pool has more than ``n_permutations`` rows it instead uses every
-    cyclic shift of the labels in a random order of the rows: those ``n - 1`` relabellings
-    are a group of permutations (conjugated by the random order), so the test stays exact
-    (Lehmann & Romano, Testing Statistical Hypotheses, §15.2; Hemerik & Goeman 2018), and
-    the sums for all shifts come from one FFT cross-correlation in O(n log n) per feature.
+    per chunk). When the pool has more than ``n_permutations + 1`` rows it instead uses
+    every cyclic shift of the labels in a random order of the rows: those ``n - 1``
+    relabellings and the observed one form a group of permutations (the cyclic group
+    conjugated by the random order), so the test stays exact (Lehmann & Romano, Testing
+    Statistical Hypotheses, §15.2; Hemerik & Goeman 2018), and the sums for all shifts come
+    from one FFT cross-correlation, O(n log n) per feature.
+
+    Sums are taken of centred features, which keeps them O(√n) rather than O(n), so
+    single-precision input stays accurate; every total is accumulated in float64.
     """
     n_pool = features.shape[0]
     mean = features.mean(axis=0, dtype=np.float64)
@@ -221,10 +225,6 @@ def permuted_label_sums(
         total=n_pool**2 * mean_square,
         scheme=scheme,
     )
-
-
-# Centring keeps the sums O(√n) instead of O(n), so single-precision arithmetic on them
-# stays accurate; every total is accumulated in float64.
 
 
 def _random_centred_sums(

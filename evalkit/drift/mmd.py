@@ -211,7 +211,7 @@ class MMDDrift(DriftDetector):
         n_permutations: int = 500,
         bandwidth: float | None = None,
         bandwidth_sample: int = 300,
-        exact_max_pool: int = 1000,
+        exact_max_pool: int = 2000,
         block_size: int = 512,
         n_frequencies: int = 64,
         rff_permutations: int = 200,

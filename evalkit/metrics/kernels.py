@@ -1,8 +1,12 @@
 """Vectorised IR measures over a whole run, with trec_eval's semantics.
 
-Every kernel takes a :class:`RankedGrades` (a run already joined to its judgments and put
-in rank order) and returns one float per query. The maths is plain NumPy over 2-D arrays:
-there is no Python loop over queries or documents.
+Every kernel takes a :class:`RankedGrades` (a run already joined to its judgments and
+ranked) and returns one float per query. Only the retrieved documents that are judged
+matter to these measures (an unjudged document just occupies its rank), so a run is held
+as flat arrays over those documents: query row, 0-based rank, grade. The maths is plain
+NumPy over these arrays (counts and sums per query with ``bincount``): there is no Python
+loop over queries or documents, and memory grows with the judged documents retrieved, not
+with queries x depth.
 
 What the kernels reproduce from trec_eval:
 
@@ -40,53 +44,60 @@ __all__ = [
 ]
 
 UNJUDGED: Final[int] = int(np.iinfo(np.int32).min)
-"""Grade given to retrieved documents that have no judgment, and to empty slots."""
+"""Grade the evaluator gives retrieved documents that have no judgment."""
 
 FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
 
 
 @dataclass(frozen=True, eq=False)
 class RankedGrades:
-    """A run joined to its judgments: what every kernel needs, for ``n`` queries.
+    """A ranked run joined to its judgments: what every kernel needs, for ``n_queries``.
 
-    ``grades[i, r]`` is the grade of the document that query ``i`` retrieved at rank
-    ``r + 1`` (:data:`UNJUDGED` for unjudged documents and for empty slots after the end
-    of a shorter ranking). ``n_relevant[i]`` counts the judged documents of query ``i``
-    with grade ``>= relevance_threshold``. The positive judged grades of query ``i``,
-    sorted descending (its ideal ranking), are
-    ``ideal_gains[ideal_offsets[i]:ideal_offsets[i + 1]]``; they are stored ragged rather
-    than padded because one query may have thousands of relevant documents.
+    Entry ``i`` says that query ``rows[i]`` retrieved, at 0-based rank ``ranks[i]``, a
+    judged document of grade ``grades[i]``; unjudged documents are left out. Entries are
+    kept sorted by (row, rank). ``n_relevant[q]`` counts the judged documents of query
+    ``q`` with grade ``>= relevance_threshold``. The positive judged grades of query
+    ``q``, sorted descending (its ideal ranking), are
+    ``ideal_gains[ideal_offsets[q]:ideal_offsets[q + 1]]``.
     """
 
+    rows: IntArray
+    ranks: IntArray
     grades: NDArray[np.int32]
-    n_relevant: NDArray[np.int64]
+    n_relevant: IntArray
     ideal_gains: FloatArray
-    ideal_offsets: NDArray[np.int64]
+    ideal_offsets: IntArray
     relevance_threshold: int = field(default=1, kw_only=True)
 
     def __post_init__(self) -> None:
-        if self.grades.ndim != 2:
-            raise InputError(f"grades must be 2-D (queries x ranks), got shape {self.grades.shape}")
-        n_queries = self.grades.shape[0]
-        if self.n_relevant.shape != (n_queries,):
+        n_queries = self.n_relevant.shape[0]
+        if not (self.rows.shape == self.ranks.shape == self.grades.shape) or self.rows.ndim != 1:
             raise InputError(
-                f"n_relevant must have one entry per query ({n_queries}), "
-                f"got shape {self.n_relevant.shape}"
+                "rows, ranks and grades must be 1-D arrays of the same length, got shapes "
+                f"{self.rows.shape}, {self.ranks.shape}, {self.grades.shape}"
+            )
+        if self.rows.size and (
+            self.rows.min() < 0 or self.rows.max() >= n_queries or self.ranks.min() < 0
+        ):
+            raise InputError(
+                f"rows must lie in 0 .. {n_queries - 1} (one per query) and ranks be >= 0"
             )
         if self.ideal_offsets.shape != (n_queries + 1,):
             raise InputError(
                 f"ideal_offsets must have n_queries + 1 = {n_queries + 1} entries, "
                 f"got shape {self.ideal_offsets.shape}"
             )
-        if n_queries and (
-            self.ideal_offsets[0] != 0 or self.ideal_offsets[-1] != self.ideal_gains.shape[0]
-        ):
+        if self.ideal_offsets[0] != 0 or self.ideal_offsets[-1] != self.ideal_gains.shape[0]:
             raise InputError("ideal_offsets must start at 0 and end at len(ideal_gains)")
         if self.relevance_threshold < 0:
             raise InputError(
                 f"relevance_threshold must be >= 0, got {self.relevance_threshold}",
                 field="relevance_threshold",
             )
+        step_row = np.diff(self.rows)
+        if ((step_row < 0) | ((step_row == 0) & (np.diff(self.ranks) <= 0))).any():
+            raise InputError("entries must be sorted by (row, rank), each rank used once")
 
     @classmethod
     def from_lists(
@@ -103,20 +114,23 @@ class RankedGrades:
         """
         if len(retrieved) != len(judged):
             raise InputError(f"retrieved has {len(retrieved)} queries but judged has {len(judged)}")
-        depth = max((len(ranking) for ranking in retrieved), default=0)
-        grades = np.full((len(retrieved), depth), UNJUDGED, dtype=np.int32)
-        for row, ranking in enumerate(retrieved):
-            grades[row, : len(ranking)] = [UNJUDGED if g is None else g for g in ranking]
+        entries = [
+            (row, rank, grade)
+            for row, ranking in enumerate(retrieved)
+            for rank, grade in enumerate(ranking)
+            if grade is not None
+        ]
+        rows, ranks, grades = (
+            np.array([entry[i] for entry in entries], dtype=np.int64) for i in range(3)
+        )
         ideal = [sorted((g for g in query if g > 0), reverse=True) for query in judged]
         offsets = np.zeros(len(judged) + 1, dtype=np.int64)
         np.cumsum([len(gains) for gains in ideal], out=offsets[1:])
-        n_relevant = np.array(
-            [sum(g >= relevance_threshold for g in query) for query in judged],
-            dtype=np.int64,
-        )
         return cls(
-            grades,
-            n_relevant,
+            rows,
+            ranks,
+            grades.astype(np.int32),
+            np.array([sum(g >= relevance_threshold for g in q) for q in judged], dtype=np.int64),
             np.array([g for gains in ideal for g in gains], dtype=np.float64),
             offsets,
             relevance_threshold=relevance_threshold,
@@ -124,72 +138,71 @@ class RankedGrades:
 
     @property
     def n_queries(self) -> int:
-        """Number of queries (rows)."""
-        return int(self.grades.shape[0])
-
-    @property
-    def depth(self) -> int:
-        """Length of the longest ranking."""
-        return int(self.grades.shape[1])
+        """Number of queries."""
+        return int(self.n_relevant.shape[0])
 
     @cached_property
-    def relevant(self) -> NDArray[np.bool_]:
-        """``relevant[i, r]``: the document at rank ``r + 1`` of query ``i`` is relevant."""
-        return self.grades >= self.relevance_threshold
+    def relevant(self) -> tuple[IntArray, IntArray, IntArray]:
+        """Row, rank and hits so far (1-based count within its row) of each relevant entry."""
+        relevant = np.flatnonzero(self.grades >= self.relevance_threshold)
+        rows, ranks = self.rows[relevant], self.ranks[relevant]
+        first_of_row = np.ones(rows.size, dtype=np.bool_)
+        first_of_row[1:] = rows[1:] != rows[:-1]
+        starts = np.flatnonzero(first_of_row)
+        run_lengths = np.diff(np.append(starts, rows.size))
+        hits = np.arange(rows.size, dtype=np.int64) - np.repeat(starts, run_lengths) + 1
+        return rows, ranks, hits
 
-    @cached_property
-    def relevant_so_far(self) -> NDArray[np.int32]:
-        """Number of relevant documents at ranks ``1 .. r + 1`` (cumulative along ranks)."""
-        return np.cumsum(self.relevant, axis=1, dtype=np.int32)
-
-    def gains(self, *, k: int | None = None) -> FloatArray:
-        """nDCG gain of the documents in the top ``k``: the grade when positive, else 0."""
-        top = self.grades[:, : _width(self, k)]
-        return np.where(top > 0, top, 0).astype(np.float64)
-
-    @cached_property
-    def _ideal_rows(self) -> NDArray[np.int64]:
-        return np.repeat(np.arange(self.n_queries, dtype=np.int64), np.diff(self.ideal_offsets))
-
-    @cached_property
-    def _ideal_ranks(self) -> NDArray[np.int64]:
-        positions = np.arange(self.ideal_gains.shape[0], dtype=np.int64)
-        return positions - self.ideal_offsets[self._ideal_rows] + 1
+    def relevant_in_top(self, k: int | None) -> FloatArray:
+        """Number of relevant documents among each query's top ``k`` (all when ``None``)."""
+        rows, ranks, _ = self.relevant
+        return self.sum_per_query(rows if k is None else rows[ranks < _check_cutoff(k)])
 
     def ideal_dcg(self, *, k: int | None = None) -> FloatArray:
         """DCG of each query's ideal ranking, over its top ``k`` (all when ``None``)."""
         ranks = self._ideal_ranks
-        keep = np.ones(ranks.shape, dtype=np.bool_) if k is None else ranks <= _check_cutoff(k)
-        dcg: FloatArray = np.bincount(
-            self._ideal_rows[keep],
-            weights=self.ideal_gains[keep] / np.log2(ranks[keep] + 1.0),
-            minlength=self.n_queries,
-        ).astype(np.float64, copy=False)
-        return dcg
+        keep = slice(None) if k is None else ranks < _check_cutoff(k)
+        return self.sum_per_query(
+            self._ideal_rows[keep], self.ideal_gains[keep] / np.log2(ranks[keep] + 2.0)
+        )
+
+    @cached_property
+    def _ideal_rows(self) -> IntArray:
+        return np.repeat(np.arange(self.n_queries, dtype=np.int64), np.diff(self.ideal_offsets))
+
+    @cached_property
+    def _ideal_ranks(self) -> IntArray:
+        positions = np.arange(self.ideal_gains.shape[0], dtype=np.int64)
+        return positions - self.ideal_offsets[self._ideal_rows]
+
+    def sum_per_query(self, rows: IntArray, weights: FloatArray | None = None) -> FloatArray:
+        """Sum of ``weights`` (1 each when ``None``) for each query, from each entry's row."""
+        total: FloatArray = np.bincount(rows, weights=weights, minlength=self.n_queries).astype(
+            np.float64, copy=False
+        )
+        return total
 
 
 def precision(ranked: RankedGrades, *, k: int) -> FloatArray:
     """Precision@k: relevant documents in the top ``k``, divided by ``k`` (trec_eval ``P_k``)."""
-    return _relevant_in_top(ranked, _check_cutoff(k)) / k
+    return ranked.relevant_in_top(k) / k
 
 
 def recall(ranked: RankedGrades, *, k: int) -> FloatArray:
     """Recall@k: relevant documents in the top ``k`` over all relevant judged documents."""
-    return _divide(_relevant_in_top(ranked, _check_cutoff(k)), ranked.n_relevant)
+    return _divide(ranked.relevant_in_top(k), ranked.n_relevant)
 
 
 def hit_rate(ranked: RankedGrades, *, k: int) -> FloatArray:
     """Hit rate@k: 1 when a relevant document is in the top ``k`` (trec_eval ``success_k``)."""
-    return (_relevant_in_top(ranked, _check_cutoff(k)) > 0).astype(np.float64)
+    return (ranked.relevant_in_top(k) > 0).astype(np.float64)
 
 
 def r_precision(ranked: RankedGrades) -> FloatArray:
     """R-precision: precision at rank R, R being the number of relevant judged documents."""
-    cut = np.minimum(ranked.n_relevant, ranked.depth)
-    hits = np.zeros(ranked.n_queries, dtype=np.float64)
-    rows = np.flatnonzero(cut > 0)
-    hits[rows] = ranked.relevant_so_far[rows, cut[rows] - 1]
-    return _divide(hits, ranked.n_relevant)
+    rows, ranks, _ = ranked.relevant
+    in_top_r = ranked.sum_per_query(rows[ranks < ranked.n_relevant[rows]])
+    return _divide(in_top_r, ranked.n_relevant)
 
 
 def average_precision(ranked: RankedGrades, *, k: int | None = None) -> FloatArray:
@@ -198,28 +211,29 @@ def average_precision(ranked: RankedGrades, *, k: int | None = None) -> FloatArr
     The sum of precision at each relevant retrieved rank, divided by the number of relevant
     judged documents.
     """
-    width = _width(ranked, k)
-    hits_so_far = np.where(ranked.relevant[:, :width], ranked.relevant_so_far[:, :width], 0)
-    inverse_ranks = 1.0 / np.arange(1, width + 1, dtype=np.float64)
-    return _divide(hits_so_far @ inverse_ranks, ranked.n_relevant)
+    rows, ranks, hits = ranked.relevant
+    keep = slice(None) if k is None else ranks < _check_cutoff(k)
+    precision_at_hits = ranked.sum_per_query(rows[keep], hits[keep] / (ranks[keep] + 1.0))
+    return _divide(precision_at_hits, ranked.n_relevant)
 
 
 def reciprocal_rank(ranked: RankedGrades, *, k: int | None = None) -> FloatArray:
     """Reciprocal rank of the first relevant document in the top ``k`` (all when ``None``)."""
-    width = _width(ranked, k)
-    if width == 0:
-        return np.zeros(ranked.n_queries, dtype=np.float64)
-    relevant = ranked.relevant[:, :width]
-    first = relevant.argmax(axis=1)
-    found = relevant[np.arange(ranked.n_queries), first]
-    return np.where(found, 1.0 / (first + 1.0), 0.0)
+    rows, ranks, hits = ranked.relevant
+    first = hits == 1
+    if k is not None:
+        first &= ranks < _check_cutoff(k)
+    return ranked.sum_per_query(rows[first], 1.0 / (ranks[first] + 1.0))
 
 
 def ndcg(ranked: RankedGrades, *, k: int | None = None) -> FloatArray:
     """nDCG over the top ``k`` (all ranks when ``None``; trec_eval ``ndcg_cut_k`` / ``ndcg``)."""
-    width = _width(ranked, k)
-    discounts = 1.0 / np.log2(np.arange(2, width + 2, dtype=np.float64))
-    dcg = ranked.gains(k=k) @ discounts
+    gaining = ranked.grades > 0
+    if k is not None:
+        gaining &= ranked.ranks < _check_cutoff(k)
+    dcg = ranked.sum_per_query(
+        ranked.rows[gaining], ranked.grades[gaining] / np.log2(ranked.ranks[gaining] + 2.0)
+    )
     return _divide(dcg, ranked.ideal_dcg(k=k))
 
 
@@ -227,17 +241,6 @@ def _check_cutoff(k: int) -> int:
     if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
         raise InputError(f"cutoff k must be a positive integer, got {k!r}", field="k")
     return int(k)
-
-
-def _width(ranked: RankedGrades, k: int | None) -> int:
-    return ranked.depth if k is None else min(_check_cutoff(k), ranked.depth)
-
-
-def _relevant_in_top(ranked: RankedGrades, k: int) -> FloatArray:
-    width = min(k, ranked.depth)
-    if width == 0:
-        return np.zeros(ranked.n_queries, dtype=np.float64)
-    return ranked.relevant_so_far[:, width - 1].astype(np.float64)
 
 
 def _divide(numerator: NDArray[Any], denominator: NDArray[Any]) -> FloatArray:
