@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import tracemalloc
 
 import numpy as np
 import pandas as pd
@@ -19,12 +20,12 @@ from evalkit.stats import (
     Comparison,
     Decision,
     MetricComparison,
+    _resampling,
     compare_runs,
     holm_adjust,
     worst_queries,
 )
 from evalkit.stats._resampling import (
-    _uniform_indices,
     bca_interval,
     bootstrap_means,
     percentile_interval,
@@ -224,10 +225,27 @@ def test_holm_adjustment_hand_checked() -> None:
     assert holm_adjust([]).size == 0
 
 
-@settings(max_examples=60, deadline=None)
+def textbook_holm(p_values: list[float]) -> list[float]:
+    """Holm (1979) step by step: the i-th smallest p times (m - i + 1), monotone, capped."""
+    m = len(p_values)
+    order = sorted(range(m), key=lambda i: p_values[i])
+    adjusted = [0.0] * m
+    running = 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p_values[index]))
+        adjusted[index] = running
+    return adjusted
+
+
+@settings(max_examples=100, deadline=None)
 @given(st.lists(st.floats(min_value=0.0, max_value=1.0), min_size=1, max_size=12))
-def test_holm_matches_statsmodels(p_values: list[float]) -> None:
+def test_holm_matches_the_textbook_procedure(p_values: list[float]) -> None:
+    assert holm_adjust(p_values) == pytest.approx(textbook_holm(p_values), abs=1e-12)
+
+
+def test_holm_matches_statsmodels() -> None:
     multitest = pytest.importorskip("statsmodels.stats.multitest")
+    p_values = [0.001, 0.2, 0.013, 0.04, 0.04, 0.9, 0.0125]
     expected = multitest.multipletests(p_values, method="holm")[1]
     assert holm_adjust(p_values) == pytest.approx(expected, abs=1e-12)
 
@@ -351,16 +369,47 @@ def test_bootstrap_means_fill_every_chunk_for_large_query_sets() -> None:
     assert np.all(np.abs(means - differences.mean(axis=0)) < 6 * standard_error)
 
 
-def test_uniform_indices_are_uniform_including_the_redraw_path() -> None:
-    rng = np.random.default_rng(16)
-    counts = np.bincount(_uniform_indices(rng, size=70_000, high=7), minlength=7)
-    assert scipy.stats.chisquare(counts).pvalue > 1e-4
-    # 2**32 mod (2**31 + 1) is 2**31 - 1, so about half of the words are redrawn here.
-    high = 2**31 + 1
-    drawn = _uniform_indices(rng, size=100_000, high=high)
-    assert drawn.min() >= 0
-    assert drawn.max() < high
-    assert drawn.mean() / high == pytest.approx(0.5, abs=0.01)
+def test_parallel_streams_give_the_same_numbers_as_running_them_in_turn(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    differences = np.random.default_rng(25).normal(size=(5000, 3))
+    threaded = _resampling.paired_resampling(
+        differences, resamples=1001, rng=np.random.default_rng(7)
+    )
+    monkeypatch.setattr(_resampling, "_PARALLEL_MIN_DRAWS", 10**12)
+    in_turn = _resampling.paired_resampling(
+        differences, resamples=1001, rng=np.random.default_rng(7)
+    )
+    assert np.array_equal(threaded[0], in_turn[0])
+    assert np.array_equal(threaded[1], in_turn[1])
+    assert threaded[1].shape == (1001, 3)
+
+
+def test_resampling_memory_stays_bounded() -> None:
+    differences = np.random.default_rng(24).normal(size=(10_000, 5))
+    tracemalloc.start()
+    try:
+        sign_flip_pvalues(differences, resamples=3000, rng=np.random.default_rng(0))
+        bootstrap_means(differences, resamples=3000, rng=np.random.default_rng(0))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # An unchunked 3,000 x 10,000 float32 matrix alone would take 120 MB.
+    assert peak < 60 * 2**20
+
+
+def test_bootstrap_resamples_are_multinomial_draws_of_the_queries() -> None:
+    # With one-hot differences, a resample's mean of column j is (times query j drawn) / n.
+    n, resamples = 7, 6000
+    means = bootstrap_means(np.eye(n), resamples=resamples, rng=np.random.default_rng(23))
+    counts = np.rint(means * n).astype(int)
+    assert np.abs(means * n - counts).max() < 1e-4
+    assert np.all(counts.sum(axis=1) == n)
+    observed = np.bincount(counts.ravel(), minlength=n + 1)
+    expected = scipy.stats.binom.pmf(np.arange(n + 1), n, 1 / n) * counts.size
+    pooled_observed = [*observed[:4], observed[4:].sum()]
+    pooled_expected = [*expected[:4], expected[4:].sum()]
+    assert scipy.stats.chisquare(pooled_observed, pooled_expected).pvalue > 1e-4
 
 
 def test_lower_is_better_measures_regress_when_they_rise() -> None:

@@ -20,7 +20,7 @@ import pandas as pd
 from scipy import stats
 
 from evalkit.errors import ConfigError, InputError
-from evalkit.stats._resampling import CI_METHODS, bootstrap_means, sign_flip_pvalues
+from evalkit.stats._resampling import CI_METHODS, paired_resampling
 from evalkit.stats.decision import Decision, decide, overall_decision
 from evalkit.stats.power import queries_needed
 
@@ -403,9 +403,9 @@ def compare_runs(
     cand_values = _values(cand_frame, shared, chosen, "candidate")
     differences = cand_values - base_values
 
-    permutation_rng, bootstrap_rng = np.random.Generator(np.random.PCG64(seed)).spawn(2)
-    p_permutation = sign_flip_pvalues(differences, resamples=resamples, rng=permutation_rng)
-    boot_means = bootstrap_means(differences, resamples=resamples, rng=bootstrap_rng)
+    p_permutation, boot_means = paired_resampling(
+        differences, resamples=resamples, rng=np.random.Generator(np.random.PCG64(seed))
+    )
     ci_low, ci_high = CI_METHODS[ci_method](boot_means, differences, confidence=confidence)
     p_wilcoxon = _wilcoxon_pvalues(differences)
     p_by_test = {"permutation": p_permutation, "wilcoxon": p_wilcoxon}

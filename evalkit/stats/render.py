@@ -17,10 +17,12 @@ from evalkit.stats.power import PowerRow
 
 __all__ = [
     "TABLE_HEADERS",
+    "coverage_note",
     "power_table_markdown",
     "table_rows",
     "to_junit_xml",
     "to_markdown",
+    "verdict_line",
 ]
 
 TABLE_HEADERS: Final = ("metric", "baseline", "candidate", "Δ", "95 % CI", "p (adj.)", "decision")
@@ -120,7 +122,7 @@ def _metric_summary(metric: MetricComparison, comparison: Comparison) -> str:
 def verdict_line(comparison: Comparison) -> str:
     """One sentence with the verdict as a plain status word and the measures behind it."""
     by_decision = {
-        decision: [m.measure for m in comparison.metrics if m.decision is decision]
+        decision: [_escape(m.measure) for m in comparison.metrics if m.decision is decision]
         for decision in Decision
     }
     tolerance = f"{comparison.min_effect:g}"
@@ -131,13 +133,13 @@ def verdict_line(comparison: Comparison) -> str:
         )
     elif comparison.decision is Decision.INCONCLUSIVE:
         sizes = [
-            f"{m.measure} ~{m.queries_needed}"
+            f"{_escape(m.measure)} ~{m.queries_needed:,}"
             for m in comparison.metrics
             if m.decision is Decision.INCONCLUSIVE and m.queries_needed is not None
         ]
         reason = (
-            f"{', '.join(by_decision[Decision.INCONCLUSIVE])}: the data neither show a significant "
-            f"drop nor rule out one larger than {tolerance}"
+            f"{', '.join(by_decision[Decision.INCONCLUSIVE])}: the data neither show a "
+            f"significant drop nor rule out one larger than {tolerance}"
             + (f"; queries needed to decide: {', '.join(sizes)}." if sizes else ".")
         )
     else:
@@ -149,8 +151,8 @@ def _method_note(comparison: Comparison) -> str:
     method = "BCa" if comparison.ci_method == "bca" else comparison.ci_method
     return (
         f"Δ = candidate - baseline. CI: {method} bootstrap with small-sample expansion, "
-        f"{comparison.resamples:,} "
-        f"resamples, seed {comparison.seed}. p: two-sided {comparison.decision_test} test, "
+        f"{comparison.resamples:,} resamples, seed {comparison.seed}. "
+        f"p: two-sided {comparison.decision_test} test, "
         f"Holm-adjusted over {len(comparison.metrics)} measure(s); alpha "
         f"{comparison.alpha:g}, minimum effect {comparison.min_effect:g}."
     )
