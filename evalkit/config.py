@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import Field, ValidationError
 from pydantic_settings import (
@@ -24,7 +24,7 @@ from pydantic_settings import (
 
 from evalkit.errors import ConfigError
 
-__all__ = ["Settings", "load_settings"]
+__all__ = ["Settings", "build_settings", "load_settings"]
 
 CONFIG_FILE_ENV = "EVALKIT_CONFIG"
 DEFAULT_CONFIG_FILE = "evalkit.toml"
@@ -106,23 +106,39 @@ class Settings(BaseSettings):
         return self.chroma_path or self.home / "chroma"
 
 
-def load_settings(**overrides: Any) -> Settings:
-    """Read the settings; ``overrides`` whose value is None are ignored.
+SettingsT = TypeVar("SettingsT", bound=BaseSettings)
 
-    Raises ConfigError naming the source and field of an invalid value.
+
+def build_settings(
+    settings_class: type[SettingsT], overrides: dict[str, Any], *, describe: str
+) -> SettingsT:
+    """Build ``settings_class`` from ``overrides`` (None values ignored) and its sources.
+
+    ``describe`` names the sources in the error message, with ``{source}`` standing for the
+    config file. Raises ConfigError naming the source and field of an invalid value.
     """
     given = {key: value for key, value in overrides.items() if value is not None}
     config_file = os.environ.get(CONFIG_FILE_ENV)
     if config_file and not Path(config_file).is_file():
         raise ConfigError(f"{CONFIG_FILE_ENV}={config_file}: no such file")
     try:
-        return Settings(**given)
+        return settings_class(**given)
     except ValidationError as error:
         problems = "; ".join(
             f"{'.'.join(str(part) for part in problem['loc'])}: {problem['msg']}"
             for problem in error.errors()
         )
         source = config_file or DEFAULT_CONFIG_FILE
-        raise ConfigError(
-            f"invalid settings (from arguments, EVALKIT_* variables or {source}): {problems}"
-        ) from error
+        raise ConfigError(f"{describe.format(source=source)}: {problems}") from error
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings; ``overrides`` whose value is None are ignored.
+
+    Raises ConfigError naming the source and field of an invalid value.
+    """
+    return build_settings(
+        Settings,
+        overrides,
+        describe="invalid settings (from arguments, EVALKIT_* variables or {source})",
+    )

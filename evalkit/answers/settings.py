@@ -25,7 +25,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError
+from pydantic import Field
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -33,12 +33,11 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from evalkit.config import CONFIG_FILE_ENV, DEFAULT_CONFIG_FILE, build_settings
 from evalkit.errors import ConfigError
 
 __all__ = ["JudgeSettings", "ScoringMethod", "load_judge_settings"]
 
-CONFIG_FILE_ENV = "EVALKIT_CONFIG"
-DEFAULT_CONFIG_FILE = "evalkit.toml"
 TOML_TABLE = "judge"
 
 
@@ -179,19 +178,9 @@ def load_judge_settings(**overrides: Any) -> JudgeSettings:
 
     Raises ConfigError naming the source and field of an invalid value.
     """
-    given = {key: value for key, value in overrides.items() if value is not None}
-    config_file = os.environ.get(CONFIG_FILE_ENV)
-    if config_file and not Path(config_file).is_file():
-        raise ConfigError(f"{CONFIG_FILE_ENV}={config_file}: no such file")
-    try:
-        return JudgeSettings(**given)
-    except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in problem['loc'])}: {problem['msg']}"
-            for problem in error.errors()
-        )
-        source = config_file or DEFAULT_CONFIG_FILE
-        raise ConfigError(
-            f"invalid judge settings (from arguments, EVALKIT_JUDGE_* variables or the "
-            f"[judge] table of {source}): {problems}"
-        ) from error
+    return build_settings(
+        JudgeSettings,
+        overrides,
+        describe="invalid judge settings (from arguments, EVALKIT_JUDGE_* variables or the "
+        "[judge] table of {source})",
+    )
