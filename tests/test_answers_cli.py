@@ -10,7 +10,6 @@ import pytest
 import evalkit.cli.answers  # noqa: F401  (registers the command group)
 from evalkit.cli import invoke
 from evalkit.store import Store
-from evalkit.store.answers import SCHEMA_SQL
 
 CONTEXT = (
     "The Sydney Harbour Bridge is a steel arch bridge in Sydney, Australia. "
@@ -43,12 +42,7 @@ def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, s
 
 @pytest.fixture
 def answers_file(evalkit_home: Path) -> Path:
-    store = Store.open(evalkit_home / "evalkit.duckdb")
-    tables = {row[0] for row in store.fetch("SELECT table_name FROM duckdb_tables()")}
-    if "answer_scores" not in tables:
-        with store.transaction() as con:
-            con.execute(SCHEMA_SQL)
-    store.close()
+    Store.open(evalkit_home / "evalkit.duckdb").close()
     path = evalkit_home.parent / "answers.jsonl"
     path.write_text("\n".join(json.dumps(line) for line in LINES) + "\n", encoding="utf-8")
     return path

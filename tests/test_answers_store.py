@@ -13,7 +13,6 @@ from evalkit.answers.records import AnswerScores, MetricScore, summarise
 from evalkit.errors import NotFoundError
 from evalkit.store import Store
 from evalkit.store.answers import (
-    SCHEMA_SQL,
     CachedJudgment,
     answer_score_rows,
     answer_scores_frame,
@@ -27,13 +26,8 @@ from evalkit.store.answers import (
 
 
 def open_store(path: Path) -> Store:
-    """A fresh store with the answer tables (created here until migrations create them)."""
-    store = Store.open(path)
-    tables = {row[0] for row in store.fetch("SELECT table_name FROM duckdb_tables()")}
-    if "answer_scores" not in tables:
-        with store.transaction() as con:
-            con.execute(SCHEMA_SQL)
-    return store
+    """A fresh store whose migrations have created the answer tables."""
+    return Store.open(path)
 
 
 def scores_of(rows: list[MetricScore], *, run_id: str | None = None) -> AnswerScores:

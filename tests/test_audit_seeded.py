@@ -25,7 +25,6 @@ from evalkit.records import Document, Judgment, Query
 from evalkit.retrievers.chroma import get_collection, index_corpus, open_chroma_client
 from evalkit.store import Store
 from evalkit.store.audit import (
-    SCHEMA_SQL,
     latest_measurements,
     list_audit_findings,
     list_audits,
@@ -329,12 +328,8 @@ def test_audit_through_a_chroma_server(
 
 
 def _store_with_audit_tables(path: Path) -> Store:
-    """A store with the audit tables (created here when the migration does not yet)."""
-    store = Store.open(path)
-    if not store.fetch("SELECT 1 FROM information_schema.tables WHERE table_name = 'audits'"):
-        with store.transaction() as con:
-            con.execute(SCHEMA_SQL)
-    return store
+    """A store whose migrations have created the audit tables."""
+    return Store.open(path)
 
 
 def test_cli_reports_stores_and_gates_on_severity(

@@ -11,7 +11,6 @@ from evalkit.audit import AuditReport, CheckOutcome, Finding, Severity
 from evalkit.errors import ConfigError, NotFoundError
 from evalkit.store import Store
 from evalkit.store.audit import (
-    SCHEMA_SQL,
     audit_findings,
     get_audit,
     latest_measurements,
@@ -23,11 +22,7 @@ from evalkit.store.audit import (
 
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
-    opened = Store.open(tmp_path / "evalkit.duckdb")
-    if not opened.fetch("SELECT 1 FROM information_schema.tables WHERE table_name = 'audits'"):
-        with opened.transaction() as con:
-            con.execute(SCHEMA_SQL)
-    return opened
+    return Store.open(tmp_path / "evalkit.duckdb")
 
 
 def _report(

@@ -15,7 +15,6 @@ from evalkit.embedding import ModelFingerprint
 from evalkit.errors import ConfigError, InputError, NotFoundError
 from evalkit.records import Query, QueryResult, ScoredDoc
 from evalkit.store import Store
-from evalkit.store.traffic import SCHEMA_SQL
 from evalkit.traffic import (
     SampleSpec,
     choose_promotions,
@@ -111,13 +110,8 @@ ANSWERS = {
 
 
 @pytest.fixture
-def replayed(evalkit_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def replayed(evalkit_home: Path) -> Path:
     """A store under EVALKIT_HOME holding one replayed window, 2026-11-21."""
-    from evalkit.store import migrations, store
-
-    if not any("traffic_records" in migration.sql for migration in store.MIGRATIONS):
-        wired = (*store.MIGRATIONS, migrations.Migration(3, "traffic", SCHEMA_SQL))
-        monkeypatch.setattr(store, "MIGRATIONS", wired)
     log = evalkit_home.parent / "traffic.jsonl"
     log.write_text(
         "".join(

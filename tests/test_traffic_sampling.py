@@ -15,7 +15,7 @@ from scipy.stats import chisquare
 
 from evalkit.errors import ConfigError
 from evalkit.store import Store
-from evalkit.store.traffic import SCHEMA_SQL, draw_window_queries, load_sample_queries
+from evalkit.store.traffic import draw_window_queries, load_sample_queries
 from evalkit.traffic import (
     SampleSpec,
     allocate_quotas,
@@ -31,9 +31,6 @@ DAY = parse_window("2026-11-21")
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Store]:
     opened = Store.open(tmp_path / "evalkit.duckdb")
-    if "traffic_records" not in {row[0] for row in opened.fetch("SHOW TABLES")}:
-        with opened.transaction() as connection:
-            connection.execute(SCHEMA_SQL)
     yield opened
     opened.close()
 
@@ -129,8 +126,6 @@ def test_sample_does_not_depend_on_ingest_order(tmp_path: Path) -> None:
     drawn = []
     for name, ordered in (("forward", records), ("backward", records[::-1])):
         with Store.open(tmp_path / f"{name}.duckdb") as store:
-            with store.transaction() as connection:
-                connection.execute(SCHEMA_SQL)
             folder = tmp_path / name
             folder.mkdir()
             ingest_records(store, folder, ordered)
