@@ -77,6 +77,21 @@ class Settings(BaseSettings):
         description="The [judge] table: the answer judge's settings, read by "
         "evalkit.answers.JudgeSettings (docs/answers.md).",
     )
+    scheduler: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The [scheduler] table, read and validated by evalkit.scheduler.config "
+        "(docs/scheduler.md).",
+    )
+    jobs: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="The [[jobs]] entries, read and validated by evalkit.scheduler.config "
+        "(docs/scheduler.md).",
+    )
+    alerts: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The [alerts] tables, read and validated by evalkit.alerts.config "
+        "(docs/alerts.md).",
+    )
 
     @classmethod
     def settings_customise_sources(

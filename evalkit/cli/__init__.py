@@ -23,6 +23,7 @@ from evalkit.cli import (  # noqa: F401  (registers the commands)
     run,
     runs,
     score,
+    serve,
     traffic,
 )
 from evalkit.cli._output import err_console

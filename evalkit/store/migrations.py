@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from evalkit.store import alerts as _alerts
 from evalkit.store import answers as _answers
 from evalkit.store import audit as _audit
 from evalkit.store import drift as _drift
@@ -124,4 +125,5 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "traffic", _traffic.SCHEMA_SQL),
     Migration(4, "answer_scores", _answers.SCHEMA_SQL),
     Migration(5, "audit", _audit.SCHEMA_SQL),
+    Migration(6, "alerts_outbox_job_runs", _alerts.SCHEMA_SQL),
 )

@@ -1,0 +1,125 @@
+"""Records of the alerting stage: severities, what a rule found, alerts, delivery results."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from evalkit.store.alerts import StoredAlert
+
+__all__ = ["Alert", "AlertStatus", "DeliveryResult", "Severity", "Signal"]
+
+
+class Severity(StrEnum):
+    """How urgent an alert is, in increasing order."""
+
+    warning = "warning"
+    critical = "critical"
+
+    @property
+    def rank(self) -> int:
+        """0 for warning, 1 for critical."""
+        return 0 if self is Severity.warning else 1
+
+
+class AlertStatus(StrEnum):
+    """What a notification says about its condition."""
+
+    firing = "firing"
+    resolved = "resolved"
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """What one rule found about one subject at one evaluation.
+
+    ``subject`` names what is watched (a goldset, a job, a collection and finding kind);
+    with the rule's name it makes the deduplication key. ``active`` says whether the
+    condition holds now. ``severity`` overrides the rule's own (audit findings carry theirs).
+    ``evidence`` is the JSON-able proof sent with the alert; ``links`` point at the stored
+    runs, checks or audits it is about.
+    """
+
+    subject: str
+    active: bool
+    title: str = ""
+    summary: str = ""
+    severity: Severity | None = None
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+    links: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """One notification: a condition that started firing (or escalated) or resolved.
+
+    ``fired_at`` is when the condition started holding; ``created_at`` when this
+    notification was raised. ``alert_id`` is unique and sent to receivers as an
+    idempotency key.
+    """
+
+    alert_id: str
+    rule: str
+    kind: str
+    dedup_key: str
+    subject: str
+    status: AlertStatus
+    severity: Severity
+    title: str
+    summary: str
+    evidence: Mapping[str, Any]
+    links: Mapping[str, str]
+    fired_at: datetime
+    created_at: datetime
+
+    @classmethod
+    def from_stored(cls, stored: StoredAlert) -> Alert:
+        """The alert a stored row holds."""
+        return cls(
+            alert_id=stored.alert_id,
+            rule=stored.rule,
+            kind=stored.kind,
+            dedup_key=stored.dedup_key,
+            subject=stored.subject,
+            status=AlertStatus(stored.status),
+            severity=Severity(stored.severity),
+            title=stored.title,
+            summary=stored.summary,
+            evidence=dict(stored.evidence),
+            links={str(key): str(value) for key, value in stored.links.items()},
+            fired_at=stored.fired_at,
+            created_at=stored.created_at,
+        )
+
+    def to_stored(self, *, n_sinks: int) -> StoredAlert:
+        """The row that stores this alert."""
+        return StoredAlert(
+            alert_id=self.alert_id,
+            rule=self.rule,
+            kind=self.kind,
+            dedup_key=self.dedup_key,
+            subject=self.subject,
+            status=self.status.value,
+            severity=self.severity.value,
+            title=self.title,
+            summary=self.summary,
+            evidence=dict(self.evidence),
+            links=dict(self.links),
+            fired_at=self.fired_at,
+            created_at=self.created_at,
+            n_sinks=n_sinks,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryResult:
+    """How one delivery attempt went. ``error`` never holds a secret."""
+
+    ok: bool
+    duration_ms: float
+    status_code: int | None = None
+    error: str | None = None
+    tries: int = 1

@@ -1,0 +1,199 @@
+"""Delivering the durable outbox: every stored alert reaches every sink it was routed to.
+
+An alert is in the store (``alerts`` + ``alert_outbox``) before any delivery is tried.
+``deliver_due`` sends the rows that are due and records each attempt as soon as it ends:
+a row becomes ``delivered`` only when its sink accepted it (a 2xx for a webhook, exit 0
+for a command). A failed row waits ``RetryPolicy.next_attempt`` (doubling, with jitter, up
+to a maximum) and is tried again by a later pass, in this process or after a restart, so a
+receiver that is down for an hour gets every alert once it is back.
+
+Order: the rows of one sink are sent oldest first and a pass stops at a sink's first
+failure, so a *resolved* notification never overtakes the *firing* one it resolves.
+
+Exactly once: a row is marked delivered in its own transaction right after the sink
+accepted it. Only a crash in the instant between the two can send a row again, and it
+then carries the same ``X-Evalkit-Alert-Id`` for the receiver to drop. Only one deliverer
+may work on a store at a time (``evalkit serve`` and ``evalkit alerts deliver`` take the
+outbox lock of ``evalkit.scheduler.lock`` around ``deliver_due``).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from evalkit.alerts.config import AlertsSettings
+from evalkit.alerts.model import Alert
+from evalkit.store._clock import utc_now
+from evalkit.store.alerts import DueDelivery, due_deliveries, record_delivery_attempt
+
+if TYPE_CHECKING:
+    from evalkit.alerts.sinks import Sink
+    from evalkit.store.store import Store
+
+__all__ = ["DeliveryReport", "RetryPolicy", "StoreSession", "deliver_due"]
+
+_log = logging.getLogger("evalkit.alerts")
+
+StoreSession = Callable[[str], AbstractContextManager["Store"]]
+"""Opens the store for writing for one short piece of work: ``session(purpose)``."""
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """When a failed delivery is tried again.
+
+    The n-th failure waits ``initial * 2**(n-1)`` seconds, capped at ``maximum``, scaled by a
+    random factor in [0.5, 1] so that sinks recovering together are not hit at once. After
+    ``give_up_after`` seconds from the alert's creation a failing row is abandoned (never,
+    by default).
+    """
+
+    initial: float = 10.0
+    maximum: float = 300.0
+    give_up_after: float | None = None
+
+    @classmethod
+    def from_settings(cls, settings: AlertsSettings) -> RetryPolicy:
+        """The policy of the ``[alerts]`` table."""
+        return cls(
+            initial=settings.retry_initial,
+            maximum=settings.retry_max,
+            give_up_after=settings.give_up_after,
+        )
+
+    def next_attempt(
+        self, *, failures: int, created_at: datetime, now: datetime, rng: random.Random
+    ) -> datetime | None:
+        """When to try again after ``failures`` failed attempts; None to give up."""
+        if self.give_up_after is not None and (now - created_at).total_seconds() >= (
+            self.give_up_after
+        ):
+            return None
+        base = min(self.maximum, self.initial * 2 ** max(0, failures - 1))
+        return now + timedelta(seconds=base * rng.uniform(0.5, 1.0))
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryReport:
+    """What one pass over the outbox did."""
+
+    delivered: int = 0
+    failed: int = 0
+    abandoned: int = 0
+    waiting: Mapping[str, int] = field(default_factory=dict)
+    errors: Mapping[str, str] = field(default_factory=dict)
+
+
+def deliver_due(
+    session: StoreSession,
+    sinks: Mapping[str, Sink],
+    policy: RetryPolicy,
+    *,
+    stop: threading.Event | None = None,
+    clock: Callable[[], datetime] = utc_now,
+    rng: random.Random | None = None,
+    limit: int = 500,
+) -> DeliveryReport:
+    """One pass: send every due outbox row, oldest first per sink, recording each attempt.
+
+    ``session`` opens the store briefly (to read the due rows, then once per attempt), so
+    the store is free while requests are in flight. ``stop`` ends the pass early.
+    """
+    chance = rng or random.Random()
+    with session("alerts: reading the outbox") as store:
+        due = due_deliveries(store, now=clock(), limit=limit)
+    delivered = failed = abandoned = 0
+    waiting: dict[str, int] = {}
+    errors: dict[str, str] = {}
+    stopped_sinks: set[str] = set()
+    for row in due:
+        if stop is not None and stop.is_set():
+            break
+        if row.sink in stopped_sinks:
+            waiting[row.sink] = waiting.get(row.sink, 0) + 1
+            continue
+        sink = sinks.get(row.sink)
+        if sink is None:
+            stopped_sinks.add(row.sink)
+            waiting[row.sink] = waiting.get(row.sink, 0) + 1
+            errors[row.sink] = "this sink is no longer configured; its alerts wait for it"
+            _log.warning(
+                "outbox: alert %s waits for sink %r, which is no longer configured",
+                row.alert.alert_id,
+                row.sink,
+            )
+            continue
+        outcome = _attempt(session, sink, row, policy=policy, clock=clock, rng=chance)
+        if outcome == "delivered":
+            delivered += 1
+            continue
+        stopped_sinks.add(row.sink)
+        if outcome == "abandoned":
+            abandoned += 1
+        else:
+            failed += 1
+            waiting[row.sink] = waiting.get(row.sink, 0) + 1
+    return DeliveryReport(
+        delivered=delivered, failed=failed, abandoned=abandoned, waiting=waiting, errors=errors
+    )
+
+
+def _attempt(
+    session: StoreSession,
+    sink: Sink,
+    row: DueDelivery,
+    *,
+    policy: RetryPolicy,
+    clock: Callable[[], datetime],
+    rng: random.Random,
+) -> str:
+    alert = Alert.from_stored(row.alert)
+    attempted_at = clock()
+    result = sink.send(alert)
+    attempt = row.attempts + 1
+    next_at = None
+    if not result.ok:
+        next_at = policy.next_attempt(
+            failures=attempt, created_at=row.created_at, now=clock(), rng=rng
+        )
+    with session(f"alerts: recording delivery of {alert.alert_id} to {sink.name}") as store:
+        record_delivery_attempt(
+            store,
+            alert_id=alert.alert_id,
+            sink=sink.name,
+            attempt=attempt,
+            attempted_at=attempted_at,
+            duration_ms=result.duration_ms,
+            ok=result.ok,
+            status_code=result.status_code,
+            error=result.error,
+            next_attempt_at=next_at,
+        )
+    if result.ok:
+        _log.info("alert %s delivered to %s", alert.alert_id, sink.name)
+        return "delivered"
+    if next_at is None:
+        _log.error(
+            "alert %s abandoned for sink %s after %d attempts: %s",
+            alert.alert_id,
+            sink.name,
+            attempt,
+            result.error,
+        )
+        return "abandoned"
+    _log.warning(
+        "alert %s not delivered to %s (attempt %d: %s); next try at %s UTC",
+        alert.alert_id,
+        sink.name,
+        attempt,
+        result.error,
+        f"{next_at:%H:%M:%S}",
+    )
+    return "failed"

@@ -1,0 +1,201 @@
+"""What receivers get: the JSON payload, a Slack-compatible body, and the HMAC signature.
+
+The JSON payload (``schema: "evalkit.alert.v1"``) carries the alert and its evidence::
+
+    {"schema": "evalkit.alert.v1", "alert_id": "...", "status": "firing",
+     "severity": "critical", "rule": "precision-drop", "kind": "precision_regression",
+     "dedup_key": "precision-drop:demo", "subject": "demo", "title": "...", "summary": "...",
+     "fired_at": "2026-11-21T18:35:00Z", "created_at": "...",
+     "evidence": {"metric": "precision@10", "delta": -0.12, "ci_low": ..., "ci_high": ...,
+                  "p_value": ..., "worst_queries": [...], ...},
+     "links": {"candidate_run": "evalkit runs show ...", ...}}
+
+Signatures: ``X-Evalkit-Signature: sha256=<hex>`` is the HMAC-SHA256, keyed with the
+sink's secret, of ``<X-Evalkit-Timestamp>.<raw body>``; receivers recompute it over the
+bytes they received (``verify_signature``) and reject stale timestamps to stop replays.
+``X-Evalkit-Alert-Id`` is an idempotency key: a receiver that stores it can drop the
+rare repeat of an alert whose acknowledgement was lost.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import math
+import time
+from typing import Any
+
+from evalkit import __version__
+from evalkit.alerts.model import Alert, AlertStatus, Severity
+
+__all__ = [
+    "ALERT_ID_HEADER",
+    "EVENT_HEADER",
+    "PAYLOAD_SCHEMA",
+    "SIGNATURE_HEADER",
+    "TIMESTAMP_HEADER",
+    "alert_payload",
+    "encode",
+    "sign",
+    "signed_headers",
+    "slack_body",
+    "verify_signature",
+]
+
+PAYLOAD_SCHEMA = "evalkit.alert.v1"
+SIGNATURE_HEADER = "X-Evalkit-Signature"
+TIMESTAMP_HEADER = "X-Evalkit-Timestamp"
+ALERT_ID_HEADER = "X-Evalkit-Alert-Id"
+EVENT_HEADER = "X-Evalkit-Event"
+_SLACK_FIELDS = (
+    "metric",
+    "baseline",
+    "candidate",
+    "delta",
+    "ci_low",
+    "ci_high",
+    "p_value",
+    "statistic",
+    "effect_size",
+    "share",
+    "threshold",
+    "status",
+)
+
+
+def _time(moment: Any) -> str:
+    return f"{moment.isoformat()}Z"
+
+
+def alert_payload(alert: Alert) -> dict[str, Any]:
+    """The JSON payload of an alert (see the module docstring)."""
+    return {
+        "schema": PAYLOAD_SCHEMA,
+        "alert_id": alert.alert_id,
+        "status": alert.status.value,
+        "severity": alert.severity.value,
+        "rule": alert.rule,
+        "kind": alert.kind,
+        "dedup_key": alert.dedup_key,
+        "subject": alert.subject,
+        "title": alert.title,
+        "summary": alert.summary,
+        "fired_at": _time(alert.fired_at),
+        "created_at": _time(alert.created_at),
+        "evidence": dict(alert.evidence),
+        "links": dict(alert.links),
+        "evalkit_version": __version__,
+    }
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:+.4f}" if value < 0 else f"{value:.4f}"
+    return str(value)
+
+
+def slack_body(alert: Alert) -> dict[str, Any]:
+    """A Slack incoming-webhook body (``text`` plus Block Kit ``blocks``) for an alert."""
+    mark = {
+        (AlertStatus.firing, Severity.critical): ":red_circle:",
+        (AlertStatus.firing, Severity.warning): ":large_orange_circle:",
+    }.get((alert.status, alert.severity), ":white_check_mark:")
+    headline = f"{mark} [{alert.status.value.upper()}] {alert.title}"
+    fields = [
+        {"type": "mrkdwn", "text": f"*{name}*\n{_cell(alert.evidence[name])}"}
+        for name in _SLACK_FIELDS
+        if alert.evidence.get(name) is not None
+    ][:10]
+    blocks: list[dict[str, Any]] = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": f"*{headline}*\n{alert.summary}"}}
+    ]
+    if fields:
+        blocks.append({"type": "section", "fields": fields})
+    worst = alert.evidence.get("worst_queries")
+    if isinstance(worst, list) and worst:
+        lines = [
+            f"`{row.get('query_id')}` {_cell(row.get('baseline'))} -> {_cell(row.get('candidate'))}"
+            for row in worst[:5]
+            if isinstance(row, dict)
+        ]
+        blocks.append(
+            {
+                "type": "section",
+                "text": {"type": "mrkdwn", "text": "*worst queries*\n" + "\n".join(lines)},
+            }
+        )
+    context = [f"rule `{alert.rule}`", f"severity {alert.severity.value}", alert.dedup_key]
+    context += [f"{name}: {target}" for name, target in alert.links.items()]
+    blocks.append(
+        {
+            "type": "context",
+            "elements": [{"type": "mrkdwn", "text": " | ".join(context)[:2900]}],
+        }
+    )
+    return {"text": f"{headline}: {alert.summary}", "blocks": blocks}
+
+
+def encode(body: dict[str, Any]) -> bytes:
+    """The exact bytes sent (and signed): compact JSON, UTF-8, NaN as null."""
+    return json.dumps(_finite(body), separators=(",", ":"), sort_keys=True, default=str).encode()
+
+
+def _finite(value: object) -> object:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
+
+
+def sign(body: bytes, secret: str, timestamp: int) -> str:
+    """``sha256=<hex>``: HMAC-SHA256 of ``<timestamp>.<body>`` keyed with ``secret``."""
+    message = str(timestamp).encode() + b"." + body
+    return "sha256=" + hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def signed_headers(
+    body: bytes, *, alert: Alert, secret: str | None, timestamp: int | None = None
+) -> dict[str, str]:
+    """Headers of one delivery: content type, alert id, event, and the signature if keyed."""
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": f"evalkit/{__version__}",
+        ALERT_ID_HEADER: alert.alert_id,
+        EVENT_HEADER: alert.status.value,
+    }
+    if secret:
+        moment = int(time.time()) if timestamp is None else timestamp
+        headers[TIMESTAMP_HEADER] = str(moment)
+        headers[SIGNATURE_HEADER] = sign(body, secret, moment)
+    return headers
+
+
+def verify_signature(
+    body: bytes,
+    *,
+    secret: str,
+    timestamp: str | None,
+    signature: str | None,
+    tolerance: float = 300.0,
+    now: float | None = None,
+) -> bool:
+    """Whether a received body carries a valid, fresh signature (for receivers).
+
+    ``timestamp`` and ``signature`` are the header values as received; a timestamp more
+    than ``tolerance`` seconds away from ``now`` fails, so a captured request cannot be
+    replayed later.
+    """
+    if not timestamp or not signature:
+        return False
+    try:
+        moment = int(timestamp)
+    except ValueError:
+        return False
+    current = time.time() if now is None else now
+    if abs(current - moment) > tolerance:
+        return False
+    return hmac.compare_digest(sign(body, secret, moment), signature)

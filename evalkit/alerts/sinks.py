@@ -1,0 +1,572 @@
+"""Where alerts go: a webhook, a command, or the log.
+
+Each kind is registered in ``SINK_KINDS`` with the model of its ``[[alerts.sinks]]`` fields
+and a builder; ``register_sink_kind`` adds more. A sink's ``send`` makes one delivery
+attempt (the webhook retries within it, with exponential back-off and jitter) and returns
+a ``DeliveryResult``; it never raises for a failed delivery. The durable outbox
+(``evalkit.alerts.outbox``) decides when to try again.
+
+Secrets (the HMAC key, a webhook URL that embeds a token, header values) are read from
+the environment variables the configuration names, when the sink is built. They are never
+part of ``describe()``, of a log line or of a stored error: every error message passes
+through the sink's ``Redactor``, and URLs are shown as ``scheme://host`` only.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Protocol
+from urllib.parse import urlsplit
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from evalkit.alerts.config import AlertsConfig, ConfiguredSink, Duration, SinkConfig
+from evalkit.alerts.model import Alert, AlertStatus, DeliveryResult, Severity
+from evalkit.alerts.payload import alert_payload, encode, signed_headers, slack_body
+from evalkit.errors import ConfigError
+
+__all__ = [
+    "DEFAULT_LOG_SINK",
+    "SINK_KINDS",
+    "CommandSink",
+    "LogSink",
+    "Redactor",
+    "Sink",
+    "SinkKind",
+    "WebhookSink",
+    "build_sinks",
+    "probe_alert",
+    "public_url",
+    "register_sink_kind",
+]
+
+DEFAULT_LOG_SINK = "log"
+"""Name of the sink used when the configuration defines none: alerts go to the log."""
+
+_log = logging.getLogger("evalkit.alerts")
+_STDERR_CHARS = 300
+_RETRYABLE = frozenset({408, 425, 429})
+
+
+class Redactor:
+    """Replaces every known secret in a text with ``***``."""
+
+    def __init__(self, secrets: Sequence[str | None]) -> None:
+        # Longest first, so a secret that contains another is masked whole.
+        self._secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        """``text`` with the secrets masked."""
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+
+class _RedactingFilter(logging.Filter):
+    """Masks sink secrets in records of loggers evalkit does not own (httpx logs each URL)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._secrets: set[str] = set()
+        self._redact = Redactor([])
+
+    def add(self, secrets: Sequence[str | None]) -> None:
+        self._secrets.update(s for s in secrets if s)
+        self._redact = Redactor(sorted(self._secrets))
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self._secrets:
+            message = record.getMessage()
+            masked = self._redact(message)
+            if masked != message:
+                record.msg, record.args = masked, None
+        return True
+
+
+_library_logs = _RedactingFilter()
+logging.getLogger("httpx").addFilter(_library_logs)
+
+
+def public_url(url: str) -> str:
+    """``scheme://host[:port]`` of a URL: what may be shown of it."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}"
+
+
+class Sink(Protocol):
+    """Something that delivers alerts."""
+
+    @property
+    def name(self) -> str:
+        """The configured name (stored with every delivery)."""
+        ...
+
+    @property
+    def min_severity(self) -> Severity:
+        """Alerts less severe than this are not sent here."""
+        ...
+
+    def send(self, alert: Alert) -> DeliveryResult:
+        """Make one delivery attempt; never raises for a failed delivery."""
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """What the sink is, without any secret."""
+        ...
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class WebhookParams(_Params):
+    """``kind = "webhook"``: POST the alert as JSON to a URL."""
+
+    url: str | None = Field(default=None, description="Receiver URL (not secret).")
+    url_env: str | None = Field(
+        default=None,
+        description="Environment variable holding the URL, for URLs that embed a token "
+        "(Slack incoming webhooks).",
+    )
+    secret_env: str | None = Field(
+        default=None,
+        description="Environment variable holding the HMAC-SHA256 key that signs each body.",
+    )
+    format: Literal["json", "slack"] = Field(
+        default="json", description="json: evalkit's payload; slack: a Slack-compatible body."
+    )
+    timeout: Duration = Field(default=10.0, gt=0, description="Seconds per request.")
+    retries: int = Field(
+        default=3,
+        ge=0,
+        description="Immediate retries of a failed request (then the outbox retries later).",
+    )
+    backoff: Duration = Field(
+        default=0.5, description="First retry wait; doubles each retry, plus random jitter."
+    )
+    max_backoff: Duration = Field(default=30.0, description="Longest wait between retries.")
+    headers_env: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra headers, each read from an environment variable: "
+        '{"Authorization" = "ONCALL_TOKEN_HEADER"}.',
+    )
+    verify_tls: bool = Field(default=True, description="Check the receiver's TLS certificate.")
+
+    @model_validator(mode="after")
+    def _one_url(self) -> WebhookParams:
+        if (self.url is None) == (self.url_env is None):
+            raise ValueError("give exactly one of url or url_env")
+        if self.url is not None and urlsplit(self.url).scheme not in ("http", "https"):
+            raise ValueError("url must be an http:// or https:// URL")
+        return self
+
+
+class CommandParams(_Params):
+    """``kind = "command"``: run a program with the JSON payload on its standard input."""
+
+    command: list[str] = Field(
+        min_length=1, description='Program and arguments, e.g. ["/usr/local/bin/page", "-q"].'
+    )
+    timeout: Duration = Field(default=30.0, gt=0, description="Seconds before it is killed.")
+    cwd: Path | None = Field(default=None, description="Working directory of the program.")
+
+
+class LogParams(_Params):
+    """``kind = "log"``: write the alert to evalkit's log, or append it to a JSON-lines file."""
+
+    path: Path | None = Field(
+        default=None, description="Append one JSON line per alert here (default: the log)."
+    )
+
+
+def _env(name: str, *, sink: str, what: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        raise ConfigError(
+            f"alert sink '{sink}': the environment variable {name} is not set; it must hold "
+            f"the {what}"
+        )
+    return value
+
+
+def _elapsed(began: float) -> float:
+    return (time.perf_counter() - began) * 1000.0
+
+
+class WebhookSink:
+    """POSTs each alert, signed when a secret is configured; see ``WebhookParams``."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        url: str,
+        min_severity: Severity = Severity.warning,
+        secret: str | None = None,
+        body_format: str = "json",
+        timeout: float = 10.0,
+        retries: int = 3,
+        backoff: float = 0.5,
+        max_backoff: float = 30.0,
+        headers: Mapping[str, str] | None = None,
+        verify_tls: bool = True,
+        url_is_secret: bool = False,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._name = name
+        self._url = url
+        self._min_severity = min_severity
+        self._secret = secret
+        self._format = body_format
+        self._timeout = timeout
+        self._retries = retries
+        self._backoff = backoff
+        self._max_backoff = max_backoff
+        self._headers = dict(headers or {})
+        self._verify = verify_tls
+        self._sleep = sleep
+        self._random = random.Random()
+        parts = urlsplit(url)
+        hidden = [secret, *self._headers.values(), parts.password, parts.query]
+        if url_is_secret:
+            hidden += [url, parts.path]
+        self.redact = Redactor(hidden)
+        _library_logs.add(hidden)
+
+    @property
+    def name(self) -> str:
+        """The configured name."""
+        return self._name
+
+    @property
+    def min_severity(self) -> Severity:
+        """Alerts less severe than this are not sent here."""
+        return self._min_severity
+
+    def describe(self) -> dict[str, Any]:
+        """Kind, host, body format and whether bodies are signed."""
+        return {
+            "name": self._name,
+            "kind": "webhook",
+            "target": public_url(self._url),
+            "format": self._format,
+            "signed": self._secret is not None,
+            "min_severity": self._min_severity.value,
+        }
+
+    def body(self, alert: Alert) -> bytes:
+        """The bytes this sink sends for ``alert``."""
+        return encode(slack_body(alert) if self._format == "slack" else alert_payload(alert))
+
+    def _wait(self, retry: int) -> float:
+        base: float = min(self._max_backoff, self._backoff * float(2**retry))
+        return min(self._max_backoff, base + self._random.uniform(0.0, base))
+
+    def send(self, alert: Alert) -> DeliveryResult:
+        """POST the alert; retry connection errors, timeouts, 408/425/429 and 5xx."""
+        body = self.body(alert)
+        began = time.perf_counter()
+        status: int | None = None
+        error = "not attempted"
+        tries = 0
+        with httpx.Client(
+            timeout=self._timeout, verify=self._verify, follow_redirects=False
+        ) as client:
+            for retry in range(self._retries + 1):
+                if retry:
+                    self._sleep(self._wait(retry - 1))
+                tries += 1
+                headers = {**signed_headers(body, alert=alert, secret=self._secret)}
+                headers.update(self._headers)
+                try:
+                    response = client.post(self._url, content=body, headers=headers)
+                except httpx.HTTPError as failure:
+                    status = None
+                    error = self.redact(f"{type(failure).__name__}: {failure}")
+                    continue
+                status = response.status_code
+                if 200 <= status < 300:
+                    return DeliveryResult(
+                        ok=True, duration_ms=_elapsed(began), status_code=status, tries=tries
+                    )
+                error = f"HTTP {status} from {public_url(self._url)}"
+                if status < 500 and status not in _RETRYABLE:
+                    break
+        return DeliveryResult(
+            ok=False, duration_ms=_elapsed(began), status_code=status, error=error, tries=tries
+        )
+
+
+class CommandSink:
+    """Runs a program with the JSON payload on stdin; exit status 0 means delivered.
+
+    The program also gets ``EVALKIT_ALERT_ID``, ``EVALKIT_ALERT_STATUS``,
+    ``EVALKIT_ALERT_SEVERITY`` and ``EVALKIT_ALERT_RULE`` in its environment.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        command: Sequence[str],
+        min_severity: Severity = Severity.warning,
+        timeout: float = 30.0,
+        cwd: Path | None = None,
+        secrets: Sequence[str] = (),
+    ) -> None:
+        self._name = name
+        self._command = list(command)
+        self._min_severity = min_severity
+        self._timeout = timeout
+        self._cwd = cwd
+        self.redact = Redactor(list(secrets))
+
+    @property
+    def name(self) -> str:
+        """The configured name."""
+        return self._name
+
+    @property
+    def min_severity(self) -> Severity:
+        """Alerts less severe than this are not sent here."""
+        return self._min_severity
+
+    def describe(self) -> dict[str, Any]:
+        """Kind and program (its arguments are configuration, not secrets)."""
+        return {
+            "name": self._name,
+            "kind": "command",
+            "target": Path(self._command[0]).name,
+            "min_severity": self._min_severity.value,
+        }
+
+    def send(self, alert: Alert) -> DeliveryResult:
+        """Run the program once with the payload on stdin."""
+        began = time.perf_counter()
+        env = {
+            **os.environ,
+            "EVALKIT_ALERT_ID": alert.alert_id,
+            "EVALKIT_ALERT_STATUS": alert.status.value,
+            "EVALKIT_ALERT_SEVERITY": alert.severity.value,
+            "EVALKIT_ALERT_RULE": alert.rule,
+        }
+        try:
+            finished = subprocess.run(
+                self._command,
+                input=encode(alert_payload(alert)),
+                capture_output=True,
+                timeout=self._timeout,
+                cwd=self._cwd,
+                env=env,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            return DeliveryResult(
+                ok=False,
+                duration_ms=_elapsed(began),
+                error=f"{Path(self._command[0]).name} did not finish within {self._timeout:g} s",
+            )
+        except OSError as failure:
+            return DeliveryResult(
+                ok=False,
+                duration_ms=_elapsed(began),
+                error=self.redact(f"cannot run {self._command[0]}: {failure.strerror}"),
+            )
+        if finished.returncode == 0:
+            return DeliveryResult(ok=True, duration_ms=_elapsed(began))
+        stderr = finished.stderr.decode(errors="replace").strip()[-_STDERR_CHARS:]
+        return DeliveryResult(
+            ok=False,
+            duration_ms=_elapsed(began),
+            error=self.redact(
+                f"{Path(self._command[0]).name} exited with {finished.returncode}"
+                + (f": {stderr}" if stderr else "")
+            ),
+        )
+
+
+class LogSink:
+    """Writes alerts to the ``evalkit.alerts`` logger, or appends them to a JSON-lines file."""
+
+    def __init__(
+        self, *, name: str, min_severity: Severity = Severity.warning, path: Path | None = None
+    ) -> None:
+        self._name = name
+        self._min_severity = min_severity
+        self._path = path
+
+    @property
+    def name(self) -> str:
+        """The configured name."""
+        return self._name
+
+    @property
+    def min_severity(self) -> Severity:
+        """Alerts less severe than this are not sent here."""
+        return self._min_severity
+
+    def describe(self) -> dict[str, Any]:
+        """Kind and file (if any)."""
+        return {
+            "name": self._name,
+            "kind": "log",
+            "target": str(self._path) if self._path else "log",
+            "min_severity": self._min_severity.value,
+        }
+
+    def send(self, alert: Alert) -> DeliveryResult:
+        """Log the alert (or append it to the file)."""
+        began = time.perf_counter()
+        if self._path is not None:
+            try:
+                self._path.parent.mkdir(parents=True, exist_ok=True)
+                with self._path.open("ab") as handle:
+                    handle.write(encode(alert_payload(alert)) + b"\n")
+                    handle.flush()
+                    os.fsync(handle.fileno())
+            except OSError as failure:
+                return DeliveryResult(
+                    ok=False,
+                    duration_ms=_elapsed(began),
+                    error=f"cannot append to {self._path}: {failure.strerror}",
+                )
+            return DeliveryResult(ok=True, duration_ms=_elapsed(began))
+        if alert.status is AlertStatus.resolved:
+            level = logging.INFO
+        else:
+            level = logging.ERROR if alert.severity is Severity.critical else logging.WARNING
+        _log.log(
+            level,
+            "alert %s [%s] %s: %s (%s)",
+            alert.status.value,
+            alert.severity.value,
+            alert.dedup_key,
+            alert.title,
+            alert.summary,
+        )
+        return DeliveryResult(ok=True, duration_ms=_elapsed(began))
+
+
+@dataclass(frozen=True, slots=True)
+class SinkKind:
+    """A sink kind: the model of its configuration fields and how to build one."""
+
+    name: str
+    params: type[BaseModel]
+    build: Callable[[SinkConfig, Any], Sink]
+    description: str
+
+
+def _build_webhook(config: SinkConfig, params: WebhookParams) -> Sink:
+    if params.url_env is not None:
+        url = _env(params.url_env, sink=config.name, what="webhook URL")
+        if urlsplit(url).scheme not in ("http", "https"):
+            raise ConfigError(
+                f"alert sink '{config.name}': ${params.url_env} must hold an http:// or "
+                "https:// URL"
+            )
+    else:
+        url = str(params.url)
+    secret = (
+        _env(params.secret_env, sink=config.name, what="webhook signing secret")
+        if params.secret_env
+        else None
+    )
+    headers = {
+        header: _env(variable, sink=config.name, what=f"value of the {header} header")
+        for header, variable in params.headers_env.items()
+    }
+    return WebhookSink(
+        name=config.name,
+        url=url,
+        min_severity=config.min_severity,
+        secret=secret,
+        body_format=params.format,
+        timeout=params.timeout,
+        retries=params.retries,
+        backoff=params.backoff,
+        max_backoff=params.max_backoff,
+        headers=headers,
+        verify_tls=params.verify_tls,
+        url_is_secret=params.url_env is not None,
+    )
+
+
+def _build_command(config: SinkConfig, params: CommandParams) -> Sink:
+    return CommandSink(
+        name=config.name,
+        command=params.command,
+        min_severity=config.min_severity,
+        timeout=params.timeout,
+        cwd=params.cwd,
+    )
+
+
+def _build_log(config: SinkConfig, params: LogParams) -> Sink:
+    return LogSink(name=config.name, min_severity=config.min_severity, path=params.path)
+
+
+SINK_KINDS: dict[str, SinkKind] = {}
+"""Sink kinds by name: ``webhook``, ``command``, ``log`` (and any registered later)."""
+
+
+def register_sink_kind(kind: SinkKind) -> None:
+    """Make a sink kind available to ``[[alerts.sinks]]`` (a name is registered once)."""
+    if kind.name in SINK_KINDS:
+        raise ConfigError(f"a sink kind named {kind.name!r} is registered already")
+    SINK_KINDS[kind.name] = kind
+
+
+register_sink_kind(
+    SinkKind("webhook", WebhookParams, _build_webhook, "POST JSON (or a Slack body) to a URL")
+)
+register_sink_kind(
+    SinkKind("command", CommandParams, _build_command, "run a program, payload on stdin")
+)
+register_sink_kind(SinkKind("log", LogParams, _build_log, "evalkit's log or a JSON-lines file"))
+
+
+def build_sinks(config: AlertsConfig) -> dict[str, Sink]:
+    """The configured sinks by name; with none configured, one log sink named ``log``.
+
+    Raises ConfigError when an environment variable a sink needs is not set.
+    """
+    if not config.sinks:
+        return {DEFAULT_LOG_SINK: LogSink(name=DEFAULT_LOG_SINK)}
+    return {sink.name: _build(sink) for sink in config.sinks}
+
+
+def _build(sink: ConfiguredSink) -> Sink:
+    return SINK_KINDS[sink.config.kind].build(sink.config, sink.params)
+
+
+def probe_alert(severity: Severity = Severity.warning) -> Alert:
+    """A harmless alert for checking that sinks are reachable (``evalkit alerts test``)."""
+    from evalkit.store._clock import utc_now
+
+    now = utc_now()
+    return Alert(
+        alert_id=f"{now:%Y%m%dT%H%M%S}-probe",
+        rule="evalkit-probe",
+        kind="probe",
+        dedup_key="evalkit-probe:probe",
+        subject="probe",
+        status=AlertStatus.firing,
+        severity=severity,
+        title="evalkit test alert",
+        summary="A test notification sent by `evalkit alerts test`; nothing is wrong.",
+        evidence={"test": True},
+        links={},
+        fired_at=now,
+        created_at=now,
+    )

@@ -1,0 +1,69 @@
+"""The scheduler service: ``evalkit serve`` runs evalkit's jobs unattended.
+
+- ``config``: the ``[scheduler]`` table and ``[[jobs]]`` entries of ``evalkit.toml``;
+- ``jobs``: job kinds (goldset replay, traffic, drift check, audit, retention, command),
+  registered by name in ``JOB_KINDS``;
+- ``runner``: runs one job, never two copies at once, and records every run;
+- ``lock``: how the service, CLI commands and the dashboard share one DuckDB file;
+- ``health``: ``/healthz``, ``/metrics`` (Prometheus) and ``/jobs``;
+- ``service``: APScheduler, the outbox deliverer, signals and recovery after a crash.
+
+``docs/scheduler.md`` documents the jobs, the settings and the one-writer design.
+"""
+
+from evalkit.scheduler.config import (
+    JobConfig,
+    JobDefinition,
+    SchedulerSettings,
+    ServiceConfig,
+    load_service_config,
+    parse_service_config,
+)
+from evalkit.scheduler.health import HealthServer, ServiceState, render_metrics
+from evalkit.scheduler.jobs import (
+    JOB_KINDS,
+    JobCancelledError,
+    JobContext,
+    JobKind,
+    JobOutcome,
+    register_job_kind,
+)
+from evalkit.scheduler.lock import (
+    FileLock,
+    Holder,
+    ServiceInfo,
+    StoreAccess,
+    StoreBusyError,
+    find_service,
+    outbox_lock,
+)
+from evalkit.scheduler.runner import JobListener, JobRunner
+from evalkit.scheduler.service import SchedulerService
+
+__all__ = [
+    "JOB_KINDS",
+    "FileLock",
+    "HealthServer",
+    "Holder",
+    "JobCancelledError",
+    "JobConfig",
+    "JobContext",
+    "JobDefinition",
+    "JobKind",
+    "JobListener",
+    "JobOutcome",
+    "JobRunner",
+    "SchedulerService",
+    "SchedulerSettings",
+    "ServiceConfig",
+    "ServiceInfo",
+    "ServiceState",
+    "StoreAccess",
+    "StoreBusyError",
+    "find_service",
+    "load_service_config",
+    "outbox_lock",
+    "parse_service_config",
+    "register_job_kind",
+    "render_metrics",
+]

@@ -1,0 +1,460 @@
+"""The service's figures and its small HTTP endpoint: ``/healthz``, ``/metrics``, ``/jobs``.
+
+``ServiceState`` keeps what monitoring asks for in memory (it is refreshed from the store
+after every job and outbox pass), so a scrape never waits for the store, which a job may
+be holding. ``/metrics`` is the Prometheus text format (0.0.4):
+
+==============================================  ==========================================
+``evalkit_up``                                  1 while the service runs
+``evalkit_job_last_run_timestamp_seconds``      start of each job's last run
+``evalkit_job_last_run_age_seconds``            seconds since then
+``evalkit_job_last_run_duration_seconds``       how long it took
+``evalkit_job_last_run_success``                1 if it succeeded, else 0
+``evalkit_job_last_run_status``                 1 for the last run's status (label)
+``evalkit_job_running``                         1 while the job runs
+``evalkit_job_next_run_timestamp_seconds``      next scheduled start
+``evalkit_job_runs_total``                      runs ended in this process, by status
+``evalkit_job_overlaps_skipped_total``          runs skipped: the job was still running
+``evalkit_job_misfires_total``                  runs skipped: too late to start
+``evalkit_run_aggregate``                       newest goldset run's value per measure
+``evalkit_run_aggregate_timestamp_seconds``     when that run started
+``evalkit_alerts_total``                        stored notifications (rule, severity, status)
+``evalkit_alerts_firing``                       deduplication keys firing now
+``evalkit_outbox_deliveries``                   outbox rows by sink and state
+``evalkit_deliveries_total``                    delivery attempts in this process
+``evalkit_rule_errors``                         1 for a rule whose last evaluation failed
+==============================================  ==========================================
+
+``POST /jobs/NAME/run[?wait=SECONDS]`` runs a job now (409 while it runs); it is refused
+unless the endpoint listens on a loopback address.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import socket
+import threading
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import parse_qs, urlsplit
+
+from evalkit.scheduler.config import ServiceConfig
+from evalkit.scheduler.runner import JobListener
+from evalkit.store._clock import utc_now
+from evalkit.store.alerts import (
+    AlertCount,
+    LatestAggregate,
+    StoredJobRun,
+    alert_counts,
+    latest_aggregates,
+    latest_job_runs,
+    outbox_counts,
+)
+
+if TYPE_CHECKING:
+    from evalkit.alerts.outbox import DeliveryReport
+    from evalkit.store.store import Store
+
+__all__ = ["HealthServer", "ServiceHandle", "ServiceState", "is_loopback", "render_metrics"]
+
+_log = logging.getLogger("evalkit.scheduler")
+_JOB_STATUSES = ("succeeded", "partial", "failed", "interrupted")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is a loopback address (or ``localhost``)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _epoch(moment: datetime) -> float:
+    return moment.replace(tzinfo=UTC).timestamp() if moment.tzinfo is None else moment.timestamp()
+
+
+def _iso(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return f"{moment.isoformat(timespec='seconds')}Z"
+
+
+class ServiceState(JobListener):
+    """What the service knows about itself, for /healthz, /metrics and /jobs."""
+
+    def __init__(
+        self,
+        config: ServiceConfig,
+        *,
+        next_run: Callable[[str], datetime | None] = lambda name: None,
+    ) -> None:
+        self._config = config
+        self._next_run = next_run
+        self._lock = threading.Lock()
+        self.started_at = utc_now()
+        self.stopping = False
+        self._last: dict[str, StoredJobRun] = {}
+        self._running: dict[str, datetime] = {}
+        self._runs_total: Counter[tuple[str, str]] = Counter()
+        self._overlaps: Counter[str] = Counter()
+        self._misfires: Counter[str] = Counter()
+        self._aggregates: list[LatestAggregate] = []
+        self._alerts: list[AlertCount] = []
+        self._firing: dict[tuple[str, str], int] = {}
+        self._outbox: dict[tuple[str, str], int] = {}
+        self._deliveries: Counter[tuple[str, str]] = Counter()
+        self.rule_errors: dict[str, str] = {}
+        self.store_error: str | None = None
+
+    def started(self, job: str, run: StoredJobRun) -> None:
+        """A job run started."""
+        with self._lock:
+            self._running[job] = run.started_at
+
+    def finished(self, job: str, run: StoredJobRun) -> None:
+        """A job run ended."""
+        with self._lock:
+            self._running.pop(job, None)
+            self._last[job] = run
+            self._runs_total[(job, run.status)] += 1
+
+    def overlapped(self, job: str) -> None:
+        """A run was skipped because the job was still running."""
+        with self._lock:
+            self._overlaps[job] += 1
+
+    def missed(self, job: str) -> None:
+        """A run was skipped because it could not start within the misfire grace time."""
+        with self._lock:
+            self._misfires[job] += 1
+
+    def delivered(self, report: DeliveryReport) -> None:
+        """Count the attempts of one outbox pass."""
+        with self._lock:
+            self._deliveries[("all", "delivered")] += report.delivered
+            self._deliveries[("all", "failed")] += report.failed
+            self._deliveries[("all", "abandoned")] += report.abandoned
+
+    def refresh(self, store: Store) -> None:
+        """Re-read the stored figures (inside a store session)."""
+        last = latest_job_runs(store)
+        aggregates = latest_aggregates(store)
+        totals, firing = alert_counts(store)
+        outbox = outbox_counts(store)
+        with self._lock:
+            for job, run in last.items():
+                known = self._last.get(job)
+                if known is None or known.started_at <= run.started_at:
+                    self._last[job] = run
+            self._aggregates = aggregates
+            self._alerts = totals
+            self._firing = firing
+            self._outbox = outbox
+            self.store_error = None
+
+    def jobs(self, now: datetime | None = None) -> list[dict[str, Any]]:
+        """Every configured job with its schedule, last run, next run and counters."""
+        moment = now or utc_now()
+        with self._lock:
+            views = []
+            for job in self._config.jobs:
+                last = self._last.get(job.name)
+                running = self._running.get(job.name)
+                views.append(
+                    {
+                        "name": job.name,
+                        "kind": job.kind,
+                        "schedule": job.schedule,
+                        "enabled": job.config.enabled,
+                        "description": job.config.description,
+                        "running": running is not None,
+                        "running_since": _iso(running),
+                        "next_run": _iso(self._next_run(job.name)),
+                        "last_run": last.to_dict() if last else None,
+                        "last_run_age_seconds": (
+                            (moment - last.started_at).total_seconds() if last else None
+                        ),
+                        "overlaps_skipped": self._overlaps[job.name],
+                        "misfires": self._misfires[job.name],
+                    }
+                )
+            return views
+
+    def health(self) -> dict[str, Any]:
+        """The /healthz body."""
+        with self._lock:
+            pending = sum(n for (_, state), n in self._outbox.items() if state == "pending")
+            return {
+                "status": "stopping" if self.stopping else "ok",
+                "started_at": _iso(self.started_at),
+                "jobs": len(self._config.jobs),
+                "running": sorted(self._running),
+                "outbox_pending": pending,
+                "rule_errors": dict(self.rule_errors),
+                "store_error": self.store_error,
+            }
+
+    def metrics(self, now: datetime | None = None) -> str:
+        """The /metrics body (Prometheus text format)."""
+        moment = now or utc_now()
+        with self._lock:
+            return render_metrics(
+                jobs=[job.name for job in self._config.jobs],
+                last=dict(self._last),
+                running=dict(self._running),
+                next_runs={job.name: self._next_run(job.name) for job in self._config.jobs},
+                runs_total=Counter(self._runs_total),
+                overlaps=Counter(self._overlaps),
+                misfires=Counter(self._misfires),
+                aggregates=list(self._aggregates),
+                alerts=list(self._alerts),
+                firing=dict(self._firing),
+                outbox=dict(self._outbox),
+                deliveries=Counter(self._deliveries),
+                rule_errors=dict(self.rule_errors),
+                up=not self.stopping,
+                now=moment,
+            )
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _sample(name: str, labels: Mapping[str, str], value: float) -> str:
+    inner = ",".join(f'{key}="{_escape(str(item))}"' for key, item in labels.items())
+    return f"{name}{{{inner}}} {value:.17g}" if inner else f"{name} {value:.17g}"
+
+
+class _Family:
+    def __init__(self, name: str, kind: str, help_text: str) -> None:
+        self.name = name
+        self.lines = [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+
+    def add(self, value: float, **labels: str) -> None:
+        self.lines.append(_sample(self.name, labels, value))
+
+
+def render_metrics(
+    *,
+    jobs: Sequence[str],
+    last: Mapping[str, StoredJobRun],
+    running: Mapping[str, datetime],
+    next_runs: Mapping[str, datetime | None],
+    runs_total: Counter[tuple[str, str]],
+    overlaps: Counter[str],
+    misfires: Counter[str],
+    aggregates: Sequence[LatestAggregate],
+    alerts: Sequence[AlertCount],
+    firing: Mapping[tuple[str, str], int],
+    outbox: Mapping[tuple[str, str], int],
+    deliveries: Counter[tuple[str, str]],
+    rule_errors: Mapping[str, str],
+    up: bool,
+    now: datetime,
+) -> str:
+    """Every figure in the Prometheus text exposition format (see the module docstring)."""
+    up_family = _Family("evalkit_up", "gauge", "1 while evalkit serve runs.")
+    up_family.add(1.0 if up else 0.0)
+    started = _Family(
+        "evalkit_job_last_run_timestamp_seconds", "gauge", "Start of the job's last run."
+    )
+    age = _Family("evalkit_job_last_run_age_seconds", "gauge", "Seconds since the last run began.")
+    duration = _Family(
+        "evalkit_job_last_run_duration_seconds", "gauge", "Duration of the job's last run."
+    )
+    success = _Family("evalkit_job_last_run_success", "gauge", "1 if the last run succeeded.")
+    status = _Family("evalkit_job_last_run_status", "gauge", "1 for the last run's status.")
+    is_running = _Family("evalkit_job_running", "gauge", "1 while the job runs.")
+    upcoming = _Family(
+        "evalkit_job_next_run_timestamp_seconds", "gauge", "Next scheduled start of the job."
+    )
+    total = _Family("evalkit_job_runs_total", "counter", "Job runs ended in this process.")
+    skipped = _Family(
+        "evalkit_job_overlaps_skipped_total",
+        "counter",
+        "Runs skipped because the job was still running.",
+    )
+    missed = _Family(
+        "evalkit_job_misfires_total", "counter", "Runs skipped because they were too late."
+    )
+    for job in jobs:
+        run = last.get(job)
+        if run is not None:
+            started.add(_epoch(run.started_at), job=job)
+            age.add((now - run.started_at).total_seconds(), job=job)
+            if run.seconds is not None:
+                duration.add(run.seconds, job=job)
+            success.add(1.0 if run.status == "succeeded" else 0.0, job=job)
+            for name in _JOB_STATUSES:
+                status.add(1.0 if run.status == name else 0.0, job=job, status=name)
+        is_running.add(1.0 if job in running else 0.0, job=job)
+        next_run = next_runs.get(job)
+        if next_run is not None:
+            upcoming.add(_epoch(next_run), job=job)
+        for name in _JOB_STATUSES:
+            total.add(float(runs_total[(job, name)]), job=job, status=name)
+        skipped.add(float(overlaps[job]), job=job)
+        missed.add(float(misfires[job]), job=job)
+    value = _Family(
+        "evalkit_run_aggregate", "gauge", "Newest goldset run's mean per measure (by label)."
+    )
+    when = _Family("evalkit_run_aggregate_timestamp_seconds", "gauge", "Start of that newest run.")
+    seen: set[tuple[str, str]] = set()
+    for row in aggregates:
+        if row.value is not None:
+            value.add(row.value, goldset=row.goldset, label=row.label, measure=row.measure)
+        if (row.goldset, row.label) not in seen:
+            seen.add((row.goldset, row.label))
+            when.add(_epoch(row.started_at), goldset=row.goldset, label=row.label)
+    alert_total = _Family("evalkit_alerts_total", "counter", "Stored alert notifications.")
+    for count in alerts:
+        alert_total.add(
+            float(count.count), rule=count.rule, severity=count.severity, status=count.status
+        )
+    active = _Family("evalkit_alerts_firing", "gauge", "Deduplication keys firing now.")
+    for (rule, severity), keys in sorted(firing.items()):
+        active.add(float(keys), rule=rule, severity=severity)
+    queued = _Family("evalkit_outbox_deliveries", "gauge", "Outbox rows by sink and state.")
+    for (sink, state), rows in sorted(outbox.items()):
+        queued.add(float(rows), sink=sink, state=state)
+    attempts = _Family(
+        "evalkit_deliveries_total", "counter", "Delivery attempts made by this process."
+    )
+    for result in ("delivered", "failed", "abandoned"):
+        attempts.add(float(deliveries[("all", result)]), result=result)
+    errors = _Family("evalkit_rule_errors", "gauge", "1 for a rule whose evaluation failed.")
+    for rule in sorted(rule_errors):
+        errors.add(1.0, rule=rule)
+    families = [
+        up_family,
+        started,
+        age,
+        duration,
+        success,
+        status,
+        is_running,
+        upcoming,
+        total,
+        skipped,
+        missed,
+        value,
+        when,
+        alert_total,
+        active,
+        queued,
+        attempts,
+        errors,
+    ]
+    return "\n".join(line for family in families for line in family.lines) + "\n"
+
+
+class ServiceHandle(Protocol):
+    """What the HTTP endpoint asks of the service."""
+
+    state: ServiceState
+
+    def trigger(self, name: str, *, wait: float) -> tuple[int, dict[str, Any]]:
+        """Run a job now; (HTTP status, JSON body)."""
+        ...
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    service: ServiceHandle
+    triggers_allowed: bool
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    server_version = "evalkit"
+
+    def _send(self, status: int, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _json(self, status: int, data: object) -> None:
+        self._send(status, json.dumps(data, default=str).encode(), "application/json")
+
+    def do_GET(self) -> None:
+        """/healthz, /metrics, /jobs."""
+        path = urlsplit(self.path).path.rstrip("/") or "/"
+        state = self.server.service.state
+        if path == "/healthz":
+            body = state.health()
+            self._json(200 if body["status"] == "ok" else 503, body)
+        elif path == "/metrics":
+            self._send(200, state.metrics().encode(), "text/plain; version=0.0.4; charset=utf-8")
+        elif path == "/jobs":
+            self._json(200, {"jobs": state.jobs()})
+        else:
+            self._json(404, {"error": "not found; try /healthz, /metrics or /jobs"})
+
+    def do_POST(self) -> None:
+        """/jobs/NAME/run[?wait=SECONDS]."""
+        parts = urlsplit(self.path)
+        segments = [segment for segment in parts.path.split("/") if segment]
+        if len(segments) != 3 or segments[0] != "jobs" or segments[2] != "run":
+            self._json(404, {"error": "not found; POST /jobs/NAME/run"})
+            return
+        if not self.server.triggers_allowed:
+            self._json(403, {"error": "jobs are triggered over HTTP only on a loopback address"})
+            return
+        try:
+            wait = float(parse_qs(parts.query).get("wait", ["0"])[0])
+        except ValueError:
+            self._json(400, {"error": "wait must be a number of seconds"})
+            return
+        status, body = self.server.service.trigger(segments[1], wait=max(0.0, wait))
+        self._json(status, body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Requests are logged at debug level only (scrapes would flood the log)."""
+        _log.debug("http %s", format % args)
+
+
+class HealthServer:
+    """The HTTP endpoint, served from a background thread."""
+
+    def __init__(self, service: ServiceHandle, *, host: str, port: int) -> None:
+        server_class = _Server6 if ":" in host else _Server
+        self._server = server_class((host, port), _Handler)
+        self._server.service = service
+        self._server.triggers_allowed = is_loopback(host)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="evalkit-health", daemon=True
+        )
+        self.host = host
+        self.port = int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        """``http://host:port``."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def start(self) -> None:
+        """Start serving."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop serving and close the socket."""
+        self._server.shutdown()
+        self._server.server_close()

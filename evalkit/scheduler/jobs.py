@@ -1,0 +1,739 @@
+"""Job kinds: what a ``[[jobs]]`` entry can run.
+
+A kind is registered in ``JOB_KINDS`` with the model of its fields and a function
+``(JobContext, params) -> JobOutcome``; ``register_job_kind`` adds more (from a module
+listed in ``[scheduler] plugins``, for example), so each area of evalkit plugs in by name.
+
+Kinds:
+
+- ``goldset_replay``: replay a stored goldset against the live retriever, score and store
+  the run (labelled with the job's name unless ``label`` says otherwise);
+- ``traffic``: ingest log files, sample a window of traffic and replay the sample;
+- ``drift_check``: test the newest traffic window's query embeddings against a reference
+  window (``stream = "queries"``), or a goldset measure's series of run means with a
+  sequential detector (``stream = "metric"``), and store the check;
+- ``audit``: audit a Chroma collection's health and store the findings;
+- ``answers``: score a JSONL file of answers (faithfulness and friends) and store the scores;
+- ``retention``: delete the per-query rows of old runs, keeping their aggregates;
+- ``command``: run a program (it gets the store to itself: the service does not hold it).
+
+A job that takes long checks ``JobContext.check_cancelled`` (the pipeline's progress
+callback does it after every batch), so a shutdown interrupts it between batches and the
+run it was writing is marked failed, never left looking complete.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from evalkit.alerts.config import Duration
+from evalkit.errors import ConfigError, EvalkitError, StoreError
+from evalkit.store._clock import utc_now
+
+if TYPE_CHECKING:
+    from evalkit.config import Settings
+    from evalkit.retrievers.base import Retriever
+    from evalkit.store.store import Store
+
+__all__ = [
+    "JOB_KINDS",
+    "JobCancelledError",
+    "JobContext",
+    "JobKind",
+    "JobOutcome",
+    "register_job_kind",
+]
+
+_TERMINATE_GRACE = 5.0
+_STDERR_CHARS = 500
+
+
+class JobCancelledError(EvalkitError):
+    """The job was asked to stop (the service is shutting down)."""
+
+
+@dataclass(frozen=True, slots=True)
+class JobOutcome:
+    """How a job ended: ``succeeded``, ``partial`` or ``failed``, the runs it stored, a
+    JSON-able summary, and an error for people when it did not fully succeed."""
+
+    status: str = "succeeded"
+    run_ids: tuple[str, ...] = ()
+    summary: Mapping[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JobContext:
+    """What a running job gets: its name, settings, the store, and a way to be stopped.
+
+    ``store`` is None for kinds that do not use it (``JobKind.uses_store``).
+    ``pinned_runs`` are the baseline runs alert rules compare against.
+    """
+
+    job: str
+    settings: Settings
+    cancel: threading.Event
+    store: Store | None = None
+    pinned_runs: tuple[str, ...] = ()
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger("evalkit.scheduler"))
+
+    def require_store(self) -> Store:
+        """The store (StoreError if this kind was declared not to use it)."""
+        if self.store is None:
+            raise StoreError(f"job {self.job}: this job kind runs without the store")
+        return self.store
+
+    def check_cancelled(self) -> None:
+        """Raise JobCancelledError when the service has asked jobs to stop."""
+        if self.cancel.is_set():
+            raise JobCancelledError(f"job {self.job} was interrupted: evalkit serve is stopping")
+
+    def progress(self, done: int, total: int | None) -> None:
+        """A progress callback for the pipeline: stops the job between batches when asked."""
+        self.check_cancelled()
+
+
+@dataclass(frozen=True, slots=True)
+class JobKind:
+    """A job kind: its configuration model, its function, and whether it uses the store."""
+
+    name: str
+    params: type[BaseModel]
+    run: Callable[[JobContext, Any], JobOutcome]
+    description: str
+    uses_store: bool = True
+
+
+JOB_KINDS: dict[str, JobKind] = {}
+"""Job kinds by name (see the module docstring)."""
+
+
+def register_job_kind(kind: JobKind) -> None:
+    """Make a job kind available to ``[[jobs]]`` (a name is registered once)."""
+    if kind.name in JOB_KINDS:
+        raise ConfigError(f"a job kind named {kind.name!r} is registered already")
+    JOB_KINDS[kind.name] = kind
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _RetrieverParams(_Params):
+    collection: str | None = Field(default=None, description="Chroma collection to query.")
+    chroma_url: str | None = Field(default=None, description="Chroma server URL.")
+    http_retriever: str | None = Field(default=None, description="HTTP retriever URL.")
+    where_key: str | None = Field(
+        default=None, description="Chroma metadata key holding the tenant."
+    )
+    allow_model_mismatch: bool = Field(
+        default=False, description="Query a collection built with another model (diagnosis)."
+    )
+
+    def build(self, settings: Settings) -> Retriever:
+        """The retriever these fields name."""
+        from evalkit.cli._retriever import build_retriever
+
+        return build_retriever(
+            settings,
+            collection=self.collection,
+            chroma_url=self.chroma_url,
+            http_url=self.http_retriever,
+            where_key=self.where_key,
+            allow_model_mismatch=self.allow_model_mismatch,
+        )
+
+
+def _close(retriever: object) -> None:
+    close = getattr(retriever, "close", None)
+    if callable(close):
+        close()
+
+
+_RUN_STATUS = {"complete": "succeeded", "partial": "partial", "failed": "failed"}
+
+
+# -- goldset replay -----------------------------------------------------------------------
+
+
+class GoldsetReplayParams(_RetrieverParams):
+    """``kind = "goldset_replay"``."""
+
+    goldset: str = Field(description="Stored goldset name.")
+    goldset_version: str | None = Field(default=None, description="Version (default: newest).")
+    k: int | None = Field(default=None, ge=1, description="Documents per query (default: k).")
+    measures: list[str] | None = Field(default=None, description="Measures (default set).")
+    label: str | None = Field(
+        default=None, description="Label stored with the run (default: the job's name)."
+    )
+
+
+def _goldset_replay(ctx: JobContext, params: GoldsetReplayParams) -> JobOutcome:
+    from evalkit.pipeline import evaluate_goldset
+
+    store = ctx.require_store()
+    settings = ctx.settings
+    goldset = store.load_goldset(params.goldset, params.goldset_version)
+    retriever = params.build(settings)
+    try:
+        outcome = evaluate_goldset(
+            store,
+            goldset,
+            retriever,
+            k=params.k or settings.k,
+            measures=params.measures,
+            relevance_threshold=settings.relevance_threshold,
+            batch_size=settings.query_batch_size,
+            label=params.label or ctx.job,
+            progress=ctx.progress,
+        )
+    finally:
+        _close(retriever)
+    run = outcome.run
+    return JobOutcome(
+        status=_RUN_STATUS[run.status],
+        run_ids=(run.run_id,),
+        summary={
+            "run_id": run.run_id,
+            "status": run.status,
+            "goldset": goldset.name,
+            "goldset_version": goldset.version,
+            "n_queries": run.n_queries,
+            "n_failed": run.n_failed,
+            "aggregates": dict(run.aggregates),
+        },
+        error=run.error,
+    )
+
+
+# -- traffic ------------------------------------------------------------------------------
+
+_UNITS = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(weeks=1)}
+
+
+class TrafficParams(_RetrieverParams):
+    """``kind = "traffic"``: ingest, sample a window, replay the sample."""
+
+    paths: list[Path] = Field(
+        default_factory=list, description="Log files or directories ingested first."
+    )
+    redact: list[str] = Field(default_factory=list, description="Named redaction patterns.")
+    window: str | None = Field(
+        default=None, description="Window label to sample (default: the previous one)."
+    )
+    granularity: Literal["hour", "day", "week"] = Field(
+        default="day", description="Window size when `window` is not given."
+    )
+    offset: int = Field(
+        default=1, ge=0, description="Windows back from the current one (1: the last complete)."
+    )
+    n: int = Field(default=2000, ge=1, description="Queries sampled.")
+    seed: int = Field(default=0, ge=0, description="Sample seed.")
+    stratify_by: str | None = Field(default=None, description="tenant or tag:KEY.")
+    min_per_stratum: int = Field(default=0, ge=0, description="Minimum per stratum.")
+    replay: bool = Field(default=True, description="Replay the sample.")
+    k: int = Field(default=10, ge=1, description="Documents per replayed query.")
+    low_confidence: float | None = Field(
+        default=None, description="Top-1 score below which a query is low-confidence."
+    )
+    embed_sample: int = Field(
+        default=1000, ge=0, description="Query embeddings stored for drift checks (0: none)."
+    )
+    tenant_isolation: bool = Field(default=True, description="Filter each query by tenant.")
+
+    @model_validator(mode="after")
+    def _retriever_for_replay(self) -> TrafficParams:
+        if self.replay and not (self.collection or self.http_retriever):
+            raise ValueError("a replay needs collection or http_retriever (or replay = false)")
+        return self
+
+
+def _traffic(ctx: JobContext, params: TrafficParams) -> JobOutcome:
+    from evalkit.store.traffic import record_count
+    from evalkit.traffic import (
+        Redaction,
+        SampleSpec,
+        ingest_paths,
+        parse_stratification,
+        parse_window,
+        replay_sample,
+        sample_window,
+        window_containing,
+    )
+    from evalkit.traffic.summary import DEFAULT_LOW_CONFIDENCE
+
+    store = ctx.require_store()
+    summary: dict[str, Any] = {}
+    if params.paths:
+        report = ingest_paths(
+            store, params.paths, redaction=Redaction.build(patterns=params.redact)
+        )
+        summary["ingest"] = {
+            "records_added": sum(entry.records_added for entry in report.files),
+            "malformed": sum(entry.malformed for entry in report.files),
+            "files": len(report.files),
+        }
+        ctx.check_cancelled()
+    if params.window is not None:
+        window = parse_window(params.window)
+    else:
+        moment = utc_now() - _UNITS[params.granularity] * params.offset
+        window = window_containing(moment, params.granularity)
+    summary["window"] = window.label
+    if record_count(store) == 0:
+        return JobOutcome(summary={**summary, "note": "no traffic ingested yet"})
+    sample = sample_window(
+        store,
+        SampleSpec(
+            window=window,
+            n=params.n,
+            seed=params.seed,
+            stratify_by=parse_stratification(params.stratify_by),
+            min_per_stratum=params.min_per_stratum,
+        ),
+    )
+    summary["sample_id"] = sample.sample_id
+    summary["n_sampled"] = sample.n_sampled
+    if not params.replay:
+        return JobOutcome(summary=summary)
+    ctx.check_cancelled()
+    embedder = None
+    if params.embed_sample > 0:
+        from evalkit.embedding import load_embedder
+
+        embedder = load_embedder(ctx.settings.model_path, batch_size=ctx.settings.embed_batch_size)
+    retriever = params.build(ctx.settings)
+    try:
+        replayed = replay_sample(
+            store,
+            sample.sample_id,
+            retriever,
+            k=params.k,
+            batch_size=ctx.settings.query_batch_size,
+            low_confidence_threshold=(
+                DEFAULT_LOW_CONFIDENCE if params.low_confidence is None else params.low_confidence
+            ),
+            tenant_isolation=params.tenant_isolation,
+            embedder=embedder,
+            embedding_sample_size=params.embed_sample,
+            label=ctx.job,
+            progress=ctx.progress,
+        )
+    finally:
+        _close(retriever)
+    run = replayed.run
+    summary.update(
+        run_id=run.run_id,
+        status=run.status,
+        low_confidence_share=replayed.summary.low_confidence_share,
+        churn=replayed.summary.churn,
+    )
+    return JobOutcome(
+        status=_RUN_STATUS[run.status], run_ids=(run.run_id,), summary=summary, error=run.error
+    )
+
+
+# -- drift checks -------------------------------------------------------------------------
+
+
+class DriftCheckParams(_Params):
+    """``kind = "drift_check"``."""
+
+    stream: Literal["queries", "metric"] = Field(
+        default="queries",
+        description="queries: traffic query embeddings, newest window vs a reference window; "
+        "metric: a goldset measure's run means with a sequential detector.",
+    )
+    reference_window: str | None = Field(
+        default=None, description="Reference window (default: the one before the newest)."
+    )
+    method: str = Field(
+        default="mmd",
+        description="Detector: mmd, mmd_rff, classifier, ks, mean_cosine (queries); "
+        "page_hinkley or cusum (metric).",
+    )
+    alpha: float = Field(default=0.05, gt=0, lt=1, description="False-alarm rate per check.")
+    seed: int = Field(default=0, ge=0, description="Seed of the test's random steps.")
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="Extra detector settings (see docs/drift.md)."
+    )
+    subject: str = Field(default="traffic", description="Subject stored with the check.")
+    goldset: str | None = Field(default=None, description="Goldset (metric stream).")
+    measure: str = Field(default="precision@10", description="Measure (metric stream).")
+    label: str | None = Field(default=None, description="Only runs with this label (metric).")
+    warmup: int = Field(default=5, ge=2, description="Runs that set the baseline (metric).")
+
+    @model_validator(mode="after")
+    def _metric_needs_goldset(self) -> DriftCheckParams:
+        if self.stream == "metric":
+            if self.goldset is None:
+                raise ValueError("stream 'metric' needs goldset")
+            if self.method not in ("page_hinkley", "cusum"):
+                raise ValueError("stream 'metric' uses method page_hinkley or cusum")
+        return self
+
+
+def _drift_check(ctx: JobContext, params: DriftCheckParams) -> JobOutcome:
+    if params.stream == "metric":
+        return _metric_drift(ctx, params)
+    return _query_drift(ctx, params)
+
+
+def _query_drift(ctx: JobContext, params: DriftCheckParams) -> JobOutcome:
+    from evalkit.drift import make_detector
+    from evalkit.store.drift import save_drift_check
+    from evalkit.store.traffic import (
+        latest_window_summary,
+        list_window_summaries,
+        window_embeddings,
+    )
+
+    store = ctx.require_store()
+    summaries = list_window_summaries(store, limit=500)
+    if not summaries:
+        return JobOutcome(summary={"note": "no replayed traffic window yet"})
+    current = summaries[0]
+    if params.reference_window is not None:
+        reference = latest_window_summary(store, params.reference_window)
+    else:
+        older = [s for s in summaries if s.window_start < current.window_start]
+        if not older:
+            return JobOutcome(summary={"note": "only one replayed window so far"})
+        reference = older[0]
+    common: dict[str, Any] = {
+        "stream": "queries",
+        "subject": params.subject,
+        "reference": reference.window_label,
+        "current": current.window_label,
+    }
+    models = (reference.embedding_fingerprint, current.embedding_fingerprint)
+    if None not in models and models[0] != models[1]:
+        check = save_drift_check(
+            store,
+            **common,
+            finding="model_mismatch",
+            method="fingerprint",
+            is_drift=False,
+            details={
+                "reference_model": reference.embedding_model,
+                "current_model": current.embedding_model,
+                "reference_fingerprint": models[0],
+                "current_fingerprint": models[1],
+            },
+        )
+        return JobOutcome(summary={"check_id": check.check_id, "finding": check.finding})
+    _, reference_vectors = window_embeddings(store, reference.run_id)
+    _, current_vectors = window_embeddings(store, current.run_id)
+    if len(reference_vectors) < 2 or len(current_vectors) < 2:
+        return JobOutcome(summary={**common, "note": "too few stored embeddings to test"})
+    ctx.check_cancelled()
+    detector = make_detector(params.method, alpha=params.alpha, seed=params.seed, **params.options)
+    result = detector.fit(reference_vectors).test(current_vectors)
+    check = save_drift_check(
+        store,
+        **common,
+        finding="drift" if result.is_drift else "ok",
+        method=result.method,
+        is_drift=result.is_drift,
+        n_reference=result.n_reference,
+        n_current=result.n_current,
+        statistic=result.statistic,
+        p_value=result.p_value,
+        threshold=result.threshold,
+        effect_size=result.effect_size,
+        seed=result.seed,
+        details={
+            **dict(result.details),
+            "reference_run": reference.run_id,
+            "current_run": current.run_id,
+        },
+    )
+    return JobOutcome(
+        summary={
+            "check_id": check.check_id,
+            "finding": check.finding,
+            "p_value": result.p_value,
+            **common,
+        }
+    )
+
+
+def _metric_drift(ctx: JobContext, params: DriftCheckParams) -> JobOutcome:
+    from evalkit.drift import AlertLevel, cusum, page_hinkley
+    from evalkit.store.drift import save_drift_check
+
+    store = ctx.require_store()
+    runs = [
+        run
+        for run in reversed(store.list_runs(goldset=params.goldset, status="complete", limit=500))
+        if params.label is None or run.spec.label == params.label
+    ]
+    points = [(run, run.aggregates.get(params.measure)) for run in runs]
+    series = [(run, float(value)) for run, value in points if value is not None]
+    if len(series) <= params.warmup:
+        return JobOutcome(summary={"note": f"{len(series)} runs so far; the warm-up needs more"})
+    values = [value for _, value in series]
+    detect = cusum if params.method == "cusum" else page_hinkley
+    trace = detect(values, warmup=params.warmup, **params.options)
+    last = trace.state(len(values) - 1)
+    finding = {AlertLevel.OK: "ok", AlertLevel.WARNING: "warning", AlertLevel.ALERT: "drift"}
+    check = save_drift_check(
+        store,
+        stream="metric",
+        subject=f"{params.goldset}:{params.measure}",
+        finding=finding[last.level],
+        method=params.method,
+        is_drift=last.level is AlertLevel.ALERT,
+        reference=series[0][0].run_id,
+        current=series[-1][0].run_id,
+        n_reference=params.warmup,
+        n_current=len(values),
+        statistic=last.statistic,
+        effect_size=last.value - trace.baseline_mean,
+        details={
+            "baseline_mean": trace.baseline_mean,
+            "baseline_sd": trace.baseline_sd,
+            "latest": last.value,
+            "change_point_run": (
+                series[last.change_point][0].run_id if last.change_point is not None else None
+            ),
+        },
+    )
+    return JobOutcome(summary={"check_id": check.check_id, "finding": check.finding})
+
+
+# -- audit --------------------------------------------------------------------------------
+
+
+class AuditParams(_Params):
+    """``kind = "audit"``: the checks of ``evalkit audit``, stored."""
+
+    collection: str = Field(description="Chroma collection to audit.")
+    chroma_url: str | None = Field(default=None, description="Chroma server URL.")
+    source: Path | None = Field(default=None, description="Source corpus the index mirrors.")
+    goldset: str | None = Field(default=None, description="Goldset probing recall/coverage.")
+    checks: list[str] | None = Field(default=None, description="Checks to run (default all).")
+    near_duplicate_threshold: float = Field(default=0.95, gt=0, le=1, description="Cosine.")
+    model_sample: int = Field(default=256, ge=0, description="Documents re-embedded (0: all).")
+    k: int = Field(default=10, ge=1, description="Depth of ANN recall@k and judged@k.")
+    ann_queries: int = Field(default=200, ge=1, description="Queries of the ANN recall check.")
+    seed: int = Field(default=0, ge=0, description="Seed of the samples.")
+
+
+def _audit(ctx: JobContext, params: AuditParams) -> JobOutcome:
+    from evalkit.audit import CHECK_NAMES, AuditConfig, run_audit
+    from evalkit.embedding import load_embedder
+    from evalkit.retrievers.chroma import get_collection, open_chroma_client
+    from evalkit.store.audit import latest_measurements, save_audit
+
+    store = ctx.require_store()
+    settings = ctx.settings
+    config = AuditConfig(
+        checks=tuple(params.checks) if params.checks else CHECK_NAMES,
+        near_duplicate_threshold=params.near_duplicate_threshold,
+        model_sample_size=params.model_sample or None,
+        k=params.k,
+        ann_max_queries=params.ann_queries,
+        relevance_threshold=settings.relevance_threshold,
+        seed=params.seed,
+    )
+    embedder = load_embedder(settings.model_path, batch_size=settings.embed_batch_size)
+    url = params.chroma_url or settings.chroma_url
+    client = open_chroma_client(path=None if url else settings.resolved_chroma_path, url=url)
+    goldset = store.load_goldset(params.goldset) if params.goldset else None
+    report = run_audit(
+        get_collection(client, params.collection),
+        embedder=embedder,
+        config=config,
+        source=params.source,
+        goldset=goldset,
+        previous=latest_measurements(
+            store,
+            collection=params.collection,
+            goldset_version=goldset.version if goldset is not None else None,
+        ),
+        location=url or str(settings.resolved_chroma_path),
+    )
+    stored = save_audit(store, report)
+    return JobOutcome(
+        summary={
+            "audit_id": stored.audit_id,
+            "collection": params.collection,
+            "n_findings": stored.n_findings,
+            "max_severity": stored.max_severity,
+        }
+    )
+
+
+# -- answers ------------------------------------------------------------------------------
+
+
+class AnswersParams(_Params):
+    """``kind = "answers"``: score answers with the judge of the ``[judge]`` table."""
+
+    path: Path = Field(description="JSONL of answer records (see docs/answers.md).")
+
+
+def _answers(ctx: JobContext, params: AnswersParams) -> JobOutcome:
+    from evalkit.answers import load_judge_settings, score_answer_file
+
+    scores = score_answer_file(
+        params.path,
+        settings=load_judge_settings(),
+        store=ctx.require_store(),
+        progress=ctx.progress,
+    )
+    return JobOutcome(
+        summary={
+            "scoring_id": scores.scoring_id,
+            "n_records": scores.n_records,
+            "judge_calls": scores.judge_calls,
+            "means": {f"{s.metric}/{s.method}": s.mean for s in scores.summaries},
+        }
+    )
+
+
+# -- retention ----------------------------------------------------------------------------
+
+
+class RetentionParams(_Params):
+    """``kind = "retention"``: prune per-query rows of old runs, keep their aggregates."""
+
+    keep_days: Duration = Field(
+        default=90 * 86400.0, description="Runs younger than this keep everything ('90d')."
+    )
+    keep_latest: int = Field(
+        default=10, ge=0, description="Newest runs of each goldset and label kept whole."
+    )
+    keep_runs: list[str] = Field(
+        default_factory=list, description="Runs never pruned (baselines of rules are added)."
+    )
+
+
+def _retention(ctx: JobContext, params: RetentionParams) -> JobOutcome:
+    from evalkit.store.alerts import prune_run_details, retention_candidates
+
+    store = ctx.require_store()
+    keep = list(dict.fromkeys([*params.keep_runs, *ctx.pinned_runs]))
+    candidates = retention_candidates(
+        store,
+        older_than=utc_now() - timedelta(seconds=params.keep_days),
+        keep_latest=params.keep_latest,
+        keep=keep,
+    )
+    deleted = 0
+    pruned: list[str] = []
+    for run_id in candidates:
+        ctx.check_cancelled()
+        deleted += prune_run_details(store, [run_id])
+        pruned.append(run_id)
+    return JobOutcome(
+        summary={"runs_pruned": len(pruned), "rows_deleted": deleted, "kept": keep},
+    )
+
+
+# -- command ------------------------------------------------------------------------------
+
+
+class CommandParams(_Params):
+    """``kind = "command"``: run a program; exit status 0 is success."""
+
+    command: list[str] = Field(min_length=1, description="Program and arguments.")
+    timeout: Duration | None = Field(default=None, description="Kill it after this long.")
+    cwd: Path | None = Field(default=None, description="Working directory.")
+
+
+def _command(ctx: JobContext, params: CommandParams) -> JobOutcome:
+    began = time.monotonic()
+    env = {**os.environ, "EVALKIT_JOB": ctx.job}
+    try:
+        child = subprocess.Popen(
+            params.command,
+            cwd=params.cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+    except OSError as error:
+        raise ConfigError(f"job {ctx.job}: cannot run {params.command[0]}: {error}") from error
+    with child:
+        stderr, stopped = _wait_for(child, ctx, timeout=params.timeout, began=began)
+    if stopped == "timeout":
+        return JobOutcome(
+            status="failed", error=f"{params.command[0]} ran longer than {params.timeout:g} s"
+        )
+    if stopped == "cancelled":
+        ctx.check_cancelled()
+    tail = stderr.decode(errors="replace").strip()[-_STDERR_CHARS:]
+    summary = {"exit_code": child.returncode, "seconds": round(time.monotonic() - began, 3)}
+    if child.returncode == 0:
+        return JobOutcome(summary=summary)
+    return JobOutcome(
+        status="failed",
+        summary=summary,
+        error=f"{params.command[0]} exited with {child.returncode}" + (f": {tail}" if tail else ""),
+    )
+
+
+def _wait_for(
+    child: subprocess.Popen[bytes], ctx: JobContext, *, timeout: float | None, began: float
+) -> tuple[bytes, str | None]:
+    """Wait for the child; stop it when the job is cancelled or runs out of time."""
+    try:
+        while True:
+            try:
+                _, stderr = child.communicate(timeout=0.2)
+                return stderr, None
+            except subprocess.TimeoutExpired:
+                if ctx.cancel.is_set():
+                    _stop(child)
+                    return b"", "cancelled"
+                if timeout is not None and time.monotonic() - began > timeout:
+                    _stop(child)
+                    return b"", "timeout"
+    finally:
+        if child.poll() is None:
+            _stop(child)
+
+
+def _stop(child: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(child.pid, signal.SIGTERM)
+        child.wait(timeout=_TERMINATE_GRACE)
+    except subprocess.TimeoutExpired:
+        os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
+    except ProcessLookupError:
+        child.wait()
+
+
+for _kind in (
+    JobKind(
+        "goldset_replay",
+        GoldsetReplayParams,
+        _goldset_replay,
+        "replay a goldset against the live retriever",
+    ),
+    JobKind("traffic", TrafficParams, _traffic, "ingest, sample and replay production traffic"),
+    JobKind("drift_check", DriftCheckParams, _drift_check, "test embeddings or a metric series"),
+    JobKind("audit", AuditParams, _audit, "audit a collection's health"),
+    JobKind("answers", AnswersParams, _answers, "score answers and store the scores"),
+    JobKind("retention", RetentionParams, _retention, "prune per-query rows of old runs"),
+    JobKind("command", CommandParams, _command, "run a program", uses_store=False),
+):
+    register_job_kind(_kind)

@@ -1,0 +1,399 @@
+"""Sharing one DuckDB file between ``evalkit serve``, CLI commands and the dashboard.
+
+DuckDB lets one process open a file for writing, and while it has it open no other process
+can open it at all, not even read-only. evalkit therefore keeps the file open only for
+short pieces of work (a job, recording a job's result, one outbox pass) and coordinates
+writers with advisory locks next to the store (``docs/scheduler.md`` draws the design):
+
+- ``<store>.writer.lock``: held by whichever process is writing; it records the holder
+  (pid, program, what it is doing, since when), so a process that must wait can say why.
+  ``StoreAccess.writer`` takes it, waits up to ``wait`` seconds for it, then opens the
+  store; a process that writes without taking it (an older evalkit, a one-off script) is
+  waited for by retrying DuckDB's own lock.
+- ``<store>.serve.lock``: held by ``evalkit serve`` for its whole life, so that only one
+  service runs per store and CLI commands can tell a live service from a stale
+  ``<store>.serve.json`` (its address, for handing jobs over).
+- ``<store>.outbox.lock``: held during an outbox delivery pass, so two deliverers never
+  send the same alert.
+
+Locks are ``flock`` locks: the kernel releases them when the process dies, even by
+``kill -9``, so a crash never leaves the store locked.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from evalkit.errors import StoreError
+from evalkit.store import Store
+from evalkit.store._clock import utc_now
+
+__all__ = [
+    "FileLock",
+    "Holder",
+    "ServiceInfo",
+    "ServiceLock",
+    "StoreAccess",
+    "StoreBusyError",
+    "find_service",
+    "outbox_lock",
+    "process_alive",
+]
+
+_POLL = 0.1
+_REPORT_EVERY = 30.0
+
+
+class StoreBusyError(StoreError):
+    """Another process kept the store for longer than this one was willing to wait."""
+
+
+@dataclass(frozen=True, slots=True)
+class Holder:
+    """Who holds a lock: process, program, what for, since when (UTC, ISO 8601)."""
+
+    pid: int
+    program: str
+    purpose: str
+    since: str
+    host: str
+
+    def describe(self) -> str:
+        """``pid 4242 (evalkit serve: job nightly) since 2026-11-21T02:00:00Z``."""
+        return f"pid {self.pid} ({self.program}: {self.purpose}) since {self.since}"
+
+
+def process_alive(pid: int | None, host: str | None) -> bool:
+    """Whether process ``pid`` on ``host`` may still be running (True when unknowable)."""
+    if pid is None or (host is not None and host != socket.gethostname()):
+        return pid is not None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class FileLock:
+    """An exclusive ``flock`` on a file, recording its holder inside the file."""
+
+    def __init__(self, path: Path, *, program: str) -> None:
+        self.path = path
+        self.program = program
+        self._fd: int | None = None
+
+    def _try(self) -> int | None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        self._fd = fd
+        return fd
+
+    def acquire(
+        self,
+        *,
+        purpose: str,
+        wait: float | None,
+        on_wait: Callable[[Holder | None], None] | None = None,
+    ) -> bool:
+        """Take the lock, waiting up to ``wait`` seconds (None: forever); False on time-out.
+
+        ``on_wait`` is told who holds it when the wait starts, and every 30 s after.
+        """
+        if self._fd is not None:
+            raise StoreError(f"{self.path} is already held by this object")
+        deadline = None if wait is None else time.monotonic() + wait
+        next_report = time.monotonic()
+        while (fd := self._try()) is None:
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                return False
+            if on_wait is not None and now >= next_report:
+                on_wait(self.holder())
+                next_report = now + _REPORT_EVERY
+            time.sleep(_POLL)
+        holder = Holder(
+            pid=os.getpid(),
+            program=self.program,
+            purpose=purpose,
+            since=f"{utc_now().isoformat(timespec='seconds')}Z",
+            host=socket.gethostname(),
+        )
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(_holder_dict(holder)).encode(), 0)
+        return True
+
+    def release(self) -> None:
+        """Give the lock back (and clear the holder record)."""
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        try:
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    def holder(self) -> Holder | None:
+        """The recorded holder, if the file names one."""
+        try:
+            text = self.path.read_text(encoding="utf-8")
+            data = json.loads(text) if text.strip() else None
+        except (OSError, ValueError):
+            return None
+        if not isinstance(data, dict):
+            return None
+        try:
+            return Holder(**data)
+        except TypeError:
+            return None
+
+    def is_held(self) -> bool:
+        """Whether some process holds the lock right now."""
+        if self._fd is not None:
+            return True
+        if self._try() is None:
+            return True
+        self.release()
+        return False
+
+    @contextmanager
+    def hold(
+        self,
+        *,
+        purpose: str,
+        wait: float | None,
+        on_wait: Callable[[Holder | None], None] | None = None,
+        busy: Callable[[Holder | None], str] | None = None,
+    ) -> Iterator[None]:
+        """Hold the lock for a block; raises StoreBusyError (``busy``'s message) on time-out."""
+        if not self.acquire(purpose=purpose, wait=wait, on_wait=on_wait):
+            holder = self.holder()
+            message = (
+                busy(holder)
+                if busy is not None
+                else f"{self.path} is held by {holder.describe() if holder else 'another process'}"
+            )
+            raise StoreBusyError(message)
+        try:
+            yield
+        finally:
+            self.release()
+
+
+def _holder_dict(holder: Holder) -> dict[str, Any]:
+    return {
+        "pid": holder.pid,
+        "program": holder.program,
+        "purpose": holder.purpose,
+        "since": holder.since,
+        "host": holder.host,
+    }
+
+
+def _sibling(store_path: Path, suffix: str) -> Path:
+    return store_path.with_name(store_path.name + suffix)
+
+
+def _duckdb_lock_conflict(error: StoreError) -> bool:
+    cause = error.__cause__
+    return isinstance(cause, duckdb.IOException) and "lock" in str(cause).lower()
+
+
+class StoreAccess:
+    """Opens the store for one short piece of work at a time, one writer at a time.
+
+    ``writer(purpose)`` (also ``access(purpose)``, so it serves as an
+    ``evalkit.alerts.StoreSession``) waits up to ``wait`` seconds for the writer lock and
+    for DuckDB's own lock, then yields an open ``Store`` and closes it afterwards.
+    ``reader()`` opens the store read-only, waiting while a writer has it open.
+    """
+
+    def __init__(
+        self,
+        store_path: Path,
+        *,
+        wait: float,
+        program: str,
+        on_wait: Callable[[str], None] | None = None,
+    ) -> None:
+        self.store_path = store_path
+        self.wait = wait
+        self.program = program
+        self._on_wait = on_wait
+        self.lock_path = _sibling(store_path, ".writer.lock")
+
+    def _tell(self, message: str) -> None:
+        if self._on_wait is not None:
+            self._on_wait(message)
+
+    @contextmanager
+    def writer(self, purpose: str) -> Iterator[Store]:
+        """The store, open for writing, for the duration of the block."""
+        deadline = time.monotonic() + self.wait
+        lock = FileLock(self.lock_path, program=self.program)
+
+        def waiting(holder: Holder | None) -> None:
+            held_by = holder.describe() if holder else "another process"
+            self._tell(f"waiting for the store {self.store_path}: it is held by {held_by}")
+
+        def busy(holder: Holder | None) -> str:
+            held_by = holder.describe() if holder else "another process"
+            return (
+                f"the store {self.store_path} has been held by {held_by} for more than "
+                f"{self.wait:g} s; try again when it is done (`evalkit jobs list` shows "
+                "running jobs)"
+            )
+
+        with lock.hold(purpose=purpose, wait=self.wait, on_wait=waiting, busy=busy):
+            store = self._open(deadline)
+            try:
+                yield store
+            finally:
+                store.close()
+
+    __call__ = writer
+
+    def _open(self, deadline: float) -> Store:
+        told = False
+        while True:
+            try:
+                return Store.open(self.store_path)
+            except StoreError as error:
+                if not _duckdb_lock_conflict(error):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise StoreBusyError(
+                        f"the store {self.store_path} has been open in another writing process "
+                        f"for more than {self.wait:g} s ({error.__cause__}); try again when "
+                        "it is done"
+                    ) from error
+                if not told:
+                    self._tell(
+                        f"waiting for the store {self.store_path}: another process has it "
+                        f"open ({error.__cause__})"
+                    )
+                    told = True
+            time.sleep(_POLL)
+
+    @contextmanager
+    def reader(self) -> Iterator[Store]:
+        """The store, open read-only, for the duration of the block."""
+        deadline = time.monotonic() + self.wait
+        told = False
+        while True:
+            try:
+                store = Store.open(self.store_path, read_only=True)
+                break
+            except StoreError as error:
+                if not _duckdb_lock_conflict(error):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise StoreBusyError(
+                        f"the store {self.store_path} has been written by another process for "
+                        f"more than {self.wait:g} s; try again later"
+                    ) from error
+                if not told:
+                    holder = FileLock(self.lock_path, program=self.program).holder()
+                    held_by = holder.describe() if holder else "another process"
+                    self._tell(f"waiting to read the store: it is being written by {held_by}")
+                    told = True
+            time.sleep(_POLL)
+        try:
+            yield store
+        finally:
+            store.close()
+
+
+def outbox_lock(store_path: Path, *, program: str) -> FileLock:
+    """The lock one outbox deliverer holds during a delivery pass."""
+    return FileLock(_sibling(store_path, ".outbox.lock"), program=program)
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceInfo:
+    """A running ``evalkit serve``: its process and the URL of its HTTP endpoint."""
+
+    pid: int
+    url: str
+    started_at: str
+    loopback: bool
+
+
+class ServiceLock:
+    """Held by ``evalkit serve`` for its whole life; publishes its address beside the store."""
+
+    def __init__(self, store_path: Path) -> None:
+        self._lock = FileLock(_sibling(store_path, ".serve.lock"), program="evalkit serve")
+        self.info_path = _sibling(store_path, ".serve.json")
+
+    def acquire(self, *, wait: float = 2.0) -> None:
+        """Take the lock; StoreError naming the running service when another holds it."""
+        if not self._lock.acquire(purpose="serving", wait=wait):
+            running = _read_info(self.info_path)
+            which = f"pid {running.pid} at {running.url}" if running else "another process"
+            raise StoreError(
+                f"evalkit serve is already running on this store ({which}); stop it first "
+                "or point this one at another store"
+            )
+
+    def publish(self, info: ServiceInfo) -> None:
+        """Write where the service listens (read by ``find_service``)."""
+        temporary = self.info_path.with_suffix(".tmp")
+        temporary.write_text(
+            json.dumps(
+                {
+                    "pid": info.pid,
+                    "url": info.url,
+                    "started_at": info.started_at,
+                    "loopback": info.loopback,
+                }
+            ),
+            encoding="utf-8",
+        )
+        temporary.replace(self.info_path)
+
+    def release(self) -> None:
+        """Remove the address file and give the lock back."""
+        try:
+            self.info_path.unlink(missing_ok=True)
+        finally:
+            self._lock.release()
+
+
+def _read_info(path: Path) -> ServiceInfo | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return ServiceInfo(
+            pid=int(data["pid"]),
+            url=str(data["url"]),
+            started_at=str(data["started_at"]),
+            loopback=bool(data["loopback"]),
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def find_service(store_path: Path) -> ServiceInfo | None:
+    """The ``evalkit serve`` running on this store, or None (a stale address file is ignored)."""
+    lock = FileLock(_sibling(store_path, ".serve.lock"), program="probe")
+    if not lock.path.exists() or not lock.is_held():
+        return None
+    return _read_info(_sibling(store_path, ".serve.json"))

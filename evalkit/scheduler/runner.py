@@ -1,0 +1,223 @@
+"""Running one job: never two copies at once, always recorded, stoppable.
+
+``JobRunner.run(name)`` records a ``job_runs`` row as ``running`` (committed before the
+work starts), runs the job's kind (inside a store session if the kind uses the store),
+then records how it ended and calls ``after_job`` in the same session (the service
+evaluates alert rules there). A second call for a job that is still running returns at
+once without running it: with APScheduler's ``max_instances = 1`` this is what keeps a job
+that overruns its interval from starting a second copy, whatever triggered it.
+
+If the job cannot even get the store (another process kept it longer than the wait), the
+failure is kept in memory and written with the next session, so nothing is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from evalkit.errors import EvalkitError, StoreError
+from evalkit.scheduler.config import JobDefinition, ServiceConfig
+from evalkit.scheduler.jobs import JOB_KINDS, JobCancelledError, JobContext, JobOutcome
+from evalkit.store._clock import utc_now
+from evalkit.store.alerts import StoredJobRun, finish_job_run, record_job_run, start_job_run
+
+if TYPE_CHECKING:
+    from evalkit.alerts.outbox import StoreSession
+    from evalkit.config import Settings
+    from evalkit.store.store import Store
+
+__all__ = ["JobListener", "JobRunner"]
+
+_log = logging.getLogger("evalkit.scheduler")
+
+
+class JobListener:
+    """Hears what the runner does (the service keeps its health figures with it)."""
+
+    def started(self, job: str, run: StoredJobRun) -> None:
+        """A job run started."""
+
+    def finished(self, job: str, run: StoredJobRun) -> None:
+        """A job run ended (whatever its status)."""
+
+    def overlapped(self, job: str) -> None:
+        """A run was skipped because the job was still running."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Unrecorded:
+    job: str
+    kind: str
+    trigger: str
+    started_at: datetime
+    finished_at: datetime
+    error: str
+
+
+class JobRunner:
+    """Runs configured jobs by name; see the module docstring."""
+
+    def __init__(
+        self,
+        config: ServiceConfig,
+        *,
+        settings: Settings,
+        session: StoreSession,
+        cancel: threading.Event | None = None,
+        after_job: Callable[[Store, StoredJobRun], None] | None = None,
+        listener: JobListener | None = None,
+    ) -> None:
+        self._config = config
+        self._settings = settings
+        self._session = session
+        self.cancel = cancel or threading.Event()
+        self._after_job = after_job
+        self._listener = listener or JobListener()
+        self._locks = {job.name: threading.Lock() for job in config.jobs}
+        self._running: dict[str, datetime] = {}
+        self._guard = threading.Lock()
+        self._unrecorded: list[_Unrecorded] = []
+        self._pid = os.getpid()
+        self._host = socket.gethostname()
+
+    def running(self) -> dict[str, datetime]:
+        """Jobs running now, with when they started (naive UTC)."""
+        with self._guard:
+            return dict(self._running)
+
+    def is_running(self, name: str) -> bool:
+        """Whether job ``name`` is running now."""
+        with self._guard:
+            return name in self._running
+
+    def run(self, name: str, *, trigger: str = "schedule") -> StoredJobRun | None:
+        """Run job ``name`` now unless it is running already (then return None)."""
+        job = self._config.job(name)
+        lock = self._locks[name]
+        if not lock.acquire(blocking=False):
+            _log.warning("job %s is still running: this %s run is skipped", name, trigger)
+            self._listener.overlapped(name)
+            return None
+        try:
+            with self._guard:
+                self._running[name] = utc_now()
+            return self._run(job, trigger)
+        finally:
+            with self._guard:
+                self._running.pop(name, None)
+            lock.release()
+
+    def flush_unrecorded(self, store: Store) -> None:
+        """Write job runs that ended without reaching the store (call inside a session)."""
+        with self._guard:
+            pending, self._unrecorded = self._unrecorded, []
+        for entry in pending:
+            stored = record_job_run(
+                store,
+                job=entry.job,
+                kind=entry.kind,
+                trigger=entry.trigger,
+                status="failed",
+                started_at=entry.started_at,
+                finished_at=entry.finished_at,
+                pid=self._pid,
+                host=self._host,
+                error=entry.error,
+            )
+            self._listener.finished(entry.job, stored)
+
+    def _run(self, job: JobDefinition, trigger: str) -> StoredJobRun | None:
+        kind = JOB_KINDS[job.kind]
+        began = utc_now()
+        try:
+            with self._session(f"job {job.name}: recording its start") as store:
+                self.flush_unrecorded(store)
+                started = start_job_run(
+                    store,
+                    job=job.name,
+                    kind=job.kind,
+                    trigger=trigger,
+                    scheduled_for=None,
+                    pid=self._pid,
+                    host=self._host,
+                )
+        except StoreError as error:
+            _log.error("job %s could not start: %s", job.name, error)
+            with self._guard:
+                self._unrecorded.append(
+                    _Unrecorded(job.name, job.kind, trigger, began, utc_now(), str(error))
+                )
+            return None
+        self._listener.started(job.name, started)
+        _log.info("job %s started (%s, %s)", job.name, job.kind, trigger)
+        context = JobContext(
+            job=job.name,
+            settings=self._settings,
+            cancel=self.cancel,
+            pinned_runs=self._config.pinned_runs(),
+        )
+        interrupted: BaseException | None = None
+        try:
+            if kind.uses_store:
+                with self._session(f"job {job.name}") as store:
+                    outcome = kind.run(replace(context, store=store), job.params)
+            else:
+                outcome = kind.run(context, job.params)
+        except JobCancelledError as error:
+            outcome = JobOutcome(status="interrupted", error=str(error))
+        except KeyboardInterrupt as error:
+            outcome = JobOutcome(status="interrupted", error="interrupted by the user (Ctrl-C)")
+            interrupted = error
+        except EvalkitError as error:
+            outcome = JobOutcome(status="failed", error=str(error))
+        except Exception as error:
+            _log.exception("job %s failed unexpectedly", job.name)
+            outcome = JobOutcome(status="failed", error=f"{type(error).__name__}: {error}")
+        finished = self._finish(job, started, outcome)
+        if interrupted is not None:
+            raise interrupted
+        return finished
+
+    def _finish(
+        self, job: JobDefinition, started: StoredJobRun, outcome: JobOutcome
+    ) -> StoredJobRun:
+        try:
+            with self._session(f"job {job.name}: recording its result") as store:
+                finished = finish_job_run(
+                    store,
+                    started.job_run_id,
+                    status=outcome.status,
+                    run_ids=outcome.run_ids,
+                    summary=outcome.summary,
+                    error=outcome.error,
+                )
+                if self._after_job is not None:
+                    try:
+                        self._after_job(store, finished)
+                    except Exception:
+                        _log.exception("after job %s: alert evaluation failed", job.name)
+        except StoreError as error:
+            _log.error(
+                "job %s ended %s but its result could not be recorded (%s); it will be marked "
+                "interrupted when the service next starts",
+                job.name,
+                outcome.status,
+                error,
+            )
+            finished = replace(started, status=outcome.status, error=outcome.error)
+        log = _log.info if outcome.status == "succeeded" else _log.warning
+        log(
+            "job %s %s%s",
+            job.name,
+            outcome.status,
+            f": {outcome.error}" if outcome.error else "",
+        )
+        self._listener.finished(job.name, finished)
+        return finished

@@ -1,0 +1,387 @@
+"""``evalkit serve``: the long-running scheduler, its outbox deliverer and health endpoint.
+
+Start-up, in order: take the service lock (one service per store); recover what a stopped
+process left behind (job runs still ``running`` whose process is gone are marked
+``interrupted``, runs still ``running`` are marked ``failed``); evaluate the alert rules;
+schedule the jobs (APScheduler ``BackgroundScheduler``: cron and interval triggers, one
+instance per job, missed runs coalesced, a misfire grace time); serve ``/healthz`` and
+``/metrics``; start the outbox deliverer, which sends at once whatever was left
+undelivered.
+
+The service opens the store only for short pieces of work (``StoreAccess``), so CLI
+commands and the read-only dashboard can use it between jobs (``docs/scheduler.md``).
+
+Shutdown (SIGTERM or SIGINT): no new runs start; running jobs get ``shutdown_grace``
+seconds to finish, then are interrupted between batches (their runs are marked failed,
+their job runs ``interrupted``). A second signal interrupts at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from datetime import UTC, datetime
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from evalkit.alerts.engine import evaluate_rules
+from evalkit.alerts.outbox import RetryPolicy, deliver_due
+from evalkit.alerts.sinks import build_sinks
+from evalkit.errors import EvalkitError
+from evalkit.scheduler.config import ServiceConfig
+from evalkit.scheduler.health import HealthServer, ServiceState, is_loopback
+from evalkit.scheduler.lock import (
+    ServiceInfo,
+    ServiceLock,
+    StoreAccess,
+    outbox_lock,
+    process_alive,
+)
+from evalkit.scheduler.runner import JobRunner
+from evalkit.store.alerts import (
+    StoredJobRun,
+    fail_running_runs,
+    interrupt_job_runs,
+    running_job_runs,
+)
+
+if TYPE_CHECKING:
+    from evalkit.config import Settings
+    from evalkit.store.store import Store
+
+__all__ = ["SchedulerService"]
+
+_log = logging.getLogger("evalkit.scheduler")
+_CANCEL_WAIT = 15.0
+_PUMP_JOIN = 5.0
+
+
+class SchedulerService:
+    """The service behind ``evalkit serve`` (see the module docstring)."""
+
+    def __init__(
+        self,
+        config: ServiceConfig,
+        settings: Settings,
+        *,
+        host: str | None = None,
+        port: int | None = None,
+    ) -> None:
+        scheduling = config.scheduler
+        self.config = config
+        self.settings = settings
+        self.store_path = settings.resolved_store_path
+        self.host = host or scheduling.health_host
+        self.port = scheduling.health_port if port is None else port
+        self.access = StoreAccess(
+            self.store_path, wait=scheduling.lock_wait, program="evalkit serve", on_wait=_log.info
+        )
+        self.sinks = build_sinks(config.alerts)
+        self.policy = RetryPolicy.from_settings(config.alerts.settings)
+        self.state = ServiceState(config, next_run=self._next_run)
+        self.stopping = threading.Event()
+        self._stop_requested = threading.Event()
+        self._wake = threading.Event()
+        self.runner = JobRunner(
+            config,
+            settings=settings,
+            session=self.access,
+            after_job=self._after_job,
+            listener=self.state,
+        )
+        self._service_lock = ServiceLock(self.store_path)
+        self._outbox_lock = outbox_lock(self.store_path, program="evalkit serve")
+        self._scheduler: Any = None
+        self._http: HealthServer | None = None
+        self._pump: threading.Thread | None = None
+        self._locked = False
+
+    @property
+    def url(self) -> str | None:
+        """Where ``/healthz`` and ``/metrics`` are served, once started."""
+        return self._http.url if self._http is not None else None
+
+    # -- start ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Recover, schedule, serve and deliver (returns once everything runs)."""
+        self._service_lock.acquire()
+        self._locked = True
+        try:
+            self._recover()
+            self._start_scheduler()
+            self._http = HealthServer(self, host=self.host, port=self.port)
+            self._http.start()
+            self._service_lock.publish(
+                ServiceInfo(
+                    pid=os.getpid(),
+                    url=self._http.url,
+                    started_at=f"{self.state.started_at.isoformat(timespec='seconds')}Z",
+                    loopback=is_loopback(self.host),
+                )
+            )
+            self._pump = threading.Thread(
+                target=self._pump_loop, name="evalkit-outbox", daemon=True
+            )
+            self._pump.start()
+        except BaseException:
+            self._shutdown_parts()
+            raise
+        scheduled = [job.name for job in self.config.jobs if job.trigger(self._zone) is not None]
+        _log.info(
+            "evalkit serve: %d jobs (%d scheduled), %d alert rules, sinks %s; store %s; "
+            "health at %s",
+            len(self.config.jobs),
+            len(scheduled),
+            len(self.config.alerts.rules),
+            ", ".join(sorted(self.sinks)),
+            self.store_path,
+            self.url,
+        )
+        if not is_loopback(self.host):
+            _log.warning(
+                "the health endpoint listens on %s, not on loopback: jobs cannot be "
+                "triggered over HTTP",
+                self.host,
+            )
+
+    @property
+    def _zone(self) -> str:
+        return self.config.scheduler.timezone
+
+    def _recover(self) -> None:
+        with self.access("serve: recovering work a stopped process left unfinished") as store:
+            orphans = [
+                run.job_run_id
+                for run in running_job_runs(store)
+                if not process_alive(run.pid, run.host) or run.pid == os.getpid()
+            ]
+            note = "the process running it stopped before it finished (found at service start)"
+            interrupt_job_runs(store, orphans, note=note)
+            failed = fail_running_runs(store, note=note)
+            for job_run_id in orphans:
+                _log.warning("job run %s was interrupted: marked interrupted", job_run_id)
+            for run_id in failed:
+                _log.warning("run %s was left running: marked failed", run_id)
+            self._evaluate(store)
+            self.state.refresh(store)
+
+    def _start_scheduler(self) -> None:
+        from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED
+        from apscheduler.executors.pool import ThreadPoolExecutor
+        from apscheduler.schedulers.background import BackgroundScheduler
+
+        settings = self.config.scheduler
+        scheduler = BackgroundScheduler(
+            timezone=settings.timezone,
+            executors={"default": ThreadPoolExecutor(settings.max_workers)},
+            job_defaults={
+                "coalesce": settings.coalesce,
+                "max_instances": 1,
+                "misfire_grace_time": max(1, round(settings.misfire_grace_time)),
+            },
+        )
+        for job in self.config.jobs:
+            trigger = job.trigger(settings.timezone)
+            if trigger is None or not job.config.enabled:
+                continue
+            grace = job.config.misfire_grace_time
+            scheduler.add_job(
+                self.runner.run,
+                trigger,
+                args=[job.name],
+                kwargs={"trigger": "schedule"},
+                id=job.name,
+                name=job.name,
+                misfire_grace_time=max(
+                    1, round(grace if grace is not None else settings.misfire_grace_time)
+                ),
+            )
+        scheduler.add_listener(self._on_event, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)
+        scheduler.start()
+        self._scheduler = scheduler
+
+    def _on_event(self, event: Any) -> None:
+        from apscheduler.events import EVENT_JOB_MAX_INSTANCES
+
+        if event.code == EVENT_JOB_MAX_INSTANCES:
+            self.state.overlapped(event.job_id)
+            _log.warning(
+                "job %s is still running: the scheduled run is skipped (no overlap)",
+                event.job_id,
+            )
+        else:
+            self.state.missed(event.job_id)
+            _log.warning(
+                "job %s missed its run time by more than the misfire grace time: skipped",
+                event.job_id,
+            )
+
+    def _next_run(self, name: str) -> datetime | None:
+        if self._scheduler is None:
+            return None
+        job = self._scheduler.get_job(name)
+        moment: datetime | None = getattr(job, "next_run_time", None) if job else None
+        if moment is None:
+            return None
+        return moment.astimezone(UTC).replace(tzinfo=None)
+
+    # -- work -------------------------------------------------------------------------
+
+    def _evaluate(self, store: Store) -> None:
+        if not self.config.alerts.rules:
+            return
+        evaluation = evaluate_rules(store, self.config.alerts, self.sinks)
+        self.state.rule_errors = dict(evaluation.errors)
+        if evaluation.alerts:
+            self._wake.set()
+
+    def _after_job(self, store: Store, run: StoredJobRun) -> None:
+        self._evaluate(store)
+        self.state.refresh(store)
+        self._wake.set()
+
+    def _pump_loop(self) -> None:
+        alerts = self.config.alerts.settings
+        next_evaluation = time.monotonic() + alerts.evaluate_interval
+        woken = True
+        while not self.stopping.is_set():
+            try:
+                if time.monotonic() >= next_evaluation:
+                    with self.access("alerts: evaluating rules") as store:
+                        self._evaluate(store)
+                        self.state.refresh(store)
+                    next_evaluation = time.monotonic() + alerts.evaluate_interval
+                    woken = True
+                if woken or self.state.health()["outbox_pending"]:
+                    self._deliver()
+            except EvalkitError as error:
+                self.state.store_error = str(error)
+                _log.error("outbox: %s", error)
+            except Exception:
+                _log.exception("outbox: unexpected failure; retrying later")
+            woken = self._wake.wait(timeout=alerts.deliver_interval)
+            self._wake.clear()
+
+    def _deliver(self) -> None:
+        with self._outbox_lock.hold(
+            purpose="delivering alerts", wait=self.config.scheduler.lock_wait
+        ):
+            report = deliver_due(self.access, self.sinks, self.policy, stop=self.stopping)
+        self.state.delivered(report)
+        if report.delivered or report.failed or report.abandoned:
+            with self.access("alerts: refreshing figures") as store:
+                self.state.refresh(store)
+
+    def trigger(self, name: str, *, wait: float) -> tuple[int, dict[str, Any]]:
+        """Run job ``name`` now (HTTP status and body for ``POST /jobs/NAME/run``).
+
+        202 once started; with ``wait`` seconds, 200 and the job run if it ended by then;
+        404 for an unknown job; 409 while it runs; 503 while the service stops.
+        """
+        if name not in {job.name for job in self.config.jobs}:
+            known = ", ".join(job.name for job in self.config.jobs) or "none"
+            return 404, {"error": f"no job named {name!r} (configured: {known})"}
+        if self.stopping.is_set():
+            return 503, {"error": "evalkit serve is stopping"}
+        since = self.runner.running().get(name)
+        if since is not None:
+            return 409, {
+                "error": f"job {name} is already running (since {since.isoformat()}Z)",
+                "running": True,
+            }
+        outcome: dict[str, Any] = {}
+        done = threading.Event()
+
+        def work() -> None:
+            try:
+                outcome["run"] = self.runner.run(name, trigger="manual")
+            finally:
+                done.set()
+
+        threading.Thread(target=work, name=f"evalkit-job-{name}", daemon=True).start()
+        if wait <= 0 or not done.wait(wait):
+            return 202, {"accepted": True, "job": name, "finished": False}
+        run = outcome.get("run")
+        if run is None:
+            return 409, {"error": f"job {name} was already running", "running": True}
+        return 200, {"accepted": True, "job": name, "finished": True, "job_run": run.to_dict()}
+
+    # -- stop -------------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Ask the service to stop (what SIGTERM and SIGINT do); a second call interrupts
+        running jobs at once."""
+        if self._stop_requested.is_set():
+            self.runner.cancel.set()
+        self._stop_requested.set()
+
+    def stop(self) -> bool:
+        """Stop; returns False when a job could not be stopped (it is left to recovery)."""
+        if self.stopping.is_set():
+            return True
+        self.stopping.set()
+        self.state.stopping = True
+        self._wake.set()
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+        grace = self.config.scheduler.shutdown_grace
+        running = self.runner.running()
+        if running:
+            _log.info(
+                "stopping: %s may run for %g s more before being interrupted",
+                ", ".join(sorted(running)),
+                grace,
+            )
+        deadline = time.monotonic() + grace
+        while self.runner.running() and time.monotonic() < deadline:
+            if self.runner.cancel.is_set():
+                break
+            time.sleep(0.1)
+        if self.runner.running():
+            self.runner.cancel.set()
+            _log.warning("interrupting %s", ", ".join(sorted(self.runner.running())))
+            deadline = time.monotonic() + _CANCEL_WAIT
+            while self.runner.running() and time.monotonic() < deadline:
+                time.sleep(0.1)
+        left = sorted(self.runner.running())
+        self._shutdown_parts()
+        if left:
+            _log.error("%s did not stop; the next start marks it interrupted", ", ".join(left))
+            return False
+        _log.info("evalkit serve stopped")
+        return True
+
+    def _shutdown_parts(self) -> None:
+        self.stopping.set()
+        self._wake.set()
+        if self._scheduler is not None and self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+        if self._pump is not None:
+            self._pump.join(timeout=_PUMP_JOIN)
+        if self._http is not None:
+            self._http.stop()
+        if self._locked:
+            self._service_lock.release()
+            self._locked = False
+
+    def run_forever(self, *, install_signals: bool = True) -> bool:
+        """Start, wait for SIGTERM/SIGINT (or ``request_stop``), stop. True if clean."""
+        self.start()
+        if install_signals:
+
+            def handle(signum: int, frame: FrameType | None) -> None:
+                _log.info("received %s", signal.Signals(signum).name)
+                self.request_stop()
+
+            signal.signal(signal.SIGTERM, handle)
+            signal.signal(signal.SIGINT, handle)
+        try:
+            while not self._stop_requested.wait(0.5):
+                pass
+        finally:
+            clean = self.stop()
+        return clean

@@ -1,0 +1,239 @@
+"""Deduplication, cooldown, escalation and resolution; configuration of rules and sinks."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from evalkit.alerts import (
+    AlertStatus,
+    Severity,
+    Signal,
+    parse_alerts_config,
+    parse_duration,
+    transition,
+)
+from evalkit.alerts.engine import route
+from evalkit.alerts.sinks import LogSink
+from evalkit.errors import ConfigError
+from evalkit.store.alerts import StoredAlertState
+
+T0 = datetime(2026, 11, 21, 2, 0, 0)
+HOUR = 3600.0
+
+
+def step(
+    previous: StoredAlertState | None,
+    active: bool,
+    at: datetime,
+    *,
+    severity: Severity | None = None,
+    cooldown: float = HOUR,
+    repeat: float | None = None,
+) -> tuple[StoredAlertState, AlertStatus | None]:
+    result = transition(
+        previous,
+        Signal(subject="demo", active=active, severity=severity),
+        rule="drop",
+        default_severity=Severity.critical,
+        cooldown=cooldown,
+        repeat_interval=repeat,
+        now=at,
+    )
+    return result.state, result.notify
+
+
+def test_a_condition_fires_once_then_resolves_once() -> None:
+    timeline = [False, True, True, True, False, False]
+    state: StoredAlertState | None = None
+    told = []
+    for minute, active in enumerate(timeline):
+        state, notify = step(state, active, T0 + timedelta(minutes=minute))
+        told.append(notify)
+    assert told == [None, AlertStatus.firing, None, None, AlertStatus.resolved, None]
+    assert state is not None
+    assert state.dedup_key == "drop:demo"
+    assert state.notified_status == "resolved"
+    assert not state.active
+
+
+def test_cooldown_delays_a_refire_but_never_drops_it() -> None:
+    state, notify = step(None, True, T0)
+    assert notify is AlertStatus.firing
+    state, notify = step(state, False, T0 + timedelta(minutes=5))
+    assert notify is AlertStatus.resolved
+    state, notify = step(state, True, T0 + timedelta(minutes=10))
+    assert notify is None, "within the cooldown of the first firing"
+    assert state.active
+    assert state.notified_status == "resolved"
+    state, notify = step(state, True, T0 + timedelta(minutes=59))
+    assert notify is None
+    state, notify = step(state, True, T0 + timedelta(minutes=61))
+    assert notify is AlertStatus.firing, "still holding once the cooldown has passed"
+    assert state.since == T0 + timedelta(minutes=10)
+
+
+def test_a_blip_inside_the_cooldown_is_never_told() -> None:
+    state, _ = step(None, True, T0)
+    state, _ = step(state, False, T0 + timedelta(minutes=1))
+    state, notify = step(state, True, T0 + timedelta(minutes=2))
+    assert notify is None
+    state, notify = step(state, False, T0 + timedelta(minutes=3))
+    assert notify is None, "receivers were told 'resolved' already"
+
+
+def test_escalation_is_told_at_once_and_reminders_follow_repeat_interval() -> None:
+    state, notify = step(None, True, T0, severity=Severity.warning, repeat=2 * HOUR)
+    assert notify is AlertStatus.firing
+    state, notify = step(
+        state, True, T0 + timedelta(minutes=1), severity=Severity.critical, repeat=2 * HOUR
+    )
+    assert notify is AlertStatus.firing
+    assert state.notified_severity == "critical"
+    state, notify = step(state, True, T0 + timedelta(minutes=90), repeat=2 * HOUR)
+    assert notify is None
+    state, notify = step(state, True, T0 + timedelta(minutes=122), repeat=2 * HOUR)
+    assert notify is AlertStatus.firing
+    state, notify = step(state, False, T0 + timedelta(minutes=130))
+    assert notify is AlertStatus.resolved
+
+
+def test_without_repeat_interval_a_long_condition_is_told_once() -> None:
+    state, notify = step(None, True, T0)
+    assert notify is AlertStatus.firing
+    for day in range(1, 8):
+        state, notify = step(state, True, T0 + timedelta(days=day))
+        assert notify is None
+
+
+def test_routing_respects_rule_sinks_and_min_severity() -> None:
+    config = parse_alerts_config(
+        {
+            "alerts": {
+                "sinks": [
+                    {"name": "pager", "kind": "log", "min_severity": "critical"},
+                    {"name": "chat", "kind": "log"},
+                ],
+                "rules": [
+                    {"name": "all", "kind": "job_failure"},
+                    {"name": "chat-only", "kind": "job_failure", "sinks": ["chat"]},
+                ],
+            }
+        },
+        Path("evalkit.toml"),
+    )
+    sinks = {
+        "pager": LogSink(name="pager", min_severity=Severity.critical),
+        "chat": LogSink(name="chat"),
+    }
+    everything, chat_only = config.rules
+    assert route(sinks, everything, Severity.critical) == ["pager", "chat"]
+    assert route(sinks, everything, Severity.warning) == ["chat"]
+    assert route(sinks, chat_only, Severity.critical) == ["chat"]
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [(90, 90.0), ("90", 90.0), ("90s", 90.0), ("15m", 900.0), ("2h", 7200.0), ("1.5d", 129600.0)],
+)
+def test_durations(value: object, seconds: float) -> None:
+    assert parse_duration(value) == seconds
+
+
+@pytest.mark.parametrize("value", ["soon", "-5m", True, "5 minutes"])
+def test_bad_durations(value: object) -> None:
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration(value)
+
+
+@pytest.mark.parametrize(
+    ("alerts", "where"),
+    [
+        ({"rules": [{"name": "x", "kind": "nope"}]}, "[[alerts.rules]] #1 'x' field 'kind'"),
+        (
+            {"rules": [{"name": "x", "kind": "job_failure", "cooldown": "soon"}]},
+            "[[alerts.rules]] #1 'x': field 'cooldown'",
+        ),
+        (
+            {"rules": [{"name": "x", "kind": "job_failure", "consecutiv": 2}]},
+            "field 'consecutiv'",
+        ),
+        (
+            {"rules": [{"name": "p", "kind": "precision_regression", "goldset": "gs"}]},
+            "baseline_run",
+        ),
+        (
+            {
+                "rules": [
+                    {
+                        "name": "p",
+                        "kind": "precision_regression",
+                        "goldset": "gs",
+                        "baseline_run": "r",
+                        "measures": ["precision@ten"],
+                    }
+                ]
+            },
+            "field 'measures'",
+        ),
+        ({"sinks": [{"name": "w", "kind": "webhook"}]}, "exactly one of url or url_env"),
+        (
+            {"sinks": [{"name": "w", "kind": "webhook", "url": "ftp://x"}]},
+            "http:// or https://",
+        ),
+        (
+            {"rules": [{"name": "x", "kind": "job_failure", "sinks": ["missing"]}]},
+            "field 'sinks': no sink named 'missing'",
+        ),
+        (
+            {"rules": [{"name": "x", "kind": "job_failure"}, {"name": "x", "kind": "job_failure"}]},
+            "used twice",
+        ),
+        ({"retry_initial": "10m", "retry_max": "1m"}, "retry_max"),
+        ({"colour": "red"}, "[alerts]: field 'colour'"),
+    ],
+)
+def test_configuration_errors_name_the_file_and_the_field(
+    alerts: dict[str, object], where: str
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        parse_alerts_config({"alerts": alerts}, Path("/etc/evalkit.toml"))
+    assert str(raised.value).startswith("/etc/evalkit.toml: ")
+    assert where in str(raised.value)
+
+
+def test_missing_secret_environment_variable_is_named_not_echoed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from evalkit.alerts import build_sinks
+
+    monkeypatch.delenv("HOOK_SECRET", raising=False)
+    config = parse_alerts_config(
+        {
+            "alerts": {
+                "sinks": [
+                    {
+                        "name": "w",
+                        "kind": "webhook",
+                        "url": "http://127.0.0.1:9/hook",
+                        "secret_env": "HOOK_SECRET",
+                    }
+                ]
+            }
+        },
+        Path("evalkit.toml"),
+    )
+    with pytest.raises(ConfigError, match="HOOK_SECRET is not set"):
+        build_sinks(config)
+
+
+def test_no_sinks_means_a_log_sink_and_defaults_are_documented() -> None:
+    from evalkit.alerts import AlertsSettings, RuleConfig, build_sinks
+
+    config = parse_alerts_config({}, Path("evalkit.toml"))
+    assert list(build_sinks(config)) == ["log"]
+    for model in (AlertsSettings, RuleConfig):
+        for name, field in model.model_fields.items():
+            assert field.description, f"{model.__name__}.{name} has no help text"

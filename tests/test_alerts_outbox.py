@@ -1,0 +1,373 @@
+"""The durable outbox and the precision rule end to end, against real loopback servers.
+
+The scenarios of the issue: a precision drop produces exactly one webhook with the evidence
+and a resolved message when it recovers; a receiver that is down for an hour gets every
+alert once it is back, each exactly once and in order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+from test_scheduler_support import (  # noqa: F401  (fixtures)
+    SECRET,
+    FakeRetriever,
+    Receiver,
+    make_goldset,
+    receiver_fixture,
+    retriever_fixture,
+)
+
+from evalkit.alerts import (
+    RULE_KINDS,
+    AlertsConfig,
+    RetryPolicy,
+    RuleContext,
+    RuleKind,
+    Signal,
+    build_sinks,
+    deliver_due,
+    evaluate_rules,
+    parse_alerts_config,
+    register_rule_kind,
+)
+from evalkit.alerts.sinks import Sink
+from evalkit.config import load_settings
+from evalkit.pipeline import evaluate_goldset
+from evalkit.retrievers.http import HttpRetriever
+from evalkit.scheduler import JobRunner, StoreAccess, parse_service_config
+from evalkit.store import Store
+from evalkit.store.alerts import list_alerts, outbox_counts
+
+T0 = datetime(2026, 11, 21, 2, 0, 0)
+
+FLAGS: dict[str, bool] = {}
+
+
+class FlagParams(BaseModel):
+    """No parameters."""
+
+
+def _flags(ctx: RuleContext, params: FlagParams) -> list[Signal]:
+    return [
+        Signal(subject=name, active=on, title=f"flag {name}", evidence={"flag": name})
+        for name, on in sorted(FLAGS.items())
+    ]
+
+
+if "test_flag" not in RULE_KINDS:
+    register_rule_kind(RuleKind("test_flag", FlagParams, _flags, "test flags"))
+
+
+@dataclass
+class Clock:
+    now: datetime = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def store_path(tmp_path: Path) -> Iterator[Path]:
+    path = tmp_path / "evalkit.duckdb"
+    Store.open(path).close()
+    FLAGS.clear()
+    yield path
+    FLAGS.clear()
+
+
+def flag_config(receiver: Receiver, **alerts: Any) -> AlertsConfig:
+    return parse_alerts_config(
+        {
+            "alerts": {
+                **alerts,
+                "sinks": [{"name": "hook", "kind": "webhook", "url": receiver.url, "retries": 0}],
+                "rules": [{"name": "flags", "kind": "test_flag", "cooldown": 0}],
+            }
+        },
+        Path("evalkit.toml"),
+    )
+
+
+def test_receiver_down_for_an_hour_gets_every_alert_once_in_order(
+    store_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = flag_config(receiver, retry_initial="10s", retry_max="5m")
+    sinks = build_sinks(config)
+    access = StoreAccess(store_path, wait=10, program="test")
+    clock = Clock()
+    policy = RetryPolicy.from_settings(config.settings)
+    receiver.stop()
+
+    def evaluate() -> None:
+        with access("evaluate") as store:
+            evaluate_rules(store, config, sinks, now=clock.now)
+
+    FLAGS.update(a=True, b=True)
+    evaluate()
+    attempts_while_down = 0
+    while clock.now < T0 + timedelta(hours=1):
+        report = deliver_due(access, sinks, policy, clock=clock)
+        assert report.delivered == 0
+        attempts_while_down += report.failed
+        if clock.now >= T0 + timedelta(minutes=20) and FLAGS["a"]:
+            FLAGS["a"] = False
+            evaluate()
+        clock.now += timedelta(minutes=4)
+    assert 6 <= attempts_while_down <= 15, "back-off doubles up to 5 minutes over the hour"
+    with access("check") as store:
+        assert outbox_counts(store) == {("hook", "pending"): 3}
+
+    receiver.start()
+    for _ in range(3):
+        clock.now += timedelta(minutes=5)
+        deliver_due(access, sinks, policy, clock=clock)
+    got = [(r.payload["subject"], r.payload["status"]) for r in receiver.accepted()]
+    assert got == [("a", "firing"), ("b", "firing"), ("a", "resolved")]
+    ids = [r.payload["alert_id"] for r in receiver.accepted()]
+    assert len(set(ids)) == 3
+    with access("check") as store:
+        assert outbox_counts(store) == {("hook", "delivered"): 3}
+        stored = {alert.alert_id: alert for alert in list_alerts(store)}
+    assert set(stored) == set(ids)
+    assert all(alert.deliveries == {"hook": "delivered"} for alert in stored.values())
+
+
+def test_a_failing_row_blocks_later_rows_of_its_sink_only(
+    store_path: Path, receiver: Receiver, tmp_path: Path
+) -> None:
+    config = parse_alerts_config(
+        {
+            "alerts": {
+                "sinks": [
+                    {"name": "hook", "kind": "webhook", "url": receiver.url, "retries": 0},
+                    {"name": "file", "kind": "log", "path": str(tmp_path / "alerts.jsonl")},
+                ],
+                "rules": [{"name": "flags", "kind": "test_flag", "cooldown": 0}],
+            }
+        },
+        Path("evalkit.toml"),
+    )
+    sinks = build_sinks(config)
+    access = StoreAccess(store_path, wait=10, program="test")
+    FLAGS.update(a=True, b=True)
+    with access("evaluate") as store:
+        evaluate_rules(store, config, sinks, now=T0)
+    receiver.fail_with = 503
+    report = deliver_due(access, sinks, RetryPolicy(initial=0.0, maximum=0.0), clock=lambda: T0)
+    assert report.delivered == 2, "the file sink is not held up by the webhook"
+    assert report.failed == 1
+    assert report.waiting == {"hook": 2}
+    assert len(receiver.all()) == 1, "b is not sent before a"
+
+
+def test_give_up_after_abandons_and_says_so(store_path: Path, receiver: Receiver) -> None:
+    config = flag_config(receiver, retry_initial=1, retry_max=1, give_up_after="10m")
+    sinks = build_sinks(config)
+    access = StoreAccess(store_path, wait=10, program="test")
+    FLAGS.update(a=True)
+    with access("evaluate") as store:
+        evaluate_rules(store, config, sinks, now=T0)
+    receiver.fail_with = 500
+    clock = Clock()
+    policy = RetryPolicy.from_settings(config.settings)
+    first = deliver_due(access, sinks, policy, clock=clock)
+    clock.now += timedelta(minutes=11)
+    last = deliver_due(access, sinks, policy, clock=clock)
+    assert (first.failed, last.abandoned) == (1, 1)
+    with access("check") as store:
+        assert outbox_counts(store) == {("hook", "abandoned"): 1}
+    assert deliver_due(access, sinks, policy, clock=clock).failed == 0
+
+
+def test_a_sink_removed_from_the_configuration_keeps_its_rows(
+    store_path: Path, receiver: Receiver
+) -> None:
+    config = flag_config(receiver)
+    access = StoreAccess(store_path, wait=10, program="test")
+    FLAGS.update(a=True)
+    with access("evaluate") as store:
+        evaluate_rules(store, config, build_sinks(config), now=T0)
+    report = deliver_due(access, {}, RetryPolicy(), clock=lambda: T0)
+    assert report.waiting == {"hook": 1}
+    assert "no longer configured" in report.errors["hook"]
+    with access("check") as store:
+        assert outbox_counts(store) == {("hook", "pending"): 1}
+
+
+# -- the precision rule, end to end ---------------------------------------------------------
+
+
+def test_precision_drop_sends_one_webhook_with_evidence_then_one_resolved(
+    evalkit_home: Path,
+    receiver: Receiver,
+    retriever: FakeRetriever,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = load_settings()
+    path = settings.resolved_store_path
+    store = Store.open(path)
+    goldset = make_goldset()
+    with HttpRetriever(retriever.url) as http:
+        baseline = evaluate_goldset(store, goldset, http, k=10, label="baseline").run
+    store.close()
+    assert baseline.aggregates["precision@10"] == pytest.approx(0.3)
+    monkeypatch.setenv("HOOK_SECRET", SECRET)
+    config = parse_service_config(
+        {
+            "jobs": [
+                {
+                    "name": "replay",
+                    "kind": "goldset_replay",
+                    "goldset": "gs",
+                    "http_retriever": retriever.url,
+                    "k": 10,
+                }
+            ],
+            "alerts": {
+                "dashboard_url": "http://127.0.0.1:8501",
+                "sinks": [
+                    {
+                        "name": "hook",
+                        "kind": "webhook",
+                        "url": receiver.url,
+                        "secret_env": "HOOK_SECRET",
+                    }
+                ],
+                "rules": [
+                    {
+                        "name": "precision-drop",
+                        "kind": "precision_regression",
+                        "goldset": "gs",
+                        "label": "replay",
+                        "baseline_run": baseline.run_id,
+                        "measures": ["precision@10"],
+                        "min_effect": 0.02,
+                        "resamples": 500,
+                        "worst": 3,
+                    }
+                ],
+            },
+        },
+        Path("evalkit.toml"),
+    )
+    sinks: dict[str, Sink] = build_sinks(config.alerts)
+    access = StoreAccess(path, wait=10, program="test")
+
+    def after(store: Store, run: Any) -> None:
+        evaluate_rules(store, config.alerts, sinks)
+
+    runner = JobRunner(config, settings=settings, session=access, after_job=after)
+    policy = RetryPolicy.from_settings(config.alerts.settings)
+
+    def replay(mode: str) -> None:
+        retriever.mode = mode
+        run = runner.run("replay", trigger="manual")
+        assert run is not None
+        assert run.status == "succeeded"
+        deliver_due(access, sinks, policy)
+
+    replay("good")
+    assert receiver.all() == []
+    replay("bad")
+    replay("bad")
+    assert len(receiver.all()) == 1, "a drop that persists is notified once"
+    (firing,) = receiver.all()
+    assert firing.signature_valid
+    payload = firing.payload
+    evidence = payload["evidence"]
+    assert payload["status"] == "firing"
+    assert payload["severity"] == "critical"
+    assert payload["dedup_key"] == "precision-drop:gs/replay"
+    assert evidence["metric"] == "precision@10"
+    assert evidence["baseline"] == pytest.approx(0.3)
+    assert evidence["candidate"] == pytest.approx(0.1)
+    assert evidence["delta"] == pytest.approx(-0.2)
+    assert evidence["ci_low"] == pytest.approx(-0.2)
+    assert evidence["ci_high"] == pytest.approx(-0.2)
+    assert evidence["p_value"] < 0.05
+    assert evidence["n_queries"] == 30
+    assert evidence["baseline_run"] == baseline.run_id
+    assert [q["delta"] for q in evidence["worst_queries"]] == pytest.approx([-0.2] * 3)
+    assert [q["query_id"] for q in evidence["worst_queries"]] == ["q00", "q01", "q02"]
+    candidate = evidence["candidate_run"]
+    assert payload["links"]["candidate_run"] == f"evalkit runs show {candidate}"
+    assert payload["links"]["dashboard"] == (
+        f"http://127.0.0.1:8501/compare?baseline={baseline.run_id}&candidate={candidate}"
+    )
+    replay("good")
+    assert len(receiver.all()) == 2
+    resolved = receiver.all()[1].payload
+    assert resolved["status"] == "resolved"
+    assert resolved["dedup_key"] == payload["dedup_key"]
+    assert resolved["fired_at"] == payload["created_at"]
+    assert resolved["evidence"]["decision"] == "pass"
+    replay("good")
+    assert len(receiver.all()) == 2
+    with access("check") as store:
+        assert [a.status for a in list_alerts(store)] == ["resolved", "firing"]
+        assert outbox_counts(store) == {("hook", "delivered"): 2}
+
+
+def test_secrets_stay_out_of_the_store_and_the_log(
+    store_path: Path,
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+
+    from test_scheduler_support import store_text
+
+    token = "xoxb-url-token-5f4e3d2c"
+    header = "Bearer header-token-9a8b7c6d"
+    monkeypatch.setenv("HOOK_URL", f"{receiver.url}/{token}?key={token}")
+    monkeypatch.setenv("HOOK_SECRET", SECRET)
+    monkeypatch.setenv("HOOK_AUTH", header)
+    config = parse_alerts_config(
+        {
+            "alerts": {
+                "retry_initial": 0,
+                "retry_max": 0,
+                "sinks": [
+                    {
+                        "name": "hook",
+                        "kind": "webhook",
+                        "url_env": "HOOK_URL",
+                        "secret_env": "HOOK_SECRET",
+                        "headers_env": {"Authorization": "HOOK_AUTH"},
+                        "retries": 0,
+                    }
+                ],
+                "rules": [{"name": "flags", "kind": "test_flag", "cooldown": 0}],
+            }
+        },
+        Path("evalkit.toml"),
+    )
+    sinks = build_sinks(config)
+    access = StoreAccess(store_path, wait=10, program="test")
+    caplog.set_level(logging.DEBUG)
+    FLAGS.update(a=True)
+    with access("evaluate") as store:
+        evaluate_rules(store, config, sinks, now=T0)
+    policy = RetryPolicy.from_settings(config.settings)
+    receiver.fail_with = 500
+    assert deliver_due(access, sinks, policy).failed == 1
+    receiver.stop()
+    assert deliver_due(access, sinks, policy).failed == 1
+    receiver.start()
+    receiver.fail_with = None
+    assert deliver_due(access, sinks, policy).delivered == 1
+    assert receiver.accepted()[0].headers["authorization"] == header
+    stored = store_text(store_path)
+    assert "HTTP 500" in stored
+    assert "ConnectError" in stored
+    for secret in (token, SECRET, header, "header-token"):
+        assert secret not in stored
+        assert secret not in caplog.text

@@ -1,0 +1,402 @@
+"""Rule kinds over what other stages stored: drift checks, audits, traffic windows, job runs,
+and the sequential form of the precision rule."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from evalkit.alerts import (
+    AlertsConfig,
+    Evaluation,
+    build_sinks,
+    evaluate_rules,
+    parse_alerts_config,
+)
+from evalkit.audit.findings import AuditReport, CheckOutcome, Finding, Severity
+from evalkit.store import RunSpec, Store
+from evalkit.store.alerts import list_alerts, load_alert_states, record_job_run
+from evalkit.store.audit import save_audit
+from evalkit.store.drift import save_drift_check
+from evalkit.store.traffic import StoredWindowSummary, save_traffic_replay
+
+T0 = datetime(2026, 11, 21, 2, 0, 0)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    opened = Store.open(tmp_path / "evalkit.duckdb")
+    yield opened
+    opened.close()
+
+
+def configure(*rules: dict[str, Any]) -> AlertsConfig:
+    return parse_alerts_config(
+        {"alerts": {"rules": [{"cooldown": 0, **rule} for rule in rules]}}, Path("evalkit.toml")
+    )
+
+
+def evaluate(store: Store, config: AlertsConfig, minutes: int = 0) -> Evaluation:
+    return evaluate_rules(store, config, build_sinks(config), now=T0 + timedelta(minutes=minutes))
+
+
+def told(evaluation: Evaluation) -> list[tuple[str, str, str]]:
+    return sorted((a.subject, a.status.value, a.severity.value) for a in evaluation.alerts)
+
+
+def test_embedding_drift_fires_on_the_newest_check_and_resolves(store: Store) -> None:
+    config = configure({"name": "drift", "kind": "embedding_drift", "severity": "warning"})
+    save_drift_check(
+        store,
+        stream="queries",
+        subject="traffic",
+        finding="ok",
+        method="mmd",
+        is_drift=False,
+        p_value=0.4,
+    )
+    assert told(evaluate(store, config)) == []
+    save_drift_check(
+        store,
+        stream="queries",
+        subject="traffic",
+        finding="drift",
+        method="mmd",
+        is_drift=True,
+        p_value=0.001,
+        statistic=0.12,
+        effect_size=0.3,
+        n_reference=500,
+        n_current=480,
+        reference="2026-11-19",
+        current="2026-11-20",
+    )
+    first = evaluate(store, config, 1)
+    assert told(first) == [("queries/traffic", "firing", "warning")]
+    evidence = first.alerts[0].evidence
+    assert (evidence["p_value"], evidence["effect_size"], evidence["n_current"]) == (
+        0.001,
+        0.3,
+        480,
+    )
+    assert told(evaluate(store, config, 2)) == []
+    save_drift_check(
+        store,
+        stream="queries",
+        subject="traffic",
+        finding="ok",
+        method="mmd",
+        is_drift=False,
+        p_value=0.5,
+    )
+    assert told(evaluate(store, config, 3)) == [("queries/traffic", "resolved", "warning")]
+
+
+def test_model_mismatch_is_its_own_rule(store: Store) -> None:
+    config = configure(
+        {"name": "drift", "kind": "embedding_drift"},
+        {"name": "model", "kind": "model_mismatch"},
+    )
+    save_drift_check(
+        store,
+        stream="queries",
+        subject="traffic",
+        finding="model_mismatch",
+        method="fingerprint",
+        is_drift=False,
+    )
+    evaluation = evaluate(store, config)
+    assert [(a.rule, a.subject) for a in evaluation.alerts] == [("model", "queries/traffic")]
+
+
+def audit_report(collection: str, minute: int, *findings: Finding) -> AuditReport:
+    moment = T0 + timedelta(minutes=minute)
+    return AuditReport(
+        collection=collection,
+        location="chroma",
+        started_at=moment,
+        finished_at=moment,
+        n_documents=100,
+        checks=(CheckOutcome(name="duplicates", ran=True, findings=findings),),
+        config={},
+        seed=0,
+    )
+
+
+def test_audit_findings_fire_per_kind_with_their_severity(store: Store) -> None:
+    config = configure(
+        {"name": "index", "kind": "audit_findings"}, {"name": "model", "kind": "model_mismatch"}
+    )
+    near = Finding(
+        "near_duplicates",
+        "duplicates",
+        Severity.warning,
+        "3 near duplicates",
+        3,
+        doc_ids=("a", "b", "c"),
+        clusters=(("a", "b", "c"),),
+    )
+    recall = Finding(
+        "low_ann_recall",
+        "ann_recall",
+        Severity.critical,
+        "recall@10 0.82",
+        40,
+        value=0.82,
+        threshold=0.95,
+    )
+    vectors = Finding("vectors_from_another_model", "model", Severity.critical, "other model", 7)
+    info = Finding("orphaned_judgments", "orphans", Severity.info, "2 orphans", 2)
+    save_audit(store, audit_report("kb", 0, near, recall, vectors, info))
+    first = evaluate(store, config)
+    assert told(first) == [
+        ("audit/kb", "firing", "critical"),
+        ("kb/low_ann_recall", "firing", "critical"),
+        ("kb/near_duplicates", "firing", "warning"),
+    ]
+    recall_alert = next(a for a in first.alerts if a.subject == "kb/low_ann_recall")
+    assert recall_alert.evidence["value"] == 0.82
+    assert recall_alert.evidence["findings"][0]["threshold"] == 0.95
+    save_audit(store, audit_report("kb", 1, near))
+    assert told(evaluate(store, config, 1)) == [
+        ("audit/kb", "resolved", "critical"),
+        ("kb/low_ann_recall", "resolved", "critical"),
+    ]
+    save_audit(store, audit_report("other", 2, recall))
+    assert told(evaluate(store, config, 2)) == [("other/low_ann_recall", "firing", "critical")]
+
+
+def fail(store: Store, job: str, status: str, minute: int) -> None:
+    started = T0 + timedelta(minutes=minute)
+    record_job_run(
+        store,
+        job=job,
+        kind="command",
+        trigger="schedule",
+        status=status,
+        started_at=started,
+        finished_at=started + timedelta(seconds=5),
+        pid=1,
+        host="h",
+        error=f"{job} {status}",
+    )
+
+
+def test_job_failure_counts_consecutive_failures(store: Store) -> None:
+    config = configure({"name": "jobs", "kind": "job_failure", "consecutive": 2})
+    fail(store, "nightly", "failed", 0)
+    assert told(evaluate(store, config)) == []
+    fail(store, "nightly", "interrupted", 1)
+    evaluation = evaluate(store, config, 1)
+    assert told(evaluation) == [("nightly", "firing", "critical")]
+    assert evaluation.alerts[0].evidence["consecutive_failures"] == 2
+    fail(store, "nightly", "succeeded", 2)
+    assert told(evaluate(store, config, 2)) == [("nightly", "resolved", "critical")]
+
+
+def summary(run_id: str, label: str, share: float, replayed: int = 100) -> StoredWindowSummary:
+    start = datetime.fromisoformat(label)
+    return StoredWindowSummary(
+        run_id=run_id,
+        sample_id=f"s-{run_id}",
+        window_label=label,
+        window_start=start,
+        window_end=start + timedelta(days=1),
+        computed_at=start + timedelta(days=1),
+        k=10,
+        compare_k=10,
+        rbo_p=0.9,
+        volume=1000,
+        n_distinct=900,
+        n_replayed=replayed,
+        n_failed=0,
+        low_confidence_threshold=0.4,
+        low_confidence_share=share,
+    )
+
+
+def test_low_confidence_rate_reads_the_newest_window(store: Store) -> None:
+    config = configure({"name": "lowconf", "kind": "low_confidence_rate", "threshold": 0.25})
+    empty = pd.DataFrame()
+    save_traffic_replay(store, summary=summary("r1", "2026-11-19", 0.10), per_query=empty)
+    assert told(evaluate(store, config)) == []
+    save_traffic_replay(store, summary=summary("r2", "2026-11-20", 0.40), per_query=empty)
+    evaluation = evaluate(store, config, 1)
+    assert told(evaluation) == [("traffic", "firing", "critical")]
+    assert evaluation.alerts[0].evidence["share"] == 0.40
+    save_traffic_replay(
+        store, summary=summary("r3", "2026-11-21", 0.60, replayed=5), per_query=empty
+    )
+    assert told(evaluate(store, config, 2)) == [], "too few queries to judge"
+    save_traffic_replay(store, summary=summary("r4", "2026-11-22", 0.20), per_query=empty)
+    assert told(evaluate(store, config, 3)) == [("traffic", "resolved", "critical")]
+
+
+def stored_run(store: Store, value: float) -> str:
+    spec = RunSpec(
+        kind="goldset",
+        retriever_kind="http",
+        k=10,
+        measures=("precision@10",),
+        evalkit_version="test",
+        goldset_name="gs",
+        label="replay",
+        n_queries=30,
+    )
+    run_id = store.create_run(spec)
+    store.finish_run(
+        run_id,
+        status="complete",
+        per_query=None,
+        aggregates={"precision@10": value},
+        n_evaluated=30,
+        n_total=30,
+        n_failed=0,
+    )
+    return run_id
+
+
+@pytest.mark.parametrize("method", ["page_hinkley", "cusum"])
+def test_sequential_precision_rule_catches_a_sustained_drop(store: Store, method: str) -> None:
+    config = configure(
+        {
+            "name": "seq",
+            "kind": "precision_regression",
+            "goldset": "gs",
+            "method": method,
+            "warmup": 8,
+            "measures": ["precision@10"],
+        }
+    )
+    noise = [0.01, -0.01, 0.005, -0.005, 0.0, 0.01, -0.01, 0.0]
+    for offset in noise:
+        stored_run(store, 0.30 + offset)
+    assert told(evaluate(store, config)) == []
+    states = []
+    for minute in range(1, 6):
+        stored_run(store, 0.22)
+        evaluation = evaluate(store, config, minute)
+        states.append([a.status.value for a in evaluation.alerts])
+    assert ["firing"] in states, states
+    state = load_alert_states(store)["seq:gs:precision@10"]
+    assert state.active
+    assert state.evidence["metric"] == "precision@10"
+    assert state.evidence["delta"] == pytest.approx(0.22 - state.evidence["baseline"])
+
+
+def test_a_failing_rule_does_not_stop_the_others(store: Store) -> None:
+    config = configure(
+        {
+            "name": "gate",
+            "kind": "precision_regression",
+            "goldset": "gs",
+            "baseline_run": "20260101T000000-000000",
+        },
+        {"name": "jobs", "kind": "job_failure"},
+    )
+    stored_run(store, 0.3)
+    fail(store, "nightly", "failed", 0)
+    evaluation = evaluate(store, config)
+    assert "no run '20260101T000000-000000'" in evaluation.errors["gate"]
+    assert evaluation.evaluated == ("jobs",)
+    assert [a.rule for a in list_alerts(store)] == ["jobs"]
+
+
+def test_disabled_rules_are_skipped_unless_named(store: Store) -> None:
+    config = configure({"name": "jobs", "kind": "job_failure", "enabled": False})
+    fail(store, "nightly", "failed", 0)
+    assert evaluate(store, config).alerts == ()
+    named = evaluate_rules(store, config, build_sinks(config), now=T0, only=["jobs"])
+    assert len(named.alerts) == 1
+
+
+def scoring(store: Store, minute: int, values: list[float | None]) -> str:
+    from evalkit.answers.records import AnswerScores, MetricScore
+    from evalkit.store.answers import save_answer_scores
+
+    moment = T0 + timedelta(minutes=minute)
+    scores = tuple(
+        MetricScore(
+            item_id=f"a{i:02d}",
+            metric="faithfulness",
+            method="offline-embedding",
+            value=value,
+            unmeasured_reason=None if value is not None else "no contexts",
+        )
+        for i, value in enumerate(values)
+    )
+    return save_answer_scores(
+        store,
+        AnswerScores(
+            scores=scores,
+            summaries=(),
+            n_records=len(values),
+            started_at=moment,
+            finished_at=moment,
+            source="answers.jsonl",
+        ),
+    )
+
+
+def test_faithfulness_drop_compares_answers_item_by_item(store: Store) -> None:
+    config = configure(
+        {"name": "faith", "kind": "faithfulness_drop", "min_effect": 0.05, "resamples": 500}
+    )
+    steady = [0.9, 0.8, 0.85, 0.95, 0.9, 0.7, 0.88, 0.92, 0.81, 0.9, None, 0.86]
+    first = scoring(store, 0, steady)
+    assert told(evaluate(store, config)) == [], "one scoring: nothing to compare with"
+    scoring(store, 1, steady)
+    assert told(evaluate(store, config, 1)) == []
+    worse = [None if v is None else v - 0.3 for v in steady]
+    worse[3] = 0.1
+    dropped = scoring(store, 2, worse)
+    evaluation = evaluate(store, config, 2)
+    assert told(evaluation) == [("faithfulness", "firing", "critical")]
+    evidence = evaluation.alerts[0].evidence
+    assert evidence["current_scoring"] == dropped
+    assert evidence["n_items"] == 11, "the unmeasured answer is left out, not scored 0"
+    assert evidence["n_measured_current"] == 11
+    assert evidence["worst_queries"][0] == {
+        "query_id": "a03",
+        "baseline": 0.95,
+        "candidate": 0.1,
+        "delta": pytest.approx(-0.85),
+    }
+    pinned = configure(
+        {"name": "faith", "kind": "faithfulness_drop", "baseline_scoring": first, "resamples": 500}
+    )
+    scoring(store, 3, steady)
+    assert told(evaluate(store, pinned, 3)) == [("faithfulness", "resolved", "critical")]
+
+
+def test_an_unchanged_comparison_is_read_back_not_recomputed(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import evalkit.stats
+
+    steady = [0.9, 0.8, 0.85, 0.95, 0.9, 0.7, 0.88, 0.92]
+    scoring(store, 0, steady)
+    scoring(store, 1, [v - 0.4 for v in steady])
+    config = configure({"name": "faith", "kind": "faithfulness_drop", "resamples": 500})
+    first = evaluate(store, config)
+    assert told(first) == [("faithfulness", "firing", "critical")]
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the comparison was recomputed")
+
+    monkeypatch.setattr(evalkit.stats, "compare_runs", refuse)
+    assert told(evaluate(store, config, 1)) == []
+    state = load_alert_states(store)["faith:faithfulness"]
+    assert state.active
+    assert state.title == first.alerts[0].title
+    assert state.evidence == first.alerts[0].evidence
+    changed = configure(
+        {"name": "faith", "kind": "faithfulness_drop", "resamples": 600, "min_effect": 0.01}
+    )
+    with pytest.raises(AssertionError, match="recomputed"):
+        evaluate(store, changed, 2)

@@ -1,0 +1,233 @@
+"""Sinks against real processes: a loopback webhook receiver, a command, the log."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from test_scheduler_support import SECRET, Receiver, receiver_fixture  # noqa: F401  (fixture)
+
+from evalkit.alerts import (
+    Alert,
+    AlertStatus,
+    CommandSink,
+    LogSink,
+    Severity,
+    WebhookSink,
+    alert_payload,
+    build_sinks,
+    parse_alerts_config,
+    slack_body,
+)
+
+EVIDENCE = {
+    "metric": "precision@10",
+    "baseline": 0.3,
+    "candidate": 0.1,
+    "delta": -0.2,
+    "ci_low": -0.21,
+    "ci_high": -0.19,
+    "p_value": 0.0004,
+    "worst_queries": [{"query_id": "q07", "baseline": 0.3, "candidate": 0.1, "delta": -0.2}],
+    "candidate_run": "20261121T020000-abcdef",
+}
+
+
+def make_alert(status: AlertStatus = AlertStatus.firing, alert_id: str = "a-1") -> Alert:
+    moment = datetime(2026, 11, 21, 2, 0, 0)
+    return Alert(
+        alert_id=alert_id,
+        rule="precision-drop",
+        kind="precision_regression",
+        dedup_key="precision-drop:gs",
+        subject="gs",
+        status=status,
+        severity=Severity.critical,
+        title="precision@10 dropped -0.2000 on goldset gs",
+        summary="precision@10 0.3000 -> 0.1000",
+        evidence=EVIDENCE,
+        links={"candidate_run": "evalkit runs show 20261121T020000-abcdef"},
+        fired_at=moment,
+        created_at=moment,
+    )
+
+
+def no_sleep(seconds: float) -> None:
+    """Back-off without waiting (the waits themselves are checked separately)."""
+
+
+def test_webhook_body_is_signed_and_carries_the_evidence(receiver: Receiver) -> None:
+    sink = WebhookSink(name="hook", url=receiver.url, secret=SECRET, sleep=no_sleep)
+    result = sink.send(make_alert())
+    assert result.ok
+    assert result.status_code == 200
+    (request,) = receiver.all()
+    assert request.signature_valid
+    assert request.headers["x-evalkit-alert-id"] == "a-1"
+    assert request.headers["x-evalkit-event"] == "firing"
+    payload = request.payload
+    assert payload["schema"] == "evalkit.alert.v1"
+    assert payload["status"] == "firing"
+    assert payload["dedup_key"] == "precision-drop:gs"
+    assert payload["evidence"] == EVIDENCE
+    assert payload["links"]["candidate_run"].endswith("20261121T020000-abcdef")
+    assert payload == json.loads(json.dumps(alert_payload(make_alert()), default=str))
+
+
+def test_unsigned_sink_sends_no_signature(receiver: Receiver) -> None:
+    WebhookSink(name="hook", url=receiver.url, sleep=no_sleep).send(make_alert())
+    (request,) = receiver.all()
+    assert "x-evalkit-signature" not in request.headers
+    assert not request.signature_valid
+
+
+def test_slack_body(receiver: Receiver) -> None:
+    sink = WebhookSink(
+        name="chat", url=receiver.url, secret=SECRET, body_format="slack", sleep=no_sleep
+    )
+    assert sink.send(make_alert()).ok
+    assert sink.send(make_alert(AlertStatus.resolved, "a-2")).ok
+    firing, resolved = (request.payload for request in receiver.all())
+    assert firing.keys() == {"text", "blocks"}
+    assert firing["text"].startswith(":red_circle: [FIRING] precision@10 dropped")
+    assert resolved["text"].startswith(":white_check_mark: [RESOLVED]")
+    kinds = [block["type"] for block in firing["blocks"]]
+    assert kinds == ["section", "section", "section", "context"]
+    fields = {field["text"] for field in firing["blocks"][1]["fields"]}
+    assert "*delta*\n-0.2000" in fields
+    assert "*p_value*\n0.0004" in fields
+    assert "`q07` 0.3000 -> 0.1000" in firing["blocks"][2]["text"]["text"]
+    assert slack_body(make_alert()) == firing
+
+
+def test_webhook_retries_5xx_with_growing_jittered_waits(receiver: Receiver) -> None:
+    waits: list[float] = []
+    receiver.fail_with = 503
+    sink = WebhookSink(
+        name="hook", url=receiver.url, retries=3, backoff=0.5, max_backoff=30, sleep=waits.append
+    )
+    result = sink.send(make_alert())
+    assert not result.ok
+    assert result.tries == 4
+    assert result.status_code == 503
+    assert result.error == f"HTTP 503 from http://127.0.0.1:{receiver.port}"
+    assert len(receiver.all()) == 4
+    for retry, wait in enumerate(waits):
+        assert 0.5 * 2**retry <= wait <= 2 * 0.5 * 2**retry
+
+
+def test_webhook_recovers_within_its_retries(receiver: Receiver) -> None:
+    waits: list[float] = []
+
+    def sleep_then_heal(seconds: float) -> None:
+        waits.append(seconds)
+        receiver.fail_with = None
+
+    receiver.fail_with = 502
+    sink = WebhookSink(name="hook", url=receiver.url, secret=SECRET, sleep=sleep_then_heal)
+    result = sink.send(make_alert())
+    assert result.ok
+    assert result.tries == 2
+    assert [r.status for r in receiver.all()] == [502, 200]
+    assert all(r.signature_valid for r in receiver.all())
+
+
+def test_webhook_does_not_retry_a_client_error(receiver: Receiver) -> None:
+    receiver.fail_with = 400
+    result = WebhookSink(name="hook", url=receiver.url, retries=3, sleep=no_sleep).send(
+        make_alert()
+    )
+    assert not result.ok
+    assert result.tries == 1
+    assert len(receiver.all()) == 1
+
+
+def test_secrets_never_reach_errors_or_logs(
+    receiver: Receiver, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    token = "T0KEN-in-the-url-9f8e7d"
+    header_secret = "Bearer hdr-secret-1a2b3c4d"
+    monkeypatch.setenv("HOOK_URL", f"{receiver.url}/{token}")
+    monkeypatch.setenv("HOOK_SECRET", SECRET)
+    monkeypatch.setenv("HOOK_AUTH", header_secret)
+    config = parse_alerts_config(
+        {
+            "alerts": {
+                "sinks": [
+                    {
+                        "name": "hook",
+                        "kind": "webhook",
+                        "url_env": "HOOK_URL",
+                        "secret_env": "HOOK_SECRET",
+                        "headers_env": {"Authorization": "HOOK_AUTH"},
+                        "retries": 1,
+                        "backoff": 0,
+                    }
+                ]
+            }
+        },
+        Path("evalkit.toml"),
+    )
+    sink = build_sinks(config)["hook"]
+    caplog.set_level(logging.DEBUG)
+    receiver.fail_with = 500
+    failed = sink.send(make_alert())
+    receiver.stop()
+    refused = sink.send(make_alert())
+    texts = [str(failed.error), str(refused.error), json.dumps(sink.describe()), caplog.text]
+    assert not failed.ok
+    assert not refused.ok
+    assert "ConnectError" in str(refused.error)
+    for text in texts:
+        for secret in (token, SECRET, header_secret, "hdr-secret"):
+            assert secret not in text
+    assert sink.describe()["target"] == f"http://127.0.0.1:{receiver.port}"
+
+
+def test_command_sink_gets_the_payload_on_stdin(tmp_path: Path) -> None:
+    out = tmp_path / "received.json"
+    script = (
+        "import os, sys, pathlib\n"
+        f"pathlib.Path({str(out)!r}).write_bytes(sys.stdin.buffer.read())\n"
+        "print(os.environ['EVALKIT_ALERT_STATUS'], file=sys.stderr)\n"
+    )
+    sink = CommandSink(name="cmd", command=[sys.executable, "-c", script])
+    assert sink.send(make_alert()).ok
+    payload = json.loads(out.read_bytes())
+    assert payload["alert_id"] == "a-1"
+    assert payload["evidence"]["delta"] == -0.2
+
+
+def test_command_sink_reports_failure_and_timeout(tmp_path: Path) -> None:
+    failing = CommandSink(
+        name="cmd",
+        command=[sys.executable, "-c", "import sys; sys.stderr.write('pager down'); sys.exit(4)"],
+    )
+    result = failing.send(make_alert())
+    assert not result.ok
+    assert result.error is not None
+    assert "exited with 4: pager down" in result.error
+    slow = CommandSink(
+        name="cmd", command=[sys.executable, "-c", "import time; time.sleep(10)"], timeout=0.5
+    )
+    assert "did not finish within 0.5 s" in str(slow.send(make_alert()).error)
+    missing = CommandSink(name="cmd", command=[str(tmp_path / "no-such-program")])
+    assert "cannot run" in str(missing.send(make_alert()).error)
+
+
+def test_log_sink_to_file_and_to_the_log(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "alerts" / "alerts.jsonl"
+    to_file = LogSink(name="file", path=path)
+    assert to_file.send(make_alert()).ok
+    assert to_file.send(make_alert(AlertStatus.resolved, "a-2")).ok
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [line["status"] for line in lines] == ["firing", "resolved"]
+    caplog.set_level(logging.INFO, logger="evalkit.alerts")
+    assert LogSink(name="log").send(make_alert()).ok
+    (record,) = caplog.records
+    assert record.levelno == logging.ERROR
+    assert "precision-drop:gs" in record.getMessage()

@@ -1,0 +1,175 @@
+"""``evalkit serve|jobs|alerts`` commands in process (no service running)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from test_scheduler_support import (  # noqa: F401  (fixtures)
+    SECRET,
+    Receiver,
+    receiver_fixture,
+)
+
+from evalkit.cli import invoke
+from evalkit.config import load_settings
+from evalkit.store import Store
+
+
+@pytest.fixture
+def configured(
+    evalkit_home: Path,
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Path:
+    config = evalkit_home.parent / "evalkit.toml"
+    python = json.dumps(sys.executable)
+    config.write_text(
+        f"""
+[scheduler]
+lock_wait = "30s"
+
+[[jobs]]
+name = "ok"
+kind = "command"
+command = [{python}, "-c", "pass"]
+cron = "30 2 * * *"
+
+[[jobs]]
+name = "broken"
+kind = "command"
+command = [{python}, "-c", "import sys; sys.exit('disk full')"]
+
+[alerts]
+retry_initial = 0
+retry_max = 0
+
+[[alerts.sinks]]
+name = "hook"
+kind = "webhook"
+url = "{receiver.url}"
+secret_env = "HOOK_SECRET"
+retries = 0
+
+[[alerts.rules]]
+name = "jobs"
+kind = "job_failure"
+""",
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("EVALKIT_CONFIG", str(config))
+    monkeypatch.setenv("HOOK_SECRET", SECRET)
+    Store.open(load_settings().resolved_store_path).close()
+    return config
+
+
+def run_json(capsys: pytest.CaptureFixture[str], *argv: str, code: int = 0) -> object:
+    assert invoke([*argv, "--format", "json"]) == code
+    return json.loads(capsys.readouterr().out)
+
+
+def test_jobs_run_locally_then_alerts_flow(
+    configured: Path, receiver: Receiver, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ok = run_json(capsys, "jobs", "run", "ok")
+    assert isinstance(ok, dict)
+    assert (ok["job"], ok["status"], ok["trigger"]) == ("ok", "succeeded", "manual")
+    broken = run_json(capsys, "jobs", "run", "broken", code=1)
+    assert isinstance(broken, dict)
+    assert broken["status"] == "failed"
+    assert "disk full" in broken["error"]
+    (firing,) = receiver.accepted()
+    assert firing.signature_valid
+    assert firing.payload["dedup_key"] == "jobs:broken"
+    assert firing.payload["evidence"]["error"] == broken["error"]
+
+    listed = run_json(capsys, "alerts", "list")
+    assert isinstance(listed, list)
+    assert [(a["dedup_key"], a["status"], a["deliveries"]) for a in listed] == [
+        ("jobs:broken", "firing", {"hook": "delivered"})
+    ]
+    shown = run_json(capsys, "alerts", "show", listed[0]["alert_id"])
+    assert isinstance(shown, dict)
+    assert [(a["sink"], a["ok"], a["status_code"]) for a in shown["attempts"]] == [
+        ("hook", True, 200)
+    ]
+    history = run_json(capsys, "jobs", "history")
+    assert isinstance(history, list)
+    assert [(r["job"], r["status"]) for r in history] == [("broken", "failed"), ("ok", "succeeded")]
+
+    evaluated = run_json(capsys, "alerts", "evaluate")
+    assert isinstance(evaluated, dict)
+    assert (evaluated["evaluated"], evaluated["alerts"]) == (["jobs"], [])
+    delivered = run_json(capsys, "alerts", "deliver")
+    assert delivered == {"delivered": 0, "failed": 0, "abandoned": 0, "waiting": {}}
+
+
+def test_jobs_list_without_a_service_reads_the_store(
+    configured: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_json(capsys, "jobs", "run", "ok")
+    listing = run_json(capsys, "jobs", "list")
+    assert isinstance(listing, dict)
+    assert listing["service"] is None
+    ok, broken = listing["jobs"]
+    assert (ok["schedule"], ok["last_run"]["status"]) == ("cron 30 2 * * *", "succeeded")
+    assert ok["next_run"].endswith("T02:30:00Z")
+    assert (broken["schedule"], broken["last_run"], broken["next_run"]) == (
+        "on demand",
+        None,
+        None,
+    )
+    assert invoke(["jobs", "list"]) == 0
+    assert "evalkit serve not running" in capsys.readouterr().out
+
+
+def test_alerts_test_reports_each_sink(
+    configured: Path, receiver: Receiver, capsys: pytest.CaptureFixture[str]
+) -> None:
+    results = run_json(capsys, "alerts", "test")
+    assert isinstance(results, list)
+    assert [(r["name"], r["ok"], r["signed"]) for r in results] == [("hook", True, True)]
+    assert receiver.accepted()[0].payload["rule"] == "evalkit-probe"
+    receiver.fail_with = 500
+    failed = run_json(capsys, "alerts", "test", "--sink", "hook", code=3)
+    assert isinstance(failed, list)
+    assert failed[0]["error"] == f"HTTP 500 from http://127.0.0.1:{receiver.port}"
+    assert invoke(["alerts", "test", "--sink", "nope"]) == 2
+    assert "no sink named nope" in capsys.readouterr().err
+
+
+def test_configuration_errors_exit_2_naming_file_and_field(
+    configured: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = configured.read_text().replace('cron = "30 2 * * *"', 'cron = "whenever"')
+    configured.write_text(text)
+    assert invoke(["jobs", "list"]) == 2
+    err = capsys.readouterr().err
+    assert str(configured) in err.replace("\n", "")
+    assert "[[jobs]] #1 'ok'" in err
+    assert invoke(["jobs", "run", "missing"]) == 2
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["serve"],
+        ["jobs", "list"],
+        ["jobs", "run"],
+        ["jobs", "history"],
+        ["alerts", "list"],
+        ["alerts", "show"],
+        ["alerts", "evaluate"],
+        ["alerts", "deliver"],
+        ["alerts", "test"],
+    ],
+)
+def test_every_command_has_help_with_an_example(
+    command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert invoke([*command, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "Example:" in out
+    assert "--format" in out

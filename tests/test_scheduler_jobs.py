@@ -1,0 +1,376 @@
+"""Job kinds and the runner, in process: commands, cancellation, overlap, drift checks,
+retention, a busy store, and the configuration of ``[[jobs]]``."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from test_scheduler_support import (  # noqa: F401  (fixture)
+    FakeRetriever,
+    make_goldset,
+    retriever_fixture,
+)
+
+from evalkit.config import Settings, load_settings
+from evalkit.errors import ConfigError
+from evalkit.scheduler import (
+    FileLock,
+    JobListener,
+    JobRunner,
+    ServiceConfig,
+    StoreAccess,
+    parse_service_config,
+)
+from evalkit.store import RunSpec, Store
+from evalkit.store.alerts import list_job_runs
+from evalkit.store.drift import list_drift_checks
+from evalkit.store.traffic import StoredWindowSummary, save_traffic_replay
+
+
+def python(code: str) -> list[str]:
+    return [sys.executable, "-c", code]
+
+
+@pytest.fixture
+def settings(evalkit_home: Path) -> Iterator[Settings]:
+    loaded = load_settings()
+    Store.open(loaded.resolved_store_path).close()
+    return loaded
+
+
+def configure(*jobs: dict[str, Any], alerts: dict[str, Any] | None = None) -> ServiceConfig:
+    data: dict[str, Any] = {"jobs": list(jobs)}
+    if alerts is not None:
+        data["alerts"] = alerts
+    return parse_service_config(data, Path("evalkit.toml"))
+
+
+def runner_for(config: ServiceConfig, settings: Settings, **options: Any) -> JobRunner:
+    access = StoreAccess(settings.resolved_store_path, wait=10, program="test")
+    return JobRunner(config, settings=settings, session=access, **options)
+
+
+def test_command_jobs_succeed_fail_and_time_out(settings: Settings) -> None:
+    config = configure(
+        {"name": "ok", "kind": "command", "command": python("print('hello')")},
+        {"name": "broken", "kind": "command", "command": python("import sys; sys.exit('nope')")},
+        {
+            "name": "slow",
+            "kind": "command",
+            "command": python("import time; time.sleep(30)"),
+            "timeout": 0.5,
+        },
+    )
+    runner = runner_for(config, settings)
+    ok, broken, slow = (runner.run(name) for name in ("ok", "broken", "slow"))
+    assert ok is not None
+    assert ok.status == "succeeded"
+    assert ok.summary["exit_code"] == 0
+    assert broken is not None
+    assert broken.status == "failed"
+    assert broken.error is not None
+    assert "exited with 1: nope" in broken.error
+    assert slow is not None
+    assert slow.status == "failed"
+    assert "ran longer than 0.5 s" in str(slow.error)
+    assert slow.seconds is not None
+    assert slow.seconds < 10
+
+
+class Heard(JobListener):
+    def __init__(self) -> None:
+        self.overlaps = 0
+        self.statuses: list[str] = []
+
+    def overlapped(self, job: str) -> None:
+        self.overlaps += 1
+
+    def finished(self, job: str, run: Any) -> None:
+        self.statuses.append(run.status)
+
+
+def test_a_running_job_is_never_started_twice(settings: Settings) -> None:
+    config = configure(
+        {"name": "sleepy", "kind": "command", "command": python("import time; time.sleep(1.5)")}
+    )
+    heard = Heard()
+    runner = runner_for(config, settings, listener=heard)
+    results: list[Any] = []
+    first = threading.Thread(target=lambda: results.append(runner.run("sleepy")))
+    first.start()
+    while not runner.is_running("sleepy"):
+        time.sleep(0.01)
+    assert runner.run("sleepy", trigger="manual") is None
+    first.join()
+    assert heard.overlaps == 1
+    assert heard.statuses == ["succeeded"]
+    with Store.open(settings.resolved_store_path, read_only=True) as store:
+        assert len(list_job_runs(store, job="sleepy")) == 1
+
+
+def test_cancelling_interrupts_a_command_and_a_goldset_replay(
+    settings: Settings, retriever: FakeRetriever
+) -> None:
+    with Store.open(settings.resolved_store_path) as store:
+        store.save_goldset(make_goldset())
+    config = configure(
+        {"name": "sleepy", "kind": "command", "command": python("import time; time.sleep(30)")},
+        {
+            "name": "replay",
+            "kind": "goldset_replay",
+            "goldset": "gs",
+            "http_retriever": retriever.url,
+            "k": 10,
+        },
+    )
+    runner = runner_for(config, settings)
+    threading.Timer(0.5, runner.cancel.set).start()
+    command = runner.run("sleepy")
+    assert command is not None
+    assert command.status == "interrupted"
+    replay = runner.run("replay")
+    assert replay is not None
+    assert replay.status == "interrupted"
+    with Store.open(settings.resolved_store_path, read_only=True) as store:
+        (run,) = store.list_runs(goldset="gs")
+    assert run.status == "failed"
+    assert "JobCancelledError" in str(run.error)
+    assert run.aggregates == {}, "no figures of an interrupted run look complete"
+
+
+def test_a_job_that_cannot_get_the_store_is_recorded_later(settings: Settings) -> None:
+    config = configure({"name": "ok", "kind": "command", "command": python("pass")})
+    path = settings.resolved_store_path
+    impatient = JobRunner(
+        config,
+        settings=settings,
+        session=StoreAccess(path, wait=0.3, program="test"),
+    )
+    blocker = FileLock(path.with_name(path.name + ".writer.lock"), program="someone else")
+    assert blocker.acquire(purpose="a long write", wait=0)
+    try:
+        assert impatient.run("ok") is None
+    finally:
+        blocker.release()
+    later = impatient.run("ok")
+    assert later is not None
+    assert later.status == "succeeded"
+    with Store.open(path, read_only=True) as store:
+        runs = list_job_runs(store, job="ok")
+    assert [run.status for run in runs] == ["succeeded", "failed"]
+    assert "held by pid" in str(runs[1].error)
+    assert "someone else: a long write" in str(runs[1].error)
+
+
+def window(store: Store, run_id: str, day: str, vectors: np.ndarray, fingerprint: str) -> None:
+    start = datetime.fromisoformat(day)
+    summary = StoredWindowSummary(
+        run_id=run_id,
+        sample_id=f"s-{run_id}",
+        window_label=day,
+        window_start=start,
+        window_end=start + timedelta(days=1),
+        computed_at=start + timedelta(days=1),
+        k=10,
+        compare_k=10,
+        rbo_p=0.9,
+        volume=100,
+        n_distinct=100,
+        n_replayed=len(vectors),
+        n_failed=0,
+        embedding_model="m",
+        embedding_dimension=vectors.shape[1],
+        embedding_fingerprint=fingerprint,
+        n_embeddings=len(vectors),
+    )
+    save_traffic_replay(
+        store,
+        summary=summary,
+        per_query=pd.DataFrame(),
+        embedding_ids=[f"{run_id}-{i}" for i in range(len(vectors))],
+        embeddings=vectors.astype(np.float32),
+    )
+
+
+def test_drift_check_job_tests_the_newest_window_against_the_previous(
+    settings: Settings,
+) -> None:
+    rng = np.random.default_rng(7)
+    with Store.open(settings.resolved_store_path) as store:
+        window(store, "r1", "2026-11-18", rng.normal(size=(120, 8)), "fp-a")
+        window(store, "r2", "2026-11-19", rng.normal(size=(120, 8)), "fp-a")
+    config = configure(
+        {
+            "name": "drift",
+            "kind": "drift_check",
+            "method": "mean_cosine",
+            "options": {"n_permutations": 200},
+        },
+    )
+    runner = runner_for(config, settings)
+    same = runner.run("drift")
+    assert same is not None
+    assert same.summary["finding"] == "ok"
+    with Store.open(settings.resolved_store_path) as store:
+        window(store, "r3", "2026-11-20", rng.normal(loc=1.5, size=(120, 8)), "fp-a")
+    shifted = runner.run("drift")
+    assert shifted is not None
+    assert shifted.summary["finding"] == "drift"
+    with Store.open(settings.resolved_store_path) as store:
+        window(store, "r4", "2026-11-21", rng.normal(size=(120, 8)), "fp-b")
+    mismatch = runner.run("drift")
+    assert mismatch is not None
+    assert mismatch.summary["finding"] == "model_mismatch"
+    with Store.open(settings.resolved_store_path, read_only=True) as store:
+        checks = list_drift_checks(store, stream="queries")
+    assert [(c.reference, c.current, c.finding) for c in checks] == [
+        ("2026-11-20", "2026-11-21", "model_mismatch"),
+        ("2026-11-19", "2026-11-20", "drift"),
+        ("2026-11-18", "2026-11-19", "ok"),
+    ]
+    assert checks[1].p_value is not None
+    assert checks[1].p_value <= 0.05
+
+
+def test_retention_prunes_per_query_rows_and_keeps_aggregates_and_baselines(
+    settings: Settings, retriever: FakeRetriever
+) -> None:
+    from evalkit.pipeline import evaluate_goldset
+    from evalkit.retrievers.http import HttpRetriever
+
+    path = settings.resolved_store_path
+    with Store.open(path) as store, HttpRetriever(retriever.url) as http:
+        goldset = make_goldset(6)
+        runs = [evaluate_goldset(store, goldset, http, k=10).run.run_id for _ in range(4)]
+        store.execute("UPDATE runs SET started_at = started_at - INTERVAL 100 DAY")
+    config = configure(
+        {"name": "prune", "kind": "retention", "keep_days": "90d", "keep_latest": 1},
+        alerts={
+            "rules": [
+                {
+                    "name": "gate",
+                    "kind": "precision_regression",
+                    "goldset": "gs",
+                    "baseline_run": runs[0],
+                }
+            ]
+        },
+    )
+    result = runner_for(config, settings).run("prune")
+    assert result is not None
+    assert result.status == "succeeded"
+    assert result.summary["runs_pruned"] == 2
+    with Store.open(path, read_only=True) as store:
+        for run_id, whole in zip(runs, [True, False, False, True], strict=True):
+            assert (len(store.run_results(run_id)) > 0) is whole, run_id
+            assert store.get_run(run_id).aggregates["precision@10"] == pytest.approx(0.3)
+        pruned = store.fetch("SELECT run_id FROM pruned_runs ORDER BY run_id")
+    assert [row[0] for row in pruned] == sorted(runs[1:3])
+    again = runner_for(config, settings).run("prune")
+    assert again is not None
+    assert again.summary["runs_pruned"] == 0
+
+
+def test_metric_drift_check_job(settings: Settings) -> None:
+    spec = RunSpec(
+        kind="goldset",
+        retriever_kind="http",
+        k=10,
+        measures=("precision@10",),
+        evalkit_version="t",
+        goldset_name="gs",
+        n_queries=30,
+    )
+    with Store.open(settings.resolved_store_path) as store:
+        for value in [0.30, 0.31, 0.29, 0.30, 0.30, 0.31, 0.20, 0.19, 0.20, 0.21]:
+            run_id = store.create_run(spec)
+            store.finish_run(
+                run_id,
+                status="complete",
+                per_query=None,
+                aggregates={"precision@10": value},
+                n_evaluated=30,
+                n_total=30,
+                n_failed=0,
+            )
+    config = configure(
+        {
+            "name": "series",
+            "kind": "drift_check",
+            "stream": "metric",
+            "goldset": "gs",
+            "method": "cusum",
+            "warmup": 6,
+        },
+    )
+    result = runner_for(config, settings).run("series")
+    assert result is not None
+    assert result.summary["finding"] == "drift"
+
+
+@pytest.mark.parametrize(
+    ("jobs", "scheduler", "message"),
+    [
+        (
+            [
+                {
+                    "name": "a",
+                    "kind": "command",
+                    "command": ["x"],
+                    "cron": "* * * * *",
+                    "interval": 60,
+                }
+            ],
+            {},
+            "[[jobs]] #1 'a': field '(table)': Value error, give cron or",
+        ),
+        (
+            [{"name": "a", "kind": "command", "command": ["x"], "cron": "61 * * * *"}],
+            {},
+            "does not parse",
+        ),
+        ([{"name": "a", "kind": "reindex"}], {}, "[[jobs]] #1 'a' field 'kind': unknown kind"),
+        ([{"name": "a", "kind": "goldset_replay"}], {}, "field 'goldset': Field required"),
+        (
+            [{"name": "a", "kind": "command", "command": ["x"], "intervall": 5}],
+            {},
+            "field 'intervall'",
+        ),
+        ([{"name": "a", "kind": "command", "command": ["x"]}] * 2, {}, "used twice"),
+        ([], {"timezone": "Mars/Olympus"}, "[scheduler]: field 'timezone'"),
+        ([], {"plugins": ["no_such_module_xyz"]}, "field 'plugins': cannot import"),
+        ([{"name": "bad name", "kind": "command", "command": ["x"]}], {}, "field 'name'"),
+    ],
+)
+def test_job_configuration_errors(
+    jobs: list[dict[str, Any]], scheduler: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        parse_service_config({"jobs": jobs, "scheduler": scheduler}, Path("/srv/evalkit.toml"))
+    assert str(raised.value).startswith("/srv/evalkit.toml: ")
+    assert message in str(raised.value)
+
+
+def test_schedules_are_described_and_next_cron_times_computed() -> None:
+    config = configure(
+        {"name": "nightly", "kind": "command", "command": ["x"], "cron": "30 2 * * *"},
+        {"name": "often", "kind": "command", "command": ["x"], "interval": "15m"},
+        {"name": "manual", "kind": "command", "command": ["x"]},
+    )
+    assert [job.schedule for job in config.jobs] == ["cron 30 2 * * *", "every 15m", "on demand"]
+    from datetime import UTC
+
+    now = datetime(2026, 11, 21, 3, 0, tzinfo=UTC)
+    assert config.jobs[0].next_cron_time("UTC", now) == datetime(2026, 11, 22, 2, 30, tzinfo=UTC)
+    assert config.jobs[1].next_cron_time("UTC", now) is None
+    with pytest.raises(ConfigError, match=r"no job named 'nope' \(configured: nightly, often"):
+        config.job("nope")

@@ -1,0 +1,424 @@
+"""``evalkit serve`` as a real process: kill -9 mid-job and restart, overlapping runs,
+SIGTERM, the health endpoint, and the one-writer design with concurrent processes."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from test_scheduler_support import (  # noqa: F401  (fixtures)
+    SECRET,
+    FakeRetriever,
+    Receiver,
+    evalkit_command,
+    make_goldset,
+    receiver_fixture,
+    retriever_fixture,
+    wait_until,
+)
+
+from evalkit.store import Store
+from evalkit.store.alerts import list_alerts, list_job_runs, outbox_counts
+
+pytestmark = pytest.mark.slow
+
+STARTUP = 120.0
+
+
+@dataclass
+class Home:
+    """A store, its configuration file and the environment of child processes."""
+
+    root: Path
+    config: Path
+    env: dict[str, str]
+
+    @property
+    def store(self) -> Path:
+        return self.root / "home" / "evalkit.duckdb"
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Home:
+    env = {
+        **os.environ,
+        "EVALKIT_HOME": str(tmp_path / "home"),
+        "EVALKIT_CONFIG": str(tmp_path / "evalkit.toml"),
+        "HOOK_SECRET": SECRET,
+        "EVALKIT_HTTP_RETRIES": "0",
+        "EVALKIT_HTTP_TIMEOUT": "300",
+    }
+    env.pop("EVALKIT_STORE_PATH", None)
+    return Home(root=tmp_path, config=tmp_path / "evalkit.toml", env=env)
+
+
+@dataclass
+class Serve:
+    """A running ``evalkit serve`` child process."""
+
+    process: subprocess.Popen[bytes]
+    log: Path
+    url: str
+
+    def post(self, job: str, wait: float = 0.0) -> httpx.Response:
+        return httpx.post(f"{self.url}/jobs/{job}/run", params={"wait": wait}, timeout=wait + 30)
+
+    def metrics(self) -> str:
+        return httpx.get(f"{self.url}/metrics", timeout=10).text
+
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=90)
+
+
+def start_serve(home: Home, name: str) -> Serve:
+    log = home.root / f"{name}.log"
+    with log.open("ab") as sink:
+        process = subprocess.Popen(
+            evalkit_command("serve", "--log-level", "info"),
+            env=home.env,
+            cwd=home.root,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    info = home.store.with_name(home.store.name + ".serve.json")
+
+    def ready() -> bool:
+        if process.poll() is not None:
+            pytest.fail(f"evalkit serve exited with {process.returncode}:\n{log.read_text()}")
+        try:
+            return bool(json.loads(info.read_text())["pid"] == process.pid)
+        except (OSError, ValueError, KeyError):
+            return False
+
+    wait_until(ready, timeout=STARTUP, what="evalkit serve to start")
+    url = json.loads(info.read_text())["url"]
+    assert httpx.get(f"{url}/healthz", timeout=10).json()["status"] == "ok"
+    return Serve(process=process, log=log, url=url)
+
+
+@pytest.fixture
+def serves() -> Iterator[list[Serve]]:
+    """Started services; any still running at the end are killed."""
+    started: list[Serve] = []
+    yield started
+    for serve in started:
+        if serve.process.poll() is None:
+            serve.process.kill()
+            serve.process.wait(timeout=30)
+
+
+def toml_list(values: list[str]) -> str:
+    return "[" + ", ".join(json.dumps(value) for value in values) + "]"
+
+
+def test_kill_9_mid_job_then_restart_leaves_a_consistent_store_and_sends_nothing_twice(
+    home: Home, receiver: Receiver, retriever: FakeRetriever, serves: list[Serve]
+) -> None:
+    from evalkit.pipeline import evaluate_goldset
+    from evalkit.retrievers.http import HttpRetriever
+
+    store = Store.open(home.store)
+    with HttpRetriever(retriever.url) as http:
+        baseline = evaluate_goldset(store, make_goldset(), http, k=10, label="baseline").run
+    store.close()
+    home.config.write_text(
+        f"""
+[scheduler]
+health_port = 0
+shutdown_grace = "2s"
+
+[[jobs]]
+name = "replay"
+kind = "goldset_replay"
+goldset = "gs"
+http_retriever = "{retriever.url}"
+k = 10
+
+[alerts]
+retry_initial = 0.2
+retry_max = 0.5
+deliver_interval = 0.2
+
+[[alerts.sinks]]
+name = "hook"
+kind = "webhook"
+url = "{receiver.url}"
+secret_env = "HOOK_SECRET"
+retries = 0
+
+[[alerts.rules]]
+name = "precision-drop"
+kind = "precision_regression"
+goldset = "gs"
+label = "replay"
+baseline_run = "{baseline.run_id}"
+measures = ["precision@10"]
+min_effect = 0.02
+resamples = 500
+
+[[alerts.rules]]
+name = "jobs"
+kind = "job_failure"
+cooldown = 0
+""",
+        encoding="utf-8",
+    )
+    first = start_serve(home, "serve-1")
+    serves.append(first)
+
+    retriever.mode = "bad"
+    handed = first.post("replay", wait=300)
+    assert handed.status_code == 200
+    assert handed.json()["job_run"]["status"] == "succeeded"
+    wait_until(lambda: len(receiver.accepted()) == 1, what="the regression alert")
+
+    receiver.fail_with = 503
+    retriever.mode = "good"
+    assert first.post("replay", wait=120).status_code == 200
+    wait_until(
+        lambda: any(r.payload["status"] == "resolved" for r in receiver.all()),
+        what="a failed attempt to deliver the resolution",
+    )
+
+    retriever.mode = "hold"
+    hits = retriever.hits
+    assert first.post("replay").status_code == 202
+    wait_until(lambda: retriever.hits > hits, what="the job to be mid-run")
+    first.process.kill()
+    assert first.process.wait(timeout=30) == -signal.SIGKILL
+
+    receiver.fail_with = None
+    retriever.mode = "good"
+    retriever.release.set()
+    second = start_serve(home, "serve-2")
+    serves.append(second)
+    wait_until(lambda: len(receiver.accepted()) == 3, what="the outbox after restart")
+    assert second.stop() == 0
+
+    accepted = receiver.accepted()
+    told = [(r.payload["rule"], r.payload["status"]) for r in accepted]
+    assert told == [
+        ("precision-drop", "firing"),
+        ("precision-drop", "resolved"),
+        ("jobs", "firing"),
+    ]
+    assert all(r.signature_valid for r in receiver.all())
+    ids = [r.payload["alert_id"] for r in accepted]
+    assert len(set(ids)) == 3, "no alert was accepted twice"
+    assert accepted[2].payload["evidence"]["status"] == "interrupted"
+    with Store.open(home.store, read_only=True) as store:
+        runs = store.list_runs(goldset="gs")
+        job_runs = list_job_runs(store, job="replay")
+        alerts = list_alerts(store)
+        outbox = outbox_counts(store)
+    assert [run.status for run in runs] == ["failed", "complete", "complete", "complete"]
+    assert "interrupted" in str(runs[0].error)
+    assert runs[0].aggregates == {}
+    assert [run.status for run in job_runs] == ["interrupted", "succeeded", "succeeded"]
+    assert "stopped before it finished" in str(job_runs[0].error)
+    assert sorted(alert.alert_id for alert in alerts) == sorted(ids)
+    assert outbox == {("hook", "delivered"): 3}
+    log = second.log.read_text()
+    assert "marked interrupted" in log
+    assert "marked failed" in log
+    assert SECRET not in log + first.log.read_text()
+
+
+def test_an_overrunning_job_never_runs_twice_and_sigterm_interrupts_it(
+    home: Home,
+    serves: list[Serve],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    Store.open(home.store).close()
+    sleeper = [sys.executable, "-c", "import time; time.sleep(2.5)"]
+    home.config.write_text(
+        f"""
+[scheduler]
+health_port = 0
+shutdown_grace = "0.5s"
+
+[[jobs]]
+name = "sleepy"
+kind = "command"
+command = {toml_list(sleeper)}
+interval = "1s"
+description = "sleeps longer than its interval"
+
+[[jobs]]
+name = "quick"
+kind = "command"
+command = {toml_list([sys.executable, "-c", "pass"])}
+
+[[jobs]]
+name = "long"
+kind = "command"
+command = {toml_list([sys.executable, "-c", "import time; time.sleep(120)"])}
+""",
+        encoding="utf-8",
+    )
+    serve = start_serve(home, "serve")
+    serves.append(serve)
+
+    def overlapped_after_a_run() -> bool:
+        text = serve.metrics()
+        return (
+            'evalkit_job_runs_total{job="sleepy",status="succeeded"} 1' in text
+            and 'evalkit_job_overlaps_skipped_total{job="sleepy"} 0' not in text
+        )
+
+    wait_until(overlapped_after_a_run, timeout=60, what="a run and a skipped overlap")
+    metrics = serve.metrics()
+    assert "evalkit_up 1" in metrics
+    assert 'evalkit_job_last_run_success{job="sleepy"} 1' in metrics
+    assert "# TYPE evalkit_job_last_run_age_seconds gauge" in metrics
+    assert 'evalkit_job_next_run_timestamp_seconds{job="sleepy"}' in metrics
+    health = httpx.get(f"{serve.url}/healthz", timeout=10).json()
+    assert health["status"] == "ok"
+    assert health["jobs"] == 3
+
+    from evalkit.cli import invoke
+
+    for name in ("EVALKIT_HOME", "EVALKIT_CONFIG"):
+        monkeypatch.setenv(name, home.env[name])
+    assert invoke(["jobs", "list", "--format", "json"]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    assert listing["service"] == serve.url
+    job, quick, _ = listing["jobs"]
+    assert (job["name"], job["schedule"], job["enabled"]) == ("sleepy", "every 1s", True)
+    assert job["next_run"] is not None
+    assert job["overlaps_skipped"] >= 1
+    assert (quick["schedule"], quick["next_run"]) == ("on demand", None)
+    assert invoke(["jobs", "run", "quick", "--format", "json"]) == 0
+    handed = capsys.readouterr()
+    assert "handing job quick to evalkit serve" in handed.err
+    ran = json.loads(handed.out)
+    assert (ran["job"], ran["status"], ran["trigger"], ran["pid"]) == (
+        "quick",
+        "succeeded",
+        "manual",
+        serve.process.pid,
+    )
+
+    assert serve.post("long").status_code == 202
+    wait_until(lambda: 'evalkit_job_running{job="long"} 1' in serve.metrics(), timeout=60)
+    assert serve.stop() == 0
+    with Store.open(home.store, read_only=True) as store:
+        runs = sorted(list_job_runs(store, job="sleepy"), key=lambda run: run.started_at)
+        (long_run,) = list_job_runs(store, job="long")
+    assert len(runs) >= 2
+    assert all(run.finished_at is not None for run in runs)
+    for earlier, later in itertools.pairwise(runs):
+        assert earlier.finished_at is not None
+        assert earlier.finished_at <= later.started_at, "two copies overlapped"
+    assert {run.status for run in runs} <= {"succeeded", "interrupted"}
+    assert long_run.status == "interrupted"
+    assert "evalkit serve is stopping" in str(long_run.error)
+
+
+def _spawn(home: Home, argv: list[str], name: str) -> tuple[subprocess.Popen[bytes], Path]:
+    out = home.root / f"{name}.out"
+    with out.open("wb") as sink:
+        process = subprocess.Popen(
+            argv, env=home.env, cwd=home.root, stdout=sink, stderr=subprocess.STDOUT
+        )
+    return process, out
+
+
+READER = (
+    "import sys\n"
+    "from pathlib import Path\n"
+    "from evalkit.scheduler import StoreAccess\n"
+    "access = StoreAccess(Path(sys.argv[1]), wait=120, program='dashboard',"
+    " on_wait=lambda m: print(m, flush=True))\n"
+    "with access.reader() as store:\n"
+    "    print('runs:', len(store.list_runs()), flush=True)\n"
+)
+NAIVE_READER = (
+    "import sys\nfrom evalkit.store import Store\nStore.open(sys.argv[1], read_only=True)\n"
+)
+
+
+def test_one_writer_serve_cli_and_a_reader_share_the_store(
+    home: Home,
+    retriever: FakeRetriever,
+    serves: list[Serve],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = Store.open(home.store)
+    store.save_goldset(make_goldset())
+    store.close()
+    home.config.write_text(
+        f"""
+[scheduler]
+health_port = 0
+lock_wait = "120s"
+
+[[jobs]]
+name = "replay"
+kind = "goldset_replay"
+goldset = "gs"
+http_retriever = "{retriever.url}"
+k = 10
+
+[[jobs]]
+name = "note"
+kind = "retention"
+""",
+        encoding="utf-8",
+    )
+    serve = start_serve(home, "serve")
+    serves.append(serve)
+    retriever.mode = "hold"
+    assert serve.post("replay").status_code == 202
+    wait_until(lambda: retriever.hits > 0, what="the job to hold the store")
+
+    naive, naive_out = _spawn(home, [sys.executable, "-c", NAIVE_READER, str(home.store)], "naive")
+    reader, reader_out = _spawn(home, [sys.executable, "-c", READER, str(home.store)], "reader")
+    writer, writer_out = _spawn(
+        home, evalkit_command("jobs", "run", "note", "--local", "--format", "json"), "writer"
+    )
+    from evalkit.cli import invoke
+
+    for name in ("EVALKIT_HOME", "EVALKIT_CONFIG"):
+        monkeypatch.setenv(name, home.env[name])
+    assert invoke(["jobs", "run", "replay"]) == 1
+    assert "job replay is already running" in capsys.readouterr().err
+    assert naive.wait(timeout=180) != 0
+    assert "held by another writing process" in naive_out.read_text()
+    wait_until(
+        lambda: "waiting to read the store" in reader_out.read_text(), timeout=180, what="reader"
+    )
+    wait_until(
+        lambda: "waiting for the store" in writer_out.read_text(), timeout=180, what="writer"
+    )
+    assert "(evalkit serve: job replay)" in writer_out.read_text()
+
+    retriever.release.set()
+    assert reader.wait(timeout=120) == 0
+    assert writer.wait(timeout=120) == 0
+    assert "runs: 1" in reader_out.read_text()
+    written = json.loads(writer_out.read_text()[writer_out.read_text().index("{") :])
+    assert (written["job"], written["status"], written["trigger"]) == (
+        "note",
+        "succeeded",
+        "manual",
+    )
+    assert written["pid"] == writer.pid
+    assert serve.stop() == 0
+    with Store.open(home.store, read_only=True) as store:
+        statuses = {run.job: run.status for run in list_job_runs(store)}
+        (run,) = store.list_runs(goldset="gs")
+    assert statuses == {"replay": "succeeded", "note": "succeeded"}
+    assert run.status == "complete"
