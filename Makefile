@@ -8,7 +8,7 @@ export TRANSFORMERS_OFFLINE := 1
 export ANONYMIZED_TELEMETRY := False
 DEMO_HOME ?= .evalkit
 
-.PHONY: install demo test lint typecheck unit benchmarks clean
+.PHONY: install browser demo test lint typecheck unit benchmarks clean
 
 # torch goes in first and pinned: the CPU wheel is local, and an unpinned torch pulled in by
 # sentence-transformers would fetch several GB of CUDA packages.
@@ -20,6 +20,14 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# The dashboard's browser tests drive Debian's Chromium through chromedriver; both come from
+# the system's packages, never from a download by a test tool.
+SUDO := $(shell test "$$(id -u)" -eq 0 || echo sudo)
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+		$(SUDO) apt-get update -qq && \
+		$(SUDO) apt-get install -y -qq --no-install-recommends chromium chromium-driver; }
 
 demo: $(STAMP)
 	EVALKIT_HOME=$(DEMO_HOME) $(BIN)/evalkit goldset import --format jsonl goldsets/demo --name demo
@@ -35,7 +43,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy evalkit
 
-unit: $(STAMP)
+unit: $(STAMP) browser
 	$(BIN)/python -m pytest
 
 test: lint typecheck unit

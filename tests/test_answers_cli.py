@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-import evalkit.cli.answers  # noqa: F401  (registers the command group)
 from evalkit.cli import invoke
 from evalkit.store import Store
 

@@ -339,7 +339,6 @@ def test_cli_reports_stores_and_gates_on_severity(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    import evalkit.cli.audit  # noqa: F401  (registers the command)
     from evalkit.cli import invoke
 
     monkeypatch.setenv("EVALKIT_CHROMA_PATH", str(chroma_path))
@@ -391,7 +390,6 @@ def test_cli_table_output_and_bad_options(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    import evalkit.cli.audit  # noqa: F401  (registers the command)
     from evalkit.cli import invoke
 
     monkeypatch.setenv("EVALKIT_CHROMA_PATH", str(chroma_path))

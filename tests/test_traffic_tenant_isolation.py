@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 
-import evalkit.cli.traffic  # noqa: F401  (registers `evalkit traffic`)
 from evalkit.cli import invoke
 from evalkit.embedding import Embedder, load_embedder
 from evalkit.errors import ConfigError

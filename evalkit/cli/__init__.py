@@ -16,6 +16,7 @@ from typer._click import exceptions as _typer_click
 from evalkit.cli import (  # noqa: F401  (registers the commands)
     answers,
     audit,
+    dashboard,
     drift,
     gate,
     goldset,

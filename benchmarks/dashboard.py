@@ -1,0 +1,581 @@
+"""Dashboard data loading at scale: every page's default view on a store with 2,000 runs and
+1,000,000 per-query metric rows.
+
+The store is seeded in bulk (``store.insert_frame`` inside ``store.transaction()``): 4
+goldsets x 5 retrievers = 20 series of 100 runs, each run 100 queries x 5 measures (plus
+its top-10 results and per-query facts), drift checks, 60 replayed traffic windows with
+query embeddings, answer scorings, audits and alerts. Then, per page, it times what the
+page loads on first view (cold: no cache) through the same loaders the app calls: open
+the store read-only, run the loaders, close it. The budget is one second per page.
+
+Named peer: the Quality-over-time aggregation done the way dashboards often start, by
+reading the per-query rows into pandas and aggregating there; the ratio says what
+aggregating in DuckDB saves.
+
+Wall-clock times depend on what else the machine runs (the load average is printed);
+the CPU column is the process's own CPU time, closer to what an idle machine would take.
+
+Run: .venv/bin/python benchmarks/dashboard.py [--store PATH] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "dashboards"))
+
+from evalkit_dash import loaders  # noqa: E402
+
+from evalkit.store import Store  # noqa: E402
+
+N_GOLDSETS = 4
+N_RETRIEVERS = 5
+RUNS_PER_SERIES = 100
+N_QUERIES = 100
+MEASURES = ("ndcg@10", "recall@10", "precision@10", "mrr@10", "map@100")
+TOP = 10
+N_WINDOWS = 60
+WINDOW_QUERIES = 500
+DIMENSION = 384
+BUDGET_SECONDS = 1.0
+START = datetime(2026, 1, 1)
+
+
+def _goldset_frames(rng: np.random.Generator) -> tuple[pd.DataFrame, ...]:
+    goldsets, queries, judgments = [], [], []
+    for g in range(N_GOLDSETS):
+        version = f"v{g:02d}" + "0" * 62
+        goldsets.append((f"gold{g}", version, "bench", START, N_QUERIES, N_QUERIES * 3))
+        for q in range(N_QUERIES):
+            queries.append((version, q, f"q{q:03d}", f"benchmark question {q} of set {g}"))
+            for j, grade in enumerate((2, 1, 0)):
+                judgments.append((version, f"q{q:03d}", f"d{q:03d}-{j}", grade))
+    return (
+        pd.DataFrame(
+            goldsets,
+            columns=["name", "version", "source", "imported_at", "n_queries", "n_judgments"],
+        ),
+        pd.DataFrame(queries, columns=["goldset_version", "ordinal", "query_id", "text"]),
+        pd.DataFrame(judgments, columns=["goldset_version", "query_id", "doc_id", "relevance"]),
+    )
+
+
+def _run_frames(rng: np.random.Generator) -> tuple[pd.DataFrame, ...]:
+    n_runs = N_GOLDSETS * N_RETRIEVERS * RUNS_PER_SERIES
+    series = np.arange(n_runs) // RUNS_PER_SERIES
+    ordinal = np.arange(n_runs) % RUNS_PER_SERIES
+    goldset = series // N_RETRIEVERS
+    retriever = series % N_RETRIEVERS
+    started = [
+        START + timedelta(hours=int(o) * 24, minutes=int(s))
+        for o, s in zip(ordinal, series, strict=True)
+    ]
+    run_ids = [f"{t:%Y%m%dT%H%M%S}-{i:06x}" for i, t in enumerate(started)]
+    runs = pd.DataFrame(
+        {
+            "run_id": run_ids,
+            "status": "complete",
+            "kind": "goldset",
+            "goldset_name": [f"gold{g}" for g in goldset],
+            "goldset_version": [f"v{g:02d}" + "0" * 62 for g in goldset],
+            "retriever_kind": "chroma-http",
+            "retriever_config": [
+                json.dumps({"kind": "chroma-http", "url": f"http://10.0.0.{r}:8000"})
+                for r in retriever
+            ],
+            "collection": [f"kb{r}" for r in retriever],
+            "model_name": "all-MiniLM-L6-v2",
+            "model_dimension": DIMENSION,
+            "model_fingerprint": ["fp-a" if o < 60 else "fp-b" for o in ordinal],
+            "index_fingerprint": [f"idx-{o // 25}" for o in ordinal],
+            "evalkit_version": "bench",
+            "k": TOP,
+            "relevance_threshold": 1,
+            "measures": [list(MEASURES)] * n_runs,
+            "started_at": started,
+            "finished_at": [t + timedelta(minutes=5) for t in started],
+            "n_queries": N_QUERIES,
+            "n_failed": 0,
+            "n_evaluated": N_QUERIES,
+        }
+    )
+    level = 0.6 - 0.001 * ordinal
+    values = np.clip(
+        level[:, None, None] + rng.normal(0, 0.15, (n_runs, N_QUERIES, len(MEASURES))), 0, 1
+    )
+    query_ids = np.array([f"q{q:03d}" for q in range(N_QUERIES)], dtype=object)
+    metrics = pd.DataFrame(
+        {
+            "run_id": np.repeat(np.array(run_ids, dtype=object), N_QUERIES * len(MEASURES)),
+            "query_id": np.tile(np.repeat(query_ids, len(MEASURES)), n_runs),
+            "measure": np.tile(np.array(MEASURES, dtype=object), n_runs * N_QUERIES),
+            "value": values.ravel(),
+        }
+    )
+    aggregates = pd.DataFrame(
+        {
+            "run_id": np.repeat(np.array(run_ids, dtype=object), len(MEASURES)),
+            "measure": np.tile(np.array(MEASURES, dtype=object), n_runs),
+            "value": values.mean(axis=1).ravel(),
+            "n_evaluated": N_QUERIES,
+            "n_total": N_QUERIES,
+        }
+    )
+    ranks = np.arange(1, TOP + 1)
+    shuffled = rng.integers(0, 5, size=(n_runs, N_QUERIES, TOP))
+    docs = np.char.add(
+        np.char.add("d", np.char.zfill(np.arange(N_QUERIES).astype(str), 3))[None, :, None],
+        np.char.add("-", shuffled.astype(str)),
+    )
+    results = pd.DataFrame(
+        {
+            "run_id": np.repeat(np.array(run_ids, dtype=object), N_QUERIES * TOP),
+            "query_id": np.tile(np.repeat(query_ids, TOP), n_runs),
+            "rank": np.tile(ranks, n_runs * N_QUERIES).astype("int32"),
+            "doc_id": docs.ravel().astype(object),
+            "score": np.tile(1.0 - ranks / 100.0, n_runs * N_QUERIES),
+        }
+    )
+    replayed = pd.DataFrame(
+        {
+            "run_id": np.repeat(np.array(run_ids, dtype=object), N_QUERIES),
+            "query_id": np.tile(query_ids, n_runs),
+            "latency_ms": rng.gamma(2.0, 10.0, n_runs * N_QUERIES),
+            "error": None,
+            "n_results": np.int32(TOP),
+        }
+    )
+    return runs, metrics, aggregates, results, replayed
+
+
+def _area_frames(rng: np.random.Generator, run_ids: list[str]) -> dict[str, pd.DataFrame]:
+    frames: dict[str, pd.DataFrame] = {}
+    checks = []
+    for i in range(2000):
+        stream = ("queries", "documents", "model", "precision")[i % 4]
+        p_value = float(rng.uniform(0, 1))
+        checks.append(
+            {
+                "check_id": f"c{i:06d}",
+                "created_at": START + timedelta(hours=i),
+                "stream": stream,
+                "subject": f"kb{i % N_RETRIEVERS}",
+                "finding": "drift" if p_value < 0.05 else "ok",
+                "method": "ks",
+                "statistic": float(rng.uniform(0, 1)),
+                "p_value": p_value,
+                "threshold": 0.05,
+                "is_drift": p_value < 0.05,
+                "details": "{}",
+            }
+        )
+    frames["drift_checks"] = pd.DataFrame(checks)
+    summaries, replay, embeddings = [], [], []
+    for w in range(N_WINDOWS):
+        run_id = f"traffic-{w:03d}"
+        start = START + timedelta(days=w)
+        summaries.append(
+            {
+                "run_id": run_id,
+                "sample_id": f"sample-{w:03d}",
+                "window_label": f"{start:%Y-%m-%d}",
+                "window_start": start,
+                "window_end": start + timedelta(days=1),
+                "computed_at": start + timedelta(days=1, hours=1),
+                "k": TOP,
+                "compare_k": TOP,
+                "rbo_p": 0.9,
+                "volume": 10 * WINDOW_QUERIES,
+                "n_distinct": 5 * WINDOW_QUERIES,
+                "n_replayed": WINDOW_QUERIES,
+                "n_failed": 0,
+                "latency_p50": 20.0,
+                "latency_p95": 60.0,
+                "latency_p99": 90.0,
+                "low_confidence_threshold": 0.4,
+                "low_confidence_share": 0.1,
+                "empty_share": 0.0,
+                "n_compared": WINDOW_QUERIES,
+                "churn": 0.2,
+                "embedding_fingerprint": "fp-a",
+                "n_embeddings": WINDOW_QUERIES,
+            }
+        )
+        replay.append(
+            pd.DataFrame(
+                {
+                    "run_id": run_id,
+                    "query_id": [f"t{w}-{i}" for i in range(WINDOW_QUERIES)],
+                    "tenant": [f"tenant{i % 8}" for i in range(WINDOW_QUERIES)],
+                    "failed": False,
+                    "n_results": TOP,
+                    "top1_score": rng.uniform(0.2, 0.95, WINDOW_QUERIES),
+                    "overlap_at_k": rng.uniform(0.5, 1.0, WINDOW_QUERIES),
+                }
+            )
+        )
+        if w >= N_WINDOWS - 4:
+            vectors = rng.normal(0.01 * w, 1.0, (WINDOW_QUERIES, DIMENSION)).astype(np.float32)
+            embeddings.append(
+                pd.DataFrame(
+                    {
+                        "run_id": run_id,
+                        "window_label": f"{start:%Y-%m-%d}",
+                        "ordinal": np.arange(WINDOW_QUERIES, dtype=np.int32),
+                        "query_id": [f"t{w}-{i}" for i in range(WINDOW_QUERIES)],
+                        "embedding": list(vectors),
+                    }
+                )
+            )
+    frames["traffic_window_summaries"] = pd.DataFrame(summaries)
+    frames["traffic_replay_queries"] = pd.concat(replay, ignore_index=True)
+    frames["traffic_window_embeddings"] = pd.concat(embeddings, ignore_index=True)
+    n_records = 200_000
+    frames["traffic_records"] = pd.DataFrame(
+        {
+            "query_id": [f"r{i}" for i in range(n_records)],
+            "ts": [
+                START + timedelta(seconds=int(s))
+                for s in np.sort(rng.integers(0, N_WINDOWS * 86400, n_records))
+            ],
+            "text": "a production question",
+            "tenant": [f"tenant{i % 8}" for i in range(n_records)],
+            "latency_ms": rng.gamma(2.0, 15.0, n_records),
+            "query_key": np.arange(n_records, dtype=np.uint64),
+            "source": "logs/app.jsonl",
+            "line": np.arange(n_records),
+            "ingested_at": START,
+        }
+    )
+    scorings, scores = [], []
+    for s in range(50):
+        scoring_id = f"ans-{s:04d}"
+        scorings.append(
+            {
+                "scoring_id": scoring_id,
+                "run_id": run_ids[s * 40],
+                "source": None,
+                "started_at": START + timedelta(days=s),
+                "finished_at": START + timedelta(days=s, minutes=3),
+                "n_records": N_QUERIES,
+                "judge_calls": N_QUERIES,
+                "cache_hits": 0,
+                "settings": "{}",
+            }
+        )
+        values = rng.uniform(0, 1, N_QUERIES)
+        unmeasured = rng.uniform(0, 1, N_QUERIES) < 0.05
+        scores.append(
+            pd.DataFrame(
+                {
+                    "scoring_id": scoring_id,
+                    "run_id": run_ids[s * 40],
+                    "item_id": [f"q{q:03d}" for q in range(N_QUERIES)],
+                    "metric": "faithfulness",
+                    "method": "offline-embedding",
+                    "judge_model": "minilm",
+                    "value": np.where(unmeasured, np.nan, values),
+                    "unmeasured_reason": np.where(unmeasured, "no_claims", None),
+                    "n_repeats": 1,
+                }
+            )
+        )
+    frames["answer_scorings"] = pd.DataFrame(scorings)
+    frames["answer_scores"] = pd.concat(scores, ignore_index=True)
+    audits, findings, measurements = [], [], []
+    for a in range(100):
+        audit_id = f"audit-{a:04d}"
+        when = START + timedelta(days=a)
+        collection = f"kb{a % N_RETRIEVERS}"
+        audits.append(
+            {
+                "audit_id": audit_id,
+                "collection": collection,
+                "started_at": when,
+                "finished_at": when,
+                "n_documents": 100_000,
+                "max_severity": "warning",
+                "n_findings": 1,
+                "evalkit_version": "bench",
+            }
+        )
+        findings.append(
+            {
+                "audit_id": audit_id,
+                "ordinal": 0,
+                "collection": collection,
+                "created_at": when,
+                "kind": "near_duplicates",
+                "check_name": "duplicates",
+                "severity": "warning",
+                "severity_rank": 1,
+                "message": "near-duplicates",
+                "n_affected": 20,
+                "doc_ids": [f"d{i}" for i in range(20)],
+                "clusters": [[f"d{i}", f"d{i + 1}"] for i in range(0, 20, 2)],
+                "query_ids": [],
+            }
+        )
+        for name in ("recall@10", "judged@10", "near_duplicate_documents"):
+            measurements.append(
+                {
+                    "audit_id": audit_id,
+                    "collection": collection,
+                    "measured_at": when,
+                    "check_name": "ann_recall",
+                    "name": name,
+                    "value": float(rng.uniform(0.8, 1.0)),
+                }
+            )
+    frames["audits"] = pd.DataFrame(audits)
+    frames["audit_findings"] = pd.DataFrame(findings)
+    frames["audit_measurements"] = pd.DataFrame(measurements)
+    alerts, outbox, attempts = [], [], []
+    for i in range(1000):
+        alert_id = f"alert-{i:05d}"
+        when = START + timedelta(hours=3 * i)
+        alerts.append(
+            {
+                "alert_id": alert_id,
+                "rule": "precision-drop",
+                "kind": "precision_regression",
+                "dedup_key": f"precision-drop:gold{i % N_GOLDSETS}",
+                "subject": f"gold{i % N_GOLDSETS}",
+                "status": "firing" if i % 2 == 0 else "resolved",
+                "severity": "warning",
+                "title": "ndcg@10 dropped",
+                "summary": "ndcg@10 0.61 -> 0.55",
+                "evidence": "{}",
+                "links": "{}",
+                "fired_at": when,
+                "created_at": when,
+                "n_sinks": 1,
+            }
+        )
+        outbox.append(
+            {
+                "alert_id": alert_id,
+                "sink": "oncall",
+                "state": "delivered",
+                "attempts": 1,
+                "created_at": when,
+                "next_attempt_at": when,
+            }
+        )
+        attempts.append(
+            {
+                "alert_id": alert_id,
+                "sink": "oncall",
+                "attempt": 1,
+                "attempted_at": when,
+                "duration_ms": 12.0,
+                "ok": True,
+                "status_code": 200,
+            }
+        )
+    frames["alerts"] = pd.DataFrame(alerts)
+    frames["alert_outbox"] = pd.DataFrame(outbox)
+    frames["alert_delivery_attempts"] = pd.DataFrame(attempts)
+    frames["job_runs"] = pd.DataFrame(
+        {
+            "job_run_id": [f"job-{i:05d}" for i in range(500)],
+            "job": [f"nightly-gold{i % N_GOLDSETS}" for i in range(500)],
+            "kind": "goldset_run",
+            "trigger": "cron",
+            "status": "succeeded",
+            "started_at": [START + timedelta(hours=6 * i) for i in range(500)],
+            "finished_at": [START + timedelta(hours=6 * i, minutes=4) for i in range(500)],
+            "run_ids": [[run_ids[i]] for i in range(500)],
+        }
+    )
+    return frames
+
+
+def seed(path: Path) -> None:
+    """Write the benchmark store at ``path`` in bulk."""
+    from evalkit.store import alerts, answers, audit, traffic
+
+    rng = np.random.default_rng(2026)
+    goldsets, queries, judgments = _goldset_frames(rng)
+    runs, metrics, aggregates, results, replayed = _run_frames(rng)
+    areas = _area_frames(rng, list(runs["run_id"]))
+    with Store.open(path) as store:
+        present = {str(row[0]) for row in store.fetch("SELECT table_name FROM duckdb_tables()")}
+        with store.transaction() as con:
+            for module, table in (
+                (traffic, "traffic_records"),
+                (answers, "answer_scorings"),
+                (audit, "audits"),
+                (alerts, "alerts"),
+            ):
+                if table not in present:
+                    con.execute(module.SCHEMA_SQL)
+            for table, frame in (
+                ("goldsets", goldsets),
+                ("goldset_queries", queries),
+                ("judgments", judgments),
+                ("runs", runs),
+                ("query_metrics", metrics),
+                ("run_aggregates", aggregates),
+                ("run_results", results),
+                ("run_queries", replayed),
+                *areas.items(),
+            ):
+                store.insert_frame(table, frame)
+
+
+def _timed(
+    path: Path, work: Callable[[Store], Any], repeat: int
+) -> tuple[list[float], list[float]]:
+    """Wall-clock and CPU seconds of ``repeat`` loads (open read-only, work, close)."""
+    wall, cpu = [], []
+    for _ in range(repeat):
+        began, began_cpu = time.perf_counter(), time.process_time()
+        store = Store.open(path, read_only=True)
+        try:
+            work(store)
+        finally:
+            store.close()
+        wall.append(time.perf_counter() - began)
+        cpu.append(time.process_time() - began_cpu)
+    return wall, cpu
+
+
+def page_views(store: Store) -> dict[str, Callable[[Store], Any]]:
+    """What each page loads on first view, as the app calls it."""
+    runs = loaders.runs(store)
+    newest = runs.iloc[0]
+    goldset = str(newest["goldset_name"])
+    same = runs[(runs["retriever"] == newest["retriever"]) & (runs["goldset_name"] == goldset)]
+    windows = loaders.drift(store).windows
+    audits = loaders.index_health(store).audits
+    scoring = str(loaders.answers(store).series["scoring_id"].iloc[-1])
+    alert = str(loaders.alerts(store).alerts["alert_id"].iloc[0])
+
+    def with_facts(*steps: Callable[[Store], Any]) -> Callable[[Store], Any]:
+        def view(s: Store) -> None:
+            loaders.store_facts(s)
+            for step in steps:
+                step(s)
+
+        return view
+
+    return {
+        "Overview": with_facts(loaders.measures, lambda s: loaders.overview(s, measure="ndcg@10")),
+        "Quality over time": with_facts(
+            lambda s: loaders.measures(s, goldset=goldset),
+            lambda s: loaders.runs(s, goldset=goldset),
+            lambda s: loaders.quality(s, goldset=goldset, measure="ndcg@10"),
+        ),
+        "Compare runs": with_facts(
+            loaders.runs,
+            lambda s: loaders.compare(
+                s,
+                baseline=str(same.iloc[1]["run_id"]),
+                candidate=str(same.iloc[0]["run_id"]),
+                measures=["ndcg@10"],
+            ),
+        ),
+        "Query drill-down": with_facts(
+            lambda s: loaders.runs(s, goldset=goldset),
+            lambda s: loaders.query_list(s, goldset_version=str(newest["goldset_version"])),
+            lambda s: loaders.query_detail(
+                s, goldset=goldset, query_id="q000", run_id=str(newest["run_id"])
+            ),
+        ),
+        "Goldsets": with_facts(lambda s: loaders.goldsets(s, depth=10)),
+        "Drift": with_facts(
+            loaders.drift,
+            lambda s: loaders.projection(
+                s,
+                reference_run=str(windows.iloc[-2]["run_id"]),
+                current_run=str(windows.iloc[-1]["run_id"]),
+            ),
+        ),
+        "Traffic": with_facts(loaders.traffic),
+        "Answers": with_facts(
+            loaders.answers,
+            lambda s: loaders.answer_items(s, scoring_id=scoring, metric="faithfulness"),
+        ),
+        "Index health": with_facts(
+            loaders.index_health,
+            lambda s: loaders.index_health(
+                s,
+                collection=str(audits.iloc[0]["collection"]),
+                audit_id=str(audits.iloc[0]["audit_id"]),
+            ),
+        ),
+        "Alerts": with_facts(loaders.alerts, lambda s: loaders.alert_deliveries(s, alert_id=alert)),
+    }
+
+
+def pandas_peer(store: Store, goldset: str) -> None:
+    """The Quality-over-time series aggregated in pandas from the raw per-query rows."""
+    rows = store.fetch_frame("SELECT * FROM query_metrics")
+    runs = store.fetch_frame("SELECT run_id, goldset_name, started_at FROM runs")
+    chosen = rows[rows["measure"] == "ndcg@10"].merge(runs, on="run_id")
+    chosen = chosen[chosen["goldset_name"] == goldset]
+    chosen.groupby("run_id")["value"].agg(["mean", "std", "count"])
+
+
+def main() -> None:
+    """Seed (unless --store names an existing one), time every page, print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--store", type=Path, help="Reuse (or write) the store here.")
+    parser.add_argument("--repeat", type=int, default=3, help="Timed loads per page.")
+    arguments = parser.parse_args()
+    directory = Path(tempfile.mkdtemp(prefix="evalkit-dashboard-bench-"))
+    path = arguments.store or directory / "evalkit.duckdb"
+    if not path.exists():
+        began = time.perf_counter()
+        seed(path)
+        print(f"seeded {path} in {time.perf_counter() - began:.1f} s")
+    with Store.open(path, read_only=True) as store:
+        counts = store.fetch(
+            "SELECT (SELECT count(*) FROM runs), (SELECT count(*) FROM query_metrics),"
+            " (SELECT count(*) FROM run_results)"
+        )[0]
+        views = page_views(store)
+        for view in views.values():
+            view(store)  # a running dashboard has imported scipy, the stats module, ... once
+    print(f"store: {counts[0]:,} runs, {counts[1]:,} per-query metric rows, {counts[2]:,} results")
+    print(
+        f"load average: {', '.join(f'{v:.1f}' for v in os.getloadavg())} on {os.cpu_count()} cores"
+    )
+    print(f"{'page':<20} {'first (s)':>10} {'median (s)':>11} {'CPU (s)':>8} {'budget':>8}")
+    worst = 0.0
+    for name, view in views.items():
+        seconds, cpu = _timed(path, view, arguments.repeat)
+        worst = max(worst, *seconds)
+        verdict = "ok" if max(seconds) < BUDGET_SECONDS else "OVER"
+        print(
+            f"{name:<20} {seconds[0]:>10.3f} {statistics.median(seconds):>11.3f}"
+            f" {statistics.median(cpu):>8.3f} {verdict:>8}"
+        )
+    goldset = "gold0"
+    ours, _ = _timed(path, lambda s: loaders.quality(s, goldset=goldset, measure="ndcg@10"), 3)
+    peer, _ = _timed(path, lambda s: pandas_peer(s, goldset), 3)
+    ratio = statistics.median(peer) / statistics.median(ours)
+    print(
+        f"Quality aggregation: DuckDB SQL {statistics.median(ours):.3f} s vs pandas peer "
+        f"{statistics.median(peer):.3f} s -> {ratio:.1f}x"
+    )
+    print(f"slowest page load: {worst:.3f} s (budget {BUDGET_SECONDS:g} s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+"""evalkit's dashboard: start it with `evalkit dashboard` (or `streamlit run dashboards/app.py`).
+
+It reads the configured store read-only (``EVALKIT_STORE_PATH``, else
+``$EVALKIT_HOME/evalkit.duckdb``) and never writes to it.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+from evalkit_dash import access
+
+from evalkit.errors import EvalkitError
+
+st.set_page_config(page_title="evalkit", page_icon=":material/monitoring:", layout="wide")
+
+PAGES = {
+    "Retrieval quality": [
+        st.Page("pages/overview.py", title="Overview", icon=":material/dashboard:", default=True),
+        st.Page("pages/quality.py", title="Quality over time", icon=":material/show_chart:"),
+        st.Page("pages/compare.py", title="Compare runs", icon=":material/compare_arrows:"),
+        st.Page("pages/query.py", title="Query drill-down", icon=":material/manage_search:"),
+        st.Page("pages/goldsets.py", title="Goldsets", icon=":material/fact_check:"),
+    ],
+    "Monitoring": [
+        st.Page("pages/drift.py", title="Drift", icon=":material/moving:"),
+        st.Page("pages/traffic.py", title="Traffic", icon=":material/traffic:"),
+        st.Page("pages/answers.py", title="Answers", icon=":material/question_answer:"),
+        st.Page("pages/index_health.py", title="Index health", icon=":material/health_and_safety:"),
+        st.Page("pages/alerts.py", title="Alerts", icon=":material/notifications:"),
+    ],
+}
+
+navigation = st.navigation(PAGES)
+with st.sidebar:
+    try:
+        st.caption(f"Store (read-only): `{access.configured_store_path()}`")
+    except EvalkitError as error:
+        st.caption(f"Store: not configured ({error})")
+    if st.button("Reload data", icon=":material/refresh:", help="Forget cached figures."):
+        st.cache_data.clear()
+navigation.run()

@@ -1,0 +1,2 @@
+"""The evalkit dashboard's shared code: data loading (``loaders``), cached read-only store
+access (``access``), page scaffolding (``ui``) and figures (``charts``)."""

@@ -1,0 +1,158 @@
+"""What every page shares: opening the store, the first-run page, explaining missing data,
+pickers that follow the URL's query parameters, and number formatting."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pandas as pd
+import streamlit as st
+
+from evalkit.errors import EvalkitError
+from evalkit_dash import access
+from evalkit_dash.loaders import AREA_HINTS, StoreFacts
+
+__all__ = [
+    "PageContext",
+    "choose",
+    "first_run",
+    "fmt",
+    "missing_area",
+    "number_columns",
+    "run_page",
+]
+
+T = TypeVar("T")
+
+DEMO_COMMANDS = """\
+make demo
+# or, step by step:
+evalkit goldset import --format jsonl goldsets/demo --name demo
+evalkit index --corpus goldsets/demo/corpus.jsonl --collection demo
+evalkit run --goldset demo --collection demo --k 100
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class PageContext:
+    """The store a page reads and what it holds; ``load`` runs a cached loader on it."""
+
+    path: Path
+    facts: StoreFacts
+
+    def load(self, loader: str, **parameters: Any) -> Any:
+        """Run a loader of ``evalkit_dash.loaders.LOADERS`` through the cache."""
+        return access.load(self.path, loader, **parameters)
+
+
+def first_run(path: Path) -> None:
+    """The page shown while the store holds no goldset and no run."""
+    st.info(f"No evaluation is stored in `{path}` yet.", icon=":material/rocket_launch:")
+    st.markdown(
+        "Run the demo from a source checkout: it imports the demo goldset, indexes its "
+        "corpus into an embedded Chroma collection and stores a first evaluation run. "
+        "Then reload this page."
+    )
+    st.code(DEMO_COMMANDS, language="bash")
+    st.markdown(
+        "The dashboard reads the store named by `EVALKIT_STORE_PATH`, else "
+        "`$EVALKIT_HOME/evalkit.duckdb` (default `./.evalkit`); start it with "
+        "`evalkit --home DIR dashboard` to read another one."
+    )
+
+
+def missing_area(*areas: str) -> None:
+    """Explain that this page's data does not exist yet, and what produces it."""
+    for area in areas:
+        st.info(f"Nothing stored here yet. {AREA_HINTS[area]}", icon=":material/info:")
+
+
+def run_page(
+    title: str, render: Callable[[PageContext], None], *, areas: Sequence[str] = ("core",)
+) -> None:
+    """Draw a page: title, store checks, then ``render``; errors become messages.
+
+    An absent or empty store shows the first-run page; a missing area (its tables not in
+    the store) says what produces it; a store held by a writer is retried and explained.
+    """
+    st.title(title)
+    notices = st.container()
+    st.session_state[access.NOTICES_KEY] = []
+    st.session_state[access.BUSY_KEY] = False
+    try:
+        path = access.configured_store_path()
+    except EvalkitError as error:
+        st.error(f"The configuration cannot be read: {error}")
+        return
+    try:
+        if access.store_version(path) is None:
+            first_run(path)
+            return
+        facts: StoreFacts = access.load(path, "facts")
+        if facts.empty:
+            first_run(path)
+            return
+        missing = [area for area in areas if not facts.has(area)]
+        if missing:
+            missing_area(*missing)
+            return
+        render(PageContext(path, facts))
+    except access.StoreBusyError as busy:
+        st.warning(str(busy), icon=":material/lock_clock:")
+        st.button("Retry now", key="retry-busy")
+    except EvalkitError as error:
+        st.error(str(error))
+    finally:
+        for notice in st.session_state.get(access.NOTICES_KEY, []):
+            notices.warning(notice, icon=":material/lock_clock:")
+
+
+def choose(
+    label: str,
+    options: Sequence[T],
+    *,
+    param: str,
+    default: T | None = None,
+    format_func: Callable[[T], str] = str,
+    container: Any = None,
+    help: str | None = None,
+) -> T:
+    """A select box whose choice follows the URL query parameter ``param`` (so a link, for
+    example from an alert, opens the page on it) and is written back to it."""
+    target = container if container is not None else st
+    values = list(options)
+    wanted = st.query_params.get(param)
+    by_text = {str(value): index for index, value in enumerate(values)}
+    if wanted is not None and wanted in by_text:
+        index = by_text[wanted]
+    elif default is not None and default in values:
+        index = values.index(default)
+    else:
+        index = 0
+    chosen: T = target.selectbox(
+        label, values, index=index, format_func=format_func, key=f"choose-{param}", help=help
+    )
+    if st.query_params.get(param) != str(chosen):
+        st.query_params[param] = str(chosen)
+    return chosen
+
+
+def fmt(value: object, digits: int = 4) -> str:
+    """A figure for people: floats rounded, None as a dash."""
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def number_columns(frame: pd.DataFrame, digits: int = 4) -> dict[str, Any]:
+    """``st.dataframe`` column settings showing every float column with ``digits`` decimals."""
+    return {
+        str(column): st.column_config.NumberColumn(format=f"%.{digits}f")
+        for column in frame.columns
+        if pd.api.types.is_float_dtype(frame[column])
+    }

@@ -1,0 +1,143 @@
+"""Drift: statistics and p-values over time per watched stream, embeddings in 2-D, and the
+per-dimension diagnostics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+from evalkit_dash import charts, ui
+from evalkit_dash.loaders import DriftData, ProjectionData
+
+from evalkit.errors import InputError
+
+
+def _subject(value: object) -> str:
+    return value if isinstance(value, str) and value else "-"
+
+
+def _checks(page: ui.PageContext, data: DriftData) -> None:
+    checks = data.checks
+    streams = sorted(checks["stream"].unique())
+    shown_streams = st.multiselect("Streams", streams, default=streams)
+    shown = checks[checks["stream"].isin(shown_streams)]
+    latest = shown.sort_values("created_at").groupby(["stream", "subject"], dropna=False).tail(1)
+    cards = st.columns(min(4, max(1, len(latest))))
+    for index, row in enumerate(latest.itertuples()):
+        cards[index % len(cards)].metric(
+            f"{row.stream} / {_subject(row.subject)}",
+            row.finding,
+            delta=f"p {row.p_value:.3g}" if pd.notna(row.p_value) else row.method,
+            delta_color="inverse" if row.is_drift else "off",
+            delta_arrow="off",
+        )
+    left, right = st.columns(2)
+    left.plotly_chart(charts.drift_chart(shown, value="statistic"))
+    with_p = shown[shown["p_value"].notna()]
+    if with_p.empty:
+        right.caption("No check in these streams reports a p-value.")
+    else:
+        right.plotly_chart(charts.drift_chart(with_p, value="p_value"))
+    table = shown.drop(columns=["details"]).sort_values("created_at", ascending=False)
+    st.dataframe(table, hide_index=True, column_config=ui.number_columns(table))
+    ids = list(table["check_id"])
+    check_id = ui.choose("Check", ids, param="check")
+    check = checks[checks["check_id"] == check_id].iloc[0]
+    st.markdown(
+        f"**{check['stream']} / {_subject(check['subject'])}**: {check['finding']} by "
+        f"{check['method']}, reference `{check['reference']}`, current `{check['current']}`"
+    )
+    details = dict(check["details"])
+    moved = details.get("moved_dimensions")
+    if moved:
+        st.caption(
+            f"Dimensions that moved ({details.get('n_moved')} of {details.get('n_dimensions')}, "
+            f"strongest first): {', '.join(str(d) for d in moved)}"
+        )
+    with st.expander("Stored details"):
+        st.json(details)
+    report = check["report_path"]
+    if isinstance(report, str) and report:
+        path = Path(report)
+        if path.is_file():
+            st.download_button(
+                "Evidently report (HTML)",
+                data=path.read_bytes(),
+                file_name=path.name,
+                mime="text/html",
+                icon=":material/download:",
+            )
+            st.caption(f"Report file: `{path}`")
+        else:
+            st.caption(f"The Evidently report `{report}` is no longer on this machine.")
+
+
+def _projection(page: ui.PageContext, data: DriftData) -> None:
+    st.subheader("Reference vs current query embeddings")
+    windows = data.windows
+    if len(windows) < 2:
+        ui.missing_area("embeddings")
+        st.caption("Two replayed windows with stored embeddings are needed.")
+        return
+    labels = {
+        str(row.run_id): f"{row.window_label} ({row.n_embeddings} embeddings)"
+        for row in windows.itertuples()
+    }
+    run_ids = list(labels)
+    columns = st.columns(2)
+    reference = ui.choose(
+        "Reference window",
+        run_ids,
+        param="reference",
+        default=run_ids[-2],
+        format_func=labels.__getitem__,
+        container=columns[0],
+    )
+    current = ui.choose(
+        "Current window",
+        run_ids,
+        param="current",
+        default=run_ids[-1],
+        format_func=labels.__getitem__,
+        container=columns[1],
+    )
+    try:
+        projected: ProjectionData = page.load(
+            "projection", reference_run=reference, current_run=current
+        )
+    except InputError as error:
+        st.warning(str(error))
+        return
+    left, right = st.columns(2)
+    left.plotly_chart(charts.projection_chart(projected.points, method=projected.method))
+    if projected.explained:
+        left.caption(
+            f"PCA fitted on both windows; the two axes explain "
+            f"{projected.explained[0]:.1%} and {projected.explained[1]:.1%} of their variance."
+        )
+    right.plotly_chart(charts.dimensions_chart(projected.dimensions))
+    moved = int((projected.dimensions["p_adjusted"] <= 0.05).sum())
+    right.caption(
+        f"{moved} of {len(projected.dimensions)} dimensions differ at FDR 0.05 "
+        "(two-sample KS per dimension, Benjamini-Hochberg)."
+    )
+    with st.expander("Per-dimension diagnostics"):
+        st.dataframe(
+            projected.dimensions,
+            hide_index=True,
+            column_config=ui.number_columns(projected.dimensions),
+        )
+
+
+def render(page: ui.PageContext) -> None:
+    """Draw the drift checks and the embedding projection."""
+    data: DriftData = page.load("drift")
+    if data.checks.empty:
+        ui.missing_area("drift")
+    else:
+        _checks(page, data)
+    _projection(page, data)
+
+
+ui.run_page("Drift", render, areas=())

@@ -1,0 +1,77 @@
+"""Index health: the latest audit's findings per collection, and their history."""
+
+from __future__ import annotations
+
+import streamlit as st
+from evalkit_dash import charts, ui
+from evalkit_dash.loaders import IndexHealthData
+
+SEVERITIES = ("critical", "warning", "info")
+
+
+def render(page: ui.PageContext) -> None:
+    """Draw a collection's audits."""
+    everything: IndexHealthData = page.load("index_health")
+    if everything.audits.empty:
+        ui.missing_area("audit")
+        return
+    audits = everything.audits
+    wanted_audit = st.query_params.get("audit")
+    named = audits[audits["audit_id"] == wanted_audit]
+    collections = sorted(audits["collection"].unique())
+    columns = st.columns(2)
+    collection = ui.choose(
+        "Collection",
+        collections,
+        param="collection",
+        default=str(named.iloc[0]["collection"]) if not named.empty else None,
+        container=columns[0],
+    )
+    ids = list(audits.loc[audits["collection"] == collection, "audit_id"])
+    audit_id = ui.choose("Audit", ids, param="audit", container=columns[1])
+    data: IndexHealthData = page.load("index_health", collection=collection, audit_id=audit_id)
+    findings = data.findings
+    cards = st.columns(len(SEVERITIES) + 1)
+    this = audits[audits["audit_id"] == audit_id].iloc[0]
+    cards[0].metric("documents", int(this["n_documents"]))
+    for column, severity in zip(cards[1:], SEVERITIES, strict=True):
+        column.metric(severity, int((findings["severity"] == severity).sum()))
+    st.subheader(f"Findings of audit {audit_id}")
+    if findings.empty:
+        st.success("This audit found nothing.")
+    else:
+        table = findings.drop(columns=["doc_ids", "clusters", "query_ids"])
+        st.dataframe(table, hide_index=True, column_config=ui.number_columns(table))
+        for row in findings.itertuples():
+            if len(row.doc_ids) or len(row.clusters) or len(row.query_ids):
+                with st.expander(f"{row.kind}: affected documents and queries"):
+                    if len(row.clusters):
+                        st.markdown("**Clusters**")
+                        for cluster in row.clusters[:50]:
+                            st.text(", ".join(str(doc) for doc in cluster))
+                    elif len(row.doc_ids):
+                        st.text(", ".join(str(doc) for doc in row.doc_ids[:500]))
+                    if len(row.query_ids):
+                        st.caption("Queries: " + ", ".join(str(q) for q in row.query_ids[:200]))
+    st.subheader("History")
+    history = data.measurements
+    if not history.empty:
+        names = sorted(history["name"].unique())
+        default = [n for n in names if n.startswith(("findings:", "recall", "judged", "ann"))][
+            :6
+        ] or names[:4]
+        chosen = st.multiselect("Measurements", names, default=default)
+        st.plotly_chart(
+            charts.lines_chart(
+                history[history["name"].isin(chosen)],
+                x="measured_at",
+                columns=["value"],
+                by="name",
+                title=f"Audits of {collection}",
+                y_title="value",
+            )
+        )
+    st.dataframe(audits[audits["collection"] == collection], hide_index=True)
+
+
+ui.run_page("Index health", render, areas=("audit",))

@@ -1,0 +1,148 @@
+"""Overview: per goldset x retriever, the latest status and figures, open alerts, job runs."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pandas as pd
+import streamlit as st
+from evalkit_dash import ui
+from evalkit_dash.loaders import AREA_HINTS, STATUS_ORDER, OverviewData, series_status
+
+from evalkit.store._clock import utc_now
+
+STATUS_BADGES = {
+    "regression": ("red", ":material/trending_down:"),
+    "drift": ("orange", ":material/moving:"),
+    "stale": ("gray", ":material/schedule:"),
+    "pass": ("green", ":material/check_circle:"),
+    "no data": ("gray", ":material/help:"),
+}
+CARDS_PER_ROW = 3
+
+
+def render(page: ui.PageContext) -> None:
+    """Draw the overview."""
+    measures = page.load("measures")
+    if not measures:
+        st.info(
+            "Goldsets are stored but no run has finished yet: "
+            "`evalkit run --goldset NAME --collection C` evaluates one.",
+            icon=":material/info:",
+        )
+        st.dataframe(page.load("goldsets").versions, hide_index=True)
+        return
+    left, right = st.columns(2)
+    measure = ui.choose("Measure", measures, param="measure", default="ndcg@10", container=left)
+    stale_days = right.number_input(
+        "Stale after (days)",
+        min_value=1,
+        max_value=365,
+        value=7,
+        step=1,
+        help="A series whose latest finished run is older than this is stale.",
+    )
+    data: OverviewData = page.load("overview", measure=measure)
+    now = utc_now()
+    statuses, reasons = [], []
+    for row in data.series.to_dict("records"):
+        status, why = series_status(
+            row, measure=measure, now=now, stale_after=timedelta(days=int(stale_days))
+        )
+        statuses.append(status)
+        reasons.append("; ".join(why))
+    series = data.series.assign(status=statuses, why=reasons)
+    counts = series["status"].value_counts()
+    summary = st.columns(len(STATUS_ORDER))
+    for column, status in zip(summary, STATUS_ORDER, strict=True):
+        column.metric(f"{status}", int(counts.get(status, 0)))
+    st.subheader(f"Latest {measure} per goldset x retriever")
+    st.caption(
+        "Change is against the baseline, the series' oldest complete run. The status applies "
+        "the gate's decision rule (alpha 0.05, min effect 0.01) to a paired t-interval of "
+        "the latest run against the baseline (open Compare runs for the bootstrap and "
+        "permutation figures of `evalkit compare`), then the series' drift checks and age."
+    )
+    records = series.to_dict("records")
+    for start in range(0, len(records), CARDS_PER_ROW):
+        columns = st.columns(CARDS_PER_ROW)
+        for column, row in zip(columns, records[start : start + CARDS_PER_ROW], strict=False):
+            colour, icon = STATUS_BADGES[row["status"]]
+            with column.container(border=True):
+                st.badge(row["status"], color=colour, icon=icon)
+                value, delta = row.get("value"), row.get("delta")
+                st.metric(
+                    f"{row['goldset_name']} x {row['retriever']}",
+                    ui.fmt(value),
+                    delta=None if delta is None or pd.isna(delta) else f"{delta:+.4f}",
+                    delta_arrow="off" if not delta else "auto",
+                    help=f"{measure} of run {row['latest_run']}",
+                )
+                st.caption(row["why"])
+                if isinstance(row.get("baseline_run"), str) and row["baseline_run"] != row.get(
+                    "latest_run"
+                ):
+                    st.page_link(
+                        "pages/compare.py",
+                        label="Compare with baseline",
+                        icon=":material/compare_arrows:",
+                        query_params={
+                            "goldset": row["goldset_name"],
+                            "baseline": row["baseline_run"],
+                            "candidate": row["latest_run"],
+                            "measure": measure,
+                        },
+                    )
+    st.dataframe(
+        series[
+            [
+                "goldset_name",
+                "retriever",
+                "status",
+                "value",
+                "baseline_value",
+                "delta",
+                "decision",
+                "ci_low",
+                "ci_high",
+                "p_adjusted",
+                "latest_run",
+                "latest_started",
+                "baseline_run",
+                "n_runs",
+                "why",
+            ]
+        ],
+        hide_index=True,
+        column_config=ui.number_columns(series),
+    )
+    st.subheader("Latest figures and change since baseline")
+    if not data.figures.empty:
+        wide = data.figures.pivot_table(
+            index=["goldset_name", "retriever"], columns="measure", values=["latest", "delta"]
+        )
+        wide.columns = [f"{measure_name} {kind}" for kind, measure_name in wide.columns]
+        ordered = sorted(wide.columns, key=lambda name: (name.split(" ")[0], name))
+        st.dataframe(
+            wide[ordered].reset_index(), hide_index=True, column_config=ui.number_columns(wide)
+        )
+    left, right = st.columns(2)
+    with left:
+        st.subheader("Open alerts")
+        if data.open_alerts is None:
+            st.caption(AREA_HINTS["alerts"])
+        elif data.open_alerts.empty:
+            st.caption("No alert is firing.")
+        else:
+            st.dataframe(data.open_alerts, hide_index=True)
+    with right:
+        st.subheader("Last job runs")
+        if data.jobs is None:
+            st.caption(AREA_HINTS["jobs"])
+        elif data.jobs.empty:
+            st.caption(f"No job has run yet: {AREA_HINTS['jobs']}")
+        else:
+            st.dataframe(data.jobs, hide_index=True, column_config=ui.number_columns(data.jobs, 1))
+
+
+ui.run_page("Overview", render)

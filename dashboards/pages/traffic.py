@@ -1,0 +1,99 @@
+"""Traffic: volume, latency percentiles, low-confidence share and churn per window and tenant."""
+
+from __future__ import annotations
+
+import streamlit as st
+from evalkit_dash import charts, ui
+from evalkit_dash.loaders import TrafficData
+
+
+def render(page: ui.PageContext) -> None:
+    """Draw the replayed traffic windows."""
+    data: TrafficData = page.load("traffic")
+    windows = data.windows
+    if windows.empty:
+        if data.records:
+            st.info(
+                f"{data.records} traffic records are ingested, but no window was replayed yet: "
+                "`evalkit traffic sample --window W` then `evalkit traffic replay --window W "
+                "--collection C`.",
+                icon=":material/info:",
+            )
+        else:
+            ui.missing_area("traffic")
+        return
+    latest = windows.iloc[-1]
+    cards = st.columns(4)
+    cards[0].metric(f"volume ({latest['window_label']})", int(latest["volume"]))
+    cards[1].metric("replay latency p95 (ms)", ui.fmt(latest["latency_p95"], 1))
+    cards[2].metric("low-confidence share", ui.fmt(latest["low_confidence_share"], 3))
+    cards[3].metric("churn", ui.fmt(latest["churn"], 3))
+    left, right = st.columns(2)
+    left.plotly_chart(
+        charts.lines_chart(
+            windows,
+            x="window_label",
+            columns=["volume", "n_distinct", "n_replayed"],
+            title="Volume per window",
+            y_title="queries",
+            bars=True,
+        )
+    )
+    right.plotly_chart(
+        charts.lines_chart(
+            windows,
+            x="window_label",
+            columns=[
+                "latency_p50",
+                "latency_p95",
+                "latency_p99",
+                "logged_latency_p50",
+                "logged_latency_p95",
+                "logged_latency_p99",
+            ],
+            title="Latency percentiles (replay and logged)",
+            y_title="ms",
+        )
+    )
+    left, right = st.columns(2)
+    left.plotly_chart(
+        charts.lines_chart(
+            windows,
+            x="window_label",
+            columns=["low_confidence_share", "empty_share"],
+            title="Low-confidence and empty shares",
+            y_title="share of answered queries",
+        )
+    )
+    right.plotly_chart(
+        charts.lines_chart(
+            windows,
+            x="window_label",
+            columns=["churn"],
+            title="Churn against the logged results (1 - mean overlap@k)",
+            y_title="churn",
+        )
+    )
+    st.subheader("Per tenant")
+    if not data.tenants.empty:
+        st.plotly_chart(
+            charts.lines_chart(
+                data.tenants,
+                x="window_label",
+                columns=["low_confidence_share"],
+                by="tenant",
+                title="Low-confidence share per tenant",
+                y_title="share",
+            )
+        )
+    labels = list(windows["window_label"].astype(str))
+    window = ui.choose("Window", labels, param="window", default=labels[-1])
+    tenants = data.tenants[data.tenants["window_label"] == window]
+    volume = data.volume[data.volume["window_label"] == window]
+    merged = tenants.merge(volume, on=["window_label", "tenant"], how="outer")
+    st.dataframe(merged, hide_index=True, column_config=ui.number_columns(merged, 3))
+    st.subheader("Windows")
+    st.dataframe(windows, hide_index=True, column_config=ui.number_columns(windows, 3))
+
+
+ui.run_page("Traffic", render, areas=("traffic",))

@@ -1,0 +1,158 @@
+"""``evalkit dashboard``: the Streamlit dashboard over the configured store, read-only."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from evalkit.cli._output import OutputFormat, console, emit_json, err_console, key_values, settings
+from evalkit.cli.app import app
+from evalkit.errors import ConfigError
+
+__all__ = ["APP_RELATIVE_PATH", "dashboard", "dashboard_command", "locate_app"]
+
+APP_RELATIVE_PATH = Path("dashboards") / "app.py"
+"""Where the app lives in a source checkout, relative to the repository root."""
+STORE_ENV = "EVALKIT_STORE_PATH"
+STOP_SECONDS = 10.0
+
+Format = Annotated[OutputFormat, typer.Option("--format", help="table or json")]
+
+
+def locate_app(app_path: Path | None = None) -> Path:
+    """The dashboard's ``app.py``: ``app_path`` when given, else ``dashboards/app.py`` of the
+    source checkout this evalkit is installed from. Raises ConfigError saying what to do."""
+    if app_path is not None:
+        if not app_path.is_file():
+            raise ConfigError(f"--app {app_path}: no such file; point it at dashboards/app.py")
+        return app_path.resolve()
+    import evalkit
+
+    root = Path(evalkit.__file__).resolve().parent.parent
+    found = root / APP_RELATIVE_PATH
+    if not found.is_file():
+        raise ConfigError(
+            f"the dashboard app is not at {found}: `evalkit dashboard` runs the dashboards/ "
+            "folder of an evalkit source checkout (install it with `pip install -e .` from "
+            "the checkout), or pass --app PATH/TO/dashboards/app.py"
+        )
+    return found
+
+
+def dashboard_command(app_file: Path, *, host: str, port: int) -> list[str]:
+    """The ``streamlit run`` command line serving ``app_file`` on ``host:port``."""
+    return [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(app_file),
+        "--server.address",
+        host,
+        "--server.port",
+        str(port),
+        "--server.headless",
+        "true",
+        "--server.fileWatcherType",
+        "none",
+        "--browser.gatherUsageStats",
+        "false",
+        "--client.toolbarMode",
+        "minimal",
+    ]
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@app.command("dashboard")
+def dashboard(
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to serve on.")] = 8501,
+    host: Annotated[
+        str,
+        typer.Option(
+            help="Address to listen on. The dashboard has no login: keep it on 127.0.0.1 "
+            "unless a proxy in front of it authenticates users."
+        ),
+    ] = "127.0.0.1",
+    app_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--app",
+            help="The dashboard's app.py (default: dashboards/app.py of the "
+            "checkout evalkit is installed from).",
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print what would be started, then exit.")
+    ] = False,
+    output: Format = OutputFormat.table,
+) -> None:
+    """Serve the dashboard (Streamlit) over the configured store, read-only.
+
+    The store is the one every command uses (--home, EVALKIT_HOME, EVALKIT_STORE_PATH or
+    evalkit.toml); the dashboard never writes to it and waits for writers such as
+    `evalkit serve`. Stop it with Ctrl-C.
+
+    Example: evalkit --home .evalkit dashboard --port 8501
+    """
+    import importlib.util
+
+    if importlib.util.find_spec("streamlit") is None:
+        raise ConfigError("streamlit is not installed: install evalkit with its dependencies")
+    store_path = settings().resolved_store_path.resolve()
+    app_file = locate_app(app_path)
+    command = dashboard_command(app_file, host=host, port=port)
+    shown_host = f"[{host}]" if ":" in host else host
+    info: dict[str, Any] = {
+        "url": f"http://{shown_host}:{port}/",
+        "store": str(store_path),
+        "store_exists": store_path.is_file(),
+        "app": str(app_file),
+        "command": command,
+    }
+    if output is OutputFormat.json:
+        emit_json(info)
+    else:
+        console.print(
+            key_values("dashboard", {"url": info["url"], "store (read-only)": info["store"]})
+        )
+        if not info["store_exists"]:
+            err_console.print(
+                f"note: there is no store at {store_path} yet; the dashboard shows how to "
+                "create one (`make demo`)",
+                markup=False,
+            )
+    if not _is_loopback(host):
+        err_console.print(
+            f"warning: listening on {host}: anyone who can reach this address can read the "
+            "dashboard (it has no login)",
+            markup=False,
+        )
+    if dry_run:
+        return
+    process = subprocess.Popen(command, env={**os.environ, STORE_ENV: str(store_path)})
+    try:
+        code = process.wait()
+    except KeyboardInterrupt:
+        process.terminate()
+        try:
+            process.wait(timeout=STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        code = 0
+    if code:
+        raise typer.Exit(code)

@@ -1,0 +1,97 @@
+"""``evalkit dashboard``: what it starts, where, and against which store."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import evalkit.cli.dashboard as command
+from evalkit.cli import invoke
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_help_has_an_example(capsys: pytest.CaptureFixture[str]) -> None:
+    assert invoke(["dashboard", "--help"]) == 0
+    assert "Example: evalkit --home .evalkit dashboard --port 8501" in capsys.readouterr().out
+
+
+def test_dry_run_serves_the_repository_app_on_loopback_against_the_configured_store(
+    evalkit_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert invoke(["dashboard", "--dry-run", "--port", "8600", "--format", "json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["url"] == "http://127.0.0.1:8600/"
+    assert info["store"] == str((evalkit_home / "evalkit.duckdb").resolve())
+    assert info["store_exists"] is False
+    assert info["app"] == str(REPO / "dashboards" / "app.py")
+    arguments = info["command"]
+    assert arguments[1:5] == ["-m", "streamlit", "run", info["app"]]
+    assert arguments[arguments.index("--server.address") + 1] == "127.0.0.1"
+    assert arguments[arguments.index("--server.port") + 1] == "8600"
+    assert arguments[arguments.index("--server.headless") + 1] == "true"
+
+
+def test_global_home_option_names_the_store(
+    tmp_path: Path,
+    evalkit_home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from evalkit.cli import _output
+
+    # `--home` is remembered in module state for the rest of the process; keep it to this test.
+    monkeypatch.setattr(_output, "_global_overrides", {})
+    other = tmp_path / "elsewhere"
+    assert invoke(["--home", str(other), "dashboard", "--dry-run", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["store"] == str(other / "evalkit.duckdb")
+
+
+def test_listening_beyond_loopback_is_warned_about(
+    evalkit_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert invoke(["dashboard", "--dry-run", "--host", "0.0.0.0"]) == 0
+    assert "it has no login" in capsys.readouterr().err
+    assert invoke(["dashboard", "--dry-run", "--host", "::1"]) == 0
+    assert "no login" not in capsys.readouterr().err
+
+
+def test_a_missing_app_is_a_usage_error_saying_what_to_do(
+    tmp_path: Path, evalkit_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert invoke(["dashboard", "--dry-run", "--app", str(tmp_path / "app.py")]) == 2
+    assert "point it at dashboards/app.py" in capsys.readouterr().err
+
+
+def test_locate_app_without_a_checkout_says_how_to_get_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import evalkit
+
+    fake_package = tmp_path / "site-packages" / "evalkit" / "__init__.py"
+    monkeypatch.setattr(evalkit, "__file__", str(fake_package))
+    with pytest.raises(command.ConfigError, match="source checkout"):
+        command.locate_app()
+
+
+def test_starts_streamlit_with_the_store_in_its_environment(
+    evalkit_home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    started: dict[str, Any] = {}
+
+    class FakeProcess:
+        def __init__(self, arguments: list[str], *, env: dict[str, str]) -> None:
+            started.update(arguments=arguments, env=env)
+
+        def wait(self, timeout: float | None = None) -> int:
+            return 3
+
+    monkeypatch.setattr(subprocess, "Popen", FakeProcess)
+    assert invoke(["dashboard", "--port", "8765"]) == 3
+    assert started["env"]["EVALKIT_STORE_PATH"] == str((evalkit_home / "evalkit.duckdb").resolve())
+    assert "8765" in started["arguments"]
+    assert "http://127.0.0.1:8765/" in capsys.readouterr().out

@@ -1,0 +1,395 @@
+"""Every dashboard page, opened with Streamlit's AppTest on the seeded store, on an empty
+one, on one without the later areas' tables, and on one a writer holds."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+from test_dashboard_seed import (
+    DEGRADED_NDCG,
+    N_QUERIES,
+    SERIES_A,
+    SERIES_B,
+    SERIES_C,
+    SeededStore,
+    document_text,
+    seed_store,
+    shared_seeded_store,
+)
+
+from evalkit.store import Store
+
+APP = Path(__file__).resolve().parents[1] / "dashboards" / "app.py"
+PAGES = {
+    "overview": "Overview",
+    "quality": "Quality over time",
+    "compare": "Compare runs",
+    "query": "Query drill-down",
+    "goldsets": "Goldsets",
+    "drift": "Drift",
+    "traffic": "Traffic",
+    "answers": "Answers",
+    "index_health": "Index health",
+    "alerts": "Alerts",
+}
+TIMEOUT = 120
+
+
+@pytest.fixture
+def seeded(tmp_path_factory: pytest.TempPathFactory) -> SeededStore:
+    """The seeded store (with its Chroma collection), shared by the dashboard tests."""
+    return shared_seeded_store(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def core(tmp_path_factory: pytest.TempPathFactory) -> SeededStore:
+    """A store with goldsets and runs only (no table of the later areas)."""
+    return seed_store(tmp_path_factory.mktemp("core") / "evalkit.duckdb", areas=False)
+
+
+@pytest.fixture
+def use_store(monkeypatch: pytest.MonkeyPatch) -> Callable[[Path], None]:
+    """Point the dashboard at a store (as `evalkit dashboard` does, by EVALKIT_STORE_PATH)."""
+    monkeypatch.delenv("EVALKIT_CONFIG", raising=False)
+
+    def point(path: Path) -> None:
+        monkeypatch.setenv("EVALKIT_STORE_PATH", str(path))
+
+    return point
+
+
+def open_page(page: str, **params: str) -> AppTest:
+    """Run the app on ``page`` with URL query parameters; fail on any exception."""
+    app = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    for name, value in params.items():
+        app.query_params[name] = value
+    app.switch_page(f"pages/{page}.py").run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert not app.error, [e.value for e in app.error]
+    return app
+
+
+def metrics(app: AppTest) -> dict[str, tuple[str, str]]:
+    """Metric label -> (value, delta) as displayed."""
+    return {m.label: (m.value, m.delta) for m in app.metric}
+
+
+def frame_with(app: AppTest, column: str):  # type: ignore[no-untyped-def]
+    """The first dataframe on the page that has ``column``."""
+    for element in app.dataframe:
+        if column in element.value.columns:
+            return element.value
+    raise AssertionError(f"no dataframe with column {column!r}")
+
+
+def test_overview_shows_each_series_status_and_change_since_baseline(
+    seeded: SeededStore, use_store
+) -> None:
+    use_store(seeded.path)
+    app = open_page("overview")
+    shown = metrics(app)
+    assert shown["regression"][0] == "1"
+    assert shown["drift"][0] == "1"
+    assert shown["pass"][0] == "1"
+    assert shown[f"mini x {SERIES_A}"] == (f"{DEGRADED_NDCG:.4f}", f"{DEGRADED_NDCG - 1:+.4f}")
+    assert shown[f"mini x {SERIES_C}"] == ("1.0000", "+0.0000")
+    series = frame_with(app, "status").set_index("retriever")
+    assert series.loc[SERIES_A, "status"] == "regression"
+    assert series.loc[SERIES_A, "decision"] == "regression"
+    assert series.loc[SERIES_B, "status"] == "drift"
+    assert "stale: newest run" in series.loc[SERIES_B, "why"]
+    assert "failed" in series.loc[SERIES_B, "why"]
+    assert series.loc[SERIES_C, "status"] == "pass"
+    assert series.loc[SERIES_A, "baseline_run"] == seeded.runs["A1"]
+    assert series.loc[SERIES_A, "latest_run"] == seeded.runs["A3"]
+    figures = frame_with(app, "recall@10 latest").set_index("retriever")
+    assert figures.loc[SERIES_A, "recall@10 latest"] == pytest.approx(0.5)
+    assert figures.loc[SERIES_A, "recall@10 delta"] == pytest.approx(-0.5)
+
+
+def test_quality_over_time_draws_bands_baselines_and_events(seeded: SeededStore, use_store) -> None:
+    use_store(seeded.path)
+    app = open_page("quality", goldset="mini", measure="recall@10")
+    assert len(app.get("plotly_chart")) == 1
+    events = frame_with(app, "kind")
+    assert set(events["kind"]) == {"index", "model", "goldset version", "alert"}
+    model_change = events[events["kind"] == "model"].iloc[0]
+    assert "fp-1 -> fp-2" in model_change["description"]
+    runs = frame_with(app, "ci_low").set_index("run_id")
+    latest = runs.loc[seeded.runs["A3"]]
+    assert (latest["value"], latest["ci_low"], latest["ci_high"]) == pytest.approx((0.5,) * 3)
+    assert latest["n"] == N_QUERIES + 1
+    assert metrics(app)[f"{SERIES_A}: latest recall@10"] == ("0.5000", "-0.5000")
+
+
+def test_compare_runs_shows_the_numbers_of_evalkit_compare(
+    seeded: SeededStore, use_store, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from evalkit.cli import invoke
+
+    use_store(seeded.path)
+    baseline, candidate = seeded.runs["A1"], seeded.runs["A3"]
+    app = open_page("compare", goldset="mini", baseline=baseline, candidate=candidate)
+    table = frame_with(app, "p_permutation").set_index("measure")
+    capsys.readouterr()
+    assert invoke(["compare", baseline, candidate, "-m", "ndcg@10", "--format", "json"]) == 0
+    cli = json.loads(capsys.readouterr().out)["metrics"]["ndcg@10"]
+    shown = table.loc["ndcg@10"]
+    for field in ("baseline_mean", "candidate_mean", "delta", "ci_low", "ci_high"):
+        assert shown[field] == pytest.approx(cli[field], abs=1e-12)
+    for field in ("p_permutation", "p_wilcoxon", "p_adjusted"):
+        assert shown[field] == pytest.approx(cli[field], abs=1e-12)
+    assert shown["decision"] == cli["decision"] == "regression"
+    per_query = frame_with(app, "lost")
+    assert len(per_query) == N_QUERIES
+    assert list(per_query["query_id"]) == sorted(per_query["query_id"])
+    first = per_query.iloc[0]
+    assert first["ndcg@10 delta"] == pytest.approx(DEGRADED_NDCG - 1)
+    assert first["lost"] == f"{first['query_id']}-b"
+    assert first["gained"] == ""
+    assert any("only in the candidate" in w.value for w in app.warning)
+
+
+def test_query_drill_down_explains_the_score_with_document_text(
+    seeded: SeededStore, use_store
+) -> None:
+    use_store(seeded.path)
+    app = open_page("query", goldset="mini", run=seeded.runs["A3"], query="q01")
+    why = frame_with(app, "why").set_index("measure")
+    assert why.loc["recall@10", "value"] == pytest.approx(0.5)
+    assert why.loc["recall@10", "why"] == "1 of 2 relevant documents in the top 10 (at ranks 5)"
+    assert why.loc["mrr@10", "why"] == "first relevant document at rank 5: 1/5"
+    assert why.loc["ndcg@10", "value"] == pytest.approx(DEGRADED_NDCG)
+    results = frame_with(app, "evaluated_rank").set_index("doc_id")
+    assert results.loc["q01-a", "rank"] == 5
+    assert results.loc["q01-a", "relevance"] == 2
+    assert results.loc["q01-a", "text"] == document_text("q01-a")
+    assert any("Relevant but not retrieved: q01-b" in c.value for c in app.caption)
+    assert metrics(app)["first relevant rank"][0] == "5"
+    across = frame_with(app, "retriever")
+    assert seeded.runs["A3"] in set(across["run_id"])
+    landed = frame_with(app, seeded.runs["A3"]).set_index("doc_id")
+    assert list(landed.index) == ["q01-a", "q01-b"]
+    assert landed.loc["q01-a", seeded.runs["A3"]] == 5
+    assert pd.isna(landed.loc["q01-b", seeded.runs["A3"]])
+    assert landed.loc["q01-b", seeded.runs["A1"]] == 2
+
+
+def test_query_search_text_is_passed_as_a_parameter(seeded: SeededStore, use_store) -> None:
+    use_store(seeded.path)
+    with Store.open(seeded.path, read_only=True) as store:
+        before = len(store.list_runs(limit=100))
+    app = open_page("query", goldset="mini", run=seeded.runs["A1"])
+    app.text_input[0].input("x'); DROP TABLE runs; --").run()
+    assert not app.exception
+    assert any("No query of this goldset version matches" in i.value for i in app.info)
+    app.text_input[0].input("topic 07").run()
+    assert app.selectbox(key="choose-query").value == "q07"
+    with Store.open(seeded.path, read_only=True) as store:
+        assert len(store.list_runs(limit=100)) == before
+
+
+def test_goldsets_page_counts_versions_and_judgment_coverage(
+    seeded: SeededStore, use_store
+) -> None:
+    use_store(seeded.path)
+    app = open_page("goldsets")
+    versions = frame_with(app, "n_relevant").set_index("version")
+    old, new = seeded.goldset_versions
+    assert versions.loc[old, ["n_queries", "n_judgments", "n_relevant"]].tolist() == [14, 42, 28]
+    assert versions.loc[new, ["n_queries", "n_judgments", "n_relevant"]].tolist() == [15, 45, 30]
+    coverage = frame_with(app, "judged_at_depth").set_index(["goldset_version", "retriever"])
+    assert coverage.loc[(new, SERIES_A), "judged_at_depth"] == pytest.approx(0.1)
+    assert coverage.loc[(old, SERIES_B), "judged_at_depth"] == pytest.approx(0.3)
+    # The partial run: 13 answered queries, 3 of 10 retrieved documents judged in each.
+    assert coverage.loc[(old, SERIES_C), "n_top"] == 130
+    assert coverage.loc[(old, SERIES_C), "judged_at_depth"] == pytest.approx(0.3)
+
+
+def test_drift_page_shows_checks_projection_and_report(seeded: SeededStore, use_store) -> None:
+    use_store(seeded.path)
+    app = open_page("drift", check=seeded.drift_check)
+    assert metrics(app)["queries / mini"][0] == "drift"
+    checks = frame_with(app, "check_id")
+    assert len(checks) == 4
+    assert len(app.get("download_button")) == 1
+    assert any("4, 1, 7" in c.value for c in app.caption)
+    assert len(app.get("plotly_chart")) == 4
+    dimensions = frame_with(app, "ks_statistic")
+    assert len(dimensions) == 8
+    # The current window is shifted by 1.5 sd in every dimension.
+    assert (dimensions["p_adjusted"] < 0.05).all()
+    assert (dimensions["mean_shift_sd"] > 0.5).all()
+
+
+def test_traffic_page_breaks_windows_down_by_tenant(seeded: SeededStore, use_store) -> None:
+    use_store(seeded.path)
+    app = open_page("traffic", window="2026-11-20")
+    shown = metrics(app)
+    assert shown["volume (2026-11-20)"][0] == "20"
+    assert shown["replay latency p95 (ms)"][0] == "41.0"
+    assert shown["low-confidence share"][0] == "0.250"
+    assert shown["churn"][0] == "0.500"
+    tenants = frame_with(app, "records").set_index("tenant")
+    assert tenants.loc["acme", "low_confidence_share"] == pytest.approx(0.5)
+    assert tenants.loc["globex", "low_confidence_share"] == pytest.approx(0.0)
+    assert tenants.loc["acme", "records"] == 10
+    assert tenants.loc["acme", "churn"] == pytest.approx(0.5)
+    # Logged latencies of acme on day 2: 110, 130, ..., 290 ms; globex: 120, ..., 300 ms.
+    assert tenants.loc["acme", "latency_p50"] == pytest.approx(200.0)
+    assert tenants.loc["globex", "latency_p50"] == pytest.approx(210.0)
+
+
+def test_answers_page_shows_means_unmeasured_and_least_faithful(
+    seeded: SeededStore, use_store
+) -> None:
+    use_store(seeded.path)
+    app = open_page("answers")
+    value, delta = metrics(app)["faithfulness (offline-embedding)"]
+    assert value == f"{(0.25 + 0.5 + 1.0) / 3:.3f}"
+    assert delta == "1 unmeasured of 4"
+    assert app.expander[0].label == "q01: 0.250 (offline-embedding)"
+    assert any("what is topic 01 about" in m.value for m in app.markdown)
+    unmeasured = frame_with(app, "reason")
+    assert unmeasured.iloc[0][["reason", "n"]].tolist() == ["no_claims", 1]
+
+
+def test_index_health_page_shows_the_latest_findings(seeded: SeededStore, use_store) -> None:
+    use_store(seeded.path)
+    app = open_page("index_health")
+    shown = metrics(app)
+    assert shown["documents"][0] == "51"
+    assert shown["warning"][0] == "1"
+    findings = frame_with(app, "kind")
+    assert list(findings["kind"]) == ["near_duplicates"]
+
+
+def test_alerts_page_shows_history_and_delivery_attempts(seeded: SeededStore, use_store) -> None:
+    use_store(seeded.path)
+    app = open_page("alerts")
+    assert metrics(app)["firing now"][0] == "1"
+    assert metrics(app)["undelivered"][0] == "1"
+    attempts = frame_with(app, "attempt")
+    assert sorted(attempts["ok"].tolist()) == [False, True]
+    assert 503 in set(attempts["status_code"].dropna().astype(int))
+
+
+def test_every_page_greets_an_empty_store_with_the_first_run_page(
+    tmp_path: Path, use_store
+) -> None:
+    path = tmp_path / "evalkit.duckdb"
+    Store.open(path).close()
+    use_store(path)
+    app = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    for page, title in PAGES.items():
+        app.switch_page(f"pages/{page}.py").run()
+        assert not app.exception, (page, [e.value for e in app.exception])
+        assert app.title[0].value == title
+        assert any("No evaluation is stored" in i.value for i in app.info), page
+        assert any("make demo" in c.value for c in app.code), page
+
+
+def test_a_missing_store_is_explained_and_never_created(tmp_path: Path, use_store) -> None:
+    path = tmp_path / "nothing" / "evalkit.duckdb"
+    use_store(path)
+    app = open_page("overview")
+    assert any("No evaluation is stored" in i.value for i in app.info)
+    assert not path.exists()
+    assert not path.parent.exists()
+
+
+def test_pages_of_areas_without_tables_say_what_produces_them(core: SeededStore, use_store) -> None:
+    # Whether this evalkit's migrations created the areas' tables or not, they hold nothing.
+    use_store(core.path)
+    expected = {
+        "drift": "evalkit drift embeddings",
+        "traffic": "evalkit traffic ingest",
+        "answers": "evalkit answers score",
+        "index_health": "evalkit audit",
+        "alerts": "evalkit alerts evaluate",
+    }
+    app = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    for page, command in expected.items():
+        app.switch_page(f"pages/{page}.py").run()
+        assert not app.exception, page
+        assert app.title[0].value == PAGES[page]
+        assert any(command in i.value for i in app.info), page
+    app.switch_page("pages/overview.py").run()
+    assert metrics(app)["regression"][0] == "1"
+    assert any("evalkit serve" in c.value for c in app.caption)
+
+
+def test_a_store_with_an_older_schema_says_how_to_migrate_it(tmp_path: Path, use_store) -> None:
+    import duckdb
+
+    path = tmp_path / "evalkit.duckdb"
+    Store.open(path).close()
+    with duckdb.connect(str(path)) as connection:
+        connection.execute("DELETE FROM schema_migrations WHERE number > 1")
+    use_store(path)
+    app = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    app.switch_page("pages/overview.py").run()
+    assert not app.exception
+    assert any("run any writing evalkit command once" in e.value for e in app.error)
+
+
+WRITER = textwrap.dedent(
+    """
+    import sys, time
+    import duckdb
+
+    connection = duckdb.connect(sys.argv[1])
+    connection.execute("INSERT INTO goldsets VALUES ('other', 'v1', 'test', now(), 0, 0)")
+    print("holding", flush=True)
+    time.sleep(120)
+    """
+)
+
+
+def _hold_store(path: Path) -> subprocess.Popen[str]:
+    """A second process that opens the store for writing, writes, and keeps it open."""
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE, text=True
+    )
+    assert writer.stdout is not None
+    assert writer.stdout.readline().strip() == "holding"
+    return writer
+
+
+def _release(writer: subprocess.Popen[str]) -> None:
+    writer.terminate()
+    writer.wait(timeout=30)
+
+
+def test_a_store_held_by_a_writer_is_retried_explained_and_shown_as_last_loaded(
+    core: SeededStore, use_store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_store(core.path)
+    monkeypatch.setenv("EVALKIT_DASHBOARD_WAIT", "0.5")
+    before = metrics(open_page("overview"))
+    writer = _hold_store(core.path)
+    try:
+        began = time.monotonic()
+        never_loaded = open_page("goldsets")
+        waited = time.monotonic() - began
+        warnings = [w.value for w in never_loaded.warning]
+        assert any("is being written by" in w and f"pid {writer.pid}" in w for w in warnings)
+        assert waited >= 0.5
+        assert not never_loaded.dataframe
+        loaded_before = open_page("overview")
+        assert any("Showing figures loaded at" in w.value for w in loaded_before.warning)
+        assert metrics(loaded_before) == before
+    finally:
+        _release(writer)
+    app = open_page("goldsets")
+    assert not app.warning
+    assert "other" in set(frame_with(app, "n_relevant")["name"])

@@ -1,0 +1,287 @@
+"""The dashboard's read-only queries and loaders, against hand-computed values and oracles."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+from test_dashboard_seed import (
+    GOLDSET,
+    SERIES_A,
+    SERIES_B,
+    SERIES_C,
+    SeededStore,
+    shared_seeded_store,
+)
+
+from evalkit.errors import StoreError
+from evalkit.scheduler.lock import StoreBusyError
+from evalkit.store import Store
+from evalkit.store import dashboard as sql
+
+sys.path.append(str(Path(__file__).resolve().parents[1] / "dashboards"))
+
+from evalkit_dash import access, loaders
+
+
+@pytest.fixture
+def seeded(tmp_path_factory: pytest.TempPathFactory) -> SeededStore:
+    """The seeded store, shared by the dashboard tests."""
+    return shared_seeded_store(tmp_path_factory)
+
+
+@pytest.fixture
+def store(seeded: SeededStore):  # type: ignore[no-untyped-def]
+    """The seeded store, open read-only as the dashboard opens it."""
+    with Store.open(seeded.path, read_only=True) as opened:
+        yield opened
+
+
+def test_series_group_runs_by_goldset_and_retriever_with_baseline_and_newest(
+    store: Store, seeded: SeededStore
+) -> None:
+    series = sql.series_frame(store).set_index("retriever")
+    assert set(series.index) == {SERIES_A, SERIES_B, SERIES_C}
+    assert series.loc[SERIES_A, "n_runs"] == 3
+    assert series.loc[SERIES_A, "baseline_run"] == seeded.runs["A1"]
+    assert series.loc[SERIES_A, "latest_run"] == seeded.runs["A3"]
+    assert series.loc[SERIES_B, "latest_run"] == seeded.runs["B2"]
+    assert series.loc[SERIES_B, "newest_run"] == seeded.runs["B3"]
+    assert series.loc[SERIES_B, "newest_status"] == "failed"
+    assert series.loc[SERIES_C, "latest_status"] == "partial"
+
+
+def test_paired_differences_equal_a_pandas_join(store: Store, seeded: SeededStore) -> None:
+    pairs = [(seeded.runs["A1"], seeded.runs["A3"]), (seeded.runs["C1"], seeded.runs["C2"])]
+    frame = sql.paired_differences_frame(store, pairs=pairs, measure="mrr@10")
+    values = sql.per_query_values(store, [r for pair in pairs for r in pair], "mrr@10")
+    for baseline, candidate in pairs:
+        before = values[values["run_id"] == baseline].set_index("query_id")["value"]
+        after = values[values["run_id"] == candidate].set_index("query_id")["value"]
+        difference = (after - before).dropna()
+        row = frame[(frame["baseline_run"] == baseline) & (frame["candidate_run"] == candidate)]
+        assert row["n"].item() == len(difference)
+        assert row["mean_diff"].item() == pytest.approx(difference.mean())
+        assert row["sd_diff"].item() == pytest.approx(difference.std(ddof=1))
+    a_row = frame[frame["baseline_run"] == seeded.runs["A1"]]
+    assert a_row["mean_diff"].item() == pytest.approx(0.2 - 1.0)
+
+
+def test_paired_tests_match_scipy_paired_t_test() -> None:
+    rng = np.random.default_rng(11)
+    rows = []
+    samples = {}
+    for index, (n, shift) in enumerate(((40, -0.1), (25, 0.0), (60, 0.02))):
+        differences = rng.normal(shift, 0.2, n)
+        samples[index] = differences
+        rows.append(
+            {
+                "baseline_run": f"b{index}",
+                "candidate_run": f"c{index}",
+                "n": n,
+                "mean_diff": differences.mean(),
+                "sd_diff": differences.std(ddof=1),
+            }
+        )
+    tested = loaders.paired_tests(pd.DataFrame(rows))
+    for index, differences in samples.items():
+        oracle = stats.ttest_1samp(differences, 0.0)
+        interval = oracle.confidence_interval(0.95)
+        row = tested.iloc[index]
+        assert row["p_adjusted"] == pytest.approx(oracle.pvalue)
+        assert (row["ci_low"], row["ci_high"]) == pytest.approx((interval.low, interval.high))
+    assert tested.iloc[0]["decision"] == "regression"
+
+
+def test_paired_tests_without_spread_follow_compare_runs() -> None:
+    frame = pd.DataFrame(
+        {
+            "baseline_run": ["b0", "b1", "b2"],
+            "candidate_run": ["c0", "c1", "c2"],
+            "n": [10, 10, 1],
+            "mean_diff": [0.0, -0.3, -0.3],
+            "sd_diff": [0.0, 0.0, 0.0],
+        }
+    )
+    tested = loaders.paired_tests(frame)
+    assert tested["decision"].tolist() == ["pass", "regression", "inconclusive"]
+    assert (tested.iloc[1]["ci_low"], tested.iloc[1]["ci_high"]) == (-0.3, -0.3)
+    assert pd.isna(tested.iloc[2]["ci_low"])
+
+
+def test_series_points_mark_what_changed_since_the_previous_run(
+    store: Store, seeded: SeededStore
+) -> None:
+    points = sql.series_points_frame(store, goldset=GOLDSET, measure="ndcg@10")
+    a = points[points["retriever"] == SERIES_A].set_index("run_id")
+    assert a["index_changed"].tolist() == [False, True, False]
+    assert a["model_changed"].tolist() == [False, False, True]
+    assert a["goldset_changed"].tolist() == [False, False, True]
+    assert a.loc[seeded.runs["A3"], "n"] == 15
+    assert set(points["run_id"]) == set(seeded.runs.values()) - {seeded.runs["B3"]}
+
+
+def test_t_interval_matches_scipy() -> None:
+    rng = np.random.default_rng(5)
+    samples = [rng.normal(0.5, 0.1, n) for n in (2, 5, 30)]
+    low, high = loaders._t_interval(
+        pd.Series([s.mean() for s in samples]),
+        pd.Series([s.std(ddof=1) for s in samples]),
+        pd.Series([len(s) for s in samples]),
+    )
+    for index, sample in enumerate(samples):
+        expected = stats.t.interval(
+            0.95, len(sample) - 1, loc=sample.mean(), scale=stats.sem(sample)
+        )
+        assert (low[index], high[index]) == pytest.approx(expected)
+
+
+def test_drifting_series_match_subjects_of_the_series(store: Store) -> None:
+    series = [(GOLDSET, SERIES_A), (GOLDSET, SERIES_B), (GOLDSET, SERIES_C)]
+    drifting = sql.drifting_series_frame(store, series=series, measure="ndcg@10")
+    found = dict(zip(drifting["retriever"], drifting["drift"], strict=True))
+    # "queries" on subject "mini" (collection of series A) drifts; series B's precision check
+    # drifts; series C's newest model check is fine.
+    assert found[SERIES_A].startswith("queries drift (ks, ")
+    assert found[SERIES_B].startswith("precision drift (page_hinkley+paired, ")
+    assert SERIES_C not in found
+
+
+def test_user_text_is_a_parameter_never_sql(store: Store, seeded: SeededStore) -> None:
+    old, _ = seeded.goldset_versions
+    for text in ("'; DROP TABLE runs; --", "%", "_", "q01' OR '1'='1"):
+        assert sql.search_queries(store, goldset_version=old, text=text).empty
+    found = sql.search_queries(store, goldset_version=old, text="TOPIC 03")
+    assert found["query_id"].tolist() == ["q03"]
+    assert found["n_relevant"].tolist() == [2]
+    assert sql.runs_frame(store, goldset="mini' OR '1'='1").empty
+
+
+def test_series_status_orders_regression_drift_stale_pass() -> None:
+    now = datetime(2026, 11, 21)
+    base = {
+        "latest_run": "r2",
+        "baseline_run": "r1",
+        "latest_started": now - timedelta(days=1),
+        "newest_run": "r2",
+        "decision": "pass",
+        "drift": "",
+        "p_adjusted": 0.5,
+    }
+    week = timedelta(days=7)
+    assert loaders.series_status(base, measure="m", now=now, stale_after=week)[0] == "pass"
+    later = now + timedelta(days=30)
+    status, why = loaders.series_status(base, measure="m", now=later, stale_after=week)
+    assert status == "stale"
+    assert why[0].startswith("stale: latest finished run started 2026-11-20")
+    drifted = {**base, "drift": "queries drift (ks)"}
+    assert loaders.series_status(drifted, measure="m", now=later, stale_after=week)[0] == "drift"
+    regressed = {**drifted, "decision": "regression", "p_adjusted": 0.001}
+    status, why = loaders.series_status(regressed, measure="m", now=later, stale_after=week)
+    assert status == "regression"
+    assert len(why) == 3
+    failed = {**base, "newest_run": "r3", "newest_status": "failed", "newest_error": "boom"}
+    status, why = loaders.series_status(failed, measure="m", now=now, stale_after=week)
+    assert (status, why) == ("stale", ["stale: newest run r3 is failed: boom"])
+    empty = {"latest_run": None}
+    assert loaders.series_status(empty, measure="m", now=now, stale_after=week)[0] == "no data"
+
+
+@pytest.mark.parametrize(
+    ("measure", "expected"),
+    [
+        ("precision@10", "2 relevant documents in the top 10 (at ranks 2, 7), / 10"),
+        ("recall@5", "1 of 3 relevant documents in the top 5 (at ranks 2)"),
+        ("hit_rate@1", "a relevant document in the top 1: no"),
+        ("mrr", "first relevant document at rank 2: 1/2"),
+        ("r_precision", "1 relevant documents in the top R = 3, / 3"),
+        (
+            "map",
+            "precision at each relevant rank in the top 100 (0.500 + 0.286), summed and / 3"
+            " relevant",
+        ),
+    ],
+)
+def test_explanations_name_the_ranks_behind_each_measure(measure: str, expected: str) -> None:
+    text = loaders.explain_measure(
+        measure, relevant_ranks=[2, 7], grades_by_rank={2: 1, 7: 2}, n_relevant=3, depth=100
+    )
+    assert text == expected
+
+
+def test_store_version_follows_writes(tmp_path: Path) -> None:
+    path = tmp_path / "evalkit.duckdb"
+    assert access.store_version(path) is None
+    with Store.open(path) as store:
+        first = access.store_version(path)
+        from evalkit.store.drift import save_drift_check
+
+        save_drift_check(store, stream="queries", finding="ok", method="ks", is_drift=False)
+        assert access.store_version(path) != first
+
+
+def test_open_read_only_retries_then_names_the_writer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "evalkit.duckdb"
+    Store.open(path).close()
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(
+                """
+                import sys, time, duckdb
+                connection = duckdb.connect(sys.argv[1])
+                print("holding", flush=True)
+                time.sleep(60)
+                """
+            ),
+            str(path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "holding"
+        with pytest.raises(StoreBusyError, match=f"being written by pid {holder.pid}"):
+            access.open_read_only(path, wait=0.3)
+    finally:
+        holder.terminate()
+        holder.wait(timeout=30)
+    access.open_read_only(path, wait=0.3).close()
+
+
+def test_open_read_only_does_not_retry_other_errors(tmp_path: Path) -> None:
+    not_a_store = tmp_path / "evalkit.duckdb"
+    not_a_store.write_text("this is not a DuckDB file", encoding="utf-8")
+    with pytest.raises(StoreError, match="cannot open the store") as raised:
+        access.open_read_only(not_a_store, wait=5.0)
+    assert not isinstance(raised.value, StoreBusyError)
+
+
+def test_every_loader_runs_on_the_seeded_store(store: Store, seeded: SeededStore) -> None:
+    compared = loaders.compare(
+        store, baseline=seeded.runs["C1"], candidate=seeded.runs["C2"], measures=["recall@10"]
+    )
+    assert compared.decision == "pass"
+    assert compared.only_in_baseline == ("q14",)
+    overview = loaders.overview(store, measure="recall@10")
+    assert set(overview.series["decision"].dropna()) == {"regression", "pass"}
+    traffic = loaders.traffic(store)
+    assert traffic.records == 40
+    assert list(traffic.windows["window_label"]) == ["2026-11-19", "2026-11-20"]
+    items = loaders.answer_items(store, scoring_id=seeded.scoring, metric="faithfulness")
+    assert items.items["item_id"].tolist() == ["q01", "q02", "q03"]
+    health = loaders.index_health(store)
+    assert health.collection == "mini"
+    assert len(health.audits) == 2
+    assert loaders.alert_deliveries(store, alert_id=seeded.alert)["attempt"].tolist() == [1, 1]
