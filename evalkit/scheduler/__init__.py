@@ -1,7 +1,8 @@
 """The scheduler service: ``evalkit serve`` runs evalkit's jobs unattended.
 
 - ``config``: the ``[scheduler]`` table and ``[[jobs]]`` entries of ``evalkit.toml``;
-- ``jobs``: job kinds (goldset replay, traffic, drift check, audit, retention, command),
+- ``jobs``: job kinds (goldset replay, traffic ingest, traffic, drift check, audit,
+  answers, retention, command),
   registered by name in ``JOB_KINDS``;
 - ``runner``: runs one job, never two copies at once, and records every run;
 - ``lock``: how the service, CLI commands and the dashboard share one DuckDB file;

@@ -8,6 +8,8 @@ Kinds:
 
 - ``goldset_replay``: replay a stored goldset against the live retriever, score and store
   the run (labelled with the job's name unless ``label`` says otherwise);
+- ``traffic_ingest``: ingest the new lines of log files and directories, nothing else
+  (cheap: meant for a short interval, so the store follows the logs);
 - ``traffic``: ingest log files, sample a window of traffic and replay the sample;
 - ``drift_check``: test the newest traffic window's query embeddings against a reference
   window (``stream = "queries"``), or a goldset measure's series of run means with a
@@ -30,13 +32,21 @@ import signal
 import subprocess
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from evalkit.alerts.config import Duration
 from evalkit.errors import ConfigError, EvalkitError, StoreError
@@ -46,6 +56,8 @@ if TYPE_CHECKING:
     from evalkit.config import Settings
     from evalkit.retrievers.base import Retriever
     from evalkit.store.store import Store
+    from evalkit.traffic.ingest import IngestReport
+    from evalkit.traffic.redaction import Redaction
 
 __all__ = [
     "JOB_KINDS",
@@ -222,15 +234,106 @@ def _goldset_replay(ctx: JobContext, params: GoldsetReplayParams) -> JobOutcome:
 # -- traffic ------------------------------------------------------------------------------
 
 _UNITS = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(weeks=1)}
+_READ_STATUSES = frozenset({"new", "resumed", "restarted"})
+DEFAULT_REPORTED_PROBLEMS = 20
+"""Malformed lines listed in an ingest's job-run summary (all are counted and stored)."""
 
 
-class TrafficParams(_RetrieverParams):
-    """``kind = "traffic"``: ingest, sample a window, replay the sample."""
+class _IngestParams(_Params):
+    """What is ingested and how it is redacted (``evalkit traffic ingest``'s options)."""
 
     paths: list[Path] = Field(
         default_factory=list, description="Log files or directories ingested first."
     )
     redact: list[str] = Field(default_factory=list, description="Named redaction patterns.")
+    redact_pattern: list[str] = Field(
+        default_factory=list, description="RE2 regular expressions masked as <redacted>."
+    )
+    drop: list[str] = Field(default_factory=list, description="Fields not stored at all.")
+
+    @field_validator("redact", "redact_pattern", "drop")
+    @classmethod
+    def _redaction_builds(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        from evalkit.traffic.redaction import Redaction
+
+        option = {"redact": "patterns", "redact_pattern": "custom", "drop": "drop"}
+        try:
+            Redaction.build(**{option[str(info.field_name)]: value})
+        except ConfigError as error:
+            # A bad name or expression is refused when the file is read, not at 3 a.m.
+            raise ValueError(str(error)) from error
+        return value
+
+    def redaction(self) -> Redaction:
+        """The redaction these fields describe."""
+        from evalkit.traffic.redaction import Redaction
+
+        return Redaction.build(patterns=self.redact, custom=self.redact_pattern, drop=self.drop)
+
+
+def _ingest(
+    ctx: JobContext, params: _IngestParams, *, report_problems: int
+) -> tuple[IngestReport, dict[str, Any]]:
+    """Ingest ``params.paths`` (stoppable between batches) and summarise the pass."""
+    from evalkit.traffic import ingest_paths
+
+    report = ingest_paths(
+        ctx.require_store(),
+        params.paths,
+        redaction=params.redaction(),
+        max_reported_problems=report_problems,
+        progress=ctx.progress,
+    )
+    statuses = Counter(entry.status for entry in report.files)
+    notes = [f"{entry.path}: {entry.note}" for entry in report.files if entry.note]
+    summary = {
+        "records_added": report.records_added,
+        "lines_read": report.lines_read,
+        "duplicates": report.duplicates,
+        "malformed": report.malformed,
+        "files_read": sum(statuses[status] for status in _READ_STATUSES),
+        "files": dict(sorted(statuses.items())),
+        "problems": [str(problem) for problem in report.problems],
+        "n_problems": report.n_problems,
+        "notes": notes[:report_problems],
+        "unknown_fields": dict(report.unknown_fields),
+    }
+    return report, summary
+
+
+class TrafficIngestParams(_IngestParams):
+    """``kind = "traffic_ingest"``: ingest new log lines, nothing else."""
+
+    paths: list[Path] = Field(
+        min_length=1, description="Log files or directories (a directory's traffic files)."
+    )
+    strict: bool = Field(
+        default=False,
+        description="A pass that met malformed lines or unreadable files ends `partial`.",
+    )
+    report_problems: int = Field(
+        default=DEFAULT_REPORTED_PROBLEMS,
+        ge=0,
+        description="Malformed lines listed (file:line) in the job run's summary.",
+    )
+
+
+def _traffic_ingest(ctx: JobContext, params: TrafficIngestParams) -> JobOutcome:
+    report, summary = _ingest(ctx, params, report_problems=params.report_problems)
+    if params.strict and report.n_problems:
+        first = f"; first: {report.problems[0]}" if report.problems else ""
+        return JobOutcome(
+            status="partial",
+            summary=summary,
+            error=f"{report.n_problems} malformed line(s) or unreadable file(s) in the traffic "
+            f"logs (the other lines were ingested){first}",
+        )
+    return JobOutcome(summary=summary)
+
+
+class TrafficParams(_RetrieverParams, _IngestParams):
+    """``kind = "traffic"``: ingest, sample a window, replay the sample."""
+
     window: str | None = Field(
         default=None, description="Window label to sample (default: the previous one)."
     )
@@ -264,9 +367,7 @@ class TrafficParams(_RetrieverParams):
 def _traffic(ctx: JobContext, params: TrafficParams) -> JobOutcome:
     from evalkit.store.traffic import record_count
     from evalkit.traffic import (
-        Redaction,
         SampleSpec,
-        ingest_paths,
         parse_stratification,
         parse_window,
         replay_sample,
@@ -278,14 +379,7 @@ def _traffic(ctx: JobContext, params: TrafficParams) -> JobOutcome:
     store = ctx.require_store()
     summary: dict[str, Any] = {}
     if params.paths:
-        report = ingest_paths(
-            store, params.paths, redaction=Redaction.build(patterns=params.redact)
-        )
-        summary["ingest"] = {
-            "records_added": sum(entry.records_added for entry in report.files),
-            "malformed": sum(entry.malformed for entry in report.files),
-            "files": len(report.files),
-        }
+        _, summary["ingest"] = _ingest(ctx, params, report_problems=DEFAULT_REPORTED_PROBLEMS)
         ctx.check_cancelled()
     if params.window is not None:
         window = parse_window(params.window)
@@ -729,6 +823,7 @@ for _kind in (
         _goldset_replay,
         "replay a goldset against the live retriever",
     ),
+    JobKind("traffic_ingest", TrafficIngestParams, _traffic_ingest, "ingest new traffic log lines"),
     JobKind("traffic", TrafficParams, _traffic, "ingest, sample and replay production traffic"),
     JobKind("drift_check", DriftCheckParams, _drift_check, "test embeddings or a metric series"),
     JobKind("audit", AuditParams, _audit, "audit a collection's health"),

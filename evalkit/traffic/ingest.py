@@ -158,9 +158,11 @@ class _Pass:
     redaction: Redaction
     batch_lines: int
     max_problems: int
+    progress: Callable[[int, int | None], None] | None = None
     problems: list[IngestProblem] = field(default_factory=list)
     n_problems: int = 0
     unknown_fields: Counter[str] = field(default_factory=Counter)
+    records_committed: int = 0
 
     def note_problems(self, path: str, problems: Iterable[tuple[int | None, str]]) -> None:
         for line, message in problems:
@@ -294,6 +296,11 @@ def _commit(
     )
     run.note_problems(name, builder.problems)
     run.unknown_fields.update(builder.unknown_fields)
+    run.records_committed += stored
+    if run.progress is not None:
+        # After the commit, so a callback that raises (a job being stopped) loses nothing:
+        # the next pass resumes after this batch.
+        run.progress(run.records_committed, None)
     return stored, len(builder) - stored
 
 
@@ -410,16 +417,21 @@ def ingest_paths(
     redaction: Redaction | None = None,
     batch_lines: int = DEFAULT_BATCH_LINES,
     max_reported_problems: int = DEFAULT_MAX_REPORTED_PROBLEMS,
+    progress: Callable[[int, int | None], None] | None = None,
 ) -> IngestReport:
     """Ingest every traffic file in ``paths`` (files or directories) that has new lines.
 
     Re-running it ingests nothing twice. Compressed files are skipped with a note (ingest
     rotated logs before compressing them). Raises InputError for a path that does not exist
     and StoreError when the store cannot be written; malformed lines never raise.
+    ``progress(records_added_so_far, None)`` is called after every committed batch; an
+    exception it raises stops the pass there, with every committed batch kept.
     """
     if batch_lines < 1:
         raise ConfigError(f"batch_lines must be at least 1, got {batch_lines}")
-    run = _Pass(store, redaction or Redaction(), batch_lines, max_reported_problems)
+    if max_reported_problems < 0:
+        raise ConfigError(f"max_reported_problems must be at least 0, got {max_reported_problems}")
+    run = _Pass(store, redaction or Redaction(), batch_lines, max_reported_problems, progress)
     files: list[FileIngest] = []
     for path, kind in list(log_files(paths)):
         if kind is None:
