@@ -203,7 +203,24 @@ def _elapsed(began: float) -> float:
     return (time.perf_counter() - began) * 1000.0
 
 
-class WebhookSink:
+class _NamedSink:
+    """The name and severity floor every sink is configured with."""
+
+    _name: str
+    _min_severity: Severity
+
+    @property
+    def name(self) -> str:
+        """The configured name."""
+        return self._name
+
+    @property
+    def min_severity(self) -> Severity:
+        """Alerts less severe than this are not sent here."""
+        return self._min_severity
+
+
+class WebhookSink(_NamedSink):
     """POSTs each alert, signed when a secret is configured; see ``WebhookParams``."""
 
     def __init__(
@@ -242,16 +259,6 @@ class WebhookSink:
             hidden += [url, parts.path]
         self.redact = Redactor(hidden)
         _library_logs.add(hidden)
-
-    @property
-    def name(self) -> str:
-        """The configured name."""
-        return self._name
-
-    @property
-    def min_severity(self) -> Severity:
-        """Alerts less severe than this are not sent here."""
-        return self._min_severity
 
     def describe(self) -> dict[str, Any]:
         """Kind, host, body format and whether bodies are signed."""
@@ -307,7 +314,7 @@ class WebhookSink:
         )
 
 
-class CommandSink:
+class CommandSink(_NamedSink):
     """Runs a program with the JSON payload on stdin; exit status 0 means delivered.
 
     The program also gets ``EVALKIT_ALERT_ID``, ``EVALKIT_ALERT_STATUS``,
@@ -330,16 +337,6 @@ class CommandSink:
         self._timeout = timeout
         self._cwd = cwd
         self.redact = Redactor(list(secrets))
-
-    @property
-    def name(self) -> str:
-        """The configured name."""
-        return self._name
-
-    @property
-    def min_severity(self) -> Severity:
-        """Alerts less severe than this are not sent here."""
-        return self._min_severity
 
     def describe(self) -> dict[str, Any]:
         """Kind and program (its arguments are configuration, not secrets)."""
@@ -395,7 +392,7 @@ class CommandSink:
         )
 
 
-class LogSink:
+class LogSink(_NamedSink):
     """Writes alerts to the ``evalkit.alerts`` logger, or appends them to a JSON-lines file."""
 
     def __init__(
@@ -404,16 +401,6 @@ class LogSink:
         self._name = name
         self._min_severity = min_severity
         self._path = path
-
-    @property
-    def name(self) -> str:
-        """The configured name."""
-        return self._name
-
-    @property
-    def min_severity(self) -> Severity:
-        """Alerts less severe than this are not sent here."""
-        return self._min_severity
 
     def describe(self) -> dict[str, Any]:
         """Kind and file (if any)."""

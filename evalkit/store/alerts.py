@@ -75,8 +75,11 @@ DELIVERY_STATES = ("pending", "delivered", "abandoned")
 JOB_STATUSES = ("running", "succeeded", "partial", "failed", "interrupted")
 
 SCHEMA_SQL = """
+CREATE SEQUENCE alert_sequence START 1;
 CREATE TABLE alerts (
     alert_id VARCHAR PRIMARY KEY,
+    -- Raising order: alerts raised in the same instant keep it for delivery.
+    sequence BIGINT NOT NULL DEFAULT nextval('alert_sequence'),
     rule VARCHAR NOT NULL,
     kind VARCHAR NOT NULL,
     dedup_key VARCHAR NOT NULL,
@@ -396,7 +399,7 @@ def list_alerts(
         f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE (? IS NULL OR rule = ?)"
         " AND (? IS NULL OR status = ?) AND (? IS NULL OR dedup_key = ?)"
         " AND (? IS NULL OR created_at >= ?)"
-        " ORDER BY created_at DESC, alert_id DESC LIMIT ?",
+        " ORDER BY created_at DESC, sequence DESC LIMIT ?",
         [rule, rule, status, status, dedup_key, dedup_key, since, since, limit],
     )
     deliveries = _deliveries_of(store, [str(row[0]) for row in rows])
@@ -463,7 +466,7 @@ def due_deliveries(store: Store, *, now: datetime, limit: int = 500) -> list[Due
         " o.sink, o.attempts, o.created_at, o.next_attempt_at"
         " FROM alert_outbox o JOIN alerts a USING (alert_id)"
         " WHERE o.state = 'pending'"
-        " ORDER BY o.sink, a.created_at, a.alert_id LIMIT ?",
+        " ORDER BY o.sink, a.created_at, a.sequence LIMIT ?",
         [limit],
     )
     due: list[DueDelivery] = []
