@@ -1,4 +1,4 @@
-"""Wires the stages together: goldset -> replay -> metrics -> store.
+"""Wires the stages together: goldset -> replay -> metrics (and answers) -> store.
 
 The CLI, the scheduler and the tests all call these functions; no stage calls another stage
 that comes after it in the data flow.
@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -19,19 +19,26 @@ from evalkit import __version__
 from evalkit.errors import ConfigError
 from evalkit.goldset.model import Goldset
 from evalkit.metrics import Evaluator, parse_measures
-from evalkit.records import QueryResult
+from evalkit.records import Query, QueryResult
 from evalkit.replay import ReplayTiming, replay
 from evalkit.retrievers.base import Retriever
 from evalkit.store import RunRecord, RunSpec, Store
+
+if TYPE_CHECKING:
+    from evalkit.answers import AnswerRecord, AnswerScores, JudgeSettings, OfflineFaithfulness
 
 __all__ = [
     "DEFAULT_MEASURES",
     "RunOutcome",
     "ScoredRun",
+    "answer_settings",
     "default_measures",
     "evaluate_goldset",
     "lost_relevant_documents",
     "results_frame",
+    "run_answer_records",
+    "score_logged_answers",
+    "score_run_answers",
     "score_run_file",
     "score_stored_run",
 ]
@@ -59,13 +66,19 @@ def default_measures(k: int) -> list[str]:
 
 @dataclass(frozen=True, slots=True)
 class RunOutcome:
-    """A finished run as stored, with where its time went."""
+    """A finished run as stored, with where its time went.
+
+    ``answers`` holds the scores of the answers the retriever generated (stored under the
+    run id), or None when it generated none or answer scoring was turned off.
+    """
 
     run: RunRecord
     timing: ReplayTiming
     seconds_metrics: float = 0.0
     seconds_store: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    answers: AnswerScores | None = None
+    seconds_answers: float = 0.0
 
 
 def results_frame(results: Sequence[QueryResult]) -> pd.DataFrame:
@@ -90,6 +103,9 @@ def evaluate_goldset(
     batch_size: int = 64,
     label: str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    answers: bool = True,
+    judge_settings: JudgeSettings | None = None,
+    offline: OfflineFaithfulness | None = None,
 ) -> RunOutcome:
     """Replay a goldset against a live retriever, score it and store everything.
 
@@ -98,8 +114,16 @@ def evaluate_goldset(
     Queries whose retrieval failed are left out of the averages (never scored as zero), and
     the run is ``partial``; the aggregates record how many queries they cover. Any crash
     marks the run ``failed`` and re-raises.
+
+    When the retriever generated answers (a RAG endpoint) and ``answers`` is true, they are
+    scored once the run is stored (``score_run_answers``: faithfulness by the LLM judge of
+    ``judge_settings``, default the ``[judge]`` settings, or by the offline method) and
+    the scores are stored under the run id. The judge settings are checked before the
+    first query is sent.
     """
     measure_names = [str(m) for m in parse_measures(list(measures or default_measures(k)))]
+    if answers:
+        judge_settings = answer_settings(judge_settings)
     store.save_goldset(goldset)
     fingerprint = retriever.model_fingerprint()
     config = retriever.describe()
@@ -186,12 +210,119 @@ def evaluate_goldset(
         with contextlib.suppress(Exception):
             store.fail_run(run_id, f"{type(error).__name__}: {error}")
         raise
+    # The run is complete as a retrieval run whatever happens to its answers' scoring.
+    began = time.perf_counter()
+    scored = (
+        score_run_answers(
+            store, run_id, goldset.queries, results, settings=judge_settings, offline=offline
+        )
+        if answers
+        else None
+    )
     return RunOutcome(
         run=store.get_run(run_id),
         timing=timing,
         seconds_metrics=metrics_seconds,
         seconds_store=store_seconds,
+        answers=scored,
+        seconds_answers=time.perf_counter() - began if scored is not None else 0.0,
     )
+
+
+def answer_settings(settings: JudgeSettings | None = None) -> JudgeSettings:
+    """The judge settings a run's answers will be scored with (default: the ``[judge]``
+    settings), checked now, so a configuration mistake fails before any query is sent.
+
+    Raises ConfigError saying what to fix, or how to turn answer scoring off.
+    """
+    from evalkit.answers import check_judge_settings, load_judge_settings
+
+    try:
+        settings = settings or load_judge_settings()
+        check_judge_settings(settings)
+    except ConfigError as error:
+        raise ConfigError(
+            f"answer scoring: {error}; or turn answer scoring off (--no-answers)"
+        ) from error
+    return settings
+
+
+def run_answer_records(
+    queries: Sequence[Query], results: Sequence[QueryResult]
+) -> list[AnswerRecord]:
+    """One answer record per answered query that came back with a generated answer.
+
+    The record carries the query's text, reference answer and reference context ids (from
+    the goldset) and the result's answer, contexts and context ids. Queries whose retrieval
+    failed, and results without an answer, give no record; an answer without contexts does,
+    and is then scored as unmeasured (``empty_contexts``).
+    """
+    from evalkit.answers import AnswerRecord
+
+    by_id = {query.id: query for query in queries}
+    return [
+        AnswerRecord.from_query(
+            by_id[result.query_id],
+            answer=result.answer,
+            contexts=result.contexts,
+            context_ids=result.context_ids,
+        )
+        for result in results
+        if result.ok and result.answer is not None and result.query_id in by_id
+    ]
+
+
+def score_run_answers(
+    store: Store,
+    run_id: str,
+    queries: Sequence[Query],
+    results: Sequence[QueryResult],
+    *,
+    settings: JudgeSettings | None = None,
+    offline: OfflineFaithfulness | None = None,
+) -> AnswerScores | None:
+    """Score the answers generated during a run and store them under ``run_id``.
+
+    Returns None, storing nothing, when no result carries an answer. Otherwise every
+    answer is scored by ``evalkit.answers.score_answers``: faithfulness by the LLM judge
+    when ``settings`` configure one, else by the offline method; context precision / recall
+    where the goldset has reference context ids. Answers that cannot be measured (no claim,
+    no context, a judge failure) are stored with their reason and left out of the means.
+    """
+    records = run_answer_records(queries, results)
+    if not records:
+        return None
+    from evalkit.answers import score_answers
+
+    return score_answers(records, settings=settings, store=store, run_id=run_id, offline=offline)
+
+
+def score_logged_answers(
+    store: Store,
+    run_id: str,
+    *,
+    settings: JudgeSettings | None = None,
+    offline: OfflineFaithfulness | None = None,
+) -> AnswerScores | None:
+    """Score the answers production logged for the queries of a traffic replay run.
+
+    The answers and contexts are those of the traffic log (what the application generated
+    then, not what the replayed retriever returns now); the scores are stored under
+    ``run_id``. Returns None, storing nothing, when no replayed query has a logged answer.
+    """
+    from evalkit.answers import AnswerRecord, score_answers
+    from evalkit.store.traffic import logged_answers
+
+    query_ids = [str(query_id) for query_id in store.run_queries(run_id)["query_id"]]
+    records = [
+        AnswerRecord(
+            id=logged.query_id, question=logged.text, answer=logged.answer, contexts=logged.contexts
+        )
+        for logged in logged_answers(store, query_ids)
+    ]
+    if not records:
+        return None
+    return score_answers(records, settings=settings, store=store, run_id=run_id, offline=offline)
 
 
 @dataclass(frozen=True, slots=True)

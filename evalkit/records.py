@@ -61,13 +61,19 @@ class QueryResult:
     """What the retriever returned for one query.
 
     ``error`` is set when the query failed; ``docs`` is then empty and the run that holds
-    it is ``partial``.
+    it is ``partial``. A retriever that also generates (a RAG application behind an HTTP
+    endpoint) sets ``answer`` to the generated answer, and ``contexts`` / ``context_ids`` to
+    the passages it was generated from and their document ids, in rank order; the pipeline
+    scores such answers (``evalkit.answers``). Plain retrievers leave them empty.
     """
 
     query_id: str
     docs: tuple[ScoredDoc, ...]
     latency_ms: float
     error: str | None = None
+    answer: str | None = None
+    contexts: tuple[str, ...] = ()
+    context_ids: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:

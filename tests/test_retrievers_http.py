@@ -22,7 +22,9 @@ from evalkit.retrievers import HttpRetriever, Retriever, check_retriever
 from evalkit.retrievers.http import (
     HTTP_TOKEN_ENV,
     MalformedResponseError,
+    ParsedResponse,
     _retry_after_seconds,
+    parse_response,
     parse_results,
 )
 
@@ -66,6 +68,18 @@ class Endpoint:
             return 200, {}, json.dumps({"results": [{"id": "a"}, {"id": "b"}, {"id": 7}]}).encode()
         if query_id == "tenant":
             return 200, {}, json.dumps({"results": [{"id": str(body["tenant"])}]}).encode()
+        if query_id == "rag":
+            generated = {
+                "results": [
+                    {"id": "p1", "score": 0.9, "text": "Passage one."},
+                    {"id": "p2", "score": 0.8},
+                    {"id": "p3", "score": 0.7, "text": "Passage three."},
+                ],
+                "answer": "Generated from passages one and three.",
+            }
+            return 200, {}, json.dumps(generated).encode()
+        if query_id == "rag-bad":
+            return 200, {}, json.dumps({"results": [{"id": "p1"}], "answer": 42}).encode()
         if query_id.startswith("parallel"):
             self.barrier.wait()
         return 200, {}, json.dumps(ranked).encode()
@@ -295,6 +309,48 @@ def test_describe_hides_credentials_in_the_url(monkeypatch: pytest.MonkeyPatch) 
 def test_parse_results_rejects_malformed_payloads(payload: Any, message: str) -> None:
     with pytest.raises(MalformedResponseError, match=message):
         parse_results(payload, 10)
+
+
+def test_a_rag_endpoint_answer_and_passages_reach_the_result(
+    endpoint: tuple[str, Endpoint],
+) -> None:
+    url, _ = endpoint
+    queries = [Query(id="rag", text="q"), Query(id="ok", text="q"), Query(id="rag-bad", text="q")]
+    with make_retriever(url, retries=0) as retriever:
+        rag, plain, bad = retriever.retrieve(queries, 3)
+
+    assert rag.ok
+    assert [doc.doc_id for doc in rag.docs] == ["p1", "p2", "p3"]
+    assert rag.answer == "Generated from passages one and three."
+    assert rag.contexts == ("Passage one.", "Passage three.")
+    assert rag.context_ids == ("p1", "p3")
+    # A plain retriever's results carry no answer and no passages.
+    assert (plain.answer, plain.contexts, plain.context_ids) == (None, (), ())
+    assert bad.error is not None
+    assert "answer must be a string" in bad.error
+    assert bad.answer is None
+
+
+def test_parse_response_reads_answer_and_passages_within_k() -> None:
+    payload = {
+        "results": [
+            {"id": "a", "text": "alpha"},
+            {"id": "b", "text": None},
+            {"id": "c", "text": "gamma"},
+        ],
+        "answer": "",
+    }
+    assert parse_response(payload, 2) == ParsedResponse(
+        docs=(ScoredDoc("a", 1.0, 1), ScoredDoc("b", 0.5, 2)),
+        answer="",
+        contexts=("alpha",),
+        context_ids=("a",),
+    )
+    assert parse_response({"results": [], "answer": None}, 3) == ParsedResponse(docs=())
+    with pytest.raises(MalformedResponseError, match=r"answer must be a string.*list"):
+        parse_response({"results": [], "answer": ["x"]}, 3)
+    with pytest.raises(MalformedResponseError, match=r"results\[1\]\.text must be a string"):
+        parse_response({"results": [{"id": "a"}, {"id": "b", "text": 3}]}, 3)
 
 
 def test_parse_results_keeps_order_and_cuts_at_k() -> None:

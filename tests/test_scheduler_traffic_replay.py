@@ -54,6 +54,12 @@ def store_path(evalkit_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
                 "tenant": tenant,
                 "results": [DOCUMENTS[tenant][0][0]],
                 "latency_ms": 10 + index,
+                # The first query's application answered from the passage it was given.
+                **(
+                    {"answer": DOCUMENTS[tenant][0][1], "contexts": [DOCUMENTS[tenant][0][1]]}
+                    if index == 0
+                    else {}
+                ),
             }
         )
         for index, (query_id, tenant, text) in enumerate(QUERIES)
@@ -134,6 +140,8 @@ def test_the_traffic_job_ingests_samples_and_replays_without_crossing_tenants(
     )
     run_id = summary["run_id"]
     assert job_run["run_ids"] == [run_id]
+    # The one logged answer is scored (offline: no judge is configured) under the run.
+    assert (summary["answers"]["n_records"], summary["answers"]["run_id"]) == (1, run_id)
 
     with Store.open(store_path, read_only=True) as store:
         (stored_job_run,) = list_job_runs(store, job="traffic-hourly")
@@ -162,6 +170,7 @@ def test_the_traffic_job_ingests_samples_and_replays_without_crossing_tenants(
     unfiltered = run_job(capsys, "traffic-unfiltered")
     assert unfiltered["status"] == "succeeded"
     assert "ingest" not in unfiltered["summary"]
+    assert unfiltered["summary"]["answers"]["n_records"] == 1
     with Store.open(store_path, read_only=True) as store:
         leaked = returned_docs(store, unfiltered["summary"]["run_id"])
         assert store.fetch("SELECT count(*) FROM traffic_records")[0][0] == 6

@@ -29,7 +29,7 @@ from evalkit.answers.records import (
     MetricSummary,
     Unmeasured,
 )
-from evalkit.answers.scoring import score_answer_file, score_answers
+from evalkit.answers.scoring import check_judge_settings, score_answer_file, score_answers
 from evalkit.answers.settings import JudgeSettings, ScoringMethod, load_judge_settings
 
 __all__ = [
@@ -42,6 +42,7 @@ __all__ = [
     "OfflineFaithfulness",
     "ScoringMethod",
     "Unmeasured",
+    "check_judge_settings",
     "load_judge_settings",
     "read_answer_records",
     "score_answer_file",

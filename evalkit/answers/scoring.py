@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from evalkit.embedding import Embedder
     from evalkit.store.store import Store
 
-__all__ = ["score_answer_file", "score_answers", "score_with_judge"]
+__all__ = ["check_judge_settings", "score_answer_file", "score_answers", "score_with_judge"]
 
 
 def _uses_judge(settings: JudgeSettings) -> bool:
@@ -45,10 +45,20 @@ def _uses_judge(settings: JudgeSettings) -> bool:
             raise ConfigError(
                 f"method {settings.method.value!r} needs an LLM judge: set base_url and model "
                 "in the [judge] table of evalkit.toml (or EVALKIT_JUDGE_BASE_URL and "
-                "EVALKIT_JUDGE_MODEL), or use --method offline"
+                "EVALKIT_JUDGE_MODEL), or use the offline method (--method offline, or "
+                'method = "offline" in [judge])'
             )
         return True
     return settings.method is ScoringMethod.auto and settings.judge_configured
+
+
+def check_judge_settings(settings: JudgeSettings) -> None:
+    """Raise ``ConfigError`` when the method asks for an LLM judge that is not configured.
+
+    ``score_answers`` raises the same error; callers that score after a long step (a run's
+    replay) check first, so a configuration mistake costs nothing.
+    """
+    _uses_judge(settings)
 
 
 def _uses_offline(settings: JudgeSettings) -> bool:

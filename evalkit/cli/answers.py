@@ -10,7 +10,7 @@ import typer
 from evalkit.cli._output import OutputFormat, console, emit_json, key_values, settings, table
 from evalkit.cli.app import CONTEXT, app
 
-__all__ = ["answers_app"]
+__all__ = ["answers_app", "print_answer_summaries"]
 
 answers_app = typer.Typer(
     help="Score generated answers: faithfulness (ragas with an LLM judge, or the offline "
@@ -56,6 +56,24 @@ def _score_rows(scores: list[dict[str, Any]]) -> list[list[object]]:
 
 
 _SCORE_COLUMNS = ["item", "metric", "method", "value", "unmeasured", "claims", "supported"]
+
+
+def print_answer_summaries(data: dict[str, Any] | None, *, title: str = "answers") -> None:
+    """Print a run's answer scoring (``AnswerScores.to_dict`` form): its id and counts,
+    then per metric the mean over measured answers and the measured / unmeasured counts.
+
+    Prints nothing when ``data`` is None (the run generated no answer, or scoring was off).
+    """
+    if data is None:
+        return
+    facts = {
+        "scoring": data.get("scoring_id") or "(not stored)",
+        "answers": data["n_records"],
+        "judge calls": data["judge_calls"],
+        "cache hits": data["cache_hits"],
+    }
+    console.print(key_values(title, facts))
+    console.print(table("answer metrics", _SUMMARY_COLUMNS, _summary_rows(data["summaries"])))
 
 
 @answers_app.command("score")

@@ -378,6 +378,8 @@ def _replay_candidate(
         relevance_threshold=config.relevance_threshold,
         batch_size=config.query_batch_size,
         label="gate candidate",
+        # The gate decides on retrieval metrics; judging answers would only add cost.
+        answers=False,
     )
     if outcome.run.status != "complete":
         raise RetrieverError(

@@ -15,6 +15,7 @@ from evalkit.cli._retriever import (
     WhereKey,
     build_retriever,
 )
+from evalkit.cli.answers import print_answer_summaries
 from evalkit.cli.app import app
 from evalkit.cli.runs import print_run
 
@@ -46,6 +47,15 @@ def run(
     label: Annotated[str | None, typer.Option(help="Free-text label stored with the run.")] = None,
     where_key: WhereKey = None,
     allow_model_mismatch: AllowMismatch = False,
+    answers: Annotated[
+        bool,
+        typer.Option(
+            "--answers/--no-answers",
+            help="Score the answers a RAG endpoint generates with its results (faithfulness "
+            "by the [judge] LLM, else offline; stored under the run id). Without answers in "
+            "the responses there is nothing to score.",
+        ),
+    ] = True,
     next_steps: Annotated[bool, typer.Option(hidden=True)] = False,
     output: Annotated[OutputFormat, typer.Option("--format", help="table or json")] = (
         OutputFormat.table
@@ -54,7 +64,9 @@ def run(
     """Replay a goldset against the live retriever, score it and store the run.
 
     A query the retriever fails on is recorded with its error and left out of the averages;
-    the run is then stored as partial and the command exits 3.
+    the run is then stored as partial and the command exits 3. When the retriever returns
+    generated answers (an HTTP endpoint's "answer", with the passages as results' "text"),
+    their faithfulness is scored too, unless --no-answers.
 
     Example: evalkit run --goldset demo --collection demo --k 100 --format json
     """
@@ -84,12 +96,15 @@ def run(
                 batch_size=config.query_batch_size,
                 label=label,
                 progress=bar,
+                answers=answers,
             )
     data = outcome.run.to_dict()
+    data["answers"] = outcome.answers.to_dict(per_item=False) if outcome.answers else None
     if output is OutputFormat.json:
         emit_json(data)
     else:
         print_run(data)
+        print_answer_summaries(data["answers"])
         if next_steps:
             console.print(
                 NEXT_STEPS.format(

@@ -57,22 +57,32 @@ def show_run(
     per_query: Annotated[bool, typer.Option(help="Also print every query's values.")] = False,
     output: Format = OutputFormat.table,
 ) -> None:
-    """Show one run: what it was, its status and its metrics.
+    """Show one run: what it was, its status and its metrics (and its answers' scores).
 
     Example: evalkit runs show 20261121T183500-3f9a1c --per-query --format json
     """
+    from evalkit.cli.answers import print_answer_summaries
     from evalkit.store import Store
+    from evalkit.store.answers import answer_summaries, list_scorings
 
     with Store.open(settings().resolved_store_path, read_only=True) as store:
         run = store.get_run(run_id)
         values = store.query_metrics(run.run_id) if per_query else None
+        scorings = list_scorings(store, run_id=run.run_id, limit=1)
+        answers = (
+            {**scorings[0].to_dict(), "summaries": answer_summaries(store, scorings[0].scoring_id)}
+            if scorings
+            else None
+        )
     data = run.to_dict()
+    data["answers"] = answers
     if values is not None:
         data["per_query"] = {str(query_id): row.to_dict() for query_id, row in values.iterrows()}
     if output is OutputFormat.json:
         emit_json(data)
         return
     print_run(data)
+    print_answer_summaries(answers)
     if values is not None and not values.empty:
         rows = [[str(qid), *row.tolist()] for qid, row in values.iterrows()]
         console.print(table("per query", ["query", *values.columns], rows))
@@ -86,7 +96,11 @@ def print_run(data: dict[str, object]) -> None:
         "status": data["status"],
         "goldset": f"{data['goldset']} @ {data['goldset_version']}",
         "retriever": f"{data['retriever']} {data.get('collection') or ''}".strip(),
-        "model": f"{model.get('name')} ({model.get('dimension')}d, {model.get('fingerprint')})",
+        "model": (
+            f"{model['name']} ({model.get('dimension')}d, {model.get('fingerprint')})"
+            if model.get("name")
+            else "-"
+        ),
         "k": data["k"],
         "queries": f"{data['n_evaluated']} evaluated of {data['n_queries']}"
         + (f", {data['n_failed']} failed" if data.get("n_failed") else ""),

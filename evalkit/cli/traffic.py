@@ -19,6 +19,7 @@ from evalkit.cli._output import (
     table,
 )
 from evalkit.cli._retriever import AllowMismatch, ChromaUrl, Collection, HttpUrl, WhereKey
+from evalkit.cli.answers import print_answer_summaries
 from evalkit.cli.app import CONTEXT, app
 
 if TYPE_CHECKING:
@@ -235,12 +236,22 @@ def replay(
         ),
     ] = True,
     allow_model_mismatch: AllowMismatch = False,
+    answers: Annotated[
+        bool,
+        typer.Option(
+            "--answers/--no-answers",
+            help="Score the answers production logged with these queries against their "
+            "logged contexts (faithfulness by the [judge] LLM, else offline; stored under "
+            "the replay's run id).",
+        ),
+    ] = True,
     output: Format = OutputFormat.table,
 ) -> None:
     """Replay a stored sample against the live retriever; store the run and window summary.
 
     Each query of tenant A is filtered to tenant A's documents (--where-key names the
-    Chroma metadata key holding the tenant). Exits 3 when any query failed.
+    Chroma metadata key holding the tenant). Exits 3 when any query failed. Answers the
+    log holds for the sampled queries are scored too (faithfulness), unless --no-answers.
 
     Example: evalkit traffic replay --window 2026-11-21 --collection kb --where-key tenant
     --k 10 --format json
@@ -256,6 +267,11 @@ def replay(
     if window is not None and sample_id is not None:
         raise ConfigError("name what to replay: --window LABEL or --sample ID, not both")
     config = settings()
+    judge_settings = None
+    if answers:
+        from evalkit.pipeline import answer_settings
+
+        judge_settings = answer_settings()
     embedder = None
     if embed_sample > 0:
         from evalkit.embedding import load_embedder
@@ -299,14 +315,21 @@ def replay(
                 embedding_sample_size=embed_sample,
                 progress=bar,
             )
+        scored = None
+        if answers:
+            from evalkit.pipeline import score_logged_answers
+
+            scored = score_logged_answers(store, outcome.run.run_id, settings=judge_settings)
     data: dict[str, Any] = {
         "run": outcome.run.to_dict(),
         "summary": outcome.summary.to_dict(),
+        "answers": scored.to_dict(per_item=False) if scored else None,
     }
     if output is OutputFormat.json:
         emit_json(data)
     else:
         _print_summary(outcome.summary.to_dict(), title=f"replay {outcome.run.run_id}")
+        print_answer_summaries(data["answers"], title="logged answers")
     if outcome.run.status != "complete":
         raise typer.Exit(RETRIEVER_FAILURE)
 

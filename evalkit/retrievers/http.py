@@ -6,10 +6,14 @@ Each query is one request (see ``docs/retrievers.md``)::
     200          {"results": [{"id": "doc7", "score": 0.83}, {"id": "doc2", "score": 0.79}]}
 
 ``results`` is ranked best first. ``score`` may be left out of every result; the adapter
-then scores by rank (1/rank), so the order is kept. Requests run concurrently on a bounded
-thread pool. Connection errors, timeouts, 429 and 5xx answers are retried with exponential
-back-off and jitter (``Retry-After`` is honoured, capped); other 4xx answers are not. A query
-that still fails is recorded with its error (status code, timeout, malformed JSON).
+then scores by rank (1/rank), so the order is kept. A RAG endpoint may add the answer it
+generated (``"answer": "..."``) and, per result, the passage it was given (``"text"``);
+they come back as the query's ``answer``, ``contexts`` and ``context_ids``.
+
+Requests run concurrently on a bounded thread pool. Connection errors, timeouts, 429 and
+5xx answers are retried with exponential back-off and jitter (``Retry-After`` is honoured,
+capped); other 4xx answers are not. A query that still fails is recorded with its error
+(status code, timeout, malformed JSON).
 
 A token in ``EVALKIT_HTTP_RETRIEVER_TOKEN`` is sent as ``Authorization: Bearer``. Header
 values never appear in ``describe()`` or in error messages.
@@ -44,12 +48,15 @@ from evalkit.retrievers.base import (
     validate_k,
 )
 
-__all__ = ["HTTP_TOKEN_ENV", "HttpRetriever", "parse_results"]
+__all__ = ["HTTP_TOKEN_ENV", "HttpRetriever", "ParsedResponse", "parse_response", "parse_results"]
 
 HTTP_TOKEN_ENV = "EVALKIT_HTTP_RETRIEVER_TOKEN"
 """Environment variable holding a token sent as ``Authorization: Bearer``."""
 
-_EXPECTED_SHAPE = '{"results": [{"id": "<doc id>", "score": <number, optional>}, ...]}'
+_EXPECTED_SHAPE = (
+    '{"results": [{"id": "<doc id>", "score": <number, optional>, "text": <string, optional>},'
+    ' ...], "answer": <string, optional>}'
+)
 _ERROR_BODY_CHARS = 200
 _CHECK_QUERY = Query(id="evalkit-check", text="evalkit connectivity check")
 _MISCONFIGURED_HINTS = {
@@ -71,6 +78,18 @@ class _Outcome:
     attempts: int
 
 
+@dataclass(frozen=True, slots=True)
+class ParsedResponse:
+    """An endpoint's answer to one query: ranked documents and, from a RAG endpoint, the
+    generated ``answer`` with the passages (``contexts``) and ids (``context_ids``) of the
+    results that carried a ``text``, in rank order."""
+
+    docs: tuple[ScoredDoc, ...]
+    answer: str | None = None
+    contexts: tuple[str, ...] = ()
+    context_ids: tuple[str, ...] = ()
+
+
 def parse_results(payload: Any, k: int) -> tuple[ScoredDoc, ...]:
     """Turn a decoded response body into at most ``k`` ranked documents.
 
@@ -79,11 +98,28 @@ def parse_results(payload: Any, k: int) -> tuple[ScoredDoc, ...]:
     are accepted and converted) and unique; scores, when given, must be finite numbers and
     given for every result or for none.
     """
+    return parse_response(payload, k).docs
+
+
+def parse_response(payload: Any, k: int) -> ParsedResponse:
+    """Turn a decoded response body into ranked documents and the generated answer, if any.
+
+    As ``parse_results``, and also: ``answer``, when present and not null, must be a
+    string; a result's ``text``, when present and not null, must be a string. Texts of
+    results beyond the first ``k`` are dropped with those results.
+    """
     if not isinstance(payload, dict) or not isinstance(payload.get("results"), list):
         raise MalformedResponseError(f"expected a JSON object {_EXPECTED_SHAPE}")
+    answer = payload.get("answer")
+    if answer is not None and not isinstance(answer, str):
+        raise MalformedResponseError(
+            f"answer must be a string (the generated answer), got {type(answer).__name__}"
+        )
     items: list[Any] = payload["results"][:k]
     doc_ids: list[str] = []
     scores: list[float] = []
+    contexts: list[str] = []
+    context_ids: list[str] = []
     for position, item in enumerate(items):
         if not isinstance(item, dict):
             raise MalformedResponseError(f"results[{position}] is not an object")
@@ -91,6 +127,15 @@ def parse_results(payload: Any, k: int) -> tuple[ScoredDoc, ...]:
         if isinstance(doc_id, bool) or not isinstance(doc_id, str | int):
             raise MalformedResponseError(f"results[{position}].id must be a string")
         doc_ids.append(str(doc_id))
+        text = item.get("text")
+        if text is not None:
+            if not isinstance(text, str):
+                raise MalformedResponseError(
+                    f"results[{position}].text must be a string (the passage), "
+                    f"got {type(text).__name__}"
+                )
+            contexts.append(text)
+            context_ids.append(str(doc_id))
         if "score" in item:
             score = item["score"]
             if isinstance(score, bool) or not isinstance(score, int | float):
@@ -107,7 +152,12 @@ def parse_results(payload: Any, k: int) -> tuple[ScoredDoc, ...]:
         raise MalformedResponseError(f"document '{repeated}' is returned more than once")
     if not scores:
         scores = [1.0 / rank for rank in range(1, len(doc_ids) + 1)]
-    return ranked_docs(doc_ids, scores)
+    return ParsedResponse(
+        docs=ranked_docs(doc_ids, scores),
+        answer=answer,
+        contexts=tuple(contexts),
+        context_ids=tuple(context_ids),
+    )
 
 
 def _retry_after_seconds(response: httpx.Response) -> float | None:
@@ -233,12 +283,19 @@ class HttpRetriever:
                 latency = elapsed_ms(start)
                 if response.is_success:
                     try:
-                        docs = parse_results(response.json(), k)
+                        parsed = parse_response(response.json(), k)
                     except ValueError as error:  # JSON decoding and shape errors
                         failure = f"malformed response (HTTP {status_code}): {error}"
                         retryable = False
                     else:
-                        result = QueryResult(query_id=query.id, docs=docs, latency_ms=latency)
+                        result = QueryResult(
+                            query_id=query.id,
+                            docs=parsed.docs,
+                            latency_ms=latency,
+                            answer=parsed.answer,
+                            contexts=parsed.contexts,
+                            context_ids=parsed.context_ids,
+                        )
                         return _Outcome(result, status_code, attempt + 1)
                 else:
                     failure = self._status_failure(response)

@@ -356,6 +356,10 @@ class TrafficParams(_RetrieverParams, _IngestParams):
         default=1000, ge=0, description="Query embeddings stored for drift checks (0: none)."
     )
     tenant_isolation: bool = Field(default=True, description="Filter each query by tenant.")
+    answers: bool = Field(
+        default=True,
+        description="Score the answers the log holds for the replayed queries (faithfulness).",
+    )
 
     @model_validator(mode="after")
     def _retriever_for_replay(self) -> TrafficParams:
@@ -404,6 +408,12 @@ def _traffic(ctx: JobContext, params: TrafficParams) -> JobOutcome:
     if not params.replay:
         return JobOutcome(summary=summary)
     ctx.check_cancelled()
+    judge_settings = None
+    if params.answers:
+        from evalkit.pipeline import answer_settings
+
+        # Checked before the replay, so a judge misconfiguration costs no retriever calls.
+        judge_settings = answer_settings()
     embedder = None
     if params.embed_sample > 0:
         from evalkit.embedding import load_embedder
@@ -435,6 +445,11 @@ def _traffic(ctx: JobContext, params: TrafficParams) -> JobOutcome:
         low_confidence_share=replayed.summary.low_confidence_share,
         churn=replayed.summary.churn,
     )
+    if judge_settings is not None:
+        from evalkit.pipeline import score_logged_answers
+
+        scored = score_logged_answers(store, run.run_id, settings=judge_settings)
+        summary["answers"] = scored.to_dict(per_item=False) if scored else None
     return JobOutcome(
         status=_RUN_STATUS[run.status], run_ids=(run.run_id,), summary=summary, error=run.error
     )

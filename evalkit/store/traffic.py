@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 __all__ = [
     "SCHEMA_SQL",
     "STRATUM_KINDS",
+    "LoggedAnswer",
     "SourceState",
     "StoredSample",
     "StoredWindowSummary",
@@ -48,6 +49,7 @@ __all__ = [
     "list_window_summaries",
     "load_sample",
     "load_sample_queries",
+    "logged_answers",
     "logged_latency_quantiles",
     "logged_results",
     "promotion_candidates",
@@ -627,6 +629,31 @@ def logged_results(store: Store, query_ids: Sequence[str]) -> dict[str, list[str
         [list(query_ids)],
     )
     return {str(query_id): None if doc_ids is None else list(doc_ids) for query_id, doc_ids in rows}
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedAnswer:
+    """The answer production generated for one logged query, and the contexts it was given."""
+
+    query_id: str
+    text: str
+    answer: str
+    contexts: tuple[str, ...]
+
+
+def logged_answers(store: Store, query_ids: Sequence[str]) -> list[LoggedAnswer]:
+    """The logged answers of these queries, in the order given (queries without one are
+    left out; a logged answer without contexts has empty ``contexts``)."""
+    rows = store.fetch(
+        "SELECT query_id, text, answer, contexts FROM traffic_records"
+        " WHERE answer IS NOT NULL AND query_id IN (SELECT unnest(?::VARCHAR[]))",
+        [list(query_ids)],
+    )
+    found = {
+        str(query_id): LoggedAnswer(str(query_id), str(text), str(answer), tuple(contexts or ()))
+        for query_id, text, answer, contexts in rows
+    }
+    return [found[query_id] for query_id in dict.fromkeys(query_ids) if query_id in found]
 
 
 def logged_latency_quantiles(
