@@ -65,6 +65,8 @@ class QueryResult:
     endpoint) sets ``answer`` to the generated answer, and ``contexts`` / ``context_ids`` to
     the passages it was generated from and their document ids, in rank order; the pipeline
     scores such answers (``evalkit.answers``). Plain retrievers leave them empty.
+    ``n_duplicates`` counts documents the retriever returned more than once (chunks of one
+    document, say): replay keeps each document's best-ranked entry and counts the rest.
     """
 
     query_id: str
@@ -74,6 +76,7 @@ class QueryResult:
     answer: str | None = None
     contexts: tuple[str, ...] = ()
     context_ids: tuple[str, ...] = ()
+    n_duplicates: int = 0
 
     @property
     def ok(self) -> bool:

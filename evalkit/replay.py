@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from evalkit.errors import RetrieverError
 from evalkit.records import Query, QueryResult
@@ -84,4 +84,17 @@ def _check_answer(batch: list[Query], answered: Sequence[QueryResult]) -> list[Q
             f"the retriever answered queries {got[:3]}... for a batch of {expected[:3]}...: "
             "adapters must return one result per query, in order"
         )
-    return list(answered)
+    return [_without_repeats(result) for result in answered]
+
+
+def _without_repeats(result: QueryResult) -> QueryResult:
+    """Keep each document's best-ranked entry; metrics, like trec_eval, need distinct ones."""
+    seen: set[str] = set()
+    kept = []
+    for doc in sorted(result.docs, key=lambda doc: doc.rank):
+        if doc.doc_id not in seen:
+            seen.add(doc.doc_id)
+            kept.append(doc)
+    if len(kept) == len(result.docs):
+        return result
+    return replace(result, docs=tuple(kept), n_duplicates=len(result.docs) - len(kept))

@@ -285,3 +285,26 @@ def test_every_loader_runs_on_the_seeded_store(store: Store, seeded: SeededStore
     assert health.collection == "mini"
     assert len(health.audits) == 2
     assert loaders.alert_deliveries(store, alert_id=seeded.alert)["attempt"].tolist() == [1, 1]
+
+
+def test_a_document_returned_twice_is_ranked_where_it_was_first_found(
+    seeded: SeededStore, tmp_path: Path
+) -> None:
+    copy = tmp_path / "evalkit.duckdb"
+    copy.write_bytes(seeded.path.read_bytes())
+    run_id = seeded.runs["A3"]
+    with Store.open(copy) as store:
+        query_id, doc_id, rank = store.fetch(
+            "SELECT rr.query_id, rr.doc_id, rr.rank FROM run_results rr"
+            " JOIN runs r USING (run_id) JOIN judgments j ON j.goldset_version = r.goldset_version"
+            " AND j.query_id = rr.query_id AND j.doc_id = rr.doc_id AND j.relevance >= 1"
+            " WHERE rr.run_id = ? ORDER BY rr.query_id, rr.rank LIMIT 1",
+            [run_id],
+        )[0]
+        store.execute(
+            "INSERT INTO run_results VALUES (?, ?, ?, ?, 0.0)", [run_id, query_id, rank + 5, doc_id]
+        )
+        ranks = sql.relevant_ranks_frame(store, goldset=GOLDSET, query_id=query_id)
+    mine = ranks[(ranks["run_id"] == run_id) & (ranks["doc_id"] == doc_id)]
+    assert mine["rank"].tolist() == [rank]
+    assert not ranks.duplicated(["run_id", "doc_id"]).any()

@@ -97,6 +97,23 @@ def test_complete_run_scores_and_records_reproducibility(store: Store) -> None:
     assert store.query_metrics(run.run_id).loc["q2", "mrr"] == pytest.approx(0.5)
 
 
+def test_documents_returned_twice_count_once_at_their_best_rank(store: Store) -> None:
+    # Chunk-level retrievers return one document per chunk; q2's "b" comes back three times.
+    repeated = {**RANKINGS, "q2": ["x", "b", "x", "b", "b"]}
+    outcome = evaluate_goldset(
+        store, goldset(), ListRetriever(repeated), k=10, measures=["mrr", "precision@5"]
+    )
+    run = outcome.run
+    assert (run.status, run.n_duplicates) == ("complete", 3)
+    assert run.to_dict()["n_duplicates"] == 3
+    assert run.aggregates["mrr"] == pytest.approx((1 + 0.5 + 0 + 1) / 4)
+    assert store.query_metrics(run.run_id).loc["q2", "precision@5"] == pytest.approx(1 / 5)
+    replayed = store.run_queries(run.run_id).set_index("query_id")
+    assert replayed.loc["q2", "n_duplicates"] == 3
+    assert replayed.loc["q2", "n_results"] == 2
+    assert store.run_results(run.run_id).query("query_id == 'q2'")["rank"].tolist() == [1, 2]
+
+
 def test_failed_queries_make_a_partial_run_left_out_of_averages(store: Store) -> None:
     outcome = evaluate_goldset(
         store, goldset(), ListRetriever(RANKINGS, fail=["q3"]), k=10, measures=["mrr"]

@@ -104,6 +104,11 @@ def print_run(data: dict[str, object]) -> None:
         "k": data["k"],
         "queries": f"{data['n_evaluated']} evaluated of {data['n_queries']}"
         + (f", {data['n_failed']} failed" if data.get("n_failed") else ""),
+        **(
+            {"repeats": f"{data['n_duplicates']} repeated documents dropped (best rank kept)"}
+            if data.get("n_duplicates")
+            else {}
+        ),
         "started": data["started_at"],
     }
     if data.get("error"):

@@ -394,7 +394,8 @@ def relevant_ranks_frame(
 ) -> pd.DataFrame:
     """Where each judged-relevant document of a query was ranked in the newest finished runs.
 
-    Columns: run_id, started_at, retriever, doc_id, relevance, rank (None: not retrieved).
+    Columns: run_id, started_at, retriever, doc_id, relevance, rank (None: not retrieved;
+    the best rank when the run returned the document more than once).
     """
     return store.fetch_frame(
         f"WITH r AS (SELECT run_id, started_at, goldset_version, {RETRIEVER_SQL} AS retriever"
@@ -403,10 +404,11 @@ def relevant_ranks_frame(
         " relevant AS (SELECT r.run_id, r.started_at, r.retriever, j.doc_id, j.relevance"
         "  FROM r JOIN judgments j ON j.goldset_version = r.goldset_version"
         "  AND j.query_id = ? AND j.relevance >= ?)"
-        " SELECT v.run_id, v.started_at, v.retriever, v.doc_id, v.relevance, rr.rank"
+        # A retriever may return a document twice; its best rank is where it was found.
+        " SELECT v.run_id, v.started_at, v.retriever, v.doc_id, v.relevance, min(rr.rank) AS rank"
         " FROM relevant v LEFT JOIN run_results rr ON rr.run_id = v.run_id"
         "  AND rr.query_id = ? AND rr.doc_id = v.doc_id"
-        " ORDER BY v.started_at DESC, v.run_id DESC, v.doc_id",
+        " GROUP BY ALL ORDER BY v.started_at DESC, v.run_id DESC, v.doc_id",
         [goldset, list(FINISHED_STATUSES), limit, query_id, relevance_threshold, query_id],
     )
 

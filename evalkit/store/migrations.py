@@ -126,4 +126,9 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "answer_scores", _answers.SCHEMA_SQL),
     Migration(5, "audit", _audit.SCHEMA_SQL),
     Migration(6, "alerts_outbox_job_runs", _alerts.SCHEMA_SQL),
+    Migration(
+        7,
+        "run_query_duplicates",
+        "ALTER TABLE run_queries ADD COLUMN n_duplicates INTEGER DEFAULT 0;",
+    ),
 )

@@ -76,6 +76,7 @@ class RunRecord:
     n_evaluated: int | None
     error: str | None
     aggregates: Mapping[str, float | None]
+    n_duplicates: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -106,6 +107,7 @@ class RunRecord:
             "n_queries": self.n_queries,
             "n_failed": self.n_failed,
             "n_evaluated": self.n_evaluated,
+            "n_duplicates": self.n_duplicates,
             "error": self.error,
             "aggregates": dict(self.aggregates),
         }
@@ -445,6 +447,7 @@ class Store:
                 "latency_ms": [r.latency_ms for r in results],
                 "error": [r.error for r in results],
                 "n_results": pd.array([len(r.docs) for r in results], dtype="int32"),
+                "n_duplicates": pd.array([r.n_duplicates for r in results], dtype="int32"),
             }
         )
         docs = pd.DataFrame(
@@ -573,6 +576,7 @@ class Store:
             n_failed,
             n_evaluated,
             error,
+            n_duplicates,
         ) = row
         spec = RunSpec(
             kind=kind,
@@ -604,6 +608,7 @@ class Store:
             n_evaluated=n_evaluated,
             error=error,
             aggregates=self.run_aggregates(run_id),
+            n_duplicates=int(n_duplicates),
         )
 
     def run_aggregates(self, run_id: str) -> dict[str, float | None]:
@@ -636,9 +641,10 @@ class Store:
         )
 
     def run_queries(self, run_id: str) -> pd.DataFrame:
-        """Per-query replay facts of a run: query_id, latency_ms, error, n_results."""
+        """Per-query replay facts of a run: query_id, latency_ms, error, n_results, n_duplicates."""
         return self.fetch_frame(
-            "SELECT query_id, latency_ms, error, n_results FROM run_queries WHERE run_id = ?"
+            "SELECT query_id, latency_ms, error, n_results, n_duplicates FROM run_queries"
+            " WHERE run_id = ?"
             " ORDER BY query_id",
             [run_id],
         )
@@ -648,7 +654,9 @@ _RUN_COLUMNS = (
     "run_id, status, kind, label, goldset_name, goldset_version, retriever_kind,"
     " retriever_config, collection, model_name, model_dimension, model_fingerprint,"
     " index_fingerprint, evalkit_version, k, relevance_threshold, measures, seed, started_at,"
-    " finished_at, n_queries, n_failed, n_evaluated, error"
+    " finished_at, n_queries, n_failed, n_evaluated, error,"
+    " (SELECT coalesce(sum(q.n_duplicates), 0) FROM run_queries q"
+    "  WHERE q.run_id = runs.run_id) AS n_duplicates"
 )
 
 
