@@ -72,6 +72,12 @@ class Settings(BaseSettings):
     http_concurrency: int = Field(
         default=8, ge=1, description="HTTP retriever requests in flight at once."
     )
+    store_wait: float = Field(
+        default=60.0,
+        ge=0,
+        description="Seconds a command waits for the store while another process writes it "
+        "(evalkit serve running a job, another command) before giving up.",
+    )
     judge: dict[str, Any] = Field(
         default_factory=dict,
         description="The [judge] table: the answer judge's settings, read by "

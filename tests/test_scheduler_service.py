@@ -326,11 +326,13 @@ command = {toml_list([sys.executable, "-c", "import time; time.sleep(120)"])}
     assert "evalkit serve is stopping" in str(long_run.error)
 
 
-def _spawn(home: Home, argv: list[str], name: str) -> tuple[subprocess.Popen[bytes], Path]:
+def _spawn(
+    home: Home, argv: list[str], name: str, **env: str
+) -> tuple[subprocess.Popen[bytes], Path]:
     out = home.root / f"{name}.out"
     with out.open("wb") as sink:
         process = subprocess.Popen(
-            argv, env=home.env, cwd=home.root, stdout=sink, stderr=subprocess.STDOUT
+            argv, env={**home.env, **env}, cwd=home.root, stdout=sink, stderr=subprocess.STDOUT
         )
     return process, out
 
@@ -389,6 +391,14 @@ kind = "retention"
     writer, writer_out = _spawn(
         home, evalkit_command("jobs", "run", "note", "--local", "--format", "json"), "writer"
     )
+    # Ad-hoc commands: a writer that waits its turn, one that gives up, and a reader.
+    demo = str(Path(__file__).resolve().parents[1] / "goldsets" / "demo")
+    importing = ("goldset", "import", "--format", "jsonl", demo, "--name")
+    importer, importer_out = _spawn(home, evalkit_command(*importing, "demo"), "importer")
+    impatient, impatient_out = _spawn(
+        home, evalkit_command(*importing, "never"), "impatient", EVALKIT_STORE_WAIT="1"
+    )
+    lister, lister_out = _spawn(home, evalkit_command("runs", "list", "--format", "json"), "ls")
     from evalkit.cli import invoke
 
     for name in ("EVALKIT_HOME", "EVALKIT_CONFIG"):
@@ -404,11 +414,23 @@ kind = "retention"
         lambda: "waiting for the store" in writer_out.read_text(), timeout=180, what="writer"
     )
     assert "(evalkit serve: job replay)" in writer_out.read_text()
+    assert impatient.wait(timeout=180) == 3
+    assert "held by pid" in impatient_out.read_text()
+    assert "(evalkit serve: job replay) since" in impatient_out.read_text()
+    assert "for more than 1 s; try again when it is done" in impatient_out.read_text()
+    wait_until(
+        lambda: "waiting for the store" in importer_out.read_text(), timeout=180, what="import"
+    )
+    wait_until(
+        lambda: "waiting to read the store" in lister_out.read_text(), timeout=180, what="ls"
+    )
 
     retriever.release.set()
     assert reader.wait(timeout=120) == 0
     assert writer.wait(timeout=120) == 0
     assert "runs: 1" in reader_out.read_text()
+    assert importer.wait(timeout=120) == 0, importer_out.read_text()
+    assert lister.wait(timeout=120) == 0, lister_out.read_text()
     written = json.loads(writer_out.read_text()[writer_out.read_text().index("{") :])
     assert (written["job"], written["status"], written["trigger"]) == (
         "note",
@@ -422,3 +444,5 @@ kind = "retention"
         (run,) = store.list_runs(goldset="gs")
     assert statuses == {"replay": "succeeded", "note": "succeeded"}
     assert run.status == "complete"
+    with Store.open(home.store, read_only=True) as store:
+        assert {info.name for info in store.list_goldsets()} == {"gs", "demo"}

@@ -27,7 +27,8 @@ __all__ = [
 ]
 
 console = Console()
-err_console = Console(stderr=True)
+# Messages on stderr are read by people and grepped by CI logs: never wrap them.
+err_console = Console(stderr=True, soft_wrap=True)
 
 _global_overrides: dict[str, Any] = {}
 

@@ -7,7 +7,8 @@ from typing import Annotated, Any
 
 import typer
 
-from evalkit.cli._output import OutputFormat, console, emit_json, key_values, settings, table
+from evalkit.cli._output import OutputFormat, console, emit_json, key_values, table
+from evalkit.cli._store import open_store
 from evalkit.cli.app import CONTEXT, app
 
 __all__ = ["answers_app", "print_answer_summaries"]
@@ -118,9 +119,7 @@ def score(
             raise ConfigError(f"--method {method!r} is not one of: {choices}") from None
     judge_settings = load_judge_settings(method=chosen)
     if save:
-        from evalkit.store import Store
-
-        with Store.open(settings().resolved_store_path) as store:
+        with open_store(write=True, purpose="answers score") as store:
             result = score_answer_file(file, settings=judge_settings, store=store)
     else:
         result = score_answer_file(file, settings=judge_settings)
@@ -155,10 +154,9 @@ def list_scorings(
 
     Example: evalkit answers list --limit 5 --format json
     """
-    from evalkit.store import Store
     from evalkit.store.answers import list_scorings as stored_scorings
 
-    with Store.open(settings().resolved_store_path, read_only=True) as store:
+    with open_store(write=False, purpose="answers") as store:
         scorings = stored_scorings(store, run_id=run_id, limit=limit)
     if output is OutputFormat.json:
         emit_json([scoring.to_dict() for scoring in scorings])
@@ -189,10 +187,9 @@ def show_scoring(
 
     Example: evalkit answers show ans-20261121T183500-3f9a1c --per-item
     """
-    from evalkit.store import Store
     from evalkit.store.answers import answer_score_rows, answer_summaries, get_scoring
 
-    with Store.open(settings().resolved_store_path, read_only=True) as store:
+    with open_store(write=False, purpose="answers") as store:
         scoring = get_scoring(store, scoring_id)
         summaries = answer_summaries(store, scoring.scoring_id)
         scores = answer_score_rows(store, scoring.scoring_id) if per_item else None

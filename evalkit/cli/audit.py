@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -10,6 +11,7 @@ import typer
 
 from evalkit.cli._output import OutputFormat, console, emit_json, settings, table
 from evalkit.cli._retriever import ChromaUrl
+from evalkit.cli._store import open_store
 from evalkit.cli.app import app
 
 if TYPE_CHECKING:
@@ -85,7 +87,6 @@ def audit(
     from evalkit.audit import CHECK_NAMES, AuditConfig, run_audit
     from evalkit.embedding import load_embedder
     from evalkit.retrievers.chroma import get_collection, open_chroma_client
-    from evalkit.store import Store
     from evalkit.store.audit import latest_measurements, save_audit
 
     config = settings()
@@ -102,10 +103,14 @@ def audit(
     url = chroma_url or config.chroma_url
     client = open_chroma_client(path=None if url else config.resolved_chroma_path, url=url)
     location = url or str(config.resolved_chroma_path)
-    store = (
-        Store.open(config.resolved_store_path, read_only=not save) if (save or goldset) else None
-    )
-    try:
+    with ExitStack() as stack:
+        store = (
+            stack.enter_context(
+                open_store(write=save, purpose="audit", path=config.resolved_store_path)
+            )
+            if (save or goldset)
+            else None
+        )
         gold = store.load_goldset(goldset) if store is not None and goldset else None
         previous = (
             latest_measurements(
@@ -126,9 +131,6 @@ def audit(
             location=location,
         )
         audit_id = save_audit(store, report).audit_id if save and store is not None else None
-    finally:
-        if store is not None:
-            store.close()
     data = {"audit_id": audit_id, **report.to_dict(), "fail_on": fail_on.value}
     failed = report.fails(fail_on.value)
     data["failed"] = failed

@@ -19,6 +19,7 @@ from evalkit.cli._output import (
     table,
 )
 from evalkit.cli._retriever import ChromaUrl
+from evalkit.cli._store import open_store
 from evalkit.cli.app import app
 
 DRIFT_FOUND = 1
@@ -74,11 +75,10 @@ def embeddings(
     --method mmd --format json
     """
     from evalkit.drift.watch import check_embeddings, load_embeddings
-    from evalkit.store import Store
 
     reference_array = load_embeddings(reference)
     current_array = load_embeddings(current)
-    with Store.open(settings().resolved_store_path) as store:
+    with open_store(write=True, purpose="drift") as store:
         result, stored, report_path = check_embeddings(
             reference_array,
             current_array,
@@ -123,7 +123,7 @@ def documents(
 
     from evalkit.drift.watch import check_embeddings, load_embeddings
     from evalkit.retrievers.chroma import close_client, get_collection, open_chroma_client
-    from evalkit.store import Store, utc_now
+    from evalkit.store import utc_now
 
     config = settings()
     url = chroma_url or config.chroma_url
@@ -154,7 +154,7 @@ def documents(
                 f"`evalkit drift documents --collection {collection} --save-reference`"
             )
         reference = saved[-1]
-    with Store.open(config.resolved_store_path) as store:
+    with open_store(write=True, purpose="drift", path=config.resolved_store_path) as store:
         result, stored, report_path = check_embeddings(
             load_embeddings(reference),
             vectors,
@@ -204,7 +204,6 @@ def model(
     from evalkit.drift.watch import check_model
     from evalkit.embedding import ModelFingerprint, load_embedder
     from evalkit.retrievers.chroma import close_client, get_collection, open_chroma_client
-    from evalkit.store import Store
 
     config = settings()
     url = chroma_url or config.chroma_url
@@ -214,7 +213,7 @@ def model(
     finally:
         close_client(client)
     embedder = load_embedder(config.model_path, batch_size=config.embed_batch_size)
-    with Store.open(config.resolved_store_path) as store:
+    with open_store(write=True, purpose="drift", path=config.resolved_store_path) as store:
         check = check_model(
             ModelFingerprint.from_metadata(metadata), embedder, subject=collection, store=store
         )
@@ -244,9 +243,8 @@ def precision(
     Example: evalkit drift precision --goldset demo -m ndcg@10 --format json
     """
     from evalkit.drift.watch import check_precision
-    from evalkit.store import Store
 
-    with Store.open(settings().resolved_store_path) as store:
+    with open_store(write=True, purpose="drift") as store:
         checks = check_precision(
             store,
             goldset,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -17,6 +18,7 @@ from evalkit.cli._retriever import (
     WhereKey,
     build_retriever,
 )
+from evalkit.cli._store import open_store
 from evalkit.cli.app import app
 from evalkit.errors import ConfigError, RetrieverError
 
@@ -200,13 +202,12 @@ def _print(data: dict[str, Any]) -> None:
     console.print(f"decision: {data['decision']}", markup=False)
 
 
-def _open_store(*, write: bool) -> Store | None:
-    from evalkit.store import Store
-
+def _open_store(stack: ExitStack, *, write: bool, purpose: str) -> Store | None:
+    """The store for the rest of ``stack`` (None when only reading and there is none)."""
     path = settings().resolved_store_path
     if not write and not path.exists():
         return None
-    return Store.open(path, read_only=not write)
+    return stack.enter_context(open_store(write=write, purpose=purpose, path=path))
 
 
 @app.command("compare")
@@ -229,14 +230,11 @@ def compare(
     -m recall@100
     """
     measures = measure or ["ndcg@10"]
-    store = _open_store(write=False)
-    try:
+    with ExitStack() as stack:
+        store = _open_store(stack, write=False, purpose="compare")
         judgments = _judgments(store, goldset, qrels)
         base = _load(store, baseline, measures, judgments)
         cand = _load(store, candidate, measures, judgments)
-    finally:
-        if store is not None:
-            store.close()
     _, data, _ = _compare(
         base,
         cand,
@@ -297,8 +295,8 @@ def gate(
             "name the candidate: --candidate RUN_OR_FILE, or a live retriever "
             "(--collection / --chroma-url / --http-retriever) to replay now"
         )
-    store = _open_store(write=live)
-    try:
+    with ExitStack() as stack:
+        store = _open_store(stack, write=live, purpose="gate")
         judgments = _judgments(store, goldset, qrels)
         base = _load(store, baseline, measures, judgments)
         if live:
@@ -315,9 +313,6 @@ def gate(
             )
         assert candidate is not None
         cand = _load(store, candidate, measures, judgments)
-    finally:
-        if store is not None:
-            store.close()
     comparison, data, drops = _compare(
         base,
         cand,

@@ -15,6 +15,7 @@ from evalkit.cli._output import (
     settings,
     table,
 )
+from evalkit.cli._store import open_store
 from evalkit.cli.app import goldset_app
 
 SOURCE_FORMAT_HELP = "Source format: jsonl (evalkit's own), beir (a BEIR folder) or trec."
@@ -43,13 +44,12 @@ def import_goldset(
     --name scifact
     """
     from evalkit.goldset import load_goldset
-    from evalkit.store import Store
 
     notices: list[str] = []
     goldset = load_goldset(
         path, format=source_format, name=name, split=split, topics=topics, on_notice=notices.append
     )
-    with Store.open(settings().resolved_store_path) as store:
+    with open_store(write=True, purpose="goldset import") as store:
         created = store.save_goldset(goldset)
     summary = {
         "name": goldset.name,
@@ -121,13 +121,12 @@ def list_goldsets(
 
     Example: evalkit goldset list --format json
     """
-    from evalkit.store import Store
 
     path = settings().resolved_store_path
     if not path.exists():
         infos = []
     else:
-        with Store.open(path, read_only=True) as store:
+        with open_store(write=False, purpose="goldset list", path=path) as store:
             infos = store.list_goldsets()
     if output is OutputFormat.json:
         emit_json(

@@ -15,6 +15,7 @@ from evalkit.cli._retriever import (
     WhereKey,
     build_retriever,
 )
+from evalkit.cli._store import open_store
 from evalkit.cli.answers import print_answer_summaries
 from evalkit.cli.app import app
 from evalkit.cli.runs import print_run
@@ -71,11 +72,10 @@ def run(
     Example: evalkit run --goldset demo --collection demo --k 100 --format json
     """
     from evalkit.pipeline import evaluate_goldset
-    from evalkit.store import Store
 
     config = settings()
     depth = k or config.k
-    with Store.open(config.resolved_store_path) as store:
+    with open_store(write=True, purpose="run", path=config.resolved_store_path) as store:
         gold = store.load_goldset(goldset, goldset_version)
         retriever = build_retriever(
             config,

@@ -7,7 +7,8 @@ from typing import Annotated, Any, cast
 
 import typer
 
-from evalkit.cli._output import OutputFormat, console, emit_json, key_values, settings, table
+from evalkit.cli._output import OutputFormat, console, emit_json, key_values, table
+from evalkit.cli._store import open_store
 from evalkit.cli.app import runs_app
 
 Format = Annotated[OutputFormat, typer.Option("--format", help="table or json")]
@@ -27,9 +28,8 @@ def list_runs(
 
     Example: evalkit runs list --goldset demo --limit 5
     """
-    from evalkit.store import Store
 
-    with Store.open(settings().resolved_store_path, read_only=True) as store:
+    with open_store(write=False, purpose="runs") as store:
         runs = store.list_runs(goldset=goldset, status=status, limit=limit)
     if output is OutputFormat.json:
         emit_json([run.to_dict() for run in runs])
@@ -62,10 +62,9 @@ def show_run(
     Example: evalkit runs show 20261121T183500-3f9a1c --per-query --format json
     """
     from evalkit.cli.answers import print_answer_summaries
-    from evalkit.store import Store
     from evalkit.store.answers import answer_summaries, list_scorings
 
-    with Store.open(settings().resolved_store_path, read_only=True) as store:
+    with open_store(write=False, purpose="runs") as store:
         run = store.get_run(run_id)
         values = store.query_metrics(run.run_id) if per_query else None
         scorings = list_scorings(store, run_id=run.run_id, limit=1)
@@ -130,9 +129,8 @@ def export_run(
 
     Example: evalkit runs export 20261121T183500-3f9a1c --trec baseline.run
     """
-    from evalkit.store import Store
 
-    with Store.open(settings().resolved_store_path, read_only=True) as store:
+    with open_store(write=False, purpose="runs") as store:
         run = store.get_run(run_id)
         results = store.run_results(run.run_id)
     trec.parent.mkdir(parents=True, exist_ok=True)

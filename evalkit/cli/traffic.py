@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -19,6 +20,7 @@ from evalkit.cli._output import (
     table,
 )
 from evalkit.cli._retriever import AllowMismatch, ChromaUrl, Collection, HttpUrl, WhereKey
+from evalkit.cli._store import open_store
 from evalkit.cli.answers import print_answer_summaries
 from evalkit.cli.app import CONTEXT, app
 
@@ -87,7 +89,6 @@ def ingest(
 
     Example: evalkit traffic ingest logs/ --redact email --redact number --format json
     """
-    from evalkit.store import Store
     from evalkit.traffic.ingest import ingest_paths
     from evalkit.traffic.ingest import watch as watch_paths
     from evalkit.traffic.redaction import Redaction
@@ -100,13 +101,19 @@ def ingest(
         malformed += report.malformed
         _print_ingest(report, output)
 
-    with Store.open(settings().resolved_store_path) as store:
-        if watch:
-            try:
-                watch_paths(store, paths, interval=interval, on_report=show, redaction=redaction)
-            except KeyboardInterrupt:
-                err_console.print("stopped watching")
-        else:
+    if watch:
+        try:
+            watch_paths(
+                partial(open_store, write=True, purpose="traffic ingest --watch"),
+                paths,
+                interval=interval,
+                on_report=show,
+                redaction=redaction,
+            )
+        except KeyboardInterrupt:
+            err_console.print("stopped watching")
+    else:
+        with open_store(write=True, purpose="traffic ingest") as store:
             show(ingest_paths(store, paths, redaction=redaction))
     if strict and malformed:
         raise typer.Exit(INVALID_INPUT)
@@ -169,7 +176,6 @@ def sample(
     Example: evalkit traffic sample --window 2026-11-21 --n 2000 --stratify-by tenant
     --min-per-stratum 20 --seed 7
     """
-    from evalkit.store import Store
     from evalkit.traffic.sampling import SampleSpec, parse_stratification, sample_window
     from evalkit.traffic.windows import parse_window
 
@@ -181,7 +187,7 @@ def sample(
         min_per_stratum=min_per_stratum,
         dedup=dedup,
     )
-    with Store.open(settings().resolved_store_path) as store:
+    with open_store(write=True, purpose="traffic") as store:
         stored = sample_window(store, spec)
     data = stored.to_dict()
     if output is OutputFormat.json:
@@ -258,7 +264,6 @@ def replay(
     """
     from evalkit.cli._retriever import build_retriever
     from evalkit.errors import ConfigError, NotFoundError
-    from evalkit.store import Store
     from evalkit.store.traffic import list_samples
     from evalkit.traffic.replay import replay_sample
     from evalkit.traffic.summary import DEFAULT_LOW_CONFIDENCE
@@ -277,7 +282,7 @@ def replay(
         from evalkit.embedding import load_embedder
 
         embedder = load_embedder(config.model_path, batch_size=config.embed_batch_size)
-    with Store.open(config.resolved_store_path) as store:
+    with open_store(write=True, purpose="traffic replay", path=config.resolved_store_path) as store:
         if sample_id is not None:
             chosen = sample_id
         elif window is not None:
@@ -388,13 +393,12 @@ def promote(
 
     Example: evalkit traffic promote --window 2026-11-21 --n 50 --out drafts/2026-11-21
     """
-    from evalkit.store import Store
     from evalkit.traffic.promote import promote_window
     from evalkit.traffic.windows import parse_window
 
     label = parse_window(window).label
     target = out or Path(f"goldset-draft-{re.sub(r'[^A-Za-z0-9_.-]+', '_', label)}")
-    with Store.open(settings().resolved_store_path) as store:
+    with open_store(write=True, purpose="traffic") as store:
         draft = promote_window(
             store,
             label,
@@ -431,7 +435,6 @@ def windows(
 
     Example: evalkit traffic windows --granularity day --format json
     """
-    from evalkit.store import Store
     from evalkit.store.traffic import list_samples, list_window_summaries, traffic_volume
     from evalkit.traffic.windows import GRANULARITIES
 
@@ -445,7 +448,7 @@ def windows(
     path = settings().resolved_store_path
     entries: list[dict[str, Any]] = []
     if path.exists():
-        with Store.open(path, read_only=True) as store:
+        with open_store(write=False, purpose="traffic", path=path) as store:
             volumes = traffic_volume(store, granularity=granularity, limit=limit)
             samples: dict[str, Any] = {}
             for stored in list_samples(store, limit=10_000):

@@ -18,6 +18,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -464,7 +465,7 @@ def ingest_paths(
 
 
 def watch(
-    store: Store,
+    store: Store | Callable[[], AbstractContextManager[Store]],
     paths: Iterable[Path | str],
     *,
     interval: float,
@@ -476,14 +477,22 @@ def watch(
 ) -> int:
     """Ingest ``paths`` every ``interval`` seconds until interrupted (or ``max_passes``).
 
-    Each pass's report goes to ``on_report``. Returns the number of passes made.
+    ``store`` is an open store, or a callable that opens one for each pass, which leaves
+    the store free between passes for other writers (``evalkit serve``'s jobs). Each
+    pass's report goes to ``on_report``. Returns the number of passes made.
     """
+    from evalkit.store.store import Store as OpenStore
+
     if interval < 0:
         raise ConfigError(f"interval must be >= 0 seconds, got {interval}")
     targets = list(paths)
     passes = 0
     while max_passes is None or passes < max_passes:
-        report = ingest_paths(store, targets, redaction=redaction, batch_lines=batch_lines)
+        if isinstance(store, OpenStore):
+            report = ingest_paths(store, targets, redaction=redaction, batch_lines=batch_lines)
+        else:
+            with store() as opened:
+                report = ingest_paths(opened, targets, redaction=redaction, batch_lines=batch_lines)
         passes += 1
         on_report(report)
         if max_passes is not None and passes >= max_passes:

@@ -1,0 +1,38 @@
+"""How commands open the store: one writer at a time, readers between writes.
+
+Writing commands take the store's writer lock (the one ``evalkit serve`` takes for each
+job) and wait for it up to ``store_wait`` seconds, saying on stderr whom they wait for;
+reading commands open the store read-only and wait while a writer has the file open.
+See docs/scheduler.md, "One writer".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from evalkit.cli._output import err_console, settings
+from evalkit.store import Store
+
+__all__ = ["open_store"]
+
+
+@contextmanager
+def open_store(*, write: bool, purpose: str, path: Path | None = None) -> Iterator[Store]:
+    """The configured store (or ``path``), open for writing or reading during the block.
+
+    ``purpose`` names the command in the lock file, so a process that has to wait can say
+    what it waits for. Raises StoreBusyError (exit code 3) when the wait runs out.
+    """
+    from evalkit.scheduler.lock import StoreAccess
+
+    config = settings()
+    access = StoreAccess(
+        path or config.resolved_store_path,
+        wait=config.store_wait,
+        program="evalkit",
+        on_wait=lambda message: err_console.print(message, markup=False, highlight=False),
+    )
+    with access.writer(purpose) if write else access.reader() as store:
+        yield store
