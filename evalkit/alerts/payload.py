@@ -22,12 +22,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import math
 import time
 from typing import Any
 
 from evalkit import __version__
 from evalkit.alerts.model import Alert, AlertStatus, Severity
+from evalkit.jsonsafe import finite_or_null
 
 __all__ = [
     "ALERT_ID_HEADER",
@@ -138,17 +138,9 @@ def slack_body(alert: Alert) -> dict[str, Any]:
 
 def encode(body: dict[str, Any]) -> bytes:
     """The exact bytes sent (and signed): compact JSON, UTF-8, NaN as null."""
-    return json.dumps(_finite(body), separators=(",", ":"), sort_keys=True, default=str).encode()
-
-
-def _finite(value: object) -> object:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(item) for item in value]
-    return value
+    return json.dumps(
+        finite_or_null(body), separators=(",", ":"), sort_keys=True, default=str
+    ).encode()
 
 
 def sign(body: bytes, secret: str, timestamp: int) -> str:

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from evalkit.config import Settings, load_settings
+from evalkit.jsonsafe import finite_or_null
 
 __all__ = [
     "OutputFormat",
@@ -62,19 +63,9 @@ def _json_default(value: object) -> object:
     return str(value)
 
 
-def _finite(value: object) -> object:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(item) for item in value]
-    return value
-
-
 def emit_json(data: Any) -> None:
     """Print ``data`` as JSON on stdout (NaN and infinities become null)."""
-    sys.stdout.write(json.dumps(_finite(data), indent=2, default=_json_default) + "\n")
+    sys.stdout.write(json.dumps(finite_or_null(data), indent=2, default=_json_default) + "\n")
 
 
 def format_value(value: object) -> str:

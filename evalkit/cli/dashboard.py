@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import subprocess
 import sys
@@ -14,6 +13,7 @@ import typer
 from evalkit.cli._output import OutputFormat, console, emit_json, err_console, key_values, settings
 from evalkit.cli.app import app
 from evalkit.errors import ConfigError
+from evalkit.scheduler.health import is_loopback
 
 __all__ = ["APP_RELATIVE_PATH", "dashboard", "dashboard_command", "locate_app"]
 
@@ -66,15 +66,6 @@ def dashboard_command(app_file: Path, *, host: str, port: int) -> list[str]:
         "--client.toolbarMode",
         "minimal",
     ]
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 @app.command("dashboard")
@@ -135,7 +126,7 @@ def dashboard(
                 "create one (`make demo`)",
                 markup=False,
             )
-    if not _is_loopback(host):
+    if not is_loopback(host):
         err_console.print(
             f"warning: listening on {host}: anyone who can reach this address can read the "
             "dashboard (it has no login)",

@@ -120,8 +120,12 @@ def check_embeddings(
     store: Store | None = None,
     report_dir: Path | None = None,
     settings: Mapping[str, Any] | None = None,
+    details: Mapping[str, Any] | None = None,
 ) -> tuple[DriftResult, StoredDriftCheck | None, Path | None]:
-    """Test two embedding windows for drift; store the check and write a report if asked."""
+    """Test two embedding windows for drift; store the check and write a report if asked.
+
+    ``details`` (where the windows came from, say) are stored beside the test's own.
+    """
     reference_array = np.asarray(reference, dtype=np.float32)
     current_array = np.asarray(current, dtype=np.float32)
     if reference_array.ndim != 2 or current_array.ndim != 2:
@@ -166,7 +170,7 @@ def check_embeddings(
             threshold=result.threshold,
             effect_size=result.effect_size,
             seed=result.seed,
-            details=result.details,
+            details={**dict(result.details), **dict(details or {})},
             report_path=str(report_path) if report_path else None,
         )
     return result, stored, report_path

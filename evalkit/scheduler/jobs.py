@@ -502,7 +502,7 @@ def _drift_check(ctx: JobContext, params: DriftCheckParams) -> JobOutcome:
 
 
 def _query_drift(ctx: JobContext, params: DriftCheckParams) -> JobOutcome:
-    from evalkit.drift import make_detector
+    from evalkit.drift.watch import check_embeddings
     from evalkit.store.drift import save_drift_check
     from evalkit.store.traffic import (
         latest_window_summary,
@@ -549,27 +549,22 @@ def _query_drift(ctx: JobContext, params: DriftCheckParams) -> JobOutcome:
     if len(reference_vectors) < 2 or len(current_vectors) < 2:
         return JobOutcome(summary={**common, "note": "too few stored embeddings to test"})
     ctx.check_cancelled()
-    detector = make_detector(params.method, alpha=params.alpha, seed=params.seed, **params.options)
-    result = detector.fit(reference_vectors).test(current_vectors)
-    check = save_drift_check(
-        store,
-        **common,
-        finding="drift" if result.is_drift else "ok",
-        method=result.method,
-        is_drift=result.is_drift,
-        n_reference=result.n_reference,
-        n_current=result.n_current,
-        statistic=result.statistic,
-        p_value=result.p_value,
-        threshold=result.threshold,
-        effect_size=result.effect_size,
-        seed=result.seed,
-        details={
-            **dict(result.details),
-            "reference_run": reference.run_id,
-            "current_run": current.run_id,
-        },
+    result, stored, _ = check_embeddings(
+        reference_vectors,
+        current_vectors,
+        method=params.method,
+        alpha=params.alpha,
+        seed=params.seed,
+        stream="queries",
+        subject=params.subject,
+        reference_label=reference.window_label,
+        current_label=current.window_label,
+        store=store,
+        settings=params.options,
+        details={"reference_run": reference.run_id, "current_run": current.run_id},
     )
+    assert stored is not None  # a store was given
+    check = stored
     return JobOutcome(
         summary={
             "check_id": check.check_id,
