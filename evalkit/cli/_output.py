@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -27,7 +28,9 @@ __all__ = [
     "table",
 ]
 
-console = Console()
+# Piped output (CI logs, files) would otherwise be cut to 80 columns, squashing tables.
+_PIPED_WIDTH = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160
+console = Console(width=_PIPED_WIDTH)
 # Messages on stderr are read by people and grepped by CI logs: never wrap them.
 err_console = Console(stderr=True, soft_wrap=True)
 

@@ -23,11 +23,19 @@ from evalkit.cli.runs import print_run
 RETRIEVER_FAILURE = 3
 
 NEXT_STEPS = """\
-Next:
-  evalkit runs list                      stored runs
-  evalkit runs show {run_id} --per-query  every query's figures
-  evalkit run --goldset {goldset} --collection {collection} --k 100 --format json
-  evalkit score --qrels QRELS --run RUN -m ndcg@10     score TREC files
+Next (`source .venv/bin/activate` first if `evalkit` is not on your PATH):
+  # every query's figures
+  evalkit runs show {run_id} --per-query
+  # trends, run comparison and per-query drill-down in the browser (http://127.0.0.1:8501)
+  evalkit dashboard
+  # replay now against this run; exit 1 on a statistically significant regression
+  evalkit gate --baseline {run_id} --goldset {goldset} --collection {collection}
+  # is the query model the model the index was built with?
+  evalkit drift model --collection {collection}
+  # duplicates, stale documents, ANN recall, judgment coverage
+  evalkit audit --collection {collection} --goldset {goldset}
+  # run the [[jobs]] of evalkit.toml on a schedule, with alerts
+  evalkit serve
 Store: {store}"""
 
 
@@ -115,6 +123,7 @@ def run(
                 ),
                 markup=False,
                 highlight=False,
+                soft_wrap=True,
             )
     if outcome.run.status != "complete":
         raise typer.Exit(RETRIEVER_FAILURE)
