@@ -210,3 +210,32 @@ def test_bad_option_values_are_usage_errors_not_tracebacks(
     err = capsys.readouterr().err
     assert "Traceback" not in err
     assert "No such option" in err
+
+
+def test_a_run_left_running_by_a_stopped_process_is_marked_failed_by_the_next_writer(
+    tmp_path: Path, evalkit_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from evalkit.store import RunSpec, Store
+
+    # What a killed `evalkit run` leaves: a run committed as running, never finished.
+    with Store.open(evalkit_home / "evalkit.duckdb") as store:
+        orphan = store.create_run(
+            RunSpec(
+                kind="goldset",
+                retriever_kind="http",
+                k=10,
+                measures=("mrr",),
+                evalkit_version="test",
+            )
+        )
+    folder = write_goldset(tmp_path / "gs", '{"query_id": "q1", "doc_id": "d1", "relevance": 1}\n')
+    code, _, err = run_cli(capsys, "goldset", "import", str(folder), "--name", "g")
+    assert code == 0
+    assert f"run {orphan} was left running by a process that stopped; marked failed" in err
+    code, out, _ = run_cli(capsys, "runs", "show", orphan, "--format", "json")
+    shown = json.loads(out)
+    assert shown["status"] == "failed"
+    assert shown["error"].startswith("interrupted: the process writing it stopped")
+    # A reader never changes anything.
+    code, _, err = run_cli(capsys, "runs", "list")
+    assert "left running" not in err

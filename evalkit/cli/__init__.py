@@ -34,6 +34,7 @@ from evalkit.errors import EvalkitError
 __all__ = ["app", "main"]
 
 USAGE_ERROR = 2
+STORE_OR_SYSTEM_FAILURE = 3
 
 # typer 0.29 carries its own copy of click; usage errors may come from either.
 _USAGE_ERRORS = (click.ClickException, _typer_click.ClickException)
@@ -59,4 +60,8 @@ def invoke(argv: list[str] | None = None) -> int:
     except EvalkitError as error:
         err_console.print(f"error: {error}", style="bold red", markup=False, highlight=False)
         return error.exit_code
+    except OSError as error:
+        # The system refused (disk full, permissions, a vanished file): say so, no traceback.
+        err_console.print(f"error: {error}", style="bold red", markup=False, highlight=False)
+        return STORE_OR_SYSTEM_FAILURE
     return result if isinstance(result, int) else 0

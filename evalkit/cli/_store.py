@@ -2,7 +2,8 @@
 
 Writing commands take the store's writer lock (the one ``evalkit serve`` takes for each
 job) and wait for it up to ``store_wait`` seconds, saying on stderr whom they wait for;
-reading commands open the store read-only and wait while a writer has the file open.
+holding it, they mark runs another process left ``running`` as failed. Reading commands
+open the store read-only and wait while a writer has the file open.
 See docs/scheduler.md, "One writer".
 """
 
@@ -34,5 +35,24 @@ def open_store(*, write: bool, purpose: str, path: Path | None = None) -> Iterat
         program="evalkit",
         on_wait=lambda message: err_console.print(message, markup=False, highlight=False),
     )
-    with access.writer(purpose) if write else access.reader() as store:
+    if not write:
+        with access.reader() as store:
+            yield store
+        return
+    with access.writer(purpose) as store:
+        _fail_orphaned_runs(store, purpose)
         yield store
+
+
+def _fail_orphaned_runs(store: Store, purpose: str) -> None:
+    """Runs still ``running`` while this process holds the store belong to a process that
+    stopped (killed, or the disk filled before it could record the failure): say so."""
+    from evalkit.store.alerts import fail_running_runs
+
+    note = f"the process writing it stopped before it finished (found by `evalkit {purpose}`)"
+    for run_id in fail_running_runs(store, note=note):
+        err_console.print(
+            f"note: run {run_id} was left running by a process that stopped; marked failed",
+            markup=False,
+            highlight=False,
+        )

@@ -22,6 +22,7 @@ Locks are ``flock`` locks: the kernel releases them when the process dies, even 
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -137,7 +138,9 @@ class FileLock:
             host=socket.gethostname(),
         )
         os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(_holder_dict(holder)).encode(), 0)
+        # A full disk must not stop the locking itself: waiters then only lack a name.
+        with contextlib.suppress(OSError):
+            os.pwrite(fd, json.dumps(_holder_dict(holder)).encode(), 0)
         return True
 
     def release(self) -> None:

@@ -1,0 +1,166 @@
+"""A store on a filesystem that fills up: a real 8 MiB tmpfs, real `evalkit` processes.
+
+The disk fills before a run can be recorded, and in the middle of one. Each time the
+command stops with exit code 3 and says the disk is full, what was stored before is
+intact, no run is left `running`, and once space is freed the next run completes.
+Mounting needs root (as on CI machines); elsewhere the test says so and skips.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from evalkit.store import Store
+
+DEMO = Path(__file__).resolve().parents[1] / "goldsets" / "demo"
+FS_SIZE = "8m"
+
+
+class _ManyResults(BaseHTTPRequestHandler):
+    """Answers every query with 100 documents, so a run writes a lot."""
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        seed = sum(map(ord, body["query_id"]))
+        results = [
+            {"id": f"doc-{(seed * 7 + i) % 330:03d}", "score": 1.0 - i / 100} for i in range(100)
+        ]
+        payload = json.dumps({"results": results}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@dataclass
+class SmallDisk:
+    """A tmpfs mount holding the store, and the environment of evalkit processes."""
+
+    mount: Path
+    env: dict[str, str]
+    url: str
+
+    @property
+    def store(self) -> Path:
+        return self.mount / "evalkit.duckdb"
+
+    def evalkit(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "evalkit", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+
+    def fill(self, *, leave_kib: int) -> Path:
+        """Fill the filesystem until only ``leave_kib`` KiB are free."""
+        free = shutil.disk_usage(self.mount).free
+        filler = self.mount / "filler"
+        with filler.open("wb") as sink:
+            sink.truncate(0)
+            remaining = max(0, free - leave_kib * 1024)
+            chunk = b"\0" * (64 * 1024)
+            while remaining > 0:
+                try:
+                    remaining -= sink.write(chunk[: min(len(chunk), remaining)])
+                    sink.flush()
+                except OSError:
+                    break
+        return filler
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[SmallDisk]:
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a small tmpfs needs root")
+    mount = tmp_path / "fs"
+    mount.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={FS_SIZE}", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _ManyResults)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    env = {
+        **os.environ,
+        "EVALKIT_HOME": str(tmp_path / "home"),
+        "EVALKIT_STORE_PATH": str(mount / "evalkit.duckdb"),
+        "EVALKIT_QUERY_BATCH_SIZE": "16",
+    }
+    env.pop("EVALKIT_CONFIG", None)
+    try:
+        yield SmallDisk(mount, env, f"http://127.0.0.1:{server.server_address[1]}/search")
+    finally:
+        server.shutdown()
+        server.server_close()
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def statuses(store_path: Path) -> list[str]:
+    with Store.open(store_path, read_only=True) as store:
+        return [run.status for run in store.list_runs(limit=100)]
+
+
+def test_a_full_disk_fails_the_command_cleanly_and_loses_nothing(small_disk: SmallDisk) -> None:
+    imported = small_disk.evalkit(
+        "goldset", "import", "--format", "jsonl", str(DEMO), "--name", "demo"
+    )
+    assert imported.returncode == 0, imported.stderr
+    run = ("run", "--goldset", "demo", "--http-retriever", small_disk.url, "--k", "100")
+    first = small_disk.evalkit(*run, "--format", "json")
+    assert first.returncode == 0, first.stderr
+    baseline = json.loads(first.stdout)
+    assert baseline["status"] == "complete"
+
+    # Full before the run can even be recorded.
+    filler = small_disk.fill(leave_kib=0)
+    refused = small_disk.evalkit(*run)
+    assert refused.returncode == 3, refused.stderr
+    assert "No space left on device" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    filler.unlink()
+    assert statuses(small_disk.store) == ["complete"]
+
+    # Full in the middle: the run row fits, its results do not.
+    for leave_kib in (64, 192):
+        filler = small_disk.fill(leave_kib=leave_kib)
+        broken = small_disk.evalkit(*run)
+        filler.unlink()
+        assert broken.returncode == 3, broken.stdout + broken.stderr
+        assert "No space left on device" in broken.stderr
+        assert "Traceback" not in broken.stderr
+        assert "running" not in statuses(small_disk.store)
+
+    # Space again: everything stored before is there and a new run completes.
+    again = small_disk.evalkit(*run, "--format", "json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["aggregates"] == baseline["aggregates"]
+    with Store.open(small_disk.store, read_only=True) as store:
+        runs = store.list_runs(limit=100)
+        assert runs[-1].run_id == baseline["run_id"]
+        assert store.get_run(baseline["run_id"]).aggregates == baseline["aggregates"]
+        assert {run.status for run in runs} <= {"complete", "failed"}
+        assert [run.status for run in runs].count("complete") == 2
+        assert store.list_goldsets()[0].n_queries == 129
