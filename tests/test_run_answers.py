@@ -25,6 +25,7 @@ from evalkit.pipeline import run_answer_records
 from evalkit.records import Query, QueryResult, ScoredDoc
 from evalkit.store import Store
 from evalkit.store.answers import answer_scores_frame, list_scorings
+from evalkit.store.dashboard import answer_items_frame
 
 pytestmark = pytest.mark.slow
 
@@ -191,6 +192,17 @@ def test_run_scores_generated_answers_offline_and_links_them_to_the_run(
     context = summaries(answers)[("id_based_context_precision", "ragas-id-based")]
     assert context["n_measured"] == 1
     assert context["mean"] == pytest.approx(0.5)
+
+    # What was scored is stored with the scores, and the dashboard reads it from there:
+    # the least faithful answer beside its passages, with no file or log to go back to.
+    with Store.open(evalkit_home / "evalkit.duckdb", read_only=True) as store:
+        lowest = answer_items_frame(
+            store, scoring_id=answers["scoring_id"], metric="faithfulness", limit=1
+        )
+    assert lowest["item_id"].tolist() == ["q2"]
+    assert lowest["question"].tolist() == ["When did the Golden Gate Bridge open?"]
+    assert lowest["answer"].tolist() == [RESPONSES["q2"]["answer"]]
+    assert list(lowest["contexts"].iloc[0]) == [GOLDEN_GATE]
 
     shown = cli_json(capsys, "runs", "show", run["run_id"])
     assert shown["answers"]["scoring_id"] == answers["scoring_id"]

@@ -244,14 +244,25 @@ def test_drift_check_job_tests_the_newest_window_against_the_previous(
 def test_retention_prunes_per_query_rows_and_keeps_aggregates_and_baselines(
     settings: Settings, retriever: FakeRetriever
 ) -> None:
+    from evalkit.answers import AnswerRecord
+    from evalkit.answers.records import AnswerScores
     from evalkit.pipeline import evaluate_goldset
     from evalkit.retrievers.http import HttpRetriever
+    from evalkit.store import utc_now
+    from evalkit.store.answers import save_answer_scores
 
     path = settings.resolved_store_path
     with Store.open(path) as store, HttpRetriever(retriever.url) as http:
         goldset = make_goldset(6)
         runs = [evaluate_goldset(store, goldset, http, k=10).run.run_id for _ in range(4)]
         store.execute("UPDATE runs SET started_at = started_at - INTERVAL 100 DAY")
+        for run_id in runs:
+            now = utc_now()
+            save_answer_scores(
+                store,
+                AnswerScores((), (), 1, now, now, run_id=run_id),
+                records=[AnswerRecord(id="q0", question="q", answer="a", contexts=("c",))],
+            )
     config = configure(
         {"name": "prune", "kind": "retention", "keep_days": "90d", "keep_latest": 1},
         alerts={
@@ -274,7 +285,12 @@ def test_retention_prunes_per_query_rows_and_keeps_aggregates_and_baselines(
             assert (len(store.run_results(run_id)) > 0) is whole, run_id
             assert store.get_run(run_id).aggregates["precision@10"] == pytest.approx(0.3)
         pruned = store.fetch("SELECT run_id FROM pruned_runs ORDER BY run_id")
+        answered = store.fetch(
+            "SELECT s.run_id FROM answer_items i JOIN answer_scorings s USING (scoring_id)"
+            " ORDER BY s.run_id"
+        )
     assert [row[0] for row in pruned] == sorted(runs[1:3])
+    assert [row[0] for row in answered] == sorted([runs[0], runs[3]])
     again = runner_for(config, settings).run("prune")
     assert again is not None
     assert again.summary["runs_pruned"] == 0

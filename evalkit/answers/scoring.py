@@ -143,7 +143,9 @@ def score_answers(
     if store is not None:
         from evalkit.store.answers import save_answer_scores
 
-        scoring_id = save_answer_scores(store, result, settings=settings.public_dict())
+        scoring_id = save_answer_scores(
+            store, result, settings=settings.public_dict(), records=records
+        )
         result = dataclasses.replace(result, scoring_id=scoring_id)
     return result
 

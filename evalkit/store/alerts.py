@@ -843,6 +843,15 @@ def prune_run_details(store: Store, run_ids: Sequence[str]) -> int:
                         ).fetchall()[0][0]
                     )
                     con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
+                # The texts of the run's scored answers go too; their scores stay.
+                of_run = "SELECT scoring_id FROM answer_scorings WHERE run_id = ?"
+                deleted += int(
+                    con.execute(
+                        f"SELECT count(*) FROM answer_items WHERE scoring_id IN ({of_run})",
+                        [run_id],
+                    ).fetchall()[0][0]
+                )
+                con.execute(f"DELETE FROM answer_items WHERE scoring_id IN ({of_run})", [run_id])
                 con.execute(
                     "INSERT INTO pruned_runs VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                     [run_id, utc_now(), deleted],

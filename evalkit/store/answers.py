@@ -25,7 +25,7 @@ from evalkit.errors import NotFoundError, StoreError
 from evalkit.store._clock import utc_now
 
 if TYPE_CHECKING:
-    from evalkit.answers.records import AnswerScores
+    from evalkit.answers.records import AnswerRecord, AnswerScores
     from evalkit.store.store import Store
 
 __all__ = [
@@ -137,17 +137,49 @@ class StoredScoring:
         }
 
 
+# Migration 8: what was scored, so a low score can be read beside its answer and contexts.
+ITEMS_SCHEMA_SQL = """
+CREATE TABLE answer_items (
+    scoring_id VARCHAR NOT NULL,
+    item_id VARCHAR NOT NULL,
+    question VARCHAR NOT NULL,
+    answer VARCHAR NOT NULL,
+    contexts VARCHAR[] NOT NULL,
+    context_ids VARCHAR[] NOT NULL,
+    reference VARCHAR,
+    PRIMARY KEY (scoring_id, item_id)
+);
+"""
+
+
 def new_scoring_id(started_at: datetime) -> str:
     """A scoring id that sorts by start time and is unique: ``ans-20261121T183500-3f9a1c``."""
     return f"ans-{started_at:%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
 
 
 def save_answer_scores(
-    store: Store, scores: AnswerScores, *, settings: Mapping[str, Any] | None = None
+    store: Store,
+    scores: AnswerScores,
+    *,
+    settings: Mapping[str, Any] | None = None,
+    records: Sequence[AnswerRecord] = (),
 ) -> str:
-    """Store a scoring and all its per-item scores in one transaction; returns its id."""
+    """Store a scoring, its per-item scores and the scored ``records`` (question, answer,
+    contexts, reference) in one transaction; returns its id."""
     scoring_id = scores.scoring_id or new_scoring_id(scores.started_at)
     rows = scores.scores
+    unique = list({record.id: record for record in records}.values())
+    items = pd.DataFrame(
+        {
+            "scoring_id": scoring_id,
+            "item_id": [record.id for record in unique],
+            "question": [record.question for record in unique],
+            "answer": [record.answer for record in unique],
+            "contexts": [list(record.contexts) for record in unique],
+            "context_ids": [list(record.context_ids) for record in unique],
+            "reference": [record.reference for record in unique],
+        }
+    )
     frame = pd.DataFrame(
         {
             "scoring_id": scoring_id,
@@ -184,6 +216,7 @@ def save_answer_scores(
                 ],
             )
             store.insert_frame("answer_scores", frame)
+            store.insert_frame("answer_items", items)
     except duckdb.Error as error:
         raise StoreError(f"cannot store answer scores in {store.path}: {error}") from error
     return scoring_id

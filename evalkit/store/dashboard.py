@@ -643,21 +643,22 @@ def answer_items_frame(
     """The lowest-scored measured items of a scoring on ``metric``, lowest first.
 
     Columns: item_id, method, judge_model, value, n_claims, n_supported, detail, question,
-    answer, contexts. The last three come from the traffic record with the item's id
-    (``with_traffic``, when the traffic tables exist), else the question from the scored
-    run's goldset, and are None when neither is stored.
+    answer, contexts. The last three are what was scored (stored with the scoring), else
+    the traffic record with the item's id (``with_traffic``, when the traffic tables
+    exist), else the question from the scored run's goldset; None when none is stored.
     """
     traffic_join = " LEFT JOIN traffic_records t ON t.query_id = a.item_id" if with_traffic else ""
     traffic_columns = (
-        "coalesce(t.text, q.text) AS question, t.answer, t.contexts"
+        "coalesce(i.question, t.text, q.text) AS question, coalesce(i.answer, t.answer) AS answer,"
+        " coalesce(i.contexts, t.contexts) AS contexts"
         if with_traffic
-        else "q.text AS question, CAST(NULL AS VARCHAR) AS answer,"
-        " CAST(NULL AS VARCHAR[]) AS contexts"
+        else "coalesce(i.question, q.text) AS question, i.answer, i.contexts"
     )
     return store.fetch_frame(
         "SELECT a.item_id, a.method, a.judge_model, a.value, a.n_claims, a.n_supported,"
         f" a.detail, {traffic_columns}"
         " FROM answer_scores a"
+        " LEFT JOIN answer_items i ON i.scoring_id = a.scoring_id AND i.item_id = a.item_id"
         " LEFT JOIN runs r ON r.run_id = a.run_id"
         " LEFT JOIN goldset_queries q ON q.goldset_version = r.goldset_version"
         "  AND q.query_id = a.item_id"

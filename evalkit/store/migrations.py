@@ -131,4 +131,5 @@ MIGRATIONS: tuple[Migration, ...] = (
         "run_query_duplicates",
         "ALTER TABLE run_queries ADD COLUMN n_duplicates INTEGER DEFAULT 0;",
     ),
+    Migration(8, "answer_items", _answers.ITEMS_SCHEMA_SQL),
 )
