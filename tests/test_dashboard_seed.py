@@ -153,23 +153,6 @@ def store_run(
     return run_id
 
 
-def apply_area_schemas(store: Store) -> None:
-    """Create the tables of the areas whose migration this store has not run (yet)."""
-    from evalkit.store import alerts, answers, audit, drift, traffic
-
-    present = {str(row[0]) for row in store.fetch("SELECT table_name FROM duckdb_tables()")}
-    for module, table in (
-        (drift, "drift_checks"),
-        (traffic, "traffic_records"),
-        (answers, "answer_scorings"),
-        (audit, "audits"),
-        (alerts, "alerts"),
-    ):
-        if table not in present:
-            with store.transaction() as con:
-                con.execute(module.SCHEMA_SQL)
-
-
 def _seed_traffic(store: Store, log: Path) -> tuple[str, str]:
     from evalkit.store.traffic import StoredWindowSummary, save_traffic_replay
     from evalkit.traffic import log_query
@@ -463,8 +446,6 @@ def seed_store(path: Path, *, areas: bool = True, chroma: bool = False) -> Seede
         _seed_chroma(chroma_path, gold_v2)
     runs: dict[str, str] = {}
     with Store.open(path) as store:
-        if areas:
-            apply_area_schemas(store)
         store.save_goldset(gold_v1)
         ids = query_ids()
         good = {q: perfect(q) for q in ids}
