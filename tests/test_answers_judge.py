@@ -28,7 +28,7 @@ from evalkit.answers import AnswerRecord, JudgeSettings, Unmeasured, score_answe
 from evalkit.answers.cache import MemoryJudgeCache
 from evalkit.answers.judge import CallGuard, JudgeCallError, LLMJudge, RateLimiter, run_sync
 from evalkit.store import Store
-from evalkit.store.answers import SCHEMA_SQL, answer_scores_frame, answer_summary_frame
+from evalkit.store.answers import answer_scores_frame, answer_summary_frame
 
 pytestmark = [
     pytest.mark.slow,
@@ -150,13 +150,8 @@ def fake_judge() -> Iterator[FakeJudge]:
 
 
 def open_store(path: Path) -> Store:
-    """A fresh store with the answer tables (created here until migrations create them)."""
-    store = Store.open(path)
-    tables = {row[0] for row in store.fetch("SELECT table_name FROM duckdb_tables()")}
-    if "answer_scores" not in tables:
-        with store.transaction() as con:
-            con.execute(SCHEMA_SQL)
-    return store
+    """A fresh store whose migrations have created the answer tables."""
+    return Store.open(path)
 
 
 def judge_settings(judge: FakeJudge, **overrides: object) -> JudgeSettings:
