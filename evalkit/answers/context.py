@@ -41,42 +41,50 @@ class ContextMetric:
     requires: str | None = None
 
 
+def _context_metric(name: str, ragas_class: str, *, by_id: bool) -> ContextMetric:
+    """An ID-based metric compares context ids; a non-LLM one compares context texts."""
+    if by_id:
+        return ContextMetric(
+            name=name,
+            method=Method.ragas_id_based,
+            ragas_class=ragas_class,
+            retrieved=lambda record: record.context_ids,
+            reference=lambda record: record.reference_context_ids,
+            sample_fields=("retrieved_context_ids", "reference_context_ids"),
+        )
+    return ContextMetric(
+        name=name,
+        method=Method.ragas_non_llm,
+        ragas_class=ragas_class,
+        retrieved=lambda record: record.contexts,
+        reference=lambda record: record.reference_contexts,
+        sample_fields=("retrieved_contexts", "reference_contexts"),
+        requires="rapidfuzz",
+    )
+
+
 CONTEXT_METRICS: dict[str, ContextMetric] = {
     metric.name: metric
     for metric in (
-        ContextMetric(
-            name="id_based_context_precision",
-            method=Method.ragas_id_based,
-            ragas_class="ragas.metrics._context_precision:IDBasedContextPrecision",
-            retrieved=lambda record: record.context_ids,
-            reference=lambda record: record.reference_context_ids,
-            sample_fields=("retrieved_context_ids", "reference_context_ids"),
+        _context_metric(
+            "id_based_context_precision",
+            "ragas.metrics._context_precision:IDBasedContextPrecision",
+            by_id=True,
         ),
-        ContextMetric(
-            name="id_based_context_recall",
-            method=Method.ragas_id_based,
-            ragas_class="ragas.metrics._context_recall:IDBasedContextRecall",
-            retrieved=lambda record: record.context_ids,
-            reference=lambda record: record.reference_context_ids,
-            sample_fields=("retrieved_context_ids", "reference_context_ids"),
+        _context_metric(
+            "id_based_context_recall",
+            "ragas.metrics._context_recall:IDBasedContextRecall",
+            by_id=True,
         ),
-        ContextMetric(
-            name="non_llm_context_precision_with_reference",
-            method=Method.ragas_non_llm,
-            ragas_class="ragas.metrics._context_precision:NonLLMContextPrecisionWithReference",
-            retrieved=lambda record: record.contexts,
-            reference=lambda record: record.reference_contexts,
-            sample_fields=("retrieved_contexts", "reference_contexts"),
-            requires="rapidfuzz",
+        _context_metric(
+            "non_llm_context_precision_with_reference",
+            "ragas.metrics._context_precision:NonLLMContextPrecisionWithReference",
+            by_id=False,
         ),
-        ContextMetric(
-            name="non_llm_context_recall",
-            method=Method.ragas_non_llm,
-            ragas_class="ragas.metrics._context_recall:NonLLMContextRecall",
-            retrieved=lambda record: record.contexts,
-            reference=lambda record: record.reference_contexts,
-            sample_fields=("retrieved_contexts", "reference_contexts"),
-            requires="rapidfuzz",
+        _context_metric(
+            "non_llm_context_recall",
+            "ragas.metrics._context_recall:NonLLMContextRecall",
+            by_id=False,
         ),
     )
 }

@@ -11,26 +11,27 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 from evalkit.cli._output import err_console, settings
+from evalkit.config import Settings
 from evalkit.store import Store
 
 __all__ = ["open_store"]
 
 
 @contextmanager
-def open_store(*, write: bool, purpose: str, path: Path | None = None) -> Iterator[Store]:
-    """The configured store (or ``path``), open for writing or reading during the block.
+def open_store(*, write: bool, purpose: str, config: Settings | None = None) -> Iterator[Store]:
+    """The store of ``config`` (default: the command's settings), open for writing or
+    reading during the block.
 
     ``purpose`` names the command in the lock file, so a process that has to wait can say
     what it waits for. Raises StoreBusyError (exit code 3) when the wait runs out.
     """
     from evalkit.scheduler.lock import StoreAccess
 
-    config = settings()
+    config = config or settings()
     access = StoreAccess(
-        path or config.resolved_store_path,
+        config.resolved_store_path,
         wait=config.store_wait,
         program="evalkit",
         on_wait=lambda message: err_console.print(message, markup=False, highlight=False),
@@ -47,10 +48,8 @@ def open_store(*, write: bool, purpose: str, path: Path | None = None) -> Iterat
 def _fail_orphaned_runs(store: Store, purpose: str) -> None:
     """Runs still ``running`` while this process holds the store belong to a process that
     stopped (killed, or the disk filled before it could record the failure): say so."""
-    from evalkit.store.alerts import fail_running_runs
-
     note = f"the process writing it stopped before it finished (found by `evalkit {purpose}`)"
-    for run_id in fail_running_runs(store, note=note):
+    for run_id in store.fail_running_runs(note=note):
         err_console.print(
             f"note: run {run_id} was left running by a process that stopped; marked failed",
             markup=False,

@@ -105,9 +105,7 @@ def audit(
     location = url or str(config.resolved_chroma_path)
     with ExitStack() as stack:
         store = (
-            stack.enter_context(
-                open_store(write=save, purpose="audit", path=config.resolved_store_path)
-            )
+            stack.enter_context(open_store(write=save, purpose="audit", config=config))
             if (save or goldset)
             else None
         )

@@ -154,7 +154,7 @@ def documents(
                 f"`evalkit drift documents --collection {collection} --save-reference`"
             )
         reference = saved[-1]
-    with open_store(write=True, purpose="drift", path=config.resolved_store_path) as store:
+    with open_store(write=True, purpose="drift", config=config) as store:
         result, stored, report_path = check_embeddings(
             load_embeddings(reference),
             vectors,
@@ -213,7 +213,7 @@ def model(
     finally:
         close_client(client)
     embedder = load_embedder(config.model_path, batch_size=config.embed_batch_size)
-    with open_store(write=True, purpose="drift", path=config.resolved_store_path) as store:
+    with open_store(write=True, purpose="drift", config=config) as store:
         check = check_model(
             ModelFingerprint.from_metadata(metadata), embedder, subject=collection, store=store
         )

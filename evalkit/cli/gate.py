@@ -204,10 +204,10 @@ def _print(data: dict[str, Any]) -> None:
 
 def _open_store(stack: ExitStack, *, write: bool, purpose: str) -> Store | None:
     """The store for the rest of ``stack`` (None when only reading and there is none)."""
-    path = settings().resolved_store_path
-    if not write and not path.exists():
+    config = settings()
+    if not write and not config.resolved_store_path.exists():
         return None
-    return stack.enter_context(open_store(write=write, purpose=purpose, path=path))
+    return stack.enter_context(open_store(write=write, purpose=purpose, config=config))
 
 
 @app.command("compare")

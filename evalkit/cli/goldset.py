@@ -122,11 +122,11 @@ def list_goldsets(
     Example: evalkit goldset list --format json
     """
 
-    path = settings().resolved_store_path
-    if not path.exists():
+    config = settings()
+    if not config.resolved_store_path.exists():
         infos = []
     else:
-        with open_store(write=False, purpose="goldset list", path=path) as store:
+        with open_store(write=False, purpose="goldset list", config=config) as store:
             infos = store.list_goldsets()
     if output is OutputFormat.json:
         emit_json(

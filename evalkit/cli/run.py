@@ -83,7 +83,7 @@ def run(
 
     config = settings()
     depth = k or config.k
-    with open_store(write=True, purpose="run", path=config.resolved_store_path) as store:
+    with open_store(write=True, purpose="run", config=config) as store:
         gold = store.load_goldset(goldset, goldset_version)
         retriever = build_retriever(
             config,

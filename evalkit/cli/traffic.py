@@ -282,7 +282,7 @@ def replay(
         from evalkit.embedding import load_embedder
 
         embedder = load_embedder(config.model_path, batch_size=config.embed_batch_size)
-    with open_store(write=True, purpose="traffic replay", path=config.resolved_store_path) as store:
+    with open_store(write=True, purpose="traffic replay", config=config) as store:
         if sample_id is not None:
             chosen = sample_id
         elif window is not None:
@@ -445,10 +445,10 @@ def windows(
         raise ConfigError(
             f"unknown granularity '{granularity}'; use one of: {', '.join(GRANULARITIES)}"
         )
-    path = settings().resolved_store_path
+    config = settings()
     entries: list[dict[str, Any]] = []
-    if path.exists():
-        with open_store(write=False, purpose="traffic", path=path) as store:
+    if config.resolved_store_path.exists():
+        with open_store(write=False, purpose="traffic", config=config) as store:
             volumes = traffic_volume(store, granularity=granularity, limit=limit)
             samples: dict[str, Any] = {}
             for stored in list_samples(store, limit=10_000):

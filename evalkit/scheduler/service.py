@@ -43,7 +43,6 @@ from evalkit.scheduler.lock import (
 from evalkit.scheduler.runner import JobRunner
 from evalkit.store.alerts import (
     StoredJobRun,
-    fail_running_runs,
     interrupt_job_runs,
     running_job_runs,
 )
@@ -161,7 +160,7 @@ class SchedulerService:
             ]
             note = "the process running it stopped before it finished (found at service start)"
             interrupt_job_runs(store, orphans, note=note)
-            failed = fail_running_runs(store, note=note)
+            failed = store.fail_running_runs(note=note)
             for job_run_id in orphans:
                 _log.warning("job run %s was interrupted: marked interrupted", job_run_id)
             for run_id in failed:

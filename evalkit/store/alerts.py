@@ -48,7 +48,6 @@ __all__ = [
     "alert_counts",
     "alert_deliveries",
     "due_deliveries",
-    "fail_running_runs",
     "finish_job_run",
     "get_alert",
     "get_job_run",
@@ -743,21 +742,6 @@ def interrupt_job_runs(store: Store, job_run_ids: Sequence[str], *, note: str) -
     )
 
 
-def fail_running_runs(store: Store, *, note: str) -> list[str]:
-    """Mark every run still ``running`` as ``failed`` (its partial results stay).
-
-    Call only while holding the store for writing: DuckDB admits one writing process and
-    a run's writer keeps the store open until the run is finished, so a run still
-    ``running`` then belongs to a process that stopped without finishing it.
-    """
-    run_ids = [
-        str(row[0]) for row in store.fetch("SELECT run_id FROM runs WHERE status = 'running'")
-    ]
-    for run_id in run_ids:
-        store.fail_run(run_id, f"interrupted: {note}")
-    return run_ids
-
-
 # -- aggregates for health metrics -------------------------------------------------------
 
 
@@ -795,6 +779,7 @@ _PER_QUERY_TABLES = (
     "query_metrics",
     "traffic_replay_queries",
     "traffic_window_embeddings",
+    "answer_items",  # the texts of the run's scored answers; their scores stay
 )
 
 
@@ -843,15 +828,6 @@ def prune_run_details(store: Store, run_ids: Sequence[str]) -> int:
                         ).fetchall()[0][0]
                     )
                     con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
-                # The texts of the run's scored answers go too; their scores stay.
-                of_run = "SELECT scoring_id FROM answer_scorings WHERE run_id = ?"
-                deleted += int(
-                    con.execute(
-                        f"SELECT count(*) FROM answer_items WHERE scoring_id IN ({of_run})",
-                        [run_id],
-                    ).fetchall()[0][0]
-                )
-                con.execute(f"DELETE FROM answer_items WHERE scoring_id IN ({of_run})", [run_id])
                 con.execute(
                     "INSERT INTO pruned_runs VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                     [run_id, utc_now(), deleted],

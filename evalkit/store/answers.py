@@ -141,6 +141,7 @@ class StoredScoring:
 ITEMS_SCHEMA_SQL = """
 CREATE TABLE answer_items (
     scoring_id VARCHAR NOT NULL,
+    run_id VARCHAR,
     item_id VARCHAR NOT NULL,
     question VARCHAR NOT NULL,
     answer VARCHAR NOT NULL,
@@ -172,6 +173,7 @@ def save_answer_scores(
     items = pd.DataFrame(
         {
             "scoring_id": scoring_id,
+            "run_id": scores.run_id,
             "item_id": [record.id for record in unique],
             "question": [record.question for record in unique],
             "answer": [record.answer for record in unique],

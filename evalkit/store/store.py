@@ -521,6 +521,20 @@ class Store:
                 [utc_now(), error, failed, run_id],
             )
 
+    def fail_running_runs(self, *, note: str) -> list[str]:
+        """Mark every run still ``running`` as failed (``interrupted: note``); their ids.
+
+        Call only while holding the store for writing: DuckDB admits one writing process
+        and a run's writer keeps the store open until the run is finished, so a run still
+        ``running`` then belongs to a process that stopped without finishing it.
+        """
+        run_ids = [
+            str(row[0]) for row in self.fetch("SELECT run_id FROM runs WHERE status = 'running'")
+        ]
+        for run_id in run_ids:
+            self.fail_run(run_id, f"interrupted: {note}")
+        return run_ids
+
     def get_run(self, run_id: str) -> RunRecord:
         """One stored run; a unique prefix of its id is enough."""
         rows = self.fetch(
