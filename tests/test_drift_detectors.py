@@ -11,7 +11,7 @@ from threadpoolctl import threadpool_limits
 
 from evalkit.drift import make_detector
 
-METHODS = ["mmd", "mmd_rff", "classifier", "ks", "mean_cosine"]
+METHODS = ["auto", "mmd", "moments", "mmd_rff", "classifier", "ks", "mean_cosine"]
 ALPHA = 0.05
 
 
@@ -49,7 +49,7 @@ def test_shifted_distribution_is_drift(method: str) -> None:
     assert result.effect_size > 0.0
 
 
-@pytest.mark.parametrize("method", ["mmd", "mmd_rff"])
+@pytest.mark.parametrize("method", ["mmd", "mmd_rff", "moments"])
 def test_mmd_sees_a_change_of_spread_with_the_same_mean(method: str) -> None:
     rng = np.random.default_rng(4)
     reference = rng.standard_normal((200, 8))
@@ -71,6 +71,8 @@ def _false_alarm_bound(trials: int) -> float:
     [
         ("mmd", {"n_permutations": 200}),
         ("mmd_rff", {}),
+        ("moments", {"n_permutations": 200}),
+        ("auto", {}),
         ("classifier", {}),
         ("ks", {}),
         ("mean_cosine", {"n_permutations": 200}),

@@ -35,7 +35,11 @@ Format = Annotated[OutputFormat, typer.Option("--format", help="table or json")]
 Alpha = Annotated[float, typer.Option(help="False-alarm rate of the test.")]
 Seed = Annotated[int, typer.Option(help="Seed of permutations and subsampling (stored).")]
 Method = Annotated[
-    str, typer.Option(help="Detector: mmd (default), mmd_rff, classifier, ks, mean_cosine.")
+    str,
+    typer.Option(
+        help="Detector: auto (default: mmd for small windows, moments for large), mmd, moments, "
+        "mmd_rff, classifier, ks, mean_cosine."
+    ),
 ]
 Report = Annotated[
     bool, typer.Option(help="Also write Evidently's HTML drift report under reports/.")
@@ -60,7 +64,7 @@ def _finish(data: dict[str, Any], title: str, output: OutputFormat, *, found: bo
 def embeddings(
     reference: Annotated[Path, typer.Option(help="Reference window: a .npy array (n x dim).")],
     current: Annotated[Path, typer.Option(help="Current window: a .npy array (m x dim).")],
-    method: Method = "mmd",
+    method: Method = "auto",
     alpha: Alpha = 0.05,
     seed: Seed = 0,
     stream: Annotated[str, typer.Option(help="What the vectors are: queries or documents.")] = (
@@ -108,7 +112,7 @@ def documents(
         Path | None, typer.Option(help="Reference snapshot (.npy); default: the newest saved.")
     ] = None,
     sample: Annotated[int, typer.Option(help="Documents sampled from the collection.")] = 2000,
-    method: Method = "mmd",
+    method: Method = "auto",
     alpha: Alpha = 0.05,
     seed: Seed = 0,
     report: Report = False,

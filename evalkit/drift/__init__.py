@@ -7,15 +7,17 @@ self``, ``test(current) -> DriftResult``. Build one by name with ``make_detector
     result = detector.test(current_embeddings)
     result.is_drift, result.p_value, result.effect_size
 
-Methods: ``mmd`` (the default; exact kernel sums for small windows, random Fourier
-features for large ones), ``mmd_rff``, ``classifier``, ``ks``, ``mean_cosine``. The
-false-alarm rate and power of each, measured on real query embeddings, are in
-docs/drift.md.
+Methods: ``auto`` (the default: exact-kernel ``mmd`` up to 2,000 pooled rows, ``moments``
+above), ``mmd`` (exact kernel sums for small windows, random Fourier features for large
+ones), ``moments`` (mean and per-dimension spread, linear time), ``mmd_rff``,
+``classifier``, ``ks``, ``mean_cosine``. The false-alarm rate and power of each, measured
+on real embeddings, are in docs/drift.md.
 
 ``sequential`` watches a series of per-run metric means for drops (CUSUM,
 Page-Hinkley); ``churn`` compares ranked result lists without labels.
 """
 
+from evalkit.drift.auto import AutoDrift
 from evalkit.drift.base import (
     DETECTORS,
     DriftDetector,
@@ -36,6 +38,7 @@ from evalkit.drift.classifier import ClassifierDrift
 from evalkit.drift.ks import KSDrift
 from evalkit.drift.mean_cosine import MeanCosineDrift
 from evalkit.drift.mmd import MMDDrift, RFFMMDDrift
+from evalkit.drift.moments import MomentsDrift
 from evalkit.drift.sequential import (
     AlertLevel,
     Cusum,
@@ -46,13 +49,14 @@ from evalkit.drift.sequential import (
     page_hinkley,
 )
 
-DEFAULT_METHOD = "mmd"
+DEFAULT_METHOD = "auto"
 """The method ``make_detector`` users should reach for first (chosen in docs/drift.md)."""
 
 __all__ = [
     "DEFAULT_METHOD",
     "DETECTORS",
     "AlertLevel",
+    "AutoDrift",
     "ClassifierDrift",
     "Cusum",
     "DriftDetector",
@@ -60,6 +64,7 @@ __all__ = [
     "KSDrift",
     "MMDDrift",
     "MeanCosineDrift",
+    "MomentsDrift",
     "NotFittedError",
     "PageHinkley",
     "RFFMMDDrift",

@@ -470,8 +470,9 @@ class DriftCheckParams(_Params):
         default=None, description="Reference window (default: the one before the newest)."
     )
     method: str = Field(
-        default="mmd",
-        description="Detector: mmd, mmd_rff, classifier, ks, mean_cosine (queries); "
+        default="auto",
+        description="Detector: auto, mmd, moments, mmd_rff, classifier, ks, mean_cosine "
+        "(queries); "
         "page_hinkley or cusum (metric).",
     )
     alpha: float = Field(default=0.05, gt=0, lt=1, description="False-alarm rate per check.")
