@@ -11,9 +11,14 @@ default model, then for each registered method measures, over seeded trials:
 * power on partial drift: ``mix_5`` / ``mix_10`` replace 5 % / 10 % of the current window
   with Vaswani topics; ``topic_skew`` oversamples one k-means cluster of SciFact (5x
   weight), a shift of emphasis within the same domain;
-* false alarms on large windows: ``corpus_no_drift`` draws ``--corpus-n`` SciFact
-  *documents* per window from two disjoint halves of the 5,183-document corpus (this is
-  where ``mmd`` switches to random Fourier features and cyclic-shift permutations).
+* large windows: ``corpus_no_drift`` draws ``--corpus-n`` SciFact *documents* per window
+  from two disjoint halves of the 5,183-document corpus (this is where ``auto`` switches
+  from exact ``mmd`` to ``moments`` and ``mmd`` to random Fourier features);
+  ``corpus_bursts`` is no drift either, but both windows arrive in bursts of 10 related
+  documents (a random document of the corpus and its 9 nearest neighbours), as traffic
+  does; ``corpus_mix_2`` / ``corpus_mix_5`` replace 2 % / 5 % of the current window with
+  Vaswani documents; ``corpus_skew`` draws both windows with replacement from the two
+  halves, giving one of 8 k-means topic clusters twice the weight in the current window.
 
 A method may carry settings: ``classifier:null=permutation,n_permutations=50``. The
 extra method ``classifier_cv_mann_whitney`` is the rejected design that evalkit does not
@@ -70,6 +75,14 @@ def scifact_documents() -> list[str]:
     return [f"{row['title']}\n{row['text']}" if row["title"] else row["text"] for row in rows]
 
 
+def vaswani_documents(limit: int = 3000) -> list[str]:
+    """The first ``limit`` Vaswani (NPL) abstracts (TREC <DOC> blocks)."""
+    path = VASWANI_TOPICS.parent / "corpus" / "doc-text.trec"
+    text = path.read_text(encoding="utf-8", errors="replace")
+    bodies = re.findall(r"</DOCNO>(.*?)</DOC>", text, flags=re.DOTALL)
+    return [" ".join(body.split()) for body in bodies[:limit]]
+
+
 def vaswani_texts() -> list[str]:
     """The 93 Vaswani topic titles (TREC <top> blocks)."""
     text = VASWANI_TOPICS.read_text(encoding="utf-8", errors="replace")
@@ -104,6 +117,7 @@ def scenarios(
     n: int,
     corpus: np.ndarray | None = None,
     corpus_n: int = 2000,
+    foreign_corpus: np.ndarray | None = None,
 ) -> dict[str, Callable[[np.random.Generator], Pair]]:
     """Window pair generators; each takes the trial's generator."""
     topic = clusters(scifact)
@@ -159,6 +173,53 @@ def scenarios(
             rng.choice(second, corpus_n, replace=False)
         ]
 
+    def corpus_halves(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        assert corpus is not None
+        order = rng.permutation(corpus.shape[0])
+        return order[: corpus.shape[0] // 2], order[corpus.shape[0] // 2 :]
+
+    def bursts(rng: np.random.Generator, length: int = 10) -> np.ndarray:
+        assert corpus is not None
+        rows = []
+        for seed_row in rng.choice(corpus.shape[0], -(-corpus_n // length), replace=False):
+            nearest = np.argsort(-(corpus @ corpus[seed_row]))[:length]
+            rows.append(corpus[nearest])
+        return np.vstack(rows)[:corpus_n]
+
+    def corpus_bursts(rng: np.random.Generator) -> Pair:
+        return bursts(rng), bursts(rng)
+
+    def corpus_mix(share: float) -> Callable[[np.random.Generator], Pair]:
+        def draw(rng: np.random.Generator) -> Pair:
+            assert corpus is not None
+            assert foreign_corpus is not None
+            first, second = corpus_halves(rng)
+            foreign = round(share * corpus_n)
+            current = np.vstack(
+                [
+                    corpus[rng.choice(second, corpus_n - foreign, replace=False)],
+                    foreign_corpus[rng.choice(foreign_corpus.shape[0], foreign, replace=False)],
+                ]
+            )
+            return corpus[rng.choice(first, corpus_n, replace=False)], current[
+                rng.permutation(corpus_n)
+            ]
+
+        return draw
+
+    corpus_topic = clusters(corpus) if corpus is not None else None
+
+    def corpus_skew(rng: np.random.Generator) -> Pair:
+        assert corpus is not None
+        assert corpus_topic is not None
+        first, second = corpus_halves(rng)
+        favoured = rng.integers(corpus_topic.max() + 1)
+        weights = np.where(corpus_topic[second] == favoured, 2.0, 1.0)
+        # With replacement on both sides: without, a window of most of a half would be
+        # nearly the whole half whatever the weights.
+        chosen = rng.choice(second, corpus_n, replace=True, p=weights / weights.sum())
+        return corpus[rng.choice(first, corpus_n, replace=True)], corpus[chosen]
+
     generators: dict[str, Callable[[np.random.Generator], Pair]] = {
         "no_drift": no_drift,
         "vaswani_resampled": vaswani_resampled,
@@ -169,6 +230,11 @@ def scenarios(
     }
     if corpus is not None:
         generators["corpus_no_drift"] = corpus_no_drift
+        generators["corpus_bursts"] = corpus_bursts
+        generators["corpus_skew"] = corpus_skew
+    if corpus is not None and foreign_corpus is not None:
+        generators["corpus_mix_2"] = corpus_mix(0.02)
+        generators["corpus_mix_5"] = corpus_mix(0.05)
     return generators
 
 
@@ -315,30 +381,41 @@ def main() -> None:
     scifact = cached_embeddings(scifact_texts(), arguments.cache_dir, "scifact_queries")
     vaswani = cached_embeddings(vaswani_texts(), arguments.cache_dir, "vaswani_topics")
     chosen_names = arguments.scenarios or []
-    corpus = None
-    if not chosen_names or "corpus_no_drift" in chosen_names:
+    corpus = foreign_corpus = None
+    if not chosen_names or any(name.startswith("corpus") for name in chosen_names):
         corpus = cached_embeddings(scifact_documents(), arguments.cache_dir, "scifact_corpus")
+    if not chosen_names or any(name.startswith("corpus_mix") for name in chosen_names):
+        foreign_corpus = cached_embeddings(
+            vaswani_documents(), arguments.cache_dir, "vaswani_corpus"
+        )
     print(f"SciFact queries {scifact.shape}, Vaswani topics {vaswani.shape}, n={arguments.n}")
-    pairs = scenarios(scifact, vaswani, arguments.n, corpus, arguments.corpus_n)
+    pairs = scenarios(scifact, vaswani, arguments.n, corpus, arguments.corpus_n, foreign_corpus)
     chosen = chosen_names or list(pairs)
     rows: list[dict[str, Any]] = []
     with threadpool_limits(1):
         for label in arguments.methods:
             method, settings = parse_method(label)
             row: dict[str, Any] = {"method": label}
-            total_seconds = 0.0
-            total_trials = 0
+            total_seconds = large_seconds = 0.0
+            total_trials = large_trials = 0
             for index, scenario in enumerate(chosen):
-                trials = {
-                    "no_drift": arguments.trials,
-                    "corpus_no_drift": arguments.corpus_trials,
-                }.get(scenario, arguments.power_trials)
+                large = scenario.startswith("corpus")
+                trials = (
+                    arguments.corpus_trials
+                    if large
+                    else arguments.trials
+                    if scenario == "no_drift"
+                    else arguments.power_trials
+                )
                 rate, seconds = measure(
                     method, {"alpha": arguments.alpha, **settings}, pairs[scenario], trials, index
                 )
                 row[scenario] = rate
                 row[f"{scenario}_trials"] = trials
-                if scenario != "corpus_no_drift":
+                if large:
+                    large_seconds += seconds * trials
+                    large_trials += trials
+                else:
                     total_seconds += seconds * trials
                     total_trials += trials
                 row[f"{scenario}_ms"] = 1000 * seconds
@@ -348,10 +425,15 @@ def main() -> None:
                     flush=True,
                 )
             row["ms_per_test"] = 1000 * total_seconds / max(total_trials, 1)
+            row["large_ms_per_test"] = 1000 * large_seconds / max(large_trials, 1)
             rows.append(row)
 
-    header = ["method", *chosen, f"CPU ms/test (n={arguments.n})"]
-    if "corpus_no_drift" in chosen:
+    any_large = any(scenario.startswith("corpus") for scenario in chosen)
+    any_small = any(not scenario.startswith("corpus") for scenario in chosen)
+    header = ["method", *chosen]
+    if any_small:
+        header.append(f"CPU ms/test (n={arguments.n})")
+    if any_large:
         header.append(f"CPU ms/test (n={arguments.corpus_n})")
     print()
     print("| " + " | ".join(header) + " |")
@@ -363,9 +445,10 @@ def main() -> None:
             trials = row[f"{scenario}_trials"]
             sd = math.sqrt(max(rate * (1 - rate), 1e-12) / trials)
             cells.append(f"{rate:.3f} ± {sd:.3f}")
-        cells.append(f"{row['ms_per_test']:.1f}")
-        if "corpus_no_drift" in chosen:
-            cells.append(f"{row['corpus_no_drift_ms']:.1f}")
+        if any_small:
+            cells.append(f"{row['ms_per_test']:.1f}")
+        if any_large:
+            cells.append(f"{row['large_ms_per_test']:.1f}")
         print("| " + " | ".join(cells) + " |")
     if arguments.json:
         arguments.json.write_text(json.dumps(rows, indent=2))
