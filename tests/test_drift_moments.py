@@ -12,6 +12,7 @@ from threadpoolctl import threadpool_limits
 
 from evalkit.drift import DEFAULT_METHOD, make_detector
 from evalkit.drift.moments import BlockLayout
+from evalkit.errors import InputError
 
 ALPHA = 0.05
 
@@ -191,3 +192,25 @@ def test_the_cli_and_the_scheduler_default_to_the_default_method() -> None:
     for command in (embeddings, documents):
         assert inspect.signature(command).parameters["method"].default == DEFAULT_METHOD
     assert DriftCheckParams.model_fields["method"].default == DEFAULT_METHOD
+
+
+@pytest.mark.parametrize(("method", "rows"), [("moments", 3000), ("auto", 3000), ("auto", 40)])
+@pytest.mark.parametrize("window", ["reference", "current"])
+def test_nan_rows_are_named_even_when_the_sums_find_them(
+    method: str, rows: int, window: str
+) -> None:
+    rng = np.random.default_rng(8)
+    reference, current = rng.standard_normal((rows, 6)), rng.standard_normal((rows, 6))
+    bad = reference if window == "reference" else current
+    bad[17, 2] = np.nan
+    bad[rows - 1, 0] = np.inf
+    detector = make_detector(method).fit(reference)
+    with pytest.raises(InputError, match=rf"{window} contains NaN.*\[17, {rows - 1}\]"):
+        detector.test(current)
+
+
+def test_values_whose_squares_overflow_are_refused() -> None:
+    huge = np.full((3000, 4), 3e20, dtype=np.float32)
+    detector = make_detector("moments").fit(huge)
+    with pytest.raises(InputError, match="too large"):
+        detector.test(huge)

@@ -9,7 +9,13 @@ result's ``method`` names the test that ran, so stored checks say what was compu
 
 from __future__ import annotations
 
-from evalkit.drift.base import DriftDetector, DriftResult, Embeddings, register_detector
+from evalkit.drift.base import (
+    DriftDetector,
+    DriftResult,
+    Embeddings,
+    register_detector,
+    require_finite,
+)
 from evalkit.drift.mmd import MMDDrift
 from evalkit.drift.moments import MomentsDrift
 from evalkit.errors import ConfigError
@@ -35,5 +41,11 @@ class AutoDrift(DriftDetector):
             return MMDDrift(alpha=self.alpha, seed=self.seed, exact_max_pool=self.exact_max_pool)
         return MomentsDrift(alpha=self.alpha, seed=self.seed)
 
+    checks_finite_in_test = True
+
     def _test(self, reference: Embeddings, current: Embeddings) -> DriftResult:
-        return self.chosen(reference.shape[0] + current.shape[0])._test(reference, current)
+        chosen = self.chosen(reference.shape[0] + current.shape[0])
+        if not chosen.checks_finite_in_test:
+            require_finite(reference, name="reference")
+            require_finite(current, name="current")
+        return chosen._test(reference, current)

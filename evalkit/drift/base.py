@@ -35,6 +35,7 @@ __all__ = [
     "permuted_label_sums",
     "random_assignments",
     "register_detector",
+    "require_finite",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -84,12 +85,19 @@ class DriftResult:
 
 
 def as_embeddings(
-    values: npt.ArrayLike, *, name: str, min_rows: int = 2, dimension: int | None = None
+    values: npt.ArrayLike,
+    *,
+    name: str,
+    min_rows: int = 2,
+    dimension: int | None = None,
+    check_finite: bool = True,
 ) -> Embeddings:
     """Validate an (n, d) array-like of embeddings, or raise InputError saying why.
 
     float32 input stays float32 (what embedding models produce; halves memory traffic);
-    anything else becomes float64.
+    anything else becomes float64. ``check_finite=False`` leaves the NaN check to a
+    detector that sees every value anyway (it must call ``require_finite`` when its sums
+    are not finite).
     """
     try:
         array = np.asarray(values)
@@ -115,13 +123,19 @@ def as_embeddings(
             f"{name} has dimension {array.shape[1]} but the reference had {dimension}; "
             "embed both windows with the same model"
         )
+    if check_finite:
+        require_finite(array, name=name)
+    return array
+
+
+def require_finite(array: Embeddings, *, name: str) -> None:
+    """Raise InputError naming the first rows of ``array`` with a NaN or infinite value."""
     if not np.isfinite(array).all():
         rows = np.flatnonzero(~np.isfinite(array).all(axis=1))
         raise InputError(
             f"{name} contains NaN or infinite values (first bad rows: {rows[:5].tolist()}); "
             "drop or re-embed those rows"
         )
-    return array
 
 
 def permutation_p_value(observed: float, null: FloatArray) -> float:
@@ -300,6 +314,10 @@ class DriftDetector(ABC):
     """
 
     method: ClassVar[str] = ""
+    checks_finite_in_test: ClassVar[bool] = False
+    """True for detectors whose ``_test`` finds NaN and infinite values itself, in sums
+    it computes anyway (one pass over each window saved); ``_test`` then raises the same
+    InputError ``fit`` and ``test`` raise for the others, naming the window."""
 
     def __init__(self, *, alpha: float = 0.05, seed: int | None = 0) -> None:
         if not 0.0 < alpha < 1.0 or math.isnan(alpha):
@@ -330,7 +348,12 @@ class DriftDetector(ABC):
 
     def fit(self, reference: npt.ArrayLike) -> Self:
         """Learn the reference window (an (n, d) array of embeddings); returns ``self``."""
-        array = as_embeddings(reference, name="reference", min_rows=self.min_rows).copy()
+        array = as_embeddings(
+            reference,
+            name="reference",
+            min_rows=self.min_rows,
+            check_finite=not self.checks_finite_in_test,
+        ).copy()
         array.setflags(write=False)
         self._reference = array
         return self
@@ -339,7 +362,11 @@ class DriftDetector(ABC):
         """Test whether ``current`` (an (n, d) array) comes from the reference distribution."""
         reference = self.reference
         array = as_embeddings(
-            current, name="current", min_rows=self.min_rows, dimension=reference.shape[1]
+            current,
+            name="current",
+            min_rows=self.min_rows,
+            dimension=reference.shape[1],
+            check_finite=not self.checks_finite_in_test,
         )
         return self._test(reference, array)
 

@@ -42,9 +42,10 @@ from evalkit.drift.base import (
     FloatArray,
     permutation_p_value,
     register_detector,
+    require_finite,
     resolve_seed,
 )
-from evalkit.errors import ConfigError
+from evalkit.errors import ConfigError, InputError
 
 if TYPE_CHECKING:
     from threadpoolctl import ThreadpoolController
@@ -237,8 +238,13 @@ def _moments_test(
     m, n = reference.shape[0], current.shape[0]
     layout = BlockLayout(m, n, n_blocks=n_blocks, n_permutations=n_permutations, rng=rng)
     first = layout.sums(reference, current)
+    squares = layout.sums(reference, current, squared=True)
+    if not (np.isfinite(first.total).all() and np.isfinite(squares.total).all()):
+        require_finite(reference, name="reference")
+        require_finite(current, name="current")
+        raise InputError("the embeddings are too large: their squares overflow")
     second = _centred_squares(
-        layout.sums(reference, current, squared=True),
+        squares,
         first,
         block_size=layout.block_size,
         leftover_rows=m - layout.reference_blocks * layout.block_size,
@@ -273,6 +279,8 @@ class MomentsDrift(DriftDetector):
     deviations of its permutation null); ``effect_size`` is the distance between the mean
     embeddings relative to the pooled spread, ``‖Δmean‖ / √(total variance)``.
     """
+
+    checks_finite_in_test = True
 
     def __init__(
         self,
