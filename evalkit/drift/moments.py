@@ -21,9 +21,9 @@ relabellings is a group containing the observed labelling, so with uniform rando
 from it the test is exact under exchangeability (Hemerik & Goeman 2018). Every relabelled
 distance is a quadratic form in the block labels, so all of them come from the Gram
 matrix of the block sums: O(n·d) for the sums and O(K²·(d + P)) for K blocks and P
-relabellings, whatever n is. Blocks of consecutive rows (in arrival order) also keep a burst of related
-queries (shorter than a block) on one side, so a window made of bursts is not taken for
-drift as it is under row-by-row permutations.
+relabellings, whatever n is. Blocks of consecutive rows (in arrival order) also keep a
+burst of related queries (shorter than a block) on one side, so a window made of bursts
+is not taken for drift as it is under row-by-row permutations.
 """
 
 from __future__ import annotations
