@@ -222,21 +222,23 @@ def moments_test(
     # The products here are small (K ≤ a few hundred): starting BLAS threads costs more than
     # they save, and on a loaded machine many times more (measured 56 ms against 4 ms).
     with _blas().limit(limits=1, user_api="blas"):
-        return _moments_test(
-            reference, current, n_blocks=n_blocks, n_permutations=n_permutations, rng=rng
+        return _moments(
+            reference,
+            current,
+            BlockLayout(
+                reference.shape[0],
+                current.shape[0],
+                n_blocks=n_blocks,
+                n_permutations=n_permutations,
+                rng=rng,
+            ),
         )
 
 
-def _moments_test(
-    reference: Embeddings,
-    current: Embeddings,
-    *,
-    n_blocks: int,
-    n_permutations: int,
-    rng: np.random.Generator,
+def _moments(
+    reference: Embeddings, current: Embeddings, layout: BlockLayout
 ) -> tuple[float, float, float, dict[str, Any]]:
     m, n = reference.shape[0], current.shape[0]
-    layout = BlockLayout(m, n, n_blocks=n_blocks, n_permutations=n_permutations, rng=rng)
     first = layout.sums(reference, current)
     squares = layout.sums(reference, current, squared=True)
     if not (np.isfinite(first.total).all() and np.isfinite(squares.total).all()):
@@ -263,7 +265,7 @@ def _moments_test(
         "spread_z": float(spread_z[0]),
         "spread_p_value": permutation_p_value(float(spread_z[0]), spread_z[1:]),
         "permutations": layout.scheme,
-        "n_permutations": n_permutations,
+        "n_permutations": layout.labels.shape[0] - 1,
         "block_size": layout.block_size,
         "n_blocks": layout.reference_blocks + layout.current_blocks,
     }
