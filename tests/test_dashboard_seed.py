@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -449,78 +450,50 @@ def seed_store(path: Path, *, areas: bool = True, chroma: bool = False) -> Seede
         store.save_goldset(gold_v1)
         ids = query_ids()
         good = {q: perfect(q) for q in ids}
-        runs["A1"] = store_run(
-            store,
-            gold_v1,
-            good,
-            retriever_kind="chroma-embedded",
-            config=chroma_config,
-            collection="mini",
-            model_fingerprint="fp-1",
-            index_fingerprint="idx-1",
-        )
-        runs["B1"] = store_run(
-            store,
-            gold_v1,
-            good,
-            retriever_kind="http",
-            config={"kind": "http", "url": HTTP_URL},
-            collection=None,
-            model_fingerprint="fp-1",
-            index_fingerprint=None,
-        )
-        runs["C1"] = store_run(
-            store,
-            gold_v1,
-            good,
-            retriever_kind="chroma-embedded",
-            config={**chroma_config, "collection": "mini-v2"},
-            collection="mini-v2",
-            model_fingerprint="fp-1",
-            index_fingerprint="idx-c",
-        )
-        runs["A2"] = store_run(
-            store,
-            gold_v1,
-            good,
-            retriever_kind="chroma-embedded",
-            config=chroma_config,
-            collection="mini",
-            model_fingerprint="fp-1",
-            index_fingerprint="idx-2",
-        )
-        runs["B2"] = store_run(
-            store,
-            gold_v1,
-            good,
-            retriever_kind="http",
-            config={"kind": "http", "url": HTTP_URL},
-            collection=None,
-            model_fingerprint="fp-1",
-            index_fingerprint=None,
-        )
-        runs["C2"] = store_run(
-            store,
-            gold_v1,
-            good,
-            retriever_kind="chroma-embedded",
-            config={**chroma_config, "collection": "mini-v2"},
-            collection="mini-v2",
-            model_fingerprint="fp-1",
-            index_fingerprint="idx-c",
-            failed=["q14"],
-        )
+        # Three retrievers: A and C on Chroma collections, B behind HTTP.
+        retrievers: dict[str, dict[str, Any]] = {
+            "A": {
+                "retriever_kind": "chroma-embedded",
+                "config": chroma_config,
+                "collection": "mini",
+            },
+            "B": {
+                "retriever_kind": "http",
+                "config": {"kind": "http", "url": HTTP_URL},
+                "collection": None,
+            },
+            "C": {
+                "retriever_kind": "chroma-embedded",
+                "config": {**chroma_config, "collection": "mini-v2"},
+                "collection": "mini-v2",
+            },
+        }
+        for name, index_fingerprint, failed in (
+            ("A1", "idx-1", ()),
+            ("B1", None, ()),
+            ("C1", "idx-c", ()),
+            ("A2", "idx-2", ()),
+            ("B2", None, ()),
+            ("C2", "idx-c", ("q14",)),
+        ):
+            runs[name] = store_run(
+                store,
+                gold_v1,
+                good,
+                model_fingerprint="fp-1",
+                index_fingerprint=index_fingerprint,
+                failed=failed,
+                **retrievers[name[0]],
+            )
         store.save_goldset(gold_v2)
         worse = {q: degraded(q) for q in query_ids(N_QUERIES + 1)}
         runs["A3"] = store_run(
             store,
             gold_v2,
             worse,
-            retriever_kind="chroma-embedded",
-            config=chroma_config,
-            collection="mini",
             model_fingerprint="fp-2",
             index_fingerprint="idx-2",
+            **retrievers["A"],
         )
         spec = store.get_run(runs["B2"]).spec
         runs["B3"] = store.create_run(spec)
