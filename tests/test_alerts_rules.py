@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from traffic_windows import day_window_summary
 
 from evalkit.alerts import (
     AlertsConfig,
@@ -200,21 +201,12 @@ def test_job_failure_counts_consecutive_failures(store: Store) -> None:
 
 
 def summary(run_id: str, label: str, share: float, replayed: int = 100) -> StoredWindowSummary:
-    start = datetime.fromisoformat(label)
-    return StoredWindowSummary(
-        run_id=run_id,
-        sample_id=f"s-{run_id}",
-        window_label=label,
-        window_start=start,
-        window_end=start + timedelta(days=1),
-        computed_at=start + timedelta(days=1),
-        k=10,
-        compare_k=10,
-        rbo_p=0.9,
+    return day_window_summary(
+        run_id,
+        label,
         volume=1000,
         n_distinct=900,
         n_replayed=replayed,
-        n_failed=0,
         low_confidence_threshold=0.4,
         low_confidence_share=share,
     )

@@ -7,7 +7,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from test_scheduler_support import (  # noqa: F401  (fixture)
     make_goldset,
     retriever_fixture,
 )
+from traffic_windows import day_window_summary
 
 from evalkit.config import Settings, load_settings
 from evalkit.errors import ConfigError
@@ -33,7 +34,7 @@ from evalkit.scheduler import (
 from evalkit.store import RunSpec, Store
 from evalkit.store.alerts import list_job_runs
 from evalkit.store.drift import list_drift_checks
-from evalkit.store.traffic import StoredWindowSummary, save_traffic_replay
+from evalkit.store.traffic import save_traffic_replay
 
 
 def python(code: str) -> list[str]:
@@ -172,21 +173,10 @@ def test_a_job_that_cannot_get_the_store_is_recorded_later(settings: Settings) -
 
 
 def window(store: Store, run_id: str, day: str, vectors: np.ndarray, fingerprint: str) -> None:
-    start = datetime.fromisoformat(day)
-    summary = StoredWindowSummary(
-        run_id=run_id,
-        sample_id=f"s-{run_id}",
-        window_label=day,
-        window_start=start,
-        window_end=start + timedelta(days=1),
-        computed_at=start + timedelta(days=1),
-        k=10,
-        compare_k=10,
-        rbo_p=0.9,
-        volume=100,
-        n_distinct=100,
+    summary = day_window_summary(
+        run_id,
+        day,
         n_replayed=len(vectors),
-        n_failed=0,
         embedding_model="m",
         embedding_dimension=vectors.shape[1],
         embedding_fingerprint=fingerprint,
