@@ -64,8 +64,8 @@ class BlockSums(NamedTuple):
 class BlockLayout:
     """Consecutive-row blocks of two windows and random block relabellings.
 
-    ``labels`` is a (1 + P, K) 0/1 matrix: row 0 is the observed labelling (the reference
-    window's blocks), each further row a random relabelling with as many reference blocks.
+    ``moves`` has one row per labelling: row 0 the observed one (the reference window's
+    blocks), each further row a random relabelling with as many reference blocks.
     When both windows have the same number of blocks, block ``i`` of the reference is
     paired with block ``i`` of the current window and a relabelling swaps a random subset
     of the pairs (the group of pair swaps, one random bit per pair); otherwise it is a
@@ -90,20 +90,34 @@ class BlockLayout:
         self.block_size = max(1, min(n_reference, n_current, pool // n_blocks))
         self.reference_blocks = n_reference // self.block_size
         self.current_blocks = n_current // self.block_size
-        observed = np.zeros(self.reference_blocks + self.current_blocks)
-        observed[: self.reference_blocks] = 1.0
         self.paired = self.reference_blocks == self.current_blocks
         if self.paired:
-            self.scheme = "block pair swaps"
-            swaps = rng.integers(0, 2, (n_permutations, self.reference_blocks)).astype(float)
-            relabelled = np.hstack([1.0 - swaps, swaps])
+            swaps = rng.integers(0, 2, (n_permutations, self.reference_blocks))
             moves = np.vstack([np.zeros(self.reference_blocks), swaps])
         else:
-            self.scheme = "block permutations"
+            observed = self._observed()
             relabelled = rng.permuted(np.tile(observed, (n_permutations, 1)), axis=1)
             moves = np.vstack([observed, relabelled]) - observed
-        self.labels = np.vstack([observed, relabelled])
         self.moves = moves.astype(np.float32)
+
+    def _observed(self) -> FloatArray:
+        observed = np.zeros(self.reference_blocks + self.current_blocks)
+        observed[: self.reference_blocks] = 1.0
+        return observed
+
+    @property
+    def scheme(self) -> str:
+        """How relabellings are drawn: ``block pair swaps`` or ``block permutations``."""
+        return "block pair swaps" if self.paired else "block permutations"
+
+    @property
+    def labels(self) -> FloatArray:
+        """The (1 + P, K) 0/1 block labels: 1 where a block is on the reference side."""
+        moves = self.moves.astype(np.float64)
+        if self.paired:
+            return np.hstack([1.0 - moves, moves])
+        result: FloatArray = self._observed() + moves
+        return result
 
     def move_vectors(self, blocks: FloatArray) -> FloatArray:
         """What each column of ``moves`` adds to the reference sum, given block sums."""
@@ -145,6 +159,27 @@ class BlockLayout:
         total = blocks.sum(axis=0) + leftover_reference + leftover(current[split_current:])
         return BlockSums(blocks, leftover_reference, total)
 
+    def centred_squares(self, squares: BlockSums, sums: BlockSums) -> BlockSums:
+        """Sums of ``(x − pooled mean)²`` from the sums of ``x²`` and of ``x``.
+
+        Centring on the pooled mean (the same for every relabelling) makes the spread
+        distance measure spread alone: squares of uncentred values also move when only the
+        mean does.
+        """
+        n_pool = self.n_reference + self.n_current
+        leftover_rows = self.n_reference - self.reference_blocks * self.block_size
+        centre = sums.total / n_pool
+
+        def centred(square: FloatArray, linear: FloatArray, count: float) -> FloatArray:
+            result: FloatArray = square - 2.0 * centre * linear + count * centre**2
+            return result
+
+        return BlockSums(
+            centred(squares.blocks, sums.blocks, self.block_size),
+            centred(squares.leftover_reference, sums.leftover_reference, leftover_rows),
+            centred(squares.total, sums.total, n_pool),
+        )
+
     def mean_distances(self, *features: BlockSums) -> list[FloatArray]:
         """``‖mean over reference rows − mean over current rows‖²`` of each feature under
         every labelling, one (1 + P,) array per feature."""
@@ -172,27 +207,6 @@ class BlockLayout:
             quadratic = np.einsum("ij,ij->i", product[:, :-1], self.moves, dtype=np.float64)
             distances.append((observed_square + 2.0 * product[:, -1] + quadratic) * scale)
         return distances
-
-
-def _centred_squares(
-    squares: BlockSums, sums: BlockSums, *, block_size: int, leftover_rows: int, n_pool: int
-) -> BlockSums:
-    """Sums of ``(x − pooled mean)²`` from sums of ``x²`` and ``x``.
-
-    Centring on the pooled mean (the same for every relabelling) makes the spread distance
-    measure spread alone: squares of uncentred values also move when only the mean does.
-    """
-    centre = sums.total / n_pool
-
-    def centred(square: FloatArray, linear: FloatArray, count: float) -> FloatArray:
-        result: FloatArray = square - 2.0 * centre * linear + count * centre**2
-        return result
-
-    return BlockSums(
-        centred(squares.blocks, sums.blocks, block_size),
-        centred(squares.leftover_reference, sums.leftover_reference, leftover_rows),
-        centred(squares.total, sums.total, n_pool),
-    )
 
 
 def _standardised(values: FloatArray) -> FloatArray:
@@ -245,13 +259,7 @@ def _moments(
         require_finite(reference, name="reference")
         require_finite(current, name="current")
         raise InputError("the embeddings are too large: their squares overflow")
-    second = _centred_squares(
-        squares,
-        first,
-        block_size=layout.block_size,
-        leftover_rows=m - layout.reference_blocks * layout.block_size,
-        n_pool=m + n,
-    )
+    second = layout.centred_squares(squares, first)
     mean_distances, spread_distances = layout.mean_distances(first, second)
     mean_z, spread_z = _standardised(mean_distances), _standardised(spread_distances)
     combined = np.maximum(mean_z, spread_z)
@@ -265,7 +273,7 @@ def _moments(
         "spread_z": float(spread_z[0]),
         "spread_p_value": permutation_p_value(float(spread_z[0]), spread_z[1:]),
         "permutations": layout.scheme,
-        "n_permutations": layout.labels.shape[0] - 1,
+        "n_permutations": layout.moves.shape[0] - 1,
         "block_size": layout.block_size,
         "n_blocks": layout.reference_blocks + layout.current_blocks,
     }
