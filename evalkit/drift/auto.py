@@ -27,6 +27,8 @@ __all__ = ["AutoDrift"]
 class AutoDrift(DriftDetector):
     """Exact-kernel ``mmd`` up to ``exact_max_pool`` pooled rows, ``moments`` above."""
 
+    checks_finite_in_test = True  # only the chosen detector knows whether it does
+
     def __init__(
         self, *, alpha: float = 0.05, seed: int | None = 0, exact_max_pool: int = 2000
     ) -> None:
@@ -40,8 +42,6 @@ class AutoDrift(DriftDetector):
         if n_pool <= self.exact_max_pool:
             return MMDDrift(alpha=self.alpha, seed=self.seed, exact_max_pool=self.exact_max_pool)
         return MomentsDrift(alpha=self.alpha, seed=self.seed)
-
-    checks_finite_in_test = True
 
     def _test(self, reference: Embeddings, current: Embeddings) -> DriftResult:
         chosen = self.chosen(reference.shape[0] + current.shape[0])
