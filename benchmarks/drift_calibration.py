@@ -122,16 +122,19 @@ def scenarios(
     """Window pair generators; each takes the trial's generator."""
     topic = clusters(scifact)
 
-    def halves(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        order = rng.permutation(scifact.shape[0])
-        half = scifact.shape[0] // 2
+    def halves(rng: np.random.Generator, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        order = rng.permutation(rows.shape[0])
+        half = rows.shape[0] // 2
         return order[:half], order[half:]
 
-    def no_drift(rng: np.random.Generator) -> Pair:
-        first, second = halves(rng)
-        return scifact[rng.choice(first, n, replace=False)], scifact[
-            rng.choice(second, n, replace=False)
-        ]
+    def disjoint_windows(rows: np.ndarray, size: int) -> Callable[[np.random.Generator], Pair]:
+        def draw(rng: np.random.Generator) -> Pair:
+            first, second = halves(rng, rows)
+            return rows[rng.choice(first, size, replace=False)], rows[
+                rng.choice(second, size, replace=False)
+            ]
+
+        return draw
 
     def vaswani_resampled(rng: np.random.Generator) -> Pair:
         return scifact[rng.choice(scifact.shape[0], n, replace=False)], vaswani[
@@ -145,7 +148,7 @@ def scenarios(
 
     def mix(share: float) -> Callable[[np.random.Generator], Pair]:
         def draw(rng: np.random.Generator) -> Pair:
-            first, second = halves(rng)
+            first, second = halves(rng, scifact)
             foreign = round(share * n)
             current = np.vstack(
                 [
@@ -158,25 +161,11 @@ def scenarios(
         return draw
 
     def topic_skew(rng: np.random.Generator) -> Pair:
-        first, second = halves(rng)
+        first, second = halves(rng, scifact)
         favoured = rng.integers(topic.max() + 1)
         weights = np.where(topic[second] == favoured, 5.0, 1.0)
         chosen = rng.choice(second, n, replace=False, p=weights / weights.sum())
         return scifact[rng.choice(first, n, replace=False)], scifact[chosen]
-
-    def corpus_no_drift(rng: np.random.Generator) -> Pair:
-        assert corpus is not None
-        order = rng.permutation(corpus.shape[0])
-        half = corpus.shape[0] // 2
-        first, second = order[:half], order[half:]
-        return corpus[rng.choice(first, corpus_n, replace=False)], corpus[
-            rng.choice(second, corpus_n, replace=False)
-        ]
-
-    def corpus_halves(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        assert corpus is not None
-        order = rng.permutation(corpus.shape[0])
-        return order[: corpus.shape[0] // 2], order[corpus.shape[0] // 2 :]
 
     def bursts(rng: np.random.Generator, length: int = 10) -> np.ndarray:
         assert corpus is not None
@@ -193,7 +182,7 @@ def scenarios(
         def draw(rng: np.random.Generator) -> Pair:
             assert corpus is not None
             assert foreign_corpus is not None
-            first, second = corpus_halves(rng)
+            first, second = halves(rng, corpus)
             foreign = round(share * corpus_n)
             current = np.vstack(
                 [
@@ -212,7 +201,7 @@ def scenarios(
     def corpus_skew(rng: np.random.Generator) -> Pair:
         assert corpus is not None
         assert corpus_topic is not None
-        first, second = corpus_halves(rng)
+        first, second = halves(rng, corpus)
         favoured = rng.integers(corpus_topic.max() + 1)
         weights = np.where(corpus_topic[second] == favoured, 2.0, 1.0)
         # With replacement on both sides: without, a window of most of a half would be
@@ -221,7 +210,7 @@ def scenarios(
         return corpus[rng.choice(first, corpus_n, replace=True)], corpus[chosen]
 
     generators: dict[str, Callable[[np.random.Generator], Pair]] = {
-        "no_drift": no_drift,
+        "no_drift": disjoint_windows(scifact, n),
         "vaswani_resampled": vaswani_resampled,
         "vaswani_all": vaswani_all,
         "mix_10": mix(0.10),
@@ -229,7 +218,7 @@ def scenarios(
         "topic_skew": topic_skew,
     }
     if corpus is not None:
-        generators["corpus_no_drift"] = corpus_no_drift
+        generators["corpus_no_drift"] = disjoint_windows(corpus, corpus_n)
         generators["corpus_bursts"] = corpus_bursts
         generators["corpus_skew"] = corpus_skew
     if corpus is not None and foreign_corpus is not None:
