@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from evalkit.alerts.model import Severity, Signal
 from evalkit.errors import ConfigError, EvalkitError
+from evalkit.registry import register_named
 from evalkit.store.alerts import has_tables
 
 if TYPE_CHECKING:
@@ -95,9 +96,7 @@ RULE_KINDS: dict[str, RuleKind] = {}
 
 def register_rule_kind(kind: RuleKind) -> None:
     """Make a rule kind available to ``[[alerts.rules]]`` (a name is registered once)."""
-    if kind.name in RULE_KINDS:
-        raise ConfigError(f"a rule kind named {kind.name!r} is registered already")
-    RULE_KINDS[kind.name] = kind
+    register_named(RULE_KINDS, kind, what="rule kind")
 
 
 class _Params(BaseModel):

@@ -32,6 +32,7 @@ from evalkit.alerts.config import AlertsConfig, ConfiguredSink, Duration, SinkCo
 from evalkit.alerts.model import Alert, AlertStatus, DeliveryResult, Severity
 from evalkit.alerts.payload import alert_payload, encode, signed_headers, slack_body
 from evalkit.errors import ConfigError
+from evalkit.registry import register_named
 
 __all__ = [
     "DEFAULT_LOG_SINK",
@@ -509,9 +510,7 @@ SINK_KINDS: dict[str, SinkKind] = {}
 
 def register_sink_kind(kind: SinkKind) -> None:
     """Make a sink kind available to ``[[alerts.sinks]]`` (a name is registered once)."""
-    if kind.name in SINK_KINDS:
-        raise ConfigError(f"a sink kind named {kind.name!r} is registered already")
-    SINK_KINDS[kind.name] = kind
+    register_named(SINK_KINDS, kind, what="sink kind")
 
 
 register_sink_kind(

@@ -50,6 +50,7 @@ from pydantic import (
 
 from evalkit.alerts.config import Duration
 from evalkit.errors import ConfigError, EvalkitError, StoreError
+from evalkit.registry import register_named
 from evalkit.store._clock import utc_now
 
 if TYPE_CHECKING:
@@ -135,9 +136,7 @@ JOB_KINDS: dict[str, JobKind] = {}
 
 def register_job_kind(kind: JobKind) -> None:
     """Make a job kind available to ``[[jobs]]`` (a name is registered once)."""
-    if kind.name in JOB_KINDS:
-        raise ConfigError(f"a job kind named {kind.name!r} is registered already")
-    JOB_KINDS[kind.name] = kind
+    register_named(JOB_KINDS, kind, what="job kind")
 
 
 class _Params(BaseModel):
