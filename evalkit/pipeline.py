@@ -26,12 +26,14 @@ from evalkit.store import RunRecord, RunSpec, Store
 
 if TYPE_CHECKING:
     from evalkit.answers import AnswerRecord, AnswerScores, JudgeSettings, OfflineFaithfulness
+    from evalkit.stats import Comparison
 
 __all__ = [
     "DEFAULT_MEASURES",
     "RunOutcome",
     "ScoredRun",
     "answer_settings",
+    "compare_scored",
     "default_measures",
     "evaluate_goldset",
     "lost_relevant_documents",
@@ -330,7 +332,9 @@ class ScoredRun:
     """A run ready to compare: its ranked results, per-query values and the judgments used.
 
     ``reference`` is what the user named (a run id or a run file); ``run_id`` is set for
-    stored runs. Queries whose retrieval failed are absent from ``per_query``.
+    stored runs. Queries whose retrieval failed are absent from ``per_query`` and named in
+    ``failed`` (judged ones only), so that a comparison never mistakes them for queries the
+    run was not asked (see ``compare_scored``).
     """
 
     reference: str
@@ -339,6 +343,7 @@ class ScoredRun:
     per_query: pd.DataFrame
     judgments: pd.DataFrame
     relevance_threshold: int
+    failed: tuple[str, ...] = ()
 
 
 def score_run_file(
@@ -377,7 +382,8 @@ def score_stored_run(
 
     Values stored with the run are used as they are; measures the run did not store, or any
     measure when other ``judgments`` are given, are computed from its stored results.
-    Failed queries stay out, as they were when the run was scored.
+    Failed queries stay out of ``per_query``, as they were when the run was scored, and
+    are listed in ``failed``.
     """
     run = store.get_run(run_id)
     names = [str(m) for m in parse_measures(list(measures))]
@@ -391,6 +397,11 @@ def score_stored_run(
     stored = store.run_results(run.run_id)
     results = stored[["query_id", "doc_id", "score"]]
     per_query = store.query_metrics(run.run_id)
+    replayed = store.run_queries(run.run_id)
+    judged = set(judgments["query_id"])
+    failed = tuple(
+        sorted(str(q) for q in replayed.loc[replayed["error"].notna(), "query_id"] if q in judged)
+    )
     missing = [name for name in names if name not in per_query.columns]
     if missing or per_query.empty or judgments_given:
         for name in names:
@@ -400,9 +411,7 @@ def score_stored_run(
                     f"run {run.run_id} retrieved only {run.spec.k} documents per query: "
                     f"{name} needs {measure.cutoff}"
                 )
-        replayed = store.run_queries(run.run_id)
         answered = replayed.loc[replayed["error"].isna(), "query_id"].tolist()
-        judged = set(judgments["query_id"])
         evaluator = Evaluator(
             judgments, parse_measures(names), relevance_threshold=run.spec.relevance_threshold
         )
@@ -416,6 +425,36 @@ def score_stored_run(
         per_query=per_query[names],
         judgments=judgments,
         relevance_threshold=run.spec.relevance_threshold,
+        failed=failed,
+    )
+
+
+def compare_scored(
+    baseline: ScoredRun,
+    candidate: ScoredRun,
+    measures: Sequence[str],
+    *,
+    failed_as_zero: bool = False,
+    **options: Any,
+) -> Comparison:
+    """``evalkit.stats.compare_runs`` on two scored runs, with their failed queries.
+
+    The one rule every comparison of runs follows (gate, compare, alert rules, precision
+    drift, dashboard): a failed query is never dropped as if it had not been asked. By
+    default a run with failed queries is refused (``FailedQueriesError``, exit 3);
+    ``failed_as_zero`` counts each one as 0 on every measure instead. ``options`` are
+    ``compare_runs``'s (alpha, min_effect, resamples, seed...).
+    """
+    from evalkit.stats import compare_runs
+
+    return compare_runs(
+        baseline.per_query,
+        candidate.per_query,
+        measures=list(measures),
+        failed_in_baseline=baseline.failed,
+        failed_in_candidate=candidate.failed,
+        failed_as_zero=failed_as_zero,
+        **options,
     )
 
 

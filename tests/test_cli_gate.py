@@ -236,3 +236,94 @@ def test_live_candidate_against_a_stored_baseline(
     assert compared["metrics"]["ndcg@10"]["delta"] == pytest.approx(
         data["metrics"]["ndcg@10"]["delta"]
     )
+
+
+class _FlakyEndpoint(BaseHTTPRequestHandler):
+    """Answers every query with its relevant documents first, except the ids in ``down``
+    (set on the server), which get HTTP 503."""
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        q = body["query_id"]
+        if q in getattr(self.server, "down", set()):
+            self.send_response(503)
+            self.end_headers()
+            self.wfile.write(b"overloaded")
+            return
+        results = [{"id": f"rel{q[1:]}_{r}", "score": 1.0 - r / 10} for r in range(3)]
+        payload = json.dumps({"results": results}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def _import_goldset(folder: Path, n_queries: int) -> None:
+    folder.mkdir()
+    (folder / "queries.jsonl").write_text(
+        "".join(
+            json.dumps({"id": f"q{q}", "text": f"question {q}"}) + "\n" for q in range(n_queries)
+        )
+    )
+    (folder / "judgments.jsonl").write_text(
+        "".join(
+            json.dumps({"query_id": f"q{q}", "doc_id": f"rel{q}_{r}", "relevance": 1}) + "\n"
+            for q in range(n_queries)
+            for r in range(3)
+        )
+    )
+    assert invoke(["goldset", "import", str(folder), "--name", "g"]) == 0
+
+
+def test_a_stored_candidate_with_failed_queries_is_refused_or_counted_as_zero(
+    files: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("EVALKIT_HTTP_RETRIES", "0")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FlakyEndpoint)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/search"
+    try:
+        _import_goldset(files / "gs", 60)
+        capsys.readouterr()
+        run = ["run", "--goldset", "g", "--http-retriever", url, "--k", "10", "--format", "json"]
+        assert invoke(run) == 0
+        baseline = json.loads(capsys.readouterr().out)["run_id"]
+        down = {f"q{q}" for q in range(13)}
+        server.down = down  # type: ignore[attr-defined]
+        assert invoke(run) == 3
+        candidate = json.loads(capsys.readouterr().out)["run_id"]
+    finally:
+        server.shutdown()
+        server.server_close()
+    args = ["--baseline", baseline, "--candidate", candidate, "-m", "ndcg@10", "-m", "recall@10"]
+
+    code = invoke(["gate", *args, "--resamples", "2000"])
+    captured = capsys.readouterr()
+    assert code == 3
+    assert "decision" not in captured.out
+    assert "13 queries failed in the candidate (q0, q1, q10, q11, q12 and 8 more)" in captured.err
+    assert "--failed-as-zero" in captured.err
+
+    code = invoke(["compare", baseline, candidate, "--resamples", "1000"])
+    assert code == 3
+    assert "13 queries failed in the candidate" in capsys.readouterr().err
+
+    code, data = gate(capsys, *args, "--failed-as-zero")
+    assert code == 1
+    assert data["decision"] == "regression"
+    assert sorted(data["failed_in_candidate"]) == sorted(down)
+    assert data["only_in_baseline"] == []
+    assert data["n_shared"] == 60
+    assert data["metrics"]["ndcg@10"]["candidate_mean"] == pytest.approx(47 / 60)
+
+    # Swapped, the failed queries are the baseline's: refused likewise, or counted as 0.
+    code = invoke(["gate", "--baseline", candidate, "--candidate", baseline, "--resamples", "500"])
+    assert code == 3
+    assert "13 queries failed in the baseline" in capsys.readouterr().err
+    code = invoke(["compare", candidate, baseline, "--failed-as-zero", "--resamples", "500"])
+    assert code == 0
+    err = capsys.readouterr().err
+    assert "13 queries failed in the baseline and were counted as 0" in err

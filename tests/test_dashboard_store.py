@@ -272,8 +272,12 @@ def test_every_loader_runs_on_the_seeded_store(store: Store, seeded: SeededStore
     compared = loaders.compare(
         store, baseline=seeded.runs["C1"], candidate=seeded.runs["C2"], measures=["recall@10"]
     )
-    assert compared.decision == "pass"
-    assert compared.only_in_baseline == ("q14",)
+    # C2 failed on q14: it counts as 0 in the comparison, never as "only in the baseline".
+    assert compared.decision == "inconclusive"
+    assert compared.only_in_baseline == ()
+    assert compared.failed_in_candidate == ("q14",)
+    q14 = compared.per_query.set_index("query_id").loc["q14"]
+    assert q14["recall@10 candidate"] == 0.0
     overview = loaders.overview(store, measure="recall@10")
     assert set(overview.series["decision"].dropna()) == {"regression", "pass"}
     traffic = loaders.traffic(store)

@@ -420,7 +420,8 @@ class CompareData:
     ci_low, ci_high, p_permutation, p_wilcoxon, p_adjusted, n, decision). ``per_query``:
     every shared query with, per measure, ``<m> baseline``, ``<m> candidate``, ``<m> delta``,
     and the relevant documents ``lost`` and ``gained`` in the top ``depth``; sorted by the
-    loss on ``sort_measure``, largest first.
+    loss on ``sort_measure``, largest first. ``failed_in_baseline`` / ``failed_in_candidate``:
+    queries whose retrieval failed in that run, compared as 0 (never left out).
     """
 
     baseline: str
@@ -434,6 +435,8 @@ class CompareData:
     only_in_baseline: tuple[str, ...]
     only_in_candidate: tuple[str, ...]
     settings: Mapping[str, Any] = field(default_factory=dict)
+    failed_in_baseline: tuple[str, ...] = ()
+    failed_in_candidate: tuple[str, ...] = ()
 
 
 def _cutoff(measure: str) -> int:
@@ -454,17 +457,19 @@ def compare(
 ) -> CompareData:
     """Compare two stored runs on ``measures``: deltas, bootstrap CIs, p-values and the
     per-query table with the relevant documents each query lost or gained."""
-    from evalkit.pipeline import lost_relevant_documents, score_stored_run
-    from evalkit.stats import compare_runs
+    from evalkit.pipeline import compare_scored, lost_relevant_documents, score_stored_run
 
     chosen = list(dict.fromkeys(measures)) or ["ndcg@10"]
     sort_by = sort_measure if sort_measure in chosen else chosen[0]
     base = score_stored_run(store, baseline, chosen)
     cand = score_stored_run(store, candidate, chosen)
-    comparison = compare_runs(
-        base.per_query,
-        cand.per_query,
-        measures=chosen,
+    # The page shows a partial run rather than refusing it: its failed queries count as 0
+    # (the worst outcome), as `evalkit compare --failed-as-zero` does, never left out.
+    comparison = compare_scored(
+        base,
+        cand,
+        chosen,
+        failed_as_zero=True,
         alpha=alpha,
         min_effect=min_effect,
         resamples=RESAMPLES,
@@ -515,6 +520,8 @@ def compare(
         per_query=table,
         only_in_baseline=comparison.only_in_baseline,
         only_in_candidate=comparison.only_in_candidate,
+        failed_in_baseline=comparison.failed_in_baseline,
+        failed_in_candidate=comparison.failed_in_candidate,
         settings={
             "alpha": alpha,
             "min_effect": min_effect,

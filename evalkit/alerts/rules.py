@@ -202,13 +202,19 @@ def _gate_inputs(
 
 
 def _goldset_runs(
-    store: Store, params: PrecisionRegressionParams, *, limit: int
+    store: Store,
+    params: PrecisionRegressionParams,
+    *,
+    limit: int,
+    statuses: tuple[str, ...] = ("complete",),
 ) -> list[RunRecord]:
-    runs = store.list_runs(goldset=params.goldset, status="complete", limit=limit)
+    runs = store.list_runs(goldset=params.goldset, status=None, limit=limit)
     return [
         run
         for run in runs
-        if run.spec.kind == "goldset" and (params.label is None or run.spec.label == params.label)
+        if run.status in statuses
+        and run.spec.kind == "goldset"
+        and (params.label is None or run.spec.label == params.label)
     ]
 
 
@@ -224,8 +230,12 @@ def _precision_regression(ctx: RuleContext, params: PrecisionRegressionParams) -
 
 def _gate(ctx: RuleContext, params: PrecisionRegressionParams) -> list[Signal]:
     baseline = ctx.store.get_run(str(params.baseline_run))
+    # A partial run is the newest evidence too: skipping it would report the older complete
+    # run as "no regression" while the retriever fails queries. Its failed queries count as 0.
     candidates = [
-        run for run in _goldset_runs(ctx.store, params, limit=50) if run.run_id != baseline.run_id
+        run
+        for run in _goldset_runs(ctx.store, params, limit=50, statuses=("complete", "partial"))
+        if run.run_id != baseline.run_id
     ]
     if not candidates:
         return []
@@ -254,15 +264,16 @@ def _compare(
     baseline: RunRecord,
     candidate: RunRecord,
 ) -> Signal:
-    from evalkit.pipeline import score_stored_run
-    from evalkit.stats import compare_runs, worst_queries
+    from evalkit.pipeline import compare_scored, score_stored_run
+    from evalkit.stats import worst_queries
 
     base = score_stored_run(ctx.store, baseline.run_id, params.measures)
     cand = score_stored_run(ctx.store, candidate.run_id, params.measures)
-    comparison = compare_runs(
-        base.per_query,
-        cand.per_query,
-        measures=params.measures,
+    comparison = compare_scored(
+        base,
+        cand,
+        params.measures,
+        failed_as_zero=True,
         alpha=params.alpha,
         min_effect=params.min_effect,
         resamples=params.resamples,
@@ -298,6 +309,8 @@ def _compare(
         "p_wilcoxon": primary.p_wilcoxon,
         "n_queries": primary.n,
         "decision": comparison.decision.value,
+        "failed_in_baseline": list(comparison.failed_in_baseline),
+        "failed_in_candidate": list(comparison.failed_in_candidate),
         "candidate_started_at": _iso(candidate.started_at),
         "metrics": {metric.measure: metric.to_dict() for metric in comparison.metrics},
         "worst_queries": worst,
@@ -315,6 +328,16 @@ def _compare(
         f"{primary.ci_high:+.4f}], Holm-adjusted p = {primary.p_adjusted:.3g}, "
         f"{primary.n} queries); run {candidate.run_id} vs baseline {baseline.run_id}"
     )
+    failed = [
+        f"{len(ids)} failed queries of the {role} counted as 0"
+        for role, ids in (
+            ("candidate", comparison.failed_in_candidate),
+            ("baseline", comparison.failed_in_baseline),
+        )
+        if ids
+    ]
+    if failed:
+        figures += f"; {'; '.join(failed)}"
     if active:
         title = f"{primary.measure} dropped {primary.delta:+.4f} on goldset {params.goldset}"
     else:

@@ -49,6 +49,14 @@ Resamples = Annotated[int, typer.Option(help="Bootstrap resamples and sign-flip 
 Seed = Annotated[int, typer.Option(help="Seed of the resampling (recorded in the output).")]
 Worst = Annotated[int, typer.Option(help="Worst-regressed queries to list per measure.")]
 Format = Annotated[OutputFormat, typer.Option("--format", help="table or json")]
+FailedAsZero = Annotated[
+    bool,
+    typer.Option(
+        "--failed-as-zero",
+        help="Count a query whose retrieval failed in a stored run as 0 on every measure "
+        "(the worst outcome). Without it, a run with failed queries is refused (exit 3).",
+    ),
+]
 
 
 def _judgments(store: Store | None, goldset: str | None, qrels: Path | None) -> pd.DataFrame | None:
@@ -95,14 +103,16 @@ def _compare(
     resamples: int,
     seed: int,
     worst: int,
+    failed_as_zero: bool,
 ) -> tuple[Comparison, dict[str, Any], list[QueryDrop]]:
-    from evalkit.pipeline import lost_relevant_documents
-    from evalkit.stats import compare_runs, worst_queries
+    from evalkit.pipeline import compare_scored, lost_relevant_documents
+    from evalkit.stats import worst_queries
 
-    comparison = compare_runs(
-        baseline.per_query,
-        candidate.per_query,
-        measures=measures,
+    comparison = compare_scored(
+        baseline,
+        candidate,
+        measures,
+        failed_as_zero=failed_as_zero,
         alpha=alpha,
         min_effect=min_effect,
         resamples=resamples,
@@ -177,6 +187,18 @@ def _print(data: dict[str, Any]) -> None:
         "decision",
     ]
     console.print(table(f"{data['baseline']} -> {data['candidate']}", columns, rows))
+    for measure, m in data["metrics"].items():
+        if m["queries_needed_note"]:
+            needed = m["queries_needed"]
+            console.print(
+                f"queries needed to decide {measure}: "
+                + (
+                    f"~{needed:,} ({m['queries_needed_note']})"
+                    if needed
+                    else m["queries_needed_note"]
+                ),
+                markup=False,
+            )
     for measure, queries in data["worst_queries"].items():
         if not queries:
             continue
@@ -191,6 +213,14 @@ def _print(data: dict[str, Any]) -> None:
                 worst_rows,
             )
         )
+    for role in ("baseline", "candidate"):
+        failed = data.get(f"failed_in_{role}", [])
+        if failed:
+            err_console.print(
+                f"note: {len(failed)} queries failed in the {role} and were counted as 0 "
+                f"(--failed-as-zero): {', '.join(failed)}",
+                markup=False,
+            )
     dropped = len(data.get("only_in_baseline", [])) + len(data.get("only_in_candidate", []))
     if dropped:
         err_console.print(
@@ -222,12 +252,16 @@ def compare(
     resamples: Resamples = 10_000,
     seed: Seed = 0,
     worst: Worst = 10,
+    failed_as_zero: FailedAsZero = False,
     output: Format = OutputFormat.table,
 ) -> None:
     """Compare two runs query by query: deltas, bootstrap CIs, p-values, worst queries.
 
     Example: evalkit compare 20261121T101500-1a2b3c 20261121T113000-4d5e6f -m ndcg@10
     -m recall@100
+
+    A stored run whose retrieval failed on some queries is refused (exit 3) unless
+    --failed-as-zero counts those queries as 0; they are never left out silently.
     """
     measures = measure or ["ndcg@10"]
     with ExitStack() as stack:
@@ -244,6 +278,7 @@ def compare(
         resamples=resamples,
         seed=seed,
         worst=worst,
+        failed_as_zero=failed_as_zero,
     )
     if output is OutputFormat.json:
         emit_json(data)
@@ -272,6 +307,7 @@ def gate(
     resamples: Resamples = 10_000,
     seed: Seed = 0,
     worst: Worst = 10,
+    failed_as_zero: FailedAsZero = False,
     junit: Annotated[Path | None, typer.Option(help="Write JUnit XML here.")] = None,
     markdown: Annotated[Path | None, typer.Option(help="Write a Markdown summary here.")] = None,
     output: Format = OutputFormat.table,
@@ -281,7 +317,8 @@ def gate(
     Per measure: regression when the drop is significant after Holm correction and the
     confidence interval shows a drop larger than --min-effect; pass when the interval rules
     such a drop out; otherwise inconclusive. Exit codes: 0 pass, 1 regression, 2 bad input,
-    3 retriever or store failure, 4 inconclusive.
+    3 retriever or store failure (including a baseline or candidate run with failed queries,
+    unless --failed-as-zero counts them as 0), 4 inconclusive.
 
     Example: evalkit gate --baseline 20261121T101500-1a2b3c --goldset demo --collection demo
     -m ndcg@10 -m recall@100 --min-effect 0.01 --junit gate.xml --markdown gate.md
@@ -322,6 +359,7 @@ def gate(
         resamples=resamples,
         seed=seed,
         worst=worst,
+        failed_as_zero=failed_as_zero,
     )
     if junit is not None:
         junit.parent.mkdir(parents=True, exist_ok=True)

@@ -4,6 +4,7 @@
 runs share, with a seeded bootstrap interval, a sign-flip permutation test, a Wilcoxon
 signed-rank test and Holm correction across measures, and decides ``pass``,
 ``regression`` or ``inconclusive`` per measure and overall (see ``docs/gate.md``).
+Queries whose retrieval failed are refused, or counted as 0 with ``failed_as_zero``.
 ``worst_queries`` lists the largest per-query drops; ``queries_needed`` and ``power_table``
 size golden sets; ``to_junit_xml`` and ``to_markdown`` render a comparison for CI.
 """
@@ -11,6 +12,7 @@ size golden sets; ``to_junit_xml`` and ``to_markdown`` render a comparison for C
 from evalkit.stats.decision import Decision, decide, overall_decision
 from evalkit.stats.paired import (
     Comparison,
+    FailedQueriesError,
     MetricComparison,
     QueryDrop,
     compare_runs,
@@ -31,6 +33,7 @@ __all__ = [
     "TYPICAL_SD_DIFFS",
     "Comparison",
     "Decision",
+    "FailedQueriesError",
     "MetricComparison",
     "PowerRow",
     "QueryDrop",

@@ -19,7 +19,7 @@ import numpy.typing as npt
 import pandas as pd
 from scipy import stats
 
-from evalkit.errors import ConfigError, InputError
+from evalkit.errors import ConfigError, InputError, RetrieverError
 from evalkit.stats._resampling import CI_METHODS, paired_resampling
 from evalkit.stats.decision import Decision, decide, overall_decision
 from evalkit.stats.power import queries_needed
@@ -148,6 +148,8 @@ class Comparison:
 
     The comparison covers the ``n_shared`` queries present in both runs;
     ``only_in_baseline`` and ``only_in_candidate`` list (sorted) the ids left out.
+    ``failed_in_baseline`` and ``failed_in_candidate`` list the queries whose retrieval
+    failed in that run; they were compared as 0 (``failed_as_zero``), never left out.
     """
 
     metrics: tuple[MetricComparison, ...]
@@ -163,6 +165,8 @@ class Comparison:
     ci_method: str
     decision_test: str
     higher_is_better: bool
+    failed_in_baseline: tuple[str, ...] = ()
+    failed_in_candidate: tuple[str, ...] = ()
 
     @property
     def n_dropped(self) -> int:
@@ -191,6 +195,8 @@ class Comparison:
             "n_dropped": self.n_dropped,
             "only_in_baseline": list(self.only_in_baseline),
             "only_in_candidate": list(self.only_in_candidate),
+            "failed_in_baseline": list(self.failed_in_baseline),
+            "failed_in_candidate": list(self.failed_in_candidate),
             "alpha": self.alpha,
             "min_effect": self.min_effect,
             "resamples": self.resamples,
@@ -217,6 +223,44 @@ class QueryDrop:
     candidate: float
     delta: float
     lost_docs: tuple[str, ...] = ()
+
+
+class FailedQueriesError(RetrieverError):
+    """A run to compare has queries whose retrieval failed, and they may not count as 0.
+
+    ``failed_in_baseline`` and ``failed_in_candidate`` name them (sorted).
+    """
+
+    def __init__(
+        self, failed_in_baseline: Sequence[str], failed_in_candidate: Sequence[str]
+    ) -> None:
+        self.failed_in_baseline = tuple(failed_in_baseline)
+        self.failed_in_candidate = tuple(failed_in_candidate)
+        parts = [
+            f"{len(ids)} queries failed in the {role} ({_shown(list(ids))})"
+            for role, ids in (
+                ("candidate", self.failed_in_candidate),
+                ("baseline", self.failed_in_baseline),
+            )
+            if ids
+        ]
+        super().__init__(
+            f"{'; '.join(parts)}: a comparison needs every query answered, and leaving a "
+            "failed query out would hide the worst outcome. Replay the run again once the "
+            "retriever answers, or count each failed query as 0 (--failed-as-zero)."
+        )
+
+
+def _with_failed(
+    frame: pd.DataFrame, failed: Sequence[str], measures: Sequence[str]
+) -> pd.DataFrame:
+    """``frame`` with every failed query present and valued 0 on ``measures``."""
+    if not failed:
+        return frame
+    ids = [str(query_id) for query_id in failed]
+    widened = frame.reindex(frame.index.union(pd.Index(ids)))
+    widened.loc[ids, list(measures)] = 0.0
+    return widened
 
 
 def _check_options(
@@ -362,6 +406,9 @@ def compare_runs(
     higher_is_better: bool = True,
     ci_method: str = "percentile",
     decision_test: str = "permutation",
+    failed_in_baseline: Sequence[str] = (),
+    failed_in_candidate: Sequence[str] = (),
+    failed_as_zero: bool = False,
 ) -> Comparison:
     """Compare a candidate run with a baseline, query by query, and decide the gate.
 
@@ -377,6 +424,13 @@ def compare_runs(
     ``alpha`` and ``min_effect``. ``resamples`` applies to both the bootstrap and the
     permutation test; one seeded ``Generator(PCG64(seed))`` draws both, shared by all
     measures.
+
+    Failed queries are never left out as if they were not asked: when
+    ``failed_in_baseline`` or ``failed_in_candidate`` (ids of queries whose retrieval failed
+    in that run) is not empty, the comparison raises ``FailedQueriesError`` (a
+    ``RetrieverError``), unless ``failed_as_zero``: then each failed query is compared with
+    the value 0 on every measure, the worst outcome. Queries merely absent from one run
+    (a different goldset version) stay out and are listed as before.
     """
     _check_options(
         alpha=alpha,
@@ -390,6 +444,18 @@ def compare_runs(
     base_frame = _as_frame(baseline, role="baseline")
     cand_frame = _as_frame(candidate, role="candidate")
     chosen = _choose_measures(base_frame, cand_frame, measures)
+    failed_base = tuple(sorted({str(q) for q in failed_in_baseline}))
+    failed_cand = tuple(sorted({str(q) for q in failed_in_candidate}))
+    if failed_base or failed_cand:
+        if not failed_as_zero:
+            raise FailedQueriesError(failed_base, failed_cand)
+        if not higher_is_better:
+            raise ConfigError(
+                "failed_as_zero counts a failed query as 0, the worst value only when higher "
+                "is better; with higher_is_better=False compare complete runs"
+            )
+        base_frame = _with_failed(base_frame, failed_base, chosen)
+        cand_frame = _with_failed(cand_frame, failed_cand, chosen)
     base_ids, cand_ids = set(base_frame.index), set(cand_frame.index)
     shared = sorted(base_ids & cand_ids)
     only_in_baseline = tuple(sorted(base_ids - cand_ids))
@@ -484,6 +550,8 @@ def compare_runs(
         ci_method=ci_method,
         decision_test=decision_test,
         higher_is_better=higher_is_better,
+        failed_in_baseline=failed_base,
+        failed_in_candidate=failed_cand,
     )
 
 

@@ -90,9 +90,19 @@ def _shown(ids: Sequence[str]) -> str:
 
 
 def coverage_note(comparison: Comparison) -> str:
-    """Which queries the comparison covers and which it left out."""
+    """Which queries the comparison covers, which it left out, and which failed (as 0)."""
+    failed = "".join(
+        f" {len(ids)} queries failed in the {role} and count as 0 ({_shown(ids)})."
+        for role, ids in (
+            ("baseline", comparison.failed_in_baseline),
+            ("candidate", comparison.failed_in_candidate),
+        )
+        if ids
+    )
     if not comparison.n_dropped:
-        return f"Compared on all {comparison.n_shared} queries; both runs have the same ones."
+        return (
+            f"Compared on all {comparison.n_shared} queries; both runs have the same ones." + failed
+        )
     parts = []
     if comparison.only_in_baseline:
         parts.append(
@@ -106,7 +116,7 @@ def coverage_note(comparison: Comparison) -> str:
         )
     return (
         f"Compared on the {comparison.n_shared} queries both runs share; "
-        f"{comparison.n_dropped} left out: {'; '.join(parts)}."
+        f"{comparison.n_dropped} left out: {'; '.join(parts)}." + failed
     )
 
 
