@@ -3,7 +3,7 @@ and the sequential form of the precision rule."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,10 @@ from evalkit.alerts import (
     parse_alerts_config,
 )
 from evalkit.audit.findings import AuditReport, CheckOutcome, Finding, Severity
+from evalkit.embedding import ModelFingerprint
+from evalkit.goldset.model import Goldset
+from evalkit.pipeline import evaluate_goldset
+from evalkit.records import Judgment, Query, QueryResult, ScoredDoc
 from evalkit.store import RunSpec, Store
 from evalkit.store.alerts import list_alerts, load_alert_states, record_job_run
 from evalkit.store.audit import save_audit
@@ -392,3 +396,63 @@ def test_an_unchanged_comparison_is_read_back_not_recomputed(
     )
     with pytest.raises(AssertionError, match="recomputed"):
         evaluate(store, changed, 2)
+
+
+class _Retriever:
+    """Ranks each query's relevant document first; the queries in ``fail`` fail."""
+
+    def __init__(self, fail: set[str]) -> None:
+        self.fail = fail
+
+    def retrieve(self, queries: Sequence[Query], k: int) -> list[QueryResult]:
+        return [
+            QueryResult(q.id, (), 0.1, error="HTTP 503 Service Unavailable")
+            if q.id in self.fail
+            else QueryResult(q.id, (ScoredDoc(f"d{q.id}", 1.0, 1),), 0.1)
+            for q in queries
+        ]
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "list", "collection": "fixed"}
+
+    def index_fingerprint(self) -> str | None:
+        return "idx-1"
+
+    def model_fingerprint(self) -> ModelFingerprint | None:
+        return None
+
+
+def test_the_gate_rule_reports_a_partial_candidate_with_its_failed_queries_as_zero(
+    store: Store,
+) -> None:
+    ids = [f"q{i}" for i in range(40)]
+    gold = Goldset.build(
+        "forty", [Query(q, f"query {q}") for q in ids], [Judgment(q, f"d{q}", 1) for q in ids]
+    )
+    store.save_goldset(gold)
+
+    def replay(fail: set[str]) -> str:
+        outcome = evaluate_goldset(
+            store, gold, _Retriever(fail), k=10, measures=["ndcg@10"], answers=False
+        )
+        return outcome.run.run_id
+
+    baseline = replay(set())
+    candidate = replay(set(ids[:10]))
+    assert store.get_run(candidate).status == "partial"
+    config = configure(
+        {
+            "name": "gate",
+            "kind": "precision_regression",
+            "goldset": "forty",
+            "measures": ["ndcg@10"],
+            "baseline_run": baseline,
+            "resamples": 500,
+        }
+    )
+    evaluation = evaluate(store, config)
+    assert [(a.subject, a.status.value) for a in evaluation.alerts] == [("forty", "firing")]
+    alert = evaluation.alerts[0]
+    assert alert.evidence["candidate_run"] == candidate
+    assert alert.evidence["failed_in_candidate"] == sorted(ids[:10])
+    assert "10 failed queries of the candidate counted as 0" in alert.summary
