@@ -189,3 +189,43 @@ def test_precision_drop_is_found_by_both_detectors_and_stored(store: Store) -> N
     stored = list_drift_checks(store, stream="precision")
     assert stored[0].finding == "drift"
     assert stored[0].details["paired_decision"] == "regression"
+
+
+class FailingRetriever(ScriptedRetriever):
+    """A second retriever (collection ``down``) that fails a tenth of the queries."""
+
+    def retrieve(self, queries: Sequence[Query], k: int) -> list[QueryResult]:
+        return [
+            QueryResult(r.query_id, (), 1.0, error="HTTP 503 Service Unavailable")
+            if int(r.query_id[1:]) % 10 == 0
+            else r
+            for r in super().retrieve(queries, k)
+        ]
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "scripted", "collection": "down"}
+
+
+def test_drift_precision_says_warming_up_and_lists_series_it_skipped(
+    evalkit_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    evalkit_home.mkdir(parents=True, exist_ok=True)
+    with Store.open(evalkit_home / "evalkit.duckdb") as store:
+        series(store, ScriptedRetriever(good_runs=100, lose_share=0.3), runs=2)
+        series(store, FailingRetriever(good_runs=100, lose_share=0.3), runs=2)
+    code = invoke(["drift", "precision", "--goldset", "kb"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "(warming up (2 of 2 runs))" in out
+    assert "│ ok" not in out
+    assert "skipped scripted:down: all 2 runs are partial" in out
+    assert "20 of 200 queries failed" in out
+
+    code, data = run_cli(capsys, "drift", "precision", "--goldset", "kb", "--format", "json")
+    assert code == 0
+    [check] = data["checks"]
+    assert check["status"] == "warming up (2 of 2 runs)"
+    assert [point["level"] for point in check["series"]] == ["warming up", "warming up"]
+    [skipped] = data["skipped"]
+    assert (skipped["subject"], skipped["runs"]) == ("scripted:down", 2)
+    assert skipped["reason"].startswith("all 2 runs are partial")

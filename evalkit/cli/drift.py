@@ -244,12 +244,15 @@ def precision(
     """Watch a goldset's runs over time: sequential change detection plus a paired test of
     the latest run against the pinned baseline.
 
+    A series still inside the detector's warm-up says "warming up (n of N runs)"; a
+    retriever whose runs are all partial is listed as skipped, with the reason.
+
     Example: evalkit drift precision --goldset demo -m ndcg@10 --format json
     """
-    from evalkit.drift.watch import check_precision
+    from evalkit.drift.watch import watch_precision
 
     with open_store(write=True, purpose="drift") as store:
-        checks = check_precision(
+        watched = watch_precision(
             store,
             goldset,
             measure=measure,
@@ -259,18 +262,27 @@ def precision(
             min_effect=min_effect,
             seed=seed,
         )
+    checks = watched.checks
     found = any(check.finding == "drift" for check in checks)
     if output is OutputFormat.json:
-        emit_json({"checks": [check.to_dict() for check in checks], "is_drift": found})
+        emit_json(
+            {
+                "checks": [check.to_dict() for check in checks],
+                "skipped": [item.to_dict() for item in watched.skipped],
+                "is_drift": found,
+            }
+        )
     else:
         for check in checks:
             rows = [
                 [run_id, started[:16], value, level]
-                for (run_id, started, value), level in zip(check.series, check.levels, strict=True)
+                for (run_id, started, value), level in zip(
+                    check.series, check.shown_levels(), strict=True
+                )
             ]
             console.print(
                 table(
-                    f"{goldset} on {check.subject}: {measure} ({check.finding})",
+                    f"{goldset} on {check.subject}: {measure} ({check.status()})",
                     ["run", "started", measure, "level"],
                     rows,
                 )
@@ -283,5 +295,13 @@ def precision(
                     f"p={metric['p_adjusted']:.4g}, {metric['decision']}",
                     markup=False,
                 )
+            if check.partial_runs:
+                console.print(
+                    f"{check.partial_runs} partial runs of {check.subject} left out of the "
+                    "series (queries failed)",
+                    markup=False,
+                )
+        for item in watched.skipped:
+            console.print(f"skipped {item.subject}: {item.reason}", markup=False)
     if found:
         raise typer.Exit(DRIFT_FOUND)

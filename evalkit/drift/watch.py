@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 __all__ = [
     "ModelCheck",
     "PrecisionCheck",
+    "PrecisionWatch",
+    "SkippedSeries",
     "check_embeddings",
     "check_model",
     "check_precision",
@@ -281,7 +283,11 @@ class PrecisionCheck:
 
     ``series`` holds (run_id, started_at, value) of complete runs, oldest first; ``levels``
     the sequential detector's level after each run; ``paired`` the gate-style comparison of
-    the latest run with the baseline run (None with fewer than two runs).
+    the latest run with the baseline run (None with fewer than two runs). ``warmup`` is
+    the sequential detector's warm-up in runs: while the series is no longer than it
+    (``warming_up``), the detector has judged nothing yet, and its runs show level
+    ``warming up`` rather than ``ok``. ``partial_runs`` counts partial runs of the series
+    left out (their means leave the failed queries out).
     """
 
     goldset: str
@@ -294,6 +300,26 @@ class PrecisionCheck:
     paired: Mapping[str, Any] | None
     finding: str
     details: Mapping[str, Any] = field(default_factory=dict)
+    warmup: int = 0
+    partial_runs: int = 0
+
+    @property
+    def warming_up(self) -> bool:
+        """True while the sequential detector has seen no run past its warm-up."""
+        return len(self.series) <= self.warmup
+
+    def shown_levels(self) -> list[str]:
+        """Per run: the detector's level, or ``warming up`` for runs inside the warm-up."""
+        return [
+            "warming up" if index < self.warmup else level
+            for index, level in enumerate(self.levels)
+        ]
+
+    def status(self) -> str:
+        """The finding as shown: ``warming up (n of N runs)`` instead of a bare ``ok``."""
+        if self.finding == "ok" and self.warming_up:
+            return f"warming up ({len(self.series)} of {self.warmup} runs)"
+        return self.finding
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -302,10 +328,16 @@ class PrecisionCheck:
             "subject": self.subject,
             "measure": self.measure,
             "finding": self.finding,
+            "status": self.status(),
             "is_drift": self.finding in ("drift", "warning"),
+            "warmup": self.warmup,
+            "warming_up": self.warming_up,
+            "partial_runs_left_out": self.partial_runs,
             "series": [
                 {"run_id": run_id, "started_at": started, "value": value, "level": level}
-                for (run_id, started, value), level in zip(self.series, self.levels, strict=True)
+                for (run_id, started, value), level in zip(
+                    self.series, self.shown_levels(), strict=True
+                )
             ],
             "change_point": self.change_point,
             "baseline_run": self.baseline_run,
@@ -314,12 +346,33 @@ class PrecisionCheck:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class SkippedSeries:
+    """A retriever's series that ``watch_precision`` could not check, and why."""
+
+    subject: str
+    runs: int
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {"subject": self.subject, "runs": self.runs, "reason": self.reason}
+
+
+@dataclass(frozen=True, slots=True)
+class PrecisionWatch:
+    """What ``watch_precision`` checked, and the series it skipped (never silently)."""
+
+    checks: list[PrecisionCheck]
+    skipped: list[SkippedSeries]
+
+
 def _subject(run_config: Mapping[str, Any], retriever_kind: str, collection: str | None) -> str:
     where = collection or run_config.get("url") or run_config.get("path") or ""
     return f"{retriever_kind}:{where}" if where else retriever_kind
 
 
-def check_precision(
+def watch_precision(
     store: Store,
     goldset: str,
     *,
@@ -335,44 +388,64 @@ def check_precision(
     seed: int = 0,
     limit: int = 500,
     save: bool = True,
-) -> list[PrecisionCheck]:
+) -> PrecisionWatch:
     """Check every retriever evaluated on ``goldset`` (or only ``subject``) for a drop.
 
     The sequential detector (Page-Hinkley on per-run means, in units of the per-run sd with
     a floor) raises warning/alert levels; the latest run is also compared with the baseline
-    (``baseline_run``, default the oldest run of the series) by the gate's paired test.
-    """
-    from evalkit.pipeline import score_stored_run
-    from evalkit.stats import compare_runs
+    (``baseline_run``, default the oldest run of the series) by the gate's paired test,
+    a failed query of a partial run counting as 0 there.
 
-    runs = [
+    A series is the complete runs of one retriever; its partial runs are left out of the
+    series and counted. A retriever with no complete run is listed in ``skipped`` with the
+    reason, never dropped silently.
+    """
+    from evalkit.pipeline import compare_scored, score_stored_run
+
+    scored = [
         run
         for run in reversed(store.list_runs(goldset=goldset, limit=limit))
-        if run.status == "complete" and measure in run.aggregates
+        if run.status in ("complete", "partial") and measure in run.aggregates
     ]
-    if not runs:
-        raise ConfigError(
-            f"no complete runs of goldset {goldset!r} with {measure}: run `evalkit run "
-            f"--goldset {goldset} ...` (or schedule it) first"
-        )
-    groups: dict[str, list[Any]] = {}
-    for run in runs:
+    every: dict[str, list[Any]] = {}
+    for run in scored:
         key = _subject(run.spec.retriever_config, run.spec.retriever_kind, run.spec.collection)
-        groups.setdefault(key, []).append(run)
+        every.setdefault(key, []).append(run)
     if subject is not None:
-        if subject not in groups:
+        if subject not in every:
             raise ConfigError(
-                f"no runs of goldset {goldset!r} for {subject!r}; known: {', '.join(groups)}"
+                f"no runs of goldset {goldset!r} for {subject!r}; known: {', '.join(every)}"
             )
-        groups = {subject: groups[subject]}
+        every = {subject: every[subject]}
+    groups = {key: [run for run in runs if run.status == "complete"] for key, runs in every.items()}
+    skipped = [
+        SkippedSeries(
+            subject=key,
+            runs=len(every[key]),
+            reason=(
+                f"all {len(every[key])} runs are partial (queries failed; newest "
+                f"{every[key][-1].run_id}: {every[key][-1].error}): replay once the "
+                "retriever answers every query"
+            ),
+        )
+        for key, runs in groups.items()
+        if not runs
+    ]
+    groups = {key: runs for key, runs in groups.items() if runs}
+    if not groups:
+        raise ConfigError(
+            f"no complete runs of goldset {goldset!r} with {measure}"
+            + "".join(f"; {item.subject}: {item.reason}" for item in skipped)
+            + f": run `evalkit run --goldset {goldset} ...` (or schedule it) first"
+        )
     checks = []
     for key, series_runs in groups.items():
         values = np.array([float(run.aggregates[measure] or 0.0) for run in series_runs])
         levels: Sequence[str] = ["ok"] * len(values)
         change_point = None
         details: dict[str, Any] = {}
+        warm = warmup or max(2, min(10, len(values) // 2))
         if len(values) >= 3:
-            warm = warmup or max(2, min(10, len(values) // 2))
             trace = page_hinkley(
                 values, warmup=warm, h_warning=h_warning, h_alert=h_alert, direction="drop"
             )
@@ -393,10 +466,11 @@ def check_precision(
         if latest.run_id != pinned and not latest.run_id.startswith(pinned):
             base = score_stored_run(store, pinned, [measure])
             cand = score_stored_run(store, latest.run_id, [measure])
-            comparison = compare_runs(
-                base.per_query,
-                cand.per_query,
-                measures=[measure],
+            comparison = compare_scored(
+                base,
+                cand,
+                [measure],
+                failed_as_zero=True,
                 alpha=alpha,
                 min_effect=min_effect,
                 resamples=resamples,
@@ -425,11 +499,18 @@ def check_precision(
             paired=paired,
             finding=finding,
             details=details,
+            warmup=warm,
+            partial_runs=len(every[key]) - len(series_runs),
         )
         if save:
             _save_precision(store, check, alpha=alpha, seed=seed)
         checks.append(check)
-    return checks
+    return PrecisionWatch(checks=checks, skipped=skipped)
+
+
+def check_precision(store: Store, goldset: str, **options: Any) -> list[PrecisionCheck]:
+    """The checks of ``watch_precision`` (same options), without the skipped series."""
+    return watch_precision(store, goldset, **options).checks
 
 
 def _save_precision(store: Store, check: PrecisionCheck, *, alpha: float, seed: int) -> None:
