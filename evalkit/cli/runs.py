@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
+import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
@@ -11,7 +14,55 @@ from evalkit.cli._output import OutputFormat, console, emit_json, key_values, ta
 from evalkit.cli._store import open_store
 from evalkit.cli.app import runs_app
 
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from evalkit.store import RunRecord, Store
+
 Format = Annotated[OutputFormat, typer.Option("--format", help="table or json")]
+SortOption = Annotated[
+    str,
+    typer.Option(
+        "--sort",
+        help="Order of the per-query rows: id (numeric-aware, q2 before q10), worst "
+        "(lowest ndcg@10, or the first measure, first) or a measure name (lowest first).",
+    ),
+]
+
+
+def natural_key(query_id: object) -> tuple[tuple[int, int | str], ...]:
+    """Sort key that orders ids numeric-aware: q2 before q10, q10 before q10a."""
+    return tuple(
+        (0, int(part)) if part.isdigit() else (1, part)
+        for part in re.split(r"(\d+)", str(query_id))
+        if part
+    )
+
+
+def sort_per_query(values: pd.DataFrame, sort: str) -> pd.DataFrame:
+    """Per-query values (index: query id, a column per measure) in the order ``sort`` asks:
+    ``id`` (numeric-aware), ``worst`` (lowest ndcg@10, or the first measure, first) or a
+    measure name (lowest first); ties and missing values go by id."""
+    from evalkit.errors import ConfigError
+
+    by_id = values.loc[sorted(values.index, key=natural_key)]
+    if sort == "id" or values.empty:
+        return by_id
+    measure = sort
+    if sort == "worst":
+        measure = "ndcg@10" if "ndcg@10" in values.columns else str(values.columns[0])
+    if measure not in values.columns:
+        raise ConfigError(
+            f"--sort {sort!r}: give id, worst or one of the run's measures "
+            f"({', '.join(map(str, values.columns))})"
+        )
+    return by_id.sort_values(measure, kind="stable", na_position="last")
+
+
+def _queries_cell(run: RunRecord) -> object:
+    if run.spec.kind == "traffic":
+        return run.n_queries - (run.n_failed or 0)
+    return run.n_evaluated
 
 
 @runs_app.command("list")
@@ -38,35 +89,52 @@ def list_runs(
         [
             run.run_id,
             run.status,
-            run.spec.goldset_name,
+            run.spec.goldset_name if run.spec.kind != "traffic" else run.spec.label,
             run.spec.retriever_kind,
             run.spec.collection,
-            run.n_evaluated,
+            _queries_cell(run),
             run.aggregates.get(measure),
             f"{run.started_at:%Y-%m-%d %H:%M}",
         ]
         for run in runs
     ]
-    columns = ["run", "status", "goldset", "retriever", "collection", "queries", measure, "started"]
+    columns = [
+        "run",
+        "status",
+        "goldset / traffic window",
+        "retriever",
+        "collection",
+        "queries",
+        measure,
+        "started",
+    ]
     console.print(table("runs", columns, rows))
 
 
 @runs_app.command("show")
 def show_run(
     run_id: Annotated[str, typer.Argument(help="Run id (a unique prefix is enough).")],
-    per_query: Annotated[bool, typer.Option(help="Also print every query's values.")] = False,
+    per_query: Annotated[
+        bool,
+        typer.Option(help="Also print every query's values, and every failed query's error."),
+    ] = False,
+    sort: SortOption = "id",
     output: Format = OutputFormat.table,
 ) -> None:
     """Show one run: what it was, its status and its metrics (and its answers' scores).
 
-    Example: evalkit runs show 20261121T183500-3f9a1c --per-query --format json
+    A traffic replay run shows its window, tenants, sample size and label-free figures.
+
+    Example: evalkit runs show 20261121T183500-3f9a1c --per-query --sort worst --format json
     """
     from evalkit.cli.answers import print_answer_summaries
     from evalkit.store.answers import answer_summaries, list_scorings
 
     with open_store(write=False, purpose="runs") as store:
         run = store.get_run(run_id)
-        values = store.query_metrics(run.run_id) if per_query else None
+        values = sort_per_query(store.query_metrics(run.run_id), sort) if per_query else None
+        failed = _failed_queries(store.run_queries(run.run_id)) if per_query else None
+        traffic = _traffic_facts(store, run.run_id) if run.spec.kind == "traffic" else None
         scorings = list_scorings(store, run_id=run.run_id, limit=1)
         answers = (
             {**scorings[0].to_dict(), "summaries": answer_summaries(store, scorings[0].scoring_id)}
@@ -75,8 +143,12 @@ def show_run(
         )
     data = run.to_dict()
     data["answers"] = answers
+    if traffic is not None:
+        data["traffic"] = traffic
     if values is not None:
         data["per_query"] = {str(query_id): row.to_dict() for query_id, row in values.iterrows()}
+    if failed is not None:
+        data["failed_queries"] = failed
     if output is OutputFormat.json:
         emit_json(data)
         return
@@ -85,10 +157,51 @@ def show_run(
     if values is not None and not values.empty:
         rows = [[str(qid), *row.tolist()] for qid, row in values.iterrows()]
         console.print(table("per query", ["query", *values.columns], rows))
+    if failed:
+        console.print(
+            table(
+                f"failed queries ({len(failed)})",
+                ["query", "error"],
+                [[item["query_id"], item["error"]] for item in failed],
+            )
+        )
+
+
+def _failed_queries(replayed: pd.DataFrame) -> list[dict[str, str]]:
+    """Every query whose retrieval failed, with its error, in numeric-aware id order."""
+    rows = replayed[replayed["error"].notna()]
+    pairs: Iterable[tuple[object, object]] = zip(
+        rows["query_id"].tolist(), rows["error"].tolist(), strict=True
+    )
+    return [
+        {"query_id": str(query_id), "error": str(error)}
+        for query_id, error in sorted(pairs, key=lambda pair: natural_key(pair[0]))
+    ]
+
+
+def _traffic_facts(store: Store, run_id: str) -> dict[str, Any] | None:
+    """What a traffic replay run is: its window, sample, tenants and label-free figures."""
+    from evalkit.store.traffic import load_sample, load_sample_queries, window_summary_of_run
+
+    summary = window_summary_of_run(store, run_id)
+    if summary is None:
+        return None
+    sample = load_sample(store, summary.sample_id)
+    queries = load_sample_queries(store, sample.sample_id)
+    tenants = sorted({str(t) for t in queries["tenant"].dropna().tolist()})
+    return {
+        "summary": summary.to_dict(),
+        "sample": sample.to_dict(),
+        "tenants": tenants,
+    }
 
 
 def print_run(data: dict[str, object]) -> None:
     """Print a run's facts and its aggregates as tables."""
+    traffic = cast(dict[str, Any] | None, data.get("traffic"))
+    if data.get("kind") == "traffic":
+        _print_traffic_run(data, traffic)
+        return
     model = cast(dict[str, Any], data.get("model") or {})
     facts = {
         "run": data["run_id"],
@@ -115,6 +228,69 @@ def print_run(data: dict[str, object]) -> None:
     console.print(key_values("run", facts))
     aggregates = cast(dict[str, Any], data.get("aggregates") or {})
     console.print(table("metrics", ["measure", "value"], [[k, v] for k, v in aggregates.items()]))
+
+
+def _figure(value: object, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def _print_traffic_run(data: dict[str, object], traffic: dict[str, Any] | None) -> None:
+    """A traffic replay run: no goldset and no judged metrics, but a window, a sample and
+    label-free figures (docs/traffic.md)."""
+    facts: dict[str, object] = {
+        "run": data["run_id"],
+        "status": data["status"],
+        "kind": f"traffic replay ({data.get('label') or '-'})",
+        "retriever": f"{data['retriever']} {data.get('collection') or ''}".strip(),
+        "k": data["k"],
+        "queries": f"{data['n_queries']} sampled"
+        + (f", {data['n_failed']} failed" if data.get("n_failed") else ""),
+        "started": data["started_at"],
+    }
+    if data.get("error"):
+        facts["error"] = data["error"]
+    if traffic is None:
+        facts["window"] = "- (no window summary stored: the replay did not finish)"
+        console.print(key_values("run", facts))
+        return
+    summary = cast(dict[str, Any], traffic["summary"])
+    sample = cast(dict[str, Any], traffic["sample"])
+    tenants = cast(list[str], traffic["tenants"])
+    facts["window"] = (
+        f"{summary['window_label']} ({summary['window_start']} to {summary['window_end']})"
+    )
+    facts["sample"] = (
+        f"{sample['n_sampled']} of {sample['n_distinct']} distinct queries "
+        f"({sample['n_records']} logged requests), sample {sample['sample_id']}, "
+        f"seed {sample['seed']}"
+        + (f", stratified by {sample['stratify_by']}" if sample.get("stratify_by") else "")
+    )
+    facts["tenants"] = (
+        ", ".join(tenants[:10]) + (f" and {len(tenants) - 10} more" if len(tenants) > 10 else "")
+        if tenants
+        else "-"
+    )
+    console.print(key_values("run", facts))
+    figures = [
+        ["replayed", summary["n_replayed"]],
+        ["failed", summary["n_failed"]],
+        [
+            "latency p50 / p95 / p99 ms",
+            " / ".join(_figure(summary[f"latency_p{q}"], 1) for q in (50, 95, 99)),
+        ],
+        ["top-1 score mean", _figure(summary["top1_mean"])],
+        [
+            f"low-confidence share (top-1 < {summary['low_confidence_threshold']:g})",
+            _figure(summary["low_confidence_share"]),
+        ],
+        ["empty-result share", _figure(summary["empty_share"])],
+        [f"overlap@{summary['compare_k']} with logged results", _figure(summary["overlap_mean"])],
+        ["RBO with logged results", _figure(summary["rbo_mean"])],
+        ["churn", _figure(summary["churn"])],
+    ]
+    console.print(table("label-free figures", ["figure", "value"], figures))
 
 
 @runs_app.command("export")

@@ -9,6 +9,7 @@ import typer
 
 from evalkit.cli._output import OutputFormat, console, emit_json, table
 from evalkit.cli.app import app
+from evalkit.cli.runs import SortOption, sort_per_query
 
 
 @app.command("score")
@@ -20,6 +21,7 @@ def score(
         typer.Option("-m", "--measure", help="Measure, repeatable: ndcg@10, recall@100, map..."),
     ],
     per_query: Annotated[bool, typer.Option(help="Also report every query's values.")] = False,
+    sort: SortOption = "id",
     complete: Annotated[
         bool,
         typer.Option(
@@ -45,13 +47,16 @@ def score(
     evaluator = Evaluator(read_qrels(qrels), measures, relevance_threshold=relevance_threshold)
     result = evaluator.evaluate(read_run(run), complete=complete)
     data = result.to_dict()
-    if not per_query:
+    ordered = sort_per_query(result.per_query, sort)
+    if per_query:
+        data["per_query"] = {str(qid): data["per_query"][str(qid)] for qid in ordered.index}
+    else:
         data.pop("per_query", None)
     if output is OutputFormat.json:
         emit_json(data)
         return
     if per_query:
-        rows = [[str(qid), *row.tolist()] for qid, row in result.per_query.iterrows()]
-        console.print(table("per query", ["query", *result.per_query.columns], rows))
+        rows = [[str(qid), *row.tolist()] for qid, row in ordered.iterrows()]
+        console.print(table("per query", ["query", *ordered.columns], rows))
     rows = [[name, value] for name, value in result.aggregate.items()]
     console.print(table(f"all ({result.n_queries} queries)", ["measure", "value"], rows))

@@ -765,6 +765,12 @@ def list_window_summaries(
     )
 
 
+def window_summary_of_run(store: Store, run_id: str) -> StoredWindowSummary | None:
+    """The window summary a traffic replay run stored, or None (no summary, or not traffic)."""
+    found = _summaries(store, "WHERE run_id = ?", [run_id])
+    return found[0] if found else None
+
+
 def latest_window_summary(store: Store, window_label: str) -> StoredWindowSummary:
     """The newest summary of ``window_label``; NotFoundError when it was never replayed."""
     found = list_window_summaries(store, window_label=window_label, limit=1)

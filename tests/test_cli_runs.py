@@ -1,0 +1,201 @@
+"""`evalkit runs list|show` on runs stored in a real store: failed queries, per-query order,
+traffic replay runs."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from evalkit.cli import invoke
+from evalkit.embedding import ModelFingerprint
+from evalkit.goldset.model import Goldset
+from evalkit.pipeline import evaluate_goldset
+from evalkit.records import Judgment, Query, QueryResult, ScoredDoc
+from evalkit.store import Store
+from evalkit.traffic import SampleSpec, ingest_paths, parse_window, replay_sample, sample_window
+
+
+class Retriever:
+    """Finds query n's relevant document at rank n % 4 + 1; fails the ids in ``fail``."""
+
+    def __init__(self, fail: Sequence[str] = (), where_key: str | None = None) -> None:
+        self.fail = set(fail)
+        self.where_key = where_key
+
+    def retrieve(self, queries: Sequence[Query], k: int) -> list[QueryResult]:
+        results = []
+        for query in queries:
+            if query.id in self.fail:
+                results.append(QueryResult(query.id, (), 1.0, error=f"HTTP 503 for {query.id}"))
+                continue
+            rank = int(query.id[1:]) % 4 + 1
+            docs = [f"x{i}" for i in range(1, 5)]
+            docs.insert(rank - 1, f"d{query.id}")
+            ranked = tuple(ScoredDoc(d, 1.0 - i / 10, i + 1) for i, d in enumerate(docs[:k]))
+            results.append(QueryResult(query.id, ranked, 1.0))
+        return results
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "list", "collection": "kb", "where_key": self.where_key}
+
+    def index_fingerprint(self) -> str | None:
+        return "idx-1"
+
+    def model_fingerprint(self) -> ModelFingerprint | None:
+        return None
+
+
+def show(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    code = invoke(["runs", "show", *args])
+    return code, capsys.readouterr().out
+
+
+@pytest.fixture
+def partial_run(evalkit_home: Path) -> str:
+    ids = [f"q{i}" for i in range(1, 13)]
+    gold = Goldset.build(
+        "twelve", [Query(q, f"question {q}") for q in ids], [Judgment(q, f"d{q}", 1) for q in ids]
+    )
+    evalkit_home.mkdir(parents=True, exist_ok=True)
+    with Store.open(evalkit_home / "evalkit.duckdb") as store:
+        store.save_goldset(gold)
+        outcome = evaluate_goldset(
+            store,
+            gold,
+            Retriever(fail=["q2", "q10", "q11"]),
+            k=5,
+            measures=["ndcg@10", "mrr@10"],
+            answers=False,
+        )
+    return outcome.run.run_id
+
+
+def test_show_per_query_lists_every_failed_query_with_its_error(
+    partial_run: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out = show(capsys, partial_run, "--per-query", "--format", "json")
+    assert code == 0
+    data = json.loads(out)
+    assert data["failed_queries"] == [
+        {"query_id": q, "error": f"HTTP 503 for {q}"} for q in ("q2", "q10", "q11")
+    ]
+    code, out = show(capsys, partial_run, "--per-query")
+    assert code == 0
+    assert "failed queries (3)" in out
+    for q in ("q2", "q10", "q11"):
+        assert f"HTTP 503 for {q}" in out
+
+
+def test_per_query_rows_sort_ids_naturally_or_worst_first(
+    partial_run: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out = show(capsys, partial_run, "--per-query", "--format", "json")
+    assert code == 0
+    answered = ["q1", "q3", "q4", "q5", "q6", "q7", "q8", "q9", "q12"]
+    assert list(json.loads(out)["per_query"]) == answered
+
+    code, out = show(capsys, partial_run, "--per-query", "--sort", "worst", "--format", "json")
+    assert code == 0
+    per_query = json.loads(out)["per_query"]
+    values = [row["ndcg@10"] for row in per_query.values()]
+    assert values == sorted(values)
+    # Rank n % 4 + 1: q3 and q7 rank their document 4th, the worst; ties go by id.
+    assert list(per_query)[:2] == ["q3", "q7"]
+
+    code, out = show(capsys, partial_run, "--per-query", "--sort", "mrr@10", "--format", "json")
+    assert list(json.loads(out)["per_query"])[:2] == ["q3", "q7"]
+
+    code = invoke(["runs", "show", partial_run, "--per-query", "--sort", "latency"])
+    assert code == 2
+    assert "--sort 'latency'" in capsys.readouterr().err
+
+
+def test_a_traffic_replay_run_shows_its_window_sample_and_figures(
+    tmp_path: Path, evalkit_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = tmp_path / "traffic.jsonl"
+    log.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "query_id": f"q{i}",
+                    "text": f"question {i}",
+                    "tenant": "acme" if i % 2 else "globex",
+                    "results": [f"dq{i}"],
+                    "timestamp": "2026-11-21T10:00:00Z",
+                }
+            )
+            + "\n"
+            for i in range(1, 51)
+        )
+    )
+    evalkit_home.mkdir(parents=True, exist_ok=True)
+    with Store.open(evalkit_home / "evalkit.duckdb") as store:
+        ingest_paths(store, [log])
+        sample = sample_window(store, SampleSpec(window=parse_window("2026-11-21"), n=50, seed=1))
+        run_id = replay_sample(
+            store, sample.sample_id, Retriever(fail=["q7"], where_key="tenant"), k=5
+        ).run.run_id
+
+    code, out = show(capsys, run_id)
+    assert code == 0
+    assert "None @ None" not in out
+    assert "evaluated of" not in out
+    assert "2026-11-21" in out
+    assert "50 sampled, 1 failed" in out
+    assert "acme, globex" in out
+    assert "label-free figures" in out
+    assert "overlap@5 with logged results" in out
+
+    code, out = show(capsys, run_id, "--format", "json")
+    data = json.loads(out)
+    assert data["traffic"]["summary"]["window_label"] == "2026-11-21"
+    assert data["traffic"]["summary"]["n_replayed"] == 50
+    assert data["traffic"]["tenants"] == ["acme", "globex"]
+
+    code = invoke(["runs", "list"])
+    listed = capsys.readouterr().out
+    assert code == 0
+    assert "traffic 2026-11-21" in listed
+    row = next(line for line in listed.splitlines() if run_id[:10] in line)
+    assert re.search(r"│\s+49\s+│", row)
+
+
+def test_score_per_query_sorts_ids_naturally_or_worst_first(
+    tmp_path: Path, evalkit_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ids = [1, 2, 10, 11, 20]
+    (tmp_path / "qrels").write_text("".join(f"q{i} 0 dq{i} 1\n" for i in ids))
+    # q10's relevant document ranks 3rd, the others' 1st.
+    (tmp_path / "run").write_text(
+        "".join(
+            f"q{i} Q0 {doc} {rank} {1 - rank / 10} t\n"
+            for i in ids
+            for rank, doc in enumerate(
+                ["x1", "x2", f"dq{i}"] if i == 10 else [f"dq{i}", "x1", "x2"], start=1
+            )
+        )
+    )
+    common = ["score", "--qrels", str(tmp_path / "qrels"), "--run", str(tmp_path / "run")]
+    common += ["-m", "ndcg@10", "--per-query", "--format", "json"]
+    assert invoke(common) == 0
+    assert list(json.loads(capsys.readouterr().out)["per_query"]) == [
+        "q1",
+        "q2",
+        "q10",
+        "q11",
+        "q20",
+    ]
+    assert invoke([*common, "--sort", "worst"]) == 0
+    assert list(json.loads(capsys.readouterr().out)["per_query"]) == [
+        "q10",
+        "q1",
+        "q2",
+        "q11",
+        "q20",
+    ]
