@@ -141,6 +141,24 @@ def test_five_queries_are_inconclusive(files: Path, capsys: pytest.CaptureFixtur
     assert data["decision"] == "inconclusive"
     assert data["metrics"]["ndcg@10"]["queries_needed"] is not None
     assert data["metrics"]["ndcg@10"]["queries_needed"] > 5
+    # The table output says it too, as the Markdown summary does.
+    code = invoke(
+        [
+            "gate",
+            "--baseline",
+            str(files / "base.run"),
+            "--candidate",
+            str(files / "cand.run"),
+            "--qrels",
+            str(files / "qrels"),
+            "--resamples",
+            "2000",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 4
+    needed = data["metrics"]["ndcg@10"]["queries_needed"]
+    assert f"queries needed to decide ndcg@10: ~{needed:,}" in out
 
 
 def test_a_run_file_without_judgments_is_a_usage_error(
