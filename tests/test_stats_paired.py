@@ -532,3 +532,36 @@ def test_real_bm25_run_against_itself_and_against_a_damaged_copy(shared_data) ->
     assert result.decision is Decision.REGRESSION
     listed = {drop.query_id for drop in worst_queries(result, "ndcg@10", n=len(worst_hit))}
     assert listed == set(worst_hit)
+
+
+def test_failed_queries_are_refused_or_compared_as_zero_never_dropped() -> None:
+    ids = [f"q{i}" for i in range(40)]
+    baseline = pd.DataFrame({"ndcg@10": 0.8}, index=ids)
+    # The candidate failed on q0..q9: they have no values, like a stored partial run.
+    candidate = pd.DataFrame({"ndcg@10": 0.8}, index=ids[10:])
+    failed = ids[:10]
+    with pytest.raises(
+        evalkit.stats.FailedQueriesError, match="10 queries failed in the candidate"
+    ):
+        compare_runs(baseline, candidate, failed_in_candidate=failed, resamples=500)
+    comparison = compare_runs(
+        baseline, candidate, failed_in_candidate=failed, failed_as_zero=True, resamples=500
+    )
+    assert comparison.only_in_baseline == ()
+    assert comparison.n_shared == 40
+    assert comparison.failed_in_candidate == tuple(sorted(failed))
+    assert comparison.metric("ndcg@10").candidate_mean == pytest.approx(0.6)
+    assert comparison.decision.value == "regression"
+    # A failed baseline query counts as 0 on the baseline's side.
+    swapped = compare_runs(
+        candidate, baseline, failed_in_baseline=failed, failed_as_zero=True, resamples=500
+    )
+    assert swapped.metric("ndcg@10").baseline_mean == pytest.approx(0.6)
+    with pytest.raises(ConfigError, match="higher_is_better"):
+        compare_runs(
+            baseline,
+            candidate,
+            failed_in_candidate=failed,
+            failed_as_zero=True,
+            higher_is_better=False,
+        )
