@@ -131,21 +131,30 @@ class Redactor:
         return text
 
 
-_lock = threading.Lock()
-_known: set[str] = set()
-_known_redactor = Redactor(())
+class _Registry:
+    """The secrets this process holds, and a redactor built over them."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._known: set[str] = set()
+        self.redactor = Redactor(())
+
+    def add(self, secrets: Iterable[str | None]) -> None:
+        new = {secret for secret in secrets if secret and len(secret) >= _MIN_SECRET_LENGTH}
+        with self._lock:
+            if new - self._known:
+                self._known.update(new)
+                self.redactor = Redactor(self._known)
+
+
+_registry = _Registry()
 
 
 def register_secrets(secrets: Iterable[str | None]) -> None:
     """Remember secrets this process holds, so ``redact_known`` masks them everywhere."""
-    global _known_redactor
-    new = {secret for secret in secrets if secret and len(secret) >= _MIN_SECRET_LENGTH}
-    with _lock:
-        if new - _known:
-            _known.update(new)
-            _known_redactor = Redactor(_known)
+    _registry.add(secrets)
 
 
 def redact_known(text: str) -> str:
     """``text`` with every registered secret masked (used where errors become records)."""
-    return _known_redactor(text)
+    return _registry.redactor(text)

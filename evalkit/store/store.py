@@ -23,9 +23,9 @@ import duckdb
 import pandas as pd
 
 from evalkit.errors import NotFoundError, StoreError
-from evalkit.redaction import redact_known
 from evalkit.goldset.model import Goldset
 from evalkit.records import Judgment, Query, QueryResult
+from evalkit.redaction import redact_known
 from evalkit.store._clock import utc_now
 from evalkit.store.migrations import MIGRATIONS
 
