@@ -14,6 +14,7 @@ stage may use it.
 from __future__ import annotations
 
 import base64
+import logging
 import threading
 from collections.abc import Iterable
 from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlencode, urlsplit, urlunsplit
@@ -22,6 +23,7 @@ __all__ = [
     "MASK",
     "SECRET_QUERY_PARAMETERS",
     "Redactor",
+    "SecretLogFilter",
     "mask_url",
     "redact",
     "redact_known",
@@ -158,3 +160,19 @@ def register_secrets(secrets: Iterable[str | None]) -> None:
 def redact_known(text: str) -> str:
     """``text`` with every registered secret masked (used where errors become records)."""
     return _registry.redactor(text)
+
+
+class SecretLogFilter(logging.Filter):
+    """Masks every registered secret in the log records it sees (attach to a handler)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite the record's message with the secrets masked; never drops a record."""
+        message = record.getMessage()
+        masked = redact_known(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        return True
+
+
+# httpx logs every request URL (query string included) at INFO.
+logging.getLogger("httpx").addFilter(SecretLogFilter())

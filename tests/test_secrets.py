@@ -35,7 +35,10 @@ FAILING = {"q2", "q4"}
 
 
 class _EchoingHandler(BaseHTTPRequestHandler):
-    """A retriever under /search (failing some queries under /flaky) and an OpenAI-compatible judge under /judge, both echoing."""
+    """A retriever under /search (failing some queries under /flaky), a judge under /judge.
+
+    Both echo what they were sent in their error bodies.
+    """
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -141,7 +144,9 @@ def test_retriever_url_credentials_are_masked_everywhere(
     assert run.returncode == 3, run.stderr
     home = Path(env["EVALKIT_HOME"])
     with duckdb.connect(str(home / "evalkit.duckdb"), read_only=True) as connection:
-        status, config = connection.execute("SELECT status, retriever_config FROM runs").fetchone() or (None, "{}")
+        status, config = connection.execute(
+            "SELECT status, retriever_config FROM runs"
+        ).fetchone() or (None, "{}")
         errors = connection.execute(
             "SELECT error FROM run_queries WHERE error IS NOT NULL ORDER BY query_id"
         ).fetchall()
