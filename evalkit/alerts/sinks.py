@@ -32,6 +32,7 @@ from evalkit.alerts.config import AlertsConfig, ConfiguredSink, Duration, SinkCo
 from evalkit.alerts.model import Alert, AlertStatus, DeliveryResult, Severity
 from evalkit.alerts.payload import alert_payload, encode, signed_headers, slack_body
 from evalkit.errors import ConfigError
+from evalkit.redaction import Redactor, register_secrets, url_secrets
 from evalkit.registry import register_named
 
 __all__ = [
@@ -57,20 +58,6 @@ _STDERR_CHARS = 300
 _RETRYABLE = frozenset({408, 425, 429})
 
 
-class Redactor:
-    """Replaces every known secret in a text with ``***``."""
-
-    def __init__(self, secrets: Sequence[str | None]) -> None:
-        # Longest first, so a secret that contains another is masked whole.
-        self._secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
-
-    def __call__(self, text: str) -> str:
-        """``text`` with the secrets masked."""
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
-
-
 class _RedactingFilter(logging.Filter):
     """Masks sink secrets in records of loggers evalkit does not own (httpx logs each URL)."""
 
@@ -81,6 +68,7 @@ class _RedactingFilter(logging.Filter):
 
     def add(self, secrets: Sequence[str | None]) -> None:
         self._secrets.update(s for s in secrets if s)
+        register_secrets(secrets)
         self._redact = Redactor(sorted(self._secrets))
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -255,7 +243,7 @@ class WebhookSink(_NamedSink):
         self._sleep = sleep
         self._random = random.Random()
         parts = urlsplit(url)
-        hidden = [secret, *self._headers.values(), parts.password, parts.query]
+        hidden = [secret, *self._headers.values(), parts.password, parts.query, *url_secrets(url)]
         if url_is_secret:
             hidden += [url, parts.path]
         self.redact = Redactor(hidden)
@@ -338,6 +326,7 @@ class CommandSink(_NamedSink):
         self._timeout = timeout
         self._cwd = cwd
         self.redact = Redactor(list(secrets))
+        register_secrets(secrets)
 
     def describe(self) -> dict[str, Any]:
         """Kind and program (its arguments are configuration, not secrets)."""

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from evalkit.answers.records import AnswerRecord, Unmeasured
 from evalkit.answers.settings import JudgeSettings
 from evalkit.errors import ConfigError
+from evalkit.redaction import redact_known, register_secrets, url_secrets
 from evalkit.store.answers import CachedJudgment
 
 if TYPE_CHECKING:
@@ -102,7 +103,8 @@ def _is_malformed_output(error: BaseException) -> bool:
 
 
 def _short(text: str) -> str:
-    text = " ".join(text.split())
+    # Masked before cutting, so a secret cut at the limit is not half left in the detail.
+    text = redact_known(" ".join(text.split()))
     return text if len(text) <= _DETAIL_LIMIT else text[: _DETAIL_LIMIT - 1] + "…"
 
 
@@ -250,9 +252,12 @@ class LLMJudge:
         from evalkit.answers import _ragas
 
         guard = CallGuard.from_settings(self.settings)
+        api_key = self.settings.api_key()
+        # Some proxies echo the key in an error body; every detail is masked against it.
+        register_secrets([api_key, *url_secrets(self.settings.base_url or "")])
         client = openai.AsyncOpenAI(
             base_url=self.settings.base_url,
-            api_key=self.settings.api_key(),
+            api_key=api_key,
             timeout=self.settings.timeout,
             max_retries=0,
         )

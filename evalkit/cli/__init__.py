@@ -30,6 +30,7 @@ from evalkit.cli import (  # noqa: F401  (registers the commands)
 from evalkit.cli._output import err_console
 from evalkit.cli.app import app
 from evalkit.errors import EvalkitError
+from evalkit.redaction import redact_known
 
 __all__ = ["app", "main"]
 
@@ -58,10 +59,14 @@ def invoke(argv: list[str] | None = None) -> int:
         error.show()
         return USAGE_ERROR
     except EvalkitError as error:
-        err_console.print(f"error: {error}", style="bold red", markup=False, highlight=False)
+        err_console.print(
+            f"error: {redact_known(str(error))}", style="bold red", markup=False, highlight=False
+        )
         return error.exit_code
     except OSError as error:
         # The system refused (disk full, permissions, a vanished file): say so, no traceback.
-        err_console.print(f"error: {error}", style="bold red", markup=False, highlight=False)
+        err_console.print(
+            f"error: {redact_known(str(error))}", style="bold red", markup=False, highlight=False
+        )
         return STORE_OR_SYSTEM_FAILURE
     return result if isinstance(result, int) else 0

@@ -22,6 +22,7 @@ from evalkit.cli._output import (
 )
 from evalkit.cli.app import CONTEXT, app
 from evalkit.errors import ConfigError, StoreError
+from evalkit.redaction import SecretLogFilter
 
 if TYPE_CHECKING:
     from evalkit.alerts import AlertsConfig, Sink
@@ -95,6 +96,7 @@ def _configure_logging(level: str, output: OutputFormat) -> None:
         formatter = logging.Formatter("%(asctime)sZ %(levelname)s %(name)s: %(message)s")
     formatter.converter = time.gmtime
     handler.setFormatter(formatter)
+    handler.addFilter(SecretLogFilter())
     root = logging.getLogger("evalkit")
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -20,6 +20,7 @@ import numpy.typing as npt
 from evalkit.embedding import ModelFingerprint
 from evalkit.errors import ConfigError
 from evalkit.records import Query, QueryResult, ScoredDoc
+from evalkit.redaction import redact
 
 __all__ = [
     "Retriever",
@@ -130,16 +131,3 @@ def describe_exception(error: BaseException) -> str:
     """``TypeName: message``, so a stored error says what kind of failure it was."""
     text = str(error).strip()
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
-
-
-_REDACTED = "***"
-# Short values (say "1" or "on") are too likely to occur by chance to be masked usefully.
-_MIN_SECRET_LENGTH = 4
-
-
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every occurrence of each secret replaced by ``***``."""
-    for secret in sorted(secrets, key=len, reverse=True):
-        if len(secret) >= _MIN_SECRET_LENGTH:
-            text = text.replace(secret, _REDACTED)
-    return text

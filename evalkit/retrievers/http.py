@@ -32,13 +32,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Self
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import httpx
 
 from evalkit.embedding import ModelFingerprint
 from evalkit.errors import ConfigError, RetrieverError
 from evalkit.records import Query, QueryResult, ScoredDoc
+from evalkit.redaction import mask_url, register_secrets, url_secrets
 from evalkit.retrievers.base import (
     describe_exception,
     elapsed_ms,
@@ -177,16 +178,6 @@ def _retry_after_seconds(response: httpx.Response) -> float | None:
     return max(0.0, (moment - datetime.now(UTC)).total_seconds())
 
 
-def _public_url(url: str) -> str:
-    parts = urlsplit(url)
-    if not (parts.username or parts.password):
-        return url
-    netloc = parts.hostname or ""
-    if parts.port is not None:
-        netloc = f"{netloc}:{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-
-
 class HttpRetriever:
     """A retriever behind an HTTP JSON endpoint (one POST per query, concurrent).
 
@@ -211,7 +202,9 @@ class HttpRetriever:
     ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ConfigError(f"HTTP retriever URL {url!r} must be an http:// or https:// URL")
+            raise ConfigError(
+                f"HTTP retriever URL {mask_url(url)!r} must be an http:// or https:// URL"
+            )
         if timeout <= 0 or retries < 0 or backoff < 0 or concurrency < 1 or max_retry_wait < 0:
             raise ConfigError(
                 "HTTP retriever needs timeout > 0, retries >= 0, backoff >= 0, "
@@ -235,6 +228,10 @@ class HttpRetriever:
         self._secrets = [value for value in self._headers.values() if value]
         if token:
             self._secrets.append(token)
+        # The URL's password and secret query values travel in every request (the password
+        # as a base64 Basic-auth header), and an endpoint may echo them in an error body.
+        self._secrets.extend(url_secrets(url))
+        register_secrets(self._secrets)
         self._client: httpx.Client | None = None
         self._client_lock = threading.Lock()
         self._random = random.Random()
@@ -333,7 +330,7 @@ class HttpRetriever:
         elif not hint and "malformed" in (outcome.result.error or ""):
             hint = f"the endpoint must answer {_EXPECTED_SHAPE}"
         raise RetrieverError(
-            f"HTTP retriever at {_public_url(self._url)} does not answer a probe query: "
+            f"HTTP retriever at {mask_url(self._url)} does not answer a probe query: "
             f"{outcome.result.error}" + (f"; {hint}" if hint else "")
         )
 
@@ -341,7 +338,7 @@ class HttpRetriever:
         """Kind, URL and request settings; header names only, never their values."""
         return {
             "kind": "http",
-            "url": _public_url(self._url),
+            "url": mask_url(self._url),
             "timeout": self._timeout,
             "retries": self._retries,
             "backoff": self._backoff,

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 
 from evalkit.errors import StoreError
+from evalkit.redaction import redact_known
 from evalkit.store._clock import utc_now
 
 if TYPE_CHECKING:
@@ -506,6 +507,7 @@ def record_delivery_attempt(
         state = "abandoned"
     else:
         state = "pending"
+    error = None if error is None else redact_known(error)
     try:
         with store.transaction() as con:
             con.execute(
@@ -653,7 +655,14 @@ def finish_job_run(
     store.execute(
         "UPDATE job_runs SET status = ?, finished_at = ?, run_ids = ?, summary = ?, error = ?"
         " WHERE job_run_id = ?",
-        [status, utc_now(), list(run_ids), _json(dict(summary or {})), error, job_run_id],
+        [
+            status,
+            utc_now(),
+            list(run_ids),
+            _json(dict(summary or {})),
+            None if error is None else redact_known(error),
+            job_run_id,
+        ],
     )
     return get_job_run(store, job_run_id)
 
@@ -687,7 +696,7 @@ def record_job_run(
             finished_at,
             pid,
             host,
-            error,
+            None if error is None else redact_known(error),
         ],
     )
     return get_job_run(store, job_run_id)

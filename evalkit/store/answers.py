@@ -22,6 +22,7 @@ import duckdb
 import pandas as pd
 
 from evalkit.errors import NotFoundError, StoreError
+from evalkit.redaction import redact_known
 from evalkit.store._clock import utc_now
 
 if TYPE_CHECKING:
@@ -153,6 +154,10 @@ CREATE TABLE answer_items (
 """
 
 
+def _masked(text: str | None) -> str | None:
+    return None if text is None else redact_known(text)
+
+
 def new_scoring_id(started_at: datetime) -> str:
     """A scoring id that sorts by start time and is unique: ``ans-20261121T183500-3f9a1c``."""
     return f"ans-{started_at:%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
@@ -194,7 +199,7 @@ def save_answer_scores(
             "prompt_version": [s.prompt_version for s in rows],
             "value": pd.array([s.value for s in rows], dtype="Float64"),
             "unmeasured_reason": [s.unmeasured_reason for s in rows],
-            "detail": [s.detail for s in rows],
+            "detail": [_masked(s.detail) for s in rows],
             "n_repeats": pd.array([s.n_repeats for s in rows], dtype="Int32"),
             "spread": pd.array([s.spread for s in rows], dtype="Float64"),
             "n_claims": pd.array([s.n_claims for s in rows], dtype="Int32"),
@@ -381,7 +386,7 @@ def save_cached_judgments(store: Store, entries: Iterable[tuple[str, CachedJudgm
             "unmeasured_reason": [entry.unmeasured_reason for entry in items.values()],
             "n_claims": pd.array([entry.n_claims for entry in items.values()], dtype="Int32"),
             "n_supported": pd.array([entry.n_supported for entry in items.values()], dtype="Int32"),
-            "detail": [entry.detail for entry in items.values()],
+            "detail": [_masked(entry.detail) for entry in items.values()],
             "created_at": utc_now(),
         }
     )

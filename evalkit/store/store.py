@@ -25,6 +25,7 @@ import pandas as pd
 from evalkit.errors import NotFoundError, StoreError
 from evalkit.goldset.model import Goldset
 from evalkit.records import Judgment, Query, QueryResult
+from evalkit.redaction import redact_known
 from evalkit.store._clock import utc_now
 from evalkit.store.migrations import MIGRATIONS
 
@@ -32,6 +33,10 @@ __all__ = ["GoldsetInfo", "RunRecord", "RunSpec", "RunStatus", "Store", "utc_now
 
 RunStatus = str
 RUN_STATUSES: tuple[RunStatus, ...] = ("running", "complete", "partial", "failed")
+
+
+def _masked(text: str | None) -> str | None:
+    return None if text is None else redact_known(text)
 
 
 def new_run_id(started_at: datetime) -> str:
@@ -417,7 +422,9 @@ class Store:
                         spec.goldset_name,
                         spec.goldset_version,
                         spec.retriever_kind,
-                        json.dumps(dict(spec.retriever_config), sort_keys=True, default=str),
+                        redact_known(
+                            json.dumps(dict(spec.retriever_config), sort_keys=True, default=str)
+                        ),
                         spec.collection,
                         spec.model_name,
                         spec.model_dimension,
@@ -445,7 +452,7 @@ class Store:
                 "run_id": run_id,
                 "query_id": [r.query_id for r in results],
                 "latency_ms": [r.latency_ms for r in results],
-                "error": [r.error for r in results],
+                "error": [None if r.error is None else redact_known(r.error) for r in results],
                 "n_results": pd.array([len(r.docs) for r in results], dtype="int32"),
                 "n_duplicates": pd.array([r.n_duplicates for r in results], dtype="int32"),
             }
@@ -501,7 +508,7 @@ class Store:
                 con.execute(
                     "UPDATE runs SET status = ?, finished_at = ?, n_failed = ?, n_evaluated = ?,"
                     " error = ? WHERE run_id = ?",
-                    [status, utc_now(), n_failed, n_evaluated, error, run_id],
+                    [status, utc_now(), n_failed, n_evaluated, _masked(error), run_id],
                 )
         except duckdb.Error as err:
             raise StoreError(f"cannot finish run {run_id}: {err}") from err
@@ -518,7 +525,7 @@ class Store:
             con.execute(
                 "UPDATE runs SET status = 'failed', finished_at = ?, error = ?, n_failed = ?"
                 " WHERE run_id = ?",
-                [utc_now(), error, failed, run_id],
+                [utc_now(), redact_known(error), failed, run_id],
             )
 
     def fail_running_runs(self, *, note: str) -> list[str]:

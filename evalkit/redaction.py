@@ -1,0 +1,178 @@
+"""Masking of configured secrets in every text evalkit stores, logs or prints.
+
+One redactor for the whole package. Code that holds a secret (the judge's API key, a
+webhook token or HMAC key, an HTTP retriever's header values, the password or a secret
+query parameter in a URL) registers it with ``register_secrets``; every error text is
+passed through ``redact_known`` (or a local ``Redactor``) where it becomes a record, a log
+line or CLI output. Each secret is masked in the forms a server may echo it in: as is,
+URL-encoded, and, for a URL's ``user:password``, in its base64 Basic-auth form.
+
+This module sits at the bottom of the package (it imports nothing from evalkit), so every
+stage may use it.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+from collections.abc import Iterable
+from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlencode, urlsplit, urlunsplit
+
+__all__ = [
+    "MASK",
+    "SECRET_QUERY_PARAMETERS",
+    "Redactor",
+    "SecretLogFilter",
+    "mask_url",
+    "redact",
+    "redact_known",
+    "register_secrets",
+    "secret_forms",
+    "url_secrets",
+]
+
+MASK = "***"
+# Short values (say "1" or "on") are too likely to occur by chance to be masked usefully.
+_MIN_SECRET_LENGTH = 4
+
+#: Query parameter names (compared lowercased, ``-`` read as ``_``) whose values are secrets.
+SECRET_QUERY_PARAMETERS = frozenset(
+    {
+        "api_key",
+        "apikey",
+        "key",
+        "token",
+        "access_token",
+        "auth",
+        "auth_token",
+        "client_secret",
+        "secret",
+        "password",
+        "passwd",
+        "pwd",
+        "sig",
+        "signature",
+        "x_api_key",
+    }
+)
+
+
+def secret_forms(secret: str) -> set[str]:
+    """The secret and the encoded forms a server may echo it in (URL-encoded)."""
+    return {secret, quote(secret, safe=""), quote_plus(secret, safe="")} - {""}
+
+
+def _is_secret_parameter(name: str) -> bool:
+    return name.lower().replace("-", "_") in SECRET_QUERY_PARAMETERS
+
+
+def url_secrets(url: str) -> set[str]:
+    """Every secret a URL carries: its password, secret query values, and their forms.
+
+    The ``user:password`` pair is also given in its base64 Basic-auth form, as HTTP clients
+    send it in an ``Authorization`` header.
+    """
+    parts = urlsplit(url)
+    found: set[str] = set()
+    if parts.password:
+        found |= secret_forms(parts.password)
+        for user, password in {
+            (parts.username or "", parts.password),
+            (unquote(parts.username or ""), unquote(parts.password)),
+        }:
+            found |= secret_forms(unquote(password))
+            pair = f"{user}:{password}".encode()
+            found.add(base64.b64encode(pair).decode("ascii"))
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        if value and _is_secret_parameter(name):
+            found |= secret_forms(value)
+    return found
+
+
+def mask_url(url: str) -> str:
+    """``url`` without its userinfo and with secret query values replaced by ``***``."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if parts.username is not None or parts.password is not None:
+        netloc = parts.hostname or ""
+        if parts.port is not None:
+            netloc = f"{netloc}:{parts.port}"
+    query = parts.query
+    pairs = parse_qsl(query, keep_blank_values=True)
+    if any(_is_secret_parameter(name) for name, _ in pairs):
+        query = urlencode(
+            [(name, MASK if _is_secret_parameter(name) else value) for name, value in pairs],
+            safe="*",
+        )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def redact(text: str, secrets: Iterable[str | None]) -> str:
+    """``text`` with every occurrence of each secret (and its encoded forms) as ``***``."""
+    return Redactor(secrets)(text)
+
+
+class Redactor:
+    """Replaces every given secret, in each of its forms, with ``***``."""
+
+    def __init__(self, secrets: Iterable[str | None]) -> None:
+        forms: set[str] = set()
+        for secret in secrets:
+            if secret and len(secret) >= _MIN_SECRET_LENGTH:
+                forms |= secret_forms(secret)
+        # Longest first, so a secret that contains another is masked whole.
+        self._secrets = sorted(
+            (form for form in forms if len(form) >= _MIN_SECRET_LENGTH), key=len, reverse=True
+        )
+
+    def __call__(self, text: str) -> str:
+        """``text`` with the secrets masked."""
+        for secret in self._secrets:
+            text = text.replace(secret, MASK)
+        return text
+
+
+class _Registry:
+    """The secrets this process holds, and a redactor built over them."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._known: set[str] = set()
+        self.redactor = Redactor(())
+
+    def add(self, secrets: Iterable[str | None]) -> None:
+        new = {secret for secret in secrets if secret and len(secret) >= _MIN_SECRET_LENGTH}
+        with self._lock:
+            if new - self._known:
+                self._known.update(new)
+                self.redactor = Redactor(self._known)
+
+
+_registry = _Registry()
+
+
+def register_secrets(secrets: Iterable[str | None]) -> None:
+    """Remember secrets this process holds, so ``redact_known`` masks them everywhere."""
+    _registry.add(secrets)
+
+
+def redact_known(text: str) -> str:
+    """``text`` with every registered secret masked (used where errors become records)."""
+    return _registry.redactor(text)
+
+
+class SecretLogFilter(logging.Filter):
+    """Masks every registered secret in the log records it sees (attach to a handler)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite the record's message with the secrets masked; never drops a record."""
+        message = record.getMessage()
+        masked = redact_known(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        return True
+
+
+# httpx logs every request URL (query string included) at INFO.
+logging.getLogger("httpx").addFilter(SecretLogFilter())

@@ -1,0 +1,194 @@
+"""Configured secrets never reach the store, the CLI's output or its logs.
+
+A real ``evalkit`` process runs against endpoints on loopback that echo what they were sent
+(the request URL, the ``Authorization`` header) in their error bodies, as some proxies do.
+Afterwards the DuckDB file's raw bytes, every text column of every table and the process's
+output are searched for each secret and for the forms it travels in.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import quote
+
+import duckdb
+import pytest
+from test_run_answers import JUDGMENTS, QUERIES, RESPONSES
+
+from evalkit.redaction import mask_url, redact, url_secrets
+
+URL_PASSWORD = "SECRETPW-url-pass"
+QUERY_KEY = "SECRETKEY-query/key+1"
+JUDGE_KEY = "sk-SECRETJUDGE-0123456789"
+BASIC = base64.b64encode(f"user:{URL_PASSWORD}".encode()).decode()
+FORBIDDEN = [URL_PASSWORD, QUERY_KEY, quote(QUERY_KEY, safe=""), JUDGE_KEY, BASIC, "SECRET"]
+# Under /flaky, the retriever rejects these queries, echoing what it was sent.
+FAILING = {"q2", "q4"}
+
+
+class _EchoingHandler(BaseHTTPRequestHandler):
+    """A retriever under /search (failing some queries under /flaky), a judge under /judge.
+
+    Both echo what they were sent in their error bodies.
+    """
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        auth = self.headers.get("Authorization", "")
+        if self.path.startswith("/judge"):
+            message = f"invalid api key: {auth} (sent to {self.path})"
+            self._reply(401, json.dumps({"error": {"message": message, "type": "auth"}}))
+        elif self.path.startswith("/flaky") and body["query_id"] in FAILING:
+            self._reply(400, f"rejected {self.path} with Authorization: {auth}")
+        else:
+            self._reply(200, json.dumps(RESPONSES.get(body["query_id"], {"results": []})))
+
+    def _reply(self, status: int, text: str) -> None:
+        payload = text.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def echoing_server() -> Iterator[int]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _EchoingHandler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    environment = {
+        **os.environ,
+        "EVALKIT_HOME": str(tmp_path / "home"),
+        "EVALKIT_LOG_LEVEL": "DEBUG",
+        "EVALKIT_TEST_JUDGE_KEY": JUDGE_KEY,
+    }
+    for name in ("EVALKIT_CONFIG", "EVALKIT_STORE_PATH", "EVALKIT_CHROMA_URL"):
+        environment.pop(name, None)
+    folder = tmp_path / "bridges"
+    folder.mkdir()
+    (folder / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in QUERIES))
+    (folder / "judgments.jsonl").write_text(
+        "".join(
+            json.dumps({"query_id": q, "doc_id": d, "relevance": 1}) + "\n" for q, d in JUDGMENTS
+        )
+    )
+    imported = evalkit(environment, "goldset", "import", str(folder), "--name", "bridges")
+    assert imported.returncode == 0, imported.stderr
+    return environment
+
+
+def evalkit(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "evalkit", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def assert_no_secret(home: Path, *outputs: str) -> None:
+    """No secret in the output, in any file under ``home`` or in any stored text."""
+    for output in outputs:
+        for secret in FORBIDDEN:
+            assert secret not in output
+    files = [path for path in home.rglob("*") if path.is_file()]
+    assert any(path.suffix == ".duckdb" for path in files)
+    for path in files:
+        data = path.read_bytes()
+        for secret in FORBIDDEN:
+            assert secret.encode() not in data, f"{secret!r} in {path}"
+    with duckdb.connect(str(home / "evalkit.duckdb"), read_only=True) as connection:
+        columns = connection.execute(
+            "SELECT table_name, column_name FROM information_schema.columns"
+            " WHERE data_type = 'VARCHAR' OR data_type = 'JSON'"
+        ).fetchall()
+        assert ("runs", "retriever_config") in columns
+        for table, column in columns:
+            values = connection.execute(f'SELECT "{column}" FROM "{table}"').fetchall()
+            for (value,) in values:
+                for secret in FORBIDDEN:
+                    assert secret not in str(value), f"{secret!r} in {table}.{column}"
+
+
+def test_retriever_url_credentials_are_masked_everywhere(
+    echoing_server: int, env: dict[str, str]
+) -> None:
+    url = (
+        f"http://user:{URL_PASSWORD}@127.0.0.1:{echoing_server}/flaky"
+        f"?api_key={quote(QUERY_KEY, safe='')}&tenant=acme"
+    )
+    run = evalkit(env, "run", "--goldset", "bridges", "--http-retriever", url, "--k", "5")
+    assert run.returncode == 3, run.stderr
+    home = Path(env["EVALKIT_HOME"])
+    with duckdb.connect(str(home / "evalkit.duckdb"), read_only=True) as connection:
+        status, config = connection.execute(
+            "SELECT status, retriever_config FROM runs"
+        ).fetchone() or (None, "{}")
+        errors = connection.execute(
+            "SELECT error FROM run_queries WHERE error IS NOT NULL ORDER BY query_id"
+        ).fetchall()
+    # The endpoint did echo, and the echo is kept, masked.
+    assert status == "partial"
+    assert len(errors) == len(FAILING)
+    assert all("Authorization: Basic ***" in error and "api_key=" in error for (error,) in errors)
+    assert "api_key=***" in json.loads(config)["url"]
+    assert "tenant=acme" in json.loads(config)["url"]
+    assert_no_secret(home, run.stdout, run.stderr)
+
+
+def test_judge_api_key_echoed_in_an_error_is_masked_everywhere(
+    echoing_server: int, env: dict[str, str]
+) -> None:
+    judge = {
+        "BASE_URL": f"http://127.0.0.1:{echoing_server}/judge/v1",
+        "MODEL": "echo-judge",
+        "API_KEY_ENV": "EVALKIT_TEST_JUDGE_KEY",
+        "TIMEOUT": "5",
+        "MAX_RETRIES": "0",
+        "RETRY_BACKOFF": "0",
+        "ANSWER_RELEVANCY": "false",
+    }
+    env.update({f"EVALKIT_JUDGE_{name}": value for name, value in judge.items()})
+    url = f"http://127.0.0.1:{echoing_server}/search"
+    run = evalkit(env, "run", "--goldset", "bridges", "--http-retriever", url, "--k", "5")
+    assert run.returncode == 0, run.stderr
+    home = Path(env["EVALKIT_HOME"])
+    with duckdb.connect(str(home / "evalkit.duckdb"), read_only=True) as connection:
+        details = connection.execute(
+            "SELECT detail FROM answer_scores WHERE unmeasured_reason = 'judge_error'"
+        ).fetchall()
+    # The judge refused with the key in its body; the stored reason keeps the rest.
+    assert details
+    assert all("invalid api key: Bearer ***" in detail for (detail,) in details)
+    assert_no_secret(home, run.stdout, run.stderr)
+
+
+def test_url_secrets_cover_the_forms_a_url_secret_travels_in() -> None:
+    url = f"https://user:{URL_PASSWORD}@example.test/s?api_key={quote(QUERY_KEY, safe='')}&q=1"
+    secrets = url_secrets(url)
+    text = f"{URL_PASSWORD} {QUERY_KEY} {quote(QUERY_KEY, safe='')} Basic {BASIC} q=1"
+    assert redact(text, secrets) == "*** *** *** Basic *** q=1"
+    assert mask_url(url) == "https://example.test/s?api_key=***&q=1"
