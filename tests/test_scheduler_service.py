@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -495,7 +496,7 @@ cooldown = 0
     for round_ in range(4):
         serve = start_serve(home, f"serve-{round_}")
         serves.append(serve)
-        _sigterm_while_waiting(home, serve, lock_path, f"holder-{round_}")
+        _sigterm_while_waiting(home, serve, retriever, lock_path, f"holder-{round_}")
         with Store.open(home.store, read_only=True) as store:
             job_runs = list_job_runs(store)
             runs = store.list_runs(goldset="gs")
@@ -505,8 +506,14 @@ cooldown = 0
         assert alerts == []
 
 
-def _sigterm_while_waiting(home: Home, serve: Serve, lock_path: Path, name: str) -> None:
-    """Both jobs of ``serve`` wait for a store another process holds; SIGTERM; release."""
+def _sigterm_while_waiting(
+    home: Home, serve: Serve, retriever: FakeRetriever, lock_path: Path, name: str
+) -> None:
+    """Both jobs of ``serve`` wait for a store another process holds; SIGTERM; release.
+
+    The retriever then holds requests past the shutdown grace, so a job that started
+    after the signal would be interrupted (a failed run and a job_failure alert).
+    """
 
     def log() -> str:
         return serve.log.read_text()
@@ -519,6 +526,8 @@ def _sigterm_while_waiting(home: Home, serve: Serve, lock_path: Path, name: str)
     holder, holder_out = _spawn(home, [sys.executable, "-c", HOLDER, str(lock_path)], name)
     try:
         wait_until(lambda: "holding" in holder_out.read_text(), timeout=60, what="holder")
+        retriever.release.clear()
+        retriever.mode = "hold"
         waited = log().count("waiting for the store")
         wait_until(
             lambda: log().count("waiting for the store") >= waited + 2,
@@ -532,5 +541,8 @@ def _sigterm_while_waiting(home: Home, serve: Serve, lock_path: Path, name: str)
     finally:
         holder.kill()
         holder.wait(timeout=30)
+        time.sleep(3.0)
+        retriever.mode = "good"
+        retriever.release.set()
     assert serve.process.wait(timeout=90) == 0, log()
     assert "evalkit serve stopped" in log()
