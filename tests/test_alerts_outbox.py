@@ -7,6 +7,10 @@ alert once it is back, each exactly once and in order.
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -371,3 +375,71 @@ def test_secrets_stay_out_of_the_store_and_the_log(
     for secret in (token, SECRET, header, "header-token"):
         assert secret not in stored
         assert secret not in caplog.text
+
+
+@pytest.fixture
+def hung_receiver() -> Iterator[str]:
+    """A receiver on 127.0.0.1 that accepts connections and never answers."""
+    server = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    done = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not done.is_set():
+            with contextlib.suppress(TimeoutError):
+                held.append(server.accept()[0])
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.getsockname()[1]}/hook"
+    done.set()
+    thread.join(timeout=5)
+    for connection in held:
+        connection.close()
+    server.close()
+
+
+def test_a_hung_webhook_does_not_delay_the_other_sinks(
+    store_path: Path, hung_receiver: str, tmp_path: Path
+) -> None:
+    timeout = 6.0
+    lines = tmp_path / "alerts.jsonl"
+    config = parse_alerts_config(
+        {
+            "alerts": {
+                "sinks": [
+                    {
+                        "name": "a-hook",
+                        "kind": "webhook",
+                        "url": hung_receiver,
+                        "retries": 0,
+                        "timeout": timeout,
+                    },
+                    {"name": "z-file", "kind": "log", "path": str(lines)},
+                ],
+                "rules": [{"name": "flags", "kind": "test_flag", "cooldown": 0}],
+            }
+        },
+        Path("evalkit.toml"),
+    )
+    sinks = build_sinks(config)
+    access = StoreAccess(store_path, wait=30, program="test")
+    FLAGS.update(a=True)
+    with access("evaluate") as store:
+        evaluate_rules(store, config, sinks, now=T0)
+    reports: list[Any] = []
+    began = time.monotonic()
+    delivering = threading.Thread(
+        target=lambda: reports.append(deliver_due(access, sinks, RetryPolicy(), clock=lambda: T0))
+    )
+    delivering.start()
+    while not (lines.exists() and lines.read_text()) and time.monotonic() - began < 3 * timeout:
+        time.sleep(0.05)
+    written_after = time.monotonic() - began
+    delivering.join(timeout=6 * timeout)
+    assert written_after < timeout / 2, f"the log sink waited {written_after:.1f} s"
+    (report,) = reports
+    assert (report.delivered, report.failed) == (1, 1)
+    with access("check") as store:
+        assert outbox_counts(store) == {("z-file", "delivered"): 1, ("a-hook", "pending"): 1}

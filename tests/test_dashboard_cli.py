@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
+import socket
 import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -95,3 +101,66 @@ def test_starts_streamlit_with_the_store_in_its_environment(
     assert started["env"]["EVALKIT_STORE_PATH"] == str((evalkit_home / "evalkit.duckdb").resolve())
     assert "8765" in started["arguments"]
     assert "http://127.0.0.1:8765/" in capsys.readouterr().out
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(child) for child in text.split()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _listening(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+        return True
+    return False
+
+
+@pytest.mark.slow
+def test_sigterm_stops_the_streamlit_child_and_frees_the_port(tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "EVALKIT_HOME": str(tmp_path / "home")}
+    env.pop("EVALKIT_STORE_PATH", None)
+    log = (tmp_path / "dashboard.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "evalkit", "dashboard", "--port", str(port)],
+        env=env,
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    children: list[int] = []
+    try:
+        deadline = time.monotonic() + 120
+        while not _listening(port):
+            assert process.poll() is None, (tmp_path / "dashboard.log").read_text()
+            assert time.monotonic() < deadline, "streamlit did not start listening"
+            time.sleep(0.2)
+        children = _children(process.pid)
+        assert children, "evalkit dashboard runs streamlit as a child process"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+        deadline = time.monotonic() + 5
+        while any(_alive(child) for child in children) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(_alive(child) for child in children), "streamlit was left running"
+        assert not _listening(port)
+    finally:
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGKILL)
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        log.close()

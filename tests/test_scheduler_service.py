@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -446,3 +447,102 @@ kind = "retention"
     assert run.status == "complete"
     with Store.open(home.store, read_only=True) as store:
         assert {info.name for info in store.list_goldsets()} == {"gs", "demo"}
+
+
+HOLDER = (
+    "import sys, time\n"
+    "from pathlib import Path\n"
+    "from evalkit.scheduler import FileLock\n"
+    "lock = FileLock(Path(sys.argv[1]), program='holder')\n"
+    "assert lock.acquire(purpose='holding the store', wait=60)\n"
+    "print('holding', flush=True)\n"
+    "time.sleep(600)\n"
+)
+
+
+def test_sigterm_while_jobs_wait_for_the_store_starts_nothing_and_raises_no_alert(
+    home: Home, retriever: FakeRetriever, serves: list[Serve]
+) -> None:
+    store = Store.open(home.store)
+    store.save_goldset(make_goldset())
+    store.close()
+    jobs = "".join(
+        f"""
+[[jobs]]
+name = "{name}"
+kind = "goldset_replay"
+goldset = "gs"
+http_retriever = "{retriever.url}"
+k = 10
+interval = "1s"
+"""
+        for name in ("replay-a", "replay-b")
+    )
+    home.config.write_text(
+        f"""
+[scheduler]
+health_port = 0
+lock_wait = "120s"
+shutdown_grace = "2s"
+{jobs}
+[[alerts.rules]]
+name = "jobs"
+kind = "job_failure"
+cooldown = 0
+""",
+        encoding="utf-8",
+    )
+    lock_path = home.store.with_name(home.store.name + ".writer.lock")
+    for round_ in range(4):
+        serve = start_serve(home, f"serve-{round_}")
+        serves.append(serve)
+        _sigterm_while_waiting(home, serve, retriever, lock_path, f"holder-{round_}")
+        with Store.open(home.store, read_only=True) as store:
+            job_runs = list_job_runs(store)
+            runs = store.list_runs(goldset="gs")
+            alerts = list_alerts(store)
+        assert {run.status for run in job_runs} == {"succeeded"}, serve.log.read_text()
+        assert {run.status for run in runs} == {"complete"}
+        assert alerts == []
+
+
+def _sigterm_while_waiting(
+    home: Home, serve: Serve, retriever: FakeRetriever, lock_path: Path, name: str
+) -> None:
+    """Both jobs of ``serve`` wait for a store another process holds; SIGTERM; release.
+
+    The retriever then holds requests past the shutdown grace, so a job that started
+    after the signal would be interrupted (a failed run and a job_failure alert).
+    """
+
+    def log() -> str:
+        return serve.log.read_text()
+
+    wait_until(
+        lambda: "job replay-a succeeded" in log() and "job replay-b succeeded" in log(),
+        timeout=120,
+        what="both jobs to run once",
+    )
+    holder, holder_out = _spawn(home, [sys.executable, "-c", HOLDER, str(lock_path)], name)
+    try:
+        wait_until(lambda: "holding" in holder_out.read_text(), timeout=60, what="holder")
+        retriever.release.clear()
+        retriever.mode = "hold"
+        waited = log().count("waiting for the store")
+        wait_until(
+            lambda: log().count("waiting for the store") >= waited + 2,
+            timeout=60,
+            what="both jobs to wait for the store",
+        )
+        assert f"held by pid {holder.pid} (holder: holding the store)" in log()
+        assert f"held by pid {serve.process.pid} " not in log()
+        serve.process.send_signal(signal.SIGTERM)
+        wait_until(lambda: "received SIGTERM" in log(), what="SIGTERM")
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+        time.sleep(3.0)
+        retriever.mode = "good"
+        retriever.release.set()
+    assert serve.process.wait(timeout=90) == 0, log()
+    assert "evalkit serve stopped" in log()

@@ -8,7 +8,9 @@ to a maximum) and is tried again by a later pass, in this process or after a res
 receiver that is down for an hour gets every alert once it is back.
 
 Order: the rows of one sink are sent oldest first and a pass stops at a sink's first
-failure, so a *resolved* notification never overtakes the *firing* one it resolves.
+failure, so a *resolved* notification never overtakes the *firing* one it resolves. Each
+sink is served by its own thread during a pass, so a receiver that hangs until its
+timeout delays only its own rows, never another sink's.
 
 Exactly once: a row is marked delivered in its own transaction right after the sink
 accepted it. Only a crash in the instant between the two can send a row again, and it
@@ -109,40 +111,70 @@ def deliver_due(
     chance = rng or random.Random()
     with session("alerts: reading the outbox") as store:
         due = due_deliveries(store, now=clock(), limit=limit)
-    delivered = failed = abandoned = 0
-    waiting: dict[str, int] = {}
-    errors: dict[str, str] = {}
-    stopped_sinks: set[str] = set()
+    rows: dict[str, list[DueDelivery]] = {}
     for row in due:
-        if stop is not None and stop.is_set():
-            break
-        if row.sink in stopped_sinks:
-            waiting[row.sink] = waiting.get(row.sink, 0) + 1
-            continue
-        sink = sinks.get(row.sink)
+        rows.setdefault(row.sink, []).append(row)
+    # Each sink is served by its own thread, so a receiver that hangs until its timeout
+    # holds up only its own rows; store sessions are taken one at a time.
+    recording = threading.Lock()
+    tallies: dict[str, _Tally] = {name: _Tally() for name in rows}
+
+    def serve_sink(name: str) -> None:
+        tally = tallies[name]
+        sink = sinks.get(name)
         if sink is None:
-            stopped_sinks.add(row.sink)
-            waiting[row.sink] = waiting.get(row.sink, 0) + 1
-            errors[row.sink] = "this sink is no longer configured; its alerts wait for it"
-            _log.warning(
-                "outbox: alert %s waits for sink %r, which is no longer configured",
-                row.alert.alert_id,
-                row.sink,
+            tally.waiting = len(rows[name])
+            tally.error = "this sink is no longer configured; its alerts wait for it"
+            for row in rows[name]:
+                _log.warning(
+                    "outbox: alert %s waits for sink %r, which is no longer configured",
+                    row.alert.alert_id,
+                    name,
+                )
+            return
+        for index, row in enumerate(rows[name]):
+            if stop is not None and stop.is_set():
+                return
+            outcome = _attempt(
+                session, sink, row, policy=policy, clock=clock, rng=chance, recording=recording
             )
-            continue
-        outcome = _attempt(session, sink, row, policy=policy, clock=clock, rng=chance)
-        if outcome == "delivered":
-            delivered += 1
-            continue
-        stopped_sinks.add(row.sink)
-        if outcome == "abandoned":
-            abandoned += 1
-        else:
-            failed += 1
-            waiting[row.sink] = waiting.get(row.sink, 0) + 1
+            if outcome == "delivered":
+                tally.delivered += 1
+                continue
+            if outcome == "abandoned":
+                tally.abandoned += 1
+            else:
+                tally.failed += 1
+                tally.waiting += 1
+            tally.waiting += len(rows[name]) - index - 1
+            return
+
+    threads = [
+        threading.Thread(target=serve_sink, args=(name,), name=f"evalkit-deliver-{name}")
+        for name in rows
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    waiting = {name: tally.waiting for name, tally in tallies.items() if tally.waiting}
+    errors = {name: tally.error for name, tally in tallies.items() if tally.error}
     return DeliveryReport(
-        delivered=delivered, failed=failed, abandoned=abandoned, waiting=waiting, errors=errors
+        delivered=sum(tally.delivered for tally in tallies.values()),
+        failed=sum(tally.failed for tally in tallies.values()),
+        abandoned=sum(tally.abandoned for tally in tallies.values()),
+        waiting=waiting,
+        errors=errors,
     )
+
+
+@dataclass(slots=True)
+class _Tally:
+    delivered: int = 0
+    failed: int = 0
+    abandoned: int = 0
+    waiting: int = 0
+    error: str | None = None
 
 
 def _attempt(
@@ -153,6 +185,7 @@ def _attempt(
     policy: RetryPolicy,
     clock: Callable[[], datetime],
     rng: random.Random,
+    recording: threading.Lock,
 ) -> str:
     alert = Alert.from_stored(row.alert)
     attempted_at = clock()
@@ -160,10 +193,14 @@ def _attempt(
     attempt = row.attempts + 1
     next_at = None
     if not result.ok:
-        next_at = policy.next_attempt(
-            failures=attempt, created_at=row.created_at, now=clock(), rng=rng
-        )
-    with session(f"alerts: recording delivery of {alert.alert_id} to {sink.name}") as store:
+        with recording:  # the random generator is shared between the sinks' threads
+            next_at = policy.next_attempt(
+                failures=attempt, created_at=row.created_at, now=clock(), rng=rng
+            )
+    with (
+        recording,
+        session(f"alerts: recording delivery of {alert.alert_id} to {sink.name}") as store,
+    ):
         record_delivery_attempt(
             store,
             alert_id=alert.alert_id,

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
+from types import FrameType
 from typing import Annotated, Any
 
 import typer
@@ -135,15 +140,46 @@ def dashboard(
     if dry_run:
         return
     process = subprocess.Popen(command, env={**os.environ, STORE_ENV: str(store_path)})
-    try:
-        code = process.wait()
-    except KeyboardInterrupt:
-        process.terminate()
-        try:
-            process.wait(timeout=STOP_SECONDS)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        code = 0
+    code = run_child(process)
     if code:
         raise typer.Exit(code)
+
+
+def run_child(process: subprocess.Popen[bytes]) -> int:
+    """Wait for ``process``, passing SIGTERM and SIGINT on to it; its exit code (0 when it
+    ended because this process was told to stop).
+
+    Without this, SIGTERM ended evalkit and left the child re-parented to PID 1, still
+    serving its port. After a forwarded signal the child gets ``STOP_SECONDS`` to stop,
+    then it is killed.
+    """
+    received: list[int] = []
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signum)
+
+    previous: dict[signal.Signals, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for which in (signal.SIGTERM, signal.SIGINT):
+            previous[which] = signal.signal(which, forward)
+    try:
+        deadline: float | None = None
+        while True:
+            try:
+                code = process.wait(timeout=0.2)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            if received and deadline is None:
+                deadline = time.monotonic() + STOP_SECONDS
+            if deadline is not None and time.monotonic() >= deadline:
+                process.kill()
+                process.wait()
+                code = 0
+                break
+    finally:
+        for stopper, handler in previous.items():
+            signal.signal(stopper, handler)
+    return 0 if received else code

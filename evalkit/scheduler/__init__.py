@@ -35,6 +35,7 @@ from evalkit.scheduler.lock import (
     ServiceInfo,
     StoreAccess,
     StoreBusyError,
+    StoreWaitStoppedError,
     find_service,
     outbox_lock,
 )
@@ -61,6 +62,7 @@ __all__ = [
     "ServiceState",
     "StoreAccess",
     "StoreBusyError",
+    "StoreWaitStoppedError",
     "find_service",
     "load_service_config",
     "outbox_lock",

@@ -27,6 +27,7 @@ import fcntl
 import json
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -47,6 +48,7 @@ __all__ = [
     "ServiceLock",
     "StoreAccess",
     "StoreBusyError",
+    "StoreWaitStoppedError",
     "find_service",
     "outbox_lock",
     "process_alive",
@@ -58,6 +60,10 @@ _REPORT_EVERY = 30.0
 
 class StoreBusyError(StoreError):
     """Another process kept the store for longer than this one was willing to wait."""
+
+
+class StoreWaitStoppedError(StoreError):
+    """The wait for the store was given up because this process is stopping."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,10 +119,12 @@ class FileLock:
         purpose: str,
         wait: float | None,
         on_wait: Callable[[Holder | None], None] | None = None,
+        stop: threading.Event | None = None,
     ) -> bool:
         """Take the lock, waiting up to ``wait`` seconds (None: forever); False on time-out.
 
-        ``on_wait`` is told who holds it when the wait starts, and every 30 s after.
+        ``on_wait`` is told who holds it when the wait starts, and every 30 s after. When
+        ``stop`` is set during the wait, StoreWaitStoppedError is raised.
         """
         if self._fd is not None:
             raise StoreError(f"{self.path} is already held by this object")
@@ -124,6 +132,8 @@ class FileLock:
         next_report = time.monotonic()
         while (fd := self._try()) is None:
             now = time.monotonic()
+            if stop is not None and stop.is_set():
+                raise StoreWaitStoppedError(f"gave up waiting for {self.path}: stopping")
             if deadline is not None and now >= deadline:
                 return False
             if on_wait is not None and now >= next_report:
@@ -185,9 +195,11 @@ class FileLock:
         wait: float | None,
         on_wait: Callable[[Holder | None], None] | None = None,
         busy: Callable[[Holder | None], str] | None = None,
+        stop: threading.Event | None = None,
     ) -> Iterator[None]:
-        """Hold the lock for a block; raises StoreBusyError (``busy``'s message) on time-out."""
-        if not self.acquire(purpose=purpose, wait=wait, on_wait=on_wait):
+        """Hold the lock for a block; raises StoreBusyError (``busy``'s message) on time-out,
+        StoreWaitStoppedError when ``stop`` is set while waiting."""
+        if not self.acquire(purpose=purpose, wait=wait, on_wait=on_wait, stop=stop):
             holder = self.holder()
             message = (
                 busy(holder)
@@ -242,20 +254,26 @@ class StoreAccess:
         self.program = program
         self._on_wait = on_wait
         self.lock_path = _sibling(store_path, ".writer.lock")
+        self._blocked_by: str | None = None
 
     def _tell(self, message: str) -> None:
         if self._on_wait is not None:
             self._on_wait(message)
 
     @contextmanager
-    def writer(self, purpose: str) -> Iterator[Store]:
-        """The store, open for writing, for the duration of the block."""
+    def writer(self, purpose: str, *, stop: threading.Event | None = None) -> Iterator[Store]:
+        """The store, open for writing, for the duration of the block.
+
+        When ``stop`` is set while waiting for the store, StoreWaitStoppedError is raised (the
+        block does not run); once the store is open, ``stop`` no longer matters.
+        """
         deadline = time.monotonic() + self.wait
         lock = FileLock(self.lock_path, program=self.program)
 
         def waiting(holder: Holder | None) -> None:
-            held_by = holder.describe() if holder else "another process"
-            self._tell(f"waiting for the store {self.store_path}: it is held by {held_by}")
+            self._tell(
+                f"waiting for the store {self.store_path}: it is held by {self._held_by(holder)}"
+            )
 
         def busy(holder: Holder | None) -> str:
             held_by = holder.describe() if holder else "another process"
@@ -265,8 +283,11 @@ class StoreAccess:
                 "running jobs)"
             )
 
-        with lock.hold(purpose=purpose, wait=self.wait, on_wait=waiting, busy=busy):
-            store = self._open(deadline)
+        with lock.hold(purpose=purpose, wait=self.wait, on_wait=waiting, busy=busy, stop=stop):
+            try:
+                store = self._open(deadline, stop)
+            finally:
+                self._blocked_by = None
             try:
                 yield store
             finally:
@@ -274,9 +295,26 @@ class StoreAccess:
 
     __call__ = writer
 
-    def _open(self, deadline: float) -> Store:
+    def _held_by(self, holder: Holder | None) -> str:
+        if holder is None:
+            return "another process"
+        if holder.pid != os.getpid() or holder.host != socket.gethostname():
+            return holder.describe()
+        # Another piece of work of this very process has the lock: its pid would only name
+        # the waiter itself, so name that work, and what it is waiting for if it waits.
+        mine = f"this process's {holder.purpose!r} ({holder.program}) since {holder.since}"
+        blocked = self._blocked_by
+        if blocked is not None:
+            return f"another process that has the store open ({blocked}); {mine} waits for it"
+        return mine
+
+    def _open(self, deadline: float, stop: threading.Event | None = None) -> Store:
         told = False
         while True:
+            if stop is not None and stop.is_set():
+                raise StoreWaitStoppedError(
+                    f"gave up waiting for the store {self.store_path}: stopping"
+                )
             try:
                 return Store.open(self.store_path)
             except StoreError as error:
@@ -288,6 +326,7 @@ class StoreAccess:
                         f"for more than {self.wait:g} s ({error.__cause__}); try again when "
                         "it is done"
                     ) from error
+                self._blocked_by = str(error.__cause__)
                 if not told:
                     self._tell(
                         f"waiting for the store {self.store_path}: another process has it "

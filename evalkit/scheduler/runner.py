@@ -9,6 +9,11 @@ that overruns its interval from starting a second copy, whatever triggered it.
 
 If the job cannot even get the store (another process kept it longer than the wait), the
 failure is kept in memory and written with the next session, so nothing is lost.
+
+Once ``closing`` is set (the service is stopping) no job starts: a run that has not
+started yet, including one still waiting for the store, is given up without a trace in
+the store (no job run, so no failure and no alert); it is only logged. A job uses the
+store in the same session that records its start, so "started" means "its work began".
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import os
 import socket
 import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -25,6 +31,7 @@ from typing import TYPE_CHECKING
 from evalkit.errors import EvalkitError, StoreError
 from evalkit.scheduler.config import JobDefinition, ServiceConfig
 from evalkit.scheduler.jobs import JOB_KINDS, JobCancelledError, JobContext, JobOutcome
+from evalkit.scheduler.lock import StoreAccess, StoreWaitStoppedError
 from evalkit.store._clock import utc_now
 from evalkit.store.alerts import StoredJobRun, finish_job_run, record_job_run, start_job_run
 
@@ -78,6 +85,7 @@ class JobRunner:
         self._settings = settings
         self._session = session
         self.cancel = cancel or threading.Event()
+        self.closing = threading.Event()
         self._after_job = after_job
         self._listener = listener or JobListener()
         self._locks = {job.name: threading.Lock() for job in config.jobs}
@@ -100,6 +108,9 @@ class JobRunner:
     def run(self, name: str, *, trigger: str = "schedule") -> StoredJobRun | None:
         """Run job ``name`` now unless it is running already (then return None)."""
         job = self._config.job(name)
+        if self.closing.is_set():
+            _log.info("job %s not started (%s): stopping", name, trigger)
+            return None
         lock = self._locks[name]
         if not lock.acquire(blocking=False):
             _log.warning("job %s is still running: this %s run is skipped", name, trigger)
@@ -136,8 +147,20 @@ class JobRunner:
     def _run(self, job: JobDefinition, trigger: str) -> StoredJobRun | None:
         kind = JOB_KINDS[job.kind]
         began = utc_now()
+        context = JobContext(
+            job=job.name,
+            settings=self._settings,
+            cancel=self.cancel,
+            pinned_runs=self._config.pinned_runs(),
+        )
+        started: StoredJobRun | None = None
+        outcome: JobOutcome | None = None
+        interrupted: BaseException | None = None
         try:
-            with self._session(f"job {job.name}: recording its start") as store:
+            with self._starting(f"job {job.name}") as store:
+                if self.closing.is_set():
+                    _log.info("job %s not started (%s): stopping", job.name, trigger)
+                    return None
                 self.flush_unrecorded(store)
                 started = start_job_run(
                     store,
@@ -148,42 +171,53 @@ class JobRunner:
                     pid=self._pid,
                     host=self._host,
                 )
+                self._listener.started(job.name, started)
+                _log.info("job %s started (%s, %s)", job.name, job.kind, trigger)
+                if kind.uses_store:
+                    outcome, interrupted = self._work(job, replace(context, store=store))
+        except StoreWaitStoppedError:
+            _log.info("job %s not started (%s): stopping", job.name, trigger)
+            return None
         except StoreError as error:
+            if started is not None:
+                outcome = JobOutcome(status="failed", error=str(error))
+                return self._finish(job, started, outcome)
             _log.error("job %s could not start: %s", job.name, error)
             with self._guard:
                 self._unrecorded.append(
                     _Unrecorded(job.name, job.kind, trigger, began, utc_now(), str(error))
                 )
             return None
-        self._listener.started(job.name, started)
-        _log.info("job %s started (%s, %s)", job.name, job.kind, trigger)
-        context = JobContext(
-            job=job.name,
-            settings=self._settings,
-            cancel=self.cancel,
-            pinned_runs=self._config.pinned_runs(),
-        )
-        interrupted: BaseException | None = None
-        try:
-            if kind.uses_store:
-                with self._session(f"job {job.name}") as store:
-                    outcome = kind.run(replace(context, store=store), job.params)
-            else:
-                outcome = kind.run(context, job.params)
-        except JobCancelledError as error:
-            outcome = JobOutcome(status="interrupted", error=str(error))
-        except KeyboardInterrupt as error:
-            outcome = JobOutcome(status="interrupted", error="interrupted by the user (Ctrl-C)")
-            interrupted = error
-        except EvalkitError as error:
-            outcome = JobOutcome(status="failed", error=str(error))
-        except Exception as error:
-            _log.exception("job %s failed unexpectedly", job.name)
-            outcome = JobOutcome(status="failed", error=f"{type(error).__name__}: {error}")
+        assert started is not None  # every path that did not start has returned
+        if outcome is None:
+            outcome, interrupted = self._work(job, context)
         finished = self._finish(job, started, outcome)
         if interrupted is not None:
             raise interrupted
         return finished
+
+    def _starting(self, purpose: str) -> AbstractContextManager[Store]:
+        # The wait for the store is given up when the service starts stopping.
+        if isinstance(self._session, StoreAccess):
+            return self._session.writer(purpose, stop=self.closing)
+        return self._session(purpose)
+
+    def _work(
+        self, job: JobDefinition, context: JobContext
+    ) -> tuple[JobOutcome, BaseException | None]:
+        kind = JOB_KINDS[job.kind]
+        try:
+            return kind.run(context, job.params), None
+        except JobCancelledError as error:
+            return JobOutcome(status="interrupted", error=str(error)), None
+        except KeyboardInterrupt as error:
+            outcome = JobOutcome(status="interrupted", error="interrupted by the user (Ctrl-C)")
+            return outcome, error
+        except EvalkitError as error:
+            return JobOutcome(status="failed", error=str(error)), None
+        except Exception as error:
+            _log.exception("job %s failed unexpectedly", job.name)
+            return JobOutcome(status="failed", error=f"{type(error).__name__}: {error}"), None
 
     def _finish(
         self, job: JobDefinition, started: StoredJobRun, outcome: JobOutcome

@@ -11,9 +11,10 @@ undelivered.
 The service opens the store only for short pieces of work (``StoreAccess``), so CLI
 commands and the read-only dashboard can use it between jobs (``docs/scheduler.md``).
 
-Shutdown (SIGTERM or SIGINT): no new runs start; running jobs get ``shutdown_grace``
-seconds to finish, then are interrupted between batches (their runs are marked failed,
-their job runs ``interrupted``). A second signal interrupts at once.
+Shutdown (SIGTERM or SIGINT): no new runs start, not even one already waiting for the
+store (it is given up, logged, and not recorded, so it raises no alert); running jobs get
+``shutdown_grace`` seconds to finish, then are interrupted between batches (their runs are
+marked failed, their job runs ``interrupted``). A second signal interrupts at once.
 """
 
 from __future__ import annotations
@@ -314,6 +315,7 @@ class SchedulerService:
     def request_stop(self) -> None:
         """Ask the service to stop (what SIGTERM and SIGINT do); a second call interrupts
         running jobs at once."""
+        self.runner.closing.set()
         if self._stop_requested.is_set():
             self.runner.cancel.set()
         self._stop_requested.set()
@@ -322,6 +324,7 @@ class SchedulerService:
         """Stop; returns False when a job could not be stopped (it is left to recovery)."""
         if self.stopping.is_set():
             return True
+        self.runner.closing.set()
         self.stopping.set()
         self.state.stopping = True
         self._wake.set()
