@@ -37,6 +37,14 @@ def render(page: ui.PageContext) -> None:
     if all_runs.empty:
         st.info("No finished run yet: `evalkit run --goldset NAME --collection C` stores one.")
         return
+    finished = set(all_runs["run_id"].astype(str))
+    for param in ("baseline", "candidate"):
+        ui.check_link(
+            f"Run ({param})",
+            param,
+            finished.__contains__,
+            where=" among the finished (complete or partial) runs of this store",
+        )
     wanted = st.query_params.get("candidate") or st.query_params.get("baseline")
     named = all_runs[all_runs["run_id"] == wanted]
     default_goldset = str(named.iloc[0]["goldset_name"]) if not named.empty else None
