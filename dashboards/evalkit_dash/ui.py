@@ -16,7 +16,7 @@ from evalkit_dash import access
 from evalkit_dash.loaders import AREA_HINTS, StoreFacts
 
 __all__ = [
-    "LinkTargetMissing",
+    "MissingLinkTargetError",
     "PageContext",
     "check_link",
     "choose",
@@ -112,7 +112,7 @@ def run_page(
             notices.warning(notice, icon=":material/lock_clock:")
 
 
-class LinkTargetMissing(NotFoundError):
+class MissingLinkTargetError(NotFoundError):
     """A link's query parameter names a goldset, run, query ... that the store does not hold."""
 
 
@@ -126,7 +126,7 @@ def check_link(label: str, param: str, exists: Callable[[str], bool], *, where: 
     wanted = st.query_params.get(param)
     if wanted is None or f"choose-{param}" in st.session_state or exists(wanted):
         return
-    raise LinkTargetMissing(
+    raise MissingLinkTargetError(
         f"{label} {wanted!r} named by this link (?{param}={wanted}) does not exist{where}. "
         "It may have been deleted, or the link was mistyped; nothing else is shown in its "
         f"place. Open the page without ?{param}= to pick another."

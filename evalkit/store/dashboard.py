@@ -25,7 +25,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AREA_TABLES",
-    "plain_frame",
     "FINISHED_STATUSES",
     "RETRIEVER_SQL",
     "aggregates_frame",
@@ -50,6 +49,7 @@ __all__ = [
     "open_alerts_frame",
     "paired_differences_frame",
     "per_query_values",
+    "plain_frame",
     "query_across_runs_frame",
     "query_results_frame",
     "query_texts_frame",
