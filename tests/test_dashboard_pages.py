@@ -411,9 +411,9 @@ def test_every_page_renders_a_store_with_mixed_measure_sets_partial_runs_and_nul
 ) -> None:
     path, runs = mixed
     use_store(path)
-    for page in PAGES:
+    for page, title in PAGES.items():
         app = open_page(page)
-        assert app.title[0].value == PAGES[page]
+        assert app.title[0].value == title
     measures = {name for k in MIXED_CUTOFFS for name in mixed_measures(k)}
     for measure in sorted(measures):
         app = open_page("quality", goldset="demo", measure=measure)
@@ -515,6 +515,7 @@ def test_pickers_still_move_on_after_a_good_link(
     use_store(path)
     app = open_page("query", goldset="demo", run=runs["k100"], query="q02")
     app.selectbox(key="choose-run").select(runs["k10"]).run()
-    assert not app.exception and not app.error
+    assert not app.exception
+    assert not app.error
     assert app.query_params["run"] == runs["k10"]
     assert app.selectbox(key="choose-query").value == "q02"

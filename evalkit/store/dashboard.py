@@ -13,9 +13,9 @@ are there, and callers ask before querying them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -106,7 +106,7 @@ def plain_frame(frame: pd.DataFrame) -> pd.DataFrame:
     run that did not store a measure has no per-query count); every frame the dashboard
     reads goes through here, so no page meets ``pd.NA``.
     """
-    plain: dict[str, object] = {}
+    plain: dict[Hashable, np.ndarray[Any, Any]] = {}
     for column in frame.columns:
         values = frame[column]
         dtype = values.dtype
@@ -114,28 +114,29 @@ def plain_frame(frame: pd.DataFrame) -> pd.DataFrame:
             dtype, pd.DatetimeTZDtype | pd.CategoricalDtype
         ):
             continue
-        missing = values.isna()
+        missing = bool(values.isna().any())
         if pd.api.types.is_bool_dtype(dtype):
-            plain[column] = (
-                values.astype(object).where(~missing, None)
-                if missing.any()
-                else values.to_numpy(dtype=bool)
-            )
+            plain[column] = _objects(values) if missing else values.to_numpy(dtype=bool)
         elif pd.api.types.is_numeric_dtype(dtype):
-            numpy_dtype = getattr(dtype, "numpy_dtype", np.dtype("float64"))
             plain[column] = (
                 values.to_numpy(dtype="float64", na_value=np.nan)
-                if missing.any()
-                else values.to_numpy(dtype=numpy_dtype)
+                if missing
+                else values.to_numpy(dtype=getattr(dtype, "numpy_dtype", "float64"))
             )
         else:
-            plain[column] = values.astype(object).where(~missing, None)
+            plain[column] = _objects(values)
     if not plain:
         return frame
     converted = frame.copy()
-    for column, data in plain.items():
-        converted[column] = data
+    for name, data in plain.items():
+        converted[name] = data
     return converted
+
+
+def _objects(values: pd.Series) -> np.ndarray[Any, Any]:
+    objects = values.astype(object).to_numpy()
+    objects[values.isna().to_numpy()] = None
+    return objects
 
 
 def _frame(store: Store, sql: str, parameters: Sequence[object] = ()) -> pd.DataFrame:
