@@ -16,12 +16,14 @@ from evalkit_dash import access
 from evalkit_dash.loaders import AREA_HINTS, StoreFacts
 
 __all__ = [
+    "LINKS_KEY",
     "MissingLinkTargetError",
     "PageContext",
     "check_link",
     "choose",
     "first_run",
     "fmt",
+    "link_value",
     "missing_area",
     "number_columns",
     "run_page",
@@ -116,15 +118,29 @@ class MissingLinkTargetError(NotFoundError):
     """A link's query parameter names a goldset, run, query ... that the store does not hold."""
 
 
+LINKS_KEY = "_evalkit_links_checked"
+"""Session-state key: the URL parameters already checked as this session's link."""
+
+
+def link_value(param: str) -> str | None:
+    """The URL parameter ``param`` while it is still the link the page was opened with
+    (before ``check_link`` checked it in this session), else None."""
+    if param in st.session_state.get(LINKS_KEY, set()):
+        return None
+    return st.query_params.get(param)
+
+
 def check_link(label: str, param: str, exists: Callable[[str], bool], *, where: str = "") -> None:
     """Refuse a link whose parameter ``param`` names what does not exist.
 
-    Checked while the page is opened from its URL, before its picker was drawn: a stale
-    alert link must not open another run or query under the old address. Once the user
-    works the pickers, a parameter left over from an earlier choice gives way to them.
+    Checked once per session, when the page is opened from its URL: a stale alert link
+    must not open another run or query under the old address. Once the user works the
+    pickers, a parameter left over from an earlier choice gives way to them.
     """
-    wanted = st.query_params.get(param)
-    if wanted is None or f"choose-{param}" in st.session_state or exists(wanted):
+    wanted = link_value(param)
+    checked: set[str] = st.session_state.setdefault(LINKS_KEY, set())
+    if wanted is None or exists(wanted):
+        checked.add(param)
         return
     raise MissingLinkTargetError(
         f"{label} {wanted!r} named by this link (?{param}={wanted}) does not exist{where}. "

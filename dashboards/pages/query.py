@@ -38,7 +38,7 @@ def render(page: ui.PageContext) -> None:
     if queries.empty:
         st.info("No query of this goldset version matches.")
         return
-    wanted = st.query_params.get("query")
+    wanted = ui.link_value("query")
     if wanted is not None and wanted not in set(queries["query_id"].astype(str)):
         # The list holds the first matches only: look the linked query up by itself.
         named = page.load("query_list", goldset_version=version, text=wanted)
