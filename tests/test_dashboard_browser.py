@@ -8,6 +8,7 @@ fails, saying which is missing, where they are not installed (`make browser` ins
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -21,7 +22,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_dashboard_seed import DEGRADED_NDCG, SERIES_A, SeededStore, shared_seeded_store
+from test_dashboard_seed import (
+    DEGRADED_NDCG,
+    SERIES_A,
+    SeededStore,
+    seed_mixed_store,
+    shared_seeded_store,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -63,19 +70,14 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, SeededStore]]:
-    """`evalkit dashboard` serving the seeded store on a free loopback port."""
-    reason = _missing()
-    if reason:
-        pytest.fail(f"{reason}; `make browser` installs Chromium and chromedriver")
-    seeded = shared_seeded_store(tmp_path_factory)
+@contextlib.contextmanager
+def _serving(store: Path, log: Path) -> Iterator[str]:
+    """`evalkit dashboard` serving ``store`` on a free loopback port; yields its URL."""
     port = _free_port()
-    log = tmp_path_factory.mktemp("browser-log") / "dashboard.log"
     with log.open("w", encoding="utf-8") as output:
         server = subprocess.Popen(
             [sys.executable, "-m", "evalkit", "dashboard", "--port", str(port)],
-            env={**os.environ, "EVALKIT_STORE_PATH": str(seeded.path)},
+            env={**os.environ, "EVALKIT_STORE_PATH": str(store)},
             stdout=output,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -92,7 +94,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Seed
             if server.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"the dashboard did not start:\n{log.read_text(encoding='utf-8')}")
             time.sleep(0.3)
-        yield url, seeded
+        yield url
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         try:
@@ -100,6 +102,31 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Seed
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, SeededStore]]:
+    """`evalkit dashboard` serving the seeded store on a free loopback port."""
+    reason = _missing()
+    if reason:
+        pytest.fail(f"{reason}; `make browser` installs Chromium and chromedriver")
+    seeded = shared_seeded_store(tmp_path_factory)
+    log = tmp_path_factory.mktemp("browser-log") / "dashboard.log"
+    with _serving(seeded.path, log) as url:
+        yield url, seeded
+
+
+@pytest.fixture(scope="module")
+def served_mixed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str]]]:
+    """`evalkit dashboard` serving a store whose series changed k and measures, with
+    partial runs and NULL aggregates."""
+    reason = _missing()
+    if reason:
+        pytest.fail(f"{reason}; `make browser` installs Chromium and chromedriver")
+    directory = tmp_path_factory.mktemp("browser-mixed")
+    runs = seed_mixed_store(directory / "evalkit.duckdb")
+    with _serving(directory / "evalkit.duckdb", directory / "dashboard.log") as url:
+        yield url, runs
 
 
 @pytest.fixture(scope="module")
@@ -177,3 +204,65 @@ def test_every_page_renders_its_figures_in_chromium(
             assert f"mini x {SERIES_A}" in body
         browser.save_screenshot(str(SCREENSHOTS / f"{name}.png"))  # type: ignore[attr-defined]
         assert (SCREENSHOTS / f"{name}.png").stat().st_size > 10_000
+
+
+def _settle(driver, url: str) -> str:  # type: ignore[no-untyped-def]
+    """Load ``url``, wait until the script has finished and drawn an alert, a chart or a
+    metric; return the page's text."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get(url)
+
+    def settled(d) -> bool:  # type: ignore[no-untyped-def]
+        running = d.find_elements(By.CSS_SELECTOR, '[data-testid="stStatusWidget"]')
+        shown = d.find_elements(
+            By.CSS_SELECTOR,
+            '[data-testid="stAlert"], [data-testid="stException"], .js-plotly-plot .main-svg',
+        )
+        return not running and bool(shown)
+
+    WebDriverWait(driver, PAGE_SECONDS, poll_frequency=0.25).until(settled)
+    time.sleep(1.0)  # let the last script run settle its URL and elements
+    WebDriverWait(driver, PAGE_SECONDS, poll_frequency=0.25).until(settled)
+    assert not driver.find_elements(By.CSS_SELECTOR, '[data-testid="stException"]')
+    body = str(driver.find_element(By.TAG_NAME, "body").text)
+    assert "Traceback" not in body, body[:2000]
+    assert "NAType" not in body, body[:2000]
+    return body
+
+
+def test_quality_of_a_measure_some_runs_did_not_store_renders_in_chromium(
+    served_mixed: tuple[str, dict[str, str]], browser: object
+) -> None:
+    url, runs = served_mixed
+    body = _settle(browser, f"{url}/quality?goldset=demo&measure=recall%40100")
+    assert "stored no recall@100" in body
+    assert runs["k10"] in body
+    driver = browser
+    assert driver.find_elements("css selector", ".js-plotly-plot .main-svg")  # type: ignore[attr-defined]
+    assert "measure=recall%40100" in driver.current_url  # type: ignore[attr-defined]
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    driver.save_screenshot(str(SCREENSHOTS / "quality-mixed.png"))  # type: ignore[attr-defined]
+
+
+def test_bad_compare_and_query_links_say_they_do_not_exist_in_chromium(
+    served_mixed: tuple[str, dict[str, str]], browser: object
+) -> None:
+    url, runs = served_mixed
+    driver = browser
+    links = {
+        "compare-bad-link": ("compare?baseline=nope&candidate=nope", "baseline=nope"),
+        "query-bad-run": ("query?goldset=demo&run=nope&query=q01", "run=nope"),
+        "query-bad-query": (f"query?goldset=demo&run={runs['k100']}&query=nope", "query=nope"),
+    }
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    for name, (path, param) in links.items():
+        body = _settle(driver, f"{url}/{path}")
+        assert "does not exist" in body, (name, body[:2000])
+        assert param in driver.current_url, (name, driver.current_url)  # type: ignore[attr-defined]
+        assert not driver.find_elements("css selector", '[data-testid="stMetricValue"]')  # type: ignore[attr-defined]
+        assert not driver.find_elements("css selector", '[data-testid="stDataFrame"]')  # type: ignore[attr-defined]
+        for other in runs.values():
+            assert other not in driver.current_url or other == runs["k100"], name  # type: ignore[attr-defined]
+        driver.save_screenshot(str(SCREENSHOTS / f"{name}.png"))  # type: ignore[attr-defined]

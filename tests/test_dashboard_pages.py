@@ -16,12 +16,16 @@ import pytest
 from streamlit.testing.v1 import AppTest
 from test_dashboard_seed import (
     DEGRADED_NDCG,
+    MIXED_CUTOFFS,
+    MIXED_SERIES,
     N_QUERIES,
     SERIES_A,
     SERIES_B,
     SERIES_C,
     SeededStore,
     document_text,
+    mixed_measures,
+    seed_mixed_store,
     seed_store,
     shared_seeded_store,
 )
@@ -54,6 +58,13 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> SeededStore:
 def core(tmp_path_factory: pytest.TempPathFactory) -> SeededStore:
     """A store with goldsets and runs only (no table of the later areas)."""
     return seed_store(tmp_path_factory.mktemp("core") / "evalkit.duckdb", areas=False)
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """A store whose series changed k and measures, with partial runs and NULL values."""
+    path = tmp_path_factory.mktemp("mixed") / "evalkit.duckdb"
+    return path, seed_mixed_store(path)
 
 
 @pytest.fixture
@@ -393,3 +404,118 @@ def test_a_store_held_by_a_writer_is_retried_explained_and_shown_as_last_loaded(
     app = open_page("goldsets")
     assert not app.warning
     assert "other" in set(frame_with(app, "n_relevant")["name"])
+
+
+def test_every_page_renders_a_store_with_mixed_measure_sets_partial_runs_and_nulls(
+    mixed: tuple[Path, dict[str, str]], use_store
+) -> None:
+    path, runs = mixed
+    use_store(path)
+    for page, title in PAGES.items():
+        app = open_page(page)
+        assert app.title[0].value == title
+    measures = {name for k in MIXED_CUTOFFS for name in mixed_measures(k)}
+    for measure in sorted(measures):
+        app = open_page("quality", goldset="demo", measure=measure)
+        assert len(app.get("plotly_chart")) == 1, measure
+        drawn = frame_with(app, "ci_low")
+        assert drawn["value"].notna().all(), measure
+        stored = {runs[f"k{k}"] for k in MIXED_CUTOFFS if measure in mixed_measures(k)}
+        assert stored <= set(drawn["run_id"]), measure
+        assert runs["empty"] not in set(drawn["run_id"]), measure
+    app = open_page("compare", baseline=runs["k10"], candidate=runs["partial"])
+    assert set(frame_with(app, "p_permutation")["measure"]) == {"map"}
+    app = open_page("query", goldset="demo", run=runs["empty"], query="q01")
+    assert frame_with(app, "why").set_index("measure")["value"].isna().all()
+    open_page("query", goldset="demo", run=runs["http"], query="q01")
+    open_page("goldsets")
+
+
+def test_quality_over_time_of_a_measure_only_some_runs_stored(
+    mixed: tuple[Path, dict[str, str]], use_store
+) -> None:
+    # The runs at k = 10, 20 and 50 did not store recall@100: this page crashed on them
+    # with "Type is not JSON serializable: NAType".
+    path, runs = mixed
+    use_store(path)
+    app = open_page("quality", goldset="demo", measure="recall@100")
+    assert len(app.get("plotly_chart")) == 1
+    drawn = frame_with(app, "ci_low").set_index("run_id")
+    assert set(drawn.index) == {runs["k100"], runs["partial"]}
+    assert drawn.loc[runs["partial"], "n"] == 12
+    assert drawn.loc[runs["k100"], "value"] == pytest.approx(1.0)
+    assert metrics(app)[f"{MIXED_SERIES}: latest recall@100"] == ("1.0000", "+0.0000")
+    skipped = next(c.value for c in app.caption if "stored no recall@100" in c.value)
+    for name in ("k10", "k20", "k50", "empty"):
+        assert runs[name] in skipped
+    assert app.query_params["measure"] == "recall@100"
+
+
+def _refused(app: AppTest, param: str, value: str) -> None:
+    """The page says the linked ``value`` does not exist and shows nothing in its place."""
+    assert not app.exception, [e.value for e in app.exception]
+    said = [e.value for e in app.error]
+    assert any("does not exist" in text and f"?{param}={value}" in text for text in said), said
+    assert not app.dataframe
+    assert not app.metric
+    assert not app.get("plotly_chart")
+    assert app.query_params[param] == value
+
+
+def test_a_compare_link_to_runs_that_do_not_exist_is_refused(
+    mixed: tuple[Path, dict[str, str]], use_store
+) -> None:
+    path, runs = mixed
+    use_store(path)
+    app = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    app.query_params["baseline"] = "nope"
+    app.query_params["candidate"] = "nope"
+    app.switch_page("pages/compare.py").run()
+    _refused(app, "baseline", "nope")
+    assert app.query_params["candidate"] == "nope"
+    assert not app.selectbox
+    app = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    app.query_params["baseline"] = runs["k10"]
+    app.query_params["candidate"] = "gone-run"
+    app.switch_page("pages/compare.py").run()
+    _refused(app, "candidate", "gone-run")
+    assert app.query_params["baseline"] == runs["k10"]
+    # A failed run has no metrics to compare: it is not offered in another's place either.
+    app = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    app.query_params["baseline"] = runs["k10"]
+    app.query_params["candidate"] = runs["failed"]
+    app.switch_page("pages/compare.py").run()
+    _refused(app, "candidate", runs["failed"])
+
+
+def test_a_query_link_to_a_run_or_query_that_does_not_exist_is_refused(
+    mixed: tuple[Path, dict[str, str]], use_store
+) -> None:
+    path, runs = mixed
+    use_store(path)
+    for params, param in (
+        ({"goldset": "demo", "run": "nope", "query": "q01"}, "run"),
+        ({"goldset": "demo", "run": runs["k100"], "query": "nope"}, "query"),
+        ({"goldset": "nope", "run": runs["k100"], "query": "q01"}, "goldset"),
+    ):
+        app = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+        for name, value in params.items():
+            app.query_params[name] = value
+        app.switch_page("pages/query.py").run()
+        _refused(app, param, params[param])
+        for name, value in params.items():
+            assert app.query_params[name] == value, (params, name)
+
+
+def test_pickers_still_move_on_after_a_good_link(
+    mixed: tuple[Path, dict[str, str]], use_store
+) -> None:
+    # Only the link is checked: choosing another run leaves the old ?query= behind harmlessly.
+    path, runs = mixed
+    use_store(path)
+    app = open_page("query", goldset="demo", run=runs["k100"], query="q02")
+    app.selectbox(key="choose-run").select(runs["k10"]).run()
+    assert not app.exception
+    assert not app.error
+    assert app.query_params["run"] == runs["k10"]
+    assert app.selectbox(key="choose-query").value == "q02"

@@ -115,13 +115,15 @@ def store_run(
     index_fingerprint: str | None,
     failed: Sequence[str] = (),
     label: str | None = None,
+    k: int = K,
+    measures: Sequence[str] = MEASURES,
 ) -> str:
     """Create, fill, score and finish one run through the Store API; returns its id."""
     spec = RunSpec(
         kind="goldset",
         retriever_kind=retriever_kind,
-        k=K,
-        measures=MEASURES,
+        k=k,
+        measures=tuple(measures),
         evalkit_version="test",
         goldset_name=gold.name,
         goldset_version=gold.version,
@@ -138,7 +140,7 @@ def store_run(
     results = _results(rankings, failed)
     store.add_query_results(run_id, results)
     answered = [r.query_id for r in results if r.ok]
-    evaluation = Evaluator(list(gold.judgments), list(MEASURES)).evaluate(
+    evaluation = Evaluator(list(gold.judgments), list(measures)).evaluate(
         results_frame(results), complete=True, query_ids=answered
     )
     store.finish_run(
@@ -611,3 +613,89 @@ def test_seeded_runs_have_the_hand_computed_figures(seeded: SeededStore) -> None
     assert partial.status == "partial"
     assert partial.n_evaluated == N_QUERIES - 1
     assert failed.status == "failed"
+
+
+MIXED_GOLDSET = "demo"
+MIXED_SERIES = "chroma-embedded:demo"
+MIXED_CUTOFFS = (10, 20, 50, 100)
+
+
+def mixed_measures(k: int) -> tuple[str, ...]:
+    """The measures a run at ``k`` stores: each cutoff its own set, ``map`` in none at 20."""
+    names = (f"ndcg@{k}", f"recall@{k}", f"precision@{k}", "mrr")
+    return names if k == 20 else (*names, "map")
+
+
+def seed_mixed_store(path: Path) -> dict[str, str]:
+    """A store as it looks after changing k and the measures within a series.
+
+    Goldset ``demo``, series ``chroma-embedded:demo``: complete runs at k = 10, 20, 50 and
+    100, each storing its own measure set; a partial run at k = 100 (two failed queries); a
+    partial run whose every query failed (its aggregates stored as NULL); a failed run. A
+    second series behind HTTP has no model or index fingerprint, no label and one run at
+    k = 10 only. Returns the run ids by name (``k10`` ... ``k100``, ``partial``, ``empty``,
+    ``failed``, ``http``).
+    """
+    gold = Goldset.build(
+        MIXED_GOLDSET,
+        goldset(N_QUERIES).queries,
+        goldset(N_QUERIES).judgments,
+        source="tests",
+    )
+    chroma = {"kind": "chroma-embedded", "path": str(path.parent / "chroma"), "collection": "demo"}
+    series = {"retriever_kind": "chroma-embedded", "config": chroma, "collection": "demo"}
+    ids = query_ids()
+    runs: dict[str, str] = {}
+    with Store.open(path) as store:
+        store.save_goldset(gold)
+        for k in MIXED_CUTOFFS:
+            runs[f"k{k}"] = store_run(
+                store,
+                gold,
+                {q: perfect(q) if k != 50 else degraded(q) for q in ids},
+                model_fingerprint="fp-1",
+                index_fingerprint="idx-1",
+                k=k,
+                measures=mixed_measures(k),
+                label=f"k={k}",
+                **series,
+            )
+        runs["partial"] = store_run(
+            store,
+            gold,
+            {q: perfect(q) for q in ids},
+            model_fingerprint="fp-1",
+            index_fingerprint="idx-1",
+            failed=("q13", "q14"),
+            k=100,
+            measures=mixed_measures(100),
+            **series,
+        )
+        spec = store.get_run(runs["partial"]).spec
+        runs["empty"] = store.create_run(spec)
+        store.add_query_results(runs["empty"], _results({q: [] for q in ids}, failed=ids))
+        store.finish_run(
+            runs["empty"],
+            status="partial",
+            per_query=None,
+            aggregates=dict.fromkeys(spec.measures),
+            n_evaluated=0,
+            n_total=len(ids),
+            n_failed=len(ids),
+            error=f"{len(ids)} of {len(ids)} queries failed",
+        )
+        runs["failed"] = store.create_run(spec)
+        store.fail_run(runs["failed"], "RetrieverError: connection refused")
+        runs["http"] = store_run(
+            store,
+            gold,
+            {q: degraded(q) for q in ids},
+            retriever_kind="http",
+            config={"kind": "http", "url": HTTP_URL},
+            collection=None,
+            model_fingerprint=None,  # type: ignore[arg-type]
+            index_fingerprint=None,
+            k=10,
+            measures=mixed_measures(10),
+        )
+    return runs

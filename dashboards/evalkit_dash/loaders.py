@@ -313,7 +313,9 @@ class QualityData:
     ``ci_low``/``ci_high``, the 95 % t-interval of the mean over the run's stored per-query
     values. ``events``: time, retriever, kind (``goldset version``, ``model``, ``index``,
     ``alert``) and a description. ``baselines``: retriever -> baseline run (its oldest
-    complete run, or the one asked for).
+    complete run that stored the measure, or the one asked for). ``without``: the finished
+    runs that stored no value of the measure (another k or measure set, or no query
+    answered): run_id, retriever, started_at, status, k.
     """
 
     goldset: str
@@ -321,6 +323,7 @@ class QualityData:
     points: pd.DataFrame
     events: pd.DataFrame
     baselines: Mapping[str, str]
+    without: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def _t_interval(mean: pd.Series, sd: pd.Series, n: pd.Series) -> tuple[pd.Series, pd.Series]:
@@ -340,7 +343,12 @@ def quality(
 ) -> QualityData:
     """The measure's series per retriever of ``goldset``, its bands, baselines and events."""
     tables = sql.existing_tables(store)
-    points = sql.series_points_frame(store, goldset=goldset, measure=measure)
+    every = sql.series_points_frame(store, goldset=goldset, measure=measure)
+    # Changing k or the measures within a series is ordinary: a run that stored no value of
+    # this measure is listed apart, not drawn as a gap nor picked as a baseline.
+    stored = every["value"].notna()
+    points = every[stored].reset_index(drop=True)
+    without = every.loc[~stored, ["run_id", "retriever", "started_at", "status", "k"]]
     low, high = _t_interval(points["value"], points["sd"], points["n"])
     points = points.assign(ci_low=low, ci_high=high)
     baselines: dict[str, str] = {}
@@ -351,7 +359,7 @@ def quality(
         if not pick.empty:
             baselines[str(retriever)] = str(pick.iloc[0]["run_id"])
     events = []
-    for row in points.itertuples():
+    for row in every.itertuples():
         if row.goldset_changed:
             events.append(
                 (
@@ -382,12 +390,12 @@ def quality(
                     f"{_short(row.index_fingerprint)} (run {row.run_id})",
                 )
             )
-    if _has(tables, "alerts") and not points.empty:
+    if _has(tables, "alerts") and not every.empty:
         fired = sql.alert_events_frame(
             store,
             goldset=goldset,
-            since=pd.Timestamp(points["started_at"].min()).to_pydatetime(),
-            until=pd.Timestamp(points["started_at"].max()).to_pydatetime() + timedelta(days=1),
+            since=pd.Timestamp(every["started_at"].min()).to_pydatetime(),
+            until=pd.Timestamp(every["started_at"].max()).to_pydatetime() + timedelta(days=1),
         )
         for row in fired.itertuples():
             events.append(
@@ -400,6 +408,7 @@ def quality(
         points=points,
         events=event_frame.sort_values("time", kind="stable").reset_index(drop=True),
         baselines=baselines,
+        without=without.sort_values("started_at", ascending=False).reset_index(drop=True),
     )
 
 

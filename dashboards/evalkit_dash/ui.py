@@ -11,15 +11,19 @@ from typing import Any, TypeVar
 import pandas as pd
 import streamlit as st
 
-from evalkit.errors import EvalkitError
+from evalkit.errors import EvalkitError, NotFoundError
 from evalkit_dash import access
 from evalkit_dash.loaders import AREA_HINTS, StoreFacts
 
 __all__ = [
+    "LINKS_KEY",
+    "MissingLinkTargetError",
     "PageContext",
+    "check_link",
     "choose",
     "first_run",
     "fmt",
+    "link_value",
     "missing_area",
     "number_columns",
     "run_page",
@@ -110,6 +114,41 @@ def run_page(
             notices.warning(notice, icon=":material/lock_clock:")
 
 
+class MissingLinkTargetError(NotFoundError):
+    """A link's query parameter names a goldset, run, query ... that the store does not hold."""
+
+
+LINKS_KEY = "_evalkit_links_checked"
+"""Session-state key: the URL parameters already checked as this session's link."""
+
+
+def link_value(param: str) -> str | None:
+    """The URL parameter ``param`` while it is still the link the page was opened with
+    (before ``check_link`` checked it in this session), else None."""
+    if param in st.session_state.get(LINKS_KEY, set()):
+        return None
+    return st.query_params.get(param)
+
+
+def check_link(label: str, param: str, exists: Callable[[str], bool], *, where: str = "") -> None:
+    """Refuse a link whose parameter ``param`` names what does not exist.
+
+    Checked once per session, when the page is opened from its URL: a stale alert link
+    must not open another run or query under the old address. Once the user works the
+    pickers, a parameter left over from an earlier choice gives way to them.
+    """
+    wanted = link_value(param)
+    checked: set[str] = st.session_state.setdefault(LINKS_KEY, set())
+    if wanted is None or exists(wanted):
+        checked.add(param)
+        return
+    raise MissingLinkTargetError(
+        f"{label} {wanted!r} named by this link (?{param}={wanted}) does not exist{where}. "
+        "It may have been deleted, or the link was mistyped; nothing else is shown in its "
+        f"place. Open the page without ?{param}= to pick another."
+    )
+
+
 def choose(
     label: str,
     options: Sequence[T],
@@ -119,13 +158,19 @@ def choose(
     format_func: Callable[[T], str] = str,
     container: Any = None,
     help: str | None = None,
+    where: str = "",
 ) -> T:
     """A select box whose choice follows the URL query parameter ``param`` (so a link, for
-    example from an alert, opens the page on it) and is written back to it."""
+    example from an alert, opens the page on it) and is written back to it.
+
+    A link naming a value not among ``options`` is refused (``check_link``; ``where`` says
+    among what, e.g. " among the finished runs of goldset demo"), never replaced by another.
+    """
     target = container if container is not None else st
     values = list(options)
     wanted = st.query_params.get(param)
     by_text = {str(value): index for index, value in enumerate(values)}
+    check_link(label, param, by_text.__contains__, where=where)
     if wanted is not None and wanted in by_text:
         index = by_text[wanted]
     elif default is not None and default in values:

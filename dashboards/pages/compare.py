@@ -21,11 +21,14 @@ def _run_label(runs: pd.DataFrame) -> dict[str, str]:
 
 
 def _previous(runs: pd.DataFrame, candidate: str) -> str:
-    """The run before ``candidate`` of the same retriever (else the newest other run)."""
+    """The run before ``candidate`` of the same retriever (else the newest other run),
+    among runs that evaluated at least one query (one that evaluated none compares with
+    nothing)."""
     this = runs[runs["run_id"] == candidate].iloc[0]
-    older = runs[(runs["started_at"] < this["started_at"]) & (runs["run_id"] != candidate)]
+    scored = runs[(runs["run_id"] != candidate) & (runs["n_evaluated"].fillna(0) > 0)]
+    older = scored[scored["started_at"] < this["started_at"]]
     same = older[older["retriever"] == this["retriever"]]
-    for pool in (same, older, runs[runs["run_id"] != candidate]):
+    for pool in (same, older, scored):
         if not pool.empty:
             return str(pool.iloc[0]["run_id"])
     return candidate
@@ -37,6 +40,14 @@ def render(page: ui.PageContext) -> None:
     if all_runs.empty:
         st.info("No finished run yet: `evalkit run --goldset NAME --collection C` stores one.")
         return
+    finished = set(all_runs["run_id"].astype(str))
+    for param in ("baseline", "candidate"):
+        ui.check_link(
+            f"Run ({param})",
+            param,
+            finished.__contains__,
+            where=" among the finished (complete or partial) runs of this store",
+        )
     wanted = st.query_params.get("candidate") or st.query_params.get("baseline")
     named = all_runs[all_runs["run_id"] == wanted]
     default_goldset = str(named.iloc[0]["goldset_name"]) if not named.empty else None

@@ -40,6 +40,13 @@ def render(page: ui.PageContext) -> None:
     if data.points.empty:
         st.info(f"No finished run of goldset {goldset} stored {measure}.")
         return
+    if not data.without.empty:
+        st.caption(
+            f"{len(data.without)} finished runs of goldset {goldset} stored no {measure} "
+            "(another k or measure set, or no query answered) and are not drawn: "
+            + ", ".join(f"{row.run_id} (k={row.k})" for row in data.without.head(10).itertuples())
+            + (" ..." if len(data.without) > 10 else "")
+        )
     st.plotly_chart(charts.quality_chart(data.points, data.events, data.baselines, measure=measure))
     st.caption(
         "Bands: 95 % t-interval of the mean over each run's stored per-query values. "

@@ -14,7 +14,9 @@ def render(page: ui.PageContext) -> None:
         ui.missing_area("core")
         return
     top = st.columns(2)
-    goldset = ui.choose("Goldset", page.facts.goldsets, param="goldset", container=top[0])
+    goldset = ui.choose(
+        "Goldset", page.facts.goldsets, param="goldset", container=top[0], where=" in this store"
+    )
     runs: pd.DataFrame = page.load("runs", goldset=goldset)
     if runs.empty:
         st.info(f"No finished run of goldset {goldset} yet: `evalkit run --goldset {goldset} ...`")
@@ -23,7 +25,12 @@ def render(page: ui.PageContext) -> None:
         str(row.run_id): f"{row.run_id}  {row.retriever}  {row.status}" for row in runs.itertuples()
     }
     run_id = ui.choose(
-        "Run", list(labels), param="run", format_func=labels.__getitem__, container=top[1]
+        "Run",
+        list(labels),
+        param="run",
+        format_func=labels.__getitem__,
+        container=top[1],
+        where=f" among the finished runs of goldset {goldset}",
     )
     version = str(runs.loc[runs["run_id"] == run_id, "goldset_version"].iloc[0])
     search = st.text_input("Find a query (id or text)", value=st.query_params.get("q", ""))
@@ -31,12 +38,18 @@ def render(page: ui.PageContext) -> None:
     if queries.empty:
         st.info("No query of this goldset version matches.")
         return
+    wanted = ui.link_value("query")
+    if wanted is not None and wanted not in set(queries["query_id"].astype(str)):
+        # The list holds the first matches only: look the linked query up by itself.
+        named = page.load("query_list", goldset_version=version, text=wanted)
+        queries = pd.concat([queries, named[named["query_id"].astype(str) == wanted]])
     texts = dict(zip(queries["query_id"].astype(str), queries["text"].astype(str), strict=True))
     query_id = ui.choose(
         "Query",
         list(texts),
         param="query",
         format_func=lambda q: f"{q}: {texts[q][:100]}",
+        where=f" in goldset {goldset} (version {version[:12]})",
     )
     retriever = str(runs.loc[runs["run_id"] == run_id, "retriever"].iloc[0])
     with_text = st.toggle(

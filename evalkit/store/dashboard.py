@@ -13,10 +13,11 @@ are there, and callers ask before querying them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
@@ -48,6 +49,7 @@ __all__ = [
     "open_alerts_frame",
     "paired_differences_frame",
     "per_query_values",
+    "plain_frame",
     "query_across_runs_frame",
     "query_results_frame",
     "query_texts_frame",
@@ -94,6 +96,54 @@ RETRIEVER_SQL = (
 """SQL naming a run's retriever (over the ``runs`` columns), as ``evalkit drift precision`` does."""
 
 
+def plain_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with pandas' nullable columns (``Int64``, ``boolean``, ``string``) made
+    plain: numbers as float64 with NaN where missing (int64 when none is), the rest as
+    objects with None where missing.
+
+    DuckDB hands an integer or boolean column holding a NULL to pandas as a nullable
+    column whose gaps are ``pd.NA``, which neither Plotly nor Streamlit can serialise (a
+    run that did not store a measure has no per-query count); every frame the dashboard
+    reads goes through here, so no page meets ``pd.NA``.
+    """
+    plain: dict[Hashable, np.ndarray[Any, Any]] = {}
+    for column in frame.columns:
+        values = frame[column]
+        dtype = values.dtype
+        if not isinstance(dtype, pd.api.extensions.ExtensionDtype) or isinstance(
+            dtype, pd.DatetimeTZDtype | pd.CategoricalDtype
+        ):
+            continue
+        missing = bool(values.isna().any())
+        if pd.api.types.is_bool_dtype(dtype):
+            plain[column] = _objects(values) if missing else values.to_numpy(dtype=bool)
+        elif pd.api.types.is_numeric_dtype(dtype):
+            plain[column] = (
+                values.to_numpy(dtype="float64", na_value=np.nan)
+                if missing
+                else values.to_numpy(dtype=getattr(dtype, "numpy_dtype", "float64"))
+            )
+        else:
+            plain[column] = _objects(values)
+    if not plain:
+        return frame
+    converted = frame.copy()
+    for name, data in plain.items():
+        converted[name] = data
+    return converted
+
+
+def _objects(values: pd.Series) -> np.ndarray[Any, Any]:
+    objects = values.astype(object).to_numpy()
+    objects[values.isna().to_numpy()] = None
+    return objects
+
+
+def _frame(store: Store, sql: str, parameters: Sequence[object] = ()) -> pd.DataFrame:
+    """A query's result as a plain DataFrame (see ``plain_frame``)."""
+    return plain_frame(store.fetch_frame(sql, parameters))
+
+
 def existing_tables(store: Store) -> frozenset[str]:
     """Names of the tables this store holds (areas whose migration ran)."""
     rows = store.fetch("SELECT table_name FROM duckdb_tables()")
@@ -132,7 +182,8 @@ def runs_frame(
     finished_at, k, relevance_threshold, measures, model_name, model_fingerprint,
     index_fingerprint, n_queries, n_evaluated, n_failed, error.
     """
-    return store.fetch_frame(
+    return _frame(
+        store,
         "SELECT run_id, goldset_name, goldset_version, retriever, label, status, started_at,"
         " finished_at, k, relevance_threshold, measures, model_name, model_fingerprint,"
         " index_fingerprint, n_queries, n_evaluated, n_failed, error"
@@ -161,7 +212,8 @@ def series_frame(store: Store) -> pd.DataFrame:
     latest_goldset_version, latest_model_fingerprint, latest_index_fingerprint, n_evaluated,
     baseline_run, baseline_started, newest_run, newest_status, newest_started, newest_error.
     """
-    return store.fetch_frame(
+    return _frame(
+        store,
         f"WITH r AS (SELECT *, {RETRIEVER_SQL} AS retriever FROM runs"
         "  WHERE goldset_name IS NOT NULL),"
         " counts AS (SELECT goldset_name, retriever, count(*) AS n_runs FROM r GROUP BY ALL),"
@@ -196,7 +248,8 @@ def series_frame(store: Store) -> pd.DataFrame:
 
 def aggregates_frame(store: Store, run_ids: Sequence[str]) -> pd.DataFrame:
     """Stored aggregates of these runs, long: run_id, measure, value, n_evaluated, n_total."""
-    return store.fetch_frame(
+    return _frame(
+        store,
         "SELECT run_id, measure, value, n_evaluated, n_total FROM run_aggregates"
         " WHERE run_id IN (SELECT unnest(?::VARCHAR[])) ORDER BY run_id, measure",
         [list(run_ids)],
@@ -205,7 +258,8 @@ def aggregates_frame(store: Store, run_ids: Sequence[str]) -> pd.DataFrame:
 
 def measures_frame(store: Store, *, goldset: str | None = None) -> pd.DataFrame:
     """Measures stored for finished runs (of one goldset), with how many runs have each."""
-    return store.fetch_frame(
+    return _frame(
+        store,
         "SELECT a.measure, count(*) AS n_runs FROM run_aggregates a JOIN runs r USING (run_id)"
         " WHERE (? IS NULL OR r.goldset_name = ?) AND a.value IS NOT NULL"
         " GROUP BY a.measure ORDER BY n_runs DESC, a.measure",
@@ -215,7 +269,8 @@ def measures_frame(store: Store, *, goldset: str | None = None) -> pd.DataFrame:
 
 def per_query_values(store: Store, run_ids: Sequence[str], measure: str) -> pd.DataFrame:
     """Stored per-query values of one measure for these runs: run_id, query_id, value."""
-    return store.fetch_frame(
+    return _frame(
+        store,
         "SELECT run_id, query_id, value FROM query_metrics"
         " WHERE run_id IN (SELECT unnest(?::VARCHAR[])) AND measure = ?"
         " ORDER BY run_id, query_id",
@@ -232,7 +287,8 @@ def paired_differences_frame(
     Columns: baseline_run, candidate_run, n, mean_diff, sd_diff, baseline_mean,
     candidate_mean.
     """
-    return store.fetch_frame(
+    return _frame(
+        store,
         "WITH pairs AS (SELECT unnest(?::VARCHAR[]) AS baseline_run,"
         "  unnest(?::VARCHAR[]) AS candidate_run),"
         " d AS (SELECT p.baseline_run, p.candidate_run, b.value AS before, c.value AS after"
@@ -251,14 +307,16 @@ def series_points_frame(store: Store, *, goldset: str, measure: str) -> pd.DataF
     """Every finished run of a goldset with the measure's mean and per-query spread, plus
     what changed since the previous run of the same retriever.
 
-    Columns: run_id, retriever, label, status, started_at, goldset_version, model_name,
-    model_fingerprint, index_fingerprint, value (the stored aggregate), n, sd (over the
+    Columns: run_id, retriever, label, status, started_at, k, goldset_version, model_name,
+    model_fingerprint, index_fingerprint, value (the stored aggregate; NULL when the run
+    did not store the measure), n, sd (over the
     stored per-query values), goldset_changed, model_changed, index_changed, and the
     previous run's goldset_version, model_fingerprint and index_fingerprint (prev_*).
     """
-    return store.fetch_frame(
+    return _frame(
+        store,
         f"WITH r AS (SELECT run_id, {RETRIEVER_SQL} AS retriever, label, status, started_at,"
-        "  goldset_version, model_name, model_fingerprint, index_fingerprint FROM runs"
+        "  k, goldset_version, model_name, model_fingerprint, index_fingerprint FROM runs"
         "  WHERE goldset_name = ? AND list_contains(?::VARCHAR[], status)),"
         " spread AS (SELECT run_id, count(*) AS n, stddev_samp(value) AS sd FROM query_metrics"
         "  WHERE measure = ? AND run_id IN (SELECT run_id FROM r) GROUP BY run_id),"
@@ -287,7 +345,8 @@ def alert_events_frame(
 ) -> pd.DataFrame:
     """Firing notifications about a goldset (subject ``goldset``, ``goldset/label...`` or
     ``goldset:...``) created in ``[since, until]``: created_at, rule, severity, title."""
-    return store.fetch_frame(
+    return _frame(
+        store,
         "SELECT created_at, rule, severity, subject, title FROM alerts"
         " WHERE status = 'firing' AND created_at BETWEEN ? AND ?"
         " AND (subject = ? OR starts_with(subject, ? || '/') OR starts_with(subject, ? || ':')"
@@ -307,7 +366,8 @@ def search_queries(
 
     Columns: query_id, text, tenant, n_relevant (judged relevant at grade >= 1).
     """
-    return store.fetch_frame(
+    return _frame(
+        store,
         "SELECT q.query_id, q.text, q.tenant,"
         " (SELECT count(*) FROM judgments j WHERE j.goldset_version = q.goldset_version"
         "  AND j.query_id = q.query_id AND j.relevance >= 1) AS n_relevant"
@@ -321,7 +381,8 @@ def search_queries(
 
 def query_texts_frame(store: Store, *, run_id: str) -> pd.DataFrame:
     """The text of every query of a run's goldset version: query_id, text."""
-    return store.fetch_frame(
+    return _frame(
+        store,
         "SELECT q.query_id, q.text FROM goldset_queries q"
         " JOIN runs r ON r.goldset_version = q.goldset_version WHERE r.run_id = ?"
         " ORDER BY q.ordinal",
@@ -331,7 +392,8 @@ def query_texts_frame(store: Store, *, run_id: str) -> pd.DataFrame:
 
 def window_labels_frame(store: Store, *, run_ids: Sequence[str]) -> pd.DataFrame:
     """The window label of each traffic replay run: run_id, window_label."""
-    return store.fetch_frame(
+    return _frame(
+        store,
         "SELECT run_id, window_label FROM traffic_window_summaries"
         " WHERE run_id IN (SELECT unnest(?::VARCHAR[]))",
         [list(run_ids)],
@@ -345,7 +407,8 @@ def query_across_runs_frame(
 
     Columns: run_id, started_at, retriever, measure, value.
     """
-    return store.fetch_frame(
+    return _frame(
+        store,
         f"WITH r AS (SELECT run_id, started_at, {RETRIEVER_SQL} AS retriever FROM runs"
         "  WHERE goldset_name = ? AND list_contains(?::VARCHAR[], status)"
         "  ORDER BY started_at DESC, run_id DESC LIMIT ?)"
@@ -358,7 +421,8 @@ def query_across_runs_frame(
 
 def query_values_frame(store: Store, *, run_id: str, query_id: str) -> pd.DataFrame:
     """One query's stored values in one run: measure, value."""
-    return store.fetch_frame(
+    return _frame(
+        store,
         "SELECT measure, value FROM query_metrics WHERE run_id = ? AND query_id = ?"
         " ORDER BY measure",
         [run_id, query_id],
@@ -370,7 +434,8 @@ def query_results_frame(store: Store, *, run_id: str, query_id: str) -> pd.DataF
 
     Columns: rank, doc_id, score, relevance (None when the document is not judged).
     """
-    return store.fetch_frame(
+    return _frame(
+        store,
         "SELECT rr.rank, rr.doc_id, rr.score, j.relevance FROM run_results rr"
         " JOIN runs r ON r.run_id = rr.run_id"
         " LEFT JOIN judgments j ON j.goldset_version = r.goldset_version"
@@ -382,7 +447,8 @@ def query_results_frame(store: Store, *, run_id: str, query_id: str) -> pd.DataF
 
 def judgments_of_query(store: Store, *, goldset_version: str, query_id: str) -> pd.DataFrame:
     """The judged documents of one query: doc_id, relevance (highest grade first)."""
-    return store.fetch_frame(
+    return _frame(
+        store,
         "SELECT doc_id, relevance FROM judgments WHERE goldset_version = ? AND query_id = ?"
         " ORDER BY relevance DESC, doc_id",
         [goldset_version, query_id],
@@ -397,7 +463,8 @@ def relevant_ranks_frame(
     Columns: run_id, started_at, retriever, doc_id, relevance, rank (None: not retrieved;
     the best rank when the run returned the document more than once).
     """
-    return store.fetch_frame(
+    return _frame(
+        store,
         f"WITH r AS (SELECT run_id, started_at, goldset_version, {RETRIEVER_SQL} AS retriever"
         "  FROM runs WHERE goldset_name = ? AND list_contains(?::VARCHAR[], status)"
         "  ORDER BY started_at DESC, run_id DESC LIMIT ?),"
@@ -422,7 +489,8 @@ def goldset_versions_frame(store: Store) -> pd.DataFrame:
     Columns: name, version, source, imported_at, n_queries, n_judgments, n_relevant
     (judgments at grade >= 1), n_judged_queries, n_queries_without_relevant, n_runs.
     """
-    return store.fetch_frame(
+    return _frame(
+        store,
         "WITH j AS (SELECT goldset_version, count(*) FILTER (WHERE relevance >= 1) AS n_relevant,"
         "  count(DISTINCT query_id) AS n_judged_queries,"
         "  count(DISTINCT query_id) FILTER (WHERE relevance >= 1) AS n_queries_with_relevant"
@@ -447,7 +515,8 @@ def goldset_coverage_frame(store: Store, *, depth: int = 10) -> pd.DataFrame:
     Columns: goldset_name, goldset_version, retriever, run_id, started_at, k, n_top,
     n_top_judged, judged_at_depth, n_retrieved, n_retrieved_judged, judged_at_k.
     """
-    return store.fetch_frame(
+    return _frame(
+        store,
         f"WITH latest AS (SELECT run_id, goldset_name, goldset_version, {RETRIEVER_SQL}"
         "  AS retriever, started_at, k FROM runs"
         "  WHERE goldset_version IS NOT NULL AND list_contains(?::VARCHAR[], status)"
@@ -476,7 +545,8 @@ def drift_checks_frame(
     store: Store, *, stream: str | None = None, limit: int = 5000
 ) -> pd.DataFrame:
     """Stored drift checks (optionally of one stream), oldest first, newest ``limit``."""
-    return store.fetch_frame(
+    return _frame(
+        store,
         "SELECT * FROM (SELECT check_id, created_at, stream, subject, finding, method,"
         " reference, current, n_reference, n_current, statistic, p_value, threshold,"
         " effect_size, is_drift, seed, details, report_path FROM drift_checks"
@@ -496,7 +566,8 @@ def drifting_series_frame(
     precision``), the retriever, its collection or URL, or ``goldset:measure`` (the
     scheduler's metric drift). Columns: goldset_name, retriever, drift.
     """
-    return store.fetch_frame(
+    return _frame(
+        store,
         "WITH newest AS (SELECT stream, subject, finding, method, created_at, is_drift"
         "  FROM drift_checks QUALIFY row_number() OVER (PARTITION BY stream, subject"
         "  ORDER BY created_at DESC, check_id DESC) = 1),"
@@ -515,7 +586,8 @@ def drifting_series_frame(
 
 def window_embeddings_frame(store: Store, *, run_id: str, limit: int = 2000) -> pd.DataFrame:
     """The first ``limit`` stored query embeddings of a traffic replay: query_id, embedding."""
-    return store.fetch_frame(
+    return _frame(
+        store,
         "SELECT query_id, embedding FROM traffic_window_embeddings WHERE run_id = ?"
         " ORDER BY ordinal LIMIT ?",
         [run_id, limit],
@@ -532,7 +604,8 @@ def traffic_record_count(store: Store) -> int:
 
 def traffic_windows_frame(store: Store, *, limit: int = 200) -> pd.DataFrame:
     """The newest replay of each traffic window (newest ``limit`` windows, oldest first)."""
-    return store.fetch_frame(
+    return _frame(
+        store,
         "SELECT * FROM (SELECT run_id, sample_id, window_label, window_start, window_end,"
         " computed_at, k, volume, n_distinct, n_replayed, n_failed, latency_p50, latency_p95,"
         " latency_p99, logged_latency_p50, logged_latency_p95, logged_latency_p99, top1_mean,"
@@ -554,7 +627,8 @@ def traffic_tenants_frame(store: Store, *, run_ids: Sequence[str]) -> pd.DataFra
     Columns: run_id, window_label, tenant, n_replayed, n_failed, low_confidence_share,
     churn, top1_mean, n_compared.
     """
-    return store.fetch_frame(
+    return _frame(
+        store,
         "SELECT q.run_id, w.window_label, coalesce(q.tenant, '(none)') AS tenant,"
         " count(*) AS n_replayed, count(*) FILTER (WHERE q.failed) AS n_failed,"
         " avg(CASE WHEN q.n_results = 0 OR q.top1_score < w.low_confidence_threshold"
@@ -581,7 +655,8 @@ def traffic_volume_frame(
     """
     if not windows:
         return pd.DataFrame(columns=[*_VOLUME_COLUMNS])
-    return store.fetch_frame(
+    return _frame(
+        store,
         "WITH w AS (SELECT unnest(?::VARCHAR[]) AS window_label,"
         "  unnest(?::TIMESTAMP[]) AS window_start, unnest(?::TIMESTAMP[]) AS window_end)"
         " SELECT w.window_label, coalesce(t.tenant, '(none)') AS tenant, count(*) AS records,"
@@ -608,12 +683,13 @@ def answer_series_frame(store: Store) -> pd.DataFrame:
     Columns: scoring_id, run_id, source, started_at, metric, method, judge_model, mean,
     n_measured, n_unmeasured.
     """
-    return store.fetch_frame(
+    return _frame(
+        store,
         "SELECT s.scoring_id, s.run_id, s.source, s.started_at, a.metric, a.method,"
         " coalesce(a.judge_model, '-') AS judge_model, avg(a.value) AS mean,"
         " count(a.value) AS n_measured, count(*) - count(a.value) AS n_unmeasured"
         " FROM answer_scores a JOIN answer_scorings s USING (scoring_id)"
-        " GROUP BY ALL ORDER BY s.started_at, s.scoring_id, a.metric, a.method"
+        " GROUP BY ALL ORDER BY s.started_at, s.scoring_id, a.metric, a.method",
     )
 
 
@@ -625,7 +701,8 @@ def scoring_source(store: Store, *, scoring_id: str) -> str | None:
 
 def unmeasured_frame(store: Store, *, scoring_id: str) -> pd.DataFrame:
     """Unmeasured rows of a scoring by metric, method and reason: metric, method, reason, n."""
-    return store.fetch_frame(
+    return _frame(
+        store,
         "SELECT metric, method, unmeasured_reason AS reason, count(*) AS n FROM answer_scores"
         " WHERE scoring_id = ? AND value IS NULL GROUP BY ALL ORDER BY metric, method, reason",
         [scoring_id],
@@ -654,7 +731,8 @@ def answer_items_frame(
         if with_traffic
         else "coalesce(i.question, q.text) AS question, i.answer, i.contexts"
     )
-    return store.fetch_frame(
+    return _frame(
+        store,
         "SELECT a.item_id, a.method, a.judge_model, a.value, a.n_claims, a.n_supported,"
         f" a.detail, {traffic_columns}"
         " FROM answer_scores a"
@@ -675,7 +753,8 @@ def answer_items_frame(
 def audits_frame(store: Store, *, limit: int = 500) -> pd.DataFrame:
     """Stored audits, newest first: audit_id, collection, started_at, finished_at,
     n_documents, goldset_name, max_severity, n_findings, model_name."""
-    return store.fetch_frame(
+    return _frame(
+        store,
         "SELECT audit_id, collection, started_at, finished_at, n_documents, goldset_name,"
         " max_severity, n_findings, model_name FROM audits"
         " ORDER BY started_at DESC, audit_id DESC LIMIT ?",
@@ -691,7 +770,8 @@ def audit_findings_frame(
     Columns: audit_id, created_at, kind, check_name, severity, message, n_affected,
     doc_ids, clusters, query_ids, value, threshold.
     """
-    return store.fetch_frame(
+    return _frame(
+        store,
         "SELECT audit_id, created_at, kind, check_name, severity, message, n_affected,"
         " doc_ids, clusters, query_ids, value, threshold FROM audit_findings"
         " WHERE audit_id = coalesce(?, (SELECT audit_id FROM audits WHERE collection = ?"
@@ -705,7 +785,8 @@ def audit_measurements_frame(store: Store, *, collection: str) -> pd.DataFrame:
     """Every measurement of every audit of a collection, oldest first: audit_id,
     measured_at, check_name, name, value; plus findings per audit and severity
     (as measurement ``findings:<severity>``)."""
-    return store.fetch_frame(
+    return _frame(
+        store,
         "SELECT audit_id, measured_at, check_name, name, value FROM audit_measurements"
         " WHERE collection = ?"
         " UNION ALL"
@@ -728,7 +809,8 @@ def alerts_frame(
     Columns: alert_id, created_at, fired_at, rule, kind, subject, status, severity, title,
     summary, n_sinks, delivered, pending, abandoned, attempts, last_error.
     """
-    return store.fetch_frame(
+    return _frame(
+        store,
         "WITH o AS (SELECT alert_id, count(*) FILTER (WHERE state = 'delivered') AS delivered,"
         "  count(*) FILTER (WHERE state = 'pending') AS pending,"
         "  count(*) FILTER (WHERE state = 'abandoned') AS abandoned,"
@@ -748,7 +830,8 @@ def alerts_frame(
 def alert_deliveries_frame(store: Store, *, alert_id: str) -> pd.DataFrame:
     """Delivery attempts of one alert, oldest first: sink, attempt, attempted_at,
     duration_ms, ok, status_code, error."""
-    return store.fetch_frame(
+    return _frame(
+        store,
         "SELECT sink, attempt, attempted_at, duration_ms, ok, status_code, error"
         " FROM alert_delivery_attempts WHERE alert_id = ?"
         " ORDER BY attempted_at, sink, attempt",
@@ -761,30 +844,33 @@ def open_alerts_frame(store: Store) -> pd.DataFrame:
 
     Columns: dedup_key, rule, subject, severity, since, last_evaluated_at, title.
     """
-    return store.fetch_frame(
+    return _frame(
+        store,
         "SELECT s.dedup_key, s.rule, s.subject, s.severity, s.since, s.last_evaluated_at,"
         " a.title FROM alert_state s LEFT JOIN alerts a ON a.alert_id = s.last_alert_id"
         " WHERE s.active"
-        " ORDER BY CASE s.severity WHEN 'critical' THEN 0 ELSE 1 END, s.since, s.dedup_key"
+        " ORDER BY CASE s.severity WHEN 'critical' THEN 0 ELSE 1 END, s.since, s.dedup_key",
     )
 
 
 def latest_job_runs_frame(store: Store) -> pd.DataFrame:
     """The newest run of every job: job, kind, trigger, status, started_at, finished_at,
     seconds, n_runs, error."""
-    return store.fetch_frame(
+    return _frame(
+        store,
         "SELECT job, kind, trigger, status, started_at, finished_at,"
         " epoch(finished_at) - epoch(started_at) AS seconds, len(run_ids) AS n_runs, error"
         " FROM job_runs QUALIFY row_number() OVER (PARTITION BY job"
         "  ORDER BY started_at DESC, job_run_id DESC) = 1"
-        " ORDER BY started_at DESC"
+        " ORDER BY started_at DESC",
     )
 
 
 def job_runs_frame(store: Store, *, limit: int = 200) -> pd.DataFrame:
     """Job runs, newest first: job_run_id, job, kind, trigger, status, started_at,
     finished_at, seconds, n_runs, error."""
-    return store.fetch_frame(
+    return _frame(
+        store,
         "SELECT job_run_id, job, kind, trigger, status, started_at, finished_at,"
         " epoch(finished_at) - epoch(started_at) AS seconds, len(run_ids) AS n_runs, error"
         " FROM job_runs ORDER BY started_at DESC, job_run_id DESC LIMIT ?",
