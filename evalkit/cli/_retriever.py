@@ -98,4 +98,5 @@ def build_retriever(
         batch_size=config.query_batch_size,
         where_key=where_key,
         allow_model_mismatch=allow_model_mismatch,
+        defer_model_check=defer_model_check,
     )
