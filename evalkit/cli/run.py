@@ -97,19 +97,24 @@ def run(
         where_key=where_key,
         allow_model_mismatch=allow_model_mismatch,
     )
-    with progress_bar(f"replaying {gold.name}", enabled=output is OutputFormat.table) as bar:
-        outcome = evaluate_goldset(
-            partial(open_store, write=True, purpose="run", config=config),
-            gold,
-            retriever,
-            k=depth,
-            measures=measure,
-            relevance_threshold=config.relevance_threshold,
-            batch_size=config.query_batch_size,
-            label=label,
-            progress=bar,
-            answers=answers,
-        )
+    try:
+        with progress_bar(f"replaying {gold.name}", enabled=output is OutputFormat.table) as bar:
+            outcome = evaluate_goldset(
+                partial(open_store, write=True, purpose="run", config=config),
+                gold,
+                retriever,
+                k=depth,
+                measures=measure,
+                relevance_threshold=config.relevance_threshold,
+                batch_size=config.query_batch_size,
+                label=label,
+                progress=bar,
+                answers=answers,
+            )
+    finally:
+        close = getattr(retriever, "close", None)
+        if callable(close):
+            close()
     data = outcome.run.to_dict()
     data["answers"] = outcome.answers.to_dict(per_item=False) if outcome.answers else None
     if output is OutputFormat.json:
