@@ -31,6 +31,7 @@ __all__ = [
     "CANARY_TEXTS",
     "DEFAULT_MODEL_NAME",
     "Embedder",
+    "LazyEmbedder",
     "ModelFingerprint",
     "default_model_path",
     "load_embedder",
@@ -199,21 +200,64 @@ def _load_cached(path: str, name: str, batch_size: int) -> Embedder:
     return Embedder(model, name=name, batch_size=batch_size)
 
 
+def _model_location(model_path: Path | str | None) -> tuple[Path, str]:
+    if model_path is None:
+        return default_model_path(), DEFAULT_MODEL_NAME
+    path = Path(model_path)
+    return path, path.name
+
+
 def load_embedder(model_path: Path | str | None = None, *, batch_size: int = 64) -> Embedder:
     """Load an embedding model from a local directory (default: the packaged MiniLM).
 
     Models are cached per process, so repeated calls are free. Nothing is ever fetched from
     a hub: a path that is not a local model directory raises EmbeddingError.
     """
-    if model_path is None:
-        path = default_model_path()
-        name = DEFAULT_MODEL_NAME
-    else:
-        path = Path(model_path)
-        name = path.name
+    path, name = _model_location(model_path)
     if not path.is_dir():
         raise EmbeddingError(
             f"embedding model directory {path} does not exist; "
             "set EVALKIT_MODEL_PATH to a local sentence-transformers model directory"
         )
     return _load_cached(str(path.resolve()), name, batch_size)
+
+
+class LazyEmbedder:
+    """An ``Embedder`` that loads its model on first use (embedding, dimension, fingerprint).
+
+    Loading a model takes seconds to tens of seconds (torch, the weights); commands build one
+    of these so that every cheap check (arguments, the store, the retriever's reachability,
+    the collection) reports its error before that time is spent. ``name`` is known without
+    loading. Loading errors are ``load_embedder``'s, raised at first use.
+    """
+
+    def __init__(self, model_path: Path | str | None = None, *, batch_size: int = 64) -> None:
+        self._model_path = model_path
+        self.batch_size = batch_size
+        self.name = DEFAULT_MODEL_NAME if model_path is None else Path(model_path).name
+        self._loaded: Embedder | None = None
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the model has been loaded yet."""
+        return self._loaded is not None
+
+    def load(self) -> Embedder:
+        """The loaded model (loading it now if it was not yet)."""
+        if self._loaded is None:
+            self._loaded = load_embedder(self._model_path, batch_size=self.batch_size)
+        return self._loaded
+
+    @property
+    def dimension(self) -> int:
+        """Length of the vectors the model makes (loads the model)."""
+        return self.load().dimension
+
+    def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        """``Embedder.embed`` (loads the model)."""
+        return self.load().embed(texts)
+
+    @property
+    def fingerprint(self) -> ModelFingerprint:
+        """``Embedder.fingerprint`` (loads the model)."""
+        return self.load().fingerprint

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,7 +23,7 @@ from evalkit.metrics import Evaluator, parse_measures
 from evalkit.records import Query, QueryResult
 from evalkit.replay import ReplayTiming, replay
 from evalkit.retrievers.base import Retriever
-from evalkit.store import RunRecord, RunSpec, Store
+from evalkit.store import RunRecord, RunSpec, Store, utc_now
 
 if TYPE_CHECKING:
     from evalkit.answers import AnswerRecord, AnswerScores, JudgeSettings, OfflineFaithfulness
@@ -32,6 +33,7 @@ __all__ = [
     "DEFAULT_MEASURES",
     "RunOutcome",
     "ScoredRun",
+    "StoreOpener",
     "answer_settings",
     "compare_scored",
     "default_measures",
@@ -94,8 +96,12 @@ def results_frame(results: Sequence[QueryResult]) -> pd.DataFrame:
     )
 
 
+StoreOpener = Callable[[], AbstractContextManager[Store]]
+"""Opens the store for writing for the duration of a block (``StoreAccess.writer``)."""
+
+
 def evaluate_goldset(
-    store: Store,
+    store: Store | StoreOpener,
     goldset: Goldset,
     retriever: Retriever,
     *,
@@ -111,8 +117,14 @@ def evaluate_goldset(
 ) -> RunOutcome:
     """Replay a goldset against a live retriever, score it and store everything.
 
-    The run row is committed as ``running`` before the first query is sent; results are
-    stored batch by batch; metrics and the final status are written in one transaction.
+    Given an open ``store``, the run row is committed as ``running`` before the first query
+    is sent; results are stored batch by batch; metrics and the final status are written in
+    one transaction. Given a ``StoreOpener`` instead, the store is not held during the
+    replay (other writers can work meanwhile): the queries are replayed and scored first,
+    then the store is opened once and the run is recorded, from its ``running`` row to its
+    final status, in one short stretch; a process killed during the replay leaves nothing
+    in the store, and any other crash during it is recorded as a ``failed`` run.
+
     Queries whose retrieval failed are left out of the averages (never scored as zero), and
     the run is ``partial``; the aggregates record how many queries they cover. Any crash
     marks the run ``failed`` and re-raises.
@@ -126,10 +138,123 @@ def evaluate_goldset(
     measure_names = [str(m) for m in parse_measures(list(measures or default_measures(k)))]
     if answers:
         judge_settings = answer_settings(judge_settings)
-    store.save_goldset(goldset)
+    spec = _goldset_run_spec(
+        goldset,
+        retriever,
+        k=k,
+        measure_names=measure_names,
+        relevance_threshold=relevance_threshold,
+        label=label,
+    )
+    timing = ReplayTiming()
+    if isinstance(store, Store):
+        store.save_goldset(goldset)
+        run_id = store.create_run(spec)
+        store_seconds = 0.0
+
+        def store_batch(batch: list[QueryResult]) -> None:
+            nonlocal store_seconds
+            began = time.perf_counter()
+            store.add_query_results(run_id, batch)
+            store_seconds += time.perf_counter() - began
+
+        try:
+            results = replay(
+                goldset.queries,
+                retriever,
+                k=k,
+                batch_size=batch_size,
+                on_batch=store_batch,
+                progress=progress,
+                timing=timing,
+            )
+            metrics_seconds, finish_seconds = _finish_goldset_run(
+                store,
+                run_id,
+                goldset,
+                results,
+                measure_names=measure_names,
+                relevance_threshold=relevance_threshold,
+            )
+        except BaseException as error:
+            # The original error is what the user must see; if the store itself is what
+            # broke, the run simply stays 'running', which never reads as complete.
+            with contextlib.suppress(Exception):
+                store.fail_run(run_id, f"{type(error).__name__}: {error}")
+            raise
+        return _goldset_outcome(
+            store,
+            run_id,
+            goldset,
+            results,
+            timing=timing,
+            seconds_metrics=metrics_seconds,
+            seconds_store=store_seconds + finish_seconds,
+            answers=answers,
+            judge_settings=judge_settings,
+            offline=offline,
+        )
+    started_at = utc_now()
+    try:
+        results = replay(
+            goldset.queries,
+            retriever,
+            k=k,
+            batch_size=batch_size,
+            progress=progress,
+            timing=timing,
+        )
+    except BaseException as error:
+        with contextlib.suppress(Exception), store() as writing:
+            writing.save_goldset(goldset)
+            failed = writing.create_run(spec, started_at=started_at)
+            writing.fail_run(failed, f"{type(error).__name__}: {error}")
+        raise
+    with store() as writing:
+        began = time.perf_counter()
+        writing.save_goldset(goldset)
+        run_id = writing.create_run(spec, started_at=started_at)
+        try:
+            writing.add_query_results(run_id, results)
+            store_seconds = time.perf_counter() - began
+            metrics_seconds, finish_seconds = _finish_goldset_run(
+                writing,
+                run_id,
+                goldset,
+                results,
+                measure_names=measure_names,
+                relevance_threshold=relevance_threshold,
+            )
+        except BaseException as error:
+            with contextlib.suppress(Exception):
+                writing.fail_run(run_id, f"{type(error).__name__}: {error}")
+            raise
+        return _goldset_outcome(
+            writing,
+            run_id,
+            goldset,
+            results,
+            timing=timing,
+            seconds_metrics=metrics_seconds,
+            seconds_store=store_seconds + finish_seconds,
+            answers=answers,
+            judge_settings=judge_settings,
+            offline=offline,
+        )
+
+
+def _goldset_run_spec(
+    goldset: Goldset,
+    retriever: Retriever,
+    *,
+    k: int,
+    measure_names: Sequence[str],
+    relevance_threshold: int,
+    label: str | None,
+) -> RunSpec:
     fingerprint = retriever.model_fingerprint()
     config = retriever.describe()
-    spec = RunSpec(
+    return RunSpec(
         kind="goldset",
         retriever_kind=str(config.get("kind", type(retriever).__name__)),
         k=k,
@@ -147,71 +272,73 @@ def evaluate_goldset(
         label=label,
         n_queries=len(goldset.queries),
     )
-    run_id = store.create_run(spec)
-    timing = ReplayTiming()
-    store_seconds = 0.0
 
-    def store_batch(batch: list[QueryResult]) -> None:
-        nonlocal store_seconds
-        began = time.perf_counter()
-        store.add_query_results(run_id, batch)
-        store_seconds += time.perf_counter() - began
 
-    try:
-        results = replay(
-            goldset.queries,
-            retriever,
-            k=k,
-            batch_size=batch_size,
-            on_batch=store_batch,
-            progress=progress,
-            timing=timing,
-        )
-        began = time.perf_counter()
-        answered = [r.query_id for r in results if r.ok]
-        n_failed = len(results) - len(answered)
-        evaluator = Evaluator(
-            list(goldset.judgments),
-            parse_measures(measure_names),
-            relevance_threshold=relevance_threshold,
-        )
-        judged = {judgment.query_id for judgment in goldset.judgments}
-        evaluated_ids = [query_id for query_id in answered if query_id in judged]
-        evaluation = (
-            evaluator.evaluate(results_frame(results), complete=True, query_ids=evaluated_ids)
-            if answered
+def _finish_goldset_run(
+    store: Store,
+    run_id: str,
+    goldset: Goldset,
+    results: Sequence[QueryResult],
+    *,
+    measure_names: Sequence[str],
+    relevance_threshold: int,
+) -> tuple[float, float]:
+    """Score the replayed results and write the metrics and final status; the seconds
+    spent scoring and writing."""
+    began = time.perf_counter()
+    answered = [r.query_id for r in results if r.ok]
+    n_failed = len(results) - len(answered)
+    evaluator = Evaluator(
+        list(goldset.judgments),
+        parse_measures(list(measure_names)),
+        relevance_threshold=relevance_threshold,
+    )
+    judged = {judgment.query_id for judgment in goldset.judgments}
+    evaluated_ids = [query_id for query_id in answered if query_id in judged]
+    evaluation = (
+        evaluator.evaluate(results_frame(results), complete=True, query_ids=evaluated_ids)
+        if answered
+        else None
+    )
+    metrics_seconds = time.perf_counter() - began
+    if not answered:
+        status = "failed"
+    elif n_failed:
+        status = "partial"
+    else:
+        status = "complete"
+    first_error = next((r.error for r in results if r.error), None)
+    began = time.perf_counter()
+    store.finish_run(
+        run_id,
+        status=status,
+        per_query=evaluation.per_query if evaluation else None,
+        aggregates=evaluation.aggregate if evaluation else {},
+        n_evaluated=evaluation.n_queries if evaluation else 0,
+        n_total=sum(1 for query in goldset.queries if query.id in judged),
+        n_failed=n_failed,
+        error=(
+            f"{n_failed} of {len(results)} queries failed; first: {first_error}"
+            if n_failed
             else None
-        )
-        metrics_seconds = time.perf_counter() - began
-        if not answered:
-            status = "failed"
-        elif n_failed:
-            status = "partial"
-        else:
-            status = "complete"
-        first_error = next((r.error for r in results if r.error), None)
-        began = time.perf_counter()
-        store.finish_run(
-            run_id,
-            status=status,
-            per_query=evaluation.per_query if evaluation else None,
-            aggregates=evaluation.aggregate if evaluation else {},
-            n_evaluated=evaluation.n_queries if evaluation else 0,
-            n_total=sum(1 for query in goldset.queries if query.id in judged),
-            n_failed=n_failed,
-            error=(
-                f"{n_failed} of {len(results)} queries failed; first: {first_error}"
-                if n_failed
-                else None
-            ),
-        )
-        store_seconds += time.perf_counter() - began
-    except BaseException as error:
-        # The original error is what the user must see; if the store itself is what broke,
-        # the run simply stays 'running', which never reads as complete.
-        with contextlib.suppress(Exception):
-            store.fail_run(run_id, f"{type(error).__name__}: {error}")
-        raise
+        ),
+    )
+    return metrics_seconds, time.perf_counter() - began
+
+
+def _goldset_outcome(
+    store: Store,
+    run_id: str,
+    goldset: Goldset,
+    results: Sequence[QueryResult],
+    *,
+    timing: ReplayTiming,
+    seconds_metrics: float,
+    seconds_store: float,
+    answers: bool,
+    judge_settings: JudgeSettings | None,
+    offline: OfflineFaithfulness | None,
+) -> RunOutcome:
     # The run is complete as a retrieval run whatever happens to its answers' scoring.
     began = time.perf_counter()
     scored = (
@@ -224,8 +351,8 @@ def evaluate_goldset(
     return RunOutcome(
         run=store.get_run(run_id),
         timing=timing,
-        seconds_metrics=metrics_seconds,
-        seconds_store=store_seconds,
+        seconds_metrics=seconds_metrics,
+        seconds_store=seconds_store,
         answers=scored,
         seconds_answers=time.perf_counter() - began if scored is not None else 0.0,
     )

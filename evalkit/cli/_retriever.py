@@ -50,8 +50,16 @@ def build_retriever(
     http_url: str | None,
     where_key: str | None = None,
     allow_model_mismatch: bool = False,
+    defer_model_check: bool = False,
 ) -> Retriever:
-    """The retriever the options name: a Chroma collection (server or embedded) or HTTP."""
+    """The retriever the options name: a Chroma collection (server or embedded) or HTTP.
+
+    Checks cost in the order they are made: the options, then reaching the endpoint (an
+    HTTP probe query, the Chroma server or store), then the collection, and only then the
+    embedding model is loaded, to compare it with the one the collection was built with.
+    With ``defer_model_check`` a Chroma retriever leaves even that to ``verify_model()``
+    (or its first query), for callers that have cheaper checks of their own to make first.
+    """
     if http_url and (collection or chroma_url):
         raise ConfigError("give either --http-retriever or --collection/--chroma-url, not both")
     if http_url:
@@ -68,10 +76,10 @@ def build_retriever(
         return endpoint
     if not collection:
         raise ConfigError("name the retriever: --collection NAME or --http-retriever URL")
-    from evalkit.embedding import load_embedder
+    from evalkit.embedding import LazyEmbedder
     from evalkit.retrievers.chroma import ChromaRetriever
 
-    embedder = load_embedder(config.model_path, batch_size=config.embed_batch_size)
+    embedder = LazyEmbedder(config.model_path, batch_size=config.embed_batch_size)
     url = chroma_url or config.chroma_url
     if url:
         return ChromaRetriever.server(
@@ -81,6 +89,7 @@ def build_retriever(
             batch_size=config.query_batch_size,
             where_key=where_key,
             allow_model_mismatch=allow_model_mismatch,
+            defer_model_check=defer_model_check,
         )
     return ChromaRetriever.embedded(
         config.resolved_chroma_path,
@@ -89,4 +98,5 @@ def build_retriever(
         batch_size=config.query_batch_size,
         where_key=where_key,
         allow_model_mismatch=allow_model_mismatch,
+        defer_model_check=defer_model_check,
     )

@@ -85,7 +85,7 @@ def audit(
     --goldset demo --fail-on critical --format json
     """
     from evalkit.audit import CHECK_NAMES, AuditConfig, run_audit
-    from evalkit.embedding import load_embedder
+    from evalkit.embedding import LazyEmbedder
     from evalkit.retrievers.chroma import get_collection, open_chroma_client
     from evalkit.store.audit import latest_measurements, save_audit
 
@@ -99,7 +99,9 @@ def audit(
         relevance_threshold=config.relevance_threshold,
         seed=seed,
     )
-    embedder = load_embedder(config.model_path, batch_size=config.embed_batch_size)
+    # Loaded when a check first needs it: the store, the goldset and the collection are
+    # checked before that.
+    embedder = LazyEmbedder(config.model_path, batch_size=config.embed_batch_size)
     url = chroma_url or config.chroma_url
     client = open_chroma_client(path=None if url else config.resolved_chroma_path, url=url)
     location = url or str(config.resolved_chroma_path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated
 
 import typer
@@ -73,9 +74,10 @@ def run(
     """Replay a goldset against the live retriever, score it and store the run.
 
     A query the retriever fails on is recorded with its error and left out of the averages;
-    the run is then stored as partial and the command exits 3. When the retriever returns
-    generated answers (an HTTP endpoint's "answer", with the passages as results' "text"),
-    their faithfulness is scored too, unless --no-answers.
+    the run is then stored as partial and the command exits 3. The store is held only while
+    the goldset is read and while the finished run is written, not during the replay. When
+    the retriever returns generated answers (an HTTP endpoint's "answer", with the passages
+    as results' "text"), their faithfulness is scored too, unless --no-answers.
 
     Example: evalkit run --goldset demo --collection demo --k 100 --format json
     """
@@ -83,19 +85,22 @@ def run(
 
     config = settings()
     depth = k or config.k
+    # The store is held only to read the goldset and, after the replay, to record the run:
+    # other writers (a goldset import, a scheduled job) need not wait for the replay.
     with open_store(write=True, purpose="run", config=config) as store:
         gold = store.load_goldset(goldset, goldset_version)
-        retriever = build_retriever(
-            config,
-            collection=collection,
-            chroma_url=chroma_url,
-            http_url=http_retriever,
-            where_key=where_key,
-            allow_model_mismatch=allow_model_mismatch,
-        )
+    retriever = build_retriever(
+        config,
+        collection=collection,
+        chroma_url=chroma_url,
+        http_url=http_retriever,
+        where_key=where_key,
+        allow_model_mismatch=allow_model_mismatch,
+    )
+    try:
         with progress_bar(f"replaying {gold.name}", enabled=output is OutputFormat.table) as bar:
             outcome = evaluate_goldset(
-                store,
+                partial(open_store, write=True, purpose="run", config=config),
                 gold,
                 retriever,
                 k=depth,
@@ -106,6 +111,10 @@ def run(
                 progress=bar,
                 answers=answers,
             )
+    finally:
+        close = getattr(retriever, "close", None)
+        if callable(close):
+            close()
     data = outcome.run.to_dict()
     data["answers"] = outcome.answers.to_dict(per_item=False) if outcome.answers else None
     if output is OutputFormat.json:

@@ -279,9 +279,9 @@ def replay(
         judge_settings = answer_settings()
     embedder = None
     if embed_sample > 0:
-        from evalkit.embedding import load_embedder
+        from evalkit.embedding import LazyEmbedder
 
-        embedder = load_embedder(config.model_path, batch_size=config.embed_batch_size)
+        embedder = LazyEmbedder(config.model_path, batch_size=config.embed_batch_size)
     with open_store(write=True, purpose="traffic replay", config=config) as store:
         if sample_id is not None:
             chosen = sample_id
@@ -303,6 +303,7 @@ def replay(
             http_url=http_retriever,
             where_key=where_key,
             allow_model_mismatch=allow_model_mismatch,
+            defer_model_check=True,
         )
         with progress_bar("replaying traffic", enabled=output is OutputFormat.table) as bar:
             outcome = replay_sample(

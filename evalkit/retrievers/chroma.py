@@ -322,7 +322,10 @@ class ChromaRetriever:
     batch's wall time (embedding included).
 
     Raises ``RetrieverError`` when the collection was indexed with another embedding model
-    (unless ``allow_model_mismatch=True``) or with vectors of another dimension.
+    (unless ``allow_model_mismatch=True``) or with vectors of another dimension. That check
+    needs the query model's fingerprint, so it loads the model; with
+    ``defer_model_check=True`` it waits for ``verify_model()`` (or the first ``retrieve``),
+    so that cheaper checks can report their errors first.
     """
 
     def __init__(
@@ -334,6 +337,7 @@ class ChromaRetriever:
         where_key: str | None = None,
         allow_model_mismatch: bool = False,
         location: ChromaLocation | None = None,
+        defer_model_check: bool = False,
     ) -> None:
         if batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
@@ -355,7 +359,10 @@ class ChromaRetriever:
             )
         self._space = space
         self._score = SCORE_FROM_DISTANCE[space]
-        self._check_model(allow_model_mismatch=allow_model_mismatch)
+        self._allow_model_mismatch = allow_model_mismatch
+        self._model_checked = False
+        if not defer_model_check:
+            self.verify_model()
 
     @classmethod
     def embedded(
@@ -367,6 +374,7 @@ class ChromaRetriever:
         batch_size: int = 64,
         where_key: str | None = None,
         allow_model_mismatch: bool = False,
+        defer_model_check: bool = False,
     ) -> ChromaRetriever:
         """Query collection ``collection_name`` of the embedded Chroma store at ``path``."""
         client = open_chroma_client(path=path)
@@ -378,6 +386,7 @@ class ChromaRetriever:
             batch_size=batch_size,
             where_key=where_key,
             allow_model_mismatch=allow_model_mismatch,
+            defer_model_check=defer_model_check,
         )
 
     @classmethod
@@ -391,6 +400,7 @@ class ChromaRetriever:
         where_key: str | None = None,
         allow_model_mismatch: bool = False,
         headers: Mapping[str, str] | None = None,
+        defer_model_check: bool = False,
     ) -> ChromaRetriever:
         """Query collection ``collection_name`` of the Chroma server at ``url``."""
         client = open_chroma_client(url=url, headers=headers)
@@ -402,6 +412,7 @@ class ChromaRetriever:
             batch_size=batch_size,
             where_key=where_key,
             allow_model_mismatch=allow_model_mismatch,
+            defer_model_check=defer_model_check,
         )
 
     @classmethod
@@ -415,6 +426,7 @@ class ChromaRetriever:
         batch_size: int,
         where_key: str | None,
         allow_model_mismatch: bool,
+        defer_model_check: bool,
     ) -> ChromaRetriever:
         try:
             retriever = cls(
@@ -424,12 +436,22 @@ class ChromaRetriever:
                 where_key=where_key,
                 allow_model_mismatch=allow_model_mismatch,
                 location=location,
+                defer_model_check=defer_model_check,
             )
         except BaseException:
             close_client(client)
             raise
         retriever._owned_client = client
         return retriever
+
+    def verify_model(self) -> None:
+        """Refuse a collection built with another embedding model (loads the query model).
+
+        Runs once; ``RetrieverError`` says which models differ and what to do.
+        """
+        if not self._model_checked:
+            self._check_model(allow_model_mismatch=self._allow_model_mismatch)
+            self._model_checked = True
 
     def _check_model(self, *, allow_model_mismatch: bool) -> None:
         current = self._embedder.fingerprint
@@ -464,6 +486,7 @@ class ChromaRetriever:
     def retrieve(self, queries: Sequence[Query], k: int) -> list[QueryResult]:
         """Return the top ``k`` documents of every query, one result per query, in order."""
         validate_k(k)
+        self.verify_model()
         by_position: dict[int, QueryResult] = {}
         for where, positions in self._groups(queries):
             for start in range(0, len(positions), self._batch_size):

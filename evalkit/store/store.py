@@ -402,10 +402,14 @@ class Store:
 
     # -- runs ---------------------------------------------------------------------------
 
-    def create_run(self, spec: RunSpec) -> str:
-        """Record a new run as ``running`` and return its id (committed at once)."""
+    def create_run(self, spec: RunSpec, *, started_at: datetime | None = None) -> str:
+        """Record a new run as ``running`` and return its id (committed at once).
+
+        ``started_at`` (UTC, naive) defaults to now; a run replayed before it is recorded
+        gives the time its replay began.
+        """
         self._require_writable()
-        started_at = utc_now()
+        started_at = started_at or utc_now()
         run_id = new_run_id(started_at)
         try:
             with self.transaction() as con:

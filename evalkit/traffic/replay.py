@@ -142,6 +142,11 @@ def replay_sample(
             "key holding the tenant (--where-key), or replay without tenant isolation on "
             "purpose (--no-tenant-isolation) for a single-tenant index."
         )
+    # A retriever that left its embedding-model check for later (it loads the model) makes
+    # it now, after the cheap refusals above and before a run is recorded.
+    verify_model = getattr(retriever, "verify_model", None)
+    if callable(verify_model):
+        verify_model()
     fingerprint = retriever.model_fingerprint()
     spec = RunSpec(
         kind="traffic",

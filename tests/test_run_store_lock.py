@@ -1,0 +1,233 @@
+"""`evalkit run` holds the store's writer lock only to read the goldset and record the run.
+
+Real processes throughout: `evalkit run` replays against an HTTP retriever on 127.0.0.1 that
+holds every goldset query until the test lets it answer, so the run is provably mid-replay
+while another real `evalkit` process writes the store.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from evalkit.errors import RetrieverError
+from evalkit.goldset import load_goldset
+from evalkit.pipeline import evaluate_goldset
+from evalkit.records import Query, QueryResult
+from evalkit.scheduler.lock import FileLock, StoreAccess
+from evalkit.store import Store
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
+# Generous: only bounds how long a broken test can hang, never what it asserts.
+PATIENCE = 120.0
+
+
+class HeldEndpoint:
+    """An HTTP retriever endpoint that answers the probe at once and holds every goldset
+    query until ``release`` is set; ``replaying`` is set when the first one arrives."""
+
+    def __init__(self) -> None:
+        self.replaying = threading.Event()
+        self.release = threading.Event()
+        endpoint = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if body["query_id"] != "evalkit-check":
+                    endpoint.replaying.set()
+                    endpoint.release.wait(PATIENCE)
+                payload = json.dumps({"results": [{"id": "a", "score": 0.9}]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/search"
+
+
+@pytest.fixture
+def endpoint() -> Iterator[HeldEndpoint]:
+    held = HeldEndpoint()
+    thread = threading.Thread(target=held.server.serve_forever, daemon=True)
+    thread.start()
+    yield held
+    held.release.set()
+    held.server.shutdown()
+    held.server.server_close()
+
+
+def write_goldset(folder: Path, n: int = 3) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "queries.jsonl").write_text(
+        "".join(json.dumps({"id": f"q{i}", "text": f"question {i}"}) + "\n" for i in range(n))
+    )
+    (folder / "judgments.jsonl").write_text(
+        "".join(
+            json.dumps({"query_id": f"q{i}", "doc_id": "a", "relevance": 1}) + "\n"
+            for i in range(n)
+        )
+    )
+    return folder
+
+
+class Evalkit:
+    """``python -m evalkit`` processes sharing one EVALKIT_HOME."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.store = root / "home" / "evalkit.duckdb"
+        self.env = {
+            **os.environ,
+            "EVALKIT_HOME": str(root / "home"),
+            "EVALKIT_HTTP_TIMEOUT": str(PATIENCE),
+            # A writer that had to wait for the whole replay gives up and fails instead.
+            "EVALKIT_STORE_WAIT": "5",
+            "PYTHONPATH": str(REPO),
+        }
+        for name in ("EVALKIT_CONFIG", "EVALKIT_CHROMA_URL", "EVALKIT_STORE_PATH"):
+            self.env.pop(name, None)
+
+    def start(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "evalkit", *args],
+            cwd=self.root,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def __call__(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "evalkit", *args],
+            cwd=self.root,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=PATIENCE,
+            check=False,
+        )
+
+    def statuses(self) -> list[str]:
+        with Store.open(self.store, read_only=True) as store:
+            return [run.status for run in store.list_runs()]
+
+
+@pytest.fixture
+def evalkit(tmp_path: Path) -> Evalkit:
+    tool = Evalkit(tmp_path)
+    imported = tool("goldset", "import", str(write_goldset(tmp_path / "gold")), "--name", "g")
+    assert imported.returncode == 0, imported.stderr
+    return tool
+
+
+def test_a_goldset_import_beside_a_replaying_run_does_not_wait_for_it(
+    evalkit: Evalkit, endpoint: HeldEndpoint, tmp_path: Path
+) -> None:
+    run = evalkit.start(
+        "run",
+        "--goldset",
+        "g",
+        "--http-retriever",
+        endpoint.url,
+        "--no-answers",
+        "--format",
+        "json",
+    )
+    try:
+        assert endpoint.replaying.wait(PATIENCE), run.stderr
+        other = write_goldset(tmp_path / "other", n=2)
+        imported = evalkit("goldset", "import", str(other), "--name", "other")
+        assert imported.returncode == 0, imported.stderr
+        assert run.poll() is None, "the run must still be replaying"
+    finally:
+        endpoint.release.set()
+        out, err = run.communicate(timeout=PATIENCE)
+    assert run.returncode == 0, err
+    stored = json.loads(out)
+    assert stored["status"] == "complete"
+    assert stored["n_evaluated"] == 3
+    assert stored["aggregates"]["recall@10"] == 1.0
+    assert evalkit.statuses() == ["complete"]
+    listed = evalkit("goldset", "list", "--format", "json")
+    assert {entry["name"] for entry in json.loads(listed.stdout)} == {"g", "other"}
+
+
+def test_a_run_killed_mid_replay_leaves_no_run_running(
+    evalkit: Evalkit, endpoint: HeldEndpoint, tmp_path: Path
+) -> None:
+    run = evalkit.start("run", "--goldset", "g", "--http-retriever", endpoint.url, "--no-answers")
+    try:
+        assert endpoint.replaying.wait(PATIENCE), run.stderr
+        os.kill(run.pid, signal.SIGKILL)
+    finally:
+        run.communicate(timeout=PATIENCE)
+    assert run.returncode == -signal.SIGKILL
+    imported = evalkit("goldset", "import", str(write_goldset(tmp_path / "next")), "--name", "n")
+    assert imported.returncode == 0, imported.stderr
+    assert "running" not in evalkit.statuses()
+
+
+class _Interrupted:
+    """A retriever whose replay is interrupted (Ctrl-C) at its first query."""
+
+    def retrieve(self, queries: Sequence[Query], k: int) -> list[QueryResult]:
+        raise KeyboardInterrupt
+
+    def describe(self) -> dict[str, str]:
+        return {"kind": "interrupted"}
+
+    def index_fingerprint(self) -> None:
+        return None
+
+    def model_fingerprint(self) -> None:
+        return None
+
+
+class _Failing(_Interrupted):
+    def retrieve(self, queries: Sequence[Query], k: int) -> list[QueryResult]:
+        raise RetrieverError("the index is gone")
+
+
+def test_an_interrupted_replay_outside_the_lock_is_stored_as_a_failed_run(
+    tmp_path: Path,
+) -> None:
+    goldset = load_goldset(write_goldset(tmp_path / "gold"), name="g")
+    access = StoreAccess(tmp_path / "evalkit.duckdb", wait=5, program="test")
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_goldset(lambda: access.writer("run"), goldset, _Interrupted(), k=10, answers=False)
+    with Store.open(access.store_path, read_only=True) as store:
+        [run] = store.list_runs()
+    assert run.status == "failed"
+    assert run.error == "KeyboardInterrupt: "
+    assert run.spec.goldset_version == goldset.version
+    assert not FileLock(access.lock_path, program="probe").is_held()
+
+
+def test_a_failing_retriever_outside_the_lock_gives_a_failed_run(tmp_path: Path) -> None:
+    goldset = load_goldset(write_goldset(tmp_path / "gold"), name="g")
+    access = StoreAccess(tmp_path / "evalkit.duckdb", wait=5, program="test")
+    outcome = evaluate_goldset(
+        lambda: access.writer("run"), goldset, _Failing(), k=10, answers=False
+    )
+    assert outcome.run.status == "failed"
+    assert outcome.run.n_failed == 3
+    with Store.open(access.store_path, read_only=True) as store:
+        assert store.run_queries(outcome.run.run_id)["error"].notna().all()
