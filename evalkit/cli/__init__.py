@@ -2,7 +2,8 @@
 
 The library raises EvalkitError subclasses; only this module turns them into exit codes:
 0 success, 2 bad input or usage, 3 retriever or store failure (commands may define more,
-such as the gate's 1 regression and 4 inconclusive).
+such as the gate's 1 regression and 4 inconclusive). docs/cli.md lists every command's
+codes; a test keeps that table and the registered commands in step.
 """
 
 from __future__ import annotations
