@@ -46,26 +46,9 @@ class InputError(EvalkitError):
     """A user-supplied file or value is malformed.
 
     ``path``, ``line`` (1-based) and ``field`` say where, when known; ``str(error)``
-    always starts with that location so a person can jump straight to it.
+    always starts with that location so a person can jump straight to it. A file with
+    several bad lines raises one error whose ``problems`` lists each of them.
     """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        path: str | None = None,
-        line: int | None = None,
-        field: str | None = None,
-    ) -> None:
-        self.path = path
-        self.line = line
-        self.field = field
-        self.detail = message
-        super().__init__(_locate(message, path=path, line=line, field=field))
-
-
-class GoldsetError(InputError):
-    """A golden set is invalid; ``problems`` lists every problem found, not just the first."""
 
     def __init__(
         self,
@@ -77,7 +60,15 @@ class GoldsetError(InputError):
         problems: list[InputError] | None = None,
     ) -> None:
         self.problems: list[InputError] = problems or []
-        super().__init__(message, path=path, line=line, field=field)
+        self.path = path
+        self.line = line
+        self.field = field
+        self.detail = message
+        super().__init__(_locate(message, path=path, line=line, field=field))
+
+
+class GoldsetError(InputError):
+    """A golden set is invalid; ``problems`` lists every problem found, not just the first."""
 
 
 class MeasureError(InputError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import sys
@@ -102,6 +103,37 @@ def test_slack_body(receiver: Receiver) -> None:
     assert "*p_value*\n0.0004" in fields
     assert "`q07` 0.3000 -> 0.1000" in firing["blocks"][2]["text"]["text"]
     assert slack_body(make_alert()) == firing
+
+
+def test_slack_body_keeps_within_block_kit_limits(receiver: Receiver) -> None:
+    long_summary = "recall@10 fell on " + ", ".join(f"query-{n:05d}" for n in range(600))
+    alert = dataclasses.replace(
+        make_alert(),
+        summary=long_summary,
+        evidence={
+            **EVIDENCE,
+            "status": "s" * 2500,
+            "worst_queries": [
+                {"query_id": "q" * 900, "baseline": 0.3, "candidate": 0.1} for _ in range(5)
+            ],
+        },
+        links={f"link{n}": "evalkit runs show " + "r" * 400 for n in range(10)},
+    )
+    sink = WebhookSink(name="chat", url=receiver.url, body_format="slack", sleep=no_sleep)
+    assert sink.send(alert).ok
+    (request,) = receiver.all()
+    body = request.payload
+    assert len(long_summary) > 3000
+    headline, fields, worst, context = body["blocks"]
+    assert len(headline["text"]["text"]) <= 3000
+    assert headline["text"]["text"].endswith("…")
+    assert headline["text"]["text"].startswith("*:red_circle: [FIRING] precision@10 dropped")
+    assert len(fields["fields"]) <= 10
+    assert all(len(field["text"]) <= 2000 for field in fields["fields"])
+    assert "*status*\n" + "s" * 100 in {field["text"][:109] for field in fields["fields"]}
+    assert len(worst["text"]["text"]) <= 3000
+    assert all(len(element["text"]) <= 3000 for element in context["elements"])
+    assert long_summary in body["text"]
 
 
 def test_webhook_retries_5xx_with_growing_jittered_waits(receiver: Receiver) -> None:

@@ -62,6 +62,13 @@ _SLACK_FIELDS = (
     "threshold",
     "status",
 )
+# Block Kit's limits (https://api.slack.com/reference/block-kit/blocks): Slack rejects the
+# whole message with invalid_blocks when one is exceeded, so the alert would never arrive.
+SLACK_SECTION_TEXT_LIMIT = 3000
+SLACK_FIELD_TEXT_LIMIT = 2000
+SLACK_MAX_FIELDS = 10
+SLACK_CONTEXT_TEXT_LIMIT = 3000
+_ELLIPSIS = "…"
 
 
 def _time(moment: Any) -> str:
@@ -95,20 +102,37 @@ def _cell(value: object) -> str:
     return str(value)
 
 
+def _clip(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters, marked with an ellipsis when cut."""
+    return text if len(text) <= limit else text[: limit - len(_ELLIPSIS)] + _ELLIPSIS
+
+
+def _mrkdwn(text: str, limit: int) -> dict[str, str]:
+    return {"type": "mrkdwn", "text": _clip(text, limit)}
+
+
 def slack_body(alert: Alert) -> dict[str, Any]:
-    """A Slack incoming-webhook body (``text`` plus Block Kit ``blocks``) for an alert."""
+    """A Slack incoming-webhook body (``text`` plus Block Kit ``blocks``) for an alert.
+
+    Every text stays within Block Kit's limits (section text 3,000 characters, at most 10
+    fields of 2,000 each, context text 3,000); longer texts are cut and end in an ellipsis.
+    The full summary is still in ``text``, which Slack shows in notifications.
+    """
     mark = {
         (AlertStatus.firing, Severity.critical): ":red_circle:",
         (AlertStatus.firing, Severity.warning): ":large_orange_circle:",
     }.get((alert.status, alert.severity), ":white_check_mark:")
     headline = f"{mark} [{alert.status.value.upper()}] {alert.title}"
     fields = [
-        {"type": "mrkdwn", "text": f"*{name}*\n{_cell(alert.evidence[name])}"}
+        _mrkdwn(f"*{name}*\n{_cell(alert.evidence[name])}", SLACK_FIELD_TEXT_LIMIT)
         for name in _SLACK_FIELDS
         if alert.evidence.get(name) is not None
-    ][:10]
+    ][:SLACK_MAX_FIELDS]
     blocks: list[dict[str, Any]] = [
-        {"type": "section", "text": {"type": "mrkdwn", "text": f"*{headline}*\n{alert.summary}"}}
+        {
+            "type": "section",
+            "text": _mrkdwn(f"*{headline}*\n{alert.summary}", SLACK_SECTION_TEXT_LIMIT),
+        }
     ]
     if fields:
         blocks.append({"type": "section", "fields": fields})
@@ -122,7 +146,7 @@ def slack_body(alert: Alert) -> dict[str, Any]:
         blocks.append(
             {
                 "type": "section",
-                "text": {"type": "mrkdwn", "text": "*worst queries*\n" + "\n".join(lines)},
+                "text": _mrkdwn("*worst queries*\n" + "\n".join(lines), SLACK_SECTION_TEXT_LIMIT),
             }
         )
     context = [f"rule `{alert.rule}`", f"severity {alert.severity.value}", alert.dedup_key]
@@ -130,7 +154,7 @@ def slack_body(alert: Alert) -> dict[str, Any]:
     blocks.append(
         {
             "type": "context",
-            "elements": [{"type": "mrkdwn", "text": " | ".join(context)[:2900]}],
+            "elements": [_mrkdwn(" | ".join(context), SLACK_CONTEXT_TEXT_LIMIT)],
         }
     )
     return {"text": f"{headline}: {alert.summary}", "blocks": blocks}

@@ -14,7 +14,7 @@ Accepted fields (unknown fields are rejected, so a misspelt field is caught earl
 ``reference_context_ids``  optional list of reference context ids
 
 The alternative names are ragas' own, so a ragas evaluation dataset reads unchanged.
-Every problem is reported with its file, line and field.
+Every problem is reported with its file, line and field, every bad line at once.
 """
 
 from __future__ import annotations
@@ -27,7 +27,10 @@ from typing import Any
 from evalkit.answers.records import AnswerRecord
 from evalkit.errors import InputError
 
-__all__ = ["ANSWER_FIELDS", "parse_answer_record", "read_answer_records"]
+__all__ = ["ANSWER_FIELDS", "MAX_LISTED_PROBLEMS", "parse_answer_record", "read_answer_records"]
+
+MAX_LISTED_PROBLEMS = 1000
+"""Bad lines listed in the error (message and ``problems``); more are only counted."""
 
 ANSWER_FIELDS: Mapping[str, tuple[str, ...]] = {
     "id": ("id", "query_id"),
@@ -140,29 +143,61 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
 
 
 def read_answer_records(path: Path | str) -> list[AnswerRecord]:
-    """Every record of a JSONL file; blank lines are skipped, ids must be unique."""
+    """Every record of a JSONL file; blank lines are skipped, ids must be unique.
+
+    Every line is checked before anything is returned: when any is bad, one ``InputError``
+    lists every bad line with its field (in its message and in ``problems``, up to
+    ``MAX_LISTED_PROBLEMS``), so a file is fixed in one pass.
+    """
     path = Path(path)
     records: list[AnswerRecord] = []
+    problems: list[InputError] = []
     first_line: dict[str, int] = {}
     for number, raw in _lines(path):
         if not raw.strip():
             continue
         try:
-            data = json.loads(raw)
-        except json.JSONDecodeError as error:
-            raise InputError(
-                f"not valid JSON: {error.msg} (column {error.colno})", path=str(path), line=number
-            ) from error
-        record = parse_answer_record(data, path=str(path), line=number)
+            record = _parse_line(raw, path=str(path), line=number)
+        except InputError as problem:
+            problems.append(problem)
+            continue
         if record.id in first_line:
-            raise InputError(
-                f"duplicate id {record.id!r} (first on line {first_line[record.id]})",
-                path=str(path),
-                line=number,
-                field="id",
+            problems.append(
+                InputError(
+                    f"duplicate id {record.id!r} (first on line {first_line[record.id]})",
+                    path=str(path),
+                    line=number,
+                    field="id",
+                )
             )
+            continue
         first_line[record.id] = number
         records.append(record)
+    if problems:
+        raise _invalid_file(path, problems)
     if not records:
         raise InputError("holds no record (expected one JSON object per line)", path=str(path))
     return records
+
+
+def _parse_line(raw: str, *, path: str, line: int) -> AnswerRecord:
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as error:
+        raise InputError(
+            f"not valid JSON: {error.msg} (column {error.colno})", path=path, line=line
+        ) from error
+    return parse_answer_record(data, path=path, line=line)
+
+
+def _invalid_file(path: Path, problems: list[InputError]) -> InputError:
+    """One error for a file with bad lines: a count, then each bad line."""
+    if len(problems) == 1:
+        return problems[0]
+    listed = problems[:MAX_LISTED_PROBLEMS]
+    lines = [f"{len(problems)} bad lines; nothing was scored or stored:"]
+    lines.extend(f"  {problem}" for problem in listed)
+    if len(problems) > len(listed):
+        lines.append(f"  ... and {len(problems) - len(listed)} more")
+    lines.append("Fix them and score the file again.")
+    return InputError("\n".join(lines), path=str(path), problems=listed)

@@ -2,15 +2,18 @@
 
 The library raises EvalkitError subclasses; only this module turns them into exit codes:
 0 success, 2 bad input or usage, 3 retriever or store failure (commands may define more,
-such as the gate's 1 regression and 4 inconclusive).
+such as the gate's 1 regression and 4 inconclusive). docs/cli.md lists every command's
+codes; a test keeps that table and the registered commands in step.
 """
 
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 import typer.exceptions
+import typer.main
 from typer._click import exceptions as _typer_click
 
 from evalkit.cli import (  # noqa: F401  (registers the commands)
@@ -27,7 +30,7 @@ from evalkit.cli import (  # noqa: F401  (registers the commands)
     serve,
     traffic,
 )
-from evalkit.cli._output import err_console
+from evalkit.cli._output import OutputFormat, emit_json, err_console
 from evalkit.cli.app import app
 from evalkit.errors import EvalkitError
 from evalkit.redaction import redact_known
@@ -49,24 +52,80 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def invoke(argv: list[str] | None = None) -> int:
-    """Run the CLI and return its exit code instead of exiting."""
+    """Run the CLI and return its exit code instead of exiting.
+
+    A failure prints its message on stderr; when the command was asked for JSON output it
+    also prints ``{"error": {"type", "message", "exit_code"[, "problems"]}}`` on stdout, so
+    a script that parses stdout gets JSON either way.
+    """
+    args = sys.argv[1:] if argv is None else list(argv)
     try:
-        result = app(args=argv, standalone_mode=False, prog_name="evalkit")
+        result = app(args=args, standalone_mode=False, prog_name="evalkit")
     except _ABORTS:
         err_console.print("aborted")
         return 130
     except _USAGE_ERRORS as error:
         error.show()
-        return USAGE_ERROR
+        return _json_error(args, "UsageError", error.format_message(), USAGE_ERROR)
     except EvalkitError as error:
-        err_console.print(
-            f"error: {redact_known(str(error))}", style="bold red", markup=False, highlight=False
-        )
-        return error.exit_code
+        message = redact_known(str(error))
+        err_console.print(f"error: {message}", style="bold red", markup=False, highlight=False)
+        problems = [
+            {"path": p.path, "line": p.line, "field": p.field, "message": redact_known(p.detail)}
+            for p in getattr(error, "problems", [])
+        ]
+        return _json_error(args, type(error).__name__, message, error.exit_code, problems)
     except OSError as error:
         # The system refused (disk full, permissions, a vanished file): say so, no traceback.
-        err_console.print(
-            f"error: {redact_known(str(error))}", style="bold red", markup=False, highlight=False
-        )
-        return STORE_OR_SYSTEM_FAILURE
+        message = redact_known(str(error))
+        err_console.print(f"error: {message}", style="bold red", markup=False, highlight=False)
+        return _json_error(args, type(error).__name__, message, STORE_OR_SYSTEM_FAILURE)
     return result if isinstance(result, int) else 0
+
+
+def _json_error(
+    args: list[str],
+    kind: str,
+    message: str,
+    exit_code: int,
+    problems: list[dict[str, Any]] | None = None,
+) -> int:
+    """Print the JSON error object when ``args`` ask for JSON output; return ``exit_code``.
+
+    ``problems`` (every bad line of an input file, when the error lists them) is added as
+    ``error.problems``.
+    """
+    if _wants_json(args):
+        error: dict[str, Any] = {"type": kind, "message": message, "exit_code": exit_code}
+        if problems:
+            error["problems"] = problems
+        emit_json({"error": error})
+    return exit_code
+
+
+def _wants_json(args: list[str]) -> bool:
+    """Whether ``args`` give the invoked command's output-format option the value ``json``.
+
+    The option is found on the command itself (``--format`` on most, ``-o/--output`` where
+    ``--format`` names an input format), so ``goldset import --format beir`` is not mistaken.
+    """
+    command: Any = typer.main.get_command(app)
+    for arg in args:
+        subcommands = getattr(command, "commands", None)
+        if subcommands is not None and arg in subcommands:
+            command = subcommands[arg]
+    names = {
+        opt
+        for param in command.params
+        if isinstance(getattr(param, "default", None), OutputFormat)
+        for opt in getattr(param, "opts", ())
+    }
+    for position, arg in enumerate(args):
+        name, equals, value = arg.partition("=")
+        if not equals:
+            value = args[position + 1] if position + 1 < len(args) else ""
+        if name in names and value == OutputFormat.json.value:
+            return True
+        if arg.startswith("-o") and "-o" in names and arg[2:] == OutputFormat.json.value:
+            return True
+    return False

@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from evalkit.cli._output import set_global_overrides
+from evalkit import __version__
+from evalkit.cli._output import console, set_global_overrides
 
 __all__ = ["app", "goldset_app", "runs_app"]
 
@@ -34,6 +35,12 @@ app.add_typer(goldset_app, name="goldset")
 app.add_typer(runs_app, name="runs")
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        console.print(f"evalkit {__version__}", markup=False, highlight=False)
+        raise typer.Exit()
+
+
 @app.callback()
 def root(
     home: Annotated[
@@ -44,6 +51,15 @@ def root(
             "./.evalkit).",
         ),
     ] = None,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            help="Print evalkit's version and exit.",
+            callback=_print_version,
+            is_eager=True,
+        ),
+    ] = False,
 ) -> None:
     """evalkit: retrieval evaluation and monitoring."""
     set_global_overrides(home=home)

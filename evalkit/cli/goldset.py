@@ -113,13 +113,19 @@ def validate(
 
 @goldset_app.command("list")
 def list_goldsets(
-    output: Annotated[OutputFormat, typer.Option("--format", help="table or json")] = (
-        OutputFormat.table
-    ),
+    output: Annotated[
+        OutputFormat,
+        typer.Option(
+            "--output",
+            "-o",
+            "--format",
+            help="Output: table or json (-o/--output as in goldset import and validate).",
+        ),
+    ] = OutputFormat.table,
 ) -> None:
     """List stored goldsets and their versions, newest first.
 
-    Example: evalkit goldset list --format json
+    Example: evalkit goldset list -o json
     """
 
     config = settings()

@@ -1,0 +1,114 @@
+"""The command line's own surface, in a real ``evalkit`` process: ``--version``, the
+output-format option, JSON error objects and input files with several bad lines."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from importlib.metadata import version
+from pathlib import Path
+
+import pytest
+
+from evalkit.store import Store
+
+
+def evalkit(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "EVALKIT_HOME": str(home)}
+    return subprocess.run(
+        [sys.executable, "-m", "evalkit", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=env,
+        cwd=home.parent,
+    )
+
+
+def test_version_prints_the_installed_version(tmp_path: Path) -> None:
+    done = evalkit("--version", home=tmp_path / "home")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"evalkit {version('evalkit')}\n"
+
+
+@pytest.mark.parametrize("option", ["-o", "--output", "--format"])
+def test_goldset_list_takes_the_same_output_option_as_import(tmp_path: Path, option: str) -> None:
+    folder = tmp_path / "gs"
+    folder.mkdir()
+    (folder / "queries.jsonl").write_text('{"id": "q1", "text": "bridge"}\n')
+    (folder / "judgments.jsonl").write_text('{"query_id": "q1", "doc_id": "d1", "relevance": 1}\n')
+    home = tmp_path / "home"
+    imported = evalkit("goldset", "import", str(folder), "--name", "g", "-o", "json", home=home)
+    assert imported.returncode == 0, imported.stderr
+    listed = evalkit("goldset", "list", option, "json", home=home)
+    assert listed.returncode == 0, listed.stderr
+    assert [row["name"] for row in json.loads(listed.stdout)] == ["g"]
+
+
+@pytest.mark.parametrize(
+    ("args", "kind", "code"),
+    [
+        (["runs", "show", "nope", "--format", "json"], "NotFoundError", 2),
+        (["runs", "show", "nope", "--format=json"], "NotFoundError", 2),
+        (["goldset", "import", "absent", "--name", "g", "-o", "json"], "GoldsetError", 2),
+        (["goldset", "import", "absent", "--name", "g", "-ojson"], "GoldsetError", 2),
+        (["runs", "list", "--limit", "many", "--format", "json"], "UsageError", 2),
+    ],
+)
+def test_a_failure_asked_for_json_prints_a_json_error_object(
+    tmp_path: Path, args: list[str], kind: str, code: int
+) -> None:
+    done = evalkit(*args, home=tmp_path / "home")
+    assert done.returncode == code
+    error = json.loads(done.stdout)["error"]
+    assert error["type"] == kind
+    assert error["exit_code"] == code
+    assert error["message"]
+    assert "error" in done.stderr.lower()
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["runs", "show", "nope"],
+        # --format names the source format here: no JSON asked for.
+        ["goldset", "import", "absent", "--name", "g", "--format", "jsonl"],
+    ],
+)
+def test_a_failure_not_asked_for_json_keeps_stdout_empty(tmp_path: Path, args: list[str]) -> None:
+    done = evalkit(*args, home=tmp_path / "home")
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.startswith("error: ")
+
+
+def test_answers_score_reports_every_bad_line_and_stores_nothing(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    Store.open(home / "evalkit.duckdb").close()
+    path = tmp_path / "answers.jsonl"
+    lines = [
+        '{"question": "q", "answer": "a", "contexts": ["c"]}',
+        "{not json",
+        '{"question": "q", "answer": 3}',
+        "",
+        '{"question": "q", "answer": "a", "contxts": []}',
+        '{"answer": "a"}',
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    done = evalkit(
+        "answers", "score", str(path), "--method", "offline", "--format", "json", home=home
+    )
+    assert done.returncode == 2, done.stderr
+    error = json.loads(done.stdout)["error"]
+    where = [(p["line"], p["field"]) for p in error["problems"]]
+    assert where == [(2, None), (3, "answer"), (5, "contxts"), (6, "question")]
+    assert all(p["path"] == str(path) for p in error["problems"])
+    for location in (f"{path}:2:", f"{path}:3 field 'answer'", f"{path}:6 field 'question'"):
+        assert location in done.stderr
+    listed = evalkit("answers", "list", "--format", "json", home=home)
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout) == []
