@@ -58,32 +58,6 @@ _STDERR_CHARS = 300
 _RETRYABLE = frozenset({408, 425, 429})
 
 
-class _RedactingFilter(logging.Filter):
-    """Masks sink secrets in records of loggers evalkit does not own (httpx logs each URL)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._secrets: set[str] = set()
-        self._redact = Redactor([])
-
-    def add(self, secrets: Sequence[str | None]) -> None:
-        self._secrets.update(s for s in secrets if s)
-        register_secrets(secrets)
-        self._redact = Redactor(sorted(self._secrets))
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self._secrets:
-            message = record.getMessage()
-            masked = self._redact(message)
-            if masked != message:
-                record.msg, record.args = masked, None
-        return True
-
-
-_library_logs = _RedactingFilter()
-logging.getLogger("httpx").addFilter(_library_logs)
-
-
 def public_url(url: str) -> str:
     """``scheme://host[:port]`` of a URL: what may be shown of it."""
     parts = urlsplit(url)
@@ -247,7 +221,7 @@ class WebhookSink(_NamedSink):
         if url_is_secret:
             hidden += [url, parts.path]
         self.redact = Redactor(hidden)
-        _library_logs.add(hidden)
+        register_secrets(hidden)
 
     def describe(self) -> dict[str, Any]:
         """Kind, host, body format and whether bodies are signed."""
