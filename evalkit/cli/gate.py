@@ -16,11 +16,11 @@ from evalkit.cli._retriever import (
     Collection,
     HttpUrl,
     WhereKey,
-    build_retriever,
 )
 from evalkit.cli._store import open_store
 from evalkit.cli.app import app
 from evalkit.errors import ConfigError, RetrieverError
+from evalkit.retrievers.factory import RetrieverOptions, build_retriever
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -394,12 +394,14 @@ def _replay_candidate(
     depth = k or config.k
     gold = store.load_goldset(goldset)
     retriever = build_retriever(
+        RetrieverOptions(
+            collection=collection,
+            chroma_url=chroma_url,
+            http_url=http_retriever,
+            where_key=where_key,
+            allow_model_mismatch=allow_model_mismatch,
+        ),
         config,
-        collection=collection,
-        chroma_url=chroma_url,
-        http_url=http_retriever,
-        where_key=where_key,
-        allow_model_mismatch=allow_model_mismatch,
     )
     wanted = list(dict.fromkeys([*default_measures(depth), *measures]))
     outcome = evaluate_goldset(

@@ -14,12 +14,12 @@ from evalkit.cli._retriever import (
     Collection,
     HttpUrl,
     WhereKey,
-    build_retriever,
 )
 from evalkit.cli._store import open_store
 from evalkit.cli.answers import print_answer_summaries
 from evalkit.cli.app import app
 from evalkit.cli.runs import print_run
+from evalkit.retrievers.factory import RetrieverOptions, build_retriever
 
 RETRIEVER_FAILURE = 3
 
@@ -90,12 +90,14 @@ def run(
     with open_store(write=True, purpose="run", config=config) as store:
         gold = store.load_goldset(goldset, goldset_version)
     retriever = build_retriever(
+        RetrieverOptions(
+            collection=collection,
+            chroma_url=chroma_url,
+            http_url=http_retriever,
+            where_key=where_key,
+            allow_model_mismatch=allow_model_mismatch,
+        ),
         config,
-        collection=collection,
-        chroma_url=chroma_url,
-        http_url=http_retriever,
-        where_key=where_key,
-        allow_model_mismatch=allow_model_mismatch,
     )
     try:
         with progress_bar(f"replaying {gold.name}", enabled=output is OutputFormat.table) as bar:

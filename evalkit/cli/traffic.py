@@ -262,8 +262,8 @@ def replay(
     Example: evalkit traffic replay --window 2026-11-21 --collection kb --where-key tenant
     --k 10 --format json
     """
-    from evalkit.cli._retriever import build_retriever
     from evalkit.errors import ConfigError, NotFoundError
+    from evalkit.retrievers.factory import RetrieverOptions, build_retriever
     from evalkit.store.traffic import list_samples
     from evalkit.traffic.replay import replay_sample
     from evalkit.traffic.summary import DEFAULT_LOW_CONFIDENCE
@@ -297,13 +297,15 @@ def replay(
         else:
             raise ConfigError("name what to replay: --window LABEL or --sample ID")
         retriever = build_retriever(
+            RetrieverOptions(
+                collection=collection,
+                chroma_url=chroma_url,
+                http_url=http_retriever,
+                where_key=where_key,
+                allow_model_mismatch=allow_model_mismatch,
+                defer_model_check=True,
+            ),
             config,
-            collection=collection,
-            chroma_url=chroma_url,
-            http_url=http_retriever,
-            where_key=where_key,
-            allow_model_mismatch=allow_model_mismatch,
-            defer_model_check=True,
         )
         with progress_bar("replaying traffic", enabled=output is OutputFormat.table) as bar:
             outcome = replay_sample(

@@ -3,7 +3,9 @@
 - ``Retriever`` (``base``): the protocol every adapter follows, batched and error-keeping;
 - ``ChromaRetriever`` and ``index_corpus`` (``chroma``): a Chroma collection, embedded or
   on a server, queried and indexed with evalkit's own embedding model;
-- ``HttpRetriever`` (``http``): any HTTP JSON endpoint.
+- ``HttpRetriever`` (``http``): any HTTP JSON endpoint;
+- ``RetrieverOptions`` and ``build_retriever`` (``factory``): the retriever a command or job
+  names, built by its registered kind.
 
 Chroma itself is imported only when a client is opened, so importing this package is cheap.
 """
@@ -19,20 +21,32 @@ from evalkit.retrievers.chroma import (
     index_fingerprint,
     open_chroma_client,
 )
+from evalkit.retrievers.factory import (
+    RETRIEVER_KINDS,
+    RetrieverKind,
+    RetrieverOptions,
+    build_retriever,
+    register_retriever_kind,
+)
 from evalkit.retrievers.http import HttpRetriever
 
 __all__ = [
+    "RETRIEVER_KINDS",
     "ChromaLocation",
     "ChromaRetriever",
     "HttpRetriever",
     "IndexReport",
     "ProgressCallback",
     "Retriever",
+    "RetrieverKind",
+    "RetrieverOptions",
     "SupportsCheck",
     "TextEmbedder",
+    "build_retriever",
     "check_retriever",
     "get_collection",
     "index_corpus",
     "index_fingerprint",
     "open_chroma_client",
+    "register_retriever_kind",
 ]

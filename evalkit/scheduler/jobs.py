@@ -51,6 +51,7 @@ from pydantic import (
 from evalkit.alerts.config import Duration
 from evalkit.errors import ConfigError, EvalkitError, StoreError
 from evalkit.registry import register_named
+from evalkit.retrievers.factory import RetrieverOptions, build_retriever
 from evalkit.store._clock import utc_now
 
 if TYPE_CHECKING:
@@ -156,15 +157,15 @@ class _RetrieverParams(_Params):
 
     def build(self, settings: Settings) -> Retriever:
         """The retriever these fields name."""
-        from evalkit.cli._retriever import build_retriever
-
         return build_retriever(
+            RetrieverOptions(
+                collection=self.collection,
+                chroma_url=self.chroma_url,
+                http_url=self.http_retriever,
+                where_key=self.where_key,
+                allow_model_mismatch=self.allow_model_mismatch,
+            ),
             settings,
-            collection=self.collection,
-            chroma_url=self.chroma_url,
-            http_url=self.http_retriever,
-            where_key=self.where_key,
-            allow_model_mismatch=self.allow_model_mismatch,
         )
 
 

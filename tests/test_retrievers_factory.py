@@ -1,0 +1,81 @@
+"""RetrieverOptions and the registry of retriever kinds that build_retriever looks up."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+
+from evalkit.config import Settings, load_settings
+from evalkit.errors import ConfigError
+from evalkit.records import Query, QueryResult
+from evalkit.retrievers import (
+    RETRIEVER_KINDS,
+    RetrieverKind,
+    RetrieverOptions,
+    build_retriever,
+    register_retriever_kind,
+)
+
+
+class _Echo:
+    """A retriever that answers every query with no documents."""
+
+    def __init__(self, options: RetrieverOptions) -> None:
+        self.options = options
+
+    def retrieve(self, queries: Sequence[Query], k: int) -> list[QueryResult]:
+        return [QueryResult(query_id=query.query_id, docs=(), latency_ms=0.0) for query in queries]
+
+    def describe(self) -> dict[str, str]:
+        return {"kind": "echo"}
+
+
+@pytest.fixture
+def settings(tmp_path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    monkeypatch.setenv("EVALKIT_HOME", str(tmp_path))
+    return load_settings()
+
+
+@pytest.mark.parametrize(
+    ("options", "kind"),
+    [
+        (RetrieverOptions(collection="docs"), "chroma"),
+        (RetrieverOptions(collection="docs", chroma_url="http://127.0.0.1:1"), "chroma"),
+        (RetrieverOptions(http_url="http://127.0.0.1:1/search"), "http"),
+        (RetrieverOptions(kind="echo"), "echo"),
+    ],
+)
+def test_the_options_name_their_kind(options: RetrieverOptions, kind: str) -> None:
+    assert options.resolved_kind() == kind
+
+
+def test_options_naming_two_retrievers_or_none_are_refused() -> None:
+    with pytest.raises(ConfigError, match="not both"):
+        RetrieverOptions(collection="docs", http_url="http://x/search").resolved_kind()
+    with pytest.raises(ConfigError, match="name the retriever"):
+        RetrieverOptions().resolved_kind()
+
+
+def test_an_unknown_kind_names_the_known_ones(settings: Settings) -> None:
+    with pytest.raises(ConfigError, match=r"unknown retriever kind 'nope'.*chroma, http"):
+        build_retriever(RetrieverOptions(kind="nope"), settings)
+
+
+def test_a_registered_kind_is_built_with_the_options(settings: Settings) -> None:
+    register_retriever_kind(RetrieverKind("echo", lambda options, _settings: _Echo(options)))
+    try:
+        options = RetrieverOptions(kind="echo", where_key="tenant")
+        retriever = build_retriever(options, settings)
+        assert isinstance(retriever, _Echo)
+        assert retriever.options is options
+        with pytest.raises(ConfigError, match="registered already"):
+            register_retriever_kind(RetrieverKind("echo", lambda o, s: _Echo(o)))
+    finally:
+        RETRIEVER_KINDS.pop("echo", None)
+
+
+def test_options_are_frozen() -> None:
+    options = RetrieverOptions(collection="docs")
+    with pytest.raises(AttributeError):
+        options.collection = "other"  # type: ignore[misc]
