@@ -131,13 +131,13 @@ def merge(*layers: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def field_problems(error: ValidationError, *, skip: int = 0) -> str:
-    """``field 'a': message; field 'b.c': message`` (the first ``skip`` parts of each location
-    left out)."""
-    return "; ".join(
-        f"field '{_location(problem['loc'][skip:]) or '(table)'}': {problem['msg']}"
-        for problem in error.errors()
-    )
+def field_problems(error: ValidationError) -> str:
+    """``field 'a': message; field 'b.c': message``: the problems of a table's model."""
+    return "; ".join(_field_problem(problem["loc"], problem["msg"]) for problem in error.errors())
+
+
+def _field_problem(loc: tuple[int | str, ...], message: str) -> str:
+    return f"field '{_location(loc) or '(table)'}': {message}"
 
 
 def _location(parts: tuple[int | str, ...]) -> str:
@@ -156,11 +156,10 @@ def settings_error(error: ValidationError, data: Mapping[str, Any], path: Path) 
     for problem in error.errors():
         loc = tuple(problem["loc"])
         prefix, rest, plain = _where(loc, data, path)
-        field = _location(rest)
         if plain:
-            text = f"{field}: {problem['msg']}"
+            text = f"{_location(rest)}: {problem['msg']}"
         else:
-            text = f"field '{field or '(table)'}': {problem['msg']}"
+            text = _field_problem(rest, problem["msg"])
         groups.setdefault(prefix, []).append(text)
     return ConfigError(
         "\n".join(f"{prefix}: {'; '.join(texts)}" for prefix, texts in groups.items())
