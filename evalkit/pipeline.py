@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from evalkit import __version__
+from evalkit.config import JudgeSettings, load_settings
 from evalkit.errors import ConfigError
 from evalkit.goldset.model import Goldset
 from evalkit.metrics import Evaluator, parse_measures
@@ -26,7 +27,7 @@ from evalkit.retrievers.base import Retriever
 from evalkit.store import RunRecord, RunSpec, Store, utc_now
 
 if TYPE_CHECKING:
-    from evalkit.answers import AnswerRecord, AnswerScores, JudgeSettings, OfflineFaithfulness
+    from evalkit.answers import AnswerRecord, AnswerScores, OfflineFaithfulness
     from evalkit.stats import Comparison
 
 __all__ = [
@@ -364,10 +365,10 @@ def answer_settings(settings: JudgeSettings | None = None) -> JudgeSettings:
 
     Raises ConfigError saying what to fix, or how to turn answer scoring off.
     """
-    from evalkit.answers import check_judge_settings, load_judge_settings
+    from evalkit.answers import check_judge_settings
 
     try:
-        settings = settings or load_judge_settings()
+        settings = settings or load_settings().judge
         check_judge_settings(settings)
     except ConfigError as error:
         raise ConfigError(

@@ -7,8 +7,21 @@ into these records.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 
-__all__ = ["Document", "Judgment", "Query", "QueryResult", "ScoredDoc"]
+__all__ = ["Document", "Judgment", "Query", "QueryResult", "ScoredDoc", "Severity"]
+
+
+class Severity(StrEnum):
+    """How urgent an alert is, in increasing order."""
+
+    warning = "warning"
+    critical = "critical"
+
+    @property
+    def rank(self) -> int:
+        """0 for warning, 1 for critical."""
+        return 0 if self is Severity.warning else 1
 
 
 @dataclass(frozen=True, slots=True)

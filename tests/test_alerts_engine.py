@@ -7,17 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from evalkit.alerts import (
-    AlertStatus,
-    Severity,
-    Signal,
-    parse_alerts_config,
-    parse_duration,
-    transition,
-)
+from evalkit.alerts import AlertStatus, Signal, alerts_config, transition
 from evalkit.alerts.engine import route
 from evalkit.alerts.sinks import LogSink
+from evalkit.config import parse_duration, parse_settings
 from evalkit.errors import ConfigError
+from evalkit.records import Severity
 from evalkit.store.alerts import StoredAlertState
 
 T0 = datetime(2026, 11, 21, 2, 0, 0)
@@ -109,20 +104,22 @@ def test_without_repeat_interval_a_long_condition_is_told_once() -> None:
 
 
 def test_routing_respects_rule_sinks_and_min_severity() -> None:
-    config = parse_alerts_config(
-        {
-            "alerts": {
-                "sinks": [
-                    {"name": "pager", "kind": "log", "min_severity": "critical"},
-                    {"name": "chat", "kind": "log"},
-                ],
-                "rules": [
-                    {"name": "all", "kind": "job_failure"},
-                    {"name": "chat-only", "kind": "job_failure", "sinks": ["chat"]},
-                ],
-            }
-        },
-        Path("evalkit.toml"),
+    config = alerts_config(
+        parse_settings(
+            {
+                "alerts": {
+                    "sinks": [
+                        {"name": "pager", "kind": "log", "min_severity": "critical"},
+                        {"name": "chat", "kind": "log"},
+                    ],
+                    "rules": [
+                        {"name": "all", "kind": "job_failure"},
+                        {"name": "chat-only", "kind": "job_failure", "sinks": ["chat"]},
+                    ],
+                }
+            },
+            Path("evalkit.toml"),
+        )
     )
     sinks = {
         "pager": LogSink(name="pager", min_severity=Severity.critical),
@@ -199,7 +196,7 @@ def test_configuration_errors_name_the_file_and_the_field(
     alerts: dict[str, object], where: str
 ) -> None:
     with pytest.raises(ConfigError) as raised:
-        parse_alerts_config({"alerts": alerts}, Path("/etc/evalkit.toml"))
+        alerts_config(parse_settings({"alerts": alerts}, Path("/etc/evalkit.toml")))
     assert str(raised.value).startswith("/etc/evalkit.toml: ")
     assert where in str(raised.value)
 
@@ -210,29 +207,32 @@ def test_missing_secret_environment_variable_is_named_not_echoed(
     from evalkit.alerts import build_sinks
 
     monkeypatch.delenv("HOOK_SECRET", raising=False)
-    config = parse_alerts_config(
-        {
-            "alerts": {
-                "sinks": [
-                    {
-                        "name": "w",
-                        "kind": "webhook",
-                        "url": "http://127.0.0.1:9/hook",
-                        "secret_env": "HOOK_SECRET",
-                    }
-                ]
-            }
-        },
-        Path("evalkit.toml"),
+    config = alerts_config(
+        parse_settings(
+            {
+                "alerts": {
+                    "sinks": [
+                        {
+                            "name": "w",
+                            "kind": "webhook",
+                            "url": "http://127.0.0.1:9/hook",
+                            "secret_env": "HOOK_SECRET",
+                        }
+                    ]
+                }
+            },
+            Path("evalkit.toml"),
+        )
     )
     with pytest.raises(ConfigError, match="HOOK_SECRET is not set"):
         build_sinks(config)
 
 
 def test_no_sinks_means_a_log_sink_and_defaults_are_documented() -> None:
-    from evalkit.alerts import AlertsSettings, RuleConfig, build_sinks
+    from evalkit.alerts import build_sinks
+    from evalkit.config import AlertsSettings, RuleConfig
 
-    config = parse_alerts_config({}, Path("evalkit.toml"))
+    config = alerts_config(parse_settings({}, Path("evalkit.toml")))
     assert list(build_sinks(config)) == ["log"]
     for model in (AlertsSettings, RuleConfig):
         for name, field in model.model_fields.items():

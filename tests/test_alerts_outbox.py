@@ -35,17 +35,17 @@ from evalkit.alerts import (
     RuleContext,
     RuleKind,
     Signal,
+    alerts_config,
     build_sinks,
     deliver_due,
     evaluate_rules,
-    parse_alerts_config,
     register_rule_kind,
 )
 from evalkit.alerts.sinks import Sink
-from evalkit.config import load_settings
+from evalkit.config import load_settings, parse_settings
 from evalkit.pipeline import evaluate_goldset
 from evalkit.retrievers.http import HttpRetriever
-from evalkit.scheduler import JobRunner, StoreAccess, parse_service_config
+from evalkit.scheduler import JobRunner, StoreAccess, service_config
 from evalkit.store import Store
 from evalkit.store.alerts import list_alerts, outbox_counts
 
@@ -87,15 +87,19 @@ def store_path(tmp_path: Path) -> Iterator[Path]:
 
 
 def flag_config(receiver: Receiver, **alerts: Any) -> AlertsConfig:
-    return parse_alerts_config(
-        {
-            "alerts": {
-                **alerts,
-                "sinks": [{"name": "hook", "kind": "webhook", "url": receiver.url, "retries": 0}],
-                "rules": [{"name": "flags", "kind": "test_flag", "cooldown": 0}],
-            }
-        },
-        Path("evalkit.toml"),
+    return alerts_config(
+        parse_settings(
+            {
+                "alerts": {
+                    **alerts,
+                    "sinks": [
+                        {"name": "hook", "kind": "webhook", "url": receiver.url, "retries": 0}
+                    ],
+                    "rules": [{"name": "flags", "kind": "test_flag", "cooldown": 0}],
+                }
+            },
+            Path("evalkit.toml"),
+        )
     )
 
 
@@ -146,17 +150,19 @@ def test_receiver_down_for_an_hour_gets_every_alert_once_in_order(
 def test_a_failing_row_blocks_later_rows_of_its_sink_only(
     store_path: Path, receiver: Receiver, tmp_path: Path
 ) -> None:
-    config = parse_alerts_config(
-        {
-            "alerts": {
-                "sinks": [
-                    {"name": "hook", "kind": "webhook", "url": receiver.url, "retries": 0},
-                    {"name": "file", "kind": "log", "path": str(tmp_path / "alerts.jsonl")},
-                ],
-                "rules": [{"name": "flags", "kind": "test_flag", "cooldown": 0}],
-            }
-        },
-        Path("evalkit.toml"),
+    config = alerts_config(
+        parse_settings(
+            {
+                "alerts": {
+                    "sinks": [
+                        {"name": "hook", "kind": "webhook", "url": receiver.url, "retries": 0},
+                        {"name": "file", "kind": "log", "path": str(tmp_path / "alerts.jsonl")},
+                    ],
+                    "rules": [{"name": "flags", "kind": "test_flag", "cooldown": 0}],
+                }
+            },
+            Path("evalkit.toml"),
+        )
     )
     sinks = build_sinks(config)
     access = StoreAccess(store_path, wait=10, program="test")
@@ -223,43 +229,45 @@ def test_precision_drop_sends_one_webhook_with_evidence_then_one_resolved(
     store.close()
     assert baseline.aggregates["precision@10"] == pytest.approx(0.3)
     monkeypatch.setenv("HOOK_SECRET", SECRET)
-    config = parse_service_config(
-        {
-            "jobs": [
-                {
-                    "name": "replay",
-                    "kind": "goldset_replay",
-                    "goldset": "gs",
-                    "http_retriever": retriever.url,
-                    "k": 10,
-                }
-            ],
-            "alerts": {
-                "dashboard_url": "http://127.0.0.1:8501",
-                "sinks": [
+    config = service_config(
+        parse_settings(
+            {
+                "jobs": [
                     {
-                        "name": "hook",
-                        "kind": "webhook",
-                        "url": receiver.url,
-                        "secret_env": "HOOK_SECRET",
-                    }
-                ],
-                "rules": [
-                    {
-                        "name": "precision-drop",
-                        "kind": "precision_regression",
+                        "name": "replay",
+                        "kind": "goldset_replay",
                         "goldset": "gs",
-                        "label": "replay",
-                        "baseline_run": baseline.run_id,
-                        "measures": ["precision@10"],
-                        "min_effect": 0.02,
-                        "resamples": 500,
-                        "worst": 3,
+                        "http_retriever": retriever.url,
+                        "k": 10,
                     }
                 ],
+                "alerts": {
+                    "dashboard_url": "http://127.0.0.1:8501",
+                    "sinks": [
+                        {
+                            "name": "hook",
+                            "kind": "webhook",
+                            "url": receiver.url,
+                            "secret_env": "HOOK_SECRET",
+                        }
+                    ],
+                    "rules": [
+                        {
+                            "name": "precision-drop",
+                            "kind": "precision_regression",
+                            "goldset": "gs",
+                            "label": "replay",
+                            "baseline_run": baseline.run_id,
+                            "measures": ["precision@10"],
+                            "min_effect": 0.02,
+                            "resamples": 500,
+                            "worst": 3,
+                        }
+                    ],
+                },
             },
-        },
-        Path("evalkit.toml"),
+            Path("evalkit.toml"),
+        )
     )
     sinks: dict[str, Sink] = build_sinks(config.alerts)
     access = StoreAccess(path, wait=10, program="test")
@@ -334,25 +342,27 @@ def test_secrets_stay_out_of_the_store_and_the_log(
     monkeypatch.setenv("HOOK_URL", f"{receiver.url}/{token}?key={token}")
     monkeypatch.setenv("HOOK_SECRET", SECRET)
     monkeypatch.setenv("HOOK_AUTH", header)
-    config = parse_alerts_config(
-        {
-            "alerts": {
-                "retry_initial": 0,
-                "retry_max": 0,
-                "sinks": [
-                    {
-                        "name": "hook",
-                        "kind": "webhook",
-                        "url_env": "HOOK_URL",
-                        "secret_env": "HOOK_SECRET",
-                        "headers_env": {"Authorization": "HOOK_AUTH"},
-                        "retries": 0,
-                    }
-                ],
-                "rules": [{"name": "flags", "kind": "test_flag", "cooldown": 0}],
-            }
-        },
-        Path("evalkit.toml"),
+    config = alerts_config(
+        parse_settings(
+            {
+                "alerts": {
+                    "retry_initial": 0,
+                    "retry_max": 0,
+                    "sinks": [
+                        {
+                            "name": "hook",
+                            "kind": "webhook",
+                            "url_env": "HOOK_URL",
+                            "secret_env": "HOOK_SECRET",
+                            "headers_env": {"Authorization": "HOOK_AUTH"},
+                            "retries": 0,
+                        }
+                    ],
+                    "rules": [{"name": "flags", "kind": "test_flag", "cooldown": 0}],
+                }
+            },
+            Path("evalkit.toml"),
+        )
     )
     sinks = build_sinks(config)
     access = StoreAccess(store_path, wait=10, program="test")
@@ -405,23 +415,25 @@ def test_a_hung_webhook_does_not_delay_the_other_sinks(
 ) -> None:
     timeout = 6.0
     lines = tmp_path / "alerts.jsonl"
-    config = parse_alerts_config(
-        {
-            "alerts": {
-                "sinks": [
-                    {
-                        "name": "a-hook",
-                        "kind": "webhook",
-                        "url": hung_receiver,
-                        "retries": 0,
-                        "timeout": timeout,
-                    },
-                    {"name": "z-file", "kind": "log", "path": str(lines)},
-                ],
-                "rules": [{"name": "flags", "kind": "test_flag", "cooldown": 0}],
-            }
-        },
-        Path("evalkit.toml"),
+    config = alerts_config(
+        parse_settings(
+            {
+                "alerts": {
+                    "sinks": [
+                        {
+                            "name": "a-hook",
+                            "kind": "webhook",
+                            "url": hung_receiver,
+                            "retries": 0,
+                            "timeout": timeout,
+                        },
+                        {"name": "z-file", "kind": "log", "path": str(lines)},
+                    ],
+                    "rules": [{"name": "flags", "kind": "test_flag", "cooldown": 0}],
+                }
+            },
+            Path("evalkit.toml"),
+        )
     )
     sinks = build_sinks(config)
     access = StoreAccess(store_path, wait=30, program="test")

@@ -12,14 +12,9 @@ import pandas as pd
 import pytest
 from traffic_windows import day_window_summary
 
-from evalkit.alerts import (
-    AlertsConfig,
-    Evaluation,
-    build_sinks,
-    evaluate_rules,
-    parse_alerts_config,
-)
+from evalkit.alerts import AlertsConfig, Evaluation, alerts_config, build_sinks, evaluate_rules
 from evalkit.audit.findings import AuditReport, CheckOutcome, Finding, Severity
+from evalkit.config import parse_settings
 from evalkit.embedding import ModelFingerprint
 from evalkit.goldset.model import Goldset
 from evalkit.pipeline import evaluate_goldset
@@ -41,8 +36,10 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 
 def configure(*rules: dict[str, Any]) -> AlertsConfig:
-    return parse_alerts_config(
-        {"alerts": {"rules": [{"cooldown": 0, **rule} for rule in rules]}}, Path("evalkit.toml")
+    return alerts_config(
+        parse_settings(
+            {"alerts": {"rules": [{"cooldown": 0, **rule} for rule in rules]}}, Path("evalkit.toml")
+        )
     )
 
 

@@ -17,13 +17,14 @@ from evalkit.alerts import (
     AlertStatus,
     CommandSink,
     LogSink,
-    Severity,
     WebhookSink,
     alert_payload,
+    alerts_config,
     build_sinks,
-    parse_alerts_config,
     slack_body,
 )
+from evalkit.config import parse_settings
+from evalkit.records import Severity
 
 EVIDENCE = {
     "metric": "precision@10",
@@ -186,23 +187,25 @@ def test_secrets_never_reach_errors_or_logs(
     monkeypatch.setenv("HOOK_URL", f"{receiver.url}/{token}")
     monkeypatch.setenv("HOOK_SECRET", SECRET)
     monkeypatch.setenv("HOOK_AUTH", header_secret)
-    config = parse_alerts_config(
-        {
-            "alerts": {
-                "sinks": [
-                    {
-                        "name": "hook",
-                        "kind": "webhook",
-                        "url_env": "HOOK_URL",
-                        "secret_env": "HOOK_SECRET",
-                        "headers_env": {"Authorization": "HOOK_AUTH"},
-                        "retries": 1,
-                        "backoff": 0,
-                    }
-                ]
-            }
-        },
-        Path("evalkit.toml"),
+    config = alerts_config(
+        parse_settings(
+            {
+                "alerts": {
+                    "sinks": [
+                        {
+                            "name": "hook",
+                            "kind": "webhook",
+                            "url_env": "HOOK_URL",
+                            "secret_env": "HOOK_SECRET",
+                            "headers_env": {"Authorization": "HOOK_AUTH"},
+                            "retries": 1,
+                            "backoff": 0,
+                        }
+                    ]
+                }
+            },
+            Path("evalkit.toml"),
+        )
     )
     sink = build_sinks(config)["hook"]
     caplog.set_level(logging.DEBUG)

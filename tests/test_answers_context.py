@@ -6,8 +6,9 @@ import sys
 
 import pytest
 
-from evalkit.answers import AnswerRecord, JudgeSettings, ScoringMethod, score_answers
+from evalkit.answers import AnswerRecord, score_answers
 from evalkit.answers.context import CONTEXT_METRICS, applicable_context_metrics, score_context
+from evalkit.config import JudgeSettings, ScoringMethod
 
 pytestmark = pytest.mark.slow  # imports ragas
 

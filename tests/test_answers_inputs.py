@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from evalkit.answers import AnswerRecord, JudgeSettings, ScoringMethod, read_answer_records
-from evalkit.answers.settings import load_judge_settings
+from evalkit.answers import AnswerRecord, read_answer_records
+from evalkit.config import JudgeSettings, ScoringMethod, load_settings
 from evalkit.errors import ConfigError, InputError
 
 
@@ -92,7 +92,7 @@ def test_missing_or_empty_file(tmp_path: Path) -> None:
 
 
 def test_judge_settings_defaults_configure_no_judge(evalkit_home: Path) -> None:
-    settings = load_judge_settings()
+    settings = load_settings().judge
     assert not settings.judge_configured
     assert settings.method is ScoringMethod.auto
     assert (settings.repeats, settings.max_retries, settings.concurrency) == (1, 2, 4)
@@ -108,7 +108,7 @@ def test_judge_table_of_evalkit_toml_and_environment(
     )
     monkeypatch.setenv("EVALKIT_JUDGE_MODEL", "m-env")
     monkeypatch.setenv("MY_JUDGE_KEY", "sk-secret-value")
-    settings = load_judge_settings(concurrency=8)
+    settings = load_settings(judge={"concurrency": 8}).judge
     assert settings.base_url == "http://127.0.0.1:9/v1"
     assert settings.model == "m-env"  # the environment beats the file
     assert settings.concurrency == 8  # arguments beat both
@@ -120,7 +120,7 @@ def test_judge_table_of_evalkit_toml_and_environment(
 
 def test_toml_without_a_judge_table_is_fine(evalkit_home: Path) -> None:
     Path("evalkit.toml").write_text('home = "x"\n', encoding="utf-8")
-    assert load_judge_settings().model is None
+    assert load_settings().judge.model is None
 
 
 def test_invalid_judge_settings_say_where(
@@ -128,14 +128,14 @@ def test_invalid_judge_settings_say_where(
 ) -> None:
     monkeypatch.setenv("EVALKIT_JUDGE_REPEATS", "0")
     with pytest.raises(ConfigError, match="repeats"):
-        load_judge_settings()
+        load_settings()
     monkeypatch.delenv("EVALKIT_JUDGE_REPEATS")
     Path("evalkit.toml").write_text("[judge]\nmodle = 'typo'\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="modle"):
-        load_judge_settings()
+        load_settings()
     Path("evalkit.toml").write_text("judge = 3\n", encoding="utf-8")
     with pytest.raises(ConfigError, match=r"must be a table"):
-        load_judge_settings()
+        load_settings()
 
 
 def test_missing_key_variable_gives_a_placeholder(monkeypatch: pytest.MonkeyPatch) -> None:

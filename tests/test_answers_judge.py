@@ -24,9 +24,10 @@ from pathlib import Path
 
 import pytest
 
-from evalkit.answers import AnswerRecord, JudgeSettings, Unmeasured, score_answers
+from evalkit.answers import AnswerRecord, Unmeasured, score_answers
 from evalkit.answers.cache import MemoryJudgeCache
 from evalkit.answers.judge import CallGuard, JudgeCallError, LLMJudge, RateLimiter, run_sync
+from evalkit.config import JudgeSettings
 from evalkit.store import Store
 from evalkit.store.answers import answer_scores_frame, answer_summary_frame
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evalkit.answers import AnswerRecord, OfflineFaithfulness, ScoringMethod, score_answers
+from evalkit.answers import AnswerRecord, OfflineFaithfulness, score_answers
 from evalkit.answers.offline import (
     ClaimSupport,
     SupportModel,
@@ -19,7 +19,7 @@ from evalkit.answers.offline import (
 )
 from evalkit.answers.records import Unmeasured
 from evalkit.answers.sentences import split_claims, split_sentences
-from evalkit.answers.settings import JudgeSettings
+from evalkit.config import JudgeSettings, ScoringMethod
 
 
 def test_split_sentences_keeps_abbreviations_and_strips_list_markers() -> None:

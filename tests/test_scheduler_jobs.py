@@ -21,7 +21,7 @@ from test_scheduler_support import (  # noqa: F401  (fixture)
 )
 from traffic_windows import day_window_summary
 
-from evalkit.config import Settings, load_settings
+from evalkit.config import Settings, load_settings, parse_settings
 from evalkit.errors import ConfigError
 from evalkit.scheduler import (
     FileLock,
@@ -29,7 +29,7 @@ from evalkit.scheduler import (
     JobRunner,
     ServiceConfig,
     StoreAccess,
-    parse_service_config,
+    service_config,
 )
 from evalkit.store import RunSpec, Store
 from evalkit.store.alerts import list_job_runs
@@ -52,7 +52,7 @@ def configure(*jobs: dict[str, Any], alerts: dict[str, Any] | None = None) -> Se
     data: dict[str, Any] = {"jobs": list(jobs)}
     if alerts is not None:
         data["alerts"] = alerts
-    return parse_service_config(data, Path("evalkit.toml"))
+    return service_config(parse_settings(data, Path("evalkit.toml")))
 
 
 def runner_for(config: ServiceConfig, settings: Settings, **options: Any) -> JobRunner:
@@ -361,7 +361,9 @@ def test_job_configuration_errors(
     jobs: list[dict[str, Any]], scheduler: dict[str, Any], message: str
 ) -> None:
     with pytest.raises(ConfigError) as raised:
-        parse_service_config({"jobs": jobs, "scheduler": scheduler}, Path("/srv/evalkit.toml"))
+        service_config(
+            parse_settings({"jobs": jobs, "scheduler": scheduler}, Path("/srv/evalkit.toml"))
+        )
     assert str(raised.value).startswith("/srv/evalkit.toml: ")
     assert message in str(raised.value)
 

@@ -15,9 +15,9 @@ import pytest
 from test_scheduler_support import evalkit_command, wait_until
 
 from evalkit.cli import invoke
-from evalkit.config import Settings, load_settings
+from evalkit.config import Settings, load_settings, parse_settings
 from evalkit.errors import ConfigError
-from evalkit.scheduler import JobRunner, StoreAccess, parse_service_config
+from evalkit.scheduler import JobRunner, StoreAccess, service_config
 from evalkit.store import Store
 from evalkit.store.alerts import list_job_runs
 
@@ -181,7 +181,7 @@ def test_the_ingest_job_follows_a_growing_log_directory(
 
 
 def runner_for(jobs: list[dict[str, Any]], settings: Settings) -> JobRunner:
-    config = parse_service_config({"jobs": jobs}, Path("evalkit.toml"))
+    config = service_config(parse_settings({"jobs": jobs}, Path("evalkit.toml")))
     access = StoreAccess(settings.resolved_store_path, wait=10, program="test")
     return JobRunner(config, settings=settings, session=access)
 
@@ -292,7 +292,7 @@ def test_the_ingest_job_configuration_is_checked_when_read(
 ) -> None:
     entry = {"name": "ingest", "kind": "traffic_ingest", "interval": "1m", **fields}
     with pytest.raises(ConfigError) as caught:
-        parse_service_config({"jobs": [entry]}, Path("evalkit.toml"))
+        service_config(parse_settings({"jobs": [entry]}, Path("evalkit.toml")))
     text = str(caught.value)
     assert "evalkit.toml: [[jobs]] #1 'ingest' (kind traffic_ingest)" in text
     assert message in text
@@ -307,7 +307,7 @@ def test_the_traffic_kind_checks_its_redaction_fields_too() -> None:
         "replay": False,
     }
     with pytest.raises(ConfigError, match=r"kind traffic\): field 'redact'"):
-        parse_service_config({"jobs": [entry]}, Path("evalkit.toml"))
+        service_config(parse_settings({"jobs": [entry]}, Path("evalkit.toml")))
 
 
 @pytest.mark.slow

@@ -5,7 +5,7 @@ The flow::
     rules (RULE_KINDS)  --evaluate_rules-->  alerts + alert_outbox (store)
         --deliver_due-->  sinks (SINK_KINDS: webhook, command, log)
 
-- ``config``: the ``[alerts]`` tables of ``evalkit.toml`` (rules, sinks, retry policy);
+- ``config``: the rules and sinks of the ``[alerts]`` settings resolved to their kinds;
 - ``rules``: rule kinds, each an evaluator over what other stages stored (runs, drift
   checks, audits, traffic windows, job runs) that yields one ``Signal`` per subject;
 - ``engine``: deduplication keys, cooldown, escalation and *resolved* notifications;
@@ -15,21 +15,9 @@ The flow::
 ``docs/alerts.md`` documents every rule kind, sink kind and setting.
 """
 
-from evalkit.alerts.config import (
-    AlertsConfig,
-    AlertsSettings,
-    ConfiguredRule,
-    ConfiguredSink,
-    Duration,
-    RuleConfig,
-    SinkConfig,
-    load_alerts_config,
-    parse_alerts_config,
-    parse_duration,
-    read_config_file,
-)
+from evalkit.alerts.config import AlertsConfig, ConfiguredRule, ConfiguredSink, alerts_config
 from evalkit.alerts.engine import Evaluation, Transition, dedup_key, evaluate_rules, transition
-from evalkit.alerts.model import Alert, AlertStatus, DeliveryResult, Severity, Signal
+from evalkit.alerts.model import Alert, AlertStatus, DeliveryResult, Signal
 from evalkit.alerts.outbox import DeliveryReport, RetryPolicy, StoreSession, deliver_due
 from evalkit.alerts.payload import (
     PAYLOAD_SCHEMA,
@@ -63,38 +51,30 @@ __all__ = [
     "Alert",
     "AlertStatus",
     "AlertsConfig",
-    "AlertsSettings",
     "CommandSink",
     "ConfiguredRule",
     "ConfiguredSink",
     "DeliveryReport",
     "DeliveryResult",
-    "Duration",
     "Evaluation",
     "LogSink",
     "Redactor",
     "RetryPolicy",
-    "RuleConfig",
     "RuleContext",
     "RuleKind",
-    "Severity",
     "Signal",
     "Sink",
-    "SinkConfig",
     "SinkKind",
     "StoreSession",
     "Transition",
     "WebhookSink",
     "alert_payload",
+    "alerts_config",
     "build_sinks",
     "dedup_key",
     "deliver_due",
     "evaluate_rules",
-    "load_alerts_config",
-    "parse_alerts_config",
-    "parse_duration",
     "probe_alert",
-    "read_config_file",
     "register_rule_kind",
     "register_sink_kind",
     "sign",

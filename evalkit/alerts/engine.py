@@ -26,9 +26,10 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from evalkit.alerts.config import AlertsConfig, ConfiguredRule
-from evalkit.alerts.model import Alert, AlertStatus, Severity, Signal
+from evalkit.alerts.model import Alert, AlertStatus, Signal
 from evalkit.alerts.rules import RULE_KINDS, RuleContext
 from evalkit.errors import EvalkitError
+from evalkit.records import Severity
 from evalkit.store._clock import utc_now
 from evalkit.store.alerts import (
     StoredAlertState,

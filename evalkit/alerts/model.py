@@ -1,4 +1,4 @@
-"""Records of the alerting stage: severities, what a rule found, alerts, delivery results."""
+"""Records of the alerting stage: what a rule found, alerts, delivery results."""
 
 from __future__ import annotations
 
@@ -8,21 +8,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from evalkit.records import Severity
 from evalkit.store.alerts import StoredAlert
 
-__all__ = ["Alert", "AlertStatus", "DeliveryResult", "Severity", "Signal"]
-
-
-class Severity(StrEnum):
-    """How urgent an alert is, in increasing order."""
-
-    warning = "warning"
-    critical = "critical"
-
-    @property
-    def rank(self) -> int:
-        """0 for warning, 1 for critical."""
-        return 0 if self is Severity.warning else 1
+__all__ = ["Alert", "AlertStatus", "DeliveryResult", "Signal"]
 
 
 class AlertStatus(StrEnum):

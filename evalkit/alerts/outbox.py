@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from evalkit.alerts.config import AlertsSettings
 from evalkit.alerts.model import Alert
+from evalkit.config import AlertsSettings
 from evalkit.store._clock import utc_now
 from evalkit.store.alerts import DueDelivery, due_deliveries, record_delivery_attempt
 

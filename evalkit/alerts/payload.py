@@ -26,8 +26,9 @@ import time
 from typing import Any
 
 from evalkit import __version__
-from evalkit.alerts.model import Alert, AlertStatus, Severity
+from evalkit.alerts.model import Alert, AlertStatus
 from evalkit.jsonsafe import finite_or_null
+from evalkit.records import Severity
 
 __all__ = [
     "ALERT_ID_HEADER",

@@ -33,8 +33,9 @@ from urllib.parse import urlencode
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from evalkit.alerts.model import Severity, Signal
+from evalkit.alerts.model import Signal
 from evalkit.errors import ConfigError, EvalkitError
+from evalkit.records import Severity
 from evalkit.registry import register_named
 from evalkit.store.alerts import has_tables
 

@@ -28,10 +28,12 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from evalkit.alerts.config import AlertsConfig, ConfiguredSink, Duration, SinkConfig
-from evalkit.alerts.model import Alert, AlertStatus, DeliveryResult, Severity
+from evalkit.alerts.config import AlertsConfig, ConfiguredSink
+from evalkit.alerts.model import Alert, AlertStatus, DeliveryResult
 from evalkit.alerts.payload import alert_payload, encode, signed_headers, slack_body
+from evalkit.config import Duration, SinkConfig
 from evalkit.errors import ConfigError
+from evalkit.records import Severity
 from evalkit.redaction import Redactor, register_secrets, url_secrets
 from evalkit.registry import register_named
 

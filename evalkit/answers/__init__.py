@@ -30,20 +30,16 @@ from evalkit.answers.records import (
     Unmeasured,
 )
 from evalkit.answers.scoring import check_judge_settings, score_answer_file, score_answers
-from evalkit.answers.settings import JudgeSettings, ScoringMethod, load_judge_settings
 
 __all__ = [
     "AnswerRecord",
     "AnswerScores",
-    "JudgeSettings",
     "Method",
     "MetricScore",
     "MetricSummary",
     "OfflineFaithfulness",
-    "ScoringMethod",
     "Unmeasured",
     "check_judge_settings",
-    "load_judge_settings",
     "read_answer_records",
     "score_answer_file",
     "score_answers",

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from evalkit.answers.records import AnswerRecord, Unmeasured
-from evalkit.answers.settings import JudgeSettings
+from evalkit.config import JudgeSettings
 from evalkit.errors import ConfigError
 from evalkit.redaction import redact_known, register_secrets, url_secrets
 from evalkit.store.answers import CachedJudgment

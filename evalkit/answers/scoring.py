@@ -27,7 +27,7 @@ from evalkit.answers.records import (
     Unmeasured,
     summarise,
 )
-from evalkit.answers.settings import JudgeSettings, ScoringMethod, load_judge_settings
+from evalkit.config import JudgeSettings, ScoringMethod, load_settings
 from evalkit.errors import ConfigError, InputError
 from evalkit.store._clock import utc_now
 from evalkit.store.answers import CachedJudgment
@@ -98,7 +98,7 @@ def score_answers(
     The judge cache is ``cache`` if given, else the ``cache_path`` file, else the store's
     ``judge_cache`` table, else an in-memory cache for this call.
     """
-    settings = settings or load_judge_settings()
+    settings = settings or load_settings().judge
     _check_ids(records)
     started_at = utc_now()
     use_judge, use_offline = _uses_judge(settings), _uses_offline(settings)

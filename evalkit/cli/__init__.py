@@ -16,6 +16,7 @@ import typer.exceptions
 import typer.main
 from typer._click import exceptions as _typer_click
 
+# `evalkit --help` lists the command groups in the order they are registered: jobs, then alerts.
 from evalkit.cli import (  # noqa: F401  (registers the commands)
     answers,
     audit,
@@ -24,6 +25,12 @@ from evalkit.cli import (  # noqa: F401  (registers the commands)
     gate,
     goldset,
     index,
+    jobs,
+)
+
+# isort: split
+from evalkit.cli import (  # noqa: F401  (registers the commands)
+    alerts,
     run,
     runs,
     score,

@@ -106,8 +106,8 @@ def score(
 
     Example: evalkit answers score answers.jsonl --method offline --per-item --format json
     """
-    from evalkit.answers import load_judge_settings, score_answer_file
-    from evalkit.answers.settings import ScoringMethod
+    from evalkit.answers import score_answer_file
+    from evalkit.config import ScoringMethod, load_settings
     from evalkit.errors import ConfigError
 
     chosen = None
@@ -117,7 +117,7 @@ def score(
         except ValueError:
             choices = ", ".join(m.value for m in ScoringMethod)
             raise ConfigError(f"--method {method!r} is not one of: {choices}") from None
-    judge_settings = load_judge_settings(method=chosen)
+    judge_settings = load_settings(judge={"method": chosen}).judge
     if save:
         with open_store(write=True, purpose="answers score") as store:
             result = score_answer_file(file, settings=judge_settings, store=store)

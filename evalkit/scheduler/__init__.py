@@ -1,6 +1,6 @@
 """The scheduler service: ``evalkit serve`` runs evalkit's jobs unattended.
 
-- ``config``: the ``[scheduler]`` table and ``[[jobs]]`` entries of ``evalkit.toml``;
+- ``config``: the ``[[jobs]]`` of the settings resolved to their kinds (``ServiceConfig``);
 - ``jobs``: job kinds (goldset replay, traffic ingest, traffic, drift check, audit,
   answers, retention, command),
   registered by name in ``JOB_KINDS``;
@@ -12,14 +12,7 @@
 ``docs/scheduler.md`` documents the jobs, the settings and the one-writer design.
 """
 
-from evalkit.scheduler.config import (
-    JobConfig,
-    JobDefinition,
-    SchedulerSettings,
-    ServiceConfig,
-    load_service_config,
-    parse_service_config,
-)
+from evalkit.scheduler.config import JobDefinition, ServiceConfig, service_config
 from evalkit.scheduler.health import HealthServer, ServiceState, render_metrics
 from evalkit.scheduler.jobs import (
     JOB_KINDS,
@@ -48,7 +41,6 @@ __all__ = [
     "HealthServer",
     "Holder",
     "JobCancelledError",
-    "JobConfig",
     "JobContext",
     "JobDefinition",
     "JobKind",
@@ -56,7 +48,6 @@ __all__ = [
     "JobOutcome",
     "JobRunner",
     "SchedulerService",
-    "SchedulerSettings",
     "ServiceConfig",
     "ServiceInfo",
     "ServiceState",
@@ -64,9 +55,8 @@ __all__ = [
     "StoreBusyError",
     "StoreWaitStoppedError",
     "find_service",
-    "load_service_config",
     "outbox_lock",
-    "parse_service_config",
     "register_job_kind",
     "render_metrics",
+    "service_config",
 ]

@@ -48,7 +48,7 @@ from pydantic import (
     model_validator,
 )
 
-from evalkit.alerts.config import Duration
+from evalkit.config import Duration
 from evalkit.errors import ConfigError, EvalkitError, StoreError
 from evalkit.registry import register_named
 from evalkit.retrievers.factory import RetrieverOptions, build_retriever
@@ -693,11 +693,11 @@ class AnswersParams(_Params):
 
 
 def _answers(ctx: JobContext, params: AnswersParams) -> JobOutcome:
-    from evalkit.answers import load_judge_settings, score_answer_file
+    from evalkit.answers import score_answer_file
 
     scores = score_answer_file(
         params.path,
-        settings=load_judge_settings(),
+        settings=ctx.settings.judge,
         store=ctx.require_store(),
         progress=ctx.progress,
     )

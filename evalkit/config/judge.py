@@ -1,11 +1,11 @@
 """Settings of the answer judge: the ``[judge]`` table of ``evalkit.toml``, ``EVALKIT_JUDGE_*``.
 
-Precedence, highest first: keyword arguments, ``EVALKIT_JUDGE_*`` environment variables,
-the ``[judge]`` table of ``evalkit.toml`` (or of the file named by ``EVALKIT_CONFIG``), then
-the defaults. A judge is configured when both ``base_url`` and ``model`` are set; otherwise
-answers are scored by the offline method. The API key is never a setting: ``api_key_env``
-names the environment variable that holds it, and the key is read from there when the
-client is built, never logged and never stored.
+``load_settings().judge`` reads them. Precedence, highest first: arguments,
+``EVALKIT_JUDGE_*`` environment variables, the ``[judge]`` table of ``evalkit.toml`` (or of
+the file named by ``EVALKIT_CONFIG``), then the defaults. A judge is configured when both
+``base_url`` and ``model`` are set; otherwise answers are scored by the offline method. The
+API key is never a setting: ``api_key_env`` names the environment variable that holds it, and
+the key is read from there when the client is built, never logged and never stored.
 
 Example ``evalkit.toml``::
 
@@ -20,25 +20,13 @@ Example ``evalkit.toml``::
 from __future__ import annotations
 
 import os
-import tomllib
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    TomlConfigSettingsSource,
-)
+from pydantic import BaseModel, ConfigDict, Field
 
-from evalkit.config import CONFIG_FILE_ENV, DEFAULT_CONFIG_FILE, build_settings
-from evalkit.errors import ConfigError
-
-__all__ = ["JudgeSettings", "ScoringMethod", "load_judge_settings"]
-
-TOML_TABLE = "judge"
+__all__ = ["JudgeSettings", "ScoringMethod"]
 
 
 class ScoringMethod(StrEnum):
@@ -54,10 +42,10 @@ class ScoringMethod(StrEnum):
     """Both, side by side (each stored under its own method name)."""
 
 
-class JudgeSettings(BaseSettings):
+class JudgeSettings(BaseModel):
     """How answers are judged: the LLM endpoint, its limits, the cache and the offline method."""
 
-    model_config = SettingsConfigDict(env_prefix="EVALKIT_JUDGE_", extra="forbid")
+    model_config = ConfigDict(extra="forbid")
 
     base_url: str | None = Field(
         default=None,
@@ -132,55 +120,3 @@ class JudgeSettings(BaseSettings):
     def public_dict(self) -> dict[str, Any]:
         """The settings as a JSON-ready dict (there is no secret in it to hide)."""
         return self.model_dump(mode="json")
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Order the sources: arguments, environment, then ``[judge]`` of ``evalkit.toml``."""
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        toml_file = _config_file()
-        if _has_judge_table(toml_file):
-            sources.append(
-                TomlConfigSettingsSource(
-                    settings_cls, toml_file=toml_file, toml_table_header=(TOML_TABLE,)
-                )
-            )
-        return tuple(sources)
-
-
-def _config_file() -> Path:
-    return Path(os.environ.get(CONFIG_FILE_ENV, DEFAULT_CONFIG_FILE))
-
-
-def _has_judge_table(path: Path) -> bool:
-    # TomlConfigSettingsSource raises KeyError when the file exists without the table.
-    if not path.is_file():
-        return False
-    try:
-        with path.open("rb") as handle:
-            data = tomllib.load(handle)
-    except (OSError, tomllib.TOMLDecodeError) as error:
-        raise ConfigError(f"{path}: cannot read it as TOML: {error}") from error
-    table = data.get(TOML_TABLE)
-    if table is not None and not isinstance(table, dict):
-        raise ConfigError(f"{path}: `{TOML_TABLE}` must be a table ([{TOML_TABLE}])")
-    return table is not None
-
-
-def load_judge_settings(**overrides: Any) -> JudgeSettings:
-    """Read the judge settings; ``overrides`` whose value is None are ignored.
-
-    Raises ConfigError naming the source and field of an invalid value.
-    """
-    return build_settings(
-        JudgeSettings,
-        overrides,
-        describe="invalid judge settings (from arguments, EVALKIT_JUDGE_* variables or the "
-        "[judge] table of {source})",
-    )

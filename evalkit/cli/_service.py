@@ -1,0 +1,84 @@
+"""What ``evalkit serve``, ``evalkit jobs`` and ``evalkit alerts`` share: store access with
+the scheduler's patience, and delivering the alert outbox."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from evalkit.cli._output import err_console
+from evalkit.errors import StoreError
+
+if TYPE_CHECKING:
+    from evalkit.alerts import Sink
+    from evalkit.config import Settings
+    from evalkit.scheduler import ServiceConfig, StoreAccess
+
+__all__ = [
+    "DELIVERY_FAILED",
+    "JOB_NOT_SUCCEEDED",
+    "deliver_outbox",
+    "require_tables",
+    "say",
+    "store_access",
+]
+
+JOB_NOT_SUCCEEDED = 1
+DELIVERY_FAILED = 3
+
+
+def say(message: str) -> None:
+    """Print a message for people on stderr, as it is."""
+    err_console.print(message, markup=False, highlight=False)
+
+
+def store_access(settings: Settings, program: str) -> StoreAccess:
+    """Access to the store of ``settings`` that waits [scheduler] lock_wait for a writer."""
+    from evalkit.scheduler import StoreAccess
+
+    return StoreAccess(
+        settings.resolved_store_path,
+        wait=settings.scheduler.lock_wait,
+        program=program,
+        on_wait=say,
+    )
+
+
+def require_tables(store: Any) -> None:
+    """Raise StoreError when the store has no alert or job tables yet."""
+    from evalkit.store.alerts import has_tables
+
+    if not has_tables(store, "alerts", "alert_outbox", "job_runs"):
+        raise StoreError(
+            f"the store {store.path} has no alert or job tables yet; start `evalkit serve` "
+            "or run any writing evalkit command once to create them"
+        )
+
+
+def deliver_outbox(
+    config: ServiceConfig,
+    sinks: dict[str, Sink],
+    access: StoreAccess,
+    *,
+    quiet: bool = False,
+) -> dict[str, Any]:
+    """Send the outbox deliveries that are due; say how it went unless ``quiet`` and all
+    went well."""
+    from evalkit.alerts import RetryPolicy, deliver_due
+    from evalkit.scheduler import outbox_lock
+
+    with outbox_lock(access.store_path, program=access.program).hold(
+        purpose="delivering alerts", wait=config.scheduler.lock_wait
+    ):
+        report = deliver_due(access, sinks, RetryPolicy.from_settings(config.alerts.settings))
+    summary = {
+        "delivered": report.delivered,
+        "failed": report.failed,
+        "abandoned": report.abandoned,
+        "waiting": dict(report.waiting),
+    }
+    if not quiet or report.failed or report.abandoned:
+        say(
+            f"outbox: {report.delivered} delivered, {report.failed} failed (retried later), "
+            f"{report.abandoned} abandoned"
+        )
+    return summary

@@ -1,0 +1,266 @@
+"""``evalkit jobs list|run|history``: the configured jobs, run one now, past runs."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from evalkit.cli._output import OutputFormat, console, emit_json, key_values, settings, table
+from evalkit.cli._service import (
+    JOB_NOT_SUCCEEDED,
+    deliver_outbox,
+    require_tables,
+    say,
+    store_access,
+)
+from evalkit.cli.app import CONTEXT, app
+from evalkit.errors import ConfigError, StoreError
+
+if TYPE_CHECKING:
+    from evalkit.config import Settings
+    from evalkit.scheduler import ServiceConfig
+    from evalkit.store.alerts import StoredJobRun
+
+__all__ = ["jobs_app"]
+
+jobs_app = typer.Typer(
+    help="List the configured jobs and run one now.", no_args_is_help=True, context_settings=CONTEXT
+)
+app.add_typer(jobs_app, name="jobs")
+
+Format = Annotated[OutputFormat, typer.Option("--format", help="table or json")]
+
+
+def _job_rows(views: list[dict[str, Any]]) -> list[list[object]]:
+    rows = []
+    for view in views:
+        last = view.get("last_run") or {}
+        rows.append(
+            [
+                view["name"],
+                view["kind"],
+                view["schedule"],
+                "yes" if view["enabled"] else "no",
+                "running" if view.get("running") else last.get("status"),
+                (last.get("started_at") or "-").replace("T", " ").rstrip("Z")[:19],
+                last.get("seconds"),
+                (view.get("next_run") or "-").replace("T", " ").rstrip("Z")[:19],
+            ]
+        )
+    return rows
+
+
+def _offline_views(current: Settings, config: ServiceConfig) -> list[dict[str, Any]]:
+    from datetime import UTC, datetime
+
+    from evalkit.store.alerts import has_tables, latest_job_runs
+
+    path = current.resolved_store_path
+    last: dict[str, StoredJobRun] = {}
+    if path.exists():
+        with store_access(current, "evalkit jobs list").reader() as store:
+            if has_tables(store, "job_runs"):
+                last = latest_job_runs(store)
+    now = datetime.now(UTC)
+    views = []
+    for job in config.jobs:
+        run = last.get(job.name)
+        upcoming = (
+            job.next_cron_time(config.scheduler.timezone, now) if job.config.enabled else None
+        )
+        views.append(
+            {
+                "name": job.name,
+                "kind": job.kind,
+                "schedule": job.schedule,
+                "enabled": job.config.enabled,
+                "description": job.config.description,
+                "running": False,
+                "next_run": (
+                    f"{upcoming.astimezone(UTC).replace(tzinfo=None).isoformat(timespec='seconds')}Z"
+                    if upcoming
+                    else None
+                ),
+                "last_run": run.to_dict() if run else None,
+            }
+        )
+    return views
+
+
+@jobs_app.command("list")
+def list_jobs(output: Format = OutputFormat.table) -> None:
+    """The jobs of evalkit.toml with their schedule, last run and next run.
+
+    Asks the running `evalkit serve` when there is one (live next-run times), otherwise
+    reads the store. Example: evalkit jobs list --format json
+    """
+    import httpx
+
+    from evalkit.scheduler import find_service, service_config
+
+    current = settings()
+    config = service_config(current)
+    service = find_service(current.resolved_store_path)
+    views: list[dict[str, Any]] | None = None
+    if service is not None:
+        try:
+            views = httpx.get(f"{service.url}/jobs", timeout=10.0).json()["jobs"]
+        except (httpx.HTTPError, ValueError, KeyError):
+            say(f"evalkit serve (pid {service.pid}) did not answer; reading the store")
+    if views is None:
+        views = _offline_views(current, config)
+    if output is OutputFormat.json:
+        emit_json({"service": service.url if service else None, "jobs": views})
+        return
+    columns = ["job", "kind", "schedule", "enabled", "last", "started (UTC)", "seconds", "next"]
+    title = f"jobs (served by pid {service.pid})" if service else "jobs (evalkit serve not running)"
+    console.print(table(title, columns, _job_rows(views)))
+
+
+def _print_job_run(data: dict[str, Any]) -> None:
+    console.print(
+        key_values(
+            f"job run {data['job_run_id']}",
+            {
+                "job": data["job"],
+                "status": data["status"],
+                "trigger": data["trigger"],
+                "started": data["started_at"],
+                "seconds": data.get("seconds"),
+                "runs": ", ".join(data.get("run_ids") or []) or "-",
+                "error": data.get("error") or "-",
+            },
+        )
+    )
+
+
+def _run_locally(current: Settings, config: ServiceConfig, name: str) -> StoredJobRun | None:
+    from evalkit.alerts import build_sinks, evaluate_rules
+    from evalkit.scheduler import JobRunner
+    from evalkit.store.store import Store
+
+    sinks = build_sinks(config.alerts)
+    access = store_access(current, f"evalkit jobs run {name}")
+
+    def after(store: Store, run: StoredJobRun) -> None:
+        if config.alerts.rules:
+            evaluate_rules(store, config.alerts, sinks)
+
+    runner = JobRunner(config, settings=current, session=access, after_job=after)
+    run = runner.run(name, trigger="manual")
+    deliver_outbox(config, sinks, access, quiet=True)
+    return run
+
+
+@jobs_app.command("run")
+def run_job(
+    name: Annotated[str, typer.Argument(help="Job name (see `evalkit jobs list`).")],
+    wait: Annotated[
+        bool, typer.Option(help="Wait for the job to end (when handed to evalkit serve).")
+    ] = True,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for a job handed to evalkit serve.")
+    ] = 3600.0,
+    local: Annotated[
+        bool,
+        typer.Option(
+            help="Run in this process even when evalkit serve is running (it then waits for "
+            "the store)."
+        ),
+    ] = False,
+    output: Format = OutputFormat.table,
+) -> None:
+    """Run one job now. Exit 0 when it succeeded, 1 when it did not.
+
+    With `evalkit serve` running on the same store the job is handed to it (it owns the
+    store); otherwise it runs here, then alert rules are evaluated and alerts delivered.
+
+    Example: evalkit jobs run nightly-demo --format json
+    """
+    import httpx
+
+    from evalkit.scheduler import find_service, service_config
+
+    current = settings()
+    config = service_config(current)
+    config.job(name)
+    service = None if local else find_service(current.resolved_store_path)
+    data: dict[str, Any] | None
+    if service is not None:
+        if not service.loopback:
+            raise ConfigError(
+                f"evalkit serve (pid {service.pid}) does not listen on loopback and refuses "
+                "jobs over HTTP; run with --local (it then waits for the store)"
+            )
+        say(f"handing job {name} to evalkit serve (pid {service.pid}, {service.url})")
+        try:
+            response = httpx.post(
+                f"{service.url}/jobs/{name}/run",
+                params={"wait": timeout if wait else 0},
+                timeout=(timeout if wait else 0) + 30.0,
+            )
+        except httpx.HTTPError as error:
+            raise StoreError(
+                f"evalkit serve (pid {service.pid}) did not answer at {service.url}: {error}"
+            ) from error
+        body = response.json()
+        if response.status_code == 404:
+            raise ConfigError(f"evalkit serve: {body.get('error')} (restart it to reload)")
+        if response.status_code in (409, 503):
+            say(f"evalkit serve: {body.get('error')}")
+            raise typer.Exit(JOB_NOT_SUCCEEDED)
+        data = body.get("job_run")
+        if data is None:
+            say(f"job {name} is running in evalkit serve; follow it with `evalkit jobs list`")
+            if output is OutputFormat.json:
+                emit_json({"job": name, "finished": False, "service": service.url})
+            return
+    else:
+        run = _run_locally(current, config, name)
+        data = run.to_dict() if run is not None else None
+        if data is None:
+            raise StoreError(f"job {name} did not run (see the messages above)")
+    if output is OutputFormat.json:
+        emit_json(data)
+    else:
+        _print_job_run(data)
+    if data["status"] != "succeeded":
+        raise typer.Exit(JOB_NOT_SUCCEEDED)
+
+
+@jobs_app.command("history")
+def job_history(
+    name: Annotated[str | None, typer.Argument(help="Only this job.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many runs.")] = 20,
+    output: Format = OutputFormat.table,
+) -> None:
+    """Past job runs, newest first.
+
+    Example: evalkit jobs history nightly-demo --limit 5
+    """
+    from evalkit.scheduler import service_config
+    from evalkit.store.alerts import list_job_runs
+
+    current = settings()
+    service_config(current)  # a broken configuration fails every command of the service
+    with store_access(current, "evalkit jobs history").reader() as store:
+        require_tables(store)
+        runs = list_job_runs(store, job=name, limit=limit)
+    if output is OutputFormat.json:
+        emit_json([run.to_dict() for run in runs])
+        return
+    rows = [
+        [
+            run.job_run_id,
+            run.job,
+            run.trigger,
+            run.status,
+            f"{run.started_at:%Y-%m-%d %H:%M:%S}",
+            run.seconds,
+            (run.error or "")[:80],
+        ]
+        for run in runs
+    ]
+    columns = ["job run", "job", "trigger", "status", "started (UTC)", "seconds", "error"]
+    console.print(table("job runs", columns, rows))

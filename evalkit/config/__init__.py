@@ -1,0 +1,41 @@
+"""evalkit's settings: one typed tree read from ``evalkit.toml`` and ``EVALKIT_*`` variables.
+
+- ``settings``: ``Settings`` (the tree) and ``load_settings``;
+- ``judge``, ``scheduler``, ``alerts``: the models of the ``[judge]``, ``[scheduler]`` /
+  ``[[jobs]]`` and ``[alerts]`` tables (the stages resolve the kinds of jobs, rules, sinks);
+- ``sources``: how the file is found, how sources are layered, how a problem is worded;
+- ``types``: durations and entry names.
+"""
+
+from evalkit.config.alerts import AlertsSettings, RuleConfig, SinkConfig
+from evalkit.config.judge import JudgeSettings, ScoringMethod
+from evalkit.config.scheduler import JobConfig, SchedulerSettings
+from evalkit.config.settings import Settings, load_settings, parse_settings
+from evalkit.config.sources import (
+    CONFIG_FILE_ENV,
+    DEFAULT_CONFIG_FILE,
+    config_file_path,
+    field_problems,
+)
+from evalkit.config.types import NAME_PATTERN, Duration, format_duration, parse_duration
+
+__all__ = [
+    "CONFIG_FILE_ENV",
+    "DEFAULT_CONFIG_FILE",
+    "NAME_PATTERN",
+    "AlertsSettings",
+    "Duration",
+    "JobConfig",
+    "JudgeSettings",
+    "RuleConfig",
+    "SchedulerSettings",
+    "ScoringMethod",
+    "Settings",
+    "SinkConfig",
+    "config_file_path",
+    "field_problems",
+    "format_duration",
+    "load_settings",
+    "parse_duration",
+    "parse_settings",
+]

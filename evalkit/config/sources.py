@@ -1,0 +1,205 @@
+"""Where settings come from, and how a problem with one is worded.
+
+One rule finds the configuration file: the file named by ``$EVALKIT_CONFIG`` (an error when
+it does not exist), else ``./evalkit.toml`` (none at all is fine: every setting has a
+default). ``EVALKIT_<FIELD>`` variables set the top-level settings and ``EVALKIT_JUDGE_<FIELD>``
+the ``[judge]`` table; the ``[scheduler]``, ``[[jobs]]`` and ``[alerts]`` tables come from
+the file only. Every invalid value is reported by :func:`settings_error`, naming its source
+(arguments, variables, file and table) and its field.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, cast
+
+from pydantic import BaseModel, ValidationError
+from pydantic_settings import BaseSettings, EnvSettingsSource
+
+from evalkit.errors import ConfigError
+
+__all__ = [
+    "CONFIG_FILE_ENV",
+    "DEFAULT_CONFIG_FILE",
+    "ENV_PREFIX",
+    "JUDGE_ENV_PREFIX",
+    "check_tables",
+    "config_file_path",
+    "environment_values",
+    "field_problems",
+    "merge",
+    "read_config_file",
+    "settings_error",
+]
+
+CONFIG_FILE_ENV = "EVALKIT_CONFIG"
+DEFAULT_CONFIG_FILE = "evalkit.toml"
+ENV_PREFIX = "EVALKIT_"
+JUDGE_ENV_PREFIX = "EVALKIT_JUDGE_"
+
+TABLES = ("judge", "scheduler", "alerts")
+"""Top-level keys that hold a table (``[judge]``...)."""
+ARRAYS = {"jobs": "[[jobs]]"}
+"""Top-level keys that hold an array of tables."""
+ENTRY_ARRAYS = {"rules": "[[alerts.rules]]", "sinks": "[[alerts.sinks]]"}
+"""Arrays of tables inside ``[alerts]``."""
+
+
+def config_file_path() -> Path:
+    """The configuration file evalkit reads: ``$EVALKIT_CONFIG`` or ``./evalkit.toml``."""
+    return Path(os.environ.get(CONFIG_FILE_ENV, DEFAULT_CONFIG_FILE))
+
+
+def read_config_file() -> tuple[Path, dict[str, Any]]:
+    """The configuration file's path and its parsed TOML.
+
+    A missing ``./evalkit.toml`` reads as empty; a missing file named by ``$EVALKIT_CONFIG``
+    and a file that is not valid TOML raise ConfigError.
+    """
+    chosen = config_file_path()
+    if not chosen.is_file():
+        if CONFIG_FILE_ENV in os.environ:
+            raise ConfigError(f"{CONFIG_FILE_ENV}={chosen}: no such file")
+        return chosen, {}
+    try:
+        with chosen.open("rb") as handle:
+            return chosen, tomllib.load(handle)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{chosen}: not valid TOML: {error}") from error
+    except OSError as error:
+        raise ConfigError(f"{chosen}: cannot read it: {error}") from error
+
+
+def check_tables(data: Mapping[str, Any], path: Path) -> None:
+    """Raise ConfigError when a table of ``data`` is not a table (``judge = 3``...)."""
+    for key in TABLES:
+        if key in data and not isinstance(data[key], Mapping):
+            raise ConfigError(f"{path}: `{key}` must be a table ([{key}])")
+    for key, header in ARRAYS.items():
+        if key in data:
+            _check_entries(data[key], key=key, header=header, path=path)
+    alerts = data.get("alerts", {})
+    for key, header in ENTRY_ARRAYS.items():
+        if key in alerts:
+            _check_entries(alerts[key], key=f"alerts.{key}", header=header, path=path)
+
+
+def _check_entries(entries: object, *, key: str, header: str, path: Path) -> None:
+    if not isinstance(entries, list):
+        raise ConfigError(f"{path}: `{key}` must be an array of tables ({header})")
+    for number, entry in enumerate(entries, start=1):
+        if not isinstance(entry, Mapping):
+            raise ConfigError(
+                f"{path}: {header} #{number} must be a table, got {type(entry).__name__}"
+            )
+
+
+def environment_values(
+    settings_class: type[BaseSettings], judge: type[BaseModel]
+) -> dict[str, Any]:
+    """The settings the environment gives: ``EVALKIT_<FIELD>`` and ``EVALKIT_JUDGE_<FIELD>``.
+
+    Tables and arrays of tables are never read from a variable (only from the file), so a
+    message about one of their fields can name the file.
+    """
+    values = {
+        key: value
+        for key, value in EnvSettingsSource(settings_class, env_prefix=ENV_PREFIX)().items()
+        if key not in TABLES and key not in ARRAYS
+    }
+    # EnvSettingsSource reads any model's fields; its signature asks for a BaseSettings.
+    judge_values = EnvSettingsSource(
+        cast("type[BaseSettings]", judge), env_prefix=JUDGE_ENV_PREFIX
+    )()
+    if judge_values:
+        values["judge"] = judge_values
+    return values
+
+
+def merge(*layers: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge ``layers``, later ones winning; tables are merged key by key."""
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        for key, value in layer.items():
+            if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+                merged[key] = merge(merged[key], value)
+            else:
+                merged[key] = value
+    return merged
+
+
+def field_problems(error: ValidationError) -> str:
+    """``field 'a': message; field 'b.c': message``: the problems of a table's model."""
+    return "; ".join(_field_problem(problem["loc"], problem["msg"]) for problem in error.errors())
+
+
+def _field_problem(loc: tuple[int | str, ...], message: str) -> str:
+    return f"field '{_location(loc) or '(table)'}': {message}"
+
+
+def _location(parts: tuple[int | str, ...]) -> str:
+    return ".".join(str(part) for part in parts)
+
+
+def settings_error(error: ValidationError, data: Mapping[str, Any], path: Path) -> ConfigError:
+    """One ConfigError for every problem of ``error``, each naming its source and field.
+
+    ``data`` is what was validated (for the names of ``[[jobs]]`` and alert entries) and
+    ``path`` the configuration file. Problems are grouped by where they come from: the
+    top-level settings, the ``[judge]`` table, ``[scheduler]``, ``[alerts]``, or one entry of
+    ``[[jobs]]``, ``[[alerts.rules]]`` or ``[[alerts.sinks]]``.
+    """
+    groups: dict[str, list[str]] = {}
+    for problem in error.errors():
+        loc = tuple(problem["loc"])
+        prefix, rest, plain = _where(loc, data, path)
+        if plain:
+            text = f"{_location(rest)}: {problem['msg']}"
+        else:
+            text = _field_problem(rest, problem["msg"])
+        groups.setdefault(prefix, []).append(text)
+    return ConfigError(
+        "\n".join(f"{prefix}: {'; '.join(texts)}" for prefix, texts in groups.items())
+    )
+
+
+def _where(
+    loc: tuple[int | str, ...], data: Mapping[str, Any], path: Path
+) -> tuple[str, tuple[int | str, ...], bool]:
+    """The group a problem at ``loc`` belongs to, the rest of its location, and whether it is
+    worded as ``name: message`` (arguments and variables) or ``field 'name': message``."""
+    section = loc[0] if loc else ""
+    if section == "judge":
+        return (
+            "invalid judge settings (from arguments, EVALKIT_JUDGE_* variables or the "
+            f"[judge] table of {path})",
+            loc[1:],
+            True,
+        )
+    if section == "scheduler":
+        return f"{path}: [scheduler]", loc[1:], False
+    if section in ARRAYS and len(loc) > 1 and isinstance(loc[1], int):
+        return (
+            _entry(ARRAYS[str(section)], data.get(str(section), []), loc[1], path),
+            loc[2:],
+            False,
+        )
+    if section == "alerts":
+        alerts = data.get("alerts", {})
+        kind = loc[1] if len(loc) > 1 else ""
+        if kind in ENTRY_ARRAYS and len(loc) > 2 and isinstance(loc[2], int):
+            header = ENTRY_ARRAYS[str(kind)]
+            return _entry(header, alerts.get(str(kind), []), loc[2], path), loc[3:], False
+        return f"{path}: [alerts]", loc[1:], False
+    return f"invalid settings (from arguments, EVALKIT_* variables or {path})", loc, True
+
+
+def _entry(header: str, entries: Any, index: int, path: Path) -> str:
+    name = None
+    if isinstance(entries, list) and index < len(entries) and isinstance(entries[index], Mapping):
+        name = entries[index].get("name")
+    label = f"{header} #{index + 1}"
+    return f"{path}: {label} '{name}'" if isinstance(name, str) else f"{path}: {label}"

@@ -1,0 +1,180 @@
+"""The one settings tree: where it is read from, in what order, and how problems are worded."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from evalkit.alerts import alerts_config
+from evalkit.config import (
+    AlertsSettings,
+    JobConfig,
+    JudgeSettings,
+    RuleConfig,
+    SchedulerSettings,
+    ScoringMethod,
+    SinkConfig,
+    load_settings,
+)
+from evalkit.errors import ConfigError
+from evalkit.scheduler import service_config
+
+FULL = """
+k = 5
+
+[judge]
+base_url = "http://127.0.0.1:9/v1"
+model = "m-file"
+concurrency = 2
+
+[scheduler]
+timezone = "Europe/Paris"
+
+[[jobs]]
+name = "nightly"
+kind = "command"
+command = ["true"]
+cron = "0 2 * * *"
+
+[alerts]
+retry_initial = "30s"
+
+[[alerts.sinks]]
+name = "log-it"
+kind = "log"
+
+[[alerts.rules]]
+name = "failures"
+kind = "job_failure"
+cooldown = "2h"
+"""
+
+
+def test_every_table_is_a_typed_sub_model_of_one_tree(evalkit_home: Path) -> None:
+    Path("evalkit.toml").write_text(FULL, encoding="utf-8")
+    settings = load_settings()
+    assert settings.config_file == Path("evalkit.toml")
+    assert isinstance(settings.judge, JudgeSettings)
+    assert (settings.judge.model, settings.judge.concurrency) == ("m-file", 2)
+    assert isinstance(settings.scheduler, SchedulerSettings)
+    assert settings.scheduler.timezone == "Europe/Paris"
+    assert [type(job) for job in settings.jobs] == [JobConfig]
+    assert settings.jobs[0].params == {"command": ["true"]}
+    assert isinstance(settings.alerts, AlertsSettings)
+    assert settings.alerts.retry_initial == 30.0
+    assert [type(rule) for rule in settings.alerts.rules] == [RuleConfig]
+    assert settings.alerts.rules[0].cooldown == 7200.0
+    assert [type(sink) for sink in settings.alerts.sinks] == [SinkConfig]
+    service = service_config(settings)
+    assert [job.schedule for job in service.jobs] == ["cron 0 2 * * *"]
+    assert service.alerts == alerts_config(settings)
+    assert [rule.name for rule in service.alerts.rules] == ["failures"]
+
+
+def test_arguments_beat_the_environment_which_beats_the_file_field_by_field(
+    evalkit_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    Path("evalkit.toml").write_text(FULL, encoding="utf-8")
+    monkeypatch.setenv("EVALKIT_K", "7")
+    monkeypatch.setenv("EVALKIT_JUDGE_MODEL", "m-env")
+    monkeypatch.setenv("evalkit_judge_repeats", "3")
+    settings = load_settings(judge={"concurrency": 6, "method": None}, relevance_threshold=None)
+    assert settings.k == 7
+    assert settings.relevance_threshold == 1
+    assert settings.judge.base_url == "http://127.0.0.1:9/v1"  # the file's, kept
+    assert settings.judge.model == "m-env"
+    assert settings.judge.repeats == 3
+    assert settings.judge.concurrency == 6
+    assert settings.judge.method is ScoringMethod.auto
+    assert load_settings(k=9, judge={"method": "offline"}).judge.method is ScoringMethod.offline
+    assert load_settings(k=9).k == 9
+
+
+def test_the_service_tables_come_from_the_file_only(
+    evalkit_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EVALKIT_SCHEDULER", '{"health_port": 1}')
+    monkeypatch.setenv("EVALKIT_JOBS", '[{"name": "x", "kind": "command"}]')
+    monkeypatch.setenv("EVALKIT_ALERTS", '{"dashboard_url": "http://x"}')
+    settings = load_settings()
+    assert settings.scheduler.health_port == 8765
+    assert settings.jobs == []
+    assert settings.alerts.dashboard_url is None
+
+
+def test_one_rule_finds_the_file(
+    evalkit_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert load_settings().k == 100  # no file at all: the defaults
+    elsewhere = tmp_path / "conf" / "other.toml"
+    elsewhere.parent.mkdir()
+    elsewhere.write_text("k = 12\n", encoding="utf-8")
+    Path("evalkit.toml").write_text("k = 11\n", encoding="utf-8")
+    assert load_settings().k == 11
+    monkeypatch.setenv("EVALKIT_CONFIG", str(elsewhere))
+    settings = load_settings()
+    assert (settings.k, settings.config_file) == (12, elsewhere)
+    monkeypatch.setenv("EVALKIT_CONFIG", str(tmp_path / "missing.toml"))
+    with pytest.raises(ConfigError, match=r"EVALKIT_CONFIG=.*missing\.toml: no such file"):
+        load_settings()
+
+
+def test_problems_in_several_tables_are_all_named_with_their_source(evalkit_home: Path) -> None:
+    Path("evalkit.toml").write_text(
+        'k = 0\n[judge]\nrepeats = 0\n[scheduler]\ntimezone = "Mars/Olympus"\n'
+        '[[jobs]]\nname = "nightly"\nkind = "command"\ninterval = "soon"\n'
+        '[[alerts.rules]]\nname = "r"\nkind = "job_failure"\ncooldown = "later"\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    lines = str(caught.value).splitlines()
+    assert len(lines) == 5
+    assert lines[0].startswith(
+        "invalid settings (from arguments, EVALKIT_* variables or evalkit.toml): k: "
+    )
+    assert lines[1].startswith(
+        "invalid judge settings (from arguments, EVALKIT_JUDGE_* variables or the [judge] "
+        "table of evalkit.toml): repeats: "
+    )
+    assert lines[2].startswith("evalkit.toml: [scheduler]: field 'timezone': ")
+    assert lines[3].startswith("evalkit.toml: [[jobs]] #1 'nightly': field 'interval': ")
+    assert lines[4].startswith("evalkit.toml: [[alerts.rules]] #1 'r': field 'cooldown': ")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("jobs = 3\n", "`jobs` must be an array of tables ([[jobs]])"),
+        ("jobs = [3]\n", "[[jobs]] #1 must be a table, got int"),
+        ("scheduler = 1\n", "`scheduler` must be a table ([scheduler])"),
+        ("[alerts]\nrules = 2\n", "`alerts.rules` must be an array of tables"),
+    ],
+)
+def test_a_table_that_is_not_a_table_is_named(evalkit_home: Path, text: str, message: str) -> None:
+    Path("evalkit.toml").write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert str(caught.value).startswith("evalkit.toml: ")
+    assert message in str(caught.value)
+
+
+def test_a_file_that_is_not_toml_is_an_error_every_command_reports(tmp_path: Path) -> None:
+    (tmp_path / "evalkit.toml").write_text("k = [\n", encoding="utf-8")
+    env = {key: value for key, value in os.environ.items() if not key.startswith("EVALKIT_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "evalkit", "runs", "list"],
+        cwd=tmp_path,
+        env={**env, "EVALKIT_HOME": str(tmp_path / "home")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "evalkit.toml: not valid TOML" in done.stderr
+    assert "Traceback" not in done.stderr
