@@ -264,33 +264,27 @@ def _compare(
     baseline: RunRecord,
     candidate: RunRecord,
 ) -> Signal:
-    from evalkit.pipeline import compare_scored, score_stored_run
-    from evalkit.stats import worst_queries
+    # evalkit.stats loads scipy.stats (about a second): deferred so that reading the alert
+    # settings, which loads the rule kinds, keeps `evalkit --help` fast.
+    from evalkit.stats import compare_stored_runs
 
-    base = score_stored_run(ctx.store, baseline.run_id, params.measures)
-    cand = score_stored_run(ctx.store, candidate.run_id, params.measures)
-    comparison = compare_scored(
-        base,
-        cand,
+    report = compare_stored_runs(
+        ctx.store,
+        baseline.run_id,
+        candidate.run_id,
         params.measures,
+        worst=params.worst,
         failed_as_zero=True,
         alpha=params.alpha,
         min_effect=params.min_effect,
         resamples=params.resamples,
         seed=params.seed,
     )
+    comparison = report.comparison
     regressed = [m for m in comparison.metrics if m.decision.value == "regression"]
     primary = min(regressed or comparison.metrics, key=lambda metric: metric.delta)
     active = comparison.decision.value == "regression"
-    worst = [
-        {
-            "query_id": drop.query_id,
-            "baseline": drop.baseline,
-            "candidate": drop.candidate,
-            "delta": drop.delta,
-        }
-        for drop in worst_queries(comparison, primary.measure, n=params.worst)
-    ]
+    worst = [drop.to_dict() for drop in report.worst_for(primary.measure)]
     confidence = round(comparison.confidence * 100)
     evidence = {
         **_gate_inputs(params, baseline, candidate),
@@ -900,12 +894,7 @@ def _faithfulness_drop(ctx: RuleContext, params: FaithfulnessDropParams) -> list
                 "decision": comparison.decision.value,
                 "min_effect": params.min_effect,
                 "worst_queries": [
-                    {
-                        "query_id": drop.query_id,
-                        "baseline": drop.baseline,
-                        "candidate": drop.candidate,
-                        "delta": drop.delta,
-                    }
+                    drop.to_dict()
                     for drop in worst_queries(comparison, params.metric, n=params.worst)
                 ],
             },
