@@ -11,7 +11,6 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -28,24 +27,18 @@ from evalkit.store import RunRecord, RunSpec, Store, utc_now
 
 if TYPE_CHECKING:
     from evalkit.answers import AnswerRecord, AnswerScores, OfflineFaithfulness
-    from evalkit.stats import Comparison
 
 __all__ = [
     "DEFAULT_MEASURES",
     "RunOutcome",
-    "ScoredRun",
     "StoreOpener",
     "answer_settings",
-    "compare_scored",
     "default_measures",
     "evaluate_goldset",
-    "lost_relevant_documents",
     "results_frame",
     "run_answer_records",
     "score_logged_answers",
     "score_run_answers",
-    "score_run_file",
-    "score_stored_run",
 ]
 
 DEFAULT_MEASURES: tuple[str, ...] = (
@@ -453,167 +446,3 @@ def score_logged_answers(
     if not records:
         return None
     return score_answers(records, settings=settings, store=store, run_id=run_id, offline=offline)
-
-
-@dataclass(frozen=True, slots=True)
-class ScoredRun:
-    """A run ready to compare: its ranked results, per-query values and the judgments used.
-
-    ``reference`` is what the user named (a run id or a run file); ``run_id`` is set for
-    stored runs. Queries whose retrieval failed are absent from ``per_query`` and named in
-    ``failed`` (judged ones only), so that a comparison never mistakes them for queries the
-    run was not asked (see ``compare_scored``).
-    """
-
-    reference: str
-    run_id: str | None
-    results: pd.DataFrame
-    per_query: pd.DataFrame
-    judgments: pd.DataFrame
-    relevance_threshold: int
-    failed: tuple[str, ...] = ()
-
-
-def score_run_file(
-    path: Path,
-    judgments: pd.DataFrame,
-    measures: Sequence[str],
-    *,
-    relevance_threshold: int = 1,
-) -> ScoredRun:
-    """Score a TREC run file on ``judgments``; judged queries missing from it score 0."""
-    from evalkit.metrics import read_run
-
-    results = read_run(path)
-    evaluator = Evaluator(
-        judgments, parse_measures(list(measures)), relevance_threshold=relevance_threshold
-    )
-    evaluation = evaluator.evaluate(results, complete=True)
-    return ScoredRun(
-        reference=str(path),
-        run_id=None,
-        results=results,
-        per_query=evaluation.per_query,
-        judgments=judgments,
-        relevance_threshold=relevance_threshold,
-    )
-
-
-def score_stored_run(
-    store: Store,
-    run_id: str,
-    measures: Sequence[str],
-    *,
-    judgments: pd.DataFrame | None = None,
-) -> ScoredRun:
-    """Per-query values of a stored run for ``measures``.
-
-    Values stored with the run are used as they are; measures the run did not store, or any
-    measure when other ``judgments`` are given, are computed from its stored results.
-    Failed queries stay out of ``per_query``, as they were when the run was scored, and
-    are listed in ``failed``.
-    """
-    run = store.get_run(run_id)
-    names = [str(m) for m in parse_measures(list(measures))]
-    judgments_given = judgments is not None
-    if judgments is None:
-        if run.spec.goldset_version is None:
-            raise ConfigError(
-                f"run {run.run_id} has no goldset; pass judgments (--qrels or --goldset)"
-            )
-        judgments = store.judgments_frame(run.spec.goldset_version)
-    stored = store.run_results(run.run_id)
-    results = stored[["query_id", "doc_id", "score"]]
-    per_query = store.query_metrics(run.run_id)
-    replayed = store.run_queries(run.run_id)
-    judged = set(judgments["query_id"])
-    failed = tuple(
-        sorted(str(q) for q in replayed.loc[replayed["error"].notna(), "query_id"] if q in judged)
-    )
-    missing = [name for name in names if name not in per_query.columns]
-    if missing or per_query.empty or judgments_given:
-        for name in names:
-            measure = parse_measures([name])[0]
-            if measure.cutoff is not None and measure.cutoff > run.spec.k:
-                raise ConfigError(
-                    f"run {run.run_id} retrieved only {run.spec.k} documents per query: "
-                    f"{name} needs {measure.cutoff}"
-                )
-        answered = replayed.loc[replayed["error"].isna(), "query_id"].tolist()
-        evaluator = Evaluator(
-            judgments, parse_measures(names), relevance_threshold=run.spec.relevance_threshold
-        )
-        per_query = evaluator.evaluate(
-            results, complete=True, query_ids=[q for q in answered if q in judged]
-        ).per_query
-    return ScoredRun(
-        reference=run_id,
-        run_id=run.run_id,
-        results=results,
-        per_query=per_query[names],
-        judgments=judgments,
-        relevance_threshold=run.spec.relevance_threshold,
-        failed=failed,
-    )
-
-
-def compare_scored(
-    baseline: ScoredRun,
-    candidate: ScoredRun,
-    measures: Sequence[str],
-    *,
-    failed_as_zero: bool = False,
-    **options: Any,
-) -> Comparison:
-    """``evalkit.stats.compare_runs`` on two scored runs, with their failed queries.
-
-    The one rule every comparison of runs follows (gate, compare, alert rules, precision
-    drift, dashboard): a failed query is never dropped as if it had not been asked. By
-    default a run with failed queries is refused (``FailedQueriesError``, exit 3);
-    ``failed_as_zero`` counts each one as 0 on every measure instead. ``options`` are
-    ``compare_runs``'s (alpha, min_effect, resamples, seed...).
-    """
-    from evalkit.stats import compare_runs
-
-    return compare_runs(
-        baseline.per_query,
-        candidate.per_query,
-        measures=list(measures),
-        failed_in_baseline=baseline.failed,
-        failed_in_candidate=candidate.failed,
-        failed_as_zero=failed_as_zero,
-        **options,
-    )
-
-
-def lost_relevant_documents(
-    baseline: ScoredRun, candidate: ScoredRun, query_ids: Sequence[str], *, depth: int
-) -> dict[str, dict[str, list[str]]]:
-    """Per query: relevant documents in the baseline's top ``depth`` but not the candidate's
-    (``lost``), and the other way round (``gained``)."""
-    relevant = baseline.judgments[baseline.judgments["relevance"] >= baseline.relevance_threshold]
-    relevant_by_query: dict[str, set[str]] = {}
-    for query_id, doc_id in zip(
-        relevant["query_id"].tolist(), relevant["doc_id"].tolist(), strict=True
-    ):
-        relevant_by_query.setdefault(str(query_id), set()).add(str(doc_id))
-
-    def top(run: ScoredRun) -> dict[str, set[str]]:
-        frame = run.results[run.results["query_id"].isin(query_ids)]
-        ranked = frame.sort_values(["query_id", "score", "doc_id"], ascending=[True, False, False])
-        kept = ranked.groupby("query_id").head(depth)
-        tops: dict[str, set[str]] = {}
-        for query_id, doc_id in zip(
-            kept["query_id"].tolist(), kept["doc_id"].tolist(), strict=True
-        ):
-            tops.setdefault(str(query_id), set()).add(str(doc_id))
-        return tops
-
-    before, after = top(baseline), top(candidate)
-    changes = {}
-    for query_id in query_ids:
-        wanted = relevant_by_query.get(query_id, set())
-        had = before.get(query_id, set()) & wanted
-        has = after.get(query_id, set()) & wanted
-        changes[query_id] = {"lost": sorted(had - has), "gained": sorted(has - had)}
-    return changes

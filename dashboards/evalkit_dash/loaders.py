@@ -4,7 +4,7 @@ One loader per page view, registered in ``LOADERS`` by name: the Streamlit side 
 through its cache (``evalkit_dash.access``), the benchmark and the tests call them
 directly. Loaders take the store and keyword-only parameters and return frozen records of
 DataFrames; all aggregation happens in SQL (``evalkit.store.dashboard``), the statistics
-in ``evalkit.stats`` and ``evalkit.pipeline``, exactly as the CLI computes them.
+and run comparisons in ``evalkit.stats``, exactly as the CLI computes them.
 """
 
 from __future__ import annotations
@@ -448,12 +448,6 @@ class CompareData:
     failed_in_candidate: tuple[str, ...] = ()
 
 
-def _cutoff(measure: str) -> int:
-    from evalkit.metrics import parse_measure
-
-    return parse_measure(measure).cutoff or 1000
-
-
 def compare(
     store: Store,
     *,
@@ -466,24 +460,25 @@ def compare(
 ) -> CompareData:
     """Compare two stored runs on ``measures``: deltas, bootstrap CIs, p-values and the
     per-query table with the relevant documents each query lost or gained."""
-    from evalkit.pipeline import compare_scored, lost_relevant_documents, score_stored_run
+    from evalkit.stats import compare_stored_runs, document_depth
 
     chosen = list(dict.fromkeys(measures)) or ["ndcg@10"]
     sort_by = sort_measure if sort_measure in chosen else chosen[0]
-    base = score_stored_run(store, baseline, chosen)
-    cand = score_stored_run(store, candidate, chosen)
     # The page shows a partial run rather than refusing it: its failed queries count as 0
     # (the worst outcome), as `evalkit compare --failed-as-zero` does, never left out.
-    comparison = compare_scored(
-        base,
-        cand,
+    report = compare_stored_runs(
+        store,
+        baseline,
+        candidate,
         chosen,
+        worst=0,
         failed_as_zero=True,
         alpha=alpha,
         min_effect=min_effect,
         resamples=RESAMPLES,
         seed=SEED,
     )
+    comparison = report.comparison
     metrics = pd.DataFrame([{"measure": m.measure, **m.to_dict()} for m in comparison.metrics])[
         [
             "measure",
@@ -505,13 +500,13 @@ def compare(
         table[f"{metric.measure} baseline"] = metric.baseline_values
         table[f"{metric.measure} candidate"] = metric.candidate_values
         table[f"{metric.measure} delta"] = metric.candidate_values - metric.baseline_values
-    depth = _cutoff(sort_by)
-    changes = lost_relevant_documents(base, cand, list(first.query_ids), depth=depth)
+    depth = document_depth(sort_by)
+    changes = report.document_changes(sort_by)
     table["lost"] = [", ".join(changes[q]["lost"]) for q in first.query_ids]
     table["gained"] = [", ".join(changes[q]["gained"]) for q in first.query_ids]
     table["n_lost"] = [len(changes[q]["lost"]) for q in first.query_ids]
     table["n_gained"] = [len(changes[q]["gained"]) for q in first.query_ids]
-    texts = _query_texts(store, str(base.run_id))
+    texts = _query_texts(store, str(report.baseline_run.run_id))
     table.insert(0, "text", [texts.get(q, "") for q in first.query_ids])
     table = (
         table.reset_index()
@@ -519,8 +514,8 @@ def compare(
         .reset_index(drop=True)
     )
     return CompareData(
-        baseline=str(base.run_id),
-        candidate=str(cand.run_id),
+        baseline=str(report.baseline_run.run_id),
+        candidate=str(report.candidate_run.run_id),
         measures=tuple(chosen),
         sort_measure=sort_by,
         depth=depth,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from contextlib import ExitStack
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -25,8 +24,6 @@ from evalkit.retrievers.factory import RetrieverOptions, build_retriever
 if TYPE_CHECKING:
     import pandas as pd
 
-    from evalkit.pipeline import ScoredRun
-    from evalkit.stats import Comparison, QueryDrop
     from evalkit.store import Store
 
 EXIT_CODES = {"pass": 0, "regression": 1, "inconclusive": 4}
@@ -71,91 +68,6 @@ def _judgments(store: Store | None, goldset: str | None, qrels: Path | None) -> 
             raise ConfigError(f"no store to read goldset {goldset!r} from")
         return store.judgments_frame(store.load_goldset(goldset).version)
     return None
-
-
-def _load(
-    store: Store | None,
-    reference: str,
-    measures: list[str],
-    judgments: pd.DataFrame | None,
-) -> ScoredRun:
-    from evalkit.pipeline import score_run_file, score_stored_run
-
-    path = Path(reference)
-    if path.is_file():
-        if judgments is None:
-            raise ConfigError(f"{reference} is a run file: give --qrels or --goldset to score it")
-        return score_run_file(path, judgments, measures)
-    if store is None:
-        raise ConfigError(
-            f"{reference!r} is neither a run file nor a stored run (there is no store yet)"
-        )
-    return score_stored_run(store, reference, measures, judgments=judgments)
-
-
-def _compare(
-    baseline: ScoredRun,
-    candidate: ScoredRun,
-    measures: list[str],
-    *,
-    alpha: float,
-    min_effect: float,
-    resamples: int,
-    seed: int,
-    worst: int,
-    failed_as_zero: bool,
-) -> tuple[Comparison, dict[str, Any], list[QueryDrop]]:
-    from evalkit.pipeline import compare_scored, lost_relevant_documents
-    from evalkit.stats import worst_queries
-
-    comparison = compare_scored(
-        baseline,
-        candidate,
-        measures,
-        failed_as_zero=failed_as_zero,
-        alpha=alpha,
-        min_effect=min_effect,
-        resamples=resamples,
-        seed=seed,
-    )
-    data = comparison.to_dict()
-    data["baseline"] = baseline.reference
-    data["candidate"] = candidate.reference
-    worst_by_measure: dict[str, list[dict[str, Any]]] = {}
-    worst_rows: list[QueryDrop] = []
-    changes_by_query: dict[str, dict[str, dict[str, list[str]]]] = {}
-    for measure in measures:
-        rows = [row for row in worst_queries(comparison, measure, n=worst) if row.delta < 0]
-        worst_rows.extend(rows)
-        cutoff = _cutoff(measure)
-        changes = lost_relevant_documents(
-            baseline, candidate, [row.query_id for row in rows], depth=cutoff
-        )
-        changes_by_query[measure] = changes
-        worst_by_measure[measure] = [
-            {
-                "query_id": row.query_id,
-                "baseline": row.baseline,
-                "candidate": row.candidate,
-                "delta": row.delta,
-                "lost": changes[row.query_id]["lost"],
-                "gained": changes[row.query_id]["gained"],
-            }
-            for row in rows
-        ]
-    data["worst_queries"] = worst_by_measure
-    drops = [
-        replace(row, lost_docs=tuple(changes_by_query[row.measure][row.query_id]["lost"]))
-        for row in worst_rows
-    ]
-    return comparison, data, drops
-
-
-def _cutoff(measure: str) -> int:
-    from evalkit.metrics import parse_measure
-
-    parsed = parse_measure(measure)
-    return parsed.cutoff or 1000
 
 
 def _print(data: dict[str, Any]) -> None:
@@ -263,13 +175,15 @@ def compare(
     A stored run whose retrieval failed on some queries is refused (exit 3) unless
     --failed-as-zero counts those queries as 0; they are never left out silently.
     """
+    from evalkit.stats import compare_scored, score_run
+
     measures = measure or ["ndcg@10"]
     with ExitStack() as stack:
         store = _open_store(stack, write=False, purpose="compare")
         judgments = _judgments(store, goldset, qrels)
-        base = _load(store, baseline, measures, judgments)
-        cand = _load(store, candidate, measures, judgments)
-    _, data, _ = _compare(
+        base = score_run(store, baseline, measures, judgments=judgments)
+        cand = score_run(store, candidate, measures, judgments=judgments)
+    report = compare_scored(
         base,
         cand,
         measures,
@@ -280,6 +194,7 @@ def compare(
         worst=worst,
         failed_as_zero=failed_as_zero,
     )
+    data = report.to_dict()
     if output is OutputFormat.json:
         emit_json(data)
     else:
@@ -323,7 +238,7 @@ def gate(
     Example: evalkit gate --baseline 20261121T101500-1a2b3c --goldset demo --collection demo
     -m ndcg@10 -m recall@100 --min-effect 0.01 --junit gate.xml --markdown gate.md
     """
-    from evalkit.stats import to_junit_xml, to_markdown
+    from evalkit.stats import compare_scored, score_run, to_junit_xml, to_markdown
 
     measures = measure or ["ndcg@10"]
     live = bool(collection or chroma_url or http_retriever)
@@ -335,7 +250,7 @@ def gate(
     with ExitStack() as stack:
         store = _open_store(stack, write=live, purpose="gate")
         judgments = _judgments(store, goldset, qrels)
-        base = _load(store, baseline, measures, judgments)
+        base = score_run(store, baseline, measures, judgments=judgments)
         if live:
             candidate = _replay_candidate(
                 store,
@@ -349,8 +264,8 @@ def gate(
                 allow_model_mismatch=allow_model_mismatch,
             )
         assert candidate is not None
-        cand = _load(store, candidate, measures, judgments)
-    comparison, data, drops = _compare(
+        cand = score_run(store, candidate, measures, judgments=judgments)
+    report = compare_scored(
         base,
         cand,
         measures,
@@ -361,12 +276,15 @@ def gate(
         worst=worst,
         failed_as_zero=failed_as_zero,
     )
+    data = report.to_dict()
     if junit is not None:
         junit.parent.mkdir(parents=True, exist_ok=True)
-        junit.write_text(to_junit_xml(comparison), encoding="utf-8")
+        junit.write_text(to_junit_xml(report.comparison), encoding="utf-8")
     if markdown is not None:
         markdown.parent.mkdir(parents=True, exist_ok=True)
-        markdown.write_text(to_markdown(comparison, worst=drops), encoding="utf-8")
+        markdown.write_text(
+            to_markdown(report.comparison, worst=report.worst_queries), encoding="utf-8"
+        )
     if output is OutputFormat.json:
         emit_json(data)
     else:

@@ -400,7 +400,8 @@ def watch_precision(
     series and counted. A retriever with no complete run is listed in ``skipped`` with the
     reason, never dropped silently.
     """
-    from evalkit.pipeline import compare_scored, score_stored_run
+    # evalkit.stats loads scipy.stats: deferred like the other detectors' heavy imports.
+    from evalkit.stats import compare_stored_runs
 
     scored = [
         run
@@ -464,19 +465,19 @@ def watch_precision(
         paired = None
         latest = series_runs[-1]
         if latest.run_id != pinned and not latest.run_id.startswith(pinned):
-            base = score_stored_run(store, pinned, [measure])
-            cand = score_stored_run(store, latest.run_id, [measure])
-            comparison = compare_scored(
-                base,
-                cand,
+            report = compare_stored_runs(
+                store,
+                pinned,
+                latest.run_id,
                 [measure],
+                worst=0,
                 failed_as_zero=True,
                 alpha=alpha,
                 min_effect=min_effect,
                 resamples=resamples,
                 seed=seed,
             )
-            paired = comparison.to_dict()
+            paired = report.comparison.to_dict()
         sequential_level = levels[-1]
         regression = paired is not None and paired.get("decision") == "regression"
         if sequential_level == "alert" or regression:

@@ -7,8 +7,23 @@ signed-rank test and Holm correction across measures, and decides ``pass``,
 Queries whose retrieval failed are refused, or counted as 0 with ``failed_as_zero``.
 ``worst_queries`` lists the largest per-query drops; ``queries_needed`` and ``power_table``
 size golden sets; ``to_junit_xml`` and ``to_markdown`` render a comparison for CI.
+``evalkit.stats.compare`` scores stored runs and TREC run files for comparison and gives the
+one ``ComparisonReport`` the gate, the alert rules, the precision-drift check and the
+dashboard read.
 """
 
+from evalkit.stats.compare import (
+    UNCUT_DEPTH,
+    ComparisonReport,
+    ScoredRun,
+    compare_scored,
+    compare_stored_runs,
+    document_depth,
+    lost_relevant_documents,
+    score_run,
+    score_run_file,
+    score_stored_run,
+)
 from evalkit.stats.decision import Decision, decide, overall_decision
 from evalkit.stats.paired import (
     Comparison,
@@ -31,19 +46,29 @@ from evalkit.stats.render import (
 __all__ = [
     "TABLE_HEADERS",
     "TYPICAL_SD_DIFFS",
+    "UNCUT_DEPTH",
     "Comparison",
+    "ComparisonReport",
     "Decision",
     "FailedQueriesError",
     "MetricComparison",
     "PowerRow",
     "QueryDrop",
+    "ScoredRun",
     "compare_runs",
+    "compare_scored",
+    "compare_stored_runs",
     "decide",
+    "document_depth",
     "holm_adjust",
+    "lost_relevant_documents",
     "overall_decision",
     "power_table",
     "power_table_markdown",
     "queries_needed",
+    "score_run",
+    "score_run_file",
+    "score_stored_run",
     "table_rows",
     "to_junit_xml",
     "to_markdown",

@@ -213,8 +213,9 @@ class Comparison:
 class QueryDrop:
     """One query whose value got worse, for listing under a regression.
 
-    ``lost_docs`` is empty here; the CLI fills it (``dataclasses.replace``) with the
-    relevant documents the candidate no longer retrieves.
+    ``lost_docs`` and ``gained_docs`` are empty here; ``evalkit.stats.compare`` fills them
+    (``dataclasses.replace``) with the relevant documents the candidate no longer retrieves
+    and those it newly retrieves.
     """
 
     query_id: str
@@ -223,6 +224,16 @@ class QueryDrop:
     candidate: float
     delta: float
     lost_docs: tuple[str, ...] = ()
+    gained_docs: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready values (without the documents): query_id, baseline, candidate, delta."""
+        return {
+            "query_id": self.query_id,
+            "baseline": self.baseline,
+            "candidate": self.candidate,
+            "delta": self.delta,
+        }
 
 
 class FailedQueriesError(RetrieverError):

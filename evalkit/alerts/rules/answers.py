@@ -1,0 +1,158 @@
+"""Rule kind ``faithfulness_drop``: the newest answer scoring against a pinned (or the
+previous) scoring, item by item, with the gate's paired statistics.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pydantic import Field
+
+from evalkit.alerts.model import Signal
+from evalkit.alerts.rules.base import RuleContext, RuleKind, RuleParams, stored_verdict
+from evalkit.errors import ConfigError
+from evalkit.store.alerts import has_tables
+
+if TYPE_CHECKING:
+    from evalkit.store.store import Store
+
+__all__ = [
+    "FAITHFULNESS_DROP",
+    "FaithfulnessDropParams",
+]
+
+
+class FaithfulnessDropParams(RuleParams):
+    """``kind = "faithfulness_drop"``."""
+
+    metric: str = Field(default="faithfulness", description="Answer metric watched.")
+    method: str | None = Field(
+        default=None, description="Scoring method (default: the only one the scorings used)."
+    )
+    source: str | None = Field(
+        default=None, description="Only scorings of this source (a file or a run)."
+    )
+    baseline_scoring: str | None = Field(
+        default=None, description="Pinned baseline scoring (default: the previous scoring)."
+    )
+    min_effect: float = Field(default=0.05, ge=0, description="Smallest drop that matters.")
+    alpha: float = Field(default=0.05, gt=0, lt=1, description="Error rate of the test.")
+    resamples: int = Field(default=10_000, ge=100, description="Bootstrap resamples.")
+    seed: int = Field(default=0, ge=0, description="Seed of the resampling.")
+    worst: int = Field(default=5, ge=0, description="Least faithful changes in the evidence.")
+
+
+def _item_values(store: Store, scoring_id: str, params: FaithfulnessDropParams) -> Any:
+    from evalkit.store.answers import answer_scores_frame
+
+    frame = answer_scores_frame(store, scoring_id)
+    frame = frame[(frame["metric"] == params.metric) & frame["value"].notna()]
+    methods = sorted(set(frame["method"]))
+    if params.method is not None:
+        frame = frame[frame["method"] == params.method]
+    elif len(methods) > 1:
+        raise ConfigError(
+            f"scoring {scoring_id} has {params.metric} by several methods "
+            f"({', '.join(methods)}); set `method` in the rule"
+        )
+    values = frame.set_index("item_id")["value"].astype(float)
+    return values.to_frame(params.metric), len(frame)
+
+
+def _faithfulness_drop(ctx: RuleContext, params: FaithfulnessDropParams) -> list[Signal]:
+    from evalkit.stats import compare_runs, worst_queries
+    from evalkit.store.answers import get_scoring, list_scorings
+
+    if not has_tables(ctx.store, "answer_scorings", "answer_scores"):
+        return []
+    scorings = [
+        scoring
+        for scoring in list_scorings(ctx.store, limit=50)
+        if params.source is None or params.source in (scoring.source, scoring.run_id)
+    ]
+    if not scorings:
+        return []
+    current = scorings[0]
+    if params.baseline_scoring is not None:
+        baseline = get_scoring(ctx.store, params.baseline_scoring)
+    elif len(scorings) > 1:
+        baseline = scorings[1]
+    else:
+        return []
+    if baseline.scoring_id == current.scoring_id:
+        return []
+    subject = params.metric + (f"/{params.source}" if params.source else "")
+    inputs = {
+        "baseline_scoring": baseline.scoring_id,
+        "current_scoring": current.scoring_id,
+        "settings": params.model_dump(mode="json"),
+    }
+    stored = stored_verdict(ctx, subject, inputs)
+    if stored is not None:
+        return [stored]
+    base, n_base = _item_values(ctx.store, baseline.scoring_id, params)
+    cand, n_cand = _item_values(ctx.store, current.scoring_id, params)
+    shared = base.index.intersection(cand.index)
+    if len(shared) < 2:
+        return []
+    comparison = compare_runs(
+        base,
+        cand,
+        measures=[params.metric],
+        alpha=params.alpha,
+        min_effect=params.min_effect,
+        resamples=params.resamples,
+        seed=params.seed,
+    )
+    metric = comparison.metric(params.metric)
+    active = comparison.decision.value == "regression"
+    confidence = round(comparison.confidence * 100)
+    return [
+        Signal(
+            subject=subject,
+            active=active,
+            title=(
+                f"{params.metric} of answers dropped {metric.delta:+.4f}"
+                if active
+                else f"{params.metric} of answers: no significant drop"
+            ),
+            summary=(
+                f"{params.metric} {metric.baseline_mean:.4f} -> {metric.candidate_mean:.4f} "
+                f"(delta {metric.delta:+.4f}, {confidence}% CI [{metric.ci_low:+.4f}, "
+                f"{metric.ci_high:+.4f}], p = {metric.p_adjusted:.3g}, {metric.n} answers "
+                f"scored in both); scoring {current.scoring_id} vs {baseline.scoring_id}"
+            ),
+            evidence={
+                **inputs,
+                "metric": params.metric,
+                "method": params.method,
+                "baseline": metric.baseline_mean,
+                "candidate": metric.candidate_mean,
+                "delta": metric.delta,
+                "ci_low": metric.ci_low,
+                "ci_high": metric.ci_high,
+                "p_value": metric.p_adjusted,
+                "n_items": metric.n,
+                "n_measured_baseline": n_base,
+                "n_measured_current": n_cand,
+                "decision": comparison.decision.value,
+                "min_effect": params.min_effect,
+                "worst_queries": [
+                    drop.to_dict()
+                    for drop in worst_queries(comparison, params.metric, n=params.worst)
+                ],
+            },
+            links={
+                "scoring": f"evalkit answers show {current.scoring_id}",
+                **ctx.dashboard("answers", scoring=current.scoring_id),
+            },
+        )
+    ]
+
+
+FAITHFULNESS_DROP = RuleKind(
+    "faithfulness_drop",
+    FaithfulnessDropParams,
+    _faithfulness_drop,
+    "answers became less faithful to their contexts",
+)

@@ -1,0 +1,326 @@
+"""Rule kind ``precision_regression``: the newest goldset run against a pinned baseline run
+with the gate's paired statistics (``method = "gate"``), or the series of per-run means with
+a sequential detector (``page_hinkley``, ``cusum``).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from evalkit.alerts.model import Signal
+from evalkit.alerts.rules.base import RuleContext, RuleKind, RuleParams, iso, stored_verdict
+from evalkit.errors import EvalkitError
+from evalkit.records import Severity
+
+if TYPE_CHECKING:
+    from evalkit.store.store import RunRecord, Store
+
+__all__ = [
+    "PRECISION_REGRESSION",
+    "PrecisionRegressionParams",
+]
+
+
+class PrecisionRegressionParams(RuleParams):
+    """``kind = "precision_regression"``."""
+
+    goldset: str = Field(description="Stored goldset whose runs are watched.")
+    label: str | None = Field(
+        default=None,
+        description="Only runs with this label (a scheduled replay labels its runs with the "
+        "job's name).",
+    )
+    measures: list[str] = Field(
+        default_factory=lambda: ["precision@10"], min_length=1, description="Measures watched."
+    )
+    method: Literal["gate", "page_hinkley", "cusum"] = Field(
+        default="gate",
+        description="gate: paired test of the newest run against baseline_run; page_hinkley "
+        "or cusum: sequential detector over the series of run means.",
+    )
+    baseline_run: str | None = Field(default=None, description="Pinned baseline run (gate).")
+    min_effect: float = Field(default=0.01, ge=0, description="Smallest drop that matters.")
+    alpha: float = Field(default=0.05, gt=0, lt=1, description="Family-wise error rate.")
+    resamples: int = Field(default=10_000, ge=100, description="Bootstrap resamples.")
+    seed: int = Field(default=0, ge=0, description="Seed of the resampling.")
+    worst: int = Field(default=5, ge=0, description="Worst-regressed queries in the evidence.")
+    warmup: int = Field(default=5, ge=2, description="Runs that set the sequential baseline.")
+    allowance: float = Field(
+        default=0.5, ge=0, description="Sequential slack (k or delta), in standard deviations."
+    )
+    h_warning: float = Field(default=5.0, gt=0, description="Sequential warning threshold.")
+    h_alert: float = Field(default=8.0, gt=0, description="Sequential alert threshold.")
+    min_sd: float = Field(default=1e-3, gt=0, description="Floor of the sequential run sd.")
+    history: int = Field(default=200, ge=3, description="Runs read for a sequential series.")
+
+    @field_validator("measures")
+    @classmethod
+    def _canonical(cls, names: list[str]) -> list[str]:
+        from evalkit.metrics import parse_measures
+
+        try:
+            return [str(measure) for measure in parse_measures(names)]
+        except EvalkitError as error:
+            raise ValueError(str(error)) from error
+
+    @model_validator(mode="after")
+    def _baseline_for_gate(self) -> PrecisionRegressionParams:
+        if self.method == "gate" and not self.baseline_run:
+            raise ValueError("method 'gate' needs baseline_run (the pinned baseline run id)")
+        if self.h_alert < self.h_warning:
+            raise ValueError("h_alert must be >= h_warning")
+        return self
+
+
+_CACHE_SIZE = 64
+_gate_cache: OrderedDict[tuple[str, ...], list[Signal]] = OrderedDict()
+
+
+def _gate_inputs(
+    params: PrecisionRegressionParams, baseline: RunRecord, candidate: RunRecord
+) -> dict[str, Any]:
+    return {
+        "baseline_run": baseline.run_id,
+        "candidate_run": candidate.run_id,
+        "measures": list(params.measures),
+        "alpha": params.alpha,
+        "min_effect": params.min_effect,
+        "resamples": params.resamples,
+        "seed": params.seed,
+        "worst": params.worst,
+    }
+
+
+def _goldset_runs(
+    store: Store,
+    params: PrecisionRegressionParams,
+    *,
+    limit: int,
+    statuses: tuple[str, ...] = ("complete",),
+) -> list[RunRecord]:
+    runs = store.list_runs(goldset=params.goldset, status=None, limit=limit)
+    return [
+        run
+        for run in runs
+        if run.status in statuses
+        and run.spec.kind == "goldset"
+        and (params.label is None or run.spec.label == params.label)
+    ]
+
+
+def _subject(params: PrecisionRegressionParams) -> str:
+    return params.goldset if params.label is None else f"{params.goldset}/{params.label}"
+
+
+def _precision_regression(ctx: RuleContext, params: PrecisionRegressionParams) -> list[Signal]:
+    if params.method == "gate":
+        return _gate(ctx, params)
+    return _sequential(ctx, params)
+
+
+def _gate(ctx: RuleContext, params: PrecisionRegressionParams) -> list[Signal]:
+    baseline = ctx.store.get_run(str(params.baseline_run))
+    # A partial run is the newest evidence too: skipping it would report the older complete
+    # run as "no regression" while the retriever fails queries. Its failed queries count as 0.
+    candidates = [
+        run
+        for run in _goldset_runs(ctx.store, params, limit=50, statuses=("complete", "partial"))
+        if run.run_id != baseline.run_id
+    ]
+    if not candidates:
+        return []
+    candidate = candidates[0]
+    key = (
+        str(ctx.store.path),
+        ctx.rule,
+        baseline.run_id,
+        candidate.run_id,
+        params.model_dump_json(),
+    )
+    if key in _gate_cache:
+        _gate_cache.move_to_end(key)
+        return _gate_cache[key]
+    stored = stored_verdict(ctx, _subject(params), _gate_inputs(params, baseline, candidate))
+    signals = [stored or _compare(ctx, params, baseline, candidate)]
+    _gate_cache[key] = signals
+    if len(_gate_cache) > _CACHE_SIZE:
+        _gate_cache.popitem(last=False)
+    return signals
+
+
+def _compare(
+    ctx: RuleContext,
+    params: PrecisionRegressionParams,
+    baseline: RunRecord,
+    candidate: RunRecord,
+) -> Signal:
+    # evalkit.stats loads scipy.stats (about a second): deferred so that reading the alert
+    # settings, which loads the rule kinds, keeps `evalkit --help` fast.
+    from evalkit.stats import compare_stored_runs
+
+    report = compare_stored_runs(
+        ctx.store,
+        baseline.run_id,
+        candidate.run_id,
+        params.measures,
+        worst=params.worst,
+        failed_as_zero=True,
+        alpha=params.alpha,
+        min_effect=params.min_effect,
+        resamples=params.resamples,
+        seed=params.seed,
+    )
+    comparison = report.comparison
+    regressed = [m for m in comparison.metrics if m.decision.value == "regression"]
+    primary = min(regressed or comparison.metrics, key=lambda metric: metric.delta)
+    active = comparison.decision.value == "regression"
+    worst = [drop.to_dict() for drop in report.worst_for(primary.measure)]
+    confidence = round(comparison.confidence * 100)
+    evidence = {
+        **_gate_inputs(params, baseline, candidate),
+        "method": "gate",
+        "goldset": params.goldset,
+        "label": params.label,
+        "metric": primary.measure,
+        "baseline": primary.baseline_mean,
+        "candidate": primary.candidate_mean,
+        "delta": primary.delta,
+        "ci_low": primary.ci_low,
+        "ci_high": primary.ci_high,
+        "confidence": comparison.confidence,
+        "p_value": primary.p_adjusted,
+        "p_permutation": primary.p_permutation,
+        "p_wilcoxon": primary.p_wilcoxon,
+        "n_queries": primary.n,
+        "decision": comparison.decision.value,
+        "failed_in_baseline": list(comparison.failed_in_baseline),
+        "failed_in_candidate": list(comparison.failed_in_candidate),
+        "candidate_started_at": iso(candidate.started_at),
+        "metrics": {metric.measure: metric.to_dict() for metric in comparison.metrics},
+        "worst_queries": worst,
+    }
+    measures = " ".join(f"-m {measure}" for measure in params.measures)
+    links = {
+        "candidate_run": f"evalkit runs show {candidate.run_id}",
+        "baseline_run": f"evalkit runs show {baseline.run_id}",
+        "compare": f"evalkit compare {baseline.run_id} {candidate.run_id} {measures}",
+        **ctx.dashboard("compare", baseline=baseline.run_id, candidate=candidate.run_id),
+    }
+    figures = (
+        f"{primary.measure} {primary.baseline_mean:.4f} -> {primary.candidate_mean:.4f} "
+        f"(delta {primary.delta:+.4f}, {confidence}% CI [{primary.ci_low:+.4f}, "
+        f"{primary.ci_high:+.4f}], Holm-adjusted p = {primary.p_adjusted:.3g}, "
+        f"{primary.n} queries); run {candidate.run_id} vs baseline {baseline.run_id}"
+    )
+    failed = [
+        f"{len(ids)} failed queries of the {role} counted as 0"
+        for role, ids in (
+            ("candidate", comparison.failed_in_candidate),
+            ("baseline", comparison.failed_in_baseline),
+        )
+        if ids
+    ]
+    if failed:
+        figures += f"; {'; '.join(failed)}"
+    if active:
+        title = f"{primary.measure} dropped {primary.delta:+.4f} on goldset {params.goldset}"
+    else:
+        title = f"{primary.measure} on goldset {params.goldset}: no significant drop"
+    return Signal(
+        subject=_subject(params),
+        active=active,
+        title=title,
+        summary=figures,
+        evidence=evidence,
+        links=links,
+    )
+
+
+def _sequential(ctx: RuleContext, params: PrecisionRegressionParams) -> list[Signal]:
+    from evalkit.drift import AlertLevel, cusum, page_hinkley
+
+    runs = list(reversed(_goldset_runs(ctx.store, params, limit=params.history)))
+    signals = []
+    for measure in params.measures:
+        series = [(run, run.aggregates.get(measure)) for run in runs]
+        points = [(run, float(value)) for run, value in series if value is not None]
+        if len(points) <= params.warmup:
+            continue
+        values = [value for _, value in points]
+        if params.method == "cusum":
+            trace = cusum(
+                values,
+                k=params.allowance,
+                h_warning=params.h_warning,
+                h_alert=params.h_alert,
+                warmup=params.warmup,
+                min_sd=params.min_sd,
+            )
+        else:
+            trace = page_hinkley(
+                values,
+                delta=params.allowance,
+                h_warning=params.h_warning,
+                h_alert=params.h_alert,
+                warmup=params.warmup,
+                min_sd=params.min_sd,
+            )
+        last = trace.state(len(values) - 1)
+        latest_run = points[-1][0]
+        change_run = points[last.change_point][0].run_id if last.change_point is not None else None
+        severity = Severity.warning if last.level is AlertLevel.WARNING else None
+        evidence = {
+            "method": params.method,
+            "goldset": params.goldset,
+            "label": params.label,
+            "metric": measure,
+            "candidate": last.value,
+            "baseline": trace.baseline_mean,
+            "baseline_sd": trace.baseline_sd,
+            "delta": last.value - trace.baseline_mean,
+            "statistic": last.statistic,
+            "level": last.level.value,
+            "h_warning": params.h_warning,
+            "h_alert": params.h_alert,
+            "change_point_run": change_run,
+            "candidate_run": latest_run.run_id,
+            "n_runs": len(values),
+            "recent": [
+                {"run_id": run.run_id, "value": value, "started_at": iso(run.started_at)}
+                for run, value in points[-10:]
+            ],
+        }
+        active = last.level is not AlertLevel.OK
+        verb = "is dropping" if active else "is steady"
+        signals.append(
+            Signal(
+                subject=f"{_subject(params)}:{measure}",
+                active=active,
+                severity=severity,
+                title=f"{measure} on goldset {params.goldset} {verb} ({params.method})",
+                summary=(
+                    f"{measure} {last.value:.4f} in run {latest_run.run_id} against a baseline "
+                    f"of {trace.baseline_mean:.4f}; {params.method} statistic "
+                    f"{last.statistic:.2f} (warning at {params.h_warning:g}, alert at "
+                    f"{params.h_alert:g}), level {last.level.value}"
+                    + (f", change from run {change_run}" if change_run else "")
+                ),
+                evidence=evidence,
+                links={
+                    "candidate_run": f"evalkit runs show {latest_run.run_id}",
+                    **ctx.dashboard("quality", goldset=params.goldset, measure=measure),
+                },
+            )
+        )
+    return signals
+
+
+PRECISION_REGRESSION = RuleKind(
+    "precision_regression",
+    PrecisionRegressionParams,
+    _precision_regression,
+    "a goldset measure dropped (gate statistics or a sequential detector)",
+)

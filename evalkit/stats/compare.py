@@ -1,0 +1,371 @@
+"""Comparing two runs: the one piece the gate, the alert rules, the precision-drift check and
+the dashboard share.
+
+A run is first scored for comparison (``score_stored_run`` for a stored run,
+``score_run_file`` for a TREC run file, ``score_run`` for either by name): its ranked
+results, its per-query values of the measures and the judgments used, with the queries
+whose retrieval failed listed apart. ``compare_scored`` (or ``compare_stored_runs`` from two
+run ids) then runs ``compare_runs`` on two scored runs and returns one frozen
+``ComparisonReport``: the per-measure deltas, intervals,
+p-values and decisions, the worst-regressed queries of each measure with the relevant
+documents they lost and gained, and the failed queries of each run.
+
+The partial-run rule lives here: a failed query is never dropped as if it had not been
+asked. By default a run with failed queries is refused (``FailedQueriesError``);
+``failed_as_zero`` counts each one as 0 on every measure instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+import pandas as pd
+
+from evalkit.errors import ConfigError
+from evalkit.metrics import Evaluator, parse_measure, parse_measures, read_run
+from evalkit.stats.decision import Decision
+from evalkit.stats.paired import (
+    Comparison,
+    MetricComparison,
+    QueryDrop,
+    compare_runs,
+    worst_queries,
+)
+
+if TYPE_CHECKING:
+    from evalkit.store import Store
+
+__all__ = [
+    "UNCUT_DEPTH",
+    "ComparisonReport",
+    "ScoredRun",
+    "compare_scored",
+    "compare_stored_runs",
+    "document_depth",
+    "lost_relevant_documents",
+    "score_run",
+    "score_run_file",
+    "score_stored_run",
+]
+
+UNCUT_DEPTH: Final = 1000
+"""Depth at which lost and gained relevant documents are looked for under a measure without
+a cutoff (``map``, ``mrr``, ``r_precision``): the 1000 documents per query a TREC run
+conventionally holds."""
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredRun:
+    """A run ready to compare: its ranked results, per-query values and the judgments used.
+
+    ``reference`` is what the user named (a run id or a run file); ``run_id`` is set for
+    stored runs. Queries whose retrieval failed are absent from ``per_query`` and named in
+    ``failed`` (judged ones only), so that a comparison never mistakes them for queries the
+    run was not asked (see ``compare_scored``).
+    """
+
+    reference: str
+    run_id: str | None
+    results: pd.DataFrame
+    per_query: pd.DataFrame
+    judgments: pd.DataFrame
+    relevance_threshold: int
+    failed: tuple[str, ...] = ()
+
+
+def score_run_file(
+    path: Path,
+    judgments: pd.DataFrame,
+    measures: Sequence[str],
+    *,
+    relevance_threshold: int = 1,
+) -> ScoredRun:
+    """Score a TREC run file on ``judgments``; judged queries missing from it score 0."""
+    results = read_run(path)
+    evaluator = Evaluator(
+        judgments, parse_measures(list(measures)), relevance_threshold=relevance_threshold
+    )
+    evaluation = evaluator.evaluate(results, complete=True)
+    return ScoredRun(
+        reference=str(path),
+        run_id=None,
+        results=results,
+        per_query=evaluation.per_query,
+        judgments=judgments,
+        relevance_threshold=relevance_threshold,
+    )
+
+
+def score_stored_run(
+    store: Store,
+    run_id: str,
+    measures: Sequence[str],
+    *,
+    judgments: pd.DataFrame | None = None,
+) -> ScoredRun:
+    """Per-query values of a stored run for ``measures``.
+
+    Values stored with the run are used as they are; measures the run did not store, or any
+    measure when other ``judgments`` are given, are computed from its stored results.
+    Failed queries stay out of ``per_query``, as they were when the run was scored, and
+    are listed in ``failed``.
+    """
+    run = store.get_run(run_id)
+    names = [str(m) for m in parse_measures(list(measures))]
+    judgments_given = judgments is not None
+    if judgments is None:
+        if run.spec.goldset_version is None:
+            raise ConfigError(
+                f"run {run.run_id} has no goldset; pass judgments (--qrels or --goldset)"
+            )
+        judgments = store.judgments_frame(run.spec.goldset_version)
+    stored = store.run_results(run.run_id)
+    results = stored[["query_id", "doc_id", "score"]]
+    per_query = store.query_metrics(run.run_id)
+    replayed = store.run_queries(run.run_id)
+    judged = set(judgments["query_id"])
+    failed = tuple(
+        sorted(str(q) for q in replayed.loc[replayed["error"].notna(), "query_id"] if q in judged)
+    )
+    missing = [name for name in names if name not in per_query.columns]
+    if missing or per_query.empty or judgments_given:
+        for name in names:
+            measure = parse_measures([name])[0]
+            if measure.cutoff is not None and measure.cutoff > run.spec.k:
+                raise ConfigError(
+                    f"run {run.run_id} retrieved only {run.spec.k} documents per query: "
+                    f"{name} needs {measure.cutoff}"
+                )
+        answered = replayed.loc[replayed["error"].isna(), "query_id"].tolist()
+        evaluator = Evaluator(
+            judgments, parse_measures(names), relevance_threshold=run.spec.relevance_threshold
+        )
+        per_query = evaluator.evaluate(
+            results, complete=True, query_ids=[q for q in answered if q in judged]
+        ).per_query
+    return ScoredRun(
+        reference=run_id,
+        run_id=run.run_id,
+        results=results,
+        per_query=per_query[names],
+        judgments=judgments,
+        relevance_threshold=run.spec.relevance_threshold,
+        failed=failed,
+    )
+
+
+def score_run(
+    store: Store | None,
+    reference: str,
+    measures: Sequence[str],
+    *,
+    judgments: pd.DataFrame | None = None,
+) -> ScoredRun:
+    """Score ``reference``, a TREC run file (scored on ``judgments``) or a stored run id."""
+    path = Path(reference)
+    if path.is_file():
+        if judgments is None:
+            raise ConfigError(f"{reference} is a run file: give --qrels or --goldset to score it")
+        return score_run_file(path, judgments, measures)
+    if store is None:
+        raise ConfigError(
+            f"{reference!r} is neither a run file nor a stored run (there is no store yet)"
+        )
+    return score_stored_run(store, reference, measures, judgments=judgments)
+
+
+def document_depth(measure: str) -> int:
+    """How deep lost and gained relevant documents are looked for under ``measure``: its
+    cutoff, or ``UNCUT_DEPTH`` for a measure without one."""
+    return parse_measure(measure).cutoff or UNCUT_DEPTH
+
+
+def lost_relevant_documents(
+    baseline: ScoredRun, candidate: ScoredRun, query_ids: Sequence[str], *, depth: int
+) -> dict[str, dict[str, list[str]]]:
+    """Per query: relevant documents in the baseline's top ``depth`` but not the candidate's
+    (``lost``), and the other way round (``gained``)."""
+    relevant = baseline.judgments[baseline.judgments["relevance"] >= baseline.relevance_threshold]
+    relevant_by_query: dict[str, set[str]] = {}
+    for query_id, doc_id in zip(
+        relevant["query_id"].tolist(), relevant["doc_id"].tolist(), strict=True
+    ):
+        relevant_by_query.setdefault(str(query_id), set()).add(str(doc_id))
+
+    def top(run: ScoredRun) -> dict[str, set[str]]:
+        frame = run.results[run.results["query_id"].isin(query_ids)]
+        ranked = frame.sort_values(["query_id", "score", "doc_id"], ascending=[True, False, False])
+        kept = ranked.groupby("query_id").head(depth)
+        tops: dict[str, set[str]] = {}
+        for query_id, doc_id in zip(
+            kept["query_id"].tolist(), kept["doc_id"].tolist(), strict=True
+        ):
+            tops.setdefault(str(query_id), set()).add(str(doc_id))
+        return tops
+
+    before, after = top(baseline), top(candidate)
+    changes = {}
+    for query_id in query_ids:
+        wanted = relevant_by_query.get(query_id, set())
+        had = before.get(query_id, set()) & wanted
+        has = after.get(query_id, set()) & wanted
+        changes[query_id] = {"lost": sorted(had - has), "gained": sorted(has - had)}
+    return changes
+
+
+@dataclass(frozen=True, slots=True)
+class ComparisonReport:
+    """Two runs compared: the paired statistics, the verdict and the queries behind it.
+
+    ``comparison`` holds per measure the means, the delta ``candidate - baseline`` with its
+    interval, the p-values and the decision (see ``compare_runs``). ``worst_queries`` lists,
+    measure by measure in the order compared, at most ``worst`` queries that got worse,
+    largest drop first, each with the relevant documents it lost and gained in the top
+    ``document_depth(measure)``. ``baseline`` and ``candidate`` are the references the runs
+    were named by; ``baseline_run`` and ``candidate_run`` are the scored runs themselves.
+    """
+
+    baseline: str
+    candidate: str
+    comparison: Comparison
+    worst_queries: tuple[QueryDrop, ...]
+    worst: int
+    baseline_run: ScoredRun = field(repr=False, compare=False)
+    candidate_run: ScoredRun = field(repr=False, compare=False)
+
+    @property
+    def decision(self) -> Decision:
+        """The overall verdict: ``regression`` if any measure regressed, and so on."""
+        return self.comparison.decision
+
+    @property
+    def measures(self) -> tuple[str, ...]:
+        """The measures compared, in order."""
+        return self.comparison.measures
+
+    @property
+    def metrics(self) -> tuple[MetricComparison, ...]:
+        """One paired comparison per measure."""
+        return self.comparison.metrics
+
+    @property
+    def failed_in_baseline(self) -> tuple[str, ...]:
+        """Queries whose retrieval failed in the baseline (compared as 0)."""
+        return self.comparison.failed_in_baseline
+
+    @property
+    def failed_in_candidate(self) -> tuple[str, ...]:
+        """Queries whose retrieval failed in the candidate (compared as 0)."""
+        return self.comparison.failed_in_candidate
+
+    def metric(self, measure: str) -> MetricComparison:
+        """The comparison of one measure; raises InputError naming the known ones."""
+        return self.comparison.metric(measure)
+
+    def worst_for(self, measure: str) -> tuple[QueryDrop, ...]:
+        """The worst-regressed queries of ``measure``, largest drop first."""
+        self.comparison.metric(measure)
+        return tuple(drop for drop in self.worst_queries if drop.measure == measure)
+
+    def document_changes(
+        self, measure: str, query_ids: Sequence[str] | None = None
+    ) -> dict[str, dict[str, list[str]]]:
+        """Relevant documents lost and gained per query (default: every shared query) in
+        the top ``document_depth(measure)``."""
+        ids = list(self.comparison.metric(measure).query_ids if query_ids is None else query_ids)
+        return lost_relevant_documents(
+            self.baseline_run, self.candidate_run, ids, depth=document_depth(measure)
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready report: ``Comparison.to_dict()`` with the two references and the worst
+        queries of each measure (with the relevant documents ``lost`` and ``gained``)."""
+        data = self.comparison.to_dict()
+        data["baseline"] = self.baseline
+        data["candidate"] = self.candidate
+        data["worst_queries"] = {
+            measure: [
+                {**drop.to_dict(), "lost": list(drop.lost_docs), "gained": list(drop.gained_docs)}
+                for drop in self.worst_for(measure)
+            ]
+            for measure in self.measures
+        }
+        return data
+
+
+def compare_scored(
+    baseline: ScoredRun,
+    candidate: ScoredRun,
+    measures: Sequence[str],
+    *,
+    worst: int = 10,
+    failed_as_zero: bool = False,
+    **options: Any,
+) -> ComparisonReport:
+    """Compare two scored runs on ``measures``: the verdict and the worst queries.
+
+    The one rule every comparison of runs follows (gate, compare, alert rules, precision
+    drift, dashboard): a failed query is never dropped as if it had not been asked. By
+    default a run with failed queries is refused (``FailedQueriesError``, exit 3);
+    ``failed_as_zero`` counts each one as 0 on every measure instead. ``worst`` bounds the
+    worst-regressed queries listed per measure (0 lists none). ``options`` are
+    ``compare_runs``'s (alpha, min_effect, resamples, seed...).
+    """
+    comparison = compare_runs(
+        baseline.per_query,
+        candidate.per_query,
+        measures=list(measures),
+        failed_in_baseline=baseline.failed,
+        failed_in_candidate=candidate.failed,
+        failed_as_zero=failed_as_zero,
+        **options,
+    )
+    drops: list[QueryDrop] = []
+    for measure in comparison.measures:
+        rows = [row for row in worst_queries(comparison, measure, n=worst) if row.delta < 0]
+        if not rows:
+            continue
+        changes = lost_relevant_documents(
+            baseline, candidate, [row.query_id for row in rows], depth=document_depth(measure)
+        )
+        drops.extend(
+            replace(
+                row,
+                lost_docs=tuple(changes[row.query_id]["lost"]),
+                gained_docs=tuple(changes[row.query_id]["gained"]),
+            )
+            for row in rows
+        )
+    return ComparisonReport(
+        baseline=baseline.reference,
+        candidate=candidate.reference,
+        comparison=comparison,
+        worst_queries=tuple(drops),
+        worst=worst,
+        baseline_run=baseline,
+        candidate_run=candidate,
+    )
+
+
+def compare_stored_runs(
+    store: Store,
+    baseline: str,
+    candidate: str,
+    measures: Sequence[str],
+    *,
+    worst: int = 10,
+    failed_as_zero: bool = False,
+    **options: Any,
+) -> ComparisonReport:
+    """``compare_scored`` on two stored runs, each scored with the values stored with it."""
+    return compare_scored(
+        score_stored_run(store, baseline, measures),
+        score_stored_run(store, candidate, measures),
+        measures,
+        worst=worst,
+        failed_as_zero=failed_as_zero,
+        **options,
+    )
