@@ -21,6 +21,7 @@ from test_scheduler_support import (  # noqa: F401  (fixture)
 from evalkit.cli import invoke
 from evalkit.config import Settings, load_settings
 from evalkit.pipeline import (
+    audit_collection,
     check_drift_metric,
     check_drift_queries,
     evaluate_goldset,
@@ -30,6 +31,7 @@ from evalkit.pipeline import (
 from evalkit.retrievers.http import HttpRetriever
 from evalkit.store import RunSpec, Store
 from evalkit.store.answers import list_scorings
+from evalkit.store.audit import get_audit, latest_measurements, list_audits
 from evalkit.store.drift import list_drift_checks
 from evalkit.store.traffic import (
     StoredWindowSummary,
@@ -421,3 +423,43 @@ def window_figures(summary: StoredWindowSummary) -> dict[str, Any]:
         for name, value in summary.to_dict().items()
         if name not in ("run_id", "computed_at") and not name.startswith("latency_")
     }
+
+
+# -- audits -------------------------------------------------------------------------------
+
+
+def test_audit_collection_stores_its_report_and_compares_with_the_previous_audit(
+    store: Store, settings: Settings
+) -> None:
+    from test_audit_seeded import FACTS, _documents
+
+    from evalkit.audit import AuditConfig
+    from evalkit.embedding import load_embedder
+    from evalkit.goldset.model import Goldset
+    from evalkit.records import Judgment, Query
+    from evalkit.retrievers.chroma import index_corpus, open_chroma_client
+
+    embedder = load_embedder()
+    documents = _documents(FACTS)
+    client = open_chroma_client(path=settings.resolved_chroma_path)
+    index_corpus(client, documents, embedder, collection_name="facts")
+    queries = [Query(id="q-tower", text="How tall is the Eiffel Tower?")]
+    judgments = [Judgment("q-tower", "eiffel", 1), Judgment("q-tower", "gone", 1)]
+    store.save_goldset(Goldset.build("facts-gold", queries, judgments, source="synthetic"))
+    config = AuditConfig(checks=("duplicates", "orphans", "coverage"), k=3)
+
+    first = audit_collection(
+        store, "facts", settings=settings, config=config, embedder=embedder, goldset="facts-gold"
+    )
+    assert first.stored is not None
+    assert first.audit_id == first.stored.audit_id
+    assert get_audit(store, first.stored.audit_id).goldset_name == "facts-gold"
+    kinds = {finding.kind for finding in first.report.findings}
+    assert "orphaned_judgments" in kinds, kinds
+    assert latest_measurements(store, collection="facts") == dict(first.report.measurements)
+
+    unsaved = audit_collection(
+        store, "facts", settings=settings, config=config, embedder=embedder, save=False
+    )
+    assert unsaved.stored is None
+    assert [audit.audit_id for audit in list_audits(store)] == [first.stored.audit_id]
