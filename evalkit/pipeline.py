@@ -8,36 +8,84 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from evalkit import __version__
 from evalkit.config import JudgeSettings, load_settings
-from evalkit.errors import ConfigError
+from evalkit.drift import AlertLevel, cusum, page_hinkley
+from evalkit.drift.base import DriftResult
+from evalkit.drift.watch import (
+    ModelCheck,
+    PrecisionWatch,
+    check_embeddings,
+    check_model,
+    load_embeddings,
+    watch_precision,
+)
+from evalkit.embedding import ModelFingerprint
+from evalkit.errors import ConfigError, NotFoundError, StoreError
 from evalkit.goldset.model import Goldset
-from evalkit.metrics import Evaluator, parse_measures
+from evalkit.metrics import EvaluationResult, Evaluator, parse_measures
 from evalkit.records import Query, QueryResult
 from evalkit.replay import ReplayTiming, replay
 from evalkit.retrievers.base import Retriever
 from evalkit.store import RunRecord, RunSpec, Store, utc_now
+from evalkit.store.audit import StoredAudit, latest_measurements, save_audit
+from evalkit.store.drift import StoredDriftCheck, save_drift_check
+from evalkit.store.traffic import (
+    StoredWindowSummary,
+    latest_window_summary,
+    list_samples,
+    list_window_summaries,
+    logged_answers,
+    window_embeddings,
+)
+from evalkit.traffic.replay import (
+    DEFAULT_EMBEDDING_SAMPLE,
+    plan_replay,
+    save_window_summary,
+)
+from evalkit.traffic.summary import DEFAULT_LOW_CONFIDENCE
+from evalkit.traffic.windows import parse_window
 
 if TYPE_CHECKING:
     from evalkit.answers import AnswerRecord, AnswerScores, OfflineFaithfulness
+    from evalkit.audit import AuditConfig, AuditReport
+    from evalkit.config import Settings
+    from evalkit.retrievers.base import TextEmbedder
 
 __all__ = [
     "DEFAULT_MEASURES",
+    "AuditOutcome",
+    "DriftOutcome",
     "RunOutcome",
     "StoreOpener",
+    "TrafficReplay",
     "answer_settings",
+    "audit_collection",
+    "check_drift_documents",
+    "check_drift_embeddings",
+    "check_drift_metric",
+    "check_drift_model",
+    "check_drift_precision",
+    "check_drift_queries",
+    "collection_vectors",
     "default_measures",
     "evaluate_goldset",
+    "newest_sample",
+    "replay_traffic_window",
     "results_frame",
     "run_answer_records",
-    "score_logged_answers",
+    "save_documents_reference",
+    "score_answers_for_run",
     "score_run_answers",
 ]
 
@@ -108,6 +156,7 @@ def evaluate_goldset(
     answers: bool = True,
     judge_settings: JudgeSettings | None = None,
     offline: OfflineFaithfulness | None = None,
+    close_retriever: bool = False,
 ) -> RunOutcome:
     """Replay a goldset against a live retriever, score it and store everything.
 
@@ -127,34 +176,148 @@ def evaluate_goldset(
     scored once the run is stored (``score_run_answers``: faithfulness by the LLM judge of
     ``judge_settings``, default the ``[judge]`` settings, or by the offline method) and
     the scores are stored under the run id. The judge settings are checked before the
-    first query is sent.
+    first query is sent. With ``close_retriever`` the retriever is closed on the way out,
+    whatever happens (for callers that built it for this one run).
     """
-    measure_names = [str(m) for m in parse_measures(list(measures or default_measures(k)))]
-    if answers:
-        judge_settings = answer_settings(judge_settings)
-    spec = _goldset_run_spec(
-        goldset,
-        retriever,
-        k=k,
-        measure_names=measure_names,
-        relevance_threshold=relevance_threshold,
-        label=label,
-    )
-    timing = ReplayTiming()
+    with _closing(retriever if close_retriever else None):
+        measure_names = [str(m) for m in parse_measures(list(measures or default_measures(k)))]
+        if answers:
+            judge_settings = answer_settings(judge_settings)
+        spec = _goldset_run_spec(
+            goldset,
+            retriever,
+            k=k,
+            measure_names=measure_names,
+            relevance_threshold=relevance_threshold,
+            label=label,
+        )
+        timing = ReplayTiming()
+
+        def record(writing: Store, run_id: str, results: Sequence[QueryResult]) -> _Recorded[float]:
+            began = time.perf_counter()
+            evaluation, n_total = _score_goldset(
+                goldset,
+                results,
+                measure_names=measure_names,
+                relevance_threshold=relevance_threshold,
+            )
+            return _Recorded(
+                per_query=evaluation.per_query if evaluation else None,
+                aggregates=evaluation.aggregate if evaluation else {},
+                n_evaluated=evaluation.n_queries if evaluation else 0,
+                n_total=n_total,
+                value=time.perf_counter() - began,
+            )
+
+        def conclude(
+            writing: Store,
+            run_id: str,
+            results: Sequence[QueryResult],
+            metrics_seconds: float,
+            store_seconds: float,
+        ) -> RunOutcome:
+            return _goldset_outcome(
+                writing,
+                run_id,
+                goldset,
+                results,
+                timing=timing,
+                seconds_metrics=metrics_seconds,
+                seconds_store=store_seconds,
+                answers=answers,
+                judge_settings=judge_settings,
+                offline=offline,
+            )
+
+        return _replay_run(
+            store,
+            spec,
+            goldset.queries,
+            retriever,
+            k=k,
+            batch_size=batch_size,
+            progress=progress,
+            timing=timing,
+            prepare=lambda writing: writing.save_goldset(goldset),
+            record=record,
+            conclude=conclude,
+            nothing_answered="failed",
+        )
+
+
+_Value = TypeVar("_Value")
+_Outcome = TypeVar("_Outcome")
+
+
+@dataclass(frozen=True, slots=True)
+class _Recorded(Generic[_Value]):
+    """What a kind of run stored besides its query results: the figures its final row
+    takes, and a value of its own for ``conclude``."""
+
+    per_query: pd.DataFrame | None
+    aggregates: Mapping[str, float]
+    n_evaluated: int
+    n_total: int
+    value: _Value
+
+
+@contextlib.contextmanager
+def _closing(retriever: object | None) -> Iterator[None]:
+    """Close ``retriever`` (if given and closable) when the block ends, however it ends."""
+    try:
+        yield
+    finally:
+        close = getattr(retriever, "close", None)
+        if callable(close):
+            close()
+
+
+def _replay_run(
+    store: Store | StoreOpener,
+    spec: RunSpec,
+    queries: Sequence[Query],
+    retriever: Retriever,
+    *,
+    k: int,
+    batch_size: int,
+    progress: Callable[[int, int], None] | None,
+    timing: ReplayTiming,
+    prepare: Callable[[Store], object],
+    record: Callable[[Store, str, Sequence[QueryResult]], _Recorded[_Value]],
+    conclude: Callable[[Store, str, Sequence[QueryResult], _Value, float], _Outcome],
+    nothing_answered: str,
+) -> _Outcome:
+    """The lifecycle of every replayed run (goldset and traffic).
+
+    ``prepare`` writes what the run row refers to (its goldset); the run row is created
+    ``running``; the queries are replayed; ``record`` stores what this kind of run derives
+    from its results and returns the figures of its final row; the run is finished
+    ``complete``, ``partial`` (some queries failed) or ``failed`` (every query failed; with
+    no query at all, ``nothing_answered``); ``conclude`` builds the outcome from the
+    finished run, outside the run's failure handling (what it does, like scoring answers,
+    cannot fail the run). Any crash before the run is finished marks it ``failed`` with the
+    error, and re-raises.
+
+    Given an open ``store``, the run row is created before the first query and results are
+    stored batch by batch. Given a ``StoreOpener``, the store is opened only after the
+    replay, and the run row is created then, with the replay's start time; a replay that
+    crashes is recorded as a ``failed`` run in a short stretch of its own. ``conclude``'s
+    last argument is the seconds spent writing to the store.
+    """
     if isinstance(store, Store):
-        store.save_goldset(goldset)
+        prepare(store)
         run_id = store.create_run(spec)
-        store_seconds = 0.0
+        batches_seconds = 0.0
 
         def store_batch(batch: list[QueryResult]) -> None:
-            nonlocal store_seconds
+            nonlocal batches_seconds
             began = time.perf_counter()
             store.add_query_results(run_id, batch)
-            store_seconds += time.perf_counter() - began
+            batches_seconds += time.perf_counter() - began
 
         try:
             results = replay(
-                goldset.queries,
+                queries,
                 retriever,
                 k=k,
                 batch_size=batch_size,
@@ -162,13 +325,8 @@ def evaluate_goldset(
                 progress=progress,
                 timing=timing,
             )
-            metrics_seconds, finish_seconds = _finish_goldset_run(
-                store,
-                run_id,
-                goldset,
-                results,
-                measure_names=measure_names,
-                relevance_threshold=relevance_threshold,
+            recorded, finish_seconds = _finish_run(
+                store, run_id, results, record, nothing_answered=nothing_answered
             )
         except BaseException as error:
             # The original error is what the user must see; if the store itself is what
@@ -176,65 +334,72 @@ def evaluate_goldset(
             with contextlib.suppress(Exception):
                 store.fail_run(run_id, f"{type(error).__name__}: {error}")
             raise
-        return _goldset_outcome(
-            store,
-            run_id,
-            goldset,
-            results,
-            timing=timing,
-            seconds_metrics=metrics_seconds,
-            seconds_store=store_seconds + finish_seconds,
-            answers=answers,
-            judge_settings=judge_settings,
-            offline=offline,
-        )
+        return conclude(store, run_id, results, recorded, batches_seconds + finish_seconds)
     started_at = utc_now()
     try:
         results = replay(
-            goldset.queries,
-            retriever,
-            k=k,
-            batch_size=batch_size,
-            progress=progress,
-            timing=timing,
+            queries, retriever, k=k, batch_size=batch_size, progress=progress, timing=timing
         )
     except BaseException as error:
         with contextlib.suppress(Exception), store() as writing:
-            writing.save_goldset(goldset)
+            prepare(writing)
             failed = writing.create_run(spec, started_at=started_at)
             writing.fail_run(failed, f"{type(error).__name__}: {error}")
         raise
     with store() as writing:
         began = time.perf_counter()
-        writing.save_goldset(goldset)
+        prepare(writing)
         run_id = writing.create_run(spec, started_at=started_at)
         try:
             writing.add_query_results(run_id, results)
-            store_seconds = time.perf_counter() - began
-            metrics_seconds, finish_seconds = _finish_goldset_run(
-                writing,
-                run_id,
-                goldset,
-                results,
-                measure_names=measure_names,
-                relevance_threshold=relevance_threshold,
+            results_seconds = time.perf_counter() - began
+            recorded, finish_seconds = _finish_run(
+                writing, run_id, results, record, nothing_answered=nothing_answered
             )
         except BaseException as error:
             with contextlib.suppress(Exception):
                 writing.fail_run(run_id, f"{type(error).__name__}: {error}")
             raise
-        return _goldset_outcome(
-            writing,
-            run_id,
-            goldset,
-            results,
-            timing=timing,
-            seconds_metrics=metrics_seconds,
-            seconds_store=store_seconds + finish_seconds,
-            answers=answers,
-            judge_settings=judge_settings,
-            offline=offline,
-        )
+        return conclude(writing, run_id, results, recorded, results_seconds + finish_seconds)
+
+
+def _finish_run(
+    store: Store,
+    run_id: str,
+    results: Sequence[QueryResult],
+    record: Callable[[Store, str, Sequence[QueryResult]], _Recorded[_Value]],
+    *,
+    nothing_answered: str,
+) -> tuple[_Value, float]:
+    """``record`` the run's figures, then write its final status; ``record``'s value and the
+    seconds spent writing the final row."""
+    recorded = record(store, run_id, results)
+    n_failed = sum(1 for result in results if not result.ok)
+    if n_failed and n_failed == len(results):
+        status = "failed"
+    elif not results:
+        status = nothing_answered
+    elif n_failed:
+        status = "partial"
+    else:
+        status = "complete"
+    first_error = next((r.error for r in results if r.error), None)
+    began = time.perf_counter()
+    store.finish_run(
+        run_id,
+        status=status,
+        per_query=recorded.per_query,
+        aggregates=recorded.aggregates,
+        n_evaluated=recorded.n_evaluated,
+        n_total=recorded.n_total,
+        n_failed=n_failed,
+        error=(
+            f"{n_failed} of {len(results)} queries failed; first: {first_error}"
+            if n_failed
+            else None
+        ),
+    )
+    return recorded.value, time.perf_counter() - began
 
 
 def _goldset_run_spec(
@@ -268,20 +433,16 @@ def _goldset_run_spec(
     )
 
 
-def _finish_goldset_run(
-    store: Store,
-    run_id: str,
+def _score_goldset(
     goldset: Goldset,
     results: Sequence[QueryResult],
     *,
     measure_names: Sequence[str],
     relevance_threshold: int,
-) -> tuple[float, float]:
-    """Score the replayed results and write the metrics and final status; the seconds
-    spent scoring and writing."""
-    began = time.perf_counter()
+) -> tuple[EvaluationResult | None, int]:
+    """The replayed results scored on the goldset's judgments (None when no query was
+    answered), and the number of judged queries."""
     answered = [r.query_id for r in results if r.ok]
-    n_failed = len(results) - len(answered)
     evaluator = Evaluator(
         list(goldset.judgments),
         parse_measures(list(measure_names)),
@@ -294,30 +455,7 @@ def _finish_goldset_run(
         if answered
         else None
     )
-    metrics_seconds = time.perf_counter() - began
-    if not answered:
-        status = "failed"
-    elif n_failed:
-        status = "partial"
-    else:
-        status = "complete"
-    first_error = next((r.error for r in results if r.error), None)
-    began = time.perf_counter()
-    store.finish_run(
-        run_id,
-        status=status,
-        per_query=evaluation.per_query if evaluation else None,
-        aggregates=evaluation.aggregate if evaluation else {},
-        n_evaluated=evaluation.n_queries if evaluation else 0,
-        n_total=sum(1 for query in goldset.queries if query.id in judged),
-        n_failed=n_failed,
-        error=(
-            f"{n_failed} of {len(results)} queries failed; first: {first_error}"
-            if n_failed
-            else None
-        ),
-    )
-    return metrics_seconds, time.perf_counter() - began
+    return evaluation, sum(1 for query in goldset.queries if query.id in judged)
 
 
 def _goldset_outcome(
@@ -350,6 +488,545 @@ def _goldset_outcome(
         answers=scored,
         seconds_answers=time.perf_counter() - began if scored is not None else 0.0,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class TrafficReplay:
+    """A stored traffic replay: its run, its window summary, where the time went, and the
+    scores of the answers production logged for its queries (None when none were scored)."""
+
+    run: RunRecord
+    summary: StoredWindowSummary
+    timing: ReplayTiming
+    answers: AnswerScores | None = None
+
+
+def replay_traffic_window(
+    store: Store,
+    sample_id: str,
+    retriever: Retriever,
+    *,
+    k: int = 10,
+    batch_size: int = 64,
+    compare_k: int | None = None,
+    rbo_p: float = 0.9,
+    low_confidence_threshold: float = DEFAULT_LOW_CONFIDENCE,
+    tenant_isolation: bool = True,
+    embedder: TextEmbedder | None = None,
+    embedding_sample_size: int = DEFAULT_EMBEDDING_SAMPLE,
+    label: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    answers: bool = False,
+    judge_settings: JudgeSettings | None = None,
+    close_retriever: bool = False,
+) -> TrafficReplay:
+    """Replay the traffic sample ``sample_id`` against ``retriever``; store the run (kind
+    ``traffic``), the comparison with logged results and the window summary.
+
+    The store is held for the whole replay: the run row is created ``running`` before the
+    first query and results are stored batch by batch (``evalkit.traffic.replay`` says what
+    is compared and summarised). ``compare_k`` (default ``k``) is the depth of the
+    comparison with logged results; with an ``embedder``, up to ``embedding_sample_size``
+    distinct queries of the window are embedded and stored with the summary. Raises
+    ConfigError when the sample holds tenants but the retriever does not filter by tenant
+    (unless ``tenant_isolation=False``). A crash marks the run failed and re-raises.
+
+    With ``answers``, the answers production logged for the replayed queries are scored
+    once the run is stored (``score_answers_for_run``); the judge settings are checked
+    before the first query is sent. With ``close_retriever`` the retriever is closed on the
+    way out, whatever happens.
+    """
+    with _closing(retriever if close_retriever else None):
+        if answers:
+            # Checked before the replay, so a judge misconfiguration costs no retriever calls.
+            judge_settings = answer_settings(judge_settings)
+        plan = plan_replay(
+            store,
+            sample_id,
+            retriever,
+            k=k,
+            compare_k=compare_k,
+            tenant_isolation=tenant_isolation,
+            label=label,
+        )
+        timing = ReplayTiming()
+
+        def record(
+            writing: Store, run_id: str, results: Sequence[QueryResult]
+        ) -> _Recorded[StoredWindowSummary]:
+            summary = save_window_summary(
+                writing,
+                plan,
+                run_id,
+                results,
+                rbo_p=rbo_p,
+                low_confidence_threshold=low_confidence_threshold,
+                embedder=embedder,
+                embedding_sample_size=embedding_sample_size,
+            )
+            return _Recorded(
+                per_query=None, aggregates={}, n_evaluated=0, n_total=len(results), value=summary
+            )
+
+        def conclude(
+            writing: Store,
+            run_id: str,
+            results: Sequence[QueryResult],
+            summary: StoredWindowSummary,
+            store_seconds: float,
+        ) -> TrafficReplay:
+            scored = (
+                score_answers_for_run(writing, run_id, settings=judge_settings) if answers else None
+            )
+            return TrafficReplay(
+                run=writing.get_run(run_id), summary=summary, timing=timing, answers=scored
+            )
+
+        return _replay_run(
+            store,
+            plan.spec,
+            plan.queries,
+            retriever,
+            k=k,
+            batch_size=batch_size,
+            progress=progress,
+            timing=timing,
+            prepare=lambda writing: None,
+            record=record,
+            conclude=conclude,
+            nothing_answered="complete",
+        )
+
+
+def newest_sample(store: Store, window: str) -> str:
+    """The id of the newest stored sample of ``window`` (a window label or expression).
+
+    Raises NotFoundError saying how to draw one when the window has none.
+    """
+    label = parse_window(window).label
+    samples = list_samples(store, window_label=label, limit=1)
+    if not samples:
+        raise NotFoundError(
+            f"window {label} has no stored sample; draw one with "
+            f"`evalkit traffic sample --window {label}`"
+        )
+    return samples[0].sample_id
+
+
+@dataclass(frozen=True, slots=True)
+class AuditOutcome:
+    """An audit's report, and the audit as stored (None when it was not stored)."""
+
+    report: AuditReport
+    stored: StoredAudit | None
+
+    @property
+    def audit_id(self) -> str | None:
+        """The stored audit's id (None when it was not stored)."""
+        return self.stored.audit_id if self.stored is not None else None
+
+
+def audit_collection(
+    store: Store | None,
+    collection: str,
+    *,
+    settings: Settings,
+    config: AuditConfig,
+    embedder: TextEmbedder,
+    chroma_url: str | None = None,
+    source: Path | None = None,
+    goldset: str | None = None,
+    save: bool = True,
+) -> AuditOutcome:
+    """Audit the health of a Chroma collection and store the report (``save``).
+
+    The collection is found at ``chroma_url`` (default the settings' server, else their
+    embedded path). ``goldset``, a stored goldset's name, probes ANN recall and judgment
+    coverage; ``store`` may be None only when neither ``save`` nor ``goldset`` needs it.
+    The previous audit's measurements of the same collection (and goldset) are the
+    baseline of the checks that compare with them.
+    """
+    # Chroma is a heavy optional dependency: loaded only when an audit runs.
+    from evalkit.audit import run_audit
+    from evalkit.retrievers.chroma import get_collection, open_chroma_client
+
+    if store is None and (save or goldset):
+        raise StoreError("audit_collection: saving an audit or reading a goldset needs a store")
+    url = chroma_url or settings.chroma_url
+    client = open_chroma_client(path=None if url else settings.resolved_chroma_path, url=url)
+    gold = store.load_goldset(goldset) if store is not None and goldset else None
+    previous = (
+        latest_measurements(
+            store,
+            collection=collection,
+            goldset_version=gold.version if gold is not None else None,
+        )
+        if store is not None
+        else {}
+    )
+    report = run_audit(
+        get_collection(client, collection),
+        embedder=embedder,
+        config=config,
+        source=source,
+        goldset=gold,
+        previous=previous,
+        location=url or str(settings.resolved_chroma_path),
+    )
+    stored = save_audit(store, report) if save and store is not None else None
+    return AuditOutcome(report=report, stored=stored)
+
+
+@dataclass(frozen=True, slots=True)
+class DriftOutcome:
+    """A drift check of a stream: the stored check, the test's result where a statistical
+    test ran, and a note instead of a check when there was nothing to test yet.
+
+    ``compared`` names what was compared (stream, subject, reference, current) when known.
+    """
+
+    check: StoredDriftCheck | None = None
+    result: DriftResult | None = None
+    note: str | None = None
+    compared: Mapping[str, Any] = field(default_factory=dict)
+    report: Path | None = None
+
+
+def check_drift_embeddings(
+    store: StoreOpener,
+    reference: Path,
+    current: Path,
+    *,
+    method: str = "auto",
+    alpha: float = 0.05,
+    seed: int = 0,
+    stream: str = "queries",
+    report_dir: Path | None = None,
+) -> DriftOutcome:
+    """Test two windows of embeddings (``.npy`` files) for drift and store the check.
+
+    The store is opened once both files have been read.
+    """
+    reference_array = load_embeddings(reference)
+    current_array = load_embeddings(current)
+    with store() as writing:
+        result, stored, report_path = check_embeddings(
+            reference_array,
+            current_array,
+            method=method,
+            alpha=alpha,
+            seed=seed,
+            stream=stream,
+            reference_label=str(reference),
+            current_label=str(current),
+            store=writing,
+            report_dir=report_dir,
+        )
+    return DriftOutcome(check=stored, result=result, report=report_path)
+
+
+def check_drift_queries(
+    store: Store,
+    *,
+    reference_window: str | None = None,
+    method: str = "auto",
+    alpha: float = 0.05,
+    seed: int = 0,
+    subject: str = "traffic",
+    options: Mapping[str, Any] | None = None,
+    before_test: Callable[[], None] | None = None,
+) -> DriftOutcome:
+    """Test the newest replayed traffic window's query embeddings against a reference
+    window (default: the window before it) and store the check.
+
+    Windows embedded with different models are not compared: a ``model_mismatch`` finding
+    is stored instead. With fewer than two replayed windows or stored embeddings, nothing
+    is stored and the outcome carries a note. ``before_test`` is called just before the
+    statistical test (a scheduled job stops there when asked to).
+    """
+    summaries = list_window_summaries(store, limit=500)
+    if not summaries:
+        return DriftOutcome(note="no replayed traffic window yet")
+    current = summaries[0]
+    if reference_window is not None:
+        reference = latest_window_summary(store, reference_window)
+    else:
+        older = [s for s in summaries if s.window_start < current.window_start]
+        if not older:
+            return DriftOutcome(note="only one replayed window so far")
+        reference = older[0]
+    compared: dict[str, Any] = {
+        "stream": "queries",
+        "subject": subject,
+        "reference": reference.window_label,
+        "current": current.window_label,
+    }
+    models = (reference.embedding_fingerprint, current.embedding_fingerprint)
+    if None not in models and models[0] != models[1]:
+        check = save_drift_check(
+            store,
+            **compared,
+            finding="model_mismatch",
+            method="fingerprint",
+            is_drift=False,
+            details={
+                "reference_model": reference.embedding_model,
+                "current_model": current.embedding_model,
+                "reference_fingerprint": models[0],
+                "current_fingerprint": models[1],
+            },
+        )
+        return DriftOutcome(check=check, compared=compared)
+    _, reference_vectors = window_embeddings(store, reference.run_id)
+    _, current_vectors = window_embeddings(store, current.run_id)
+    if len(reference_vectors) < 2 or len(current_vectors) < 2:
+        return DriftOutcome(note="too few stored embeddings to test", compared=compared)
+    if before_test is not None:
+        before_test()
+    result, stored, _ = check_embeddings(
+        reference_vectors,
+        current_vectors,
+        method=method,
+        alpha=alpha,
+        seed=seed,
+        stream="queries",
+        subject=subject,
+        reference_label=reference.window_label,
+        current_label=current.window_label,
+        store=store,
+        settings=options,
+        details={"reference_run": reference.run_id, "current_run": current.run_id},
+    )
+    return DriftOutcome(check=stored, result=result, compared=compared)
+
+
+def check_drift_metric(
+    store: Store,
+    goldset: str,
+    *,
+    measure: str = "precision@10",
+    method: str = "page_hinkley",
+    label: str | None = None,
+    warmup: int = 5,
+    options: Mapping[str, Any] | None = None,
+) -> DriftOutcome:
+    """Run a sequential detector (``page_hinkley`` or ``cusum``) over the series of a
+    goldset measure's means in complete runs (only runs labelled ``label`` if given), and
+    store where the newest run stands. A series still inside its warm-up gives a note."""
+    runs = [
+        run
+        for run in reversed(store.list_runs(goldset=goldset, status="complete", limit=500))
+        if label is None or run.spec.label == label
+    ]
+    points = [(run, run.aggregates.get(measure)) for run in runs]
+    series = [(run, float(value)) for run, value in points if value is not None]
+    if len(series) <= warmup:
+        return DriftOutcome(note=f"{len(series)} runs so far; the warm-up needs more")
+    values = [value for _, value in series]
+    detect = cusum if method == "cusum" else page_hinkley
+    trace = detect(values, warmup=warmup, **dict(options or {}))
+    last = trace.state(len(values) - 1)
+    finding = {AlertLevel.OK: "ok", AlertLevel.WARNING: "warning", AlertLevel.ALERT: "drift"}
+    check = save_drift_check(
+        store,
+        stream="metric",
+        subject=f"{goldset}:{measure}",
+        finding=finding[last.level],
+        method=method,
+        is_drift=last.level is AlertLevel.ALERT,
+        reference=series[0][0].run_id,
+        current=series[-1][0].run_id,
+        n_reference=warmup,
+        n_current=len(values),
+        statistic=last.statistic,
+        effect_size=last.value - trace.baseline_mean,
+        details={
+            "baseline_mean": trace.baseline_mean,
+            "baseline_sd": trace.baseline_sd,
+            "latest": last.value,
+            "change_point_run": (
+                series[last.change_point][0].run_id if last.change_point is not None else None
+            ),
+        },
+    )
+    return DriftOutcome(check=check)
+
+
+def check_drift_precision(
+    store: Store,
+    goldset: str,
+    *,
+    measure: str = "ndcg@10",
+    subject: str | None = None,
+    baseline_run: str | None = None,
+    alpha: float = 0.05,
+    min_effect: float = 0.01,
+    seed: int = 0,
+) -> PrecisionWatch:
+    """Watch every retriever's runs on ``goldset`` for a drop of ``measure`` (sequential
+    detection plus a paired test of the latest run against the baseline), stored."""
+    return watch_precision(
+        store,
+        goldset,
+        measure=measure,
+        subject=subject,
+        baseline_run=baseline_run,
+        alpha=alpha,
+        min_effect=min_effect,
+        seed=seed,
+    )
+
+
+def collection_vectors(
+    settings: Settings,
+    collection: str,
+    *,
+    chroma_url: str | None = None,
+    sample: int = 2000,
+    seed: int = 0,
+) -> npt.NDArray[np.float32]:
+    """A seeded sample of up to ``sample`` stored embeddings of a Chroma collection."""
+    # Chroma is a heavy optional dependency: loaded only when a collection is read.
+    from evalkit.retrievers.chroma import close_client, get_collection, open_chroma_client
+
+    url = chroma_url or settings.chroma_url
+    client = open_chroma_client(path=None if url else settings.resolved_chroma_path, url=url)
+    try:
+        return _sample_vectors(get_collection(client, collection), sample, seed)
+    finally:
+        close_client(client)
+
+
+def _sample_vectors(collection: Any, sample: int, seed: int) -> npt.NDArray[np.float32]:
+    count = collection.count()
+    ids = collection.get(include=[])["ids"]
+    rng = np.random.default_rng(seed)
+    chosen = sorted(rng.choice(len(ids), min(sample, count), replace=False).tolist())
+    picked = [ids[index] for index in chosen]
+    vectors = []
+    for start in range(0, len(picked), 1000):
+        got = collection.get(ids=picked[start : start + 1000], include=["embeddings"])
+        vectors.append(np.asarray(got["embeddings"], dtype=np.float32))
+    return np.concatenate(vectors) if vectors else np.zeros((0, 0), dtype=np.float32)
+
+
+def save_documents_reference(
+    settings: Settings,
+    collection: str,
+    *,
+    chroma_url: str | None = None,
+    sample: int = 2000,
+    seed: int = 0,
+) -> tuple[Path, int]:
+    """Save a reference snapshot of a collection's embeddings under ``home/snapshots``
+    for ``check_drift_documents``; its path and the number of vectors saved."""
+    vectors = collection_vectors(
+        settings, collection, chroma_url=chroma_url, sample=sample, seed=seed
+    )
+    snapshots = settings.home / "snapshots"
+    snapshots.mkdir(parents=True, exist_ok=True)
+    path = snapshots / f"{collection}-{utc_now():%Y%m%dT%H%M%S}.npy"
+    np.save(path, vectors)
+    return path, len(vectors)
+
+
+def check_drift_documents(
+    store: StoreOpener,
+    settings: Settings,
+    collection: str,
+    *,
+    chroma_url: str | None = None,
+    reference: Path | None = None,
+    sample: int = 2000,
+    method: str = "auto",
+    alpha: float = 0.05,
+    seed: int = 0,
+    report_dir: Path | None = None,
+) -> DriftOutcome:
+    """Test a sample of a collection's embeddings now against a reference snapshot
+    (default: the newest saved by ``save_documents_reference``) and store the check.
+
+    The store is opened only once the collection has been read.
+    """
+    vectors = collection_vectors(
+        settings, collection, chroma_url=chroma_url, sample=sample, seed=seed
+    )
+    if reference is None:
+        saved = sorted((settings.home / "snapshots").glob(f"{collection}-*.npy"))
+        if not saved:
+            raise ConfigError(
+                f"no reference snapshot of {collection}: save one first with "
+                f"`evalkit drift documents --collection {collection} --save-reference`"
+            )
+        reference = saved[-1]
+    with store() as writing:
+        result, stored, report_path = check_embeddings(
+            load_embeddings(reference),
+            vectors,
+            method=method,
+            alpha=alpha,
+            seed=seed,
+            stream="documents",
+            subject=collection,
+            reference_label=str(reference),
+            current_label=f"{collection} now",
+            store=writing,
+            report_dir=report_dir,
+        )
+    return DriftOutcome(check=stored, result=result, report=report_path)
+
+
+def check_drift_model(
+    store: StoreOpener,
+    settings: Settings,
+    collection: str,
+    *,
+    chroma_url: str | None = None,
+) -> ModelCheck:
+    """Check that the configured query model embeds as the model a collection was built
+    with (its stored fingerprint) and store the check; a mismatch is its own finding."""
+    # Chroma and the embedding model are heavy optional dependencies: loaded only here.
+    from evalkit.embedding import load_embedder
+    from evalkit.retrievers.chroma import close_client, get_collection, open_chroma_client
+
+    url = chroma_url or settings.chroma_url
+    client = open_chroma_client(path=None if url else settings.resolved_chroma_path, url=url)
+    try:
+        metadata = dict(get_collection(client, collection).metadata or {})
+    finally:
+        close_client(client)
+    embedder = load_embedder(settings.model_path, batch_size=settings.embed_batch_size)
+    with store() as writing:
+        return check_model(
+            ModelFingerprint.from_metadata(metadata), embedder, subject=collection, store=writing
+        )
+
+
+def score_answers_for_run(
+    store: Store,
+    run_id: str,
+    *,
+    settings: JudgeSettings | None = None,
+    offline: OfflineFaithfulness | None = None,
+) -> AnswerScores | None:
+    """Score the answers production logged for the queries of a traffic replay run.
+
+    The answers and contexts are those of the traffic log (what the application generated
+    then, not what the replayed retriever returns now); the scores are stored under
+    ``run_id``. Returns None, storing nothing, when no replayed query has a logged answer.
+    """
+    from evalkit.answers import AnswerRecord, score_answers
+
+    query_ids = [str(query_id) for query_id in store.run_queries(run_id)["query_id"]]
+    records = [
+        AnswerRecord(
+            id=logged.query_id, question=logged.text, answer=logged.answer, contexts=logged.contexts
+        )
+        for logged in logged_answers(store, query_ids)
+    ]
+    if not records:
+        return None
+    return score_answers(records, settings=settings, store=store, run_id=run_id, offline=offline)
 
 
 def answer_settings(settings: JudgeSettings | None = None) -> JudgeSettings:
@@ -417,32 +1094,4 @@ def score_run_answers(
         return None
     from evalkit.answers import score_answers
 
-    return score_answers(records, settings=settings, store=store, run_id=run_id, offline=offline)
-
-
-def score_logged_answers(
-    store: Store,
-    run_id: str,
-    *,
-    settings: JudgeSettings | None = None,
-    offline: OfflineFaithfulness | None = None,
-) -> AnswerScores | None:
-    """Score the answers production logged for the queries of a traffic replay run.
-
-    The answers and contexts are those of the traffic log (what the application generated
-    then, not what the replayed retriever returns now); the scores are stored under
-    ``run_id``. Returns None, storing nothing, when no replayed query has a logged answer.
-    """
-    from evalkit.answers import AnswerRecord, score_answers
-    from evalkit.store.traffic import logged_answers
-
-    query_ids = [str(query_id) for query_id in store.run_queries(run_id)["query_id"]]
-    records = [
-        AnswerRecord(
-            id=logged.query_id, question=logged.text, answer=logged.answer, contexts=logged.contexts
-        )
-        for logged in logged_answers(store, query_ids)
-    ]
-    if not records:
-        return None
     return score_answers(records, settings=settings, store=store, run_id=run_id, offline=offline)

@@ -14,10 +14,10 @@ import pytest
 from evalkit.cli import invoke
 from evalkit.embedding import ModelFingerprint
 from evalkit.goldset.model import Goldset
-from evalkit.pipeline import evaluate_goldset
+from evalkit.pipeline import evaluate_goldset, replay_traffic_window
 from evalkit.records import Judgment, Query, QueryResult, ScoredDoc
 from evalkit.store import Store
-from evalkit.traffic import SampleSpec, ingest_paths, parse_window, replay_sample, sample_window
+from evalkit.traffic import SampleSpec, ingest_paths, parse_window, sample_window
 
 
 class Retriever:
@@ -138,7 +138,7 @@ def test_a_traffic_replay_run_shows_its_window_sample_and_figures(
     with Store.open(evalkit_home / "evalkit.duckdb") as store:
         ingest_paths(store, [log])
         sample = sample_window(store, SampleSpec(window=parse_window("2026-11-21"), n=50, seed=1))
-        run_id = replay_sample(
+        run_id = replay_traffic_window(
             store, sample.sample_id, Retriever(fail=["q7"], where_key="tenant"), k=5
         ).run.run_id
 

@@ -13,6 +13,7 @@ import pytest
 from evalkit.cli import invoke
 from evalkit.embedding import ModelFingerprint
 from evalkit.errors import ConfigError, InputError, NotFoundError
+from evalkit.pipeline import replay_traffic_window
 from evalkit.records import Query, QueryResult, ScoredDoc
 from evalkit.store import Store
 from evalkit.traffic import (
@@ -22,7 +23,6 @@ from evalkit.traffic import (
     parse_window,
     promote_window,
     promotion_priority,
-    replay_sample,
     sample_window,
 )
 
@@ -131,7 +131,7 @@ def replayed(evalkit_home: Path) -> Path:
     with Store.open(evalkit_home / "evalkit.duckdb") as opened:
         ingest_paths(opened, [log])
         sample = sample_window(opened, SampleSpec(window=parse_window("2026-11-21"), n=10, seed=0))
-        replay_sample(opened, sample.sample_id, TableRetriever(ANSWERS), k=2)
+        replay_traffic_window(opened, sample.sample_id, TableRetriever(ANSWERS), k=2)
     return evalkit_home / "evalkit.duckdb"
 
 

@@ -14,6 +14,7 @@ import pytest
 from evalkit.drift.churn import rank_biased_overlap
 from evalkit.embedding import ModelFingerprint
 from evalkit.errors import ConfigError
+from evalkit.pipeline import replay_traffic_window
 from evalkit.records import Query, QueryResult, ScoredDoc
 from evalkit.store import Store
 from evalkit.store.traffic import (
@@ -28,7 +29,6 @@ from evalkit.traffic import (
     ingest_paths,
     parse_window,
     replay_figures,
-    replay_sample,
     sample_window,
 )
 
@@ -138,7 +138,7 @@ def sampled(store: Store, tmp_path: Path) -> str:
 def test_replay_stores_a_traffic_run_comparison_and_summary(store: Store, tmp_path: Path) -> None:
     sample_id = sampled(store, tmp_path)
     retriever = FakeRetriever(ANSWERS, latency=LATENCY, failing=["q4"])
-    outcome = replay_sample(store, sample_id, retriever, k=3, embedder=FakeEmbedder())
+    outcome = replay_traffic_window(store, sample_id, retriever, k=3, embedder=FakeEmbedder())
     run = outcome.run
     assert (run.status, run.spec.kind, run.n_failed) == ("partial", "traffic", 1)
     assert run.spec.label == "traffic 2026-11-21"
@@ -206,7 +206,7 @@ def test_replay_stores_a_traffic_run_comparison_and_summary(store: Store, tmp_pa
 
 def test_embedding_sample_is_seeded_and_capped(store: Store, tmp_path: Path) -> None:
     sample_id = sampled(store, tmp_path)
-    first = replay_sample(
+    first = replay_traffic_window(
         store,
         sample_id,
         FakeRetriever(ANSWERS, latency=LATENCY),
@@ -214,7 +214,7 @@ def test_embedding_sample_is_seeded_and_capped(store: Store, tmp_path: Path) -> 
         embedder=FakeEmbedder(),
         embedding_sample_size=2,
     )
-    second = replay_sample(
+    second = replay_traffic_window(
         store,
         sample_id,
         FakeRetriever(ANSWERS, latency=LATENCY),
@@ -231,7 +231,7 @@ def test_embedding_sample_is_seeded_and_capped(store: Store, tmp_path: Path) -> 
         second.run.run_id,
         first.run.run_id,
     ]
-    without = replay_sample(store, sample_id, FakeRetriever(ANSWERS, latency=LATENCY), k=3)
+    without = replay_traffic_window(store, sample_id, FakeRetriever(ANSWERS, latency=LATENCY), k=3)
     assert without.summary.n_embeddings == 0
     assert without.summary.embedding_model is None
     assert without.run.status == "complete"
@@ -243,10 +243,10 @@ def test_tenants_are_never_replayed_on_a_retriever_that_ignores_them(
     sample_id = sampled(store, tmp_path)
     blind = FakeRetriever(ANSWERS, latency=LATENCY, where_key=None)
     with pytest.raises(ConfigError, match="does not filter by tenant"):
-        replay_sample(store, sample_id, blind, k=3)
+        replay_traffic_window(store, sample_id, blind, k=3)
     assert blind.seen == []
     assert store.list_runs() == []
-    outcome = replay_sample(store, sample_id, blind, k=3, tenant_isolation=False)
+    outcome = replay_traffic_window(store, sample_id, blind, k=3, tenant_isolation=False)
     assert outcome.run.status == "complete"
     assert {q.tenant for q in blind.seen} == {"a", "b"}
 
@@ -261,7 +261,9 @@ def test_which_retrievers_filter_by_tenant() -> None:
 def test_compare_k_must_fit_k(store: Store, tmp_path: Path) -> None:
     sample_id = sampled(store, tmp_path)
     with pytest.raises(ConfigError, match="compare_k"):
-        replay_sample(store, sample_id, FakeRetriever(ANSWERS, latency=LATENCY), k=3, compare_k=5)
+        replay_traffic_window(
+            store, sample_id, FakeRetriever(ANSWERS, latency=LATENCY), k=3, compare_k=5
+        )
 
 
 def test_a_crash_during_replay_marks_the_run_failed(store: Store, tmp_path: Path) -> None:
@@ -272,7 +274,7 @@ def test_a_crash_during_replay_marks_the_run_failed(store: Store, tmp_path: Path
             raise RuntimeError("model gone")
 
     with pytest.raises(RuntimeError, match="model gone"):
-        replay_sample(
+        replay_traffic_window(
             store,
             sample_id,
             FakeRetriever(ANSWERS, latency=LATENCY),

@@ -84,10 +84,9 @@ def audit(
     Example: evalkit audit --collection demo --source goldsets/demo/corpus.jsonl
     --goldset demo --fail-on critical --format json
     """
-    from evalkit.audit import CHECK_NAMES, AuditConfig, run_audit
+    from evalkit.audit import CHECK_NAMES, AuditConfig
     from evalkit.embedding import LazyEmbedder
-    from evalkit.retrievers.chroma import get_collection, open_chroma_client
-    from evalkit.store.audit import latest_measurements, save_audit
+    from evalkit.pipeline import audit_collection
 
     config = settings()
     audit_config = AuditConfig(
@@ -102,35 +101,24 @@ def audit(
     # Loaded when a check first needs it: the store, the goldset and the collection are
     # checked before that.
     embedder = LazyEmbedder(config.model_path, batch_size=config.embed_batch_size)
-    url = chroma_url or config.chroma_url
-    client = open_chroma_client(path=None if url else config.resolved_chroma_path, url=url)
-    location = url or str(config.resolved_chroma_path)
     with ExitStack() as stack:
         store = (
             stack.enter_context(open_store(write=save, purpose="audit", config=config))
             if (save or goldset)
             else None
         )
-        gold = store.load_goldset(goldset) if store is not None and goldset else None
-        previous = (
-            latest_measurements(
-                store,
-                collection=collection,
-                goldset_version=gold.version if gold is not None else None,
-            )
-            if store is not None
-            else {}
-        )
-        report = run_audit(
-            get_collection(client, collection),
-            embedder=embedder,
+        outcome = audit_collection(
+            store,
+            collection,
+            settings=config,
             config=audit_config,
+            embedder=embedder,
+            chroma_url=chroma_url,
             source=source,
-            goldset=gold,
-            previous=previous,
-            location=location,
+            goldset=goldset,
+            save=save,
         )
-        audit_id = save_audit(store, report).audit_id if save and store is not None else None
+    report, audit_id = outcome.report, outcome.audit_id
     data = {"audit_id": audit_id, **report.to_dict(), "fail_on": fail_on.value}
     failed = report.fails(fail_on.value)
     data["failed"] = failed

@@ -5,8 +5,9 @@ Each command exits 1 when it finds drift (or a model mismatch), so it can gate a
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -21,6 +22,9 @@ from evalkit.cli._output import (
 from evalkit.cli._retriever import ChromaUrl
 from evalkit.cli._store import open_store
 from evalkit.cli.app import app
+
+if TYPE_CHECKING:
+    from evalkit.pipeline import DriftOutcome
 
 DRIFT_FOUND = 1
 
@@ -51,6 +55,13 @@ def _print_result(title: str, data: dict[str, Any]) -> None:
     console.print(key_values(title, shown))
 
 
+def _drift_data(outcome: DriftOutcome) -> dict[str, Any]:
+    data = outcome.result.to_dict() if outcome.result is not None else {}
+    data["check_id"] = outcome.check.check_id if outcome.check else None
+    data["report"] = str(outcome.report) if outcome.report else None
+    return data
+
+
 def _finish(data: dict[str, Any], title: str, output: OutputFormat, *, found: bool) -> None:
     if output is OutputFormat.json:
         emit_json(data)
@@ -78,27 +89,25 @@ def embeddings(
     Example: evalkit drift embeddings --reference last_week.npy --current today.npy
     --method mmd --format json
     """
-    from evalkit.drift.watch import check_embeddings, load_embeddings
+    from evalkit.pipeline import check_drift_embeddings
 
-    reference_array = load_embeddings(reference)
-    current_array = load_embeddings(current)
-    with open_store(write=True, purpose="drift") as store:
-        result, stored, report_path = check_embeddings(
-            reference_array,
-            current_array,
-            method=method,
-            alpha=alpha,
-            seed=seed,
-            stream=stream,
-            reference_label=str(reference),
-            current_label=str(current),
-            store=store,
-            report_dir=Path("reports") if report else None,
-        )
-    data = result.to_dict()
-    data["check_id"] = stored.check_id if stored else None
-    data["report"] = str(report_path) if report_path else None
-    _finish(data, f"{stream} embedding drift", output, found=result.is_drift)
+    outcome = check_drift_embeddings(
+        partial(open_store, write=True, purpose="drift"),
+        reference,
+        current,
+        method=method,
+        alpha=alpha,
+        seed=seed,
+        stream=stream,
+        report_dir=Path("reports") if report else None,
+    )
+    data = _drift_data(outcome)
+    _finish(
+        data,
+        f"{stream} embedding drift",
+        output,
+        found=outcome.result is not None and outcome.result.is_drift,
+    )
 
 
 @drift_app.command("documents")
@@ -123,74 +132,39 @@ def documents(
     Example: evalkit drift documents --collection demo --save-reference, later
     evalkit drift documents --collection demo --format json
     """
-    import numpy as np
-
-    from evalkit.drift.watch import check_embeddings, load_embeddings
-    from evalkit.retrievers.chroma import close_client, get_collection, open_chroma_client
-    from evalkit.store import utc_now
+    from evalkit.pipeline import check_drift_documents, save_documents_reference
 
     config = settings()
-    url = chroma_url or config.chroma_url
-    client = open_chroma_client(path=None if url else config.resolved_chroma_path, url=url)
-    try:
-        vectors = _sample_vectors(get_collection(client, collection), sample, seed)
-    finally:
-        close_client(client)
-    snapshots = config.home / "snapshots"
     if save_reference:
-        snapshots.mkdir(parents=True, exist_ok=True)
-        path = snapshots / f"{collection}-{utc_now():%Y%m%dT%H%M%S}.npy"
-        np.save(path, vectors)
+        path, n_vectors = save_documents_reference(
+            config, collection, chroma_url=chroma_url, sample=sample, seed=seed
+        )
         _finish(
-            {"snapshot": str(path), "vectors": len(vectors)},
+            {"snapshot": str(path), "vectors": n_vectors},
             "reference saved",
             output,
             found=False,
         )
         return
-    if reference is None:
-        saved = sorted(snapshots.glob(f"{collection}-*.npy"))
-        if not saved:
-            from evalkit.errors import ConfigError
-
-            raise ConfigError(
-                f"no reference snapshot of {collection}: save one first with "
-                f"`evalkit drift documents --collection {collection} --save-reference`"
-            )
-        reference = saved[-1]
-    with open_store(write=True, purpose="drift", config=config) as store:
-        result, stored, report_path = check_embeddings(
-            load_embeddings(reference),
-            vectors,
-            method=method,
-            alpha=alpha,
-            seed=seed,
-            stream="documents",
-            subject=collection,
-            reference_label=str(reference),
-            current_label=f"{collection} now",
-            store=store,
-            report_dir=Path("reports") if report else None,
-        )
-    data = result.to_dict()
-    data["check_id"] = stored.check_id if stored else None
-    data["report"] = str(report_path) if report_path else None
-    _finish(data, f"document embedding drift: {collection}", output, found=result.is_drift)
-
-
-def _sample_vectors(collection: Any, sample: int, seed: int) -> Any:
-    import numpy as np
-
-    count = collection.count()
-    ids = collection.get(include=[])["ids"]
-    rng = np.random.default_rng(seed)
-    chosen = sorted(rng.choice(len(ids), min(sample, count), replace=False).tolist())
-    picked = [ids[index] for index in chosen]
-    vectors = []
-    for start in range(0, len(picked), 1000):
-        got = collection.get(ids=picked[start : start + 1000], include=["embeddings"])
-        vectors.append(np.asarray(got["embeddings"], dtype=np.float32))
-    return np.concatenate(vectors) if vectors else np.zeros((0, 0), dtype=np.float32)
+    outcome = check_drift_documents(
+        partial(open_store, write=True, purpose="drift", config=config),
+        config,
+        collection,
+        chroma_url=chroma_url,
+        reference=reference,
+        sample=sample,
+        method=method,
+        alpha=alpha,
+        seed=seed,
+        report_dir=Path("reports") if report else None,
+    )
+    data = _drift_data(outcome)
+    _finish(
+        data,
+        f"document embedding drift: {collection}",
+        output,
+        found=outcome.result is not None and outcome.result.is_drift,
+    )
 
 
 @drift_app.command("model")
@@ -205,22 +179,15 @@ def model(
 
     Example: evalkit drift model --collection demo --format json
     """
-    from evalkit.drift.watch import check_model
-    from evalkit.embedding import ModelFingerprint, load_embedder
-    from evalkit.retrievers.chroma import close_client, get_collection, open_chroma_client
+    from evalkit.pipeline import check_drift_model
 
     config = settings()
-    url = chroma_url or config.chroma_url
-    client = open_chroma_client(path=None if url else config.resolved_chroma_path, url=url)
-    try:
-        metadata = dict(get_collection(client, collection).metadata or {})
-    finally:
-        close_client(client)
-    embedder = load_embedder(config.model_path, batch_size=config.embed_batch_size)
-    with open_store(write=True, purpose="drift", config=config) as store:
-        check = check_model(
-            ModelFingerprint.from_metadata(metadata), embedder, subject=collection, store=store
-        )
+    check = check_drift_model(
+        partial(open_store, write=True, purpose="drift", config=config),
+        config,
+        collection,
+        chroma_url=chroma_url,
+    )
     _finish(check.to_dict(), f"model check: {collection}", output, found=check.is_mismatch)
 
 
@@ -249,10 +216,10 @@ def precision(
 
     Example: evalkit drift precision --goldset demo -m ndcg@10 --format json
     """
-    from evalkit.drift.watch import watch_precision
+    from evalkit.pipeline import check_drift_precision
 
     with open_store(write=True, purpose="drift") as store:
-        watched = watch_precision(
+        watched = check_drift_precision(
             store,
             goldset,
             measure=measure,

@@ -333,6 +333,7 @@ def _replay_candidate(
         label="gate candidate",
         # The gate decides on retrieval metrics; judging answers would only add cost.
         answers=False,
+        close_retriever=True,
     )
     if outcome.run.status != "complete":
         raise RetrieverError(

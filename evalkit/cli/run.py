@@ -99,24 +99,20 @@ def run(
         ),
         config,
     )
-    try:
-        with progress_bar(f"replaying {gold.name}", enabled=output is OutputFormat.table) as bar:
-            outcome = evaluate_goldset(
-                partial(open_store, write=True, purpose="run", config=config),
-                gold,
-                retriever,
-                k=depth,
-                measures=measure,
-                relevance_threshold=config.relevance_threshold,
-                batch_size=config.query_batch_size,
-                label=label,
-                progress=bar,
-                answers=answers,
-            )
-    finally:
-        close = getattr(retriever, "close", None)
-        if callable(close):
-            close()
+    with progress_bar(f"replaying {gold.name}", enabled=output is OutputFormat.table) as bar:
+        outcome = evaluate_goldset(
+            partial(open_store, write=True, purpose="run", config=config),
+            gold,
+            retriever,
+            k=depth,
+            measures=measure,
+            relevance_threshold=config.relevance_threshold,
+            batch_size=config.query_batch_size,
+            label=label,
+            progress=bar,
+            answers=answers,
+            close_retriever=True,
+        )
     data = outcome.run.to_dict()
     data["answers"] = outcome.answers.to_dict(per_item=False) if outcome.answers else None
     if output is OutputFormat.json:

@@ -262,21 +262,16 @@ def replay(
     Example: evalkit traffic replay --window 2026-11-21 --collection kb --where-key tenant
     --k 10 --format json
     """
-    from evalkit.errors import ConfigError, NotFoundError
+    from evalkit.errors import ConfigError
+    from evalkit.pipeline import answer_settings, newest_sample, replay_traffic_window
     from evalkit.retrievers.factory import RetrieverOptions, build_retriever
-    from evalkit.store.traffic import list_samples
-    from evalkit.traffic.replay import replay_sample
     from evalkit.traffic.summary import DEFAULT_LOW_CONFIDENCE
-    from evalkit.traffic.windows import parse_window
 
     if window is not None and sample_id is not None:
         raise ConfigError("name what to replay: --window LABEL or --sample ID, not both")
     config = settings()
-    judge_settings = None
-    if answers:
-        from evalkit.pipeline import answer_settings
-
-        judge_settings = answer_settings()
+    # Checked before the store is opened, so a judge misconfiguration is reported first.
+    judge_settings = answer_settings() if answers else None
     embedder = None
     if embed_sample > 0:
         from evalkit.embedding import LazyEmbedder
@@ -286,14 +281,7 @@ def replay(
         if sample_id is not None:
             chosen = sample_id
         elif window is not None:
-            label = parse_window(window).label
-            samples = list_samples(store, window_label=label, limit=1)
-            if not samples:
-                raise NotFoundError(
-                    f"window {label} has no stored sample; draw one with "
-                    f"`evalkit traffic sample --window {label}`"
-                )
-            chosen = samples[0].sample_id
+            chosen = newest_sample(store, window)
         else:
             raise ConfigError("name what to replay: --window LABEL or --sample ID")
         retriever = build_retriever(
@@ -308,7 +296,7 @@ def replay(
             config,
         )
         with progress_bar("replaying traffic", enabled=output is OutputFormat.table) as bar:
-            outcome = replay_sample(
+            outcome = replay_traffic_window(
                 store,
                 chosen,
                 retriever,
@@ -322,12 +310,11 @@ def replay(
                 embedder=embedder,
                 embedding_sample_size=embed_sample,
                 progress=bar,
+                answers=answers,
+                judge_settings=judge_settings,
+                close_retriever=True,
             )
-        scored = None
-        if answers:
-            from evalkit.pipeline import score_logged_answers
-
-            scored = score_logged_answers(store, outcome.run.run_id, settings=judge_settings)
+    scored = outcome.answers
     data: dict[str, Any] = {
         "run": outcome.run.to_dict(),
         "summary": outcome.summary.to_dict(),

@@ -169,12 +169,6 @@ class _RetrieverParams(_Params):
         )
 
 
-def _close(retriever: object) -> None:
-    close = getattr(retriever, "close", None)
-    if callable(close):
-        close()
-
-
 _RUN_STATUS = {"complete": "succeeded", "partial": "partial", "failed": "failed"}
 
 
@@ -199,21 +193,18 @@ def _goldset_replay(ctx: JobContext, params: GoldsetReplayParams) -> JobOutcome:
     store = ctx.require_store()
     settings = ctx.settings
     goldset = store.load_goldset(params.goldset, params.goldset_version)
-    retriever = params.build(settings)
-    try:
-        outcome = evaluate_goldset(
-            store,
-            goldset,
-            retriever,
-            k=params.k or settings.k,
-            measures=params.measures,
-            relevance_threshold=settings.relevance_threshold,
-            batch_size=settings.query_batch_size,
-            label=params.label or ctx.job,
-            progress=ctx.progress,
-        )
-    finally:
-        _close(retriever)
+    outcome = evaluate_goldset(
+        store,
+        goldset,
+        params.build(settings),
+        k=params.k or settings.k,
+        measures=params.measures,
+        relevance_threshold=settings.relevance_threshold,
+        batch_size=settings.query_batch_size,
+        label=params.label or ctx.job,
+        progress=ctx.progress,
+        close_retriever=True,
+    )
     run = outcome.run
     return JobOutcome(
         status=_RUN_STATUS[run.status],
@@ -374,7 +365,6 @@ def _traffic(ctx: JobContext, params: TrafficParams) -> JobOutcome:
         SampleSpec,
         parse_stratification,
         parse_window,
-        replay_sample,
         sample_window,
         window_containing,
     )
@@ -408,36 +398,34 @@ def _traffic(ctx: JobContext, params: TrafficParams) -> JobOutcome:
     if not params.replay:
         return JobOutcome(summary=summary)
     ctx.check_cancelled()
-    judge_settings = None
-    if params.answers:
-        from evalkit.pipeline import answer_settings
+    from evalkit.pipeline import answer_settings, replay_traffic_window
 
-        # Checked before the replay, so a judge misconfiguration costs no retriever calls.
-        judge_settings = answer_settings()
+    # Checked before the model loads and the retriever is built: a judge misconfiguration
+    # costs neither.
+    judge_settings = answer_settings() if params.answers else None
     embedder = None
     if params.embed_sample > 0:
         from evalkit.embedding import load_embedder
 
         embedder = load_embedder(ctx.settings.model_path, batch_size=ctx.settings.embed_batch_size)
-    retriever = params.build(ctx.settings)
-    try:
-        replayed = replay_sample(
-            store,
-            sample.sample_id,
-            retriever,
-            k=params.k,
-            batch_size=ctx.settings.query_batch_size,
-            low_confidence_threshold=(
-                DEFAULT_LOW_CONFIDENCE if params.low_confidence is None else params.low_confidence
-            ),
-            tenant_isolation=params.tenant_isolation,
-            embedder=embedder,
-            embedding_sample_size=params.embed_sample,
-            label=ctx.job,
-            progress=ctx.progress,
-        )
-    finally:
-        _close(retriever)
+    replayed = replay_traffic_window(
+        store,
+        sample.sample_id,
+        params.build(ctx.settings),
+        k=params.k,
+        batch_size=ctx.settings.query_batch_size,
+        low_confidence_threshold=(
+            DEFAULT_LOW_CONFIDENCE if params.low_confidence is None else params.low_confidence
+        ),
+        tenant_isolation=params.tenant_isolation,
+        embedder=embedder,
+        embedding_sample_size=params.embed_sample,
+        label=ctx.job,
+        progress=ctx.progress,
+        answers=params.answers,
+        judge_settings=judge_settings,
+        close_retriever=True,
+    )
     run = replayed.run
     summary.update(
         run_id=run.run_id,
@@ -445,10 +433,8 @@ def _traffic(ctx: JobContext, params: TrafficParams) -> JobOutcome:
         low_confidence_share=replayed.summary.low_confidence_share,
         churn=replayed.summary.churn,
     )
-    if judge_settings is not None:
-        from evalkit.pipeline import score_logged_answers
-
-        scored = score_logged_answers(store, run.run_id, settings=judge_settings)
+    if params.answers:
+        scored = replayed.answers
         summary["answers"] = scored.to_dict(per_item=False) if scored else None
     return JobOutcome(
         status=_RUN_STATUS[run.status], run_ids=(run.run_id,), summary=summary, error=run.error
@@ -497,127 +483,37 @@ class DriftCheckParams(_Params):
 
 
 def _drift_check(ctx: JobContext, params: DriftCheckParams) -> JobOutcome:
+    from evalkit.pipeline import check_drift_metric, check_drift_queries
+
+    store = ctx.require_store()
     if params.stream == "metric":
-        return _metric_drift(ctx, params)
-    return _query_drift(ctx, params)
-
-
-def _query_drift(ctx: JobContext, params: DriftCheckParams) -> JobOutcome:
-    from evalkit.drift.watch import check_embeddings
-    from evalkit.store.drift import save_drift_check
-    from evalkit.store.traffic import (
-        latest_window_summary,
-        list_window_summaries,
-        window_embeddings,
-    )
-
-    store = ctx.require_store()
-    summaries = list_window_summaries(store, limit=500)
-    if not summaries:
-        return JobOutcome(summary={"note": "no replayed traffic window yet"})
-    current = summaries[0]
-    if params.reference_window is not None:
-        reference = latest_window_summary(store, params.reference_window)
-    else:
-        older = [s for s in summaries if s.window_start < current.window_start]
-        if not older:
-            return JobOutcome(summary={"note": "only one replayed window so far"})
-        reference = older[0]
-    common: dict[str, Any] = {
-        "stream": "queries",
-        "subject": params.subject,
-        "reference": reference.window_label,
-        "current": current.window_label,
-    }
-    models = (reference.embedding_fingerprint, current.embedding_fingerprint)
-    if None not in models and models[0] != models[1]:
-        check = save_drift_check(
+        assert params.goldset is not None  # the model requires it for this stream
+        outcome = check_drift_metric(
             store,
-            **common,
-            finding="model_mismatch",
-            method="fingerprint",
-            is_drift=False,
-            details={
-                "reference_model": reference.embedding_model,
-                "current_model": current.embedding_model,
-                "reference_fingerprint": models[0],
-                "current_fingerprint": models[1],
-            },
+            params.goldset,
+            measure=params.measure,
+            method=params.method,
+            label=params.label,
+            warmup=params.warmup,
+            options=params.options,
         )
-        return JobOutcome(summary={"check_id": check.check_id, "finding": check.finding})
-    _, reference_vectors = window_embeddings(store, reference.run_id)
-    _, current_vectors = window_embeddings(store, current.run_id)
-    if len(reference_vectors) < 2 or len(current_vectors) < 2:
-        return JobOutcome(summary={**common, "note": "too few stored embeddings to test"})
-    ctx.check_cancelled()
-    result, stored, _ = check_embeddings(
-        reference_vectors,
-        current_vectors,
-        method=params.method,
-        alpha=params.alpha,
-        seed=params.seed,
-        stream="queries",
-        subject=params.subject,
-        reference_label=reference.window_label,
-        current_label=current.window_label,
-        store=store,
-        settings=params.options,
-        details={"reference_run": reference.run_id, "current_run": current.run_id},
-    )
-    assert stored is not None  # a store was given
-    check = stored
-    return JobOutcome(
-        summary={
-            "check_id": check.check_id,
-            "finding": check.finding,
-            "p_value": result.p_value,
-            **common,
-        }
-    )
-
-
-def _metric_drift(ctx: JobContext, params: DriftCheckParams) -> JobOutcome:
-    from evalkit.drift import AlertLevel, cusum, page_hinkley
-    from evalkit.store.drift import save_drift_check
-
-    store = ctx.require_store()
-    runs = [
-        run
-        for run in reversed(store.list_runs(goldset=params.goldset, status="complete", limit=500))
-        if params.label is None or run.spec.label == params.label
-    ]
-    points = [(run, run.aggregates.get(params.measure)) for run in runs]
-    series = [(run, float(value)) for run, value in points if value is not None]
-    if len(series) <= params.warmup:
-        return JobOutcome(summary={"note": f"{len(series)} runs so far; the warm-up needs more"})
-    values = [value for _, value in series]
-    detect = cusum if params.method == "cusum" else page_hinkley
-    trace = detect(values, warmup=params.warmup, **params.options)
-    last = trace.state(len(values) - 1)
-    finding = {AlertLevel.OK: "ok", AlertLevel.WARNING: "warning", AlertLevel.ALERT: "drift"}
-    check = save_drift_check(
-        store,
-        stream="metric",
-        subject=f"{params.goldset}:{params.measure}",
-        finding=finding[last.level],
-        method=params.method,
-        is_drift=last.level is AlertLevel.ALERT,
-        reference=series[0][0].run_id,
-        current=series[-1][0].run_id,
-        n_reference=params.warmup,
-        n_current=len(values),
-        statistic=last.statistic,
-        effect_size=last.value - trace.baseline_mean,
-        details={
-            "baseline_mean": trace.baseline_mean,
-            "baseline_sd": trace.baseline_sd,
-            "latest": last.value,
-            "change_point_run": (
-                series[last.change_point][0].run_id if last.change_point is not None else None
-            ),
-        },
-    )
-    return JobOutcome(summary={"check_id": check.check_id, "finding": check.finding})
+    else:
+        outcome = check_drift_queries(
+            store,
+            reference_window=params.reference_window,
+            method=params.method,
+            alpha=params.alpha,
+            seed=params.seed,
+            subject=params.subject,
+            options=params.options,
+            before_test=ctx.check_cancelled,
+        )
+    if outcome.check is None:
+        return JobOutcome(summary={**outcome.compared, "note": outcome.note})
+    summary: dict[str, Any] = {"check_id": outcome.check.check_id, "finding": outcome.check.finding}
+    if outcome.result is not None:
+        summary.update(p_value=outcome.result.p_value, **outcome.compared)
+    return JobOutcome(summary=summary)
 
 
 # -- audit --------------------------------------------------------------------------------
@@ -639,12 +535,10 @@ class AuditParams(_Params):
 
 
 def _audit(ctx: JobContext, params: AuditParams) -> JobOutcome:
-    from evalkit.audit import CHECK_NAMES, AuditConfig, run_audit
+    from evalkit.audit import CHECK_NAMES, AuditConfig
     from evalkit.embedding import load_embedder
-    from evalkit.retrievers.chroma import get_collection, open_chroma_client
-    from evalkit.store.audit import latest_measurements, save_audit
+    from evalkit.pipeline import audit_collection
 
-    store = ctx.require_store()
     settings = ctx.settings
     config = AuditConfig(
         checks=tuple(params.checks) if params.checks else CHECK_NAMES,
@@ -655,24 +549,18 @@ def _audit(ctx: JobContext, params: AuditParams) -> JobOutcome:
         relevance_threshold=settings.relevance_threshold,
         seed=params.seed,
     )
-    embedder = load_embedder(settings.model_path, batch_size=settings.embed_batch_size)
-    url = params.chroma_url or settings.chroma_url
-    client = open_chroma_client(path=None if url else settings.resolved_chroma_path, url=url)
-    goldset = store.load_goldset(params.goldset) if params.goldset else None
-    report = run_audit(
-        get_collection(client, params.collection),
-        embedder=embedder,
+    outcome = audit_collection(
+        ctx.require_store(),
+        params.collection,
+        settings=settings,
         config=config,
+        embedder=load_embedder(settings.model_path, batch_size=settings.embed_batch_size),
+        chroma_url=params.chroma_url,
         source=params.source,
-        goldset=goldset,
-        previous=latest_measurements(
-            store,
-            collection=params.collection,
-            goldset_version=goldset.version if goldset is not None else None,
-        ),
-        location=url or str(settings.resolved_chroma_path),
+        goldset=params.goldset,
     )
-    stored = save_audit(store, report)
+    stored = outcome.stored
+    assert stored is not None  # saved: a store was given
     return JobOutcome(
         summary={
             "audit_id": stored.audit_id,

@@ -3,7 +3,8 @@
 The flow, one module per step::
 
     log_query (log)  ->  ingest_paths / watch (ingest)  ->  sample_window (sampling)
-        ->  replay_sample (replay: a run + a window summary)  ->  promote_window (promote)
+        ->  plan_replay / save_window_summary (replay: a run + a window summary, run by
+        evalkit.pipeline.replay_traffic_window)  ->  promote_window (promote)
 
 ``docs/traffic.md`` documents the log format, every setting and every stored figure.
 Importing this package loads only the log writer; the rest loads on first use.
@@ -37,10 +38,11 @@ if TYPE_CHECKING:
         RedactionPattern,
     )
     from evalkit.traffic.replay import (
-        TrafficReplay,
+        ReplayPlan,
         compare_with_logged,
         filters_by_tenant,
-        replay_sample,
+        plan_replay,
+        save_window_summary,
     )
     from evalkit.traffic.sampling import (
         SampleSpec,
@@ -76,10 +78,11 @@ _LAZY: dict[str, str] = {
     "REDACTION_PATTERNS": "evalkit.traffic.redaction",
     "Redaction": "evalkit.traffic.redaction",
     "RedactionPattern": "evalkit.traffic.redaction",
-    "TrafficReplay": "evalkit.traffic.replay",
+    "ReplayPlan": "evalkit.traffic.replay",
     "compare_with_logged": "evalkit.traffic.replay",
     "filters_by_tenant": "evalkit.traffic.replay",
-    "replay_sample": "evalkit.traffic.replay",
+    "plan_replay": "evalkit.traffic.replay",
+    "save_window_summary": "evalkit.traffic.replay",
     "SampleSpec": "evalkit.traffic.sampling",
     "allocate_quotas": "evalkit.traffic.sampling",
     "parse_stratification": "evalkit.traffic.sampling",
@@ -106,8 +109,8 @@ __all__ = [
     "Redaction",
     "RedactionPattern",
     "ReplayFigures",
+    "ReplayPlan",
     "SampleSpec",
-    "TrafficReplay",
     "Window",
     "allocate_quotas",
     "choose_promotions",
@@ -119,11 +122,12 @@ __all__ = [
     "log_query",
     "parse_stratification",
     "parse_window",
+    "plan_replay",
     "promote_window",
     "promotion_priority",
     "replay_figures",
-    "replay_sample",
     "sample_window",
+    "save_window_summary",
     "watch",
     "window_containing",
 ]

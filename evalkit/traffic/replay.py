@@ -1,4 +1,8 @@
-"""Replay a stored traffic sample against the live retriever and summarise its window.
+"""The traffic stage of a replay of a stored sample against the live retriever.
+
+``plan_replay`` loads and checks the sample and describes its run; ``save_window_summary``
+stores what the replay found. ``evalkit.pipeline.replay_traffic_window`` runs the replay
+between the two, with the run's lifecycle.
 
 The replay is stored as a run of kind ``traffic`` (so it records the retriever, embedding
 model and index fingerprints like any run), plus, per query, the top-1 score and the
@@ -8,13 +12,12 @@ overlap), and one window summary with a seeded sample of the window's query embe
 Tenant isolation: a query of tenant A must only ever see tenant A's documents. When the
 sample holds tenants, the retriever must filter by them (a Chroma retriever with a
 ``where_key``, or an HTTP retriever, which sends each query's tenant to the endpoint);
-otherwise ``replay_sample`` refuses to run rather than search every tenant's documents.
+otherwise ``plan_replay`` refuses to run rather than search every tenant's documents.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -24,10 +27,10 @@ import pandas as pd
 from evalkit import __version__
 from evalkit.errors import ConfigError
 from evalkit.records import Query, QueryResult
-from evalkit.replay import ReplayTiming, replay
 from evalkit.store._clock import utc_now
-from evalkit.store.store import RunRecord, RunSpec
+from evalkit.store.store import RunSpec
 from evalkit.store.traffic import (
+    StoredSample,
     StoredWindowSummary,
     draw_window_queries,
     load_sample,
@@ -45,10 +48,11 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_EMBEDDING_SAMPLE",
     "TENANT_FORWARDING_KINDS",
-    "TrafficReplay",
+    "ReplayPlan",
     "compare_with_logged",
     "filters_by_tenant",
-    "replay_sample",
+    "plan_replay",
+    "save_window_summary",
 ]
 
 DEFAULT_EMBEDDING_SAMPLE = 1000
@@ -58,15 +62,6 @@ TENANT_FORWARDING_KINDS: Mapping[str, str] = {
     "http": "sends each query's tenant to the endpoint, which must filter by it",
 }
 """Retriever kinds that pass the tenant on with every query, and how."""
-
-
-@dataclass(frozen=True, slots=True)
-class TrafficReplay:
-    """A stored traffic replay: its run, its window summary, and where the time went."""
-
-    run: RunRecord
-    summary: StoredWindowSummary
-    timing: ReplayTiming
 
 
 def filters_by_tenant(description: Mapping[str, Any]) -> bool:
@@ -98,30 +93,37 @@ def compare_with_logged(
     return overlap, rbo
 
 
-def replay_sample(
+@dataclass(frozen=True, slots=True)
+class ReplayPlan:
+    """A checked traffic replay, ready to run: the sample, its queries and the run's spec.
+
+    ``frame`` holds the sample's queries as stored (tenant and stratum with them);
+    ``compare_k`` is the depth of the comparison with logged results.
+    """
+
+    sample: StoredSample
+    frame: pd.DataFrame
+    queries: list[Query]
+    spec: RunSpec
+    compare_k: int
+
+
+def plan_replay(
     store: Store,
     sample_id: str,
     retriever: Retriever,
     *,
     k: int = 10,
-    batch_size: int = 64,
     compare_k: int | None = None,
-    rbo_p: float = 0.9,
-    low_confidence_threshold: float = DEFAULT_LOW_CONFIDENCE,
     tenant_isolation: bool = True,
-    embedder: TextEmbedder | None = None,
-    embedding_sample_size: int = DEFAULT_EMBEDDING_SAMPLE,
     label: str | None = None,
-    progress: Callable[[int, int], None] | None = None,
-) -> TrafficReplay:
-    """Replay the sample ``sample_id`` against ``retriever`` and store run, comparison and
-    window summary.
+) -> ReplayPlan:
+    """Load the sample ``sample_id`` and check it can be replayed against ``retriever``.
 
-    ``compare_k`` (default ``k``) is the depth of the comparison with logged results. With
-    an ``embedder``, up to ``embedding_sample_size`` distinct queries of the window (a seeded
-    uniform sample, the sample's seed) are embedded and stored with the summary. Raises
-    ConfigError when the sample holds tenants but the retriever does not filter by tenant
-    (unless ``tenant_isolation=False``). A crash marks the run failed and re-raises.
+    ``compare_k`` (default ``k``) is the depth of the comparison with logged results.
+    Raises ConfigError when the sample holds tenants but the retriever does not filter by
+    tenant (unless ``tenant_isolation=False``). A retriever that left its embedding-model
+    check for later makes it here, before any run is recorded.
     """
     compare_depth = compare_k or k
     if compare_depth < 1 or compare_depth > k:
@@ -164,95 +166,86 @@ def replay_sample(
         label=label or f"traffic {sample.window_label}",
         n_queries=len(queries),
     )
-    run_id = store.create_run(spec)
-    timing = ReplayTiming()
-    try:
-        results = replay(
-            queries,
-            retriever,
-            k=k,
-            batch_size=batch_size,
-            on_batch=lambda batch: store.add_query_results(run_id, batch),
-            progress=progress,
-            timing=timing,
-        )
-        per_query = _per_query_frame(store, frame, results, compare_depth, rbo_p)
-        figures = replay_figures(
-            latency_ms=np.array([r.latency_ms for r in results], dtype=np.float64),
-            failed=per_query["failed"].to_numpy(dtype=bool),
-            top1_score=per_query["top1_score"].to_numpy(dtype=np.float64, na_value=np.nan),
-            overlap_at_k=per_query["overlap_at_k"].to_numpy(dtype=np.float64, na_value=np.nan),
-            rbo=per_query["rbo"].to_numpy(dtype=np.float64, na_value=np.nan),
-            low_confidence_threshold=low_confidence_threshold,
-        )
-        logged_p50, logged_p95, logged_p99 = logged_latency_quantiles(
-            store, start=sample.window_start, end=sample.window_end
-        )
-        embedding_ids: list[str] = []
-        vectors = None
-        if embedder is not None and embedding_sample_size > 0:
-            drawn = draw_window_queries(
-                store,
-                start=sample.window_start,
-                end=sample.window_end,
-                seed=sample.seed,
-                limit=embedding_sample_size,
-                dedup=sample.dedup,
-            )
-            embedding_ids = [str(q) for q in drawn["query_id"]]
-            vectors = embedder.embed([str(text) for text in drawn["text"]])
-        model = embedder.fingerprint if embedder is not None and embedding_ids else None
-        summary = StoredWindowSummary(
-            run_id=run_id,
-            sample_id=sample.sample_id,
-            window_label=sample.window_label,
-            window_start=sample.window_start,
-            window_end=sample.window_end,
-            computed_at=utc_now(),
-            k=k,
-            compare_k=compare_depth,
-            rbo_p=rbo_p,
-            volume=sample.n_records,
-            n_distinct=sample.n_distinct,
-            logged_latency_p50=logged_p50,
-            logged_latency_p95=logged_p95,
-            logged_latency_p99=logged_p99,
-            low_confidence_threshold=low_confidence_threshold,
-            embedding_model=model.name if model else None,
-            embedding_dimension=model.dimension if model else None,
-            embedding_fingerprint=model.canary_hash if model else None,
-            embedding_seed=sample.seed if model else None,
-            n_embeddings=len(embedding_ids),
-            **asdict(figures),
-        )
-        save_traffic_replay(
+    return ReplayPlan(
+        sample=sample, frame=frame, queries=queries, spec=spec, compare_k=compare_depth
+    )
+
+
+def save_window_summary(
+    store: Store,
+    plan: ReplayPlan,
+    run_id: str,
+    results: Sequence[QueryResult],
+    *,
+    rbo_p: float = 0.9,
+    low_confidence_threshold: float = DEFAULT_LOW_CONFIDENCE,
+    embedder: TextEmbedder | None = None,
+    embedding_sample_size: int = DEFAULT_EMBEDDING_SAMPLE,
+) -> StoredWindowSummary:
+    """Store the per-query comparison with logged results and the window summary of the
+    replay run ``run_id`` (the run's own status is for the caller to finish).
+
+    With an ``embedder``, up to ``embedding_sample_size`` distinct queries of the window (a
+    seeded uniform sample, the sample's seed) are embedded and stored with the summary.
+    """
+    sample = plan.sample
+    per_query = _per_query_frame(store, plan.frame, results, plan.compare_k, rbo_p)
+    figures = replay_figures(
+        latency_ms=np.array([r.latency_ms for r in results], dtype=np.float64),
+        failed=per_query["failed"].to_numpy(dtype=bool),
+        top1_score=per_query["top1_score"].to_numpy(dtype=np.float64, na_value=np.nan),
+        overlap_at_k=per_query["overlap_at_k"].to_numpy(dtype=np.float64, na_value=np.nan),
+        rbo=per_query["rbo"].to_numpy(dtype=np.float64, na_value=np.nan),
+        low_confidence_threshold=low_confidence_threshold,
+    )
+    logged_p50, logged_p95, logged_p99 = logged_latency_quantiles(
+        store, start=sample.window_start, end=sample.window_end
+    )
+    embedding_ids: list[str] = []
+    vectors = None
+    if embedder is not None and embedding_sample_size > 0:
+        drawn = draw_window_queries(
             store,
-            summary=summary,
-            per_query=per_query,
-            embedding_ids=embedding_ids,
-            embeddings=vectors,
+            start=sample.window_start,
+            end=sample.window_end,
+            seed=sample.seed,
+            limit=embedding_sample_size,
+            dedup=sample.dedup,
         )
-        n_failed = figures.n_failed
-        first_error = next((r.error for r in results if r.error), None)
-        store.finish_run(
-            run_id,
-            status="failed"
-            if results and n_failed == len(results)
-            else ("partial" if n_failed else "complete"),
-            per_query=None,
-            aggregates={},
-            n_evaluated=0,
-            n_total=len(results),
-            n_failed=n_failed,
-            error=f"{n_failed} of {len(results)} queries failed; first: {first_error}"
-            if n_failed
-            else None,
-        )
-    except BaseException as error:
-        with contextlib.suppress(Exception):
-            store.fail_run(run_id, f"{type(error).__name__}: {error}")
-        raise
-    return TrafficReplay(run=store.get_run(run_id), summary=summary, timing=timing)
+        embedding_ids = [str(q) for q in drawn["query_id"]]
+        vectors = embedder.embed([str(text) for text in drawn["text"]])
+    model = embedder.fingerprint if embedder is not None and embedding_ids else None
+    summary = StoredWindowSummary(
+        run_id=run_id,
+        sample_id=sample.sample_id,
+        window_label=sample.window_label,
+        window_start=sample.window_start,
+        window_end=sample.window_end,
+        computed_at=utc_now(),
+        k=plan.spec.k,
+        compare_k=plan.compare_k,
+        rbo_p=rbo_p,
+        volume=sample.n_records,
+        n_distinct=sample.n_distinct,
+        logged_latency_p50=logged_p50,
+        logged_latency_p95=logged_p95,
+        logged_latency_p99=logged_p99,
+        low_confidence_threshold=low_confidence_threshold,
+        embedding_model=model.name if model else None,
+        embedding_dimension=model.dimension if model else None,
+        embedding_fingerprint=model.canary_hash if model else None,
+        embedding_seed=sample.seed if model else None,
+        n_embeddings=len(embedding_ids),
+        **asdict(figures),
+    )
+    save_traffic_replay(
+        store,
+        summary=summary,
+        per_query=per_query,
+        embedding_ids=embedding_ids,
+        embeddings=vectors,
+    )
+    return summary
 
 
 def _optional(value: object) -> str | None:
