@@ -503,7 +503,7 @@ def _build(sink: ConfiguredSink) -> Sink:
 
 def probe_alert(severity: Severity = Severity.warning) -> Alert:
     """A harmless alert for checking that sinks are reachable (``evalkit alerts test``)."""
-    from evalkit.store._clock import utc_now
+    from evalkit.clock import utc_now
 
     now = utc_now()
     return Alert(

@@ -32,11 +32,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from evalkit.answers.records import AnswerRecord, Unmeasured
+from evalkit.answers.records import AnswerRecord, CachedJudgment, Unmeasured
 from evalkit.config import JudgeSettings
 from evalkit.errors import ConfigError
 from evalkit.redaction import redact_known, register_secrets, url_secrets
-from evalkit.store.answers import CachedJudgment
 
 if TYPE_CHECKING:
     from evalkit.embedding import Embedder

@@ -43,9 +43,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
+from evalkit.clock import utc_now
 from evalkit.scheduler.config import ServiceConfig
 from evalkit.scheduler.runner import JobListener
-from evalkit.store._clock import utc_now
 from evalkit.store.alerts import (
     AlertCount,
     LatestAggregate,

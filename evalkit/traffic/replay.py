@@ -22,10 +22,10 @@ import numpy as np
 import pandas as pd
 
 from evalkit import __version__
+from evalkit.clock import utc_now
 from evalkit.errors import ConfigError
 from evalkit.records import Query, QueryResult
 from evalkit.replay import ReplayTiming, replay
-from evalkit.store._clock import utc_now
 from evalkit.store.store import RunRecord, RunSpec
 from evalkit.store.traffic import (
     StoredWindowSummary,
