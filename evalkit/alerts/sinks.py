@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from evalkit.alerts.config import AlertsConfig, ConfiguredSink
 from evalkit.alerts.model import Alert, AlertStatus, DeliveryResult
 from evalkit.alerts.payload import alert_payload, encode, signed_headers, slack_body
+from evalkit.clock import utc_now
 from evalkit.config import Duration, SinkConfig
 from evalkit.errors import ConfigError
 from evalkit.records import Severity
@@ -516,8 +517,6 @@ def _build(sink: ConfiguredSink) -> Sink:
 
 def probe_alert(severity: Severity = Severity.warning) -> Alert:
     """A harmless alert for checking that sinks are reachable (``evalkit alerts test``)."""
-    from evalkit.clock import utc_now
-
     now = utc_now()
     return Alert(
         alert_id=f"{now:%Y%m%dT%H%M%S}-probe",

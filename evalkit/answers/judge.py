@@ -249,7 +249,7 @@ class LLMJudge:
                 "evalkit.toml (or EVALKIT_JUDGE_BASE_URL and EVALKIT_JUDGE_MODEL)"
             )
         os.environ.setdefault("RAGAS_DO_NOT_TRACK", "true")
-        from evalkit.answers import _ragas
+        from evalkit.answers import _ragas  # deferred: it imports ragas (heavy, optional)
 
         self.settings = settings
         self.model = str(settings.model)
@@ -268,6 +268,7 @@ class LLMJudge:
         """Judge every task concurrently (under the guard's limits), in task order."""
         if not tasks:
             return []
+        # deferred: _ragas imports ragas (heavy, optional) and openai
         import openai
 
         from evalkit.answers import _ragas

@@ -24,6 +24,7 @@ import pandas as pd
 from evalkit import __version__
 from evalkit.clock import utc_now
 from evalkit.errors import ConfigError
+from evalkit.metrics.overlap import jaccard_at_k_many, rank_biased_overlap_many
 from evalkit.records import Query, QueryResult
 from evalkit.replay import ReplayTiming, replay
 from evalkit.store.store import RunRecord, RunSpec
@@ -85,8 +86,6 @@ def compare_with_logged(
 
     Both are NaN where nothing was logged (``None``); an empty logged list is a real answer.
     """
-    from evalkit.drift.churn import jaccard_at_k_many, rank_biased_overlap_many
-
     overlap = np.full(len(replayed), np.nan)
     rbo = np.full(len(replayed), np.nan)
     present = [index for index, ranking in enumerate(logged) if ranking is not None]
