@@ -30,10 +30,10 @@ from evalkit.answers.records import (
 )
 from evalkit.clock import utc_now
 from evalkit.config import JudgeSettings, ScoringMethod, load_settings
+from evalkit.embedding import Embedder, load_embedder
 from evalkit.errors import ConfigError, InputError
 
 if TYPE_CHECKING:
-    from evalkit.embedding import Embedder
     from evalkit.store.store import Store
 
 __all__ = ["check_judge_settings", "score_answer_file", "score_answers", "score_with_judge"]
@@ -151,8 +151,6 @@ def score_answers(
 
 
 def _default_embedder() -> Embedder:
-    from evalkit.embedding import load_embedder
-
     return load_embedder()
 
 
