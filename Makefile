@@ -39,6 +39,7 @@ LINTED := $(wildcard evalkit tests dashboards benchmarks)
 lint: $(STAMP)
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/ruff format --check $(LINTED)
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
 	$(BIN)/mypy evalkit

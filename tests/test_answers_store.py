@@ -8,12 +8,13 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from evalkit.answers.cache import MemoryJudgeCache, StoreJudgeCache, judge_cache_key
+from evalkit.answers.cache import MemoryJudgeCache, judge_cache_key
 from evalkit.answers.records import AnswerScores, MetricScore, summarise
 from evalkit.errors import NotFoundError
 from evalkit.store import Store
 from evalkit.store.answers import (
     CachedJudgment,
+    StoreJudgeCache,
     answer_score_rows,
     answer_scores_frame,
     answer_summaries,

@@ -21,12 +21,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from evalkit.clock import utc_now
 from evalkit.goldset.model import Goldset
 from evalkit.metrics import Evaluator
 from evalkit.pipeline import results_frame
 from evalkit.records import Judgment, Query, QueryResult, ScoredDoc
 from evalkit.store import RunSpec, Store
-from evalkit.store._clock import utc_now
 
 GOLDSET = "mini"
 MEASURES = ("ndcg@10", "recall@10", "precision@10", "mrr@10", "hit_rate@10", "r_precision", "map")

@@ -8,15 +8,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from evalkit.drift import (
+from evalkit.drift import low_confidence_share, top1_score_shift
+from evalkit.errors import ConfigError, InputError
+from evalkit.metrics.overlap import (
     jaccard_at_k,
     jaccard_at_k_many,
-    low_confidence_share,
     rank_biased_overlap,
     rank_biased_overlap_many,
-    top1_score_shift,
 )
-from evalkit.errors import ConfigError, InputError
 
 
 def _naive_rbo_ext(first: list[str], second: list[str], p: float) -> float:

@@ -546,3 +546,43 @@ def _sigterm_while_waiting(
         retriever.release.set()
     assert serve.process.wait(timeout=90) == 0, log()
     assert "evalkit serve stopped" in log()
+
+
+def test_metrics_negotiate_openmetrics_and_include_the_process_figures(
+    home: Home, serves: list[Serve]
+) -> None:
+    Store.open(home.store).close()
+    home.config.write_text(
+        f"""
+[scheduler]
+health_port = 0
+
+[[jobs]]
+name = "quick"
+kind = "command"
+command = {toml_list([sys.executable, "-c", "pass"])}
+""",
+        encoding="utf-8",
+    )
+    serve = start_serve(home, "serve")
+    serves.append(serve)
+
+    plain = httpx.get(f"{serve.url}/metrics", timeout=10)
+    assert plain.headers["content-type"].startswith("text/plain; version=0.0.4")
+    assert "evalkit_up 1" in plain.text
+    assert 'evalkit_job_running{job="quick"} 0' in plain.text
+    assert "process_resident_memory_bytes" in plain.text
+    assert "python_info{" in plain.text
+    assert "# EOF" not in plain.text
+
+    open_metrics = httpx.get(
+        f"{serve.url}/metrics",
+        headers={"Accept": "application/openmetrics-text; version=1.0.0; charset=utf-8"},
+        timeout=10,
+    )
+    assert open_metrics.headers["content-type"].startswith("application/openmetrics-text")
+    assert open_metrics.text.endswith("# EOF\n")
+    assert "# TYPE evalkit_job_runs counter" in open_metrics.text
+    assert 'evalkit_job_runs_total{job="quick",status="succeeded"} 0' in open_metrics.text
+    assert "process_cpu_seconds_total " in open_metrics.text
+    assert serve.stop() == 0

@@ -11,9 +11,9 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from evalkit.drift.churn import rank_biased_overlap
 from evalkit.embedding import ModelFingerprint
 from evalkit.errors import ConfigError
+from evalkit.metrics.overlap import rank_biased_overlap
 from evalkit.pipeline import replay_traffic_window
 from evalkit.records import Query, QueryResult, ScoredDoc
 from evalkit.store import Store

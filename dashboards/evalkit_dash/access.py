@@ -28,11 +28,11 @@ from typing import Any
 
 import streamlit as st
 
+from evalkit.clock import utc_now
 from evalkit.config import load_settings
 from evalkit.errors import StoreError
 from evalkit.scheduler.lock import FileLock, StoreBusyError
 from evalkit.store import Store
-from evalkit.store._clock import utc_now
 from evalkit_dash.loaders import LOADERS
 
 __all__ = [

@@ -9,7 +9,7 @@ import streamlit as st
 from evalkit_dash import ui
 from evalkit_dash.loaders import AREA_HINTS, STATUS_ORDER, OverviewData, series_status
 
-from evalkit.store._clock import utc_now
+from evalkit.clock import utc_now
 
 STATUS_BADGES = {
     "regression": ("red", ":material/trending_down:"),

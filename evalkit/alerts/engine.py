@@ -28,9 +28,9 @@ from typing import TYPE_CHECKING
 from evalkit.alerts.config import AlertsConfig, ConfiguredRule
 from evalkit.alerts.model import Alert, AlertStatus, Signal
 from evalkit.alerts.rules import RULE_KINDS, RuleContext
+from evalkit.clock import utc_now
 from evalkit.errors import EvalkitError
 from evalkit.records import Severity
-from evalkit.store._clock import utc_now
 from evalkit.store.alerts import (
     StoredAlertState,
     load_alert_states,

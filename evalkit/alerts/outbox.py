@@ -31,8 +31,8 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from evalkit.alerts.model import Alert
+from evalkit.clock import utc_now
 from evalkit.config import AlertsSettings
-from evalkit.store._clock import utc_now
 from evalkit.store.alerts import DueDelivery, due_deliveries, record_delivery_attempt
 
 if TYPE_CHECKING:

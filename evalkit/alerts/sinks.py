@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -31,11 +30,13 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from evalkit.alerts.config import AlertsConfig, ConfiguredSink
 from evalkit.alerts.model import Alert, AlertStatus, DeliveryResult
 from evalkit.alerts.payload import alert_payload, encode, signed_headers, slack_body
+from evalkit.clock import utc_now
 from evalkit.config import Duration, SinkConfig
 from evalkit.errors import ConfigError
 from evalkit.records import Severity
 from evalkit.redaction import Redactor, register_secrets, url_secrets
 from evalkit.registry import register_named
+from evalkit.retry import RetryPolicy
 
 __all__ = [
     "DEFAULT_LOG_SINK",
@@ -185,6 +186,15 @@ class _NamedSink:
         return self._min_severity
 
 
+class _DeliveryError(Exception):
+    """One failed delivery attempt: the error to report, the HTTP status, whether to retry."""
+
+    def __init__(self, message: str, *, status: int | None, retryable: bool) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retryable = retryable
+
+
 class WebhookSink(_NamedSink):
     """POSTs each alert, signed when a secret is configured; see ``WebhookParams``."""
 
@@ -211,13 +221,15 @@ class WebhookSink(_NamedSink):
         self._secret = secret
         self._format = body_format
         self._timeout = timeout
-        self._retries = retries
-        self._backoff = backoff
-        self._max_backoff = max_backoff
         self._headers = dict(headers or {})
         self._verify = verify_tls
         self._sleep = sleep
-        self._random = random.Random()
+        self._retry = RetryPolicy(
+            retries=retries,
+            backoff=backoff,
+            max_wait=max_backoff,
+            retryable=lambda error: isinstance(error, _DeliveryError) and error.retryable,
+        )
         parts = urlsplit(url)
         hidden = [secret, *self._headers.values(), parts.password, parts.query, *url_secrets(url)]
         if url_is_secret:
@@ -240,43 +252,45 @@ class WebhookSink(_NamedSink):
         """The bytes this sink sends for ``alert``."""
         return encode(slack_body(alert) if self._format == "slack" else alert_payload(alert))
 
-    def _wait(self, retry: int) -> float:
-        base: float = min(self._max_backoff, self._backoff * float(2**retry))
-        return min(self._max_backoff, base + self._random.uniform(0.0, base))
-
     def send(self, alert: Alert) -> DeliveryResult:
         """POST the alert; retry connection errors, timeouts, 408/425/429 and 5xx."""
         body = self.body(alert)
         began = time.perf_counter()
-        status: int | None = None
-        error = "not attempted"
         tries = 0
         with httpx.Client(
             timeout=self._timeout, verify=self._verify, follow_redirects=False
         ) as client:
-            for retry in range(self._retries + 1):
-                if retry:
-                    self._sleep(self._wait(retry - 1))
+
+            def attempt() -> int:
+                nonlocal tries
                 tries += 1
                 headers = {**signed_headers(body, alert=alert, secret=self._secret)}
                 headers.update(self._headers)
                 try:
                     response = client.post(self._url, content=body, headers=headers)
                 except httpx.HTTPError as failure:
-                    status = None
-                    error = self.redact(f"{type(failure).__name__}: {failure}")
-                    continue
+                    message = self.redact(f"{type(failure).__name__}: {failure}")
+                    raise _DeliveryError(message, status=None, retryable=True) from failure
                 status = response.status_code
                 if 200 <= status < 300:
-                    return DeliveryResult(
-                        ok=True, duration_ms=_elapsed(began), status_code=status, tries=tries
-                    )
-                error = f"HTTP {status} from {public_url(self._url)}"
-                if status < 500 and status not in _RETRYABLE:
-                    break
-        return DeliveryResult(
-            ok=False, duration_ms=_elapsed(began), status_code=status, error=error, tries=tries
-        )
+                    return status
+                raise _DeliveryError(
+                    f"HTTP {status} from {public_url(self._url)}",
+                    status=status,
+                    retryable=status >= 500 or status in _RETRYABLE,
+                )
+
+            try:
+                status = self._retry.call(attempt, sleep=self._sleep)
+            except _DeliveryError as failure:
+                return DeliveryResult(
+                    ok=False,
+                    duration_ms=_elapsed(began),
+                    status_code=failure.status,
+                    error=str(failure),
+                    tries=tries,
+                )
+        return DeliveryResult(ok=True, duration_ms=_elapsed(began), status_code=status, tries=tries)
 
 
 class CommandSink(_NamedSink):
@@ -503,8 +517,6 @@ def _build(sink: ConfiguredSink) -> Sink:
 
 def probe_alert(severity: Severity = Severity.warning) -> Alert:
     """A harmless alert for checking that sinks are reachable (``evalkit alerts test``)."""
-    from evalkit.store._clock import utc_now
-
     now = utc_now()
     return Alert(
         alert_id=f"{now:%Y%m%dT%H%M%S}-probe",

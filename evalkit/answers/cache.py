@@ -6,8 +6,9 @@ request at all; changing any of them (a new model, an edited prompt, another con
 misses the cache, as it must. Only judge *outputs* are cached, failures never are, so a
 timeout is retried on the next scoring.
 
-Caches live in the evalkit store (table ``judge_cache``), in a DuckDB file of their own
-(``cache_path``), or, when there is no store, in memory for the life of the process.
+Caches live in the evalkit store (table ``judge_cache``, ``evalkit.store.answers.StoreJudgeCache``),
+in a DuckDB file of their own (``cache_path``), or, when there is no store, in memory for the
+life of the process.
 """
 
 from __future__ import annotations
@@ -15,18 +16,14 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-from evalkit.store.answers import CachedJudgment, load_cached_judgments, save_cached_judgments
-
-if TYPE_CHECKING:
-    from evalkit.store.store import Store
+from evalkit.answers.records import CachedJudgment
 
 __all__ = [
     "CachedJudgment",
     "JudgeCache",
     "MemoryJudgeCache",
-    "StoreJudgeCache",
     "judge_cache_key",
 ]
 
@@ -79,18 +76,3 @@ class MemoryJudgeCache:
 
     def __len__(self) -> int:
         return len(self._entries)
-
-
-class StoreJudgeCache:
-    """A judge cache in the ``judge_cache`` table of an evalkit store."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-
-    def get_many(self, keys: Sequence[str]) -> dict[str, CachedJudgment]:
-        """The cached outputs among ``keys``."""
-        return load_cached_judgments(self.store, keys)
-
-    def put_many(self, entries: Iterable[tuple[str, CachedJudgment]]) -> None:
-        """Keep these outputs (a key already cached keeps its first output)."""
-        save_cached_judgments(self.store, entries)

@@ -25,18 +25,17 @@ import asyncio
 import json
 import math
 import os
-import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from evalkit.answers.records import AnswerRecord, Unmeasured
+from evalkit.answers.records import AnswerRecord, CachedJudgment, Unmeasured
 from evalkit.config import JudgeSettings
 from evalkit.errors import ConfigError
 from evalkit.redaction import redact_known, register_secrets, url_secrets
-from evalkit.store.answers import CachedJudgment
+from evalkit.retry import RetryPolicy
 
 if TYPE_CHECKING:
     from evalkit.embedding import Embedder
@@ -172,8 +171,11 @@ class CallGuard:
 
     async def call(self, make_call: Callable[[], Awaitable[T]]) -> T:
         """Run ``make_call()`` under the limits; raise JudgeCallError once retries are spent."""
-        attempts = self.max_retries + 1
-        for attempt in range(attempts):
+        attempts = 0
+
+        async def attempt() -> T:
+            nonlocal attempts
+            attempts += 1
             async with self._semaphore:
                 await self._limiter.wait()
                 self.calls += 1
@@ -181,12 +183,31 @@ class CallGuard:
                     return await asyncio.wait_for(make_call(), timeout=self.timeout)
                 except Exception as error:  # every failure is classified, none escapes raw
                     reason, retryable, detail = classify_failure(error)
-            if not retryable or attempt == attempts - 1:
-                tries = f"{attempt + 1} attempt" + ("s" if attempt else "")
-                raise JudgeCallError(reason, f"{detail} ({tries})")
-            # Jitter keeps many concurrent retries from hitting the judge in lockstep.
-            await asyncio.sleep(self.retry_backoff * (2**attempt) * random.uniform(0.5, 1.0))
-        raise AssertionError("unreachable")  # pragma: no cover
+                    raise _AttemptError(reason, retryable, detail) from error
+
+        # The jitter (half to all of each doubled wait) keeps many concurrent retries from
+        # hitting the judge in lockstep.
+        policy = RetryPolicy(
+            retries=self.max_retries,
+            backoff=self.retry_backoff,
+            jitter=(0.5, 1.0),
+            retryable=lambda error: isinstance(error, _AttemptError) and error.retryable,
+        )
+        try:
+            return await policy.acall(attempt)
+        except _AttemptError as failure:
+            tries = f"{attempts} attempt" + ("s" if attempts > 1 else "")
+            raise JudgeCallError(failure.reason, f"{failure.detail} ({tries})") from None
+
+
+class _AttemptError(Exception):
+    """One failed judge call, classified."""
+
+    def __init__(self, reason: Unmeasured, retryable: bool, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.retryable = retryable
+        self.detail = detail
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,7 +249,7 @@ class LLMJudge:
                 "evalkit.toml (or EVALKIT_JUDGE_BASE_URL and EVALKIT_JUDGE_MODEL)"
             )
         os.environ.setdefault("RAGAS_DO_NOT_TRACK", "true")
-        from evalkit.answers import _ragas
+        from evalkit.answers import _ragas  # deferred: it imports ragas (heavy, optional)
 
         self.settings = settings
         self.model = str(settings.model)
@@ -247,6 +268,7 @@ class LLMJudge:
         """Judge every task concurrently (under the guard's limits), in task order."""
         if not tasks:
             return []
+        # deferred: _ragas imports ragas (heavy, optional) and openai
         import openai
 
         from evalkit.answers import _ragas

@@ -32,16 +32,13 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
 from evalkit.answers.records import AnswerRecord, Method, MetricScore, Unmeasured
 from evalkit.answers.sentences import STOPWORDS, WORD_TOKEN, split_claims, split_sentences
-
-if TYPE_CHECKING:
-    from evalkit.embedding import Embedder
+from evalkit.embedding import DEFAULT_MODEL_NAME, Embedder, load_embedder
 
 __all__ = [
     "DEFAULT_SUPPORT_MODEL",
@@ -213,8 +210,6 @@ class OfflineFaithfulness:
     def embedder(self) -> Embedder:
         """The embedding model (loaded on first use)."""
         if self._embedder is None:
-            from evalkit.embedding import load_embedder
-
             self._embedder = load_embedder()
         return self._embedder
 
@@ -222,8 +217,6 @@ class OfflineFaithfulness:
     def judge_model(self) -> str:
         """What judges: the embedding model's name (known without loading the default)."""
         if self._embedder is None:
-            from evalkit.embedding import DEFAULT_MODEL_NAME
-
             return DEFAULT_MODEL_NAME
         return self._embedder.name
 

@@ -23,12 +23,27 @@ from evalkit.records import Query
 __all__ = [
     "AnswerRecord",
     "AnswerScores",
+    "CachedJudgment",
     "Method",
     "MetricScore",
     "MetricSummary",
     "Unmeasured",
     "summarise",
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class CachedJudgment:
+    """A judge output as cached: the value (or None with a reason) and the claim counts."""
+
+    metric: str
+    judge_model: str
+    prompt_version: str
+    value: float | None
+    unmeasured_reason: str | None = None
+    n_claims: int | None = None
+    n_supported: int | None = None
+    detail: str | None = None
 
 
 class Method(StrEnum):

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from evalkit.answers.cache import JudgeCache, MemoryJudgeCache, StoreJudgeCache, judge_cache_key
+from evalkit.answers.cache import JudgeCache, MemoryJudgeCache, judge_cache_key
 from evalkit.answers.context import applicable_context_metrics, score_context
 from evalkit.answers.files import read_answer_records
 from evalkit.answers.judge import JudgeCallError, JudgeTask, LLMJudge, run_sync
@@ -22,18 +22,18 @@ from evalkit.answers.offline import DEFAULT_THRESHOLD, OfflineFaithfulness
 from evalkit.answers.records import (
     AnswerRecord,
     AnswerScores,
+    CachedJudgment,
     Method,
     MetricScore,
     Unmeasured,
     summarise,
 )
+from evalkit.clock import utc_now
 from evalkit.config import JudgeSettings, ScoringMethod, load_settings
+from evalkit.embedding import Embedder, load_embedder
 from evalkit.errors import ConfigError, InputError
-from evalkit.store._clock import utc_now
-from evalkit.store.answers import CachedJudgment
 
 if TYPE_CHECKING:
-    from evalkit.embedding import Embedder
     from evalkit.store.store import Store
 
 __all__ = ["check_judge_settings", "score_answer_file", "score_answers", "score_with_judge"]
@@ -151,18 +151,19 @@ def score_answers(
 
 
 def _default_embedder() -> Embedder:
-    from evalkit.embedding import load_embedder
-
     return load_embedder()
 
 
 def _open_cache(settings: JudgeSettings, store: Store | None) -> tuple[JudgeCache, Store | None]:
     if settings.cache_path is not None:
+        from evalkit.store.answers import StoreJudgeCache
         from evalkit.store.store import Store
 
         own = Store.open(settings.cache_path)
         return StoreJudgeCache(own), own
     if store is not None:
+        from evalkit.store.answers import StoreJudgeCache
+
         return StoreJudgeCache(store), None
     return MemoryJudgeCache(), None
 

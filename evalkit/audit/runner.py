@@ -16,11 +16,11 @@ from evalkit.audit.findings import AuditReport, CheckOutcome
 from evalkit.audit.model import check_model
 from evalkit.audit.snapshot import read_snapshot
 from evalkit.audit.staleness import check_staleness, source_hashes
+from evalkit.clock import utc_now
 from evalkit.goldset.corpus import iter_corpus
 from evalkit.goldset.model import Goldset
 from evalkit.records import Document, Query
 from evalkit.retrievers.base import TextEmbedder
-from evalkit.store._clock import utc_now
 
 if TYPE_CHECKING:
     from chromadb.api.models.Collection import Collection

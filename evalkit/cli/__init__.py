@@ -9,12 +9,11 @@ codes; a test keeps that table and the registered commands in step.
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import Any, cast
 
 import click
-import typer.exceptions
+import typer
 import typer.main
-from typer._click import exceptions as _typer_click
 
 # `evalkit --help` lists the command groups in the order they are registered: jobs, then alerts.
 from evalkit.cli import (  # noqa: F401  (registers the commands)
@@ -47,9 +46,24 @@ __all__ = ["app", "main"]
 USAGE_ERROR = 2
 STORE_OR_SYSTEM_FAILURE = 3
 
-# typer 0.29 carries its own copy of click; usage errors may come from either.
-_USAGE_ERRORS = (click.ClickException, _typer_click.ClickException)
-_ABORTS: tuple[type[BaseException], ...] = (click.exceptions.Abort, typer.exceptions.Abort)
+
+def _click_exception_classes() -> tuple[type[click.ClickException], ...]:
+    """The ClickException classes a usage error may be raised as.
+
+    typer before 0.26 raises click's own; from 0.26 it carries its own copy of click, whose
+    ClickException is reachable only through the public ``typer.BadParameter``'s bases.
+    """
+    # The copy has click's interface (show, format_message), which is all invoke uses.
+    vendored = [
+        cast("type[click.ClickException]", base)
+        for base in typer.BadParameter.__mro__
+        if base.__name__ == "ClickException"
+    ]
+    return tuple(dict.fromkeys([click.ClickException, *vendored]))
+
+
+_USAGE_ERRORS = _click_exception_classes()
+_ABORTS: tuple[type[BaseException], ...] = (click.exceptions.Abort, typer.Abort)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,14 +26,7 @@ from evalkit.drift.base import (
     available_methods,
     make_detector,
 )
-from evalkit.drift.churn import (
-    jaccard_at_k,
-    jaccard_at_k_many,
-    low_confidence_share,
-    rank_biased_overlap,
-    rank_biased_overlap_many,
-    top1_score_shift,
-)
+from evalkit.drift.churn import low_confidence_share, top1_score_shift
 from evalkit.drift.classifier import ClassifierDrift
 from evalkit.drift.ks import KSDrift
 from evalkit.drift.mean_cosine import MeanCosineDrift
@@ -72,12 +65,8 @@ __all__ = [
     "SequentialTrace",
     "available_methods",
     "cusum",
-    "jaccard_at_k",
-    "jaccard_at_k_many",
     "low_confidence_share",
     "make_detector",
     "page_hinkley",
-    "rank_biased_overlap",
-    "rank_biased_overlap_many",
     "top1_score_shift",
 ]

@@ -15,6 +15,7 @@ from evalkit.config import Settings
 from evalkit.errors import ConfigError
 from evalkit.registry import register_named
 from evalkit.retrievers.base import Retriever, check_retriever
+from evalkit.retrievers.http import HttpRetriever
 
 __all__ = [
     "RETRIEVER_KINDS",
@@ -88,8 +89,6 @@ def build_retriever(options: RetrieverOptions, settings: Settings) -> Retriever:
 
 
 def _build_http(options: RetrieverOptions, settings: Settings) -> Retriever:
-    from evalkit.retrievers.http import HttpRetriever
-
     if not options.http_url:
         raise ConfigError("the http retriever needs a URL (--http-retriever URL)")
     endpoint = HttpRetriever(

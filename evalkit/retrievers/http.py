@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import math
 import os
-import random
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -48,6 +47,7 @@ from evalkit.retrievers.base import (
     redact,
     validate_k,
 )
+from evalkit.retry import RetryPolicy
 
 __all__ = ["HTTP_TOKEN_ENV", "HttpRetriever", "ParsedResponse", "parse_response", "parse_results"]
 
@@ -70,6 +70,23 @@ _MISCONFIGURED_HINTS = {
 
 class MalformedResponseError(ValueError):
     """An endpoint's answer does not have the documented shape."""
+
+
+class _AttemptError(Exception):
+    """One failed attempt: what went wrong and whether another attempt may help."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        status_code: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.status_code = status_code
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,7 +251,15 @@ class HttpRetriever:
         register_secrets(self._secrets)
         self._client: httpx.Client | None = None
         self._client_lock = threading.Lock()
-        self._random = random.Random()
+        self._retry = RetryPolicy(
+            retries=retries,
+            backoff=backoff,
+            max_wait=max_retry_wait,
+            retryable=lambda error: isinstance(error, _AttemptError) and error.retryable,
+            retry_after=lambda error: (
+                error.retry_after if isinstance(error, _AttemptError) else None
+            ),
+        )
 
     def _http(self) -> httpx.Client:
         with self._client_lock:
@@ -262,51 +287,53 @@ class HttpRetriever:
     def _ask(self, query: Query, k: int) -> _Outcome:
         payload = {"query": query.text, "query_id": query.id, "k": k, "tenant": query.tenant}
         first_start = time.perf_counter()
-        attempt = 0
-        while True:
+        attempts = 0
+
+        def attempt() -> _Outcome:
+            nonlocal attempts
+            attempts += 1
             start = time.perf_counter()
-            status_code: int | None = None
-            retry_after: float | None = None
             try:
                 response = self._http().post(self._url, json=payload)
             except httpx.TimeoutException as error:
                 failure = f"timed out after {self._timeout:g} s ({type(error).__name__})"
-                retryable = True
+                raise _AttemptError(failure, retryable=True) from error
             except httpx.TransportError as error:
-                failure = f"request failed: {describe_exception(error)}"
-                retryable = True
-            else:
-                status_code = response.status_code
-                latency = elapsed_ms(start)
-                if response.is_success:
-                    try:
-                        parsed = parse_response(response.json(), k)
-                    except ValueError as error:  # JSON decoding and shape errors
-                        failure = f"malformed response (HTTP {status_code}): {error}"
-                        retryable = False
-                    else:
-                        result = QueryResult(
-                            query_id=query.id,
-                            docs=parsed.docs,
-                            latency_ms=latency,
-                            answer=parsed.answer,
-                            contexts=parsed.contexts,
-                            context_ids=parsed.context_ids,
-                        )
-                        return _Outcome(result, status_code, attempt + 1)
-                else:
-                    failure = self._status_failure(response)
-                    retryable = status_code == 429 or status_code >= 500
-                    retry_after = _retry_after_seconds(response)
-            if not retryable or attempt >= self._retries:
-                attempts = attempt + 1
-                message = f"{failure} (after {attempts} attempt{'s' if attempts > 1 else ''})"
-                result = failed_result(
-                    query.id, redact(message, self._secrets), elapsed_ms(first_start)
+                raise _AttemptError(
+                    f"request failed: {describe_exception(error)}", retryable=True
+                ) from error
+            status_code = response.status_code
+            latency = elapsed_ms(start)
+            if not response.is_success:
+                raise _AttemptError(
+                    self._status_failure(response),
+                    retryable=status_code == 429 or status_code >= 500,
+                    status_code=status_code,
+                    retry_after=_retry_after_seconds(response),
                 )
-                return _Outcome(result, status_code, attempts)
-            time.sleep(self._wait(attempt, retry_after))
-            attempt += 1
+            try:
+                parsed = parse_response(response.json(), k)
+            except ValueError as error:  # JSON decoding and shape errors
+                failure = f"malformed response (HTTP {status_code}): {error}"
+                raise _AttemptError(failure, retryable=False, status_code=status_code) from error
+            result = QueryResult(
+                query_id=query.id,
+                docs=parsed.docs,
+                latency_ms=latency,
+                answer=parsed.answer,
+                contexts=parsed.contexts,
+                context_ids=parsed.context_ids,
+            )
+            return _Outcome(result, status_code, attempts)
+
+        try:
+            return self._retry.call(attempt)
+        except _AttemptError as failure:
+            message = f"{failure} (after {attempts} attempt{'s' if attempts > 1 else ''})"
+            result = failed_result(
+                query.id, redact(message, self._secrets), elapsed_ms(first_start)
+            )
+            return _Outcome(result, failure.status_code, attempts)
 
     def _status_failure(self, response: httpx.Response) -> str:
         body = " ".join(response.text.split())[:_ERROR_BODY_CHARS]
@@ -314,10 +341,7 @@ class HttpRetriever:
         return f"HTTP {response.status_code} {reason}" + (f": {body}" if body else "")
 
     def _wait(self, attempt: int, retry_after: float | None) -> float:
-        if retry_after is not None:
-            return min(retry_after, self._max_retry_wait)
-        base = self._backoff * 2.0**attempt
-        return min(base + self._random.uniform(0.0, base), self._max_retry_wait)
+        return self._retry.wait(attempt, retry_after)
 
     def check(self) -> None:
         """Send one probe query; raise ``RetrieverError`` saying what to fix if it fails."""

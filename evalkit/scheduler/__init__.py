@@ -13,7 +13,7 @@
 """
 
 from evalkit.scheduler.config import JobDefinition, ServiceConfig, service_config
-from evalkit.scheduler.health import HealthServer, ServiceState, render_metrics
+from evalkit.scheduler.health import HealthServer, ServiceState, metric_families
 from evalkit.scheduler.jobs import (
     JOB_KINDS,
     JobCancelledError,
@@ -55,8 +55,8 @@ __all__ = [
     "StoreBusyError",
     "StoreWaitStoppedError",
     "find_service",
+    "metric_families",
     "outbox_lock",
     "register_job_kind",
-    "render_metrics",
     "service_config",
 ]

@@ -2,7 +2,9 @@
 
 ``ServiceState`` keeps what monitoring asks for in memory (it is refreshed from the store
 after every job and outbox pass), so a scrape never waits for the store, which a job may
-be holding. ``/metrics`` is the Prometheus text format (0.0.4):
+be holding. ``/metrics`` is the Prometheus text format (0.0.4), or OpenMetrics when the
+scraper's ``Accept`` header asks for it (prometheus_client's negotiation), with the
+process's own ``process_*`` and ``python_info`` figures after these:
 
 ==============================================  ==========================================
 ``evalkit_up``                                  1 while the service runs
@@ -37,15 +39,20 @@ import logging
 import socket
 import threading
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
+from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import Collector
+
+from evalkit.clock import utc_now
 from evalkit.scheduler.config import ServiceConfig
 from evalkit.scheduler.runner import JobListener
-from evalkit.store._clock import utc_now
 from evalkit.store.alerts import (
     AlertCount,
     LatestAggregate,
@@ -60,7 +67,7 @@ if TYPE_CHECKING:
     from evalkit.alerts.outbox import DeliveryReport
     from evalkit.store.store import Store
 
-__all__ = ["HealthServer", "ServiceHandle", "ServiceState", "is_loopback", "render_metrics"]
+__all__ = ["HealthServer", "ServiceHandle", "ServiceState", "is_loopback", "metric_families"]
 
 _log = logging.getLogger("evalkit.scheduler")
 _JOB_STATUSES = ("succeeded", "partial", "failed", "interrupted")
@@ -114,6 +121,11 @@ class ServiceState(JobListener):
         self._deliveries: Counter[tuple[str, str]] = Counter()
         self.rule_errors: dict[str, str] = {}
         self.store_error: str | None = None
+        # One registry per service: the figures plus this process's own (CPU, memory, fds).
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(_StateCollector(self))
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
 
     def started(self, job: str, run: StoredJobRun) -> None:
         """A job run started."""
@@ -203,11 +215,11 @@ class ServiceState(JobListener):
                 "store_error": self.store_error,
             }
 
-    def metrics(self, now: datetime | None = None) -> str:
-        """The /metrics body (Prometheus text format)."""
+    def metric_families(self, now: datetime | None = None) -> list[Metric]:
+        """The service's own figures as Prometheus metric families."""
         moment = now or utc_now()
         with self._lock:
-            return render_metrics(
+            return metric_families(
                 jobs=[job.name for job in self._config.jobs],
                 last=dict(self._last),
                 running=dict(self._running),
@@ -226,25 +238,15 @@ class ServiceState(JobListener):
             )
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+def _gauge(name: str, help_text: str, labels: Sequence[str] = ()) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, help_text, labels=list(labels))
 
 
-def _sample(name: str, labels: Mapping[str, str], value: float) -> str:
-    inner = ",".join(f'{key}="{_escape(str(item))}"' for key, item in labels.items())
-    return f"{name}{{{inner}}} {value:.17g}" if inner else f"{name} {value:.17g}"
+def _counter(name: str, help_text: str, labels: Sequence[str] = ()) -> CounterMetricFamily:
+    return CounterMetricFamily(name, help_text, labels=list(labels))
 
 
-class _Family:
-    def __init__(self, name: str, kind: str, help_text: str) -> None:
-        self.name = name
-        self.lines = [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
-
-    def add(self, value: float, **labels: str) -> None:
-        self.lines.append(_sample(self.name, labels, value))
-
-
-def render_metrics(
+def metric_families(
     *,
     jobs: Sequence[str],
     last: Mapping[str, StoredJobRun],
@@ -261,81 +263,89 @@ def render_metrics(
     rule_errors: Mapping[str, str],
     up: bool,
     now: datetime,
-) -> str:
-    """Every figure in the Prometheus text exposition format (see the module docstring)."""
-    up_family = _Family("evalkit_up", "gauge", "1 while evalkit serve runs.")
-    up_family.add(1.0 if up else 0.0)
-    started = _Family(
-        "evalkit_job_last_run_timestamp_seconds", "gauge", "Start of the job's last run."
+) -> list[Metric]:
+    """Every figure as a Prometheus metric family (see the module docstring)."""
+    up_family = _gauge("evalkit_up", "1 while evalkit serve runs.")
+    up_family.add_metric([], 1.0 if up else 0.0)
+    started = _gauge(
+        "evalkit_job_last_run_timestamp_seconds", "Start of the job's last run.", ["job"]
     )
-    age = _Family("evalkit_job_last_run_age_seconds", "gauge", "Seconds since the last run began.")
-    duration = _Family(
-        "evalkit_job_last_run_duration_seconds", "gauge", "Duration of the job's last run."
+    age = _gauge("evalkit_job_last_run_age_seconds", "Seconds since the last run began.", ["job"])
+    duration = _gauge(
+        "evalkit_job_last_run_duration_seconds", "Duration of the job's last run.", ["job"]
     )
-    success = _Family("evalkit_job_last_run_success", "gauge", "1 if the last run succeeded.")
-    status = _Family("evalkit_job_last_run_status", "gauge", "1 for the last run's status.")
-    is_running = _Family("evalkit_job_running", "gauge", "1 while the job runs.")
-    upcoming = _Family(
-        "evalkit_job_next_run_timestamp_seconds", "gauge", "Next scheduled start of the job."
+    success = _gauge("evalkit_job_last_run_success", "1 if the last run succeeded.", ["job"])
+    status = _gauge(
+        "evalkit_job_last_run_status", "1 for the last run's status.", ["job", "status"]
     )
-    total = _Family("evalkit_job_runs_total", "counter", "Job runs ended in this process.")
-    skipped = _Family(
+    is_running = _gauge("evalkit_job_running", "1 while the job runs.", ["job"])
+    upcoming = _gauge(
+        "evalkit_job_next_run_timestamp_seconds", "Next scheduled start of the job.", ["job"]
+    )
+    total = _counter("evalkit_job_runs_total", "Job runs ended in this process.", ["job", "status"])
+    skipped = _counter(
         "evalkit_job_overlaps_skipped_total",
-        "counter",
         "Runs skipped because the job was still running.",
+        ["job"],
     )
-    missed = _Family(
-        "evalkit_job_misfires_total", "counter", "Runs skipped because they were too late."
+    missed = _counter(
+        "evalkit_job_misfires_total", "Runs skipped because they were too late.", ["job"]
     )
     for job in jobs:
         run = last.get(job)
         if run is not None:
-            started.add(_epoch(run.started_at), job=job)
-            age.add((now - run.started_at).total_seconds(), job=job)
+            started.add_metric([job], _epoch(run.started_at))
+            age.add_metric([job], (now - run.started_at).total_seconds())
             if run.seconds is not None:
-                duration.add(run.seconds, job=job)
-            success.add(1.0 if run.status == "succeeded" else 0.0, job=job)
+                duration.add_metric([job], run.seconds)
+            success.add_metric([job], 1.0 if run.status == "succeeded" else 0.0)
             for name in _JOB_STATUSES:
-                status.add(1.0 if run.status == name else 0.0, job=job, status=name)
-        is_running.add(1.0 if job in running else 0.0, job=job)
+                status.add_metric([job, name], 1.0 if run.status == name else 0.0)
+        is_running.add_metric([job], 1.0 if job in running else 0.0)
         next_run = next_runs.get(job)
         if next_run is not None:
-            upcoming.add(_epoch(next_run), job=job)
+            upcoming.add_metric([job], _epoch(next_run))
         for name in _JOB_STATUSES:
-            total.add(float(runs_total[(job, name)]), job=job, status=name)
-        skipped.add(float(overlaps[job]), job=job)
-        missed.add(float(misfires[job]), job=job)
-    value = _Family(
-        "evalkit_run_aggregate", "gauge", "Newest goldset run's mean per measure (by label)."
+            total.add_metric([job, name], float(runs_total[(job, name)]))
+        skipped.add_metric([job], float(overlaps[job]))
+        missed.add_metric([job], float(misfires[job]))
+    value = _gauge(
+        "evalkit_run_aggregate",
+        "Newest goldset run's mean per measure (by label).",
+        ["goldset", "label", "measure"],
     )
-    when = _Family("evalkit_run_aggregate_timestamp_seconds", "gauge", "Start of that newest run.")
+    when = _gauge(
+        "evalkit_run_aggregate_timestamp_seconds", "Start of that newest run.", ["goldset", "label"]
+    )
     seen: set[tuple[str, str]] = set()
     for row in aggregates:
         if row.value is not None:
-            value.add(row.value, goldset=row.goldset, label=row.label, measure=row.measure)
+            value.add_metric([row.goldset, row.label, row.measure], row.value)
         if (row.goldset, row.label) not in seen:
             seen.add((row.goldset, row.label))
-            when.add(_epoch(row.started_at), goldset=row.goldset, label=row.label)
-    alert_total = _Family("evalkit_alerts_total", "counter", "Stored alert notifications.")
+            when.add_metric([row.goldset, row.label], _epoch(row.started_at))
+    alert_total = _counter(
+        "evalkit_alerts_total", "Stored alert notifications.", ["rule", "severity", "status"]
+    )
     for count in alerts:
-        alert_total.add(
-            float(count.count), rule=count.rule, severity=count.severity, status=count.status
-        )
-    active = _Family("evalkit_alerts_firing", "gauge", "Deduplication keys firing now.")
+        alert_total.add_metric([count.rule, count.severity, count.status], float(count.count))
+    active = _gauge("evalkit_alerts_firing", "Deduplication keys firing now.", ["rule", "severity"])
     for (rule, severity), keys in sorted(firing.items()):
-        active.add(float(keys), rule=rule, severity=severity)
-    queued = _Family("evalkit_outbox_deliveries", "gauge", "Outbox rows by sink and state.")
+        active.add_metric([rule, severity], float(keys))
+    queued = _gauge(
+        "evalkit_outbox_deliveries", "Outbox rows by sink and state.", ["sink", "state"]
+    )
     for (sink, state), rows in sorted(outbox.items()):
-        queued.add(float(rows), sink=sink, state=state)
-    attempts = _Family(
-        "evalkit_deliveries_total", "counter", "Delivery attempts made by this process."
+        queued.add_metric([sink, state], float(rows))
+    attempts = _counter(
+        "evalkit_deliveries_total", "Delivery attempts made by this process.", ["result"]
     )
     for result in ("delivered", "failed", "abandoned"):
-        attempts.add(float(deliveries[("all", result)]), result=result)
-    errors = _Family("evalkit_rule_errors", "gauge", "1 for a rule whose evaluation failed.")
+        attempts.add_metric([result], float(deliveries[("all", result)]))
+    errors = _gauge("evalkit_rule_errors", "1 for a rule whose evaluation failed.", ["rule"])
     for rule in sorted(rule_errors):
-        errors.add(1.0, rule=rule)
-    families = [
+        errors.add_metric([rule], 1.0)
+    return [
         up_family,
         started,
         age,
@@ -355,7 +365,21 @@ def render_metrics(
         attempts,
         errors,
     ]
-    return "\n".join(line for family in families for line in family.lines) + "\n"
+
+
+class _StateCollector(Collector):
+    """Yields the service's figures at each scrape, from the state kept in memory."""
+
+    def __init__(self, state: ServiceState) -> None:
+        self._state = state
+
+    def describe(self) -> list[Metric]:
+        """Nothing up front: the figures are read from the state at each scrape."""
+        return []
+
+    def collect(self) -> Iterable[Metric]:
+        """The figures now."""
+        return self._state.metric_families()
 
 
 class ServiceHandle(Protocol):
@@ -401,7 +425,9 @@ class _Handler(BaseHTTPRequestHandler):
             body = state.health()
             self._json(200 if body["status"] == "ok" else 503, body)
         elif path == "/metrics":
-            self._send(200, state.metrics().encode(), "text/plain; version=0.0.4; charset=utf-8")
+            # Prometheus text by default; OpenMetrics when the scraper's Accept asks for it.
+            encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
+            self._send(200, encoder(state.registry), content_type)
         elif path == "/jobs":
             self._json(200, {"jobs": state.jobs()})
         else:

@@ -48,11 +48,11 @@ from pydantic import (
     model_validator,
 )
 
+from evalkit.clock import utc_now
 from evalkit.config import Duration
 from evalkit.errors import ConfigError, EvalkitError, StoreError
 from evalkit.registry import register_named
 from evalkit.retrievers.factory import RetrieverOptions, build_retriever
-from evalkit.store._clock import utc_now
 
 if TYPE_CHECKING:
     from evalkit.config import Settings

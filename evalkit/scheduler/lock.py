@@ -37,9 +37,9 @@ from typing import Any
 
 import duckdb
 
+from evalkit.clock import utc_now
 from evalkit.errors import StoreError
 from evalkit.store import Store
-from evalkit.store._clock import utc_now
 
 __all__ = [
     "FileLock",

@@ -27,9 +27,9 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 
+from evalkit.clock import utc_now
 from evalkit.errors import StoreError
 from evalkit.redaction import redact_known
-from evalkit.store._clock import utc_now
 
 if TYPE_CHECKING:
     from evalkit.store.store import Store

@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import pandas as pd
 
+from evalkit.answers.records import CachedJudgment
+from evalkit.clock import utc_now
 from evalkit.errors import NotFoundError, StoreError
 from evalkit.redaction import redact_known
-from evalkit.store._clock import utc_now
 
 if TYPE_CHECKING:
     from evalkit.answers.records import AnswerRecord, AnswerScores
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SCHEMA_SQL",
-    "CachedJudgment",
+    "StoreJudgeCache",
     "StoredScoring",
     "answer_score_rows",
     "answer_scores_frame",
@@ -93,20 +94,6 @@ _SCORE_COLUMNS = (
     "item_id, metric, method, judge_model, prompt_version, value, unmeasured_reason, detail,"
     " n_repeats, spread, n_claims, n_supported"
 )
-
-
-@dataclass(frozen=True, slots=True)
-class CachedJudgment:
-    """A judge output as cached: the value (or None with a reason) and the claim counts."""
-
-    metric: str
-    judge_model: str
-    prompt_version: str
-    value: float | None
-    unmeasured_reason: str | None = None
-    n_claims: int | None = None
-    n_supported: int | None = None
-    detail: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -404,3 +391,18 @@ def save_cached_judgments(store: Store, entries: Iterable[tuple[str, CachedJudgm
                 con.unregister(view)
     except duckdb.Error as error:
         raise StoreError(f"cannot write the judge cache in {store.path}: {error}") from error
+
+
+class StoreJudgeCache:
+    """A judge cache (``evalkit.answers.cache.JudgeCache``) in the ``judge_cache`` table."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, CachedJudgment]:
+        """The cached outputs among ``keys``."""
+        return load_cached_judgments(self.store, keys)
+
+    def put_many(self, entries: Iterable[tuple[str, CachedJudgment]]) -> None:
+        """Keep these outputs (a key already cached keeps its first output)."""
+        save_cached_judgments(self.store, entries)

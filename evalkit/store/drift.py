@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from evalkit.store._clock import utc_now
+from evalkit.clock import utc_now
 
 if TYPE_CHECKING:
     from evalkit.store.store import Store

@@ -22,11 +22,11 @@ from typing import Any
 import duckdb
 import pandas as pd
 
+from evalkit.clock import utc_now
 from evalkit.errors import NotFoundError, StoreError
 from evalkit.goldset.model import Goldset
 from evalkit.records import Judgment, Query, QueryResult
 from evalkit.redaction import redact_known
-from evalkit.store._clock import utc_now
 from evalkit.store.migrations import MIGRATIONS
 
 __all__ = ["GoldsetInfo", "RunRecord", "RunSpec", "RunStatus", "Store", "utc_now"]

@@ -27,8 +27,8 @@ import numpy.typing as npt
 import pandas as pd
 import pyarrow as pa
 
+from evalkit.clock import utc_now
 from evalkit.errors import ConfigError, NotFoundError, StoreError
-from evalkit.store._clock import utc_now
 
 if TYPE_CHECKING:
     from evalkit.store.store import Store

@@ -21,18 +21,16 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import Any, BinaryIO
 
 import pyarrow as pa
 
 from evalkit.errors import ConfigError, InputError
+from evalkit.store.store import Store
 from evalkit.store.traffic import SourceState, commit_ingest_batch, find_source_state
 from evalkit.traffic._records import RecordBatchBuilder, RecordError, decode_line, dedup_text
 from evalkit.traffic.log import LOG_FIELDS, REQUIRED_FIELDS
 from evalkit.traffic.redaction import Redaction
-
-if TYPE_CHECKING:
-    from evalkit.store.store import Store
 
 __all__ = [
     "DEFAULT_BATCH_LINES",
@@ -481,14 +479,12 @@ def watch(
     the store free between passes for other writers (``evalkit serve``'s jobs). Each
     pass's report goes to ``on_report``. Returns the number of passes made.
     """
-    from evalkit.store.store import Store as OpenStore
-
     if interval < 0:
         raise ConfigError(f"interval must be >= 0 seconds, got {interval}")
     targets = list(paths)
     passes = 0
     while max_passes is None or passes < max_passes:
-        if isinstance(store, OpenStore):
+        if isinstance(store, Store):
             report = ingest_paths(store, targets, redaction=redaction, batch_lines=batch_lines)
         else:
             with store() as opened:

@@ -25,9 +25,10 @@ import numpy as np
 import pandas as pd
 
 from evalkit import __version__
+from evalkit.clock import utc_now
 from evalkit.errors import ConfigError
+from evalkit.metrics.overlap import jaccard_at_k_many, rank_biased_overlap_many
 from evalkit.records import Query, QueryResult
-from evalkit.store._clock import utc_now
 from evalkit.store.store import RunSpec
 from evalkit.store.traffic import (
     StoredSample,
@@ -80,8 +81,6 @@ def compare_with_logged(
 
     Both are NaN where nothing was logged (``None``); an empty logged list is a real answer.
     """
-    from evalkit.drift.churn import jaccard_at_k_many, rank_biased_overlap_many
-
     overlap = np.full(len(replayed), np.nan)
     rbo = np.full(len(replayed), np.nan)
     present = [index for index, ranking in enumerate(logged) if ranking is not None]

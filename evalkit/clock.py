@@ -1,4 +1,4 @@
-"""The store's clock: naive UTC timestamps, as every table stores them."""
+"""The one clock: naive UTC timestamps, as every store table keeps them."""
 
 from __future__ import annotations
 

@@ -1,0 +1,91 @@
+"""The one retry policy: exponential back-off with jitter, a cap, and ``Retry-After``.
+
+The HTTP retriever, the webhook sink and the LLM judge retry the same way: the n-th retry
+(n = 0, 1, ...) waits ``backoff * 2**n`` times a random factor drawn from ``jitter`` (so
+concurrent callers do not retry in lockstep), never more than ``max_wait``; when the failure
+says how long to wait (an HTTP ``Retry-After``), that wait is used instead, under the same cap.
+Which failures are worth another attempt is the caller's to say: ``retryable`` is asked about
+each exception the attempt raised; any other exception, and the last failure once the
+retries are spent, is raised unchanged. Built on tenacity.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from tenacity import AsyncRetrying, RetryCallState, Retrying, retry_if_exception
+from tenacity.stop import stop_after_attempt
+
+__all__ = ["RetryPolicy"]
+
+T = TypeVar("T")
+
+
+def _always(error: BaseException) -> bool:
+    return True
+
+
+def _no_hint(error: BaseException) -> float | None:
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How often and how long to retry a failing call (see the module docstring).
+
+    ``retries`` is the number of attempts after the first; ``retryable(error)`` says whether
+    a failure may be retried; ``retry_after(error)`` is the wait the failure asks for, if any.
+    """
+
+    retries: int
+    backoff: float
+    max_wait: float = math.inf
+    jitter: tuple[float, float] = (1.0, 2.0)
+    retryable: Callable[[BaseException], bool] = _always
+    retry_after: Callable[[BaseException], float | None] = _no_hint
+
+    def wait(self, retry: int, retry_after: float | None = None) -> float:
+        """Seconds to wait before retry number ``retry`` (0 for the first retry)."""
+        if retry_after is not None:
+            return min(max(0.0, retry_after), self.max_wait)
+        low, high = self.jitter
+        base = self.backoff * 2.0**retry
+        return min(base * random.uniform(low, high), self.max_wait)
+
+    def _wait_for(self, state: RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome is not None else None
+        hint = self.retry_after(error) if error is not None else None
+        return self.wait(state.attempt_number - 1, hint)
+
+    def call(self, attempt: Callable[[], T], *, sleep: Callable[[float], None] = time.sleep) -> T:
+        """Run ``attempt()`` until it returns, retrying as the policy allows."""
+        retrying = Retrying(
+            sleep=sleep,
+            stop=stop_after_attempt(self.retries + 1),
+            wait=self._wait_for,
+            retry=retry_if_exception(self.retryable),
+            reraise=True,
+        )
+        return retrying(attempt)
+
+    async def acall(
+        self,
+        attempt: Callable[[], Awaitable[T]],
+        *,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> T:
+        """Await ``attempt()`` until it returns, retrying as the policy allows."""
+        retrying = AsyncRetrying(
+            sleep=sleep,
+            stop=stop_after_attempt(self.retries + 1),
+            wait=self._wait_for,
+            retry=retry_if_exception(self.retryable),
+            reraise=True,
+        )
+        return await retrying(attempt)
