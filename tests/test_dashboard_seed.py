@@ -347,11 +347,10 @@ def _seed_alerts(store: Store) -> str:
     from evalkit.store.alerts import (
         StoredAlert,
         StoredAlertState,
-        finish_job_run,
         record_delivery_attempt,
         save_alert,
-        start_job_run,
     )
+    from evalkit.store.jobs import finish_job_run, start_job_run
 
     now = utc_now()
     alert = StoredAlert(

@@ -27,7 +27,7 @@ from evalkit.redaction import SecretLogFilter
 if TYPE_CHECKING:
     from evalkit.alerts import AlertsConfig, Sink
     from evalkit.scheduler import ServiceConfig, StoreAccess
-    from evalkit.store.alerts import StoredJobRun
+    from evalkit.store.jobs import StoredJobRun
 
 __all__ = ["alerts_app", "jobs_app"]
 
@@ -168,7 +168,8 @@ def _job_rows(views: list[dict[str, Any]]) -> list[list[object]]:
 def _offline_views(config: ServiceConfig) -> list[dict[str, Any]]:
     from datetime import UTC, datetime
 
-    from evalkit.store.alerts import has_tables, latest_job_runs
+    from evalkit.store.alerts import has_tables
+    from evalkit.store.jobs import latest_job_runs
 
     path = settings().resolved_store_path
     last: dict[str, StoredJobRun] = {}
@@ -352,7 +353,7 @@ def job_history(
     Example: evalkit jobs history nightly-demo --limit 5
     """
     from evalkit.scheduler import load_service_config
-    from evalkit.store.alerts import list_job_runs
+    from evalkit.store.jobs import list_job_runs
 
     with _access(load_service_config(), "evalkit jobs history").reader() as store:
         _require_tables(store)
