@@ -426,7 +426,7 @@ def document_text(doc_id: str) -> str:
 def _seed_chroma(path: Path, gold: Goldset) -> None:
     """An embedded Chroma collection ``mini`` holding every judged document (explicit
     vectors: no embedding function, no model)."""
-    from evalkit.retrievers.chroma import open_chroma_client
+    from evalkit.retrievers.chroma_client import open_chroma_client
 
     client = open_chroma_client(path=path)
     collection = client.get_or_create_collection("mini", embedding_function=None)

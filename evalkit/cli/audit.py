@@ -86,7 +86,7 @@ def audit(
     """
     from evalkit.audit import CHECK_NAMES, AuditConfig, run_audit
     from evalkit.embedding import LazyEmbedder
-    from evalkit.retrievers.chroma import get_collection, open_chroma_client
+    from evalkit.retrievers.chroma_client import get_collection, open_chroma_client
     from evalkit.store.audit import latest_measurements, save_audit
 
     config = settings()

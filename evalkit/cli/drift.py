@@ -126,7 +126,7 @@ def documents(
     import numpy as np
 
     from evalkit.drift.watch import check_embeddings, load_embeddings
-    from evalkit.retrievers.chroma import close_client, get_collection, open_chroma_client
+    from evalkit.retrievers.chroma_client import close_client, get_collection, open_chroma_client
     from evalkit.store import utc_now
 
     config = settings()
@@ -207,7 +207,7 @@ def model(
     """
     from evalkit.drift.watch import check_model
     from evalkit.embedding import ModelFingerprint, load_embedder
-    from evalkit.retrievers.chroma import close_client, get_collection, open_chroma_client
+    from evalkit.retrievers.chroma_client import close_client, get_collection, open_chroma_client
 
     config = settings()
     url = chroma_url or config.chroma_url

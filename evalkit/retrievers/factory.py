@@ -3,7 +3,8 @@
 Every entry point (``run``, ``gate``, ``traffic replay``, the scheduler's jobs) describes the
 retriever it wants with one frozen ``RetrieverOptions`` and calls ``build_retriever``; the
 kind (``chroma``, ``http``, or one registered with ``register_retriever_kind``) picks the
-factory. Adapters are imported by their factory, so importing this module stays cheap.
+factory. The adapters' modules are cheap to import: Chroma itself is imported when a client
+is opened, and the embedding model when it first embeds.
 """
 
 from __future__ import annotations
@@ -12,9 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from evalkit.config import Settings
+from evalkit.embedding import LazyEmbedder
 from evalkit.errors import ConfigError
 from evalkit.registry import register_named
 from evalkit.retrievers.base import Retriever, check_retriever
+from evalkit.retrievers.chroma import ChromaRetriever
+from evalkit.retrievers.http import HttpRetriever
 
 __all__ = [
     "RETRIEVER_KINDS",
@@ -88,8 +92,6 @@ def build_retriever(options: RetrieverOptions, settings: Settings) -> Retriever:
 
 
 def _build_http(options: RetrieverOptions, settings: Settings) -> Retriever:
-    from evalkit.retrievers.http import HttpRetriever
-
     if not options.http_url:
         raise ConfigError("the http retriever needs a URL (--http-retriever URL)")
     endpoint = HttpRetriever(
@@ -104,10 +106,6 @@ def _build_http(options: RetrieverOptions, settings: Settings) -> Retriever:
 
 
 def _build_chroma(options: RetrieverOptions, settings: Settings) -> Retriever:
-    # Chroma and the embedding model are heavy: only a Chroma retriever pays for them.
-    from evalkit.embedding import LazyEmbedder
-    from evalkit.retrievers.chroma import ChromaRetriever
-
     if not options.collection:
         raise ConfigError("name the Chroma collection: --collection NAME")
     embedder = LazyEmbedder(settings.model_path, batch_size=settings.embed_batch_size)

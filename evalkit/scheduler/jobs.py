@@ -641,7 +641,7 @@ class AuditParams(_Params):
 def _audit(ctx: JobContext, params: AuditParams) -> JobOutcome:
     from evalkit.audit import CHECK_NAMES, AuditConfig, run_audit
     from evalkit.embedding import load_embedder
-    from evalkit.retrievers.chroma import get_collection, open_chroma_client
+    from evalkit.retrievers.chroma_client import get_collection, open_chroma_client
     from evalkit.store.audit import latest_measurements, save_audit
 
     store = ctx.require_store()
