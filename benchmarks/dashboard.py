@@ -407,7 +407,7 @@ def _area_frames(rng: np.random.Generator, run_ids: list[str]) -> dict[str, pd.D
 
 def seed(path: Path) -> None:
     """Write the benchmark store at ``path`` in bulk."""
-    from evalkit.store import alerts, answers, audit, traffic
+    from evalkit.store import alerts, answers, audit, jobs, retention, traffic
 
     rng = np.random.default_rng(2026)
     goldsets, queries, judgments = _goldset_frames(rng)
@@ -421,6 +421,8 @@ def seed(path: Path) -> None:
                 (answers, "answer_scorings"),
                 (audit, "audits"),
                 (alerts, "alerts"),
+                (jobs, "job_runs"),
+                (retention, "pruned_runs"),
             ):
                 if table not in present:
                     con.execute(module.SCHEMA_SQL)

@@ -60,13 +60,9 @@ def main() -> int:
     from evalkit.goldset import count_documents, iter_corpus, load_goldset
     from evalkit.metrics import Evaluator, parse_measures
     from evalkit.pipeline import evaluate_goldset
-    from evalkit.retrievers.chroma import (
-        ChromaRetriever,
-        close_client,
-        get_collection,
-        index_corpus,
-        open_chroma_client,
-    )
+    from evalkit.retrievers.chroma import ChromaRetriever
+    from evalkit.retrievers.chroma_client import close_client, get_collection, open_chroma_client
+    from evalkit.retrievers.indexing import index_corpus
     from evalkit.store import Store
 
     home: Path = args.home

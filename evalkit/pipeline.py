@@ -648,7 +648,7 @@ def audit_collection(
     """
     # Chroma is a heavy optional dependency: loaded only when an audit runs.
     from evalkit.audit import run_audit
-    from evalkit.retrievers.chroma import get_collection, open_chroma_client
+    from evalkit.retrievers.chroma_client import get_collection, open_chroma_client
 
     if store is None and (save or goldset):
         raise StoreError("audit_collection: saving an audit or reading a goldset needs a store")
@@ -887,7 +887,7 @@ def collection_vectors(
 ) -> npt.NDArray[np.float32]:
     """A seeded sample of up to ``sample`` stored embeddings of a Chroma collection."""
     # Chroma is a heavy optional dependency: loaded only when a collection is read.
-    from evalkit.retrievers.chroma import close_client, get_collection, open_chroma_client
+    from evalkit.retrievers.chroma_client import close_client, get_collection, open_chroma_client
 
     url = chroma_url or settings.chroma_url
     client = open_chroma_client(path=None if url else settings.resolved_chroma_path, url=url)
@@ -987,7 +987,7 @@ def check_drift_model(
     with (its stored fingerprint) and store the check; a mismatch is its own finding."""
     # Chroma and the embedding model are heavy optional dependencies: loaded only here.
     from evalkit.embedding import load_embedder
-    from evalkit.retrievers.chroma import close_client, get_collection, open_chroma_client
+    from evalkit.retrievers.chroma_client import close_client, get_collection, open_chroma_client
 
     url = chroma_url or settings.chroma_url
     client = open_chroma_client(path=None if url else settings.resolved_chroma_path, url=url)

@@ -20,9 +20,10 @@ from evalkit.goldset.model import Goldset
 from evalkit.pipeline import evaluate_goldset
 from evalkit.records import Judgment, Query, QueryResult, ScoredDoc
 from evalkit.store import RunSpec, Store
-from evalkit.store.alerts import list_alerts, load_alert_states, record_job_run
+from evalkit.store.alerts import list_alerts, load_alert_states
 from evalkit.store.audit import save_audit
 from evalkit.store.drift import save_drift_check
+from evalkit.store.jobs import record_job_run
 from evalkit.store.traffic import StoredWindowSummary, save_traffic_replay
 
 T0 = datetime(2026, 11, 21, 2, 0, 0)

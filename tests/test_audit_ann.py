@@ -11,7 +11,7 @@ import pytest
 from evalkit.audit import AuditConfig, Severity, run_audit
 from evalkit.embedding import ModelFingerprint
 from evalkit.records import Query
-from evalkit.retrievers.chroma import open_chroma_client
+from evalkit.retrievers.chroma_client import open_chroma_client
 
 pytestmark = pytest.mark.slow
 

@@ -22,7 +22,8 @@ from evalkit.audit import AuditConfig, AuditReport, Finding, Severity, run_audit
 from evalkit.embedding import Embedder, ModelFingerprint, load_embedder
 from evalkit.goldset.model import Goldset, goldset_version
 from evalkit.records import Document, Judgment, Query
-from evalkit.retrievers.chroma import get_collection, index_corpus, open_chroma_client
+from evalkit.retrievers.chroma_client import get_collection, open_chroma_client
+from evalkit.retrievers.indexing import index_corpus
 from evalkit.store import Store
 from evalkit.store.audit import (
     latest_measurements,

@@ -90,7 +90,7 @@ def test_demo_flow_embedded_chroma(
         assert 0.0 < run["aggregates"][measure] <= 1.0
 
     # Chroma's HNSW answer agrees with exact search over the same vectors.
-    from evalkit.retrievers.chroma import get_collection, open_chroma_client
+    from evalkit.retrievers.chroma_client import get_collection, open_chroma_client
 
     client = open_chroma_client(path=demo_home / "chroma")
     exact = exact_search_ndcg(get_collection(client, "demo"))

@@ -347,11 +347,10 @@ def _seed_alerts(store: Store) -> str:
     from evalkit.store.alerts import (
         StoredAlert,
         StoredAlertState,
-        finish_job_run,
         record_delivery_attempt,
         save_alert,
-        start_job_run,
     )
+    from evalkit.store.jobs import finish_job_run, start_job_run
 
     now = utc_now()
     alert = StoredAlert(
@@ -427,7 +426,7 @@ def document_text(doc_id: str) -> str:
 def _seed_chroma(path: Path, gold: Goldset) -> None:
     """An embedded Chroma collection ``mini`` holding every judged document (explicit
     vectors: no embedding function, no model)."""
-    from evalkit.retrievers.chroma import open_chroma_client
+    from evalkit.retrievers.chroma_client import open_chroma_client
 
     client = open_chroma_client(path=path)
     collection = client.get_or_create_collection("mini", embedding_function=None)

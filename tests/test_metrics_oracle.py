@@ -176,7 +176,7 @@ def test_every_measure_matches_pytrec_eval(
 
     # evalkit ranks either by counting the documents ahead of each judged one or by
     # sorting whole rows, depending on which is cheaper; check both
-    with patch("evalkit.metrics.evaluator._counting_is_cheaper", return_value=counting):
+    with patch("evalkit.metrics.ranking._counting_is_cheaper", return_value=counting):
         assert_matches(evaluator.evaluate(run, complete=complete), expected)
         assert_matches(
             evaluator.evaluate_arrays(as_arrays(run), corpus=corpus, complete=complete), expected

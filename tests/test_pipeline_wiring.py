@@ -437,7 +437,8 @@ def test_audit_collection_stores_its_report_and_compares_with_the_previous_audit
     from evalkit.embedding import load_embedder
     from evalkit.goldset.model import Goldset
     from evalkit.records import Judgment, Query
-    from evalkit.retrievers.chroma import index_corpus, open_chroma_client
+    from evalkit.retrievers.chroma import index_corpus
+    from evalkit.retrievers.chroma_client import open_chroma_client
 
     embedder = load_embedder()
     documents = _documents(FACTS)

@@ -25,7 +25,7 @@ from evalkit.retrievers import (
     index_fingerprint,
     open_chroma_client,
 )
-from evalkit.retrievers.chroma import (
+from evalkit.retrievers.chroma_client import (
     CONTENT_HASH_KEY,
     INDEX_FINGERPRINT_KEY,
     INDEXED_AT_KEY,

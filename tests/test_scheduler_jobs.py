@@ -32,8 +32,8 @@ from evalkit.scheduler import (
     service_config,
 )
 from evalkit.store import RunSpec, Store
-from evalkit.store.alerts import list_job_runs
 from evalkit.store.drift import list_drift_checks
+from evalkit.store.jobs import list_job_runs
 from evalkit.store.traffic import save_traffic_replay
 
 

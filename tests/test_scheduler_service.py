@@ -28,7 +28,8 @@ from test_scheduler_support import (  # noqa: F401  (fixtures)
 )
 
 from evalkit.store import Store
-from evalkit.store.alerts import list_alerts, list_job_runs, outbox_counts
+from evalkit.store.alerts import list_alerts, outbox_counts
+from evalkit.store.jobs import list_job_runs
 
 pytestmark = pytest.mark.slow
 

@@ -19,7 +19,7 @@ from evalkit.config import Settings, load_settings, parse_settings
 from evalkit.errors import ConfigError
 from evalkit.scheduler import JobRunner, StoreAccess, service_config
 from evalkit.store import Store
-from evalkit.store.alerts import list_job_runs
+from evalkit.store.jobs import list_job_runs
 
 TORN_HEAD = '{"query_id": "a6", "timestamp": "2026-11-21T10:00:00Z", "te'
 TORN_TAIL = 'xt": "how do I export my invoices", "tenant": "acme"}\n'

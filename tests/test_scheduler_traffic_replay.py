@@ -22,7 +22,7 @@ from evalkit.embedding import load_embedder
 from evalkit.records import Document
 from evalkit.retrievers import index_corpus, open_chroma_client
 from evalkit.store import Store
-from evalkit.store.alerts import list_job_runs
+from evalkit.store.jobs import list_job_runs
 from evalkit.store.traffic import latest_window_summary, window_embeddings
 
 pytestmark = pytest.mark.slow

@@ -740,7 +740,7 @@ def document_texts(
         return {}, f"text snippets need a Chroma collection; this run used {kind or 'unknown'}"
     if results.empty:
         return {}, ""
-    from evalkit.retrievers.chroma import get_collection, open_chroma_client
+    from evalkit.retrievers.chroma_client import get_collection, open_chroma_client
 
     path, url = config.get("path"), config.get("url")
     if url is None and not (isinstance(path, str) and (Path(path) / "chroma.sqlite3").is_file()):

@@ -21,7 +21,7 @@ from evalkit.errors import RetrieverError
 from evalkit.goldset.corpus import content_hash
 from evalkit.records import Document
 from evalkit.retrievers.base import describe_exception
-from evalkit.retrievers.chroma import (
+from evalkit.retrievers.chroma_client import (
     CONTENT_HASH_KEY,
     INDEX_FINGERPRINT_KEY,
     TITLE_KEY,

@@ -47,7 +47,8 @@ def index(
     """
     from evalkit.embedding import load_embedder
     from evalkit.goldset import count_documents, iter_corpus
-    from evalkit.retrievers.chroma import close_client, index_corpus, open_chroma_client
+    from evalkit.retrievers.chroma_client import close_client, open_chroma_client
+    from evalkit.retrievers.indexing import index_corpus
 
     config = settings()
     embedder = load_embedder(config.model_path, batch_size=config.embed_batch_size)

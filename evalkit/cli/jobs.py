@@ -20,7 +20,7 @@ from evalkit.errors import ConfigError, StoreError
 if TYPE_CHECKING:
     from evalkit.config import Settings
     from evalkit.scheduler import ServiceConfig
-    from evalkit.store.alerts import StoredJobRun
+    from evalkit.store.jobs import StoredJobRun
 
 __all__ = ["jobs_app"]
 
@@ -54,7 +54,8 @@ def _job_rows(views: list[dict[str, Any]]) -> list[list[object]]:
 def _offline_views(current: Settings, config: ServiceConfig) -> list[dict[str, Any]]:
     from datetime import UTC, datetime
 
-    from evalkit.store.alerts import has_tables, latest_job_runs
+    from evalkit.store.alerts import has_tables
+    from evalkit.store.jobs import latest_job_runs
 
     path = current.resolved_store_path
     last: dict[str, StoredJobRun] = {}
@@ -240,7 +241,7 @@ def job_history(
     Example: evalkit jobs history nightly-demo --limit 5
     """
     from evalkit.scheduler import service_config
-    from evalkit.store.alerts import list_job_runs
+    from evalkit.store.jobs import list_job_runs
 
     current = settings()
     service_config(current)  # a broken configuration fails every command of the service

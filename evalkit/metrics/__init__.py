@@ -14,14 +14,8 @@ Measures have one canonical name (``ndcg@10``, ``precision@10``, ``recall@100``,
 :mod:`evalkit.metrics.kernels` are pure NumPy over a whole run.
 """
 
-from evalkit.metrics.evaluator import (
-    CorpusIndex,
-    EvaluationResult,
-    Evaluator,
-    JudgmentsInput,
-    RunArrays,
-    RunInput,
-)
+from evalkit.metrics.evaluator import EvaluationResult, Evaluator
+from evalkit.metrics.inputs import JudgmentsInput, RunArrays, RunInput
 from evalkit.metrics.kernels import UNJUDGED, RankedGrades
 from evalkit.metrics.measures import (
     MEASURES,
@@ -31,6 +25,7 @@ from evalkit.metrics.measures import (
     parse_measure,
     parse_measures,
 )
+from evalkit.metrics.ranking import CorpusIndex
 from evalkit.metrics.trec_files import read_qrels, read_run
 
 __all__ = [

@@ -1,8 +1,11 @@
 """Retrievers: what evalkit replays queries against, and the Chroma index it builds.
 
 - ``Retriever`` (``base``): the protocol every adapter follows, batched and error-keeping;
-- ``ChromaRetriever`` and ``index_corpus`` (``chroma``): a Chroma collection, embedded or
-  on a server, queried and indexed with evalkit's own embedding model;
+- ``open_chroma_client``, ``get_collection``, ``index_fingerprint`` (``chroma_client``):
+  Chroma clients and collections, and the metadata evalkit keeps in them;
+- ``ChromaRetriever`` (``chroma``): a Chroma collection, embedded or on a server, queried
+  with evalkit's own embedding model;
+- ``index_corpus`` (``indexing``): a corpus embedded and written into a collection;
 - ``HttpRetriever`` (``http``): any HTTP JSON endpoint;
 - ``RetrieverOptions`` and ``build_retriever`` (``factory``): the retriever a command or job
   names, built by its registered kind.
@@ -11,13 +14,10 @@ Chroma itself is imported only when a client is opened, so importing this packag
 """
 
 from evalkit.retrievers.base import Retriever, SupportsCheck, TextEmbedder, check_retriever
-from evalkit.retrievers.chroma import (
+from evalkit.retrievers.chroma import ChromaRetriever
+from evalkit.retrievers.chroma_client import (
     ChromaLocation,
-    ChromaRetriever,
-    IndexReport,
-    ProgressCallback,
     get_collection,
-    index_corpus,
     index_fingerprint,
     open_chroma_client,
 )
@@ -29,6 +29,7 @@ from evalkit.retrievers.factory import (
     register_retriever_kind,
 )
 from evalkit.retrievers.http import HttpRetriever
+from evalkit.retrievers.indexing import IndexReport, ProgressCallback, index_corpus
 
 __all__ = [
     "RETRIEVER_KINDS",

@@ -1,94 +1,44 @@
-"""Chroma as a retriever (embedded store or server) and as the index evalkit builds.
-
-evalkit always embeds with its own model and hands Chroma vectors (``embeddings=`` when
-writing, ``query_embeddings=`` when querying): collections are opened with
-``embedding_function=None``, so Chroma's default embedding function, which would download
-an ONNX model, is never built or called.
-
-What evalkit writes into a collection's metadata (see ``docs/retrievers.md``):
-
-- the embedding model's fingerprint (``evalkit_model_*``, from ``ModelFingerprint``), so a
-  retriever refuses to query the index with another model;
-- ``evalkit_index_fingerprint``: a hash of every (document id, content hash) pair and the
-  model fingerprint, which changes exactly when what is indexed changes;
-- ``evalkit_indexed_at``: when the index last changed (UTC, ISO 8601).
-
-and into each document's metadata ``evalkit_content_hash`` (so re-indexing embeds only
-the documents that changed), ``evalkit_title`` when the document has a title, and the
-document's own metadata.
+"""Chroma as a retriever: a collection, embedded or on a server, queried with evalkit's own
+query embeddings (``query_embeddings=``; see ``chroma_client`` for the metadata it checks).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from itertools import islice
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
-from urllib.parse import urlsplit
 
 import numpy as np
 import numpy.typing as npt
 
 from evalkit.embedding import ModelFingerprint
-from evalkit.errors import ConfigError, EmbeddingError, InputError, RetrieverError
-from evalkit.goldset import content_hash
-from evalkit.records import Document, Query, QueryResult
+from evalkit.errors import ConfigError, RetrieverError
+from evalkit.records import Query, QueryResult
 from evalkit.retrievers.base import (
     TextEmbedder,
     describe_exception,
     elapsed_ms,
     failed_result,
     ranked_docs,
-    redact,
     validate_k,
+)
+from evalkit.retrievers.chroma_client import (
+    INDEX_FINGERPRINT_KEY,
+    ChromaLocation,
+    close_client,
+    collection_space,
+    get_collection,
+    model_mismatch_detail,
+    open_chroma_client,
 )
 
 if TYPE_CHECKING:
     from chromadb.api import ClientAPI
     from chromadb.api.models.Collection import Collection
-    from chromadb.api.types import Metadatas
 
-__all__ = [
-    "CHROMA_TOKEN_ENV",
-    "CONTENT_HASH_KEY",
-    "INDEXED_AT_KEY",
-    "INDEX_FINGERPRINT_KEY",
-    "SCORE_FROM_DISTANCE",
-    "TITLE_KEY",
-    "ChromaLocation",
-    "ChromaRetriever",
-    "IndexReport",
-    "ProgressCallback",
-    "close_client",
-    "collection_space",
-    "get_collection",
-    "index_corpus",
-    "index_fingerprint",
-    "open_chroma_client",
-    "parse_chroma_url",
-]
+__all__ = ["SCORE_FROM_DISTANCE", "ChromaRetriever"]
 
-CONTENT_HASH_KEY = "evalkit_content_hash"
-TITLE_KEY = "evalkit_title"
-INDEX_FINGERPRINT_KEY = "evalkit_index_fingerprint"
-INDEXED_AT_KEY = "evalkit_indexed_at"
-CHROMA_TOKEN_ENV = "EVALKIT_CHROMA_TOKEN"
-"""Environment variable holding a token sent to a Chroma server as ``Authorization: Bearer``."""
-
-_RESERVED_PREFIX = "evalkit_"
-_DEFAULT_PORTS = {"http": 8000, "https": 443}
-_STORED_HASH_PAGE = 5000
-# Chroma's own default when a collection names no space.
-_CHROMA_DEFAULT_SPACE = "l2"
-
-ProgressCallback = Callable[[int, int | None], None]
-"""``progress(done, total)``: documents processed so far, and the total when known."""
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -114,201 +64,6 @@ SCORE_FROM_DISTANCE: dict[str, Callable[[FloatArray], FloatArray]] = {
     "l2": _score_squared_l2,
 }
 """Turns a Chroma distance into a score (higher is better), per HNSW space."""
-
-
-@dataclass(frozen=True, slots=True)
-class ChromaLocation:
-    """Where a collection lives: ``chroma-embedded`` at ``path``, ``chroma-http`` at ``url``."""
-
-    kind: str
-    path: str | None = None
-    url: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class IndexReport:
-    """What ``index_corpus`` did.
-
-    ``added`` + ``updated`` + ``unchanged`` == ``total``, the documents read from the
-    corpus. ``removed`` documents were deleted because the corpus no longer holds them
-    (``prune=True``); ``stale`` such documents are still in the collection.
-    """
-
-    collection: str
-    added: int
-    updated: int
-    unchanged: int
-    total: int
-    index_fingerprint: str
-    removed: int = 0
-    stale: int = 0
-
-
-def parse_chroma_url(url: str) -> tuple[str, int, bool]:
-    """``(host, port, ssl)`` of a Chroma server URL such as ``http://127.0.0.1:8000``.
-
-    The port defaults to 8000 for http and 443 for https. Raises ``ConfigError`` for
-    anything else (no scheme, a path, credentials in the URL).
-    """
-    expected = "expected http://HOST:PORT or https://HOST[:PORT]"
-    try:
-        parts = urlsplit(url.strip())
-        port = parts.port
-    except ValueError as error:
-        raise ConfigError(f"Chroma URL {url!r} does not parse ({error}); {expected}") from error
-    if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
-        raise ConfigError(f"Chroma URL {url!r} is not an http(s) URL with a host; {expected}")
-    if parts.username or parts.password:
-        raise ConfigError(
-            f"Chroma URL for host {parts.hostname} carries credentials; remove them and set "
-            f"{CHROMA_TOKEN_ENV} instead"
-        )
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise ConfigError(f"Chroma URL {url!r} has a path or query; {expected}")
-    return parts.hostname, port or _DEFAULT_PORTS[parts.scheme], parts.scheme == "https"
-
-
-def _chroma_settings() -> Any:
-    from chromadb.config import Settings
-
-    return Settings(anonymized_telemetry=False)
-
-
-def open_chroma_client(
-    *,
-    path: Path | str | None = None,
-    url: str | None = None,
-    headers: Mapping[str, str] | None = None,
-) -> ClientAPI:
-    """Open an embedded Chroma store at ``path`` or connect to a Chroma server at ``url``.
-
-    Exactly one of them must be given. For a server, ``headers`` are sent with every
-    request, and a token in ``EVALKIT_CHROMA_TOKEN`` becomes ``Authorization: Bearer``.
-    Raises ``RetrieverError`` when the store cannot be opened or the server not reached.
-    """
-    if (path is None) == (url is None):
-        raise ConfigError(
-            "give exactly one of a Chroma path (embedded store) or a Chroma server URL"
-        )
-    import chromadb
-
-    if url is not None:
-        host, port, ssl = parse_chroma_url(url)
-        sent_headers = dict(headers or {})
-        token = os.environ.get(CHROMA_TOKEN_ENV)
-        if token and not any(name.lower() == "authorization" for name in sent_headers):
-            sent_headers["Authorization"] = f"Bearer {token}"
-        try:
-            return chromadb.HttpClient(
-                host=host,
-                port=port,
-                ssl=ssl,
-                headers=sent_headers or None,
-                settings=_chroma_settings(),
-            )
-        except Exception as error:  # the client raises ValueError, httpx and Chroma errors
-            reason = redact(describe_exception(error), sent_headers.values())
-            raise RetrieverError(
-                f"cannot reach the Chroma server at {url}: {reason}. Start one with "
-                "`chroma run --path DIR --host 127.0.0.1 --port PORT`, or correct the URL "
-                "(EVALKIT_CHROMA_URL)."
-            ) from error
-    store = Path(str(path))
-    try:
-        return chromadb.PersistentClient(path=str(store), settings=_chroma_settings())
-    except Exception as error:  # sqlite, filesystem and Chroma errors alike
-        raise RetrieverError(
-            f"cannot open the embedded Chroma store at {store}: {describe_exception(error)}. "
-            "Check that the path (EVALKIT_CHROMA_PATH) is a writable directory that no other "
-            "process holds open."
-        ) from error
-
-
-def close_client(client: ClientAPI) -> None:
-    """Release a Chroma client's resources (files of an embedded store, HTTP pools)."""
-    # ``close`` exists on the concrete clients but not on the ClientAPI interface.
-    close = getattr(client, "close", None)
-    if callable(close):
-        close()
-
-
-def _collection_names(client: ClientAPI) -> list[str]:
-    try:
-        return sorted(collection.name for collection in client.list_collections())
-    except Exception:  # listing only decorates an error message that is already on its way
-        return []
-
-
-def get_collection(client: ClientAPI, name: str) -> Collection:
-    """Open the collection ``name`` without an embedding function.
-
-    Raises ``RetrieverError`` listing the existing collections when it does not exist.
-    """
-    from chromadb.errors import NotFoundError as ChromaNotFoundError
-
-    try:
-        return client.get_collection(name=name, embedding_function=None)
-    except ChromaNotFoundError as error:
-        existing = ", ".join(_collection_names(client)) or "none"
-        raise RetrieverError(
-            f"Chroma collection '{name}' does not exist (existing collections: {existing}). "
-            f"Index a corpus into it first (`evalkit index --corpus FILE --collection {name}`) "
-            "or name an existing collection."
-        ) from error
-    except Exception as error:  # invalid names, connection and server errors
-        raise RetrieverError(
-            f"cannot open Chroma collection '{name}': {describe_exception(error)}"
-        ) from error
-
-
-def _find_collection(client: ClientAPI, name: str) -> Collection | None:
-    from chromadb.errors import NotFoundError as ChromaNotFoundError
-
-    try:
-        return client.get_collection(name=name, embedding_function=None)
-    except ChromaNotFoundError:
-        return None
-    except Exception as error:  # invalid names, connection and server errors
-        raise RetrieverError(
-            f"cannot open Chroma collection '{name}': {describe_exception(error)}"
-        ) from error
-
-
-def collection_space(collection: Collection) -> str:
-    """The distance space (``cosine``, ``ip`` or ``l2``) of a collection's vector index."""
-    configuration = collection.configuration_json or {}
-    for index_kind in ("hnsw", "spann"):
-        section = configuration.get(index_kind)
-        if isinstance(section, dict) and section.get("space"):
-            return str(section["space"])
-    metadata = collection.metadata or {}
-    return str(metadata.get("hnsw:space", _CHROMA_DEFAULT_SPACE))
-
-
-def index_fingerprint(hashes: Mapping[str, str], model: ModelFingerprint) -> str:
-    """SHA-256 over the model fingerprint and every sorted (document id, content hash) pair."""
-    digest = hashlib.sha256()
-    digest.update(f"model:{model.canary_hash}:{model.dimension}\n".encode())
-    for doc_id in sorted(hashes):
-        digest.update(json.dumps([doc_id, hashes[doc_id]], ensure_ascii=False).encode("utf-8"))
-        digest.update(b"\n")
-    return digest.hexdigest()
-
-
-def _fingerprint_summary(fingerprint: ModelFingerprint) -> str:
-    return (
-        f"{fingerprint.name} (dimension {fingerprint.dimension}, "
-        f"fingerprint {fingerprint.canary_hash})"
-    )
-
-
-def _mismatch_detail(stored: ModelFingerprint, current: ModelFingerprint) -> str:
-    similarity = stored.canary_similarity(current)
-    closeness = "" if similarity is None else f"; lowest canary cosine {similarity:.4f}"
-    return (
-        f"indexed with {_fingerprint_summary(stored)}, but the embedder is "
-        f"{_fingerprint_summary(current)}{closeness}"
-    )
 
 
 class ChromaRetriever:
@@ -460,13 +215,13 @@ class ChromaRetriever:
         if stored is not None:
             if stored.dimension != current.dimension:
                 raise RetrieverError(
-                    f"Chroma collection '{name}' was {_mismatch_detail(stored, current)}: "
+                    f"Chroma collection '{name}' was {model_mismatch_detail(stored, current)}: "
                     "vectors of different dimensions cannot be compared. Query it with the "
                     "model it was built with, or re-index it with this one."
                 )
             if not stored.matches(current) and not allow_model_mismatch:
                 raise RetrieverError(
-                    f"Chroma collection '{name}' was {_mismatch_detail(stored, current)}. "
+                    f"Chroma collection '{name}' was {model_mismatch_detail(stored, current)}. "
                     "Retrieval across two embedding spaces is silently wrong: query with the "
                     "model the collection was built with, re-index it "
                     "(`evalkit index --rebuild`), or allow the mismatch explicitly."
@@ -607,227 +362,3 @@ class ChromaRetriever:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-
-def index_corpus(
-    client: ClientAPI,
-    documents: Iterable[Document],
-    embedder: TextEmbedder,
-    *,
-    collection_name: str,
-    batch_size: int = 128,
-    rebuild: bool = False,
-    prune: bool = False,
-    total: int | None = None,
-    progress: ProgressCallback | None = None,
-) -> IndexReport:
-    """Embed and write ``documents`` into the Chroma collection ``collection_name``.
-
-    Creates the collection (cosine distance) when missing, recording the embedder's model
-    fingerprint. Idempotent: a document whose content hash is already stored is neither
-    embedded nor written; a changed one is re-embedded and upserted; a new one is added.
-    Documents are streamed in batches of ``batch_size``; only the map of stored ids to
-    content hashes is held in memory. With ``prune=True`` documents no longer in the corpus
-    are deleted. ``progress(done, total)`` is called after every batch (``total`` defaults
-    to ``len(documents)`` when it has one).
-
-    Raises ``EmbeddingError`` when the collection was built with another model, and
-    ``RetrieverError`` when it holds vectors evalkit did not write; ``rebuild=True``
-    deletes and recreates the collection instead. Raises ``InputError`` for a document id
-    repeated in the corpus or a metadata key evalkit reserves.
-    """
-    if batch_size < 1:
-        raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
-    model = embedder.fingerprint
-    collection = _prepare_collection(client, collection_name, model, rebuild=rebuild)
-    batch_size = _capped_batch_size(client, batch_size)
-    stored = _stored_hashes(collection)
-    if total is None and isinstance(documents, Sized):
-        total = len(documents)
-
-    seen: set[str] = set()
-    added = updated = unchanged = done = 0
-    for chunk in _chunks(documents, batch_size):
-        pending: list[tuple[Document, str]] = []
-        for document in chunk:
-            if document.id in seen:
-                raise InputError(
-                    f"document id '{document.id}' appears more than once in the corpus; "
-                    "ids must be unique"
-                )
-            seen.add(document.id)
-            digest = content_hash(document)
-            previous = stored.get(document.id)
-            if previous == digest:
-                unchanged += 1
-                continue
-            if previous is None:
-                added += 1
-            else:
-                updated += 1
-            pending.append((document, digest))
-        if pending:
-            _write(collection, pending, embedder)
-            stored.update((document.id, digest) for document, digest in pending)
-        done += len(chunk)
-        if progress is not None:
-            progress(done, total)
-
-    absent = [doc_id for doc_id in stored if doc_id not in seen]
-    removed = 0
-    if prune and absent:
-        for start in range(0, len(absent), batch_size):
-            batch = absent[start : start + batch_size]
-            _delete(collection, batch)
-            removed += len(batch)
-        for doc_id in absent:
-            del stored[doc_id]
-
-    fingerprint = index_fingerprint(stored, model)
-    metadata = dict(collection.metadata or {})
-    if metadata.get(INDEX_FINGERPRINT_KEY) != fingerprint:
-        metadata.update(
-            {
-                **model.to_metadata(),
-                INDEX_FINGERPRINT_KEY: fingerprint,
-                INDEXED_AT_KEY: datetime.now(UTC).isoformat(timespec="seconds"),
-            }
-        )
-        try:
-            collection.modify(metadata=metadata)
-        except Exception as error:  # connection and server errors alike
-            raise RetrieverError(
-                f"cannot record the index fingerprint of Chroma collection "
-                f"'{collection_name}': {describe_exception(error)}; re-run indexing"
-            ) from error
-    return IndexReport(
-        collection=collection_name,
-        added=added,
-        updated=updated,
-        unchanged=unchanged,
-        total=added + updated + unchanged,
-        index_fingerprint=fingerprint,
-        removed=removed,
-        stale=len(absent) - removed,
-    )
-
-
-def _prepare_collection(
-    client: ClientAPI, name: str, model: ModelFingerprint, *, rebuild: bool
-) -> Collection:
-    existing = _find_collection(client, name)
-    if existing is not None and rebuild:
-        try:
-            client.delete_collection(name)
-        except Exception as error:  # connection and server errors alike
-            raise RetrieverError(
-                f"cannot delete Chroma collection '{name}' to rebuild it: "
-                f"{describe_exception(error)}"
-            ) from error
-        existing = None
-    if existing is None:
-        try:
-            return client.create_collection(
-                name=name,
-                embedding_function=None,
-                configuration={"hnsw": {"space": "cosine"}},
-                metadata=model.to_metadata(),
-            )
-        except Exception as error:  # invalid names, connection and server errors
-            raise RetrieverError(
-                f"cannot create Chroma collection '{name}': {describe_exception(error)}"
-            ) from error
-    stored = ModelFingerprint.from_metadata(existing.metadata)
-    if stored is None:
-        count = existing.count()
-        if count:
-            raise RetrieverError(
-                f"Chroma collection '{name}' holds {count} documents but no evalkit model "
-                "fingerprint, so its vectors may come from another model. Index into a new "
-                "collection, or rebuild this one (`evalkit index --rebuild`)."
-            )
-    elif not stored.matches(model):
-        raise EmbeddingError(
-            f"Chroma collection '{name}' was {_mismatch_detail(stored, model)}. Adding "
-            "documents would mix two embedding spaces: index into a new collection, or "
-            "rebuild this one (`evalkit index --rebuild`)."
-        )
-    return existing
-
-
-def _capped_batch_size(client: ClientAPI, batch_size: int) -> int:
-    try:
-        limit = int(client.get_max_batch_size())
-    except Exception:  # older servers do not report a limit; the requested size stands
-        return batch_size
-    return min(batch_size, limit) if limit > 0 else batch_size
-
-
-def _stored_hashes(collection: Collection) -> dict[str, str]:
-    hashes: dict[str, str] = {}
-    offset = 0
-    while True:
-        page = collection.get(include=["metadatas"], limit=_STORED_HASH_PAGE, offset=offset)
-        ids = page["ids"]
-        metadatas = page.get("metadatas") or []
-        for position, doc_id in enumerate(ids):
-            metadata = metadatas[position] if position < len(metadatas) else None
-            # A document without a hash (written by another tool) is rewritten when indexed.
-            hashes[doc_id] = str((metadata or {}).get(CONTENT_HASH_KEY, ""))
-        if len(ids) < _STORED_HASH_PAGE:
-            return hashes
-        offset += len(ids)
-
-
-def _chunks(documents: Iterable[Document], size: int) -> Iterator[list[Document]]:
-    iterator = iter(documents)
-    while chunk := list(islice(iterator, size)):
-        yield chunk
-
-
-def _document_metadata(document: Document, digest: str) -> dict[str, str | int | float | bool]:
-    metadata: dict[str, str | int | float | bool] = {}
-    for key, value in document.metadata.items():
-        if key.startswith(_RESERVED_PREFIX):
-            raise InputError(
-                f"document '{document.id}': metadata key '{key}' is reserved for evalkit "
-                f"(keys starting with '{_RESERVED_PREFIX}'); rename it"
-            )
-        if value is None:
-            continue
-        is_scalar = isinstance(value, str | int | float | bool)
-        metadata[key] = value if is_scalar else json.dumps(value, sort_keys=True)
-    if document.title:
-        metadata[TITLE_KEY] = document.title
-    metadata[CONTENT_HASH_KEY] = digest
-    return metadata
-
-
-def _write(
-    collection: Collection, pending: Sequence[tuple[Document, str]], embedder: TextEmbedder
-) -> None:
-    metadatas: Metadatas = [_document_metadata(document, digest) for document, digest in pending]
-    vectors = embedder.embed([document.content for document, _ in pending])
-    try:
-        collection.upsert(
-            ids=[document.id for document, _ in pending],
-            embeddings=vectors,
-            documents=[document.text for document, _ in pending],
-            metadatas=metadatas,
-        )
-    except Exception as error:  # validation, connection and server errors alike
-        raise RetrieverError(
-            f"writing documents '{pending[0][0].id}' to '{pending[-1][0].id}' into Chroma "
-            f"collection '{collection.name}' failed: {describe_exception(error)}. Documents "
-            "before them were written; re-running indexing resumes from there."
-        ) from error
-
-
-def _delete(collection: Collection, doc_ids: list[str]) -> None:
-    try:
-        collection.delete(ids=doc_ids)
-    except Exception as error:  # connection and server errors alike
-        raise RetrieverError(
-            f"deleting {len(doc_ids)} documents from Chroma collection "
-            f"'{collection.name}' failed: {describe_exception(error)}"
-        ) from error

@@ -53,15 +53,9 @@ from prometheus_client.registry import Collector
 from evalkit.clock import utc_now
 from evalkit.scheduler.config import ServiceConfig
 from evalkit.scheduler.runner import JobListener
-from evalkit.store.alerts import (
-    AlertCount,
-    LatestAggregate,
-    StoredJobRun,
-    alert_counts,
-    latest_aggregates,
-    latest_job_runs,
-    outbox_counts,
-)
+from evalkit.store.alerts import AlertCount, alert_counts, outbox_counts
+from evalkit.store.jobs import StoredJobRun, latest_job_runs
+from evalkit.store.runs import LatestAggregate, latest_aggregates
 
 if TYPE_CHECKING:
     from evalkit.alerts.outbox import DeliveryReport

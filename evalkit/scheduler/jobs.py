@@ -617,7 +617,7 @@ class RetentionParams(_Params):
 
 
 def _retention(ctx: JobContext, params: RetentionParams) -> JobOutcome:
-    from evalkit.store.alerts import prune_run_details, retention_candidates
+    from evalkit.store.retention import prune_run_details, retention_candidates
 
     store = ctx.require_store()
     keep = list(dict.fromkeys([*params.keep_runs, *ctx.pinned_runs]))

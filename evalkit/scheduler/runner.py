@@ -33,7 +33,7 @@ from evalkit.errors import EvalkitError, StoreError
 from evalkit.scheduler.config import JobDefinition, ServiceConfig
 from evalkit.scheduler.jobs import JOB_KINDS, JobCancelledError, JobContext, JobOutcome
 from evalkit.scheduler.lock import StoreAccess, StoreWaitStoppedError
-from evalkit.store.alerts import StoredJobRun, finish_job_run, record_job_run, start_job_run
+from evalkit.store.jobs import StoredJobRun, finish_job_run, record_job_run, start_job_run
 
 if TYPE_CHECKING:
     from evalkit.alerts.outbox import StoreSession

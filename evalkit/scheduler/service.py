@@ -42,11 +42,7 @@ from evalkit.scheduler.lock import (
     process_alive,
 )
 from evalkit.scheduler.runner import JobRunner
-from evalkit.store.alerts import (
-    StoredJobRun,
-    interrupt_job_runs,
-    running_job_runs,
-)
+from evalkit.store.jobs import StoredJobRun, interrupt_job_runs, running_job_runs
 
 if TYPE_CHECKING:
     from evalkit.config import Settings

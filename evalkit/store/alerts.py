@@ -1,4 +1,4 @@
-"""Stored alerts, their durable outbox, and the scheduler's job runs.
+"""Stored alerts, their deduplication state and their durable outbox.
 
 Tables:
 
@@ -11,15 +11,14 @@ Tables:
   configured give-up time. Undelivered rows are retried after a restart.
 - ``alert_delivery_attempts``: every attempt, with its status code or error (secrets
   redacted before they get here).
-- ``job_runs``: every run of a scheduled or manual job: ``running`` first, then
-  ``succeeded``, ``partial``, ``failed`` or ``interrupted``.
-- ``pruned_runs``: runs whose per-query rows were removed by retention (aggregates stay).
+
+Migration 6 creates these together with the tables of ``evalkit.store.jobs`` (job runs)
+and ``evalkit.store.retention`` (pruned runs).
 """
 
 from __future__ import annotations
 
 import json
-import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,7 +26,6 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 
-from evalkit.clock import utc_now
 from evalkit.errors import StoreError
 from evalkit.redaction import redact_known
 
@@ -37,42 +35,27 @@ if TYPE_CHECKING:
 __all__ = [
     "ALERT_STATUSES",
     "DELIVERY_STATES",
-    "JOB_STATUSES",
     "SCHEMA_SQL",
     "AlertCount",
     "DueDelivery",
-    "LatestAggregate",
     "StoredAlert",
     "StoredAlertState",
     "StoredDelivery",
-    "StoredJobRun",
     "alert_counts",
     "alert_deliveries",
     "due_deliveries",
-    "finish_job_run",
     "get_alert",
-    "get_job_run",
     "has_tables",
-    "interrupt_job_runs",
-    "latest_aggregates",
-    "latest_job_runs",
     "list_alerts",
-    "list_job_runs",
     "load_alert_states",
     "outbox_counts",
-    "prune_run_details",
     "record_delivery_attempt",
-    "record_job_run",
-    "retention_candidates",
-    "running_job_runs",
     "save_alert",
     "save_alert_states",
-    "start_job_run",
 ]
 
 ALERT_STATUSES = ("firing", "resolved")
 DELIVERY_STATES = ("pending", "delivered", "abandoned")
-JOB_STATUSES = ("running", "succeeded", "partial", "failed", "interrupted")
 
 SCHEMA_SQL = """
 CREATE SEQUENCE alert_sequence START 1;
@@ -134,32 +117,7 @@ CREATE TABLE alert_delivery_attempts (
     status_code INTEGER,
     error VARCHAR
 );
-CREATE TABLE job_runs (
-    job_run_id VARCHAR PRIMARY KEY,
-    job VARCHAR NOT NULL,
-    kind VARCHAR NOT NULL,
-    trigger VARCHAR NOT NULL,
-    status VARCHAR NOT NULL
-        CHECK (status IN ('running', 'succeeded', 'partial', 'failed', 'interrupted')),
-    scheduled_for TIMESTAMP,
-    started_at TIMESTAMP NOT NULL,
-    finished_at TIMESTAMP,
-    pid INTEGER,
-    host VARCHAR,
-    run_ids VARCHAR[] NOT NULL,
-    summary JSON,
-    error VARCHAR
-);
-CREATE TABLE pruned_runs (
-    run_id VARCHAR PRIMARY KEY,
-    pruned_at TIMESTAMP NOT NULL,
-    rows_deleted BIGINT NOT NULL
-);
 """
-
-
-def _new_id(moment: datetime) -> str:
-    return f"{moment:%Y%m%dT%H%M%S}-{secrets.token_hex(4)}"
 
 
 def _json(value: object) -> str:
@@ -565,283 +523,3 @@ def alert_counts(store: Store) -> tuple[list[AlertCount], dict[tuple[str, str], 
         [AlertCount(str(r), str(s), str(st), int(n)) for r, s, st, n in rows],
         {(str(r), str(s)): int(n) for r, s, n in active},
     )
-
-
-# -- job runs ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class StoredJobRun:
-    """One run of a job: when, why (``trigger``), how it ended, and the runs it stored."""
-
-    job_run_id: str
-    job: str
-    kind: str
-    trigger: str
-    status: str
-    scheduled_for: datetime | None
-    started_at: datetime
-    finished_at: datetime | None
-    pid: int | None
-    host: str | None
-    run_ids: tuple[str, ...]
-    summary: Mapping[str, Any]
-    error: str | None
-
-    @property
-    def seconds(self) -> float | None:
-        """How long it ran, when it has finished."""
-        if self.finished_at is None:
-            return None
-        return (self.finished_at - self.started_at).total_seconds()
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        data = {name: getattr(self, name) for name in self.__slots__}
-        for name in ("scheduled_for", "started_at", "finished_at"):
-            data[name] = data[name].isoformat() + "Z" if data[name] is not None else None
-        data["run_ids"] = list(self.run_ids)
-        data["summary"] = dict(self.summary)
-        data["seconds"] = self.seconds
-        return data
-
-
-_JOB_COLUMNS = (
-    "job_run_id, job, kind, trigger, status, scheduled_for, started_at, finished_at, pid,"
-    " host, run_ids, summary, error"
-)
-
-
-def _job_run(row: Sequence[Any]) -> StoredJobRun:
-    values = list(row)
-    values[10] = tuple(values[10] or ())
-    values[11] = _loads(values[11])
-    return StoredJobRun(*values)
-
-
-def start_job_run(
-    store: Store,
-    *,
-    job: str,
-    kind: str,
-    trigger: str,
-    scheduled_for: datetime | None,
-    pid: int,
-    host: str,
-) -> StoredJobRun:
-    """Record a job run as ``running`` (committed before the job's work starts)."""
-    started = utc_now()
-    job_run_id = _new_id(started)
-    store.execute(
-        f"INSERT INTO job_runs ({_JOB_COLUMNS}) VALUES (?, ?, ?, ?, 'running', ?, ?, NULL, ?,"
-        " ?, [], NULL, NULL)",
-        [job_run_id, job, kind, trigger, scheduled_for, started, pid, host],
-    )
-    return get_job_run(store, job_run_id)
-
-
-def finish_job_run(
-    store: Store,
-    job_run_id: str,
-    *,
-    status: str,
-    run_ids: Sequence[str] = (),
-    summary: Mapping[str, Any] | None = None,
-    error: str | None = None,
-) -> StoredJobRun:
-    """Give a running job run its final status, the runs it stored and a summary."""
-    if status not in JOB_STATUSES or status == "running":
-        raise StoreError(f"cannot finish job run {job_run_id} with status {status!r}")
-    store.execute(
-        "UPDATE job_runs SET status = ?, finished_at = ?, run_ids = ?, summary = ?, error = ?"
-        " WHERE job_run_id = ?",
-        [
-            status,
-            utc_now(),
-            list(run_ids),
-            _json(dict(summary or {})),
-            None if error is None else redact_known(error),
-            job_run_id,
-        ],
-    )
-    return get_job_run(store, job_run_id)
-
-
-def record_job_run(
-    store: Store,
-    *,
-    job: str,
-    kind: str,
-    trigger: str,
-    status: str,
-    started_at: datetime,
-    finished_at: datetime,
-    pid: int,
-    host: str,
-    error: str | None,
-    scheduled_for: datetime | None = None,
-) -> StoredJobRun:
-    """Record a job run that already ended without reaching the store (e.g. it was busy)."""
-    job_run_id = _new_id(started_at)
-    store.execute(
-        f"INSERT INTO job_runs ({_JOB_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, [], NULL, ?)",
-        [
-            job_run_id,
-            job,
-            kind,
-            trigger,
-            status,
-            scheduled_for,
-            started_at,
-            finished_at,
-            pid,
-            host,
-            None if error is None else redact_known(error),
-        ],
-    )
-    return get_job_run(store, job_run_id)
-
-
-def get_job_run(store: Store, job_run_id: str) -> StoredJobRun:
-    """One job run (StoreError when there is none)."""
-    rows = store.fetch(f"SELECT {_JOB_COLUMNS} FROM job_runs WHERE job_run_id = ?", [job_run_id])
-    if not rows:
-        raise StoreError(f"no job run {job_run_id!r} in {store.path}")
-    return _job_run(rows[0])
-
-
-def list_job_runs(
-    store: Store, *, job: str | None = None, status: str | None = None, limit: int = 50
-) -> list[StoredJobRun]:
-    """Job runs, newest first."""
-    rows = store.fetch(
-        f"SELECT {_JOB_COLUMNS} FROM job_runs WHERE (? IS NULL OR job = ?)"
-        " AND (? IS NULL OR status = ?) ORDER BY started_at DESC, job_run_id DESC LIMIT ?",
-        [job, job, status, status, limit],
-    )
-    return [_job_run(row) for row in rows]
-
-
-def latest_job_runs(store: Store) -> dict[str, StoredJobRun]:
-    """The newest run of every job that ever ran, by job name."""
-    rows = store.fetch(
-        f"SELECT {_JOB_COLUMNS} FROM job_runs"
-        " QUALIFY row_number() OVER (PARTITION BY job ORDER BY started_at DESC, job_run_id DESC)"
-        " = 1"
-    )
-    return {str(row[1]): _job_run(row) for row in rows}
-
-
-def running_job_runs(store: Store) -> list[StoredJobRun]:
-    """Job runs still marked ``running``, oldest first."""
-    rows = store.fetch(
-        f"SELECT {_JOB_COLUMNS} FROM job_runs WHERE status = 'running' ORDER BY started_at"
-    )
-    return [_job_run(row) for row in rows]
-
-
-def interrupt_job_runs(store: Store, job_run_ids: Sequence[str], *, note: str) -> None:
-    """Mark job runs whose process stopped before finishing them ``interrupted``."""
-    if not job_run_ids:
-        return
-    store.execute(
-        "UPDATE job_runs SET status = 'interrupted', finished_at = ?, error = ?"
-        " WHERE status = 'running' AND job_run_id IN (SELECT unnest(?::VARCHAR[]))",
-        [utc_now(), note, list(job_run_ids)],
-    )
-
-
-# -- aggregates for health metrics -------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class LatestAggregate:
-    """One measure of the newest finished goldset run of a goldset and label."""
-
-    goldset: str
-    label: str
-    run_id: str
-    status: str
-    started_at: datetime
-    measure: str
-    value: float | None
-
-
-def latest_aggregates(store: Store) -> list[LatestAggregate]:
-    """Aggregates of the newest complete or partial goldset run per (goldset, label)."""
-    rows = store.fetch(
-        "WITH latest AS (SELECT run_id, goldset_name, coalesce(label, '') AS label, status,"
-        " started_at FROM runs WHERE kind = 'goldset' AND status IN ('complete', 'partial')"
-        " QUALIFY row_number() OVER (PARTITION BY goldset_name, coalesce(label, '')"
-        " ORDER BY started_at DESC, run_id DESC) = 1)"
-        " SELECT l.goldset_name, l.label, l.run_id, l.status, l.started_at, a.measure, a.value"
-        " FROM latest l JOIN run_aggregates a USING (run_id) ORDER BY ALL"
-    )
-    return [LatestAggregate(*row) for row in rows]
-
-
-# -- retention ---------------------------------------------------------------------------
-
-_PER_QUERY_TABLES = (
-    "run_results",
-    "run_queries",
-    "query_metrics",
-    "traffic_replay_queries",
-    "traffic_window_embeddings",
-    "answer_items",  # the texts of the run's scored answers; their scores stay
-)
-
-
-def retention_candidates(
-    store: Store, *, older_than: datetime, keep_latest: int, keep: Sequence[str] = ()
-) -> list[str]:
-    """Finished runs started before ``older_than`` whose per-query rows may go.
-
-    Never listed: runs still ``running``, the ``keep_latest`` newest runs of each (kind,
-    goldset, label), runs named in ``keep`` (pinned baselines), runs pruned already.
-    """
-    rows = store.fetch(
-        "SELECT run_id FROM runs WHERE status <> 'running'"
-        " QUALIFY started_at < ?"
-        " AND row_number() OVER (PARTITION BY kind, goldset_name, coalesce(label, '')"
-        "   ORDER BY started_at DESC, run_id DESC) > ?"
-        " AND run_id NOT IN (SELECT unnest(?::VARCHAR[]))"
-        " AND run_id NOT IN (SELECT run_id FROM pruned_runs)"
-        " ORDER BY run_id",
-        [older_than, keep_latest, list(keep)],
-    )
-    return [str(row[0]) for row in rows]
-
-
-def prune_run_details(store: Store, run_ids: Sequence[str]) -> int:
-    """Delete the per-query rows of ``run_ids`` (aggregates and run rows stay); one
-    transaction per run. Returns the rows deleted."""
-    existing = {
-        str(row[0])
-        for row in store.fetch(
-            "SELECT table_name FROM duckdb_tables() WHERE table_name IN"
-            " (SELECT unnest(?::VARCHAR[]))",
-            [list(_PER_QUERY_TABLES)],
-        )
-    }
-    tables = [name for name in _PER_QUERY_TABLES if name in existing]
-    total = 0
-    for run_id in run_ids:
-        deleted = 0
-        try:
-            with store.transaction() as con:
-                for table in tables:
-                    deleted += int(
-                        con.execute(
-                            f"SELECT count(*) FROM {table} WHERE run_id = ?", [run_id]
-                        ).fetchall()[0][0]
-                    )
-                    con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
-                con.execute(
-                    "INSERT INTO pruned_runs VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-                    [run_id, utc_now(), deleted],
-                )
-        except duckdb.Error as error:
-            raise StoreError(f"cannot prune run {run_id} in {store.path}: {error}") from error
-        total += deleted
-    return total

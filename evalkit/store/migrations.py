@@ -1,8 +1,9 @@
 """Named, numbered schema migrations, applied in order and recorded in ``schema_migrations``.
 
 The core tables are defined here; each later area of evalkit (drift, traffic, answers,
-audit, alerts) keeps its tables and queries in its own module of ``evalkit.store`` with a
-``MIGRATION`` of its own, collected into ``MIGRATIONS`` below in number order.
+audit, alerts, jobs, retention) keeps its tables and queries in its own module of
+``evalkit.store`` with a ``SCHEMA_SQL`` of its own, collected into ``MIGRATIONS`` below in
+number order.
 
 A migration is never edited once released: a schema change is a new, higher-numbered entry.
 Timestamps are UTC. Large per-query tables carry no primary-key index on purpose: DuckDB's
@@ -18,6 +19,8 @@ from evalkit.store import alerts as _alerts
 from evalkit.store import answers as _answers
 from evalkit.store import audit as _audit
 from evalkit.store import drift as _drift
+from evalkit.store import jobs as _jobs
+from evalkit.store import retention as _retention
 from evalkit.store import traffic as _traffic
 
 __all__ = ["MIGRATIONS", "Migration"]
@@ -125,7 +128,11 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "traffic", _traffic.SCHEMA_SQL),
     Migration(4, "answer_scores", _answers.SCHEMA_SQL),
     Migration(5, "audit", _audit.SCHEMA_SQL),
-    Migration(6, "alerts_outbox_job_runs", _alerts.SCHEMA_SQL),
+    Migration(
+        6,
+        "alerts_outbox_job_runs",
+        _alerts.SCHEMA_SQL + _jobs.SCHEMA_SQL + _retention.SCHEMA_SQL,
+    ),
     Migration(
         7,
         "run_query_duplicates",

@@ -30,7 +30,7 @@ class JobFailureParams(RuleParams):
 
 
 def _job_failure(ctx: RuleContext, params: JobFailureParams) -> list[Signal]:
-    from evalkit.store.alerts import latest_job_runs, list_job_runs
+    from evalkit.store.jobs import latest_job_runs, list_job_runs
 
     names = params.jobs if params.jobs is not None else sorted(latest_job_runs(ctx.store))
     signals = []

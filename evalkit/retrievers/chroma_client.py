@@ -1,0 +1,244 @@
+"""Chroma clients and collections, and the metadata evalkit keeps in them.
+
+evalkit always embeds with its own model and hands Chroma vectors: collections are opened
+with ``embedding_function=None``, so Chroma's default embedding function, which would
+download an ONNX model, is never built or called.
+
+What evalkit writes into a collection's metadata (see ``docs/retrievers.md``):
+
+- the embedding model's fingerprint (``evalkit_model_*``, from ``ModelFingerprint``), so a
+  retriever refuses to query the index with another model;
+- ``evalkit_index_fingerprint``: a hash of every (document id, content hash) pair and the
+  model fingerprint, which changes exactly when what is indexed changes;
+- ``evalkit_indexed_at``: when the index last changed (UTC, ISO 8601).
+
+and into each document's metadata ``evalkit_content_hash`` (so re-indexing embeds only
+the documents that changed), ``evalkit_title`` when the document has a title, and the
+document's own metadata.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from evalkit.embedding import ModelFingerprint
+from evalkit.errors import ConfigError, RetrieverError
+from evalkit.retrievers.base import describe_exception, redact
+
+if TYPE_CHECKING:
+    from chromadb.api import ClientAPI
+    from chromadb.api.models.Collection import Collection
+
+__all__ = [
+    "CHROMA_TOKEN_ENV",
+    "CONTENT_HASH_KEY",
+    "INDEXED_AT_KEY",
+    "INDEX_FINGERPRINT_KEY",
+    "TITLE_KEY",
+    "ChromaLocation",
+    "close_client",
+    "collection_space",
+    "find_collection",
+    "get_collection",
+    "index_fingerprint",
+    "model_mismatch_detail",
+    "open_chroma_client",
+    "parse_chroma_url",
+]
+
+
+CONTENT_HASH_KEY = "evalkit_content_hash"
+TITLE_KEY = "evalkit_title"
+INDEX_FINGERPRINT_KEY = "evalkit_index_fingerprint"
+INDEXED_AT_KEY = "evalkit_indexed_at"
+CHROMA_TOKEN_ENV = "EVALKIT_CHROMA_TOKEN"
+"""Environment variable holding a token sent to a Chroma server as ``Authorization: Bearer``."""
+
+_DEFAULT_PORTS = {"http": 8000, "https": 443}
+# Chroma's own default when a collection names no space.
+_CHROMA_DEFAULT_SPACE = "l2"
+
+
+@dataclass(frozen=True, slots=True)
+class ChromaLocation:
+    """Where a collection lives: ``chroma-embedded`` at ``path``, ``chroma-http`` at ``url``."""
+
+    kind: str
+    path: str | None = None
+    url: str | None = None
+
+
+def parse_chroma_url(url: str) -> tuple[str, int, bool]:
+    """``(host, port, ssl)`` of a Chroma server URL such as ``http://127.0.0.1:8000``.
+
+    The port defaults to 8000 for http and 443 for https. Raises ``ConfigError`` for
+    anything else (no scheme, a path, credentials in the URL).
+    """
+    expected = "expected http://HOST:PORT or https://HOST[:PORT]"
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError as error:
+        raise ConfigError(f"Chroma URL {url!r} does not parse ({error}); {expected}") from error
+    if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
+        raise ConfigError(f"Chroma URL {url!r} is not an http(s) URL with a host; {expected}")
+    if parts.username or parts.password:
+        raise ConfigError(
+            f"Chroma URL for host {parts.hostname} carries credentials; remove them and set "
+            f"{CHROMA_TOKEN_ENV} instead"
+        )
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ConfigError(f"Chroma URL {url!r} has a path or query; {expected}")
+    return parts.hostname, port or _DEFAULT_PORTS[parts.scheme], parts.scheme == "https"
+
+
+def _chroma_settings() -> Any:
+    from chromadb.config import Settings
+
+    return Settings(anonymized_telemetry=False)
+
+
+def open_chroma_client(
+    *,
+    path: Path | str | None = None,
+    url: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> ClientAPI:
+    """Open an embedded Chroma store at ``path`` or connect to a Chroma server at ``url``.
+
+    Exactly one of them must be given. For a server, ``headers`` are sent with every
+    request, and a token in ``EVALKIT_CHROMA_TOKEN`` becomes ``Authorization: Bearer``.
+    Raises ``RetrieverError`` when the store cannot be opened or the server not reached.
+    """
+    if (path is None) == (url is None):
+        raise ConfigError(
+            "give exactly one of a Chroma path (embedded store) or a Chroma server URL"
+        )
+    import chromadb
+
+    if url is not None:
+        host, port, ssl = parse_chroma_url(url)
+        sent_headers = dict(headers or {})
+        token = os.environ.get(CHROMA_TOKEN_ENV)
+        if token and not any(name.lower() == "authorization" for name in sent_headers):
+            sent_headers["Authorization"] = f"Bearer {token}"
+        try:
+            return chromadb.HttpClient(
+                host=host,
+                port=port,
+                ssl=ssl,
+                headers=sent_headers or None,
+                settings=_chroma_settings(),
+            )
+        except Exception as error:  # the client raises ValueError, httpx and Chroma errors
+            reason = redact(describe_exception(error), sent_headers.values())
+            raise RetrieverError(
+                f"cannot reach the Chroma server at {url}: {reason}. Start one with "
+                "`chroma run --path DIR --host 127.0.0.1 --port PORT`, or correct the URL "
+                "(EVALKIT_CHROMA_URL)."
+            ) from error
+    store = Path(str(path))
+    try:
+        return chromadb.PersistentClient(path=str(store), settings=_chroma_settings())
+    except Exception as error:  # sqlite, filesystem and Chroma errors alike
+        raise RetrieverError(
+            f"cannot open the embedded Chroma store at {store}: {describe_exception(error)}. "
+            "Check that the path (EVALKIT_CHROMA_PATH) is a writable directory that no other "
+            "process holds open."
+        ) from error
+
+
+def close_client(client: ClientAPI) -> None:
+    """Release a Chroma client's resources (files of an embedded store, HTTP pools)."""
+    # ``close`` exists on the concrete clients but not on the ClientAPI interface.
+    close = getattr(client, "close", None)
+    if callable(close):
+        close()
+
+
+def _collection_names(client: ClientAPI) -> list[str]:
+    try:
+        return sorted(collection.name for collection in client.list_collections())
+    except Exception:  # listing only decorates an error message that is already on its way
+        return []
+
+
+def get_collection(client: ClientAPI, name: str) -> Collection:
+    """Open the collection ``name`` without an embedding function.
+
+    Raises ``RetrieverError`` listing the existing collections when it does not exist.
+    """
+    from chromadb.errors import NotFoundError as ChromaNotFoundError
+
+    try:
+        return client.get_collection(name=name, embedding_function=None)
+    except ChromaNotFoundError as error:
+        existing = ", ".join(_collection_names(client)) or "none"
+        raise RetrieverError(
+            f"Chroma collection '{name}' does not exist (existing collections: {existing}). "
+            f"Index a corpus into it first (`evalkit index --corpus FILE --collection {name}`) "
+            "or name an existing collection."
+        ) from error
+    except Exception as error:  # invalid names, connection and server errors
+        raise RetrieverError(
+            f"cannot open Chroma collection '{name}': {describe_exception(error)}"
+        ) from error
+
+
+def find_collection(client: ClientAPI, name: str) -> Collection | None:
+    """Open the collection ``name`` without an embedding function, or ``None`` when missing."""
+    from chromadb.errors import NotFoundError as ChromaNotFoundError
+
+    try:
+        return client.get_collection(name=name, embedding_function=None)
+    except ChromaNotFoundError:
+        return None
+    except Exception as error:  # invalid names, connection and server errors
+        raise RetrieverError(
+            f"cannot open Chroma collection '{name}': {describe_exception(error)}"
+        ) from error
+
+
+def collection_space(collection: Collection) -> str:
+    """The distance space (``cosine``, ``ip`` or ``l2``) of a collection's vector index."""
+    configuration = collection.configuration_json or {}
+    for index_kind in ("hnsw", "spann"):
+        section = configuration.get(index_kind)
+        if isinstance(section, dict) and section.get("space"):
+            return str(section["space"])
+    metadata = collection.metadata or {}
+    return str(metadata.get("hnsw:space", _CHROMA_DEFAULT_SPACE))
+
+
+def index_fingerprint(hashes: Mapping[str, str], model: ModelFingerprint) -> str:
+    """SHA-256 over the model fingerprint and every sorted (document id, content hash) pair."""
+    digest = hashlib.sha256()
+    digest.update(f"model:{model.canary_hash}:{model.dimension}\n".encode())
+    for doc_id in sorted(hashes):
+        digest.update(json.dumps([doc_id, hashes[doc_id]], ensure_ascii=False).encode("utf-8"))
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+def _fingerprint_summary(fingerprint: ModelFingerprint) -> str:
+    return (
+        f"{fingerprint.name} (dimension {fingerprint.dimension}, "
+        f"fingerprint {fingerprint.canary_hash})"
+    )
+
+
+def model_mismatch_detail(stored: ModelFingerprint, current: ModelFingerprint) -> str:
+    """Names both models and how close their canaries are, for a mismatch error."""
+    similarity = stored.canary_similarity(current)
+    closeness = "" if similarity is None else f"; lowest canary cosine {similarity:.4f}"
+    return (
+        f"indexed with {_fingerprint_summary(stored)}, but the embedder is "
+        f"{_fingerprint_summary(current)}{closeness}"
+    )

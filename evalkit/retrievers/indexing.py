@@ -1,0 +1,285 @@
+"""Building a Chroma index: embed a corpus with evalkit's model and write it into a
+collection (``embeddings=``), idempotently, recording the fingerprints that
+``chroma_client`` describes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from itertools import islice
+from typing import TYPE_CHECKING
+
+from evalkit.embedding import ModelFingerprint
+from evalkit.errors import ConfigError, EmbeddingError, InputError, RetrieverError
+from evalkit.goldset import content_hash
+from evalkit.records import Document
+from evalkit.retrievers.base import TextEmbedder, describe_exception
+from evalkit.retrievers.chroma_client import (
+    CONTENT_HASH_KEY,
+    INDEX_FINGERPRINT_KEY,
+    INDEXED_AT_KEY,
+    TITLE_KEY,
+    find_collection,
+    index_fingerprint,
+    model_mismatch_detail,
+)
+
+if TYPE_CHECKING:
+    from chromadb.api import ClientAPI
+    from chromadb.api.models.Collection import Collection
+    from chromadb.api.types import Metadatas
+
+__all__ = ["IndexReport", "ProgressCallback", "index_corpus"]
+
+
+_RESERVED_PREFIX = "evalkit_"
+_STORED_HASH_PAGE = 5000
+
+ProgressCallback = Callable[[int, int | None], None]
+"""``progress(done, total)``: documents processed so far, and the total when known."""
+
+
+@dataclass(frozen=True, slots=True)
+class IndexReport:
+    """What ``index_corpus`` did.
+
+    ``added`` + ``updated`` + ``unchanged`` == ``total``, the documents read from the
+    corpus. ``removed`` documents were deleted because the corpus no longer holds them
+    (``prune=True``); ``stale`` such documents are still in the collection.
+    """
+
+    collection: str
+    added: int
+    updated: int
+    unchanged: int
+    total: int
+    index_fingerprint: str
+    removed: int = 0
+    stale: int = 0
+
+
+def index_corpus(
+    client: ClientAPI,
+    documents: Iterable[Document],
+    embedder: TextEmbedder,
+    *,
+    collection_name: str,
+    batch_size: int = 128,
+    rebuild: bool = False,
+    prune: bool = False,
+    total: int | None = None,
+    progress: ProgressCallback | None = None,
+) -> IndexReport:
+    """Embed and write ``documents`` into the Chroma collection ``collection_name``.
+
+    Creates the collection (cosine distance) when missing, recording the embedder's model
+    fingerprint. Idempotent: a document whose content hash is already stored is neither
+    embedded nor written; a changed one is re-embedded and upserted; a new one is added.
+    Documents are streamed in batches of ``batch_size``; only the map of stored ids to
+    content hashes is held in memory. With ``prune=True`` documents no longer in the corpus
+    are deleted. ``progress(done, total)`` is called after every batch (``total`` defaults
+    to ``len(documents)`` when it has one).
+
+    Raises ``EmbeddingError`` when the collection was built with another model, and
+    ``RetrieverError`` when it holds vectors evalkit did not write; ``rebuild=True``
+    deletes and recreates the collection instead. Raises ``InputError`` for a document id
+    repeated in the corpus or a metadata key evalkit reserves.
+    """
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
+    model = embedder.fingerprint
+    collection = _prepare_collection(client, collection_name, model, rebuild=rebuild)
+    batch_size = _capped_batch_size(client, batch_size)
+    stored = _stored_hashes(collection)
+    if total is None and isinstance(documents, Sized):
+        total = len(documents)
+
+    seen: set[str] = set()
+    added = updated = unchanged = done = 0
+    for chunk in _chunks(documents, batch_size):
+        pending: list[tuple[Document, str]] = []
+        for document in chunk:
+            if document.id in seen:
+                raise InputError(
+                    f"document id '{document.id}' appears more than once in the corpus; "
+                    "ids must be unique"
+                )
+            seen.add(document.id)
+            digest = content_hash(document)
+            previous = stored.get(document.id)
+            if previous == digest:
+                unchanged += 1
+                continue
+            if previous is None:
+                added += 1
+            else:
+                updated += 1
+            pending.append((document, digest))
+        if pending:
+            _write(collection, pending, embedder)
+            stored.update((document.id, digest) for document, digest in pending)
+        done += len(chunk)
+        if progress is not None:
+            progress(done, total)
+
+    absent = [doc_id for doc_id in stored if doc_id not in seen]
+    removed = 0
+    if prune and absent:
+        for start in range(0, len(absent), batch_size):
+            batch = absent[start : start + batch_size]
+            _delete(collection, batch)
+            removed += len(batch)
+        for doc_id in absent:
+            del stored[doc_id]
+
+    fingerprint = index_fingerprint(stored, model)
+    metadata = dict(collection.metadata or {})
+    if metadata.get(INDEX_FINGERPRINT_KEY) != fingerprint:
+        metadata.update(
+            {
+                **model.to_metadata(),
+                INDEX_FINGERPRINT_KEY: fingerprint,
+                INDEXED_AT_KEY: datetime.now(UTC).isoformat(timespec="seconds"),
+            }
+        )
+        try:
+            collection.modify(metadata=metadata)
+        except Exception as error:  # connection and server errors alike
+            raise RetrieverError(
+                f"cannot record the index fingerprint of Chroma collection "
+                f"'{collection_name}': {describe_exception(error)}; re-run indexing"
+            ) from error
+    return IndexReport(
+        collection=collection_name,
+        added=added,
+        updated=updated,
+        unchanged=unchanged,
+        total=added + updated + unchanged,
+        index_fingerprint=fingerprint,
+        removed=removed,
+        stale=len(absent) - removed,
+    )
+
+
+def _prepare_collection(
+    client: ClientAPI, name: str, model: ModelFingerprint, *, rebuild: bool
+) -> Collection:
+    existing = find_collection(client, name)
+    if existing is not None and rebuild:
+        try:
+            client.delete_collection(name)
+        except Exception as error:  # connection and server errors alike
+            raise RetrieverError(
+                f"cannot delete Chroma collection '{name}' to rebuild it: "
+                f"{describe_exception(error)}"
+            ) from error
+        existing = None
+    if existing is None:
+        try:
+            return client.create_collection(
+                name=name,
+                embedding_function=None,
+                configuration={"hnsw": {"space": "cosine"}},
+                metadata=model.to_metadata(),
+            )
+        except Exception as error:  # invalid names, connection and server errors
+            raise RetrieverError(
+                f"cannot create Chroma collection '{name}': {describe_exception(error)}"
+            ) from error
+    stored = ModelFingerprint.from_metadata(existing.metadata)
+    if stored is None:
+        count = existing.count()
+        if count:
+            raise RetrieverError(
+                f"Chroma collection '{name}' holds {count} documents but no evalkit model "
+                "fingerprint, so its vectors may come from another model. Index into a new "
+                "collection, or rebuild this one (`evalkit index --rebuild`)."
+            )
+    elif not stored.matches(model):
+        raise EmbeddingError(
+            f"Chroma collection '{name}' was {model_mismatch_detail(stored, model)}. Adding "
+            "documents would mix two embedding spaces: index into a new collection, or "
+            "rebuild this one (`evalkit index --rebuild`)."
+        )
+    return existing
+
+
+def _capped_batch_size(client: ClientAPI, batch_size: int) -> int:
+    try:
+        limit = int(client.get_max_batch_size())
+    except Exception:  # older servers do not report a limit; the requested size stands
+        return batch_size
+    return min(batch_size, limit) if limit > 0 else batch_size
+
+
+def _stored_hashes(collection: Collection) -> dict[str, str]:
+    hashes: dict[str, str] = {}
+    offset = 0
+    while True:
+        page = collection.get(include=["metadatas"], limit=_STORED_HASH_PAGE, offset=offset)
+        ids = page["ids"]
+        metadatas = page.get("metadatas") or []
+        for position, doc_id in enumerate(ids):
+            metadata = metadatas[position] if position < len(metadatas) else None
+            # A document without a hash (written by another tool) is rewritten when indexed.
+            hashes[doc_id] = str((metadata or {}).get(CONTENT_HASH_KEY, ""))
+        if len(ids) < _STORED_HASH_PAGE:
+            return hashes
+        offset += len(ids)
+
+
+def _chunks(documents: Iterable[Document], size: int) -> Iterator[list[Document]]:
+    iterator = iter(documents)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+def _document_metadata(document: Document, digest: str) -> dict[str, str | int | float | bool]:
+    metadata: dict[str, str | int | float | bool] = {}
+    for key, value in document.metadata.items():
+        if key.startswith(_RESERVED_PREFIX):
+            raise InputError(
+                f"document '{document.id}': metadata key '{key}' is reserved for evalkit "
+                f"(keys starting with '{_RESERVED_PREFIX}'); rename it"
+            )
+        if value is None:
+            continue
+        is_scalar = isinstance(value, str | int | float | bool)
+        metadata[key] = value if is_scalar else json.dumps(value, sort_keys=True)
+    if document.title:
+        metadata[TITLE_KEY] = document.title
+    metadata[CONTENT_HASH_KEY] = digest
+    return metadata
+
+
+def _write(
+    collection: Collection, pending: Sequence[tuple[Document, str]], embedder: TextEmbedder
+) -> None:
+    metadatas: Metadatas = [_document_metadata(document, digest) for document, digest in pending]
+    vectors = embedder.embed([document.content for document, _ in pending])
+    try:
+        collection.upsert(
+            ids=[document.id for document, _ in pending],
+            embeddings=vectors,
+            documents=[document.text for document, _ in pending],
+            metadatas=metadatas,
+        )
+    except Exception as error:  # validation, connection and server errors alike
+        raise RetrieverError(
+            f"writing documents '{pending[0][0].id}' to '{pending[-1][0].id}' into Chroma "
+            f"collection '{collection.name}' failed: {describe_exception(error)}. Documents "
+            "before them were written; re-running indexing resumes from there."
+        ) from error
+
+
+def _delete(collection: Collection, doc_ids: list[str]) -> None:
+    try:
+        collection.delete(ids=doc_ids)
+    except Exception as error:  # connection and server errors alike
+        raise RetrieverError(
+            f"deleting {len(doc_ids)} documents from Chroma collection "
+            f"'{collection.name}' failed: {describe_exception(error)}"
+        ) from error

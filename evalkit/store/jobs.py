@@ -1,0 +1,248 @@
+"""The scheduler's job runs: every run of a scheduled or manual job, stored ``running``
+first, then ``succeeded``, ``partial``, ``failed`` or ``interrupted``.
+
+Table ``job_runs`` (created by migration 6 together with the alert tables).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from evalkit.clock import utc_now
+from evalkit.errors import StoreError
+from evalkit.redaction import redact_known
+
+if TYPE_CHECKING:
+    from evalkit.store.store import Store
+
+__all__ = [
+    "JOB_STATUSES",
+    "SCHEMA_SQL",
+    "StoredJobRun",
+    "finish_job_run",
+    "get_job_run",
+    "interrupt_job_runs",
+    "latest_job_runs",
+    "list_job_runs",
+    "record_job_run",
+    "running_job_runs",
+    "start_job_run",
+]
+
+JOB_STATUSES = ("running", "succeeded", "partial", "failed", "interrupted")
+
+SCHEMA_SQL = """CREATE TABLE job_runs (
+    job_run_id VARCHAR PRIMARY KEY,
+    job VARCHAR NOT NULL,
+    kind VARCHAR NOT NULL,
+    trigger VARCHAR NOT NULL,
+    status VARCHAR NOT NULL
+        CHECK (status IN ('running', 'succeeded', 'partial', 'failed', 'interrupted')),
+    scheduled_for TIMESTAMP,
+    started_at TIMESTAMP NOT NULL,
+    finished_at TIMESTAMP,
+    pid INTEGER,
+    host VARCHAR,
+    run_ids VARCHAR[] NOT NULL,
+    summary JSON,
+    error VARCHAR
+);
+"""
+
+
+def _new_id(moment: datetime) -> str:
+    return f"{moment:%Y%m%dT%H%M%S}-{secrets.token_hex(4)}"
+
+
+def _json(value: object) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _loads(value: object) -> Any:
+    return json.loads(value) if isinstance(value, str) and value else {}
+
+
+@dataclass(frozen=True, slots=True)
+class StoredJobRun:
+    """One run of a job: when, why (``trigger``), how it ended, and the runs it stored."""
+
+    job_run_id: str
+    job: str
+    kind: str
+    trigger: str
+    status: str
+    scheduled_for: datetime | None
+    started_at: datetime
+    finished_at: datetime | None
+    pid: int | None
+    host: str | None
+    run_ids: tuple[str, ...]
+    summary: Mapping[str, Any]
+    error: str | None
+
+    @property
+    def seconds(self) -> float | None:
+        """How long it ran, when it has finished."""
+        if self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        data = {name: getattr(self, name) for name in self.__slots__}
+        for name in ("scheduled_for", "started_at", "finished_at"):
+            data[name] = data[name].isoformat() + "Z" if data[name] is not None else None
+        data["run_ids"] = list(self.run_ids)
+        data["summary"] = dict(self.summary)
+        data["seconds"] = self.seconds
+        return data
+
+
+_JOB_COLUMNS = (
+    "job_run_id, job, kind, trigger, status, scheduled_for, started_at, finished_at, pid,"
+    " host, run_ids, summary, error"
+)
+
+
+def _job_run(row: Sequence[Any]) -> StoredJobRun:
+    values = list(row)
+    values[10] = tuple(values[10] or ())
+    values[11] = _loads(values[11])
+    return StoredJobRun(*values)
+
+
+def start_job_run(
+    store: Store,
+    *,
+    job: str,
+    kind: str,
+    trigger: str,
+    scheduled_for: datetime | None,
+    pid: int,
+    host: str,
+) -> StoredJobRun:
+    """Record a job run as ``running`` (committed before the job's work starts)."""
+    started = utc_now()
+    job_run_id = _new_id(started)
+    store.execute(
+        f"INSERT INTO job_runs ({_JOB_COLUMNS}) VALUES (?, ?, ?, ?, 'running', ?, ?, NULL, ?,"
+        " ?, [], NULL, NULL)",
+        [job_run_id, job, kind, trigger, scheduled_for, started, pid, host],
+    )
+    return get_job_run(store, job_run_id)
+
+
+def finish_job_run(
+    store: Store,
+    job_run_id: str,
+    *,
+    status: str,
+    run_ids: Sequence[str] = (),
+    summary: Mapping[str, Any] | None = None,
+    error: str | None = None,
+) -> StoredJobRun:
+    """Give a running job run its final status, the runs it stored and a summary."""
+    if status not in JOB_STATUSES or status == "running":
+        raise StoreError(f"cannot finish job run {job_run_id} with status {status!r}")
+    store.execute(
+        "UPDATE job_runs SET status = ?, finished_at = ?, run_ids = ?, summary = ?, error = ?"
+        " WHERE job_run_id = ?",
+        [
+            status,
+            utc_now(),
+            list(run_ids),
+            _json(dict(summary or {})),
+            None if error is None else redact_known(error),
+            job_run_id,
+        ],
+    )
+    return get_job_run(store, job_run_id)
+
+
+def record_job_run(
+    store: Store,
+    *,
+    job: str,
+    kind: str,
+    trigger: str,
+    status: str,
+    started_at: datetime,
+    finished_at: datetime,
+    pid: int,
+    host: str,
+    error: str | None,
+    scheduled_for: datetime | None = None,
+) -> StoredJobRun:
+    """Record a job run that already ended without reaching the store (e.g. it was busy)."""
+    job_run_id = _new_id(started_at)
+    store.execute(
+        f"INSERT INTO job_runs ({_JOB_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, [], NULL, ?)",
+        [
+            job_run_id,
+            job,
+            kind,
+            trigger,
+            status,
+            scheduled_for,
+            started_at,
+            finished_at,
+            pid,
+            host,
+            None if error is None else redact_known(error),
+        ],
+    )
+    return get_job_run(store, job_run_id)
+
+
+def get_job_run(store: Store, job_run_id: str) -> StoredJobRun:
+    """One job run (StoreError when there is none)."""
+    rows = store.fetch(f"SELECT {_JOB_COLUMNS} FROM job_runs WHERE job_run_id = ?", [job_run_id])
+    if not rows:
+        raise StoreError(f"no job run {job_run_id!r} in {store.path}")
+    return _job_run(rows[0])
+
+
+def list_job_runs(
+    store: Store, *, job: str | None = None, status: str | None = None, limit: int = 50
+) -> list[StoredJobRun]:
+    """Job runs, newest first."""
+    rows = store.fetch(
+        f"SELECT {_JOB_COLUMNS} FROM job_runs WHERE (? IS NULL OR job = ?)"
+        " AND (? IS NULL OR status = ?) ORDER BY started_at DESC, job_run_id DESC LIMIT ?",
+        [job, job, status, status, limit],
+    )
+    return [_job_run(row) for row in rows]
+
+
+def latest_job_runs(store: Store) -> dict[str, StoredJobRun]:
+    """The newest run of every job that ever ran, by job name."""
+    rows = store.fetch(
+        f"SELECT {_JOB_COLUMNS} FROM job_runs"
+        " QUALIFY row_number() OVER (PARTITION BY job ORDER BY started_at DESC, job_run_id DESC)"
+        " = 1"
+    )
+    return {str(row[1]): _job_run(row) for row in rows}
+
+
+def running_job_runs(store: Store) -> list[StoredJobRun]:
+    """Job runs still marked ``running``, oldest first."""
+    rows = store.fetch(
+        f"SELECT {_JOB_COLUMNS} FROM job_runs WHERE status = 'running' ORDER BY started_at"
+    )
+    return [_job_run(row) for row in rows]
+
+
+def interrupt_job_runs(store: Store, job_run_ids: Sequence[str], *, note: str) -> None:
+    """Mark job runs whose process stopped before finishing them ``interrupted``."""
+    if not job_run_ids:
+        return
+    store.execute(
+        "UPDATE job_runs SET status = 'interrupted', finished_at = ?, error = ?"
+        " WHERE status = 'running' AND job_run_id IN (SELECT unnest(?::VARCHAR[]))",
+        [utc_now(), note, list(job_run_ids)],
+    )

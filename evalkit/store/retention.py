@@ -1,0 +1,92 @@
+"""Retention: which finished runs may lose their per-query rows, and pruning them.
+
+Aggregates and run rows stay; table ``pruned_runs`` records every pruned run (created by
+migration 6 together with the alert tables).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+import duckdb
+
+from evalkit.clock import utc_now
+from evalkit.errors import StoreError
+
+if TYPE_CHECKING:
+    from evalkit.store.store import Store
+
+__all__ = ["SCHEMA_SQL", "prune_run_details", "retention_candidates"]
+
+SCHEMA_SQL = """CREATE TABLE pruned_runs (
+    run_id VARCHAR PRIMARY KEY,
+    pruned_at TIMESTAMP NOT NULL,
+    rows_deleted BIGINT NOT NULL
+);
+"""
+
+_PER_QUERY_TABLES = (
+    "run_results",
+    "run_queries",
+    "query_metrics",
+    "traffic_replay_queries",
+    "traffic_window_embeddings",
+    "answer_items",  # the texts of the run's scored answers; their scores stay
+)
+
+
+def retention_candidates(
+    store: Store, *, older_than: datetime, keep_latest: int, keep: Sequence[str] = ()
+) -> list[str]:
+    """Finished runs started before ``older_than`` whose per-query rows may go.
+
+    Never listed: runs still ``running``, the ``keep_latest`` newest runs of each (kind,
+    goldset, label), runs named in ``keep`` (pinned baselines), runs pruned already.
+    """
+    rows = store.fetch(
+        "SELECT run_id FROM runs WHERE status <> 'running'"
+        " QUALIFY started_at < ?"
+        " AND row_number() OVER (PARTITION BY kind, goldset_name, coalesce(label, '')"
+        "   ORDER BY started_at DESC, run_id DESC) > ?"
+        " AND run_id NOT IN (SELECT unnest(?::VARCHAR[]))"
+        " AND run_id NOT IN (SELECT run_id FROM pruned_runs)"
+        " ORDER BY run_id",
+        [older_than, keep_latest, list(keep)],
+    )
+    return [str(row[0]) for row in rows]
+
+
+def prune_run_details(store: Store, run_ids: Sequence[str]) -> int:
+    """Delete the per-query rows of ``run_ids`` (aggregates and run rows stay); one
+    transaction per run. Returns the rows deleted."""
+    existing = {
+        str(row[0])
+        for row in store.fetch(
+            "SELECT table_name FROM duckdb_tables() WHERE table_name IN"
+            " (SELECT unnest(?::VARCHAR[]))",
+            [list(_PER_QUERY_TABLES)],
+        )
+    }
+    tables = [name for name in _PER_QUERY_TABLES if name in existing]
+    total = 0
+    for run_id in run_ids:
+        deleted = 0
+        try:
+            with store.transaction() as con:
+                for table in tables:
+                    deleted += int(
+                        con.execute(
+                            f"SELECT count(*) FROM {table} WHERE run_id = ?", [run_id]
+                        ).fetchall()[0][0]
+                    )
+                    con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
+                con.execute(
+                    "INSERT INTO pruned_runs VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                    [run_id, utc_now(), deleted],
+                )
+        except duckdb.Error as error:
+            raise StoreError(f"cannot prune run {run_id} in {store.path}: {error}") from error
+        total += deleted
+    return total
