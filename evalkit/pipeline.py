@@ -40,6 +40,16 @@ from evalkit.retrievers.base import Retriever
 from evalkit.store import RunRecord, RunSpec, Store, utc_now
 from evalkit.store.audit import StoredAudit, latest_measurements, save_audit
 from evalkit.store.drift import StoredDriftCheck, save_drift_check
+from evalkit.store.goldsets import load_goldset, save_goldset
+from evalkit.store.runs import (
+    add_query_results,
+    create_run,
+    fail_run,
+    finish_run,
+    get_run,
+    list_runs,
+    run_queries,
+)
 from evalkit.store.traffic import (
     StoredWindowSummary,
     latest_window_summary,
@@ -238,7 +248,7 @@ def evaluate_goldset(
             batch_size=batch_size,
             progress=progress,
             timing=timing,
-            prepare=lambda writing: writing.save_goldset(goldset),
+            prepare=lambda writing: save_goldset(writing, goldset),
             record=record,
             conclude=conclude,
             nothing_answered="failed",
@@ -306,13 +316,13 @@ def _replay_run(
     """
     if isinstance(store, Store):
         prepare(store)
-        run_id = store.create_run(spec)
+        run_id = create_run(store, spec)
         batches_seconds = 0.0
 
         def store_batch(batch: list[QueryResult]) -> None:
             nonlocal batches_seconds
             began = time.perf_counter()
-            store.add_query_results(run_id, batch)
+            add_query_results(store, run_id, batch)
             batches_seconds += time.perf_counter() - began
 
         try:
@@ -332,7 +342,7 @@ def _replay_run(
             # The original error is what the user must see; if the store itself is what
             # broke, the run simply stays 'running', which never reads as complete.
             with contextlib.suppress(Exception):
-                store.fail_run(run_id, f"{type(error).__name__}: {error}")
+                fail_run(store, run_id, f"{type(error).__name__}: {error}")
             raise
         return conclude(store, run_id, results, recorded, batches_seconds + finish_seconds)
     started_at = utc_now()
@@ -343,22 +353,22 @@ def _replay_run(
     except BaseException as error:
         with contextlib.suppress(Exception), store() as writing:
             prepare(writing)
-            failed = writing.create_run(spec, started_at=started_at)
-            writing.fail_run(failed, f"{type(error).__name__}: {error}")
+            failed = create_run(writing, spec, started_at=started_at)
+            fail_run(writing, failed, f"{type(error).__name__}: {error}")
         raise
     with store() as writing:
         began = time.perf_counter()
         prepare(writing)
-        run_id = writing.create_run(spec, started_at=started_at)
+        run_id = create_run(writing, spec, started_at=started_at)
         try:
-            writing.add_query_results(run_id, results)
+            add_query_results(writing, run_id, results)
             results_seconds = time.perf_counter() - began
             recorded, finish_seconds = _finish_run(
                 writing, run_id, results, record, nothing_answered=nothing_answered
             )
         except BaseException as error:
             with contextlib.suppress(Exception):
-                writing.fail_run(run_id, f"{type(error).__name__}: {error}")
+                fail_run(writing, run_id, f"{type(error).__name__}: {error}")
             raise
         return conclude(writing, run_id, results, recorded, results_seconds + finish_seconds)
 
@@ -385,7 +395,8 @@ def _finish_run(
         status = "complete"
     first_error = next((r.error for r in results if r.error), None)
     began = time.perf_counter()
-    store.finish_run(
+    finish_run(
+        store,
         run_id,
         status=status,
         per_query=recorded.per_query,
@@ -481,7 +492,7 @@ def _goldset_outcome(
         else None
     )
     return RunOutcome(
-        run=store.get_run(run_id),
+        run=get_run(store, run_id),
         timing=timing,
         seconds_metrics=seconds_metrics,
         seconds_store=seconds_store,
@@ -579,7 +590,7 @@ def replay_traffic_window(
                 score_answers_for_run(writing, run_id, settings=judge_settings) if answers else None
             )
             return TrafficReplay(
-                run=writing.get_run(run_id), summary=summary, timing=timing, answers=scored
+                run=get_run(writing, run_id), summary=summary, timing=timing, answers=scored
             )
 
         return _replay_run(
@@ -654,7 +665,7 @@ def audit_collection(
         raise StoreError("audit_collection: saving an audit or reading a goldset needs a store")
     url = chroma_url or settings.chroma_url
     client = open_chroma_client(path=None if url else settings.resolved_chroma_path, url=url)
-    gold = store.load_goldset(goldset) if store is not None and goldset else None
+    gold = load_goldset(store, goldset) if store is not None and goldset else None
     previous = (
         latest_measurements(
             store,
@@ -815,7 +826,7 @@ def check_drift_metric(
     store where the newest run stands. A series still inside its warm-up gives a note."""
     runs = [
         run
-        for run in reversed(store.list_runs(goldset=goldset, status="complete", limit=500))
+        for run in reversed(list_runs(store, goldset=goldset, status="complete", limit=500))
         if label is None or run.spec.label == label
     ]
     points = [(run, run.aggregates.get(measure)) for run in runs]
@@ -1017,7 +1028,7 @@ def score_answers_for_run(
     """
     from evalkit.answers import AnswerRecord, score_answers
 
-    query_ids = [str(query_id) for query_id in store.run_queries(run_id)["query_id"]]
+    query_ids = [str(query_id) for query_id in run_queries(store, run_id)["query_id"]]
     records = [
         AnswerRecord(
             id=logged.query_id, question=logged.text, answer=logged.answer, contexts=logged.contexts

@@ -23,7 +23,9 @@ from evalkit.store import RunSpec, Store
 from evalkit.store.alerts import list_alerts, load_alert_states
 from evalkit.store.audit import save_audit
 from evalkit.store.drift import save_drift_check
+from evalkit.store.goldsets import save_goldset
 from evalkit.store.jobs import record_job_run
+from evalkit.store.runs import create_run, finish_run, get_run
 from evalkit.store.traffic import StoredWindowSummary, save_traffic_replay
 
 T0 = datetime(2026, 11, 21, 2, 0, 0)
@@ -242,8 +244,9 @@ def stored_run(store: Store, value: float) -> str:
         label="replay",
         n_queries=30,
     )
-    run_id = store.create_run(spec)
-    store.finish_run(
+    run_id = create_run(store, spec)
+    finish_run(
+        store,
         run_id,
         status="complete",
         per_query=None,
@@ -427,7 +430,7 @@ def test_the_gate_rule_reports_a_partial_candidate_with_its_failed_queries_as_ze
     gold = Goldset.build(
         "forty", [Query(q, f"query {q}") for q in ids], [Judgment(q, f"d{q}", 1) for q in ids]
     )
-    store.save_goldset(gold)
+    save_goldset(store, gold)
 
     def replay(fail: set[str]) -> str:
         outcome = evaluate_goldset(
@@ -437,7 +440,7 @@ def test_the_gate_rule_reports_a_partial_candidate_with_its_failed_queries_as_ze
 
     baseline = replay(set())
     candidate = replay(set(ids[:10]))
-    assert store.get_run(candidate).status == "partial"
+    assert get_run(store, candidate).status == "partial"
     config = configure(
         {
             "name": "gate",

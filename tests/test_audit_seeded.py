@@ -30,6 +30,7 @@ from evalkit.store.audit import (
     list_audit_findings,
     list_audits,
 )
+from evalkit.store.goldsets import save_goldset
 
 pytestmark = pytest.mark.slow
 
@@ -345,7 +346,7 @@ def test_cli_reports_stores_and_gates_on_severity(
     monkeypatch.setenv("EVALKIT_CHROMA_PATH", str(chroma_path))
     store_path = evalkit_home / "evalkit.duckdb"
     with _store_with_audit_tables(store_path) as store:
-        store.save_goldset(seeded.goldset)
+        save_goldset(store, seeded.goldset)
     capsys.readouterr()
     arguments = ["audit", "--collection", seeded.collection, "--format", "json"]
 

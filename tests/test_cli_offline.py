@@ -216,17 +216,19 @@ def test_a_run_left_running_by_a_stopped_process_is_marked_failed_by_the_next_wr
     tmp_path: Path, evalkit_home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from evalkit.store import RunSpec, Store
+    from evalkit.store.runs import create_run
 
     # What a killed `evalkit run` leaves: a run committed as running, never finished.
     with Store.open(evalkit_home / "evalkit.duckdb") as store:
-        orphan = store.create_run(
+        orphan = create_run(
+            store,
             RunSpec(
                 kind="goldset",
                 retriever_kind="http",
                 k=10,
                 measures=("mrr",),
                 evalkit_version="test",
-            )
+            ),
         )
     folder = write_goldset(tmp_path / "gs", '{"query_id": "q1", "doc_id": "d1", "relevance": 1}\n')
     code, _, err = run_cli(capsys, "goldset", "import", str(folder), "--name", "g")

@@ -17,6 +17,7 @@ from evalkit.goldset.model import Goldset
 from evalkit.pipeline import evaluate_goldset, replay_traffic_window
 from evalkit.records import Judgment, Query, QueryResult, ScoredDoc
 from evalkit.store import Store
+from evalkit.store.goldsets import save_goldset
 from evalkit.traffic import SampleSpec, ingest_paths, parse_window, sample_window
 
 
@@ -63,7 +64,7 @@ def partial_run(evalkit_home: Path) -> str:
     )
     evalkit_home.mkdir(parents=True, exist_ok=True)
     with Store.open(evalkit_home / "evalkit.duckdb") as store:
-        store.save_goldset(gold)
+        save_goldset(store, gold)
         outcome = evaluate_goldset(
             store,
             gold,

@@ -31,6 +31,7 @@ from test_dashboard_seed import (
 )
 
 from evalkit.store import Store
+from evalkit.store.runs import list_runs
 
 APP = Path(__file__).resolve().parents[1] / "dashboards" / "app.py"
 PAGES = {
@@ -198,7 +199,7 @@ def test_query_drill_down_explains_the_score_with_document_text(
 def test_query_search_text_is_passed_as_a_parameter(seeded: SeededStore, use_store) -> None:
     use_store(seeded.path)
     with Store.open(seeded.path, read_only=True) as store:
-        before = len(store.list_runs(limit=100))
+        before = len(list_runs(store, limit=100))
     app = open_page("query", goldset="mini", run=seeded.runs["A1"])
     app.text_input[0].input("x'); DROP TABLE runs; --").run()
     assert not app.exception
@@ -206,7 +207,7 @@ def test_query_search_text_is_passed_as_a_parameter(seeded: SeededStore, use_sto
     app.text_input[0].input("topic 07").run()
     assert app.selectbox(key="choose-query").value == "q07"
     with Store.open(seeded.path, read_only=True) as store:
-        assert len(store.list_runs(limit=100)) == before
+        assert len(list_runs(store, limit=100)) == before
 
 
 def test_goldsets_page_counts_versions_and_judgment_coverage(

@@ -27,6 +27,8 @@ from evalkit.metrics import Evaluator
 from evalkit.pipeline import results_frame
 from evalkit.records import Judgment, Query, QueryResult, ScoredDoc
 from evalkit.store import RunSpec, Store
+from evalkit.store.goldsets import save_goldset
+from evalkit.store.runs import add_query_results, create_run, fail_run, finish_run, get_run
 
 GOLDSET = "mini"
 MEASURES = ("ndcg@10", "recall@10", "precision@10", "mrr@10", "hit_rate@10", "r_precision", "map")
@@ -136,14 +138,15 @@ def store_run(
         label=label,
         n_queries=len(gold.queries),
     )
-    run_id = store.create_run(spec)
+    run_id = create_run(store, spec)
     results = _results(rankings, failed)
-    store.add_query_results(run_id, results)
+    add_query_results(store, run_id, results)
     answered = [r.query_id for r in results if r.ok]
     evaluation = Evaluator(list(gold.judgments), list(measures)).evaluate(
         results_frame(results), complete=True, query_ids=answered
     )
-    store.finish_run(
+    finish_run(
+        store,
         run_id,
         status="partial" if failed else "complete",
         per_query=evaluation.per_query,
@@ -179,7 +182,8 @@ def _seed_traffic(store: Store, log: Path) -> tuple[str, str]:
     ingest_paths(store, [log])
     run_ids = []
     for day, label in enumerate(WINDOWS):
-        run_id = store.create_run(
+        run_id = create_run(
+            store,
             RunSpec(
                 kind="traffic",
                 retriever_kind="chroma-embedded",
@@ -187,7 +191,7 @@ def _seed_traffic(store: Store, log: Path) -> tuple[str, str]:
                 measures=(),
                 evalkit_version="test",
                 collection="mini",
-            )
+            ),
         )
         # 20 queries per window, 10 per tenant; acme's first `low` queries are low-confidence.
         low = 2 + 3 * day
@@ -242,7 +246,8 @@ def _seed_traffic(store: Store, log: Path) -> tuple[str, str]:
             embedding_ids=list(per_query["query_id"]),
             embeddings=vectors,
         )
-        store.finish_run(
+        finish_run(
+            store,
             run_id,
             status="complete",
             per_query=None,
@@ -448,7 +453,7 @@ def seed_store(path: Path, *, areas: bool = True, chroma: bool = False) -> Seede
         _seed_chroma(chroma_path, gold_v2)
     runs: dict[str, str] = {}
     with Store.open(path) as store:
-        store.save_goldset(gold_v1)
+        save_goldset(store, gold_v1)
         ids = query_ids()
         good = {q: perfect(q) for q in ids}
         # Three retrievers: A and C on Chroma collections, B behind HTTP.
@@ -486,7 +491,7 @@ def seed_store(path: Path, *, areas: bool = True, chroma: bool = False) -> Seede
                 failed=failed,
                 **retrievers[name[0]],
             )
-        store.save_goldset(gold_v2)
+        save_goldset(store, gold_v2)
         worse = {q: degraded(q) for q in query_ids(N_QUERIES + 1)}
         runs["A3"] = store_run(
             store,
@@ -496,9 +501,9 @@ def seed_store(path: Path, *, areas: bool = True, chroma: bool = False) -> Seede
             index_fingerprint="idx-2",
             **retrievers["A"],
         )
-        spec = store.get_run(runs["B2"]).spec
-        runs["B3"] = store.create_run(spec)
-        store.fail_run(runs["B3"], "RetrieverError: connection refused")
+        spec = get_run(store, runs["B2"]).spec
+        runs["B3"] = create_run(store, spec)
+        fail_run(store, runs["B3"], "RetrieverError: connection refused")
         if not areas:
             return SeededStore(
                 path, runs, (gold_v1.version, gold_v2.version), ("", ""), "", path, "", ""
@@ -597,10 +602,10 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> SeededStore:
 
 def test_seeded_runs_have_the_hand_computed_figures(seeded: SeededStore) -> None:
     with Store.open(seeded.path, read_only=True) as store:
-        baseline = store.get_run(seeded.runs["A1"])
-        latest = store.get_run(seeded.runs["A3"])
-        partial = store.get_run(seeded.runs["C2"])
-        failed = store.get_run(seeded.runs["B3"])
+        baseline = get_run(store, seeded.runs["A1"])
+        latest = get_run(store, seeded.runs["A3"])
+        partial = get_run(store, seeded.runs["C2"])
+        failed = get_run(store, seeded.runs["B3"])
     assert baseline.status == "complete"
     assert baseline.aggregates["ndcg@10"] == pytest.approx(1.0)
     assert baseline.aggregates["recall@10"] == pytest.approx(1.0)
@@ -646,7 +651,7 @@ def seed_mixed_store(path: Path) -> dict[str, str]:
     ids = query_ids()
     runs: dict[str, str] = {}
     with Store.open(path) as store:
-        store.save_goldset(gold)
+        save_goldset(store, gold)
         for k in MIXED_CUTOFFS:
             runs[f"k{k}"] = store_run(
                 store,
@@ -670,10 +675,11 @@ def seed_mixed_store(path: Path) -> dict[str, str]:
             measures=mixed_measures(100),
             **series,
         )
-        spec = store.get_run(runs["partial"]).spec
-        runs["empty"] = store.create_run(spec)
-        store.add_query_results(runs["empty"], _results({q: [] for q in ids}, failed=ids))
-        store.finish_run(
+        spec = get_run(store, runs["partial"]).spec
+        runs["empty"] = create_run(store, spec)
+        add_query_results(store, runs["empty"], _results({q: [] for q in ids}, failed=ids))
+        finish_run(
+            store,
             runs["empty"],
             status="partial",
             per_query=None,
@@ -683,8 +689,8 @@ def seed_mixed_store(path: Path) -> dict[str, str]:
             n_failed=len(ids),
             error=f"{len(ids)} of {len(ids)} queries failed",
         )
-        runs["failed"] = store.create_run(spec)
-        store.fail_run(runs["failed"], "RetrieverError: connection refused")
+        runs["failed"] = create_run(store, spec)
+        fail_run(store, runs["failed"], "RetrieverError: connection refused")
         runs["http"] = store_run(
             store,
             gold,

@@ -22,6 +22,8 @@ from pathlib import Path
 import pytest
 
 from evalkit.store import Store
+from evalkit.store.goldsets import list_goldsets
+from evalkit.store.runs import get_run, list_runs
 
 DEMO = Path(__file__).resolve().parents[1] / "goldsets" / "demo"
 FS_SIZE = "8m"
@@ -120,7 +122,7 @@ def small_disk(tmp_path: Path) -> Iterator[SmallDisk]:
 
 def statuses(store_path: Path) -> list[str]:
     with Store.open(store_path, read_only=True) as store:
-        return [run.status for run in store.list_runs(limit=100)]
+        return [run.status for run in list_runs(store, limit=100)]
 
 
 def test_a_full_disk_fails_the_command_cleanly_and_loses_nothing(small_disk: SmallDisk) -> None:
@@ -158,9 +160,9 @@ def test_a_full_disk_fails_the_command_cleanly_and_loses_nothing(small_disk: Sma
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["aggregates"] == baseline["aggregates"]
     with Store.open(small_disk.store, read_only=True) as store:
-        runs = store.list_runs(limit=100)
+        runs = list_runs(store, limit=100)
         assert runs[-1].run_id == baseline["run_id"]
-        assert store.get_run(baseline["run_id"]).aggregates == baseline["aggregates"]
+        assert get_run(store, baseline["run_id"]).aggregates == baseline["aggregates"]
         assert {run.status for run in runs} <= {"complete", "failed"}
         assert [run.status for run in runs].count("complete") == 2
-        assert store.list_goldsets()[0].n_queries == 129
+        assert list_goldsets(store)[0].n_queries == 129

@@ -8,11 +8,13 @@ from typing import Any
 
 import pytest
 
+from evalkit import pipeline
 from evalkit.embedding import ModelFingerprint
 from evalkit.goldset.model import Goldset
 from evalkit.pipeline import default_measures, evaluate_goldset
 from evalkit.records import Judgment, Query, QueryResult, ScoredDoc
 from evalkit.store import Store
+from evalkit.store.runs import list_runs, query_metrics, run_queries, run_results
 
 
 class ListRetriever:
@@ -94,7 +96,7 @@ def test_complete_run_scores_and_records_reproducibility(store: Store) -> None:
     assert run.spec.model_fingerprint == "abc"
     assert run.spec.index_fingerprint == "idx-1"
     assert run.spec.retriever_config == {"kind": "list", "collection": "fixed"}
-    assert store.query_metrics(run.run_id).loc["q2", "mrr"] == pytest.approx(0.5)
+    assert query_metrics(store, run.run_id).loc["q2", "mrr"] == pytest.approx(0.5)
 
 
 def test_documents_returned_twice_count_once_at_their_best_rank(store: Store) -> None:
@@ -107,11 +109,11 @@ def test_documents_returned_twice_count_once_at_their_best_rank(store: Store) ->
     assert (run.status, run.n_duplicates) == ("complete", 3)
     assert run.to_dict()["n_duplicates"] == 3
     assert run.aggregates["mrr"] == pytest.approx((1 + 0.5 + 0 + 1) / 4)
-    assert store.query_metrics(run.run_id).loc["q2", "precision@5"] == pytest.approx(1 / 5)
-    replayed = store.run_queries(run.run_id).set_index("query_id")
+    assert query_metrics(store, run.run_id).loc["q2", "precision@5"] == pytest.approx(1 / 5)
+    replayed = run_queries(store, run.run_id).set_index("query_id")
     assert replayed.loc["q2", "n_duplicates"] == 3
     assert replayed.loc["q2", "n_results"] == 2
-    assert store.run_results(run.run_id).query("query_id == 'q2'")["rank"].tolist() == [1, 2]
+    assert run_results(store, run.run_id).query("query_id == 'q2'")["rank"].tolist() == [1, 2]
 
 
 def test_failed_queries_make_a_partial_run_left_out_of_averages(store: Store) -> None:
@@ -124,9 +126,9 @@ def test_failed_queries_make_a_partial_run_left_out_of_averages(store: Store) ->
     assert run.n_evaluated == 3
     assert run.aggregates["mrr"] == pytest.approx((1 + 0.5 + 1) / 3)
     assert "timed out" in (run.error or "")
-    replayed = store.run_queries(run.run_id).set_index("query_id")
+    replayed = run_queries(store, run.run_id).set_index("query_id")
     assert replayed.loc["q3", "error"] == "timed out after 10 s"
-    assert "q3" not in store.query_metrics(run.run_id).index
+    assert "q3" not in query_metrics(store, run.run_id).index
 
 
 def test_a_batch_that_raises_fails_its_queries_not_the_run(store: Store) -> None:
@@ -135,7 +137,7 @@ def test_a_batch_that_raises_fails_its_queries_not_the_run(store: Store) -> None
     assert retriever.batches == [["q1", "q2"], ["q3", "q4"]]
     assert outcome.run.status == "partial"
     assert outcome.run.n_failed == 2
-    errors = store.run_queries(outcome.run.run_id).set_index("query_id")["error"]
+    errors = run_queries(store, outcome.run.run_id).set_index("query_id")["error"]
     assert errors["q1"] == "ConnectionError: connection refused"
 
 
@@ -149,13 +151,13 @@ def test_a_retriever_down_for_every_query_fails_the_run(store: Store) -> None:
 def test_a_crash_in_the_store_marks_the_run_failed(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken(run_id: str, results: Sequence[QueryResult]) -> None:
+    def broken(store: Store, run_id: str, results: Sequence[QueryResult]) -> None:
         raise OSError("No space left on device")
 
-    monkeypatch.setattr(store, "add_query_results", broken)
+    monkeypatch.setattr(pipeline, "add_query_results", broken)
     with pytest.raises(OSError, match="No space"):
         evaluate_goldset(store, goldset(), ListRetriever(RANKINGS), k=10)
-    [run] = store.list_runs()
+    [run] = list_runs(store)
     assert run.status == "failed"
     assert "No space" in (run.error or "")
 

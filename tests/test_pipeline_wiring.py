@@ -33,6 +33,16 @@ from evalkit.store import RunSpec, Store
 from evalkit.store.answers import list_scorings
 from evalkit.store.audit import get_audit, latest_measurements, list_audits
 from evalkit.store.drift import list_drift_checks
+from evalkit.store.goldsets import save_goldset
+from evalkit.store.runs import (
+    create_run,
+    finish_run,
+    get_run,
+    list_runs,
+    query_metrics,
+    run_queries,
+    run_results,
+)
 from evalkit.store.traffic import (
     StoredWindowSummary,
     latest_window_summary,
@@ -117,7 +127,7 @@ def test_traffic_replay_records_run_summary_and_logged_answers(
         store, sample_id, http, k=5, batch_size=3, answers=True, close_retriever=True
     )
     assert http.closed == 1
-    run = store.get_run(outcome.run.run_id)
+    run = get_run(store, outcome.run.run_id)
     assert (run.spec.kind, run.status, run.n_failed) == ("traffic", "complete", 0)
     assert run.spec.label == f"traffic {DAY}"
     summary = latest_window_summary(store, DAY)
@@ -125,7 +135,7 @@ def test_traffic_replay_records_run_summary_and_logged_answers(
     assert summary.n_replayed == N_LOGGED
     # Every logged top-2 holds the replay's first document: the comparison ran on all.
     assert summary.n_compared == N_LOGGED
-    results = store.run_results(run.run_id)
+    results = run_results(store, run.run_id)
     assert len(results) == N_LOGGED * 5
     assert outcome.answers is not None
     assert outcome.answers.n_records == 2
@@ -158,19 +168,19 @@ def test_a_crash_fails_a_traffic_run_with_its_error_and_closes_the_retriever(
             close_retriever=True,
         )
     assert http.closed == 1
-    (run,) = store.list_runs()
+    (run,) = list_runs(store)
     assert (run.spec.kind, run.status) == ("traffic", "failed")
     assert run.error == "RuntimeError: stopped on purpose"
     # The store is held during a traffic replay: the batches replayed before the crash
     # were stored, the rest never sent.
-    assert 0 < len(store.run_queries(run.run_id)) < N_LOGGED
+    assert 0 < len(run_queries(store, run.run_id)) < N_LOGGED
 
 
 def test_a_crash_fails_a_goldset_run_recorded_at_write_time(
     settings: Settings, retriever: FakeRetriever
 ) -> None:
     with Store.open(settings.resolved_store_path) as opened:
-        opened.save_goldset(make_goldset())
+        save_goldset(opened, make_goldset())
     opens: list[str] = []
 
     def opener() -> Any:
@@ -192,10 +202,10 @@ def test_a_crash_fails_a_goldset_run_recorded_at_write_time(
     assert http.closed == 1
     assert opens == ["open"], "the store is opened once, after the replay, to record the failure"
     with Store.open(settings.resolved_store_path, read_only=True) as reading:
-        (run,) = reading.list_runs(goldset="gs")
+        (run,) = list_runs(reading, goldset="gs")
         assert run.status == "failed"
         assert run.error == "RuntimeError: stopped on purpose"
-        assert reading.run_queries(run.run_id).empty
+        assert run_queries(reading, run.run_id).empty
 
 
 def test_a_goldset_run_whose_every_query_failed_is_failed(
@@ -230,8 +240,9 @@ def test_metric_drift_check_stores_where_the_newest_run_stands(store: Store) -> 
     assert warming.check is None
     assert warming.note == "0 runs so far; the warm-up needs more"
     for value in values:
-        run_id = store.create_run(spec)
-        store.finish_run(
+        run_id = create_run(store, spec)
+        finish_run(
+            store,
             run_id,
             status="complete",
             per_query=None,
@@ -263,10 +274,10 @@ def test_query_drift_check_needs_two_replayed_windows(
 
 def run_rows(store: Store, run_id: str) -> dict[str, Any]:
     """What a run stored, without what differs between any two runs (ids, times, latency)."""
-    run = store.get_run(run_id)
+    run = get_run(store, run_id)
     spec = run.spec
-    results = store.run_results(run_id)[["query_id", "doc_id", "score", "rank"]]
-    queries = store.run_queries(run_id)[["query_id", "error"]]
+    results = run_results(store, run_id)[["query_id", "doc_id", "score", "rank"]]
+    queries = run_queries(store, run_id)[["query_id", "error"]]
     return {
         "spec": (
             spec.kind,
@@ -283,7 +294,7 @@ def run_rows(store: Store, run_id: str) -> dict[str, Any]:
         "aggregates": dict(run.aggregates),
         "results": results.sort_values(["query_id", "rank"]).reset_index(drop=True),
         "queries": queries.sort_values("query_id").reset_index(drop=True),
-        "per_query": store.query_metrics(run_id).sort_index(),
+        "per_query": query_metrics(store, run_id).sort_index(),
     }
 
 
@@ -308,7 +319,7 @@ def test_goldset_job_and_run_command_store_the_same_rows(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     with Store.open(settings.resolved_store_path) as opened:
-        opened.save_goldset(make_goldset())
+        save_goldset(opened, make_goldset())
     write_config(
         evalkit_home,
         monkeypatch,
@@ -340,7 +351,7 @@ k = 10
     )
     assert code == 0, capsys.readouterr().err
     with Store.open(settings.resolved_store_path, read_only=True) as reading:
-        runs = reading.list_runs(goldset="gs")
+        runs = list_runs(reading, goldset="gs")
         assert len(runs) == 2
         by_job, by_command = (run_rows(reading, run.run_id) for run in reversed(runs))
     assert by_job["status"] == ("complete", 0, None)
@@ -396,7 +407,7 @@ answers = false
     )
     assert code == 0, capsys.readouterr().err
     with Store.open(settings.resolved_store_path, read_only=True) as reading:
-        runs = [run for run in reading.list_runs() if run.spec.kind == "traffic"]
+        runs = [run for run in list_runs(reading) if run.spec.kind == "traffic"]
         assert len(runs) == 2
         by_job, by_command = (run_rows(reading, run.run_id) for run in reversed(runs))
         summaries = {
@@ -437,8 +448,8 @@ def test_audit_collection_stores_its_report_and_compares_with_the_previous_audit
     from evalkit.embedding import load_embedder
     from evalkit.goldset.model import Goldset
     from evalkit.records import Judgment, Query
-    from evalkit.retrievers.chroma import index_corpus
     from evalkit.retrievers.chroma_client import open_chroma_client
+    from evalkit.retrievers.indexing import index_corpus
 
     embedder = load_embedder()
     documents = _documents(FACTS)
@@ -446,7 +457,7 @@ def test_audit_collection_stores_its_report_and_compares_with_the_previous_audit
     index_corpus(client, documents, embedder, collection_name="facts")
     queries = [Query(id="q-tower", text="How tall is the Eiffel Tower?")]
     judgments = [Judgment("q-tower", "eiffel", 1), Judgment("q-tower", "gone", 1)]
-    store.save_goldset(Goldset.build("facts-gold", queries, judgments, source="synthetic"))
+    save_goldset(store, Goldset.build("facts-gold", queries, judgments, source="synthetic"))
     config = AuditConfig(checks=("duplicates", "orphans", "coverage"), k=3)
 
     first = audit_collection(

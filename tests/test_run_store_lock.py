@@ -25,6 +25,7 @@ from evalkit.pipeline import evaluate_goldset
 from evalkit.records import Query, QueryResult
 from evalkit.scheduler.lock import FileLock, StoreAccess
 from evalkit.store import Store
+from evalkit.store.runs import list_runs, run_queries
 
 pytestmark = pytest.mark.slow
 
@@ -127,7 +128,7 @@ class Evalkit:
 
     def statuses(self) -> list[str]:
         with Store.open(self.store, read_only=True) as store:
-            return [run.status for run in store.list_runs()]
+            return [run.status for run in list_runs(store)]
 
 
 @pytest.fixture
@@ -214,7 +215,7 @@ def test_an_interrupted_replay_outside_the_lock_is_stored_as_a_failed_run(
     with pytest.raises(KeyboardInterrupt):
         evaluate_goldset(lambda: access.writer("run"), goldset, _Interrupted(), k=10, answers=False)
     with Store.open(access.store_path, read_only=True) as store:
-        [run] = store.list_runs()
+        [run] = list_runs(store)
     assert run.status == "failed"
     assert run.error == "KeyboardInterrupt: "
     assert run.spec.goldset_version == goldset.version
@@ -230,4 +231,4 @@ def test_a_failing_retriever_outside_the_lock_gives_a_failed_run(tmp_path: Path)
     assert outcome.run.status == "failed"
     assert outcome.run.n_failed == 3
     with Store.open(access.store_path, read_only=True) as store:
-        assert store.run_queries(outcome.run.run_id)["error"].notna().all()
+        assert run_queries(store, outcome.run.run_id)["error"].notna().all()

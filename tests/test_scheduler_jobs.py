@@ -33,7 +33,9 @@ from evalkit.scheduler import (
 )
 from evalkit.store import RunSpec, Store
 from evalkit.store.drift import list_drift_checks
+from evalkit.store.goldsets import save_goldset
 from evalkit.store.jobs import list_job_runs
+from evalkit.store.runs import create_run, finish_run, get_run, list_runs, run_results
 from evalkit.store.traffic import save_traffic_replay
 
 
@@ -122,7 +124,7 @@ def test_cancelling_interrupts_a_command_and_a_goldset_replay(
     settings: Settings, retriever: FakeRetriever
 ) -> None:
     with Store.open(settings.resolved_store_path) as store:
-        store.save_goldset(make_goldset())
+        save_goldset(store, make_goldset())
     config = configure(
         {"name": "sleepy", "kind": "command", "command": python("import time; time.sleep(30)")},
         {
@@ -142,7 +144,7 @@ def test_cancelling_interrupts_a_command_and_a_goldset_replay(
     assert replay is not None
     assert replay.status == "interrupted"
     with Store.open(settings.resolved_store_path, read_only=True) as store:
-        (run,) = store.list_runs(goldset="gs")
+        (run,) = list_runs(store, goldset="gs")
     assert run.status == "failed"
     assert "JobCancelledError" in str(run.error)
     assert run.aggregates == {}, "no figures of an interrupted run look complete"
@@ -272,8 +274,8 @@ def test_retention_prunes_per_query_rows_and_keeps_aggregates_and_baselines(
     assert result.summary["runs_pruned"] == 2
     with Store.open(path, read_only=True) as store:
         for run_id, whole in zip(runs, [True, False, False, True], strict=True):
-            assert (len(store.run_results(run_id)) > 0) is whole, run_id
-            assert store.get_run(run_id).aggregates["precision@10"] == pytest.approx(0.3)
+            assert (len(run_results(store, run_id)) > 0) is whole, run_id
+            assert get_run(store, run_id).aggregates["precision@10"] == pytest.approx(0.3)
         pruned = store.fetch("SELECT run_id FROM pruned_runs ORDER BY run_id")
         answered = store.fetch(
             "SELECT s.run_id FROM answer_items i JOIN answer_scorings s USING (scoring_id)"
@@ -298,8 +300,9 @@ def test_metric_drift_check_job(settings: Settings) -> None:
     )
     with Store.open(settings.resolved_store_path) as store:
         for value in [0.30, 0.31, 0.29, 0.30, 0.30, 0.31, 0.20, 0.19, 0.20, 0.21]:
-            run_id = store.create_run(spec)
-            store.finish_run(
+            run_id = create_run(store, spec)
+            finish_run(
+                store,
                 run_id,
                 status="complete",
                 per_query=None,

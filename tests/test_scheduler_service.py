@@ -29,7 +29,9 @@ from test_scheduler_support import (  # noqa: F401  (fixtures)
 
 from evalkit.store import Store
 from evalkit.store.alerts import list_alerts, outbox_counts
+from evalkit.store.goldsets import list_goldsets, save_goldset
 from evalkit.store.jobs import list_job_runs
+from evalkit.store.runs import list_runs
 
 pytestmark = pytest.mark.slow
 
@@ -219,7 +221,7 @@ cooldown = 0
     assert len(set(ids)) == 3, "no alert was accepted twice"
     assert accepted[2].payload["evidence"]["status"] == "interrupted"
     with Store.open(home.store, read_only=True) as store:
-        runs = store.list_runs(goldset="gs")
+        runs = list_runs(store, goldset="gs")
         job_runs = list_job_runs(store, job="replay")
         alerts = list_alerts(store)
         outbox = outbox_counts(store)
@@ -343,10 +345,11 @@ READER = (
     "import sys\n"
     "from pathlib import Path\n"
     "from evalkit.scheduler import StoreAccess\n"
+    "from evalkit.store.runs import list_runs\n"
     "access = StoreAccess(Path(sys.argv[1]), wait=120, program='dashboard',"
     " on_wait=lambda m: print(m, flush=True))\n"
     "with access.reader() as store:\n"
-    "    print('runs:', len(store.list_runs()), flush=True)\n"
+    "    print('runs:', len(list_runs(store)), flush=True)\n"
 )
 NAIVE_READER = (
     "import sys\nfrom evalkit.store import Store\nStore.open(sys.argv[1], read_only=True)\n"
@@ -361,7 +364,7 @@ def test_one_writer_serve_cli_and_a_reader_share_the_store(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     store = Store.open(home.store)
-    store.save_goldset(make_goldset())
+    save_goldset(store, make_goldset())
     store.close()
     home.config.write_text(
         f"""
@@ -443,11 +446,11 @@ kind = "retention"
     assert serve.stop() == 0
     with Store.open(home.store, read_only=True) as store:
         statuses = {run.job: run.status for run in list_job_runs(store)}
-        (run,) = store.list_runs(goldset="gs")
+        (run,) = list_runs(store, goldset="gs")
     assert statuses == {"replay": "succeeded", "note": "succeeded"}
     assert run.status == "complete"
     with Store.open(home.store, read_only=True) as store:
-        assert {info.name for info in store.list_goldsets()} == {"gs", "demo"}
+        assert {info.name for info in list_goldsets(store)} == {"gs", "demo"}
 
 
 HOLDER = (
@@ -465,7 +468,7 @@ def test_sigterm_while_jobs_wait_for_the_store_starts_nothing_and_raises_no_aler
     home: Home, retriever: FakeRetriever, serves: list[Serve]
 ) -> None:
     store = Store.open(home.store)
-    store.save_goldset(make_goldset())
+    save_goldset(store, make_goldset())
     store.close()
     jobs = "".join(
         f"""
@@ -500,7 +503,7 @@ cooldown = 0
         _sigterm_while_waiting(home, serve, retriever, lock_path, f"holder-{round_}")
         with Store.open(home.store, read_only=True) as store:
             job_runs = list_job_runs(store)
-            runs = store.list_runs(goldset="gs")
+            runs = list_runs(store, goldset="gs")
             alerts = list_alerts(store)
         assert {run.status for run in job_runs} == {"succeeded"}, serve.log.read_text()
         assert {run.status for run in runs} == {"complete"}

@@ -23,6 +23,7 @@ from evalkit.records import Document
 from evalkit.retrievers import index_corpus, open_chroma_client
 from evalkit.store import Store
 from evalkit.store.jobs import list_job_runs
+from evalkit.store.runs import get_run, run_results
 from evalkit.store.traffic import latest_window_summary, window_embeddings
 
 pytestmark = pytest.mark.slow
@@ -118,7 +119,7 @@ def run_job(capsys: pytest.CaptureFixture[str], name: str) -> dict[str, Any]:
 
 def returned_docs(store: Store, run_id: str) -> dict[str, list[str]]:
     docs: dict[str, list[str]] = {}
-    for query_id, _, doc_id, _ in store.run_results(run_id).itertuples(index=False):
+    for query_id, _, doc_id, _ in run_results(store, run_id).itertuples(index=False):
         docs.setdefault(query_id, []).append(doc_id)
     return docs
 
@@ -146,7 +147,7 @@ def test_the_traffic_job_ingests_samples_and_replays_without_crossing_tenants(
     with Store.open(store_path, read_only=True) as store:
         (stored_job_run,) = list_job_runs(store, job="traffic-hourly")
         assert (stored_job_run.status, stored_job_run.run_ids) == ("succeeded", (run_id,))
-        run = store.get_run(run_id)
+        run = get_run(store, run_id)
         assert (run.status, run.spec.kind, run.spec.label) == (
             "complete",
             "traffic",

@@ -27,6 +27,8 @@ from evalkit.stats import (
     score_stored_run,
 )
 from evalkit.store import Store
+from evalkit.store.goldsets import judgments_frame
+from evalkit.store.runs import get_run, query_metrics
 
 N_QUERIES = 20
 MISSED = {f"q{i:02d}" for i in range(0, N_QUERIES, 2)}
@@ -131,7 +133,7 @@ def test_decision_and_worst_queries_agree_with_the_stored_runs(store: Store) -> 
     assert report.decision is Decision.REGRESSION
     assert report.decision is overall_decision(m.decision for m in report.metrics)
     assert [m.decision for m in report.metrics] == [Decision.REGRESSION, Decision.REGRESSION]
-    stored = store.query_metrics(candidate)
+    stored = query_metrics(store, candidate)
     for measure in report.measures:
         drops = report.worst_for(measure)
         # Ten queries dropped by the same amount; the ten listed are those, by query id.
@@ -194,7 +196,7 @@ def test_failed_queries_are_refused_or_counted_as_zero_once_for_every_caller(
 ) -> None:
     baseline = stored_run(store, FixedRetriever())
     partial = stored_run(store, FixedRetriever(fail=["q03"]))
-    assert store.get_run(partial).status == "partial"
+    assert get_run(store, partial).status == "partial"
 
     with pytest.raises(FailedQueriesError) as refused:
         compare_stored_runs(store, baseline, partial, ["ndcg@10"], resamples=500)
@@ -212,7 +214,7 @@ def test_failed_queries_are_refused_or_counted_as_zero_once_for_every_caller(
 
 def test_score_run_reads_a_trec_run_file_or_a_stored_run(store: Store, tmp_path: Path) -> None:
     baseline = stored_run(store, FixedRetriever())
-    judgments = store.judgments_frame(goldset().version)
+    judgments = judgments_frame(store, goldset().version)
     path = tmp_path / "cand.run"
     lines = []
     for i in range(N_QUERIES):

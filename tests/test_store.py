@@ -16,6 +16,17 @@ from evalkit.errors import NotFoundError, StoreError
 from evalkit.goldset.model import Goldset
 from evalkit.records import Judgment, Query, QueryResult, ScoredDoc
 from evalkit.store import MIGRATIONS, RunSpec, Store
+from evalkit.store.goldsets import list_goldsets, load_goldset, save_goldset
+from evalkit.store.runs import (
+    add_query_results,
+    create_run,
+    fail_run,
+    finish_run,
+    get_run,
+    list_runs,
+    query_metrics,
+    run_results,
+)
 
 
 def small_goldset(name: str = "tiny") -> Goldset:
@@ -64,48 +75,49 @@ def test_migrations_are_applied_once_and_recorded(tmp_path: Path) -> None:
 
 def test_goldset_round_trip_keeps_order_fields_and_version(store: Store) -> None:
     goldset = small_goldset()
-    assert store.save_goldset(goldset) is True
-    assert store.save_goldset(goldset) is False
-    loaded = store.load_goldset("tiny")
+    assert save_goldset(store, goldset) is True
+    assert save_goldset(store, goldset) is False
+    loaded = load_goldset(store, "tiny")
     assert loaded.version == goldset.version
     assert loaded.query_ids == ("q2", "q1")
     assert loaded.queries[0].tags == ("hard",)
     assert loaded.queries[0].tenant == "acme"
     assert loaded.queries[1].reference_context_ids == ("d1",)
     assert set(loaded.judgments) == set(goldset.judgments)
-    assert store.load_goldset("tiny", goldset.version[:6]).version == goldset.version
+    assert load_goldset(store, "tiny", goldset.version[:6]).version == goldset.version
 
 
 def test_a_second_version_becomes_the_default(store: Store) -> None:
     first = small_goldset()
     second = Goldset.build("tiny", first.queries, (*first.judgments, Judgment("q2", "d9", 3)))
-    store.save_goldset(first)
+    save_goldset(store, first)
     time.sleep(0.01)
-    store.save_goldset(second)
-    assert [info.version for info in store.list_goldsets("tiny")] == [
+    save_goldset(store, second)
+    assert [info.version for info in list_goldsets(store, "tiny")] == [
         second.version,
         first.version,
     ]
-    assert store.load_goldset("tiny").version == second.version
-    assert store.load_goldset("tiny", first.version).version == first.version
+    assert load_goldset(store, "tiny").version == second.version
+    assert load_goldset(store, "tiny", first.version).version == first.version
 
 
 def test_unknown_goldset_and_run_say_what_exists(store: Store) -> None:
-    store.save_goldset(small_goldset())
+    save_goldset(store, small_goldset())
     with pytest.raises(NotFoundError, match="stored: tiny"):
-        store.load_goldset("nope")
+        load_goldset(store, "nope")
     with pytest.raises(NotFoundError, match="evalkit runs list"):
-        store.get_run("missing")
+        get_run(store, "missing")
 
 
 def test_run_lifecycle_running_then_complete(store: Store) -> None:
-    run_id = store.create_run(spec())
-    assert store.get_run(run_id).status == "running"
-    store.add_query_results(run_id, [result("q1", "d1", "d2"), result("q2", "d3")])
+    run_id = create_run(store, spec())
+    assert get_run(store, run_id).status == "running"
+    add_query_results(store, run_id, [result("q1", "d1", "d2"), result("q2", "d3")])
     per_query = pd.DataFrame(
         {"ndcg@10": [1.0, 0.5], "recall@10": [1.0, 1.0]}, index=pd.Index(["q1", "q2"])
     )
-    store.finish_run(
+    finish_run(
+        store,
         run_id,
         status="complete",
         per_query=per_query,
@@ -114,23 +126,23 @@ def test_run_lifecycle_running_then_complete(store: Store) -> None:
         n_total=2,
         n_failed=0,
     )
-    run = store.get_run(run_id[:17])
+    run = get_run(store, run_id[:17])
     assert run.status == "complete"
     assert run.finished_at is not None
     assert dict(run.aggregates) == {"ndcg@10": 0.75, "recall@10": 1.0}
-    values = store.query_metrics(run_id)
+    values = query_metrics(store, run_id)
     assert list(values.columns) == ["ndcg@10", "recall@10"]
     assert values.loc["q2", "ndcg@10"] == pytest.approx(0.5)
-    docs = store.run_results(run_id)
+    docs = run_results(store, run_id)
     assert docs[docs.query_id == "q1"].doc_id.tolist() == ["d1", "d2"]
-    assert store.list_runs(goldset="tiny")[0].run_id == run_id
+    assert list_runs(store, goldset="tiny")[0].run_id == run_id
 
 
 def test_a_crash_while_finishing_leaves_no_metrics_and_a_running_run(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    run_id = store.create_run(spec())
-    store.add_query_results(run_id, [result("q1", "d1")])
+    run_id = create_run(store, spec())
+    add_query_results(store, run_id, [result("q1", "d1")])
     real_insert = store.insert_frame
 
     def fail_on_aggregates(table: str, frame: pd.DataFrame) -> None:
@@ -140,7 +152,8 @@ def test_a_crash_while_finishing_leaves_no_metrics_and_a_running_run(
 
     monkeypatch.setattr(store, "insert_frame", fail_on_aggregates)
     with pytest.raises(OSError, match="No space"):
-        store.finish_run(
+        finish_run(
+            store,
             run_id,
             status="complete",
             per_query=pd.DataFrame({"ndcg@10": [1.0]}, index=["q1"]),
@@ -149,13 +162,13 @@ def test_a_crash_while_finishing_leaves_no_metrics_and_a_running_run(
             n_total=1,
             n_failed=0,
         )
-    run = store.get_run(run_id)
+    run = get_run(store, run_id)
     assert run.status == "running"
-    assert store.query_metrics(run_id).empty
+    assert query_metrics(store, run_id).empty
     assert dict(run.aggregates) == {}
-    store.fail_run(run_id, "disk full")
-    assert store.get_run(run_id).status == "failed"
-    assert len(store.run_results(run_id)) == 1
+    fail_run(store, run_id, "disk full")
+    assert get_run(store, run_id).status == "failed"
+    assert len(run_results(store, run_id)) == 1
 
 
 def test_read_only_store_must_exist_and_refuses_writes(tmp_path: Path) -> None:
@@ -166,7 +179,7 @@ def test_read_only_store_must_exist_and_refuses_writes(tmp_path: Path) -> None:
         Store.open(tmp_path / "s.duckdb", read_only=True) as reader,
         pytest.raises(StoreError, match="read-only"),
     ):
-        reader.create_run(spec())
+        create_run(reader, spec())
 
 
 def test_a_second_writer_process_gets_a_clear_error(tmp_path: Path) -> None:

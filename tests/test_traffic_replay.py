@@ -17,6 +17,7 @@ from evalkit.metrics.overlap import rank_biased_overlap
 from evalkit.pipeline import replay_traffic_window
 from evalkit.records import Query, QueryResult, ScoredDoc
 from evalkit.store import Store
+from evalkit.store.runs import list_runs, run_results
 from evalkit.store.traffic import (
     SCHEMA_SQL,
     latest_window_summary,
@@ -144,7 +145,7 @@ def test_replay_stores_a_traffic_run_comparison_and_summary(store: Store, tmp_pa
     assert run.spec.label == "traffic 2026-11-21"
     assert run.spec.seed == 2
     assert (run.spec.index_fingerprint, run.spec.model_fingerprint) == ("index-1", "f00d")
-    assert store.run_results(run.run_id)["doc_id"].tolist() == [
+    assert run_results(store, run.run_id)["doc_id"].tolist() == [
         "d1",
         "d2",
         "d3",
@@ -245,7 +246,7 @@ def test_tenants_are_never_replayed_on_a_retriever_that_ignores_them(
     with pytest.raises(ConfigError, match="does not filter by tenant"):
         replay_traffic_window(store, sample_id, blind, k=3)
     assert blind.seen == []
-    assert store.list_runs() == []
+    assert list_runs(store) == []
     outcome = replay_traffic_window(store, sample_id, blind, k=3, tenant_isolation=False)
     assert outcome.run.status == "complete"
     assert {q.tenant for q in blind.seen} == {"a", "b"}
@@ -281,7 +282,7 @@ def test_a_crash_during_replay_marks_the_run_failed(store: Store, tmp_path: Path
             k=3,
             embedder=BrokenEmbedder(),
         )
-    (run,) = store.list_runs()
+    (run,) = list_runs(store)
     assert run.status == "failed"
     assert "model gone" in (run.error or "")
     assert list_window_summaries(store) == []

@@ -22,6 +22,7 @@ from evalkit.records import Document
 from evalkit.retrievers import ChromaRetriever, index_corpus, open_chroma_client
 from evalkit.store import Store, migrations
 from evalkit.store import store as store_module
+from evalkit.store.runs import run_results
 from evalkit.store.traffic import SCHEMA_SQL
 from evalkit.traffic import (
     SampleSpec,
@@ -97,7 +98,7 @@ def home(evalkit_home: Path, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
 
 def returned_docs(store: Store, run_id: str) -> dict[str, list[str]]:
     docs: dict[str, list[str]] = {}
-    for query_id, _, doc_id, _ in store.run_results(run_id).itertuples(index=False):
+    for query_id, _, doc_id, _ in run_results(store, run_id).itertuples(index=False):
         docs.setdefault(query_id, []).append(doc_id)
     return docs
 

@@ -24,6 +24,7 @@ import pandas as pd
 from evalkit.errors import EvalkitError, InputError
 from evalkit.store import Store
 from evalkit.store import dashboard as sql
+from evalkit.store.runs import get_run
 
 __all__ = [
     "AREA_HINTS",
@@ -636,7 +637,7 @@ def query_detail(
 
     ``with_text`` reads the retrieved documents' text from the run's Chroma collection.
     """
-    run = store.get_run(run_id)
+    run = get_run(store, run_id)
     version = run.spec.goldset_version or ""
     texts = sql.search_queries(store, goldset_version=version, text=None, limit=1_000_000)
     matching = texts[texts["query_id"] == query_id]

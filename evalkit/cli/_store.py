@@ -48,8 +48,10 @@ def open_store(*, write: bool, purpose: str, config: Settings | None = None) -> 
 def _fail_orphaned_runs(store: Store, purpose: str) -> None:
     """Runs still ``running`` while this process holds the store belong to a process that
     stopped (killed, or the disk filled before it could record the failure): say so."""
+    from evalkit.store.runs import fail_running_runs
+
     note = f"the process writing it stopped before it finished (found by `evalkit {purpose}`)"
-    for run_id in store.fail_running_runs(note=note):
+    for run_id in fail_running_runs(store, note=note):
         err_console.print(
             f"note: run {run_id} was left running by a process that stopped; marked failed",
             markup=False,

@@ -57,6 +57,8 @@ FailedAsZero = Annotated[
 
 
 def _judgments(store: Store | None, goldset: str | None, qrels: Path | None) -> pd.DataFrame | None:
+    from evalkit.store.goldsets import judgments_frame, load_goldset
+
     if qrels is not None and goldset is not None:
         raise ConfigError("give --qrels or --goldset, not both")
     if qrels is not None:
@@ -66,7 +68,7 @@ def _judgments(store: Store | None, goldset: str | None, qrels: Path | None) -> 
     if goldset is not None:
         if store is None:
             raise ConfigError(f"no store to read goldset {goldset!r} from")
-        return store.judgments_frame(store.load_goldset(goldset).version)
+        return judgments_frame(store, load_goldset(store, goldset).version)
     return None
 
 
@@ -305,12 +307,13 @@ def _replay_candidate(
     allow_model_mismatch: bool,
 ) -> str:
     from evalkit.pipeline import default_measures, evaluate_goldset
+    from evalkit.store.goldsets import load_goldset
 
     if goldset is None or store is None:
         raise ConfigError("a live candidate needs --goldset NAME to replay")
     config = settings()
     depth = k or config.k
-    gold = store.load_goldset(goldset)
+    gold = load_goldset(store, goldset)
     retriever = build_retriever(
         RetrieverOptions(
             collection=collection,

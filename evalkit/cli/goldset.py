@@ -44,13 +44,14 @@ def import_goldset(
     --name scifact
     """
     from evalkit.goldset import load_goldset
+    from evalkit.store.goldsets import save_goldset
 
     notices: list[str] = []
     goldset = load_goldset(
         path, format=source_format, name=name, split=split, topics=topics, on_notice=notices.append
     )
     with open_store(write=True, purpose="goldset import") as store:
-        created = store.save_goldset(goldset)
+        created = save_goldset(store, goldset)
     summary = {
         "name": goldset.name,
         "version": goldset.version,
@@ -128,12 +129,14 @@ def list_goldsets(
     Example: evalkit goldset list -o json
     """
 
+    from evalkit.store.goldsets import list_goldsets as list_stored_goldsets
+
     config = settings()
     if not config.resolved_store_path.exists():
         infos = []
     else:
         with open_store(write=False, purpose="goldset list", config=config) as store:
-            infos = store.list_goldsets()
+            infos = list_stored_goldsets(store)
     if output is OutputFormat.json:
         emit_json(
             [

@@ -82,13 +82,14 @@ def run(
     Example: evalkit run --goldset demo --collection demo --k 100 --format json
     """
     from evalkit.pipeline import evaluate_goldset
+    from evalkit.store.goldsets import load_goldset
 
     config = settings()
     depth = k or config.k
     # The store is held only to read the goldset and, after the replay, to record the run:
     # other writers (a goldset import, a scheduled job) need not wait for the replay.
     with open_store(write=True, purpose="run", config=config) as store:
-        gold = store.load_goldset(goldset, goldset_version)
+        gold = load_goldset(store, goldset, goldset_version)
     retriever = build_retriever(
         RetrieverOptions(
             collection=collection,

@@ -80,8 +80,10 @@ def list_runs(
     Example: evalkit runs list --goldset demo --limit 5
     """
 
+    from evalkit.store.runs import list_runs as list_stored_runs
+
     with open_store(write=False, purpose="runs") as store:
-        runs = store.list_runs(goldset=goldset, status=status, limit=limit)
+        runs = list_stored_runs(store, goldset=goldset, status=status, limit=limit)
     if output is OutputFormat.json:
         emit_json([run.to_dict() for run in runs])
         return
@@ -129,11 +131,12 @@ def show_run(
     """
     from evalkit.cli.answers import print_answer_summaries
     from evalkit.store.answers import answer_summaries, list_scorings
+    from evalkit.store.runs import get_run, query_metrics, run_queries
 
     with open_store(write=False, purpose="runs") as store:
-        run = store.get_run(run_id)
-        values = sort_per_query(store.query_metrics(run.run_id), sort) if per_query else None
-        failed = _failed_queries(store.run_queries(run.run_id)) if per_query else None
+        run = get_run(store, run_id)
+        values = sort_per_query(query_metrics(store, run.run_id), sort) if per_query else None
+        failed = _failed_queries(run_queries(store, run.run_id)) if per_query else None
         traffic = _traffic_facts(store, run.run_id) if run.spec.kind == "traffic" else None
         scorings = list_scorings(store, run_id=run.run_id, limit=1)
         answers = (
@@ -306,9 +309,11 @@ def export_run(
     Example: evalkit runs export 20261121T183500-3f9a1c --trec baseline.run
     """
 
+    from evalkit.store.runs import get_run, run_results
+
     with open_store(write=False, purpose="runs") as store:
-        run = store.get_run(run_id)
-        results = store.run_results(run.run_id)
+        run = get_run(store, run_id)
+        results = run_results(store, run.run_id)
     trec.parent.mkdir(parents=True, exist_ok=True)
     with trec.open("w", encoding="utf-8") as handle:
         for query_id, rank, doc_id, score in zip(

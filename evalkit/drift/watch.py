@@ -402,10 +402,11 @@ def watch_precision(
     """
     # evalkit.stats loads scipy.stats: deferred like the other detectors' heavy imports.
     from evalkit.stats import compare_stored_runs
+    from evalkit.store.runs import list_runs
 
     scored = [
         run
-        for run in reversed(store.list_runs(goldset=goldset, limit=limit))
+        for run in reversed(list_runs(store, goldset=goldset, limit=limit))
         if run.status in ("complete", "partial") and measure in run.aggregates
     ]
     every: dict[str, list[Any]] = {}

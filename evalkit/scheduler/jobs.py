@@ -189,10 +189,11 @@ class GoldsetReplayParams(_RetrieverParams):
 
 def _goldset_replay(ctx: JobContext, params: GoldsetReplayParams) -> JobOutcome:
     from evalkit.pipeline import evaluate_goldset
+    from evalkit.store.goldsets import load_goldset
 
     store = ctx.require_store()
     settings = ctx.settings
-    goldset = store.load_goldset(params.goldset, params.goldset_version)
+    goldset = load_goldset(store, params.goldset, params.goldset_version)
     outcome = evaluate_goldset(
         store,
         goldset,

@@ -43,6 +43,7 @@ from evalkit.scheduler.lock import (
 )
 from evalkit.scheduler.runner import JobRunner
 from evalkit.store.jobs import StoredJobRun, interrupt_job_runs, running_job_runs
+from evalkit.store.runs import fail_running_runs
 
 if TYPE_CHECKING:
     from evalkit.config import Settings
@@ -157,7 +158,7 @@ class SchedulerService:
             ]
             note = "the process running it stopped before it finished (found at service start)"
             interrupt_job_runs(store, orphans, note=note)
-            failed = store.fail_running_runs(note=note)
+            failed = fail_running_runs(store, note=note)
             for job_run_id in orphans:
                 _log.warning("job run %s was interrupted: marked interrupted", job_run_id)
             for run_id in failed:

@@ -34,6 +34,8 @@ from evalkit.stats.paired import (
     compare_runs,
     worst_queries,
 )
+from evalkit.store.goldsets import judgments_frame
+from evalkit.store.runs import get_run, query_metrics, run_queries, run_results
 
 if TYPE_CHECKING:
     from evalkit.store import Store
@@ -113,7 +115,7 @@ def score_stored_run(
     Failed queries stay out of ``per_query``, as they were when the run was scored, and
     are listed in ``failed``.
     """
-    run = store.get_run(run_id)
+    run = get_run(store, run_id)
     names = [str(m) for m in parse_measures(list(measures))]
     judgments_given = judgments is not None
     if judgments is None:
@@ -121,11 +123,11 @@ def score_stored_run(
             raise ConfigError(
                 f"run {run.run_id} has no goldset; pass judgments (--qrels or --goldset)"
             )
-        judgments = store.judgments_frame(run.spec.goldset_version)
-    stored = store.run_results(run.run_id)
+        judgments = judgments_frame(store, run.spec.goldset_version)
+    stored = run_results(store, run.run_id)
     results = stored[["query_id", "doc_id", "score"]]
-    per_query = store.query_metrics(run.run_id)
-    replayed = store.run_queries(run.run_id)
+    per_query = query_metrics(store, run.run_id)
+    replayed = run_queries(store, run.run_id)
     judged = set(judgments["query_id"])
     failed = tuple(
         sorted(str(q) for q in replayed.loc[replayed["error"].notna(), "query_id"] if q in judged)

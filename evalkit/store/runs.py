@@ -1,15 +1,443 @@
-"""Runs as stored: reads over the ``runs`` and ``run_aggregates`` tables."""
+"""Stored runs: created ``running``, their per-query results appended batch by batch, then
+finished with their metrics and final status (``complete``, ``partial`` or ``failed``) in
+one transaction, so a crash never leaves a run that looks complete.
+
+Tables ``runs``, ``run_queries``, ``run_results``, ``query_metrics`` and ``run_aggregates``
+(migration 1).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+import pandas as pd
+
+from evalkit.clock import utc_now
+from evalkit.errors import NotFoundError, StoreError
+from evalkit.records import QueryResult
+from evalkit.redaction import redact_known
 
 if TYPE_CHECKING:
     from evalkit.store.store import Store
 
-__all__ = ["LatestAggregate", "latest_aggregates"]
+__all__ = [
+    "RUN_STATUSES",
+    "LatestAggregate",
+    "RunRecord",
+    "RunSpec",
+    "RunStatus",
+    "add_query_results",
+    "create_run",
+    "fail_run",
+    "fail_running_runs",
+    "finish_run",
+    "get_run",
+    "latest_aggregates",
+    "list_runs",
+    "new_run_id",
+    "query_metrics",
+    "run_aggregates",
+    "run_queries",
+    "run_results",
+]
+
+RunStatus = str
+RUN_STATUSES: tuple[RunStatus, ...] = ("running", "complete", "partial", "failed")
+
+
+def _masked(text: str | None) -> str | None:
+    return None if text is None else redact_known(text)
+
+
+def new_run_id(started_at: datetime) -> str:
+    """A run id that sorts by start time and is unique: ``20261121T183500-3f9a1c``."""
+    return f"{started_at:%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
+
+
+@dataclass(frozen=True, slots=True)
+class RunSpec:
+    """What a run is: everything needed to reproduce it, recorded before it starts."""
+
+    kind: str
+    retriever_kind: str
+    k: int
+    measures: tuple[str, ...]
+    evalkit_version: str
+    relevance_threshold: int = 1
+    goldset_name: str | None = None
+    goldset_version: str | None = None
+    retriever_config: Mapping[str, Any] = field(default_factory=dict)
+    collection: str | None = None
+    model_name: str | None = None
+    model_dimension: int | None = None
+    model_fingerprint: str | None = None
+    index_fingerprint: str | None = None
+    seed: int | None = None
+    label: str | None = None
+    n_queries: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """A stored run as read back: its spec, status, counts, times and aggregates."""
+
+    run_id: str
+    status: RunStatus
+    spec: RunSpec
+    started_at: datetime
+    finished_at: datetime | None
+    n_queries: int
+    n_failed: int | None
+    n_evaluated: int | None
+    error: str | None
+    aggregates: Mapping[str, float | None]
+    n_duplicates: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        spec = self.spec
+        return {
+            "run_id": self.run_id,
+            "status": self.status,
+            "kind": spec.kind,
+            "label": spec.label,
+            "goldset": spec.goldset_name,
+            "goldset_version": spec.goldset_version,
+            "retriever": spec.retriever_kind,
+            "retriever_config": dict(spec.retriever_config),
+            "collection": spec.collection,
+            "model": {
+                "name": spec.model_name,
+                "dimension": spec.model_dimension,
+                "fingerprint": spec.model_fingerprint,
+            },
+            "index_fingerprint": spec.index_fingerprint,
+            "evalkit_version": spec.evalkit_version,
+            "k": spec.k,
+            "relevance_threshold": spec.relevance_threshold,
+            "measures": list(spec.measures),
+            "seed": spec.seed,
+            "started_at": self.started_at.isoformat() + "Z",
+            "finished_at": self.finished_at.isoformat() + "Z" if self.finished_at else None,
+            "n_queries": self.n_queries,
+            "n_failed": self.n_failed,
+            "n_evaluated": self.n_evaluated,
+            "n_duplicates": self.n_duplicates,
+            "error": self.error,
+            "aggregates": dict(self.aggregates),
+        }
+
+
+def create_run(store: Store, spec: RunSpec, *, started_at: datetime | None = None) -> str:
+    """Record a new run as ``running`` and return its id (committed at once).
+
+    ``started_at`` (UTC, naive) defaults to now; a run replayed before it is recorded
+    gives the time its replay began.
+    """
+    store.require_writable()
+    started_at = started_at or utc_now()
+    run_id = new_run_id(started_at)
+    try:
+        with store.transaction() as con:
+            con.execute(
+                "INSERT INTO runs (run_id, status, kind, label, goldset_name, goldset_version,"
+                " retriever_kind, retriever_config, collection, model_name, model_dimension,"
+                " model_fingerprint, index_fingerprint, evalkit_version, k,"
+                " relevance_threshold, measures, seed, started_at, n_queries)"
+                " VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    run_id,
+                    spec.kind,
+                    spec.label,
+                    spec.goldset_name,
+                    spec.goldset_version,
+                    spec.retriever_kind,
+                    redact_known(
+                        json.dumps(dict(spec.retriever_config), sort_keys=True, default=str)
+                    ),
+                    spec.collection,
+                    spec.model_name,
+                    spec.model_dimension,
+                    spec.model_fingerprint,
+                    spec.index_fingerprint,
+                    spec.evalkit_version,
+                    spec.k,
+                    spec.relevance_threshold,
+                    list(spec.measures),
+                    spec.seed,
+                    started_at,
+                    spec.n_queries,
+                ],
+            )
+    except duckdb.Error as error:
+        raise StoreError(f"cannot record a new run in {store.path}: {error}") from error
+    return run_id
+
+
+def add_query_results(store: Store, run_id: str, results: Sequence[QueryResult]) -> None:
+    """Append one batch of per-query results (docs, latency, error) in one transaction."""
+    if not results:
+        return
+    queries = pd.DataFrame(
+        {
+            "run_id": run_id,
+            "query_id": [r.query_id for r in results],
+            "latency_ms": [r.latency_ms for r in results],
+            "error": [None if r.error is None else redact_known(r.error) for r in results],
+            "n_results": pd.array([len(r.docs) for r in results], dtype="int32"),
+            "n_duplicates": pd.array([r.n_duplicates for r in results], dtype="int32"),
+        }
+    )
+    docs = pd.DataFrame(
+        {
+            "run_id": run_id,
+            "query_id": [r.query_id for r in results for _ in r.docs],
+            "rank": pd.array([d.rank for r in results for d in r.docs], dtype="int32"),
+            "doc_id": [d.doc_id for r in results for d in r.docs],
+            "score": [d.score for r in results for d in r.docs],
+        }
+    )
+    try:
+        with store.transaction():
+            store.insert_frame("run_queries", queries)
+            store.insert_frame("run_results", docs)
+    except duckdb.Error as error:
+        raise StoreError(f"cannot store results of run {run_id}: {error}") from error
+
+
+def finish_run(
+    store: Store,
+    run_id: str,
+    *,
+    status: RunStatus,
+    per_query: pd.DataFrame | None,
+    aggregates: Mapping[str, float | None],
+    n_evaluated: int,
+    n_total: int,
+    n_failed: int,
+    error: str | None = None,
+) -> None:
+    """Write a run's metrics and final status together, atomically.
+
+    ``per_query`` is wide: index query_id, one column per canonical measure name.
+    """
+    if status not in RUN_STATUSES or status == "running":
+        raise StoreError(f"cannot finish run {run_id} with status {status!r}")
+    long = _long_metrics(run_id, per_query)
+    aggregate_rows = pd.DataFrame(
+        {
+            "run_id": run_id,
+            "measure": list(aggregates),
+            "value": [aggregates[name] for name in aggregates],
+            "n_evaluated": n_evaluated,
+            "n_total": n_total,
+        }
+    )
+    try:
+        with store.transaction() as con:
+            store.insert_frame("query_metrics", long)
+            store.insert_frame("run_aggregates", aggregate_rows)
+            con.execute(
+                "UPDATE runs SET status = ?, finished_at = ?, n_failed = ?, n_evaluated = ?,"
+                " error = ? WHERE run_id = ?",
+                [status, utc_now(), n_failed, n_evaluated, _masked(error), run_id],
+            )
+    except duckdb.Error as err:
+        raise StoreError(f"cannot finish run {run_id}: {err}") from err
+
+
+def fail_run(store: Store, run_id: str, error: str) -> None:
+    """Mark a run failed (its partial results stay for inspection; no metrics are kept)."""
+    with store.transaction() as con:
+        con.execute("DELETE FROM query_metrics WHERE run_id = ?", [run_id])
+        con.execute("DELETE FROM run_aggregates WHERE run_id = ?", [run_id])
+        failed = con.execute(
+            "SELECT count(*) FROM run_queries WHERE run_id = ? AND error IS NOT NULL",
+            [run_id],
+        ).fetchall()[0][0]
+        con.execute(
+            "UPDATE runs SET status = 'failed', finished_at = ?, error = ?, n_failed = ?"
+            " WHERE run_id = ?",
+            [utc_now(), redact_known(error), failed, run_id],
+        )
+
+
+def fail_running_runs(store: Store, *, note: str) -> list[str]:
+    """Mark every run still ``running`` as failed (``interrupted: note``); their ids.
+
+    Call only while holding the store for writing: DuckDB admits one writing process
+    and a run's writer keeps the store open until the run is finished, so a run still
+    ``running`` then belongs to a process that stopped without finishing it.
+    """
+    run_ids = [
+        str(row[0]) for row in store.fetch("SELECT run_id FROM runs WHERE status = 'running'")
+    ]
+    for run_id in run_ids:
+        fail_run(store, run_id, f"interrupted: {note}")
+    return run_ids
+
+
+def get_run(store: Store, run_id: str) -> RunRecord:
+    """One stored run; a unique prefix of its id is enough."""
+    rows = store.fetch(
+        f"SELECT {_RUN_COLUMNS} FROM runs WHERE starts_with(run_id, ?) ORDER BY run_id",
+        [run_id],
+    )
+    if not rows:
+        raise NotFoundError(
+            f"no run {run_id!r} in {store.path}; list runs with `evalkit runs list`"
+        )
+    exact = [row for row in rows if row[0] == run_id]
+    if len(rows) > 1 and not exact:
+        raise NotFoundError(
+            f"run id prefix {run_id!r} is ambiguous: " + ", ".join(r[0] for r in rows[:5])
+        )
+    row = exact[0] if exact else rows[0]
+    return _run_record(store, row)
+
+
+def list_runs(
+    store: Store, *, goldset: str | None = None, status: str | None = None, limit: int = 20
+) -> list[RunRecord]:
+    """Stored runs, newest first."""
+    rows = store.fetch(
+        f"SELECT {_RUN_COLUMNS} FROM runs WHERE (? IS NULL OR goldset_name = ?)"
+        " AND (? IS NULL OR status = ?) ORDER BY started_at DESC, run_id DESC LIMIT ?",
+        [goldset, goldset, status, status, limit],
+    )
+    return [_run_record(store, row) for row in rows]
+
+
+def _run_record(store: Store, row: tuple[Any, ...]) -> RunRecord:
+    (
+        run_id,
+        status,
+        kind,
+        label,
+        goldset_name,
+        goldset_version,
+        retriever_kind,
+        retriever_config,
+        collection,
+        model_name,
+        model_dimension,
+        model_fingerprint,
+        index_fingerprint,
+        evalkit_version,
+        k,
+        relevance_threshold,
+        measures,
+        seed,
+        started_at,
+        finished_at,
+        n_queries,
+        n_failed,
+        n_evaluated,
+        error,
+        n_duplicates,
+    ) = row
+    spec = RunSpec(
+        kind=kind,
+        retriever_kind=retriever_kind,
+        k=k,
+        measures=tuple(measures),
+        evalkit_version=evalkit_version,
+        relevance_threshold=relevance_threshold,
+        goldset_name=goldset_name,
+        goldset_version=goldset_version,
+        retriever_config=json.loads(retriever_config) if retriever_config else {},
+        collection=collection,
+        model_name=model_name,
+        model_dimension=model_dimension,
+        model_fingerprint=model_fingerprint,
+        index_fingerprint=index_fingerprint,
+        seed=seed,
+        label=label,
+        n_queries=n_queries,
+    )
+    return RunRecord(
+        run_id=run_id,
+        status=status,
+        spec=spec,
+        started_at=started_at,
+        finished_at=finished_at,
+        n_queries=n_queries,
+        n_failed=n_failed,
+        n_evaluated=n_evaluated,
+        error=error,
+        aggregates=run_aggregates(store, run_id),
+        n_duplicates=int(n_duplicates),
+    )
+
+
+def run_aggregates(store: Store, run_id: str) -> dict[str, float | None]:
+    """A run's mean per measure, in the order the run listed its measures."""
+    rows = store.fetch(
+        "SELECT a.measure, a.value FROM run_aggregates a JOIN runs r USING (run_id)"
+        " WHERE a.run_id = ? ORDER BY list_position(r.measures, a.measure), a.measure",
+        [run_id],
+    )
+    return dict(rows)
+
+
+def query_metrics(store: Store, run_id: str) -> pd.DataFrame:
+    """Per-query values of a run, wide: index query_id, one column per measure."""
+    long = store.fetch_frame(
+        "SELECT query_id, measure, value FROM query_metrics WHERE run_id = ?", [run_id]
+    )
+    if long.empty:
+        return pd.DataFrame(index=pd.Index([], name="query_id"))
+    wide = long.pivot(index="query_id", columns="measure", values="value")
+    wide.columns.name = None
+    measures = get_run(store, run_id).spec.measures
+    return wide[[m for m in measures if m in wide.columns]]
+
+
+def run_results(store: Store, run_id: str) -> pd.DataFrame:
+    """Retrieved documents of a run: query_id, rank, doc_id, score (ranked)."""
+    return store.fetch_frame(
+        "SELECT query_id, rank, doc_id, score FROM run_results WHERE run_id = ?"
+        " ORDER BY query_id, rank",
+        [run_id],
+    )
+
+
+def run_queries(store: Store, run_id: str) -> pd.DataFrame:
+    """Per-query replay facts of a run: query_id, latency_ms, error, n_results, n_duplicates."""
+    return store.fetch_frame(
+        "SELECT query_id, latency_ms, error, n_results, n_duplicates FROM run_queries"
+        " WHERE run_id = ?"
+        " ORDER BY query_id",
+        [run_id],
+    )
+
+
+_RUN_COLUMNS = (
+    "run_id, status, kind, label, goldset_name, goldset_version, retriever_kind,"
+    " retriever_config, collection, model_name, model_dimension, model_fingerprint,"
+    " index_fingerprint, evalkit_version, k, relevance_threshold, measures, seed, started_at,"
+    " finished_at, n_queries, n_failed, n_evaluated, error,"
+    " (SELECT coalesce(sum(q.n_duplicates), 0) FROM run_queries q"
+    "  WHERE q.run_id = runs.run_id) AS n_duplicates"
+)
+
+
+def _long_metrics(run_id: str, per_query: pd.DataFrame | None) -> pd.DataFrame:
+    if per_query is None or per_query.empty:
+        return pd.DataFrame(columns=["run_id", "query_id", "measure", "value"])
+    long = (
+        per_query.rename_axis("query_id")
+        .reset_index()
+        .melt(id_vars="query_id", var_name="measure", value_name="value")
+    )
+    long.insert(0, "run_id", run_id)
+    return long.dropna(subset=["value"])
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,7 +29,7 @@ from evalkit.clock import utc_now
 from evalkit.errors import ConfigError
 from evalkit.metrics.overlap import jaccard_at_k_many, rank_biased_overlap_many
 from evalkit.records import Query, QueryResult
-from evalkit.store.store import RunSpec
+from evalkit.store.runs import RunSpec
 from evalkit.store.traffic import (
     StoredSample,
     StoredWindowSummary,

@@ -14,9 +14,11 @@ from evalkit.alerts.model import Signal
 from evalkit.alerts.rules.base import RuleContext, RuleKind, RuleParams, iso, stored_verdict
 from evalkit.errors import EvalkitError
 from evalkit.records import Severity
+from evalkit.store.runs import get_run, list_runs
 
 if TYPE_CHECKING:
-    from evalkit.store.store import RunRecord, Store
+    from evalkit.store.runs import RunRecord
+    from evalkit.store.store import Store
 
 __all__ = [
     "PRECISION_REGRESSION",
@@ -101,7 +103,7 @@ def _goldset_runs(
     limit: int,
     statuses: tuple[str, ...] = ("complete",),
 ) -> list[RunRecord]:
-    runs = store.list_runs(goldset=params.goldset, status=None, limit=limit)
+    runs = list_runs(store, goldset=params.goldset, status=None, limit=limit)
     return [
         run
         for run in runs
@@ -122,7 +124,7 @@ def _precision_regression(ctx: RuleContext, params: PrecisionRegressionParams) -
 
 
 def _gate(ctx: RuleContext, params: PrecisionRegressionParams) -> list[Signal]:
-    baseline = ctx.store.get_run(str(params.baseline_run))
+    baseline = get_run(ctx.store, str(params.baseline_run))
     # A partial run is the newest evidence too: skipping it would report the older complete
     # run as "no regression" while the retriever fails queries. Its failed queries count as 0.
     candidates = [
