@@ -7,6 +7,7 @@ that comes after it in the data flow.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -19,6 +20,10 @@ import numpy.typing as npt
 import pandas as pd
 
 from evalkit import __version__
+from evalkit.answers import AnswerRecord, check_judge_settings, score_answers
+from evalkit.answers.cache import JudgeCache, MemoryJudgeCache
+from evalkit.answers.files import read_answer_records
+from evalkit.answers.scoring import uses_judge
 from evalkit.config import JudgeSettings, load_settings
 from evalkit.drift import AlertLevel, cusum, page_hinkley
 from evalkit.drift.base import DriftResult
@@ -30,7 +35,7 @@ from evalkit.drift.watch import (
     load_embeddings,
     watch_precision,
 )
-from evalkit.embedding import ModelFingerprint
+from evalkit.embedding import Embedder, ModelFingerprint
 from evalkit.errors import ConfigError, NotFoundError, StoreError
 from evalkit.goldset.model import Goldset
 from evalkit.metrics import EvaluationResult, Evaluator, parse_measures
@@ -38,6 +43,7 @@ from evalkit.records import Query, QueryResult
 from evalkit.replay import ReplayTiming, replay
 from evalkit.retrievers.base import Retriever
 from evalkit.store import RunRecord, RunSpec, Store, utc_now
+from evalkit.store.answers import StoreJudgeCache, save_answer_scores
 from evalkit.store.audit import StoredAudit, latest_measurements, save_audit
 from evalkit.store.drift import StoredDriftCheck, save_drift_check
 from evalkit.store.goldsets import load_goldset, save_goldset
@@ -67,7 +73,7 @@ from evalkit.traffic.summary import DEFAULT_LOW_CONFIDENCE
 from evalkit.traffic.windows import parse_window
 
 if TYPE_CHECKING:
-    from evalkit.answers import AnswerRecord, AnswerScores, OfflineFaithfulness
+    from evalkit.answers import AnswerScores, OfflineFaithfulness
     from evalkit.audit import AuditConfig, AuditReport
     from evalkit.config import Settings
     from evalkit.retrievers.base import TextEmbedder
@@ -95,6 +101,8 @@ __all__ = [
     "results_frame",
     "run_answer_records",
     "save_documents_reference",
+    "score_and_store_answers",
+    "score_answer_file",
     "score_answers_for_run",
     "score_run_answers",
 ]
@@ -1026,8 +1034,6 @@ def score_answers_for_run(
     then, not what the replayed retriever returns now); the scores are stored under
     ``run_id``. Returns None, storing nothing, when no replayed query has a logged answer.
     """
-    from evalkit.answers import AnswerRecord, score_answers
-
     query_ids = [str(query_id) for query_id in run_queries(store, run_id)["query_id"]]
     records = [
         AnswerRecord(
@@ -1037,7 +1043,77 @@ def score_answers_for_run(
     ]
     if not records:
         return None
-    return score_answers(records, settings=settings, store=store, run_id=run_id, offline=offline)
+    return score_and_store_answers(
+        records, store=store, settings=settings, run_id=run_id, offline=offline
+    )
+
+
+def score_and_store_answers(
+    records: Sequence[AnswerRecord],
+    *,
+    store: Store,
+    settings: JudgeSettings | None = None,
+    run_id: str | None = None,
+    source: str | None = None,
+    embedder: Embedder | None = None,
+    offline: OfflineFaithfulness | None = None,
+) -> AnswerScores:
+    """Score ``records`` (``evalkit.answers.score_answers``) and store every score.
+
+    The judge's cache is the ``cache_path`` file when the settings name one, else the
+    store's ``judge_cache`` table. The scores are stored under a new scoring id, which the
+    returned ``AnswerScores`` carries.
+    """
+    settings = settings or load_settings().judge
+    with _judge_cache(settings, store) as cache:
+        result = score_answers(
+            records,
+            settings=settings,
+            run_id=run_id,
+            source=source,
+            embedder=embedder,
+            cache=cache,
+            offline=offline,
+        )
+    scoring_id = save_answer_scores(store, result, settings=settings.public_dict(), records=records)
+    return dataclasses.replace(result, scoring_id=scoring_id)
+
+
+@contextlib.contextmanager
+def _judge_cache(settings: JudgeSettings, store: Store) -> Iterator[JudgeCache]:
+    if not uses_judge(settings):
+        yield MemoryJudgeCache()
+    elif settings.cache_path is not None:
+        with Store.open(settings.cache_path) as own:
+            yield StoreJudgeCache(own)
+    else:
+        yield StoreJudgeCache(store)
+
+
+def score_answer_file(
+    path: Path | str,
+    *,
+    settings: JudgeSettings | None = None,
+    store: Store | None = None,
+    embedder: Embedder | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> AnswerScores:
+    """Read a JSONL of answer records (see ``evalkit.answers.files``), score and store it.
+
+    Without ``store`` the scores are only returned.
+    """
+    records = read_answer_records(path)
+    if progress is not None:
+        progress(0, len(records))
+    if store is None:
+        result = score_answers(records, settings=settings, source=str(path), embedder=embedder)
+    else:
+        result = score_and_store_answers(
+            records, store=store, settings=settings, source=str(path), embedder=embedder
+        )
+    if progress is not None:
+        progress(len(records), len(records))
+    return result
 
 
 def answer_settings(settings: JudgeSettings | None = None) -> JudgeSettings:
@@ -1046,8 +1122,6 @@ def answer_settings(settings: JudgeSettings | None = None) -> JudgeSettings:
 
     Raises ConfigError saying what to fix, or how to turn answer scoring off.
     """
-    from evalkit.answers import check_judge_settings
-
     try:
         settings = settings or load_settings().judge
         check_judge_settings(settings)
@@ -1068,8 +1142,6 @@ def run_answer_records(
     failed, and results without an answer, give no record; an answer without contexts does,
     and is then scored as unmeasured (``empty_contexts``).
     """
-    from evalkit.answers import AnswerRecord
-
     by_id = {query.id: query for query in queries}
     return [
         AnswerRecord.from_query(
@@ -1103,6 +1175,6 @@ def score_run_answers(
     records = run_answer_records(queries, results)
     if not records:
         return None
-    from evalkit.answers import score_answers
-
-    return score_answers(records, settings=settings, store=store, run_id=run_id, offline=offline)
+    return score_and_store_answers(
+        records, store=store, settings=settings, run_id=run_id, offline=offline
+    )

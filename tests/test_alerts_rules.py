@@ -13,7 +13,7 @@ import pytest
 from traffic_windows import day_window_summary
 
 from evalkit.alerts import AlertsConfig, Evaluation, alerts_config, build_sinks, evaluate_rules
-from evalkit.audit.findings import AuditReport, CheckOutcome, Finding, Severity
+from evalkit.records.audit import AuditReport, CheckOutcome, Finding, Severity
 from evalkit.config import parse_settings
 from evalkit.embedding import ModelFingerprint
 from evalkit.goldset.model import Goldset

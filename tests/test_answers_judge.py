@@ -28,6 +28,7 @@ from evalkit.answers import AnswerRecord, Unmeasured, score_answers
 from evalkit.answers.cache import MemoryJudgeCache
 from evalkit.answers.judge import CallGuard, JudgeCallError, LLMJudge, RateLimiter, run_sync
 from evalkit.config import JudgeSettings
+from evalkit.pipeline import score_and_store_answers
 from evalkit.store import Store
 from evalkit.store.answers import answer_scores_frame, answer_summary_frame
 
@@ -221,9 +222,9 @@ def test_cache_makes_the_second_evaluation_free(fake_judge: FakeJudge, tmp_path:
     """Loopback judge: re-scoring the same answers sends zero requests to the judge."""
     store = open_store(tmp_path / "evalkit.duckdb")
     settings = judge_settings(fake_judge)
-    first = score_answers(RECORDS, settings=settings, store=store)
+    first = score_and_store_answers(RECORDS, store=store, settings=settings)
     calls_after_first = fake_judge.calls
-    second = score_answers(RECORDS, settings=settings, store=store)
+    second = score_and_store_answers(RECORDS, store=store, settings=settings)
     assert calls_after_first == 6
     assert fake_judge.calls == calls_after_first
     assert second.judge_calls == 0
@@ -231,7 +232,7 @@ def test_cache_makes_the_second_evaluation_free(fake_judge: FakeJudge, tmp_path:
     assert [s.value for s in second.scores] == [s.value for s in first.scores]
     # A changed context is a different judgment: only that answer goes to the judge again.
     changed = (*RECORDS[:2], AnswerRecord(**{**_fields(RECORDS[2]), "contexts": ("Other.",)}))
-    third = score_answers(changed, settings=settings, store=store)
+    third = score_and_store_answers(changed, store=store, settings=settings)
     assert fake_judge.calls == calls_after_first + 2
     assert third.cache_hits == 2
     stored = answer_scores_frame(store, str(second.scoring_id))
@@ -247,7 +248,7 @@ def test_cache_file_is_shared_across_stores(fake_judge: FakeJudge, tmp_path: Pat
     settings = judge_settings(fake_judge, cache_path=tmp_path / "judge-cache.duckdb")
     for name in ("first.duckdb", "second.duckdb"):
         store = open_store(tmp_path / name)
-        score_answers(RECORDS[:1], settings=settings, store=store)
+        score_and_store_answers(RECORDS[:1], store=store, settings=settings)
         store.close()
     assert fake_judge.calls == 2
 
@@ -274,7 +275,9 @@ def test_malformed_json_is_retried_then_unmeasured(fake_judge: FakeJudge, tmp_pa
     """Loopback judge replying non-JSON: each call is retried, then the row is unmeasured."""
     fake_judge.mode = "malformed"
     store = open_store(tmp_path / "evalkit.duckdb")
-    result = score_answers(RECORDS, settings=judge_settings(fake_judge, max_retries=2), store=store)
+    result = score_and_store_answers(
+        RECORDS, store=store, settings=judge_settings(fake_judge, max_retries=2)
+    )
     assert all(s.value is None for s in result.scores)
     assert {s.unmeasured_reason for s in result.scores} == {"judge_malformed_output"}
     assert all("3 attempts" in str(s.detail) for s in result.scores)
@@ -290,7 +293,7 @@ def test_malformed_json_is_retried_then_unmeasured(fake_judge: FakeJudge, tmp_pa
     assert (row["n_measured"], row["n_unmeasured"]) == (0, 3)
     # Failures are not cached: a repaired judge is asked again next time.
     fake_judge.mode = "ok"
-    again = score_answers(RECORDS, settings=judge_settings(fake_judge), store=store)
+    again = score_and_store_answers(RECORDS, store=store, settings=judge_settings(fake_judge))
     assert again.cache_hits == 0
     assert again.summary("faithfulness").mean == pytest.approx(0.5)
     store.close()

@@ -303,7 +303,7 @@ def _seed_answers(store: Store, run_id: str) -> str:
 
 
 def _seed_audits(store: Store) -> None:
-    from evalkit.audit.findings import AuditReport, CheckOutcome, Finding, Severity
+    from evalkit.records.audit import AuditReport, CheckOutcome, Finding, Severity
     from evalkit.store.audit import save_audit
 
     for round_, near in enumerate((0, 2)):

@@ -29,7 +29,7 @@ from evalkit.answers.records import (
     MetricSummary,
     Unmeasured,
 )
-from evalkit.answers.scoring import check_judge_settings, score_answer_file, score_answers
+from evalkit.answers.scoring import check_judge_settings, score_answers
 
 __all__ = [
     "AnswerRecord",
@@ -41,6 +41,5 @@ __all__ = [
     "Unmeasured",
     "check_judge_settings",
     "read_answer_records",
-    "score_answer_file",
     "score_answers",
 ]

@@ -9,14 +9,10 @@ score, measured or not, when given a store.
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
 
 from evalkit.answers.cache import JudgeCache, MemoryJudgeCache, judge_cache_key
 from evalkit.answers.context import applicable_context_metrics, score_context
-from evalkit.answers.files import read_answer_records
 from evalkit.answers.judge import JudgeCallError, JudgeTask, LLMJudge, run_sync
 from evalkit.answers.offline import DEFAULT_THRESHOLD, OfflineFaithfulness
 from evalkit.answers.records import (
@@ -33,13 +29,10 @@ from evalkit.config import JudgeSettings, ScoringMethod, load_settings
 from evalkit.embedding import Embedder, load_embedder
 from evalkit.errors import ConfigError, InputError
 
-if TYPE_CHECKING:
-    from evalkit.store.store import Store
-
-__all__ = ["check_judge_settings", "score_answer_file", "score_answers", "score_with_judge"]
+__all__ = ["check_judge_settings", "score_answers", "score_with_judge", "uses_judge"]
 
 
-def _uses_judge(settings: JudgeSettings) -> bool:
+def uses_judge(settings: JudgeSettings) -> bool:
     if settings.method in (ScoringMethod.llm, ScoringMethod.both):
         if not settings.judge_configured:
             raise ConfigError(
@@ -58,7 +51,7 @@ def check_judge_settings(settings: JudgeSettings) -> None:
     ``score_answers`` raises the same error; callers that score after a long step (a run's
     replay) check first, so a configuration mistake costs nothing.
     """
-    _uses_judge(settings)
+    uses_judge(settings)
 
 
 def _uses_offline(settings: JudgeSettings) -> bool:
@@ -79,14 +72,13 @@ def score_answers(
     records: Sequence[AnswerRecord],
     *,
     settings: JudgeSettings | None = None,
-    store: Store | None = None,
     run_id: str | None = None,
     source: str | None = None,
     embedder: Embedder | None = None,
     cache: JudgeCache | None = None,
     offline: OfflineFaithfulness | None = None,
 ) -> AnswerScores:
-    """Score ``records`` and, when ``store`` is given, store every score under a scoring id.
+    """Score ``records``; ``evalkit.pipeline.score_and_store_answers`` also stores them.
 
     Faithfulness comes from the LLM judge when ``settings`` configure one (and the method
     allows it), otherwise from the offline method; answer relevance from the judge only;
@@ -95,13 +87,12 @@ def score_answers(
     context, a judge failure after retries) are stored with their reason, counted in the
     summaries and left out of the means. ``run_id`` / ``source`` say what was scored.
 
-    The judge cache is ``cache`` if given, else the ``cache_path`` file, else the store's
-    ``judge_cache`` table, else an in-memory cache for this call.
+    The judge cache is ``cache`` if given, else an in-memory cache for this call.
     """
     settings = settings or load_settings().judge
     _check_ids(records)
     started_at = utc_now()
-    use_judge, use_offline = _uses_judge(settings), _uses_offline(settings)
+    use_judge, use_offline = uses_judge(settings), _uses_offline(settings)
     scores: list[MetricScore] = []
     judge_calls = cache_hits = 0
 
@@ -115,21 +106,14 @@ def score_answers(
         if needs_embedder and embedder is None:
             embedder = offline.embedder if offline is not None else _default_embedder()
         judge = LLMJudge(settings, embedder=embedder)
-        cache_store: Store | None = None
-        try:
-            if cache is None:
-                cache, cache_store = _open_cache(settings, store)
-            judged, judge_calls, cache_hits = score_with_judge(
-                records, judge=judge, cache=cache, repeats=settings.repeats
-            )
-        finally:
-            if cache_store is not None:
-                cache_store.close()
+        judged, judge_calls, cache_hits = score_with_judge(
+            records, judge=judge, cache=cache or MemoryJudgeCache(), repeats=settings.repeats
+        )
         scores.extend(judged)
     for metric in applicable_context_metrics(records):
         scores.extend(score_context(metric, records))
 
-    result = AnswerScores(
+    return AnswerScores(
         scores=tuple(scores),
         summaries=summarise(scores),
         n_records=len(records),
@@ -140,32 +124,10 @@ def score_answers(
         judge_calls=judge_calls,
         cache_hits=cache_hits,
     )
-    if store is not None:
-        from evalkit.store.answers import save_answer_scores
-
-        scoring_id = save_answer_scores(
-            store, result, settings=settings.public_dict(), records=records
-        )
-        result = dataclasses.replace(result, scoring_id=scoring_id)
-    return result
 
 
 def _default_embedder() -> Embedder:
     return load_embedder()
-
-
-def _open_cache(settings: JudgeSettings, store: Store | None) -> tuple[JudgeCache, Store | None]:
-    if settings.cache_path is not None:
-        from evalkit.store.answers import StoreJudgeCache
-        from evalkit.store.store import Store
-
-        own = Store.open(settings.cache_path)
-        return StoreJudgeCache(own), own
-    if store is not None:
-        from evalkit.store.answers import StoreJudgeCache
-
-        return StoreJudgeCache(store), None
-    return MemoryJudgeCache(), None
 
 
 def _precheck(record: AnswerRecord, metric: str) -> Unmeasured | None:
@@ -291,23 +253,3 @@ def _unmeasured(
         unmeasured_reason=str(reason),
         n_repeats=0,
     )
-
-
-def score_answer_file(
-    path: Path | str,
-    *,
-    settings: JudgeSettings | None = None,
-    store: Store | None = None,
-    embedder: Embedder | None = None,
-    progress: Callable[[int, int], None] | None = None,
-) -> AnswerScores:
-    """Read a JSONL of answer records (see ``evalkit.answers.files``) and score it."""
-    records = read_answer_records(path)
-    if progress is not None:
-        progress(0, len(records))
-    result = score_answers(
-        records, settings=settings, store=store, source=str(path), embedder=embedder
-    )
-    if progress is not None:
-        progress(len(records), len(records))
-    return result

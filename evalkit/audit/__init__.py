@@ -23,11 +23,11 @@ from evalkit.audit.duplicates import (
     near_duplicate_pairs,
     unit_rows,
 )
-from evalkit.audit.findings import FINDING_KINDS, AuditReport, CheckOutcome, Finding, Severity
 from evalkit.audit.model import rowwise_cosine
 from evalkit.audit.runner import CHECKS, run_audit
 from evalkit.audit.snapshot import IndexSnapshot, read_snapshot
 from evalkit.audit.staleness import StalenessDiff, compare_hashes, source_hashes
+from evalkit.records.audit import FINDING_KINDS, AuditReport, CheckOutcome, Finding, Severity
 
 __all__ = [
     "CHECKS",

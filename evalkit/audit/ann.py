@@ -18,9 +18,9 @@ import numpy.typing as npt
 
 from evalkit.audit.context import AuditContext, RetrievedLists
 from evalkit.audit.duplicates import unit_rows
-from evalkit.audit.findings import CheckOutcome, Finding, Severity
 from evalkit.audit.model import sample_rows
 from evalkit.errors import ConfigError
+from evalkit.records.audit import CheckOutcome, Finding, Severity
 
 __all__ = ["EXACT_SCORES", "AnnRecall", "ann_recall", "check_ann_recall", "exact_scores"]
 

@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from evalkit.audit.findings import FINDING_KINDS, Finding, Severity
 from evalkit.audit.snapshot import IndexSnapshot
 from evalkit.errors import ConfigError, RetrieverError
 from evalkit.goldset.model import Goldset
 from evalkit.records import Query
+from evalkit.records.audit import FINDING_KINDS, Finding, Severity
 from evalkit.retrievers.base import TextEmbedder, describe_exception
 
 if TYPE_CHECKING:

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import pandas as pd
 
 from evalkit.audit.context import AuditContext
-from evalkit.audit.findings import CheckOutcome, Finding
 from evalkit.goldset.model import Goldset
+from evalkit.records.audit import CheckOutcome, Finding
 
 __all__ = ["check_coverage", "check_orphans", "judged_at_k", "judgments_frame"]
 

@@ -21,8 +21,8 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from evalkit.audit.context import AuditContext
-from evalkit.audit.findings import CheckOutcome, Finding
 from evalkit.errors import ConfigError
+from evalkit.records.audit import CheckOutcome, Finding
 
 __all__ = [
     "NearDuplicatePairs",

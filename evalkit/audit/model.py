@@ -15,9 +15,9 @@ import numpy.typing as npt
 
 from evalkit.audit.context import AuditContext
 from evalkit.audit.duplicates import unit_rows
-from evalkit.audit.findings import CheckOutcome, Finding
 from evalkit.audit.snapshot import fetch_documents
 from evalkit.embedding import ModelFingerprint
+from evalkit.records.audit import CheckOutcome, Finding
 
 __all__ = ["check_model", "rowwise_cosine", "sample_rows"]
 

@@ -12,7 +12,6 @@ from evalkit.audit.ann import check_ann_recall
 from evalkit.audit.context import AuditConfig, AuditContext
 from evalkit.audit.coverage import check_coverage, check_orphans
 from evalkit.audit.duplicates import check_duplicates
-from evalkit.audit.findings import AuditReport, CheckOutcome
 from evalkit.audit.model import check_model
 from evalkit.audit.snapshot import read_snapshot
 from evalkit.audit.staleness import check_staleness, source_hashes
@@ -20,6 +19,7 @@ from evalkit.clock import utc_now
 from evalkit.goldset.corpus import iter_corpus
 from evalkit.goldset.model import Goldset
 from evalkit.records import Document, Query
+from evalkit.records.audit import AuditReport, CheckOutcome
 from evalkit.retrievers.base import TextEmbedder
 
 if TYPE_CHECKING:

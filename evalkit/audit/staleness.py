@@ -15,10 +15,10 @@ from dataclasses import dataclass
 import pandas as pd
 
 from evalkit.audit.context import AuditContext
-from evalkit.audit.findings import CheckOutcome, Finding
 from evalkit.errors import InputError
 from evalkit.goldset.corpus import content_hash
 from evalkit.records import Document
+from evalkit.records.audit import CheckOutcome, Finding
 
 __all__ = ["StalenessDiff", "check_staleness", "compare_hashes", "source_hashes"]
 

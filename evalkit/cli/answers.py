@@ -106,9 +106,9 @@ def score(
 
     Example: evalkit answers score answers.jsonl --method offline --per-item --format json
     """
-    from evalkit.answers import score_answer_file
     from evalkit.config import ScoringMethod, load_settings
     from evalkit.errors import ConfigError
+    from evalkit.pipeline import score_answer_file
 
     chosen = None
     if method is not None:

@@ -582,7 +582,7 @@ class AnswersParams(_Params):
 
 
 def _answers(ctx: JobContext, params: AnswersParams) -> JobOutcome:
-    from evalkit.answers import score_answer_file
+    from evalkit.pipeline import score_answer_file
 
     scores = score_answer_file(
         params.path,

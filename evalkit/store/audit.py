@@ -22,7 +22,7 @@ from evalkit import __version__
 from evalkit.errors import ConfigError, NotFoundError, StoreError
 
 if TYPE_CHECKING:
-    from evalkit.audit.findings import AuditReport
+    from evalkit.records.audit import AuditReport
     from evalkit.store.store import Store
 
 __all__ = [
