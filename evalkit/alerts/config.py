@@ -15,6 +15,8 @@ from typing import Protocol
 
 from pydantic import BaseModel, ValidationError
 
+from evalkit.alerts.rules import RULE_KINDS
+from evalkit.alerts.sinks import SINK_KINDS
 from evalkit.config import (
     AlertsSettings,
     JobConfig,
@@ -123,8 +125,6 @@ def alerts_config(settings: Settings) -> AlertsConfig:
 
     Raises ConfigError naming the file, the entry and the field of a problem.
     """
-    from evalkit.alerts.rules import RULE_KINDS
-    from evalkit.alerts.sinks import SINK_KINDS
 
     path = settings.config_file
     table = settings.alerts

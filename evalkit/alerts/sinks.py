@@ -21,13 +21,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 from urllib.parse import urlsplit
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from evalkit.alerts.config import AlertsConfig, ConfiguredSink
 from evalkit.alerts.model import Alert, AlertStatus, DeliveryResult
 from evalkit.alerts.payload import alert_payload, encode, signed_headers, slack_body
 from evalkit.clock import utc_now
@@ -37,6 +36,9 @@ from evalkit.records import Severity
 from evalkit.redaction import Redactor, register_secrets, url_secrets
 from evalkit.registry import register_named
 from evalkit.retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from evalkit.alerts.config import AlertsConfig, ConfiguredSink
 
 __all__ = [
     "DEFAULT_LOG_SINK",

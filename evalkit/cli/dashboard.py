@@ -18,7 +18,6 @@ import typer
 from evalkit.cli._output import OutputFormat, console, emit_json, err_console, key_values, settings
 from evalkit.cli.app import app
 from evalkit.errors import ConfigError
-from evalkit.scheduler.health import is_loopback
 
 __all__ = ["APP_RELATIVE_PATH", "dashboard", "dashboard_command", "locate_app"]
 
@@ -131,6 +130,8 @@ def dashboard(
                 "create one (`make demo`)",
                 markup=False,
             )
+    from evalkit.scheduler.health import is_loopback
+
     if not is_loopback(host):
         err_console.print(
             f"warning: listening on {host}: anyone who can reach this address can read the "

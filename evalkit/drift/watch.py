@@ -26,6 +26,10 @@ from evalkit.drift.base import DriftResult, make_detector
 from evalkit.drift.sequential import AlertLevel, page_hinkley
 from evalkit.embedding import ModelFingerprint
 from evalkit.errors import ConfigError, InputError
+from evalkit.stats import compare_stored_runs
+from evalkit.store import utc_now
+from evalkit.store.drift import save_drift_check
+from evalkit.store.runs import list_runs
 
 if TYPE_CHECKING:
     from evalkit.embedding import Embedder
@@ -142,8 +146,6 @@ def check_embeddings(
     result = detector.fit(reference_array).test(current_array)
     report_path = None
     if report_dir is not None:
-        from evalkit.store import utc_now
-
         label = _safe_name(f"{stream}-{subject or 'window'}-{utc_now():%Y%m%dT%H%M%S}")
         report_path = write_evidently_report(
             reference_array,
@@ -154,8 +156,6 @@ def check_embeddings(
         )
     stored = None
     if store is not None:
-        from evalkit.store.drift import save_drift_check
-
         stored = save_drift_check(
             store,
             stream=stream,
@@ -260,8 +260,6 @@ def check_model(
             message=message,
         )
     if store is not None:
-        from evalkit.store.drift import save_drift_check
-
         save_drift_check(
             store,
             stream="model",
@@ -401,8 +399,6 @@ def watch_precision(
     reason, never dropped silently.
     """
     # evalkit.stats loads scipy.stats: deferred like the other detectors' heavy imports.
-    from evalkit.stats import compare_stored_runs
-    from evalkit.store.runs import list_runs
 
     scored = [
         run
@@ -516,7 +512,6 @@ def check_precision(store: Store, goldset: str, **options: Any) -> list[Precisio
 
 
 def _save_precision(store: Store, check: PrecisionCheck, *, alpha: float, seed: int) -> None:
-    from evalkit.store.drift import save_drift_check
 
     metric = check.paired["metrics"].get(check.measure) if check.paired else None
     save_drift_check(

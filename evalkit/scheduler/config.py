@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from evalkit.alerts.config import AlertsConfig, alerts_config, resolve_kind
 from evalkit.config import JobConfig, SchedulerSettings, Settings, format_duration
 from evalkit.errors import ConfigError
+from evalkit.scheduler.jobs import JOB_KINDS
 
 __all__ = ["JobDefinition", "ServiceConfig", "service_config"]
 
@@ -111,7 +112,6 @@ def service_config(settings: Settings) -> ServiceConfig:
     Imports the ``[scheduler] plugins`` first (they may register kinds). Raises ConfigError
     naming the file, the entry and the field of a problem.
     """
-    from evalkit.scheduler.jobs import JOB_KINDS
 
     path = settings.config_file
     scheduler = settings.scheduler

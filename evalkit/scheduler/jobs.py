@@ -48,11 +48,35 @@ from pydantic import (
     model_validator,
 )
 
+from evalkit.audit import CHECK_NAMES, AuditConfig
 from evalkit.clock import utc_now
 from evalkit.config import Duration
+from evalkit.embedding import load_embedder
 from evalkit.errors import ConfigError, EvalkitError, StoreError
+from evalkit.pipeline import (
+    answer_settings,
+    audit_collection,
+    check_drift_metric,
+    check_drift_queries,
+    evaluate_goldset,
+    replay_traffic_window,
+    score_answer_file,
+)
 from evalkit.registry import register_named
 from evalkit.retrievers.factory import RetrieverOptions, build_retriever
+from evalkit.store.goldsets import load_goldset
+from evalkit.store.retention import prune_run_details, retention_candidates
+from evalkit.store.traffic import record_count
+from evalkit.traffic import (
+    SampleSpec,
+    ingest_paths,
+    parse_stratification,
+    parse_window,
+    sample_window,
+    window_containing,
+)
+from evalkit.traffic.redaction import Redaction
+from evalkit.traffic.summary import DEFAULT_LOW_CONFIDENCE
 
 if TYPE_CHECKING:
     from evalkit.config import Settings
@@ -188,8 +212,6 @@ class GoldsetReplayParams(_RetrieverParams):
 
 
 def _goldset_replay(ctx: JobContext, params: GoldsetReplayParams) -> JobOutcome:
-    from evalkit.pipeline import evaluate_goldset
-    from evalkit.store.goldsets import load_goldset
 
     store = ctx.require_store()
     settings = ctx.settings
@@ -246,7 +268,6 @@ class _IngestParams(_Params):
     @field_validator("redact", "redact_pattern", "drop")
     @classmethod
     def _redaction_builds(cls, value: list[str], info: ValidationInfo) -> list[str]:
-        from evalkit.traffic.redaction import Redaction
 
         option = {"redact": "patterns", "redact_pattern": "custom", "drop": "drop"}
         try:
@@ -258,7 +279,6 @@ class _IngestParams(_Params):
 
     def redaction(self) -> Redaction:
         """The redaction these fields describe."""
-        from evalkit.traffic.redaction import Redaction
 
         return Redaction.build(patterns=self.redact, custom=self.redact_pattern, drop=self.drop)
 
@@ -267,7 +287,6 @@ def _ingest(
     ctx: JobContext, params: _IngestParams, *, report_problems: int
 ) -> tuple[IngestReport, dict[str, Any]]:
     """Ingest ``params.paths`` (stoppable between batches) and summarise the pass."""
-    from evalkit.traffic import ingest_paths
 
     report = ingest_paths(
         ctx.require_store(),
@@ -361,15 +380,6 @@ class TrafficParams(_RetrieverParams, _IngestParams):
 
 
 def _traffic(ctx: JobContext, params: TrafficParams) -> JobOutcome:
-    from evalkit.store.traffic import record_count
-    from evalkit.traffic import (
-        SampleSpec,
-        parse_stratification,
-        parse_window,
-        sample_window,
-        window_containing,
-    )
-    from evalkit.traffic.summary import DEFAULT_LOW_CONFIDENCE
 
     store = ctx.require_store()
     summary: dict[str, Any] = {}
@@ -399,15 +409,12 @@ def _traffic(ctx: JobContext, params: TrafficParams) -> JobOutcome:
     if not params.replay:
         return JobOutcome(summary=summary)
     ctx.check_cancelled()
-    from evalkit.pipeline import answer_settings, replay_traffic_window
 
     # Checked before the model loads and the retriever is built: a judge misconfiguration
     # costs neither.
     judge_settings = answer_settings() if params.answers else None
     embedder = None
     if params.embed_sample > 0:
-        from evalkit.embedding import load_embedder
-
         embedder = load_embedder(ctx.settings.model_path, batch_size=ctx.settings.embed_batch_size)
     replayed = replay_traffic_window(
         store,
@@ -484,7 +491,6 @@ class DriftCheckParams(_Params):
 
 
 def _drift_check(ctx: JobContext, params: DriftCheckParams) -> JobOutcome:
-    from evalkit.pipeline import check_drift_metric, check_drift_queries
 
     store = ctx.require_store()
     if params.stream == "metric":
@@ -536,9 +542,6 @@ class AuditParams(_Params):
 
 
 def _audit(ctx: JobContext, params: AuditParams) -> JobOutcome:
-    from evalkit.audit import CHECK_NAMES, AuditConfig
-    from evalkit.embedding import load_embedder
-    from evalkit.pipeline import audit_collection
 
     settings = ctx.settings
     config = AuditConfig(
@@ -582,7 +585,6 @@ class AnswersParams(_Params):
 
 
 def _answers(ctx: JobContext, params: AnswersParams) -> JobOutcome:
-    from evalkit.pipeline import score_answer_file
 
     scores = score_answer_file(
         params.path,
@@ -618,7 +620,6 @@ class RetentionParams(_Params):
 
 
 def _retention(ctx: JobContext, params: RetentionParams) -> JobOutcome:
-    from evalkit.store.retention import prune_run_details, retention_candidates
 
     store = ctx.require_store()
     keep = list(dict.fromkeys([*params.keep_runs, *ctx.pinned_runs]))

@@ -11,7 +11,9 @@ from pydantic import Field
 from evalkit.alerts.model import Signal
 from evalkit.alerts.rules.base import RuleContext, RuleKind, RuleParams, stored_verdict
 from evalkit.errors import ConfigError
+from evalkit.stats import compare_runs, worst_queries
 from evalkit.store.alerts import has_tables
+from evalkit.store.answers import answer_scores_frame, get_scoring, list_scorings
 
 if TYPE_CHECKING:
     from evalkit.store.store import Store
@@ -43,7 +45,6 @@ class FaithfulnessDropParams(RuleParams):
 
 
 def _item_values(store: Store, scoring_id: str, params: FaithfulnessDropParams) -> Any:
-    from evalkit.store.answers import answer_scores_frame
 
     frame = answer_scores_frame(store, scoring_id)
     frame = frame[(frame["metric"] == params.metric) & frame["value"].notna()]
@@ -60,8 +61,6 @@ def _item_values(store: Store, scoring_id: str, params: FaithfulnessDropParams) 
 
 
 def _faithfulness_drop(ctx: RuleContext, params: FaithfulnessDropParams) -> list[Signal]:
-    from evalkit.stats import compare_runs, worst_queries
-    from evalkit.store.answers import get_scoring, list_scorings
 
     if not has_tables(ctx.store, "answer_scorings", "answer_scores"):
         return []

@@ -13,6 +13,7 @@ from evalkit.alerts.model import Signal
 from evalkit.alerts.rules.base import RuleContext, RuleKind, RuleParams, iso
 from evalkit.records import Severity
 from evalkit.store.alerts import has_tables
+from evalkit.store.audit import list_audit_findings, list_audits
 
 __all__ = [
     "AUDIT_FINDINGS",
@@ -54,7 +55,6 @@ def audit_signals(
 ) -> list[Signal]:
     """One signal per collection (and per finding kind with ``per_kind``) of the newest
     audits' findings, and a cleared signal for each active subject they no longer report."""
-    from evalkit.store.audit import list_audit_findings, list_audits
 
     latest: dict[str, Any] = {}
     for audit in list_audits(ctx.store, collection=collection, limit=1000):

@@ -15,6 +15,7 @@ from evalkit.alerts.rules.audit import MODEL_MISMATCH_FINDINGS, audit_signals
 from evalkit.alerts.rules.base import RuleContext, RuleKind, RuleParams, iso
 from evalkit.records import Severity
 from evalkit.store.alerts import has_tables
+from evalkit.store.drift import list_drift_checks
 
 __all__ = [
     "EMBEDDING_DRIFT",
@@ -42,7 +43,6 @@ class EmbeddingDriftParams(RuleParams):
 def _latest_checks(
     ctx: RuleContext, streams: Sequence[str | None], subject: str | None, lookback: int
 ) -> list[Any]:
-    from evalkit.store.drift import list_drift_checks
 
     latest: dict[tuple[str, str | None], Any] = {}
     for stream in streams:

@@ -8,6 +8,7 @@ from pydantic import Field
 
 from evalkit.alerts.model import Signal
 from evalkit.alerts.rules.base import RuleContext, RuleKind, RuleParams, iso
+from evalkit.store.jobs import latest_job_runs, list_job_runs
 
 __all__ = [
     "JOB_FAILURE",
@@ -30,7 +31,6 @@ class JobFailureParams(RuleParams):
 
 
 def _job_failure(ctx: RuleContext, params: JobFailureParams) -> list[Signal]:
-    from evalkit.store.jobs import latest_job_runs, list_job_runs
 
     names = params.jobs if params.jobs is not None else sorted(latest_job_runs(ctx.store))
     signals = []

@@ -12,8 +12,11 @@ from pydantic import Field, field_validator, model_validator
 
 from evalkit.alerts.model import Signal
 from evalkit.alerts.rules.base import RuleContext, RuleKind, RuleParams, iso, stored_verdict
+from evalkit.drift import AlertLevel, cusum, page_hinkley
 from evalkit.errors import EvalkitError
+from evalkit.metrics import parse_measures
 from evalkit.records import Severity
+from evalkit.stats import compare_stored_runs
 from evalkit.store.runs import get_run, list_runs
 
 if TYPE_CHECKING:
@@ -61,7 +64,6 @@ class PrecisionRegressionParams(RuleParams):
     @field_validator("measures")
     @classmethod
     def _canonical(cls, names: list[str]) -> list[str]:
-        from evalkit.metrics import parse_measures
 
         try:
             return [str(measure) for measure in parse_measures(names)]
@@ -161,7 +163,6 @@ def _compare(
 ) -> Signal:
     # evalkit.stats loads scipy.stats (about a second): deferred so that reading the alert
     # settings, which loads the rule kinds, keeps `evalkit --help` fast.
-    from evalkit.stats import compare_stored_runs
 
     report = compare_stored_runs(
         ctx.store,
@@ -242,7 +243,6 @@ def _compare(
 
 
 def _sequential(ctx: RuleContext, params: PrecisionRegressionParams) -> list[Signal]:
-    from evalkit.drift import AlertLevel, cusum, page_hinkley
 
     runs = list(reversed(_goldset_runs(ctx.store, params, limit=params.history)))
     signals = []

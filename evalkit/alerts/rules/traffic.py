@@ -9,6 +9,7 @@ from pydantic import Field
 from evalkit.alerts.model import Signal
 from evalkit.alerts.rules.base import RuleContext, RuleKind, RuleParams
 from evalkit.store.alerts import has_tables
+from evalkit.store.traffic import list_window_summaries
 
 __all__ = [
     "LOW_CONFIDENCE_RATE",
@@ -28,7 +29,6 @@ class LowConfidenceParams(RuleParams):
 
 
 def _low_confidence(ctx: RuleContext, params: LowConfidenceParams) -> list[Signal]:
-    from evalkit.store.traffic import list_window_summaries
 
     if not has_tables(ctx.store, "traffic_window_summaries"):
         return []
