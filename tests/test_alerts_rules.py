@@ -13,12 +13,12 @@ import pytest
 from traffic_windows import day_window_summary
 
 from evalkit.alerts import AlertsConfig, Evaluation, alerts_config, build_sinks, evaluate_rules
-from evalkit.records.audit import AuditReport, CheckOutcome, Finding, Severity
 from evalkit.config import parse_settings
 from evalkit.embedding import ModelFingerprint
 from evalkit.goldset.model import Goldset
 from evalkit.pipeline import evaluate_goldset
 from evalkit.records import Judgment, Query, QueryResult, ScoredDoc
+from evalkit.records.audit import AuditReport, CheckOutcome, Finding, Severity
 from evalkit.store import RunSpec, Store
 from evalkit.store.alerts import list_alerts, load_alert_states
 from evalkit.store.audit import save_audit
@@ -386,7 +386,7 @@ def test_an_unchanged_comparison_is_read_back_not_recomputed(
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("the comparison was recomputed")
 
-    monkeypatch.setattr(evalkit.stats, "compare_runs", refuse)
+    monkeypatch.setattr(evalkit.alerts.rules.answers, "compare_runs", refuse)
     assert told(evaluate(store, config, 1)) == []
     state = load_alert_states(store)["faith:faithfulness"]
     assert state.active
