@@ -17,12 +17,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from evalkit.errors import EmbeddingError
+from evalkit.config import EmbedderKind, Settings
+from evalkit.errors import ConfigError, EmbeddingError
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -33,6 +34,8 @@ __all__ = [
     "Embedder",
     "LazyEmbedder",
     "ModelFingerprint",
+    "TextEmbedder",
+    "build_query_embedder",
     "default_model_path",
     "load_embedder",
 ]
@@ -222,6 +225,29 @@ def load_embedder(model_path: Path | str | None = None, *, batch_size: int = 64)
     return _load_cached(str(path.resolve()), name, batch_size)
 
 
+class TextEmbedder(Protocol):
+    """What a vector-store retriever needs of a query embedder (``Embedder`` is one)."""
+
+    @property
+    def name(self) -> str:
+        """The model's name."""
+        ...
+
+    @property
+    def dimension(self) -> int:
+        """Length of the vectors it makes."""
+        ...
+
+    @property
+    def fingerprint(self) -> ModelFingerprint:
+        """Identity of the model, compared with the one stored in an index."""
+        ...
+
+    def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        """Embed ``texts`` into an (n, dimension) array of unit vectors."""
+        ...
+
+
 class LazyEmbedder:
     """An ``Embedder`` that loads its model on first use (embedding, dimension, fingerprint).
 
@@ -261,3 +287,18 @@ class LazyEmbedder:
     def fingerprint(self) -> ModelFingerprint:
         """``Embedder.fingerprint`` (loads the model)."""
         return self.load().fingerprint
+
+
+def build_query_embedder(settings: Settings) -> TextEmbedder | None:
+    """The embedder ``[embedder]`` names for queries, not loaded yet; None for ``none``.
+
+    ``sentence-transformers`` is the bundled MiniLM, or the model directory ``model_path``.
+    ``none`` means the retriever embeds queries itself (LangChain, LlamaIndex, HTTP): a
+    vector store given no embedder refuses to start, saying so.
+    """
+    chosen = settings.embedder
+    if chosen.kind is EmbedderKind.none:
+        return None
+    if chosen.kind is EmbedderKind.sentence_transformers:
+        return LazyEmbedder(settings.model_path, batch_size=settings.embed_batch_size)
+    raise ConfigError(f"embedder kind {chosen.kind.value!r} is not available")

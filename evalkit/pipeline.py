@@ -76,7 +76,7 @@ if TYPE_CHECKING:
     from evalkit.answers import AnswerScores, OfflineFaithfulness
     from evalkit.audit import AuditConfig, AuditReport
     from evalkit.config import Settings
-    from evalkit.retrievers.base import TextEmbedder
+    from evalkit.embedding import TextEmbedder
 
 __all__ = [
     "DEFAULT_MEASURES",

@@ -20,8 +20,12 @@ from pydantic import BaseModel
 from evalkit.alerts import RULE_KINDS, SINK_KINDS
 from evalkit.config import (
     AlertsSettings,
+    EmbedderSettings,
     JobConfig,
     JudgeSettings,
+    PgvectorSettings,
+    QdrantSettings,
+    RetrieverSettings,
     RuleConfig,
     SchedulerSettings,
     Settings,
@@ -38,6 +42,10 @@ PAGES: dict[type[BaseModel], Path] = {
     AlertsSettings: DOCS / "alerts.md",
     RuleConfig: DOCS / "alerts.md",
     SinkConfig: DOCS / "alerts.md",
+    RetrieverSettings: DOCS / "retrievers.md",
+    PgvectorSettings: DOCS / "retrievers.md",
+    QdrantSettings: DOCS / "retrievers.md",
+    EmbedderSettings: DOCS / "retrievers.md",
 }
 
 

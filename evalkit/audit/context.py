@@ -12,11 +12,12 @@ import numpy as np
 import numpy.typing as npt
 
 from evalkit.audit.snapshot import IndexSnapshot
+from evalkit.embedding import TextEmbedder
 from evalkit.errors import ConfigError, RetrieverError
 from evalkit.goldset.model import Goldset
 from evalkit.records import Query
 from evalkit.records.audit import FINDING_KINDS, Finding, Severity
-from evalkit.retrievers.base import TextEmbedder, describe_exception
+from evalkit.retrievers.base import describe_exception
 
 if TYPE_CHECKING:
     from chromadb.api.models.Collection import Collection

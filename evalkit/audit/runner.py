@@ -16,11 +16,11 @@ from evalkit.audit.model import check_model
 from evalkit.audit.snapshot import read_snapshot
 from evalkit.audit.staleness import check_staleness, source_hashes
 from evalkit.clock import utc_now
+from evalkit.embedding import TextEmbedder
 from evalkit.goldset.corpus import iter_corpus
 from evalkit.goldset.model import Goldset
 from evalkit.records import Document, Query
 from evalkit.records.audit import AuditReport, CheckOutcome
-from evalkit.retrievers.base import TextEmbedder
 
 if TYPE_CHECKING:
     from chromadb.api.models.Collection import Collection

@@ -1,14 +1,24 @@
 """evalkit's settings: one typed tree read from ``evalkit.toml`` and ``EVALKIT_*`` variables.
 
 - ``settings``: ``Settings`` (the tree) and ``load_settings``;
-- ``judge``, ``scheduler``, ``alerts``: the models of the ``[judge]``, ``[scheduler]`` /
-  ``[[jobs]]`` and ``[alerts]`` tables (the stages resolve the kinds of jobs, rules, sinks);
+- ``judge``, ``scheduler``, ``alerts``, ``retriever``: the models of the ``[judge]``,
+  ``[scheduler]`` / ``[[jobs]]``, ``[alerts]``, ``[retriever]`` and ``[embedder]`` tables
+  (the stages resolve the kinds of jobs, rules, sinks and retrievers);
 - ``sources``: how the file is found, how sources are layered, how a problem is worded;
 - ``types``: durations and entry names.
 """
 
 from evalkit.config.alerts import AlertsSettings, RuleConfig, SinkConfig
 from evalkit.config.judge import JudgeSettings, ScoringMethod
+from evalkit.config.retriever import (
+    DistanceMetric,
+    EmbedderKind,
+    EmbedderSettings,
+    PgvectorSettings,
+    QdrantSettings,
+    RetrieverSettings,
+    SearchMode,
+)
 from evalkit.config.scheduler import JobConfig, SchedulerSettings
 from evalkit.config.settings import Settings, load_settings, parse_settings
 from evalkit.config.sources import (
@@ -24,12 +34,19 @@ __all__ = [
     "DEFAULT_CONFIG_FILE",
     "NAME_PATTERN",
     "AlertsSettings",
+    "DistanceMetric",
     "Duration",
+    "EmbedderKind",
+    "EmbedderSettings",
     "JobConfig",
     "JudgeSettings",
+    "PgvectorSettings",
+    "QdrantSettings",
+    "RetrieverSettings",
     "RuleConfig",
     "SchedulerSettings",
     "ScoringMethod",
+    "SearchMode",
     "Settings",
     "SinkConfig",
     "config_file_path",

@@ -5,9 +5,11 @@ variables (``EVALKIT_HOME``, ``EVALKIT_CHROMA_URL``, ``EVALKIT_JUDGE_MODEL``...)
 configuration file (``$EVALKIT_CONFIG`` or ``./evalkit.toml``, see ``evalkit.config.sources``),
 then the defaults below. Every setting has a default, so evalkit runs with no configuration at
 all on its embedded defaults. The tables of the file are typed sub-models: ``judge``
-(``[judge]``), ``scheduler`` (``[scheduler]``), ``jobs`` (``[[jobs]]``) and ``alerts``
-(``[alerts]`` with its rules and sinks). Secrets are never settings: they are read from the
-environment by the code that needs them, and never logged or stored.
+(``[judge]``), ``scheduler`` (``[scheduler]``), ``jobs`` (``[[jobs]]``), ``alerts``
+(``[alerts]`` with its rules and sinks), ``retriever`` (``[retriever]`` with
+``[retriever.pgvector]`` and ``[retriever.qdrant]``) and ``embedder`` (``[embedder]``).
+Secrets are never settings: they are read from the environment by the code that needs
+them, and never logged or stored.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from evalkit.config.alerts import AlertsSettings
 from evalkit.config.judge import JudgeSettings
+from evalkit.config.retriever import EmbedderSettings, RetrieverSettings
 from evalkit.config.scheduler import JobConfig, SchedulerSettings
 from evalkit.config.sources import (
     DEFAULT_CONFIG_FILE,
@@ -82,6 +85,16 @@ class Settings(BaseSettings):
         ge=0,
         description="Seconds a command waits for the store while another process writes it "
         "(evalkit serve running a job, another command) before giving up.",
+    )
+    retriever: RetrieverSettings = Field(
+        default_factory=RetrieverSettings,
+        description="The [retriever] table: the retriever replayed when a command names none "
+        "(docs/retrievers.md).",
+    )
+    embedder: EmbedderSettings = Field(
+        default_factory=EmbedderSettings,
+        description="The [embedder] table: who embeds queries for vector stores "
+        "(docs/retrievers.md).",
     )
     judge: JudgeSettings = Field(
         default_factory=JudgeSettings,

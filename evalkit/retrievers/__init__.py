@@ -13,7 +13,8 @@
 Chroma itself is imported only when a client is opened, so importing this package is cheap.
 """
 
-from evalkit.retrievers.base import Retriever, SupportsCheck, TextEmbedder, check_retriever
+from evalkit.embedding import TextEmbedder
+from evalkit.retrievers.base import Retriever, SupportsCheck, check_retriever
 from evalkit.retrievers.chroma import ChromaRetriever
 from evalkit.retrievers.chroma_client import (
     ChromaLocation,

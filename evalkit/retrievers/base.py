@@ -14,9 +14,6 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
-import numpy as np
-import numpy.typing as npt
-
 from evalkit.embedding import ModelFingerprint
 from evalkit.errors import ConfigError
 from evalkit.records import Query, QueryResult, ScoredDoc
@@ -25,7 +22,6 @@ from evalkit.redaction import redact
 __all__ = [
     "Retriever",
     "SupportsCheck",
-    "TextEmbedder",
     "check_retriever",
     "describe_exception",
     "elapsed_ms",
@@ -61,29 +57,6 @@ class Retriever(Protocol):
 
     def model_fingerprint(self) -> ModelFingerprint | None:
         """Fingerprint of the embedding model the index was built with, when known."""
-        ...
-
-
-class TextEmbedder(Protocol):
-    """What the Chroma adapters need of an embedding model (``evalkit.embedding.Embedder``)."""
-
-    @property
-    def name(self) -> str:
-        """The model's name."""
-        ...
-
-    @property
-    def dimension(self) -> int:
-        """Length of the vectors it makes."""
-        ...
-
-    @property
-    def fingerprint(self) -> ModelFingerprint:
-        """Identity of the model, compared with the one stored in an index."""
-        ...
-
-    def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
-        """Embed ``texts`` into an (n, dimension) array of unit vectors."""
         ...
 
 

@@ -12,11 +12,10 @@ from typing import TYPE_CHECKING, Any, Self
 import numpy as np
 import numpy.typing as npt
 
-from evalkit.embedding import ModelFingerprint
+from evalkit.embedding import ModelFingerprint, TextEmbedder
 from evalkit.errors import ConfigError, RetrieverError
 from evalkit.records import Query, QueryResult
 from evalkit.retrievers.base import (
-    TextEmbedder,
     describe_exception,
     elapsed_ms,
     failed_result,

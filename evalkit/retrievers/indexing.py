@@ -12,11 +12,11 @@ from datetime import UTC, datetime
 from itertools import islice
 from typing import TYPE_CHECKING
 
-from evalkit.embedding import ModelFingerprint
+from evalkit.embedding import ModelFingerprint, TextEmbedder
 from evalkit.errors import ConfigError, EmbeddingError, InputError, RetrieverError
 from evalkit.goldset import content_hash
 from evalkit.records import Document
-from evalkit.retrievers.base import TextEmbedder, describe_exception
+from evalkit.retrievers.base import describe_exception
 from evalkit.retrievers.chroma_client import (
     CONTENT_HASH_KEY,
     INDEX_FINGERPRINT_KEY,

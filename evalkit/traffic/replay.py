@@ -43,7 +43,8 @@ from evalkit.store.traffic import (
 from evalkit.traffic.summary import DEFAULT_LOW_CONFIDENCE, replay_figures
 
 if TYPE_CHECKING:
-    from evalkit.retrievers.base import Retriever, TextEmbedder
+    from evalkit.embedding import TextEmbedder
+    from evalkit.retrievers.base import Retriever
     from evalkit.store.store import Store
 
 __all__ = [

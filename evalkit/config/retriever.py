@@ -1,0 +1,236 @@
+"""Settings of the live retriever and the query embedder: ``[retriever]`` and ``[embedder]``.
+
+``[retriever]`` says which retriever a command replays when its options do not name one
+(``--retriever``, ``--collection``, ``--http-retriever`` win over it), with a typed
+sub-table per store that needs more than a name: ``[retriever.pgvector]`` and
+``[retriever.qdrant]``. ``kind`` is a built-in kind (``chroma``, ``http``, ``pgvector``,
+``qdrant``), a kind installed by a plug-in package (entry-point group
+``evalkit.retrievers``), or left out when ``factory`` names the user's own function
+``module:attribute``; ``options`` are the keyword arguments it is called with.
+
+``[embedder]`` says how evalkit embeds queries for retrievers that take vectors (Chroma,
+pgvector, Qdrant): the bundled MiniLM (default, or another sentence-transformers directory
+given as ``model_path``), an OpenAI-compatible ``/embeddings`` endpoint, or ``none`` when the
+retriever embeds queries itself (LangChain, LlamaIndex, HTTP). Secrets are never settings:
+``api_key_env`` names the environment variable that holds a key, and a DSN's password comes
+from libpq's own ``PGPASSWORD`` / ``.pgpass``.
+
+Example ``evalkit.toml``::
+
+    [retriever]
+    kind = "pgvector"
+
+    [retriever.pgvector]
+    dsn = "postgresql://evalkit@127.0.0.1:5432/rag"
+    table = "chunks"
+    id_column = "doc_id"
+    embedding_column = "embedding"
+    metric = "cosine"
+    tenant_column = "tenant"
+
+    [embedder]
+    kind = "openai"
+    url = "http://127.0.0.1:8080/v1"
+    model = "text-embedding-3-small"
+"""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "DistanceMetric",
+    "EmbedderKind",
+    "EmbedderSettings",
+    "PgvectorSettings",
+    "QdrantSettings",
+    "RetrieverSettings",
+    "SearchMode",
+]
+
+
+class DistanceMetric(StrEnum):
+    """How a vector store compares a query with a document vector."""
+
+    cosine = "cosine"
+    inner_product = "inner_product"
+    l2 = "l2"
+
+
+class SearchMode(StrEnum):
+    """Whether a vector search may use the table's approximate index."""
+
+    auto = "auto"
+    """Whatever the store's planner picks: the HNSW or IVFFlat index when there is one."""
+    exact = "exact"
+    """An exact (sequential) scan, the ground truth an ANN index is measured against."""
+
+
+class PgvectorSettings(BaseModel):
+    """The user's own pgvector table: where it is and which columns hold what."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dsn: str | None = Field(
+        default=None,
+        description="libpq connection string or URL of the PostgreSQL server (a password "
+        "in it is never shown; prefer PGPASSWORD or ~/.pgpass).",
+    )
+    table: str | None = Field(
+        default=None, description="Table (or schema.table) holding the documents' vectors."
+    )
+    id_column: str = Field(default="id", description="Column holding the document id.")
+    embedding_column: str = Field(
+        default="embedding", description="pgvector column holding the document embedding."
+    )
+    text_column: str | None = Field(
+        default=None, description="Column holding the document text (optional)."
+    )
+    metric: DistanceMetric = Field(
+        default=DistanceMetric.cosine,
+        description="Distance the index was built for: cosine, inner_product or l2.",
+    )
+    tenant_column: str | None = Field(
+        default=None,
+        description="Column holding the tenant; a query with a tenant only sees its rows.",
+    )
+    search: SearchMode = Field(
+        default=SearchMode.auto,
+        description="auto (the table's HNSW/IVFFlat index when there is one) or exact.",
+    )
+    hnsw_ef_search: int | None = Field(
+        default=None, ge=1, description="hnsw.ef_search for the session (pgvector default 40)."
+    )
+    ivfflat_probes: int | None = Field(
+        default=None, ge=1, description="ivfflat.probes for the session (pgvector default 1)."
+    )
+    connect_timeout: float = Field(
+        default=10.0, gt=0, description="Seconds before connecting to the server fails."
+    )
+    statement_timeout: float = Field(
+        default=30.0, gt=0, description="Seconds before one search statement is cancelled."
+    )
+
+
+class QdrantSettings(BaseModel):
+    """A Qdrant collection: a server URL, or a local on-disk path (qdrant-client local mode)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str | None = Field(
+        default=None, description="URL of the Qdrant server, e.g. http://127.0.0.1:6333."
+    )
+    path: Path | None = Field(
+        default=None, description="Directory of a local (embedded) Qdrant store, instead of url."
+    )
+    collection: str | None = Field(default=None, description="Collection to query.")
+    api_key_env: str | None = Field(
+        default="QDRANT_API_KEY",
+        description="Name of the environment variable holding the API key (never the key).",
+    )
+    id_payload_key: str | None = Field(
+        default=None,
+        description="Payload key holding the document id (default: the point id).",
+    )
+    tenant_key: str | None = Field(
+        default=None,
+        description="Payload key holding the tenant; a query with a tenant only sees its points.",
+    )
+    vector_name: str | None = Field(
+        default=None, description="Named vector to search (collections with several vectors)."
+    )
+    hnsw_ef: int | None = Field(default=None, ge=1, description="HNSW ef at search time.")
+    exact: bool = Field(default=False, description="Search exactly, bypassing the HNSW index.")
+    timeout: float = Field(default=10.0, gt=0, description="Seconds before a request fails.")
+
+    def api_key(self) -> str | None:
+        """The API key from the environment variable ``api_key_env``, or None."""
+        return os.environ.get(self.api_key_env) if self.api_key_env else None
+
+
+class RetrieverSettings(BaseModel):
+    """The ``[retriever]`` table: which retriever to replay, and how."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: str | None = Field(
+        default=None,
+        description="Retriever kind: chroma, http, pgvector, qdrant, or one a plug-in "
+        "package registers (entry-point group evalkit.retrievers).",
+    )
+    factory: str | None = Field(
+        default=None,
+        description="module:attribute of a function returning a Retriever, or a LangChain "
+        "or LlamaIndex retriever; called with `options` as keyword arguments.",
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Keyword arguments passed to the factory (or the plug-in's factory).",
+    )
+    id_key: str | None = Field(
+        default=None,
+        description="Metadata key holding the document id of LangChain documents or "
+        "LlamaIndex nodes (default: Document.id / the node id).",
+    )
+    concurrency: int = Field(
+        default=8,
+        ge=1,
+        description="Queries in flight at once for retrievers called through their own "
+        "batch / async API (LangChain, LlamaIndex, plug-ins).",
+    )
+    pgvector: PgvectorSettings = Field(
+        default_factory=PgvectorSettings,
+        description="The [retriever.pgvector] table: the user's pgvector table.",
+    )
+    qdrant: QdrantSettings = Field(
+        default_factory=QdrantSettings,
+        description="The [retriever.qdrant] table: the user's Qdrant collection.",
+    )
+
+
+class EmbedderKind(StrEnum):
+    """Who embeds the queries."""
+
+    sentence_transformers = "sentence-transformers"
+    """A local sentence-transformers model: the bundled MiniLM or ``model_path``."""
+    openai = "openai"
+    """An OpenAI-compatible ``/embeddings`` endpoint (``url`` and ``model``)."""
+    none = "none"
+    """Nobody in evalkit: the retriever embeds queries itself (LangChain, LlamaIndex, HTTP)."""
+
+
+class EmbedderSettings(BaseModel):
+    """The ``[embedder]`` table: how queries are embedded for vector-store retrievers."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: EmbedderKind = Field(
+        default=EmbedderKind.sentence_transformers,
+        description="sentence-transformers (the bundled MiniLM, or model_path), openai "
+        "(an OpenAI-compatible /embeddings endpoint) or none.",
+    )
+    url: str | None = Field(
+        default=None,
+        description="Base URL of the OpenAI-compatible API, e.g. http://127.0.0.1:8080/v1.",
+    )
+    model: str | None = Field(default=None, description="Model name the endpoint serves.")
+    api_key_env: str | None = Field(
+        default="OPENAI_API_KEY",
+        description="Name of the environment variable holding the endpoint's API key.",
+    )
+    dimensions: int | None = Field(
+        default=None, ge=1, description="Vector length to ask the endpoint for (if it can cut)."
+    )
+    timeout: float = Field(default=30.0, gt=0, description="Seconds before a request fails.")
+    max_retries: int = Field(
+        default=3, ge=0, description="Retries of a failed embedding request, with back-off."
+    )
+
+    def api_key(self) -> str | None:
+        """The API key from the environment variable ``api_key_env``, or None."""
+        return os.environ.get(self.api_key_env) if self.api_key_env else None
