@@ -46,15 +46,40 @@ def settings(tmp_path, monkeypatch: pytest.MonkeyPatch) -> Settings:
         (RetrieverOptions(kind="echo"), "echo"),
     ],
 )
-def test_the_options_name_their_kind(options: RetrieverOptions, kind: str) -> None:
-    assert options.resolved_kind() == kind
+def test_the_options_name_their_kind(
+    options: RetrieverOptions, kind: str, settings: Settings
+) -> None:
+    assert options.resolved_kind(settings) == kind
 
 
-def test_options_naming_two_retrievers_or_none_are_refused() -> None:
-    with pytest.raises(ConfigError, match="not both"):
-        RetrieverOptions(collection="docs", http_url="http://x/search").resolved_kind()
+def test_options_naming_two_retrievers_or_none_are_refused(settings: Settings) -> None:
+    with pytest.raises(ConfigError, match="give one of"):
+        RetrieverOptions(collection="docs", http_url="http://x/search").resolved_kind(settings)
+    with pytest.raises(ConfigError, match="give one of"):
+        RetrieverOptions(retriever="qdrant", http_url="http://x/search").resolved_kind(settings)
     with pytest.raises(ConfigError, match="name the retriever"):
-        RetrieverOptions().resolved_kind()
+        RetrieverOptions().resolved_kind(settings)
+
+
+@pytest.mark.parametrize(
+    ("spec", "kind"), [("pgvector", "pgvector"), ("mypackage.search:make_retriever", "factory")]
+)
+def test_retriever_names_a_kind_or_a_factory(spec: str, kind: str, settings: Settings) -> None:
+    assert RetrieverOptions(retriever=spec).resolved_kind(settings) == kind
+    # --collection stays a collection name the chosen kind may use (Qdrant's, say).
+    assert RetrieverOptions(retriever=spec, collection="docs").resolved_kind(settings) == kind
+
+
+def test_the_retriever_table_names_the_kind_when_the_options_do_not(settings: Settings) -> None:
+    configured = settings.model_copy(
+        update={"retriever": settings.retriever.model_copy(update={"kind": "qdrant"})}
+    )
+    assert RetrieverOptions().resolved_kind(configured) == "qdrant"
+    assert RetrieverOptions(collection="docs").resolved_kind(configured) == "chroma"
+    with_factory = settings.model_copy(
+        update={"retriever": settings.retriever.model_copy(update={"factory": "m:f"})}
+    )
+    assert RetrieverOptions().resolved_kind(with_factory) == "factory"
 
 
 def test_an_unknown_kind_names_the_known_ones(settings: Settings) -> None:

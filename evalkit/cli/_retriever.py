@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-__all__ = ["AllowMismatch", "ChromaUrl", "Collection", "HttpUrl", "WhereKey"]
+__all__ = ["AllowMismatch", "ChromaUrl", "Collection", "HttpUrl", "RetrieverSpec", "WhereKey"]
 
 Collection = Annotated[
     str | None, typer.Option(help="Chroma collection to query (embedded store or --chroma-url).")
@@ -26,6 +26,15 @@ HttpUrl = Annotated[
     typer.Option(
         "--http-retriever",
         help="URL of an HTTP JSON retriever endpoint (see docs/retrievers.md).",
+    ),
+]
+RetrieverSpec = Annotated[
+    str | None,
+    typer.Option(
+        "--retriever",
+        help="Retriever kind (chroma, http, pgvector, qdrant, or a plug-in's) or "
+        "module:factory of your own function returning a retriever (default: the "
+        "[retriever] table of evalkit.toml; see docs/retrievers.md).",
     ),
 ]
 WhereKey = Annotated[

@@ -14,6 +14,7 @@ from evalkit.cli._retriever import (
     ChromaUrl,
     Collection,
     HttpUrl,
+    RetrieverSpec,
     WhereKey,
 )
 from evalkit.cli._store import open_store
@@ -218,6 +219,7 @@ def gate(
     collection: Collection = None,
     chroma_url: ChromaUrl = None,
     http_retriever: HttpUrl = None,
+    retriever_spec: RetrieverSpec = None,
     k: Annotated[int | None, typer.Option("--k", help="Depth of a live candidate run.")] = None,
     where_key: WhereKey = None,
     allow_model_mismatch: AllowMismatch = False,
@@ -243,11 +245,27 @@ def gate(
     from evalkit.stats import compare_scored, score_run, to_junit_xml, to_markdown
 
     measures = measure or ["ndcg@10"]
-    live = bool(collection or chroma_url or http_retriever)
-    if live == (candidate is not None):
+    live_options = RetrieverOptions(
+        collection=collection,
+        chroma_url=chroma_url,
+        http_url=http_retriever,
+        retriever=retriever_spec,
+        where_key=where_key,
+        allow_model_mismatch=allow_model_mismatch,
+    )
+    named_live = bool(collection or chroma_url or http_retriever or retriever_spec)
+    if named_live and candidate is not None:
+        raise ConfigError(
+            "name the candidate once: --candidate RUN_OR_FILE, or a live retriever "
+            "(--retriever / --collection / --chroma-url / --http-retriever) to replay now"
+        )
+    configured = settings().retriever
+    live = named_live or (candidate is None and bool(configured.kind or configured.factory))
+    if not live and candidate is None:
         raise ConfigError(
             "name the candidate: --candidate RUN_OR_FILE, or a live retriever "
-            "(--collection / --chroma-url / --http-retriever) to replay now"
+            "(--retriever / --collection / --chroma-url / --http-retriever, or a [retriever] "
+            "table in evalkit.toml) to replay now"
         )
     with ExitStack() as stack:
         store = _open_store(stack, write=live, purpose="gate")
@@ -259,11 +277,7 @@ def gate(
                 goldset,
                 measures,
                 k=k,
-                collection=collection,
-                chroma_url=chroma_url,
-                http_retriever=http_retriever,
-                where_key=where_key,
-                allow_model_mismatch=allow_model_mismatch,
+                options=live_options,
             )
         assert candidate is not None
         cand = score_run(store, candidate, measures, judgments=judgments)
@@ -300,11 +314,7 @@ def _replay_candidate(
     measures: list[str],
     *,
     k: int | None,
-    collection: str | None,
-    chroma_url: str | None,
-    http_retriever: str | None,
-    where_key: str | None,
-    allow_model_mismatch: bool,
+    options: RetrieverOptions,
 ) -> str:
     from evalkit.pipeline import default_measures, evaluate_goldset
     from evalkit.store.goldsets import load_goldset
@@ -314,16 +324,7 @@ def _replay_candidate(
     config = settings()
     depth = k or config.k
     gold = load_goldset(store, goldset)
-    retriever = build_retriever(
-        RetrieverOptions(
-            collection=collection,
-            chroma_url=chroma_url,
-            http_url=http_retriever,
-            where_key=where_key,
-            allow_model_mismatch=allow_model_mismatch,
-        ),
-        config,
-    )
+    retriever = build_retriever(options, config)
     wanted = list(dict.fromkeys([*default_measures(depth), *measures]))
     outcome = evaluate_goldset(
         store,

@@ -13,6 +13,7 @@ from evalkit.cli._retriever import (
     ChromaUrl,
     Collection,
     HttpUrl,
+    RetrieverSpec,
     WhereKey,
 )
 from evalkit.cli._store import open_store
@@ -46,6 +47,7 @@ def run(
     collection: Collection = None,
     chroma_url: ChromaUrl = None,
     http_retriever: HttpUrl = None,
+    retriever_spec: RetrieverSpec = None,
     k: Annotated[int | None, typer.Option("--k", help="Documents retrieved per query.")] = None,
     measure: Annotated[
         list[str] | None,
@@ -95,6 +97,7 @@ def run(
             collection=collection,
             chroma_url=chroma_url,
             http_url=http_retriever,
+            retriever=retriever_spec,
             where_key=where_key,
             allow_model_mismatch=allow_model_mismatch,
         ),

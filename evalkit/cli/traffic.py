@@ -19,7 +19,14 @@ from evalkit.cli._output import (
     settings,
     table,
 )
-from evalkit.cli._retriever import AllowMismatch, ChromaUrl, Collection, HttpUrl, WhereKey
+from evalkit.cli._retriever import (
+    AllowMismatch,
+    ChromaUrl,
+    Collection,
+    HttpUrl,
+    RetrieverSpec,
+    WhereKey,
+)
 from evalkit.cli._store import open_store
 from evalkit.cli.answers import print_answer_summaries
 from evalkit.cli.app import CONTEXT, app
@@ -223,6 +230,7 @@ def replay(
     collection: Collection = None,
     chroma_url: ChromaUrl = None,
     http_retriever: HttpUrl = None,
+    retriever_spec: RetrieverSpec = None,
     where_key: WhereKey = None,
     k: Annotated[int, typer.Option("--k", help="Documents retrieved per query.")] = 10,
     compare_k: Annotated[
@@ -289,6 +297,7 @@ def replay(
                 collection=collection,
                 chroma_url=chroma_url,
                 http_url=http_retriever,
+                retriever=retriever_spec,
                 where_key=where_key,
                 allow_model_mismatch=allow_model_mismatch,
                 defer_model_check=True,

@@ -18,6 +18,7 @@ from evalkit.retrievers.base import Retriever, check_retriever
 from evalkit.retrievers.http import HttpRetriever
 
 __all__ = [
+    "FACTORY_KIND",
     "RETRIEVER_KINDS",
     "RetrieverKind",
     "RetrieverOptions",
@@ -28,12 +29,15 @@ __all__ = [
 
 @dataclass(frozen=True)
 class RetrieverOptions:
-    """What names a live retriever: a Chroma collection (embedded or server) or an HTTP URL.
+    """What names a live retriever: a kind or factory, a Chroma collection, or an HTTP URL.
 
-    ``kind`` may be left out: an ``http_url`` means ``http``, a ``collection`` means
-    ``chroma``. ``allow_model_mismatch`` queries a collection built with another embedding
-    model (diagnosis only); ``defer_model_check`` leaves the model check to the retriever's
-    ``verify_model()`` or first query, for callers with cheaper checks to make first.
+    ``kind`` may be left out. Then ``retriever`` (``--retriever``) names it: a kind's name,
+    or ``module:attribute`` of the user's factory (kind ``factory``); else an ``http_url``
+    means ``http`` and a ``collection`` means ``chroma``; else the ``[retriever]`` table of
+    the settings names it. ``allow_model_mismatch`` queries a collection built with another
+    embedding model (diagnosis only); ``defer_model_check`` leaves the model check to the
+    retriever's ``verify_model()`` or first query, for callers with cheaper checks to make
+    first.
     """
 
     collection: str | None = None
@@ -43,18 +47,31 @@ class RetrieverOptions:
     allow_model_mismatch: bool = False
     defer_model_check: bool = False
     kind: str | None = None
+    retriever: str | None = None
 
-    def resolved_kind(self) -> str:
-        """The registered kind these options name; ConfigError when they name none or two."""
+    def resolved_kind(self, settings: Settings) -> str:
+        """The registered kind these options (or ``settings``) name; ConfigError when they
+        name none or two."""
         if self.kind is not None:
             return self.kind
-        if self.http_url and (self.collection or self.chroma_url):
-            raise ConfigError("give either --http-retriever or --collection/--chroma-url, not both")
+        if self.http_url and (self.collection or self.chroma_url or self.retriever):
+            raise ConfigError(
+                "give one of --http-retriever, --retriever or --collection/--chroma-url"
+            )
+        if self.retriever:
+            return FACTORY_KIND if ":" in self.retriever else self.retriever
         if self.http_url:
             return "http"
         if self.collection:
             return "chroma"
-        raise ConfigError("name the retriever: --collection NAME or --http-retriever URL")
+        if settings.retriever.factory:
+            return FACTORY_KIND
+        if settings.retriever.kind:
+            return settings.retriever.kind
+        raise ConfigError(
+            "name the retriever: --retriever KIND or module:factory, --collection NAME, "
+            "--http-retriever URL, or a [retriever] table in evalkit.toml (docs/retrievers.md)"
+        )
 
 
 @dataclass(frozen=True)
@@ -66,6 +83,9 @@ class RetrieverKind:
 
 
 RETRIEVER_KINDS: dict[str, RetrieverKind] = {}
+
+FACTORY_KIND = "factory"
+"""The kind of a retriever built by the user's own ``module:attribute`` factory."""
 
 
 def register_retriever_kind(kind: RetrieverKind) -> None:
@@ -80,7 +100,7 @@ def build_retriever(options: RetrieverOptions, settings: Settings) -> Retriever:
     HTTP probe query, the Chroma server or store), then the collection, and only then the
     embedding model is loaded, to compare it with the one the collection was built with.
     """
-    name = options.resolved_kind()
+    name = options.resolved_kind(settings)
     kind = RETRIEVER_KINDS.get(name)
     if kind is None:
         known = ", ".join(sorted(RETRIEVER_KINDS))
