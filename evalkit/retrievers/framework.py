@@ -1,0 +1,98 @@
+"""What the LangChain and LlamaIndex adapters share: turning a framework's hits into results.
+
+A framework retriever returns documents (LangChain ``Document``) or nodes (LlamaIndex
+``NodeWithScore``); both adapters reduce them to ``Hit`` (id, and score or None) and build
+the ``QueryResult`` here. Ids come from a metadata key when one is configured (chunks usually
+carry their source document's id there), else from the framework's own id. A hit with no id
+fails its query with a message naming the key to set: a document the metrics cannot name
+would silently count as not relevant.
+
+Scores are the store's when every hit has one; otherwise the hits are scored by rank
+(``1 / rank``), which keeps the order, and ``describe()`` says so.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from evalkit.records import Query, QueryResult
+from evalkit.retrievers.base import ranked_docs
+
+__all__ = [
+    "NOT_FINGERPRINTED",
+    "SCORE_METADATA_KEYS",
+    "Hit",
+    "MissingIdError",
+    "hits_result",
+    "metadata_id",
+    "metadata_score",
+]
+
+NOT_FINGERPRINTED = "the retriever embeds queries itself; evalkit cannot fingerprint its model"
+"""What a run records as its model when the retriever, not evalkit, embeds the queries."""
+
+SCORE_METADATA_KEYS = ("relevance_score", "score", "_score", "similarity_score")
+"""Metadata keys in which retrievers (rerankers, hybrid and vector stores) leave a score."""
+
+
+class MissingIdError(ValueError):
+    """A returned document carries no id under the configured key (nor its own id)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """One returned document: its id and the store's score, if it gave one."""
+
+    doc_id: str
+    score: float | None
+
+
+def metadata_id(
+    metadata: Mapping[str, Any] | None, own_id: object, id_key: str | None, *, what: str
+) -> str:
+    """The document id: ``metadata[id_key]`` when ``id_key`` is set, else ``own_id``.
+
+    Raises ``MissingIdError`` naming the key to set when there is no id.
+    """
+    if id_key is not None:
+        value = (metadata or {}).get(id_key)
+        if value is None or value == "":
+            keys = ", ".join(sorted(metadata or {})) or "none"
+            raise MissingIdError(
+                f"a returned {what} has no metadata key {id_key!r} (its keys: {keys}); "
+                "set [retriever] id_key to the key holding the document id"
+            )
+        return str(value)
+    if own_id is None or own_id == "":
+        keys = ", ".join(sorted(metadata or {})) or "none"
+        raise MissingIdError(
+            f"a returned {what} has no id; set [retriever] id_key to the metadata key "
+            f"holding the document id (its keys: {keys})"
+        )
+    return str(own_id)
+
+
+def metadata_score(metadata: Mapping[str, Any] | None) -> float | None:
+    """The first finite number under one of ``SCORE_METADATA_KEYS``, or None."""
+    for key in SCORE_METADATA_KEYS:
+        value = (metadata or {}).get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+            return float(value)
+    return None
+
+
+def hits_result(query: Query, hits: Sequence[Hit], k: int, latency_ms: float) -> QueryResult:
+    """The ``QueryResult`` of ``query``: the first ``k`` hits, scored by the store or by rank."""
+    kept = list(hits[:k])
+    if kept and all(hit.score is not None for hit in kept):
+        scores: list[float] = [float(hit.score) for hit in kept if hit.score is not None]
+    else:
+        scores = [1.0 / rank for rank in range(1, len(kept) + 1)]
+    return QueryResult(
+        query_id=query.id,
+        docs=ranked_docs([hit.doc_id for hit in kept], scores),
+        latency_ms=latency_ms,
+    )
