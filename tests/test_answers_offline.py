@@ -18,7 +18,7 @@ from evalkit.answers.offline import (
     context_units,
 )
 from evalkit.answers.records import Unmeasured
-from evalkit.answers.sentences import split_claims, split_sentences
+from evalkit.answers.sentences import split_claims, split_sentences, strip_markup
 from evalkit.config import JudgeSettings, ScoringMethod
 
 
@@ -41,6 +41,60 @@ def test_split_claims_drops_lead_ins_and_fragments() -> None:
     assert split_claims(answer) == ["Prices rose sharply.", "Wages fell in 2020."]
     assert split_claims("") == []
     assert split_claims("Sure thing.") == []
+
+
+INLINE_LIST_ANSWER = (
+    "Causes of male infertility include: 1. Low sperm count 2. Low semen quality "
+    "3. Blocked ducts that carry sperm."
+)
+MARKDOWN_ANSWER = (
+    "## Why teams pick it\n\n"
+    "**Customization:** Users can change the layout of the dashboard [1].\n"
+    "- **Speed**: queries return in under 2 seconds [2, 3].\n"
+    "**Pricing**\n"
+    "The basic plan costs 10 dollars a month.[^4]\n\n"
+    "| Plan | Price | Storage |\n|---|---:|---|\n| Basic | 10 dollars | 5 GB of space |"
+)
+
+
+def test_inline_numbered_list_items_are_claims_without_their_markers() -> None:
+    # Cut at ". " alone, this gave "Low sperm count 2." and "Low semen quality 3.": list
+    # numbers the contexts were then asked to contain.
+    assert split_claims(INLINE_LIST_ANSWER) == [
+        "Low sperm count",
+        "Low semen quality",
+        "Blocked ducts that carry sperm.",
+    ]
+    # A year before a period is not a list marker; a lone marker is not a claim.
+    assert split_claims("He was born in 1999. He moved to Paris in 2004.") == [
+        "He was born in 1999.",
+        "He moved to Paris in 2004.",
+    ]
+
+
+def test_markdown_structure_is_not_claim_text() -> None:
+    assert split_claims(MARKDOWN_ANSWER) == [
+        "Users can change the layout of the dashboard.",
+        "queries return in under 2 seconds.",
+        "The basic plan costs 10 dollars a month.",
+        "Basic, 10 dollars, 5 GB of space",
+    ]
+    assert strip_markup("See [the docs](https://x.test/d) for *more* on `evalkit run`.") == (
+        "See the docs for more on evalkit run."
+    )
+
+
+def test_structure_takes_no_number_or_name_from_the_contexts() -> None:
+    contexts = [
+        "Men may be infertile because of a low sperm count or low semen quality. "
+        "Blocked ducts that carry sperm are another cause.",
+        "Users can change the layout of the dashboard. Queries return in under 2 seconds. "
+        "The basic plan costs 10 dollars a month and gives 5 GB of space.",
+    ]
+    claims = split_claims(INLINE_LIST_ANSWER) + split_claims(MARKDOWN_ANSWER)
+    coverage, salient, _ = claim_token_features(claims, contexts)
+    np.testing.assert_allclose(salient, np.ones(len(claims)))
+    np.testing.assert_allclose(coverage, np.ones(len(claims)))
 
 
 def test_context_units_are_sentences_and_adjacent_pairs() -> None:
