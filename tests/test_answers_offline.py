@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 
 from evalkit.answers import AnswerRecord, OfflineFaithfulness, score_answers
@@ -16,10 +18,14 @@ from evalkit.answers.offline import (
     best_similarity,
     claim_token_features,
     context_units,
+    sentence_units,
 )
 from evalkit.answers.records import Unmeasured
 from evalkit.answers.sentences import split_claims, split_sentences, strip_markup
 from evalkit.config import JudgeSettings, ScoringMethod
+from evalkit.embedding import Embedder
+from evalkit.store import Store
+from evalkit.store.answers import StoreEmbeddingCache
 
 
 def test_split_sentences_keeps_abbreviations_and_strips_list_markers() -> None:
@@ -219,7 +225,7 @@ def test_offline_method_on_real_text(offline: OfflineFaithfulness) -> None:
     assert [s.n_supported for s in scores] == [2, 1, 0]
     assert {s.method for s in scores} == {"offline-embedding"}
     assert {s.judge_model for s in scores} == {"sentence-transformers/all-MiniLM-L6-v2"}
-    assert {s.prompt_version for s in scores} == {"offline-v1/threshold=0.5"}
+    assert {s.prompt_version for s in scores} == {"offline-v2/threshold=0.5"}
 
 
 @pytest.mark.slow
@@ -301,3 +307,82 @@ def test_clapnq_answers_score_higher_with_their_own_passage(
         assert faithful is not None
         assert unfaithful is not None
         assert faithful > 0.5 > unfaithful, record.id
+
+
+class CountingEmbedder:
+    """The real embedder, counting the texts it is asked to embed."""
+
+    def __init__(self, inner: Embedder) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.dimension = inner.dimension
+        self.fingerprint = inner.fingerprint
+        self.texts: list[str] = []
+
+    def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        self.texts.extend(texts)
+        return self.inner.embed(texts)
+
+
+def shared_context_records(prefix: str) -> list[AnswerRecord]:
+    answers = [
+        "The Sydney Harbour Bridge opened in 1932.",
+        "It was built by Dorman Long of Middlesbrough.",
+        "The bridge carries rail and pedestrian traffic.",
+    ]
+    return [
+        AnswerRecord(id=f"{prefix}{i}", question="About the bridge?", answer=a, contexts=CONTEXTS)
+        for i, a in enumerate(answers)
+    ]
+
+
+def test_sentence_units_are_sentences_then_normalised_pair_sums() -> None:
+    sentences = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    units = sentence_units(sentences)
+    half = math.sqrt(0.5)
+    np.testing.assert_allclose(units, [[1, 0], [0, 1], [0, 1], [half, half], [0, 1]])
+    np.testing.assert_allclose(sentence_units(sentences[:1]), sentences[:1])
+
+
+@pytest.mark.slow
+def test_contexts_are_embedded_once_within_and_across_scorings(
+    offline: OfflineFaithfulness, tmp_path: Path
+) -> None:
+    counting = CountingEmbedder(offline.embedder)
+    method = OfflineFaithfulness(counting)  # type: ignore[arg-type]
+    context_sentences = {s for context in CONTEXTS for s in split_sentences(context)}
+    with Store.open(tmp_path / "evalkit.duckdb") as store:
+        cache = StoreEmbeddingCache(store)
+        first = method.score(shared_context_records("a"), cache=cache)
+        # Three answers share the contexts: each context sentence is embedded once.
+        embedded = [t for t in counting.texts if t in context_sentences]
+        assert sorted(embedded) == sorted(context_sentences)
+        counting.texts.clear()
+        # A new process (a new method object, empty memory) scoring again: the store has them.
+        again = OfflineFaithfulness(counting).score(  # type: ignore[arg-type]
+            shared_context_records("b"), cache=cache
+        )
+        assert not [t for t in counting.texts if t in context_sentences]
+        assert [s.value for s in again] == pytest.approx([s.value for s in first])
+        [(n_rows,)] = store.fetch("SELECT count(*) FROM context_embeddings")
+        assert n_rows == len(CONTEXTS)
+    # The cached vectors give the scores a cold, uncached scoring gives.
+    cold = OfflineFaithfulness(offline.embedder).score(shared_context_records("c"))
+    assert [s.value for s in cold] == pytest.approx([s.value for s in first], abs=1e-6)
+
+
+@pytest.mark.slow
+def test_legacy_units_keep_the_offline_v1_signals(offline: OfflineFaithfulness) -> None:
+    """The benchmark's reference path embeds pair texts; the new one sums sentence vectors."""
+    records = shared_context_records("l")
+    legacy = OfflineFaithfulness(offline.embedder, legacy_units=True).analyse(records)
+    current = offline.analyse(records)
+    for old, new in zip(legacy, current, strict=True):
+        assert isinstance(old, ClaimSupport)
+        assert isinstance(new, ClaimSupport)
+        claims = offline.embedder.embed(list(old.claims)).astype(np.float64)
+        units = offline.embedder.embed(context_units(CONTEXTS)).astype(np.float64)
+        np.testing.assert_allclose(old.similarity, best_similarity(claims, units), atol=1e-5)
+        # Both find the sentence a claim was taken from; they differ on pairs only.
+        np.testing.assert_allclose(new.similarity, old.similarity, atol=0.1)
+        assert (new.similarity > 0.75).all()

@@ -22,6 +22,7 @@ import re
 
 __all__ = [
     "MIN_CLAIM_WORDS",
+    "SPLIT_VERSION",
     "STOPWORDS",
     "WORD_TOKEN",
     "content_tokens",
@@ -31,6 +32,8 @@ __all__ = [
 ]
 
 MIN_CLAIM_WORDS = 3
+SPLIT_VERSION = "markdown-1"
+"""Changes whenever splitting changes, so cached sentence vectors of a context are redone."""
 
 _ABBREVIATION_TEXT = (
     "mr mrs ms dr prof sr jr st mt ft no nos vs etc e.g i.e cf al fig approx est inc ltd co "
