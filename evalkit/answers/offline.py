@@ -64,6 +64,7 @@ __all__ = [
     "DEFAULT_CALIBRATION",
     "DEFAULT_SUPPORT_MODEL",
     "DEFAULT_THRESHOLD",
+    "IDENTITY_CALIBRATION",
     "OFFLINE_VERSION",
     "Calibration",
     "ClaimSupport",
@@ -139,6 +140,7 @@ class Calibration:
 
 
 IDENTITY_CALIBRATION = Calibration(scores=(0.0, 1.0), probabilities=(0.0, 1.0))
+"""No calibration: the support score is taken as the probability."""
 
 
 @cache

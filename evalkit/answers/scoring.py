@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from evalkit.answers.cache import EmbeddingCache, JudgeCache, MemoryJudgeCache, judge_cache_key
 from evalkit.answers.context import applicable_context_metrics, score_context
 from evalkit.answers.judge import JudgeCallError, JudgeTask, LLMJudge, run_sync
+from evalkit.answers.nli import NLIFaithfulness
 from evalkit.answers.offline import DEFAULT_THRESHOLD, OfflineFaithfulness, Progress
 from evalkit.answers.records import (
     AnswerRecord,
@@ -83,11 +84,13 @@ def score_answers(
     """Score ``records``; ``evalkit.pipeline.score_and_store_answers`` also stores them.
 
     Faithfulness comes from the LLM judge when ``settings`` configure one (and the method
-    allows it), otherwise from the offline method; answer relevance from the judge only;
-    context precision / recall from ragas' ID-based and non-LLM metrics when some record
-    carries reference context ids or texts. Answers that cannot be measured (no claim, no
-    context, a judge failure after retries) are stored with their reason, counted in the
-    summaries and left out of the means. ``run_id`` / ``source`` say what was scored.
+    allows it), otherwise from the offline method (``offline-nli`` with the local model of
+    ``nli_model_path`` when one is set and no ``offline`` is given, else ``offline``);
+    answer relevance from the judge only; context precision / recall from ragas' ID-based
+    and non-LLM metrics when some record carries reference context ids or texts. Answers
+    that cannot be measured (no claim, no context, a judge failure after retries) are
+    stored with their reason, counted in the summaries and left out of the means.
+    ``run_id`` / ``source`` say what was scored.
 
     The judge cache is ``cache`` if given, else an in-memory cache for this call; the
     offline method's context vectors are kept in ``embedding_cache`` if given, else in the
@@ -102,10 +105,13 @@ def score_answers(
     judge_calls = cache_hits = 0
 
     if use_offline:
-        offline = offline or OfflineFaithfulness(
-            embedder, threshold=settings.offline_threshold or DEFAULT_THRESHOLD
-        )
-        scores.extend(offline.score(records, cache=embedding_cache, progress=progress))
+        threshold = settings.offline_threshold or DEFAULT_THRESHOLD
+        method: OfflineFaithfulness | NLIFaithfulness
+        if offline is None and settings.nli_model_path is not None:
+            method = NLIFaithfulness(settings.nli_model_path, threshold=threshold)
+        else:
+            method = offline = offline or OfflineFaithfulness(embedder, threshold=threshold)
+        scores.extend(method.score(records, cache=embedding_cache, progress=progress))
     if use_judge:
         needs_embedder = settings.answer_relevancy
         if needs_embedder and embedder is None:
