@@ -386,3 +386,18 @@ def test_legacy_units_keep_the_offline_v1_signals(offline: OfflineFaithfulness) 
         # Both find the sentence a claim was taken from; they differ on pairs only.
         np.testing.assert_allclose(new.similarity, old.similarity, atol=0.1)
         assert (new.similarity > 0.75).all()
+
+
+@pytest.mark.slow
+def test_progress_is_reported_after_each_batch(offline: OfflineFaithfulness) -> None:
+    calls: list[tuple[int, int]] = []
+    method = OfflineFaithfulness(offline.embedder, batch_records=2)
+    records = shared_context_records("p") + shared_context_records("q")[:2]
+    result = score_answers(
+        records,
+        settings=JudgeSettings(method=ScoringMethod.offline),
+        offline=method,
+        progress=lambda done, total: calls.append((done, total)),
+    )
+    assert calls == [(2, 5), (4, 5), (5, 5)]
+    assert result.summary("faithfulness").n_measured == 5
