@@ -216,7 +216,7 @@ def test_offline_method_on_real_text(offline: OfflineFaithfulness) -> None:
     assert faithful.supported.tolist() == [True, True]
     assert half.supported.tolist() == [True, False]
     assert unfaithful.supported.tolist() == [False, False]
-    # A paraphrased claim is rarely certain: supported claims sit around 0.75 here.
+    # Calibrated: these supported claims sit around 0.96 (0.75 before calibration).
     assert faithful.score > 0.6
     assert unfaithful.score < 0.1
     assert faithful.score > half.score > unfaithful.score
@@ -401,3 +401,32 @@ def test_progress_is_reported_after_each_batch(offline: OfflineFaithfulness) -> 
     )
     assert calls == [(2, 5), (4, 5), (5, 5)]
     assert result.summary("faithfulness").n_measured == 5
+
+
+@pytest.mark.slow
+def test_list_and_markdown_answers_are_not_penalised(offline: OfflineFaithfulness) -> None:
+    """Supported claims in an inline list or under bold headings score as supported."""
+    records = [
+        AnswerRecord(
+            id="list",
+            question="What causes male infertility?",
+            answer=INLINE_LIST_ANSWER,
+            contexts=(
+                "Men may be infertile because of a low sperm count or low semen quality. "
+                "Blocked ducts that carry sperm are another cause.",
+            ),
+        ),
+        AnswerRecord(
+            id="markdown",
+            question="Why do teams pick it?",
+            answer=MARKDOWN_ANSWER,
+            contexts=(
+                "Users can change the layout of the dashboard. Queries return in under 2 "
+                "seconds. The basic plan costs 10 dollars a month and gives 5 GB of space.",
+            ),
+        ),
+    ]
+    for score in offline.score(records):
+        assert score.value is not None
+        assert score.value > 0.9, score.item_id
+        assert score.n_supported == score.n_claims
