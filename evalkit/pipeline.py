@@ -43,7 +43,7 @@ from evalkit.records import Query, QueryResult
 from evalkit.replay import ReplayTiming, replay
 from evalkit.retrievers.base import Retriever
 from evalkit.store import RunRecord, RunSpec, Store, utc_now
-from evalkit.store.answers import StoreJudgeCache, save_answer_scores
+from evalkit.store.answers import StoreEmbeddingCache, StoreJudgeCache, save_answer_scores
 from evalkit.store.audit import StoredAudit, latest_measurements, save_audit
 from evalkit.store.drift import StoredDriftCheck, save_drift_check
 from evalkit.store.goldsets import load_goldset, save_goldset
@@ -1057,12 +1057,14 @@ def score_and_store_answers(
     source: str | None = None,
     embedder: Embedder | None = None,
     offline: OfflineFaithfulness | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> AnswerScores:
     """Score ``records`` (``evalkit.answers.score_answers``) and store every score.
 
     The judge's cache is the ``cache_path`` file when the settings name one, else the
-    store's ``judge_cache`` table. The scores are stored under a new scoring id, which the
-    returned ``AnswerScores`` carries.
+    store's ``judge_cache`` table; the offline method's context vectors are cached in the
+    store's ``context_embeddings`` table. The scores are stored under a new scoring id,
+    which the returned ``AnswerScores`` carries.
     """
     settings = settings or load_settings().judge
     with _judge_cache(settings, store) as cache:
@@ -1074,6 +1076,8 @@ def score_and_store_answers(
             embedder=embedder,
             cache=cache,
             offline=offline,
+            embedding_cache=StoreEmbeddingCache(store),
+            progress=progress,
         )
     scoring_id = save_answer_scores(store, result, settings=settings.public_dict(), records=records)
     return dataclasses.replace(result, scoring_id=scoring_id)
@@ -1106,10 +1110,17 @@ def score_answer_file(
     if progress is not None:
         progress(0, len(records))
     if store is None:
-        result = score_answers(records, settings=settings, source=str(path), embedder=embedder)
+        result = score_answers(
+            records, settings=settings, source=str(path), embedder=embedder, progress=progress
+        )
     else:
         result = score_and_store_answers(
-            records, store=store, settings=settings, source=str(path), embedder=embedder
+            records,
+            store=store,
+            settings=settings,
+            source=str(path),
+            embedder=embedder,
+            progress=progress,
         )
     if progress is not None:
         progress(len(records), len(records))

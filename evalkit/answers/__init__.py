@@ -4,7 +4,9 @@
   any OpenAI-compatible endpoint configured in the ``[judge]`` table of ``evalkit.toml``,
   with concurrency and rate limits, timeouts, retries, repeats and a cache of judge outputs.
 * **Offline** (``offline-embedding``): when no judge is configured, claim-level support by
-  embedding similarity and word overlap, with no LLM (``evalkit.answers.offline``).
+  embedding similarity and word overlap, calibrated to read as the share of supported
+  claims, with no LLM (``evalkit.answers.offline``); or (``offline-nli``) by the user's own
+  local NLI cross-encoder (``evalkit.answers.nli``, ``nli_model_path`` in ``[judge]``).
 * **Context metrics** (``ragas-id-based``, ``ragas-non-llm``): ragas' ID-based and non-LLM
   context precision and recall, when records carry reference contexts or their ids.
 

@@ -1,4 +1,6 @@
-"""The judge cache: judge outputs keyed by a hash of everything that determines them.
+"""Caches of answer scoring: judge outputs, and the offline method's context embeddings.
+
+**Judge cache**: judge outputs keyed by a hash of everything that determines them.
 
 The key hashes (metric, judge model, prompt version, question, answer, contexts, repeat
 index). Re-scoring the same answers with the same judge and prompts therefore sends no
@@ -9,6 +11,12 @@ timeout is retried on the next scoring.
 Caches live in the evalkit store (table ``judge_cache``, ``evalkit.store.answers.StoreJudgeCache``),
 in a DuckDB file of their own (``cache_path``), or, when there is no store, in memory for the
 life of the process.
+
+**Context embedding cache**: the sentence vectors of one context, keyed by the SHA-256 of
+(embedding model fingerprint, sentence-splitting version, context text). Answers that share a
+context (several answers to the same retrieved passages, or the same answers scored again)
+embed it once: within a scoring in memory, across scorings in the store (table
+``context_embeddings``, ``evalkit.store.answers.StoreEmbeddingCache``).
 """
 
 from __future__ import annotations
@@ -18,14 +26,22 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
+import numpy as np
+import numpy.typing as npt
+
 from evalkit.answers.records import CachedJudgment
 
 __all__ = [
     "CachedJudgment",
+    "EmbeddingCache",
     "JudgeCache",
+    "MemoryEmbeddingCache",
     "MemoryJudgeCache",
+    "context_cache_key",
     "judge_cache_key",
 ]
+
+Vectors = npt.NDArray[np.float32]
 
 
 def judge_cache_key(
@@ -73,6 +89,43 @@ class MemoryJudgeCache:
         """Keep these outputs (a key already cached keeps its first output)."""
         for key, entry in entries:
             self._entries.setdefault(key, entry)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def context_cache_key(*, model: str, splitter: str, context: str) -> str:
+    """SHA-256 (hex) of what determines a context's sentence vectors."""
+    payload = json.dumps([model, splitter, context], ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+class EmbeddingCache(Protocol):
+    """Where the sentence vectors of contexts are kept between answers and scorings."""
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, Vectors]:
+        """The cached (sentences, dimension) float32 arrays among ``keys``."""
+        ...
+
+    def put_many(self, entries: Iterable[tuple[str, Vectors]]) -> None:
+        """Keep these arrays (a key already cached keeps its first array)."""
+        ...
+
+
+class MemoryEmbeddingCache:
+    """A context embedding cache for the life of the process."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, Vectors] = {}
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, Vectors]:
+        """The cached arrays among ``keys``."""
+        return {key: self._entries[key] for key in keys if key in self._entries}
+
+    def put_many(self, entries: Iterable[tuple[str, Vectors]]) -> None:
+        """Keep these arrays (a key already cached keeps its first array)."""
+        for key, vectors in entries:
+            self._entries.setdefault(key, vectors)
 
     def __len__(self) -> int:
         return len(self._entries)

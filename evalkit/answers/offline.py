@@ -3,9 +3,10 @@
 The method (``offline-embedding``, version ``OFFLINE_VERSION``), built on evalkit's own
 embedding model (all-MiniLM-L6-v2 by default):
 
-1. The answer is split into claims (``split_claims``: its sentences that state something);
-   each context into sentences, and each pair of adjacent sentences is kept as a unit too
-   (answers often fuse two sentences of a passage into one).
+1. The answer is split into claims (``split_claims``: its sentences that state something,
+   Markdown structure and list markers removed); each context into sentences. Each pair of
+   adjacent context sentences is a unit too (answers often fuse two sentences of a
+   passage), represented by the normalised sum of its two sentence vectors.
 2. For each claim, three signals of support:
 
    * ``similarity``: the best cosine similarity between the claim and any context unit;
@@ -14,14 +15,21 @@ embedding model (all-MiniLM-L6-v2 by default):
    * ``salient``: the share of the claim's numbers and capitalised words (names, places,
      dates) found in the contexts, the details a hallucination typically gets wrong.
 
-3. A logistic model turns the three signals into the probability that the claim is
-   supported (``SupportModel``). Its weights were fitted on labelled data (CLAPNQ answers
-   against their own passage = supported; against the passage of the most similar other
-   question, or with names and numbers swapped = unsupported): ``benchmarks/faithfulness.py``
-   reproduces the fit and reports agreement on held-out data.
+3. A logistic model turns the three signals into a support score (``SupportModel``), and an
+   isotonic calibration map (``Calibration``) turns that score into the probability that
+   the claim is supported. Both were fitted offline by ``benchmarks/faithfulness.py`` on
+   labelled data (see ``offline_calibration.json`` for the provenance and
+   docs/answers.md for the reliability table on held-out data); nothing is fitted at run time.
 4. The answer's faithfulness is the expected share of supported claims: the mean of the
-   claim probabilities, each claim weighted by its number of content words. A claim counts
-   as supported (``n_supported``) when its probability reaches ``threshold`` (0.5).
+   calibrated claim probabilities, each claim weighted by its number of content words. A
+   claim counts as supported (``n_supported``) when its probability reaches ``threshold``
+   (0.5).
+
+Speed: each distinct context is split and embedded once (``EmbeddingCache``: in memory
+within a scoring, in the store across scorings), and the claims of a whole batch of answers
+are embedded in one call. ``legacy_units=True`` computes the signals the ``offline-v1`` way
+(every sentence and adjacent pair of every answer's contexts embedded as text, no cache),
+kept so that ``benchmarks/faithfulness.py`` can measure the two side by side.
 
 An answer with no claim is unmeasured (``no_claims``), and so is one with no context
 (``empty_contexts``): neither is scored 0 or 1 by default.
@@ -30,31 +38,54 @@ An answer with no claim is unmeasured (``no_claims``), and so is one with no con
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+import json
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from evalkit.answers.cache import EmbeddingCache, MemoryEmbeddingCache, context_cache_key
 from evalkit.answers.records import AnswerRecord, Method, MetricScore, Unmeasured
-from evalkit.answers.sentences import STOPWORDS, WORD_TOKEN, split_claims, split_sentences
+from evalkit.answers.sentences import (
+    SPLIT_VERSION,
+    STOPWORDS,
+    WORD_TOKEN,
+    split_claims,
+    split_sentences,
+)
 from evalkit.embedding import DEFAULT_MODEL_NAME, Embedder, load_embedder
 
 __all__ = [
+    "CALIBRATION_FILE",
+    "DEFAULT_CALIBRATION",
     "DEFAULT_SUPPORT_MODEL",
     "DEFAULT_THRESHOLD",
+    "IDENTITY_CALIBRATION",
     "OFFLINE_VERSION",
+    "Calibration",
     "ClaimSupport",
     "OfflineFaithfulness",
+    "Progress",
     "SupportModel",
     "best_similarity",
     "claim_token_features",
     "context_units",
+    "fitted_parameters",
+    "sentence_units",
 ]
 
-OFFLINE_VERSION = "offline-v1"
+OFFLINE_VERSION = "offline-v2"
 DEFAULT_THRESHOLD = 0.5
 STEM_LENGTH = 6
+CALIBRATION_FILE = "offline_calibration.json"
+"""Fitted support model and calibration map, beside this module (with their provenance)."""
+
+Progress = Callable[[int, int], None]
+"""Called with (answers done, answers in all) as scoring advances."""
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -81,8 +112,61 @@ class SupportModel:
         return np.asarray(1.0 / (1.0 + np.exp(-logit)), dtype=np.float64)
 
 
-DEFAULT_SUPPORT_MODEL = SupportModel(intercept=-11.87, similarity=2.95, coverage=3.2, salient=7.32)
-"""Weights fitted by ``benchmarks/faithfulness.py`` on the calibration half of CLAPNQ dev."""
+@dataclass(frozen=True, slots=True)
+class Calibration:
+    """A monotone map from support score to the probability that a claim is supported.
+
+    Piecewise linear through ``(scores[i], probabilities[i])`` (the thresholds of an
+    isotonic regression), constant beyond the first and last point.
+    """
+
+    scores: tuple[float, ...]
+    probabilities: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.scores) != len(self.probabilities) or not self.scores:
+            raise ValueError("a calibration needs as many probabilities as scores, at least one")
+        if any(b < a for a, b in itertools.pairwise(self.scores)) or any(
+            b < a for a, b in itertools.pairwise(self.probabilities)
+        ):
+            raise ValueError("calibration points must be non-decreasing")
+
+    def apply(self, score: FloatArray) -> FloatArray:
+        """The calibrated probability of each support score."""
+        return np.asarray(
+            np.interp(score, np.asarray(self.scores), np.asarray(self.probabilities)),
+            dtype=np.float64,
+        )
+
+
+IDENTITY_CALIBRATION = Calibration(scores=(0.0, 1.0), probabilities=(0.0, 1.0))
+"""No calibration: the support score is taken as the probability."""
+
+
+@cache
+def fitted_parameters() -> Mapping[str, Any]:
+    """The committed fit (``CALIBRATION_FILE``): support model, calibration, provenance."""
+    text = resources.files("evalkit.answers").joinpath(CALIBRATION_FILE).read_text("utf-8")
+    parameters: Mapping[str, Any] = json.loads(text)
+    return parameters
+
+
+def _default_support_model() -> SupportModel:
+    return SupportModel(**fitted_parameters()["support_model"])
+
+
+def _default_calibration() -> Calibration:
+    points = fitted_parameters()["calibration"]
+    return Calibration(
+        scores=tuple(float(x) for x in points["scores"]),
+        probabilities=tuple(float(y) for y in points["probabilities"]),
+    )
+
+
+DEFAULT_SUPPORT_MODEL = _default_support_model()
+"""Weights fitted by ``benchmarks/faithfulness.py`` on the fit part of CLAPNQ dev."""
+DEFAULT_CALIBRATION = _default_calibration()
+"""Isotonic map fitted by ``benchmarks/faithfulness.py`` on the calibration part."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,10 +196,25 @@ def context_units(contexts: Sequence[str]) -> list[str]:
     """The units a claim is compared with: every context sentence and adjacent pair."""
     units: list[str] = []
     for context in contexts:
-        sentences = split_sentences(context) or ([context] if context.strip() else [])
+        sentences = _context_sentences(context)
         units.extend(sentences)
         units.extend(f"{first} {second}" for first, second in itertools.pairwise(sentences))
     return units
+
+
+def sentence_units(sentence_vectors: FloatArray) -> FloatArray:
+    """Unit vectors of a context's units: its sentences, then each adjacent pair (the
+    normalised sum of the two sentence vectors)."""
+    if sentence_vectors.shape[0] < 2:
+        return sentence_vectors
+    pairs = sentence_vectors[:-1] + sentence_vectors[1:]
+    norms = np.linalg.norm(pairs, axis=1, keepdims=True)
+    pairs = pairs / np.where(norms > 0, norms, 1.0)
+    return np.vstack([sentence_vectors, pairs])
+
+
+def _context_sentences(context: str) -> list[str]:
+    return split_sentences(context) or ([context.strip()] if context.strip() else [])
 
 
 def best_similarity(claim_vectors: FloatArray, unit_vectors: FloatArray) -> FloatArray:
@@ -186,6 +285,8 @@ class OfflineFaithfulness:
     """Faithfulness without an LLM (see the module doc): build once, score many batches.
 
     The embedding model loads on first use (``load_embedder()`` unless one is given).
+    ``cache`` keeps context sentence vectors (default: in memory, for this object's life);
+    ``legacy_units`` computes the signals the ``offline-v1`` way (for benchmarks only).
     """
 
     metric = "faithfulness"
@@ -196,15 +297,22 @@ class OfflineFaithfulness:
         embedder: Embedder | None = None,
         *,
         model: SupportModel = DEFAULT_SUPPORT_MODEL,
+        calibration: Calibration = DEFAULT_CALIBRATION,
         threshold: float = DEFAULT_THRESHOLD,
         batch_records: int = 256,
+        cache: EmbeddingCache | None = None,
+        legacy_units: bool = False,
     ) -> None:
         if not 0.0 < threshold < 1.0:
             raise ValueError(f"threshold must be a probability in (0, 1), got {threshold}")
         self._embedder = embedder
         self.model = model
+        self.calibration = calibration
         self.threshold = threshold
         self.batch_records = batch_records
+        self.cache: EmbeddingCache = cache if cache is not None else MemoryEmbeddingCache()
+        self.legacy_units = legacy_units
+        self._model_key: str | None = None
 
     @property
     def embedder(self) -> Embedder:
@@ -225,62 +333,128 @@ class OfflineFaithfulness:
         """The method's version and threshold, stored as the prompt version of its scores."""
         return f"{OFFLINE_VERSION}/threshold={self.threshold:g}"
 
-    def analyse(self, records: Sequence[AnswerRecord]) -> list[ClaimSupport | Unmeasured]:
-        """Claim-level support of every record, or why it cannot be measured."""
+    def analyse(
+        self,
+        records: Sequence[AnswerRecord],
+        *,
+        cache: EmbeddingCache | None = None,
+        progress: Progress | None = None,
+    ) -> list[ClaimSupport | Unmeasured]:
+        """Claim-level support of every record, or why it cannot be measured.
+
+        Context vectors are looked up in (and added to) ``cache`` if given, else this
+        object's cache; ``progress`` is called after each batch of records.
+        """
         results: list[ClaimSupport | Unmeasured] = []
         for start in range(0, len(records), self.batch_records):
-            results.extend(self._analyse_batch(records[start : start + self.batch_records]))
+            batch = records[start : start + self.batch_records]
+            results.extend(self._analyse_batch(batch, cache or self.cache))
+            if progress is not None:
+                progress(len(results), len(records))
         return results
 
-    def _analyse_batch(self, records: Sequence[AnswerRecord]) -> list[ClaimSupport | Unmeasured]:
-        plans: list[tuple[list[str], list[str]] | Unmeasured] = []
-        for record in records:
-            if not record.answer.strip():
-                plans.append(Unmeasured.empty_answer)
-                continue
-            units = context_units(record.contexts)
-            if not units:
-                plans.append(Unmeasured.empty_contexts)
-                continue
-            claims = split_claims(record.answer)
-            plans.append((claims, units) if claims else Unmeasured.no_claims)
-        texts = list(
-            dict.fromkeys(
-                text
-                for plan in plans
-                if not isinstance(plan, Unmeasured)
-                for text in plan[0] + plan[1]
+    def _plan(self, record: AnswerRecord) -> tuple[list[str], list[str]] | Unmeasured:
+        """(claims, non-empty contexts) of a record, or why it cannot be measured."""
+        if not record.answer.strip():
+            return Unmeasured.empty_answer
+        contexts = [context for context in record.contexts if context.strip()]
+        if not contexts:
+            return Unmeasured.empty_contexts
+        claims = split_claims(record.answer)
+        return (claims, contexts) if claims else Unmeasured.no_claims
+
+    def _context_vectors(
+        self, contexts: Sequence[str], cache: EmbeddingCache
+    ) -> dict[str, FloatArray]:
+        """Unit vectors (sentences and pairs) of each distinct context, embedding only the
+        contexts the cache lacks, in one call."""
+        if self._model_key is None:
+            self._model_key = f"{self.embedder.name}:{self.embedder.fingerprint.canary_hash}"
+        keys = {
+            context: context_cache_key(
+                model=self._model_key, splitter=SPLIT_VERSION, context=context
             )
-        )
+            for context in dict.fromkeys(contexts)
+        }
+        cached = cache.get_many(list(keys.values()))
+        missing = [context for context, key in keys.items() if key not in cached]
+        sentences = {context: _context_sentences(context) for context in missing}
+        texts = list(dict.fromkeys(s for context in missing for s in sentences[context]))
+        row_of = {text: row for row, text in enumerate(texts)}
+        vectors = self.embedder.embed(texts)
+        fresh = {
+            keys[context]: np.ascontiguousarray(vectors[[row_of[s] for s in sentences[context]]])
+            for context in missing
+        }
+        cache.put_many(fresh.items())
+        found = {**cached, **fresh}
+        return {
+            context: sentence_units(found[key].astype(np.float64)) for context, key in keys.items()
+        }
+
+    def _analyse_batch(
+        self, records: Sequence[AnswerRecord], cache: EmbeddingCache
+    ) -> list[ClaimSupport | Unmeasured]:
+        plans = [self._plan(record) for record in records]
+        measured = [plan for plan in plans if not isinstance(plan, Unmeasured)]
+        claim_texts = list(dict.fromkeys(claim for claims, _ in measured for claim in claims))
+        if self.legacy_units:
+            unit_texts = {
+                context: context_units([context])
+                for _, contexts in measured
+                for context in contexts
+            }
+            texts = list(
+                dict.fromkeys(claim_texts + [u for units in unit_texts.values() for u in units])
+            )
+        else:
+            texts = claim_texts
         row_of = {text: row for row, text in enumerate(texts)}
         vectors = self.embedder.embed(texts).astype(np.float64) if texts else np.zeros((0, 0))
+        if self.legacy_units:
+            units_of = {
+                context: vectors[[row_of[u] for u in units]]
+                for context, units in unit_texts.items()
+            }
+        else:
+            units_of = self._context_vectors(
+                [context for _, contexts in measured for context in contexts], cache
+            )
         results: list[ClaimSupport | Unmeasured] = []
-        for record, plan in zip(records, plans, strict=True):
+        for plan in plans:
             if isinstance(plan, Unmeasured):
                 results.append(plan)
                 continue
-            claims, units = plan
+            claims, contexts = plan
             similarity = best_similarity(
-                vectors[[row_of[c] for c in claims]], vectors[[row_of[u] for u in units]]
+                vectors[[row_of[c] for c in claims]],
+                np.vstack([units_of[context] for context in contexts]),
             )
-            coverage, salient, weights = claim_token_features(claims, record.contexts)
+            coverage, salient, weights = claim_token_features(claims, contexts)
+            support = self.model.probability(similarity, coverage, salient)
             results.append(
                 ClaimSupport(
                     claims=tuple(claims),
                     similarity=similarity,
                     coverage=coverage,
                     salient=salient,
-                    probability=self.model.probability(similarity, coverage, salient),
+                    probability=self.calibration.apply(support),
                     weights=weights,
                     threshold=self.threshold,
                 )
             )
         return results
 
-    def score(self, records: Sequence[AnswerRecord]) -> list[MetricScore]:
+    def score(
+        self,
+        records: Sequence[AnswerRecord],
+        *,
+        cache: EmbeddingCache | None = None,
+        progress: Progress | None = None,
+    ) -> list[MetricScore]:
         """One faithfulness score per record (unmeasured ones with their reason)."""
         scores = []
-        results = self.analyse(records)
+        results = self.analyse(records, cache=cache, progress=progress)
         judge_model, version = self.judge_model, self.version
         for record, result in zip(records, results, strict=True):
             if isinstance(result, Unmeasured):

@@ -53,6 +53,8 @@ class Method(StrEnum):
     """ragas' LLM metric (Faithfulness, AnswerRelevancy) with the configured judge."""
     offline_embedding = "offline-embedding"
     """evalkit's offline faithfulness: sentence support by embedding similarity, no LLM."""
+    offline_nli = "offline-nli"
+    """Offline faithfulness by the user's local NLI cross-encoder (``nli_model_path``)."""
     ragas_id_based = "ragas-id-based"
     """ragas' ID-based context precision / recall (retrieved vs reference context ids)."""
     ragas_non_llm = "ragas-non-llm"

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from evalkit.answers.cache import JudgeCache, MemoryJudgeCache, judge_cache_key
+from evalkit.answers.cache import EmbeddingCache, JudgeCache, MemoryJudgeCache, judge_cache_key
 from evalkit.answers.context import applicable_context_metrics, score_context
 from evalkit.answers.judge import JudgeCallError, JudgeTask, LLMJudge, run_sync
-from evalkit.answers.offline import DEFAULT_THRESHOLD, OfflineFaithfulness
+from evalkit.answers.nli import NLIFaithfulness
+from evalkit.answers.offline import DEFAULT_THRESHOLD, OfflineFaithfulness, Progress
 from evalkit.answers.records import (
     AnswerRecord,
     AnswerScores,
@@ -77,17 +78,24 @@ def score_answers(
     embedder: Embedder | None = None,
     cache: JudgeCache | None = None,
     offline: OfflineFaithfulness | None = None,
+    embedding_cache: EmbeddingCache | None = None,
+    progress: Progress | None = None,
 ) -> AnswerScores:
     """Score ``records``; ``evalkit.pipeline.score_and_store_answers`` also stores them.
 
     Faithfulness comes from the LLM judge when ``settings`` configure one (and the method
-    allows it), otherwise from the offline method; answer relevance from the judge only;
-    context precision / recall from ragas' ID-based and non-LLM metrics when some record
-    carries reference context ids or texts. Answers that cannot be measured (no claim, no
-    context, a judge failure after retries) are stored with their reason, counted in the
-    summaries and left out of the means. ``run_id`` / ``source`` say what was scored.
+    allows it), otherwise from the offline method (``offline-nli`` with the local model of
+    ``nli_model_path`` when one is set and no ``offline`` is given, else ``offline``);
+    answer relevance from the judge only; context precision / recall from ragas' ID-based
+    and non-LLM metrics when some record carries reference context ids or texts. Answers
+    that cannot be measured (no claim, no context, a judge failure after retries) are
+    stored with their reason, counted in the summaries and left out of the means.
+    ``run_id`` / ``source`` say what was scored.
 
-    The judge cache is ``cache`` if given, else an in-memory cache for this call.
+    The judge cache is ``cache`` if given, else an in-memory cache for this call; the
+    offline method's context vectors are kept in ``embedding_cache`` if given, else in the
+    offline method's own memory. ``progress`` is called with (answers done, in all) as the
+    offline method advances.
     """
     settings = settings or load_settings().judge
     _check_ids(records)
@@ -97,10 +105,13 @@ def score_answers(
     judge_calls = cache_hits = 0
 
     if use_offline:
-        offline = offline or OfflineFaithfulness(
-            embedder, threshold=settings.offline_threshold or DEFAULT_THRESHOLD
-        )
-        scores.extend(offline.score(records))
+        threshold = settings.offline_threshold or DEFAULT_THRESHOLD
+        method: OfflineFaithfulness | NLIFaithfulness
+        if offline is None and settings.nli_model_path is not None:
+            method = NLIFaithfulness(settings.nli_model_path, threshold=threshold)
+        else:
+            method = offline = offline or OfflineFaithfulness(embedder, threshold=threshold)
+        scores.extend(method.score(records, cache=embedding_cache, progress=progress))
     if use_judge:
         needs_embedder = settings.answer_relevancy
         if needs_embedder and embedder is None:

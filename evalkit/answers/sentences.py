@@ -1,26 +1,39 @@
 """Splitting answers into claims and contexts into sentences, without a model.
 
-A *claim* is a sentence of the answer that states something: list markers are stripped,
-list lead-ins ("Here are some reasons:") and fragments of fewer than ``MIN_CLAIM_WORDS``
-words are not claims. Splitting happens at line breaks and after ``.``, ``!`` or ``?``
-followed by a space and a capital letter, digit, quote or bracket, except after common
-abbreviations and initials ("Dr.", "U.S.", "e.g.", "J.").
+A *claim* is a sentence of the answer that states something: list lead-ins ("Here are some
+reasons:"), headings and fragments of fewer than ``MIN_CLAIM_WORDS`` words are not claims.
+Splitting happens at line breaks, at the markers of an inline numbered list ("causes
+include 1. X 2. Y"), and after ``.``, ``!`` or ``?`` followed by a space and a capital
+letter, digit, quote or bracket, except after common abbreviations and initials ("Dr.",
+"U.S.", "e.g.", "J.").
+
+Markdown is structure, not text (``strip_markup``): list markers, headings (``#`` lines,
+a line that is all bold, setext underlines), emphasis, inline code ticks, link targets,
+table pipes and separator rows, the header row of a table, bold lead-in labels
+("**Customization:** users can ...") and citation markers (``[1]``, ``[1, 2]``, ``[^3]``)
+are removed before claims are cut, so a list number or a heading word never counts as a
+number or a name the contexts must contain.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 
 __all__ = [
     "MIN_CLAIM_WORDS",
+    "SPLIT_VERSION",
     "STOPWORDS",
     "WORD_TOKEN",
     "content_tokens",
     "split_claims",
     "split_sentences",
+    "strip_markup",
 ]
 
 MIN_CLAIM_WORDS = 3
+SPLIT_VERSION = "markdown-1"
+"""Changes whenever splitting changes, so cached sentence vectors of a context are redone."""
 
 _ABBREVIATION_TEXT = (
     "mr mrs ms dr prof sr jr st mt ft no nos vs etc e.g i.e cf al fig approx est inc ltd co "
@@ -31,6 +44,16 @@ _ABBREVIATIONS = frozenset(_ABBREVIATION_TEXT.split())
 _BOUNDARY = re.compile(r"(?<=[.!?])[\"'”’)\]]*\s+(?=[\"'“‘(\[`]*[A-Z0-9])")
 _LIST_MARKER = re.compile(r"^\s*(?:[-*•·‣▪]+|\(?\d{1,3}[.)]|\(?[a-zA-Z][.)])\s+")
 _WORD = re.compile(r"\w+", re.UNICODE)
+_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+")
+_SETEXT_OR_RULE = re.compile(r"^\s*(?:=+|-{3,}|\*{3,}|_{3,})\s*$")
+_TABLE_SEPARATOR = re.compile(r"^\s*\|?\s*:?-+:?\s*(?:\|\s*:?-+:?\s*)+\|?\s*$")
+_CITATION = re.compile(r"\s*(?:\[\^?\d+(?:\s*[,;\u2013-]\s*\^?\d+)*\]|\u3010\d+[^\u3011]*\u3011)")
+_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
+_EMPHASIS = re.compile(r"(?<![\w*_~])(\*{1,3}|_{1,3}|~~)(?=\S)(.+?)(?<=\S)\1(?![\w*_~])")
+_BOLD_LINE = re.compile(r"^(\*\*|__)(?P<text>[^*_]+?)\1\s*:?\s*$")
+_BOLD_LABEL = re.compile(r"^(?P<mark>\*\*|__)[^*_:]{1,60}?(?::\s*(?P=mark)|(?P=mark)\s*:)\s*")
+_PLAIN_LABEL = re.compile(r"^(?P<label>(?:[A-Z][\w'&/-]*\s?){1,4}):\s+(?=\S)")
+_INLINE_MARKER = re.compile(r"(?:(?<=\s)|^)(\d{1,2})[.)]\s+(?=\S)")
 WORD_TOKEN = re.compile(r"[^\W_]+", re.UNICODE)
 """A word: letters and digits (underscores excluded)."""
 _STOPWORD_TEXT = """
@@ -55,13 +78,80 @@ def _ends_with_abbreviation(text: str) -> bool:
     return len(last) == 1 and last.isalpha()
 
 
-def split_sentences(text: str) -> list[str]:
-    """Sentences of ``text``: split at line breaks and sentence-final punctuation."""
-    sentences: list[str] = []
-    for raw_line in text.splitlines():
-        line = _LIST_MARKER.sub("", raw_line).strip()
-        if not line:
+def _inline_items(line: str) -> list[tuple[str, bool]]:
+    """A line cut at the markers of an inline numbered list (1., 2., 3. in order), each
+    piece with whether it is the list's lead-in ("Causes include 1. X 2. Y")."""
+    expected = 1
+    cuts: list[tuple[int, int]] = []
+    for match in _INLINE_MARKER.finditer(line):
+        if int(match.group(1)) == expected:
+            cuts.append((match.start(), match.end()))
+            expected += 1
+    if len(cuts) < 2:
+        return [(line, False)]
+    lead_in = line[: cuts[0][0]].strip()
+    pieces = [(lead_in, not lead_in.endswith((".", "!", "?")))]
+    for (_, end), (next_start, _) in itertools.pairwise([*cuts, (len(line), len(line))]):
+        pieces.append((line[end:next_start].strip(), False))
+    return [(piece, lead) for piece, lead in pieces if piece]
+
+
+def _markup_lines(text: str) -> list[tuple[str, bool]]:
+    """(line without markup, is it structure only: a heading or a table header)."""
+    lines: list[tuple[str, bool]] = []
+    raw_lines = text.splitlines()
+    for index, raw_line in enumerate(raw_lines):
+        if _SETEXT_OR_RULE.match(raw_line) or _TABLE_SEPARATOR.match(raw_line):
             continue
+        following = raw_lines[index + 1] if index + 1 < len(raw_lines) else ""
+        heading = bool(_HEADING.match(raw_line)) or bool(
+            following.strip() and _SETEXT_OR_RULE.match(following) and "|" not in raw_line
+        )
+        line = _HEADING.sub("", raw_line)
+        if line.strip().startswith("|") or line.count("|") >= 2:
+            heading = heading or bool(_TABLE_SEPARATOR.match(following))
+            cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+            line = ", ".join(cell for cell in cells if cell)
+        line = _CITATION.sub("", line)
+        line = _LINK.sub(r"\1", line).replace("`", "")
+        listed = bool(_LIST_MARKER.match(line))
+        line = _LIST_MARKER.sub("", line).strip()
+        bold_line = _BOLD_LINE.match(line)
+        if bold_line:
+            lines.append((bold_line.group("text").strip(), True))
+            continue
+        labelled = _BOLD_LABEL.match(line)
+        if labelled:
+            line = line[labelled.end() :]
+        elif listed:
+            line = _PLAIN_LABEL.sub("", line)
+        for _ in range(2):  # nested emphasis ("***x***" is one match; "**_x_**" two)
+            line = _EMPHASIS.sub(r"\2", line)
+        lines.extend((item, heading or lead) for item, lead in _inline_items(line.strip()))
+    return [(line, heading) for line, heading in lines if line]
+
+
+def strip_markup(text: str) -> str:
+    """``text`` without its Markdown structure (see the module doc), one line per line."""
+    return "\n".join(line for line, _ in _markup_lines(text))
+
+
+def _sentences(text: str) -> list[tuple[str, bool]]:
+    sentences: list[tuple[str, bool]] = []
+    for line, heading in _markup_lines(text):
+        sentences.extend((sentence, heading) for sentence in _line_sentences(line))
+    return sentences
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences of ``text``: its Markdown structure removed, split at line breaks, inline
+    list markers and sentence-final punctuation."""
+    return [sentence for sentence, _ in _sentences(text)]
+
+
+def _line_sentences(line: str) -> list[str]:
+    sentences: list[str] = []
+    if line:
         start = 0
         pending = ""
         for boundary in _BOUNDARY.finditer(line):
@@ -88,7 +178,9 @@ def _is_claim(sentence: str) -> bool:
 
 def split_claims(answer: str) -> list[str]:
     """The claims of an answer: its sentences that state something (see the module doc)."""
-    return [sentence for sentence in split_sentences(answer) if _is_claim(sentence)]
+    return [
+        sentence for sentence, heading in _sentences(answer) if not heading and _is_claim(sentence)
+    ]
 
 
 def content_tokens(text: str) -> list[str]:

@@ -7,7 +7,14 @@ from typing import Annotated, Any
 
 import typer
 
-from evalkit.cli._output import OutputFormat, console, emit_json, key_values, table
+from evalkit.cli._output import (
+    OutputFormat,
+    console,
+    emit_json,
+    key_values,
+    progress_bar,
+    table,
+)
 from evalkit.cli._store import open_store
 from evalkit.cli.app import CONTEXT, app
 
@@ -118,11 +125,12 @@ def score(
             choices = ", ".join(m.value for m in ScoringMethod)
             raise ConfigError(f"--method {method!r} is not one of: {choices}") from None
     judge_settings = load_settings(judge={"method": chosen}).judge
-    if save:
-        with open_store(write=True, purpose="answers score") as store:
-            result = score_answer_file(file, settings=judge_settings, store=store)
-    else:
-        result = score_answer_file(file, settings=judge_settings)
+    with progress_bar("scoring answers", enabled=output is OutputFormat.table) as bar:
+        if save:
+            with open_store(write=True, purpose="answers score") as store:
+                result = score_answer_file(file, settings=judge_settings, store=store, progress=bar)
+        else:
+            result = score_answer_file(file, settings=judge_settings, progress=bar)
     data = result.to_dict(per_item=per_item)
     if output is OutputFormat.json:
         emit_json(data)

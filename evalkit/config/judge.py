@@ -101,6 +101,13 @@ class JudgeSettings(BaseModel):
         description="Probability at which the offline method counts a claim as supported "
         "(default 0.5; see docs/answers.md).",
     )
+    nli_model_path: Path | None = Field(
+        default=None,
+        description="Local directory of an NLI / hallucination-detection cross-encoder you "
+        "downloaded (a transformers sequence-classification model); when set, the offline "
+        "faithfulness method is offline-nli with this model instead of offline-embedding. "
+        "evalkit never downloads weights.",
+    )
 
     @property
     def judge_configured(self) -> bool:

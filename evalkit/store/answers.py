@@ -7,6 +7,10 @@ with the reason it is unmeasured, and ``judge_cache``: judge outputs keyed by a 
 (metric, judge model, prompt version, question, answer, contexts, repeat) so that scoring
 the same answers again sends nothing to the judge. Means are computed here, in SQL, over
 measured rows only (``avg`` skips NULL), with the unmeasured rows counted beside them.
+
+``context_embeddings`` keeps the offline method's sentence vectors of each distinct context
+(keyed by a hash of model fingerprint, splitting version and text), so that contexts shared
+by answers, or scored again, are embedded once (``StoreEmbeddingCache``).
 """
 
 from __future__ import annotations
@@ -19,8 +23,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import duckdb
+import numpy as np
 import pandas as pd
 
+from evalkit.answers.cache import Vectors
 from evalkit.answers.records import CachedJudgment
 from evalkit.clock import utc_now
 from evalkit.errors import NotFoundError, StoreError
@@ -31,7 +37,9 @@ if TYPE_CHECKING:
     from evalkit.store.store import Store
 
 __all__ = [
+    "CONTEXT_EMBEDDINGS_SQL",
     "SCHEMA_SQL",
+    "StoreEmbeddingCache",
     "StoreJudgeCache",
     "StoredScoring",
     "answer_score_rows",
@@ -41,8 +49,10 @@ __all__ = [
     "get_scoring",
     "list_scorings",
     "load_cached_judgments",
+    "load_context_vectors",
     "save_answer_scores",
     "save_cached_judgments",
+    "save_context_vectors",
     "unmeasured_frame",
 ]
 
@@ -137,6 +147,18 @@ CREATE TABLE answer_items (
     context_ids VARCHAR[] NOT NULL,
     reference VARCHAR,
     PRIMARY KEY (scoring_id, item_id)
+);
+"""
+
+
+# Migration 9: sentence vectors of contexts, float32 rows of one context in one blob.
+CONTEXT_EMBEDDINGS_SQL = """
+CREATE TABLE context_embeddings (
+    cache_key VARCHAR PRIMARY KEY,
+    n_sentences INTEGER NOT NULL,
+    dimension INTEGER NOT NULL,
+    vectors BLOB NOT NULL,
+    created_at TIMESTAMP NOT NULL
 );
 """
 
@@ -406,3 +428,66 @@ class StoreJudgeCache:
     def put_many(self, entries: Iterable[tuple[str, CachedJudgment]]) -> None:
         """Keep these outputs (a key already cached keeps its first output)."""
         save_cached_judgments(self.store, entries)
+
+
+def load_context_vectors(store: Store, keys: Sequence[str]) -> dict[str, Vectors]:
+    """The cached sentence vectors among ``keys`` ((sentences, dimension) float32 arrays)."""
+    if not keys:
+        return {}
+    rows = store.fetch(
+        "SELECT cache_key, n_sentences, dimension, vectors FROM context_embeddings"
+        " WHERE list_contains(?, cache_key)",
+        [list(dict.fromkeys(keys))],
+    )
+    return {
+        key: np.frombuffer(blob, dtype=np.float32).reshape(n_sentences, dimension)
+        for key, n_sentences, dimension, blob in rows
+    }
+
+
+def save_context_vectors(store: Store, entries: Iterable[tuple[str, Vectors]]) -> None:
+    """Add sentence vectors of contexts (a key cached already keeps its first vectors)."""
+    items = dict(entries)
+    if not items:
+        return
+    frame = pd.DataFrame(
+        {
+            "cache_key": list(items),
+            "n_sentences": [int(vectors.shape[0]) for vectors in items.values()],
+            "dimension": [int(vectors.shape[1]) for vectors in items.values()],
+            "vectors": [
+                np.ascontiguousarray(vectors, dtype=np.float32).tobytes()
+                for vectors in items.values()
+            ],
+            "created_at": utc_now(),
+        }
+    )
+    view = "_incoming_context_embeddings"
+    try:
+        with store.transaction() as con:
+            con.register(view, frame)
+            try:
+                con.execute(
+                    "INSERT INTO context_embeddings SELECT cache_key, n_sentences, dimension,"
+                    f" vectors, created_at FROM {view} ON CONFLICT (cache_key) DO NOTHING"
+                )
+            finally:
+                con.unregister(view)
+    except duckdb.Error as error:
+        raise StoreError(f"cannot write context embeddings in {store.path}: {error}") from error
+
+
+class StoreEmbeddingCache:
+    """A context embedding cache (``evalkit.answers.cache.EmbeddingCache``) in the
+    ``context_embeddings`` table."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, Vectors]:
+        """The cached arrays among ``keys``."""
+        return load_context_vectors(self.store, keys)
+
+    def put_many(self, entries: Iterable[tuple[str, Vectors]]) -> None:
+        """Keep these arrays (a key already cached keeps its first array)."""
+        save_context_vectors(self.store, entries)

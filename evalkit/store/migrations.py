@@ -139,4 +139,5 @@ MIGRATIONS: tuple[Migration, ...] = (
         "ALTER TABLE run_queries ADD COLUMN n_duplicates INTEGER DEFAULT 0;",
     ),
     Migration(8, "answer_items", _answers.ITEMS_SCHEMA_SQL),
+    Migration(9, "context_embeddings", _answers.CONTEXT_EMBEDDINGS_SQL),
 )
