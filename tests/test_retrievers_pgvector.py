@@ -583,3 +583,14 @@ def test_postgres_stopping_mid_run_gives_a_partial_run_and_exit_3(
 
 def replace_dsn(settings: PgvectorSettings, server: PostgresServer) -> PgvectorSettings:
     return settings.model_copy(update={"dsn": server.dsn})
+
+
+def test_without_psycopg_the_retriever_asks_for_the_extra(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "psycopg", None)
+    monkeypatch.delitem(sys.modules, "evalkit.retrievers.pgvector", raising=False)
+    settings = Settings()
+    settings.retriever.pgvector = PgvectorSettings(dsn="postgresql://127.0.0.1/rag", table="t")
+    with pytest.raises(ConfigError, match=r"pip install 'evalkit\[pgvector\]'"):
+        build_retriever(RetrieverOptions(retriever="pgvector"), settings)

@@ -154,8 +154,8 @@ def _build_chroma(options: RetrieverOptions, settings: Settings) -> Retriever:
 
 
 def _build_pgvector(options: RetrieverOptions, settings: Settings) -> Retriever:
-    # psycopg is an optional extra: only a pgvector retriever imports it.
     try:
+        # psycopg is an optional extra: only a pgvector retriever imports it.
         from evalkit.retrievers.pgvector import PgvectorRetriever
     except ModuleNotFoundError as error:
         if error.name is None or error.name.split(".")[0] != "psycopg":
