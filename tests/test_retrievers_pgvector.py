@@ -594,3 +594,42 @@ def test_without_psycopg_the_retriever_asks_for_the_extra(
     settings.retriever.pgvector = PgvectorSettings(dsn="postgresql://127.0.0.1/rag", table="t")
     with pytest.raises(ConfigError, match=r"pip install 'evalkit\[pgvector\]'"):
         build_retriever(RetrieverOptions(retriever="pgvector"), settings)
+
+
+@pytest.mark.parametrize("search", ["hnsw", "ivfflat"])
+def test_k_beyond_the_index_candidate_list_still_gets_k_documents(demo: Demo, search: str) -> None:
+    # HNSW finds hnsw.ef_search candidates (40 by default), IVFFlat scans ivfflat.probes lists
+    # (1 by default, 1/8 of this table): fewer than k = 100 without iterative scans.
+    queries = demo.goldset.queries[:10]
+    with PgvectorRetriever(demo.settings(TABLES[search]), demo.embedder) as retriever:
+        results = retriever.retrieve(queries, 100)
+    assert [len(result.docs) for result in results] == [100] * len(queries)
+
+
+def test_a_halfvec_column_is_searched_through_its_own_index(demo: Demo) -> None:
+    with demo.server.connect() as conn:
+        conn.execute(
+            "CREATE TABLE demo_half AS SELECT doc_id, tenant, embedding::halfvec(384)"
+            " AS embedding FROM demo_hnsw"
+        )
+        conn.execute(
+            "CREATE INDEX demo_half_cosine ON demo_half USING hnsw (embedding halfvec_cosine_ops)"
+        )
+        conn.execute("ANALYZE demo_half")
+    before = index_scans(demo, "demo_half_cosine")
+    with PgvectorRetriever(
+        demo.settings("demo_half", text_column=None), demo.embedder
+    ) as retriever:
+        results = retriever.retrieve(demo.goldset.queries, 10)
+        assert retriever.describe()["ann_indexes"] == ["demo_half_cosine"]
+        assert retriever.index_fingerprint() is not None
+    assert ndcg_at_10(demo.goldset, results) == pytest.approx(demo.chroma_ndcg, abs=0.01)
+    assert wait_for_index_scans(demo, "demo_half_cosine", before) > before
+
+
+def test_a_column_declared_without_dimension_is_checked_on_a_stored_vector(demo: Demo) -> None:
+    with demo.server.connect() as conn:
+        conn.execute("CREATE TABLE undeclared (doc_id text, embedding vector)")
+        conn.execute("INSERT INTO undeclared VALUES ('a', '[1,0,0]')")
+    with pytest.raises(RetrieverError, match="3-dimensional vectors"):
+        PgvectorRetriever(demo.settings("undeclared", text_column=None), demo.embedder)

@@ -5,7 +5,7 @@ Each batch of queries of one tenant is one statement: the query vectors are unne
 is answered by ``ORDER BY embedding <op> vector LIMIT k`` in a ``LATERAL`` subquery, the shape
 the planner serves from an HNSW or IVFFlat index built for the metric. Search settings
 (``statement_timeout``, ``hnsw.ef_search``, ``ivfflat.probes``, exact search, pgvector 0.8's
-iterative index scans for tenant-filtered queries) are set with ``set_config(..., true)``, so
+iterative index scans, so that a query gets its k rows) are set with ``set_config(..., true)``, so
 they last one transaction and never leak into a pooled connection (pgBouncer in transaction
 mode). Scores are higher-is-better: see ``METRICS``.
 
@@ -77,6 +77,8 @@ VECTOR_TYPES = frozenset({"vector", "halfvec"})
 """pgvector column types evalkit can search (dense vectors, full or half precision)."""
 
 _MIN_ITERATIVE_SCAN = (0, 8)
+_DEFAULT_EF_SEARCH = 40
+_MAX_EF_SEARCH = 1000
 _SEPARATOR = "\x1f"
 
 FloatArray = npt.NDArray[np.float32]
@@ -126,10 +128,11 @@ class PgvectorRetriever:
     ) -> None:
         if batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
-        if not settings.dsn:
+        if settings.dsn is None:
             raise ConfigError(
                 "the pgvector retriever needs a connection string: set dsn in "
-                "[retriever.pgvector] of evalkit.toml (docs/retrievers.md)"
+                "[retriever.pgvector] of evalkit.toml (docs/retrievers.md); dsn = \"\" "
+                "takes libpq's defaults (PGHOST, PGPORT, PGDATABASE, PGUSER)"
             )
         if not settings.table:
             raise ConfigError(
@@ -411,32 +414,36 @@ class PgvectorRetriever:
             conditions=sql.SQL(" AND ").join(conditions),
         )
         with conn.transaction():
-            self._set_search_options(conn, filtered=len(conditions) > 1)
+            self._set_search_options(conn, k)
             return conn.execute(statement, params).fetchall()
 
-    def _search_options(self, *, filtered: bool) -> dict[str, str]:
+    def _search_options(self, k: int) -> dict[str, str]:
         settings = self._settings
         options = {"statement_timeout": f"{math.ceil(settings.statement_timeout * 1000)}ms"}
         if settings.search is SearchMode.exact:
             options["enable_indexscan"] = "off"
-        if settings.hnsw_ef_search is not None:
-            options["hnsw.ef_search"] = str(settings.hnsw_ef_search)
-        if settings.ivfflat_probes is not None:
-            options["ivfflat.probes"] = str(settings.ivfflat_probes)
-        if filtered and self._iterative_scan:
-            # Without it an HNSW/IVFFlat scan filters the candidates it found afterwards and
-            # can return fewer than k rows of a small tenant; strict order keeps HNSW exact
-            # in its ranking, IVFFlat offers relaxed order only.
+        ef_search = settings.hnsw_ef_search
+        if self._iterative_scan:
+            # An index scan yields hnsw.ef_search candidates (HNSW) or the rows of
+            # ivfflat.probes lists (IVFFlat) and a WHERE filter drops rows after it, so
+            # without iterative scans a query gets fewer than k rows when k is large or its
+            # tenant small. Strict order keeps HNSW's ranking exact; IVFFlat has relaxed only.
             options["hnsw.iterative_scan"] = "strict_order"
             options["ivfflat.iterative_scan"] = "relaxed_order"
+        elif k > (ef_search or _DEFAULT_EF_SEARCH):
+            ef_search = min(k, _MAX_EF_SEARCH)
+        if ef_search is not None:
+            options["hnsw.ef_search"] = str(ef_search)
+        if settings.ivfflat_probes is not None:
+            options["ivfflat.probes"] = str(settings.ivfflat_probes)
         return options
 
     @property
     def _iterative_scan(self) -> bool:
         return _version(self._pgvector_version) >= _MIN_ITERATIVE_SCAN
 
-    def _set_search_options(self, conn: psycopg.Connection[Any], *, filtered: bool) -> None:
-        options = self._search_options(filtered=filtered)
+    def _set_search_options(self, conn: psycopg.Connection[Any], k: int) -> None:
+        options = self._search_options(k)
         calls = sql.SQL(", ").join(sql.SQL("set_config(%s, %s, true)") for _ in options)
         values = [value for pair in options.items() for value in pair]
         conn.execute(sql.SQL("SELECT {calls}").format(calls=calls), values)
@@ -463,7 +470,7 @@ class PgvectorRetriever:
             "search": settings.search.value,
             "hnsw_ef_search": settings.hnsw_ef_search,
             "ivfflat_probes": settings.ivfflat_probes,
-            "iterative_scan_for_tenants": self._iterative_scan,
+            "iterative_scan": self._iterative_scan,
             "indexes": [
                 {"name": i.name, "method": i.method, "opclass": i.opclass} for i in self._indexes
             ],
@@ -523,7 +530,7 @@ class PgvectorRetriever:
         conn = self._connection
         try:
             with conn.transaction():
-                self._set_search_options(conn, filtered=False)
+                self._set_search_options(conn, 1)
                 row = conn.execute(statement, (_SEPARATOR,)).fetchone()
         except psycopg.Error:
             return None
