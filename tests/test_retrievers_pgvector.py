@@ -633,3 +633,11 @@ def test_a_column_declared_without_dimension_is_checked_on_a_stored_vector(demo:
         conn.execute("INSERT INTO undeclared VALUES ('a', '[1,0,0]')")
     with pytest.raises(RetrieverError, match="3-dimensional vectors"):
         PgvectorRetriever(demo.settings("undeclared", text_column=None), demo.embedder)
+
+
+def test_a_user_who_cannot_read_the_table_is_refused_up_front(demo: Demo) -> None:
+    with demo.server.connect() as conn:
+        conn.execute("CREATE ROLE outsider LOGIN")
+    dsn = demo.server.dsn.replace("postgres@", "outsider@")
+    with pytest.raises(RetrieverError, match=r"cannot read table public\.demo_hnsw.*permission"):
+        PgvectorRetriever(demo.settings(dsn=dsn), demo.embedder)

@@ -131,7 +131,7 @@ class PgvectorRetriever:
         if settings.dsn is None:
             raise ConfigError(
                 "the pgvector retriever needs a connection string: set dsn in "
-                "[retriever.pgvector] of evalkit.toml (docs/retrievers.md); dsn = \"\" "
+                '[retriever.pgvector] of evalkit.toml (docs/retrievers.md); dsn = "" '
                 "takes libpq's defaults (PGHOST, PGPORT, PGDATABASE, PGUSER)"
             )
         if not settings.table:
@@ -152,7 +152,14 @@ class PgvectorRetriever:
         self._conn: psycopg.Connection[Any] | None = None
         self._conn = self._connect()
         try:
-            self._inspect()
+            try:
+                self._inspect()
+            except psycopg.Error as error:
+                raise RetrieverError(
+                    f"cannot read the catalog or table {settings.table!r} on PostgreSQL "
+                    f"({self._where()}): {self._redact(describe_exception(error))}"
+                ) from error
+            self.check()
             if not defer_model_check:
                 self.verify_model()
         except BaseException:
