@@ -80,6 +80,7 @@ _MIN_ITERATIVE_SCAN = (0, 8)
 _DEFAULT_EF_SEARCH = 40
 _MAX_EF_SEARCH = 1000
 _SEPARATOR = "\x1f"
+_FLOAT4_FORMAT = "{:.9g}".format
 
 FloatArray = npt.NDArray[np.float32]
 
@@ -602,7 +603,9 @@ def _dsn_secrets(dsn: str) -> set[str]:
 
 
 def _vector_text(vector: npt.NDArray[np.floating[Any]]) -> str:
-    return "[" + ",".join(repr(float(value)) for value in vector) + "]"
+    """pgvector's text form of ``vector``: nine significant digits, exact for the float4
+    values a ``vector`` column holds, and half the time of ``repr``."""
+    return "[" + ",".join(map(_FLOAT4_FORMAT, vector.tolist())) + "]"
 
 
 def _version(text: str) -> tuple[int, ...]:
