@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from evalkit.config import Settings
+from evalkit.embedding import build_query_embedder
 from evalkit.errors import ConfigError
 from evalkit.registry import register_named
 from evalkit.retrievers.base import Retriever, check_retriever
@@ -152,5 +153,31 @@ def _build_chroma(options: RetrieverOptions, settings: Settings) -> Retriever:
     )
 
 
+def _build_pgvector(options: RetrieverOptions, settings: Settings) -> Retriever:
+    try:
+        # psycopg is an optional extra: only a pgvector retriever imports it.
+        from evalkit.retrievers.pgvector import PgvectorRetriever
+    except ModuleNotFoundError as error:
+        if error.name is None or error.name.split(".")[0] != "psycopg":
+            raise
+        raise ConfigError(
+            "the pgvector retriever needs psycopg: pip install 'evalkit[pgvector]'"
+        ) from error
+    embedder = build_query_embedder(settings)
+    if embedder is None:
+        raise ConfigError(
+            "the pgvector retriever searches by vector, so evalkit must embed the queries: "
+            "set [embedder] kind to sentence-transformers or openai, not none"
+        )
+    return PgvectorRetriever(
+        settings.retriever.pgvector,
+        embedder,
+        where_key=options.where_key,
+        batch_size=settings.query_batch_size,
+        defer_model_check=options.defer_model_check,
+    )
+
+
 register_retriever_kind(RetrieverKind("http", _build_http))
 register_retriever_kind(RetrieverKind("chroma", _build_chroma))
+register_retriever_kind(RetrieverKind("pgvector", _build_pgvector))
