@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,6 +23,14 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is not present")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def demo_reference(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The demo goldset replayed through embedded Chroma, once per session (demo_index)."""
+    from demo_index import chroma_reference
+
+    return chroma_reference(tmp_path_factory.mktemp("demo-reference"))
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ import pytest
 from demo_index import (
     PARITY,
     Reference,
-    chroma_reference,
     demo_documents,
     demo_vectors,
     minilm,
@@ -45,11 +44,6 @@ class MiniLMEmbeddings(Embeddings):
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory: pytest.TempPathFactory) -> Reference:
-    return chroma_reference(tmp_path_factory.mktemp("reference"))
-
-
-@pytest.fixture(scope="module")
 def vector_store() -> InMemoryVectorStore:
     """The demo corpus in a LangChain in-memory store, with the vectors Chroma holds."""
     store = InMemoryVectorStore(embedding=MiniLMEmbeddings())
@@ -64,12 +58,12 @@ def vector_store() -> InMemoryVectorStore:
 
 
 def test_a_vector_store_retriever_matches_embedded_chroma(
-    vector_store: InMemoryVectorStore, reference: Reference, tmp_path: Path
+    vector_store: InMemoryVectorStore, demo_reference: Reference, tmp_path: Path
 ) -> None:
     adapter = LangChainRetriever(vector_store.as_retriever(), concurrency=4)
     ndcg, status = replay_ndcg10(tmp_path, adapter)
     assert status == "complete"
-    assert abs(ndcg - reference.ndcg10) <= PARITY, (ndcg, reference.ndcg10)
+    assert abs(ndcg - demo_reference.ndcg10) <= PARITY, (ndcg, demo_reference.ndcg10)
     assert adapter.model_fingerprint() is None
     described = adapter.describe()
     assert described["vector_store"].endswith("InMemoryVectorStore")
