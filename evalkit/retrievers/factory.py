@@ -46,10 +46,10 @@ class RetrieverOptions:
     or ``module:attribute`` of the user's factory (kind ``factory``); else an ``http_url``
     means ``http`` and a ``collection`` means ``chroma``; else the ``[retriever]`` table of
     the settings names it. ``factory_options`` are the keyword arguments of a factory or
-    plug-in (None: the ``[retriever] options``). ``allow_model_mismatch`` queries a collection built with another
-    embedding model (diagnosis only); ``defer_model_check`` leaves the model check to the
-    retriever's ``verify_model()`` or first query, for callers with cheaper checks to make
-    first.
+    plug-in (None: the ``[retriever] options``). ``allow_model_mismatch`` queries a
+    collection built with another embedding model (diagnosis only); ``defer_model_check``
+    leaves the model check to the retriever's ``verify_model()`` or first query, for
+    callers with cheaper checks to make first.
     """
 
     collection: str | None = None
