@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -90,7 +90,7 @@ class Demo:
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
     """The demo goldset imported and indexed into embedded Chroma, and its Chroma run."""
     root = tmp_path_factory.mktemp("plugins")
     home = root / "home"
@@ -109,8 +109,9 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     with Store.open(store_path, read_only=True) as store:
         (run,) = list_runs(store, goldset="demo")
     ndcg = run.aggregates["ndcg@10"]
-    assert ndcg is not None and ndcg > 0.3
-    yield Demo(
+    assert ndcg is not None
+    assert ndcg > 0.3
+    return Demo(
         root=root, home=home, chroma_run_id=run.run_id, chroma_ndcg=ndcg, n_queries=run.n_queries
     )
 
@@ -619,7 +620,8 @@ def test_a_scheduled_job_replays_a_factory_and_jobs_naming_none_use_the_retrieve
     )
     by_factory = runner.run("nightly-factory")
     by_table = runner.run("nightly-table")
-    assert by_factory is not None and by_table is not None
+    assert by_factory is not None
+    assert by_table is not None
     assert by_factory.status == "succeeded", by_factory.error
     assert by_table.status == "succeeded", by_table.error
     with Store.open(settings.resolved_store_path, read_only=True) as store:
