@@ -116,8 +116,7 @@ def build_retriever(options: RetrieverOptions, settings: Settings) -> Retriever:
     name = options.resolved_kind(settings)
     kind = RETRIEVER_KINDS.get(name)
     if kind is not None:
-        if name != FACTORY_KIND:
-            warn_if_shadowed(name)
+        warn_if_shadowed(name)
         return kind.build(options, settings)
     plugin = find_plugin(name)
     if plugin is None:
