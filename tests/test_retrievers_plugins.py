@@ -646,3 +646,95 @@ def test_a_job_naming_no_retriever_without_a_retriever_table_is_refused_on_readi
         "jobs": [{"name": "sample", "kind": "traffic", "paths": ["logs"], "replay": False}]
     }
     assert service_config(parse_settings(sampling_only, Path("/srv/evalkit.toml"))).jobs
+
+
+# -- traffic replay ------------------------------------------------------------------------
+
+TENANT_MODULE = '''
+from evalkit.records import QueryResult
+from evalkit.retrievers.base import ranked_docs
+
+DOCS = {"acme": ["acme-1", "acme-2"], "globex": ["globex-1"]}
+
+
+class ByTenant:
+    """Each tenant's own documents; says so with where_key, as a tenant filter must."""
+
+    def __init__(self, filtered):
+        self.filtered = filtered
+
+    def retrieve(self, queries, k):
+        return [
+            QueryResult(
+                query_id=query.id,
+                docs=ranked_docs(found, [1.0 / rank for rank in range(1, len(found) + 1)]),
+                latency_ms=1.0,
+            )
+            for query in queries
+            for found in [
+                (DOCS[query.tenant] if self.filtered else sum(DOCS.values(), []))[:k]
+            ]
+        ]
+
+    def describe(self):
+        return {"kind": "bytenant", "where_key": "tenant" if self.filtered else None}
+
+
+def make(filtered=True):
+    return ByTenant(filtered)
+'''
+
+
+def test_traffic_replay_replays_a_factory_and_keeps_tenants_apart(
+    evalkit_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    module = f"tenant_hook_{tmp_path.name.replace('-', '_')}"
+    (tmp_path / f"{module}.py").write_text(TENANT_MODULE)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "app.jsonl").write_text(
+        "".join(
+            json.dumps(
+                {
+                    "query_id": f"q{index}",
+                    "timestamp": f"2026-11-21T0{index}:00:00Z",
+                    "text": f"question {index}",
+                    "tenant": tenant,
+                    "results": [f"{tenant}-1"],
+                    "latency_ms": 10,
+                }
+            )
+            + "\n"
+            for index, tenant in enumerate(["acme", "acme", "globex", "globex"])
+        )
+    )
+    assert invoke(["traffic", "ingest", str(logs)]) == 0
+    assert invoke(["traffic", "sample", "--window", "2026-11-21", "--n", "4"]) == 0
+    capsys.readouterr()
+    replay = ["traffic", "replay", "--window", "2026-11-21", "--embed-sample", "0"]
+    blind = [*replay, "--retriever", f"{module}:make", "--no-answers"]
+    # The [retriever] options reach the factory: unfiltered, it is refused for tenants' traffic.
+    (tmp_path / "evalkit.toml").write_text(
+        f'[retriever]\nfactory = "{module}:make"\noptions = {{ filtered = false }}\n'
+    )
+    assert invoke(blind) == 2
+    assert "does not filter by tenant" in capsys.readouterr().err
+    (tmp_path / "evalkit.toml").unlink()
+    code = invoke([*blind, "--format", "json"])
+    out, err = capsys.readouterr()
+    assert code == 0, out + err
+    data = json.loads(out)
+    run = data["run"]
+    assert run["status"] == "complete"
+    assert run["retriever"] == "factory"
+    assert run["retriever_config"]["class"] == f"{module}.ByTenant"
+    with Store.open(load_settings().resolved_store_path, read_only=True) as store:
+        from evalkit.store.runs import run_results
+
+        results = run_results(store, run["run_id"])
+    tenants_seen = results.groupby("query_id")["doc_id"].agg(
+        lambda ids: {doc_id.split("-")[0] for doc_id in ids}
+    )
+    assert len(tenants_seen) == 4
+    assert all(len(seen) == 1 for seen in tenants_seen), "a query saw another tenant's document"
+    assert set().union(*tenants_seen) == {"acme", "globex"}
