@@ -22,6 +22,7 @@ from evalkit.cli import invoke
 from evalkit.config import Settings, load_settings, parse_settings
 from evalkit.errors import ConfigError
 from evalkit.records import Query, QueryResult, ScoredDoc
+from evalkit.redaction import redact_known
 from evalkit.retrievers import PluginRetriever, RetrieverOptions, build_retriever
 from evalkit.retrievers.plugins import FactorySource, adapt_retriever
 from evalkit.scheduler import JobRunner, StoreAccess, service_config
@@ -738,3 +739,35 @@ def test_traffic_replay_replays_a_factory_and_keeps_tenants_apart(
     assert len(tenants_seen) == 4
     assert all(len(seen) == 1 for seen in tenants_seen), "a query saw another tenant's document"
     assert set().union(*tenants_seen) == {"acme", "globex"}
+
+
+def test_secret_options_are_masked_in_errors_and_in_what_the_run_records(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = f"secret_hook_{tmp_path.name.replace('-', '_')}"
+    (tmp_path / f"{module}.py").write_text(
+        "class R:\n"
+        "    def retrieve(self, queries, k):\n        return []\n"
+        "def make(dsn, token, fail=False):\n"
+        "    if fail:\n"
+        "        raise ConnectionError(f'cannot reach {dsn} with {token}')\n"
+        "    return R()\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    options = {"dsn": "postgresql://rag:hunter2secret@db.internal/rag", "token": "tok-abcdef123"}
+    table = settings.retriever.model_copy(update={"factory": f"{module}:make", "options": options})
+    configured = settings.model_copy(update={"retriever": table})
+    built = build_retriever(RetrieverOptions(), configured)
+    assert built.describe()["options"] == {
+        "dsn": "postgresql://db.internal/rag",
+        "token": "***",
+    }
+    with pytest.raises(ConfigError) as raised:
+        build_retriever(
+            RetrieverOptions(retriever=f"{module}:make", factory_options={**options, "fail": True}),
+            configured,
+        )
+    shown = redact_known(str(raised.value))
+    assert "ConnectionError: cannot reach" in shown
+    assert "hunter2secret" not in shown
+    assert "tok-abcdef123" not in shown

@@ -39,7 +39,7 @@ from evalkit.config import Settings
 from evalkit.embedding import ModelFingerprint
 from evalkit.errors import ConfigError, EvalkitError
 from evalkit.records import Query, QueryResult
-from evalkit.redaction import MASK, mask_url, register_secrets
+from evalkit.redaction import MASK, mask_url, register_secrets, url_secrets
 from evalkit.retrievers.base import Retriever, describe_exception
 
 __all__ = [
@@ -296,9 +296,7 @@ def build_from_factory(
     """
     factory = _load(source, settings)
     kwargs = factory_options(source, settings, options)
-    register_secrets(
-        value for key, value in kwargs.items() if isinstance(value, str) and _secret(key)
-    )
+    register_secrets(_option_secrets(kwargs))
     where = f"{source.label} (module {source.module!r}, attribute {source.attribute!r})"
     try:
         made = factory(**kwargs)
@@ -316,6 +314,20 @@ def build_from_factory(
 
 def _secret(key: str) -> bool:
     return bool(_SECRET_OPTION.search(key))
+
+
+def _option_secrets(options: Mapping[str, Any]) -> set[str]:
+    """The secrets among a factory's options: values of secret-looking names, and the
+    passwords and secret query values of URLs (masked wherever an error repeats them)."""
+    found: set[str] = set()
+    for key, value in options.items():
+        if not isinstance(value, str):
+            continue
+        if _secret(key):
+            found.add(value)
+        elif "://" in value:
+            found |= url_secrets(value)
+    return found
 
 
 def _recorded_option(key: str, value: object) -> object:
