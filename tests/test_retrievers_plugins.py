@@ -34,15 +34,18 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "goldsets" / "demo"
 
-# A search service's evalkit hook: factories over evalkit's own Chroma index of the demo
-# corpus, so their figures must equal the Chroma run's exactly.
+# A search service's evalkit hook: a factory over evalkit's own Chroma index of the demo
+# corpus, whose figures must equal the Chroma run's exactly, and a model-free one that ranks
+# each query's judged documents perfectly but fails every n-th query.
 USER_MODULE = '''
 """A search service's evalkit hook."""
 
 from evalkit.config import load_settings
 from evalkit.embedding import LazyEmbedder
+from evalkit.goldset import load_goldset
 from evalkit.records import QueryResult
 from evalkit.retrievers import ChromaRetriever
+from evalkit.retrievers.base import ranked_docs
 
 
 def make(collection="demo"):
@@ -55,29 +58,29 @@ def make(collection="demo"):
 class Flaky:
     """Only retrieve(): evalkit cannot fingerprint the model of what it does not call."""
 
-    def __init__(self, inner, every):
-        self.inner = inner
+    def __init__(self, goldset, every):
+        self.ranked = {}
+        for judgment in sorted(load_goldset(goldset, name="demo").judgments,
+                               key=lambda judgment: -judgment.relevance):
+            if judgment.relevance > 0:
+                self.ranked.setdefault(judgment.query_id, []).append(judgment)
         self.every = every
 
     def retrieve(self, queries, k):
-        return [
-            QueryResult(
-                query_id=result.query_id,
-                docs=(),
-                latency_ms=1.0,
-                error="TimeoutError: shard 3 did not answer",
-            )
-            if int(result.query_id.lstrip("q")) % self.every == 0
-            else result
-            for result in self.inner.retrieve(queries, k)
-        ]
-
-    def close(self):
-        self.inner.close()
+        results = []
+        for query in queries:
+            if int(query.id.lstrip("q")) % self.every == 0:
+                results.append(QueryResult(query_id=query.id, docs=(), latency_ms=1.0,
+                                           error="TimeoutError: shard 3 did not answer"))
+                continue
+            judged = self.ranked.get(query.id, [])[:k]
+            docs = ranked_docs([j.doc_id for j in judged], [j.relevance for j in judged])
+            results.append(QueryResult(query_id=query.id, docs=docs, latency_ms=1.0))
+        return results
 
 
-def make_flaky(collection="demo", every=5, api_key=None):
-    return Flaky(make(collection), every)
+def make_flaky(goldset, every=5, api_key=None):
+    return Flaky(goldset, every)
 '''
 
 
@@ -214,9 +217,9 @@ def test_a_factory_from_the_retriever_table_whose_queries_partly_fail_gives_a_pa
             """
             [retriever]
             factory = "flakysearch:make_flaky"
-            options = { collection = "demo", every = 4, api_key = "sk-live-0123456789" }
+            options = {{ goldset = "{DEMO}", every = 4, api_key = "sk-live-0123456789" }}
             """
-        )
+        ).format(DEMO=DEMO)
     )
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -238,7 +241,8 @@ def test_a_factory_from_the_retriever_table_whose_queries_partly_fail_gives_a_pa
     assert run.n_failed == failed
     assert run.spec.model_name is None
     options = run.spec.retriever_config["options"]
-    assert options == {"collection": "demo", "every": 4, "api_key": "***"}
+    assert options == {"goldset": str(DEMO), "every": 4, "api_key": "***"}
+    assert run.aggregates["ndcg@10"] == pytest.approx(1.0)  # the answered queries only
 
 
 def load_store_path(home: Path) -> Path:
@@ -600,7 +604,10 @@ def test_a_scheduled_job_replays_a_factory_and_jobs_naming_none_use_the_retrieve
     monkeypatch.chdir(tmp_path)
     data = {
         "home": str(demo.home),
-        "retriever": {"factory": f"{module}:make_flaky", "options": {"every": 1000}},
+        "retriever": {
+            "factory": f"{module}:make_flaky",
+            "options": {"goldset": str(DEMO), "every": 1000},
+        },
         "jobs": [
             {
                 "name": "nightly-factory",
@@ -631,9 +638,9 @@ def test_a_scheduled_job_replays_a_factory_and_jobs_naming_none_use_the_retrieve
     assert factory_run.aggregates["ndcg@10"] == demo.chroma_ndcg
     assert factory_run.spec.retriever_config["factory"] == f"{module}:make"
     assert factory_run.spec.label == "nightly-factory"
-    assert table_run.aggregates["ndcg@10"] == demo.chroma_ndcg
+    assert table_run.aggregates["ndcg@10"] == pytest.approx(1.0)
     assert table_run.spec.retriever_config["class"] == f"{module}.Flaky"
-    assert table_run.spec.retriever_config["options"] == {"every": 1000}
+    assert table_run.spec.retriever_config["options"] == {"goldset": str(DEMO), "every": 1000}
 
 
 def test_a_job_naming_no_retriever_without_a_retriever_table_is_refused_on_reading() -> None:

@@ -183,10 +183,9 @@ def warn_if_shadowed(name: str) -> None:
 def _search_path(settings: Settings) -> list[str]:
     """Directories a user's factory module is looked for in before the installed packages."""
     directories = [os.getcwd()]
-    config_dir = settings.config_file.resolve().parent
     if settings.config_file.is_file():
-        directories.append(str(config_dir))
-    return directories
+        directories.append(str(settings.config_file.resolve().parent))
+    return list(dict.fromkeys(directories))
 
 
 def _load(source: FactorySource, settings: Settings) -> Callable[..., object]:
