@@ -20,7 +20,7 @@ import pytest
 
 from evalkit.cli import invoke
 from evalkit.config import Settings, load_settings, parse_settings
-from evalkit.errors import ConfigError
+from evalkit.errors import ConfigError, RetrieverError
 from evalkit.records import Query, QueryResult, ScoredDoc
 from evalkit.redaction import redact_known
 from evalkit.retrievers import PluginRetriever, RetrieverOptions, build_retriever
@@ -778,3 +778,23 @@ def test_secret_options_are_masked_in_errors_and_in_what_the_run_records(
     assert "ConnectionError: cannot reach" in shown
     assert "hunter2secret" not in shown
     assert "tok-abcdef123" not in shown
+
+
+def test_a_factory_retriever_is_checked_before_a_run_and_closed_when_the_check_fails(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = f"check_hook_{tmp_path.name.replace('-', '_')}"
+    (tmp_path / f"{module}.py").write_text(
+        "from evalkit.errors import RetrieverError\n"
+        "CLOSED = []\n"
+        "class Down:\n"
+        "    def retrieve(self, queries, k):\n        return []\n"
+        "    def check(self):\n"
+        "        raise RetrieverError('search.internal:9200 is not answering')\n"
+        "    def close(self):\n        CLOSED.append(True)\n"
+        "def make():\n    return Down()\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(RetrieverError, match="not answering"):
+        build_retriever(RetrieverOptions(retriever=f"{module}:make"), settings)
+    assert sys.modules[module].CLOSED == [True]

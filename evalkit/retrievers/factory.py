@@ -22,6 +22,7 @@ from evalkit.retrievers.base import Retriever, check_retriever
 from evalkit.retrievers.http import HttpRetriever
 from evalkit.retrievers.plugins import (
     FACTORY_KIND,
+    PluginRetriever,
     build_from_factory,
     find_plugin,
     installed_plugins,
@@ -130,9 +131,13 @@ def build_retriever(options: RetrieverOptions, settings: Settings) -> Retriever:
     return _checked(build_from_factory(plugin, settings, options=options.factory_options))
 
 
-def _checked(retriever: Retriever) -> Retriever:
+def _checked(retriever: PluginRetriever) -> Retriever:
     # A store that is down or misconfigured fails here, before a run is recorded.
-    check_retriever(retriever)
+    try:
+        check_retriever(retriever)
+    except BaseException:
+        retriever.close()
+        raise
     return retriever
 
 
@@ -148,6 +153,9 @@ def _build_factory(options: RetrieverOptions, settings: Settings) -> Retriever:
         )
     source = parse_factory_spec(spec)
     return _checked(build_from_factory(source, settings, options=options.factory_options))
+
+
+register_retriever_kind(RetrieverKind(FACTORY_KIND, _build_factory))
 
 
 def _build_http(options: RetrieverOptions, settings: Settings) -> Retriever:
@@ -196,4 +204,3 @@ def _build_chroma(options: RetrieverOptions, settings: Settings) -> Retriever:
 
 register_retriever_kind(RetrieverKind("http", _build_http))
 register_retriever_kind(RetrieverKind("chroma", _build_chroma))
-register_retriever_kind(RetrieverKind(FACTORY_KIND, _build_factory))
