@@ -13,9 +13,11 @@ from evalkit.cli._output import OutputFormat, console, emit_json, settings, tabl
 from evalkit.cli._retriever import ChromaUrl
 from evalkit.cli._store import open_store
 from evalkit.cli.app import app
+from evalkit.errors import ConfigError
 
 if TYPE_CHECKING:
     from evalkit.audit import AuditReport
+    from evalkit.config import RetrieverSettings
 
 FINDINGS_EXIT_CODE = 1
 _SHOWN_IDS = 5
@@ -30,7 +32,9 @@ class FailOn(StrEnum):
 
 @app.command("audit")
 def audit(
-    collection: Annotated[str, typer.Option(help="Chroma collection to audit.")],
+    collection: Annotated[
+        str | None, typer.Option(help="Chroma collection to audit (required).")
+    ] = None,
     source: Annotated[
         Path | None,
         typer.Option(
@@ -46,6 +50,15 @@ def audit(
         ),
     ] = None,
     chroma_url: ChromaUrl = None,
+    retriever_spec: Annotated[
+        str | None,
+        typer.Option(
+            "--retriever",
+            help="Only chroma (with --collection): the checks read the index's stored "
+            "vectors, which evalkit can read only from Chroma; other retrievers are refused "
+            "with what to run instead.",
+        ),
+    ] = None,
     fail_on: Annotated[
         FailOn,
         typer.Option(help="Exit with 1 when a finding of this severity or worse exists."),
@@ -80,6 +93,8 @@ def audit(
 
     Findings are stored (for alert rules and the dashboard). Exit codes: 0 no finding at or
     above --fail-on, 1 such a finding exists, 2 bad input, 3 retriever or store failure.
+    The checks read the collection's stored vectors, so only a Chroma collection can be
+    audited; other retrievers (--retriever, [retriever]) are measured with `evalkit run`.
 
     Example: evalkit audit --collection demo --source goldsets/demo/corpus.jsonl
     --goldset demo --fail-on critical --format json
@@ -89,6 +104,7 @@ def audit(
     from evalkit.pipeline import audit_collection
 
     config = settings()
+    collection = _audited_collection(collection, retriever_spec, config.retriever)
     audit_config = AuditConfig(
         checks=tuple(check) if check else CHECK_NAMES,
         near_duplicate_threshold=near_duplicate_threshold,
@@ -128,6 +144,23 @@ def audit(
         _print(report, audit_id, fail_on, failed)
     if failed:
         raise typer.Exit(FINDINGS_EXIT_CODE)
+
+
+def _audited_collection(
+    collection: str | None, retriever_spec: str | None, configured: RetrieverSettings
+) -> str:
+    """The Chroma collection to audit; ConfigError when the retriever named is not one."""
+    named = retriever_spec or (None if collection else configured.factory or configured.kind)
+    if named is not None and named != "chroma":
+        raise ConfigError(
+            f"audit reads an index's stored vectors (duplicates, staleness, model, ANN "
+            f"recall) and evalkit can read only a Chroma collection's; the retriever "
+            f"{named!r} is not one. Give --collection NAME of a Chroma collection, or "
+            f"measure {named!r} with `evalkit run --retriever {named}` (docs/audit.md)"
+        )
+    if not collection:
+        raise ConfigError("name the Chroma collection to audit: --collection NAME")
+    return collection
 
 
 def _ids(ids: tuple[str, ...]) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
@@ -199,6 +199,21 @@ def _traffic_facts(store: Store, run_id: str) -> dict[str, Any] | None:
     }
 
 
+NOT_FINGERPRINTED = "not fingerprinted (the retriever embeds queries itself)"
+"""What a run shows as its model when evalkit did not embed the queries."""
+
+
+def retriever_fact(data: Mapping[str, object]) -> str:
+    """The retriever of a run for people: its kind and collection, and for the user's own
+    factory or plug-in, the function and the class of what it returned."""
+    shown = f"{data['retriever']} {data.get('collection') or ''}".strip()
+    config = cast(Mapping[str, Any], data.get("retriever_config") or {})
+    if config.get("factory"):
+        made = f" returning {config['class']}" if config.get("class") else ""
+        shown = f"{shown} ({config['factory']}{made})"
+    return shown
+
+
 def print_run(data: dict[str, object]) -> None:
     """Print a run's facts and its aggregates as tables."""
     traffic = cast(dict[str, Any] | None, data.get("traffic"))
@@ -210,11 +225,11 @@ def print_run(data: dict[str, object]) -> None:
         "run": data["run_id"],
         "status": data["status"],
         "goldset": f"{data['goldset']} @ {data['goldset_version']}",
-        "retriever": f"{data['retriever']} {data.get('collection') or ''}".strip(),
+        "retriever": retriever_fact(data),
         "model": (
             f"{model['name']} ({model.get('dimension')}d, {model.get('fingerprint')})"
             if model.get("name")
-            else "-"
+            else NOT_FINGERPRINTED
         ),
         "k": data["k"],
         "queries": f"{data['n_evaluated']} evaluated of {data['n_queries']}"
@@ -246,7 +261,7 @@ def _print_traffic_run(data: dict[str, object], traffic: dict[str, Any] | None) 
         "run": data["run_id"],
         "status": data["status"],
         "kind": f"traffic replay ({data.get('label') or '-'})",
-        "retriever": f"{data['retriever']} {data.get('collection') or ''}".strip(),
+        "retriever": retriever_fact(data),
         "k": data["k"],
         "queries": f"{data['n_queries']} sampled"
         + (f", {data['n_failed']} failed" if data.get("n_failed") else ""),

@@ -8,7 +8,9 @@
 - ``index_corpus`` (``indexing``): a corpus embedded and written into a collection;
 - ``HttpRetriever`` (``http``): any HTTP JSON endpoint;
 - ``RetrieverOptions`` and ``build_retriever`` (``factory``): the retriever a command or job
-  names, built by its registered kind.
+  names, built by its registered kind;
+- ``PluginRetriever`` and ``ENTRY_POINT_GROUP`` (``plugins``): the user's own factory
+  (``module:attribute``) or an installed plug-in package, and what it returned, adapted.
 
 Chroma itself is imported only when a client is opened, so importing this package is cheap.
 """
@@ -31,13 +33,16 @@ from evalkit.retrievers.factory import (
 )
 from evalkit.retrievers.http import HttpRetriever
 from evalkit.retrievers.indexing import IndexReport, ProgressCallback, index_corpus
+from evalkit.retrievers.plugins import ENTRY_POINT_GROUP, PluginRetriever
 
 __all__ = [
+    "ENTRY_POINT_GROUP",
     "RETRIEVER_KINDS",
     "ChromaLocation",
     "ChromaRetriever",
     "HttpRetriever",
     "IndexReport",
+    "PluginRetriever",
     "ProgressCallback",
     "Retriever",
     "RetrieverKind",

@@ -2,14 +2,18 @@
 
 Every entry point (``run``, ``gate``, ``traffic replay``, the scheduler's jobs) describes the
 retriever it wants with one frozen ``RetrieverOptions`` and calls ``build_retriever``; the
-kind (``chroma``, ``http``, or one registered with ``register_retriever_kind``) picks the
-factory. Adapters are imported by their factory, so importing this module stays cheap.
+kind picks the factory: a built-in kind (``chroma``, ``http``, or one registered with
+``register_retriever_kind``), ``factory`` (the user's ``module:attribute``), or else a
+plug-in installed under the entry-point group ``evalkit.retrievers`` (``plugins``). A
+built-in kind wins over a plug-in of the same name. Adapters are imported by their factory,
+so importing this module stays cheap.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from evalkit.config import Settings
 from evalkit.embedding import build_query_embedder
@@ -17,9 +21,17 @@ from evalkit.errors import ConfigError
 from evalkit.registry import register_named
 from evalkit.retrievers.base import Retriever, check_retriever
 from evalkit.retrievers.http import HttpRetriever
+from evalkit.retrievers.plugins import (
+    FACTORY_KIND,
+    PluginRetriever,
+    build_from_factory,
+    find_plugin,
+    installed_plugins,
+    parse_factory_spec,
+    warn_if_shadowed,
+)
 
 __all__ = [
-    "FACTORY_KIND",
     "RETRIEVER_KINDS",
     "RetrieverKind",
     "RetrieverOptions",
@@ -35,10 +47,11 @@ class RetrieverOptions:
     ``kind`` may be left out. Then ``retriever`` (``--retriever``) names it: a kind's name,
     or ``module:attribute`` of the user's factory (kind ``factory``); else an ``http_url``
     means ``http`` and a ``collection`` means ``chroma``; else the ``[retriever]`` table of
-    the settings names it. ``allow_model_mismatch`` queries a collection built with another
-    embedding model (diagnosis only); ``defer_model_check`` leaves the model check to the
-    retriever's ``verify_model()`` or first query, for callers with cheaper checks to make
-    first.
+    the settings names it. ``factory_options`` are the keyword arguments of a factory or
+    plug-in (None: the ``[retriever] options``). ``allow_model_mismatch`` queries a
+    collection built with another embedding model (diagnosis only); ``defer_model_check``
+    leaves the model check to the retriever's ``verify_model()`` or first query, for
+    callers with cheaper checks to make first.
     """
 
     collection: str | None = None
@@ -49,6 +62,7 @@ class RetrieverOptions:
     defer_model_check: bool = False
     kind: str | None = None
     retriever: str | None = None
+    factory_options: Mapping[str, Any] | None = None
 
     def resolved_kind(self, settings: Settings) -> str:
         """The registered kind these options (or ``settings``) name; ConfigError when they
@@ -85,9 +99,6 @@ class RetrieverKind:
 
 RETRIEVER_KINDS: dict[str, RetrieverKind] = {}
 
-FACTORY_KIND = "factory"
-"""The kind of a retriever built by the user's own ``module:attribute`` factory."""
-
 
 def register_retriever_kind(kind: RetrieverKind) -> None:
     """Make ``kind`` buildable by name; ConfigError if the name is taken."""
@@ -100,13 +111,52 @@ def build_retriever(options: RetrieverOptions, settings: Settings) -> Retriever:
     Checks cost in the order they are made: the options, then reaching the endpoint (an
     HTTP probe query, the Chroma server or store), then the collection, and only then the
     embedding model is loaded, to compare it with the one the collection was built with.
+
+    A name no built-in kind has is looked up among the installed plug-ins; ConfigError,
+    listing the built-in and installed kinds, when none has it either.
     """
     name = options.resolved_kind(settings)
     kind = RETRIEVER_KINDS.get(name)
-    if kind is None:
-        known = ", ".join(sorted(RETRIEVER_KINDS))
-        raise ConfigError(f"unknown retriever kind {name!r}; known kinds: {known}")
-    return kind.build(options, settings)
+    if kind is not None:
+        warn_if_shadowed(name)
+        return kind.build(options, settings)
+    plugin = find_plugin(name)
+    if plugin is None:
+        built_in = ", ".join(sorted(set(RETRIEVER_KINDS) - {FACTORY_KIND}))
+        installed = ", ".join(sorted(installed_plugins())) or "none"
+        raise ConfigError(
+            f"unknown retriever kind {name!r}; built-in kinds: {built_in}; installed "
+            f"plug-ins (entry-point group evalkit.retrievers): {installed}; or give "
+            "module:factory of your own function (docs/retrievers.md)"
+        )
+    return _checked(build_from_factory(plugin, settings, options=options.factory_options))
+
+
+def _checked(retriever: PluginRetriever) -> Retriever:
+    # A store that is down or misconfigured fails here, before a run is recorded.
+    try:
+        check_retriever(retriever)
+    except BaseException:
+        retriever.close()
+        raise
+    return retriever
+
+
+def _build_factory(options: RetrieverOptions, settings: Settings) -> Retriever:
+    if options.retriever and ":" in options.retriever:
+        spec = options.retriever
+    elif settings.retriever.factory:
+        spec = settings.retriever.factory
+    else:
+        raise ConfigError(
+            "kind 'factory' needs the function to call: --retriever module:factory, or "
+            'factory = "module:factory" in the [retriever] table'
+        )
+    source = parse_factory_spec(spec)
+    return _checked(build_from_factory(source, settings, options=options.factory_options))
+
+
+register_retriever_kind(RetrieverKind(FACTORY_KIND, _build_factory))
 
 
 def _build_http(options: RetrieverOptions, settings: Settings) -> Retriever:

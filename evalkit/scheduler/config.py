@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from evalkit.alerts.config import AlertsConfig, alerts_config, resolve_kind
 from evalkit.config import JobConfig, SchedulerSettings, Settings, format_duration
 from evalkit.errors import ConfigError
-from evalkit.scheduler.jobs import JOB_KINDS
+from evalkit.scheduler.jobs import JOB_KINDS, RetrieverParams
 
 __all__ = ["JobDefinition", "ServiceConfig", "service_config"]
 
@@ -121,7 +121,16 @@ def service_config(settings: Settings) -> ServiceConfig:
         for i, entry in enumerate(settings.jobs)
     )
     seen: set[str] = set()
-    for job in jobs:
+    for i, job in enumerate(jobs):
+        missing = (
+            job.params.unnamed_retriever(settings)
+            if isinstance(job.params, RetrieverParams)
+            else None
+        )
+        if missing:
+            raise ConfigError(
+                f"{path}: [[jobs]] #{i + 1} '{job.name}' (kind {job.kind}): {missing}"
+            )
         if job.name in seen:
             raise ConfigError(f"{path}: [[jobs]]: the name {job.name!r} is used twice")
         seen.add(job.name)

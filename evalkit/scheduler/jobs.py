@@ -91,6 +91,7 @@ __all__ = [
     "JobContext",
     "JobKind",
     "JobOutcome",
+    "RetrieverParams",
     "register_job_kind",
 ]
 
@@ -168,7 +169,19 @@ class _Params(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class _RetrieverParams(_Params):
+class RetrieverParams(_Params):
+    """The fields of a job that queries a live retriever (``evalkit run``'s options)."""
+
+    retriever: str | None = Field(
+        default=None,
+        description="Retriever kind (built-in or plug-in) or module:factory of your own "
+        "function (default: collection / http_retriever, else the [retriever] table).",
+    )
+    retriever_options: dict[str, Any] | None = Field(
+        default=None,
+        description="Keyword arguments of the retriever factory or plug-in (default: the "
+        "[retriever] options).",
+    )
     collection: str | None = Field(default=None, description="Chroma collection to query.")
     chroma_url: str | None = Field(default=None, description="Chroma server URL.")
     http_retriever: str | None = Field(default=None, description="HTTP retriever URL.")
@@ -179,13 +192,32 @@ class _RetrieverParams(_Params):
         default=False, description="Query a collection built with another model (diagnosis)."
     )
 
+    @property
+    def needs_retriever(self) -> bool:
+        """Whether the job queries a retriever (a traffic job may only sample)."""
+        return True
+
+    def unnamed_retriever(self, settings: Settings) -> str | None:
+        """What is missing when the job needs a retriever that neither these fields nor the
+        ``[retriever]`` table name; None when nothing is."""
+        named = self.retriever or self.collection or self.chroma_url or self.http_retriever
+        configured = settings.retriever.kind or settings.retriever.factory
+        if not self.needs_retriever or named or configured:
+            return None
+        return (
+            "name the retriever: retriever (a kind or module:factory), collection or "
+            "http_retriever, or a [retriever] table for every job that names none"
+        )
+
     def build(self, settings: Settings) -> Retriever:
-        """The retriever these fields name."""
+        """The retriever these fields name (the ``[retriever]`` table's when they name none)."""
         return build_retriever(
             RetrieverOptions(
                 collection=self.collection,
                 chroma_url=self.chroma_url,
                 http_url=self.http_retriever,
+                retriever=self.retriever,
+                factory_options=self.retriever_options,
                 where_key=self.where_key,
                 allow_model_mismatch=self.allow_model_mismatch,
             ),
@@ -199,7 +231,7 @@ _RUN_STATUS = {"complete": "succeeded", "partial": "partial", "failed": "failed"
 # -- goldset replay -----------------------------------------------------------------------
 
 
-class GoldsetReplayParams(_RetrieverParams):
+class GoldsetReplayParams(RetrieverParams):
     """``kind = "goldset_replay"``."""
 
     goldset: str = Field(description="Stored goldset name.")
@@ -342,7 +374,7 @@ def _traffic_ingest(ctx: JobContext, params: TrafficIngestParams) -> JobOutcome:
     return JobOutcome(summary=summary)
 
 
-class TrafficParams(_RetrieverParams, _IngestParams):
+class TrafficParams(RetrieverParams, _IngestParams):
     """``kind = "traffic"``: ingest, sample a window, replay the sample."""
 
     window: str | None = Field(
@@ -372,11 +404,10 @@ class TrafficParams(_RetrieverParams, _IngestParams):
         description="Score the answers the log holds for the replayed queries (faithfulness).",
     )
 
-    @model_validator(mode="after")
-    def _retriever_for_replay(self) -> TrafficParams:
-        if self.replay and not (self.collection or self.http_retriever):
-            raise ValueError("a replay needs collection or http_retriever (or replay = false)")
-        return self
+    @property
+    def needs_retriever(self) -> bool:
+        """Whether the job replays its sample, and so queries a retriever."""
+        return self.replay
 
 
 def _traffic(ctx: JobContext, params: TrafficParams) -> JobOutcome:
