@@ -129,7 +129,11 @@ def build_retriever(options: RetrieverOptions, settings: Settings) -> Retriever:
             f"plug-ins (entry-point group evalkit.retrievers): {installed}; or give "
             "module:factory of your own function (docs/retrievers.md)"
         )
-    return _checked(build_from_factory(plugin, settings, options=options.factory_options))
+    return _checked(
+        build_from_factory(
+            plugin, settings, options=options.factory_options, where_key=options.where_key
+        )
+    )
 
 
 def _checked(retriever: PluginRetriever) -> Retriever:
@@ -153,7 +157,11 @@ def _build_factory(options: RetrieverOptions, settings: Settings) -> Retriever:
             'factory = "module:factory" in the [retriever] table'
         )
     source = parse_factory_spec(spec)
-    return _checked(build_from_factory(source, settings, options=options.factory_options))
+    return _checked(
+        build_from_factory(
+            source, settings, options=options.factory_options, where_key=options.where_key
+        )
+    )
 
 
 register_retriever_kind(RetrieverKind(FACTORY_KIND, _build_factory))

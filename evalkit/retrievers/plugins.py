@@ -236,21 +236,23 @@ def _framework_adapter(module: str, extra: str, source: FactorySource) -> Any:
         ) from error
 
 
-def adapt_retriever(made: object, source: FactorySource, settings: Settings) -> Retriever:
+def adapt_retriever(
+    made: object, source: FactorySource, settings: Settings, *, where_key: str | None = None
+) -> Retriever:
     """What a factory returned, as an evalkit ``Retriever``: LangChain and LlamaIndex
-    retrievers wrapped in their adapters, an evalkit retriever as it is; ConfigError for
-    anything else."""
+    retrievers wrapped in their adapters (given ``where_key``, the tenant filter), an evalkit
+    retriever as it is; ConfigError for anything else."""
     config = settings.retriever
     if _is_instance_of(made, *_LANGCHAIN[:2]):
         adapter = _framework_adapter(_LANGCHAIN[2], "LangChain", source)
         wrapped: Retriever = adapter.LangChainRetriever(
-            made, id_key=config.id_key, concurrency=config.concurrency
+            made, id_key=config.id_key, concurrency=config.concurrency, where_key=where_key
         )
         return wrapped
     if _is_instance_of(made, *_LLAMAINDEX[:2]):
         adapter = _framework_adapter(_LLAMAINDEX[2], "LlamaIndex", source)
         wrapped = adapter.LlamaIndexRetriever(
-            made, id_key=config.id_key, concurrency=config.concurrency
+            made, id_key=config.id_key, concurrency=config.concurrency, where_key=where_key
         )
         return wrapped
     if callable(getattr(made, "retrieve", None)):
@@ -285,7 +287,11 @@ def factory_options(
 
 
 def build_from_factory(
-    source: FactorySource, settings: Settings, *, options: Mapping[str, Any] | None = None
+    source: FactorySource,
+    settings: Settings,
+    *,
+    options: Mapping[str, Any] | None = None,
+    where_key: str | None = None,
 ) -> PluginRetriever:
     """Import ``source``'s factory, call it with its options and adapt what it returns.
 
@@ -308,7 +314,8 @@ def build_from_factory(
             f"{where}: calling {called} raised {describe_exception(error)}; fix the factory "
             "or the [retriever] options it is given"
         ) from error
-    return PluginRetriever(adapt_retriever(made, source, settings), made, source, kwargs)
+    adapted = adapt_retriever(made, source, settings, where_key=where_key)
+    return PluginRetriever(adapted, made, source, kwargs)
 
 
 def _secret(key: str) -> bool:
