@@ -4,7 +4,6 @@ processes on the demo goldset, and every way a factory can be wrong."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -13,7 +12,6 @@ import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -24,6 +22,8 @@ from evalkit.errors import ConfigError, RetrieverError
 from evalkit.records import Query, QueryResult, ScoredDoc
 from evalkit.redaction import redact_known
 from evalkit.retrievers import PluginRetriever, RetrieverOptions, build_retriever
+from evalkit.retrievers.langchain import LangChainRetriever
+from evalkit.retrievers.llamaindex import LlamaIndexRetriever
 from evalkit.retrievers.plugins import FactorySource, adapt_retriever
 from evalkit.scheduler import JobRunner, StoreAccess, service_config
 from evalkit.store import Store
@@ -466,17 +466,6 @@ def test_a_langchain_retriever_is_wrapped_in_the_langchain_adapter(
         def _get_relevant_documents(self, query: str, *, run_manager: Any) -> list[Document]:
             return [Document(page_content=query, id="d1")]
 
-    built: dict[str, Any] = {}
-
-    class Adapter:
-        def __init__(self, retriever: object, *, id_key: str | None, concurrency: int) -> None:
-            built.update(retriever=retriever, id_key=id_key, concurrency=concurrency)
-
-    # The adapter module itself is another part's: what is checked here is that a LangChain
-    # object reaches it with the [retriever] id_key and concurrency.
-    stand_in = ModuleType("evalkit.retrievers.langchain")
-    stand_in.LangChainRetriever = Adapter  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "evalkit.retrievers.langchain", stand_in)
     configured = settings.model_copy(
         update={
             "retriever": settings.retriever.model_copy(
@@ -484,10 +473,14 @@ def test_a_langchain_retriever_is_wrapped_in_the_langchain_adapter(
             )
         }
     )
-    made = Keyword()
-    adapted = adapt_retriever(made, _source(), configured)
-    assert isinstance(adapted, Adapter)
-    assert built == {"retriever": made, "id_key": "doc_id", "concurrency": 3}
+    adapted = adapt_retriever(Keyword(), _source(), configured)
+    assert isinstance(adapted, LangChainRetriever)
+    described = adapted.describe()
+    assert (described["id_key"], described["concurrency"]) == ("doc_id", 3)
+    assert described["retriever"].endswith("Keyword")
+    # A where_key reaches the adapter, which refuses it for a retriever that cannot filter.
+    with pytest.raises(ConfigError, match="cannot be told a query's tenant"):
+        adapt_retriever(Keyword(), _source(), configured, where_key="tenant")
 
 
 def test_a_llamaindex_retriever_is_wrapped_in_the_llamaindex_adapter(
@@ -500,28 +493,14 @@ def test_a_llamaindex_retriever_is_wrapped_in_the_llamaindex_adapter(
         def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
             return [NodeWithScore(node=TextNode(text="x", id_="n1"), score=1.0)]
 
-    built: dict[str, Any] = {}
-
-    class Adapter:
-        def __init__(self, retriever: object, *, id_key: str | None, concurrency: int) -> None:
-            built.update(retriever=retriever, id_key=id_key, concurrency=concurrency)
-
-    stand_in = ModuleType("evalkit.retrievers.llamaindex")
-    stand_in.LlamaIndexRetriever = Adapter  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "evalkit.retrievers.llamaindex", stand_in)
-    made = Fixed()
     # LlamaIndex retrievers have a retrieve() of their own: they must not pass as evalkit's.
-    assert isinstance(adapt_retriever(made, _source(), settings), Adapter)
-    assert built == {"retriever": made, "id_key": None, "concurrency": 8}
+    adapted = adapt_retriever(Fixed(), _source(), settings)
+    assert isinstance(adapted, LlamaIndexRetriever)
+    described = adapted.describe()
+    assert (described["id_key"], described["concurrency"]) == (None, 8)
+    assert [doc.doc_id for doc in adapted.retrieve([Query("q", "x")], 5)[0].docs] == ["n1"]
 
 
-_HAS_LANGCHAIN_ADAPTER = importlib.util.find_spec("evalkit.retrievers.langchain") is not None
-
-
-@pytest.mark.skipif(
-    not _HAS_LANGCHAIN_ADAPTER,
-    reason="evalkit.retrievers.langchain (the LangChain adapter) is not in this tree yet",
-)
 def test_a_langchain_factory_is_replayed_through_the_real_adapter(
     settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -16,14 +16,17 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
+from evalkit.embedding import ModelFingerprint
+from evalkit.errors import ConfigError
 from evalkit.records import Query, QueryResult
 from evalkit.retrievers.base import ranked_docs
 
 __all__ = [
     "NOT_FINGERPRINTED",
     "SCORE_METADATA_KEYS",
+    "FrameworkAdapter",
     "Hit",
     "MissingIdError",
     "hits_result",
@@ -96,3 +99,65 @@ def hits_result(query: Query, hits: Sequence[Hit], k: int, latency_ms: float) ->
         docs=ranked_docs([hit.doc_id for hit in kept], scores),
         latency_ms=latency_ms,
     )
+
+
+def qualified_name(value: object) -> str:
+    """``module.Class`` of ``value``'s type."""
+    return f"{type(value).__module__}.{type(value).__qualname__}"
+
+
+class FrameworkAdapter:
+    """What the adapters of retrievers that embed queries themselves share.
+
+    Holds the user's retriever, the id key and the concurrency, checked; records whether any
+    result had to be scored by rank; answers None for both fingerprints (the framework's
+    retriever does not say what it indexed, and embeds queries with a model evalkit does not
+    call); and closes nothing (the user's retriever belongs to the user).
+    """
+
+    def __init__(
+        self, retriever: object, base: type, *, framework: str, id_key: str | None, concurrency: int
+    ) -> None:
+        if not isinstance(retriever, base):
+            raise ConfigError(
+                f"the {framework} adapter needs a {base.__module__}.{base.__qualname__}, got "
+                f"{qualified_name(retriever)}"
+            )
+        if concurrency < 1:
+            raise ConfigError(f"concurrency must be at least 1, got {concurrency}")
+        self._id_key = id_key
+        self._concurrency = concurrency
+        self._scored_by_rank = False
+
+    def _note_scores(self, hits: Sequence[Hit]) -> None:
+        if any(hit.score is None for hit in hits):
+            self._scored_by_rank = True
+
+    def _described(self, kind: str, retriever: object) -> dict[str, Any]:
+        return {
+            "kind": kind,
+            "retriever": qualified_name(retriever),
+            "id_key": self._id_key,
+            "concurrency": self._concurrency,
+            "scores": "by rank (the retriever returned none)"
+            if self._scored_by_rank
+            else "the retriever's",
+            "model": NOT_FINGERPRINTED,
+        }
+
+    def index_fingerprint(self) -> str | None:
+        """None: a framework's retriever does not say what it has indexed."""
+        return None
+
+    def model_fingerprint(self) -> ModelFingerprint | None:
+        """None: the retriever embeds queries itself, with a model evalkit does not call."""
+        return None
+
+    def close(self) -> None:
+        """Nothing to close: the user's retriever belongs to the user."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

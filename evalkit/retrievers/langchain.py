@@ -28,7 +28,7 @@ import threading
 import time
 import uuid
 from collections.abc import Sequence
-from typing import Any, Self
+from typing import Any
 
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.documents import Document
@@ -36,17 +36,17 @@ from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import RunnableConfig
 from langchain_core.vectorstores import VectorStoreRetriever
 
-from evalkit.embedding import ModelFingerprint
 from evalkit.errors import ConfigError
 from evalkit.records import Query, QueryResult
 from evalkit.retrievers.base import describe_exception, failed_result, validate_k
 from evalkit.retrievers.framework import (
-    NOT_FINGERPRINTED,
+    FrameworkAdapter,
     Hit,
     MissingIdError,
     hits_result,
     metadata_id,
     metadata_score,
+    qualified_name,
 )
 
 __all__ = ["LangChainRetriever"]
@@ -85,7 +85,7 @@ class _LatencyTimer(BaseCallbackHandler):
         return (end - start) * 1000.0 if start is not None and end is not None else fallback_ms
 
 
-class LangChainRetriever:
+class LangChainRetriever(FrameworkAdapter):
     """Replays queries through a LangChain ``BaseRetriever``."""
 
     def __init__(
@@ -96,16 +96,14 @@ class LangChainRetriever:
         concurrency: int = 8,
         where_key: str | None = None,
     ) -> None:
-        if not isinstance(retriever, BaseRetriever):
-            raise ConfigError(
-                f"LangChainRetriever needs a langchain_core BaseRetriever, got "
-                f"{type(retriever).__module__}.{type(retriever).__qualname__}"
-            )
-        if concurrency < 1:
-            raise ConfigError(f"concurrency must be at least 1, got {concurrency}")
+        super().__init__(
+            retriever,
+            BaseRetriever,
+            framework="LangChain",
+            id_key=id_key,
+            concurrency=concurrency,
+        )
         self._retriever = retriever
-        self._id_key = id_key
-        self._concurrency = concurrency
         self._where_key = where_key
         self._is_vector_store = isinstance(retriever, VectorStoreRetriever)
         if where_key is not None and not self._is_vector_store:
@@ -115,7 +113,6 @@ class LangChainRetriever:
                 "otherwise build one retriever per tenant in your factory"
             )
         self._has_k_field = "k" in type(retriever).model_fields
-        self._scored_by_rank = False
 
     def _for_depth(self, k: int) -> tuple[BaseRetriever, dict[str, Any]]:
         """The retriever to call and the keyword arguments of each call (results are cut
@@ -172,8 +169,7 @@ class LangChainRetriever:
             except MissingIdError as error:
                 results.append(failed_result(query.id, describe_exception(error), latency))
                 continue
-            if any(hit.score is None for hit in hits):
-                self._scored_by_rank = True
+            self._note_scores(hits)
             results.append(hits_result(query, hits, k, latency))
         return results
 
@@ -183,42 +179,14 @@ class LangChainRetriever:
 
     def describe(self) -> dict[str, Any]:
         """The retriever's class (and vector store's), the id key and concurrency; no secrets."""
-        described: dict[str, Any] = {
-            "kind": "langchain",
-            "retriever": _qualified_name(self._retriever),
-            "id_key": self._id_key,
-            "concurrency": self._concurrency,
-            "where_key": self._where_key,
-            "k_passed_as": "search argument k"
+        described = self._described("langchain", self._retriever)
+        described["where_key"] = self._where_key
+        described["k_passed_as"] = (
+            "search argument k"
             if self._is_vector_store
-            else ("field k" if self._has_k_field else "results cut to k"),
-            "scores": "by rank (the retriever returned none)"
-            if self._scored_by_rank
-            else "the retriever's",
-            "model": NOT_FINGERPRINTED,
-        }
+            else ("field k" if self._has_k_field else "results cut to k")
+        )
         if isinstance(self._retriever, VectorStoreRetriever):
-            described["vector_store"] = _qualified_name(self._retriever.vectorstore)
+            described["vector_store"] = qualified_name(self._retriever.vectorstore)
             described["search_type"] = self._retriever.search_type
         return described
-
-    def index_fingerprint(self) -> str | None:
-        """None: a LangChain retriever does not say what it has indexed."""
-        return None
-
-    def model_fingerprint(self) -> ModelFingerprint | None:
-        """None: the retriever embeds queries itself, with a model evalkit does not call."""
-        return None
-
-    def close(self) -> None:
-        """Nothing to close: the user's retriever belongs to the user."""
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-
-def _qualified_name(value: object) -> str:
-    return f"{type(value).__module__}.{type(value).__qualname__}"

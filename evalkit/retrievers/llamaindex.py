@@ -27,17 +27,16 @@ import copy
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Self
+from typing import Any
 
 from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.schema import NodeWithScore
 
-from evalkit.embedding import ModelFingerprint
 from evalkit.errors import ConfigError
 from evalkit.records import Query, QueryResult
 from evalkit.retrievers.base import describe_exception, elapsed_ms, failed_result, validate_k
 from evalkit.retrievers.framework import (
-    NOT_FINGERPRINTED,
+    FrameworkAdapter,
     Hit,
     MissingIdError,
     hits_result,
@@ -47,7 +46,7 @@ from evalkit.retrievers.framework import (
 __all__ = ["LlamaIndexRetriever"]
 
 
-class LlamaIndexRetriever:
+class LlamaIndexRetriever(FrameworkAdapter):
     """Replays queries through a LlamaIndex ``BaseRetriever``."""
 
     def __init__(
@@ -58,13 +57,13 @@ class LlamaIndexRetriever:
         concurrency: int = 8,
         where_key: str | None = None,
     ) -> None:
-        if not isinstance(retriever, BaseRetriever):
-            raise ConfigError(
-                f"LlamaIndexRetriever needs a llama_index.core BaseRetriever, got "
-                f"{type(retriever).__module__}.{type(retriever).__qualname__}"
-            )
-        if concurrency < 1:
-            raise ConfigError(f"concurrency must be at least 1, got {concurrency}")
+        super().__init__(
+            retriever,
+            BaseRetriever,
+            framework="LlamaIndex",
+            id_key=id_key,
+            concurrency=concurrency,
+        )
         if where_key is not None:
             raise ConfigError(
                 "a LlamaIndex retriever takes its filters when it is built, so evalkit cannot "
@@ -72,13 +71,10 @@ class LlamaIndexRetriever:
                 "your factory"
             )
         self._retriever = retriever
-        self._id_key = id_key
-        self._concurrency = concurrency
         top_k = getattr(type(retriever), "similarity_top_k", None)
         self._has_top_k = isinstance(top_k, property) and top_k.fset is not None
         # BaseRetriever._aretrieve only calls the synchronous _retrieve: no concurrency there.
         self._is_async = type(retriever)._aretrieve is not BaseRetriever._aretrieve
-        self._scored_by_rank = False
 
     def _for_depth(self, k: int) -> BaseRetriever:
         if not self._has_top_k:
@@ -136,38 +132,12 @@ class LlamaIndexRetriever:
             ]
         except MissingIdError as error:
             return failed_result(query.id, describe_exception(error), latency_ms)
-        if any(hit.score is None for hit in hits):
-            self._scored_by_rank = True
+        self._note_scores(hits)
         return hits_result(query, hits, k, latency_ms)
 
     def describe(self) -> dict[str, Any]:
         """The retriever's class, the id key, concurrency and how k is passed; no secrets."""
-        return {
-            "kind": "llamaindex",
-            "retriever": f"{type(self._retriever).__module__}.{type(self._retriever).__qualname__}",
-            "id_key": self._id_key,
-            "concurrency": self._concurrency,
-            "calls": "aretrieve" if self._is_async else "retrieve on threads",
-            "k_passed_as": "similarity_top_k" if self._has_top_k else "results cut to k",
-            "scores": "by rank (the retriever returned none)"
-            if self._scored_by_rank
-            else "the retriever's",
-            "model": NOT_FINGERPRINTED,
-        }
-
-    def index_fingerprint(self) -> str | None:
-        """None: a LlamaIndex retriever does not say what it has indexed."""
-        return None
-
-    def model_fingerprint(self) -> ModelFingerprint | None:
-        """None: the retriever embeds queries itself, with a model evalkit does not call."""
-        return None
-
-    def close(self) -> None:
-        """Nothing to close: the user's retriever belongs to the user."""
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+        described = self._described("llamaindex", self._retriever)
+        described["calls"] = "aretrieve" if self._is_async else "retrieve on threads"
+        described["k_passed_as"] = "similarity_top_k" if self._has_top_k else "results cut to k"
+        return described
