@@ -20,7 +20,7 @@ LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 # The optional dependencies heavy enough that evalkit imports them only when used.
 HEAVY = ("chroma", "torch", "sentence-transformers", "sentence_transformers", "ragas")
 HEAVY += ("evidently", "streamlit")
-HEAVY += ("psycopg",)
+HEAVY += ("psycopg", "qdrant_client")
 
 
 def lint_imports(root: Path) -> subprocess.CompletedProcess[str]:

@@ -236,6 +236,33 @@ def _build_pgvector(options: RetrieverOptions, settings: Settings) -> Retriever:
     )
 
 
+def _build_qdrant(options: RetrieverOptions, settings: Settings) -> Retriever:
+    try:
+        # qdrant-client is an optional extra: only a Qdrant retriever imports it.
+        from evalkit.retrievers.qdrant import QdrantRetriever
+    except ModuleNotFoundError as error:
+        if error.name is None or error.name.split(".")[0] != "qdrant_client":
+            raise
+        raise ConfigError(
+            "the qdrant retriever needs qdrant-client: pip install 'evalkit[qdrant]'"
+        ) from error
+    embedder = build_query_embedder(settings)
+    if embedder is None:
+        raise ConfigError(
+            "the qdrant retriever searches by vector, so evalkit must embed the queries: "
+            "set [embedder] kind to sentence-transformers or openai, not none"
+        )
+    return QdrantRetriever(
+        settings.retriever.qdrant,
+        embedder,
+        collection=options.collection,
+        where_key=options.where_key,
+        batch_size=settings.query_batch_size,
+        defer_model_check=options.defer_model_check,
+    )
+
+
 register_retriever_kind(RetrieverKind("http", _build_http))
 register_retriever_kind(RetrieverKind("chroma", _build_chroma))
 register_retriever_kind(RetrieverKind("pgvector", _build_pgvector))
+register_retriever_kind(RetrieverKind("qdrant", _build_qdrant))

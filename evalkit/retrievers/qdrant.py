@@ -1,0 +1,311 @@
+"""A Qdrant collection, on a server (``url``) or in a local on-disk store (``path``).
+
+Queries are embedded by evalkit (``[embedder]``) and sent ``batch_size`` at a time in one
+``query_batch_points`` request per tenant group. A batch that fails is retried query by
+query, so one bad query does not fail its neighbours; a query that still fails is recorded
+with its error (the run is then ``partial``). An unreachable server or a missing collection
+raises ``RetrieverError`` up front, in ``check()``.
+
+Scores are higher-is-better: Qdrant's own for Cosine and Dot; for Euclid and Manhattan,
+where Qdrant returns the distance, the negated distance (the order is kept). Ids are the
+point ids (integers or UUIDs, as text) or, with ``id_payload_key``, a payload field (chunks
+usually carry their source document's id there); a point without it fails its query, naming
+the key.
+
+Tenants, as for Chroma: with ``tenant_key`` (or ``--where-key``, which overrides it) a query
+that has a tenant only sees points whose payload field equals it (a ``must`` match filter,
+served by Qdrant's payload index when there is one); without it tenants are ignored.
+
+A collection records no embedding model, so only its vector size is compared with the query
+embedder's (before the first query); the run records the query embedder's fingerprint. The
+index fingerprint hashes the point count and the collection's vector configuration: cheap,
+and it changes when points are added or removed or the vectors are reconfigured, but not
+when a point is overwritten in place (Qdrant gives no content hash).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Sequence
+from typing import Any, Self
+
+from qdrant_client import QdrantClient, models
+
+from evalkit.config import QdrantSettings
+from evalkit.embedding import ModelFingerprint, TextEmbedder
+from evalkit.errors import ConfigError, RetrieverError
+from evalkit.records import Query, QueryResult
+from evalkit.redaction import mask_url, register_secrets
+from evalkit.retrievers.base import (
+    describe_exception,
+    elapsed_ms,
+    failed_result,
+    ranked_docs,
+    validate_k,
+)
+from evalkit.retrievers.framework import MissingIdError
+
+__all__ = ["QdrantRetriever"]
+
+_DISTANCES_AS_SCORES = {models.Distance.COSINE, models.Distance.DOT}
+
+
+class QdrantRetriever:
+    """Searches a Qdrant collection with evalkit's query embeddings."""
+
+    def __init__(
+        self,
+        settings: QdrantSettings,
+        embedder: TextEmbedder,
+        *,
+        collection: str | None = None,
+        where_key: str | None = None,
+        batch_size: int = 64,
+        defer_model_check: bool = False,
+    ) -> None:
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
+        if (settings.url is None) == (settings.path is None):
+            raise ConfigError(
+                "the qdrant retriever needs one of url (a server) or path (a local store) in "
+                "[retriever.qdrant] of evalkit.toml (docs/retrievers.md)"
+            )
+        name = collection or settings.collection
+        if not name:
+            raise ConfigError(
+                "name the Qdrant collection: --collection NAME or collection in [retriever.qdrant]"
+            )
+        self._settings = settings
+        self._embedder = embedder
+        self._collection = name
+        self._tenant_key = where_key or settings.tenant_key
+        self._batch_size = batch_size
+        api_key = settings.api_key()
+        register_secrets([api_key])
+        self._where = mask_url(settings.url) if settings.url else str(settings.path)
+        try:
+            if settings.url is not None:
+                # evalkit checks the collection itself, with a clearer message than the
+                # client's version probe, which only warns.
+                self._client = QdrantClient(
+                    url=settings.url,
+                    api_key=api_key,
+                    timeout=int(max(1, settings.timeout)),
+                    check_compatibility=False,
+                )
+            else:
+                self._client = QdrantClient(path=str(settings.path))
+        except Exception as error:  # the client raises its own and lock errors alike
+            raise RetrieverError(
+                f"cannot open Qdrant at {self._where}: {describe_exception(error)}"
+            ) from error
+        self._vector_size, self._distance = self._read_collection()
+        self._model_checked = False
+        if not defer_model_check:
+            self.verify_model()
+
+    def _read_collection(self) -> tuple[int, models.Distance]:
+        try:
+            exists = self._client.collection_exists(self._collection)
+            if not exists:
+                found = ", ".join(c.name for c in self._client.get_collections().collections)
+                raise RetrieverError(
+                    f"Qdrant at {self._where} has no collection {self._collection!r} "
+                    f"(it has: {found or 'none'})"
+                )
+            info = self._client.get_collection(self._collection)
+        except RetrieverError:
+            self.close()
+            raise
+        except Exception as error:  # connection refused, timeout, HTTP errors
+            self.close()
+            raise RetrieverError(
+                f"cannot reach Qdrant at {self._where}: {describe_exception(error)}; is the "
+                "server running, and is url right?"
+            ) from error
+        self._points = info.points_count or 0
+        vectors = info.config.params.vectors
+        self._config_text = json.dumps(
+            {"points": self._points, "vectors": _jsonable(vectors)}, sort_keys=True
+        )
+        if isinstance(vectors, dict):
+            name = self._settings.vector_name
+            if name is None or name not in vectors:
+                self.close()
+                raise ConfigError(
+                    f"Qdrant collection {self._collection!r} has named vectors "
+                    f"({', '.join(sorted(vectors))}): set vector_name in [retriever.qdrant]"
+                )
+            params = vectors[name]
+        elif vectors is None:
+            self.close()
+            raise RetrieverError(f"Qdrant collection {self._collection!r} has no dense vectors")
+        else:
+            params = vectors
+        return params.size, params.distance
+
+    def verify_model(self) -> None:
+        """Refuse a collection whose vectors have another size than the query embedder's."""
+        if self._model_checked:
+            return
+        if self._embedder.dimension != self._vector_size:
+            raise RetrieverError(
+                f"Qdrant collection {self._collection!r} holds {self._vector_size}-dimensional "
+                f"vectors, but the query embedder {self._embedder.name} makes "
+                f"{self._embedder.dimension}-dimensional ones: the collection was built with "
+                "another model; set [embedder] (or model_path) to the model it was built with"
+            )
+        self._model_checked = True
+
+    def check(self) -> None:
+        """Raise RetrieverError when the collection cannot be reached now."""
+        try:
+            self._client.get_collection(self._collection)
+        except Exception as error:
+            raise RetrieverError(
+                f"cannot reach Qdrant collection {self._collection!r} at {self._where}: "
+                f"{describe_exception(error)}"
+            ) from error
+
+    def retrieve(self, queries: Sequence[Query], k: int) -> list[QueryResult]:
+        """Return the top ``k`` documents of every query, one result per query, in order."""
+        validate_k(k)
+        self.verify_model()
+        results: dict[int, QueryResult] = {}
+        for tenant, positions in self._groups(queries):
+            for start in range(0, len(positions), self._batch_size):
+                chunk = positions[start : start + self._batch_size]
+                batch = [queries[position] for position in chunk]
+                for position, result in zip(
+                    chunk, self._retrieve_batch(batch, k, tenant), strict=True
+                ):
+                    results[position] = result
+        return [results[position] for position in range(len(queries))]
+
+    def _groups(self, queries: Sequence[Query]) -> list[tuple[str | None, list[int]]]:
+        if self._tenant_key is None:
+            return [(None, list(range(len(queries))))]
+        groups: dict[str | None, list[int]] = {}
+        for position, query in enumerate(queries):
+            groups.setdefault(query.tenant, []).append(position)
+        return list(groups.items())
+
+    def _request(self, vector: Any, k: int, tenant: str | None) -> models.QueryRequest:
+        wanted = (
+            None
+            if tenant is None
+            else models.Filter(
+                must=[
+                    models.FieldCondition(
+                        key=str(self._tenant_key), match=models.MatchValue(value=tenant)
+                    )
+                ]
+            )
+        )
+        id_key = self._settings.id_payload_key
+        return models.QueryRequest(
+            query=[float(value) for value in vector],
+            using=self._settings.vector_name,
+            filter=wanted,
+            limit=k,
+            params=models.SearchParams(hnsw_ef=self._settings.hnsw_ef, exact=self._settings.exact),
+            with_payload=[id_key] if id_key else False,
+        )
+
+    def _retrieve_batch(self, batch: list[Query], k: int, tenant: str | None) -> list[QueryResult]:
+        start = time.perf_counter()
+        try:
+            vectors = self._embedder.embed([query.text for query in batch])
+        except Exception as error:
+            message = describe_exception(error)
+            return [failed_result(query.id, message, elapsed_ms(start)) for query in batch]
+        requests = [self._request(vector, k, tenant) for vector in vectors]
+        try:
+            responses = self._client.query_batch_points(self._collection, requests=requests)
+        except Exception:
+            return [
+                self._retrieve_one(query, request)
+                for query, request in zip(batch, requests, strict=True)
+            ]
+        share = elapsed_ms(start) / len(batch)
+        return [
+            self._result(query, response.points, share)
+            for query, response in zip(batch, responses, strict=True)
+        ]
+
+    def _retrieve_one(self, query: Query, request: models.QueryRequest) -> QueryResult:
+        start = time.perf_counter()
+        try:
+            [response] = self._client.query_batch_points(self._collection, requests=[request])
+        except Exception as error:
+            return failed_result(query.id, describe_exception(error), elapsed_ms(start))
+        return self._result(query, response.points, elapsed_ms(start))
+
+    def _result(
+        self, query: Query, points: Sequence[models.ScoredPoint], latency_ms: float
+    ) -> QueryResult:
+        try:
+            ids = [self._doc_id(point) for point in points]
+        except MissingIdError as error:
+            return failed_result(query.id, f"ConfigError: {error}", latency_ms)
+        sign = 1.0 if self._distance in _DISTANCES_AS_SCORES else -1.0
+        scores = [sign * point.score for point in points]
+        return QueryResult(query_id=query.id, docs=ranked_docs(ids, scores), latency_ms=latency_ms)
+
+    def _doc_id(self, point: models.ScoredPoint) -> str:
+        key = self._settings.id_payload_key
+        if key is None:
+            return str(point.id)
+        value = (point.payload or {}).get(key)
+        if value is None or value == "":
+            raise MissingIdError(
+                f"point {point.id} of Qdrant collection {self._collection!r} has no payload "
+                f"field {key!r} (id_payload_key in [retriever.qdrant])"
+            )
+        return str(value)
+
+    def describe(self) -> dict[str, Any]:
+        """Where the collection is, its keys and search parameters; never the API key."""
+        return {
+            "kind": "qdrant",
+            "url": mask_url(self._settings.url) if self._settings.url else None,
+            "path": str(self._settings.path) if self._settings.path else None,
+            "collection": self._collection,
+            "distance": str(self._distance.value),
+            "vector_size": self._vector_size,
+            "vector_name": self._settings.vector_name,
+            "id_payload_key": self._settings.id_payload_key,
+            "where_key": self._tenant_key,
+            "hnsw_ef": self._settings.hnsw_ef,
+            "exact": self._settings.exact,
+            "api_key_from_env": bool(self._settings.api_key()),
+        }
+
+    def index_fingerprint(self) -> str | None:
+        """A hash of the point count and the collection's vector configuration."""
+        return hashlib.sha256(self._config_text.encode()).hexdigest()[:16]
+
+    def model_fingerprint(self) -> ModelFingerprint | None:
+        """The query embedder's fingerprint: the collection records no model of its own."""
+        return self._embedder.fingerprint
+
+    def close(self) -> None:
+        """Close the client (a local store's lock is released)."""
+        client = getattr(self, "_client", None)
+        if client is not None:
+            client.close()
+            self._client = None  # type: ignore[assignment]
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _jsonable(vectors: Any) -> Any:
+    if isinstance(vectors, dict):
+        return {name: params.model_dump(mode="json") for name, params in vectors.items()}
+    return vectors.model_dump(mode="json") if vectors is not None else None
