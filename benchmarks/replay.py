@@ -93,6 +93,43 @@ def pgvector_adapter(
     return stack.enter_context(PgvectorRetriever(settings, embedder))
 
 
+def qdrant_adapter(
+    stack: ExitStack, embedder: Any, client: Any, home: Path, ids: np.ndarray, vectors: np.ndarray
+) -> Any:
+    import uuid
+
+    from qdrant_client import QdrantClient, models
+
+    from evalkit.config import QdrantSettings
+    from evalkit.retrievers.qdrant import QdrantRetriever
+
+    path = home / "qdrant"
+    local = QdrantClient(path=str(path))
+    try:
+        if not local.collection_exists("scifact"):
+            local.create_collection(
+                "scifact",
+                vectors_config=models.VectorParams(
+                    size=vectors.shape[1], distance=models.Distance.COSINE
+                ),
+            )
+            local.upload_points(
+                "scifact",
+                points=[
+                    models.PointStruct(
+                        id=str(uuid.uuid5(uuid.NAMESPACE_URL, str(doc_id))),
+                        vector=vector.tolist(),
+                        payload={"doc_id": str(doc_id)},
+                    )
+                    for doc_id, vector in zip(ids, vectors, strict=True)
+                ],
+            )
+    finally:
+        local.close()
+    settings = QdrantSettings(path=path, collection="scifact", id_payload_key="doc_id")
+    return stack.enter_context(QdrantRetriever(settings, embedder))
+
+
 class _LangChainEmbeddings:
     """evalkit's embedder as LangChain ``Embeddings`` (queries only: documents come stored)."""
 
@@ -156,6 +193,7 @@ def llamaindex_adapter(
 ADAPTERS: dict[str, Builder] = {
     "chroma": chroma_adapter,
     "pgvector": pgvector_adapter,
+    "qdrant": qdrant_adapter,
     "langchain": langchain_adapter,
     "llamaindex": llamaindex_adapter,
 }
