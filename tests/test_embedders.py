@@ -418,3 +418,43 @@ def test_a_run_through_the_endpoint_scores_as_the_local_run_and_never_shows_the_
         assert API_KEY not in text
     for stored in home.rglob("*.duckdb*"):
         assert API_KEY.encode() not in stored.read_bytes()
+
+
+def test_evalkit_index_embeds_with_the_endpoint_when_embedder_says_so(
+    server: EmbeddingServer,
+    demo_home: tuple[Path, Reference],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from evalkit.embedding import ModelFingerprint
+    from evalkit.retrievers.chroma_client import close_client, get_collection, open_chroma_client
+
+    home, _ = demo_home
+    corpus = tmp_path / "corpus.jsonl"
+    lines = (DEMO_DIR / "corpus.jsonl").read_text(encoding="utf-8").splitlines()[:12]
+    corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    config = tmp_path / "evalkit.toml"
+    config.write_text(
+        f'[embedder]\nkind = "openai"\nurl = "{server.url}"\nmodel = "{OTHER_MODEL}"\n'
+    )
+    monkeypatch.setenv("EVALKIT_HOME", str(home))
+    monkeypatch.setenv("EVALKIT_CONFIG", str(config))
+    assert invoke(["index", "--corpus", str(corpus), "--collection", "via-endpoint"]) == 0
+    capsys.readouterr()
+    assert sum(len(request["input"]) for request in server.requests) == 12 + len(CANARY_TEXTS)
+
+    client = open_chroma_client(path=home / "chroma")
+    try:
+        metadata = get_collection(client, "via-endpoint").metadata
+    finally:
+        close_client(client)
+    stored = ModelFingerprint.from_metadata(dict(metadata or {}))
+    assert stored is not None
+    assert stored.name == OTHER_MODEL
+    assert stored.dimension == 256
+    assert stored.matches(server.models[OTHER_MODEL].fingerprint)
+
+    config.write_text('[embedder]\nkind = "none"\n')
+    assert invoke(["index", "--corpus", str(corpus), "--collection", "via-endpoint"]) == 2
+    assert "kind none" in capsys.readouterr().err
