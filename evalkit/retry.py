@@ -17,12 +17,14 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, Retrying, retry_if_exception
 from tenacity.stop import stop_after_attempt
 
-__all__ = ["RetryPolicy"]
+__all__ = ["RetryPolicy", "retry_after_seconds"]
 
 T = TypeVar("T")
 
@@ -89,3 +91,20 @@ class RetryPolicy:
             reraise=True,
         )
         return await retrying(attempt)
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Seconds an HTTP ``Retry-After`` header value asks to wait (delay or date), or None."""
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return max(0.0, (moment - datetime.now(UTC)).total_seconds())

@@ -18,6 +18,7 @@ from evalkit.cli._output import (
 )
 from evalkit.cli._retriever import ChromaUrl
 from evalkit.cli.app import app
+from evalkit.errors import ConfigError
 
 
 @app.command("index")
@@ -45,13 +46,18 @@ def index(
 
     Example: evalkit index --corpus goldsets/demo/corpus.jsonl --collection demo
     """
-    from evalkit.embedding import load_embedder
+    from evalkit.embedding import build_query_embedder
     from evalkit.goldset import count_documents, iter_corpus
     from evalkit.retrievers.chroma_client import close_client, open_chroma_client
     from evalkit.retrievers.indexing import index_corpus
 
     config = settings()
-    embedder = load_embedder(config.model_path, batch_size=config.embed_batch_size)
+    embedder = build_query_embedder(config)
+    if embedder is None:
+        raise ConfigError(
+            "evalkit index embeds the corpus: set [embedder] kind to sentence-transformers "
+            "(EVALKIT_MODEL_PATH) or openai; kind none is for retrievers that embed themselves"
+        )
     url = chroma_url or config.chroma_url
     client = open_chroma_client(path=None if url else config.resolved_chroma_path, url=url)
     total = count_documents(corpus)

@@ -182,13 +182,18 @@ def _build_http(options: RetrieverOptions, settings: Settings) -> Retriever:
 
 
 def _build_chroma(options: RetrieverOptions, settings: Settings) -> Retriever:
-    # Chroma and the embedding model are heavy: only a Chroma retriever pays for them.
-    from evalkit.embedding import LazyEmbedder
+    # Chroma is heavy: only a Chroma retriever pays for it.
     from evalkit.retrievers.chroma import ChromaRetriever
 
     if not options.collection:
         raise ConfigError("name the Chroma collection: --collection NAME")
-    embedder = LazyEmbedder(settings.model_path, batch_size=settings.embed_batch_size)
+    embedder = build_query_embedder(settings)
+    if embedder is None:
+        raise ConfigError(
+            "a Chroma collection is queried with vectors: set [embedder] kind to "
+            "sentence-transformers or openai (kind none is for retrievers that embed queries "
+            "themselves)"
+        )
     url = options.chroma_url or settings.chroma_url
     if url:
         return ChromaRetriever.server(

@@ -28,8 +28,6 @@ import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any, Self
 from urllib.parse import urlsplit
 
@@ -47,7 +45,7 @@ from evalkit.retrievers.base import (
     redact,
     validate_k,
 )
-from evalkit.retry import RetryPolicy
+from evalkit.retry import RetryPolicy, retry_after_seconds
 
 __all__ = ["HTTP_TOKEN_ENV", "HttpRetriever", "ParsedResponse", "parse_response", "parse_results"]
 
@@ -179,20 +177,7 @@ def parse_response(payload: Any, k: int) -> ParsedResponse:
 
 
 def _retry_after_seconds(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        moment = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return max(0.0, (moment - datetime.now(UTC)).total_seconds())
+    return retry_after_seconds(response.headers.get("Retry-After"))
 
 
 class HttpRetriever:
