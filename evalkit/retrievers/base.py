@@ -28,6 +28,7 @@ __all__ = [
     "failed_result",
     "ranked_docs",
     "redact",
+    "tenant_groups",
     "validate_k",
 ]
 
@@ -73,6 +74,19 @@ def check_retriever(retriever: Retriever) -> None:
     """Run the retriever's ``check()`` when it has one; raises ``RetrieverError``."""
     if isinstance(retriever, SupportsCheck):
         retriever.check()
+
+
+def tenant_groups(
+    queries: Sequence[Query], *, filtered: bool
+) -> list[tuple[str | None, list[int]]]:
+    """The positions of ``queries`` grouped by tenant, in first-seen order; one group with no
+    tenant when the retriever does not filter by tenant (``filtered`` False)."""
+    if not filtered:
+        return [(None, list(range(len(queries))))]
+    groups: dict[str | None, list[int]] = {}
+    for position, query in enumerate(queries):
+        groups.setdefault(query.tenant, []).append(position)
+    return list(groups.items())
 
 
 def validate_k(k: int) -> int:

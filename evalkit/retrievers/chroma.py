@@ -20,6 +20,7 @@ from evalkit.retrievers.base import (
     elapsed_ms,
     failed_result,
     ranked_docs,
+    tenant_groups,
     validate_k,
 )
 from evalkit.retrievers.chroma_client import (
@@ -250,14 +251,10 @@ class ChromaRetriever:
         return [by_position[position] for position in range(len(queries))]
 
     def _groups(self, queries: Sequence[Query]) -> list[tuple[dict[str, Any] | None, list[int]]]:
-        if self._where_key is None:
-            return [(None, list(range(len(queries))))]
-        by_tenant: dict[str | None, list[int]] = {}
-        for position, query in enumerate(queries):
-            by_tenant.setdefault(query.tenant, []).append(position)
+        key = self._where_key
         return [
-            (None if tenant is None else {self._where_key: tenant}, positions)
-            for tenant, positions in by_tenant.items()
+            (None if tenant is None or key is None else {key: tenant}, positions)
+            for tenant, positions in tenant_groups(queries, filtered=key is not None)
         ]
 
     def _retrieve_batch(

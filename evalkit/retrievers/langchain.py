@@ -38,7 +38,12 @@ from langchain_core.vectorstores import VectorStoreRetriever
 
 from evalkit.errors import ConfigError
 from evalkit.records import Query, QueryResult
-from evalkit.retrievers.base import describe_exception, failed_result, validate_k
+from evalkit.retrievers.base import (
+    describe_exception,
+    failed_result,
+    tenant_groups,
+    validate_k,
+)
 from evalkit.retrievers.framework import (
     FrameworkAdapter,
     Hit,
@@ -128,21 +133,14 @@ class LangChainRetriever(FrameworkAdapter):
         validate_k(k)
         results: dict[str, QueryResult] = {}
         retriever, call_kwargs = self._for_depth(k)
-        for tenant, group in self._groups(queries):
+        for tenant, positions in tenant_groups(queries, filtered=self._where_key is not None):
+            group = [queries[position] for position in positions]
             kwargs = dict(call_kwargs)
             if tenant is not None:
                 kwargs["filter"] = {self._where_key: tenant}
             for query, result in zip(group, self._batch(retriever, group, k, kwargs), strict=True):
                 results[query.id] = result
         return [results[query.id] for query in queries]
-
-    def _groups(self, queries: Sequence[Query]) -> list[tuple[str | None, list[Query]]]:
-        if self._where_key is None:
-            return [(None, list(queries))]
-        groups: dict[str | None, list[Query]] = {}
-        for query in queries:
-            groups.setdefault(query.tenant, []).append(query)
-        return list(groups.items())
 
     def _batch(
         self, retriever: BaseRetriever, queries: list[Query], k: int, kwargs: dict[str, Any]

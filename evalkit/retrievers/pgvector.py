@@ -39,6 +39,7 @@ from evalkit.retrievers.base import (
     failed_result,
     ranked_docs,
     redact,
+    tenant_groups,
     validate_k,
 )
 
@@ -325,20 +326,12 @@ class PgvectorRetriever:
         validate_k(k)
         self.verify_model()
         by_position: dict[int, QueryResult] = {}
-        for tenant, positions in self._groups(queries):
+        for tenant, positions in tenant_groups(queries, filtered=self._tenant_column is not None):
             for start in range(0, len(positions), self._batch_size):
                 batch = positions[start : start + self._batch_size]
                 answered = self._retrieve_batch([queries[i] for i in batch], k, tenant)
                 by_position.update(zip(batch, answered, strict=True))
         return [by_position[position] for position in range(len(queries))]
-
-    def _groups(self, queries: Sequence[Query]) -> list[tuple[str | None, list[int]]]:
-        if self._tenant_column is None:
-            return [(None, list(range(len(queries))))]
-        by_tenant: dict[str | None, list[int]] = {}
-        for position, query in enumerate(queries):
-            by_tenant.setdefault(query.tenant, []).append(position)
-        return list(by_tenant.items())
 
     def _retrieve_batch(
         self, batch: Sequence[Query], k: int, tenant: str | None

@@ -43,6 +43,7 @@ from evalkit.retrievers.base import (
     elapsed_ms,
     failed_result,
     ranked_docs,
+    tenant_groups,
     validate_k,
 )
 from evalkit.retrievers.framework import MissingIdError
@@ -174,7 +175,7 @@ class QdrantRetriever:
         validate_k(k)
         self.verify_model()
         results: dict[int, QueryResult] = {}
-        for tenant, positions in self._groups(queries):
+        for tenant, positions in tenant_groups(queries, filtered=self._tenant_key is not None):
             for start in range(0, len(positions), self._batch_size):
                 chunk = positions[start : start + self._batch_size]
                 batch = [queries[position] for position in chunk]
@@ -183,14 +184,6 @@ class QdrantRetriever:
                 ):
                     results[position] = result
         return [results[position] for position in range(len(queries))]
-
-    def _groups(self, queries: Sequence[Query]) -> list[tuple[str | None, list[int]]]:
-        if self._tenant_key is None:
-            return [(None, list(range(len(queries))))]
-        groups: dict[str | None, list[int]] = {}
-        for position, query in enumerate(queries):
-            groups.setdefault(query.tenant, []).append(position)
-        return list(groups.items())
 
     def _request(self, vector: Any, k: int, tenant: str | None) -> models.QueryRequest:
         wanted = (
