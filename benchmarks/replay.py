@@ -183,7 +183,7 @@ def llamaindex_adapter(
             return embedder.embed([text])[0].tolist()  # type: ignore[no-any-return]
 
     nodes = [
-        TextNode(id_=str(doc_id), text="", embedding=vector.tolist())
+        TextNode(id_=str(doc_id), text=f"document {doc_id}", embedding=vector.tolist())
         for doc_id, vector in zip(ids, vectors, strict=True)
     ]
     index = VectorStoreIndex(nodes, embed_model=MiniLM())
