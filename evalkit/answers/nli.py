@@ -36,6 +36,7 @@ from evalkit.answers.offline import (
     DEFAULT_THRESHOLD,
     ClaimSupport,
     Progress,
+    claim_scores,
     claim_token_features,
 )
 from evalkit.answers.records import AnswerRecord, Method, MetricScore, Unmeasured
@@ -231,32 +232,12 @@ class NLIFaithfulness:
         progress: Progress | None = None,
     ) -> list[MetricScore]:
         """One faithfulness score per record (unmeasured ones with their reason)."""
-        scores = []
         results = self.analyse(records, cache=cache, progress=progress)
-        for record, result in zip(records, results, strict=True):
-            if isinstance(result, Unmeasured):
-                scores.append(
-                    MetricScore(
-                        item_id=record.id,
-                        metric=self.metric,
-                        method=str(self.method),
-                        value=None,
-                        judge_model=self.judge_model,
-                        prompt_version=self.version,
-                        unmeasured_reason=str(result),
-                    )
-                )
-                continue
-            scores.append(
-                MetricScore(
-                    item_id=record.id,
-                    metric=self.metric,
-                    method=str(self.method),
-                    value=result.score,
-                    judge_model=self.judge_model,
-                    prompt_version=self.version,
-                    n_claims=len(result.claims),
-                    n_supported=int(result.supported.sum()),
-                )
-            )
-        return scores
+        return claim_scores(
+            records,
+            results,
+            metric=self.metric,
+            method=str(self.method),
+            judge_model=self.judge_model,
+            version=self.version,
+        )

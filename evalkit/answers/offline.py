@@ -72,6 +72,7 @@ __all__ = [
     "Progress",
     "SupportModel",
     "best_similarity",
+    "claim_scores",
     "claim_token_features",
     "context_units",
     "fitted_parameters",
@@ -453,33 +454,52 @@ class OfflineFaithfulness:
         progress: Progress | None = None,
     ) -> list[MetricScore]:
         """One faithfulness score per record (unmeasured ones with their reason)."""
-        scores = []
         results = self.analyse(records, cache=cache, progress=progress)
-        judge_model, version = self.judge_model, self.version
-        for record, result in zip(records, results, strict=True):
-            if isinstance(result, Unmeasured):
-                scores.append(
-                    MetricScore(
-                        item_id=record.id,
-                        metric=self.metric,
-                        method=str(self.method),
-                        value=None,
-                        judge_model=judge_model,
-                        prompt_version=version,
-                        unmeasured_reason=str(result),
-                    )
-                )
-                continue
+        return claim_scores(
+            records,
+            results,
+            metric=self.metric,
+            method=str(self.method),
+            judge_model=self.judge_model,
+            version=self.version,
+        )
+
+
+def claim_scores(
+    records: Sequence[AnswerRecord],
+    results: Sequence[ClaimSupport | Unmeasured],
+    *,
+    metric: str,
+    method: str,
+    judge_model: str,
+    version: str,
+) -> list[MetricScore]:
+    """One ``MetricScore`` per record from its claim-level analysis (or why it is unmeasured)."""
+    scores = []
+    for record, result in zip(records, results, strict=True):
+        if isinstance(result, Unmeasured):
             scores.append(
                 MetricScore(
                     item_id=record.id,
-                    metric=self.metric,
-                    method=str(self.method),
-                    value=result.score,
+                    metric=metric,
+                    method=method,
+                    value=None,
                     judge_model=judge_model,
                     prompt_version=version,
-                    n_claims=len(result.claims),
-                    n_supported=int(result.supported.sum()),
+                    unmeasured_reason=str(result),
                 )
             )
-        return scores
+            continue
+        scores.append(
+            MetricScore(
+                item_id=record.id,
+                metric=metric,
+                method=method,
+                value=result.score,
+                judge_model=judge_model,
+                prompt_version=version,
+                n_claims=len(result.claims),
+                n_supported=int(result.supported.sum()),
+            )
+        )
+    return scores
