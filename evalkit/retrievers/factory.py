@@ -243,7 +243,7 @@ def _build_pgvector(options: RetrieverOptions, settings: Settings) -> Retriever:
 
 def _build_qdrant(options: RetrieverOptions, settings: Settings) -> Retriever:
     try:
-        # qdrant-client is an optional extra: only a Qdrant retriever imports it.
+        # qdrant_client is an optional extra: only a Qdrant retriever imports it.
         from evalkit.retrievers.qdrant import QdrantRetriever
     except ModuleNotFoundError as error:
         if error.name is None or error.name.split(".")[0] != "qdrant_client":
