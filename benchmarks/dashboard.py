@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -36,10 +35,7 @@ import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "dashboards"))
-
-from evalkit_dash import loaders  # noqa: E402
-
+from evalkit.dashboard import loaders  # noqa: E402
 from evalkit.store import Store  # noqa: E402
 
 N_GOLDSETS = 4

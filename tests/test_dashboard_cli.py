@@ -34,7 +34,7 @@ def test_dry_run_serves_the_repository_app_on_loopback_against_the_configured_st
     assert info["url"] == "http://127.0.0.1:8600/"
     assert info["store"] == str((evalkit_home / "evalkit.duckdb").resolve())
     assert info["store_exists"] is False
-    assert info["app"] == str(REPO / "dashboards" / "app.py")
+    assert info["app"] == str(REPO / "evalkit" / "dashboard" / "app.py")
     arguments = info["command"]
     assert arguments[1:5] == ["-m", "streamlit", "run", info["app"]]
     assert arguments[arguments.index("--server.address") + 1] == "127.0.0.1"
@@ -70,17 +70,14 @@ def test_a_missing_app_is_a_usage_error_saying_what_to_do(
     tmp_path: Path, evalkit_home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert invoke(["dashboard", "--dry-run", "--app", str(tmp_path / "app.py")]) == 2
-    assert "point it at dashboards/app.py" in capsys.readouterr().err
+    assert "leave --app out to run the packaged dashboard" in capsys.readouterr().err
 
 
-def test_locate_app_without_a_checkout_says_how_to_get_one(
+def test_a_package_without_its_app_says_how_to_reinstall(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import evalkit
-
-    fake_package = tmp_path / "site-packages" / "evalkit" / "__init__.py"
-    monkeypatch.setattr(evalkit, "__file__", str(fake_package))
-    with pytest.raises(command.ConfigError, match="source checkout"):
+    monkeypatch.setattr(command, "packaged_app", lambda: tmp_path / "dashboard" / "app.py")
+    with pytest.raises(command.ConfigError, match=r"evalkit-retrieval\[dashboard\]"):
         command.locate_app()
 
 

@@ -33,7 +33,7 @@ from test_dashboard_seed import (
 from evalkit.store import Store
 from evalkit.store.runs import list_runs
 
-APP = Path(__file__).resolve().parents[1] / "dashboards" / "app.py"
+APP = Path(__file__).resolve().parents[1] / "evalkit" / "dashboard" / "app.py"
 PAGES = {
     "overview": "Overview",
     "quality": "Quality over time",

@@ -21,14 +21,11 @@ from test_dashboard_seed import (
     shared_seeded_store,
 )
 
+from evalkit.dashboard import access, loaders
 from evalkit.errors import StoreError
 from evalkit.scheduler.lock import StoreBusyError
 from evalkit.store import Store
 from evalkit.store import dashboard as sql
-
-sys.path.append(str(Path(__file__).resolve().parents[1] / "dashboards"))
-
-from evalkit_dash import access, loaders
 
 
 @pytest.fixture

@@ -15,36 +15,36 @@ from typing import Annotated, Any
 
 import typer
 
+from evalkit.cli._app import app
 from evalkit.cli._output import OutputFormat, console, emit_json, err_console, key_values, settings
-from evalkit.cli.app import app
 from evalkit.errors import ConfigError
 
-__all__ = ["APP_RELATIVE_PATH", "dashboard", "dashboard_command", "locate_app"]
-
-APP_RELATIVE_PATH = Path("dashboards") / "app.py"
-"""Where the app lives in a source checkout, relative to the repository root."""
+__all__ = ["dashboard", "dashboard_command", "locate_app", "packaged_app"]
 STORE_ENV = "EVALKIT_STORE_PATH"
 STOP_SECONDS = 10.0
 
 Format = Annotated[OutputFormat, typer.Option("--format", help="table or json")]
 
 
+def packaged_app() -> Path:
+    """The ``app.py`` that ships inside the installed package (``evalkit/dashboard/app.py``)."""
+    return Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
+
+
 def locate_app(app_path: Path | None = None) -> Path:
-    """The dashboard's ``app.py``: ``app_path`` when given, else ``dashboards/app.py`` of the
-    source checkout this evalkit is installed from. Raises ConfigError saying what to do."""
+    """The dashboard's ``app.py``: ``app_path`` when given, else the one inside the installed
+    package. Raises ConfigError saying what to do."""
     if app_path is not None:
         if not app_path.is_file():
-            raise ConfigError(f"--app {app_path}: no such file; point it at dashboards/app.py")
+            raise ConfigError(
+                f"--app {app_path}: no such file; leave --app out to run the packaged dashboard"
+            )
         return app_path.resolve()
-    import evalkit
-
-    root = Path(evalkit.__file__).resolve().parent.parent
-    found = root / APP_RELATIVE_PATH
+    found = packaged_app()
     if not found.is_file():
         raise ConfigError(
-            f"the dashboard app is not at {found}: `evalkit dashboard` runs the dashboards/ "
-            "folder of an evalkit source checkout (install it with `pip install -e .` from "
-            "the checkout), or pass --app PATH/TO/dashboards/app.py"
+            f"the dashboard app is missing from the installed package ({found}): reinstall "
+            "evalkit-retrieval with the dashboard extra: pip install 'evalkit-retrieval[dashboard]'"
         )
     return found
 
@@ -86,8 +86,8 @@ def dashboard(
         Path | None,
         typer.Option(
             "--app",
-            help="The dashboard's app.py (default: dashboards/app.py of the "
-            "checkout evalkit is installed from).",
+            help="The dashboard's app.py (default: the one inside the installed package; "
+            "a copy of your own to run a modified dashboard).",
         ),
     ] = None,
     dry_run: Annotated[

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pandas as pd
 import streamlit as st
-from evalkit_dash import charts, ui
-from evalkit_dash.loaders import DriftData, ProjectionData
 
+from evalkit.dashboard import charts, ui
+from evalkit.dashboard.loaders import DriftData, ProjectionData
 from evalkit.errors import InputError
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import streamlit as st
-from evalkit_dash import ui
-from evalkit_dash.loaders import AREA_HINTS, AlertsData
+
+from evalkit.dashboard import ui
+from evalkit.dashboard.loaders import AREA_HINTS, AlertsData
 
 STATUSES = ("all", "firing", "resolved")
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
-from evalkit_dash import charts, ui
-from evalkit_dash.loaders import QualityData
+
+from evalkit.dashboard import charts, ui
+from evalkit.dashboard.loaders import QualityData
 
 DEFAULT_BASELINE = "oldest complete run"
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
-from evalkit_dash import charts, ui
-from evalkit_dash.loaders import AnswerItems, AnswersData
+
+from evalkit.dashboard import charts, ui
+from evalkit.dashboard.loaders import AnswerItems, AnswersData
 
 PREFERRED = ("faithfulness", "context_precision", "context_recall")
 

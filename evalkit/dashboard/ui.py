@@ -11,9 +11,9 @@ from typing import Any, TypeVar
 import pandas as pd
 import streamlit as st
 
+from evalkit.dashboard import access
+from evalkit.dashboard.loaders import AREA_HINTS, StoreFacts
 from evalkit.errors import EvalkitError, NotFoundError
-from evalkit_dash import access
-from evalkit_dash.loaders import AREA_HINTS, StoreFacts
 
 __all__ = [
     "LINKS_KEY",
@@ -48,7 +48,7 @@ class PageContext:
     facts: StoreFacts
 
     def load(self, loader: str, **parameters: Any) -> Any:
-        """Run a loader of ``evalkit_dash.loaders.LOADERS`` through the cache."""
+        """Run a loader of ``evalkit.dashboard.loaders.LOADERS`` through the cache."""
         return access.load(self.path, loader, **parameters)
 
 

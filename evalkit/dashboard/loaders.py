@@ -1,7 +1,7 @@
 """Everything a dashboard page shows, loaded from an open (read-only) store.
 
 One loader per page view, registered in ``LOADERS`` by name: the Streamlit side calls them
-through its cache (``evalkit_dash.access``), the benchmark and the tests call them
+through its cache (``evalkit.dashboard.access``), the benchmark and the tests call them
 directly. Loaders take the store and keyword-only parameters and return frozen records of
 DataFrames; all aggregation happens in SQL (``evalkit.store.dashboard``), the statistics
 and run comparisons in ``evalkit.stats``, exactly as the CLI computes them.
@@ -21,7 +21,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from evalkit.answers.files import read_answer_records
+from evalkit.drift.ks import benjamini_hochberg, ks_statistics
 from evalkit.errors import EvalkitError, InputError
+from evalkit.metrics import parse_measure
+from evalkit.retrievers.chroma_client import get_collection, open_chroma_client
+from evalkit.stats import compare_stored_runs, decide, document_depth
 from evalkit.store import Store
 from evalkit.store import dashboard as sql
 from evalkit.store.runs import get_run
@@ -171,8 +176,6 @@ def paired_tests(differences: pd.DataFrame) -> pd.DataFrame:
     A pair without spread gets the interval [delta, delta]; a single changed query an
     unbounded one, as ``evalkit.stats.compare_runs`` gives them."""
     from scipy import stats
-
-    from evalkit.stats import decide
 
     n = differences["n"].to_numpy(dtype=np.float64)
     mean = differences["mean_diff"].to_numpy(dtype=np.float64)
@@ -461,7 +464,6 @@ def compare(
 ) -> CompareData:
     """Compare two stored runs on ``measures``: deltas, bootstrap CIs, p-values and the
     per-query table with the relevant documents each query lost or gained."""
-    from evalkit.stats import compare_stored_runs, document_depth
 
     chosen = list(dict.fromkeys(measures)) or ["ndcg@10"]
     sort_by = sort_measure if sort_measure in chosen else chosen[0]
@@ -587,7 +589,6 @@ def explain_measure(
     """How ``measure`` comes about for one query, in words, from where its relevant
     documents landed (``relevant_ranks``: 1-based evaluated ranks of the retrieved
     relevant documents; ``n_relevant``: every judged-relevant document)."""
-    from evalkit.metrics import parse_measure
 
     parsed = parse_measure(measure)
     cutoff = parsed.cutoff or depth
@@ -741,7 +742,6 @@ def document_texts(
         return {}, f"text snippets need a Chroma collection; this run used {kind or 'unknown'}"
     if results.empty:
         return {}, ""
-    from evalkit.retrievers.chroma_client import get_collection, open_chroma_client
 
     path, url = config.get("path"), config.get("url")
     if url is None and not (isinstance(path, str) and (Path(path) / "chroma.sqlite3").is_file()):
@@ -846,8 +846,6 @@ def projection(
     """Project two replayed windows' query embeddings and diagnose each dimension."""
     from scipy import stats
     from threadpoolctl import threadpool_limits
-
-    from evalkit.drift.ks import benjamini_hochberg, ks_statistics
 
     frames = {}
     for run_id in (reference_run, current_run):
@@ -1021,7 +1019,6 @@ def answer_items(store: Store, *, scoring_id: str, metric: str, limit: int = 20)
 
 
 def _with_file_contexts(items: pd.DataFrame, path: Path) -> pd.DataFrame:
-    from evalkit.answers.files import read_answer_records
 
     try:
         records = {record.id: record for record in read_answer_records(path)}
@@ -1125,4 +1122,4 @@ LOADERS: Mapping[str, Callable[..., Any]] = {
     "alerts": alerts,
     "alert_deliveries": alert_deliveries,
 }
-"""Loaders by name: what the dashboard's cache calls (``evalkit_dash.access.load``)."""
+"""Loaders by name: what the dashboard's cache calls (``evalkit.dashboard.access.load``)."""

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import streamlit as st
-from evalkit_dash import charts, ui
-from evalkit_dash.loaders import TrafficData
+
+from evalkit.dashboard import charts, ui
+from evalkit.dashboard.loaders import TrafficData
 
 
 def render(page: ui.PageContext) -> None:

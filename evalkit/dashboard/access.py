@@ -30,10 +30,10 @@ import streamlit as st
 
 from evalkit.clock import utc_now
 from evalkit.config import load_settings
+from evalkit.dashboard.loaders import LOADERS
 from evalkit.errors import StoreError
 from evalkit.scheduler.lock import FileLock, StoreBusyError
 from evalkit.store import Store
-from evalkit_dash.loaders import LOADERS
 
 __all__ = [
     "BUSY_KEY",
@@ -188,7 +188,7 @@ def _freeze(value: Any) -> Any:
 
 
 def load(path: Path, loader: str, **parameters: Any) -> Any:
-    """Run loader ``loader`` (see ``evalkit_dash.loaders.LOADERS``) on the store at ``path``.
+    """Run loader ``loader`` (see ``evalkit.dashboard.loaders.LOADERS``) on the store at ``path``.
 
     Results are cached until the store changes. While a writer holds the store, the last
     good result is returned and a warning says since when; with none, ``StoreBusyError`` is

@@ -6,8 +6,9 @@ import shlex
 
 import pandas as pd
 import streamlit as st
-from evalkit_dash import ui
-from evalkit_dash.loaders import CompareData
+
+from evalkit.dashboard import ui
+from evalkit.dashboard.loaders import CompareData
 
 DECISION_COLOURS = {"pass": "green", "regression": "red", "inconclusive": "orange"}
 

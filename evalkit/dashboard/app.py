@@ -1,4 +1,4 @@
-"""evalkit's dashboard: start it with `evalkit dashboard` (or `streamlit run dashboards/app.py`).
+"""evalkit's dashboard: start it with `evalkit dashboard` (or `streamlit run` on this file).
 
 It reads the configured store read-only (``EVALKIT_STORE_PATH``, else
 ``$EVALKIT_HOME/evalkit.duckdb``) and never writes to it.
@@ -7,8 +7,8 @@ It reads the configured store read-only (``EVALKIT_STORE_PATH``, else
 from __future__ import annotations
 
 import streamlit as st
-from evalkit_dash import access
 
+from evalkit.dashboard import access
 from evalkit.errors import EvalkitError
 
 st.set_page_config(page_title="evalkit", page_icon=":material/monitoring:", layout="wide")

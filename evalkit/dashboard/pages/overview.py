@@ -6,10 +6,10 @@ from datetime import timedelta
 
 import pandas as pd
 import streamlit as st
-from evalkit_dash import ui
-from evalkit_dash.loaders import AREA_HINTS, STATUS_ORDER, OverviewData, series_status
 
 from evalkit.clock import utc_now
+from evalkit.dashboard import ui
+from evalkit.dashboard.loaders import AREA_HINTS, STATUS_ORDER, OverviewData, series_status
 
 STATUS_BADGES = {
     "regression": ("red", ":material/trending_down:"),

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
-from evalkit_dash import ui
-from evalkit_dash.loaders import QueryData
+
+from evalkit.dashboard import ui
+from evalkit.dashboard.loaders import QueryData
 
 
 def render(page: ui.PageContext) -> None:

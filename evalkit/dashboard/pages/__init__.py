@@ -1,0 +1,1 @@
+"""The dashboard's pages: Streamlit runs each file as a script (see ``evalkit.dashboard.app``)."""
