@@ -23,7 +23,10 @@ import hashlib
 import hmac
 import json
 import time
-from typing import Any
+from collections.abc import Mapping
+from typing import Annotated, Any, Final, Literal, TypedDict
+
+import msgspec
 
 from evalkit import __version__
 from evalkit.alerts.model import Alert, AlertStatus
@@ -36,15 +39,17 @@ __all__ = [
     "PAYLOAD_SCHEMA",
     "SIGNATURE_HEADER",
     "TIMESTAMP_HEADER",
+    "AlertPayload",
     "alert_payload",
     "encode",
+    "payload_json_schema",
     "sign",
     "signed_headers",
     "slack_body",
     "verify_signature",
 ]
 
-PAYLOAD_SCHEMA = "evalkit.alert.v1"
+PAYLOAD_SCHEMA: Final = "evalkit.alert.v1"
 SIGNATURE_HEADER = "X-Evalkit-Signature"
 TIMESTAMP_HEADER = "X-Evalkit-Timestamp"
 ALERT_ID_HEADER = "X-Evalkit-Alert-Id"
@@ -76,7 +81,55 @@ def _time(moment: Any) -> str:
     return f"{moment.isoformat()}Z"
 
 
-def alert_payload(alert: Alert) -> dict[str, Any]:
+def _one_of(values: type[AlertStatus] | type[Severity], description: str) -> msgspec.Meta:
+    return msgspec.Meta(
+        description=description, extra_json_schema={"enum": [item.value for item in values]}
+    )
+
+
+_UTC_TIME = msgspec.Meta(
+    extra_json_schema={
+        "format": "date-time",
+        "pattern": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?Z$",
+    }
+)
+
+
+class AlertPayload(TypedDict):
+    """The JSON body a webhook receives (and a command reads on stdin) for one alert."""
+
+    schema: Annotated[
+        Literal["evalkit.alert.v1"],
+        msgspec.Meta(description="the payload's format and version"),
+    ]
+    alert_id: Annotated[str, msgspec.Meta(description="unique; an idempotency key")]
+    status: Annotated[str, _one_of(AlertStatus, "what the notification says")]
+    severity: Annotated[str, _one_of(Severity, "how urgent")]
+    rule: Annotated[str, msgspec.Meta(description="the name of the rule that fired")]
+    kind: Annotated[str, msgspec.Meta(description="the rule's kind, e.g. precision_regression")]
+    dedup_key: Annotated[str, msgspec.Meta(description="rule and subject: one condition")]
+    subject: Annotated[str, msgspec.Meta(description="what is watched: a goldset, a job...")]
+    title: str
+    summary: str
+    fired_at: Annotated[
+        str, _UTC_TIME, msgspec.Meta(description="when the condition started holding (UTC)")
+    ]
+    created_at: Annotated[
+        str, _UTC_TIME, msgspec.Meta(description="when this notification was raised (UTC)")
+    ]
+    evidence: Annotated[
+        dict[str, Any], msgspec.Meta(description="the figures behind it; fields vary by kind")
+    ]
+    links: Annotated[dict[str, str], msgspec.Meta(description="commands and URLs to look further")]
+    evalkit_version: str
+
+
+def payload_json_schema() -> dict[str, Any]:
+    """JSON Schema of the alert payload, generated from ``AlertPayload``."""
+    return msgspec.json.schema(AlertPayload)
+
+
+def alert_payload(alert: Alert) -> AlertPayload:
     """The JSON payload of an alert (see the module docstring)."""
     return {
         "schema": PAYLOAD_SCHEMA,
@@ -161,7 +214,7 @@ def slack_body(alert: Alert) -> dict[str, Any]:
     return {"text": f"{headline}: {alert.summary}", "blocks": blocks}
 
 
-def encode(body: dict[str, Any]) -> bytes:
+def encode(body: Mapping[str, Any]) -> bytes:
     """The exact bytes sent (and signed): compact JSON, UTF-8, NaN as null."""
     return json.dumps(
         finite_or_null(body), separators=(",", ":"), sort_keys=True, default=str

@@ -1,8 +1,10 @@
 """Field rules of the JSONL goldset and corpus formats.
 
 Each record type is a mapping of field name to a ``FieldSpec``: whether the field is
-required and a check that returns what is wrong with a value (or ``None``). Unknown fields
-are errors with a "did you mean" hint, so a typo such as ``referance_answer`` is not
+required, a check that returns what is wrong with a value (or ``None``), and the same rule
+as a JSON Schema fragment, from which the published schemas of the records are built
+(``query_json_schema`` and its siblings; ``evalkit.schemas`` publishes them). Unknown
+fields are errors with a "did you mean" hint, so a typo such as ``referance_answer`` is not
 silently dropped.
 """
 
@@ -11,8 +13,9 @@ from __future__ import annotations
 import difflib
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from evalkit.goldset._reading import ProblemLog, describe_value
 
@@ -24,7 +27,10 @@ __all__ = [
     "check_fields",
     "check_grade",
     "check_identifier",
+    "document_json_schema",
     "grade_value",
+    "judgment_json_schema",
+    "query_json_schema",
 ]
 
 FieldCheck = Callable[[object], str | None]
@@ -32,10 +38,24 @@ FieldCheck = Callable[[object], str | None]
 
 @dataclass(frozen=True, slots=True)
 class FieldSpec:
-    """One field of a record: is it required, and what makes a value wrong."""
+    """One field of a record: is it required, what makes a value wrong, and that rule as
+    a JSON Schema fragment (for a present, non-null value) with what the field holds."""
 
     check: FieldCheck
     required: bool = False
+    json_schema: Mapping[str, Any] = field(default_factory=dict)
+
+
+# "No whitespace at either end" as a pattern that must not match: "$" in Python's re also
+# matches before a final newline, so a positive "^...\S$" would let "q1\n" through there.
+_IDENTIFIER = {"type": "string", "minLength": 1, "not": {"pattern": r"^\s|\s$"}}
+_TEXT = {"type": "string", "pattern": r"\S"}
+_STRING_LIST = {"type": "array", "items": _IDENTIFIER}
+_GRADE = {"type": "integer", "minimum": 0}
+_METADATA = {
+    "type": "object",
+    "additionalProperties": {"type": ["string", "number", "boolean"]},
+}
 
 
 def check_identifier(value: object) -> str | None:
@@ -117,26 +137,126 @@ def _check_metadata(value: object) -> str | None:
 
 
 QUERY_FIELDS: Mapping[str, FieldSpec] = {
-    "id": FieldSpec(check_identifier, required=True),
-    "text": FieldSpec(_check_text, required=True),
-    "tenant": FieldSpec(_check_optional_text),
-    "tags": FieldSpec(_check_string_list),
-    "reference_answer": FieldSpec(_check_optional_text),
-    "reference_context_ids": FieldSpec(_check_string_list),
+    "id": FieldSpec(
+        check_identifier,
+        required=True,
+        json_schema={**_IDENTIFIER, "description": "unique id of the query in the goldset"},
+    ),
+    "text": FieldSpec(
+        _check_text,
+        required=True,
+        json_schema={**_TEXT, "description": "the query sent to the retriever"},
+    ),
+    "tenant": FieldSpec(
+        _check_optional_text,
+        json_schema={**_TEXT, "description": "tenant, for multi-tenant retrievers"},
+    ),
+    "tags": FieldSpec(
+        _check_string_list,
+        json_schema={**_STRING_LIST, "description": "labels to slice results by"},
+    ),
+    "reference_answer": FieldSpec(
+        _check_optional_text,
+        json_schema={**_TEXT, "description": "the expected answer, for answer measures"},
+    ),
+    "reference_context_ids": FieldSpec(
+        _check_string_list,
+        json_schema={
+            **_STRING_LIST,
+            "description": "ids of the documents the answer should be grounded in",
+        },
+    ),
 }
 
 JUDGMENT_FIELDS: Mapping[str, FieldSpec] = {
-    "query_id": FieldSpec(check_identifier, required=True),
-    "doc_id": FieldSpec(check_identifier, required=True),
-    "relevance": FieldSpec(check_grade, required=True),
+    "query_id": FieldSpec(
+        check_identifier,
+        required=True,
+        json_schema={**_IDENTIFIER, "description": "the id of a query of the goldset"},
+    ),
+    "doc_id": FieldSpec(
+        check_identifier,
+        required=True,
+        json_schema={**_IDENTIFIER, "description": "the document's id in the retriever's index"},
+    ),
+    "relevance": FieldSpec(
+        check_grade,
+        required=True,
+        json_schema={**_GRADE, "description": "graded relevance; 0 = judged not relevant"},
+    ),
 }
 
 DOCUMENT_FIELDS: Mapping[str, FieldSpec] = {
-    "id": FieldSpec(check_identifier, required=True),
-    "title": FieldSpec(_check_string),
-    "text": FieldSpec(_check_string, required=True),
-    "metadata": FieldSpec(_check_metadata),
+    "id": FieldSpec(
+        check_identifier,
+        required=True,
+        json_schema={**_IDENTIFIER, "description": "unique id of the document in the corpus"},
+    ),
+    "title": FieldSpec(_check_string, json_schema={"type": "string"}),
+    "text": FieldSpec(
+        _check_string,
+        required=True,
+        json_schema={"type": "string", "description": "may be empty when title is not"},
+    ),
+    "metadata": FieldSpec(
+        _check_metadata,
+        json_schema={
+            **_METADATA,
+            "description": "flat object of string, number or boolean values",
+        },
+    ),
 }
+
+
+def _record_json_schema(fields: Mapping[str, FieldSpec]) -> dict[str, Any]:
+    """An object with exactly ``fields``; ``null`` counts as absent, so an optional
+    field may be null and a required one may not."""
+    properties = {}
+    for name, spec in fields.items():
+        rule = dict(spec.json_schema)
+        if spec.required:
+            properties[name] = rule
+            continue
+        described = {"description": rule.pop("description")} if "description" in rule else {}
+        properties[name] = {**described, "anyOf": [rule, {"type": "null"}]}
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": [name for name, spec in fields.items() if spec.required],
+        "additionalProperties": False,
+    }
+
+
+def query_json_schema() -> dict[str, Any]:
+    """JSON Schema of one line of ``queries.jsonl``.
+
+    Rules across lines (unique ids) are the loader's alone.
+    """
+    return _record_json_schema(QUERY_FIELDS)
+
+
+def judgment_json_schema() -> dict[str, Any]:
+    """JSON Schema of one line of ``judgments.jsonl``.
+
+    Rules across lines (a known query id, one judgment per query and document) are the
+    loader's alone.
+    """
+    return _record_json_schema(JUDGMENT_FIELDS)
+
+
+def document_json_schema() -> dict[str, Any]:
+    """JSON Schema of one line of a JSONL corpus: the document fields, its id as ``id``
+    or BEIR's ``_id`` (not both), and a non-blank text or title."""
+    schema = _record_json_schema(DOCUMENT_FIELDS)
+    properties = schema["properties"]
+    properties["_id"] = {**properties["id"], "description": "BEIR's name for id"}
+    schema["required"] = [name for name in schema["required"] if name != "id"]
+    schema["oneOf"] = [{"required": ["id"]}, {"required": ["_id"]}]
+    schema["anyOf"] = [
+        {"properties": {"text": _TEXT}},
+        {"properties": {"title": _TEXT}, "required": ["title"]},
+    ]
+    return schema
 
 
 def check_fields(

@@ -30,6 +30,7 @@ __all__ = [
     "RecordError",
     "decode_line",
     "dedup_text",
+    "log_line_json_schema",
 ]
 
 RECORD_SCHEMA = pa.schema(
@@ -59,21 +60,44 @@ class LoggedDoc(msgspec.Struct, gc=False):
     score: float | None = None
 
 
+def _described(name: str) -> msgspec.Meta:
+    return msgspec.Meta(description=LOG_FIELDS[name])
+
+
+# What types cannot say and ``_append`` checks (non-blank text, a date or epoch seconds)
+# is added to the JSON Schema only (``extra_json_schema``), so decoding costs nothing more.
+_NON_BLANK = msgspec.Meta(extra_json_schema={"pattern": r"\S"})
+_ISO_DATE = msgspec.Meta(extra_json_schema={"pattern": r"^[0-9]{4}-?[0-9]{2}-?[0-9]{2}"})
+_EPOCH_SECONDS = msgspec.Meta(extra_json_schema={"minimum": 0, "exclusiveMaximum": 1e11})
+
+
 class LogLine(msgspec.Struct, gc=False):
-    """One line of the traffic log format (``evalkit.traffic.log``), as typed by msgspec.
+    """One line of the traffic log format (``evalkit.traffic.log``).
 
     Fields the format does not have are ignored (an application may log more).
     """
 
-    query_id: Annotated[str, msgspec.Meta(min_length=1)] | int
-    timestamp: str | float
-    text: str
-    tenant: str | None = None
-    tags: dict[str, str | int | float | bool] | None = None
-    results: list[Annotated[str, msgspec.Meta(min_length=1)] | LoggedDoc] | None = None
-    answer: str | None = None
-    contexts: list[str] | None = None
-    latency_ms: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    query_id: Annotated[Annotated[str, msgspec.Meta(min_length=1)] | int, _described("query_id")]
+    timestamp: Annotated[
+        Annotated[str, _ISO_DATE] | Annotated[float, _EPOCH_SECONDS], _described("timestamp")
+    ]
+    text: Annotated[str, _NON_BLANK, _described("text")]
+    tenant: Annotated[str | None, _described("tenant")] = None
+    tags: Annotated[dict[str, str | int | float | bool] | None, _described("tags")] = None
+    results: Annotated[
+        list[Annotated[str, msgspec.Meta(min_length=1)] | LoggedDoc] | None,
+        _described("results"),
+    ] = None
+    answer: Annotated[str | None, _described("answer")] = None
+    contexts: Annotated[list[str] | None, _described("contexts")] = None
+    latency_ms: Annotated[Annotated[float, msgspec.Meta(ge=0)] | None, _described("latency_ms")] = (
+        None
+    )
+
+
+def log_line_json_schema() -> dict[str, Any]:
+    """JSON Schema of one traffic log line, generated from ``LogLine``."""
+    return msgspec.json.schema(LogLine)
 
 
 _DECODER = msgspec.json.Decoder(LogLine)
