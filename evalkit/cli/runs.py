@@ -1,18 +1,27 @@
-"""``evalkit runs list|show``."""
+"""``evalkit runs list|show|export``."""
 
 from __future__ import annotations
 
 import math
 import re
+import sys
 from collections.abc import Iterable, Mapping
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
-from evalkit.cli._output import OutputFormat, console, emit_json, key_values, table
+from evalkit.cli._app import runs_app
+from evalkit.cli._output import (
+    OutputFormat,
+    console,
+    emit_json,
+    err_console,
+    key_values,
+    table,
+)
 from evalkit.cli._store import open_store
-from evalkit.cli.app import runs_app
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -311,36 +320,71 @@ def _print_traffic_run(data: dict[str, object], traffic: dict[str, Any] | None) 
     console.print(table("label-free figures", ["figure", "value"], figures))
 
 
+class ExportFormat(StrEnum):
+    """What ``evalkit runs export`` writes."""
+
+    trec = "trec"
+    jsonl = "jsonl"
+    parquet = "parquet"
+
+
 @runs_app.command("export")
 def export_run(
     run_id: Annotated[str, typer.Argument(help="Run id (a unique prefix is enough).")],
-    trec: Annotated[Path, typer.Option(help="Write the run here as a TREC run file.")],
-    output: Format = OutputFormat.table,
+    export_format: Annotated[
+        ExportFormat | None,
+        typer.Option(
+            "--format",
+            help="trec (a TREC run file, the default), jsonl (one object per query with its "
+            "results and metrics) or parquet (a directory of results.parquet, "
+            "queries.parquet and run.json).",
+        ),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="File to write (a directory for parquet); trec and jsonl go to stdout without it.",
+        ),
+    ] = None,
+    trec: Annotated[
+        Path | None,
+        typer.Option(
+            help="Same as --format trec --output PATH (kept for existing scripts).",
+        ),
+    ] = None,
 ) -> None:
-    """Write a stored run's ranked results as a TREC run file (qid Q0 docid rank score tag).
+    """Write a stored run's results and per-query metrics for other tools.
 
-    Useful as a CI baseline artifact, or to score the run with other tools.
+    trec: `qid Q0 docid rank score tag` lines, ranks and scores as stored; trec_eval and
+    pytrec_eval compute the stored metrics from it. jsonl and parquet carry the per-query
+    metrics too (docs/export.md).
 
-    Example: evalkit runs export 20261121T183500-3f9a1c --trec baseline.run
+    Example: evalkit runs export 20261121T183500-3f9a1c --format parquet --output exports/main
     """
+    from evalkit.errors import ConfigError
+    from evalkit.store.export import export_run as export_stored_run
 
-    from evalkit.store.runs import get_run, run_results
-
+    if trec is not None:
+        if output is not None or export_format not in (None, ExportFormat.trec):
+            raise ConfigError("--trec PATH is --format trec --output PATH: give one or the other")
+        export_format, output = ExportFormat.trec, trec
+    chosen = export_format or ExportFormat.trec
     with open_store(write=False, purpose="runs") as store:
-        run = get_run(store, run_id)
-        results = run_results(store, run.run_id)
-    trec.parent.mkdir(parents=True, exist_ok=True)
-    with trec.open("w", encoding="utf-8") as handle:
-        for query_id, rank, doc_id, score in zip(
-            results["query_id"].tolist(),
-            results["rank"].tolist(),
-            results["doc_id"].tolist(),
-            results["score"].tolist(),
-            strict=True,
-        ):
-            handle.write(f"{query_id} Q0 {doc_id} {rank} {score!r} {run.run_id}\n")
-    summary = {"run_id": run.run_id, "path": str(trec), "lines": len(results)}
-    if output is OutputFormat.json:
-        emit_json(summary)
-    else:
-        console.print(f"wrote {len(results)} lines of run {run.run_id} to {trec}", markup=False)
+        done = export_stored_run(
+            store, run_id, format=chosen.value, output=output, stream=sys.stdout
+        )
+    if done.status != "complete":
+        err_console.print(
+            f"note: run {done.run_id} is {done.status}; `evalkit runs show {done.run_id}` says why",
+            markup=False,
+            highlight=False,
+        )
+    if done.path is not None:
+        err_console.print(
+            f"wrote run {done.run_id} ({done.n_queries} queries, {done.n_results} results) "
+            f"as {done.format} to {done.path}",
+            markup=False,
+            highlight=False,
+        )

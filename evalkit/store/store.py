@@ -120,6 +120,29 @@ class Store:
         except duckdb.Error as error:
             raise StoreError(f"store query failed on {self.path}: {error}") from error
 
+    def fetch_batches(
+        self, sql: str, parameters: Sequence[object] = (), *, rows: int = 50_000
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        """Rows of a parameterised query, ``rows`` at a time, so a large result never has
+        to fit in memory at once. Run no other statement until the iterator is exhausted:
+        the connection holds the result."""
+        try:
+            cursor = self._con.execute(sql, list(parameters))
+            while batch := cursor.fetchmany(rows):
+                yield batch
+        except duckdb.Error as error:
+            raise StoreError(f"store query failed on {self.path}: {error}") from error
+
+    def copy_query(
+        self, sql: str, parameters: Sequence[object], path: Path, *, options: str
+    ) -> None:
+        """Write a parameterised query's result to the file ``path`` with DuckDB's
+        ``COPY ... TO`` (``options`` such as ``FORMAT parquet``); works read-only too."""
+        try:
+            self._con.execute(f"COPY ({sql}) TO ? ({options})", [*parameters, str(path)])
+        except duckdb.Error as error:
+            raise StoreError(f"cannot write {path} from {self.path}: {error}") from error
+
     def insert_frame(self, table: str, frame: pd.DataFrame) -> None:
         """Bulk-insert a DataFrame whose columns are named as the table's (inside a transaction)."""
         if frame.empty:
