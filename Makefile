@@ -8,7 +8,7 @@ export TRANSFORMERS_OFFLINE := 1
 export ANONYMIZED_TELEMETRY := False
 DEMO_HOME ?= .evalkit
 
-.PHONY: install browser demo test lint typecheck unit benchmarks clean
+.PHONY: install browser demo test lint typecheck unit install-check benchmarks clean
 
 # torch goes in first and pinned: the CPU wheel is local, and an unpinned torch pulled in by
 # sentence-transformers would fetch several GB of CUDA packages.
@@ -34,7 +34,7 @@ demo: $(STAMP)
 	EVALKIT_HOME=$(DEMO_HOME) $(BIN)/evalkit index --corpus goldsets/demo/corpus.jsonl --collection demo
 	EVALKIT_HOME=$(DEMO_HOME) $(BIN)/evalkit run --goldset demo --collection demo --k 100 --next-steps
 
-LINTED := $(wildcard evalkit tests dashboards benchmarks)
+LINTED := $(wildcard evalkit tests benchmarks)
 
 lint: $(STAMP)
 	$(BIN)/ruff check $(LINTED)
@@ -47,7 +47,11 @@ typecheck: $(STAMP)
 unit: $(STAMP) browser
 	$(BIN)/python -m pytest
 
-test: lint typecheck unit
+# The built wheel in fresh venvs: the core alone, then [all] running the demo and dashboard.
+install-check: $(STAMP)
+	$(BIN)/python tests/install_check.py
+
+test: lint typecheck unit install-check
 
 clean:
 	rm -rf $(VENV) .evalkit .pytest_cache .mypy_cache .ruff_cache

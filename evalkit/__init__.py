@@ -5,11 +5,7 @@ results exactly as trec_eval does, stores every figure in DuckDB, and tests stat
 whether quality or embeddings have drifted.
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("evalkit")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0+unknown"
+# The one place the version is written: pyproject.toml reads it from here.
+__version__ = "0.2.0"
 
 __all__ = ["__version__"]

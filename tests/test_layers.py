@@ -47,13 +47,13 @@ def test_the_layer_contract_fails_on_a_backward_import(tmp_path: Path) -> None:
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
     goldset_model = tmp_path / "evalkit" / "goldset" / "model.py"
     goldset_model.write_text(
-        goldset_model.read_text(encoding="utf-8") + "\nfrom evalkit.cli.app import app\n",
+        goldset_model.read_text(encoding="utf-8") + "\nfrom evalkit.cli._app import app\n",
         encoding="utf-8",
     )
     result = lint_imports(tmp_path)
     assert result.returncode != 0
     assert "evalkit.goldset is not allowed to import evalkit.cli" in result.stdout
-    assert "evalkit.goldset.model -> evalkit.cli.app" in result.stdout
+    assert "evalkit.goldset.model -> evalkit.cli._app" in result.stdout
 
 
 def test_the_layer_contract_places_every_module(tmp_path: Path) -> None:

@@ -592,7 +592,7 @@ def test_without_psycopg_the_retriever_asks_for_the_extra(
     monkeypatch.delitem(sys.modules, "evalkit.retrievers.pgvector", raising=False)
     settings = Settings()
     settings.retriever.pgvector = PgvectorSettings(dsn="postgresql://127.0.0.1/rag", table="t")
-    with pytest.raises(ConfigError, match=r"pip install 'evalkit\[pgvector\]'"):
+    with pytest.raises(ConfigError, match=r"pip install 'evalkit-retrieval\[pgvector\]'"):
         build_retriever(RetrieverOptions(retriever="pgvector"), settings)
 
 

@@ -15,32 +15,40 @@ The flow::
 ``docs/alerts.md`` documents every rule kind, sink kind and setting.
 """
 
-from evalkit.alerts.config import AlertsConfig, ConfiguredRule, ConfiguredSink, alerts_config
-from evalkit.alerts.engine import Evaluation, Transition, dedup_key, evaluate_rules, transition
-from evalkit.alerts.model import Alert, AlertStatus, DeliveryResult, Signal
-from evalkit.alerts.outbox import DeliveryReport, RetryPolicy, StoreSession, deliver_due
-from evalkit.alerts.payload import (
-    PAYLOAD_SCHEMA,
-    SIGNATURE_HEADER,
-    TIMESTAMP_HEADER,
-    alert_payload,
-    sign,
-    slack_body,
-    verify_signature,
-)
-from evalkit.alerts.rules import RULE_KINDS, RuleContext, RuleKind, register_rule_kind
-from evalkit.alerts.sinks import (
-    SINK_KINDS,
-    CommandSink,
-    LogSink,
-    Redactor,
-    Sink,
-    SinkKind,
-    WebhookSink,
-    build_sinks,
-    probe_alert,
-    register_sink_kind,
-)
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from evalkit.lazy import lazy_attributes
+
+if TYPE_CHECKING:
+    from evalkit.alerts.config import AlertsConfig, ConfiguredRule, ConfiguredSink, alerts_config
+    from evalkit.alerts.engine import Evaluation, Transition, dedup_key, evaluate_rules, transition
+    from evalkit.alerts.model import Alert, AlertStatus, DeliveryResult, Signal
+    from evalkit.alerts.outbox import DeliveryReport, RetryPolicy, StoreSession, deliver_due
+    from evalkit.alerts.payload import (
+        PAYLOAD_SCHEMA,
+        SIGNATURE_HEADER,
+        TIMESTAMP_HEADER,
+        alert_payload,
+        sign,
+        slack_body,
+        verify_signature,
+    )
+    from evalkit.alerts.rules import RULE_KINDS, RuleContext, RuleKind, register_rule_kind
+    from evalkit.alerts.sinks import (
+        SINK_KINDS,
+        CommandSink,
+        LogSink,
+        Redactor,
+        Sink,
+        SinkKind,
+        WebhookSink,
+        build_sinks,
+        probe_alert,
+        register_sink_kind,
+    )
+
 
 __all__ = [
     "PAYLOAD_SCHEMA",
@@ -82,3 +90,48 @@ __all__ = [
     "transition",
     "verify_signature",
 ]
+
+# Importing the package loads none of its modules; each name loads its own on first use.
+__getattr__ = lazy_attributes(
+    __name__,
+    {
+        "Alert": "evalkit.alerts.model",
+        "AlertStatus": "evalkit.alerts.model",
+        "AlertsConfig": "evalkit.alerts.config",
+        "CommandSink": "evalkit.alerts.sinks",
+        "ConfiguredRule": "evalkit.alerts.config",
+        "ConfiguredSink": "evalkit.alerts.config",
+        "DeliveryReport": "evalkit.alerts.outbox",
+        "DeliveryResult": "evalkit.alerts.model",
+        "Evaluation": "evalkit.alerts.engine",
+        "LogSink": "evalkit.alerts.sinks",
+        "PAYLOAD_SCHEMA": "evalkit.alerts.payload",
+        "RULE_KINDS": "evalkit.alerts.rules",
+        "Redactor": "evalkit.alerts.sinks",
+        "RetryPolicy": "evalkit.alerts.outbox",
+        "RuleContext": "evalkit.alerts.rules",
+        "RuleKind": "evalkit.alerts.rules",
+        "SIGNATURE_HEADER": "evalkit.alerts.payload",
+        "SINK_KINDS": "evalkit.alerts.sinks",
+        "Signal": "evalkit.alerts.model",
+        "Sink": "evalkit.alerts.sinks",
+        "SinkKind": "evalkit.alerts.sinks",
+        "StoreSession": "evalkit.alerts.outbox",
+        "TIMESTAMP_HEADER": "evalkit.alerts.payload",
+        "Transition": "evalkit.alerts.engine",
+        "WebhookSink": "evalkit.alerts.sinks",
+        "alert_payload": "evalkit.alerts.payload",
+        "alerts_config": "evalkit.alerts.config",
+        "build_sinks": "evalkit.alerts.sinks",
+        "dedup_key": "evalkit.alerts.engine",
+        "deliver_due": "evalkit.alerts.outbox",
+        "evaluate_rules": "evalkit.alerts.engine",
+        "probe_alert": "evalkit.alerts.sinks",
+        "register_rule_kind": "evalkit.alerts.rules",
+        "register_sink_kind": "evalkit.alerts.sinks",
+        "sign": "evalkit.alerts.payload",
+        "slack_body": "evalkit.alerts.payload",
+        "transition": "evalkit.alerts.engine",
+        "verify_signature": "evalkit.alerts.payload",
+    },
+)

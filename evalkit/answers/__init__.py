@@ -21,17 +21,25 @@ Typical use::
     scores.summary("faithfulness").mean
 """
 
-from evalkit.answers.files import read_answer_records
-from evalkit.answers.offline import OfflineFaithfulness
-from evalkit.answers.records import (
-    AnswerRecord,
-    AnswerScores,
-    Method,
-    MetricScore,
-    MetricSummary,
-    Unmeasured,
-)
-from evalkit.answers.scoring import check_judge_settings, score_answers
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from evalkit.lazy import lazy_attributes
+
+if TYPE_CHECKING:
+    from evalkit.answers.files import read_answer_records
+    from evalkit.answers.offline import OfflineFaithfulness
+    from evalkit.answers.records import (
+        AnswerRecord,
+        AnswerScores,
+        Method,
+        MetricScore,
+        MetricSummary,
+        Unmeasured,
+    )
+    from evalkit.answers.scoring import check_judge_settings, score_answers
+
 
 __all__ = [
     "AnswerRecord",
@@ -45,3 +53,20 @@ __all__ = [
     "read_answer_records",
     "score_answers",
 ]
+
+# Importing the package loads none of its modules; each name loads its own on first use.
+__getattr__ = lazy_attributes(
+    __name__,
+    {
+        "AnswerRecord": "evalkit.answers.records",
+        "AnswerScores": "evalkit.answers.records",
+        "Method": "evalkit.answers.records",
+        "MetricScore": "evalkit.answers.records",
+        "MetricSummary": "evalkit.answers.records",
+        "OfflineFaithfulness": "evalkit.answers.offline",
+        "Unmeasured": "evalkit.answers.records",
+        "check_judge_settings": "evalkit.answers.scoring",
+        "read_answer_records": "evalkit.answers.files",
+        "score_answers": "evalkit.answers.scoring",
+    },
+)

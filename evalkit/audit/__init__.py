@@ -13,20 +13,28 @@ The pure kernels behind the checks (``near_duplicate_pairs``, ``cluster_pairs``,
 ``docs/audit.md`` explains each check, its thresholds and the finding kinds.
 """
 
-from evalkit.audit.ann import EXACT_SCORES, AnnRecall, ann_recall, exact_scores
-from evalkit.audit.context import CHECK_NAMES, AuditConfig, AuditContext
-from evalkit.audit.coverage import judged_at_k, judgments_frame
-from evalkit.audit.duplicates import (
-    NearDuplicatePairs,
-    cluster_pairs,
-    exact_duplicate_groups,
-    near_duplicate_pairs,
-    unit_rows,
-)
-from evalkit.audit.model import rowwise_cosine
-from evalkit.audit.runner import CHECKS, run_audit
-from evalkit.audit.snapshot import IndexSnapshot, read_snapshot
-from evalkit.audit.staleness import StalenessDiff, compare_hashes, source_hashes
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from evalkit.lazy import lazy_attributes
+
+if TYPE_CHECKING:
+    from evalkit.audit.ann import EXACT_SCORES, AnnRecall, ann_recall, exact_scores
+    from evalkit.audit.context import CHECK_NAMES, AuditConfig, AuditContext
+    from evalkit.audit.coverage import judged_at_k, judgments_frame
+    from evalkit.audit.duplicates import (
+        NearDuplicatePairs,
+        cluster_pairs,
+        exact_duplicate_groups,
+        near_duplicate_pairs,
+        unit_rows,
+    )
+    from evalkit.audit.model import rowwise_cosine
+    from evalkit.audit.runner import CHECKS, run_audit
+    from evalkit.audit.snapshot import IndexSnapshot, read_snapshot
+    from evalkit.audit.staleness import StalenessDiff, compare_hashes, source_hashes
+
 from evalkit.records.audit import FINDING_KINDS, AuditReport, CheckOutcome, Finding, Severity
 
 __all__ = [
@@ -58,3 +66,32 @@ __all__ = [
     "source_hashes",
     "unit_rows",
 ]
+
+# Importing the package loads none of its modules; each name loads its own on first use.
+__getattr__ = lazy_attributes(
+    __name__,
+    {
+        "AnnRecall": "evalkit.audit.ann",
+        "AuditConfig": "evalkit.audit.context",
+        "AuditContext": "evalkit.audit.context",
+        "CHECKS": "evalkit.audit.runner",
+        "CHECK_NAMES": "evalkit.audit.context",
+        "EXACT_SCORES": "evalkit.audit.ann",
+        "IndexSnapshot": "evalkit.audit.snapshot",
+        "NearDuplicatePairs": "evalkit.audit.duplicates",
+        "StalenessDiff": "evalkit.audit.staleness",
+        "ann_recall": "evalkit.audit.ann",
+        "cluster_pairs": "evalkit.audit.duplicates",
+        "compare_hashes": "evalkit.audit.staleness",
+        "exact_duplicate_groups": "evalkit.audit.duplicates",
+        "exact_scores": "evalkit.audit.ann",
+        "judged_at_k": "evalkit.audit.coverage",
+        "judgments_frame": "evalkit.audit.coverage",
+        "near_duplicate_pairs": "evalkit.audit.duplicates",
+        "read_snapshot": "evalkit.audit.snapshot",
+        "rowwise_cosine": "evalkit.audit.model",
+        "run_audit": "evalkit.audit.runner",
+        "source_hashes": "evalkit.audit.staleness",
+        "unit_rows": "evalkit.audit.duplicates",
+    },
+)

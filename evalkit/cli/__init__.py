@@ -7,46 +7,51 @@ codes; a test keeps that table and the registered commands in step.
 
 Commands import the stages they call inside the command function, never at the top of a
 ``cli`` module: ``evalkit --help`` then loads no stage (no pandas-heavy store reads, no
-scipy, no scheduler), and each command pays only for what it runs. This is the one place
+scipy, no scheduler), and each command pays only for what it runs; `evalkit CMD ...`
+imports only CMD's own module (``load_commands``). This is the one place
 where evalkit imports its own modules inside functions without a comment on each.
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import click
 import typer
 import typer.main
 
-# `evalkit --help` lists the command groups in the order they are registered: jobs, then alerts.
-from evalkit.cli import (  # noqa: F401  (registers the commands)
-    answers,
-    audit,
-    dashboard,
-    drift,
-    gate,
-    goldset,
-    index,
-    jobs,
-)
-
-# isort: split
-from evalkit.cli import (  # noqa: F401  (registers the commands)
-    alerts,
-    run,
-    runs,
-    score,
-    serve,
-    traffic,
-)
 from evalkit.cli._output import OutputFormat, emit_json, err_console
-from evalkit.cli.app import app
 from evalkit.errors import EvalkitError
+from evalkit.extras import missing_extra
 from evalkit.redaction import redact_known
 
-__all__ = ["app", "main"]
+if TYPE_CHECKING:
+    from evalkit.cli._app import app
+
+__all__ = ["COMMAND_MODULES", "app", "invoke", "load_commands", "main"]
+
+# The module that registers each top-level command, in the order `evalkit --help` lists them.
+COMMAND_MODULES: dict[str, str] = {
+    "answers": "answers",
+    "audit": "audit",
+    "dashboard": "dashboard",
+    "drift": "drift",
+    "gate": "gate",
+    "compare": "gate",
+    "goldset": "goldset",
+    "index": "index",
+    "jobs": "jobs",
+    "alerts": "alerts",
+    "run": "run",
+    "runs": "runs",
+    "schema": "schema",
+    "score": "score",
+    "serve": "serve",
+    "traffic": "traffic",
+}
+_OPTIONS_WITH_A_VALUE = {"--home"}
 
 USAGE_ERROR = 2
 STORE_OR_SYSTEM_FAILURE = 3
@@ -71,6 +76,44 @@ _USAGE_ERRORS = _click_exception_classes()
 _ABORTS: tuple[type[BaseException], ...] = (click.exceptions.Abort, typer.Abort)
 
 
+def __getattr__(name: str) -> Any:
+    # `from evalkit.cli import app` gets the application with every command registered.
+    if name == "app":
+        return load_commands([])
+    raise AttributeError(name)
+
+
+def _command_name(args: list[str]) -> str | None:
+    """The top-level command ``args`` name, skipping the global options before it."""
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg in _OPTIONS_WITH_A_VALUE:
+            skip = True
+        elif not arg.startswith("-"):
+            return arg
+    return None
+
+
+def load_commands(args: list[str]) -> typer.Typer:
+    """The application with the commands ``args`` can reach registered: only the named
+    command's module when ``args`` name a known command (each command then pays only for
+    its own options), none for ``--version``, every one otherwise (``--help``, a typo)."""
+    from evalkit.cli._app import app
+
+    name = _command_name(args)
+    if name in COMMAND_MODULES:
+        modules = [COMMAND_MODULES[name]]
+    elif name is None and "--version" in args:
+        modules = []
+    else:
+        modules = list(dict.fromkeys(COMMAND_MODULES.values()))
+    for module in modules:
+        importlib.import_module(f"evalkit.cli.{module}")
+    return app
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and exit with its code."""
     code = invoke(argv)
@@ -86,7 +129,8 @@ def invoke(argv: list[str] | None = None) -> int:
     """
     args = sys.argv[1:] if argv is None else list(argv)
     try:
-        result = app(args=args, standalone_mode=False, prog_name="evalkit")
+        application = load_commands(args)
+        result = application(args=args, standalone_mode=False, prog_name="evalkit")
     except _ABORTS:
         err_console.print("aborted")
         return 130
@@ -101,12 +145,27 @@ def invoke(argv: list[str] | None = None) -> int:
             for p in getattr(error, "problems", [])
         ]
         return _json_error(args, type(error).__name__, message, error.exit_code, problems)
+    except ImportError as error:
+        missing = missing_extra(error, f"`evalkit {_command_words(args)}`")
+        if missing is None:
+            raise
+        err_console.print(f"error: {missing}", style="bold red", markup=False, highlight=False)
+        return _json_error(args, type(missing).__name__, str(missing), missing.exit_code)
     except OSError as error:
         # The system refused (disk full, permissions, a vanished file): say so, no traceback.
         message = redact_known(str(error))
         err_console.print(f"error: {message}", style="bold red", markup=False, highlight=False)
         return _json_error(args, type(error).__name__, message, STORE_OR_SYSTEM_FAILURE)
     return result if isinstance(result, int) else 0
+
+
+def _command_words(args: list[str]) -> str:
+    """The command ``args`` name (``run``, ``goldset import``), for messages."""
+    words = [arg for arg in args if not arg.startswith("-")][:2]
+    command = typer.main.get_group(load_commands(words)).commands.get(words[0]) if words else None
+    if isinstance(command, click.Group):
+        return " ".join(words)
+    return words[0] if words else ""
 
 
 def _json_error(
@@ -135,7 +194,7 @@ def _wants_json(args: list[str]) -> bool:
     The option is found on the command itself (``--format`` on most, ``-o/--output`` where
     ``--format`` names an input format), so ``goldset import --format beir`` is not mistaken.
     """
-    command: Any = typer.main.get_command(app)
+    command: Any = typer.main.get_command(load_commands(args))
     for arg in args:
         subcommands = getattr(command, "commands", None)
         if subcommands is not None and arg in subcommands:

@@ -9,13 +9,15 @@ import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
-from rich.console import Console
-from rich.table import Table
-
-from evalkit.config import Settings, load_settings
 from evalkit.jsonsafe import finite_or_null
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+    from evalkit.config import Settings
 
 __all__ = [
     "OutputFormat",
@@ -30,9 +32,26 @@ __all__ = [
 
 # Piped output (CI logs, files) would otherwise be cut to 80 columns, squashing tables.
 _PIPED_WIDTH = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160
-console = Console(width=_PIPED_WIDTH)
+
+
+class _ConsoleOnFirstUse:
+    """A rich Console made when first printed to, so `evalkit --help` never loads rich."""
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+        self._console: Console | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._options)
+        return getattr(self._console, name)
+
+
+console = cast("Console", _ConsoleOnFirstUse(width=_PIPED_WIDTH))
 # Messages on stderr are read by people and grepped by CI logs: never wrap them.
-err_console = Console(stderr=True, soft_wrap=True)
+err_console = cast("Console", _ConsoleOnFirstUse(stderr=True, soft_wrap=True))
 
 _global_overrides: dict[str, Any] = {}
 
@@ -55,6 +74,8 @@ def set_global_overrides(**overrides: Any) -> None:
 
 def settings(**overrides: Any) -> Settings:
     """The settings for this command: global options, then the command's own overrides."""
+    from evalkit.config import load_settings
+
     return load_settings(**{**_global_overrides, **overrides})
 
 
@@ -82,6 +103,8 @@ def format_value(value: object) -> str:
 
 def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> Table:
     """A rich table with numeric-looking columns right-aligned."""
+    from rich.table import Table
+
     result = Table(title=title, title_justify="left")
     for index, column in enumerate(columns):
         numeric = bool(rows) and all(

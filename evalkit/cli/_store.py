@@ -11,10 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from evalkit.cli._output import err_console, settings
-from evalkit.config import Settings
-from evalkit.store import Store
+
+if TYPE_CHECKING:
+    from evalkit.config import Settings
+    from evalkit.store import Store
 
 __all__ = ["open_store"]
 

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from evalkit.cli._app import CONTEXT, app
 from evalkit.cli._output import OutputFormat, console, emit_json, key_values, settings, table
 from evalkit.cli._service import (
     DELIVERY_FAILED,
@@ -16,7 +17,6 @@ from evalkit.cli._service import (
     say,
     store_access,
 )
-from evalkit.cli.app import CONTEXT, app
 from evalkit.errors import ConfigError
 
 __all__ = ["alerts_app"]

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from evalkit.cli._app import CONTEXT, app
 from evalkit.cli._output import (
     OutputFormat,
     console,
@@ -16,7 +17,6 @@ from evalkit.cli._output import (
     table,
 )
 from evalkit.cli._store import open_store
-from evalkit.cli.app import CONTEXT, app
 
 __all__ = ["answers_app", "print_answer_summaries"]
 

@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from evalkit.cli._app import app
 from evalkit.cli._output import OutputFormat, console, emit_json, settings, table
 from evalkit.cli._retriever import ChromaUrl
 from evalkit.cli._store import open_store
-from evalkit.cli.app import app
 from evalkit.errors import ConfigError
 
 if TYPE_CHECKING:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from evalkit.cli._app import app
 from evalkit.cli._output import (
     OutputFormat,
     console,
@@ -21,7 +22,6 @@ from evalkit.cli._output import (
 )
 from evalkit.cli._retriever import ChromaUrl
 from evalkit.cli._store import open_store
-from evalkit.cli.app import app
 
 if TYPE_CHECKING:
     from evalkit.pipeline import DriftOutcome

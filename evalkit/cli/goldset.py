@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from evalkit.cli._app import goldset_app
 from evalkit.cli._output import (
     OutputFormat,
     console,
@@ -16,7 +17,6 @@ from evalkit.cli._output import (
     table,
 )
 from evalkit.cli._store import open_store
-from evalkit.cli.app import goldset_app
 
 SOURCE_FORMAT_HELP = "Source format: jsonl (evalkit's own), beir (a BEIR folder) or trec."
 OUTPUT_HELP = "Output: table or json (--format names the source format here)."

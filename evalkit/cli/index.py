@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from evalkit.cli._app import app
 from evalkit.cli._output import (
     OutputFormat,
     console,
@@ -17,7 +18,6 @@ from evalkit.cli._output import (
     settings,
 )
 from evalkit.cli._retriever import ChromaUrl
-from evalkit.cli.app import app
 from evalkit.errors import ConfigError
 
 

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from evalkit.cli._app import CONTEXT, app
 from evalkit.cli._output import OutputFormat, console, emit_json, key_values, settings, table
 from evalkit.cli._service import (
     JOB_NOT_SUCCEEDED,
@@ -14,7 +15,6 @@ from evalkit.cli._service import (
     say,
     store_access,
 )
-from evalkit.cli.app import CONTEXT, app
 from evalkit.errors import ConfigError, StoreError
 
 if TYPE_CHECKING:

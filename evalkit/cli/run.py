@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from evalkit.cli._app import app
 from evalkit.cli._output import OutputFormat, console, emit_json, progress_bar, settings
 from evalkit.cli._retriever import (
     AllowMismatch,
@@ -18,9 +19,7 @@ from evalkit.cli._retriever import (
 )
 from evalkit.cli._store import open_store
 from evalkit.cli.answers import print_answer_summaries
-from evalkit.cli.app import app
 from evalkit.cli.runs import print_run
-from evalkit.retrievers.factory import RetrieverOptions, build_retriever
 
 RETRIEVER_FAILURE = 3
 
@@ -84,6 +83,7 @@ def run(
     Example: evalkit run --goldset demo --collection demo --k 100 --format json
     """
     from evalkit.pipeline import evaluate_goldset
+    from evalkit.retrievers.factory import RetrieverOptions, build_retriever
     from evalkit.store.goldsets import load_goldset
 
     config = settings()

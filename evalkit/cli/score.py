@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
+from evalkit.cli._app import app
 from evalkit.cli._output import OutputFormat, console, emit_json, table
-from evalkit.cli.app import app
 from evalkit.cli.runs import SortOption, sort_per_query
 
 

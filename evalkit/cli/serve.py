@@ -11,9 +11,9 @@ from typing import Annotated
 
 import typer
 
+from evalkit.cli._app import app
 from evalkit.cli._output import OutputFormat, settings
 from evalkit.cli._service import JOB_NOT_SUCCEEDED
-from evalkit.cli.app import app
 from evalkit.errors import ConfigError
 from evalkit.redaction import SecretLogFilter
 

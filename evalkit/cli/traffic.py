@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from evalkit.cli._app import CONTEXT, app
 from evalkit.cli._output import (
     OutputFormat,
     console,
@@ -29,7 +30,6 @@ from evalkit.cli._retriever import (
 )
 from evalkit.cli._store import open_store
 from evalkit.cli.answers import print_answer_summaries
-from evalkit.cli.app import CONTEXT, app
 
 if TYPE_CHECKING:
     from evalkit.traffic.ingest import IngestReport

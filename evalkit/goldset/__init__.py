@@ -8,6 +8,7 @@ validation rule and how the version (a content hash) is computed.
 
 from __future__ import annotations
 
+from evalkit.goldset._schema import document_json_schema, judgment_json_schema, query_json_schema
 from evalkit.goldset.beir import load_beir_goldset
 from evalkit.goldset.corpus import (
     CORPUS_READERS,
@@ -37,12 +38,15 @@ __all__ = [
     "content_hash",
     "count_documents",
     "detect_corpus_format",
+    "document_json_schema",
     "goldset_version",
     "iter_corpus",
+    "judgment_json_schema",
     "load_beir_goldset",
     "load_goldset",
     "load_jsonl_goldset",
     "load_trec_goldset",
+    "query_json_schema",
     "validate_corpus",
     "validate_goldset",
     "write_jsonl_goldset",

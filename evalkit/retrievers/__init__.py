@@ -15,25 +15,33 @@
 Chroma itself is imported only when a client is opened, so importing this package is cheap.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from evalkit.lazy import lazy_attributes
+
+if TYPE_CHECKING:
+    from evalkit.retrievers.base import Retriever, SupportsCheck, check_retriever
+    from evalkit.retrievers.chroma import ChromaRetriever
+    from evalkit.retrievers.chroma_client import (
+        ChromaLocation,
+        get_collection,
+        index_fingerprint,
+        open_chroma_client,
+    )
+    from evalkit.retrievers.factory import (
+        RETRIEVER_KINDS,
+        RetrieverKind,
+        RetrieverOptions,
+        build_retriever,
+        register_retriever_kind,
+    )
+    from evalkit.retrievers.http import HttpRetriever
+    from evalkit.retrievers.indexing import IndexReport, ProgressCallback, index_corpus
+    from evalkit.retrievers.plugins import ENTRY_POINT_GROUP, PluginRetriever
+
 from evalkit.embedding import TextEmbedder
-from evalkit.retrievers.base import Retriever, SupportsCheck, check_retriever
-from evalkit.retrievers.chroma import ChromaRetriever
-from evalkit.retrievers.chroma_client import (
-    ChromaLocation,
-    get_collection,
-    index_fingerprint,
-    open_chroma_client,
-)
-from evalkit.retrievers.factory import (
-    RETRIEVER_KINDS,
-    RetrieverKind,
-    RetrieverOptions,
-    build_retriever,
-    register_retriever_kind,
-)
-from evalkit.retrievers.http import HttpRetriever
-from evalkit.retrievers.indexing import IndexReport, ProgressCallback, index_corpus
-from evalkit.retrievers.plugins import ENTRY_POINT_GROUP, PluginRetriever
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -57,3 +65,29 @@ __all__ = [
     "open_chroma_client",
     "register_retriever_kind",
 ]
+
+# Importing the package loads none of its modules; each name loads its own on first use.
+__getattr__ = lazy_attributes(
+    __name__,
+    {
+        "ChromaLocation": "evalkit.retrievers.chroma_client",
+        "ChromaRetriever": "evalkit.retrievers.chroma",
+        "ENTRY_POINT_GROUP": "evalkit.retrievers.plugins",
+        "HttpRetriever": "evalkit.retrievers.http",
+        "IndexReport": "evalkit.retrievers.indexing",
+        "PluginRetriever": "evalkit.retrievers.plugins",
+        "ProgressCallback": "evalkit.retrievers.indexing",
+        "RETRIEVER_KINDS": "evalkit.retrievers.factory",
+        "Retriever": "evalkit.retrievers.base",
+        "RetrieverKind": "evalkit.retrievers.factory",
+        "RetrieverOptions": "evalkit.retrievers.factory",
+        "SupportsCheck": "evalkit.retrievers.base",
+        "build_retriever": "evalkit.retrievers.factory",
+        "check_retriever": "evalkit.retrievers.base",
+        "get_collection": "evalkit.retrievers.chroma_client",
+        "index_corpus": "evalkit.retrievers.indexing",
+        "index_fingerprint": "evalkit.retrievers.chroma_client",
+        "open_chroma_client": "evalkit.retrievers.chroma_client",
+        "register_retriever_kind": "evalkit.retrievers.factory",
+    },
+)

@@ -18,6 +18,7 @@ from typing import Any
 from evalkit.config import Settings
 from evalkit.embedding import build_query_embedder
 from evalkit.errors import ConfigError
+from evalkit.extras import require
 from evalkit.registry import register_named
 from evalkit.retrievers.base import Retriever, check_retriever
 from evalkit.retrievers.http import HttpRetriever
@@ -217,15 +218,10 @@ def _build_chroma(options: RetrieverOptions, settings: Settings) -> Retriever:
 
 
 def _build_pgvector(options: RetrieverOptions, settings: Settings) -> Retriever:
-    try:
-        # psycopg is an optional extra: only a pgvector retriever imports it.
-        from evalkit.retrievers.pgvector import PgvectorRetriever
-    except ModuleNotFoundError as error:
-        if error.name is None or error.name.split(".")[0] != "psycopg":
-            raise
-        raise ConfigError(
-            "the pgvector retriever needs psycopg: pip install 'evalkit[pgvector]'"
-        ) from error
+    require("psycopg", "the pgvector retriever")
+    # psycopg is an optional extra: only a pgvector retriever imports it.
+    from evalkit.retrievers.pgvector import PgvectorRetriever
+
     embedder = build_query_embedder(settings)
     if embedder is None:
         raise ConfigError(
@@ -242,15 +238,10 @@ def _build_pgvector(options: RetrieverOptions, settings: Settings) -> Retriever:
 
 
 def _build_qdrant(options: RetrieverOptions, settings: Settings) -> Retriever:
-    try:
-        # qdrant_client is an optional extra: only a Qdrant retriever imports it.
-        from evalkit.retrievers.qdrant import QdrantRetriever
-    except ModuleNotFoundError as error:
-        if error.name is None or error.name.split(".")[0] != "qdrant_client":
-            raise
-        raise ConfigError(
-            "the qdrant retriever needs qdrant-client: pip install 'evalkit[qdrant]'"
-        ) from error
+    require("qdrant_client", "the qdrant retriever")
+    # qdrant_client is an optional extra: only a Qdrant retriever imports it.
+    from evalkit.retrievers.qdrant import QdrantRetriever
+
     embedder = build_query_embedder(settings)
     if embedder is None:
         raise ConfigError(

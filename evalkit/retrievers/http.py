@@ -28,10 +28,11 @@ import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Annotated, Any, NotRequired, Self, TypedDict
 from urllib.parse import urlsplit
 
 import httpx
+import msgspec
 
 from evalkit.embedding import ModelFingerprint
 from evalkit.errors import ConfigError, RetrieverError
@@ -47,7 +48,18 @@ from evalkit.retrievers.base import (
 )
 from evalkit.retry import RetryPolicy, retry_after_seconds
 
-__all__ = ["HTTP_TOKEN_ENV", "HttpRetriever", "ParsedResponse", "parse_response", "parse_results"]
+__all__ = [
+    "HTTP_TOKEN_ENV",
+    "HttpRetriever",
+    "ParsedResponse",
+    "RetrievalRequest",
+    "RetrievalResponse",
+    "RetrievedItem",
+    "parse_response",
+    "parse_results",
+    "request_json_schema",
+    "response_json_schema",
+]
 
 HTTP_TOKEN_ENV = "EVALKIT_HTTP_RETRIEVER_TOKEN"
 """Environment variable holding a token sent as ``Authorization: Bearer``."""
@@ -64,6 +76,70 @@ _MISCONFIGURED_HINTS = {
     404: "no endpoint at this URL: check the path",
     405: "the URL does not accept POST: point it at the search endpoint",
 }
+
+
+class RetrievalRequest(TypedDict):
+    """The JSON body of the request the HTTP retriever sends for each query."""
+
+    query: Annotated[str, msgspec.Meta(description="the query text")]
+    query_id: Annotated[str, msgspec.Meta(description="the query's id in the goldset or log")]
+    k: Annotated[int, msgspec.Meta(ge=1, description="how many documents to return, at most")]
+    tenant: Annotated[
+        str | None,
+        msgspec.Meta(description="the query's tenant; null for queries without one"),
+    ]
+
+
+class RetrievedItem(TypedDict):
+    """One ranked result of an endpoint's answer."""
+
+    id: Annotated[
+        str | int,
+        msgspec.Meta(description="the document's id (an integer is read as its digits)"),
+    ]
+    score: NotRequired[
+        Annotated[float, msgspec.Meta(description="higher is better; for every result or none")]
+    ]
+    text: NotRequired[
+        Annotated[
+            str | None,
+            msgspec.Meta(description="the passage the generator was given (RAG endpoints)"),
+        ]
+    ]
+
+
+# Ids unique within a response is a rule JSON Schema cannot state; parse_response checks it.
+_SCORES_FOR_ALL_OR_NONE = {
+    "anyOf": [
+        {"items": {"required": ["score"]}},
+        {"items": {"not": {"required": ["score"]}}},
+    ]
+}
+
+
+class RetrievalResponse(TypedDict):
+    """The JSON body an endpoint answers with (status 200). Other fields are ignored."""
+
+    results: Annotated[
+        list[RetrievedItem],
+        msgspec.Meta(
+            description="the documents, best first; more than k are cut to the first k",
+            extra_json_schema=_SCORES_FOR_ALL_OR_NONE,
+        ),
+    ]
+    answer: NotRequired[
+        Annotated[str | None, msgspec.Meta(description="the answer a RAG endpoint generated")]
+    ]
+
+
+def request_json_schema() -> dict[str, Any]:
+    """JSON Schema of the request body, generated from ``RetrievalRequest``."""
+    return msgspec.json.schema(RetrievalRequest)
+
+
+def response_json_schema() -> dict[str, Any]:
+    """JSON Schema of the response body, generated from ``RetrievalResponse``."""
+    return msgspec.json.schema(RetrievalResponse)
 
 
 class MalformedResponseError(ValueError):
@@ -270,7 +346,7 @@ class HttpRetriever:
             return [outcome.result for outcome in outcomes]
 
     def _ask(self, query: Query, k: int) -> _Outcome:
-        payload = {"query": query.text, "query_id": query.id, "k": k, "tenant": query.tenant}
+        payload = RetrievalRequest(query=query.text, query_id=query.id, k=k, tenant=query.tenant)
         first_start = time.perf_counter()
         attempts = 0
 

@@ -232,7 +232,7 @@ def _framework_adapter(module: str, extra: str, source: FactorySource) -> Any:
     except ImportError as error:
         raise ConfigError(
             f"{source.label} returned a {extra} retriever, but this evalkit has no {extra} "
-            f"adapter ({module}): install evalkit[{extra.lower()}] ({error})"
+            f"adapter ({module}): install evalkit-retrieval[{extra.lower()}] ({error})"
         ) from error
 
 

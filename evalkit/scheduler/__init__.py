@@ -12,28 +12,36 @@
 ``docs/scheduler.md`` documents the jobs, the settings and the one-writer design.
 """
 
-from evalkit.scheduler.config import JobDefinition, ServiceConfig, service_config
-from evalkit.scheduler.health import HealthServer, ServiceState, metric_families
-from evalkit.scheduler.jobs import (
-    JOB_KINDS,
-    JobCancelledError,
-    JobContext,
-    JobKind,
-    JobOutcome,
-    register_job_kind,
-)
-from evalkit.scheduler.lock import (
-    FileLock,
-    Holder,
-    ServiceInfo,
-    StoreAccess,
-    StoreBusyError,
-    StoreWaitStoppedError,
-    find_service,
-    outbox_lock,
-)
-from evalkit.scheduler.runner import JobListener, JobRunner
-from evalkit.scheduler.service import SchedulerService
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from evalkit.lazy import lazy_attributes
+
+if TYPE_CHECKING:
+    from evalkit.scheduler.config import JobDefinition, ServiceConfig, service_config
+    from evalkit.scheduler.health import HealthServer, ServiceState, metric_families
+    from evalkit.scheduler.jobs import (
+        JOB_KINDS,
+        JobCancelledError,
+        JobContext,
+        JobKind,
+        JobOutcome,
+        register_job_kind,
+    )
+    from evalkit.scheduler.lock import (
+        FileLock,
+        Holder,
+        ServiceInfo,
+        StoreAccess,
+        StoreBusyError,
+        StoreWaitStoppedError,
+        find_service,
+        outbox_lock,
+    )
+    from evalkit.scheduler.runner import JobListener, JobRunner
+    from evalkit.scheduler.service import SchedulerService
+
 
 __all__ = [
     "JOB_KINDS",
@@ -60,3 +68,33 @@ __all__ = [
     "register_job_kind",
     "service_config",
 ]
+
+# Importing the package loads none of its modules; each name loads its own on first use.
+__getattr__ = lazy_attributes(
+    __name__,
+    {
+        "FileLock": "evalkit.scheduler.lock",
+        "HealthServer": "evalkit.scheduler.health",
+        "Holder": "evalkit.scheduler.lock",
+        "JOB_KINDS": "evalkit.scheduler.jobs",
+        "JobCancelledError": "evalkit.scheduler.jobs",
+        "JobContext": "evalkit.scheduler.jobs",
+        "JobDefinition": "evalkit.scheduler.config",
+        "JobKind": "evalkit.scheduler.jobs",
+        "JobListener": "evalkit.scheduler.runner",
+        "JobOutcome": "evalkit.scheduler.jobs",
+        "JobRunner": "evalkit.scheduler.runner",
+        "SchedulerService": "evalkit.scheduler.service",
+        "ServiceConfig": "evalkit.scheduler.config",
+        "ServiceInfo": "evalkit.scheduler.lock",
+        "ServiceState": "evalkit.scheduler.health",
+        "StoreAccess": "evalkit.scheduler.lock",
+        "StoreBusyError": "evalkit.scheduler.lock",
+        "StoreWaitStoppedError": "evalkit.scheduler.lock",
+        "find_service": "evalkit.scheduler.lock",
+        "metric_families": "evalkit.scheduler.health",
+        "outbox_lock": "evalkit.scheduler.lock",
+        "register_job_kind": "evalkit.scheduler.jobs",
+        "service_config": "evalkit.scheduler.config",
+    },
+)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from evalkit.traffic.log import LOG_FIELDS, REQUIRED_FIELDS, format_log_line, log_query
 
 if TYPE_CHECKING:
+    from evalkit.traffic._records import log_line_json_schema
     from evalkit.traffic.ingest import (
         FileIngest,
         IngestProblem,
@@ -65,6 +66,7 @@ if TYPE_CHECKING:
 # Everything but the log writer loads on first use, so an application that only calls
 # ``log_query`` does not import DuckDB, pandas and Arrow.
 _LAZY: dict[str, str] = {
+    "log_line_json_schema": "evalkit.traffic._records",
     "FileIngest": "evalkit.traffic.ingest",
     "IngestProblem": "evalkit.traffic.ingest",
     "IngestReport": "evalkit.traffic.ingest",
@@ -119,6 +121,7 @@ __all__ = [
     "format_log_line",
     "ingest_paths",
     "log_files",
+    "log_line_json_schema",
     "log_query",
     "parse_stratification",
     "parse_window",

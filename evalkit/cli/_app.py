@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from evalkit import __version__
-from evalkit.cli._output import console, set_global_overrides
+from evalkit.cli._output import set_global_overrides
 
 __all__ = ["app", "goldset_app", "runs_app"]
 
@@ -37,7 +37,7 @@ app.add_typer(runs_app, name="runs")
 
 def _print_version(value: bool) -> None:
     if value:
-        console.print(f"evalkit {__version__}", markup=False, highlight=False)
+        typer.echo(f"evalkit {__version__}")
         raise typer.Exit()
 
 

@@ -1,0 +1,312 @@
+"""Install the built wheel into fresh venvs, as a user would, and use it.
+
+``python tests/install_check.py [--only core|all] [--keep DIR]`` builds the wheel, then:
+
+- core: ``pip install evalkit-retrieval`` (no extra) into a new venv; checks that none of
+  the heavy packages came with it, and that ``--version``, ``--help``, ``score``, ``gate``
+  on TREC files, ``goldset import`` and ``runs`` work, and that ``index`` names the extra
+  it needs;
+- all: the CPU build of torch, then ``evalkit-retrieval[all]``; runs ``make demo``'s flow
+  (goldset import, index, run) from the installed wheel and serves the dashboard, checking
+  that its page answers.
+
+It prints each install's size and exits non-zero on the first failure. ``make test`` runs it
+(``make install-check``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import zipfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+TORCH = "torch==2.13.0"  # the CPU build; an unpinned torch pulls several GB of CUDA packages
+HEAVY = ("torch", "chromadb", "ragas", "evidently", "streamlit", "sentence-transformers")
+IN_THE_WHEEL = (
+    "evalkit/dashboard/app.py",
+    "evalkit/dashboard/pages/overview.py",
+    "evalkit/answers/offline_calibration.json",
+    "evalkit/py.typed",
+    *(
+        f"evalkit/schemas/{name}.schema.json"
+        for name in ("goldset-query", "goldset-judgment", "corpus-document", "traffic-log-line")
+    ),
+    *(
+        f"evalkit/schemas/{name}.schema.json"
+        for name in ("http-retriever-request", "http-retriever-response", "alert-payload")
+    ),
+)
+
+
+def step(message: str) -> None:
+    print(f"install-check: {message}", flush=True)
+
+
+def run(*args: str | Path, env: dict[str, str] | None = None, cwd: Path | None = None) -> str:
+    """Run a command; its stdout, or exit with what it printed."""
+    done = subprocess.run(
+        [str(arg) for arg in args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        check=False,
+    )
+    if done.returncode != 0:
+        print(done.stdout[-4000:], done.stderr[-4000:], sep="\n", file=sys.stderr)
+        raise SystemExit(
+            f"install-check: FAILED (exit {done.returncode}): {' '.join(map(str, args))}"
+        )
+    return done.stdout
+
+
+def build_wheel(outdir: Path) -> Path:
+    step("building the wheel")
+    run(sys.executable, "-m", "build", "--wheel", "--outdir", outdir, REPO)
+    (wheel,) = outdir.glob("evalkit_retrieval-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    missing = [name for name in IN_THE_WHEEL if name not in names]
+    if missing:
+        raise SystemExit(f"install-check: FAILED: the wheel lacks {missing}")
+    step(f"{wheel.name}: {wheel.stat().st_size / 1e6:.1f} MB, {len(names)} files")
+    return wheel
+
+
+def fresh_venv(path: Path) -> Path:
+    run(sys.executable, "-m", "venv", path)
+    run(path / "bin" / "python", "-m", "pip", "install", "--quiet", "--upgrade", "pip")
+    return path / "bin"
+
+
+def pip_install(bin_dir: Path, *requirements: str) -> None:
+    run(
+        bin_dir / "python",
+        *("-m", "pip", "install", "--quiet", "-c", REPO / "constraints.txt"),
+        *requirements,
+    )
+
+
+def installed(bin_dir: Path) -> set[str]:
+    listed = run(bin_dir / "python", "-m", "pip", "list", "--format", "json")
+    return {entry["name"].lower() for entry in json.loads(listed)}
+
+
+def size_mb(venv: Path) -> float:
+    total = sum(f.stat().st_size for f in venv.rglob("*") if f.is_file() and not f.is_symlink())
+    return total / 1e6
+
+
+def user_env(home: Path) -> dict[str, str]:
+    """The environment of a user's shell: no source tree on the path, offline model hub."""
+    env = {k: v for k, v in os.environ.items() if k not in {"PYTHONPATH", "VIRTUAL_ENV"}}
+    env.update(
+        EVALKIT_HOME=str(home),
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        ANONYMIZED_TELEMETRY="False",
+    )
+    return env
+
+
+def write_trec_files(folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    queries = range(40)
+    (folder / "qrels.txt").write_text(
+        "".join(f"q{q} 0 d{q}_{r} 1\n" for q in queries for r in (0, 1))
+    )
+    (folder / "base.run").write_text(
+        "".join(f"q{q} Q0 d{q}_{r} {r + 1} {1 - r / 10} base\n" for q in queries for r in (0, 1))
+    )
+    (folder / "worse.run").write_text(
+        "".join(
+            f"q{q} Q0 {'x' if q % 2 == 0 and r == 0 else 'd'}{q}_{r} {r + 1} {1 - r / 10} worse\n"
+            for q in queries
+            for r in (0, 1)
+        )
+    )
+
+
+def check_core(wheel: Path, work: Path) -> None:
+    venv = work / "core"
+    step("core: pip install evalkit-retrieval (no extra) into a fresh venv")
+    bin_dir = fresh_venv(venv)
+    pip_install(bin_dir, str(wheel))
+    present = installed(bin_dir) & set(HEAVY)
+    if present:
+        raise SystemExit(f"install-check: FAILED: the core install brought {sorted(present)}")
+    env = user_env(work / "core-home")
+    evalkit = bin_dir / "evalkit"
+    version = run(evalkit, "--version", env=env, cwd=work).strip()
+    run(evalkit, "--help", env=env, cwd=work)
+    files = work / "trec"
+    write_trec_files(files)
+    scored = json.loads(
+        run(
+            *(evalkit, "score", "--qrels", files / "qrels.txt", "--run", files / "base.run"),
+            *("-m", "ndcg@10", "--format", "json"),
+            env=env,
+            cwd=work,
+        )
+    )
+    assert scored["aggregate"]["ndcg@10"] == 1.0, scored
+    gate = subprocess.run(
+        [
+            *(str(evalkit), "gate", "--baseline", str(files / "base.run")),
+            *("--candidate", str(files / "worse.run"), "--qrels", str(files / "qrels.txt")),
+            *("-m", "ndcg@10", "--format", "json"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=work,
+        check=False,
+    )
+    if gate.returncode != 1 or json.loads(gate.stdout)["decision"] != "regression":
+        raise SystemExit(f"install-check: FAILED: gate on files: {gate.stdout} {gate.stderr}")
+    run(
+        evalkit,
+        "goldset",
+        "import",
+        REPO / "goldsets" / "demo",
+        "--name",
+        "demo",
+        env=env,
+        cwd=work,
+    )
+    run(evalkit, "goldset", "list", env=env, cwd=work)
+    run(evalkit, "runs", "list", env=env, cwd=work)
+    schema = json.loads(run(evalkit, "schema", "alert-payload", env=env, cwd=work))
+    assert schema["title"] == "evalkit alert payload", schema
+    index = subprocess.run(
+        [
+            str(evalkit),
+            "index",
+            "--corpus",
+            str(REPO / "goldsets/demo/corpus.jsonl"),
+            "--collection",
+            "demo",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=work,
+        check=False,
+    )
+    if index.returncode != 2 or "evalkit-retrieval[chroma]" not in index.stderr:
+        raise SystemExit(f"install-check: FAILED: index without the chroma extra: {index.stderr}")
+    step(f"core: OK ({version}); {len(installed(bin_dir))} packages, {size_mb(venv):.0f} MB")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def check_dashboard(evalkit: Path, env: dict[str, str], work: Path) -> None:
+    port = free_port()
+    server = subprocess.Popen(
+        [str(evalkit), "dashboard", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=work,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{port}/_stcore/health", timeout=5
+                ) as r:
+                    if r.read().strip() == b"ok":
+                        break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    said = server.stderr.read() if server.stderr else ""
+                    raise SystemExit(
+                        f"install-check: FAILED: the dashboard did not start: {said}"
+                    ) from None
+                time.sleep(1)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as page:
+            if b"<title>" not in page.read():
+                raise SystemExit("install-check: FAILED: the dashboard page has no HTML")
+    finally:
+        server.send_signal(signal.SIGTERM)
+        code = server.wait(timeout=30)
+    if code != 0:
+        raise SystemExit(f"install-check: FAILED: the dashboard exited {code} on SIGTERM")
+
+
+def check_all(wheel: Path, work: Path) -> None:
+    venv = work / "all"
+    step("all: the CPU torch, then evalkit-retrieval[all] into a fresh venv")
+    bin_dir = fresh_venv(venv)
+    pip_install(bin_dir, TORCH)
+    pip_install(bin_dir, f"{wheel}[all]")
+    env = user_env(work / "all-home")
+    evalkit = bin_dir / "evalkit"
+    demo = REPO / "goldsets" / "demo"
+    run(
+        evalkit, "goldset", "import", "--format", "jsonl", demo, "--name", "demo", env=env, cwd=work
+    )
+    run(
+        evalkit,
+        "index",
+        "--corpus",
+        demo / "corpus.jsonl",
+        "--collection",
+        "demo",
+        env=env,
+        cwd=work,
+    )
+    ran = json.loads(
+        run(
+            *(evalkit, "run", "--goldset", "demo", "--collection", "demo", "--k", "100"),
+            *("--format", "json"),
+            env=env,
+            cwd=work,
+        )
+    )
+    if ran["status"] != "complete" or not ran["aggregates"].get("ndcg@10"):
+        raise SystemExit(f"install-check: FAILED: the demo run: {ran}")
+    check_dashboard(evalkit, env, work)
+    step(
+        f"all: OK (demo nDCG@10 {ran['aggregates']['ndcg@10']:.4f}, dashboard served); "
+        f"{len(installed(bin_dir))} packages, {size_mb(venv):.0f} MB"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", choices=["core", "all"])
+    parser.add_argument("--keep", type=Path, help="Work here and keep the venvs.")
+    options = parser.parse_args()
+    work = options.keep or Path(tempfile.mkdtemp(prefix="evalkit-install-"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        wheel = build_wheel(work / "dist")
+        if options.only in (None, "core"):
+            check_core(wheel, work)
+        if options.only in (None, "all"):
+            check_all(wheel, work)
+    finally:
+        if options.keep is None:
+            shutil.rmtree(work, ignore_errors=True)
+    step("all checks passed")
+
+
+if __name__ == "__main__":
+    main()

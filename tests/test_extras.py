@@ -1,0 +1,335 @@
+"""The core install and its extras: what works without the heavy packages, what says which
+extra to install, and that every package evalkit imports is declared.
+
+The commands run in real ``evalkit`` processes whose import system refuses the heavy
+packages, as a core-only install would (the install check in ``tests/install_check.py``
+does the same from a built wheel in a fresh venv).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import subprocess
+import sys
+import threading
+import tomllib
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib.metadata import packages_distributions
+from pathlib import Path
+
+import pytest
+
+from evalkit.extras import MODULE_EXTRAS, MissingExtraError, extra_for, require
+from evalkit.store.export import PARQUET_FILES
+
+REPO = Path(__file__).resolve().parents[1]
+PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
+HEAVY = sorted(set(MODULE_EXTRAS) - {"tokenizers"})
+
+# A core-only install: the heavy packages cannot be imported, whatever this venv holds.
+_CORE_ONLY = """
+import importlib.abc, sys
+
+class _NotInstalled(importlib.abc.MetaPathFinder):
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname.partition(".")[0] in BLOCKED:
+            raise ModuleNotFoundError(f"No module named {fullname!r}", name=fullname)
+        return None
+
+BLOCKED = set(sys.argv[1].split(","))
+sys.meta_path.insert(0, _NotInstalled())
+sys.argv = ["evalkit", *sys.argv[2:]]
+from evalkit.cli import main
+try:
+    main()
+finally:
+    loaded = sorted(name for name in BLOCKED if name in sys.modules)
+    print("LOADED-HEAVY:" + ",".join(loaded), file=sys.stderr)
+"""
+
+
+def core_evalkit(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``evalkit ARGS`` in a process that cannot import any heavy package."""
+    env = {**os.environ, "EVALKIT_HOME": str(home)}
+    return subprocess.run(
+        [sys.executable, "-c", _CORE_ONLY, ",".join(HEAVY), *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+        env=env,
+        cwd=home.parent,
+    )
+
+
+def _declared_distributions() -> set[str]:
+    """Every distribution name pyproject.toml declares, in the core or in an extra."""
+    requirements = list(PYPROJECT["project"]["dependencies"])
+    for extra in PYPROJECT["project"]["optional-dependencies"].values():
+        requirements += extra
+    names = set()
+    for requirement in requirements:
+        name = requirement.split(";")[0].split("[")[0]
+        for stop in "<>=!~ ":
+            name = name.split(stop)[0]
+        names.add(name.strip().lower().replace("_", "-"))
+    return names
+
+
+def _imported_top_level_modules() -> set[str]:
+    """The top-level modules evalkit's own source imports (at any level of a module)."""
+    found: set[str] = set()
+    for path in (REPO / "evalkit").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                found.update(alias.name.partition(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                found.add(node.module.partition(".")[0])
+    return found
+
+
+def test_every_package_evalkit_imports_is_declared() -> None:
+    distributions = packages_distributions()
+    declared = _declared_distributions()
+    # umap is used when the user has it (the dashboard's projection), never required.
+    used_only_when_present = {"umap"}
+    third_party = {
+        module
+        for module in _imported_top_level_modules() - used_only_when_present
+        if module not in sys.stdlib_module_names and module != "evalkit"
+    }
+    undeclared = {
+        module: distributions.get(module)
+        for module in third_party
+        if not {d.lower().replace("_", "-") for d in distributions.get(module, [])} & declared
+    }
+    assert undeclared == {}, f"imported but not declared in pyproject.toml: {undeclared}"
+
+
+def test_every_extra_a_module_points_to_exists() -> None:
+    extras = set(PYPROJECT["project"]["optional-dependencies"])
+    assert set(MODULE_EXTRAS.values()) <= extras
+    assert PYPROJECT["project"]["name"] == "evalkit-retrieval"
+
+
+def test_the_core_declares_none_of_the_heavy_packages() -> None:
+    core = " ".join(PYPROJECT["project"]["dependencies"]).lower()
+    for heavy in ("torch", "chromadb", "ragas", "evidently", "streamlit", "sentence-transformers"):
+        assert heavy not in core
+
+
+def test_require_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert extra_for("chromadb.api") == "chroma"
+    assert extra_for("numpy") is None
+    assert require("json", "reading").dumps([]) == "[]"
+    monkeypatch.setitem(sys.modules, "sentence_transformers", None)  # as if not installed
+    with pytest.raises(MissingExtraError, match=r"pip install 'evalkit-retrieval\[embed\]'"):
+        require("sentence_transformers", "embedding")
+    with pytest.raises(ModuleNotFoundError):
+        require("a_module_no_extra_installs", "nothing")
+
+
+def test_importing_any_stage_loads_no_heavy_package() -> None:
+    """Only the adapters that exist for a heavy package import it when they are imported."""
+    adapters_of_heavy_packages = (
+        "evalkit.answers._ragas",
+        "evalkit.dashboard.",
+        "evalkit.retrievers.langchain",
+        "evalkit.retrievers.llamaindex",
+        "evalkit.retrievers.pgvector",
+        "evalkit.retrievers.qdrant",
+    )
+    code = f"""
+import importlib, pkgutil, sys
+import evalkit
+heavy = {HEAVY!r}
+skip = {adapters_of_heavy_packages!r}
+names = [m.name for m in pkgutil.walk_packages(evalkit.__path__, "evalkit.")]
+for name in names:
+    if name.startswith(skip) or name + "." in skip:
+        continue
+    importlib.import_module(name)
+print(json.dumps(sorted(h for h in heavy if h in sys.modules)))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", "import json\n" + code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == []
+
+
+class _Retriever(BaseHTTPRequestHandler):
+    """An HTTP retriever answering query ``qN`` with ``rel{N}_0..2``."""
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        number = body["query_id"][1:]
+        results = [{"id": f"rel{number}_{r}", "score": 1.0 - r / 10} for r in range(3)]
+        payload = json.dumps({"results": results}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def endpoint() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Retriever)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/search"
+    server.shutdown()
+    server.server_close()
+
+
+def _write_inputs(folder: Path, n_queries: int = 40) -> None:
+    folder.mkdir(parents=True)
+    (folder / "queries.jsonl").write_text(
+        "".join(
+            json.dumps({"id": f"q{q}", "text": f"question {q}"}) + "\n" for q in range(n_queries)
+        )
+    )
+    (folder / "judgments.jsonl").write_text(
+        "".join(
+            json.dumps({"query_id": f"q{q}", "doc_id": f"rel{q}_{r}", "relevance": 1}) + "\n"
+            for q in range(n_queries)
+            for r in range(3)
+        )
+    )
+    (folder / "qrels.txt").write_text(
+        "".join(f"q{q} 0 rel{q}_{r} 1\n" for q in range(n_queries) for r in range(3))
+    )
+    (folder / "base.run").write_text(
+        "".join(
+            f"q{q} Q0 rel{q}_{r} {r + 1} {1.0 - r / 10} base\n"
+            for q in range(n_queries)
+            for r in range(3)
+        )
+    )
+    # The candidate lost the first relevant document of every other query.
+    (folder / "worse.run").write_text(
+        "".join(
+            f"q{q} Q0 {'other' if q % 2 == 0 and r == 0 else 'rel'}{q}_{r} {r + 1} "
+            f"{1.0 - r / 10} worse\n"
+            for q in range(n_queries)
+            for r in range(3)
+        )
+    )
+
+
+def _ok(done: subprocess.CompletedProcess[str]) -> str:
+    assert done.returncode == 0, done.stderr
+    assert "LOADED-HEAVY:\n" in done.stderr, done.stderr
+    return done.stdout
+
+
+@pytest.mark.slow
+def test_the_core_commands_work_without_any_extra(tmp_path: Path, endpoint: str) -> None:
+    home = tmp_path / "home"
+    inputs = tmp_path / "inputs"
+    _write_inputs(inputs)
+    assert "Usage: evalkit" in _ok(core_evalkit(home, "--help"))
+    assert _ok(core_evalkit(home, "--version")).startswith("evalkit ")
+    scored = json.loads(
+        _ok(
+            core_evalkit(
+                home,
+                *("score", "--qrels", str(inputs / "qrels.txt"), "--run", str(inputs / "base.run")),
+                *("-m", "ndcg@10", "--format", "json"),
+            )
+        )
+    )
+    assert scored["aggregate"]["ndcg@10"] == pytest.approx(1.0)
+    gate = core_evalkit(
+        home,
+        *("gate", "--baseline", str(inputs / "base.run"), "--candidate", str(inputs / "worse.run")),
+        *("--qrels", str(inputs / "qrels.txt"), "-m", "ndcg@10", "--format", "json"),
+    )
+    assert gate.returncode == 1, gate.stderr
+    assert json.loads(gate.stdout)["decision"] == "regression"
+    _ok(core_evalkit(home, "goldset", "import", str(inputs), "--name", "g"))
+    replayed = json.loads(
+        _ok(
+            core_evalkit(
+                home,
+                *("run", "--goldset", "g", "--http-retriever", endpoint, "--k", "10"),
+                *("--format", "json"),
+            )
+        )
+    )
+    assert replayed["aggregates"]["ndcg@10"] == pytest.approx(1.0)
+    listed = json.loads(_ok(core_evalkit(home, "runs", "list", "--format", "json")))
+    assert [run["run_id"] for run in listed] == [replayed["run_id"]]
+    shown = _ok(core_evalkit(home, "runs", "show", replayed["run_id"]))
+    assert replayed["run_id"] in shown
+    exported = _ok(core_evalkit(home, "runs", "export", replayed["run_id"], "--format", "jsonl"))
+    assert len(exported.splitlines()) == 40
+    parquet = tmp_path / "exported"
+    _ok(
+        core_evalkit(
+            home, "runs", "export", replayed["run_id"], "--format", "parquet", "-o", str(parquet)
+        )
+    )
+    assert sorted(path.name for path in parquet.iterdir()) == sorted(PARQUET_FILES)
+    assert json.loads(_ok(core_evalkit(home, "schema", "alert-payload")))["type"] == "object"
+    _ok(core_evalkit(home, "goldset", "list"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("args", "extra"),
+    [
+        (("index", "--corpus", "{inputs}/corpus.jsonl", "--collection", "c"), "chroma"),
+        (("run", "--goldset", "g", "--collection", "c"), "chroma"),
+        (("dashboard", "--dry-run"), "dashboard"),
+        (("answers", "score", "{inputs}/answers.jsonl"), "embed"),
+    ],
+)
+def test_a_command_whose_extra_is_missing_names_it(
+    tmp_path: Path, args: tuple[str, ...], extra: str
+) -> None:
+    home = tmp_path / "home"
+    inputs = tmp_path / "inputs"
+    _write_inputs(inputs)
+    (inputs / "corpus.jsonl").write_text('{"id": "d1", "text": "a bridge"}\n')
+    (inputs / "answers.jsonl").write_text(
+        json.dumps({"id": "a1", "question": "q", "answer": "A bridge.", "contexts": ["A bridge."]})
+        + "\n"
+    )
+    _ok(core_evalkit(home, "goldset", "import", str(inputs), "--name", "g"))
+    done = core_evalkit(home, *(arg.format(inputs=inputs) for arg in args))
+    assert done.returncode == 2, done.stderr
+    assert f"pip install 'evalkit-retrieval[{extra}]'" in done.stderr
+    assert f"needs the `{extra}` extra" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_evalkit_imports_no_private_module_or_name_of_another_package() -> None:
+    private = []
+    for path in (REPO / "evalkit").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                top = node.module.partition(".")[0]
+                if top in {"evalkit", "__future__"}:
+                    continue
+                parts = node.module.split(".")
+                names = [alias.name for alias in node.names]
+                if any(part.startswith("_") for part in parts) or any(
+                    name.startswith("_") for name in names
+                ):
+                    private.append(f"{path.relative_to(REPO)}:{node.lineno} {node.module}")
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    top = alias.name.partition(".")[0]
+                    if top != "evalkit" and any(p.startswith("_") for p in alias.name.split(".")):
+                        private.append(f"{path.relative_to(REPO)}:{node.lineno} {alias.name}")
+    assert private == []
