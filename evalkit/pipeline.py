@@ -13,7 +13,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -36,17 +37,22 @@ from evalkit.drift.watch import (
     watch_precision,
 )
 from evalkit.embedding import Embedder, ModelFingerprint
-from evalkit.errors import ConfigError, NotFoundError, StoreError
+from evalkit.errors import ConfigError, NotFoundError, RetrieverError, StoreError
 from evalkit.goldset.model import Goldset
-from evalkit.metrics import EvaluationResult, Evaluator, parse_measures
+from evalkit.metrics import EvaluationResult, Evaluator, parse_measures, read_qrels
 from evalkit.records import Query, QueryResult
 from evalkit.replay import ReplayTiming, replay
 from evalkit.retrievers.base import Retriever
+from evalkit.retrievers.factory import RetrieverOptions, build_retriever
+from evalkit.stats.compare import ComparisonReport, compare_scored, score_run
+from evalkit.stats.decision import Decision
+from evalkit.stats.render import to_junit_xml, to_markdown
 from evalkit.store import RunRecord, RunSpec, Store, utc_now
 from evalkit.store.answers import StoreEmbeddingCache, StoreJudgeCache, save_answer_scores
 from evalkit.store.audit import StoredAudit, latest_measurements, save_audit
 from evalkit.store.drift import StoredDriftCheck, save_drift_check
-from evalkit.store.goldsets import load_goldset, save_goldset
+from evalkit.store.export import export_run
+from evalkit.store.goldsets import judgments_frame, load_goldset, save_goldset
 from evalkit.store.runs import (
     add_query_results,
     create_run,
@@ -80,8 +86,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_MEASURES",
+    "GATE_CANDIDATE_LABEL",
+    "GATE_EXIT_CODES",
     "AuditOutcome",
     "DriftOutcome",
+    "GateOutcome",
     "RunOutcome",
     "StoreOpener",
     "TrafficReplay",
@@ -94,9 +103,13 @@ __all__ = [
     "check_drift_precision",
     "check_drift_queries",
     "collection_vectors",
+    "comparison_judgments",
     "default_measures",
     "evaluate_goldset",
+    "gate_against_baseline",
     "newest_sample",
+    "record_baseline",
+    "replay_candidate",
     "replay_traffic_window",
     "results_frame",
     "run_answer_records",
@@ -105,6 +118,7 @@ __all__ = [
     "score_answer_file",
     "score_answers_for_run",
     "score_run_answers",
+    "write_gate_reports",
 ]
 
 DEFAULT_MEASURES: tuple[str, ...] = (
@@ -507,6 +521,253 @@ def _goldset_outcome(
         answers=scored,
         seconds_answers=time.perf_counter() - began if scored is not None else 0.0,
     )
+
+
+# -- the gate: a baseline against a candidate run or a live retriever ---------------------
+
+GATE_EXIT_CODES: Final[Mapping[str, int]] = MappingProxyType(
+    {"pass": 0, "regression": 1, "inconclusive": 4}
+)
+"""The exit code of ``evalkit gate`` for each decision (bad input exits 2, a retriever or
+store failure 3: ``EvalkitError.exit_code``)."""
+
+GATE_CANDIDATE_LABEL: Final = "gate candidate"
+"""The label of the run a gate records when it replays a live candidate."""
+
+
+@dataclass(frozen=True, slots=True)
+class GateOutcome:
+    """A gate's comparison, and the run it recorded when the candidate was a live retriever
+    (None when the candidate was a stored run or a run file)."""
+
+    report: ComparisonReport
+    candidate_run: RunRecord | None = None
+    seconds: float | None = None
+    """How long the gate took, the candidate's replay included."""
+    about: str | None = None
+    """What the comparison is about, for JUnit's ``file``: the goldset's source, the qrels
+    file, or the baseline run file."""
+
+    @property
+    def decision(self) -> Decision:
+        """The overall verdict: ``regression``, ``inconclusive`` or ``pass``."""
+        return self.report.decision
+
+    @property
+    def exit_code(self) -> int:
+        """What ``evalkit gate`` exits with for this verdict."""
+        return GATE_EXIT_CODES[self.report.decision.value]
+
+    @property
+    def candidate_run_id(self) -> str | None:
+        """The id of the live candidate's stored run, if one was replayed."""
+        return self.candidate_run.run_id if self.candidate_run is not None else None
+
+
+def comparison_judgments(
+    store: Store | None, goldset: str | Goldset | None, qrels: Path | None
+) -> pd.DataFrame | None:
+    """The judgments two runs are scored with: a TREC qrels file, or a goldset (a stored
+    goldset's name, or a loaded ``Goldset``); None when neither is given (a stored run is
+    then scored with its own goldset's judgments)."""
+    if qrels is not None and goldset is not None:
+        raise ConfigError("give --qrels or --goldset, not both")
+    if qrels is not None:
+        return read_qrels(qrels)
+    if isinstance(goldset, Goldset):
+        return pd.DataFrame(
+            {
+                "query_id": [judgment.query_id for judgment in goldset.judgments],
+                "doc_id": [judgment.doc_id for judgment in goldset.judgments],
+                "relevance": [judgment.relevance for judgment in goldset.judgments],
+            }
+        )
+    if goldset is not None:
+        if store is None:
+            raise ConfigError(f"no store to read goldset {goldset!r} from")
+        return judgments_frame(store, load_goldset(store, goldset).version)
+    return None
+
+
+def replay_candidate(
+    store: Store,
+    goldset: Goldset,
+    retriever: Retriever | RetrieverOptions,
+    *,
+    settings: Settings,
+    measures: Sequence[str] = (),
+    k: int | None = None,
+    label: str = GATE_CANDIDATE_LABEL,
+) -> RunOutcome:
+    """Replay ``goldset`` against a live candidate and store the run (``evaluate_goldset``,
+    without answer scoring), scored on the default measures for ``k`` plus ``measures``.
+
+    ``retriever`` is a ready retriever (left open) or the options to build one with
+    ``settings`` (built only now, closed afterwards). ``k`` defaults to ``settings.k``.
+    Raises RetrieverError unless every query was answered: a gate never compares a partial
+    run as if it were complete.
+    """
+    depth = k or settings.k
+    if isinstance(retriever, RetrieverOptions):
+        live, built = build_retriever(retriever, settings), True
+    else:
+        live, built = retriever, False
+    wanted = list(dict.fromkeys([*default_measures(depth), *measures]))
+    outcome = evaluate_goldset(
+        store,
+        goldset,
+        live,
+        k=depth,
+        measures=wanted,
+        relevance_threshold=settings.relevance_threshold,
+        batch_size=settings.query_batch_size,
+        label=label,
+        # The gate decides on retrieval metrics; judging answers would only add cost.
+        answers=False,
+        close_retriever=built,
+    )
+    if outcome.run.status != "complete":
+        raise RetrieverError(
+            f"the candidate run {outcome.run.run_id} is {outcome.run.status}: "
+            f"{outcome.run.error}. The gate needs every query answered."
+        )
+    return outcome
+
+
+@contextlib.contextmanager
+def _session(store: Store | StoreOpener | None) -> Iterator[Store | None]:
+    """``store`` itself, or the store ``store()`` opens for the duration of the block."""
+    if store is None or isinstance(store, Store):
+        yield store
+        return
+    with store() as opened:
+        yield opened
+
+
+def gate_against_baseline(
+    store: Store | StoreOpener | None,
+    baseline: str,
+    candidate: str | Retriever | RetrieverOptions,
+    *,
+    measures: Sequence[str] = ("ndcg@10",),
+    goldset: str | Goldset | None = None,
+    qrels: Path | None = None,
+    settings: Settings | None = None,
+    k: int | None = None,
+    alpha: float = 0.05,
+    min_effect: float = 0.01,
+    resamples: int = 10_000,
+    seed: int = 0,
+    worst: int = 10,
+    failed_as_zero: bool = False,
+    label: str = GATE_CANDIDATE_LABEL,
+) -> GateOutcome:
+    """The gate's workflow, which ``evalkit gate``, ``evalkit compare`` and the pytest plugin
+    share: score ``baseline``, get the candidate, score it, compare the two.
+
+    ``baseline`` is a stored run id or a TREC run file; so is ``candidate`` when it is a
+    string, else it is a live retriever (a ready one, or ``RetrieverOptions`` built with
+    ``settings``, default the loaded settings) replayed now on ``goldset``
+    (``replay_candidate``) and stored as a run labelled ``label``. Both runs are scored with
+    the judgments of ``qrels`` or ``goldset`` (``comparison_judgments``; a stored run
+    without either uses its own goldset's). ``store`` is an open store, a ``StoreOpener``
+    (opened for the scoring and the replay, closed before the statistics run) or None when
+    only run files are compared. The comparison (``compare_scored``) refuses runs with
+    failed queries unless ``failed_as_zero`` counts them as 0.
+    """
+    started = time.perf_counter()
+    with _session(store) as opened:
+        judgments = comparison_judgments(opened, goldset, qrels)
+        base = score_run(opened, baseline, measures, judgments=judgments)
+        replayed: RunRecord | None = None
+        gold: Goldset | None = goldset if isinstance(goldset, Goldset) else None
+        if isinstance(candidate, str):
+            reference = candidate
+        else:
+            if goldset is None or opened is None:
+                raise ConfigError("a live candidate needs --goldset NAME to replay")
+            gold = gold or load_goldset(opened, str(goldset))
+            replayed = replay_candidate(
+                opened,
+                gold,
+                candidate,
+                settings=settings or load_settings(),
+                measures=measures,
+                k=k,
+                label=label,
+            ).run
+            reference = replayed.run_id
+        cand = score_run(opened, reference, measures, judgments=judgments)
+    report = compare_scored(
+        base,
+        cand,
+        measures,
+        alpha=alpha,
+        min_effect=min_effect,
+        resamples=resamples,
+        seed=seed,
+        worst=worst,
+        failed_as_zero=failed_as_zero,
+    )
+    return GateOutcome(
+        report=report,
+        candidate_run=replayed,
+        seconds=time.perf_counter() - started,
+        about=_gate_subject(gold, qrels, baseline),
+    )
+
+
+def _gate_subject(gold: Goldset | None, qrels: Path | None, baseline: str) -> str | None:
+    """The file a gate's verdict is about: the goldset's source, else the qrels file, else
+    the baseline run file (None when the baseline is a stored run id)."""
+    if gold is not None and gold.source:
+        return str(gold.source)
+    if qrels is not None:
+        return str(qrels)
+    return baseline if Path(baseline).is_file() else None
+
+
+def write_gate_reports(
+    outcome: GateOutcome, *, junit: Path | None = None, markdown: Path | None = None
+) -> None:
+    """Write the gate's JUnit XML (``to_junit_xml``, with the gate's ``time`` and ``file``)
+    and Markdown summary (``to_markdown``) where asked, creating their directories."""
+    report = outcome.report
+    if junit is not None:
+        junit.parent.mkdir(parents=True, exist_ok=True)
+        junit.write_text(
+            to_junit_xml(report.comparison, time=outcome.seconds, file=outcome.about),
+            encoding="utf-8",
+        )
+    if markdown is not None:
+        markdown.parent.mkdir(parents=True, exist_ok=True)
+        markdown.write_text(
+            to_markdown(report.comparison, worst=report.worst_queries), encoding="utf-8"
+        )
+
+
+def record_baseline(
+    store: Store,
+    goldset: str | Goldset,
+    retriever: Retriever | RetrieverOptions,
+    path: Path,
+    *,
+    settings: Settings,
+    measures: Sequence[str] = (),
+    k: int | None = None,
+    label: str = GATE_CANDIDATE_LABEL,
+) -> RunOutcome:
+    """A gate's first run, with no baseline yet: replay the live candidate on ``goldset`` (a
+    stored goldset's name or a loaded ``Goldset``) with ``replay_candidate``, so only a
+    complete run qualifies, and write its run as the TREC run file ``path``, the baseline of
+    the gates that follow."""
+    gold = goldset if isinstance(goldset, Goldset) else load_goldset(store, goldset)
+    outcome = replay_candidate(
+        store, gold, retriever, settings=settings, measures=measures, k=k, label=label
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    export_run(store, outcome.run.run_id, format="trec", output=path)
+    return outcome
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from evalkit.cli._app import app
 from evalkit.cli._output import OutputFormat, console, emit_json, err_console, settings, table
 from evalkit.cli._retriever import (
     AllowMismatch,
@@ -18,16 +18,12 @@ from evalkit.cli._retriever import (
     WhereKey,
 )
 from evalkit.cli._store import open_store
-from evalkit.cli.app import app
-from evalkit.errors import ConfigError, RetrieverError
-from evalkit.retrievers.factory import RetrieverOptions, build_retriever
+from evalkit.errors import ConfigError
 
 if TYPE_CHECKING:
-    import pandas as pd
-
-    from evalkit.store import Store
-
-EXIT_CODES = {"pass": 0, "regression": 1, "inconclusive": 4}
+    from evalkit.config import Settings
+    from evalkit.pipeline import StoreOpener
+    from evalkit.retrievers.factory import RetrieverOptions
 
 Measures = Annotated[
     list[str] | None,
@@ -55,22 +51,6 @@ FailedAsZero = Annotated[
         "(the worst outcome). Without it, a run with failed queries is refused (exit 3).",
     ),
 ]
-
-
-def _judgments(store: Store | None, goldset: str | None, qrels: Path | None) -> pd.DataFrame | None:
-    from evalkit.store.goldsets import judgments_frame, load_goldset
-
-    if qrels is not None and goldset is not None:
-        raise ConfigError("give --qrels or --goldset, not both")
-    if qrels is not None:
-        from evalkit.metrics import read_qrels
-
-        return read_qrels(qrels)
-    if goldset is not None:
-        if store is None:
-            raise ConfigError(f"no store to read goldset {goldset!r} from")
-        return judgments_frame(store, load_goldset(store, goldset).version)
-    return None
 
 
 def _print(data: dict[str, Any]) -> None:
@@ -147,12 +127,15 @@ def _print(data: dict[str, Any]) -> None:
     console.print(f"decision: {data['decision']}", markup=False)
 
 
-def _open_store(stack: ExitStack, *, write: bool, purpose: str) -> Store | None:
-    """The store for the rest of ``stack`` (None when only reading and there is none)."""
-    config = settings()
+def _store_opener(
+    *, write: bool, purpose: str, config: Settings | None = None
+) -> StoreOpener | None:
+    """How the command opens the store (None when only reading and there is none)."""
+    config = config or settings()
     if not write and not config.resolved_store_path.exists():
         return None
-    return stack.enter_context(open_store(write=write, purpose=purpose, config=config))
+    chosen = config
+    return lambda: open_store(write=write, purpose=purpose, config=chosen)
 
 
 @app.command("compare")
@@ -178,18 +161,15 @@ def compare(
     A stored run whose retrieval failed on some queries is refused (exit 3) unless
     --failed-as-zero counts those queries as 0; they are never left out silently.
     """
-    from evalkit.stats import compare_scored, score_run
+    from evalkit.pipeline import gate_against_baseline
 
-    measures = measure or ["ndcg@10"]
-    with ExitStack() as stack:
-        store = _open_store(stack, write=False, purpose="compare")
-        judgments = _judgments(store, goldset, qrels)
-        base = score_run(store, baseline, measures, judgments=judgments)
-        cand = score_run(store, candidate, measures, judgments=judgments)
-    report = compare_scored(
-        base,
-        cand,
-        measures,
+    outcome = gate_against_baseline(
+        _store_opener(write=False, purpose="compare"),
+        baseline,
+        candidate,
+        measures=measure or ["ndcg@10"],
+        goldset=goldset,
+        qrels=qrels,
         alpha=alpha,
         min_effect=min_effect,
         resamples=resamples,
@@ -197,7 +177,7 @@ def compare(
         worst=worst,
         failed_as_zero=failed_as_zero,
     )
-    data = report.to_dict()
+    data = outcome.report.to_dict()
     if output is OutputFormat.json:
         emit_json(data)
     else:
@@ -242,7 +222,8 @@ def gate(
     Example: evalkit gate --baseline 20261121T101500-1a2b3c --goldset demo --collection demo
     -m ndcg@10 -m recall@100 --min-effect 0.01 --junit gate.xml --markdown gate.md
     """
-    from evalkit.stats import compare_scored, score_run, to_junit_xml, to_markdown
+    from evalkit.pipeline import gate_against_baseline, write_gate_reports
+    from evalkit.retrievers.factory import RetrieverOptions
 
     measures = measure or ["ndcg@10"]
     live_options = RetrieverOptions(
@@ -259,32 +240,29 @@ def gate(
             "name the candidate once: --candidate RUN_OR_FILE, or a live retriever "
             "(--retriever / --collection / --chroma-url / --http-retriever) to replay now"
         )
-    configured = settings().retriever
+    config = settings()
+    configured = config.retriever
     live = named_live or (candidate is None and bool(configured.kind or configured.factory))
-    if not live and candidate is None:
+    target: str | RetrieverOptions
+    if live:
+        target = live_options
+    elif candidate is not None:
+        target = candidate
+    else:
         raise ConfigError(
             "name the candidate: --candidate RUN_OR_FILE, or a live retriever "
             "(--retriever / --collection / --chroma-url / --http-retriever, or a [retriever] "
             "table in evalkit.toml) to replay now"
         )
-    with ExitStack() as stack:
-        store = _open_store(stack, write=live, purpose="gate")
-        judgments = _judgments(store, goldset, qrels)
-        base = score_run(store, baseline, measures, judgments=judgments)
-        if live:
-            candidate = _replay_candidate(
-                store,
-                goldset,
-                measures,
-                k=k,
-                options=live_options,
-            )
-        assert candidate is not None
-        cand = score_run(store, candidate, measures, judgments=judgments)
-    report = compare_scored(
-        base,
-        cand,
-        measures,
+    outcome = gate_against_baseline(
+        _store_opener(write=live, purpose="gate", config=config),
+        baseline,
+        target,
+        measures=measures,
+        goldset=goldset,
+        qrels=qrels,
+        settings=config,
+        k=k,
         alpha=alpha,
         min_effect=min_effect,
         resamples=resamples,
@@ -292,56 +270,10 @@ def gate(
         worst=worst,
         failed_as_zero=failed_as_zero,
     )
-    data = report.to_dict()
-    if junit is not None:
-        junit.parent.mkdir(parents=True, exist_ok=True)
-        junit.write_text(to_junit_xml(report.comparison), encoding="utf-8")
-    if markdown is not None:
-        markdown.parent.mkdir(parents=True, exist_ok=True)
-        markdown.write_text(
-            to_markdown(report.comparison, worst=report.worst_queries), encoding="utf-8"
-        )
+    write_gate_reports(outcome, junit=junit, markdown=markdown)
+    data = outcome.report.to_dict()
     if output is OutputFormat.json:
         emit_json(data)
     else:
         _print(data)
-    raise typer.Exit(EXIT_CODES[str(data["decision"])])
-
-
-def _replay_candidate(
-    store: Store | None,
-    goldset: str | None,
-    measures: list[str],
-    *,
-    k: int | None,
-    options: RetrieverOptions,
-) -> str:
-    from evalkit.pipeline import default_measures, evaluate_goldset
-    from evalkit.store.goldsets import load_goldset
-
-    if goldset is None or store is None:
-        raise ConfigError("a live candidate needs --goldset NAME to replay")
-    config = settings()
-    depth = k or config.k
-    gold = load_goldset(store, goldset)
-    retriever = build_retriever(options, config)
-    wanted = list(dict.fromkeys([*default_measures(depth), *measures]))
-    outcome = evaluate_goldset(
-        store,
-        gold,
-        retriever,
-        k=depth,
-        measures=wanted,
-        relevance_threshold=config.relevance_threshold,
-        batch_size=config.query_batch_size,
-        label="gate candidate",
-        # The gate decides on retrieval metrics; judging answers would only add cost.
-        answers=False,
-        close_retriever=True,
-    )
-    if outcome.run.status != "complete":
-        raise RetrieverError(
-            f"the candidate run {outcome.run.run_id} is {outcome.run.status}: "
-            f"{outcome.run.error}. The gate needs every query answered."
-        )
-    return outcome.run.run_id
+    raise typer.Exit(outcome.exit_code)

@@ -1,0 +1,595 @@
+"""evalkit's pytest plugin: gate retrieval quality from your own test suite.
+
+Installed with evalkit (entry point ``pytest11``, name ``evalkit``); ``-p no:evalkit``
+turns it off. A test replays a goldset against your retriever and gates it against a
+baseline with the workflow ``evalkit gate`` runs (``evalkit.pipeline.gate_against_baseline``),
+so the decision, the JUnit XML and the Markdown summary are those of ``evalkit gate``::
+
+    def test_retrieval_does_not_regress(evalkit_gate):
+        evalkit_gate(
+            goldset="goldsets/demo",              # goldset files, or a stored goldset's name
+            retriever="mysearch:make",            # any --retriever spec, a URL, or an object
+            baseline="retrieval-baseline.run",    # a TREC run file, or a stored run id
+            measures=["ndcg@10"],
+            min_effect=0.01,
+        )
+
+The marker ``@pytest.mark.evalkit_gate(...)`` takes the same arguments (``GateSpec`` lists
+them). On a test function that does not use the fixture, the gate runs before the test's
+body; on a module (``pytestmark``) or a class, and on a test that calls the fixture, its
+arguments are the defaults of the fixture's calls (the closest marker wins).
+
+- **pass**: the test goes on; the call returns the ``evalkit.pipeline.GateOutcome``.
+- **regression**: the test fails, listing per measure the baseline, candidate, delta,
+  interval and adjusted p-value, and the worst-regressed queries with the relevant
+  documents they lost.
+- **inconclusive**: skip (default), xfail, fail or pass, as ``evalkit_inconclusive`` says.
+- **no baseline yet** (the baseline file does not exist): the candidate's run is written
+  there and the test is skipped saying so (``evalkit_first_run``).
+- **an evalkit error** (a bad goldset, a retriever that failed queries): the test fails
+  with evalkit's message and the exit code ``evalkit gate`` would have given.
+
+Options (command line, or ini): ``--evalkit-store`` / ``evalkit_store`` (the DuckDB file;
+default a new one in the session's temporary directory), ``--evalkit-junit`` /
+``evalkit_junit``, ``--evalkit-markdown`` / ``evalkit_markdown``,
+``--evalkit-inconclusive`` / ``evalkit_inconclusive`` and ``--evalkit-first-run`` /
+``evalkit_first_run`` (``skip``, ``xfail``, ``fail`` or ``pass``). Relative paths given to
+the fixture or the marker, and in the ini file, are relative to pytest's rootdir (the ini
+file's directory); on the command line, to the directory pytest was started in.
+See docs/ci.md, "pytest plugin".
+
+Importing this module loads nothing heavy: a session that never gates pays nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+import pytest
+
+from evalkit.errors import ConfigError, EvalkitError, NotFoundError
+
+if TYPE_CHECKING:
+    from evalkit.goldset import Goldset
+    from evalkit.pipeline import GateOutcome
+    from evalkit.retrievers.base import Retriever
+    from evalkit.retrievers.factory import RetrieverOptions
+
+__all__ = ["FIXTURE", "POLICIES", "EvalkitGate", "GateSpec"]
+
+FIXTURE: Final = "evalkit_gate"
+"""The name of the fixture and of the marker."""
+
+POLICIES: Final = ("skip", "xfail", "fail", "pass")
+"""What an inconclusive gate, or a first run without a baseline, does to the test."""
+
+_OUTCOMES: Final = {"inconclusive": "an inconclusive gate", "first_run": "a gate's first run"}
+_RUN_ID: Final = re.compile(r"^\d{8}T\d{0,6}(-[0-9a-f]*)?$")
+_ERROR_KINDS: Final = {2: "bad input or usage", 3: "a retriever or store failure"}
+
+
+@dataclass(frozen=True)
+class GateSpec:
+    """What a gate compares, and how: the arguments of the fixture's call and the marker.
+
+    ``goldset``: a goldset folder or file (``goldset_format`` jsonl, beir or trec, as
+    ``evalkit goldset import`` reads; ``goldset_name`` defaults to its stem, ``split`` and
+    ``topics`` as there) or the name of a goldset in the store. ``baseline``: a TREC run file
+    (written from the candidate when it does not exist yet) or a stored run id.
+    ``retriever``: a ``--retriever`` spec (a kind, a plug-in's name or ``module:factory``),
+    an HTTP endpoint's URL, ``RetrieverOptions``, or a ready retriever object (an evalkit
+    retriever, a LangChain or LlamaIndex one); None uses ``collection`` / ``chroma_url`` /
+    ``http_url`` if given, else the ``[retriever]`` table of evalkit.toml. ``options`` are a
+    factory's keyword arguments. The rest are ``evalkit gate``'s options, with its defaults;
+    ``junit``, ``markdown``, ``inconclusive`` and ``first_run`` override the session's.
+    """
+
+    goldset: str | os.PathLike[str] | None = None
+    baseline: str | os.PathLike[str] | None = None
+    retriever: object = None
+    collection: str | None = None
+    chroma_url: str | None = None
+    http_url: str | None = None
+    where_key: str | None = None
+    options: Mapping[str, Any] | None = None
+    measures: str | Sequence[str] = ("ndcg@10",)
+    min_effect: float = 0.01
+    alpha: float = 0.05
+    k: int | None = None
+    resamples: int = 10_000
+    seed: int = 0
+    worst: int = 10
+    failed_as_zero: bool = False
+    goldset_format: str = "jsonl"
+    goldset_name: str | None = None
+    split: str = "test"
+    topics: str | os.PathLike[str] | None = None
+    junit: str | os.PathLike[str] | None = None
+    markdown: str | os.PathLike[str] | None = None
+    inconclusive: str | None = None
+    first_run: str | None = None
+
+    @property
+    def measure_names(self) -> list[str]:
+        """``measures`` as a list (one name may be given as a string)."""
+        return [self.measures] if isinstance(self.measures, str) else list(self.measures)
+
+
+@dataclass(frozen=True, slots=True)
+class _Gated:
+    """One gate of the session, for the terminal summary."""
+
+    nodeid: str
+    verdict: str
+    detail: str
+
+
+@dataclass
+class _Session:
+    """What the plugin keeps for one pytest session."""
+
+    temporary_store: Path | None = None
+    gates: list[_Gated] = field(default_factory=list)
+
+
+_SESSION = pytest.StashKey[_Session]()
+_RUNS_GATE = pytest.StashKey[bool]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """The plugin's command-line options and ini settings."""
+    group = parser.getgroup("evalkit", "evalkit retrieval gate (the evalkit_gate fixture)")
+    paths = {
+        "store": "DuckDB file the gates store goldsets and candidate runs in "
+        "(default: a new one in the session's temporary directory).",
+        "junit": "Write each gate's JUnit XML here (as `evalkit gate --junit`).",
+        "markdown": "Write each gate's Markdown summary here (as `evalkit gate --markdown`).",
+    }
+    for name, text in paths.items():
+        group.addoption(f"--evalkit-{name}", dest=f"evalkit_{name}", metavar="PATH", help=text)
+        parser.addini(f"evalkit_{name}", text)
+    for name, what in _OUTCOMES.items():
+        text = f"What {what} does to its test: {', '.join(POLICIES)} (default: skip)."
+        group.addoption(
+            f"--evalkit-{name.replace('_', '-')}",
+            dest=f"evalkit_{name}",
+            choices=POLICIES,
+            help=text,
+        )
+        parser.addini(f"evalkit_{name}", text, default="skip")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the marker; refuse an ini policy that is not one of ``POLICIES``."""
+    config.addinivalue_line(
+        "markers",
+        f"{FIXTURE}(goldset=..., baseline=..., retriever=..., **options): replay the goldset "
+        "against the retriever and gate it against the baseline, as `evalkit gate` does "
+        "(evalkit.pytest_plugin.GateSpec lists the options)",
+    )
+    for name in _OUTCOMES:
+        _policy(config, name, None)
+    config.stash[_SESSION] = _Session()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test function marked ``evalkit_gate`` itself (not through its module or class) that
+    does not use the fixture runs the gate before its body."""
+    for item in items:
+        if not isinstance(item, pytest.Function) or FIXTURE in item.fixturenames:
+            continue
+        if any(mark.name == FIXTURE for mark in item.own_markers):
+            item.fixturenames.append(FIXTURE)
+            item.stash[_RUNS_GATE] = True
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> None:
+    """Run the gate of a marked test before its body."""
+    __tracebackhide__ = True
+    if pyfuncitem.stash.get(_RUNS_GATE, False):
+        gate = pyfuncitem.funcargs[FIXTURE]
+        if callable(gate):
+            gate()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """One line per gate of the session; nothing when no test gated."""
+    session = terminalreporter.config.stash.get(_SESSION, None)
+    if session is None or not session.gates:
+        return
+    terminalreporter.write_sep("-", "evalkit gate")
+    for gated in session.gates:
+        terminalreporter.write_line(f"{gated.verdict.upper()} {gated.nodeid}: {gated.detail}")
+
+
+@pytest.fixture
+def evalkit_gate(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> EvalkitGate:
+    """Call it to gate your retriever against a baseline, as ``evalkit gate`` does.
+
+    ``evalkit_gate(goldset=..., baseline=..., retriever=..., measures=[...], ...)``
+    (``GateSpec`` lists the arguments; an ``evalkit_gate`` marker gives their defaults).
+    A regression fails the test; an inconclusive gate and a first run without a baseline
+    skip it (configurable); a pass returns the ``GateOutcome``.
+    """
+    return EvalkitGate(request.node, tmp_path_factory)
+
+
+class EvalkitGate:
+    """What the ``evalkit_gate`` fixture returns: call it to run one gate."""
+
+    def __init__(self, node: pytest.Item, tmp_path_factory: pytest.TempPathFactory) -> None:
+        self._node = node
+        self._config = node.config
+        self._tmp_path_factory = tmp_path_factory
+        self._root = node.config.rootpath
+
+    def __call__(self, **options: Any) -> GateOutcome | None:
+        """Gate with ``options`` (over the markers' arguments; see ``GateSpec``).
+
+        Returns the ``GateOutcome`` when the gate passes (or is inconclusive under the
+        ``pass`` policy), None after a first run that wrote the baseline under ``pass``;
+        otherwise fails, skips or xfails the test.
+        """
+        __tracebackhide__ = True
+        spec = self._spec(options)
+        for name in _OUTCOMES:
+            if getattr(spec, name) not in (None, *POLICIES):
+                pytest.fail(
+                    f"{FIXTURE}: {name}={getattr(spec, name)!r} must be one of "
+                    f"{', '.join(POLICIES)}",
+                    pytrace=False,
+                )
+        inconclusive = _policy(self._config, "inconclusive", spec.inconclusive)
+        first_run = _policy(self._config, "first_run", spec.first_run)
+        store_path = self._store_path()
+        try:
+            return self._gate(spec, store_path, inconclusive=inconclusive, first_run=first_run)
+        except EvalkitError as error:
+            failure = self._failure(error, store_path)
+        # Outside the handler, so that the test shows evalkit's message alone.
+        pytest.fail(failure, pytrace=False)
+
+    def _failure(self, error: EvalkitError, store_path: Path) -> str:
+        """What a test says when evalkit could not run its gate."""
+        self._record("error", (str(error).splitlines() or [type(error).__name__])[0])
+        hint = ""
+        if isinstance(error, NotFoundError) and store_path == self._session.temporary_store:
+            hint = (
+                "\n(the gate's store is this session's temporary store: name another with "
+                "evalkit_store / --evalkit-store, or give goldset= the goldset's files)"
+            )
+        code = error.exit_code
+        return (
+            f"evalkit gate could not decide ({_ERROR_KINDS.get(code, 'an error')}; "
+            f"`evalkit gate` would exit {code}):\n{error}{hint}"
+        )
+
+    @property
+    def _session(self) -> _Session:
+        return self._config.stash.setdefault(_SESSION, _Session())
+
+    def _spec(self, options: Mapping[str, Any]) -> GateSpec:
+        merged: dict[str, Any] = {}
+        for marker in self._node.iter_markers(FIXTURE):
+            if marker.args:
+                pytest.fail(
+                    f"@pytest.mark.{FIXTURE} takes keyword arguments only "
+                    f"(goldset=..., baseline=...), not {marker.args!r}",
+                    pytrace=False,
+                )
+            for name, value in marker.kwargs.items():
+                merged.setdefault(name, value)
+        merged.update(options)
+        known = [spec_field.name for spec_field in fields(GateSpec)]
+        unknown = sorted(set(merged) - set(known))
+        if unknown:
+            pytest.fail(
+                f"{FIXTURE}: unknown option(s) {', '.join(unknown)}; the options are "
+                f"{', '.join(known)}",
+                pytrace=False,
+            )
+        return GateSpec(**merged)
+
+    def _store_path(self) -> Path:
+        given = _option_path(self._config, "store")
+        if given is not None:
+            given.parent.mkdir(parents=True, exist_ok=True)
+            return given
+        session = self._session
+        if session.temporary_store is None:
+            session.temporary_store = self._tmp_path_factory.mktemp("evalkit") / "evalkit.duckdb"
+        return session.temporary_store
+
+    def _path(self, value: str | os.PathLike[str]) -> Path:
+        return self._root / Path(value)
+
+    def _report_path(self, value: str | os.PathLike[str] | None, option: str) -> Path | None:
+        return self._path(value) if value is not None else _option_path(self._config, option)
+
+    def _gate(
+        self, spec: GateSpec, store_path: Path, *, inconclusive: str, first_run: str
+    ) -> GateOutcome | None:
+        __tracebackhide__ = True
+        # Deferred: gating loads pandas, DuckDB and scipy, and a retriever built from its
+        # options may load chroma or torch; a session that never gates pays for none of it.
+        from evalkit.config import load_settings
+        from evalkit.goldset import load_goldset
+        from evalkit.pipeline import gate_against_baseline, record_baseline, write_gate_reports
+        from evalkit.retrievers.factory import RetrieverOptions
+        from evalkit.retrievers.plugins import FactorySource, PluginRetriever, adapt_retriever
+        from evalkit.scheduler.lock import StoreAccess
+        from evalkit.stats.render import TABLE_HEADERS, coverage_note, table_rows
+
+        settings = load_settings(store_path=store_path)
+        source = self._goldset_source(spec)
+        goldset: str | Goldset = (
+            source
+            if isinstance(source, str)
+            else load_goldset(
+                source,
+                format=spec.goldset_format,
+                name=spec.goldset_name or source.stem,
+                split=spec.split,
+                topics=self._path(spec.topics) if spec.topics is not None else None,
+            )
+        )
+        if (
+            not isinstance(goldset, str)
+            and isinstance(source, Path)
+            and source.is_relative_to(self._root)
+        ):
+            # Reports name the goldset as the repository does (JUnit's `file`), as the CLI
+            # run from the rootdir would.
+            goldset = replace(goldset, source=str(source.relative_to(self._root)))
+        baseline, missing = self._baseline(spec)
+        given = spec.retriever
+        candidate: Retriever | RetrieverOptions
+        if isinstance(given, RetrieverOptions):
+            _alone(spec, "RetrieverOptions")
+            candidate = given
+        elif given is None or isinstance(given, str):
+            candidate = RetrieverOptions(**_retriever_options(spec))
+        else:
+            _alone(spec, "a retriever object")
+            made = type(given)
+            origin = FactorySource(
+                module=made.__module__, attribute=made.__qualname__, kind="object"
+            )
+            adapted = adapt_retriever(given, origin, settings, where_key=spec.where_key)
+            candidate = PluginRetriever(adapted, given, origin, {})
+        access = StoreAccess(store_path, wait=settings.store_wait, program="pytest")
+        purpose = f"pytest {self._node.nodeid}"
+        if missing is not None:
+            with access.writer(purpose) as store:
+                recorded = record_baseline(
+                    store,
+                    goldset,
+                    candidate,
+                    missing,
+                    settings=settings,
+                    measures=spec.measure_names,
+                    k=spec.k,
+                )
+            reason = (
+                f"no baseline yet: stored the candidate as {missing} (run "
+                f"{recorded.run.run_id}); later runs are gated against it"
+            )
+            self._record("first run", reason)
+            _apply(first_run, reason)
+            return None
+        outcome = gate_against_baseline(
+            lambda: access.writer(purpose),
+            baseline,
+            candidate,
+            measures=spec.measure_names,
+            goldset=goldset,
+            settings=settings,
+            k=spec.k,
+            alpha=spec.alpha,
+            min_effect=spec.min_effect,
+            resamples=spec.resamples,
+            seed=spec.seed,
+            worst=spec.worst,
+            failed_as_zero=spec.failed_as_zero,
+        )
+        junit = self._report_path(spec.junit, "junit")
+        markdown = self._report_path(spec.markdown, "markdown")
+        write_gate_reports(outcome, junit=junit, markdown=markdown)
+        reports = "; ".join(
+            f"{kind} {path}" for kind, path in (("JUnit", junit), ("Markdown", markdown)) if path
+        )
+        comparison = outcome.report.comparison
+        rows = table_rows(comparison)
+        decision = outcome.decision.value
+        figures = ", ".join(f"{row[0]} {row[3]} {row[4]} p_adj {row[5]}" for row in rows)
+        self._record(decision, figures + (f"; {reports}" if reports else ""))
+        if decision == "regression":
+            interval = f"{comparison.confidence:.0%} CI".replace("%", " %")
+            headers = (*TABLE_HEADERS[:4], interval, *TABLE_HEADERS[5:])
+            message = _regression_message(
+                outcome, [headers, *rows], coverage_note(comparison), baseline, reports
+            )
+            pytest.fail(message, pytrace=False)
+        if decision == "inconclusive":
+            _apply(inconclusive, _inconclusive_reason(outcome))
+        return outcome
+
+    def _goldset_source(self, spec: GateSpec) -> Path | str:
+        """The goldset's files, or the name of a stored goldset."""
+        if spec.goldset is None:
+            raise ConfigError(
+                f"{FIXTURE} needs goldset=: a goldset folder or file (jsonl, beir or trec, as "
+                "`evalkit goldset import` reads) or the name of a goldset in the store"
+            )
+        path = self._path(spec.goldset)
+        if path.exists():
+            return path
+        text = str(spec.goldset)
+        if isinstance(spec.goldset, os.PathLike) or "/" in text or os.sep in text or path.suffix:
+            raise ConfigError(
+                f"goldset {text}: no such file or folder ({path}); give the path of a goldset "
+                f"folder or file (relative to the rootdir {self._root}), or the name of a "
+                "goldset in the gate's store"
+            )
+        return text
+
+    def _baseline(self, spec: GateSpec) -> tuple[str, Path | None]:
+        """The baseline's reference, and the file to write a first run to (None: it exists,
+        or it is a stored run)."""
+        if spec.baseline is None:
+            raise ConfigError(
+                f"{FIXTURE} needs baseline=: a TREC run file (written from the candidate on "
+                "the first run) or a stored run id"
+            )
+        path = self._path(spec.baseline)
+        if path.is_file():
+            return str(path), None
+        if isinstance(spec.baseline, str) and _RUN_ID.match(spec.baseline):
+            return spec.baseline, None
+        if path.exists():
+            raise ConfigError(f"baseline {path} is not a file; give a TREC run file")
+        return str(path), path
+
+    def _record(self, verdict: str, detail: str) -> None:
+        self._node.user_properties.append(("evalkit_gate", verdict))
+        self._session.gates.append(_Gated(self._node.nodeid, verdict, detail))
+
+
+def _option_path(config: pytest.Config, name: str) -> Path | None:
+    """The path option ``name``: from the command line (relative to where pytest started),
+    else from the ini file (relative to its directory)."""
+    given = config.getoption(f"evalkit_{name}", None)
+    if given:
+        return config.invocation_params.dir / Path(given)
+    configured = config.getini(f"evalkit_{name}")
+    if not configured:
+        return None
+    base = config.inipath.parent if config.inipath is not None else config.rootpath
+    return base / Path(str(configured))
+
+
+def _policy(config: pytest.Config, name: str, given: str | None) -> str:
+    """The policy for ``name`` (``inconclusive`` or ``first_run``): the call's, else the
+    command line's, else the ini file's; UsageError when it is not one of ``POLICIES``."""
+    chosen = given or config.getoption(f"evalkit_{name}", None) or config.getini(f"evalkit_{name}")
+    if chosen not in POLICIES:
+        raise pytest.UsageError(
+            f"evalkit_{name} = {chosen!r}: what {_OUTCOMES[name]} does must be one of "
+            f"{', '.join(POLICIES)}"
+        )
+    return str(chosen)
+
+
+def _apply(policy: str, reason: str) -> None:
+    __tracebackhide__ = True
+    if policy == "skip":
+        pytest.skip(reason)
+    if policy == "xfail":
+        pytest.xfail(reason)
+    if policy == "fail":
+        pytest.fail(reason, pytrace=False)
+
+
+def _retriever_options(spec: GateSpec) -> dict[str, Any]:
+    """``RetrieverOptions`` fields for a retriever named by a spec string, a URL or none."""
+    options: dict[str, Any] = {
+        "retriever": spec.retriever,
+        "collection": spec.collection,
+        "chroma_url": spec.chroma_url,
+        "http_url": spec.http_url,
+        "where_key": spec.where_key,
+        "factory_options": spec.options,
+    }
+    if isinstance(spec.retriever, str) and spec.retriever.startswith(("http://", "https://")):
+        if spec.http_url:
+            raise ConfigError("give the HTTP retriever's URL once: retriever= or http_url=")
+        options.update(retriever=None, http_url=spec.retriever)
+    return options
+
+
+def _alone(spec: GateSpec, what: str) -> None:
+    """Refuse other ways of naming the retriever beside a ``retriever=`` that names it."""
+    extra = [
+        name
+        for name in ("collection", "chroma_url", "http_url", "options")
+        if getattr(spec, name) is not None
+    ]
+    if extra:
+        raise ConfigError(
+            f"retriever= is {what}, which names the retriever already; drop {', '.join(extra)}"
+        )
+
+
+def _regression_message(
+    outcome: GateOutcome,
+    table: Sequence[Sequence[str]],
+    coverage: str,
+    baseline: str,
+    reports: str,
+) -> str:
+    """What a failed test says: the verdict, the table (headers, then the cells
+    ``table_rows`` formats), the coverage, the worst-regressed queries and where the reports
+    went."""
+    report = outcome.report
+    comparison = report.comparison
+    widths = [max(len(row[column]) for row in table) for column in range(len(table[0]))]
+    regressed = [m.measure for m in comparison.metrics if m.decision.value == "regression"]
+    lines = [
+        f"evalkit gate: REGRESSION on {', '.join(regressed)} (`evalkit gate` would exit "
+        f"{outcome.exit_code}): dropped significantly, by more than the minimum effect "
+        f"{comparison.min_effect:g}",
+        f"baseline {baseline}; candidate run {outcome.candidate_run_id or report.candidate}",
+        "",
+        *(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+            for row in table
+        ),
+        "",
+        coverage,
+    ]
+    for measure in report.measures:
+        drops = report.worst_for(measure)
+        if not drops:
+            continue
+        lines += ["", f"worst-regressed queries on {measure}:"]
+        for drop in drops:
+            lost = f"; relevant docs lost: {', '.join(drop.lost_docs)}" if drop.lost_docs else ""
+            lines.append(
+                f"  {drop.query_id}: {drop.baseline:.4f} -> {drop.candidate:.4f} "
+                f"({drop.delta:+.4f}){lost}"
+            )
+    if reports:
+        lines += ["", f"reports: {reports}"]
+    return "\n".join(lines)
+
+
+def _inconclusive_reason(outcome: GateOutcome) -> str:
+    """Why the gate could not decide, on one line (a skip or xfail reason)."""
+    comparison = outcome.report.comparison
+    parts = []
+    for metric in comparison.metrics:
+        if metric.decision.value != "inconclusive":
+            continue
+        needed = (
+            f"queries needed to decide: ~{metric.queries_needed:,}"
+            if metric.queries_needed
+            else metric.queries_needed_note
+        )
+        parts.append(
+            f"{metric.measure} delta {metric.delta:+.4f}, CI [{metric.ci_low:+.4f}, "
+            f"{metric.ci_high:+.4f}], p_adj {metric.p_adjusted:.3g}, n {metric.n}"
+            + (f" ({needed})" if needed else "")
+        )
+    return (
+        f"evalkit gate: inconclusive (`evalkit gate` would exit {outcome.exit_code}): the data "
+        f"neither show a significant drop nor rule out one larger than "
+        f"{comparison.min_effect:g}: " + "; ".join(parts)
+    )

@@ -1,0 +1,495 @@
+"""The pytest plugin (``evalkit.pytest_plugin``): a user's own test suite gates its retriever
+with the ``evalkit_gate`` fixture or marker, run by ``pytester`` in a project laid out like
+a real one: a search module with a model-free factory, a goldset as JSONL, a baseline run
+file, and test files that use the plugin as its users would."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import textwrap
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib.metadata import entry_points
+
+import pytest
+
+# Imported here so that the in-process pytest runs below find them loaded (pytester drops
+# the modules a run imported when it ends; reloading these would cost seconds every time).
+import evalkit.pipeline
+import evalkit.retrievers.http
+import evalkit.scheduler.lock  # noqa: F401
+from evalkit.cli import invoke
+from evalkit.store import Store
+from evalkit.store.runs import list_runs
+
+pytest_plugins = ["pytester"]
+
+N_QUERIES = 40
+WORSE = range(0, N_QUERIES, 4)
+
+SEARCH_MODULE = '''
+"""The search service's evalkit hook: ranks each query's documents from a table."""
+
+from evalkit.records import QueryResult
+from evalkit.retrievers.base import ranked_docs
+
+
+class Table:
+    """Each query's three relevant documents first, then noise; ``lost`` queries get only
+    noise, ``fail`` queries time out."""
+
+    def __init__(self, lost=(), fail=()):
+        self.lost = {f"q{n}" for n in lost}
+        self.fail = {f"q{n}" for n in fail}
+
+    def retrieve(self, queries, k):
+        results = []
+        for query in queries:
+            if query.id in self.fail:
+                results.append(QueryResult(query_id=query.id, docs=(), latency_ms=1.0,
+                                           error="TimeoutError: shard 3 did not answer"))
+                continue
+            n = query.id[1:]
+            relevant = [] if query.id in self.lost else [f"rel{n}_{r}" for r in range(3)]
+            ids = (relevant + [f"noise{n}_{i}" for i in range(4)])[:k]
+            scores = [1.0 - rank / 10 for rank in range(len(ids))]
+            results.append(QueryResult(query_id=query.id, docs=ranked_docs(ids, scores),
+                                       latency_ms=1.0))
+        return results
+
+
+def make(lost=(), fail=()):
+    return Table(lost, fail)
+
+
+def make_worse():
+    return Table(lost=range(0, 40, 4))
+'''
+
+# Module-level defaults of every gate in a user's test file (the marker on a module).
+DEFAULTS = (
+    'pytestmark = pytest.mark.evalkit_gate(goldset="goldset", baseline="baseline.run", '
+    "resamples=2000)"
+)
+
+
+def baseline_lines(n_queries: int) -> str:
+    """What the good retriever returns, as a TREC run file (main's exported run)."""
+    lines = []
+    for q in range(n_queries):
+        ids = [f"rel{q}_{r}" for r in range(3)] + [f"noise{q}_{i}" for i in range(4)]
+        lines += [
+            f"q{q} Q0 {doc} {rank + 1} {1.0 - rank / 10} main\n" for rank, doc in enumerate(ids)
+        ]
+    return "".join(lines)
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    """A user's repository: the search module, a goldset folder and main's baseline run."""
+    monkeypatch.setenv("EVALKIT_HOME", str(pytester.path / "evalkit-home"))
+    for name in ("EVALKIT_CONFIG", "EVALKIT_STORE_PATH", "EVALKIT_CHROMA_URL"):
+        monkeypatch.delenv(name, raising=False)
+    (pytester.path / "mysearch.py").write_text(SEARCH_MODULE)
+    goldset = pytester.path / "goldset"
+    goldset.mkdir()
+    (goldset / "queries.jsonl").write_text(
+        "".join(
+            json.dumps({"id": f"q{q}", "text": f"question {q}"}) + "\n" for q in range(N_QUERIES)
+        )
+    )
+    (goldset / "judgments.jsonl").write_text(
+        "".join(
+            json.dumps({"query_id": f"q{q}", "doc_id": f"rel{q}_{r}", "relevance": 1}) + "\n"
+            for q in range(N_QUERIES)
+            for r in range(3)
+        )
+    )
+    (pytester.path / "baseline.run").write_text(baseline_lines(N_QUERIES))
+    return pytester
+
+
+def user_tests(pytester: pytest.Pytester, body: str, *, name: str = "test_retrieval") -> None:
+    pytester.makepyfile(**{name: "import pytest\n\n" + DEFAULTS + "\n\n" + textwrap.dedent(body)})
+
+
+def test_the_plugin_is_registered_under_pytest11() -> None:
+    (point,) = [p for p in entry_points(group="pytest11") if p.name == "evalkit"]
+    assert point.value == "evalkit.pytest_plugin", "reinstall evalkit: pip install -e ."
+
+
+def test_a_retriever_as_good_as_the_baseline_passes_however_it_is_named(
+    project: pytest.Pytester,
+) -> None:
+    (project.path / "evalkit.toml").write_text('[retriever]\nfactory = "mysearch:make"\n')
+    user_tests(
+        project,
+        """
+        import mysearch
+
+
+        def test_factory_spec(evalkit_gate):
+            outcome = evalkit_gate(retriever="mysearch:make")
+            assert outcome.decision == "pass"
+            assert outcome.exit_code == 0
+            metric = outcome.report.metric("ndcg@10")
+            assert (metric.delta, metric.n) == (0.0, 40)
+            assert outcome.candidate_run_id is not None
+
+
+        def test_ready_object(evalkit_gate):
+            assert evalkit_gate(retriever=mysearch.Table()).decision == "pass"
+
+
+        def test_retriever_table_of_evalkit_toml(evalkit_gate):
+            assert evalkit_gate(measures=["ndcg@10", "recall@10"]).decision == "pass"
+
+
+        @pytest.mark.evalkit_gate(retriever="mysearch:make")
+        def test_marker_alone():
+            pass
+        """,
+    )
+    result = project.runpytest_inprocess("-rA")
+    result.assert_outcomes(passed=4)
+    result.stdout.fnmatch_lines(
+        [
+            "*- evalkit gate -*",
+            "PASS test_retrieval.py::test_factory_spec: "
+            "ndcg@10 +0.0000 [[]+0.0000, +0.0000[]] p_adj 1.000",
+            "PASS test_retrieval.py::test_marker_alone: ndcg@10 +0.0000*",
+        ]
+    )
+    # Nothing leaked into the user's repository: the store is in the session's temp dir.
+    assert not (project.path / ".evalkit").exists()
+    assert not (project.path / "evalkit-home").exists()
+
+
+def _without_run_times(junit: str) -> str:
+    # Another renderer change may stamp the suite with its run time; the rest must agree.
+    return re.sub(r' (time|timestamp)="[^"]*"', "", junit)
+
+
+def test_a_regression_fails_the_test_with_the_reports_of_evalkit_gate(
+    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user_tests(
+        project,
+        """
+        def test_no_regression(evalkit_gate):
+            evalkit_gate(retriever="mysearch:make_worse")
+            raise AssertionError("a regression must stop the test")
+
+
+        @pytest.mark.evalkit_gate(retriever="mysearch:make_worse", junit="marked/gate.xml")
+        def test_marked():
+            raise AssertionError("the marker's gate must run first")
+        """,
+    )
+    result = project.runpytest_inprocess(
+        "--evalkit-junit=out/gate.xml", "--evalkit-markdown=out/gate.md"
+    )
+    result.assert_outcomes(failed=2)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert "a regression must stop the test" not in result.stdout.str()
+    assert "the marker's gate must run first" not in result.stdout.str()
+    result.stdout.fnmatch_lines(
+        [
+            "*evalkit gate: REGRESSION on ndcg@10 (`evalkit gate` would exit 1)*",
+            "baseline */baseline.run; candidate run *",
+            "metric   baseline  candidate  Δ        95 % CI *p (adj.)*decision",
+            "ndcg@10  1.0000    0.7500     -0.2500  [[]-0.*, -0.*[]]*regression",
+            "Compared on all 40 queries; both runs have the same ones.",
+            "worst-regressed queries on ndcg@10:",
+            "  q0: 1.0000 -> 0.0000 (-1.0000); relevant docs lost: rel0_0, rel0_1, rel0_2",
+            "  q12: 1.0000 -> 0.0000 (-1.0000)*",
+            "reports: JUnit */out/gate.xml; Markdown */out/gate.md",
+        ]
+    )
+    junit = (project.path / "out" / "gate.xml").read_text()
+    markdown = (project.path / "out" / "gate.md").read_text()
+    assert (project.path / "marked" / "gate.xml").is_file()
+
+    # The CLI on the same inputs writes the same bytes.
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    try:
+        assert invoke(["goldset", "import", "goldset", "--name", "g", "-o", "json"]) == 0
+        code = invoke(
+            [
+                "gate",
+                "--baseline",
+                "baseline.run",
+                "--goldset",
+                "g",
+                "--retriever",
+                "mysearch:make_worse",
+                "--resamples",
+                "2000",
+                "--junit",
+                "cli/gate.xml",
+                "--markdown",
+                "cli/gate.md",
+                "--format",
+                "json",
+            ]
+        )
+    finally:
+        sys.modules.pop("mysearch", None)
+    assert code == 1
+    assert (project.path / "cli" / "gate.md").read_text() == markdown
+    assert _without_run_times((project.path / "cli" / "gate.xml").read_text()) == (
+        _without_run_times(junit)
+    )
+    assert 'failures="1"' in junit
+    assert "**Gate: REGRESSION**" in markdown
+    assert "rel0\\_0" in markdown
+
+
+INCONCLUSIVE = """
+def test_gate(evalkit_gate):
+    evalkit_gate(retriever="mysearch:make", options={"lost": [7]}{policy})
+"""
+
+
+@pytest.mark.parametrize(
+    ("policy", "given", "outcome"),
+    [
+        ("skip", "default", "skipped"),
+        ("xfail", "command line", "xfailed"),
+        ("fail", "ini", "failed"),
+        ("pass", "call", "passed"),
+    ],
+)
+def test_an_inconclusive_gate_follows_its_policy(
+    project: pytest.Pytester, policy: str, given: str, outcome: str
+) -> None:
+    args = ["-rA"]
+    if given == "command line":
+        args.append(f"--evalkit-inconclusive={policy}")
+    if given == "ini":
+        project.makeini(f"[pytest]\nevalkit_inconclusive = {policy}\n")
+    call = f', inconclusive="{policy}"' if given == "call" else ""
+    user_tests(project, INCONCLUSIVE.replace("{policy}", call))
+    result = project.runpytest_inprocess(*args)
+    result.assert_outcomes(**{outcome: 1})
+    if policy != "pass":
+        # One query of 40 lost everything: a drop of 0.025 that 40 queries cannot decide.
+        result.stdout.fnmatch_lines(
+            [
+                "*evalkit gate: inconclusive (`evalkit gate` would exit 4): the data neither "
+                "show a significant drop nor rule out one larger than 0.01: ndcg@10 delta "
+                "-0.0250, CI [[]-0.*, *[]], p_adj 1, n 40 (queries needed to decide: ~*)*"
+            ]
+        )
+    result.stdout.fnmatch_lines(["INCONCLUSIVE test_retrieval.py::test_gate: ndcg@10 -0.0250*"])
+
+
+def test_a_policy_that_is_not_one_is_a_usage_error(project: pytest.Pytester) -> None:
+    project.makeini("[pytest]\nevalkit_inconclusive = ignore\n")
+    result = project.runpytest_inprocess()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*evalkit_inconclusive = 'ignore'*skip, xfail, fail, pass*"])
+
+
+def test_the_first_run_writes_the_baseline_and_says_so_then_gates_against_it(
+    project: pytest.Pytester,
+) -> None:
+    user_tests(
+        project,
+        """
+        def test_gate(evalkit_gate):
+            evalkit_gate(retriever="mysearch:make", baseline="baselines/main.run")
+        """,
+    )
+    first = project.runpytest_inprocess("-rs")
+    first.assert_outcomes(skipped=1)
+    first.stdout.fnmatch_lines(
+        [
+            "FIRST RUN test_retrieval.py::test_gate: no baseline yet*",
+            "SKIPPED [[]1[]] test_retrieval.py:7: no baseline yet: stored the candidate as "
+            "*/baselines/main.run (run *); later runs are gated against it",
+        ]
+    )
+    written = project.path / "baselines" / "main.run"
+    assert written.read_text().count("\n") == N_QUERIES * 7
+    assert written.read_text().splitlines()[0].startswith("q0 Q0 rel0_0 1 1.0 ")
+    second = project.runpytest_inprocess()
+    second.assert_outcomes(passed=1)
+    # Under `fail`, a missing baseline fails the build (the file is then written all the same).
+    written.unlink()
+    third = project.runpytest_inprocess("--evalkit-first-run=fail")
+    third.assert_outcomes(failed=1)
+    assert written.is_file()
+
+
+def test_evalkit_errors_fail_the_test_with_what_to_fix(project: pytest.Pytester) -> None:
+    bad = project.path / "broken"
+    bad.mkdir()
+    (bad / "queries.jsonl").write_text('{"id": "q0", "text": "question 0"}\n')
+    (bad / "judgments.jsonl").write_text(
+        '{"query_id": "q0", "doc_id": "d0", "relevance": 1}\n{"query_id": "q0"}\n'
+    )
+    user_tests(
+        project,
+        """
+        def test_missing_goldset(evalkit_gate):
+            evalkit_gate(goldset="goldsets/missing", retriever="mysearch:make")
+
+
+        def test_broken_goldset(evalkit_gate):
+            evalkit_gate(goldset="broken", retriever="mysearch:make")
+
+
+        def test_unknown_goldset_name(evalkit_gate):
+            evalkit_gate(goldset="demo", retriever="mysearch:make")
+
+
+        def test_retriever_down(evalkit_gate):
+            evalkit_gate(retriever="mysearch:make", options={"fail": [3]})
+
+
+        def test_missing_factory(evalkit_gate):
+            evalkit_gate(retriever="mysearch:nothing")
+
+
+        def test_misspelt_option(evalkit_gate):
+            evalkit_gate(retriever="mysearch:make", min_efect=0.02)
+        """,
+    )
+    result = project.runpytest_inprocess()
+    result.assert_outcomes(failed=6)
+    result.stdout.fnmatch_lines(
+        [
+            "*evalkit gate could not decide (bad input or usage; `evalkit gate` would exit 2):",
+            "goldset goldsets/missing: no such file or folder (*/goldsets/missing); give the "
+            "path of a goldset folder or file*",
+        ]
+    )
+    result.stdout.fnmatch_lines(
+        [
+            "*/broken: invalid goldset, 2 problems:",
+            "  judgments.jsonl:2 field 'doc_id': is missing; every judgment needs it",
+        ]
+    )
+    result.stdout.fnmatch_lines(
+        [
+            "no goldset named 'demo' in *evalkit.duckdb*",
+            "(the gate's store is this session's temporary store: name another with "
+            "evalkit_store / --evalkit-store*",
+        ]
+    )
+    result.stdout.fnmatch_lines(
+        [
+            "*(a retriever or store failure; `evalkit gate` would exit 3):",
+            "the candidate run * is partial: 1 of 40 queries failed; first: TimeoutError: "
+            "shard 3 did not answer. The gate needs every query answered.",
+        ]
+    )
+    result.stdout.fnmatch_lines(["*module 'mysearch' has no attribute 'nothing'*"])
+    result.stdout.fnmatch_lines(["*evalkit_gate: unknown option(s) min_efect; the options are*"])
+    result.stdout.fnmatch_lines(["ERROR test_retrieval.py::test_retriever_down: the candidate*"])
+
+
+class _Endpoint(BaseHTTPRequestHandler):
+    """An HTTP JSON retriever answering query ``qN`` with ``relN_0..2``."""
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        number = str(body["query_id"])[1:]
+        results = [{"id": f"rel{number}_{r}", "score": 1.0 - r / 10} for r in range(3)]
+        payload = json.dumps({"results": results}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def endpoint() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Endpoint)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/search"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_built_in_kind_over_http_into_a_named_store(
+    project: pytest.Pytester, endpoint: str
+) -> None:
+    store = project.path / "ci-store" / "gate.duckdb"
+    user_tests(
+        project,
+        f"""
+        def test_by_url(evalkit_gate):
+            outcome = evalkit_gate(retriever="{endpoint}", k=10)
+            assert outcome.decision == "pass"
+            assert outcome.candidate_run.spec.retriever_kind == "http"
+
+
+        def test_by_kind(evalkit_gate):
+            assert evalkit_gate(http_url="{endpoint}", k=10).decision == "pass"
+        """,
+    )
+    result = project.runpytest_inprocess(f"--evalkit-store={store}")
+    result.assert_outcomes(passed=2)
+    with Store.open(store, read_only=True) as opened:
+        runs = list_runs(opened)
+    assert sorted(run.spec.retriever_kind for run in runs) == ["http", "http"]
+    assert {run.spec.label for run in runs} == {"gate candidate"}
+
+
+def test_a_session_that_never_gates_is_left_as_it_was(project: pytest.Pytester) -> None:
+    project.makepyfile(test_plain="def test_plain():\n    assert True\n")
+    result = project.runpytest_inprocess()
+    result.assert_outcomes(passed=1)
+    assert "evalkit gate" not in result.stdout.str()
+
+
+def test_no_evalkit_turns_the_plugin_off(project: pytest.Pytester) -> None:
+    user_tests(
+        project,
+        """
+        def test_gate(evalkit_gate):
+            evalkit_gate(retriever="mysearch:make")
+        """,
+    )
+    result = project.runpytest_inprocess("-p", "no:evalkit")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*fixture 'evalkit_gate' not found"])
+    assert "evalkit gate" not in result.stdout.str()
+    helped = project.runpytest_inprocess("-p", "no:evalkit", "--help")
+    assert "--evalkit-store" not in helped.stdout.str()
+    assert "--evalkit-store" in project.runpytest_inprocess("--help").stdout.str()
+
+
+def test_importing_the_plugin_loads_nothing_heavy() -> None:
+    heavy = ["pandas", "duckdb", "scipy", "numpy", "pydantic", "httpx", "torch", "chromadb"]
+    code = f"import sys, evalkit.pytest_plugin\nprint(sorted(set({heavy!r}) & set(sys.modules)))\n"
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_a_fresh_pytest_process_loads_the_plugin_from_its_entry_point(
+    project: pytest.Pytester,
+) -> None:
+    user_tests(
+        project,
+        """
+        def test_gate(evalkit_gate):
+            evalkit_gate(retriever="mysearch:make_worse")
+        """,
+    )
+    result = project.runpytest_subprocess("-p", "no:cacheprovider", timeout=300)
+    result.assert_outcomes(failed=1)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["*evalkit gate: REGRESSION on ndcg@10*"])
