@@ -138,3 +138,24 @@ def test_power_table_markdown() -> None:
     lines = text.splitlines()
     assert lines[0] == "| per-query differences | sd | drop 0.01 | drop 0.05 |"
     assert lines[2].startswith("| measured | 0.280 | ")
+
+
+def test_junit_xml_carries_time_and_file_when_given(mixed: Comparison) -> None:
+    root = ET.fromstring(to_junit_xml(mixed, time=4.5, file="goldsets/support"))
+    assert (root.get("time"), root.get("file")) == ("4.500", "goldsets/support")
+    cases = list(root.iter("testcase"))
+    assert [case.get("time") for case in cases] == ["1.500"] * 3
+    assert sum(float(case.get("time", "nan")) for case in cases) == pytest.approx(4.5)
+    assert {case.get("file") for case in cases} == {"goldsets/support"}
+    # Without them the attributes are left out, not written as 0 or empty.
+    plain = ET.fromstring(to_junit_xml(mixed))
+    assert all(
+        element.get("time") is None and element.get("file") is None
+        for element in [plain, *plain.iter("testcase")]
+    )
+
+
+def test_junit_xml_refuses_a_negative_or_infinite_time(mixed: Comparison) -> None:
+    for bad in (-1.0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="finite number of seconds"):
+            to_junit_xml(mixed, time=bad)

@@ -7,6 +7,8 @@ the same numbers.
 
 from __future__ import annotations
 
+import math
+import os
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from typing import Final
@@ -225,22 +227,51 @@ def to_markdown(comparison: Comparison, *, worst: Sequence[QueryDrop] | None = N
     return "\n".join(lines) + "\n"
 
 
-def to_junit_xml(comparison: Comparison) -> str:
+def _located(
+    attributes: dict[str, str], time: float | None, file: str | os.PathLike[str] | None
+) -> dict[str, str]:
+    if time is not None:
+        attributes["time"] = f"{time:.3f}"
+    if file is not None:
+        attributes["file"] = os.fspath(file)
+    return attributes
+
+
+def to_junit_xml(
+    comparison: Comparison,
+    *,
+    time: float | None = None,
+    file: str | os.PathLike[str] | None = None,
+) -> str:
     """JUnit XML: one ``<testsuite name="evalkit gate">`` with one ``<testcase>`` per measure.
 
     A regression is a ``<failure>``, an inconclusive measure is ``<skipped>``; the settings
     and coverage go into ``<properties>`` and the suite's ``<system-out>``.
+
+    ``time``: seconds the gate took (the replay of a live candidate included). The suite
+    carries it and each test case an equal share, since the measures were decided together
+    on one replay, so the cases add up to the suite as JUnit readers expect. ``file``: the
+    file the cases are about (the goldset's path, or the run file compared), set on the
+    suite and every case so CI reporters can annotate it. Left out, neither attribute is
+    written.
     """
     decisions = [metric.decision for metric in comparison.metrics]
+    if time is not None and not (math.isfinite(time) and time >= 0):
+        raise ValueError(f"time must be a finite number of seconds >= 0, got {time!r}")
+    case_time = time / len(decisions) if time is not None and decisions else time
     suite = ET.Element(
         "testsuite",
-        {
-            "name": _SUITE_NAME,
-            "tests": str(len(decisions)),
-            "failures": str(decisions.count(Decision.REGRESSION)),
-            "skipped": str(decisions.count(Decision.INCONCLUSIVE)),
-            "errors": "0",
-        },
+        _located(
+            {
+                "name": _SUITE_NAME,
+                "tests": str(len(decisions)),
+                "failures": str(decisions.count(Decision.REGRESSION)),
+                "skipped": str(decisions.count(Decision.INCONCLUSIVE)),
+                "errors": "0",
+            },
+            time,
+            file,
+        ),
     )
     properties = ET.SubElement(suite, "properties")
     settings = comparison.to_dict()
@@ -259,7 +290,9 @@ def to_junit_xml(comparison: Comparison) -> str:
         ET.SubElement(properties, "property", {"name": name, "value": str(settings[name])})
     for metric in comparison.metrics:
         case = ET.SubElement(
-            suite, "testcase", {"classname": "evalkit.gate", "name": metric.measure}
+            suite,
+            "testcase",
+            _located({"classname": "evalkit.gate", "name": metric.measure}, case_time, file),
         )
         summary = _metric_summary(metric, comparison)
         if metric.decision is Decision.REGRESSION:

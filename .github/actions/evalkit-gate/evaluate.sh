@@ -1,0 +1,230 @@
+#!/usr/bin/env bash
+# Evaluate this revision's retriever on the goldset, then, by MODE:
+#
+#   store  keep the run as the baseline: exported as a TREC run file into the baseline
+#          folder (which the next step saves with actions/cache/save); a run with failed
+#          queries is refused (exit 3) and the previous baseline stays in use
+#   gate   with a restored baseline: `evalkit gate` against it (exit 0 pass, 1 regression,
+#          4 inconclusive, or 0 with a warning when ON_INCONCLUSIVE is pass); with none:
+#          the first run, stored and passed with a notice
+#
+# Bad input exits 2 and a retriever or store failure 3, each with an ::error:: saying what
+# to do. The Markdown goes to the job summary; the step outputs are decision, run-id,
+# junit, markdown and baseline-key.
+#
+# Environment: MODE, GOLDSET_NAME, CACHE_PATH, REPORT_DIR, KEY, RESTORED_KEY,
+# BASELINE_BRANCH (from the prepare step and the cache), INPUT_GOLDSET,
+# INPUT_GOLDSET_FORMAT, INPUT_RETRIEVER, INPUT_COLLECTION, INPUT_HTTP_RETRIEVER,
+# INPUT_CONFIG, INPUT_K, INPUT_MEASURES, INPUT_MIN_EFFECT, INPUT_ALPHA, INPUT_RESAMPLES,
+# INPUT_ON_INCONCLUSIVE, GITHUB_SHA.
+# The backquotes in printf formats are Markdown code spans, not expansions.
+# shellcheck disable=SC2016
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$here/lib.sh"
+
+mode="${MODE:?MODE is not set: run prepare.sh first}"
+goldset="${INPUT_GOLDSET:?INPUT_GOLDSET is not set}"
+name="${GOLDSET_NAME:?GOLDSET_NAME is not set}"
+reports="${REPORT_DIR:?REPORT_DIR is not set}"
+cache_path="${CACHE_PATH:?CACHE_PATH is not set}"
+baseline_dir="${cache_path/#\~/$HOME}"
+branch="${BASELINE_BRANCH:-main}"
+sha="${GITHUB_SHA:?GITHUB_SHA is not set}"
+on_inconclusive="${INPUT_ON_INCONCLUSIVE:-fail}"
+case "$on_inconclusive" in
+  fail | pass) ;;
+  *) fail 2 "on-inconclusive must be fail or pass, not '$on_inconclusive'" ;;
+esac
+mkdir -p "$reports"
+summary="$reports/summary.md"
+export ANONYMIZED_TELEMETRY="${ANONYMIZED_TELEMETRY:-False}"
+
+if [[ -n "${INPUT_CONFIG:-}" ]]; then
+  [[ -f "$INPUT_CONFIG" ]] || fail 2 "config file $INPUT_CONFIG does not exist in $(pwd)"
+  EVALKIT_CONFIG="$(cd "$(dirname "$INPUT_CONFIG")" && pwd)/$(basename "$INPUT_CONFIG")"
+  export EVALKIT_CONFIG
+fi
+
+# No retriever input: evalkit replays the [retriever] table of evalkit.toml.
+retriever=()
+[[ -n "${INPUT_RETRIEVER:-}" ]] && retriever+=(--retriever "$INPUT_RETRIEVER")
+[[ -n "${INPUT_COLLECTION:-}" ]] && retriever+=(--collection "$INPUT_COLLECTION")
+[[ -n "${INPUT_HTTP_RETRIEVER:-}" ]] && retriever+=(--http-retriever "$INPUT_HTTP_RETRIEVER")
+depth=()
+[[ -n "${INPUT_K:-}" ]] && depth+=(--k "$INPUT_K")
+
+# run_json OUT ARGS...: evalkit ARGS with its JSON on OUT; $status is its exit code.
+status=0
+run_json() {
+  local out="$1"
+  shift
+  status=0
+  evalkit "$@" >"$out" || status=$?
+}
+
+# refuse OUT WHAT: say why evalkit failed (its JSON error), in the log and the summary, and
+# exit with its code.
+refuse() {
+  local message
+  message="$(json_field "$1" error message 2>/dev/null || true)"
+  message="$2: ${message:-evalkit exited $status; its output above says why}"
+  printf '### evalkit gate\n\n**evalkit failed** (exit %s): %s\n' "$status" "$message" >"$summary"
+  summarize "$summary"
+  fail "$status" "$message"
+}
+
+# aggregates RUN_JSON: a Markdown table of a stored run's figures.
+aggregates() {
+  "$EVALKIT_PYTHON" - "$1" <<'PY'
+import json
+import sys
+
+run = json.load(open(sys.argv[1], encoding="utf-8"))
+print("| measure | value |\n|---|---:|")
+for measure, value in (run.get("aggregates") or {}).items():
+    print(f"| {measure} | {'-' if value is None else f'{value:.4f}'} |")
+PY
+}
+
+# replay WHAT: evaluate the goldset on the retriever into run.json and set $run_id; refuse
+# a partial run.
+run_id=""
+replay() {
+  run_json "$reports/run.json" run --goldset "$name" "${retriever[@]}" "${depth[@]}" \
+    --no-answers --format json
+  run_id="$(json_field "$reports/run.json" run_id 2>/dev/null || true)"
+  if [[ "$status" == 3 && -n "$run_id" ]]; then
+    fail 3 "$1 run $run_id is $(json_field "$reports/run.json" status) ($(json_field "$reports/run.json" error)). A gate needs every query answered; \`evalkit runs show $run_id --per-query\` lists the errors."
+  elif [[ "$status" != 0 ]]; then
+    refuse "$reports/run.json" "replaying $goldset failed"
+  fi
+}
+
+run_json "$reports/goldset.json" goldset import "$goldset" --name "$name" \
+  --format "${INPUT_GOLDSET_FORMAT:-jsonl}" -o json
+[[ "$status" == 0 ]] || refuse "$reports/goldset.json" "importing goldset $goldset failed"
+version="$(json_field "$reports/goldset.json" version)"
+
+store_baseline() {
+  replay "the baseline branch's"
+  rm -rf "$baseline_dir"
+  mkdir -p "$baseline_dir"
+  evalkit runs export "$run_id" --format trec --output "$baseline_dir/baseline.run"
+  "$EVALKIT_PYTHON" - "$reports/run.json" "$baseline_dir/baseline.json" "$sha" "$branch" \
+    "$KEY" "$goldset" <<'PY'
+import json
+import sys
+
+run_file, meta_file, sha, branch, key, goldset = sys.argv[1:]
+run = json.load(open(run_file, encoding="utf-8"))
+meta = {"run": run, "commit": sha, "branch": branch, "key": key, "goldset": goldset}
+with open(meta_file, "w", encoding="utf-8") as handle:
+    json.dump(meta, handle, indent=2)
+PY
+  {
+    printf '### evalkit baseline\n\n'
+    printf 'Stored run `%s` of goldset `%s` (version %s, k %s) from `%s` at %s as the ' \
+      "$run_id" "$name" "$version" "$(json_field "$reports/run.json" k)" "$branch" "${sha:0:12}"
+    printf 'baseline `%s`; pull requests are gated against it.\n\n' "$KEY"
+    aggregates "$reports/run.json"
+  } >"$summary"
+  summarize "$summary"
+  set_output decision baseline-stored
+  set_output run-id "$run_id"
+  set_output markdown "$summary"
+  set_output baseline-key "$KEY"
+  set_output baseline-ready true
+}
+
+first_run() {
+  replay "the candidate"
+  evalkit runs export "$run_id" --format trec --output "$reports/candidate.run"
+  local message="first run: no baseline on $branch yet; the candidate was stored, the gate passes"
+  annotate notice "$message (run $run_id; the baseline is stored by the next push to $branch that runs this action)"
+  {
+    printf '### evalkit gate\n\n**Gate: PASS (first run)** - no baseline on `%s` yet; ' "$branch"
+    printf 'the candidate run `%s` of goldset `%s` was stored and the gate passes. ' "$run_id" "$name"
+    printf 'The next push to `%s` that runs this action stores its run as the baseline.\n\n' "$branch"
+    aggregates "$reports/run.json"
+  } >"$summary"
+  summarize "$summary"
+  set_output decision no-baseline
+  set_output run-id "$run_id"
+  set_output markdown "$summary"
+}
+
+gate() {
+  local meta="$baseline_dir/baseline.json" stored_version
+  stored_version="$(json_field "$meta" run goldset_version)"
+  if [[ "$stored_version" != "$version"* && "$version" != "$stored_version"* ]]; then
+    annotate warning "the goldset $goldset changed since the baseline was stored (version ${stored_version:0:12} there, ${version:0:12} here): both runs are scored on this revision's judgments, and a query added since has no baseline results, so it counts as 0 there"
+  fi
+  local measures=()
+  while IFS= read -r measure; do
+    measures+=(-m "$measure")
+  done < <(words "${INPUT_MEASURES:-ndcg@10}")
+  run_json "$reports/gate.json" gate --baseline "$baseline_dir/baseline.run" --goldset "$name" \
+    "${retriever[@]}" "${depth[@]}" "${measures[@]}" \
+    --min-effect "${INPUT_MIN_EFFECT:-0.01}" --alpha "${INPUT_ALPHA:-0.05}" \
+    --resamples "${INPUT_RESAMPLES:-10000}" \
+    --junit "$reports/gate.xml" --markdown "$reports/gate.md" --format json
+  case "$status" in
+    0 | 1 | 4) ;;
+    *) refuse "$reports/gate.json" "the gate could not compare the runs" ;;
+  esac
+  local gate_status="$status" decision candidate
+  decision="$(json_field "$reports/gate.json" decision)"
+  candidate="$(json_field "$reports/gate.json" candidate)"
+  {
+    cat "$reports/gate.md"
+    printf '\nBaseline: run `%s` of `%s` at %s (cache `%s`). Candidate: run `%s`, this revision'"'"'s retriever.\n' \
+      "$(json_field "$meta" run run_id)" "$(json_field "$meta" branch)" \
+      "$(json_field "$meta" commit | cut -c1-12)" "${RESTORED_KEY:-$(json_field "$meta" key)}" \
+      "$candidate"
+  } >"$summary"
+  summarize "$summary"
+  set_output decision "$decision"
+  set_output run-id "$candidate"
+  set_output junit "$reports/gate.xml"
+  set_output markdown "$summary"
+  set_output baseline-key "${RESTORED_KEY:-$(json_field "$meta" key)}"
+  local verdict
+  verdict="$("$EVALKIT_PYTHON" - "$reports/gate.json" <<'PY'
+import json
+import sys
+
+data = json.load(open(sys.argv[1], encoding="utf-8"))
+print("; ".join(
+    f"{measure} {m['decision']}: {m['baseline_mean']:.4f} -> {m['candidate_mean']:.4f} "
+    f"(delta {m['delta']:+.4f}, CI [{m['ci_low']:+.4f}, {m['ci_high']:+.4f}])"
+    for measure, m in data["metrics"].items()
+))
+PY
+)"
+  case "$decision" in
+    pass) echo "evalkit gate: pass - $verdict" ;;
+    regression) fail "$gate_status" "retrieval regression against the baseline of $branch - $verdict" ;;
+    inconclusive)
+      if [[ "$on_inconclusive" == pass ]]; then
+        annotate warning "the gate is inconclusive (passed, on-inconclusive: pass) - $verdict"
+      else
+        fail "$gate_status" "the gate is inconclusive: too few queries to rule out a drop larger than the minimum effect (on-inconclusive: pass turns this into a warning) - $verdict"
+      fi
+      ;;
+    *) fail 3 "unexpected gate decision '$decision'" ;;
+  esac
+}
+
+case "$mode" in
+  store) store_baseline ;;
+  gate)
+    if [[ -f "$baseline_dir/baseline.run" && -f "$baseline_dir/baseline.json" ]]; then
+      gate
+    else
+      first_run
+    fi
+    ;;
+  *) fail 2 "mode must be store or gate, not '$mode'" ;;
+esac
