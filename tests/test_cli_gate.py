@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from gate_inputs import retriever_endpoint, write_goldset_files
 
 from evalkit.cli import invoke
 
@@ -172,30 +173,10 @@ def test_a_run_file_without_judgments_is_a_usage_error(
     assert "--qrels" in capsys.readouterr().err
 
 
-class _Endpoint(BaseHTTPRequestHandler):
-    """A live candidate that answers every query with its relevant documents first."""
-
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        q = body["query_id"]
-        results = [{"id": f"rel{q[1:]}_{r}", "score": 1.0 - r / 10} for r in range(3)]
-        payload = json.dumps({"results": results}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
 def endpoint() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Endpoint)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/search"
-    server.shutdown()
-    server.server_close()
+    with retriever_endpoint() as url:
+        yield url
 
 
 def test_live_candidate_against_a_stored_baseline(
@@ -280,19 +261,7 @@ class _FlakyEndpoint(BaseHTTPRequestHandler):
 
 
 def _import_goldset(folder: Path, n_queries: int) -> None:
-    folder.mkdir()
-    (folder / "queries.jsonl").write_text(
-        "".join(
-            json.dumps({"id": f"q{q}", "text": f"question {q}"}) + "\n" for q in range(n_queries)
-        )
-    )
-    (folder / "judgments.jsonl").write_text(
-        "".join(
-            json.dumps({"query_id": f"q{q}", "doc_id": f"rel{q}_{r}", "relevance": 1}) + "\n"
-            for q in range(n_queries)
-            for r in range(3)
-        )
-    )
+    write_goldset_files(folder, n_queries)
     assert invoke(["goldset", "import", str(folder), "--name", "g"]) == 0
 
 

@@ -13,14 +13,13 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import tomllib
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib.metadata import packages_distributions
 from pathlib import Path
 
 import pytest
+from gate_inputs import retriever_endpoint, write_goldset_files
 
 from evalkit.extras import MODULE_EXTRAS, MissingExtraError, extra_for, require
 from evalkit.store.export import PARQUET_FILES
@@ -165,46 +164,14 @@ print(json.dumps(sorted(h for h in heavy if h in sys.modules)))
     assert json.loads(done.stdout) == []
 
 
-class _Retriever(BaseHTTPRequestHandler):
-    """An HTTP retriever answering query ``qN`` with ``rel{N}_0..2``."""
-
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        number = body["query_id"][1:]
-        results = [{"id": f"rel{number}_{r}", "score": 1.0 - r / 10} for r in range(3)]
-        payload = json.dumps({"results": results}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 @pytest.fixture(scope="module")
 def endpoint() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Retriever)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/search"
-    server.shutdown()
-    server.server_close()
+    with retriever_endpoint() as url:
+        yield url
 
 
 def _write_inputs(folder: Path, n_queries: int = 40) -> None:
-    folder.mkdir(parents=True)
-    (folder / "queries.jsonl").write_text(
-        "".join(
-            json.dumps({"id": f"q{q}", "text": f"question {q}"}) + "\n" for q in range(n_queries)
-        )
-    )
-    (folder / "judgments.jsonl").write_text(
-        "".join(
-            json.dumps({"query_id": f"q{q}", "doc_id": f"rel{q}_{r}", "relevance": 1}) + "\n"
-            for q in range(n_queries)
-            for r in range(3)
-        )
-    )
+    write_goldset_files(folder, n_queries)
     (folder / "qrels.txt").write_text(
         "".join(f"q{q} 0 rel{q}_{r} 1\n" for q in range(n_queries) for r in range(3))
     )

@@ -5,17 +5,15 @@ file, and test files that use the plugin as its users would."""
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import sys
 import textwrap
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib.metadata import entry_points
 
 import pytest
+from gate_inputs import retriever_endpoint, write_goldset_files
 
 # Imported here so that the in-process pytest runs below find them loaded (pytester drops
 # the modules a run imported when it ends; reloading these would cost seconds every time).
@@ -95,20 +93,7 @@ def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytes
     for name in ("EVALKIT_CONFIG", "EVALKIT_STORE_PATH", "EVALKIT_CHROMA_URL"):
         monkeypatch.delenv(name, raising=False)
     (pytester.path / "mysearch.py").write_text(SEARCH_MODULE)
-    goldset = pytester.path / "goldset"
-    goldset.mkdir()
-    (goldset / "queries.jsonl").write_text(
-        "".join(
-            json.dumps({"id": f"q{q}", "text": f"question {q}"}) + "\n" for q in range(N_QUERIES)
-        )
-    )
-    (goldset / "judgments.jsonl").write_text(
-        "".join(
-            json.dumps({"query_id": f"q{q}", "doc_id": f"rel{q}_{r}", "relevance": 1}) + "\n"
-            for q in range(N_QUERIES)
-            for r in range(3)
-        )
-    )
+    write_goldset_files(pytester.path / "goldset", N_QUERIES)
     (pytester.path / "baseline.run").write_text(baseline_lines(N_QUERIES))
     return pytester
 
@@ -394,30 +379,10 @@ def test_evalkit_errors_fail_the_test_with_what_to_fix(project: pytest.Pytester)
     result.stdout.fnmatch_lines(["ERROR test_retrieval.py::test_retriever_down: the candidate*"])
 
 
-class _Endpoint(BaseHTTPRequestHandler):
-    """An HTTP JSON retriever answering query ``qN`` with ``relN_0..2``."""
-
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        number = str(body["query_id"])[1:]
-        results = [{"id": f"rel{number}_{r}", "score": 1.0 - r / 10} for r in range(3)]
-        payload = json.dumps({"results": results}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
 def endpoint() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Endpoint)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/search"
-    server.shutdown()
-    server.server_close()
+    with retriever_endpoint() as url:
+        yield url
 
 
 def test_a_built_in_kind_over_http_into_a_named_store(
