@@ -36,7 +36,7 @@ from evalkit.drift.watch import (
     load_embeddings,
     watch_precision,
 )
-from evalkit.embedding import Embedder, ModelFingerprint
+from evalkit.embedding import Embedder, ModelFingerprint, build_query_embedder
 from evalkit.errors import ConfigError, NotFoundError, RetrieverError, StoreError
 from evalkit.goldset.model import Goldset
 from evalkit.metrics import EvaluationResult, Evaluator, parse_measures, read_qrels
@@ -912,7 +912,7 @@ def audit_collection(
     *,
     settings: Settings,
     config: AuditConfig,
-    embedder: TextEmbedder,
+    embedder: TextEmbedder | None,
     chroma_url: str | None = None,
     source: Path | None = None,
     goldset: str | None = None,
@@ -1265,8 +1265,7 @@ def check_drift_model(
 ) -> ModelCheck:
     """Check that the configured query model embeds as the model a collection was built
     with (its stored fingerprint) and store the check; a mismatch is its own finding."""
-    # Chroma and the embedding model are heavy optional dependencies: loaded only here.
-    from evalkit.embedding import load_embedder
+    # Chroma is a heavy optional dependency: loaded only here.
     from evalkit.retrievers.chroma_client import close_client, get_collection, open_chroma_client
 
     url = chroma_url or settings.chroma_url
@@ -1275,7 +1274,13 @@ def check_drift_model(
         metadata = dict(get_collection(client, collection).metadata or {})
     finally:
         close_client(client)
-    embedder = load_embedder(settings.model_path, batch_size=settings.embed_batch_size)
+    embedder = build_query_embedder(settings)
+    if embedder is None:
+        raise ConfigError(
+            "the model check embeds canary texts with the query embedder, and [embedder] kind "
+            "is none: set kind = sentence-transformers (with model_path) or openai to the "
+            "model the collection was indexed with"
+        )
     with store() as writing:
         return check_model(
             ModelFingerprint.from_metadata(metadata), embedder, subject=collection, store=writing

@@ -458,3 +458,39 @@ def test_evalkit_index_embeds_with_the_endpoint_when_embedder_says_so(
     config.write_text('[embedder]\nkind = "none"\n')
     assert invoke(["index", "--corpus", str(corpus), "--collection", "via-endpoint"]) == 2
     assert "kind none" in capsys.readouterr().err
+
+
+def test_the_model_check_uses_the_chosen_embedder(
+    server: EmbeddingServer,
+    demo_home: tuple[Path, Reference],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    home, _ = demo_home  # the demo collection, indexed locally with MiniLM
+    config = tmp_path / "evalkit.toml"
+    monkeypatch.setenv("EVALKIT_HOME", str(home))
+    monkeypatch.setenv("EVALKIT_CONFIG", str(config))
+    check = ["drift", "model", "--collection", "demo", "--format", "json"]
+
+    config.write_text(
+        f'[embedder]\nkind = "openai"\nurl = "{server.url}"\nmodel = "all-MiniLM-L6-v2"\n'
+    )
+    assert invoke(check) == 0
+    same = json.loads(capsys.readouterr().out)
+    assert same["finding"] == "ok"
+    assert same["query_model"]["name"] == "all-MiniLM-L6-v2"
+    assert server.requests, "the canaries went to the endpoint, not to a local model"
+
+    config.write_text(
+        f'[embedder]\nkind = "openai"\nurl = "{server.url}"\nmodel = "{OTHER_MODEL}"\n'
+    )
+    assert invoke(check) == 1
+    other = json.loads(capsys.readouterr().out)
+    assert other["finding"] == "model_mismatch"
+    assert other["query_model"]["name"] == OTHER_MODEL
+    assert other["query_model"]["dimension"] == 256
+
+    config.write_text('[embedder]\nkind = "none"\n')
+    assert invoke(check) == 2
+    assert "kind is none" in capsys.readouterr().err

@@ -100,7 +100,7 @@ def audit(
     --goldset demo --fail-on critical --format json
     """
     from evalkit.audit import CHECK_NAMES, AuditConfig
-    from evalkit.embedding import LazyEmbedder
+    from evalkit.embedding import build_query_embedder
     from evalkit.pipeline import audit_collection
 
     config = settings()
@@ -114,9 +114,9 @@ def audit(
         relevance_threshold=config.relevance_threshold,
         seed=seed,
     )
-    # Loaded when a check first needs it: the store, the goldset and the collection are
-    # checked before that.
-    embedder = LazyEmbedder(config.model_path, batch_size=config.embed_batch_size)
+    # The [embedder] the collection was indexed with, loaded when a check first needs it:
+    # the store, the goldset and the collection are checked before that.
+    embedder = build_query_embedder(config)
     with ExitStack() as stack:
         store = (
             stack.enter_context(open_store(write=save, purpose="audit", config=config))

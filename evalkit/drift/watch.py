@@ -32,7 +32,7 @@ from evalkit.store.drift import save_drift_check
 from evalkit.store.runs import list_runs
 
 if TYPE_CHECKING:
-    from evalkit.embedding import Embedder
+    from evalkit.embedding import TextEmbedder
     from evalkit.store import Store
     from evalkit.store.drift import StoredDriftCheck
 
@@ -222,7 +222,7 @@ class ModelCheck:
 
 def check_model(
     index_model: ModelFingerprint | None,
-    query_embedder: Embedder,
+    query_embedder: TextEmbedder,
     *,
     subject: str | None = None,
     store: Store | None = None,

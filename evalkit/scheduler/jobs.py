@@ -51,7 +51,7 @@ from pydantic import (
 from evalkit.audit import CHECK_NAMES, AuditConfig
 from evalkit.clock import utc_now
 from evalkit.config import Duration
-from evalkit.embedding import load_embedder
+from evalkit.embedding import build_query_embedder, load_embedder
 from evalkit.errors import ConfigError, EvalkitError, StoreError
 from evalkit.pipeline import (
     answer_settings,
@@ -589,7 +589,7 @@ def _audit(ctx: JobContext, params: AuditParams) -> JobOutcome:
         params.collection,
         settings=settings,
         config=config,
-        embedder=load_embedder(settings.model_path, batch_size=settings.embed_batch_size),
+        embedder=build_query_embedder(settings),
         chroma_url=params.chroma_url,
         source=params.source,
         goldset=params.goldset,
