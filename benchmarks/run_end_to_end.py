@@ -111,6 +111,7 @@ def main() -> int:
     print(f"  evalkit --version (the CLI's own start)                 {version:7.2f} s")
     print(f"  importing sentence-transformers and loading the model   {model:7.2f} s")
     print(f"evalkit run / floor: {run / floor:.2f}x (target <= 2x)")
+    print("load average (1, 5, 15 min): {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     return 0
 
 
