@@ -20,6 +20,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -30,7 +31,10 @@ __all__ = ["CONTEXT_METRICS", "ContextMetric", "applicable_context_metrics", "sc
 
 @dataclass(frozen=True, slots=True)
 class ContextMetric:
-    """A ragas context metric: its name, method, what it needs and how to build its sample."""
+    """A ragas context metric: its name, method, what it needs and how to build its sample.
+
+    ``ragas_class`` is the name of the metric's class in ``ragas.metrics``.
+    """
 
     name: str
     method: Method
@@ -68,22 +72,22 @@ CONTEXT_METRICS: dict[str, ContextMetric] = {
     for metric in (
         _context_metric(
             "id_based_context_precision",
-            "ragas.metrics._context_precision:IDBasedContextPrecision",
+            "IDBasedContextPrecision",
             by_id=True,
         ),
         _context_metric(
             "id_based_context_recall",
-            "ragas.metrics._context_recall:IDBasedContextRecall",
+            "IDBasedContextRecall",
             by_id=True,
         ),
         _context_metric(
             "non_llm_context_precision_with_reference",
-            "ragas.metrics._context_precision:NonLLMContextPrecisionWithReference",
+            "NonLLMContextPrecisionWithReference",
             by_id=False,
         ),
         _context_metric(
             "non_llm_context_recall",
-            "ragas.metrics._context_recall:NonLLMContextRecall",
+            "NonLLMContextRecall",
             by_id=False,
         ),
     )
@@ -102,9 +106,19 @@ def applicable_context_metrics(records: Sequence[AnswerRecord]) -> list[ContextM
 
 def _ragas_metric(metric: ContextMetric) -> object:
     os.environ.setdefault("RAGAS_DO_NOT_TRACK", "true")
-    module_name, class_name = metric.ragas_class.split(":")
-    module = importlib.import_module(module_name)
-    return getattr(module, class_name)()
+    import ragas.metrics
+
+    with warnings.catch_warnings():
+        # ragas 0.4 deprecates these names in ragas.metrics for ragas.metrics.collections,
+        # which has no ID-based or non-LLM context metrics: ragas.metrics is still their
+        # only public home, and ragas is pinned to the version checked.
+        warnings.filterwarnings(
+            "ignore",
+            message=rf"Importing {metric.ragas_class} from 'ragas\.metrics' is deprecated",
+            category=DeprecationWarning,
+        )
+        ragas_class = getattr(ragas.metrics, metric.ragas_class)
+    return ragas_class()
 
 
 def score_context(metric: ContextMetric, records: Sequence[AnswerRecord]) -> list[MetricScore]:
