@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 import subprocess
 import sys
 import tomllib
@@ -64,11 +65,17 @@ def core_evalkit(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+# Extras for working on evalkit itself: what they hold is not a dependency of an install.
+DEVELOPMENT_EXTRAS = {"dev"}
+
+
 def _declared_distributions() -> set[str]:
-    """Every distribution name pyproject.toml declares, in the core or in an extra."""
+    """Every distribution name pyproject.toml declares for an install: in the core or in a
+    user's extra (the development extras do not count: a user never installs them)."""
     requirements = list(PYPROJECT["project"]["dependencies"])
-    for extra in PYPROJECT["project"]["optional-dependencies"].values():
-        requirements += extra
+    for name, extra in PYPROJECT["project"]["optional-dependencies"].items():
+        if name not in DEVELOPMENT_EXTRAS:
+            requirements += extra
     names = set()
     for requirement in requirements:
         name = requirement.split(";")[0].split("[")[0]
@@ -280,10 +287,23 @@ def test_a_command_whose_extra_is_missing_names_it(
     assert "Traceback" not in done.stderr
 
 
+# A dotted name that importlib could load: "pkg.module", "pkg.module:attribute".
+_IMPORTABLE = re.compile(r"^[A-Za-z_]\w*(\.\w+)+(:\w+)?$|^[A-Za-z_]\w*:\w+$")
+
+
+def _private(dotted: str) -> bool:
+    """Whether a dotted name has a private part (``_name``; dunders such as ``__version__``
+    are public)."""
+    parts = re.split(r"[.:]", dotted)
+    return any(part.startswith("_") and not part.endswith("__") for part in parts[1:])
+
+
 def test_evalkit_imports_no_private_module_or_name_of_another_package() -> None:
+    third_party = set(packages_distributions()) - {"evalkit"}
     private = []
     for path in (REPO / "evalkit").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            where = f"{path.relative_to(REPO)}:{getattr(node, 'lineno', 0)}"
             if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 top = node.module.partition(".")[0]
                 if top in {"evalkit", "__future__"}:
@@ -293,10 +313,27 @@ def test_evalkit_imports_no_private_module_or_name_of_another_package() -> None:
                 if any(part.startswith("_") for part in parts) or any(
                     name.startswith("_") for name in names
                 ):
-                    private.append(f"{path.relative_to(REPO)}:{node.lineno} {node.module}")
+                    private.append(f"{where} {node.module}")
             elif isinstance(node, ast.Import):
                 for alias in node.names:
                     top = alias.name.partition(".")[0]
                     if top != "evalkit" and any(p.startswith("_") for p in alias.name.split(".")):
-                        private.append(f"{path.relative_to(REPO)}:{node.lineno} {alias.name}")
+                        private.append(f"{where} {alias.name}")
+            elif (
+                # "pkg._private:Name" or "pkg._private.module", for importlib to load.
+                isinstance(node, ast.Constant)
+                and isinstance(node.value, str)
+                and _IMPORTABLE.match(node.value)
+                and re.split(r"[.:]", node.value)[0] in third_party
+                and _private(node.value)
+            ):
+                private.append(f"{where} {node.value!r}")
     assert private == []
+
+
+def test_the_private_import_check_sees_importlib_strings() -> None:
+    for dotted in ("ragas.metrics._context_precision:IDBasedContextPrecision", "torch._C"):
+        assert _IMPORTABLE.match(dotted)
+        assert _private(dotted)
+    for dotted in ("ragas.metrics:IDBasedContextRecall", "ragas.__version__", "json.dumps"):
+        assert not (_IMPORTABLE.match(dotted) and _private(dotted)), dotted
