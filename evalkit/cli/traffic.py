@@ -284,7 +284,7 @@ def replay(
     if embed_sample > 0:
         from evalkit.embedding import LazyEmbedder
 
-        embedder = LazyEmbedder(config.model_path, batch_size=config.embed_batch_size)
+        embedder = LazyEmbedder.from_settings(config)
     with open_store(write=True, purpose="traffic replay", config=config) as store:
         if sample_id is not None:
             chosen = sample_id

@@ -12,6 +12,7 @@ from evalkit.config.alerts import AlertsSettings, RuleConfig, SinkConfig
 from evalkit.config.judge import JudgeSettings, ScoringMethod
 from evalkit.config.retriever import (
     DistanceMetric,
+    EmbedBackend,
     EmbedderKind,
     EmbedderSettings,
     PgvectorSettings,
@@ -36,6 +37,7 @@ __all__ = [
     "AlertsSettings",
     "DistanceMetric",
     "Duration",
+    "EmbedBackend",
     "EmbedderKind",
     "EmbedderSettings",
     "JobConfig",

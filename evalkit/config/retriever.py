@@ -204,6 +204,19 @@ class EmbedderKind(StrEnum):
     """Nobody in evalkit: the retriever embeds queries itself (LangChain, LlamaIndex, HTTP)."""
 
 
+class EmbedBackend(StrEnum):
+    """What runs a local sentence-transformers model."""
+
+    auto = "auto"
+    """ONNX Runtime when the model is one evalkit can export exactly (BERT, mean pooling: the
+    bundled MiniLM), else torch."""
+    onnx = "onnx"
+    """ONNX Runtime, from an export of the local weights made once and cached; an error for a
+    model it cannot run."""
+    torch = "torch"
+    """sentence-transformers on torch."""
+
+
 class EmbedderSettings(BaseModel):
     """The ``[embedder]`` table: how queries are embedded for vector-store retrievers."""
 

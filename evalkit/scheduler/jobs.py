@@ -51,7 +51,7 @@ from pydantic import (
 from evalkit.audit import CHECK_NAMES, AuditConfig
 from evalkit.clock import utc_now
 from evalkit.config import Duration
-from evalkit.embedding import build_query_embedder, load_embedder
+from evalkit.embedding import build_query_embedder, load_embedder_for
 from evalkit.errors import ConfigError, EvalkitError, StoreError
 from evalkit.pipeline import (
     answer_settings,
@@ -446,7 +446,7 @@ def _traffic(ctx: JobContext, params: TrafficParams) -> JobOutcome:
     judge_settings = answer_settings() if params.answers else None
     embedder = None
     if params.embed_sample > 0:
-        embedder = load_embedder(ctx.settings.model_path, batch_size=ctx.settings.embed_batch_size)
+        embedder = load_embedder_for(ctx.settings)
     replayed = replay_traffic_window(
         store,
         sample.sample_id,

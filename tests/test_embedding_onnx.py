@@ -1,0 +1,183 @@
+"""The bundled MiniLM on ONNX Runtime: exported once from the local weights, embeds within
+1e-5 cosine of torch, loads in a later process without torch, and falls back to torch for
+models it cannot run exactly."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from evalkit.config import Settings
+from evalkit.embedding import (
+    EmbedBackend,
+    Embedder,
+    LazyEmbedder,
+    default_model_path,
+    load_embedder,
+)
+from evalkit.embedding import onnx as onnx_embedding
+from evalkit.errors import ConfigError
+
+pytestmark = pytest.mark.slow
+
+DEMO = Path(__file__).resolve().parents[1] / "goldsets" / "demo"
+
+
+def demo_texts() -> list[str]:
+    """Real queries and documents of the demo goldset, plus the awkward cases."""
+    queries = [json.loads(line)["text"] for line in (DEMO / "queries.jsonl").open()]
+    documents = [json.loads(line)["text"] for line in (DEMO / "corpus.jsonl").open()]
+    awkward = [
+        "",
+        "a",
+        "Ünïcödé — 数据检索 and émojis 🙂",
+        " ".join(["truncation"] * 700),  # far past the model's 256 tokens
+    ]
+    return queries[:40] + documents[:40] + awkward
+
+
+@pytest.fixture(scope="module")
+def onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("evalkit-cache")
+
+
+@pytest.fixture(scope="module")
+def onnx_embedder(onnx_cache: Path) -> Embedder:
+    return load_embedder(backend=EmbedBackend.onnx, cache_dir=onnx_cache)
+
+
+@pytest.fixture(scope="module")
+def torch_embedder() -> Embedder:
+    return load_embedder(backend=EmbedBackend.torch)
+
+
+def test_the_export_is_made_once_from_the_local_weights(
+    onnx_embedder: Embedder, onnx_cache: Path
+) -> None:
+    assert onnx_embedder.backend == "onnxruntime"
+    exports = list(onnx_cache.glob("onnx/*/model.onnx"))
+    assert len(exports) == 1
+    assert not list(onnx_cache.glob("onnx/*/*.partial"))
+    layout = onnx_embedding.onnx_layout(default_model_path())
+    assert layout is not None
+    assert exports[0] == onnx_embedding.onnx_model_file(layout, onnx_cache)
+
+
+def test_onnx_embeds_within_1e5_cosine_of_torch(
+    onnx_embedder: Embedder, torch_embedder: Embedder
+) -> None:
+    texts = demo_texts()
+    ours = onnx_embedder.embed(texts)
+    theirs = torch_embedder.embed(texts)
+    assert ours.shape == theirs.shape == (len(texts), 384)
+    assert ours.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-6)
+    cosine = np.sum(ours.astype(np.float64) * theirs, axis=1)
+    assert float(np.max(1.0 - cosine)) <= 1e-5
+    # Batching pads texts to the longest of their batch; the result must not depend on it.
+    one_by_one = np.concatenate([onnx_embedder.embed([text]) for text in texts[-6:]])
+    np.testing.assert_allclose(one_by_one, ours[-6:], atol=1e-5)
+
+
+def test_both_backends_are_the_same_model_to_the_fingerprint(
+    onnx_embedder: Embedder, torch_embedder: Embedder
+) -> None:
+    assert onnx_embedder.fingerprint.name == torch_embedder.fingerprint.name
+    assert onnx_embedder.fingerprint.matches(torch_embedder.fingerprint)
+    similarity = onnx_embedder.fingerprint.canary_similarity(torch_embedder.fingerprint)
+    assert similarity is not None
+    assert similarity > 0.9999
+
+
+def test_a_later_process_embeds_without_importing_torch(
+    onnx_embedder: Embedder, onnx_cache: Path
+) -> None:
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from evalkit.embedding import load_embedder\n"
+        f"embedder = load_embedder(cache_dir=Path({str(onnx_cache)!r}))\n"
+        "vector = embedder.embed(['a'])\n"
+        "heavy = [m for m in ('torch', 'sentence_transformers', 'transformers') "
+        "if m in sys.modules]\n"
+        "print(embedder.backend, vector.shape[1], heavy)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300
+    )
+    assert done.stdout.split(maxsplit=2) == ["onnxruntime", "384", "[]\n"]
+
+
+def test_settings_choose_the_backend_and_the_cache(onnx_cache: Path) -> None:
+    chosen = LazyEmbedder.from_settings(Settings(embed_backend="torch", cache_dir=onnx_cache))
+    assert chosen.load().backend == "torch"
+    default = LazyEmbedder.from_settings(Settings(cache_dir=onnx_cache))
+    assert default.load().backend == "onnxruntime"
+
+
+def copy_model_with(tmp_path: Path, pooling: dict[str, bool]) -> Path:
+    """The bundled model's directory, copied with another pooling configuration."""
+    copied = tmp_path / "model"
+    shutil.copytree(default_model_path(), copied)
+    config = copied / "1_Pooling" / "config.json"
+    settings = json.loads(config.read_text())
+    settings.update(pooling)
+    config.write_text(json.dumps(settings))
+    return copied
+
+
+def test_a_model_it_cannot_run_exactly_stays_on_torch(tmp_path: Path) -> None:
+    cls_pooled = copy_model_with(
+        tmp_path, {"pooling_mode_mean_tokens": False, "pooling_mode_cls_token": True}
+    )
+    assert onnx_embedding.onnx_layout(cls_pooled) is None
+    cache = tmp_path / "cache"
+    automatic = load_embedder(cls_pooled, cache_dir=cache)
+    assert automatic.backend == "torch"
+    assert not cache.exists()
+    with pytest.raises(ConfigError, match="not one evalkit runs on ONNX Runtime"):
+        load_embedder(cls_pooled, backend=EmbedBackend.onnx, cache_dir=cache)
+
+
+def test_an_export_that_deviates_is_rejected_once_and_torch_is_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    model = copy_model_with(tmp_path, {})
+    cache = tmp_path / "cache"
+    monkeypatch.setattr(onnx_embedding, "MAX_COSINE_DEVIATION", -1.0)
+    with caplog.at_level("WARNING", logger="evalkit.embedding.onnx"):
+        rejected = load_embedder(model, cache_dir=cache)
+    assert rejected.backend == "torch"
+    assert "away (1 - cosine) from the torch model" in caplog.text
+    assert list(cache.glob("onnx/*/rejected.json"))
+    assert not list(cache.glob("onnx/*/model.onnx"))
+    assert not list(cache.glob("onnx/*/*.partial"))
+    layout = onnx_embedding.onnx_layout(model)
+    assert layout is not None
+    # The rejection is remembered: no second export is tried, even with the limit restored.
+    monkeypatch.setattr(onnx_embedding, "MAX_COSINE_DEVIATION", 1e-5)
+    assert onnx_embedding.exported_model(layout, cache, ["a"]) is None
+
+
+def test_without_the_onnx_package_it_embeds_with_torch(tmp_path: Path) -> None:
+    code = (
+        "import logging, sys\n"
+        "from pathlib import Path\n"
+        "sys.modules['onnx'] = None\n"
+        "logging.basicConfig(level=logging.WARNING)\n"
+        "from evalkit.embedding import load_embedder\n"
+        f"embedder = load_embedder(cache_dir=Path({str(tmp_path)!r}))\n"
+        "print(embedder.backend, embedder.embed(['a']).shape[1])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300
+    )
+    assert done.stdout.split() == ["torch", "384"]
+    assert "could not export" in done.stderr
+    assert not list(tmp_path.glob("onnx/*/model.onnx"))
