@@ -70,6 +70,9 @@ MUST_RETURN = (
     "(docs/retrievers.md, 'Your own retriever')"
 )
 
+FACTORY_CONTRACT = f"a factory is a callable that returns {MUST_RETURN}"
+"""Said with every error about a factory, so the user learns what evalkit expects of it."""
+
 _DOTTED = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 _SECRET_OPTION = re.compile(r"key|token|secret|passw|pwd|auth|credential", re.IGNORECASE)
 _LANGCHAIN = ("langchain_core.retrievers", "BaseRetriever", "evalkit.retrievers.langchain")
@@ -115,8 +118,8 @@ def parse_factory_spec(spec: str) -> FactorySource:
     module, sep, attribute = spec.strip().partition(":")
     if not sep or not _DOTTED.match(module) or not _DOTTED.match(attribute):
         raise ConfigError(
-            f"retriever factory {spec!r} is not module:attribute (e.g. mypkg.search:make), "
-            "naming a function that returns a retriever"
+            f"retriever factory {spec!r} is not module:attribute (e.g. mypkg.search:make); "
+            f"{FACTORY_CONTRACT}"
         )
     return FactorySource(module=module, attribute=attribute)
 
@@ -199,7 +202,8 @@ def _load(source: FactorySource, settings: Settings) -> Callable[..., object]:
     except Exception as error:  # the user's module may fail in any way while it loads
         raise ConfigError(
             f"{where}: cannot import module {source.module!r}: {describe_exception(error)} "
-            f"(looked in {', '.join(_search_path(settings))} and the installed packages)"
+            f"(looked in {', '.join(_search_path(settings))} and the installed packages); "
+            f"{FACTORY_CONTRACT}"
         ) from error
     target: object = module
     for part in source.attribute.split("."):
@@ -208,7 +212,7 @@ def _load(source: FactorySource, settings: Settings) -> Callable[..., object]:
         except AttributeError as error:
             raise ConfigError(
                 f"{where}: module {source.module!r} has no attribute {source.attribute!r} "
-                f"({module.__file__ or source.module} defines no {part!r})"
+                f"({module.__file__ or source.module} defines no {part!r}); {FACTORY_CONTRACT}"
             ) from error
     if not callable(target):
         raise ConfigError(
@@ -312,7 +316,7 @@ def build_from_factory(
         called = f"{source.spec}({', '.join(f'{key}=...' for key in kwargs)})"
         raise ConfigError(
             f"{where}: calling {called} raised {describe_exception(error)}; fix the factory "
-            "or the [retriever] options it is given"
+            f"or the [retriever] options it is given ({FACTORY_CONTRACT})"
         ) from error
     adapted = adapt_retriever(made, source, settings, where_key=where_key)
     return PluginRetriever(adapted, made, source, kwargs)
