@@ -31,7 +31,9 @@ arguments are the defaults of the fixture's calls (the closest marker wins).
 
 Options (command line, or ini): ``--evalkit-store`` / ``evalkit_store`` (the DuckDB file;
 default a new one in the session's temporary directory), ``--evalkit-junit`` /
-``evalkit_junit``, ``--evalkit-markdown`` / ``evalkit_markdown``,
+``evalkit_junit`` and ``--evalkit-markdown`` / ``evalkit_markdown`` (written when the
+session ends, with every gate that compared: one ``<testsuite>`` per gate, as
+``evalkit gate --junit`` writes it, in one ``<testsuites>``; each gate's Markdown in turn),
 ``--evalkit-inconclusive`` / ``evalkit_inconclusive`` and ``--evalkit-first-run`` /
 ``evalkit_first_run`` (``skip``, ``xfail``, ``fail`` or ``pass``). Relative paths given to
 the fixture or the marker, and in the ini file, are relative to pytest's rootdir (the ini
@@ -45,6 +47,7 @@ from __future__ import annotations
 
 import os
 import re
+import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -71,6 +74,7 @@ POLICIES: Final = ("skip", "xfail", "fail", "pass")
 _OUTCOMES: Final = {"inconclusive": "an inconclusive gate", "first_run": "a gate's first run"}
 _RUN_ID: Final = re.compile(r"^\d{8}T\d{0,6}(-[0-9a-f]*)?$")
 _ERROR_KINDS: Final = {2: "bad input or usage", 3: "a retriever or store failure"}
+_XML_DECLARATION: Final = '<?xml version="1.0" encoding="UTF-8"?>\n'
 
 
 @dataclass(frozen=True)
@@ -129,12 +133,23 @@ class _Gated:
     detail: str
 
 
+@dataclass(frozen=True, slots=True)
+class _Compared:
+    """A gate that compared, for the session's JUnit and Markdown reports."""
+
+    nodeid: str
+    outcome: GateOutcome
+
+
 @dataclass
 class _Session:
-    """What the plugin keeps for one pytest session."""
+    """What the plugin keeps for one pytest session: the reports are written when it ends,
+    each path with every gate that asked for it."""
 
     temporary_store: Path | None = None
     gates: list[_Gated] = field(default_factory=list)
+    junit: dict[Path, list[_Compared]] = field(default_factory=dict)
+    markdown: dict[Path, list[_Compared]] = field(default_factory=dict)
 
 
 _SESSION = pytest.StashKey[_Session]()
@@ -147,8 +162,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     paths = {
         "store": "DuckDB file the gates store goldsets and candidate runs in "
         "(default: a new one in the session's temporary directory).",
-        "junit": "Write each gate's JUnit XML here (as `evalkit gate --junit`).",
-        "markdown": "Write each gate's Markdown summary here (as `evalkit gate --markdown`).",
+        "junit": "Write the gates' JUnit XML here when the session ends: each gate's "
+        "<testsuite> (as `evalkit gate --junit`) in one <testsuites>.",
+        "markdown": "Write the gates' Markdown summaries here when the session ends "
+        "(each as `evalkit gate --markdown`, in turn).",
     }
     for name, text in paths.items():
         group.addoption(f"--evalkit-{name}", dest=f"evalkit_{name}", metavar="PATH", help=text)
@@ -206,6 +223,17 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     terminalreporter.write_sep("-", "evalkit gate")
     for gated in session.gates:
         terminalreporter.write_line(f"{gated.verdict.upper()} {gated.nodeid}: {gated.detail}")
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Write each JUnit and Markdown path with every gate of the session that asked for it."""
+    state = session.config.stash.get(_SESSION, None)
+    if state is None:
+        return
+    for path, compared in state.junit.items():
+        _write(path, _junit_xml(compared))
+    for path, compared in state.markdown.items():
+        _write(path, _markdown(compared))
 
 
 @pytest.fixture
@@ -311,6 +339,10 @@ class EvalkitGate:
     def _path(self, value: str | os.PathLike[str]) -> Path:
         return self._root / Path(value)
 
+    def _relative(self, path: Path) -> Path:
+        """``path`` relative to the rootdir, as the repository spells it, when it is inside."""
+        return path.relative_to(self._root) if path.is_relative_to(self._root) else path
+
     def _report_path(self, value: str | os.PathLike[str] | None, option: str) -> Path | None:
         return self._path(value) if value is not None else _option_path(self._config, option)
 
@@ -322,7 +354,8 @@ class EvalkitGate:
         # options may load chroma or torch; a session that never gates pays for none of it.
         from evalkit.config import load_settings
         from evalkit.goldset import load_goldset
-        from evalkit.pipeline import gate_against_baseline, record_baseline, write_gate_reports
+        from evalkit.goldset.jsonl import QUERIES_FILE
+        from evalkit.pipeline import gate_against_baseline, record_baseline
         from evalkit.retrievers.factory import RetrieverOptions
         from evalkit.retrievers.plugins import FactorySource, PluginRetriever, adapt_retriever
         from evalkit.scheduler.lock import StoreAccess
@@ -341,14 +374,13 @@ class EvalkitGate:
                 topics=self._path(spec.topics) if spec.topics is not None else None,
             )
         )
-        if (
-            not isinstance(goldset, str)
-            and isinstance(source, Path)
-            and source.is_relative_to(self._root)
-        ):
-            # Reports name the goldset as the repository does (JUnit's `file`), as the CLI
-            # run from the rootdir would.
-            goldset = replace(goldset, source=str(source.relative_to(self._root)))
+        subject: str | None = None
+        if not isinstance(goldset, str) and isinstance(source, Path):
+            # JUnit's `file` names a file of the repository, as it is spelt there: the
+            # queries of a goldset folder (jsonl, beir), else the file given (trec's qrels).
+            source = self._relative(source)
+            goldset = replace(goldset, source=str(source))
+            subject = str(source / QUERIES_FILE if self._path(source).is_dir() else source)
         baseline, missing = self._baseline(spec)
         given = spec.retriever
         candidate: Retriever | RetrieverOptions
@@ -400,9 +432,14 @@ class EvalkitGate:
             worst=spec.worst,
             failed_as_zero=spec.failed_as_zero,
         )
+        if subject is not None:
+            outcome = replace(outcome, about=subject)
         junit = self._report_path(spec.junit, "junit")
         markdown = self._report_path(spec.markdown, "markdown")
-        write_gate_reports(outcome, junit=junit, markdown=markdown)
+        compared = _Compared(self._node.nodeid, outcome)
+        for path, reports_at in ((junit, self._session.junit), (markdown, self._session.markdown)):
+            if path is not None:
+                reports_at.setdefault(path.resolve(), []).append(compared)
         reports = "; ".join(
             f"{kind} {path}" for kind, path in (("JUnit", junit), ("Markdown", markdown)) if path
         )
@@ -461,6 +498,49 @@ class EvalkitGate:
     def _record(self, verdict: str, detail: str) -> None:
         self._node.user_properties.append(("evalkit_gate", verdict))
         self._session.gates.append(_Gated(self._node.nodeid, verdict, detail))
+
+
+def _junit_xml(compared: Sequence[_Compared]) -> str:
+    """One ``<testsuites>`` holding each gate's ``<testsuite>`` as ``to_junit_xml`` writes it
+    for ``evalkit gate --junit``, named after its test, with the totals of them all."""
+    # Deferred, as in EvalkitGate._gate: only a session that gated gets here.
+    from evalkit.stats.render import to_junit_xml
+
+    suites = ET.Element("testsuites", {"name": "evalkit gate"})
+    for gate in compared:
+        outcome = gate.outcome
+        suite = ET.fromstring(
+            to_junit_xml(outcome.report.comparison, time=outcome.seconds, file=outcome.about)
+        )
+        suite.set("name", f"evalkit gate: {gate.nodeid}")
+        suites.append(suite)
+    for total in ("tests", "failures", "errors", "skipped"):
+        suites.set(total, str(sum(int(suite.get(total, "0")) for suite in suites)))
+    times = [float(time) for suite in suites if (time := suite.get("time")) is not None]
+    if len(times) == len(suites):
+        suites.set("time", f"{sum(times):.3f}")
+    ET.indent(suites)
+    return _XML_DECLARATION + ET.tostring(suites, encoding="unicode") + "\n"
+
+
+def _markdown(compared: Sequence[_Compared]) -> str:
+    """Each gate's Markdown as ``to_markdown`` writes it for ``evalkit gate --markdown``,
+    followed by the test that ran it."""
+    from evalkit.stats.render import to_markdown
+
+    sections = []
+    for gate in compared:
+        report = gate.outcome.report
+        nodeid = gate.nodeid.replace("`", "'")
+        sections.append(
+            to_markdown(report.comparison, worst=report.worst_queries) + f"\nTest: `{nodeid}`\n"
+        )
+    return "\n".join(sections)
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
 
 
 def _option_path(config: pytest.Config, name: str) -> Path | None:

@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from importlib.metadata import entry_points
 
@@ -159,6 +160,19 @@ def _without_run_times(junit: str) -> str:
     return re.sub(r' (time|timestamp)="[^"]*"', "", junit)
 
 
+def _suites(junit: str) -> list[ET.Element]:
+    """The ``<testsuite>`` elements of the plugin's ``<testsuites>``, totals checked."""
+    root = ET.fromstring(junit)
+    assert root.tag == "testsuites"
+    suites = list(root)
+    for total in ("tests", "failures", "errors", "skipped"):
+        assert root.get(total) == str(sum(int(suite.get(total, "0")) for suite in suites))
+    assert float(root.get("time", "nan")) == pytest.approx(
+        sum(float(suite.get("time", "nan")) for suite in suites), abs=0.002
+    )
+    return suites
+
+
 def test_a_regression_fails_the_test_with_the_reports_of_evalkit_gate(
     project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -195,9 +209,15 @@ def test_a_regression_fails_the_test_with_the_reports_of_evalkit_gate(
             "reports: JUnit */out/gate.xml; Markdown */out/gate.md",
         ]
     )
-    junit = (project.path / "out" / "gate.xml").read_text()
+    (suite,) = _suites((project.path / "out" / "gate.xml").read_text())
+    assert suite.get("name") == "evalkit gate: test_retrieval.py::test_no_regression"
+    (marked,) = _suites((project.path / "marked" / "gate.xml").read_text())
+    assert marked.get("name") == "evalkit gate: test_retrieval.py::test_marked"
+    # JUnit's `file` is the goldset's queries file, as the repository spells it.
+    cases = list(suite.iter("testcase"))
+    assert [element.get("file") for element in [suite, *cases]] == ["goldset/queries.jsonl"] * 2
+    # Both tests' gates write their Markdown there, in the order they ran.
     markdown = (project.path / "out" / "gate.md").read_text()
-    assert (project.path / "marked" / "gate.xml").is_file()
 
     # The CLI on the same inputs writes the same bytes.
     monkeypatch.setattr(sys, "path", list(sys.path))
@@ -225,13 +245,58 @@ def test_a_regression_fails_the_test_with_the_reports_of_evalkit_gate(
     finally:
         sys.modules.pop("mysearch", None)
     assert code == 1
-    assert (project.path / "cli" / "gate.md").read_text() == markdown
-    assert _without_run_times((project.path / "cli" / "gate.xml").read_text()) == (
-        _without_run_times(junit)
+    cli_markdown = (project.path / "cli" / "gate.md").read_text()
+    assert markdown == "\n".join(
+        f"{cli_markdown}\nTest: `test_retrieval.py::{test}`\n"
+        for test in ("test_no_regression", "test_marked")
     )
-    assert 'failures="1"' in junit
+    cli = ET.parse(project.path / "cli" / "gate.xml").getroot()
+    # The suite is the CLI's but for its name and `file` (the CLI names the goldset folder).
+    for element in [suite, *suite.iter("testcase")]:
+        element.set("file", "goldset")
+    suite.set("name", "evalkit gate")
+    for element in (cli, suite):
+        element.tail = None
+        ET.indent(element)
+    assert _without_run_times(ET.tostring(cli, encoding="unicode")) == (
+        _without_run_times(ET.tostring(suite, encoding="unicode"))
+    )
+    assert suite.get("failures") == "1"
     assert "**Gate: REGRESSION**" in markdown
     assert "rel0\\_0" in markdown
+
+
+def test_every_gate_writing_to_one_path_is_in_its_reports(project: pytest.Pytester) -> None:
+    # The first gate regresses, the second passes: the reports must not end up saying pass.
+    user_tests(
+        project,
+        """
+        def test_a_worse_retriever(evalkit_gate):
+            evalkit_gate(retriever="mysearch:make_worse")
+
+
+        def test_the_same_retriever(evalkit_gate):
+            evalkit_gate(retriever="mysearch:make", measures=["ndcg@10", "recall@10"])
+        """,
+    )
+    result = project.runpytest_inprocess(
+        "--evalkit-junit=out/gate.xml", "--evalkit-markdown=out/gate.md"
+    )
+    result.assert_outcomes(failed=1, passed=1)
+    root = ET.parse(project.path / "out" / "gate.xml").getroot()
+    worse, same = _suites(ET.tostring(root, encoding="unicode"))
+    assert (root.get("tests"), root.get("failures"), root.get("skipped")) == ("3", "1", "0")
+    assert worse.get("name") == "evalkit gate: test_retrieval.py::test_a_worse_retriever"
+    assert (worse.get("tests"), worse.get("failures")) == ("1", "1")
+    (failure,) = worse.iter("failure")
+    assert failure.get("message", "").startswith("regression: ndcg@10: delta -0.2500")
+    assert same.get("name") == "evalkit gate: test_retrieval.py::test_the_same_retriever"
+    assert (same.get("tests"), same.get("failures")) == ("2", "0")
+    markdown = (project.path / "out" / "gate.md").read_text()
+    regression = markdown.index("**Gate: REGRESSION**")
+    assert regression < markdown.index("Test: `test_retrieval.py::test_a_worse_retriever`")
+    assert markdown.index("**Gate: PASS**") > regression
+    assert markdown.endswith("Test: `test_retrieval.py::test_the_same_retriever`\n")
 
 
 INCONCLUSIVE = """
