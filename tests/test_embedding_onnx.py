@@ -163,6 +163,12 @@ def test_an_export_that_deviates_is_rejected_once_and_torch_is_used(
     # The rejection is remembered: no second export is tried, even with the limit restored.
     monkeypatch.setattr(onnx_embedding, "MAX_COSINE_DEVIATION", 1e-5)
     assert onnx_embedding.exported_model(layout, cache, ["a"]) is None
+    # A rejection made by another evalkit version is not binding: its check may have differed.
+    (rejection,) = cache.glob("onnx/*/rejected.json")
+    rejection.write_text(json.dumps({"evalkit": "0.0.1", "max_cosine_deviation": 1.0}))
+    retried = onnx_embedding.exported_model(layout, cache, ["a", "two words"])
+    assert retried is not None
+    assert list(cache.glob("onnx/*/model.onnx"))
 
 
 def test_without_the_onnx_package_it_embeds_with_torch(tmp_path: Path) -> None:

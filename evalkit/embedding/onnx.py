@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from evalkit import __version__
 from evalkit.errors import EmbeddingError
 
 __all__ = [
@@ -147,6 +148,13 @@ def onnx_model_file(layout: OnnxLayout, cache_dir: Path) -> Path:
 
 def _rejection_file(model_file: Path) -> Path:
     return model_file.with_name("rejected.json")
+
+
+def _rejected_by_this_version(model_file: Path) -> bool:
+    """Whether this evalkit already refused this export; another version tries again (its
+    exporter or check may differ)."""
+    rejection = _read_json(_rejection_file(model_file))
+    return isinstance(rejection, dict) and rejection.get("evalkit") == __version__
 
 
 class OnnxSentenceModel:
@@ -271,7 +279,13 @@ def export_onnx(layout: OnnxLayout, model_file: Path, check_texts: Sequence[str]
         deviation = _deviation(layout, partial, pooled_model, check_texts)
         if deviation > MAX_COSINE_DEVIATION:
             _rejection_file(model_file).write_text(
-                json.dumps({"max_cosine_deviation": deviation, "limit": MAX_COSINE_DEVIATION}),
+                json.dumps(
+                    {
+                        "evalkit": __version__,
+                        "max_cosine_deviation": deviation,
+                        "limit": MAX_COSINE_DEVIATION,
+                    }
+                ),
                 encoding="utf-8",
             )
             raise EmbeddingError(
@@ -317,7 +331,7 @@ def exported_model(
     """The model on ONNX Runtime, exported now if the cache lacks it; None when this model
     cannot be run that way here (an earlier export was rejected, or the export failed)."""
     model_file = onnx_model_file(layout, cache_dir)
-    if _rejection_file(model_file).exists():
+    if _rejected_by_this_version(model_file):
         return None
     if not model_file.is_file():
         try:
