@@ -6,17 +6,20 @@
 #          queries is refused (exit 3) and the previous baseline stays in use
 #   gate   with a restored baseline: `evalkit gate` against it (exit 0 pass, 1 regression,
 #          4 inconclusive, or 0 with a warning when ON_INCONCLUSIVE is pass); with none:
-#          the first run, stored and passed with a notice
+#          the first run, kept in the baseline folder (which the next step saves with
+#          actions/cache/save under FIRST_RUN_KEY, for later runs on this branch to be gated
+#          against while the baseline branch has no baseline) and passed with a notice
 #
 # Bad input exits 2 and a retriever or store failure 3, each with an ::error:: saying what
 # to do. The Markdown goes to the job summary; the step outputs are decision, run-id,
-# junit, markdown and baseline-key.
+# junit, markdown, baseline-key, and baseline-ready or first-run-ready (a run to save).
 #
-# Environment: MODE, GOLDSET_NAME, CACHE_PATH, REPORT_DIR, KEY, RESTORED_KEY,
-# BASELINE_BRANCH (from the prepare step and the cache), INPUT_GOLDSET,
+# Environment: MODE, GOLDSET_NAME, CACHE_PATH, REPORT_DIR, KEY, FIRST_RUN_KEY,
+# RESTORED_KEY, BASELINE_BRANCH (from the prepare step and the cache), INPUT_GOLDSET,
 # INPUT_GOLDSET_FORMAT, INPUT_RETRIEVER, INPUT_COLLECTION, INPUT_HTTP_RETRIEVER,
 # INPUT_CONFIG, INPUT_K, INPUT_MEASURES, INPUT_MIN_EFFECT, INPUT_ALPHA, INPUT_RESAMPLES,
-# INPUT_ON_INCONCLUSIVE, GITHUB_SHA.
+# INPUT_ON_INCONCLUSIVE, GITHUB_SHA, GITHUB_HEAD_REF (a pull request's branch) and
+# GITHUB_REF_NAME.
 # The backquotes in printf formats are Markdown code spans, not expansions.
 # shellcheck disable=SC2016
 set -euo pipefail
@@ -107,22 +110,31 @@ run_json "$reports/goldset.json" goldset import "$goldset" --name "$name" \
 [[ "$status" == 0 ]] || refuse "$reports/goldset.json" "importing goldset $goldset failed"
 version="$(json_field "$reports/goldset.json" version)"
 
-store_baseline() {
-  replay "the baseline branch's"
+# keep KEY ORIGIN BRANCH: keep the replayed run $run_id as the baseline folder's TREC run
+# file, with its facts (ORIGIN: baseline, or first-run of BRANCH) in baseline.json.
+keep() {
   rm -rf "$baseline_dir"
   mkdir -p "$baseline_dir"
   evalkit runs export "$run_id" --format trec --output "$baseline_dir/baseline.run"
-  "$EVALKIT_PYTHON" - "$reports/run.json" "$baseline_dir/baseline.json" "$sha" "$branch" \
-    "$KEY" "$goldset" <<'PY'
+  "$EVALKIT_PYTHON" - "$reports/run.json" "$baseline_dir/baseline.json" "$sha" "$3" \
+    "$1" "$goldset" "$2" <<'PY'
 import json
 import sys
 
-run_file, meta_file, sha, branch, key, goldset = sys.argv[1:]
+run_file, meta_file, sha, branch, key, goldset, origin = sys.argv[1:]
 run = json.load(open(run_file, encoding="utf-8"))
-meta = {"run": run, "commit": sha, "branch": branch, "key": key, "goldset": goldset}
+meta = {
+    "run": run, "commit": sha, "branch": branch, "key": key, "goldset": goldset,
+    "origin": origin,
+}
 with open(meta_file, "w", encoding="utf-8") as handle:
     json.dump(meta, handle, indent=2)
 PY
+}
+
+store_baseline() {
+  replay "the baseline branch's"
+  keep "$KEY" baseline "$branch"
   {
     printf '### evalkit baseline\n\n'
     printf 'Stored run `%s` of goldset `%s` (version %s, k %s) from `%s` at %s as the ' \
@@ -139,25 +151,36 @@ PY
 }
 
 first_run() {
+  local key="${FIRST_RUN_KEY:?FIRST_RUN_KEY is not set: run prepare.sh first}"
+  local this_branch="${GITHUB_HEAD_REF:-${GITHUB_REF_NAME:-this branch}}"
   replay "the candidate"
-  evalkit runs export "$run_id" --format trec --output "$reports/candidate.run"
+  keep "$key" first-run "$this_branch"
   local message="first run: no baseline on $branch yet; the candidate was stored, the gate passes"
-  annotate notice "$message (run $run_id; the baseline is stored by the next push to $branch that runs this action)"
+  annotate notice "$message (run $run_id, cached as $key: later runs on $this_branch are gated against it until a push to $branch that runs this action stores the baseline)"
   {
     printf '### evalkit gate\n\n**Gate: PASS (first run)** - no baseline on `%s` yet; ' "$branch"
-    printf 'the candidate run `%s` of goldset `%s` was stored and the gate passes. ' "$run_id" "$name"
-    printf 'The next push to `%s` that runs this action stores its run as the baseline.\n\n' "$branch"
+    printf 'the candidate run `%s` of goldset `%s` was stored (cache `%s`) and the gate passes. ' \
+      "$run_id" "$name" "$key"
+    printf 'Later runs on `%s` are gated against it until a push to `%s` stores the baseline.\n\n' \
+      "$this_branch" "$branch"
     aggregates "$reports/run.json"
   } >"$summary"
   summarize "$summary"
   set_output decision no-baseline
   set_output run-id "$run_id"
   set_output markdown "$summary"
+  set_output baseline-key "$key"
+  set_output first-run-ready true
 }
 
 gate() {
-  local meta="$baseline_dir/baseline.json" stored_version
+  local meta="$baseline_dir/baseline.json" stored_version against
   stored_version="$(json_field "$meta" run goldset_version)"
+  against="the baseline of $branch"
+  if [[ "$(json_field "$meta" origin)" == first-run ]]; then
+    against="the first run on $(json_field "$meta" branch) (no baseline on $branch yet)"
+    annotate notice "no baseline on $branch yet: gated against $against, run $(json_field "$meta" run run_id) at $(json_field "$meta" commit | cut -c1-12)"
+  fi
   if [[ "$stored_version" != "$version"* && "$version" != "$stored_version"* ]]; then
     annotate warning "the goldset $goldset changed since the baseline was stored (version ${stored_version:0:12} there, ${version:0:12} here): both runs are scored on this revision's judgments, and a query added since has no baseline results, so it counts as 0 there"
   fi
@@ -205,7 +228,7 @@ PY
 )"
   case "$decision" in
     pass) echo "evalkit gate: pass - $verdict" ;;
-    regression) fail "$gate_status" "retrieval regression against the baseline of $branch - $verdict" ;;
+    regression) fail "$gate_status" "retrieval regression against $against - $verdict" ;;
     inconclusive)
       if [[ "$on_inconclusive" == pass ]]; then
         annotate warning "the gate is inconclusive (passed, on-inconclusive: pass) - $verdict"

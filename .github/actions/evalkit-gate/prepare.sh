@@ -7,6 +7,10 @@
 #   goldset-name    the name the goldset is stored under (default: its folder's or file's name)
 #   key             actions/cache key of this revision's baseline: evalkit-baseline-NAME-SHA
 #   restore-key     the prefix a gate restores the newest baseline by: evalkit-baseline-NAME-
+#   first-run-key   where a gate with no baseline keeps its run: evalkit-first-run-NAME-SHA
+#   first-run-restore-key  the prefix a gate restores its branch's first run by, when there
+#                   is no baseline: evalkit-first-run-NAME- (a key that never matches
+#                   restore-key, so a branch's first run never hides the baseline's)
 #   cache-path      where the baseline files live (~/.cache/evalkit/baselines/NAME)
 #   baseline-branch the branch whose pushes store baselines
 #   report-dir      where the JUnit, Markdown and JSON reports are written
@@ -61,6 +65,8 @@ set_output goldset-name "$goldset_name"
 set_output baseline-name "$baseline_name"
 set_output key "evalkit-baseline-$baseline_name-$sha"
 set_output restore-key "evalkit-baseline-$baseline_name-"
+set_output first-run-key "evalkit-first-run-$baseline_name-$sha"
+set_output first-run-restore-key "evalkit-first-run-$baseline_name-"
 # Kept as ~/...: actions/cache expands it, and its key version hashes the path as written.
 # shellcheck disable=SC2088
 set_output cache-path "~/.cache/evalkit/baselines/$baseline_name"
