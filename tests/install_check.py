@@ -3,12 +3,13 @@
 ``python tests/install_check.py [--only core|all] [--keep DIR]`` builds the wheel, then:
 
 - core: ``pip install evalkit-retrieval`` (no extra) into a new venv; checks that none of
-  the heavy packages came with it, and that ``--version``, ``--help``, ``score``, ``gate``
-  on TREC files, ``goldset import`` and ``runs`` work, and that ``index`` names the extra
-  it needs;
+  the heavy packages came with it, that ``--help`` lists every command, that
+  ``--version``, ``score``, ``gate`` on TREC files, ``goldset import`` and ``runs`` work,
+  and that ``index`` names the extra it needs;
 - all: the CPU build of torch, then ``evalkit-retrieval[all]``; runs ``make demo``'s flow
-  (goldset import, index, run) from the installed wheel and serves the dashboard, checking
-  that its page answers.
+  (goldset import, index, run) from the installed wheel, runs the installed dashboard app
+  once with Streamlit's AppTest on that store (no exception, no error) and serves it,
+  checking that its page answers.
 
 It prints each install's size and exits non-zero on the first failure. ``make test`` runs it
 (``make install-check``).
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -30,9 +32,33 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
+from evalkit.cli import COMMAND_MODULES
+
 REPO = Path(__file__).resolve().parents[1]
 TORCH = "torch==2.13.0"  # the CPU build; an unpinned torch pulls several GB of CUDA packages
-HEAVY = ("torch", "chromadb", "ragas", "evidently", "streamlit", "sentence-transformers")
+# Distribution names, as `pip list` spells them.
+HEAVY = (
+    "torch",
+    "chromadb",
+    "ragas",
+    "evidently",
+    "streamlit",
+    "sentence-transformers",
+    "transformers",
+    "scikit-learn",
+    "plotly",
+    "onnxruntime",
+)
+# Run with the venv's python: the installed app.py, once, as the dashboard's tests open it.
+APP_TEST = """
+import sys
+from streamlit.testing.v1 import AppTest
+
+app = AppTest.from_file(sys.argv[1], default_timeout=120).run()
+problems = [str(element.value) for element in [*app.exception, *app.error]]
+if problems:
+    raise SystemExit(f"the dashboard app failed: {problems}")
+"""
 IN_THE_WHEEL = (
     "evalkit/dashboard/app.py",
     "evalkit/dashboard/pages/overview.py",
@@ -148,7 +174,7 @@ def check_core(wheel: Path, work: Path) -> None:
     env = user_env(work / "core-home")
     evalkit = bin_dir / "evalkit"
     version = run(evalkit, "--version", env=env, cwd=work).strip()
-    run(evalkit, "--help", env=env, cwd=work)
+    check_help(evalkit, env, work)
     files = work / "trec"
     write_trec_files(files)
     scored = json.loads(
@@ -206,6 +232,29 @@ def check_core(wheel: Path, work: Path) -> None:
     if index.returncode != 2 or "evalkit-retrieval[chroma]" not in index.stderr:
         raise SystemExit(f"install-check: FAILED: index without the chroma extra: {index.stderr}")
     step(f"core: OK ({version}); {len(installed(bin_dir))} packages, {size_mb(venv):.0f} MB")
+
+
+def help_commands(text: str) -> set[str]:
+    """The command names of a click ``--help``'s ``Commands:`` section."""
+    _, _, section = text.partition("\nCommands:\n")
+    return set(re.findall(r"^  ([a-z][\w-]*)  ", section, flags=re.MULTILINE))
+
+
+def check_help(evalkit: Path, env: dict[str, str], work: Path) -> None:
+    """``evalkit --help`` of the core install lists every command the source registers."""
+    listed = help_commands(run(evalkit, "--help", env={**env, "COLUMNS": "100"}, cwd=work))
+    missing = set(COMMAND_MODULES) - listed
+    if missing:
+        raise SystemExit(f"install-check: FAILED: evalkit --help does not list {sorted(missing)}")
+
+
+def check_app(bin_dir: Path, env: dict[str, str], work: Path) -> None:
+    """Run the installed dashboard app once with AppTest, on the store the CLI points it at."""
+    located = json.loads(
+        run(bin_dir / "evalkit", "dashboard", "--dry-run", "--format", "json", env=env, cwd=work)
+    )
+    app_env = {**env, "EVALKIT_STORE_PATH": located["store"]}
+    run(bin_dir / "python", "-c", APP_TEST, located["app"], env=app_env, cwd=work)
 
 
 def free_port() -> int:
@@ -282,9 +331,10 @@ def check_all(wheel: Path, work: Path) -> None:
     )
     if ran["status"] != "complete" or not ran["aggregates"].get("ndcg@10"):
         raise SystemExit(f"install-check: FAILED: the demo run: {ran}")
+    check_app(bin_dir, env, work)
     check_dashboard(evalkit, env, work)
     step(
-        f"all: OK (demo nDCG@10 {ran['aggregates']['ndcg@10']:.4f}, dashboard served); "
+        f"all: OK (demo nDCG@10 {ran['aggregates']['ndcg@10']:.4f}, dashboard run and served); "
         f"{len(installed(bin_dir))} packages, {size_mb(venv):.0f} MB"
     )
 
