@@ -251,9 +251,9 @@ def test_a_regression_fails_the_test_with_the_reports_of_evalkit_gate(
         for test in ("test_no_regression", "test_marked")
     )
     cli = ET.parse(project.path / "cli" / "gate.xml").getroot()
-    # The suite is the CLI's but for its name and `file` (the CLI names the goldset folder).
+    # The suite is the CLI's but for its name and `file` (`evalkit gate` names the folder).
     for element in [suite, *suite.iter("testcase")]:
-        element.set("file", "goldset")
+        element.set("file", cli.get("file", ""))
     suite.set("name", "evalkit gate")
     for element in (cli, suite):
         element.tail = None
