@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -79,6 +80,7 @@ class Demo:
     embedder: CachingEmbedder
     doc_ids: list[str]
     tenants: dict[str, str]
+    contents: dict[str, str]
     vectors: npt.NDArray[np.float32]
     chroma_ndcg: float
 
@@ -149,6 +151,7 @@ def demo(postgres_server: PostgresServer, tmp_path_factory: pytest.TempPathFacto
         embedder=embedder,
         doc_ids=[document.id for document in documents],
         tenants={document.id: str(document.metadata["tenant"]) for document in documents},
+        contents={document.id: document.content for document in documents},
         vectors=vectors,
         chroma_ndcg=chroma_ndcg,
     )
@@ -335,16 +338,25 @@ def evalkit(
     )
 
 
-def copy_demo_table(demo: Demo, conn: object, table: str, *, dimension: int = 384) -> None:
-    """``table`` with the demo rows (``conn`` is a psycopg connection)."""
+def copy_demo_table(
+    demo: Demo,
+    conn: object,
+    table: str,
+    *,
+    dimension: int = 384,
+    vectors: npt.NDArray[np.float32] | None = None,
+) -> None:
+    """``table`` with the demo rows, or their ``vectors`` (``conn`` is a psycopg connection)."""
     execute = conn.execute  # type: ignore[attr-defined]
     execute(
         f"CREATE TABLE {table} (doc_id text PRIMARY KEY, tenant text, content text,"
         f" embedding vector({dimension}))"
     )
     with conn.cursor() as cursor, cursor.copy(f"COPY {table} FROM STDIN") as copy:  # type: ignore[attr-defined]
-        for doc_id, vector in zip(demo.doc_ids, demo.vectors, strict=True):
-            copy.write_row((doc_id, demo.tenants[doc_id], doc_id, _vector(vector[:dimension])))
+        stored = demo.vectors if vectors is None else vectors
+        for doc_id, vector in zip(demo.doc_ids, stored, strict=True):
+            row = (doc_id, demo.tenants[doc_id], demo.contents[doc_id], _vector(vector[:dimension]))
+            copy.write_row(row)
 
 
 def test_a_table_of_another_dimension_is_refused_up_front(demo: Demo) -> None:
@@ -352,6 +364,33 @@ def test_a_table_of_another_dimension_is_refused_up_front(demo: Demo) -> None:
         copy_demo_table(demo, conn, "short_vectors", dimension=8)
     with pytest.raises(RetrieverError, match=r"8-dimensional vectors.*384-dimensional"):
         PgvectorRetriever(demo.settings("short_vectors"), demo.embedder)
+
+
+def test_a_model_of_the_same_dimension_is_told_apart_by_re_embedded_rows(demo: Demo) -> None:
+    """Vectors from another embedding space of the same dimension (the demo's, rotated) pass
+    a dimension check; re-embedding the stored text shows they are not the query model's."""
+    rotation, _ = np.linalg.qr(np.random.default_rng(5).normal(size=(384, 384)))
+    with demo.server.connect() as conn:
+        copy_demo_table(demo, conn, "other_model", vectors=demo.vectors @ rotation)
+    with pytest.raises(RetrieverError, match=r"not made by the query embedder") as refused:
+        PgvectorRetriever(demo.settings("other_model"), demo.embedder)
+    median = re.search(r"median cosine of (-?[0-9.]+)", str(refused.value))
+    assert median is not None
+    assert abs(float(median.group(1))) < 0.3
+
+    # Without a text column there is nothing to re-embed: only the dimension is checked, and
+    # the stored run says so.
+    blind = PgvectorRetriever(demo.settings("other_model", text_column=None), demo.embedder)
+    with blind:
+        assert blind.describe()["model_check"] == {
+            "method": "dimension only (set text_column to re-embed sampled rows)"
+        }
+
+    with PgvectorRetriever(demo.settings(), demo.embedder) as same:
+        check = same.describe()["model_check"]
+    assert check["method"] == "dimension and 16 re-embedded rows of text_column"
+    assert check["result"]["sampled"] == 16
+    assert check["result"]["median_cosine"] == pytest.approx(1.0, abs=1e-5)
 
 
 def test_a_missing_table_or_column_is_named_with_what_exists(demo: Demo) -> None:

@@ -42,6 +42,7 @@ from evalkit.retrievers.base import (
     tenant_groups,
     validate_k,
 )
+from evalkit.retrievers.model_check import REEMBED_SAMPLE, ReembeddingCheck, check_reembedding
 
 __all__ = ["METRICS", "VECTOR_TYPES", "PgvectorMetric", "PgvectorRetriever"]
 
@@ -109,7 +110,9 @@ class PgvectorRetriever:
     extension, the table, the id / embedding / text / tenant columns, and that the embedding
     column's declared dimension equals the query embedder's (that loads the model; with
     ``defer_model_check=True`` it waits for ``verify_model()`` or the first ``retrieve``).
-    A table records no embedding model, so only the dimension can be compared.
+    A table records no embedding model: with a ``text_column``, a sample of rows is
+    re-embedded and compared with the stored vectors, so a model of the same dimension is
+    told apart too (``evalkit.retrievers.model_check``); without one, only the dimension is.
 
     Queries are embedded and searched ``batch_size`` at a time, per tenant. When a batch
     fails, its queries are retried one by one so one bad query does not fail its neighbours;
@@ -151,6 +154,7 @@ class PgvectorRetriever:
         self._table_parts = _split_table(settings.table)
         self._table = sql.Identifier(*self._table_parts)
         self._model_checked = False
+        self._reembedding: ReembeddingCheck | None = None
         self._conn: psycopg.Connection[Any] | None = None
         self._conn = self._connect()
         try:
@@ -303,10 +307,11 @@ class PgvectorRetriever:
         )
 
     def verify_model(self) -> None:
-        """Refuse a table whose vectors have another dimension than the query embedder's.
+        """Refuse a table whose vectors were made by another model than the query embedder.
 
-        Loads the query model; runs once. The table records no model, so a model of the same
-        dimension cannot be told apart: the run records the query embedder's fingerprint.
+        Loads the query model; runs once. The dimensions must agree; with a ``text_column``,
+        ``REEMBED_SAMPLE`` rows' texts re-embedded must also agree with their stored vectors
+        (``check_reembedding``), which tells apart two models of one dimension.
         """
         if self._model_checked:
             return
@@ -319,7 +324,44 @@ class PgvectorRetriever:
                 "different dimensions cannot be compared. Configure [embedder] with the model "
                 "the table was built with."
             )
+        if self._settings.text_column is not None:
+            self._reembedding = check_reembedding(
+                self._sampled_texts(),
+                self._embedder,
+                store=f"table {self._qualified_name}",
+                text_source=f"column {self._settings.text_column!r}",
+            )
         self._model_checked = True
+
+    def _sampled_texts(self) -> list[tuple[str, list[float]]]:
+        """(text, stored vector) of up to ``REEMBED_SAMPLE`` rows, spread by a hash of their
+        ids over the first thousand rows (no sort of the whole table)."""
+        query = sql.SQL(
+            "SELECT text, vector FROM (SELECT {id}::text AS id, {text}::text AS text, "
+            "{embedding}::real[] AS vector FROM {table} WHERE {text} IS NOT NULL "
+            "AND {embedding} IS NOT NULL LIMIT 1000) AS rows ORDER BY md5(id) LIMIT %s"
+        ).format(
+            id=sql.Identifier(self._settings.id_column),
+            text=sql.Identifier(str(self._settings.text_column)),
+            embedding=sql.Identifier(self._embedding.name),
+            table=self._table,
+        )
+        try:
+            with self._connection.transaction():
+                rows = self._connection.execute(query, (REEMBED_SAMPLE,)).fetchall()
+        except psycopg.Error as error:
+            raise RetrieverError(
+                f"cannot read sample rows of {self._qualified_name} to check the embedding "
+                f"model ({self._where()}): {self._redact(describe_exception(error))}"
+            ) from error
+        return [(str(text), list(vector)) for text, vector in rows]
+
+    def _model_check(self) -> dict[str, Any]:
+        if self._settings.text_column is None:
+            return {"method": "dimension only (set text_column to re-embed sampled rows)"}
+        method = f"dimension and {REEMBED_SAMPLE} re-embedded rows of text_column"
+        found = self._reembedding.to_dict() if self._reembedding is not None else None
+        return {"method": method, "result": found}
 
     def retrieve(self, queries: Sequence[Query], k: int) -> list[QueryResult]:
         """Return the top ``k`` documents of every query, one result per query, in order."""
@@ -480,6 +522,7 @@ class PgvectorRetriever:
             "pgvector_version": self._pgvector_version,
             "dimension": self._dimension,
             "model": self._embedder.name,
+            "model_check": self._model_check(),
             "batch_size": self._batch_size,
             "statement_timeout": settings.statement_timeout,
         }
@@ -545,7 +588,8 @@ class PgvectorRetriever:
     def model_fingerprint(self) -> ModelFingerprint | None:
         """The query embedder's fingerprint: the model evalkit embedded the queries with.
 
-        The table records no model of its own; only its dimension is checked against this one.
+        The table records no model of its own; ``verify_model`` checked it against this one
+        (dimension, and re-embedded rows where a text column is set).
         """
         return self._embedder.fingerprint
 

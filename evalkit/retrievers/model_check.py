@@ -1,0 +1,90 @@
+"""Whether a store's vectors were made by the query embedder, told from its stored text.
+
+A pgvector table or a Qdrant collection records no embedding model, so its dimension is all
+a retriever can compare without more evidence, and two models of one dimension (MiniLM and
+bge-small are both 384) would pass while every search is silently wrong. Where the store
+keeps each document's text, evalkit re-embeds a few documents with the query embedder and
+compares them with their stored vectors. The same model gives cosines near 1 (lower only where
+the stored text differs a little from what was embedded, e.g. a title left out); another model
+gives cosines near 0, because two embedding spaces are not aligned even at one dimension.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from evalkit.embedding import TextEmbedder
+from evalkit.errors import RetrieverError
+
+__all__ = ["REEMBED_SAMPLE", "SAME_MODEL_MEDIAN_COSINE", "ReembeddingCheck", "check_reembedding"]
+
+REEMBED_SAMPLE = 16
+"""Documents re-embedded before a run: enough for a stable median, cheap next to a run."""
+
+SAME_MODEL_MEDIAN_COSINE = 0.5
+"""Below this median cosine the stored vectors come from another embedding space. Far from
+both the same model's ~1 and another model's ~0, so a text column that is only close to
+what was embedded does not trip it."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReembeddingCheck:
+    """How closely re-embedded stored texts agree with their stored vectors."""
+
+    sampled: int
+    median_cosine: float
+    lowest_cosine: float
+
+    @property
+    def same_model(self) -> bool:
+        """Whether the stored vectors were made by the query embedder's model."""
+        return self.median_cosine >= SAME_MODEL_MEDIAN_COSINE
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form for ``describe()`` and the stored run."""
+        return {
+            "sampled": self.sampled,
+            "median_cosine": round(self.median_cosine, 6),
+            "lowest_cosine": round(self.lowest_cosine, 6),
+        }
+
+
+def check_reembedding(
+    rows: Sequence[tuple[str, Sequence[float]]],
+    embedder: TextEmbedder,
+    *,
+    store: str,
+    text_source: str,
+) -> ReembeddingCheck | None:
+    """Re-embed each row's text and compare it with the row's stored vector.
+
+    ``rows`` are (text, stored vector) pairs; None when there are none. Raises
+    ``RetrieverError`` naming ``store``, the model and the cosines when the vectors come from
+    another model.
+    """
+    kept = [(text, vector) for text, vector in rows if text and text.strip()]
+    if not kept:
+        return None
+    stored = np.asarray([vector for _, vector in kept], dtype=np.float64)
+    fresh = np.asarray(embedder.embed([text for text, _ in kept]), dtype=np.float64)
+    norms = np.linalg.norm(stored, axis=1) * np.linalg.norm(fresh, axis=1)
+    cosines = np.sum(stored * fresh, axis=1) / np.where(norms > 0, norms, 1.0)
+    check = ReembeddingCheck(
+        sampled=len(kept),
+        median_cosine=float(np.median(cosines)),
+        lowest_cosine=float(np.min(cosines)),
+    )
+    if not check.same_model:
+        raise RetrieverError(
+            f"the vectors of {store} were not made by the query embedder {embedder.name}: "
+            f"{check.sampled} documents' {text_source} re-embedded with it agree with their "
+            f"stored vectors at a median cosine of {check.median_cosine:.3f} (the same model "
+            f"gives about 1, another model about 0; the limit is {SAME_MODEL_MEDIAN_COSINE}). "
+            "Configure [embedder] with the model the store was built with; if that text is not "
+            "what was embedded, leave it unset."
+        )
+    return check
