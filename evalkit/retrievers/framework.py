@@ -7,16 +7,23 @@ carry their source document's id there), else from the framework's own id. A hit
 fails its query with a message naming the key to set: a document the metrics cannot name
 would silently count as not relevant.
 
-Scores are the store's when every hit has one; otherwise the hits are scored by rank
-(``1 / rank``), which keeps the order, and ``describe()`` says so.
+Scores are the store's when every hit has a finite one; otherwise the query's hits are scored
+by rank (``1 / rank``), which keeps the order. ``describe()`` states that rule, worked out from
+the retriever's structure before any query is sent (the run's configuration is stored first).
+
+``run_sync`` runs an adapter's coroutine from synchronous code, also when the caller already
+runs an event loop (a notebook, an async server).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 from evalkit.embedding import ModelFingerprint
 from evalkit.errors import ConfigError
@@ -29,10 +36,15 @@ __all__ = [
     "FrameworkAdapter",
     "Hit",
     "MissingIdError",
+    "finite_score",
     "hits_result",
     "metadata_id",
     "metadata_score",
+    "rank_fallback",
+    "run_sync",
 ]
+
+T = TypeVar("T")
 
 NOT_FINGERPRINTED = "the retriever embeds queries itself; evalkit cannot fingerprint its model"
 """What a run records as its model when the retriever, not evalkit, embeds the queries."""
@@ -78,17 +90,48 @@ def metadata_id(
     return str(own_id)
 
 
+def finite_score(value: object) -> float | None:
+    """``value`` as a float when it is a finite number (not a bool), else None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
 def metadata_score(metadata: Mapping[str, Any] | None) -> float | None:
     """The first finite number under one of ``SCORE_METADATA_KEYS``, or None."""
     for key in SCORE_METADATA_KEYS:
-        value = (metadata or {}).get(key)
-        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-            return float(value)
+        score = finite_score((metadata or {}).get(key))
+        if score is not None:
+            return score
     return None
 
 
+def rank_fallback(source: str) -> str:
+    """The scoring rule of ``hits_result`` for hits scored from ``source``, as ``describe()``
+    states it."""
+    return f"{source} when every hit has a finite one, else 1/rank for that query"
+
+
+def run_sync(make_coroutine: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine to completion from synchronous code, even inside a running loop.
+
+    Inside a running loop (a notebook, an async caller) the coroutine runs on a loop of its
+    own in a worker thread, with the caller's context variables (tracing, callbacks).
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(make_coroutine())
+    context = contextvars.copy_context()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="evalkit-loop") as pool:
+        return pool.submit(context.run, lambda: asyncio.run(make_coroutine())).result()
+
+
 def hits_result(query: Query, hits: Sequence[Hit], k: int, latency_ms: float) -> QueryResult:
-    """The ``QueryResult`` of ``query``: the first ``k`` hits, scored by the store or by rank."""
+    """The ``QueryResult`` of ``query``: the first ``k`` hits, scored by the store or by rank.
+
+    Hits' scores must already be finite or None (``finite_score``).
+    """
     kept = list(hits[:k])
     if kept and all(hit.score is not None for hit in kept):
         scores: list[float] = [float(hit.score) for hit in kept if hit.score is not None]
@@ -109,10 +152,10 @@ def qualified_name(value: object) -> str:
 class FrameworkAdapter:
     """What the adapters of retrievers that embed queries themselves share.
 
-    Holds the user's retriever, the id key and the concurrency, checked; records whether any
-    result had to be scored by rank; answers None for both fingerprints (the framework's
-    retriever does not say what it indexed, and embeds queries with a model evalkit does not
-    call); and closes nothing (the user's retriever belongs to the user).
+    Holds the user's retriever, the id key and the concurrency, checked; answers None for
+    both fingerprints (the framework's retriever does not say what it indexed, and embeds
+    queries with a model evalkit does not call); and closes nothing (the user's retriever
+    belongs to the user).
     """
 
     def __init__(
@@ -127,21 +170,14 @@ class FrameworkAdapter:
             raise ConfigError(f"concurrency must be at least 1, got {concurrency}")
         self._id_key = id_key
         self._concurrency = concurrency
-        self._scored_by_rank = False
 
-    def _note_scores(self, hits: Sequence[Hit]) -> None:
-        if any(hit.score is None for hit in hits):
-            self._scored_by_rank = True
-
-    def _described(self, kind: str, retriever: object) -> dict[str, Any]:
+    def _described(self, kind: str, retriever: object, *, scores: str) -> dict[str, Any]:
         return {
             "kind": kind,
             "retriever": qualified_name(retriever),
             "id_key": self._id_key,
             "concurrency": self._concurrency,
-            "scores": "by rank (the retriever returned none)"
-            if self._scored_by_rank
-            else "the retriever's",
+            "scores": scores,
             "model": NOT_FINGERPRINTED,
         }
 

@@ -1,22 +1,35 @@
 """Any LangChain retriever (``langchain_core.retrievers.BaseRetriever``), replayed as it runs.
 
-The queries go through the retriever's own ``batch`` with ``max_concurrency`` (its thread
-pool, its callbacks, its tracing), and ``return_exceptions`` so that a query that raises is
+Queries go through the retriever's own ``abatch`` when it has an async path of its own (its
+class overrides ``_aget_relevant_documents``, or it is a ``VectorStoreRetriever`` whose store
+implements the async search it will call: a store such as PGVector with ``async_mode=True``
+answers only that way), else through its own ``batch``; either way with ``max_concurrency``
+(its callbacks, its tracing) and ``return_exceptions``, so that a query that raises is
 recorded with its error while the others are answered. Each query's latency is measured by a
-callback handler on the retriever's own start/end events.
+callback handler on the retriever's own start/end events. ``abatch`` runs on an event loop of
+its own, in a worker thread when the caller already runs one (a notebook).
 
 ``k`` is passed through: a ``VectorStoreRetriever`` receives it as the ``k`` search argument
 of each call; another retriever with a ``k`` field (BM25, most community retrievers) is
 copied with that field set, so the user's object is never changed; any other retriever's
 results are cut to ``k``. Document ids come from the metadata key ``id_key`` when set, else
-from ``Document.id``; scores from the documents' metadata when the retriever leaves them
-there (``relevance_score``, ``score``...), else by rank (see ``evalkit.retrievers.framework``).
+from ``Document.id``.
+
+Scores: a plain ``VectorStoreRetriever`` (its search methods not overridden) with search type
+``similarity`` or ``similarity_score_threshold`` over a store that gives relevance scores is
+replayed through a copy that makes the same search with the store's
+``similarity_search_with_relevance_scores`` (same ``k`` and ``search_kwargs``, filter
+included), so the documents and their order are the retriever's and the scores the store's.
+Any other retriever is scored from the documents' metadata when it leaves scores there
+(``relevance_score``, ``score``...), else by rank (see ``evalkit.retrievers.framework``).
+``describe()`` states which, before any query is sent.
 
 Tenants, as for Chroma, are filtered when a ``where_key`` is given: a
 ``VectorStoreRetriever`` then passes ``filter={where_key: tenant}`` to the store, the dict
-filter of Chroma, PGVector, Pinecone, Qdrant and most LangChain stores. Any other retriever
-cannot be told a tenant, so a ``where_key`` for one is refused up front rather than risk
-returning another tenant's documents.
+filter of Chroma, PGVector, Pinecone, Qdrant and most LangChain stores, merged into the
+retriever's own dict filter (a filter that already sets ``where_key``, or one that is not a
+dict, is refused up front). Any other retriever cannot be told a tenant, so a ``where_key``
+for one is refused up front rather than risk returning another tenant's documents.
 
 The retriever embeds its queries itself: evalkit cannot fingerprint its model, and the run
 records that (``model_fingerprint()`` is None, ``describe()`` says why).
@@ -24,17 +37,21 @@ records that (``model_fingerprint()`` is None, ``describe()`` says why).
 
 from __future__ import annotations
 
-import threading
+import functools
 import time
 import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.callbacks import (
+    AsyncCallbackManagerForRetrieverRun,
+    BaseCallbackHandler,
+    CallbackManagerForRetrieverRun,
+)
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import RunnableConfig
-from langchain_core.vectorstores import VectorStoreRetriever
+from langchain_core.vectorstores import VectorStore, VectorStoreRetriever
 
 from evalkit.errors import ConfigError
 from evalkit.records import Query, QueryResult
@@ -45,35 +62,135 @@ from evalkit.retrievers.base import (
     validate_k,
 )
 from evalkit.retrievers.framework import (
+    SCORE_METADATA_KEYS,
     FrameworkAdapter,
     Hit,
     MissingIdError,
+    finite_score,
     hits_result,
     metadata_id,
     metadata_score,
     qualified_name,
+    rank_fallback,
+    run_sync,
 )
 
 __all__ = ["LangChainRetriever"]
 
+_RELEVANCE_KEY = "evalkit_relevance_score"
+"""Metadata key under which the scoring copy hands each document's relevance score over."""
+
+_SCORED_SEARCH_TYPES = ("similarity", "similarity_score_threshold")
+_SYNC_RELEVANCE = (
+    "similarity_search_with_relevance_scores",
+    "_similarity_search_with_relevance_scores",
+)
+_ASYNC_RELEVANCE: tuple[str, ...] = (
+    "asimilarity_search_with_relevance_scores",
+    "_asimilarity_search_with_relevance_scores",
+    "asimilarity_search_with_score",
+)
+_ASYNC_SEARCH: dict[str, tuple[str, ...]] = {
+    "similarity": ("asimilarity_search",),
+    "mmr": ("amax_marginal_relevance_search",),
+}
+
+
+def _overrides(cls: type, base: type, *names: str) -> bool:
+    """Whether ``cls`` has its own version of any of ``base``'s methods ``names``."""
+    return any(getattr(cls, name, None) is not getattr(base, name, None) for name in names)
+
+
+def _gives_relevance_scores(store: VectorStore) -> bool:
+    """Whether ``store`` can answer ``similarity_search_with_relevance_scores``.
+
+    VectorStore's default needs both a scored search and a relevance function, and raises
+    NotImplementedError without them (InMemoryVectorStore has no relevance function).
+    """
+    if _overrides(type(store), VectorStore, *_SYNC_RELEVANCE):
+        return True
+    if not _overrides(type(store), VectorStore, "similarity_search_with_score"):
+        return False
+    try:
+        store._select_relevance_score_fn()
+    except (NotImplementedError, ValueError):
+        return False
+    return True
+
+
+def _with_score(document: Document, score: float) -> Document:
+    return document.model_copy(update={"metadata": {**document.metadata, _RELEVANCE_KEY: score}})
+
+
+class _RelevanceScored(VectorStoreRetriever):
+    """A ``VectorStoreRetriever`` whose documents carry the store's relevance scores.
+
+    The search is the one ``VectorStoreRetriever`` makes for the ``similarity`` and
+    ``similarity_score_threshold`` search types, through the store's relevance-scored method.
+    """
+
+    def _get_relevant_documents(
+        self, query: str, *, run_manager: CallbackManagerForRetrieverRun, **kwargs: Any
+    ) -> list[Document]:
+        found = self.vectorstore.similarity_search_with_relevance_scores(
+            query, **(self.search_kwargs | kwargs)
+        )
+        return [_with_score(document, score) for document, score in found]
+
+    async def _aget_relevant_documents(
+        self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun, **kwargs: Any
+    ) -> list[Document]:
+        found = await self.vectorstore.asimilarity_search_with_relevance_scores(
+            query, **(self.search_kwargs | kwargs)
+        )
+        return [_with_score(document, score) for document, score in found]
+
+
+@functools.cache
+def _relevance_scored_class(cls: type[VectorStoreRetriever]) -> type[VectorStoreRetriever]:
+    """``_RelevanceScored`` for ``cls`` (a subclass of ``VectorStoreRetriever`` keeps its own
+    fields and methods, and takes the scored search)."""
+    if cls is VectorStoreRetriever:
+        return _RelevanceScored
+    return type(cls.__name__, (_RelevanceScored, cls), {"__module__": __name__})
+
+
+def _relevance_scored_copy(retriever: VectorStoreRetriever) -> VectorStoreRetriever:
+    scored_class = _relevance_scored_class(type(retriever))
+    fields = {name: getattr(retriever, name) for name in type(retriever).model_fields}
+    return scored_class.model_construct(_fields_set=set(retriever.model_fields_set), **fields)
+
 
 class _LatencyTimer(BaseCallbackHandler):
-    """Records when each retriever run (by run id) started and ended."""
+    """Times one query: the retriever's top-level run, from its start event to its end.
+
+    One timer per query, given in that query's config: ``BaseRetriever`` does not take a run
+    id from the config, so runs cannot be told apart by an id chosen in advance.
+    """
+
+    run_inline = True
+    """Called on the event loop itself under ``abatch``: timestamps not delayed by a thread."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.started: dict[uuid.UUID, float] = {}
-        self.ended: dict[uuid.UUID, float] = {}
+        self._run_id: uuid.UUID | None = None
+        self._started: float | None = None
+        self._ended: float | None = None
 
     def on_retriever_start(
-        self, serialized: dict[str, Any], query: str, *, run_id: uuid.UUID, **kwargs: Any
+        self,
+        serialized: dict[str, Any],
+        query: str,
+        *,
+        run_id: uuid.UUID,
+        parent_run_id: uuid.UUID | None = None,
+        **kwargs: Any,
     ) -> None:
-        with self._lock:
-            self.started.setdefault(run_id, time.perf_counter())
+        if parent_run_id is None and self._run_id is None:
+            self._run_id, self._started = run_id, time.perf_counter()
 
     def _end(self, run_id: uuid.UUID) -> None:
-        with self._lock:
-            self.ended[run_id] = time.perf_counter()
+        if run_id == self._run_id:
+            self._ended = time.perf_counter()
 
     def on_retriever_end(
         self, documents: Sequence[Document], *, run_id: uuid.UUID, **kwargs: Any
@@ -83,11 +200,11 @@ class _LatencyTimer(BaseCallbackHandler):
     def on_retriever_error(self, error: BaseException, *, run_id: uuid.UUID, **kwargs: Any) -> None:
         self._end(run_id)
 
-    def latency_ms(self, run_id: uuid.UUID, fallback_ms: float) -> float:
-        """Milliseconds the run ``run_id`` took, or ``fallback_ms`` if it was not seen."""
-        with self._lock:
-            start, end = self.started.get(run_id), self.ended.get(run_id)
-        return (end - start) * 1000.0 if start is not None and end is not None else fallback_ms
+    def latency_ms(self, fallback_ms: float) -> float:
+        """Milliseconds the query's run took, or ``fallback_ms`` if it was not seen."""
+        if self._started is None or self._ended is None:
+            return fallback_ms
+        return (self._ended - self._started) * 1000.0
 
 
 class LangChainRetriever(FrameworkAdapter):
@@ -111,17 +228,72 @@ class LangChainRetriever(FrameworkAdapter):
         self._retriever = retriever
         self._where_key = where_key
         self._is_vector_store = isinstance(retriever, VectorStoreRetriever)
-        if where_key is not None and not self._is_vector_store:
+        self._own_filter = self._checked_filter(retriever, where_key)
+        self._has_k_field = "k" in type(retriever).model_fields
+        self._scored: VectorStoreRetriever | None = None
+        if (
+            isinstance(retriever, VectorStoreRetriever)
+            and retriever.search_type in _SCORED_SEARCH_TYPES
+            and not _overrides(
+                type(retriever),
+                VectorStoreRetriever,
+                "_get_relevant_documents",
+                "_aget_relevant_documents",
+            )
+            and _gives_relevance_scores(retriever.vectorstore)
+        ):
+            self._scored = _relevance_scored_copy(retriever)
+        self._is_async = self._has_own_async_path(retriever)
+
+    @staticmethod
+    def _checked_filter(retriever: BaseRetriever, where_key: str | None) -> dict[str, Any]:
+        """The retriever's own dict filter, into which each query's tenant is merged."""
+        if where_key is None:
+            return {}
+        if not isinstance(retriever, VectorStoreRetriever):
             raise ConfigError(
                 f"a LangChain {type(retriever).__name__} cannot be told a query's tenant: "
-                "--where-key works with a VectorStoreRetriever (vectorstore.as_retriever()); "
-                "otherwise build one retriever per tenant in your factory"
+                "--where-key works with a VectorStoreRetriever, so return "
+                "vectorstore.as_retriever() from your factory, or replay the store through an "
+                "adapter with a tenant key (pgvector, Qdrant, Chroma)"
             )
-        self._has_k_field = "k" in type(retriever).model_fields
+        own = retriever.search_kwargs.get("filter")
+        if own is None:
+            return {}
+        if not isinstance(own, dict):
+            raise ConfigError(
+                f"the retriever's search_kwargs filter is a {type(own).__name__}, which evalkit "
+                f"cannot combine with the tenant filter {{{where_key!r}: tenant}} of "
+                "--where-key: give the retriever a dict filter, or drop --where-key"
+            )
+        if where_key in own:
+            raise ConfigError(
+                f"the retriever's search_kwargs filter already sets {where_key!r} "
+                f"({own[where_key]!r}), which --where-key {where_key} sets to each query's "
+                "tenant: remove it from the retriever's filter, or drop --where-key"
+            )
+        return dict(own)
+
+    def _has_own_async_path(self, retriever: BaseRetriever) -> bool:
+        """Whether ``abatch`` reaches async code of the retriever's (or its store's) own,
+        rather than ``BaseRetriever``'s default, which runs the sync method on a thread."""
+        if not isinstance(retriever, VectorStoreRetriever):
+            return _overrides(type(retriever), BaseRetriever, "_aget_relevant_documents")
+        if _overrides(type(retriever), VectorStoreRetriever, "_aget_relevant_documents"):
+            return True
+        if _overrides(type(retriever), VectorStoreRetriever, "_get_relevant_documents"):
+            return False
+        if self._scored is not None or retriever.search_type == "similarity_score_threshold":
+            names = _ASYNC_RELEVANCE
+        else:
+            names = _ASYNC_SEARCH.get(retriever.search_type, ())
+        return _overrides(type(retriever.vectorstore), VectorStore, *names)
 
     def _for_depth(self, k: int) -> tuple[BaseRetriever, dict[str, Any]]:
         """The retriever to call and the keyword arguments of each call (results are cut
         to ``k`` in any case)."""
+        if self._scored is not None:
+            return self._scored, {"k": k}
         if self._is_vector_store:
             return self._retriever, {"k": k}
         if self._has_k_field:
@@ -136,8 +308,8 @@ class LangChainRetriever(FrameworkAdapter):
         for tenant, positions in tenant_groups(queries, filtered=self._where_key is not None):
             group = [queries[position] for position in positions]
             kwargs = dict(call_kwargs)
-            if tenant is not None:
-                kwargs["filter"] = {self._where_key: tenant}
+            if tenant is not None and self._where_key is not None:
+                kwargs["filter"] = {**self._own_filter, self._where_key: tenant}
             for query, result in zip(group, self._batch(retriever, group, k, kwargs), strict=True):
                 results[query.id] = result
         return [results[query.id] for query in queries]
@@ -145,20 +317,24 @@ class LangChainRetriever(FrameworkAdapter):
     def _batch(
         self, retriever: BaseRetriever, queries: list[Query], k: int, kwargs: dict[str, Any]
     ) -> list[QueryResult]:
-        timer = _LatencyTimer()
-        run_ids = [uuid.uuid4() for _ in queries]
+        timers = [_LatencyTimer() for _ in queries]
+        run_name = self._retriever.get_name()
         configs: list[RunnableConfig] = [
-            {"max_concurrency": self._concurrency, "callbacks": [timer], "run_id": run_id}
-            for run_id in run_ids
+            {"max_concurrency": self._concurrency, "callbacks": [timer], "run_name": run_name}
+            for timer in timers
         ]
+        texts = [query.text for query in queries]
         start = time.perf_counter()
-        outputs = retriever.batch(
-            [query.text for query in queries], configs, return_exceptions=True, **kwargs
-        )
+        if self._is_async:
+            outputs = run_sync(
+                lambda: retriever.abatch(texts, configs, return_exceptions=True, **kwargs)
+            )
+        else:
+            outputs = retriever.batch(texts, configs, return_exceptions=True, **kwargs)
         fallback_ms = (time.perf_counter() - start) * 1000.0 / max(len(queries), 1)
         results = []
-        for query, run_id, output in zip(queries, run_ids, outputs, strict=True):
-            latency = timer.latency_ms(run_id, fallback_ms)
+        for query, timer, output in zip(queries, timers, outputs, strict=True):
+            latency = timer.latency_ms(fallback_ms)
             if isinstance(output, BaseException):
                 results.append(failed_result(query.id, describe_exception(output), latency))
                 continue
@@ -167,18 +343,30 @@ class LangChainRetriever(FrameworkAdapter):
             except MissingIdError as error:
                 results.append(failed_result(query.id, describe_exception(error), latency))
                 continue
-            self._note_scores(hits)
             results.append(hits_result(query, hits, k, latency))
         return results
 
     def _hit(self, document: Document) -> Hit:
         doc_id = metadata_id(document.metadata, document.id, self._id_key, what="Document")
+        if self._scored is not None:
+            return Hit(doc_id=doc_id, score=finite_score(document.metadata.get(_RELEVANCE_KEY)))
         return Hit(doc_id=doc_id, score=metadata_score(document.metadata))
 
+    def _scoring_rule(self) -> str:
+        if self._scored is not None:
+            return rank_fallback(
+                "the store's relevance score (similarity_search_with_relevance_scores)"
+            )
+        return rank_fallback(
+            f"a score in the documents' metadata ({', '.join(SCORE_METADATA_KEYS)})"
+        )
+
     def describe(self) -> dict[str, Any]:
-        """The retriever's class (and vector store's), the id key and concurrency; no secrets."""
-        described = self._described("langchain", self._retriever)
+        """The retriever's class (and vector store's), how it is called and scored, the id key
+        and concurrency; no secrets."""
+        described = self._described("langchain", self._retriever, scores=self._scoring_rule())
         described["where_key"] = self._where_key
+        described["calls"] = "abatch" if self._is_async else "batch"
         described["k_passed_as"] = (
             "search argument k"
             if self._is_vector_store

@@ -1,20 +1,23 @@
 """Any LlamaIndex retriever (``llama_index.core`` ``BaseRetriever``), replayed as it runs.
 
 Queries run through the retriever's own ``aretrieve`` when it has a real async path, at most
-``concurrency`` at a time on one event loop; a retriever whose async path is only the
-synchronous one in disguise runs on ``concurrency`` threads instead. A query that raises is
-recorded with its error while the others are answered.
+``concurrency`` at a time on one event loop (in a worker thread when the caller already runs
+a loop, as a notebook does); a retriever whose async path is only the synchronous one in
+disguise runs on ``concurrency`` threads instead. A query that raises is recorded with its
+error while the others are answered.
 
 ``k`` is passed through as ``similarity_top_k`` on a copy of a retriever that has it (the
 vector index retriever and most store retrievers), so the user's object is never changed;
 any other retriever's results are cut to ``k``. Node ids come from the metadata key
 ``id_key`` when set (chunks usually carry their source document's id there), else from
-``node.node_id``; scores from ``NodeWithScore.score``, else by rank.
+``node.node_id``; scores from ``NodeWithScore.score`` when every node has a finite one, else
+by rank.
 
-Tenants: a LlamaIndex retriever takes its metadata filters when it is built, so evalkit
-cannot give it a query's tenant; a ``where_key`` is refused up front (as for Chroma, tenants
-are ignored without one). Build one retriever per tenant in your factory, or use a store
-adapter with a tenant key (pgvector, Qdrant, Chroma).
+Tenants: with a ``where_key``, a ``VectorIndexRetriever`` (``index.as_retriever()``) is
+copied once per tenant with ``where_key == tenant`` ANDed into its metadata filters, which
+the vector store applies; queries are grouped by tenant, and a query without a tenant runs
+with the retriever's own filters. A retriever whose filters evalkit cannot reach is refused
+up front rather than risk returning another tenant's documents.
 
 The retriever embeds its queries itself: evalkit cannot fingerprint its model, and the run
 records that (``model_fingerprint()`` is None, ``describe()`` says why).
@@ -30,20 +33,47 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from llama_index.core.base.base_retriever import BaseRetriever
+from llama_index.core.indices.vector_store.retrievers import VectorIndexRetriever
 from llama_index.core.schema import NodeWithScore
+from llama_index.core.vector_stores.types import (
+    FilterCondition,
+    FilterOperator,
+    MetadataFilter,
+    MetadataFilters,
+)
 
 from evalkit.errors import ConfigError
 from evalkit.records import Query, QueryResult
-from evalkit.retrievers.base import describe_exception, elapsed_ms, failed_result, validate_k
+from evalkit.retrievers.base import (
+    describe_exception,
+    elapsed_ms,
+    failed_result,
+    tenant_groups,
+    validate_k,
+)
 from evalkit.retrievers.framework import (
     FrameworkAdapter,
     Hit,
     MissingIdError,
+    finite_score,
     hits_result,
     metadata_id,
+    rank_fallback,
+    run_sync,
 )
 
 __all__ = ["LlamaIndexRetriever"]
+
+
+def _tenant_filters(own: MetadataFilters | None, where_key: str, tenant: str) -> MetadataFilters:
+    """``own`` AND ``where_key == tenant``: flat when ``own`` is already an AND (what every
+    vector store supports), nested otherwise."""
+    tenant_filter = MetadataFilter(key=where_key, value=tenant, operator=FilterOperator.EQ)
+    if own is None or not own.filters:
+        return MetadataFilters(filters=[tenant_filter], condition=FilterCondition.AND)
+    if own.condition in (None, FilterCondition.AND):
+        return MetadataFilters(filters=[*own.filters, tenant_filter], condition=FilterCondition.AND)
+    return MetadataFilters(filters=[own, tenant_filter], condition=FilterCondition.AND)
 
 
 class LlamaIndexRetriever(FrameworkAdapter):
@@ -64,13 +94,15 @@ class LlamaIndexRetriever(FrameworkAdapter):
             id_key=id_key,
             concurrency=concurrency,
         )
-        if where_key is not None:
+        if where_key is not None and not isinstance(retriever, VectorIndexRetriever):
             raise ConfigError(
-                "a LlamaIndex retriever takes its filters when it is built, so evalkit cannot "
-                "give it a query's tenant (--where-key); build one retriever per tenant in "
-                "your factory"
+                f"a LlamaIndex {type(retriever).__name__} has no metadata filters evalkit can "
+                "add a query's tenant to: --where-key works with a VectorIndexRetriever, so "
+                "return index.as_retriever() from your factory, or replay the store through an "
+                "adapter with a tenant key (pgvector, Qdrant, Chroma)"
             )
         self._retriever = retriever
+        self._where_key = where_key
         top_k = getattr(type(retriever), "similarity_top_k", None)
         self._has_top_k = isinstance(top_k, property) and top_k.fset is not None
         # BaseRetriever._aretrieve only calls the synchronous _retrieve: no concurrency there.
@@ -83,22 +115,35 @@ class LlamaIndexRetriever(FrameworkAdapter):
         retriever.similarity_top_k = k  # type: ignore[attr-defined]
         return retriever
 
+    def _for_tenant(self, retriever: BaseRetriever, tenant: str | None) -> BaseRetriever:
+        if tenant is None or self._where_key is None:
+            return retriever
+        assert isinstance(retriever, VectorIndexRetriever)  # checked in __init__
+        filtered = copy.copy(retriever)
+        filtered._filters = _tenant_filters(retriever._filters, self._where_key, tenant)
+        return filtered
+
     def retrieve(self, queries: Sequence[Query], k: int) -> list[QueryResult]:
         """Return the top ``k`` documents of every query, one result per query, in order."""
         validate_k(k)
-        retriever = self._for_depth(k)
+        at_depth = self._for_depth(k)
+        by_position: dict[int, tuple[BaseRetriever, Query]] = {}
+        for tenant, positions in tenant_groups(queries, filtered=self._where_key is not None):
+            retriever = self._for_tenant(at_depth, tenant)
+            by_position.update((position, (retriever, queries[position])) for position in positions)
+        asks = [by_position[position] for position in range(len(queries))]
         if self._is_async:
-            return asyncio.run(self._retrieve_async(retriever, queries, k))
+            return run_sync(lambda: self._retrieve_async(asks, k))
         workers = max(1, min(self._concurrency, len(queries)))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="evalkit-li") as pool:
-            return list(pool.map(lambda query: self._ask(retriever, query, k), queries))
+            return list(pool.map(lambda ask: self._ask(ask[0], ask[1], k), asks))
 
     async def _retrieve_async(
-        self, retriever: BaseRetriever, queries: Sequence[Query], k: int
+        self, asks: Sequence[tuple[BaseRetriever, Query]], k: int
     ) -> list[QueryResult]:
         slots = asyncio.Semaphore(self._concurrency)
 
-        async def ask(query: Query) -> QueryResult:
+        async def ask(retriever: BaseRetriever, query: Query) -> QueryResult:
             async with slots:
                 start = time.perf_counter()
                 try:
@@ -107,7 +152,7 @@ class LlamaIndexRetriever(FrameworkAdapter):
                     return failed_result(query.id, describe_exception(error), elapsed_ms(start))
                 return self._result(query, nodes, k, elapsed_ms(start))
 
-        return list(await asyncio.gather(*(ask(query) for query in queries)))
+        return list(await asyncio.gather(*(ask(retriever, query) for retriever, query in asks)))
 
     def _ask(self, retriever: BaseRetriever, query: Query, k: int) -> QueryResult:
         start = time.perf_counter()
@@ -126,18 +171,21 @@ class LlamaIndexRetriever(FrameworkAdapter):
                     doc_id=metadata_id(
                         found.node.metadata, found.node.node_id, self._id_key, what="node"
                     ),
-                    score=None if found.score is None else float(found.score),
+                    score=finite_score(found.score),
                 )
                 for found in nodes
             ]
         except MissingIdError as error:
             return failed_result(query.id, describe_exception(error), latency_ms)
-        self._note_scores(hits)
         return hits_result(query, hits, k, latency_ms)
 
     def describe(self) -> dict[str, Any]:
-        """The retriever's class, the id key, concurrency and how k is passed; no secrets."""
-        described = self._described("llamaindex", self._retriever)
+        """The retriever's class, how it is called and scored, the id key, concurrency, the
+        tenant key and how k is passed; no secrets."""
+        described = self._described(
+            "llamaindex", self._retriever, scores=rank_fallback("NodeWithScore.score")
+        )
+        described["where_key"] = self._where_key
         described["calls"] = "aretrieve" if self._is_async else "retrieve on threads"
         described["k_passed_as"] = "similarity_top_k" if self._has_top_k else "results cut to k"
         return described
