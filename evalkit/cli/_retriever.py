@@ -39,7 +39,12 @@ RetrieverSpec = Annotated[
 ]
 WhereKey = Annotated[
     str | None,
-    typer.Option(help="Chroma metadata key holding the tenant; queries are filtered by it."),
+    typer.Option(
+        help="Metadata key (pgvector: column) holding each document's tenant; a query with a "
+        "tenant sees only its tenant's documents (Chroma, pgvector, Qdrant, a LangChain "
+        "VectorStoreRetriever, a LlamaIndex VectorIndexRetriever; refused by retrievers "
+        "that cannot filter)."
+    ),
 ]
 AllowMismatch = Annotated[
     bool,
