@@ -38,6 +38,7 @@ from evalkit.drift.watch import (
 )
 from evalkit.embedding import Embedder, ModelFingerprint, build_query_embedder
 from evalkit.errors import ConfigError, NotFoundError, RetrieverError, StoreError
+from evalkit.goldset.jsonl import QUERIES_FILE
 from evalkit.goldset.model import Goldset
 from evalkit.metrics import EvaluationResult, Evaluator, parse_measures, read_qrels
 from evalkit.records import Query, QueryResult
@@ -718,9 +719,13 @@ def gate_against_baseline(
 
 
 def _gate_subject(gold: Goldset | None, qrels: Path | None, baseline: str) -> str | None:
-    """The file a gate's verdict is about: the goldset's source, else the qrels file, else
-    the baseline run file (None when the baseline is a stored run id)."""
+    """The file a gate's verdict is about: the goldset's queries file (its source, when that
+    is a file), else the qrels file, else the baseline run file (None when the baseline is a
+    stored run id). CI reporters annotate files, not folders."""
     if gold is not None and gold.source:
+        source = Path(gold.source)
+        if source.is_dir() and (source / QUERIES_FILE).is_file():
+            return str(source / QUERIES_FILE)
         return str(gold.source)
     if qrels is not None:
         return str(qrels)

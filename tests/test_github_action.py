@@ -615,10 +615,6 @@ def test_a_pull_request_with_a_worse_retriever_fails_with_junit_and_markdown(
     assert "Save the baseline" not in worse.ran
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="`evalkit gate` names a goldset folder (pipeline._gate_subject), not a file in it",
-)
 def test_the_gate_junit_names_the_goldset_file_and_carries_the_time(worse: Outcome) -> None:
     # Written by `evalkit gate` itself (to_junit_xml's time and file), for CI reporters.
     suite = ET.parse(worse.outputs["junit"]).getroot()
