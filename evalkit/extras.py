@@ -49,6 +49,7 @@ MODULE_EXTRAS: dict[str, str] = {
     "qdrant_client": "qdrant",
     "langchain_core": "langchain",
     "llama_index": "llamaindex",
+    "pytest": "pytest",
 }
 """Top-level module -> the extra that installs it."""
 
