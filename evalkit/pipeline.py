@@ -21,10 +21,10 @@ import numpy.typing as npt
 import pandas as pd
 
 from evalkit import __version__
-from evalkit.answers import AnswerRecord, check_judge_settings, score_answers
+from evalkit import answers as answer_stage
 from evalkit.answers.cache import JudgeCache, MemoryJudgeCache
 from evalkit.answers.files import read_answer_records
-from evalkit.answers.scoring import uses_judge
+from evalkit.answers.records import AnswerRecord
 from evalkit.config import JudgeSettings, load_settings
 from evalkit.drift import AlertLevel, cusum, page_hinkley
 from evalkit.drift.base import DriftResult
@@ -1339,7 +1339,7 @@ def score_and_store_answers(
     """
     settings = settings or load_settings().judge
     with _judge_cache(settings, store) as cache:
-        result = score_answers(
+        result = answer_stage.score_answers(
             records,
             settings=settings,
             run_id=run_id,
@@ -1356,7 +1356,7 @@ def score_and_store_answers(
 
 @contextlib.contextmanager
 def _judge_cache(settings: JudgeSettings, store: Store) -> Iterator[JudgeCache]:
-    if not uses_judge(settings):
+    if not answer_stage.uses_judge(settings):
         yield MemoryJudgeCache()
     elif settings.cache_path is not None:
         with Store.open(settings.cache_path) as own:
@@ -1381,7 +1381,7 @@ def score_answer_file(
     if progress is not None:
         progress(0, len(records))
     if store is None:
-        result = score_answers(
+        result = answer_stage.score_answers(
             records, settings=settings, source=str(path), embedder=embedder, progress=progress
         )
     else:
@@ -1406,7 +1406,7 @@ def answer_settings(settings: JudgeSettings | None = None) -> JudgeSettings:
     """
     try:
         settings = settings or load_settings().judge
-        check_judge_settings(settings)
+        answer_stage.check_judge_settings(settings)
     except ConfigError as error:
         raise ConfigError(
             f"answer scoring: {error}; or turn answer scoring off (--no-answers)"

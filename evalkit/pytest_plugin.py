@@ -135,10 +135,12 @@ class _Gated:
 
 @dataclass(frozen=True, slots=True)
 class _Compared:
-    """A gate that compared, for the session's JUnit and Markdown reports."""
+    """A gate that compared, rendered for the session's JUnit and Markdown reports as
+    ``evalkit gate --junit`` and ``--markdown`` render it."""
 
     nodeid: str
-    outcome: GateOutcome
+    junit_suite: str
+    markdown: str
 
 
 @dataclass
@@ -359,7 +361,13 @@ class EvalkitGate:
         from evalkit.retrievers.factory import RetrieverOptions
         from evalkit.retrievers.plugins import FactorySource, PluginRetriever, adapt_retriever
         from evalkit.scheduler.lock import StoreAccess
-        from evalkit.stats.render import TABLE_HEADERS, coverage_note, table_rows
+        from evalkit.stats.render import (
+            TABLE_HEADERS,
+            coverage_note,
+            table_rows,
+            to_junit_xml,
+            to_markdown,
+        )
 
         settings = load_settings(store_path=store_path)
         source = self._goldset_source(spec)
@@ -436,7 +444,12 @@ class EvalkitGate:
             outcome = replace(outcome, about=subject)
         junit = self._report_path(spec.junit, "junit")
         markdown = self._report_path(spec.markdown, "markdown")
-        compared = _Compared(self._node.nodeid, outcome)
+        report = outcome.report
+        compared = _Compared(
+            self._node.nodeid,
+            junit_suite=to_junit_xml(report.comparison, time=outcome.seconds, file=outcome.about),
+            markdown=to_markdown(report.comparison, worst=report.worst_queries),
+        )
         for path, reports_at in ((junit, self._session.junit), (markdown, self._session.markdown)):
             if path is not None:
                 reports_at.setdefault(path.resolve(), []).append(compared)
@@ -503,15 +516,9 @@ class EvalkitGate:
 def _junit_xml(compared: Sequence[_Compared]) -> str:
     """One ``<testsuites>`` holding each gate's ``<testsuite>`` as ``to_junit_xml`` writes it
     for ``evalkit gate --junit``, named after its test, with the totals of them all."""
-    # Deferred, as in EvalkitGate._gate: only a session that gated gets here.
-    from evalkit.stats.render import to_junit_xml
-
     suites = ET.Element("testsuites", {"name": "evalkit gate"})
     for gate in compared:
-        outcome = gate.outcome
-        suite = ET.fromstring(
-            to_junit_xml(outcome.report.comparison, time=outcome.seconds, file=outcome.about)
-        )
+        suite = ET.fromstring(gate.junit_suite)
         suite.set("name", f"evalkit gate: {gate.nodeid}")
         suites.append(suite)
     for total in ("tests", "failures", "errors", "skipped"):
@@ -526,15 +533,10 @@ def _junit_xml(compared: Sequence[_Compared]) -> str:
 def _markdown(compared: Sequence[_Compared]) -> str:
     """Each gate's Markdown as ``to_markdown`` writes it for ``evalkit gate --markdown``,
     followed by the test that ran it."""
-    from evalkit.stats.render import to_markdown
-
     sections = []
     for gate in compared:
-        report = gate.outcome.report
         nodeid = gate.nodeid.replace("`", "'")
-        sections.append(
-            to_markdown(report.comparison, worst=report.worst_queries) + f"\nTest: `{nodeid}`\n"
-        )
+        sections.append(gate.markdown + f"\nTest: `{nodeid}`\n")
     return "\n".join(sections)
 
 

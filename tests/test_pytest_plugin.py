@@ -14,10 +14,14 @@ from collections.abc import Iterator
 from importlib.metadata import entry_points
 
 import pytest
-from gate_inputs import retriever_endpoint, write_goldset_files
 
 # Imported here so that the in-process pytest runs below find them loaded (pytester drops
-# the modules a run imported when it ends; reloading these would cost seconds every time).
+# the modules a run imported when it ends; reloading these would cost seconds every time,
+# and scipy.stats, which the gate loads on first use, could not be reloaded at all: numpy's
+# C extensions load once per process).
+import scipy.stats  # noqa: F401
+from gate_inputs import retriever_endpoint, write_goldset_files
+
 import evalkit.pipeline
 import evalkit.retrievers.http
 import evalkit.scheduler.lock  # noqa: F401

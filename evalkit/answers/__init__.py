@@ -38,7 +38,7 @@ if TYPE_CHECKING:
         MetricSummary,
         Unmeasured,
     )
-    from evalkit.answers.scoring import check_judge_settings, score_answers
+    from evalkit.answers.scoring import check_judge_settings, score_answers, uses_judge
 
 
 __all__ = [
@@ -52,6 +52,7 @@ __all__ = [
     "check_judge_settings",
     "read_answer_records",
     "score_answers",
+    "uses_judge",
 ]
 
 # Importing the package loads none of its modules; each name loads its own on first use.
@@ -68,5 +69,6 @@ __getattr__ = lazy_attributes(
         "check_judge_settings": "evalkit.answers.scoring",
         "read_answer_records": "evalkit.answers.files",
         "score_answers": "evalkit.answers.scoring",
+        "uses_judge": "evalkit.answers.scoring",
     },
 )

@@ -310,7 +310,7 @@ def load_embedder(
             "set EVALKIT_MODEL_PATH to a local sentence-transformers model directory"
         )
     cache = cache_dir if cache_dir is not None else default_cache_dir()
-    return _load_cached(str(path.resolve()), name, batch_size, backend, str(cache))
+    return _load_cached(str(path.resolve()), name, batch_size, EmbedBackend(backend), str(cache))
 
 
 def load_embedder_for(settings: Settings) -> Embedder:

@@ -21,7 +21,7 @@ from typing import Final
 
 import numpy as np
 import numpy.typing as npt
-from scipy.special import ndtr, ndtri, stdtrit
+import scipy
 
 __all__ = [
     "CI_METHODS",
@@ -192,10 +192,10 @@ def _normal_bounds(n_queries: int, confidence: float, *, expand: bool) -> FloatM
     tail = (1.0 - confidence) / 2.0
     if expand and n_queries > 1:
         upper = math.sqrt(n_queries / (n_queries - 1.0)) * float(
-            stdtrit(n_queries - 1.0, 1.0 - tail)
+            scipy.special.stdtrit(n_queries - 1.0, 1.0 - tail)
         )
     else:
-        upper = float(ndtri(1.0 - tail))
+        upper = float(scipy.special.ndtri(1.0 - tail))
     return np.array([[-upper], [upper]], dtype=np.float64)
 
 
@@ -207,7 +207,8 @@ def percentile_interval(
     With ``expand`` the percentiles are those of the small-sample expanded bounds.
     """
     bounds = _normal_bounds(differences.shape[0], confidence, expand=expand)
-    levels = np.broadcast_to(ndtr(bounds), (2, boot_means.shape[1])).astype(np.float64)
+    levels = scipy.special.ndtr(bounds)
+    levels = np.broadcast_to(levels, (2, boot_means.shape[1])).astype(np.float64)
     quantiles = _column_quantiles(np.sort(boot_means, axis=0), levels)
     return quantiles[0], quantiles[1]
 
@@ -229,13 +230,13 @@ def bca_interval(
     below = (boot_means < observed - tolerance).mean(axis=0)
     tied = (np.abs(boot_means - observed) <= tolerance).mean(axis=0)
     share = np.clip(below + 0.5 * tied, 0.5 / resamples, 1.0 - 0.5 / resamples)
-    bias = ndtri(share)
+    bias = scipy.special.ndtri(share)
     centred = differences - observed
     spread = (centred**2).sum(axis=0) ** 1.5
     skew = (centred**3).sum(axis=0)
     acceleration = np.divide(skew, 6.0 * spread, out=np.zeros_like(skew), where=spread > 0)
     shifted = bias + _normal_bounds(differences.shape[0], confidence, expand=expand)
-    levels = ndtr(bias + shifted / (1.0 - acceleration * shifted))
+    levels = scipy.special.ndtr(bias + shifted / (1.0 - acceleration * shifted))
     quantiles = _column_quantiles(np.sort(boot_means, axis=0), np.asarray(levels, np.float64))
     return quantiles[0], quantiles[1]
 

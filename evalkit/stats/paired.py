@@ -17,7 +17,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from scipy import stats
+import scipy
 
 from evalkit.errors import ConfigError, InputError, RetrieverError
 from evalkit.stats._resampling import CI_METHODS, paired_resampling
@@ -48,7 +48,7 @@ def _wilcoxon_pvalues(differences: FloatMatrix) -> FloatVector:
     """Two-sided Wilcoxon signed-rank p-values per column; 1 when every difference is 0."""
     p_values = np.ones(differences.shape[1], dtype=np.float64)
     for column in np.flatnonzero(np.any(differences != 0.0, axis=0)):
-        p_values[column] = float(stats.wilcoxon(differences[:, column]).pvalue)
+        p_values[column] = float(scipy.stats.wilcoxon(differences[:, column]).pvalue)
     return p_values
 
 

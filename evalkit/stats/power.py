@@ -15,8 +15,7 @@ from typing import Final
 
 import numpy as np
 import numpy.typing as npt
-from scipy import special
-from scipy.special import ndtri
+import scipy
 
 from evalkit.errors import ConfigError, InputError
 
@@ -67,11 +66,11 @@ def paired_t_power(
     # scipy.special rather than scipy.stats.nct: the same functions without the
     # distribution machinery, which costs milliseconds per call in the sizing search.
     if one_sided:
-        critical = special.stdtrit(df, 1.0 - alpha)
-        return np.asarray(1.0 - special.nctdtr(df, noncentrality, critical), np.float64)
-    critical = special.stdtrit(df, 1.0 - alpha / 2.0)
-    upper = 1.0 - special.nctdtr(df, noncentrality, critical)
-    lower = special.nctdtr(df, noncentrality, -critical)
+        critical = scipy.special.stdtrit(df, 1.0 - alpha)
+        return np.asarray(1.0 - scipy.special.nctdtr(df, noncentrality, critical), np.float64)
+    critical = scipy.special.stdtrit(df, 1.0 - alpha / 2.0)
+    upper = 1.0 - scipy.special.nctdtr(df, noncentrality, critical)
+    lower = scipy.special.nctdtr(df, noncentrality, -critical)
     return np.asarray(upper + lower, dtype=np.float64)
 
 
@@ -101,7 +100,7 @@ def queries_needed(
         return 2
     standardized = effect / sd_diff
     tail = alpha if one_sided else alpha / 2.0
-    z_total = float(ndtri(1.0 - tail) + ndtri(power))
+    z_total = float(scipy.special.ndtri(1.0 - tail) + scipy.special.ndtri(power))
 
     def reaches(n: int) -> bool:
         reached = paired_t_power(n, standardized, alpha=alpha, one_sided=one_sided)
