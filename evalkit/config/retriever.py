@@ -89,7 +89,9 @@ class PgvectorSettings(BaseModel):
         default="embedding", description="pgvector column holding the document embedding."
     )
     text_column: str | None = Field(
-        default=None, description="Column holding the document text (optional)."
+        default=None,
+        description="Column holding the document text (optional); sampled rows are "
+        "re-embedded to check the model.",
     )
     metric: DistanceMetric = Field(
         default=DistanceMetric.cosine,
