@@ -18,6 +18,7 @@ import uuid
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pytest
 from demo_index import (
     DEMO_DIR,
@@ -39,10 +40,16 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def build_collection(
-    path: Path, name: str, *, distance: models.Distance = models.Distance.COSINE
+    path: Path,
+    name: str,
+    *,
+    distance: models.Distance = models.Distance.COSINE,
+    rotation: np.ndarray | None = None,
 ) -> None:
-    """The demo corpus in a local Qdrant collection: UUID point ids, the doc id and tenant
-    in the payload (as a chunked corpus would have them)."""
+    """The demo corpus in a local Qdrant collection: UUID point ids, the doc id, tenant and
+    text in the payload (as a chunked corpus would have them); its vectors turned by
+    ``rotation`` into another embedding space of the same dimension when given."""
+    vectors = demo_vectors() if rotation is None else demo_vectors() @ rotation
     client = QdrantClient(path=str(path))
     try:
         client.create_collection(
@@ -54,9 +61,9 @@ def build_collection(
                 models.PointStruct(
                     id=str(uuid.uuid5(uuid.NAMESPACE_URL, document.id)),
                     vector=vector.tolist(),
-                    payload={"doc_id": document.id, **document.metadata},
+                    payload={"doc_id": document.id, "text": document.content, **document.metadata},
                 )
-                for document, vector in zip(demo_documents(), demo_vectors(), strict=True)
+                for document, vector in zip(demo_documents(), vectors, strict=True)
             ],
         )
     finally:
@@ -130,6 +137,24 @@ def test_wrong_collections_and_dimensions_are_refused_up_front(store: Path, tmp_
         retriever(tmp_path / "small", "small")
     with pytest.raises(ConfigError, match=r"url .* or path"):
         QdrantRetriever(QdrantSettings(collection="demo"), minilm())
+
+
+def test_a_model_of_the_same_dimension_is_told_apart_by_re_embedded_points(
+    store: Path, tmp_path: Path
+) -> None:
+    rotation, _ = np.linalg.qr(np.random.default_rng(5).normal(size=(384, 384)))
+    build_collection(tmp_path, "other_model", rotation=rotation)
+    with pytest.raises(RetrieverError, match="not made by the query embedder") as refused:
+        retriever(tmp_path, "other_model", text_payload_key="text")
+    assert "payload 'text'" in str(refused.value)
+    with retriever(tmp_path, "other_model") as blind:
+        assert blind.describe()["model_check"] == {
+            "method": "dimension only (set text_payload_key to re-embed sampled points)"
+        }
+    with retriever(store, text_payload_key="text") as same:
+        check = same.describe()["model_check"]
+    assert check["result"]["sampled"] == 16
+    assert check["result"]["median_cosine"] == pytest.approx(1.0, abs=1e-5)
 
 
 def test_an_unreachable_server_fails_up_front_and_the_key_is_never_shown(

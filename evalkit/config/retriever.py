@@ -146,6 +146,11 @@ class QdrantSettings(BaseModel):
     vector_name: str | None = Field(
         default=None, description="Named vector to search (collections with several vectors)."
     )
+    text_payload_key: str | None = Field(
+        default=None,
+        description="Payload key holding the document text (optional); sampled points are "
+        "re-embedded to check the model.",
+    )
     hnsw_ef: int | None = Field(default=None, ge=1, description="HNSW ef at search time.")
     exact: bool = Field(default=False, description="Search exactly, bypassing the HNSW index.")
     timeout: float = Field(default=10.0, gt=0, description="Seconds before a request fails.")

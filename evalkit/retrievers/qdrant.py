@@ -47,6 +47,7 @@ from evalkit.retrievers.base import (
     validate_k,
 )
 from evalkit.retrievers.framework import MissingIdError
+from evalkit.retrievers.model_check import REEMBED_SAMPLE, ReembeddingCheck, check_reembedding
 
 __all__ = ["QdrantRetriever"]
 
@@ -104,8 +105,13 @@ class QdrantRetriever:
             ) from error
         self._vector_size, self._distance = self._read_collection()
         self._model_checked = False
+        self._reembedding: ReembeddingCheck | None = None
         if not defer_model_check:
-            self.verify_model()
+            try:
+                self.verify_model()
+            except BaseException:
+                self.close()  # a local store stays locked until its client closes
+                raise
 
     def _read_collection(self) -> tuple[int, models.Distance]:
         try:
@@ -158,7 +164,48 @@ class QdrantRetriever:
                 f"{self._embedder.dimension}-dimensional ones: the collection was built with "
                 "another model; set [embedder] (or model_path) to the model it was built with"
             )
+        if self._settings.text_payload_key is not None:
+            self._reembedding = check_reembedding(
+                self._sampled_texts(self._settings.text_payload_key),
+                self._embedder,
+                store=f"Qdrant collection {self._collection!r}",
+                text_source=f"payload {self._settings.text_payload_key!r}",
+            )
         self._model_checked = True
+
+    def _sampled_texts(self, key: str) -> list[tuple[str, list[float]]]:
+        """(text, stored vector) of up to ``REEMBED_SAMPLE`` points that carry ``key``."""
+        try:
+            points, _ = self._client.scroll(
+                self._collection,
+                scroll_filter=models.Filter(
+                    must_not=[models.IsEmptyCondition(is_empty=models.PayloadField(key=key))]
+                ),
+                limit=REEMBED_SAMPLE,
+                with_payload=[key],
+                with_vectors=[self._settings.vector_name] if self._settings.vector_name else True,
+            )
+        except Exception as error:  # the client raises its own and transport errors alike
+            raise RetrieverError(
+                f"cannot read sample points of Qdrant collection {self._collection!r} to check "
+                f"the embedding model: {describe_exception(error)}"
+            ) from error
+        rows = []
+        for point in points:
+            text = (point.payload or {}).get(key)
+            stored: object = point.vector
+            if isinstance(stored, dict):
+                stored = stored.get(self._settings.vector_name or "")
+            if isinstance(text, str) and isinstance(stored, list):
+                rows.append((text, [float(value) for value in stored]))
+        return rows
+
+    def _model_check(self) -> dict[str, Any]:
+        if self._settings.text_payload_key is None:
+            return {"method": "dimension only (set text_payload_key to re-embed sampled points)"}
+        method = f"dimension and {REEMBED_SAMPLE} re-embedded points' text_payload_key"
+        found = self._reembedding.to_dict() if self._reembedding is not None else None
+        return {"method": method, "result": found}
 
     def check(self) -> None:
         """Raise RetrieverError when the collection cannot be reached now."""
@@ -274,6 +321,7 @@ class QdrantRetriever:
             "hnsw_ef": self._settings.hnsw_ef,
             "exact": self._settings.exact,
             "api_key_from_env": bool(self._settings.api_key()),
+            "model_check": self._model_check(),
         }
 
     def index_fingerprint(self) -> str | None:
@@ -281,7 +329,9 @@ class QdrantRetriever:
         return hashlib.sha256(self._config_text.encode()).hexdigest()[:16]
 
     def model_fingerprint(self) -> ModelFingerprint | None:
-        """The query embedder's fingerprint: the collection records no model of its own."""
+        """The query embedder's fingerprint: the collection records no model of its own;
+        ``verify_model`` checked it (dimension, and re-embedded points where
+        ``text_payload_key`` is set)."""
         return self._embedder.fingerprint
 
     def close(self) -> None:
