@@ -115,6 +115,21 @@ def test_a_tenant_filter_returns_no_other_tenants_document(store: Path) -> None:
     assert {tenant_of[doc.doc_id] for doc in mixed.docs} == {"kestrel", "harbor"}
 
 
+def test_a_collection_gone_mid_run_fails_each_query_with_its_error(tmp_path: Path) -> None:
+    """Queries are never dropped or averaged as complete: each one carries the failure."""
+    build_collection(tmp_path, "vanishing")
+    queries = [Query(f"q{i}", text) for i, text in enumerate(["API keys", "refunds", "VPN"])]
+    with retriever(tmp_path, "vanishing") as adapter:
+        assert all(result.error is None for result in adapter.retrieve(queries[:1], 3))
+        adapter._client.delete_collection("vanishing")
+        results = adapter.retrieve(queries, 3)
+    assert [result.query_id for result in results] == ["q0", "q1", "q2"]
+    for result in results:
+        assert result.docs == ()
+        assert result.error is not None
+        assert "vanishing" in result.error
+
+
 def test_a_point_without_the_id_field_fails_its_query_naming_it(store: Path) -> None:
     with retriever(store, id_payload_key="source") as adapter:
         [result] = adapter.retrieve([Query("q", "API keys")], 3)
