@@ -264,8 +264,9 @@ def replay(
     """Replay a stored sample against the live retriever; store the run and window summary.
 
     Each query of tenant A is filtered to tenant A's documents (--where-key names the
-    Chroma metadata key holding the tenant). Exits 3 when any query failed. Answers the
-    log holds for the sampled queries are scored too (faithfulness), unless --no-answers.
+    metadata key, or pgvector column, holding the tenant). Exits 3 when any query failed.
+    Answers the log holds for the sampled queries are scored too (faithfulness), unless
+    --no-answers.
 
     Example: evalkit traffic replay --window 2026-11-21 --collection kb --where-key tenant
     --k 10 --format json

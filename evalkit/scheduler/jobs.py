@@ -186,7 +186,8 @@ class RetrieverParams(_Params):
     chroma_url: str | None = Field(default=None, description="Chroma server URL.")
     http_retriever: str | None = Field(default=None, description="HTTP retriever URL.")
     where_key: str | None = Field(
-        default=None, description="Chroma metadata key holding the tenant."
+        default=None,
+        description="Metadata key (pgvector: column) holding each document's tenant.",
     )
     allow_model_mismatch: bool = Field(
         default=False, description="Query a collection built with another model (diagnosis)."
