@@ -22,7 +22,7 @@ from evalkit.embedding import (
     load_embedder,
 )
 from evalkit.embedding import onnx as onnx_embedding
-from evalkit.errors import ConfigError
+from evalkit.errors import ConfigError, EmbeddingError
 
 pytestmark = pytest.mark.slow
 
@@ -154,21 +154,66 @@ def test_an_export_that_deviates_is_rejected_once_and_torch_is_used(
     with caplog.at_level("WARNING", logger="evalkit.embedding.onnx"):
         rejected = load_embedder(model, cache_dir=cache)
     assert rejected.backend == "torch"
-    assert "away (1 - cosine) from the torch model" in caplog.text
+    assert "away (1 - cosine) from sentence-transformers" in caplog.text
     assert list(cache.glob("onnx/*/rejected.json"))
     assert not list(cache.glob("onnx/*/model.onnx"))
     assert not list(cache.glob("onnx/*/*.partial"))
-    layout = onnx_embedding.onnx_layout(model)
-    assert layout is not None
-    # The rejection is remembered: no second export is tried, even with the limit restored.
+    # The rejection is remembered: no second export is tried, even with the limit restored,
+    # and asking for ONNX Runtime says why and how to retry.
     monkeypatch.setattr(onnx_embedding, "MAX_COSINE_DEVIATION", 1e-5)
-    assert onnx_embedding.exported_model(layout, cache, ["a"]) is None
+    assert onnx_embedding.onnx_model_for(model, cache, ["a"], required=False) is None
+    retry = r"refused the ONNX export .*rejected\.json to try again"
+    with pytest.raises(EmbeddingError, match=retry):
+        onnx_embedding.onnx_model_for(model, cache, ["a"], required=True)
     # A rejection made by another evalkit version is not binding: its check may have differed.
     (rejection,) = cache.glob("onnx/*/rejected.json")
     rejection.write_text(json.dumps({"evalkit": "0.0.1", "max_cosine_deviation": 1.0}))
-    retried = onnx_embedding.exported_model(layout, cache, ["a", "two words"])
+    retried = onnx_embedding.onnx_model_for(model, cache, ["a", "two words"], required=False)
     assert retried is not None
     assert list(cache.glob("onnx/*/model.onnx"))
+
+
+def test_a_broken_cached_export_is_named_and_torch_is_used(
+    tmp_path: Path, onnx_embedder: Embedder, onnx_cache: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cache = tmp_path / "cache"
+    shutil.copytree(onnx_cache, cache)
+    (exported,) = cache.glob("onnx/*/model.onnx")
+    exported.write_bytes(exported.read_bytes()[:1000])  # as a disk that filled up would leave it
+    with caplog.at_level("WARNING", logger="evalkit.embedding.onnx"):
+        fallback = load_embedder(cache_dir=cache)
+    assert fallback.backend == "torch"
+    assert f"ONNX Runtime cannot load {exported}" in caplog.text
+    assert "delete it to export the model again" in caplog.text
+    with pytest.raises(EmbeddingError, match="cannot load"):
+        onnx_embedding.onnx_model_for(default_model_path(), cache, ["a"], required=True)
+
+
+def test_two_processes_exporting_at_once_share_one_export(tmp_path: Path) -> None:
+    """The second waits for the first's export and loads it; a killed export's partial file
+    is swept, never loaded."""
+    layout = onnx_embedding.onnx_layout(default_model_path())
+    assert layout is not None
+    target = onnx_embedding.onnx_model_file(layout, tmp_path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    (target.parent / ".model.killed.partial").write_bytes(b"half an export")
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from evalkit.embedding import load_embedder\n"
+        f"embedder = load_embedder(cache_dir=Path({str(tmp_path)!r}))\n"
+        "print(embedder.backend, round(float(embedder.embed(['a'])[0][0]), 4))\n"
+    )
+    started = [
+        subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    outputs = [process.communicate(timeout=600)[0].split() for process in started]
+    assert [process.returncode for process in started] == [0, 0]
+    assert outputs[0] == outputs[1]
+    assert outputs[0][0] == "onnxruntime"
+    assert list(tmp_path.glob("onnx/*/model.onnx")) == [target]
+    assert not list(tmp_path.glob("onnx/*/*.partial"))
 
 
 def test_without_the_onnx_package_it_embeds_with_torch(tmp_path: Path) -> None:
@@ -185,5 +230,5 @@ def test_without_the_onnx_package_it_embeds_with_torch(tmp_path: Path) -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300
     )
     assert done.stdout.split() == ["torch", "384"]
-    assert "could not export" in done.stderr
+    assert "the onnx package is not installed" in done.stderr
     assert not list(tmp_path.glob("onnx/*/model.onnx"))

@@ -34,7 +34,7 @@ import numpy as np
 import numpy.typing as npt
 
 from evalkit.config import EmbedBackend, EmbedderKind, Settings
-from evalkit.embedding.onnx import default_cache_dir, exported_model, onnx_layout
+from evalkit.embedding.onnx import default_cache_dir, onnx_model_for
 from evalkit.errors import ConfigError, EmbeddingError
 from evalkit.extras import require
 from evalkit.redaction import mask_url, redact_known, register_secrets, url_secrets
@@ -244,31 +244,21 @@ def _quiet_offline_environment() -> None:
 
 @cache
 def _load_cached(
-    path: str, name: str, batch_size: int, backend: EmbedBackend, cache_dir: str
+    path: str, name: str, batch_size: int, backend: EmbedBackend, cache_dir: str | None
 ) -> Embedder:
     _quiet_offline_environment()
     if backend is not EmbedBackend.torch:
-        layout = onnx_layout(Path(path))
-        if layout is None and backend is EmbedBackend.onnx:
-            raise ConfigError(
-                f"embed_backend = onnx, but the model in {path} is not one evalkit runs on "
-                "ONNX Runtime (a BERT encoder with mean pooling and a tokenizer.json); "
-                "use embed_backend = auto or torch"
-            )
-        if layout is not None:
-            try:
-                onnx_model = exported_model(layout, Path(cache_dir), CANARY_TEXTS)
-            except ImportError:
-                if backend is EmbedBackend.onnx:
-                    raise
-                onnx_model = None
+        required = backend is EmbedBackend.onnx
+        try:
+            cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        except RuntimeError as error:  # no home directory to put the default cache in
+            if required:
+                raise ConfigError(f"set cache_dir: {error}") from error
+            cache = None
+        if cache is not None:
+            onnx_model = onnx_model_for(Path(path), cache, CANARY_TEXTS, required=required)
             if onnx_model is not None:
                 return Embedder(onnx_model, name=name, batch_size=batch_size)
-            if backend is EmbedBackend.onnx:
-                raise EmbeddingError(
-                    f"embed_backend = onnx, but the model in {path} could not be exported to "
-                    "ONNX (see the warning above); use embed_backend = auto or torch"
-                )
     from sentence_transformers import SentenceTransformer
 
     try:
@@ -309,8 +299,8 @@ def load_embedder(
             f"embedding model directory {path} does not exist; "
             "set EVALKIT_MODEL_PATH to a local sentence-transformers model directory"
         )
-    cache = cache_dir if cache_dir is not None else default_cache_dir()
-    return _load_cached(str(path.resolve()), name, batch_size, EmbedBackend(backend), str(cache))
+    cache = str(Path(cache_dir).resolve()) if cache_dir is not None else None
+    return _load_cached(str(path.resolve()), name, batch_size, EmbedBackend(backend), cache)
 
 
 def load_embedder_for(settings: Settings) -> Embedder:

@@ -15,12 +15,18 @@ sentence-transformers.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
+import importlib.util
 import json
 import logging
+import math
 import os
+import tempfile
+import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +35,8 @@ import numpy as np
 import numpy.typing as npt
 
 from evalkit import __version__
-from evalkit.errors import EmbeddingError
+from evalkit.errors import ConfigError, EmbeddingError
+from evalkit.extras import require
 
 __all__ = [
     "EXPORT_FORMAT",
@@ -38,14 +45,14 @@ __all__ = [
     "OnnxSentenceModel",
     "default_cache_dir",
     "export_onnx",
-    "exported_model",
     "onnx_layout",
     "onnx_model_file",
+    "onnx_model_for",
 ]
 
 log = logging.getLogger(__name__)
 
-EXPORT_FORMAT = 1
+EXPORT_FORMAT = 2
 """Bumped whenever the exported graph changes, so older cached exports are not reused."""
 
 MAX_COSINE_DEVIATION = 1e-5
@@ -63,7 +70,10 @@ _POOLING_MODES = (
     "pooling_mode_lasttoken",
 )
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-_HEAD_BYTES = 1 << 20
+_LONG_CHECK_TEXT = " ".join(["retrieval evaluation"] * 400)
+"""Longer than any model's window: the check covers truncation too."""
+
+_export_lock = threading.Lock()
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,22 +86,6 @@ class OnnxLayout:
     max_seq_length: int
     lower_case: bool
 
-    @property
-    def key(self) -> str:
-        """Identity of the weights and the export format: the cache folder's name.
-
-        The weights' size and their first and last MiB stand for the whole file (reading
-        90 MB on every start would cost what this path saves)."""
-        digest = hashlib.sha256(f"evalkit-onnx:{EXPORT_FORMAT}\n".encode())
-        digest.update((self.model_dir / "config.json").read_bytes())
-        size = self.weights.stat().st_size
-        digest.update(f"{self.weights.name}:{size}\n".encode())
-        with self.weights.open("rb") as handle:
-            digest.update(handle.read(_HEAD_BYTES))
-            handle.seek(max(0, size - _HEAD_BYTES))
-            digest.update(handle.read(_HEAD_BYTES))
-        return digest.hexdigest()[:20]
-
 
 def _read_json(path: Path) -> Any:
     try:
@@ -102,7 +96,8 @@ def _read_json(path: Path) -> Any:
 
 def onnx_layout(model_dir: Path) -> OnnxLayout | None:
     """The layout of ``model_dir`` when it is a BERT + mean-pooling sentence-transformers
-    model with a fast tokenizer and safetensors weights; None for anything else."""
+    model with a fast tokenizer and safetensors weights, and no prompts or other input
+    processing of sentence-transformers' own; None for anything else."""
     modules = _read_json(model_dir / "modules.json")
     if not isinstance(modules, list) or not modules:
         return None
@@ -114,7 +109,12 @@ def onnx_layout(model_dir: Path) -> OnnxLayout | None:
     pooling = _read_json(model_dir / str(modules[1].get("path", "")) / "config.json")
     if not isinstance(pooling, dict) or pooling.get("pooling_mode_mean_tokens") is not True:
         return None
-    if any(pooling.get(mode) for mode in _POOLING_MODES):
+    if any(pooling.get(mode) for mode in _POOLING_MODES) or pooling.get("include_prompt") is False:
+        return None
+    st_config = _read_json(model_dir / "config_sentence_transformers.json")
+    if isinstance(st_config, dict) and (
+        st_config.get("prompts") or st_config.get("default_prompt_name")
+    ):
         return None
     config = _read_json(model_dir / "config.json")
     if not isinstance(config, dict) or config.get("model_type") != "bert":
@@ -124,12 +124,19 @@ def onnx_layout(model_dir: Path) -> OnnxLayout | None:
         return None
     bert = _read_json(model_dir / "sentence_bert_config.json")
     bert = bert if isinstance(bert, dict) else {}
-    positions = int(config.get("max_position_embeddings", 512))
-    max_seq_length = int(bert.get("max_seq_length") or positions)
+    tokenizer_config = _read_json(model_dir / "tokenizer_config.json")
+    tokenizer_config = tokenizer_config if isinstance(tokenizer_config, dict) else {}
+    try:
+        positions = int(config.get("max_position_embeddings", 512))
+        window = int(tokenizer_config.get("model_max_length") or positions)
+        max_seq_length = int(bert.get("max_seq_length") or min(window, positions))
+        dimension = int(config["hidden_size"])
+    except (KeyError, TypeError, ValueError):
+        return None
     return OnnxLayout(
         model_dir=model_dir,
         weights=weights,
-        dimension=int(config["hidden_size"]),
+        dimension=dimension,
         max_seq_length=min(max_seq_length, positions),
         lower_case=bool(bert.get("do_lower_case", False)),
     )
@@ -137,24 +144,64 @@ def onnx_layout(model_dir: Path) -> OnnxLayout | None:
 
 def default_cache_dir() -> Path:
     """``$XDG_CACHE_HOME/evalkit``, else ``~/.cache/evalkit``."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "evalkit"
+    base = os.environ.get("XDG_CACHE_HOME")
+    return (Path(base) if base else Path.home() / ".cache") / "evalkit"
+
+
+def _weights_digest(layout: OnnxLayout, cache_dir: Path) -> str:
+    """SHA-256 of the weights file and config.json, computed once per file version.
+
+    Hashing 90 MB costs a fraction of a second, so the digest is kept under ``cache_dir``
+    keyed by the file's path, size, modification time and inode: a changed file (a
+    fine-tune saved over it, a reinstall) is hashed again."""
+    stat = layout.weights.stat()
+    identity = f"{layout.weights.resolve()}:{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ino}"
+    remembered = cache_dir / "digests" / hashlib.sha256(identity.encode()).hexdigest()[:32]
+    try:
+        return remembered.read_text(encoding="ascii").strip()
+    except OSError:
+        pass
+    digest = hashlib.sha256(f"evalkit-onnx:{EXPORT_FORMAT}\n".encode())
+    digest.update((layout.model_dir / "config.json").read_bytes())
+    with layout.weights.open("rb") as handle:
+        digest.update(hashlib.file_digest(handle, "sha256").digest())
+    found = digest.hexdigest()[:24]
+    with contextlib.suppress(OSError):
+        remembered.parent.mkdir(parents=True, exist_ok=True)
+        _write_atomically(remembered, found.encode("ascii"))
+    return found
 
 
 def onnx_model_file(layout: OnnxLayout, cache_dir: Path) -> Path:
     """Where the export of ``layout``'s model lives (or will live) under ``cache_dir``."""
-    return cache_dir / "onnx" / layout.key / "model.onnx"
+    return cache_dir / "onnx" / _weights_digest(layout, cache_dir) / "model.onnx"
+
+
+def _write_atomically(target: Path, data: bytes) -> None:
+    """``data`` into ``target`` through a private temporary file, synced, then renamed."""
+    handle, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(name, target)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(name)
 
 
 def _rejection_file(model_file: Path) -> Path:
     return model_file.with_name("rejected.json")
 
 
-def _rejected_by_this_version(model_file: Path) -> bool:
-    """Whether this evalkit already refused this export; another version tries again (its
-    exporter or check may differ)."""
+def _rejection(model_file: Path) -> dict[str, Any] | None:
+    """This evalkit version's refusal of the export, if it made one; another version tries
+    again (its exporter or check may differ)."""
     rejection = _read_json(_rejection_file(model_file))
-    return isinstance(rejection, dict) and rejection.get("evalkit") == __version__
+    if isinstance(rejection, dict) and rejection.get("evalkit") == __version__:
+        return rejection
+    return None
 
 
 class OnnxSentenceModel:
@@ -165,19 +212,13 @@ class OnnxSentenceModel:
 
     def __init__(self, layout: OnnxLayout, model_file: Path) -> None:
         import onnxruntime
-        from tokenizers import Tokenizer
 
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3
         self._session = onnxruntime.InferenceSession(
             str(model_file), options, providers=["CPUExecutionProvider"]
         )
-        tokenizer = Tokenizer.from_file(str(layout.model_dir / "tokenizer.json"))
-        tokenizer.enable_truncation(max_length=layout.max_seq_length)
-        pad_token = "[PAD]"
-        pad_id = tokenizer.token_to_id(pad_token)
-        tokenizer.enable_padding(pad_id=0 if pad_id is None else pad_id, pad_token=pad_token)
-        self._tokenizer = tokenizer
+        self._tokenizer = _tokenizer(layout)
         self._layout = layout
 
     def get_embedding_dimension(self) -> int:
@@ -221,12 +262,15 @@ class OnnxSentenceModel:
 def export_onnx(layout: OnnxLayout, model_file: Path, check_texts: Sequence[str]) -> float:
     """Export ``layout``'s model from its local weights to ``model_file`` (atomically).
 
-    The export is run on ``check_texts`` beside the torch model; when any embedding is
-    further than ``MAX_COSINE_DEVIATION`` from torch's, the file is not kept, a
-    ``rejected.json`` beside it records why, and ``EmbeddingError`` is raised. Returns the
-    largest deviation seen. Needs torch, transformers and onnx (the ``embed`` extra).
+    The export embeds ``check_texts`` (and a text longer than the model's window), one at a
+    time and in one padded batch, beside sentence-transformers' own ``encode`` of the same
+    model; when any embedding is further than ``MAX_COSINE_DEVIATION`` (or not a number), the
+    file is not kept, a ``rejected.json`` beside it records why, and ``EmbeddingError`` is
+    raised. Returns the largest deviation seen. Needs torch, transformers, onnx and
+    sentence-transformers (the ``embed`` extra). The caller holds the export lock.
     """
     import torch
+    from sentence_transformers import SentenceTransformer
     from transformers import AutoModel
 
     class MeanPooled(torch.nn.Module):
@@ -251,16 +295,20 @@ def export_onnx(layout: OnnxLayout, model_file: Path, check_texts: Sequence[str]
         layout.model_dir, local_files_only=True, attn_implementation="eager"
     )
     # eval() on the wrapper: the exporter restores the wrapper's training flag recursively
-    # afterwards, which would turn dropout back on in the encoder for the check below.
+    # afterwards, which would turn dropout back on in the encoder.
     pooled_model = MeanPooled(encoder).eval()
-    model_file.parent.mkdir(parents=True, exist_ok=True)
-    partial = model_file.with_name(f"{model_file.name}.{os.getpid()}.partial")
-    sample = {
-        "input_ids": torch.tensor([[101, 7592, 2088, 102, 0], [101, 1037, 2936, 6251, 102]]),
-        "token_type_ids": torch.zeros((2, 5), dtype=torch.int64),
+    tokenizer = _tokenizer(layout)
+    sample = tokenizer.encode_batch(["evalkit", "a longer sample sentence for the trace"])
+    inputs = {
+        "input_ids": torch.tensor([e.ids for e in sample]),
+        "attention_mask": torch.tensor([e.attention_mask for e in sample]),
+        "token_type_ids": torch.tensor([e.type_ids for e in sample]),
     }
-    sample["attention_mask"] = (sample["input_ids"] != 0).to(torch.int64)
     dynamic = {name: {0: "batch", 1: "tokens"} for name in _INPUTS}
+    model_file.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(dir=model_file.parent, prefix=".model.", suffix=".partial")
+    os.close(handle)
+    partial = Path(name)
     try:
         with warnings.catch_warnings(), torch.no_grad():
             # The tracer warns about shape-dependent Python in transformers' own code; the
@@ -268,7 +316,7 @@ def export_onnx(layout: OnnxLayout, model_file: Path, check_texts: Sequence[str]
             warnings.simplefilter("ignore")
             torch.onnx.export(
                 pooled_model,
-                tuple(sample[name] for name in _INPUTS),
+                tuple(inputs[name] for name in _INPUTS),
                 str(partial),
                 input_names=list(_INPUTS),
                 output_names=["pooled"],
@@ -276,76 +324,148 @@ def export_onnx(layout: OnnxLayout, model_file: Path, check_texts: Sequence[str]
                 opset_version=17,
                 dynamo=False,
             )
-        deviation = _deviation(layout, partial, pooled_model, check_texts)
-        if deviation > MAX_COSINE_DEVIATION:
-            _rejection_file(model_file).write_text(
-                json.dumps(
-                    {
-                        "evalkit": __version__,
-                        "max_cosine_deviation": deviation,
-                        "limit": MAX_COSINE_DEVIATION,
-                    }
-                ),
-                encoding="utf-8",
-            )
+        reference = SentenceTransformer(str(layout.model_dir), device="cpu", local_files_only=True)
+        deviation = _deviation(layout, partial, reference, [*check_texts, _LONG_CHECK_TEXT])
+        if not deviation <= MAX_COSINE_DEVIATION:
+            record = {
+                "evalkit": __version__,
+                "max_cosine_deviation": deviation,
+                "limit": MAX_COSINE_DEVIATION,
+            }
+            _write_atomically(_rejection_file(model_file), json.dumps(record).encode())
             raise EmbeddingError(
                 f"the ONNX export of {layout.model_dir} embeds up to {deviation:.2e} away "
-                f"(1 - cosine) from the torch model, above {MAX_COSINE_DEVIATION:g}"
+                f"(1 - cosine) from sentence-transformers, above {MAX_COSINE_DEVIATION:g}"
             )
+        with partial.open("rb") as exported:
+            os.fsync(exported.fileno())
         os.replace(partial, model_file)
     finally:
         partial.unlink(missing_ok=True)
     return deviation
 
 
-def _deviation(
-    layout: OnnxLayout, exported: Path, torch_model: Any, check_texts: Sequence[str]
-) -> float:
-    import torch
+def _tokenizer(layout: OnnxLayout) -> Any:
+    from tokenizers import Tokenizer
 
+    tokenizer = Tokenizer.from_file(str(layout.model_dir / "tokenizer.json"))
+    tokenizer.enable_truncation(max_length=layout.max_seq_length)
+    pad_token = "[PAD]"
+    pad_id = tokenizer.token_to_id(pad_token)
+    tokenizer.enable_padding(pad_id=0 if pad_id is None else pad_id, pad_token=pad_token)
+    return tokenizer
+
+
+def _deviation(
+    layout: OnnxLayout, exported: Path, reference: Any, check_texts: Sequence[str]
+) -> float:
+    """Largest 1 - cosine between the export's embeddings of ``check_texts`` (in one padded
+    batch, and one at a time) and sentence-transformers' ``reference.encode`` of them; NaN
+    when either side is not a finite number."""
     onnx_model = OnnxSentenceModel(layout, exported)
     texts = list(check_texts)
-    # One batch pads every text to the longest; one text at a time pads none: both must agree.
     ours = np.concatenate(
         [onnx_model.encode(texts, batch_size=len(texts)), onnx_model.encode(texts, batch_size=1)]
-    )
-    theirs = []
-    for text in texts:
-        encoding = onnx_model._tokenizer.encode(text)
-        with torch.no_grad():
-            row = torch_model(
-                torch.tensor([encoding.ids]),
-                torch.tensor([encoding.attention_mask]),
-                torch.tensor([encoding.type_ids]),
-            )
-        theirs.append(row.numpy()[0])
-    reference = np.asarray(theirs, dtype=np.float64)
-    reference /= np.linalg.norm(reference, axis=1, keepdims=True)
-    reference = np.concatenate([reference, reference])
-    return float(np.max(1.0 - np.sum(ours.astype(np.float64) * reference, axis=1)))
+    ).astype(np.float64)
+    theirs = np.asarray(reference.encode(texts, normalize_embeddings=True), dtype=np.float64)
+    theirs = np.concatenate([theirs, theirs])
+    if not (np.all(np.isfinite(ours)) and np.all(np.isfinite(theirs))):
+        return math.nan
+    return float(np.max(1.0 - np.sum(ours * theirs, axis=1)))
 
 
-def exported_model(
-    layout: OnnxLayout, cache_dir: Path, check_texts: Sequence[str]
-) -> OnnxSentenceModel | None:
-    """The model on ONNX Runtime, exported now if the cache lacks it; None when this model
-    cannot be run that way here (an earlier export was rejected, or the export failed)."""
-    model_file = onnx_model_file(layout, cache_dir)
-    if _rejected_by_this_version(model_file):
-        return None
-    if not model_file.is_file():
+@contextlib.contextmanager
+def _exclusive(directory: Path) -> Iterator[None]:
+    """This thread and process alone in ``directory`` (other processes wait their turn)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with _export_lock, (directory / ".lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            deviation = export_onnx(layout, model_file, check_texts)
-        except EmbeddingError as error:
-            log.warning("%s; embedding with torch instead", error)
-            return None
-        except Exception as error:  # exporters raise many library-specific types
-            log.warning(
-                "could not export %s to ONNX (%s: %s); embedding with torch instead",
-                layout.model_dir,
-                type(error).__name__,
-                error,
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _unusable(model_dir: Path, reason: str, *, required: bool) -> None:
+    """Say why ONNX Runtime cannot run the model: an error when it was asked for, else one
+    log line (torch is used)."""
+    if required:
+        raise EmbeddingError(
+            f"embed_backend = onnx, but {reason}; use embed_backend = auto or torch"
+        )
+    log.warning("%s; embedding %s with torch instead", reason, model_dir)
+
+
+def onnx_model_for(
+    model_dir: Path, cache_dir: Path, check_texts: Sequence[str], *, required: bool
+) -> OnnxSentenceModel | None:
+    """The model in ``model_dir`` on ONNX Runtime, exporting it into ``cache_dir`` first if
+    needed; None when it cannot run there (``required``: raise saying why instead).
+
+    A model of another layout, a missing package or an unwritable cache is not tried; an
+    export this evalkit version refused is not tried again (``rejected.json`` says why);
+    a cached file that ONNX Runtime cannot load is named so it can be deleted.
+    """
+    layout = onnx_layout(model_dir)
+    if layout is None:
+        if required:
+            raise ConfigError(
+                f"embed_backend = onnx, but the model in {model_dir} is not one evalkit runs "
+                "on ONNX Runtime (a BERT encoder with mean pooling, a tokenizer.json, no "
+                "prompts); use embed_backend = auto or torch"
             )
-            return None
-        log.info("exported %s to %s (deviation %.1e)", layout.model_dir, model_file, deviation)
-    return OnnxSentenceModel(layout, model_file)
+        return None
+    missing = [
+        name for name in ("onnxruntime", "tokenizers") if importlib.util.find_spec(name) is None
+    ]
+    if missing:
+        if required:
+            require(missing[0], "embed_backend = onnx")
+        return None
+    try:
+        model_file = onnx_model_file(layout, cache_dir)
+        with _exclusive(model_file.parent):
+            rejection = _rejection(model_file)
+            if rejection is not None:
+                _unusable(
+                    model_dir,
+                    f"this evalkit refused the ONNX export of {model_dir} (1 - cosine "
+                    f"{rejection.get('max_cosine_deviation')}; delete "
+                    f"{_rejection_file(model_file)} to try again)",
+                    required=required,
+                )
+                return None
+            if not model_file.is_file():
+                for stale in model_file.parent.glob(".model.*.partial"):
+                    stale.unlink(missing_ok=True)  # left by an export that was killed
+                if importlib.util.find_spec("onnx") is None:
+                    _unusable(model_dir, "the onnx package is not installed", required=required)
+                    return None
+                try:
+                    deviation = export_onnx(layout, model_file, check_texts)
+                except EmbeddingError as error:
+                    _unusable(model_dir, str(error), required=required)
+                    return None
+                except Exception as error:  # exporters raise many library-specific types
+                    _unusable(
+                        model_dir,
+                        f"could not export it to ONNX ({type(error).__name__}: {error})",
+                        required=required,
+                    )
+                    return None
+                log.info("exported %s to %s (deviation %.1e)", model_dir, model_file, deviation)
+    except OSError as error:
+        _unusable(
+            model_dir, f"the cache {cache_dir} cannot be written ({error})", required=required
+        )
+        return None
+    try:
+        return OnnxSentenceModel(layout, model_file)
+    except Exception as error:  # onnxruntime raises its own types for a broken file
+        _unusable(
+            model_dir,
+            f"ONNX Runtime cannot load {model_file} ({type(error).__name__}: {error}); delete "
+            "it to export the model again",
+            required=required,
+        )
+        return None
