@@ -20,10 +20,20 @@ import numpy as np
 from evalkit.embedding import TextEmbedder
 from evalkit.errors import RetrieverError
 
-__all__ = ["REEMBED_SAMPLE", "SAME_MODEL_MEDIAN_COSINE", "ReembeddingCheck", "check_reembedding"]
+__all__ = [
+    "REEMBED_MAX_CHARS",
+    "REEMBED_SAMPLE",
+    "SAME_MODEL_MEDIAN_COSINE",
+    "ReembeddingCheck",
+    "check_reembedding",
+]
 
 REEMBED_SAMPLE = 16
 """Documents re-embedded before a run: enough for a stable median, cheap next to a run."""
+
+REEMBED_MAX_CHARS = 2000
+"""Texts are cut to this before re-embedding: a document far past the model's window would
+be cut by the model anyway, and an embedding endpoint refuses very long inputs."""
 
 SAME_MODEL_MEDIAN_COSINE = 0.5
 """Below this median cosine the stored vectors come from another embedding space. Far from
@@ -62,11 +72,17 @@ def check_reembedding(
 ) -> ReembeddingCheck | None:
     """Re-embed each row's text and compare it with the row's stored vector.
 
-    ``rows`` are (text, stored vector) pairs; None when there are none. Raises
+    ``rows`` are (text, stored vector) pairs; rows without text, or whose vector is not of
+    the embedder's dimension, are left out; None when none is left. Raises
     ``RetrieverError`` naming ``store``, the model and the cosines when the vectors come from
     another model.
     """
-    kept = [(text, vector) for text, vector in rows if text and text.strip()]
+    dimension = embedder.dimension
+    kept = [
+        (text[:REEMBED_MAX_CHARS], vector)
+        for text, vector in rows
+        if text and text.strip() and len(vector) == dimension
+    ]
     if not kept:
         return None
     stored = np.asarray([vector for _, vector in kept], dtype=np.float64)

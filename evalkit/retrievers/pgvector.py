@@ -155,6 +155,7 @@ class PgvectorRetriever:
         self._table = sql.Identifier(*self._table_parts)
         self._model_checked = False
         self._reembedding: ReembeddingCheck | None = None
+        self._sample_skipped: str | None = None
         self._conn: psycopg.Connection[Any] | None = None
         self._conn = self._connect()
         try:
@@ -339,7 +340,8 @@ class PgvectorRetriever:
         query = sql.SQL(
             "SELECT text, vector FROM (SELECT {id}::text AS id, {text}::text AS text, "
             "{embedding}::real[] AS vector FROM {table} WHERE {text} IS NOT NULL "
-            "AND {embedding} IS NOT NULL LIMIT 1000) AS rows ORDER BY md5(id) LIMIT %s"
+            "AND {text}::text <> '' AND {embedding} IS NOT NULL LIMIT 1000) AS rows "
+            "ORDER BY md5(id) LIMIT %s"
         ).format(
             id=sql.Identifier(self._settings.id_column),
             text=sql.Identifier(str(self._settings.text_column)),
@@ -348,7 +350,13 @@ class PgvectorRetriever:
         )
         try:
             with self._connection.transaction():
+                self._set_search_options(self._connection, 1)  # statement_timeout
                 rows = self._connection.execute(query, (REEMBED_SAMPLE,)).fetchall()
+        except psycopg.errors.QueryCanceled:
+            # A text column that is nearly all NULL makes the sample a full scan: the
+            # check is skipped (describe() says so) rather than holding up the run.
+            self._sample_skipped = f"no sample within statement_timeout ({self._where()})"
+            return []
         except psycopg.Error as error:
             raise RetrieverError(
                 f"cannot read sample rows of {self._qualified_name} to check the embedding "
@@ -361,7 +369,10 @@ class PgvectorRetriever:
             return {"method": "dimension only (set text_column to re-embed sampled rows)"}
         method = f"dimension and {REEMBED_SAMPLE} re-embedded rows of text_column"
         found = self._reembedding.to_dict() if self._reembedding is not None else None
-        return {"method": method, "result": found}
+        checked: dict[str, Any] = {"method": method, "result": found}
+        if self._sample_skipped is not None:
+            checked["skipped"] = self._sample_skipped
+        return checked
 
     def retrieve(self, queries: Sequence[Query], k: int) -> list[QueryResult]:
         """Return the top ``k`` documents of every query, one result per query, in order."""

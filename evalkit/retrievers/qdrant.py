@@ -154,7 +154,9 @@ class QdrantRetriever:
         return params.size, params.distance
 
     def verify_model(self) -> None:
-        """Refuse a collection whose vectors have another size than the query embedder's."""
+        """Refuse a collection whose vectors were made by another model than the query
+        embedder: another size, or (with ``text_payload_key``) re-embedded points that do
+        not agree with their stored vectors (``check_reembedding``)."""
         if self._model_checked:
             return
         if self._embedder.dimension != self._vector_size:
@@ -174,14 +176,13 @@ class QdrantRetriever:
         self._model_checked = True
 
     def _sampled_texts(self, key: str) -> list[tuple[str, list[float]]]:
-        """(text, stored vector) of up to ``REEMBED_SAMPLE`` points that carry ``key``."""
+        """(text, stored vector) of up to ``REEMBED_SAMPLE`` of the first points that carry
+        ``key`` (no payload filter: a collection in strict mode refuses one on an unindexed
+        key)."""
         try:
             points, _ = self._client.scroll(
                 self._collection,
-                scroll_filter=models.Filter(
-                    must_not=[models.IsEmptyCondition(is_empty=models.PayloadField(key=key))]
-                ),
-                limit=REEMBED_SAMPLE,
+                limit=REEMBED_SAMPLE * 4,
                 with_payload=[key],
                 with_vectors=[self._settings.vector_name] if self._settings.vector_name else True,
             )
@@ -196,9 +197,12 @@ class QdrantRetriever:
             stored: object = point.vector
             if isinstance(stored, dict):
                 stored = stored.get(self._settings.vector_name or "")
-            if isinstance(text, str) and isinstance(stored, list):
+            # A multivector (a list of lists) has no single vector to compare: left out.
+            if not isinstance(text, str) or not isinstance(stored, list) or not stored:
+                continue
+            if all(isinstance(value, float | int) for value in stored):
                 rows.append((text, [float(value) for value in stored]))
-        return rows
+        return rows[:REEMBED_SAMPLE]
 
     def _model_check(self) -> dict[str, Any]:
         if self._settings.text_payload_key is None:
