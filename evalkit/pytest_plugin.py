@@ -232,10 +232,18 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     state = session.config.stash.get(_SESSION, None)
     if state is None:
         return
-    for path, compared in state.junit.items():
-        _write(path, _junit_xml(compared))
-    for path, compared in state.markdown.items():
-        _write(path, _markdown(compared))
+    reports = [(path, _junit_xml(compared)) for path, compared in state.junit.items()]
+    reports += [(path, _markdown(compared)) for path, compared in state.markdown.items()]
+    for path, text in reports:
+        try:
+            _write(path, text)
+        except OSError as error:
+            # A CI job must not pass on a gate report it could not write.
+            reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+            if reporter is not None:
+                reporter.write_line(f"evalkit: cannot write {path}: {error}", red=True)
+            if session.exitstatus == pytest.ExitCode.OK:
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture

@@ -303,6 +303,21 @@ def test_every_gate_writing_to_one_path_is_in_its_reports(project: pytest.Pytest
     assert markdown.endswith("Test: `test_retrieval.py::test_the_same_retriever`\n")
 
 
+def test_a_report_that_cannot_be_written_fails_the_session(project: pytest.Pytester) -> None:
+    user_tests(
+        project,
+        """
+        def test_the_same_retriever(evalkit_gate):
+            evalkit_gate(retriever="mysearch:make")
+        """,
+    )
+    (project.path / "out").write_text("a file where the report folder should be")
+    result = project.runpytest_inprocess("--evalkit-junit=out/gate.xml")
+    result.assert_outcomes(passed=1)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["evalkit: cannot write */out/gate.xml: *"])
+
+
 INCONCLUSIVE = """
 def test_gate(evalkit_gate):
     evalkit_gate(retriever="mysearch:make", options={"lost": [7]}{policy})
