@@ -305,12 +305,7 @@ def load_embedder(
 
 def load_embedder_for(settings: Settings) -> Embedder:
     """``load_embedder`` with the model, batch size, backend and cache ``settings`` name."""
-    return load_embedder(
-        settings.model_path,
-        batch_size=settings.embed_batch_size,
-        backend=settings.embed_backend,
-        cache_dir=settings.cache_dir,
-    )
+    return LazyEmbedder.from_settings(settings).load()
 
 
 class TextEmbedder(Protocol):

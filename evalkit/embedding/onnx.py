@@ -427,10 +427,12 @@ def onnx_model_for(
         with _exclusive(model_file.parent):
             rejection = _rejection(model_file)
             if rejection is not None:
+                why = rejection.get("export_failed") or (
+                    f"1 - cosine {rejection.get('max_cosine_deviation')}"
+                )
                 _unusable(
                     model_dir,
-                    f"this evalkit refused the ONNX export of {model_dir} (1 - cosine "
-                    f"{rejection.get('max_cosine_deviation')}; delete "
+                    f"this evalkit refused the ONNX export of {model_dir} ({why}; delete "
                     f"{_rejection_file(model_file)} to try again)",
                     required=required,
                 )
@@ -446,11 +448,16 @@ def onnx_model_for(
                 except EmbeddingError as error:
                     _unusable(model_dir, str(error), required=required)
                     return None
+                except OSError:
+                    raise
                 except Exception as error:  # exporters raise many library-specific types
+                    # The same exporter fails the same way next time: remembered like a
+                    # refused check, so later processes do not pay a torch load for it.
+                    reason = f"{type(error).__name__}: {error}"
+                    record = {"evalkit": __version__, "export_failed": reason}
+                    _write_atomically(_rejection_file(model_file), json.dumps(record).encode())
                     _unusable(
-                        model_dir,
-                        f"could not export it to ONNX ({type(error).__name__}: {error})",
-                        required=required,
+                        model_dir, f"could not export it to ONNX ({reason})", required=required
                     )
                     return None
                 log.info("exported %s to %s (deviation %.1e)", model_dir, model_file, deviation)
