@@ -314,6 +314,13 @@ command = {toml_list([sys.executable, "-c", "import time; time.sleep(120)"])}
         serve.process.pid,
     )
 
+    # Two runs of the job that overruns its interval, one after the other, before stopping:
+    # the commands above can take less time than the first run's remainder.
+    wait_until(
+        lambda: 'evalkit_job_runs_total{job="sleepy",status="succeeded"} 2' in serve.metrics(),
+        timeout=60,
+        what="a second run of the overrunning job",
+    )
     assert serve.post("long").status_code == 202
     wait_until(lambda: 'evalkit_job_running{job="long"} 1' in serve.metrics(), timeout=60)
     assert serve.stop() == 0
