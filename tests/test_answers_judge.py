@@ -26,8 +26,9 @@ import pytest
 
 from evalkit.answers import AnswerRecord, Unmeasured, score_answers
 from evalkit.answers.cache import MemoryJudgeCache
-from evalkit.answers.judge import CallGuard, JudgeCallError, LLMJudge, RateLimiter, run_sync
+from evalkit.answers.judge import CallGuard, JudgeCallError, LLMJudge, RateLimiter
 from evalkit.config import JudgeSettings
+from evalkit.coroutines import run_sync
 from evalkit.pipeline import score_and_store_answers
 from evalkit.store import Store
 from evalkit.store.answers import answer_scores_frame, answer_summary_frame

@@ -27,7 +27,6 @@ import math
 import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -48,7 +47,6 @@ __all__ = [
     "LLMJudge",
     "RateLimiter",
     "classify_failure",
-    "run_sync",
 ]
 
 T = TypeVar("T")
@@ -218,21 +216,6 @@ class JudgeTask:
     metric: str
     repeat: int
     key: str
-
-
-def run_sync(make_coroutine: Callable[[], Awaitable[T]]) -> T:
-    """Run a coroutine to completion from synchronous code, even inside a running loop."""
-
-    async def main() -> T:
-        return await make_coroutine()
-
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(main())
-    # A notebook or a server already runs a loop in this thread: use a thread of our own.
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, main()).result()
 
 
 class LLMJudge:

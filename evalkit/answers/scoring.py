@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from evalkit.answers.cache import EmbeddingCache, JudgeCache, MemoryJudgeCache, judge_cache_key
 from evalkit.answers.context import applicable_context_metrics, score_context
-from evalkit.answers.judge import JudgeCallError, JudgeTask, LLMJudge, run_sync
+from evalkit.answers.judge import JudgeCallError, JudgeTask, LLMJudge
 from evalkit.answers.nli import NLIFaithfulness
 from evalkit.answers.offline import DEFAULT_THRESHOLD, OfflineFaithfulness, Progress
 from evalkit.answers.records import (
@@ -27,6 +27,7 @@ from evalkit.answers.records import (
 )
 from evalkit.clock import utc_now
 from evalkit.config import JudgeSettings, ScoringMethod, load_settings
+from evalkit.coroutines import run_sync
 from evalkit.embedding import Embedder, load_embedder
 from evalkit.errors import ConfigError, InputError
 

@@ -10,18 +10,12 @@ would silently count as not relevant.
 Scores are the store's when every hit has a finite one; otherwise the query's hits are scored
 by rank (``1 / rank``), which keeps the order. ``describe()`` states that rule, worked out from
 the retriever's structure before any query is sent (the run's configuration is stored first).
-
-``run_sync`` runs an adapter's coroutine from synchronous code, also when the caller already
-runs an event loop (a notebook, an async server).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
 import math
-from collections.abc import Callable, Coroutine, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Self, TypeVar
 
@@ -41,7 +35,6 @@ __all__ = [
     "metadata_id",
     "metadata_score",
     "rank_fallback",
-    "run_sync",
 ]
 
 T = TypeVar("T")
@@ -110,21 +103,6 @@ def rank_fallback(source: str) -> str:
     """The scoring rule of ``hits_result`` for hits scored from ``source``, as ``describe()``
     states it."""
     return f"{source} when every hit has a finite one, else 1/rank for that query"
-
-
-def run_sync(make_coroutine: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run a coroutine to completion from synchronous code, even inside a running loop.
-
-    Inside a running loop (a notebook, an async caller) the coroutine runs on a loop of its
-    own in a worker thread, with the caller's context variables (tracing, callbacks).
-    """
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(make_coroutine())
-    context = contextvars.copy_context()
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="evalkit-loop") as pool:
-        return pool.submit(context.run, lambda: asyncio.run(make_coroutine())).result()
 
 
 def hits_result(query: Query, hits: Sequence[Hit], k: int, latency_ms: float) -> QueryResult:

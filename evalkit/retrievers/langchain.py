@@ -53,6 +53,7 @@ from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import RunnableConfig
 from langchain_core.vectorstores import VectorStore, VectorStoreRetriever
 
+from evalkit.coroutines import run_sync
 from evalkit.errors import ConfigError
 from evalkit.records import Query, QueryResult
 from evalkit.retrievers.base import (
@@ -72,7 +73,6 @@ from evalkit.retrievers.framework import (
     metadata_score,
     qualified_name,
     rank_fallback,
-    run_sync,
 )
 
 __all__ = ["LangChainRetriever"]

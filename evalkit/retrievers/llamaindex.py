@@ -42,6 +42,7 @@ from llama_index.core.vector_stores.types import (
     MetadataFilters,
 )
 
+from evalkit.coroutines import run_sync
 from evalkit.errors import ConfigError
 from evalkit.records import Query, QueryResult
 from evalkit.retrievers.base import (
@@ -59,7 +60,6 @@ from evalkit.retrievers.framework import (
     hits_result,
     metadata_id,
     rank_fallback,
-    run_sync,
 )
 
 __all__ = ["LlamaIndexRetriever"]
