@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from functools import partial
 from typing import Annotated
 
@@ -82,41 +83,55 @@ def run(
 
     Example: evalkit run --goldset demo --collection demo --k 100 --format json
     """
-    from evalkit.pipeline import evaluate_goldset
-    from evalkit.retrievers.factory import RetrieverOptions, build_retriever
-    from evalkit.store.goldsets import load_goldset
+    from evalkit.retrievers.factory import (
+        RetrieverOptions,
+        build_retriever,
+        query_embedder_ahead,
+    )
 
     config = settings()
     depth = k or config.k
-    # The store is held only to read the goldset and, after the replay, to record the run:
-    # other writers (a goldset import, a scheduled job) need not wait for the replay.
-    with open_store(write=True, purpose="run", config=config) as store:
-        gold = load_goldset(store, goldset, goldset_version)
-    retriever = build_retriever(
-        RetrieverOptions(
-            collection=collection,
-            chroma_url=chroma_url,
-            http_url=http_retriever,
-            retriever=retriever_spec,
-            where_key=where_key,
-            allow_model_mismatch=allow_model_mismatch,
-        ),
-        config,
+    options = RetrieverOptions(
+        collection=collection,
+        chroma_url=chroma_url,
+        http_url=http_retriever,
+        retriever=retriever_spec,
+        where_key=where_key,
+        allow_model_mismatch=allow_model_mismatch,
     )
-    with progress_bar(f"replaying {gold.name}", enabled=output is OutputFormat.table) as bar:
-        outcome = evaluate_goldset(
-            partial(open_store, write=True, purpose="run", config=config),
-            gold,
-            retriever,
-            k=depth,
-            measures=measure,
-            relevance_threshold=config.relevance_threshold,
-            batch_size=config.query_batch_size,
-            label=label,
-            progress=bar,
-            answers=answers,
-            close_retriever=True,
-        )
+    # The query model loads in the background while the store, the goldset and the
+    # retriever are opened, then embeds the goldset's queries ahead of the replay: the
+    # model's native code runs while this thread imports and opens things.
+    embedder = query_embedder_ahead(options, config)
+    try:
+        from evalkit.store.goldsets import load_goldset
+
+        # The store is held only to read the goldset and, after the replay, to record the
+        # run: other writers (a goldset import, a scheduled job) need not wait for the replay.
+        with open_store(write=True, purpose="run", config=config) as store:
+            gold = load_goldset(store, goldset, goldset_version)
+        if embedder is not None:
+            embedder.prefetch([query.text for query in gold.queries])
+        from evalkit.pipeline import evaluate_goldset
+
+        retriever = build_retriever(dataclasses.replace(options, query_embedder=embedder), config)
+        with progress_bar(f"replaying {gold.name}", enabled=output is OutputFormat.table) as bar:
+            outcome = evaluate_goldset(
+                partial(open_store, write=True, purpose="run", config=config),
+                gold,
+                retriever,
+                k=depth,
+                measures=measure,
+                relevance_threshold=config.relevance_threshold,
+                batch_size=config.query_batch_size,
+                label=label,
+                progress=bar,
+                answers=answers,
+                close_retriever=True,
+            )
+    finally:
+        if embedder is not None:
+            embedder.close()
     data = outcome.run.to_dict()
     data["answers"] = outcome.answers.to_dict(per_item=False) if outcome.answers else None
     if output is OutputFormat.json:

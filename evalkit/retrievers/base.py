@@ -22,6 +22,7 @@ from evalkit.redaction import redact
 __all__ = [
     "Retriever",
     "SupportsCheck",
+    "SupportsPrefetch",
     "check_retriever",
     "describe_exception",
     "elapsed_ms",
@@ -67,6 +68,16 @@ class SupportsCheck(Protocol):
 
     def check(self) -> None:
         """Raise ``RetrieverError`` saying what to do when the retriever cannot work."""
+        ...
+
+
+@runtime_checkable
+class SupportsPrefetch(Protocol):
+    """A retriever that embeds query texts itself and can embed a known set ahead of the
+    ``retrieve`` calls that will ask for it (the pipeline does so before a goldset replay)."""
+
+    def prefetch(self, texts: Sequence[str]) -> None:
+        """Start embedding ``texts`` in the background; returns at once."""
         ...
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Self
 import numpy as np
 import numpy.typing as npt
 
-from evalkit.embedding import ModelFingerprint, TextEmbedder
+from evalkit.embedding import ModelFingerprint, TextEmbedder, prefetch_queries
 from evalkit.errors import ConfigError, RetrieverError
 from evalkit.records import Query, QueryResult
 from evalkit.retrievers.base import (
@@ -306,6 +306,10 @@ class ChromaRetriever:
         return QueryResult(
             query_id=query.id, docs=ranked_docs(doc_ids, scores.tolist()), latency_ms=latency
         )
+
+    def prefetch(self, texts: Sequence[str]) -> None:
+        """Have the query embedder embed ``texts`` ahead of the batches that will need them."""
+        prefetch_queries(self._embedder, texts)
 
     def describe(self) -> dict[str, Any]:
         """Kind, location, collection, document count, distance space and model."""

@@ -15,8 +15,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from evalkit.config import Settings
-from evalkit.embedding import build_query_embedder
+from evalkit.config import EmbedBackend, Settings
+from evalkit.embedding import LazyEmbedder, TextEmbedder, build_query_embedder
 from evalkit.errors import ConfigError
 from evalkit.extras import require
 from evalkit.registry import register_named
@@ -37,6 +37,7 @@ __all__ = [
     "RetrieverKind",
     "RetrieverOptions",
     "build_retriever",
+    "query_embedder_ahead",
     "register_retriever_kind",
 ]
 
@@ -52,7 +53,9 @@ class RetrieverOptions:
     plug-in (None: the ``[retriever] options``). ``allow_model_mismatch`` queries a
     collection built with another embedding model (diagnosis only); ``defer_model_check``
     leaves the model check to the retriever's ``verify_model()`` or first query, for
-    callers with cheaper checks to make first.
+    callers with cheaper checks to make first. ``query_embedder`` is the embedder a
+    vector-store kind embeds queries with (None: the one ``[embedder]`` names, built
+    afresh); ``query_embedder_ahead`` makes one that is already loading.
     """
 
     collection: str | None = None
@@ -64,6 +67,7 @@ class RetrieverOptions:
     kind: str | None = None
     retriever: str | None = None
     factory_options: Mapping[str, Any] | None = None
+    query_embedder: TextEmbedder | None = None
 
     def resolved_kind(self, settings: Settings) -> str:
         """The registered kind these options (or ``settings``) name; ConfigError when they
@@ -96,6 +100,9 @@ class RetrieverKind:
 
     name: str
     build: Callable[[RetrieverOptions, Settings], Retriever]
+    embeds_queries: bool = False
+    """Whether the kind embeds queries with ``[embedder]`` (a vector store searched by
+    vector), so a command may start loading that model before building it."""
 
 
 RETRIEVER_KINDS: dict[str, RetrieverKind] = {}
@@ -135,6 +142,32 @@ def build_retriever(options: RetrieverOptions, settings: Settings) -> Retriever:
             plugin, settings, options=options.factory_options, where_key=options.where_key
         )
     )
+
+
+def query_embedder_ahead(options: RetrieverOptions, settings: Settings) -> LazyEmbedder | None:
+    """The local model the retriever ``options`` name will embed queries with, already
+    loading in a background thread; None when that retriever embeds no queries with a local
+    model (HTTP, a plug-in, an embedding endpoint) or the model loads on torch (seconds of
+    loading that a command failing on a cheaper check would then wait for at exit).
+
+    Give it to ``build_retriever`` as ``options.query_embedder`` and ``close`` it when the
+    command is done; ``prefetch`` the query batches once they are known. ConfigError when
+    the options name no retriever.
+    """
+    kind = RETRIEVER_KINDS.get(options.resolved_kind(settings))
+    if kind is None or not kind.embeds_queries or settings.embed_backend is EmbedBackend.torch:
+        return None
+    embedder = build_query_embedder(settings)
+    if not isinstance(embedder, LazyEmbedder):
+        return None
+    embedder.start_loading()
+    return embedder
+
+
+def _query_embedder(options: RetrieverOptions, settings: Settings) -> TextEmbedder | None:
+    if options.query_embedder is not None:
+        return options.query_embedder
+    return build_query_embedder(settings)
 
 
 def _checked(retriever: PluginRetriever) -> Retriever:
@@ -188,7 +221,7 @@ def _build_chroma(options: RetrieverOptions, settings: Settings) -> Retriever:
 
     if not options.collection:
         raise ConfigError("name the Chroma collection: --collection NAME")
-    embedder = build_query_embedder(settings)
+    embedder = _query_embedder(options, settings)
     if embedder is None:
         raise ConfigError(
             "a Chroma collection is queried with vectors: set [embedder] kind to "
@@ -222,7 +255,7 @@ def _build_pgvector(options: RetrieverOptions, settings: Settings) -> Retriever:
     # psycopg is an optional extra: only a pgvector retriever imports it.
     from evalkit.retrievers.pgvector import PgvectorRetriever
 
-    embedder = build_query_embedder(settings)
+    embedder = _query_embedder(options, settings)
     if embedder is None:
         raise ConfigError(
             "the pgvector retriever searches by vector, so evalkit must embed the queries: "
@@ -242,7 +275,7 @@ def _build_qdrant(options: RetrieverOptions, settings: Settings) -> Retriever:
     # qdrant_client is an optional extra: only a Qdrant retriever imports it.
     from evalkit.retrievers.qdrant import QdrantRetriever
 
-    embedder = build_query_embedder(settings)
+    embedder = _query_embedder(options, settings)
     if embedder is None:
         raise ConfigError(
             "the qdrant retriever searches by vector, so evalkit must embed the queries: "
@@ -259,6 +292,6 @@ def _build_qdrant(options: RetrieverOptions, settings: Settings) -> Retriever:
 
 
 register_retriever_kind(RetrieverKind("http", _build_http))
-register_retriever_kind(RetrieverKind("chroma", _build_chroma))
-register_retriever_kind(RetrieverKind("pgvector", _build_pgvector))
-register_retriever_kind(RetrieverKind("qdrant", _build_qdrant))
+register_retriever_kind(RetrieverKind("chroma", _build_chroma, embeds_queries=True))
+register_retriever_kind(RetrieverKind("pgvector", _build_pgvector, embeds_queries=True))
+register_retriever_kind(RetrieverKind("qdrant", _build_qdrant, embeds_queries=True))

@@ -29,7 +29,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from evalkit.config import DistanceMetric, PgvectorSettings, SearchMode
-from evalkit.embedding import ModelFingerprint, TextEmbedder
+from evalkit.embedding import ModelFingerprint, TextEmbedder, prefetch_queries
 from evalkit.errors import ConfigError, RetrieverError
 from evalkit.records import Query, QueryResult
 from evalkit.redaction import register_secrets, url_secrets
@@ -501,6 +501,10 @@ class PgvectorRetriever:
         calls = sql.SQL(", ").join(sql.SQL("set_config(%s, %s, true)") for _ in options)
         values = [value for pair in options.items() for value in pair]
         conn.execute(sql.SQL("SELECT {calls}").format(calls=calls), values)
+
+    def prefetch(self, texts: Sequence[str]) -> None:
+        """Have the query embedder embed ``texts`` ahead of the batches that will need them."""
+        prefetch_queries(self._embedder, texts)
 
     def describe(self) -> dict[str, Any]:
         """Kind, server, table, columns, metric and search settings; never the password."""

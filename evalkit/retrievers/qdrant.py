@@ -34,7 +34,7 @@ from typing import Any, Self
 from qdrant_client import QdrantClient, models
 
 from evalkit.config import QdrantSettings
-from evalkit.embedding import ModelFingerprint, TextEmbedder
+from evalkit.embedding import ModelFingerprint, TextEmbedder, prefetch_queries
 from evalkit.errors import ConfigError, RetrieverError
 from evalkit.records import Query, QueryResult
 from evalkit.redaction import mask_url, register_secrets
@@ -309,6 +309,10 @@ class QdrantRetriever:
                 f"field {key!r} (id_payload_key in [retriever.qdrant])"
             )
         return str(value)
+
+    def prefetch(self, texts: Sequence[str]) -> None:
+        """Have the query embedder embed ``texts`` ahead of the batches that will need them."""
+        prefetch_queries(self._embedder, texts)
 
     def describe(self) -> dict[str, Any]:
         """Where the collection is, its keys and search parameters; never the API key."""
