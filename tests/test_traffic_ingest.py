@@ -101,6 +101,19 @@ def test_garbage_lines_are_reported_by_line_and_the_rest_ingested(
     assert [row[0] for row in problems] == [2, 5, 6, 7, 8, 9, 10]
 
 
+def test_a_line_that_is_not_utf8_is_reported_not_raised(store: Store, tmp_path: Path) -> None:
+    log = tmp_path / "latin1.jsonl"
+    written_in_latin1 = json.dumps(
+        {"query_id": "q1", "timestamp": "2026-11-21", "text": "café"}, ensure_ascii=False
+    )
+    log.write_bytes(written_in_latin1.encode("latin-1") + b"\n" + line("q2").encode())
+    report = ingest_paths(store, [log])
+    assert stored(store) == [("q2", 2)]
+    assert [(p.line, p.message) for p in report.problems] == [
+        (1, "not valid JSON (a string is not valid UTF-8)")
+    ]
+
+
 def test_problem_messages_never_quote_the_data(store: Store, tmp_path: Path) -> None:
     log = tmp_path / "pii.jsonl"
     log.write_text(

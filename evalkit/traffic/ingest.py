@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -28,7 +29,8 @@ import pyarrow as pa
 from evalkit.errors import ConfigError, InputError
 from evalkit.store.store import Store
 from evalkit.store.traffic import SourceState, commit_ingest_batch, find_source_state
-from evalkit.traffic._records import RecordBatchBuilder, RecordError, decode_line, dedup_text
+from evalkit.traffic._lines import add_json_lines
+from evalkit.traffic._records import RecordBatchBuilder, RecordError, decode_line, dedup_texts
 from evalkit.traffic.log import LOG_FIELDS, REQUIRED_FIELDS
 from evalkit.traffic.redaction import Redaction
 
@@ -47,8 +49,10 @@ __all__ = [
 HEAD_BYTES = 1024
 """Bytes at the start of a file whose hash, with device and inode, identifies it."""
 
-DEFAULT_BATCH_LINES = 50_000
-"""Lines per batch: what is held in memory and committed at once."""
+DEFAULT_BATCH_LINES = 122_880
+"""Lines per batch: what is held in memory and committed at once. One DuckDB row group, so
+a batch of new records is written straight to the database file rather than through its
+log and a checkpoint."""
 
 DEFAULT_MAX_REPORTED_PROBLEMS = 200
 
@@ -236,41 +240,37 @@ def _read_lines(
 
     Returns lines consumed, records added, duplicates, malformed lines and pending bytes.
     """
-    builder = RecordBatchBuilder()
-    batch_count = consumed = added = duplicates = malformed = pending = 0
-
-    def flush() -> None:
-        nonlocal builder, batch_count, added, duplicates, malformed
+    consumed = added = duplicates = malformed = pending = commits = 0
+    while block := list(islice(handle, run.batch_lines)):
+        builder = RecordBatchBuilder()
+        # Only the file's last line can lack its newline: it is still being written, or the
+        # writer ended the file without one.
+        tail = None if block[-1].endswith(b"\n") else block.pop()
+        for raw in block[: max(_FIELD_CHECK_LINES - consumed, 0)]:
+            if raw.strip():
+                builder.note_fields(raw)
+        add_json_lines(builder, block, lines + 1)
+        lines += len(block)
+        consumed += len(block)
+        offset += sum(map(len, block))
+        if tail is not None:
+            if _is_complete_record(tail):
+                # The line's newline may still follow; it is then read as an empty line,
+                # which is why this line is not counted in ``lines`` yet.
+                builder.add_line(tail, lines + 1)
+                offset += len(tail)
+                consumed += 1
+            else:
+                pending = len(tail)
         state = identity.state(name, "jsonl", byte_offset=offset, lines_read=lines)
         stored, skipped = _commit(run, builder, name, state)
+        commits += 1
         added += stored
         duplicates += skipped
         malformed += len(builder.problems)
-        builder = RecordBatchBuilder()
-        batch_count = 0
-
-    for raw in handle:
-        if not raw.endswith(b"\n"):
-            if _is_complete_record(raw):
-                # The line's newline may still follow; it is then read as an empty line,
-                # which is why this line is not counted in ``lines`` yet.
-                builder.add_line(raw, lines + 1)
-                offset += len(raw)
-                consumed += 1
-            else:
-                pending = len(raw)
-            break
-        lines += 1
-        consumed += 1
-        offset += len(raw)
-        batch_count += 1
-        if raw.strip():
-            builder.add_line(raw, lines)
-            if consumed <= _FIELD_CHECK_LINES:
-                builder.note_fields(raw)
-        if batch_count >= run.batch_lines:
-            flush()
-    flush()
+    if not commits:
+        state = identity.state(name, "jsonl", byte_offset=offset, lines_read=lines)
+        _commit(run, RecordBatchBuilder(), name, state)
     return consumed, added, duplicates, malformed, pending
 
 
@@ -287,9 +287,9 @@ def _commit(
     records = run.redaction.apply(builder.to_table())
     if run.redaction.patterns and records.num_rows:
         # Queries that differ only in what was masked are the same query once stored.
-        masked = [dedup_text(text) for text in records.column("text").to_pylist()]
+        masked = dedup_texts(records.column("text").combine_chunks())
         index = records.schema.get_field_index("dedup_text")
-        records = records.set_column(index, "dedup_text", pa.array(masked, pa.string()))
+        records = records.set_column(index, "dedup_text", masked)
     stored = commit_ingest_batch(
         run.store, records=records, source=name, problems=builder.problems, state=state
     )
