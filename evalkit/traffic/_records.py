@@ -247,7 +247,10 @@ class RecordBatchBuilder:
         parts = [*self._tables, table] if table.num_rows else self._tables
         if len(parts) == 1:
             return parts[0]
-        return pa.concat_tables(parts).sort_by("line")
+        merged = pa.concat_tables(parts)
+        if (np.diff(np.asarray(merged.column("line"))) > 0).all():
+            return merged
+        return merged.sort_by("line")
 
     def _row_table(self) -> pa.Table:
         return pa.Table.from_arrays(
