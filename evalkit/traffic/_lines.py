@@ -52,7 +52,8 @@ _NON_JSON_LITERALS = (b"NaN", b"Inf")
 _JSON_WHITESPACE = b" \t\r\n"
 _MAX_EPOCH_SECONDS = 1e11
 # Timestamps Arrow parses as Python's ``datetime.fromisoformat`` does; any other text goes
-# to Python. Arrow needs an explicit offset for a zoned type, so naive ones are cast apart.
+# to Python. Arrow needs an offset for a zoned type: naive ones (UTC, as the per-line path
+# reads them) are cast with a ``Z`` appended.
 _ISO_ZONED = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})$"
 _ISO_NAIVE = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?$"
 _UTC_MICROSECONDS = pa.timestamp("us", tz="UTC")
