@@ -7,8 +7,9 @@ logged results on every line), then, each in a fresh process so peak memory is i
 - evalkit: ``ingest_paths`` (validation, idempotence, ingest state) into a new store, then
   a seeded sample of 2,000 queries stratified by tenant.
 
-It prints lines/s for both, their ratio, and the peak RSS of ingesting the large file and
-a smaller one (default 200,000 lines): streaming means the two should be close.
+It prints lines/s for both, their ratio (the target: within 2x), the load average, and the
+peak RSS of ingesting the large file and a smaller one (default 200,000 lines): streaming
+means the two should be close.
 
     .venv/bin/python benchmarks/traffic.py [--lines 1000000] [--small 200000]
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import resource
 import subprocess
@@ -146,6 +148,7 @@ def main() -> None:
         print(json.dumps(result))
         return
 
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="evalkit-traffic-bench-") as scratch:
         work = Path(scratch)
         measured = {}
@@ -183,6 +186,11 @@ def main() -> None:
     print(
         f"evalkit ingest is {ratio:.2f}x slower than the DuckDB floor on {options.lines:,} "
         f"lines; sampled {large['sampled']:.0f} queries in {large['sample_seconds']:.2f} s"
+    )
+    load_after = os.getloadavg()
+    print(
+        f"load average (1 min) {load_before[0]:.2f} before, {load_after[0]:.2f} after, on "
+        f"{os.cpu_count()} cores"
     )
     print(
         f"peak memory: {small['peak_mb']:.0f} MiB for {options.small:,} lines, "

@@ -101,6 +101,19 @@ def test_garbage_lines_are_reported_by_line_and_the_rest_ingested(
     assert [row[0] for row in problems] == [2, 5, 6, 7, 8, 9, 10]
 
 
+def test_a_line_that_is_not_utf8_is_reported_not_raised(store: Store, tmp_path: Path) -> None:
+    log = tmp_path / "latin1.jsonl"
+    written_in_latin1 = json.dumps(
+        {"query_id": "q1", "timestamp": "2026-11-21", "text": "café"}, ensure_ascii=False
+    )
+    log.write_bytes(written_in_latin1.encode("latin-1") + b"\n" + line("q2").encode())
+    report = ingest_paths(store, [log])
+    assert stored(store) == [("q2", 2)]
+    assert [(p.line, p.message) for p in report.problems] == [
+        (1, "not valid JSON (a string is not valid UTF-8)")
+    ]
+
+
 def test_problem_messages_never_quote_the_data(store: Store, tmp_path: Path) -> None:
     log = tmp_path / "pii.jsonl"
     log.write_text(
@@ -473,3 +486,45 @@ def test_the_state_lives_in_the_store_not_the_process(tmp_path: Path) -> None:
         assert ingest_paths(second, [log]).files[0].status == "unchanged"
         state = second.fetch("SELECT path, byte_offset, lines_read FROM traffic_sources")
     assert state == [(str(log), os.path.getsize(log), 2)]
+
+
+def test_a_progress_callback_that_raises_stops_after_its_batch(
+    store: Store, tmp_path: Path
+) -> None:
+    """The next batch is decoded while one is written, but none is committed after the
+    callback for the one before it raised."""
+    log = tmp_path / "stopped.jsonl"
+    log.write_text("".join(line(f"q{i}") for i in range(10)))
+    seen: list[int] = []
+
+    def stop_after_first(records: int, _: int | None) -> None:
+        seen.append(records)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        ingest_paths(store, [log], batch_lines=4, progress=stop_after_first)
+    assert seen == [4]
+    assert stored(store) == [(f"q{i}", i + 1) for i in range(4)]
+    report = ingest_paths(store, [log], batch_lines=4)
+    assert (report.files[0].status, report.records_added, report.duplicates) == ("resumed", 6, 0)
+    assert stored(store) == [(f"q{i}", i + 1) for i in range(10)]
+
+
+def test_batches_read_in_slices_keep_line_numbers_problems_and_the_tail(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ingest_module, "_DECODE_LINES", 2)
+    log = tmp_path / "slices.jsonl"
+    lines = [line(f"q{i}") for i in range(9)]
+    lines[4] = "not json\n"
+    lines[6] = "\n"
+    log.write_text("".join(lines) + line("q9").rstrip("\n"))
+    committed: list[int] = []
+    report = ingest_paths(
+        store, [log], batch_lines=5, progress=lambda records, _: committed.append(records)
+    )
+    assert committed == [4, 8]
+    assert [(p.line, "not valid JSON" in p.message) for p in report.problems] == [(5, True)]
+    assert stored(store) == [(f"q{i}", i + 1) for i in (0, 1, 2, 3, 5, 7, 8, 9)]
+    state = store.fetch("SELECT byte_offset, lines_read FROM traffic_sources")
+    assert state == [(os.path.getsize(log), 9)]

@@ -28,9 +28,14 @@ __all__ = [
     "LoggedDoc",
     "RecordBatchBuilder",
     "RecordError",
+    "Tags",
     "decode_line",
     "dedup_text",
+    "dedup_texts",
+    "epoch_microseconds",
     "log_line_json_schema",
+    "tags_json",
+    "timestamp_seconds",
 ]
 
 RECORD_SCHEMA = pa.schema(
@@ -71,6 +76,11 @@ _ISO_DATE = msgspec.Meta(extra_json_schema={"pattern": r"^[0-9]{4}-?[0-9]{2}-?[0
 _EPOCH_SECONDS = msgspec.Meta(extra_json_schema={"minimum": 0, "exclusiveMaximum": 1e11})
 
 
+Tags = dict[str, str | int | float | bool]
+"""What a log line's ``tags`` may hold: names to strings (numbers and booleans are kept as
+their JSON text)."""
+
+
 class LogLine(msgspec.Struct, gc=False):
     """One line of the traffic log format (``evalkit.traffic.log``).
 
@@ -83,7 +93,7 @@ class LogLine(msgspec.Struct, gc=False):
     ]
     text: Annotated[str, _NON_BLANK, _described("text")]
     tenant: Annotated[str | None, _described("tenant")] = None
-    tags: Annotated[dict[str, str | int | float | bool] | None, _described("tags")] = None
+    tags: Annotated[Tags | None, _described("tags")] = None
     results: Annotated[
         list[Annotated[str, msgspec.Meta(min_length=1)] | LoggedDoc] | None,
         _described("results"),
@@ -108,6 +118,9 @@ _MAX_EPOCH_SECONDS = 1e11
 _MICROSECONDS = 1_000_000
 
 
+_NOT_UTF8 = "not valid JSON (a string is not valid UTF-8)"
+
+
 class RecordError(ValueError):
     """One record is malformed; the message says which field and what was expected."""
 
@@ -118,6 +131,8 @@ def decode_line(raw: bytes) -> object:
         return _ANY_DECODER.decode(raw)
     except msgspec.DecodeError as error:
         raise RecordError(f"not valid JSON ({error})") from None
+    except UnicodeDecodeError:
+        raise RecordError(_NOT_UTF8) from None
 
 
 class RecordBatchBuilder:
@@ -138,9 +153,18 @@ class RecordBatchBuilder:
         self.dedup_texts: list[str] = []
         self.problems: list[tuple[int, str]] = []
         self.unknown_fields: Counter[str] = Counter()
+        self._tables: list[pa.Table] = []
 
     def __len__(self) -> int:
-        return len(self.query_ids)
+        return len(self.query_ids) + sum(int(table.num_rows) for table in self._tables)
+
+    def add_records(self, table: pa.Table) -> None:
+        """Add records already checked and in columns (``RECORD_SCHEMA``), e.g. a block of
+        lines decoded at once."""
+        if table.schema != RECORD_SCHEMA:
+            raise TypeError(f"records must have RECORD_SCHEMA, got {table.schema}")
+        if table.num_rows:
+            self._tables.append(table)
 
     def add_line(self, raw: bytes, line: int) -> None:
         """Parse one JSON line; a malformed one is recorded as a problem."""
@@ -152,6 +176,9 @@ class RecordBatchBuilder:
         except msgspec.DecodeError as error:
             self.problems.append((line, f"not valid JSON ({error})"))
             return
+        except UnicodeDecodeError:
+            self.problems.append((line, _NOT_UTF8))
+            return
         try:
             self._append(record, line)
         except RecordError as error:
@@ -161,7 +188,7 @@ class RecordBatchBuilder:
         """Count the fields of this line that the log format does not have (typos show up)."""
         try:
             record = _ANY_DECODER.decode(raw)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, UnicodeDecodeError):
             return
         if isinstance(record, dict):
             self.unknown_fields.update(key for key in record if key not in _KNOWN_FIELDS)
@@ -195,14 +222,14 @@ class RecordBatchBuilder:
         text = record.text
         if not text or text.isspace():
             raise RecordError("invalid record: `text` is empty - at `$.text`")
-        timestamp = _timestamp(record.timestamp)
+        timestamp = timestamp_seconds(record.timestamp)
         doc_ids, scores = _ranked(record.results)
         tags = record.tags
         self.query_ids.append(query_id if type(query_id) is str else str(query_id))
         self.timestamps.append(timestamp)
         self.texts.append(text)
         self.tenants.append(record.tenant or None)
-        self.tags.append(_tags_json(tags) if tags else None)
+        self.tags.append(tags_json(tags) if tags else None)
         self.doc_ids.append(doc_ids)
         self.scores.append(scores)
         self.answers.append(record.answer)
@@ -212,11 +239,24 @@ class RecordBatchBuilder:
         self.dedup_texts.append(dedup_text(text))
 
     def to_table(self) -> pa.Table:
-        """The valid records as an Arrow table with ``RECORD_SCHEMA`` (naive UTC times)."""
+        """The valid records as an Arrow table with ``RECORD_SCHEMA`` (naive UTC times), in
+        line order."""
+        table = self._row_table()
+        if not self._tables:
+            return table
+        parts = [*self._tables, table] if table.num_rows else self._tables
+        if len(parts) == 1:
+            return parts[0]
+        merged = pa.concat_tables(parts)
+        if (np.diff(np.asarray(merged.column("line"))) > 0).all():
+            return merged
+        return merged.sort_by("line")
+
+    def _row_table(self) -> pa.Table:
         return pa.Table.from_arrays(
             [
                 pa.array(self.query_ids, pa.string()),
-                pa.array(_epoch_microseconds(self.timestamps), pa.timestamp("us")),
+                pa.array(epoch_microseconds(self.timestamps), pa.timestamp("us")),
                 pa.array(self.texts, pa.string()),
                 pa.array(self.tenants, pa.string()),
                 pa.array(self.tags, pa.string()),
@@ -238,6 +278,14 @@ def dedup_text(text: str) -> str:
     return " ".join(text.lower().split())
 
 
+def dedup_texts(texts: pa.Array) -> pa.Array:
+    """``dedup_text`` of each text of a string array (empty for a blank or null one)."""
+    return pa.array(
+        [" ".join(text.lower().split()) for text in texts.fill_null("").to_pylist()],
+        pa.string(),
+    )
+
+
 def _ranked(
     results: list[str | LoggedDoc] | None,
 ) -> tuple[Sequence[str] | None, Sequence[float | None] | None]:
@@ -257,12 +305,15 @@ def _ranked(
     return doc_ids, scores
 
 
-def _epoch_microseconds(seconds: list[float]) -> np.ndarray[Any, np.dtype[np.int64]]:
+def epoch_microseconds(
+    seconds: Sequence[float] | np.ndarray[Any, Any],
+) -> np.ndarray[Any, np.dtype[np.int64]]:
+    """Epoch microseconds, rounded, of epoch seconds."""
     # Epoch seconds as float64 resolve a microsecond for any date up to year 2255.
     return np.round(np.asarray(seconds, dtype=np.float64) * _MICROSECONDS).astype(np.int64)
 
 
-def _timestamp(value: str | float) -> float:
+def timestamp_seconds(value: str | float) -> float:
     """Epoch seconds (UTC) of ISO 8601 text (UTC unless it has an offset) or epoch seconds."""
     if isinstance(value, str):
         try:
@@ -283,7 +334,8 @@ def _timestamp(value: str | float) -> float:
     return float(value)
 
 
-def _tags_json(tags: dict[str, str | int | float | bool]) -> str:
+def tags_json(tags: Tags) -> str:
+    """Tags as stored: a JSON object, keys sorted, every value as text."""
     text = {
         key: value if isinstance(value, str) else msgspec.json.encode(value).decode()
         for key, value in sorted(tags.items())

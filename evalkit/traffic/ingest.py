@@ -18,8 +18,10 @@ import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -28,7 +30,8 @@ import pyarrow as pa
 from evalkit.errors import ConfigError, InputError
 from evalkit.store.store import Store
 from evalkit.store.traffic import SourceState, commit_ingest_batch, find_source_state
-from evalkit.traffic._records import RecordBatchBuilder, RecordError, decode_line, dedup_text
+from evalkit.traffic._lines import add_json_lines
+from evalkit.traffic._records import RecordBatchBuilder, RecordError, decode_line, dedup_texts
 from evalkit.traffic.log import LOG_FIELDS, REQUIRED_FIELDS
 from evalkit.traffic.redaction import Redaction
 
@@ -47,10 +50,15 @@ __all__ = [
 HEAD_BYTES = 1024
 """Bytes at the start of a file whose hash, with device and inode, identifies it."""
 
-DEFAULT_BATCH_LINES = 50_000
-"""Lines per batch: what is held in memory and committed at once."""
+DEFAULT_BATCH_LINES = 122_880
+"""Lines per batch: what is held in memory and committed at once. One DuckDB row group, so
+a batch of new records is written straight to the database file rather than through its
+log and a checkpoint."""
 
 DEFAULT_MAX_REPORTED_PROBLEMS = 200
+# Lines decoded at once within a batch: large enough for Arrow's reader to pay off, small
+# enough that the raw lines and their parse are a small part of a batch's memory.
+_DECODE_LINES = 16_384
 
 _COMPRESSED_SUFFIXES = frozenset({".gz", ".bz2", ".xz", ".zst", ".zip", ".lz4"})
 _JSONL_SUFFIXES = frozenset({".jsonl", ".ndjson", ".json", ".log"})
@@ -234,44 +242,87 @@ def _read_lines(
 ) -> tuple[int, int, int, int, int]:
     """Read complete lines from the handle's position on, committing a batch at a time.
 
+    The next batch is decoded while the last one is being written (DuckDB and Arrow work
+    outside the GIL); batches are still committed one after another, in file order, and the
+    next is handed to the writer only once the last is committed and reported.
     Returns lines consumed, records added, duplicates, malformed lines and pending bytes.
     """
-    builder = RecordBatchBuilder()
-    batch_count = consumed = added = duplicates = malformed = pending = 0
+    reader = _LineReader(handle, identity, name, offset=offset, lines=lines)
+    added = duplicates = malformed = 0
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="evalkit-ingest") as writer:
+        writing: tuple[Future[int], RecordBatchBuilder] | None = None
+        for builder, state in reader.batches(run.batch_lines):
+            if writing is not None:
+                stored, skipped = _account(run, name, writing[1], writing[0].result())
+                added, duplicates = added + stored, duplicates + skipped
+                malformed += len(writing[1].problems)
+            writing = (writer.submit(_store, run, name, builder, state), builder)
+        if writing is not None:
+            stored, skipped = _account(run, name, writing[1], writing[0].result())
+            added, duplicates = added + stored, duplicates + skipped
+            malformed += len(writing[1].problems)
+    return reader.consumed, added, duplicates, malformed, reader.pending
 
-    def flush() -> None:
-        nonlocal builder, batch_count, added, duplicates, malformed
-        state = identity.state(name, "jsonl", byte_offset=offset, lines_read=lines)
-        stored, skipped = _commit(run, builder, name, state)
-        added += stored
-        duplicates += skipped
-        malformed += len(builder.problems)
-        builder = RecordBatchBuilder()
-        batch_count = 0
 
-    for raw in handle:
-        if not raw.endswith(b"\n"):
-            if _is_complete_record(raw):
+class _LineReader:
+    """Batches of decoded lines from a JSONL file, with the file's state after each."""
+
+    def __init__(
+        self, handle: BinaryIO, identity: _Identity, name: str, *, offset: int, lines: int
+    ) -> None:
+        self.handle = handle
+        self.identity = identity
+        self.name = name
+        self.offset = offset
+        self.lines = lines
+        self.consumed = 0
+        self.pending = 0
+        self.at_end = False
+
+    def batches(self, size: int) -> Iterator[tuple[RecordBatchBuilder, SourceState]]:
+        """Each batch of up to ``size`` lines; at least one, so the state is committed."""
+        first = True
+        while first or not self.at_end:
+            first = False
+            builder = RecordBatchBuilder()
+            wanted = size
+            while wanted and not self.at_end:
+                # Read and decoded a slice at a time: only the batch's records are held whole.
+                read = self._read(builder, min(wanted, _DECODE_LINES))
+                wanted -= read
+            yield (
+                builder,
+                self.identity.state(
+                    self.name, "jsonl", byte_offset=self.offset, lines_read=self.lines
+                ),
+            )
+
+    def _read(self, builder: RecordBatchBuilder, count: int) -> int:
+        """Read up to ``count`` lines into ``builder``; returns how many were read."""
+        block = list(islice(self.handle, count))
+        if len(block) < count:
+            self.at_end = True
+        # Only the file's last line can lack its newline: it is still being written, or the
+        # writer ended the file without one.
+        tail = None if not block or block[-1].endswith(b"\n") else block.pop()
+        for raw in block[: max(_FIELD_CHECK_LINES - self.consumed, 0)]:
+            if raw.strip():
+                builder.note_fields(raw)
+        add_json_lines(builder, block, self.lines + 1)
+        self.lines += len(block)
+        self.consumed += len(block)
+        self.offset += sum(map(len, block))
+        if tail is not None:
+            self.at_end = True
+            if _is_complete_record(tail):
                 # The line's newline may still follow; it is then read as an empty line,
                 # which is why this line is not counted in ``lines`` yet.
-                builder.add_line(raw, lines + 1)
-                offset += len(raw)
-                consumed += 1
+                builder.add_line(tail, self.lines + 1)
+                self.offset += len(tail)
+                self.consumed += 1
             else:
-                pending = len(raw)
-            break
-        lines += 1
-        consumed += 1
-        offset += len(raw)
-        batch_count += 1
-        if raw.strip():
-            builder.add_line(raw, lines)
-            if consumed <= _FIELD_CHECK_LINES:
-                builder.note_fields(raw)
-        if batch_count >= run.batch_lines:
-            flush()
-    flush()
-    return consumed, added, duplicates, malformed, pending
+                self.pending = len(tail)
+        return len(block) + (tail is not None)
 
 
 def _is_complete_record(raw: bytes) -> bool:
@@ -281,18 +332,22 @@ def _is_complete_record(raw: bytes) -> bool:
         return False
 
 
-def _commit(
-    run: _Pass, builder: RecordBatchBuilder, name: str, state: SourceState
-) -> tuple[int, int]:
+def _store(run: _Pass, name: str, builder: RecordBatchBuilder, state: SourceState) -> int:
+    """Redact and commit one batch with the file's state after it; returns records stored."""
     records = run.redaction.apply(builder.to_table())
     if run.redaction.patterns and records.num_rows:
         # Queries that differ only in what was masked are the same query once stored.
-        masked = [dedup_text(text) for text in records.column("text").to_pylist()]
+        masked = dedup_texts(records.column("text").combine_chunks())
         index = records.schema.get_field_index("dedup_text")
-        records = records.set_column(index, "dedup_text", pa.array(masked, pa.string()))
-    stored = commit_ingest_batch(
+        records = records.set_column(index, "dedup_text", masked)
+    return commit_ingest_batch(
         run.store, records=records, source=name, problems=builder.problems, state=state
     )
+
+
+def _account(run: _Pass, name: str, builder: RecordBatchBuilder, stored: int) -> tuple[int, int]:
+    """Note a committed batch in the pass and report progress; returns records stored and
+    duplicates skipped."""
     run.note_problems(name, builder.problems)
     run.unknown_fields.update(builder.unknown_fields)
     run.records_committed += stored
@@ -348,7 +403,7 @@ def _ingest_parquet(run: _Pass, path: Path) -> FileIngest:
             state_after = identity.state(
                 name, "parquet", byte_offset=identity.size, lines_read=row_number
             )
-            stored, skipped = _commit(run, builder, name, state_after)
+            stored, skipped = _account(run, name, builder, _store(run, name, builder, state_after))
             added += stored
             duplicates += skipped
             malformed += len(builder.problems)
