@@ -53,6 +53,7 @@ __all__ = [
     "logged_answers",
     "logged_latency_quantiles",
     "logged_results",
+    "logged_top1_scores",
     "promotion_candidates",
     "record_count",
     "replay_top_results",
@@ -767,6 +768,17 @@ def logged_latency_quantiles(
     if row is None:
         return None, None, None
     return float(row[0]), float(row[1]), float(row[2])
+
+
+def logged_top1_scores(store: Store, *, start: datetime, end: datetime) -> list[float]:
+    """The top-1 score production logged for each record of ``[start, end)`` that logged
+    one, with or without query text (the input of a logged-score drift test)."""
+    rows = store.fetch(
+        "SELECT logged_scores[1] FROM traffic_records WHERE ts >= ? AND ts < ?"
+        " AND len(logged_scores) > 0 AND logged_scores[1] IS NOT NULL ORDER BY ts, query_id",
+        [start, end],
+    )
+    return [float(row[0]) for row in rows]
 
 
 def traffic_volume(
