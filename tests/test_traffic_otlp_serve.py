@@ -35,6 +35,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from test_scheduler_support import evalkit_command, free_port, wait_until
+from test_traffic_tenant_isolation import DOCUMENTS, OWNER
 
 from evalkit.drift import top1_score_shift
 from evalkit.embedding import Embedder, load_embedder
@@ -51,19 +52,6 @@ pytestmark = pytest.mark.slow
 TOKEN = "otlp-test-token-0123456789"
 STARTUP = 120.0
 DAYS = ("2026-11-20", "2026-11-21")
-DOCUMENTS = {
-    "acme": [
-        ("acme-password", "To reset your account password, click 'Forgot password' on login."),
-        ("acme-invoice", "Invoices are due within thirty days of the billing date."),
-        ("acme-refund", "Refunds for cancelled orders go back to the original payment method."),
-    ],
-    "globex": [
-        ("globex-shipping", "Standard shipping takes three to five business days."),
-        ("globex-returns", "Parcels can be returned at any post office within two weeks."),
-        ("globex-tracking", "Track a parcel with the number printed on the shipping label."),
-    ],
-}
-OWNER = {doc_id: tenant for tenant, docs in DOCUMENTS.items() for doc_id, _ in docs}
 # Each tenant asks about the other's topics too: unfiltered, they would see its documents.
 QUESTIONS = [
     "how do I reset my password",

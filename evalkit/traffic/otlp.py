@@ -476,14 +476,7 @@ def _genai_documents(attributes: Mapping[str, object]) -> list[_Document] | None
             raise _SpanError(f"{where} must be an object with id and score")
         if isinstance(entry.get("document"), dict):
             entry = entry["document"]
-        content = entry.get("content")
-        documents.append(
-            _Document(
-                _doc_id(entry.get("id"), f"{where}.id"),
-                _score(entry.get("score"), f"{where}.score"),
-                content if isinstance(content, str) else None,
-            )
-        )
+        documents.append(_document(entry, where))
     return documents
 
 
@@ -504,19 +497,19 @@ def _openinference_documents(attributes: Mapping[str, object]) -> list[_Document
             found.setdefault(int(match.group(1)), {})[match.group(2)] = value
     if not found:
         return None
-    documents = []
-    for index in sorted(found):
-        entry = found[index]
-        where = f"attribute retrieval.documents.{index}.document"
-        content = entry.get("content")
-        documents.append(
-            _Document(
-                _doc_id(entry.get("id"), f"{where}.id"),
-                _score(entry.get("score"), f"{where}.score"),
-                content if isinstance(content, str) else None,
-            )
-        )
-    return documents
+    return [
+        _document(found[index], f"attribute retrieval.documents.{index}.document")
+        for index in sorted(found)
+    ]
+
+
+def _document(entry: Mapping[str, object], where: str) -> _Document:
+    content = entry.get("content")
+    return _Document(
+        _doc_id(entry.get("id"), f"{where}.id"),
+        _score(entry.get("score"), f"{where}.score"),
+        content if isinstance(content, str) else None,
+    )
 
 
 def _message_text(message: object) -> str | None:
