@@ -365,7 +365,10 @@ def commit_ingest_batch(
     """Store one batch atomically: new records, its problems and the file's new state.
 
     Records whose query id is already stored (or repeated earlier in the batch) are skipped.
-    ``state`` is None for a batch that comes from no file (spans received over HTTP).
+    ``state`` is None for a batch that comes from no file (spans received over HTTP): its
+    problems already stored with the same line and message are then skipped too, so a batch
+    committed twice (a crash between its commit and the removal of its spool file) adds
+    nothing.
     ``records`` may carry ``trace_id`` and ``span_id`` columns, and ``generations`` (columns
     trace_id, span_id, started_at, answer, contexts) the answers of generation spans: each
     record without an answer gets the one of the first generation span of its trace that
@@ -410,12 +413,21 @@ def commit_ingest_batch(
                         "message": pa.array([message for _, message in problems], pa.string()),
                     }
                 )
+                # A batch from no file is made idempotent by its ids, and its problems by
+                # their messages, which name the request: committed again, it adds nothing.
+                known = (
+                    ""
+                    if state is not None
+                    else " b WHERE NOT EXISTS (SELECT 1 FROM traffic_ingest_problems p"
+                    " WHERE p.source = ? AND p.message = b.message"
+                    " AND p.line IS NOT DISTINCT FROM b.line)"
+                )
                 con.register("_traffic_problems", frame)
                 try:
                     con.execute(
                         "INSERT INTO traffic_ingest_problems SELECT ?, ?, line, message"
-                        " FROM _traffic_problems",
-                        [now, source],
+                        f" FROM _traffic_problems{known}",
+                        [now, source] if state is not None else [now, source, source],
                     )
                 finally:
                     con.unregister("_traffic_problems")

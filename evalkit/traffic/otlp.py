@@ -54,11 +54,14 @@ if TYPE_CHECKING:
 __all__ = [
     "GENERATION_OPERATIONS",
     "OtlpPayloadError",
+    "PreparedSpans",
     "SpanBatch",
     "SpanIngest",
     "SpanMapping",
+    "commit_spans",
     "decode_protobuf",
     "encode_export_response",
+    "prepare_spans",
     "store_spans",
 ]
 
@@ -363,6 +366,98 @@ def encode_export_response(rejected: int, message: str) -> bytes:
     return body
 
 
+@dataclass(frozen=True, slots=True)
+class PreparedSpans:
+    """A batch ready to store: its records and generation answers, redacted, with what the
+    mapping found (``SpanIngest`` without the store's part).
+
+    ``records`` has ``RECORD_SCHEMA`` plus trace_id and span_id; ``generations`` the columns
+    trace_id, span_id, started_at, answer and contexts; ``problems`` the spans that could
+    not be read, as ``(line or None, message)``.
+    """
+
+    records: pa.Table
+    generations: pa.Table
+    problems: tuple[tuple[int | None, str], ...]
+    spans: int
+    retrieval: int
+    generations_seen: int
+    without_text: int
+    ignored: int
+
+    @property
+    def rejected(self) -> int:
+        """Spans that could not be read."""
+        return len(self.problems)
+
+    def messages(self, limit: int = 20) -> tuple[str, ...]:
+        """The first ``limit`` problems as text (with their line, for a file)."""
+        return tuple(
+            message if line is None else f"line {line}: {message}"
+            for line, message in self.problems[:limit]
+        )
+
+    def outcome(self, stored: int = 0, *, max_problems: int = 20) -> SpanIngest:
+        """What became of the spans once ``stored`` of the records were new to the store."""
+        return SpanIngest(
+            spans=self.spans,
+            retrieval=self.retrieval,
+            generations=self.generations_seen,
+            stored=stored,
+            duplicates=self.retrieval - stored,
+            without_text=self.without_text,
+            ignored=self.ignored,
+            rejected=self.rejected,
+            problems=self.messages(max_problems),
+        )
+
+
+def prepare_spans(batch: SpanBatch, redaction: Redaction | None = None) -> PreparedSpans:
+    """The batch's records and answers, redacted: nothing unredacted leaves this function."""
+    records, generations = batch.tables()
+    chosen = redaction or Redaction()
+    records = chosen.apply(records)
+    generations = chosen.apply(generations)
+    if chosen.patterns and records.num_rows:
+        # Queries that differ only in what was masked are the same query once stored.
+        texts = records.column("text").to_pylist()
+        masked = [None if text is None else dedup_text(text) for text in texts]
+        index = records.schema.get_field_index("dedup_text")
+        records = records.set_column(index, "dedup_text", pa.array(masked, pa.string()))
+    return PreparedSpans(
+        records=records,
+        generations=generations,
+        problems=tuple(batch.problems),
+        spans=batch.spans,
+        retrieval=batch.retrieval,
+        generations_seen=batch.generations_seen,
+        without_text=batch.without_text,
+        ignored=batch.ignored,
+    )
+
+
+def commit_spans(
+    store: Store,
+    prepared: PreparedSpans,
+    *,
+    source: str,
+    state: SourceState | None = None,
+    max_problems: int = 20,
+) -> SpanIngest:
+    """Store a prepared batch in one transaction (with the file's ``state``, for file
+    ingest); returns what became of the spans. Committing the same batch again stores
+    nothing new: records and answers are keyed by their trace and span ids."""
+    stored = commit_ingest_batch(
+        store,
+        records=prepared.records,
+        source=source,
+        problems=prepared.problems,
+        state=state,
+        generations=prepared.generations,
+    )
+    return prepared.outcome(stored, max_problems=max_problems)
+
+
 def store_spans(
     store: Store,
     batch: SpanBatch,
@@ -374,37 +469,12 @@ def store_spans(
 ) -> SpanIngest:
     """Redact the batch's records and answers and store them in one transaction (with the
     file's ``state``, for file ingest); returns what became of the spans."""
-    records, generations = batch.tables()
-    chosen = redaction or Redaction()
-    records = chosen.apply(records)
-    generations = chosen.apply(generations)
-    if chosen.patterns and records.num_rows:
-        # Queries that differ only in what was masked are the same query once stored.
-        texts = records.column("text").to_pylist()
-        masked = [None if text is None else dedup_text(text) for text in texts]
-        index = records.schema.get_field_index("dedup_text")
-        records = records.set_column(index, "dedup_text", pa.array(masked, pa.string()))
-    stored = commit_ingest_batch(
+    return commit_spans(
         store,
-        records=records,
+        prepare_spans(batch, redaction),
         source=source,
-        problems=batch.problems,
         state=state,
-        generations=generations,
-    )
-    return SpanIngest(
-        spans=batch.spans,
-        retrieval=batch.retrieval,
-        generations=batch.generations_seen,
-        stored=stored,
-        duplicates=batch.retrieval - stored,
-        without_text=batch.without_text,
-        ignored=batch.ignored,
-        rejected=len(batch.problems),
-        problems=tuple(
-            message if line is None else f"line {line}: {message}"
-            for line, message in batch.problems[:max_problems]
-        ),
+        max_problems=max_problems,
     )
 
 
