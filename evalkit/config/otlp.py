@@ -10,8 +10,11 @@
     tenant_attribute = "tenant.id"
     redact = ["email"]
 
-The mapping settings (``tenant_attribute``) apply to ``evalkit traffic ingest --format
-otlp-json`` too; the redaction settings to the receiver only (the command has options).
+Received batches are spooled durably beside the store before they are acknowledged, and
+committed when the store is free (``evalkit.traffic.spool``); ``spool_max_bytes`` bounds
+the spool. The mapping settings (``tenant_attribute``) apply to ``evalkit traffic ingest
+--format otlp-json`` too; the redaction settings to the receiver only (the command has
+options).
 """
 
 from __future__ import annotations
@@ -56,8 +59,14 @@ class OtlpSettings(BaseModel):
     )
     store_wait: Duration = Field(
         default=5.0,
-        description="How long a request waits for the store while a job writes it before "
-        "it is answered 503 with Retry-After (the exporter sends it again).",
+        description="How long the spool's committer waits for the store on each attempt "
+        "while a job writes it, before trying again (requests never wait: they are spooled).",
+    )
+    spool_max_bytes: int = Field(
+        default=1024 * 1024 * 1024,
+        ge=64 * 1024,
+        description="Bound of the spool of received batches waiting for the store (bytes); "
+        "beyond it requests are answered 503 with Retry-After.",
     )
     tenant_attribute: str | None = Field(
         default="tenant.id",

@@ -7,20 +7,24 @@ endpoint keeps its own address and access rules. Requests are
 ``gzip`` or ``deflate`` encoded; the retrieval spans become traffic records
 (``evalkit.traffic.otlp``).
 
-Durability: a request is answered 200 only after its records are committed to the store,
-through the same ``StoreAccess`` (writer lock, then DuckDB's own) as the service's jobs. One
-writer thread commits whatever requests are waiting in one store session, each in its own
-transaction. When the store stays busy (a job holds it) for ``[otlp] store_wait`` seconds,
-the request is answered 503 with ``Retry-After``, which OTLP exporters retry; a record's
-query id comes from its trace and span ids, so a request sent again (after a 503, a time-out
-or a restart) stores nothing twice, and a request whose answer never left (``kill -9``) was
-either committed whole or not at all.
+Durability: a request is answered 200 once its batch is in the spool
+(``evalkit.traffic.spool``: ``<store>.otlp-spool/``, the file and its directory fsynced), so
+a ``kill -9`` right after the answer loses nothing, and a job holding the store never makes
+the receiver refuse traffic. The batch is mapped and redacted before it is spooled. One
+committer thread moves spooled batches into the store, in order, whenever it can take the
+store through the same ``StoreAccess`` (writer lock, then DuckDB's own) as the service's
+jobs, each batch in its own transaction, deleting its file only after the commit; at start
+it commits whatever an earlier process left in the spool. A record's query id comes from its
+trace and span ids, so a batch committed twice (a crash between commit and deletion) or a
+request sent again stores nothing twice. Beyond ``[otlp] spool_max_bytes``, or when the
+spool cannot be written (a full disk), requests are answered 503 with ``Retry-After``.
 
 Answers: 200 with an ExportTraceServiceResponse (``partial_success`` counting the spans that
 could not be read, with the first reasons); 400 with the reason for a payload that is not an
 ExportTraceServiceRequest; 401 without the bearer token; 404 off ``/v1/traces``; 411 without
 a Content-Length; 413 beyond ``[otlp] max_request_bytes`` (before or after decompression);
-415 for another content type or encoding; 503 while the store is busy or the service stops.
+415 for another content type or encoding; 503 while the spool is full or cannot be
+written, or the service stops.
 Error bodies are a ``google.rpc.Status`` in the request's encoding.
 
 ``/metrics`` of the health endpoint carries the receiver's counters:
@@ -34,8 +38,19 @@ Error bodies are a ``google.rpc.Status`` in the request's encoding.
 ``evalkit_otlp_spans_ignored_total``    spans neither retrieval nor generation
 ``evalkit_otlp_requests_total``         requests by ``result`` (accepted, malformed,
                                         unauthorized, not_found, length_required,
-                                        too_large, unsupported, unavailable)
+                                        too_large, unsupported, spool_full,
+                                        spool_error, unavailable)
+``evalkit_otlp_spool_batches``          batches waiting in the spool
+``evalkit_otlp_spool_bytes``            bytes waiting in the spool
+``evalkit_otlp_spool_max_bytes``        the spool's bound
+``evalkit_otlp_spool_lag_seconds``      age of the oldest batch waiting (0: none)
+``evalkit_otlp_spool_committed_total``  batches committed to the store
+``evalkit_otlp_spool_set_aside_total``  spool files set aside by ``reason`` (torn:
+                                        a write cut short, removed; corrupt: kept)
 ======================================  ===========================================
+
+Stored and duplicate spans are counted when their batch is committed, the others when the
+request is accepted.
 """
 
 from __future__ import annotations
@@ -44,36 +59,46 @@ import hmac
 import json
 import logging
 import os
-import queue
 import socket
 import threading
 import time
 import zlib
 from collections import Counter
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from evalkit.config.otlp import OtlpSettings
-from evalkit.errors import ConfigError, EvalkitError, StoreError
+from evalkit.errors import ConfigError, EvalkitError
 from evalkit.scheduler.health import is_loopback
-from evalkit.scheduler.lock import StoreAccess
+from evalkit.scheduler.lock import StoreAccess, StoreBusyError, StoreWaitStoppedError
 from evalkit.traffic.otlp import (
     OtlpPayloadError,
+    PreparedSpans,
     SpanBatch,
     SpanIngest,
     SpanMapping,
+    commit_spans,
     decode_protobuf,
     encode_export_response,
-    store_spans,
+    prepare_spans,
 )
 from evalkit.traffic.redaction import Redaction
+from evalkit.traffic.spool import (
+    SPOOL_SUFFIX,
+    Spool,
+    SpoolCorruptError,
+    SpooledBatch,
+    SpoolFullError,
+    SpoolStatus,
+    SpoolWriteError,
+    new_request_id,
+)
 
 __all__ = ["TRACES_PATH", "OtlpReceiver", "ReceiverCounters"]
 
@@ -87,6 +112,12 @@ _log = logging.getLogger("evalkit.otlp")
 _PROTOBUF = "application/x-protobuf"
 _JSON = "application/json"
 _RETRY_AFTER_SECONDS = 2
+_RETRY_COMMIT_SECONDS = 1.0
+# One store session commits for so long at most, then lets a waiting job take the store.
+_SESSION_SECONDS = 2.0
+_SESSION_BATCHES = 256
+_BETWEEN_SESSIONS_SECONDS = 0.3
+_REPORT_BUSY_EVERY = 60.0
 _INVALID_ARGUMENT = 3  # google.rpc.Code
 _UNAVAILABLE = 14
 _UNAUTHENTICATED = 16
@@ -98,6 +129,8 @@ _RESULTS = (
     "length_required",
     "too_large",
     "unsupported",
+    "spool_full",
+    "spool_error",
     "unavailable",
 )
 _SPAN_COUNTERS = {
@@ -119,29 +152,35 @@ class _UnsupportedError(Exception):
 
 
 class ReceiverCounters(Collector):
-    """The receiver's counters, collected into the service's ``/metrics``."""
+    """The receiver's counters and its spool's figures, collected into ``/metrics``."""
 
-    def __init__(self) -> None:
+    def __init__(self, spool_status: Callable[[], SpoolStatus] | None = None) -> None:
         self._lock = threading.Lock()
         self._spans: Counter[str] = Counter()
         self._requests: Counter[str] = Counter()
+        self._committed = 0
+        self._spool_status = spool_status
 
     def request(self, result: str) -> None:
         """Count one request by its result."""
         with self._lock:
             self._requests[result] += 1
 
-    def spans(self, outcome: SpanIngest) -> None:
-        """Count what became of the spans of one accepted request."""
+    def accepted(self, prepared: PreparedSpans) -> None:
+        """Count the spans of one accepted (spooled) request."""
         with self._lock:
             self._spans.update(
-                received=outcome.spans,
-                stored=outcome.stored,
-                duplicate=outcome.duplicates,
-                without_text=outcome.without_text,
-                rejected=outcome.rejected,
-                ignored=outcome.ignored,
+                received=prepared.spans,
+                without_text=prepared.without_text,
+                rejected=prepared.rejected,
+                ignored=prepared.ignored,
             )
+
+    def committed(self, outcome: SpanIngest) -> None:
+        """Count what became of one committed batch's retrieval spans."""
+        with self._lock:
+            self._committed += 1
+            self._spans.update(stored=outcome.stored, duplicate=outcome.duplicates)
 
     def value(self, name: str) -> int:
         """A span counter (``received``, ``stored``...) or a request result's count."""
@@ -157,6 +196,7 @@ class ReceiverCounters(Collector):
         with self._lock:
             spans = Counter(self._spans)
             requests = Counter(self._requests)
+            committed = self._committed
         families: list[Metric] = []
         for name, help_text in _SPAN_COUNTERS.items():
             family = CounterMetricFamily(f"evalkit_otlp_spans_{name}", help_text)
@@ -168,85 +208,150 @@ class ReceiverCounters(Collector):
         for result in _RESULTS:
             by_result.add_metric([result], float(requests[result]))
         families.append(by_result)
+        commits = CounterMetricFamily(
+            "evalkit_otlp_spool_committed", "Spooled batches committed to the store."
+        )
+        commits.add_metric([], float(committed))
+        families.append(commits)
+        if self._spool_status is not None:
+            status = self._spool_status()
+            for name, value, help_text in (
+                ("batches", status.batches, "Batches waiting in the spool for the store."),
+                ("bytes", status.bytes, "Bytes waiting in the spool for the store."),
+                ("max_bytes", status.max_bytes, "The spool's bound ([otlp] spool_max_bytes)."),
+                ("lag_seconds", status.lag_seconds, "Age of the oldest spooled batch (0: none)."),
+            ):
+                gauge = GaugeMetricFamily(f"evalkit_otlp_spool_{name}", help_text)
+                gauge.add_metric([], float(value))
+                families.append(gauge)
+            aside = CounterMetricFamily(
+                "evalkit_otlp_spool_set_aside",
+                "Spool files set aside: torn (a write cut short, removed), corrupt (kept).",
+                labels=["reason"],
+            )
+            aside.add_metric(["torn"], float(status.torn))
+            aside.add_metric(["corrupt"], float(status.corrupt))
+            families.append(aside)
         return families
 
 
-@dataclass(slots=True)
-class _Pending:
-    batch: SpanBatch
-    done: threading.Event = field(default_factory=threading.Event)
-    outcome: SpanIngest | None = None
-    error: str | None = None
+class _Committer:
+    """One thread that moves spooled batches into the store whenever it is free."""
 
-
-class _Writer:
-    """One thread that commits the waiting requests' batches, one store session per round."""
-
-    def __init__(self, access: StoreAccess, redaction: Redaction, stop: threading.Event) -> None:
+    def __init__(
+        self,
+        spool: Spool,
+        access: StoreAccess,
+        counters: ReceiverCounters,
+        stop: threading.Event,
+    ) -> None:
+        self._spool = spool
         self._access = access
-        self._redaction = redaction
+        self._counters = counters
         self._stop = stop
-        self._queue: queue.Queue[_Pending | None] = queue.Queue()
-        self._thread = threading.Thread(target=self._loop, name="evalkit-otlp-writer", daemon=True)
+        self._wake = threading.Event()
+        self._closing = threading.Event()
+        self._thread = threading.Thread(
+            target=self._loop, name="evalkit-otlp-committer", daemon=True
+        )
+        self.last_error: str | None = None
+        self.last_commit: float | None = None
+        self._busy_reported = 0.0
 
     def start(self) -> None:
         self._thread.start()
 
-    def close(self, timeout: float) -> None:
-        self._queue.put(None)
-        self._thread.join(timeout)
+    def wake(self) -> None:
+        self._wake.set()
 
-    def submit(self, batch: SpanBatch, timeout: float) -> _Pending:
-        pending = _Pending(batch)
-        self._queue.put(pending)
-        if not pending.done.wait(timeout):
-            # Still queued or being committed: the client is told to retry; if it was
-            # committed meanwhile, the retry finds every record stored already.
-            pending.error = "the store did not take the spans in time"
-        return pending
+    def close(self, timeout: float) -> None:
+        """Commit what the spool holds if the store can be had now, then stop."""
+        self._closing.set()
+        self._wake.set()
+        self._thread.join(timeout)
 
     def _loop(self) -> None:
         while True:
-            first = self._queue.get()
-            if first is None:
+            closing = self._closing.is_set()
+            batches = self._spool.ready(_SESSION_BATCHES)
+            committed_all = True
+            if batches:
+                committed_all = self._commit(batches, closing=closing)
+            if closing and (not batches or not committed_all or not self._spool.ready(1)):
+                left = self._spool.status()
+                if left.batches:
+                    _log.info(
+                        "otlp: %d spooled batch(es) (%d bytes) wait for the store; the next "
+                        "start commits them",
+                        left.batches,
+                        left.bytes,
+                    )
                 return
-            round_ = [first]
-            while True:
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    self._queue.put(None)
-                    break
-                round_.append(more)
-            self._commit(round_)
+            if not committed_all:
+                self._wake.wait(_RETRY_COMMIT_SECONDS)
+            elif self._spool.ready(1):
+                # More to commit: give a job waiting for the store its chance first.
+                time.sleep(_BETWEEN_SESSIONS_SECONDS)
+                continue
+            else:
+                self._wake.wait()
+            self._wake.clear()
 
-    def _commit(self, round_: list[_Pending]) -> None:
-        spans = sum(pending.batch.spans for pending in round_)
+    def _commit(self, batches: list[SpooledBatch], *, closing: bool) -> bool:
+        """Commit ``batches`` in one store session; False when the store could not be had
+        or a commit failed (the batches left wait in the spool)."""
+        began = time.monotonic()
+        spans = 0
         try:
-            with self._access.writer(f"otlp: storing {spans} spans", stop=self._stop) as store:
-                for pending in round_:
+            with self._access.writer(
+                f"otlp: committing {len(batches)} spooled batch(es)",
+                stop=None if closing else self._stop,
+            ) as store:
+                for spooled in batches:
                     try:
-                        pending.outcome = store_spans(
-                            store, pending.batch, source=SOURCE, redaction=self._redaction
+                        prepared = self._spool.read(spooled)
+                    except SpoolCorruptError as error:
+                        kept = self._spool.set_aside(spooled)
+                        _log.error(
+                            "otlp: spool file %s is not a whole batch (%s): set aside as %s",
+                            spooled.path.name,
+                            error,
+                            kept.name,
                         )
-                    except StoreError as error:
-                        pending.error = str(error)
-                    pending.done.set()
+                        continue
+                    outcome = commit_spans(store, prepared, source=SOURCE)
+                    self._spool.remove(spooled)
+                    self._counters.committed(outcome)
+                    spans += prepared.spans
+                    if time.monotonic() - began > _SESSION_SECONDS:
+                        break
+        except StoreWaitStoppedError:
+            return False
+        except StoreBusyError as error:
+            now = time.monotonic()
+            if now - self._busy_reported > _REPORT_BUSY_EVERY:
+                status = self._spool.status()
+                _log.info(
+                    "otlp: %d received batch(es) spooled (%d bytes) wait for the store: %s",
+                    status.batches,
+                    status.bytes,
+                    error,
+                )
+                self._busy_reported = now
+            return False
         except EvalkitError as error:
-            _log.warning("otlp: cannot store received spans now: %s", error)
-            for pending in round_:
-                if not pending.done.is_set():
-                    pending.error = str(error)
+            self.last_error = str(error)
+            _log.warning("otlp: cannot commit spooled spans now (retrying): %s", error)
+            return False
         except Exception as error:
-            _log.exception("otlp: unexpected failure storing received spans")
-            for pending in round_:
-                if not pending.done.is_set():
-                    pending.error = f"internal error: {type(error).__name__}"
-        finally:
-            for pending in round_:
-                pending.done.set()
+            self.last_error = f"internal error: {type(error).__name__}: {error}"
+            _log.exception("otlp: unexpected failure committing spooled spans (retrying)")
+            return False
+        self.last_error = None
+        self.last_commit = time.time()
+        self._busy_reported = 0.0
+        _log.debug("otlp: committed %d spans in %.3f s", spans, time.monotonic() - began)
+        return True
 
 
 class _Server(ThreadingHTTPServer):
@@ -292,17 +397,21 @@ class OtlpReceiver:
         self.settings = settings
         self.mapping = SpanMapping(tenant_attribute=settings.tenant_attribute or None)
         self._token = _token(settings)
-        redaction = Redaction.build(
+        self._redaction = Redaction.build(
             patterns=settings.redact, custom=settings.redact_pattern, drop=settings.drop
         )
-        self.counters = ReceiverCounters()
+        self.spool = Spool(
+            store_path.with_name(store_path.name + SPOOL_SUFFIX),
+            max_bytes=settings.spool_max_bytes,
+        )
+        self.counters = ReceiverCounters(self.spool.status)
         self._stopping = threading.Event()
         self._inflight = 0
         self._inflight_lock = threading.Condition()
         access = StoreAccess(
             store_path, wait=settings.store_wait, program="evalkit serve", on_wait=_log.debug
         )
-        self._writer = _Writer(access, redaction, self._stopping)
+        self._committer = _Committer(self.spool, access, self.counters, self._stopping)
         self.host = host or settings.host
         chosen = settings.port if port is None else port
         server_class = _Server6 if ":" in self.host else _Server
@@ -326,20 +435,49 @@ class OtlpReceiver:
         return f"http://{host}:{self.port}{TRACES_PATH}"
 
     def start(self) -> None:
-        """Start receiving."""
-        self._writer.start()
+        """Recover the spool (its batches are committed first), then start receiving."""
+        recovery = self.spool.recover()
+        if recovery.torn:
+            _log.warning(
+                "otlp: removed %d spool file(s) whose write was cut short (never acknowledged): %s",
+                len(recovery.torn),
+                ", ".join(recovery.torn),
+            )
+        if recovery.batches:
+            _log.info(
+                "otlp: %d batch(es) (%d bytes) left in the spool %s are committed first",
+                recovery.batches,
+                recovery.bytes,
+                self.spool.directory,
+            )
+        self._committer.start()
         self._thread.start()
 
     def stop(self, *, grace: float = 10.0) -> None:
-        """Stop accepting requests, let those in flight finish (up to ``grace`` seconds)."""
+        """Stop accepting requests, let those in flight finish (up to ``grace`` seconds),
+        commit what the spool holds if the store is free (else the next start does)."""
         self._server.shutdown()
         deadline = time.monotonic() + grace
         with self._inflight_lock:
             while self._inflight and time.monotonic() < deadline:
                 self._inflight_lock.wait(0.1)
         self._stopping.set()
-        self._writer.close(timeout=max(0.0, deadline - time.monotonic()) + 1.0)
+        self._committer.close(timeout=max(0.0, deadline - time.monotonic()) + 1.0)
         self._server.server_close()
+
+    def status(self) -> dict[str, Any]:
+        """The spool and the committer, for ``/healthz``."""
+        return {
+            "url": self.url,
+            "spool": str(self.spool.directory),
+            **self.spool.status().to_dict(),
+            "last_commit": (
+                None
+                if self._committer.last_commit is None
+                else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self._committer.last_commit))
+            ),
+            "commit_error": self._committer.last_error,
+        }
 
     # -- one request ----------------------------------------------------------------------
 
@@ -413,13 +551,23 @@ class OtlpReceiver:
             # The protobuf decoder needs the `otlp` extra; JSON works without it.
             self.refuse(request, 415, "unsupported", str(error), reply_type)
             return
-        pending = self._writer.submit(batch, timeout=self.settings.store_wait + 30.0)
-        if pending.outcome is None:
-            self._unavailable(request, pending.error or "the store is busy", reply_type)
-            return
+        request_id = new_request_id()
+        # The problems are stored with the request's id: a batch committed twice adds none.
+        batch.problems = [(line, f"request {request_id}: {text}") for line, text in batch.problems]
+        prepared = prepare_spans(batch, self._redaction)
+        if prepared.records.num_rows or prepared.generations.num_rows or prepared.problems:
+            try:
+                self.spool.append(prepared, request_id=request_id)
+            except SpoolFullError as error:
+                self._unavailable(request, str(error), reply_type, result="spool_full")
+                return
+            except SpoolWriteError as error:
+                self._unavailable(request, str(error), reply_type, result="spool_error")
+                return
+            self._committer.wake()
         self.counters.request("accepted")
-        self.counters.spans(pending.outcome)
-        _send(request, 200, _export_response(pending.outcome, reply_type), reply_type)
+        self.counters.accepted(prepared)
+        _send(request, 200, _export_response(prepared, reply_type), reply_type)
 
     def _body(self, request: _Handler) -> bytes:
         limit = self.settings.max_request_bytes
@@ -447,11 +595,13 @@ class OtlpReceiver:
             f"Content-Encoding {encoding!r} is not read; send gzip, deflate or none"
         )
 
-    def _unavailable(self, request: _Handler, reason: str, reply_type: str) -> None:
+    def _unavailable(
+        self, request: _Handler, reason: str, reply_type: str, *, result: str = "unavailable"
+    ) -> None:
         self.refuse(
             request,
             503,
-            "unavailable",
+            result,
             f"{reason}; nothing of this request was stored, send it again",
             reply_type,
             code=_UNAVAILABLE,
@@ -524,14 +674,14 @@ def _send(
     request.wfile.write(body)
 
 
-def _partial_message(outcome: SpanIngest) -> str:
+def _partial_message(outcome: PreparedSpans) -> str:
     if not outcome.rejected:
         return ""
-    shown = "; ".join(outcome.problems[:5])
+    shown = "; ".join(outcome.messages(5))
     return f"{outcome.rejected} span(s) could not be read: {shown}"
 
 
-def _export_response(outcome: SpanIngest, reply_type: str) -> bytes:
+def _export_response(outcome: PreparedSpans, reply_type: str) -> bytes:
     message = _partial_message(outcome)
     if reply_type == _JSON:
         partial = (

@@ -123,6 +123,7 @@ class SchedulerService:
                     self.settings.otlp, self.store_path, port=self._otlp_port
                 )
                 self.state.registry.register(self.receiver.counters)
+                self.state.otlp_status = self.receiver.status
                 self.receiver.start()
             self._service_lock.publish(
                 ServiceInfo(
