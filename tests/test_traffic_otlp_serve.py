@@ -17,11 +17,14 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -387,7 +390,10 @@ def test_sdk_spans_survive_kill_9_once_each_and_replay_with_tenants_apart(
     again = exporter(home, gzip_it=False)
     for chunk in [*failed, acked[0], acked[-1]]:
         assert again.export(chunk) is SpanExportResult.SUCCESS
-    assert metric(serve, "evalkit_otlp_spans_duplicate_total") >= 1
+    wait_until(
+        lambda: metric(serve, "evalkit_otlp_spans_duplicate_total") >= 1,
+        what="the chunks sent again to be committed as duplicates",
+    )
     assert serve.process.send_signal(signal.SIGTERM) is None
     assert serve.process.wait(timeout=60) == 0
 
@@ -471,7 +477,7 @@ def test_sdk_spans_survive_kill_9_once_each_and_replay_with_tenants_apart(
         assert not top1_score_shift(reference, current).is_drift
 
 
-def test_otlp_json_posts_are_stored_and_acknowledged_after_commit(
+def test_otlp_json_posts_acknowledged_then_killed_are_stored_by_the_next_start(
     home: Home, serves: list[Serve]
 ) -> None:
     app = App("acme", "genai")
@@ -482,14 +488,17 @@ def test_otlp_json_posts_are_stored_and_acknowledged_after_commit(
     body = gzip.compress(MessageToJson(encode_spans(app.spans())).encode())
     answered = raw_post(home, body, "application/json", **{"Content-Encoding": "gzip"})
     assert answered.status_code == 200
-    # Acknowledged means committed: a kill -9 right after the answer loses nothing.
+    # Acknowledged means durable: a kill -9 right after the answer loses nothing.
     serve.process.send_signal(signal.SIGKILL)
     serve.process.wait(timeout=30)
+    assert metric_missing_after_kill(serve)
+    serve = start_serve(home, serves)
+    stop(serve)
     with Store.open(home.store) as store:
         assert store.fetch("SELECT count(*), count(DISTINCT tenant) FROM traffic_records") == [
             (6, 1)
         ]
-    assert metric_missing_after_kill(serve)
+    assert spool_files(home) == []
 
 
 def metric_missing_after_kill(serve: Serve) -> bool:
@@ -498,3 +507,239 @@ def metric_missing_after_kill(serve: Serve) -> bool:
     except httpx.TransportError:
         return True
     return False
+
+
+def stop(serve: Serve) -> None:
+    """SIGTERM, and a clean exit (the spool is committed on the way out)."""
+    serve.process.send_signal(signal.SIGTERM)
+    assert serve.process.wait(timeout=60) == 0
+
+
+# -- the spool: a job holding the store never makes the receiver refuse spans -----------
+
+HOLDER = """
+import sys, time
+from pathlib import Path
+from evalkit.scheduler.lock import StoreAccess
+
+access = StoreAccess(Path(sys.argv[1]), wait=120, program="test holder")
+with access.writer("a long job"):
+    print("held", flush=True)
+    release = Path(sys.argv[2])
+    while not release.exists():
+        time.sleep(0.05)
+"""
+
+
+class StoreHolder:
+    """Another process holding the store's writer lock (and the DuckDB file) until released."""
+
+    def __init__(self, home: Home) -> None:
+        self.release_file = home.root / f"release-{time.monotonic_ns()}"
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", HOLDER, str(home.store), str(self.release_file)],
+            env=home.env,
+            stdout=subprocess.PIPE,
+        )
+        assert self.process.stdout is not None
+        assert self.process.stdout.readline().strip() == b"held"
+        self.since = time.monotonic()
+
+    def release(self) -> None:
+        self.release_file.touch()
+        assert self.process.wait(timeout=30) == 0
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=30)
+
+
+@pytest.fixture
+def holders() -> Iterator[list[StoreHolder]]:
+    started: list[StoreHolder] = []
+    yield started
+    for holder in started:
+        holder.kill()
+
+
+def hold_store(home: Home, holders: list[StoreHolder]) -> StoreHolder:
+    holders.append(StoreHolder(home))
+    return holders[-1]
+
+
+def spool_files(home: Home) -> list[str]:
+    spool = home.store.with_name(home.store.name + ".otlp-spool")
+    return sorted(path.name for path in spool.iterdir()) if spool.exists() else []
+
+
+def health(serve: Serve) -> dict[str, Any]:
+    body: dict[str, Any] = httpx.get(f"{serve.url}/healthz", timeout=10).json()
+    return body
+
+
+def one_day_of_traffic(
+    tenant: str, convention: str, day: str, *, answer: bool, rounds: int = 5
+) -> App:
+    app = App(tenant, convention)
+    base = datetime.fromisoformat(f"{day}T08:00:00+00:00")
+    for round_ in range(rounds):
+        for offset, question in enumerate(QUESTIONS):
+            app.retrieve(
+                f"{question} {round_}",
+                at=base + timedelta(minutes=round_ * 10 + offset),
+                record_text=True,
+                answer=answer and offset == 0,
+            )
+    return app
+
+
+def retrievals(chunks_: Sequence[Sequence[ReadableSpan]]) -> set[str]:
+    return {rid for chunk in chunks_ for s in chunk if (rid := retrieval_id(s))}
+
+
+def stored_counts(home: Home) -> dict[str, int]:
+    with Store.open(home.store, read_only=True) as store:
+        return dict(store.fetch("SELECT query_id, count(*) FROM traffic_records GROUP BY ALL"))
+
+
+def test_spans_are_acknowledged_while_a_job_holds_the_store_and_stored_once_it_is_free(
+    home: Home, serves: list[Serve], holders: list[StoreHolder]
+) -> None:
+    spans = one_day_of_traffic("acme", "genai", "2026-11-23", answer=True).spans()
+    serve = start_serve(home, serves)
+    holder = hold_store(home, holders)
+    sender = exporter(home, gzip_it=True)  # retries a 503 for its 5 s timeout, then drops
+    sent = chunks(spans, 15)
+    for chunk in sent:
+        began = time.monotonic()
+        assert sender.export(chunk) is SpanExportResult.SUCCESS
+        assert time.monotonic() - began < 3.0, "a request waited for the store"
+    # Held for longer than the exporter would have retried: nothing was refused.
+    time.sleep(max(0.0, 12.0 - (time.monotonic() - holder.since)))
+    assert metric(serve, "evalkit_otlp_spool_batches") == len(sent)
+    assert metric(serve, "evalkit_otlp_spool_bytes") > 0
+    assert metric(serve, "evalkit_otlp_spool_lag_seconds") >= 5.0
+    assert metric(serve, "evalkit_otlp_spans_stored_total") == 0
+    assert metric(serve, 'evalkit_otlp_requests_total{result="accepted"}') == len(sent)
+    assert metric(serve, 'evalkit_otlp_requests_total{result="unavailable"}') == 0
+    spool = health(serve)["otlp"]
+    assert (spool["batches"], spool["last_commit"]) == (len(sent), None)
+    assert len(spool_files(home)) == len(sent)
+
+    holder.release()
+    wait_until(
+        lambda: metric(serve, "evalkit_otlp_spool_batches") == 0,
+        timeout=60,
+        what="the spool to be committed once the store is free",
+    )
+    assert metric(serve, "evalkit_otlp_spans_stored_total") == len(retrievals(sent))
+    assert metric(serve, "evalkit_otlp_spool_committed_total") == len(sent)
+    assert metric(serve, "evalkit_otlp_spool_lag_seconds") == 0
+    assert health(serve)["otlp"]["last_commit"] is not None
+    assert spool_files(home) == []
+    stop(serve)
+    counts = stored_counts(home)
+    assert set(counts) == retrievals(sent)
+    assert set(counts.values()) == {1}
+    with Store.open(home.store, read_only=True) as store:
+        answered = store.fetch("SELECT count(*) FROM traffic_records WHERE answer IS NOT NULL")
+    assert answered == [(5,)]
+
+
+def test_spans_acknowledged_before_a_kill_9_while_the_store_is_held_are_stored_once(
+    home: Home, serves: list[Serve], holders: list[StoreHolder]
+) -> None:
+    spans = one_day_of_traffic("globex", "openinference", "2026-11-24", answer=True).spans()
+    serve = start_serve(home, serves)
+    holder = hold_store(home, holders)
+    sent = chunks(spans, 12)
+    sender = exporter(home, gzip_it=False)
+    for chunk in sent[:-1]:
+        assert sender.export(chunk) is SpanExportResult.SUCCESS
+    # One span that cannot be read: its problem is reported once, however often committed.
+    request = encode_spans(sent[-1])
+    request.resource_spans[0].scope_spans[0].spans[0].span_id = b"\x00" * 8
+    partial = raw_post(home, request.SerializeToString(), "application/x-protobuf")
+    assert partial.status_code == 200
+    reply = ExportTraceServiceResponse()
+    reply.ParseFromString(partial.content)
+    assert reply.partial_success.rejected_spans == 1
+    broken = retrieval_id(sent[-1][0])
+    acked = retrievals(sent) - {broken}
+
+    serve.process.send_signal(signal.SIGKILL)
+    serve.process.wait(timeout=30)
+    assert len([name for name in spool_files(home) if name.endswith(".batch")]) == len(sent)
+    holder.release()
+
+    serve = start_serve(home, serves)
+    wait_until(
+        lambda: metric(serve, "evalkit_otlp_spool_batches") == 0,
+        timeout=60,
+        what="the spool left by the killed process to be committed",
+    )
+    assert metric(serve, "evalkit_otlp_spans_stored_total") == len(acked)
+    # An exporter whose answer was lost sends a chunk again: nothing is stored twice.
+    assert exporter(home, gzip_it=False).export(sent[0]) is SpanExportResult.SUCCESS
+    wait_until(
+        lambda: metric(serve, "evalkit_otlp_spans_duplicate_total") == len(retrievals([sent[0]])),
+        what="the chunk sent again to be committed as duplicates",
+    )
+    stop(serve)
+    counts = stored_counts(home)
+    assert set(counts) == acked
+    assert set(counts.values()) == {1}
+    with Store.open(home.store, read_only=True) as store:
+        problems = store.fetch("SELECT message FROM traffic_ingest_problems")
+        answers = store.fetch("SELECT count(*) FROM traffic_records WHERE answer IS NOT NULL")
+    assert len(problems) == 1
+    assert "span_id must be 8 bytes" in problems[0][0]
+    assert answers == [(5,)]
+
+
+def test_a_full_spool_answers_503_with_retry_after_and_loses_nothing(
+    home: Home, serves: list[Serve], holders: list[StoreHolder]
+) -> None:
+    config = Path(home.env["EVALKIT_CONFIG"])
+    config.write_text(config.read_text() + "spool_max_bytes = 65536\n")
+    spans = one_day_of_traffic("acme", "genai", "2026-11-25", answer=False, rounds=40).spans()
+    serve = start_serve(home, serves)
+    holder = hold_store(home, holders)
+    accepted: list[list[ReadableSpan]] = []
+    refused: list[list[ReadableSpan]] = []
+    for chunk in chunks(spans, 30):
+        body = encode_spans(chunk).SerializeToString()
+        answer = raw_post(home, body, "application/x-protobuf")
+        if answer.status_code == 200:
+            assert not refused, "accepted after a refusal while the store is still held"
+            accepted.append(chunk)
+            continue
+        assert answer.status_code == 503
+        assert answer.headers["Retry-After"].isdigit()
+        assert b"spool_max_bytes" in answer.content
+        refused.append(chunk)
+    assert accepted, "the spool refused even the first request"
+    assert refused, "the spool never filled: raise the traffic or lower the bound"
+    assert metric(serve, 'evalkit_otlp_requests_total{result="spool_full"}') == len(refused)
+    assert metric(serve, "evalkit_otlp_spool_bytes") <= 65536
+    assert metric(serve, "evalkit_otlp_spool_max_bytes") == 65536
+
+    holder.release()
+    wait_until(
+        lambda: metric(serve, "evalkit_otlp_spool_batches") == 0,
+        timeout=60,
+        what="the full spool to be committed",
+    )
+    # What was refused is sent again after Retry-After, as an exporter would.
+    deadline = time.monotonic() + 120
+    for chunk in refused:
+        body = encode_spans(chunk).SerializeToString()
+        while (answer := raw_post(home, body, "application/x-protobuf")).status_code == 503:
+            assert time.monotonic() < deadline, "the spool stayed full with the store free"
+            time.sleep(float(answer.headers["Retry-After"]))
+        assert answer.status_code == 200
+    stop(serve)
+    counts = stored_counts(home)
+    assert set(counts) == retrievals([*accepted, *refused]) == retrievals([spans])
+    assert set(counts.values()) == {1}
