@@ -40,12 +40,14 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from test_scheduler_support import evalkit_command, free_port, wait_until
 from test_traffic_tenant_isolation import DOCUMENTS, OWNER
 
+from evalkit.config.judge import JudgeSettings, ScoringMethod
 from evalkit.drift import top1_score_shift
 from evalkit.embedding import Embedder, load_embedder
 from evalkit.pipeline import check_drift_queries, replay_traffic_window
 from evalkit.records import Document
 from evalkit.retrievers import ChromaRetriever, index_corpus, open_chroma_client
 from evalkit.store import Store
+from evalkit.store.answers import answer_scores_frame, list_scorings
 from evalkit.store.runs import run_results
 from evalkit.store.traffic import logged_answers, logged_top1_scores, traffic_volume
 from evalkit.traffic import SampleSpec, parse_stratification, parse_window, sample_window
@@ -743,3 +745,162 @@ def test_a_full_spool_answers_503_with_retry_after_and_loses_nothing(
     counts = stored_counts(home)
     assert set(counts) == retrievals([*accepted, *refused]) == retrievals([spans])
     assert set(counts.values()) == {1}
+
+
+# -- answers of generation spans, scored as logged answers ---------------------------------
+
+UNFAITHFUL = {
+    "acme-password": "Passwords are reset only by a notarised letter to our Lisbon office.",
+    "acme-invoice": "Invoices never expire and you may pay them whenever you like, in gold coins.",
+    "acme-refund": "Cancelled orders are refunded as store credit that lapses after a week.",
+    "globex-shipping": "Every parcel is delivered by drone within ten minutes, worldwide.",
+    "globex-returns": "Returned parcels must be shipped to Antarctica at your own expense.",
+    "globex-tracking": "Parcels cannot be tracked; call a random courier and ask them.",
+}
+TOPICS = {
+    "acme-password": "how do I reset my password",
+    "acme-invoice": "when is my invoice due",
+    "acme-refund": "can I get a refund for a cancelled order",
+    "globex-shipping": "how long does shipping take",
+    "globex-returns": "how do I return a parcel",
+    "globex-tracking": "where can I track my parcel",
+}
+
+
+@dataclass(frozen=True)
+class Answered:
+    query_id: str
+    faithful: bool
+    contexts: list[str]
+
+
+def answered_trace(
+    app: App, doc_id: str, *, at: datetime, faithful: bool, contexts_on_generation: bool
+) -> Answered:
+    """One trace: a retrieval span ranking ``doc_id`` first (with the documents' contents),
+    then a generation span answering from it (faithfully or not); with
+    ``contexts_on_generation`` the generation span records the document it was given."""
+    documents = DOCUMENTS[app.tenant]
+    ranked = sorted(documents, key=lambda doc: doc[0] != doc_id)
+    question = TOPICS[doc_id] if faithful else f"{TOPICS[doc_id]} please"
+    answer = ranked[0][1] if faithful else UNFAITHFUL[doc_id]
+    start = int(at.timestamp() * 1e9)
+    genai = app.convention == "genai"
+    with app.tracer.start_as_current_span("rag", start_time=start, end_on_exit=False) as root:
+        span = app.tracer.start_span("retrieval kbase", start_time=start + 1_000)
+        if genai:
+            span.set_attribute("gen_ai.operation.name", "retrieval")
+            span.set_attribute("gen_ai.retrieval.query.text", question)
+            span.set_attribute(
+                "gen_ai.retrieval.documents",
+                json.dumps(
+                    [
+                        {"id": d, "score": 0.9 - rank / 10, "content": text}
+                        for rank, (d, text) in enumerate(ranked)
+                    ]
+                ),
+            )
+        else:
+            span.set_attribute("openinference.span.kind", "RETRIEVER")
+            span.set_attribute("tenant.id", app.tenant)
+            span.set_attribute("input.value", question)
+            for rank, (d, text) in enumerate(ranked):
+                span.set_attribute(f"retrieval.documents.{rank}.document.id", d)
+                span.set_attribute(f"retrieval.documents.{rank}.document.score", 0.9 - rank / 10)
+                span.set_attribute(f"retrieval.documents.{rank}.document.content", text)
+        span.end(end_time=start + 9_000_000)
+        generation = app.tracer.start_span("generate", start_time=start + 10_000_000)
+        if genai:
+            generation.set_attribute("gen_ai.operation.name", "chat")
+            generation.set_attribute(
+                "gen_ai.output.messages",
+                json.dumps([{"role": "assistant", "parts": [{"type": "text", "content": answer}]}]),
+            )
+            if contexts_on_generation:
+                generation.set_attribute(
+                    "gen_ai.retrieval.documents",
+                    json.dumps([{"id": ranked[0][0], "content": ranked[0][1]}]),
+                )
+        else:
+            generation.set_attribute("openinference.span.kind", "LLM")
+            generation.set_attribute("llm.output_messages.0.message.role", "assistant")
+            generation.set_attribute("llm.output_messages.0.message.content", answer)
+            if contexts_on_generation:
+                generation.set_attribute("retrieval.documents.0.document.id", ranked[0][0])
+                generation.set_attribute("retrieval.documents.0.document.content", ranked[0][1])
+        generation.end(end_time=start + 40_000_000)
+        root.end(end_time=start + 50_000_000)
+    query_id = f"{span.get_span_context().trace_id:032x}-{span.get_span_context().span_id:016x}"
+    given = [ranked[0][1]] if contexts_on_generation else [text for _, text in ranked]
+    return Answered(query_id, faithful, given)
+
+
+def test_answers_of_generation_spans_are_scored_as_logged_answers(
+    home: Home, serves: list[Serve], embedder: Embedder
+) -> None:
+    apps = {"acme": App("acme", "genai"), "globex": App("globex", "openinference")}
+    day = "2026-11-26"
+    base = datetime.fromisoformat(f"{day}T08:00:00+00:00")
+    traces: list[Answered] = []
+    for tenant, app in apps.items():
+        for index, (doc_id, _) in enumerate(DOCUMENTS[tenant]):
+            for faithful in (True, False):
+                traces.append(
+                    answered_trace(
+                        app,
+                        doc_id,
+                        at=base + timedelta(minutes=len(traces)),
+                        faithful=faithful,
+                        contexts_on_generation=index == 0,
+                    )
+                )
+    serve = start_serve(home, serves)
+    sender = exporter(home, gzip_it=True)
+    # Traces split across requests, and globex's sent last request first: a generation span
+    # often arrives before its retrieval span.
+    for chunk in [*chunks(apps["acme"].spans(), 4), *reversed(chunks(apps["globex"].spans(), 4))]:
+        assert sender.export(chunk) is SpanExportResult.SUCCESS
+    stop(serve)
+
+    with Store.open(home.store) as store:
+        stored = {
+            query_id: (answer, contexts)
+            for query_id, answer, contexts in store.fetch(
+                "SELECT query_id, answer, contexts FROM traffic_records"
+            )
+        }
+        assert set(stored) == {trace.query_id for trace in traces}
+        for trace in traces:
+            answer, contexts = stored[trace.query_id]
+            assert answer is not None
+            assert contexts == trace.contexts
+
+        sample = sample_window(store, SampleSpec(window=parse_window(day), n=100, seed=3))
+        assert sample.n_sampled == len(traces)
+        with ChromaRetriever.embedded(
+            home.root / "home" / "chroma", "kbase", embedder, where_key="tenant"
+        ) as kb:
+            outcome = replay_traffic_window(
+                store,
+                sample.sample_id,
+                kb,
+                k=3,
+                answers=True,
+                judge_settings=JudgeSettings(method=ScoringMethod.offline),
+            )
+        assert outcome.answers is not None
+        assert outcome.answers.scoring_id is not None
+        assert outcome.answers.n_records == len(traces)
+        (scoring,) = list_scorings(store, run_id=outcome.run.run_id)
+        scores = answer_scores_frame(store, scoring.scoring_id)
+    faithfulness = scores[scores["metric"] == "faithfulness"]
+    assert set(faithfulness["method"]) == {"offline-embedding"}
+    value = dict(zip(faithfulness["item_id"], faithfulness["value"], strict=True))
+    assert set(value) == {trace.query_id for trace in traces}
+    assert all(v is not None and 0.0 <= v <= 1.0 for v in value.values())
+    pairs = [
+        (value[faithful.query_id], value[unfaithful.query_id])
+        for faithful, unfaithful in zip(traces[::2], traces[1::2], strict=True)
+    ]
+    for faithful_score, unfaithful_score in pairs:
+        assert faithful_score >= unfaithful_score + 0.5
