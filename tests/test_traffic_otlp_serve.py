@@ -87,6 +87,7 @@ class Home:
 class Serve:
     process: subprocess.Popen[bytes]
     url: str
+    log: Path
 
 
 @pytest.fixture(scope="module")
@@ -140,6 +141,11 @@ def serves() -> Iterator[list[Serve]]:
 
 
 def start_serve(home: Home, serves: list[Serve]) -> Serve:
+    launch_serve(home, serves)
+    return wait_for_serve(home, serves[-1])
+
+
+def launch_serve(home: Home, serves: list[Serve]) -> Serve:
     log = home.root / f"serve-{len(serves)}.log"
     with log.open("ab") as sink:
         process = subprocess.Popen(
@@ -149,7 +155,12 @@ def start_serve(home: Home, serves: list[Serve]) -> Serve:
             stdout=sink,
             stderr=subprocess.STDOUT,
         )
-    serves.append(Serve(process, ""))
+    serves.append(Serve(process, "", log))
+    return serves[-1]
+
+
+def wait_for_serve(home: Home, serve: Serve) -> Serve:
+    process, log = serve.process, serve.log
     info = home.store.with_name(home.store.name + ".serve.json")
 
     def ready() -> bool:
@@ -164,8 +175,8 @@ def start_serve(home: Home, serves: list[Serve]) -> Serve:
     wait_until(ready, timeout=STARTUP, what="evalkit serve to start")
     data = json.loads(info.read_text())
     assert data["otlp_url"] == home.traces_url
-    serves[-1].url = data["url"]
-    return serves[-1]
+    serve.url = data["url"]
+    return serve
 
 
 # -- the instrumented application ----------------------------------------------------------
@@ -673,9 +684,19 @@ def test_spans_acknowledged_before_a_kill_9_while_the_store_is_held_are_stored_o
     serve.process.send_signal(signal.SIGKILL)
     serve.process.wait(timeout=30)
     assert len([name for name in spool_files(home) if name.endswith(".batch")]) == len(sent)
-    holder.release()
 
-    serve = start_serve(home, serves)
+    # Started again while the store is still held: the service cannot recover its runs
+    # yet, but the receiver already takes spans (the exporter retries until it listens).
+    serve = launch_serve(home, serves)
+    late = one_day_of_traffic("globex", "openinference", "2026-11-25", answer=False).spans()
+    patient = OTLPSpanExporter(
+        endpoint=home.traces_url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=90
+    )
+    assert patient.export(late) is SpanExportResult.SUCCESS
+    assert holder.process.poll() is None, "the store was let go too early"
+    acked |= retrievals([late])
+    holder.release()
+    serve = wait_for_serve(home, serve)
     wait_until(
         lambda: metric(serve, "evalkit_otlp_spool_batches") == 0,
         timeout=60,

@@ -1,13 +1,14 @@
 """``evalkit serve``: the long-running scheduler, its outbox deliverer and health endpoint.
 
-Start-up, in order: take the service lock (one service per store); recover what a stopped
-process left behind (job runs still ``running`` whose process is gone are marked
-``interrupted``, runs still ``running`` are marked ``failed``); evaluate the alert rules;
-schedule the jobs (APScheduler ``BackgroundScheduler``: cron and interval triggers, one
-instance per job, missed runs coalesced, a misfire grace time); serve ``/healthz`` and
-``/metrics``; receive OTLP trace exports when ``[otlp] receiver`` is on
-(``evalkit.scheduler.otlp``); start the outbox deliverer, which sends at once whatever was left
-undelivered.
+Start-up, in order: take the service lock (one service per store); start the OTLP
+receiver (``evalkit.scheduler.otlp``) when ``[otlp] receiver`` is on (it spools what it
+receives, so it takes spans without the store, and commits what an earlier process left in
+its spool); recover what a stopped process left behind (job runs still ``running`` whose
+process is gone are marked ``interrupted``, runs still ``running`` are marked ``failed``);
+evaluate the alert rules; schedule the jobs (APScheduler ``BackgroundScheduler``: cron and
+interval triggers, one instance per job, missed runs coalesced, a misfire grace time); serve
+``/healthz`` and ``/metrics``; start the outbox deliverer, which sends at once whatever was
+left undelivered.
 
 The service opens the store only for short pieces of work (``StoreAccess``), so CLI
 commands and the read-only dashboard can use it between jobs (``docs/scheduler.md``).
@@ -114,17 +115,18 @@ class SchedulerService:
         self._service_lock.acquire()
         self._locked = True
         try:
-            self._recover()
-            self._start_scheduler()
-            self._http = HealthServer(self, host=self.host, port=self.port)
-            self._http.start()
             if self.settings.otlp.receiver or self._otlp_port is not None:
+                # Before recovery, which may wait for the store: spans are spooled meanwhile.
                 self.receiver = OtlpReceiver(
                     self.settings.otlp, self.store_path, port=self._otlp_port
                 )
                 self.state.registry.register(self.receiver.counters)
                 self.state.otlp_status = self.receiver.status
                 self.receiver.start()
+            self._recover()
+            self._start_scheduler()
+            self._http = HealthServer(self, host=self.host, port=self.port)
+            self._http.start()
             self._service_lock.publish(
                 ServiceInfo(
                     pid=os.getpid(),
