@@ -6,7 +6,8 @@ two tenants, one generation span per ten traces), encodes them as OTLP requests 
 
 - **receiver**: starts ``evalkit serve --otlp-port`` in a child process on a new store and
   POSTs every request (protobuf, as the SDK exporter sends it) from ``--senders`` threads,
-  each waiting for its 200 (the batch is committed) before sending the next;
+  each waiting for its 200 (the batch is spooled) before sending the next, until the spool
+  is committed to the store;
 - **file**: writes the same requests as OTLP/JSON lines (the Collector file exporter's
   format) and runs ``ingest_paths(..., file_format="otlp-json")`` into a new store.
 
@@ -39,6 +40,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Sp
 
 from evalkit.store import Store
 from evalkit.traffic import ingest_paths
+from evalkit.traffic.spool import SPOOL_SUFFIX
 
 WORDS = ["reset", "password", "invoice", "refund", "shipping", "parcel", "token", "quota"]
 START_NS = 1_795_000_000_000_000_000
@@ -97,8 +99,9 @@ def _free_port() -> int:
 
 
 def measure_receiver(bodies: list[bytes], spans: int, senders: int, work: Path) -> float:
-    """Spans/s of POSTing ``bodies`` (protobuf) to a real ``evalkit serve``; each POST waits
-    for its 200 before the sender's next."""
+    """Spans/s of POSTing ``bodies`` (protobuf) to a real ``evalkit serve`` until they are
+    all in the store; each POST waits for its 200 (the batch is spooled) before the sender's
+    next, and the clock stops once the spool is empty."""
     port = _free_port()
     home = work / "serve-home"
     config = work / "evalkit.toml"
@@ -147,6 +150,9 @@ def measure_receiver(bodies: list[bytes], spans: int, senders: int, work: Path) 
             thread.start()
         for thread in threads:
             thread.join()
+        spool = home / f"evalkit.duckdb{SPOOL_SUFFIX}"
+        while any(name.endswith(".batch") for name in os.listdir(spool)):
+            time.sleep(0.01)
         elapsed = time.perf_counter() - started
         if failures:
             raise SystemExit(f"{len(failures)} requests failed, first: {failures[0]}")
