@@ -50,6 +50,7 @@ MODULE_EXTRAS: dict[str, str] = {
     "langchain_core": "langchain",
     "llama_index": "llamaindex",
     "pytest": "pytest",
+    "opentelemetry": "otlp",
 }
 """Top-level module -> the extra that installs it."""
 

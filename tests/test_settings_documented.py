@@ -23,6 +23,7 @@ from evalkit.config import (
     EmbedderSettings,
     JobConfig,
     JudgeSettings,
+    OtlpSettings,
     PgvectorSettings,
     QdrantSettings,
     RetrieverSettings,
@@ -37,6 +38,7 @@ DOCS = REPO_ROOT / "docs"
 PAGES: dict[type[BaseModel], Path] = {
     Settings: DOCS / "configuration.md",
     JudgeSettings: DOCS / "answers.md",
+    OtlpSettings: DOCS / "configuration.md",
     SchedulerSettings: DOCS / "scheduler.md",
     JobConfig: DOCS / "scheduler.md",
     AlertsSettings: DOCS / "alerts.md",

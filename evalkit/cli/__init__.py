@@ -188,6 +188,15 @@ def _json_error(
     return exit_code
 
 
+def _is_output_option(param: Any) -> bool:
+    """An output-format option, or a repeatable format option that takes ``json`` among
+    input formats (``traffic ingest --format otlp-json --format json``)."""
+    if isinstance(getattr(param, "default", None), OutputFormat):
+        return True
+    choices = getattr(getattr(param, "type", None), "choices", None)
+    return bool(getattr(param, "multiple", False)) and OutputFormat.json.value in (choices or ())
+
+
 def _wants_json(args: list[str]) -> bool:
     """Whether ``args`` give the invoked command's output-format option the value ``json``.
 
@@ -202,7 +211,7 @@ def _wants_json(args: list[str]) -> bool:
     names = {
         opt
         for param in command.params
-        if isinstance(getattr(param, "default", None), OutputFormat)
+        if _is_output_option(param)
         for opt in getattr(param, "opts", ())
     }
     for position, arg in enumerate(args):

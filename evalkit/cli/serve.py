@@ -61,6 +61,13 @@ def serve(
         int | None,
         typer.Option(help="Health endpoint port, 0 for any free one (default: health_port)."),
     ] = None,
+    otlp_port: Annotated[
+        int | None,
+        typer.Option(
+            help="Receive OTLP/HTTP trace exports on this port (0: any free one); default: "
+            "[otlp] receiver and port."
+        ),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
     output: Annotated[
         OutputFormat,
@@ -69,7 +76,9 @@ def serve(
 ) -> None:
     """Run the jobs of evalkit.toml on their schedules, evaluate alert rules, deliver alerts.
 
-    Serves /healthz, /metrics (Prometheus) and /jobs on loopback. Stops cleanly on SIGTERM
+    Serves /healthz, /metrics (Prometheus) and /jobs on loopback, and with [otlp] receiver
+    (or --otlp-port) receives OpenTelemetry retrieval spans on POST /v1/traces (port 4318 by
+    default; docs/traffic.md). Stops cleanly on SIGTERM
     or SIGINT: running jobs get [scheduler] shutdown_grace seconds, then are interrupted
     and their runs marked failed. See docs/scheduler.md.
 
@@ -81,7 +90,9 @@ def serve(
         raise ConfigError(f"--log-level {log_level!r}: use debug, info, warning or error")
     _configure_logging(log_level, output)
     current = settings()
-    service = SchedulerService(service_config(current), current, host=host, port=port)
+    service = SchedulerService(
+        service_config(current), current, host=host, port=port, otlp_port=otlp_port
+    )
     clean = service.run_forever()
     if not clean:
         logging.shutdown()

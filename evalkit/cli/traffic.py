@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from enum import StrEnum
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -57,6 +58,19 @@ INVALID_INPUT = 2
 RETRIEVER_FAILURE = 3
 
 
+class IngestFormat(StrEnum):
+    """What ``traffic ingest --format`` takes: the output format, the files' format, or both."""
+
+    table = "table"
+    json = "json"
+    jsonl = "jsonl"
+    parquet = "parquet"
+    otlp_json = "otlp-json"
+
+
+_OUTPUT_FORMATS = {IngestFormat.table: OutputFormat.table, IngestFormat.json: OutputFormat.json}
+
+
 @traffic_app.command("ingest")
 def ingest(
     paths: Annotated[
@@ -86,21 +100,36 @@ def ingest(
     strict: Annotated[
         bool, typer.Option(help="Exit 2 when any line was malformed (they are still reported).")
     ] = False,
-    output: Format = OutputFormat.table,
+    formats: Annotated[
+        list[IngestFormat] | None,
+        typer.Option(
+            "--format",
+            help="Output (table or json) and/or the files' format: otlp-json (an "
+            "OpenTelemetry Collector file exporter's output), jsonl or parquet (default: by "
+            "file name); repeatable: --format otlp-json --format json.",
+        ),
+    ] = None,
 ) -> None:
     """Ingest traffic logs incrementally: lines already ingested are never read twice.
 
     A malformed line is reported with its file and line number and skipped; a line still
     being written is left for the next pass. Directories are scanned for .jsonl, .ndjson
-    and .parquet files (rotated names such as app.jsonl.1 included).
+    and .parquet files (rotated names such as app.jsonl.1 included). With --format
+    otlp-json, each line is an OTLP/JSON request whose retrieval spans become records
+    ([otlp] tenant_attribute names the tenant's attribute; docs/traffic.md).
 
     Example: evalkit traffic ingest logs/ --redact email --redact number --format json
+
+    Example: evalkit traffic ingest traces.json --format otlp-json
     """
     from evalkit.traffic.ingest import ingest_paths
     from evalkit.traffic.ingest import watch as watch_paths
+    from evalkit.traffic.otlp import SpanMapping
     from evalkit.traffic.redaction import Redaction
 
+    output, file_format = _ingest_formats(formats or [])
     redaction = Redaction.build(patterns=redact or (), custom=redact_pattern or (), drop=drop or ())
+    spans = SpanMapping(tenant_attribute=settings().otlp.tenant_attribute)
     malformed = 0
 
     def show(report: IngestReport) -> None:
@@ -116,14 +145,34 @@ def ingest(
                 interval=interval,
                 on_report=show,
                 redaction=redaction,
+                file_format=file_format,
+                spans=spans,
             )
         except KeyboardInterrupt:
             err_console.print("stopped watching")
     else:
         with open_store(write=True, purpose="traffic ingest") as store:
-            show(ingest_paths(store, paths, redaction=redaction))
+            show(
+                ingest_paths(
+                    store, paths, redaction=redaction, file_format=file_format, spans=spans
+                )
+            )
     if strict and malformed:
         raise typer.Exit(INVALID_INPUT)
+
+
+def _ingest_formats(formats: list[IngestFormat]) -> tuple[OutputFormat, str | None]:
+    """The output format and the files' format (None: by file name) of ``--format``s."""
+    from evalkit.errors import ConfigError
+
+    outputs = {_OUTPUT_FORMATS[f] for f in formats if f in _OUTPUT_FORMATS}
+    inputs = {f.value for f in formats if f not in _OUTPUT_FORMATS}
+    if len(outputs) > 1 or len(inputs) > 1:
+        raise ConfigError(
+            "--format takes at most one output format (table or json) and one file format "
+            "(otlp-json, jsonl or parquet), e.g. --format otlp-json --format json"
+        )
+    return next(iter(outputs), OutputFormat.table), next(iter(inputs), None)
 
 
 def _print_ingest(report: IngestReport, output: OutputFormat) -> None:
@@ -456,7 +505,7 @@ def windows(
             summaries: dict[str, Any] = {}
             for summary in list_window_summaries(store, limit=10_000):
                 summaries.setdefault(summary.window_label, summary)
-        for start, records, tenants, logged in volumes:
+        for start, records, tenants, logged, without_text in volumes:
             label = unit.window(start).label
             latest_sample = samples.get(label)
             latest_summary = summaries.get(label)
@@ -466,6 +515,7 @@ def windows(
                     "records": records,
                     "tenants": tenants,
                     "with_logged_results": logged,
+                    "without_text": without_text,
                     "sample": latest_sample.to_dict() if latest_sample else None,
                     "summary": latest_summary.to_dict() if latest_summary else None,
                 }
@@ -477,6 +527,7 @@ def windows(
         [
             entry["window"],
             entry["records"],
+            entry["without_text"],
             entry["sample"]["n_sampled"] if entry["sample"] else None,
             _summary_value(entry, "latency_p95"),
             _summary_value(entry, "top1_p50"),
@@ -485,7 +536,7 @@ def windows(
         ]
         for entry in entries
     ]
-    columns = ["window", "records", "sampled", "p95 ms", "top-1", "low conf", "churn"]
+    columns = ["window", "records", "no text", "sampled", "p95 ms", "top-1", "low conf", "churn"]
     console.print(table(f"traffic windows by {granularity}", columns, rows))
 
 

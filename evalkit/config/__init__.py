@@ -1,8 +1,9 @@
 """evalkit's settings: one typed tree read from ``evalkit.toml`` and ``EVALKIT_*`` variables.
 
 - ``settings``: ``Settings`` (the tree) and ``load_settings``;
-- ``judge``, ``scheduler``, ``alerts``, ``retriever``: the models of the ``[judge]``,
-  ``[scheduler]`` / ``[[jobs]]``, ``[alerts]``, ``[retriever]`` and ``[embedder]`` tables
+- ``judge``, ``scheduler``, ``alerts``, ``otlp``, ``retriever``: the models of the
+  ``[judge]``, ``[scheduler]`` / ``[[jobs]]``, ``[alerts]``, ``[otlp]``, ``[retriever]`` and
+  ``[embedder]`` tables
   (the stages resolve the kinds of jobs, rules, sinks and retrievers);
 - ``sources``: how the file is found, how sources are layered, how a problem is worded;
 - ``types``: durations and entry names.
@@ -10,6 +11,7 @@
 
 from evalkit.config.alerts import AlertsSettings, RuleConfig, SinkConfig
 from evalkit.config.judge import JudgeSettings, ScoringMethod
+from evalkit.config.otlp import OtlpSettings
 from evalkit.config.retriever import (
     DistanceMetric,
     EmbedBackend,
@@ -42,6 +44,7 @@ __all__ = [
     "EmbedderSettings",
     "JobConfig",
     "JudgeSettings",
+    "OtlpSettings",
     "PgvectorSettings",
     "QdrantSettings",
     "RetrieverSettings",

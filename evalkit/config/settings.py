@@ -6,7 +6,7 @@ configuration file (``$EVALKIT_CONFIG`` or ``./evalkit.toml``, see ``evalkit.con
 then the defaults below. Every setting has a default, so evalkit runs with no configuration at
 all on its embedded defaults. The tables of the file are typed sub-models: ``judge``
 (``[judge]``), ``scheduler`` (``[scheduler]``), ``jobs`` (``[[jobs]]``), ``alerts``
-(``[alerts]`` with its rules and sinks), ``retriever`` (``[retriever]`` with
+(``[alerts]`` with its rules and sinks), ``otlp`` (``[otlp]``), ``retriever`` (``[retriever]`` with
 ``[retriever.pgvector]`` and ``[retriever.qdrant]``) and ``embedder`` (``[embedder]``).
 Secrets are never settings: they are read from the environment by the code that needs
 them, and never logged or stored.
@@ -23,6 +23,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from evalkit.config.alerts import AlertsSettings
 from evalkit.config.judge import JudgeSettings
+from evalkit.config.otlp import OtlpSettings
 from evalkit.config.retriever import EmbedBackend, EmbedderSettings, RetrieverSettings
 from evalkit.config.scheduler import JobConfig, SchedulerSettings
 from evalkit.config.sources import (
@@ -121,6 +122,11 @@ class Settings(BaseSettings):
     alerts: AlertsSettings = Field(
         default_factory=AlertsSettings,
         description="The [alerts] table with its rules and sinks (docs/alerts.md).",
+    )
+    otlp: OtlpSettings = Field(
+        default_factory=OtlpSettings,
+        description="The [otlp] table: traffic from OpenTelemetry retrieval spans, received "
+        "by `evalkit serve` or read from Collector files (docs/traffic.md).",
     )
 
     _config_file: Path = PrivateAttr(default=Path(DEFAULT_CONFIG_FILE))

@@ -3,9 +3,9 @@
 One rule finds the configuration file: the file named by ``$EVALKIT_CONFIG`` (an error when
 it does not exist), else ``./evalkit.toml`` (none at all is fine: every setting has a
 default). ``EVALKIT_<FIELD>`` variables set the top-level settings and ``EVALKIT_JUDGE_<FIELD>``
-the ``[judge]`` table; the ``[scheduler]``, ``[[jobs]]`` and ``[alerts]`` tables come from
-the file only. Every invalid value is reported by :func:`settings_error`, naming its source
-(arguments, variables, file and table) and its field.
+the ``[judge]`` table; the ``[scheduler]``, ``[[jobs]]``, ``[alerts]`` and ``[otlp]`` tables
+come from the file only. Every invalid value is reported by :func:`settings_error`, naming its
+source (arguments, variables, file and table) and its field.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ DEFAULT_CONFIG_FILE = "evalkit.toml"
 ENV_PREFIX = "EVALKIT_"
 JUDGE_ENV_PREFIX = "EVALKIT_JUDGE_"
 
-TABLES = ("judge", "scheduler", "alerts", "retriever", "embedder")
+TABLES = ("judge", "scheduler", "alerts", "otlp", "retriever", "embedder")
 """Top-level keys that hold a table (``[judge]``...)."""
 ARRAYS = {"jobs": "[[jobs]]"}
 """Top-level keys that hold an array of tables."""

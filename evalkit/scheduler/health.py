@@ -27,8 +27,10 @@ process's own ``process_*`` and ``python_info`` figures after these:
 ``evalkit_rule_errors``                         1 for a rule whose last evaluation failed
 ==============================================  ==========================================
 
-``POST /jobs/NAME/run[?wait=SECONDS]`` runs a job now (409 while it runs); it is refused
-unless the endpoint listens on a loopback address.
+``/healthz`` gives the service's status, running jobs, pending alerts and, with the OTLP
+receiver on, its ``otlp`` spool (batches, bytes and lag waiting for the store, the last
+commit and commit error). ``POST /jobs/NAME/run[?wait=SECONDS]`` runs a job now (409
+while it runs); it is refused unless the endpoint listens on a loopback address.
 """
 
 from __future__ import annotations
@@ -115,6 +117,8 @@ class ServiceState(JobListener):
         self._deliveries: Counter[tuple[str, str]] = Counter()
         self.rule_errors: dict[str, str] = {}
         self.store_error: str | None = None
+        # The OTLP receiver's spool and committer, when it runs (``OtlpReceiver.status``).
+        self.otlp_status: Callable[[], dict[str, Any]] | None = None
         # One registry per service: the figures plus this process's own (CPU, memory, fds).
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_StateCollector(self))
@@ -207,6 +211,7 @@ class ServiceState(JobListener):
                 "outbox_pending": pending,
                 "rule_errors": dict(self.rule_errors),
                 "store_error": self.store_error,
+                "otlp": self.otlp_status() if self.otlp_status is not None else None,
             }
 
     def metric_families(self, now: datetime | None = None) -> list[Metric]:

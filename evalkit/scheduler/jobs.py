@@ -75,6 +75,7 @@ from evalkit.traffic import (
     sample_window,
     window_containing,
 )
+from evalkit.traffic.otlp import SpanMapping
 from evalkit.traffic.redaction import Redaction
 from evalkit.traffic.summary import DEFAULT_LOW_CONFIDENCE
 
@@ -297,6 +298,11 @@ class _IngestParams(_Params):
         default_factory=list, description="RE2 regular expressions masked as <redacted>."
     )
     drop: list[str] = Field(default_factory=list, description="Fields not stored at all.")
+    file_format: Literal["jsonl", "parquet", "otlp-json"] | None = Field(
+        default=None,
+        description="Read every file as this format (otlp-json: an OpenTelemetry Collector "
+        "file exporter's output); default: by file name.",
+    )
 
     @field_validator("redact", "redact_pattern", "drop")
     @classmethod
@@ -327,6 +333,8 @@ def _ingest(
         redaction=params.redaction(),
         max_reported_problems=report_problems,
         progress=ctx.progress,
+        file_format=params.file_format,
+        spans=SpanMapping(tenant_attribute=ctx.settings.otlp.tenant_attribute),
     )
     statuses = Counter(entry.status for entry in report.files)
     notes = [f"{entry.path}: {entry.note}" for entry in report.files if entry.note]

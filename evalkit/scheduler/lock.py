@@ -371,12 +371,14 @@ def outbox_lock(store_path: Path, *, program: str) -> FileLock:
 
 @dataclass(frozen=True, slots=True)
 class ServiceInfo:
-    """A running ``evalkit serve``: its process and the URL of its HTTP endpoint."""
+    """A running ``evalkit serve``: its process, the URL of its HTTP endpoint and of its
+    OTLP receiver (None when off)."""
 
     pid: int
     url: str
     started_at: str
     loopback: bool
+    otlp_url: str | None = None
 
 
 class ServiceLock:
@@ -406,6 +408,7 @@ class ServiceLock:
                     "url": info.url,
                     "started_at": info.started_at,
                     "loopback": info.loopback,
+                    "otlp_url": info.otlp_url,
                 }
             ),
             encoding="utf-8",
@@ -428,6 +431,7 @@ def _read_info(path: Path) -> ServiceInfo | None:
             url=str(data["url"]),
             started_at=str(data["started_at"]),
             loopback=bool(data["loopback"]),
+            otlp_url=data.get("otlp_url"),
         )
     except (OSError, ValueError, KeyError, TypeError):
         return None

@@ -1,12 +1,14 @@
 """``evalkit serve``: the long-running scheduler, its outbox deliverer and health endpoint.
 
-Start-up, in order: take the service lock (one service per store); recover what a stopped
-process left behind (job runs still ``running`` whose process is gone are marked
-``interrupted``, runs still ``running`` are marked ``failed``); evaluate the alert rules;
-schedule the jobs (APScheduler ``BackgroundScheduler``: cron and interval triggers, one
-instance per job, missed runs coalesced, a misfire grace time); serve ``/healthz`` and
-``/metrics``; start the outbox deliverer, which sends at once whatever was left
-undelivered.
+Start-up, in order: take the service lock (one service per store); start the OTLP
+receiver (``evalkit.scheduler.otlp``) when ``[otlp] receiver`` is on (it spools what it
+receives, so it takes spans without the store, and commits what an earlier process left in
+its spool); recover what a stopped process left behind (job runs still ``running`` whose
+process is gone are marked ``interrupted``, runs still ``running`` are marked ``failed``);
+evaluate the alert rules; schedule the jobs (APScheduler ``BackgroundScheduler``: cron and
+interval triggers, one instance per job, missed runs coalesced, a misfire grace time); serve
+``/healthz`` and ``/metrics``; start the outbox deliverer, which sends at once whatever was
+left undelivered.
 
 The service opens the store only for short pieces of work (``StoreAccess``), so CLI
 commands and the read-only dashboard can use it between jobs (``docs/scheduler.md``).
@@ -41,6 +43,7 @@ from evalkit.scheduler.lock import (
     outbox_lock,
     process_alive,
 )
+from evalkit.scheduler.otlp import OtlpReceiver
 from evalkit.scheduler.runner import JobRunner
 from evalkit.store.jobs import StoredJobRun, interrupt_job_runs, running_job_runs
 from evalkit.store.runs import fail_running_runs
@@ -54,6 +57,7 @@ __all__ = ["SchedulerService"]
 _log = logging.getLogger("evalkit.scheduler")
 _CANCEL_WAIT = 15.0
 _PUMP_JOIN = 5.0
+_RECEIVER_GRACE = 10.0
 
 
 class SchedulerService:
@@ -66,6 +70,7 @@ class SchedulerService:
         *,
         host: str | None = None,
         port: int | None = None,
+        otlp_port: int | None = None,
     ) -> None:
         scheduling = config.scheduler
         self.config = config
@@ -93,6 +98,8 @@ class SchedulerService:
         self._outbox_lock = outbox_lock(self.store_path, program="evalkit serve")
         self._scheduler: Any = None
         self._http: HealthServer | None = None
+        self._otlp_port = otlp_port
+        self.receiver: OtlpReceiver | None = None
         self._pump: threading.Thread | None = None
         self._locked = False
 
@@ -108,6 +115,14 @@ class SchedulerService:
         self._service_lock.acquire()
         self._locked = True
         try:
+            if self.settings.otlp.receiver or self._otlp_port is not None:
+                # Before recovery, which may wait for the store: spans are spooled meanwhile.
+                self.receiver = OtlpReceiver(
+                    self.settings.otlp, self.store_path, port=self._otlp_port
+                )
+                self.state.registry.register(self.receiver.counters)
+                self.state.otlp_status = self.receiver.status
+                self.receiver.start()
             self._recover()
             self._start_scheduler()
             self._http = HealthServer(self, host=self.host, port=self.port)
@@ -118,6 +133,7 @@ class SchedulerService:
                     url=self._http.url,
                     started_at=f"{self.state.started_at.isoformat(timespec='seconds')}Z",
                     loopback=is_loopback(self.host),
+                    otlp_url=self.receiver.url if self.receiver is not None else None,
                 )
             )
             self._pump = threading.Thread(
@@ -130,13 +146,14 @@ class SchedulerService:
         scheduled = [job.name for job in self.config.jobs if job.trigger(self._zone) is not None]
         _log.info(
             "evalkit serve: %d jobs (%d scheduled), %d alert rules, sinks %s; store %s; "
-            "health at %s",
+            "health at %s; OTLP traces at %s",
             len(self.config.jobs),
             len(scheduled),
             len(self.config.alerts.rules),
             ", ".join(sorted(self.sinks)),
             self.store_path,
             self.url,
+            self.receiver.url if self.receiver is not None else "- (off: [otlp] receiver)",
         )
         if not is_loopback(self.host):
             _log.warning(
@@ -359,6 +376,9 @@ class SchedulerService:
         self._wake.set()
         if self._scheduler is not None and self._scheduler.running:
             self._scheduler.shutdown(wait=False)
+        if self.receiver is not None:
+            # Before the store lock goes: requests in flight finish their commits.
+            self.receiver.stop(grace=_RECEIVER_GRACE)
         if self._pump is not None:
             self._pump.join(timeout=_PUMP_JOIN)
         if self._http is not None:

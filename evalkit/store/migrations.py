@@ -140,4 +140,5 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(8, "answer_items", _answers.ITEMS_SCHEMA_SQL),
     Migration(9, "context_embeddings", _answers.CONTEXT_EMBEDDINGS_SQL),
+    Migration(10, "traffic_spans", _traffic.SPANS_SCHEMA_SQL),
 )

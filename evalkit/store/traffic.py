@@ -18,7 +18,7 @@ import json
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import duckdb
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SCHEMA_SQL",
+    "SPANS_SCHEMA_SQL",
     "STRATUM_KINDS",
     "LoggedAnswer",
     "SourceState",
@@ -52,6 +53,7 @@ __all__ = [
     "logged_answers",
     "logged_latency_quantiles",
     "logged_results",
+    "logged_top1_scores",
     "promotion_candidates",
     "record_count",
     "replay_top_results",
@@ -182,6 +184,30 @@ CREATE TABLE traffic_window_embeddings (
     embedding FLOAT[] NOT NULL
 );
 """
+
+
+SPANS_SCHEMA_SQL = """
+ALTER TABLE traffic_records ALTER COLUMN text DROP NOT NULL;
+ALTER TABLE traffic_records ADD COLUMN trace_id VARCHAR;
+ALTER TABLE traffic_records ADD COLUMN span_id VARCHAR;
+CREATE TABLE traffic_generations (
+    trace_id VARCHAR NOT NULL,
+    span_id VARCHAR NOT NULL,
+    started_at TIMESTAMP NOT NULL,
+    answer VARCHAR NOT NULL,
+    contexts VARCHAR[],
+    source VARCHAR NOT NULL,
+    ingested_at TIMESTAMP NOT NULL
+);
+"""
+"""Traffic from OpenTelemetry spans: a record's text may be missing (a retrieval span that
+did not record its query: stored for the logged results and latency, never sampled), the
+trace and span it came from, and the answers of generation spans, kept so that one arriving
+after (or before) its trace's retrieval span still finds it."""
+
+_GENERATION_WINDOW = timedelta(days=1)
+"""How long after a retrieval span its trace's generation span may start and still be
+attached to it (bounds the records an attachment looks at)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,11 +359,20 @@ def commit_ingest_batch(
     records: pa.Table,
     source: str,
     problems: Sequence[tuple[int | None, str]],
-    state: SourceState,
+    state: SourceState | None,
+    generations: pa.Table | None = None,
 ) -> int:
     """Store one batch atomically: new records, its problems and the file's new state.
 
     Records whose query id is already stored (or repeated earlier in the batch) are skipped.
+    ``state`` is None for a batch that comes from no file (spans received over HTTP): its
+    problems already stored with the same line and message are then skipped too, so a batch
+    committed twice (a crash between its commit and the removal of its spool file) adds
+    nothing.
+    ``records`` may carry ``trace_id`` and ``span_id`` columns, and ``generations`` (columns
+    trace_id, span_id, started_at, answer, contexts) the answers of generation spans: each
+    record without an answer gets the one of the first generation span of its trace that
+    started at or after it (within a day), whichever of the two was stored first.
     Returns how many records were stored.
     """
     now = utc_now()
@@ -345,13 +380,22 @@ def commit_ingest_batch(
         with store.transaction() as con:
             inserted = 0
             if records.num_rows:
+                names = records.schema.names
+                span_columns = ", ".join(
+                    f"b.{name}" if name in names else f"CAST(NULL AS VARCHAR) AS {name}"
+                    for name in ("trace_id", "span_id")
+                )
                 con.register("_traffic_batch", records)
                 try:
+                    # A record without text gets a key of its own (its query id): it is
+                    # never one of a group of identical queries, and never sampled.
                     row = con.execute(
                         "INSERT INTO traffic_records SELECT query_id, ts, text, tenant, tags,"
                         " logged_doc_ids, logged_scores, answer, contexts, latency_ms,"
-                        " md5_number_upper(coalesce(tenant, '') || chr(31) || dedup_text),"
-                        " ? AS source, line, ? AS ingested_at FROM _traffic_batch b"
+                        " CASE WHEN dedup_text IS NULL THEN md5_number_upper(chr(30) || query_id)"
+                        " ELSE md5_number_upper(coalesce(tenant, '') || chr(31) || dedup_text) END,"
+                        f" ? AS source, line, ? AS ingested_at, {span_columns}"
+                        " FROM _traffic_batch b"
                         " WHERE b.line IN (SELECT min(line) FROM _traffic_batch GROUP BY query_id)"
                         " AND b.query_id NOT IN (SELECT r.query_id FROM traffic_records r"
                         "  WHERE r.query_id IN (SELECT query_id FROM _traffic_batch))",
@@ -360,6 +404,8 @@ def commit_ingest_batch(
                 finally:
                     con.unregister("_traffic_batch")
                 inserted = int(row[0]) if row else 0
+            if generations is not None and (generations.num_rows or records.num_rows):
+                _attach_generations(con, records, generations, source=source, now=now)
             if problems:
                 frame = pa.table(
                     {
@@ -367,35 +413,101 @@ def commit_ingest_batch(
                         "message": pa.array([message for _, message in problems], pa.string()),
                     }
                 )
+                # A batch from no file is made idempotent by its ids, and its problems by
+                # their messages, which name the request: committed again, it adds nothing.
+                known = (
+                    ""
+                    if state is not None
+                    else " b WHERE NOT EXISTS (SELECT 1 FROM traffic_ingest_problems p"
+                    " WHERE p.source = ? AND p.message = b.message"
+                    " AND p.line IS NOT DISTINCT FROM b.line)"
+                )
                 con.register("_traffic_problems", frame)
                 try:
                     con.execute(
                         "INSERT INTO traffic_ingest_problems SELECT ?, ?, line, message"
-                        " FROM _traffic_problems",
-                        [now, source],
+                        f" FROM _traffic_problems{known}",
+                        [now, source] if state is not None else [now, source, source],
                     )
                 finally:
                     con.unregister("_traffic_problems")
-            con.execute(
-                "INSERT OR REPLACE INTO traffic_sources VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    state.device,
-                    state.inode,
-                    state.path,
-                    state.kind,
-                    state.head_hash,
-                    state.head_length,
-                    state.byte_offset,
-                    state.lines_read,
-                    now,
-                ],
-            )
+            if state is not None:
+                con.execute(
+                    "INSERT OR REPLACE INTO traffic_sources VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        state.device,
+                        state.inode,
+                        state.path,
+                        state.kind,
+                        state.head_hash,
+                        state.head_length,
+                        state.byte_offset,
+                        state.lines_read,
+                        now,
+                    ],
+                )
     except duckdb.Error as error:
         raise StoreError(
             f"cannot store traffic read from {source}: {error}; nothing of this batch was "
             "kept, so the next ingest reads it again"
         ) from error
     return inserted
+
+
+def _attach_generations(
+    con: duckdb.DuckDBPyConnection,
+    records: pa.Table,
+    generations: pa.Table,
+    *,
+    source: str,
+    now: datetime,
+) -> None:
+    """Store the new generation spans and give their answers to the records of their traces."""
+    moments = [
+        *records.column("ts").to_pylist(),
+        *generations.column("started_at").to_pylist(),
+    ]
+    traces = pa.table(
+        {
+            "trace_id": pa.concat_arrays(
+                [
+                    records.column("trace_id").combine_chunks().cast(pa.string()),
+                    generations.column("trace_id").combine_chunks().cast(pa.string()),
+                ]
+            )
+        }
+    )
+    con.register("_traffic_generations", generations)
+    con.register("_traffic_traces", traces)
+    try:
+        con.execute(
+            "INSERT INTO traffic_generations SELECT g.trace_id, g.span_id, g.started_at,"
+            " g.answer, g.contexts, ?, ? FROM _traffic_generations g"
+            " WHERE g.answer IS NOT NULL"
+            " AND (g.trace_id, g.span_id) NOT IN"
+            "  (SELECT (s.trace_id, s.span_id) FROM traffic_generations s"
+            "   WHERE s.trace_id IN (SELECT trace_id FROM _traffic_generations))"
+            " QUALIFY row_number() OVER (PARTITION BY g.trace_id, g.span_id) = 1",
+            [source, now],
+        )
+        low, high = min(moments) - _GENERATION_WINDOW, max(moments)
+        con.execute(
+            "UPDATE traffic_records r SET answer = c.answer,"
+            " contexts = coalesce(c.contexts, r.contexts)"
+            " FROM (SELECT query_id, chosen.answer AS answer, chosen.contexts AS contexts FROM ("
+            "  SELECT r2.query_id,"
+            "   arg_min({'answer': g.answer, 'contexts': g.contexts}, g.started_at) AS chosen"
+            "  FROM traffic_records r2 JOIN traffic_generations g ON g.trace_id = r2.trace_id"
+            "   AND g.started_at >= r2.ts AND g.started_at < r2.ts + ?"
+            "  WHERE r2.answer IS NULL AND r2.ts >= ? AND r2.ts <= ?"
+            "   AND r2.trace_id IN (SELECT trace_id FROM _traffic_traces)"
+            "  GROUP BY r2.query_id)) c"
+            " WHERE r.query_id = c.query_id AND r.ts >= ? AND r.ts <= ?",
+            [_GENERATION_WINDOW, low, high, low, high],
+        )
+    finally:
+        con.unregister("_traffic_generations")
+        con.unregister("_traffic_traces")
 
 
 def record_count(store: Store) -> int:
@@ -422,7 +534,7 @@ def _distinct_queries_sql(
     sql = (
         "WITH windowed AS ("
         f" SELECT query_id, ts, {stratum_sql} AS stratum, {key_sql} AS dedup_key"
-        " FROM traffic_records WHERE ts >= ? AND ts < ?"
+        " FROM traffic_records WHERE ts >= ? AND ts < ? AND text IS NOT NULL"
         "), distinct_queries AS ("
         " SELECT dedup_key, count(*) AS n_duplicates,"
         "  arg_min({'query_id': query_id, 'stratum': stratum},"
@@ -670,19 +782,31 @@ def logged_latency_quantiles(
     return float(row[0]), float(row[1]), float(row[2])
 
 
+def logged_top1_scores(store: Store, *, start: datetime, end: datetime) -> list[float]:
+    """The top-1 score production logged for each record of ``[start, end)`` that logged
+    one, with or without query text (the input of a logged-score drift test)."""
+    rows = store.fetch(
+        "SELECT logged_scores[1] FROM traffic_records WHERE ts >= ? AND ts < ?"
+        " AND len(logged_scores) > 0 AND logged_scores[1] IS NOT NULL ORDER BY ts, query_id",
+        [start, end],
+    )
+    return [float(row[0]) for row in rows]
+
+
 def traffic_volume(
     store: Store, *, granularity: str, limit: int = 30
-) -> list[tuple[datetime, int, int, int]]:
-    """``(window start, records, tenants, records with logged results)`` per window, newest
-    first; ``granularity`` is hour, day, week or month."""
+) -> list[tuple[datetime, int, int, int, int]]:
+    """``(window start, records, tenants, records with logged results, records without
+    query text)`` per window, newest first; ``granularity`` is hour, day, week or month."""
     if granularity not in {"hour", "day", "week", "month"}:
         raise ConfigError(f"unknown granularity '{granularity}'; use hour, day, week or month")
     rows = store.fetch(
         "SELECT date_trunc(?, ts) AS start, count(*), count(DISTINCT tenant),"
-        " count(logged_doc_ids) FROM traffic_records GROUP BY start ORDER BY start DESC LIMIT ?",
+        " count(logged_doc_ids), count(*) - count(text) FROM traffic_records"
+        " GROUP BY start ORDER BY start DESC LIMIT ?",
         [granularity, limit],
     )
-    return [(row[0], int(row[1]), int(row[2]), int(row[3])) for row in rows]
+    return [(row[0], int(row[1]), int(row[2]), int(row[3]), int(row[4])) for row in rows]
 
 
 # -- replays and window summaries ---------------------------------------------------------

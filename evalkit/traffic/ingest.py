@@ -6,6 +6,9 @@ and *how far* (the byte offset just past the last complete line; for Parquet, th
 read). That state is committed with the records of each batch, so a crash loses nothing
 and repeats nothing, and a query id that is already stored is skipped.
 
+OpenTelemetry Collector file exporter output (``file_format="otlp-json"``: one OTLP/JSON
+request per line) is read the same way, its spans mapped by ``evalkit.traffic.otlp``.
+
 A line still being written when ingest reaches the end of a file (no ``\\n`` yet, and not
 a complete JSON object) is left for the next pass. A malformed line is counted and
 reported with its file and line number; the lines around it are ingested.
@@ -33,6 +36,13 @@ from evalkit.store.traffic import SourceState, commit_ingest_batch, find_source_
 from evalkit.traffic._lines import add_json_lines
 from evalkit.traffic._records import RecordBatchBuilder, RecordError, decode_line, dedup_texts
 from evalkit.traffic.log import LOG_FIELDS, REQUIRED_FIELDS
+from evalkit.traffic.otlp import (
+    OtlpPayloadError,
+    SpanBatch,
+    SpanIngest,
+    SpanMapping,
+    store_spans,
+)
 from evalkit.traffic.redaction import Redaction
 
 __all__ = [
@@ -166,6 +176,7 @@ class _Pass:
     batch_lines: int
     max_problems: int
     progress: Callable[[int, int | None], None] | None = None
+    spans: SpanMapping = field(default_factory=SpanMapping)
     problems: list[IngestProblem] = field(default_factory=list)
     n_problems: int = 0
     unknown_fields: Counter[str] = field(default_factory=Counter)
@@ -424,9 +435,95 @@ def _ingest_parquet(run: _Pass, path: Path) -> FileIngest:
     )
 
 
+def _ingest_otlp_json(run: _Pass, path: Path) -> FileIngest:
+    """An OpenTelemetry Collector file exporter's output: one OTLP/JSON request per line."""
+    name = str(path)
+    kind = "otlp-json"
+    with path.open("rb") as handle:
+        identity = _identify(handle)
+        state = find_source_state(run.store, device=identity.device, inode=identity.inode)
+        resumable = state is not None and identity.matches(state)
+        if resumable and state is not None and identity.size >= state.byte_offset:
+            offset, lines, status = state.byte_offset, state.lines_read, "resumed"
+        else:
+            offset, lines, status = 0, 0, "new" if state is None else "restarted"
+        if status == "resumed" and offset == identity.size:
+            return FileIngest(name, kind, "unchanged")
+        handle.seek(offset)
+        consumed = pending = 0
+        totals: Counter[str] = Counter()
+        batch = SpanBatch(run.spans)
+
+        def flush() -> None:
+            nonlocal batch
+            done = _commit_spans(
+                run, batch, name, identity.state(name, kind, byte_offset=offset, lines_read=lines)
+            )
+            totals.update(
+                stored=done.stored,
+                duplicates=done.duplicates,
+                malformed=len(batch.problems),
+                without_text=done.without_text,
+                ignored=done.ignored,
+            )
+            batch = SpanBatch(run.spans)
+
+        for raw in handle:
+            if not raw.endswith(b"\n") and not _is_complete_record(raw):
+                pending = len(raw)
+                break
+            complete = raw.endswith(b"\n")
+            number = lines + 1
+            if complete:
+                lines += 1
+            consumed += 1
+            offset += len(raw)
+            if raw.strip():
+                try:
+                    batch.add_json(raw, line=number)
+                except OtlpPayloadError as error:
+                    batch.problems.append((number, str(error)))
+            if batch.spans >= run.batch_lines:
+                flush()
+        flush()
+    notes = []
+    if status == "restarted":
+        notes.append("the file was truncated or replaced since the last pass; read from the start")
+    elif pending:
+        notes.append(_PENDING_NOTE)
+    if totals["without_text"]:
+        notes.append(
+            f"{totals['without_text']} retrieval span(s) recorded no query text: stored for "
+            "logged results and latency, never sampled for replay"
+        )
+    if totals["ignored"]:
+        notes.append(f"{totals['ignored']} span(s) neither retrieval nor generation were ignored")
+    return FileIngest(
+        name,
+        kind,
+        status,
+        consumed,
+        totals["stored"],
+        totals["duplicates"],
+        totals["malformed"],
+        pending,
+        "; ".join(notes) or None,
+    )
+
+
+def _commit_spans(run: _Pass, batch: SpanBatch, name: str, state: SourceState) -> SpanIngest:
+    done = store_spans(run.store, batch, source=name, redaction=run.redaction, state=state)
+    run.note_problems(name, batch.problems)
+    run.records_committed += done.stored
+    if run.progress is not None:
+        run.progress(run.records_committed, None)
+    return done
+
+
 LOG_KINDS: Mapping[str, Callable[[_Pass, Path], FileIngest]] = {
     "jsonl": _ingest_jsonl,
     "parquet": _ingest_parquet,
+    "otlp-json": _ingest_otlp_json,
 }
 """Readers of traffic files by kind."""
 
@@ -472,8 +569,14 @@ def ingest_paths(
     batch_lines: int = DEFAULT_BATCH_LINES,
     max_reported_problems: int = DEFAULT_MAX_REPORTED_PROBLEMS,
     progress: Callable[[int, int | None], None] | None = None,
+    file_format: str | None = None,
+    spans: SpanMapping | None = None,
 ) -> IngestReport:
     """Ingest every traffic file in ``paths`` (files or directories) that has new lines.
+
+    ``file_format`` reads every file as that kind of ``LOG_KINDS`` (``otlp-json``: an
+    OpenTelemetry Collector file exporter's output, mapped to records by ``spans``) instead
+    of telling JSON Lines from Parquet by the file name.
 
     Re-running it ingests nothing twice. Compressed files are skipped with a note (ingest
     rotated logs before compressing them). Raises InputError for a path that does not exist
@@ -485,7 +588,18 @@ def ingest_paths(
         raise ConfigError(f"batch_lines must be at least 1, got {batch_lines}")
     if max_reported_problems < 0:
         raise ConfigError(f"max_reported_problems must be at least 0, got {max_reported_problems}")
-    run = _Pass(store, redaction or Redaction(), batch_lines, max_reported_problems, progress)
+    if file_format is not None and file_format not in LOG_KINDS:
+        raise ConfigError(
+            f"unknown traffic file format '{file_format}'; use one of: {', '.join(LOG_KINDS)}"
+        )
+    run = _Pass(
+        store,
+        redaction or Redaction(),
+        batch_lines,
+        max_reported_problems,
+        progress,
+        spans or SpanMapping(),
+    )
     files: list[FileIngest] = []
     for path, kind in list(log_files(paths)):
         if kind is None:
@@ -499,8 +613,9 @@ def ingest_paths(
                 )
             )
             continue
+        chosen = kind if file_format is None else file_format
         try:
-            files.append(LOG_KINDS[kind](run, path))
+            files.append(LOG_KINDS[chosen](run, path))
         except FileNotFoundError:
             # Rotated away between listing and opening: its new name is read next pass.
             files.append(FileIngest(str(path), kind, "skipped", note="the file disappeared"))
@@ -527,12 +642,15 @@ def watch(
     batch_lines: int = DEFAULT_BATCH_LINES,
     max_passes: int | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    file_format: str | None = None,
+    spans: SpanMapping | None = None,
 ) -> int:
     """Ingest ``paths`` every ``interval`` seconds until interrupted (or ``max_passes``).
 
     ``store`` is an open store, or a callable that opens one for each pass, which leaves
     the store free between passes for other writers (``evalkit serve``'s jobs). Each
-    pass's report goes to ``on_report``. Returns the number of passes made.
+    pass's report goes to ``on_report``; ``file_format`` and ``spans`` are as for
+    ``ingest_paths``. Returns the number of passes made.
     """
     if interval < 0:
         raise ConfigError(f"interval must be >= 0 seconds, got {interval}")
@@ -540,10 +658,24 @@ def watch(
     passes = 0
     while max_passes is None or passes < max_passes:
         if isinstance(store, Store):
-            report = ingest_paths(store, targets, redaction=redaction, batch_lines=batch_lines)
+            report = ingest_paths(
+                store,
+                targets,
+                redaction=redaction,
+                batch_lines=batch_lines,
+                file_format=file_format,
+                spans=spans,
+            )
         else:
             with store() as opened:
-                report = ingest_paths(opened, targets, redaction=redaction, batch_lines=batch_lines)
+                report = ingest_paths(
+                    opened,
+                    targets,
+                    redaction=redaction,
+                    batch_lines=batch_lines,
+                    file_format=file_format,
+                    spans=spans,
+                )
         passes += 1
         on_report(report)
         if max_passes is not None and passes >= max_passes:

@@ -110,12 +110,18 @@ class Redaction:
         return {"patterns": [p.name for p in self.patterns], "drop": list(self.drop)}
 
     def apply(self, table: pa.Table) -> pa.Table:
-        """``table`` (a batch of records) with the patterns masked and the fields dropped."""
+        """``table`` (a batch of records) with the patterns masked and the fields dropped.
+
+        Columns the table does not have are left alone (a table of generated answers has
+        only ``answer`` and ``contexts`` of them).
+        """
         if not self.active or table.num_rows == 0:
             return table
         for field in self.drop:
             for column in DROPPABLE_FIELDS[field]:
                 index = table.schema.get_field_index(column)
+                if index < 0:
+                    continue
                 table = table.set_column(
                     index,
                     table.schema.field(index),
@@ -125,10 +131,14 @@ class Redaction:
             return table
         for column in _TEXT_COLUMNS:
             index = table.schema.get_field_index(column)
+            if index < 0:
+                continue
             values = table.column(index).combine_chunks()
             table = table.set_column(index, table.schema.field(index), self._mask(values))
         for column in _LIST_COLUMNS:
             index = table.schema.get_field_index(column)
+            if index < 0:
+                continue
             lists = table.column(index).combine_chunks()
             masked = self._mask(pc.list_flatten(lists))
             rebuilt = pa.ListArray.from_arrays(lists.offsets, masked, mask=lists.is_null())

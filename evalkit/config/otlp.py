@@ -1,0 +1,88 @@
+"""The ``[otlp]`` table: traffic from OpenTelemetry retrieval spans.
+
+::
+
+    [otlp]
+    receiver = true                 # evalkit serve listens for OTLP/HTTP on host:port
+    host = "127.0.0.1"
+    port = 4318
+    token_env = "EVALKIT_OTLP_TOKEN"  # clients must send Authorization: Bearer <its value>
+    tenant_attribute = "tenant.id"
+    redact = ["email"]
+
+Received batches are spooled durably beside the store before they are acknowledged, and
+committed when the store is free (``evalkit.traffic.spool``); ``spool_max_bytes`` bounds
+the spool. The mapping settings (``tenant_attribute``) apply to ``evalkit traffic ingest
+--format otlp-json`` too; the redaction settings to the receiver only (the command has
+options).
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from evalkit.config.types import Duration
+
+__all__ = ["OtlpSettings"]
+
+DEFAULT_OTLP_PORT = 4318
+
+
+class OtlpSettings(BaseModel):
+    """The OTLP/HTTP receiver of ``evalkit serve`` and how spans become traffic records."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    receiver: bool = Field(
+        default=False,
+        description="Run the OTLP/HTTP receiver (POST /v1/traces) in `evalkit serve`.",
+    )
+    host: str = Field(
+        default="127.0.0.1",
+        description="Address the receiver listens on (loopback unless a token is required).",
+    )
+    port: int = Field(
+        default=DEFAULT_OTLP_PORT,
+        ge=0,
+        le=65535,
+        description="Port of the receiver (4318 is the OTLP/HTTP default; 0: any free port).",
+    )
+    token_env: str | None = Field(
+        default=None,
+        description="Environment variable holding the bearer token every request must send "
+        "(Authorization: Bearer ...); unset: no token is asked for.",
+    )
+    max_request_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body accepted, compressed or not (larger: HTTP 413).",
+    )
+    store_wait: Duration = Field(
+        default=5.0,
+        description="How long the spool's committer waits for the store on each attempt "
+        "while a job writes it, before trying again (requests never wait: they are spooled).",
+    )
+    spool_max_bytes: int = Field(
+        default=1024 * 1024 * 1024,
+        ge=64 * 1024,
+        description="Bound of the spool of received batches waiting for the store (bytes); "
+        "beyond it requests are answered 503 with Retry-After.",
+    )
+    tenant_attribute: str | None = Field(
+        default="tenant.id",
+        description="Attribute holding the tenant: the span's own, else its resource's "
+        "(empty: spans carry no tenant).",
+    )
+    redact: list[str] = Field(
+        default_factory=list,
+        description="Named redaction patterns (email, number) applied to received spans.",
+    )
+    redact_pattern: list[str] = Field(
+        default_factory=list,
+        description="Regular expressions (RE2) masked in received spans.",
+    )
+    drop: list[str] = Field(
+        default_factory=list,
+        description="Fields of received spans not stored (answer, contexts, tags, results, "
+        "latency_ms).",
+    )

@@ -1,0 +1,714 @@
+"""The OTLP/HTTP receiver of ``evalkit serve``: ``POST /v1/traces`` into the traffic tables.
+
+A listener of its own (``[otlp] host:port``, 4318 by default as for any OTLP/HTTP receiver),
+beside the health endpoint, so exporters use the standard port and path, and the health
+endpoint keeps its own address and access rules. Requests are
+``application/x-protobuf`` or ``application/json`` ExportTraceServiceRequests, optionally
+``gzip`` or ``deflate`` encoded; the retrieval spans become traffic records
+(``evalkit.traffic.otlp``).
+
+Durability: a request is answered 200 once its batch is in the spool
+(``evalkit.traffic.spool``: ``<store>.otlp-spool/``, the file and its directory fsynced), so
+a ``kill -9`` right after the answer loses nothing, and a job holding the store never makes
+the receiver refuse traffic. The batch is mapped and redacted before it is spooled. One
+committer thread moves spooled batches into the store, in order, whenever it can take the
+store through the same ``StoreAccess`` (writer lock, then DuckDB's own) as the service's
+jobs, each batch in its own transaction, deleting its file only after the commit; at start
+it commits whatever an earlier process left in the spool. A record's query id comes from its
+trace and span ids, so a batch committed twice (a crash between commit and deletion) or a
+request sent again stores nothing twice. Beyond ``[otlp] spool_max_bytes``, or when the
+spool cannot be written (a full disk), requests are answered 503 with ``Retry-After``.
+
+Answers: 200 with an ExportTraceServiceResponse (``partial_success`` counting the spans that
+could not be read, with the first reasons); 400 with the reason for a payload that is not an
+ExportTraceServiceRequest; 401 without the bearer token; 404 off ``/v1/traces``; 411 without
+a Content-Length; 413 beyond ``[otlp] max_request_bytes`` (before or after decompression);
+415 for another content type or encoding; 503 while the spool is full or cannot be
+written, or the service stops.
+Error bodies are a ``google.rpc.Status`` in the request's encoding.
+
+``/metrics`` of the health endpoint carries the receiver's counters:
+
+======================================  ===========================================
+``evalkit_otlp_spans_received_total``   spans in accepted requests
+``evalkit_otlp_spans_stored_total``     retrieval spans stored as new records
+``evalkit_otlp_spans_duplicate_total``  retrieval spans already stored (sent again)
+``evalkit_otlp_spans_without_text_total``  retrieval spans without query text
+``evalkit_otlp_spans_rejected_total``   spans that could not be read (partial success)
+``evalkit_otlp_spans_ignored_total``    spans neither retrieval nor generation
+``evalkit_otlp_requests_total``         requests by ``result`` (accepted, malformed,
+                                        unauthorized, not_found, length_required,
+                                        too_large, unsupported, spool_full,
+                                        spool_error, unavailable)
+``evalkit_otlp_spool_batches``          batches waiting in the spool
+``evalkit_otlp_spool_bytes``            bytes waiting in the spool
+``evalkit_otlp_spool_max_bytes``        the spool's bound
+``evalkit_otlp_spool_lag_seconds``      age of the oldest batch waiting (0: none)
+``evalkit_otlp_spool_committed_total``  batches committed to the store
+``evalkit_otlp_spool_set_aside_total``  spool files set aside by ``reason`` (torn:
+                                        a write cut short, removed; corrupt: kept)
+======================================  ===========================================
+
+Stored and duplicate spans are counted when their batch is committed, the others when the
+request is accepted.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import os
+import socket
+import threading
+import time
+import zlib
+from collections import Counter
+from collections.abc import Callable, Iterable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from evalkit.config.otlp import OtlpSettings
+from evalkit.errors import ConfigError, EvalkitError
+from evalkit.scheduler.health import is_loopback
+from evalkit.scheduler.lock import StoreAccess, StoreBusyError, StoreWaitStoppedError
+from evalkit.traffic.otlp import (
+    OtlpPayloadError,
+    PreparedSpans,
+    SpanBatch,
+    SpanIngest,
+    SpanMapping,
+    commit_spans,
+    decode_protobuf,
+    encode_export_response,
+    prepare_spans,
+)
+from evalkit.traffic.redaction import Redaction
+from evalkit.traffic.spool import (
+    SPOOL_SUFFIX,
+    Spool,
+    SpoolCorruptError,
+    SpooledBatch,
+    SpoolFullError,
+    SpoolStatus,
+    SpoolWriteError,
+    new_request_id,
+)
+
+__all__ = ["TRACES_PATH", "OtlpReceiver", "ReceiverCounters"]
+
+TRACES_PATH = "/v1/traces"
+"""The OTLP/HTTP path of trace exports."""
+
+SOURCE = "otlp"
+"""The ``source`` of records received over OTLP/HTTP."""
+
+_log = logging.getLogger("evalkit.otlp")
+_PROTOBUF = "application/x-protobuf"
+_JSON = "application/json"
+_RETRY_AFTER_SECONDS = 2
+_RETRY_COMMIT_SECONDS = 1.0
+# One store session commits for so long at most, then lets a waiting job take the store.
+_SESSION_SECONDS = 2.0
+_SESSION_BATCHES = 256
+_BETWEEN_SESSIONS_SECONDS = 0.3
+_REPORT_BUSY_EVERY = 60.0
+_INVALID_ARGUMENT = 3  # google.rpc.Code
+_UNAVAILABLE = 14
+_UNAUTHENTICATED = 16
+_RESULTS = (
+    "accepted",
+    "malformed",
+    "unauthorized",
+    "not_found",
+    "length_required",
+    "too_large",
+    "unsupported",
+    "spool_full",
+    "spool_error",
+    "unavailable",
+)
+_SPAN_COUNTERS = {
+    "received": "Spans in accepted OTLP requests.",
+    "stored": "Retrieval spans stored as new traffic records.",
+    "duplicate": "Retrieval spans already stored (sent again).",
+    "without_text": "Retrieval spans that recorded no query text.",
+    "rejected": "Spans that could not be read (partial success).",
+    "ignored": "Spans neither retrieval nor generation.",
+}
+
+
+class _TooLargeError(Exception):
+    """The body is larger than the receiver accepts (413)."""
+
+
+class _UnsupportedError(Exception):
+    """A content type or encoding the receiver does not read (415)."""
+
+
+class ReceiverCounters(Collector):
+    """The receiver's counters and its spool's figures, collected into ``/metrics``."""
+
+    def __init__(self, spool_status: Callable[[], SpoolStatus] | None = None) -> None:
+        self._lock = threading.Lock()
+        self._spans: Counter[str] = Counter()
+        self._requests: Counter[str] = Counter()
+        self._committed = 0
+        self._spool_status = spool_status
+
+    def request(self, result: str) -> None:
+        """Count one request by its result."""
+        with self._lock:
+            self._requests[result] += 1
+
+    def accepted(self, prepared: PreparedSpans) -> None:
+        """Count the spans of one accepted (spooled) request."""
+        with self._lock:
+            self._spans.update(
+                received=prepared.spans,
+                without_text=prepared.without_text,
+                rejected=prepared.rejected,
+                ignored=prepared.ignored,
+            )
+
+    def committed(self, outcome: SpanIngest) -> None:
+        """Count what became of one committed batch's retrieval spans."""
+        with self._lock:
+            self._committed += 1
+            self._spans.update(stored=outcome.stored, duplicate=outcome.duplicates)
+
+    def value(self, name: str) -> int:
+        """A span counter (``received``, ``stored``...) or a request result's count."""
+        with self._lock:
+            return self._spans[name] if name in _SPAN_COUNTERS else self._requests[name]
+
+    def describe(self) -> list[Metric]:
+        """Nothing up front: the figures are read at each scrape."""
+        return []
+
+    def collect(self) -> Iterable[Metric]:
+        """The counters now."""
+        with self._lock:
+            spans = Counter(self._spans)
+            requests = Counter(self._requests)
+            committed = self._committed
+        families: list[Metric] = []
+        for name, help_text in _SPAN_COUNTERS.items():
+            family = CounterMetricFamily(f"evalkit_otlp_spans_{name}", help_text)
+            family.add_metric([], float(spans[name]))
+            families.append(family)
+        by_result = CounterMetricFamily(
+            "evalkit_otlp_requests", "OTLP/HTTP requests by result.", labels=["result"]
+        )
+        for result in _RESULTS:
+            by_result.add_metric([result], float(requests[result]))
+        families.append(by_result)
+        commits = CounterMetricFamily(
+            "evalkit_otlp_spool_committed", "Spooled batches committed to the store."
+        )
+        commits.add_metric([], float(committed))
+        families.append(commits)
+        if self._spool_status is not None:
+            status = self._spool_status()
+            for name, value, help_text in (
+                ("batches", status.batches, "Batches waiting in the spool for the store."),
+                ("bytes", status.bytes, "Bytes waiting in the spool for the store."),
+                ("max_bytes", status.max_bytes, "The spool's bound ([otlp] spool_max_bytes)."),
+                ("lag_seconds", status.lag_seconds, "Age of the oldest spooled batch (0: none)."),
+            ):
+                gauge = GaugeMetricFamily(f"evalkit_otlp_spool_{name}", help_text)
+                gauge.add_metric([], float(value))
+                families.append(gauge)
+            aside = CounterMetricFamily(
+                "evalkit_otlp_spool_set_aside",
+                "Spool files set aside: torn (a write cut short, removed), corrupt (kept).",
+                labels=["reason"],
+            )
+            aside.add_metric(["torn"], float(status.torn))
+            aside.add_metric(["corrupt"], float(status.corrupt))
+            families.append(aside)
+        return families
+
+
+class _Committer:
+    """One thread that moves spooled batches into the store whenever it is free."""
+
+    def __init__(
+        self,
+        spool: Spool,
+        access: StoreAccess,
+        counters: ReceiverCounters,
+        stop: threading.Event,
+    ) -> None:
+        self._spool = spool
+        self._access = access
+        self._counters = counters
+        self._stop = stop
+        self._wake = threading.Event()
+        self._closing = threading.Event()
+        self._thread = threading.Thread(
+            target=self._loop, name="evalkit-otlp-committer", daemon=True
+        )
+        self.last_error: str | None = None
+        self.last_commit: float | None = None
+        self._busy_reported = 0.0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def close(self, timeout: float) -> None:
+        """Commit what the spool holds if the store can be had now, then stop."""
+        self._closing.set()
+        self._wake.set()
+        self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        while True:
+            closing = self._closing.is_set()
+            batches = self._spool.ready(_SESSION_BATCHES)
+            committed_all = True
+            if batches:
+                committed_all = self._commit(batches, closing=closing)
+            if closing and (not batches or not committed_all or not self._spool.ready(1)):
+                left = self._spool.status()
+                if left.batches:
+                    _log.info(
+                        "otlp: %d spooled batch(es) (%d bytes) wait for the store; the next "
+                        "start commits them",
+                        left.batches,
+                        left.bytes,
+                    )
+                return
+            if not committed_all:
+                self._wake.wait(_RETRY_COMMIT_SECONDS)
+            elif self._spool.ready(1):
+                # More to commit: give a job waiting for the store its chance first.
+                time.sleep(_BETWEEN_SESSIONS_SECONDS)
+                continue
+            else:
+                self._wake.wait()
+            self._wake.clear()
+
+    def _commit(self, batches: list[SpooledBatch], *, closing: bool) -> bool:
+        """Commit ``batches`` in one store session; False when the store could not be had
+        or a commit failed (the batches left wait in the spool)."""
+        began = time.monotonic()
+        spans = 0
+        try:
+            with self._access.writer(
+                f"otlp: committing {len(batches)} spooled batch(es)",
+                stop=None if closing else self._stop,
+            ) as store:
+                for spooled in batches:
+                    try:
+                        prepared = self._spool.read(spooled)
+                    except SpoolCorruptError as error:
+                        kept = self._spool.set_aside(spooled)
+                        _log.error(
+                            "otlp: spool file %s is not a whole batch (%s): set aside as %s",
+                            spooled.path.name,
+                            error,
+                            kept.name,
+                        )
+                        continue
+                    outcome = commit_spans(store, prepared, source=SOURCE)
+                    self._spool.remove(spooled)
+                    self._counters.committed(outcome)
+                    spans += prepared.spans
+                    if time.monotonic() - began > _SESSION_SECONDS:
+                        break
+        except StoreWaitStoppedError:
+            return False
+        except StoreBusyError as error:
+            now = time.monotonic()
+            if now - self._busy_reported > _REPORT_BUSY_EVERY:
+                status = self._spool.status()
+                _log.info(
+                    "otlp: %d received batch(es) spooled (%d bytes) wait for the store: %s",
+                    status.batches,
+                    status.bytes,
+                    error,
+                )
+                self._busy_reported = now
+            return False
+        except EvalkitError as error:
+            self.last_error = str(error)
+            _log.warning("otlp: cannot commit spooled spans now (retrying): %s", error)
+            return False
+        except Exception as error:
+            self.last_error = f"internal error: {type(error).__name__}: {error}"
+            _log.exception("otlp: unexpected failure committing spooled spans (retrying)")
+            return False
+        self.last_error = None
+        self.last_commit = time.time()
+        self._busy_reported = 0.0
+        _log.debug("otlp: committed %d spans in %.3f s", spans, time.monotonic() - began)
+        return True
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    receiver: OtlpReceiver
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    server_version = "evalkit-otlp"
+
+    def do_POST(self) -> None:
+        """``POST /v1/traces``."""
+        self.server.receiver.handle(self)
+
+    def do_GET(self) -> None:
+        """Only POST is served; say where."""
+        self.server.receiver.refuse(
+            self, 405, "not_found", f"POST OTLP trace exports to {TRACES_PATH}", _JSON
+        )
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Requests are logged at debug level only."""
+        _log.debug("otlp http %s", format % args)
+
+
+class OtlpReceiver:
+    """The OTLP/HTTP listener (see the module docstring); ``counters`` go to /metrics."""
+
+    def __init__(
+        self,
+        settings: OtlpSettings,
+        store_path: Path,
+        *,
+        host: str | None = None,
+        port: int | None = None,
+    ) -> None:
+        self.settings = settings
+        self.mapping = SpanMapping(tenant_attribute=settings.tenant_attribute or None)
+        self._token = _token(settings)
+        self._redaction = Redaction.build(
+            patterns=settings.redact, custom=settings.redact_pattern, drop=settings.drop
+        )
+        self.spool = Spool(
+            store_path.with_name(store_path.name + SPOOL_SUFFIX),
+            max_bytes=settings.spool_max_bytes,
+        )
+        self.counters = ReceiverCounters(self.spool.status)
+        self._stopping = threading.Event()
+        self._inflight = 0
+        self._inflight_lock = threading.Condition()
+        access = StoreAccess(
+            store_path, wait=settings.store_wait, program="evalkit serve", on_wait=_log.debug
+        )
+        self._committer = _Committer(self.spool, access, self.counters, self._stopping)
+        self.host = host or settings.host
+        chosen = settings.port if port is None else port
+        server_class = _Server6 if ":" in self.host else _Server
+        self._server = server_class((self.host, chosen), _Handler)
+        self._server.receiver = self
+        self.port = int(self._server.server_address[1])
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="evalkit-otlp", daemon=True
+        )
+        if not is_loopback(self.host) and self._token is None:
+            _log.warning(
+                "the OTLP receiver listens on %s without a bearer token ([otlp] token_env): "
+                "anyone who reaches it can write traffic",
+                self.host,
+            )
+
+    @property
+    def url(self) -> str:
+        """``http://host:port/v1/traces``."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}{TRACES_PATH}"
+
+    def start(self) -> None:
+        """Recover the spool (its batches are committed first), then start receiving."""
+        recovery = self.spool.recover()
+        if recovery.torn:
+            _log.warning(
+                "otlp: removed %d spool file(s) whose write was cut short (never acknowledged): %s",
+                len(recovery.torn),
+                ", ".join(recovery.torn),
+            )
+        if recovery.batches:
+            _log.info(
+                "otlp: %d batch(es) (%d bytes) left in the spool %s are committed first",
+                recovery.batches,
+                recovery.bytes,
+                self.spool.directory,
+            )
+        self._committer.start()
+        self._thread.start()
+
+    def stop(self, *, grace: float = 10.0) -> None:
+        """Stop accepting requests, let those in flight finish (up to ``grace`` seconds),
+        commit what the spool holds if the store is free (else the next start does)."""
+        self._server.shutdown()
+        deadline = time.monotonic() + grace
+        with self._inflight_lock:
+            while self._inflight and time.monotonic() < deadline:
+                self._inflight_lock.wait(0.1)
+        self._stopping.set()
+        self._committer.close(timeout=max(0.0, deadline - time.monotonic()) + 1.0)
+        self._server.server_close()
+
+    def status(self) -> dict[str, Any]:
+        """The spool and the committer, for ``/healthz``."""
+        return {
+            "url": self.url,
+            "spool": str(self.spool.directory),
+            **self.spool.status().to_dict(),
+            "last_commit": (
+                None
+                if self._committer.last_commit is None
+                else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self._committer.last_commit))
+            ),
+            "commit_error": self._committer.last_error,
+        }
+
+    # -- one request ----------------------------------------------------------------------
+
+    def handle(self, request: _Handler) -> None:
+        """Answer one POST (runs on the request's own thread)."""
+        with self._inflight_lock:
+            self._inflight += 1
+        try:
+            self._handle(request)
+        finally:
+            with self._inflight_lock:
+                self._inflight -= 1
+                self._inflight_lock.notify_all()
+
+    def _handle(self, request: _Handler) -> None:
+        content_type = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        reply_type = _PROTOBUF if content_type == _PROTOBUF else _JSON
+        if urlsplit(request.path).path.rstrip("/") != TRACES_PATH:
+            message = f"POST trace exports to {TRACES_PATH}"
+            self.refuse(request, 404, "not_found", message, reply_type)
+            return
+        if self._token is not None and not _authorized(
+            request.headers.get("Authorization", ""), self._token
+        ):
+            self.refuse(
+                request,
+                401,
+                "unauthorized",
+                "missing or wrong bearer token (Authorization: Bearer ...)",
+                reply_type,
+                code=_UNAUTHENTICATED,
+                headers={"WWW-Authenticate": 'Bearer realm="evalkit"'},
+            )
+            return
+        if self._stopping.is_set():
+            self._unavailable(request, "evalkit serve is stopping", reply_type)
+            return
+        try:
+            body = self._body(request)
+        except _TooLargeError as error:
+            self.refuse(request, 413, "too_large", str(error), reply_type)
+            return
+        except _UnsupportedError as error:
+            self.refuse(request, 415, "unsupported", str(error), reply_type)
+            return
+        except ValueError as error:
+            self.refuse(request, 411, "length_required", str(error), reply_type)
+            return
+        except OtlpPayloadError as error:
+            self.refuse(request, 400, "malformed", str(error), reply_type)
+            return
+        batch = SpanBatch(self.mapping)
+        try:
+            if content_type == _PROTOBUF:
+                batch.add_protobuf(decode_protobuf(body))
+            elif content_type == _JSON:
+                batch.add_json(body)
+            else:
+                self.refuse(
+                    request,
+                    415,
+                    "unsupported",
+                    f"Content-Type must be {_PROTOBUF} or {_JSON}",
+                    _JSON,
+                )
+                return
+        except OtlpPayloadError as error:
+            self.refuse(request, 400, "malformed", str(error), reply_type)
+            return
+        except ConfigError as error:
+            # The protobuf decoder needs the `otlp` extra; JSON works without it.
+            self.refuse(request, 415, "unsupported", str(error), reply_type)
+            return
+        request_id = new_request_id()
+        # The problems are stored with the request's id: a batch committed twice adds none.
+        batch.problems = [(line, f"request {request_id}: {text}") for line, text in batch.problems]
+        prepared = prepare_spans(batch, self._redaction)
+        if prepared.records.num_rows or prepared.generations.num_rows or prepared.problems:
+            try:
+                self.spool.append(prepared, request_id=request_id)
+            except SpoolFullError as error:
+                self._unavailable(request, str(error), reply_type, result="spool_full")
+                return
+            except SpoolWriteError as error:
+                self._unavailable(request, str(error), reply_type, result="spool_error")
+                return
+            self._committer.wake()
+        self.counters.request("accepted")
+        self.counters.accepted(prepared)
+        _send(request, 200, _export_response(prepared, reply_type), reply_type)
+
+    def _body(self, request: _Handler) -> bytes:
+        limit = self.settings.max_request_bytes
+        length_header = request.headers.get("Content-Length")
+        if length_header is None:
+            raise ValueError("a Content-Length is required (chunked bodies are not read)")
+        try:
+            length = int(length_header)
+        except ValueError:
+            raise ValueError("Content-Length must be a number of bytes") from None
+        if length < 0:
+            raise ValueError("Content-Length must be a number of bytes")
+        if length > limit:
+            request.close_connection = True
+            raise _TooLargeError(f"the request body of {length} bytes exceeds {limit} bytes")
+        body = request.rfile.read(length)
+        encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+        if encoding in ("", "identity"):
+            return body
+        if encoding == "gzip":
+            return _inflate(body, zlib.MAX_WBITS | 16, limit)
+        if encoding == "deflate":
+            return _inflate(body, zlib.MAX_WBITS, limit)
+        raise _UnsupportedError(
+            f"Content-Encoding {encoding!r} is not read; send gzip, deflate or none"
+        )
+
+    def _unavailable(
+        self, request: _Handler, reason: str, reply_type: str, *, result: str = "unavailable"
+    ) -> None:
+        self.refuse(
+            request,
+            503,
+            result,
+            f"{reason}; nothing of this request was stored, send it again",
+            reply_type,
+            code=_UNAVAILABLE,
+            headers={"Retry-After": str(_RETRY_AFTER_SECONDS)},
+        )
+
+    def refuse(
+        self,
+        request: _Handler,
+        status: int,
+        result: str,
+        message: str,
+        reply_type: str,
+        *,
+        code: int = _INVALID_ARGUMENT,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        """Answer with an error status and a google.rpc.Status body; count it."""
+        self.counters.request(result)
+        if status >= 500:
+            _log.warning("otlp: %d %s", status, message)
+        else:
+            _log.info("otlp: refused a request (%d): %s", status, message)
+        _send(request, status, _status_body(code, message, reply_type), reply_type, headers)
+
+
+def _token(settings: OtlpSettings) -> str | None:
+    if settings.token_env is None:
+        return None
+    value = os.environ.get(settings.token_env, "")
+    if not value:
+        raise ConfigError(
+            f"[otlp] token_env names {settings.token_env}, which is not set: set it to the "
+            "bearer token exporters send, or remove token_env"
+        )
+    return value
+
+
+def _authorized(header: str, token: str) -> bool:
+    scheme, _, given = header.partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(given.strip().encode(), token.encode())
+
+
+def _inflate(body: bytes, window: int, limit: int) -> bytes:
+    inflater = zlib.decompressobj(window)
+    try:
+        data = inflater.decompress(body, limit + 1)
+    except zlib.error as error:
+        raise OtlpPayloadError(f"the body is not valid compressed data ({error})") from None
+    if len(data) > limit or inflater.unconsumed_tail:
+        raise _TooLargeError(f"the decompressed request body exceeds {limit} bytes")
+    return data
+
+
+def _send(
+    request: _Handler,
+    status: int,
+    body: bytes,
+    content_type: str,
+    headers: dict[str, str] | None = None,
+) -> None:
+    request.send_response(status)
+    request.send_header("Content-Type", content_type)
+    request.send_header("Content-Length", str(len(body)))
+    for name, value in (headers or {}).items():
+        request.send_header(name, value)
+    request.end_headers()
+    request.wfile.write(body)
+
+
+def _partial_message(outcome: PreparedSpans) -> str:
+    if not outcome.rejected:
+        return ""
+    shown = "; ".join(outcome.messages(5))
+    return f"{outcome.rejected} span(s) could not be read: {shown}"
+
+
+def _export_response(outcome: PreparedSpans, reply_type: str) -> bytes:
+    message = _partial_message(outcome)
+    if reply_type == _JSON:
+        partial = (
+            {"partialSuccess": {"rejectedSpans": str(outcome.rejected), "errorMessage": message}}
+            if outcome.rejected
+            else {}
+        )
+        return json.dumps(partial).encode()
+    return encode_export_response(outcome.rejected, message)
+
+
+def _status_body(code: int, message: str, reply_type: str) -> bytes:
+    if reply_type == _JSON:
+        return json.dumps({"code": code, "message": message}).encode()
+    # google.rpc.Status {int32 code = 1; string message = 2;}, encoded by hand: the
+    # googleapis protos are not a dependency of the receiver.
+    text = message.encode()
+    return b"\x08" + _varint(code) + b"\x12" + _varint(len(text)) + text
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)

@@ -1,0 +1,616 @@
+"""OpenTelemetry retrieval spans as traffic: the mapping of both conventions, OTLP/JSON and
+protobuf (encoded by the real SDK), storage with answers from generation spans, spans
+without query text, and ``evalkit traffic ingest --format otlp-json``."""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import re
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from evalkit.cli import invoke
+from evalkit.store import Store
+from evalkit.store.traffic import logged_latency_quantiles, traffic_volume
+from evalkit.traffic import SampleSpec, ingest_paths, parse_window, sample_window
+from evalkit.traffic.otlp import (
+    OtlpPayloadError,
+    SpanBatch,
+    SpanMapping,
+    decode_protobuf,
+    store_spans,
+)
+from evalkit.traffic.redaction import Redaction
+
+TRACE = "5b8efff798038103d269b633813fc60c"
+T0 = 1_795_000_000_000_000_000  # 2026-11-18T20:26:40Z in nanoseconds
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+def value(item: object) -> dict[str, Any]:
+    """An OTLP/JSON AnyValue."""
+    if isinstance(item, bool):
+        return {"boolValue": item}
+    if isinstance(item, int):
+        return {"intValue": str(item)}
+    if isinstance(item, float):
+        return {"doubleValue": item}
+    if isinstance(item, list):
+        return {"arrayValue": {"values": [value(x) for x in item]}}
+    return {"stringValue": item}
+
+
+def attributes(values: Mapping[str, object]) -> list[dict[str, Any]]:
+    return [{"key": key, "value": value(item)} for key, item in values.items()]
+
+
+def span(
+    span_id: str,
+    attrs: Mapping[str, object],
+    *,
+    trace_id: str = TRACE,
+    start: int = T0,
+    duration_ms: float = 12.5,
+) -> dict[str, Any]:
+    return {
+        "traceId": trace_id,
+        "spanId": span_id,
+        "name": "op",
+        "kind": 3,
+        "startTimeUnixNano": str(start),
+        "endTimeUnixNano": str(start + int(duration_ms * 1e6)),
+        "attributes": attributes(attrs),
+    }
+
+
+def request(*spans: dict[str, Any], resource: Mapping[str, object] | None = None) -> bytes:
+    return json.dumps(
+        {
+            "resourceSpans": [
+                {
+                    "resource": {"attributes": attributes(resource or {"service.name": "rag"})},
+                    "scopeSpans": [{"scope": {"name": "app"}, "spans": list(spans)}],
+                }
+            ]
+        }
+    ).encode()
+
+
+def genai_retrieval(
+    span_id: str, text: str | None, docs: object, **extra: object
+) -> dict[str, object]:
+    attrs: dict[str, object] = {"gen_ai.operation.name": "retrieval", **extra}
+    if text is not None:
+        attrs["gen_ai.retrieval.query.text"] = text
+    if docs is not None:
+        attrs["gen_ai.retrieval.documents"] = docs if isinstance(docs, str) else json.dumps(docs)
+    return attrs
+
+
+def records(batch: SpanBatch) -> list[dict[str, Any]]:
+    table, _ = batch.tables()
+    return table.to_pylist()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    with Store.open(tmp_path / "evalkit.duckdb") as opened:
+        yield opened
+
+
+# -- the mapping --------------------------------------------------------------------------
+
+
+def test_a_genai_retrieval_span_from_the_sdk_becomes_one_record() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(
+        resource=Resource.create({"tenant.id": "acme", "service.name": "rag"})
+    )
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("test")
+    with tracer.start_as_current_span("retrieval kb") as current:
+        current.set_attribute("gen_ai.operation.name", "retrieval")
+        current.set_attribute("gen_ai.data_source.id", "kb")
+        current.set_attribute("gen_ai.retrieval.top_k", 3)
+        current.set_attribute("gen_ai.retrieval.query.text", "reset password")
+        current.set_attribute(
+            "gen_ai.retrieval.documents",
+            json.dumps([{"id": "kb-2", "score": 0.8}, {"id": "kb-9", "score": 0.5}]),
+        )
+    with tracer.start_as_current_span("other") as other:
+        other.set_attribute("tenant.id", "globex")
+        other.set_attribute("openinference.span.kind", "RETRIEVER")
+        other.set_attribute("retrieval.documents.0.document.id", 17)
+    finished = exporter.get_finished_spans()
+    batch = SpanBatch()
+    batch.add_protobuf(decode_protobuf(encode_spans(finished).SerializeToString()))
+    first, second = records(batch)
+    sdk_span = finished[0]
+    assert first["query_id"] == (
+        f"{sdk_span.context.trace_id:032x}-{sdk_span.context.span_id:016x}"
+    )
+    assert first["trace_id"] == f"{sdk_span.context.trace_id:032x}"
+    assert first["text"] == "reset password"
+    assert first["dedup_text"] == "reset password"
+    assert (first["logged_doc_ids"], first["logged_scores"]) == (["kb-2", "kb-9"], [0.8, 0.5])
+    assert first["tenant"] == "acme"  # from the resource
+    assert json.loads(first["tags"]) == {
+        "convention": "genai",
+        "data_source": "kb",
+        "service": "rag",
+        "top_k": "3",
+    }
+    assert sdk_span.start_time is not None
+    assert sdk_span.end_time is not None
+    assert first["latency_ms"] == pytest.approx((sdk_span.end_time - sdk_span.start_time) / 1e6)
+    started = datetime.fromtimestamp(sdk_span.start_time // 1000 / 1e6, UTC)
+    assert first["ts"] == started.replace(tzinfo=None)
+    # The span's own attribute wins over the resource's; an integer document id is read.
+    assert (second["tenant"], second["text"], second["logged_doc_ids"]) == (
+        "globex",
+        None,
+        ["17"],
+    )
+    assert (batch.spans, batch.retrieval, batch.without_text, batch.problems) == (2, 2, 1, [])
+
+
+def test_openinference_documents_keep_their_index_order_and_read_lenient_scores() -> None:
+    attrs = {
+        "openinference.span.kind": "RETRIEVER",
+        "input.value": "  Where is my   PARCEL ",
+        "retrieval.documents.10.document.id": "d10",
+        "retrieval.documents.10.document.score": "0.25",
+        "retrieval.documents.2.document.id": "d2",
+        "retrieval.documents.2.document.score": 3,
+        "retrieval.documents.2.document.content": "Track it online.",
+        "retrieval.documents.0.document.id": "d0",
+    }
+    batch = SpanBatch()
+    batch.add_json(request(span("00f067aa0ba902b7", attrs)))
+    (record,) = records(batch)
+    assert record["logged_doc_ids"] == ["d0", "d2", "d10"]
+    assert record["logged_scores"] == [None, 3.0, 0.25]
+    assert record["contexts"] == ["Track it online."]
+    assert record["dedup_text"] == "where is my parcel"
+    assert record["latency_ms"] == pytest.approx(12.5)
+    assert json.loads(record["tags"]) == {"convention": "openinference", "service": "rag"}
+
+
+def test_a_document_without_an_id_keeps_the_query_but_logs_no_ranking() -> None:
+    docs = [{"id": "a", "score": 1.0}, {"content": "no id here", "score": 0.5}]
+    batch = SpanBatch()
+    batch.add_json(request(span("00f067aa0ba902b7", genai_retrieval("q", "question", docs))))
+    (record,) = records(batch)
+    assert (record["text"], record["logged_doc_ids"], record["logged_scores"]) == (
+        "question",
+        None,
+        None,
+    )
+    assert record["contexts"] == ["no id here"]
+
+
+def test_structured_documents_and_the_tenant_attribute_setting() -> None:
+    attrs: dict[str, object] = {
+        "gen_ai.operation.name": "retrieval",
+        "gen_ai.retrieval.query.text": "q",
+        "org": "initech",
+    }
+    structured = span("00f067aa0ba902b7", attrs)
+    structured["attributes"].append(
+        {
+            "key": "gen_ai.retrieval.documents",
+            "value": {
+                "arrayValue": {
+                    "values": [
+                        {
+                            "kvlistValue": {
+                                "values": [
+                                    {"key": "id", "value": {"stringValue": "x"}},
+                                    {"key": "score", "value": {"intValue": 2}},
+                                ]
+                            }
+                        }
+                    ]
+                }
+            },
+        }
+    )
+    batch = SpanBatch(SpanMapping(tenant_attribute="org"))
+    batch.add_json(request(structured, resource={"tenant.id": "acme"}))
+    (record,) = records(batch)
+    assert (record["tenant"], record["logged_doc_ids"], record["logged_scores"]) == (
+        "initech",
+        ["x"],
+        [2.0],
+    )
+    none = SpanBatch(SpanMapping(tenant_attribute=None))
+    none.add_json(request(structured, resource={"tenant.id": "acme"}))
+    assert records(none)[0]["tenant"] is None
+
+
+def test_otlp_json_is_read_leniently_snake_case_numbers_and_enum_names() -> None:
+    body = {
+        "resource_spans": [
+            {
+                "resource": {"attributes": []},
+                "scope_spans": [
+                    {
+                        "spans": [
+                            {
+                                "trace_id": TRACE,
+                                "span_id": "00f067aa0ba902b7",
+                                "kind": "SPAN_KIND_CLIENT",
+                                "start_time_unix_nano": T0,
+                                "end_time_unix_nano": T0 + 2_000_000,
+                                "attributes": [
+                                    {
+                                        "key": "gen_ai.operation.name",
+                                        "value": {"string_value": "retrieval"},
+                                    },
+                                    {
+                                        "key": "gen_ai.retrieval.top_k",
+                                        "value": {"int_value": 5},
+                                    },
+                                ],
+                            }
+                        ]
+                    }
+                ],
+            }
+        ]
+    }
+    batch = SpanBatch()
+    batch.add_json(json.dumps(body))
+    (record,) = records(batch)
+    assert record["latency_ms"] == pytest.approx(2.0)
+    assert json.loads(record["tags"])["top_k"] == "5"
+    assert record["text"] is None
+    assert batch.without_text == 1
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    trace=st.binary(min_size=16, max_size=16).filter(any),
+    span_bytes=st.binary(min_size=8, max_size=8).filter(any),
+)
+def test_hex_and_base64_ids_name_the_same_span(trace: bytes, span_bytes: bytes) -> None:
+    attrs = genai_retrieval("", "q", None)
+    ids = set()
+    for trace_id, span_id in (
+        (trace.hex(), span_bytes.hex()),
+        (trace.hex().upper(), span_bytes.hex().upper()),
+        (base64.b64encode(trace).decode(), base64.b64encode(span_bytes).decode()),
+    ):
+        batch = SpanBatch()
+        batch.add_json(request(span(span_id, attrs, trace_id=trace_id)))
+        assert batch.problems == []
+        ids.add(records(batch)[0]["query_id"])
+    assert ids == {f"{trace.hex()}-{span_bytes.hex()}"}
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    score=st.one_of(
+        st.integers(min_value=-(10**6), max_value=10**6),
+        st.floats(allow_nan=False, allow_infinity=False, width=32),
+    ),
+    as_text=st.booleans(),
+)
+def test_a_score_as_an_integer_a_double_or_numeric_text_is_stored_as_a_double(
+    score: float, as_text: bool
+) -> None:
+    given_score: object = repr(score) if as_text else score
+    batch = SpanBatch()
+    docs = [{"id": "d", "score": given_score}]
+    batch.add_json(request(span("00f067aa0ba902b7", genai_retrieval("", "q", docs))))
+    assert batch.problems == []
+    assert records(batch)[0]["logged_scores"] == [pytest.approx(float(score))]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda s: s.pop("traceId"), "traceId is missing"),
+        (lambda s: s.update(spanId="00"), "spanId must be 8 bytes"),
+        (lambda s: s.update(traceId="0" * 32), "traceId must not be all zeros"),
+        (lambda s: s.update(startTimeUnixNano="soon"), "startTimeUnixNano must be an integer"),
+        (lambda s: s.pop("startTimeUnixNano"), "startTimeUnixNano must be a Unix time"),
+        (
+            lambda s: s["attributes"].append({"key": "x", "value": {"intValue": "1.5"}}),
+            "attribute x: intValue must be an integer",
+        ),
+    ],
+)
+def test_a_span_that_cannot_be_read_is_rejected_and_the_rest_kept(
+    mutate: Any, message: str
+) -> None:
+    bad = span("00f067aa0ba902b7", genai_retrieval("", "q", None))
+    mutate(bad)
+    good = span("1111111111111111", genai_retrieval("", "fine", None))
+    batch = SpanBatch()
+    batch.add_json(request(bad, good), line=7)
+    assert [r["text"] for r in records(batch)] == ["fine"]
+    ((line, problem),) = batch.problems
+    assert line == 7
+    assert problem.startswith("resourceSpans[0].scopeSpans[0].spans[0]: ")
+    assert message in problem
+
+
+@pytest.mark.parametrize(
+    ("docs", "message"),
+    [
+        ("[{'id': 'single quotes'}]", "attribute gen_ai.retrieval.documents is not valid JSON"),
+        ('{"id": "a"}', "gen_ai.retrieval.documents must be a list of documents"),
+        ('["a", 3]', "gen_ai.retrieval.documents[0] is not valid JSON"),
+        ('[{"id": "a", "score": "high"}]', "[0].score: a score must be a number, got text"),
+        ('[{"id": "a", "score": true}]', "[0].score: a score must be a number, got a boolean"),
+        ('[{"id": "a", "score": NaN}]', "[0].score: a score must be a finite number"),
+        ('[{"id": {"nested": 1}}]', "[0].id: a document id must be a string or an integer"),
+    ],
+)
+def test_a_bad_documents_attribute_is_rejected_naming_the_attribute(
+    docs: str, message: str
+) -> None:
+    batch = SpanBatch()
+    batch.add_json(request(span("00f067aa0ba902b7", genai_retrieval("", "secret question", docs))))
+    assert records(batch) == []
+    ((_, problem),) = batch.problems
+    assert message in problem
+    assert "secret question" not in problem
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"not json", "not valid JSON"),
+        (b"[1, 2]", "not an OTLP/JSON ExportTraceServiceRequest"),
+        (b'{"spans": []}', "it has no resourceSpans"),
+        (b'{"resourceSpans": {"a": 1}}', "resourceSpans must be a list"),
+        (b'{"resourceSpans": [{"scopeSpans": [7]}]}', "scopeSpans[0] must be an object"),
+    ],
+)
+def test_a_request_that_is_not_one_raises_a_payload_error(body: bytes, message: str) -> None:
+    batch = SpanBatch()
+    with pytest.raises(OtlpPayloadError, match=re.escape(message)) as raised:
+        batch.add_json(body, line=3)
+    assert raised.value.line == 3
+    assert batch.spans == 0
+
+
+def test_not_protobuf_raises_a_payload_error() -> None:
+    with pytest.raises(OtlpPayloadError, match="not an OTLP protobuf"):
+        decode_protobuf(b"\xff\xff\xff\xff")
+
+
+def test_spans_of_other_kinds_are_counted_and_ignored() -> None:
+    batch = SpanBatch()
+    batch.add_json(
+        request(
+            span("1111111111111111", {"http.method": "GET"}),
+            span("2222222222222222", {"gen_ai.operation.name": "embeddings"}),
+            span("3333333333333333", {"openinference.span.kind": "chain"}),
+        )
+    )
+    assert (batch.spans, batch.ignored, batch.retrieval, len(batch)) == (3, 3, 0, 0)
+
+
+# -- storing ------------------------------------------------------------------------------
+
+
+def generation(
+    span_id: str, answer: str, *, start: int, openinference: bool = False
+) -> dict[str, Any]:
+    if openinference:
+        attrs: dict[str, object] = {
+            "openinference.span.kind": "LLM",
+            "llm.output_messages.0.message.role": "assistant",
+            "llm.output_messages.0.message.content": answer,
+        }
+    else:
+        attrs = {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.output.messages": json.dumps(
+                [{"role": "assistant", "parts": [{"type": "text", "content": answer}]}]
+            ),
+        }
+    return span(span_id, attrs, start=start)
+
+
+def stored_rows(store: Store) -> dict[str, tuple[Any, ...]]:
+    rows = store.fetch(
+        "SELECT query_id, text, answer, contexts, tenant FROM traffic_records ORDER BY query_id"
+    )
+    return {row[0]: row[1:] for row in rows}
+
+
+def test_answers_attach_to_their_trace_whichever_span_arrives_first(store: Store) -> None:
+    docs = [{"id": "kb-1", "score": 0.9, "content": "Click Forgot password."}]
+    retrieval = span("1111111111111111", genai_retrieval("", "reset", docs), start=T0)
+    early = generation("2222222222222222", "too early", start=T0 - 1_000_000)
+    answer = generation("3333333333333333", "Use the link.", start=T0 + 5_000_000)
+    later = generation("4444444444444444", "a later turn", start=T0 + 9_000_000)
+
+    first = SpanBatch()
+    first.add_json(request(retrieval, early))
+    assert store_spans(store, first, source="otlp").stored == 1
+    assert stored_rows(store)[f"{TRACE}-1111111111111111"][1] is None
+    second = SpanBatch()
+    second.add_json(request(later, answer))
+    store_spans(store, second, source="otlp")
+    assert stored_rows(store)[f"{TRACE}-1111111111111111"][1:3] == (
+        "Use the link.",
+        ["Click Forgot password."],
+    )
+
+    # The other order: the generation (OpenInference) arrives before its retrieval span.
+    other = "6e0c63257de34c926f9efcd03927272e"
+    gen = generation("5555555555555555", "Five days.", start=T0 + 3_000_000, openinference=True)
+    gen["traceId"] = other
+    ahead = SpanBatch()
+    ahead.add_json(request(gen))
+    assert store_spans(store, ahead, source="otlp").stored == 0
+    oi = span(
+        "6666666666666666",
+        {"openinference.span.kind": "RETRIEVER", "input.value": "shipping time"},
+        trace_id=other,
+        start=T0,
+    )
+    behind = SpanBatch()
+    behind.add_json(request(oi))
+    store_spans(store, behind, source="otlp")
+    assert stored_rows(store)[f"{other}-6666666666666666"][:3] == (
+        "shipping time",
+        "Five days.",
+        None,
+    )
+    # Sent again: nothing stored twice, nothing changed.
+    again = SpanBatch()
+    again.add_json(request(retrieval, early, later, answer))
+    outcome = store_spans(store, again, source="otlp")
+    assert (outcome.stored, outcome.duplicates, outcome.generations) == (0, 1, 3)
+    assert store.fetch("SELECT count(*) FROM traffic_generations")[0][0] == 4
+    assert len(stored_rows(store)) == 2
+
+
+def test_redaction_applies_to_text_answers_and_contexts_before_storage(store: Store) -> None:
+    docs = [{"id": "kb-1", "content": "mail ann@example.com"}]
+    batch = SpanBatch()
+    batch.add_json(
+        request(
+            span("1111111111111111", genai_retrieval("", "bob@example.com password", docs)),
+            generation("2222222222222222", "wrote to bob@example.com", start=T0 + 10),
+        )
+    )
+    store_spans(store, batch, source="otlp", redaction=Redaction.build(patterns=["email"]))
+    text, answer, contexts, _ = stored_rows(store)[f"{TRACE}-1111111111111111"]
+    assert (text, answer, contexts) == (
+        "<email> password",
+        "wrote to <email>",
+        ["mail <email>"],
+    )
+    other = "6e0c63257de34c926f9efcd03927272e"
+    retrieval = span("3333333333333333", genai_retrieval("", "q", docs), trace_id=other)
+    answered = generation("4444444444444444", "an answer", start=T0 + 10)
+    answered["traceId"] = other
+    dropped = SpanBatch()
+    dropped.add_json(request(retrieval, answered))
+    store_spans(store, dropped, source="otlp", redaction=Redaction.build(drop=["answer"]))
+    assert stored_rows(store)[f"{other}-3333333333333333"][1] is None
+    assert store.fetch("SELECT count(*) FROM traffic_generations WHERE trace_id = ?", [other]) == [
+        (0,)
+    ]
+
+
+def test_records_without_text_count_for_volume_and_latency_but_are_never_sampled(
+    store: Store,
+) -> None:
+    batch = SpanBatch()
+    batch.add_json(
+        request(
+            span("1111111111111111", genai_retrieval("", "with text", None), duration_ms=10),
+            span("2222222222222222", genai_retrieval("", None, [{"id": "a"}]), duration_ms=30),
+            span("3333333333333333", genai_retrieval("", "   ", None), duration_ms=50),
+        )
+    )
+    outcome = store_spans(store, batch, source="otlp")
+    assert (outcome.stored, outcome.without_text) == (3, 2)
+    window = parse_window("2026-11-18")
+    _, records_in_window, _, logged, without_text = traffic_volume(store, granularity="day")[0]
+    assert (records_in_window, logged, without_text) == (3, 1, 2)
+    p50, _, _ = logged_latency_quantiles(store, start=window.start, end=window.end)
+    assert p50 == pytest.approx(30.0)
+    sample = sample_window(store, SampleSpec(window=window, n=10, seed=1))
+    assert (sample.n_records, sample.n_distinct, sample.n_sampled) == (1, 1, 1)
+    keys = store.fetch("SELECT count(DISTINCT query_key) FROM traffic_records")[0][0]
+    assert keys == 3  # never grouped as one "empty" query
+
+
+# -- files --------------------------------------------------------------------------------
+
+
+def test_collector_files_are_ingested_incrementally_and_report_bad_lines(tmp_path: Path) -> None:
+    path = tmp_path / "traces.json"
+    lines = [
+        request(span(f"{i + 1:016x}", genai_retrieval("", f"q{i}", None))).decode()
+        for i in range(3)
+    ]
+    bad_span = span("00000000000000aa", genai_retrieval("", "x", '{"id": 1}'))
+    path.write_text(f"{lines[0]}\n{{oops\n{request(bad_span).decode()}\n{lines[1]}\n")
+    with Store.open(tmp_path / "evalkit.duckdb") as store:
+        report = ingest_paths(store, [path], file_format="otlp-json")
+        (entry,) = report.files
+        assert (entry.kind, entry.status, entry.records_added, entry.malformed) == (
+            "otlp-json",
+            "new",
+            2,
+            2,
+        )
+        first, second = report.problems
+        assert (first.path, first.line) == (str(path), 2)
+        assert "not valid JSON" in first.message
+        assert second.line == 3
+        assert "spans[0]: attribute gen_ai.retrieval.documents must be a list" in second.message
+        assert str(second).startswith(f"{path}:3: ")
+
+        with path.open("a") as handle:
+            handle.write(lines[2][:40])  # a line still being written
+        resumed = ingest_paths(store, [path], file_format="otlp-json")
+        assert (resumed.files[0].status, resumed.records_added) == ("resumed", 0)
+        assert resumed.files[0].pending_bytes == 40
+        with path.open("a") as handle:
+            handle.write(lines[2][40:] + "\n")
+        finished = ingest_paths(store, [path], file_format="otlp-json")
+        assert (finished.records_added, finished.malformed) == (1, 0)
+        again = ingest_paths(store, [path], file_format="otlp-json")
+        assert again.files[0].status == "unchanged"
+        assert store.fetch("SELECT count(*), min(source) FROM traffic_records")[0] == (3, str(path))
+        stored_problems = store.fetch("SELECT line FROM traffic_ingest_problems ORDER BY line")
+        assert [row[0] for row in stored_problems] == [2, 3]
+
+
+def test_the_cli_ingests_otlp_json_with_json_output(
+    evalkit_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = evalkit_home.parent / "traces.json"
+    path.write_text(
+        request(
+            span("1111111111111111", genai_retrieval("", "q", None)),
+            span("2222222222222222", genai_retrieval("", None, None)),
+            span("3333333333333333", {"http.route": "/"}),
+        ).decode()
+        + "\n"
+    )
+    code = invoke(["traffic", "ingest", str(path), "--format", "otlp-json", "--format", "json"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert (report["records_added"], report["files"][0]["kind"]) == (2, "otlp-json")
+    note = report["files"][0]["note"]
+    assert "1 retrieval span(s) recorded no query text" in note
+    assert "1 span(s) neither retrieval nor generation were ignored" in note
+
+    code = invoke(["traffic", "ingest", str(path), "--format", "jsonl", "--format", "otlp-json"])
+    assert code == 2
+    assert "at most one output format" in capsys.readouterr().err
+
+
+def test_a_float_score_survives_storage_exactly(store: Store) -> None:
+    batch = SpanBatch()
+    docs = [{"id": "a", "score": math.pi}, {"id": "b", "score": -0.0}]
+    batch.add_json(request(span("1111111111111111", genai_retrieval("", "q", docs))))
+    store_spans(store, batch, source="otlp")
+    assert store.fetch("SELECT logged_scores FROM traffic_records")[0][0] == [math.pi, -0.0]
