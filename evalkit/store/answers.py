@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 import numpy as np
-import pandas as pd
 
 from evalkit.answers.cache import Vectors
 from evalkit.answers.records import CachedJudgment
@@ -33,6 +32,8 @@ from evalkit.errors import NotFoundError, StoreError
 from evalkit.redaction import redact_known
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from evalkit.answers.records import AnswerRecord, AnswerScores
     from evalkit.store.store import Store
 
@@ -181,6 +182,8 @@ def save_answer_scores(
 ) -> str:
     """Store a scoring, its per-item scores and the scored ``records`` (question, answer,
     contexts, reference) in one transaction; returns its id."""
+    import pandas as pd
+
     scoring_id = scores.scoring_id or new_scoring_id(scores.started_at)
     rows = scores.scores
     unique = list({record.id: record for record in records}.values())
@@ -382,6 +385,8 @@ def load_cached_judgments(store: Store, keys: Sequence[str]) -> dict[str, Cached
 
 def save_cached_judgments(store: Store, entries: Iterable[tuple[str, CachedJudgment]]) -> None:
     """Add judge outputs to the cache (a key cached already keeps its first output)."""
+    import pandas as pd
+
     items = dict(entries)
     if not items:
         return
@@ -447,6 +452,8 @@ def load_context_vectors(store: Store, keys: Sequence[str]) -> dict[str, Vectors
 
 def save_context_vectors(store: Store, entries: Iterable[tuple[str, Vectors]]) -> None:
     """Add sentence vectors of contexts (a key cached already keeps its first vectors)."""
+    import pandas as pd
+
     items = dict(entries)
     if not items:
         return

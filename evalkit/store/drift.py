@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
 from evalkit.clock import utc_now
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from evalkit.store.store import Store
 
 __all__ = ["SCHEMA_SQL", "StoredDriftCheck", "list_drift_checks", "save_drift_check"]
@@ -155,6 +155,8 @@ def list_drift_checks(
     limit: int = 100,
 ) -> list[StoredDriftCheck]:
     """Stored drift checks, newest first, optionally of one stream and subject."""
+    import pandas as pd
+
     frame: pd.DataFrame = store.fetch_frame(
         "SELECT * FROM drift_checks WHERE (? IS NULL OR stream = ?) AND (? IS NULL OR subject = ?)"
         " ORDER BY created_at DESC, check_id DESC LIMIT ?",
@@ -173,6 +175,8 @@ def list_drift_checks(
 
 
 def _missing(value: object) -> bool:
+    import pandas as pd
+
     try:
         return bool(pd.isna(value))  # type: ignore[call-overload]
     except (TypeError, ValueError):

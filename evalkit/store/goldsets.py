@@ -10,7 +10,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 import duckdb
-import pandas as pd
 
 from evalkit.clock import utc_now
 from evalkit.errors import NotFoundError, StoreError
@@ -18,6 +17,8 @@ from evalkit.goldset.model import Goldset
 from evalkit.records import Judgment, Query
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from evalkit.store.store import Store
 
 __all__ = ["GoldsetInfo", "judgments_frame", "list_goldsets", "load_goldset", "save_goldset"]
@@ -37,6 +38,8 @@ class GoldsetInfo:
 
 def save_goldset(store: Store, goldset: Goldset) -> bool:
     """Store a goldset version; returns False when that name and version were stored already."""
+    import pandas as pd
+
     store.require_writable()
     exists = store.fetch(
         "SELECT 1 FROM goldsets WHERE name = ? AND version = ?",

@@ -16,7 +16,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pandas as pd
 
 from evalkit.clock import utc_now
 from evalkit.errors import NotFoundError, StoreError
@@ -24,6 +23,8 @@ from evalkit.records import QueryResult
 from evalkit.redaction import redact_known
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from evalkit.store.store import Store
 
 __all__ = [
@@ -182,6 +183,8 @@ def create_run(store: Store, spec: RunSpec, *, started_at: datetime | None = Non
 
 def add_query_results(store: Store, run_id: str, results: Sequence[QueryResult]) -> None:
     """Append one batch of per-query results (docs, latency, error) in one transaction."""
+    import pandas as pd
+
     if not results:
         return
     queries = pd.DataFrame(
@@ -227,6 +230,8 @@ def finish_run(
 
     ``per_query`` is wide: index query_id, one column per canonical measure name.
     """
+    import pandas as pd
+
     if status not in RUN_STATUSES or status == "running":
         raise StoreError(f"cannot finish run {run_id} with status {status!r}")
     long = _long_metrics(run_id, per_query)
@@ -388,6 +393,8 @@ def run_aggregates(store: Store, run_id: str) -> dict[str, float | None]:
 
 def query_metrics(store: Store, run_id: str) -> pd.DataFrame:
     """Per-query values of a run, wide: index query_id, one column per measure."""
+    import pandas as pd
+
     long = store.fetch_frame(
         "SELECT query_id, measure, value FROM query_metrics WHERE run_id = ?", [run_id]
     )
@@ -429,6 +436,8 @@ _RUN_COLUMNS = (
 
 
 def _long_metrics(run_id: str, per_query: pd.DataFrame | None) -> pd.DataFrame:
+    import pandas as pd
+
     if per_query is None or per_query.empty:
         return pd.DataFrame(columns=["run_id", "query_id", "measure", "value"])
     long = (

@@ -13,14 +13,16 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pandas as pd
 
 from evalkit.clock import utc_now
 from evalkit.errors import NotFoundError, StoreError
 from evalkit.store.migrations import MIGRATIONS
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["Store"]
 

@@ -24,13 +24,14 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
 import pyarrow as pa
 
 from evalkit.clock import utc_now
 from evalkit.errors import ConfigError, NotFoundError, StoreError
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from evalkit.store.store import Store
 
 __all__ = [
