@@ -614,3 +614,79 @@ def test_a_float_score_survives_storage_exactly(store: Store) -> None:
     batch.add_json(request(span("1111111111111111", genai_retrieval("", "q", docs))))
     store_spans(store, batch, source="otlp")
     assert store.fetch("SELECT logged_scores FROM traffic_records")[0][0] == [math.pi, -0.0]
+
+
+# -- hostile payloads ---------------------------------------------------------------------
+
+
+def _raw_span(span_id: str, raw_attributes: list[dict[str, Any]], **fields: object) -> bytes:
+    spans = [
+        {**span(span_id, genai_retrieval("", "q", None)), **fields},
+    ]
+    spans[0]["attributes"] = spans[0]["attributes"] + raw_attributes
+    good = span("00000000000000f1", genai_retrieval("", "kept", None))
+    body = json.loads(request(good))
+    body["resourceSpans"][0]["scopeSpans"][0]["spans"] += spans
+    return json.dumps(body).encode()
+
+
+def _spliced(span_id: str, replacement: str) -> bytes:
+    # json.dumps cannot write a 400-digit number as a double: splice it in.
+    marker = "__spliced__"
+    body = _raw_span(span_id, [{"key": "x", "value": marker}]).decode()
+    return body.replace(json.dumps(marker), replacement).encode()
+
+
+POISON_SPANS = {
+    "array values not a list": _raw_span(
+        "00000000000000a1", [{"key": "x", "value": {"arrayValue": {"values": 7}}}]
+    ),
+    "a superscript digit as a time": _raw_span(
+        "00000000000000a2", [], startTimeUnixNano="1700000000000000000\u00b2"
+    ),
+    "a score too large for a float": _raw_span(
+        "00000000000000a3",
+        attributes({"gen_ai.retrieval.documents": '[{"id": "d", "score": 1' + "0" * 400 + "}]"}),
+    ),
+    "a double too large for a float": _spliced(
+        "00000000000000a4", '{"doubleValue": 1' + "0" * 400 + "}"
+    ),
+    "documents nested too deeply": _raw_span(
+        "00000000000000a5",
+        attributes({"gen_ai.retrieval.documents": "[" * 100_000 + "]" * 100_000}),
+    ),
+}
+
+
+@pytest.mark.parametrize("body", list(POISON_SPANS.values()), ids=list(POISON_SPANS))
+def test_a_span_of_the_wrong_shape_is_rejected_and_the_rest_kept(body: bytes) -> None:
+    batch = SpanBatch()
+    batch.add_json(body)
+    assert batch.spans == 2
+    assert len(batch.problems) == 1
+    assert "spans[1]" in batch.problems[0][1]
+    assert [row["text"] for row in records(batch)] == ["kept"]
+
+
+def test_a_request_nested_too_deeply_for_the_decoder_is_a_payload_error() -> None:
+    with pytest.raises(OtlpPayloadError, match="nested too deeply"):
+        SpanBatch().add_json(b"[" * 100_000 + b"]" * 100_000)
+
+
+def test_a_poison_line_in_a_file_is_reported_and_the_other_lines_ingested(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "traces.json"
+    good = [
+        request(span(f"{i + 1:016x}", genai_retrieval("", f"q{i}", None))).decode()
+        for i in range(2)
+    ]
+    poison = [body.decode() for body in POISON_SPANS.values()]
+    path.write_text("\n".join([good[0], *poison, good[1]]) + "\n")
+    with Store.open(tmp_path / "evalkit.duckdb") as store:
+        report = ingest_paths(store, [path], file_format="otlp-json")
+        # Each poison line also holds one good span ("kept", the same span each time).
+        assert report.records_added == 3
+        assert report.files[0].malformed == len(poison)
+        assert [problem.line for problem in report.problems] == list(range(2, 2 + len(poison)))
+        assert all(str(problem).startswith(f"{path}:") for problem in report.problems)

@@ -23,8 +23,9 @@ Answers: 200 with an ExportTraceServiceResponse (``partial_success`` counting th
 could not be read, with the first reasons); 400 with the reason for a payload that is not an
 ExportTraceServiceRequest; 401 without the bearer token; 404 off ``/v1/traces``; 411 without
 a Content-Length; 413 beyond ``[otlp] max_request_bytes`` (before or after decompression);
-415 for another content type or encoding; 503 while the spool is full or cannot be
-written, or the service stops.
+415 for another content type or encoding; 500 for a failure of the receiver itself;
+503 while the spool is full or cannot be written, or the service stops. Every request is
+answered: a payload of a shape no check foresaw is still a 400, never a closed socket.
 Error bodies are a ``google.rpc.Status`` in the request's encoding.
 
 ``/metrics`` of the health endpoint carries the receiver's counters:
@@ -39,7 +40,8 @@ Error bodies are a ``google.rpc.Status`` in the request's encoding.
 ``evalkit_otlp_requests_total``         requests by ``result`` (accepted, malformed,
                                         unauthorized, not_found, length_required,
                                         too_large, unsupported, spool_full,
-                                        spool_error, unavailable)
+                                        spool_error, unavailable,
+                                        internal_error)
 ``evalkit_otlp_spool_batches``          batches waiting in the spool
 ``evalkit_otlp_spool_bytes``            bytes waiting in the spool
 ``evalkit_otlp_spool_max_bytes``        the spool's bound
@@ -119,6 +121,7 @@ _SESSION_BATCHES = 256
 _BETWEEN_SESSIONS_SECONDS = 0.3
 _REPORT_BUSY_EVERY = 60.0
 _INVALID_ARGUMENT = 3  # google.rpc.Code
+_INTERNAL = 13
 _UNAVAILABLE = 14
 _UNAUTHENTICATED = 16
 _RESULTS = (
@@ -132,6 +135,7 @@ _RESULTS = (
     "spool_full",
     "spool_error",
     "unavailable",
+    "internal_error",
 )
 _SPAN_COUNTERS = {
     "received": "Spans in accepted OTLP requests.",
@@ -367,6 +371,7 @@ class _Server6(_Server):
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     server_version = "evalkit-otlp"
+    answered = False
 
     def do_POST(self) -> None:
         """``POST /v1/traces``."""
@@ -487,10 +492,26 @@ class OtlpReceiver:
             self._inflight += 1
         try:
             self._handle(request)
+        except OtlpPayloadError as error:
+            # A payload no check foresaw: still an answer, so the exporter does not retry it.
+            self._backstop(request, 400, "malformed", str(error), _INVALID_ARGUMENT)
+        except Exception as error:
+            _log.exception("otlp: unexpected failure answering a request")
+            message = f"internal error: {type(error).__name__}; send it again later"
+            self._backstop(request, 500, "internal_error", message, _INTERNAL)
         finally:
             with self._inflight_lock:
                 self._inflight -= 1
                 self._inflight_lock.notify_all()
+
+    def _backstop(
+        self, request: _Handler, status: int, result: str, message: str, code: int
+    ) -> None:
+        if request.answered:
+            request.close_connection = True
+            return
+        request.close_connection = True
+        self.refuse(request, status, result, message, _JSON, code=code)
 
     def _handle(self, request: _Handler) -> None:
         content_type = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
@@ -665,6 +686,7 @@ def _send(
     content_type: str,
     headers: dict[str, str] | None = None,
 ) -> None:
+    request.answered = True
     request.send_response(status)
     request.send_header("Content-Type", content_type)
     request.send_header("Content-Length", str(len(body)))

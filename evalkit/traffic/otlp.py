@@ -87,6 +87,10 @@ _TRACE_ID_BYTES = 16
 _SPAN_ID_BYTES = 8
 _NANOSECONDS_PER_MICROSECOND = 1000
 _MAX_NANOSECONDS = 10**19  # year 2286: a larger value is not a Unix time in nanoseconds
+# What reading hostile JSON can raise beyond our own checks: a list where a number belongs
+# (TypeError), digits int() refuses (ValueError), an integer too large for a float
+# (OverflowError), nesting deeper than the interpreter's stack (RecursionError).
+_UNREADABLE = (TypeError, ValueError, OverflowError, RecursionError)
 
 
 class OtlpPayloadError(InputError):
@@ -191,6 +195,8 @@ class SpanBatch:
             request = msgspec.json.decode(raw)
         except msgspec.DecodeError as error:
             raise OtlpPayloadError(f"not valid JSON ({error})", line=line) from None
+        except RecursionError:
+            raise OtlpPayloadError("not valid JSON (nested too deeply)", line=line) from None
         self._add_spans(_json_spans(request, line), line)
 
     def add_protobuf(self, request: Any, *, line: int | None = None) -> None:
@@ -207,6 +213,10 @@ class SpanBatch:
                 self._add_span(span, line)
             except _SpanError as error:
                 self.problems.append((line, f"{span.where}: {error}"))
+            except _UNREADABLE as error:
+                # A value of a shape no check foresaw: this span is rejected, not the request.
+                problem = f"{span.where}: an attribute cannot be read ({type(error).__name__})"
+                self.problems.append((line, problem))
 
     def _add_span(self, span: _Span, line: int | None) -> None:
         attributes = span.attributes
@@ -501,7 +511,10 @@ def _score(value: object, where: str) -> float | None:
     if isinstance(value, bool):
         raise _SpanError(f"{where}: a score must be a number, got a boolean")
     if isinstance(value, (int, float)):
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:
+            raise _SpanError(f"{where}: a score must be a finite number") from None
     elif isinstance(value, str):
         try:
             number = float(value)
@@ -698,12 +711,16 @@ def _json_spans(request: object, line: int | None) -> Iterator[_Span | _SpanErro
                     raise OtlpPayloadError(f"{where_scope} must be an object")
                 for n, span in enumerate(_json_list(scope, "spans", "spans", where_scope)):
                     spans.append(_json_span(span, resource_attributes, f"{where_scope}.spans[{n}]"))
-    except _SpanError as error:
-        raise OtlpPayloadError(str(error), line=line) from None
     except OtlpPayloadError as error:
         if error.line is None and line is not None:
             raise OtlpPayloadError(str(error), line=line) from None
         raise
+    except _SpanError as error:
+        raise OtlpPayloadError(str(error), line=line) from None
+    except _UNREADABLE as error:
+        raise OtlpPayloadError(
+            f"the resource attributes cannot be read ({type(error).__name__})", line=line
+        ) from None
     return iter(spans)
 
 
@@ -720,6 +737,8 @@ def _json_span(span: object, resource: Mapping[str, object], where: str) -> _Spa
         attributes = _json_attributes(span.get("attributes"), where)
     except _SpanError as error:
         return _SpanError(f"{where}: {error}")
+    except _UNREADABLE as error:
+        return _SpanError(f"{where}: the span cannot be read ({type(error).__name__})")
     return _Span(trace_id, span_id, start, end, attributes, resource, where)
 
 
@@ -754,7 +773,8 @@ def _json_int(value: object, name: str) -> int:
         return value
     if isinstance(value, float) and value.is_integer():
         return int(value)
-    if isinstance(value, str) and value.strip().isdigit():
+    # str.isdigit() also accepts digits such as "²" that int() refuses.
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
         return int(value)
     raise _SpanError(f"{name}TimeUnixNano must be an integer (or a string of digits)")
 
@@ -805,13 +825,17 @@ def _json_value(value: object) -> object:
             raise _SpanError("doubleValue must be a number")
         try:
             return float(inner)
-        except ValueError:
+        except (ValueError, OverflowError):
             raise _SpanError("doubleValue must be a number") from None
     if kind in ("arrayValue", "array_value"):
         values = inner.get("values") if isinstance(inner, dict) else None
+        if values is not None and not isinstance(values, list):
+            raise _SpanError("arrayValue.values must be a list")
         return [_json_value(item) for item in values or []]
     if kind in ("kvlistValue", "kvlist_value"):
         values = inner.get("values") if isinstance(inner, dict) else None
+        if values is not None and not isinstance(values, list):
+            raise _SpanError("kvlistValue.values must be a list")
         return _json_attributes(values or [], "kvlistValue")
     if kind in ("bytesValue", "bytes_value"):
         try:

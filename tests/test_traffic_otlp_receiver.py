@@ -1,0 +1,103 @@
+"""The OTLP/HTTP receiver in this process on loopback, fed raw HTTP: hostile and unusual
+requests (poison payloads, chunked bodies, short and truncated bodies, slow clients, many
+at once) each get an answer and are counted."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from test_traffic_otlp import POISON_SPANS, genai_retrieval, request, span
+
+from evalkit.config.otlp import OtlpSettings
+from evalkit.scheduler.otlp import OtlpReceiver
+from evalkit.traffic.otlp import SpanBatch
+
+JSON = "application/json"
+MAX_BYTES = 1024 * 1024
+
+
+def make_receiver(tmp_path: Path, **settings: object) -> OtlpReceiver:
+    chosen = OtlpSettings(receiver=True, port=0, **settings)  # type: ignore[arg-type]
+    return OtlpReceiver(chosen, tmp_path / "evalkit.duckdb", port=0)
+
+
+@pytest.fixture
+def receiver(tmp_path: Path) -> Iterator[OtlpReceiver]:
+    started = make_receiver(tmp_path, max_request_bytes=MAX_BYTES)
+    started.start()
+    yield started
+    started.stop(grace=1.0)
+
+
+def post(receiver: OtlpReceiver, body: bytes, **headers: str) -> httpx.Response:
+    return httpx.post(
+        receiver.url, content=body, headers={"Content-Type": JSON, **headers}, timeout=30
+    )
+
+
+def raw_exchange(receiver: OtlpReceiver, data: bytes, *, timeout: float = 30.0) -> bytes:
+    """Send ``data`` as it is and read the answer until the server closes or answers."""
+    with socket.create_connection(("127.0.0.1", receiver.port), timeout=timeout) as conn:
+        conn.sendall(data)
+        conn.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+        return answer
+
+
+def head(path: str = "/v1/traces", **headers: str) -> bytes:
+    lines = [f"POST {path} HTTP/1.1", "Host: 127.0.0.1", f"Content-Type: {JSON}"]
+    lines += [f"{name.replace('_', '-')}: {value}" for name, value in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def chunked(body: bytes, size: int = 1000) -> bytes:
+    parts = [body[i : i + size] for i in range(0, len(body), size)]
+    return b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in parts) + b"0\r\n\r\n"
+
+
+def status_of(answer: bytes) -> int:
+    assert answer.startswith(b"HTTP/1."), answer[:80]
+    return int(answer.split(b" ", 2)[1])
+
+
+def one_span(span_id: str = "00000000000000b1", text: str = "q") -> bytes:
+    return request(span(span_id, genai_retrieval(span_id, text, None)))
+
+
+# -- poison payloads ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("body", list(POISON_SPANS.values()), ids=list(POISON_SPANS))
+def test_a_poison_span_is_answered_with_its_rejection_and_the_rest_spooled(
+    receiver: OtlpReceiver, body: bytes
+) -> None:
+    answer = post(receiver, body)
+    assert answer.status_code == 200
+    assert answer.json()["partialSuccess"]["rejectedSpans"] == "1"
+    assert receiver.counters.value("rejected") == 1
+
+
+def test_a_failure_of_the_receiver_itself_is_answered_500_and_counted(
+    receiver: OtlpReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def explode(self: SpanBatch, raw: bytes, *, line: int | None = None) -> None:
+        raise RecursionError("too deep")
+
+    monkeypatch.setattr(SpanBatch, "add_json", explode)
+    answer = post(receiver, one_span())
+    assert answer.status_code == 500
+    assert receiver.counters.value("internal_error") == 1
+    assert post(receiver, one_span()).status_code == 500  # the server still answers
+
+
+def test_json_nested_too_deeply_is_a_400_not_a_closed_socket(receiver: OtlpReceiver) -> None:
+    answer = post(receiver, b"[" * 100_000 + b"]" * 100_000)
+    assert answer.status_code == 400
+    assert "nested too deeply" in answer.json()["message"]
+    assert receiver.counters.value("malformed") == 1
