@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_scheduler_support import evalkit_command
 
 from evalkit.store import Store
 from evalkit.traffic.otlp import PreparedSpans, SpanBatch, commit_spans, prepare_spans
@@ -263,3 +264,29 @@ def test_a_full_disk_refuses_the_batch_and_keeps_every_batch_written(
         commit_spans(store, spool.read(batch), source="otlp")
         spool.remove(batch)
     assert len(stored_ids(store)) == len(written)
+
+
+def test_serve_exits_with_the_spool_path_when_the_spool_cannot_be_opened(
+    tmp_path: Path,
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    blocker = home / "evalkit.duckdb.otlp-spool"
+    blocker.write_text("a file where the spool directory belongs")
+    config = tmp_path / "evalkit.toml"
+    config.write_text("[scheduler]\nhealth_port = 0\n\n[otlp]\nreceiver = true\nport = 0\n")
+    env = {**os.environ, "EVALKIT_HOME": str(home), "EVALKIT_CONFIG": str(config)}
+    env.pop("EVALKIT_STORE_PATH", None)
+    try:
+        done = subprocess.run(
+            evalkit_command("serve"),
+            check=False,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("evalkit serve hung instead of exiting when its spool cannot be opened")
+    assert done.returncode == 2, done.stderr
+    assert str(blocker) in done.stderr

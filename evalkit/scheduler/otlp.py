@@ -265,6 +265,11 @@ class _Committer:
     def start(self) -> None:
         self._thread.start()
 
+    @property
+    def started(self) -> bool:
+        """Whether ``start`` ran (a thread never started cannot be joined)."""
+        return self._thread.ident is not None
+
     def wake(self) -> None:
         self._wake.set()
 
@@ -460,14 +465,18 @@ class OtlpReceiver:
 
     def stop(self, *, grace: float = 10.0) -> None:
         """Stop accepting requests, let those in flight finish (up to ``grace`` seconds),
-        commit what the spool holds if the store is free (else the next start does)."""
-        self._server.shutdown()
+        commit what the spool holds if the store is free (else the next start does). Safe
+        after a ``start`` that failed: only what was started is stopped."""
+        if self._thread.ident is not None:
+            # shutdown() waits for serve_forever to acknowledge: it would wait forever.
+            self._server.shutdown()
         deadline = time.monotonic() + grace
         with self._inflight_lock:
             while self._inflight and time.monotonic() < deadline:
                 self._inflight_lock.wait(0.1)
         self._stopping.set()
-        self._committer.close(timeout=max(0.0, deadline - time.monotonic()) + 1.0)
+        if self._committer.started:
+            self._committer.close(timeout=max(0.0, deadline - time.monotonic()) + 1.0)
         self._server.server_close()
 
     def status(self) -> dict[str, Any]:

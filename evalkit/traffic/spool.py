@@ -38,6 +38,7 @@ raises ``SpoolWriteError`` and leaves nothing behind.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import secrets
@@ -234,6 +235,8 @@ class Spool:
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             names = sorted(os.listdir(self.directory))
+            if not os.access(self.directory, os.W_OK | os.X_OK):
+                raise PermissionError(errno.EACCES, "permission denied")
         except OSError as error:
             raise SpoolWriteError(
                 f"cannot use the spool directory {self.directory}: {error.strerror or error}"
