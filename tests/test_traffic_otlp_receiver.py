@@ -4,12 +4,14 @@ at once) each get an answer and are counted."""
 
 from __future__ import annotations
 
+import gzip
 import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from test_scheduler_support import wait_until
 from test_traffic_otlp import POISON_SPANS, genai_retrieval, request, span
 
 from evalkit.config.otlp import OtlpSettings
@@ -101,3 +103,48 @@ def test_json_nested_too_deeply_is_a_400_not_a_closed_socket(receiver: OtlpRecei
     assert answer.status_code == 400
     assert "nested too deeply" in answer.json()["message"]
     assert receiver.counters.value("malformed") == 1
+
+
+# -- chunked bodies -----------------------------------------------------------------------
+
+
+def spooled_spans(receiver: OtlpReceiver) -> int:
+    return receiver.counters.value("received")
+
+
+@pytest.mark.parametrize("compress", [False, True], ids=["plain", "gzip"])
+def test_a_chunked_body_without_a_content_length_is_read(
+    receiver: OtlpReceiver, compress: bool
+) -> None:
+    body = one_span()
+    headers = {"Transfer-Encoding": "chunked"}
+    if compress:
+        body = gzip.compress(body)
+        headers["Content-Encoding"] = "gzip"
+    answer = raw_exchange(receiver, head(**headers) + chunked(body, size=100))
+    assert status_of(answer) == 200, answer
+    assert spooled_spans(receiver) == 1
+    wait_until(lambda: receiver.counters.value("stored") == 1, what="the span stored")
+
+
+def test_a_chunked_body_past_the_bound_is_refused_413(receiver: OtlpReceiver) -> None:
+    body = b" " * (MAX_BYTES + 1) + one_span()
+    answer = raw_exchange(receiver, head(Transfer_Encoding="chunked") + chunked(body, 65536))
+    assert status_of(answer) == 413
+    assert receiver.counters.value("too_large") == 1
+
+
+@pytest.mark.parametrize(
+    "encoded",
+    [b"zz\r\nabc\r\n0\r\n\r\n", b"10\r\nabc", b"3\r\nabcXY0\r\n\r\n"],
+    ids=["size not hex", "cut short", "no CRLF after the data"],
+)
+def test_a_malformed_chunked_body_is_refused_400(receiver: OtlpReceiver, encoded: bytes) -> None:
+    answer = raw_exchange(receiver, head(Transfer_Encoding="chunked") + encoded)
+    assert status_of(answer) == 400
+    assert receiver.counters.value("malformed") == 1
+
+
+def test_a_body_with_neither_length_nor_chunks_is_refused_411(receiver: OtlpReceiver) -> None:
+    answer = raw_exchange(receiver, head() + one_span())
+    assert status_of(answer) == 411

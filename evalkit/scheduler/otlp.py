@@ -21,8 +21,9 @@ spool cannot be written (a full disk), requests are answered 503 with ``Retry-Af
 
 Answers: 200 with an ExportTraceServiceResponse (``partial_success`` counting the spans that
 could not be read, with the first reasons); 400 with the reason for a payload that is not an
-ExportTraceServiceRequest; 401 without the bearer token; 404 off ``/v1/traces``; 411 without
-a Content-Length; 413 beyond ``[otlp] max_request_bytes`` (before or after decompression);
+ExportTraceServiceRequest; 401 without the bearer token; 404 off ``/v1/traces``; 411 with
+neither a Content-Length nor a chunked Transfer-Encoding (both are read); 413 beyond
+``[otlp] max_request_bytes`` (before or after decompression, as chunks arrive);
 415 for another content type or encoding; 500 for a failure of the receiver itself;
 503 while the spool is full or cannot be written, or the service stops. Every request is
 answered: a payload of a shape no check foresaw is still a 400, never a closed socket.
@@ -120,6 +121,8 @@ _SESSION_SECONDS = 2.0
 _SESSION_BATCHES = 256
 _BETWEEN_SESSIONS_SECONDS = 0.3
 _REPORT_BUSY_EVERY = 60.0
+_MAX_CHUNK_LINE = 4096
+_MAX_TRAILERS = 64
 _INVALID_ARGUMENT = 3  # google.rpc.Code
 _INTERNAL = 13
 _UNAVAILABLE = 14
@@ -601,9 +604,18 @@ class OtlpReceiver:
 
     def _body(self, request: _Handler) -> bytes:
         limit = self.settings.max_request_bytes
+        transfer = request.headers.get("Transfer-Encoding")
         length_header = request.headers.get("Content-Length")
+        if transfer is not None:
+            # Node.js exporters send chunked bodies without a Content-Length.
+            if transfer.strip().lower() != "chunked":
+                request.close_connection = True
+                raise _UnsupportedError(
+                    f"Transfer-Encoding {transfer!r} is not read; send chunked or a Content-Length"
+                )
+            return self._decoded(request, _read_chunked(request, limit), limit)
         if length_header is None:
-            raise ValueError("a Content-Length is required (chunked bodies are not read)")
+            raise ValueError("a Content-Length or chunked Transfer-Encoding is required")
         try:
             length = int(length_header)
         except ValueError:
@@ -613,7 +625,9 @@ class OtlpReceiver:
         if length > limit:
             request.close_connection = True
             raise _TooLargeError(f"the request body of {length} bytes exceeds {limit} bytes")
-        body = request.rfile.read(length)
+        return self._decoded(request, request.rfile.read(length), limit)
+
+    def _decoded(self, request: _Handler, body: bytes, limit: int) -> bytes:
         encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
         if encoding in ("", "identity"):
             return body
@@ -675,6 +689,42 @@ def _authorized(header: str, token: str) -> bool:
     if scheme.lower() != "bearer":
         return False
     return hmac.compare_digest(given.strip().encode(), token.encode())
+
+
+def _read_chunked(request: _Handler, limit: int) -> bytes:
+    """A chunked body, refused (413) as soon as it grows past ``limit``."""
+    parts: list[bytes] = []
+    total = 0
+    # Whatever goes wrong, the rest of the body is not read: the connection cannot be reused.
+    request.close_connection = True
+    while True:
+        line = request.rfile.readline(_MAX_CHUNK_LINE + 1)
+        if len(line) > _MAX_CHUNK_LINE or not line.endswith(b"\n"):
+            raise OtlpPayloadError("the chunked body is cut short or a chunk size is malformed")
+        size_text = line.split(b";", 1)[0].strip()
+        try:
+            if not size_text or not size_text.isascii() or size_text.startswith((b"+", b"-")):
+                raise ValueError
+            size = int(size_text, 16)
+        except ValueError:
+            raise OtlpPayloadError("a chunk size of the chunked body is malformed") from None
+        if size == 0:
+            break
+        total += size
+        if total > limit:
+            raise _TooLargeError(f"the chunked request body exceeds {limit} bytes")
+        data = request.rfile.read(size)
+        if len(data) != size or request.rfile.read(2) != b"\r\n":
+            raise OtlpPayloadError("the chunked body is cut short or a chunk is malformed")
+        parts.append(data)
+    for _ in range(_MAX_TRAILERS):
+        trailer = request.rfile.readline(_MAX_CHUNK_LINE + 1)
+        if trailer in (b"\r\n", b"\n"):
+            request.close_connection = False
+            return b"".join(parts)
+        if not trailer.endswith(b"\n"):
+            break
+    raise OtlpPayloadError("the chunked body does not end properly")
 
 
 def _inflate(body: bytes, window: int, limit: int) -> bytes:
