@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -148,3 +149,72 @@ def test_a_malformed_chunked_body_is_refused_400(receiver: OtlpReceiver, encoded
 def test_a_body_with_neither_length_nor_chunks_is_refused_411(receiver: OtlpReceiver) -> None:
     answer = raw_exchange(receiver, head() + one_span())
     assert status_of(answer) == 411
+
+
+# -- short, truncated, slow and many requests ---------------------------------------------
+
+
+def test_a_body_shorter_than_its_content_length_is_refused_400(receiver: OtlpReceiver) -> None:
+    body = one_span()
+    answer = raw_exchange(receiver, head(Content_Length=str(len(body) + 100)) + body)
+    assert status_of(answer) == 400
+    assert b"cut short" in answer
+    assert receiver.counters.value("malformed") == 1
+
+
+def test_a_truncated_gzip_body_is_refused_400(receiver: OtlpReceiver) -> None:
+    # Cut inside the deflate stream: what arrived inflates, but the stream never ends.
+    compressed = gzip.compress(one_span() * 20)[:-30]
+    answer = post(receiver, compressed, **{"Content-Encoding": "gzip"})
+    assert answer.status_code == 400
+    assert "cut short" in answer.json()["message"]
+    assert receiver.counters.value("malformed") == 1
+
+
+def stalled(receiver: OtlpReceiver) -> socket.socket:
+    """A connection that sent its headers and half its body, then stalls."""
+    body = one_span()
+    conn = socket.create_connection(("127.0.0.1", receiver.port), timeout=30)
+    conn.sendall(head(Content_Length=str(len(body))) + body[: len(body) // 2])
+    return conn
+
+
+def read_answer(conn: socket.socket) -> bytes:
+    answer = b""
+    while chunk := conn.recv(65536):
+        answer += chunk
+    return answer
+
+
+def test_a_client_that_stalls_mid_body_is_dropped_after_the_timeout(tmp_path: Path) -> None:
+    receiver = make_receiver(tmp_path, request_timeout=0.5, max_concurrent_requests=1)
+    receiver.start()
+    try:
+        began = time.monotonic()
+        with stalled(receiver) as conn:
+            answer = read_answer(conn)
+        assert status_of(answer) == 408
+        assert time.monotonic() - began < 10
+        assert receiver.counters.value("timeout") == 1
+        # Its slot is free again.
+        assert post(receiver, one_span()).status_code == 200
+    finally:
+        receiver.stop(grace=1.0)
+
+
+def test_beyond_the_concurrency_bound_requests_get_503_with_retry_after(tmp_path: Path) -> None:
+    receiver = make_receiver(tmp_path, max_concurrent_requests=1)
+    receiver.start()
+    try:
+        with stalled(receiver) as conn:
+            wait_until(lambda: receiver._decoding._value == 0, what="the slot taken")
+            refused = post(receiver, one_span())
+            assert refused.status_code == 503
+            assert refused.headers["Retry-After"]
+            assert receiver.counters.value("busy") == 1
+            conn.sendall(one_span()[len(one_span()) // 2 :])
+            conn.shutdown(socket.SHUT_WR)
+            assert status_of(read_answer(conn)) == 200
+        assert post(receiver, one_span("00000000000000b2")).status_code == 200
+    finally:
+        receiver.stop(grace=1.0)

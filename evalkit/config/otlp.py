@@ -57,6 +57,18 @@ class OtlpSettings(BaseModel):
         ge=1024,
         description="Largest request body accepted, compressed or not (larger: HTTP 413).",
     )
+    request_timeout: Duration = Field(
+        default=30.0,
+        gt=0,
+        description="How long a client may pause while sending a request's headers or body "
+        "before the connection is dropped (a body cut short: HTTP 408).",
+    )
+    max_concurrent_requests: int = Field(
+        default=8,
+        ge=1,
+        description="Requests read and decoded at once; more are answered 503 with "
+        "Retry-After (each may hold max_request_bytes and its decoded spans in memory).",
+    )
     store_wait: Duration = Field(
         default=5.0,
         description="How long the spool's committer waits for the store on each attempt "

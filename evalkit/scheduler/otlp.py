@@ -24,8 +24,10 @@ could not be read, with the first reasons); 400 with the reason for a payload th
 ExportTraceServiceRequest; 401 without the bearer token; 404 off ``/v1/traces``; 411 with
 neither a Content-Length nor a chunked Transfer-Encoding (both are read); 413 beyond
 ``[otlp] max_request_bytes`` (before or after decompression, as chunks arrive);
+408 when the client pauses longer than ``[otlp] request_timeout`` sending the body;
 415 for another content type or encoding; 500 for a failure of the receiver itself;
-503 while the spool is full or cannot be written, or the service stops. Every request is
+503 while the spool is full or cannot be written, while ``[otlp] max_concurrent_requests``
+are being received, or the service stops. Every request is
 answered: a payload of a shape no check foresaw is still a 400, never a closed socket.
 Error bodies are a ``google.rpc.Status`` in the request's encoding.
 
@@ -42,7 +44,7 @@ Error bodies are a ``google.rpc.Status`` in the request's encoding.
                                         unauthorized, not_found, length_required,
                                         too_large, unsupported, spool_full,
                                         spool_error, unavailable,
-                                        internal_error)
+                                        internal_error, busy, timeout)
 ``evalkit_otlp_spool_batches``          batches waiting in the spool
 ``evalkit_otlp_spool_bytes``            bytes waiting in the spool
 ``evalkit_otlp_spool_max_bytes``        the spool's bound
@@ -139,6 +141,8 @@ _RESULTS = (
     "spool_error",
     "unavailable",
     "internal_error",
+    "busy",
+    "timeout",
 )
 _SPAN_COUNTERS = {
     "received": "Spans in accepted OTLP requests.",
@@ -152,6 +156,10 @@ _SPAN_COUNTERS = {
 
 class _TooLargeError(Exception):
     """The body is larger than the receiver accepts (413)."""
+
+
+class _TimeoutError(Exception):
+    """The client paused longer than ``[otlp] request_timeout`` while sending the body (408)."""
 
 
 class _UnsupportedError(Exception):
@@ -381,6 +389,11 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "evalkit-otlp"
     answered = False
 
+    def setup(self) -> None:
+        """Bound every read of the connection: a stalled client cannot hold its thread."""
+        super().setup()
+        self.connection.settimeout(self.server.receiver.settings.request_timeout)
+
     def do_POST(self) -> None:
         """``POST /v1/traces``."""
         self.server.receiver.handle(self)
@@ -421,6 +434,7 @@ class OtlpReceiver:
         self._stopping = threading.Event()
         self._inflight = 0
         self._inflight_lock = threading.Condition()
+        self._decoding = threading.BoundedSemaphore(settings.max_concurrent_requests)
         access = StoreAccess(
             store_path, wait=settings.store_wait, program="evalkit serve", on_wait=_log.debug
         )
@@ -548,10 +562,26 @@ class OtlpReceiver:
         if self._stopping.is_set():
             self._unavailable(request, "evalkit serve is stopping", reply_type)
             return
+        if not self._decoding.acquire(blocking=False):
+            # The body stays unread: the connection cannot carry another request.
+            request.close_connection = True
+            message = "too many requests are being received at once"
+            self._unavailable(request, message, reply_type, result="busy")
+            return
+        try:
+            self._receive(request, content_type, reply_type)
+        finally:
+            self._decoding.release()
+
+    def _receive(self, request: _Handler, content_type: str, reply_type: str) -> None:
         try:
             body = self._body(request)
         except _TooLargeError as error:
             self.refuse(request, 413, "too_large", str(error), reply_type)
+            return
+        except _TimeoutError as error:
+            request.close_connection = True
+            self.refuse(request, 408, "timeout", str(error), reply_type)
             return
         except _UnsupportedError as error:
             self.refuse(request, 415, "unsupported", str(error), reply_type)
@@ -625,7 +655,13 @@ class OtlpReceiver:
         if length > limit:
             request.close_connection = True
             raise _TooLargeError(f"the request body of {length} bytes exceeds {limit} bytes")
-        return self._decoded(request, request.rfile.read(length), limit)
+        body = _read(request, length)
+        if len(body) != length:
+            request.close_connection = True
+            raise OtlpPayloadError(
+                f"the request body is cut short: {len(body)} of {length} bytes arrived"
+            )
+        return self._decoded(request, body, limit)
 
     def _decoded(self, request: _Handler, body: bytes, limit: int) -> bytes:
         encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
@@ -691,6 +727,19 @@ def _authorized(header: str, token: str) -> bool:
     return hmac.compare_digest(given.strip().encode(), token.encode())
 
 
+def _read(request: _Handler, size: int, *, line: bool = False) -> bytes:
+    """Up to ``size`` bytes of the body (a line: up to its newline); _TimeoutError when the
+    client pauses longer than the handler's timeout."""
+    try:
+        return request.rfile.readline(size) if line else request.rfile.read(size)
+    except TimeoutError:
+        request.close_connection = True
+        raise _TimeoutError(
+            "the request body did not arrive within "
+            f"{request.server.receiver.settings.request_timeout:g} s ([otlp] request_timeout)"
+        ) from None
+
+
 def _read_chunked(request: _Handler, limit: int) -> bytes:
     """A chunked body, refused (413) as soon as it grows past ``limit``."""
     parts: list[bytes] = []
@@ -698,7 +747,7 @@ def _read_chunked(request: _Handler, limit: int) -> bytes:
     # Whatever goes wrong, the rest of the body is not read: the connection cannot be reused.
     request.close_connection = True
     while True:
-        line = request.rfile.readline(_MAX_CHUNK_LINE + 1)
+        line = _read(request, _MAX_CHUNK_LINE + 1, line=True)
         if len(line) > _MAX_CHUNK_LINE or not line.endswith(b"\n"):
             raise OtlpPayloadError("the chunked body is cut short or a chunk size is malformed")
         size_text = line.split(b";", 1)[0].strip()
@@ -713,12 +762,12 @@ def _read_chunked(request: _Handler, limit: int) -> bytes:
         total += size
         if total > limit:
             raise _TooLargeError(f"the chunked request body exceeds {limit} bytes")
-        data = request.rfile.read(size)
-        if len(data) != size or request.rfile.read(2) != b"\r\n":
+        data = _read(request, size)
+        if len(data) != size or _read(request, 2) != b"\r\n":
             raise OtlpPayloadError("the chunked body is cut short or a chunk is malformed")
         parts.append(data)
     for _ in range(_MAX_TRAILERS):
-        trailer = request.rfile.readline(_MAX_CHUNK_LINE + 1)
+        trailer = _read(request, _MAX_CHUNK_LINE + 1, line=True)
         if trailer in (b"\r\n", b"\n"):
             request.close_connection = False
             return b"".join(parts)
@@ -735,6 +784,8 @@ def _inflate(body: bytes, window: int, limit: int) -> bytes:
         raise OtlpPayloadError(f"the body is not valid compressed data ({error})") from None
     if len(data) > limit or inflater.unconsumed_tail:
         raise _TooLargeError(f"the decompressed request body exceeds {limit} bytes")
+    if not inflater.eof:
+        raise OtlpPayloadError("the compressed body is cut short (its stream does not end)")
     return data
 
 
