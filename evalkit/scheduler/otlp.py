@@ -51,7 +51,8 @@ Error bodies are a ``google.rpc.Status`` in the request's encoding.
 ``evalkit_otlp_spool_lag_seconds``      age of the oldest batch waiting (0: none)
 ``evalkit_otlp_spool_committed_total``  batches committed to the store
 ``evalkit_otlp_spool_set_aside_total``  spool files set aside by ``reason`` (torn:
-                                        a write cut short, removed; corrupt: kept)
+                                        a write cut short, removed; corrupt: kept;
+                                        failed: refused by the store, kept)
 ======================================  ===========================================
 
 Stored and duplicate spans are counted when their batch is committed, the others when the
@@ -118,6 +119,9 @@ _PROTOBUF = "application/x-protobuf"
 _JSON = "application/json"
 _RETRY_AFTER_SECONDS = 2
 _RETRY_COMMIT_SECONDS = 1.0
+# Commits of one batch that fail with the store open before the batch is set aside: its
+# data, not the store's availability, is the trouble, and it must not hold back the rest.
+_MAX_BATCH_ATTEMPTS = 5
 # One store session commits for so long at most, then lets a waiting job take the store.
 _SESSION_SECONDS = 2.0
 _SESSION_BATCHES = 256
@@ -241,11 +245,13 @@ class ReceiverCounters(Collector):
                 families.append(gauge)
             aside = CounterMetricFamily(
                 "evalkit_otlp_spool_set_aside",
-                "Spool files set aside: torn (a write cut short, removed), corrupt (kept).",
+                "Spool files set aside: torn (a write cut short, removed), corrupt (kept), "
+                "failed (refused by the store, kept).",
                 labels=["reason"],
             )
             aside.add_metric(["torn"], float(status.torn))
             aside.add_metric(["corrupt"], float(status.corrupt))
+            aside.add_metric(["failed"], float(status.failed))
             families.append(aside)
         return families
 
@@ -272,6 +278,7 @@ class _Committer:
         self.last_error: str | None = None
         self.last_commit: float | None = None
         self._busy_reported = 0.0
+        self._attempts: dict[int, int] = {}
 
     def start(self) -> None:
         self._thread.start()
@@ -339,7 +346,13 @@ class _Committer:
                             kept.name,
                         )
                         continue
-                    outcome = commit_spans(store, prepared, source=SOURCE)
+                    try:
+                        outcome = commit_spans(store, prepared, source=SOURCE)
+                    except Exception as error:
+                        if not self._gives_up(spooled, error):
+                            raise
+                        continue
+                    self._attempts.pop(spooled.sequence, None)
                     self._spool.remove(spooled)
                     self._counters.committed(outcome)
                     spans += prepared.spans
@@ -371,6 +384,28 @@ class _Committer:
         self.last_commit = time.time()
         self._busy_reported = 0.0
         _log.debug("otlp: committed %d spans in %.3f s", spans, time.monotonic() - began)
+        return True
+
+    def _gives_up(self, spooled: SpooledBatch, error: Exception) -> bool:
+        """Count a failed commit of ``spooled`` with the store open; after
+        ``_MAX_BATCH_ATTEMPTS`` set it aside as ``.batch.failed`` (True) so the batches
+        after it are committed."""
+        attempts = self._attempts.get(spooled.sequence, 0) + 1
+        if attempts < _MAX_BATCH_ATTEMPTS:
+            self._attempts[spooled.sequence] = attempts
+            return False
+        self._attempts.pop(spooled.sequence, None)
+        kept = self._spool.set_aside(spooled, reason="failed")
+        self.last_error = f"set aside {kept.name}: the store refused it ({error})"
+        _log.error(
+            "otlp: the store refused spooled batch %s %d times (%s: %s): set aside as %s; "
+            "the batches after it carry on",
+            spooled.path.name,
+            attempts,
+            type(error).__name__,
+            error,
+            kept.name,
+        )
         return True
 
 
