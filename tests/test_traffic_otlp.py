@@ -191,6 +191,48 @@ def test_openinference_documents_keep_their_index_order_and_read_lenient_scores(
     assert json.loads(record["tags"]) == {"convention": "openinference", "service": "rag"}
 
 
+def langchain_retriever(*metadata: dict[str, object]) -> dict[str, object]:
+    """Attributes as LangChain's OpenInference instrumentor records a retriever: content
+    and metadata (a JSON string) per document, no id, no score."""
+    attrs: dict[str, object] = {
+        "openinference.span.kind": "RETRIEVER",
+        "input.value": "how do I reset my password",
+        "output.value": "[...]",
+    }
+    for index, meta in enumerate(metadata):
+        attrs[f"retrieval.documents.{index}.document.content"] = f"page {index}"
+        attrs[f"retrieval.documents.{index}.document.metadata"] = json.dumps(meta)
+    return attrs
+
+
+def test_langchain_retriever_spans_take_their_ids_from_the_document_metadata() -> None:
+    attrs = langchain_retriever(
+        {"source": "kb/reset.md", "page": 3},
+        {"doc_id": 42, "source": "kb/faq.md"},
+    )
+    batch = SpanBatch()
+    batch.add_json(request(span("00f067aa0ba902b7", attrs)))
+    (record,) = records(batch)
+    assert record["logged_doc_ids"] == ["kb/reset.md", "42"]
+    assert record["logged_scores"] == [None, None]
+    assert record["contexts"] == ["page 0", "page 1"]
+
+    by_page = SpanBatch(SpanMapping(document_id_keys=("page",)))
+    by_page.add_json(request(span("00f067aa0ba902b7", attrs)))
+    (record,) = records(by_page)
+    assert record["logged_doc_ids"] is None  # the second document has no page: no ranking
+
+
+def test_metadata_without_an_id_key_or_not_json_gives_no_ranking() -> None:
+    attrs = langchain_retriever({"page": 1})
+    attrs["retrieval.documents.1.document.metadata"] = "not json"
+    batch = SpanBatch()
+    batch.add_json(request(span("00f067aa0ba902b7", attrs)))
+    (record,) = records(batch)
+    assert (record["text"], record["logged_doc_ids"]) == ("how do I reset my password", None)
+    assert batch.problems == []
+
+
 def test_a_document_without_an_id_keeps_the_query_but_logs_no_ranking() -> None:
     docs = [{"id": "a", "score": 1.0}, {"content": "no id here", "score": 0.5}]
     batch = SpanBatch()

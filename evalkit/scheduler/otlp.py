@@ -456,7 +456,10 @@ class OtlpReceiver:
         port: int | None = None,
     ) -> None:
         self.settings = settings
-        self.mapping = SpanMapping(tenant_attribute=settings.tenant_attribute or None)
+        self.mapping = SpanMapping(
+            tenant_attribute=settings.tenant_attribute or None,
+            document_id_keys=tuple(settings.document_id_keys),
+        )
         self._token = _token(settings)
         self._redaction = Redaction.build(
             patterns=settings.redact, custom=settings.redact_pattern, drop=settings.drop

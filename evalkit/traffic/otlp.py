@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from evalkit.store.traffic import SourceState
 
 __all__ = [
+    "DOCUMENT_ID_KEYS",
     "GENERATION_OPERATIONS",
     "OtlpPayloadError",
     "PreparedSpans",
@@ -68,6 +69,9 @@ __all__ = [
 GENERATION_OPERATIONS = frozenset({"chat", "text_completion", "generate_content"})
 """``gen_ai.operation.name`` values of generation spans whose answer is attached."""
 
+DOCUMENT_ID_KEYS = ("id", "doc_id", "document_id", "source")
+"""Keys of a document's metadata read as its id when it has no ``document.id``."""
+
 _GENAI_OPERATION = "gen_ai.operation.name"
 _GENAI_QUERY = "gen_ai.retrieval.query.text"
 _GENAI_DOCUMENTS = "gen_ai.retrieval.documents"
@@ -79,7 +83,7 @@ _OI_KIND = "openinference.span.kind"
 _OI_INPUT = "input.value"
 _OI_OUTPUT = "output.value"
 _OI_DOCUMENTS = "retrieval.documents"
-_OI_DOCUMENT = re.compile(r"retrieval\.documents\.(\d+)\.document\.(id|score|content)")
+_OI_DOCUMENT = re.compile(r"retrieval\.documents\.(\d+)\.document\.(id|score|content|metadata)")
 _OI_OUTPUT_MESSAGE = re.compile(
     r"llm\.output_messages\.(\d+)\.message\.(role|content|contents\.(\d+)\.message_content\.text)"
 )
@@ -105,9 +109,11 @@ class _SpanError(ValueError):
 @dataclass(frozen=True, slots=True)
 class SpanMapping:
     """How spans become records: which attribute holds the tenant (the span's own, else
-    its resource's; None: no tenant)."""
+    its resource's; None: no tenant), and which keys of a document's metadata give its id
+    when it records none (the first found)."""
 
     tenant_attribute: str | None = "tenant.id"
+    document_id_keys: tuple[str, ...] = DOCUMENT_ID_KEYS
 
 
 @dataclass(slots=True)
@@ -235,7 +241,12 @@ class SpanBatch:
     def _add_retrieval(self, span: _Span, line: int | None, *, genai: bool) -> None:
         attributes = span.attributes
         text = _text(attributes.get(_GENAI_QUERY if genai else _OI_INPUT))
-        documents = _genai_documents(attributes) if genai else _openinference_documents(attributes)
+        keys = self.mapping.document_id_keys
+        documents = (
+            _genai_documents(attributes, keys)
+            if genai
+            else _openinference_documents(attributes, keys)
+        )
         tags: dict[str, str] = {"convention": "genai" if genai else "openinference"}
         if genai:
             for name, key in (("data_source", _GENAI_DATA_SOURCE), ("top_k", _GENAI_TOP_K)):
@@ -281,9 +292,10 @@ class SpanBatch:
         answer = _genai_answer(attributes)
         if answer is None:
             answer = _openinference_answer(attributes)
-        documents = _genai_documents(attributes)
+        keys = self.mapping.document_id_keys
+        documents = _genai_documents(attributes, keys)
         if documents is None:
-            documents = _openinference_documents(attributes)
+            documents = _openinference_documents(attributes, keys)
         self.generations_seen += 1
         if answer is None:
             return
@@ -544,7 +556,9 @@ def _parsed_json(value: object, name: str) -> object:
     return value
 
 
-def _genai_documents(attributes: Mapping[str, object]) -> list[_Document] | None:
+def _genai_documents(
+    attributes: Mapping[str, object], id_keys: Sequence[str]
+) -> list[_Document] | None:
     raw = attributes.get(_GENAI_DOCUMENTS)
     if raw is None:
         return None
@@ -559,11 +573,13 @@ def _genai_documents(attributes: Mapping[str, object]) -> list[_Document] | None
             raise _SpanError(f"{where} must be an object with id and score")
         if isinstance(entry.get("document"), dict):
             entry = entry["document"]
-        documents.append(_document(entry, where))
+        documents.append(_document(entry, where, id_keys))
     return documents
 
 
-def _openinference_documents(attributes: Mapping[str, object]) -> list[_Document] | None:
+def _openinference_documents(
+    attributes: Mapping[str, object], id_keys: Sequence[str]
+) -> list[_Document] | None:
     listed = attributes.get(_OI_DOCUMENTS)
     found: dict[int, dict[str, object]] = {}
     if isinstance(listed, list):
@@ -581,18 +597,39 @@ def _openinference_documents(attributes: Mapping[str, object]) -> list[_Document
     if not found:
         return None
     return [
-        _document(found[index], f"attribute retrieval.documents.{index}.document")
+        _document(found[index], f"attribute retrieval.documents.{index}.document", id_keys)
         for index in sorted(found)
     ]
 
 
-def _document(entry: Mapping[str, object], where: str) -> _Document:
+def _document(entry: Mapping[str, object], where: str, id_keys: Sequence[str]) -> _Document:
     content = entry.get("content")
+    doc_id = _doc_id(entry.get("id"), f"{where}.id")
+    if doc_id is None:
+        doc_id = _metadata_id(entry.get("metadata"), id_keys)
     return _Document(
-        _doc_id(entry.get("id"), f"{where}.id"),
+        doc_id,
         _score(entry.get("score"), f"{where}.score"),
         content if isinstance(content, str) else None,
     )
+
+
+def _metadata_id(metadata: object, id_keys: Sequence[str]) -> str | None:
+    """The first of ``id_keys`` in a document's metadata (an object or a JSON string), as
+    LangChain's OpenInference instrumentor records it (with no ``document.id``)."""
+    if isinstance(metadata, str):
+        try:
+            metadata = json.loads(metadata)
+        except _UNREADABLE:
+            # Metadata is free-form: when it is not JSON the document just has no id.
+            return None
+    if not isinstance(metadata, dict):
+        return None
+    for key in id_keys:
+        value = metadata.get(key)
+        if isinstance(value, (str, int)) and not isinstance(value, bool) and value != "":
+            return str(value)
+    return None
 
 
 def _message_text(message: object) -> str | None:
