@@ -21,6 +21,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
 
 from evalkit.cli import invoke
 from evalkit.store import Store
@@ -286,6 +287,7 @@ def test_structured_documents_and_the_tenant_attribute_setting() -> None:
 
 
 def test_otlp_json_is_read_leniently_snake_case_numbers_and_enum_names() -> None:
+    # The status code is an enum: given by name, it is read (the span failed).
     body = {
         "resource_spans": [
             {
@@ -297,6 +299,7 @@ def test_otlp_json_is_read_leniently_snake_case_numbers_and_enum_names() -> None
                                 "trace_id": TRACE,
                                 "span_id": "00f067aa0ba902b7",
                                 "kind": "SPAN_KIND_CLIENT",
+                                "status": {"code": "STATUS_CODE_ERROR"},
                                 "start_time_unix_nano": T0,
                                 "end_time_unix_nano": T0 + 2_000_000,
                                 "attributes": [
@@ -321,8 +324,51 @@ def test_otlp_json_is_read_leniently_snake_case_numbers_and_enum_names() -> None
     (record,) = records(batch)
     assert record["latency_ms"] == pytest.approx(2.0)
     assert json.loads(record["tags"])["top_k"] == "5"
+    assert json.loads(record["tags"])["status"] == "error"
     assert record["text"] is None
     assert batch.without_text == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "failed"),
+    [({"code": 2}, True), ({"code": "2"}, True), ({"code": 1}, False), (None, False)],
+)
+def test_a_failed_retrieval_span_is_stored_with_a_status_tag(
+    status: dict[str, object] | None, failed: bool
+) -> None:
+    entry = span("00f067aa0ba902b7", genai_retrieval("", "q", None))
+    if status is not None:
+        entry["status"] = status
+    batch = SpanBatch()
+    batch.add_json(request(entry))
+    (record,) = records(batch)
+    assert (json.loads(record["tags"]).get("status") == "error") is failed
+
+
+def test_a_failed_span_from_the_sdk_is_tagged_through_protobuf() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    with provider.get_tracer("t").start_as_current_span("retrieval") as sdk_span:
+        sdk_span.set_attribute("gen_ai.operation.name", "retrieval")
+        sdk_span.set_status(StatusCode.ERROR)
+    batch = SpanBatch()
+    batch.add_protobuf(
+        decode_protobuf(encode_spans(exporter.get_finished_spans()).SerializeToString())
+    )
+    (record,) = records(batch)
+    assert json.loads(record["tags"])["status"] == "error"
+
+
+def test_the_request_top_k_stands_in_for_the_retrieval_top_k() -> None:
+    attrs = genai_retrieval("", "q", None, **{"gen_ai.request.top_k": 7})
+    batch = SpanBatch()
+    batch.add_json(request(span("00f067aa0ba902b7", attrs)))
+    assert json.loads(records(batch)[0]["tags"])["top_k"] == "7"
+    both = {**attrs, "gen_ai.retrieval.top_k": 4}
+    batch = SpanBatch()
+    batch.add_json(request(span("00f067aa0ba902b7", both)))
+    assert json.loads(records(batch)[0]["tags"])["top_k"] == "4"
 
 
 @settings(max_examples=50, deadline=None)

@@ -218,3 +218,11 @@ def test_beyond_the_concurrency_bound_requests_get_503_with_retry_after(tmp_path
         assert post(receiver, one_span("00000000000000b2")).status_code == 200
     finally:
         receiver.stop(grace=1.0)
+
+
+def test_a_get_is_answered_405_with_allow_post_and_counted(receiver: OtlpReceiver) -> None:
+    answer = httpx.get(receiver.url, timeout=30)
+    assert answer.status_code == 405
+    assert answer.headers["Allow"] == "POST"
+    assert receiver.counters.value("method_not_allowed") == 1
+    assert receiver.counters.value("not_found") == 0

@@ -21,8 +21,9 @@ spool cannot be written (a full disk), requests are answered 503 with ``Retry-Af
 
 Answers: 200 with an ExportTraceServiceResponse (``partial_success`` counting the spans that
 could not be read, with the first reasons); 400 with the reason for a payload that is not an
-ExportTraceServiceRequest; 401 without the bearer token; 404 off ``/v1/traces``; 411 with
-neither a Content-Length nor a chunked Transfer-Encoding (both are read); 413 beyond
+ExportTraceServiceRequest; 401 without the bearer token; 404 off ``/v1/traces``; 405 with
+``Allow: POST`` for a GET; 411 with neither a Content-Length nor a chunked
+Transfer-Encoding (both are read); 413 beyond
 ``[otlp] max_request_bytes`` (before or after decompression, as chunks arrive);
 408 when the client pauses longer than ``[otlp] request_timeout`` sending the body;
 415 for another content type or encoding; 500 for a failure of the receiver itself;
@@ -44,7 +45,8 @@ Error bodies are a ``google.rpc.Status`` in the request's encoding.
                                         unauthorized, not_found, length_required,
                                         too_large, unsupported, spool_full,
                                         spool_error, unavailable,
-                                        internal_error, busy, timeout)
+                                        internal_error, busy, timeout,
+                                        method_not_allowed)
 ``evalkit_otlp_spool_batches``          batches waiting in the spool
 ``evalkit_otlp_spool_bytes``            bytes waiting in the spool
 ``evalkit_otlp_spool_max_bytes``        the spool's bound
@@ -147,6 +149,7 @@ _RESULTS = (
     "internal_error",
     "busy",
     "timeout",
+    "method_not_allowed",
 )
 _SPAN_COUNTERS = {
     "received": "Spans in accepted OTLP requests.",
@@ -436,7 +439,12 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         """Only POST is served; say where."""
         self.server.receiver.refuse(
-            self, 405, "not_found", f"POST OTLP trace exports to {TRACES_PATH}", _JSON
+            self,
+            405,
+            "method_not_allowed",
+            f"POST OTLP trace exports to {TRACES_PATH}",
+            _JSON,
+            headers={"Allow": "POST"},
         )
 
     def log_message(self, format: str, *args: Any) -> None:

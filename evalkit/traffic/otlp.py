@@ -77,6 +77,8 @@ _GENAI_QUERY = "gen_ai.retrieval.query.text"
 _GENAI_DOCUMENTS = "gen_ai.retrieval.documents"
 _GENAI_DATA_SOURCE = "gen_ai.data_source.id"
 _GENAI_TOP_K = "gen_ai.retrieval.top_k"
+_GENAI_REQUEST_TOP_K = "gen_ai.request.top_k"
+_STATUS_ERROR = 2  # opentelemetry.proto.trace.v1.Status.STATUS_CODE_ERROR
 _GENAI_OUTPUT = "gen_ai.output.messages"
 _GENAI_LEGACY_COMPLETION = "gen_ai.completion.0.content"
 _OI_KIND = "openinference.span.kind"
@@ -125,6 +127,7 @@ class _Span:
     attributes: dict[str, object]
     resource: Mapping[str, object]
     where: str
+    error: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,10 +252,19 @@ class SpanBatch:
         )
         tags: dict[str, str] = {"convention": "genai" if genai else "openinference"}
         if genai:
-            for name, key in (("data_source", _GENAI_DATA_SOURCE), ("top_k", _GENAI_TOP_K)):
-                value = attributes.get(key)
-                if value is not None and not isinstance(value, (list, dict)):
-                    tags[name] = str(value)
+            for name, keys in (
+                ("data_source", (_GENAI_DATA_SOURCE,)),
+                # Instrumentations that predate the retrieval attributes record the request's.
+                ("top_k", (_GENAI_TOP_K, _GENAI_REQUEST_TOP_K)),
+            ):
+                for key in keys:
+                    value = attributes.get(key)
+                    if value is not None and not isinstance(value, (list, dict)):
+                        tags[name] = str(value)
+                        break
+        if span.error:
+            # A failed retrieval is stored (it counts in volume and latency) but told apart.
+            tags["status"] = "error"
         service = span.resource.get("service.name")
         if isinstance(service, str) and service:
             tags["service"] = service
@@ -772,11 +784,22 @@ def _json_span(span: object, resource: Mapping[str, object], where: str) -> _Spa
         if not 0 < start < _MAX_NANOSECONDS:
             raise _SpanError("startTimeUnixNano must be a Unix time in nanoseconds")
         attributes = _json_attributes(span.get("attributes"), where)
+        failed = _json_status_error(span.get("status"))
     except _SpanError as error:
         return _SpanError(f"{where}: {error}")
     except _UNREADABLE as error:
         return _SpanError(f"{where}: the span cannot be read ({type(error).__name__})")
-    return _Span(trace_id, span_id, start, end, attributes, resource, where)
+    return _Span(trace_id, span_id, start, end, attributes, resource, where, failed)
+
+
+def _json_status_error(status: object) -> bool:
+    """Whether a span's status is ERROR; its code may be a number or the enum's name."""
+    if not isinstance(status, dict):
+        return False
+    code = status.get("code")
+    if isinstance(code, str):
+        return code.strip().upper() in ("STATUS_CODE_ERROR", "ERROR", str(_STATUS_ERROR))
+    return isinstance(code, int) and not isinstance(code, bool) and code == _STATUS_ERROR
 
 
 def _json_id(value: object, size: int, name: str) -> str:
@@ -912,6 +935,7 @@ def _protobuf_span(span: Any, resource: Mapping[str, object], where: str) -> _Sp
         _protobuf_attributes(span.attributes),
         resource,
         where,
+        span.status.code == _STATUS_ERROR,
     )
 
 
