@@ -21,6 +21,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
 
 from evalkit.cli import invoke
 from evalkit.store import Store
@@ -191,6 +192,48 @@ def test_openinference_documents_keep_their_index_order_and_read_lenient_scores(
     assert json.loads(record["tags"]) == {"convention": "openinference", "service": "rag"}
 
 
+def langchain_retriever(*metadata: dict[str, object]) -> dict[str, object]:
+    """Attributes as LangChain's OpenInference instrumentor records a retriever: content
+    and metadata (a JSON string) per document, no id, no score."""
+    attrs: dict[str, object] = {
+        "openinference.span.kind": "RETRIEVER",
+        "input.value": "how do I reset my password",
+        "output.value": "[...]",
+    }
+    for index, meta in enumerate(metadata):
+        attrs[f"retrieval.documents.{index}.document.content"] = f"page {index}"
+        attrs[f"retrieval.documents.{index}.document.metadata"] = json.dumps(meta)
+    return attrs
+
+
+def test_langchain_retriever_spans_take_their_ids_from_the_document_metadata() -> None:
+    attrs = langchain_retriever(
+        {"source": "kb/reset.md", "page": 3},
+        {"doc_id": 42, "source": "kb/faq.md"},
+    )
+    batch = SpanBatch()
+    batch.add_json(request(span("00f067aa0ba902b7", attrs)))
+    (record,) = records(batch)
+    assert record["logged_doc_ids"] == ["kb/reset.md", "42"]
+    assert record["logged_scores"] == [None, None]
+    assert record["contexts"] == ["page 0", "page 1"]
+
+    by_page = SpanBatch(SpanMapping(document_id_keys=("page",)))
+    by_page.add_json(request(span("00f067aa0ba902b7", attrs)))
+    (record,) = records(by_page)
+    assert record["logged_doc_ids"] is None  # the second document has no page: no ranking
+
+
+def test_metadata_without_an_id_key_or_not_json_gives_no_ranking() -> None:
+    attrs = langchain_retriever({"page": 1})
+    attrs["retrieval.documents.1.document.metadata"] = "not json"
+    batch = SpanBatch()
+    batch.add_json(request(span("00f067aa0ba902b7", attrs)))
+    (record,) = records(batch)
+    assert (record["text"], record["logged_doc_ids"]) == ("how do I reset my password", None)
+    assert batch.problems == []
+
+
 def test_a_document_without_an_id_keeps_the_query_but_logs_no_ranking() -> None:
     docs = [{"id": "a", "score": 1.0}, {"content": "no id here", "score": 0.5}]
     batch = SpanBatch()
@@ -244,6 +287,7 @@ def test_structured_documents_and_the_tenant_attribute_setting() -> None:
 
 
 def test_otlp_json_is_read_leniently_snake_case_numbers_and_enum_names() -> None:
+    # The status code is an enum: given by name, it is read (the span failed).
     body = {
         "resource_spans": [
             {
@@ -255,6 +299,7 @@ def test_otlp_json_is_read_leniently_snake_case_numbers_and_enum_names() -> None
                                 "trace_id": TRACE,
                                 "span_id": "00f067aa0ba902b7",
                                 "kind": "SPAN_KIND_CLIENT",
+                                "status": {"code": "STATUS_CODE_ERROR"},
                                 "start_time_unix_nano": T0,
                                 "end_time_unix_nano": T0 + 2_000_000,
                                 "attributes": [
@@ -279,8 +324,51 @@ def test_otlp_json_is_read_leniently_snake_case_numbers_and_enum_names() -> None
     (record,) = records(batch)
     assert record["latency_ms"] == pytest.approx(2.0)
     assert json.loads(record["tags"])["top_k"] == "5"
+    assert json.loads(record["tags"])["status"] == "error"
     assert record["text"] is None
     assert batch.without_text == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "failed"),
+    [({"code": 2}, True), ({"code": "2"}, True), ({"code": 1}, False), (None, False)],
+)
+def test_a_failed_retrieval_span_is_stored_with_a_status_tag(
+    status: dict[str, object] | None, failed: bool
+) -> None:
+    entry = span("00f067aa0ba902b7", genai_retrieval("", "q", None))
+    if status is not None:
+        entry["status"] = status
+    batch = SpanBatch()
+    batch.add_json(request(entry))
+    (record,) = records(batch)
+    assert (json.loads(record["tags"]).get("status") == "error") is failed
+
+
+def test_a_failed_span_from_the_sdk_is_tagged_through_protobuf() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    with provider.get_tracer("t").start_as_current_span("retrieval") as sdk_span:
+        sdk_span.set_attribute("gen_ai.operation.name", "retrieval")
+        sdk_span.set_status(StatusCode.ERROR)
+    batch = SpanBatch()
+    batch.add_protobuf(
+        decode_protobuf(encode_spans(exporter.get_finished_spans()).SerializeToString())
+    )
+    (record,) = records(batch)
+    assert json.loads(record["tags"])["status"] == "error"
+
+
+def test_the_request_top_k_stands_in_for_the_retrieval_top_k() -> None:
+    attrs = genai_retrieval("", "q", None, **{"gen_ai.request.top_k": 7})
+    batch = SpanBatch()
+    batch.add_json(request(span("00f067aa0ba902b7", attrs)))
+    assert json.loads(records(batch)[0]["tags"])["top_k"] == "7"
+    both = {**attrs, "gen_ai.retrieval.top_k": 4}
+    batch = SpanBatch()
+    batch.add_json(request(span("00f067aa0ba902b7", both)))
+    assert json.loads(records(batch)[0]["tags"])["top_k"] == "4"
 
 
 @settings(max_examples=50, deadline=None)
@@ -614,3 +702,79 @@ def test_a_float_score_survives_storage_exactly(store: Store) -> None:
     batch.add_json(request(span("1111111111111111", genai_retrieval("", "q", docs))))
     store_spans(store, batch, source="otlp")
     assert store.fetch("SELECT logged_scores FROM traffic_records")[0][0] == [math.pi, -0.0]
+
+
+# -- hostile payloads ---------------------------------------------------------------------
+
+
+def _raw_span(span_id: str, raw_attributes: list[dict[str, Any]], **fields: object) -> bytes:
+    spans = [
+        {**span(span_id, genai_retrieval("", "q", None)), **fields},
+    ]
+    spans[0]["attributes"] = spans[0]["attributes"] + raw_attributes
+    good = span("00000000000000f1", genai_retrieval("", "kept", None))
+    body = json.loads(request(good))
+    body["resourceSpans"][0]["scopeSpans"][0]["spans"] += spans
+    return json.dumps(body).encode()
+
+
+def _spliced(span_id: str, replacement: str) -> bytes:
+    # json.dumps cannot write a 400-digit number as a double: splice it in.
+    marker = "__spliced__"
+    body = _raw_span(span_id, [{"key": "x", "value": marker}]).decode()
+    return body.replace(json.dumps(marker), replacement).encode()
+
+
+POISON_SPANS = {
+    "array values not a list": _raw_span(
+        "00000000000000a1", [{"key": "x", "value": {"arrayValue": {"values": 7}}}]
+    ),
+    "a superscript digit as a time": _raw_span(
+        "00000000000000a2", [], startTimeUnixNano="1700000000000000000\u00b2"
+    ),
+    "a score too large for a float": _raw_span(
+        "00000000000000a3",
+        attributes({"gen_ai.retrieval.documents": '[{"id": "d", "score": 1' + "0" * 400 + "}]"}),
+    ),
+    "a double too large for a float": _spliced(
+        "00000000000000a4", '{"doubleValue": 1' + "0" * 400 + "}"
+    ),
+    "documents nested too deeply": _raw_span(
+        "00000000000000a5",
+        attributes({"gen_ai.retrieval.documents": "[" * 100_000 + "]" * 100_000}),
+    ),
+}
+
+
+@pytest.mark.parametrize("body", list(POISON_SPANS.values()), ids=list(POISON_SPANS))
+def test_a_span_of_the_wrong_shape_is_rejected_and_the_rest_kept(body: bytes) -> None:
+    batch = SpanBatch()
+    batch.add_json(body)
+    assert batch.spans == 2
+    assert len(batch.problems) == 1
+    assert "spans[1]" in batch.problems[0][1]
+    assert [row["text"] for row in records(batch)] == ["kept"]
+
+
+def test_a_request_nested_too_deeply_for_the_decoder_is_a_payload_error() -> None:
+    with pytest.raises(OtlpPayloadError, match="nested too deeply"):
+        SpanBatch().add_json(b"[" * 100_000 + b"]" * 100_000)
+
+
+def test_a_poison_line_in_a_file_is_reported_and_the_other_lines_ingested(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "traces.json"
+    good = [
+        request(span(f"{i + 1:016x}", genai_retrieval("", f"q{i}", None))).decode()
+        for i in range(2)
+    ]
+    poison = [body.decode() for body in POISON_SPANS.values()]
+    path.write_text("\n".join([good[0], *poison, good[1]]) + "\n")
+    with Store.open(tmp_path / "evalkit.duckdb") as store:
+        report = ingest_paths(store, [path], file_format="otlp-json")
+        # Each poison line also holds one good span ("kept", the same span each time).
+        assert report.records_added == 3
+        assert report.files[0].malformed == len(poison)
+        assert [problem.line for problem in report.problems] == list(range(2, 2 + len(poison)))
+        assert all(str(problem).startswith(f"{path}:") for problem in report.problems)

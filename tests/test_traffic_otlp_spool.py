@@ -3,6 +3,7 @@ a crash between a batch's commit and the removal of its file, and a full disk.""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -12,8 +13,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pytest
+from test_scheduler_support import evalkit_command, wait_until
 
+from evalkit.scheduler.lock import StoreAccess
+from evalkit.scheduler.otlp import ReceiverCounters, _Committer
 from evalkit.store import Store
 from evalkit.traffic.otlp import PreparedSpans, SpanBatch, commit_spans, prepare_spans
 from evalkit.traffic.spool import (
@@ -263,3 +268,69 @@ def test_a_full_disk_refuses_the_batch_and_keeps_every_batch_written(
         commit_spans(store, spool.read(batch), source="otlp")
         spool.remove(batch)
     assert len(stored_ids(store)) == len(written)
+
+
+def test_serve_exits_with_the_spool_path_when_the_spool_cannot_be_opened(
+    tmp_path: Path,
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    blocker = home / "evalkit.duckdb.otlp-spool"
+    blocker.write_text("a file where the spool directory belongs")
+    config = tmp_path / "evalkit.toml"
+    config.write_text("[scheduler]\nhealth_port = 0\n\n[otlp]\nreceiver = true\nport = 0\n")
+    env = {**os.environ, "EVALKIT_HOME": str(home), "EVALKIT_CONFIG": str(config)}
+    env.pop("EVALKIT_STORE_PATH", None)
+    try:
+        done = subprocess.run(
+            evalkit_command("serve"),
+            check=False,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("evalkit serve hung instead of exiting when its spool cannot be opened")
+    assert done.returncode == 2, done.stderr
+    assert str(blocker) in done.stderr
+
+
+def refused_by_the_store(span_id: str) -> PreparedSpans:
+    """A batch whose record has no query id: the store's NOT NULL constraint refuses it."""
+    batch = prepared(span_id)
+    index = batch.records.schema.get_field_index("query_id")
+    nulls = pa.array([None] * batch.records.num_rows, pa.string())
+    return dataclasses.replace(batch, records=batch.records.set_column(index, "query_id", nulls))
+
+
+def test_a_batch_the_store_keeps_refusing_is_set_aside_and_the_rest_committed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store_path = tmp_path / "evalkit.duckdb"
+    Store.open(store_path).close()
+    spool = Spool(tmp_path / "spool", max_bytes=1 << 20)
+    spool.recover()
+    bad = spool.append(refused_by_the_store("1111111111111111"))
+    spool.append(prepared("2222222222222222"))
+    counters = ReceiverCounters(spool.status)
+    access = StoreAccess(store_path, wait=5.0, program="test")
+    committer = _Committer(spool, access, counters, threading.Event())
+    committer.start()
+    try:
+        committer.wake()
+        wait_until(lambda: counters.value("stored") == 1, timeout=60, what="the next batch")
+    finally:
+        committer.close(timeout=10)
+    assert not bad.path.exists()
+    assert bad.path.with_name(bad.path.name + ".failed").exists()
+    assert spool.status().failed == 1
+    assert spool.status().batches == 0
+    errors = [record.getMessage() for record in caplog.records if record.levelname == "ERROR"]
+    assert len(errors) == 1
+    assert "set aside as" in errors[0]
+    assert errors[0].endswith("the batches after it carry on")
+    aside = next(m for m in counters.collect() if m.name == "evalkit_otlp_spool_set_aside")
+    assert {s.labels["reason"]: s.value for s in aside.samples}["failed"] == 1
+    with Store.open(store_path) as store:
+        assert stored_ids(store) == [f"{TRACE}-2222222222222222"]

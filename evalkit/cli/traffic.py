@@ -129,7 +129,10 @@ def ingest(
 
     output, file_format = _ingest_formats(formats or [])
     redaction = Redaction.build(patterns=redact or (), custom=redact_pattern or (), drop=drop or ())
-    spans = SpanMapping(tenant_attribute=settings().otlp.tenant_attribute)
+    spans = SpanMapping(
+        tenant_attribute=settings().otlp.tenant_attribute,
+        document_id_keys=tuple(settings().otlp.document_id_keys),
+    )
     malformed = 0
 
     def show(report: IngestReport) -> None:

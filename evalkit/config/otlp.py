@@ -12,9 +12,9 @@
 
 Received batches are spooled durably beside the store before they are acknowledged, and
 committed when the store is free (``evalkit.traffic.spool``); ``spool_max_bytes`` bounds
-the spool. The mapping settings (``tenant_attribute``) apply to ``evalkit traffic ingest
---format otlp-json`` too; the redaction settings to the receiver only (the command has
-options).
+the spool. The mapping settings (``tenant_attribute``, ``document_id_keys``) apply to
+``evalkit traffic ingest --format otlp-json`` too; the redaction settings to the receiver
+only (the command has options).
 """
 
 from __future__ import annotations
@@ -57,6 +57,18 @@ class OtlpSettings(BaseModel):
         ge=1024,
         description="Largest request body accepted, compressed or not (larger: HTTP 413).",
     )
+    request_timeout: Duration = Field(
+        default=30.0,
+        gt=0,
+        description="How long a client may pause while sending a request's headers or body "
+        "before the connection is dropped (a body cut short: HTTP 408).",
+    )
+    max_concurrent_requests: int = Field(
+        default=8,
+        ge=1,
+        description="Requests read and decoded at once; more are answered 503 with "
+        "Retry-After (each may hold max_request_bytes and its decoded spans in memory).",
+    )
     store_wait: Duration = Field(
         default=5.0,
         description="How long the spool's committer waits for the store on each attempt "
@@ -72,6 +84,11 @@ class OtlpSettings(BaseModel):
         default="tenant.id",
         description="Attribute holding the tenant: the span's own, else its resource's "
         "(empty: spans carry no tenant).",
+    )
+    document_id_keys: list[str] = Field(
+        default_factory=lambda: ["id", "doc_id", "document_id", "source"],
+        description="Keys of a document's metadata (a JSON object) read, the first found, as "
+        "its id when the span records no document.id (LangChain's OpenInference spans).",
     )
     redact: list[str] = Field(
         default_factory=list,

@@ -334,7 +334,10 @@ def _ingest(
         max_reported_problems=report_problems,
         progress=ctx.progress,
         file_format=params.file_format,
-        spans=SpanMapping(tenant_attribute=ctx.settings.otlp.tenant_attribute),
+        spans=SpanMapping(
+            tenant_attribute=ctx.settings.otlp.tenant_attribute,
+            document_id_keys=tuple(ctx.settings.otlp.document_id_keys),
+        ),
     )
     statuses = Counter(entry.status for entry in report.files)
     notes = [f"{entry.path}: {entry.note}" for entry in report.files if entry.note]

@@ -21,10 +21,15 @@ spool cannot be written (a full disk), requests are answered 503 with ``Retry-Af
 
 Answers: 200 with an ExportTraceServiceResponse (``partial_success`` counting the spans that
 could not be read, with the first reasons); 400 with the reason for a payload that is not an
-ExportTraceServiceRequest; 401 without the bearer token; 404 off ``/v1/traces``; 411 without
-a Content-Length; 413 beyond ``[otlp] max_request_bytes`` (before or after decompression);
-415 for another content type or encoding; 503 while the spool is full or cannot be
-written, or the service stops.
+ExportTraceServiceRequest; 401 without the bearer token; 404 off ``/v1/traces``; 405 with
+``Allow: POST`` for a GET; 411 with neither a Content-Length nor a chunked
+Transfer-Encoding (both are read); 413 beyond
+``[otlp] max_request_bytes`` (before or after decompression, as chunks arrive);
+408 when the client pauses longer than ``[otlp] request_timeout`` sending the body;
+415 for another content type or encoding; 500 for a failure of the receiver itself;
+503 while the spool is full or cannot be written, while ``[otlp] max_concurrent_requests``
+are being received, or the service stops. Every request is
+answered: a payload of a shape no check foresaw is still a 400, never a closed socket.
 Error bodies are a ``google.rpc.Status`` in the request's encoding.
 
 ``/metrics`` of the health endpoint carries the receiver's counters:
@@ -39,14 +44,17 @@ Error bodies are a ``google.rpc.Status`` in the request's encoding.
 ``evalkit_otlp_requests_total``         requests by ``result`` (accepted, malformed,
                                         unauthorized, not_found, length_required,
                                         too_large, unsupported, spool_full,
-                                        spool_error, unavailable)
+                                        spool_error, unavailable,
+                                        internal_error, busy, timeout,
+                                        method_not_allowed)
 ``evalkit_otlp_spool_batches``          batches waiting in the spool
 ``evalkit_otlp_spool_bytes``            bytes waiting in the spool
 ``evalkit_otlp_spool_max_bytes``        the spool's bound
 ``evalkit_otlp_spool_lag_seconds``      age of the oldest batch waiting (0: none)
 ``evalkit_otlp_spool_committed_total``  batches committed to the store
 ``evalkit_otlp_spool_set_aside_total``  spool files set aside by ``reason`` (torn:
-                                        a write cut short, removed; corrupt: kept)
+                                        a write cut short, removed; corrupt: kept;
+                                        failed: refused by the store, kept)
 ======================================  ===========================================
 
 Stored and duplicate spans are counted when their batch is committed, the others when the
@@ -113,12 +121,18 @@ _PROTOBUF = "application/x-protobuf"
 _JSON = "application/json"
 _RETRY_AFTER_SECONDS = 2
 _RETRY_COMMIT_SECONDS = 1.0
+# Commits of one batch that fail with the store open before the batch is set aside: its
+# data, not the store's availability, is the trouble, and it must not hold back the rest.
+_MAX_BATCH_ATTEMPTS = 5
 # One store session commits for so long at most, then lets a waiting job take the store.
 _SESSION_SECONDS = 2.0
 _SESSION_BATCHES = 256
 _BETWEEN_SESSIONS_SECONDS = 0.3
 _REPORT_BUSY_EVERY = 60.0
+_MAX_CHUNK_LINE = 4096
+_MAX_TRAILERS = 64
 _INVALID_ARGUMENT = 3  # google.rpc.Code
+_INTERNAL = 13
 _UNAVAILABLE = 14
 _UNAUTHENTICATED = 16
 _RESULTS = (
@@ -132,6 +146,10 @@ _RESULTS = (
     "spool_full",
     "spool_error",
     "unavailable",
+    "internal_error",
+    "busy",
+    "timeout",
+    "method_not_allowed",
 )
 _SPAN_COUNTERS = {
     "received": "Spans in accepted OTLP requests.",
@@ -145,6 +163,10 @@ _SPAN_COUNTERS = {
 
 class _TooLargeError(Exception):
     """The body is larger than the receiver accepts (413)."""
+
+
+class _TimeoutError(Exception):
+    """The client paused longer than ``[otlp] request_timeout`` while sending the body (408)."""
 
 
 class _UnsupportedError(Exception):
@@ -226,11 +248,13 @@ class ReceiverCounters(Collector):
                 families.append(gauge)
             aside = CounterMetricFamily(
                 "evalkit_otlp_spool_set_aside",
-                "Spool files set aside: torn (a write cut short, removed), corrupt (kept).",
+                "Spool files set aside: torn (a write cut short, removed), corrupt (kept), "
+                "failed (refused by the store, kept).",
                 labels=["reason"],
             )
             aside.add_metric(["torn"], float(status.torn))
             aside.add_metric(["corrupt"], float(status.corrupt))
+            aside.add_metric(["failed"], float(status.failed))
             families.append(aside)
         return families
 
@@ -257,9 +281,15 @@ class _Committer:
         self.last_error: str | None = None
         self.last_commit: float | None = None
         self._busy_reported = 0.0
+        self._attempts: dict[int, int] = {}
 
     def start(self) -> None:
         self._thread.start()
+
+    @property
+    def started(self) -> bool:
+        """Whether ``start`` ran (a thread never started cannot be joined)."""
+        return self._thread.ident is not None
 
     def wake(self) -> None:
         self._wake.set()
@@ -319,7 +349,13 @@ class _Committer:
                             kept.name,
                         )
                         continue
-                    outcome = commit_spans(store, prepared, source=SOURCE)
+                    try:
+                        outcome = commit_spans(store, prepared, source=SOURCE)
+                    except Exception as error:
+                        if not self._gives_up(spooled, error):
+                            raise
+                        continue
+                    self._attempts.pop(spooled.sequence, None)
                     self._spool.remove(spooled)
                     self._counters.committed(outcome)
                     spans += prepared.spans
@@ -353,6 +389,28 @@ class _Committer:
         _log.debug("otlp: committed %d spans in %.3f s", spans, time.monotonic() - began)
         return True
 
+    def _gives_up(self, spooled: SpooledBatch, error: Exception) -> bool:
+        """Count a failed commit of ``spooled`` with the store open; after
+        ``_MAX_BATCH_ATTEMPTS`` set it aside as ``.batch.failed`` (True) so the batches
+        after it are committed."""
+        attempts = self._attempts.get(spooled.sequence, 0) + 1
+        if attempts < _MAX_BATCH_ATTEMPTS:
+            self._attempts[spooled.sequence] = attempts
+            return False
+        self._attempts.pop(spooled.sequence, None)
+        kept = self._spool.set_aside(spooled, reason="failed")
+        self.last_error = f"set aside {kept.name}: the store refused it ({error})"
+        _log.error(
+            "otlp: the store refused spooled batch %s %d times (%s: %s): set aside as %s; "
+            "the batches after it carry on",
+            spooled.path.name,
+            attempts,
+            type(error).__name__,
+            error,
+            kept.name,
+        )
+        return True
+
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
@@ -367,6 +425,12 @@ class _Server6(_Server):
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     server_version = "evalkit-otlp"
+    answered = False
+
+    def setup(self) -> None:
+        """Bound every read of the connection: a stalled client cannot hold its thread."""
+        super().setup()
+        self.connection.settimeout(self.server.receiver.settings.request_timeout)
 
     def do_POST(self) -> None:
         """``POST /v1/traces``."""
@@ -375,7 +439,12 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         """Only POST is served; say where."""
         self.server.receiver.refuse(
-            self, 405, "not_found", f"POST OTLP trace exports to {TRACES_PATH}", _JSON
+            self,
+            405,
+            "method_not_allowed",
+            f"POST OTLP trace exports to {TRACES_PATH}",
+            _JSON,
+            headers={"Allow": "POST"},
         )
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -395,7 +464,10 @@ class OtlpReceiver:
         port: int | None = None,
     ) -> None:
         self.settings = settings
-        self.mapping = SpanMapping(tenant_attribute=settings.tenant_attribute or None)
+        self.mapping = SpanMapping(
+            tenant_attribute=settings.tenant_attribute or None,
+            document_id_keys=tuple(settings.document_id_keys),
+        )
         self._token = _token(settings)
         self._redaction = Redaction.build(
             patterns=settings.redact, custom=settings.redact_pattern, drop=settings.drop
@@ -408,6 +480,7 @@ class OtlpReceiver:
         self._stopping = threading.Event()
         self._inflight = 0
         self._inflight_lock = threading.Condition()
+        self._decoding = threading.BoundedSemaphore(settings.max_concurrent_requests)
         access = StoreAccess(
             store_path, wait=settings.store_wait, program="evalkit serve", on_wait=_log.debug
         )
@@ -455,14 +528,18 @@ class OtlpReceiver:
 
     def stop(self, *, grace: float = 10.0) -> None:
         """Stop accepting requests, let those in flight finish (up to ``grace`` seconds),
-        commit what the spool holds if the store is free (else the next start does)."""
-        self._server.shutdown()
+        commit what the spool holds if the store is free (else the next start does). Safe
+        after a ``start`` that failed: only what was started is stopped."""
+        if self._thread.ident is not None:
+            # shutdown() waits for serve_forever to acknowledge: it would wait forever.
+            self._server.shutdown()
         deadline = time.monotonic() + grace
         with self._inflight_lock:
             while self._inflight and time.monotonic() < deadline:
                 self._inflight_lock.wait(0.1)
         self._stopping.set()
-        self._committer.close(timeout=max(0.0, deadline - time.monotonic()) + 1.0)
+        if self._committer.started:
+            self._committer.close(timeout=max(0.0, deadline - time.monotonic()) + 1.0)
         self._server.server_close()
 
     def status(self) -> dict[str, Any]:
@@ -487,10 +564,26 @@ class OtlpReceiver:
             self._inflight += 1
         try:
             self._handle(request)
+        except OtlpPayloadError as error:
+            # A payload no check foresaw: still an answer, so the exporter does not retry it.
+            self._backstop(request, 400, "malformed", str(error), _INVALID_ARGUMENT)
+        except Exception as error:
+            _log.exception("otlp: unexpected failure answering a request")
+            message = f"internal error: {type(error).__name__}; send it again later"
+            self._backstop(request, 500, "internal_error", message, _INTERNAL)
         finally:
             with self._inflight_lock:
                 self._inflight -= 1
                 self._inflight_lock.notify_all()
+
+    def _backstop(
+        self, request: _Handler, status: int, result: str, message: str, code: int
+    ) -> None:
+        if request.answered:
+            request.close_connection = True
+            return
+        request.close_connection = True
+        self.refuse(request, status, result, message, _JSON, code=code)
 
     def _handle(self, request: _Handler) -> None:
         content_type = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
@@ -515,10 +608,26 @@ class OtlpReceiver:
         if self._stopping.is_set():
             self._unavailable(request, "evalkit serve is stopping", reply_type)
             return
+        if not self._decoding.acquire(blocking=False):
+            # The body stays unread: the connection cannot carry another request.
+            request.close_connection = True
+            message = "too many requests are being received at once"
+            self._unavailable(request, message, reply_type, result="busy")
+            return
+        try:
+            self._receive(request, content_type, reply_type)
+        finally:
+            self._decoding.release()
+
+    def _receive(self, request: _Handler, content_type: str, reply_type: str) -> None:
         try:
             body = self._body(request)
         except _TooLargeError as error:
             self.refuse(request, 413, "too_large", str(error), reply_type)
+            return
+        except _TimeoutError as error:
+            request.close_connection = True
+            self.refuse(request, 408, "timeout", str(error), reply_type)
             return
         except _UnsupportedError as error:
             self.refuse(request, 415, "unsupported", str(error), reply_type)
@@ -571,9 +680,18 @@ class OtlpReceiver:
 
     def _body(self, request: _Handler) -> bytes:
         limit = self.settings.max_request_bytes
+        transfer = request.headers.get("Transfer-Encoding")
         length_header = request.headers.get("Content-Length")
+        if transfer is not None:
+            # Node.js exporters send chunked bodies without a Content-Length.
+            if transfer.strip().lower() != "chunked":
+                request.close_connection = True
+                raise _UnsupportedError(
+                    f"Transfer-Encoding {transfer!r} is not read; send chunked or a Content-Length"
+                )
+            return self._decoded(request, _read_chunked(request, limit), limit)
         if length_header is None:
-            raise ValueError("a Content-Length is required (chunked bodies are not read)")
+            raise ValueError("a Content-Length or chunked Transfer-Encoding is required")
         try:
             length = int(length_header)
         except ValueError:
@@ -583,7 +701,15 @@ class OtlpReceiver:
         if length > limit:
             request.close_connection = True
             raise _TooLargeError(f"the request body of {length} bytes exceeds {limit} bytes")
-        body = request.rfile.read(length)
+        body = _read(request, length)
+        if len(body) != length:
+            request.close_connection = True
+            raise OtlpPayloadError(
+                f"the request body is cut short: {len(body)} of {length} bytes arrived"
+            )
+        return self._decoded(request, body, limit)
+
+    def _decoded(self, request: _Handler, body: bytes, limit: int) -> bytes:
         encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
         if encoding in ("", "identity"):
             return body
@@ -647,6 +773,55 @@ def _authorized(header: str, token: str) -> bool:
     return hmac.compare_digest(given.strip().encode(), token.encode())
 
 
+def _read(request: _Handler, size: int, *, line: bool = False) -> bytes:
+    """Up to ``size`` bytes of the body (a line: up to its newline); _TimeoutError when the
+    client pauses longer than the handler's timeout."""
+    try:
+        return request.rfile.readline(size) if line else request.rfile.read(size)
+    except TimeoutError:
+        request.close_connection = True
+        raise _TimeoutError(
+            "the request body did not arrive within "
+            f"{request.server.receiver.settings.request_timeout:g} s ([otlp] request_timeout)"
+        ) from None
+
+
+def _read_chunked(request: _Handler, limit: int) -> bytes:
+    """A chunked body, refused (413) as soon as it grows past ``limit``."""
+    parts: list[bytes] = []
+    total = 0
+    # Whatever goes wrong, the rest of the body is not read: the connection cannot be reused.
+    request.close_connection = True
+    while True:
+        line = _read(request, _MAX_CHUNK_LINE + 1, line=True)
+        if len(line) > _MAX_CHUNK_LINE or not line.endswith(b"\n"):
+            raise OtlpPayloadError("the chunked body is cut short or a chunk size is malformed")
+        size_text = line.split(b";", 1)[0].strip()
+        try:
+            if not size_text or not size_text.isascii() or size_text.startswith((b"+", b"-")):
+                raise ValueError
+            size = int(size_text, 16)
+        except ValueError:
+            raise OtlpPayloadError("a chunk size of the chunked body is malformed") from None
+        if size == 0:
+            break
+        total += size
+        if total > limit:
+            raise _TooLargeError(f"the chunked request body exceeds {limit} bytes")
+        data = _read(request, size)
+        if len(data) != size or _read(request, 2) != b"\r\n":
+            raise OtlpPayloadError("the chunked body is cut short or a chunk is malformed")
+        parts.append(data)
+    for _ in range(_MAX_TRAILERS):
+        trailer = _read(request, _MAX_CHUNK_LINE + 1, line=True)
+        if trailer in (b"\r\n", b"\n"):
+            request.close_connection = False
+            return b"".join(parts)
+        if not trailer.endswith(b"\n"):
+            break
+    raise OtlpPayloadError("the chunked body does not end properly")
+
+
 def _inflate(body: bytes, window: int, limit: int) -> bytes:
     inflater = zlib.decompressobj(window)
     try:
@@ -655,6 +830,8 @@ def _inflate(body: bytes, window: int, limit: int) -> bytes:
         raise OtlpPayloadError(f"the body is not valid compressed data ({error})") from None
     if len(data) > limit or inflater.unconsumed_tail:
         raise _TooLargeError(f"the decompressed request body exceeds {limit} bytes")
+    if not inflater.eof:
+        raise OtlpPayloadError("the compressed body is cut short (its stream does not end)")
     return data
 
 
@@ -665,6 +842,7 @@ def _send(
     content_type: str,
     headers: dict[str, str] | None = None,
 ) -> None:
+    request.answered = True
     request.send_response(status)
     request.send_header("Content-Type", content_type)
     request.send_header("Content-Length", str(len(body)))

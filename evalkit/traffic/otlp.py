@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from evalkit.store.traffic import SourceState
 
 __all__ = [
+    "DOCUMENT_ID_KEYS",
     "GENERATION_OPERATIONS",
     "OtlpPayloadError",
     "PreparedSpans",
@@ -68,18 +69,23 @@ __all__ = [
 GENERATION_OPERATIONS = frozenset({"chat", "text_completion", "generate_content"})
 """``gen_ai.operation.name`` values of generation spans whose answer is attached."""
 
+DOCUMENT_ID_KEYS = ("id", "doc_id", "document_id", "source")
+"""Keys of a document's metadata read as its id when it has no ``document.id``."""
+
 _GENAI_OPERATION = "gen_ai.operation.name"
 _GENAI_QUERY = "gen_ai.retrieval.query.text"
 _GENAI_DOCUMENTS = "gen_ai.retrieval.documents"
 _GENAI_DATA_SOURCE = "gen_ai.data_source.id"
 _GENAI_TOP_K = "gen_ai.retrieval.top_k"
+_GENAI_REQUEST_TOP_K = "gen_ai.request.top_k"
+_STATUS_ERROR = 2  # opentelemetry.proto.trace.v1.Status.STATUS_CODE_ERROR
 _GENAI_OUTPUT = "gen_ai.output.messages"
 _GENAI_LEGACY_COMPLETION = "gen_ai.completion.0.content"
 _OI_KIND = "openinference.span.kind"
 _OI_INPUT = "input.value"
 _OI_OUTPUT = "output.value"
 _OI_DOCUMENTS = "retrieval.documents"
-_OI_DOCUMENT = re.compile(r"retrieval\.documents\.(\d+)\.document\.(id|score|content)")
+_OI_DOCUMENT = re.compile(r"retrieval\.documents\.(\d+)\.document\.(id|score|content|metadata)")
 _OI_OUTPUT_MESSAGE = re.compile(
     r"llm\.output_messages\.(\d+)\.message\.(role|content|contents\.(\d+)\.message_content\.text)"
 )
@@ -87,6 +93,10 @@ _TRACE_ID_BYTES = 16
 _SPAN_ID_BYTES = 8
 _NANOSECONDS_PER_MICROSECOND = 1000
 _MAX_NANOSECONDS = 10**19  # year 2286: a larger value is not a Unix time in nanoseconds
+# What reading hostile JSON can raise beyond our own checks: a list where a number belongs
+# (TypeError), digits int() refuses (ValueError), an integer too large for a float
+# (OverflowError), nesting deeper than the interpreter's stack (RecursionError).
+_UNREADABLE = (TypeError, ValueError, OverflowError, RecursionError)
 
 
 class OtlpPayloadError(InputError):
@@ -101,9 +111,11 @@ class _SpanError(ValueError):
 @dataclass(frozen=True, slots=True)
 class SpanMapping:
     """How spans become records: which attribute holds the tenant (the span's own, else
-    its resource's; None: no tenant)."""
+    its resource's; None: no tenant), and which keys of a document's metadata give its id
+    when it records none (the first found)."""
 
     tenant_attribute: str | None = "tenant.id"
+    document_id_keys: tuple[str, ...] = DOCUMENT_ID_KEYS
 
 
 @dataclass(slots=True)
@@ -115,6 +127,7 @@ class _Span:
     attributes: dict[str, object]
     resource: Mapping[str, object]
     where: str
+    error: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +204,8 @@ class SpanBatch:
             request = msgspec.json.decode(raw)
         except msgspec.DecodeError as error:
             raise OtlpPayloadError(f"not valid JSON ({error})", line=line) from None
+        except RecursionError:
+            raise OtlpPayloadError("not valid JSON (nested too deeply)", line=line) from None
         self._add_spans(_json_spans(request, line), line)
 
     def add_protobuf(self, request: Any, *, line: int | None = None) -> None:
@@ -207,6 +222,10 @@ class SpanBatch:
                 self._add_span(span, line)
             except _SpanError as error:
                 self.problems.append((line, f"{span.where}: {error}"))
+            except _UNREADABLE as error:
+                # A value of a shape no check foresaw: this span is rejected, not the request.
+                problem = f"{span.where}: an attribute cannot be read ({type(error).__name__})"
+                self.problems.append((line, problem))
 
     def _add_span(self, span: _Span, line: int | None) -> None:
         attributes = span.attributes
@@ -225,13 +244,27 @@ class SpanBatch:
     def _add_retrieval(self, span: _Span, line: int | None, *, genai: bool) -> None:
         attributes = span.attributes
         text = _text(attributes.get(_GENAI_QUERY if genai else _OI_INPUT))
-        documents = _genai_documents(attributes) if genai else _openinference_documents(attributes)
+        keys = self.mapping.document_id_keys
+        documents = (
+            _genai_documents(attributes, keys)
+            if genai
+            else _openinference_documents(attributes, keys)
+        )
         tags: dict[str, str] = {"convention": "genai" if genai else "openinference"}
         if genai:
-            for name, key in (("data_source", _GENAI_DATA_SOURCE), ("top_k", _GENAI_TOP_K)):
-                value = attributes.get(key)
-                if value is not None and not isinstance(value, (list, dict)):
-                    tags[name] = str(value)
+            for name, keys in (
+                ("data_source", (_GENAI_DATA_SOURCE,)),
+                # Instrumentations that predate the retrieval attributes record the request's.
+                ("top_k", (_GENAI_TOP_K, _GENAI_REQUEST_TOP_K)),
+            ):
+                for key in keys:
+                    value = attributes.get(key)
+                    if value is not None and not isinstance(value, (list, dict)):
+                        tags[name] = str(value)
+                        break
+        if span.error:
+            # A failed retrieval is stored (it counts in volume and latency) but told apart.
+            tags["status"] = "error"
         service = span.resource.get("service.name")
         if isinstance(service, str) and service:
             tags["service"] = service
@@ -271,9 +304,10 @@ class SpanBatch:
         answer = _genai_answer(attributes)
         if answer is None:
             answer = _openinference_answer(attributes)
-        documents = _genai_documents(attributes)
+        keys = self.mapping.document_id_keys
+        documents = _genai_documents(attributes, keys)
         if documents is None:
-            documents = _openinference_documents(attributes)
+            documents = _openinference_documents(attributes, keys)
         self.generations_seen += 1
         if answer is None:
             return
@@ -501,7 +535,10 @@ def _score(value: object, where: str) -> float | None:
     if isinstance(value, bool):
         raise _SpanError(f"{where}: a score must be a number, got a boolean")
     if isinstance(value, (int, float)):
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:
+            raise _SpanError(f"{where}: a score must be a finite number") from None
     elif isinstance(value, str):
         try:
             number = float(value)
@@ -531,7 +568,9 @@ def _parsed_json(value: object, name: str) -> object:
     return value
 
 
-def _genai_documents(attributes: Mapping[str, object]) -> list[_Document] | None:
+def _genai_documents(
+    attributes: Mapping[str, object], id_keys: Sequence[str]
+) -> list[_Document] | None:
     raw = attributes.get(_GENAI_DOCUMENTS)
     if raw is None:
         return None
@@ -546,11 +585,13 @@ def _genai_documents(attributes: Mapping[str, object]) -> list[_Document] | None
             raise _SpanError(f"{where} must be an object with id and score")
         if isinstance(entry.get("document"), dict):
             entry = entry["document"]
-        documents.append(_document(entry, where))
+        documents.append(_document(entry, where, id_keys))
     return documents
 
 
-def _openinference_documents(attributes: Mapping[str, object]) -> list[_Document] | None:
+def _openinference_documents(
+    attributes: Mapping[str, object], id_keys: Sequence[str]
+) -> list[_Document] | None:
     listed = attributes.get(_OI_DOCUMENTS)
     found: dict[int, dict[str, object]] = {}
     if isinstance(listed, list):
@@ -568,18 +609,39 @@ def _openinference_documents(attributes: Mapping[str, object]) -> list[_Document
     if not found:
         return None
     return [
-        _document(found[index], f"attribute retrieval.documents.{index}.document")
+        _document(found[index], f"attribute retrieval.documents.{index}.document", id_keys)
         for index in sorted(found)
     ]
 
 
-def _document(entry: Mapping[str, object], where: str) -> _Document:
+def _document(entry: Mapping[str, object], where: str, id_keys: Sequence[str]) -> _Document:
     content = entry.get("content")
+    doc_id = _doc_id(entry.get("id"), f"{where}.id")
+    if doc_id is None:
+        doc_id = _metadata_id(entry.get("metadata"), id_keys)
     return _Document(
-        _doc_id(entry.get("id"), f"{where}.id"),
+        doc_id,
         _score(entry.get("score"), f"{where}.score"),
         content if isinstance(content, str) else None,
     )
+
+
+def _metadata_id(metadata: object, id_keys: Sequence[str]) -> str | None:
+    """The first of ``id_keys`` in a document's metadata (an object or a JSON string), as
+    LangChain's OpenInference instrumentor records it (with no ``document.id``)."""
+    if isinstance(metadata, str):
+        try:
+            metadata = json.loads(metadata)
+        except _UNREADABLE:
+            # Metadata is free-form: when it is not JSON the document just has no id.
+            return None
+    if not isinstance(metadata, dict):
+        return None
+    for key in id_keys:
+        value = metadata.get(key)
+        if isinstance(value, (str, int)) and not isinstance(value, bool) and value != "":
+            return str(value)
+    return None
 
 
 def _message_text(message: object) -> str | None:
@@ -698,12 +760,16 @@ def _json_spans(request: object, line: int | None) -> Iterator[_Span | _SpanErro
                     raise OtlpPayloadError(f"{where_scope} must be an object")
                 for n, span in enumerate(_json_list(scope, "spans", "spans", where_scope)):
                     spans.append(_json_span(span, resource_attributes, f"{where_scope}.spans[{n}]"))
-    except _SpanError as error:
-        raise OtlpPayloadError(str(error), line=line) from None
     except OtlpPayloadError as error:
         if error.line is None and line is not None:
             raise OtlpPayloadError(str(error), line=line) from None
         raise
+    except _SpanError as error:
+        raise OtlpPayloadError(str(error), line=line) from None
+    except _UNREADABLE as error:
+        raise OtlpPayloadError(
+            f"the resource attributes cannot be read ({type(error).__name__})", line=line
+        ) from None
     return iter(spans)
 
 
@@ -718,9 +784,22 @@ def _json_span(span: object, resource: Mapping[str, object], where: str) -> _Spa
         if not 0 < start < _MAX_NANOSECONDS:
             raise _SpanError("startTimeUnixNano must be a Unix time in nanoseconds")
         attributes = _json_attributes(span.get("attributes"), where)
+        failed = _json_status_error(span.get("status"))
     except _SpanError as error:
         return _SpanError(f"{where}: {error}")
-    return _Span(trace_id, span_id, start, end, attributes, resource, where)
+    except _UNREADABLE as error:
+        return _SpanError(f"{where}: the span cannot be read ({type(error).__name__})")
+    return _Span(trace_id, span_id, start, end, attributes, resource, where, failed)
+
+
+def _json_status_error(status: object) -> bool:
+    """Whether a span's status is ERROR; its code may be a number or the enum's name."""
+    if not isinstance(status, dict):
+        return False
+    code = status.get("code")
+    if isinstance(code, str):
+        return code.strip().upper() in ("STATUS_CODE_ERROR", "ERROR", str(_STATUS_ERROR))
+    return isinstance(code, int) and not isinstance(code, bool) and code == _STATUS_ERROR
 
 
 def _json_id(value: object, size: int, name: str) -> str:
@@ -754,7 +833,8 @@ def _json_int(value: object, name: str) -> int:
         return value
     if isinstance(value, float) and value.is_integer():
         return int(value)
-    if isinstance(value, str) and value.strip().isdigit():
+    # str.isdigit() also accepts digits such as "²" that int() refuses.
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
         return int(value)
     raise _SpanError(f"{name}TimeUnixNano must be an integer (or a string of digits)")
 
@@ -805,13 +885,17 @@ def _json_value(value: object) -> object:
             raise _SpanError("doubleValue must be a number")
         try:
             return float(inner)
-        except ValueError:
+        except (ValueError, OverflowError):
             raise _SpanError("doubleValue must be a number") from None
     if kind in ("arrayValue", "array_value"):
         values = inner.get("values") if isinstance(inner, dict) else None
+        if values is not None and not isinstance(values, list):
+            raise _SpanError("arrayValue.values must be a list")
         return [_json_value(item) for item in values or []]
     if kind in ("kvlistValue", "kvlist_value"):
         values = inner.get("values") if isinstance(inner, dict) else None
+        if values is not None and not isinstance(values, list):
+            raise _SpanError("kvlistValue.values must be a list")
         return _json_attributes(values or [], "kvlistValue")
     if kind in ("bytesValue", "bytes_value"):
         try:
@@ -851,6 +935,7 @@ def _protobuf_span(span: Any, resource: Mapping[str, object], where: str) -> _Sp
         _protobuf_attributes(span.attributes),
         resource,
         where,
+        span.status.code == _STATUS_ERROR,
     )
 
 

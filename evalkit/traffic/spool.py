@@ -27,7 +27,8 @@ then deletes its file. A crash between the commit and the deletion commits the b
 on the next start, which stores nothing twice: records and answers are keyed by trace and
 span ids, and problems by their message, which names the request. A file that fails its
 checksum is renamed ``NAME.batch.corrupt``, kept for inspection and reported, and the batches
-after it carry on.
+after it carry on; so is a batch the store keeps refusing (``NAME.batch.failed``, set aside
+by the committer), so that one batch cannot hold back all the traffic after it.
 
 Bounds: beyond ``max_bytes`` (the sum of the files waiting) ``append`` raises
 ``SpoolFullError`` (the receiver answers 503 with Retry-After), except into an empty spool,
@@ -38,6 +39,7 @@ raises ``SpoolWriteError`` and leaves nothing behind.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import secrets
@@ -77,6 +79,7 @@ _VERSION = 1
 _BATCH = ".batch"
 _TEMPORARY = ".batch.tmp"
 _CORRUPT = ".batch.corrupt"
+_FAILED = ".batch.failed"
 
 
 class SpoolFullError(EvalkitError):
@@ -125,6 +128,7 @@ class SpoolStatus:
     lag_seconds: float
     torn: int
     corrupt: int
+    failed: int
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -216,6 +220,7 @@ class _State:
     next_sequence: int = 1
     torn: int = 0
     corrupt: int = 0
+    failed: int = 0
 
 
 class Spool:
@@ -234,6 +239,8 @@ class Spool:
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             names = sorted(os.listdir(self.directory))
+            if not os.access(self.directory, os.W_OK | os.X_OK):
+                raise PermissionError(errno.EACCES, "permission denied")
         except OSError as error:
             raise SpoolWriteError(
                 f"cannot use the spool directory {self.directory}: {error.strerror or error}"
@@ -340,15 +347,21 @@ class Spool:
         with self._lock:
             self._state.ready.pop(batch.sequence, None)
 
-    def set_aside(self, batch: SpooledBatch) -> Path:
-        """Rename a batch that cannot be read to ``NAME.batch.corrupt`` (kept for
-        inspection, no longer committed); returns its new path."""
-        target = batch.path.with_name(batch.path.name + ".corrupt")
+    def set_aside(self, batch: SpooledBatch, *, reason: str = "corrupt") -> Path:
+        """Rename a batch that cannot be read (``reason="corrupt"``) or that the store keeps
+        refusing (``"failed"``) to ``NAME.batch.<reason>``, kept for inspection and no
+        longer committed; returns its new path."""
+        if reason not in ("corrupt", "failed"):
+            raise ValueError(f"unknown reason {reason!r}")
+        target = batch.path.with_name(f"{batch.path.name}.{reason}")
         with contextlib.suppress(FileNotFoundError):
             batch.path.replace(target)
         with self._lock:
             self._state.ready.pop(batch.sequence, None)
-            self._state.corrupt += 1
+            if reason == "failed":
+                self._state.failed += 1
+            else:
+                self._state.corrupt += 1
         return target
 
     def status(self, now: float | None = None) -> SpoolStatus:
@@ -365,6 +378,7 @@ class Spool:
                 lag_seconds=0.0 if oldest is None else max(0.0, moment - oldest),
                 torn=state.torn,
                 corrupt=state.corrupt,
+                failed=state.failed,
             )
 
 
@@ -374,7 +388,7 @@ def new_request_id() -> str:
 
 
 def _parse_name(name: str) -> tuple[int, str, str] | None:
-    for kind in (_CORRUPT, _BATCH):
+    for kind in (_CORRUPT, _FAILED, _BATCH):
         if name.endswith(kind):
             stem = name.removesuffix(kind)
             sequence, _, request_id = stem.partition("-")
