@@ -13,10 +13,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pyarrow as pa
 import pytest
 from test_scheduler_support import evalkit_command, wait_until
 
+from evalkit.errors import StoreError
+from evalkit.scheduler import otlp as otlp_receiver
 from evalkit.scheduler.lock import StoreAccess
 from evalkit.scheduler.otlp import ReceiverCounters, _Committer
 from evalkit.store import Store
@@ -334,3 +337,42 @@ def test_a_batch_the_store_keeps_refusing_is_set_aside_and_the_rest_committed(
     assert {s.labels["reason"]: s.value for s in aside.samples}["failed"] == 1
     with Store.open(store_path) as store:
         assert stored_ids(store) == [f"{TRACE}-2222222222222222"]
+
+
+def test_a_fault_of_the_store_itself_is_retried_and_never_sets_a_batch_aside(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk fails every batch: counting it against the batch would set the whole
+    spool aside one batch after another."""
+    store_path = tmp_path / "evalkit.duckdb"
+    Store.open(store_path).close()
+    spool = Spool(tmp_path / "spool", max_bytes=1 << 20)
+    spool.recover()
+    spool.append(prepared("3333333333333333"))
+    faults = {"left": otlp_receiver._MAX_BATCH_ATTEMPTS + 2}
+
+    def full_disk(store: Store, batch: PreparedSpans, **options: Any) -> Any:
+        if faults["left"]:
+            faults["left"] -= 1
+            try:
+                raise duckdb.IOException("Could not write file: No space left on device")
+            except duckdb.IOException as error:
+                raise StoreError(f"store write failed: {error}") from error
+        return commit_spans(store, batch, **options)
+
+    monkeypatch.setattr(otlp_receiver, "commit_spans", full_disk)
+    monkeypatch.setattr(otlp_receiver, "_RETRY_COMMIT_SECONDS", 0.05)
+    counters = ReceiverCounters(spool.status)
+    committer = _Committer(
+        spool, StoreAccess(store_path, wait=5.0, program="test"), counters, threading.Event()
+    )
+    committer.start()
+    try:
+        committer.wake()
+        wait_until(lambda: counters.value("stored") == 1, timeout=60, what="the retried batch")
+    finally:
+        committer.close(timeout=10)
+    assert faults["left"] == 0
+    assert spool.status().failed == 0
+    with Store.open(store_path) as store:
+        assert stored_ids(store) == [f"{TRACE}-3333333333333333"]

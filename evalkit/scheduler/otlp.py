@@ -78,6 +78,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import duckdb
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -392,7 +393,11 @@ class _Committer:
     def _gives_up(self, spooled: SpooledBatch, error: Exception) -> bool:
         """Count a failed commit of ``spooled`` with the store open; after
         ``_MAX_BATCH_ATTEMPTS`` set it aside as ``.batch.failed`` (True) so the batches
-        after it are committed."""
+        after it are committed. A fault of the store itself (a full disk, an I/O or memory
+        failure) is not the batch's: every batch would meet it, so it is retried as when the
+        store is busy and never counts."""
+        if _store_fault(error):
+            return False
         attempts = self._attempts.get(spooled.sequence, 0) + 1
         if attempts < _MAX_BATCH_ATTEMPTS:
             self._attempts[spooled.sequence] = attempts
@@ -410,6 +415,18 @@ class _Committer:
             kept.name,
         )
         return True
+
+
+def _store_fault(error: BaseException) -> bool:
+    """Whether ``error`` (or what caused it) is the store's own trouble rather than a
+    batch's data: an operating-system error (no space left, a read-only or vanished file)
+    or DuckDB's I/O and out-of-memory errors."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, (OSError, duckdb.IOException, duckdb.OutOfMemoryException)):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 class _Server(ThreadingHTTPServer):
