@@ -63,7 +63,15 @@ if TYPE_CHECKING:
     from evalkit.alerts.outbox import DeliveryReport
     from evalkit.store.store import Store
 
-__all__ = ["HealthServer", "ServiceHandle", "ServiceState", "is_loopback", "metric_families"]
+__all__ = [
+    "HealthServer",
+    "ServiceHTTPServer",
+    "ServiceHandle",
+    "ServiceState",
+    "http_url",
+    "is_loopback",
+    "metric_families",
+]
 
 _log = logging.getLogger("evalkit.scheduler")
 _JOB_STATUSES = ("succeeded", "partial", "failed", "interrupted")
@@ -391,15 +399,27 @@ class ServiceHandle(Protocol):
         ...
 
 
-class _Server(ThreadingHTTPServer):
+class ServiceHTTPServer(ThreadingHTTPServer):
+    """A threaded HTTP listener of ``evalkit serve`` on ``host`` (IPv6 when the address is
+    one); its request threads never keep the service from stopping."""
+
     daemon_threads = True
     allow_reuse_address = True
+
+    def __init__(self, host: str, port: int, handler: type[BaseHTTPRequestHandler]) -> None:
+        self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        super().__init__((host, port), handler)
+
+
+def http_url(host: str, port: int, path: str = "") -> str:
+    """``http://host:port`` and ``path``, an IPv6 host in brackets."""
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}{path}"
+
+
+class _Server(ServiceHTTPServer):
     service: ServiceHandle
     triggers_allowed: bool
-
-
-class _Server6(_Server):
-    address_family = socket.AF_INET6
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -459,8 +479,7 @@ class HealthServer:
     """The HTTP endpoint, served from a background thread."""
 
     def __init__(self, service: ServiceHandle, *, host: str, port: int) -> None:
-        server_class = _Server6 if ":" in host else _Server
-        self._server = server_class((host, port), _Handler)
+        self._server = _Server(host, port, _Handler)
         self._server.service = service
         self._server.triggers_allowed = is_loopback(host)
         self._thread = threading.Thread(
@@ -472,8 +491,7 @@ class HealthServer:
     @property
     def url(self) -> str:
         """``http://host:port``."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return http_url(self.host, self.port)
 
     def start(self) -> None:
         """Start serving."""

@@ -67,13 +67,12 @@ import hmac
 import json
 import logging
 import os
-import socket
 import threading
 import time
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -84,7 +83,7 @@ from prometheus_client.registry import Collector
 
 from evalkit.config.otlp import OtlpSettings
 from evalkit.errors import ConfigError, EvalkitError
-from evalkit.scheduler.health import is_loopback
+from evalkit.scheduler.health import ServiceHTTPServer, http_url, is_loopback
 from evalkit.scheduler.lock import StoreAccess, StoreBusyError, StoreWaitStoppedError
 from evalkit.traffic.otlp import (
     OtlpPayloadError,
@@ -162,16 +161,27 @@ _SPAN_COUNTERS = {
 }
 
 
-class _TooLargeError(Exception):
-    """The body is larger than the receiver accepts (413)."""
+class _RefusedError(Exception):
+    """A request refused before its payload is read: the HTTP ``status`` (408 a stalled
+    body, 411 no length, 413 too large, 415 a content type or encoding not read) and the
+    ``result`` it is counted under."""
+
+    def __init__(self, status: int, result: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.result = result
 
 
-class _TimeoutError(Exception):
-    """The client paused longer than ``[otlp] request_timeout`` while sending the body (408)."""
+def _too_large(message: str) -> _RefusedError:
+    return _RefusedError(413, "too_large", message)
 
 
-class _UnsupportedError(Exception):
-    """A content type or encoding the receiver does not read (415)."""
+def _unsupported(message: str) -> _RefusedError:
+    return _RefusedError(415, "unsupported", message)
+
+
+def _length_required(message: str) -> _RefusedError:
+    return _RefusedError(411, "length_required", message)
 
 
 class ReceiverCounters(Collector):
@@ -429,14 +439,8 @@ def _store_fault(error: BaseException) -> bool:
     return False
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
+class _Server(ServiceHTTPServer):
     receiver: OtlpReceiver
-
-
-class _Server6(_Server):
-    address_family = socket.AF_INET6
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -504,8 +508,7 @@ class OtlpReceiver:
         self._committer = _Committer(self.spool, access, self.counters, self._stopping)
         self.host = host or settings.host
         chosen = settings.port if port is None else port
-        server_class = _Server6 if ":" in self.host else _Server
-        self._server = server_class((self.host, chosen), _Handler)
+        self._server = _Server(self.host, chosen, _Handler)
         self._server.receiver = self
         self.port = int(self._server.server_address[1])
         self._thread = threading.Thread(
@@ -521,8 +524,7 @@ class OtlpReceiver:
     @property
     def url(self) -> str:
         """``http://host:port/v1/traces``."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}{TRACES_PATH}"
+        return http_url(self.host, self.port, TRACES_PATH)
 
     def start(self) -> None:
         """Recover the spool (its batches are committed first), then start receiving."""
@@ -638,44 +640,12 @@ class OtlpReceiver:
 
     def _receive(self, request: _Handler, content_type: str, reply_type: str) -> None:
         try:
-            body = self._body(request)
-        except _TooLargeError as error:
-            self.refuse(request, 413, "too_large", str(error), reply_type)
-            return
-        except _TimeoutError as error:
-            request.close_connection = True
-            self.refuse(request, 408, "timeout", str(error), reply_type)
-            return
-        except _UnsupportedError as error:
-            self.refuse(request, 415, "unsupported", str(error), reply_type)
-            return
-        except ValueError as error:
-            self.refuse(request, 411, "length_required", str(error), reply_type)
+            batch = self._decode(self._body(request), content_type)
+        except _RefusedError as refusal:
+            self.refuse(request, refusal.status, refusal.result, str(refusal), reply_type)
             return
         except OtlpPayloadError as error:
             self.refuse(request, 400, "malformed", str(error), reply_type)
-            return
-        batch = SpanBatch(self.mapping)
-        try:
-            if content_type == _PROTOBUF:
-                batch.add_protobuf(decode_protobuf(body))
-            elif content_type == _JSON:
-                batch.add_json(body)
-            else:
-                self.refuse(
-                    request,
-                    415,
-                    "unsupported",
-                    f"Content-Type must be {_PROTOBUF} or {_JSON}",
-                    _JSON,
-                )
-                return
-        except OtlpPayloadError as error:
-            self.refuse(request, 400, "malformed", str(error), reply_type)
-            return
-        except ConfigError as error:
-            # The protobuf decoder needs the `otlp` extra; JSON works without it.
-            self.refuse(request, 415, "unsupported", str(error), reply_type)
             return
         request_id = new_request_id()
         # The problems are stored with the request's id: a batch committed twice adds none.
@@ -695,6 +665,22 @@ class OtlpReceiver:
         self.counters.accepted(prepared)
         _send(request, 200, _export_response(prepared, reply_type), reply_type)
 
+    def _decode(self, body: bytes, content_type: str) -> SpanBatch:
+        """The spans of a request body of ``content_type``."""
+        batch = SpanBatch(self.mapping)
+        if content_type == _PROTOBUF:
+            try:
+                request = decode_protobuf(body)
+            except ConfigError as error:
+                # The protobuf decoder needs the `otlp` extra; JSON works without it.
+                raise _unsupported(str(error)) from None
+            batch.add_protobuf(request)
+        elif content_type == _JSON:
+            batch.add_json(body)
+        else:
+            raise _unsupported(f"Content-Type must be {_PROTOBUF} or {_JSON}")
+        return batch
+
     def _body(self, request: _Handler) -> bytes:
         limit = self.settings.max_request_bytes
         transfer = request.headers.get("Transfer-Encoding")
@@ -703,21 +689,21 @@ class OtlpReceiver:
             # Node.js exporters send chunked bodies without a Content-Length.
             if transfer.strip().lower() != "chunked":
                 request.close_connection = True
-                raise _UnsupportedError(
+                raise _unsupported(
                     f"Transfer-Encoding {transfer!r} is not read; send chunked or a Content-Length"
                 )
             return self._decoded(request, _read_chunked(request, limit), limit)
         if length_header is None:
-            raise ValueError("a Content-Length or chunked Transfer-Encoding is required")
+            raise _length_required("a Content-Length or chunked Transfer-Encoding is required")
         try:
             length = int(length_header)
         except ValueError:
-            raise ValueError("Content-Length must be a number of bytes") from None
+            raise _length_required("Content-Length must be a number of bytes") from None
         if length < 0:
-            raise ValueError("Content-Length must be a number of bytes")
+            raise _length_required("Content-Length must be a number of bytes")
         if length > limit:
             request.close_connection = True
-            raise _TooLargeError(f"the request body of {length} bytes exceeds {limit} bytes")
+            raise _too_large(f"the request body of {length} bytes exceeds {limit} bytes")
         body = _read(request, length)
         if len(body) != length:
             request.close_connection = True
@@ -734,9 +720,7 @@ class OtlpReceiver:
             return _inflate(body, zlib.MAX_WBITS | 16, limit)
         if encoding == "deflate":
             return _inflate(body, zlib.MAX_WBITS, limit)
-        raise _UnsupportedError(
-            f"Content-Encoding {encoding!r} is not read; send gzip, deflate or none"
-        )
+        raise _unsupported(f"Content-Encoding {encoding!r} is not read; send gzip, deflate or none")
 
     def _unavailable(
         self, request: _Handler, reason: str, reply_type: str, *, result: str = "unavailable"
@@ -791,15 +775,17 @@ def _authorized(header: str, token: str) -> bool:
 
 
 def _read(request: _Handler, size: int, *, line: bool = False) -> bytes:
-    """Up to ``size`` bytes of the body (a line: up to its newline); _TimeoutError when the
+    """Up to ``size`` bytes of the body (a line: up to its newline); a 408 refusal when the
     client pauses longer than the handler's timeout."""
     try:
         return request.rfile.readline(size) if line else request.rfile.read(size)
     except TimeoutError:
         request.close_connection = True
-        raise _TimeoutError(
+        raise _RefusedError(
+            408,
+            "timeout",
             "the request body did not arrive within "
-            f"{request.server.receiver.settings.request_timeout:g} s ([otlp] request_timeout)"
+            f"{request.server.receiver.settings.request_timeout:g} s ([otlp] request_timeout)",
         ) from None
 
 
@@ -824,7 +810,7 @@ def _read_chunked(request: _Handler, limit: int) -> bytes:
             break
         total += size
         if total > limit:
-            raise _TooLargeError(f"the chunked request body exceeds {limit} bytes")
+            raise _too_large(f"the chunked request body exceeds {limit} bytes")
         data = _read(request, size)
         if len(data) != size or _read(request, 2) != b"\r\n":
             raise OtlpPayloadError("the chunked body is cut short or a chunk is malformed")
@@ -846,7 +832,7 @@ def _inflate(body: bytes, window: int, limit: int) -> bytes:
     except zlib.error as error:
         raise OtlpPayloadError(f"the body is not valid compressed data ({error})") from None
     if len(data) > limit or inflater.unconsumed_tail:
-        raise _TooLargeError(f"the decompressed request body exceeds {limit} bytes")
+        raise _too_large(f"the decompressed request body exceeds {limit} bytes")
     if not inflater.eof:
         raise OtlpPayloadError("the compressed body is cut short (its stream does not end)")
     return data
