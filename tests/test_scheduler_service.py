@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from test_scheduler_support import (  # noqa: F401  (fixtures)
     make_goldset,
     receiver_fixture,
     retriever_fixture,
+    serves_fixture,
     wait_until,
 )
 
@@ -108,17 +108,6 @@ def start_serve(home: Home, name: str) -> Serve:
     url = json.loads(info.read_text())["url"]
     assert httpx.get(f"{url}/healthz", timeout=10).json()["status"] == "ok"
     return Serve(process=process, log=log, url=url)
-
-
-@pytest.fixture
-def serves() -> Iterator[list[Serve]]:
-    """Started services; any still running at the end are killed."""
-    started: list[Serve] = []
-    yield started
-    for serve in started:
-        if serve.process.poll() is None:
-            serve.process.kill()
-            serve.process.wait(timeout=30)
 
 
 def toml_list(values: list[str]) -> str:

@@ -142,6 +142,18 @@ class Receiver:
             return list(self.requests)
 
 
+@pytest.fixture(name="serves")
+def serves_fixture() -> Iterator[list[Any]]:
+    """Started ``evalkit serve`` children (each with its ``process``); any still running at
+    the end of the test are killed."""
+    started: list[Any] = []
+    yield started
+    for serve in started:
+        if serve.process.poll() is None:
+            serve.process.kill()
+            serve.process.wait(timeout=30)
+
+
 @pytest.fixture(name="receiver")
 def receiver_fixture() -> Iterator[Receiver]:
     """A running webhook receiver, signing secret ``SECRET``."""

@@ -37,7 +37,12 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from test_scheduler_support import evalkit_command, free_port, wait_until
+from test_scheduler_support import (  # noqa: F401  (fixture)
+    evalkit_command,
+    free_port,
+    serves_fixture,
+    wait_until,
+)
 from test_traffic_tenant_isolation import DOCUMENTS, OWNER
 
 from evalkit.config.judge import JudgeSettings, ScoringMethod
@@ -128,16 +133,6 @@ redact = ["email"]
     ]
     index_corpus(client, documents, embedder, collection_name="kbase")
     return Home(root=tmp_path, env=env, port=port)
-
-
-@pytest.fixture
-def serves() -> Iterator[list[Serve]]:
-    started: list[Serve] = []
-    yield started
-    for serve in started:
-        if serve.process.poll() is None:
-            serve.process.kill()
-            serve.process.wait(timeout=30)
 
 
 def start_serve(home: Home, serves: list[Serve]) -> Serve:
