@@ -417,12 +417,13 @@ class LazyEmbedder:
         to within float rounding, 1e-7). Vectors are held until ``close``. The same set
         prefetched twice is embedded once.
         """
-        entry = _Prefetched(tuple(texts))
-        if not entry.texts:
+        wanted = tuple(texts)
+        if not wanted:
             return
         with self._ahead_lock:
-            if any(known.texts == entry.texts for known in self._prefetched):
+            if any(known.texts == wanted for known in self._prefetched):
                 return
+            entry = _Prefetched(wanted)
             self._prefetched.append(entry)
         self._spawn(entry)
 

@@ -162,22 +162,20 @@ def list_drift_checks(
         " ORDER BY created_at DESC, check_id DESC LIMIT ?",
         [stream, stream, subject, subject, limit],
     )
+
+    def missing(value: object) -> bool:
+        try:
+            return bool(pd.isna(value))  # type: ignore[call-overload]
+        except (TypeError, ValueError):
+            return False
+
     checks = []
     for row in frame.to_dict("records"):
         values: dict[str, Any] = {
-            str(key): (None if _missing(value) else value) for key, value in row.items()
+            str(key): (None if missing(value) else value) for key, value in row.items()
         }
         values["details"] = json.loads(values["details"]) if values["details"] else {}
         values["is_drift"] = bool(values["is_drift"])
         values["created_at"] = pd.Timestamp(values["created_at"]).to_pydatetime()
         checks.append(StoredDriftCheck(**values))
     return checks
-
-
-def _missing(value: object) -> bool:
-    import pandas as pd
-
-    try:
-        return bool(pd.isna(value))  # type: ignore[call-overload]
-    except (TypeError, ValueError):
-        return False
