@@ -240,3 +240,49 @@ def test_a_command_exits_with_the_code_its_row_documents(
     result = json.loads(done.stdout)
     if isinstance(result, dict) and set(result) == {"error"}:
         assert result["error"]["exit_code"] == code
+
+
+_ENDS_WITHOUT_TEARDOWN = """
+import atexit, sys, threading, time
+import evalkit.cli as cli
+from evalkit.cli._app import end_without_teardown
+
+atexit.register(lambda: print("TEARDOWN", flush=True))
+if sys.argv[1] == "thread":
+    def late():
+        time.sleep(0.3)
+        print("THREAD-DONE", flush=True)
+    threading.Thread(target=late).start()
+
+def command(argv=None):
+    sys.stdout.write("x" * 200_000 + "\\nEND\\n")
+    end_without_teardown()
+    return 3
+
+cli.invoke = command
+cli.main()
+"""
+
+
+@pytest.mark.parametrize("case", ["alone", "thread"])
+def test_a_command_that_closed_everything_ends_without_teardown_unless_a_thread_is_left(
+    case: str,
+) -> None:
+    """`evalkit run` ends without the interpreter's teardown once it has closed what it
+    wrote: the exit code and every byte of piped output survive; a thread still running
+    gets the ordinary exit (it finishes, and exit hooks run)."""
+    done = subprocess.run(
+        [sys.executable, "-c", _ENDS_WITHOUT_TEARDOWN, case],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 3, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "x" * 200_000
+    assert lines[1] == "END"
+    if case == "alone":
+        assert lines[2:] == []
+    else:
+        assert lines[2:] == ["THREAD-DONE", "TEARDOWN"]

@@ -42,12 +42,13 @@ class _NotInstalled(importlib.abc.MetaPathFinder):
 BLOCKED = set(sys.argv[1].split(","))
 sys.meta_path.insert(0, _NotInstalled())
 sys.argv = ["evalkit", *sys.argv[2:]]
-from evalkit.cli import main
+from evalkit.cli import invoke
 try:
-    main()
+    code = invoke()
 finally:
     loaded = sorted(name for name in BLOCKED if name in sys.modules)
     print("LOADED-HEAVY:" + ",".join(loaded), file=sys.stderr)
+sys.exit(code)
 """
 
 

@@ -15,7 +15,10 @@ where evalkit imports its own modules inside functions without a comment on each
 from __future__ import annotations
 
 import importlib
+import logging
+import os
 import sys
+import threading
 from typing import TYPE_CHECKING, Any, cast
 
 import click
@@ -117,7 +120,24 @@ def load_commands(args: list[str]) -> typer.Typer:
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and exit with its code."""
     code = invoke(argv)
+    from evalkit.cli._app import teardown_needed
+
+    if not teardown_needed() and threading.active_count() == 1:
+        _end_now(code)
     sys.exit(code)
+
+
+def _end_now(code: int) -> None:
+    """End the process with ``code`` without the interpreter's teardown (the command has
+    closed what it wrote and no other thread is left); a stream that cannot be flushed
+    falls back to the ordinary exit, which reports it."""
+    logging.shutdown()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        return
+    os._exit(code)
 
 
 def invoke(argv: list[str] | None = None) -> int:

@@ -10,7 +10,7 @@ import typer
 from evalkit import __version__
 from evalkit.cli._output import set_global_overrides
 
-__all__ = ["app", "goldset_app", "runs_app"]
+__all__ = ["app", "end_without_teardown", "goldset_app", "runs_app", "teardown_needed"]
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 
@@ -33,6 +33,23 @@ runs_app = typer.Typer(
 )
 app.add_typer(goldset_app, name="goldset")
 app.add_typer(runs_app, name="runs")
+
+
+_teardown = {"needed": True}
+
+
+def end_without_teardown() -> None:
+    """Let the process end as soon as the command returns, without the interpreter's
+    teardown (exit hooks other than logging's do not run). Call it only once everything the
+    command wrote is closed (the store, reports) and no thread of its own is left:
+    what is left is unloading a few thousand modules and the native libraries of Chroma and
+    ONNX Runtime, about 0.4 s a user waits for after the result is printed."""
+    _teardown["needed"] = False
+
+
+def teardown_needed() -> bool:
+    """False once the running command has said it may end without teardown."""
+    return _teardown["needed"]
 
 
 def _print_version(value: bool) -> None:

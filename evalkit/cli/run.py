@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from evalkit.cli._app import app
+from evalkit.cli._app import app, end_without_teardown
 from evalkit.cli._output import OutputFormat, console, emit_json, progress_bar, settings
 from evalkit.cli._retriever import (
     AllowMismatch,
@@ -151,5 +151,7 @@ def run(
                 highlight=False,
                 soft_wrap=True,
             )
+    # The store and the retriever are closed and the model's threads stopped.
+    end_without_teardown()
     if outcome.run.status != "complete":
         raise typer.Exit(RETRIEVER_FAILURE)
