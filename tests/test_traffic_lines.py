@@ -151,6 +151,26 @@ def test_dedup_texts_is_dedup_text_on_each() -> None:
     ]
 
 
+_WHITESPACE_AND_CASE = st.lists(
+    st.one_of(
+        st.sampled_from([" ", "  ", "\t", "\n", "\x0b", "\x0c", "\r", "\x1c", "\x1f", "\x85"]),
+        st.sampled_from(["\xa0", "\u2003", "\u3000", "İ", "ß", "Σ", "é", "\x00", "\x7f"]),
+        st.text(alphabet="aZqQ09-", min_size=1, max_size=4),
+    ),
+    max_size=8,
+).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.none(), _WHITESPACE_AND_CASE, st.text(max_size=8)), max_size=20))
+def test_dedup_texts_folds_a_column_as_dedup_text_folds_each_text(texts: list[str | None]) -> None:
+    """The column path (Arrow's kernels for single-spaced ASCII, ``dedup_text`` for the
+    rest) gives what ``dedup_text`` gives, whatever the whitespace, case or script."""
+    assert dedup_texts(pa.array(texts, pa.string())).to_pylist() == [
+        dedup_text(text or "") for text in texts
+    ]
+
+
 def iso_timestamps() -> st.SearchStrategy[str]:
     """ISO 8601 texts: real date-times in the forms the format allows, and near misses."""
     fraction = st.one_of(st.just(""), st.integers(1, 9).map(lambda n: "." + "7" * n))

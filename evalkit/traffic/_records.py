@@ -18,6 +18,7 @@ from typing import Annotated, Any, cast
 import msgspec
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from msgspec.structs import astuple
 
 from evalkit.traffic.log import LOG_FIELDS
@@ -278,12 +279,35 @@ def dedup_text(text: str) -> str:
     return " ".join(text.lower().split())
 
 
+# What ``str.split()`` would change in an ASCII text besides case: a whitespace character
+# other than the space (those below 128 it splits on), two spaces in a row, a leading or
+# trailing space. An ASCII text with none of these is its own ``dedup_text`` once lowered.
+_NEEDS_SPLITTING = r"[\t\n\x0b\x0c\r\x1c-\x1f]|  |^ | $"
+
+
 def dedup_texts(texts: pa.Array) -> pa.Array:
-    """``dedup_text`` of each text of a string array (empty for a blank or null one)."""
-    return pa.array(
-        [" ".join(text.lower().split()) for text in texts.fill_null("").to_pylist()],
-        pa.string(),
+    """``dedup_text`` of each text of a string array (empty for a blank or null one).
+
+    Single-spaced ASCII texts (nearly all queries) are lowered by Arrow, a whole column at a
+    time; the others go through ``dedup_text`` itself, whose Unicode case and whitespace
+    rules they need.
+    """
+    filled = texts.fill_null("")
+    lowered = pc.ascii_lower(filled)
+    lowered_is_enough = np.asarray(
+        pc.and_(
+            pc.string_is_ascii(filled),
+            pc.invert(pc.match_substring_regex(filled, _NEEDS_SPLITTING)),
+        ),
+        dtype=bool,
     )
+    if lowered_is_enough.all():
+        return lowered.cast(pa.string())
+    values = lowered.to_pylist()
+    originals = filled.to_pylist()
+    for row in np.flatnonzero(~lowered_is_enough).tolist():
+        values[row] = dedup_text(originals[row])
+    return pa.array(values, pa.string())
 
 
 def _ranked(
