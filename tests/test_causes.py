@@ -1,0 +1,339 @@
+"""Probable causes: planted causes on a real DuckDB store must be named, and ranked first.
+
+Each test stores a good baseline run and a worse candidate through the Store API, plants
+one cause (documents removed from the index and audited, the query model swapped, the
+goldset changed, a smaller k, failed queries) and checks the share of the loss
+``explain_runs`` gives it by hand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+from test_dashboard_seed import goldset, perfect, query_ids, store_run
+
+from evalkit.causes import CAUSE_KINDS, explain_alert, explain_drift_check, explain_runs
+from evalkit.clock import utc_now
+from evalkit.errors import ConfigError
+from evalkit.goldset.model import Goldset
+from evalkit.records import Judgment
+from evalkit.records.audit import AuditReport, CheckOutcome, Finding, Severity
+from evalkit.store import Store
+from evalkit.store.alerts import StoredAlert, StoredAlertState, save_alert
+from evalkit.store.audit import save_audit
+from evalkit.store.drift import save_drift_check
+from evalkit.store.goldsets import save_goldset
+
+N = 14
+MEASURES = ("ndcg@10", "recall@10", "precision@10")
+CHROMA = {"kind": "chroma-embedded", "path": "/x/chroma", "collection": "mini"}
+FAST = {"resamples": 500}
+
+
+def _run(
+    store: Store,
+    gold: Goldset,
+    rankings: dict[str, list[str]],
+    *,
+    model: str = "fp-1",
+    index: str = "idx-1",
+    failed: Sequence[str] = (),
+    k: int = 10,
+) -> str:
+    return store_run(
+        store,
+        gold,
+        rankings,
+        retriever_kind="chroma-embedded",
+        config=CHROMA,
+        collection="mini",
+        model_fingerprint=model,
+        index_fingerprint=index,
+        failed=failed,
+        k=k,
+        measures=MEASURES,
+    )
+
+
+def _without(removed: set[str]) -> dict[str, list[str]]:
+    """Perfect rankings with the ``removed`` documents gone (the index no longer has them)."""
+    return {q: [doc for doc in perfect(q) if doc not in removed] + ["x9"] for q in query_ids(N)}
+
+
+def _audit(store: Store, kind: str, doc_ids: Sequence[str], collection: str = "mini") -> str:
+    now = utc_now()
+    finding = Finding(
+        kind=kind,
+        check="orphans",
+        severity=Severity.warning,
+        message=f"{len(doc_ids)} documents judged in goldset 'mini' are not in the index",
+        count=len(doc_ids),
+        doc_ids=tuple(doc_ids),
+    )
+    return save_audit(
+        store,
+        AuditReport(
+            collection=collection,
+            location="/x/chroma",
+            started_at=now,
+            finished_at=now,
+            n_documents=40,
+            checks=(CheckOutcome("orphans", True, findings=(finding,)),),
+            config={},
+            seed=0,
+            goldset_name="mini",
+        ),
+    ).audit_id
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    opened = Store.open(tmp_path / "evalkit.duckdb")
+    yield opened  # type: ignore[misc]
+    opened.close()
+
+
+def test_documents_removed_from_the_index_rank_first_with_their_share(store: Store) -> None:
+    gold = goldset(N)
+    save_goldset(store, gold)
+    baseline = _run(store, gold, {q: perfect(q) for q in query_ids(N)})
+    removed = {f"{q}-b" for q in query_ids(N)[:7]}
+    candidate = _run(store, gold, _without(removed), index="idx-2")
+    audit_id = _audit(store, "orphaned_judgments", sorted(removed))
+
+    explanation = explain_runs(store, candidate, **FAST)
+
+    assert explanation.baseline == baseline
+    assert explanation.decision == "regression"
+    assert explanation.lost_queries == 7
+    assert explanation.lost_documents == 7
+    top = explanation.causes[0]
+    assert top.kind == "missing_from_index"
+    assert top.score == pytest.approx(1.0)
+    assert "7 of the 7 relevant documents lost by 7 queries are missing from the index" in (
+        top.statement
+    )
+    assert top.link.page == "index_health"
+    assert dict(top.link.params) == {
+        "collection": "mini",
+        "audit": audit_id,
+        "finding": "orphaned_judgments",
+    }
+    assert {row["doc_id"] for row in top.evidence} == removed
+    assert all(row["baseline_rank"] == 2 for row in top.evidence)
+    rebuilt = next(c for c in explanation.causes if c.kind == "index_changed")
+    assert rebuilt.score == pytest.approx(0.0)
+    assert not rebuilt.measured
+    assert explanation.notes == ()
+
+
+def test_half_the_lost_documents_audited_missing_explain_half_the_loss(store: Store) -> None:
+    gold = goldset(N)
+    save_goldset(store, gold)
+    _run(store, gold, {q: perfect(q) for q in query_ids(N)})
+    removed = {f"{q}-b" for q in query_ids(N)[:4]}
+    candidate = _run(store, gold, _without(removed), index="idx-2")
+    _audit(store, "orphaned_judgments", sorted(removed)[:2])
+
+    explanation = explain_runs(store, candidate, **FAST)
+
+    by_kind = {cause.kind: cause for cause in explanation.causes}
+    # Four queries lost the same amount each; two of them are explained by the audit.
+    assert by_kind["missing_from_index"].score == pytest.approx(0.5)
+    assert by_kind["index_changed"].score == pytest.approx(0.5)
+    assert explanation.causes[0].kind == "missing_from_index"
+
+
+def test_without_an_audit_the_note_says_how_to_get_one(store: Store) -> None:
+    gold = goldset(N)
+    save_goldset(store, gold)
+    _run(store, gold, {q: perfect(q) for q in query_ids(N)})
+    candidate = _run(store, gold, _without({"q01-b", "q02-b"}), index="idx-2")
+
+    explanation = explain_runs(store, candidate, **FAST)
+
+    assert [cause.kind for cause in explanation.causes] == ["index_changed"]
+    assert explanation.causes[0].score == pytest.approx(1.0)
+    assert any("evalkit audit --collection mini --goldset mini" in n for n in explanation.notes)
+
+
+def test_a_swapped_query_model_ranks_first_and_a_canary_mismatch_before_it(
+    store: Store,
+) -> None:
+    gold = goldset(N)
+    save_goldset(store, gold)
+    _run(store, gold, {q: perfect(q) for q in query_ids(N)})
+    shuffled = {q: [f"y{i}" for i in range(5)] + perfect(q)[:5] for q in query_ids(N)}
+    candidate = _run(store, gold, shuffled, model="fp-other")
+
+    explanation = explain_runs(store, candidate, **FAST)
+    assert explanation.causes[0].kind == "query_model_changed"
+    assert explanation.causes[0].score == pytest.approx(1.0)
+    assert "fp-1" in explanation.causes[0].statement
+    assert "fp-other" in explanation.causes[0].statement
+
+    check = save_drift_check(
+        store,
+        stream="model",
+        subject="mini",
+        finding="model_mismatch",
+        method="canary_fingerprint",
+        is_drift=True,
+        statistic=0.02,
+    )
+    explanation = explain_runs(store, candidate, **FAST)
+    kinds = [cause.kind for cause in explanation.causes]
+    assert kinds[:2] == ["index_model_mismatch", "query_model_changed"]
+    assert explanation.causes[0].link.page == "drift"
+    assert dict(explanation.causes[0].link.params) == {"check": check.check_id}
+    assert "0.020" in explanation.causes[0].statement
+
+
+def test_changed_judgments_are_the_goldset_cause(store: Store) -> None:
+    gold = goldset(N)
+    save_goldset(store, gold)
+    _run(store, gold, {q: perfect(q) for q in query_ids(N)})
+    changed = {"q01", "q02", "q03"}
+    judgments = [
+        Judgment(j.query_id, f"{j.query_id}-z", j.relevance)
+        if j.query_id in changed and j.doc_id.endswith("-b")
+        else j
+        for j in gold.judgments
+    ]
+    gold_v2 = Goldset.build(name=gold.name, queries=gold.queries, judgments=judgments)
+    save_goldset(store, gold_v2)
+    candidate = _run(store, gold_v2, {q: perfect(q) for q in query_ids(N)})
+
+    explanation = explain_runs(store, candidate, **FAST)
+
+    top = explanation.causes[0]
+    assert top.kind == "goldset_changed"
+    assert top.score == pytest.approx(1.0)
+    assert {row["query_id"] for row in top.evidence} == changed
+    assert "judgments of 3 compared queries differ" in top.statement
+    assert top.link.page == "goldsets"
+
+
+def test_a_smaller_k_is_the_cause_of_documents_ranked_below_it(store: Store) -> None:
+    gold = goldset(N)
+    save_goldset(store, gold)
+    deep = {q: [f"y{i}" for i in range(5)] + perfect(q)[:5] for q in query_ids(N)}
+    _run(store, gold, deep)
+    candidate = _run(store, gold, {q: deep[q][:6] for q in query_ids(N)}, k=6)
+
+    explanation = explain_runs(store, candidate, measures=["recall@10"], **FAST)
+
+    top = explanation.causes[0]
+    assert top.kind == "k_changed"
+    assert top.score == pytest.approx(1.0)
+    assert "k changed from 10 to 6" in top.statement
+    assert {row["baseline_rank"] for row in top.evidence} == {7}
+
+
+def test_failed_queries_of_a_partial_run_are_their_share_of_the_loss(store: Store) -> None:
+    gold = goldset(N)
+    save_goldset(store, gold)
+    good = {q: perfect(q) for q in query_ids(N)}
+    _run(store, gold, good)
+    candidate = _run(store, gold, good, failed=("q01", "q02"))
+
+    explanation = explain_runs(store, candidate, **FAST)
+
+    top = explanation.causes[0]
+    assert top.kind == "failed_queries"
+    assert top.score == pytest.approx(1.0)
+    assert top.link.page == "query"
+    assert dict(top.link.params) == {"goldset": "mini", "run": candidate, "query": "q01"}
+    assert "2 queries failed" in top.statement
+
+
+def test_query_drift_only_counts_between_the_runs(store: Store) -> None:
+    gold = goldset(N)
+    save_goldset(store, gold)
+    _run(store, gold, {q: perfect(q) for q in query_ids(N)})
+    save_drift_check(
+        store, stream="queries", subject="mini", finding="drift", method="ks", is_drift=True
+    )
+    candidate = _run(store, gold, _without({"q01-b"}))
+    save_drift_check(
+        store, stream="queries", subject="mini", finding="drift", method="mmd", is_drift=True
+    )
+
+    explanation = explain_runs(store, candidate, **FAST)
+
+    drift = [cause for cause in explanation.causes if cause.kind == "query_drift"]
+    assert len(drift) == 1
+    assert [row["method"] for row in drift[0].evidence] == ["ks"]
+
+
+def test_a_precision_drift_check_and_an_alert_resolve_to_their_runs(store: Store) -> None:
+    gold = goldset(N)
+    save_goldset(store, gold)
+    baseline = _run(store, gold, {q: perfect(q) for q in query_ids(N)})
+    removed = {f"{q}-b" for q in query_ids(N)[:7]}
+    candidate = _run(store, gold, _without(removed), index="idx-2")
+    _audit(store, "missing_from_index", sorted(removed))
+    check = save_drift_check(
+        store,
+        stream="precision",
+        subject="mini|chroma-embedded:mini",
+        finding="drift",
+        method="page_hinkley+paired",
+        is_drift=True,
+        reference=baseline,
+        current=candidate,
+        details={"measure": "precision@10"},
+    )
+    explanation = explain_drift_check(store, check.check_id, **FAST)
+    assert (explanation.baseline, explanation.candidate) == (baseline, candidate)
+    assert explanation.measure == "precision@10"
+    assert explanation.causes[0].kind == "missing_from_index"
+    assert explanation.about == {"drift_check": check.check_id}
+
+    now = utc_now()
+    alert = StoredAlert(
+        alert_id="a1",
+        rule="precision-drop",
+        kind="precision_regression",
+        dedup_key="precision-drop:mini",
+        subject="mini",
+        status="firing",
+        severity="critical",
+        title="t",
+        summary="s",
+        evidence={"baseline_run": baseline, "candidate_run": candidate, "metric": "ndcg@10"},
+        links={},
+        fired_at=now,
+        created_at=now,
+        n_sinks=0,
+    )
+    state = StoredAlertState(
+        dedup_key=alert.dedup_key,
+        rule=alert.rule,
+        subject=alert.subject,
+        active=True,
+        severity="critical",
+        since=now,
+        last_evaluated_at=now,
+        notified_status="firing",
+        last_alert_id=alert.alert_id,
+    )
+    save_alert(store, alert, state=state, sinks=[])
+    explanation = explain_alert(store, alert, **FAST)
+    assert explanation.causes[0].kind == "missing_from_index"
+    assert explanation.about == {"alert": "a1"}
+
+
+def test_a_run_with_no_earlier_run_asks_for_a_baseline(store: Store) -> None:
+    gold = goldset(N)
+    save_goldset(store, gold)
+    only = _run(store, gold, {q: perfect(q) for q in query_ids(N)})
+    with pytest.raises(ConfigError, match="--baseline"):
+        explain_runs(store, only)
+
+
+def test_every_cause_kind_names_a_dashboard_page() -> None:
+    pages = {"index_health", "query", "goldsets", "quality", "drift", "compare"}
+    assert {kind.page for kind in CAUSE_KINDS.values()} <= pages
