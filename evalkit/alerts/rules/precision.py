@@ -12,6 +12,7 @@ from pydantic import Field, field_validator, model_validator
 
 from evalkit.alerts.model import Signal
 from evalkit.alerts.rules.base import RuleContext, RuleKind, RuleParams, iso, stored_verdict
+from evalkit.causes import Explanation, explain_comparison, explain_runs
 from evalkit.drift import AlertLevel, cusum, page_hinkley
 from evalkit.errors import EvalkitError
 from evalkit.metrics import parse_measures
@@ -78,6 +79,9 @@ class PrecisionRegressionParams(RuleParams):
             raise ValueError("h_alert must be >= h_warning")
         return self
 
+
+CAUSE_EVIDENCE_ROWS = 10
+"""Evidence rows per probable cause in an alert (the statement carries the full counts)."""
 
 _CACHE_SIZE = 64
 _gate_cache: OrderedDict[tuple[str, ...], list[Signal]] = OrderedDict()
@@ -229,6 +233,9 @@ def _compare(
     if failed:
         figures += f"; {'; '.join(failed)}"
     if active:
+        explanation = explain_comparison(ctx.store, report)
+        evidence["probable_causes"] = _causes(ctx, explanation)
+        figures += _top_cause(explanation)
         title = f"{primary.measure} dropped {primary.delta:+.4f} on goldset {params.goldset}"
     else:
         title = f"{primary.measure} on goldset {params.goldset}: no significant drop"
@@ -240,6 +247,21 @@ def _compare(
         evidence=evidence,
         links=links,
     )
+
+
+def _causes(ctx: RuleContext, explanation: Explanation) -> dict[str, Any]:
+    """The probable causes as an alert carries them (``evidence.probable_causes``)."""
+    data = explanation.to_dict(ctx.dashboard_url)
+    for cause in data["causes"]:
+        cause["evidence"] = cause["evidence"][:CAUSE_EVIDENCE_ROWS]
+    return data
+
+
+def _top_cause(explanation: Explanation) -> str:
+    top = explanation.top
+    if top is None or top.score <= 0:
+        return ""
+    return f". Probable cause ({top.score:.0%} of the loss): {top.statement}"
 
 
 def _sequential(ctx: RuleContext, params: PrecisionRegressionParams) -> list[Signal]:
@@ -274,7 +296,7 @@ def _sequential(ctx: RuleContext, params: PrecisionRegressionParams) -> list[Sig
         latest_run = points[-1][0]
         change_run = points[last.change_point][0].run_id if last.change_point is not None else None
         severity = Severity.warning if last.level is AlertLevel.WARNING else None
-        evidence = {
+        evidence: dict[str, Any] = {
             "method": params.method,
             "goldset": params.goldset,
             "label": params.label,
@@ -297,6 +319,20 @@ def _sequential(ctx: RuleContext, params: PrecisionRegressionParams) -> list[Sig
         }
         active = last.level is not AlertLevel.OK
         verb = "is dropping" if active else "is steady"
+        explained = ""
+        if active and last.change_point is not None and last.change_point > 0:
+            # The change point is the first run of the new level: the run before it is the
+            # last of the old one, the baseline the causes are joined against.
+            explanation = explain_runs(
+                ctx.store,
+                latest_run.run_id,
+                baseline=points[last.change_point - 1][0].run_id,
+                measures=[measure],
+                seed=params.seed,
+                resamples=params.resamples,
+            )
+            evidence["probable_causes"] = _causes(ctx, explanation)
+            explained = _top_cause(explanation)
         signals.append(
             Signal(
                 subject=f"{_subject(params)}:{measure}",
@@ -309,6 +345,7 @@ def _sequential(ctx: RuleContext, params: PrecisionRegressionParams) -> list[Sig
                     f"{last.statistic:.2f} (warning at {params.h_warning:g}, alert at "
                     f"{params.h_alert:g}), level {last.level.value}"
                     + (f", change from run {change_run}" if change_run else "")
+                    + explained
                 ),
                 evidence=evidence,
                 links={
