@@ -8,18 +8,23 @@ goldset changed, a smaller k, failed queries) and checks the share of the loss
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 from test_dashboard_seed import goldset, perfect, query_ids, store_run
 
+from evalkit.alerts import alerts_config, build_sinks, evaluate_rules
+from evalkit.alerts.payload import alert_payload, encode, slack_body
 from evalkit.causes import CAUSE_KINDS, explain_alert, explain_drift_check, explain_runs
 from evalkit.clock import utc_now
+from evalkit.config import parse_settings
 from evalkit.errors import ConfigError
 from evalkit.goldset.model import Goldset
 from evalkit.records import Judgment
 from evalkit.records.audit import AuditReport, CheckOutcome, Finding, Severity
+from evalkit.schemas import load_schema
 from evalkit.store import Store
 from evalkit.store.alerts import StoredAlert, StoredAlertState, save_alert
 from evalkit.store.audit import save_audit
@@ -337,3 +342,49 @@ def test_a_run_with_no_earlier_run_asks_for_a_baseline(store: Store) -> None:
 def test_every_cause_kind_names_a_dashboard_page() -> None:
     pages = {"index_health", "query", "goldsets", "quality", "drift", "compare"}
     assert {kind.page for kind in CAUSE_KINDS.values()} <= pages
+
+
+def test_a_precision_alert_carries_the_causes_in_its_payload(store: Store, tmp_path: Path) -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    gold = goldset(N)
+    save_goldset(store, gold)
+    baseline = _run(store, gold, {q: perfect(q) for q in query_ids(N)})
+    removed = {f"{q}-b" for q in query_ids(N)[:7]}
+    _run(store, gold, _without(removed), index="idx-2")
+    audit_id = _audit(store, "orphaned_judgments", sorted(removed))
+    settings = parse_settings(
+        {
+            "alerts": {
+                "dashboard_url": "http://dash:8501/",
+                "rules": [
+                    {
+                        "name": "precision-drop",
+                        "kind": "precision_regression",
+                        "goldset": "mini",
+                        "measures": ["ndcg@10"],
+                        "baseline_run": baseline,
+                        "resamples": 500,
+                        "cooldown": 0,
+                    }
+                ],
+            }
+        },
+        tmp_path / "evalkit.toml",
+    )
+    config = alerts_config(settings)
+    evaluation = evaluate_rules(store, config, build_sinks(config), now=utc_now())
+
+    [alert] = evaluation.alerts
+    causes = alert.evidence["probable_causes"]
+    top = causes["causes"][0]
+    assert top["kind"] == "missing_from_index"
+    assert top["url"] == (
+        f"http://dash:8501/index_health?collection=mini&audit={audit_id}&finding=orphaned_judgments"
+    )
+    assert "Probable cause (100% of the loss): 7 of the 7 relevant documents" in alert.summary
+    payload = alert_payload(alert)
+    validator = jsonschema.Draft202012Validator(load_schema("alert-payload"))
+    assert not [error.message for error in validator.iter_errors(json.loads(encode(payload)))]
+    slack = json.dumps(slack_body(alert))
+    assert "*probable causes*" in slack
+    assert "missing from the index" in slack

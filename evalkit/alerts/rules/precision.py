@@ -6,6 +6,8 @@ a sequential detector (``page_hinkley``, ``cusum``).
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -233,9 +235,7 @@ def _compare(
     if failed:
         figures += f"; {'; '.join(failed)}"
     if active:
-        explanation = explain_comparison(ctx.store, report)
-        evidence["probable_causes"] = _causes(ctx, explanation)
-        figures += _top_cause(explanation)
+        figures += _explain(ctx, evidence, lambda: explain_comparison(ctx.store, report))
         title = f"{primary.measure} dropped {primary.delta:+.4f} on goldset {params.goldset}"
     else:
         title = f"{primary.measure} on goldset {params.goldset}: no significant drop"
@@ -249,15 +249,19 @@ def _compare(
     )
 
 
-def _causes(ctx: RuleContext, explanation: Explanation) -> dict[str, Any]:
-    """The probable causes as an alert carries them (``evidence.probable_causes``)."""
+def _explain(ctx: RuleContext, evidence: dict[str, Any], explain: Callable[[], Explanation]) -> str:
+    """Add the probable causes to ``evidence`` (``probable_causes``) and return the top one
+    for the summary. Causes are extra evidence: when they cannot be joined (runs scored
+    without a goldset, say) the alert fires without them and says why."""
+    try:
+        explanation = explain()
+    except EvalkitError as error:
+        evidence["probable_causes"] = {"causes": [], "unavailable": str(error)}
+        return ""
     data = explanation.to_dict(ctx.dashboard_url)
     for cause in data["causes"]:
         cause["evidence"] = cause["evidence"][:CAUSE_EVIDENCE_ROWS]
-    return data
-
-
-def _top_cause(explanation: Explanation) -> str:
+    evidence["probable_causes"] = data
     top = explanation.top
     if top is None or top.score <= 0:
         return ""
@@ -323,16 +327,20 @@ def _sequential(ctx: RuleContext, params: PrecisionRegressionParams) -> list[Sig
         if active and last.change_point is not None and last.change_point > 0:
             # The change point is the first run of the new level: the run before it is the
             # last of the old one, the baseline the causes are joined against.
-            explanation = explain_runs(
-                ctx.store,
-                latest_run.run_id,
-                baseline=points[last.change_point - 1][0].run_id,
-                measures=[measure],
-                seed=params.seed,
-                resamples=params.resamples,
+            before = points[last.change_point - 1][0].run_id
+            explained = _explain(
+                ctx,
+                evidence,
+                partial(
+                    explain_runs,
+                    ctx.store,
+                    latest_run.run_id,
+                    baseline=before,
+                    measures=[measure],
+                    seed=params.seed,
+                    resamples=params.resamples,
+                ),
             )
-            evidence["probable_causes"] = _causes(ctx, explanation)
-            explained = _top_cause(explanation)
         signals.append(
             Signal(
                 subject=f"{_subject(params)}:{measure}",
