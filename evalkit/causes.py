@@ -919,7 +919,12 @@ def explain_drift_check(store: Store, check_id: str, **options: Any) -> Explanat
     ``options`` are ``explain_runs``'s.
     """
     check = get_drift_check(store, check_id)
-    if check.stream == "precision" and check.reference and check.current:
+    if check.stream == "precision":
+        if not (check.reference and check.current):
+            raise ConfigError(
+                f"precision check {check.check_id} names no baseline and current run: "
+                "`evalkit drift precision` records them"
+            )
         measure = check.details.get("measure")
         return _about(
             explain_runs(
