@@ -25,7 +25,12 @@ measure (the one that dropped most): the *loss* is the sum over queries of
 Changes that touch every query at once (a new query model, an index whose model does not
 match the query model, a rebuilt index, drift, changed settings) cannot be traced to a
 query: each can account for what no measured cause explains, so its score is the
-*residual*, the sum of ``(1 - max measured f_q) * loss_q`` over the loss. Causes are ranked
+*residual*, the sum of ``(1 - max measured f_q) * loss_q`` over the loss.
+
+One measured cause is a hint rather than evidence, and leaves the residual as it is:
+``absent_from_results``, the lost documents no audit accounts for that the candidate
+returned for no query at all (within its k, queries that did not fail), as documents that
+left the index would be; an audit confirms it. Causes are ranked
 by score, and causes with equal scores by the order of ``CAUSE_KINDS`` (the more direct the
 mechanism, the earlier). A score is an upper bound on what a cause explains, not a proof;
 each cause links to the dashboard page that shows its evidence.
@@ -134,6 +139,13 @@ CAUSE_KINDS: Mapping[str, CauseKind] = {
             "the index fingerprint differs between the runs: it was rebuilt or changed",
         ),
         CauseKind(
+            "absent_from_results",
+            True,
+            "query",
+            "relevant documents the baseline retrieved that the candidate retrieved for no "
+            "query at all: likely gone from the index (an audit confirms it)",
+        ),
+        CauseKind(
             "document_drift",
             False,
             "drift",
@@ -219,9 +231,10 @@ class Explanation:
 
     ``measure`` is the primary measure (the one that dropped most), ``delta`` its mean
     change and ``loss`` the sum of its per-query drops that the scores share out;
-    ``lost_queries`` counts the queries that dropped, ``lost_documents`` the relevant
-    documents they lost. ``notes`` say what evidence is missing (no audit since the
-    baseline, for example) and what would produce it.
+    ``lost_queries`` counts the queries that dropped, ``lost_documents`` the distinct
+    relevant documents they lost and ``lost_pairs`` the (query, document) losses (a
+    document relevant to two queries is lost twice). ``notes`` say what evidence is
+    missing (no audit since the baseline, for example) and what would produce it.
     """
 
     baseline: str
@@ -233,6 +246,7 @@ class Explanation:
     loss: float
     lost_queries: int
     lost_documents: int
+    lost_pairs: int
     causes: tuple[Cause, ...]
     notes: tuple[str, ...] = ()
     about: Mapping[str, str] = field(default_factory=dict)
@@ -247,7 +261,8 @@ class Explanation:
         return (
             f"{self.decision}: {self.measure} {self.delta:+.4f} from {self.baseline} to "
             f"{self.candidate}; {self.lost_queries} queries dropped, losing "
-            f"{self.lost_documents} relevant documents"
+            f"{self.lost_documents} distinct relevant documents ({self.lost_pairs} query-document "
+            "pairs)"
         )
 
     def to_dict(self, root: str | None = None) -> dict[str, Any]:
@@ -267,6 +282,7 @@ class Explanation:
             "loss": self.loss,
             "lost_queries": self.lost_queries,
             "lost_documents": self.lost_documents,
+            "lost_pairs": self.lost_pairs,
             "causes": causes,
             "notes": list(self.notes),
             **({"about": dict(self.about)} if self.about else {}),
@@ -443,9 +459,14 @@ class _Found:
     fractions: list[Mapping[str, float]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
-    def measured(self, cause: Cause, fractions: Mapping[str, float]) -> None:
+    def measured(
+        self, cause: Cause, fractions: Mapping[str, float], *, established: bool = True
+    ) -> None:
+        """Add a measured cause; only an ``established`` one (not a mere hint) takes its
+        share out of the residual that whole-index changes can account for."""
         self.causes.append(cause)
-        self.fractions.append(fractions)
+        if established:
+            self.fractions.append(fractions)
 
     def explained(self, query_id: str) -> float:
         """The largest fraction of ``query_id``'s loss a measured cause accounts for."""
@@ -472,9 +493,10 @@ def _audits_since(store: Store, base: RunRecord, cand: RunRecord) -> list[Stored
 
 def _audit_causes(
     store: Store, audits: Sequence[StoredAudit], loss: _Loss, found: _Found
-) -> list[tuple[str, str, str]]:
+) -> tuple[list[tuple[str, str, str]], set[str]]:
     """Lost relevant documents that the audits since the baseline report missing or stale;
-    returns the model findings of those audits as (audit id, collection, message)."""
+    returns the model findings of those audits as (audit id, collection, message), and the
+    lost documents the audits flagged."""
     lost_docs = loss.documents
     flagged: dict[str, dict[str, tuple[str, str, str]]] = {
         "missing_from_index": {},
@@ -520,10 +542,10 @@ def _audit_causes(
                 kind=kind,
                 score=share,
                 statement=(
-                    f"{len(by_doc)} of the {len(lost_docs)} relevant documents lost by "
-                    f"{len(loss.lost)} queries {what} of collection {collection} (audit "
-                    f"{audit_id}, {finding_kind}); they account for {share:.0%} of the "
-                    f"{loss.measure} loss, over {len(queries)} queries"
+                    f"{len(by_doc)} of the {len(lost_docs)} relevant documents lost by the "
+                    f"{len(loss.lost)} queries that dropped {what} of collection "
+                    f"{collection} (audit {audit_id}, {finding_kind}); they account for "
+                    f"{share:.0%} of the {loss.measure} loss, over {len(queries)} queries"
                 ),
                 link=_link(
                     kind,
@@ -545,7 +567,58 @@ def _audit_causes(
             ),
             fractions,
         )
-    return models
+    return models, {doc for by_doc in flagged.values() for doc in by_doc}
+
+
+def _absent_cause(
+    report: ComparisonReport, cand: RunRecord, loss: _Loss, found: _Found, audited: set[str]
+) -> None:
+    """Lost relevant documents the candidate returned for no query at all, among those no
+    audit has already accounted for, that a smaller k does not cut off, of queries that did
+    not fail."""
+    returned = set(report.candidate_run.results["doc_id"].astype(str))
+    failed = set(report.failed_in_candidate)
+    pairs = {
+        (q, doc): True
+        for q, docs in loss.lost.items()
+        if q not in failed
+        for doc in docs
+        if doc not in returned
+        and doc not in audited
+        and loss.baseline_ranks.get((q, doc), 0) <= cand.spec.k
+    }
+    absent = {doc for _, doc in pairs}
+    if not absent:
+        return
+    fractions = loss.document_fractions(pairs)
+    share = loss.share(fractions)
+    worst = max(loss.drops, key=lambda q: (fractions.get(q, 0.0) * loss.drops[q], q))
+    found.measured(
+        Cause(
+            kind="absent_from_results",
+            score=share,
+            statement=(
+                f"probably missing from the index: {len(absent)} of the "
+                f"{len(loss.documents)} relevant documents lost by the {len(loss.lost)} "
+                "queries that dropped were returned by the candidate for no query at all "
+                f"(top {cand.spec.k} of every query); they account for {share:.0%} of the "
+                f"{loss.measure} loss (an audit of the index confirms it)"
+            ),
+            link=_link(
+                "absent_from_results",
+                f"Query drill-down: query {worst} in the candidate",
+                goldset=cand.spec.goldset_name,
+                run=cand.run_id,
+                query=worst,
+            ),
+            evidence=tuple(
+                {"query_id": q, "doc_id": doc, "baseline_rank": loss.baseline_ranks.get((q, doc))}
+                for q, doc in sorted(pairs)[:EVIDENCE_ROWS]
+            ),
+        ),
+        fractions,
+        established=False,
+    )
 
 
 def _failed_cause(report: ComparisonReport, cand: RunRecord, loss: _Loss, found: _Found) -> None:
@@ -848,8 +921,9 @@ def explain_comparison(store: Store, report: ComparisonReport) -> Explanation:
     found = _Found()
     audits = _audits_since(store, base, cand)
     audit_models: list[tuple[str, str, str]] = []
+    audited: set[str] = set()
     if audits:
-        audit_models = _audit_causes(store, audits, loss, found)
+        audit_models, audited = _audit_causes(store, audits, loss, found)
     else:
         where = f" --collection {cand.spec.collection}" if cand.spec.collection else ""
         gold = f" --goldset {cand.spec.goldset_name}" if cand.spec.goldset_name else ""
@@ -859,6 +933,7 @@ def explain_comparison(store: Store, report: ComparisonReport) -> Explanation:
                 f" UTC): `evalkit audit{where}{gold}` tells whether the lost documents are "
                 "still indexed"
             )
+    _absent_cause(report, cand, loss, found, audited)
     _failed_cause(report, cand, loss, found)
     _goldset_cause(store, base, cand, loss, found)
     _k_cause(base, cand, loss, found)
@@ -901,7 +976,8 @@ def explain_comparison(store: Store, report: ComparisonReport) -> Explanation:
         delta=primary.delta,
         loss=loss.total,
         lost_queries=len(loss.drops),
-        lost_documents=sum(len(docs) for docs in loss.lost.values()),
+        lost_documents=len(loss.documents),
+        lost_pairs=sum(len(docs) for docs in loss.lost.values()),
         causes=tuple(ranked),
         notes=tuple(found.notes),
     )

@@ -117,8 +117,9 @@ def test_documents_removed_from_the_index_rank_first_with_their_share(store: Sto
     top = explanation.causes[0]
     assert top.kind == "missing_from_index"
     assert top.score == pytest.approx(1.0)
-    assert "7 of the 7 relevant documents lost by 7 queries are missing from the index" in (
-        top.statement
+    assert (
+        "7 of the 7 relevant documents lost by the 7 queries that dropped are missing from "
+        "the index" in top.statement
     )
     assert top.link.page == "index_health"
     assert dict(top.link.params) == {
@@ -145,13 +146,21 @@ def test_half_the_lost_documents_audited_missing_explain_half_the_loss(store: St
     explanation = explain_runs(store, candidate, **FAST)
 
     by_kind = {cause.kind: cause for cause in explanation.causes}
-    # Four queries lost the same amount each; two of them are explained by the audit.
+    # Four queries lost the same amount each; two of them are explained by the audit; the
+    # other two lost documents the candidate returned nowhere, a hint no audit confirms.
     assert by_kind["missing_from_index"].score == pytest.approx(0.5)
+    assert by_kind["absent_from_results"].score == pytest.approx(0.5)
+    assert {row["doc_id"] for row in by_kind["absent_from_results"].evidence} == {
+        "q03-b",
+        "q04-b",
+    }
     assert by_kind["index_changed"].score == pytest.approx(0.5)
     assert explanation.causes[0].kind == "missing_from_index"
 
 
-def test_without_an_audit_the_note_says_how_to_get_one(store: Store) -> None:
+def test_without_an_audit_absent_documents_are_named_and_the_note_says_how_to_audit(
+    store: Store,
+) -> None:
     gold = goldset(N)
     save_goldset(store, gold)
     _run(store, gold, {q: perfect(q) for q in query_ids(N)})
@@ -159,9 +168,18 @@ def test_without_an_audit_the_note_says_how_to_get_one(store: Store) -> None:
 
     explanation = explain_runs(store, candidate, **FAST)
 
-    assert [cause.kind for cause in explanation.causes] == ["index_changed"]
-    assert explanation.causes[0].score == pytest.approx(1.0)
+    # Without an audit, the store still knows the candidate returned them for no query.
+    kinds = [cause.kind for cause in explanation.causes]
+    assert kinds == ["index_changed", "absent_from_results"]
+    rebuilt, absent = explanation.causes
+    assert absent.score == pytest.approx(1.0)
+    assert absent.statement.startswith("probably missing from the index: 2 of the 2")
+    assert {row["doc_id"] for row in absent.evidence} == {"q01-b", "q02-b"}
+    assert dict(absent.link.params) == {"goldset": "mini", "run": candidate, "query": "q02"}
+    # A hint, not evidence: the rebuilt index can still account for the whole loss.
+    assert rebuilt.score == pytest.approx(1.0)
     assert any("evalkit audit --collection mini --goldset mini" in n for n in explanation.notes)
+    assert explanation.lost_documents == explanation.lost_pairs == 2
 
 
 def test_a_swapped_query_model_ranks_first_and_a_canary_mismatch_before_it(

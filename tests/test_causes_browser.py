@@ -112,7 +112,10 @@ def test_overview_to_the_cause_and_the_page_that_proves_it(
     causes = body[body.index("Probable causes") :]
     assert causes.index("missing from the index") < causes.index("index changed")
     assert "1. missing from index" in causes
-    assert "7 of the 7 relevant documents lost by 7 queries are missing from the index" in causes
+    assert (
+        "7 of the 7 relevant documents lost by the 7 queries that dropped are missing from "
+        "the index" in causes
+    )
     assert "100% of the loss" in causes
     driver.save_screenshot(str(SCREENSHOTS / "compare-causes.png"))  # type: ignore[attr-defined]
 

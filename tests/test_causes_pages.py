@@ -1,6 +1,7 @@
 """The probable-causes panel with Streamlit's AppTest on the shared seeded store: Compare
-runs of A1 -> A3 (new query model, rebuilt index, new goldset version) names them with their
-shares and links, and Drift and Alerts say when a check or an alert names no runs."""
+runs of A1 -> A3 (new query model, rebuilt index, new goldset version, grade-1 documents
+returned nowhere) names them with their shares, and Alerts says when an alert names no
+runs."""
 
 from __future__ import annotations
 
@@ -22,11 +23,12 @@ def test_compare_names_the_changes_between_the_runs_best_first(
     )
     assert any(h.value == "Probable causes" for h in app.subheader)
     text = _texts(app)
-    order = [text.index(f"**{n}. ") for n in (1, 2, 3)]
+    order = [text.index(f"**{n}. ") for n in (1, 2, 3, 4)]
     assert order == sorted(order)
     assert "**1. query model changed**" in text
     assert "**2. index changed**" in text
-    assert "**3. goldset changed**" in text
+    assert "**3. absent from results**" in text
+    assert "**4. goldset changed**" in text
     assert "canary fp-1) in the baseline" in text
     assert "the judgments of 0 compared queries differ" in text
     assert "1 queries added" in text
