@@ -34,7 +34,7 @@ def test_compare_names_the_changes_between_the_runs_best_first(
     assert "1 queries added" in text
 
 
-def test_drift_and_alerts_explain_why_they_have_no_causes(
+def test_alerts_say_why_an_alert_has_no_causes(
     seeded: SeededStore,  # noqa: F811
     use_store,  # noqa: F811
 ) -> None:
