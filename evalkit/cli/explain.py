@@ -35,13 +35,13 @@ def print_causes(explanation: Explanation, *, root: str | None = None) -> None:
                 cause.kind,
                 f"{cause.score:.0%}" + ("" if cause.measured else " (residual)"),
                 cause.statement,
-                cause.link.url(root),
             ]
             for index, cause in enumerate(explanation.causes, start=1)
         ]
-        console.print(
-            table("probable causes", ["#", "cause", "share of loss", "statement", "see"], rows)
-        )
+        console.print(table("probable causes", ["#", "cause", "share of loss", "statement"], rows))
+        # Links on lines of their own: a table cell would cut them where a log is narrow.
+        for index, cause in enumerate(explanation.causes, start=1):
+            console.print(f"{index}. see {cause.link.url(root)}", markup=False, soft_wrap=True)
     else:
         console.print("probable causes: none found in the store", markup=False)
     for note in explanation.notes:
