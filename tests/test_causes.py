@@ -93,6 +93,21 @@ def _audit(store: Store, kind: str, doc_ids: Sequence[str], collection: str = "m
     ).audit_id
 
 
+REMOVED = sorted(f"{q}-b" for q in query_ids(N)[:7])
+
+
+def seed_removed_documents(path: Path) -> dict[str, str]:
+    """A goldset, a good baseline run, a run after seven relevant documents left the index
+    (its fingerprint changed too), and the audit that found them missing."""
+    with Store.open(path) as store:
+        gold = goldset(N)
+        save_goldset(store, gold)
+        baseline = _run(store, gold, {q: perfect(q) for q in query_ids(N)})
+        candidate = _run(store, gold, _without(set(REMOVED)), index="idx-2")
+        audit = _audit(store, "orphaned_judgments", REMOVED)
+    return {"baseline": baseline, "candidate": candidate, "audit": audit}
+
+
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
     opened = Store.open(tmp_path / "evalkit.duckdb")

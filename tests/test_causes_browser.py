@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from test_causes import N, _audit, _run, _without
+from test_causes import REMOVED, seed_removed_documents
 from test_dashboard_browser import (  # noqa: F401  (fixture)
     PAGE_SECONDS,
     SCREENSHOTS,
@@ -21,26 +20,8 @@ from test_dashboard_browser import (  # noqa: F401  (fixture)
     _serving,
     browser,
 )
-from test_dashboard_seed import goldset, perfect, query_ids
-
-from evalkit.store import Store
-from evalkit.store.goldsets import save_goldset
 
 pytestmark = pytest.mark.slow
-
-REMOVED = sorted(f"{q}-b" for q in query_ids(N)[:7])
-
-
-def seed_removed_documents(path: Path) -> dict[str, str]:
-    """A goldset, a good baseline run, a run after seven relevant documents left the index
-    (its fingerprint changed too), and the audit that found them missing."""
-    with Store.open(path) as store:
-        gold = goldset(N)
-        save_goldset(store, gold)
-        baseline = _run(store, gold, {q: perfect(q) for q in query_ids(N)})
-        candidate = _run(store, gold, _without(set(REMOVED)), index="idx-2")
-        audit = _audit(store, "orphaned_judgments", REMOVED)
-    return {"baseline": baseline, "candidate": candidate, "audit": audit}
 
 
 @pytest.fixture(scope="module")
