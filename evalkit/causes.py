@@ -211,7 +211,11 @@ class Cause:
     statement: str
     link: CauseLink
     evidence: tuple[Mapping[str, Any], ...] = ()
-    measured: bool = True
+
+    @property
+    def measured(self) -> bool:
+        """Whether the score was traced query by query (else it is the residual share)."""
+        return CAUSE_KINDS[self.kind].measured
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -305,18 +309,6 @@ class Explanation:
             lines.append("No probable cause found in the store.")
         lines += [""] + [f"- note: {note}" for note in self.notes]
         return "\n".join(lines).rstrip() + "\n"
-
-    def to_text(self) -> str:
-        """Plain lines for a terminal or a CI log."""
-        lines = [self.headline()]
-        if not self.causes:
-            lines.append("  no probable cause found in the store")
-        for index, cause in enumerate(self.causes, start=1):
-            share = f"{cause.score:.0%}" + ("" if cause.measured else " residual")
-            lines.append(f"  {index}. [{share}] {cause.kind}: {cause.statement}")
-            lines.append(f"     see: {cause.link.path}")
-        lines += [f"  note: {note}" for note in self.notes]
-        return "\n".join(lines)
 
 
 # -- the join ------------------------------------------------------------------------------
@@ -496,15 +488,28 @@ def _audit_causes(
 ) -> tuple[list[tuple[str, str, str]], set[str]]:
     """Lost relevant documents that the audits since the baseline report missing or stale;
     returns the model findings of those audits as (audit id, collection, message), and the
-    lost documents the audits flagged."""
+    lost documents the audits flagged.
+
+    Each check of a collection is read from the newest audit (``audits`` come newest first)
+    in which it ran: a document re-indexed since an older audit is no longer blamed.
+    """
     lost_docs = loss.documents
     flagged: dict[str, dict[str, tuple[str, str, str]]] = {
         "missing_from_index": {},
         "stale_documents": {},
     }
     models: list[tuple[str, str, str]] = []
+    settled: set[tuple[str, str]] = set()
     for audit in audits:
+        ran = {
+            str(check.get("name"))
+            for check in audit.checks
+            if check.get("ran") and (audit.collection, str(check.get("name"))) not in settled
+        }
+        settled.update((audit.collection, name) for name in ran)
         for finding in audit_findings(store, audit.audit_id):
+            if finding.check not in ran:
+                continue
             if finding.kind in _MODEL_FINDINGS:
                 models.append((audit.audit_id, audit.collection, finding.message))
             kind = (
@@ -735,7 +740,6 @@ def _residual(
         statement=statement,
         link=link,
         evidence=tuple(evidence),
-        measured=False,
     )
 
 
@@ -955,14 +959,11 @@ def explain_comparison(store: Store, report: ComparisonReport) -> Explanation:
     if settings is not None:
         unmeasured.append(settings)
     causes = found.causes + [
-        Cause(
-            kind=cause.kind,
+        replace(
+            cause,
             score=residual,
             statement=f"{cause.statement}; it can account for the {residual:.0%} of the "
-            f"{primary.measure} loss that no measured cause explains",
-            link=cause.link,
-            evidence=cause.evidence,
-            measured=False,
+            f"{primary.measure} loss that no traced cause explains",
         )
         for cause in unmeasured
     ]

@@ -421,3 +421,33 @@ def test_a_precision_alert_carries_the_causes_in_its_payload(store: Store, tmp_p
     slack = json.dumps(slack_body(alert))
     assert "*probable causes*" in slack
     assert "missing from the index" in slack
+
+
+def test_a_newer_audit_that_no_longer_finds_the_documents_clears_them(store: Store) -> None:
+    gold = goldset(N)
+    save_goldset(store, gold)
+    _run(store, gold, {q: perfect(q) for q in query_ids(N)})
+    removed = {f"{q}-b" for q in query_ids(N)[:7]}
+    candidate = _run(store, gold, _without(removed), index="idx-2")
+    _audit(store, "orphaned_judgments", sorted(removed))
+    now = utc_now()
+    save_audit(
+        store,
+        AuditReport(
+            collection="mini",
+            location="/x/chroma",
+            started_at=now,
+            finished_at=now,
+            n_documents=42,
+            checks=(CheckOutcome("orphans", True),),
+            config={},
+            seed=0,
+            goldset_name="mini",
+        ),
+    )
+
+    explanation = explain_runs(store, candidate, **FAST)
+
+    kinds = [cause.kind for cause in explanation.causes]
+    assert "missing_from_index" not in kinds
+    assert kinds[0] == "index_changed"
