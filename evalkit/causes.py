@@ -910,9 +910,10 @@ def _settings_cause(base: RunRecord, cand: RunRecord, measure: str) -> Cause | N
 def explain_comparison(store: Store, report: ComparisonReport) -> Explanation:
     """The probable causes of ``report``, a comparison of two stored runs, best first.
 
-    Joins the audits of the candidate's collection since the baseline started, the two
-    runs' records, and the drift and canary checks made between the baseline's start and
-    the candidate's end (see the module docstring for the scores).
+    Joins the audits of the candidate's collection since the baseline started (each check
+    from the newest audit that ran it), the two runs' records and results, the model canary
+    checks since the baseline started, and the drift checks made between the baseline's
+    start and the candidate's end (see the module docstring for the scores).
     """
     base_id, cand_id = report.baseline_run.run_id, report.candidate_run.run_id
     if base_id is None or cand_id is None:
