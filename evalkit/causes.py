@@ -109,7 +109,7 @@ CAUSE_KINDS: Mapping[str, CauseKind] = {
         CauseKind(
             "goldset_changed",
             True,
-            "goldsets",
+            "quality",
             "the two runs were scored on goldset versions whose judgments differ",
         ),
         CauseKind(
@@ -687,7 +687,10 @@ def _goldset_cause(
                 f"{len(removed)} removed are not compared"
             ),
             link=_link(
-                "goldset_changed", "Goldsets: the stored versions", goldset=cand.spec.goldset_name
+                "goldset_changed",
+                "Quality over time: goldset versions in the series",
+                goldset=cand.spec.goldset_name,
+                measure=loss.measure,
             ),
             evidence=tuple(rows[:EVIDENCE_ROWS]),
         ),

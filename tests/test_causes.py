@@ -251,7 +251,8 @@ def test_changed_judgments_are_the_goldset_cause(store: Store) -> None:
     assert top.score == pytest.approx(1.0)
     assert {row["query_id"] for row in top.evidence} == changed
     assert "judgments of 3 compared queries differ" in top.statement
-    assert top.link.page == "goldsets"
+    assert top.link.page == "quality"
+    assert dict(top.link.params) == {"goldset": "mini", "measure": "ndcg@10"}
 
 
 def test_a_smaller_k_is_the_cause_of_documents_ranked_below_it(store: Store) -> None:
@@ -373,7 +374,7 @@ def test_a_run_with_no_earlier_run_asks_for_a_baseline(store: Store) -> None:
 
 
 def test_every_cause_kind_names_a_dashboard_page() -> None:
-    pages = {"index_health", "query", "goldsets", "quality", "drift", "compare"}
+    pages = {"index_health", "query", "quality", "drift", "compare"}
     assert {kind.page for kind in CAUSE_KINDS.values()} <= pages
 
 
