@@ -452,3 +452,29 @@ def test_a_newer_audit_that_no_longer_finds_the_documents_clears_them(store: Sto
     kinds = [cause.kind for cause in explanation.causes]
     assert "missing_from_index" not in kinds
     assert kinds[0] == "index_changed"
+
+
+def test_a_model_canary_check_resolves_to_the_newest_run_of_its_collection(
+    store: Store,
+) -> None:
+    gold = goldset(N)
+    save_goldset(store, gold)
+    baseline = _run(store, gold, {q: perfect(q) for q in query_ids(N)})
+    shuffled = {q: [f"y{i}" for i in range(5)] + perfect(q)[:5] for q in query_ids(N)}
+    candidate = _run(store, gold, shuffled)
+    check = save_drift_check(
+        store,
+        stream="model",
+        subject="mini",
+        finding="model_mismatch",
+        method="canary_fingerprint",
+        is_drift=True,
+        statistic=0.01,
+    )
+
+    explanation = explain_drift_check(store, check.check_id, **FAST)
+
+    assert (explanation.baseline, explanation.candidate) == (baseline, candidate)
+    assert explanation.causes[0].kind == "index_model_mismatch"
+    assert explanation.causes[0].score == pytest.approx(1.0)
+    assert explanation.about == {"drift_check": check.check_id}
