@@ -25,6 +25,7 @@ from evalkit import answers as answer_stage
 from evalkit.answers.cache import JudgeCache, MemoryJudgeCache
 from evalkit.answers.files import read_answer_records
 from evalkit.answers.records import AnswerRecord
+from evalkit.causes import Explanation, explain_comparison
 from evalkit.config import JudgeSettings, load_settings
 from evalkit.drift import AlertLevel, cusum, page_hinkley
 from evalkit.drift.base import DriftResult
@@ -552,6 +553,9 @@ class GateOutcome:
     about: str | None = None
     """What the comparison is about, for JUnit's ``file``: the goldset's source, the qrels
     file, or the baseline run file."""
+    explanation: Explanation | None = None
+    """The probable causes of the difference (``explain_comparison``), when both runs are
+    stored runs; None when either is a run file."""
 
     @property
     def decision(self) -> Decision:
@@ -714,11 +718,17 @@ def gate_against_baseline(
         worst=worst,
         failed_as_zero=failed_as_zero,
     )
+    explanation = None
+    if base.run_id is not None and cand.run_id is not None:
+        with _session(store) as opened:
+            if opened is not None:
+                explanation = explain_comparison(opened, report)
     return GateOutcome(
         report=report,
         candidate_run=replayed,
         seconds=time.perf_counter() - started,
         about=_gate_subject(gold, qrels, baseline),
+        explanation=explanation,
     )
 
 
@@ -737,10 +747,15 @@ def _gate_subject(gold: Goldset | None, qrels: Path | None, baseline: str) -> st
 
 
 def write_gate_reports(
-    outcome: GateOutcome, *, junit: Path | None = None, markdown: Path | None = None
+    outcome: GateOutcome,
+    *,
+    junit: Path | None = None,
+    markdown: Path | None = None,
+    dashboard_url: str | None = None,
 ) -> None:
     """Write the gate's JUnit XML (``to_junit_xml``, with the gate's ``time`` and ``file``)
-    and Markdown summary (``to_markdown``) where asked, creating their directories."""
+    and Markdown summary (``to_markdown``, followed by the probable causes of a verdict other
+    than pass, linked under ``dashboard_url``) where asked, creating their directories."""
     report = outcome.report
     if junit is not None:
         junit.parent.mkdir(parents=True, exist_ok=True)
@@ -750,9 +765,10 @@ def write_gate_reports(
         )
     if markdown is not None:
         markdown.parent.mkdir(parents=True, exist_ok=True)
-        markdown.write_text(
-            to_markdown(report.comparison, worst=report.worst_queries), encoding="utf-8"
-        )
+        summary = to_markdown(report.comparison, worst=report.worst_queries)
+        if outcome.explanation is not None and report.decision is not Decision.PASS:
+            summary = summary.rstrip() + "\n\n" + outcome.explanation.to_markdown(dashboard_url)
+        markdown.write_text(summary, encoding="utf-8")
 
 
 def record_baseline(

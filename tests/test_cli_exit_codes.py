@@ -125,6 +125,10 @@ def unknown_run(tmp_path: Path) -> list[str]:
     return ["runs", "show", "20261121T000000-000000"]
 
 
+def explain_unknown_run(tmp_path: Path) -> list[str]:
+    return ["explain", unknown_run(tmp_path)[-1]]
+
+
 def unreadable_store(tmp_path: Path) -> list[str]:
     home = tmp_path / "home"
     home.mkdir()
@@ -199,6 +203,7 @@ CASES: list[tuple[str, Callable[[Path], list[str]], int]] = [
     ("evalkit runs show", unknown_run, 2),
     ("evalkit runs list", unreadable_store, 3),
     ("evalkit runs list", unknown_option, 2),
+    ("evalkit explain", explain_unknown_run, 2),
     ("evalkit traffic ingest", strict_ingest, 2),
     ("evalkit jobs run", job_ok, 0),
     ("evalkit jobs run", job_failed, 1),

@@ -7,7 +7,8 @@ The JSON payload (``schema: "evalkit.alert.v1"``) carries the alert and its evid
      "dedup_key": "precision-drop:demo", "subject": "demo", "title": "...", "summary": "...",
      "fired_at": "2026-11-21T18:35:00Z", "created_at": "...",
      "evidence": {"metric": "precision@10", "delta": -0.12, "ci_low": ..., "ci_high": ...,
-                  "p_value": ..., "worst_queries": [...], ...},
+                  "p_value": ..., "worst_queries": [...],
+                  "probable_causes": {"causes": [{"kind": "missing_from_index", ...}]}, ...},
      "links": {"candidate_run": "evalkit runs show ...", ...}}
 
 Signatures: ``X-Evalkit-Signature: sha256=<hex>`` is the HMAC-SHA256, keyed with the
@@ -201,6 +202,21 @@ def slack_body(alert: Alert) -> dict[str, Any]:
             {
                 "type": "section",
                 "text": _mrkdwn("*worst queries*\n" + "\n".join(lines), SLACK_SECTION_TEXT_LIMIT),
+            }
+        )
+    causes = alert.evidence.get("probable_causes")
+    listed = causes.get("causes") if isinstance(causes, dict) else None
+    if isinstance(listed, list) and listed:
+        lines = [
+            f"{index}. `{cause.get('kind')}` ({float(cause.get('score') or 0):.0%}) "
+            f"{cause.get('statement')}"
+            for index, cause in enumerate(listed[:3], start=1)
+            if isinstance(cause, dict)
+        ]
+        blocks.append(
+            {
+                "type": "section",
+                "text": _mrkdwn("*probable causes*\n" + "\n".join(lines), SLACK_SECTION_TEXT_LIMIT),
             }
         )
     context = [f"rule `{alert.rule}`", f"severity {alert.severity.value}", alert.dedup_key]

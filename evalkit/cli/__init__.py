@@ -19,6 +19,7 @@ import logging
 import os
 import sys
 import threading
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any, cast
 
 import click
@@ -41,6 +42,7 @@ COMMAND_MODULES: dict[str, str] = {
     "audit": "audit",
     "dashboard": "dashboard",
     "drift": "drift",
+    "explain": "explain",
     "gate": "gate",
     "compare": "gate",
     "goldset": "goldset",
@@ -209,9 +211,14 @@ def _json_error(
 
 
 def _is_output_option(param: Any) -> bool:
-    """An output-format option, or a repeatable format option that takes ``json`` among
-    input formats (``traffic ingest --format otlp-json --format json``)."""
-    if isinstance(getattr(param, "default", None), OutputFormat):
+    """An output-format option (``OutputFormat``, or another enum of output formats that
+    offers table and json, like ``explain``'s with markdown), or a repeatable format option
+    that takes ``json`` among input formats (``traffic ingest --format otlp-json --format
+    json``)."""
+    default = getattr(param, "default", None)
+    if isinstance(default, OutputFormat):
+        return True
+    if isinstance(default, StrEnum) and {"table", "json"} <= {m.value for m in type(default)}:
         return True
     choices = getattr(getattr(param, "type", None), "choices", None)
     return bool(getattr(param, "multiple", False)) and OutputFormat.json.value in (choices or ())

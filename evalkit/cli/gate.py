@@ -22,7 +22,7 @@ from evalkit.errors import ConfigError
 
 if TYPE_CHECKING:
     from evalkit.config import Settings
-    from evalkit.pipeline import StoreOpener
+    from evalkit.pipeline import GateOutcome, StoreOpener
     from evalkit.retrievers.factory import RetrieverOptions
 
 Measures = Annotated[
@@ -177,11 +177,23 @@ def compare(
         worst=worst,
         failed_as_zero=failed_as_zero,
     )
+    _show(outcome, output, dashboard_url=settings().alerts.dashboard_url)
+
+
+def _show(outcome: GateOutcome, output: OutputFormat, *, dashboard_url: str | None) -> None:
+    """Print the comparison, then the probable causes of a verdict other than pass (JSON
+    carries them whatever the verdict, as ``probable_causes``; null for run files)."""
+    from evalkit.cli.explain import print_causes
+
     data = outcome.report.to_dict()
+    explanation = outcome.explanation
+    data["probable_causes"] = explanation.to_dict(dashboard_url) if explanation else None
     if output is OutputFormat.json:
         emit_json(data)
-    else:
-        _print(data)
+        return
+    _print(data)
+    if explanation is not None and data["decision"] != "pass":
+        print_causes(explanation, root=dashboard_url)
 
 
 @app.command("gate")
@@ -270,10 +282,7 @@ def gate(
         worst=worst,
         failed_as_zero=failed_as_zero,
     )
-    write_gate_reports(outcome, junit=junit, markdown=markdown)
-    data = outcome.report.to_dict()
-    if output is OutputFormat.json:
-        emit_json(data)
-    else:
-        _print(data)
+    dashboard_url = config.alerts.dashboard_url
+    write_gate_reports(outcome, junit=junit, markdown=markdown, dashboard_url=dashboard_url)
+    _show(outcome, output, dashboard_url=dashboard_url)
     raise typer.Exit(outcome.exit_code)

@@ -22,13 +22,15 @@ import numpy as np
 import pandas as pd
 
 from evalkit.answers.files import read_answer_records
+from evalkit.causes import Explanation, explain_alert, explain_drift_check, explain_runs
 from evalkit.drift.ks import benjamini_hochberg, ks_statistics
-from evalkit.errors import EvalkitError, InputError
+from evalkit.errors import EvalkitError, InputError, NotFoundError
 from evalkit.metrics import parse_measure
 from evalkit.retrievers.chroma_client import get_collection, open_chroma_client
 from evalkit.stats import compare_stored_runs, decide, document_depth
 from evalkit.store import Store
 from evalkit.store import dashboard as sql
+from evalkit.store.alerts import get_alert
 from evalkit.store.runs import get_run
 
 __all__ = [
@@ -52,6 +54,7 @@ __all__ = [
     "alerts",
     "answer_items",
     "answers",
+    "causes",
     "compare",
     "document_texts",
     "drift",
@@ -1103,6 +1106,38 @@ def alert_deliveries(store: Store, *, alert_id: str) -> pd.DataFrame:
     return sql.alert_deliveries_frame(store, alert_id=alert_id)
 
 
+# -- probable causes -----------------------------------------------------------------------
+
+
+def causes(
+    store: Store,
+    *,
+    baseline: str | None = None,
+    candidate: str | None = None,
+    measures: Sequence[str] = (),
+    drift_check: str | None = None,
+    alert: str | None = None,
+    alpha: float = 0.05,
+    min_effect: float = 0.0,
+) -> Explanation:
+    """The probable causes of a candidate run against its baseline (``explain_runs``, with
+    Compare runs' test settings), or of a stored drift check or alert, as `evalkit explain`
+    joins them."""
+    options = {"alpha": alpha, "min_effect": min_effect, "resamples": RESAMPLES, "seed": SEED}
+    if drift_check is not None:
+        return explain_drift_check(store, drift_check, **options)
+    if alert is not None:
+        stored = get_alert(store, alert)
+        if stored is None:
+            raise NotFoundError(f"no alert {alert!r} in this store")
+        return explain_alert(store, stored, **options)
+    if candidate is None:
+        raise InputError("name a candidate run, a drift check or an alert to explain")
+    return explain_runs(
+        store, candidate, baseline=baseline, measures=list(measures) or None, **options
+    )
+
+
 LOADERS: Mapping[str, Callable[..., Any]] = {
     "facts": store_facts,
     "measures": measures,
@@ -1121,5 +1156,6 @@ LOADERS: Mapping[str, Callable[..., Any]] = {
     "index_health": index_health,
     "alerts": alerts,
     "alert_deliveries": alert_deliveries,
+    "causes": causes,
 }
 """Loaders by name: what the dashboard's cache calls (``evalkit.dashboard.access.load``)."""

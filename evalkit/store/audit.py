@@ -276,13 +276,19 @@ def get_audit(store: Store, audit_id: str) -> StoredAudit:
 
 
 def list_audits(
-    store: Store, *, collection: str | None = None, limit: int = 20
+    store: Store,
+    *,
+    collection: str | None = None,
+    since: datetime | None = None,
+    limit: int = 20,
 ) -> list[StoredAudit]:
-    """Stored audits, newest first, optionally of one collection."""
+    """Stored audits, newest first, optionally of one collection and finished at or after
+    ``since`` (naive UTC)."""
     rows = store.fetch(
         f"SELECT {_AUDIT_COLUMNS} FROM audits WHERE (? IS NULL OR collection = ?)"
+        " AND (? IS NULL OR finished_at >= ?)"
         " ORDER BY started_at DESC, audit_id DESC LIMIT ?",
-        [collection, collection, limit],
+        [collection, collection, since, since, limit],
     )
     return [_audit(row) for row in rows]
 

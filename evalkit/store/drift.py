@@ -10,13 +10,20 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from evalkit.clock import utc_now
+from evalkit.errors import NotFoundError
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from evalkit.store.store import Store
 
-__all__ = ["SCHEMA_SQL", "StoredDriftCheck", "list_drift_checks", "save_drift_check"]
+__all__ = [
+    "SCHEMA_SQL",
+    "StoredDriftCheck",
+    "get_drift_check",
+    "list_drift_checks",
+    "save_drift_check",
+]
 
 SCHEMA_SQL = """
 CREATE TABLE drift_checks (
@@ -147,20 +154,37 @@ def save_drift_check(
     return check
 
 
+def get_drift_check(store: Store, check_id: str) -> StoredDriftCheck:
+    """The drift check ``check_id``; raises ``NotFoundError`` when there is none."""
+    found = list_drift_checks(store, check_id=check_id, limit=1)
+    if not found:
+        raise NotFoundError(
+            f"no drift check {check_id!r} in {store.path}; the dashboard's Drift page lists "
+            "the stored checks"
+        )
+    return found[0]
+
+
 def list_drift_checks(
     store: Store,
     *,
     stream: str | None = None,
     subject: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    check_id: str | None = None,
     limit: int = 100,
 ) -> list[StoredDriftCheck]:
-    """Stored drift checks, newest first, optionally of one stream and subject."""
+    """Stored drift checks, newest first, optionally of one stream and subject, and made
+    between ``since`` and ``until`` (naive UTC, both included)."""
     import pandas as pd
 
     frame: pd.DataFrame = store.fetch_frame(
         "SELECT * FROM drift_checks WHERE (? IS NULL OR stream = ?) AND (? IS NULL OR subject = ?)"
+        " AND (? IS NULL OR created_at >= ?) AND (? IS NULL OR created_at <= ?)"
+        " AND (? IS NULL OR check_id = ?)"
         " ORDER BY created_at DESC, check_id DESC LIMIT ?",
-        [stream, stream, subject, subject, limit],
+        [stream, stream, subject, subject, since, since, until, until, check_id, check_id, limit],
     )
 
     def missing(value: object) -> bool:

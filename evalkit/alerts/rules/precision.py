@@ -6,12 +6,15 @@ a sequential detector (``page_hinkley``, ``cusum``).
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from evalkit.alerts.model import Signal
 from evalkit.alerts.rules.base import RuleContext, RuleKind, RuleParams, iso, stored_verdict
+from evalkit.causes import Explanation, explain_comparison, explain_runs
 from evalkit.drift import AlertLevel, cusum, page_hinkley
 from evalkit.errors import EvalkitError
 from evalkit.metrics import parse_measures
@@ -78,6 +81,9 @@ class PrecisionRegressionParams(RuleParams):
             raise ValueError("h_alert must be >= h_warning")
         return self
 
+
+CAUSE_EVIDENCE_ROWS = 10
+"""Evidence rows per probable cause in an alert (the statement carries the full counts)."""
 
 _CACHE_SIZE = 64
 _gate_cache: OrderedDict[tuple[str, ...], list[Signal]] = OrderedDict()
@@ -229,6 +235,7 @@ def _compare(
     if failed:
         figures += f"; {'; '.join(failed)}"
     if active:
+        figures += _explain(ctx, evidence, lambda: explain_comparison(ctx.store, report))
         title = f"{primary.measure} dropped {primary.delta:+.4f} on goldset {params.goldset}"
     else:
         title = f"{primary.measure} on goldset {params.goldset}: no significant drop"
@@ -240,6 +247,25 @@ def _compare(
         evidence=evidence,
         links=links,
     )
+
+
+def _explain(ctx: RuleContext, evidence: dict[str, Any], explain: Callable[[], Explanation]) -> str:
+    """Add the probable causes to ``evidence`` (``probable_causes``) and return the top one
+    for the summary. Causes are extra evidence: when they cannot be joined (runs scored
+    without a goldset, say) the alert fires without them and says why."""
+    try:
+        explanation = explain()
+    except EvalkitError as error:
+        evidence["probable_causes"] = {"causes": [], "unavailable": str(error)}
+        return ""
+    data = explanation.to_dict(ctx.dashboard_url)
+    for cause in data["causes"]:
+        cause["evidence"] = cause["evidence"][:CAUSE_EVIDENCE_ROWS]
+    evidence["probable_causes"] = data
+    top = explanation.top
+    if top is None or top.score <= 0:
+        return ""
+    return f". Probable cause ({top.score:.0%} of the loss): {top.statement}"
 
 
 def _sequential(ctx: RuleContext, params: PrecisionRegressionParams) -> list[Signal]:
@@ -274,7 +300,7 @@ def _sequential(ctx: RuleContext, params: PrecisionRegressionParams) -> list[Sig
         latest_run = points[-1][0]
         change_run = points[last.change_point][0].run_id if last.change_point is not None else None
         severity = Severity.warning if last.level is AlertLevel.WARNING else None
-        evidence = {
+        evidence: dict[str, Any] = {
             "method": params.method,
             "goldset": params.goldset,
             "label": params.label,
@@ -297,6 +323,24 @@ def _sequential(ctx: RuleContext, params: PrecisionRegressionParams) -> list[Sig
         }
         active = last.level is not AlertLevel.OK
         verb = "is dropping" if active else "is steady"
+        explained = ""
+        if active and last.change_point is not None and last.change_point > 0:
+            # The change point is the first run of the new level: the run before it is the
+            # last of the old one, the baseline the causes are joined against.
+            before = points[last.change_point - 1][0].run_id
+            explained = _explain(
+                ctx,
+                evidence,
+                partial(
+                    explain_runs,
+                    ctx.store,
+                    latest_run.run_id,
+                    baseline=before,
+                    measures=[measure],
+                    seed=params.seed,
+                    resamples=params.resamples,
+                ),
+            )
         signals.append(
             Signal(
                 subject=f"{_subject(params)}:{measure}",
@@ -309,6 +353,7 @@ def _sequential(ctx: RuleContext, params: PrecisionRegressionParams) -> list[Sig
                     f"{last.statistic:.2f} (warning at {params.h_warning:g}, alert at "
                     f"{params.h_alert:g}), level {last.level.value}"
                     + (f", change from run {change_run}" if change_run else "")
+                    + explained
                 ),
                 evidence=evidence,
                 links={

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from evalkit.dashboard import ui
+from evalkit.dashboard import causes, ui
 from evalkit.dashboard.loaders import AREA_HINTS, AlertsData
 
 STATUSES = ("all", "firing", "resolved")
@@ -34,6 +34,7 @@ def render(page: ui.PageContext) -> None:
         row = data.alerts[data.alerts["alert_id"] == alert_id].iloc[0]
         st.markdown(f"**{row['title']}** ({row['severity']}, {row['status']})")
         st.text(row["summary"])
+        causes.alert_panel(page, row)
         attempts = page.load("alert_deliveries", alert_id=alert_id)
         if attempts.empty:
             st.caption("No delivery attempted yet.")

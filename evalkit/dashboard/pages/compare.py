@@ -7,7 +7,7 @@ import shlex
 import pandas as pd
 import streamlit as st
 
-from evalkit.dashboard import ui
+from evalkit.dashboard import causes, ui
 from evalkit.dashboard.loaders import CompareData
 
 DECISION_COLOURS = {"pass": "green", "regression": "red", "inconclusive": "orange"}
@@ -128,6 +128,7 @@ def render(page: ui.PageContext) -> None:
             ),
         )
     st.dataframe(data.metrics, hide_index=True, column_config=ui.number_columns(data.metrics))
+    causes.panel(page, data)
     st.subheader(f"Queries by loss on {data.sort_measure}")
     st.caption(
         f"`lost` / `gained`: judged-relevant documents in the baseline's top {data.depth} "

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from evalkit.dashboard import charts, ui
+from evalkit.dashboard import causes, charts, ui
 from evalkit.dashboard.loaders import DriftData, ProjectionData
 from evalkit.errors import InputError
 
@@ -57,6 +57,7 @@ def _checks(page: ui.PageContext, data: DriftData) -> None:
         )
     with st.expander("Stored details"):
         st.json(details)
+    causes.drift_panel(page, check)
     report = check["report_path"]
     if isinstance(report, str) and report:
         path = Path(report)

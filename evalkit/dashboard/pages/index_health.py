@@ -45,7 +45,10 @@ def render(page: ui.PageContext) -> None:
         st.dataframe(table, hide_index=True, column_config=ui.number_columns(table))
         for row in findings.itertuples():
             if len(row.doc_ids) or len(row.clusters) or len(row.query_ids):
-                with st.expander(f"{row.kind}: affected documents and queries"):
+                with st.expander(
+                    f"{row.kind}: affected documents and queries",
+                    expanded=row.kind == st.query_params.get("finding"),
+                ):
                     if len(row.clusters):
                         st.markdown("**Clusters**")
                         for cluster in row.clusters[:50]:

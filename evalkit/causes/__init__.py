@@ -1,0 +1,38 @@
+"""Probable causes of a regression, a drift or an alert: the evidence the store already
+holds, joined and ranked by the share of the loss each cause can account for.
+
+``join`` does the joining and says how causes are scored (its module docstring);
+``records`` holds what comes out. `evalkit explain`, `compare` and `gate`, the precision
+alert rule and the dashboard's "Probable causes" panel all call ``explain_comparison`` or
+one of the ``explain_*`` functions that resolve runs, a drift check or an alert first.
+"""
+
+from evalkit.causes.join import (
+    explain_alert,
+    explain_comparison,
+    explain_drift_check,
+    explain_runs,
+    previous_run,
+)
+from evalkit.causes.records import (
+    CAUSE_KINDS,
+    EVIDENCE_ROWS,
+    Cause,
+    CauseKind,
+    CauseLink,
+    Explanation,
+)
+
+__all__ = [
+    "CAUSE_KINDS",
+    "EVIDENCE_ROWS",
+    "Cause",
+    "CauseKind",
+    "CauseLink",
+    "Explanation",
+    "explain_alert",
+    "explain_comparison",
+    "explain_drift_check",
+    "explain_runs",
+    "previous_run",
+]

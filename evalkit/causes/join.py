@@ -1,0 +1,818 @@
+"""Probable causes of a regression: the evidence the store already holds, joined and ranked.
+
+``explain_runs`` compares a candidate run with its baseline (``evalkit.stats``, as the gate
+does) and ``explain_comparison`` joins an existing comparison with what else the store knows
+about the two runs: the index audits since the baseline (relevant documents missing from the
+index, or changed at the source), the runs' own records (query embedding model, index
+fingerprint, goldset version, k, measures), the model canary checks and the drift checks
+made between the two runs, and the queries whose retrieval failed. ``explain_drift_check``
+and ``explain_alert`` resolve a stored drift check or alert to the two runs it concerns
+first.
+
+Every cause is scored by the share of the regression it can account for, on the primary
+measure (the one that dropped most): the *loss* is the sum over queries of
+``max(0, baseline - candidate)``. Causes whose effect can be traced query by query are
+*measured*; each gives query q a fraction f_q of its loss:
+
+- ``missing_from_index``: the lost relevant documents of q that an audit reports as not in
+  the index (orphaned judgments, or source documents never indexed), over all lost ones;
+- ``stale_documents``: the same for documents changed at the source since indexing;
+- ``failed_queries``: 1 when q's retrieval failed in the candidate (it counts as 0);
+- ``goldset_changed``: 1 when q's judgments differ between the two goldset versions;
+- ``k_changed``: the lost relevant documents of q that the baseline ranked deeper than the
+  candidate's k, over all lost ones.
+
+Changes that touch every query at once (a new query model, an index whose model does not
+match the query model, a rebuilt index, drift, changed settings) cannot be traced to a
+query: each can account for what no measured cause explains, so its score is the
+*residual*, the sum of ``(1 - max measured f_q) * loss_q`` over the loss.
+
+One measured cause is a hint rather than evidence, and leaves the residual as it is:
+``absent_from_results``, the lost documents no audit accounts for that the candidate
+returned for no query at all (within its k, queries that did not fail), as documents that
+left the index would be; an audit confirms it. Causes are ranked
+by score, and causes with equal scores by the order of ``CAUSE_KINDS`` (the more direct the
+mechanism, the earlier). A score is an upper bound on what a cause explains, not a proof;
+each cause links to the dashboard page that shows its evidence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Final
+
+import pandas as pd
+
+from evalkit.causes.records import CAUSE_KINDS, EVIDENCE_ROWS, Cause, CauseLink, Explanation
+from evalkit.errors import ConfigError, InputError
+from evalkit.stats import compare_stored_runs
+from evalkit.store.audit import StoredAudit, audit_findings, list_audits
+from evalkit.store.drift import StoredDriftCheck, get_drift_check, list_drift_checks
+from evalkit.store.goldsets import judgments_frame
+from evalkit.store.runs import RunRecord, get_run, list_runs
+
+if TYPE_CHECKING:
+    from evalkit.stats import ComparisonReport
+    from evalkit.store import Store
+    from evalkit.store.alerts import StoredAlert
+
+__all__ = [
+    "explain_alert",
+    "explain_comparison",
+    "explain_drift_check",
+    "explain_runs",
+    "previous_run",
+]
+
+_KIND_ORDER = {name: index for index, name in enumerate(CAUSE_KINDS)}
+_MISSING_FINDINGS: Final = ("orphaned_judgments", "missing_from_index")
+_STALE_FINDINGS: Final = ("changed_at_source",)
+_MODEL_FINDINGS: Final = ("model_fingerprint_mismatch", "vectors_from_another_model")
+_DRIFT_STREAMS: Final = {"documents": "document_drift", "queries": "query_drift"}
+
+
+# -- the join ------------------------------------------------------------------------------
+
+
+def _series_key(run: RunRecord) -> tuple[str | None, str, str]:
+    config = run.spec.retriever_config
+    where = run.spec.collection or config.get("url") or config.get("path") or ""
+    return run.spec.goldset_name, run.spec.retriever_kind, str(where)
+
+
+def previous_run(store: Store, run: RunRecord, *, limit: int = 500) -> RunRecord:
+    """The baseline ``explain`` uses by default: the newest finished run of the same
+    goldset and retriever that started before ``run`` (complete preferred, else partial).
+
+    Raises ``ConfigError`` when there is none: then name a baseline.
+    """
+    key = _series_key(run)
+    older = [
+        other
+        for other in list_runs(store, goldset=run.spec.goldset_name, limit=limit)
+        if other.run_id != run.run_id
+        and other.started_at <= run.started_at
+        and other.status in ("complete", "partial")
+        and _series_key(other) == key
+    ]
+    for pool in ([o for o in older if o.status == "complete"], older):
+        if pool:
+            return pool[0]
+    raise ConfigError(
+        f"run {run.run_id} has no earlier finished run of the same goldset and retriever: "
+        "name the baseline (--baseline RUN)"
+    )
+
+
+def explain_runs(
+    store: Store,
+    candidate: str,
+    *,
+    baseline: str | None = None,
+    measures: Sequence[str] | None = None,
+    alpha: float = 0.05,
+    min_effect: float = 0.0,
+    resamples: int = 10_000,
+    seed: int = 0,
+) -> Explanation:
+    """Compare ``candidate`` with ``baseline`` (default ``previous_run``) as the gate does,
+    a failed query counting as 0, and join the probable causes (``explain_comparison``).
+
+    ``measures`` default to ndcg@10 when both runs stored it, else their first shared one.
+    """
+    cand = get_run(store, candidate)
+    base = get_run(store, baseline) if baseline is not None else previous_run(store, cand)
+    shared = [m for m in base.spec.measures if m in set(cand.spec.measures)]
+    chosen = list(measures) if measures else (["ndcg@10"] if "ndcg@10" in shared else shared[:1])
+    if not chosen:
+        raise InputError(
+            f"runs {base.run_id} and {cand.run_id} share no stored measure: name one with -m"
+        )
+    report = compare_stored_runs(
+        store,
+        base.run_id,
+        cand.run_id,
+        chosen,
+        worst=0,
+        failed_as_zero=True,
+        alpha=alpha,
+        min_effect=min_effect,
+        resamples=resamples,
+        seed=seed,
+    )
+    return explain_comparison(store, report)
+
+
+def _ranks(results: pd.DataFrame) -> dict[tuple[str, str], int]:
+    ranked = results.sort_values(["query_id", "score", "doc_id"], ascending=[True, False, False])
+    ranks = ranked.groupby("query_id").cumcount() + 1
+    return {
+        (str(q), str(d)): int(r)
+        for q, d, r in zip(ranked["query_id"], ranked["doc_id"], ranks, strict=True)
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class _Loss:
+    """What the candidate lost on the primary ``measure``, query by query."""
+
+    measure: str
+    drops: Mapping[str, float]
+    lost: Mapping[str, tuple[str, ...]]
+    baseline_ranks: Mapping[tuple[str, str], int]
+
+    @property
+    def total(self) -> float:
+        return float(sum(self.drops.values()))
+
+    @property
+    def documents(self) -> set[str]:
+        return {doc for docs in self.lost.values() for doc in docs}
+
+    def share(self, fractions: Mapping[str, float]) -> float:
+        """The share of the loss that per-query ``fractions`` account for."""
+        total = self.total
+        if total <= 0:
+            return 0.0
+        return float(sum(drop * fractions.get(q, 0.0) for q, drop in self.drops.items())) / total
+
+    def document_fractions(self, wanted: Mapping[tuple[str, str], object]) -> dict[str, float]:
+        """Per query: the share of its lost documents among the ``wanted`` (query, doc) pairs."""
+        return {
+            q: sum((q, doc) in wanted for doc in docs) / len(docs)
+            for q, docs in self.lost.items()
+            if docs
+        }
+
+
+def _loss(report: ComparisonReport, measure: str) -> _Loss:
+    metric = report.metric(measure)
+    drops = {
+        str(q): float(b - c)
+        for q, b, c in zip(
+            metric.query_ids, metric.baseline_values, metric.candidate_values, strict=True
+        )
+        if b - c > 0
+    }
+    changes = report.document_changes(measure, list(drops)) if drops else {}
+    return _Loss(
+        measure=measure,
+        drops=drops,
+        lost={q: tuple(change["lost"]) for q, change in changes.items()},
+        baseline_ranks=_ranks(report.baseline_run.results),
+    )
+
+
+@dataclass
+class _Found:
+    """The causes found so far, with the per-query fractions of the measured ones."""
+
+    causes: list[Cause] = field(default_factory=list)
+    fractions: list[Mapping[str, float]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def measured(
+        self, cause: Cause, fractions: Mapping[str, float], *, established: bool = True
+    ) -> None:
+        """Add a measured cause; only an ``established`` one (not a mere hint) takes its
+        share out of the residual that whole-index changes can account for."""
+        self.causes.append(cause)
+        if established:
+            self.fractions.append(fractions)
+
+    def explained(self, query_id: str) -> float:
+        """The largest fraction of ``query_id``'s loss a measured cause accounts for."""
+        return max((f.get(query_id, 0.0) for f in self.fractions), default=0.0)
+
+
+def _link(kind: str, label: str, **params: str | None) -> CauseLink:
+    return CauseLink(
+        page=CAUSE_KINDS[kind].page,
+        params={name: value for name, value in params.items() if value is not None},
+        label=label,
+    )
+
+
+def _audits_since(store: Store, base: RunRecord, cand: RunRecord) -> list[StoredAudit]:
+    collection = cand.spec.collection
+    return [
+        audit
+        for audit in list_audits(store, collection=collection, since=base.started_at, limit=50)
+        if collection is not None
+        or (audit.goldset_name is not None and audit.goldset_name == cand.spec.goldset_name)
+    ]
+
+
+def _audit_causes(
+    store: Store, audits: Sequence[StoredAudit], loss: _Loss, found: _Found
+) -> tuple[list[tuple[str, str, str]], set[str]]:
+    """Lost relevant documents that the audits since the baseline report missing or stale;
+    returns the model findings of those audits as (audit id, collection, message), and the
+    lost documents the audits flagged.
+
+    Each check of a collection is read from the newest audit (``audits`` come newest first)
+    in which it ran: a document re-indexed since an older audit is no longer blamed.
+    """
+    lost_docs = loss.documents
+    flagged: dict[str, dict[str, tuple[str, str, str]]] = {
+        "missing_from_index": {},
+        "stale_documents": {},
+    }
+    models: list[tuple[str, str, str]] = []
+    settled: set[tuple[str, str]] = set()
+    for audit in audits:
+        ran = {
+            str(check.get("name"))
+            for check in audit.checks
+            if check.get("ran") and (audit.collection, str(check.get("name"))) not in settled
+        }
+        settled.update((audit.collection, name) for name in ran)
+        for finding in audit_findings(store, audit.audit_id):
+            if finding.check not in ran:
+                continue
+            if finding.kind in _MODEL_FINDINGS:
+                models.append((audit.audit_id, audit.collection, finding.message))
+            kind = (
+                "missing_from_index"
+                if finding.kind in _MISSING_FINDINGS
+                else "stale_documents"
+                if finding.kind in _STALE_FINDINGS
+                else None
+            )
+            if kind is None:
+                continue
+            for doc in finding.doc_ids:
+                if doc in lost_docs:
+                    flagged[kind].setdefault(doc, (audit.audit_id, audit.collection, finding.kind))
+    for kind, by_doc in flagged.items():
+        if not by_doc:
+            continue
+        pairs = {
+            (q, doc): by_doc[doc] for q, docs in loss.lost.items() for doc in docs if doc in by_doc
+        }
+        fractions = loss.document_fractions(pairs)
+        share = loss.share(fractions)
+        counts: dict[tuple[str, str, str], int] = {}
+        for source in by_doc.values():
+            counts[source] = counts.get(source, 0) + 1
+        audit_id, collection, finding_kind = max(counts, key=lambda s: (counts[s], s[0]))
+        what = (
+            "are missing from the index"
+            if kind == "missing_from_index"
+            else "changed at the source since they were indexed"
+        )
+        queries = {q for q, _ in pairs}
+        found.measured(
+            Cause(
+                kind=kind,
+                score=share,
+                statement=(
+                    f"{len(by_doc)} of the {len(lost_docs)} relevant documents lost by the "
+                    f"{len(loss.lost)} queries that dropped {what} of collection "
+                    f"{collection} (audit {audit_id}, {finding_kind}); they account for "
+                    f"{share:.0%} of the {loss.measure} loss, over {len(queries)} queries"
+                ),
+                link=_link(
+                    kind,
+                    "Index health: the audit's findings",
+                    collection=collection,
+                    audit=audit_id,
+                    finding=finding_kind,
+                ),
+                evidence=tuple(
+                    {
+                        "query_id": q,
+                        "doc_id": doc,
+                        "baseline_rank": loss.baseline_ranks.get((q, doc)),
+                        "audit_id": source[0],
+                        "finding": source[2],
+                    }
+                    for (q, doc), source in sorted(pairs.items())[:EVIDENCE_ROWS]
+                ),
+            ),
+            fractions,
+        )
+    return models, {doc for by_doc in flagged.values() for doc in by_doc}
+
+
+def _absent_cause(
+    report: ComparisonReport, cand: RunRecord, loss: _Loss, found: _Found, audited: set[str]
+) -> None:
+    """Lost relevant documents the candidate returned for no query at all, among those no
+    audit has already accounted for, that a smaller k does not cut off, of queries that did
+    not fail."""
+    returned = set(report.candidate_run.results["doc_id"].astype(str))
+    failed = set(report.failed_in_candidate)
+    pairs = {
+        (q, doc): True
+        for q, docs in loss.lost.items()
+        if q not in failed
+        for doc in docs
+        if doc not in returned
+        and doc not in audited
+        and loss.baseline_ranks.get((q, doc), 0) <= cand.spec.k
+    }
+    absent = {doc for _, doc in pairs}
+    if not absent:
+        return
+    fractions = loss.document_fractions(pairs)
+    share = loss.share(fractions)
+    worst = max(loss.drops, key=lambda q: (fractions.get(q, 0.0) * loss.drops[q], q))
+    found.measured(
+        Cause(
+            kind="absent_from_results",
+            score=share,
+            statement=(
+                f"probably missing from the index: {len(absent)} of the "
+                f"{len(loss.documents)} relevant documents lost by the {len(loss.lost)} "
+                "queries that dropped were returned by the candidate for no query at all "
+                f"(top {cand.spec.k} of every query); they account for {share:.0%} of the "
+                f"{loss.measure} loss (an audit of the index confirms it)"
+            ),
+            link=_link(
+                "absent_from_results",
+                f"Query drill-down: query {worst} in the candidate",
+                goldset=cand.spec.goldset_name,
+                run=cand.run_id,
+                query=worst,
+            ),
+            evidence=tuple(
+                {"query_id": q, "doc_id": doc, "baseline_rank": loss.baseline_ranks.get((q, doc))}
+                for q, doc in sorted(pairs)[:EVIDENCE_ROWS]
+            ),
+        ),
+        fractions,
+        established=False,
+    )
+
+
+def _failed_cause(report: ComparisonReport, cand: RunRecord, loss: _Loss, found: _Found) -> None:
+    failed = sorted(set(report.failed_in_candidate) - set(report.failed_in_baseline))
+    if not failed:
+        return
+    fractions = dict.fromkeys(failed, 1.0)
+    share = loss.share(fractions)
+    found.measured(
+        Cause(
+            kind="failed_queries",
+            score=share,
+            statement=(
+                f"the candidate run is {cand.status}: {len(failed)} queries failed "
+                f"({cand.error or 'see the run'}) and count as 0, {share:.0%} of the "
+                f"{loss.measure} loss"
+            ),
+            link=_link(
+                "failed_queries",
+                f"Query drill-down: failed query {failed[0]}",
+                goldset=cand.spec.goldset_name,
+                run=cand.run_id,
+                query=failed[0],
+            ),
+            evidence=tuple({"query_id": q} for q in failed[:EVIDENCE_ROWS]),
+        ),
+        fractions,
+    )
+
+
+def _judged(frame: pd.DataFrame) -> dict[str, frozenset[tuple[str, int]]]:
+    grouped: dict[str, set[tuple[str, int]]] = {}
+    for q, d, r in zip(frame["query_id"], frame["doc_id"], frame["relevance"], strict=True):
+        grouped.setdefault(str(q), set()).add((str(d), int(r)))
+    return {q: frozenset(pairs) for q, pairs in grouped.items()}
+
+
+def _goldset_cause(
+    store: Store, base: RunRecord, cand: RunRecord, loss: _Loss, found: _Found
+) -> None:
+    before, after = base.spec.goldset_version, cand.spec.goldset_version
+    if before is None or after is None or before == after:
+        return
+    old = _judged(judgments_frame(store, before))
+    new = _judged(judgments_frame(store, after))
+    changed = sorted(q for q in set(old) & set(new) if old[q] != new[q])
+    added, removed = sorted(set(new) - set(old)), sorted(set(old) - set(new))
+    fractions = dict.fromkeys(changed, 1.0)
+    share = loss.share(fractions)
+    rows = [{"query_id": q, "change": "judgments"} for q in changed]
+    rows += [{"query_id": q, "change": "added"} for q in added]
+    rows += [{"query_id": q, "change": "removed"} for q in removed]
+    found.measured(
+        Cause(
+            kind="goldset_changed",
+            score=share,
+            statement=(
+                f"goldset {cand.spec.goldset_name} changed from version {before[:12]} to "
+                f"{after[:12]}: the judgments of {len(changed)} compared queries differ "
+                f"({share:.0%} of the {loss.measure} loss); {len(added)} queries added and "
+                f"{len(removed)} removed are not compared"
+            ),
+            link=_link(
+                "goldset_changed",
+                "Quality over time: goldset versions in the series",
+                goldset=cand.spec.goldset_name,
+                measure=loss.measure,
+            ),
+            evidence=tuple(rows[:EVIDENCE_ROWS]),
+        ),
+        fractions,
+    )
+
+
+def _k_cause(base: RunRecord, cand: RunRecord, loss: _Loss, found: _Found) -> None:
+    if base.spec.k == cand.spec.k:
+        return
+    k = cand.spec.k
+    deep = {
+        (q, doc): loss.baseline_ranks.get((q, doc), 0)
+        for q, docs in loss.lost.items()
+        for doc in docs
+        if loss.baseline_ranks.get((q, doc), 0) > k
+    }
+    fractions = loss.document_fractions(deep)
+    share = loss.share(fractions)
+    found.measured(
+        Cause(
+            kind="k_changed",
+            score=share,
+            statement=(
+                f"k changed from {base.spec.k} to {k}: {len(deep)} lost relevant documents "
+                f"were ranked deeper than {k} by the baseline ({share:.0%} of the "
+                f"{loss.measure} loss)"
+            ),
+            link=_link(
+                "k_changed",
+                "Quality over time: the series",
+                goldset=cand.spec.goldset_name,
+                measure=loss.measure,
+            ),
+            evidence=tuple(
+                {"query_id": q, "doc_id": d, "baseline_rank": rank}
+                for (q, d), rank in sorted(deep.items())[:EVIDENCE_ROWS]
+            ),
+        ),
+        fractions,
+    )
+
+
+def _residual(
+    kind: str, statement: str, link: CauseLink, evidence: Sequence[Mapping[str, Any]]
+) -> Cause:
+    return Cause(
+        kind=kind,
+        score=0.0,
+        statement=statement,
+        link=link,
+        evidence=tuple(evidence),
+    )
+
+
+def _model_causes(
+    base: RunRecord,
+    cand: RunRecord,
+    audit_models: Sequence[tuple[str, str, str]],
+    checks: Sequence[StoredDriftCheck],
+    measure: str,
+) -> list[Cause]:
+    causes = []
+    mismatches = [
+        check
+        for check in checks
+        if check.stream == "model"
+        and check.finding == "model_mismatch"
+        and (cand.spec.collection is None or check.subject in (None, cand.spec.collection))
+    ]
+    if mismatches or audit_models:
+        rows: list[Mapping[str, Any]] = [
+            {"check_id": c.check_id, "subject": c.subject, "canary_similarity": c.statistic}
+            for c in mismatches
+        ]
+        rows += [{"audit_id": a, "collection": c, "message": m} for a, c, m in audit_models]
+        if mismatches:
+            newest = mismatches[0]
+            similarity = (
+                f", lowest canary cosine {newest.statistic:.3f}"
+                if newest.statistic is not None
+                else ""
+            )
+            statement = (
+                f"the model canary check {newest.check_id} found the index {newest.subject} "
+                f"built with another embedding model than the query model{similarity}"
+            )
+            link = _link("index_model_mismatch", "Drift: the canary check", check=newest.check_id)
+        else:
+            audit_id, collection, message = audit_models[0]
+            statement = f"audit {audit_id} of {collection}: {message}"
+            link = CauseLink(
+                "index_health",
+                {"collection": collection, "audit": audit_id},
+                "Index health: the audit's findings",
+            )
+        causes.append(_residual("index_model_mismatch", statement, link, rows[:EVIDENCE_ROWS]))
+    before, after = base.spec, cand.spec
+    if (before.model_fingerprint, before.model_name) != (after.model_fingerprint, after.model_name):
+        causes.append(
+            _residual(
+                "query_model_changed",
+                f"the query embedding model changed: {before.model_name} "
+                f"({before.model_dimension}d, canary {before.model_fingerprint}) in the "
+                f"baseline, {after.model_name} ({after.model_dimension}d, canary "
+                f"{after.model_fingerprint}) in the candidate",
+                _link(
+                    "query_model_changed",
+                    "Quality over time: model changes in the series",
+                    goldset=after.goldset_name,
+                    measure=measure,
+                ),
+                [
+                    {
+                        "run_id": run.run_id,
+                        "model": run.spec.model_name,
+                        "dimension": run.spec.model_dimension,
+                        "fingerprint": run.spec.model_fingerprint,
+                    }
+                    for run in (base, cand)
+                ],
+            )
+        )
+    if before.index_fingerprint != after.index_fingerprint:
+        causes.append(
+            _residual(
+                "index_changed",
+                f"the index changed between the runs: fingerprint {before.index_fingerprint} "
+                f"in the baseline, {after.index_fingerprint} in the candidate (rebuilt, "
+                "documents added or removed)",
+                _link(
+                    "index_changed",
+                    "Quality over time: index changes in the series",
+                    goldset=after.goldset_name,
+                    measure=measure,
+                ),
+                [
+                    {"run_id": run.run_id, "index_fingerprint": run.spec.index_fingerprint}
+                    for run in (base, cand)
+                ],
+            )
+        )
+    return causes
+
+
+def _drift_causes(cand: RunRecord, checks: Sequence[StoredDriftCheck]) -> list[Cause]:
+    causes = []
+    for stream, kind in _DRIFT_STREAMS.items():
+        drifted = [c for c in checks if c.stream == stream and c.is_drift]
+        if stream == "documents" and cand.spec.collection is not None:
+            drifted = [c for c in drifted if c.subject in (None, cand.spec.collection)]
+        if not drifted:
+            continue
+        newest = drifted[0]
+        p_value = f", p = {newest.p_value:.3g}" if newest.p_value is not None else ""
+        causes.append(
+            _residual(
+                kind,
+                f"{len(drifted)} drift checks of the {stream} between the runs found drift; "
+                f"newest {newest.check_id} ({newest.method} on {newest.subject or stream}, "
+                f"{newest.reference} -> {newest.current}{p_value})",
+                _link(kind, f"Drift: check {newest.check_id}", check=newest.check_id),
+                [
+                    {
+                        "check_id": c.check_id,
+                        "subject": c.subject,
+                        "method": c.method,
+                        "p_value": c.p_value,
+                        "created_at": c.created_at.isoformat() + "Z",
+                    }
+                    for c in drifted[:EVIDENCE_ROWS]
+                ],
+            )
+        )
+    return causes
+
+
+def _settings_cause(base: RunRecord, cand: RunRecord, measure: str) -> Cause | None:
+    before, after = base.spec, cand.spec
+    changes = []
+    if before.relevance_threshold != after.relevance_threshold:
+        changes.append(
+            f"relevance threshold {before.relevance_threshold} -> {after.relevance_threshold}"
+        )
+    if set(before.measures) != set(after.measures):
+        gone = sorted(set(before.measures) - set(after.measures))
+        new = sorted(set(after.measures) - set(before.measures))
+        changes.append(
+            "stored measures changed"
+            + (f" (no longer stored: {', '.join(gone)})" if gone else "")
+            + (f" (newly stored: {', '.join(new)})" if new else "")
+        )
+    if before.retriever_kind != after.retriever_kind:
+        changes.append(f"retriever {before.retriever_kind} -> {after.retriever_kind}")
+    if not changes:
+        return None
+    return _residual(
+        "settings_changed",
+        "the runs' settings differ: " + "; ".join(changes),
+        _link(
+            "settings_changed",
+            "Compare runs: the two runs",
+            goldset=after.goldset_name,
+            baseline=base.run_id,
+            candidate=cand.run_id,
+            measure=measure,
+        ),
+        [
+            {
+                "run_id": run.run_id,
+                "relevance_threshold": run.spec.relevance_threshold,
+                "measures": list(run.spec.measures),
+                "retriever": run.spec.retriever_kind,
+            }
+            for run in (base, cand)
+        ],
+    )
+
+
+def explain_comparison(store: Store, report: ComparisonReport) -> Explanation:
+    """The probable causes of ``report``, a comparison of two stored runs, best first.
+
+    Joins the audits of the candidate's collection since the baseline started (each check
+    from the newest audit that ran it), the two runs' records and results, the model canary
+    checks since the baseline started, and the drift checks made between the baseline's
+    start and the candidate's end (see the module docstring for the scores).
+    """
+    base_id, cand_id = report.baseline_run.run_id, report.candidate_run.run_id
+    if base_id is None or cand_id is None:
+        raise InputError("probable causes need two stored runs, not run files")
+    base, cand = get_run(store, base_id), get_run(store, cand_id)
+    metrics = report.metrics
+    regressed = [m for m in metrics if m.decision.value == "regression"]
+    primary = min(regressed or metrics, key=lambda metric: metric.delta)
+    loss = _loss(report, primary.measure)
+    found = _Found()
+    audits = _audits_since(store, base, cand)
+    audit_models: list[tuple[str, str, str]] = []
+    audited: set[str] = set()
+    if audits:
+        audit_models, audited = _audit_causes(store, audits, loss, found)
+    else:
+        where = f" --collection {cand.spec.collection}" if cand.spec.collection else ""
+        gold = f" --goldset {cand.spec.goldset_name}" if cand.spec.goldset_name else ""
+        if loss.lost:
+            found.notes.append(
+                f"no index audit since the baseline started ({base.started_at:%Y-%m-%d %H:%M}"
+                f" UTC): `evalkit audit{where}{gold}` tells whether the lost documents are "
+                "still indexed"
+            )
+    _absent_cause(report, cand, loss, found, audited)
+    _failed_cause(report, cand, loss, found)
+    _goldset_cause(store, base, cand, loss, found)
+    _k_cause(base, cand, loss, found)
+    # Canary checks tell the index's state, so a later one counts as the audits do; drift
+    # checks describe a window, so only those made between the two runs count.
+    checks = list_drift_checks(store, since=base.started_at, limit=500)
+    until = cand.finished_at or cand.started_at
+    window = [check for check in checks if check.created_at <= until]
+    residual = (
+        sum(drop * (1.0 - found.explained(q)) for q, drop in loss.drops.items()) / loss.total
+        if loss.total > 0
+        else 0.0
+    )
+    unmeasured = [
+        *_model_causes(base, cand, audit_models, checks, primary.measure),
+        *_drift_causes(cand, window),
+    ]
+    settings = _settings_cause(base, cand, primary.measure)
+    if settings is not None:
+        unmeasured.append(settings)
+    causes = found.causes + [
+        replace(
+            cause,
+            score=residual,
+            statement=f"{cause.statement}; it can account for the {residual:.0%} of the "
+            f"{primary.measure} loss that no traced cause explains",
+        )
+        for cause in unmeasured
+    ]
+    ranked = sorted(causes, key=lambda cause: (-round(cause.score, 9), _KIND_ORDER[cause.kind]))
+    return Explanation(
+        baseline=base.run_id,
+        candidate=cand.run_id,
+        goldset=cand.spec.goldset_name,
+        measure=primary.measure,
+        decision=report.decision.value,
+        delta=primary.delta,
+        loss=loss.total,
+        lost_queries=len(loss.drops),
+        lost_documents=len(loss.documents),
+        lost_pairs=sum(len(docs) for docs in loss.lost.values()),
+        causes=tuple(ranked),
+        notes=tuple(found.notes),
+    )
+
+
+# -- what a drift check or an alert is about -----------------------------------------------
+
+
+def explain_drift_check(store: Store, check_id: str, **options: Any) -> Explanation:
+    """The probable causes behind a stored drift check.
+
+    A precision check names its runs (the pinned baseline and the newest run). Any other
+    check (queries, documents, model) is resolved to the newest finished run made before it
+    on its collection (any run when none names it) and that run's ``previous_run``.
+    ``options`` are ``explain_runs``'s.
+    """
+    check = get_drift_check(store, check_id)
+    if check.stream == "precision":
+        if not (check.reference and check.current):
+            raise ConfigError(
+                f"precision check {check.check_id} names no baseline and current run: "
+                "`evalkit drift precision` records them"
+            )
+        measure = check.details.get("measure")
+        return _about(
+            explain_runs(
+                store,
+                check.current,
+                baseline=check.reference,
+                measures=[str(measure)] if measure else None,
+                **options,
+            ),
+            drift_check=check.check_id,
+        )
+    finished = [
+        run
+        for run in list_runs(store, limit=500)
+        if run.status in ("complete", "partial") and run.started_at <= check.created_at
+    ]
+    near = [run for run in finished if run.spec.collection == check.subject] or finished
+    if not near:
+        raise ConfigError(
+            f"drift check {check.check_id} was made before any finished run: there is no "
+            "regression to explain yet"
+        )
+    return _about(explain_runs(store, near[0].run_id, **options), drift_check=check.check_id)
+
+
+def explain_alert(store: Store, alert: StoredAlert, **options: Any) -> Explanation:
+    """The probable causes behind a stored alert whose evidence names its runs
+    (``candidate_run``, and ``baseline_run`` or else the candidate's ``previous_run``)."""
+    evidence = alert.evidence
+    candidate = evidence.get("candidate_run")
+    if not isinstance(candidate, str):
+        raise ConfigError(
+            f"alert {alert.alert_id} ({alert.kind}) names no candidate run in its evidence: "
+            "probable causes are joined for alerts about runs"
+        )
+    baseline = evidence.get("baseline_run")
+    measure = evidence.get("metric")
+    explanation = explain_runs(
+        store,
+        candidate,
+        baseline=baseline if isinstance(baseline, str) else None,
+        measures=[measure] if isinstance(measure, str) else None,
+        **options,
+    )
+    return _about(explanation, alert=alert.alert_id)
+
+
+def _about(explanation: Explanation, **about: str) -> Explanation:
+    return replace(explanation, about={**explanation.about, **about})

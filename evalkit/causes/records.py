@@ -1,0 +1,252 @@
+"""What ``evalkit.causes`` reports: the kinds of probable cause, a cause with its share of
+the loss, statement, evidence and link, and the explanation of one comparison."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+from urllib.parse import urlencode
+
+__all__ = [
+    "CAUSE_KINDS",
+    "EVIDENCE_ROWS",
+    "Cause",
+    "CauseKind",
+    "CauseLink",
+    "Explanation",
+]
+
+EVIDENCE_ROWS: Final = 50
+"""Evidence rows kept per cause (the statement gives the full counts)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CauseKind:
+    """A kind of probable cause: its name, whether its score is measured query by query
+    (else it is the residual share), the dashboard page that proves it, and its meaning."""
+
+    name: str
+    measured: bool
+    page: str
+    description: str
+
+
+CAUSE_KINDS: Mapping[str, CauseKind] = {
+    kind.name: kind
+    for kind in (
+        CauseKind(
+            "missing_from_index",
+            True,
+            "index_health",
+            "relevant documents the baseline retrieved are missing from the index (audit)",
+        ),
+        CauseKind(
+            "stale_documents",
+            True,
+            "index_health",
+            "relevant documents the baseline retrieved changed at the source since indexing",
+        ),
+        CauseKind(
+            "failed_queries",
+            True,
+            "query",
+            "queries whose retrieval failed in the candidate (a partial run), counted as 0",
+        ),
+        CauseKind(
+            "goldset_changed",
+            True,
+            "quality",
+            "the two runs were scored on goldset versions whose judgments differ",
+        ),
+        CauseKind(
+            "k_changed",
+            True,
+            "quality",
+            "the candidate retrieved fewer documents per query than the baseline ranked "
+            "relevant ones at",
+        ),
+        CauseKind(
+            "index_model_mismatch",
+            False,
+            "drift",
+            "a canary check or audit found the index built with another embedding model "
+            "than the query model",
+        ),
+        CauseKind(
+            "query_model_changed",
+            False,
+            "quality",
+            "the query embedding model (its canary fingerprint) differs between the runs",
+        ),
+        CauseKind(
+            "index_changed",
+            False,
+            "quality",
+            "the index fingerprint differs between the runs: it was rebuilt or changed",
+        ),
+        CauseKind(
+            "absent_from_results",
+            True,
+            "query",
+            "relevant documents the baseline retrieved that the candidate retrieved for no "
+            "query at all: likely gone from the index (an audit confirms it)",
+        ),
+        CauseKind(
+            "document_drift",
+            False,
+            "drift",
+            "a drift check between the runs found the indexed documents' embeddings moved",
+        ),
+        CauseKind(
+            "query_drift",
+            False,
+            "drift",
+            "a drift check between the runs found the queries' embeddings moved",
+        ),
+        CauseKind(
+            "settings_changed",
+            False,
+            "compare",
+            "the runs differ in relevance threshold, stored measures or retriever settings",
+        ),
+    )
+}
+"""Every kind of probable cause, in tie-break order."""
+
+
+@dataclass(frozen=True, slots=True)
+class CauseLink:
+    """Where a cause's evidence is shown: a dashboard page and its query parameters."""
+
+    page: str
+    params: Mapping[str, str]
+    label: str
+
+    @property
+    def path(self) -> str:
+        """``page?query`` relative to the dashboard's root, e.g. ``index_health?audit=...``."""
+        return f"{self.page}?{urlencode(dict(self.params))}" if self.params else self.page
+
+    def url(self, root: str | None = None) -> str:
+        """The link under the dashboard's ``root`` URL (the bare path without one)."""
+        return f"{root.rstrip('/')}/{self.path}" if root else self.path
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {"page": self.page, "params": dict(self.params), "label": self.label}
+
+
+@dataclass(frozen=True, slots=True)
+class Cause:
+    """One probable cause of a regression.
+
+    ``score`` is the share (0 to 1) of the primary measure's loss it can account for (see
+    the module docstring); ``measured`` says whether that share was traced query by query or
+    is the residual no measured cause explains. ``statement`` says it in one line with the
+    numbers; ``evidence`` holds the rows behind it (at most ``EVIDENCE_ROWS``).
+    """
+
+    kind: str
+    score: float
+    statement: str
+    link: CauseLink
+    evidence: tuple[Mapping[str, Any], ...] = ()
+
+    @property
+    def measured(self) -> bool:
+        """Whether the score was traced query by query (else it is the residual share)."""
+        return CAUSE_KINDS[self.kind].measured
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "kind": self.kind,
+            "score": round(self.score, 6),
+            "measured": self.measured,
+            "statement": self.statement,
+            "link": self.link.to_dict(),
+            "evidence": [dict(row) for row in self.evidence],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """The probable causes of the difference between two runs, best first.
+
+    ``measure`` is the primary measure (the one that dropped most), ``delta`` its mean
+    change and ``loss`` the sum of its per-query drops that the scores share out;
+    ``lost_queries`` counts the queries that dropped, ``lost_documents`` the distinct
+    relevant documents they lost and ``lost_pairs`` the (query, document) losses (a
+    document relevant to two queries is lost twice). ``notes`` say what evidence is
+    missing (no audit since the baseline, for example) and what would produce it.
+    """
+
+    baseline: str
+    candidate: str
+    goldset: str | None
+    measure: str
+    decision: str
+    delta: float
+    loss: float
+    lost_queries: int
+    lost_documents: int
+    lost_pairs: int
+    causes: tuple[Cause, ...]
+    notes: tuple[str, ...] = ()
+    about: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def top(self) -> Cause | None:
+        """The most probable cause, if any."""
+        return self.causes[0] if self.causes else None
+
+    def headline(self) -> str:
+        """One line: the verdict and what dropped."""
+        return (
+            f"{self.decision}: {self.measure} {self.delta:+.4f} from {self.baseline} to "
+            f"{self.candidate}; {self.lost_queries} queries dropped, losing "
+            f"{self.lost_documents} distinct relevant documents ({self.lost_pairs} query-document "
+            "pairs)"
+        )
+
+    def to_dict(self, root: str | None = None) -> dict[str, Any]:
+        """JSON-ready form; with a dashboard ``root`` URL each cause also carries its ``url``."""
+        causes = []
+        for cause in self.causes:
+            data = cause.to_dict()
+            data["url"] = cause.link.url(root)
+            causes.append(data)
+        return {
+            "baseline": self.baseline,
+            "candidate": self.candidate,
+            "goldset": self.goldset,
+            "measure": self.measure,
+            "decision": self.decision,
+            "delta": self.delta,
+            "loss": self.loss,
+            "lost_queries": self.lost_queries,
+            "lost_documents": self.lost_documents,
+            "lost_pairs": self.lost_pairs,
+            "causes": causes,
+            "notes": list(self.notes),
+            **({"about": dict(self.about)} if self.about else {}),
+        }
+
+    def to_markdown(self, root: str | None = None) -> str:
+        """A Markdown section (for a CI summary or a pull-request comment)."""
+        lines = ["### Probable causes", "", self.headline() + ".", ""]
+        if self.causes:
+            lines += ["| # | cause | share of loss | statement |", "|---|---|---|---|"]
+            for index, cause in enumerate(self.causes, start=1):
+                statement = cause.statement.replace("|", "\\|")
+                where = cause.link.url(root)
+                lines.append(
+                    f"| {index} | `{cause.kind}` | {cause.score:.0%}"
+                    f"{'' if cause.measured else ' (residual)'} | {statement} "
+                    f"([{cause.link.label}]({where})) |"
+                )
+        else:
+            lines.append("No probable cause found in the store.")
+        lines += [""] + [f"- note: {note}" for note in self.notes]
+        return "\n".join(lines).rstrip() + "\n"

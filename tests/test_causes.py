@@ -1,0 +1,480 @@
+"""Probable causes: planted causes on a real DuckDB store must be named, and ranked first.
+
+Each test stores a good baseline run and a worse candidate through the Store API, plants
+one cause (documents removed from the index and audited, the query model swapped, the
+goldset changed, a smaller k, failed queries) and checks the share of the loss
+``explain_runs`` gives it by hand.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+from test_dashboard_seed import goldset, perfect, query_ids, store_run
+
+from evalkit.alerts import alerts_config, build_sinks, evaluate_rules
+from evalkit.alerts.payload import alert_payload, encode, slack_body
+from evalkit.causes import CAUSE_KINDS, explain_alert, explain_drift_check, explain_runs
+from evalkit.clock import utc_now
+from evalkit.config import parse_settings
+from evalkit.errors import ConfigError
+from evalkit.goldset.model import Goldset
+from evalkit.records import Judgment
+from evalkit.records.audit import AuditReport, CheckOutcome, Finding, Severity
+from evalkit.schemas import load_schema
+from evalkit.store import Store
+from evalkit.store.alerts import StoredAlert, StoredAlertState, save_alert
+from evalkit.store.audit import save_audit
+from evalkit.store.drift import save_drift_check
+from evalkit.store.goldsets import save_goldset
+
+N = 14
+MEASURES = ("ndcg@10", "recall@10", "precision@10")
+CHROMA = {"kind": "chroma-embedded", "path": "/x/chroma", "collection": "mini"}
+FAST = {"resamples": 500}
+
+
+def _run(
+    store: Store,
+    gold: Goldset,
+    rankings: dict[str, list[str]],
+    *,
+    model: str = "fp-1",
+    index: str = "idx-1",
+    failed: Sequence[str] = (),
+    k: int = 10,
+) -> str:
+    return store_run(
+        store,
+        gold,
+        rankings,
+        retriever_kind="chroma-embedded",
+        config=CHROMA,
+        collection="mini",
+        model_fingerprint=model,
+        index_fingerprint=index,
+        failed=failed,
+        k=k,
+        measures=MEASURES,
+    )
+
+
+def _without(removed: set[str]) -> dict[str, list[str]]:
+    """Perfect rankings with the ``removed`` documents gone (the index no longer has them)."""
+    return {q: [doc for doc in perfect(q) if doc not in removed] + ["x9"] for q in query_ids(N)}
+
+
+def _audit(store: Store, kind: str, doc_ids: Sequence[str], collection: str = "mini") -> str:
+    now = utc_now()
+    finding = Finding(
+        kind=kind,
+        check="orphans",
+        severity=Severity.warning,
+        message=f"{len(doc_ids)} documents judged in goldset 'mini' are not in the index",
+        count=len(doc_ids),
+        doc_ids=tuple(doc_ids),
+    )
+    return save_audit(
+        store,
+        AuditReport(
+            collection=collection,
+            location="/x/chroma",
+            started_at=now,
+            finished_at=now,
+            n_documents=40,
+            checks=(CheckOutcome("orphans", True, findings=(finding,)),),
+            config={},
+            seed=0,
+            goldset_name="mini",
+        ),
+    ).audit_id
+
+
+REMOVED = sorted(f"{q}-b" for q in query_ids(N)[:7])
+
+
+def seed_removed_documents(path: Path) -> dict[str, str]:
+    """A goldset, a good baseline run, a run after seven relevant documents left the index
+    (its fingerprint changed too), and the audit that found them missing."""
+    with Store.open(path) as store:
+        gold = goldset(N)
+        save_goldset(store, gold)
+        baseline = _run(store, gold, {q: perfect(q) for q in query_ids(N)})
+        candidate = _run(store, gold, _without(set(REMOVED)), index="idx-2")
+        audit = _audit(store, "orphaned_judgments", REMOVED)
+    return {"baseline": baseline, "candidate": candidate, "audit": audit}
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    opened = Store.open(tmp_path / "evalkit.duckdb")
+    yield opened  # type: ignore[misc]
+    opened.close()
+
+
+def test_documents_removed_from_the_index_rank_first_with_their_share(store: Store) -> None:
+    gold = goldset(N)
+    save_goldset(store, gold)
+    baseline = _run(store, gold, {q: perfect(q) for q in query_ids(N)})
+    removed = {f"{q}-b" for q in query_ids(N)[:7]}
+    candidate = _run(store, gold, _without(removed), index="idx-2")
+    audit_id = _audit(store, "orphaned_judgments", sorted(removed))
+
+    explanation = explain_runs(store, candidate, **FAST)
+
+    assert explanation.baseline == baseline
+    assert explanation.decision == "regression"
+    assert explanation.lost_queries == 7
+    assert explanation.lost_documents == 7
+    top = explanation.causes[0]
+    assert top.kind == "missing_from_index"
+    assert top.score == pytest.approx(1.0)
+    assert (
+        "7 of the 7 relevant documents lost by the 7 queries that dropped are missing from "
+        "the index" in top.statement
+    )
+    assert top.link.page == "index_health"
+    assert dict(top.link.params) == {
+        "collection": "mini",
+        "audit": audit_id,
+        "finding": "orphaned_judgments",
+    }
+    assert {row["doc_id"] for row in top.evidence} == removed
+    assert all(row["baseline_rank"] == 2 for row in top.evidence)
+    rebuilt = next(c for c in explanation.causes if c.kind == "index_changed")
+    assert rebuilt.score == pytest.approx(0.0)
+    assert not rebuilt.measured
+    assert explanation.notes == ()
+
+
+def test_half_the_lost_documents_audited_missing_explain_half_the_loss(store: Store) -> None:
+    gold = goldset(N)
+    save_goldset(store, gold)
+    _run(store, gold, {q: perfect(q) for q in query_ids(N)})
+    removed = {f"{q}-b" for q in query_ids(N)[:4]}
+    candidate = _run(store, gold, _without(removed), index="idx-2")
+    _audit(store, "orphaned_judgments", sorted(removed)[:2])
+
+    explanation = explain_runs(store, candidate, **FAST)
+
+    by_kind = {cause.kind: cause for cause in explanation.causes}
+    # Four queries lost the same amount each; two of them are explained by the audit; the
+    # other two lost documents the candidate returned nowhere, a hint no audit confirms.
+    assert by_kind["missing_from_index"].score == pytest.approx(0.5)
+    assert by_kind["absent_from_results"].score == pytest.approx(0.5)
+    assert {row["doc_id"] for row in by_kind["absent_from_results"].evidence} == {
+        "q03-b",
+        "q04-b",
+    }
+    assert by_kind["index_changed"].score == pytest.approx(0.5)
+    assert explanation.causes[0].kind == "missing_from_index"
+
+
+def test_without_an_audit_absent_documents_are_named_and_the_note_says_how_to_audit(
+    store: Store,
+) -> None:
+    gold = goldset(N)
+    save_goldset(store, gold)
+    _run(store, gold, {q: perfect(q) for q in query_ids(N)})
+    candidate = _run(store, gold, _without({"q01-b", "q02-b"}), index="idx-2")
+
+    explanation = explain_runs(store, candidate, **FAST)
+
+    # Without an audit, the store still knows the candidate returned them for no query.
+    kinds = [cause.kind for cause in explanation.causes]
+    assert kinds == ["index_changed", "absent_from_results"]
+    rebuilt, absent = explanation.causes
+    assert absent.score == pytest.approx(1.0)
+    assert absent.statement.startswith("probably missing from the index: 2 of the 2")
+    assert {row["doc_id"] for row in absent.evidence} == {"q01-b", "q02-b"}
+    assert dict(absent.link.params) == {"goldset": "mini", "run": candidate, "query": "q02"}
+    # A hint, not evidence: the rebuilt index can still account for the whole loss.
+    assert rebuilt.score == pytest.approx(1.0)
+    assert any("evalkit audit --collection mini --goldset mini" in n for n in explanation.notes)
+    assert explanation.lost_documents == explanation.lost_pairs == 2
+
+
+def test_a_swapped_query_model_ranks_first_and_a_canary_mismatch_before_it(
+    store: Store,
+) -> None:
+    gold = goldset(N)
+    save_goldset(store, gold)
+    _run(store, gold, {q: perfect(q) for q in query_ids(N)})
+    shuffled = {q: [f"y{i}" for i in range(5)] + perfect(q)[:5] for q in query_ids(N)}
+    candidate = _run(store, gold, shuffled, model="fp-other")
+
+    explanation = explain_runs(store, candidate, **FAST)
+    assert explanation.causes[0].kind == "query_model_changed"
+    assert explanation.causes[0].score == pytest.approx(1.0)
+    assert "fp-1" in explanation.causes[0].statement
+    assert "fp-other" in explanation.causes[0].statement
+
+    check = save_drift_check(
+        store,
+        stream="model",
+        subject="mini",
+        finding="model_mismatch",
+        method="canary_fingerprint",
+        is_drift=True,
+        statistic=0.02,
+    )
+    explanation = explain_runs(store, candidate, **FAST)
+    kinds = [cause.kind for cause in explanation.causes]
+    assert kinds[:2] == ["index_model_mismatch", "query_model_changed"]
+    assert explanation.causes[0].link.page == "drift"
+    assert dict(explanation.causes[0].link.params) == {"check": check.check_id}
+    assert "0.020" in explanation.causes[0].statement
+
+
+def test_changed_judgments_are_the_goldset_cause(store: Store) -> None:
+    gold = goldset(N)
+    save_goldset(store, gold)
+    _run(store, gold, {q: perfect(q) for q in query_ids(N)})
+    changed = {"q01", "q02", "q03"}
+    judgments = [
+        Judgment(j.query_id, f"{j.query_id}-z", j.relevance)
+        if j.query_id in changed and j.doc_id.endswith("-b")
+        else j
+        for j in gold.judgments
+    ]
+    gold_v2 = Goldset.build(name=gold.name, queries=gold.queries, judgments=judgments)
+    save_goldset(store, gold_v2)
+    candidate = _run(store, gold_v2, {q: perfect(q) for q in query_ids(N)})
+
+    explanation = explain_runs(store, candidate, **FAST)
+
+    top = explanation.causes[0]
+    assert top.kind == "goldset_changed"
+    assert top.score == pytest.approx(1.0)
+    assert {row["query_id"] for row in top.evidence} == changed
+    assert "judgments of 3 compared queries differ" in top.statement
+    assert top.link.page == "quality"
+    assert dict(top.link.params) == {"goldset": "mini", "measure": "ndcg@10"}
+
+
+def test_a_smaller_k_is_the_cause_of_documents_ranked_below_it(store: Store) -> None:
+    gold = goldset(N)
+    save_goldset(store, gold)
+    deep = {q: [f"y{i}" for i in range(5)] + perfect(q)[:5] for q in query_ids(N)}
+    _run(store, gold, deep)
+    candidate = _run(store, gold, {q: deep[q][:6] for q in query_ids(N)}, k=6)
+
+    explanation = explain_runs(store, candidate, measures=["recall@10"], **FAST)
+
+    top = explanation.causes[0]
+    assert top.kind == "k_changed"
+    assert top.score == pytest.approx(1.0)
+    assert "k changed from 10 to 6" in top.statement
+    assert {row["baseline_rank"] for row in top.evidence} == {7}
+
+
+def test_failed_queries_of_a_partial_run_are_their_share_of_the_loss(store: Store) -> None:
+    gold = goldset(N)
+    save_goldset(store, gold)
+    good = {q: perfect(q) for q in query_ids(N)}
+    _run(store, gold, good)
+    candidate = _run(store, gold, good, failed=("q01", "q02"))
+
+    explanation = explain_runs(store, candidate, **FAST)
+
+    top = explanation.causes[0]
+    assert top.kind == "failed_queries"
+    assert top.score == pytest.approx(1.0)
+    assert top.link.page == "query"
+    assert dict(top.link.params) == {"goldset": "mini", "run": candidate, "query": "q01"}
+    assert "2 queries failed" in top.statement
+
+
+def test_query_drift_only_counts_between_the_runs(store: Store) -> None:
+    gold = goldset(N)
+    save_goldset(store, gold)
+    _run(store, gold, {q: perfect(q) for q in query_ids(N)})
+    save_drift_check(
+        store, stream="queries", subject="mini", finding="drift", method="ks", is_drift=True
+    )
+    candidate = _run(store, gold, _without({"q01-b"}))
+    save_drift_check(
+        store, stream="queries", subject="mini", finding="drift", method="mmd", is_drift=True
+    )
+
+    explanation = explain_runs(store, candidate, **FAST)
+
+    drift = [cause for cause in explanation.causes if cause.kind == "query_drift"]
+    assert len(drift) == 1
+    assert [row["method"] for row in drift[0].evidence] == ["ks"]
+
+
+def test_a_precision_drift_check_and_an_alert_resolve_to_their_runs(store: Store) -> None:
+    gold = goldset(N)
+    save_goldset(store, gold)
+    baseline = _run(store, gold, {q: perfect(q) for q in query_ids(N)})
+    removed = {f"{q}-b" for q in query_ids(N)[:7]}
+    candidate = _run(store, gold, _without(removed), index="idx-2")
+    _audit(store, "missing_from_index", sorted(removed))
+    check = save_drift_check(
+        store,
+        stream="precision",
+        subject="mini|chroma-embedded:mini",
+        finding="drift",
+        method="page_hinkley+paired",
+        is_drift=True,
+        reference=baseline,
+        current=candidate,
+        details={"measure": "precision@10"},
+    )
+    explanation = explain_drift_check(store, check.check_id, **FAST)
+    assert (explanation.baseline, explanation.candidate) == (baseline, candidate)
+    assert explanation.measure == "precision@10"
+    assert explanation.causes[0].kind == "missing_from_index"
+    assert explanation.about == {"drift_check": check.check_id}
+
+    now = utc_now()
+    alert = StoredAlert(
+        alert_id="a1",
+        rule="precision-drop",
+        kind="precision_regression",
+        dedup_key="precision-drop:mini",
+        subject="mini",
+        status="firing",
+        severity="critical",
+        title="t",
+        summary="s",
+        evidence={"baseline_run": baseline, "candidate_run": candidate, "metric": "ndcg@10"},
+        links={},
+        fired_at=now,
+        created_at=now,
+        n_sinks=0,
+    )
+    state = StoredAlertState(
+        dedup_key=alert.dedup_key,
+        rule=alert.rule,
+        subject=alert.subject,
+        active=True,
+        severity="critical",
+        since=now,
+        last_evaluated_at=now,
+        notified_status="firing",
+        last_alert_id=alert.alert_id,
+    )
+    save_alert(store, alert, state=state, sinks=[])
+    explanation = explain_alert(store, alert, **FAST)
+    assert explanation.causes[0].kind == "missing_from_index"
+    assert explanation.about == {"alert": "a1"}
+
+
+def test_a_run_with_no_earlier_run_asks_for_a_baseline(store: Store) -> None:
+    gold = goldset(N)
+    save_goldset(store, gold)
+    only = _run(store, gold, {q: perfect(q) for q in query_ids(N)})
+    with pytest.raises(ConfigError, match="--baseline"):
+        explain_runs(store, only)
+
+
+def test_every_cause_kind_names_a_dashboard_page() -> None:
+    pages = {"index_health", "query", "quality", "drift", "compare"}
+    assert {kind.page for kind in CAUSE_KINDS.values()} <= pages
+
+
+def test_a_precision_alert_carries_the_causes_in_its_payload(store: Store, tmp_path: Path) -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    gold = goldset(N)
+    save_goldset(store, gold)
+    baseline = _run(store, gold, {q: perfect(q) for q in query_ids(N)})
+    removed = {f"{q}-b" for q in query_ids(N)[:7]}
+    _run(store, gold, _without(removed), index="idx-2")
+    audit_id = _audit(store, "orphaned_judgments", sorted(removed))
+    settings = parse_settings(
+        {
+            "alerts": {
+                "dashboard_url": "http://dash:8501/",
+                "rules": [
+                    {
+                        "name": "precision-drop",
+                        "kind": "precision_regression",
+                        "goldset": "mini",
+                        "measures": ["ndcg@10"],
+                        "baseline_run": baseline,
+                        "resamples": 500,
+                        "cooldown": 0,
+                    }
+                ],
+            }
+        },
+        tmp_path / "evalkit.toml",
+    )
+    config = alerts_config(settings)
+    evaluation = evaluate_rules(store, config, build_sinks(config), now=utc_now())
+
+    [alert] = evaluation.alerts
+    causes = alert.evidence["probable_causes"]
+    top = causes["causes"][0]
+    assert top["kind"] == "missing_from_index"
+    assert top["url"] == (
+        f"http://dash:8501/index_health?collection=mini&audit={audit_id}&finding=orphaned_judgments"
+    )
+    assert "Probable cause (100% of the loss): 7 of the 7 relevant documents" in alert.summary
+    payload = alert_payload(alert)
+    validator = jsonschema.Draft202012Validator(load_schema("alert-payload"))
+    assert not [error.message for error in validator.iter_errors(json.loads(encode(payload)))]
+    slack = json.dumps(slack_body(alert))
+    assert "*probable causes*" in slack
+    assert "missing from the index" in slack
+
+
+def test_a_newer_audit_that_no_longer_finds_the_documents_clears_them(store: Store) -> None:
+    gold = goldset(N)
+    save_goldset(store, gold)
+    _run(store, gold, {q: perfect(q) for q in query_ids(N)})
+    removed = {f"{q}-b" for q in query_ids(N)[:7]}
+    candidate = _run(store, gold, _without(removed), index="idx-2")
+    _audit(store, "orphaned_judgments", sorted(removed))
+    now = utc_now()
+    save_audit(
+        store,
+        AuditReport(
+            collection="mini",
+            location="/x/chroma",
+            started_at=now,
+            finished_at=now,
+            n_documents=42,
+            checks=(CheckOutcome("orphans", True),),
+            config={},
+            seed=0,
+            goldset_name="mini",
+        ),
+    )
+
+    explanation = explain_runs(store, candidate, **FAST)
+
+    kinds = [cause.kind for cause in explanation.causes]
+    assert "missing_from_index" not in kinds
+    assert kinds[0] == "index_changed"
+
+
+def test_a_model_canary_check_resolves_to_the_newest_run_of_its_collection(
+    store: Store,
+) -> None:
+    gold = goldset(N)
+    save_goldset(store, gold)
+    baseline = _run(store, gold, {q: perfect(q) for q in query_ids(N)})
+    shuffled = {q: [f"y{i}" for i in range(5)] + perfect(q)[:5] for q in query_ids(N)}
+    candidate = _run(store, gold, shuffled)
+    check = save_drift_check(
+        store,
+        stream="model",
+        subject="mini",
+        finding="model_mismatch",
+        method="canary_fingerprint",
+        is_drift=True,
+        statistic=0.01,
+    )
+
+    explanation = explain_drift_check(store, check.check_id, **FAST)
+
+    assert (explanation.baseline, explanation.candidate) == (baseline, candidate)
+    assert explanation.causes[0].kind == "index_model_mismatch"
+    assert explanation.causes[0].score == pytest.approx(1.0)
+    assert explanation.about == {"drift_check": check.check_id}

@@ -1,0 +1,113 @@
+"""`evalkit explain`, and the probable causes `compare` and `gate` print, on a real store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from test_causes import N, _audit, _run, _without
+from test_dashboard_seed import goldset, perfect, query_ids
+
+from evalkit.cli import invoke
+from evalkit.store import Store
+from evalkit.store.drift import save_drift_check
+from evalkit.store.goldsets import save_goldset
+
+REMOVED = {f"{q}-b" for q in query_ids(N)[:7]}
+
+
+@pytest.fixture
+def runs(evalkit_home: Path) -> dict[str, str]:
+    """A baseline, a candidate whose index lost seven relevant documents, and the audit."""
+    evalkit_home.mkdir(parents=True, exist_ok=True)
+    with Store.open(evalkit_home / "evalkit.duckdb") as store:
+        gold = goldset(N)
+        save_goldset(store, gold)
+        baseline = _run(store, gold, {q: perfect(q) for q in query_ids(N)})
+        candidate = _run(store, gold, _without(REMOVED), index="idx-2")
+        audit = _audit(store, "orphaned_judgments", sorted(REMOVED))
+        check = save_drift_check(
+            store,
+            stream="precision",
+            subject="mini|chroma-embedded:mini",
+            finding="drift",
+            method="page_hinkley+paired",
+            is_drift=True,
+            reference=baseline,
+            current=candidate,
+            details={"measure": "ndcg@10"},
+        ).check_id
+    return {"baseline": baseline, "candidate": candidate, "audit": audit, "check": check}
+
+
+def test_explain_json_names_the_missing_documents_first(
+    runs: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = invoke(["explain", runs["candidate"], "--format", "json"])
+    data = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert data["baseline"] == runs["baseline"]
+    assert data["decision"] == "regression"
+    top = data["causes"][0]
+    assert top["kind"] == "missing_from_index"
+    assert top["score"] == pytest.approx(1.0)
+    assert top["url"] == (
+        f"index_health?collection=mini&audit={runs['audit']}&finding=orphaned_judgments"
+    )
+    assert {row["doc_id"] for row in top["evidence"]} == REMOVED
+
+
+def test_explain_table_and_markdown_say_it_in_words(
+    runs: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert invoke(["explain", runs["candidate"], "--baseline", runs["baseline"]]) == 0
+    text = capsys.readouterr().out
+    assert "probable causes" in text
+    assert "missing from the index" in " ".join(text.split())
+    assert invoke(["explain", "--drift-check", runs["check"], "--format", "markdown"]) == 0
+    markdown = capsys.readouterr().out
+    assert markdown.startswith("### Probable causes")
+    first_row = next(line for line in markdown.splitlines() if line.startswith("| 1 |"))
+    assert "`missing_from_index` | 100%" in first_row
+    assert f"(index_health?collection=mini&audit={runs['audit']}" in first_row
+
+
+def test_explain_refuses_what_it_cannot_explain(
+    runs: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert invoke(["explain", "nope"]) == 2
+    assert invoke(["explain", runs["baseline"]]) == 2
+    assert "--baseline" in capsys.readouterr().err
+    assert invoke(["explain", runs["candidate"], "--alert", "a1"]) == 2
+    assert invoke(["explain", "--alert", "nope", "--format", "json"]) == 2
+    assert json.loads(capsys.readouterr().out)["error"]["type"] == "NotFoundError"
+
+
+def test_compare_and_gate_carry_the_causes(
+    runs: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = [runs["baseline"], runs["candidate"], "--resamples", "500"]
+    assert invoke(["compare", *args, "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["probable_causes"]["causes"][0]["kind"] == "missing_from_index"
+    assert invoke(["compare", *args]) == 0
+    assert "missing from the index" in " ".join(capsys.readouterr().out.split())
+    summary = tmp_path / "gate.md"
+    code = invoke(
+        [
+            "gate",
+            "--baseline",
+            runs["baseline"],
+            "--candidate",
+            runs["candidate"],
+            "--resamples",
+            "500",
+            "--markdown",
+            str(summary),
+        ]
+    )
+    assert code == 1
+    text = summary.read_text(encoding="utf-8")
+    assert "### Probable causes" in text
+    assert "`missing_from_index` | 100%" in text
