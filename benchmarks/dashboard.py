@@ -572,6 +572,8 @@ STABLE_SECONDS = 0.3
 FINISHED_JS = """
 const [title, charts] = arguments;
 if (document.readyState !== 'complete') return false;
+const app = document.querySelector('[data-testid="stApp"]');
+if (!app || app.getAttribute('data-test-script-state') !== 'notRunning') return false;
 if (document.querySelector('[data-testid="stStatusWidget"]')) return false;
 if (document.querySelector('[data-stale="true"]')) return false;
 const heading = document.querySelector('h1');
@@ -580,8 +582,10 @@ if (document.querySelectorAll('.js-plotly-plot .main-svg').length < charts) retu
 if (document.querySelector('[data-testid="stSkeleton"]')) return false;
 return true;
 """
-"""A finished render: the document is loaded; Streamlit shows no running-script status
-widget and no stale (greyed, about to be replaced) element; the page's own title is the
+"""A finished render: the document is loaded; the app's script state (the
+``data-test-script-state`` Streamlit keeps on ``stApp``) is ``notRunning``, so a script run
+has been and has ended; Streamlit shows no running-script status widget and no stale
+(greyed, about to be replaced) element; the page's own title is the
 heading, so this page's script run has drawn; every Plotly chart the page draws on this
 store has its ``.main-svg``; no element is still a loading skeleton. The condition must
 still hold ``STABLE_SECONDS`` later (else waiting goes on); the time is taken when it

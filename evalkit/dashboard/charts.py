@@ -123,6 +123,7 @@ def quality_chart(
                 y=band_y,
                 fill="toself",
                 fillcolor=_rgba(line, band_alpha),
+                mode="lines",
                 line={"width": 0},
                 hoverinfo="skip",
                 name=f"{retriever} 95% CI",

@@ -68,9 +68,9 @@ def render(page: ui.PageContext) -> None:
     elif first.jobs.empty:
         st.caption("No job has run yet.")
     else:
-        jobs = ui.paged(
-            first.jobs, key="alerts-jobs", noun=f"newest job runs of {first.total_jobs:,}"
-        )
+        if first.total_jobs > len(first.jobs):
+            st.caption(f"The newest {len(first.jobs):,} of {first.total_jobs:,} job runs.")
+        jobs = ui.paged(first.jobs, key="alerts-jobs", noun="job runs")
         st.dataframe(jobs, hide_index=True, column_config=ui.number_columns(jobs, 1))
 
 

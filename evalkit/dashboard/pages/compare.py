@@ -133,7 +133,10 @@ def render(page: ui.PageContext) -> None:
         f"`lost` / `gained`: judged-relevant documents in the baseline's top {data.depth} "
         "but not the candidate's, and the other way round."
     )
-    per_query = ui.paged(data.per_query, key="compare-queries", noun="queries")
+    # What a query lost or gained is the likely cause: it comes right after the query.
+    first = ["query_id", f"{data.sort_measure} delta", "lost", "gained"]
+    ordered = data.per_query[first + [c for c in data.per_query.columns if c not in first]]
+    per_query = ui.paged(ordered, key="compare-queries", noun="queries")
     st.dataframe(
         per_query.assign(
             query_id=[

@@ -167,10 +167,13 @@ def render(page: ui.PageContext) -> None:
                 "compare",
                 "quality",
                 "why",
+                "decision",
                 "n_runs",
                 "latest_run",
                 "latest_started",
                 "baseline_run",
+                "goldset_name",
+                "retriever",
             ]
         ],
         hide_index=True,
