@@ -45,6 +45,8 @@ PALETTE: tuple[str, ...] = tuple(qualitative.Dark24)
 """24 qualitative colours that stay apart on a white background."""
 _SYMBOLS = ("circle", "square", "diamond", "triangle-up", "cross")
 _HOVER_LINES = 8
+_MARKED_POINTS = 60
+"""Above this many points a line is drawn without markers (fewer SVG nodes to draw)."""
 _COUNT_NAMES = ("documents", "findings", "clusters", "queries", "n_", "count")
 
 
@@ -237,7 +239,7 @@ def drift_chart(checks: pd.DataFrame, *, value: str) -> go.Figure:
             go.Scatter(
                 x=group["created_at"],
                 y=group[value],
-                mode="lines+markers",
+                mode="lines+markers" if len(group) <= _MARKED_POINTS else "lines",
                 name=f"{stream} / {subject}",
                 legendgroup=f"{stream} / {subject}",
                 line={"color": colour(index), "width": 1.2},
@@ -267,7 +269,7 @@ def drift_chart(checks: pd.DataFrame, *, value: str) -> go.Figure:
                 col=1,
             )
     if value == "p_value":
-        figure.update_yaxes(type="log")
+        figure.update_yaxes(type="log", dtick=1)
     figure.update_annotations(font_size=12)
     height = 190 * max(1, len(facets)) + 110
     return _layout(figure, title=f"{value.replace('_', '-')} per check", y_title="", height=height)
@@ -278,7 +280,7 @@ def projection_chart(points: pd.DataFrame, *, method: str) -> go.Figure:
     figure = go.Figure()
     for index, (window, group) in enumerate(points.groupby("window", sort=False)):
         figure.add_trace(
-            go.Scattergl(
+            go.Scatter(
                 x=group["x"],
                 y=group["y"],
                 mode="markers",
@@ -410,7 +412,7 @@ def query_history_chart(values: pd.DataFrame, *, measures: Sequence[str]) -> go.
                 go.Scatter(
                     x=group["started_at"],
                     y=group["value"],
-                    mode="lines+markers",
+                    mode="lines+markers" if len(group) <= _MARKED_POINTS else "lines",
                     name=str(retriever),
                     legendgroup=str(retriever),
                     showlegend=row == 1,
