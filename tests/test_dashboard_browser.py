@@ -19,6 +19,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urljoin
 
 import httpx
 import pytest
@@ -27,6 +28,7 @@ from test_dashboard_seed import (
     SERIES_A,
     SeededStore,
     seed_mixed_store,
+    shared_scale_store,
     shared_seeded_store,
 )
 
@@ -188,7 +190,7 @@ def test_every_page_renders_its_figures_in_chromium(
         ),
         "query": (f"query?goldset=mini&run={seeded.runs['A3']}&query=q01", 0, ["5"]),
         "goldsets": ("goldsets", 1, ["15 queries"]),
-        "drift": (f"drift?check={seeded.drift_check}", 4, ["drift"]),
+        "drift": (f"drift?check={seeded.drift_check}", 4, ["2", "4"]),  # drifting now, checks
         "traffic": ("traffic?window=2026-11-20", 5, ["20", "0.250", "0.500"]),
         "answers": ("answers", 2, ["0.583"]),
         "index_health": ("index_health", 1, ["51"]),
@@ -266,3 +268,193 @@ def test_bad_compare_and_query_links_say_they_do_not_exist_in_chromium(
         for other in runs.values():
             assert other not in driver.current_url or other == runs["k100"], name  # type: ignore[attr-defined]
         driver.save_screenshot(str(SCREENSHOTS / f"{name}.png"))  # type: ignore[attr-defined]
+
+
+FINISHED_JS = """
+const [title, charts] = arguments;
+if (document.readyState !== 'complete') return false;
+const app = document.querySelector('[data-testid="stApp"]');
+if (!app || app.getAttribute('data-test-script-state') !== 'notRunning') return false;
+if (document.querySelector('[data-testid="stStatusWidget"]')) return false;
+if (document.querySelector('[data-stale="true"]')) return false;
+const heading = document.querySelector('h1');
+if (!heading || heading.textContent.trim() !== title) return false;
+return document.querySelectorAll('.js-plotly-plot .main-svg').length >= charts;
+"""
+
+
+def _finished(driver, title: str, *, charts: int = 0, url: str | None = None) -> str:  # type: ignore[no-untyped-def]
+    """Open ``url`` (else stay), wait until page ``title`` has finished drawing its
+    ``charts`` Plotly charts and stays so; return the page's text."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    if url is not None:
+        driver.get(url)
+    for _ in range(2):  # still finished a moment later: the script run has settled
+        WebDriverWait(driver, PAGE_SECONDS, poll_frequency=0.25).until(
+            lambda d: d.execute_script(FINISHED_JS, title, charts)
+        )
+        time.sleep(0.5)
+    assert not driver.find_elements(By.CSS_SELECTOR, '[data-testid="stException"]')
+    errors = driver.find_elements(By.CSS_SELECTOR, '[data-testid="stAlertContentError"]')
+    assert not errors, [e.text for e in errors]
+    body = str(driver.find_element(By.TAG_NAME, "body").text)
+    assert "Traceback" not in body, body[:2000]
+    assert "NAType" not in body, body[:2000]
+    return body
+
+
+def _cells(driver, column: str) -> list[str]:  # type: ignore[no-untyped-def]
+    """The visible cells of ``column`` in the first table on the page that has it (the
+    grids' accessible tables)."""
+    for table in driver.find_elements("css selector", '[data-testid="stDataFrame"] table'):
+        headers = [
+            str(h.get_attribute("textContent")) for h in table.find_elements("css selector", "th")
+        ]
+        if column in headers:
+            index = headers.index(column) + 1
+            cells = table.find_elements("css selector", f'td[aria-colindex="{index}"]')
+            return [str(c.get_attribute("textContent")) for c in cells]
+    raise AssertionError(f"no table with column {column!r}")
+
+
+@pytest.fixture(scope="module")
+def served_scale(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """`evalkit dashboard` over the benchmark's store shape (20 series, 1,000 alerts)."""
+    reason = _missing()
+    if reason:
+        pytest.fail(f"{reason}; `make browser` installs Chromium and chromedriver")
+    path = shared_scale_store(tmp_path_factory)
+    log = tmp_path_factory.mktemp("browser-scale") / "dashboard.log"
+    with _serving(path, log) as url:
+        yield url, path
+
+
+def test_every_page_of_a_store_with_twenty_series_renders_in_chromium(
+    served_scale: tuple[str, Path], browser: object
+) -> None:
+    from evalkit.dashboard import loaders
+    from evalkit.store import Store
+
+    url, path = served_scale
+    with Store.open(path, read_only=True) as store:
+        runs = loaders.runs(store, goldset="gold0")
+        ranked = loaders.overview(store, measure="ndcg@10").series
+    run = str(runs.iloc[0]["run_id"])
+    same = runs[runs["retriever"] == runs.iloc[0]["retriever"]]
+    worst = ranked.iloc[0]
+    pages = {
+        "overview": ("Overview", "", 0, ["20 series (of 20)"]),
+        "quality": ("Quality over time", "quality?goldset=gold0&measure=ndcg%4010", 1, []),
+        "compare": (
+            "Compare runs",
+            f"compare?goldset=gold0&baseline={same.iloc[-1]['run_id']}&candidate={run}",
+            0,
+            ["queries 1-50 of 100"],
+        ),
+        "query": (
+            "Query drill-down",
+            f"query?goldset=gold0&run={run}&query=q000",
+            2,
+            ["This query's values per run", "Rank of each relevant document per run"],
+        ),
+        "goldsets": ("Goldsets", "goldsets", 1, []),
+        "drift": ("Drift", "drift", 4, ["checks 1-50 of 2,000", "2,000"]),
+        "traffic": ("Traffic", "traffic", 5, ["Showing the newest 30 of 60 replayed windows"]),
+        "answers": ("Answers", "answers", 1, []),
+        "index_health": ("Index health", "index_health", 1, ["shares", "counts"]),
+        "alerts": ("Alerts", "alerts", 0, ["1,000", "alerts 1-50 of 1,000"]),
+    }
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    for name, (title, target, charts, expected) in pages.items():
+        body = _finished(browser, title, charts=charts, url=f"{url}/{target}")
+        for text in expected:
+            assert text in body, (name, text, body[:3000])
+        browser.save_screenshot(str(SCREENSHOTS / f"scale-{name}.png"))  # type: ignore[attr-defined]
+        if name == "overview":
+            assert _cells(browser, "ndcg@10, last 30 runs")  # the sparklines
+            series = _cells(browser, "series")
+            assert series[0] == f"{worst['goldset_name']} x {worst['retriever']}", series
+
+
+def test_a_run_point_on_quality_opens_compare_against_its_baseline_in_chromium(
+    served_scale: tuple[str, Path], browser: object
+) -> None:
+    from urllib.parse import parse_qs, urlparse
+
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from evalkit.dashboard import loaders
+    from evalkit.store import Store
+
+    url, path = served_scale
+    with Store.open(path, read_only=True) as store:
+        runs = loaders.runs(store, goldset="gold0")
+    driver = browser
+    _finished(driver, "Quality over time", charts=1, url=f"{url}/quality?goldset=gold0")
+    points = driver.find_elements(  # type: ignore[attr-defined]
+        "css selector", ".js-plotly-plot .scatterlayer .trace:nth-of-type(2) path.point"
+    )
+    assert len(points) == 10, len(points)  # the first series' runs
+    ActionChains(driver).move_to_element(points[-1]).pause(0.5).click().perform()
+    WebDriverWait(driver, PAGE_SECONDS).until(lambda d: "/compare" in d.current_url)
+    body = _finished(driver, "Compare runs")
+    asked = {k: v[0] for k, v in parse_qs(urlparse(driver.current_url).query).items()}  # type: ignore[attr-defined]
+    candidate = runs[runs["run_id"] == asked["candidate"]].iloc[0]
+    same = runs[runs["retriever"] == candidate["retriever"]].sort_values("started_at")
+    assert asked["baseline"] == same.iloc[0]["run_id"]  # the series' baseline
+    assert asked["goldset"] == "gold0"
+    assert "decision:" in body
+
+
+def test_a_regression_on_overview_leads_to_its_cause_and_its_queries_in_chromium(
+    served: tuple[str, SeededStore], browser: object
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    url, seeded = served
+    driver = browser
+    _finished(driver, "Overview", url=f"{url}/")
+    links = driver.find_elements(By.PARTIAL_LINK_TEXT, "Compare with baseline")  # type: ignore[attr-defined]
+    assert links, "the regressed series links to Compare"
+    links[0].click()
+    WebDriverWait(driver, PAGE_SECONDS).until(lambda d: "/compare" in d.current_url)
+    body = _finished(driver, "Compare runs")
+    current = driver.current_url  # type: ignore[attr-defined]
+    assert f"baseline={seeded.runs['A1']}" in current
+    assert f"candidate={seeded.runs['A3']}" in current
+    assert "decision: regression" in body
+    lost = _cells(driver, "lost")
+    links = _cells(driver, "query_id")
+    assert lost[0] == "q01-b"  # the cause: the query lost its relevant document b
+    # The query id links to that query in the candidate run; follow it as the browser would.
+    assert links[0] == f"./query?goldset=mini&run={seeded.runs['A3']}&query=q01"
+    target = urljoin(current, links[0])
+    assert target.startswith(f"{url}/query?")
+    body = _finished(driver, "Query drill-down", charts=2, url=target)
+    assert "q01: " in body
+    assert "Relevant but not retrieved: q01-b" in body
+
+
+def test_every_page_of_the_mixed_store_renders_in_chromium(
+    served_mixed: tuple[str, dict[str, str]], browser: object
+) -> None:
+    url, runs = served_mixed
+    pages = {
+        "Overview": "",
+        "Quality over time": "quality?goldset=demo&measure=ndcg%4010",
+        "Compare runs": f"compare?goldset=demo&baseline={runs['k10']}&candidate={runs['partial']}",
+        "Query drill-down": f"query?goldset=demo&run={runs['partial']}&query=q01",
+        "Goldsets": "goldsets",
+        "Drift": "drift",
+        "Traffic": "traffic",
+        "Answers": "answers",
+        "Index health": "index_health",
+        "Alerts": "alerts",
+    }
+    for title, target in pages.items():
+        body = _finished(browser, title, url=f"{url}/{target}")
+        assert body.strip(), title

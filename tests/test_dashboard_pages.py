@@ -27,6 +27,7 @@ from test_dashboard_seed import (
     mixed_measures,
     seed_mixed_store,
     seed_store,
+    shared_scale_store,
     shared_seeded_store,
 )
 
@@ -113,8 +114,21 @@ def test_overview_shows_each_series_status_and_change_since_baseline(
     assert shown["drift"][0] == "1"
     assert shown["pass"][0] == "1"
     assert shown[f"mini x {SERIES_A}"] == (f"{DEGRADED_NDCG:.4f}", f"{DEGRADED_NDCG - 1:+.4f}")
-    assert shown[f"mini x {SERIES_C}"] == ("1.0000", "+0.0000")
-    series = frame_with(app, "status").set_index("retriever")
+    assert f"mini x {SERIES_C}" not in shown  # a passing series is a row, not a card
+    ranked = frame_with(app, "compare")
+    assert ranked["series"].iloc[0] == f"mini x {SERIES_A}"  # the largest drop first
+    deltas = ranked["delta"].dropna().tolist()
+    assert deltas == sorted(deltas)
+    row_c = ranked.set_index("series").loc[f"mini x {SERIES_C}"]
+    assert (f"{row_c['value']:.4f}", f"{row_c['delta']:+.4f}") == ("1.0000", "+0.0000")
+    row_a = ranked.set_index("series").loc[f"mini x {SERIES_A}"]
+    assert row_a["compare"] == (
+        f"./compare?goldset=mini&measure=ndcg%4010&baseline={seeded.runs['A1']}"
+        f"&candidate={seeded.runs['A3']}"
+    )
+    assert row_a["history"][-1] == pytest.approx(DEGRADED_NDCG)
+    assert row_a["history"][0] == pytest.approx(1.0)
+    series = frame_with(app, "decision").set_index("retriever")
     assert series.loc[SERIES_A, "status"] == "regression"
     assert series.loc[SERIES_A, "decision"] == "regression"
     assert series.loc[SERIES_B, "status"] == "drift"
@@ -166,7 +180,11 @@ def test_compare_runs_shows_the_numbers_of_evalkit_compare(
     assert list(per_query["query_id"]) == sorted(per_query["query_id"])
     first = per_query.iloc[0]
     assert first["ndcg@10 delta"] == pytest.approx(DEGRADED_NDCG - 1)
-    assert first["lost"] == f"{first['query_id']}-b"
+    # Each query id links to that query in the candidate run on the Query page.
+    link = f"./query?goldset=mini&run={candidate}&query="
+    assert first["query_id"].startswith(link)
+    query_id = first["query_id"].removeprefix(link)
+    assert first["lost"] == f"{query_id}-b"
     assert first["gained"] == ""
     assert any("only in the candidate" in w.value for w in app.warning)
 
@@ -230,9 +248,13 @@ def test_goldsets_page_counts_versions_and_judgment_coverage(
 def test_drift_page_shows_checks_projection_and_report(seeded: SeededStore, use_store) -> None:
     use_store(seeded.path)
     app = open_page("drift", check=seeded.drift_check)
-    assert metrics(app)["queries / mini"][0] == "drift"
+    shown = metrics(app)
+    assert shown["drifting now"][0] == "2"  # queries / mini and precision of series B
+    assert shown["checks"][0] == "4"
+    assert any("queries / mini (ks" in c.value for c in app.caption)
     checks = frame_with(app, "check_id")
     assert len(checks) == 4
+    assert set(checks["open"]) == {f"./drift?check={c}" for c in checks["check_id"]}
     assert len(app.get("download_button")) == 1
     assert any("4, 1, 7" in c.value for c in app.caption)
     assert len(app.get("plotly_chart")) == 4
@@ -520,3 +542,97 @@ def test_pickers_still_move_on_after_a_good_link(
     assert not app.error
     assert app.query_params["run"] == runs["k10"]
     assert app.selectbox(key="choose-query").value == "q02"
+
+
+@pytest.fixture
+def scale(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The benchmark's store shape: 20 series, 1,000 alerts, 60 windows, 2,000 checks."""
+    return shared_scale_store(tmp_path_factory)
+
+
+def test_overview_ranks_twenty_series_and_filters_them(scale: Path, use_store) -> None:
+    from evalkit.dashboard import loaders
+
+    use_store(scale)
+    app = open_page("overview")
+    ranked = frame_with(app, "compare")
+    assert len(ranked) == 20
+    deltas = ranked["delta"].tolist()
+    assert deltas == sorted(deltas)
+    with Store.open(scale, read_only=True) as store:
+        expected = loaders.overview(store, measure="ndcg@10").series
+    worst = expected.sort_values("delta").iloc[0]
+    assert ranked.iloc[0]["series"] == f"{worst['goldset_name']} x {worst['retriever']}"
+    assert all(len(history) == 10 for history in ranked["history"])
+    app.multiselect(key="filter-goldset_name").select("gold1").run()
+    kept = frame_with(app, "compare")
+    assert set(kept["goldset_name"]) == {"gold1"}
+    assert len(kept) == 5
+    assert any("5 series (of 20)" in c.value for c in app.caption)
+
+
+def test_alerts_and_traffic_say_how_many_the_store_holds(scale: Path, use_store) -> None:
+    use_store(scale)
+    app = open_page("alerts")
+    assert metrics(app)["notifications"][0] == "1,000"
+    assert any(c.value == "alerts 1-50 of 1,000" for c in app.caption)
+    history = frame_with(app, "summary")
+    assert len(history) == 50
+    app.number_input(key="alerts-page").set_value(20).run()
+    assert any(c.value == "alerts 951-1,000 of 1,000" for c in app.caption)
+    last = frame_with(app, "summary")
+    assert last.iloc[-1]["alert_id"] == "alert-00000"
+    assert last.iloc[0]["open"] == f"./alerts?status=all&alert={last.iloc[0]['alert_id']}"
+    app = open_page("traffic")
+    assert any("newest 30 of 60 replayed windows" in c.value for c in app.caption)
+    app.number_input[0].set_value(60).run()
+    assert any("newest 60 of 60 replayed windows." in c.value for c in app.caption)
+
+
+def test_quality_draws_events_per_day_and_links_every_run(scale: Path, use_store) -> None:
+    use_store(scale)
+    app = open_page("quality", goldset="gold0", measure="ndcg@10")
+    chart = json.loads(app.get("plotly_chart")[0].proto.spec)
+    assert not chart["layout"].get("shapes")  # no shape per event
+    events = [t for t in chart["data"] if t.get("name", "").startswith("event: ")]
+    assert events
+    assert all(t["yaxis"] == "y2" for t in events)
+    lines = [t for t in chart["data"] if t.get("mode") == "lines+markers"]
+    assert len(lines) == 5
+    assert len({t["line"]["color"] for t in lines}) == 5
+    runs = frame_with(app, "ci_low")
+    row = runs.iloc[0]
+    assert row["compare"].startswith("./compare?goldset=gold0&measure=ndcg%4010&baseline=")
+    assert row["compare"].endswith(f"&candidate={row['run_id']}")
+
+
+def test_query_drill_down_charts_its_history_instead_of_a_column_per_run(
+    scale: Path, use_store
+) -> None:
+    from evalkit.dashboard import loaders
+
+    use_store(scale)
+    with Store.open(scale, read_only=True) as store:
+        run = loaders.runs(store, goldset="gold0").iloc[0]["run_id"]
+    app = open_page("query", goldset="gold0", run=run, query="q000")
+    charts = [json.loads(c.proto.spec) for c in app.get("plotly_chart")]
+    assert len(charts) == 2
+    runs_drawn = {point[0] for t in charts[0]["data"] for point in t["customdata"]}
+    assert len(runs_drawn) == 50  # every run of the goldset, 5 series x 10
+    landed = frame_with(app, "relevance")
+    assert len(landed.columns) <= 2 + 10
+
+
+def test_drift_facets_methods_and_picks_few_of_many_series(scale: Path, use_store) -> None:
+    use_store(scale)
+    app = open_page("drift")
+    assert metrics(app)["series"][0] == "20"
+    assert metrics(app)["checks"][0] == "2,000"
+    picked = app.multiselect[1].value
+    assert len(picked) == 8
+    statistic = json.loads(app.get("plotly_chart")[0].proto.spec)
+    drawn = {t["name"] for t in statistic["data"] if not t["name"].startswith("drift ")}
+    assert drawn == set(picked)
+    titles = [a["text"] for a in statistic["layout"]["annotations"]]
+    assert titles == sorted(titles)
+    assert all(t.endswith("ks statistic") for t in titles)

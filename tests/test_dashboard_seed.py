@@ -704,3 +704,36 @@ def seed_mixed_store(path: Path) -> dict[str, str]:
             measures=mixed_measures(10),
         )
     return runs
+
+
+SCALE_RUNS_PER_SERIES = 10
+"""Runs per series of the scale store: the benchmark's shape (20 series, 1,000 alerts, 60
+traffic windows, 2,000 drift checks) with 200 runs instead of 2,000, to seed in seconds."""
+
+
+def seed_scale_store(path: Path, *, runs_per_series: int = SCALE_RUNS_PER_SERIES) -> None:
+    """The store of ``benchmarks/dashboard.py`` (4 goldsets x 5 retrievers), in bulk."""
+    import importlib.util
+    import sys
+
+    source = Path(__file__).resolve().parents[1] / "benchmarks" / "dashboard.py"
+    spec = importlib.util.spec_from_file_location("evalkit_dashboard_benchmark", source)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    module.seed(path, runs_per_series=runs_per_series)
+
+
+def shared_scale_store(factory: pytest.TempPathFactory) -> Path:
+    """The scale store, written once per test session."""
+    if "scale" not in _SHARED_PATHS:
+        directory = factory.getbasetemp() / "dashboard-scale"
+        directory.mkdir(exist_ok=True)
+        seed_scale_store(directory / "evalkit.duckdb")
+        _SHARED_PATHS["scale"] = directory / "evalkit.duckdb"
+    return _SHARED_PATHS["scale"]
+
+
+_SHARED_PATHS: dict[str, Path] = {}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import streamlit as st
 
 from evalkit.dashboard import access
+from evalkit.dashboard.timing import timed_run
 from evalkit.errors import EvalkitError
 
 st.set_page_config(page_title="evalkit", page_icon=":material/monitoring:", layout="wide")
@@ -30,12 +31,14 @@ PAGES = {
     ],
 }
 
-navigation = st.navigation(PAGES)
-with st.sidebar:
-    try:
-        st.caption(f"Store (read-only): `{access.configured_store_path()}`")
-    except EvalkitError as error:
-        st.caption(f"Store: not configured ({error})")
-    if st.button("Reload data", icon=":material/refresh:", help="Forget cached figures."):
-        st.cache_data.clear()
-navigation.run()
+with timed_run() as script_run:
+    navigation = st.navigation(PAGES)
+    script_run.page = navigation.url_path
+    with st.sidebar:
+        try:
+            st.caption(f"Store (read-only): `{access.configured_store_path()}`")
+        except EvalkitError as error:
+            st.caption(f"Store: not configured ({error})")
+        if st.button("Reload data", icon=":material/refresh:", help="Forget cached figures."):
+            st.cache_data.clear()
+    navigation.run()

@@ -35,6 +35,7 @@ from evalkit.store.runs import get_run
 
 __all__ = [
     "AREA_HINTS",
+    "HISTORY_POINTS",
     "LOADERS",
     "STATUS_ORDER",
     "AlertsData",
@@ -50,6 +51,7 @@ __all__ = [
     "QueryData",
     "StoreFacts",
     "TrafficData",
+    "alert",
     "alert_deliveries",
     "alerts",
     "answer_items",
@@ -83,6 +85,9 @@ resamples, seed 0; alpha and min effect as chosen), so it shows the CLI's number
 Overview's status applies the gate's decision rule with ``evalkit drift precision``'s alpha
 0.05 and min effect 0.01 to a paired t-interval aggregated in DuckDB, so that a store with
 any number of series loads at once; Compare runs gives the resampled figures."""
+
+HISTORY_POINTS = 30
+"""Runs per series in the Overview's sparklines."""
 
 STATUS_ORDER = ("regression", "drift", "stale", "pass", "no data")
 """Series statuses, worst first: a series shows the worst that applies."""
@@ -160,9 +165,11 @@ class OverviewData:
 
     ``series`` has the columns of ``series_frame`` plus ``value``, ``baseline_value``,
     ``delta``, ``decision``, ``ci_low``, ``ci_high``, ``p_adjusted``, ``n_compared`` (the
-    paired test of the latest run against the baseline on ``measure``) and ``drift`` (the
-    drifting checks of the series, or ''). ``figures`` is long: goldset_name, retriever,
-    measure, latest, baseline, delta.
+    paired test of the latest run against the baseline on ``measure``), ``drift`` (the
+    drifting checks of the series, or '') and ``history`` (``measure`` of its newest
+    ``HISTORY_POINTS`` runs, oldest first), ranked by ``delta``: the largest drop first,
+    series without a change last. ``figures`` is long: goldset_name, retriever, measure,
+    latest, baseline, delta.
     """
 
     measure: str
@@ -261,6 +268,15 @@ def overview(store: Store, *, measure: str) -> OverviewData:
         series["drift"] = series["drift"].fillna("")
     else:
         series["drift"] = ""
+    history = sql.series_history_frame(store, measure=measure, points=HISTORY_POINTS)
+    series = series.merge(history, on=["goldset_name", "retriever"], how="left")
+    series["history"] = [
+        [float(v) for v in values] if isinstance(values, list | np.ndarray) else []
+        for values in series["history"]
+    ]
+    series = series.sort_values(
+        ["delta", "goldset_name", "retriever"], na_position="last", kind="stable"
+    ).reset_index(drop=True)
     return OverviewData(
         measure=measure,
         series=series,
@@ -288,8 +304,17 @@ def series_status(
         reasons["regression"] = (
             f"{measure} dropped against baseline {row.get('baseline_run')} ({shown})"
         )
-    if row.get("drift"):
-        reasons["drift"] = str(row["drift"])
+    drifts = [part for part in str(row.get("drift") or "").split("; ") if part]
+    if "regression" in reasons:
+        # A precision drift check tests the same drop the paired test found: one fact.
+        agreeing = [part for part in drifts if part.startswith("precision ")]
+        drifts = [part for part in drifts if not part.startswith("precision ")]
+        if agreeing:
+            reasons["regression"] += "; the precision drift check agrees: " + "; ".join(
+                part.removeprefix("precision ") for part in agreeing
+            )
+    if drifts:
+        reasons["drift"] = "; ".join(drifts)
     started = row.get("latest_started")
     if isinstance(started, datetime | pd.Timestamp) and now - pd.Timestamp(started) > stale_after:
         reasons["stale"] = f"latest finished run started {pd.Timestamp(started):%Y-%m-%d %H:%M}"
@@ -559,7 +584,10 @@ class QueryData:
     ``text`` when the collection could be read). ``judgments``: the query's judged
     documents. ``explanations``: per stored measure, its value and how it comes about.
     ``values``: the query's values across runs (run x measure). ``relevant_ranks``: where
-    each relevant document landed across runs (doc x run; empty cell: not retrieved).
+    each relevant document landed in the newest ``WIDE_RUNS`` runs (doc x run; empty cell:
+    not retrieved). ``history`` and ``rank_history``: the same over the newest
+    ``HISTORY_RUNS`` runs, long (``query_across_runs_frame`` and ``relevant_ranks_frame``
+    columns), for charts.
     """
 
     goldset: str
@@ -574,6 +602,14 @@ class QueryData:
     values: pd.DataFrame
     relevant_ranks: pd.DataFrame
     snippet_note: str
+    history: pd.DataFrame = field(default_factory=pd.DataFrame)
+    rank_history: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+
+HISTORY_RUNS = 500
+"""Runs of the goldset a query's history charts go back over."""
+WIDE_RUNS = 10
+"""Runs shown as columns of the relevant documents' rank table."""
 
 
 def query_list(store: Store, *, goldset_version: str, text: str | None = None) -> pd.DataFrame:
@@ -665,7 +701,9 @@ def query_detail(
         )
     }
     stored = run.aggregates
-    values_long = sql.query_across_runs_frame(store, goldset=goldset, query_id=query_id)
+    values_long = sql.query_across_runs_frame(
+        store, goldset=goldset, query_id=query_id, limit=HISTORY_RUNS
+    )
     this_run = sql.query_values_frame(store, run_id=run.run_id, query_id=query_id)
     value_of = dict(zip(this_run["measure"], this_run["value"], strict=True))
     explanations = pd.DataFrame(
@@ -697,12 +735,16 @@ def query_detail(
     )
     values.columns.name = None
     ranks_long = sql.relevant_ranks_frame(
-        store, goldset=goldset, query_id=query_id, relevance_threshold=threshold
+        store,
+        goldset=goldset,
+        query_id=query_id,
+        relevance_threshold=threshold,
+        limit=HISTORY_RUNS,
     )
     if ranks_long.empty:
         relevant_ranks = pd.DataFrame(columns=["doc_id", "relevance"])
     else:
-        newest_first = list(dict.fromkeys(ranks_long["run_id"]))
+        newest_first = list(dict.fromkeys(ranks_long["run_id"]))[:WIDE_RUNS]
         wide = ranks_long.pivot(index="doc_id", columns="run_id", values="rank")[newest_first]
         grades = ranks_long.groupby("doc_id")["relevance"].max()
         relevant_ranks = wide.assign(relevance=grades)[["relevance", *newest_first]]
@@ -727,6 +769,8 @@ def query_detail(
         values=values,
         relevant_ranks=relevant_ranks,
         snippet_note=note,
+        history=values_long,
+        rank_history=ranks_long,
     )
 
 
@@ -948,10 +992,12 @@ class TrafficData:
     tenants: pd.DataFrame
     volume: pd.DataFrame
     records: int
+    total_windows: int = 0
 
 
 def traffic(store: Store, *, windows: int = 30) -> TrafficData:
-    """The newest ``windows`` replayed windows with per-tenant breakdowns."""
+    """The newest ``windows`` replayed windows with per-tenant breakdowns, and how many
+    windows were replayed in all (``total_windows``)."""
     summaries = sql.traffic_windows_frame(store, limit=windows)
     records = sql.traffic_record_count(store)
     tenants = sql.traffic_tenants_frame(store, run_ids=list(summaries["run_id"]))
@@ -966,7 +1012,13 @@ def traffic(store: Store, *, windows: int = 30) -> TrafficData:
             for row in summaries.itertuples()
         ],
     )
-    return TrafficData(windows=summaries, tenants=tenants, volume=volume, records=records)
+    return TrafficData(
+        windows=summaries,
+        tenants=tenants,
+        volume=volume,
+        records=records,
+        total_windows=sql.traffic_window_count(store),
+    )
 
 
 # -- answers -------------------------------------------------------------------------------
@@ -1085,20 +1137,45 @@ def index_health(
 
 @dataclass(frozen=True, slots=True)
 class AlertsData:
-    """Alert history with delivery summaries, conditions firing now, and job runs."""
+    """Alert history with delivery summaries (one page of it), conditions firing now, and
+    job runs.
+
+    ``alerts``: the ``page_size`` notifications from row ``offset``, newest first;
+    ``total``: how many the store holds (of the status asked for); ``undelivered`` and
+    ``abandoned``: how many of those have a delivery pending or given up.
+    """
 
     alerts: pd.DataFrame
     open_alerts: pd.DataFrame
     jobs: pd.DataFrame | None
+    total: int = 0
+    offset: int = 0
+    undelivered: int = 0
+    abandoned: int = 0
+    total_jobs: int = 0
 
 
-def alerts(store: Store, *, status: str | None = None) -> AlertsData:
-    """Notifications (optionally of one status), open conditions and recent job runs."""
+def alerts(
+    store: Store, *, status: str | None = None, offset: int = 0, page_size: int = 50
+) -> AlertsData:
+    """One page of notifications (optionally of one status) with the true total, open
+    conditions and recent job runs."""
+    states = sql.alert_state_counts(store, status=status)
     return AlertsData(
-        alerts=sql.alerts_frame(store, status=status),
+        alerts=sql.alerts_frame(store, status=status, limit=page_size, offset=offset),
         open_alerts=sql.open_alerts_frame(store),
         jobs=sql.job_runs_frame(store) if _has(sql.existing_tables(store), "jobs") else None,
+        total=sql.alerts_count(store, status=status),
+        offset=offset,
+        undelivered=states["pending"],
+        abandoned=states["abandoned"],
+        total_jobs=sql.job_runs_count(store) if _has(sql.existing_tables(store), "jobs") else 0,
     )
+
+
+def alert(store: Store, *, alert_id: str) -> dict[str, Any] | None:
+    """One notification (alert_id, title, severity, status, summary), or None."""
+    return sql.alert_row(store, alert_id=alert_id)
 
 
 def alert_deliveries(store: Store, *, alert_id: str) -> pd.DataFrame:
@@ -1155,6 +1232,7 @@ LOADERS: Mapping[str, Callable[..., Any]] = {
     "answer_items": answer_items,
     "index_health": index_health,
     "alerts": alerts,
+    "alert": alert,
     "alert_deliveries": alert_deliveries,
     "causes": causes,
 }

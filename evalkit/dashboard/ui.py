@@ -3,29 +3,40 @@ pickers that follow the URL's query parameters, and number formatting."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlencode
 
 import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 
-from evalkit.dashboard import access
+from evalkit.dashboard import access, charts
 from evalkit.dashboard.loaders import AREA_HINTS, StoreFacts
 from evalkit.errors import EvalkitError, NotFoundError
 
 __all__ = [
+    "CHARTS",
     "LINKS_KEY",
+    "PAGE_ROWS",
     "MissingLinkTargetError",
     "PageContext",
     "check_link",
     "choose",
+    "clicked_run",
+    "figure",
     "first_run",
     "fmt",
+    "link_column",
     "link_value",
     "missing_area",
     "number_columns",
+    "page_start",
+    "page_url",
+    "paged",
+    "plot",
     "run_page",
 ]
 
@@ -201,3 +212,108 @@ def number_columns(frame: pd.DataFrame, digits: int = 4) -> dict[str, Any]:
         for column in frame.columns
         if pd.api.types.is_float_dtype(frame[column])
     }
+
+
+PAGE_ROWS = 50
+"""Rows per page of a long table."""
+
+CHARTS: Mapping[str, Callable[..., go.Figure]] = {
+    "quality": charts.quality_chart,
+    "drift": charts.drift_chart,
+    "projection": charts.projection_chart,
+    "dimensions": charts.dimensions_chart,
+    "lines": charts.lines_chart,
+    "measurements": charts.measurements_chart,
+    "query_history": charts.query_history_chart,
+    "relevant_ranks": charts.relevant_ranks_chart,
+    "answers": charts.answers_chart,
+}
+"""Figure builders by name, for ``figure``'s cache key."""
+
+
+@st.cache_resource(ttl=access.CACHE_SECONDS, max_entries=256, show_spinner=False)
+def _cached_figure(
+    builder: str, arguments: tuple[Any, ...], options: tuple[tuple[str, Any], ...]
+) -> go.Figure:
+    return CHARTS[builder](*arguments, **dict(options))
+
+
+def figure(builder: str, *arguments: Any, **options: Any) -> go.Figure:
+    """The figure ``CHARTS[builder](*arguments, **options)``, built once per distinct input.
+
+    Kept per process (the inputs are hashed, the figure is not copied): a warm view of a
+    page builds no figure. Callers must not change the figure they get.
+    """
+    frozen = tuple(sorted((name, _hashable(value)) for name, value in options.items()))
+    return _cached_figure(builder, tuple(_hashable(value) for value in arguments), frozen)
+
+
+def _hashable(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(value)
+    if isinstance(value, Mapping):
+        return dict(value)
+    return value
+
+
+def plot(chart: go.Figure, *, key: str | None = None, container: Any = None) -> Any:
+    """Draw ``chart``; with ``key``, a click on a point reruns the page with the selection
+    (read it with ``clicked_run``)."""
+    target = container if container is not None else st
+    if key is None:
+        return target.plotly_chart(chart)
+    return target.plotly_chart(chart, key=key, on_select="rerun", selection_mode="points")
+
+
+def clicked_run(event: Any) -> tuple[str, str] | None:
+    """(run_id, retriever) of the run point clicked in a ``plot(..., key=...)`` chart."""
+    try:
+        points = event.selection.points
+    except AttributeError:
+        return None
+    for point in points or ():
+        data = point.get("customdata") if isinstance(point, Mapping) else None
+        if isinstance(data, Sequence) and len(data) >= 2 and isinstance(data[0], str):
+            return str(data[0]), str(data[1])
+    return None
+
+
+def page_url(page: str, **parameters: object) -> str:
+    """A relative link to ``page`` (its URL path, '' for Overview) with query parameters;
+    relative, so that it works under any base path the server is mounted on."""
+    query = urlencode({name: str(value) for name, value in parameters.items() if value is not None})
+    return f"./{page}?{query}" if query else f"./{page}"
+
+
+def link_column(label: str, *, shows: str | None = None, help: str | None = None) -> Any:
+    """A ``st.dataframe`` column of ``page_url`` links, displaying the value of the URL
+    parameter ``shows`` (its last parameter), else an arrow."""
+    return st.column_config.LinkColumn(
+        label,
+        display_text=rf"{shows}=([^&]*)$" if shows else ":material/open_in_new:",
+        help=help,
+    )
+
+
+def page_start(total: int, *, key: str, noun: str) -> int:
+    """A page picker over ``total`` rows (``PAGE_ROWS`` a page) with a caption giving the
+    true total; returns the first row of the chosen page."""
+    pages = max(1, -(-total // PAGE_ROWS))
+    if pages == 1:
+        st.caption(f"{total:,} {noun}")
+        return 0
+    left, right = st.columns([1, 4], vertical_alignment="bottom")
+    page = int(
+        left.number_input(
+            f"Page (of {pages:,})", min_value=1, max_value=pages, value=1, step=1, key=key
+        )
+    )
+    start = (page - 1) * PAGE_ROWS
+    right.caption(f"{noun} {start + 1:,}-{min(start + PAGE_ROWS, total):,} of {total:,}")
+    return start
+
+
+def paged(frame: pd.DataFrame, *, key: str, noun: str) -> pd.DataFrame:
+    """The rows of ``frame`` on the page the user picked, under a caption with the total."""
+    start = page_start(len(frame), key=key, noun=noun)
+    return frame.iloc[start : start + PAGE_ROWS]

@@ -30,6 +30,9 @@ __all__ = [
     "aggregates_frame",
     "alert_deliveries_frame",
     "alert_events_frame",
+    "alert_row",
+    "alert_state_counts",
+    "alerts_count",
     "alerts_frame",
     "answer_items_frame",
     "answer_series_frame",
@@ -42,6 +45,7 @@ __all__ = [
     "goldset_coverage_frame",
     "goldset_names",
     "goldset_versions_frame",
+    "job_runs_count",
     "job_runs_frame",
     "judgments_of_query",
     "latest_job_runs_frame",
@@ -59,11 +63,13 @@ __all__ = [
     "scoring_source",
     "search_queries",
     "series_frame",
+    "series_history_frame",
     "series_points_frame",
     "store_counts",
     "traffic_record_count",
     "traffic_tenants_frame",
     "traffic_volume_frame",
+    "traffic_window_count",
     "traffic_windows_frame",
     "unmeasured_frame",
     "window_embeddings_frame",
@@ -243,6 +249,23 @@ def series_frame(store: Store) -> pd.DataFrame:
         " LEFT JOIN newest n USING (goldset_name, retriever)"
         " ORDER BY c.goldset_name, c.retriever",
         [list(FINISHED_STATUSES)],
+    )
+
+
+def series_history_frame(store: Store, *, measure: str, points: int = 30) -> pd.DataFrame:
+    """Per goldset x retriever, ``measure`` of its newest ``points`` finished runs that
+    stored it, oldest first (for sparklines). Columns: goldset_name, retriever, history."""
+    return _frame(
+        store,
+        f"WITH r AS (SELECT r.goldset_name, {RETRIEVER_SQL} AS retriever, r.started_at,"
+        "  r.run_id, a.value FROM runs r JOIN run_aggregates a ON a.run_id = r.run_id"
+        "  AND a.measure = ? AND a.value IS NOT NULL"
+        "  WHERE r.goldset_name IS NOT NULL AND list_contains(?::VARCHAR[], r.status)"
+        "  QUALIFY row_number() OVER (PARTITION BY r.goldset_name, retriever"
+        "   ORDER BY r.started_at DESC, r.run_id DESC) <= ?)"
+        " SELECT goldset_name, retriever, list(value ORDER BY started_at, run_id) AS history"
+        " FROM r GROUP BY ALL ORDER BY goldset_name, retriever",
+        [measure, list(FINISHED_STATUSES), points],
     )
 
 
@@ -602,6 +625,13 @@ def traffic_record_count(store: Store) -> int:
     return int(store.fetch("SELECT count(*) FROM traffic_records")[0][0])
 
 
+def traffic_window_count(store: Store) -> int:
+    """How many distinct traffic windows have been replayed."""
+    return int(
+        store.fetch("SELECT count(DISTINCT window_label) FROM traffic_window_summaries")[0][0]
+    )
+
+
 def traffic_windows_frame(store: Store, *, limit: int = 200) -> pd.DataFrame:
     """The newest replay of each traffic window (newest ``limit`` windows, oldest first)."""
     return _frame(
@@ -801,10 +831,38 @@ def audit_measurements_frame(store: Store, *, collection: str) -> pd.DataFrame:
 # -- alerts and jobs -----------------------------------------------------------------------
 
 
+def alerts_count(store: Store, *, status: str | None = None, rule: str | None = None) -> int:
+    """How many notifications are stored (of one status, of one rule)."""
+    return int(
+        store.fetch(
+            "SELECT count(*) FROM alerts WHERE (? IS NULL OR status = ?)"
+            " AND (? IS NULL OR rule = ?)",
+            [status, status, rule, rule],
+        )[0][0]
+    )
+
+
+def alert_state_counts(store: Store, *, status: str | None = None) -> dict[str, int]:
+    """How many notifications (of one status) have a delivery ``pending`` or ``abandoned``."""
+    row = store.fetch(
+        "SELECT count(DISTINCT o.alert_id) FILTER (WHERE o.state = 'pending'),"
+        " count(DISTINCT o.alert_id) FILTER (WHERE o.state = 'abandoned')"
+        " FROM alert_outbox o JOIN alerts a USING (alert_id) WHERE (? IS NULL OR a.status = ?)",
+        [status, status],
+    )[0]
+    return {"pending": int(row[0] or 0), "abandoned": int(row[1] or 0)}
+
+
 def alerts_frame(
-    store: Store, *, status: str | None = None, rule: str | None = None, limit: int = 500
+    store: Store,
+    *,
+    status: str | None = None,
+    rule: str | None = None,
+    limit: int = 500,
+    offset: int = 0,
 ) -> pd.DataFrame:
-    """Notifications, newest first, with their deliveries summarised per alert.
+    """Notifications, newest first (``limit`` of them from row ``offset``), with their
+    deliveries summarised per alert.
 
     Columns: alert_id, created_at, fired_at, rule, kind, subject, status, severity, title,
     summary, n_sinks, delivered, pending, abandoned, attempts, last_error.
@@ -822,9 +880,20 @@ def alerts_frame(
         " coalesce(o.attempts, 0) AS attempts, o.last_error"
         " FROM alerts a LEFT JOIN o USING (alert_id)"
         " WHERE (? IS NULL OR a.status = ?) AND (? IS NULL OR a.rule = ?)"
-        " ORDER BY a.created_at DESC, a.alert_id DESC LIMIT ?",
-        [status, status, rule, rule, limit],
+        " ORDER BY a.created_at DESC, a.alert_id DESC LIMIT ? OFFSET ?",
+        [status, status, rule, rule, limit, offset],
     )
+
+
+def alert_row(store: Store, *, alert_id: str) -> dict[str, Any] | None:
+    """One notification's title, severity, status and summary, or None when not stored."""
+    rows = store.fetch(
+        "SELECT alert_id, title, severity, status, summary FROM alerts WHERE alert_id = ?",
+        [alert_id],
+    )
+    if not rows:
+        return None
+    return dict(zip(("alert_id", "title", "severity", "status", "summary"), rows[0], strict=True))
 
 
 def alert_deliveries_frame(store: Store, *, alert_id: str) -> pd.DataFrame:
@@ -864,6 +933,11 @@ def latest_job_runs_frame(store: Store) -> pd.DataFrame:
         "  ORDER BY started_at DESC, job_run_id DESC) = 1"
         " ORDER BY started_at DESC",
     )
+
+
+def job_runs_count(store: Store) -> int:
+    """How many job runs are recorded."""
+    return int(store.fetch("SELECT count(*) FROM job_runs")[0][0])
 
 
 def job_runs_frame(store: Store, *, limit: int = 200) -> pd.DataFrame:

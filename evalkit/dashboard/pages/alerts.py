@@ -10,28 +10,51 @@ from evalkit.dashboard.loaders import AREA_HINTS, AlertsData
 STATUSES = ("all", "firing", "resolved")
 
 
+def _alert(page: ui.PageContext, data: AlertsData) -> str:
+    """The alert whose deliveries are shown: the linked one (checked to exist), else one
+    picked among this page of the history."""
+    ids = [str(a) for a in data.alerts["alert_id"]]
+    ui.check_link("Alert", "alert", lambda wanted: page.load("alert", alert_id=wanted) is not None)
+    wanted = st.query_params.get("alert")
+    options = ids if wanted is None or wanted in ids else [wanted, *ids]
+    return str(ui.choose("Alert", options, param="alert"))
+
+
 def render(page: ui.PageContext) -> None:
     """Draw the alert history."""
     status = ui.choose("Status", STATUSES, param="status")
-    data: AlertsData = page.load("alerts", status=None if status == "all" else status)
+    chosen = None if status == "all" else status
+    first: AlertsData = page.load("alerts", status=chosen, page_size=ui.PAGE_ROWS)
     cards = st.columns(4)
-    cards[0].metric("firing now", len(data.open_alerts))
-    cards[1].metric("notifications", len(data.alerts))
-    cards[2].metric("undelivered", int((data.alerts["pending"] > 0).sum()))
-    cards[3].metric("abandoned", int((data.alerts["abandoned"] > 0).sum()))
+    cards[0].metric("firing now", len(first.open_alerts))
+    cards[1].metric("notifications", f"{first.total:,}")
+    cards[2].metric("undelivered", f"{first.undelivered:,}")
+    cards[3].metric("abandoned", f"{first.abandoned:,}")
     st.subheader("Firing now")
-    if data.open_alerts.empty:
+    if first.open_alerts.empty:
         st.caption("No condition is firing.")
     else:
-        st.dataframe(data.open_alerts, hide_index=True)
+        st.dataframe(first.open_alerts, hide_index=True)
     st.subheader("History")
-    if data.alerts.empty:
+    if first.total == 0:
         ui.missing_area("alerts")
     else:
-        st.dataframe(data.alerts, hide_index=True)
-        ids = list(data.alerts["alert_id"])
-        alert_id = ui.choose("Alert", ids, param="alert")
-        row = data.alerts[data.alerts["alert_id"] == alert_id].iloc[0]
+        start = ui.page_start(first.total, key="alerts-page", noun="alerts")
+        data: AlertsData = (
+            first
+            if start == 0
+            else page.load("alerts", status=chosen, offset=start, page_size=ui.PAGE_ROWS)
+        )
+        history = data.alerts.assign(
+            open=[ui.page_url("alerts", status=status, alert=a) for a in data.alerts["alert_id"]]
+        )
+        st.dataframe(
+            history,
+            hide_index=True,
+            column_config={"open": ui.link_column("open", help="This alert's deliveries")},
+        )
+        alert_id = _alert(page, data)
+        row = page.load("alert", alert_id=alert_id)
         st.markdown(f"**{row['title']}** ({row['severity']}, {row['status']})")
         st.text(row["summary"])
         causes.alert_panel(page, row)
@@ -41,12 +64,15 @@ def render(page: ui.PageContext) -> None:
         else:
             st.dataframe(attempts, hide_index=True, column_config=ui.number_columns(attempts, 1))
     st.subheader("Job runs")
-    if data.jobs is None:
+    if first.jobs is None:
         st.caption(AREA_HINTS["jobs"])
-    elif data.jobs.empty:
+    elif first.jobs.empty:
         st.caption("No job has run yet.")
     else:
-        st.dataframe(data.jobs, hide_index=True, column_config=ui.number_columns(data.jobs, 1))
+        if first.total_jobs > len(first.jobs):
+            st.caption(f"The newest {len(first.jobs):,} of {first.total_jobs:,} job runs.")
+        jobs = ui.paged(first.jobs, key="alerts-jobs", noun="job runs")
+        st.dataframe(jobs, hide_index=True, column_config=ui.number_columns(jobs, 1))
 
 
 ui.run_page("Alerts", render, areas=("alerts",))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from evalkit.dashboard import charts, ui
+from evalkit.dashboard import ui
 from evalkit.dashboard.loaders import AnswerItems, AnswersData
 
 PREFERRED = ("faithfulness", "context_precision", "context_recall")
@@ -25,7 +25,7 @@ def render(page: ui.PageContext) -> None:
     )
     shown = [m for m in metrics if m in PREFERRED] or metrics[:1]
     for metric in shown:
-        st.plotly_chart(charts.answers_chart(series, metric=metric))
+        ui.plot(ui.figure("answers", series, metric=metric))
     latest = series[series["scoring_id"] == series["scoring_id"].iloc[-1]]
     cards = st.columns(max(1, min(4, len(latest))))
     for index, row in enumerate(latest.itertuples()):

@@ -134,7 +134,25 @@ def render(page: ui.PageContext) -> None:
         f"`lost` / `gained`: judged-relevant documents in the baseline's top {data.depth} "
         "but not the candidate's, and the other way round."
     )
-    st.dataframe(data.per_query, hide_index=True, column_config=ui.number_columns(data.per_query))
+    # What a query lost or gained is the likely cause: it comes right after the query.
+    first = ["query_id", f"{data.sort_measure} delta", "lost", "gained"]
+    ordered = data.per_query[first + [c for c in data.per_query.columns if c not in first]]
+    per_query = ui.paged(ordered, key="compare-queries", noun="queries")
+    st.dataframe(
+        per_query.assign(
+            query_id=[
+                ui.page_url("query", goldset=goldset, run=data.candidate, query=query)
+                for query in per_query["query_id"]
+            ]
+        ),
+        hide_index=True,
+        column_config={
+            **ui.number_columns(per_query),
+            "query_id": ui.link_column(
+                "query_id", shows="query", help="This query in the candidate run"
+            ),
+        },
+    )
     if data.only_in_baseline or data.only_in_candidate:
         st.warning(
             f"{len(data.only_in_baseline)} queries only in the baseline and "

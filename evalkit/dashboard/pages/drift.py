@@ -8,13 +8,42 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from evalkit.dashboard import causes, charts, ui
+from evalkit.dashboard import causes, ui
 from evalkit.dashboard.loaders import DriftData, ProjectionData
 from evalkit.errors import InputError
+
+# Series drawn at once by default; more are picked by hand.
+MAX_LINES = 8
 
 
 def _subject(value: object) -> str:
     return value if isinstance(value, str) and value else "-"
+
+
+def _series_of(checks: pd.DataFrame) -> pd.Series:
+    return checks["stream"] + " / " + checks["subject"].map(_subject)
+
+
+def _pick_series(checks: pd.DataFrame) -> list[str]:
+    """The stream / subject series to draw: all when few, else those the user picks (by
+    default the ones whose newest check drifts, then those that drifted most often)."""
+    names = _series_of(checks)
+    ordered = (
+        checks.assign(series=names)
+        .sort_values("created_at")
+        .groupby("series")
+        .agg(latest=("is_drift", "last"), drifts=("is_drift", "sum"))
+        .sort_values(["latest", "drifts"], ascending=False)
+    )
+    ranked = [str(name) for name in ordered.index]
+    if len(ranked) <= MAX_LINES:
+        return ranked
+    chosen = st.multiselect(
+        f"Series ({len(ranked)}; by default the {MAX_LINES} drifting now or most often)",
+        sorted(ranked),
+        default=ranked[:MAX_LINES],
+    )
+    return chosen or ranked[:MAX_LINES]
 
 
 def _checks(page: ui.PageContext, data: DriftData) -> None:
@@ -23,24 +52,47 @@ def _checks(page: ui.PageContext, data: DriftData) -> None:
     shown_streams = st.multiselect("Streams", streams, default=streams)
     shown = checks[checks["stream"].isin(shown_streams)]
     latest = shown.sort_values("created_at").groupby(["stream", "subject"], dropna=False).tail(1)
-    cards = st.columns(min(4, max(1, len(latest))))
-    for index, row in enumerate(latest.itertuples()):
-        cards[index % len(cards)].metric(
-            f"{row.stream} / {_subject(row.subject)}",
-            row.finding,
-            delta=f"p {row.p_value:.3g}" if pd.notna(row.p_value) else row.method,
-            delta_color="inverse" if row.is_drift else "off",
-            delta_arrow="off",
+    drifting = latest[latest["is_drift"].astype(bool)]
+    cards = st.columns(4)
+    cards[0].metric("series", len(latest))
+    cards[1].metric("drifting now", len(drifting))
+    cards[2].metric("checks", f"{len(shown):,}")
+    cards[3].metric("drifting checks", f"{int(shown['is_drift'].astype(bool).sum()):,}")
+    if not drifting.empty:
+        st.caption(
+            "Drifting now: "
+            + "; ".join(
+                f"{row.stream} / {_subject(row.subject)} ({row.method}"
+                + (f", p {row.p_value:.3g}" if pd.notna(row.p_value) else "")
+                + ")"
+                for row in drifting.head(20).itertuples()
+            )
+            + (" ..." if len(drifting) > 20 else "")
         )
+    series = _pick_series(shown)
+    drawn = shown[_series_of(shown).isin(series)].drop(columns=["details"])
     left, right = st.columns(2)
-    left.plotly_chart(charts.drift_chart(shown, value="statistic"))
-    with_p = shown[shown["p_value"].notna()]
+    ui.plot(ui.figure("drift", drawn, value="statistic"), container=left)
+    with_p = drawn[drawn["p_value"].notna()]
     if with_p.empty:
-        right.caption("No check in these streams reports a p-value.")
+        right.caption("No check in these series reports a p-value.")
     else:
-        right.plotly_chart(charts.drift_chart(with_p, value="p_value"))
+        ui.plot(ui.figure("drift", with_p, value="p_value"), container=right)
+    st.caption(
+        "One chart per stream, and per method within it: statistics of different methods "
+        "have different scales and never share an axis. Red crosses: checks that drift."
+    )
     table = shown.drop(columns=["details"]).sort_values("created_at", ascending=False)
-    st.dataframe(table, hide_index=True, column_config=ui.number_columns(table))
+    table.insert(1, "open", [ui.page_url("drift", check=c) for c in table["check_id"]])
+    rows = ui.paged(table, key="drift-checks", noun="checks")
+    st.dataframe(
+        rows,
+        hide_index=True,
+        column_config={
+            **ui.number_columns(rows),
+            "open": ui.link_column("open", help="This check's details"),
+        },
+    )
     ids = list(table["check_id"])
     check_id = ui.choose("Check", ids, param="check")
     check = checks[checks["check_id"] == check_id].iloc[0]
@@ -111,13 +163,13 @@ def _projection(page: ui.PageContext, data: DriftData) -> None:
         st.warning(str(error))
         return
     left, right = st.columns(2)
-    left.plotly_chart(charts.projection_chart(projected.points, method=projected.method))
+    ui.plot(ui.figure("projection", projected.points, method=projected.method), container=left)
     if projected.explained:
         left.caption(
             f"PCA fitted on both windows; the two axes explain "
             f"{projected.explained[0]:.1%} and {projected.explained[1]:.1%} of their variance."
         )
-    right.plotly_chart(charts.dimensions_chart(projected.dimensions))
+    ui.plot(ui.figure("dimensions", projected.dimensions), container=right)
     moved = int((projected.dimensions["p_adjusted"] <= 0.05).sum())
     right.caption(
         f"{moved} of {len(projected.dimensions)} dimensions differ at FDR 0.05 "

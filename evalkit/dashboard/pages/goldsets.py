@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from evalkit.dashboard import charts, ui
+from evalkit.dashboard import ui
 from evalkit.dashboard.loaders import GoldsetsData
 
 
@@ -44,8 +44,9 @@ def render(page: ui.PageContext) -> None:
     shown = data.coverage.assign(
         series=data.coverage["goldset_name"] + " " + data.coverage["goldset_version"].str[:8]
     )
-    st.plotly_chart(
-        charts.lines_chart(
+    ui.plot(
+        ui.figure(
+            "lines",
             shown,
             x="series",
             columns=["judged_at_depth"],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from evalkit.dashboard import charts, ui
+from evalkit.dashboard import ui
 from evalkit.dashboard.loaders import IndexHealthData
 
 SEVERITIES = ("critical", "warning", "info")
@@ -65,17 +65,23 @@ def render(page: ui.PageContext) -> None:
             :6
         ] or names[:4]
         chosen = st.multiselect("Measurements", names, default=default)
-        st.plotly_chart(
-            charts.lines_chart(
+        ui.plot(
+            ui.figure(
+                "measurements",
                 history[history["name"].isin(chosen)],
-                x="measured_at",
-                columns=["value"],
-                by="name",
-                title=f"Audits of {collection}",
-                y_title="value",
+                title=f"Audits of {collection}: shares and counts on separate axes",
             )
         )
-    st.dataframe(audits[audits["collection"] == collection], hide_index=True)
+    st.subheader(f"Audits of {collection}")
+    of_collection = audits[audits["collection"] == collection]
+    table = of_collection.assign(
+        open=[ui.page_url("index_health", audit=a) for a in of_collection["audit_id"]]
+    )
+    st.dataframe(
+        ui.paged(table, key="index-health-audits", noun="audits"),
+        hide_index=True,
+        column_config={"open": ui.link_column("open", help="This audit's findings")},
+    )
 
 
 ui.run_page("Index health", render, areas=("audit",))

@@ -9,7 +9,13 @@ import streamlit as st
 
 from evalkit.clock import utc_now
 from evalkit.dashboard import ui
-from evalkit.dashboard.loaders import AREA_HINTS, STATUS_ORDER, OverviewData, series_status
+from evalkit.dashboard.loaders import (
+    AREA_HINTS,
+    HISTORY_POINTS,
+    STATUS_ORDER,
+    OverviewData,
+    series_status,
+)
 
 STATUS_BADGES = {
     "regression": ("red", ":material/trending_down:"),
@@ -18,7 +24,65 @@ STATUS_BADGES = {
     "pass": ("green", ":material/check_circle:"),
     "no data": ("gray", ":material/help:"),
 }
-CARDS_PER_ROW = 3
+# Series that regressed or drift, shown as cards above the ranking, worst first.
+ATTENTION_CARDS = 4
+
+
+def _filtered(series: pd.DataFrame) -> pd.DataFrame:
+    """The series the goldset, retriever and status filters keep (all when none is set)."""
+    columns = st.columns(3)
+    kept = series
+    for column, (label, field) in zip(
+        columns,
+        (("Goldsets", "goldset_name"), ("Retrievers", "retriever"), ("Statuses", "status")),
+        strict=True,
+    ):
+        options = (
+            [s for s in STATUS_ORDER if s in set(series[field])]
+            if field == "status"
+            else sorted(series[field].dropna().unique())
+        )
+        chosen = column.multiselect(label, options, placeholder="all", key=f"filter-{field}")
+        if chosen:
+            kept = kept[kept[field].isin(chosen)]
+    return kept
+
+
+def _attention(series: pd.DataFrame, *, measure: str) -> None:
+    """Cards for the worst ranked series that regressed or drift, with a link to Compare."""
+    flagged = series[series["status"].isin(("regression", "drift"))].head(ATTENTION_CARDS)
+    if flagged.empty:
+        return
+    columns = st.columns(min(ATTENTION_CARDS, len(flagged)) if len(flagged) > 1 else 2)
+    for column, row in zip(columns, flagged.to_dict("records"), strict=False):
+        colour, icon = STATUS_BADGES[row["status"]]
+        with column.container(border=True):
+            st.badge(row["status"], color=colour, icon=icon)
+            value, delta = row.get("value"), row.get("delta")
+            st.metric(
+                f"{row['goldset_name']} x {row['retriever']}",
+                ui.fmt(value),
+                delta=None if delta is None or pd.isna(delta) else f"{delta:+.4f}",
+                delta_arrow="off" if not delta else "auto",
+                help=f"{measure} of run {row['latest_run']}",
+                chart_data=row["history"] or None,
+                chart_type="line",
+            )
+            st.caption(row["why"])
+            if isinstance(row.get("baseline_run"), str) and row["baseline_run"] != row.get(
+                "latest_run"
+            ):
+                st.page_link(
+                    "pages/compare.py",
+                    label="Compare with baseline",
+                    icon=":material/compare_arrows:",
+                    query_params={
+                        "goldset": row["goldset_name"],
+                        "baseline": row["baseline_run"],
+                        "candidate": row["latest_run"],
+                        "measure": measure,
+                    },
+                )
 
 
 def render(page: ui.PageContext) -> None:
@@ -56,65 +120,73 @@ def render(page: ui.PageContext) -> None:
     summary = st.columns(len(STATUS_ORDER))
     for column, status in zip(summary, STATUS_ORDER, strict=True):
         column.metric(f"{status}", int(counts.get(status, 0)))
-    st.subheader(f"Latest {measure} per goldset x retriever")
+    shown = _filtered(series)
+    st.subheader(f"Series ranked by change of {measure} since the baseline")
     st.caption(
-        "Change is against the baseline, the series' oldest complete run. The status applies "
-        "the gate's decision rule (alpha 0.05, min effect 0.01) to a paired t-interval of "
-        "the latest run against the baseline (open Compare runs for the bootstrap and "
-        "permutation figures of `evalkit compare`), then the series' drift checks and age."
+        "Largest drop first. Change is against the baseline, the series' oldest complete "
+        "run. The status applies the gate's decision rule (alpha 0.05, min effect 0.01) to "
+        "a paired t-interval of the latest run against the baseline (open Compare for the "
+        "bootstrap and permutation figures of `evalkit compare`), then the series' drift "
+        "checks and age."
     )
-    records = series.to_dict("records")
-    for start in range(0, len(records), CARDS_PER_ROW):
-        columns = st.columns(CARDS_PER_ROW)
-        for column, row in zip(columns, records[start : start + CARDS_PER_ROW], strict=False):
-            colour, icon = STATUS_BADGES[row["status"]]
-            with column.container(border=True):
-                st.badge(row["status"], color=colour, icon=icon)
-                value, delta = row.get("value"), row.get("delta")
-                st.metric(
-                    f"{row['goldset_name']} x {row['retriever']}",
-                    ui.fmt(value),
-                    delta=None if delta is None or pd.isna(delta) else f"{delta:+.4f}",
-                    delta_arrow="off" if not delta else "auto",
-                    help=f"{measure} of run {row['latest_run']}",
-                )
-                st.caption(row["why"])
-                if isinstance(row.get("baseline_run"), str) and row["baseline_run"] != row.get(
-                    "latest_run"
-                ):
-                    st.page_link(
-                        "pages/compare.py",
-                        label="Compare with baseline",
-                        icon=":material/compare_arrows:",
-                        query_params={
-                            "goldset": row["goldset_name"],
-                            "baseline": row["baseline_run"],
-                            "candidate": row["latest_run"],
-                            "measure": measure,
-                        },
-                    )
+    _attention(shown, measure=measure)
+    table = shown.assign(
+        series=shown["goldset_name"] + " x " + shown["retriever"],
+        compare=[
+            ui.page_url(
+                "compare",
+                goldset=row.goldset_name,
+                measure=measure,
+                baseline=row.baseline_run,
+                candidate=row.latest_run,
+            )
+            if isinstance(row.baseline_run, str)
+            and isinstance(row.latest_run, str)
+            and row.baseline_run != row.latest_run
+            else None
+            for row in shown.itertuples()
+        ],
+        quality=[
+            ui.page_url("quality", goldset=row.goldset_name, measure=measure)
+            for row in shown.itertuples()
+        ],
+    )
+    page = ui.paged(table, key="overview-page", noun=f"series (of {len(series):,})")
     st.dataframe(
-        series[
+        page[
             [
-                "goldset_name",
-                "retriever",
+                "series",
                 "status",
+                "history",
                 "value",
-                "baseline_value",
                 "delta",
-                "decision",
                 "ci_low",
                 "ci_high",
                 "p_adjusted",
+                "baseline_value",
+                "compare",
+                "quality",
+                "why",
+                "decision",
+                "n_runs",
                 "latest_run",
                 "latest_started",
                 "baseline_run",
-                "n_runs",
-                "why",
+                "goldset_name",
+                "retriever",
             ]
         ],
         hide_index=True,
-        column_config=ui.number_columns(series),
+        column_config={
+            **ui.number_columns(page),
+            "history": st.column_config.LineChartColumn(
+                f"{measure}, last {HISTORY_POINTS} runs", width="medium"
+            ),
+            "compare": ui.link_column("compare", help="Latest run against the baseline"),
+            "quality": ui.link_column("quality", help="The series over time"),
+            "why": st.column_config.TextColumn("why", width="large"),
+        },
+        height=min(38 + 35 * len(page), 760),
     )
     st.subheader("Latest figures and change since baseline")
     if not data.figures.empty:
@@ -123,9 +195,10 @@ def render(page: ui.PageContext) -> None:
         )
         wide.columns = [f"{measure_name} {kind}" for kind, measure_name in wide.columns]
         ordered = sorted(wide.columns, key=lambda name: (name.split(" ")[0], name))
-        st.dataframe(
-            wide[ordered].reset_index(), hide_index=True, column_config=ui.number_columns(wide)
+        ranked = shown[["goldset_name", "retriever"]].merge(
+            wide[ordered].reset_index(), on=["goldset_name", "retriever"]
         )
+        st.dataframe(ranked, hide_index=True, column_config=ui.number_columns(ranked))
     left, right = st.columns(2)
     with left:
         st.subheader("Open alerts")

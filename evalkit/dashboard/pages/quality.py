@@ -9,6 +9,8 @@ from evalkit.dashboard import charts, ui
 from evalkit.dashboard.loaders import QualityData
 
 DEFAULT_BASELINE = "oldest complete run"
+# Series drawn at once by default; more are picked by hand.
+MAX_LINES = 8
 
 
 def render(page: ui.PageContext) -> None:
@@ -48,15 +50,33 @@ def render(page: ui.PageContext) -> None:
             + ", ".join(f"{row.run_id} (k={row.k})" for row in data.without.head(10).itertuples())
             + (" ..." if len(data.without) > 10 else "")
         )
-    st.plotly_chart(charts.quality_chart(data.points, data.events, data.baselines, measure=measure))
+    retrievers = _pick_retrievers(data)
+    points = data.points[data.points["retriever"].isin(retrievers)]
+    events = data.events[data.events["retriever"].isin(["", *retrievers])]
+    baselines = {r: run for r, run in data.baselines.items() if r in retrievers}
+    chart = ui.figure("quality", points, events, baselines, measure=measure)
+    event = ui.plot(chart, key="quality-chart")
+    clicked = ui.clicked_run(event)
+    if clicked is not None:
+        run_id, retriever = clicked
+        st.switch_page(
+            "pages/compare.py",
+            query_params={
+                "goldset": goldset,
+                "measure": measure,
+                "baseline": data.baselines.get(retriever, run_id),
+                "candidate": run_id,
+            },
+        )
     st.caption(
-        "Bands: 95 % t-interval of the mean over each run's stored per-query values. "
-        "Dotted lines: goldset version changed, model fingerprint changed, index re-built, "
-        "alert fired (hover the triangles)."
+        "Click a run's point to compare it with its series' baseline. Bands: 95 % "
+        "t-interval of the mean over each run's stored per-query values. Strip below: one "
+        "marker per day and kind of event (goldset version, model fingerprint or index "
+        "changed, alert fired), larger for more; hover for the details."
     )
-    cards = st.columns(max(1, min(3, len(data.baselines))))
-    for index, (retriever, run_id) in enumerate(data.baselines.items()):
-        group = data.points[data.points["retriever"] == retriever]
+    cards = st.columns(max(1, min(4, len(baselines))))
+    for index, (retriever, run_id) in enumerate(baselines.items()):
+        group = points[points["retriever"] == retriever]
         latest = group.iloc[-1]
         base = group[group["run_id"] == run_id].iloc[0]
         change = latest["value"] - base["value"]
@@ -68,14 +88,32 @@ def render(page: ui.PageContext) -> None:
             delta_description=f"since baseline {run_id}",
         )
     st.subheader("Events")
-    if data.events.empty:
+    if events.empty:
         st.caption("No change of goldset version, model or index, and no alert, in this series.")
     else:
-        st.dataframe(data.events, hide_index=True)
+        days = charts.daily_events(events)["day"].nunique()
+        st.dataframe(
+            ui.paged(events, key="quality-events", noun=f"events on {days:,} days"),
+            hide_index=True,
+            column_config={"description": st.column_config.TextColumn(width="large")},
+        )
     st.subheader("Runs")
-    shown = data.points[
+    shown = points.sort_values("started_at", ascending=False)
+    shown = shown.assign(
+        compare=[
+            ui.page_url(
+                "compare",
+                goldset=goldset,
+                measure=measure,
+                baseline=data.baselines.get(str(row.retriever), row.run_id),
+                candidate=row.run_id,
+            )
+            for row in shown.itertuples()
+        ]
+    )[
         [
             "run_id",
+            "compare",
             "retriever",
             "started_at",
             "status",
@@ -87,8 +125,36 @@ def render(page: ui.PageContext) -> None:
             "model_fingerprint",
             "index_fingerprint",
         ]
-    ].sort_values("started_at", ascending=False)
-    st.dataframe(shown, hide_index=True, column_config=ui.number_columns(shown))
+    ]
+    page = ui.paged(shown, key="quality-runs", noun="runs")
+    st.dataframe(
+        page,
+        hide_index=True,
+        column_config={
+            **ui.number_columns(page),
+            "compare": ui.link_column("compare", help="This run against its series' baseline"),
+        },
+    )
+
+
+def _pick_retrievers(data: QualityData) -> list[str]:
+    """The retrievers to draw: all when few, else those the user picks (by default the
+    ones whose measure dropped most since their baseline)."""
+    names = sorted(data.points["retriever"].astype(str).unique())
+    if len(names) <= MAX_LINES:
+        return names
+    change = {}
+    for retriever, group in data.points.groupby("retriever"):
+        base = group[group["run_id"] == data.baselines.get(str(retriever))]
+        first = base["value"].iloc[0] if not base.empty else group["value"].iloc[0]
+        change[str(retriever)] = float(group.sort_values("started_at")["value"].iloc[-1] - first)
+    ranked = sorted(names, key=lambda name: change.get(name, 0.0))
+    chosen = st.multiselect(
+        f"Retrievers ({len(names)}; by default the {MAX_LINES} that dropped most)",
+        names,
+        default=ranked[:MAX_LINES],
+    )
+    return chosen or ranked[:MAX_LINES]
 
 
 ui.run_page("Quality over time", render)

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from evalkit.dashboard import ui
-from evalkit.dashboard.loaders import QueryData
+from evalkit.dashboard.loaders import WIDE_RUNS, QueryData
 
 
 def render(page: ui.PageContext) -> None:
@@ -89,9 +89,62 @@ def render(page: ui.PageContext) -> None:
     if missed:
         st.caption(f"Relevant but not retrieved: {', '.join(missed[:50])}")
     st.subheader("This query across runs")
-    st.dataframe(data.values, hide_index=True, column_config=ui.number_columns(data.values))
-    st.subheader("Where its relevant documents landed (rank per run; empty: not retrieved)")
+    if data.history.empty:
+        st.caption("No stored value of this query in any finished run.")
+    else:
+        baselines = _baselines(runs)
+        measures = list(data.explanations["measure"])
+        event = ui.plot(
+            ui.figure("query_history", data.history, measures=measures), key="query-history"
+        )
+        clicked = ui.clicked_run(event)
+        if clicked is not None:
+            clicked_run, clicked_retriever = clicked
+            st.switch_page(
+                "pages/compare.py",
+                query_params={
+                    "goldset": goldset,
+                    "baseline": baselines.get(clicked_retriever, clicked_run),
+                    "candidate": clicked_run,
+                },
+            )
+        n_runs = data.history["run_id"].nunique()
+        st.caption(
+            f"The newest {n_runs:,} finished runs of goldset {goldset} that scored this query. "
+            "Click a point to compare that run with its series' baseline."
+        )
+    if not data.rank_history.empty:
+        ui.plot(ui.figure("relevant_ranks", data.rank_history, k=data.k))
+    with st.expander(f"Values per run ({len(data.values):,} runs)"):
+        values = data.values.assign(
+            open=[
+                ui.page_url("query", goldset=goldset, run=run, query=query_id)
+                for run in data.values["run_id"]
+            ]
+        )
+        rows = ui.paged(values, key="query-values", noun="runs")
+        st.dataframe(
+            rows,
+            hide_index=True,
+            column_config={
+                **ui.number_columns(rows),
+                "open": ui.link_column("open", help="This query in that run"),
+            },
+        )
+    st.subheader(
+        f"Where its relevant documents landed in the newest {WIDE_RUNS} runs "
+        "(rank per run; empty: not retrieved)"
+    )
     st.dataframe(data.relevant_ranks, hide_index=True)
+
+
+def _baselines(runs: pd.DataFrame) -> dict[str, str]:
+    """Retriever -> its oldest complete run (the series' baseline)."""
+    complete = runs[runs["status"] == "complete"].sort_values(["started_at", "run_id"])
+    return {
+        str(retriever): str(group.iloc[0]["run_id"])
+        for retriever, group in complete.groupby("retriever")
+    }
 
 
 ui.run_page("Query drill-down", render)

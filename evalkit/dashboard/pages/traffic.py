@@ -4,13 +4,28 @@ from __future__ import annotations
 
 import streamlit as st
 
-from evalkit.dashboard import charts, ui
+from evalkit.dashboard import ui
 from evalkit.dashboard.loaders import TrafficData
+
+DEFAULT_WINDOWS = 30
+ALL_WINDOWS = 10_000
 
 
 def render(page: ui.PageContext) -> None:
     """Draw the replayed traffic windows."""
-    data: TrafficData = page.load("traffic")
+    shown = int(
+        st.number_input(
+            "Windows shown (newest)",
+            min_value=1,
+            max_value=10_000,
+            value=DEFAULT_WINDOWS,
+            step=10,
+            help="How many of the newest replayed windows the charts and tables show.",
+        )
+    )
+    # A link to a window older than those shown loads them all, so that it opens.
+    linked = ui.link_value("window") is not None
+    data: TrafficData = page.load("traffic", windows=ALL_WINDOWS if linked else shown)
     windows = data.windows
     if windows.empty:
         if data.records:
@@ -23,6 +38,10 @@ def render(page: ui.PageContext) -> None:
         else:
             ui.missing_area("traffic")
         return
+    st.caption(
+        f"Showing the newest {len(windows):,} of {data.total_windows:,} replayed windows"
+        + ("." if len(windows) == data.total_windows else "; raise *Windows shown* for more.")
+    )
     latest = windows.iloc[-1]
     cards = st.columns(4)
     cards[0].metric(f"volume ({latest['window_label']})", int(latest["volume"]))
@@ -31,7 +50,8 @@ def render(page: ui.PageContext) -> None:
     cards[3].metric("churn", ui.fmt(latest["churn"], 3))
     left, right = st.columns(2)
     left.plotly_chart(
-        charts.lines_chart(
+        ui.figure(
+            "lines",
             windows,
             x="window_label",
             columns=["volume", "n_distinct", "n_replayed"],
@@ -41,7 +61,8 @@ def render(page: ui.PageContext) -> None:
         )
     )
     right.plotly_chart(
-        charts.lines_chart(
+        ui.figure(
+            "lines",
             windows,
             x="window_label",
             columns=[
@@ -58,7 +79,8 @@ def render(page: ui.PageContext) -> None:
     )
     left, right = st.columns(2)
     left.plotly_chart(
-        charts.lines_chart(
+        ui.figure(
+            "lines",
             windows,
             x="window_label",
             columns=["low_confidence_share", "empty_share"],
@@ -67,7 +89,8 @@ def render(page: ui.PageContext) -> None:
         )
     )
     right.plotly_chart(
-        charts.lines_chart(
+        ui.figure(
+            "lines",
             windows,
             x="window_label",
             columns=["churn"],
@@ -78,7 +101,8 @@ def render(page: ui.PageContext) -> None:
     st.subheader("Per tenant")
     if not data.tenants.empty:
         st.plotly_chart(
-            charts.lines_chart(
+            ui.figure(
+                "lines",
                 data.tenants,
                 x="window_label",
                 columns=["low_confidence_share"],
@@ -94,7 +118,17 @@ def render(page: ui.PageContext) -> None:
     merged = tenants.merge(volume, on=["window_label", "tenant"], how="outer")
     st.dataframe(merged, hide_index=True, column_config=ui.number_columns(merged, 3))
     st.subheader("Windows")
-    st.dataframe(windows, hide_index=True, column_config=ui.number_columns(windows, 3))
+    table = windows.sort_values("window_start", ascending=False)
+    table.insert(1, "open", [ui.page_url("traffic", window=w) for w in table["window_label"]])
+    rows = ui.paged(table, key="traffic-windows", noun="windows shown")
+    st.dataframe(
+        rows,
+        hide_index=True,
+        column_config={
+            **ui.number_columns(rows, 3),
+            "open": ui.link_column("open", help="This window per tenant"),
+        },
+    )
 
 
 ui.run_page("Traffic", render, areas=("traffic",))
