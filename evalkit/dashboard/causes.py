@@ -6,6 +6,7 @@ The causes are joined by ``evalkit.causes`` exactly as `evalkit explain` joins t
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
@@ -120,7 +121,7 @@ def drift_panel(page: ui.PageContext, check: pd.Series) -> None:
     _load(page, "drift-causes", drift_check=str(check["check_id"]))
 
 
-def alert_panel(page: ui.PageContext, alert: pd.Series) -> None:
+def alert_panel(page: ui.PageContext, alert: Mapping[str, Any]) -> None:
     """The panel for a precision alert (the runs its evidence names)."""
     if alert["kind"] != "precision_regression":
         return

@@ -1174,7 +1174,7 @@ def alerts(
 
 
 def alert(store: Store, *, alert_id: str) -> dict[str, Any] | None:
-    """One notification (alert_id, title, severity, status, summary), or None."""
+    """One notification (alert_id, kind, title, severity, status, summary), or None."""
     return sql.alert_row(store, alert_id=alert_id)
 
 

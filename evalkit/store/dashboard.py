@@ -886,14 +886,13 @@ def alerts_frame(
 
 
 def alert_row(store: Store, *, alert_id: str) -> dict[str, Any] | None:
-    """One notification's title, severity, status and summary, or None when not stored."""
-    rows = store.fetch(
-        "SELECT alert_id, title, severity, status, summary FROM alerts WHERE alert_id = ?",
-        [alert_id],
-    )
+    """One notification's kind, title, severity, status and summary, or None when not
+    stored."""
+    columns = ("alert_id", "kind", "title", "severity", "status", "summary")
+    rows = store.fetch(f"SELECT {', '.join(columns)} FROM alerts WHERE alert_id = ?", [alert_id])
     if not rows:
         return None
-    return dict(zip(("alert_id", "title", "severity", "status", "summary"), rows[0], strict=True))
+    return dict(zip(columns, rows[0], strict=True))
 
 
 def alert_deliveries_frame(store: Store, *, alert_id: str) -> pd.DataFrame:
