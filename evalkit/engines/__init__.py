@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from evalkit.errors import ConfigError
+from evalkit.extras import require
 from evalkit.records import Judgment, Query
 
 if TYPE_CHECKING:
@@ -107,6 +108,8 @@ class RayEngine:
                 f"actors={self.actors}, batch_size={self.batch_size}, "
                 f"actor_cpus={self.actor_cpus}"
             )
+        # A missing extra is refused before anything is read or replayed.
+        require("ray", "the Ray engine (--engine ray)")
 
     def shard_dir(self, run_id: str) -> Path:
         """The directory the shards of run ``run_id`` are written to."""
