@@ -265,3 +265,31 @@ def test_help_and_the_local_engine_do_not_import_ray() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
     )
     assert shown.stdout.strip() == "False"
+
+
+def test_a_job_chooses_the_engine_and_refuses_an_unknown_one(tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    from evalkit.scheduler import JOB_KINDS
+
+    model = JOB_KINDS["goldset_replay"].params
+    settings = _settings(tmp_path)
+    local = model.model_validate({"goldset": "demo", "http_retriever": "http://127.0.0.1:9/q"})
+    assert local.ray_engine(settings) is None  # type: ignore[attr-defined]
+    on_ray = model.model_validate(
+        {
+            "goldset": "demo",
+            "http_retriever": "http://127.0.0.1:9/q",
+            "engine": "ray",
+            "ray_address": "127.0.0.1:6379",
+            "ray_actors": 4,
+        }
+    )
+    engine = on_ray.ray_engine(settings)  # type: ignore[attr-defined]
+    assert (engine.address, engine.actors, engine.retriever.http_url) == (
+        "127.0.0.1:6379",
+        4,
+        "http://127.0.0.1:9/q",
+    )
+    with pytest.raises(ValidationError, match="engine"):
+        model.model_validate({"goldset": "demo", "engine": "spark"})

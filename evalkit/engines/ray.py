@@ -202,6 +202,17 @@ def _connected(address: str | None) -> Iterator[None]:
         ray.shutdown()
 
 
+@contextlib.contextmanager
+def _quiet(logger: logging.Logger) -> Iterator[None]:
+    """Only ``logger``'s errors for the block: evalkit reports progress and outcome itself."""
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def replay_on_ray(
     query_table: Path,
     shard_dir: Path,
@@ -222,7 +233,7 @@ def replay_on_ray(
     batches finish.
     """
     shard_dir.mkdir(parents=True, exist_ok=True)
-    with _connected(engine.address):
+    with _connected(engine.address), _quiet(logging.getLogger("ray.data")):
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False
         context.enable_operator_progress_bars = False
