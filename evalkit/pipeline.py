@@ -40,7 +40,7 @@ from evalkit.drift.watch import (
     watch_precision,
 )
 from evalkit.embedding import Embedder, ModelFingerprint, build_query_embedder
-from evalkit.engines import SHARD_SUFFIX, RayEngine, write_query_table
+from evalkit.engines import SHARD_SUFFIX, EngineStoppedError, RayEngine, write_query_table
 from evalkit.errors import ConfigError, NotFoundError, RetrieverError, StoreError
 from evalkit.extras import require
 from evalkit.goldset.jsonl import QUERIES_FILE
@@ -565,7 +565,7 @@ def _engine_run(
         create_run(store, spec, started_at=started_at, run_id=run_id)
     began = time.perf_counter()
     try:
-        stopped: Exception | None = None
+        stopped: EngineStoppedError | None = None
         try:
             engine_module.replay_on_ray(
                 queries,
@@ -577,7 +577,7 @@ def _engine_run(
                 total=spec.n_queries,
                 progress=progress,
             )
-        except Exception as error:  # the shards written so far are kept; the rest is lost
+        except EngineStoppedError as error:  # the shards so far are kept; the rest is lost
             stopped = error
         replay_seconds = time.perf_counter() - began
         with _writer(store) as writing:
@@ -637,14 +637,13 @@ def _load_engine_run(
     shard_dir: Path,
     queries: Path,
     *,
-    stopped: Exception | None,
+    stopped: EngineStoppedError | None,
     measure_names: Sequence[str],
     n_total: int,
     nothing_answered: str,
 ) -> None:
     reason = (
-        f"lost: the Ray engine stopped before this query's batch was stored "
-        f"({type(stopped).__name__}: {stopped})"
+        f"lost: the Ray engine stopped before this query's batch was stored ({stopped})"
         if stopped is not None
         else "lost: no shard of the Ray engine holds this query"
     )

@@ -293,3 +293,39 @@ def test_a_job_chooses_the_engine_and_refuses_an_unknown_one(tmp_path: Path) -> 
     )
     with pytest.raises(ValidationError, match="engine"):
         model.model_validate({"goldset": "demo", "engine": "spark"})
+
+
+def test_queries_no_shard_holds_are_stored_as_lost_with_the_reason(tmp_path: Path) -> None:
+    from evalkit.engines import write_query_table
+    from evalkit.records import Judgment, Query
+    from evalkit.store.shards import summarize_shards, write_lost_shard
+
+    queries = [Query(id=f"q{i}", text=f"query {i}") for i in range(1, 5)]
+    table = write_query_table(
+        tmp_path / "queries.parquet", queries, [Judgment("q1", "d1", 1), Judgment("q3", "d1", 1)]
+    )
+    held = _shard(tmp_path / "a.parquet", ["q1", "q2"])
+    lost = tmp_path / "lost.parquet"
+    with Store.open(tmp_path / "runs.duckdb") as store:
+        reason = "lost: the Ray engine stopped (ActorDiedError: gone)"
+        assert write_lost_shard(store, table, [held], lost, error=reason, measures=["ndcg@10"]) == 2
+        summary = summarize_shards(store, [held, lost], ["ndcg@10"])
+        assert (summary.n_queries, summary.n_failed, summary.n_evaluated) == (4, 2, 2)
+        run_id = create_run(store, _spec())
+        load_run_shards(
+            store,
+            run_id,
+            [held, lost],
+            measures=["ndcg@10"],
+            status="partial",
+            n_total=2,
+            error=f"2 of 4 queries failed; first: {summary.first_error}",
+        )
+        stored = run_queries(store, run_id).set_index("query_id")
+        assert stored.loc[["q3", "q4"], "error"].tolist() == [reason, reason]
+        assert stored.loc[["q1", "q2"], "error"].isna().all()
+        run = get_run(store, run_id)
+        assert (run.status, run.n_failed, run.n_evaluated) == ("partial", 2, 2)
+        assert sorted(query_metrics(store, run_id).index) == ["q1", "q2"]
+        assert write_lost_shard(store, table, [held, lost], tmp_path / "again.parquet",
+                                error=reason, measures=["ndcg@10"]) == 0  # fmt: skip

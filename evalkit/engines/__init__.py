@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from evalkit.errors import ConfigError
+from evalkit.errors import ConfigError, RetrieverError
 from evalkit.extras import require
 from evalkit.records import Judgment, Query
 
@@ -34,6 +34,7 @@ __all__ = [
     "ENGINES",
     "QUERY_TABLE_COLUMNS",
     "SHARD_SUFFIX",
+    "EngineStoppedError",
     "RayEngine",
     "check_engine",
     "query_table",
@@ -68,6 +69,11 @@ QUERY_TABLE_SCHEMA = pa.schema(
         pa.field("judged_relevance", pa.list_(pa.int32())),
     ]
 )
+
+
+class EngineStoppedError(RetrieverError):
+    """The engine stopped before every batch was replayed (an actor that could not be
+    built, a cluster that went away); the shards written until then are kept."""
 
 
 def check_engine(name: str) -> str:

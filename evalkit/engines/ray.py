@@ -38,7 +38,7 @@ import pyarrow.parquet as pq
 import ray
 import ray.data
 
-from evalkit.engines import SHARD_SUFFIX, RayEngine
+from evalkit.engines import SHARD_SUFFIX, EngineStoppedError, RayEngine
 from evalkit.metrics import Evaluator, parse_measures
 from evalkit.records import Judgment, Query, QueryResult
 from evalkit.replay import replay, results_frame
@@ -227,10 +227,10 @@ def replay_on_ray(
     """Replay the queries of the Parquet ``query_table`` on Ray, leaving one shard per batch
     in ``shard_dir``; the number of queries the shards hold when the engine finished.
 
-    Raises whatever stopped the engine (an actor that died more often than Ray retries
-    it, a retriever that cannot be built); the shards written until then stay, and the
-    caller records the queries they lack as lost. ``progress(done, total)`` is called as
-    batches finish.
+    Raises EngineStoppedError when the engine stops (an actor that cannot be built, a
+    cluster that goes away); the shards written until then stay, and the caller records
+    the queries they lack as lost. ``progress(done, total)`` is called as batches finish;
+    what it raises (a job being cancelled) propagates unchanged.
     """
     shard_dir.mkdir(parents=True, exist_ok=True)
     with _connected(engine.address), _quiet(logging.getLogger("ray.data")):
@@ -259,8 +259,22 @@ def replay_on_ray(
             runtime_env={"env_vars": WORKER_ENV},
         )
         done = 0
-        for finished in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+        batches = iter(dataset.iter_batches(batch_size=None, batch_format="numpy"))
+        while True:
+            try:
+                finished = next(batches)
+            except StopIteration:
+                break
+            except Exception as error:
+                raise EngineStoppedError(_first_line(error)) from error
             done += int(finished["queries"].sum())
             if progress is not None:
                 progress(done, total)
     return done
+
+
+def _first_line(error: Exception) -> str:
+    """``error`` in one short line: Ray's errors carry the remote traceback."""
+    lines = str(error).strip().splitlines()
+    text = lines[0] if lines else ""
+    return f"{type(error).__name__}: {text[:300]}"
