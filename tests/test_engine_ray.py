@@ -329,3 +329,36 @@ def test_queries_no_shard_holds_are_stored_as_lost_with_the_reason(tmp_path: Pat
         assert sorted(query_metrics(store, run_id).index) == ["q1", "q2"]
         assert write_lost_shard(store, table, [held, lost], tmp_path / "again.parquet",
                                 error=reason, measures=["ndcg@10"]) == 0  # fmt: skip
+
+
+def test_an_engine_that_stops_leaves_a_partial_run_naming_the_lost_queries(
+    ray_cluster: str, tmp_path: Path
+) -> None:
+    from evalkit.pipeline import evaluate_query_table
+
+    goldset = demo_goldset()
+    table = pa.table(
+        {
+            "query_id": [query.id for query in goldset.queries],
+            "text": [query.text for query in goldset.queries],
+            "tenant": pa.array([None] * len(goldset.queries), pa.string()),
+            "judged_doc_ids": [["d1", "d2"]] * len(goldset.queries),
+            # the last query's grades do not match its documents: its batch raises
+            "judged_relevance": [[1, 0]] * (len(goldset.queries) - 1) + [[1]],
+        }
+    )
+    path = tmp_path / "queries.parquet"
+    pq.write_table(table, path)
+    with overlap_retriever() as url, Store.open(tmp_path / "runs.duckdb") as store:
+        engine = RayEngine(
+            RetrieverOptions(http_url=url), _settings(tmp_path), actors=2, batch_size=16
+        )
+        run = evaluate_query_table(store, path, engine, k=DEPTH, measures=["ndcg@10"]).run
+        stored = run_queries(store, run.run_id)
+        assert len(stored) == len(goldset.queries)
+        lost = stored.dropna(subset=["error"])
+        assert goldset.queries[-1].id in set(lost["query_id"])
+        assert lost["error"].str.startswith("lost: the Ray engine stopped").all()
+        assert lost["error"].str.contains("ValueError").all()
+        assert run.status in {"partial", "failed"}
+        assert run.n_failed == len(lost)

@@ -27,6 +27,7 @@ import hashlib
 import logging
 import math
 import os
+import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -59,6 +60,9 @@ WORKER_ENV: dict[str, str] = {
 }
 """The environment of every actor: models load from their install path, nothing is
 downloaded and nothing reports usage."""
+
+_RAISED = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception): ")
+"""A traceback's last line: the type and message of what was raised."""
 
 _INNER_BATCH = 64
 """Queries per retriever call inside an actor's batch (the local replay's default)."""
@@ -273,8 +277,10 @@ def replay_on_ray(
     return done
 
 
-def _first_line(error: Exception) -> str:
-    """``error`` in one short line: Ray's errors carry the remote traceback."""
-    lines = str(error).strip().splitlines()
-    text = lines[0] if lines else ""
-    return f"{type(error).__name__}: {text[:300]}"
+def _first_line(error: BaseException) -> str:
+    """``error`` in one short line, naming what the actor raised: Ray wraps it in errors
+    of its own whose text carries the remote traceback, ``ValueError: ...`` among it."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    raised = [line for line in lines if _RAISED.match(line) and not line.startswith("ray.")]
+    shown = raised[0] if raised else (lines[0] if lines else "")
+    return f"{type(error).__name__}: {shown[:300]}"
