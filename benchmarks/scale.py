@@ -241,6 +241,8 @@ def run_child(args: argparse.Namespace) -> None:
             json.dumps(
                 {
                     "seconds": seconds,
+                    "replay_seconds": outcome.timing.retriever_seconds,
+                    "store_seconds": outcome.seconds_store,
                     "ray_start_seconds": started_ray,
                     "queries": run.n_queries,
                     "failed": run.n_failed,
@@ -287,6 +289,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--actor-cpus", type=float, default=0.25)
     parser.add_argument("--ray-cpus", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--verbose", action="store_true", help="Print each run's timings.")
     parser.add_argument("--serve", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--engine", help=argparse.SUPPRESS)
@@ -327,6 +330,8 @@ def main() -> None:
                     rate = size / seconds
                     name = engine if engine == "local" else f"ray x{actors}"
                     ndcg = got["ndcg@10"]
+                    if args.verbose:
+                        print(f"          {got}")
                     print(
                         f"{size:>9,} {name:>8} {seconds:>8.1f} {rate:>10,.0f} "
                         f"{rate / capacity:>8.0%} {float(got['peak_rss_mib']):>7.0f} MiB "  # type: ignore[arg-type]

@@ -32,7 +32,13 @@ from evalkit.store import RunSpec, Store
 from evalkit.store.runs import create_run, get_run, query_metrics, run_queries, run_results
 from evalkit.store.shards import load_run_shards, loaded_shards
 
-pytestmark = pytest.mark.slow
+pytestmark = [
+    pytest.mark.slow,
+    # Ray's own: Ray Data counts the inputs before the streaming repartition splits the
+    # query table into one block per batch, and its DataContext names deprecated fields.
+    pytest.mark.filterwarnings("ignore:The minimum number of concurrent actors:UserWarning"),
+    pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context"),
+]
 
 MEASURES = ["ndcg@10", "recall@10", "precision@10", "mrr@10", "map@100", "r_precision"]
 

@@ -53,9 +53,8 @@ QUERY_TABLE_COLUMNS: tuple[str, ...] = (
 )
 """The columns of a query table (see the module docstring)."""
 
-ROW_GROUP_SIZE = 32
-"""Queries per row group of a query table evalkit writes: small, so even a goldset of a
-few hundred queries is read as enough blocks to keep every actor busy."""
+ROW_GROUP_SIZE = 10_000
+"""Queries per row group of a query table evalkit writes."""
 
 SHARD_SUFFIX = ".parquet"
 """How a finished shard's file name ends (one being written ends ``.tmp``)."""

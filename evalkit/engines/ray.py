@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import math
 import os
 import re
 from collections.abc import Callable, Iterator, Sequence
@@ -66,10 +65,6 @@ _RAISED = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception): ")
 
 _INNER_BATCH = 64
 """Queries per retriever call inside an actor's batch (the local replay's default)."""
-
-_BLOCKS_PER_ACTOR = 4
-"""Blocks the query table is read as, per actor: enough for every actor to have work,
-few enough that reading them costs little."""
 
 
 def shard_schema(measures: Sequence[str]) -> pa.Schema:
@@ -242,10 +237,11 @@ def replay_on_ray(
         context.enable_progress_bars = False
         context.enable_operator_progress_bars = False
         context.enable_auto_log_stats = False
-        blocks = max(
-            1, min(math.ceil(total / engine.batch_size), _BLOCKS_PER_ACTOR * engine.actors)
+        # Streaming repartition: one block per batch, so every actor gets work even when
+        # the table is one small file, without a barrier before the first batch.
+        dataset = ray.data.read_parquet(str(query_table)).repartition(
+            target_num_rows_per_block=engine.batch_size
         )
-        dataset = ray.data.read_parquet(str(query_table), override_num_blocks=blocks)
         dataset = dataset.map_batches(
             _ReplayActor,
             batch_size=engine.batch_size,
