@@ -44,7 +44,7 @@ MEASURES = ["ndcg@10", "recall@10", "precision@10", "mrr@10", "map@100", "r_prec
 
 
 def _settings(tmp_path: Path, **values: Any) -> Settings:
-    return Settings(home=tmp_path / "home", http_retries=0, **values)
+    return Settings(home=tmp_path / "home", http_retries=0, http_timeout=60, **values)
 
 
 def _replay_both(store: Store, retriever: Any, engine: RayEngine) -> tuple[RunOutcome, RunOutcome]:
