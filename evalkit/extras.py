@@ -51,6 +51,7 @@ MODULE_EXTRAS: dict[str, str] = {
     "llama_index": "llamaindex",
     "pytest": "pytest",
     "opentelemetry": "otlp",
+    "ray": "ray",
 }
 """Top-level module -> the extra that installs it."""
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -19,6 +20,8 @@ from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from evalkit import __version__
 from evalkit import answers as answer_stage
@@ -38,12 +41,14 @@ from evalkit.drift.watch import (
     watch_precision,
 )
 from evalkit.embedding import Embedder, ModelFingerprint, build_query_embedder
+from evalkit.engines import SHARD_SUFFIX, EngineStoppedError, RayEngine, write_query_table
 from evalkit.errors import ConfigError, NotFoundError, RetrieverError, StoreError
+from evalkit.extras import require
 from evalkit.goldset.jsonl import QUERIES_FILE
 from evalkit.goldset.model import Goldset
 from evalkit.metrics import EvaluationResult, Evaluator, parse_measures, read_qrels
 from evalkit.records import Query, QueryResult
-from evalkit.replay import ReplayTiming, replay
+from evalkit.replay import ReplayTiming, replay, results_frame
 from evalkit.retrievers.base import Retriever, SupportsPrefetch
 from evalkit.retrievers.factory import RetrieverOptions, build_retriever
 from evalkit.stats.compare import ComparisonReport, compare_scored, score_run
@@ -62,8 +67,10 @@ from evalkit.store.runs import (
     finish_run,
     get_run,
     list_runs,
+    new_run_id,
     run_queries,
 )
+from evalkit.store.shards import load_run_shards, summarize_shards, write_lost_shard
 from evalkit.store.traffic import (
     StoredWindowSummary,
     latest_window_summary,
@@ -108,6 +115,7 @@ __all__ = [
     "comparison_judgments",
     "default_measures",
     "evaluate_goldset",
+    "evaluate_query_table",
     "gate_against_baseline",
     "newest_sample",
     "record_baseline",
@@ -161,17 +169,6 @@ class RunOutcome:
     seconds_answers: float = 0.0
 
 
-def results_frame(results: Sequence[QueryResult]) -> pd.DataFrame:
-    """Retrieved documents as a run DataFrame (query_id, doc_id, score) for the evaluator."""
-    return pd.DataFrame(
-        {
-            "query_id": pd.Series([r.query_id for r in results for _ in r.docs], dtype=object),
-            "doc_id": pd.Series([d.doc_id for r in results for d in r.docs], dtype=object),
-            "score": pd.Series([d.score for r in results for d in r.docs], dtype="float64"),
-        }
-    )
-
-
 StoreOpener = Callable[[], AbstractContextManager[Store]]
 """Opens the store for writing for the duration of a block (``StoreAccess.writer``)."""
 
@@ -191,6 +188,7 @@ def evaluate_goldset(
     judge_settings: JudgeSettings | None = None,
     offline: OfflineFaithfulness | None = None,
     close_retriever: bool = False,
+    engine: RayEngine | None = None,
 ) -> RunOutcome:
     """Replay a goldset against a live retriever, score it and store everything.
 
@@ -212,11 +210,14 @@ def evaluate_goldset(
     the scores are stored under the run id. The judge settings are checked before the
     first query is sent. With ``close_retriever`` the retriever is closed on the way out,
     whatever happens (for callers that built it for this one run).
+
+    With an ``engine`` (``RayEngine``) the replay runs on Ray instead (``_engine_run``):
+    ``retriever`` then only describes the run (its kind, configuration and model), each
+    actor builds its own from ``engine.retriever``; the per-query figures are those of a
+    local run. Answers are not scored on that engine.
     """
     with _closing(retriever if close_retriever else None):
         measure_names = [str(m) for m in parse_measures(list(measures or default_measures(k)))]
-        if answers:
-            judge_settings = answer_settings(judge_settings)
         spec = _goldset_run_spec(
             goldset,
             retriever,
@@ -225,6 +226,25 @@ def evaluate_goldset(
             relevance_threshold=relevance_threshold,
             label=label,
         )
+        if engine is not None:
+            judged = {judgment.query_id for judgment in goldset.judgments}
+            return _engine_run(
+                store,
+                spec,
+                engine,
+                write_queries=lambda path: write_query_table(
+                    path, goldset.queries, goldset.judgments
+                ),
+                k=k,
+                measure_names=measure_names,
+                relevance_threshold=relevance_threshold,
+                n_total=sum(1 for query in goldset.queries if query.id in judged),
+                prepare=lambda writing: save_goldset(writing, goldset),
+                progress=progress,
+                nothing_answered="failed",
+            )
+        if answers:
+            judge_settings = answer_settings(judge_settings)
         timing = ReplayTiming()
         if isinstance(retriever, SupportsPrefetch):
             # The goldset is known in full: its queries are embedded in one length-sorted
@@ -281,6 +301,64 @@ def evaluate_goldset(
             conclude=conclude,
             nothing_answered="failed",
         )
+
+
+def evaluate_query_table(
+    store: Store | StoreOpener,
+    path: Path,
+    engine: RayEngine,
+    *,
+    k: int,
+    measures: Sequence[str] | None = None,
+    relevance_threshold: int = 1,
+    label: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> RunOutcome:
+    """Replay the queries of a Parquet query table (``evalkit.engines``: one row per query
+    with its judgments) on the Ray engine, score and store the run (kind ``queries``).
+
+    For query sets too large for a goldset in memory (a day of traffic, a re-embedded
+    index): the driver never holds the queries or their results, DuckDB reads both from
+    Parquet. The retriever is built once here to describe the run, then closed.
+    """
+    measure_names = [str(m) for m in parse_measures(list(measures or default_measures(k)))]
+    judged_counts = pq.read_table(path, columns=["judged_doc_ids"]).column(0)
+    n_queries = len(judged_counts)
+    n_total = n_queries - int(pc.sum(pc.equal(pc.list_value_length(judged_counts), 0)).as_py() or 0)
+    described = build_retriever(engine.retriever, engine.settings)
+    with _closing(described):
+        fingerprint = described.model_fingerprint()
+        config = described.describe()
+        spec = RunSpec(
+            kind="queries",
+            retriever_kind=str(config.get("kind", type(described).__name__)),
+            k=k,
+            measures=tuple(measure_names),
+            evalkit_version=__version__,
+            relevance_threshold=relevance_threshold,
+            retriever_config=config,
+            collection=config.get("collection"),
+            model_name=fingerprint.name if fingerprint else None,
+            model_dimension=fingerprint.dimension if fingerprint else None,
+            model_fingerprint=fingerprint.canary_hash if fingerprint else None,
+            index_fingerprint=described.index_fingerprint(),
+            label=label,
+            n_queries=n_queries,
+        )
+
+    return _engine_run(
+        store,
+        spec,
+        engine,
+        write_queries=lambda _: path,
+        k=k,
+        measure_names=measure_names,
+        relevance_threshold=relevance_threshold,
+        n_total=n_total,
+        prepare=lambda writing: None,
+        progress=progress,
+        nothing_answered="failed",
+    )
 
 
 _Value = TypeVar("_Value")
@@ -413,32 +491,177 @@ def _finish_run(
     seconds spent writing the final row."""
     recorded = record(store, run_id, results)
     n_failed = sum(1 for result in results if not result.ok)
-    if n_failed and n_failed == len(results):
-        status = "failed"
-    elif not results:
-        status = nothing_answered
-    elif n_failed:
-        status = "partial"
-    else:
-        status = "complete"
     first_error = next((r.error for r in results if r.error), None)
     began = time.perf_counter()
     finish_run(
         store,
         run_id,
-        status=status,
+        status=_run_status(n_failed, len(results), nothing_answered=nothing_answered),
         per_query=recorded.per_query,
         aggregates=recorded.aggregates,
         n_evaluated=recorded.n_evaluated,
         n_total=recorded.n_total,
         n_failed=n_failed,
-        error=(
-            f"{n_failed} of {len(results)} queries failed; first: {first_error}"
-            if n_failed
-            else None
-        ),
+        error=_failure_note(n_failed, len(results), first_error),
     )
     return recorded.value, time.perf_counter() - began
+
+
+def _run_status(n_failed: int, n_results: int, *, nothing_answered: str) -> str:
+    """A replayed run's final status: ``failed`` when every query failed (with no query at
+    all, ``nothing_answered``), ``partial`` when some did, else ``complete``."""
+    if n_failed and n_failed == n_results:
+        return "failed"
+    if not n_results:
+        return nothing_answered
+    return "partial" if n_failed else "complete"
+
+
+def _failure_note(n_failed: int, n_results: int, first_error: str | None) -> str | None:
+    if not n_failed:
+        return None
+    return f"{n_failed} of {n_results} queries failed; first: {first_error}"
+
+
+def _engine_run(
+    store: Store | StoreOpener,
+    spec: RunSpec,
+    engine: RayEngine,
+    *,
+    write_queries: Callable[[Path], Path],
+    k: int,
+    measure_names: Sequence[str],
+    relevance_threshold: int,
+    n_total: int,
+    prepare: Callable[[Store], object],
+    progress: Callable[[int, int], None] | None,
+    nothing_answered: str,
+) -> RunOutcome:
+    """The run lifecycle of a replay on the Ray engine (``evaluate_goldset`` and
+    ``evaluate_query_table`` with an ``engine``).
+
+    ``write_queries(path)`` writes the query table to ``path`` (removed after the load)
+    or returns another, the caller's. The query table is replayed on Ray
+    (``evalkit.engines.ray``); the actors leave one Parquet shard per batch. The one
+    writer then records the queries no shard holds (an actor lost more often than Ray
+    retries it, an engine that stopped) as failed with the reason, and loads every shard
+    and the run's final status in one transaction (``load_run_shards``): the store holds
+    a run with all its rows or none of them, and never a run that looks complete with
+    rows missing. The shards are removed once loaded.
+
+    Given an open ``store``, the run row is created ``running`` before the replay; given a
+    ``StoreOpener``, the store is opened only once the engine has finished, as a local
+    replay does. A crash (or an interruption through ``progress``) marks the run
+    ``failed`` and re-raises; its shards stay on disk.
+    """
+    engine_module = require("evalkit.engines.ray", "the Ray engine (--engine ray)")
+    started_at = utc_now()
+    run_id = new_run_id(started_at)
+    shard_dir = engine.shard_dir(run_id)
+    own_table = shard_dir.with_name(f"{run_id}.queries.parquet")
+    queries = write_queries(own_table)
+    held = isinstance(store, Store)
+    if isinstance(store, Store):
+        prepare(store)
+        create_run(store, spec, started_at=started_at, run_id=run_id)
+    began = time.perf_counter()
+    try:
+        stopped: EngineStoppedError | None = None
+        try:
+            engine_module.replay_on_ray(
+                queries,
+                shard_dir,
+                engine,
+                k=k,
+                measures=measure_names,
+                relevance_threshold=relevance_threshold,
+                total=spec.n_queries,
+                progress=progress,
+            )
+        except EngineStoppedError as error:  # the shards so far are kept; the rest is lost
+            stopped = error
+        replay_seconds = time.perf_counter() - began
+        with _writer(store) as writing:
+            if not held:
+                prepare(writing)
+                create_run(writing, spec, started_at=started_at, run_id=run_id)
+            store_began = time.perf_counter()
+            _load_engine_run(
+                writing,
+                run_id,
+                shard_dir,
+                queries,
+                stopped=stopped,
+                measure_names=measure_names,
+                n_total=n_total,
+                nothing_answered=nothing_answered,
+            )
+            outcome = RunOutcome(
+                run=get_run(writing, run_id),
+                timing=ReplayTiming(retriever_seconds=replay_seconds),
+                seconds_store=time.perf_counter() - store_began,
+                extra={"engine": "ray", "shard_dir": str(shard_dir)},
+            )
+    except BaseException as error:
+        with contextlib.suppress(Exception), _writer(store) as writing:
+            if not _run_exists(writing, run_id):
+                prepare(writing)
+                create_run(writing, spec, started_at=started_at, run_id=run_id)
+            fail_run(writing, run_id, f"{type(error).__name__}: {error}")
+        raise
+    shutil.rmtree(shard_dir, ignore_errors=True)
+    own_table.unlink(missing_ok=True)
+    return outcome
+
+
+@contextlib.contextmanager
+def _writer(store: Store | StoreOpener) -> Iterator[Store]:
+    """``store`` itself, or the store ``store()`` opens for the duration of the block."""
+    if isinstance(store, Store):
+        yield store
+        return
+    with store() as opened:
+        yield opened
+
+
+def _run_exists(store: Store, run_id: str) -> bool:
+    try:
+        get_run(store, run_id)
+    except NotFoundError:
+        return False
+    return True
+
+
+def _load_engine_run(
+    store: Store,
+    run_id: str,
+    shard_dir: Path,
+    queries: Path,
+    *,
+    stopped: EngineStoppedError | None,
+    measure_names: Sequence[str],
+    n_total: int,
+    nothing_answered: str,
+) -> None:
+    reason = (
+        f"lost: the Ray engine stopped before this query's batch was stored ({stopped})"
+        if stopped is not None
+        else "lost: no shard of the Ray engine holds this query"
+    )
+    shards = sorted(shard_dir.glob(f"*{SHARD_SUFFIX}"))
+    lost = shard_dir / f"lost{SHARD_SUFFIX}"
+    if write_lost_shard(store, queries, shards, lost, error=reason, measures=measure_names):
+        shards.append(lost)
+    summary = summarize_shards(store, shards, measure_names)
+    load_run_shards(
+        store,
+        run_id,
+        shards,
+        measures=measure_names,
+        status=_run_status(summary.n_failed, summary.n_queries, nothing_answered=nothing_answered),
+        n_total=n_total,
+        error=_failure_note(summary.n_failed, summary.n_queries, summary.first_error),
+    )
 
 
 def _goldset_run_spec(

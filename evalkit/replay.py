@@ -11,11 +11,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
+import pandas as pd
+
 from evalkit.errors import RetrieverError
 from evalkit.records import Query, QueryResult
 from evalkit.retrievers.base import Retriever
 
-__all__ = ["ReplayTiming", "replay"]
+__all__ = ["ReplayTiming", "replay", "results_frame"]
 
 BatchSink = Callable[[list[QueryResult]], None]
 Progress = Callable[[int, int], None]
@@ -74,6 +76,17 @@ def replay(
             progress(len(results), total)
         timing.sink_seconds += time.perf_counter() - sink_began
     return results
+
+
+def results_frame(results: Sequence[QueryResult]) -> pd.DataFrame:
+    """Retrieved documents as a run DataFrame (query_id, doc_id, score) for the evaluator."""
+    return pd.DataFrame(
+        {
+            "query_id": pd.Series([r.query_id for r in results for _ in r.docs], dtype=object),
+            "doc_id": pd.Series([d.doc_id for r in results for d in r.docs], dtype=object),
+            "score": pd.Series([d.score for r in results for d in r.docs], dtype="float64"),
+        }
+    )
 
 
 def _check_answer(batch: list[Query], answered: Sequence[QueryResult]) -> list[QueryResult]:

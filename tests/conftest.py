@@ -42,3 +42,12 @@ def evalkit_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("EVALKIT_CHROMA_URL", raising=False)
     monkeypatch.chdir(tmp_path)
     return home
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Any:
+    """A local Ray instance (2 CPUs, loopback, no dashboard) shared by the session's tests."""
+    from ray_cluster import start_ray
+
+    with start_ray() as address:
+        yield address

@@ -9,7 +9,17 @@ from typing import Annotated
 
 import typer
 
-__all__ = ["AllowMismatch", "ChromaUrl", "Collection", "HttpUrl", "RetrieverSpec", "WhereKey"]
+__all__ = [
+    "AllowMismatch",
+    "ChromaUrl",
+    "Collection",
+    "Engine",
+    "HttpUrl",
+    "RayActors",
+    "RayAddress",
+    "RetrieverSpec",
+    "WhereKey",
+]
 
 Collection = Annotated[
     str | None, typer.Option(help="Chroma collection to query (embedded store or --chroma-url).")
@@ -51,5 +61,29 @@ AllowMismatch = Annotated[
     typer.Option(
         help="Query a collection built with another embedding model anyway (results are "
         "then meaningless; for diagnosis only)."
+    ),
+]
+Engine = Annotated[
+    str,
+    typer.Option(
+        "--engine",
+        help="Where the replay runs: local (this process) or ray (a pool of Ray actors; "
+        "needs the [ray] extra; see docs/scale.md).",
+    ),
+]
+RayAddress = Annotated[
+    str | None,
+    typer.Option(
+        "--ray-address",
+        help="Ray cluster to run on with --engine ray (default: RAY_ADDRESS, else a local "
+        "Ray instance started for the run).",
+    ),
+]
+RayActors = Annotated[
+    int,
+    typer.Option(
+        "--ray-actors",
+        min=1,
+        help="Actors replaying queries with --engine ray, each with one retriever client.",
     ),
 ]

@@ -14,7 +14,10 @@ from evalkit.cli._retriever import (
     AllowMismatch,
     ChromaUrl,
     Collection,
+    Engine,
     HttpUrl,
+    RayActors,
+    RayAddress,
     RetrieverSpec,
     WhereKey,
 )
@@ -68,6 +71,9 @@ def run(
             "the responses there is nothing to score.",
         ),
     ] = True,
+    engine: Engine = "local",
+    ray_address: RayAddress = None,
+    ray_actors: RayActors = 2,
     next_steps: Annotated[bool, typer.Option(hidden=True)] = False,
     output: Annotated[OutputFormat, typer.Option("--format", help="table or json")] = (
         OutputFormat.table
@@ -81,8 +87,13 @@ def run(
     the retriever returns generated answers (an HTTP endpoint's "answer", with the passages
     as results' "text"), their faithfulness is scored too, unless --no-answers.
 
+    With --engine ray the queries are replayed by a pool of Ray actors (--ray-actors), on
+    the cluster at --ray-address or RAY_ADDRESS, else on a local Ray instance; the stored
+    per-query figures are those of a local run (answers are not scored on Ray).
+
     Example: evalkit run --goldset demo --collection demo --k 100 --format json
     """
+    from evalkit.engines import RayEngine, check_engine
     from evalkit.retrievers.factory import (
         RetrieverOptions,
         build_retriever,
@@ -99,6 +110,11 @@ def run(
         where_key=where_key,
         allow_model_mismatch=allow_model_mismatch,
     )
+    on_ray = (
+        RayEngine(options, config, address=ray_address, actors=ray_actors)
+        if check_engine(engine) == "ray"
+        else None
+    )
     # The query model loads in the background while the store, the goldset and the
     # retriever are opened, then embeds the goldset's queries ahead of the replay: the
     # model's native code runs while this thread imports and opens things.
@@ -110,7 +126,7 @@ def run(
         # run: other writers (a goldset import, a scheduled job) need not wait for the replay.
         with open_store(write=True, purpose="run", config=config) as store:
             gold = load_goldset(store, goldset, goldset_version)
-        if embedder is not None:
+        if embedder is not None and on_ray is None:
             embedder.prefetch([query.text for query in gold.queries])
         from evalkit.pipeline import evaluate_goldset
 
@@ -128,6 +144,7 @@ def run(
                 progress=bar,
                 answers=answers,
                 close_retriever=True,
+                engine=on_ray,
             )
     finally:
         if embedder is not None:

@@ -52,6 +52,7 @@ from evalkit.audit import CHECK_NAMES, AuditConfig
 from evalkit.clock import utc_now
 from evalkit.config import Duration
 from evalkit.embedding import build_query_embedder, load_embedder_for
+from evalkit.engines import RayEngine
 from evalkit.errors import ConfigError, EvalkitError, StoreError
 from evalkit.pipeline import (
     answer_settings,
@@ -211,20 +212,21 @@ class RetrieverParams(_Params):
             "http_retriever, or a [retriever] table for every job that names none"
         )
 
+    def options(self) -> RetrieverOptions:
+        """The retriever options these fields describe."""
+        return RetrieverOptions(
+            collection=self.collection,
+            chroma_url=self.chroma_url,
+            http_url=self.http_retriever,
+            retriever=self.retriever,
+            factory_options=self.retriever_options,
+            where_key=self.where_key,
+            allow_model_mismatch=self.allow_model_mismatch,
+        )
+
     def build(self, settings: Settings) -> Retriever:
         """The retriever these fields name (the ``[retriever]`` table's when they name none)."""
-        return build_retriever(
-            RetrieverOptions(
-                collection=self.collection,
-                chroma_url=self.chroma_url,
-                http_url=self.http_retriever,
-                retriever=self.retriever,
-                factory_options=self.retriever_options,
-                where_key=self.where_key,
-                allow_model_mismatch=self.allow_model_mismatch,
-            ),
-            settings,
-        )
+        return build_retriever(self.options(), settings)
 
 
 _RUN_STATUS = {"complete": "succeeded", "partial": "partial", "failed": "failed"}
@@ -243,6 +245,25 @@ class GoldsetReplayParams(RetrieverParams):
     label: str | None = Field(
         default=None, description="Label stored with the run (default: the job's name)."
     )
+    engine: Literal["local", "ray"] = Field(
+        default="local",
+        description="Where the replay runs: local (the service's process) or ray (a pool of "
+        "Ray actors; needs the [ray] extra; docs/scale.md).",
+    )
+    ray_address: str | None = Field(
+        default=None,
+        description="Ray cluster of engine = ray (default: RAY_ADDRESS, else a local Ray "
+        "instance started for the run).",
+    )
+    ray_actors: int = Field(
+        default=2, ge=1, description="Actors replaying queries with engine = ray."
+    )
+
+    def ray_engine(self, settings: Settings) -> RayEngine | None:
+        """The Ray engine these fields ask for, or None for the local one."""
+        if self.engine != "ray":
+            return None
+        return RayEngine(self.options(), settings, address=self.ray_address, actors=self.ray_actors)
 
 
 def _goldset_replay(ctx: JobContext, params: GoldsetReplayParams) -> JobOutcome:
@@ -261,6 +282,7 @@ def _goldset_replay(ctx: JobContext, params: GoldsetReplayParams) -> JobOutcome:
         label=params.label or ctx.job,
         progress=ctx.progress,
         close_retriever=True,
+        engine=params.ray_engine(settings),
     )
     run = outcome.run
     return JobOutcome(

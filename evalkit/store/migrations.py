@@ -21,6 +21,7 @@ from evalkit.store import audit as _audit
 from evalkit.store import drift as _drift
 from evalkit.store import jobs as _jobs
 from evalkit.store import retention as _retention
+from evalkit.store import shards as _shards
 from evalkit.store import traffic as _traffic
 
 __all__ = ["MIGRATIONS", "Migration"]
@@ -141,4 +142,5 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(8, "answer_items", _answers.ITEMS_SCHEMA_SQL),
     Migration(9, "context_embeddings", _answers.CONTEXT_EMBEDDINGS_SQL),
     Migration(10, "traffic_spans", _traffic.SPANS_SCHEMA_SQL),
+    Migration(11, "run_shards", _shards.SCHEMA_SQL),
 )

@@ -41,6 +41,7 @@ __all__ = [
     "get_run",
     "latest_aggregates",
     "list_runs",
+    "mark_finished",
     "new_run_id",
     "query_metrics",
     "run_aggregates",
@@ -135,15 +136,22 @@ class RunRecord:
         }
 
 
-def create_run(store: Store, spec: RunSpec, *, started_at: datetime | None = None) -> str:
+def create_run(
+    store: Store,
+    spec: RunSpec,
+    *,
+    started_at: datetime | None = None,
+    run_id: str | None = None,
+) -> str:
     """Record a new run as ``running`` and return its id (committed at once).
 
     ``started_at`` (UTC, naive) defaults to now; a run replayed before it is recorded
-    gives the time its replay began.
+    gives the time its replay began. ``run_id`` (default: a new one, ``new_run_id``) is
+    for a run whose files were named before its row was written.
     """
     store.require_writable()
     started_at = started_at or utc_now()
-    run_id = new_run_id(started_at)
+    run_id = run_id or new_run_id(started_at)
     try:
         with store.transaction() as con:
             con.execute(
@@ -248,13 +256,36 @@ def finish_run(
         with store.transaction() as con:
             store.insert_frame("query_metrics", long)
             store.insert_frame("run_aggregates", aggregate_rows)
-            con.execute(
-                "UPDATE runs SET status = ?, finished_at = ?, n_failed = ?, n_evaluated = ?,"
-                " error = ? WHERE run_id = ?",
-                [status, utc_now(), n_failed, n_evaluated, _masked(error), run_id],
+            mark_finished(
+                con,
+                run_id,
+                status=status,
+                n_failed=n_failed,
+                n_evaluated=n_evaluated,
+                error=error,
             )
     except duckdb.Error as err:
         raise StoreError(f"cannot finish run {run_id}: {err}") from err
+
+
+def mark_finished(
+    con: duckdb.DuckDBPyConnection,
+    run_id: str,
+    *,
+    status: RunStatus,
+    n_failed: int,
+    n_evaluated: int,
+    error: str | None,
+) -> None:
+    """Write a run's final status row inside the caller's open transaction (whose other
+    statements store the figures that status vouches for)."""
+    if status not in RUN_STATUSES or status == "running":
+        raise StoreError(f"cannot finish run {run_id} with status {status!r}")
+    con.execute(
+        "UPDATE runs SET status = ?, finished_at = ?, n_failed = ?, n_evaluated = ?,"
+        " error = ? WHERE run_id = ?",
+        [status, utc_now(), n_failed, n_evaluated, _masked(error), run_id],
+    )
 
 
 def fail_run(store: Store, run_id: str, error: str) -> None:

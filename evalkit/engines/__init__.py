@@ -1,0 +1,157 @@
+"""Where a replay runs: ``local`` (one process, the default) or ``ray`` (a Ray cluster).
+
+The local engine is ``evalkit.replay`` driven by the pipeline. The Ray engine
+(``evalkit.engines.ray``, imported only when asked for: Ray is the ``[ray]`` extra) reads
+the queries as a Ray dataset from a Parquet query table, replays them on a pool of actors
+that each hold one retriever (and its query embedder), scores every batch with the
+metric kernels, and leaves one Parquet shard per batch under the run's shard directory;
+the pipeline's one store writer then loads the shards into DuckDB in one transaction.
+
+A query table (``QUERY_TABLE_COLUMNS``) holds one row per query: ``query_id``, ``text``,
+``tenant`` (may be null) and the query's judgments as two parallel lists,
+``judged_doc_ids`` and ``judged_relevance`` (empty for an unjudged query).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from evalkit.errors import ConfigError, RetrieverError
+from evalkit.extras import require
+from evalkit.records import Judgment, Query
+
+if TYPE_CHECKING:
+    from evalkit.config import Settings
+    from evalkit.retrievers.factory import RetrieverOptions
+
+__all__ = [
+    "ENGINES",
+    "QUERY_TABLE_COLUMNS",
+    "SHARD_SUFFIX",
+    "EngineStoppedError",
+    "RayEngine",
+    "check_engine",
+    "query_table",
+    "write_query_table",
+]
+
+ENGINES: tuple[str, ...] = ("local", "ray")
+"""The engines a replay can run on."""
+
+QUERY_TABLE_COLUMNS: tuple[str, ...] = (
+    "query_id",
+    "text",
+    "tenant",
+    "judged_doc_ids",
+    "judged_relevance",
+)
+"""The columns of a query table (see the module docstring)."""
+
+ROW_GROUP_SIZE = 10_000
+"""Queries per row group of a query table evalkit writes."""
+
+SHARD_SUFFIX = ".parquet"
+"""How a finished shard's file name ends (one being written ends ``.tmp``)."""
+
+QUERY_TABLE_SCHEMA = pa.schema(
+    [
+        pa.field("query_id", pa.string(), nullable=False),
+        pa.field("text", pa.string(), nullable=False),
+        pa.field("tenant", pa.string()),
+        pa.field("judged_doc_ids", pa.list_(pa.string())),
+        pa.field("judged_relevance", pa.list_(pa.int32())),
+    ]
+)
+
+
+class EngineStoppedError(RetrieverError):
+    """The engine stopped before every batch was replayed (an actor that could not be
+    built, a cluster that went away); the shards written until then are kept."""
+
+
+def check_engine(name: str) -> str:
+    """``name`` when it is an engine evalkit has; ConfigError listing them otherwise."""
+    if name not in ENGINES:
+        raise ConfigError(f"unknown engine {name!r}; engines: {', '.join(ENGINES)}")
+    return name
+
+
+@dataclass(frozen=True)
+class RayEngine:
+    """A replay on Ray: where the cluster is and how the actor pool is shaped.
+
+    ``retriever`` and ``settings`` travel to every actor, which builds its own retriever
+    from them (a retriever client cannot be shipped between processes); a ``query_embedder``
+    in the options is left behind, each actor builds the ``[embedder]`` one. ``address``
+    is a Ray cluster's address (None: ``RAY_ADDRESS`` if set, else a local Ray instance
+    started for the run and stopped after it). ``actors`` is the size of the pool;
+    ``batch_size`` the queries per batch (and per shard); ``actor_cpus`` the CPUs Ray
+    reserves per actor (replay waits on the retriever, so less than one CPU is usual);
+    ``shard_root`` the directory under which each run's shards go (None:
+    ``settings.home / "shards"``). An actor that dies is restarted by Ray and its batch
+    retried (Ray Data's default for actor pools).
+    """
+
+    retriever: RetrieverOptions
+    settings: Settings
+    address: str | None = None
+    actors: int = 2
+    batch_size: int = 256
+    actor_cpus: float = 0.5
+    shard_root: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.actors < 1 or self.batch_size < 1 or self.actor_cpus <= 0:
+            raise ConfigError(
+                "the Ray engine needs actors >= 1, batch_size >= 1 and actor_cpus > 0; got "
+                f"actors={self.actors}, batch_size={self.batch_size}, "
+                f"actor_cpus={self.actor_cpus}"
+            )
+        # A missing extra is refused before anything is read or replayed.
+        require("ray", "the Ray engine (--engine ray)")
+
+    def shard_dir(self, run_id: str) -> Path:
+        """The directory the shards of run ``run_id`` are written to."""
+        root = self.shard_root if self.shard_root is not None else self.settings.home / "shards"
+        return root / run_id
+
+
+def query_table(queries: Sequence[Query], judgments: Sequence[Judgment] = ()) -> pa.Table:
+    """``queries`` and their ``judgments`` as a query table, in the queries' order."""
+    judged: dict[str, tuple[list[str], list[int]]] = {}
+    for judgment in judgments:
+        doc_ids, grades = judged.setdefault(judgment.query_id, ([], []))
+        doc_ids.append(judgment.doc_id)
+        grades.append(judgment.relevance)
+    empty: tuple[list[str], list[int]] = ([], [])
+    return pa.table(
+        {
+            "query_id": [query.id for query in queries],
+            "text": [query.text for query in queries],
+            "tenant": [query.tenant for query in queries],
+            "judged_doc_ids": [judged.get(query.id, empty)[0] for query in queries],
+            "judged_relevance": [judged.get(query.id, empty)[1] for query in queries],
+        },
+        schema=QUERY_TABLE_SCHEMA,
+    )
+
+
+def write_query_table(
+    path: Path,
+    queries: Sequence[Query],
+    judgments: Sequence[Judgment] = (),
+    *,
+    row_group_size: int = ROW_GROUP_SIZE,
+) -> Path:
+    """Write ``queries`` and ``judgments`` as a query table to the Parquet file ``path``,
+    in row groups of ``row_group_size`` queries (the units a reader can spread over
+    workers)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(query_table(queries, judgments), path, row_group_size=row_group_size)
+    return path
