@@ -21,7 +21,6 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from evalkit import __version__
 from evalkit import answers as answer_stage
@@ -321,6 +320,9 @@ def evaluate_query_table(
     index): the driver never holds the queries or their results, DuckDB reads both from
     Parquet. The retriever is built once here to describe the run, then closed.
     """
+    # Parquet's reader is for the engine's paths only, not every `evalkit run`'s start.
+    import pyarrow.parquet as pq
+
     measure_names = [str(m) for m in parse_measures(list(measures or default_measures(k)))]
     judged_counts = pq.read_table(path, columns=["judged_doc_ids"]).column(0)
     n_queries = len(judged_counts)

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from evalkit.errors import ConfigError, RetrieverError
 from evalkit.extras import require
@@ -152,6 +151,9 @@ def write_query_table(
     """Write ``queries`` and ``judgments`` as a query table to the Parquet file ``path``,
     in row groups of ``row_group_size`` queries (the units a reader can spread over
     workers)."""
+    # Parquet's writer only when a table is written: `evalkit run` imports this module.
+    import pyarrow.parquet as pq
+
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(query_table(queries, judgments), path, row_group_size=row_group_size)
     return path
