@@ -96,6 +96,34 @@ def _audit(store: Store, kind: str, doc_ids: Sequence[str], collection: str = "m
 REMOVED = sorted(f"{q}-b" for q in query_ids(N)[:7])
 
 
+def precision_check(store: Store, baseline: str, candidate: str, measure: str) -> str:
+    """A stored precision drift check of the demo series between two runs; its id."""
+    return save_drift_check(
+        store,
+        stream="precision",
+        subject="mini|chroma-embedded:mini",
+        finding="drift",
+        method="page_hinkley+paired",
+        is_drift=True,
+        reference=baseline,
+        current=candidate,
+        details={"measure": measure},
+    ).check_id
+
+
+def model_canary_check(store: Store, statistic: float) -> str:
+    """A stored model canary check that found the query model differs from the index's."""
+    return save_drift_check(
+        store,
+        stream="model",
+        subject="mini",
+        finding="model_mismatch",
+        method="canary_fingerprint",
+        is_drift=True,
+        statistic=statistic,
+    ).check_id
+
+
 def seed_removed_documents(path: Path) -> dict[str, str]:
     """A goldset, a good baseline run, a run after seven relevant documents left the index
     (its fingerprint changed too), and the audit that found them missing."""
@@ -212,20 +240,12 @@ def test_a_swapped_query_model_ranks_first_and_a_canary_mismatch_before_it(
     assert "fp-1" in explanation.causes[0].statement
     assert "fp-other" in explanation.causes[0].statement
 
-    check = save_drift_check(
-        store,
-        stream="model",
-        subject="mini",
-        finding="model_mismatch",
-        method="canary_fingerprint",
-        is_drift=True,
-        statistic=0.02,
-    )
+    check = model_canary_check(store, 0.02)
     explanation = explain_runs(store, candidate, **FAST)
     kinds = [cause.kind for cause in explanation.causes]
     assert kinds[:2] == ["index_model_mismatch", "query_model_changed"]
     assert explanation.causes[0].link.page == "drift"
-    assert dict(explanation.causes[0].link.params) == {"check": check.check_id}
+    assert dict(explanation.causes[0].link.params) == {"check": check}
     assert "0.020" in explanation.causes[0].statement
 
 
@@ -314,22 +334,12 @@ def test_a_precision_drift_check_and_an_alert_resolve_to_their_runs(store: Store
     removed = {f"{q}-b" for q in query_ids(N)[:7]}
     candidate = _run(store, gold, _without(removed), index="idx-2")
     _audit(store, "missing_from_index", sorted(removed))
-    check = save_drift_check(
-        store,
-        stream="precision",
-        subject="mini|chroma-embedded:mini",
-        finding="drift",
-        method="page_hinkley+paired",
-        is_drift=True,
-        reference=baseline,
-        current=candidate,
-        details={"measure": "precision@10"},
-    )
-    explanation = explain_drift_check(store, check.check_id, **FAST)
+    check = precision_check(store, baseline, candidate, "precision@10")
+    explanation = explain_drift_check(store, check, **FAST)
     assert (explanation.baseline, explanation.candidate) == (baseline, candidate)
     assert explanation.measure == "precision@10"
     assert explanation.causes[0].kind == "missing_from_index"
-    assert explanation.about == {"drift_check": check.check_id}
+    assert explanation.about == {"drift_check": check}
 
     now = utc_now()
     alert = StoredAlert(
@@ -462,19 +472,11 @@ def test_a_model_canary_check_resolves_to_the_newest_run_of_its_collection(
     baseline = _run(store, gold, {q: perfect(q) for q in query_ids(N)})
     shuffled = {q: [f"y{i}" for i in range(5)] + perfect(q)[:5] for q in query_ids(N)}
     candidate = _run(store, gold, shuffled)
-    check = save_drift_check(
-        store,
-        stream="model",
-        subject="mini",
-        finding="model_mismatch",
-        method="canary_fingerprint",
-        is_drift=True,
-        statistic=0.01,
-    )
+    check = model_canary_check(store, 0.01)
 
-    explanation = explain_drift_check(store, check.check_id, **FAST)
+    explanation = explain_drift_check(store, check, **FAST)
 
     assert (explanation.baseline, explanation.candidate) == (baseline, candidate)
     assert explanation.causes[0].kind == "index_model_mismatch"
     assert explanation.causes[0].score == pytest.approx(1.0)
-    assert explanation.about == {"drift_check": check.check_id}
+    assert explanation.about == {"drift_check": check}

@@ -7,12 +7,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from test_causes import seed_removed_documents
+from test_causes import precision_check, seed_removed_documents
 from test_dashboard_pages import open_page, seeded, use_store  # noqa: F401  (fixtures)
 from test_dashboard_seed import SeededStore
 
 from evalkit.store import Store
-from evalkit.store.drift import save_drift_check
 
 
 def _texts(app) -> str:  # type: ignore[no-untyped-def]
@@ -56,17 +55,7 @@ def test_a_precision_drift_check_shows_the_causes_of_its_runs(
     path = tmp_path / "evalkit.duckdb"
     ids = seed_removed_documents(path)
     with Store.open(path) as store:
-        check = save_drift_check(
-            store,
-            stream="precision",
-            subject="mini|chroma-embedded:mini",
-            finding="drift",
-            method="page_hinkley+paired",
-            is_drift=True,
-            reference=ids["baseline"],
-            current=ids["candidate"],
-            details={"measure": "ndcg@10"},
-        ).check_id
+        check = precision_check(store, ids["baseline"], ids["candidate"], "ndcg@10")
     use_store(path)
     app = open_page("drift", check=check)
     text = _texts(app)

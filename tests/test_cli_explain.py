@@ -6,12 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
-from test_causes import N, _audit, _run, _without
+from test_causes import N, _audit, _run, _without, precision_check
 from test_dashboard_seed import goldset, perfect, query_ids
 
 from evalkit.cli import invoke
 from evalkit.store import Store
-from evalkit.store.drift import save_drift_check
 from evalkit.store.goldsets import save_goldset
 
 REMOVED = {f"{q}-b" for q in query_ids(N)[:7]}
@@ -27,17 +26,7 @@ def runs(evalkit_home: Path) -> dict[str, str]:
         baseline = _run(store, gold, {q: perfect(q) for q in query_ids(N)})
         candidate = _run(store, gold, _without(REMOVED), index="idx-2")
         audit = _audit(store, "orphaned_judgments", sorted(REMOVED))
-        check = save_drift_check(
-            store,
-            stream="precision",
-            subject="mini|chroma-embedded:mini",
-            finding="drift",
-            method="page_hinkley+paired",
-            is_drift=True,
-            reference=baseline,
-            current=candidate,
-            details={"measure": "ndcg@10"},
-        ).check_id
+        check = precision_check(store, baseline, candidate, "ndcg@10")
     return {"baseline": baseline, "candidate": candidate, "audit": audit, "check": check}
 
 
