@@ -11,8 +11,10 @@ import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+
+from loopback import LoopbackHTTPServer
 
 
 def write_goldset_files(folder: Path, n_queries: int = 40) -> Path:
@@ -53,7 +55,7 @@ class PerfectRetriever(BaseHTTPRequestHandler):
 @contextmanager
 def retriever_endpoint(handler: type[BaseHTTPRequestHandler] = PerfectRetriever) -> Iterator[str]:
     """Serve ``handler`` on loopback for the block; yields its search URL."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server = LoopbackHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}/search"

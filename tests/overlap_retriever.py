@@ -13,10 +13,11 @@ import re
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from demo_index import demo_documents
+from loopback import LoopbackHTTPServer
 
 _WORD = re.compile(r"[a-z0-9]+")
 
@@ -60,7 +61,7 @@ def overlap_retriever(*, delay: float = 0.0, fail: frozenset[str] = frozenset())
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = LoopbackHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()

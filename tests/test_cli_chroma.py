@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from chroma_server import ChromaServer, chroma_server_fixture  # noqa: F401
+from loopback import LoopbackHTTPServer
 
 from evalkit.cli import invoke
 from evalkit.embedding import load_embedder
@@ -198,7 +199,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def http_endpoint() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    server = LoopbackHTTPServer(("127.0.0.1", 0), _Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}/search"

@@ -6,13 +6,14 @@ import json
 import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from gate_inputs import retriever_endpoint, write_goldset_files
+from loopback import LoopbackHTTPServer
 
 from evalkit.cli import invoke
 
@@ -269,7 +270,7 @@ def test_a_stored_candidate_with_failed_queries_is_refused_or_counted_as_zero(
     files: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("EVALKIT_HTTP_RETRIES", "0")
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _FlakyEndpoint)
+    server = LoopbackHTTPServer(("127.0.0.1", 0), _FlakyEndpoint)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}/search"
     try:

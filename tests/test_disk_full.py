@@ -16,10 +16,11 @@ import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
+from loopback import LoopbackHTTPServer
 
 from evalkit.store import Store
 from evalkit.store.goldsets import list_goldsets
@@ -102,7 +103,7 @@ def small_disk(tmp_path: Path) -> Iterator[SmallDisk]:
     )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _ManyResults)
+    server = LoopbackHTTPServer(("127.0.0.1", 0), _ManyResults)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     env = {

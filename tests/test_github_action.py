@@ -32,6 +32,7 @@ from typing import Any
 
 import pytest
 import yaml
+from loopback import LoopbackHTTPServer
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / ".github" / "actions" / "evalkit-gate"
@@ -482,7 +483,7 @@ def api_url(server: ThreadingHTTPServer) -> str:
 
 @pytest.fixture
 def github_api() -> Iterator[ThreadingHTTPServer]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _GitHubApi)
+    server = LoopbackHTTPServer(("127.0.0.1", 0), _GitHubApi)
     server.requests = []  # type: ignore[attr-defined]
     server.comments = []  # type: ignore[attr-defined]
     threading.Thread(target=server.serve_forever, daemon=True).start()

@@ -10,11 +10,12 @@ from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import httpx
 import pytest
+from loopback import LoopbackHTTPServer
 
 from evalkit.errors import ConfigError, RetrieverError
 from evalkit.records import Query, ScoredDoc
@@ -128,7 +129,7 @@ def make_handler(endpoint: Endpoint) -> type[BaseHTTPRequestHandler]:
 @pytest.fixture
 def endpoint() -> Iterator[tuple[str, Endpoint]]:
     state = Endpoint()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(state))
+    server = LoopbackHTTPServer(("127.0.0.1", 0), make_handler(state))
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()

@@ -11,12 +11,13 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
+from loopback import LoopbackHTTPServer
 from test_answers_judge import FakeJudge, fake_judge  # noqa: F401
 
 from evalkit.answers import AnswerRecord
@@ -95,7 +96,7 @@ class _RagHandler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def rag_endpoint() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _RagHandler)
+    server = LoopbackHTTPServer(("127.0.0.1", 0), _RagHandler)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -12,12 +12,13 @@ import subprocess
 import sys
 import threading
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pytest
+from loopback import LoopbackHTTPServer
 
 from evalkit.cli import invoke
 from evalkit.goldset.model import Goldset
@@ -128,7 +129,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Runs:
     """Three runs of one goldset replayed over real HTTP and stored: tie-free scores,
     tied scores, and one with a doc id holding a space. q13 fails (HTTP 503)."""
     home = tmp_path_factory.mktemp("export-home")
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = LoopbackHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()

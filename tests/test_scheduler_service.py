@@ -586,3 +586,41 @@ command = {toml_list([sys.executable, "-c", "pass"])}
     assert 'evalkit_job_runs_total{job="quick",status="succeeded"} 0' in open_metrics.text
     assert "process_cpu_seconds_total " in open_metrics.text
     assert serve.stop() == 0
+
+
+def test_sigterm_while_serve_waits_for_the_store_at_start_up_stops_it_cleanly(
+    home: Home, serves: list[Serve]
+) -> None:
+    """A signal during start-up (here: recovery waiting for a store another process holds)
+    ends ``serve`` with exit 0 and its locks released, not killed half-started."""
+    Store.open(home.store).close()
+    home.config.write_text('[scheduler]\nhealth_port = 0\nlock_wait = "10m"\n', encoding="utf-8")
+    lock_path = home.store.with_name(home.store.name + ".writer.lock")
+    holder, holder_out = _spawn(home, [sys.executable, "-c", HOLDER, str(lock_path)], "holder")
+    try:
+        wait_until(lambda: "holding" in holder_out.read_text(), timeout=60, what="holder")
+        log = home.root / "starting.log"
+        with log.open("ab") as sink:
+            process = subprocess.Popen(
+                evalkit_command("serve", "--log-level", "info"),
+                env=home.env,
+                cwd=home.root,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+            )
+        serves.append(Serve(process=process, log=log, url=""))
+        wait_until(
+            lambda: "waiting for the store" in log.read_text(),
+            timeout=STARTUP,
+            what="serve to wait for the store",
+        )
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0, log.read_text()
+        assert "stopping during start-up (SIGTERM)" in log.read_text()
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+    # Nothing is left held: the next start takes the service lock and the store.
+    serve = start_serve(home, "serve")
+    serves.append(serve)
+    assert serve.stop() == 0

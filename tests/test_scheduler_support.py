@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from loopback import LoopbackHTTPServer
 
 from evalkit.alerts.payload import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, verify_signature
 from evalkit.goldset.model import Goldset
@@ -115,7 +116,7 @@ class Receiver:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        server = LoopbackHTTPServer(("127.0.0.1", self.port), Handler)
         server.daemon_threads = True
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
@@ -217,7 +218,7 @@ class FakeRetriever:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = LoopbackHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}/search"
         self._thread = threading.Thread(

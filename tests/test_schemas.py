@@ -12,11 +12,12 @@ import threading
 import tomllib
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+from loopback import LoopbackHTTPServer
 from test_scheduler_support import Receiver, receiver_fixture  # noqa: F401  (fixture)
 
 from evalkit.alerts import Alert, AlertStatus, WebhookSink
@@ -235,7 +236,7 @@ class _Capture(BaseHTTPRequestHandler):
 @pytest.fixture
 def endpoint() -> Iterator[str]:
     _Capture.bodies = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Capture)
+    server = LoopbackHTTPServer(("127.0.0.1", 0), _Capture)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()

@@ -15,12 +15,13 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import quote
 
 import duckdb
 import pytest
+from loopback import LoopbackHTTPServer
 from test_run_answers import JUDGMENTS, QUERIES, RESPONSES
 
 from evalkit.redaction import mask_url, redact, url_secrets
@@ -65,7 +66,7 @@ class _EchoingHandler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def echoing_server() -> Iterator[int]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _EchoingHandler)
+    server = LoopbackHTTPServer(("127.0.0.1", 0), _EchoingHandler)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:

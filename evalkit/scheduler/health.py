@@ -405,6 +405,9 @@ class ServiceHTTPServer(ThreadingHTTPServer):
 
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's default backlog of 5 refuses (or resets) connections when a fleet of
+    # exporters or a burst of scrapes connects at once.
+    request_queue_size = socket.SOMAXCONN
 
     def __init__(self, host: str, port: int, handler: type[BaseHTTPRequestHandler]) -> None:
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET

@@ -388,19 +388,38 @@ class SchedulerService:
             self._locked = False
 
     def run_forever(self, *, install_signals: bool = True) -> bool:
-        """Start, wait for SIGTERM/SIGINT (or ``request_stop``), stop. True if clean."""
-        self.start()
-        if install_signals:
+        """Start, wait for SIGTERM/SIGINT (or ``request_stop``), stop. True if clean.
 
-            def handle(signum: int, frame: FrameType | None) -> None:
-                _log.info("received %s", signal.Signals(signum).name)
-                self.request_stop()
+        The handlers are installed before start-up, so a signal that arrives while the
+        service starts (waiting for the store, say) stops it cleanly instead of killing it
+        with locks and a half-started receiver behind.
+        """
+        started = threading.Event()
 
-            signal.signal(signal.SIGTERM, handle)
-            signal.signal(signal.SIGINT, handle)
+        def handle(signum: int, frame: FrameType | None) -> None:
+            name = signal.Signals(signum).name
+            _log.info("received %s", name)
+            self.request_stop()
+            if not started.is_set():
+                raise _StoppedWhileStarting(name)
+
+        try:
+            if install_signals:
+                signal.signal(signal.SIGTERM, handle)
+                signal.signal(signal.SIGINT, handle)
+            self.start()
+            started.set()
+        except _StoppedWhileStarting as stopped:
+            _log.info("stopping during start-up (%s)", stopped)
+            return self.stop()
         try:
             while not self._stop_requested.wait(0.5):
                 pass
         finally:
             clean = self.stop()
         return clean
+
+
+class _StoppedWhileStarting(BaseException):
+    """Raised by the signal handler to unwind a start-up still under way (a ``BaseException``
+    so no ``except Exception`` on the way swallows it)."""
