@@ -971,6 +971,25 @@ def _gate_subject(gold: Goldset | None, qrels: Path | None, baseline: str) -> st
     return baseline if Path(baseline).is_file() else None
 
 
+def gate_reports(outcome: GateOutcome, *, dashboard_url: str | None = None) -> tuple[str, str]:
+    """The gate's JUnit XML (``to_junit_xml``, with the gate's ``time`` and ``file``) and
+    Markdown summary (``to_markdown``). Under a verdict other than pass both carry the
+    probable causes, linked under ``dashboard_url`` (in the JUnit failures' text and the
+    suite's output)."""
+    report = outcome.report
+    explained = outcome.explanation if report.decision is not Decision.PASS else None
+    junit = to_junit_xml(
+        report.comparison,
+        time=outcome.seconds,
+        file=outcome.about,
+        details=explained.to_text(dashboard_url) if explained is not None else None,
+    )
+    summary = to_markdown(report.comparison, worst=report.worst_queries)
+    if explained is not None:
+        summary = summary.rstrip() + "\n\n" + explained.to_markdown(dashboard_url)
+    return junit, summary
+
+
 def write_gate_reports(
     outcome: GateOutcome,
     *,
@@ -978,22 +997,12 @@ def write_gate_reports(
     markdown: Path | None = None,
     dashboard_url: str | None = None,
 ) -> None:
-    """Write the gate's JUnit XML (``to_junit_xml``, with the gate's ``time`` and ``file``)
-    and Markdown summary (``to_markdown``, followed by the probable causes of a verdict other
-    than pass, linked under ``dashboard_url``) where asked, creating their directories."""
-    report = outcome.report
-    if junit is not None:
-        junit.parent.mkdir(parents=True, exist_ok=True)
-        junit.write_text(
-            to_junit_xml(report.comparison, time=outcome.seconds, file=outcome.about),
-            encoding="utf-8",
-        )
-    if markdown is not None:
-        markdown.parent.mkdir(parents=True, exist_ok=True)
-        summary = to_markdown(report.comparison, worst=report.worst_queries)
-        if outcome.explanation is not None and report.decision is not Decision.PASS:
-            summary = summary.rstrip() + "\n\n" + outcome.explanation.to_markdown(dashboard_url)
-        markdown.write_text(summary, encoding="utf-8")
+    """Write the gate's reports (``gate_reports``) where asked, creating their directories."""
+    junit_xml, summary = gate_reports(outcome, dashboard_url=dashboard_url)
+    for path, text in ((junit, junit_xml), (markdown, summary)):
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
 
 
 def record_baseline(

@@ -365,7 +365,7 @@ class EvalkitGate:
         from evalkit.config import load_settings
         from evalkit.goldset import load_goldset
         from evalkit.goldset.jsonl import QUERIES_FILE
-        from evalkit.pipeline import gate_against_baseline, record_baseline
+        from evalkit.pipeline import gate_against_baseline, gate_reports, record_baseline
         from evalkit.retrievers.factory import RetrieverOptions
         from evalkit.retrievers.plugins import FactorySource, PluginRetriever, adapt_retriever
         from evalkit.scheduler.lock import StoreAccess
@@ -373,8 +373,6 @@ class EvalkitGate:
             TABLE_HEADERS,
             coverage_note,
             table_rows,
-            to_junit_xml,
-            to_markdown,
         )
 
         settings = load_settings(store_path=store_path)
@@ -452,12 +450,8 @@ class EvalkitGate:
             outcome = replace(outcome, about=subject)
         junit = self._report_path(spec.junit, "junit")
         markdown = self._report_path(spec.markdown, "markdown")
-        report = outcome.report
-        compared = _Compared(
-            self._node.nodeid,
-            junit_suite=to_junit_xml(report.comparison, time=outcome.seconds, file=outcome.about),
-            markdown=to_markdown(report.comparison, worst=report.worst_queries),
-        )
+        junit_suite, summary = gate_reports(outcome, dashboard_url=settings.alerts.dashboard_url)
+        compared = _Compared(self._node.nodeid, junit_suite=junit_suite, markdown=summary)
         for path, reports_at in ((junit, self._session.junit), (markdown, self._session.markdown)):
             if path is not None:
                 reports_at.setdefault(path.resolve(), []).append(compared)

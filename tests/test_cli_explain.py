@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -94,9 +95,21 @@ def test_compare_and_gate_carry_the_causes(
             "500",
             "--markdown",
             str(summary),
+            "--junit",
+            str(tmp_path / "gate.xml"),
         ]
     )
     assert code == 1
     text = summary.read_text(encoding="utf-8")
     assert "### Probable causes" in text
     assert "`missing_from_index` | 100%" in text
+    # A CI test report shows only the JUnit failures: they name the cause and its page.
+    suite = ET.parse(tmp_path / "gate.xml").getroot()
+    failures = [case.find("failure") for case in suite.iter("testcase")]
+    reasons = [failure.text or "" for failure in failures if failure is not None]
+    assert reasons
+    for reason in reasons:
+        assert "Probable causes: regression:" in reason
+        assert "1. [missing_from_index] 100% of the loss:" in reason
+        assert "see index_health?" in reason
+    assert "[missing_from_index]" in (suite.findtext("system-out") or "")

@@ -233,6 +233,21 @@ class Explanation:
             **({"about": dict(self.about)} if self.about else {}),
         }
 
+    def to_text(self, root: str | None = None) -> str:
+        """Plain text (for a JUnit failure, which CI shows as it is): the headline, one line
+        per cause with its share and link, then the notes."""
+        lines = ["Probable causes: " + self.headline() + "."]
+        for index, cause in enumerate(self.causes, start=1):
+            share = f"{cause.score:.0%}" + ("" if cause.measured else " (residual)")
+            lines.append(
+                f"{index}. [{cause.kind}] {share} of the loss: {cause.statement}"
+                f" (see {cause.link.url(root)})"
+            )
+        if not self.causes:
+            lines.append("No probable cause found in the store.")
+        lines += [f"note: {note}" for note in self.notes]
+        return "\n".join(lines) + "\n"
+
     def to_markdown(self, root: str | None = None) -> str:
         """A Markdown section (for a CI summary or a pull-request comment)."""
         lines = ["### Probable causes", "", self.headline() + ".", ""]

@@ -242,6 +242,7 @@ def to_junit_xml(
     *,
     time: float | None = None,
     file: str | os.PathLike[str] | None = None,
+    details: str | None = None,
 ) -> str:
     """JUnit XML: one ``<testsuite name="evalkit gate">`` with one ``<testcase>`` per measure.
 
@@ -253,7 +254,8 @@ def to_junit_xml(
     on one replay, so the cases add up to the suite as JUnit readers expect. ``file``: the
     file the cases are about (the goldset's path, or the run file compared), set on the
     suite and every case so CI reporters can annotate it. Left out, neither attribute is
-    written.
+    written. ``details``: text added to every failure and to the suite's output (the
+    probable causes of a regression), since a CI test report shows only those.
     """
     decisions = [metric.decision for metric in comparison.metrics]
     if time is not None and not (math.isfinite(time) and time >= 0):
@@ -299,12 +301,14 @@ def to_junit_xml(
             failure = ET.SubElement(
                 case, "failure", {"type": "regression", "message": f"regression: {summary}"}
             )
-            failure.text = summary
+            failure.text = summary + (f"\n\n{details}" if details else "")
         elif metric.decision is Decision.INCONCLUSIVE:
             note = f"; {metric.queries_needed_note}" if metric.queries_needed_note else ""
             ET.SubElement(case, "skipped", {"message": f"inconclusive: {summary}{note}"})
         ET.SubElement(case, "system-out").text = summary
-    ET.SubElement(suite, "system-out").text = coverage_note(comparison)
+    ET.SubElement(suite, "system-out").text = coverage_note(comparison) + (
+        f"\n{details}" if details else ""
+    )
     ET.indent(suite)
     body = ET.tostring(suite, encoding="unicode")
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + body + "\n"
