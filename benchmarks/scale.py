@@ -177,7 +177,7 @@ def run_child(args: argparse.Namespace) -> None:
     options = RetrieverOptions(http_url=args.url)
     measures = ["ndcg@10", "recall@10", "mrr@10"]
     started_ray = 0.0
-    with Store.open(home / "evalkit.duckdb") as store:
+    with Store.open(home / "evalkit.duckdb", memory_limit=settings.store_memory_limit) as store:
         if args.engine == "local":
             from evalkit.goldset.model import Goldset
             from evalkit.pipeline import evaluate_goldset

@@ -40,7 +40,13 @@ from evalkit.drift.watch import (
     watch_precision,
 )
 from evalkit.embedding import Embedder, ModelFingerprint, build_query_embedder
-from evalkit.engines import SHARD_SUFFIX, EngineStoppedError, RayEngine, write_query_table
+from evalkit.engines import (
+    SHARD_SUFFIX,
+    EngineStoppedError,
+    RayEngine,
+    number_query_table,
+    write_query_table,
+)
 from evalkit.errors import ConfigError, NotFoundError, RetrieverError, StoreError
 from evalkit.extras import require
 from evalkit.goldset.jsonl import QUERIES_FILE
@@ -324,9 +330,12 @@ def evaluate_query_table(
     import pyarrow.parquet as pq
 
     measure_names = [str(m) for m in parse_measures(list(measures or default_measures(k)))]
-    judged_counts = pq.read_table(path, columns=["judged_doc_ids"]).column(0)
-    n_queries = len(judged_counts)
-    n_total = n_queries - int(pc.sum(pc.equal(pc.list_value_length(judged_counts), 0)).as_py() or 0)
+    n_queries = n_total = 0
+    # A batch at a time: a table of millions of queries is never held whole.
+    for batch in pq.ParquetFile(path).iter_batches(columns=["judged_doc_ids"]):
+        judged = pc.list_value_length(batch.column(0))
+        n_queries += batch.num_rows
+        n_total += int(pc.sum(pc.greater(judged, 0)).as_py() or 0)
     described = build_retriever(engine.retriever, engine.settings)
     with _closing(described):
         fingerprint = described.model_fingerprint()
@@ -542,8 +551,9 @@ def _engine_run(
     """The run lifecycle of a replay on the Ray engine (``evaluate_goldset`` and
     ``evaluate_query_table`` with an ``engine``).
 
-    ``write_queries(path)`` writes the query table to ``path`` (removed after the load)
-    or returns another, the caller's. The query table is replayed on Ray
+    ``write_queries(path)`` writes the query table to ``path`` or returns another, the
+    caller's; a numbered copy of it (``number_query_table``, removed after the load) is
+    replayed on Ray
     (``evalkit.engines.ray``); the actors leave one Parquet shard per batch. The one
     writer then records the queries no shard holds (an actor lost more often than Ray
     retries it, an engine that stopped) as failed with the reason, and loads every shard
@@ -561,7 +571,12 @@ def _engine_run(
     run_id = new_run_id(started_at)
     shard_dir = engine.shard_dir(run_id)
     own_table = shard_dir.with_name(f"{run_id}.queries.parquet")
-    queries = write_queries(own_table)
+    numbered = shard_dir.with_name(f"{run_id}.numbered.parquet")
+    written = write_queries(own_table)
+    number_query_table(written, numbered)
+    if written == own_table:
+        own_table.unlink()
+    queries = numbered
     held = isinstance(store, Store)
     if isinstance(store, Store):
         prepare(store)
@@ -612,7 +627,7 @@ def _engine_run(
             fail_run(writing, run_id, f"{type(error).__name__}: {error}")
         raise
     shutil.rmtree(shard_dir, ignore_errors=True)
-    own_table.unlink(missing_ok=True)
+    numbered.unlink(missing_ok=True)
     return outcome
 
 

@@ -411,7 +411,12 @@ class EvalkitGate:
             )
             adapted = adapt_retriever(given, origin, settings, where_key=spec.where_key)
             candidate = PluginRetriever(adapted, given, origin, {})
-        access = StoreAccess(store_path, wait=settings.store_wait, program="pytest")
+        access = StoreAccess(
+            store_path,
+            wait=settings.store_wait,
+            program="pytest",
+            memory_limit=settings.store_memory_limit,
+        )
         purpose = f"pytest {self._node.nodeid}"
         if missing is not None:
             with access.writer(purpose) as store:

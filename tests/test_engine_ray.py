@@ -189,6 +189,7 @@ def _shard(path: Path, query_ids: list[str], value: float = 0.5) -> Path:
     n = len(query_ids)
     table = pa.table(
         {
+            "position": pa.array([int(query_id[1:]) - 1 for query_id in query_ids], pa.int64()),
             "query_id": query_ids,
             "latency_ms": [1.0] * n,
             "error": pa.array([None] * n, pa.string()),
@@ -302,14 +303,16 @@ def test_a_job_chooses_the_engine_and_refuses_an_unknown_one(tmp_path: Path) -> 
 
 
 def test_queries_no_shard_holds_are_stored_as_lost_with_the_reason(tmp_path: Path) -> None:
-    from evalkit.engines import write_query_table
+    from evalkit.engines import number_query_table, write_query_table
     from evalkit.records import Judgment, Query
     from evalkit.store.shards import summarize_shards, write_lost_shard
 
     queries = [Query(id=f"q{i}", text=f"query {i}") for i in range(1, 5)]
-    table = write_query_table(
+    written = write_query_table(
         tmp_path / "queries.parquet", queries, [Judgment("q1", "d1", 1), Judgment("q3", "d1", 1)]
     )
+    table = tmp_path / "numbered.parquet"
+    assert number_query_table(written, table) == 4
     held = _shard(tmp_path / "a.parquet", ["q1", "q2"])
     lost = tmp_path / "lost.parquet"
     with Store.open(tmp_path / "runs.duckdb") as store:
@@ -368,3 +371,22 @@ def test_an_engine_that_stops_leaves_a_partial_run_naming_the_lost_queries(
         assert lost["error"].str.contains("ValueError").all()
         assert run.status in {"partial", "failed"}
         assert run.n_failed == len(lost)
+
+
+def test_a_query_table_is_numbered_a_row_group_at_a_time_and_checked(tmp_path: Path) -> None:
+    from evalkit.engines import QUERY_TABLE_COLUMNS, number_query_table, write_query_table
+    from evalkit.errors import InputError
+    from evalkit.records import Query
+
+    queries = [Query(id=f"q{i}", text=f"query {i}") for i in range(25)]
+    written = write_query_table(tmp_path / "queries.parquet", queries, row_group_size=10)
+    numbered = tmp_path / "numbered.parquet"
+    assert number_query_table(written, numbered) == 25
+    table = pq.read_table(numbered)
+    assert table.column_names == [*QUERY_TABLE_COLUMNS, "position"]
+    assert table.column("position").to_pylist() == list(range(25))
+    assert table.column("query_id").to_pylist() == [query.id for query in queries]
+    no_text = tmp_path / "no-text.parquet"
+    pq.write_table(pa.table({"query_id": ["q1"], "tenant": pa.array([None], pa.string())}), no_text)
+    with pytest.raises(InputError, match=r"no-text\.parquet: not a query table: no column text"):
+        number_query_table(no_text, tmp_path / "never.parquet")

@@ -210,3 +210,53 @@ def test_a_second_writer_process_gets_a_clear_error(tmp_path: Path) -> None:
     finally:
         holder.kill()
         holder.wait()
+
+
+def _duckdb_reports(limit: str) -> str:
+    import duckdb
+
+    connection = duckdb.connect(":memory:", config={"memory_limit": limit})
+    try:
+        return str(connection.execute("SELECT current_setting('memory_limit')").fetchone()[0])
+    finally:
+        connection.close()
+
+
+def test_the_store_memory_limit_reaches_duckdb_from_the_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from evalkit.cli._store import open_store
+    from evalkit.config import load_settings
+
+    def limit_of(store: Store) -> str:
+        return str(store.fetch("SELECT current_setting('memory_limit')")[0][0])
+
+    monkeypatch.setenv("EVALKIT_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("EVALKIT_STORE_PATH", raising=False)
+    monkeypatch.setenv("EVALKIT_STORE_MEMORY_LIMIT", "300MB")
+    settings = load_settings()
+    with open_store(write=True, purpose="test", config=settings) as store:
+        assert limit_of(store) == _duckdb_reports("300MB")
+    with open_store(write=False, purpose="test", config=settings) as store:
+        assert limit_of(store) == _duckdb_reports("300MB")
+    # The default bounds the store too, well under DuckDB's own 80 % of the RAM.
+    monkeypatch.delenv("EVALKIT_STORE_MEMORY_LIMIT")
+    with open_store(write=False, purpose="test", config=load_settings()) as store:
+        assert limit_of(store) == _duckdb_reports("1GB")
+    with Store.open(tmp_path / "home" / "evalkit.duckdb", read_only=True) as store:
+        assert limit_of(store) != _duckdb_reports("1GB")
+
+
+def test_a_store_memory_limit_that_is_no_size_is_refused_naming_the_setting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EVALKIT_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("EVALKIT_STORE_MEMORY_LIMIT", "plenty")
+    completed = subprocess.run(
+        [sys.executable, "-m", "evalkit", "runs", "list"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert completed.returncode == 2, completed.stderr
+    assert "store_memory_limit" in completed.stderr

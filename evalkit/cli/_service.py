@@ -40,6 +40,7 @@ def store_access(settings: Settings, program: str) -> StoreAccess:
         wait=settings.scheduler.lock_wait,
         program=program,
         on_wait=say,
+        memory_limit=settings.store_memory_limit,
     )
 
 

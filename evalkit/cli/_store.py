@@ -37,6 +37,7 @@ def open_store(*, write: bool, purpose: str, config: Settings | None = None) -> 
         config.resolved_store_path,
         wait=config.store_wait,
         program="evalkit",
+        memory_limit=config.store_memory_limit,
         on_wait=lambda message: err_console.print(message, markup=False, highlight=False),
     )
     if not write:

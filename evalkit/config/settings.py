@@ -14,11 +14,12 @@ them, and never logged or stored.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, PrivateAttr, ValidationError
+from pydantic import Field, PrivateAttr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from evalkit.config.alerts import AlertsSettings
@@ -37,6 +38,10 @@ from evalkit.config.sources import (
 )
 
 __all__ = ["Settings", "load_settings", "parse_settings"]
+
+
+_DUCKDB_SIZE = re.compile(r"\d+(\.\d+)?\s*([KMGT]i?B|B)", re.IGNORECASE)
+"""A size DuckDB's ``memory_limit`` takes."""
 
 
 class Settings(BaseSettings):
@@ -97,11 +102,28 @@ class Settings(BaseSettings):
         description="Seconds a command waits for the store while another process writes it "
         "(evalkit serve running a job, another command) before giving up.",
     )
+    store_memory_limit: str = Field(
+        default="1GB",
+        description="Memory DuckDB may use for the store in one process, as a DuckDB size "
+        "(512MB, 4GB, 2GiB); what does not fit spills to `<store>.tmp`, so a writer loading "
+        "a million-query run stays within it. Empty: DuckDB's default, 80 % of the RAM.",
+    )
     retriever: RetrieverSettings = Field(
         default_factory=RetrieverSettings,
         description="The [retriever] table: the retriever replayed when a command names none "
         "(docs/retrievers.md).",
     )
+
+    @field_validator("store_memory_limit")
+    @classmethod
+    def _duckdb_size(cls, value: str) -> str:
+        if value.strip() and not _DUCKDB_SIZE.fullmatch(value.strip()):
+            raise ValueError(
+                f"must be a size such as 512MB, 4GB or 2GiB, or empty for DuckDB's default; "
+                f"got {value!r}"
+            )
+        return value.strip()
+
     embedder: EmbedderSettings = Field(
         default_factory=EmbedderSettings,
         description="The [embedder] table: who embeds queries for vector stores "

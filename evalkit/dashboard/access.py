@@ -113,17 +113,20 @@ def _holder(path: Path, error: StoreError) -> str:
     return f"pid {found.group(1)}" if found else "another process"
 
 
-def open_read_only(path: Path, *, wait: float | None = None) -> Store:
+def open_read_only(
+    path: Path, *, wait: float | None = None, memory_limit: str | None = None
+) -> Store:
     """Open the store read-only, retrying with back-off while a writer holds it.
 
     Raises ``StoreBusyError`` naming the holder when it is still held after ``wait`` seconds.
+    ``memory_limit``: see ``Store.open``.
     """
     patience = wait_seconds() if wait is None else wait
     deadline = time.monotonic() + patience
     delay = _FIRST_DELAY
     while True:
         try:
-            return Store.open(path, read_only=True)
+            return Store.open(path, read_only=True, memory_limit=memory_limit)
         except StoreError as error:
             if not _lock_conflict(error):
                 raise
@@ -174,7 +177,9 @@ def _cached(
     parameters: tuple[tuple[str, Any], ...],
     _wait: float | None = None,
 ) -> Any:
-    store = open_read_only(Path(version.path), wait=_wait)
+    store = open_read_only(
+        Path(version.path), wait=_wait, memory_limit=load_settings().store_memory_limit
+    )
     try:
         return LOADERS[loader](store, **dict(parameters))
     finally:

@@ -9,7 +9,10 @@ the pipeline's one store writer then loads the shards into DuckDB in one transac
 
 A query table (``QUERY_TABLE_COLUMNS``) holds one row per query: ``query_id``, ``text``,
 ``tenant`` (may be null) and the query's judgments as two parallel lists,
-``judged_doc_ids`` and ``judged_relevance`` (empty for an unjudged query).
+``judged_doc_ids`` and ``judged_relevance`` (empty for an unjudged query). The engine
+replays a numbered copy (``number_query_table``): each row also carries its ``position``
+(0, 1, ...), which every shard row repeats, so the writer can tell which queries the
+shards hold with one bit per query instead of a table of query ids.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from evalkit.errors import ConfigError, RetrieverError
+from evalkit.errors import ConfigError, InputError, RetrieverError
 from evalkit.extras import require
 from evalkit.records import Judgment, Query
 
@@ -36,6 +39,7 @@ __all__ = [
     "EngineStoppedError",
     "RayEngine",
     "check_engine",
+    "number_query_table",
     "query_table",
     "write_query_table",
 ]
@@ -54,6 +58,9 @@ QUERY_TABLE_COLUMNS: tuple[str, ...] = (
 
 ROW_GROUP_SIZE = 10_000
 """Queries per row group of a query table evalkit writes."""
+
+POSITION = "position"
+"""The column of a numbered query table, and of a shard, that holds a query's row number."""
 
 SHARD_SUFFIX = ".parquet"
 """How a finished shard's file name ends (one being written ends ``.tmp``)."""
@@ -157,3 +164,38 @@ def write_query_table(
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(query_table(queries, judgments), path, row_group_size=row_group_size)
     return path
+
+
+def number_query_table(source: Path, path: Path) -> int:
+    """Copy the query table ``source`` to ``path`` with each row's ``POSITION`` (0, 1, ...),
+    a row group at a time (a table of millions of queries is never held whole); the number
+    of queries. Raises InputError naming the file when a column of ``QUERY_TABLE_COLUMNS``
+    is missing."""
+    # Parquet's reader and writer only on the engine's path: `evalkit run` imports this.
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    reader = pq.ParquetFile(source)
+    present = set(reader.schema_arrow.names)
+    missing = [name for name in QUERY_TABLE_COLUMNS if name not in present]
+    if missing:
+        raise InputError(
+            f"{source}: not a query table: no column {', '.join(missing)} (a query table has "
+            f"{', '.join(QUERY_TABLE_COLUMNS)})"
+        )
+    schema = pa.schema(
+        [reader.schema_arrow.field(name) for name in QUERY_TABLE_COLUMNS]
+        + [pa.field(POSITION, pa.int64(), nullable=False)]
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    count = 0
+    with pq.ParquetWriter(path, schema) as writer:
+        for batch in reader.iter_batches(
+            batch_size=ROW_GROUP_SIZE, columns=list(QUERY_TABLE_COLUMNS)
+        ):
+            positions = pa.array(np.arange(count, count + batch.num_rows), pa.int64())
+            writer.write_batch(
+                pa.RecordBatch.from_arrays([*batch.columns, positions], schema=schema)
+            )
+            count += batch.num_rows
+    return count

@@ -38,7 +38,7 @@ import pyarrow.parquet as pq
 import ray
 import ray.data
 
-from evalkit.engines import SHARD_SUFFIX, EngineStoppedError, RayEngine
+from evalkit.engines import POSITION, SHARD_SUFFIX, EngineStoppedError, RayEngine
 from evalkit.metrics import Evaluator, parse_measures
 from evalkit.records import Judgment, Query, QueryResult
 from evalkit.replay import replay, results_frame
@@ -68,10 +68,12 @@ _INNER_BATCH = 64
 
 
 def shard_schema(measures: Sequence[str]) -> pa.Schema:
-    """The columns of a shard: one row per query, its ranked documents as parallel lists,
-    and one column per measure (null where the query was not scored)."""
+    """The columns of a shard: one row per query (its position in the numbered query table
+    and its id), its ranked documents as parallel lists, and one column per measure (null
+    where the query was not scored)."""
     return pa.schema(
         [
+            pa.field(POSITION, pa.int64(), nullable=False),
             pa.field("query_id", pa.string(), nullable=False),
             pa.field("latency_ms", pa.float64()),
             pa.field("error", pa.string()),
@@ -122,7 +124,8 @@ class _ReplayActor:
         name = _shard_name([query.id for query in queries])
         path = self._shard_dir / name
         partial_path = path.with_suffix(".tmp")
-        pq.write_table(self._shard(results, metrics), partial_path)
+        positions = [row[POSITION] for row in rows]
+        pq.write_table(self._shard(positions, results, metrics), partial_path)
         os.replace(partial_path, path)
         return {
             "shard": np.array([name]),
@@ -152,9 +155,13 @@ class _ReplayActor:
         }
 
     def _shard(
-        self, results: Sequence[QueryResult], metrics: dict[str, dict[str, float]]
+        self,
+        positions: Sequence[int],
+        results: Sequence[QueryResult],
+        metrics: dict[str, dict[str, float]],
     ) -> pa.Table:
-        columns: dict[str, list[Any]] = {
+        columns: dict[str, Sequence[Any]] = {
+            POSITION: positions,
             "query_id": [r.query_id for r in results],
             "latency_ms": [r.latency_ms for r in results],
             "error": [r.error for r in results],

@@ -239,6 +239,7 @@ class StoreAccess:
     ``evalkit.alerts.StoreSession``) waits up to ``wait`` seconds for the writer lock and
     for DuckDB's own lock, then yields an open ``Store`` and closes it afterwards.
     ``reader()`` opens the store read-only, waiting while a writer has it open.
+    ``memory_limit`` bounds DuckDB's memory (``Store.open``).
     """
 
     def __init__(
@@ -248,10 +249,12 @@ class StoreAccess:
         wait: float,
         program: str,
         on_wait: Callable[[str], None] | None = None,
+        memory_limit: str | None = None,
     ) -> None:
         self.store_path = store_path
         self.wait = wait
         self.program = program
+        self.memory_limit = memory_limit
         self._on_wait = on_wait
         self.lock_path = _sibling(store_path, ".writer.lock")
         self._blocked_by: str | None = None
@@ -316,7 +319,7 @@ class StoreAccess:
                     f"gave up waiting for the store {self.store_path}: stopping"
                 )
             try:
-                return Store.open(self.store_path)
+                return Store.open(self.store_path, memory_limit=self.memory_limit)
             except StoreError as error:
                 if not _duckdb_lock_conflict(error):
                     raise
@@ -342,7 +345,7 @@ class StoreAccess:
         told = False
         while True:
             try:
-                store = Store.open(self.store_path, read_only=True)
+                store = Store.open(self.store_path, read_only=True, memory_limit=self.memory_limit)
                 break
             except StoreError as error:
                 if not _duckdb_lock_conflict(error):

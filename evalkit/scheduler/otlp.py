@@ -483,6 +483,7 @@ class OtlpReceiver:
         *,
         host: str | None = None,
         port: int | None = None,
+        memory_limit: str | None = None,
     ) -> None:
         self.settings = settings
         self.mapping = SpanMapping(
@@ -503,7 +504,11 @@ class OtlpReceiver:
         self._inflight_lock = threading.Condition()
         self._decoding = threading.BoundedSemaphore(settings.max_concurrent_requests)
         access = StoreAccess(
-            store_path, wait=settings.store_wait, program="evalkit serve", on_wait=_log.debug
+            store_path,
+            wait=settings.store_wait,
+            program="evalkit serve",
+            on_wait=_log.debug,
+            memory_limit=memory_limit,
         )
         self._committer = _Committer(self.spool, access, self.counters, self._stopping)
         self.host = host or settings.host

@@ -79,7 +79,11 @@ class SchedulerService:
         self.host = host or scheduling.health_host
         self.port = scheduling.health_port if port is None else port
         self.access = StoreAccess(
-            self.store_path, wait=scheduling.lock_wait, program="evalkit serve", on_wait=_log.info
+            self.store_path,
+            wait=scheduling.lock_wait,
+            program="evalkit serve",
+            on_wait=_log.info,
+            memory_limit=settings.store_memory_limit,
         )
         self.sinks = build_sinks(config.alerts)
         self.policy = RetryPolicy.from_settings(config.alerts.settings)
@@ -118,7 +122,10 @@ class SchedulerService:
             if self.settings.otlp.receiver or self._otlp_port is not None:
                 # Before recovery, which may wait for the store: spans are spooled meanwhile.
                 self.receiver = OtlpReceiver(
-                    self.settings.otlp, self.store_path, port=self._otlp_port
+                    self.settings.otlp,
+                    self.store_path,
+                    port=self._otlp_port,
+                    memory_limit=self.settings.store_memory_limit,
                 )
                 self.state.registry.register(self.receiver.counters)
                 self.state.otlp_status = self.receiver.status

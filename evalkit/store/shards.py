@@ -2,8 +2,11 @@
 the queries no shard holds, and loaded into the run tables together with the run's final
 status in one transaction.
 
-DuckDB reads the shards itself (``read_parquet``), so the writer's memory does not grow
-with the number of queries. Every loaded shard is recorded in ``run_shards`` (migration 11);
+DuckDB reads the shards itself (``read_parquet``), within the store's ``memory_limit``;
+which queries the shards hold is told from their ``position`` column (their row in the
+numbered query table) with one bit per query, never a table of query ids, so the writer's
+memory stays flat in the number of queries. Every loaded shard is recorded in
+``run_shards`` (migration 11);
 a shard is never loaded twice, and a run that is no longer ``running`` is never loaded
 into: a run is either finished with all its shards or holds none of them.
 """
@@ -13,12 +16,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from evalkit.clock import utc_now
+from evalkit.engines import POSITION
 from evalkit.errors import StoreError
 from evalkit.redaction import redact_known
 from evalkit.store.runs import mark_finished
@@ -73,8 +79,29 @@ def _rows_sql(overlapping: bool) -> str:
         return scan
     return (
         f"(SELECT * FROM {scan}"
-        " QUALIFY row_number() OVER (PARTITION BY query_id ORDER BY filename) = 1)"
+        f" QUALIFY row_number() OVER (PARTITION BY {POSITION} ORDER BY filename) = 1)"
     )
+
+
+def _coverage(shards: Sequence[Path], n_queries: int = 0) -> tuple[np.ndarray[Any, Any], bool]:
+    """Which positions of the query table the shards hold (one bit per query, as bytes),
+    and whether two shards hold the same query (a batch written twice)."""
+    held = np.zeros(n_queries, dtype=bool)
+    overlapping = False
+    for shard in shards:
+        try:
+            positions = pq.read_table(shard, columns=[POSITION]).column(0).to_numpy()
+        except (OSError, pa.ArrowException) as error:
+            raise StoreError(f"cannot read the shard {shard}: {error}") from error
+        if not positions.size:
+            continue
+        if int(positions.max()) >= held.size:
+            grown = np.zeros(max(int(positions.max()) + 1, 2 * held.size), dtype=bool)
+            grown[: held.size] = held
+            held = grown
+        overlapping = overlapping or bool(held[positions].any())
+        held[positions] = True
+    return held, overlapping
 
 
 def summarize_shards(store: Store, shards: Sequence[Path], measures: Sequence[str]) -> ShardSummary:
@@ -82,17 +109,13 @@ def summarize_shards(store: Store, shards: Sequence[Path], measures: Sequence[st
     if not shards:
         return ShardSummary(0, 0, 0, None, overlapping=False)
     files = _files(shards)
-    scan = "read_parquet(?, union_by_name = true)"
-    rows, distinct = store.fetch(f"SELECT count(*), count(DISTINCT query_id) FROM {scan}", [files])[
-        0
-    ]
-    overlapping = int(rows) != int(distinct)
+    held, overlapping = _coverage(shards)
     scored = f"count({_quoted(measures[0])})" if measures else "0"
     n_failed, n_evaluated, first_error = store.fetch(
         f"SELECT count(error), {scored}, min(error) FROM {_rows_sql(overlapping)}", [files]
     )[0]
     return ShardSummary(
-        n_queries=int(distinct),
+        n_queries=int(np.count_nonzero(held)),
         n_failed=int(n_failed),
         n_evaluated=int(n_evaluated),
         first_error=first_error,
@@ -109,18 +132,39 @@ def write_lost_shard(
     error: str,
     measures: Sequence[str],
 ) -> int:
-    """Write a shard to ``path`` recording every query of ``query_table`` that no shard of
-    ``shards`` holds as failed with ``error``; how many there were (0: no file written)."""
-    held = "SELECT query_id FROM read_parquet(?, union_by_name = true)" if shards else None
-    missing_sql = "SELECT query_id FROM read_parquet(?)" + (
-        f" WHERE query_id NOT IN ({held})" if held else ""
-    )
-    parameters: list[object] = [str(query_table)] + ([_files(shards)] if shards else [])
-    missing = int(store.fetch(f"SELECT count(*) FROM ({missing_sql})", parameters)[0][0])
-    if not missing:
+    """Write a shard to ``path`` recording every query of the numbered ``query_table``
+    (``evalkit.engines.number_query_table``) that no shard of ``shards`` holds as failed with
+    ``error``; how many there were (0: no file written)."""
+    held, _ = _coverage(shards, pq.ParquetFile(query_table).metadata.num_rows)
+    lost = np.flatnonzero(~held)
+    if not lost.size:
         return 0
+    # The lost positions go to DuckDB as a file, however many there are.
+    positions = path.with_name(path.name + ".positions")
+    pq.write_table(pa.table({POSITION: pa.array(lost, pa.int64())}), positions)
+    missing_sql = (
+        f"SELECT * FROM read_parquet(?) WHERE {POSITION} IN"
+        f" (SELECT {POSITION} FROM read_parquet(?))"
+    )
+    parameters: list[object] = [str(query_table), str(positions)]
+    try:
+        _copy_lost(store, missing_sql, parameters, path, error=error, measures=measures)
+    finally:
+        positions.unlink(missing_ok=True)
+    return int(lost.size)
+
+
+def _copy_lost(
+    store: Store,
+    missing_sql: str,
+    parameters: list[object],
+    path: Path,
+    *,
+    error: str,
+    measures: Sequence[str],
+) -> None:
     store.copy_query(
-        "SELECT query_id, CAST(NULL AS DOUBLE) AS latency_ms, ? AS error,"
+        f"SELECT {POSITION}, query_id, CAST(NULL AS DOUBLE) AS latency_ms, ? AS error,"
         " CAST(0 AS INTEGER) AS n_results, CAST(0 AS INTEGER) AS n_duplicates,"
         " CAST([] AS INTEGER[]) AS ranks, CAST([] AS VARCHAR[]) AS doc_ids,"
         " CAST([] AS DOUBLE[]) AS scores"
@@ -130,7 +174,6 @@ def write_lost_shard(
         path,
         options="FORMAT parquet",
     )
-    return missing
 
 
 def loaded_shards(store: Store, run_id: str) -> list[str]:

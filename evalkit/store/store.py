@@ -40,8 +40,14 @@ class Store:
         self.read_only = read_only
 
     @classmethod
-    def open(cls, path: Path | str, *, read_only: bool = False) -> Store:
-        """Open (and, unless read-only, create and migrate) the store at ``path``."""
+    def open(
+        cls, path: Path | str, *, read_only: bool = False, memory_limit: str | None = None
+    ) -> Store:
+        """Open (and, unless read-only, create and migrate) the store at ``path``.
+
+        ``memory_limit`` (a DuckDB size such as ``1GB``; None or empty: DuckDB's default of
+        80 % of the RAM) bounds what DuckDB holds in memory; larger work spills to disk.
+        """
         path = Path(path)
         if read_only and not path.exists():
             raise NotFoundError(
@@ -51,7 +57,11 @@ class Store:
         if not read_only:
             path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            connection = duckdb.connect(str(path), read_only=read_only)
+            connection = duckdb.connect(
+                str(path),
+                read_only=read_only,
+                config={"memory_limit": memory_limit} if memory_limit else {},
+            )
         except duckdb.IOException as error:
             if "lock" in str(error).lower():
                 raise StoreError(
