@@ -74,7 +74,7 @@ def _files(shards: Sequence[Path]) -> list[str]:
 
 def _rows_sql(overlapping: bool) -> str:
     """The shards' rows, one per query (the first shard's, by file name, when two hold it)."""
-    scan = "read_parquet(?, union_by_name = true, filename = true)"
+    scan = "read_parquet(?, filename = true)"
     if not overlapping:
         return scan
     return (
@@ -221,7 +221,7 @@ def load_run_shards(
                 con.execute(
                     "INSERT INTO run_shards (run_id, shard, n_queries, loaded_at)"
                     " SELECT ?, parse_filename(filename), count(*), ?"
-                    " FROM read_parquet(?, union_by_name = true, filename = true)"
+                    " FROM read_parquet(?, filename = true)"
                     " GROUP BY filename",
                     [run_id, utc_now(), files],
                 )
