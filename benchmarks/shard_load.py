@@ -34,14 +34,13 @@ MEASURES = ["ndcg@10", "recall@10", "mrr@10"]
 
 def write_shards(work: Path, n: int, batch: int, k: int, seed: int = 0) -> None:
     """The query table and the shards of a finished run of ``n`` queries."""
-    from evalkit.engines import POSITION, QUERY_TABLE_SCHEMA
+    from evalkit.engines import NUMBERED_SCHEMA, POSITION
     from evalkit.engines.ray import shard_schema
 
     rng = np.random.default_rng(seed)
     shards = work / "shards"
     shards.mkdir(parents=True)
-    numbered = QUERY_TABLE_SCHEMA.append(pa.field(POSITION, pa.int64(), nullable=False))
-    with pq.ParquetWriter(work / "queries.parquet", numbered) as table:
+    with pq.ParquetWriter(work / "queries.parquet", NUMBERED_SCHEMA) as table:
         for start in range(0, n, batch):
             positions = np.arange(start, min(n, start + batch))
             ids = [f"q{number:09d}" for number in positions.tolist()]
@@ -56,7 +55,7 @@ def write_shards(work: Path, n: int, batch: int, k: int, seed: int = 0) -> None:
                         "judged_relevance": pa.array([[1, 1]] * size, pa.list_(pa.int32())),
                         POSITION: positions,
                     },
-                    schema=numbered,
+                    schema=NUMBERED_SCHEMA,
                 )
             )
             documents = rng.integers(0, 100_000, size=(size, k))

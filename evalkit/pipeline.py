@@ -361,7 +361,7 @@ def evaluate_query_table(
         store,
         spec,
         engine,
-        write_queries=lambda _: path,
+        write_queries=lambda numbered: number_query_table(path, numbered),
         k=k,
         measure_names=measure_names,
         relevance_threshold=relevance_threshold,
@@ -539,7 +539,7 @@ def _engine_run(
     spec: RunSpec,
     engine: RayEngine,
     *,
-    write_queries: Callable[[Path], Path],
+    write_queries: Callable[[Path], object],
     k: int,
     measure_names: Sequence[str],
     relevance_threshold: int,
@@ -551,9 +551,8 @@ def _engine_run(
     """The run lifecycle of a replay on the Ray engine (``evaluate_goldset`` and
     ``evaluate_query_table`` with an ``engine``).
 
-    ``write_queries(path)`` writes the query table to ``path`` or returns another, the
-    caller's; a numbered copy of it (``number_query_table``, removed after the load) is
-    replayed on Ray
+    ``write_queries(path)`` writes the numbered query table (``evalkit.engines``) to
+    ``path`` (removed after the load); it is replayed on Ray
     (``evalkit.engines.ray``); the actors leave one Parquet shard per batch. The one
     writer then records the queries no shard holds (an actor lost more often than Ray
     retries it, an engine that stopped) as failed with the reason, and loads every shard
@@ -570,13 +569,8 @@ def _engine_run(
     started_at = utc_now()
     run_id = new_run_id(started_at)
     shard_dir = engine.shard_dir(run_id)
-    own_table = shard_dir.with_name(f"{run_id}.queries.parquet")
-    numbered = shard_dir.with_name(f"{run_id}.numbered.parquet")
-    written = write_queries(own_table)
-    number_query_table(written, numbered)
-    if written == own_table:
-        own_table.unlink()
-    queries = numbered
+    queries = shard_dir.with_name(f"{run_id}.queries.parquet")
+    write_queries(queries)
     held = isinstance(store, Store)
     if isinstance(store, Store):
         prepare(store)
@@ -627,7 +621,7 @@ def _engine_run(
             fail_run(writing, run_id, f"{type(error).__name__}: {error}")
         raise
     shutil.rmtree(shard_dir, ignore_errors=True)
-    numbered.unlink(missing_ok=True)
+    queries.unlink(missing_ok=True)
     return outcome
 
 
@@ -678,6 +672,7 @@ def _load_engine_run(
         status=_run_status(summary.n_failed, summary.n_queries, nothing_answered=nothing_answered),
         n_total=n_total,
         error=_failure_note(summary.n_failed, summary.n_queries, summary.first_error),
+        summary=summary,
     )
 
 

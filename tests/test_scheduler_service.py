@@ -21,6 +21,7 @@ from test_scheduler_support import (  # noqa: F401  (fixtures)
     Receiver,
     evalkit_command,
     make_goldset,
+    popen_serve,
     receiver_fixture,
     retriever_fixture,
     serves_fixture,
@@ -86,14 +87,7 @@ class Serve:
 
 def start_serve(home: Home, name: str) -> Serve:
     log = home.root / f"{name}.log"
-    with log.open("ab") as sink:
-        process = subprocess.Popen(
-            evalkit_command("serve", "--log-level", "info"),
-            env=home.env,
-            cwd=home.root,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
+    process = popen_serve(log, home.env, home.root)
     info = home.store.with_name(home.store.name + ".serve.json")
 
     def ready() -> bool:
@@ -600,14 +594,7 @@ def test_sigterm_while_serve_waits_for_the_store_at_start_up_stops_it_cleanly(
     try:
         wait_until(lambda: "holding" in holder_out.read_text(), timeout=60, what="holder")
         log = home.root / "starting.log"
-        with log.open("ab") as sink:
-            process = subprocess.Popen(
-                evalkit_command("serve", "--log-level", "info"),
-                env=home.env,
-                cwd=home.root,
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-            )
+        process = popen_serve(log, home.env, home.root)
         serves.append(Serve(process=process, log=log, url=""))
         wait_until(
             lambda: "waiting for the store" in log.read_text(),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -35,6 +36,18 @@ N_QUERIES = 30
 def evalkit_command(*args: str) -> list[str]:
     """The argv that runs ``evalkit ARGS`` in a child process."""
     return [sys.executable, "-m", "evalkit", *args]
+
+
+def popen_serve(log: Path, env: dict[str, str], cwd: Path) -> subprocess.Popen[bytes]:
+    """``evalkit serve --log-level info`` in a child process, its output appended to ``log``."""
+    with log.open("ab") as sink:
+        return subprocess.Popen(
+            evalkit_command("serve", "--log-level", "info"),
+            env=env,
+            cwd=cwd,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def wait_until(predicate: Callable[[], bool], *, timeout: float = 30.0, what: str = "") -> None:

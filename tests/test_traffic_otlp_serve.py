@@ -40,6 +40,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from test_scheduler_support import (  # noqa: F401  (fixture)
     evalkit_command,
     free_port,
+    popen_serve,
     serves_fixture,
     wait_until,
 )
@@ -142,14 +143,7 @@ def start_serve(home: Home, serves: list[Serve]) -> Serve:
 
 def launch_serve(home: Home, serves: list[Serve]) -> Serve:
     log = home.root / f"serve-{len(serves)}.log"
-    with log.open("ab") as sink:
-        process = subprocess.Popen(
-            evalkit_command("serve", "--log-level", "info"),
-            env=home.env,
-            cwd=home.root,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
+    process = popen_serve(log, home.env, home.root)
     serves.append(Serve(process, "", log))
     return serves[-1]
 

@@ -10,9 +10,10 @@ the pipeline's one store writer then loads the shards into DuckDB in one transac
 A query table (``QUERY_TABLE_COLUMNS``) holds one row per query: ``query_id``, ``text``,
 ``tenant`` (may be null) and the query's judgments as two parallel lists,
 ``judged_doc_ids`` and ``judged_relevance`` (empty for an unjudged query). The engine
-replays a numbered copy (``number_query_table``): each row also carries its ``position``
-(0, 1, ...), which every shard row repeats, so the writer can tell which queries the
-shards hold with one bit per query instead of a table of query ids.
+replays a numbered table (``write_query_table`` writes one, ``number_query_table`` numbers
+a caller's): each row also carries its ``position`` (0, 1, ...), which every shard row
+repeats, so the writer can tell which queries the shards hold with one byte per query
+instead of a table of query ids.
 """
 
 from __future__ import annotations
@@ -76,6 +77,10 @@ QUERY_TABLE_SCHEMA = pa.schema(
 )
 
 
+NUMBERED_SCHEMA = QUERY_TABLE_SCHEMA.append(pa.field(POSITION, pa.int64(), nullable=False))
+"""A query table with each row's position (what the engine replays)."""
+
+
 class EngineStoppedError(RetrieverError):
     """The engine stopped before every batch was replayed (an actor that could not be
     built, a cluster that went away); the shards written until then are kept."""
@@ -129,7 +134,7 @@ class RayEngine:
 
 
 def query_table(queries: Sequence[Query], judgments: Sequence[Judgment] = ()) -> pa.Table:
-    """``queries`` and their ``judgments`` as a query table, in the queries' order."""
+    """``queries`` and their ``judgments`` as a numbered query table, in the queries' order."""
     judged: dict[str, tuple[list[str], list[int]]] = {}
     for judgment in judgments:
         doc_ids, grades = judged.setdefault(judgment.query_id, ([], []))
@@ -143,8 +148,9 @@ def query_table(queries: Sequence[Query], judgments: Sequence[Judgment] = ()) ->
             "tenant": [query.tenant for query in queries],
             "judged_doc_ids": [judged.get(query.id, empty)[0] for query in queries],
             "judged_relevance": [judged.get(query.id, empty)[1] for query in queries],
+            POSITION: range(len(queries)),
         },
-        schema=QUERY_TABLE_SCHEMA,
+        schema=NUMBERED_SCHEMA,
     )
 
 
@@ -155,7 +161,7 @@ def write_query_table(
     *,
     row_group_size: int = ROW_GROUP_SIZE,
 ) -> Path:
-    """Write ``queries`` and ``judgments`` as a query table to the Parquet file ``path``,
+    """Write ``queries`` and ``judgments`` as a numbered query table to the Parquet file ``path``,
     in row groups of ``row_group_size`` queries (the units a reader can spread over
     workers)."""
     # Parquet's writer only when a table is written: `evalkit run` imports this module.
@@ -183,9 +189,8 @@ def number_query_table(source: Path, path: Path) -> int:
             f"{source}: not a query table: no column {', '.join(missing)} (a query table has "
             f"{', '.join(QUERY_TABLE_COLUMNS)})"
         )
-    schema = pa.schema(
-        [reader.schema_arrow.field(name) for name in QUERY_TABLE_COLUMNS]
-        + [pa.field(POSITION, pa.int64(), nullable=False)]
+    schema = pa.schema([reader.schema_arrow.field(name) for name in QUERY_TABLE_COLUMNS]).append(
+        pa.field(POSITION, pa.int64(), nullable=False)
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     count = 0

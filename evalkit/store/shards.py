@@ -4,7 +4,7 @@ status in one transaction.
 
 DuckDB reads the shards itself (``read_parquet``), within the store's ``memory_limit``;
 which queries the shards hold is told from their ``position`` column (their row in the
-numbered query table) with one bit per query, never a table of query ids, so the writer's
+numbered query table) with one byte per query, never a table of query ids, so the writer's
 memory stays flat in the number of queries. Every loaded shard is recorded in
 ``run_shards`` (migration 11);
 a shard is never loaded twice, and a run that is no longer ``running`` is never loaded
@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from evalkit.clock import utc_now
 from evalkit.engines import POSITION
@@ -84,8 +83,11 @@ def _rows_sql(overlapping: bool) -> str:
 
 
 def _coverage(shards: Sequence[Path], n_queries: int = 0) -> tuple[np.ndarray[Any, Any], bool]:
-    """Which positions of the query table the shards hold (one bit per query, as bytes),
+    """Which positions of the query table the shards hold (one byte per query),
     and whether two shards hold the same query (a batch written twice)."""
+    # Parquet's reader only on the engine's path: `evalkit run` imports this module.
+    import pyarrow.parquet as pq
+
     held = np.zeros(n_queries, dtype=bool)
     overlapping = False
     for shard in shards:
@@ -135,6 +137,8 @@ def write_lost_shard(
     """Write a shard to ``path`` recording every query of the numbered ``query_table``
     (``evalkit.engines.number_query_table``) that no shard of ``shards`` holds as failed with
     ``error``; how many there were (0: no file written)."""
+    import pyarrow.parquet as pq
+
     held, _ = _coverage(shards, pq.ParquetFile(query_table).metadata.num_rows)
     lost = np.flatnonzero(~held)
     if not lost.size:
@@ -148,32 +152,20 @@ def write_lost_shard(
     )
     parameters: list[object] = [str(query_table), str(positions)]
     try:
-        _copy_lost(store, missing_sql, parameters, path, error=error, measures=measures)
+        store.copy_query(
+            f"SELECT {POSITION}, query_id, CAST(NULL AS DOUBLE) AS latency_ms, ? AS error,"
+            " CAST(0 AS INTEGER) AS n_results, CAST(0 AS INTEGER) AS n_duplicates,"
+            " CAST([] AS INTEGER[]) AS ranks, CAST([] AS VARCHAR[]) AS doc_ids,"
+            " CAST([] AS DOUBLE[]) AS scores"
+            + "".join(f", CAST(NULL AS DOUBLE) AS {_quoted(measure)}" for measure in measures)
+            + f" FROM ({missing_sql})",
+            [redact_known(error), *parameters],
+            path,
+            options="FORMAT parquet",
+        )
     finally:
         positions.unlink(missing_ok=True)
     return int(lost.size)
-
-
-def _copy_lost(
-    store: Store,
-    missing_sql: str,
-    parameters: list[object],
-    path: Path,
-    *,
-    error: str,
-    measures: Sequence[str],
-) -> None:
-    store.copy_query(
-        f"SELECT {POSITION}, query_id, CAST(NULL AS DOUBLE) AS latency_ms, ? AS error,"
-        " CAST(0 AS INTEGER) AS n_results, CAST(0 AS INTEGER) AS n_duplicates,"
-        " CAST([] AS INTEGER[]) AS ranks, CAST([] AS VARCHAR[]) AS doc_ids,"
-        " CAST([] AS DOUBLE[]) AS scores"
-        + "".join(f", CAST(NULL AS DOUBLE) AS {_quoted(measure)}" for measure in measures)
-        + f" FROM ({missing_sql})",
-        [redact_known(error), *parameters],
-        path,
-        options="FORMAT parquet",
-    )
 
 
 def loaded_shards(store: Store, run_id: str) -> list[str]:
@@ -191,16 +183,18 @@ def load_run_shards(
     status: str,
     n_total: int,
     error: str | None = None,
+    summary: ShardSummary | None = None,
 ) -> int:
     """Load ``shards`` into run ``run_id`` (still ``running``) and finish it with
-    ``status``, all in one transaction; the number of queries loaded.
+    ``status``, all in one transaction; the number of queries loaded. ``summary``: what
+    ``summarize_shards`` says of ``shards``, when the caller has it already.
 
     The run's aggregates are the means of its loaded per-query values, over the queries
     that were scored; ``n_total`` is the number of judged queries. Raises StoreError when
     the run is not ``running`` (finished, or marked failed by another writer meanwhile)
     or a shard was loaded into it before; nothing is written then.
     """
-    summary = summarize_shards(store, shards, measures)
+    summary = summary or summarize_shards(store, shards, measures)
     rows = _rows_sql(summary.overlapping)
     files = _files(shards)
     try:
