@@ -53,6 +53,8 @@ def write_shards(work: Path, n: int, batch: int, k: int, seed: int = 0) -> None:
                         "tenant": pa.array([None] * size, pa.string()),
                         "judged_doc_ids": [["d1", "d2"]] * size,
                         "judged_relevance": pa.array([[1, 1]] * size, pa.list_(pa.int32())),
+                        "reference_answer": pa.nulls(size, pa.string()),
+                        "reference_context_ids": pa.nulls(size, pa.list_(pa.string())),
                         POSITION: positions,
                     },
                     schema=NUMBERED_SCHEMA,

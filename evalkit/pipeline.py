@@ -41,9 +41,12 @@ from evalkit.drift.watch import (
 )
 from evalkit.embedding import Embedder, ModelFingerprint, build_query_embedder
 from evalkit.engines import (
+    ANSWERS_DIR,
+    JUDGED_SCHEMA,
     SHARD_SUFFIX,
     EngineStoppedError,
     RayEngine,
+    actor_judge_settings,
     number_query_table,
     write_query_table,
 )
@@ -60,7 +63,14 @@ from evalkit.stats.compare import ComparisonReport, compare_scored, score_run
 from evalkit.stats.decision import Decision
 from evalkit.stats.render import to_junit_xml, to_markdown
 from evalkit.store import RunRecord, RunSpec, Store, utc_now
-from evalkit.store.answers import StoreEmbeddingCache, StoreJudgeCache, save_answer_scores
+from evalkit.store.answers import (
+    StoreEmbeddingCache,
+    StoreJudgeCache,
+    answer_summaries,
+    get_scoring,
+    new_scoring_id,
+    save_answer_scores,
+)
 from evalkit.store.audit import StoredAudit, latest_measurements, save_audit
 from evalkit.store.drift import StoredDriftCheck, save_drift_check
 from evalkit.store.export import export_run
@@ -75,7 +85,12 @@ from evalkit.store.runs import (
     new_run_id,
     run_queries,
 )
-from evalkit.store.shards import load_run_shards, summarize_shards, write_lost_shard
+from evalkit.store.shards import (
+    ShardAnswers,
+    load_run_shards,
+    summarize_shards,
+    write_lost_shard,
+)
 from evalkit.store.traffic import (
     StoredWindowSummary,
     latest_window_summary,
@@ -231,7 +246,12 @@ def evaluate_goldset(
             relevance_threshold=relevance_threshold,
             label=label,
         )
+        if answers:
+            judge_settings = answer_settings(judge_settings)
         if engine is not None:
+            if answers and answer_stage.uses_judge(judge_settings or load_settings().judge):
+                # A judge concurrency the actors cannot share fails before any query.
+                actor_judge_settings(judge_settings or load_settings().judge, engine.actors)
             judged = {judgment.query_id for judgment in goldset.judgments}
             return _engine_run(
                 store,
@@ -247,9 +267,8 @@ def evaluate_goldset(
                 prepare=lambda writing: save_goldset(writing, goldset),
                 progress=progress,
                 nothing_answered="failed",
+                answers=judge_settings if answers else None,
             )
-        if answers:
-            judge_settings = answer_settings(judge_settings)
         timing = ReplayTiming()
         if isinstance(retriever, SupportsPrefetch):
             # The goldset is known in full: its queries are embedded in one length-sorted
@@ -547,6 +566,7 @@ def _engine_run(
     prepare: Callable[[Store], object],
     progress: Callable[[int, int], None] | None,
     nothing_answered: str,
+    answers: JudgeSettings | None = None,
 ) -> RunOutcome:
     """The run lifecycle of a replay on the Ray engine (``evaluate_goldset`` and
     ``evaluate_query_table`` with an ``engine``).
@@ -564,6 +584,11 @@ def _engine_run(
     ``StoreOpener``, the store is opened only once the engine has finished, as a local
     replay does. A crash (or an interruption through ``progress``) marks the run
     ``failed`` and re-raises; its shards stay on disk.
+
+    With ``answers`` (judge settings) the actors score the answers the retriever generates
+    (reading a snapshot of the judge cache taken before the replay, when a judge scores
+    them); their scores, the answers and the judge's new outputs are loaded with the
+    run's shards, in the same transaction, as one answer scoring of the run.
     """
     engine_module = require("evalkit.engines.ray", "the Ray engine (--engine ray)")
     started_at = utc_now()
@@ -571,6 +596,21 @@ def _engine_run(
     shard_dir = engine.shard_dir(run_id)
     queries = shard_dir.with_name(f"{run_id}.queries.parquet")
     write_queries(queries)
+    judge_cache = (
+        _judge_cache_snapshot(store, answers, shard_dir.with_name(f"{run_id}.judge_cache.parquet"))
+        if answers is not None and answer_stage.uses_judge(answers)
+        else None
+    )
+    scoring = (
+        ShardAnswers(
+            scoring_id=new_scoring_id(started_at),
+            started_at=started_at,
+            settings=answers.public_dict(),
+            cache_in_store=answers.cache_path is None,
+        )
+        if answers is not None
+        else None
+    )
     held = isinstance(store, Store)
     if isinstance(store, Store):
         prepare(store)
@@ -588,6 +628,8 @@ def _engine_run(
                 relevance_threshold=relevance_threshold,
                 total=spec.n_queries,
                 progress=progress,
+                answers=answers,
+                judge_cache=judge_cache,
             )
         except EngineStoppedError as error:  # the shards so far are kept; the rest is lost
             stopped = error
@@ -606,23 +648,110 @@ def _engine_run(
                 measure_names=measure_names,
                 n_total=n_total,
                 nothing_answered=nothing_answered,
+                answers=scoring,
             )
+            store_seconds = time.perf_counter() - store_began
+            if answers is not None and answers.cache_path is not None:
+                _cache_judged(answers.cache_path, shard_dir)
             outcome = RunOutcome(
                 run=get_run(writing, run_id),
                 timing=ReplayTiming(retriever_seconds=replay_seconds),
-                seconds_store=time.perf_counter() - store_began,
+                seconds_store=store_seconds,
                 extra={"engine": "ray", "shard_dir": str(shard_dir)},
+                answers=_stored_answers(writing, scoring.scoring_id) if scoring else None,
             )
     except BaseException as error:
         with contextlib.suppress(Exception), _writer(store) as writing:
             if not _run_exists(writing, run_id):
                 prepare(writing)
                 create_run(writing, spec, started_at=started_at, run_id=run_id)
-            fail_run(writing, run_id, f"{type(error).__name__}: {error}")
+            # A run loaded and finished stays as loaded (what failed came after its load).
+            if get_run(writing, run_id).status == "running":
+                fail_run(writing, run_id, f"{type(error).__name__}: {error}")
         raise
     shutil.rmtree(shard_dir, ignore_errors=True)
     queries.unlink(missing_ok=True)
+    if judge_cache is not None:
+        judge_cache.unlink(missing_ok=True)
     return outcome
+
+
+def _judge_cache_snapshot(store: Store | StoreOpener, settings: JudgeSettings, path: Path) -> Path:
+    """The judge's cached outputs for its model, written to the Parquet file ``path`` for
+    the actors to read (they cannot open the store: it has one writer)."""
+    import pyarrow.parquet as pq
+
+    columns = ", ".join(JUDGED_SCHEMA.names)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    opened = (
+        Store.open(settings.cache_path)
+        if settings.cache_path is not None
+        else contextlib.nullcontext(store)
+        if isinstance(store, Store)
+        else store()
+    )
+    with opened as source:
+        source.copy_query(
+            f"SELECT {columns} FROM judge_cache WHERE judge_model = ?",
+            [settings.model],
+            path,
+            options="FORMAT parquet",
+        )
+    # DuckDB's types as the actors' reader expects them, whatever the table's.
+    pq.write_table(pq.read_table(path).cast(JUDGED_SCHEMA), path)
+    return path
+
+
+def _cache_judged(cache_path: Path, shard_dir: Path) -> None:
+    """Add the judge outputs of a run's answer shards to the judge's own cache file."""
+    import pyarrow.parquet as pq
+
+    from evalkit.answers.records import CachedJudgment
+    from evalkit.store.answers import save_cached_judgments
+
+    entries: list[tuple[str, CachedJudgment]] = []
+    for path in sorted((shard_dir / ANSWERS_DIR).glob(f"*.judged{SHARD_SUFFIX}")):
+        for row in pq.read_table(path).to_pylist():
+            key = row.pop("cache_key")
+            entries.append((key, CachedJudgment(**row)))
+    if entries:
+        with Store.open(cache_path) as cache:
+            save_cached_judgments(cache, entries)
+
+
+def _stored_answers(store: Store, scoring_id: str) -> AnswerScores | None:
+    """The summaries and counts of a stored scoring (None when it was not stored: the run
+    generated no answer); its per-answer scores stay in the store."""
+    from evalkit.answers.records import AnswerScores, MetricSummary
+
+    try:
+        scoring = get_scoring(store, scoring_id)
+    except NotFoundError:
+        return None
+    summaries = [
+        MetricSummary(
+            metric=summary["metric"],
+            method=summary["method"],
+            mean=summary["mean"],
+            n_measured=summary["n_measured"],
+            n_unmeasured=summary["n_unmeasured"],
+            unmeasured_by_reason=summary["unmeasured_by_reason"],
+            judge_model=summary["judge_model"],
+            prompt_version=summary["prompt_version"],
+        )
+        for summary in answer_summaries(store, scoring_id)
+    ]
+    return AnswerScores(
+        scores=(),
+        summaries=tuple(summaries),
+        n_records=scoring.n_records,
+        started_at=scoring.started_at,
+        finished_at=scoring.finished_at,
+        scoring_id=scoring.scoring_id,
+        run_id=scoring.run_id,
+        judge_calls=scoring.judge_calls,
+        cache_hits=scoring.cache_hits,
+    )
 
 
 @contextlib.contextmanager
@@ -653,6 +782,7 @@ def _load_engine_run(
     measure_names: Sequence[str],
     n_total: int,
     nothing_answered: str,
+    answers: ShardAnswers | None = None,
 ) -> None:
     reason = (
         f"lost: the Ray engine stopped before this query's batch was stored ({stopped})"
@@ -673,6 +803,7 @@ def _load_engine_run(
         n_total=n_total,
         error=_failure_note(summary.n_failed, summary.n_queries, summary.first_error),
         summary=summary,
+        answers=answers,
     )
 
 

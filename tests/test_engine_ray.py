@@ -4,12 +4,17 @@ run with rows missing, and shard loading that is all or nothing and never twice.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -18,17 +23,22 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from demo_index import DEPTH, demo_goldset, minilm
+from loopback import LoopbackHTTPServer
 from overlap_retriever import overlap_retriever
+from test_answers_judge import FakeJudge, judge_settings
 
 from evalkit import __version__
-from evalkit.config import Settings
+from evalkit.config import JudgeSettings, Settings
 from evalkit.engines import RayEngine
-from evalkit.errors import StoreError
+from evalkit.errors import ConfigError, StoreError
 from evalkit.extras import MissingExtraError
+from evalkit.goldset.model import Goldset
 from evalkit.pipeline import RunOutcome, evaluate_goldset
+from evalkit.records import Judgment, Query
 from evalkit.retrievers import ChromaRetriever
 from evalkit.retrievers.factory import RetrieverOptions, build_retriever
 from evalkit.store import RunSpec, Store
+from evalkit.store.answers import list_scorings
 from evalkit.store.runs import create_run, get_run, query_metrics, run_queries, run_results
 from evalkit.store.shards import load_run_shards, loaded_shards
 
@@ -390,3 +400,241 @@ def test_a_query_table_is_numbered_a_row_group_at_a_time_and_checked(tmp_path: P
     pq.write_table(pa.table({"query_id": ["q1"], "tenant": pa.array([None], pa.string())}), no_text)
     with pytest.raises(InputError, match=r"no-text\.parquet: not a query table: no column text"):
         number_query_table(no_text, tmp_path / "never.parquet")
+
+
+# -- answers scored on the actor pool ------------------------------------------------------
+
+_PASSAGES = (
+    "The Sydney Harbour Bridge is a steel arch bridge in Sydney. It opened in 1932.",
+    "The Golden Gate Bridge is a suspension bridge in San Francisco. It opened in 1937.",
+    "Tower Bridge crosses the River Thames in London. It was completed in 1894.",
+)
+_MADE_UP = "It was designed by Gustave Eiffel in Lyon."
+
+
+def _rag_response(number: int) -> dict[str, Any]:
+    """What the loopback RAG endpoint answers to query ``number``: a mix of faithful,
+    half-faithful and unsupported answers, answers without passages, and plain results."""
+    first, second = number % 3, (number + 1) % 3
+    results = [
+        {"id": f"d{first}", "score": 0.9, "text": _PASSAGES[first]},
+        {"id": f"d{second}", "score": 0.5, "text": _PASSAGES[second]},
+    ]
+    kind = number % 5
+    if kind == 4:
+        return {"results": [{"id": f"d{first}", "score": 0.9}]}
+    if kind == 3:
+        return {"results": [{"id": f"d{first}", "score": 0.9}], "answer": _PASSAGES[first]}
+    answer = _PASSAGES[first].split(". ")[1] if kind == 0 else _PASSAGES[first]
+    if kind == 2:
+        answer = f"{answer} {_MADE_UP}"
+    return {"results": results, "answer": answer}
+
+
+@contextlib.contextmanager
+def _rag_endpoint() -> Iterator[str]:
+    """A RAG endpoint on loopback: ranked results, their passages and a generated answer."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            query_id = str(body["query_id"])
+            number = int(query_id[1:]) if query_id[1:].isdigit() else 4  # the probe query
+            payload = json.dumps(_rag_response(number)).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = LoopbackHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/search"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _rag_goldset(n: int = 30) -> Goldset:
+    # Only the first queries have reference context ids: batches without any must still
+    # store their answers' context rows (unmeasured, no_reference) as a local run does.
+    queries = [
+        Query(
+            id=f"q{number:03d}",
+            text=f"When did bridge {number % 3} open? (question {number})",
+            reference_answer="In 1932." if number % 2 else None,
+            reference_context_ids=(f"d{number % 3}",) if number < 4 else (),
+        )
+        for number in range(n)
+    ]
+    judgments = [Judgment(query.id, f"d{number % 3}", 1) for number, query in enumerate(queries)]
+    return Goldset.build("bridges", queries, judgments)
+
+
+def _answer_figures(store: Store, run_id: str) -> tuple[Any, pd.DataFrame, pd.DataFrame]:
+    """A run's stored answer scoring (its counts and settings), scores and items, without
+    the ids that differ from run to run."""
+    (scoring,) = list_scorings(store, run_id=run_id)
+    scores = store.fetch_frame(
+        "SELECT * EXCLUDE (scoring_id, run_id) FROM answer_scores WHERE scoring_id = ?"
+        " ORDER BY item_id, metric, method",
+        [scoring.scoring_id],
+    )
+    items = store.fetch_frame(
+        "SELECT * EXCLUDE (scoring_id, run_id) FROM answer_items WHERE scoring_id = ?"
+        " ORDER BY item_id",
+        [scoring.scoring_id],
+    )
+    counts = (scoring.n_records, scoring.judge_calls, scoring.cache_hits, dict(scoring.settings))
+    return counts, scores, items
+
+
+def test_answers_scored_on_ray_are_stored_as_a_local_run_stores_them(
+    ray_cluster: str, tmp_path: Path
+) -> None:
+    goldset = _rag_goldset()
+    offline = JudgeSettings(method="offline")
+    with _rag_endpoint() as url, Store.open(tmp_path / "runs.duckdb") as store:
+        settings = _settings(tmp_path)
+        options = RetrieverOptions(http_url=url)
+        engine = RayEngine(options, settings, actors=2, batch_size=7)
+        retriever = build_retriever(options, settings)
+        local = evaluate_goldset(
+            store, goldset, retriever, k=5, measures=["mrr"], judge_settings=offline
+        )
+        on_ray = evaluate_goldset(
+            store, goldset, retriever, k=5, measures=["mrr"], judge_settings=offline, engine=engine
+        )
+        assert local.answers is not None
+        assert on_ray.answers is not None
+        assert on_ray.answers.run_id == on_ray.run.run_id
+        local_counts, local_scores, local_items = _answer_figures(store, local.run.run_id)
+        ray_counts, ray_scores, ray_items = _answer_figures(store, on_ray.run.run_id)
+        assert ray_counts == local_counts
+        pd.testing.assert_frame_equal(ray_scores, local_scores)
+        pd.testing.assert_frame_equal(ray_items, local_items)
+        # What the figures hold: 24 of 30 queries generated an answer; those without
+        # passages are unmeasured; the ID-based context metrics cover every answer.
+        assert local_counts[0] == 24
+        faithfulness = ray_scores[ray_scores["metric"] == "faithfulness"]
+        assert (faithfulness["unmeasured_reason"] == "empty_contexts").sum() == 6
+        assert faithfulness["value"].notna().sum() == 18
+        assert set(ray_scores["metric"]) == {
+            "faithfulness",
+            "id_based_context_precision",
+            "id_based_context_recall",
+        }
+        assert len(ray_scores[ray_scores["metric"] == "id_based_context_recall"]) == 24
+        summaries = {(s.metric, s.method): s for s in on_ray.answers.summaries}
+        for summary in local.answers.summaries:
+            stored = summaries[(summary.metric, summary.method)]
+            assert (stored.n_measured, stored.n_unmeasured) == (
+                summary.n_measured,
+                summary.n_unmeasured,
+            )
+            assert stored.mean == pytest.approx(summary.mean)
+    assert not engine.shard_dir(on_ray.run.run_id).exists()
+
+
+@dataclass
+class _CountingJudge(FakeJudge):
+    """The loopback judge, answering slowly enough for calls to overlap, and counting the
+    calls in flight at once."""
+
+    in_flight: int = 0
+    most_in_flight: int = 0
+
+    def reply(self, body: dict[str, object]) -> tuple[int, str]:
+        with self.lock:
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            time.sleep(0.05)
+            return super().reply(body)
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+
+
+@contextlib.contextmanager
+def _counting_judge() -> Iterator[_CountingJudge]:
+    state = _CountingJudge()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            status, payload = state.reply(body)
+            data = payload.encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = LoopbackHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    state.url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.filterwarnings("ignore:FUNCTIONS is deprecated:DeprecationWarning")
+def test_the_judge_on_ray_keeps_to_the_pools_concurrency_and_shares_the_cache(
+    ray_cluster: str, tmp_path: Path
+) -> None:
+    goldset = _rag_goldset(20)
+    with (
+        _counting_judge() as judge,
+        _rag_endpoint() as url,
+        Store.open(tmp_path / "runs.duckdb") as store,
+    ):
+        settings = _settings(tmp_path)
+        options = RetrieverOptions(http_url=url)
+        engine = RayEngine(options, settings, actors=2, batch_size=5)
+        retriever = build_retriever(options, settings)
+        too_few = judge_settings(judge, concurrency=1)
+        with pytest.raises(ConfigError, match=r"concurrency \(1\) is below .* 2 actors"):
+            evaluate_goldset(store, goldset, retriever, k=5, judge_settings=too_few, engine=engine)
+        assert store.fetch("SELECT count(*) FROM runs")[0][0] == 0
+        assert judge.calls == 0
+
+        # Two judge calls at a time for the pool: one per actor (each alone would make two).
+        capped = judge_settings(judge, concurrency=2)
+        on_ray = evaluate_goldset(
+            store, goldset, retriever, k=5, judge_settings=capped, engine=engine
+        )
+        assert on_ray.answers is not None
+        # 16 answers, 4 without passages never reach the judge: 12 x 2 calls.
+        assert on_ray.answers.judge_calls == judge.calls == 24
+        assert 1 <= judge.most_in_flight <= 2
+        # The judge outputs the actors obtained are in the store's cache: a local run of
+        # the same answers asks the judge nothing, and stores the same scores.
+        local = evaluate_goldset(store, goldset, retriever, k=5, judge_settings=capped)
+        assert local.answers is not None
+        assert (local.answers.judge_calls, local.answers.cache_hits) == (0, 12)
+        assert judge.calls == 24
+        _, ray_scores, ray_items = _answer_figures(store, on_ray.run.run_id)
+        _, local_scores, local_items = _answer_figures(store, local.run.run_id)
+        pd.testing.assert_frame_equal(ray_scores, local_scores)
+        pd.testing.assert_frame_equal(ray_items, local_items)
+        # And a second run on Ray reads the cache's snapshot: nothing is asked again.
+        again = evaluate_goldset(
+            store, goldset, retriever, k=5, judge_settings=capped, engine=engine
+        )
+        assert again.answers is not None
+        assert (again.answers.judge_calls, again.answers.cache_hits) == (0, 12)
+        assert judge.calls == 24

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from evalkit.answers.cache import EmbeddingCache, JudgeCache, MemoryJudgeCache, judge_cache_key
-from evalkit.answers.context import applicable_context_metrics, score_context
+from evalkit.answers.context import CONTEXT_METRICS, applicable_context_metrics, score_context
 from evalkit.answers.judge import JudgeCallError, JudgeTask, LLMJudge
 from evalkit.answers.nli import NLIFaithfulness
 from evalkit.answers.offline import DEFAULT_THRESHOLD, OfflineFaithfulness, Progress
@@ -81,6 +81,7 @@ def score_answers(
     offline: OfflineFaithfulness | None = None,
     embedding_cache: EmbeddingCache | None = None,
     progress: Progress | None = None,
+    every_context_metric: bool = False,
 ) -> AnswerScores:
     """Score ``records``; ``evalkit.pipeline.score_and_store_answers`` also stores them.
 
@@ -97,6 +98,11 @@ def score_answers(
     offline method's context vectors are kept in ``embedding_cache`` if given, else in the
     offline method's own memory. ``progress`` is called with (answers done, in all) as the
     offline method advances.
+
+    With ``every_context_metric`` every context metric is scored, even one no record has a
+    reference for (all its rows are then unmeasured ``no_reference``): for a batch of a
+    larger set, whose caller keeps a context metric when some record of the whole set has
+    a reference for it, as scoring the set at once would.
     """
     settings = settings or load_settings().judge
     _check_ids(records)
@@ -122,7 +128,12 @@ def score_answers(
             records, judge=judge, cache=cache or MemoryJudgeCache(), repeats=settings.repeats
         )
         scores.extend(judged)
-    for metric in applicable_context_metrics(records):
+    context_metrics = (
+        list(CONTEXT_METRICS.values())
+        if every_context_metric
+        else applicable_context_metrics(records)
+    )
+    for metric in context_metrics:
         scores.extend(score_context(metric, records))
 
     return AnswerScores(

@@ -10,10 +10,15 @@ query embedder) from the engine's options and settings, and for each batch:
 - scores the answered, judged queries with the metric kernels (``Evaluator``) on the
   batch's own judgments: every measure is per query, so the values are those of a local
   run;
+- when the run scores answers (a RAG endpoint that generates them), scores the batch's
+  answers with the actor's own scorer (``_AnswerScorer``: the offline method, or the LLM
+  judge with the pool's judge concurrency and rate split between the actors) and writes
+  its answer shards (``evalkit.engines.ANSWER_SHARDS``) before the batch's shard;
 - writes one Parquet shard (``shard_schema``) under the run's shard directory, first to a
   ``.tmp`` file and then renamed, so a shard is either whole or absent. A shard's name is
   a digest of its query ids, so a batch Ray retries after an actor died rewrites the same
-  shard instead of adding one.
+  shard instead of adding one. The batch's shard is written last: a batch whose shard
+  exists has its answer shards too.
 
 Nothing here touches the store: the pipeline's one writer loads the shards
 (``evalkit.store.shards``). Ray is imported by this module only; import it only when the
@@ -38,17 +43,35 @@ import pyarrow.parquet as pq
 import ray
 import ray.data
 
-from evalkit.engines import POSITION, SHARD_SUFFIX, EngineStoppedError, RayEngine
+from evalkit.engines import (
+    ANSWER_ITEM_SCHEMA,
+    ANSWER_SCORE_SCHEMA,
+    COUNTS_KEY,
+    JUDGED_SCHEMA,
+    POSITION,
+    SHARD_SUFFIX,
+    EngineStoppedError,
+    RayEngine,
+    actor_judge_settings,
+    answer_shard,
+)
 from evalkit.metrics import Evaluator, parse_measures
 from evalkit.records import Judgment, Query, QueryResult
+from evalkit.redaction import redact_known
 from evalkit.replay import replay, results_frame
 from evalkit.retrievers.factory import build_retriever
 
 if TYPE_CHECKING:
-    from evalkit.config import Settings
+    from evalkit.answers.offline import OfflineFaithfulness
+    from evalkit.answers.records import AnswerRecord, CachedJudgment, MetricScore
+    from evalkit.config import JudgeSettings, Settings
     from evalkit.retrievers.factory import RetrieverOptions
 
-__all__ = ["WORKER_ENV", "replay_on_ray", "shard_schema"]
+__all__ = [
+    "WORKER_ENV",
+    "replay_on_ray",
+    "shard_schema",
+]
 
 WORKER_ENV: dict[str, str] = {
     "HF_HUB_OFFLINE": "1",
@@ -87,6 +110,146 @@ def shard_schema(measures: Sequence[str]) -> pa.Schema:
     )
 
 
+class _SnapshotJudgeCache:
+    """An actor's judge cache: the judge outputs the store held when the run started (a
+    Parquet snapshot, read by key), then those this actor obtained since. The outputs new
+    to the store are collected for the batch's ``judged`` answer shard (``take_fresh``);
+    the store's writer adds them to the store's cache."""
+
+    def __init__(self, snapshot: Path | None) -> None:
+        self._snapshot = snapshot
+        self._known: dict[str, CachedJudgment] = {}
+        self._fresh: dict[str, CachedJudgment] = {}
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, CachedJudgment]:
+        """The cached outputs among ``keys``."""
+        from evalkit.answers.records import CachedJudgment
+
+        found = {key: self._known[key] for key in keys if key in self._known}
+        wanted = [key for key in dict.fromkeys(keys) if key not in found]
+        if wanted and self._snapshot is not None:
+            table = pq.read_table(self._snapshot, filters=[("cache_key", "in", wanted)])
+            for row in table.to_pylist():
+                key = row.pop("cache_key")
+                found[key] = CachedJudgment(**row)
+        return found
+
+    def put_many(self, entries: Any) -> None:
+        """Keep these outputs (a key already cached keeps its first output)."""
+        for key, entry in entries:
+            if key not in self._known:
+                self._known[key] = entry
+                self._fresh[key] = entry
+
+    def take_fresh(self) -> dict[str, CachedJudgment]:
+        """The outputs obtained since the last call."""
+        fresh, self._fresh = self._fresh, {}
+        return fresh
+
+
+class _AnswerScorer:
+    """An actor's answer scorer: the offline method (its model loaded on first use) or the
+    LLM judge with this actor's share of the judge limits (``actor_judge_settings``)."""
+
+    def __init__(self, settings: JudgeSettings, *, actors: int, judge_cache: str | None) -> None:
+        from evalkit.answers.offline import DEFAULT_THRESHOLD, OfflineFaithfulness
+        from evalkit.answers.scoring import uses_judge
+
+        self._settings = (
+            actor_judge_settings(settings, actors) if uses_judge(settings) else settings
+        )
+        self._offline: OfflineFaithfulness | None = None
+        if settings.nli_model_path is None:
+            self._offline = OfflineFaithfulness(
+                threshold=settings.offline_threshold or DEFAULT_THRESHOLD
+            )
+        self._cache = _SnapshotJudgeCache(Path(judge_cache) if judge_cache else None)
+
+    def write(self, records: Sequence[AnswerRecord], shard: Path) -> None:
+        """Score ``records`` and write the answer shards of the batch shard ``shard``."""
+        from evalkit.answers.scoring import score_answers
+
+        scores = score_answers(
+            records,
+            settings=self._settings,
+            cache=self._cache,
+            offline=self._offline,
+            every_context_metric=True,
+        )
+        counts = f"{scores.judge_calls} {scores.cache_hits}".encode()
+        _write_whole(
+            _score_table(scores.scores).replace_schema_metadata({COUNTS_KEY: counts}),
+            answer_shard(shard, "scores"),
+        )
+        _write_whole(_item_table(records), answer_shard(shard, "items"))
+        _write_whole(_judged_table(self._cache.take_fresh()), answer_shard(shard, "judged"))
+
+
+def _masked(text: str | None) -> str | None:
+    # The actor's retriever and judge registered their secrets in this process.
+    return None if text is None else redact_known(text)
+
+
+def _score_table(scores: Sequence[MetricScore]) -> pa.Table:
+    return pa.table(
+        {
+            "item_id": [s.item_id for s in scores],
+            "metric": [s.metric for s in scores],
+            "method": [s.method for s in scores],
+            "judge_model": [s.judge_model for s in scores],
+            "prompt_version": [s.prompt_version for s in scores],
+            "value": [s.value for s in scores],
+            "unmeasured_reason": [s.unmeasured_reason for s in scores],
+            "detail": [_masked(s.detail) for s in scores],
+            "n_repeats": [s.n_repeats for s in scores],
+            "spread": [s.spread for s in scores],
+            "n_claims": [s.n_claims for s in scores],
+            "n_supported": [s.n_supported for s in scores],
+        },
+        schema=ANSWER_SCORE_SCHEMA,
+    )
+
+
+def _item_table(records: Sequence[AnswerRecord]) -> pa.Table:
+    return pa.table(
+        {
+            "item_id": [r.id for r in records],
+            "question": [r.question for r in records],
+            "answer": [r.answer for r in records],
+            "contexts": [list(r.contexts) for r in records],
+            "context_ids": [list(r.context_ids) for r in records],
+            "reference": [r.reference for r in records],
+        },
+        schema=ANSWER_ITEM_SCHEMA,
+    )
+
+
+def _judged_table(entries: dict[str, CachedJudgment]) -> pa.Table:
+    judged = list(entries.values())
+    return pa.table(
+        {
+            "cache_key": list(entries),
+            "metric": [j.metric for j in judged],
+            "judge_model": [j.judge_model for j in judged],
+            "prompt_version": [j.prompt_version for j in judged],
+            "value": [j.value for j in judged],
+            "unmeasured_reason": [j.unmeasured_reason for j in judged],
+            "n_claims": [j.n_claims for j in judged],
+            "n_supported": [j.n_supported for j in judged],
+            "detail": [_masked(j.detail) for j in judged],
+        },
+        schema=JUDGED_SCHEMA,
+    )
+
+
+def _write_whole(table: pa.Table, path: Path) -> None:
+    """``table`` to ``path`` through a ``.tmp`` file: the file is whole or absent."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial_path = path.with_suffix(".tmp")
+    pq.write_table(table, partial_path)
+    os.replace(partial_path, path)
+
+
 class _ReplayActor:
     """One member of the actor pool: one retriever, used for every batch it is given."""
 
@@ -99,8 +262,16 @@ class _ReplayActor:
         measures: Sequence[str],
         relevance_threshold: int,
         shard_dir: str,
+        answers: JudgeSettings | None = None,
+        actors: int = 1,
+        judge_cache: str | None = None,
     ) -> None:
         self._retriever = build_retriever(replace(retriever, query_embedder=None), settings)
+        self._answers = (
+            _AnswerScorer(answers, actors=actors, judge_cache=judge_cache)
+            if answers is not None
+            else None
+        )
         self._k = k
         self._measures = parse_measures(list(measures))
         self._schema = shard_schema([str(measure) for measure in self._measures])
@@ -123,10 +294,11 @@ class _ReplayActor:
         metrics = self._score(results, judgments)
         name = _shard_name([query.id for query in queries])
         path = self._shard_dir / name
-        partial_path = path.with_suffix(".tmp")
+        records = _answer_records(rows, results)
+        if self._answers is not None and records:
+            self._answers.write(records, path)
         positions = [row[POSITION] for row in rows]
-        pq.write_table(self._shard(positions, results, metrics), partial_path)
-        os.replace(partial_path, path)
+        _write_whole(self._shard(positions, results, metrics), path)
         return {
             "shard": np.array([name]),
             "queries": np.array([len(results)]),
@@ -175,6 +347,33 @@ class _ReplayActor:
             name = str(measure)
             columns[name] = [metrics.get(r.query_id, {}).get(name) for r in results]
         return pa.table(columns, schema=self._schema)
+
+
+def _answer_records(
+    rows: Sequence[dict[str, Any]], results: Sequence[QueryResult]
+) -> list[AnswerRecord]:
+    """One answer record per answered query that came back with a generated answer, with
+    the query's references (as ``evalkit.pipeline.run_answer_records`` for a local run)."""
+    from evalkit.answers.records import AnswerRecord
+
+    by_id = {row["query_id"]: row for row in rows}
+    return [
+        AnswerRecord.from_query(
+            Query(
+                id=result.query_id,
+                text=by_id[result.query_id]["text"],
+                reference_answer=by_id[result.query_id].get("reference_answer"),
+                reference_context_ids=tuple(
+                    by_id[result.query_id].get("reference_context_ids") or ()
+                ),
+            ),
+            answer=result.answer,
+            contexts=result.contexts,
+            context_ids=result.context_ids,
+        )
+        for result in results
+        if result.ok and result.answer is not None and result.query_id in by_id
+    ]
 
 
 def _shard_name(query_ids: Sequence[str]) -> str:
@@ -229,6 +428,8 @@ def replay_on_ray(
     relevance_threshold: int,
     total: int,
     progress: Callable[[int, int], None] | None = None,
+    answers: JudgeSettings | None = None,
+    judge_cache: Path | None = None,
 ) -> int:
     """Replay the queries of the Parquet ``query_table`` on Ray, leaving one shard per batch
     in ``shard_dir``; the number of queries the shards hold when the engine finished.
@@ -237,6 +438,10 @@ def replay_on_ray(
     cluster that goes away); the shards written until then stay, and the caller records
     the queries they lack as lost. ``progress(done, total)`` is called as batches finish;
     what it raises (a job being cancelled) propagates unchanged.
+
+    With ``answers`` (judge settings) the actors also score the answers the retriever
+    generates and leave them in answer shards; ``judge_cache`` is a Parquet snapshot of
+    the judge cache (``JUDGED_SCHEMA``) the actors read before calling the judge.
     """
     shard_dir.mkdir(parents=True, exist_ok=True)
     with _connected(engine.address), _quiet(logging.getLogger("ray.data")):
@@ -262,6 +467,9 @@ def replay_on_ray(
                 "measures": list(measures),
                 "relevance_threshold": relevance_threshold,
                 "shard_dir": str(shard_dir),
+                "answers": answers,
+                "actors": engine.actors,
+                "judge_cache": str(judge_cache) if judge_cache is not None else None,
             },
             runtime_env={"env_vars": WORKER_ENV},
         )

@@ -8,13 +8,17 @@ numbered query table) with one byte per query, never a table of query ids, so th
 memory stays flat in the number of queries. Every loaded shard is recorded in
 ``run_shards`` (migration 11);
 a shard is never loaded twice, and a run that is no longer ``running`` is never loaded
-into: a run is either finished with all its shards or holds none of them.
+into: a run is either finished with all its shards or holds none of them. A run whose
+answers were scored on the engine loads its answer shards (``evalkit.engines.ANSWER_SHARDS``)
+in the same transaction, as one answer scoring of the run (``ShardAnswers``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 
 from evalkit.clock import utc_now
-from evalkit.engines import POSITION
+from evalkit.engines import COUNTS_KEY, POSITION, answer_shard
 from evalkit.errors import StoreError
 from evalkit.redaction import redact_known
 from evalkit.store.runs import mark_finished
@@ -33,6 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SCHEMA_SQL",
+    "ShardAnswers",
     "ShardSummary",
     "load_run_shards",
     "loaded_shards",
@@ -61,6 +66,18 @@ class ShardSummary:
     n_evaluated: int
     first_error: str | None
     overlapping: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ShardAnswers:
+    """The answer scoring a run's answer shards are loaded as: its id, when scoring started,
+    the judge settings stored with it, and whether the judge outputs the actors obtained go
+    to the store's ``judge_cache`` table (False: the judge's cache is a file of its own)."""
+
+    scoring_id: str
+    started_at: datetime
+    settings: Mapping[str, Any]
+    cache_in_store: bool = True
 
 
 def _quoted(name: str) -> str:
@@ -184,6 +201,7 @@ def load_run_shards(
     n_total: int,
     error: str | None = None,
     summary: ShardSummary | None = None,
+    answers: ShardAnswers | None = None,
 ) -> int:
     """Load ``shards`` into run ``run_id`` (still ``running``) and finish it with
     ``status``, all in one transaction; the number of queries loaded. ``summary``: what
@@ -193,6 +211,9 @@ def load_run_shards(
     that were scored; ``n_total`` is the number of judged queries. Raises StoreError when
     the run is not ``running`` (finished, or marked failed by another writer meanwhile)
     or a shard was loaded into it before; nothing is written then.
+
+    With ``answers``, the answer shards of ``shards`` (those that exist) are loaded in the
+    same transaction as one answer scoring of the run; none exist: no scoring is stored.
     """
     summary = summary or summarize_shards(store, shards, measures)
     rows = _rows_sql(summary.overlapping)
@@ -219,6 +240,8 @@ def load_run_shards(
                     " GROUP BY filename",
                     [run_id, utc_now(), files],
                 )
+            if answers is not None:
+                _insert_answers(con, run_id, shards, answers)
             if summary.n_evaluated:
                 for measure in measures:
                     con.execute(
@@ -280,4 +303,82 @@ def _insert_rows(
             f" SELECT ?, query_id, measure, value FROM (UNPIVOT (SELECT query_id, {columns}"
             f" FROM {rows}) ON {columns} INTO NAME measure VALUE value)",
             [run_id, files],
+        )
+
+
+def _insert_answers(
+    con: duckdb.DuckDBPyConnection, run_id: str, shards: Sequence[Path], answers: ShardAnswers
+) -> None:
+    """Load the answer shards of ``shards`` as the scoring ``answers`` of run ``run_id``."""
+    import pyarrow.parquet as pq
+
+    from evalkit.answers.context import CONTEXT_METRICS
+
+    present = [shard for shard in shards if answer_shard(shard, "items").exists()]
+    if not present:
+        return
+    items = [str(answer_shard(shard, "items")) for shard in present]
+    scores = [str(answer_shard(shard, "scores")) for shard in present]
+    judged = [str(answer_shard(shard, "judged")) for shard in present]
+    judge_calls = cache_hits = 0
+    for path in scores:
+        metadata = pq.read_schema(path).metadata or {}
+        calls, hits = metadata.get(COUNTS_KEY, b"0 0").split()
+        judge_calls += int(calls)
+        cache_hits += int(hits)
+    # One row per item (and per item's metric): a query two shards hold was scored twice.
+    item_rows = (
+        "(SELECT * FROM read_parquet(?, filename = true)"
+        " QUALIFY row_number() OVER (PARTITION BY item_id ORDER BY filename) = 1)"
+    )
+    score_rows = (
+        "(SELECT * FROM read_parquet(?, filename = true)"
+        " QUALIFY row_number() OVER (PARTITION BY item_id, metric, method ORDER BY filename) = 1)"
+    )
+    # A context metric is scored when some answer of the run has a reference for it, as a
+    # local run decides over all its answers; each batch scored every one.
+    unused = [
+        str(row[0])
+        for row in con.execute(
+            f"SELECT metric FROM {score_rows} WHERE list_contains(?, metric) GROUP BY metric"
+            " HAVING bool_and(coalesce(unmeasured_reason = 'no_reference', false))",
+            [scores, list(CONTEXT_METRICS)],
+        ).fetchall()
+    ]
+    n_records = int(con.execute(f"SELECT count(*) FROM {item_rows}", [items]).fetchall()[0][0])
+    con.execute(
+        "INSERT INTO answer_scorings VALUES (?, ?, NULL, ?, ?, ?, ?, ?, ?)",
+        [
+            answers.scoring_id,
+            run_id,
+            answers.started_at,
+            utc_now(),
+            n_records,
+            judge_calls,
+            cache_hits,
+            json.dumps(dict(answers.settings), sort_keys=True, default=str),
+        ],
+    )
+    con.execute(
+        "INSERT INTO answer_scores (scoring_id, run_id, source, item_id, metric, method,"
+        " judge_model, prompt_version, value, unmeasured_reason, detail, n_repeats, spread,"
+        " n_claims, n_supported) SELECT ?, ?, NULL, item_id, metric, method, judge_model,"
+        " prompt_version, value, unmeasured_reason, detail, n_repeats, spread, n_claims,"
+        f" n_supported FROM {score_rows} WHERE NOT list_contains(?, metric)",
+        [answers.scoring_id, run_id, scores, unused],
+    )
+    con.execute(
+        "INSERT INTO answer_items (scoring_id, run_id, item_id, question, answer, contexts,"
+        " context_ids, reference) SELECT ?, ?, item_id, question, answer, contexts,"
+        f" context_ids, reference FROM {item_rows}",
+        [answers.scoring_id, run_id, items],
+    )
+    if answers.cache_in_store:
+        con.execute(
+            "INSERT OR IGNORE INTO judge_cache (cache_key, metric, judge_model, prompt_version,"
+            " value, unmeasured_reason, n_claims, n_supported, detail, created_at)"
+            " SELECT cache_key, metric, judge_model, prompt_version, value,"
+            " unmeasured_reason, n_claims, n_supported, detail, ? FROM read_parquet(?)"
+            " QUALIFY row_number() OVER (PARTITION BY cache_key) = 1",
+            [utc_now(), judged],
         )
