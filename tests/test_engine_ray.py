@@ -384,18 +384,32 @@ def test_an_engine_that_stops_leaves_a_partial_run_naming_the_lost_queries(
 
 
 def test_a_query_table_is_numbered_a_row_group_at_a_time_and_checked(tmp_path: Path) -> None:
-    from evalkit.engines import QUERY_TABLE_COLUMNS, number_query_table, write_query_table
+    from evalkit.engines import (
+        QUERY_TABLE_COLUMNS,
+        REFERENCE_COLUMNS,
+        number_query_table,
+        write_query_table,
+    )
     from evalkit.errors import InputError
-    from evalkit.records import Query
 
-    queries = [Query(id=f"q{i}", text=f"query {i}") for i in range(25)]
+    queries = [
+        Query(id=f"q{i}", text=f"query {i}", reference_context_ids=(f"d{i}",)) for i in range(25)
+    ]
     written = write_query_table(tmp_path / "queries.parquet", queries, row_group_size=10)
     numbered = tmp_path / "numbered.parquet"
     assert number_query_table(written, numbered) == 25
     table = pq.read_table(numbered)
-    assert table.column_names == [*QUERY_TABLE_COLUMNS, "position"]
+    assert table.column_names == [*QUERY_TABLE_COLUMNS, *REFERENCE_COLUMNS, "position"]
     assert table.column("position").to_pylist() == list(range(25))
     assert table.column("query_id").to_pylist() == [query.id for query in queries]
+    assert table.column("reference_context_ids").to_pylist() == [[f"d{i}"] for i in range(25)]
+    # A table without the optional reference columns is numbered with them left null.
+    plain = tmp_path / "plain.parquet"
+    pq.write_table(pq.read_table(written, columns=list(QUERY_TABLE_COLUMNS)), plain)
+    assert number_query_table(plain, tmp_path / "plain-numbered.parquet") == 25
+    table = pq.read_table(tmp_path / "plain-numbered.parquet")
+    assert table.column_names == [*QUERY_TABLE_COLUMNS, *REFERENCE_COLUMNS, "position"]
+    assert table.column("reference_answer").null_count == 25
     no_text = tmp_path / "no-text.parquet"
     pq.write_table(pa.table({"query_id": ["q1"], "tenant": pa.array([None], pa.string())}), no_text)
     with pytest.raises(InputError, match=r"no-text\.parquet: not a query table: no column text"):
