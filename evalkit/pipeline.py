@@ -249,9 +249,9 @@ def evaluate_goldset(
         if answers:
             judge_settings = answer_settings(judge_settings)
         if engine is not None:
-            if answers and answer_stage.uses_judge(judge_settings or load_settings().judge):
+            if answers and judge_settings is not None and answer_stage.uses_judge(judge_settings):
                 # A judge concurrency the actors cannot share fails before any query.
-                actor_judge_settings(judge_settings or load_settings().judge, engine.actors)
+                actor_judge_settings(judge_settings, engine.actors)
             judged = {judgment.query_id for judgment in goldset.judgments}
             return _engine_run(
                 store,

@@ -89,7 +89,8 @@ def run(
 
     With --engine ray the queries are replayed by a pool of Ray actors (--ray-actors), on
     the cluster at --ray-address or RAY_ADDRESS, else on a local Ray instance; the stored
-    per-query figures are those of a local run (answers are not scored on Ray).
+    per-query figures are those of a local run, and so are the answers' scores (the actors
+    score them, sharing the judge's concurrency).
 
     Example: evalkit run --goldset demo --collection demo --k 100 --format json
     """
