@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
@@ -256,6 +257,139 @@ def test_shards_are_loaded_once_and_overlaps_count_once(tmp_path: Path) -> None:
                 store, run_id, [first], measures=["ndcg@10"], status="complete", n_total=3
             )
         assert _counts(store, run_id) == (3, 3, 3)
+
+
+def _answer_shards(shard: Path, item_ids: list[str], *, calls: int, hits: int) -> None:
+    """The answer shards of ``shard``: faithfulness measured for every item, and the ID-based
+    context metrics unmeasured for want of a reference except where an id ends in 'r'."""
+    from evalkit.engines import (
+        ANSWER_ITEM_SCHEMA,
+        ANSWER_SCORE_SCHEMA,
+        COUNTS_KEY,
+        JUDGED_SCHEMA,
+        answer_shard,
+    )
+
+    rows: list[dict[str, Any]] = []
+    for item_id in item_ids:
+        rows.append(
+            {
+                "item_id": item_id,
+                "metric": "faithfulness",
+                "method": "ragas-llm",
+                "judge_model": "j",
+                "value": 0.5,
+                "n_repeats": 1,
+            }
+        )
+        for metric, referenced in (
+            ("id_based_context_recall", item_id.endswith("r")),
+            ("id_based_context_precision", False),
+        ):
+            rows.append(
+                {
+                    "item_id": item_id,
+                    "metric": metric,
+                    "method": "ragas-id-based",
+                    "value": 1.0 if referenced else None,
+                    "unmeasured_reason": None if referenced else "no_reference",
+                    "n_repeats": 1,
+                }
+            )
+    scores = pa.Table.from_pylist(rows, schema=ANSWER_SCORE_SCHEMA)
+    answer_shard(shard, "scores").parent.mkdir(exist_ok=True)
+    pq.write_table(
+        scores.replace_schema_metadata({COUNTS_KEY: f"{calls} {hits}".encode()}),
+        answer_shard(shard, "scores"),
+    )
+    items = [
+        {"item_id": i, "question": f"{i}?", "answer": "a.", "contexts": ["c."], "context_ids": []}
+        for i in item_ids
+    ]
+    pq.write_table(
+        pa.Table.from_pylist(items, schema=ANSWER_ITEM_SCHEMA), answer_shard(shard, "items")
+    )
+    judged = [
+        {
+            "cache_key": f"key-{i}",
+            "metric": "faithfulness",
+            "judge_model": "j",
+            "prompt_version": "p1",
+            "value": 0.5,
+        }
+        for i in item_ids
+    ]
+    pq.write_table(
+        pa.Table.from_pylist(judged, schema=JUDGED_SCHEMA), answer_shard(shard, "judged")
+    )
+
+
+def test_answer_shards_load_with_the_run_in_one_transaction(tmp_path: Path) -> None:
+    from evalkit.engines import answer_shard
+    from evalkit.store.shards import ShardAnswers
+
+    answers = ShardAnswers(scoring_id="ans-1", started_at=datetime(2026, 11, 24), settings={})
+    first = _shard(tmp_path / "a.parquet", ["q1", "q2"])
+    retried = _shard(tmp_path / "b.parquet", ["q2", "q3"])
+    plain = _shard(tmp_path / "c.parquet", ["q4"])  # a batch that generated no answer
+    _answer_shards(first, ["q1r", "q2"], calls=4, hits=0)
+    _answer_shards(retried, ["q2", "q3"], calls=2, hits=1)
+    shards = [first, retried, plain]
+    with Store.open(tmp_path / "runs.duckdb") as store:
+        run_id = create_run(store, _spec())
+        # A broken answer shard: neither the run's rows nor its answers are stored.
+        for kind in ("items", "scores"):
+            good = answer_shard(retried, kind).read_bytes()
+            answer_shard(retried, kind).write_bytes(b"PAR1 not parquet")
+            with pytest.raises(StoreError, match="cannot"):
+                load_run_shards(
+                    store,
+                    run_id,
+                    shards,
+                    measures=["ndcg@10"],
+                    status="complete",
+                    n_total=4,
+                    answers=answers,
+                )
+            assert get_run(store, run_id).status == "running"
+            assert _counts(store, run_id) == (0, 0, 0)
+            for table in ("answer_scorings", "answer_scores", "answer_items", "judge_cache"):
+                assert store.fetch(f"SELECT count(*) FROM {table}")[0][0] == 0
+            answer_shard(retried, kind).write_bytes(good)
+
+        load_run_shards(
+            store,
+            run_id,
+            shards,
+            measures=["ndcg@10"],
+            status="complete",
+            n_total=4,
+            answers=answers,
+        )
+        assert get_run(store, run_id).status == "complete"
+        (scoring,) = list_scorings(store, run_id=run_id)
+        # q2 is in two batches' answers (a retried batch): stored once.
+        assert (scoring.scoring_id, scoring.n_records) == ("ans-1", 3)
+        assert (scoring.judge_calls, scoring.cache_hits) == (6, 1)
+        stored = store.fetch(
+            "SELECT item_id, metric, unmeasured_reason FROM answer_scores ORDER BY ALL"
+        )
+        # Context recall had a reference for q1r, so it is kept for every answer, as a local
+        # run keeps it; no answer had one for context precision, so it is dropped.
+        assert stored == [
+            ("q1r", "faithfulness", None),
+            ("q1r", "id_based_context_recall", None),
+            ("q2", "faithfulness", None),
+            ("q2", "id_based_context_recall", "no_reference"),
+            ("q3", "faithfulness", None),
+            ("q3", "id_based_context_recall", "no_reference"),
+        ]
+        assert store.fetch("SELECT item_id FROM answer_items ORDER BY ALL") == [
+            ("q1r",),
+            ("q2",),
+            ("q3",),
+        ]
+        assert store.fetch("SELECT count(*) FROM judge_cache")[0][0] == 3
 
 
 def test_the_engine_without_ray_names_the_extra(

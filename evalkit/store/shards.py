@@ -322,7 +322,10 @@ def _insert_answers(
     judged = [str(answer_shard(shard, "judged")) for shard in present]
     judge_calls = cache_hits = 0
     for path in scores:
-        metadata = pq.read_schema(path).metadata or {}
+        try:
+            metadata = pq.read_schema(path).metadata or {}
+        except (OSError, pa.ArrowException) as error:
+            raise StoreError(f"cannot read the answer shard {path}: {error}") from error
         calls, hits = metadata.get(COUNTS_KEY, b"0 0").split()
         judge_calls += int(calls)
         cache_hits += int(hits)
