@@ -67,11 +67,7 @@ if TYPE_CHECKING:
     from evalkit.config import JudgeSettings, Settings
     from evalkit.retrievers.factory import RetrieverOptions
 
-__all__ = [
-    "WORKER_ENV",
-    "replay_on_ray",
-    "shard_schema",
-]
+__all__ = ["WORKER_ENV", "replay_on_ray", "shard_schema"]
 
 WORKER_ENV: dict[str, str] = {
     "HF_HUB_OFFLINE": "1",
@@ -112,20 +108,20 @@ def shard_schema(measures: Sequence[str]) -> pa.Schema:
 
 class _SnapshotJudgeCache:
     """An actor's judge cache: the judge outputs the store held when the run started (a
-    Parquet snapshot, read by key), then those this actor obtained since. The outputs new
-    to the store are collected for the batch's ``judged`` answer shard (``take_fresh``);
-    the store's writer adds them to the store's cache."""
+    Parquet snapshot, read by key), and those obtained for the batch being scored, which
+    ``take_fresh`` hands over for the batch's ``judged`` answer shard (the store's writer
+    adds them to the store's cache). Nothing is kept from batch to batch: the actor's
+    memory stays flat however many answers it judges."""
 
     def __init__(self, snapshot: Path | None) -> None:
         self._snapshot = snapshot
-        self._known: dict[str, CachedJudgment] = {}
         self._fresh: dict[str, CachedJudgment] = {}
 
     def get_many(self, keys: Sequence[str]) -> dict[str, CachedJudgment]:
         """The cached outputs among ``keys``."""
         from evalkit.answers.records import CachedJudgment
 
-        found = {key: self._known[key] for key in keys if key in self._known}
+        found = {key: self._fresh[key] for key in keys if key in self._fresh}
         wanted = [key for key in dict.fromkeys(keys) if key not in found]
         if wanted and self._snapshot is not None:
             table = pq.read_table(self._snapshot, filters=[("cache_key", "in", wanted)])
@@ -137,12 +133,10 @@ class _SnapshotJudgeCache:
     def put_many(self, entries: Any) -> None:
         """Keep these outputs (a key already cached keeps its first output)."""
         for key, entry in entries:
-            if key not in self._known:
-                self._known[key] = entry
-                self._fresh[key] = entry
+            self._fresh.setdefault(key, entry)
 
     def take_fresh(self) -> dict[str, CachedJudgment]:
-        """The outputs obtained since the last call."""
+        """The outputs obtained since the last call, forgotten here."""
         fresh, self._fresh = self._fresh, {}
         return fresh
 
