@@ -26,7 +26,7 @@ from evalkit import __version__
 from evalkit import answers as answer_stage
 from evalkit.answers.cache import JudgeCache, MemoryJudgeCache
 from evalkit.answers.files import read_answer_records
-from evalkit.answers.records import AnswerRecord
+from evalkit.answers.records import AnswerRecord, AnswerScores, CachedJudgment, MetricSummary
 from evalkit.causes import Explanation, explain_comparison
 from evalkit.config import JudgeSettings, load_settings
 from evalkit.drift import AlertLevel, cusum, page_hinkley
@@ -70,6 +70,7 @@ from evalkit.store.answers import (
     get_scoring,
     new_scoring_id,
     save_answer_scores,
+    save_cached_judgments,
 )
 from evalkit.store.audit import StoredAudit, latest_measurements, save_audit
 from evalkit.store.drift import StoredDriftCheck, save_drift_check
@@ -108,7 +109,7 @@ from evalkit.traffic.summary import DEFAULT_LOW_CONFIDENCE
 from evalkit.traffic.windows import parse_window
 
 if TYPE_CHECKING:
-    from evalkit.answers import AnswerScores, OfflineFaithfulness
+    from evalkit.answers import OfflineFaithfulness
     from evalkit.audit import AuditConfig, AuditReport
     from evalkit.config import Settings
     from evalkit.embedding import TextEmbedder
@@ -706,9 +707,6 @@ def _cache_judged(cache_path: Path, shard_dir: Path) -> None:
     """Add the judge outputs of a run's answer shards to the judge's own cache file."""
     import pyarrow.parquet as pq
 
-    from evalkit.answers.records import CachedJudgment
-    from evalkit.store.answers import save_cached_judgments
-
     entries: list[tuple[str, CachedJudgment]] = []
     for path in sorted((shard_dir / ANSWERS_DIR).glob(f"*.judged{SHARD_SUFFIX}")):
         for row in pq.read_table(path).to_pylist():
@@ -722,8 +720,6 @@ def _cache_judged(cache_path: Path, shard_dir: Path) -> None:
 def _stored_answers(store: Store, scoring_id: str) -> AnswerScores | None:
     """The summaries and counts of a stored scoring (None when it was not stored: the run
     generated no answer); its per-answer scores stay in the store."""
-    from evalkit.answers.records import AnswerScores, MetricSummary
-
     try:
         scoring = get_scoring(store, scoring_id)
     except NotFoundError:

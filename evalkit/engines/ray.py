@@ -43,6 +43,9 @@ import pyarrow.parquet as pq
 import ray
 import ray.data
 
+from evalkit.answers.offline import DEFAULT_THRESHOLD, OfflineFaithfulness
+from evalkit.answers.records import AnswerRecord, CachedJudgment, MetricScore
+from evalkit.answers.scoring import score_answers, uses_judge
 from evalkit.engines import (
     ANSWER_ITEM_SCHEMA,
     ANSWER_SCORE_SCHEMA,
@@ -62,8 +65,6 @@ from evalkit.replay import replay, results_frame
 from evalkit.retrievers.factory import build_retriever
 
 if TYPE_CHECKING:
-    from evalkit.answers.offline import OfflineFaithfulness
-    from evalkit.answers.records import AnswerRecord, CachedJudgment, MetricScore
     from evalkit.config import JudgeSettings, Settings
     from evalkit.retrievers.factory import RetrieverOptions
 
@@ -119,8 +120,6 @@ class _SnapshotJudgeCache:
 
     def get_many(self, keys: Sequence[str]) -> dict[str, CachedJudgment]:
         """The cached outputs among ``keys``."""
-        from evalkit.answers.records import CachedJudgment
-
         found = {key: self._fresh[key] for key in keys if key in self._fresh}
         wanted = [key for key in dict.fromkeys(keys) if key not in found]
         if wanted and self._snapshot is not None:
@@ -146,9 +145,6 @@ class _AnswerScorer:
     LLM judge with this actor's share of the judge limits (``actor_judge_settings``)."""
 
     def __init__(self, settings: JudgeSettings, *, actors: int, judge_cache: str | None) -> None:
-        from evalkit.answers.offline import DEFAULT_THRESHOLD, OfflineFaithfulness
-        from evalkit.answers.scoring import uses_judge
-
         self._settings = (
             actor_judge_settings(settings, actors) if uses_judge(settings) else settings
         )
@@ -161,8 +157,6 @@ class _AnswerScorer:
 
     def write(self, records: Sequence[AnswerRecord], shard: Path) -> None:
         """Score ``records`` and write the answer shards of the batch shard ``shard``."""
-        from evalkit.answers.scoring import score_answers
-
         scores = score_answers(
             records,
             settings=self._settings,
@@ -348,8 +342,6 @@ def _answer_records(
 ) -> list[AnswerRecord]:
     """One answer record per answered query that came back with a generated answer, with
     the query's references (as ``evalkit.pipeline.run_answer_records`` for a local run)."""
-    from evalkit.answers.records import AnswerRecord
-
     by_id = {row["query_id"]: row for row in rows}
     return [
         AnswerRecord.from_query(

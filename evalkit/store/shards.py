@@ -26,6 +26,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from evalkit.answers.context import CONTEXT_METRICS
 from evalkit.clock import utc_now
 from evalkit.engines import COUNTS_KEY, POSITION, answer_shard
 from evalkit.errors import StoreError
@@ -311,8 +312,6 @@ def _insert_answers(
 ) -> None:
     """Load the answer shards of ``shards`` as the scoring ``answers`` of run ``run_id``."""
     import pyarrow.parquet as pq
-
-    from evalkit.answers.context import CONTEXT_METRICS
 
     present = [shard for shard in shards if answer_shard(shard, "items").exists()]
     if not present:
