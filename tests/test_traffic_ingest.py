@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from evalkit.errors import ConfigError, InputError, StoreError
 from evalkit.records import ScoredDoc
 from evalkit.store import Store
-from evalkit.store.traffic import SCHEMA_SQL, record_count
+from evalkit.store.traffic import SCHEMA_SQL, IngestTransaction, record_count
 from evalkit.traffic import Redaction, format_log_line, ingest_paths, log_query, watch
 from evalkit.traffic import ingest as ingest_module
 
@@ -208,20 +208,22 @@ def test_a_crash_mid_file_neither_loses_nor_repeats(
 ) -> None:
     log = tmp_path / "big.jsonl"
     log.write_text("".join(line(f"q{i}") for i in range(10)))
-    real_commit = ingest_module.commit_ingest_batch
+    real_finish = IngestTransaction.finish
     calls = {"n": 0}
 
-    def failing_commit(*args: Any, **kwargs: Any) -> int:
+    def failing_finish(self: IngestTransaction, **kwargs: Any) -> None:
+        # The second batch's records are in its transaction by now: they must go with it.
         calls["n"] += 1
         if calls["n"] == 2:
+            assert self.inserted == 4
             raise StoreError("disk full")
-        return real_commit(*args, **kwargs)
+        real_finish(self, **kwargs)
 
-    monkeypatch.setattr(ingest_module, "commit_ingest_batch", failing_commit)
+    monkeypatch.setattr(IngestTransaction, "finish", failing_finish)
     with pytest.raises(StoreError, match="disk full"):
         ingest_paths(store, [log], batch_lines=4)
     assert record_count(store) == 4
-    monkeypatch.setattr(ingest_module, "commit_ingest_batch", real_commit)
+    monkeypatch.setattr(IngestTransaction, "finish", real_finish)
     report = ingest_paths(store, [log], batch_lines=4)
     assert report.records_added == 6
     assert report.duplicates == 0
@@ -488,11 +490,13 @@ def test_the_state_lives_in_the_store_not_the_process(tmp_path: Path) -> None:
     assert state == [(str(log), os.path.getsize(log), 2)]
 
 
+@pytest.mark.parametrize("part_lines", [2, ingest_module._DECODE_LINES])
 def test_a_progress_callback_that_raises_stops_after_its_batch(
-    store: Store, tmp_path: Path
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, part_lines: int
 ) -> None:
-    """The next batch is decoded while one is written, but none is committed after the
-    callback for the one before it raised."""
+    """The next batch is decoded (and with parts of 2 lines, partly written) while one is
+    written, but none is committed after the callback for the one before it raised."""
+    monkeypatch.setattr(ingest_module, "_DECODE_LINES", part_lines)
     log = tmp_path / "stopped.jsonl"
     log.write_text("".join(line(f"q{i}") for i in range(10)))
     seen: list[int] = []
@@ -528,3 +532,41 @@ def test_batches_read_in_slices_keep_line_numbers_problems_and_the_tail(
     assert stored(store) == [(f"q{i}", i + 1) for i in (0, 1, 2, 3, 5, 7, 8, 9)]
     state = store.fetch("SELECT byte_offset, lines_read FROM traffic_sources")
     assert state == [(os.path.getsize(log), 9)]
+
+
+def test_a_batch_written_in_parts_is_committed_whole_or_not_at_all(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch goes to the store a part at a time (while the next part is decoded) but in
+    one transaction: a failure in its second part takes its first part with it, and an id
+    repeated in a later part of the same batch is a duplicate, as within one part."""
+    monkeypatch.setattr(ingest_module, "_DECODE_LINES", 2)
+    log = tmp_path / "parts.jsonl"
+    ids = ["q0", "q1", "q2", "q0", "q4", "q5", "q6", "q7", "q8", "q9", "q10", "q11", "q12"]
+    log.write_text("".join(line(query_id) for query_id in ids))
+    real_add = IngestTransaction.add_records
+    parts: list[int] = []
+
+    def failing_add(self: IngestTransaction, records: pa.Table) -> int:
+        parts.append(records.num_rows)
+        if len(parts) == 5:  # the second batch's second part
+            raise StoreError("disk full")
+        return real_add(self, records)
+
+    monkeypatch.setattr(IngestTransaction, "add_records", failing_add)
+    with pytest.raises(StoreError, match="disk full"):
+        ingest_paths(store, [log], batch_lines=6)
+    assert parts[:5] == [2, 2, 2, 2, 2]
+    # The first batch, lines 1-6, with q0 once (line 1): its repeat on line 4 was in
+    # another part of the same batch.
+    assert stored(store) == [("q0", 1), ("q1", 2), ("q2", 3), ("q4", 5), ("q5", 6)]
+    monkeypatch.setattr(IngestTransaction, "add_records", real_add)
+    report = ingest_paths(store, [log], batch_lines=6)
+    assert (report.files[0].status, report.records_added, report.duplicates) == ("resumed", 7, 0)
+    assert stored(store) == [
+        (query_id, number)
+        for number, query_id in enumerate(ids, start=1)
+        if number != 4  # the repeat of q0
+    ]
+    state = store.fetch("SELECT byte_offset, lines_read FROM traffic_sources")
+    assert state == [(os.path.getsize(log), len(ids))]

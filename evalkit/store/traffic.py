@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,7 @@ import duckdb
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from evalkit.clock import utc_now
 from evalkit.errors import ConfigError, NotFoundError, StoreError
@@ -38,6 +40,7 @@ __all__ = [
     "SCHEMA_SQL",
     "SPANS_SCHEMA_SQL",
     "STRATUM_KINDS",
+    "IngestTransaction",
     "LoggedAnswer",
     "SourceState",
     "StoredSample",
@@ -354,58 +357,118 @@ def find_source_state(store: Store, *, device: int, inode: int) -> SourceState |
     return SourceState(*rows[0]) if rows else None
 
 
-def commit_ingest_batch(
-    store: Store,
-    *,
-    records: pa.Table,
-    source: str,
-    problems: Sequence[tuple[int | None, str]],
-    state: SourceState | None,
-    generations: pa.Table | None = None,
-) -> int:
-    """Store one batch atomically: new records, its problems and the file's new state.
+class IngestTransaction:
+    """One batch of ingested records stored atomically, its records added in parts.
 
-    Records whose query id is already stored (or repeated earlier in the batch) are skipped.
-    ``state`` is None for a batch that comes from no file (spans received over HTTP): its
-    problems already stored with the same line and message are then skipped too, so a batch
-    committed twice (a crash between its commit and the removal of its spool file) adds
-    nothing.
-    ``records`` may carry ``trace_id`` and ``span_id`` columns, and ``generations`` (columns
-    trace_id, span_id, started_at, answer, contexts) the answers of generation spans: each
-    record without an answer gets the one of the first generation span of its trace that
-    started at or after it (within a day), whichever of the two was stored first.
-    Returns how many records were stored.
+    ``with IngestTransaction(store, source=...) as batch:`` opens a transaction;
+    ``add_records`` stores parts one after another (a record whose query id is already
+    stored, by an earlier part too, or repeated earlier in the part is skipped), ``finish``
+    adds the batch's problems and the file's new state, and leaving the block commits, or
+    rolls back everything when it is left by an exception. A batch read from a file can so
+    be written a part at a time while the next part is read, and still be committed whole.
+    Failures of the store are raised as StoreError.
     """
-    now = utc_now()
-    try:
-        with store.transaction() as con:
-            inserted = 0
-            if records.num_rows:
-                names = records.schema.names
-                span_columns = ", ".join(
-                    f"b.{name}" if name in names else f"CAST(NULL AS VARCHAR) AS {name}"
-                    for name in ("trace_id", "span_id")
-                )
-                con.register("_traffic_batch", records)
-                try:
-                    # A record without text gets a key of its own (its query id): it is
-                    # never one of a group of identical queries, and never sampled.
-                    row = con.execute(
-                        "INSERT INTO traffic_records SELECT query_id, ts, text, tenant, tags,"
-                        " logged_doc_ids, logged_scores, answer, contexts, latency_ms,"
-                        " CASE WHEN dedup_text IS NULL THEN md5_number_upper(chr(30) || query_id)"
-                        " ELSE md5_number_upper(coalesce(tenant, '') || chr(31) || dedup_text) END,"
-                        f" ? AS source, line, ? AS ingested_at, {span_columns}"
-                        " FROM _traffic_batch b"
-                        " WHERE b.line IN (SELECT min(line) FROM _traffic_batch GROUP BY query_id)"
-                        " AND b.query_id NOT IN (SELECT r.query_id FROM traffic_records r"
-                        "  WHERE r.query_id IN (SELECT query_id FROM _traffic_batch))",
-                        [source, now],
-                    ).fetchone()
-                finally:
-                    con.unregister("_traffic_batch")
-                inserted = int(row[0]) if row else 0
-            if generations is not None and (generations.num_rows or records.num_rows):
+
+    def __init__(self, store: Store, *, source: str) -> None:
+        self.store = store
+        self.source = source
+        self.inserted = 0
+        self.now = utc_now()
+        self._stack = ExitStack()
+        self._con: duckdb.DuckDBPyConnection | None = None
+
+    def __enter__(self) -> IngestTransaction:
+        try:
+            self._con = self._stack.enter_context(self.store.transaction())
+        except duckdb.Error as error:
+            raise self._failure(error) from error
+        return self
+
+    def __exit__(self, kind: Any, error: Any, trace: Any) -> None:
+        try:
+            self._stack.__exit__(kind, error, trace)
+        except duckdb.Error as failure:
+            raise self._failure(failure) from failure
+
+    @property
+    def connection(self) -> duckdb.DuckDBPyConnection:
+        """The open transaction's connection."""
+        if self._con is None:
+            raise RuntimeError("the ingest transaction is not open")
+        return self._con
+
+    def _failure(self, error: duckdb.Error) -> StoreError:
+        return StoreError(
+            f"cannot store traffic read from {self.source}: {error}; nothing of this batch "
+            "was kept, so the next ingest reads it again"
+        )
+
+    def add_records(self, records: pa.Table) -> int:
+        """Store the records whose query id is not stored yet; returns how many."""
+        if not records.num_rows:
+            return 0
+        con = self.connection
+        names = records.schema.names
+        span_columns = ", ".join(
+            f"b.{name}" if name in names else f"CAST(NULL AS VARCHAR) AS {name}"
+            for name in ("trace_id", "span_id")
+        )
+        # Stored ids outside the part's range cannot match: with ids that grow through a
+        # file (the usual case), most row groups are skipped unread.
+        lowest, highest = pc.min_max(records.column("query_id")).values()
+        try:
+            row = self._insert(con, records, span_columns, lowest.as_py(), highest.as_py())
+        except duckdb.Error as error:
+            raise self._failure(error) from error
+        inserted = int(row[0]) if row else 0
+        self.inserted += inserted
+        return inserted
+
+    def _insert(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        records: pa.Table,
+        span_columns: str,
+        lowest: object,
+        highest: object,
+    ) -> tuple[Any, ...] | None:
+        con.register("_traffic_batch", records)
+        try:
+            # A record without text gets a key of its own (its query id): it is never one
+            # of a group of identical queries, and never sampled.
+            return con.execute(
+                "INSERT INTO traffic_records SELECT query_id, ts, text, tenant, tags,"
+                " logged_doc_ids, logged_scores, answer, contexts, latency_ms,"
+                " CASE WHEN dedup_text IS NULL THEN md5_number_upper(chr(30) || query_id)"
+                " ELSE md5_number_upper(coalesce(tenant, '') || chr(31) || dedup_text) END,"
+                f" ? AS source, line, ? AS ingested_at, {span_columns}"
+                " FROM _traffic_batch b"
+                " WHERE b.line IN (SELECT min(line) FROM _traffic_batch GROUP BY query_id)"
+                " AND b.query_id NOT IN (SELECT r.query_id FROM traffic_records r"
+                "  WHERE r.query_id BETWEEN ? AND ?"
+                "  AND r.query_id IN (SELECT query_id FROM _traffic_batch))",
+                [self.source, self.now, lowest, highest],
+            ).fetchone()
+        finally:
+            con.unregister("_traffic_batch")
+
+    def finish(
+        self,
+        *,
+        problems: Sequence[tuple[int | None, str]],
+        state: SourceState | None,
+        records: pa.Table | None = None,
+        generations: pa.Table | None = None,
+    ) -> None:
+        """Add the batch's problems and the file's state after it (and the answers of
+        ``generations`` for ``records``, as ``commit_ingest_batch`` says)."""
+        con, now, source = self.connection, self.now, self.source
+        try:
+            if (
+                generations is not None
+                and records is not None
+                and (generations.num_rows or records.num_rows)
+            ):
                 _attach_generations(con, records, generations, source=source, now=now)
             if problems:
                 frame = pa.table(
@@ -447,12 +510,36 @@ def commit_ingest_batch(
                         now,
                     ],
                 )
-    except duckdb.Error as error:
-        raise StoreError(
-            f"cannot store traffic read from {source}: {error}; nothing of this batch was "
-            "kept, so the next ingest reads it again"
-        ) from error
-    return inserted
+        except duckdb.Error as error:
+            raise self._failure(error) from error
+
+
+def commit_ingest_batch(
+    store: Store,
+    *,
+    records: pa.Table,
+    source: str,
+    problems: Sequence[tuple[int | None, str]],
+    state: SourceState | None,
+    generations: pa.Table | None = None,
+) -> int:
+    """Store one batch atomically: new records, its problems and the file's new state.
+
+    Records whose query id is already stored (or repeated earlier in the batch) are skipped.
+    ``state`` is None for a batch that comes from no file (spans received over HTTP): its
+    problems already stored with the same line and message are then skipped too, so a batch
+    committed twice (a crash between its commit and the removal of its spool file) adds
+    nothing.
+    ``records`` may carry ``trace_id`` and ``span_id`` columns, and ``generations`` (columns
+    trace_id, span_id, started_at, answer, contexts) the answers of generation spans: each
+    record without an answer gets the one of the first generation span of its trace that
+    started at or after it (within a day), whichever of the two was stored first.
+    Returns how many records were stored.
+    """
+    with IngestTransaction(store, source=source) as batch:
+        batch.add_records(records)
+        batch.finish(problems=problems, state=state, records=records, generations=generations)
+    return batch.inserted
 
 
 def _attach_generations(
