@@ -20,9 +20,15 @@ from hypothesis import strategies as st
 from evalkit.errors import ConfigError, InputError, StoreError
 from evalkit.records import ScoredDoc
 from evalkit.store import Store
-from evalkit.store.traffic import SCHEMA_SQL, IngestTransaction, record_count
+from evalkit.store.traffic import (
+    SCHEMA_SQL,
+    IngestTransaction,
+    commit_ingest_batch,
+    record_count,
+)
 from evalkit.traffic import Redaction, format_log_line, ingest_paths, log_query, watch
 from evalkit.traffic import ingest as ingest_module
+from evalkit.traffic._records import RECORD_SCHEMA, dedup_text
 
 
 def open_store(path: Path) -> Store:
@@ -570,3 +576,56 @@ def test_a_batch_written_in_parts_is_committed_whole_or_not_at_all(
     ]
     state = store.fetch("SELECT byte_offset, lines_read FROM traffic_sources")
     assert state == [(os.path.getsize(log), len(ids))]
+
+
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.text(min_size=1, max_size=12),
+            st.one_of(st.none(), st.text(max_size=12)),
+            st.one_of(st.none(), st.text(min_size=1, max_size=30)),
+        ),
+        min_size=1,
+        max_size=20,
+    )
+)
+def test_the_stored_query_key_is_duckdbs_md5_number_upper(
+    store: Store, rows: list[tuple[str, str | None, str | None]]
+) -> None:
+    """The key is computed without DuckDB's md5_number_upper macro (cheaper), but is its
+    value: of tenant and normalised text, or of the query id for a record without text."""
+    store.execute("DELETE FROM traffic_records")
+    ids = {query_id for query_id, _, _ in rows}
+    records = [row for row in rows if row[0] in ids and not ids.discard(row[0])]
+    given_columns = {
+        "query_id": [query_id for query_id, _, _ in records],
+        "ts": [datetime(2026, 11, 21)] * len(records),
+        "text": [text for _, _, text in records],
+        "tenant": [tenant for _, tenant, _ in records],
+        "line": list(range(1, len(records) + 1)),
+        "dedup_text": [None if text is None else dedup_text(text) for _, _, text in records],
+    }
+    table = pa.table(
+        {
+            name: pa.array(
+                given_columns.get(name, [None] * len(records)), RECORD_SCHEMA.field(name).type
+            )
+            for name in RECORD_SCHEMA.names
+        },
+        schema=RECORD_SCHEMA,
+    )
+    commit_ingest_batch(store, records=table, source="keys", problems=[], state=None)
+    with store.transaction() as con:
+        con.register("_expected", table)
+        differing = con.execute(
+            "SELECT count(*) FROM traffic_records r JOIN _expected e USING (query_id)"
+            " WHERE r.query_key IS DISTINCT FROM CASE WHEN e.dedup_text IS NULL"
+            " THEN md5_number_upper(chr(30) || e.query_id)"
+            " ELSE md5_number_upper(coalesce(e.tenant, '') || chr(31) || e.dedup_text) END"
+        ).fetchall()
+        con.unregister("_expected")
+    assert differing == [(0,)]
+    assert record_count(store) == len(records)
