@@ -629,3 +629,24 @@ def test_the_stored_query_key_is_duckdbs_md5_number_upper(
         con.unregister("_expected")
     assert differing == [(0,)]
     assert record_count(store) == len(records)
+
+
+def test_stored_ids_are_skipped_in_any_part_of_a_batch_whatever_their_order(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A part whose ids all sort above every stored id is not checked against the store;
+    a later part of the same batch holding a stored id (below them) still is."""
+    monkeypatch.setattr(ingest_module, "_DECODE_LINES", 2)
+    first = tmp_path / "first.jsonl"
+    first.write_text("".join(line(f"q{number}") for number in range(10, 20)))
+    assert ingest_paths(store, [first]).records_added == 10
+    second = tmp_path / "second.jsonl"
+    ids = ["q30", "q31", "q12", "q32", "q40", "q19", "q05", "q41"]
+    second.write_text("".join(line(query_id) for query_id in ids))
+    report = ingest_paths(store, [second], batch_lines=6)
+    assert (report.records_added, report.duplicates) == (6, 2)
+    new = store.fetch(
+        "SELECT query_id FROM traffic_records WHERE source = ? ORDER BY line", [str(second)]
+    )
+    assert [row[0] for row in new] == ["q30", "q31", "q32", "q40", "q05", "q41"]
+    assert record_count(store) == 16

@@ -390,6 +390,9 @@ class IngestTransaction:
         self.now = utc_now()
         self._stack = ExitStack()
         self._con: duckdb.DuckDBPyConnection | None = None
+        # Once known, no stored query id (this transaction's included) sorts above it.
+        self._ceiling: str | None = None
+        self._ceiling_sought = False
 
     def __enter__(self) -> IngestTransaction:
         try:
@@ -427,25 +430,63 @@ class IngestTransaction:
             f"b.{name}" if name in names else f"CAST(NULL AS VARCHAR) AS {name}"
             for name in ("trace_id", "span_id")
         )
-        # Stored ids outside the part's range cannot match: with ids that grow through a
-        # file (the usual case), most row groups are skipped unread.
-        lowest, highest = pc.min_max(records.column("query_id")).values()
+        lowest, highest = (
+            value.as_py() for value in pc.min_max(records.column("query_id")).values()
+        )
         try:
-            row = self._insert(con, records, span_columns, lowest.as_py(), highest.as_py())
+            unseen = self._above_every_stored_id(con, lowest)
+            row = self._insert(con, records, span_columns, lowest, highest, check_stored=not unseen)
         except duckdb.Error as error:
             raise self._failure(error) from error
+        if self._ceiling is not None and highest is not None:
+            self._ceiling = max(self._ceiling, highest)
         inserted = int(row[0]) if row else 0
         self.inserted += inserted
         return inserted
+
+    def _above_every_stored_id(self, con: duckdb.DuckDBPyConnection, lowest: str | None) -> bool:
+        """Whether every stored query id sorts below ``lowest``: then none of the part's
+        ids is stored, and the part need not be checked against the stored ids.
+
+        Ids that grow through a file (the usual case) are checked once per batch, by a
+        query the row groups' statistics answer without reading most of them; the parts
+        after it compare with the highest id stored so far.
+        """
+        if lowest is None:
+            return False
+        if self._ceiling is not None:
+            return lowest > self._ceiling
+        if self._ceiling_sought:
+            return False
+        self._ceiling_sought = True
+        (top,) = con.execute(
+            "SELECT max(query_id) FROM traffic_records WHERE query_id >= ?", [lowest]
+        ).fetchall()[0]
+        if top is not None:
+            return False
+        # Every stored id is below ``lowest``: after this part, none is above its highest.
+        self._ceiling = lowest
+        return True
 
     def _insert(
         self,
         con: duckdb.DuckDBPyConnection,
         records: pa.Table,
         span_columns: str,
-        lowest: object,
-        highest: object,
+        lowest: str | None,
+        highest: str | None,
+        *,
+        check_stored: bool,
     ) -> tuple[Any, ...] | None:
+        # Stored ids outside the part's range cannot match: with ids that grow through a
+        # file, most row groups are skipped unread.
+        stored = (
+            " AND b.query_id NOT IN (SELECT r.query_id FROM traffic_records r"
+            "  WHERE r.query_id BETWEEN ? AND ?"
+            "  AND r.query_id IN (SELECT query_id FROM _traffic_batch))"
+            if check_stored
+            else ""
+        )
         con.register("_traffic_batch", records)
         try:
             return con.execute(
@@ -453,12 +494,9 @@ class IngestTransaction:
                 " logged_doc_ids, logged_scores, answer, contexts, latency_ms,"
                 f" {_QUERY_KEY_SQL},"
                 f" ? AS source, line, ? AS ingested_at, {span_columns}"
-                " FROM _traffic_batch b"
-                " WHERE b.line IN (SELECT min(line) FROM _traffic_batch GROUP BY query_id)"
-                " AND b.query_id NOT IN (SELECT r.query_id FROM traffic_records r"
-                "  WHERE r.query_id BETWEEN ? AND ?"
-                "  AND r.query_id IN (SELECT query_id FROM _traffic_batch))",
-                [self.source, self.now, lowest, highest],
+                " FROM _traffic_batch b WHERE b.line IN"
+                f" (SELECT min(line) FROM _traffic_batch GROUP BY query_id){stored}",
+                [self.source, self.now, *((lowest, highest) if check_stored else ())],
             ).fetchone()
         finally:
             con.unregister("_traffic_batch")
