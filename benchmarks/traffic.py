@@ -7,7 +7,8 @@ logged results on every line), then, each in a fresh process so peak memory is i
 - evalkit: ``ingest_paths`` (validation, idempotence, ingest state) into a new store, then
   a seeded sample of 2,000 queries stratified by tenant.
 
-It prints lines/s for both, their ratio (the target: within 2x), the load average, and the
+It prints lines/s for both, their ratio (the target: within 2x), the CPU time each spends
+per line (less at the mercy of other work on a shared machine), the load average, and the
 peak RSS of ingesting the large file and a smaller one (default 200,000 lines): streaming
 means the two should be close.
 
@@ -59,6 +60,12 @@ def write_log(path: Path, lines: int, seed: int = 0) -> None:
             handle.write(json.dumps(record) + "\n")
 
 
+def cpu_seconds() -> float:
+    """CPU time this process has used, all its threads: user and system."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def peak_rss_mb() -> float:
     """This process's peak resident memory in MiB (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -68,7 +75,7 @@ def child_floor(log: Path, database: Path) -> dict[str, float]:
     """DuckDB reading the same file on its own: the floor."""
     import duckdb
 
-    began = time.perf_counter()
+    began, cpu_began = time.perf_counter(), cpu_seconds()
     connection = duckdb.connect(str(database))
     connection.execute(
         "CREATE TABLE traffic AS SELECT * FROM read_json(?, format = 'newline_delimited')",
@@ -76,7 +83,12 @@ def child_floor(log: Path, database: Path) -> dict[str, float]:
     )
     rows = connection.execute("SELECT count(*) FROM traffic").fetchall()[0][0]
     connection.close()
-    return {"seconds": time.perf_counter() - began, "rows": rows, "peak_mb": peak_rss_mb()}
+    return {
+        "seconds": time.perf_counter() - began,
+        "cpu_seconds": cpu_seconds() - cpu_began,
+        "rows": rows,
+        "peak_mb": peak_rss_mb(),
+    }
 
 
 def child_evalkit(log: Path, database: Path, sample: int) -> dict[str, float]:
@@ -89,9 +101,10 @@ def child_evalkit(log: Path, database: Path, sample: int) -> dict[str, float]:
     if "traffic_records" not in {row[0] for row in store.fetch("SHOW TABLES")}:
         with store.transaction() as connection:
             connection.execute(SCHEMA_SQL)
-    began = time.perf_counter()
+    began, cpu_began = time.perf_counter(), cpu_seconds()
     report = ingest_paths(store, [log])
     ingest_seconds = time.perf_counter() - began
+    ingest_cpu_seconds = cpu_seconds() - cpu_began
     ingest_peak = peak_rss_mb()
     began = time.perf_counter()
     from evalkit.traffic import sample_window
@@ -111,6 +124,7 @@ def child_evalkit(log: Path, database: Path, sample: int) -> dict[str, float]:
     store.close()
     return {
         "seconds": ingest_seconds,
+        "cpu_seconds": ingest_cpu_seconds,
         "rows": report.records_added,
         "stored": stored,
         "peak_mb": ingest_peak,
@@ -170,6 +184,7 @@ def main() -> None:
     print(
         f"{'lines':>10} {'duckdb read_json':>18} {'evalkit ingest':>16} {'ratio':>7}"
         f" {'sample':>9} {'peak MiB duckdb':>16} {'peak MiB evalkit':>17}"
+        f" {'CPU us/line duckdb':>19} {'evalkit':>8}"
     )
     for lines, (floor, ours) in measured.items():
         floor_rate = floor["rows"] / floor["seconds"]
@@ -178,6 +193,8 @@ def main() -> None:
             f"{lines:>10,} {floor_rate:>13,.0f} l/s {our_rate:>11,.0f} l/s "
             f"{floor_rate / our_rate:>6.2f}x {ours['sample_seconds']:>7.2f} s "
             f"{floor['peak_mb']:>16.0f} {ours['peak_mb']:>17.0f}"
+            f" {1e6 * floor['cpu_seconds'] / floor['rows']:>19.2f}"
+            f" {1e6 * ours['cpu_seconds'] / ours['rows']:>8.2f}"
         )
     small, large = measured[options.small][1], measured[options.lines][1]
     floor_large = measured[options.lines][0]
@@ -186,6 +203,13 @@ def main() -> None:
     print(
         f"evalkit ingest is {ratio:.2f}x slower than the DuckDB floor on {options.lines:,} "
         f"lines; sampled {large['sampled']:.0f} queries in {large['sample_seconds']:.2f} s"
+    )
+    # CPU time does not depend on what else the machine runs as much as elapsed time does.
+    floor_cpu = 1e6 * floor_large["cpu_seconds"] / floor_large["rows"]
+    our_cpu = 1e6 * large["cpu_seconds"] / large["rows"]
+    print(
+        f"CPU per line on {options.lines:,} lines: DuckDB {floor_cpu:.2f} us, evalkit "
+        f"{our_cpu:.2f} us ({our_cpu / floor_cpu:.2f}x)"
     )
     load_after = os.getloadavg()
     print(

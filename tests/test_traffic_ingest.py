@@ -20,9 +20,15 @@ from hypothesis import strategies as st
 from evalkit.errors import ConfigError, InputError, StoreError
 from evalkit.records import ScoredDoc
 from evalkit.store import Store
-from evalkit.store.traffic import SCHEMA_SQL, record_count
+from evalkit.store.traffic import (
+    SCHEMA_SQL,
+    IngestTransaction,
+    commit_ingest_batch,
+    record_count,
+)
 from evalkit.traffic import Redaction, format_log_line, ingest_paths, log_query, watch
 from evalkit.traffic import ingest as ingest_module
+from evalkit.traffic._records import RECORD_SCHEMA, dedup_text
 
 
 def open_store(path: Path) -> Store:
@@ -208,20 +214,22 @@ def test_a_crash_mid_file_neither_loses_nor_repeats(
 ) -> None:
     log = tmp_path / "big.jsonl"
     log.write_text("".join(line(f"q{i}") for i in range(10)))
-    real_commit = ingest_module.commit_ingest_batch
+    real_finish = IngestTransaction.finish
     calls = {"n": 0}
 
-    def failing_commit(*args: Any, **kwargs: Any) -> int:
+    def failing_finish(self: IngestTransaction, **kwargs: Any) -> None:
+        # The second batch's records are in its transaction by now: they must go with it.
         calls["n"] += 1
         if calls["n"] == 2:
+            assert self.inserted == 4
             raise StoreError("disk full")
-        return real_commit(*args, **kwargs)
+        real_finish(self, **kwargs)
 
-    monkeypatch.setattr(ingest_module, "commit_ingest_batch", failing_commit)
+    monkeypatch.setattr(IngestTransaction, "finish", failing_finish)
     with pytest.raises(StoreError, match="disk full"):
         ingest_paths(store, [log], batch_lines=4)
     assert record_count(store) == 4
-    monkeypatch.setattr(ingest_module, "commit_ingest_batch", real_commit)
+    monkeypatch.setattr(IngestTransaction, "finish", real_finish)
     report = ingest_paths(store, [log], batch_lines=4)
     assert report.records_added == 6
     assert report.duplicates == 0
@@ -488,11 +496,13 @@ def test_the_state_lives_in_the_store_not_the_process(tmp_path: Path) -> None:
     assert state == [(str(log), os.path.getsize(log), 2)]
 
 
+@pytest.mark.parametrize("part_lines", [2, ingest_module._DECODE_LINES])
 def test_a_progress_callback_that_raises_stops_after_its_batch(
-    store: Store, tmp_path: Path
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, part_lines: int
 ) -> None:
-    """The next batch is decoded while one is written, but none is committed after the
-    callback for the one before it raised."""
+    """The next batch is decoded (and with parts of 2 lines, partly written) while one is
+    written, but none is committed after the callback for the one before it raised."""
+    monkeypatch.setattr(ingest_module, "_DECODE_LINES", part_lines)
     log = tmp_path / "stopped.jsonl"
     log.write_text("".join(line(f"q{i}") for i in range(10)))
     seen: list[int] = []
@@ -528,3 +538,115 @@ def test_batches_read_in_slices_keep_line_numbers_problems_and_the_tail(
     assert stored(store) == [(f"q{i}", i + 1) for i in (0, 1, 2, 3, 5, 7, 8, 9)]
     state = store.fetch("SELECT byte_offset, lines_read FROM traffic_sources")
     assert state == [(os.path.getsize(log), 9)]
+
+
+def test_a_batch_written_in_parts_is_committed_whole_or_not_at_all(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch goes to the store a part at a time (while the next part is decoded) but in
+    one transaction: a failure in its second part takes its first part with it, and an id
+    repeated in a later part of the same batch is a duplicate, as within one part."""
+    monkeypatch.setattr(ingest_module, "_DECODE_LINES", 2)
+    log = tmp_path / "parts.jsonl"
+    ids = ["q0", "q1", "q2", "q0", "q4", "q5", "q6", "q7", "q8", "q9", "q10", "q11", "q12"]
+    log.write_text("".join(line(query_id) for query_id in ids))
+    real_add = IngestTransaction.add_records
+    parts: list[int] = []
+
+    def failing_add(self: IngestTransaction, records: pa.Table) -> int:
+        parts.append(records.num_rows)
+        if len(parts) == 5:  # the second batch's second part
+            raise StoreError("disk full")
+        return real_add(self, records)
+
+    monkeypatch.setattr(IngestTransaction, "add_records", failing_add)
+    with pytest.raises(StoreError, match="disk full"):
+        ingest_paths(store, [log], batch_lines=6)
+    assert parts[:5] == [2, 2, 2, 2, 2]
+    # The first batch, lines 1-6, with q0 once (line 1): its repeat on line 4 was in
+    # another part of the same batch.
+    assert stored(store) == [("q0", 1), ("q1", 2), ("q2", 3), ("q4", 5), ("q5", 6)]
+    monkeypatch.setattr(IngestTransaction, "add_records", real_add)
+    report = ingest_paths(store, [log], batch_lines=6)
+    assert (report.files[0].status, report.records_added, report.duplicates) == ("resumed", 7, 0)
+    assert stored(store) == [
+        (query_id, number)
+        for number, query_id in enumerate(ids, start=1)
+        if number != 4  # the repeat of q0
+    ]
+    state = store.fetch("SELECT byte_offset, lines_read FROM traffic_sources")
+    assert state == [(os.path.getsize(log), len(ids))]
+
+
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.text(min_size=1, max_size=12),
+            st.one_of(st.none(), st.text(max_size=12)),
+            st.one_of(st.none(), st.text(min_size=1, max_size=30)),
+        ),
+        min_size=1,
+        max_size=20,
+    )
+)
+def test_the_stored_query_key_is_duckdbs_md5_number_upper(
+    store: Store, rows: list[tuple[str, str | None, str | None]]
+) -> None:
+    """The key is computed without DuckDB's md5_number_upper macro (cheaper), but is its
+    value: of tenant and normalised text, or of the query id for a record without text."""
+    store.execute("DELETE FROM traffic_records")
+    ids = {query_id for query_id, _, _ in rows}
+    records = [row for row in rows if row[0] in ids and not ids.discard(row[0])]
+    given_columns = {
+        "query_id": [query_id for query_id, _, _ in records],
+        "ts": [datetime(2026, 11, 21)] * len(records),
+        "text": [text for _, _, text in records],
+        "tenant": [tenant for _, tenant, _ in records],
+        "line": list(range(1, len(records) + 1)),
+        "dedup_text": [None if text is None else dedup_text(text) for _, _, text in records],
+    }
+    table = pa.table(
+        {
+            name: pa.array(
+                given_columns.get(name, [None] * len(records)), RECORD_SCHEMA.field(name).type
+            )
+            for name in RECORD_SCHEMA.names
+        },
+        schema=RECORD_SCHEMA,
+    )
+    commit_ingest_batch(store, records=table, source="keys", problems=[], state=None)
+    with store.transaction() as con:
+        con.register("_expected", table)
+        differing = con.execute(
+            "SELECT count(*) FROM traffic_records r JOIN _expected e USING (query_id)"
+            " WHERE r.query_key IS DISTINCT FROM CASE WHEN e.dedup_text IS NULL"
+            " THEN md5_number_upper(chr(30) || e.query_id)"
+            " ELSE md5_number_upper(coalesce(e.tenant, '') || chr(31) || e.dedup_text) END"
+        ).fetchall()
+        con.unregister("_expected")
+    assert differing == [(0,)]
+    assert record_count(store) == len(records)
+
+
+def test_stored_ids_are_skipped_in_any_part_of_a_batch_whatever_their_order(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A part whose ids all sort above every stored id is not checked against the store;
+    a later part of the same batch holding a stored id (below them) still is."""
+    monkeypatch.setattr(ingest_module, "_DECODE_LINES", 2)
+    first = tmp_path / "first.jsonl"
+    first.write_text("".join(line(f"q{number}") for number in range(10, 20)))
+    assert ingest_paths(store, [first]).records_added == 10
+    second = tmp_path / "second.jsonl"
+    ids = ["q30", "q31", "q12", "q32", "q40", "q19", "q05", "q41"]
+    second.write_text("".join(line(query_id) for query_id in ids))
+    report = ingest_paths(store, [second], batch_lines=6)
+    assert (report.records_added, report.duplicates) == (6, 2)
+    new = store.fetch(
+        "SELECT query_id FROM traffic_records WHERE source = ? ORDER BY line", [str(second)]
+    )
+    assert [row[0] for row in new] == ["q30", "q31", "q32", "q40", "q05", "q41"]
+    assert record_count(store) == 16

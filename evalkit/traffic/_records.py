@@ -140,6 +140,13 @@ class RecordBatchBuilder:
     """Collects valid records as columns and malformed ones as ``(line, message)`` problems."""
 
     def __init__(self) -> None:
+        self._clear_rows()
+        self.problems: list[tuple[int, str]] = []
+        self.unknown_fields: Counter[str] = Counter()
+        self._tables: list[pa.Table] = []
+        self._taken = 0
+
+    def _clear_rows(self) -> None:
         self.query_ids: list[str] = []
         self.timestamps: list[float] = []
         self.texts: list[str] = []
@@ -152,12 +159,21 @@ class RecordBatchBuilder:
         self.latencies: list[float | None] = []
         self.lines: list[int] = []
         self.dedup_texts: list[str] = []
-        self.problems: list[tuple[int, str]] = []
-        self.unknown_fields: Counter[str] = Counter()
-        self._tables: list[pa.Table] = []
 
     def __len__(self) -> int:
-        return len(self.query_ids) + sum(int(table.num_rows) for table in self._tables)
+        """Valid records added, including those taken."""
+        return (
+            self._taken + len(self.query_ids) + sum(int(table.num_rows) for table in self._tables)
+        )
+
+    def take_table(self) -> pa.Table:
+        """``to_table`` of the records added since the last take, which the builder then
+        forgets (problems and the count of records are kept): a batch handed on in parts."""
+        table = self.to_table()
+        self._taken += table.num_rows
+        self._tables = []
+        self._clear_rows()
+        return table
 
     def add_records(self, table: pa.Table) -> None:
         """Add records already checked and in columns (``RECORD_SCHEMA``), e.g. a block of

@@ -26,13 +26,19 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Any, BinaryIO
+from queue import SimpleQueue
+from typing import Any, BinaryIO, cast
 
 import pyarrow as pa
 
 from evalkit.errors import ConfigError, InputError
 from evalkit.store.store import Store
-from evalkit.store.traffic import SourceState, commit_ingest_batch, find_source_state
+from evalkit.store.traffic import (
+    IngestTransaction,
+    SourceState,
+    commit_ingest_batch,
+    find_source_state,
+)
 from evalkit.traffic._lines import add_json_lines
 from evalkit.traffic._records import RecordBatchBuilder, RecordError, decode_line, dedup_texts
 from evalkit.traffic.log import LOG_FIELDS, REQUIRED_FIELDS
@@ -253,26 +259,80 @@ def _read_lines(
 ) -> tuple[int, int, int, int, int]:
     """Read complete lines from the handle's position on, committing a batch at a time.
 
-    The next batch is decoded while the last one is being written (DuckDB and Arrow work
-    outside the GIL); batches are still committed one after another, in file order, and the
-    next is handed to the writer only once the last is committed and reported.
+    A batch is decoded and handed to the writer thread a part at a time, so the writer
+    stores one part (DuckDB works outside the GIL) while the next is decoded, from the
+    first part of the file to its last. Batches are still committed one after another,
+    in file order, each whole in one transaction, and only once the one before it is
+    committed and reported; an exception on either side rolls back every batch not yet
+    committed.
     Returns lines consumed, records added, duplicates, malformed lines and pending bytes.
     """
     reader = _LineReader(handle, identity, name, offset=offset, lines=lines)
     added = duplicates = malformed = 0
+    open_feeds: list[SimpleQueue[object]] = []
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="evalkit-ingest") as writer:
-        writing: tuple[Future[int], RecordBatchBuilder] | None = None
-        for builder, state in reader.batches(run.batch_lines):
+        try:
+            # The batch last handed over whole, and the one being handed over.
+            writing: tuple[Future[int], RecordBatchBuilder] | None = None
+            feed: SimpleQueue[object] | None = None
+            storing: Future[int] | None = None
+            for builder, state in reader.parts(run.batch_lines):
+                if feed is None or storing is None:
+                    feed = SimpleQueue()
+                    open_feeds.append(feed)
+                    storing = writer.submit(_store_parts, run, name, feed)
+                records = _prepare(run, builder.take_table())
+                if records.num_rows:
+                    feed.put(records)
+                if state is None:
+                    continue
+                if writing is not None:
+                    stored, skipped = _account(run, name, writing[1], writing[0].result())
+                    added, duplicates = added + stored, duplicates + skipped
+                    malformed += len(writing[1].problems)
+                feed.put(_Finish(builder.problems, state))
+                open_feeds.remove(feed)
+                writing, feed, storing = (storing, builder), None, None
             if writing is not None:
                 stored, skipped = _account(run, name, writing[1], writing[0].result())
                 added, duplicates = added + stored, duplicates + skipped
                 malformed += len(writing[1].problems)
-            writing = (writer.submit(_store, run, name, builder, state), builder)
-        if writing is not None:
-            stored, skipped = _account(run, name, writing[1], writing[0].result())
-            added, duplicates = added + stored, duplicates + skipped
-            malformed += len(writing[1].problems)
+        except BaseException:
+            for unfinished in open_feeds:
+                unfinished.put(_ABORT)
+            raise
     return reader.consumed, added, duplicates, malformed, reader.pending
+
+
+@dataclass(frozen=True, slots=True)
+class _Finish:
+    """The end of a batch handed to the writer: its problems and the file's state after it."""
+
+    problems: list[tuple[int, str]]
+    state: SourceState
+
+
+_ABORT = object()
+"""Handed to the writer instead of ``_Finish``: roll the batch back."""
+
+
+class _AbortedError(Exception):
+    """A batch the reader gave up (it failed, or the batch before it did)."""
+
+
+def _store_parts(run: _Pass, name: str, feed: SimpleQueue[object]) -> int:
+    """Store a batch's records as its parts arrive, and commit it with its problems and the
+    file's state once ``_Finish`` arrives; returns records stored."""
+    with IngestTransaction(run.store, source=name) as batch:
+        while True:
+            item = feed.get()
+            if item is _ABORT:
+                raise _AbortedError
+            if isinstance(item, _Finish):
+                batch.finish(problems=item.problems, state=item.state)
+                break
+            batch.add_records(cast("pa.Table", item))
+    return batch.inserted
 
 
 class _LineReader:
@@ -290,8 +350,10 @@ class _LineReader:
         self.pending = 0
         self.at_end = False
 
-    def batches(self, size: int) -> Iterator[tuple[RecordBatchBuilder, SourceState]]:
-        """Each batch of up to ``size`` lines; at least one, so the state is committed."""
+    def parts(self, size: int) -> Iterator[tuple[RecordBatchBuilder, SourceState | None]]:
+        """Each batch of up to ``size`` lines, decoded a part at a time: the batch's
+        builder after each part, with the file's state after the batch on its last part
+        (None on the others). At least one batch, so the state is committed."""
         first = True
         while first or not self.at_end:
             first = False
@@ -301,6 +363,8 @@ class _LineReader:
                 # Read and decoded a slice at a time: only the batch's records are held whole.
                 read = self._read(builder, min(wanted, _DECODE_LINES))
                 wanted -= read
+                if wanted and not self.at_end:
+                    yield builder, None
             yield (
                 builder,
                 self.identity.state(
@@ -343,16 +407,25 @@ def _is_complete_record(raw: bytes) -> bool:
         return False
 
 
-def _store(run: _Pass, name: str, builder: RecordBatchBuilder, state: SourceState) -> int:
-    """Redact and commit one batch with the file's state after it; returns records stored."""
-    records = run.redaction.apply(builder.to_table())
+def _prepare(run: _Pass, records: pa.Table) -> pa.Table:
+    """Records as stored: redacted."""
+    records = run.redaction.apply(records)
     if run.redaction.patterns and records.num_rows:
         # Queries that differ only in what was masked are the same query once stored.
         masked = dedup_texts(records.column("text").combine_chunks())
         index = records.schema.get_field_index("dedup_text")
         records = records.set_column(index, "dedup_text", masked)
+    return records
+
+
+def _store(run: _Pass, name: str, builder: RecordBatchBuilder, state: SourceState) -> int:
+    """Redact and commit one batch with the file's state after it; returns records stored."""
     return commit_ingest_batch(
-        run.store, records=records, source=name, problems=builder.problems, state=state
+        run.store,
+        records=_prepare(run, builder.to_table()),
+        source=name,
+        problems=builder.problems,
+        state=state,
     )
 
 
