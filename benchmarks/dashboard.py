@@ -20,8 +20,10 @@ every page in headless Chromium (Selenium, Debian's chromium and chromedriver; `
 browser`` installs them): each page once cold (its loaders and figures not cached yet) and
 ``--repeat`` times warm, reporting per view the server time (the script runs' own time,
 logged by the app through ``EVALKIT_DASHBOARD_TIMINGS``) and the time from navigation to a
-finished render (see ``FINISHED_JS``). The budget: every page's warm view under 1 s of
-server time and under 2 s to a finished render.
+finished render (see ``FINISHED_JS``), and the CPU seconds Chromium's processes spent on
+the view (``browser_cpu_seconds``; on a shared machine the wall-clock render time follows
+the load, the browser's CPU time much less). The budget: every page's warm view under 1 s
+of server time and under 2 s to a finished render.
 
 Run: .venv/bin/python benchmarks/dashboard.py [--store PATH] [--runs 100] [--repeat 3]
      [--pages "Overview,Quality over time"] [--no-browser] [--screenshots DIR]
@@ -694,6 +696,32 @@ def chromium() -> Iterator[Any]:
         shutil.rmtree(profile, ignore_errors=True)
 
 
+def browser_cpu_seconds(driver: Any) -> float:
+    """CPU seconds Chromium's processes (chromedriver's descendants, with the children they
+    reaped) have used so far: the browser's own work for a view, which unlike its wall-clock
+    time barely grows with what else the machine runs. Linux only (/proc)."""
+    root = int(driver.service.process.pid)
+    parents: dict[int, int] = {}
+    ticks: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(entry.name)] = int(fields[1])
+        ticks[int(entry.name)] = sum(int(value) for value in fields[11:15])
+    total = 0
+    for pid, used in ticks.items():
+        ancestor = parents.get(pid, 0)
+        while ancestor > 1 and ancestor != root:
+            ancestor = parents.get(ancestor, 0)
+        if ancestor == root:
+            total += used
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def render_seconds(driver: Any, url: str, page: BrowserPage) -> float:
     """Open ``url`` and return the seconds until its render finished (``FINISHED_JS``)."""
     driver.get("about:blank")
@@ -765,10 +793,11 @@ def browser_benchmark(
         for name, page in pages.items():
             views = []
             for _ in range(1 + repeat):
-                since = time.time()
+                since, cpu = time.time(), browser_cpu_seconds(driver)
                 seconds = render_seconds(driver, f"{url}/{page.path}", page)
+                cpu = browser_cpu_seconds(driver) - cpu
                 path = page.path.split("?")[0]
-                views.append((server_seconds(timings, page=path, since=since), seconds))
+                views.append((server_seconds(timings, page=path, since=since), seconds, cpu))
             if screenshots is not None:
                 screenshots.mkdir(parents=True, exist_ok=True)
                 height = driver.execute_script(
@@ -787,10 +816,11 @@ def browser_benchmark(
             for _ in range(repeat):
                 if other is not page:
                     in_app_seconds(driver, other)
-                since = time.time()
+                since, cpu = time.time(), browser_cpu_seconds(driver)
                 seconds = in_app_seconds(driver, page)
+                cpu = browser_cpu_seconds(driver) - cpu
                 path = page.path.split("?")[0]
-                in_app.append((server_seconds(timings, page=path, since=since), seconds))
+                in_app.append((server_seconds(timings, page=path, since=since), seconds, cpu))
             warm = views[1:] or views
             results[name] = {
                 "server_cold": views[0][0],
@@ -799,13 +829,16 @@ def browser_benchmark(
                 "render_warm": statistics.median(v[1] for v in warm),
                 "server_in_app": statistics.median(v[0] for v in in_app or warm),
                 "render_in_app": statistics.median(v[1] for v in in_app or warm),
+                "cpu_warm": statistics.median(v[2] for v in warm),
+                "cpu_in_app": statistics.median(v[2] for v in in_app or warm),
             }
             row = results[name]
             print(
                 f"  {name:<20} server {row['server_cold']:.2f} / {row['server_warm']:.2f} /"
                 f" {row['server_in_app']:.2f} s, render {row['render_cold']:.2f} /"
                 f" {row['render_warm']:.2f} / {row['render_in_app']:.2f} s"
-                " (cold / warm reload / warm in-app)",
+                " (cold / warm reload / warm in-app); browser CPU"
+                f" {row['cpu_warm']:.2f} / {row['cpu_in_app']:.2f} s (warm reload / in-app)",
                 flush=True,
             )
     return results
@@ -876,9 +909,10 @@ def main() -> None:
     )
     header = (
         f"{'page':<20} {'loaders':>8} {'loaders':>8} {'server':>7} {'server':>7} {'server':>7}"
-        f" {'render':>7} {'render':>7} {'render':>7} {'warm':>7}\n"
+        f" {'render':>7} {'render':>7} {'render':>7} {'browser':>8} {'browser':>8} {'warm':>7}\n"
         f"{'':<20} {'cold':>8} {'CPU':>8} {'cold':>7} {'reload':>7} {'in-app':>7}"
-        f" {'cold':>7} {'reload':>7} {'in-app':>7} {'budget':>7}"
+        f" {'cold':>7} {'reload':>7} {'in-app':>7} {'CPU rel':>8} {'CPU app':>8}"
+        f" {'budget':>7}"
     )
     print(header)
     print("-" * len(header.splitlines()[0]))
@@ -899,13 +933,16 @@ def main() -> None:
             f"{name:<20} {cold:>8.3f} {cpu:>8.3f} {row['server_cold']:>7.2f}"
             f" {row['server_warm']:>7.2f} {row['server_in_app']:>7.2f}"
             f" {row['render_cold']:>7.2f} {row['render_warm']:>7.2f}"
-            f" {row['render_in_app']:>7.2f} {'ok' if ok else 'OVER':>7}"
+            f" {row['render_in_app']:>7.2f} {row['cpu_warm']:>8.2f} {row['cpu_in_app']:>8.2f}"
+            f" {'ok' if ok else 'OVER':>7}"
         )
     print(
         "cold: the page's first view after the server started (its queries and figures not"
         " cached); reload: the page's URL opened again in a fresh page load (the browser"
         " loads the app's JavaScript again); in-app: reached by its sidebar link from"
-        " another page, with its default choices (the app stays loaded)."
+        " another page, with its default choices (the app stays loaded). browser CPU:"
+        " CPU seconds of all of Chromium's processes per warm view (reload / in-app),"
+        " which grows far less than wall-clock time with the machine's load."
     )
     print(
         f"budget: warm server time < {SERVER_BUDGET_SECONDS:g} s and warm render"

@@ -61,7 +61,7 @@ if problems:
 """
 IN_THE_WHEEL = (
     "evalkit/dashboard/app.py",
-    "evalkit/dashboard/pages/overview.py",
+    "evalkit/dashboard/views/overview.py",
     "evalkit/answers/offline_calibration.json",
     "evalkit/py.typed",
     *(

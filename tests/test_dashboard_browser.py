@@ -458,3 +458,34 @@ def test_every_page_of_the_mixed_store_renders_in_chromium(
     for title, target in pages.items():
         body = _finished(browser, title, url=f"{url}/{target}")
         assert body.strip(), title
+
+
+def test_a_deep_link_as_a_fresh_dashboard_s_first_request_opens_the_app_in_chromium(
+    tmp_path_factory: pytest.TempPathFactory, browser: object
+) -> None:
+    """An alert's link is often the first request a dashboard gets after it started: the
+    page must open inside the app (its navigation, the store's caption), not as a bare
+    script of a pages directory with file names in the sidebar."""
+    from selenium.webdriver.common.by import By
+
+    reason = _missing()
+    if reason:
+        pytest.fail(f"{reason}; `make browser` installs Chromium and chromedriver")
+    seeded = shared_seeded_store(tmp_path_factory)
+    log = tmp_path_factory.mktemp("browser-deep-link") / "dashboard.log"
+    with _serving(seeded.path, log) as url:
+        body = _finished(
+            browser,
+            "Quality over time",
+            charts=1,
+            url=f"{url}/quality?goldset=mini&measure=recall%4010",
+        )
+        links = [
+            str(link.get_attribute("textContent"))
+            for link in browser.find_elements(  # type: ignore[attr-defined]
+                By.CSS_SELECTOR, '[data-testid="stSidebarNavLink"]'
+            )
+        ]
+        assert any(text.endswith("Quality over time") for text in links), links
+        assert not any(text.endswith("quality") for text in links), links
+        assert "Store (read-only)" in body

@@ -85,7 +85,7 @@ def open_page(page: str, **params: str) -> AppTest:
     app = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
     for name, value in params.items():
         app.query_params[name] = value
-    app.switch_page(f"pages/{page}.py").run()
+    app.switch_page(f"views/{page}.py").run()
     assert not app.exception, [e.value for e in app.exception]
     assert not app.error, [e.value for e in app.error]
     return app
@@ -325,7 +325,7 @@ def test_every_page_greets_an_empty_store_with_the_first_run_page(
     use_store(path)
     app = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
     for page, title in PAGES.items():
-        app.switch_page(f"pages/{page}.py").run()
+        app.switch_page(f"views/{page}.py").run()
         assert not app.exception, (page, [e.value for e in app.exception])
         assert app.title[0].value == title
         assert any("No evaluation is stored" in i.value for i in app.info), page
@@ -353,11 +353,11 @@ def test_pages_of_areas_without_tables_say_what_produces_them(core: SeededStore,
     }
     app = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
     for page, command in expected.items():
-        app.switch_page(f"pages/{page}.py").run()
+        app.switch_page(f"views/{page}.py").run()
         assert not app.exception, page
         assert app.title[0].value == PAGES[page]
         assert any(command in i.value for i in app.info), page
-    app.switch_page("pages/overview.py").run()
+    app.switch_page("views/overview.py").run()
     assert metrics(app)["regression"][0] == "1"
     assert any("evalkit serve" in c.value for c in app.caption)
 
@@ -371,7 +371,7 @@ def test_a_store_with_an_older_schema_says_how_to_migrate_it(tmp_path: Path, use
         connection.execute("DELETE FROM schema_migrations WHERE number > 1")
     use_store(path)
     app = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
-    app.switch_page("pages/overview.py").run()
+    app.switch_page("views/overview.py").run()
     assert not app.exception
     assert any("run any writing evalkit command once" in e.value for e in app.error)
 
@@ -493,21 +493,21 @@ def test_a_compare_link_to_runs_that_do_not_exist_is_refused(
     app = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
     app.query_params["baseline"] = "nope"
     app.query_params["candidate"] = "nope"
-    app.switch_page("pages/compare.py").run()
+    app.switch_page("views/compare.py").run()
     _refused(app, "baseline", "nope")
     assert app.query_params["candidate"] == "nope"
     assert not app.selectbox
     app = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
     app.query_params["baseline"] = runs["k10"]
     app.query_params["candidate"] = "gone-run"
-    app.switch_page("pages/compare.py").run()
+    app.switch_page("views/compare.py").run()
     _refused(app, "candidate", "gone-run")
     assert app.query_params["baseline"] == runs["k10"]
     # A failed run has no metrics to compare: it is not offered in another's place either.
     app = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
     app.query_params["baseline"] = runs["k10"]
     app.query_params["candidate"] = runs["failed"]
-    app.switch_page("pages/compare.py").run()
+    app.switch_page("views/compare.py").run()
     _refused(app, "candidate", runs["failed"])
 
 
@@ -524,7 +524,7 @@ def test_a_query_link_to_a_run_or_query_that_does_not_exist_is_refused(
         app = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
         for name, value in params.items():
             app.query_params[name] = value
-        app.switch_page("pages/query.py").run()
+        app.switch_page("views/query.py").run()
         _refused(app, param, params[param])
         for name, value in params.items():
             assert app.query_params[name] == value, (params, name)

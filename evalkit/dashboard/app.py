@@ -14,20 +14,24 @@ from evalkit.errors import EvalkitError
 
 st.set_page_config(page_title="evalkit", page_icon=":material/monitoring:", layout="wide")
 
+# The pages live in views/, not pages/: beside a pages/ directory Streamlit runs the first
+# request of a process in its older multipage mode, and when that request is a deep link
+# (an alert's link to Quality over time, say) the page script runs without this file, so
+# the process shows file names in the sidebar until someone opens the root URL.
 PAGES = {
     "Retrieval quality": [
-        st.Page("pages/overview.py", title="Overview", icon=":material/dashboard:", default=True),
-        st.Page("pages/quality.py", title="Quality over time", icon=":material/show_chart:"),
-        st.Page("pages/compare.py", title="Compare runs", icon=":material/compare_arrows:"),
-        st.Page("pages/query.py", title="Query drill-down", icon=":material/manage_search:"),
-        st.Page("pages/goldsets.py", title="Goldsets", icon=":material/fact_check:"),
+        st.Page("views/overview.py", title="Overview", icon=":material/dashboard:", default=True),
+        st.Page("views/quality.py", title="Quality over time", icon=":material/show_chart:"),
+        st.Page("views/compare.py", title="Compare runs", icon=":material/compare_arrows:"),
+        st.Page("views/query.py", title="Query drill-down", icon=":material/manage_search:"),
+        st.Page("views/goldsets.py", title="Goldsets", icon=":material/fact_check:"),
     ],
     "Monitoring": [
-        st.Page("pages/drift.py", title="Drift", icon=":material/moving:"),
-        st.Page("pages/traffic.py", title="Traffic", icon=":material/traffic:"),
-        st.Page("pages/answers.py", title="Answers", icon=":material/question_answer:"),
-        st.Page("pages/index_health.py", title="Index health", icon=":material/health_and_safety:"),
-        st.Page("pages/alerts.py", title="Alerts", icon=":material/notifications:"),
+        st.Page("views/drift.py", title="Drift", icon=":material/moving:"),
+        st.Page("views/traffic.py", title="Traffic", icon=":material/traffic:"),
+        st.Page("views/answers.py", title="Answers", icon=":material/question_answer:"),
+        st.Page("views/index_health.py", title="Index health", icon=":material/health_and_safety:"),
+        st.Page("views/alerts.py", title="Alerts", icon=":material/notifications:"),
     ],
 }
 

@@ -20,16 +20,16 @@ from evalkit.errors import ConfigError, InputError, NotFoundError
 __all__ = ["PAGE_FILES", "alert_panel", "drift_panel", "panel", "render_explanation"]
 
 PAGE_FILES = {
-    "overview": "pages/overview.py",
-    "quality": "pages/quality.py",
-    "compare": "pages/compare.py",
-    "query": "pages/query.py",
-    "goldsets": "pages/goldsets.py",
-    "drift": "pages/drift.py",
-    "traffic": "pages/traffic.py",
-    "answers": "pages/answers.py",
-    "index_health": "pages/index_health.py",
-    "alerts": "pages/alerts.py",
+    "overview": "views/overview.py",
+    "quality": "views/quality.py",
+    "compare": "views/compare.py",
+    "query": "views/query.py",
+    "goldsets": "views/goldsets.py",
+    "drift": "views/drift.py",
+    "traffic": "views/traffic.py",
+    "answers": "views/answers.py",
+    "index_health": "views/index_health.py",
+    "alerts": "views/alerts.py",
 }
 """The page script of each page name a cause links to (its URL path)."""
 

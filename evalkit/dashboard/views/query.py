@@ -101,7 +101,7 @@ def render(page: ui.PageContext) -> None:
         if clicked is not None:
             clicked_run, clicked_retriever = clicked
             st.switch_page(
-                "pages/compare.py",
+                "views/compare.py",
                 query_params={
                     "goldset": goldset,
                     "baseline": baselines.get(clicked_retriever, clicked_run),

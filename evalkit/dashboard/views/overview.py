@@ -73,7 +73,7 @@ def _attention(series: pd.DataFrame, *, measure: str) -> None:
                 "latest_run"
             ):
                 st.page_link(
-                    "pages/compare.py",
+                    "views/compare.py",
                     label="Compare with baseline",
                     icon=":material/compare_arrows:",
                     query_params={

@@ -60,7 +60,7 @@ def render(page: ui.PageContext) -> None:
     if clicked is not None:
         run_id, retriever = clicked
         st.switch_page(
-            "pages/compare.py",
+            "views/compare.py",
             query_params={
                 "goldset": goldset,
                 "measure": measure,

@@ -1,1 +1,0 @@
-"""The dashboard's pages: Streamlit runs each file as a script (see ``evalkit.dashboard.app``)."""
