@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import socket
-from http.server import ThreadingHTTPServer
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class LoopbackHTTPServer(ThreadingHTTPServer):
@@ -16,3 +19,18 @@ class LoopbackHTTPServer(ThreadingHTTPServer):
 
     daemon_threads = True
     request_queue_size = socket.SOMAXCONN
+
+
+@contextmanager
+def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """Serve ``handler`` on a free loopback port for the block; yields its base URL
+    (``http://127.0.0.1:PORT``), and stops the server, closing its socket, on leaving."""
+    server = LoopbackHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)

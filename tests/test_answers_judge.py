@@ -23,7 +23,7 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
-from loopback import LoopbackHTTPServer
+from loopback import serving
 
 from evalkit.answers import AnswerRecord, Unmeasured, score_answers
 from evalkit.answers.cache import MemoryJudgeCache
@@ -141,16 +141,9 @@ def fake_judge() -> Iterator[FakeJudge]:
         def log_message(self, format: str, *args: object) -> None:
             pass
 
-    server = LoopbackHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/v1"
-    try:
+    with serving(Handler) as url:
+        state.url = f"{url}/v1"
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def open_store(path: Path) -> Store:

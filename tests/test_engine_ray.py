@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from demo_index import DEPTH, demo_goldset, minilm
-from loopback import LoopbackHTTPServer
+from loopback import serving
 from overlap_retriever import overlap_retriever
 from test_answers_judge import FakeJudge, judge_settings
 
@@ -598,15 +598,8 @@ def _rag_endpoint() -> Iterator[str]:
         def log_message(self, format: str, *args: object) -> None:
             pass
 
-    server = LoopbackHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/search"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(Handler) as url:
+        yield f"{url}/search"
 
 
 def _rag_goldset(n: int = 30) -> Goldset:
@@ -728,16 +721,9 @@ def _counting_judge() -> Iterator[_CountingJudge]:
         def log_message(self, format: str, *args: object) -> None:
             pass
 
-    server = LoopbackHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    state.url = f"http://127.0.0.1:{server.server_address[1]}/v1"
-    try:
+    with serving(Handler) as url:
+        state.url = f"{url}/v1"
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.mark.filterwarnings("ignore:FUNCTIONS is deprecated:DeprecationWarning")

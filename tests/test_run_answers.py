@@ -9,7 +9,6 @@ by the deterministic loopback judge of ``test_answers_judge``.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from loopback import LoopbackHTTPServer
+from loopback import serving
 from test_answers_judge import FakeJudge, fake_judge  # noqa: F401
 
 from evalkit.answers import AnswerRecord
@@ -96,13 +95,8 @@ class _RagHandler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def rag_endpoint() -> Iterator[str]:
-    server = LoopbackHTTPServer(("127.0.0.1", 0), _RagHandler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/search"
-    server.shutdown()
-    server.server_close()
+    with serving(_RagHandler) as url:
+        yield f"{url}/search"
 
 
 def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
