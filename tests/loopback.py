@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 
 class LoopbackHTTPServer(ThreadingHTTPServer):
@@ -34,3 +36,26 @@ def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+class JSONHandler(BaseHTTPRequestHandler):
+    """A quiet request handler that reads and answers JSON bodies."""
+
+    def read_json(self) -> Any:
+        """The request's JSON body."""
+        return json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+
+    def send_body(self, data: bytes, status: int = 200) -> None:
+        """Answer ``status`` with the JSON text ``data``."""
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def send_json(self, payload: object, status: int = 200) -> None:
+        """Answer ``status`` with ``payload`` as JSON."""
+        self.send_body(json.dumps(payload).encode(), status)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass

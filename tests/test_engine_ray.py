@@ -5,7 +5,6 @@ run with rows missing, and shard loading that is all or nothing and never twice.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
@@ -15,7 +14,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from demo_index import DEPTH, demo_goldset, minilm
-from loopback import serving
+from loopback import JSONHandler, serving
 from overlap_retriever import overlap_retriever
 from test_answers_judge import FakeJudge, judge_settings
 
@@ -337,35 +335,31 @@ def test_answer_shards_load_with_the_run_in_one_transaction(tmp_path: Path) -> N
     shards = [first, retried, plain]
     with Store.open(tmp_path / "runs.duckdb") as store:
         run_id = create_run(store, _spec())
+
         # A broken answer shard: neither the run's rows nor its answers are stored.
+        def load() -> None:
+            load_run_shards(
+                store,
+                run_id,
+                shards,
+                measures=["ndcg@10"],
+                status="complete",
+                n_total=4,
+                answers=answers,
+            )
+
         for kind in ("items", "scores"):
             good = answer_shard(retried, kind).read_bytes()
             answer_shard(retried, kind).write_bytes(b"PAR1 not parquet")
             with pytest.raises(StoreError, match="cannot"):
-                load_run_shards(
-                    store,
-                    run_id,
-                    shards,
-                    measures=["ndcg@10"],
-                    status="complete",
-                    n_total=4,
-                    answers=answers,
-                )
+                load()
             assert get_run(store, run_id).status == "running"
             assert _counts(store, run_id) == (0, 0, 0)
             for table in ("answer_scorings", "answer_scores", "answer_items", "judge_cache"):
                 assert store.fetch(f"SELECT count(*) FROM {table}")[0][0] == 0
             answer_shard(retried, kind).write_bytes(good)
 
-        load_run_shards(
-            store,
-            run_id,
-            shards,
-            measures=["ndcg@10"],
-            status="complete",
-            n_total=4,
-            answers=answers,
-        )
+        load()
         assert get_run(store, run_id).status == "complete"
         (scoring,) = list_scorings(store, run_id=run_id)
         # q2 is in two batches' answers (a retried batch): stored once.
@@ -583,20 +577,11 @@ def _rag_response(number: int) -> dict[str, Any]:
 def _rag_endpoint() -> Iterator[str]:
     """A RAG endpoint on loopback: ranked results, their passages and a generated answer."""
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(JSONHandler):
         def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            query_id = str(body["query_id"])
+            query_id = str(self.read_json()["query_id"])
             number = int(query_id[1:]) if query_id[1:].isdigit() else 4  # the probe query
-            payload = json.dumps(_rag_response(number)).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
+            self.send_json(_rag_response(number))
 
     with serving(Handler) as url:
         yield f"{url}/search"
@@ -707,19 +692,10 @@ class _CountingJudge(FakeJudge):
 def _counting_judge() -> Iterator[_CountingJudge]:
     state = _CountingJudge()
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(JSONHandler):
         def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            status, payload = state.reply(body)
-            data = payload.encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
+            status, payload = state.reply(self.read_json())
+            self.send_body(payload.encode(), status)
 
     with serving(Handler) as url:
         state.url = f"{url}/v1"

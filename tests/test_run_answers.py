@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
-from loopback import serving
+from loopback import JSONHandler, serving
 from test_answers_judge import FakeJudge, fake_judge  # noqa: F401
 
 from evalkit.answers import AnswerRecord
@@ -79,18 +78,9 @@ RESPONSES: dict[str, dict[str, Any]] = {
 DEFAULT_RESPONSE: dict[str, Any] = {"results": [{"id": "d1", "score": 0.5}]}
 
 
-class _RagHandler(BaseHTTPRequestHandler):
+class _RagHandler(JSONHandler):
     def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        payload = json.dumps(RESPONSES.get(body["query_id"], DEFAULT_RESPONSE)).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+        self.send_json(RESPONSES.get(self.read_json()["query_id"], DEFAULT_RESPONSE))
 
 
 @pytest.fixture
