@@ -85,5 +85,9 @@ def test_a_well_built_index_reports_nothing(tmp_path: Path) -> None:
     report = run_audit(collection, config=AuditConfig(checks=("ann_recall",), ann_max_queries=50))
 
     assert report.findings == ()
-    assert report.measurements["recall@10"] == pytest.approx(1.0)
+    # HNSW is approximate and Chroma builds it on several threads, so even a well-built index
+    # now and then misses one near-tied neighbour of 500 (recall 0.998): far above the 0.95
+    # at which the audit speaks, which is what "well built" means here.
+    assert report.measurements["recall@10"] >= 0.99
+    assert report.measurements["ann_queries_with_misses"] <= 2
     assert report.measurements["ann_queries"] == 50
