@@ -485,6 +485,56 @@ def test_any_sequence_of_partial_appends_stores_every_line_once(
     assert rows == [(f"q{i}", i + 1, text) for i, text in enumerate(texts)]
 
 
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    texts=st.lists(LINE_TEXTS, min_size=1, max_size=20),
+    garbage_at=st.integers(min_value=0, max_value=20),
+    read_bytes=st.integers(min_value=1, max_value=300),
+    batch_lines=st.integers(min_value=1, max_value=7),
+    newline_at_end=st.booleans(),
+)
+def test_where_a_read_of_the_file_ends_changes_nothing(
+    texts: list[str], garbage_at: int, read_bytes: int, batch_lines: int, newline_at_end: bool
+) -> None:
+    """Lines are found in buffers read from the file; wherever a buffer ends (inside a line
+    or a UTF-8 character, on a newline), every record is stored once with its line number,
+    the garbage line is reported by its number, and the file is read to its end."""
+    lines = [line(f"q{i}", text) for i, text in enumerate(texts)]
+    garbage_at = min(garbage_at, len(lines))
+    lines.insert(garbage_at, "not json\n")
+    data = "".join(lines).encode("utf-8")
+    if not newline_at_end:
+        data = data.removesuffix(b"\n")
+    expected = [
+        (query_id, number)
+        for number, query_id in enumerate(
+            (json.loads(raw)["query_id"] if raw != "not json\n" else None for raw in lines),
+            start=1,
+        )
+        if query_id is not None
+    ]
+    with tempfile.TemporaryDirectory() as scratch, pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ingest_module, "_READ_BYTES", read_bytes)
+        work = Path(scratch)
+        store = open_store(work / "s.duckdb")
+        log = work / "log.jsonl"
+        log.write_bytes(data)
+        report = ingest_paths(store, [log], batch_lines=batch_lines)
+        rows = stored(store)
+        (state,) = store.fetch("SELECT byte_offset, lines_read FROM traffic_sources")
+        store.close()
+    assert rows == sorted(expected, key=lambda row: row[1])
+    if newline_at_end or garbage_at < len(texts):
+        assert [problem.line for problem in report.problems] == [garbage_at + 1]
+        # An unterminated last line that is a whole record is taken, its bytes with it.
+        assert (state[0], report.files[0].pending_bytes) == (len(data), 0)
+    else:
+        # An unterminated last line that is not a whole record may still be being written.
+        assert report.problems == ()
+        pending = len(b"not json")
+        assert (state[0], report.files[0].pending_bytes) == (len(data) - pending, pending)
+
+
 def test_the_state_lives_in_the_store_not_the_process(tmp_path: Path) -> None:
     log = tmp_path / "t.jsonl"
     log.write_text(line("q1") + line("q2"))

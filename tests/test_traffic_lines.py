@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from evalkit.traffic import _lines
-from evalkit.traffic._lines import add_json_lines
+from evalkit.traffic._lines import LineBlock, add_json_lines
 from evalkit.traffic._records import RecordBatchBuilder, dedup_text, dedup_texts
 
 
@@ -320,3 +320,25 @@ def test_block_and_line_by_line_decoding_agree(
 @given(timestamps=st.lists(st.one_of(iso_timestamps(), st.floats(0, 1e11)), min_size=1))
 def test_timestamps_agree_with_the_per_line_parse(timestamps: list[str | float]) -> None:
     assert_same([encode(record(f"q{i}", timestamp=t)) for i, t in enumerate(timestamps)])
+
+
+@given(
+    lines=st.lists(st.binary(max_size=12).map(lambda raw: raw.replace(b"\n", b"") + b"\n")),
+    data=st.data(),
+)
+def test_a_line_block_reads_as_the_list_of_its_lines(lines: list[bytes], data: Any) -> None:
+    block = LineBlock.of(lines)
+    assert list(block) == lines
+    assert len(block) == len(lines)
+    assert block.nbytes == sum(map(len, lines))
+    assert bytes(block.view()) == b"".join(lines)
+    start = data.draw(st.integers(min_value=-len(lines) - 1, max_value=len(lines) + 1))
+    stop = data.draw(st.integers(min_value=-len(lines) - 1, max_value=len(lines) + 1))
+    part = block[start:stop]
+    assert list(part) == lines[start:stop]
+    assert bytes(part.view()) == b"".join(lines[start:stop])
+    assert [part[i] for i in range(len(part))] == lines[start:stop]
+    if lines:
+        assert block[-1] == lines[-1]
+    needle = data.draw(st.binary(min_size=1, max_size=3))
+    assert part.contains(needle) == (needle in b"".join(lines[start:stop]))

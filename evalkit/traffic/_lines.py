@@ -20,8 +20,8 @@ The block path accepts exactly what the per-line path accepts, given these guard
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import Any, overload
 
 import msgspec
 import numpy as np
@@ -40,7 +40,7 @@ from evalkit.traffic._records import (
     timestamp_seconds,
 )
 
-__all__ = ["add_json_lines"]
+__all__ = ["LineBlock", "add_json_lines"]
 
 _SMALLEST_BLOCK = 256
 """Lines below which a block Arrow refuses is read line by line instead of halved."""
@@ -74,39 +74,120 @@ class _UndecodableError(Exception):
     """The block path cannot vouch for this block; smaller blocks or single lines may do."""
 
 
+class LineBlock(Sequence[bytes]):
+    """Complete lines, each ending in a newline, held as a range of one buffer.
+
+    ``ends`` holds the offset in ``buffer`` just past each line, the block starting at
+    ``begin``. Reading a file a buffer at a time and finding its newlines with NumPy costs
+    a fraction of reading it into a bytes object per line; blocks cut from one buffer share
+    it, and a line's bytes are copied out only when one is asked for (a line the block path
+    leaves to the per-line path).
+    """
+
+    __slots__ = ("begin", "buffer", "ends")
+
+    def __init__(
+        self, buffer: bytes, ends: np.ndarray[Any, np.dtype[np.int64]], begin: int = 0
+    ) -> None:
+        self.buffer = buffer
+        self.ends = ends
+        self.begin = begin
+
+    @classmethod
+    def of(cls, lines: Sequence[bytes]) -> LineBlock:
+        """The block holding these lines, in order."""
+        if isinstance(lines, LineBlock):
+            return lines
+        lengths = np.fromiter(map(len, lines), dtype=np.int64, count=len(lines))
+        return cls(b"".join(lines), np.cumsum(lengths))
+
+    @property
+    def end(self) -> int:
+        """The offset in ``buffer`` just past the block's last line."""
+        return int(self.ends[-1]) if len(self.ends) else self.begin
+
+    @property
+    def nbytes(self) -> int:
+        """The block's length in bytes."""
+        return self.end - self.begin
+
+    def view(self) -> memoryview:
+        """The block's bytes, not copied."""
+        return memoryview(self.buffer)[self.begin : self.end]
+
+    def contains(self, text: bytes) -> bool:
+        """Whether ``text`` occurs in the block."""
+        # Looking for the first byte alone is a memchr, far faster than a substring search.
+        return (
+            self.buffer.find(text[:1], self.begin, self.end) >= 0
+            and self.buffer.find(text, self.begin, self.end) >= 0
+        )
+
+    def __len__(self) -> int:
+        return len(self.ends)
+
+    @overload
+    def __getitem__(self, index: int) -> bytes: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> LineBlock: ...
+
+    def __getitem__(self, index: int | slice) -> bytes | LineBlock:
+        if isinstance(index, slice):
+            start, stop, step = index.indices(len(self.ends))
+            if step != 1:
+                raise ValueError("a LineBlock is sliced without a step")
+            begin = int(self.ends[start - 1]) if start else self.begin
+            return LineBlock(self.buffer, self.ends[start : max(start, stop)], begin)
+        position = range(len(self.ends))[index]
+        begin = int(self.ends[position - 1]) if position else self.begin
+        return self.buffer[begin : int(self.ends[position])]
+
+    def __iter__(self) -> Iterator[bytes]:
+        begin = self.begin
+        for end in self.ends.tolist():
+            yield self.buffer[begin:end]
+            begin = end
+
+
 def add_json_lines(builder: RecordBatchBuilder, lines: Sequence[bytes], first_line: int) -> None:
     """Add complete log lines (each ending in a newline), numbered from ``first_line``, to
     ``builder``: what the block path can vouch for as columns, the rest line by line.
 
     Records and problems are the ones ``builder.add_line`` would give for each line.
     """
+    block = LineBlock.of(lines)
     try:
-        table, doubtful = _decode_block(lines, first_line)
+        table, doubtful = _decode_block(block, first_line)
     except _UndecodableError:
-        if len(lines) <= _SMALLEST_BLOCK:
-            for index, raw in enumerate(lines):
+        if len(block) <= _SMALLEST_BLOCK:
+            for index, raw in enumerate(block):
                 if raw.strip():
                     builder.add_line(raw, first_line + index)
             return
-        middle = len(lines) // 2
-        add_json_lines(builder, lines[:middle], first_line)
-        add_json_lines(builder, lines[middle:], first_line + middle)
+        middle = len(block) // 2
+        add_json_lines(builder, block[:middle], first_line)
+        add_json_lines(builder, block[middle:], first_line + middle)
         return
     builder.add_records(table)
     for number in doubtful:
-        builder.add_line(lines[number - first_line], number)
+        builder.add_line(block[number - first_line], number)
 
 
-def _decode_block(lines: Sequence[bytes], first_line: int) -> tuple[pa.Table, list[int]]:
+def _decode_block(lines: LineBlock, first_line: int) -> tuple[pa.Table, list[int]]:
     """The block's records that pass every check, and the numbers of the other lines."""
-    data, numbers, longest = _objects(lines, first_line)
+    data, first, numbers, longest = _objects(lines, first_line)
     if not numbers.size:
         return RECORD_SCHEMA.empty_table(), []
-    schema = _schema_for(data[: data.index(b"\n")])
+    schema = _schema_for(first)
     try:
         parsed = pj.read_json(
-            pa.BufferReader(data),
-            read_options=pj.ReadOptions(block_size=max(_READ_BLOCK_BYTES, 2 * longest)),
+            pa.BufferReader(pa.py_buffer(data)),
+            # One thread: ingest decodes one part while its writer thread stores the last,
+            # so the cores are busy already; Arrow's threads would add a fifth to the CPU.
+            read_options=pj.ReadOptions(
+                use_threads=False, block_size=max(_READ_BLOCK_BYTES, 2 * longest)
+            ),
             parse_options=pj.ParseOptions(
                 explicit_schema=schema, unexpected_field_behavior="ignore"
             ),
@@ -170,38 +251,44 @@ def _decode_block(lines: Sequence[bytes], first_line: int) -> tuple[pa.Table, li
 
 
 def _objects(
-    lines: Sequence[bytes], first_line: int
-) -> tuple[bytes, np.ndarray[Any, np.dtype[np.int64]], int]:
-    """The block's non-blank lines as one buffer of JSON objects, one per line, their line
-    numbers and the longest line's length; raises _UndecodableError when a non-blank line is not
-    ``{...}`` or the block holds a literal JSON does not have."""
-    data = b"".join(lines)
-    lengths = np.fromiter(map(len, lines), dtype=np.int64, count=len(lines))
-    ends = np.cumsum(lengths) - 1
-    octets = np.frombuffer(data, dtype=np.uint8)
-    if data and (octets[ends - lengths + 1] == _OPEN).all() and (octets[ends - 1] == _CLOSE).all():
+    lines: LineBlock, first_line: int
+) -> tuple[bytes | memoryview, bytes, np.ndarray[Any, np.dtype[np.int64]], int]:
+    """The block's non-blank lines as one buffer of JSON objects, one per line, the first
+    of them, their line numbers and the longest line's length; raises _UndecodableError when
+    a non-blank line is not ``{...}`` or the block holds a literal JSON does not have."""
+    ends = lines.ends
+    lengths = np.diff(ends, prepend=lines.begin)
+    octets = np.frombuffer(lines.buffer, dtype=np.uint8)
+    # Every line ends in its newline: the byte before it closes the object.
+    if (
+        len(ends)
+        and (lengths > 1).all()
+        and (octets[ends - lengths] == _OPEN).all()
+        and (octets[ends - 2] == _CLOSE).all()
+    ):
+        if any(lines.contains(literal) for literal in _NON_JSON_LITERALS):
+            raise _UndecodableError
         numbers = np.arange(first_line, first_line + len(lines), dtype=np.int64)
-        longest = int(lengths.max())
-    else:
-        kept: list[int] = []
-        objects: list[bytes] = []
-        for index, raw in enumerate(lines):
-            if not raw.strip():
-                continue
-            stripped = raw.strip(_JSON_WHITESPACE)
-            if not (stripped.startswith(b"{") and stripped.endswith(b"}")):
-                raise _UndecodableError
-            kept.append(first_line + index)
-            objects.append(stripped)
-        if not objects:
-            return b"", np.zeros(0, dtype=np.int64), 0
-        objects.append(b"")
-        data = b"\n".join(objects)
-        numbers = np.array(kept, dtype=np.int64)
-        longest = max(map(len, objects))
+        return lines.view(), lines[0], numbers, int(lengths.max())
+    kept: list[int] = []
+    objects: list[bytes] = []
+    for index, raw in enumerate(lines):
+        if not raw.strip():
+            continue
+        stripped = raw.strip(_JSON_WHITESPACE)
+        if not (stripped.startswith(b"{") and stripped.endswith(b"}")):
+            raise _UndecodableError
+        kept.append(first_line + index)
+        objects.append(stripped)
+    if not objects:
+        return b"", b"", np.zeros(0, dtype=np.int64), 0
+    first = objects[0]
+    longest = max(map(len, objects))
+    objects.append(b"")
+    data = b"\n".join(objects)
     if any(_has(data, literal) for literal in _NON_JSON_LITERALS):
         raise _UndecodableError
-    return data, numbers, longest
+    return data, first, np.array(kept, dtype=np.int64), longest
 
 
 def _has(data: bytes, literal: bytes) -> bool:
@@ -325,7 +412,7 @@ def _results(results: pa.Array) -> tuple[pa.Array, pa.Array, np.ndarray[Any, Any
 
 
 def _tags(
-    present: pa.Array, lines: Sequence[bytes], positions: np.ndarray[Any, Any]
+    present: pa.Array, lines: LineBlock, positions: np.ndarray[Any, Any]
 ) -> tuple[pa.Array, list[int]]:
     """Each row's tags as stored (JSON text, keys sorted) and the rows whose tags the
     format refuses; tags are decoded from the row's own line, as the per-line path does."""

@@ -24,11 +24,11 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from itertools import islice
 from pathlib import Path
 from queue import SimpleQueue
 from typing import Any, BinaryIO, cast
 
+import numpy as np
 import pyarrow as pa
 
 from evalkit.errors import ConfigError, InputError
@@ -39,7 +39,7 @@ from evalkit.store.traffic import (
     commit_ingest_batch,
     find_source_state,
 )
-from evalkit.traffic._lines import add_json_lines
+from evalkit.traffic._lines import LineBlock, add_json_lines
 from evalkit.traffic._records import RecordBatchBuilder, RecordError, decode_line, dedup_texts
 from evalkit.traffic.log import LOG_FIELDS, REQUIRED_FIELDS
 from evalkit.traffic.otlp import (
@@ -75,6 +75,10 @@ DEFAULT_MAX_REPORTED_PROBLEMS = 200
 # Lines decoded at once within a batch: large enough for Arrow's reader to pay off, small
 # enough that the raw lines and their parse are a small part of a batch's memory.
 _DECODE_LINES = 16_384
+
+# Bytes read from a log at once; lines are then found in them with NumPy.
+_READ_BYTES = 8 << 20
+_NEWLINE = ord("\n")
 
 _COMPRESSED_SUFFIXES = frozenset({".gz", ".bz2", ".xz", ".zst", ".zip", ".lz4"})
 _JSONL_SUFFIXES = frozenset({".jsonl", ".ndjson", ".json", ".log"})
@@ -349,6 +353,11 @@ class _LineReader:
         self.consumed = 0
         self.pending = 0
         self.at_end = False
+        # Read ahead: the lines not handed out yet start at ``_begin``; ``_ends`` holds the
+        # offset just past each complete one; the buffer's last line may not be complete.
+        self._buffer = b""
+        self._begin = 0
+        self._ends = np.zeros(0, dtype=np.int64)
 
     def parts(self, size: int) -> Iterator[tuple[RecordBatchBuilder, SourceState | None]]:
         """Each batch of up to ``size`` lines, decoded a part at a time: the batch's
@@ -372,21 +381,44 @@ class _LineReader:
                 ),
             )
 
+    def _next_lines(self, count: int) -> tuple[LineBlock, bytes | None]:
+        """The next ``count`` complete lines, fewer at the end of the file, and there the
+        file's last line if it has no newline (None if it has)."""
+        at_eof = False
+        while len(self._ends) < count:
+            chunk = self.handle.read(_READ_BYTES)
+            if not chunk:
+                at_eof = True
+                break
+            # The lines not handed out yet and the new bytes become one buffer.
+            kept = self._buffer[self._begin :]
+            found = np.flatnonzero(np.frombuffer(chunk, dtype=np.uint8) == _NEWLINE)
+            self._ends = np.concatenate([self._ends - self._begin, found + (len(kept) + 1)])
+            self._buffer, self._begin = kept + chunk, 0
+        taken = self._ends[:count]
+        block = LineBlock(self._buffer, taken, self._begin)
+        self._ends = self._ends[len(taken) :]
+        self._begin = block.end
+        tail = None
+        if at_eof:
+            # Only the file's last line can lack its newline: it is still being written, or
+            # the writer ended the file without one.
+            tail = self._buffer[self._begin :] or None
+            self._buffer, self._begin = b"", 0
+            if len(block) + (tail is not None) < count:
+                self.at_end = True
+        return block, tail
+
     def _read(self, builder: RecordBatchBuilder, count: int) -> int:
         """Read up to ``count`` lines into ``builder``; returns how many were read."""
-        block = list(islice(self.handle, count))
-        if len(block) < count:
-            self.at_end = True
-        # Only the file's last line can lack its newline: it is still being written, or the
-        # writer ended the file without one.
-        tail = None if not block or block[-1].endswith(b"\n") else block.pop()
+        block, tail = self._next_lines(count)
         for raw in block[: max(_FIELD_CHECK_LINES - self.consumed, 0)]:
             if raw.strip():
                 builder.note_fields(raw)
         add_json_lines(builder, block, self.lines + 1)
         self.lines += len(block)
         self.consumed += len(block)
-        self.offset += sum(map(len, block))
+        self.offset += block.nbytes
         if tail is not None:
             self.at_end = True
             if _is_complete_record(tail):
