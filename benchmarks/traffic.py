@@ -10,9 +10,11 @@ logged results on every line), then, each in a fresh process so peak memory is i
 It prints lines/s for both, their ratio (the target: within 2x), the CPU time each spends
 per line (less at the mercy of other work on a shared machine), the load average, and the
 peak RSS of ingesting the large file and a smaller one (default 200,000 lines): streaming
-means the two should be close.
+means the two should be close. On a machine whose speed wanders from minute to minute, the
+large file is measured ``--rounds`` times, floor and evalkit one after the other in each
+round, and the median of the rounds' ratios is the figure.
 
-    .venv/bin/python benchmarks/traffic.py [--lines 1000000] [--small 200000]
+    .venv/bin/python benchmarks/traffic.py [--lines 1000000] [--small 200000] [--rounds 5]
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import json
 import os
 import random
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -151,6 +154,7 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=1_000_000)
     parser.add_argument("--small", type=int, default=200_000)
     parser.add_argument("--sample", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=5, help="rounds on the large file")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.child:
@@ -174,11 +178,19 @@ def main() -> None:
             print(
                 f"wrote {lines:,} lines ({size_mb:.0f} MiB) in {time.perf_counter() - began:.1f} s"
             )
-            floor = run_child("floor", str(log), str(work / f"floor-{lines}.duckdb"))
-            ours = run_child(
-                "evalkit", str(log), str(work / f"evalkit-{lines}.duckdb"), str(options.sample)
-            )
-            measured[lines] = (floor, ours)
+            rounds = []
+            for round_number in range(options.rounds if lines == options.lines else 1):
+                floor = run_child(
+                    "floor", str(log), str(work / f"floor-{lines}-{round_number}.duckdb")
+                )
+                ours = run_child(
+                    "evalkit",
+                    str(log),
+                    str(work / f"evalkit-{lines}-{round_number}.duckdb"),
+                    str(options.sample),
+                )
+                rounds.append((floor, ours))
+            measured[lines] = rounds
 
     print()
     print(
@@ -186,30 +198,41 @@ def main() -> None:
         f" {'sample':>9} {'peak MiB duckdb':>16} {'peak MiB evalkit':>17}"
         f" {'CPU us/line duckdb':>19} {'evalkit':>8}"
     )
-    for lines, (floor, ours) in measured.items():
-        floor_rate = floor["rows"] / floor["seconds"]
-        our_rate = ours["rows"] / ours["seconds"]
-        print(
-            f"{lines:>10,} {floor_rate:>13,.0f} l/s {our_rate:>11,.0f} l/s "
-            f"{floor_rate / our_rate:>6.2f}x {ours['sample_seconds']:>7.2f} s "
-            f"{floor['peak_mb']:>16.0f} {ours['peak_mb']:>17.0f}"
-            f" {1e6 * floor['cpu_seconds'] / floor['rows']:>19.2f}"
-            f" {1e6 * ours['cpu_seconds'] / ours['rows']:>8.2f}"
-        )
-    small, large = measured[options.small][1], measured[options.lines][1]
-    floor_large = measured[options.lines][0]
-    ratio = (floor_large["rows"] / floor_large["seconds"]) / (large["rows"] / large["seconds"])
+    for lines, rounds in measured.items():
+        for floor, ours in rounds:
+            floor_rate = floor["rows"] / floor["seconds"]
+            our_rate = ours["rows"] / ours["seconds"]
+            print(
+                f"{lines:>10,} {floor_rate:>13,.0f} l/s {our_rate:>11,.0f} l/s "
+                f"{floor_rate / our_rate:>6.2f}x {ours['sample_seconds']:>7.2f} s "
+                f"{floor['peak_mb']:>16.0f} {ours['peak_mb']:>17.0f}"
+                f" {1e6 * floor['cpu_seconds'] / floor['rows']:>19.2f}"
+                f" {1e6 * ours['cpu_seconds'] / ours['rows']:>8.2f}"
+            )
+    small = measured[options.small][0][1]
+    large_rounds = measured[options.lines]
+    ratios = [
+        (floor["rows"] / floor["seconds"]) / (ours["rows"] / ours["seconds"])
+        for floor, ours in large_rounds
+    ]
+    cpu_ratios = [
+        (ours["cpu_seconds"] / ours["rows"]) / (floor["cpu_seconds"] / floor["rows"])
+        for floor, ours in large_rounds
+    ]
+    large = large_rounds[0][1]
     print()
     print(
-        f"evalkit ingest is {ratio:.2f}x slower than the DuckDB floor on {options.lines:,} "
-        f"lines; sampled {large['sampled']:.0f} queries in {large['sample_seconds']:.2f} s"
+        f"evalkit ingest is {statistics.median(ratios):.2f}x slower than the DuckDB floor on "
+        f"{options.lines:,} lines (median of {len(ratios)} rounds; "
+        f"{min(ratios):.2f}x to {max(ratios):.2f}x); sampled {large['sampled']:.0f} queries "
+        f"in {large['sample_seconds']:.2f} s"
     )
     # CPU time does not depend on what else the machine runs as much as elapsed time does.
-    floor_cpu = 1e6 * floor_large["cpu_seconds"] / floor_large["rows"]
-    our_cpu = 1e6 * large["cpu_seconds"] / large["rows"]
+    floor_cpu = statistics.median(1e6 * f["cpu_seconds"] / f["rows"] for f, _ in large_rounds)
+    our_cpu = statistics.median(1e6 * o["cpu_seconds"] / o["rows"] for _, o in large_rounds)
     print(
-        f"CPU per line on {options.lines:,} lines: DuckDB {floor_cpu:.2f} us, evalkit "
-        f"{our_cpu:.2f} us ({our_cpu / floor_cpu:.2f}x)"
+        f"CPU per line on {options.lines:,} lines (medians): DuckDB {floor_cpu:.2f} us, evalkit "
+        f"{our_cpu:.2f} us ({statistics.median(cpu_ratios):.2f}x)"
     )
     load_after = os.getloadavg()
     print(

@@ -352,13 +352,17 @@ def _microseconds(
         return micros, valid
     valid = np.zeros(count, dtype=bool)
     remaining = _true(values.is_valid())
-    naive_as_utc = pc.binary_join_element_wise(values, "Z", "")
-    for pattern, texts in ((_ISO_ZONED, values), (_ISO_NAIVE, naive_as_utc)):
+    for pattern, suffix in ((_ISO_ZONED, ""), (_ISO_NAIVE, "Z")):
+        if not remaining.any():
+            break
         matched = _true(pc.match_substring_regex(values, pattern)) & remaining
         if not matched.any():
             continue
+        texts = pc.filter(values, pa.array(matched))
+        if suffix:
+            texts = pc.binary_join_element_wise(texts, suffix, "")
         try:
-            exact = pc.cast(pc.filter(texts, pa.array(matched)), _UTC_MICROSECONDS)
+            exact = pc.cast(texts, _UTC_MICROSECONDS)
         except pa.ArrowInvalid:
             continue  # a date such as February 30th: Python judges them one by one
         exact_micros = np.asarray(exact.cast(pa.int64()), dtype=np.int64)
