@@ -117,11 +117,7 @@ class LineBlock(Sequence[bytes]):
 
     def contains(self, text: bytes) -> bool:
         """Whether ``text`` occurs in the block."""
-        # Looking for the first byte alone is a memchr, far faster than a substring search.
-        return (
-            self.buffer.find(text[:1], self.begin, self.end) >= 0
-            and self.buffer.find(text, self.begin, self.end) >= 0
-        )
+        return _has(self.buffer, text, self.begin, self.end)
 
     def __len__(self) -> int:
         return len(self.ends)
@@ -291,9 +287,10 @@ def _objects(
     return data, first, np.array(kept, dtype=np.int64), longest
 
 
-def _has(data: bytes, literal: bytes) -> bool:
+def _has(data: bytes, literal: bytes, begin: int = 0, end: int | None = None) -> bool:
+    """Whether ``literal`` occurs in ``data[begin:end]`` (not copied)."""
     # Looking for the first byte alone is a memchr, far faster than a substring search.
-    return data.find(literal[:1]) >= 0 and literal in data
+    return data.find(literal[:1], begin, end) >= 0 and data.find(literal, begin, end) >= 0
 
 
 def _schema_for(first: bytes) -> pa.Schema:
