@@ -6,6 +6,8 @@ import json
 import multiprocessing
 import os
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -700,3 +702,100 @@ def test_stored_ids_are_skipped_in_any_part_of_a_batch_whatever_their_order(
     )
     assert [row[0] for row in new] == ["q30", "q31", "q32", "q40", "q05", "q41"]
     assert record_count(store) == 16
+
+
+def test_parts_decoded_out_of_order_are_stored_in_file_order(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Parts are decoded on several threads; a part that takes longer than the one after
+    it still lands before it: records, problems and the unknown fields keep file order."""
+    monkeypatch.setattr(ingest_module, "_DECODE_LINES", 2)
+    real_decode = ingest_module._Part.decode
+    both_started = threading.Barrier(2, timeout=10)
+
+    def decode_the_second_part_first(part: Any) -> Any:
+        # Parts 1 and 2 are on the two decoder threads at once; part 1 waits until part 2
+        # is decoded, so part 2 is finished first.
+        if part.first_line in (1, 3):
+            both_started.wait()
+        if part.first_line == 1:
+            time.sleep(0.2)
+        return real_decode(part)
+
+    monkeypatch.setattr(ingest_module._Part, "decode", decode_the_second_part_first)
+    lines = [line(f"q{i}", tenent="typo") if i == 0 else line(f"q{i}") for i in range(9)]
+    lines[1] = "not json\n"
+    lines[3] = "{broken\n"
+    log = tmp_path / "ordered.jsonl"
+    log.write_text("".join(lines))
+    report = ingest_paths(store, [log], batch_lines=6)
+    assert [problem.line for problem in report.problems] == [2, 4]
+    assert dict(report.unknown_fields) == {"tenent": 1}
+    assert stored(store) == [(f"q{i}", i + 1) for i in (0, 2, 4, 5, 6, 7, 8)]
+
+
+def test_a_part_that_fails_to_decode_leaves_its_batch_unstored(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error on a decoder thread stops the pass: the batches committed before it are
+    kept, the one it belongs to is rolled back, and the next pass reads on from there."""
+    monkeypatch.setattr(ingest_module, "_DECODE_LINES", 2)
+    real_decode = ingest_module._Part.decode
+
+    def failing_decode(part: Any) -> Any:
+        if part.first_line == 7:  # the second batch's second part
+            raise MemoryError("out of memory")
+        return real_decode(part)
+
+    monkeypatch.setattr(ingest_module._Part, "decode", failing_decode)
+    log = tmp_path / "decode-fails.jsonl"
+    log.write_text("".join(line(f"q{i}") for i in range(12)))
+    with pytest.raises(MemoryError):
+        ingest_paths(store, [log], batch_lines=4)
+    assert stored(store) == [(f"q{i}", i + 1) for i in range(4)]
+    monkeypatch.setattr(ingest_module._Part, "decode", real_decode)
+    report = ingest_paths(store, [log], batch_lines=4)
+    assert (report.files[0].status, report.records_added) == ("resumed", 8)
+    assert stored(store) == [(f"q{i}", i + 1) for i in range(12)]
+
+
+def test_a_pass_sets_the_store_up_for_ingest_and_back_afterwards(
+    store: Store, tmp_path: Path
+) -> None:
+    """While a pass ingests, DuckDB runs on the cores the decoder threads leave and writes
+    strings with ZSTD; afterwards the store's settings are as they were, also when the
+    pass fails."""
+    settings_sql = "SELECT current_setting('threads'), current_setting('force_compression')"
+    store.fetch("SET threads = 3")
+    before = store.fetch(settings_sql)
+    log = tmp_path / "settings.jsonl"
+    # A whole row group, so the batch is written to the file by its commit, compressed.
+    rows = ingest_module.DEFAULT_BATCH_LINES
+    log.write_text("".join(line(f"q{i:06d}", f"query number {i}") for i in range(rows)))
+    during: list[tuple[Any, ...]] = []
+    real_finish = IngestTransaction.finish
+
+    def finish_noting_settings(self: IngestTransaction, **parts: Any) -> None:
+        # On the writer thread, which holds the connection while it stores a batch.
+        during.extend(self.connection.execute(settings_sql).fetchall())
+        real_finish(self, **parts)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(IngestTransaction, "finish", finish_noting_settings)
+        ingest_paths(store, [log])
+    assert set(during) == {(3 - ingest_module._DECODE_THREADS, "zstd")}
+    assert store.fetch(settings_sql) == before
+    compression = store.fetch(
+        "SELECT DISTINCT compression FROM pragma_storage_info('traffic_records')"
+        " WHERE column_name = 'text' AND segment_type = 'VARCHAR'"
+    )
+    assert compression == [("ZSTD",)]
+    assert record_count(store) == rows
+
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    log.write_text(log.read_text() + line("q10"))
+    with pytest.raises(KeyboardInterrupt):
+        ingest_paths(store, [log], progress=interrupt)
+    assert store.fetch(settings_sql) == before

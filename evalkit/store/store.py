@@ -10,7 +10,7 @@ readers (the dashboard) open the file read-only.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -104,6 +104,28 @@ class Store:
             self._con.rollback()
             raise
         self._con.commit()
+
+    @contextmanager
+    def configured(self, **settings: str | int) -> Iterator[None]:
+        """DuckDB's settings (``SET name = value``) as given for the duration of the block,
+        each put back as it was afterwards."""
+        try:
+            before = {
+                name: self._con.execute("SELECT current_setting(?)", [name]).fetchall()[0][0]
+                for name in settings
+            }
+            for name, value in settings.items():
+                self._con.execute(f"SET {name} = ?", [value])
+        except duckdb.Error as error:
+            raise StoreError(f"cannot configure the store {self.path}: {error}") from error
+        try:
+            yield
+        finally:
+            # A connection that cannot take a SET any more has failed for a reason the
+            # block's own error tells better.
+            with suppress(duckdb.Error):
+                for name, value in before.items():
+                    self._con.execute(f"SET {name} = ?", [value])
 
     def require_writable(self) -> None:
         """Raise ``StoreError`` when the store was opened read-only."""

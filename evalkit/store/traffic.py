@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Mapping, Sequence
-from contextlib import ExitStack
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -49,6 +49,7 @@ __all__ = [
     "commit_ingest_batch",
     "draw_window_queries",
     "find_source_state",
+    "ingest_settings",
     "latest_window_summary",
     "list_samples",
     "list_window_summaries",
@@ -345,6 +346,23 @@ _SUMMARY_COLUMNS = tuple(name for name in StoredWindowSummary.__slots__ if name 
 
 
 # -- ingest -------------------------------------------------------------------------------
+
+
+@contextmanager
+def ingest_settings(store: Store, *, busy_threads: int) -> Iterator[None]:
+    """The store set up for a pass of bulk ingest, and set back afterwards.
+
+    DuckDB works on the cores that the caller's ``busy_threads`` (decoding the next records
+    while DuckDB stores the last) leave it, at least one: on two cores, its worker threads
+    only took time from decoding. Strings are compressed with ZSTD instead of DuckDB's
+    default, DICT_FSST, whose analysis of each row group (122,880 texts and ids, and about
+    five times as many logged document ids) cost more CPU than all of DuckDB's own JSON
+    import of the same lines; the records then take about the space of that import's table
+    (docs/traffic.md, "Speed and memory").
+    """
+    (cores,) = store.fetch("SELECT current_setting('threads')")[0]
+    with store.configured(threads=max(1, int(cores) - busy_threads), force_compression="zstd"):
+        yield
 
 
 def find_source_state(store: Store, *, device: int, inode: int) -> SourceState | None:

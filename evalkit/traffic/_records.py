@@ -166,14 +166,13 @@ class RecordBatchBuilder:
             self._taken + len(self.query_ids) + sum(int(table.num_rows) for table in self._tables)
         )
 
-    def take_table(self) -> pa.Table:
-        """``to_table`` of the records added since the last take, which the builder then
-        forgets (problems and the count of records are kept): a batch handed on in parts."""
-        table = self.to_table()
-        self._taken += table.num_rows
-        self._tables = []
-        self._clear_rows()
-        return table
+    def absorb(self, part: RecordBatchBuilder) -> None:
+        """Count ``part``'s records and take its problems and unknown fields as this
+        builder's: a batch decoded a part at a time, each part in a builder of its own,
+        whose records go on separately."""
+        self._taken += len(part)
+        self.problems.extend(part.problems)
+        self.unknown_fields.update(part.unknown_fields)
 
     def add_records(self, table: pa.Table) -> None:
         """Add records already checked and in columns (``RECORD_SCHEMA``), e.g. a block of

@@ -19,10 +19,10 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections import Counter, deque
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from queue import SimpleQueue
@@ -38,6 +38,7 @@ from evalkit.store.traffic import (
     SourceState,
     commit_ingest_batch,
     find_source_state,
+    ingest_settings,
 )
 from evalkit.traffic._lines import LineBlock, add_json_lines
 from evalkit.traffic._records import RecordBatchBuilder, RecordError, decode_line, dedup_texts
@@ -75,6 +76,11 @@ DEFAULT_MAX_REPORTED_PROBLEMS = 200
 # Lines decoded at once within a batch: large enough for Arrow's reader to pay off, small
 # enough that the raw lines and their parse are a small part of a batch's memory.
 _DECODE_LINES = 16_384
+
+# Threads decoding parts while the writer thread stores the parts before them: with one, the
+# writer waits on it; two keep a two-core machine busy (decoding costs about what storing
+# does), and more only queue for the writer.
+_DECODE_THREADS = 2
 
 # Bytes read from a log at once; lines are then found in them with NumPy.
 _READ_BYTES = 8 << 20
@@ -263,29 +269,35 @@ def _read_lines(
 ) -> tuple[int, int, int, int, int]:
     """Read complete lines from the handle's position on, committing a batch at a time.
 
-    A batch is decoded and handed to the writer thread a part at a time, so the writer
-    stores one part (DuckDB works outside the GIL) while the next is decoded, from the
-    first part of the file to its last. Batches are still committed one after another,
-    in file order, each whole in one transaction, and only once the one before it is
-    committed and reported; an exception on either side rolls back every batch not yet
-    committed.
+    A batch is read a part at a time; parts are decoded on ``_DECODE_THREADS`` threads
+    while the writer thread stores the parts before them (Arrow and DuckDB both work
+    outside the GIL), from the first part of the file to its last. Batches are still
+    committed one after another, in file order, each whole in one transaction, and only
+    once the one before it is committed and reported; an exception on any side rolls back
+    every batch not yet committed.
     Returns lines consumed, records added, duplicates, malformed lines and pending bytes.
     """
     reader = _LineReader(handle, identity, name, offset=offset, lines=lines)
     added = duplicates = malformed = 0
     open_feeds: list[SimpleQueue[object]] = []
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="evalkit-ingest") as writer:
+    with (
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="evalkit-ingest") as writer,
+        ThreadPoolExecutor(_DECODE_THREADS, thread_name_prefix="evalkit-decode") as decoders,
+        closing(_decoded_in_order(run, decoders, reader.parts(run.batch_lines))) as parts,
+    ):
         try:
             # The batch last handed over whole, and the one being handed over.
             writing: tuple[Future[int], RecordBatchBuilder] | None = None
             feed: SimpleQueue[object] | None = None
             storing: Future[int] | None = None
-            for builder, state in reader.parts(run.batch_lines):
+            batch = RecordBatchBuilder()
+            for (decoded, records), state in parts:
                 if feed is None or storing is None:
                     feed = SimpleQueue()
                     open_feeds.append(feed)
                     storing = writer.submit(_store_parts, run, name, feed)
-                records = _prepare(run, builder.take_table())
+                    batch = RecordBatchBuilder()
+                batch.absorb(decoded)
                 if records.num_rows:
                     feed.put(records)
                 if state is None:
@@ -294,9 +306,9 @@ def _read_lines(
                     stored, skipped = _account(run, name, writing[1], writing[0].result())
                     added, duplicates = added + stored, duplicates + skipped
                     malformed += len(writing[1].problems)
-                feed.put(_Finish(builder.problems, state))
+                feed.put(_Finish(batch.problems, state))
                 open_feeds.remove(feed)
-                writing, feed, storing = (storing, builder), None, None
+                writing, feed, storing = (storing, batch), None, None
             if writing is not None:
                 stored, skipped = _account(run, name, writing[1], writing[0].result())
                 added, duplicates = added + stored, duplicates + skipped
@@ -306,6 +318,58 @@ def _read_lines(
                 unfinished.put(_ABORT)
             raise
     return reader.consumed, added, duplicates, malformed, reader.pending
+
+
+def _decoded_in_order(
+    run: _Pass,
+    decoders: ThreadPoolExecutor,
+    parts: Iterable[tuple[_Part, SourceState | None]],
+) -> Generator[tuple[tuple[RecordBatchBuilder, pa.Table], SourceState | None], None, None]:
+    """Each part decoded and redacted (``_prepare``), in file order, with what ``parts``
+    gave beside it; the parts after it are read and decoded meanwhile, at most one per
+    decoder thread ahead, so memory stays bounded."""
+    ahead: deque[tuple[Future[tuple[RecordBatchBuilder, pa.Table]], SourceState | None]] = deque()
+    try:
+        for part, state in parts:
+            ahead.append((decoders.submit(_decode_part, run, part), state))
+            if len(ahead) > _DECODE_THREADS:
+                future, after = ahead.popleft()
+                yield future.result(), after
+        while ahead:
+            future, after = ahead.popleft()
+            yield future.result(), after
+    finally:
+        for future, _ in ahead:
+            future.cancel()
+
+
+def _decode_part(run: _Pass, part: _Part) -> tuple[RecordBatchBuilder, pa.Table]:
+    """A part's lines decoded (records and problems) and its records as stored."""
+    decoded = part.decode()
+    return decoded, _prepare(run, decoded.to_table())
+
+
+@dataclass(frozen=True, slots=True)
+class _Part:
+    """Lines of a log to decode, numbered from ``first_line``: complete ones, then the
+    file's unterminated last line when it is a whole record; the field names of the first
+    ``fields_checked`` lines are checked against the format."""
+
+    lines: LineBlock
+    first_line: int
+    tail: bytes | None = None
+    fields_checked: int = 0
+
+    def decode(self) -> RecordBatchBuilder:
+        """The part's records and problems, in a builder of its own."""
+        builder = RecordBatchBuilder()
+        for raw in self.lines[: self.fields_checked]:
+            if raw.strip():
+                builder.note_fields(raw)
+        add_json_lines(builder, self.lines, self.first_line)
+        if self.tail is not None:
+            builder.add_line(self.tail, self.first_line + len(self.lines))
+        return builder
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,7 +404,7 @@ def _store_parts(run: _Pass, name: str, feed: SimpleQueue[object]) -> int:
 
 
 class _LineReader:
-    """Batches of decoded lines from a JSONL file, with the file's state after each."""
+    """Batches of a JSONL file's lines, a part at a time, with the file's state after each."""
 
     def __init__(
         self, handle: BinaryIO, identity: _Identity, name: str, *, offset: int, lines: int
@@ -359,23 +423,23 @@ class _LineReader:
         self._begin = 0
         self._ends = np.zeros(0, dtype=np.int64)
 
-    def parts(self, size: int) -> Iterator[tuple[RecordBatchBuilder, SourceState | None]]:
-        """Each batch of up to ``size`` lines, decoded a part at a time: the batch's
-        builder after each part, with the file's state after the batch on its last part
-        (None on the others). At least one batch, so the state is committed."""
+    def parts(self, size: int) -> Iterator[tuple[_Part, SourceState | None]]:
+        """Each batch of up to ``size`` lines, a part of at most ``_DECODE_LINES`` lines
+        at a time, with the file's state after the batch on its last part (None on the
+        others). At least one batch, so the state is committed."""
         first = True
         while first or not self.at_end:
             first = False
-            builder = RecordBatchBuilder()
+            part = _Part(LineBlock.of([]), self.lines + 1)
             wanted = size
             while wanted and not self.at_end:
-                # Read and decoded a slice at a time: only the batch's records are held whole.
-                read = self._read(builder, min(wanted, _DECODE_LINES))
+                # Read a slice at a time: only the batch's records are held whole.
+                part, read = self._next_part(min(wanted, _DECODE_LINES))
                 wanted -= read
                 if wanted and not self.at_end:
-                    yield builder, None
+                    yield part, None
             yield (
-                builder,
+                part,
                 self.identity.state(
                     self.name, "jsonl", byte_offset=self.offset, lines_read=self.lines
                 ),
@@ -409,27 +473,27 @@ class _LineReader:
                 self.at_end = True
         return block, tail
 
-    def _read(self, builder: RecordBatchBuilder, count: int) -> int:
-        """Read up to ``count`` lines into ``builder``; returns how many were read."""
+    def _next_part(self, count: int) -> tuple[_Part, int]:
+        """The next ``count`` lines, fewer at the end of the file, and how many were read."""
+        fields_checked = max(_FIELD_CHECK_LINES - self.consumed, 0)
         block, tail = self._next_lines(count)
-        for raw in block[: max(_FIELD_CHECK_LINES - self.consumed, 0)]:
-            if raw.strip():
-                builder.note_fields(raw)
-        add_json_lines(builder, block, self.lines + 1)
+        first_line = self.lines + 1
         self.lines += len(block)
         self.consumed += len(block)
         self.offset += block.nbytes
+        whole_tail = None
         if tail is not None:
             self.at_end = True
             if _is_complete_record(tail):
                 # The line's newline may still follow; it is then read as an empty line,
                 # which is why this line is not counted in ``lines`` yet.
-                builder.add_line(tail, self.lines + 1)
+                whole_tail = tail
                 self.offset += len(tail)
                 self.consumed += 1
             else:
                 self.pending = len(tail)
-        return len(block) + (tail is not None)
+        part = _Part(block, first_line, whole_tail, fields_checked)
+        return part, len(block) + (tail is not None)
 
 
 def _is_complete_record(raw: bytes) -> bool:
@@ -705,29 +769,10 @@ def ingest_paths(
         progress,
         spans or SpanMapping(),
     )
-    files: list[FileIngest] = []
-    for path, kind in list(log_files(paths)):
-        if kind is None:
-            files.append(
-                FileIngest(
-                    str(path),
-                    "compressed",
-                    "skipped",
-                    note="compressed logs are not read; ingest files before rotating them "
-                    "into compression",
-                )
-            )
-            continue
-        chosen = kind if file_format is None else file_format
-        try:
-            files.append(LOG_KINDS[chosen](run, path))
-        except FileNotFoundError:
-            # Rotated away between listing and opening: its new name is read next pass.
-            files.append(FileIngest(str(path), kind, "skipped", note="the file disappeared"))
-        except PermissionError as error:
-            message = f"cannot read the file: {error.strerror}"
-            run.note_problems(str(path), [(None, message)])
-            files.append(FileIngest(str(path), kind, "unreadable", note=message))
+    with ingest_settings(store, busy_threads=_DECODE_THREADS):
+        files = [
+            _ingest_file(run, path, kind, file_format) for path, kind in list(log_files(paths))
+        ]
     return IngestReport(
         files=tuple(files),
         problems=tuple(run.problems),
@@ -735,6 +780,26 @@ def ingest_paths(
         unknown_fields=dict(run.unknown_fields.most_common()),
         redaction=run.redaction.describe(),
     )
+
+
+def _ingest_file(run: _Pass, path: Path, kind: str | None, file_format: str | None) -> FileIngest:
+    """One file of a pass read as its kind (``file_format`` when given)."""
+    if kind is None:
+        return FileIngest(
+            str(path),
+            "compressed",
+            "skipped",
+            note="compressed logs are not read; ingest files before rotating them into compression",
+        )
+    try:
+        return LOG_KINDS[kind if file_format is None else file_format](run, path)
+    except FileNotFoundError:
+        # Rotated away between listing and opening: its new name is read next pass.
+        return FileIngest(str(path), kind, "skipped", note="the file disappeared")
+    except PermissionError as error:
+        message = f"cannot read the file: {error.strerror}"
+        run.note_problems(str(path), [(None, message)])
+        return FileIngest(str(path), kind, "unreadable", note=message)
 
 
 def watch(
