@@ -8,11 +8,12 @@ logged results on every line), then, each in a fresh process so peak memory is i
   a seeded sample of 2,000 queries stratified by tenant.
 
 It prints lines/s for both, their ratio (the target: within 2x), the CPU time each spends
-per line (less at the mercy of other work on a shared machine), the load average, and the
-peak RSS of ingesting the large file and a smaller one (default 200,000 lines): streaming
-means the two should be close. On a machine whose speed wanders from minute to minute, the
-large file is measured ``--rounds`` times, floor and evalkit one after the other in each
-round, and the median of the rounds' ratios is the figure.
+per line (less at the mercy of other work on a shared machine), the size of each database
+file, the load average, and the peak RSS of ingesting the large file and a smaller one
+(default 200,000 lines): streaming means the two should be close. On a machine whose speed
+wanders from minute to minute, the large file is measured ``--rounds`` times, floor and
+evalkit one after the other in each round, and the median of the rounds' ratios is the
+figure.
 
     .venv/bin/python benchmarks/traffic.py [--lines 1000000] [--small 200000] [--rounds 5]
 """
@@ -91,6 +92,7 @@ def child_floor(log: Path, database: Path) -> dict[str, float]:
         "cpu_seconds": cpu_seconds() - cpu_began,
         "rows": rows,
         "peak_mb": peak_rss_mb(),
+        "file_mb": database.stat().st_size / 2**20,
     }
 
 
@@ -133,6 +135,7 @@ def child_evalkit(log: Path, database: Path, sample: int) -> dict[str, float]:
         "peak_mb": ingest_peak,
         "sample_seconds": sample_seconds,
         "sampled": drawn.n_sampled,
+        "file_mb": database.stat().st_size / 2**20,
     }
 
 
@@ -233,6 +236,12 @@ def main() -> None:
     print(
         f"CPU per line on {options.lines:,} lines (medians): DuckDB {floor_cpu:.2f} us, evalkit "
         f"{our_cpu:.2f} us ({statistics.median(cpu_ratios):.2f}x)"
+    )
+    floor_file = statistics.median(f["file_mb"] for f, _ in large_rounds)
+    our_file = statistics.median(o["file_mb"] for _, o in large_rounds)
+    print(
+        f"database file after {options.lines:,} lines: DuckDB's table {floor_file:.0f} MiB, "
+        f"evalkit's store {our_file:.0f} MiB"
     )
     load_after = os.getloadavg()
     print(

@@ -355,9 +355,9 @@ def ingest_settings(store: Store, *, busy_threads: int) -> Iterator[None]:
     DuckDB works on the cores that the caller's ``busy_threads`` (decoding the next records
     while DuckDB stores the last) leave it, at least one: on two cores, its worker threads
     only took time from decoding. Strings are compressed with ZSTD instead of DuckDB's
-    default, DICT_FSST, whose analysis of each row group (122,880 texts and ids, and about
-    five times as many logged document ids) cost more CPU than all of DuckDB's own JSON
-    import of the same lines; the records then take about the space of that import's table
+    default, DICT_FSST, whose analysis of each row group (122,880 query ids and texts, and
+    about five times as many logged document ids) cost more CPU than all of DuckDB's own
+    JSON import of the same lines; logged ids then take more space without a dictionary
     (docs/traffic.md, "Speed and memory").
     """
     (cores,) = store.fetch("SELECT current_setting('threads')")[0]
