@@ -751,7 +751,10 @@ def ingest_paths(
     rotated logs before compressing them). Raises InputError for a path that does not exist
     and StoreError when the store cannot be written; malformed lines never raise.
     ``progress(records_added_so_far, None)`` is called after every committed batch; an
-    exception it raises stops the pass there, with every committed batch kept.
+    exception it raises stops the pass there, with every committed batch kept. It runs
+    while the writer thread stores the next batch on the store's connection, so it must
+    not use the store itself. During the pass the store has the settings of
+    ``ingest_settings``; they are put back afterwards.
     """
     if batch_lines < 1:
         raise ConfigError(f"batch_lines must be at least 1, got {batch_lines}")
