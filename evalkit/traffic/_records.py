@@ -140,13 +140,10 @@ class RecordBatchBuilder:
     """Collects valid records as columns and malformed ones as ``(line, message)`` problems."""
 
     def __init__(self) -> None:
-        self._clear_rows()
         self.problems: list[tuple[int, str]] = []
         self.unknown_fields: Counter[str] = Counter()
         self._tables: list[pa.Table] = []
         self._taken = 0
-
-    def _clear_rows(self) -> None:
         self.query_ids: list[str] = []
         self.timestamps: list[float] = []
         self.texts: list[str] = []
@@ -161,7 +158,7 @@ class RecordBatchBuilder:
         self.dedup_texts: list[str] = []
 
     def __len__(self) -> int:
-        """Valid records added, including those taken."""
+        """Valid records added, including those of absorbed parts."""
         return (
             self._taken + len(self.query_ids) + sum(int(table.num_rows) for table in self._tables)
         )
