@@ -35,23 +35,33 @@ _PIPED_WIDTH = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160
 
 
 class _ConsoleOnFirstUse:
-    """A rich Console made when first printed to, so `evalkit --help` never loads rich."""
+    """A rich Console made when first printed to, so `evalkit --help` never loads rich.
+
+    Attribute access is forwarded; code that needs the Console itself (rich's ``Progress``
+    enters it as a context manager, which a forwarding proxy cannot be) asks ``resolve()``.
+    """
 
     def __init__(self, **options: Any) -> None:
         self._options = options
         self._console: Console | None = None
 
-    def __getattr__(self, name: str) -> Any:
+    def resolve(self) -> Console:
+        """The Console, made now if nothing has printed yet."""
         if self._console is None:
             from rich.console import Console
 
             self._console = Console(**self._options)
-        return getattr(self._console, name)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.resolve(), name)
 
 
-console = cast("Console", _ConsoleOnFirstUse(width=_PIPED_WIDTH))
+_stdout_proxy = _ConsoleOnFirstUse(width=_PIPED_WIDTH)
 # Messages on stderr are read by people and grepped by CI logs: never wrap them.
-err_console = cast("Console", _ConsoleOnFirstUse(stderr=True, soft_wrap=True))
+_stderr_proxy = _ConsoleOnFirstUse(stderr=True, soft_wrap=True)
+console = cast("Console", _stdout_proxy)
+err_console = cast("Console", _stderr_proxy)
 
 _global_overrides: dict[str, Any] = {}
 
@@ -129,7 +139,8 @@ def progress_bar(
 
     Bars show only on a terminal and never with ``--format json``.
     """
-    if not enabled or not err_console.is_terminal:
+    stderr = _stderr_proxy.resolve() if enabled else None
+    if stderr is None or not stderr.is_terminal:
         yield None
         return
     from rich.progress import (
@@ -147,7 +158,7 @@ def progress_bar(
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
-        console=err_console,
+        console=stderr,
         transient=True,
     ) as bar:
         task = bar.add_task(description, total=None)

@@ -1,0 +1,190 @@
+"""Every command that draws a progress bar, run on a real pseudo-terminal as a user types it;
+and `make demo` itself on a terminal. The bar must draw, end, and give the cursor back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from terminal import TerminalRun, run_on_terminal, terminal_env
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO = REPO / "goldsets" / "demo"
+EVALKIT = [sys.executable, "-m", "evalkit"]
+
+pytestmark = pytest.mark.slow
+
+TENANT_MODULE = """
+from evalkit.records import QueryResult
+from evalkit.retrievers.base import ranked_docs
+
+
+class Fixed:
+    def retrieve(self, queries, k):
+        return [
+            QueryResult(query_id=query.id, docs=ranked_docs(["d1", "d2"][:k], [1.0, 0.5]),
+                        latency_ms=1.0)
+            for query in queries
+        ]
+
+    def describe(self):
+        return {"kind": "fixed"}
+
+
+def make():
+    return Fixed()
+"""
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """A fresh store with the demo goldset imported, a folder to run in, and its env."""
+
+    folder: Path
+    home: Path
+
+    def env(self) -> dict[str, str]:
+        return terminal_env(EVALKIT_HOME=str(self.home), PYTHONPATH=str(self.folder))
+
+    def on_terminal(self, *args: str) -> TerminalRun:
+        return run_on_terminal([*EVALKIT, *args], cwd=self.folder, env=self.env())
+
+    def piped(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*EVALKIT, *args],
+            cwd=self.folder,
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+
+
+def assert_clean(done: TerminalRun) -> None:
+    """Exit 0, no traceback, the bar drawn and the cursor shown again."""
+    assert done.returncode == 0, done.output[-4000:]
+    assert "Traceback" not in done.output, done.output[-4000:]
+    assert "lost sys.stderr" not in done.output
+    assert done.drew_progress(), "no progress bar was drawn on the terminal"
+    assert not done.cursor_left_hidden(), "the cursor was left hidden"
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
+    folder = tmp_path_factory.mktemp("terminal")
+    space = Workspace(folder, folder / "home")
+    imported = space.piped("goldset", "import", "--format", "jsonl", str(DEMO), "--name", "demo")
+    assert imported.returncode == 0, imported.stderr
+    (folder / "fixed_retriever.py").write_text(TENANT_MODULE)
+    logs = folder / "logs"
+    logs.mkdir()
+    (logs / "app.jsonl").write_text(
+        "".join(
+            json.dumps(
+                {
+                    "query_id": f"q{index}",
+                    "timestamp": f"2026-11-21T{index % 24:02d}:00:00Z",
+                    "text": f"question {index}",
+                    "results": ["d1"],
+                    "latency_ms": 10,
+                }
+            )
+            + "\n"
+            for index in range(40)
+        )
+    )
+    for args in (
+        ("traffic", "ingest", str(logs)),
+        ("traffic", "sample", "--window", "2026-11-21", "--n", "40"),
+    ):
+        done = space.piped(*args)
+        assert done.returncode == 0, done.stderr
+    return space
+
+
+@pytest.fixture(scope="module")
+def indexed(workspace: Workspace) -> TerminalRun:
+    """`evalkit index` of the demo corpus, typed on a terminal."""
+    return workspace.on_terminal(
+        "index", "--corpus", str(DEMO / "corpus.jsonl"), "--collection", "demo"
+    )
+
+
+def test_index_draws_its_bar_and_ends_cleanly_on_a_terminal(indexed: TerminalRun) -> None:
+    assert_clean(indexed)
+    assert "collection demo" in indexed.output
+
+
+def test_run_draws_its_bar_and_ends_cleanly_on_a_terminal(
+    workspace: Workspace, indexed: TerminalRun
+) -> None:
+    assert indexed.returncode == 0
+    done = workspace.on_terminal("run", "--goldset", "demo", "--collection", "demo", "--k", "10")
+    assert_clean(done)
+    assert "ndcg@10" in done.output
+
+
+def test_traffic_replay_draws_its_bar_and_ends_cleanly_on_a_terminal(
+    workspace: Workspace,
+) -> None:
+    done = workspace.on_terminal(
+        "traffic",
+        "replay",
+        "--window",
+        "2026-11-21",
+        "--embed-sample",
+        "0",
+        "--retriever",
+        "fixed_retriever:make",
+        "--no-answers",
+    )
+    assert_clean(done)
+
+
+def test_answers_score_draws_its_bar_and_ends_cleanly_on_a_terminal(
+    workspace: Workspace,
+) -> None:
+    context = "The Sydney Harbour Bridge is a steel arch bridge. It opened in 1932."
+    answers = workspace.folder / "answers.jsonl"
+    answers.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "id": f"a{index}",
+                    "question": "When did the bridge open?",
+                    "answer": "The Sydney Harbour Bridge opened in 1932.",
+                    "contexts": [context],
+                }
+            )
+            + "\n"
+            for index in range(5)
+        )
+    )
+    done = workspace.on_terminal("answers", "score", str(answers), "--method", "offline")
+    assert_clean(done)
+    assert "faithfulness" in done.output
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_make_demo_passes_on_a_terminal(tmp_path: Path) -> None:
+    venv = REPO / ".venv"
+    if not (venv / ".installed").exists() or not (venv / "bin" / "evalkit").exists():
+        pytest.skip("make demo runs in the repository's .venv, which is not installed")
+    # -o: take the installed venv as up to date; a test must never reinstall it.
+    done = run_on_terminal(
+        ["make", "-o", str(venv.relative_to(REPO) / ".installed"), "demo", f"DEMO_HOME={tmp_path}"],
+        cwd=REPO,
+        env=terminal_env(),
+        timeout=600,
+    )
+    assert_clean(done)
+    assert "ndcg@10" in done.output
+    assert os.path.exists(tmp_path / "evalkit.duckdb")
