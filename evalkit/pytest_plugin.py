@@ -662,13 +662,16 @@ def _regression_message(
 
 def _inconclusive_reason(outcome: GateOutcome) -> str:
     """Why the gate could not decide, on one line (a skip or xfail reason)."""
+    from evalkit.stats.render import queries_needed_text
+
     comparison = outcome.report.comparison
     parts = []
     for metric in comparison.metrics:
         if metric.decision.value != "inconclusive":
             continue
         needed = (
-            f"queries needed to decide: ~{metric.queries_needed:,}"
+            "queries needed to decide: "
+            + queries_needed_text(metric.to_dict(), min_effect=comparison.min_effect)
             if metric.queries_needed
             else metric.queries_needed_note
         )

@@ -54,6 +54,8 @@ FailedAsZero = Annotated[
 
 
 def _print(data: dict[str, Any]) -> None:
+    from evalkit.stats.render import queries_needed_text
+
     rows = [
         [
             measure,
@@ -84,14 +86,10 @@ def _print(data: dict[str, Any]) -> None:
     console.print(table(f"{data['baseline']} -> {data['candidate']}", columns, rows))
     for measure, m in data["metrics"].items():
         if m["queries_needed_note"]:
-            needed = m["queries_needed"]
             console.print(
                 f"queries needed to decide {measure}: "
-                + (
-                    f"~{needed:,} ({m['queries_needed_note']})"
-                    if needed
-                    else m["queries_needed_note"]
-                ),
+                + queries_needed_text(m, min_effect=data["min_effect"])
+                + (f"\n  ({m['queries_needed_note']})" if m["queries_needed"] else ""),
                 markup=False,
             )
     for measure, queries in data["worst_queries"].items():

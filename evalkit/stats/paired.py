@@ -85,9 +85,12 @@ class MetricComparison:
     adjustment (across the measures compared) of the test named by
     ``Comparison.decision_test``. ``queries_needed`` is set for inconclusive measures: the
     shared queries a repeat comparison would need, at the observed spread, to decide with
-    80 % power (``queries_needed_note`` says which effect size it was sized for, or why
-    there is none). A single changed query has an unbounded interval (``to_dict`` gives
-    ``None`` for an infinite bound).
+    80 % power on a difference of ``queries_needed_effect`` (``min_effect``, or the observed
+    ``|delta|`` when that is 0); ``queries_needed_observed`` is the same figure for the
+    observed ``|delta|``, so that a large drop on too few queries says how few would
+    confirm it. ``queries_needed_note`` says both in words, or why there is none. A single
+    changed query has an unbounded interval (``to_dict`` gives ``None`` for an infinite
+    bound).
     """
 
     measure: str
@@ -105,6 +108,8 @@ class MetricComparison:
     decision: Decision
     queries_needed: int | None
     queries_needed_note: str
+    queries_needed_effect: float | None = None
+    queries_needed_observed: int | None = None
     query_ids: tuple[str, ...] = field(default=(), repr=False, compare=False)
     baseline_values: FloatVector = field(
         default_factory=lambda: np.empty(0), repr=False, compare=False
@@ -138,6 +143,8 @@ class MetricComparison:
             "effect_size": self.effect_size,
             "sd_diff": self.sd_diff,
             "queries_needed": self.queries_needed,
+            "queries_needed_effect": self.queries_needed_effect,
+            "queries_needed_observed": self.queries_needed_observed,
             "queries_needed_note": self.queries_needed_note,
         }
 
@@ -383,24 +390,61 @@ def _values(
     return values
 
 
-def _inconclusive_size(
-    *, sd_diff: float, delta: float, min_effect: float, level: float
-) -> tuple[int | None, str]:
-    """Queries a repeat comparison needs to decide, and what effect size that is for."""
+@dataclass(frozen=True, slots=True)
+class _Sizing:
+    """What an inconclusive measure needs: queries for ``effect`` and for the observed
+    ``|delta|``, and the sentence that says which is which."""
+
+    needed: int | None
+    effect: float | None
+    observed: int | None
+    note: str
+
+
+def _inconclusive_size(*, sd_diff: float, delta: float, min_effect: float, level: float) -> _Sizing:
+    """Queries a repeat comparison needs to decide, for ``min_effect`` (the observed
+    ``|delta|`` when it is 0) and for the observed ``|delta|``."""
+    observed = abs(delta)
+    power = f"with {_TARGET_POWER:.0%} power at the observed sd of differences {sd_diff:.4g} "
+    power += f"(one-sided level {level:g})"
+
+    def size(effect: float) -> int:
+        return queries_needed(sd_diff, effect, alpha=level, power=_TARGET_POWER, one_sided=True)
+
+    measurable = observed > _NEGLIGIBLE_EFFECT * sd_diff
     if min_effect > 0.0:
-        effect, basis = min_effect, f"min_effect {min_effect:g}"
-    elif abs(delta) > _NEGLIGIBLE_EFFECT * sd_diff:
-        effect, basis = abs(delta), f"the observed |delta| {abs(delta):.4g} (min_effect is 0)"
-    else:
-        return None, (
-            "min_effect is 0 and the observed mean difference is 0: there is no effect size "
-            "to size the golden set for; set min_effect to the smallest drop that matters"
+        needed = size(min_effect)
+        if not measurable:
+            return _Sizing(
+                needed,
+                min_effect,
+                None,
+                f"{needed} shared queries tell a difference of min_effect {min_effect:g} from "
+                f"none {power}; the observed mean difference is 0",
+            )
+        observed_needed = size(observed)
+        return _Sizing(
+            needed,
+            min_effect,
+            observed_needed,
+            f"{needed} shared queries tell a difference of min_effect {min_effect:g} from none "
+            f"and {observed_needed} one of the observed |delta| {observed:.4g}, {power}",
         )
-    needed = queries_needed(sd_diff, effect, alpha=level, power=_TARGET_POWER, one_sided=True)
-    return needed, (
-        f"{needed} shared queries tell a difference of {basis} from none with "
-        f"{_TARGET_POWER:.0%} power at the observed sd of differences {sd_diff:.4g} "
-        f"(one-sided level {level:g})"
+    if not measurable:
+        return _Sizing(
+            None,
+            None,
+            None,
+            "min_effect is 0 and the observed mean difference is 0: there is no effect size "
+            "to size the golden set for; set min_effect to the smallest drop that matters",
+        )
+    needed = size(observed)
+    return _Sizing(
+        needed,
+        observed,
+        needed,
+        f"{needed} shared queries tell a difference of the observed |delta| {observed:.4g} "
+        f"(min_effect is 0) from none {power}",
     )
 
 
@@ -514,12 +558,12 @@ def compare_runs(
             min_effect=min_effect,
             higher_is_better=higher_is_better,
         )
-        needed, note = (
+        sizing = (
             _inconclusive_size(
                 sd_diff=float(sds[j]), delta=float(deltas[j]), min_effect=min_effect, level=level
             )
             if decision is Decision.INCONCLUSIVE
-            else (None, "")
+            else _Sizing(None, None, None, "")
         )
         base_column = base_values[:, j].copy()
         cand_column = cand_values[:, j].copy()
@@ -540,8 +584,10 @@ def compare_runs(
                 effect_size=float(effect_sizes[j]),
                 sd_diff=float(sds[j]),
                 decision=decision,
-                queries_needed=needed,
-                queries_needed_note=note,
+                queries_needed=sizing.needed,
+                queries_needed_note=sizing.note,
+                queries_needed_effect=sizing.effect,
+                queries_needed_observed=sizing.observed,
                 query_ids=ids,
                 baseline_values=base_column,
                 candidate_values=cand_column,

@@ -10,8 +10,8 @@ from __future__ import annotations
 import math
 import os
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
-from typing import Final
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
 
 from evalkit.stats.decision import Decision
 from evalkit.stats.paired import Comparison, MetricComparison, QueryDrop
@@ -21,6 +21,7 @@ __all__ = [
     "TABLE_HEADERS",
     "coverage_note",
     "power_table_markdown",
+    "queries_needed_text",
     "table_rows",
     "to_junit_xml",
     "to_markdown",
@@ -131,6 +132,23 @@ def _metric_summary(metric: MetricComparison, comparison: Comparison) -> str:
     )
 
 
+def queries_needed_text(metric: Mapping[str, Any], *, min_effect: float) -> str:
+    """The queries an inconclusive measure needs (``MetricComparison.to_dict()`` in), saying
+    which effect each figure is for: ``~1,234 to detect a difference of 0.01 (the min
+    effect), ~5 for the observed delta -0.4000``; the note's reason when there is none."""
+    needed, observed = metric.get("queries_needed"), metric.get("queries_needed_observed")
+    if needed is None:
+        return str(metric.get("queries_needed_note") or "")
+    delta = f"the observed delta {float(metric['delta']):+.4f}"
+    if min_effect <= 0.0:
+        return f"~{needed:,} to detect {delta} (min effect 0)"
+    effect = float(metric.get("queries_needed_effect") or min_effect)
+    text = f"~{needed:,} to detect a difference of {effect:g} (the min effect)"
+    if observed is None:
+        return text + f"; {delta} is 0"
+    return text + f", ~{observed:,} for {delta}"
+
+
 def verdict_line(comparison: Comparison) -> str:
     """One sentence with the verdict as a plain status word and the measures behind it."""
     by_decision = {
@@ -145,7 +163,8 @@ def verdict_line(comparison: Comparison) -> str:
         )
     elif comparison.decision is Decision.INCONCLUSIVE:
         sizes = [
-            f"{_escape(m.measure)} ~{m.queries_needed:,}"
+            f"{_escape(m.measure)} "
+            + queries_needed_text(m.to_dict(), min_effect=comparison.min_effect)
             for m in comparison.metrics
             if m.decision is Decision.INCONCLUSIVE and m.queries_needed is not None
         ]
