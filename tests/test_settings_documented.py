@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from evalkit.alerts import RULE_KINDS, SINK_KINDS
 from evalkit.config import (
     AlertsSettings,
+    AuditSettings,
     EmbedderSettings,
     JobConfig,
     JudgeSettings,
@@ -39,6 +40,7 @@ PAGES: dict[type[BaseModel], Path] = {
     Settings: DOCS / "configuration.md",
     JudgeSettings: DOCS / "answers.md",
     OtlpSettings: DOCS / "configuration.md",
+    AuditSettings: DOCS / "audit.md",
     SchedulerSettings: DOCS / "scheduler.md",
     JobConfig: DOCS / "scheduler.md",
     AlertsSettings: DOCS / "alerts.md",

@@ -12,6 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from evalkit.audit.snapshot import IndexSnapshot
+from evalkit.config.audit import DEFAULT_ORPHANED_RELEVANT_CRITICAL_SHARE
 from evalkit.embedding import TextEmbedder
 from evalkit.errors import ConfigError, RetrieverError
 from evalkit.goldset.model import Goldset
@@ -48,6 +49,8 @@ class AuditConfig:
       ``ann_min_recall`` (warning) and ``ann_critical_recall`` (critical).
     - ``min_judged_at_k``: judged@k below which coverage is low; ``max_judged_drop``: relative
       drop from the previous audit's judged@k that is reported even above that floor.
+    - ``orphaned_relevant_critical_share``: share of the goldset's relevant documents missing
+      from the index above which orphaned judgments are critical (the ``[audit]`` setting).
     - ``severities``: per finding kind, a severity replacing the default.
     """
 
@@ -63,6 +66,7 @@ class AuditConfig:
     ann_critical_recall: float = 0.80
     min_judged_at_k: float = 0.05
     max_judged_drop: float = 0.5
+    orphaned_relevant_critical_share: float = DEFAULT_ORPHANED_RELEVANT_CRITICAL_SHARE
     relevance_threshold: int = 1
     seed: int = 0
     page_size: int = 1000
@@ -77,7 +81,13 @@ class AuditConfig:
             )
         for name in ("near_duplicate_threshold", "model_min_cosine"):
             _require(name, getattr(self, name), low=-1.0, high=1.0, low_open=True)
-        for name in ("ann_min_recall", "ann_critical_recall", "min_judged_at_k", "max_judged_drop"):
+        for name in (
+            "ann_min_recall",
+            "ann_critical_recall",
+            "min_judged_at_k",
+            "max_judged_drop",
+            "orphaned_relevant_critical_share",
+        ):
             _require(name, getattr(self, name), low=0.0, high=1.0)
         for name in ("block_size", "max_near_duplicate_pairs", "k", "ann_max_queries"):
             _require(name, getattr(self, name), low=1, high=math.inf)

@@ -3,7 +3,9 @@
 judged@k of a query (trec_eval's ``judged_k``) is the share of the top k documents the
 index returns for it that carry any judgment, relevant or not, divided by k. When it falls,
 the goldset's measures are computed over documents nobody judged. Orphans are judged
-documents that are no longer in the index: a relevant orphan can never be retrieved.
+documents that are no longer in the index: a relevant orphan can never be retrieved, so
+more than ``orphaned_relevant_critical_share`` of the goldset's relevant documents missing
+is critical (a few are a warning).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import pandas as pd
 
 from evalkit.audit.context import AuditContext
 from evalkit.goldset.model import Goldset
-from evalkit.records.audit import CheckOutcome, Finding
+from evalkit.records.audit import CheckOutcome, Finding, Severity
 
 __all__ = ["check_coverage", "check_orphans", "judged_at_k", "judgments_frame"]
 
@@ -108,7 +110,9 @@ def check_coverage(context: AuditContext) -> CheckOutcome:
 
 
 def check_orphans(context: AuditContext) -> CheckOutcome:
-    """Report judged documents that are not in the index."""
+    """Report judged documents that are not in the index: critical when more than
+    ``orphaned_relevant_critical_share`` of the goldset's relevant documents are among them,
+    else of the kind's (configured) severity."""
     config = context.config
     if context.goldset is None:
         return CheckOutcome("orphans", False, note="no goldset given (--goldset)")
@@ -118,10 +122,16 @@ def check_orphans(context: AuditContext) -> CheckOutcome:
     orphan_ids = tuple(sorted(orphaned["doc_id"].unique()))
     relevant = orphaned[orphaned["relevance"] >= config.relevance_threshold]
     relevant_ids = sorted(relevant["doc_id"].unique())
+    n_relevant = judgments.loc[
+        judgments["relevance"] >= config.relevance_threshold, "doc_id"
+    ].nunique()
+    share = len(relevant_ids) / n_relevant if n_relevant else 0.0
+    limit = config.orphaned_relevant_critical_share
     measurements = {
         "judged_documents": float(judgments["doc_id"].nunique()),
         "orphaned_documents": float(len(orphan_ids)),
         "orphaned_relevant_documents": float(len(relevant_ids)),
+        "orphaned_relevant_share": share,
     }
     findings: list[Finding] = []
     if orphan_ids:
@@ -130,14 +140,23 @@ def check_orphans(context: AuditContext) -> CheckOutcome:
                 "orphaned_judgments",
                 f"{len(orphan_ids)} documents judged in goldset '{context.goldset.name}' are "
                 f"not in the index ({len(relevant_ids)} of them relevant, which no retriever "
-                "can now find); re-index them or update the judgments",
+                f"can now find: {share:.1%} of its {n_relevant} relevant documents, "
+                + ("more" if share > limit else "no more")
+                + f" than the {limit:.1%} allowed by orphaned_relevant_critical_share); "
+                "re-index them or update the judgments",
                 len(orphan_ids),
+                severity=Severity.critical if share > limit else None,
                 doc_ids=orphan_ids,
                 query_ids=tuple(sorted(orphaned["query_id"].unique())),
+                value=share,
+                threshold=limit,
                 details={
                     "relevant_doc_ids": relevant_ids,
                     "judgments": len(orphaned),
                     "relevant_judgments": len(relevant),
+                    "relevant_documents": n_relevant,
+                    "orphaned_relevant_share": share,
+                    "orphaned_relevant_critical_share": limit,
                 },
             )
         )

@@ -112,6 +112,7 @@ def audit(
         k=k,
         ann_max_queries=ann_queries,
         relevance_threshold=config.relevance_threshold,
+        orphaned_relevant_critical_share=config.audit.orphaned_relevant_critical_share,
         seed=seed,
     )
     # The [embedder] the collection was indexed with, loaded when a check first needs it:

@@ -1,15 +1,16 @@
 """evalkit's settings: one typed tree read from ``evalkit.toml`` and ``EVALKIT_*`` variables.
 
 - ``settings``: ``Settings`` (the tree) and ``load_settings``;
-- ``judge``, ``scheduler``, ``alerts``, ``otlp``, ``retriever``: the models of the
-  ``[judge]``, ``[scheduler]`` / ``[[jobs]]``, ``[alerts]``, ``[otlp]``, ``[retriever]`` and
-  ``[embedder]`` tables
+- ``judge``, ``scheduler``, ``alerts``, ``otlp``, ``retriever``, ``audit``: the models of the
+  ``[judge]``, ``[scheduler]`` / ``[[jobs]]``, ``[alerts]``, ``[otlp]``, ``[retriever]``,
+  ``[embedder]`` and ``[audit]`` tables
   (the stages resolve the kinds of jobs, rules, sinks and retrievers);
 - ``sources``: how the file is found, how sources are layered, how a problem is worded;
 - ``types``: durations and entry names.
 """
 
 from evalkit.config.alerts import AlertsSettings, RuleConfig, SinkConfig
+from evalkit.config.audit import AuditSettings
 from evalkit.config.judge import JudgeSettings, ScoringMethod
 from evalkit.config.otlp import OtlpSettings
 from evalkit.config.retriever import (
@@ -37,6 +38,7 @@ __all__ = [
     "DEFAULT_CONFIG_FILE",
     "NAME_PATTERN",
     "AlertsSettings",
+    "AuditSettings",
     "DistanceMetric",
     "Duration",
     "EmbedBackend",

@@ -7,7 +7,8 @@ then the defaults below. Every setting has a default, so evalkit runs with no co
 all on its embedded defaults. The tables of the file are typed sub-models: ``judge``
 (``[judge]``), ``scheduler`` (``[scheduler]``), ``jobs`` (``[[jobs]]``), ``alerts``
 (``[alerts]`` with its rules and sinks), ``otlp`` (``[otlp]``), ``retriever`` (``[retriever]`` with
-``[retriever.pgvector]`` and ``[retriever.qdrant]``) and ``embedder`` (``[embedder]``).
+``[retriever.pgvector]`` and ``[retriever.qdrant]``), ``embedder`` (``[embedder]``) and
+``audit`` (``[audit]``).
 Secrets are never settings: they are read from the environment by the code that needs
 them, and never logged or stored.
 """
@@ -23,6 +24,7 @@ from pydantic import Field, PrivateAttr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from evalkit.config.alerts import AlertsSettings
+from evalkit.config.audit import AuditSettings
 from evalkit.config.judge import JudgeSettings
 from evalkit.config.otlp import OtlpSettings
 from evalkit.config.retriever import EmbedBackend, EmbedderSettings, RetrieverSettings
@@ -149,6 +151,10 @@ class Settings(BaseSettings):
         default_factory=OtlpSettings,
         description="The [otlp] table: traffic from OpenTelemetry retrieval spans, received "
         "by `evalkit serve` or read from Collector files (docs/traffic.md).",
+    )
+    audit: AuditSettings = Field(
+        default_factory=AuditSettings,
+        description="The [audit] table: when an index health finding is critical (docs/audit.md).",
     )
 
     _config_file: Path = PrivateAttr(default=Path(DEFAULT_CONFIG_FILE))

@@ -40,7 +40,7 @@ DEFAULT_CONFIG_FILE = "evalkit.toml"
 ENV_PREFIX = "EVALKIT_"
 JUDGE_ENV_PREFIX = "EVALKIT_JUDGE_"
 
-TABLES = ("judge", "scheduler", "alerts", "otlp", "retriever", "embedder")
+TABLES = ("judge", "scheduler", "alerts", "otlp", "retriever", "embedder", "audit")
 """Top-level keys that hold a table (``[judge]``...)."""
 ARRAYS = {"jobs": "[[jobs]]"}
 """Top-level keys that hold an array of tables."""

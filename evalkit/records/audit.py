@@ -132,7 +132,8 @@ FINDING_KINDS: Mapping[str, FindingKind] = {
             "orphaned_judgments",
             "orphans",
             Severity.warning,
-            "judged documents that are not in the index",
+            "judged documents that are not in the index (critical when more than "
+            "orphaned_relevant_critical_share of the relevant ones)",
         ),
     )
 }

@@ -616,6 +616,7 @@ def _audit(ctx: JobContext, params: AuditParams) -> JobOutcome:
         k=params.k,
         ann_max_queries=params.ann_queries,
         relevance_threshold=settings.relevance_threshold,
+        orphaned_relevant_critical_share=settings.audit.orphaned_relevant_critical_share,
         seed=params.seed,
     )
     outcome = audit_collection(

@@ -1,0 +1,35 @@
+"""The ``[audit]`` table: when an index health finding is critical.
+
+::
+
+    [audit]
+    orphaned_relevant_critical_share = 0.01  # relevant judged documents lost from the index
+
+``evalkit audit`` and the scheduler's ``audit`` job read it (docs/audit.md); a finding at
+``critical`` fails ``evalkit audit`` under its default ``--fail-on critical``.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["DEFAULT_ORPHANED_RELEVANT_CRITICAL_SHARE", "AuditSettings"]
+
+DEFAULT_ORPHANED_RELEVANT_CRITICAL_SHARE = 0.01
+"""Above 1 % of a goldset's relevant documents missing, its recall figures no longer
+describe the retriever: every query that judged one is capped below 1, whatever is tried."""
+
+
+class AuditSettings(BaseModel):
+    """Thresholds of the index health audit that are settings rather than command options."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    orphaned_relevant_critical_share: float = Field(
+        default=DEFAULT_ORPHANED_RELEVANT_CRITICAL_SHARE,
+        ge=0.0,
+        le=1.0,
+        description="Share of a goldset's relevant (judged at or above relevance_threshold) "
+        "documents that may be missing from the index before the orphaned_judgments finding "
+        "is critical rather than a warning; 0 makes any missing relevant document critical.",
+    )
