@@ -167,3 +167,35 @@ def test_a_full_disk_fails_the_command_cleanly_and_loses_nothing(small_disk: Sma
         assert {run.status for run in runs} <= {"complete", "failed"}
         assert [run.status for run in runs].count("complete") == 2
         assert list_goldsets(store)[0].n_queries == 129
+
+
+def test_a_full_disk_in_the_middle_of_a_large_insert_is_named_with_its_path(
+    small_disk: SmallDisk, tmp_path: Path
+) -> None:
+    """1,500 queries x 100 documents: DuckDB writes the results' row groups into the file
+    during the INSERT itself, so the disk fills inside a statement, not at the commit, and
+    every later statement of that transaction is refused as "aborted"."""
+    folder = tmp_path / "large"
+    folder.mkdir()
+    ids = [f"q{number}" for number in range(1500)]
+    (folder / "queries.jsonl").write_text(
+        "".join(json.dumps({"id": qid, "text": f"question {qid}"}) + "\n" for qid in ids)
+    )
+    (folder / "judgments.jsonl").write_text(
+        "".join(
+            json.dumps({"query_id": qid, "doc_id": f"doc-{n % 330:03d}", "relevance": 1}) + "\n"
+            for n, qid in enumerate(ids)
+        )
+    )
+    imported = small_disk.evalkit("goldset", "import", str(folder), "--name", "large")
+    assert imported.returncode == 0, imported.stderr
+    filler = small_disk.fill(leave_kib=512)
+    broken = small_disk.evalkit(
+        "run", "--goldset", "large", "--http-retriever", small_disk.url, "--k", "100"
+    )
+    filler.unlink()
+    assert broken.returncode == 3, broken.stdout + broken.stderr
+    assert "No space left on device" in broken.stderr
+    assert str(small_disk.store) in broken.stderr
+    assert "transaction is aborted" not in broken.stderr
+    assert "Traceback" not in broken.stderr

@@ -30,6 +30,7 @@ from evalkit.answers.records import CachedJudgment
 from evalkit.clock import utc_now
 from evalkit.errors import NotFoundError, StoreError
 from evalkit.redaction import redact_known
+from evalkit.store.views import registered
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -406,16 +407,12 @@ def save_cached_judgments(store: Store, entries: Iterable[tuple[str, CachedJudgm
     )
     view = "_incoming_judge_cache"
     try:
-        with store.transaction() as con:
-            con.register(view, frame)
-            try:
-                con.execute(
-                    "INSERT INTO judge_cache SELECT cache_key, metric, judge_model,"
-                    " prompt_version, value, unmeasured_reason, n_claims, n_supported, detail,"
-                    f" created_at FROM {view} ON CONFLICT (cache_key) DO NOTHING"
-                )
-            finally:
-                con.unregister(view)
+        with store.transaction() as con, registered(con, view, frame):
+            con.execute(
+                "INSERT INTO judge_cache SELECT cache_key, metric, judge_model,"
+                " prompt_version, value, unmeasured_reason, n_claims, n_supported, detail,"
+                f" created_at FROM {view} ON CONFLICT (cache_key) DO NOTHING"
+            )
     except duckdb.Error as error:
         raise StoreError(f"cannot write the judge cache in {store.path}: {error}") from error
 
@@ -471,15 +468,11 @@ def save_context_vectors(store: Store, entries: Iterable[tuple[str, Vectors]]) -
     )
     view = "_incoming_context_embeddings"
     try:
-        with store.transaction() as con:
-            con.register(view, frame)
-            try:
-                con.execute(
-                    "INSERT INTO context_embeddings SELECT cache_key, n_sentences, dimension,"
-                    f" vectors, created_at FROM {view} ON CONFLICT (cache_key) DO NOTHING"
-                )
-            finally:
-                con.unregister(view)
+        with store.transaction() as con, registered(con, view, frame):
+            con.execute(
+                "INSERT INTO context_embeddings SELECT cache_key, n_sentences, dimension,"
+                f" vectors, created_at FROM {view} ON CONFLICT (cache_key) DO NOTHING"
+            )
     except duckdb.Error as error:
         raise StoreError(f"cannot write context embeddings in {store.path}: {error}") from error
 

@@ -20,6 +20,7 @@ import duckdb
 from evalkit.clock import utc_now
 from evalkit.errors import NotFoundError, StoreError
 from evalkit.store.migrations import MIGRATIONS
+from evalkit.store.views import registered
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -101,7 +102,9 @@ class Store:
         try:
             yield self._con
         except BaseException:
-            self._con.rollback()
+            # A rollback that fails too must not hide why the transaction failed.
+            with suppress(duckdb.Error):
+                self._con.rollback()
             raise
         self._con.commit()
 
@@ -181,13 +184,9 @@ class Store:
         """Bulk-insert a DataFrame whose columns are named as the table's (inside a transaction)."""
         if frame.empty:
             return
-        view = f"_incoming_{table}"
-        self._con.register(view, frame)
-        try:
-            columns = ", ".join(frame.columns)
+        columns = ", ".join(frame.columns)
+        with registered(self._con, f"_incoming_{table}", frame) as view:
             self._con.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {view}")
-        finally:
-            self._con.unregister(view)
 
     # -- schema -------------------------------------------------------------------------
 

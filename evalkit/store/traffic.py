@@ -30,6 +30,7 @@ import pyarrow.compute as pc
 
 from evalkit.clock import utc_now
 from evalkit.errors import ConfigError, NotFoundError, StoreError
+from evalkit.store.views import registered
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -518,8 +519,7 @@ class IngestTransaction:
                 " WHERE r.query_id BETWEEN ? AND ?"
                 " AND r.query_id IN (SELECT query_id FROM _traffic_batch))"
             )
-        con.register("_traffic_batch", records)
-        try:
+        with registered(con, "_traffic_batch", records):
             return con.execute(
                 "INSERT INTO traffic_records SELECT query_id, ts, text, tenant, tags,"
                 " logged_doc_ids, logged_scores, answer, contexts, latency_ms,"
@@ -528,8 +528,6 @@ class IngestTransaction:
                 f" FROM _traffic_batch b WHERE {' AND '.join(conditions)}",
                 [self.source, self.now, *((lowest, highest) if check_stored else ())],
             ).fetchone()
-        finally:
-            con.unregister("_traffic_batch")
 
     def finish(
         self,
@@ -565,15 +563,12 @@ class IngestTransaction:
                     " WHERE p.source = ? AND p.message = b.message"
                     " AND p.line IS NOT DISTINCT FROM b.line)"
                 )
-                con.register("_traffic_problems", frame)
-                try:
+                with registered(con, "_traffic_problems", frame):
                     con.execute(
                         "INSERT INTO traffic_ingest_problems SELECT ?, ?, line, message"
                         f" FROM _traffic_problems{known}",
                         [now, source] if state is not None else [now, source, source],
                     )
-                finally:
-                    con.unregister("_traffic_problems")
             if state is not None:
                 con.execute(
                     "INSERT OR REPLACE INTO traffic_sources VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -644,9 +639,10 @@ def _attach_generations(
             )
         }
     )
-    con.register("_traffic_generations", generations)
-    con.register("_traffic_traces", traces)
-    try:
+    with (
+        registered(con, "_traffic_generations", generations),
+        registered(con, "_traffic_traces", traces),
+    ):
         con.execute(
             "INSERT INTO traffic_generations SELECT g.trace_id, g.span_id, g.started_at,"
             " g.answer, g.contexts, ?, ? FROM _traffic_generations g"
@@ -672,9 +668,6 @@ def _attach_generations(
             " WHERE r.query_id = c.query_id AND r.ts >= ? AND r.ts <= ?",
             [_GENERATION_WINDOW, low, high, low, high],
         )
-    finally:
-        con.unregister("_traffic_generations")
-        con.unregister("_traffic_traces")
 
 
 def record_count(store: Store) -> int:
@@ -1022,15 +1015,12 @@ def save_traffic_replay(
                 [getattr(summary, name) for name in _SUMMARY_COLUMNS],
             )
             if embedding_table.num_rows:
-                con.register("_traffic_embeddings", embedding_table)
-                try:
+                with registered(con, "_traffic_embeddings", embedding_table):
                     con.execute(
                         "INSERT INTO traffic_window_embeddings SELECT ?, ?, ordinal, query_id,"
                         " embedding FROM _traffic_embeddings",
                         [summary.run_id, summary.window_label],
                     )
-                finally:
-                    con.unregister("_traffic_embeddings")
     except duckdb.Error as error:
         raise StoreError(
             f"cannot store the traffic replay {summary.run_id} of {summary.window_label}: {error}"
