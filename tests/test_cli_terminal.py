@@ -1,5 +1,8 @@
-"""Every command that draws a progress bar, run on a real pseudo-terminal as a user types it;
-and `make demo` itself on a terminal. The bar must draw, end, and give the cursor back.
+"""Every command that draws a progress bar, run on a real pseudo-terminal as a user types it,
+then piped as a CI log reads it; and `make demo` itself on a terminal.
+
+On a terminal the bar must draw, end, and give the cursor back; piped, the same commands print
+plain progress lines on stderr (``evalkit.cli._output.ProgressLines``).
 """
 
 from __future__ import annotations
@@ -171,6 +174,57 @@ def test_answers_score_draws_its_bar_and_ends_cleanly_on_a_terminal(
     done = workspace.on_terminal("answers", "score", str(answers), "--method", "offline")
     assert_clean(done)
     assert "faithfulness" in done.output
+
+
+def test_piped_run_prints_plain_progress_lines_on_stderr(
+    workspace: Workspace, indexed: TerminalRun
+) -> None:
+    assert indexed.returncode == 0
+    done = workspace.piped("run", "--goldset", "demo", "--collection", "demo", "--k", "10")
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.startswith("replaying demo: ")]
+    # 129 queries in batches of 64: past 40 %, past 90 %, then all of them.
+    assert lines[-1].startswith("replaying demo: 129/129 (100%), 0:00:")
+    assert any(line.startswith("replaying demo: 64/129 (50%)") for line in lines)
+    assert "\x1b[" not in done.stderr
+    assert "replaying demo" not in done.stdout
+
+
+def test_piped_traffic_replay_prints_plain_progress_lines_on_stderr(
+    workspace: Workspace,
+) -> None:
+    done = workspace.piped(
+        "traffic",
+        "replay",
+        "--window",
+        "2026-11-21",
+        "--embed-sample",
+        "0",
+        "--retriever",
+        "fixed_retriever:make",
+        "--no-answers",
+    )
+    assert done.returncode == 0, done.stderr
+    assert "replaying traffic: 40/40 (100%), 0:00:" in done.stderr
+
+
+def test_piped_json_output_prints_no_progress(workspace: Workspace) -> None:
+    done = workspace.piped(
+        "traffic",
+        "replay",
+        "--window",
+        "2026-11-21",
+        "--embed-sample",
+        "0",
+        "--retriever",
+        "fixed_retriever:make",
+        "--no-answers",
+        "--format",
+        "json",
+    )
+    assert done.returncode == 0, done.stderr
+    assert "replaying traffic" not in done.stderr
+    json.loads(done.stdout)
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")

@@ -6,6 +6,8 @@ import json
 import math
 import os
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from enum import StrEnum
@@ -20,7 +22,10 @@ if TYPE_CHECKING:
     from evalkit.config import Settings
 
 __all__ = [
+    "PROGRESS_INTERVAL",
+    "PROGRESS_STEP",
     "OutputFormat",
+    "ProgressLines",
     "console",
     "emit_json",
     "err_console",
@@ -62,6 +67,11 @@ _stdout_proxy = _ConsoleOnFirstUse(width=_PIPED_WIDTH)
 _stderr_proxy = _ConsoleOnFirstUse(stderr=True, soft_wrap=True)
 console = cast("Console", _stdout_proxy)
 err_console = cast("Console", _stderr_proxy)
+
+PROGRESS_INTERVAL = 10.0
+"""Seconds between plain progress lines, at most, when stderr is not a terminal."""
+PROGRESS_STEP = 0.1
+"""Share of the work after which a plain progress line is printed, whatever the time."""
 
 _global_overrides: dict[str, Any] = {}
 
@@ -131,17 +141,128 @@ def key_values(title: str, items: Mapping[str, object]) -> Table:
     return table(title, ["", ""], [[key, value] for key, value in items.items()])
 
 
+def _clock_text(seconds: float) -> str:
+    whole = int(seconds)
+    return f"{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
+
+
+class ProgressLines:
+    """Plain progress lines for a log: ``description: done/total (pct), elapsed, left``.
+
+    A line is printed when the work passes a further ``step`` of its total and, while the
+    work runs, whenever ``interval`` seconds went by without one (``start()`` runs that
+    heartbeat on a thread), so a CI log shows a long command is alive. ``write`` receives
+    whole lines; ``clock`` is monotonic seconds. Safe to update from several threads.
+    """
+
+    def __init__(
+        self,
+        description: str,
+        *,
+        write: Callable[[str], None],
+        interval: float = PROGRESS_INTERVAL,
+        step: float = PROGRESS_STEP,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._description = description
+        self._write = write
+        self._interval = interval
+        self._step = step
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._started = clock()
+        self._last_line = self._started
+        self._done = 0
+        self._total: int | None = None
+        self._steps_shown = 0
+        self._shown: tuple[int, int | None] | None = None
+
+    def update(self, done: int, total: int | None) -> None:
+        """Record progress; print a line if it passed a further step of the work."""
+        with self._lock:
+            self._done, self._total = done, total
+            if total and total > 0:
+                steps = int(min(done, total) / total / self._step + 1e-9)
+                if steps > self._steps_shown:
+                    self._steps_shown = steps
+                    self._emit(self._clock())
+
+    def tick(self) -> None:
+        """Print a line if ``interval`` seconds passed since the last one."""
+        with self._lock:
+            now = self._clock()
+            if now - self._last_line >= self._interval:
+                self._emit(now)
+
+    def finish(self) -> None:
+        """Print the final state unless the last line already showed it."""
+        with self._lock:
+            if self._shown is not None and self._shown != (self._done, self._total):
+                self._emit(self._clock())
+
+    def start(self) -> None:
+        """Run ``tick`` on a daemon thread until ``stop``."""
+        self._thread = threading.Thread(target=self._beat, name="evalkit-progress", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """End the heartbeat thread."""
+        self._stopped.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _beat(self) -> None:
+        # Wakes often enough that a line is never much later than the interval.
+        while not self._stopped.wait(min(self._interval / 4, 1.0)):
+            self.tick()
+
+    def _emit(self, now: float) -> None:
+        elapsed = now - self._started
+        done, total = self._done, self._total
+        if total:
+            share = min(done, total) / total
+            line = f"{self._description}: {done:,}/{total:,} ({share:.0%}), {_clock_text(elapsed)}"
+            if 0 < done < total:
+                line += f", about {_clock_text(elapsed / share - elapsed)} left"
+        elif done:
+            line = f"{self._description}: {done:,} done, {_clock_text(elapsed)}"
+        else:
+            line = f"{self._description}: started, {_clock_text(elapsed)}"
+        self._write(line + "\n")
+        self._last_line = now
+        self._shown = (done, total)
+
+
+def _write_stderr(line: str) -> None:
+    sys.stderr.write(line)
+    sys.stderr.flush()
+
+
 @contextmanager
 def progress_bar(
-    description: str, *, enabled: bool
+    description: str, *, enabled: bool, interval: float = PROGRESS_INTERVAL
 ) -> Iterator[Callable[[int, int | None], None] | None]:
-    """A progress callback drawing a bar on stderr, or None when output must stay quiet.
+    """A progress callback for ``description``'s work, or None when output must stay quiet.
 
-    Bars show only on a terminal and never with ``--format json``.
+    On a terminal it draws a bar on stderr. Elsewhere (a CI log, a file) it prints plain
+    lines on stderr: at every further 10 % of the work and at least every ``interval``
+    seconds while it runs (``ProgressLines``). Nothing is shown with ``--format json``
+    (``enabled`` False), whose stderr only carries warnings and errors.
     """
-    stderr = _stderr_proxy.resolve() if enabled else None
-    if stderr is None or not stderr.is_terminal:
+    if not enabled:
         yield None
+        return
+    stderr = _stderr_proxy.resolve()
+    if not stderr.is_terminal:
+        lines = ProgressLines(description, write=_write_stderr, interval=interval)
+        lines.start()
+        try:
+            yield lines.update
+        finally:
+            lines.stop()
+        lines.finish()
         return
     from rich.progress import (
         BarColumn,
