@@ -23,7 +23,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 import threading
 import warnings
 from collections.abc import Iterator, Sequence
@@ -37,6 +36,7 @@ import numpy.typing as npt
 from evalkit import __version__
 from evalkit.errors import ConfigError, EmbeddingError
 from evalkit.extras import require
+from evalkit.files import create_beside
 
 __all__ = [
     "EXPORT_FORMAT",
@@ -178,8 +178,8 @@ def onnx_model_file(layout: OnnxLayout, cache_dir: Path) -> Path:
 
 
 def _write_atomically(target: Path, data: bytes) -> None:
-    """``data`` into ``target`` through a private temporary file, synced, then renamed."""
-    handle, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
+    """``data`` into ``target`` through a temporary file beside it, synced, then renamed."""
+    handle, name = create_beside(target)
     try:
         with os.fdopen(handle, "wb") as out:
             out.write(data)
@@ -311,9 +311,8 @@ def export_onnx(layout: OnnxLayout, model_file: Path, check_texts: Sequence[str]
     }
     dynamic = {name: {0: "batch", 1: "tokens"} for name in _INPUTS}
     model_file.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(dir=model_file.parent, prefix=".model.", suffix=".partial")
+    handle, partial = create_beside(model_file)
     os.close(handle)
-    partial = Path(name)
     try:
         with warnings.catch_warnings(), torch.no_grad():
             # The tracer warns about shape-dependent Python in transformers' own code; the

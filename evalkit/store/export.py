@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from evalkit.errors import ConfigError
+from evalkit.files import create_beside
 from evalkit.jsonsafe import finite_or_null
 from evalkit.store.runs import RunRecord, get_run
 
@@ -279,7 +279,7 @@ def _copy_parquet(store: Store, sql: str, parameters: Sequence[object], path: Pa
 def _replaced_file(path: Path) -> Iterator[TextIO]:
     """A text file written beside ``path`` and renamed onto it only once complete."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    descriptor, name = create_beside(path)
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8", newline="\n") as handle:
             yield handle
