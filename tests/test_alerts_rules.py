@@ -13,6 +13,7 @@ import pytest
 from traffic_windows import day_window_summary
 
 from evalkit.alerts import AlertsConfig, Evaluation, alerts_config, build_sinks, evaluate_rules
+from evalkit.alerts.engine import dedup_key
 from evalkit.config import parse_settings
 from evalkit.embedding import ModelFingerprint
 from evalkit.goldset.model import Goldset
@@ -20,7 +21,12 @@ from evalkit.pipeline import evaluate_goldset
 from evalkit.records import Judgment, Query, QueryResult, ScoredDoc
 from evalkit.records.audit import AuditReport, CheckOutcome, Finding, Severity
 from evalkit.store import RunSpec, Store
-from evalkit.store.alerts import list_alerts, load_alert_states
+from evalkit.store.alerts import (
+    StoredAlertState,
+    list_alerts,
+    load_alert_states,
+    save_alert_states,
+)
 from evalkit.store.audit import save_audit
 from evalkit.store.drift import save_drift_check
 from evalkit.store.goldsets import save_goldset
@@ -280,10 +286,45 @@ def test_sequential_precision_rule_catches_a_sustained_drop(store: Store, method
         evaluation = evaluate(store, config, minute)
         states.append([a.status.value for a in evaluation.alerts])
     assert ["firing"] in states, states
-    state = load_alert_states(store)["seq:gs:precision@10"]
+    # A series is one retriever's runs, its subject naming the retriever.
+    state = load_alert_states(store)["seq:gs|http:precision@10"]
     assert state.active
     assert state.evidence["metric"] == "precision@10"
     assert state.evidence["delta"] == pytest.approx(0.22 - state.evidence["baseline"])
+
+
+def test_a_sequential_alert_of_the_series_that_mixed_retrievers_is_resolved(
+    store: Store,
+) -> None:
+    """An earlier version watched every retriever of a goldset as one series, subject
+    ``goldset:measure``: its firing alert is resolved once the series are per retriever."""
+    config = configure(
+        {
+            "name": "seq",
+            "kind": "precision_regression",
+            "goldset": "gs",
+            "method": "page_hinkley",
+            "measures": ["precision@10"],
+        }
+    )
+    legacy = StoredAlertState(
+        dedup_key=dedup_key("seq", "gs:precision@10"),
+        rule="seq",
+        subject="gs:precision@10",
+        active=True,
+        severity="critical",
+        since=T0,
+        last_evaluated_at=T0,
+        notified_status="firing",
+        notified_severity="critical",
+        last_notified_at=T0,
+        last_fired_notice_at=T0,
+    )
+    save_alert_states(store, [legacy])
+    for _ in range(3):
+        stored_run(store, 0.3)
+    assert told(evaluate(store, config, 1)) == [("gs:precision@10", "resolved", "critical")]
+    assert told(evaluate(store, config, 2)) == []
 
 
 def test_a_failing_rule_does_not_stop_the_others(store: Store) -> None:

@@ -225,6 +225,38 @@ def test_without_an_audit_absent_documents_are_named_and_the_note_says_how_to_au
     assert explanation.lost_documents == explanation.lost_pairs == 2
 
 
+def test_the_audit_note_names_the_chroma_server_and_only_for_chroma(store: Store) -> None:
+    gold = goldset(N)
+    save_goldset(store, gold)
+    lost = _without({"q01-b", "q02-b"})
+    served = {"kind": "chroma-http", "url": "http://chroma:8000", "collection": "mini"}
+    for kind, config in (("chroma-http", served), ("http", {"kind": "http", "url": "http://s"})):
+        runs = [
+            store_run(
+                store,
+                gold,
+                rankings,
+                retriever_kind=kind,
+                config=config,
+                collection=config.get("collection"),
+                model_fingerprint="fp-1",
+                index_fingerprint="idx-1",
+                measures=MEASURES,
+            )
+            for rankings in ({q: perfect(q) for q in query_ids(N)}, lost)
+        ]
+        notes = explain_runs(store, runs[1], baseline=runs[0], **FAST).notes
+        if kind == "chroma-http":
+            assert any(
+                "`evalkit audit --collection mini --chroma-url http://chroma:8000 --goldset mini`"
+                in note
+                for note in notes
+            ), notes
+        else:
+            # An HTTP endpoint is no Chroma collection: `evalkit audit` could not read it.
+            assert not any("evalkit audit" in note for note in notes), notes
+
+
 def test_a_swapped_query_model_ranks_first_and_a_canary_mismatch_before_it(
     store: Store,
 ) -> None:

@@ -4,7 +4,8 @@
 does) and ``explain_comparison`` joins an existing comparison with what else the store knows
 about the two runs: the index audits since the baseline (relevant documents missing from the
 index, or changed at the source), the runs' own records (query embedding model, index
-fingerprint, goldset version, k, measures), the model canary checks and the drift checks
+fingerprint, goldset version, k, measures, the retriever's kind, factory, options and
+description), the model canary checks and the drift checks
 made between the two runs, and the queries whose retrieval failed. ``explain_drift_check``
 and ``explain_alert`` resolve a stored drift check or alert to the two runs it concerns
 first.
@@ -22,10 +23,10 @@ measure (the one that dropped most): the *loss* is the sum over queries of
 - ``k_changed``: the lost relevant documents of q that the baseline ranked deeper than the
   candidate's k, over all lost ones.
 
-Changes that touch every query at once (a new query model, an index whose model does not
-match the query model, a rebuilt index, drift, changed settings) cannot be traced to a
-query: each can account for what no measured cause explains, so its score is the
-*residual*, the sum of ``(1 - max measured f_q) * loss_q`` over the loss.
+Changes that touch every query at once (another retriever, a new query model, an index
+whose model does not match the query model, a rebuilt index, drift, changed settings) cannot
+be traced to a query: each can account for what no measured cause explains, so its score is
+the *residual*, the sum of ``(1 - max measured f_q) * loss_q`` over the loss.
 
 One measured cause is a hint rather than evidence, and leaves the residual as it is:
 ``absent_from_results``, the lost documents no audit accounts for that the candidate
@@ -38,6 +39,7 @@ each cause links to the dashboard page that shows its evidence.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Final
@@ -70,20 +72,29 @@ _MISSING_FINDINGS: Final = ("orphaned_judgments", "missing_from_index")
 _STALE_FINDINGS: Final = ("changed_at_source",)
 _MODEL_FINDINGS: Final = ("model_fingerprint_mismatch", "vectors_from_another_model")
 _DRIFT_STREAMS: Final = {"documents": "document_drift", "queries": "query_drift"}
+_NOT_RETRIEVER_FACTS: Final = frozenset({"count", "model"})
+"""Description fields other causes report: the index's document count (``index_changed``)
+and the query model (``query_model_changed``)."""
+_RETRIEVER_FACTS: Final = {
+    name: order
+    for order, name in enumerate(
+        ("kind", "plugin", "factory", "options", "distribution", "class", "adapter")
+    )
+}
+"""The order a changed retriever's differences are told in: what names it first."""
 
 
 # -- the join ------------------------------------------------------------------------------
 
 
-def _series_key(run: RunRecord) -> tuple[str | None, str, str]:
-    config = run.spec.retriever_config
-    where = run.spec.collection or config.get("url") or config.get("path") or ""
-    return run.spec.goldset_name, run.spec.retriever_kind, str(where)
+def _series_key(run: RunRecord) -> tuple[str | None, str]:
+    return run.spec.goldset_name, run.retriever_id
 
 
 def previous_run(store: Store, run: RunRecord, *, limit: int = 500) -> RunRecord:
     """The baseline ``explain`` uses by default: the newest finished run of the same
-    goldset and retriever that started before ``run`` (complete preferred, else partial).
+    goldset and retriever (``RunRecord.retriever_id``: its kind or factory, where it
+    searches and its options) that started before ``run`` (complete preferred, else partial).
 
     Raises ``ConfigError`` when there is none: then name a baseline.
     """
@@ -644,8 +655,6 @@ def _settings_cause(base: RunRecord, cand: RunRecord, measure: str) -> Cause | N
             + (f" (no longer stored: {', '.join(gone)})" if gone else "")
             + (f" (newly stored: {', '.join(new)})" if new else "")
         )
-    if before.retriever_kind != after.retriever_kind:
-        changes.append(f"retriever {before.retriever_kind} -> {after.retriever_kind}")
     if not changes:
         return None
     return _residual(
@@ -664,10 +673,69 @@ def _settings_cause(base: RunRecord, cand: RunRecord, measure: str) -> Cause | N
                 "run_id": run.run_id,
                 "relevance_threshold": run.spec.relevance_threshold,
                 "measures": list(run.spec.measures),
-                "retriever": run.spec.retriever_kind,
             }
             for run in (base, cand)
         ],
+    )
+
+
+def _shown(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, Mapping | list):
+        return json.dumps(value, sort_keys=True)
+    return str(value)
+
+
+def _retriever_cause(base: RunRecord, cand: RunRecord, measure: str) -> Cause | None:
+    """The retriever's own record differs: its kind, factory or plug-in, options, class,
+    location or settings (what ``describe()`` gave), each difference an evidence row."""
+    before = {**base.spec.retriever_config, "kind": base.spec.retriever_kind}
+    after = {**cand.spec.retriever_config, "kind": cand.spec.retriever_kind}
+    fields = sorted(
+        (set(before) | set(after)) - _NOT_RETRIEVER_FACTS,
+        key=lambda name: (_RETRIEVER_FACTS.get(name, len(_RETRIEVER_FACTS)), name),
+    )
+    changed = [name for name in fields if before.get(name) != after.get(name)]
+    if not changed:
+        return None
+    return _residual(
+        "retriever_changed",
+        "the retriever changed: "
+        + "; ".join(
+            f"{name} {_shown(before.get(name))} -> {_shown(after.get(name))}" for name in changed
+        ),
+        _link(
+            "retriever_changed",
+            "Compare runs: the two runs",
+            goldset=cand.spec.goldset_name,
+            baseline=base.run_id,
+            candidate=cand.run_id,
+            measure=measure,
+        ),
+        [
+            {"field": name, "baseline": before.get(name), "candidate": after.get(name)}
+            for name in changed
+        ],
+    )
+
+
+def _audit_note(base: RunRecord, cand: RunRecord) -> str | None:
+    """The ``evalkit audit`` command that tells whether the lost documents are still
+    indexed, with the arguments it needs; None unless the candidate searched a Chroma
+    collection (the only index an audit can read)."""
+    config = cand.spec.retriever_config
+    kinds = (cand.spec.retriever_kind, config.get("kind"), config.get("adapter"))
+    collection = cand.spec.collection
+    if not collection or not any(str(kind or "").startswith("chroma") for kind in kinds):
+        return None
+    url = config.get("url")
+    server = f" --chroma-url {url}" if url else ""
+    gold = f" --goldset {cand.spec.goldset_name}" if cand.spec.goldset_name else ""
+    return (
+        f"no index audit since the baseline started ({base.started_at:%Y-%m-%d %H:%M} UTC): "
+        f"`evalkit audit --collection {collection}{server}{gold}` tells whether the lost "
+        "documents are still indexed"
     )
 
 
@@ -693,15 +761,10 @@ def explain_comparison(store: Store, report: ComparisonReport) -> Explanation:
     audited: set[str] = set()
     if audits:
         audit_models, audited = _audit_causes(store, audits, loss, found)
-    else:
-        where = f" --collection {cand.spec.collection}" if cand.spec.collection else ""
-        gold = f" --goldset {cand.spec.goldset_name}" if cand.spec.goldset_name else ""
-        if loss.lost:
-            found.notes.append(
-                f"no index audit since the baseline started ({base.started_at:%Y-%m-%d %H:%M}"
-                f" UTC): `evalkit audit{where}{gold}` tells whether the lost documents are "
-                "still indexed"
-            )
+    elif loss.lost:
+        note = _audit_note(base, cand)
+        if note is not None:
+            found.notes.append(note)
     _absent_cause(report, cand, loss, found, audited)
     _failed_cause(report, cand, loss, found)
     _goldset_cause(store, base, cand, loss, found)
@@ -716,7 +779,9 @@ def explain_comparison(store: Store, report: ComparisonReport) -> Explanation:
         if loss.total > 0
         else 0.0
     )
+    retriever = _retriever_cause(base, cand, primary.measure)
     unmeasured = [
+        *([retriever] if retriever is not None else []),
         *_model_causes(base, cand, audit_models, checks, primary.measure),
         *_drift_causes(cand, window),
     ]

@@ -67,6 +67,13 @@ CAUSE_KINDS: Mapping[str, CauseKind] = {
             "relevant ones at",
         ),
         CauseKind(
+            "retriever_changed",
+            False,
+            "compare",
+            "the runs replayed different retrievers: another kind, factory or plug-in, other "
+            "options, or a description (class, location, settings) that differs",
+        ),
+        CauseKind(
             "index_model_mismatch",
             False,
             "drift",
@@ -108,7 +115,7 @@ CAUSE_KINDS: Mapping[str, CauseKind] = {
             "settings_changed",
             False,
             "compare",
-            "the runs differ in relevance threshold, stored measures or retriever settings",
+            "the runs differ in relevance threshold or stored measures",
         ),
     )
 }

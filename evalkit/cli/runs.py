@@ -101,7 +101,7 @@ def list_runs(
             run.run_id,
             run.status,
             run.spec.goldset_name if run.spec.kind != "traffic" else run.spec.label,
-            run.spec.retriever_kind,
+            run.retriever_id,
             run.spec.collection,
             _queries_cell(run),
             run.aggregates.get(measure),
@@ -208,8 +208,9 @@ def _traffic_facts(store: Store, run_id: str) -> dict[str, Any] | None:
     }
 
 
-NOT_FINGERPRINTED = "not fingerprinted (the retriever embeds queries itself)"
-"""What a run shows as its model when evalkit did not embed the queries."""
+NOT_FINGERPRINTED = "not fingerprinted (the retriever encodes queries itself, or does not embed)"
+"""What a run shows as its model when evalkit did not embed the queries: the retriever
+embeds them with a model evalkit does not call, or searches without embeddings (keywords)."""
 
 
 def retriever_fact(data: Mapping[str, object]) -> str:

@@ -365,11 +365,6 @@ class PrecisionWatch:
     skipped: list[SkippedSeries]
 
 
-def _subject(run_config: Mapping[str, Any], retriever_kind: str, collection: str | None) -> str:
-    where = collection or run_config.get("url") or run_config.get("path") or ""
-    return f"{retriever_kind}:{where}" if where else retriever_kind
-
-
 def watch_precision(
     store: Store,
     goldset: str,
@@ -394,7 +389,8 @@ def watch_precision(
     (``baseline_run``, default the oldest run of the series) by the gate's paired test,
     a failed query of a partial run counting as 0 there.
 
-    A series is the complete runs of one retriever; its partial runs are left out of the
+    A series is the complete runs of one retriever (``RunRecord.retriever_id``: its kind or
+    factory, where it searches and its options); its partial runs are left out of the
     series and counted. A retriever with no complete run is listed in ``skipped`` with the
     reason, never dropped silently.
     """
@@ -407,7 +403,7 @@ def watch_precision(
     ]
     every: dict[str, list[Any]] = {}
     for run in scored:
-        key = _subject(run.spec.retriever_config, run.spec.retriever_kind, run.spec.collection)
+        key = run.retriever_id
         every.setdefault(key, []).append(run)
     if subject is not None:
         if subject not in every:

@@ -39,8 +39,11 @@ __all__ = [
 
 T = TypeVar("T")
 
-NOT_FINGERPRINTED = "the retriever embeds queries itself; evalkit cannot fingerprint its model"
-"""What a run records as its model when the retriever, not evalkit, embeds the queries."""
+NOT_FINGERPRINTED = (
+    "the retriever encodes queries itself, or does not embed; evalkit cannot fingerprint its model"
+)
+"""What a run records as its model when evalkit does not embed the queries: the retriever
+encodes them with a model evalkit does not call, or searches without embeddings (BM25)."""
 
 SCORE_METADATA_KEYS = ("relevance_score", "score", "_score", "similarity_score")
 """Metadata keys in which retrievers (rerankers, hybrid and vector stores) leave a score."""

@@ -449,7 +449,7 @@ class PluginRetriever:
 
     def model_fingerprint(self) -> ModelFingerprint | None:
         """The adapted retriever's model fingerprint; None when evalkit does not embed the
-        queries (the retriever embeds them itself)."""
+        queries (the retriever encodes them itself, or does not embed)."""
         return self.retriever.model_fingerprint()
 
     def check(self) -> None:

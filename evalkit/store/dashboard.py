@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from evalkit.store.runs import RETRIEVER_ID_SQL
+
 if TYPE_CHECKING:
     from evalkit.store.store import Store
 
@@ -91,15 +93,8 @@ AREA_TABLES: dict[str, tuple[str, ...]] = {
 }
 """The tables each area of evalkit writes (an area's page needs all of its tables)."""
 
-_WHERE_SQL = (
-    "coalesce(nullif(collection, ''), nullif(json_extract_string(retriever_config, '$.url'), ''),"
-    " nullif(json_extract_string(retriever_config, '$.path'), ''))"
-)
-RETRIEVER_SQL = (
-    f"CASE WHEN {_WHERE_SQL} IS NULL THEN retriever_kind"
-    f" ELSE retriever_kind || ':' || {_WHERE_SQL} END"
-)
-"""SQL naming a run's retriever (over the ``runs`` columns), as ``evalkit drift precision`` does."""
+RETRIEVER_SQL = RETRIEVER_ID_SQL
+"""SQL naming a run's retriever, the key of a series (``evalkit.store.runs.RETRIEVER_ID_SQL``)."""
 
 
 def plain_frame(frame: pd.DataFrame) -> pd.DataFrame:

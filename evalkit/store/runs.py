@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from evalkit.store.store import Store
 
 __all__ = [
+    "RETRIEVER_ID_SQL",
     "RUN_STATUSES",
     "LatestAggregate",
     "RunRecord",
@@ -51,6 +52,30 @@ __all__ = [
 
 RunStatus = str
 RUN_STATUSES: tuple[RunStatus, ...] = ("running", "complete", "partial", "failed")
+
+
+_WHERE_SQL = (
+    "coalesce(nullif(collection, ''), nullif(json_extract_string(retriever_config, '$.url'), ''),"
+    " nullif(json_extract_string(retriever_config, '$.path'), ''))"
+)
+_FACTORY_SQL = "nullif(json_extract_string(retriever_config, '$.factory'), '')"
+RETRIEVER_ID_SQL = (
+    f"concat(CASE WHEN retriever_kind = 'factory' THEN coalesce({_FACTORY_SQL}, retriever_kind)"
+    f" ELSE retriever_kind END, ':' || {_WHERE_SQL},"
+    f" CASE WHEN {_FACTORY_SQL} IS NOT NULL THEN"
+    "  ' ' || nullif(json_extract(retriever_config, '$.options')::VARCHAR, '{}') END)"
+)
+"""SQL naming a run's retriever, over the ``runs`` columns: what tells two retrievers apart
+wherever runs are grouped by retriever (``runs list``, the dashboard's series, the default
+baseline of ``explain``, ``drift precision``, the precision alert rule).
+
+A built-in kind with where it searches (``chroma-embedded:demo``, ``http:http://...``); the
+user's own factory by its ``module:attribute`` and a plug-in by its name, each with where
+its retriever searches when it says, and the options it was called with as JSON (secrets
+masked), so ``mymod:make``, ``mymod:make_worse`` and ``mymod:make {"top":3}`` are three
+retrievers. Computed from what every run has recorded since plug-ins existed, so runs stored
+by earlier versions get theirs too.
+"""
 
 
 def _masked(text: str | None) -> str | None:
@@ -100,6 +125,9 @@ class RunRecord:
     error: str | None
     aggregates: Mapping[str, float | None]
     n_duplicates: int = 0
+    retriever_id: str = ""
+    """The retriever as runs are grouped by it (``RETRIEVER_ID_SQL``); empty for a record
+    that was not read from a store."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -112,6 +140,7 @@ class RunRecord:
             "goldset": spec.goldset_name,
             "goldset_version": spec.goldset_version,
             "retriever": spec.retriever_kind,
+            "retriever_id": self.retriever_id,
             "retriever_config": dict(spec.retriever_config),
             "collection": spec.collection,
             "model": {
@@ -377,6 +406,7 @@ def _run_record(store: Store, row: tuple[Any, ...]) -> RunRecord:
         n_evaluated,
         error,
         n_duplicates,
+        retriever_id,
     ) = row
     spec = RunSpec(
         kind=kind,
@@ -409,6 +439,7 @@ def _run_record(store: Store, row: tuple[Any, ...]) -> RunRecord:
         error=error,
         aggregates=run_aggregates(store, run_id),
         n_duplicates=int(n_duplicates),
+        retriever_id=str(retriever_id),
     )
 
 
@@ -462,7 +493,8 @@ _RUN_COLUMNS = (
     " index_fingerprint, evalkit_version, k, relevance_threshold, measures, seed, started_at,"
     " finished_at, n_queries, n_failed, n_evaluated, error,"
     " (SELECT coalesce(sum(q.n_duplicates), 0) FROM run_queries q"
-    "  WHERE q.run_id = runs.run_id) AS n_duplicates"
+    "  WHERE q.run_id = runs.run_id) AS n_duplicates,"
+    f" {RETRIEVER_ID_SQL} AS retriever_id"
 )
 
 

@@ -1,6 +1,8 @@
-"""Rule kind ``precision_regression``: the newest goldset run against a pinned baseline run
-with the gate's paired statistics (``method = "gate"``), or the series of per-run means with
-a sequential detector (``page_hinkley``, ``cusum``).
+"""Rule kind ``precision_regression``: the newest goldset run of the pinned baseline run's
+retriever against that baseline with the gate's paired statistics (``method = "gate"``), or
+each retriever's series of per-run means with a sequential detector (``page_hinkley``,
+``cusum``). A retriever is ``RunRecord.retriever_id``: two factories, or one factory with
+other options, are two series.
 """
 
 from __future__ import annotations
@@ -50,6 +52,12 @@ class PrecisionRegressionParams(RuleParams):
         "or cusum: sequential detector over the series of run means.",
     )
     baseline_run: str | None = Field(default=None, description="Pinned baseline run (gate).")
+    retriever: str | None = Field(
+        default=None,
+        description="Only runs of this retriever, as `evalkit runs list` names it (sequential "
+        "methods; default: every retriever, each its own series). The gate compares runs of "
+        "baseline_run's retriever.",
+    )
     min_effect: float = Field(default=0.01, ge=0, description="Smallest drop that matters.")
     alpha: float = Field(default=0.05, gt=0, lt=1, description="Family-wise error rate.")
     resamples: int = Field(default=10_000, ge=100, description="Bootstrap resamples.")
@@ -110,7 +118,10 @@ def _goldset_runs(
     *,
     limit: int,
     statuses: tuple[str, ...] = ("complete",),
+    retriever: str | None = None,
 ) -> list[RunRecord]:
+    """The rule's runs, newest first: of its goldset (and label), of one ``retriever`` if
+    given (``RunRecord.retriever_id``)."""
     runs = list_runs(store, goldset=params.goldset, status=None, limit=limit)
     return [
         run
@@ -118,6 +129,7 @@ def _goldset_runs(
         if run.status in statuses
         and run.spec.kind == "goldset"
         and (params.label is None or run.spec.label == params.label)
+        and (retriever is None or run.retriever_id == retriever)
     ]
 
 
@@ -135,9 +147,16 @@ def _gate(ctx: RuleContext, params: PrecisionRegressionParams) -> list[Signal]:
     baseline = get_run(ctx.store, str(params.baseline_run))
     # A partial run is the newest evidence too: skipping it would report the older complete
     # run as "no regression" while the retriever fails queries. Its failed queries count as 0.
+    # The baseline's own retriever: a run of another factory or options is no candidate.
     candidates = [
         run
-        for run in _goldset_runs(ctx.store, params, limit=50, statuses=("complete", "partial"))
+        for run in _goldset_runs(
+            ctx.store,
+            params,
+            limit=50,
+            statuses=("complete", "partial"),
+            retriever=baseline.retriever_id,
+        )
         if run.run_id != baseline.run_id
     ]
     if not candidates:
@@ -270,7 +289,45 @@ def _explain(ctx: RuleContext, evidence: dict[str, Any], explain: Callable[[], E
 
 def _sequential(ctx: RuleContext, params: PrecisionRegressionParams) -> list[Signal]:
 
-    runs = list(reversed(_goldset_runs(ctx.store, params, limit=params.history)))
+    runs = _goldset_runs(ctx.store, params, limit=params.history, retriever=params.retriever)
+    series: dict[str, list[RunRecord]] = {}
+    for run in reversed(runs):
+        series.setdefault(run.retriever_id, []).append(run)
+    return _retired(ctx, params) + [
+        signal
+        for retriever, retriever_runs in series.items()
+        for signal in _sequential_series(ctx, params, retriever, retriever_runs)
+    ]
+
+
+def _retired(ctx: RuleContext, params: PrecisionRegressionParams) -> list[Signal]:
+    """Clear what earlier versions raised about the one series that mixed every retriever
+    of the goldset (subject ``goldset[/label]:measure``): each retriever is a series of its
+    own now, under its own subject, and the mixed one would otherwise stay firing."""
+    signals = []
+    for measure in params.measures:
+        legacy = f"{_subject(params)}:{measure}"
+        state = ctx.previous.get(legacy)
+        if state is None or not state.active:
+            continue
+        signals.append(
+            Signal(
+                subject=legacy,
+                active=False,
+                title=f"{measure} on goldset {params.goldset}: now watched per retriever",
+                summary=(
+                    "this series mixed the runs of every retriever of the goldset; each "
+                    "retriever is now a series of its own, alerting under its own subject"
+                ),
+            )
+        )
+    return signals
+
+
+def _sequential_series(
+    ctx: RuleContext, params: PrecisionRegressionParams, retriever: str, runs: list[RunRecord]
+) -> list[Signal]:
+    """The signals of one retriever's series of runs (oldest first), one per measure."""
     signals = []
     for measure in params.measures:
         series = [(run, run.aggregates.get(measure)) for run in runs]
@@ -304,6 +361,7 @@ def _sequential(ctx: RuleContext, params: PrecisionRegressionParams) -> list[Sig
             "method": params.method,
             "goldset": params.goldset,
             "label": params.label,
+            "retriever": retriever,
             "metric": measure,
             "candidate": last.value,
             "baseline": trace.baseline_mean,
@@ -343,10 +401,12 @@ def _sequential(ctx: RuleContext, params: PrecisionRegressionParams) -> list[Sig
             )
         signals.append(
             Signal(
-                subject=f"{_subject(params)}:{measure}",
+                subject=f"{_subject(params)}|{retriever}:{measure}",
                 active=active,
                 severity=severity,
-                title=f"{measure} on goldset {params.goldset} {verb} ({params.method})",
+                title=(
+                    f"{measure} on goldset {params.goldset} by {retriever} {verb} ({params.method})"
+                ),
                 summary=(
                     f"{measure} {last.value:.4f} in run {latest_run.run_id} against a baseline "
                     f"of {trace.baseline_mean:.4f}; {params.method} statistic "
