@@ -55,6 +55,7 @@ from evalkit.extras import require
 from evalkit.goldset.jsonl import QUERIES_FILE
 from evalkit.goldset.model import Goldset
 from evalkit.metrics import EvaluationResult, Evaluator, parse_measures, read_qrels
+from evalkit.metrics.defaults import DEFAULT_MEASURES, DefaultMeasures, default_measures_for
 from evalkit.records import Query, QueryResult
 from evalkit.replay import ReplayTiming, replay, results_frame
 from evalkit.retrievers.base import Retriever, SupportsPrefetch
@@ -152,25 +153,11 @@ __all__ = [
     "write_gate_reports",
 ]
 
-DEFAULT_MEASURES: tuple[str, ...] = (
-    "ndcg@10",
-    "recall@10",
-    "recall@100",
-    "precision@10",
-    "mrr@10",
-    "map@100",
-    "hit_rate@10",
-    "r_precision",
-)
-
 
 def default_measures(k: int) -> list[str]:
-    """The default measures that make sense for ``k`` retrieved documents per query."""
-    chosen = []
-    for measure in parse_measures(list(DEFAULT_MEASURES)):
-        if measure.cutoff is None or measure.cutoff <= k:
-            chosen.append(str(measure))
-    return chosen
+    """The default measures at ``k`` retrieved documents per query: ``DEFAULT_MEASURES``
+    with each cutoff deeper than ``k`` taken at ``k`` (``default_measures_for``)."""
+    return list(default_measures_for(k).measures)
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +175,9 @@ class RunOutcome:
     extra: dict[str, Any] = field(default_factory=dict)
     answers: AnswerScores | None = None
     seconds_answers: float = 0.0
+    default_measures: DefaultMeasures | None = None
+    """The default measures the run was scored on, with those adapted to its k (None when
+    the measures were named)."""
 
 
 StoreOpener = Callable[[], AbstractContextManager[Store]]
@@ -238,6 +228,7 @@ def evaluate_goldset(
     local run. Answers are not scored on that engine.
     """
     with _closing(retriever if close_retriever else None):
+        defaults = None if measures else default_measures_for(k)
         measure_names = [str(m) for m in parse_measures(list(measures or default_measures(k)))]
         spec = _goldset_run_spec(
             goldset,
@@ -254,7 +245,7 @@ def evaluate_goldset(
                 # A judge concurrency the actors cannot share fails before any query.
                 actor_judge_settings(judge_settings, engine.actors)
             judged = {judgment.query_id for judgment in goldset.judgments}
-            return _engine_run(
+            outcome = _engine_run(
                 store,
                 spec,
                 engine,
@@ -270,6 +261,7 @@ def evaluate_goldset(
                 nothing_answered="failed",
                 answers=judge_settings if answers else None,
             )
+            return dataclasses.replace(outcome, default_measures=defaults)
         timing = ReplayTiming()
         if isinstance(retriever, SupportsPrefetch):
             # The goldset is known in full: its queries are embedded in one length-sorted
@@ -312,7 +304,7 @@ def evaluate_goldset(
                 offline=offline,
             )
 
-        return _replay_run(
+        outcome = _replay_run(
             store,
             spec,
             goldset.queries,
@@ -326,6 +318,7 @@ def evaluate_goldset(
             conclude=conclude,
             nothing_answered="failed",
         )
+        return dataclasses.replace(outcome, default_measures=defaults)
 
 
 def evaluate_query_table(
@@ -918,6 +911,9 @@ class GateOutcome:
     explanation: Explanation | None = None
     """The probable causes of the difference (``explain_comparison``), when both runs are
     stored runs; None when either is a run file."""
+    default_measures: DefaultMeasures | None = None
+    """The default measures the live candidate's run was scored on besides the compared
+    ones, with those adapted to its k (None without a live candidate)."""
 
     @property
     def decision(self) -> Decision:
@@ -1002,7 +998,7 @@ def replay_candidate(
             f"the candidate run {outcome.run.run_id} is {outcome.run.status}: "
             f"{outcome.run.error}. The gate needs every query answered."
         )
-    return outcome
+    return dataclasses.replace(outcome, default_measures=default_measures_for(depth))
 
 
 @contextlib.contextmanager
@@ -1051,6 +1047,7 @@ def gate_against_baseline(
         judgments = comparison_judgments(opened, goldset, qrels)
         base = score_run(opened, baseline, measures, judgments=judgments)
         replayed: RunRecord | None = None
+        defaults: DefaultMeasures | None = None
         gold: Goldset | None = goldset if isinstance(goldset, Goldset) else None
         if isinstance(candidate, str):
             reference = candidate
@@ -1058,7 +1055,7 @@ def gate_against_baseline(
             if goldset is None or opened is None:
                 raise ConfigError("a live candidate needs --goldset NAME to replay")
             gold = gold or load_goldset(opened, str(goldset))
-            replayed = replay_candidate(
+            live = replay_candidate(
                 opened,
                 gold,
                 candidate,
@@ -1066,7 +1063,8 @@ def gate_against_baseline(
                 measures=measures,
                 k=k,
                 label=label,
-            ).run
+            )
+            replayed, defaults = live.run, live.default_measures
             reference = replayed.run_id
         cand = score_run(opened, reference, measures, judgments=judgments)
     report = compare_scored(
@@ -1091,6 +1089,7 @@ def gate_against_baseline(
         seconds=time.perf_counter() - started,
         about=_gate_subject(gold, qrels, baseline),
         explanation=explanation,
+        default_measures=defaults,
     )
 
 

@@ -184,6 +184,16 @@ def _show(outcome: GateOutcome, output: OutputFormat, *, dashboard_url: str | No
     from evalkit.cli.explain import print_causes
 
     data = outcome.report.to_dict()
+    defaults = outcome.default_measures
+    data["default_measures"] = defaults.to_dict() if defaults is not None else None
+    if defaults is not None and defaults.note:
+        err_console.print(
+            f"note: the candidate run {outcome.candidate_run_id} is also scored on the default "
+            f"measures: {defaults.note}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
     explanation = outcome.explanation
     data["probable_causes"] = explanation.to_dict(dashboard_url) if explanation else None
     if output is OutputFormat.json:

@@ -9,7 +9,14 @@ from typing import Annotated
 import typer
 
 from evalkit.cli._app import app, end_without_teardown
-from evalkit.cli._output import OutputFormat, console, emit_json, progress_bar, settings
+from evalkit.cli._output import (
+    OutputFormat,
+    console,
+    emit_json,
+    err_console,
+    progress_bar,
+    settings,
+)
 from evalkit.cli._retriever import (
     AllowMismatch,
     ChromaUrl,
@@ -152,6 +159,10 @@ def run(
             embedder.close()
     data = outcome.run.to_dict()
     data["answers"] = outcome.answers.to_dict(per_item=False) if outcome.answers else None
+    defaults = outcome.default_measures
+    data["default_measures"] = defaults.to_dict() if defaults is not None else None
+    if defaults is not None and defaults.note:
+        err_console.print(f"note: {defaults.note}", markup=False, highlight=False, soft_wrap=True)
     if output is OutputFormat.json:
         emit_json(data)
     else:

@@ -296,6 +296,9 @@ def _goldset_replay(ctx: JobContext, params: GoldsetReplayParams) -> JobOutcome:
             "n_queries": run.n_queries,
             "n_failed": run.n_failed,
             "aggregates": dict(run.aggregates),
+            "default_measures": (
+                outcome.default_measures.to_dict() if outcome.default_measures else None
+            ),
         },
         error=run.error,
     )

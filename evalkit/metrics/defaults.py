@@ -1,0 +1,90 @@
+"""The measures a run is scored on when none are named, at the depth it retrieves.
+
+The standard set is ``DEFAULT_MEASURES``. A measure cut deeper than the ``k`` documents a run
+retrieves (``ndcg@10`` at ``k`` 5) cannot be computed from it, so the default set at that
+``k`` takes it at ``k`` instead (``ndcg@5``), once: ``recall@10`` and ``recall@100`` are both
+``recall@5``. ``DefaultMeasures`` records which defaults were replaced, so that every surface
+can say so rather than drop them silently::
+
+    >>> default_measures_for(5).adapted["ndcg@10"]
+    'ndcg@5'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from evalkit.errors import InputError
+from evalkit.metrics.measures import parse_measures
+
+__all__ = ["DEFAULT_MEASURES", "DefaultMeasures", "default_measures_for"]
+
+DEFAULT_MEASURES: Final[tuple[str, ...]] = (
+    "ndcg@10",
+    "recall@10",
+    "recall@100",
+    "precision@10",
+    "mrr@10",
+    "map@100",
+    "hit_rate@10",
+    "r_precision",
+)
+"""The standard measures, as scored at a ``k`` of 100 or more."""
+
+
+@dataclass(frozen=True, slots=True)
+class DefaultMeasures:
+    """The default measures of a run retrieving ``k`` documents per query.
+
+    ``measures``: the canonical names it is scored on, in ``DEFAULT_MEASURES`` order.
+    ``adapted``: each default cut deeper than ``k``, with the measure taken in its place
+    (``{"ndcg@10": "ndcg@5", ...}``); empty when ``k`` reaches every cutoff.
+    """
+
+    k: int
+    measures: tuple[str, ...]
+    adapted: Mapping[str, str]
+
+    @property
+    def note(self) -> str | None:
+        """One sentence saying which defaults ``k`` cannot compute and what replaced them;
+        None when none was replaced."""
+        if not self.adapted:
+            return None
+        replaced = sorted(set(self.adapted.values()), key=self.measures.index)
+        documents = "document" if self.k == 1 else "documents"
+        return (
+            f"k {self.k} is below the cutoff of the default measures "
+            f"{', '.join(self.adapted)}, which cannot be computed from {self.k} {documents} "
+            f"per query; they are taken at {self.k} instead ({', '.join(replaced)}). Name "
+            "measures with -m to choose others"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: k, measures, adapted ({default: measured instead}) and note."""
+        return {
+            "k": self.k,
+            "measures": list(self.measures),
+            "adapted": dict(self.adapted),
+            "note": self.note,
+        }
+
+
+def default_measures_for(k: int) -> DefaultMeasures:
+    """The default measures at ``k``: ``DEFAULT_MEASURES`` with every cutoff deeper than
+    ``k`` brought to ``k`` (each resulting measure once)."""
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise InputError(f"k must be a positive integer, got {k!r}", field="k")
+    measures: list[str] = []
+    adapted: dict[str, str] = {}
+    for measure in parse_measures(DEFAULT_MEASURES):
+        taken = measure
+        if measure.cutoff is not None and measure.cutoff > k:
+            taken = dataclasses.replace(measure, cutoff=k)
+            adapted[str(measure)] = str(taken)
+        if str(taken) not in measures:
+            measures.append(str(taken))
+    return DefaultMeasures(k=k, measures=tuple(measures), adapted=adapted)
