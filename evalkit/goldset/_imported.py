@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from evalkit.goldset._reading import NoticeSink, ProblemLog, default_notice_sink
+from evalkit.goldset._schema import MAX_GRADE
 from evalkit.goldset.model import Goldset
 from evalkit.records import Judgment, Query
 
@@ -94,6 +95,14 @@ def assemble_imported(
             unknown.setdefault(row.query_id, []).append(row.line)
             continue
         grade = row.grade
+        if grade > MAX_GRADE:
+            problems.add(
+                f"must be an integer grade of at most {MAX_GRADE}, got {grade}",
+                path=qrels_path,
+                line=row.line,
+                field=columns.grade,
+            )
+            continue
         if grade < 0:
             negative_lines.append(row.line)
             grade = 0

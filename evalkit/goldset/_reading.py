@@ -16,6 +16,7 @@ from evalkit.errors import GoldsetError, InputError
 
 __all__ = [
     "MAX_LISTED_PROBLEMS",
+    "MAX_NESTING",
     "NoticeSink",
     "ProblemLog",
     "default_notice_sink",
@@ -27,6 +28,10 @@ __all__ = [
 MAX_LISTED_PROBLEMS = 1000
 """Problems kept in a ``GoldsetError``; more are counted but not listed (one bad column in a
 million-line file should not build a million exception objects)."""
+
+MAX_NESTING = 32
+"""Levels of arrays and objects one JSON line may nest (a valid record needs two). Deeper
+lines are refused before they are parsed, so no line can exhaust the parser's recursion."""
 
 SUMMARY_PROBLEMS = 3
 """Problems quoted in a ``GoldsetError`` message; ``problems`` holds the rest."""
@@ -155,8 +160,25 @@ def iter_json_objects(path: Path, problems: ProblemLog) -> Iterator[tuple[int, d
     decoder = json.JSONDecoder(object_pairs_hook=_keep_pairs(repeated))
     for number, text in iter_text_lines(path, problems):
         repeated.clear()
+        nested = _too_deep(text)
+        if nested is not None:
+            problems.add(
+                f"nests arrays and objects deeper than {MAX_NESTING} levels; a record holds "
+                "flat values and lists of strings",
+                path=path,
+                line=number,
+                field=nested or None,
+            )
+            continue
         try:
             value = decoder.decode(text)
+        except RecursionError:
+            problems.add(
+                f"nests arrays and objects deeper than {MAX_NESTING} levels",
+                path=path,
+                line=number,
+            )
+            continue
         except json.JSONDecodeError as error:
             problems.add(
                 f"not valid JSON ({error.msg} at column {error.colno}); each line must hold "
@@ -176,6 +198,50 @@ def iter_json_objects(path: Path, problems: ProblemLog) -> Iterator[tuple[int, d
             problems.add("appears twice in one object; keep one", path=path, line=number, field=key)
         if not repeated:
             yield number, value
+
+
+def _too_deep(text: str) -> str | None:
+    """None when ``text`` nests at most ``MAX_NESTING`` levels; else the top-level key whose
+    value nests deeper ("" when it is not under a key). Brackets inside strings are text."""
+    if text.count("[") + text.count("{") <= MAX_NESTING:
+        return None
+    depth = 0
+    in_string = escaped = False
+    string_start = 0
+    last_string = ""
+    key = ""
+    for position, char in enumerate(text):
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+                if depth == 1:
+                    last_string = text[string_start : position + 1]
+        elif char == '"':
+            in_string = True
+            string_start = position
+        elif char == ":" and depth == 1:
+            key = last_string
+        elif char in "[{":
+            depth += 1
+            if depth > MAX_NESTING:
+                return _key_name(key)
+        elif char in "]}":
+            depth -= 1
+            if depth == 1:
+                key = ""
+    return None
+
+
+def _key_name(literal: str) -> str:
+    try:
+        name = json.loads(literal) if literal else ""
+    except json.JSONDecodeError:
+        return ""
+    return name if isinstance(name, str) else ""
 
 
 def _keep_pairs(repeated: list[str]) -> Callable[[list[tuple[str, object]]], dict[str, object]]:

@@ -22,6 +22,7 @@ from evalkit.goldset._reading import ProblemLog, describe_value
 __all__ = [
     "DOCUMENT_FIELDS",
     "JUDGMENT_FIELDS",
+    "MAX_GRADE",
     "QUERY_FIELDS",
     "FieldSpec",
     "check_fields",
@@ -34,6 +35,9 @@ __all__ = [
 ]
 
 FieldCheck = Callable[[object], str | None]
+
+MAX_GRADE = 2**31 - 1
+"""The largest grade: the store keeps grades in a 32-bit INTEGER column."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +55,7 @@ class FieldSpec:
 _IDENTIFIER = {"type": "string", "minLength": 1, "not": {"pattern": r"^\s|\s$"}}
 _TEXT = {"type": "string", "pattern": r"\S"}
 _STRING_LIST = {"type": "array", "items": _IDENTIFIER}
-_GRADE = {"type": "integer", "minimum": 0}
+_GRADE = {"type": "integer", "minimum": 0, "maximum": MAX_GRADE}
 _METADATA = {
     "type": "object",
     "additionalProperties": {"type": ["string", "number", "boolean"]},
@@ -104,13 +108,14 @@ def _check_string_list(value: object) -> str | None:
 
 
 def check_grade(value: object) -> str | None:
-    """A grade is an integer >= 0; an integral JSON number such as ``2.0`` counts as ``2``."""
-    wanted = "must be an integer grade >= 0 (0 = judged not relevant)"
+    """A grade is an integer from 0 to ``MAX_GRADE``; an integral JSON number such as
+    ``2.0`` counts as ``2``."""
+    wanted = f"must be an integer grade from 0 to {MAX_GRADE} (0 = judged not relevant)"
     if isinstance(value, bool) or not isinstance(value, int | float):
         return f"{wanted}, got {describe_value(value)}"
     if isinstance(value, float) and not value.is_integer():
         return f"{wanted}, got {describe_value(value)}"
-    if value < 0:
+    if not 0 <= value <= MAX_GRADE:
         return f"{wanted}, got {describe_value(value)}"
     return None
 

@@ -1,0 +1,162 @@
+"""Goldset files built to break the reader: ``evalkit goldset import`` names the line.
+
+A grade the store cannot hold and a line nested deeper than any record needs are
+validation errors with file, line and field (exit 2), never an OverflowError or a
+RecursionError; the published judgment schema says the same grade range.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from evalkit.goldset._reading import MAX_NESTING
+from evalkit.goldset._schema import MAX_GRADE
+from evalkit.schemas import schema_file_name
+
+SCHEMAS = Path(__file__).resolve().parents[1] / "evalkit" / "schemas"
+
+
+def evalkit(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "EVALKIT_HOME": str(home)}
+    for name in ("EVALKIT_CONFIG", "EVALKIT_STORE_PATH"):
+        env.pop(name, None)
+    return subprocess.run(
+        [sys.executable, "-m", "evalkit", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def write_lines(path: Path, lines: list[str]) -> None:
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+
+
+def jsonl_goldset(folder: Path, *, queries: list[str], judgments: list[str]) -> Path:
+    folder.mkdir()
+    write_lines(folder / "queries.jsonl", queries)
+    write_lines(folder / "judgments.jsonl", judgments)
+    return folder
+
+
+QUERY = json.dumps({"id": "q1", "text": "how do I reset my password"})
+JUDGED = json.dumps({"query_id": "q1", "doc_id": "d1", "relevance": 1})
+
+
+def problems_of(result: subprocess.CompletedProcess[str]) -> list[dict[str, object]]:
+    """The problems of a failed ``--output json`` command (printed on stdout)."""
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    payload = json.loads(result.stdout)
+    problems = payload["error"]["problems"]
+    assert isinstance(problems, list)
+    return problems
+
+
+@pytest.mark.parametrize(
+    "relevance", ["1e308", "1e300", str(MAX_GRADE + 1), "99999999999999999999999"]
+)
+def test_a_grade_beyond_the_store_column_is_a_problem_on_its_line(
+    tmp_path: Path, relevance: str
+) -> None:
+    folder = jsonl_goldset(
+        tmp_path / "big-grade",
+        queries=[QUERY],
+        judgments=[JUDGED, f'{{"query_id": "q1", "doc_id": "d2", "relevance": {relevance}}}'],
+    )
+    result = evalkit(tmp_path / "home", "goldset", "import", str(folder), "--name", "g")
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "judgments.jsonl:2 field 'relevance'" in result.stderr
+    assert f"from 0 to {MAX_GRADE}" in result.stderr
+
+    as_json = evalkit(
+        tmp_path / "home", "goldset", "import", str(folder), "--name", "g", "--output", "json"
+    )
+    (problem,) = problems_of(as_json)
+    assert (problem["path"], problem["line"], problem["field"]) == (
+        str(folder / "judgments.jsonl"),
+        2,
+        "relevance",
+    )
+
+
+def test_the_largest_grade_the_store_holds_is_imported(tmp_path: Path) -> None:
+    folder = jsonl_goldset(
+        tmp_path / "max-grade",
+        queries=[QUERY],
+        judgments=[json.dumps({"query_id": "q1", "doc_id": "d1", "relevance": MAX_GRADE})],
+    )
+    result = evalkit(tmp_path / "home", "goldset", "import", str(folder), "--name", "g")
+    assert result.returncode == 0, result.stderr
+
+
+def test_tags_nested_100000_deep_are_a_problem_on_their_line(tmp_path: Path) -> None:
+    deep = "[" * 100_000 + "]" * 100_000
+    nested = QUERY[:-1] + f', "tags": {deep}}}'
+    folder = jsonl_goldset(
+        tmp_path / "deep", queries=[nested, json.dumps({"id": "q2", "text": "t"})], judgments=[]
+    )
+    write_lines(folder / "judgments.jsonl", [JUDGED, JUDGED.replace("q1", "q2")])
+    result = evalkit(tmp_path / "home", "goldset", "import", str(folder), "--name", "g")
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "RecursionError" not in result.stderr
+    assert "queries.jsonl:1 field 'tags'" in result.stderr
+    assert f"deeper than {MAX_NESTING} levels" in result.stderr
+
+
+def test_nesting_just_past_the_limit_is_refused_and_brackets_in_strings_are_text(
+    tmp_path: Path,
+) -> None:
+    too_deep = "[" * MAX_NESTING + "]" * MAX_NESTING  # one level more under the object
+    bracketed_text = json.dumps({"id": "q2", "text": "[" * 1000 + "{" * 1000})
+    folder = jsonl_goldset(
+        tmp_path / "edge",
+        queries=[QUERY[:-1] + f', "tags": {too_deep}}}', bracketed_text],
+        judgments=[JUDGED, JUDGED.replace("q1", "q2")],
+    )
+    as_json = evalkit(
+        tmp_path / "home", "goldset", "import", str(folder), "--name", "g", "--output", "json"
+    )
+    queries = str(folder / "queries.jsonl")
+    in_queries = [p for p in problems_of(as_json) if p["path"] == queries]
+    assert [(p["line"], p["field"]) for p in in_queries] == [(1, "tags")]
+    assert f"deeper than {MAX_NESTING} levels" in str(in_queries[0]["message"])
+
+
+def test_a_trec_grade_beyond_the_store_column_names_its_line(tmp_path: Path) -> None:
+    topics = tmp_path / "topics.tsv"
+    topics.write_text("1\thow do I reset my password\n", encoding="utf-8")
+    qrels = tmp_path / "qrels.txt"
+    qrels.write_text("1 0 d1 1\n1 0 d2 99999999999999999999\n", encoding="utf-8")
+    result = evalkit(
+        tmp_path / "home",
+        "goldset",
+        "import",
+        "--format",
+        "trec",
+        str(qrels),
+        "--topics",
+        str(topics),
+        "--name",
+        "t",
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "qrels.txt:2" in result.stderr
+    assert f"at most {MAX_GRADE}" in result.stderr
+
+
+def test_the_published_judgment_schema_has_the_same_grade_range() -> None:
+    schema = json.loads((SCHEMAS / schema_file_name("goldset-judgment")).read_text())
+    assert schema["properties"]["relevance"]["maximum"] == MAX_GRADE
+    assert schema["properties"]["relevance"]["minimum"] == 0
