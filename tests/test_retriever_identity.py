@@ -19,15 +19,17 @@ from typing import Any
 
 import pytest
 from test_dashboard_pages import frame_with, open_page
+from test_scheduler_jobs import configure, runner_for
 
 from evalkit.alerts import alerts_config, build_sinks, evaluate_rules
 from evalkit.causes import explain_runs
 from evalkit.cli import invoke
-from evalkit.config import parse_settings
+from evalkit.config import load_settings, parse_settings
 from evalkit.drift.watch import watch_precision
 from evalkit.store import Store
 from evalkit.store import dashboard as sql
 from evalkit.store.alerts import load_alert_states
+from evalkit.store.drift import list_drift_checks
 from evalkit.store.runs import RunRecord, get_run, list_runs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -264,6 +266,43 @@ def test_drift_precision_and_the_alert_rule_follow_one_retriever(project: Projec
         trend = {row[0] for row in _states(store, "trend")}
         assert trend == {f"demo|{project.mymod}:make:ndcg@10"}
     assert worse not in state.values()
+
+
+def test_the_metric_drift_job_follows_one_retriever(project: Project) -> None:
+    for _ in range(6):
+        project.run(f"{project.mymod}:make")
+    worse = project.run(f"{project.mymod}:make_worse")["run_id"]
+    config = configure(
+        {
+            "name": "newest",
+            "kind": "drift_check",
+            "stream": "metric",
+            "goldset": "demo",
+            "method": "page_hinkley",
+        },
+        {
+            "name": "make",
+            "kind": "drift_check",
+            "stream": "metric",
+            "goldset": "demo",
+            "method": "page_hinkley",
+            "retriever": f"{project.mymod}:make",
+        },
+    )
+    runner = runner_for(config, load_settings())
+    newest = runner.run("newest")
+    # The newest run is make_worse's first: its series has not warmed up; make's 1.0s are
+    # no baseline for it.
+    assert newest is not None
+    assert newest.status == "succeeded"
+    assert newest.summary["note"] == "1 runs so far; the warm-up needs more"
+    steady = runner.run("make")
+    assert steady is not None
+    assert steady.summary["finding"] == "ok"
+    with Store.open(project.store_path, read_only=True) as store:
+        (check,) = list_drift_checks(store, stream="metric")
+    assert worse not in (check.reference, check.current)
+    assert check.details["retriever"] == f"{project.mymod}:make"
 
 
 def test_explain_and_gate_name_a_changed_retriever(project: Project) -> None:

@@ -546,6 +546,11 @@ class DriftCheckParams(_Params):
     goldset: str | None = Field(default=None, description="Goldset (metric stream).")
     measure: str = Field(default="precision@10", description="Measure (metric stream).")
     label: str | None = Field(default=None, description="Only runs with this label (metric).")
+    retriever: str | None = Field(
+        default=None,
+        description="Only runs of this retriever, as `evalkit runs list` names it (metric; "
+        "default: the newest run's).",
+    )
     warmup: int = Field(default=5, ge=2, description="Runs that set the baseline (metric).")
 
     @model_validator(mode="after")
@@ -571,6 +576,7 @@ def _drift_check(ctx: JobContext, params: DriftCheckParams) -> JobOutcome:
             label=params.label,
             warmup=params.warmup,
             options=params.options,
+            retriever=params.retriever,
         )
     else:
         outcome = check_drift_queries(
