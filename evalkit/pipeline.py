@@ -75,7 +75,7 @@ from evalkit.store.answers import (
 )
 from evalkit.store.audit import StoredAudit, latest_measurements, save_audit
 from evalkit.store.drift import StoredDriftCheck, save_drift_check
-from evalkit.store.export import export_run
+from evalkit.store.export import export_run, import_run, is_run_export
 from evalkit.store.goldsets import judgments_frame, load_goldset, save_goldset
 from evalkit.store.runs import (
     add_query_results,
@@ -145,6 +145,7 @@ __all__ = [
     "replay_traffic_window",
     "results_frame",
     "run_answer_records",
+    "run_reference",
     "save_documents_reference",
     "score_and_store_answers",
     "score_answer_file",
@@ -910,7 +911,7 @@ class GateOutcome:
     file, or the baseline run file."""
     explanation: Explanation | None = None
     """The probable causes of the difference (``explain_comparison``), when both runs are
-    stored runs; None when either is a run file."""
+    stored runs (a run export is imported as one); None when either is a TREC run file."""
     default_measures: DefaultMeasures | None = None
     """The default measures the live candidate's run was scored on besides the compared
     ones, with those adapted to its k (None without a live candidate)."""
@@ -1001,6 +1002,19 @@ def replay_candidate(
     return dataclasses.replace(outcome, default_measures=default_measures_for(depth))
 
 
+def run_reference(store: Store | None, reference: str) -> str:
+    """``reference`` as ``score_run`` takes it: a run export (``is_run_export``: a Parquet
+    export's directory or its ``run.json``) is imported into ``store`` (``import_run``,
+    idempotent) and named by its run id, so that it is compared as the stored run it was,
+    with its provenance; a stored run id or a TREC run file is returned as it is."""
+    path = Path(reference)
+    if not is_run_export(path):
+        return reference
+    if store is None:
+        raise ConfigError(f"{reference} is a run export: comparing it needs a store to import it")
+    return import_run(store, path).run_id
+
+
 @contextlib.contextmanager
 def _session(store: Store | StoreOpener | None) -> Iterator[Store | None]:
     """``store`` itself, or the store ``store()`` opens for the duration of the block."""
@@ -1032,25 +1046,26 @@ def gate_against_baseline(
     """The gate's workflow, which ``evalkit gate``, ``evalkit compare`` and the pytest plugin
     share: score ``baseline``, get the candidate, score it, compare the two.
 
-    ``baseline`` is a stored run id or a TREC run file; so is ``candidate`` when it is a
-    string, else it is a live retriever (a ready one, or ``RetrieverOptions`` built with
-    ``settings``, default the loaded settings) replayed now on ``goldset``
-    (``replay_candidate``) and stored as a run labelled ``label``. Both runs are scored with
-    the judgments of ``qrels`` or ``goldset`` (``comparison_judgments``; a stored run
-    without either uses its own goldset's). ``store`` is an open store, a ``StoreOpener``
-    (opened for the scoring and the replay, closed before the statistics run) or None when
-    only run files are compared. The comparison (``compare_scored``) refuses runs with
-    failed queries unless ``failed_as_zero`` counts them as 0.
+    ``baseline`` is a stored run id, a run export (imported first: ``run_reference``) or a
+    TREC run file; so is ``candidate`` when it is a string, else it is a live retriever (a
+    ready one, or ``RetrieverOptions`` built with ``settings``, default the loaded settings)
+    replayed now on ``goldset`` (``replay_candidate``) and stored as a run labelled
+    ``label``. Both runs are scored with the judgments of ``qrels`` or ``goldset``
+    (``comparison_judgments``; a stored run without either uses its own goldset's).
+    ``store`` is an open store, a ``StoreOpener`` (opened for the scoring and the replay,
+    closed before the statistics run) or None when only run files are compared. The
+    comparison (``compare_scored``) refuses runs with failed queries unless
+    ``failed_as_zero`` counts them as 0.
     """
     started = time.perf_counter()
     with _session(store) as opened:
         judgments = comparison_judgments(opened, goldset, qrels)
-        base = score_run(opened, baseline, measures, judgments=judgments)
+        base = score_run(opened, run_reference(opened, baseline), measures, judgments=judgments)
         replayed: RunRecord | None = None
         defaults: DefaultMeasures | None = None
         gold: Goldset | None = goldset if isinstance(goldset, Goldset) else None
         if isinstance(candidate, str):
-            reference = candidate
+            reference = run_reference(opened, candidate)
         else:
             if goldset is None or opened is None:
                 raise ConfigError("a live candidate needs --goldset NAME to replay")
@@ -1484,22 +1499,15 @@ def check_drift_metric(
     label: str | None = None,
     warmup: int = 5,
     options: Mapping[str, Any] | None = None,
-    retriever: str | None = None,
 ) -> DriftOutcome:
     """Run a sequential detector (``page_hinkley`` or ``cusum``) over the series of a
-    goldset measure's means in complete runs (only runs labelled ``label`` if given) of one
-    retriever (``retriever``, as ``evalkit runs list`` names it; default: the newest run's),
-    and store where the newest run stands. A series still inside its warm-up gives a note."""
-    labelled = [
+    goldset measure's means in complete runs (only runs labelled ``label`` if given), and
+    store where the newest run stands. A series still inside its warm-up gives a note."""
+    runs = [
         run
-        for run in list_runs(store, goldset=goldset, status="complete", limit=500)
+        for run in reversed(list_runs(store, goldset=goldset, status="complete", limit=500))
         if label is None or run.spec.label == label
     ]
-    # Another retriever's runs are no point of this series: their means differ by design.
-    followed = retriever
-    if followed is None:
-        followed = labelled[0].retriever_id if labelled else ""
-    runs = [run for run in reversed(labelled) if run.retriever_id == followed]
     points = [(run, run.aggregates.get(measure)) for run in runs]
     series = [(run, float(value)) for run, value in points if value is not None]
     if len(series) <= warmup:
@@ -1526,7 +1534,6 @@ def check_drift_metric(
             "baseline_mean": trace.baseline_mean,
             "baseline_sd": trace.baseline_sd,
             "latest": last.value,
-            "retriever": followed,
             "change_point_run": (
                 series[last.change_point][0].run_id if last.change_point is not None else None
             ),

@@ -27,7 +27,7 @@ from evalkit.pipeline import evaluate_goldset
 from evalkit.records import Judgment, Query
 from evalkit.retrievers import HttpRetriever
 from evalkit.store import Store
-from evalkit.store.export import PARQUET_FILES
+from evalkit.store.export import GOLDSET_FILES, PARQUET_FILES
 from evalkit.store.goldsets import save_goldset
 from evalkit.store.runs import get_run, query_metrics, run_results
 
@@ -339,7 +339,7 @@ def test_parquet_export_is_queried_as_tables(
     directory = in_home.home / "tied-parquet"
     code, _, err = export(capsys, in_home.tied, "--format", "parquet", "--output", str(directory))
     assert code == 0, err
-    assert sorted(p.name for p in directory.iterdir()) == sorted(PARQUET_FILES)
+    assert sorted(p.name for p in directory.iterdir()) == sorted(PARQUET_FILES + GOLDSET_FILES)
     results, queries, _ = (str(directory / name) for name in PARQUET_FILES)
     con = duckdb.connect()
     columns = con.execute("DESCRIBE SELECT * FROM read_parquet(?)", [results]).fetchall()

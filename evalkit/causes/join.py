@@ -94,7 +94,9 @@ def _series_key(run: RunRecord) -> tuple[str | None, str]:
 def previous_run(store: Store, run: RunRecord, *, limit: int = 500) -> RunRecord:
     """The baseline ``explain`` uses by default: the newest finished run of the same
     goldset and retriever (``RunRecord.retriever_id``: its kind or factory, where it
-    searches and its options) that started before ``run`` (complete preferred, else partial).
+    searches and its options) that started before ``run`` (complete preferred, else partial),
+    among the runs recorded in this store: a run imported from an export ran elsewhere, on
+    another index, so it is a baseline only when named.
 
     Raises ``ConfigError`` when there is none: then name a baseline.
     """
@@ -105,6 +107,7 @@ def previous_run(store: Store, run: RunRecord, *, limit: int = 500) -> RunRecord
         if other.run_id != run.run_id
         and other.started_at <= run.started_at
         and other.status in ("complete", "partial")
+        and other.imported_from is None
         and _series_key(other) == key
     ]
     for pool in ([o for o in older if o.status == "complete"], older):

@@ -29,7 +29,9 @@ goldset_app = typer.Typer(
     context_settings=CONTEXT,
 )
 runs_app = typer.Typer(
-    help="List and inspect stored runs.", no_args_is_help=True, context_settings=CONTEXT
+    help="List, inspect, export and import stored runs.",
+    no_args_is_help=True,
+    context_settings=CONTEXT,
 )
 app.add_typer(goldset_app, name="goldset")
 app.add_typer(runs_app, name="runs")

@@ -125,6 +125,14 @@ def _print(data: dict[str, Any]) -> None:
     console.print(f"decision: {data['decision']}", markup=False)
 
 
+def _exports(*references: str | None) -> bool:
+    """Whether any of ``references`` is a run export, which is imported into the store
+    before it is compared (so the store is opened for writing)."""
+    from evalkit.store.export import is_run_export
+
+    return any(reference is not None and is_run_export(Path(reference)) for reference in references)
+
+
 def _store_opener(
     *, write: bool, purpose: str, config: Settings | None = None
 ) -> StoreOpener | None:
@@ -138,8 +146,12 @@ def _store_opener(
 
 @app.command("compare")
 def compare(
-    baseline: Annotated[str, typer.Argument(help="Stored run id or TREC run file.")],
-    candidate: Annotated[str, typer.Argument(help="Stored run id or TREC run file.")],
+    baseline: Annotated[
+        str, typer.Argument(help="Stored run id, run export (directory) or TREC run file.")
+    ],
+    candidate: Annotated[
+        str, typer.Argument(help="Stored run id, run export (directory) or TREC run file.")
+    ],
     measure: Measures = None,
     goldset: GoldsetOption = None,
     qrels: QrelsOption = None,
@@ -162,7 +174,7 @@ def compare(
     from evalkit.pipeline import gate_against_baseline
 
     outcome = gate_against_baseline(
-        _store_opener(write=False, purpose="compare"),
+        _store_opener(write=_exports(baseline, candidate), purpose="compare"),
         baseline,
         candidate,
         measures=measure or ["ndcg@10"],
@@ -206,7 +218,14 @@ def _show(outcome: GateOutcome, output: OutputFormat, *, dashboard_url: str | No
 
 @app.command("gate")
 def gate(
-    baseline: Annotated[str, typer.Option(help="Stored run id or TREC run file.")],
+    baseline: Annotated[
+        str,
+        typer.Option(
+            help="Stored run id, run export (a directory `evalkit runs export RUN --format "
+            "parquet` wrote: imported, so its provenance and the probable causes come with "
+            "it) or TREC run file."
+        ),
+    ],
     candidate: Annotated[
         str | None,
         typer.Option(help="Stored run id or TREC run file; or name a live retriever instead."),
@@ -275,7 +294,7 @@ def gate(
             "table in evalkit.toml) to replay now"
         )
     outcome = gate_against_baseline(
-        _store_opener(write=live, purpose="gate", config=config),
+        _store_opener(write=live or _exports(baseline, candidate), purpose="gate", config=config),
         baseline,
         target,
         measures=measures,

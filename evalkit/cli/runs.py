@@ -1,4 +1,4 @@
-"""``evalkit runs list|show|export``."""
+"""``evalkit runs list|show|export|import``."""
 
 from __future__ import annotations
 
@@ -119,6 +119,11 @@ def list_runs(
         measure,
         "started",
     ]
+    if any(run.imported_from for run in runs):
+        # Only then: a run that ran elsewhere must not pass for one of this store's.
+        columns.append("imported from")
+        for row, run in zip(rows, runs, strict=True):
+            row.append(run.imported_from or "-")
     console.print(table("runs", columns, rows))
 
 
@@ -253,6 +258,8 @@ def print_run(data: dict[str, object]) -> None:
     }
     if data.get("error"):
         facts["error"] = data["error"]
+    if data.get("imported_from"):
+        facts["imported"] = f"from {data['imported_from']} at {data['imported_at']}"
     console.print(key_values("run", facts))
     aggregates = cast(dict[str, Any], data.get("aggregates") or {})
     console.print(table("metrics", ["measure", "value"], [[k, v] for k, v in aggregates.items()]))
@@ -386,6 +393,45 @@ def export_run(
         err_console.print(
             f"wrote run {done.run_id} ({done.n_queries} queries, {done.n_results} results) "
             f"as {done.format} to {done.path}",
+            markup=False,
+            highlight=False,
+        )
+
+
+@runs_app.command("import")
+def import_run(
+    path: Annotated[
+        Path,
+        typer.Argument(
+            help="A run export: the directory `evalkit runs export RUN --format parquet` "
+            "wrote (or its run.json)."
+        ),
+    ],
+    output: Format = OutputFormat.table,
+) -> None:
+    """Store a run exported from another store (a CI job's baseline, a colleague's run) as
+    it was: its id, provenance, per-query results and metrics. `runs list` and `runs show`
+    say where it came from; importing the same export again changes nothing.
+
+    Example: evalkit runs import exports/20261121T183500-3f9a1c
+    """
+    from evalkit.store.export import import_run as import_exported_run
+
+    with open_store(write=True, purpose="runs import") as store:
+        done = import_exported_run(store, path)
+    if output is OutputFormat.json:
+        emit_json(done.to_dict())
+        return
+    if done.imported:
+        console.print(
+            f"imported run {done.run_id} ({done.status}, {done.n_queries} queries, "
+            f"{done.n_results} results) from {done.path}",
+            markup=False,
+            highlight=False,
+        )
+    else:
+        console.print(
+            f"run {done.run_id} is stored already: nothing imported from {done.path}",
             markup=False,
             highlight=False,
         )

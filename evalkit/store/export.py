@@ -1,4 +1,5 @@
-"""A stored run written out for other tools: a TREC run file, JSON Lines or Parquet.
+"""A stored run written out for other tools (a TREC run file, JSON Lines or Parquet), and
+a Parquet export read back into a store as the run it was.
 
 * ``trec``: ``qid Q0 docid rank score tag``, one line per retrieved document, ranks and
   scores exactly as stored (scores in Python's shortest round-trip form), the run id as
@@ -8,7 +9,11 @@
   latency, error and per-query metrics.
 * ``parquet``: a directory holding ``results.parquet`` (one row per retrieved document),
   ``queries.parquet`` (one row per query: replay facts and one column per measure) and
-  ``run.json`` (the run's provenance and aggregates), written by DuckDB's ``COPY``.
+  ``run.json`` (the run's provenance and aggregates), written by DuckDB's ``COPY``; for a
+  run of a goldset also ``goldset_queries.parquet`` and ``judgments.parquet`` (its goldset
+  version's queries and judgments), so that ``import_run`` can bring the run into another
+  store whole: ``evalkit gate --baseline DIR`` then compares it as a stored run, causes and
+  all.
 
 Every file is written next to its destination under a temporary name and renamed into
 place, so a failed export never leaves a half-written file where the complete one goes.
@@ -23,22 +28,31 @@ import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from evalkit.errors import ConfigError
+import duckdb
+
+from evalkit.clock import utc_now
+from evalkit.errors import ConfigError, InputError, StoreError
 from evalkit.files import create_beside
 from evalkit.jsonsafe import finite_or_null
-from evalkit.store.runs import RunRecord, get_run
+from evalkit.redaction import redact_known
+from evalkit.store.runs import RunRecord, RunSpec, get_run
 
 if TYPE_CHECKING:
     from evalkit.store.store import Store
 
 __all__ = [
     "EXPORT_FORMATS",
+    "GOLDSET_FILES",
     "PARQUET_FILES",
     "RunExport",
+    "RunImport",
     "export_run",
+    "import_run",
+    "is_run_export",
     "write_jsonl",
     "write_parquet",
     "write_trec",
@@ -49,6 +63,13 @@ EXPORT_FORMATS: tuple[str, ...] = ("trec", "jsonl", "parquet")
 
 PARQUET_FILES: tuple[str, ...] = ("results.parquet", "queries.parquet", "run.json")
 """The files of a Parquet export directory."""
+
+GOLDSET_FILES: tuple[str, ...] = ("goldset_queries.parquet", "judgments.parquet")
+"""The files a Parquet export of a goldset run adds: its goldset version's queries and
+judgments, as the store holds them."""
+
+_RUN_FILE = "run.json"
+_FINISHED = ("complete", "partial", "failed")
 
 _BATCH_ROWS = 50_000
 _WHITESPACE = r"\s"
@@ -200,7 +221,8 @@ def write_parquet(store: Store, run: RunRecord, directory: Path) -> RunExport:
     document. ``queries.parquet``: run_id, query_id, latency_ms, error, n_results,
     n_duplicates and a DOUBLE column per measure of the run, named as the measure
     (``"ndcg@10"``), null where the query was not scored; the mean of a measure's column is
-    the run's aggregate.
+    the run's aggregate. A goldset run also gets ``GOLDSET_FILES``, the rows of
+    ``goldset_queries`` and ``judgments`` of its goldset version.
     """
     directory.mkdir(parents=True, exist_ok=True)
     goldset_version = run.spec.goldset_version
@@ -230,22 +252,361 @@ def write_parquet(store: Store, run: RunRecord, directory: Path) -> RunExport:
         [*measures, run.run_id, goldset_version, run.run_id],
         queries_path,
     )
+    goldset_paths: tuple[Path, ...] = ()
+    if goldset_version is not None:
+        goldset_paths = tuple(directory / name for name in GOLDSET_FILES)
+        for table, path in zip(("goldset_queries", "judgments"), goldset_paths, strict=True):
+            _copy_parquet(
+                store,
+                f"SELECT * FROM {table} WHERE goldset_version = ?"
+                + (" ORDER BY ordinal" if table == "goldset_queries" else ""),
+                [goldset_version],
+                path,
+            )
     with _replaced_file(run_path) as handle:
         handle.write(json.dumps(finite_or_null(run.to_dict()), indent=2, allow_nan=False) + "\n")
-    counts = store.fetch(
-        "SELECT (SELECT count(*) FROM run_queries WHERE run_id = ?),"
-        " (SELECT count(*) FROM run_results WHERE run_id = ?)",
-        [run.run_id, run.run_id],
-    )[0]
     return RunExport(
         run.run_id,
         run.status,
         "parquet",
         directory,
-        int(counts[0]),
-        int(counts[1]),
-        files=(results_path, queries_path, run_path),
+        *_counts(store, run.run_id),
+        files=(results_path, queries_path, run_path, *goldset_paths),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class RunImport:
+    """What ``import_run`` did: the run, the export it was read from, and whether this
+    import stored it (False: the store held that run already and nothing was written)."""
+
+    run_id: str
+    status: str
+    path: Path
+    imported: bool
+    n_queries: int
+    n_results: int
+    goldset_stored: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "run_id": self.run_id,
+            "status": self.status,
+            "path": str(self.path),
+            "imported": self.imported,
+            "queries": self.n_queries,
+            "results": self.n_results,
+            "goldset_stored": self.goldset_stored,
+        }
+
+
+def is_run_export(path: Path) -> bool:
+    """Whether ``path`` names a Parquet run export: a directory holding ``run.json``, or
+    that ``run.json`` itself."""
+    if path.is_dir():
+        return (path / _RUN_FILE).is_file()
+    return path.name == _RUN_FILE and path.is_file()
+
+
+@dataclass(frozen=True, slots=True)
+class _ExportedRun:
+    """``run.json`` of an export, checked."""
+
+    run_id: str
+    status: str
+    spec: RunSpec
+    started_at: datetime
+    finished_at: datetime | None
+    n_failed: int | None
+    n_evaluated: int | None
+    error: str | None
+    aggregates: dict[str, float | None]
+
+
+def import_run(store: Store, path: Path) -> RunImport:
+    """Store the run of the Parquet export ``path`` (its directory, or its ``run.json``) as
+    it was recorded: its id, status and provenance (retriever and its configuration, model
+    and index fingerprints, goldset version, k, measures, relevance threshold, times), its
+    per-query results, errors and metrics, and its aggregates, with ``imported_from``
+    naming the export, so that nothing mistakes it for a run of this store. Its goldset
+    version's queries and judgments (``GOLDSET_FILES``) are stored too when the store lacks
+    them, under no goldset name: ``--goldset NAME`` still means what it meant.
+
+    Idempotent: a run this store already holds (the same id, goldset version and start) is
+    left as it is, ``imported`` False. Raises ``InputError`` naming the file and field of a
+    broken export, and ``ConfigError`` when the store holds another run under that id.
+    """
+    store.require_writable()
+    directory = path if path.is_dir() else path.parent
+    missing = [name for name in PARQUET_FILES if not (directory / name).is_file()]
+    if missing:
+        raise InputError(
+            f"not a run export: {', '.join(missing)} missing (write one with `evalkit runs "
+            "export RUN --format parquet --output DIR`)",
+            path=str(directory),
+        )
+    results_path, queries_path, run_path = (directory / name for name in PARQUET_FILES)
+    exported = _read_run_json(run_path)
+    origin = str(directory.resolve())
+    held = store.fetch(
+        "SELECT goldset_version, started_at, status, imported_from FROM runs WHERE run_id = ?",
+        [exported.run_id],
+    )
+    if held:
+        version, started_at, status, _ = held[0]
+        if (version, started_at) != (exported.spec.goldset_version, exported.started_at):
+            raise ConfigError(
+                f"{run_path}: the store {store.path} holds another run with id "
+                f"{exported.run_id} (goldset version {version}, started {started_at}); "
+                "it cannot be imported beside it"
+            )
+        counts = _counts(store, exported.run_id)
+        return RunImport(exported.run_id, str(status), directory, False, *counts)
+    measures = list(exported.spec.measures)
+    columns = _parquet_columns(store, queries_path)
+    absent = [m for m in measures if m not in columns]
+    if absent:
+        raise InputError(
+            f"no column for the run's measures {', '.join(absent)}",
+            path=str(queries_path),
+            field=absent[0],
+        )
+    for file in (results_path, queries_path):
+        _check_run_rows(store, file, exported.run_id)
+    goldset_paths = [directory / name for name in GOLDSET_FILES]
+    version = exported.spec.goldset_version
+    store_goldset = (
+        version is not None
+        and all(file.is_file() for file in goldset_paths)
+        and not store.fetch(
+            "SELECT 1 FROM goldset_queries WHERE goldset_version = ? LIMIT 1", [version]
+        )
+    )
+    n_total = exported.spec.n_queries
+    if version is not None and goldset_paths[1].is_file():
+        n_total = int(
+            store.fetch(
+                "SELECT count(DISTINCT query_id) FROM read_parquet(?) WHERE goldset_version = ?",
+                [str(goldset_paths[1]), version],
+            )[0][0]
+        )
+    spec = exported.spec
+    try:
+        with store.transaction() as con:
+            con.execute(
+                "INSERT INTO runs (run_id, status, kind, label, goldset_name, goldset_version,"
+                " retriever_kind, retriever_config, collection, model_name, model_dimension,"
+                " model_fingerprint, index_fingerprint, evalkit_version, k,"
+                " relevance_threshold, measures, seed, started_at, finished_at, n_queries,"
+                " n_failed, n_evaluated, error, imported_from, imported_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+                " ?, ?, ?)",
+                [
+                    exported.run_id,
+                    exported.status,
+                    spec.kind,
+                    spec.label,
+                    spec.goldset_name,
+                    spec.goldset_version,
+                    spec.retriever_kind,
+                    redact_known(
+                        json.dumps(dict(spec.retriever_config), sort_keys=True, default=str)
+                    ),
+                    spec.collection,
+                    spec.model_name,
+                    spec.model_dimension,
+                    spec.model_fingerprint,
+                    spec.index_fingerprint,
+                    spec.evalkit_version,
+                    spec.k,
+                    spec.relevance_threshold,
+                    measures,
+                    spec.seed,
+                    exported.started_at,
+                    exported.finished_at,
+                    spec.n_queries,
+                    exported.n_failed,
+                    exported.n_evaluated,
+                    None if exported.error is None else redact_known(exported.error),
+                    origin,
+                    utc_now(),
+                ],
+            )
+            con.execute(
+                "INSERT INTO run_queries (run_id, query_id, latency_ms, error, n_results,"
+                " n_duplicates) SELECT run_id, query_id, latency_ms, error, n_results,"
+                " n_duplicates FROM read_parquet(?)",
+                [str(queries_path)],
+            )
+            con.execute(
+                "INSERT INTO run_results (run_id, query_id, rank, doc_id, score)"
+                " SELECT run_id, query_id, rank, doc_id, score FROM read_parquet(?)",
+                [str(results_path)],
+            )
+            for measure in measures:
+                column = _identifier(measure)
+                con.execute(
+                    "INSERT INTO query_metrics (run_id, query_id, measure, value)"
+                    f" SELECT run_id, query_id, ?, {column} FROM read_parquet(?)"
+                    f" WHERE {column} IS NOT NULL",
+                    [measure, str(queries_path)],
+                )
+            for measure, value in exported.aggregates.items():
+                con.execute(
+                    "INSERT INTO run_aggregates (run_id, measure, value, n_evaluated, n_total)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    [exported.run_id, measure, value, exported.n_evaluated or 0, n_total],
+                )
+            if store_goldset:
+                for table, file in zip(
+                    ("goldset_queries", "judgments"), goldset_paths, strict=True
+                ):
+                    con.execute(
+                        f"INSERT INTO {table} SELECT * FROM read_parquet(?)"
+                        " WHERE goldset_version = ?",
+                        [str(file), version],
+                    )
+    except duckdb.Error as error:
+        raise InputError(
+            f"cannot import the run {exported.run_id}: {error}", path=str(directory)
+        ) from error
+    return RunImport(
+        exported.run_id,
+        exported.status,
+        directory,
+        True,
+        *_counts(store, exported.run_id),
+        goldset_stored=store_goldset,
+    )
+
+
+def _read_run_json(path: Path) -> _ExportedRun:
+    """The run record of an export's ``run.json``, every field checked."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as error:
+        raise InputError(f"cannot read the run record: {error}", path=str(path)) from error
+    except json.JSONDecodeError as error:
+        raise InputError(f"not JSON: {error.msg}", path=str(path), line=error.lineno) from error
+    if not isinstance(data, dict):
+        raise InputError("expected a JSON object (the run's record)", path=str(path))
+    model = data.get("model") or {}
+    if not isinstance(model, dict):
+        raise InputError("expected an object or null", path=str(path), field="model")
+
+    def value(name: str, kind: type | tuple[type, ...], *, optional: bool = False) -> Any:
+        source, key = (model, name.split(".", 1)[1]) if name.startswith("model.") else (data, name)
+        found = source.get(key)
+        if found is None and optional:
+            return None
+        if not isinstance(found, kind) or isinstance(found, bool):
+            names = (
+                kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+            )
+            raise InputError(
+                f"expected {names}{' or null' if optional else ''}, found {found!r}",
+                path=str(path),
+                field=name,
+            )
+        return found
+
+    def moment(name: str, text: str) -> datetime:
+        try:
+            return datetime.fromisoformat(text.removesuffix("Z")).replace(tzinfo=None)
+        except ValueError as error:
+            raise InputError(
+                f"expected an ISO 8601 time, found {text!r}", path=str(path), field=name
+            ) from error
+
+    status = value("status", str)
+    if status not in _FINISHED:
+        raise InputError(
+            f"a run export holds a finished run ({', '.join(_FINISHED)}), not {status!r}",
+            path=str(path),
+            field="status",
+        )
+    measures = value("measures", list)
+    if not all(isinstance(m, str) for m in measures):
+        raise InputError("expected a list of measure names", path=str(path), field="measures")
+    config = value("retriever_config", dict, optional=True) or {}
+    aggregates = value("aggregates", dict, optional=True) or {}
+    for measure, figure in aggregates.items():
+        if figure is not None and (not isinstance(figure, int | float) or isinstance(figure, bool)):
+            raise InputError(
+                f"expected a number or null, found {figure!r}",
+                path=str(path),
+                field=f"aggregates.{measure}",
+            )
+    k = value("k", int)
+    if k < 1:
+        raise InputError(f"expected a positive depth, found {k}", path=str(path), field="k")
+    spec = RunSpec(
+        kind=value("kind", str),
+        retriever_kind=value("retriever", str),
+        k=k,
+        measures=tuple(measures),
+        evalkit_version=value("evalkit_version", str),
+        relevance_threshold=value("relevance_threshold", int),
+        goldset_name=value("goldset", str, optional=True),
+        goldset_version=value("goldset_version", str, optional=True),
+        retriever_config=config,
+        collection=value("collection", str, optional=True),
+        model_name=value("model.name", str, optional=True),
+        model_dimension=value("model.dimension", int, optional=True),
+        model_fingerprint=value("model.fingerprint", str, optional=True),
+        index_fingerprint=value("index_fingerprint", str, optional=True),
+        seed=value("seed", int, optional=True),
+        label=value("label", str, optional=True),
+        n_queries=value("n_queries", int),
+    )
+    finished_at = value("finished_at", str, optional=True)
+    return _ExportedRun(
+        run_id=value("run_id", str),
+        status=status,
+        spec=spec,
+        started_at=moment("started_at", value("started_at", str)),
+        finished_at=None if finished_at is None else moment("finished_at", finished_at),
+        n_failed=value("n_failed", int, optional=True),
+        n_evaluated=value("n_evaluated", int, optional=True),
+        error=value("error", str, optional=True),
+        aggregates={str(m): None if v is None else float(v) for m, v in aggregates.items()},
+    )
+
+
+def _parquet_columns(store: Store, path: Path) -> set[str]:
+    try:
+        rows = store.fetch("DESCRIBE SELECT * FROM read_parquet(?)", [str(path)])
+    except StoreError as error:
+        raise InputError(f"not a readable Parquet file: {error}", path=str(path)) from error
+    return {str(row[0]) for row in rows}
+
+
+def _check_run_rows(store: Store, path: Path, run_id: str) -> None:
+    """Refuse a Parquet file of an export whose rows belong to another run."""
+    _parquet_columns(store, path)
+    try:
+        other = store.fetch(
+            "SELECT run_id FROM read_parquet(?) WHERE run_id IS DISTINCT FROM ? LIMIT 1",
+            [str(path), run_id],
+        )
+    except StoreError as error:
+        raise InputError(f"not a file of a run export: {error}", path=str(path)) from error
+    if other:
+        raise InputError(
+            f"rows of run {other[0][0]!r} in the export of run {run_id!r}",
+            path=str(path),
+            field="run_id",
+        )
+
+
+def _counts(store: Store, run_id: str) -> tuple[int, int]:
+    row = store.fetch(
+        "SELECT (SELECT count(*) FROM run_queries WHERE run_id = ?),"
+        " (SELECT count(*) FROM run_results WHERE run_id = ?)",
+        [run_id, run_id],
+    )[0]
+    return int(row[0]), int(row[1])
 
 
 def _check_trec_ids(store: Store, run_id: str) -> None:

@@ -143,4 +143,10 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(9, "context_embeddings", _answers.CONTEXT_EMBEDDINGS_SQL),
     Migration(10, "traffic_spans", _traffic.SPANS_SCHEMA_SQL),
     Migration(11, "run_shards", _shards.SCHEMA_SQL),
+    Migration(
+        12,
+        "run_imports",
+        "ALTER TABLE runs ADD COLUMN imported_from VARCHAR;"
+        " ALTER TABLE runs ADD COLUMN imported_at TIMESTAMP;",
+    ),
 )

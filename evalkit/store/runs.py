@@ -53,7 +53,6 @@ __all__ = [
 RunStatus = str
 RUN_STATUSES: tuple[RunStatus, ...] = ("running", "complete", "partial", "failed")
 
-
 _WHERE_SQL = (
     "coalesce(nullif(collection, ''), nullif(json_extract_string(retriever_config, '$.url'), ''),"
     " nullif(json_extract_string(retriever_config, '$.path'), ''))"
@@ -125,6 +124,10 @@ class RunRecord:
     error: str | None
     aggregates: Mapping[str, float | None]
     n_duplicates: int = 0
+    imported_from: str | None = None
+    """Where the run was read from when it was imported from a run export (it ran
+    elsewhere, in another store); None for a run recorded in this store."""
+    imported_at: datetime | None = None
     retriever_id: str = ""
     """The retriever as runs are grouped by it (``RETRIEVER_ID_SQL``); empty for a record
     that was not read from a store."""
@@ -162,6 +165,8 @@ class RunRecord:
             "n_duplicates": self.n_duplicates,
             "error": self.error,
             "aggregates": dict(self.aggregates),
+            "imported_from": self.imported_from,
+            "imported_at": self.imported_at.isoformat() + "Z" if self.imported_at else None,
         }
 
 
@@ -406,6 +411,8 @@ def _run_record(store: Store, row: tuple[Any, ...]) -> RunRecord:
         n_evaluated,
         error,
         n_duplicates,
+        imported_from,
+        imported_at,
         retriever_id,
     ) = row
     spec = RunSpec(
@@ -439,6 +446,8 @@ def _run_record(store: Store, row: tuple[Any, ...]) -> RunRecord:
         error=error,
         aggregates=run_aggregates(store, run_id),
         n_duplicates=int(n_duplicates),
+        imported_from=imported_from,
+        imported_at=imported_at,
         retriever_id=str(retriever_id),
     )
 
@@ -493,7 +502,7 @@ _RUN_COLUMNS = (
     " index_fingerprint, evalkit_version, k, relevance_threshold, measures, seed, started_at,"
     " finished_at, n_queries, n_failed, n_evaluated, error,"
     " (SELECT coalesce(sum(q.n_duplicates), 0) FROM run_queries q"
-    "  WHERE q.run_id = runs.run_id) AS n_duplicates,"
+    "  WHERE q.run_id = runs.run_id) AS n_duplicates, imported_from, imported_at,"
     f" {RETRIEVER_ID_SQL} AS retriever_id"
 )
 

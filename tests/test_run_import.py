@@ -1,0 +1,307 @@
+"""A run exported from one store and gated in another: `evalkit runs export --format
+parquet`, then `evalkit gate --baseline DIR` (or `evalkit runs import DIR`) in a second
+store, as the GitHub Action's baseline travels from main's job to a pull request's.
+
+The imported run keeps its provenance, so the gate names the probable causes of a
+regression (null for a TREC run file), and importing it again adds nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from evalkit.cli import invoke
+from evalkit.store import Store
+from evalkit.store.export import GOLDSET_FILES, PARQUET_FILES, import_run
+
+N_QUERIES = 30
+
+RETRIEVER = '''
+"""A keyword retriever over three documents per topic; ``missing`` ones are not indexed."""
+
+from evalkit.records import QueryResult
+from evalkit.retrievers.base import ranked_docs
+
+DOCS = [(f"d{q}_{r}", {f"topic{q}", f"alpha{q}"} | ({f"beta{q}"} if r != 1 else set()))
+        for q in range(30) for r in range(3)]
+
+
+class Keywords:
+    def __init__(self, missing):
+        self.docs = [(doc_id, terms) for doc_id, terms in DOCS if doc_id not in missing]
+
+    def retrieve(self, queries, k):
+        results = []
+        for query in queries:
+            words = set(query.text.split())
+            scored = sorted(((len(words & t), d) for d, t in self.docs if words & t),
+                            key=lambda pair: (-pair[0], pair[1]))[:k]
+            docs = ranked_docs([d for _, d in scored], [float(s) for s, _ in scored])
+            results.append(QueryResult(query.id, docs, 1.0))
+        return results
+
+
+def make():
+    return Keywords(set())
+
+
+def make_lossy():
+    """Two of every topic's three documents never made it into the index."""
+    return Keywords({f"d{q}_{r}" for q in range(30) for r in (0, 2)})
+'''
+
+
+def write_goldset(where: Path, *, regraded: int = 0) -> Path:
+    """The goldset: topic q's three documents relevant to query q (the first graded 2);
+    ``regraded`` queries have their first document judged 1 instead."""
+    where.mkdir(parents=True)
+    (where / "queries.jsonl").write_text(
+        "".join(
+            json.dumps({"id": f"q{q}", "text": f"topic{q} alpha{q} beta{q}"}) + "\n"
+            for q in range(N_QUERIES)
+        )
+    )
+    (where / "judgments.jsonl").write_text(
+        "".join(
+            json.dumps(
+                {
+                    "query_id": f"q{q}",
+                    "doc_id": f"d{q}_{r}",
+                    "relevance": 1 + (r == 0 and q >= regraded),
+                }
+            )
+            + "\n"
+            for q in range(N_QUERIES)
+            for r in range(3)
+        )
+    )
+    return where
+
+
+@dataclass(frozen=True)
+class Cli:
+    """evalkit's CLI in one EVALKIT_HOME (a store of its own)."""
+
+    home: Path
+    monkeypatch: pytest.MonkeyPatch
+    capsys: pytest.CaptureFixture[str]
+
+    def __call__(self, *args: str) -> tuple[int, str, str]:
+        self.monkeypatch.setenv("EVALKIT_HOME", str(self.home))
+        self.capsys.readouterr()
+        code = invoke(list(args))
+        captured = self.capsys.readouterr()
+        return code, captured.out, captured.err
+
+    def json(self, *args: str, expect: int = 0) -> Any:
+        code, out, err = self(*args, "--format", "json")
+        assert code == expect, err + out
+        return json.loads(out)
+
+    def goldset(self, path: Path) -> None:
+        code, _, err = self("goldset", "import", str(path), "--name", "support")
+        assert code == 0, err
+
+    @property
+    def store(self) -> Path:
+        return self.home / "evalkit.duckdb"
+
+
+@pytest.fixture
+def clis(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> tuple[Cli, Cli]:
+    """Main's store and a pull request's, the user's retriever module importable by both."""
+    (tmp_path / "keywords.py").write_text(RETRIEVER)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in ("EVALKIT_CONFIG", "EVALKIT_STORE_PATH", "EVALKIT_CHROMA_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    return Cli(tmp_path / "main", monkeypatch, capsys), Cli(tmp_path / "pr", monkeypatch, capsys)
+
+
+def baseline_export(main: Cli, goldset: Path, directory: Path) -> dict[str, Any]:
+    """Main's run of the goldset, exported as Parquet to ``directory``; its record."""
+    main.goldset(goldset)
+    run = main.json("run", "--goldset", "support", "--retriever", "keywords:make", "--k", "10")
+    code, _, err = main(
+        "runs", "export", run["run_id"], "--format", "parquet", "--output", str(directory)
+    )
+    assert code == 0, err
+    assert run["status"] == "complete"
+    return dict(run)
+
+
+def gate(cli: Cli, baseline: Path, tmp_path: Path, *, expect: int = 1) -> tuple[Any, str]:
+    markdown = tmp_path / f"gate-{cli.home.name}.md"
+    data = cli.json(
+        "gate",
+        "--baseline",
+        str(baseline),
+        "--goldset",
+        "support",
+        "--retriever",
+        "keywords:make_lossy",
+        "-m",
+        "ndcg@10",
+        "--resamples",
+        "1000",
+        "--markdown",
+        str(markdown),
+        expect=expect,
+    )
+    return data, markdown.read_text(encoding="utf-8")
+
+
+def test_a_gate_against_an_exported_run_names_the_probable_causes(
+    clis: tuple[Cli, Cli], tmp_path: Path
+) -> None:
+    main, pr = clis
+    exported = tmp_path / "baseline"
+    run = baseline_export(main, write_goldset(tmp_path / "goldset"), exported)
+    assert sorted(p.name for p in exported.iterdir()) == sorted(PARQUET_FILES + GOLDSET_FILES)
+
+    pr.goldset(tmp_path / "goldset")
+    data, markdown = gate(pr, exported, tmp_path)
+    assert data["decision"] == "regression"
+    assert data["baseline"] == run["run_id"]
+    causes = data["probable_causes"]
+    assert causes is not None, "an exported baseline is a stored run: causes are computed"
+    assert causes["baseline"] == run["run_id"]
+    kinds = [cause["kind"] for cause in causes["causes"]]
+    assert "absent_from_results" in kinds, kinds
+    (absent,) = [c for c in causes["causes"] if c["kind"] == "absent_from_results"]
+    assert absent["statement"].startswith("probably missing from the index: 60 of the")
+    assert "probably missing from the index: 60 of the" in markdown
+    assert "### Probable causes" in markdown
+
+    # The baseline is stored as it was recorded on main, saying where it came from.
+    listed = {r["run_id"]: r for r in pr.json("runs", "list")}
+    imported = listed[run["run_id"]]
+    assert imported["imported_from"] == str(exported.resolve())
+    for field in ("retriever", "retriever_config", "model", "index_fingerprint", "k"):
+        assert imported[field] == run[field], field
+    assert imported["goldset_version"] == run["goldset_version"]
+    assert imported["aggregates"] == pytest.approx(run["aggregates"])
+    assert imported["started_at"] == run["started_at"]
+    code, table, _ = pr("runs", "list")
+    assert code == 0
+    assert "imported from" in table
+    code, shown, _ = pr("runs", "show", run["run_id"])
+    assert code == 0
+    assert f"from {exported.resolve()}" in shown
+
+    # A second gate (a later push to the pull request) imports nothing twice.
+    again, _ = gate(pr, exported, tmp_path)
+    assert again["probable_causes"]["baseline"] == run["run_id"]
+    code, out, err = pr("runs", "import", str(exported / "run.json"))
+    assert code == 0, err
+    assert out.startswith(f"run {run['run_id']} is stored already: nothing imported")
+    with duckdb.connect(str(pr.store), read_only=True) as con:
+        counts = con.execute(
+            "SELECT (SELECT count(*) FROM runs WHERE run_id = $1),"
+            " (SELECT count(*) FROM run_results WHERE run_id = $1),"
+            " (SELECT count(*) FROM query_metrics WHERE run_id = $1)",
+            [run["run_id"]],
+        ).fetchone()
+    with duckdb.connect(str(main.store), read_only=True) as con:
+        expected = con.execute(
+            "SELECT 1, (SELECT count(*) FROM run_results WHERE run_id = $1),"
+            " (SELECT count(*) FROM query_metrics WHERE run_id = $1)",
+            [run["run_id"]],
+        ).fetchone()
+    assert counts == expected
+
+
+def test_an_imported_run_is_no_default_baseline_for_the_stores_own_runs(
+    clis: tuple[Cli, Cli], tmp_path: Path
+) -> None:
+    main, pr = clis
+    exported = tmp_path / "baseline"
+    baseline_export(main, write_goldset(tmp_path / "goldset"), exported)
+    pr.goldset(tmp_path / "goldset")
+    imported = pr.json("runs", "import", str(exported))
+    assert imported["imported"] is True
+    local = pr.json("run", "--goldset", "support", "--retriever", "keywords:make", "--k", "10")
+    # The only earlier run of the series ran on main's index: explain needs it named.
+    code, _, err = pr("explain", local["run_id"])
+    assert code == 2
+    assert "no earlier finished run" in err
+    named = pr.json("explain", local["run_id"], "--baseline", imported["run_id"])
+    assert named["baseline"] == imported["run_id"]
+
+
+def test_the_baselines_goldset_version_travels_with_it(
+    clis: tuple[Cli, Cli], tmp_path: Path
+) -> None:
+    main, pr = clis
+    exported = tmp_path / "baseline"
+    baseline_export(main, write_goldset(tmp_path / "goldset"), exported)
+    # The pull request regrades 12 queries' first document: a goldset version main never
+    # had, so the old judgments exist only in the export.
+    pr.goldset(write_goldset(tmp_path / "new", regraded=12))
+    data, _ = gate(pr, exported, tmp_path)
+    (changed,) = [c for c in data["probable_causes"]["causes"] if c["kind"] == "goldset_changed"]
+    assert "the judgments of 12 compared queries differ" in changed["statement"]
+    assert "0 queries added and 0 removed" in changed["statement"]
+    # The old version's judgments are stored under no goldset name: `--goldset support`
+    # still means the pull request's version.
+    with duckdb.connect(str(pr.store), read_only=True) as con:
+        names = con.execute("SELECT name, version FROM goldsets").fetchall()
+    ((name, version),) = names
+    assert name == "support"
+    assert version != main_version(main)
+
+
+def main_version(cli: Cli) -> str:
+    with duckdb.connect(str(cli.store), read_only=True) as con:
+        row = con.execute("SELECT version FROM goldsets").fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def test_a_broken_export_is_refused_naming_the_file_and_field(
+    clis: tuple[Cli, Cli], tmp_path: Path
+) -> None:
+    main, pr = clis
+    exported = tmp_path / "baseline"
+    baseline_export(main, write_goldset(tmp_path / "goldset"), exported)
+    record = json.loads((exported / "run.json").read_text())
+    (exported / "run.json").write_text(json.dumps({**record, "k": "ten"}))
+    code, _, err = pr("runs", "import", str(exported))
+    assert code == 2
+    assert f"{exported / 'run.json'} field 'k': expected int, found 'ten'" in err
+    (exported / "run.json").write_text(json.dumps({**record, "status": "running"}))
+    code, _, err = pr("runs", "import", str(exported))
+    assert code == 2
+    assert "field 'status': a run export holds a finished run" in err
+    (exported / "queries.parquet").unlink()
+    code, _, err = pr("runs", "import", str(exported))
+    assert code == 2
+    assert f"{exported}: not a run export: queries.parquet missing" in err
+    with Store.open(pr.store, read_only=True) as store:
+        assert store.fetch("SELECT count(*) FROM runs") == [(0,)]
+
+
+def test_import_run_is_idempotent_in_the_store(clis: tuple[Cli, Cli], tmp_path: Path) -> None:
+    main, pr = clis
+    exported = tmp_path / "baseline"
+    run = baseline_export(main, write_goldset(tmp_path / "goldset"), exported)
+    with Store.open(pr.store) as store:
+        first = import_run(store, exported)
+        second = import_run(store, exported / "run.json")
+        assert (first.imported, second.imported) == (True, False)
+        assert first.goldset_stored
+        assert (second.n_queries, second.n_results) == (first.n_queries, first.n_results)
+        assert first.n_queries == N_QUERIES
+        assert store.fetch("SELECT count(*) FROM runs") == [(1,)]
+        assert store.fetch(
+            "SELECT count(*) FROM goldset_queries WHERE goldset_version = ?",
+            [run["goldset_version"]],
+        ) == [(N_QUERIES,)]
