@@ -1499,15 +1499,22 @@ def check_drift_metric(
     label: str | None = None,
     warmup: int = 5,
     options: Mapping[str, Any] | None = None,
+    retriever: str | None = None,
 ) -> DriftOutcome:
     """Run a sequential detector (``page_hinkley`` or ``cusum``) over the series of a
-    goldset measure's means in complete runs (only runs labelled ``label`` if given), and
-    store where the newest run stands. A series still inside its warm-up gives a note."""
-    runs = [
+    goldset measure's means in complete runs (only runs labelled ``label`` if given) of one
+    retriever (``retriever``, as ``evalkit runs list`` names it; default: the newest run's),
+    and store where the newest run stands. A series still inside its warm-up gives a note."""
+    labelled = [
         run
-        for run in reversed(list_runs(store, goldset=goldset, status="complete", limit=500))
+        for run in list_runs(store, goldset=goldset, status="complete", limit=500)
         if label is None or run.spec.label == label
     ]
+    # Another retriever's runs are no point of this series: their means differ by design.
+    followed = retriever
+    if followed is None:
+        followed = labelled[0].retriever_id if labelled else ""
+    runs = [run for run in reversed(labelled) if run.retriever_id == followed]
     points = [(run, run.aggregates.get(measure)) for run in runs]
     series = [(run, float(value)) for run, value in points if value is not None]
     if len(series) <= warmup:
@@ -1534,6 +1541,7 @@ def check_drift_metric(
             "baseline_mean": trace.baseline_mean,
             "baseline_sd": trace.baseline_sd,
             "latest": last.value,
+            "retriever": followed,
             "change_point_run": (
                 series[last.change_point][0].run_id if last.change_point is not None else None
             ),
