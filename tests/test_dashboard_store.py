@@ -165,6 +165,7 @@ def test_series_status_orders_regression_drift_stale_pass() -> None:
     now = datetime(2026, 11, 21)
     base = {
         "latest_run": "r2",
+        "measured_run": "r2",
         "baseline_run": "r1",
         "latest_started": now - timedelta(days=1),
         "newest_run": "r2",

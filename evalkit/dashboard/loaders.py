@@ -163,13 +163,17 @@ def runs(store: Store, *, goldset: str | None = None, limit: int = 5000) -> pd.D
 class OverviewData:
     """Per goldset x retriever: the latest figures, the baseline's, and what flags them.
 
-    ``series`` has the columns of ``series_frame`` plus ``value``, ``baseline_value``,
-    ``delta``, ``decision``, ``ci_low``, ``ci_high``, ``p_adjusted``, ``n_compared`` (the
-    paired test of the latest run against the baseline on ``measure``), ``drift`` (the
-    drifting checks of the series, or '') and ``history`` (``measure`` of its newest
-    ``HISTORY_POINTS`` runs, oldest first), ranked by ``delta``: the largest drop first,
-    series without a change last. ``figures`` is long: goldset_name, retriever, measure,
-    latest, baseline, delta.
+    ``series`` has the columns of ``series_frame``, its baseline replaced by the one on
+    ``measure`` and the runs that stored it (``measured_series_frame``: ``latest_k``,
+    ``measured_run``, ``measured_k``, ``baseline_run``), plus ``value``,
+    ``baseline_value``, ``delta``, ``decision``, ``ci_low``, ``ci_high``, ``p_adjusted``,
+    ``n_compared`` (the paired test of ``measured_run``, the newest run that stored
+    ``measure``, against the baseline), ``drift`` (the drifting checks of the series, or
+    '') and ``history`` (``measure`` of its newest ``HISTORY_POINTS`` runs, oldest first),
+    ranked by ``delta``: the largest drop first, series without a change last. Where the
+    latest run stored no value of ``measure``, ``measured_run`` is an earlier run (or None)
+    and ``series_status`` says "no data". ``figures`` is long: goldset_name, retriever,
+    measure, latest, baseline (the series' oldest complete run), delta.
     """
 
     measure: str
@@ -242,19 +246,29 @@ def overview(store: Store, *, measure: str) -> OverviewData:
     figures = figures.assign(delta=figures["latest"] - figures["baseline"])[
         ["goldset_name", "retriever", "measure", "latest", "baseline", "delta"]
     ]
-    compared = finished.dropna(subset=["baseline_run"])
-    compared = compared[compared["latest_run"] != compared["baseline_run"]]
-    pairs = list(zip(compared["baseline_run"], compared["latest_run"], strict=True))
+    # The figures on ``measure`` are of the newest run that stored it, against the oldest
+    # complete run that did (as Quality over time picks it): a run at another k stores other
+    # measures, and must neither read as a pass nor hide the drop before it.
+    series = series.drop(columns=["baseline_run", "baseline_started"]).merge(
+        sql.measured_series_frame(store, measure=measure),
+        on=["goldset_name", "retriever"],
+        how="left",
+    )
+    compared = series.dropna(subset=["measured_run", "baseline_run"])
+    compared = compared[compared["measured_run"] != compared["baseline_run"]]
+    pairs = list(zip(compared["baseline_run"], compared["measured_run"], strict=True))
     tests = paired_tests(sql.paired_differences_frame(store, pairs=pairs, measure=measure))
-    chosen = aggregates[aggregates["measure"] == measure].set_index("run_id")["value"]
+    measured_ids = set(series["measured_run"].dropna()) | set(series["baseline_run"].dropna())
+    stored = sql.aggregates_frame(store, sorted(measured_ids))
+    chosen = stored[stored["measure"] == measure].set_index("run_id")["value"]
     series = series.assign(
-        value=series["latest_run"].map(chosen),
+        value=series["measured_run"].map(chosen),
         baseline_value=series["baseline_run"].map(chosen),
     ).merge(
         tests[
             ["baseline_run", "candidate_run", "n", "ci_low", "ci_high", "p_adjusted", "decision"]
-        ].rename(columns={"candidate_run": "latest_run", "n": "n_compared"}),
-        on=["baseline_run", "latest_run"],
+        ].rename(columns={"candidate_run": "measured_run", "n": "n_compared"}),
+        on=["baseline_run", "measured_run"],
         how="left",
     )
     series["delta"] = pd.to_numeric(series["value"]) - pd.to_numeric(series["baseline_value"])
@@ -291,13 +305,28 @@ def series_status(
 ) -> tuple[str, list[str]]:
     """A series' status (the worst of ``STATUS_ORDER`` that applies) and every reason.
 
-    ``regression``: the paired test of its latest run against its baseline says so;
-    ``drift``: a drift check of the series drifts; ``stale``: its latest finished run is
-    older than ``stale_after``, or a newer run did not complete; ``pass`` otherwise.
+    ``no data``: no finished run yet, or its latest finished run stored no value of
+    ``measure`` (another k or measure set, or no query answered). That outranks the rest:
+    the series is not measured on ``measure`` now. Its reasons still say what the newest
+    run that stored it showed (a regression is never hidden behind a later run at another
+    k), and which run that is. Otherwise ``regression``: the paired test of its latest run
+    against its baseline says so; ``drift``: a drift check of the series drifts; ``stale``:
+    its latest finished run is older than ``stale_after``, or a newer run did not complete;
+    ``pass`` otherwise.
     """
-    if not isinstance(row.get("latest_run"), str):
+    latest = row.get("latest_run")
+    if not isinstance(latest, str):
         return "no data", ["no finished run yet"]
     reasons: dict[str, str] = {}
+    measured = row.get("measured_run")
+    if measured != latest:
+        where = f"the latest finished run {latest}{_at_k(row.get('latest_k'))} stored no {measure}"
+        reasons["no data"] = (
+            f"{where}; the figures are of run {measured}{_at_k(row.get('measured_k'))}, the "
+            f"newest that stored it"
+            if isinstance(measured, str)
+            else f"{where}, nor did any earlier run"
+        )
     if row.get("decision") == "regression":
         p_value = float(row.get("p_adjusted") or 0.0)
         shown = "p < 0.001" if p_value < 0.001 else f"p {p_value:.3f}"
@@ -330,8 +359,13 @@ def series_status(
         if isinstance(decision, str):
             return "pass", [f"paired test against the baseline: {decision}"]
         return "pass", ["no paired test (no other complete run, or no per-query values)"]
-    status = next(name for name in STATUS_ORDER if name in reasons)
+    status = "no data" if "no data" in reasons else next(n for n in STATUS_ORDER if n in reasons)
     return status, [f"{name}: {text}" for name, text in reasons.items()]
+
+
+def _at_k(k: object) -> str:
+    """`` (k 5)`` for a run's k, or nothing when unknown."""
+    return f" (k {int(k)})" if isinstance(k, int | float) and not pd.isna(k) else ""
 
 
 # -- quality over time ---------------------------------------------------------------------

@@ -51,6 +51,7 @@ __all__ = [
     "job_runs_frame",
     "judgments_of_query",
     "latest_job_runs_frame",
+    "measured_series_frame",
     "measures_frame",
     "open_alerts_frame",
     "paired_differences_frame",
@@ -244,6 +245,42 @@ def series_frame(store: Store) -> pd.DataFrame:
         " LEFT JOIN newest n USING (goldset_name, retriever)"
         " ORDER BY c.goldset_name, c.retriever",
         [list(FINISHED_STATUSES)],
+    )
+
+
+def measured_series_frame(store: Store, *, measure: str) -> pd.DataFrame:
+    """Per goldset x retriever, which finished runs stored a value of ``measure``: the
+    newest (``measured_run``) and the oldest complete one (``baseline_run``, the series'
+    baseline on this measure), with the k of those and of the latest finished run.
+
+    Columns: goldset_name, retriever, latest_k, measured_run, measured_started, measured_k,
+    baseline_run, baseline_started (NULL where no run stored the measure). A series whose
+    latest finished run did not store the measure (another k or measure set, or no query
+    answered) has a ``measured_run`` other than its latest run.
+    """
+    return _frame(
+        store,
+        f"WITH r AS (SELECT r.goldset_name, {RETRIEVER_SQL} AS retriever, r.run_id, r.status,"
+        "  r.started_at, r.k, a.value FROM runs r LEFT JOIN run_aggregates a"
+        "  ON a.run_id = r.run_id AND a.measure = ?"
+        "  WHERE r.goldset_name IS NOT NULL AND list_contains(?::VARCHAR[], r.status)),"
+        " latest AS (SELECT goldset_name, retriever, k AS latest_k FROM r"
+        "  QUALIFY row_number() OVER (PARTITION BY goldset_name, retriever"
+        "   ORDER BY started_at DESC, run_id DESC) = 1),"
+        " measured AS (SELECT goldset_name, retriever, run_id AS measured_run,"
+        "  started_at AS measured_started, k AS measured_k FROM r WHERE value IS NOT NULL"
+        "  QUALIFY row_number() OVER (PARTITION BY goldset_name, retriever"
+        "   ORDER BY started_at DESC, run_id DESC) = 1),"
+        " baseline AS (SELECT goldset_name, retriever, run_id AS baseline_run,"
+        "  started_at AS baseline_started FROM r WHERE value IS NOT NULL AND status = 'complete'"
+        "  QUALIFY row_number() OVER (PARTITION BY goldset_name, retriever"
+        "   ORDER BY started_at, run_id) = 1)"
+        " SELECT l.goldset_name, l.retriever, l.latest_k, m.measured_run, m.measured_started,"
+        " m.measured_k, b.baseline_run, b.baseline_started FROM latest l"
+        " LEFT JOIN measured m USING (goldset_name, retriever)"
+        " LEFT JOIN baseline b USING (goldset_name, retriever)"
+        " ORDER BY l.goldset_name, l.retriever",
+        [measure, list(FINISHED_STATUSES)],
     )
 
 

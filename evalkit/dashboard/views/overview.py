@@ -26,6 +26,9 @@ STATUS_BADGES = {
 }
 # Series that regressed or drift, shown as cards above the ranking, worst first.
 ATTENTION_CARDS = 4
+# Reasons that earn a card whatever the status: a series that is "no data" now (its latest
+# run is at another k) still shows the drop its newest measured run had.
+FLAGGING = ("regression:", "drift:")
 
 
 def _filtered(series: pd.DataFrame) -> pd.DataFrame:
@@ -49,8 +52,9 @@ def _filtered(series: pd.DataFrame) -> pd.DataFrame:
 
 
 def _attention(series: pd.DataFrame, *, measure: str) -> None:
-    """Cards for the worst ranked series that regressed or drift, with a link to Compare."""
-    flagged = series[series["status"].isin(("regression", "drift"))].head(ATTENTION_CARDS)
+    """Cards for the worst ranked series that regressed or drift (also when the latest run
+    has no data on the measure), with a link to Compare."""
+    flagged = series[series["flagged"]].head(ATTENTION_CARDS)
     if flagged.empty:
         return
     columns = st.columns(min(ATTENTION_CARDS, len(flagged)) if len(flagged) > 1 else 2)
@@ -64,13 +68,13 @@ def _attention(series: pd.DataFrame, *, measure: str) -> None:
                 ui.fmt(value),
                 delta=None if delta is None or pd.isna(delta) else f"{delta:+.4f}",
                 delta_arrow="off" if not delta else "auto",
-                help=f"{measure} of run {row['latest_run']}",
+                help=f"{measure} of run {row['measured_run']}",
                 chart_data=row["history"] or None,
                 chart_type="line",
             )
             st.caption(row["why"])
             if isinstance(row.get("baseline_run"), str) and row["baseline_run"] != row.get(
-                "latest_run"
+                "measured_run"
             ):
                 st.page_link(
                     "views/compare.py",
@@ -79,7 +83,7 @@ def _attention(series: pd.DataFrame, *, measure: str) -> None:
                     query_params={
                         "goldset": row["goldset_name"],
                         "baseline": row["baseline_run"],
-                        "candidate": row["latest_run"],
+                        "candidate": row["measured_run"],
                         "measure": measure,
                     },
                 )
@@ -108,14 +112,15 @@ def render(page: ui.PageContext) -> None:
     )
     data: OverviewData = page.load("overview", measure=measure)
     now = utc_now()
-    statuses, reasons = [], []
+    statuses, reasons, flagged = [], [], []
     for row in data.series.to_dict("records"):
         status, why = series_status(
             row, measure=measure, now=now, stale_after=timedelta(days=int(stale_days))
         )
         statuses.append(status)
         reasons.append("; ".join(why))
-    series = data.series.assign(status=statuses, why=reasons)
+        flagged.append(any(reason.startswith(FLAGGING) for reason in why))
+    series = data.series.assign(status=statuses, why=reasons, flagged=flagged)
     counts = series["status"].value_counts()
     summary = st.columns(len(STATUS_ORDER))
     for column, status in zip(summary, STATUS_ORDER, strict=True):
@@ -124,10 +129,13 @@ def render(page: ui.PageContext) -> None:
     st.subheader(f"Series ranked by change of {measure} since the baseline")
     st.caption(
         "Largest drop first. Change is against the baseline, the series' oldest complete "
-        "run. The status applies the gate's decision rule (alpha 0.05, min effect 0.01) to "
-        "a paired t-interval of the latest run against the baseline (open Compare for the "
-        "bootstrap and permutation figures of `evalkit compare`), then the series' drift "
-        "checks and age."
+        "run that stored the measure. The status applies the gate's decision rule (alpha "
+        "0.05, min effect 0.01) to a paired t-interval of the latest run against the "
+        "baseline (open Compare for the bootstrap and permutation figures of `evalkit "
+        "compare`), then the series' drift "
+        "checks and age. A series whose latest run stored no value of the measure (run at "
+        "another k or with other measures) is **no data**: its figures are those of "
+        "`measured_run`, the newest run that stored it, and `why` says what that run showed."
     )
     _attention(shown, measure=measure)
     table = shown.assign(
@@ -138,11 +146,11 @@ def render(page: ui.PageContext) -> None:
                 goldset=row.goldset_name,
                 measure=measure,
                 baseline=row.baseline_run,
-                candidate=row.latest_run,
+                candidate=row.measured_run,
             )
             if isinstance(row.baseline_run, str)
-            and isinstance(row.latest_run, str)
-            and row.baseline_run != row.latest_run
+            and isinstance(row.measured_run, str)
+            and row.baseline_run != row.measured_run
             else None
             for row in shown.itertuples()
         ],
@@ -159,6 +167,7 @@ def render(page: ui.PageContext) -> None:
                 "status",
                 "history",
                 "value",
+                "measured_run",
                 "delta",
                 "ci_low",
                 "ci_high",
@@ -185,6 +194,11 @@ def render(page: ui.PageContext) -> None:
             "compare": ui.link_column("compare", help="Latest run against the baseline"),
             "quality": ui.link_column("quality", help="The series over time"),
             "why": st.column_config.TextColumn("why", width="large"),
+            "measured_run": st.column_config.TextColumn(
+                "measured_run",
+                help=f"The run value, delta and test are of: the newest that stored {measure} "
+                "(the latest run, unless that one is no data)",
+            ),
         },
         height=min(38 + 35 * len(page), 760),
     )

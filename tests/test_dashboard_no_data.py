@@ -1,0 +1,142 @@
+"""The Overview after a run at another k: a series whose latest run stored no value of the
+chosen measure is "no data", counted as such, and still shows the drop before it.
+
+After `evalkit run --k 5` the series showed `pass` with value None, and the no-data count
+stayed 0: the regression of the run before (at k 10) was hidden. The store here is a real
+DuckDB file written through evalkit's own store API, as `evalkit run` writes it.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from test_dashboard_pages import frame_with, metrics, open_page
+from test_dashboard_seed import (
+    DEGRADED_NDCG,
+    HTTP_URL,
+    degraded,
+    goldset,
+    perfect,
+    query_ids,
+    store_run,
+)
+
+from evalkit.clock import utc_now
+from evalkit.dashboard import loaders
+from evalkit.metrics.defaults import default_measures_for
+from evalkit.store import Store
+from evalkit.store.goldsets import save_goldset
+
+N = 14
+CHROMA = {
+    "retriever_kind": "chroma-embedded",
+    "config": {"kind": "chroma-embedded", "path": "chroma", "collection": "mini"},
+    "collection": "mini",
+}
+HTTP = {
+    "retriever_kind": "http",
+    "config": {"kind": "http", "url": HTTP_URL},
+    "collection": None,
+}
+
+
+@pytest.fixture(scope="module")
+def store_path(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """Series "mini x chroma": a perfect run and a regressed one at k 10, then a run at k 5
+    (the default measures at 5: no ndcg@10). Series "mini x http": one run at k 5 only."""
+    path = tmp_path_factory.mktemp("no-data") / "evalkit.duckdb"
+    gold = goldset(N)
+    ids = query_ids(N)
+    at_five = default_measures_for(5).measures
+    runs: dict[str, str] = {}
+    with Store.open(path) as store:
+        save_goldset(store, gold)
+        common = {"model_fingerprint": "fp-1", "index_fingerprint": "idx-1"}
+        runs["good"] = store_run(store, gold, {q: perfect(q) for q in ids}, **CHROMA, **common)
+        runs["drop"] = store_run(store, gold, {q: degraded(q) for q in ids}, **CHROMA, **common)
+        runs["k5"] = store_run(
+            store, gold, {q: perfect(q)[:5] for q in ids}, k=5, measures=at_five, **CHROMA, **common
+        )
+        runs["http"] = store_run(
+            store, gold, {q: perfect(q)[:5] for q in ids}, k=5, measures=at_five, **HTTP, **common
+        )
+    return path, runs
+
+
+def _statuses(path: Path, measure: str) -> dict[str, tuple[str, list[str], dict[str, object]]]:
+    with Store.open(path, read_only=True) as store:
+        data = loaders.overview(store, measure=measure)
+    shown = {}
+    for row in data.series.to_dict("records"):
+        status, why = loaders.series_status(
+            row, measure=measure, now=utc_now(), stale_after=timedelta(days=7)
+        )
+        shown[str(row["retriever"]).split(":")[0]] = (status, why, row)
+    return shown
+
+
+def test_a_latest_run_without_the_measure_is_no_data_and_keeps_the_drop(
+    store_path: tuple[Path, dict[str, str]],
+) -> None:
+    path, runs = store_path
+    shown = _statuses(path, "ndcg@10")
+    status, why, row = shown["chroma-embedded"]
+    assert status == "no data"
+    assert row["latest_run"] == runs["k5"]
+    assert row["measured_run"] == runs["drop"]
+    assert row["baseline_run"] == runs["good"]
+    assert row["value"] == pytest.approx(DEGRADED_NDCG)
+    assert row["delta"] == pytest.approx(DEGRADED_NDCG - 1)
+    assert row["decision"] == "regression"
+    assert why[0] == (
+        f"no data: the latest finished run {runs['k5']} (k 5) stored no ndcg@10; the figures "
+        f"are of run {runs['drop']} (k 10), the newest that stored it"
+    )
+    assert why[1].startswith(f"regression: ndcg@10 dropped against baseline {runs['good']}")
+
+    status, why, row = shown["http"]
+    assert status == "no data"
+    assert why == [
+        f"no data: the latest finished run {runs['http']} (k 5) stored no ndcg@10, nor did any "
+        "earlier run"
+    ]
+    assert row["value"] is None or row["value"] != row["value"]  # None or NaN
+
+    # On the measure the k 5 run did store, the series is measured by its latest run.
+    status, _, row = _statuses(path, "ndcg@5")["chroma-embedded"]
+    assert (status, row["measured_run"], row["baseline_run"]) == ("pass", runs["k5"], runs["k5"])
+
+
+def test_overview_counts_no_data_and_shows_the_hidden_drop(
+    store_path: tuple[Path, dict[str, str]], use_store
+) -> None:
+    path, runs = store_path
+    use_store(path)
+    app = open_page("overview")
+    shown = metrics(app)
+    assert shown["no data"][0] == "2"
+    assert shown["pass"][0] == "0"
+    assert shown["regression"][0] == "0"
+    card = next(label for label in shown if label.startswith("mini x chroma-embedded"))
+    assert shown[card] == (f"{DEGRADED_NDCG:.4f}", f"{DEGRADED_NDCG - 1:+.4f}")
+    assert ":gray-badge[:material/help: no data]" in [m.value for m in app.markdown]
+
+    table = frame_with(app, "decision").set_index("latest_run")
+    chroma = table.loc[runs["k5"]]
+    assert chroma["status"] == "no data"
+    assert chroma["measured_run"] == runs["drop"]
+    assert chroma["value"] == pytest.approx(DEGRADED_NDCG)
+    assert "stored no ndcg@10" in chroma["why"]
+    assert "regression: ndcg@10 dropped" in chroma["why"]
+    assert table.loc[runs["http"], "status"] == "no data"
+    ranked = frame_with(app, "compare")
+    assert ranked["compare"].iloc[0].endswith(f"&baseline={runs['good']}&candidate={runs['drop']}")
+
+
+@pytest.fixture
+def use_store(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """Point the dashboard at a store, as `evalkit dashboard` does (EVALKIT_STORE_PATH)."""
+    monkeypatch.delenv("EVALKIT_CONFIG", raising=False)
+    return lambda path: monkeypatch.setenv("EVALKIT_STORE_PATH", str(path))
