@@ -3,12 +3,17 @@
 The core install (metrics, goldsets, the store, gate, score, runs, the HTTP retriever, the
 CLI) needs none of the heavy packages; each of those comes with an extra of the
 ``evalkit-retrieval`` distribution. A command that reaches for a package its install lacks
-fails with ``MissingExtraError`` naming the extra to install (exit 2), never an ImportError.
+fails with ``MissingExtraError`` naming the extra to install (exit 2), never an ImportError;
+a command that needs several (``evalkit index``: Chroma and a local embedding model) checks
+them all first with ``require_all`` and names every missing extra in one install command.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import sys
+from collections.abc import Iterable, Sequence
 from types import ModuleType
 
 from evalkit.errors import ConfigError
@@ -19,8 +24,10 @@ __all__ = [
     "MissingExtraError",
     "extra_for",
     "install_command",
+    "is_installed",
     "missing_extra",
     "require",
+    "require_all",
 ]
 
 DISTRIBUTION = "evalkit-retrieval"
@@ -57,20 +64,31 @@ MODULE_EXTRAS: dict[str, str] = {
 
 
 class MissingExtraError(ConfigError):
-    """A command needs a package that only an extra of evalkit installs."""
+    """A command needs packages that only extras of evalkit install.
 
-    def __init__(self, extra: str, purpose: str, module: str) -> None:
-        self.extra = extra
-        self.module = module
+    ``extras`` are the extras to add (``extra`` is the first), ``modules`` the modules found
+    missing, in the order the command needs them.
+    """
+
+    def __init__(
+        self, extras: str | Sequence[str], purpose: str, modules: str | Sequence[str]
+    ) -> None:
+        self.extras = (extras,) if isinstance(extras, str) else tuple(dict.fromkeys(extras))
+        self.modules = (modules,) if isinstance(modules, str) else tuple(modules)
+        self.extra = self.extras[0]
+        self.module = self.modules[0]
+        named = " and ".join(f"`{extra}`" for extra in self.extras)
+        missing = ", ".join(self.modules)
         super().__init__(
-            f"{purpose} needs the `{extra}` extra (module {module} is not installed): "
-            f"{install_command(extra)}"
+            f"{purpose} needs the {named} extra{'s' if len(self.extras) > 1 else ''} "
+            f"({missing} {'are' if len(self.modules) > 1 else 'is'} not installed): "
+            f"{install_command(*self.extras)}"
         )
 
 
-def install_command(extra: str) -> str:
-    """The pip command that adds ``extra`` to an install."""
-    return f"pip install '{DISTRIBUTION}[{extra}]'"
+def install_command(*extras: str) -> str:
+    """The pip command that adds ``extras`` to an install, all in one."""
+    return f"pip install '{DISTRIBUTION}[{','.join(extras)}]'"
 
 
 def extra_for(module: str) -> str | None:
@@ -100,3 +118,29 @@ def require(module: str, purpose: str) -> ModuleType:
         if translated is None:
             raise
         raise translated from error
+
+
+def require_all(modules: Iterable[str], purpose: str) -> None:
+    """Check, without importing them, that every top-level module in ``modules`` is
+    installed; one MissingExtraError naming every extra that installs a missing one.
+
+    For commands that need packages of several extras: the user learns all of them at once,
+    not one per attempt. A missing module that no extra installs is left to its import.
+    """
+    missing = [module for module in dict.fromkeys(modules) if not is_installed(module)]
+    extras = [extra for module in missing if (extra := extra_for(module)) is not None]
+    if extras:
+        raise MissingExtraError(
+            extras, purpose, [module for module in missing if extra_for(module) is not None]
+        )
+
+
+def is_installed(module: str) -> bool:
+    """Whether the top-level ``module`` can be imported, as far as finding it (without
+    importing it) tells."""
+    if module in sys.modules:
+        return sys.modules[module] is not None  # None: an import of it failed, or was blocked
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False

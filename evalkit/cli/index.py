@@ -19,6 +19,7 @@ from evalkit.cli._output import (
 )
 from evalkit.cli._retriever import ChromaUrl
 from evalkit.errors import ConfigError
+from evalkit.extras import require_all
 
 
 @app.command("index")
@@ -46,12 +47,13 @@ def index(
 
     Example: evalkit index --corpus goldsets/demo/corpus.jsonl --collection demo
     """
-    from evalkit.embedding import build_query_embedder
+    from evalkit.embedding import build_query_embedder, local_model_modules
     from evalkit.goldset import count_documents, iter_corpus
     from evalkit.retrievers.chroma_client import close_client, open_chroma_client
     from evalkit.retrievers.indexing import index_corpus
 
     config = settings()
+    require_all(("chromadb", *local_model_modules(config)), "`evalkit index`")
     embedder = build_query_embedder(config)
     if embedder is None:
         raise ConfigError(

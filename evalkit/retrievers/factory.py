@@ -16,9 +16,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from evalkit.config import EmbedBackend, Settings
-from evalkit.embedding import LazyEmbedder, TextEmbedder, build_query_embedder
+from evalkit.embedding import (
+    LazyEmbedder,
+    TextEmbedder,
+    build_query_embedder,
+    local_model_modules,
+)
 from evalkit.errors import ConfigError
-from evalkit.extras import require
+from evalkit.extras import require_all
 from evalkit.registry import register_named
 from evalkit.retrievers.base import Retriever, check_retriever
 from evalkit.retrievers.http import HttpRetriever
@@ -216,6 +221,7 @@ def _build_http(options: RetrieverOptions, settings: Settings) -> Retriever:
 
 
 def _build_chroma(options: RetrieverOptions, settings: Settings) -> Retriever:
+    require_all(("chromadb", *local_model_modules(settings)), "the Chroma retriever")
     # Chroma is heavy: only a Chroma retriever pays for it.
     from evalkit.retrievers.chroma import ChromaRetriever
 
@@ -251,7 +257,7 @@ def _build_chroma(options: RetrieverOptions, settings: Settings) -> Retriever:
 
 
 def _build_pgvector(options: RetrieverOptions, settings: Settings) -> Retriever:
-    require("psycopg", "the pgvector retriever")
+    require_all(("psycopg", *local_model_modules(settings)), "the pgvector retriever")
     # psycopg is an optional extra: only a pgvector retriever imports it.
     from evalkit.retrievers.pgvector import PgvectorRetriever
 
@@ -271,7 +277,7 @@ def _build_pgvector(options: RetrieverOptions, settings: Settings) -> Retriever:
 
 
 def _build_qdrant(options: RetrieverOptions, settings: Settings) -> Retriever:
-    require("qdrant_client", "the qdrant retriever")
+    require_all(("qdrant_client", *local_model_modules(settings)), "the qdrant retriever")
     # qdrant_client is an optional extra: only a Qdrant retriever imports it.
     from evalkit.retrievers.qdrant import QdrantRetriever
 
