@@ -573,6 +573,15 @@ def test_a_push_to_main_stores_the_baseline_in_the_cache(
     meta = json.loads((entry / "baseline.json").read_text())
     assert meta["run"]["run_id"] == main_push.outputs["run-id"]
     assert meta["run"]["k"] == 10
+    # The run export, which the gate imports with the run's provenance.
+    exported = json.loads((entry / "run" / "run.json").read_text())
+    assert exported["run_id"] == main_push.outputs["run-id"]
+    assert exported["retriever_config"]["factory"] == "search_app.evalkit_hook:make"
+    assert {p.name for p in (entry / "run").glob("*.parquet")} >= {
+        "results.parquet",
+        "queries.parquet",
+        "judgments.parquet",
+    }
     assert meta["commit"] == MAIN_SHA
     assert "### evalkit baseline" in main_push.summary
     assert f"baseline `{key}`" in main_push.summary
@@ -614,6 +623,39 @@ def test_a_pull_request_with_a_worse_retriever_fails_with_junit_and_markdown(
     assert "**Gate: REGRESSION**" in worse.summary
     assert "#### Largest drops in ndcg@10" in worse.summary
     assert "Save the baseline" not in worse.ran
+
+
+def test_the_summary_and_the_gates_json_name_the_probable_causes(worse: Outcome) -> None:
+    # The baseline is main's run export: the gate imports it as a stored run, so
+    # `evalkit explain`'s causes come with the verdict.
+    gated = json.loads((Path(worse.outputs["junit"]).parent / "gate.json").read_text())
+    causes = gated["probable_causes"]
+    assert causes is not None
+    assert causes["baseline"] == gated["baseline"]
+    (absent,) = [c for c in causes["causes"] if c["kind"] == "absent_from_results"]
+    assert absent["statement"].startswith("probably missing from the index: 60 of the 60")
+    assert "### Probable causes" in worse.summary
+    assert "probably missing from the index: 60 of the 60 relevant documents" in worse.summary
+    assert "Probable causes need the baseline's run export" not in worse.summary
+
+
+def test_a_cached_trec_run_file_is_still_a_baseline(
+    project: Project, main_push: Outcome, tmp_path: Path
+) -> None:
+    # A cache an older version of the action wrote: the TREC run file and its facts only.
+    (tmp_path / "cache").mkdir()
+    key = f"evalkit-baseline-support-{MAIN_SHA}"
+    shutil.copytree(project.runner.cache / key, tmp_path / "cache" / key)
+    shutil.rmtree(tmp_path / "cache" / key / "run")
+    runner = Runner(cache=tmp_path / "cache", root=tmp_path)
+    gated = pull_request(project, tmp_path, {"shards": 2}, runner=runner)
+    assert gated.code == 1, gated.log
+    assert gated.outputs["decision"] == "regression"
+    assert "**Gate: REGRESSION**" in gated.summary
+    assert "### Probable causes" not in gated.summary
+    assert "Probable causes need the baseline's run export, which this cached baseline" in (
+        gated.summary
+    )
 
 
 def test_the_gate_junit_names_the_goldset_file_and_carries_the_time(worse: Outcome) -> None:
@@ -718,6 +760,8 @@ def test_comment_on_posts_one_comment_then_updates_it(
     body = writes[0]["body"]["body"]
     assert body.startswith("<!-- evalkit-gate: support -->\n### evalkit gate")
     assert Path(first.outputs["markdown"]).read_text() in body
+    assert "### Probable causes" in body
+    assert "probably missing from the index" in body
     assert "ghs_test_token" not in first.log
 
     requests.clear()

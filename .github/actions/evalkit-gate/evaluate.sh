@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Evaluate this revision's retriever on the goldset, then, by MODE:
 #
-#   store  keep the run as the baseline: exported as a TREC run file into the baseline
-#          folder (which the next step saves with actions/cache/save); a run with failed
-#          queries is refused (exit 3) and the previous baseline stays in use
-#   gate   with a restored baseline: `evalkit gate` against it (exit 0 pass, 1 regression,
+#   store  keep the run as the baseline: exported into the baseline folder (which the next
+#          step saves with actions/cache/save) as a run export (run/: `evalkit runs export
+#          --format parquet`, the run with its provenance, so the gate can name probable
+#          causes) and a TREC run file (baseline.run); a run with failed queries is refused
+#          (exit 3) and the previous baseline stays in use
+#   gate   with a restored baseline: `evalkit gate` against its run export (or, in a cache
+#          an older version of this action wrote, its TREC file) (exit 0 pass, 1 regression,
 #          4 inconclusive, or 0 with a warning when ON_INCONCLUSIVE is pass); with none:
 #          the first run, kept in the baseline folder (which the next step saves with
 #          actions/cache/save under FIRST_RUN_KEY, for later runs on this branch to be gated
@@ -110,11 +113,13 @@ run_json "$reports/goldset.json" goldset import "$goldset" --name "$name" \
 [[ "$status" == 0 ]] || refuse "$reports/goldset.json" "importing goldset $goldset failed"
 version="$(json_field "$reports/goldset.json" version)"
 
-# keep KEY ORIGIN BRANCH: keep the replayed run $run_id as the baseline folder's TREC run
+# keep KEY ORIGIN BRANCH: keep the replayed run $run_id in the baseline folder as a run
+# export (run/, which `evalkit gate --baseline` imports with its provenance) and a TREC run
 # file, with its facts (ORIGIN: baseline, or first-run of BRANCH) in baseline.json.
 keep() {
   rm -rf "$baseline_dir"
   mkdir -p "$baseline_dir"
+  evalkit runs export "$run_id" --format parquet --output "$baseline_dir/run"
   evalkit runs export "$run_id" --format trec --output "$baseline_dir/baseline.run"
   "$EVALKIT_PYTHON" - "$reports/run.json" "$baseline_dir/baseline.json" "$sha" "$3" \
     "$1" "$goldset" "$2" <<'PY'
@@ -184,11 +189,18 @@ gate() {
   if [[ "$stored_version" != "$version"* && "$version" != "$stored_version"* ]]; then
     annotate warning "the goldset $goldset changed since the baseline was stored (version ${stored_version:0:12} there, ${version:0:12} here): both runs are scored on this revision's judgments, and a query added since has no baseline results, so it counts as 0 there"
   fi
+  # A run export carries the baseline's provenance, so the gate names probable causes; a
+  # cache an older version of this action wrote holds only the TREC run file.
+  local baseline_run="$baseline_dir/run" causes_note=""
+  if [[ ! -f "$baseline_run/run.json" ]]; then
+    baseline_run="$baseline_dir/baseline.run"
+    causes_note="Probable causes need the baseline's run export, which this cached baseline (a TREC run file stored by an older version of this action) lacks; the next push to \`$branch\` stores one."
+  fi
   local measures=()
   while IFS= read -r measure; do
     measures+=(-m "$measure")
   done < <(words "${INPUT_MEASURES:-ndcg@10}")
-  run_json "$reports/gate.json" gate --baseline "$baseline_dir/baseline.run" --goldset "$name" \
+  run_json "$reports/gate.json" gate --baseline "$baseline_run" --goldset "$name" \
     "${retriever[@]}" "${depth[@]}" "${measures[@]}" \
     --min-effect "${INPUT_MIN_EFFECT:-0.01}" --alpha "${INPUT_ALPHA:-0.05}" \
     --resamples "${INPUT_RESAMPLES:-10000}" \
@@ -206,6 +218,9 @@ gate() {
       "$(json_field "$meta" run run_id)" "$(json_field "$meta" branch)" \
       "$(json_field "$meta" commit | cut -c1-12)" "${RESTORED_KEY:-$(json_field "$meta" key)}" \
       "$candidate"
+    if [[ -n "$causes_note" && "$decision" != pass ]]; then
+      printf '\n%s\n' "$causes_note"
+    fi
   } >"$summary"
   summarize "$summary"
   set_output decision "$decision"
