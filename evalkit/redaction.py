@@ -5,7 +5,11 @@ webhook token or HMAC key, an HTTP retriever's header values, the password or a 
 query parameter in a URL) registers it with ``register_secrets``; every error text is
 passed through ``redact_known`` (or a local ``Redactor``) where it becomes a record, a log
 line or CLI output. Each secret is masked in the forms a server may echo it in: as is,
-URL-encoded, and, for a URL's ``user:password``, in its base64 Basic-auth form.
+URL-encoded, base64-encoded (wherever it starts in the encoded bytes: an ``Authorization``
+header or a body echoed in base64), and, for a URL's ``user:password``, in its base64
+Basic-auth form. ``option_secrets`` finds the secrets in a table of options (the
+``[retriever] options``, a job's or a sink's fields), so that the settings register every
+secret they hold when the process starts.
 
 This module sits at the bottom of the package (it imports nothing from evalkit), so every
 stage may use it.
@@ -15,8 +19,10 @@ from __future__ import annotations
 
 import base64
 import logging
+import os
+import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlencode, urlsplit, urlunsplit
 
 __all__ = [
@@ -24,7 +30,10 @@ __all__ = [
     "SECRET_QUERY_PARAMETERS",
     "Redactor",
     "SecretLogFilter",
+    "conninfo_secrets",
+    "is_secret_name",
     "mask_url",
+    "option_secrets",
     "redact",
     "redact_known",
     "register_secrets",
@@ -58,9 +67,88 @@ SECRET_QUERY_PARAMETERS = frozenset(
 )
 
 
+_SECRET_NAME = re.compile(r"key|token|secret|passw|pwd|auth|credential", re.IGNORECASE)
+# A base64 run shorter than this is too likely to occur by chance in other encoded data.
+_MIN_BASE64_LENGTH = 6
+_URLSAFE = str.maketrans("+/", "-_")
+_CONNINFO_PASSWORD = re.compile(r"(?:^|\s)password\s*=\s*('(?:[^'\\]|\\.)*'|\S+)")
+
+
 def secret_forms(secret: str) -> set[str]:
-    """The secret and the encoded forms a server may echo it in (URL-encoded)."""
-    return {secret, quote(secret, safe=""), quote_plus(secret, safe="")} - {""}
+    """The secret and the encoded forms a server may echo it in (URL-encoded, base64)."""
+    forms = {secret, quote(secret, safe=""), quote_plus(secret, safe="")}
+    return (forms | _base64_forms(secret)) - {""}
+
+
+def _base64_forms(secret: str) -> set[str]:
+    """The base64 characters that encode ``secret`` alone, for each of the three positions
+    it can start at in the encoded bytes (standard and URL-safe alphabets).
+
+    Base64 turns each 3 bytes into 4 characters, so the characters at the secret's edges
+    also carry bits of its neighbours; only the run between them is the same wherever the
+    secret is embedded ("Bearer <key>", "user:<password>", a JSON body).
+    """
+    data = secret.encode()
+    forms: set[str] = set()
+    for offset in range(3):
+        encoded = base64.b64encode(b"\0" * offset + data + b"\0\0").decode("ascii")
+        first = -(-offset * 8 // 6)
+        last = (offset + len(data)) * 8 // 6
+        run = encoded[first:last]
+        if len(run) >= _MIN_BASE64_LENGTH:
+            forms |= {run, run.translate(_URLSAFE)}
+    return forms
+
+
+def is_secret_name(name: str) -> bool:
+    """Whether an option's name says its value is a secret (``api_key``, ``token``...)."""
+    return bool(_SECRET_NAME.search(name))
+
+
+def option_secrets(options: Mapping[str, object]) -> set[str]:
+    """The secrets a table of options holds, through nested tables and lists: values of
+    secret-looking names, the passwords and secret query values of URLs, and the values of
+    the environment variables that options ending in ``_env`` name (the environment is
+    where evalkit's settings keep secrets)."""
+    found: set[str] = set()
+    for key, value in options.items():
+        found |= _secrets_in(str(key), value, secret=False, from_env=False)
+    return found
+
+
+def _secrets_in(key: str, value: object, *, secret: bool, from_env: bool) -> set[str]:
+    secret = secret or is_secret_name(key)
+    from_env = from_env or key.lower().endswith("_env")
+    if isinstance(value, Mapping):
+        found: set[str] = set()
+        for name, item in value.items():
+            found |= _secrets_in(str(name), item, secret=secret, from_env=from_env)
+        return found
+    if isinstance(value, list | tuple):
+        found = set()
+        for item in value:
+            found |= _secrets_in(key, item, secret=secret, from_env=from_env)
+        return found
+    if not isinstance(value, str):
+        return set()
+    if from_env:
+        held = os.environ.get(value, "")
+        return {held, *url_secrets(held)} if held else set()
+    if secret:
+        return {value}
+    return url_secrets(value) if "://" in value else set()
+
+
+def conninfo_secrets(dsn: str) -> set[str]:
+    """The password of a libpq connection string, in URL (``postgresql://u:pw@h/db``) or
+    ``key=value`` form (``host=h password=pw``)."""
+    found = url_secrets(dsn) if "://" in dsn else set()
+    for match in _CONNINFO_PASSWORD.finditer(dsn):
+        value = match.group(1)
+        if value.startswith("'"):
+            value = re.sub(r"\\(.)", r"\1", value[1:-1])
+        found.add(value)
+    return found
 
 
 def _is_secret_parameter(name: str) -> bool:

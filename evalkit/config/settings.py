@@ -29,6 +29,7 @@ from evalkit.config.judge import JudgeSettings
 from evalkit.config.otlp import OtlpSettings
 from evalkit.config.retriever import EmbedBackend, EmbedderSettings, RetrieverSettings
 from evalkit.config.scheduler import JobConfig, SchedulerSettings
+from evalkit.config.secrets import register_settings_secrets
 from evalkit.config.sources import (
     DEFAULT_CONFIG_FILE,
     ENV_PREFIX,
@@ -205,7 +206,8 @@ def parse_settings(data: Mapping[str, Any], path: Path) -> Settings:
     """Validate ``data``, the tables of the configuration file ``path`` (with whatever
     ``load_settings`` layered over them).
 
-    Raises ConfigError naming the source and field of every invalid value.
+    Raises ConfigError naming the source and field of every invalid value. The secrets
+    the settings hold are registered with the redactor (``evalkit.config.secrets``).
     """
     check_tables(data, path)
     try:
@@ -213,6 +215,7 @@ def parse_settings(data: Mapping[str, Any], path: Path) -> Settings:
     except ValidationError as error:
         raise settings_error(error, data, path) from error
     settings._config_file = path
+    register_settings_secrets(settings)
     return settings
 
 

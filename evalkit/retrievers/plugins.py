@@ -39,7 +39,7 @@ from evalkit.config import Settings
 from evalkit.embedding import ModelFingerprint
 from evalkit.errors import ConfigError, EvalkitError
 from evalkit.records import Query, QueryResult
-from evalkit.redaction import MASK, mask_url, register_secrets, url_secrets
+from evalkit.redaction import MASK, is_secret_name, mask_url, option_secrets, register_secrets
 from evalkit.retrievers.base import Retriever, describe_exception
 
 __all__ = [
@@ -74,7 +74,6 @@ FACTORY_CONTRACT = f"a factory is a callable that returns {MUST_RETURN}"
 """Said with every error about a factory, so the user learns what evalkit expects of it."""
 
 _DOTTED = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
-_SECRET_OPTION = re.compile(r"key|token|secret|passw|pwd|auth|credential", re.IGNORECASE)
 _LANGCHAIN = ("langchain_core.retrievers", "BaseRetriever", "evalkit.retrievers.langchain")
 _LLAMAINDEX = (
     "llama_index.core.base.base_retriever",
@@ -305,7 +304,7 @@ def build_from_factory(
     """
     factory = _load(source, settings)
     kwargs = factory_options(source, settings, options)
-    register_secrets(_option_secrets(kwargs))
+    register_secrets(option_secrets(kwargs))
     where = f"{source.label} (module {source.module!r}, attribute {source.attribute!r})"
     try:
         made = factory(**kwargs)
@@ -322,26 +321,8 @@ def build_from_factory(
     return PluginRetriever(adapted, made, source, kwargs)
 
 
-def _secret(key: str) -> bool:
-    return bool(_SECRET_OPTION.search(key))
-
-
-def _option_secrets(options: Mapping[str, Any]) -> set[str]:
-    """The secrets among a factory's options: values of secret-looking names, and the
-    passwords and secret query values of URLs (masked wherever an error repeats them)."""
-    found: set[str] = set()
-    for key, value in options.items():
-        if not isinstance(value, str):
-            continue
-        if _secret(key):
-            found.add(value)
-        elif "://" in value:
-            found |= url_secrets(value)
-    return found
-
-
 def _recorded_option(key: str, value: object) -> object:
-    if _secret(key):
+    if is_secret_name(key):
         return MASK
     if isinstance(value, str):
         return mask_url(value) if "://" in value else value

@@ -1,0 +1,59 @@
+"""The secrets a settings tree holds, registered with the redactor when it is read.
+
+Settings name secrets rather than hold them where they can (``api_key_env``,
+``token_env``, a sink's ``secret_env``), but some live in the tree itself: the
+``[retriever] options`` a factory or plug-in is called with (``api_key``, a ``dsn`` with a
+password), URLs with a password or a secret query value, a ``[[jobs]]`` entry's retriever
+URL. ``parse_settings`` registers all of them, and the values of the variables the tree
+names, as soon as the settings are read: whatever the process does first (a command job, an
+alert, a log line), the secrets are masked from then on, not only once the code that uses
+them has run.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from evalkit.redaction import conninfo_secrets, option_secrets, register_secrets, url_secrets
+
+if TYPE_CHECKING:
+    from evalkit.config.settings import Settings
+
+__all__ = ["register_settings_secrets", "settings_secrets"]
+
+
+def settings_secrets(settings: Settings) -> set[str]:
+    """Every secret ``settings`` holds or names through an environment variable."""
+    retriever = settings.retriever
+    found = option_secrets(retriever.options)
+    for job in settings.jobs:
+        found |= option_secrets(job.params)
+    for entry in (*settings.alerts.sinks, *settings.alerts.rules):
+        found |= option_secrets(entry.params)
+    if retriever.pgvector.dsn:
+        found |= conninfo_secrets(retriever.pgvector.dsn)
+    for url in (
+        settings.chroma_url,
+        retriever.qdrant.url,
+        settings.embedder.url,
+        settings.judge.base_url,
+        settings.alerts.dashboard_url,
+    ):
+        if url:
+            found |= url_secrets(url)
+    for variable in (
+        retriever.qdrant.api_key_env,
+        settings.embedder.api_key_env,
+        settings.judge.api_key_env,
+        settings.otlp.token_env,
+    ):
+        value = os.environ.get(variable) if variable else None
+        if value:
+            found.add(value)
+    return found
+
+
+def register_settings_secrets(settings: Settings) -> None:
+    """Have the redactor mask every secret of ``settings`` from now on."""
+    register_secrets(settings_secrets(settings))

@@ -1,0 +1,262 @@
+"""Secrets of the settings are masked from the start of a process, in every form they travel.
+
+A real ``evalkit serve`` whose first and only job is a ``command`` that fails printing the
+``[retriever] options`` secrets (which no retriever has been built to register): the job's
+row, the alert it raises, both log sinks and the service's own log keep the message, masked.
+A real HTTP retriever on loopback echoes the bearer key base64-encoded in its errors, at
+each of the three positions a key can start at in base64: the store and ``runs show`` keep
+the echo, masked.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+
+import duckdb
+import httpx
+import pytest
+from loopback import LoopbackHTTPServer
+from test_scheduler_support import popen_serve, serves_fixture, wait_until  # noqa: F401
+from test_secrets import evalkit
+
+from evalkit.redaction import redact, secret_forms
+
+API_KEY = "sk-live-7Hq2RkW9pZ4mXv8N"
+DB_PASSWORD = "Pg-p4ss-Ur8sQ2Lm"
+DSN = f"postgresql://reader:{DB_PASSWORD}@127.0.0.1:1/rag"
+BASIC = base64.b64encode(f"reader:{DB_PASSWORD}".encode()).decode()
+BEARER_ECHO = base64.b64encode(f"Authorization: Bearer {API_KEY}".encode()).decode()
+LEAKED = [API_KEY, DB_PASSWORD, BASIC, BEARER_ECHO]
+STARTUP = 120.0
+
+
+def leaks_in(text: str) -> list[str]:
+    return [secret for secret in LEAKED if secret in text]
+
+
+def test_base64_forms_are_masked_wherever_the_secret_starts() -> None:
+    for prefix in ("", "B", "Be", "Bearer ", "reader:", '{"key": "'):
+        for suffix in ("", "x", "xy", '"}'):
+            encoded = base64.b64encode(f"{prefix}{API_KEY}{suffix}".encode()).decode()
+            for alphabet in (encoded, encoded.replace("+", "-").replace("/", "_")):
+                masked = redact(f"echo {alphabet}", [API_KEY])
+                assert "***" in masked, (prefix, suffix)
+                assert base64.b64encode(API_KEY.encode()).decode()[:8] not in masked
+    # Unrelated base64 is left alone.
+    other = base64.b64encode(b"nothing to hide here").decode()
+    assert redact(other, [API_KEY]) == other
+    assert all(len(form) >= 4 for form in secret_forms(API_KEY))
+
+
+# -- a command job of `evalkit serve` ----------------------------------------------------
+
+
+def test_a_command_job_leaking_retriever_option_secrets_is_masked_everywhere(
+    tmp_path: Path, serves: list[object]
+) -> None:
+    home = tmp_path / "home"
+    sink_file = tmp_path / "alerts.jsonl"
+    config = tmp_path / "evalkit.toml"
+    leak = (
+        "import os, sys; "
+        "sys.stderr.write('auth failed: api_key=' + os.environ['LEAK_KEY'] + ' dsn='"
+        " + os.environ['LEAK_DSN'] + ' basic ' + os.environ['LEAK_BASIC']"
+        " + ' echo ' + os.environ['LEAK_ECHO'] + chr(10)); sys.exit(3)"
+    )
+    config.write_text(
+        f"""
+[scheduler]
+health_port = 0
+shutdown_grace = "2s"
+
+[retriever]
+factory = "not_imported_by_a_command_job:make"
+options = {{ api_key = "{API_KEY}", dsn = "{DSN}", top_k = 5 }}
+
+[[jobs]]
+name = "leaky"
+kind = "command"
+command = [{json.dumps(sys.executable)}, "-c", {json.dumps(leak)}]
+
+[alerts]
+retry_initial = 0
+retry_max = 0
+deliver_interval = 0.2
+
+[[alerts.sinks]]
+name = "file"
+kind = "log"
+path = {json.dumps(str(sink_file))}
+
+[[alerts.sinks]]
+name = "logged"
+kind = "log"
+
+[[alerts.rules]]
+name = "jobs"
+kind = "job_failure"
+cooldown = 0
+""",
+        encoding="utf-8",
+    )
+    env = {
+        **os.environ,
+        "EVALKIT_HOME": str(home),
+        "EVALKIT_CONFIG": str(config),
+        "LEAK_KEY": API_KEY,
+        "LEAK_DSN": DSN,
+        "LEAK_BASIC": BASIC,
+        "LEAK_ECHO": BEARER_ECHO,
+    }
+    env.pop("EVALKIT_STORE_PATH", None)
+    log = tmp_path / "serve.log"
+    process = popen_serve(log, env, tmp_path)
+    serves.append(type("Started", (), {"process": process})())
+    info = home / "evalkit.duckdb.serve.json"
+
+    def started() -> bool:
+        assert process.poll() is None, log.read_text()
+        try:
+            return bool(json.loads(info.read_text())["pid"] == process.pid)
+        except (OSError, ValueError, KeyError):
+            return False
+
+    wait_until(started, timeout=STARTUP, what="evalkit serve to start")
+    url = json.loads(info.read_text())["url"]
+    ran = httpx.post(f"{url}/jobs/leaky/run", params={"wait": 60}, timeout=90).json()
+    assert ran["job_run"]["status"] == "failed"
+    wait_until(lambda: sink_file.exists() and sink_file.read_text().strip() != "", timeout=60)
+    wait_until(lambda: "alert firing" in log.read_text(), timeout=60)
+    process.terminate()
+    assert process.wait(timeout=90) == 0
+
+    # The message itself was kept, with every secret masked.
+    error = ran["job_run"]["error"]
+    assert "auth failed: api_key=***" in error
+    assert "reader:***@" in error or "dsn=postgresql://" in error
+    assert leaks_in(error) == []
+    with duckdb.connect(str(home / "evalkit.duckdb"), read_only=True) as connection:
+        (stored,) = connection.execute("SELECT error FROM job_runs").fetchone() or (None,)
+        alerts = connection.execute("SELECT CAST(evidence AS VARCHAR) FROM alerts").fetchall()
+    assert stored is not None
+    assert "api_key=***" in stored
+    assert alerts
+    assert all("api_key=***" in evidence for (evidence,) in alerts)
+    assert leaks_in(sink_file.read_text()) == []
+    assert "api_key=***" in sink_file.read_text()
+    served = log.read_text()
+    assert "job leaky failed" in served
+    assert leaks_in(served) == []
+    assert_store_has_no(home / "evalkit.duckdb")
+
+
+def assert_store_has_no(store: Path) -> None:
+    assert not any(secret.encode() in store.read_bytes() for secret in LEAKED)
+    with duckdb.connect(str(store), read_only=True) as connection:
+        columns = connection.execute(
+            "SELECT table_name, column_name FROM information_schema.columns"
+            " WHERE data_type = 'VARCHAR' OR data_type = 'JSON'"
+        ).fetchall()
+        for table, column in columns:
+            for (value,) in connection.execute(f'SELECT "{column}" FROM "{table}"').fetchall():
+                assert leaks_in(str(value)) == [], f"{table}.{column}"
+
+
+# -- an HTTP retriever that echoes the bearer key in base64 -------------------------------
+
+
+class _Base64Echo(BaseHTTPRequestHandler):
+    """Refuses every query, echoing its Authorization header base64-encoded after a prefix
+    of 0, 1 or 2 bytes (by query), so the key starts at each base64 position."""
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if not body["query_id"].startswith("q"):  # evalkit's reachability check
+            self._reply(200, "application/json", json.dumps({"results": []}))
+            return
+        shift = "ab"[: int(body["query_id"].removeprefix("q")) % 3]
+        echoed = f"{shift}Authorization: {self.headers.get('Authorization', '')}"
+        text = f"bad credentials (received {base64.b64encode(echoed.encode()).decode()})"
+        self._reply(403, "text/plain", text)
+
+    def _reply(self, status: int, content_type: str, text: str) -> None:
+        payload = text.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def base64_echo() -> Iterator[str]:
+    server = LoopbackHTTPServer(("127.0.0.1", 0), _Base64Echo)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/search"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_bearer_key_echoed_in_base64_is_masked_in_the_store_and_runs_show(
+    tmp_path: Path, base64_echo: str
+) -> None:
+    home = tmp_path / "home"
+    env = {
+        **os.environ,
+        "EVALKIT_HOME": str(home),
+        "EVALKIT_HTTP_RETRIEVER_TOKEN": API_KEY,
+        "EVALKIT_HTTP_RETRIES": "0",
+    }
+    for name in ("EVALKIT_CONFIG", "EVALKIT_STORE_PATH", "EVALKIT_CHROMA_URL"):
+        env.pop(name, None)
+    folder = tmp_path / "gs"
+    folder.mkdir()
+    ids = [f"q{number}" for number in range(6)]
+    (folder / "queries.jsonl").write_text(
+        "".join(json.dumps({"id": qid, "text": f"question {qid}"}) + "\n" for qid in ids)
+    )
+    (folder / "judgments.jsonl").write_text(
+        "".join(json.dumps({"query_id": qid, "doc_id": "d1", "relevance": 1}) + "\n" for qid in ids)
+    )
+    assert evalkit(env, "goldset", "import", str(folder), "--name", "gs").returncode == 0
+    run = evalkit(env, "run", "--goldset", "gs", "--http-retriever", base64_echo, "--k", "5")
+    assert run.returncode == 3, run.stderr
+    with duckdb.connect(str(home / "evalkit.duckdb"), read_only=True) as connection:
+        (run_id,) = connection.execute("SELECT run_id FROM runs").fetchone() or (None,)
+        errors = [
+            error
+            for (error,) in connection.execute(
+                "SELECT error FROM run_queries WHERE error IS NOT NULL"
+            ).fetchall()
+        ]
+    assert len(errors) == len(ids)
+    assert all("bad credentials (received " in error and "***" in error for error in errors)
+    shown = evalkit(env, "runs", "show", str(run_id), "--format", "json")
+    assert shown.returncode == 0, shown.stderr
+    key_runs = {base64.b64encode(f"{p}{API_KEY}".encode()).decode()[4:16] for p in ("", "a", "ab")}
+    for text in (*errors, shown.stdout, run.stdout, run.stderr):
+        assert API_KEY not in text
+        assert not any(run_piece in text for run_piece in key_runs), text
+    assert_no_secret_in(home)
+
+
+def assert_no_secret_in(home: Path) -> None:
+    """No plain or base64 form of the key in any file of the store or any stored text."""
+    forms = [API_KEY, *(f for f in secret_forms(API_KEY) if f != API_KEY)]
+    for path in home.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert not any(form.encode() in data for form in forms), path
