@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -52,6 +53,7 @@ from evalkit.engines import (
 )
 from evalkit.errors import ConfigError, NotFoundError, RetrieverError, StoreError
 from evalkit.extras import require
+from evalkit.goldset.formats import load_goldset as read_goldset_files
 from evalkit.goldset.jsonl import QUERIES_FILE
 from evalkit.goldset.model import Goldset
 from evalkit.metrics import EvaluationResult, Evaluator, parse_measures, read_qrels
@@ -76,7 +78,7 @@ from evalkit.store.answers import (
 from evalkit.store.audit import StoredAudit, latest_measurements, save_audit
 from evalkit.store.drift import StoredDriftCheck, save_drift_check
 from evalkit.store.export import export_run, import_run, is_run_export
-from evalkit.store.goldsets import judgments_frame, load_goldset, save_goldset
+from evalkit.store.goldsets import judgments_frame, list_goldsets, load_goldset, save_goldset
 from evalkit.store.runs import (
     add_query_results,
     create_run,
@@ -143,6 +145,7 @@ __all__ = [
     "record_baseline",
     "replay_candidate",
     "replay_traffic_window",
+    "resolve_goldset",
     "results_frame",
     "run_answer_records",
     "run_reference",
@@ -930,6 +933,56 @@ class GateOutcome:
     def candidate_run_id(self) -> str | None:
         """The id of the live candidate's stored run, if one was replayed."""
         return self.candidate_run.run_id if self.candidate_run is not None else None
+
+
+def resolve_goldset(
+    store: Store | StoreOpener | None,
+    value: str | os.PathLike[str],
+    *,
+    root: Path | None = None,
+    format: str = "jsonl",
+    name: str | None = None,
+    split: str = "test",
+    topics: Path | None = None,
+) -> str | Goldset:
+    """What a goldset argument (``--goldset``, the pytest plugin's ``goldset=``) names: a
+    stored goldset's name, or goldset files, read now.
+
+    ``value`` is a path when it is spelt as one (a ``PathLike``, or text with a path
+    separator: ``goldsets/demo``, ``./demo``); it must then exist. A bare word is the name of a
+    stored goldset when ``store`` (an open store, a ``StoreOpener``, or None) holds one of
+    that name, else the file or folder of that name if it exists, else a name that the
+    store will say it does not know. Relative paths are relative to ``root`` (default: the
+    working directory). Files are read as ``evalkit goldset import`` reads them (``format``
+    jsonl, beir or trec with ``topics``; ``split``; ``name`` defaults to the file's or
+    folder's stem) and their version is their content's hash, so storing them later adds a
+    version only when the content is new. The ``Goldset``'s ``source`` is the path relative
+    to ``root`` when it lies inside.
+    """
+    text = os.fspath(value)
+    base = root or Path.cwd()
+    path = base / Path(text).expanduser()
+    spelt_as_path = isinstance(value, os.PathLike) or any(
+        separator and separator in text for separator in ("/", os.sep, os.altsep)
+    )
+    if spelt_as_path:
+        if not path.exists():
+            raise ConfigError(
+                f"goldset {text}: no such file or folder ({path}); give the path of a goldset "
+                f"folder or file (relative to {base}), or the name of a stored goldset"
+            )
+    elif not path.exists() or _goldset_stored(store, text):
+        return text
+    loaded = read_goldset_files(
+        path, format=format, name=name or path.stem, split=split, topics=topics
+    )
+    shown = path.relative_to(base) if path.is_relative_to(base) else path
+    return dataclasses.replace(loaded, source=str(shown))
+
+
+def _goldset_stored(store: Store | StoreOpener | None, name: str) -> bool:
+    with _session(store) as opened:
+        return opened is not None and bool(list_goldsets(opened, name))
 
 
 def comparison_judgments(

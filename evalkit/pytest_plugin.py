@@ -83,7 +83,9 @@ class GateSpec:
 
     ``goldset``: a goldset folder or file (``goldset_format`` jsonl, beir or trec, as
     ``evalkit goldset import`` reads; ``goldset_name`` defaults to its stem, ``split`` and
-    ``topics`` as there) or the name of a goldset in the store. ``baseline``: a TREC run file
+    ``topics`` as there) or the name of a goldset in the store, told apart as ``evalkit run
+    --goldset`` does (``evalkit.pipeline.resolve_goldset``: a value with a path separator is a
+    path, a bare word a stored name first). ``baseline``: a TREC run file
     (written from the candidate when it does not exist yet) or a stored run id.
     ``retriever``: a ``--retriever`` spec (a kind, a plug-in's name or ``module:factory``),
     an HTTP endpoint's URL, ``RetrieverOptions``, or a ready retriever object (an evalkit
@@ -349,10 +351,6 @@ class EvalkitGate:
     def _path(self, value: str | os.PathLike[str]) -> Path:
         return self._root / Path(value)
 
-    def _relative(self, path: Path) -> Path:
-        """``path`` relative to the rootdir, as the repository spells it, when it is inside."""
-        return path.relative_to(self._root) if path.is_relative_to(self._root) else path
-
     def _report_path(self, value: str | os.PathLike[str] | None, option: str) -> Path | None:
         return self._path(value) if value is not None else _option_path(self._config, option)
 
@@ -363,9 +361,13 @@ class EvalkitGate:
         # Deferred: gating loads pandas, DuckDB and scipy, and a retriever built from its
         # options may load chroma or torch; a session that never gates pays for none of it.
         from evalkit.config import load_settings
-        from evalkit.goldset import load_goldset
         from evalkit.goldset.jsonl import QUERIES_FILE
-        from evalkit.pipeline import gate_against_baseline, gate_reports, record_baseline
+        from evalkit.pipeline import (
+            gate_against_baseline,
+            gate_reports,
+            record_baseline,
+            resolve_goldset,
+        )
         from evalkit.retrievers.factory import RetrieverOptions
         from evalkit.retrievers.plugins import FactorySource, PluginRetriever, adapt_retriever
         from evalkit.scheduler.lock import StoreAccess
@@ -376,24 +378,31 @@ class EvalkitGate:
         )
 
         settings = load_settings(store_path=store_path)
-        source = self._goldset_source(spec)
-        goldset: str | Goldset = (
-            source
-            if isinstance(source, str)
-            else load_goldset(
-                source,
-                format=spec.goldset_format,
-                name=spec.goldset_name or source.stem,
-                split=spec.split,
-                topics=self._path(spec.topics) if spec.topics is not None else None,
+        if spec.goldset is None:
+            raise ConfigError(
+                f"{FIXTURE} needs goldset=: a goldset folder or file (jsonl, beir or trec, as "
+                "`evalkit goldset import` reads) or the name of a goldset in the store"
             )
+        access = StoreAccess(
+            store_path,
+            wait=settings.store_wait,
+            program="pytest",
+            memory_limit=settings.store_memory_limit,
+        )
+        goldset: str | Goldset = resolve_goldset(
+            access.reader if store_path.exists() else None,
+            spec.goldset,
+            root=self._root,
+            format=spec.goldset_format,
+            name=spec.goldset_name,
+            split=spec.split,
+            topics=self._path(spec.topics) if spec.topics is not None else None,
         )
         subject: str | None = None
-        if not isinstance(goldset, str) and isinstance(source, Path):
+        if not isinstance(goldset, str):
             # JUnit's `file` names a file of the repository, as it is spelt there: the
             # queries of a goldset folder (jsonl, beir), else the file given (trec's qrels).
-            source = self._relative(source)
-            goldset = replace(goldset, source=str(source))
+            source = Path(goldset.source)
             subject = str(source / QUERIES_FILE if self._path(source).is_dir() else source)
         baseline, missing = self._baseline(spec)
         given = spec.retriever
@@ -411,12 +420,6 @@ class EvalkitGate:
             )
             adapted = adapt_retriever(given, origin, settings, where_key=spec.where_key)
             candidate = PluginRetriever(adapted, given, origin, {})
-        access = StoreAccess(
-            store_path,
-            wait=settings.store_wait,
-            program="pytest",
-            memory_limit=settings.store_memory_limit,
-        )
         purpose = f"pytest {self._node.nodeid}"
         if missing is not None:
             with access.writer(purpose) as store:
@@ -478,25 +481,6 @@ class EvalkitGate:
         if decision == "inconclusive":
             _apply(inconclusive, _inconclusive_reason(outcome))
         return outcome
-
-    def _goldset_source(self, spec: GateSpec) -> Path | str:
-        """The goldset's files, or the name of a stored goldset."""
-        if spec.goldset is None:
-            raise ConfigError(
-                f"{FIXTURE} needs goldset=: a goldset folder or file (jsonl, beir or trec, as "
-                "`evalkit goldset import` reads) or the name of a goldset in the store"
-            )
-        path = self._path(spec.goldset)
-        if path.exists():
-            return path
-        text = str(spec.goldset)
-        if isinstance(spec.goldset, os.PathLike) or "/" in text or os.sep in text or path.suffix:
-            raise ConfigError(
-                f"goldset {text}: no such file or folder ({path}); give the path of a goldset "
-                f"folder or file (relative to the rootdir {self._root}), or the name of a "
-                "goldset in the gate's store"
-            )
-        return text
 
     def _baseline(self, spec: GateSpec) -> tuple[str, Path | None]:
         """The baseline's reference, and the file to write a first run to (None: it exists,

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from evalkit.cli._app import app
+from evalkit.cli._goldset import GOLDSET_HELP, GoldsetFormat, GoldsetSplit, GoldsetTopics
 from evalkit.cli._output import OutputFormat, console, emit_json, err_console, settings, table
 from evalkit.cli._retriever import (
     AllowMismatch,
@@ -31,7 +32,10 @@ Measures = Annotated[
 ]
 GoldsetOption = Annotated[
     str | None,
-    typer.Option(help="Stored goldset whose judgments score run files (and a live candidate)."),
+    typer.Option(
+        help="Goldset whose judgments score run files (and that a live candidate replays). "
+        + GOLDSET_HELP
+    ),
 ]
 QrelsOption = Annotated[Path | None, typer.Option(help="TREC qrels to score both runs with.")]
 Alpha = Annotated[float, typer.Option(help="Family-wise error rate across the measures.")]
@@ -154,6 +158,9 @@ def compare(
     ],
     measure: Measures = None,
     goldset: GoldsetOption = None,
+    goldset_format: GoldsetFormat = "jsonl",
+    goldset_split: GoldsetSplit = "test",
+    goldset_topics: GoldsetTopics = None,
     qrels: QrelsOption = None,
     alpha: Alpha = 0.05,
     min_effect: MinEffect = 0.0,
@@ -171,14 +178,22 @@ def compare(
     A stored run whose retrieval failed on some queries is refused (exit 3) unless
     --failed-as-zero counts those queries as 0; they are never left out silently.
     """
-    from evalkit.pipeline import gate_against_baseline
+    from evalkit.pipeline import gate_against_baseline, resolve_goldset
 
     outcome = gate_against_baseline(
         _store_opener(write=_exports(baseline, candidate), purpose="compare"),
         baseline,
         candidate,
         measures=measure or ["ndcg@10"],
-        goldset=goldset,
+        goldset=None
+        if goldset is None
+        else resolve_goldset(
+            _store_opener(write=False, purpose="compare"),
+            goldset,
+            format=goldset_format,
+            split=goldset_split,
+            topics=goldset_topics,
+        ),
         qrels=qrels,
         alpha=alpha,
         min_effect=min_effect,
@@ -234,6 +249,9 @@ def gate(
     min_effect: MinEffect = 0.01,
     alpha: Alpha = 0.05,
     goldset: GoldsetOption = None,
+    goldset_format: GoldsetFormat = "jsonl",
+    goldset_split: GoldsetSplit = "test",
+    goldset_topics: GoldsetTopics = None,
     qrels: QrelsOption = None,
     collection: Collection = None,
     chroma_url: ChromaUrl = None,
@@ -261,7 +279,7 @@ def gate(
     Example: evalkit gate --baseline 20261121T101500-1a2b3c --goldset demo --collection demo
     -m ndcg@10 -m recall@100 --min-effect 0.01 --junit gate.xml --markdown gate.md
     """
-    from evalkit.pipeline import gate_against_baseline, write_gate_reports
+    from evalkit.pipeline import gate_against_baseline, resolve_goldset, write_gate_reports
     from evalkit.retrievers.factory import RetrieverOptions
 
     measures = measure or ["ndcg@10"]
@@ -298,7 +316,15 @@ def gate(
         baseline,
         target,
         measures=measures,
-        goldset=goldset,
+        goldset=None
+        if goldset is None
+        else resolve_goldset(
+            _store_opener(write=False, purpose="gate", config=config),
+            goldset,
+            format=goldset_format,
+            split=goldset_split,
+            topics=goldset_topics,
+        ),
         qrels=qrels,
         settings=config,
         k=k,

@@ -1,4 +1,4 @@
-"""``evalkit run``: replay a stored goldset against a live retriever and store the run."""
+"""``evalkit run``: replay a goldset against a live retriever and store the run."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from evalkit.cli._app import app, end_without_teardown
+from evalkit.cli._goldset import GOLDSET_HELP, GoldsetFormat, GoldsetSplit, GoldsetTopics
 from evalkit.cli._output import (
     OutputFormat,
     console,
@@ -31,6 +32,7 @@ from evalkit.cli._retriever import (
 from evalkit.cli._store import open_store
 from evalkit.cli.answers import print_answer_summaries
 from evalkit.cli.runs import print_run
+from evalkit.errors import ConfigError
 
 RETRIEVER_FAILURE = 3
 
@@ -53,7 +55,7 @@ Store: {store}"""
 
 @app.command("run")
 def run(
-    goldset: Annotated[str, typer.Option(help="Stored goldset name (see `evalkit goldset list`).")],
+    goldset: Annotated[str, typer.Option(help=GOLDSET_HELP)],
     collection: Collection = None,
     chroma_url: ChromaUrl = None,
     http_retriever: HttpUrl = None,
@@ -64,8 +66,11 @@ def run(
         typer.Option("-m", "--measure", help="Measure, repeatable (default: a standard set)."),
     ] = None,
     goldset_version: Annotated[
-        str | None, typer.Option(help="Goldset version (default: newest).")
+        str | None, typer.Option(help="Stored goldset's version (default: newest).")
     ] = None,
+    goldset_format: GoldsetFormat = "jsonl",
+    goldset_split: GoldsetSplit = "test",
+    goldset_topics: GoldsetTopics = None,
     label: Annotated[str | None, typer.Option(help="Free-text label stored with the run.")] = None,
     where_key: WhereKey = None,
     allow_model_mismatch: AllowMismatch = False,
@@ -99,7 +104,12 @@ def run(
     per-query figures are those of a local run, and so are the answers' scores (the actors
     score them, sharing the judge's concurrency).
 
+    --goldset names a stored goldset, or goldset files (a folder or file path) read now:
+    their version is their content's hash, stored with the run as `goldset import` would.
+
     Example: evalkit run --goldset demo --collection demo --k 100 --format json
+
+    Example: evalkit run --goldset goldsets/demo --collection demo
     """
     from evalkit.engines import RayEngine, check_engine
     from evalkit.retrievers.factory import (
@@ -128,12 +138,27 @@ def run(
     # model's native code runs while this thread imports and opens things.
     embedder = query_embedder_ahead(options, config)
     try:
+        from evalkit.pipeline import resolve_goldset
         from evalkit.store.goldsets import load_goldset
 
         # The store is held only to read the goldset and, after the replay, to record the
         # run: other writers (a goldset import, a scheduled job) need not wait for the replay.
         with open_store(write=True, purpose="run", config=config) as store:
-            gold = load_goldset(store, goldset, goldset_version)
+            chosen = resolve_goldset(
+                store,
+                goldset,
+                format=goldset_format,
+                split=goldset_split,
+                topics=goldset_topics,
+            )
+            if not isinstance(chosen, str) and goldset_version is not None:
+                raise ConfigError(
+                    f"--goldset-version picks a stored goldset's version; {goldset} is read "
+                    f"from its files (version {chosen.version})"
+                )
+            gold = (
+                load_goldset(store, chosen, goldset_version) if isinstance(chosen, str) else chosen
+            )
         if embedder is not None and on_ray is None:
             embedder.prefetch([query.text for query in gold.queries])
         from evalkit.pipeline import evaluate_goldset

@@ -32,8 +32,10 @@ from evalkit.config.scheduler import JobConfig, SchedulerSettings
 from evalkit.config.secrets import register_settings_secrets
 from evalkit.config.sources import (
     DEFAULT_CONFIG_FILE,
+    DEFAULT_HOME,
     ENV_PREFIX,
     check_tables,
+    discover_home,
     environment_values,
     merge,
     read_config_file,
@@ -53,8 +55,10 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
 
     home: Path = Field(
-        default=Path(".evalkit"),
-        description="Directory holding the DuckDB store and the embedded Chroma store.",
+        default=DEFAULT_HOME,
+        description="Directory holding the DuckDB store and the embedded Chroma store; "
+        "default: the nearest .evalkit folder in the working directory or its parents, "
+        "else ./.evalkit.",
     )
     store_path: Path | None = Field(
         default=None, description="DuckDB file; default: HOME/evalkit.duckdb."
@@ -223,9 +227,11 @@ def load_settings(**overrides: Any) -> Settings:
     """Read the settings; ``overrides`` whose value is None are ignored.
 
     A table is overridden field by field: ``load_settings(judge={"method": "offline"})``.
-    Raises ConfigError naming the source and field of an invalid value.
+    Raises ConfigError naming the source and field of an invalid value. With no ``home``
+    given (``EVALKIT_HOME``, the file's ``home`` or an override), the home is the nearest
+    ``.evalkit`` folder up from the working directory (``discover_home``).
     """
     path, tables = read_config_file()
-    return parse_settings(
-        merge(tables, environment_values(Settings, JudgeSettings), _given(overrides)), path
-    )
+    merged = merge(tables, environment_values(Settings, JudgeSettings), _given(overrides))
+    merged.setdefault("home", discover_home())
+    return parse_settings(merged, path)

@@ -28,6 +28,7 @@ __all__ = [
     "JUDGE_ENV_PREFIX",
     "check_tables",
     "config_file_path",
+    "discover_home",
     "environment_values",
     "field_problems",
     "merge",
@@ -37,6 +38,7 @@ __all__ = [
 
 CONFIG_FILE_ENV = "EVALKIT_CONFIG"
 DEFAULT_CONFIG_FILE = "evalkit.toml"
+DEFAULT_HOME = Path(".evalkit")
 ENV_PREFIX = "EVALKIT_"
 JUDGE_ENV_PREFIX = "EVALKIT_JUDGE_"
 
@@ -46,6 +48,17 @@ ARRAYS = {"jobs": "[[jobs]]"}
 """Top-level keys that hold an array of tables."""
 ENTRY_ARRAYS = {"rules": "[[alerts.rules]]", "sinks": "[[alerts.sinks]]"}
 """Arrays of tables inside ``[alerts]``."""
+
+
+def discover_home(start: Path | None = None) -> Path:
+    """The store's home when no setting names one, found as git finds ``.git``: the
+    nearest ``.evalkit`` folder in ``start`` (default: the working directory) or its parents;
+    ``./.evalkit`` when there is none (the first command that writes creates it)."""
+    here = (start or Path.cwd()).absolute()
+    for folder in (here, *here.parents):
+        if (folder / DEFAULT_HOME).is_dir():
+            return DEFAULT_HOME if folder == here and start is None else folder / DEFAULT_HOME
+    return DEFAULT_HOME
 
 
 def config_file_path() -> Path:

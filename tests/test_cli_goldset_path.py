@@ -1,0 +1,225 @@
+"""``--goldset`` as a path on ``run``, ``gate`` and ``compare``, and the store found as git
+finds ``.git``: each case runs the real ``evalkit`` CLI in a subprocess, in a project folder
+with no EVALKIT_HOME unless the case sets one."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from overlap_retriever import overlap_retriever
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+DEMO = REPOSITORY / "goldsets" / "demo"
+
+
+def evalkit(
+    cwd: Path, *args: str, home: Path | None = None, code: int = 0
+) -> subprocess.CompletedProcess[str]:
+    """Run ``evalkit ARGS`` in ``cwd``; check its exit code."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in {"EVALKIT_HOME", "EVALKIT_CONFIG", "EVALKIT_STORE_PATH"}
+    }
+    if home is not None:
+        env["EVALKIT_HOME"] = str(home)
+    done = subprocess.run(
+        [sys.executable, "-m", "evalkit", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == code, (done.returncode, done.stdout, done.stderr)
+    return done
+
+
+def as_json(done: subprocess.CompletedProcess[str]) -> Any:
+    return json.loads(done.stdout)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A project folder holding a copy of the demo goldset at goldsets/demo."""
+    root = tmp_path / "project"
+    shutil.copytree(DEMO, root / "goldsets" / "demo")
+    return root
+
+
+@pytest.fixture(scope="module")
+def endpoint() -> Iterator[str]:
+    with overlap_retriever() as url:
+        yield url
+
+
+def stored_versions(cwd: Path, *, home: Path | None = None) -> dict[str, list[str]]:
+    listed = as_json(evalkit(cwd, "goldset", "list", "-o", "json", home=home))
+    versions: dict[str, list[str]] = {}
+    for row in listed:
+        versions.setdefault(row["name"], []).append(row["version"])
+    return versions
+
+
+def test_run_reads_a_goldset_folder_and_stores_the_version_import_makes(
+    project: Path, endpoint: str
+) -> None:
+    done = evalkit(
+        project,
+        "run",
+        "--goldset",
+        "goldsets/demo",
+        "--http-retriever",
+        endpoint,
+        "--k",
+        "10",
+        "--format",
+        "json",
+    )
+    run = as_json(done)
+    assert run["status"] == "complete"
+    assert run["goldset"] == "demo"
+    assert run["n_queries"] == 129
+    assert (project / ".evalkit" / "evalkit.duckdb").is_file()
+    imported = as_json(
+        evalkit(project, "goldset", "import", "goldsets/demo", "--name", "demo", "-o", "json")
+    )
+    assert imported["version"] == run["goldset_version"]
+    assert imported["new_version"] is False
+    assert stored_versions(project) == {"demo": [run["goldset_version"]]}
+
+
+def test_gate_and_compare_read_a_goldset_folder(project: Path, endpoint: str) -> None:
+    base = as_json(
+        evalkit(
+            project,
+            "run",
+            "--goldset",
+            "goldsets/demo",
+            "--http-retriever",
+            endpoint,
+            "--k",
+            "10",
+            "--format",
+            "json",
+        )
+    )
+    gate = as_json(
+        evalkit(
+            project,
+            "gate",
+            "--baseline",
+            base["run_id"],
+            "--goldset",
+            "goldsets/demo",
+            "--http-retriever",
+            endpoint,
+            "--k",
+            "10",
+            "--resamples",
+            "500",
+            "--format",
+            "json",
+        )
+    )
+    assert gate["decision"] == "pass"
+    assert gate["metrics"]["ndcg@10"]["n"] == 129
+    compared = as_json(
+        evalkit(
+            project,
+            "compare",
+            base["run_id"],
+            gate["candidate"],
+            "--goldset",
+            "./goldsets/demo/",
+            "--resamples",
+            "500",
+            "--format",
+            "json",
+        )
+    )
+    assert compared["metrics"]["ndcg@10"]["delta"] == 0.0
+    missing = evalkit(
+        project,
+        "gate",
+        "--baseline",
+        base["run_id"],
+        "--candidate",
+        gate["candidate"],
+        "--goldset",
+        "goldsets/nothing",
+        code=2,
+    )
+    assert "goldset goldsets/nothing: no such file or folder" in missing.stderr
+
+
+def test_a_subdirectory_finds_the_store_of_a_parent(project: Path) -> None:
+    evalkit(project, "goldset", "import", "goldsets/demo", "--name", "demo")
+    deeper = project / "src" / "pkg"
+    deeper.mkdir(parents=True)
+    assert list(stored_versions(deeper)) == ["demo"]
+    evalkit(deeper, "goldset", "import", "../../goldsets/demo", "--name", "again")
+    assert sorted(stored_versions(project)) == ["again", "demo"]
+    assert not (deeper / ".evalkit").exists()
+    assert not (project / "src" / ".evalkit").exists()
+
+
+def test_evalkit_home_wins_over_a_store_up_the_tree(project: Path, tmp_path: Path) -> None:
+    evalkit(project, "goldset", "import", "goldsets/demo", "--name", "demo")
+    deeper = project / "src"
+    deeper.mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    assert stored_versions(deeper, home=elsewhere) == {}
+    evalkit(deeper, "goldset", "import", "../goldsets/demo", "--name", "other", home=elsewhere)
+    assert list(stored_versions(deeper, home=elsewhere)) == ["other"]
+    assert list(stored_versions(deeper)) == ["demo"]
+
+
+def test_a_bare_word_is_a_stored_name_first_and_a_path_with_a_slash_is_files(
+    project: Path, endpoint: str
+) -> None:
+    smaller = project / "smaller"
+    smaller.mkdir()
+    queries = (DEMO / "queries.jsonl").read_text().splitlines(keepends=True)
+    (smaller / "queries.jsonl").write_text("".join(queries[:20]))
+    kept = {json.loads(line)["id"] for line in queries[:20]}
+    (smaller / "judgments.jsonl").write_text(
+        "".join(
+            line
+            for line in (DEMO / "judgments.jsonl").read_text().splitlines(keepends=True)
+            if json.loads(line)["query_id"] in kept
+        )
+    )
+    evalkit(project, "goldset", "import", "smaller", "--name", "demo")
+    folder = project / "goldsets"
+
+    def run(goldset: str) -> Any:
+        return as_json(
+            evalkit(
+                folder,
+                "run",
+                "--goldset",
+                goldset,
+                "--http-retriever",
+                endpoint,
+                "--k",
+                "10",
+                "--format",
+                "json",
+            )
+        )
+
+    assert run("demo")["n_queries"] == 20
+    assert run("./demo")["n_queries"] == 129
+    (folder / "demo").rename(folder / "fresh")
+    assert run("fresh")["n_queries"] == 129
+    assert sorted(stored_versions(folder)) == ["demo", "fresh"]
