@@ -8,10 +8,12 @@ DuckDB file written through evalkit's own store API, as `evalkit run` writes it.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from test_dashboard_browser import _cells, _finished, _missing, _serving, browser  # noqa: F401
 from test_dashboard_pages import frame_with, metrics, open_page
 from test_dashboard_seed import (
     DEGRADED_NDCG,
@@ -140,3 +142,31 @@ def use_store(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
     """Point the dashboard at a store, as `evalkit dashboard` does (EVALKIT_STORE_PATH)."""
     monkeypatch.delenv("EVALKIT_CONFIG", raising=False)
     return lambda path: monkeypatch.setenv("EVALKIT_STORE_PATH", str(path))
+
+
+@pytest.fixture(scope="module")
+def served(
+    store_path: tuple[Path, dict[str, str]], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """`evalkit dashboard` serving the store on a free loopback port."""
+    reason = _missing()
+    if reason:
+        pytest.fail(f"{reason}; `make browser` installs Chromium and chromedriver")
+    with _serving(store_path[0], tmp_path_factory.mktemp("no-data-log") / "dashboard.log") as url:
+        yield url
+
+
+@pytest.mark.slow
+def test_overview_shows_no_data_and_the_measured_run_in_chromium(
+    served: str,
+    store_path: tuple[Path, dict[str, str]],
+    browser: object,  # noqa: F811 (the fixture of test_dashboard_browser)
+) -> None:
+    _, runs = store_path
+    body = _finished(browser, "Overview", url=f"{served}/")
+    assert f"{DEGRADED_NDCG:.4f}" in body  # the card of the series that dropped
+    assert "no data" in body
+    statuses = _cells(browser, "status")
+    assert statuses.count("no data") == 2, statuses
+    assert runs["drop"] in _cells(browser, "measured_run")
+    assert f"the latest finished run {runs['k5']} (k 5) stored no ndcg@10" in body  # its card
