@@ -8,7 +8,7 @@ export TRANSFORMERS_OFFLINE := 1
 export ANONYMIZED_TELEMETRY := False
 DEMO_HOME ?= .evalkit
 
-.PHONY: install browser demo test lint typecheck unit install-check benchmarks clean
+.PHONY: install browser promtool demo test lint typecheck unit install-check benchmarks clean
 
 # torch goes in first and pinned: the CPU wheel is local, and an unpinned torch pulled in by
 # sentence-transformers would fetch several GB of CUDA packages.
@@ -29,6 +29,13 @@ browser:
 		$(SUDO) apt-get update -qq && \
 		$(SUDO) apt-get install -y -qq --no-install-recommends chromium chromium-driver; }
 
+# dashboards/'s Prometheus rules and dashboard queries are checked, and the rules unit-tested,
+# by promtool, which comes with Debian's prometheus package.
+promtool:
+	@command -v promtool >/dev/null || { \
+		$(SUDO) apt-get update -qq && \
+		$(SUDO) apt-get install -y -qq --no-install-recommends prometheus; }
+
 demo: $(STAMP)
 	EVALKIT_HOME=$(DEMO_HOME) $(BIN)/evalkit goldset import --format jsonl goldsets/demo --name demo
 	EVALKIT_HOME=$(DEMO_HOME) $(BIN)/evalkit index --corpus goldsets/demo/corpus.jsonl --collection demo
@@ -44,7 +51,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy evalkit
 
-unit: $(STAMP) browser
+unit: $(STAMP) browser promtool
 	$(BIN)/python -m pytest
 
 # The built wheel in fresh venvs: the core alone, then [all] running the demo and dashboard.
