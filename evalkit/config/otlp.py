@@ -63,6 +63,13 @@ class OtlpSettings(BaseModel):
         description="How long a client may pause while sending a request's headers or body "
         "before the connection is dropped (a body cut short: HTTP 408).",
     )
+    body_timeout: Duration = Field(
+        default=60.0,
+        gt=0,
+        description="How long a client may take to send a whole request body, however "
+        "steadily it sends; then it is answered HTTP 408 and its receive slot freed, so "
+        "clients dripping bytes cannot hold max_concurrent_requests.",
+    )
     max_concurrent_requests: int = Field(
         default=8,
         ge=1,

@@ -25,11 +25,14 @@ ExportTraceServiceRequest; 401 without the bearer token; 404 off ``/v1/traces``;
 ``Allow: POST`` for a GET; 411 with neither a Content-Length nor a chunked
 Transfer-Encoding (both are read); 413 beyond
 ``[otlp] max_request_bytes`` (before or after decompression, as chunks arrive);
-408 when the client pauses longer than ``[otlp] request_timeout`` sending the body;
+408 when the client pauses longer than ``[otlp] request_timeout`` sending the body, or takes
+longer than ``[otlp] body_timeout`` to send all of it (a client dripping a byte at a time
+would otherwise hold a receive slot for as long as it liked);
 415 for another content type or encoding; 500 for a failure of the receiver itself;
 503 while the spool is full or cannot be written, while ``[otlp] max_concurrent_requests``
 are being received, or the service stops. Every request is
-answered: a payload of a shape no check foresaw is still a 400, never a closed socket.
+answered: a payload of a shape no check foresaw is still a 400, never a closed socket. A
+client that hangs up before its answer is logged as one warning line.
 Error bodies are a ``google.rpc.Status`` in the request's encoding.
 
 ``/metrics`` of the health endpoint carries the receiver's counters:
@@ -64,9 +67,11 @@ request is accepted.
 from __future__ import annotations
 
 import hmac
+import io
 import json
 import logging
 import os
+import sys
 import threading
 import time
 import zlib
@@ -74,7 +79,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import duckdb
@@ -442,11 +447,22 @@ def _store_fault(error: BaseException) -> bool:
 class _Server(ServiceHTTPServer):
     receiver: OtlpReceiver
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hangs up (while its headers are read, or as the connection is
+        flushed) is one warning line; anything else is logged with its traceback, on the
+        service's log rather than bare stderr."""
+        failure = sys.exc_info()[1]
+        if isinstance(failure, _HANG_UPS):
+            _log_hang_up(client_address, failure)
+        else:
+            _log.exception("otlp: unexpected failure on a connection from %s", client_address)
+
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     server_version = "evalkit-otlp"
     answered = False
+    body_deadline = float("inf")
 
     def setup(self) -> None:
         """Bound every read of the connection: a stalled client cannot hold its thread."""
@@ -588,6 +604,9 @@ class OtlpReceiver:
             self._inflight += 1
         try:
             self._handle(request)
+        except _HANG_UPS as error:
+            request.close_connection = True
+            _log_hang_up(request.client_address, error)
         except OtlpPayloadError as error:
             # A payload no check foresaw: still an answer, so the exporter does not retry it.
             self._backstop(request, 400, "malformed", str(error), _INVALID_ARGUMENT)
@@ -688,6 +707,7 @@ class OtlpReceiver:
 
     def _body(self, request: _Handler) -> bytes:
         limit = self.settings.max_request_bytes
+        request.body_deadline = time.monotonic() + self.settings.body_timeout
         transfer = request.headers.get("Transfer-Encoding")
         length_header = request.headers.get("Content-Length")
         if transfer is not None:
@@ -780,18 +800,70 @@ def _authorized(header: str, token: str) -> bool:
 
 
 def _read(request: _Handler, size: int, *, line: bool = False) -> bytes:
-    """Up to ``size`` bytes of the body (a line: up to its newline); a 408 refusal when the
-    client pauses longer than the handler's timeout."""
-    try:
-        return request.rfile.readline(size) if line else request.rfile.read(size)
-    except TimeoutError:
-        request.close_connection = True
-        raise _RefusedError(
-            408,
-            "timeout",
-            "the request body did not arrive within "
-            f"{request.server.receiver.settings.request_timeout:g} s ([otlp] request_timeout)",
-        ) from None
+    """Up to ``size`` bytes of the body (a line: up to and with its newline; fewer at the end
+    of the stream); a 408 refusal when the client pauses longer than ``request_timeout`` or
+    the body is not all there by the request's ``body_deadline``.
+
+    Each read takes what has arrived (at most one receive), so the deadline is checked
+    between the bytes of a client that sends them one at a time.
+    """
+    settings = request.server.receiver.settings
+    # StreamRequestHandler's rfile is a BufferedReader (rbufsize -1): it can peek.
+    reader = cast(io.BufferedReader, request.rfile)
+    parts: list[bytes] = []
+    wanted = size
+    while wanted > 0:
+        left = request.body_deadline - time.monotonic()
+        if left <= 0:
+            raise _body_timeout(request, settings.body_timeout)
+        request.connection.settimeout(min(settings.request_timeout, left))
+        try:
+            if line:
+                chunk = reader.peek(1)[:wanted]
+                end = chunk.find(b"\n")
+                chunk = reader.read(len(chunk) if end < 0 else end + 1)
+            else:
+                chunk = reader.read1(wanted)
+        except TimeoutError:
+            if time.monotonic() >= request.body_deadline:
+                raise _body_timeout(request, settings.body_timeout) from None
+            request.close_connection = True
+            raise _RefusedError(
+                408,
+                "timeout",
+                "the request body did not arrive within "
+                f"{settings.request_timeout:g} s ([otlp] request_timeout)",
+            ) from None
+        if not chunk:
+            break
+        parts.append(chunk)
+        wanted -= len(chunk)
+        if line and chunk.endswith(b"\n"):
+            break
+    return b"".join(parts)
+
+
+def _body_timeout(request: _Handler, seconds: float) -> _RefusedError:
+    request.close_connection = True
+    return _RefusedError(
+        408,
+        "timeout",
+        f"the request body was not all sent within {seconds:g} s ([otlp] body_timeout); "
+        "send it faster or in smaller batches",
+    )
+
+
+_HANG_UPS = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
+"""What reading from or writing to a client that closed its connection raises."""
+
+
+def _log_hang_up(client: object, error: BaseException) -> None:
+    host = client[0] if isinstance(client, tuple) and client else client
+    _log.warning(
+        "otlp: a client (%s) hung up before its request was answered (%s)",
+        host,
+        type(error).__name__,
+    )
 
 
 def _read_chunked(request: _Handler, limit: int) -> bytes:
