@@ -66,8 +66,8 @@ def root(
         Path | None,
         typer.Option(
             "--home",
-            help="Directory of the store and embedded Chroma (default: $EVALKIT_HOME or "
-            "./.evalkit).",
+            help="Directory of the store and embedded Chroma (default: $EVALKIT_HOME, else "
+            "the nearest .evalkit/ in the working directory or its parents, else ./.evalkit).",
         ),
     ] = None,
     version: Annotated[

@@ -74,7 +74,8 @@ def first_run(path: Path) -> None:
     st.code(DEMO_COMMANDS, language="bash")
     st.markdown(
         "The dashboard reads the store named by `EVALKIT_STORE_PATH`, else "
-        "`$EVALKIT_HOME/evalkit.duckdb` (default `./.evalkit`); start it with "
+        "`$EVALKIT_HOME/evalkit.duckdb` (default: the nearest `.evalkit/` in the working "
+        "directory or its parents, else `./.evalkit`); start it with "
         "`evalkit --home DIR dashboard` to read another one."
     )
 
