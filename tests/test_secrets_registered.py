@@ -58,9 +58,9 @@ def test_base64_forms_are_masked_wherever_the_secret_starts() -> None:
 # -- a command job of `evalkit serve` ----------------------------------------------------
 
 
-def test_a_command_job_leaking_retriever_option_secrets_is_masked_everywhere(
-    tmp_path: Path, serves: list[object]
-) -> None:
+def leaky_setup(tmp_path: Path) -> tuple[dict[str, str], Path]:
+    """evalkit.toml with the secrets in [retriever] options and a failing command job that
+    prints them; the child environment; the log sink's file."""
     home = tmp_path / "home"
     sink_file = tmp_path / "alerts.jsonl"
     config = tmp_path / "evalkit.toml"
@@ -116,6 +116,26 @@ cooldown = 0
         "LEAK_ECHO": BEARER_ECHO,
     }
     env.pop("EVALKIT_STORE_PATH", None)
+    return env, sink_file
+
+
+def test_jobs_run_of_a_leaking_command_job_masks_its_output_and_the_store(
+    tmp_path: Path,
+) -> None:
+    env, _ = leaky_setup(tmp_path)
+    ran = evalkit(env, "jobs", "run", "leaky", "--format", "json")
+    assert ran.returncode == 1, ran.stderr
+    assert "job leaky failed: " in ran.stderr
+    assert "api_key=***" in json.loads(ran.stdout)["error"]
+    assert leaks_in(ran.stdout + ran.stderr) == []
+    assert_store_has_no(tmp_path / "home" / "evalkit.duckdb")
+
+
+def test_a_command_job_leaking_retriever_option_secrets_is_masked_everywhere(
+    tmp_path: Path, serves: list[object]
+) -> None:
+    env, sink_file = leaky_setup(tmp_path)
+    home = tmp_path / "home"
     log = tmp_path / "serve.log"
     process = popen_serve(log, env, tmp_path)
     serves.append(type("Started", (), {"process": process})())

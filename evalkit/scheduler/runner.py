@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 
 from evalkit.clock import utc_now
 from evalkit.errors import EvalkitError, StoreError
+from evalkit.redaction import redact_known
 from evalkit.scheduler.config import JobDefinition, ServiceConfig
 from evalkit.scheduler.jobs import JOB_KINDS, JobCancelledError, JobContext, JobOutcome
 from evalkit.scheduler.lock import StoreAccess, StoreWaitStoppedError
@@ -182,7 +183,7 @@ class JobRunner:
             if started is not None:
                 outcome = JobOutcome(status="failed", error=str(error))
                 return self._finish(job, started, outcome)
-            _log.error("job %s could not start: %s", job.name, error)
+            _log.error("job %s could not start: %s", job.name, redact_known(str(error)))
             with self._guard:
                 self._unrecorded.append(
                     _Unrecorded(job.name, job.kind, trigger, began, utc_now(), str(error))
@@ -251,7 +252,8 @@ class JobRunner:
             "job %s %s%s",
             job.name,
             outcome.status,
-            f": {outcome.error}" if outcome.error else "",
+            # A command's stderr may repeat a secret; a CLI's log has no redacting handler.
+            f": {redact_known(outcome.error)}" if outcome.error else "",
         )
         self._listener.finished(job.name, finished)
         return finished
