@@ -13,9 +13,9 @@ from dataclasses import dataclass, replace
 
 import pandas as pd
 
-from evalkit.errors import RetrieverError
+from evalkit.errors import ConfigError, RetrieverError
 from evalkit.records import Query, QueryResult
-from evalkit.retrievers.base import Retriever
+from evalkit.retrievers.base import Retriever, checked_results
 
 __all__ = ["ReplayTiming", "replay", "results_frame"]
 
@@ -44,6 +44,10 @@ def replay(
 ) -> list[QueryResult]:
     """Send ``queries`` to ``retriever`` in batches; one QueryResult per query, in order.
 
+    A batch that raises, or answers other queries, fails each of its queries with the
+    error; a retriever that returns something other than a list of ``QueryResult``
+    raises ``ConfigError`` at once (``checked_results``).
+
     ``on_batch`` receives each batch's results as soon as they exist (the pipeline stores
     them there, so a crash keeps what was done); ``progress(done, total)`` is called after
     each batch.
@@ -59,6 +63,8 @@ def replay(
         try:
             answered = retriever.retrieve(batch, k)
             batch_results = _check_answer(batch, answered)
+        except ConfigError:  # a broken adapter (another return type): every batch would fail
+            raise
         except Exception as error:  # any adapter fault becomes per-query errors
             elapsed_ms = (time.perf_counter() - began) * 1000.0
             message = f"{type(error).__name__}: {error}"
@@ -89,15 +95,8 @@ def results_frame(results: Sequence[QueryResult]) -> pd.DataFrame:
     )
 
 
-def _check_answer(batch: list[Query], answered: Sequence[QueryResult]) -> list[QueryResult]:
-    expected = [query.id for query in batch]
-    got = [result.query_id for result in answered]
-    if got != expected:
-        raise RetrieverError(
-            f"the retriever answered queries {got[:3]}... for a batch of {expected[:3]}...: "
-            "adapters must return one result per query, in order"
-        )
-    return [_without_repeats(result) for result in answered]
+def _check_answer(batch: list[Query], answered: object) -> list[QueryResult]:
+    return [_without_repeats(result) for result in checked_results(batch, answered)]
 
 
 def _without_repeats(result: QueryResult) -> QueryResult:

@@ -753,7 +753,7 @@ def test_secret_options_are_masked_in_errors_and_in_what_the_run_records(
         "dsn": "postgresql://db.internal/rag",
         "token": "***",
     }
-    with pytest.raises(ConfigError) as raised:
+    with pytest.raises(RetrieverError) as raised:  # a ConnectionError: cannot be reached
         build_retriever(
             RetrieverOptions(retriever=f"{module}:make", factory_options={**options, "fail": True}),
             configured,

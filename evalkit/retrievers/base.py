@@ -11,19 +11,21 @@ in ``check()``.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from evalkit.embedding import ModelFingerprint
-from evalkit.errors import ConfigError
+from evalkit.errors import ConfigError, RetrieverError
 from evalkit.records import Query, QueryResult, ScoredDoc
 from evalkit.redaction import redact
 
 __all__ = [
+    "RESULTS_CONTRACT",
     "Retriever",
     "SupportsCheck",
     "SupportsPrefetch",
     "check_retriever",
+    "checked_results",
     "describe_exception",
     "elapsed_ms",
     "failed_result",
@@ -79,6 +81,46 @@ class SupportsPrefetch(Protocol):
     def prefetch(self, texts: Sequence[str]) -> None:
         """Start embedding ``texts`` in the background; returns at once."""
         ...
+
+
+RESULTS_CONTRACT = (
+    "retrieve(queries, k) must return a list of evalkit.records.QueryResult, one per query, "
+    "in the order given (docs/retrievers.md, 'The protocol')"
+)
+
+
+def _named_type(value: object) -> str:
+    kind = type(value)
+    return (
+        kind.__qualname__
+        if kind.__module__ == "builtins"
+        else f"{kind.__module__}.{kind.__qualname__}"
+    )
+
+
+def checked_results(queries: Sequence[Query], answered: object) -> list[QueryResult]:
+    """``answered`` as what ``retrieve(queries, k)`` must return, checked.
+
+    Raises ``ConfigError`` (a broken adapter: every batch would fail alike) when it is not a
+    list of ``QueryResult``, and ``RetrieverError`` when its results are not one per query
+    in the order given; both say what ``retrieve`` must return.
+    """
+    if isinstance(answered, str | bytes | Mapping) or not isinstance(answered, Sequence):
+        raise ConfigError(f"retrieve() returned a {_named_type(answered)}; {RESULTS_CONTRACT}")
+    for position, result in enumerate(answered):
+        if not isinstance(result, QueryResult):
+            raise ConfigError(
+                f"retrieve() returned a list whose item {position} is a "
+                f"{_named_type(result)}, not a QueryResult; {RESULTS_CONTRACT}"
+            )
+    expected = [query.id for query in queries]
+    got = [result.query_id for result in answered]
+    if got != expected:
+        raise RetrieverError(
+            f"retrieve() answered {len(got)} queries {got[:3]}... for a batch of "
+            f"{len(expected)} queries {expected[:3]}...; {RESULTS_CONTRACT}"
+        )
+    return list(answered)
 
 
 def check_retriever(retriever: Retriever) -> None:

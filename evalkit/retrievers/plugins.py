@@ -20,7 +20,9 @@ module is imported with the current directory (and the directory of ``evalkit.to
 ``PluginRetriever`` keeps what it returned and records where it came from in ``describe()``
 (the factory, the plug-in and its distribution, the returned object's class, the options
 with secret-looking values masked). Every way this can go wrong is a ``ConfigError`` that
-names the module, the attribute and what the factory must return.
+names the module, the attribute and what the factory (or ``retrieve``) must return, except a
+factory or ``check()`` that cannot reach its store: that is a ``RetrieverError`` (exit 3),
+as for every retriever that cannot be reached.
 """
 
 from __future__ import annotations
@@ -37,10 +39,10 @@ from typing import Any
 
 from evalkit.config import Settings
 from evalkit.embedding import ModelFingerprint
-from evalkit.errors import ConfigError, EvalkitError
+from evalkit.errors import ConfigError, EvalkitError, RetrieverError
 from evalkit.records import Query, QueryResult
 from evalkit.redaction import MASK, is_secret_name, mask_url, option_secrets, register_secrets
-from evalkit.retrievers.base import Retriever, describe_exception
+from evalkit.retrievers.base import Retriever, checked_results, describe_exception
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -53,6 +55,7 @@ __all__ = [
     "find_plugin",
     "installed_plugins",
     "parse_factory_spec",
+    "unreachable",
     "warn_if_shadowed",
 ]
 
@@ -74,6 +77,7 @@ FACTORY_CONTRACT = f"a factory is a callable that returns {MUST_RETURN}"
 """Said with every error about a factory, so the user learns what evalkit expects of it."""
 
 _DOTTED = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+_UNREACHABLE_NAME = re.compile(r"Connect|Timeout|TimedOut|Transport|Unavailable|Operational")
 _LANGCHAIN = ("langchain_core.retrievers", "BaseRetriever", "evalkit.retrievers.langchain")
 _LLAMAINDEX = (
     "llama_index.core.base.base_retriever",
@@ -299,8 +303,11 @@ def build_from_factory(
     """Import ``source``'s factory, call it with its options and adapt what it returns.
 
     A factory that raises an evalkit error keeps its kind (and exit code), its message
-    prefixed with the factory; any other exception becomes a ConfigError saying which
-    factory raised what.
+    prefixed with the factory. One that cannot reach its store (``unreachable``: an
+    ``OSError`` such as ``ConnectionRefusedError`` or ``TimeoutError``, or a client
+    library's connection, timeout or transport error) raises a RetrieverError, as every
+    retriever that cannot be reached does; any other exception (a wrong signature, a bad
+    option) becomes a ConfigError saying which factory raised what.
     """
     factory = _load(source, settings)
     kwargs = factory_options(source, settings, options)
@@ -313,12 +320,35 @@ def build_from_factory(
         raise
     except Exception as error:  # the user's code may raise anything; say whose it was
         called = f"{source.spec}({', '.join(f'{key}=...' for key in kwargs)})"
+        if unreachable(error):
+            raise RetrieverError(
+                f"{where}: calling {called} raised {describe_exception(error)}: the "
+                "retriever cannot be reached; check that its service is running and the "
+                "address in the [retriever] options"
+            ) from error
         raise ConfigError(
             f"{where}: calling {called} raised {describe_exception(error)}; fix the factory "
             f"or the [retriever] options it is given ({FACTORY_CONTRACT})"
         ) from error
     adapted = adapt_retriever(made, source, settings, where_key=where_key)
     return PluginRetriever(adapted, made, source, kwargs)
+
+
+def unreachable(error: BaseException) -> bool:
+    """Whether ``error`` (or an error it was raised from) says a service could not be
+    reached: an ``OSError`` (refused, reset, timed out, unknown host, a missing path), or an
+    exception whose class names a connection, timeout, transport or unavailable service, as
+    client libraries name theirs (httpx, psycopg's ``OperationalError``, redis, gRPC)."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError):
+            return True
+        if any(_UNREACHABLE_NAME.search(kind.__name__) for kind in type(current).__mro__):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def _recorded_option(key: str, value: object) -> object:
@@ -403,8 +433,14 @@ class PluginRetriever:
         return _Filled(retriever)
 
     def retrieve(self, queries: Sequence[Query], k: int) -> list[QueryResult]:
-        """The adapted retriever's results."""
-        return self.retriever.retrieve(queries, k)
+        """The adapted retriever's results, checked (``checked_results``): a wrong return
+        type is a ConfigError naming the factory and what ``retrieve`` must return."""
+        answered: object = self.retriever.retrieve(queries, k)
+        try:
+            return checked_results(queries, answered)
+        except EvalkitError as error:
+            error.args = (f"{self.source.label}: {error}", *error.args[1:])
+            raise
 
     def describe(self) -> dict[str, Any]:
         """The adapted retriever's description, with the factory it came from."""
@@ -434,8 +470,16 @@ class PluginRetriever:
         return self.retriever.model_fingerprint()
 
     def check(self) -> None:
-        """The adapted retriever's ``check()``, when it has one."""
-        _call_if_present(self.retriever, "check")
+        """The adapted retriever's ``check()``, when it has one; whatever else than an
+        evalkit error it raises is a RetrieverError naming the factory."""
+        try:
+            _call_if_present(self.retriever, "check")
+        except EvalkitError:
+            raise
+        except Exception as error:  # the user's check may raise anything; say whose it was
+            raise RetrieverError(
+                f"{self.source.label}: check() raised {describe_exception(error)}"
+            ) from error
 
     def verify_model(self) -> None:
         """The adapted retriever's ``verify_model()``, when it has one."""
