@@ -19,7 +19,23 @@ __all__ = [
     "RayAddress",
     "RetrieverSpec",
     "WhereKey",
+    "chroma_collection_name",
 ]
+
+
+def chroma_collection_name(value: str | None) -> str | None:
+    """Option callback of the commands that only read Chroma: a collection name Chroma
+    would refuse is a usage error (exit 2) before the command starts any work."""
+    from evalkit.errors import ConfigError
+    from evalkit.retrievers.chroma_client import check_collection_name
+
+    if value is None:
+        return None
+    try:
+        return check_collection_name(value)
+    except ConfigError as error:
+        raise typer.BadParameter(str(error)) from None
+
 
 Collection = Annotated[
     str | None, typer.Option(help="Chroma collection to query (embedded store or --chroma-url).")

@@ -11,7 +11,7 @@ import typer
 
 from evalkit.cli._app import app
 from evalkit.cli._output import OutputFormat, console, emit_json, settings, table
-from evalkit.cli._retriever import ChromaUrl
+from evalkit.cli._retriever import ChromaUrl, chroma_collection_name
 from evalkit.cli._store import open_store
 from evalkit.errors import ConfigError
 
@@ -33,7 +33,10 @@ class FailOn(StrEnum):
 @app.command("audit")
 def audit(
     collection: Annotated[
-        str | None, typer.Option(help="Chroma collection to audit (required).")
+        str | None,
+        typer.Option(
+            help="Chroma collection to audit (required).", callback=chroma_collection_name
+        ),
     ] = None,
     source: Annotated[
         Path | None,

@@ -20,7 +20,7 @@ from evalkit.cli._output import (
     settings,
     table,
 )
-from evalkit.cli._retriever import ChromaUrl
+from evalkit.cli._retriever import ChromaUrl, chroma_collection_name
 from evalkit.cli._store import open_store
 
 if TYPE_CHECKING:
@@ -112,7 +112,9 @@ def embeddings(
 
 @drift_app.command("documents")
 def documents(
-    collection: Annotated[str, typer.Option(help="Chroma collection to watch.")],
+    collection: Annotated[
+        str, typer.Option(help="Chroma collection to watch.", callback=chroma_collection_name)
+    ],
     chroma_url: ChromaUrl = None,
     save_reference: Annotated[
         bool, typer.Option(help="Save a reference snapshot of the collection now and stop.")
@@ -169,7 +171,12 @@ def documents(
 
 @drift_app.command("model")
 def model(
-    collection: Annotated[str, typer.Option(help="Chroma collection whose model to check.")],
+    collection: Annotated[
+        str,
+        typer.Option(
+            help="Chroma collection whose model to check.", callback=chroma_collection_name
+        ),
+    ],
     chroma_url: ChromaUrl = None,
     output: Format = OutputFormat.table,
 ) -> None:

@@ -17,7 +17,7 @@ from evalkit.cli._output import (
     progress_bar,
     settings,
 )
-from evalkit.cli._retriever import ChromaUrl
+from evalkit.cli._retriever import ChromaUrl, chroma_collection_name
 from evalkit.errors import ConfigError
 from evalkit.extras import require_all
 
@@ -25,7 +25,13 @@ from evalkit.extras import require_all
 @app.command("index")
 def index(
     corpus: Annotated[Path, typer.Option(help="A JSONL corpus file or a BEIR folder.")],
-    collection: Annotated[str, typer.Option(help="Chroma collection to create or update.")],
+    collection: Annotated[
+        str,
+        typer.Option(
+            help="Chroma collection to create or update (3-512 letters, digits, '.', '_', '-').",
+            callback=chroma_collection_name,
+        ),
+    ],
     chroma_url: ChromaUrl = None,
     rebuild: Annotated[
         bool,

@@ -320,7 +320,7 @@ def replay(
     Answers the log holds for the sampled queries are scored too (faithfulness), unless
     --no-answers.
 
-    Example: evalkit traffic replay --window 2026-11-21 --collection kb --where-key tenant
+    Example: evalkit traffic replay --window 2026-11-21 --collection support-kb --where-key tenant
     --k 10 --format json
     """
     from evalkit.errors import ConfigError
@@ -330,6 +330,15 @@ def replay(
 
     if window is not None and sample_id is not None:
         raise ConfigError("name what to replay: --window LABEL or --sample ID, not both")
+    options = RetrieverOptions(
+        collection=collection,
+        chroma_url=chroma_url,
+        http_url=http_retriever,
+        retriever=retriever_spec,
+        where_key=where_key,
+        allow_model_mismatch=allow_model_mismatch,
+        defer_model_check=True,
+    )
     config = settings()
     # Checked before the store is opened, so a judge misconfiguration is reported first.
     judge_settings = answer_settings() if answers else None
@@ -345,18 +354,7 @@ def replay(
             chosen = newest_sample(store, window)
         else:
             raise ConfigError("name what to replay: --window LABEL or --sample ID")
-        retriever = build_retriever(
-            RetrieverOptions(
-                collection=collection,
-                chroma_url=chroma_url,
-                http_url=http_retriever,
-                retriever=retriever_spec,
-                where_key=where_key,
-                allow_model_mismatch=allow_model_mismatch,
-                defer_model_check=True,
-            ),
-            config,
-        )
+        retriever = build_retriever(options, config)
         with progress_bar("replaying traffic", enabled=output is OutputFormat.table) as bar:
             outcome = replay_traffic_window(
                 store,

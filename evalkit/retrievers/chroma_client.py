@@ -20,8 +20,10 @@ document's own metadata.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +45,9 @@ __all__ = [
     "INDEX_FINGERPRINT_KEY",
     "TITLE_KEY",
     "ChromaLocation",
+    "check_collection_name",
     "close_client",
+    "collection_name_problem",
     "collection_space",
     "find_collection",
     "get_collection",
@@ -62,6 +66,7 @@ CHROMA_TOKEN_ENV = "EVALKIT_CHROMA_TOKEN"
 """Environment variable holding a token sent to a Chroma server as ``Authorization: Bearer``."""
 
 _DEFAULT_PORTS = {"http": 8000, "https": 443}
+_NAME = re.compile(r"[a-zA-Z0-9](?:[a-zA-Z0-9._-]*[a-zA-Z0-9])?")
 # Chroma's own default when a collection names no space.
 _CHROMA_DEFAULT_SPACE = "l2"
 
@@ -73,6 +78,39 @@ class ChromaLocation:
     kind: str
     path: str | None = None
     url: str | None = None
+
+
+def collection_name_problem(name: str) -> str | None:
+    """Which of Chroma's rules for collection names ``name`` breaks, or None when it is
+    valid: 3 to 512 characters from ``[a-zA-Z0-9._-]``, starting and ending with a letter
+    or digit, no ``..``, not an IPv4 address (Chroma refuses such a name at any request)."""
+    if not 3 <= len(name) <= 512:
+        return f"it has {len(name)} characters; Chroma needs 3 to 512"
+    if not _NAME.fullmatch(name):
+        return (
+            "Chroma allows only letters, digits, '.', '_' and '-', and a letter or digit "
+            "first and last"
+        )
+    if ".." in name:
+        return "Chroma refuses two consecutive periods (..)"
+    try:
+        ipaddress.IPv4Address(name)
+    except ValueError:
+        return None
+    return "Chroma refuses a name that is an IPv4 address"
+
+
+def check_collection_name(name: str) -> str:
+    """``name`` when Chroma accepts it as a collection name; ConfigError naming the broken
+    rule (before any work: Chroma itself would refuse it only at the first request)."""
+    problem = collection_name_problem(name)
+    if problem is not None:
+        raise ConfigError(
+            f"Chroma collection name {name!r} is not valid: {problem}. Use 3-512 letters, "
+            "digits, '.', '_' or '-', starting and ending with a letter or digit, "
+            "e.g. 'support-kb'."
+        )
+    return name
 
 
 def parse_chroma_url(url: str) -> tuple[str, int, bool]:
@@ -173,10 +211,12 @@ def _collection_names(client: ClientAPI) -> list[str]:
 def get_collection(client: ClientAPI, name: str) -> Collection:
     """Open the collection ``name`` without an embedding function.
 
-    Raises ``RetrieverError`` listing the existing collections when it does not exist.
+    Raises ``ConfigError`` for a name Chroma refuses (``check_collection_name``) and
+    ``RetrieverError`` listing the existing collections when it does not exist.
     """
     from chromadb.errors import NotFoundError as ChromaNotFoundError
 
+    check_collection_name(name)
     try:
         return client.get_collection(name=name, embedding_function=None)
     except ChromaNotFoundError as error:
@@ -193,9 +233,11 @@ def get_collection(client: ClientAPI, name: str) -> Collection:
 
 
 def find_collection(client: ClientAPI, name: str) -> Collection | None:
-    """Open the collection ``name`` without an embedding function, or ``None`` when missing."""
+    """Open the collection ``name`` without an embedding function, or ``None`` when missing;
+    ConfigError for a name Chroma refuses."""
     from chromadb.errors import NotFoundError as ChromaNotFoundError
 
+    check_collection_name(name)
     try:
         return client.get_collection(name=name, embedding_function=None)
     except ChromaNotFoundError:

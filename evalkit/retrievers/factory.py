@@ -26,6 +26,7 @@ from evalkit.errors import ConfigError
 from evalkit.extras import require_all
 from evalkit.registry import register_named
 from evalkit.retrievers.base import Retriever, check_retriever
+from evalkit.retrievers.chroma_client import check_collection_name
 from evalkit.retrievers.http import HttpRetriever
 from evalkit.retrievers.plugins import (
     FACTORY_KIND,
@@ -60,7 +61,8 @@ class RetrieverOptions:
     leaves the model check to the retriever's ``verify_model()`` or first query, for
     callers with cheaper checks to make first. ``query_embedder`` is the embedder a
     vector-store kind embeds queries with (None: the one ``[embedder]`` names, built
-    afresh); ``query_embedder_ahead`` makes one that is already loading.
+    afresh); ``query_embedder_ahead`` makes one that is already loading. A Chroma
+    collection name that Chroma would refuse is a ConfigError when the options are made.
     """
 
     collection: str | None = None
@@ -73,6 +75,20 @@ class RetrieverOptions:
     retriever: str | None = None
     factory_options: Mapping[str, Any] | None = None
     query_embedder: TextEmbedder | None = None
+
+    def __post_init__(self) -> None:
+        # A name Chroma refuses is bad input, reported before the command does any work.
+        if self.collection and self._names_chroma():
+            check_collection_name(self.collection)
+
+    def _names_chroma(self) -> bool:
+        """Whether these options name a Chroma collection (a ``collection`` with no other
+        kind, or kind ``chroma``); the settings are consulted only when they name nothing."""
+        if self.kind is not None:
+            return self.kind == "chroma"
+        if self.retriever:
+            return self.retriever == "chroma"
+        return not self.http_url
 
     def resolved_kind(self, settings: Settings) -> str:
         """The registered kind these options (or ``settings``) name; ConfigError when they

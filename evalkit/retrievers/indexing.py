@@ -22,6 +22,7 @@ from evalkit.retrievers.chroma_client import (
     INDEX_FINGERPRINT_KEY,
     INDEXED_AT_KEY,
     TITLE_KEY,
+    check_collection_name,
     find_collection,
     index_fingerprint,
     model_mismatch_detail,
@@ -83,13 +84,15 @@ def index_corpus(
     are deleted. ``progress(done, total)`` is called after every batch (``total`` defaults
     to ``len(documents)`` when it has one).
 
-    Raises ``EmbeddingError`` when the collection was built with another model, and
+    Raises ``ConfigError`` for a collection name Chroma refuses, before anything is
+    embedded; ``EmbeddingError`` when the collection was built with another model, and
     ``RetrieverError`` when it holds vectors evalkit did not write; ``rebuild=True``
     deletes and recreates the collection instead. Raises ``InputError`` for a document id
     repeated in the corpus or a metadata key evalkit reserves.
     """
     if batch_size < 1:
         raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
+    check_collection_name(collection_name)
     model = embedder.fingerprint
     collection = _prepare_collection(client, collection_name, model, rebuild=rebuild)
     batch_size = _capped_batch_size(client, batch_size)

@@ -37,7 +37,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 from pydantic import (
     BaseModel,
@@ -64,6 +64,7 @@ from evalkit.pipeline import (
     score_answer_file,
 )
 from evalkit.registry import register_named
+from evalkit.retrievers.chroma_client import collection_name_problem
 from evalkit.retrievers.factory import RetrieverOptions, build_retriever
 from evalkit.store.goldsets import load_goldset
 from evalkit.store.retention import prune_run_details, retention_candidates
@@ -211,6 +212,14 @@ class RetrieverParams(_Params):
             "name the retriever: retriever (a kind or module:factory), collection or "
             "http_retriever, or a [retriever] table for every job that names none"
         )
+
+    @model_validator(mode="after")
+    def _valid_collection(self) -> Self:
+        try:
+            self.options()
+        except ConfigError as error:  # a Chroma collection name Chroma would refuse
+            raise ValueError(str(error)) from None
+        return self
 
     def options(self) -> RetrieverOptions:
         """The retriever options these fields describe."""
@@ -606,6 +615,15 @@ class AuditParams(_Params):
     collection: str = Field(description="Chroma collection to audit.")
     chroma_url: str | None = Field(default=None, description="Chroma server URL.")
     source: Path | None = Field(default=None, description="Source corpus the index mirrors.")
+
+    @field_validator("collection")
+    @classmethod
+    def _chroma_name(cls, name: str) -> str:
+        problem = collection_name_problem(name)
+        if problem is not None:
+            raise ValueError(f"Chroma collection name {name!r} is not valid: {problem}")
+        return name
+
     goldset: str | None = Field(default=None, description="Goldset probing recall/coverage.")
     checks: list[str] | None = Field(default=None, description="Checks to run (default all).")
     near_duplicate_threshold: float = Field(default=0.95, gt=0, le=1, description="Cosine.")
