@@ -154,11 +154,18 @@ def test_a_full_disk_fails_the_command_cleanly_and_loses_nothing(small_disk: Sma
         assert broken.returncode == 3, broken.stdout + broken.stderr
         assert "No space left on device" in broken.stderr
         assert "Traceback" not in broken.stderr
-        assert "running" not in statuses(small_disk.store)
+        # The run is marked failed when that still fits. On some fill levels DuckDB loses
+        # that last small commit with the disk full (it reports none), and the run stays
+        # `running` for the next writer to mark, as docs/scheduler.md says.
+        left = statuses(small_disk.store)
+        assert left[1:].count("running") == 0, left
 
-    # Space again: everything stored before is there and a new run completes.
+    # Space again: a run left running is marked failed by this writer, everything stored
+    # before is there and a new run completes.
     again = small_disk.evalkit(*run, "--format", "json")
     assert again.returncode == 0, again.stderr
+    if left[0] == "running":
+        assert "was left running by a process that stopped; marked failed" in again.stderr
     assert json.loads(again.stdout)["aggregates"] == baseline["aggregates"]
     with Store.open(small_disk.store, read_only=True) as store:
         runs = list_runs(store, limit=100)
