@@ -1,11 +1,16 @@
 """Install the built wheel into fresh venvs, as a user would, and use it.
 
-``python tests/install_check.py [--only core|all] [--keep DIR]`` builds the wheel, then:
+``python tests/install_check.py [--only core|all] [--python 3.12 ...] [--keep DIR]`` builds
+the wheel, then:
 
-- core: ``pip install evalkit-retrieval`` (no extra) into a new venv; checks that none of
-  the heavy packages came with it, that ``--help`` lists every command, that
-  ``--version``, ``score``, ``gate`` on TREC files, ``goldset import`` and ``runs`` work,
-  and that ``index`` names the extra it needs;
+- core, on each Python of ``PYTHONS`` (3.11, 3.12, 3.13): ``pip install evalkit-retrieval``
+  (no extra) into a new venv made by that interpreter; checks that none of the heavy
+  packages came with it, that ``--help`` lists every command, that ``--version``, ``score``,
+  ``gate`` on TREC files, ``goldset import`` and ``runs`` work, and that ``index`` and
+  ``dashboard`` name every extra they need at once and exit 2. The interpreters are found as
+  on a fresh machine: pyenv's versions folder (``$PYENV_ROOT``, else ``~/.pyenv``), then
+  ``python3.X`` on PATH; a Python that is not there is reported as a ``SKIP`` line, never
+  passed over in silence;
 - all: the CPU build of torch, then ``evalkit-retrieval[all]``; runs ``make demo``'s flow
   (goldset import, index, run) from the installed wheel, runs the installed dashboard app
   once with Streamlit's AppTest on that store (no exception, no error) and serves it,
@@ -35,6 +40,9 @@ from pathlib import Path
 from evalkit.cli import COMMAND_MODULES
 
 REPO = Path(__file__).resolve().parents[1]
+# The Pythons the core is installed and run on; pyproject.toml's requires-python and
+# classifiers claim exactly these (tests/test_packaging.py).
+PYTHONS = ("3.11", "3.12", "3.13")
 TORCH = "torch==2.13.0"  # the CPU build; an unpinned torch pulls several GB of CUDA packages
 # Distribution names, as `pip list` spells them.
 HEAVY = (
@@ -109,8 +117,42 @@ def build_wheel(outdir: Path) -> Path:
     return wheel
 
 
-def fresh_venv(path: Path) -> Path:
-    run(sys.executable, "-m", "venv", path)
+def find_python(version: str) -> Path | None:
+    """An interpreter of Python ``version`` ("3.12"), as a machine with pyenv or the
+    distribution's packages has it: this very interpreter, pyenv's newest ``version.*``, then
+    ``python3.X`` on PATH; None when none of them runs as that version."""
+    pyenv = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv") / "versions"
+    patches = sorted(
+        pyenv.glob(f"{version}.*/bin/python{version}"),
+        key=lambda path: [int(p) if p.isdigit() else -1 for p in path.parts[-3].split(".")],
+        reverse=True,
+    )
+    on_path = shutil.which(f"python{version}")
+    candidates = [Path(sys.executable), *patches, *([Path(on_path)] if on_path else [])]
+    for candidate in candidates:
+        if python_version(candidate) == version:
+            return candidate
+    return None
+
+
+def python_version(interpreter: Path) -> str | None:
+    """``interpreter``'s "major.minor", or None when it does not run (a pyenv shim of a
+    version that is not selected exits non-zero)."""
+    try:
+        done = subprocess.run(
+            [str(interpreter), "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    except OSError:
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def fresh_venv(path: Path, python: Path | None = None) -> Path:
+    run(python or sys.executable, "-m", "venv", path)
     run(path / "bin" / "python", "-m", "pip", "install", "--quiet", "--upgrade", "pip")
     return path / "bin"
 
@@ -163,17 +205,26 @@ def write_trec_files(folder: Path) -> None:
     )
 
 
-def check_core(wheel: Path, work: Path) -> None:
-    venv = work / "core"
-    step("core: pip install evalkit-retrieval (no extra) into a fresh venv")
-    bin_dir = fresh_venv(venv)
+def check_core(wheel: Path, work: Path, version: str) -> bool:
+    """The core install on Python ``version``; False (after a SKIP line) when this machine
+    has no such interpreter."""
+    python = find_python(version)
+    if python is None:
+        step(
+            f"SKIP core on Python {version}: no interpreter found (pyenv's versions/{version}.*, "
+            f"python{version} on PATH); install it (pyenv install {version}) to check it"
+        )
+        return False
+    venv = work / f"core-{version}"
+    step(f"core on Python {version} ({python}): pip install evalkit-retrieval (no extra)")
+    bin_dir = fresh_venv(venv, python)
     pip_install(bin_dir, str(wheel))
     present = installed(bin_dir) & set(HEAVY)
     if present:
         raise SystemExit(f"install-check: FAILED: the core install brought {sorted(present)}")
-    env = user_env(work / "core-home")
+    env = user_env(work / f"core-home-{version}")
     evalkit = bin_dir / "evalkit"
-    version = run(evalkit, "--version", env=env, cwd=work).strip()
+    evalkit_version = run(evalkit, "--version", env=env, cwd=work).strip()
     check_help(evalkit, env, work)
     files = work / "trec"
     write_trec_files(files)
@@ -229,9 +280,28 @@ def check_core(wheel: Path, work: Path) -> None:
         cwd=work,
         check=False,
     )
-    if index.returncode != 2 or "evalkit-retrieval[chroma]" not in index.stderr:
-        raise SystemExit(f"install-check: FAILED: index without the chroma extra: {index.stderr}")
-    step(f"core: OK ({version}); {len(installed(bin_dir))} packages, {size_mb(venv):.0f} MB")
+    if index.returncode != 2 or "pip install 'evalkit-retrieval[chroma,embed]'" not in index.stderr:
+        raise SystemExit(f"install-check: FAILED: index on the core install: {index.stderr}")
+    dashboard = subprocess.run(
+        [str(evalkit), "dashboard", "--dry-run"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=work,
+        check=False,
+    )
+    if (
+        dashboard.returncode != 2
+        or "pip install 'evalkit-retrieval[dashboard]'" not in dashboard.stderr
+    ):
+        raise SystemExit(
+            f"install-check: FAILED: dashboard on the core install: {dashboard.stderr}"
+        )
+    step(
+        f"core on Python {version}: OK ({evalkit_version}); {len(installed(bin_dir))} packages, "
+        f"{size_mb(venv):.0f} MB"
+    )
+    return True
 
 
 def help_commands(text: str) -> set[str]:
@@ -342,20 +412,32 @@ def check_all(wheel: Path, work: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=["core", "all"])
+    parser.add_argument(
+        "--python",
+        action="append",
+        choices=PYTHONS,
+        help="Check the core on this Python only (repeatable; default: all of them).",
+    )
     parser.add_argument("--keep", type=Path, help="Work here and keep the venvs.")
     options = parser.parse_args()
     work = options.keep or Path(tempfile.mkdtemp(prefix="evalkit-install-"))
     work.mkdir(parents=True, exist_ok=True)
+    skipped: list[str] = []
     try:
         wheel = build_wheel(work / "dist")
         if options.only in (None, "core"):
-            check_core(wheel, work)
+            for version in options.python or PYTHONS:
+                if not check_core(wheel, work, version):
+                    skipped.append(version)
         if options.only in (None, "all"):
             check_all(wheel, work)
     finally:
         if options.keep is None:
             shutil.rmtree(work, ignore_errors=True)
-    step("all checks passed")
+    if skipped:
+        step(f"all checks passed, but the core was NOT checked on Python {', '.join(skipped)}")
+    else:
+        step("all checks passed")
 
 
 if __name__ == "__main__":
