@@ -30,6 +30,7 @@ from evalkit.retrievers.chroma_client import (
     INDEX_FINGERPRINT_KEY,
     INDEXED_AT_KEY,
     TITLE_KEY,
+    contents_fingerprint,
     parse_chroma_url,
 )
 
@@ -254,8 +255,11 @@ def test_server_describe_and_fingerprints(
     assert stored is not None
     assert stored.canary_hash == embedder.fingerprint.canary_hash
     documents = corpus()
-    expected = index_fingerprint({doc.id: content_hash(doc) for doc in documents}, stored)
-    assert server_retriever.index_fingerprint() == expected
+    stored_index = index_fingerprint({doc.id: content_hash(doc) for doc in documents}, stored)
+    collection = server_retriever._collection
+    assert (collection.metadata or {})[INDEX_FINGERPRINT_KEY] == stored_index
+    # The run records the collection's contents now, evalkit's stored fingerprint among them.
+    assert server_retriever.index_fingerprint() == contents_fingerprint(collection)
     server_retriever.check()
 
 

@@ -24,10 +24,10 @@ from evalkit.retrievers.base import (
     validate_k,
 )
 from evalkit.retrievers.chroma_client import (
-    INDEX_FINGERPRINT_KEY,
     ChromaLocation,
     close_client,
     collection_space,
+    contents_fingerprint,
     get_collection,
     model_mismatch_detail,
     open_chroma_client,
@@ -104,8 +104,6 @@ class ChromaRetriever:
         self._owned_client: ClientAPI | None = None
         metadata = dict(collection.metadata or {})
         self._stored_model = ModelFingerprint.from_metadata(metadata)
-        stored_index = metadata.get(INDEX_FINGERPRINT_KEY)
-        self._index_fingerprint = None if stored_index is None else str(stored_index)
         space = collection_space(collection)
         if space not in SCORE_FROM_DISTANCE:
             raise RetrieverError(
@@ -344,8 +342,13 @@ class ChromaRetriever:
             ) from error
 
     def index_fingerprint(self) -> str | None:
-        """The index fingerprint ``index_corpus`` stored in the collection, if any."""
-        return self._index_fingerprint
+        """What the collection holds now (``contents_fingerprint``: the fingerprint
+        ``index_corpus`` stored, the count and the first and last documents), so a change
+        made without evalkit shows too; None when the collection cannot be read."""
+        try:
+            return contents_fingerprint(self._collection)
+        except Exception:  # an unreadable collection fails the run's queries, not its record
+            return None
 
     def model_fingerprint(self) -> ModelFingerprint | None:
         """The embedding model fingerprint stored in the collection, if any."""

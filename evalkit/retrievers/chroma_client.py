@@ -12,6 +12,9 @@ What evalkit writes into a collection's metadata (see ``docs/retrievers.md``):
   model fingerprint, which changes exactly when what is indexed changes;
 - ``evalkit_indexed_at``: when the index last changed (UTC, ISO 8601).
 
+A run records ``contents_fingerprint``, not the stored fingerprint alone: it also covers what
+was written to the collection without evalkit (see its docstring for what it can see).
+
 and into each document's metadata ``evalkit_content_hash`` (so re-indexing embeds only
 the documents that changed), ``evalkit_title`` when the document has a title, and the
 document's own metadata.
@@ -29,6 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
+
+import numpy as np
 
 from evalkit.embedding import ModelFingerprint
 from evalkit.errors import ConfigError, RetrieverError
@@ -49,6 +54,7 @@ __all__ = [
     "close_client",
     "collection_name_problem",
     "collection_space",
+    "contents_fingerprint",
     "find_collection",
     "get_collection",
     "index_fingerprint",
@@ -67,6 +73,8 @@ CHROMA_TOKEN_ENV = "EVALKIT_CHROMA_TOKEN"
 
 _DEFAULT_PORTS = {"http": 8000, "https": 443}
 _NAME = re.compile(r"[a-zA-Z0-9](?:[a-zA-Z0-9._-]*[a-zA-Z0-9])?")
+# Documents read at each end of a collection for its contents fingerprint.
+FINGERPRINT_SAMPLE = 32
 # Chroma's own default when a collection names no space.
 _CHROMA_DEFAULT_SPACE = "l2"
 
@@ -266,6 +274,45 @@ def index_fingerprint(hashes: Mapping[str, str], model: ModelFingerprint) -> str
     for doc_id in sorted(hashes):
         digest.update(json.dumps([doc_id, hashes[doc_id]], ensure_ascii=False).encode("utf-8"))
         digest.update(b"\n")
+    return digest.hexdigest()
+
+
+def contents_fingerprint(collection: Collection) -> str:
+    """SHA-256 of what the collection holds now, read in three small requests.
+
+    It covers the fingerprint ``evalkit index`` stored (``evalkit_index_fingerprint``), the
+    document count, and the ids, documents, metadata and vectors of the first and the last
+    ``FINGERPRINT_SAMPLE`` documents in Chroma's storage order (the order they were added
+    in). So it changes when ``evalkit index`` changed anything, and, written by anything
+    else, when documents are deleted (the count), added (the count and the last documents,
+    since Chroma appends them) or deleted and added in equal numbers (the last documents).
+    A document overwritten in place (same id, new text or vector) changes it only when it
+    is one of the sampled documents: Chroma keeps no version that would say so for less
+    than reading every document.
+    """
+    metadata = collection.metadata or {}
+    count = collection.count()
+    digest = hashlib.sha256()
+    digest.update(f"chroma:{metadata.get(INDEX_FINGERPRINT_KEY)}:{count}\n".encode())
+    sample = FINGERPRINT_SAMPLE
+    offsets = [0] if count <= 2 * sample else [0, count - sample]
+    limit = 2 * sample if count <= 2 * sample else sample
+    for offset in offsets:
+        page = collection.get(
+            limit=limit, offset=offset, include=["documents", "metadatas", "embeddings"]
+        )
+        documents = page.get("documents") or []
+        metadatas = page.get("metadatas") or []
+        embeddings = page.get("embeddings")
+        for position, doc_id in enumerate(page.get("ids") or []):
+            text = documents[position] if position < len(documents) else None
+            meta = metadatas[position] if position < len(metadatas) else None
+            digest.update(
+                json.dumps([doc_id, text, meta], sort_keys=True, default=str).encode("utf-8")
+            )
+            if embeddings is not None and position < len(embeddings):
+                digest.update(np.asarray(embeddings[position], dtype=np.float32).tobytes())
+            digest.update(b"\n")
     return digest.hexdigest()
 
 

@@ -18,9 +18,11 @@ served by Qdrant's payload index when there is one); without it tenants are igno
 
 A collection records no embedding model, so only its vector size is compared with the query
 embedder's (before the first query); the run records the query embedder's fingerprint. The
-index fingerprint hashes the point count and the collection's vector configuration: cheap,
-and it changes when points are added or removed or the vectors are reconfigured, but not
-when a point is overwritten in place (Qdrant gives no content hash).
+index fingerprint, read when the run is recorded, hashes the exact point count, the
+collection's vector configuration and the first ``FINGERPRINT_SAMPLE`` points in id order
+(ids, payloads, vectors): cheap, and it changes when points are added or removed or the
+vectors are reconfigured, but a point overwritten in place changes it only when it is one of
+those first points (Qdrant keeps no content hash or version to read instead).
 """
 
 from __future__ import annotations
@@ -49,7 +51,10 @@ from evalkit.retrievers.base import (
 from evalkit.retrievers.framework import MissingIdError
 from evalkit.retrievers.model_check import REEMBED_SAMPLE, ReembeddingCheck, check_reembedding
 
-__all__ = ["QdrantRetriever"]
+__all__ = ["FINGERPRINT_SAMPLE", "QdrantRetriever"]
+
+FINGERPRINT_SAMPLE = 64
+"""Points (the first in id order) whose content the index fingerprint covers."""
 
 _DISTANCES_AS_SCORES = {models.Distance.COSINE, models.Distance.DOT}
 
@@ -132,11 +137,8 @@ class QdrantRetriever:
                 f"cannot reach Qdrant at {self._where}: {describe_exception(error)}; is the "
                 "server running, and is url right?"
             ) from error
-        self._points = info.points_count or 0
         vectors = info.config.params.vectors
-        self._config_text = json.dumps(
-            {"points": self._points, "vectors": _jsonable(vectors)}, sort_keys=True
-        )
+        self._config_text = json.dumps({"vectors": _jsonable(vectors)}, sort_keys=True)
         if isinstance(vectors, dict):
             name = self._settings.vector_name
             if name is None or name not in vectors:
@@ -333,8 +335,27 @@ class QdrantRetriever:
         }
 
     def index_fingerprint(self) -> str | None:
-        """A hash of the point count and the collection's vector configuration."""
-        return hashlib.sha256(self._config_text.encode()).hexdigest()[:16]
+        """A hash of the exact point count, the vector configuration and the first
+        ``FINGERPRINT_SAMPLE`` points, read now; None when the collection cannot be read."""
+        try:
+            count = self._client.count(self._collection, exact=True).count
+            points, _ = self._client.scroll(
+                self._collection,
+                limit=FINGERPRINT_SAMPLE,
+                with_payload=True,
+                with_vectors=True,
+            )
+        except Exception:  # an unreadable collection fails the run's queries, not its record
+            return None
+        digest = hashlib.sha256(f"{self._config_text}\n{count}\n".encode())
+        for point in points:
+            digest.update(
+                json.dumps(
+                    [str(point.id), point.payload, point.vector], sort_keys=True, default=str
+                ).encode("utf-8")
+            )
+            digest.update(b"\n")
+        return digest.hexdigest()[:16]
 
     def model_fingerprint(self) -> ModelFingerprint | None:
         """The query embedder's fingerprint: the collection records no model of its own;
