@@ -334,6 +334,9 @@ _INDEX = ("index", "--corpus", "{inputs}/corpus.jsonl", "--collection", "kb-demo
         # model's extra is missing.
         (_INDEX, "embed", sorted(set(HEAVY) - {"chromadb", "onnxruntime", "opentelemetry"})),
         (("run", "--goldset", "g", "--collection", "kb-demo"), "chroma,embed", HEAVY),
+        (("audit", "--collection", "kb-demo"), "chroma,embed", HEAVY),
+        # A check that embeds nothing needs only Chroma.
+        (("audit", "--collection", "kb-demo", "--check", "duplicates"), "chroma", HEAVY),
         (("dashboard", "--dry-run"), "dashboard", HEAVY),
         (("answers", "score", "{inputs}/answers.jsonl"), "embed", HEAVY),
     ],

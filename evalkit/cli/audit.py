@@ -14,6 +14,7 @@ from evalkit.cli._output import OutputFormat, console, emit_json, settings, tabl
 from evalkit.cli._retriever import ChromaUrl, chroma_collection_name
 from evalkit.cli._store import open_store
 from evalkit.errors import ConfigError
+from evalkit.extras import require_all
 
 if TYPE_CHECKING:
     from evalkit.audit import AuditReport
@@ -103,13 +104,18 @@ def audit(
     --goldset demo --fail-on critical --format json
     """
     from evalkit.audit import CHECK_NAMES, AuditConfig
-    from evalkit.embedding import build_query_embedder
+    from evalkit.embedding import build_query_embedder, local_model_modules
     from evalkit.pipeline import audit_collection
 
     config = settings()
+    checks = tuple(check) if check else CHECK_NAMES
+    # The model check re-embeds documents; ANN recall and coverage embed the goldset's queries.
+    embeds = "model" in checks or bool(goldset and {"ann_recall", "coverage"} & set(checks))
+    model_modules = local_model_modules(config) if embeds else ()
+    require_all(("chromadb", *model_modules), "`evalkit audit`")
     collection = _audited_collection(collection, retriever_spec, config.retriever)
     audit_config = AuditConfig(
-        checks=tuple(check) if check else CHECK_NAMES,
+        checks=checks,
         near_duplicate_threshold=near_duplicate_threshold,
         model_sample_size=model_sample or None,
         k=k,
