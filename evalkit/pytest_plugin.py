@@ -646,6 +646,7 @@ def _regression_message(
 
 def _inconclusive_reason(outcome: GateOutcome) -> str:
     """Why the gate could not decide, on one line (a skip or xfail reason)."""
+    # Runs only after a gate, so this costs nothing; deferred as _gate's (chroma, torch).
     from evalkit.stats.render import queries_needed_text
 
     comparison = outcome.report.comparison
