@@ -33,7 +33,7 @@ from evalkit.extras import (
     require,
     require_all,
 )
-from evalkit.store.export import PARQUET_FILES
+from evalkit.store.export import GOLDSET_FILES, PARQUET_FILES
 
 REPO = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
@@ -317,7 +317,7 @@ def test_the_core_commands_work_without_any_extra(tmp_path: Path, endpoint: str)
             home, "runs", "export", replayed["run_id"], "--format", "parquet", "-o", str(parquet)
         )
     )
-    assert sorted(path.name for path in parquet.iterdir()) == sorted(PARQUET_FILES)
+    assert sorted(path.name for path in parquet.iterdir()) == sorted(PARQUET_FILES + GOLDSET_FILES)
     assert json.loads(_ok(core_evalkit(home, "schema", "alert-payload")))["type"] == "object"
     _ok(core_evalkit(home, "goldset", "list"))
 
