@@ -38,8 +38,7 @@ from evalkit.clock import utc_now
 from evalkit.errors import ConfigError, InputError, StoreError
 from evalkit.files import create_beside
 from evalkit.jsonsafe import finite_or_null
-from evalkit.redaction import redact_known
-from evalkit.store.runs import RunRecord, RunSpec, get_run
+from evalkit.store.runs import RunRecord, RunSpec, get_run, insert_run
 
 if TYPE_CHECKING:
     from evalkit.store.store import Store
@@ -391,47 +390,20 @@ def import_run(store: Store, path: Path) -> RunImport:
                 [str(goldset_paths[1]), version],
             )[0][0]
         )
-    spec = exported.spec
     try:
         with store.transaction() as con:
-            con.execute(
-                "INSERT INTO runs (run_id, status, kind, label, goldset_name, goldset_version,"
-                " retriever_kind, retriever_config, collection, model_name, model_dimension,"
-                " model_fingerprint, index_fingerprint, evalkit_version, k,"
-                " relevance_threshold, measures, seed, started_at, finished_at, n_queries,"
-                " n_failed, n_evaluated, error, imported_from, imported_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
-                " ?, ?, ?)",
-                [
-                    exported.run_id,
-                    exported.status,
-                    spec.kind,
-                    spec.label,
-                    spec.goldset_name,
-                    spec.goldset_version,
-                    spec.retriever_kind,
-                    redact_known(
-                        json.dumps(dict(spec.retriever_config), sort_keys=True, default=str)
-                    ),
-                    spec.collection,
-                    spec.model_name,
-                    spec.model_dimension,
-                    spec.model_fingerprint,
-                    spec.index_fingerprint,
-                    spec.evalkit_version,
-                    spec.k,
-                    spec.relevance_threshold,
-                    measures,
-                    spec.seed,
-                    exported.started_at,
-                    exported.finished_at,
-                    spec.n_queries,
-                    exported.n_failed,
-                    exported.n_evaluated,
-                    None if exported.error is None else redact_known(exported.error),
-                    origin,
-                    utc_now(),
-                ],
+            insert_run(
+                con,
+                exported.run_id,
+                exported.spec,
+                status=exported.status,
+                started_at=exported.started_at,
+                finished_at=exported.finished_at,
+                n_failed=exported.n_failed,
+                n_evaluated=exported.n_evaluated,
+                error=exported.error,
+                imported_from=origin,
+                imported_at=utc_now(),
             )
             con.execute(
                 "INSERT INTO run_queries (run_id, query_id, latency_ms, error, n_results,"

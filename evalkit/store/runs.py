@@ -40,6 +40,7 @@ __all__ = [
     "fail_running_runs",
     "finish_run",
     "get_run",
+    "insert_run",
     "latest_aggregates",
     "list_runs",
     "mark_finished",
@@ -188,39 +189,69 @@ def create_run(
     run_id = run_id or new_run_id(started_at)
     try:
         with store.transaction() as con:
-            con.execute(
-                "INSERT INTO runs (run_id, status, kind, label, goldset_name, goldset_version,"
-                " retriever_kind, retriever_config, collection, model_name, model_dimension,"
-                " model_fingerprint, index_fingerprint, evalkit_version, k,"
-                " relevance_threshold, measures, seed, started_at, n_queries)"
-                " VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    run_id,
-                    spec.kind,
-                    spec.label,
-                    spec.goldset_name,
-                    spec.goldset_version,
-                    spec.retriever_kind,
-                    redact_known(
-                        json.dumps(dict(spec.retriever_config), sort_keys=True, default=str)
-                    ),
-                    spec.collection,
-                    spec.model_name,
-                    spec.model_dimension,
-                    spec.model_fingerprint,
-                    spec.index_fingerprint,
-                    spec.evalkit_version,
-                    spec.k,
-                    spec.relevance_threshold,
-                    list(spec.measures),
-                    spec.seed,
-                    started_at,
-                    spec.n_queries,
-                ],
-            )
+            insert_run(con, run_id, spec, status="running", started_at=started_at)
     except duckdb.Error as error:
         raise StoreError(f"cannot record a new run in {store.path}: {error}") from error
     return run_id
+
+
+def insert_run(
+    con: duckdb.DuckDBPyConnection,
+    run_id: str,
+    spec: RunSpec,
+    *,
+    status: RunStatus,
+    started_at: datetime,
+    finished_at: datetime | None = None,
+    n_failed: int | None = None,
+    n_evaluated: int | None = None,
+    error: str | None = None,
+    imported_from: str | None = None,
+    imported_at: datetime | None = None,
+) -> None:
+    """Write the ``runs`` row of the run ``run_id`` as ``spec`` describes it, on ``con``.
+
+    The one place a run row is written, so a run recorded here (``create_run``) and one
+    imported from an export have the same columns from the same ``RunSpec``. Its retriever
+    options and error are masked of every registered secret.
+    """
+    con.execute(
+        "INSERT INTO runs (run_id, status, kind, label, goldset_name, goldset_version,"
+        " retriever_kind, retriever_config, collection, model_name, model_dimension,"
+        " model_fingerprint, index_fingerprint, evalkit_version, k,"
+        " relevance_threshold, measures, seed, started_at, finished_at, n_queries,"
+        " n_failed, n_evaluated, error, imported_from, imported_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+        " ?, ?, ?)",
+        [
+            run_id,
+            status,
+            spec.kind,
+            spec.label,
+            spec.goldset_name,
+            spec.goldset_version,
+            spec.retriever_kind,
+            redact_known(json.dumps(dict(spec.retriever_config), sort_keys=True, default=str)),
+            spec.collection,
+            spec.model_name,
+            spec.model_dimension,
+            spec.model_fingerprint,
+            spec.index_fingerprint,
+            spec.evalkit_version,
+            spec.k,
+            spec.relevance_threshold,
+            list(spec.measures),
+            spec.seed,
+            started_at,
+            finished_at,
+            spec.n_queries,
+            n_failed,
+            n_evaluated,
+            _masked(error),
+            imported_from,
+            imported_at,
+        ],
+    )
 
 
 def add_query_results(store: Store, run_id: str, results: Sequence[QueryResult]) -> None:
