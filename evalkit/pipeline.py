@@ -1019,12 +1019,14 @@ def replay_candidate(
     measures: Sequence[str] = (),
     k: int | None = None,
     label: str = GATE_CANDIDATE_LABEL,
+    progress: Callable[[int, int], None] | None = None,
 ) -> RunOutcome:
     """Replay ``goldset`` against a live candidate and store the run (``evaluate_goldset``,
     without answer scoring), scored on the default measures for ``k`` plus ``measures``.
 
     ``retriever`` is a ready retriever (left open) or the options to build one with
-    ``settings`` (built only now, closed afterwards). ``k`` defaults to ``settings.k``.
+    ``settings`` (built only now, closed afterwards). ``k`` defaults to ``settings.k``;
+    ``progress`` is called as the replay advances (queries done, total).
     Raises RetrieverError unless every query was answered: a gate never compares a partial
     run as if it were complete.
     """
@@ -1043,6 +1045,7 @@ def replay_candidate(
         relevance_threshold=settings.relevance_threshold,
         batch_size=settings.query_batch_size,
         label=label,
+        progress=progress,
         # The gate decides on retrieval metrics; judging answers would only add cost.
         answers=False,
         close_retriever=built,
@@ -1095,6 +1098,7 @@ def gate_against_baseline(
     worst: int = 10,
     failed_as_zero: bool = False,
     label: str = GATE_CANDIDATE_LABEL,
+    progress: Callable[[int, int], None] | None = None,
 ) -> GateOutcome:
     """The gate's workflow, which ``evalkit gate``, ``evalkit compare`` and the pytest plugin
     share: score ``baseline``, get the candidate, score it, compare the two.
@@ -1108,7 +1112,7 @@ def gate_against_baseline(
     ``store`` is an open store, a ``StoreOpener`` (opened for the scoring and the replay,
     closed before the statistics run) or None when only run files are compared. The
     comparison (``compare_scored``) refuses runs with failed queries unless
-    ``failed_as_zero`` counts them as 0.
+    ``failed_as_zero`` counts them as 0. ``progress`` follows a live candidate's replay.
     """
     started = time.perf_counter()
     with _session(store) as opened:
@@ -1131,6 +1135,7 @@ def gate_against_baseline(
                 measures=measures,
                 k=k,
                 label=label,
+                progress=progress,
             )
             replayed, defaults = live.run, live.default_measures
             reference = replayed.run_id

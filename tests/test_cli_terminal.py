@@ -208,6 +208,62 @@ def test_piped_traffic_replay_prints_plain_progress_lines_on_stderr(
     assert "replaying traffic: 40/40 (100%), 0:00:" in done.stderr
 
 
+@pytest.fixture(scope="module")
+def fixed_baseline(workspace: Workspace) -> str:
+    """A stored run of the plug-in retriever, the baseline a live gate compares with."""
+    done = workspace.piped(
+        "run",
+        "--goldset",
+        "demo",
+        "--retriever",
+        "fixed_retriever:make",
+        "--k",
+        "10",
+        "--format",
+        "json",
+    )
+    assert done.returncode == 0, done.stderr
+    return str(json.loads(done.stdout)["run_id"])
+
+
+def test_gate_draws_its_bar_while_it_replays_a_live_candidate_on_a_terminal(
+    workspace: Workspace, fixed_baseline: str
+) -> None:
+    done = workspace.on_terminal(
+        "gate",
+        "--baseline",
+        fixed_baseline,
+        "--goldset",
+        "demo",
+        "--retriever",
+        "fixed_retriever:make",
+        "--k",
+        "10",
+    )
+    assert_clean(done)
+
+
+def test_piped_gate_prints_plain_progress_lines_while_it_replays(
+    workspace: Workspace, fixed_baseline: str
+) -> None:
+    done = workspace.piped(
+        "gate",
+        "--baseline",
+        fixed_baseline,
+        "--goldset",
+        "demo",
+        "--retriever",
+        "fixed_retriever:make",
+        "--k",
+        "10",
+    )
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.startswith("replaying demo ")]
+    assert lines, done.stderr
+    assert lines[-1].startswith("replaying demo against the candidate: 129/129 (100%)")
+    assert "\x1b[" not in done.stderr
+
+
 def test_piped_json_output_prints_no_progress(workspace: Workspace) -> None:
     done = workspace.piped(
         "traffic",

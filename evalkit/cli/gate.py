@@ -9,7 +9,15 @@ import typer
 
 from evalkit.cli._app import app
 from evalkit.cli._goldset import GOLDSET_HELP, GoldsetFormat, GoldsetSplit, GoldsetTopics
-from evalkit.cli._output import OutputFormat, console, emit_json, err_console, settings, table
+from evalkit.cli._output import (
+    OutputFormat,
+    console,
+    emit_json,
+    err_console,
+    progress_bar,
+    settings,
+    table,
+)
 from evalkit.cli._retriever import (
     AllowMismatch,
     ChromaUrl,
@@ -311,30 +319,35 @@ def gate(
             "(--retriever / --collection / --chroma-url / --http-retriever, or a [retriever] "
             "table in evalkit.toml) to replay now"
         )
-    outcome = gate_against_baseline(
-        _store_opener(write=live or _exports(baseline, candidate), purpose="gate", config=config),
-        baseline,
-        target,
-        measures=measures,
-        goldset=None
-        if goldset is None
-        else resolve_goldset(
-            _store_opener(write=False, purpose="gate", config=config),
-            goldset,
-            format=goldset_format,
-            split=goldset_split,
-            topics=goldset_topics,
-        ),
-        qrels=qrels,
-        settings=config,
-        k=k,
-        alpha=alpha,
-        min_effect=min_effect,
-        resamples=resamples,
-        seed=seed,
-        worst=worst,
-        failed_as_zero=failed_as_zero,
-    )
+    replaying = f"replaying {goldset} against the candidate"
+    with progress_bar(replaying, enabled=live and output is OutputFormat.table) as bar:
+        outcome = gate_against_baseline(
+            _store_opener(
+                write=live or _exports(baseline, candidate), purpose="gate", config=config
+            ),
+            baseline,
+            target,
+            measures=measures,
+            goldset=None
+            if goldset is None
+            else resolve_goldset(
+                _store_opener(write=False, purpose="gate", config=config),
+                goldset,
+                format=goldset_format,
+                split=goldset_split,
+                topics=goldset_topics,
+            ),
+            qrels=qrels,
+            settings=config,
+            k=k,
+            alpha=alpha,
+            min_effect=min_effect,
+            resamples=resamples,
+            seed=seed,
+            worst=worst,
+            failed_as_zero=failed_as_zero,
+            progress=bar,
+        )
     dashboard_url = config.alerts.dashboard_url
     write_gate_reports(outcome, junit=junit, markdown=markdown, dashboard_url=dashboard_url)
     _show(outcome, output, dashboard_url=dashboard_url)
