@@ -5,9 +5,12 @@ They become a ``RetrieverOptions``; ``evalkit.retrievers.factory`` builds the re
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from evalkit.retrievers.factory import RetrieverOptions
 
 __all__ = [
     "AllowMismatch",
@@ -20,6 +23,7 @@ __all__ = [
     "RetrieverSpec",
     "WhereKey",
     "chroma_collection_name",
+    "retriever_options",
 ]
 
 
@@ -35,6 +39,32 @@ def chroma_collection_name(value: str | None) -> str | None:
         return check_collection_name(value)
     except ConfigError as error:
         raise typer.BadParameter(str(error)) from None
+
+
+def retriever_options(
+    *,
+    collection: str | None,
+    chroma_url: str | None,
+    http_retriever: str | None,
+    retriever_spec: str | None,
+    where_key: str | None,
+    allow_model_mismatch: bool,
+    defer_model_check: bool = False,
+) -> RetrieverOptions:
+    """The ``RetrieverOptions`` that a command's retriever options name (``--collection``,
+    ``--chroma-url``, ``--http-retriever``, ``--retriever``, ``--where-key``,
+    ``--allow-model-mismatch``); a collection name Chroma refuses is a ConfigError."""
+    from evalkit.retrievers.factory import RetrieverOptions
+
+    return RetrieverOptions(
+        collection=collection,
+        chroma_url=chroma_url,
+        http_url=http_retriever,
+        retriever=retriever_spec,
+        where_key=where_key,
+        allow_model_mismatch=allow_model_mismatch,
+        defer_model_check=defer_model_check,
+    )
 
 
 Collection = Annotated[

@@ -25,6 +25,7 @@ from evalkit.cli._retriever import (
     HttpUrl,
     RetrieverSpec,
     WhereKey,
+    retriever_options,
 )
 from evalkit.cli._store import open_store
 from evalkit.errors import ConfigError
@@ -288,14 +289,13 @@ def gate(
     -m ndcg@10 -m recall@100 --min-effect 0.01 --junit gate.xml --markdown gate.md
     """
     from evalkit.pipeline import gate_against_baseline, resolve_goldset, write_gate_reports
-    from evalkit.retrievers.factory import RetrieverOptions
 
     measures = measure or ["ndcg@10"]
-    live_options = RetrieverOptions(
+    live_options = retriever_options(
         collection=collection,
         chroma_url=chroma_url,
-        http_url=http_retriever,
-        retriever=retriever_spec,
+        http_retriever=http_retriever,
+        retriever_spec=retriever_spec,
         where_key=where_key,
         allow_model_mismatch=allow_model_mismatch,
     )

@@ -28,6 +28,7 @@ from evalkit.cli._retriever import (
     RayAddress,
     RetrieverSpec,
     WhereKey,
+    retriever_options,
 )
 from evalkit.cli._store import open_store
 from evalkit.cli.answers import print_answer_summaries
@@ -112,19 +113,15 @@ def run(
     Example: evalkit run --goldset goldsets/demo --collection demo
     """
     from evalkit.engines import RayEngine, check_engine
-    from evalkit.retrievers.factory import (
-        RetrieverOptions,
-        build_retriever,
-        query_embedder_ahead,
-    )
+    from evalkit.retrievers.factory import build_retriever, query_embedder_ahead
 
     config = settings()
     depth = k or config.k
-    options = RetrieverOptions(
+    options = retriever_options(
         collection=collection,
         chroma_url=chroma_url,
-        http_url=http_retriever,
-        retriever=retriever_spec,
+        http_retriever=http_retriever,
+        retriever_spec=retriever_spec,
         where_key=where_key,
         allow_model_mismatch=allow_model_mismatch,
     )

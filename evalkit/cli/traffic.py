@@ -28,6 +28,7 @@ from evalkit.cli._retriever import (
     HttpUrl,
     RetrieverSpec,
     WhereKey,
+    retriever_options,
 )
 from evalkit.cli._store import open_store
 from evalkit.cli.answers import print_answer_summaries
@@ -325,16 +326,16 @@ def replay(
     """
     from evalkit.errors import ConfigError
     from evalkit.pipeline import answer_settings, newest_sample, replay_traffic_window
-    from evalkit.retrievers.factory import RetrieverOptions, build_retriever
+    from evalkit.retrievers.factory import build_retriever
     from evalkit.traffic.summary import DEFAULT_LOW_CONFIDENCE
 
     if window is not None and sample_id is not None:
         raise ConfigError("name what to replay: --window LABEL or --sample ID, not both")
-    options = RetrieverOptions(
+    options = retriever_options(
         collection=collection,
         chroma_url=chroma_url,
-        http_url=http_retriever,
-        retriever=retriever_spec,
+        http_retriever=http_retriever,
+        retriever_spec=retriever_spec,
         where_key=where_key,
         allow_model_mismatch=allow_model_mismatch,
         defer_model_check=True,
