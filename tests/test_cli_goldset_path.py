@@ -5,15 +5,14 @@ with no EVALKIT_HOME unless the case sets one."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from evalkit_process import fresh_env, run_evalkit
 from overlap_retriever import overlap_retriever
 
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -24,22 +23,7 @@ def evalkit(
     cwd: Path, *args: str, home: Path | None = None, code: int = 0
 ) -> subprocess.CompletedProcess[str]:
     """Run ``evalkit ARGS`` in ``cwd``; check its exit code."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in {"EVALKIT_HOME", "EVALKIT_CONFIG", "EVALKIT_STORE_PATH"}
-    }
-    if home is not None:
-        env["EVALKIT_HOME"] = str(home)
-    done = subprocess.run(
-        [sys.executable, "-m", "evalkit", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    done = run_evalkit(*args, env=fresh_env(home), cwd=cwd)
     assert done.returncode == code, (done.returncode, done.stdout, done.stderr)
     return done
 

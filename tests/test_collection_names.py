@@ -7,11 +7,11 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+from evalkit_process import run_evalkit
 
 from evalkit.retrievers.chroma_client import collection_name_problem
 
@@ -63,15 +63,7 @@ def evalkit(
         "TRANSFORMERS_OFFLINE": "1",
         "ANONYMIZED_TELEMETRY": "False",
     }
-    return subprocess.run(
-        [sys.executable, "-m", "evalkit", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    return run_evalkit(*args, env=env, cwd=cwd)
 
 
 @pytest.fixture(scope="module")

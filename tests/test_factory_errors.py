@@ -5,15 +5,14 @@ wrong type is refused saying what it must return. Through real ``evalkit`` proce
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pytest
 from chroma_server import free_port
+from evalkit_process import fresh_env, run_evalkit
 
 from evalkit.retrievers.plugins import unreachable
 
@@ -111,18 +110,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def evalkit(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "EVALKIT_HOME": str(cwd / "home"), "PYTHONPATH": str(REPO)}
-    for name in ("EVALKIT_CONFIG", "EVALKIT_CHROMA_URL", "EVALKIT_CHROMA_PATH"):
-        env.pop(name, None)
-    return subprocess.run(
-        [sys.executable, "-m", "evalkit", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    return run_evalkit(*args, env=fresh_env(cwd / "home", PYTHONPATH=str(REPO)), cwd=cwd)
 
 
 def run(project: Path, factory: str) -> tuple[int, str, dict[str, Any]]:

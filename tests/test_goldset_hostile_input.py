@@ -8,12 +8,11 @@ RecursionError; the published judgment schema says the same grade range.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from evalkit_process import fresh_env, run_evalkit
 
 from evalkit.goldset._reading import MAX_NESTING
 from evalkit.goldset._schema import MAX_GRADE
@@ -23,17 +22,7 @@ SCHEMAS = Path(__file__).resolve().parents[1] / "evalkit" / "schemas"
 
 
 def evalkit(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "EVALKIT_HOME": str(home)}
-    for name in ("EVALKIT_CONFIG", "EVALKIT_STORE_PATH"):
-        env.pop(name, None)
-    return subprocess.run(
-        [sys.executable, "-m", "evalkit", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_evalkit(*args, env=fresh_env(home), timeout=120)
 
 
 def write_lines(path: Path, lines: list[str]) -> None:

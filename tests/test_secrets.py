@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
@@ -21,6 +19,7 @@ from urllib.parse import quote
 
 import duckdb
 import pytest
+from evalkit_process import fresh_env, run_evalkit
 from loopback import LoopbackHTTPServer
 from test_run_answers import JUDGMENTS, QUERIES, RESPONSES
 
@@ -78,14 +77,9 @@ def echoing_server() -> Iterator[int]:
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
-    environment = {
-        **os.environ,
-        "EVALKIT_HOME": str(tmp_path / "home"),
-        "EVALKIT_LOG_LEVEL": "DEBUG",
-        "EVALKIT_TEST_JUDGE_KEY": JUDGE_KEY,
-    }
-    for name in ("EVALKIT_CONFIG", "EVALKIT_STORE_PATH", "EVALKIT_CHROMA_URL"):
-        environment.pop(name, None)
+    environment = fresh_env(
+        tmp_path / "home", EVALKIT_LOG_LEVEL="DEBUG", EVALKIT_TEST_JUDGE_KEY=JUDGE_KEY
+    )
     folder = tmp_path / "bridges"
     folder.mkdir()
     (folder / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in QUERIES))
@@ -100,14 +94,7 @@ def env(tmp_path: Path) -> dict[str, str]:
 
 
 def evalkit(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "evalkit", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    return run_evalkit(*args, env=env)
 
 
 def assert_no_secret(home: Path, *outputs: str) -> None:

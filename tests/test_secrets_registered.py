@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import sys
-import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -22,9 +20,9 @@ from pathlib import Path
 import duckdb
 import httpx
 import pytest
-from loopback import LoopbackHTTPServer
+from evalkit_process import fresh_env, run_evalkit
+from loopback import serving
 from test_scheduler_support import popen_serve, serves_fixture, wait_until  # noqa: F401
-from test_secrets import evalkit
 
 from evalkit.redaction import redact, secret_forms
 
@@ -106,16 +104,14 @@ cooldown = 0
 """,
         encoding="utf-8",
     )
-    env = {
-        **os.environ,
-        "EVALKIT_HOME": str(home),
-        "EVALKIT_CONFIG": str(config),
-        "LEAK_KEY": API_KEY,
-        "LEAK_DSN": DSN,
-        "LEAK_BASIC": BASIC,
-        "LEAK_ECHO": BEARER_ECHO,
-    }
-    env.pop("EVALKIT_STORE_PATH", None)
+    env = fresh_env(
+        home,
+        EVALKIT_CONFIG=str(config),
+        LEAK_KEY=API_KEY,
+        LEAK_DSN=DSN,
+        LEAK_BASIC=BASIC,
+        LEAK_ECHO=BEARER_ECHO,
+    )
     return env, sink_file
 
 
@@ -123,7 +119,7 @@ def test_jobs_run_of_a_leaking_command_job_masks_its_output_and_the_store(
     tmp_path: Path,
 ) -> None:
     env, _ = leaky_setup(tmp_path)
-    ran = evalkit(env, "jobs", "run", "leaky", "--format", "json")
+    ran = run_evalkit("jobs", "run", "leaky", "--format", "json", env=env)
     assert ran.returncode == 1, ran.stderr
     assert "job leaky failed: " in ran.stderr
     assert "api_key=***" in json.loads(ran.stdout)["error"]
@@ -220,28 +216,15 @@ class _Base64Echo(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def base64_echo() -> Iterator[str]:
-    server = LoopbackHTTPServer(("127.0.0.1", 0), _Base64Echo)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/search"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(_Base64Echo) as url:
+        yield f"{url}/search"
 
 
 def test_a_bearer_key_echoed_in_base64_is_masked_in_the_store_and_runs_show(
     tmp_path: Path, base64_echo: str
 ) -> None:
     home = tmp_path / "home"
-    env = {
-        **os.environ,
-        "EVALKIT_HOME": str(home),
-        "EVALKIT_HTTP_RETRIEVER_TOKEN": API_KEY,
-        "EVALKIT_HTTP_RETRIES": "0",
-    }
-    for name in ("EVALKIT_CONFIG", "EVALKIT_STORE_PATH", "EVALKIT_CHROMA_URL"):
-        env.pop(name, None)
+    env = fresh_env(home, EVALKIT_HTTP_RETRIEVER_TOKEN=API_KEY, EVALKIT_HTTP_RETRIES="0")
     folder = tmp_path / "gs"
     folder.mkdir()
     ids = [f"q{number}" for number in range(6)]
@@ -251,8 +234,10 @@ def test_a_bearer_key_echoed_in_base64_is_masked_in_the_store_and_runs_show(
     (folder / "judgments.jsonl").write_text(
         "".join(json.dumps({"query_id": qid, "doc_id": "d1", "relevance": 1}) + "\n" for qid in ids)
     )
-    assert evalkit(env, "goldset", "import", str(folder), "--name", "gs").returncode == 0
-    run = evalkit(env, "run", "--goldset", "gs", "--http-retriever", base64_echo, "--k", "5")
+    assert run_evalkit("goldset", "import", str(folder), "--name", "gs", env=env).returncode == 0
+    run = run_evalkit(
+        "run", "--goldset", "gs", "--http-retriever", base64_echo, "--k", "5", env=env
+    )
     assert run.returncode == 3, run.stderr
     with duckdb.connect(str(home / "evalkit.duckdb"), read_only=True) as connection:
         (run_id,) = connection.execute("SELECT run_id FROM runs").fetchone() or (None,)
@@ -264,7 +249,7 @@ def test_a_bearer_key_echoed_in_base64_is_masked_in_the_store_and_runs_show(
         ]
     assert len(errors) == len(ids)
     assert all("bad credentials (received " in error and "***" in error for error in errors)
-    shown = evalkit(env, "runs", "show", str(run_id), "--format", "json")
+    shown = run_evalkit("runs", "show", str(run_id), "--format", "json", env=env)
     assert shown.returncode == 0, shown.stderr
     key_runs = {base64.b64encode(f"{p}{API_KEY}".encode()).decode()[4:16] for p in ("", "a", "ab")}
     for text in (*errors, shown.stdout, run.stdout, run.stderr):

@@ -1,0 +1,48 @@
+"""Run the real ``evalkit`` CLI in a subprocess, as a user's shell or CI job runs it, against a
+store of the test's own: none of the variables that would point it at the developer's store,
+settings or Chroma server comes along from the environment of the test run."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+EVALKIT = [sys.executable, "-m", "evalkit"]
+USER_STORE_VARIABLES = frozenset(
+    {
+        "EVALKIT_HOME",
+        "EVALKIT_CONFIG",
+        "EVALKIT_STORE_PATH",
+        "EVALKIT_CHROMA_URL",
+        "EVALKIT_CHROMA_PATH",
+    }
+)
+
+
+def fresh_env(home: Path | None = None, **extra: str) -> dict[str, str]:
+    """This process's environment without ``USER_STORE_VARIABLES``, with ``EVALKIT_HOME``
+    set to ``home`` when given (else the store is found from the working directory) and
+    ``extra`` on top."""
+    env = {key: value for key, value in os.environ.items() if key not in USER_STORE_VARIABLES}
+    if home is not None:
+        env["EVALKIT_HOME"] = str(home)
+    return {**env, **extra}
+
+
+def run_evalkit(
+    *args: str, env: Mapping[str, str], cwd: Path | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """``python -m evalkit ARGS`` in ``cwd`` with exactly ``env``; its exit code, stdout and
+    stderr (text), whatever the code."""
+    return subprocess.run(
+        [*EVALKIT, *args],
+        cwd=cwd,
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
