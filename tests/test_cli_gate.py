@@ -47,6 +47,19 @@ def gate(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[str,
     return code, json.loads(out)
 
 
+def run_files(files: Path, *, candidate: str = "cand.run") -> list[str]:
+    """The gate options naming the run files ``base.run`` and ``candidate`` and the qrels
+    in ``files``."""
+    return [
+        "--baseline",
+        str(files / "base.run"),
+        "--candidate",
+        str(files / candidate),
+        "--qrels",
+        str(files / "qrels"),
+    ]
+
+
 @pytest.fixture
 def files(tmp_path: Path, evalkit_home: Path) -> Path:
     return tmp_path
@@ -57,12 +70,7 @@ def test_identical_runs_pass(files: Path, capsys: pytest.CaptureFixture[str]) ->
     write_run(files / "base.run", 300)
     code, data = gate(
         capsys,
-        "--baseline",
-        str(files / "base.run"),
-        "--candidate",
-        str(files / "base.run"),
-        "--qrels",
-        str(files / "qrels"),
+        *run_files(files, candidate="base.run"),
         "-m",
         "ndcg@10",
         "-m",
@@ -84,12 +92,7 @@ def test_losing_relevant_docs_on_a_tenth_of_queries_is_a_regression(
     markdown = files / "out" / "gate.md"
     code, data = gate(
         capsys,
-        "--baseline",
-        str(files / "base.run"),
-        "--candidate",
-        str(files / "cand.run"),
-        "--qrels",
-        str(files / "qrels"),
+        *run_files(files),
         "-m",
         "ndcg@10",
         "-m",
@@ -128,12 +131,7 @@ def test_five_queries_are_inconclusive(files: Path, capsys: pytest.CaptureFixtur
     write_run(files / "cand.run", 5, seed=2)
     code, data = gate(
         capsys,
-        "--baseline",
-        str(files / "base.run"),
-        "--candidate",
-        str(files / "cand.run"),
-        "--qrels",
-        str(files / "qrels"),
+        *run_files(files),
         "-m",
         "ndcg@10",
         "--min-effect",
@@ -147,12 +145,7 @@ def test_five_queries_are_inconclusive(files: Path, capsys: pytest.CaptureFixtur
     code = invoke(
         [
             "gate",
-            "--baseline",
-            str(files / "base.run"),
-            "--candidate",
-            str(files / "cand.run"),
-            "--qrels",
-            str(files / "qrels"),
+            *run_files(files),
             "--resamples",
             "2000",
         ]

@@ -10,20 +10,25 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from test_cli_gate import write_qrels, write_run
+from test_cli_gate import run_files, write_qrels, write_run
 
 from evalkit.cli import invoke
-from evalkit.stats import Decision, compare_runs, queries_needed
+from evalkit.stats import Comparison, Decision, compare_runs, queries_needed
 from evalkit.stats.render import to_markdown
 
 LEVEL = 0.025
 """The one-sided level the gate sizes at: (1 - confidence) / 2."""
 
 
-def test_the_figure_names_its_effect_and_the_observed_one_has_its_own() -> None:
+def drop_of_04_on_three_queries(*, min_effect: float) -> Comparison:
+    """The gate's comparison of three queries' ndcg@10 that each dropped (by 0.4 on average)."""
     baseline = pd.DataFrame({"ndcg@10": [0.9, 0.8, 0.95]}, index=["q1", "q2", "q3"])
     candidate = pd.DataFrame({"ndcg@10": [0.2, 0.7, 0.55]}, index=["q1", "q2", "q3"])
-    result = compare_runs(baseline, candidate, min_effect=0.01, resamples=2000)
+    return compare_runs(baseline, candidate, min_effect=min_effect, resamples=2000)
+
+
+def test_the_figure_names_its_effect_and_the_observed_one_has_its_own() -> None:
+    result = drop_of_04_on_three_queries(min_effect=0.01)
     metric = result.metric("ndcg@10")
     assert metric.decision is Decision.INCONCLUSIVE
     observed = abs(metric.delta)
@@ -70,12 +75,7 @@ def _gate(files: Path, *extra: str) -> int:
     return invoke(
         [
             "gate",
-            "--baseline",
-            str(files / "base.run"),
-            "--candidate",
-            str(files / "cand.run"),
-            "--qrels",
-            str(files / "qrels"),
+            *run_files(files),
             "-m",
             "ndcg@10",
             "--min-effect",
@@ -114,9 +114,7 @@ def test_gate_json_table_and_markdown_give_both_figures(
 
 
 def test_markdown_of_a_comparison_without_min_effect_says_so() -> None:
-    baseline = pd.DataFrame({"ndcg@10": [0.9, 0.8, 0.95]}, index=["q1", "q2", "q3"])
-    candidate = pd.DataFrame({"ndcg@10": [0.2, 0.7, 0.55]}, index=["q1", "q2", "q3"])
-    result = compare_runs(baseline, candidate, min_effect=0.0, resamples=2000)
+    result = drop_of_04_on_three_queries(min_effect=0.0)
     metric = result.metric("ndcg@10")
     assert metric.decision is Decision.INCONCLUSIVE
     assert (
