@@ -9,7 +9,6 @@ while they still drip. A client that hangs up mid-body is one warning line in th
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import struct
@@ -22,16 +21,14 @@ import httpx
 import pytest
 from opentelemetry.sdk.trace.export import SpanExportResult
 from test_scheduler_support import (  # noqa: F401  (fixture)
-    free_port,
     popen_serve,
     serves_fixture,
     wait_until,
 )
-from test_traffic_otlp_serve import App, Home, Serve, exporter, wait_for_serve
+from test_traffic_otlp_serve import TOKEN, App, Home, Serve, exporter, receiver_home, wait_for_serve
 
 pytestmark = pytest.mark.slow
 
-TOKEN = "otlp-test-token-0123456789"
 DRIPPERS = 8
 BODY_TIMEOUT = 2.0
 DRIP_EVERY = 0.3
@@ -39,31 +36,12 @@ DRIP_EVERY = 0.3
 
 @pytest.fixture
 def home(tmp_path: Path) -> Home:
-    port = free_port()
-    config = tmp_path / "evalkit.toml"
-    config.write_text(
-        f"""
-[scheduler]
-health_port = 0
-shutdown_grace = "2s"
-
-[otlp]
-receiver = true
-port = {port}
-token_env = "OTLP_TOKEN"
-request_timeout = "10s"
-body_timeout = "{BODY_TIMEOUT:g}s"
-max_concurrent_requests = {DRIPPERS}
-"""
+    return receiver_home(
+        tmp_path,
+        'request_timeout = "10s"\n'
+        f'body_timeout = "{BODY_TIMEOUT:g}s"\n'
+        f"max_concurrent_requests = {DRIPPERS}\n",
     )
-    env = {
-        **os.environ,
-        "EVALKIT_HOME": str(tmp_path / "home"),
-        "EVALKIT_CONFIG": str(config),
-        "OTLP_TOKEN": TOKEN,
-    }
-    env.pop("EVALKIT_STORE_PATH", None)
-    return Home(root=tmp_path, env=env, port=port)
 
 
 def headers(length: int) -> bytes:

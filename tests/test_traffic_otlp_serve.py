@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from typing import Any
 
 import httpx
 import pytest
+from evalkit_process import fresh_env
 from google.protobuf.json_format import MessageToJson
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.exporter.otlp.proto.http import Compression
@@ -101,8 +101,9 @@ def embedder() -> Embedder:
     return load_embedder()
 
 
-@pytest.fixture
-def home(tmp_path: Path, embedder: Embedder) -> Home:
+def receiver_home(tmp_path: Path, otlp: str) -> Home:
+    """A fresh store under ``tmp_path`` and an evalkit.toml whose OTLP receiver listens on a
+    free port for ``TOKEN`` (in OTLP_TOKEN), with the ``otlp`` lines of its [otlp] table."""
     port = free_port()
     config = tmp_path / "evalkit.toml"
     config.write_text(
@@ -115,17 +116,15 @@ shutdown_grace = "2s"
 receiver = true
 port = {port}
 token_env = "OTLP_TOKEN"
-max_request_bytes = 262144
-redact = ["email"]
-"""
+{otlp}"""
     )
-    env = {
-        **os.environ,
-        "EVALKIT_HOME": str(tmp_path / "home"),
-        "EVALKIT_CONFIG": str(config),
-        "OTLP_TOKEN": TOKEN,
-    }
-    env.pop("EVALKIT_STORE_PATH", None)
+    env = fresh_env(tmp_path / "home", EVALKIT_CONFIG=str(config), OTLP_TOKEN=TOKEN)
+    return Home(root=tmp_path, env=env, port=port)
+
+
+@pytest.fixture
+def home(tmp_path: Path, embedder: Embedder) -> Home:
+    receiver = receiver_home(tmp_path, 'max_request_bytes = 262144\nredact = ["email"]\n')
     client = open_chroma_client(path=tmp_path / "home" / "chroma")
     documents = [
         Document(doc_id, text, metadata={"tenant": tenant})
@@ -133,7 +132,7 @@ redact = ["email"]
         for doc_id, text in docs
     ]
     index_corpus(client, documents, embedder, collection_name="kbase")
-    return Home(root=tmp_path, env=env, port=port)
+    return receiver
 
 
 def start_serve(home: Home, serves: list[Serve]) -> Serve:
