@@ -126,16 +126,18 @@ def clis(
     return Cli(tmp_path / "main", monkeypatch, capsys), Cli(tmp_path / "pr", monkeypatch, capsys)
 
 
-def baseline_export(main: Cli, goldset: Path, directory: Path) -> dict[str, Any]:
-    """Main's run of the goldset, exported as Parquet to ``directory``; its record."""
-    main.goldset(goldset)
+def baseline_export(main: Cli, tmp_path: Path) -> tuple[dict[str, Any], Path]:
+    """Main's run of the goldset (written to ``tmp_path/goldset``), exported as Parquet to
+    ``tmp_path/baseline``; its record and the export."""
+    directory = tmp_path / "baseline"
+    main.goldset(write_goldset(tmp_path / "goldset"))
     run = main.json("run", "--goldset", "support", "--retriever", "keywords:make", "--k", "10")
     code, _, err = main(
         "runs", "export", run["run_id"], "--format", "parquet", "--output", str(directory)
     )
     assert code == 0, err
     assert run["status"] == "complete"
-    return dict(run)
+    return dict(run), directory
 
 
 def gate(cli: Cli, baseline: Path, tmp_path: Path, *, expect: int = 1) -> tuple[Any, str]:
@@ -163,8 +165,7 @@ def test_a_gate_against_an_exported_run_names_the_probable_causes(
     clis: tuple[Cli, Cli], tmp_path: Path
 ) -> None:
     main, pr = clis
-    exported = tmp_path / "baseline"
-    run = baseline_export(main, write_goldset(tmp_path / "goldset"), exported)
+    run, exported = baseline_export(main, tmp_path)
     assert sorted(p.name for p in exported.iterdir()) == sorted(PARQUET_FILES + GOLDSET_FILES)
 
     pr.goldset(tmp_path / "goldset")
@@ -223,8 +224,7 @@ def test_an_imported_run_is_no_default_baseline_for_the_stores_own_runs(
     clis: tuple[Cli, Cli], tmp_path: Path
 ) -> None:
     main, pr = clis
-    exported = tmp_path / "baseline"
-    baseline_export(main, write_goldset(tmp_path / "goldset"), exported)
+    _, exported = baseline_export(main, tmp_path)
     pr.goldset(tmp_path / "goldset")
     imported = pr.json("runs", "import", str(exported))
     assert imported["imported"] is True
@@ -241,8 +241,7 @@ def test_the_baselines_goldset_version_travels_with_it(
     clis: tuple[Cli, Cli], tmp_path: Path
 ) -> None:
     main, pr = clis
-    exported = tmp_path / "baseline"
-    baseline_export(main, write_goldset(tmp_path / "goldset"), exported)
+    _, exported = baseline_export(main, tmp_path)
     # The pull request regrades 12 queries' first document: a goldset version main never
     # had, so the old judgments exist only in the export.
     pr.goldset(write_goldset(tmp_path / "new", regraded=12))
@@ -270,8 +269,7 @@ def test_a_broken_export_is_refused_naming_the_file_and_field(
     clis: tuple[Cli, Cli], tmp_path: Path
 ) -> None:
     main, pr = clis
-    exported = tmp_path / "baseline"
-    baseline_export(main, write_goldset(tmp_path / "goldset"), exported)
+    _, exported = baseline_export(main, tmp_path)
     record = json.loads((exported / "run.json").read_text())
     (exported / "run.json").write_text(json.dumps({**record, "k": "ten"}))
     code, _, err = pr("runs", "import", str(exported))
@@ -291,8 +289,7 @@ def test_a_broken_export_is_refused_naming_the_file_and_field(
 
 def test_import_run_is_idempotent_in_the_store(clis: tuple[Cli, Cli], tmp_path: Path) -> None:
     main, pr = clis
-    exported = tmp_path / "baseline"
-    run = baseline_export(main, write_goldset(tmp_path / "goldset"), exported)
+    run, exported = baseline_export(main, tmp_path)
     with Store.open(pr.store) as store:
         first = import_run(store, exported)
         second = import_run(store, exported / "run.json")
