@@ -120,6 +120,15 @@ def run(project: Path, factory: str) -> tuple[int, str, dict[str, Any]]:
     return done.returncode, " ".join(done.stderr.split()), json.loads(done.stdout)
 
 
+def refused(project: Path, factory: str, *, code: int, error: str) -> str:
+    """What ``run`` of ``factory`` said on stderr (on one line), once its exit code and the
+    type of its JSON error are checked."""
+    exit_code, said, data = run(project, factory)
+    assert exit_code == code, said
+    assert data["error"]["type"] == error
+    return said
+
+
 @pytest.mark.parametrize(
     ("factory", "raised"),
     [
@@ -132,9 +141,7 @@ def run(project: Path, factory: str) -> tuple[int, str, dict[str, Any]]:
 def test_a_factory_that_cannot_reach_its_store_exits_3(
     project: Path, factory: str, raised: str
 ) -> None:
-    code, said, data = run(project, factory)
-    assert code == 3, said
-    assert data["error"]["type"] == "RetrieverError"
+    said = refused(project, factory, code=3, error="RetrieverError")
     assert f"retriever factory 'hooks:{factory}'" in said
     assert raised in said
     assert "cannot be reached" in said
@@ -148,17 +155,13 @@ def test_a_factory_that_cannot_reach_its_store_exits_3(
     ],
 )
 def test_a_factory_called_wrongly_stays_bad_input(project: Path, factory: str, raised: str) -> None:
-    code, said, data = run(project, factory)
-    assert code == 2, said
-    assert data["error"]["type"] == "ConfigError"
+    said = refused(project, factory, code=2, error="ConfigError")
     assert raised in said
     assert "cannot be reached" not in said
 
 
 def test_a_check_that_cannot_reach_its_store_exits_3_naming_the_factory(project: Path) -> None:
-    code, said, data = run(project, "check_refused")
-    assert code == 3, said
-    assert data["error"]["type"] == "RetrieverError"
+    said = refused(project, "check_refused", code=3, error="RetrieverError")
     assert "retriever factory 'hooks:check_refused'" in said
     assert "check() raised ConnectionRefusedError" in said
 
@@ -173,9 +176,7 @@ def test_a_check_that_cannot_reach_its_store_exits_3_naming_the_factory(project:
 def test_a_retrieve_of_the_wrong_type_says_what_it_must_return(
     project: Path, factory: str, returned: str
 ) -> None:
-    code, said, data = run(project, factory)
-    assert code == 2, said
-    assert data["error"]["type"] == "ConfigError"
+    said = refused(project, factory, code=2, error="ConfigError")
     assert f"retriever factory 'hooks:{factory}'" in said
     assert returned in said
     assert "must return a list of evalkit.records.QueryResult, one per query" in said
@@ -192,18 +193,8 @@ def test_a_retrieve_of_the_wrong_type_says_what_it_must_return(
 def test_results_for_other_queries_fail_those_batches_saying_what_to_return(
     project: Path,
 ) -> None:
-    done = evalkit(
-        project,
-        "run",
-        "--goldset",
-        "demo",
-        "--retriever",
-        "hooks:returns_one_short",
-        "--format",
-        "json",
-    )
-    assert done.returncode == 3, done.stderr
-    data = json.loads(done.stdout)
+    code, said, data = run(project, "returns_one_short")
+    assert code == 3, said
     assert data["status"] == "failed"
     assert "one per query, in the order given" in data["error"]
 
