@@ -32,6 +32,13 @@ def as_json(done: subprocess.CompletedProcess[str]) -> Any:
     return json.loads(done.stdout)
 
 
+def run_json(cwd: Path, goldset: str, endpoint: str) -> Any:
+    """``evalkit run`` in ``cwd`` of ``goldset`` against the retriever at ``endpoint``, k 10,
+    as JSON."""
+    args = ["--goldset", goldset, "--http-retriever", endpoint, "--k", "10"]
+    return as_json(evalkit(cwd, "run", *args, "--format", "json"))
+
+
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     """A project folder holding a copy of the demo goldset at goldsets/demo."""
@@ -57,19 +64,7 @@ def stored_versions(cwd: Path, *, home: Path | None = None) -> dict[str, list[st
 def test_run_reads_a_goldset_folder_and_stores_the_version_import_makes(
     project: Path, endpoint: str
 ) -> None:
-    done = evalkit(
-        project,
-        "run",
-        "--goldset",
-        "goldsets/demo",
-        "--http-retriever",
-        endpoint,
-        "--k",
-        "10",
-        "--format",
-        "json",
-    )
-    run = as_json(done)
+    run = run_json(project, "goldsets/demo", endpoint)
     assert run["status"] == "complete"
     assert run["goldset"] == "demo"
     assert run["n_queries"] == 129
@@ -83,20 +78,7 @@ def test_run_reads_a_goldset_folder_and_stores_the_version_import_makes(
 
 
 def test_gate_and_compare_read_a_goldset_folder(project: Path, endpoint: str) -> None:
-    base = as_json(
-        evalkit(
-            project,
-            "run",
-            "--goldset",
-            "goldsets/demo",
-            "--http-retriever",
-            endpoint,
-            "--k",
-            "10",
-            "--format",
-            "json",
-        )
-    )
+    base = run_json(project, "goldsets/demo", endpoint)
     gate = as_json(
         evalkit(
             project,
@@ -186,24 +168,8 @@ def test_a_bare_word_is_a_stored_name_first_and_a_path_with_a_slash_is_files(
     evalkit(project, "goldset", "import", "smaller", "--name", "demo")
     folder = project / "goldsets"
 
-    def run(goldset: str) -> Any:
-        return as_json(
-            evalkit(
-                folder,
-                "run",
-                "--goldset",
-                goldset,
-                "--http-retriever",
-                endpoint,
-                "--k",
-                "10",
-                "--format",
-                "json",
-            )
-        )
-
-    assert run("demo")["n_queries"] == 20
-    assert run("./demo")["n_queries"] == 129
+    assert run_json(folder, "demo", endpoint)["n_queries"] == 20
+    assert run_json(folder, "./demo", endpoint)["n_queries"] == 129
     (folder / "demo").rename(folder / "fresh")
-    assert run("fresh")["n_queries"] == 129
+    assert run_json(folder, "fresh", endpoint)["n_queries"] == 129
     assert sorted(stored_versions(folder)) == ["demo", "fresh"]
