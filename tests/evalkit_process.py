@@ -1,9 +1,11 @@
 """Run the real ``evalkit`` CLI in a subprocess, as a user's shell or CI job runs it, against a
 store of the test's own: none of the variables that would point it at the developer's store,
-settings or Chroma server comes along from the environment of the test run."""
+settings or Chroma server comes along from the environment of the test run. And write the
+evalkit.toml that names the retriever it replays, as a user would."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -46,3 +48,15 @@ def run_evalkit(
         timeout=timeout,
         check=False,
     )
+
+
+def write_retriever_config(folder: Path, kind: str, **settings: str) -> Path:
+    """``folder/evalkit.toml`` naming a retriever of ``kind`` with ``settings`` as its
+    ``[retriever.KIND]`` table (string values); its path."""
+    lines = [f"{key} = {json.dumps(value)}" for key, value in settings.items()]
+    config = folder / "evalkit.toml"
+    config.write_text(
+        f'[retriever]\nkind = "{kind}"\n\n[retriever.{kind}]\n' + "\n".join(lines) + "\n",
+        encoding="utf-8",
+    )
+    return config

@@ -5,7 +5,6 @@ rows deleted from a real pgvector table and points from a Qdrant collection in l
 from __future__ import annotations
 
 import json
-import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ import pytest
 from chroma_server import ChromaServer, chroma_server_fixture  # noqa: F401
 from chromadb.config import Settings as ChromaSettings
 from demo_index import DEMO_DIR, demo_documents, demo_goldset, demo_vectors, minilm
+from evalkit_process import write_retriever_config
 from postgres_server import PostgresServer, postgres_server_fixture  # noqa: F401
 from qdrant_client import QdrantClient, models
 from test_retrievers_qdrant import build_collection
@@ -192,22 +192,15 @@ def test_pgvector_rows_deleted_out_of_band_change_the_fingerprint(
             for document, vector in zip(demo_documents(), demo_vectors(), strict=True):
                 text = "[" + ",".join(repr(float(value)) for value in vector) + "]"
                 copy.write_row((document.id, document.content, text))
-    (home.parent / "evalkit.toml").write_text(
-        textwrap.dedent(
-            f"""\
-            [retriever]
-            kind = "pgvector"
-
-            [retriever.pgvector]
-            dsn = "{postgres_server.dsn}"
-            table = "{table}"
-            id_column = "doc_id"
-            embedding_column = "embedding"
-            metric = "cosine"
-            search = "exact"
-            """
-        ),
-        encoding="utf-8",
+    write_retriever_config(
+        home.parent,
+        "pgvector",
+        dsn=postgres_server.dsn,
+        table=table,
+        id_column="doc_id",
+        embedding_column="embedding",
+        metric="cosine",
+        search="exact",
     )
 
     def delete(doc_ids: list[str]) -> None:
@@ -226,19 +219,8 @@ def test_qdrant_points_deleted_out_of_band_change_the_fingerprint(
 ) -> None:
     store = home.parent / "qdrant"
     build_collection(store, "demo")
-    (home.parent / "evalkit.toml").write_text(
-        textwrap.dedent(
-            f"""\
-            [retriever]
-            kind = "qdrant"
-
-            [retriever.qdrant]
-            path = "{store}"
-            collection = "demo"
-            id_payload_key = "doc_id"
-            """
-        ),
-        encoding="utf-8",
+    write_retriever_config(
+        home.parent, "qdrant", path=str(store), collection="demo", id_payload_key="doc_id"
     )
 
     def delete(doc_ids: list[str]) -> None:

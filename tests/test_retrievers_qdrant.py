@@ -9,11 +9,8 @@ embedded Chroma collection gives the same nDCG@10 within ANN noise.
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
-import sys
-import textwrap
 import uuid
 from pathlib import Path
 
@@ -29,6 +26,7 @@ from demo_index import (
     minilm,
     replay_ndcg10,
 )
+from evalkit_process import fresh_env, run_evalkit, write_retriever_config
 from qdrant_client import QdrantClient, models
 
 from evalkit.config import QdrantSettings
@@ -190,33 +188,13 @@ def test_an_unreachable_server_fails_up_front_and_the_key_is_never_shown(
 def test_evalkit_run_replays_a_qdrant_collection(
     store: Path, demo_reference: Reference, tmp_path: Path
 ) -> None:
-    (tmp_path / "evalkit.toml").write_text(
-        textwrap.dedent(
-            f"""\
-            [retriever]
-            kind = "qdrant"
-
-            [retriever.qdrant]
-            path = "{store}"
-            collection = "demo"
-            id_payload_key = "doc_id"
-            """
-        ),
-        encoding="utf-8",
+    write_retriever_config(
+        tmp_path, "qdrant", path=str(store), collection="demo", id_payload_key="doc_id"
     )
-    env = {**os.environ, "EVALKIT_HOME": str(tmp_path / "home"), "PYTHONPATH": str(REPO)}
-    env.pop("EVALKIT_CONFIG", None)
+    env = fresh_env(tmp_path / "home", PYTHONPATH=str(REPO))
 
     def evalkit(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "evalkit", *args],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
+        return run_evalkit(*args, env=env, cwd=tmp_path)
 
     imported = evalkit("goldset", "import", str(DEMO_DIR), "--name", "demo")
     assert imported.returncode == 0, imported.stderr
