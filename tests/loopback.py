@@ -45,10 +45,12 @@ class JSONHandler(BaseHTTPRequestHandler):
         """The request's JSON body."""
         return json.loads(self.rfile.read(int(self.headers["Content-Length"])))
 
-    def send_body(self, data: bytes, status: int = 200) -> None:
-        """Answer ``status`` with the JSON text ``data``."""
+    def send_body(
+        self, data: bytes, status: int = 200, *, content_type: str = "application/json"
+    ) -> None:
+        """Answer ``status`` with ``data``, JSON text unless ``content_type`` says otherwise."""
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)

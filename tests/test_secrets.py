@@ -11,16 +11,14 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import quote
 
 import duckdb
 import pytest
 from evalkit_process import fresh_env, run_evalkit
-from loopback import LoopbackHTTPServer
+from loopback import JSONHandler, serving
 from test_run_answers import JUDGMENTS, QUERIES, RESPONSES
 
 from evalkit.redaction import mask_url, redact, url_secrets
@@ -34,45 +32,28 @@ FORBIDDEN = [URL_PASSWORD, QUERY_KEY, quote(QUERY_KEY, safe=""), JUDGE_KEY, BASI
 FAILING = {"q2", "q4"}
 
 
-class _EchoingHandler(BaseHTTPRequestHandler):
+class _EchoingHandler(JSONHandler):
     """A retriever under /search (failing some queries under /flaky), a judge under /judge.
 
     Both echo what they were sent in their error bodies.
     """
 
     def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        body = self.read_json()
         auth = self.headers.get("Authorization", "")
         if self.path.startswith("/judge"):
             message = f"invalid api key: {auth} (sent to {self.path})"
-            self._reply(401, json.dumps({"error": {"message": message, "type": "auth"}}))
+            self.send_json({"error": {"message": message, "type": "auth"}}, 401)
         elif self.path.startswith("/flaky") and body["query_id"] in FAILING:
-            self._reply(400, f"rejected {self.path} with Authorization: {auth}")
+            self.send_body(f"rejected {self.path} with Authorization: {auth}".encode(), 400)
         else:
-            self._reply(200, json.dumps(RESPONSES.get(body["query_id"], {"results": []})))
-
-    def _reply(self, status: int, text: str) -> None:
-        payload = text.encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+            self.send_json(RESPONSES.get(body["query_id"], {"results": []}))
 
 
 @pytest.fixture
 def echoing_server() -> Iterator[int]:
-    server = LoopbackHTTPServer(("127.0.0.1", 0), _EchoingHandler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(_EchoingHandler) as url:
+        yield int(url.rsplit(":", 1)[1])
 
 
 @pytest.fixture

@@ -14,14 +14,13 @@ import base64
 import json
 import sys
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import duckdb
 import httpx
 import pytest
 from evalkit_process import fresh_env, run_evalkit
-from loopback import serving
+from loopback import JSONHandler, serving
 from test_scheduler_support import popen_serve, serves_fixture, wait_until  # noqa: F401
 
 from evalkit.redaction import redact, secret_forms
@@ -188,30 +187,19 @@ def assert_store_has_no(store: Path) -> None:
 # -- an HTTP retriever that echoes the bearer key in base64 -------------------------------
 
 
-class _Base64Echo(BaseHTTPRequestHandler):
+class _Base64Echo(JSONHandler):
     """Refuses every query, echoing its Authorization header base64-encoded after a prefix
     of 0, 1 or 2 bytes (by query), so the key starts at each base64 position."""
 
     def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        body = self.read_json()
         if not body["query_id"].startswith("q"):  # evalkit's reachability check
-            self._reply(200, "application/json", json.dumps({"results": []}))
+            self.send_json({"results": []})
             return
         shift = "ab"[: int(body["query_id"].removeprefix("q")) % 3]
         echoed = f"{shift}Authorization: {self.headers.get('Authorization', '')}"
         text = f"bad credentials (received {base64.b64encode(echoed.encode()).decode()})"
-        self._reply(403, "text/plain", text)
-
-    def _reply(self, status: int, content_type: str, text: str) -> None:
-        payload = text.encode()
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+        self.send_body(text.encode(), 403, content_type="text/plain")
 
 
 @pytest.fixture
