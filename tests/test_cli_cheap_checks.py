@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from query_log import logged_query, write_query_log
 
 pytestmark = pytest.mark.slow
 
@@ -133,23 +134,12 @@ def sampled_traffic(evalkit: Evalkit, tmp_path: Path) -> Evalkit:
     client.create_collection(
         name="kbase", embedding_function=None, configuration={"hnsw": {"space": "cosine"}}
     )
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    (logs / "app.jsonl").write_text(
-        "".join(
-            json.dumps(
-                {
-                    "query_id": f"q{index}",
-                    "timestamp": f"2026-11-21T0{index}:00:00Z",
-                    "text": f"question {index}",
-                    "tenant": tenant,
-                    "results": ["d1"],
-                    "latency_ms": 10,
-                }
-            )
-            + "\n"
+    logs = write_query_log(
+        tmp_path,
+        (
+            logged_query(index, tenant=tenant, results=["d1"])
             for index, tenant in enumerate(["acme", "acme", "globex", "globex"])
-        )
+        ),
     )
     for step in (
         ("traffic", "ingest", str(logs)),

@@ -11,39 +11,31 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from evalkit_process import EVALKIT, run_evalkit
+from plugin_sources import fixed_retriever_source
+from query_log import logged_query, write_query_log
 from terminal import TerminalRun, run_on_terminal, terminal_env
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "goldsets" / "demo"
-EVALKIT = [sys.executable, "-m", "evalkit"]
+RUN_DEMO = ("run", "--goldset", "demo", "--collection", "demo", "--k", "10")
+TRAFFIC_REPLAY = (
+    "traffic",
+    "replay",
+    "--window",
+    "2026-11-21",
+    "--embed-sample",
+    "0",
+    "--retriever",
+    "fixed_retriever:make",
+    "--no-answers",
+)
 
 pytestmark = pytest.mark.slow
-
-TENANT_MODULE = """
-from evalkit.records import QueryResult
-from evalkit.retrievers.base import ranked_docs
-
-
-class Fixed:
-    def retrieve(self, queries, k):
-        return [
-            QueryResult(query_id=query.id, docs=ranked_docs(["d1", "d2"][:k], [1.0, 0.5]),
-                        latency_ms=1.0)
-            for query in queries
-        ]
-
-    def describe(self):
-        return {"kind": "fixed"}
-
-
-def make():
-    return Fixed()
-"""
 
 
 @dataclass(frozen=True)
@@ -60,15 +52,22 @@ class Workspace:
         return run_on_terminal([*EVALKIT, *args], cwd=self.folder, env=self.env())
 
     def piped(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [*EVALKIT, *args],
-            cwd=self.folder,
-            env=self.env(),
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
+        return run_evalkit(*args, env=self.env(), cwd=self.folder)
+
+
+def live_gate(baseline: str) -> tuple[str, ...]:
+    """``gate`` of the plug-in retriever, replayed now, against the run ``baseline``."""
+    return (
+        "gate",
+        "--baseline",
+        baseline,
+        "--goldset",
+        "demo",
+        "--retriever",
+        "fixed_retriever:make",
+        "--k",
+        "10",
+    )
 
 
 def assert_clean(done: TerminalRun) -> None:
@@ -86,24 +85,8 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
     space = Workspace(folder, folder / "home")
     imported = space.piped("goldset", "import", "--format", "jsonl", str(DEMO), "--name", "demo")
     assert imported.returncode == 0, imported.stderr
-    (folder / "fixed_retriever.py").write_text(TENANT_MODULE)
-    logs = folder / "logs"
-    logs.mkdir()
-    (logs / "app.jsonl").write_text(
-        "".join(
-            json.dumps(
-                {
-                    "query_id": f"q{index}",
-                    "timestamp": f"2026-11-21T{index % 24:02d}:00:00Z",
-                    "text": f"question {index}",
-                    "results": ["d1"],
-                    "latency_ms": 10,
-                }
-            )
-            + "\n"
-            for index in range(40)
-        )
-    )
+    (folder / "fixed_retriever.py").write_text(fixed_retriever_source("d1", "d2"))
+    logs = write_query_log(folder, (logged_query(index, results=["d1"]) for index in range(40)))
     for args in (
         ("traffic", "ingest", str(logs)),
         ("traffic", "sample", "--window", "2026-11-21", "--n", "40"),
@@ -130,7 +113,7 @@ def test_run_draws_its_bar_and_ends_cleanly_on_a_terminal(
     workspace: Workspace, indexed: TerminalRun
 ) -> None:
     assert indexed.returncode == 0
-    done = workspace.on_terminal("run", "--goldset", "demo", "--collection", "demo", "--k", "10")
+    done = workspace.on_terminal(*RUN_DEMO)
     assert_clean(done)
     assert "ndcg@10" in done.output
 
@@ -138,17 +121,7 @@ def test_run_draws_its_bar_and_ends_cleanly_on_a_terminal(
 def test_traffic_replay_draws_its_bar_and_ends_cleanly_on_a_terminal(
     workspace: Workspace,
 ) -> None:
-    done = workspace.on_terminal(
-        "traffic",
-        "replay",
-        "--window",
-        "2026-11-21",
-        "--embed-sample",
-        "0",
-        "--retriever",
-        "fixed_retriever:make",
-        "--no-answers",
-    )
+    done = workspace.on_terminal(*TRAFFIC_REPLAY)
     assert_clean(done)
 
 
@@ -180,7 +153,7 @@ def test_piped_run_prints_plain_progress_lines_on_stderr(
     workspace: Workspace, indexed: TerminalRun
 ) -> None:
     assert indexed.returncode == 0
-    done = workspace.piped("run", "--goldset", "demo", "--collection", "demo", "--k", "10")
+    done = workspace.piped(*RUN_DEMO)
     assert done.returncode == 0, done.stderr
     lines = [line for line in done.stderr.splitlines() if line.startswith("replaying demo: ")]
     # 129 queries in batches of 64: past 40 %, past 90 %, then all of them.
@@ -193,17 +166,7 @@ def test_piped_run_prints_plain_progress_lines_on_stderr(
 def test_piped_traffic_replay_prints_plain_progress_lines_on_stderr(
     workspace: Workspace,
 ) -> None:
-    done = workspace.piped(
-        "traffic",
-        "replay",
-        "--window",
-        "2026-11-21",
-        "--embed-sample",
-        "0",
-        "--retriever",
-        "fixed_retriever:make",
-        "--no-answers",
-    )
+    done = workspace.piped(*TRAFFIC_REPLAY)
     assert done.returncode == 0, done.stderr
     assert "replaying traffic: 40/40 (100%), 0:00:" in done.stderr
 
@@ -229,34 +192,14 @@ def fixed_baseline(workspace: Workspace) -> str:
 def test_gate_draws_its_bar_while_it_replays_a_live_candidate_on_a_terminal(
     workspace: Workspace, fixed_baseline: str
 ) -> None:
-    done = workspace.on_terminal(
-        "gate",
-        "--baseline",
-        fixed_baseline,
-        "--goldset",
-        "demo",
-        "--retriever",
-        "fixed_retriever:make",
-        "--k",
-        "10",
-    )
+    done = workspace.on_terminal(*live_gate(fixed_baseline))
     assert_clean(done)
 
 
 def test_piped_gate_prints_plain_progress_lines_while_it_replays(
     workspace: Workspace, fixed_baseline: str
 ) -> None:
-    done = workspace.piped(
-        "gate",
-        "--baseline",
-        fixed_baseline,
-        "--goldset",
-        "demo",
-        "--retriever",
-        "fixed_retriever:make",
-        "--k",
-        "10",
-    )
+    done = workspace.piped(*live_gate(fixed_baseline))
     assert done.returncode == 0, done.stderr
     lines = [line for line in done.stderr.splitlines() if line.startswith("replaying demo ")]
     assert lines, done.stderr
@@ -265,19 +208,7 @@ def test_piped_gate_prints_plain_progress_lines_while_it_replays(
 
 
 def test_piped_json_output_prints_no_progress(workspace: Workspace) -> None:
-    done = workspace.piped(
-        "traffic",
-        "replay",
-        "--window",
-        "2026-11-21",
-        "--embed-sample",
-        "0",
-        "--retriever",
-        "fixed_retriever:make",
-        "--no-answers",
-        "--format",
-        "json",
-    )
+    done = workspace.piped(*TRAFFIC_REPLAY, "--format", "json")
     assert done.returncode == 0, done.stderr
     assert "replaying traffic" not in done.stderr
     json.loads(done.stdout)

@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from plugin_sources import fixed_retriever_source
+from query_log import logged_query, write_query_log
 
 from evalkit.cli import invoke
 from evalkit.config import load_settings
@@ -20,27 +22,6 @@ from evalkit.retrievers.factory import RetrieverOptions
 from evalkit.store import Store
 
 DEMO = Path(__file__).resolve().parents[1] / "goldsets" / "demo"
-
-RETRIEVER = """
-from evalkit.records import QueryResult
-from evalkit.retrievers.base import ranked_docs
-
-
-class Fixed:
-    def retrieve(self, queries, k):
-        return [
-            QueryResult(query_id=query.id, docs=ranked_docs(["d001", "d002"][:k], [1.0, 0.5]),
-                        latency_ms=1.0)
-            for query in queries
-        ]
-
-    def describe(self):
-        return {"kind": "fixed"}
-
-
-def make():
-    return Fixed()
-"""
 
 
 def mode(path: Path) -> str:
@@ -60,7 +41,7 @@ def umask_022() -> Iterator[None]:
 def retriever(evalkit_home: Path, tmp_path: Path) -> str:
     """A stored demo goldset and a plug-in retriever importable from the working directory."""
     module = f"fixed_{tmp_path.name.replace('-', '_')}"
-    (tmp_path / f"{module}.py").write_text(RETRIEVER)
+    (tmp_path / f"{module}.py").write_text(fixed_retriever_source())
     assert invoke(["goldset", "import", "--format", "jsonl", str(DEMO), "--name", "demo"]) == 0
     return f"{module}:make"
 
@@ -138,22 +119,8 @@ def test_a_recorded_baseline_respects_the_umask(retriever: str, tmp_path: Path) 
 
 @pytest.mark.usefixtures("umask_022")
 def test_a_promoted_draft_respects_the_umask(retriever: str, tmp_path: Path) -> None:
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    (logs / "app.jsonl").write_text(
-        "".join(
-            json.dumps(
-                {
-                    "query_id": f"q{index}",
-                    "timestamp": f"2026-11-21T0{index}:00:00Z",
-                    "text": f"question {index}",
-                    "results": ["d1", "d2"],
-                    "latency_ms": 10,
-                }
-            )
-            + "\n"
-            for index in range(4)
-        )
+    logs = write_query_log(
+        tmp_path, (logged_query(index, results=["d1", "d2"]) for index in range(4))
     )
     assert invoke(["traffic", "ingest", str(logs)]) == 0
     assert invoke(["traffic", "sample", "--window", "2026-11-21", "--n", "4"]) == 0

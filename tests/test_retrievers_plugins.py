@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from query_log import logged_query, write_query_log
 
 from evalkit.cli import invoke
 from evalkit.config import Settings, load_settings, parse_settings
@@ -682,23 +683,12 @@ def test_traffic_replay_replays_a_factory_and_keeps_tenants_apart(
 ) -> None:
     module = f"tenant_hook_{tmp_path.name.replace('-', '_')}"
     (tmp_path / f"{module}.py").write_text(TENANT_MODULE)
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    (logs / "app.jsonl").write_text(
-        "".join(
-            json.dumps(
-                {
-                    "query_id": f"q{index}",
-                    "timestamp": f"2026-11-21T0{index}:00:00Z",
-                    "text": f"question {index}",
-                    "tenant": tenant,
-                    "results": [f"{tenant}-1"],
-                    "latency_ms": 10,
-                }
-            )
-            + "\n"
+    logs = write_query_log(
+        tmp_path,
+        (
+            logged_query(index, tenant=tenant, results=[f"{tenant}-1"])
             for index, tenant in enumerate(["acme", "acme", "globex", "globex"])
-        )
+        ),
     )
     assert invoke(["traffic", "ingest", str(logs)]) == 0
     assert invoke(["traffic", "sample", "--window", "2026-11-21", "--n", "4"]) == 0

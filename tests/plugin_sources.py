@@ -1,0 +1,30 @@
+"""Sources of retriever modules a test writes beside its store and names as
+``--retriever module:make``, as a user's own factory is named: no model, index or server."""
+
+from __future__ import annotations
+
+
+def fixed_retriever_source(first: str = "d001", second: str = "d002") -> str:
+    """A module whose ``make()`` returns a retriever answering every query with the same
+    documents, ``first`` (score 1.0) then ``second`` (0.5), cut at k."""
+    return f"""
+from evalkit.records import QueryResult
+from evalkit.retrievers.base import ranked_docs
+
+DOCS = ["{first}", "{second}"]
+
+
+class Fixed:
+    def retrieve(self, queries, k):
+        return [
+            QueryResult(query_id=query.id, docs=ranked_docs(DOCS[:k], [1.0, 0.5]), latency_ms=1.0)
+            for query in queries
+        ]
+
+    def describe(self):
+        return {{"kind": "fixed"}}
+
+
+def make():
+    return Fixed()
+"""
