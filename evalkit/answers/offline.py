@@ -27,8 +27,8 @@ embedding model (all-MiniLM-L6-v2 by default):
    map fitted by ``benchmarks/faithfulness_human.py`` on human faithfulness ratings (MTRAG,
    ``offline_calibration_v3.json``): the stored value is the probability that a person
    rates the answer fully faithful (4 of 4). ``offline-v2`` stores the share itself. The
-   map is strictly increasing, so both versions rank answers alike; their levels differ,
-   and the version is stored with every score so that the two are never mixed.
+   map is increasing, so both versions rank answers alike; their levels differ, and the
+   version is stored with every score so that the two are never mixed.
 
 Speed: each distinct context is split and embedded once (``EmbeddingCache``: in memory
 within a scoring, in the store across scorings), and the claims of a whole batch of answers
@@ -171,8 +171,9 @@ class AnswerCalibration:
     """offline-v3's map from an answer's expected share of supported claims to the
     probability that a person rates the answer fully faithful:
     ``sigmoid(intercept + slope * logit(share))``, the share first clipped to
-    ``[floor, 1 - floor]`` so that 0 and 1 stay finite. Strictly increasing when
-    ``slope > 0``: it changes the level of the scores, never their order.
+    ``[floor, 1 - floor]`` so that 0 and 1 stay finite. Strictly increasing on that
+    interval (``slope > 0``), constant beyond it: it changes the level of the scores and
+    never reverses two of them.
     """
 
     intercept: float
