@@ -71,6 +71,7 @@ IN_THE_WHEEL = (
     "evalkit/dashboard/app.py",
     "evalkit/dashboard/views/overview.py",
     "evalkit/answers/offline_calibration.json",
+    "evalkit/answers/offline_calibration_v3.json",
     "evalkit/py.typed",
     *(
         f"evalkit/schemas/{name}.schema.json"

@@ -353,7 +353,9 @@ def test_disabled_rules_are_skipped_unless_named(store: Store) -> None:
     assert len(named.alerts) == 1
 
 
-def scoring(store: Store, minute: int, values: list[float | None]) -> str:
+def scoring(
+    store: Store, minute: int, values: list[float | None], version: str | None = None
+) -> str:
     from evalkit.answers.records import AnswerScores, MetricScore
     from evalkit.store.answers import save_answer_scores
 
@@ -364,6 +366,7 @@ def scoring(store: Store, minute: int, values: list[float | None]) -> str:
             metric="faithfulness",
             method="offline-embedding",
             value=value,
+            prompt_version=version,
             unmeasured_reason=None if value is not None else "no contexts",
         )
         for i, value in enumerate(values)
@@ -410,6 +413,32 @@ def test_faithfulness_drop_compares_answers_item_by_item(store: Store) -> None:
     )
     scoring(store, 3, steady)
     assert told(evaluate(store, pinned, 3)) == [("faithfulness", "resolved", "critical")]
+
+
+def test_faithfulness_drop_never_compares_offline_v2_with_offline_v3(store: Store) -> None:
+    """offline-v2 reads lower than offline-v3 on the same answers: a scoring of the other
+    version is no baseline, so switching versions is not a drop."""
+    config = configure({"name": "faith", "kind": "faithfulness_drop", "resamples": 500})
+    v3 = [0.95, 0.9, 0.92, 0.97, 0.93, 0.85, 0.94, 0.96, 0.9, 0.95]
+    v2 = [v - 0.25 for v in v3]
+    first = scoring(store, 0, v3, "offline-v3/threshold=0.5")
+    scoring(store, 1, v3, "offline-v3/threshold=0.5")
+    scoring(store, 2, v2, "offline-v2/threshold=0.5")
+    assert told(evaluate(store, config, 2)) == [], "no earlier offline-v2 scoring to compare"
+    latest = scoring(store, 3, v3, "offline-v3/threshold=0.7")
+    evaluation = evaluate(store, config, 3)
+    assert told(evaluation) == []
+    state = load_alert_states(store)["faith:faithfulness"]
+    assert state.evidence["current_scoring"] == latest
+    assert state.evidence["baseline_scoring"] != first, "the newest offline-v3 one"
+    scoring(store, 4, v2, "offline-v2/threshold=0.5")
+    pinned = configure(
+        {"name": "faith", "kind": "faithfulness_drop", "baseline_scoring": first, "resamples": 500}
+    )
+    evaluation = evaluate(store, pinned, 4)
+    assert "not comparable" in evaluation.errors["faith"]
+    assert "offline-v2" in evaluation.errors["faith"]
+    assert "offline-v3" in evaluation.errors["faith"]
 
 
 def test_an_unchanged_comparison_is_read_back_not_recomputed(

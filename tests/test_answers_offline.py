@@ -231,7 +231,7 @@ def test_offline_method_on_real_text(offline: OfflineFaithfulness) -> None:
     assert [s.n_supported for s in scores] == [2, 1, 0]
     assert {s.method for s in scores} == {"offline-embedding"}
     assert {s.judge_model for s in scores} == {"sentence-transformers/all-MiniLM-L6-v2"}
-    assert {s.prompt_version for s in scores} == {"offline-v2/threshold=0.5"}
+    assert {s.prompt_version for s in scores} == {"offline-v3/threshold=0.5"}
 
 
 @pytest.mark.slow

@@ -158,6 +158,32 @@ def test_the_table_refuses_a_value_with_a_reason(tmp_path: Path) -> None:
     store.close()
 
 
+def test_offline_v2_and_v3_scorings_are_never_one_series(tmp_path: Path) -> None:
+    """The dashboard draws one line per method version: offline-v2 reads lower than
+    offline-v3 on the same answers, so one line through both would show a jump that is
+    only the version changing. A threshold is no version (it changes no value)."""
+    from evalkit.dashboard.charts import answers_chart
+    from evalkit.store.dashboard import answer_series_frame
+
+    def offline(value: float, version: str) -> MetricScore:
+        return MetricScore("q1", "faithfulness", "offline-embedding", value, "m", version)
+
+    store = open_store(tmp_path / "evalkit.duckdb")
+    save_answer_scores(store, scores_of([offline(0.6, "offline-v2/threshold=0.5")]))
+    save_answer_scores(store, scores_of([offline(0.6, "offline-v2/threshold=0.7")]))
+    save_answer_scores(store, scores_of([offline(0.8, "offline-v3/threshold=0.5")]))
+    series = answer_series_frame(store)
+    store.close()
+    assert sorted(series["method_version"]) == ["offline-v2", "offline-v2", "offline-v3"]
+    lines = {
+        trace.name: list(trace.y) for trace in answers_chart(series, metric="faithfulness").data
+    }
+    assert lines == {
+        "offline-embedding offline-v2 / m": [0.6, 0.6],
+        "offline-embedding offline-v3 / m": [0.8],
+    }
+
+
 def test_list_and_find_scorings(tmp_path: Path) -> None:
     store = open_store(tmp_path / "evalkit.duckdb")
     first = save_answer_scores(store, scores_of(ROWS[:1], run_id="run-a"))

@@ -20,10 +20,15 @@ embedding model (all-MiniLM-L6-v2 by default):
    the claim is supported. Both were fitted offline by ``benchmarks/faithfulness.py`` on
    labelled data (see ``offline_calibration.json`` for the provenance and
    docs/answers.md for the reliability table on held-out data); nothing is fitted at run time.
-4. The answer's faithfulness is the expected share of supported claims: the mean of the
-   calibrated claim probabilities, each claim weighted by its number of content words. A
-   claim counts as supported (``n_supported``) when its probability reaches ``threshold``
-   (0.5).
+4. The expected share of supported claims: the mean of the calibrated claim
+   probabilities, each claim weighted by its number of content words. A claim counts as
+   supported (``n_supported``) when its probability reaches ``threshold`` (0.5).
+5. ``offline-v3`` (the default) maps that share through ``AnswerCalibration``, a logistic
+   map fitted by ``benchmarks/faithfulness_human.py`` on human faithfulness ratings (MTRAG,
+   ``offline_calibration_v3.json``): the stored value is the probability that a person
+   rates the answer fully faithful (4 of 4). ``offline-v2`` stores the share itself. The
+   map is increasing, so both versions rank answers alike; their levels differ, and the
+   version is stored with every score so that the two are never mixed.
 
 Speed: each distinct context is split and embedded once (``EmbeddingCache``: in memory
 within a scoring, in the store across scorings), and the claims of a whole batch of answers
@@ -49,7 +54,13 @@ import numpy as np
 import numpy.typing as npt
 
 from evalkit.answers.cache import EmbeddingCache, MemoryEmbeddingCache, context_cache_key
-from evalkit.answers.records import AnswerRecord, Method, MetricScore, Unmeasured
+from evalkit.answers.records import (
+    AnswerRecord,
+    Method,
+    MetricScore,
+    Unmeasured,
+    method_version,
+)
 from evalkit.answers.sentences import (
     SPLIT_VERSION,
     STOPWORDS,
@@ -61,11 +72,15 @@ from evalkit.embedding import DEFAULT_MODEL_NAME, Embedder, load_embedder
 
 __all__ = [
     "CALIBRATION_FILE",
+    "CALIBRATION_V3_FILE",
+    "DEFAULT_ANSWER_CALIBRATION",
     "DEFAULT_CALIBRATION",
     "DEFAULT_SUPPORT_MODEL",
     "DEFAULT_THRESHOLD",
     "IDENTITY_CALIBRATION",
     "OFFLINE_VERSION",
+    "OFFLINE_VERSIONS",
+    "AnswerCalibration",
     "Calibration",
     "ClaimSupport",
     "OfflineFaithfulness",
@@ -76,14 +91,21 @@ __all__ = [
     "claim_token_features",
     "context_units",
     "fitted_parameters",
+    "fitted_parameters_v3",
+    "method_version",
     "sentence_units",
 ]
 
-OFFLINE_VERSION = "offline-v2"
+OFFLINE_VERSION = "offline-v3"
+"""The default version of the offline method."""
+OFFLINE_VERSIONS = ("offline-v2", "offline-v3")
+"""The versions this code computes (``offline-v1`` is only reproduced by the benchmark)."""
 DEFAULT_THRESHOLD = 0.5
 STEM_LENGTH = 6
 CALIBRATION_FILE = "offline_calibration.json"
 """Fitted support model and calibration map, beside this module (with their provenance)."""
+CALIBRATION_V3_FILE = "offline_calibration_v3.json"
+"""offline-v3's answer calibration on human ratings, beside this module (with provenance)."""
 
 Progress = Callable[[int, int], None]
 """Called with (answers done, answers in all) as scoring advances."""
@@ -144,12 +166,50 @@ IDENTITY_CALIBRATION = Calibration(scores=(0.0, 1.0), probabilities=(0.0, 1.0))
 """No calibration: the support score is taken as the probability."""
 
 
+@dataclass(frozen=True, slots=True)
+class AnswerCalibration:
+    """offline-v3's map from an answer's expected share of supported claims to the
+    probability that a person rates the answer fully faithful:
+    ``sigmoid(intercept + slope * logit(share))``, the share first clipped to
+    ``[floor, 1 - floor]`` so that 0 and 1 stay finite. Strictly increasing on that
+    interval (``slope > 0``), constant beyond it: it changes the level of the scores and
+    never reverses two of them.
+    """
+
+    intercept: float
+    slope: float
+    floor: float = 1e-3
+
+    def __post_init__(self) -> None:
+        if self.slope <= 0:
+            raise ValueError(f"an answer calibration needs a positive slope, got {self.slope}")
+        if not 0.0 < self.floor < 0.5:
+            raise ValueError(f"floor must lie in (0, 0.5), got {self.floor}")
+
+    def apply(self, share: FloatArray) -> FloatArray:
+        """The calibrated value of each share (an array of shares in [0, 1])."""
+        clipped = np.clip(np.asarray(share, dtype=np.float64), self.floor, 1.0 - self.floor)
+        logit = self.intercept + self.slope * np.log(clipped / (1.0 - clipped))
+        return np.asarray(1.0 / (1.0 + np.exp(-logit)), dtype=np.float64)
+
+
+def _read_fit(name: str) -> Mapping[str, Any]:
+    text = resources.files("evalkit.answers").joinpath(name).read_text("utf-8")
+    parameters: Mapping[str, Any] = json.loads(text)
+    return parameters
+
+
 @cache
 def fitted_parameters() -> Mapping[str, Any]:
     """The committed fit (``CALIBRATION_FILE``): support model, calibration, provenance."""
-    text = resources.files("evalkit.answers").joinpath(CALIBRATION_FILE).read_text("utf-8")
-    parameters: Mapping[str, Any] = json.loads(text)
-    return parameters
+    return _read_fit(CALIBRATION_FILE)
+
+
+@cache
+def fitted_parameters_v3() -> Mapping[str, Any]:
+    """offline-v3's committed fit (``CALIBRATION_V3_FILE``): the answer calibration, its
+    provenance and its cross-validated figures on human ratings."""
+    return _read_fit(CALIBRATION_V3_FILE)
 
 
 def _default_support_model() -> SupportModel:
@@ -168,6 +228,8 @@ DEFAULT_SUPPORT_MODEL = _default_support_model()
 """Weights fitted by ``benchmarks/faithfulness.py`` on the fit part of CLAPNQ dev."""
 DEFAULT_CALIBRATION = _default_calibration()
 """Isotonic map fitted by ``benchmarks/faithfulness.py`` on the calibration part."""
+DEFAULT_ANSWER_CALIBRATION = AnswerCalibration(**fitted_parameters_v3()["answer_calibration"])
+"""offline-v3's map, fitted by ``benchmarks/faithfulness_human.py`` on MTRAG human ratings."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +243,7 @@ class ClaimSupport:
     probability: FloatArray
     weights: FloatArray
     threshold: float
+    answer_calibration: AnswerCalibration | None = None
 
     @property
     def supported(self) -> npt.NDArray[np.bool_]:
@@ -188,9 +251,16 @@ class ClaimSupport:
         return np.asarray(self.probability >= self.threshold)
 
     @property
-    def score(self) -> float:
+    def share(self) -> float:
         """Expected share of supported claims (claims weighted by their content words)."""
         return float(np.average(self.probability, weights=self.weights))
+
+    @property
+    def score(self) -> float:
+        """The answer's faithfulness: the share, through the answer calibration if any."""
+        if self.answer_calibration is None:
+            return self.share
+        return float(self.answer_calibration.apply(np.asarray([self.share]))[0])
 
 
 def context_units(contexts: Sequence[str]) -> list[str]:
@@ -287,7 +357,9 @@ class OfflineFaithfulness:
 
     The embedding model loads on first use (``load_embedder()`` unless one is given).
     ``cache`` keeps context sentence vectors (default: in memory, for this object's life);
-    ``legacy_units`` computes the signals the ``offline-v1`` way (for benchmarks only).
+    ``version`` is ``offline-v3`` (default: the share through ``answer_calibration``) or
+    ``offline-v2`` (the share itself); ``legacy_units`` computes the signals the
+    ``offline-v1`` way (for benchmarks only).
     """
 
     metric = "faithfulness"
@@ -303,9 +375,19 @@ class OfflineFaithfulness:
         batch_records: int = 256,
         cache: EmbeddingCache | None = None,
         legacy_units: bool = False,
+        version: str = OFFLINE_VERSION,
+        answer_calibration: AnswerCalibration = DEFAULT_ANSWER_CALIBRATION,
     ) -> None:
         if not 0.0 < threshold < 1.0:
             raise ValueError(f"threshold must be a probability in (0, 1), got {threshold}")
+        if version not in OFFLINE_VERSIONS:
+            raise ValueError(
+                f"unknown offline method version {version!r}; one of {', '.join(OFFLINE_VERSIONS)}"
+            )
+        self.offline_version = version
+        self.answer_calibration: AnswerCalibration | None = (
+            answer_calibration if version == "offline-v3" else None
+        )
         self._embedder = embedder
         self.model = model
         self.calibration = calibration
@@ -332,7 +414,7 @@ class OfflineFaithfulness:
     @property
     def version(self) -> str:
         """The method's version and threshold, stored as the prompt version of its scores."""
-        return f"{OFFLINE_VERSION}/threshold={self.threshold:g}"
+        return f"{self.offline_version}/threshold={self.threshold:g}"
 
     def analyse(
         self,
@@ -442,6 +524,7 @@ class OfflineFaithfulness:
                     probability=self.calibration.apply(support),
                     weights=weights,
                     threshold=self.threshold,
+                    answer_calibration=self.answer_calibration,
                 )
             )
         return results

@@ -28,6 +28,7 @@ __all__ = [
     "MetricScore",
     "MetricSummary",
     "Unmeasured",
+    "method_version",
     "summarise",
 ]
 
@@ -293,3 +294,13 @@ def summarise(scores: Sequence[MetricScore]) -> tuple[MetricSummary, ...]:
             )
         )
     return tuple(summaries)
+
+
+def method_version(prompt_version: str | None) -> str | None:
+    """The method version of a stored ``prompt_version``: ``offline-v3/threshold=0.5`` ->
+    ``offline-v3`` (the threshold changes which claims count as supported, not the value);
+    an LLM judge's prompt version is its own version. Scores of different method versions
+    read on different scales and are never compared or drawn as one series."""
+    if prompt_version is None:
+        return None
+    return prompt_version.split("/threshold=", 1)[0]

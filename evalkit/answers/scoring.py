@@ -117,7 +117,9 @@ def score_answers(
         if offline is None and settings.nli_model_path is not None:
             method = NLIFaithfulness(settings.nli_model_path, threshold=threshold)
         else:
-            method = offline = offline or OfflineFaithfulness(embedder, threshold=threshold)
+            method = offline = offline or OfflineFaithfulness(
+                embedder, threshold=threshold, version=settings.offline_version
+            )
         scores.extend(method.score(records, cache=embedding_cache, progress=progress))
     if use_judge:
         needs_embedder = settings.answer_relevancy

@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -100,6 +100,12 @@ class JudgeSettings(BaseModel):
         lt=1.0,
         description="Probability at which the offline method counts a claim as supported "
         "(default 0.5; see docs/answers.md).",
+    )
+    offline_version: Literal["offline-v3", "offline-v2"] = Field(
+        default="offline-v3",
+        description="Version of the offline embedding method: offline-v3 (calibrated on human "
+        "ratings) or offline-v2, to go on with a series scored before offline-v3 (the two "
+        "read on different scales and are never compared; see docs/answers.md).",
     )
     nli_model_path: Path | None = Field(
         default=None,

@@ -463,9 +463,11 @@ def relevant_ranks_chart(ranks: pd.DataFrame, *, k: int) -> go.Figure:
 
 
 def answers_chart(series: pd.DataFrame, *, metric: str) -> go.Figure:
-    """One metric's mean per scoring over time, one line per method and judge."""
+    """One metric's mean per scoring over time, one line per method, method version and
+    judge (versions read on different scales, so each has its own line)."""
     shown = series[series["metric"] == metric].copy()
-    shown["how"] = shown["method"] + " / " + shown["judge_model"]
+    version = shown.get("method_version", "-")
+    shown["how"] = shown["method"] + " " + version + " / " + shown["judge_model"]
     return lines_chart(
         shown,
         x="started_at",

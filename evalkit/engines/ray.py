@@ -151,7 +151,8 @@ class _AnswerScorer:
         self._offline: OfflineFaithfulness | None = None
         if settings.nli_model_path is None:
             self._offline = OfflineFaithfulness(
-                threshold=settings.offline_threshold or DEFAULT_THRESHOLD
+                threshold=settings.offline_threshold or DEFAULT_THRESHOLD,
+                version=settings.offline_version,
             )
         self._cache = _SnapshotJudgeCache(Path(judge_cache) if judge_cache else None)
 

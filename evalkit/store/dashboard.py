@@ -739,15 +739,21 @@ def traffic_volume_frame(
 
 
 def answer_series_frame(store: Store) -> pd.DataFrame:
-    """Per scoring, metric, method and judge: when, the mean over measured rows and the
-    measured / unmeasured counts (means skip unmeasured rows; NULL when none was measured).
+    """Per scoring, metric, method, method version and judge: when, the mean over measured
+    rows and the measured / unmeasured counts (means skip unmeasured rows; NULL when none
+    was measured).
 
-    Columns: scoring_id, run_id, source, started_at, metric, method, judge_model, mean,
-    n_measured, n_unmeasured.
+    ``method_version`` is the stored prompt version without its threshold (``offline-v2``,
+    ``offline-v3``, an LLM judge's prompt version): scores of different versions read on
+    different scales, so they are never one series.
+
+    Columns: scoring_id, run_id, source, started_at, metric, method, method_version,
+    judge_model, mean, n_measured, n_unmeasured.
     """
     return _frame(
         store,
         "SELECT s.scoring_id, s.run_id, s.source, s.started_at, a.metric, a.method,"
+        " coalesce(split_part(a.prompt_version, '/threshold=', 1), '-') AS method_version,"
         " coalesce(a.judge_model, '-') AS judge_model, avg(a.value) AS mean,"
         " count(a.value) AS n_measured, count(*) - count(a.value) AS n_unmeasured"
         " FROM answer_scores a JOIN answer_scorings s USING (scoring_id)"

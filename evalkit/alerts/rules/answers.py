@@ -1,5 +1,9 @@
 """Rule kind ``faithfulness_drop``: the newest answer scoring against a pinned (or the
 previous) scoring, item by item, with the gate's paired statistics.
+
+Only scorings of the same method version are compared (``offline-v2`` and ``offline-v3``
+read on different scales): the default baseline is the newest earlier scoring of the same
+version, and a pinned baseline of another version is a configuration error.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from pydantic import Field
 
 from evalkit.alerts.model import Signal
 from evalkit.alerts.rules.base import RuleContext, RuleKind, RuleParams, stored_verdict
+from evalkit.answers.records import method_version
 from evalkit.errors import ConfigError
 from evalkit.stats import compare_runs, worst_queries
 from evalkit.store.alerts import has_tables
@@ -44,8 +49,8 @@ class FaithfulnessDropParams(RuleParams):
     worst: int = Field(default=5, ge=0, description="Least faithful changes in the evidence.")
 
 
-def _item_values(store: Store, scoring_id: str, params: FaithfulnessDropParams) -> Any:
-
+def _scored(store: Store, scoring_id: str, params: FaithfulnessDropParams) -> Any:
+    """The scoring's measured rows of the watched metric and method."""
     frame = answer_scores_frame(store, scoring_id)
     frame = frame[(frame["metric"] == params.metric) & frame["value"].notna()]
     methods = sorted(set(frame["method"]))
@@ -56,8 +61,19 @@ def _item_values(store: Store, scoring_id: str, params: FaithfulnessDropParams) 
             f"scoring {scoring_id} has {params.metric} by several methods "
             f"({', '.join(methods)}); set `method` in the rule"
         )
+    return frame
+
+
+def _versions(frame: Any) -> frozenset[str]:
+    """The method versions of scored rows (``offline-v3``, an LLM judge's prompt version)."""
+    return frozenset(
+        method_version(str(version)) or "-" for version in frame["prompt_version"].fillna("-")
+    )
+
+
+def _item_values(frame: Any, metric: str) -> Any:
     values = frame.set_index("item_id")["value"].astype(float)
-    return values.to_frame(params.metric), len(frame)
+    return values.to_frame(metric), len(frame)
 
 
 def _faithfulness_drop(ctx: RuleContext, params: FaithfulnessDropParams) -> list[Signal]:
@@ -72,12 +88,29 @@ def _faithfulness_drop(ctx: RuleContext, params: FaithfulnessDropParams) -> list
     if not scorings:
         return []
     current = scorings[0]
+    cand_frame = _scored(ctx.store, current.scoring_id, params)
+    version = _versions(cand_frame)
+    # Scores of different method versions (offline-v2 and offline-v3, two judge prompts)
+    # read on different scales: a difference between them is no drop of faithfulness.
     if params.baseline_scoring is not None:
         baseline = get_scoring(ctx.store, params.baseline_scoring)
-    elif len(scorings) > 1:
-        baseline = scorings[1]
+        base_frame = _scored(ctx.store, baseline.scoring_id, params)
+        if _versions(base_frame) != version:
+            raise ConfigError(
+                f"baseline scoring {baseline.scoring_id} has {params.metric} by "
+                f"{', '.join(sorted(_versions(base_frame))) or 'nothing'}, the newest scoring "
+                f"{current.scoring_id} by {', '.join(sorted(version)) or 'nothing'}: scores of "
+                "different method versions are not comparable; pin a baseline scored the "
+                "same way"
+            )
     else:
-        return []
+        for earlier in scorings[1:]:
+            base_frame = _scored(ctx.store, earlier.scoring_id, params)
+            if _versions(base_frame) == version:
+                baseline = earlier
+                break
+        else:
+            return []
     if baseline.scoring_id == current.scoring_id:
         return []
     subject = params.metric + (f"/{params.source}" if params.source else "")
@@ -89,8 +122,8 @@ def _faithfulness_drop(ctx: RuleContext, params: FaithfulnessDropParams) -> list
     stored = stored_verdict(ctx, subject, inputs)
     if stored is not None:
         return [stored]
-    base, n_base = _item_values(ctx.store, baseline.scoring_id, params)
-    cand, n_cand = _item_values(ctx.store, current.scoring_id, params)
+    base, n_base = _item_values(base_frame, params.metric)
+    cand, n_cand = _item_values(cand_frame, params.metric)
     shared = base.index.intersection(cand.index)
     if len(shared) < 2:
         return []
