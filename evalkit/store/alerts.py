@@ -35,7 +35,6 @@ if TYPE_CHECKING:
 __all__ = [
     "ALERT_STATUSES",
     "DELIVERY_STATES",
-    "SCHEMA_SQL",
     "AlertCount",
     "DueDelivery",
     "StoredAlert",
@@ -56,68 +55,6 @@ __all__ = [
 
 ALERT_STATUSES = ("firing", "resolved")
 DELIVERY_STATES = ("pending", "delivered", "abandoned")
-
-SCHEMA_SQL = """
-CREATE SEQUENCE alert_sequence START 1;
-CREATE TABLE alerts (
-    alert_id VARCHAR PRIMARY KEY,
-    -- Raising order: alerts raised in the same instant keep it for delivery.
-    sequence BIGINT NOT NULL DEFAULT nextval('alert_sequence'),
-    rule VARCHAR NOT NULL,
-    kind VARCHAR NOT NULL,
-    dedup_key VARCHAR NOT NULL,
-    subject VARCHAR NOT NULL,
-    status VARCHAR NOT NULL CHECK (status IN ('firing', 'resolved')),
-    severity VARCHAR NOT NULL CHECK (severity IN ('warning', 'critical')),
-    title VARCHAR NOT NULL,
-    summary VARCHAR NOT NULL,
-    evidence JSON NOT NULL,
-    links JSON NOT NULL,
-    fired_at TIMESTAMP NOT NULL,
-    created_at TIMESTAMP NOT NULL,
-    n_sinks INTEGER NOT NULL
-);
-CREATE TABLE alert_state (
-    dedup_key VARCHAR PRIMARY KEY,
-    rule VARCHAR NOT NULL,
-    subject VARCHAR NOT NULL,
-    active BOOLEAN NOT NULL,
-    severity VARCHAR,
-    since TIMESTAMP,
-    last_evaluated_at TIMESTAMP NOT NULL,
-    notified_status VARCHAR,
-    notified_severity VARCHAR,
-    last_notified_at TIMESTAMP,
-    last_fired_notice_at TIMESTAMP,
-    last_alert_id VARCHAR,
-    evidence JSON,
-    title VARCHAR,
-    summary VARCHAR,
-    links JSON
-);
-CREATE TABLE alert_outbox (
-    alert_id VARCHAR NOT NULL,
-    sink VARCHAR NOT NULL,
-    state VARCHAR NOT NULL CHECK (state IN ('pending', 'delivered', 'abandoned')),
-    attempts INTEGER NOT NULL,
-    created_at TIMESTAMP NOT NULL,
-    next_attempt_at TIMESTAMP NOT NULL,
-    last_attempt_at TIMESTAMP,
-    delivered_at TIMESTAMP,
-    last_error VARCHAR,
-    PRIMARY KEY (alert_id, sink)
-);
-CREATE TABLE alert_delivery_attempts (
-    alert_id VARCHAR NOT NULL,
-    sink VARCHAR NOT NULL,
-    attempt INTEGER NOT NULL,
-    attempted_at TIMESTAMP NOT NULL,
-    duration_ms DOUBLE NOT NULL,
-    ok BOOLEAN NOT NULL,
-    status_code INTEGER,
-    error VARCHAR
-);
-"""
 
 
 def _json(value: object) -> str:

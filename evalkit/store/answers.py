@@ -39,8 +39,6 @@ if TYPE_CHECKING:
     from evalkit.store.store import Store
 
 __all__ = [
-    "CONTEXT_EMBEDDINGS_SQL",
-    "SCHEMA_SQL",
     "StoreEmbeddingCache",
     "StoreJudgeCache",
     "StoredScoring",
@@ -57,50 +55,6 @@ __all__ = [
     "save_context_vectors",
     "unmeasured_frame",
 ]
-
-SCHEMA_SQL = """
-CREATE TABLE answer_scorings (
-    scoring_id VARCHAR PRIMARY KEY,
-    run_id VARCHAR,
-    source VARCHAR,
-    started_at TIMESTAMP NOT NULL,
-    finished_at TIMESTAMP NOT NULL,
-    n_records INTEGER NOT NULL,
-    judge_calls INTEGER NOT NULL,
-    cache_hits INTEGER NOT NULL,
-    settings JSON
-);
-CREATE TABLE answer_scores (
-    scoring_id VARCHAR NOT NULL,
-    run_id VARCHAR,
-    source VARCHAR,
-    item_id VARCHAR NOT NULL,
-    metric VARCHAR NOT NULL,
-    method VARCHAR NOT NULL,
-    judge_model VARCHAR,
-    prompt_version VARCHAR,
-    value DOUBLE,
-    unmeasured_reason VARCHAR,
-    detail VARCHAR,
-    n_repeats INTEGER NOT NULL,
-    spread DOUBLE,
-    n_claims INTEGER,
-    n_supported INTEGER,
-    CHECK ((value IS NULL) <> (unmeasured_reason IS NULL))
-);
-CREATE TABLE judge_cache (
-    cache_key VARCHAR PRIMARY KEY,
-    metric VARCHAR NOT NULL,
-    judge_model VARCHAR NOT NULL,
-    prompt_version VARCHAR NOT NULL,
-    value DOUBLE,
-    unmeasured_reason VARCHAR,
-    n_claims INTEGER,
-    n_supported INTEGER,
-    detail VARCHAR,
-    created_at TIMESTAMP NOT NULL
-);
-"""
 
 _SCORE_COLUMNS = (
     "item_id, metric, method, judge_model, prompt_version, value, unmeasured_reason, detail,"
@@ -135,34 +89,6 @@ class StoredScoring:
             "cache_hits": self.cache_hits,
             "settings": dict(self.settings),
         }
-
-
-# Migration 8: what was scored, so a low score can be read beside its answer and contexts.
-ITEMS_SCHEMA_SQL = """
-CREATE TABLE answer_items (
-    scoring_id VARCHAR NOT NULL,
-    run_id VARCHAR,
-    item_id VARCHAR NOT NULL,
-    question VARCHAR NOT NULL,
-    answer VARCHAR NOT NULL,
-    contexts VARCHAR[] NOT NULL,
-    context_ids VARCHAR[] NOT NULL,
-    reference VARCHAR,
-    PRIMARY KEY (scoring_id, item_id)
-);
-"""
-
-
-# Migration 9: sentence vectors of contexts, float32 rows of one context in one blob.
-CONTEXT_EMBEDDINGS_SQL = """
-CREATE TABLE context_embeddings (
-    cache_key VARCHAR PRIMARY KEY,
-    n_sentences INTEGER NOT NULL,
-    dimension INTEGER NOT NULL,
-    vectors BLOB NOT NULL,
-    created_at TIMESTAMP NOT NULL
-);
-"""
 
 
 def _masked(text: str | None) -> str | None:

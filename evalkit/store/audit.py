@@ -26,7 +26,6 @@ if TYPE_CHECKING:
     from evalkit.store.store import Store
 
 __all__ = [
-    "SCHEMA_SQL",
     "SEVERITY_RANKS",
     "StoredAudit",
     "StoredFinding",
@@ -40,57 +39,6 @@ __all__ = [
 
 SEVERITY_RANKS: Mapping[str, int] = {"info": 0, "warning": 1, "critical": 2}
 """Finding severities in increasing order, as stored in ``audit_findings.severity_rank``."""
-
-SCHEMA_SQL = """
-CREATE TABLE audits (
-    audit_id VARCHAR PRIMARY KEY,
-    collection VARCHAR NOT NULL,
-    location VARCHAR,
-    started_at TIMESTAMP NOT NULL,
-    finished_at TIMESTAMP NOT NULL,
-    n_documents BIGINT NOT NULL,
-    model_name VARCHAR,
-    model_fingerprint VARCHAR,
-    stored_model_fingerprint VARCHAR,
-    index_fingerprint VARCHAR,
-    goldset_name VARCHAR,
-    goldset_version VARCHAR,
-    source VARCHAR,
-    seed BIGINT,
-    config JSON,
-    checks JSON,
-    max_severity VARCHAR,
-    n_findings INTEGER NOT NULL,
-    evalkit_version VARCHAR NOT NULL
-);
-CREATE TABLE audit_findings (
-    audit_id VARCHAR NOT NULL,
-    ordinal INTEGER NOT NULL,
-    collection VARCHAR NOT NULL,
-    created_at TIMESTAMP NOT NULL,
-    kind VARCHAR NOT NULL,
-    check_name VARCHAR NOT NULL,
-    severity VARCHAR NOT NULL CHECK (severity IN ('info', 'warning', 'critical')),
-    severity_rank INTEGER NOT NULL,
-    message VARCHAR NOT NULL,
-    n_affected BIGINT NOT NULL,
-    doc_ids VARCHAR[] NOT NULL,
-    clusters VARCHAR[][] NOT NULL,
-    query_ids VARCHAR[] NOT NULL,
-    value DOUBLE,
-    threshold DOUBLE,
-    details JSON
-);
-CREATE TABLE audit_measurements (
-    audit_id VARCHAR NOT NULL,
-    collection VARCHAR NOT NULL,
-    goldset_version VARCHAR,
-    measured_at TIMESTAMP NOT NULL,
-    check_name VARCHAR NOT NULL,
-    name VARCHAR NOT NULL,
-    value DOUBLE NOT NULL
-);
-"""
 
 _AUDIT_COLUMNS = (
     "audit_id, collection, location, started_at, finished_at, n_documents, model_name,"

@@ -18,35 +18,11 @@ if TYPE_CHECKING:
     from evalkit.store.store import Store
 
 __all__ = [
-    "SCHEMA_SQL",
     "StoredDriftCheck",
     "get_drift_check",
     "list_drift_checks",
     "save_drift_check",
 ]
-
-SCHEMA_SQL = """
-CREATE TABLE drift_checks (
-    check_id VARCHAR PRIMARY KEY,
-    created_at TIMESTAMP NOT NULL,
-    stream VARCHAR NOT NULL,
-    subject VARCHAR,
-    finding VARCHAR NOT NULL,
-    method VARCHAR NOT NULL,
-    reference VARCHAR,
-    current VARCHAR,
-    n_reference INTEGER,
-    n_current INTEGER,
-    statistic DOUBLE,
-    p_value DOUBLE,
-    threshold DOUBLE,
-    effect_size DOUBLE,
-    is_drift BOOLEAN NOT NULL,
-    seed BIGINT,
-    details JSON,
-    report_path VARCHAR
-);
-"""
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "JOB_STATUSES",
-    "SCHEMA_SQL",
     "StoredJobRun",
     "finish_job_run",
     "get_job_run",
@@ -35,24 +34,6 @@ __all__ = [
 ]
 
 JOB_STATUSES = ("running", "succeeded", "partial", "failed", "interrupted")
-
-SCHEMA_SQL = """CREATE TABLE job_runs (
-    job_run_id VARCHAR PRIMARY KEY,
-    job VARCHAR NOT NULL,
-    kind VARCHAR NOT NULL,
-    trigger VARCHAR NOT NULL,
-    status VARCHAR NOT NULL
-        CHECK (status IN ('running', 'succeeded', 'partial', 'failed', 'interrupted')),
-    scheduled_for TIMESTAMP,
-    started_at TIMESTAMP NOT NULL,
-    finished_at TIMESTAMP,
-    pid INTEGER,
-    host VARCHAR,
-    run_ids VARCHAR[] NOT NULL,
-    summary JSON,
-    error VARCHAR
-);
-"""
 
 
 def _new_id(moment: datetime) -> str:

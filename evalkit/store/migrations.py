@@ -1,11 +1,12 @@
 """Named, numbered schema migrations, applied in order and recorded in ``schema_migrations``.
 
-The core tables are defined here; each later area of evalkit (drift, traffic, answers,
-audit, alerts, jobs, retention) keeps its tables and queries in its own module of
-``evalkit.store`` with a ``SCHEMA_SQL`` of its own, collected into ``MIGRATIONS`` below in
-number order.
+Every released migration's SQL is written out here as a literal, exactly as it ran when it
+was released: a migration is never edited once released (``tests/test_migrations_frozen.py``
+holds a hash of each and fails on any change), and a schema change is a new, higher-numbered
+entry at the end of ``MIGRATIONS``. Each area of evalkit (drift, traffic, answers, audit,
+alerts, jobs, retention, shards) keeps its queries in its own module of ``evalkit.store``;
+its tables are created here.
 
-A migration is never edited once released: a schema change is a new, higher-numbered entry.
 Timestamps are UTC. Large per-query tables carry no primary-key index on purpose: DuckDB's
 ART indexes cost memory per row and slow bulk inserts, and every writer of those tables
 (the Store) inserts each (run, query) once inside one transaction.
@@ -14,15 +15,6 @@ ART indexes cost memory per row and slow bulk inserts, and every writer of those
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from evalkit.store import alerts as _alerts
-from evalkit.store import answers as _answers
-from evalkit.store import audit as _audit
-from evalkit.store import drift as _drift
-from evalkit.store import jobs as _jobs
-from evalkit.store import retention as _retention
-from evalkit.store import shards as _shards
-from evalkit.store import traffic as _traffic
 
 __all__ = ["MIGRATIONS", "Migration"]
 
@@ -36,11 +28,7 @@ class Migration:
     sql: str
 
 
-MIGRATIONS: tuple[Migration, ...] = (
-    Migration(
-        1,
-        "goldsets_runs_metrics",
-        """
+_M01_GOLDSETS_RUNS_METRICS = """
         CREATE TABLE goldsets (
             name VARCHAR NOT NULL,
             version VARCHAR NOT NULL,
@@ -123,30 +111,399 @@ MIGRATIONS: tuple[Migration, ...] = (
             n_total INTEGER NOT NULL,
             PRIMARY KEY (run_id, measure)
         );
-        """,
-    ),
-    Migration(2, "drift_checks", _drift.SCHEMA_SQL),
-    Migration(3, "traffic", _traffic.SCHEMA_SQL),
-    Migration(4, "answer_scores", _answers.SCHEMA_SQL),
-    Migration(5, "audit", _audit.SCHEMA_SQL),
-    Migration(
-        6,
-        "alerts_outbox_job_runs",
-        _alerts.SCHEMA_SQL + _jobs.SCHEMA_SQL + _retention.SCHEMA_SQL,
-    ),
-    Migration(
-        7,
-        "run_query_duplicates",
-        "ALTER TABLE run_queries ADD COLUMN n_duplicates INTEGER DEFAULT 0;",
-    ),
-    Migration(8, "answer_items", _answers.ITEMS_SCHEMA_SQL),
-    Migration(9, "context_embeddings", _answers.CONTEXT_EMBEDDINGS_SQL),
-    Migration(10, "traffic_spans", _traffic.SPANS_SCHEMA_SQL),
-    Migration(11, "run_shards", _shards.SCHEMA_SQL),
-    Migration(
-        12,
-        "run_imports",
-        "ALTER TABLE runs ADD COLUMN imported_from VARCHAR;"
-        " ALTER TABLE runs ADD COLUMN imported_at TIMESTAMP;",
-    ),
+        """
+
+_M02_DRIFT_CHECKS = """
+CREATE TABLE drift_checks (
+    check_id VARCHAR PRIMARY KEY,
+    created_at TIMESTAMP NOT NULL,
+    stream VARCHAR NOT NULL,
+    subject VARCHAR,
+    finding VARCHAR NOT NULL,
+    method VARCHAR NOT NULL,
+    reference VARCHAR,
+    current VARCHAR,
+    n_reference INTEGER,
+    n_current INTEGER,
+    statistic DOUBLE,
+    p_value DOUBLE,
+    threshold DOUBLE,
+    effect_size DOUBLE,
+    is_drift BOOLEAN NOT NULL,
+    seed BIGINT,
+    details JSON,
+    report_path VARCHAR
+);
+"""
+
+_M03_TRAFFIC = """
+CREATE TABLE traffic_records (
+    query_id VARCHAR NOT NULL,
+    ts TIMESTAMP NOT NULL,
+    text VARCHAR NOT NULL,
+    tenant VARCHAR,
+    tags JSON,
+    logged_doc_ids VARCHAR[],
+    logged_scores DOUBLE[],
+    answer VARCHAR,
+    contexts VARCHAR[],
+    latency_ms DOUBLE,
+    query_key UBIGINT NOT NULL,
+    source VARCHAR NOT NULL,
+    line BIGINT NOT NULL,
+    ingested_at TIMESTAMP NOT NULL
+);
+CREATE TABLE traffic_sources (
+    device UBIGINT NOT NULL,
+    inode UBIGINT NOT NULL,
+    path VARCHAR NOT NULL,
+    kind VARCHAR NOT NULL,
+    head_hash VARCHAR NOT NULL,
+    head_length INTEGER NOT NULL,
+    byte_offset BIGINT NOT NULL,
+    lines_read BIGINT NOT NULL,
+    updated_at TIMESTAMP NOT NULL,
+    PRIMARY KEY (device, inode)
+);
+CREATE TABLE traffic_ingest_problems (
+    ingested_at TIMESTAMP NOT NULL,
+    source VARCHAR NOT NULL,
+    line BIGINT,
+    message VARCHAR NOT NULL
+);
+CREATE TABLE traffic_samples (
+    sample_id VARCHAR PRIMARY KEY,
+    window_label VARCHAR NOT NULL,
+    window_start TIMESTAMP NOT NULL,
+    window_end TIMESTAMP NOT NULL,
+    stratify_by VARCHAR,
+    n_requested INTEGER NOT NULL,
+    min_per_stratum INTEGER NOT NULL,
+    dedup BOOLEAN NOT NULL,
+    seed BIGINT NOT NULL,
+    n_records BIGINT NOT NULL,
+    n_distinct BIGINT NOT NULL,
+    n_sampled INTEGER NOT NULL,
+    quotas JSON NOT NULL,
+    created_at TIMESTAMP NOT NULL
+);
+CREATE TABLE traffic_sample_queries (
+    sample_id VARCHAR NOT NULL,
+    ordinal INTEGER NOT NULL,
+    query_id VARCHAR NOT NULL,
+    text VARCHAR NOT NULL,
+    tenant VARCHAR,
+    stratum VARCHAR,
+    n_duplicates INTEGER NOT NULL
+);
+CREATE TABLE traffic_replay_queries (
+    run_id VARCHAR NOT NULL,
+    query_id VARCHAR NOT NULL,
+    tenant VARCHAR,
+    stratum VARCHAR,
+    failed BOOLEAN NOT NULL,
+    n_results INTEGER NOT NULL,
+    top1_score DOUBLE,
+    n_logged INTEGER,
+    overlap_at_k DOUBLE,
+    rbo DOUBLE
+);
+CREATE TABLE traffic_window_summaries (
+    run_id VARCHAR PRIMARY KEY,
+    sample_id VARCHAR NOT NULL,
+    window_label VARCHAR NOT NULL,
+    window_start TIMESTAMP NOT NULL,
+    window_end TIMESTAMP NOT NULL,
+    computed_at TIMESTAMP NOT NULL,
+    k INTEGER NOT NULL,
+    compare_k INTEGER NOT NULL,
+    rbo_p DOUBLE NOT NULL,
+    volume BIGINT NOT NULL,
+    n_distinct BIGINT NOT NULL,
+    n_replayed INTEGER NOT NULL,
+    n_failed INTEGER NOT NULL,
+    latency_p50 DOUBLE,
+    latency_p95 DOUBLE,
+    latency_p99 DOUBLE,
+    logged_latency_p50 DOUBLE,
+    logged_latency_p95 DOUBLE,
+    logged_latency_p99 DOUBLE,
+    top1_mean DOUBLE,
+    top1_std DOUBLE,
+    top1_p05 DOUBLE,
+    top1_p25 DOUBLE,
+    top1_p50 DOUBLE,
+    top1_p75 DOUBLE,
+    top1_p95 DOUBLE,
+    low_confidence_threshold DOUBLE NOT NULL,
+    low_confidence_share DOUBLE,
+    empty_share DOUBLE,
+    n_compared INTEGER NOT NULL,
+    overlap_mean DOUBLE,
+    rbo_mean DOUBLE,
+    churn DOUBLE,
+    embedding_model VARCHAR,
+    embedding_dimension INTEGER,
+    embedding_fingerprint VARCHAR,
+    embedding_seed BIGINT,
+    n_embeddings INTEGER NOT NULL
+);
+CREATE TABLE traffic_window_embeddings (
+    run_id VARCHAR NOT NULL,
+    window_label VARCHAR NOT NULL,
+    ordinal INTEGER NOT NULL,
+    query_id VARCHAR NOT NULL,
+    embedding FLOAT[] NOT NULL
+);
+"""
+
+_M04_ANSWER_SCORES = """
+CREATE TABLE answer_scorings (
+    scoring_id VARCHAR PRIMARY KEY,
+    run_id VARCHAR,
+    source VARCHAR,
+    started_at TIMESTAMP NOT NULL,
+    finished_at TIMESTAMP NOT NULL,
+    n_records INTEGER NOT NULL,
+    judge_calls INTEGER NOT NULL,
+    cache_hits INTEGER NOT NULL,
+    settings JSON
+);
+CREATE TABLE answer_scores (
+    scoring_id VARCHAR NOT NULL,
+    run_id VARCHAR,
+    source VARCHAR,
+    item_id VARCHAR NOT NULL,
+    metric VARCHAR NOT NULL,
+    method VARCHAR NOT NULL,
+    judge_model VARCHAR,
+    prompt_version VARCHAR,
+    value DOUBLE,
+    unmeasured_reason VARCHAR,
+    detail VARCHAR,
+    n_repeats INTEGER NOT NULL,
+    spread DOUBLE,
+    n_claims INTEGER,
+    n_supported INTEGER,
+    CHECK ((value IS NULL) <> (unmeasured_reason IS NULL))
+);
+CREATE TABLE judge_cache (
+    cache_key VARCHAR PRIMARY KEY,
+    metric VARCHAR NOT NULL,
+    judge_model VARCHAR NOT NULL,
+    prompt_version VARCHAR NOT NULL,
+    value DOUBLE,
+    unmeasured_reason VARCHAR,
+    n_claims INTEGER,
+    n_supported INTEGER,
+    detail VARCHAR,
+    created_at TIMESTAMP NOT NULL
+);
+"""
+
+_M05_AUDIT = """
+CREATE TABLE audits (
+    audit_id VARCHAR PRIMARY KEY,
+    collection VARCHAR NOT NULL,
+    location VARCHAR,
+    started_at TIMESTAMP NOT NULL,
+    finished_at TIMESTAMP NOT NULL,
+    n_documents BIGINT NOT NULL,
+    model_name VARCHAR,
+    model_fingerprint VARCHAR,
+    stored_model_fingerprint VARCHAR,
+    index_fingerprint VARCHAR,
+    goldset_name VARCHAR,
+    goldset_version VARCHAR,
+    source VARCHAR,
+    seed BIGINT,
+    config JSON,
+    checks JSON,
+    max_severity VARCHAR,
+    n_findings INTEGER NOT NULL,
+    evalkit_version VARCHAR NOT NULL
+);
+CREATE TABLE audit_findings (
+    audit_id VARCHAR NOT NULL,
+    ordinal INTEGER NOT NULL,
+    collection VARCHAR NOT NULL,
+    created_at TIMESTAMP NOT NULL,
+    kind VARCHAR NOT NULL,
+    check_name VARCHAR NOT NULL,
+    severity VARCHAR NOT NULL CHECK (severity IN ('info', 'warning', 'critical')),
+    severity_rank INTEGER NOT NULL,
+    message VARCHAR NOT NULL,
+    n_affected BIGINT NOT NULL,
+    doc_ids VARCHAR[] NOT NULL,
+    clusters VARCHAR[][] NOT NULL,
+    query_ids VARCHAR[] NOT NULL,
+    value DOUBLE,
+    threshold DOUBLE,
+    details JSON
+);
+CREATE TABLE audit_measurements (
+    audit_id VARCHAR NOT NULL,
+    collection VARCHAR NOT NULL,
+    goldset_version VARCHAR,
+    measured_at TIMESTAMP NOT NULL,
+    check_name VARCHAR NOT NULL,
+    name VARCHAR NOT NULL,
+    value DOUBLE NOT NULL
+);
+"""
+
+_M06_ALERTS_OUTBOX_JOB_RUNS = """
+CREATE SEQUENCE alert_sequence START 1;
+CREATE TABLE alerts (
+    alert_id VARCHAR PRIMARY KEY,
+    -- Raising order: alerts raised in the same instant keep it for delivery.
+    sequence BIGINT NOT NULL DEFAULT nextval('alert_sequence'),
+    rule VARCHAR NOT NULL,
+    kind VARCHAR NOT NULL,
+    dedup_key VARCHAR NOT NULL,
+    subject VARCHAR NOT NULL,
+    status VARCHAR NOT NULL CHECK (status IN ('firing', 'resolved')),
+    severity VARCHAR NOT NULL CHECK (severity IN ('warning', 'critical')),
+    title VARCHAR NOT NULL,
+    summary VARCHAR NOT NULL,
+    evidence JSON NOT NULL,
+    links JSON NOT NULL,
+    fired_at TIMESTAMP NOT NULL,
+    created_at TIMESTAMP NOT NULL,
+    n_sinks INTEGER NOT NULL
+);
+CREATE TABLE alert_state (
+    dedup_key VARCHAR PRIMARY KEY,
+    rule VARCHAR NOT NULL,
+    subject VARCHAR NOT NULL,
+    active BOOLEAN NOT NULL,
+    severity VARCHAR,
+    since TIMESTAMP,
+    last_evaluated_at TIMESTAMP NOT NULL,
+    notified_status VARCHAR,
+    notified_severity VARCHAR,
+    last_notified_at TIMESTAMP,
+    last_fired_notice_at TIMESTAMP,
+    last_alert_id VARCHAR,
+    evidence JSON,
+    title VARCHAR,
+    summary VARCHAR,
+    links JSON
+);
+CREATE TABLE alert_outbox (
+    alert_id VARCHAR NOT NULL,
+    sink VARCHAR NOT NULL,
+    state VARCHAR NOT NULL CHECK (state IN ('pending', 'delivered', 'abandoned')),
+    attempts INTEGER NOT NULL,
+    created_at TIMESTAMP NOT NULL,
+    next_attempt_at TIMESTAMP NOT NULL,
+    last_attempt_at TIMESTAMP,
+    delivered_at TIMESTAMP,
+    last_error VARCHAR,
+    PRIMARY KEY (alert_id, sink)
+);
+CREATE TABLE alert_delivery_attempts (
+    alert_id VARCHAR NOT NULL,
+    sink VARCHAR NOT NULL,
+    attempt INTEGER NOT NULL,
+    attempted_at TIMESTAMP NOT NULL,
+    duration_ms DOUBLE NOT NULL,
+    ok BOOLEAN NOT NULL,
+    status_code INTEGER,
+    error VARCHAR
+);
+CREATE TABLE job_runs (
+    job_run_id VARCHAR PRIMARY KEY,
+    job VARCHAR NOT NULL,
+    kind VARCHAR NOT NULL,
+    trigger VARCHAR NOT NULL,
+    status VARCHAR NOT NULL
+        CHECK (status IN ('running', 'succeeded', 'partial', 'failed', 'interrupted')),
+    scheduled_for TIMESTAMP,
+    started_at TIMESTAMP NOT NULL,
+    finished_at TIMESTAMP,
+    pid INTEGER,
+    host VARCHAR,
+    run_ids VARCHAR[] NOT NULL,
+    summary JSON,
+    error VARCHAR
+);
+CREATE TABLE pruned_runs (
+    run_id VARCHAR PRIMARY KEY,
+    pruned_at TIMESTAMP NOT NULL,
+    rows_deleted BIGINT NOT NULL
+);
+"""
+
+_M07_RUN_QUERY_DUPLICATES = "ALTER TABLE run_queries ADD COLUMN n_duplicates INTEGER DEFAULT 0;"
+
+# What was scored, so a low score can be read beside its answer and contexts.
+_M08_ANSWER_ITEMS = """
+CREATE TABLE answer_items (
+    scoring_id VARCHAR NOT NULL,
+    run_id VARCHAR,
+    item_id VARCHAR NOT NULL,
+    question VARCHAR NOT NULL,
+    answer VARCHAR NOT NULL,
+    contexts VARCHAR[] NOT NULL,
+    context_ids VARCHAR[] NOT NULL,
+    reference VARCHAR,
+    PRIMARY KEY (scoring_id, item_id)
+);
+"""
+
+# Sentence vectors of contexts, float32 rows of one context in one blob.
+_M09_CONTEXT_EMBEDDINGS = """
+CREATE TABLE context_embeddings (
+    cache_key VARCHAR PRIMARY KEY,
+    n_sentences INTEGER NOT NULL,
+    dimension INTEGER NOT NULL,
+    vectors BLOB NOT NULL,
+    created_at TIMESTAMP NOT NULL
+);
+"""
+
+_M10_TRAFFIC_SPANS = """
+ALTER TABLE traffic_records ALTER COLUMN text DROP NOT NULL;
+ALTER TABLE traffic_records ADD COLUMN trace_id VARCHAR;
+ALTER TABLE traffic_records ADD COLUMN span_id VARCHAR;
+CREATE TABLE traffic_generations (
+    trace_id VARCHAR NOT NULL,
+    span_id VARCHAR NOT NULL,
+    started_at TIMESTAMP NOT NULL,
+    answer VARCHAR NOT NULL,
+    contexts VARCHAR[],
+    source VARCHAR NOT NULL,
+    ingested_at TIMESTAMP NOT NULL
+);
+"""
+
+_M11_RUN_SHARDS = """
+CREATE TABLE run_shards (
+    run_id VARCHAR NOT NULL,
+    shard VARCHAR NOT NULL,
+    n_queries INTEGER NOT NULL,
+    loaded_at TIMESTAMP NOT NULL,
+    PRIMARY KEY (run_id, shard)
+);
+"""
+
+_M12_RUN_IMPORTS = (
+    "ALTER TABLE runs ADD COLUMN imported_from VARCHAR;"
+    " ALTER TABLE runs ADD COLUMN imported_at TIMESTAMP;"
+)
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "goldsets_runs_metrics", _M01_GOLDSETS_RUNS_METRICS),
+    Migration(2, "drift_checks", _M02_DRIFT_CHECKS),
+    Migration(3, "traffic", _M03_TRAFFIC),
+    Migration(4, "answer_scores", _M04_ANSWER_SCORES),
+    Migration(5, "audit", _M05_AUDIT),
+    Migration(6, "alerts_outbox_job_runs", _M06_ALERTS_OUTBOX_JOB_RUNS),
+    Migration(7, "run_query_duplicates", _M07_RUN_QUERY_DUPLICATES),
+    Migration(8, "answer_items", _M08_ANSWER_ITEMS),
+    Migration(9, "context_embeddings", _M09_CONTEXT_EMBEDDINGS),
+    Migration(10, "traffic_spans", _M10_TRAFFIC_SPANS),
+    Migration(11, "run_shards", _M11_RUN_SHARDS),
+    Migration(12, "run_imports", _M12_RUN_IMPORTS),
 )

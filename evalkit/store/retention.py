@@ -18,14 +18,7 @@ from evalkit.errors import StoreError
 if TYPE_CHECKING:
     from evalkit.store.store import Store
 
-__all__ = ["SCHEMA_SQL", "prune_run_details", "retention_candidates"]
-
-SCHEMA_SQL = """CREATE TABLE pruned_runs (
-    run_id VARCHAR PRIMARY KEY,
-    pruned_at TIMESTAMP NOT NULL,
-    rows_deleted BIGINT NOT NULL
-);
-"""
+__all__ = ["prune_run_details", "retention_candidates"]
 
 _PER_QUERY_TABLES = (
     "run_results",

@@ -37,7 +37,6 @@ if TYPE_CHECKING:
     from evalkit.store.store import Store
 
 __all__ = [
-    "SCHEMA_SQL",
     "ShardAnswers",
     "ShardSummary",
     "load_run_shards",
@@ -45,16 +44,6 @@ __all__ = [
     "summarize_shards",
     "write_lost_shard",
 ]
-
-SCHEMA_SQL = """
-CREATE TABLE run_shards (
-    run_id VARCHAR NOT NULL,
-    shard VARCHAR NOT NULL,
-    n_queries INTEGER NOT NULL,
-    loaded_at TIMESTAMP NOT NULL,
-    PRIMARY KEY (run_id, shard)
-);
-"""
 
 
 @dataclass(frozen=True, slots=True)

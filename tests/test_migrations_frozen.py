@@ -1,0 +1,113 @@
+"""Released migrations are frozen: their SQL never changes, and every path to today's schema
+ends at the same schema.
+
+A store file that ran migration N keeps what N's SQL made; editing N's text later would give
+new stores another schema than upgraded ones, silently. So each released migration's SQL is
+pinned here by its SHA-256. A schema change is a new migration at the end of ``MIGRATIONS``,
+whose hash is added below when it is released.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from evalkit.store import MIGRATIONS, Store
+from evalkit.store import store as store_module
+from evalkit.store.migrations import Migration
+
+RELEASED: dict[int, tuple[str, str]] = {
+    1: (
+        "goldsets_runs_metrics",
+        "e7f7683b1137f00d93bef3b9ab029cf521b99014bad4157adc4eea186ea48639",
+    ),
+    2: ("drift_checks", "33d42196a106b8cb9d4b19877d36910e592ed223c1760e202b6efdc706fa294f"),
+    3: ("traffic", "eb28e22ce5d205536b53437dc06795fe4e9d2c3c339f20ec053a4714887b4d56"),
+    4: ("answer_scores", "7ce6cd5e7427d7d6f8d9a9c6590b2f039e6aa1a518918bf006f0773485e1d269"),
+    5: ("audit", "acc20b5be034268b7965f14fd4b1b6a9539134c3163e8850105d1f104732e871"),
+    6: (
+        "alerts_outbox_job_runs",
+        "436af35ac9e848641f97c0868ddad9d2be063348a6df6dbb9a6568195572793b",
+    ),
+    7: ("run_query_duplicates", "0c2dac1df0be2cc6f58c46ab8e4b023bcf38d3242190997db5c845b6a9b5c34a"),
+    8: ("answer_items", "cd3c445ec3047f54004503f4aceb41c71d84206471fa0f6fb3c95b038c838756"),
+    9: ("context_embeddings", "7c92fe3f44b6bfc480d34e89fdef8a82c1e12beebb668090d11ae29e5e83db75"),
+    10: ("traffic_spans", "7b12fe51e30af0b24bbfdca1914c8d08ca09986bd1e27d7f4a85456a03d95257"),
+    11: ("run_shards", "5ba5cd4c23e71ebfd2efb42cdfccce5579e1dfa1ee64745cd6cefb238f24d419"),
+    12: ("run_imports", "7aebe9455cdf6d0b4f6f90d9b2dc84bcf9295202daa1c2c5108a7c8e55011f88"),
+}
+
+SCHEMA_QUERIES = {
+    "columns": (
+        "SELECT table_name, column_index, column_name, data_type, is_nullable, column_default"
+        " FROM duckdb_columns() WHERE schema_name = 'main' AND table_name <> 'schema_migrations'"
+        " ORDER BY table_name, column_index"
+    ),
+    "constraints": (
+        "SELECT table_name, constraint_type, constraint_text FROM duckdb_constraints()"
+        " WHERE schema_name = 'main' AND table_name <> 'schema_migrations'"
+        " ORDER BY ALL"
+    ),
+    "indexes": (
+        "SELECT table_name, index_name, sql FROM duckdb_indexes()"
+        " WHERE schema_name = 'main' ORDER BY ALL"
+    ),
+    "sequences": (
+        "SELECT sequence_name, start_value, increment_by FROM duckdb_sequences()"
+        " WHERE schema_name = 'main' ORDER BY ALL"
+    ),
+    "views": (
+        "SELECT view_name, sql FROM duckdb_views()"
+        " WHERE schema_name = 'main' AND NOT internal ORDER BY ALL"
+    ),
+}
+
+
+def digest(sql: str) -> str:
+    return hashlib.sha256(sql.encode("utf-8")).hexdigest()
+
+
+def schema_of(store: Store) -> dict[str, list[tuple[object, ...]]]:
+    return {part: store.fetch(query) for part, query in SCHEMA_QUERIES.items()}
+
+
+def test_migrations_are_numbered_one_to_n_without_gaps() -> None:
+    assert [m.number for m in MIGRATIONS] == list(range(1, len(MIGRATIONS) + 1))
+
+
+@pytest.mark.parametrize("migration", MIGRATIONS, ids=lambda m: f"{m.number}-{m.name}")
+def test_a_released_migration_keeps_its_name_and_sql(migration: Migration) -> None:
+    assert migration.number in RELEASED, (
+        f"migration {migration.number} ({migration.name}) has no pinned hash: when it is "
+        f"released, add {migration.number}: ({migration.name!r}, {digest(migration.sql)!r}) "
+        "to RELEASED in tests/test_migrations_frozen.py"
+    )
+    name, expected = RELEASED[migration.number]
+    assert migration.name == name
+    assert digest(migration.sql) == expected, (
+        f"the SQL of released migration {migration.number} ({migration.name}) changed: stores "
+        "that already ran it keep the old schema. Put the change in a new migration instead."
+    )
+
+
+def test_every_released_migration_is_still_there() -> None:
+    assert set(RELEASED) <= {m.number for m in MIGRATIONS}
+
+
+@pytest.mark.parametrize("applied", range(1, len(MIGRATIONS)))
+def test_an_upgraded_store_has_the_schema_of_a_fresh_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, applied: int
+) -> None:
+    with Store.open(tmp_path / "fresh.duckdb") as fresh:
+        expected = schema_of(fresh)
+
+    old = tmp_path / "old.duckdb"
+    with monkeypatch.context() as older_release:
+        older_release.setattr(store_module, "MIGRATIONS", MIGRATIONS[:applied])
+        with Store.open(old) as store:
+            assert store.schema_version() == applied
+    with Store.open(old) as upgraded:
+        assert upgraded.schema_version() == MIGRATIONS[-1].number
+        assert schema_of(upgraded) == expected
