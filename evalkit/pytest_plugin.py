@@ -370,12 +370,12 @@ class EvalkitGate:
         )
         from evalkit.retrievers.factory import RetrieverOptions
         from evalkit.retrievers.plugins import FactorySource, PluginRetriever, adapt_retriever
-        from evalkit.scheduler.lock import StoreAccess
         from evalkit.stats.render import (
             TABLE_HEADERS,
             coverage_note,
             table_rows,
         )
+        from evalkit.store.access import StoreAccess
 
         settings = load_settings(store_path=store_path)
         if spec.goldset is None:
@@ -383,12 +383,7 @@ class EvalkitGate:
                 f"{FIXTURE} needs goldset=: a goldset folder or file (jsonl, beir or trec, as "
                 "`evalkit goldset import` reads) or the name of a goldset in the store"
             )
-        access = StoreAccess(
-            store_path,
-            wait=settings.store_wait,
-            program="pytest",
-            memory_limit=settings.store_memory_limit,
-        )
+        access = StoreAccess.from_settings(settings, program="pytest")
         goldset: str | Goldset = resolve_goldset(
             access.reader if store_path.exists() else None,
             spec.goldset,

@@ -45,8 +45,9 @@ from evalkit.alerts.sinks import Sink
 from evalkit.config import load_settings, parse_settings
 from evalkit.pipeline import evaluate_goldset
 from evalkit.retrievers.http import HttpRetriever
-from evalkit.scheduler import JobRunner, StoreAccess, service_config
+from evalkit.scheduler import JobRunner, service_config
 from evalkit.store import Store
+from evalkit.store.access import StoreAccess
 from evalkit.store.alerts import list_alerts, outbox_counts
 
 T0 = datetime(2026, 11, 21, 2, 0, 0)

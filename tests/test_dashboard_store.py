@@ -23,9 +23,9 @@ from test_dashboard_seed import (
 
 from evalkit.dashboard import access, loaders
 from evalkit.errors import StoreError
-from evalkit.scheduler.lock import StoreBusyError
 from evalkit.store import Store
 from evalkit.store import dashboard as sql
+from evalkit.store.access import StoreBusyError
 
 
 @pytest.fixture

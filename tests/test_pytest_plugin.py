@@ -24,7 +24,7 @@ from gate_inputs import retriever_endpoint, write_goldset_files
 
 import evalkit.pipeline
 import evalkit.retrievers.http
-import evalkit.scheduler.lock  # noqa: F401
+import evalkit.store.access  # noqa: F401
 from evalkit.cli import invoke
 from evalkit.store import Store
 from evalkit.store.runs import list_runs

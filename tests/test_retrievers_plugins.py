@@ -26,8 +26,9 @@ from evalkit.retrievers import PluginRetriever, RetrieverOptions, build_retrieve
 from evalkit.retrievers.langchain import LangChainRetriever
 from evalkit.retrievers.llamaindex import LlamaIndexRetriever
 from evalkit.retrievers.plugins import FactorySource, adapt_retriever
-from evalkit.scheduler import JobRunner, StoreAccess, service_config
+from evalkit.scheduler import JobRunner, service_config
 from evalkit.store import Store
+from evalkit.store.access import StoreAccess
 from evalkit.store.runs import get_run, list_runs
 
 pytestmark = pytest.mark.slow

@@ -24,8 +24,8 @@ from evalkit.errors import RetrieverError
 from evalkit.goldset import load_goldset
 from evalkit.pipeline import evaluate_goldset
 from evalkit.records import Query, QueryResult
-from evalkit.scheduler.lock import FileLock, StoreAccess
 from evalkit.store import Store
+from evalkit.store.access import FileLock, StoreAccess
 from evalkit.store.runs import list_runs, run_queries
 
 pytestmark = pytest.mark.slow

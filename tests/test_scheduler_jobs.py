@@ -23,15 +23,9 @@ from traffic_windows import day_window_summary
 
 from evalkit.config import Settings, load_settings, parse_settings
 from evalkit.errors import ConfigError
-from evalkit.scheduler import (
-    FileLock,
-    JobListener,
-    JobRunner,
-    ServiceConfig,
-    StoreAccess,
-    service_config,
-)
+from evalkit.scheduler import JobListener, JobRunner, ServiceConfig, service_config
 from evalkit.store import RunSpec, Store
+from evalkit.store.access import FileLock, StoreAccess
 from evalkit.store.drift import list_drift_checks
 from evalkit.store.goldsets import save_goldset
 from evalkit.store.jobs import list_job_runs

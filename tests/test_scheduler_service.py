@@ -334,7 +334,7 @@ def _spawn(
 READER = (
     "import sys\n"
     "from pathlib import Path\n"
-    "from evalkit.scheduler import StoreAccess\n"
+    "from evalkit.store.access import StoreAccess\n"
     "from evalkit.store.runs import list_runs\n"
     "access = StoreAccess(Path(sys.argv[1]), wait=120, program='dashboard',"
     " on_wait=lambda m: print(m, flush=True))\n"
@@ -446,7 +446,7 @@ kind = "retention"
 HOLDER = (
     "import sys, time\n"
     "from pathlib import Path\n"
-    "from evalkit.scheduler import FileLock\n"
+    "from evalkit.store.access import FileLock\n"
     "lock = FileLock(Path(sys.argv[1]), program='holder')\n"
     "assert lock.acquire(purpose='holding the store', wait=60)\n"
     "print('holding', flush=True)\n"

@@ -17,8 +17,9 @@ from test_scheduler_support import evalkit_command, wait_until
 from evalkit.cli import invoke
 from evalkit.config import Settings, load_settings, parse_settings
 from evalkit.errors import ConfigError
-from evalkit.scheduler import JobRunner, StoreAccess, service_config
+from evalkit.scheduler import JobRunner, service_config
 from evalkit.store import Store
+from evalkit.store.access import StoreAccess
 from evalkit.store.jobs import list_job_runs
 
 TORN_HEAD = '{"query_id": "a6", "timestamp": "2026-11-21T10:00:00Z", "te'

@@ -15,6 +15,7 @@ import pytest
 from test_scheduler_support import wait_until
 from test_traffic_otlp import POISON_SPANS, genai_retrieval, request, span
 
+from evalkit.config import Settings
 from evalkit.config.otlp import OtlpSettings
 from evalkit.scheduler.otlp import OtlpReceiver
 from evalkit.traffic.otlp import SpanBatch
@@ -25,7 +26,9 @@ MAX_BYTES = 1024 * 1024
 
 def make_receiver(tmp_path: Path, **settings: object) -> OtlpReceiver:
     chosen = OtlpSettings(receiver=True, port=0, **settings)  # type: ignore[arg-type]
-    return OtlpReceiver(chosen, tmp_path / "evalkit.duckdb", port=0)
+    return OtlpReceiver(
+        Settings(home=tmp_path, store_path=tmp_path / "evalkit.duckdb", otlp=chosen), port=0
+    )
 
 
 @pytest.fixture

@@ -521,7 +521,7 @@ def stop(serve: Serve) -> None:
 HOLDER = """
 import sys, time
 from pathlib import Path
-from evalkit.scheduler.lock import StoreAccess
+from evalkit.store.access import StoreAccess
 
 access = StoreAccess(Path(sys.argv[1]), wait=120, program="test holder")
 with access.writer("a long job"):

@@ -20,9 +20,9 @@ from test_scheduler_support import evalkit_command, wait_until
 
 from evalkit.errors import StoreError
 from evalkit.scheduler import otlp as otlp_receiver
-from evalkit.scheduler.lock import StoreAccess
 from evalkit.scheduler.otlp import ReceiverCounters, _Committer
 from evalkit.store import Store
+from evalkit.store.access import StoreAccess
 from evalkit.traffic.otlp import PreparedSpans, SpanBatch, commit_spans, prepare_spans
 from evalkit.traffic.spool import (
     Spool,

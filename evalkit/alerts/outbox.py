@@ -16,7 +16,7 @@ Exactly once: a row is marked delivered in its own transaction right after the s
 accepted it. Only a crash in the instant between the two can send a row again, and it
 then carries the same ``X-Evalkit-Alert-Id`` for the receiver to drop. Only one deliverer
 may work on a store at a time (``evalkit serve`` and ``evalkit alerts deliver`` take the
-outbox lock of ``evalkit.scheduler.lock`` around ``deliver_due``).
+outbox lock of ``evalkit.store.access`` around ``deliver_due``).
 """
 
 from __future__ import annotations

@@ -11,7 +11,8 @@ from evalkit.errors import StoreError
 if TYPE_CHECKING:
     from evalkit.alerts import Sink
     from evalkit.config import Settings
-    from evalkit.scheduler import ServiceConfig, StoreAccess
+    from evalkit.scheduler import ServiceConfig
+    from evalkit.store.access import StoreAccess
 
 __all__ = [
     "DELIVERY_FAILED",
@@ -33,15 +34,9 @@ def say(message: str) -> None:
 
 def store_access(settings: Settings, program: str) -> StoreAccess:
     """Access to the store of ``settings`` that waits [scheduler] lock_wait for a writer."""
-    from evalkit.scheduler import StoreAccess
+    from evalkit.store.access import StoreAccess
 
-    return StoreAccess(
-        settings.resolved_store_path,
-        wait=settings.scheduler.lock_wait,
-        program=program,
-        on_wait=say,
-        memory_limit=settings.store_memory_limit,
-    )
+    return StoreAccess.from_settings(settings, program=program, wait_as="job", on_wait=say)
 
 
 def require_tables(store: Any) -> None:
@@ -65,7 +60,7 @@ def deliver_outbox(
     """Send the outbox deliveries that are due; say how it went unless ``quiet`` and all
     went well."""
     from evalkit.alerts import RetryPolicy, deliver_due
-    from evalkit.scheduler import outbox_lock
+    from evalkit.store.access import outbox_lock
 
     with outbox_lock(access.store_path, program=access.program).hold(
         purpose="delivering alerts", wait=config.scheduler.lock_wait

@@ -30,14 +30,12 @@ def open_store(*, write: bool, purpose: str, config: Settings | None = None) -> 
     ``purpose`` names the command in the lock file, so a process that has to wait can say
     what it waits for. Raises StoreBusyError (exit code 3) when the wait runs out.
     """
-    from evalkit.scheduler.lock import StoreAccess
+    from evalkit.store.access import StoreAccess
 
     config = config or settings()
-    access = StoreAccess(
-        config.resolved_store_path,
-        wait=config.store_wait,
+    access = StoreAccess.from_settings(
+        config,
         program="evalkit",
-        memory_limit=config.store_memory_limit,
         on_wait=lambda message: err_console.print(message, markup=False, highlight=False),
     )
     if not write:

@@ -32,8 +32,8 @@ from evalkit.clock import utc_now
 from evalkit.config import load_settings
 from evalkit.dashboard.loaders import LOADERS
 from evalkit.errors import StoreError
-from evalkit.scheduler.lock import FileLock, StoreBusyError
 from evalkit.store import Store
+from evalkit.store.access import FileLock, StoreBusyError
 
 __all__ = [
     "BUSY_KEY",

@@ -5,7 +5,8 @@
   answers, retention, command),
   registered by name in ``JOB_KINDS``;
 - ``runner``: runs one job, never two copies at once, and records every run;
-- ``lock``: how the service, CLI commands and the dashboard share one DuckDB file;
+- ``lock``: the lock and address of ``evalkit serve`` (one service per store); how every
+  process shares the DuckDB file is ``evalkit.store.access``;
 - ``health``: ``/healthz``, ``/metrics`` (Prometheus) and ``/jobs``;
 - ``service``: APScheduler, the outbox deliverer, signals and recovery after a crash.
 
@@ -29,25 +30,14 @@ if TYPE_CHECKING:
         JobOutcome,
         register_job_kind,
     )
-    from evalkit.scheduler.lock import (
-        FileLock,
-        Holder,
-        ServiceInfo,
-        StoreAccess,
-        StoreBusyError,
-        StoreWaitStoppedError,
-        find_service,
-        outbox_lock,
-    )
+    from evalkit.scheduler.lock import ServiceInfo, find_service
     from evalkit.scheduler.runner import JobListener, JobRunner
     from evalkit.scheduler.service import SchedulerService
 
 
 __all__ = [
     "JOB_KINDS",
-    "FileLock",
     "HealthServer",
-    "Holder",
     "JobCancelledError",
     "JobContext",
     "JobDefinition",
@@ -59,12 +49,8 @@ __all__ = [
     "ServiceConfig",
     "ServiceInfo",
     "ServiceState",
-    "StoreAccess",
-    "StoreBusyError",
-    "StoreWaitStoppedError",
     "find_service",
     "metric_families",
-    "outbox_lock",
     "register_job_kind",
     "service_config",
 ]
@@ -73,9 +59,7 @@ __all__ = [
 __getattr__ = lazy_attributes(
     __name__,
     {
-        "FileLock": "evalkit.scheduler.lock",
         "HealthServer": "evalkit.scheduler.health",
-        "Holder": "evalkit.scheduler.lock",
         "JOB_KINDS": "evalkit.scheduler.jobs",
         "JobCancelledError": "evalkit.scheduler.jobs",
         "JobContext": "evalkit.scheduler.jobs",
@@ -88,12 +72,8 @@ __getattr__ = lazy_attributes(
         "ServiceConfig": "evalkit.scheduler.config",
         "ServiceInfo": "evalkit.scheduler.lock",
         "ServiceState": "evalkit.scheduler.health",
-        "StoreAccess": "evalkit.scheduler.lock",
-        "StoreBusyError": "evalkit.scheduler.lock",
-        "StoreWaitStoppedError": "evalkit.scheduler.lock",
         "find_service": "evalkit.scheduler.lock",
         "metric_families": "evalkit.scheduler.health",
-        "outbox_lock": "evalkit.scheduler.lock",
         "register_job_kind": "evalkit.scheduler.jobs",
         "service_config": "evalkit.scheduler.config",
     },

@@ -78,7 +78,6 @@ import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler
-from pathlib import Path
 from typing import Any, cast
 from urllib.parse import urlsplit
 
@@ -86,10 +85,11 @@ import duckdb
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from evalkit.config import Settings
 from evalkit.config.otlp import OtlpSettings
 from evalkit.errors import ConfigError, EvalkitError
 from evalkit.scheduler.health import ServiceHTTPServer, http_url, is_loopback
-from evalkit.scheduler.lock import StoreAccess, StoreBusyError, StoreWaitStoppedError
+from evalkit.store.access import StoreAccess, StoreBusyError, StoreWaitStoppedError
 from evalkit.traffic.otlp import (
     OtlpPayloadError,
     PreparedSpans,
@@ -494,41 +494,37 @@ class OtlpReceiver:
 
     def __init__(
         self,
-        settings: OtlpSettings,
-        store_path: Path,
+        settings: Settings,
         *,
         host: str | None = None,
         port: int | None = None,
-        memory_limit: str | None = None,
     ) -> None:
-        self.settings = settings
+        otlp = settings.otlp
+        store_path = settings.resolved_store_path
+        self.settings = otlp
         self.mapping = SpanMapping(
-            tenant_attribute=settings.tenant_attribute or None,
-            document_id_keys=tuple(settings.document_id_keys),
+            tenant_attribute=otlp.tenant_attribute or None,
+            document_id_keys=tuple(otlp.document_id_keys),
         )
-        self._token = _token(settings)
+        self._token = _token(otlp)
         self._redaction = Redaction.build(
-            patterns=settings.redact, custom=settings.redact_pattern, drop=settings.drop
+            patterns=otlp.redact, custom=otlp.redact_pattern, drop=otlp.drop
         )
         self.spool = Spool(
             store_path.with_name(store_path.name + SPOOL_SUFFIX),
-            max_bytes=settings.spool_max_bytes,
+            max_bytes=otlp.spool_max_bytes,
         )
         self.counters = ReceiverCounters(self.spool.status)
         self._stopping = threading.Event()
         self._inflight = 0
         self._inflight_lock = threading.Condition()
-        self._decoding = threading.BoundedSemaphore(settings.max_concurrent_requests)
-        access = StoreAccess(
-            store_path,
-            wait=settings.store_wait,
-            program="evalkit serve",
-            on_wait=_log.debug,
-            memory_limit=memory_limit,
+        self._decoding = threading.BoundedSemaphore(otlp.max_concurrent_requests)
+        access = StoreAccess.from_settings(
+            settings, program="evalkit serve", wait_as="ingest", on_wait=_log.debug
         )
         self._committer = _Committer(self.spool, access, self.counters, self._stopping)
-        self.host = host or settings.host
-        chosen = settings.port if port is None else port
+        self.host = host or otlp.host
+        chosen = otlp.port if port is None else port
         self._server = _Server(self.host, chosen, _Handler)
         self._server.receiver = self
         self.port = int(self._server.server_address[1])

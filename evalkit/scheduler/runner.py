@@ -33,7 +33,7 @@ from evalkit.errors import EvalkitError, StoreError
 from evalkit.redaction import redact_known
 from evalkit.scheduler.config import JobDefinition, ServiceConfig
 from evalkit.scheduler.jobs import JOB_KINDS, JobCancelledError, JobContext, JobOutcome
-from evalkit.scheduler.lock import StoreAccess, StoreWaitStoppedError
+from evalkit.store.access import StoreAccess, StoreWaitStoppedError
 from evalkit.store.jobs import StoredJobRun, finish_job_run, record_job_run, start_job_run
 
 if TYPE_CHECKING:

@@ -36,15 +36,10 @@ from evalkit.alerts.sinks import build_sinks
 from evalkit.errors import EvalkitError
 from evalkit.scheduler.config import ServiceConfig
 from evalkit.scheduler.health import HealthServer, ServiceState, is_loopback
-from evalkit.scheduler.lock import (
-    ServiceInfo,
-    ServiceLock,
-    StoreAccess,
-    outbox_lock,
-    process_alive,
-)
+from evalkit.scheduler.lock import ServiceInfo, ServiceLock
 from evalkit.scheduler.otlp import OtlpReceiver
 from evalkit.scheduler.runner import JobRunner
+from evalkit.store.access import StoreAccess, outbox_lock, process_alive
 from evalkit.store.jobs import StoredJobRun, interrupt_job_runs, running_job_runs
 from evalkit.store.runs import fail_running_runs
 
@@ -78,12 +73,8 @@ class SchedulerService:
         self.store_path = settings.resolved_store_path
         self.host = host or scheduling.health_host
         self.port = scheduling.health_port if port is None else port
-        self.access = StoreAccess(
-            self.store_path,
-            wait=scheduling.lock_wait,
-            program="evalkit serve",
-            on_wait=_log.info,
-            memory_limit=settings.store_memory_limit,
+        self.access = StoreAccess.from_settings(
+            settings, program="evalkit serve", wait_as="job", on_wait=_log.info
         )
         self.sinks = build_sinks(config.alerts)
         self.policy = RetryPolicy.from_settings(config.alerts.settings)
@@ -121,12 +112,7 @@ class SchedulerService:
         try:
             if self.settings.otlp.receiver or self._otlp_port is not None:
                 # Before recovery, which may wait for the store: spans are spooled meanwhile.
-                self.receiver = OtlpReceiver(
-                    self.settings.otlp,
-                    self.store_path,
-                    port=self._otlp_port,
-                    memory_limit=self.settings.store_memory_limit,
-                )
+                self.receiver = OtlpReceiver(self.settings, port=self._otlp_port)
                 self.state.registry.register(self.receiver.counters)
                 self.state.otlp_status = self.receiver.status
                 self.receiver.start()

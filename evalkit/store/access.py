@@ -1,0 +1,407 @@
+"""Sharing one DuckDB file between ``evalkit serve``, CLI commands and the dashboard.
+
+DuckDB lets one process open a file for writing, and while it has it open no other process
+can open it at all, not even read-only. evalkit therefore keeps the file open only for
+short pieces of work (a job, recording a job's result, one outbox pass) and coordinates
+writers with advisory locks next to the store (``docs/scheduler.md`` draws the design):
+
+- ``<store>.writer.lock``: held by whichever process is writing; it records the holder
+  (pid, program, what it is doing, since when), so a process that must wait can say why.
+  ``StoreAccess.writer`` takes it, waits up to ``wait`` seconds for it, then opens the
+  store; a process that writes without taking it (an older evalkit, a one-off script) is
+  waited for by retrying DuckDB's own lock.
+- ``<store>.outbox.lock``: held during an outbox delivery pass, so two deliverers never
+  send the same alert.
+
+(``evalkit.scheduler.lock`` adds ``<store>.serve.lock``, the lock of ``evalkit serve``.)
+Locks are ``flock`` locks: the kernel releases them when the process dies, even by
+``kill -9``, so a crash never leaves the store locked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import duckdb
+
+from evalkit.clock import utc_now
+from evalkit.errors import StoreError
+from evalkit.store.store import Store
+
+if TYPE_CHECKING:
+    from evalkit.config import Settings
+
+__all__ = [
+    "FileLock",
+    "Holder",
+    "StoreAccess",
+    "StoreBusyError",
+    "StoreWait",
+    "StoreWaitStoppedError",
+    "outbox_lock",
+    "process_alive",
+    "store_sibling",
+]
+
+StoreWait = Literal["command", "job", "ingest"]
+"""Whose patience a ``StoreAccess`` has (see ``StoreAccess.from_settings``)."""
+
+_POLL = 0.1
+_REPORT_EVERY = 30.0
+
+
+class StoreBusyError(StoreError):
+    """Another process kept the store for longer than this one was willing to wait."""
+
+
+class StoreWaitStoppedError(StoreError):
+    """The wait for the store was given up because this process is stopping."""
+
+
+@dataclass(frozen=True, slots=True)
+class Holder:
+    """Who holds a lock: process, program, what for, since when (UTC, ISO 8601)."""
+
+    pid: int
+    program: str
+    purpose: str
+    since: str
+    host: str
+
+    def describe(self) -> str:
+        """``pid 4242 (evalkit serve: job nightly) since 2026-11-21T02:00:00Z``."""
+        return f"pid {self.pid} ({self.program}: {self.purpose}) since {self.since}"
+
+
+def process_alive(pid: int | None, host: str | None) -> bool:
+    """Whether process ``pid`` on ``host`` may still be running (True when unknowable)."""
+    if pid is None or (host is not None and host != socket.gethostname()):
+        return pid is not None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class FileLock:
+    """An exclusive ``flock`` on a file, recording its holder inside the file."""
+
+    def __init__(self, path: Path, *, program: str) -> None:
+        self.path = path
+        self.program = program
+        self._fd: int | None = None
+
+    def _try(self) -> int | None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        self._fd = fd
+        return fd
+
+    def acquire(
+        self,
+        *,
+        purpose: str,
+        wait: float | None,
+        on_wait: Callable[[Holder | None], None] | None = None,
+        stop: threading.Event | None = None,
+    ) -> bool:
+        """Take the lock, waiting up to ``wait`` seconds (None: forever); False on time-out.
+
+        ``on_wait`` is told who holds it when the wait starts, and every 30 s after. When
+        ``stop`` is set during the wait, StoreWaitStoppedError is raised.
+        """
+        if self._fd is not None:
+            raise StoreError(f"{self.path} is already held by this object")
+        deadline = None if wait is None else time.monotonic() + wait
+        next_report = time.monotonic()
+        while (fd := self._try()) is None:
+            now = time.monotonic()
+            if stop is not None and stop.is_set():
+                raise StoreWaitStoppedError(f"gave up waiting for {self.path}: stopping")
+            if deadline is not None and now >= deadline:
+                return False
+            if on_wait is not None and now >= next_report:
+                on_wait(self.holder())
+                next_report = now + _REPORT_EVERY
+            time.sleep(_POLL)
+        holder = Holder(
+            pid=os.getpid(),
+            program=self.program,
+            purpose=purpose,
+            since=f"{utc_now().isoformat(timespec='seconds')}Z",
+            host=socket.gethostname(),
+        )
+        os.ftruncate(fd, 0)
+        # A full disk must not stop the locking itself: waiters then only lack a name.
+        with contextlib.suppress(OSError):
+            os.pwrite(fd, json.dumps(_holder_dict(holder)).encode(), 0)
+        return True
+
+    def release(self) -> None:
+        """Give the lock back (and clear the holder record)."""
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        try:
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    def holder(self) -> Holder | None:
+        """The recorded holder, if the file names one."""
+        try:
+            text = self.path.read_text(encoding="utf-8")
+            data = json.loads(text) if text.strip() else None
+        except (OSError, ValueError):
+            return None
+        if not isinstance(data, dict):
+            return None
+        try:
+            return Holder(**data)
+        except TypeError:
+            return None
+
+    def is_held(self) -> bool:
+        """Whether some process holds the lock right now."""
+        if self._fd is not None:
+            return True
+        if self._try() is None:
+            return True
+        self.release()
+        return False
+
+    @contextmanager
+    def hold(
+        self,
+        *,
+        purpose: str,
+        wait: float | None,
+        on_wait: Callable[[Holder | None], None] | None = None,
+        busy: Callable[[Holder | None], str] | None = None,
+        stop: threading.Event | None = None,
+    ) -> Iterator[None]:
+        """Hold the lock for a block; raises StoreBusyError (``busy``'s message) on time-out,
+        StoreWaitStoppedError when ``stop`` is set while waiting."""
+        if not self.acquire(purpose=purpose, wait=wait, on_wait=on_wait, stop=stop):
+            holder = self.holder()
+            message = (
+                busy(holder)
+                if busy is not None
+                else f"{self.path} is held by {holder.describe() if holder else 'another process'}"
+            )
+            raise StoreBusyError(message)
+        try:
+            yield
+        finally:
+            self.release()
+
+
+def _holder_dict(holder: Holder) -> dict[str, Any]:
+    return {
+        "pid": holder.pid,
+        "program": holder.program,
+        "purpose": holder.purpose,
+        "since": holder.since,
+        "host": holder.host,
+    }
+
+
+def store_sibling(store_path: Path, suffix: str) -> Path:
+    """The file beside the store named by its name and ``suffix`` (``evalkit.duckdb.x``)."""
+    return store_path.with_name(store_path.name + suffix)
+
+
+def _duckdb_lock_conflict(error: StoreError) -> bool:
+    cause = error.__cause__
+    return isinstance(cause, duckdb.IOException) and "lock" in str(cause).lower()
+
+
+class StoreAccess:
+    """Opens the store for one short piece of work at a time, one writer at a time.
+
+    ``writer(purpose)`` (also ``access(purpose)``, so it serves as an
+    ``evalkit.alerts.StoreSession``) waits up to ``wait`` seconds for the writer lock and
+    for DuckDB's own lock, then yields an open ``Store`` and closes it afterwards.
+    ``reader()`` opens the store read-only, waiting while a writer has it open.
+    ``memory_limit`` bounds DuckDB's memory (``Store.open``).
+    """
+
+    def __init__(
+        self,
+        store_path: Path,
+        *,
+        wait: float,
+        program: str,
+        on_wait: Callable[[str], None] | None = None,
+        memory_limit: str | None = None,
+    ) -> None:
+        self.store_path = store_path
+        self.wait = wait
+        self.program = program
+        self.memory_limit = memory_limit
+        self._on_wait = on_wait
+        self.lock_path = store_sibling(store_path, ".writer.lock")
+        self._blocked_by: str | None = None
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        program: str,
+        wait_as: StoreWait = "command",
+        on_wait: Callable[[str], None] | None = None,
+    ) -> StoreAccess:
+        """Access to the store of ``settings``, with its memory limit and the patience of
+        ``wait_as``.
+
+        ``"command"`` waits ``store_wait`` (a CLI command, the pytest plugin); ``"job"`` waits
+        ``[scheduler] lock_wait`` (``evalkit serve`` and the commands that run its jobs or
+        deliver its alerts); ``"ingest"`` waits ``[otlp] store_wait`` (the OTLP receiver's
+        committer, which retries). ``program`` names this process in the lock file;
+        ``on_wait`` hears who the store is waited for.
+        """
+        waits: dict[StoreWait, float] = {
+            "command": settings.store_wait,
+            "job": settings.scheduler.lock_wait,
+            "ingest": settings.otlp.store_wait,
+        }
+        return cls(
+            settings.resolved_store_path,
+            wait=waits[wait_as],
+            program=program,
+            on_wait=on_wait,
+            memory_limit=settings.store_memory_limit,
+        )
+
+    def _tell(self, message: str) -> None:
+        if self._on_wait is not None:
+            self._on_wait(message)
+
+    @contextmanager
+    def writer(self, purpose: str, *, stop: threading.Event | None = None) -> Iterator[Store]:
+        """The store, open for writing, for the duration of the block.
+
+        When ``stop`` is set while waiting for the store, StoreWaitStoppedError is raised (the
+        block does not run); once the store is open, ``stop`` no longer matters.
+        """
+        deadline = time.monotonic() + self.wait
+        lock = FileLock(self.lock_path, program=self.program)
+
+        def waiting(holder: Holder | None) -> None:
+            self._tell(
+                f"waiting for the store {self.store_path}: it is held by {self._held_by(holder)}"
+            )
+
+        def busy(holder: Holder | None) -> str:
+            held_by = holder.describe() if holder else "another process"
+            return (
+                f"the store {self.store_path} has been held by {held_by} for more than "
+                f"{self.wait:g} s; try again when it is done (`evalkit jobs list` shows "
+                "running jobs)"
+            )
+
+        with lock.hold(purpose=purpose, wait=self.wait, on_wait=waiting, busy=busy, stop=stop):
+            try:
+                store = self._open(deadline, stop)
+            finally:
+                self._blocked_by = None
+            try:
+                yield store
+            finally:
+                store.close()
+
+    __call__ = writer
+
+    def _held_by(self, holder: Holder | None) -> str:
+        if holder is None:
+            return "another process"
+        if holder.pid != os.getpid() or holder.host != socket.gethostname():
+            return holder.describe()
+        # Another piece of work of this very process has the lock: its pid would only name
+        # the waiter itself, so name that work, and what it is waiting for if it waits.
+        mine = f"this process's {holder.purpose!r} ({holder.program}) since {holder.since}"
+        blocked = self._blocked_by
+        if blocked is not None:
+            return f"another process that has the store open ({blocked}); {mine} waits for it"
+        return mine
+
+    def _open(self, deadline: float, stop: threading.Event | None = None) -> Store:
+        told = False
+        while True:
+            if stop is not None and stop.is_set():
+                raise StoreWaitStoppedError(
+                    f"gave up waiting for the store {self.store_path}: stopping"
+                )
+            try:
+                return Store.open(self.store_path, memory_limit=self.memory_limit)
+            except StoreError as error:
+                if not _duckdb_lock_conflict(error):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise StoreBusyError(
+                        f"the store {self.store_path} has been open in another writing process "
+                        f"for more than {self.wait:g} s ({error.__cause__}); try again when "
+                        "it is done"
+                    ) from error
+                self._blocked_by = str(error.__cause__)
+                if not told:
+                    self._tell(
+                        f"waiting for the store {self.store_path}: another process has it "
+                        f"open ({error.__cause__})"
+                    )
+                    told = True
+            time.sleep(_POLL)
+
+    @contextmanager
+    def reader(self) -> Iterator[Store]:
+        """The store, open read-only, for the duration of the block."""
+        deadline = time.monotonic() + self.wait
+        told = False
+        while True:
+            try:
+                store = Store.open(self.store_path, read_only=True, memory_limit=self.memory_limit)
+                break
+            except StoreError as error:
+                if not _duckdb_lock_conflict(error):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise StoreBusyError(
+                        f"the store {self.store_path} has been written by another process for "
+                        f"more than {self.wait:g} s; try again later"
+                    ) from error
+                if not told:
+                    holder = FileLock(self.lock_path, program=self.program).holder()
+                    held_by = holder.describe() if holder else "another process"
+                    self._tell(f"waiting to read the store: it is being written by {held_by}")
+                    told = True
+            time.sleep(_POLL)
+        try:
+            yield store
+        finally:
+            store.close()
+
+
+def outbox_lock(store_path: Path, *, program: str) -> FileLock:
+    """The lock one outbox deliverer holds during a delivery pass."""
+    return FileLock(store_sibling(store_path, ".outbox.lock"), program=program)
