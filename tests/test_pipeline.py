@@ -154,7 +154,7 @@ def test_a_crash_in_the_store_marks_the_run_failed(
     def broken(store: Store, run_id: str, results: Sequence[QueryResult]) -> None:
         raise OSError("No space left on device")
 
-    monkeypatch.setattr(pipeline, "add_query_results", broken)
+    monkeypatch.setattr(pipeline.runs, "add_query_results", broken)
     with pytest.raises(OSError, match="No space"):
         evaluate_goldset(store, goldset(), ListRetriever(RANKINGS), k=10)
     [run] = list_runs(store)

@@ -1,0 +1,87 @@
+"""Wires the stages together: goldset -> replay -> metrics (and answers) -> store.
+
+The CLI, the scheduler and the tests all call these functions; no stage calls another stage
+that comes after it in the data flow. One module per workflow (``goldset``, ``gate``,
+``traffic``, ``audit``, ``drift``, ``answers``), independent of each other; what they share
+is the run lifecycle (``runs``), the goldset run (``goldset_run``) and the scoring of a
+run's answers (``answer_scores``). This package only re-exports.
+"""
+
+from evalkit.metrics.defaults import DEFAULT_MEASURES
+from evalkit.pipeline.answer_scores import (
+    answer_settings,
+    run_answer_records,
+    score_and_store_answers,
+    score_answers_for_run,
+    score_run_answers,
+)
+from evalkit.pipeline.answers import score_answer_file
+from evalkit.pipeline.audit import AuditOutcome, audit_collection
+from evalkit.pipeline.drift import (
+    DriftOutcome,
+    check_drift_documents,
+    check_drift_embeddings,
+    check_drift_metric,
+    check_drift_model,
+    check_drift_precision,
+    check_drift_queries,
+    collection_vectors,
+    save_documents_reference,
+)
+from evalkit.pipeline.gate import (
+    GATE_CANDIDATE_LABEL,
+    GATE_EXIT_CODES,
+    GateOutcome,
+    comparison_judgments,
+    gate_against_baseline,
+    record_baseline,
+    replay_candidate,
+    run_reference,
+    write_gate_reports,
+)
+from evalkit.pipeline.gate import gate_reports as gate_reports
+from evalkit.pipeline.goldset import evaluate_query_table, resolve_goldset
+from evalkit.pipeline.goldset_run import evaluate_goldset
+from evalkit.pipeline.runs import RunOutcome, StoreOpener, default_measures
+from evalkit.pipeline.traffic import TrafficReplay, newest_sample, replay_traffic_window
+from evalkit.replay import results_frame
+
+__all__ = [
+    "DEFAULT_MEASURES",
+    "GATE_CANDIDATE_LABEL",
+    "GATE_EXIT_CODES",
+    "AuditOutcome",
+    "DriftOutcome",
+    "GateOutcome",
+    "RunOutcome",
+    "StoreOpener",
+    "TrafficReplay",
+    "answer_settings",
+    "audit_collection",
+    "check_drift_documents",
+    "check_drift_embeddings",
+    "check_drift_metric",
+    "check_drift_model",
+    "check_drift_precision",
+    "check_drift_queries",
+    "collection_vectors",
+    "comparison_judgments",
+    "default_measures",
+    "evaluate_goldset",
+    "evaluate_query_table",
+    "gate_against_baseline",
+    "newest_sample",
+    "record_baseline",
+    "replay_candidate",
+    "replay_traffic_window",
+    "resolve_goldset",
+    "results_frame",
+    "run_answer_records",
+    "run_reference",
+    "save_documents_reference",
+    "score_and_store_answers",
+    "score_answer_file",
+    "score_answers_for_run",
+    "score_run_answers",
+    "write_gate_reports",
+]

@@ -1,0 +1,217 @@
+"""Scoring the answers of a run and storing the scores, shared by goldset runs, traffic
+replays, the Ray engine's runs and answer files."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from evalkit import answers as answer_stage
+from evalkit.answers.cache import JudgeCache, MemoryJudgeCache
+from evalkit.answers.records import AnswerRecord, AnswerScores, CachedJudgment, MetricSummary
+from evalkit.config import JudgeSettings, load_settings
+from evalkit.embedding import Embedder
+from evalkit.engines import ANSWERS_DIR, SHARD_SUFFIX
+from evalkit.errors import ConfigError, NotFoundError
+from evalkit.records import Query, QueryResult
+from evalkit.store import Store
+from evalkit.store.answers import (
+    StoreEmbeddingCache,
+    StoreJudgeCache,
+    answer_summaries,
+    get_scoring,
+    save_answer_scores,
+    save_cached_judgments,
+)
+from evalkit.store.runs import run_queries
+from evalkit.store.traffic import logged_answers
+
+if TYPE_CHECKING:
+    from evalkit.answers import OfflineFaithfulness
+
+
+def _cache_judged(cache_path: Path, shard_dir: Path) -> None:
+    """Add the judge outputs of a run's answer shards to the judge's own cache file."""
+    import pyarrow.parquet as pq
+
+    entries: list[tuple[str, CachedJudgment]] = []
+    for path in sorted((shard_dir / ANSWERS_DIR).glob(f"*.judged{SHARD_SUFFIX}")):
+        for row in pq.read_table(path).to_pylist():
+            key = row.pop("cache_key")
+            entries.append((key, CachedJudgment(**row)))
+    if entries:
+        with Store.open(cache_path) as cache:
+            save_cached_judgments(cache, entries)
+
+
+def _stored_answers(store: Store, scoring_id: str) -> AnswerScores | None:
+    """The summaries and counts of a stored scoring (None when it was not stored: the run
+    generated no answer); its per-answer scores stay in the store."""
+    try:
+        scoring = get_scoring(store, scoring_id)
+    except NotFoundError:
+        return None
+    summaries = [
+        MetricSummary(
+            metric=summary["metric"],
+            method=summary["method"],
+            mean=summary["mean"],
+            n_measured=summary["n_measured"],
+            n_unmeasured=summary["n_unmeasured"],
+            unmeasured_by_reason=summary["unmeasured_by_reason"],
+            judge_model=summary["judge_model"],
+            prompt_version=summary["prompt_version"],
+        )
+        for summary in answer_summaries(store, scoring_id)
+    ]
+    return AnswerScores(
+        scores=(),
+        summaries=tuple(summaries),
+        n_records=scoring.n_records,
+        started_at=scoring.started_at,
+        finished_at=scoring.finished_at,
+        scoring_id=scoring.scoring_id,
+        run_id=scoring.run_id,
+        judge_calls=scoring.judge_calls,
+        cache_hits=scoring.cache_hits,
+    )
+
+
+def score_answers_for_run(
+    store: Store,
+    run_id: str,
+    *,
+    settings: JudgeSettings | None = None,
+    offline: OfflineFaithfulness | None = None,
+) -> AnswerScores | None:
+    """Score the answers production logged for the queries of a traffic replay run.
+
+    The answers and contexts are those of the traffic log (what the application generated
+    then, not what the replayed retriever returns now); the scores are stored under
+    ``run_id``. Returns None, storing nothing, when no replayed query has a logged answer.
+    """
+    query_ids = [str(query_id) for query_id in run_queries(store, run_id)["query_id"]]
+    records = [
+        AnswerRecord(
+            id=logged.query_id, question=logged.text, answer=logged.answer, contexts=logged.contexts
+        )
+        for logged in logged_answers(store, query_ids)
+    ]
+    if not records:
+        return None
+    return score_and_store_answers(
+        records, store=store, settings=settings, run_id=run_id, offline=offline
+    )
+
+
+def score_and_store_answers(
+    records: Sequence[AnswerRecord],
+    *,
+    store: Store,
+    settings: JudgeSettings | None = None,
+    run_id: str | None = None,
+    source: str | None = None,
+    embedder: Embedder | None = None,
+    offline: OfflineFaithfulness | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> AnswerScores:
+    """Score ``records`` (``evalkit.answers.score_answers``) and store every score.
+
+    The judge's cache is the ``cache_path`` file when the settings name one, else the
+    store's ``judge_cache`` table; the offline method's context vectors are cached in the
+    store's ``context_embeddings`` table. The scores are stored under a new scoring id,
+    which the returned ``AnswerScores`` carries.
+    """
+    settings = settings or load_settings().judge
+    with _judge_cache(settings, store) as cache:
+        result = answer_stage.score_answers(
+            records,
+            settings=settings,
+            run_id=run_id,
+            source=source,
+            embedder=embedder,
+            cache=cache,
+            offline=offline,
+            embedding_cache=StoreEmbeddingCache(store),
+            progress=progress,
+        )
+    scoring_id = save_answer_scores(store, result, settings=settings.public_dict(), records=records)
+    return dataclasses.replace(result, scoring_id=scoring_id)
+
+
+@contextlib.contextmanager
+def _judge_cache(settings: JudgeSettings, store: Store) -> Iterator[JudgeCache]:
+    if not answer_stage.uses_judge(settings):
+        yield MemoryJudgeCache()
+    elif settings.cache_path is not None:
+        with Store.open(settings.cache_path) as own:
+            yield StoreJudgeCache(own)
+    else:
+        yield StoreJudgeCache(store)
+
+
+def answer_settings(settings: JudgeSettings | None = None) -> JudgeSettings:
+    """The judge settings a run's answers will be scored with (default: the ``[judge]``
+    settings), checked now, so a configuration mistake fails before any query is sent.
+
+    Raises ConfigError saying what to fix, or how to turn answer scoring off.
+    """
+    try:
+        settings = settings or load_settings().judge
+        answer_stage.check_judge_settings(settings)
+    except ConfigError as error:
+        raise ConfigError(
+            f"answer scoring: {error}; or turn answer scoring off (--no-answers)"
+        ) from error
+    return settings
+
+
+def run_answer_records(
+    queries: Sequence[Query], results: Sequence[QueryResult]
+) -> list[AnswerRecord]:
+    """One answer record per answered query that came back with a generated answer.
+
+    The record carries the query's text, reference answer and reference context ids (from
+    the goldset) and the result's answer, contexts and context ids. Queries whose retrieval
+    failed, and results without an answer, give no record; an answer without contexts does,
+    and is then scored as unmeasured (``empty_contexts``).
+    """
+    by_id = {query.id: query for query in queries}
+    return [
+        AnswerRecord.from_query(
+            by_id[result.query_id],
+            answer=result.answer,
+            contexts=result.contexts,
+            context_ids=result.context_ids,
+        )
+        for result in results
+        if result.ok and result.answer is not None and result.query_id in by_id
+    ]
+
+
+def score_run_answers(
+    store: Store,
+    run_id: str,
+    queries: Sequence[Query],
+    results: Sequence[QueryResult],
+    *,
+    settings: JudgeSettings | None = None,
+    offline: OfflineFaithfulness | None = None,
+) -> AnswerScores | None:
+    """Score the answers generated during a run and store them under ``run_id``.
+
+    Returns None, storing nothing, when no result carries an answer. Otherwise every
+    answer is scored by ``evalkit.answers.score_answers``: faithfulness by the LLM judge
+    when ``settings`` configure one, else by the offline method; context precision / recall
+    where the goldset has reference context ids. Answers that cannot be measured (no claim,
+    no context, a judge failure) are stored with their reason and left out of the means.
+    """
+    records = run_answer_records(queries, results)
+    if not records:
+        return None
+    return score_and_store_answers(
+        records, store=store, settings=settings, run_id=run_id, offline=offline
+    )

@@ -1,0 +1,81 @@
+"""The audit workflow: the health of a Chroma collection, stored."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from evalkit.errors import StoreError
+from evalkit.store import Store
+from evalkit.store.audit import StoredAudit, latest_measurements, save_audit
+from evalkit.store.goldsets import load_goldset
+
+if TYPE_CHECKING:
+    from evalkit.audit import AuditConfig, AuditReport
+    from evalkit.config import Settings
+    from evalkit.embedding import TextEmbedder
+
+
+@dataclass(frozen=True, slots=True)
+class AuditOutcome:
+    """An audit's report, and the audit as stored (None when it was not stored)."""
+
+    report: AuditReport
+    stored: StoredAudit | None
+
+    @property
+    def audit_id(self) -> str | None:
+        """The stored audit's id (None when it was not stored)."""
+        return self.stored.audit_id if self.stored is not None else None
+
+
+def audit_collection(
+    store: Store | None,
+    collection: str,
+    *,
+    settings: Settings,
+    config: AuditConfig,
+    embedder: TextEmbedder | None,
+    chroma_url: str | None = None,
+    source: Path | None = None,
+    goldset: str | None = None,
+    save: bool = True,
+) -> AuditOutcome:
+    """Audit the health of a Chroma collection and store the report (``save``).
+
+    The collection is found at ``chroma_url`` (default the settings' server, else their
+    embedded path). ``goldset``, a stored goldset's name, probes ANN recall and judgment
+    coverage; ``store`` may be None only when neither ``save`` nor ``goldset`` needs it.
+    The previous audit's measurements of the same collection (and goldset) are the
+    baseline of the checks that compare with them.
+    """
+    # Chroma is a heavy optional dependency: loaded only when an audit runs.
+    from evalkit.audit import run_audit
+    from evalkit.retrievers.chroma_client import get_collection, open_chroma_client
+
+    if store is None and (save or goldset):
+        raise StoreError("audit_collection: saving an audit or reading a goldset needs a store")
+    url = chroma_url or settings.chroma_url
+    client = open_chroma_client(path=None if url else settings.resolved_chroma_path, url=url)
+    gold = load_goldset(store, goldset) if store is not None and goldset else None
+    previous = (
+        latest_measurements(
+            store,
+            collection=collection,
+            goldset_version=gold.version if gold is not None else None,
+        )
+        if store is not None
+        else {}
+    )
+    report = run_audit(
+        get_collection(client, collection),
+        embedder=embedder,
+        config=config,
+        source=source,
+        goldset=gold,
+        previous=previous,
+        location=url or str(settings.resolved_chroma_path),
+    )
+    stored = save_audit(store, report) if save and store is not None else None
+    return AuditOutcome(report=report, stored=stored)

@@ -1,0 +1,371 @@
+"""Drift workflows: embeddings, query windows, metric series, precision, documents and
+the query model, each check stored."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from evalkit.drift import AlertLevel, cusum, page_hinkley
+from evalkit.drift.base import DriftResult
+from evalkit.drift.watch import (
+    ModelCheck,
+    PrecisionWatch,
+    check_embeddings,
+    check_model,
+    load_embeddings,
+    watch_precision,
+)
+from evalkit.embedding import ModelFingerprint, build_query_embedder
+from evalkit.errors import ConfigError
+from evalkit.pipeline.runs import StoreOpener
+from evalkit.store import Store, utc_now
+from evalkit.store.drift import StoredDriftCheck, save_drift_check
+from evalkit.store.runs import list_runs
+from evalkit.store.traffic import latest_window_summary, list_window_summaries, window_embeddings
+
+if TYPE_CHECKING:
+    from evalkit.config import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class DriftOutcome:
+    """A drift check of a stream: the stored check, the test's result where a statistical
+    test ran, and a note instead of a check when there was nothing to test yet.
+
+    ``compared`` names what was compared (stream, subject, reference, current) when known.
+    """
+
+    check: StoredDriftCheck | None = None
+    result: DriftResult | None = None
+    note: str | None = None
+    compared: Mapping[str, Any] = field(default_factory=dict)
+    report: Path | None = None
+
+
+def check_drift_embeddings(
+    store: StoreOpener,
+    reference: Path,
+    current: Path,
+    *,
+    method: str = "auto",
+    alpha: float = 0.05,
+    seed: int = 0,
+    stream: str = "queries",
+    report_dir: Path | None = None,
+) -> DriftOutcome:
+    """Test two windows of embeddings (``.npy`` files) for drift and store the check.
+
+    The store is opened once both files have been read.
+    """
+    reference_array = load_embeddings(reference)
+    current_array = load_embeddings(current)
+    with store() as writing:
+        result, stored, report_path = check_embeddings(
+            reference_array,
+            current_array,
+            method=method,
+            alpha=alpha,
+            seed=seed,
+            stream=stream,
+            reference_label=str(reference),
+            current_label=str(current),
+            store=writing,
+            report_dir=report_dir,
+        )
+    return DriftOutcome(check=stored, result=result, report=report_path)
+
+
+def check_drift_queries(
+    store: Store,
+    *,
+    reference_window: str | None = None,
+    method: str = "auto",
+    alpha: float = 0.05,
+    seed: int = 0,
+    subject: str = "traffic",
+    options: Mapping[str, Any] | None = None,
+    before_test: Callable[[], None] | None = None,
+) -> DriftOutcome:
+    """Test the newest replayed traffic window's query embeddings against a reference
+    window (default: the window before it) and store the check.
+
+    Windows embedded with different models are not compared: a ``model_mismatch`` finding
+    is stored instead. With fewer than two replayed windows or stored embeddings, nothing
+    is stored and the outcome carries a note. ``before_test`` is called just before the
+    statistical test (a scheduled job stops there when asked to).
+    """
+    summaries = list_window_summaries(store, limit=500)
+    if not summaries:
+        return DriftOutcome(note="no replayed traffic window yet")
+    current = summaries[0]
+    if reference_window is not None:
+        reference = latest_window_summary(store, reference_window)
+    else:
+        older = [s for s in summaries if s.window_start < current.window_start]
+        if not older:
+            return DriftOutcome(note="only one replayed window so far")
+        reference = older[0]
+    compared: dict[str, Any] = {
+        "stream": "queries",
+        "subject": subject,
+        "reference": reference.window_label,
+        "current": current.window_label,
+    }
+    models = (reference.embedding_fingerprint, current.embedding_fingerprint)
+    if None not in models and models[0] != models[1]:
+        check = save_drift_check(
+            store,
+            **compared,
+            finding="model_mismatch",
+            method="fingerprint",
+            is_drift=False,
+            details={
+                "reference_model": reference.embedding_model,
+                "current_model": current.embedding_model,
+                "reference_fingerprint": models[0],
+                "current_fingerprint": models[1],
+            },
+        )
+        return DriftOutcome(check=check, compared=compared)
+    _, reference_vectors = window_embeddings(store, reference.run_id)
+    _, current_vectors = window_embeddings(store, current.run_id)
+    if len(reference_vectors) < 2 or len(current_vectors) < 2:
+        return DriftOutcome(note="too few stored embeddings to test", compared=compared)
+    if before_test is not None:
+        before_test()
+    result, stored, _ = check_embeddings(
+        reference_vectors,
+        current_vectors,
+        method=method,
+        alpha=alpha,
+        seed=seed,
+        stream="queries",
+        subject=subject,
+        reference_label=reference.window_label,
+        current_label=current.window_label,
+        store=store,
+        settings=options,
+        details={"reference_run": reference.run_id, "current_run": current.run_id},
+    )
+    return DriftOutcome(check=stored, result=result, compared=compared)
+
+
+def check_drift_metric(
+    store: Store,
+    goldset: str,
+    *,
+    measure: str = "precision@10",
+    method: str = "page_hinkley",
+    label: str | None = None,
+    warmup: int = 5,
+    options: Mapping[str, Any] | None = None,
+    retriever: str | None = None,
+) -> DriftOutcome:
+    """Run a sequential detector (``page_hinkley`` or ``cusum``) over the series of a
+    goldset measure's means in complete runs (only runs labelled ``label`` if given) of one
+    retriever (``retriever``, as ``evalkit runs list`` names it; default: the newest run's),
+    and store where the newest run stands. A series still inside its warm-up gives a note."""
+    labelled = [
+        run
+        for run in list_runs(store, goldset=goldset, status="complete", limit=500)
+        if label is None or run.spec.label == label
+    ]
+    # Another retriever's runs are no point of this series: their means differ by design.
+    followed = retriever
+    if followed is None:
+        followed = labelled[0].retriever_id if labelled else ""
+    runs = [run for run in reversed(labelled) if run.retriever_id == followed]
+    points = [(run, run.aggregates.get(measure)) for run in runs]
+    series = [(run, float(value)) for run, value in points if value is not None]
+    if len(series) <= warmup:
+        return DriftOutcome(note=f"{len(series)} runs so far; the warm-up needs more")
+    values = [value for _, value in series]
+    detect = cusum if method == "cusum" else page_hinkley
+    trace = detect(values, warmup=warmup, **dict(options or {}))
+    last = trace.state(len(values) - 1)
+    finding = {AlertLevel.OK: "ok", AlertLevel.WARNING: "warning", AlertLevel.ALERT: "drift"}
+    check = save_drift_check(
+        store,
+        stream="metric",
+        subject=f"{goldset}:{measure}",
+        finding=finding[last.level],
+        method=method,
+        is_drift=last.level is AlertLevel.ALERT,
+        reference=series[0][0].run_id,
+        current=series[-1][0].run_id,
+        n_reference=warmup,
+        n_current=len(values),
+        statistic=last.statistic,
+        effect_size=last.value - trace.baseline_mean,
+        details={
+            "baseline_mean": trace.baseline_mean,
+            "baseline_sd": trace.baseline_sd,
+            "latest": last.value,
+            "retriever": followed,
+            "change_point_run": (
+                series[last.change_point][0].run_id if last.change_point is not None else None
+            ),
+        },
+    )
+    return DriftOutcome(check=check)
+
+
+def check_drift_precision(
+    store: Store,
+    goldset: str,
+    *,
+    measure: str = "ndcg@10",
+    subject: str | None = None,
+    baseline_run: str | None = None,
+    alpha: float = 0.05,
+    min_effect: float = 0.01,
+    seed: int = 0,
+) -> PrecisionWatch:
+    """Watch every retriever's runs on ``goldset`` for a drop of ``measure`` (sequential
+    detection plus a paired test of the latest run against the baseline), stored."""
+    return watch_precision(
+        store,
+        goldset,
+        measure=measure,
+        subject=subject,
+        baseline_run=baseline_run,
+        alpha=alpha,
+        min_effect=min_effect,
+        seed=seed,
+    )
+
+
+def collection_vectors(
+    settings: Settings,
+    collection: str,
+    *,
+    chroma_url: str | None = None,
+    sample: int = 2000,
+    seed: int = 0,
+) -> npt.NDArray[np.float32]:
+    """A seeded sample of up to ``sample`` stored embeddings of a Chroma collection."""
+    # Chroma is a heavy optional dependency: loaded only when a collection is read.
+    from evalkit.retrievers.chroma_client import close_client, get_collection, open_chroma_client
+
+    url = chroma_url or settings.chroma_url
+    client = open_chroma_client(path=None if url else settings.resolved_chroma_path, url=url)
+    try:
+        return _sample_vectors(get_collection(client, collection), sample, seed)
+    finally:
+        close_client(client)
+
+
+def _sample_vectors(collection: Any, sample: int, seed: int) -> npt.NDArray[np.float32]:
+    count = collection.count()
+    ids = collection.get(include=[])["ids"]
+    rng = np.random.default_rng(seed)
+    chosen = sorted(rng.choice(len(ids), min(sample, count), replace=False).tolist())
+    picked = [ids[index] for index in chosen]
+    vectors = []
+    for start in range(0, len(picked), 1000):
+        got = collection.get(ids=picked[start : start + 1000], include=["embeddings"])
+        vectors.append(np.asarray(got["embeddings"], dtype=np.float32))
+    return np.concatenate(vectors) if vectors else np.zeros((0, 0), dtype=np.float32)
+
+
+def save_documents_reference(
+    settings: Settings,
+    collection: str,
+    *,
+    chroma_url: str | None = None,
+    sample: int = 2000,
+    seed: int = 0,
+) -> tuple[Path, int]:
+    """Save a reference snapshot of a collection's embeddings under ``home/snapshots``
+    for ``check_drift_documents``; its path and the number of vectors saved."""
+    vectors = collection_vectors(
+        settings, collection, chroma_url=chroma_url, sample=sample, seed=seed
+    )
+    snapshots = settings.home / "snapshots"
+    snapshots.mkdir(parents=True, exist_ok=True)
+    path = snapshots / f"{collection}-{utc_now():%Y%m%dT%H%M%S}.npy"
+    np.save(path, vectors)
+    return path, len(vectors)
+
+
+def check_drift_documents(
+    store: StoreOpener,
+    settings: Settings,
+    collection: str,
+    *,
+    chroma_url: str | None = None,
+    reference: Path | None = None,
+    sample: int = 2000,
+    method: str = "auto",
+    alpha: float = 0.05,
+    seed: int = 0,
+    report_dir: Path | None = None,
+) -> DriftOutcome:
+    """Test a sample of a collection's embeddings now against a reference snapshot
+    (default: the newest saved by ``save_documents_reference``) and store the check.
+
+    The store is opened only once the collection has been read.
+    """
+    vectors = collection_vectors(
+        settings, collection, chroma_url=chroma_url, sample=sample, seed=seed
+    )
+    if reference is None:
+        saved = sorted((settings.home / "snapshots").glob(f"{collection}-*.npy"))
+        if not saved:
+            raise ConfigError(
+                f"no reference snapshot of {collection}: save one first with "
+                f"`evalkit drift documents --collection {collection} --save-reference`"
+            )
+        reference = saved[-1]
+    with store() as writing:
+        result, stored, report_path = check_embeddings(
+            load_embeddings(reference),
+            vectors,
+            method=method,
+            alpha=alpha,
+            seed=seed,
+            stream="documents",
+            subject=collection,
+            reference_label=str(reference),
+            current_label=f"{collection} now",
+            store=writing,
+            report_dir=report_dir,
+        )
+    return DriftOutcome(check=stored, result=result, report=report_path)
+
+
+def check_drift_model(
+    store: StoreOpener,
+    settings: Settings,
+    collection: str,
+    *,
+    chroma_url: str | None = None,
+) -> ModelCheck:
+    """Check that the configured query model embeds as the model a collection was built
+    with (its stored fingerprint) and store the check; a mismatch is its own finding."""
+    # Chroma is a heavy optional dependency: loaded only here.
+    from evalkit.retrievers.chroma_client import close_client, get_collection, open_chroma_client
+
+    url = chroma_url or settings.chroma_url
+    client = open_chroma_client(path=None if url else settings.resolved_chroma_path, url=url)
+    try:
+        metadata = dict(get_collection(client, collection).metadata or {})
+    finally:
+        close_client(client)
+    embedder = build_query_embedder(settings)
+    if embedder is None:
+        raise ConfigError(
+            "the model check embeds canary texts with the query embedder, and [embedder] kind "
+            "is none: set kind = sentence-transformers (with model_path) or openai to the "
+            "model the collection was indexed with"
+        )
+    with store() as writing:
+        return check_model(
+            ModelFingerprint.from_metadata(metadata), embedder, subject=collection, store=writing
+        )

@@ -1,0 +1,321 @@
+"""The gate: a baseline against a candidate run or a live retriever."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Final
+
+import pandas as pd
+
+from evalkit.causes import Explanation, explain_comparison
+from evalkit.config import load_settings
+from evalkit.errors import ConfigError, RetrieverError
+from evalkit.goldset.jsonl import QUERIES_FILE
+from evalkit.goldset.model import Goldset
+from evalkit.metrics import read_qrels
+from evalkit.metrics.defaults import DefaultMeasures, default_measures_for
+from evalkit.pipeline.goldset_run import evaluate_goldset
+from evalkit.pipeline.runs import RunOutcome, StoreOpener, _session, default_measures
+from evalkit.retrievers.base import Retriever
+from evalkit.retrievers.factory import RetrieverOptions, build_retriever
+from evalkit.stats.compare import ComparisonReport, compare_scored, score_run
+from evalkit.stats.decision import Decision
+from evalkit.stats.render import to_junit_xml, to_markdown
+from evalkit.store import RunRecord, Store
+from evalkit.store.export import export_run, import_run, is_run_export
+from evalkit.store.goldsets import judgments_frame, load_goldset
+
+if TYPE_CHECKING:
+    from evalkit.config import Settings
+
+GATE_EXIT_CODES: Final[Mapping[str, int]] = MappingProxyType(
+    {"pass": 0, "regression": 1, "inconclusive": 4}
+)
+"""The exit code of ``evalkit gate`` for each decision (bad input exits 2, a retriever or
+store failure 3: ``EvalkitError.exit_code``)."""
+
+GATE_CANDIDATE_LABEL: Final = "gate candidate"
+"""The label of the run a gate records when it replays a live candidate."""
+
+
+@dataclass(frozen=True, slots=True)
+class GateOutcome:
+    """A gate's comparison, and the run it recorded when the candidate was a live retriever
+    (None when the candidate was a stored run or a run file)."""
+
+    report: ComparisonReport
+    candidate_run: RunRecord | None = None
+    seconds: float | None = None
+    """How long the gate took, the candidate's replay included."""
+    about: str | None = None
+    """What the comparison is about, for JUnit's ``file``: the goldset's source, the qrels
+    file, or the baseline run file."""
+    explanation: Explanation | None = None
+    """The probable causes of the difference (``explain_comparison``), when both runs are
+    stored runs (a run export is imported as one); None when either is a TREC run file."""
+    default_measures: DefaultMeasures | None = None
+    """The default measures the live candidate's run was scored on besides the compared
+    ones, with those adapted to its k (None without a live candidate)."""
+
+    @property
+    def decision(self) -> Decision:
+        """The overall verdict: ``regression``, ``inconclusive`` or ``pass``."""
+        return self.report.decision
+
+    @property
+    def exit_code(self) -> int:
+        """What ``evalkit gate`` exits with for this verdict."""
+        return GATE_EXIT_CODES[self.report.decision.value]
+
+    @property
+    def candidate_run_id(self) -> str | None:
+        """The id of the live candidate's stored run, if one was replayed."""
+        return self.candidate_run.run_id if self.candidate_run is not None else None
+
+
+def comparison_judgments(
+    store: Store | None, goldset: str | Goldset | None, qrels: Path | None
+) -> pd.DataFrame | None:
+    """The judgments two runs are scored with: a TREC qrels file, or a goldset (a stored
+    goldset's name, or a loaded ``Goldset``); None when neither is given (a stored run is
+    then scored with its own goldset's judgments)."""
+    if qrels is not None and goldset is not None:
+        raise ConfigError("give --qrels or --goldset, not both")
+    if qrels is not None:
+        return read_qrels(qrels)
+    if isinstance(goldset, Goldset):
+        return pd.DataFrame(
+            {
+                "query_id": [judgment.query_id for judgment in goldset.judgments],
+                "doc_id": [judgment.doc_id for judgment in goldset.judgments],
+                "relevance": [judgment.relevance for judgment in goldset.judgments],
+            }
+        )
+    if goldset is not None:
+        if store is None:
+            raise ConfigError(f"no store to read goldset {goldset!r} from")
+        return judgments_frame(store, load_goldset(store, goldset).version)
+    return None
+
+
+def replay_candidate(
+    store: Store,
+    goldset: Goldset,
+    retriever: Retriever | RetrieverOptions,
+    *,
+    settings: Settings,
+    measures: Sequence[str] = (),
+    k: int | None = None,
+    label: str = GATE_CANDIDATE_LABEL,
+    progress: Callable[[int, int], None] | None = None,
+) -> RunOutcome:
+    """Replay ``goldset`` against a live candidate and store the run (``evaluate_goldset``,
+    without answer scoring), scored on the default measures for ``k`` plus ``measures``.
+
+    ``retriever`` is a ready retriever (left open) or the options to build one with
+    ``settings`` (built only now, closed afterwards). ``k`` defaults to ``settings.k``;
+    ``progress`` is called as the replay advances (queries done, total).
+    Raises RetrieverError unless every query was answered: a gate never compares a partial
+    run as if it were complete.
+    """
+    depth = k or settings.k
+    if isinstance(retriever, RetrieverOptions):
+        live, built = build_retriever(retriever, settings), True
+    else:
+        live, built = retriever, False
+    wanted = list(dict.fromkeys([*default_measures(depth), *measures]))
+    outcome = evaluate_goldset(
+        store,
+        goldset,
+        live,
+        k=depth,
+        measures=wanted,
+        relevance_threshold=settings.relevance_threshold,
+        batch_size=settings.query_batch_size,
+        label=label,
+        progress=progress,
+        # The gate decides on retrieval metrics; judging answers would only add cost.
+        answers=False,
+        close_retriever=built,
+    )
+    if outcome.run.status != "complete":
+        raise RetrieverError(
+            f"the candidate run {outcome.run.run_id} is {outcome.run.status}: "
+            f"{outcome.run.error}. The gate needs every query answered."
+        )
+    return dataclasses.replace(outcome, default_measures=default_measures_for(depth))
+
+
+def run_reference(store: Store | None, reference: str) -> str:
+    """``reference`` as ``score_run`` takes it: a run export (``is_run_export``: a Parquet
+    export's directory or its ``run.json``) is imported into ``store`` (``import_run``,
+    idempotent) and named by its run id, so that it is compared as the stored run it was,
+    with its provenance; a stored run id or a TREC run file is returned as it is."""
+    path = Path(reference)
+    if not is_run_export(path):
+        return reference
+    if store is None:
+        raise ConfigError(f"{reference} is a run export: comparing it needs a store to import it")
+    return import_run(store, path).run_id
+
+
+def gate_against_baseline(
+    store: Store | StoreOpener | None,
+    baseline: str,
+    candidate: str | Retriever | RetrieverOptions,
+    *,
+    measures: Sequence[str] = ("ndcg@10",),
+    goldset: str | Goldset | None = None,
+    qrels: Path | None = None,
+    settings: Settings | None = None,
+    k: int | None = None,
+    alpha: float = 0.05,
+    min_effect: float = 0.01,
+    resamples: int = 10_000,
+    seed: int = 0,
+    worst: int = 10,
+    failed_as_zero: bool = False,
+    label: str = GATE_CANDIDATE_LABEL,
+    progress: Callable[[int, int], None] | None = None,
+) -> GateOutcome:
+    """The gate's workflow, which ``evalkit gate``, ``evalkit compare`` and the pytest plugin
+    share: score ``baseline``, get the candidate, score it, compare the two.
+
+    ``baseline`` is a stored run id, a run export (imported first: ``run_reference``) or a
+    TREC run file; so is ``candidate`` when it is a string, else it is a live retriever (a
+    ready one, or ``RetrieverOptions`` built with ``settings``, default the loaded settings)
+    replayed now on ``goldset`` (``replay_candidate``) and stored as a run labelled
+    ``label``. Both runs are scored with the judgments of ``qrels`` or ``goldset``
+    (``comparison_judgments``; a stored run without either uses its own goldset's).
+    ``store`` is an open store, a ``StoreOpener`` (opened for the scoring and the replay,
+    closed before the statistics run) or None when only run files are compared. The
+    comparison (``compare_scored``) refuses runs with failed queries unless
+    ``failed_as_zero`` counts them as 0. ``progress`` follows a live candidate's replay.
+    """
+    started = time.perf_counter()
+    with _session(store) as opened:
+        judgments = comparison_judgments(opened, goldset, qrels)
+        base = score_run(opened, run_reference(opened, baseline), measures, judgments=judgments)
+        replayed: RunRecord | None = None
+        defaults: DefaultMeasures | None = None
+        gold: Goldset | None = goldset if isinstance(goldset, Goldset) else None
+        if isinstance(candidate, str):
+            reference = run_reference(opened, candidate)
+        else:
+            if goldset is None or opened is None:
+                raise ConfigError("a live candidate needs --goldset NAME to replay")
+            gold = gold or load_goldset(opened, str(goldset))
+            live = replay_candidate(
+                opened,
+                gold,
+                candidate,
+                settings=settings or load_settings(),
+                measures=measures,
+                k=k,
+                label=label,
+                progress=progress,
+            )
+            replayed, defaults = live.run, live.default_measures
+            reference = replayed.run_id
+        cand = score_run(opened, reference, measures, judgments=judgments)
+    report = compare_scored(
+        base,
+        cand,
+        measures,
+        alpha=alpha,
+        min_effect=min_effect,
+        resamples=resamples,
+        seed=seed,
+        worst=worst,
+        failed_as_zero=failed_as_zero,
+    )
+    explanation = None
+    if base.run_id is not None and cand.run_id is not None:
+        with _session(store) as opened:
+            if opened is not None:
+                explanation = explain_comparison(opened, report)
+    return GateOutcome(
+        report=report,
+        candidate_run=replayed,
+        seconds=time.perf_counter() - started,
+        about=_gate_subject(gold, qrels, baseline),
+        explanation=explanation,
+        default_measures=defaults,
+    )
+
+
+def _gate_subject(gold: Goldset | None, qrels: Path | None, baseline: str) -> str | None:
+    """The file a gate's verdict is about: the goldset's queries file (its source, when that
+    is a file), else the qrels file, else the baseline run file (None when the baseline is a
+    stored run id). CI reporters annotate files, not folders."""
+    if gold is not None and gold.source:
+        source = Path(gold.source)
+        if source.is_dir() and (source / QUERIES_FILE).is_file():
+            return str(source / QUERIES_FILE)
+        return str(gold.source)
+    if qrels is not None:
+        return str(qrels)
+    return baseline if Path(baseline).is_file() else None
+
+
+def gate_reports(outcome: GateOutcome, *, dashboard_url: str | None = None) -> tuple[str, str]:
+    """The gate's JUnit XML (``to_junit_xml``, with the gate's ``time`` and ``file``) and
+    Markdown summary (``to_markdown``). Under a verdict other than pass both carry the
+    probable causes, linked under ``dashboard_url`` (in the JUnit failures' text and the
+    suite's output)."""
+    report = outcome.report
+    explained = outcome.explanation if report.decision is not Decision.PASS else None
+    junit = to_junit_xml(
+        report.comparison,
+        time=outcome.seconds,
+        file=outcome.about,
+        details=explained.to_text(dashboard_url) if explained is not None else None,
+    )
+    summary = to_markdown(report.comparison, worst=report.worst_queries)
+    if explained is not None:
+        summary = summary.rstrip() + "\n\n" + explained.to_markdown(dashboard_url)
+    return junit, summary
+
+
+def write_gate_reports(
+    outcome: GateOutcome,
+    *,
+    junit: Path | None = None,
+    markdown: Path | None = None,
+    dashboard_url: str | None = None,
+) -> None:
+    """Write the gate's reports (``gate_reports``) where asked, creating their directories."""
+    junit_xml, summary = gate_reports(outcome, dashboard_url=dashboard_url)
+    for path, text in ((junit, junit_xml), (markdown, summary)):
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+
+
+def record_baseline(
+    store: Store,
+    goldset: str | Goldset,
+    retriever: Retriever | RetrieverOptions,
+    path: Path,
+    *,
+    settings: Settings,
+    measures: Sequence[str] = (),
+    k: int | None = None,
+    label: str = GATE_CANDIDATE_LABEL,
+) -> RunOutcome:
+    """A gate's first run, with no baseline yet: replay the live candidate on ``goldset`` (a
+    stored goldset's name or a loaded ``Goldset``) with ``replay_candidate``, so only a
+    complete run qualifies, and write its run as the TREC run file ``path``, the baseline of
+    the gates that follow."""
+    gold = goldset if isinstance(goldset, Goldset) else load_goldset(store, goldset)
+    outcome = replay_candidate(
+        store, gold, retriever, settings=settings, measures=measures, k=k, label=label
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    export_run(store, outcome.run.run_id, format="trec", output=path)
+    return outcome

@@ -1,0 +1,262 @@
+"""One goldset run: replay a goldset against a live retriever, score it on the goldset's
+judgments and store everything. ``evalkit run``, the scheduled job, the gate's live
+candidate and a gate's first baseline all make this run."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from evalkit import __version__
+from evalkit import answers as answer_stage
+from evalkit.config import JudgeSettings
+from evalkit.engines import RayEngine, actor_judge_settings, write_query_table
+from evalkit.goldset.model import Goldset
+from evalkit.metrics import EvaluationResult, Evaluator, parse_measures
+from evalkit.metrics.defaults import default_measures_for
+from evalkit.pipeline.answer_scores import answer_settings, score_run_answers
+from evalkit.pipeline.runs import (
+    RunOutcome,
+    StoreOpener,
+    _closing,
+    _engine_run,
+    _Recorded,
+    _replay_run,
+    default_measures,
+)
+from evalkit.records import QueryResult
+from evalkit.replay import ReplayTiming, results_frame
+from evalkit.retrievers.base import Retriever, SupportsPrefetch
+from evalkit.store import RunSpec, Store
+from evalkit.store.goldsets import save_goldset
+from evalkit.store.runs import get_run
+
+if TYPE_CHECKING:
+    from evalkit.answers import OfflineFaithfulness
+
+
+def evaluate_goldset(
+    store: Store | StoreOpener,
+    goldset: Goldset,
+    retriever: Retriever,
+    *,
+    k: int,
+    measures: Sequence[str] | None = None,
+    relevance_threshold: int = 1,
+    batch_size: int = 64,
+    label: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    answers: bool = True,
+    judge_settings: JudgeSettings | None = None,
+    offline: OfflineFaithfulness | None = None,
+    close_retriever: bool = False,
+    engine: RayEngine | None = None,
+) -> RunOutcome:
+    """Replay a goldset against a live retriever, score it and store everything.
+
+    Given an open ``store``, the run row is committed as ``running`` before the first query
+    is sent; results are stored batch by batch; metrics and the final status are written in
+    one transaction. Given a ``StoreOpener`` instead, the store is not held during the
+    replay (other writers can work meanwhile): the queries are replayed and scored first,
+    then the store is opened once and the run is recorded, from its ``running`` row to its
+    final status, in one short stretch; a process killed during the replay leaves nothing
+    in the store, and any other crash during it is recorded as a ``failed`` run.
+
+    Queries whose retrieval failed are left out of the averages (never scored as zero), and
+    the run is ``partial``; the aggregates record how many queries they cover. Any crash
+    marks the run ``failed`` and re-raises.
+
+    When the retriever generated answers (a RAG endpoint) and ``answers`` is true, they are
+    scored once the run is stored (``score_run_answers``: faithfulness by the LLM judge of
+    ``judge_settings``, default the ``[judge]`` settings, or by the offline method) and
+    the scores are stored under the run id. The judge settings are checked before the
+    first query is sent. With ``close_retriever`` the retriever is closed on the way out,
+    whatever happens (for callers that built it for this one run).
+
+    With an ``engine`` (``RayEngine``) the replay runs on Ray instead (``_engine_run``):
+    ``retriever`` then only describes the run (its kind, configuration and model), each
+    actor builds its own from ``engine.retriever``; the per-query figures are those of a
+    local run. Answers are not scored on that engine.
+    """
+    with _closing(retriever if close_retriever else None):
+        defaults = None if measures else default_measures_for(k)
+        measure_names = [str(m) for m in parse_measures(list(measures or default_measures(k)))]
+        spec = _goldset_run_spec(
+            goldset,
+            retriever,
+            k=k,
+            measure_names=measure_names,
+            relevance_threshold=relevance_threshold,
+            label=label,
+        )
+        if answers:
+            judge_settings = answer_settings(judge_settings)
+        if engine is not None:
+            if answers and judge_settings is not None and answer_stage.uses_judge(judge_settings):
+                # A judge concurrency the actors cannot share fails before any query.
+                actor_judge_settings(judge_settings, engine.actors)
+            judged = {judgment.query_id for judgment in goldset.judgments}
+            outcome = _engine_run(
+                store,
+                spec,
+                engine,
+                write_queries=lambda path: write_query_table(
+                    path, goldset.queries, goldset.judgments
+                ),
+                k=k,
+                measure_names=measure_names,
+                relevance_threshold=relevance_threshold,
+                n_total=sum(1 for query in goldset.queries if query.id in judged),
+                prepare=lambda writing: save_goldset(writing, goldset),
+                progress=progress,
+                nothing_answered="failed",
+                answers=judge_settings if answers else None,
+            )
+            return dataclasses.replace(outcome, default_measures=defaults)
+        timing = ReplayTiming()
+        if isinstance(retriever, SupportsPrefetch):
+            # The goldset is known in full: its queries are embedded in one length-sorted
+            # pass (less padding than batch by batch) that starts before the first batch.
+            retriever.prefetch([query.text for query in goldset.queries])
+
+        def record(writing: Store, run_id: str, results: Sequence[QueryResult]) -> _Recorded[float]:
+            began = time.perf_counter()
+            evaluation, n_total = _score_goldset(
+                goldset,
+                results,
+                measure_names=measure_names,
+                relevance_threshold=relevance_threshold,
+            )
+            return _Recorded(
+                per_query=evaluation.per_query if evaluation else None,
+                aggregates=evaluation.aggregate if evaluation else {},
+                n_evaluated=evaluation.n_queries if evaluation else 0,
+                n_total=n_total,
+                value=time.perf_counter() - began,
+            )
+
+        def conclude(
+            writing: Store,
+            run_id: str,
+            results: Sequence[QueryResult],
+            metrics_seconds: float,
+            store_seconds: float,
+        ) -> RunOutcome:
+            return _goldset_outcome(
+                writing,
+                run_id,
+                goldset,
+                results,
+                timing=timing,
+                seconds_metrics=metrics_seconds,
+                seconds_store=store_seconds,
+                answers=answers,
+                judge_settings=judge_settings,
+                offline=offline,
+            )
+
+        outcome = _replay_run(
+            store,
+            spec,
+            goldset.queries,
+            retriever,
+            k=k,
+            batch_size=batch_size,
+            progress=progress,
+            timing=timing,
+            prepare=lambda writing: save_goldset(writing, goldset),
+            record=record,
+            conclude=conclude,
+            nothing_answered="failed",
+        )
+        return dataclasses.replace(outcome, default_measures=defaults)
+
+
+def _goldset_run_spec(
+    goldset: Goldset,
+    retriever: Retriever,
+    *,
+    k: int,
+    measure_names: Sequence[str],
+    relevance_threshold: int,
+    label: str | None,
+) -> RunSpec:
+    fingerprint = retriever.model_fingerprint()
+    config = retriever.describe()
+    return RunSpec(
+        kind="goldset",
+        retriever_kind=str(config.get("kind", type(retriever).__name__)),
+        k=k,
+        measures=tuple(measure_names),
+        evalkit_version=__version__,
+        relevance_threshold=relevance_threshold,
+        goldset_name=goldset.name,
+        goldset_version=goldset.version,
+        retriever_config=config,
+        collection=config.get("collection"),
+        model_name=fingerprint.name if fingerprint else None,
+        model_dimension=fingerprint.dimension if fingerprint else None,
+        model_fingerprint=fingerprint.canary_hash if fingerprint else None,
+        index_fingerprint=retriever.index_fingerprint(),
+        label=label,
+        n_queries=len(goldset.queries),
+    )
+
+
+def _score_goldset(
+    goldset: Goldset,
+    results: Sequence[QueryResult],
+    *,
+    measure_names: Sequence[str],
+    relevance_threshold: int,
+) -> tuple[EvaluationResult | None, int]:
+    """The replayed results scored on the goldset's judgments (None when no query was
+    answered), and the number of judged queries."""
+    answered = [r.query_id for r in results if r.ok]
+    evaluator = Evaluator(
+        list(goldset.judgments),
+        parse_measures(list(measure_names)),
+        relevance_threshold=relevance_threshold,
+    )
+    judged = {judgment.query_id for judgment in goldset.judgments}
+    evaluated_ids = [query_id for query_id in answered if query_id in judged]
+    evaluation = (
+        evaluator.evaluate(results_frame(results), complete=True, query_ids=evaluated_ids)
+        if answered
+        else None
+    )
+    return evaluation, sum(1 for query in goldset.queries if query.id in judged)
+
+
+def _goldset_outcome(
+    store: Store,
+    run_id: str,
+    goldset: Goldset,
+    results: Sequence[QueryResult],
+    *,
+    timing: ReplayTiming,
+    seconds_metrics: float,
+    seconds_store: float,
+    answers: bool,
+    judge_settings: JudgeSettings | None,
+    offline: OfflineFaithfulness | None,
+) -> RunOutcome:
+    # The run is complete as a retrieval run whatever happens to its answers' scoring.
+    began = time.perf_counter()
+    scored = (
+        score_run_answers(
+            store, run_id, goldset.queries, results, settings=judge_settings, offline=offline
+        )
+        if answers
+        else None
+    )
+    return RunOutcome(
+        run=get_run(store, run_id),
+        timing=timing,
+        seconds_metrics=seconds_metrics,
+        seconds_store=seconds_store,
+        answers=scored,
+        seconds_answers=time.perf_counter() - began if scored is not None else 0.0,
+    )

@@ -1,0 +1,148 @@
+"""Traffic workflows: replay a stored sample of production traffic and store the run."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from evalkit.answers.records import AnswerScores
+from evalkit.config import JudgeSettings
+from evalkit.errors import NotFoundError
+from evalkit.pipeline.answer_scores import answer_settings, score_answers_for_run
+from evalkit.pipeline.runs import _closing, _Recorded, _replay_run
+from evalkit.records import QueryResult
+from evalkit.replay import ReplayTiming
+from evalkit.retrievers.base import Retriever
+from evalkit.store import RunRecord, Store
+from evalkit.store.runs import get_run
+from evalkit.store.traffic import StoredWindowSummary, list_samples
+from evalkit.traffic.replay import DEFAULT_EMBEDDING_SAMPLE, plan_replay, save_window_summary
+from evalkit.traffic.summary import DEFAULT_LOW_CONFIDENCE
+from evalkit.traffic.windows import parse_window
+
+if TYPE_CHECKING:
+    from evalkit.embedding import TextEmbedder
+
+
+@dataclass(frozen=True, slots=True)
+class TrafficReplay:
+    """A stored traffic replay: its run, its window summary, where the time went, and the
+    scores of the answers production logged for its queries (None when none were scored)."""
+
+    run: RunRecord
+    summary: StoredWindowSummary
+    timing: ReplayTiming
+    answers: AnswerScores | None = None
+
+
+def replay_traffic_window(
+    store: Store,
+    sample_id: str,
+    retriever: Retriever,
+    *,
+    k: int = 10,
+    batch_size: int = 64,
+    compare_k: int | None = None,
+    rbo_p: float = 0.9,
+    low_confidence_threshold: float = DEFAULT_LOW_CONFIDENCE,
+    tenant_isolation: bool = True,
+    embedder: TextEmbedder | None = None,
+    embedding_sample_size: int = DEFAULT_EMBEDDING_SAMPLE,
+    label: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    answers: bool = False,
+    judge_settings: JudgeSettings | None = None,
+    close_retriever: bool = False,
+) -> TrafficReplay:
+    """Replay the traffic sample ``sample_id`` against ``retriever``; store the run (kind
+    ``traffic``), the comparison with logged results and the window summary.
+
+    The store is held for the whole replay: the run row is created ``running`` before the
+    first query and results are stored batch by batch (``evalkit.traffic.replay`` says what
+    is compared and summarised). ``compare_k`` (default ``k``) is the depth of the
+    comparison with logged results; with an ``embedder``, up to ``embedding_sample_size``
+    distinct queries of the window are embedded and stored with the summary. Raises
+    ConfigError when the sample holds tenants but the retriever does not filter by tenant
+    (unless ``tenant_isolation=False``). A crash marks the run failed and re-raises.
+
+    With ``answers``, the answers production logged for the replayed queries are scored
+    once the run is stored (``score_answers_for_run``); the judge settings are checked
+    before the first query is sent. With ``close_retriever`` the retriever is closed on the
+    way out, whatever happens.
+    """
+    with _closing(retriever if close_retriever else None):
+        if answers:
+            # Checked before the replay, so a judge misconfiguration costs no retriever calls.
+            judge_settings = answer_settings(judge_settings)
+        plan = plan_replay(
+            store,
+            sample_id,
+            retriever,
+            k=k,
+            compare_k=compare_k,
+            tenant_isolation=tenant_isolation,
+            label=label,
+        )
+        timing = ReplayTiming()
+
+        def record(
+            writing: Store, run_id: str, results: Sequence[QueryResult]
+        ) -> _Recorded[StoredWindowSummary]:
+            summary = save_window_summary(
+                writing,
+                plan,
+                run_id,
+                results,
+                rbo_p=rbo_p,
+                low_confidence_threshold=low_confidence_threshold,
+                embedder=embedder,
+                embedding_sample_size=embedding_sample_size,
+            )
+            return _Recorded(
+                per_query=None, aggregates={}, n_evaluated=0, n_total=len(results), value=summary
+            )
+
+        def conclude(
+            writing: Store,
+            run_id: str,
+            results: Sequence[QueryResult],
+            summary: StoredWindowSummary,
+            store_seconds: float,
+        ) -> TrafficReplay:
+            scored = (
+                score_answers_for_run(writing, run_id, settings=judge_settings) if answers else None
+            )
+            return TrafficReplay(
+                run=get_run(writing, run_id), summary=summary, timing=timing, answers=scored
+            )
+
+        return _replay_run(
+            store,
+            plan.spec,
+            plan.queries,
+            retriever,
+            k=k,
+            batch_size=batch_size,
+            progress=progress,
+            timing=timing,
+            prepare=lambda writing: None,
+            record=record,
+            conclude=conclude,
+            nothing_answered="complete",
+        )
+
+
+def newest_sample(store: Store, window: str) -> str:
+    """The id of the newest stored sample of ``window`` (a window label or expression).
+
+    Raises NotFoundError saying how to draw one when the window has none.
+    """
+    label = parse_window(window).label
+    samples = list_samples(store, window_label=label, limit=1)
+    if not samples:
+        raise NotFoundError(
+            f"window {label} has no stored sample; draw one with "
+            f"`evalkit traffic sample --window {label}`"
+        )
+    return samples[0].sample_id
