@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from evalkit.store import Store
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -31,6 +34,13 @@ def demo_reference(tmp_path_factory: pytest.TempPathFactory) -> Any:
     from demo_index import chroma_reference
 
     return chroma_reference(tmp_path_factory.mktemp("demo-reference"))
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    """A fresh, migrated DuckDB store file for one test, closed after it."""
+    with Store.open(tmp_path / "evalkit.duckdb") as opened:
+        yield opened
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@ and the sequential form of the precision rule."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -35,13 +35,6 @@ from evalkit.store.runs import create_run, finish_run, get_run
 from evalkit.store.traffic import StoredWindowSummary, save_traffic_replay
 
 T0 = datetime(2026, 11, 21, 2, 0, 0)
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    opened = Store.open(tmp_path / "evalkit.duckdb")
-    yield opened
-    opened.close()
 
 
 def configure(*rules: dict[str, Any]) -> AlertsConfig:

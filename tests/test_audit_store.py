@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -18,11 +17,6 @@ from evalkit.store.audit import (
     list_audits,
     save_audit,
 )
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return Store.open(tmp_path / "evalkit.duckdb")
 
 
 def _report(

@@ -136,13 +136,6 @@ def seed_removed_documents(path: Path) -> dict[str, str]:
     return {"baseline": baseline, "candidate": candidate, "audit": audit}
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    opened = Store.open(tmp_path / "evalkit.duckdb")
-    yield opened  # type: ignore[misc]
-    opened.close()
-
-
 def test_documents_removed_from_the_index_rank_first_with_their_share(store: Store) -> None:
     gold = goldset(N)
     save_goldset(store, gold)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +18,6 @@ from evalkit.pipeline import evaluate_goldset
 from evalkit.records import Judgment, Query, QueryResult, ScoredDoc
 from evalkit.store import Store
 from evalkit.store.drift import list_drift_checks
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    opened = Store.open(tmp_path / "evalkit.duckdb")
-    yield opened
-    opened.close()
 
 
 def rotated(fingerprint: ModelFingerprint, seed: int = 3) -> ModelFingerprint:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -74,13 +73,6 @@ RANKINGS = {
     "q3": ["x", "y"],  # miss
     "q4": ["d", "x", "e"],  # both relevant, ranks 1 and 3
 }
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    opened = Store.open(tmp_path / "evalkit.duckdb")
-    yield opened
-    opened.close()
 
 
 def test_complete_run_scores_and_records_reproducibility(store: Store) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -71,13 +71,6 @@ def goldset() -> Goldset:
     queries = [Query(query_id, f"query {query_id}") for query_id in ids]
     judgments = [Judgment(q, f"{q}-rel{r}", 1) for q in ids for r in range(2)]
     return Goldset.build("twenty", queries, judgments)
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    opened = Store.open(tmp_path / "evalkit.duckdb")
-    yield opened
-    opened.close()
 
 
 def stored_run(store: Store, retriever: FixedRetriever) -> str:

@@ -6,7 +6,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -55,13 +54,6 @@ def spec(**overrides: object) -> RunSpec:
 def result(query_id: str, *doc_ids: str, error: str | None = None) -> QueryResult:
     docs = tuple(ScoredDoc(d, 1.0 - i / 10, i + 1) for i, d in enumerate(doc_ids))
     return QueryResult(query_id, docs, latency_ms=3.5, error=error)
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    opened = Store.open(tmp_path / "evalkit.duckdb")
-    yield opened
-    opened.close()
 
 
 def test_migrations_are_applied_once_and_recorded(tmp_path: Path) -> None:

@@ -8,7 +8,6 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -40,13 +39,6 @@ def open_store(path: Path) -> Store:
         with store.transaction() as connection:
             connection.execute(SCHEMA_SQL)
     return store
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    opened = open_store(tmp_path / "evalkit.duckdb")
-    yield opened
-    opened.close()
 
 
 def line(query_id: str, text: str = "how do I reset my password", **extra: Any) -> str:

@@ -8,7 +8,7 @@ import base64
 import json
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -106,12 +106,6 @@ def genai_retrieval(
 def records(batch: SpanBatch) -> list[dict[str, Any]]:
     table, _ = batch.tables()
     return table.to_pylist()
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    with Store.open(tmp_path / "evalkit.duckdb") as opened:
-        yield opened
 
 
 # -- the mapping --------------------------------------------------------------------------

@@ -63,12 +63,6 @@ def prepared(*span_ids: str, broken: bool = False) -> PreparedSpans:
     return prepare_spans(batch)
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    with Store.open(tmp_path / "evalkit.duckdb") as opened:
-        yield opened
-
-
 def stored_ids(store: Store) -> list[str]:
     return [row[0] for row in store.fetch("SELECT query_id FROM traffic_records ORDER BY 1")]
 

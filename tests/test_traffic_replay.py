@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,6 @@ from evalkit.records import Query, QueryResult, ScoredDoc
 from evalkit.store import Store
 from evalkit.store.runs import list_runs, run_results
 from evalkit.store.traffic import (
-    SCHEMA_SQL,
     latest_window_summary,
     list_window_summaries,
     window_embeddings,
@@ -89,16 +88,6 @@ class FakeEmbedder:
             dtype=np.float32,
         )
         return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    opened = Store.open(tmp_path / "evalkit.duckdb")
-    if "traffic_records" not in {row[0] for row in opened.fetch("SHOW TABLES")}:
-        with opened.transaction() as connection:
-            connection.execute(SCHEMA_SQL)
-    yield opened
-    opened.close()
 
 
 RECORDS = [
