@@ -8,7 +8,7 @@ export TRANSFORMERS_OFFLINE := 1
 export ANONYMIZED_TELEMETRY := False
 DEMO_HOME ?= .evalkit
 
-.PHONY: install browser promtool demo test lint typecheck unit install-check benchmarks clean
+.PHONY: install browser promtool demo test test-fast lint typecheck unit install-check benchmarks clean
 
 # torch goes in first and pinned: the CPU wheel is local, and an unpinned torch pulled in by
 # sentence-transformers would fetch several GB of CUDA packages.
@@ -53,6 +53,10 @@ typecheck: $(STAMP)
 
 unit: $(STAMP) browser promtool
 	$(BIN)/python -m pytest
+
+# The edit loop: every test but those marked slow (real embeddings, servers, clusters).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow"
 
 # The built wheel in fresh venvs: the core alone, then [all] running the demo and dashboard.
 install-check: $(STAMP)
