@@ -476,33 +476,35 @@ def _timed(
 
 def page_views(store: Store) -> dict[str, Callable[[Store], Any]]:
     """What each page loads on first view, as the app calls it."""
-    runs = loaders.runs(store)
+    runs = loaders.shared.runs(store)
     newest = runs.iloc[0]
     goldset = str(newest["goldset_name"])
     same = runs[(runs["retriever"] == newest["retriever"]) & (runs["goldset_name"] == goldset)]
-    windows = loaders.drift(store).windows
-    audits = loaders.index_health(store).audits
-    scoring = str(loaders.answers(store).series["scoring_id"].iloc[-1])
-    alert = str(loaders.alerts(store).alerts["alert_id"].iloc[0])
+    windows = loaders.drift.drift(store).windows
+    audits = loaders.index_health.index_health(store).audits
+    scoring = str(loaders.answers.answers(store).series["scoring_id"].iloc[-1])
+    alert = str(loaders.alerts.alerts(store).alerts["alert_id"].iloc[0])
 
     def with_facts(*steps: Callable[[Store], Any]) -> Callable[[Store], Any]:
         def view(s: Store) -> None:
-            loaders.store_facts(s)
+            loaders.shared.store_facts(s)
             for step in steps:
                 step(s)
 
         return view
 
     return {
-        "Overview": with_facts(loaders.measures, lambda s: loaders.overview(s, measure="ndcg@10")),
+        "Overview": with_facts(
+            loaders.shared.measures, lambda s: loaders.overview.overview(s, measure="ndcg@10")
+        ),
         "Quality over time": with_facts(
-            lambda s: loaders.measures(s, goldset=goldset),
-            lambda s: loaders.runs(s, goldset=goldset),
-            lambda s: loaders.quality(s, goldset=goldset, measure="ndcg@10"),
+            lambda s: loaders.shared.measures(s, goldset=goldset),
+            lambda s: loaders.shared.runs(s, goldset=goldset),
+            lambda s: loaders.quality.quality(s, goldset=goldset, measure="ndcg@10"),
         ),
         "Compare runs": with_facts(
-            loaders.runs,
-            lambda s: loaders.compare(
+            loaders.shared.runs,
+            lambda s: loaders.compare.compare(
                 s,
                 baseline=str(same.iloc[1]["run_id"]),
                 candidate=str(same.iloc[0]["run_id"]),
@@ -510,35 +512,37 @@ def page_views(store: Store) -> dict[str, Callable[[Store], Any]]:
             ),
         ),
         "Query drill-down": with_facts(
-            lambda s: loaders.runs(s, goldset=goldset),
-            lambda s: loaders.query_list(s, goldset_version=str(newest["goldset_version"])),
-            lambda s: loaders.query_detail(
+            lambda s: loaders.shared.runs(s, goldset=goldset),
+            lambda s: loaders.query.query_list(s, goldset_version=str(newest["goldset_version"])),
+            lambda s: loaders.query.query_detail(
                 s, goldset=goldset, query_id="q000", run_id=str(newest["run_id"])
             ),
         ),
-        "Goldsets": with_facts(lambda s: loaders.goldsets(s, depth=10)),
+        "Goldsets": with_facts(lambda s: loaders.goldsets.goldsets(s, depth=10)),
         "Drift": with_facts(
-            loaders.drift,
-            lambda s: loaders.projection(
+            loaders.drift.drift,
+            lambda s: loaders.drift.projection(
                 s,
                 reference_run=str(windows.iloc[-2]["run_id"]),
                 current_run=str(windows.iloc[-1]["run_id"]),
             ),
         ),
-        "Traffic": with_facts(loaders.traffic),
+        "Traffic": with_facts(loaders.traffic.traffic),
         "Answers": with_facts(
-            loaders.answers,
-            lambda s: loaders.answer_items(s, scoring_id=scoring, metric="faithfulness"),
+            loaders.answers.answers,
+            lambda s: loaders.answers.answer_items(s, scoring_id=scoring, metric="faithfulness"),
         ),
         "Index health": with_facts(
-            loaders.index_health,
-            lambda s: loaders.index_health(
+            loaders.index_health.index_health,
+            lambda s: loaders.index_health.index_health(
                 s,
                 collection=str(audits.iloc[0]["collection"]),
                 audit_id=str(audits.iloc[0]["audit_id"]),
             ),
         ),
-        "Alerts": with_facts(loaders.alerts, lambda s: loaders.alert_deliveries(s, alert_id=alert)),
+        "Alerts": with_facts(
+            loaders.alerts.alerts, lambda s: loaders.alerts.alert_deliveries(s, alert_id=alert)
+        ),
     }
 
 
@@ -605,7 +609,7 @@ class BrowserPage:
 
 def browser_pages(store: Store) -> dict[str, BrowserPage]:
     """Every page of the app on the benchmark store, opened as a user (or a link) would."""
-    runs = loaders.runs(store)
+    runs = loaders.shared.runs(store)
     newest = runs.iloc[0]
     goldset = str(newest["goldset_name"])
     series = runs[(runs["retriever"] == newest["retriever"]) & (runs["goldset_name"] == goldset)]
@@ -951,7 +955,9 @@ def main() -> None:
     )
     if "Quality over time" in views:
         goldset = "gold0"
-        ours, _ = _timed(path, lambda s: loaders.quality(s, goldset=goldset, measure="ndcg@10"), 3)
+        ours, _ = _timed(
+            path, lambda s: loaders.quality.quality(s, goldset=goldset, measure="ndcg@10"), 3
+        )
         peer, _ = _timed(path, lambda s: pandas_peer(s, goldset), 3)
         ratio = statistics.median(peer) / statistics.median(ours)
         print(

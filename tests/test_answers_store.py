@@ -163,7 +163,7 @@ def test_offline_v2_and_v3_scorings_are_never_one_series(tmp_path: Path) -> None
     offline-v3 on the same answers, so one line through both would show a jump that is
     only the version changing. A threshold is no version (it changes no value)."""
     from evalkit.dashboard.charts import answers_chart
-    from evalkit.store.dashboard import answer_series_frame
+    from evalkit.store.dashboard.answers import answer_series_frame
 
     def offline(value: float, version: str) -> MetricScore:
         return MetricScore("q1", "faithfulness", "offline-embedding", value, "m", version)

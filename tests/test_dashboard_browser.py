@@ -339,8 +339,8 @@ def test_every_page_of_a_store_with_twenty_series_renders_in_chromium(
 
     url, path = served_scale
     with Store.open(path, read_only=True) as store:
-        runs = loaders.runs(store, goldset="gold0")
-        ranked = loaders.overview(store, measure="ndcg@10").series
+        runs = loaders.shared.runs(store, goldset="gold0")
+        ranked = loaders.overview.overview(store, measure="ndcg@10").series
     run = str(runs.iloc[0]["run_id"])
     same = runs[runs["retriever"] == runs.iloc[0]["retriever"]]
     worst = ranked.iloc[0]
@@ -391,7 +391,7 @@ def test_a_run_point_on_quality_opens_compare_against_its_baseline_in_chromium(
 
     url, path = served_scale
     with Store.open(path, read_only=True) as store:
-        runs = loaders.runs(store, goldset="gold0")
+        runs = loaders.shared.runs(store, goldset="gold0")
     driver = browser
     _finished(driver, "Quality over time", charts=1, url=f"{url}/quality?goldset=gold0")
     points = driver.find_elements(  # type: ignore[attr-defined]

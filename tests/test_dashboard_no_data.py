@@ -26,7 +26,7 @@ from test_dashboard_seed import (
 )
 
 from evalkit.clock import utc_now
-from evalkit.dashboard import loaders
+from evalkit.dashboard.loaders.overview import overview, series_status
 from evalkit.metrics.defaults import default_measures_for
 from evalkit.store import Store
 from evalkit.store.goldsets import save_goldset
@@ -69,10 +69,10 @@ def store_path(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str
 
 def _statuses(path: Path, measure: str) -> dict[str, tuple[str, list[str], dict[str, object]]]:
     with Store.open(path, read_only=True) as store:
-        data = loaders.overview(store, measure=measure)
+        data = overview(store, measure=measure)
     shown = {}
     for row in data.series.to_dict("records"):
-        status, why = loaders.series_status(
+        status, why = series_status(
             row, measure=measure, now=utc_now(), stale_after=timedelta(days=7)
         )
         shown[str(row["retriever"]).split(":")[0]] = (status, why, row)

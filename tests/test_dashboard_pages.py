@@ -560,7 +560,7 @@ def test_overview_ranks_twenty_series_and_filters_them(scale: Path, use_store) -
     deltas = ranked["delta"].tolist()
     assert deltas == sorted(deltas)
     with Store.open(scale, read_only=True) as store:
-        expected = loaders.overview(store, measure="ndcg@10").series
+        expected = loaders.overview.overview(store, measure="ndcg@10").series
     worst = expected.sort_values("delta").iloc[0]
     assert ranked.iloc[0]["series"] == f"{worst['goldset_name']} x {worst['retriever']}"
     assert all(len(history) == 10 for history in ranked["history"])
@@ -613,7 +613,7 @@ def test_query_drill_down_charts_its_history_instead_of_a_column_per_run(
 
     use_store(scale)
     with Store.open(scale, read_only=True) as store:
-        run = loaders.runs(store, goldset="gold0").iloc[0]["run_id"]
+        run = loaders.shared.runs(store, goldset="gold0").iloc[0]["run_id"]
     app = open_page("query", goldset="gold0", run=run, query="q000")
     charts = [json.loads(c.proto.spec) for c in app.get("plotly_chart")]
     assert len(charts) == 2

@@ -22,10 +22,25 @@ from test_dashboard_seed import (
 )
 
 from evalkit.dashboard import access, loaders
+from evalkit.dashboard.loaders.alerts import alert_deliveries
+from evalkit.dashboard.loaders.answers import answer_items
+from evalkit.dashboard.loaders.compare import compare
+from evalkit.dashboard.loaders.index_health import index_health
+from evalkit.dashboard.loaders.overview import paired_tests, series_status
+from evalkit.dashboard.loaders.quality import _t_interval
+from evalkit.dashboard.loaders.query import explain_measure
 from evalkit.errors import StoreError
 from evalkit.store import Store
-from evalkit.store import dashboard as sql
 from evalkit.store.access import StoreBusyError
+from evalkit.store.dashboard.overview import (
+    drifting_series_frame,
+    paired_differences_frame,
+    per_query_values,
+    series_frame,
+)
+from evalkit.store.dashboard.quality import series_points_frame
+from evalkit.store.dashboard.query import relevant_ranks_frame, search_queries
+from evalkit.store.dashboard.shared import runs_frame
 
 
 @pytest.fixture
@@ -44,7 +59,7 @@ def store(seeded: SeededStore):  # type: ignore[no-untyped-def]
 def test_series_group_runs_by_goldset_and_retriever_with_baseline_and_newest(
     store: Store, seeded: SeededStore
 ) -> None:
-    series = sql.series_frame(store).set_index("retriever")
+    series = series_frame(store).set_index("retriever")
     assert set(series.index) == {SERIES_A, SERIES_B, SERIES_C}
     assert series.loc[SERIES_A, "n_runs"] == 3
     assert series.loc[SERIES_A, "baseline_run"] == seeded.runs["A1"]
@@ -57,8 +72,8 @@ def test_series_group_runs_by_goldset_and_retriever_with_baseline_and_newest(
 
 def test_paired_differences_equal_a_pandas_join(store: Store, seeded: SeededStore) -> None:
     pairs = [(seeded.runs["A1"], seeded.runs["A3"]), (seeded.runs["C1"], seeded.runs["C2"])]
-    frame = sql.paired_differences_frame(store, pairs=pairs, measure="mrr@10")
-    values = sql.per_query_values(store, [r for pair in pairs for r in pair], "mrr@10")
+    frame = paired_differences_frame(store, pairs=pairs, measure="mrr@10")
+    values = per_query_values(store, [r for pair in pairs for r in pair], "mrr@10")
     for baseline, candidate in pairs:
         before = values[values["run_id"] == baseline].set_index("query_id")["value"]
         after = values[values["run_id"] == candidate].set_index("query_id")["value"]
@@ -87,7 +102,7 @@ def test_paired_tests_match_scipy_paired_t_test() -> None:
                 "sd_diff": differences.std(ddof=1),
             }
         )
-    tested = loaders.paired_tests(pd.DataFrame(rows))
+    tested = paired_tests(pd.DataFrame(rows))
     for index, differences in samples.items():
         oracle = stats.ttest_1samp(differences, 0.0)
         interval = oracle.confidence_interval(0.95)
@@ -107,7 +122,7 @@ def test_paired_tests_without_spread_follow_compare_runs() -> None:
             "sd_diff": [0.0, 0.0, 0.0],
         }
     )
-    tested = loaders.paired_tests(frame)
+    tested = paired_tests(frame)
     assert tested["decision"].tolist() == ["pass", "regression", "inconclusive"]
     assert (tested.iloc[1]["ci_low"], tested.iloc[1]["ci_high"]) == (-0.3, -0.3)
     assert pd.isna(tested.iloc[2]["ci_low"])
@@ -116,7 +131,7 @@ def test_paired_tests_without_spread_follow_compare_runs() -> None:
 def test_series_points_mark_what_changed_since_the_previous_run(
     store: Store, seeded: SeededStore
 ) -> None:
-    points = sql.series_points_frame(store, goldset=GOLDSET, measure="ndcg@10")
+    points = series_points_frame(store, goldset=GOLDSET, measure="ndcg@10")
     a = points[points["retriever"] == SERIES_A].set_index("run_id")
     assert a["index_changed"].tolist() == [False, True, False]
     assert a["model_changed"].tolist() == [False, False, True]
@@ -128,7 +143,7 @@ def test_series_points_mark_what_changed_since_the_previous_run(
 def test_t_interval_matches_scipy() -> None:
     rng = np.random.default_rng(5)
     samples = [rng.normal(0.5, 0.1, n) for n in (2, 5, 30)]
-    low, high = loaders._t_interval(
+    low, high = _t_interval(
         pd.Series([s.mean() for s in samples]),
         pd.Series([s.std(ddof=1) for s in samples]),
         pd.Series([len(s) for s in samples]),
@@ -142,7 +157,7 @@ def test_t_interval_matches_scipy() -> None:
 
 def test_drifting_series_match_subjects_of_the_series(store: Store) -> None:
     series = [(GOLDSET, SERIES_A), (GOLDSET, SERIES_B), (GOLDSET, SERIES_C)]
-    drifting = sql.drifting_series_frame(store, series=series, measure="ndcg@10")
+    drifting = drifting_series_frame(store, series=series, measure="ndcg@10")
     found = dict(zip(drifting["retriever"], drifting["drift"], strict=True))
     # "queries" on subject "mini" (collection of series A) drifts; series B's precision check
     # drifts; series C's newest model check is fine.
@@ -154,11 +169,11 @@ def test_drifting_series_match_subjects_of_the_series(store: Store) -> None:
 def test_user_text_is_a_parameter_never_sql(store: Store, seeded: SeededStore) -> None:
     old, _ = seeded.goldset_versions
     for text in ("'; DROP TABLE runs; --", "%", "_", "q01' OR '1'='1"):
-        assert sql.search_queries(store, goldset_version=old, text=text).empty
-    found = sql.search_queries(store, goldset_version=old, text="TOPIC 03")
+        assert search_queries(store, goldset_version=old, text=text).empty
+    found = search_queries(store, goldset_version=old, text="TOPIC 03")
     assert found["query_id"].tolist() == ["q03"]
     assert found["n_relevant"].tolist() == [2]
-    assert sql.runs_frame(store, goldset="mini' OR '1'='1").empty
+    assert runs_frame(store, goldset="mini' OR '1'='1").empty
 
 
 def test_series_status_orders_regression_drift_stale_pass() -> None:
@@ -174,22 +189,22 @@ def test_series_status_orders_regression_drift_stale_pass() -> None:
         "p_adjusted": 0.5,
     }
     week = timedelta(days=7)
-    assert loaders.series_status(base, measure="m", now=now, stale_after=week)[0] == "pass"
+    assert series_status(base, measure="m", now=now, stale_after=week)[0] == "pass"
     later = now + timedelta(days=30)
-    status, why = loaders.series_status(base, measure="m", now=later, stale_after=week)
+    status, why = series_status(base, measure="m", now=later, stale_after=week)
     assert status == "stale"
     assert why[0].startswith("stale: latest finished run started 2026-11-20")
     drifted = {**base, "drift": "queries drift (ks)"}
-    assert loaders.series_status(drifted, measure="m", now=later, stale_after=week)[0] == "drift"
+    assert series_status(drifted, measure="m", now=later, stale_after=week)[0] == "drift"
     regressed = {**drifted, "decision": "regression", "p_adjusted": 0.001}
-    status, why = loaders.series_status(regressed, measure="m", now=later, stale_after=week)
+    status, why = series_status(regressed, measure="m", now=later, stale_after=week)
     assert status == "regression"
     assert len(why) == 3
     failed = {**base, "newest_run": "r3", "newest_status": "failed", "newest_error": "boom"}
-    status, why = loaders.series_status(failed, measure="m", now=now, stale_after=week)
+    status, why = series_status(failed, measure="m", now=now, stale_after=week)
     assert (status, why) == ("stale", ["stale: newest run r3 is failed: boom"])
     empty = {"latest_run": None}
-    assert loaders.series_status(empty, measure="m", now=now, stale_after=week)[0] == "no data"
+    assert series_status(empty, measure="m", now=now, stale_after=week)[0] == "no data"
 
 
 @pytest.mark.parametrize(
@@ -208,7 +223,7 @@ def test_series_status_orders_regression_drift_stale_pass() -> None:
     ],
 )
 def test_explanations_name_the_ranks_behind_each_measure(measure: str, expected: str) -> None:
-    text = loaders.explain_measure(
+    text = explain_measure(
         measure, relevant_ranks=[2, 7], grades_by_rank={2: 1, 7: 2}, n_relevant=3, depth=100
     )
     assert text == expected
@@ -267,7 +282,7 @@ def test_open_read_only_does_not_retry_other_errors(tmp_path: Path) -> None:
 
 
 def test_every_loader_runs_on_the_seeded_store(store: Store, seeded: SeededStore) -> None:
-    compared = loaders.compare(
+    compared = compare(
         store, baseline=seeded.runs["C1"], candidate=seeded.runs["C2"], measures=["recall@10"]
     )
     # C2 failed on q14: it counts as 0 in the comparison, never as "only in the baseline".
@@ -276,17 +291,17 @@ def test_every_loader_runs_on_the_seeded_store(store: Store, seeded: SeededStore
     assert compared.failed_in_candidate == ("q14",)
     q14 = compared.per_query.set_index("query_id").loc["q14"]
     assert q14["recall@10 candidate"] == 0.0
-    overview = loaders.overview(store, measure="recall@10")
+    overview = loaders.overview.overview(store, measure="recall@10")
     assert set(overview.series["decision"].dropna()) == {"regression", "pass"}
-    traffic = loaders.traffic(store)
+    traffic = loaders.traffic.traffic(store)
     assert traffic.records == 40
     assert list(traffic.windows["window_label"]) == ["2026-11-19", "2026-11-20"]
-    items = loaders.answer_items(store, scoring_id=seeded.scoring, metric="faithfulness")
+    items = answer_items(store, scoring_id=seeded.scoring, metric="faithfulness")
     assert items.items["item_id"].tolist() == ["q01", "q02", "q03"]
-    health = loaders.index_health(store)
+    health = index_health(store)
     assert health.collection == "mini"
     assert len(health.audits) == 2
-    assert loaders.alert_deliveries(store, alert_id=seeded.alert)["attempt"].tolist() == [1, 1]
+    assert alert_deliveries(store, alert_id=seeded.alert)["attempt"].tolist() == [1, 1]
 
 
 def test_a_document_returned_twice_is_ranked_where_it_was_first_found(
@@ -306,7 +321,7 @@ def test_a_document_returned_twice_is_ranked_where_it_was_first_found(
         store.execute(
             "INSERT INTO run_results VALUES (?, ?, ?, ?, 0.0)", [run_id, query_id, rank + 5, doc_id]
         )
-        ranks = sql.relevant_ranks_frame(store, goldset=GOLDSET, query_id=query_id)
+        ranks = relevant_ranks_frame(store, goldset=GOLDSET, query_id=query_id)
     mine = ranks[(ranks["run_id"] == run_id) & (ranks["doc_id"] == doc_id)]
     assert mine["rank"].tolist() == [rank]
     assert not ranks.duplicated(["run_id", "doc_id"]).any()

@@ -27,8 +27,9 @@ from evalkit.cli import invoke
 from evalkit.config import load_settings, parse_settings
 from evalkit.drift.watch import watch_precision
 from evalkit.store import Store
-from evalkit.store import dashboard as sql
 from evalkit.store.alerts import load_alert_states
+from evalkit.store.dashboard.overview import series_frame
+from evalkit.store.dashboard.quality import series_points_frame
 from evalkit.store.drift import list_drift_checks
 from evalkit.store.runs import RunRecord, get_run, list_runs
 
@@ -168,8 +169,8 @@ def test_runs_list_and_dashboard_series_keep_factories_and_options_apart(
         assert name.split(" ")[0] in table
 
     with Store.open(project.store_path, read_only=True) as store:
-        series = sql.series_frame(store).set_index("retriever")
-        points = sql.series_points_frame(store, goldset="demo", measure="ndcg@10")
+        series = series_frame(store).set_index("retriever")
+        points = series_points_frame(store, goldset="demo", measure="ndcg@10")
     assert set(series.index) == set(expected.values())
     assert (series["n_runs"] == 1).all()
     assert series.loc[expected[worse], "latest_run"] == worse

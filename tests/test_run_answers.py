@@ -24,7 +24,7 @@ from evalkit.pipeline import run_answer_records
 from evalkit.records import Query, QueryResult, ScoredDoc
 from evalkit.store import Store
 from evalkit.store.answers import answer_scores_frame, list_scorings
-from evalkit.store.dashboard import answer_items_frame
+from evalkit.store.dashboard.answers import answer_items_frame
 
 pytestmark = pytest.mark.slow
 

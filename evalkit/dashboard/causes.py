@@ -14,7 +14,7 @@ import streamlit as st
 
 from evalkit.causes import Cause, Explanation
 from evalkit.dashboard import ui
-from evalkit.dashboard.loaders import CompareData
+from evalkit.dashboard.loaders.compare import CompareData
 from evalkit.errors import ConfigError, InputError, NotFoundError
 
 __all__ = ["PAGE_FILES", "alert_panel", "drift_panel", "panel", "render_explanation"]

@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from evalkit.dashboard import access, charts
-from evalkit.dashboard.loaders import AREA_HINTS, StoreFacts
+from evalkit.dashboard.loaders.shared import AREA_HINTS, StoreFacts
 from evalkit.errors import EvalkitError, NotFoundError
 
 __all__ = [

@@ -5,7 +5,8 @@ from __future__ import annotations
 import streamlit as st
 
 from evalkit.dashboard import causes, ui
-from evalkit.dashboard.loaders import AREA_HINTS, AlertsData
+from evalkit.dashboard.loaders.alerts import AlertsData
+from evalkit.dashboard.loaders.shared import AREA_HINTS
 
 STATUSES = ("all", "firing", "resolved")
 

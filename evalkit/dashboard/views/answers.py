@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from evalkit.dashboard import ui
-from evalkit.dashboard.loaders import AnswerItems, AnswersData
+from evalkit.dashboard.loaders.answers import AnswerItems, AnswersData
 
 PREFERRED = ("faithfulness", "context_precision", "context_recall")
 

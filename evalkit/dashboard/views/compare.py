@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from evalkit.dashboard import causes, ui
-from evalkit.dashboard.loaders import CompareData
+from evalkit.dashboard.loaders.compare import CompareData
 
 DECISION_COLOURS = {"pass": "green", "regression": "red", "inconclusive": "orange"}
 

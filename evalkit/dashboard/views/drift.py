@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from evalkit.dashboard import causes, ui
-from evalkit.dashboard.loaders import DriftData, ProjectionData
+from evalkit.dashboard.loaders.drift import DriftData, ProjectionData
 from evalkit.errors import InputError
 
 # Series drawn at once by default; more are picked by hand.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from evalkit.dashboard import ui
-from evalkit.dashboard.loaders import GoldsetsData
+from evalkit.dashboard.loaders.goldsets import GoldsetsData
 
 
 def render(page: ui.PageContext) -> None:

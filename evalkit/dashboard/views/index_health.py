@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from evalkit.dashboard import ui
-from evalkit.dashboard.loaders import IndexHealthData
+from evalkit.dashboard.loaders.index_health import IndexHealthData
 
 SEVERITIES = ("critical", "warning", "info")
 

@@ -9,13 +9,13 @@ import streamlit as st
 
 from evalkit.clock import utc_now
 from evalkit.dashboard import ui
-from evalkit.dashboard.loaders import (
-    AREA_HINTS,
+from evalkit.dashboard.loaders.overview import (
     HISTORY_POINTS,
     STATUS_ORDER,
     OverviewData,
     series_status,
 )
+from evalkit.dashboard.loaders.shared import AREA_HINTS
 
 STATUS_BADGES = {
     "regression": ("red", ":material/trending_down:"),

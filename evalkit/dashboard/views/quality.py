@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from evalkit.dashboard import charts, ui
-from evalkit.dashboard.loaders import QualityData
+from evalkit.dashboard.loaders.quality import QualityData
 
 DEFAULT_BASELINE = "oldest complete run"
 # Series drawn at once by default; more are picked by hand.

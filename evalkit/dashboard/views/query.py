@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from evalkit.dashboard import ui
-from evalkit.dashboard.loaders import WIDE_RUNS, QueryData
+from evalkit.dashboard.loaders.query import WIDE_RUNS, QueryData
 
 
 def render(page: ui.PageContext) -> None:

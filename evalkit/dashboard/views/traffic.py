@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from evalkit.dashboard import ui
-from evalkit.dashboard.loaders import TrafficData
+from evalkit.dashboard.loaders.traffic import TrafficData
 
 DEFAULT_WINDOWS = 30
 ALL_WINDOWS = 10_000

@@ -1,0 +1,135 @@
+"""The Compare runs page's data: two stored runs compared as ``evalkit compare`` does."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from evalkit.dashboard.loaders.shared import RESAMPLES, SEED
+from evalkit.stats import compare_stored_runs, document_depth
+from evalkit.store import Store
+from evalkit.store.dashboard.query import query_texts_frame
+
+__all__ = ["CompareData", "compare"]
+
+
+@dataclass(frozen=True, slots=True)
+class CompareData:
+    """Two runs compared as ``evalkit compare`` does.
+
+    ``metrics``: one row per measure (measure, baseline_mean, candidate_mean, delta,
+    ci_low, ci_high, p_permutation, p_wilcoxon, p_adjusted, n, decision). ``per_query``:
+    every shared query with, per measure, ``<m> baseline``, ``<m> candidate``, ``<m> delta``,
+    and the relevant documents ``lost`` and ``gained`` in the top ``depth``; sorted by the
+    loss on ``sort_measure``, largest first. ``failed_in_baseline`` / ``failed_in_candidate``:
+    queries whose retrieval failed in that run, compared as 0 (never left out).
+    """
+
+    baseline: str
+    candidate: str
+    measures: tuple[str, ...]
+    sort_measure: str
+    depth: int
+    decision: str
+    metrics: pd.DataFrame
+    per_query: pd.DataFrame
+    only_in_baseline: tuple[str, ...]
+    only_in_candidate: tuple[str, ...]
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    failed_in_baseline: tuple[str, ...] = ()
+    failed_in_candidate: tuple[str, ...] = ()
+
+
+def compare(
+    store: Store,
+    *,
+    baseline: str,
+    candidate: str,
+    measures: Sequence[str],
+    sort_measure: str | None = None,
+    alpha: float = 0.05,
+    min_effect: float = 0.0,
+) -> CompareData:
+    """Compare two stored runs on ``measures``: deltas, bootstrap CIs, p-values and the
+    per-query table with the relevant documents each query lost or gained."""
+
+    chosen = list(dict.fromkeys(measures)) or ["ndcg@10"]
+    sort_by = sort_measure if sort_measure in chosen else chosen[0]
+    # The page shows a partial run rather than refusing it: its failed queries count as 0
+    # (the worst outcome), as `evalkit compare --failed-as-zero` does, never left out.
+    report = compare_stored_runs(
+        store,
+        baseline,
+        candidate,
+        chosen,
+        worst=0,
+        failed_as_zero=True,
+        alpha=alpha,
+        min_effect=min_effect,
+        resamples=RESAMPLES,
+        seed=SEED,
+    )
+    comparison = report.comparison
+    metrics = pd.DataFrame([{"measure": m.measure, **m.to_dict()} for m in comparison.metrics])[
+        [
+            "measure",
+            "baseline_mean",
+            "candidate_mean",
+            "delta",
+            "ci_low",
+            "ci_high",
+            "p_permutation",
+            "p_wilcoxon",
+            "p_adjusted",
+            "n",
+            "decision",
+        ]
+    ]
+    first = comparison.metrics[0]
+    table = pd.DataFrame(index=pd.Index(first.query_ids, name="query_id"))
+    for metric in comparison.metrics:
+        table[f"{metric.measure} baseline"] = metric.baseline_values
+        table[f"{metric.measure} candidate"] = metric.candidate_values
+        table[f"{metric.measure} delta"] = metric.candidate_values - metric.baseline_values
+    depth = document_depth(sort_by)
+    changes = report.document_changes(sort_by)
+    table["lost"] = [", ".join(changes[q]["lost"]) for q in first.query_ids]
+    table["gained"] = [", ".join(changes[q]["gained"]) for q in first.query_ids]
+    table["n_lost"] = [len(changes[q]["lost"]) for q in first.query_ids]
+    table["n_gained"] = [len(changes[q]["gained"]) for q in first.query_ids]
+    texts = _query_texts(store, str(report.baseline_run.run_id))
+    table.insert(0, "text", [texts.get(q, "") for q in first.query_ids])
+    table = (
+        table.reset_index()
+        .sort_values([f"{sort_by} delta", "query_id"], ascending=[True, True], kind="stable")
+        .reset_index(drop=True)
+    )
+    return CompareData(
+        baseline=str(report.baseline_run.run_id),
+        candidate=str(report.candidate_run.run_id),
+        measures=tuple(chosen),
+        sort_measure=sort_by,
+        depth=depth,
+        decision=comparison.decision.value,
+        metrics=metrics,
+        per_query=table,
+        only_in_baseline=comparison.only_in_baseline,
+        only_in_candidate=comparison.only_in_candidate,
+        failed_in_baseline=comparison.failed_in_baseline,
+        failed_in_candidate=comparison.failed_in_candidate,
+        settings={
+            "alpha": alpha,
+            "min_effect": min_effect,
+            "resamples": RESAMPLES,
+            "seed": SEED,
+            "confidence": comparison.confidence,
+        },
+    )
+
+
+def _query_texts(store: Store, run_id: str) -> dict[str, str]:
+    frame = query_texts_frame(store, run_id=run_id)
+    return dict(zip(frame["query_id"].astype(str), frame["text"].astype(str), strict=True))

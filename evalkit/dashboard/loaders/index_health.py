@@ -1,0 +1,48 @@
+"""The Index health page's data: audits, one collection's findings and measurements."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from evalkit.store import Store
+from evalkit.store.dashboard.index_health import (
+    audit_findings_frame,
+    audit_measurements_frame,
+    audits_frame,
+)
+
+__all__ = ["IndexHealthData", "index_health"]
+
+
+@dataclass(frozen=True, slots=True)
+class IndexHealthData:
+    """Audits, and for one collection its chosen (default newest) audit's findings and the
+    history of every measurement."""
+
+    audits: pd.DataFrame
+    collection: str | None
+    findings: pd.DataFrame
+    measurements: pd.DataFrame
+
+
+def index_health(
+    store: Store, *, collection: str | None = None, audit_id: str | None = None
+) -> IndexHealthData:
+    """Audits of the store; findings and measurement history of one collection."""
+    audits = audits_frame(store)
+    if audit_id is not None:
+        chosen = audits[audits["audit_id"] == audit_id]
+        if not chosen.empty:
+            collection = str(chosen.iloc[0]["collection"])
+    if collection is None and not audits.empty:
+        collection = str(audits.iloc[0]["collection"])
+    if collection is None:
+        return IndexHealthData(audits, None, pd.DataFrame(), pd.DataFrame())
+    return IndexHealthData(
+        audits=audits,
+        collection=collection,
+        findings=audit_findings_frame(store, collection=collection, audit_id=audit_id),
+        measurements=audit_measurements_frame(store, collection=collection),
+    )

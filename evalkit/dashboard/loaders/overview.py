@@ -1,0 +1,261 @@
+"""The Overview page's data: per goldset x retriever, the latest figures against the
+baseline, the paired test on one measure, drifting checks, and the series' status."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from evalkit.dashboard.loaders.shared import has_area
+from evalkit.stats import decide
+from evalkit.store import Store
+from evalkit.store.dashboard.alerts import latest_job_runs_frame, open_alerts_frame
+from evalkit.store.dashboard.overview import (
+    aggregates_frame,
+    drifting_series_frame,
+    measured_series_frame,
+    paired_differences_frame,
+    series_frame,
+    series_history_frame,
+)
+from evalkit.store.dashboard.shared import existing_tables
+
+__all__ = [
+    "HISTORY_POINTS",
+    "OVERVIEW_ALPHA",
+    "OVERVIEW_MIN_EFFECT",
+    "STATUS_ORDER",
+    "OverviewData",
+    "overview",
+    "paired_tests",
+    "series_status",
+]
+
+
+OVERVIEW_ALPHA = 0.05
+OVERVIEW_MIN_EFFECT = 0.01
+"""The Overview's status applies the gate's decision rule with ``evalkit drift precision``'s
+alpha 0.05 and min effect 0.01 to a paired t-interval aggregated in DuckDB, so that a store
+with any number of series loads at once; Compare runs gives the resampled figures."""
+
+
+HISTORY_POINTS = 30
+"""Runs per series in the Overview's sparklines."""
+
+
+STATUS_ORDER = ("regression", "drift", "stale", "pass", "no data")
+"""Series statuses, worst first: a series shows the worst that applies."""
+
+
+@dataclass(frozen=True, slots=True)
+class OverviewData:
+    """Per goldset x retriever: the latest figures, the baseline's, and what flags them.
+
+    ``series`` has the columns of ``series_frame``, its baseline replaced by the one on
+    ``measure`` and the runs that stored it (``measured_series_frame``: ``latest_k``,
+    ``measured_run``, ``measured_k``, ``baseline_run``), plus ``value``,
+    ``baseline_value``, ``delta``, ``decision``, ``ci_low``, ``ci_high``, ``p_adjusted``,
+    ``n_compared`` (the paired test of ``measured_run``, the newest run that stored
+    ``measure``, against the baseline), ``drift`` (the drifting checks of the series, or
+    '') and ``history`` (``measure`` of its newest ``HISTORY_POINTS`` runs, oldest first),
+    ranked by ``delta``: the largest drop first, series without a change last. Where the
+    latest run stored no value of ``measure``, ``measured_run`` is an earlier run (or None)
+    and ``series_status`` says "no data". ``figures`` is long: goldset_name, retriever,
+    measure, latest, baseline (the series' oldest complete run), delta.
+    """
+
+    measure: str
+    series: pd.DataFrame
+    figures: pd.DataFrame
+    open_alerts: pd.DataFrame | None
+    jobs: pd.DataFrame | None
+
+
+def paired_tests(differences: pd.DataFrame) -> pd.DataFrame:
+    """The gate's decision for each pair of runs, from a paired t-interval of the mean
+    per-query difference (``paired_differences_frame`` columns in; adds ci_low, ci_high,
+    p_adjusted and decision). One measure per pair, so Holm leaves the p-value as it is.
+    A pair without spread gets the interval [delta, delta]; a single changed query an
+    unbounded one, as ``evalkit.stats.compare_runs`` gives them."""
+    from scipy import stats
+
+    n = differences["n"].to_numpy(dtype=np.float64)
+    mean = differences["mean_diff"].to_numpy(dtype=np.float64)
+    sd = differences["sd_diff"].to_numpy(dtype=np.float64)
+    degrees = np.maximum(n - 1.0, 1.0)
+    standard_error = np.divide(sd, np.sqrt(n), out=np.zeros_like(sd), where=n > 0)
+    half = stats.t.ppf(0.975, degrees) * standard_error
+    low, high = mean - half, mean + half
+    single = (n == 1) & (mean != 0.0)
+    low, high = np.where(single, -np.inf, low), np.where(single, np.inf, high)
+    t_statistic = np.divide(
+        np.abs(mean), standard_error, out=np.full_like(mean, np.inf), where=standard_error > 0
+    )
+    p_values = np.where(
+        standard_error > 0,
+        2.0 * stats.t.sf(t_statistic, degrees),
+        np.where(mean == 0.0, 1.0, 0.0),
+    )
+    decisions = [
+        decide(
+            ci_low=float(lo),
+            ci_high=float(hi),
+            p_adjusted=float(p),
+            alpha=OVERVIEW_ALPHA,
+            min_effect=OVERVIEW_MIN_EFFECT,
+        ).value
+        for lo, hi, p in zip(low, high, p_values, strict=True)
+    ]
+    return differences.assign(
+        ci_low=np.where(np.isfinite(low), low, np.nan),
+        ci_high=np.where(np.isfinite(high), high, np.nan),
+        p_adjusted=p_values,
+        decision=decisions,
+    )
+
+
+def overview(store: Store, *, measure: str) -> OverviewData:
+    """Latest figures per series with change since the baseline, the paired test on
+    ``measure``, drifting checks, open alerts and the newest job runs."""
+    tables = existing_tables(store)
+    series = series_frame(store)
+    finished = series.dropna(subset=["latest_run"])
+    run_ids = sorted(set(finished["latest_run"]) | set(finished["baseline_run"].dropna()))
+    aggregates = aggregates_frame(store, run_ids)[["run_id", "measure", "value"]]
+    keys = finished[["goldset_name", "retriever", "latest_run", "baseline_run"]]
+    latest = keys.merge(
+        aggregates.rename(columns={"run_id": "latest_run", "value": "latest"}), on="latest_run"
+    )
+    figures = latest.merge(
+        aggregates.rename(columns={"run_id": "baseline_run", "value": "baseline"}),
+        on=["baseline_run", "measure"],
+        how="left",
+    )
+    figures = figures.assign(delta=figures["latest"] - figures["baseline"])[
+        ["goldset_name", "retriever", "measure", "latest", "baseline", "delta"]
+    ]
+    # The figures on ``measure`` are of the newest run that stored it, against the oldest
+    # complete run that did (as Quality over time picks it): a run at another k stores other
+    # measures, and must neither read as a pass nor hide the drop before it.
+    series = series.drop(columns=["baseline_run", "baseline_started"]).merge(
+        measured_series_frame(store, measure=measure),
+        on=["goldset_name", "retriever"],
+        how="left",
+    )
+    compared = series.dropna(subset=["measured_run", "baseline_run"])
+    compared = compared[compared["measured_run"] != compared["baseline_run"]]
+    pairs = list(zip(compared["baseline_run"], compared["measured_run"], strict=True))
+    tests = paired_tests(paired_differences_frame(store, pairs=pairs, measure=measure))
+    measured_ids = set(series["measured_run"].dropna()) | set(series["baseline_run"].dropna())
+    stored = aggregates_frame(store, sorted(measured_ids))
+    chosen = stored[stored["measure"] == measure].set_index("run_id")["value"]
+    series = series.assign(
+        value=series["measured_run"].map(chosen),
+        baseline_value=series["baseline_run"].map(chosen),
+    ).merge(
+        tests[
+            ["baseline_run", "candidate_run", "n", "ci_low", "ci_high", "p_adjusted", "decision"]
+        ].rename(columns={"candidate_run": "measured_run", "n": "n_compared"}),
+        on=["baseline_run", "measured_run"],
+        how="left",
+    )
+    series["delta"] = pd.to_numeric(series["value"]) - pd.to_numeric(series["baseline_value"])
+    if has_area(tables, "drift"):
+        drifting = drifting_series_frame(
+            store,
+            series=list(zip(series["goldset_name"], series["retriever"], strict=True)),
+            measure=measure,
+        )
+        series = series.merge(drifting, on=["goldset_name", "retriever"], how="left")
+        series["drift"] = series["drift"].fillna("")
+    else:
+        series["drift"] = ""
+    history = series_history_frame(store, measure=measure, points=HISTORY_POINTS)
+    series = series.merge(history, on=["goldset_name", "retriever"], how="left")
+    series["history"] = [
+        [float(v) for v in values] if isinstance(values, list | np.ndarray) else []
+        for values in series["history"]
+    ]
+    series = series.sort_values(
+        ["delta", "goldset_name", "retriever"], na_position="last", kind="stable"
+    ).reset_index(drop=True)
+    return OverviewData(
+        measure=measure,
+        series=series,
+        figures=figures,
+        open_alerts=open_alerts_frame(store) if has_area(tables, "alerts") else None,
+        jobs=latest_job_runs_frame(store) if has_area(tables, "jobs") else None,
+    )
+
+
+def series_status(
+    row: Mapping[str, Any], *, measure: str, now: datetime, stale_after: timedelta
+) -> tuple[str, list[str]]:
+    """A series' status (the worst of ``STATUS_ORDER`` that applies) and every reason.
+
+    ``no data``: no finished run yet, or its latest finished run stored no value of
+    ``measure`` (another k or measure set, or no query answered). That outranks the rest:
+    the series is not measured on ``measure`` now. Its reasons still say what the newest
+    run that stored it showed (a regression is never hidden behind a later run at another
+    k), and which run that is. Otherwise ``regression``: the paired test of its latest run
+    against its baseline says so; ``drift``: a drift check of the series drifts; ``stale``:
+    its latest finished run is older than ``stale_after``, or a newer run did not complete;
+    ``pass`` otherwise.
+    """
+    latest = row.get("latest_run")
+    if not isinstance(latest, str):
+        return "no data", ["no finished run yet"]
+    reasons: dict[str, str] = {}
+    measured = row.get("measured_run")
+    if measured != latest:
+        where = f"the latest finished run {latest}{_at_k(row.get('latest_k'))} stored no {measure}"
+        reasons["no data"] = (
+            f"{where}; the figures are of run {measured}{_at_k(row.get('measured_k'))}, the "
+            f"newest that stored it"
+            if isinstance(measured, str)
+            else f"{where}, nor did any earlier run"
+        )
+    if row.get("decision") == "regression":
+        p_value = float(row.get("p_adjusted") or 0.0)
+        shown = "p < 0.001" if p_value < 0.001 else f"p {p_value:.3f}"
+        reasons["regression"] = (
+            f"{measure} dropped against baseline {row.get('baseline_run')} ({shown})"
+        )
+    drifts = [part for part in str(row.get("drift") or "").split("; ") if part]
+    if "regression" in reasons:
+        # A precision drift check tests the same drop the paired test found: one fact.
+        agreeing = [part for part in drifts if part.startswith("precision ")]
+        drifts = [part for part in drifts if not part.startswith("precision ")]
+        if agreeing:
+            reasons["regression"] += "; the precision drift check agrees: " + "; ".join(
+                part.removeprefix("precision ") for part in agreeing
+            )
+    if drifts:
+        reasons["drift"] = "; ".join(drifts)
+    started = row.get("latest_started")
+    if isinstance(started, datetime | pd.Timestamp) and now - pd.Timestamp(started) > stale_after:
+        reasons["stale"] = f"latest finished run started {pd.Timestamp(started):%Y-%m-%d %H:%M}"
+    newest = row.get("newest_run")
+    if isinstance(newest, str) and newest != row.get("latest_run"):
+        reasons.setdefault(
+            "stale",
+            f"newest run {newest} is {row.get('newest_status')}"
+            + (f": {row.get('newest_error')}" if row.get("newest_error") else ""),
+        )
+    if not reasons:
+        decision = row.get("decision")
+        if isinstance(decision, str):
+            return "pass", [f"paired test against the baseline: {decision}"]
+        return "pass", ["no paired test (no other complete run, or no per-query values)"]
+    status = "no data" if "no data" in reasons else next(n for n in STATUS_ORDER if n in reasons)
+    return status, [f"{name}: {text}" for name, text in reasons.items()]
+
+
+def _at_k(k: object) -> str:
+    """`` (k 5)`` for a run's k, or nothing when unknown."""
+    return f" (k {int(k)})" if isinstance(k, int | float) and not pd.isna(k) else ""

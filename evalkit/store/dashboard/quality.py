@@ -1,0 +1,69 @@
+"""Queries behind the Quality over time page: a measure per run of a goldset, with what
+changed between runs, and the alerts fired about it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from evalkit.store.dashboard.shared import FINISHED_STATUSES, RETRIEVER_SQL, read_frame
+
+if TYPE_CHECKING:
+    from evalkit.store.store import Store
+
+__all__ = ["alert_events_frame", "series_points_frame"]
+
+
+def series_points_frame(store: Store, *, goldset: str, measure: str) -> pd.DataFrame:
+    """Every finished run of a goldset with the measure's mean and per-query spread, plus
+    what changed since the previous run of the same retriever.
+
+    Columns: run_id, retriever, label, status, started_at, k, goldset_version, model_name,
+    model_fingerprint, index_fingerprint, value (the stored aggregate; NULL when the run
+    did not store the measure), n, sd (over the
+    stored per-query values), goldset_changed, model_changed, index_changed, and the
+    previous run's goldset_version, model_fingerprint and index_fingerprint (prev_*).
+    """
+    return read_frame(
+        store,
+        f"WITH r AS (SELECT run_id, {RETRIEVER_SQL} AS retriever, label, status, started_at,"
+        "  k, goldset_version, model_name, model_fingerprint, index_fingerprint FROM runs"
+        "  WHERE goldset_name = ? AND list_contains(?::VARCHAR[], status)),"
+        " spread AS (SELECT run_id, count(*) AS n, stddev_samp(value) AS sd FROM query_metrics"
+        "  WHERE measure = ? AND run_id IN (SELECT run_id FROM r) GROUP BY run_id),"
+        " points AS (SELECT r.*, a.value, s.n, s.sd,"
+        "  lag(r.run_id) OVER w AS prev_run,"
+        "  lag(r.goldset_version) OVER w AS prev_goldset_version,"
+        "  lag(r.model_fingerprint) OVER w AS prev_model_fingerprint,"
+        "  lag(r.index_fingerprint) OVER w AS prev_index_fingerprint"
+        "  FROM r LEFT JOIN run_aggregates a ON a.run_id = r.run_id AND a.measure = ?"
+        "  LEFT JOIN spread s ON s.run_id = r.run_id"
+        "  WINDOW w AS (PARTITION BY r.retriever ORDER BY r.started_at, r.run_id))"
+        " SELECT *,"
+        " prev_run IS NOT NULL AND goldset_version IS DISTINCT FROM prev_goldset_version"
+        "  AS goldset_changed,"
+        " prev_run IS NOT NULL AND model_fingerprint IS DISTINCT FROM prev_model_fingerprint"
+        "  AS model_changed,"
+        " prev_run IS NOT NULL AND index_fingerprint IS DISTINCT FROM prev_index_fingerprint"
+        "  AS index_changed"
+        " FROM points ORDER BY retriever, started_at, run_id",
+        [goldset, list(FINISHED_STATUSES), measure, measure],
+    )
+
+
+def alert_events_frame(
+    store: Store, *, goldset: str, since: datetime, until: datetime
+) -> pd.DataFrame:
+    """Firing notifications about a goldset (subject ``goldset``, ``goldset/label...`` or
+    ``goldset:...``) created in ``[since, until]``: created_at, rule, severity, title."""
+    return read_frame(
+        store,
+        "SELECT created_at, rule, severity, subject, title FROM alerts"
+        " WHERE status = 'firing' AND created_at BETWEEN ? AND ?"
+        " AND (subject = ? OR starts_with(subject, ? || '/') OR starts_with(subject, ? || ':')"
+        "  OR starts_with(subject, ? || '|'))"
+        " ORDER BY created_at",
+        [since, until, goldset, goldset, goldset, goldset],
+    )
