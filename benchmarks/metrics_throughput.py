@@ -194,7 +194,7 @@ def main() -> None:
     memory["dict"] = traced_peak(lambda: evaluator.evaluate(data["run"]))
 
     corpus = clock.time(
-        "(evalkit: index_corpus, once)", lambda: evaluator.index_corpus(data["corpus"]), repeats=1
+        "(evalkit: corpus_index, once)", lambda: evaluator.corpus_index(data["corpus"]), repeats=1
     )
     arrays = RunArrays(data["query_ids"], data["positions"], data["scores"])
     means["evalkit, arrays"] = clock.time(

@@ -252,7 +252,7 @@ def test_scores_are_compared_at_single_precision_as_trec_eval_does() -> None:
     run = {"q": {"b": 1.0, "a": 1.0 + 1e-12}}
     evaluator = Evaluator(qrels, ["mrr"])
     assert evaluator.evaluate(run).aggregate["mrr"] == 0.5
-    corpus = evaluator.index_corpus(["a", "b"])
+    corpus = evaluator.corpus_index(["a", "b"])
     arrays = RunArrays(["q"], np.array([[1, 0]]), np.array([[1.0, 1.0 + 1e-12]]))
     assert evaluator.evaluate_arrays(arrays, corpus=corpus).aggregate["mrr"] == 0.5
     huge = {"q": {"a": 1e300, "b": 1e301}}
@@ -339,7 +339,7 @@ def test_every_input_form_gives_the_same_result() -> None:
 
 def test_dense_arrays_give_the_same_result() -> None:
     evaluator = Evaluator(QRELS, NAMES)
-    corpus = evaluator.index_corpus(["a", "b", "c", "z", "n", "x", "unused"])
+    corpus = evaluator.corpus_index(["a", "b", "c", "z", "n", "x", "unused"])
     arrays = RunArrays(
         query_ids=["q3", "q1", "other"],
         doc_indices=np.array([[4, -1, -1, -1], [3, 0, 2, 1], [5, -1, -1, -1]]),
@@ -356,7 +356,7 @@ def test_dense_arrays_give_the_same_result() -> None:
 
 def test_arrays_with_no_columns_and_ragged_runs() -> None:
     evaluator = Evaluator(QRELS, NAMES)
-    corpus = evaluator.index_corpus(["a", "b", "c", "z", "n", "x"])
+    corpus = evaluator.corpus_index(["a", "b", "c", "z", "n", "x"])
     empty = RunArrays(["q1", "q2"], np.zeros((2, 0), dtype=np.int64), np.zeros((2, 0)))
     result = evaluator.evaluate_arrays(empty, corpus=corpus)
     assert list(result.per_query.index) == ["q1", "q2"]
@@ -404,7 +404,7 @@ def test_a_document_listed_twice_for_a_query_is_rejected() -> None:
     with pytest.raises(InputError, match="'a' appears more than once for query 'q1'"):
         Evaluator(QRELS, NAMES).evaluate(run)
     evaluator = Evaluator(QRELS, NAMES)
-    corpus = evaluator.index_corpus(["a", "b"])
+    corpus = evaluator.corpus_index(["a", "b"])
     twice = RunArrays(["q1"], np.array([[0, 1, 0]]), np.array([[1.0, 2.0, 3.0]]))
     with pytest.raises(InputError, match="'a' appears more than once"):
         evaluator.evaluate_arrays(twice, corpus=corpus)
@@ -476,7 +476,7 @@ def test_bad_options() -> None:
 
 def test_bad_arrays() -> None:
     evaluator = Evaluator(QRELS, NAMES)
-    corpus = evaluator.index_corpus(["a", "b", "c"])
+    corpus = evaluator.corpus_index(["a", "b", "c"])
     with pytest.raises(InputError, match="outside the corpus"):
         evaluator.evaluate_arrays(
             RunArrays(["q1"], np.array([[0, 3]]), np.ones((1, 2))), corpus=corpus
@@ -502,4 +502,4 @@ def test_bad_arrays() -> None:
     with pytest.raises(InputError, match="another Evaluator"):
         Evaluator(QRELS, NAMES).evaluate_arrays(nan_in_empty_slot, corpus=corpus)
     with pytest.raises(InputError, match="appears more than once in the corpus"):
-        evaluator.index_corpus(["a", "b", "a"])
+        evaluator.corpus_index(["a", "b", "a"])

@@ -172,7 +172,7 @@ def test_every_measure_matches_pytrec_eval(
     expected = pytrec_values(qrels, completed, threshold)
     frame_run = {query: ranking for query, ranking in run.items() if ranking}
     frame_completed = {query: {} for query in qrels} | frame_run if complete else frame_run
-    corpus = evaluator.index_corpus(list(DOC_IDS))
+    corpus = evaluator.corpus_index(list(DOC_IDS))
 
     # evalkit ranks either by counting the documents ahead of each judged one or by
     # sorting whole rows, depending on which is cheaper; check both

@@ -18,7 +18,7 @@ vectorised kernel call over them (:mod:`evalkit.metrics.kernels`).
 
 Callers that already hold a run as dense arrays over a fixed corpus (an in-memory vector
 index returning top-k positions, a reranker rescoring fixed candidates) can skip the string
-work: index the corpus once with :meth:`Evaluator.index_corpus` and score
+work: index the corpus once with :meth:`Evaluator.corpus_index` and score
 :class:`RunArrays` with :meth:`Evaluator.evaluate_arrays`.
 """
 
@@ -50,7 +50,7 @@ from evalkit.metrics.ranking import (
     BoolArray,
     CorpusIndex,
     RankedRows,
-    index_corpus,
+    corpus_index,
     index_judgments,
     ragged_subset,
     rank_long_run,
@@ -148,7 +148,7 @@ class Evaluator:
         ranked = rank_long_run(self._index, long_run(run), selected)
         return self._result(ranked, complete=complete, selected=selected)
 
-    def index_corpus(
+    def corpus_index(
         self, doc_ids: Sequence[str] | NDArray[Any] | pd.Series | pa.Array
     ) -> CorpusIndex:
         """Index a corpus's doc ids once, so runs over it can be scored as arrays.
@@ -156,7 +156,7 @@ class Evaluator:
         Position ``i`` in ``doc_ids`` is the document that :class:`RunArrays` refers to
         as ``i``. Doc ids must be unique.
         """
-        return index_corpus(self._index, doc_ids)
+        return corpus_index(self._index, doc_ids)
 
     def evaluate_arrays(
         self,
@@ -168,12 +168,12 @@ class Evaluator:
     ) -> EvaluationResult:
         """Score a run held as dense arrays; same semantics and result as :meth:`evaluate`.
 
-        ``corpus`` must come from this evaluator's :meth:`index_corpus`.
+        ``corpus`` must come from this evaluator's :meth:`corpus_index`.
         """
         if corpus._owner is not self._index:
             raise InputError(
                 "this CorpusIndex was built by another Evaluator; "
-                "call index_corpus(doc_ids) on the evaluator that scores the run"
+                "call corpus_index(doc_ids) on the evaluator that scores the run"
             )
         selected = self._selection(query_ids)
         ranked = rank_run_arrays(self._index, corpus, run, selected)

@@ -50,7 +50,7 @@ _MAX_GRADE = int(np.iinfo(np.int32).max)
 
 @dataclass(frozen=True, eq=False)
 class RunArrays:
-    """A run held as dense arrays over a corpus indexed by :meth:`Evaluator.index_corpus`.
+    """A run held as dense arrays over a corpus indexed by :meth:`Evaluator.corpus_index`.
 
     Row ``i`` is the ranking of query ``query_ids[i]``: ``doc_indices[i, j]`` is the
     position of a document in the corpus's ``doc_ids`` (``-1`` marks an empty slot) and

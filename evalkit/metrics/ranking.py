@@ -35,7 +35,7 @@ __all__ = [
     "CorpusIndex",
     "JudgmentIndex",
     "RankedRows",
-    "index_corpus",
+    "corpus_index",
     "index_judgments",
     "ragged_subset",
     "rank_long_run",
@@ -73,7 +73,7 @@ class JudgmentIndex:
 class CorpusIndex:
     """A corpus's doc ids bound to one evaluator's judgments, for ``evaluate_arrays``.
 
-    Build it once with :meth:`Evaluator.index_corpus`; it holds each document's place in
+    Build it once with :meth:`Evaluator.corpus_index`; it holds each document's place in
     trec_eval's tie-break order and its judgments: most documents are judged for at most
     one query, so ``sole_query`` / ``sole_grade`` give that query's code (-1: none, -2:
     several) and grade, and the (query, position) keys of the documents judged for several
@@ -537,7 +537,7 @@ def index_judgments(
     )
 
 
-def index_corpus(
+def corpus_index(
     index: JudgmentIndex, doc_ids: Sequence[str] | NDArray[Any] | pd.Series | pa.Array
 ) -> CorpusIndex:
     """Index a corpus's doc ids (unique) against ``index``'s judgments, for ``rank_run_arrays``."""
