@@ -10,16 +10,7 @@ import pandas as pd
 
 from evalkit.dashboard.loaders.shared import has_area
 from evalkit.store import Store
-from evalkit.store.dashboard.alerts import (
-    alert_deliveries_frame,
-    alert_row,
-    alert_state_counts,
-    alerts_count,
-    alerts_frame,
-    job_runs_count,
-    job_runs_frame,
-    open_alerts_frame,
-)
+from evalkit.store.dashboard import alerts as sql
 from evalkit.store.dashboard.shared import existing_tables
 
 __all__ = ["AlertsData", "alert", "alert_deliveries", "alerts"]
@@ -50,24 +41,24 @@ def alerts(
 ) -> AlertsData:
     """One page of notifications (optionally of one status) with the true total, open
     conditions and recent job runs."""
-    states = alert_state_counts(store, status=status)
+    states = sql.alert_state_counts(store, status=status)
     return AlertsData(
-        alerts=alerts_frame(store, status=status, limit=page_size, offset=offset),
-        open_alerts=open_alerts_frame(store),
-        jobs=job_runs_frame(store) if has_area(existing_tables(store), "jobs") else None,
-        total=alerts_count(store, status=status),
+        alerts=sql.alerts_frame(store, status=status, limit=page_size, offset=offset),
+        open_alerts=sql.open_alerts_frame(store),
+        jobs=sql.job_runs_frame(store) if has_area(existing_tables(store), "jobs") else None,
+        total=sql.alerts_count(store, status=status),
         offset=offset,
         undelivered=states["pending"],
         abandoned=states["abandoned"],
-        total_jobs=job_runs_count(store) if has_area(existing_tables(store), "jobs") else 0,
+        total_jobs=sql.job_runs_count(store) if has_area(existing_tables(store), "jobs") else 0,
     )
 
 
 def alert(store: Store, *, alert_id: str) -> dict[str, Any] | None:
     """One notification (alert_id, kind, title, severity, status, summary), or None."""
-    return alert_row(store, alert_id=alert_id)
+    return sql.alert_row(store, alert_id=alert_id)
 
 
 def alert_deliveries(store: Store, *, alert_id: str) -> pd.DataFrame:
     """Every delivery attempt of one alert."""
-    return alert_deliveries_frame(store, alert_id=alert_id)
+    return sql.alert_deliveries_frame(store, alert_id=alert_id)

@@ -11,12 +11,7 @@ from evalkit.answers.files import read_answer_records
 from evalkit.dashboard.loaders.shared import has_area
 from evalkit.errors import EvalkitError
 from evalkit.store import Store
-from evalkit.store.dashboard.answers import (
-    answer_items_frame,
-    answer_series_frame,
-    scoring_source,
-    unmeasured_frame,
-)
+from evalkit.store.dashboard import answers as sql
 from evalkit.store.dashboard.shared import existing_tables
 
 __all__ = ["AnswerItems", "AnswersData", "answer_items", "answers"]
@@ -31,7 +26,7 @@ class AnswersData:
 
 def answers(store: Store) -> AnswersData:
     """Every scoring's means and measured / unmeasured counts."""
-    return AnswersData(series=answer_series_frame(store))
+    return AnswersData(series=sql.answer_series_frame(store))
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,14 +47,14 @@ def answer_items(store: Store, *, scoring_id: str, metric: str, limit: int = 20)
     the scored JSONL file when it is still where it was scored, else the question from the
     run's goldset.
     """
-    items = answer_items_frame(
+    items = sql.answer_items_frame(
         store,
         scoring_id=scoring_id,
         metric=metric,
         limit=limit,
         with_traffic=has_area(existing_tables(store), "traffic"),
     )
-    source = scoring_source(store, scoring_id=scoring_id)
+    source = sql.scoring_source(store, scoring_id=scoring_id)
     path = Path(source) if source else None
     if path is not None and path.is_file() and not items.empty:
         items = _with_file_contexts(items, path)
@@ -67,7 +62,7 @@ def answer_items(store: Store, *, scoring_id: str, metric: str, limit: int = 20)
         scoring_id=scoring_id,
         metric=metric,
         items=items,
-        unmeasured=unmeasured_frame(store, scoring_id=scoring_id),
+        unmeasured=sql.unmeasured_frame(store, scoring_id=scoring_id),
     )
 
 

@@ -15,11 +15,7 @@ from evalkit.dashboard.loaders.shared import SEED, has_area
 from evalkit.drift.ks import benjamini_hochberg, ks_statistics
 from evalkit.errors import InputError
 from evalkit.store import Store
-from evalkit.store.dashboard.drift import (
-    drift_checks_frame,
-    window_embeddings_frame,
-    window_labels_frame,
-)
+from evalkit.store.dashboard import drift as sql
 from evalkit.store.dashboard.shared import existing_tables
 from evalkit.store.dashboard.traffic import traffic_windows_frame
 
@@ -37,7 +33,7 @@ class DriftData:
 def drift(store: Store) -> DriftData:
     """Every stored drift check, and the traffic windows whose embeddings are stored."""
     tables = existing_tables(store)
-    checks = drift_checks_frame(store) if has_area(tables, "drift") else pd.DataFrame()
+    checks = sql.drift_checks_frame(store) if has_area(tables, "drift") else pd.DataFrame()
     if not checks.empty:
         checks = checks.assign(
             details=[
@@ -81,9 +77,9 @@ def projection(
 
     frames = {}
     for run_id in (reference_run, current_run):
-        frame = window_embeddings_frame(store, run_id=run_id, limit=limit)
+        frame = sql.window_embeddings_frame(store, run_id=run_id, limit=limit)
         frames[run_id] = frame
-    labels = window_labels_frame(store, run_ids=[reference_run, current_run])
+    labels = sql.window_labels_frame(store, run_ids=[reference_run, current_run])
     label_of = dict(zip(labels["run_id"], labels["window_label"], strict=True))
     vectors = {
         run_id: (

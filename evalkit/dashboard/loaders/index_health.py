@@ -7,11 +7,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from evalkit.store import Store
-from evalkit.store.dashboard.index_health import (
-    audit_findings_frame,
-    audit_measurements_frame,
-    audits_frame,
-)
+from evalkit.store.dashboard import index_health as sql
 
 __all__ = ["IndexHealthData", "index_health"]
 
@@ -31,7 +27,7 @@ def index_health(
     store: Store, *, collection: str | None = None, audit_id: str | None = None
 ) -> IndexHealthData:
     """Audits of the store; findings and measurement history of one collection."""
-    audits = audits_frame(store)
+    audits = sql.audits_frame(store)
     if audit_id is not None:
         chosen = audits[audits["audit_id"] == audit_id]
         if not chosen.empty:
@@ -43,6 +39,6 @@ def index_health(
     return IndexHealthData(
         audits=audits,
         collection=collection,
-        findings=audit_findings_frame(store, collection=collection, audit_id=audit_id),
-        measurements=audit_measurements_frame(store, collection=collection),
+        findings=sql.audit_findings_frame(store, collection=collection, audit_id=audit_id),
+        measurements=sql.audit_measurements_frame(store, collection=collection),
     )

@@ -14,15 +14,8 @@ import pandas as pd
 from evalkit.dashboard.loaders.shared import has_area
 from evalkit.stats import decide
 from evalkit.store import Store
+from evalkit.store.dashboard import overview as sql
 from evalkit.store.dashboard.alerts import latest_job_runs_frame, open_alerts_frame
-from evalkit.store.dashboard.overview import (
-    aggregates_frame,
-    drifting_series_frame,
-    measured_series_frame,
-    paired_differences_frame,
-    series_frame,
-    series_history_frame,
-)
 from evalkit.store.dashboard.shared import existing_tables
 
 __all__ = [
@@ -123,10 +116,10 @@ def overview(store: Store, *, measure: str) -> OverviewData:
     """Latest figures per series with change since the baseline, the paired test on
     ``measure``, drifting checks, open alerts and the newest job runs."""
     tables = existing_tables(store)
-    series = series_frame(store)
+    series = sql.series_frame(store)
     finished = series.dropna(subset=["latest_run"])
     run_ids = sorted(set(finished["latest_run"]) | set(finished["baseline_run"].dropna()))
-    aggregates = aggregates_frame(store, run_ids)[["run_id", "measure", "value"]]
+    aggregates = sql.aggregates_frame(store, run_ids)[["run_id", "measure", "value"]]
     keys = finished[["goldset_name", "retriever", "latest_run", "baseline_run"]]
     latest = keys.merge(
         aggregates.rename(columns={"run_id": "latest_run", "value": "latest"}), on="latest_run"
@@ -143,16 +136,16 @@ def overview(store: Store, *, measure: str) -> OverviewData:
     # complete run that did (as Quality over time picks it): a run at another k stores other
     # measures, and must neither read as a pass nor hide the drop before it.
     series = series.drop(columns=["baseline_run", "baseline_started"]).merge(
-        measured_series_frame(store, measure=measure),
+        sql.measured_series_frame(store, measure=measure),
         on=["goldset_name", "retriever"],
         how="left",
     )
     compared = series.dropna(subset=["measured_run", "baseline_run"])
     compared = compared[compared["measured_run"] != compared["baseline_run"]]
     pairs = list(zip(compared["baseline_run"], compared["measured_run"], strict=True))
-    tests = paired_tests(paired_differences_frame(store, pairs=pairs, measure=measure))
+    tests = paired_tests(sql.paired_differences_frame(store, pairs=pairs, measure=measure))
     measured_ids = set(series["measured_run"].dropna()) | set(series["baseline_run"].dropna())
-    stored = aggregates_frame(store, sorted(measured_ids))
+    stored = sql.aggregates_frame(store, sorted(measured_ids))
     chosen = stored[stored["measure"] == measure].set_index("run_id")["value"]
     series = series.assign(
         value=series["measured_run"].map(chosen),
@@ -166,7 +159,7 @@ def overview(store: Store, *, measure: str) -> OverviewData:
     )
     series["delta"] = pd.to_numeric(series["value"]) - pd.to_numeric(series["baseline_value"])
     if has_area(tables, "drift"):
-        drifting = drifting_series_frame(
+        drifting = sql.drifting_series_frame(
             store,
             series=list(zip(series["goldset_name"], series["retriever"], strict=True)),
             measure=measure,
@@ -175,7 +168,7 @@ def overview(store: Store, *, measure: str) -> OverviewData:
         series["drift"] = series["drift"].fillna("")
     else:
         series["drift"] = ""
-    history = series_history_frame(store, measure=measure, points=HISTORY_POINTS)
+    history = sql.series_history_frame(store, measure=measure, points=HISTORY_POINTS)
     series = series.merge(history, on=["goldset_name", "retriever"], how="left")
     series["history"] = [
         [float(v) for v in values] if isinstance(values, list | np.ndarray) else []

@@ -15,14 +15,7 @@ from evalkit.errors import EvalkitError
 from evalkit.metrics import parse_measure
 from evalkit.retrievers.chroma_client import get_collection, open_chroma_client
 from evalkit.store import Store
-from evalkit.store.dashboard.query import (
-    judgments_of_query,
-    query_across_runs_frame,
-    query_results_frame,
-    query_values_frame,
-    relevant_ranks_frame,
-    search_queries,
-)
+from evalkit.store.dashboard import query as sql
 from evalkit.store.runs import get_run
 
 __all__ = [
@@ -78,7 +71,7 @@ WIDE_RUNS = 10
 
 def query_list(store: Store, *, goldset_version: str, text: str | None = None) -> pd.DataFrame:
     """Queries of a goldset version matching ``text`` in their id or text."""
-    return search_queries(store, goldset_version=goldset_version, text=text or None)
+    return sql.search_queries(store, goldset_version=goldset_version, text=text or None)
 
 
 def explain_measure(
@@ -143,18 +136,18 @@ def query_detail(
     """
     run = get_run(store, run_id)
     version = run.spec.goldset_version or ""
-    texts = search_queries(store, goldset_version=version, text=None, limit=1_000_000)
+    texts = sql.search_queries(store, goldset_version=version, text=None, limit=1_000_000)
     matching = texts[texts["query_id"] == query_id]
     text = str(matching.iloc[0]["text"]) if not matching.empty else ""
     threshold = run.spec.relevance_threshold
-    results = query_results_frame(store, run_id=run.run_id, query_id=query_id)
+    results = sql.query_results_frame(store, run_id=run.run_id, query_id=query_id)
     order = results.sort_values(["score", "doc_id"], ascending=[False, False], kind="stable")
     evaluated = pd.Series(np.arange(1, len(order) + 1), index=order.index)
     results = results.assign(
         evaluated_rank=evaluated.reindex(results.index).to_numpy(),
         relevant=results["relevance"].fillna(-1).to_numpy() >= threshold,
     )
-    judgments = judgments_of_query(store, goldset_version=version, query_id=query_id)
+    judgments = sql.judgments_of_query(store, goldset_version=version, query_id=query_id)
     n_relevant = int((judgments["relevance"] >= threshold).sum())
     relevant_rows = results[results["relevant"]]
     ranks = [int(rank) for rank in relevant_rows["evaluated_rank"]]
@@ -165,10 +158,10 @@ def query_detail(
         )
     }
     stored = run.aggregates
-    values_long = query_across_runs_frame(
+    values_long = sql.query_across_runs_frame(
         store, goldset=goldset, query_id=query_id, limit=HISTORY_RUNS
     )
-    this_run = query_values_frame(store, run_id=run.run_id, query_id=query_id)
+    this_run = sql.query_values_frame(store, run_id=run.run_id, query_id=query_id)
     value_of = dict(zip(this_run["measure"], this_run["value"], strict=True))
     explanations = pd.DataFrame(
         [
@@ -198,7 +191,7 @@ def query_detail(
         else pd.DataFrame(columns=["run_id", "started_at", "retriever"])
     )
     values.columns.name = None
-    ranks_long = relevant_ranks_frame(
+    ranks_long = sql.relevant_ranks_frame(
         store,
         goldset=goldset,
         query_id=query_id,

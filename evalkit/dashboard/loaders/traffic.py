@@ -7,13 +7,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from evalkit.store import Store
-from evalkit.store.dashboard.traffic import (
-    traffic_record_count,
-    traffic_tenants_frame,
-    traffic_volume_frame,
-    traffic_window_count,
-    traffic_windows_frame,
-)
+from evalkit.store.dashboard import traffic as sql
 
 __all__ = ["TrafficData", "traffic"]
 
@@ -32,10 +26,10 @@ class TrafficData:
 def traffic(store: Store, *, windows: int = 30) -> TrafficData:
     """The newest ``windows`` replayed windows with per-tenant breakdowns, and how many
     windows were replayed in all (``total_windows``)."""
-    summaries = traffic_windows_frame(store, limit=windows)
-    records = traffic_record_count(store)
-    tenants = traffic_tenants_frame(store, run_ids=list(summaries["run_id"]))
-    volume = traffic_volume_frame(
+    summaries = sql.traffic_windows_frame(store, limit=windows)
+    records = sql.traffic_record_count(store)
+    tenants = sql.traffic_tenants_frame(store, run_ids=list(summaries["run_id"]))
+    volume = sql.traffic_volume_frame(
         store,
         windows=[
             (
@@ -51,5 +45,5 @@ def traffic(store: Store, *, windows: int = 30) -> TrafficData:
         tenants=tenants,
         volume=volume,
         records=records,
-        total_windows=traffic_window_count(store),
+        total_windows=sql.traffic_window_count(store),
     )
