@@ -5,7 +5,8 @@ The flow::
     rules (RULE_KINDS)  --evaluate_rules-->  alerts + alert_outbox (store)
         --deliver_due-->  sinks (SINK_KINDS: webhook, command, log)
 
-- ``config``: the rules and sinks of the ``[alerts]`` settings resolved to their kinds;
+- ``configured``: the rules and sinks of the ``[alerts]`` settings resolved to their kinds
+  (the settings tables themselves are ``evalkit.config.alerts``);
 - ``rules``: rule kinds, each an evaluator over what other stages stored (runs, drift
   checks, audits, traffic windows, job runs) that yields one ``Signal`` per subject;
 - ``engine``: deduplication keys, cooldown, escalation and *resolved* notifications;
@@ -22,7 +23,12 @@ from typing import TYPE_CHECKING
 from evalkit.lazy import lazy_attributes
 
 if TYPE_CHECKING:
-    from evalkit.alerts.config import AlertsConfig, ConfiguredRule, ConfiguredSink, alerts_config
+    from evalkit.alerts.configured import (
+        AlertsConfig,
+        ConfiguredRule,
+        ConfiguredSink,
+        alerts_config,
+    )
     from evalkit.alerts.engine import Evaluation, Transition, dedup_key, evaluate_rules, transition
     from evalkit.alerts.model import Alert, AlertStatus, DeliveryResult, Signal
     from evalkit.alerts.outbox import DeliveryReport, RetryPolicy, StoreSession, deliver_due
@@ -97,10 +103,10 @@ __getattr__ = lazy_attributes(
     {
         "Alert": "evalkit.alerts.model",
         "AlertStatus": "evalkit.alerts.model",
-        "AlertsConfig": "evalkit.alerts.config",
+        "AlertsConfig": "evalkit.alerts.configured",
         "CommandSink": "evalkit.alerts.sinks",
-        "ConfiguredRule": "evalkit.alerts.config",
-        "ConfiguredSink": "evalkit.alerts.config",
+        "ConfiguredRule": "evalkit.alerts.configured",
+        "ConfiguredSink": "evalkit.alerts.configured",
         "DeliveryReport": "evalkit.alerts.outbox",
         "DeliveryResult": "evalkit.alerts.model",
         "Evaluation": "evalkit.alerts.engine",
@@ -121,7 +127,7 @@ __getattr__ = lazy_attributes(
         "Transition": "evalkit.alerts.engine",
         "WebhookSink": "evalkit.alerts.sinks",
         "alert_payload": "evalkit.alerts.payload",
-        "alerts_config": "evalkit.alerts.config",
+        "alerts_config": "evalkit.alerts.configured",
         "build_sinks": "evalkit.alerts.sinks",
         "dedup_key": "evalkit.alerts.engine",
         "deliver_due": "evalkit.alerts.outbox",

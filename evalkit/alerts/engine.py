@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from evalkit.alerts.config import AlertsConfig, ConfiguredRule
+from evalkit.alerts.configured import AlertsConfig, ConfiguredRule
 from evalkit.alerts.model import Alert, AlertStatus, Signal
 from evalkit.alerts.rules import RULE_KINDS, RuleContext
 from evalkit.clock import utc_now

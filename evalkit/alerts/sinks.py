@@ -38,7 +38,7 @@ from evalkit.registry import register_named
 from evalkit.retry import RetryPolicy
 
 if TYPE_CHECKING:
-    from evalkit.alerts.config import AlertsConfig, ConfiguredSink
+    from evalkit.alerts.configured import AlertsConfig, ConfiguredSink
 
 __all__ = [
     "DEFAULT_LOG_SINK",

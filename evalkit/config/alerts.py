@@ -22,7 +22,7 @@
 
 Every rule and sink has a ``kind``; the fields beside the common ones are that kind's own
 settings, kept here as the entry's extra fields and validated by the kind in
-``evalkit.alerts``. Secrets are never values here: ``secret_env`` and ``url_env`` name
+``evalkit.alerts.configured``. Secrets are never values here: ``secret_env`` and ``url_env`` name
 environment variables. Durations are seconds or strings such as ``"90s"``, ``"15m"``,
 ``"2h"``, ``"7d"``.
 """

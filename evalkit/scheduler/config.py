@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from evalkit.alerts.config import AlertsConfig, alerts_config, resolve_kind
+from evalkit.alerts.configured import AlertsConfig, alerts_config, resolve_kind
 from evalkit.config import JobConfig, SchedulerSettings, Settings, format_duration
 from evalkit.errors import ConfigError
 from evalkit.scheduler.jobs import JOB_KINDS, RetrieverParams
