@@ -33,7 +33,7 @@ import pyarrow as pa
 
 from evalkit.errors import ConfigError, InputError
 from evalkit.store.store import Store
-from evalkit.store.traffic import (
+from evalkit.store.traffic.ingest import (
     IngestTransaction,
     SourceState,
     commit_ingest_batch,

@@ -30,7 +30,11 @@ import numpy as np
 import numpy.typing as npt
 
 from evalkit.errors import ConfigError, InputError
-from evalkit.store.traffic import latest_window_summary, promotion_candidates, replay_top_results
+from evalkit.store.traffic.windows import (
+    latest_window_summary,
+    promotion_candidates,
+    replay_top_results,
+)
 from evalkit.traffic.sampling import allocate_quotas
 
 if TYPE_CHECKING:

@@ -3,7 +3,7 @@
 Identical queries of a window (same tenant, same text up to case and whitespace) count
 once; the sample keeps the earliest of them and how many there were. Within each stratum
 the sample is uniform without replacement, drawn by seeded hashing (see
-``evalkit.store.traffic``), so the same seed over the same window gives the same sample.
+``evalkit.store.traffic.samples``), so the same seed over the same window gives the same sample.
 
 Stratified samples give every stratum its share of ``n`` in proportion to its size, but
 never less than ``min_per_stratum`` queries (or all of them, when it has fewer), so a small
@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from evalkit.errors import ConfigError
-from evalkit.store.traffic import (
+from evalkit.store.traffic.samples import (
     StoredSample,
     Stratification,
     save_sample,

@@ -9,7 +9,7 @@ from pydantic import Field
 from evalkit.alerts.model import Signal
 from evalkit.alerts.rules.base import RuleContext, RuleKind, RuleParams
 from evalkit.store.alerts import has_tables
-from evalkit.store.traffic import list_window_summaries
+from evalkit.store.traffic.windows import list_window_summaries
 
 __all__ = [
     "LOW_CONFIDENCE_RATE",
