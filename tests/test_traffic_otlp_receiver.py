@@ -12,13 +12,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_scheduler_support import wait_until
 from test_traffic_otlp import POISON_SPANS, genai_retrieval, request, span
+from waiting import wait_until
 
 from evalkit.config import Settings
 from evalkit.config.otlp import OtlpSettings
-from evalkit.scheduler.otlp import OtlpReceiver
 from evalkit.traffic.otlp import SpanBatch
+from evalkit.traffic.receiver import OtlpReceiver
 
 JSON = "application/json"
 MAX_BYTES = 1024 * 1024

@@ -19,11 +19,12 @@ import pytest
 from test_scheduler_support import evalkit_command, wait_until
 
 from evalkit.errors import StoreError
-from evalkit.scheduler import otlp as otlp_receiver
-from evalkit.scheduler.otlp import ReceiverCounters, _Committer
 from evalkit.store import Store
 from evalkit.store.access import StoreAccess
+from evalkit.traffic import committer as spool_committer
+from evalkit.traffic.committer import SpoolCommitter
 from evalkit.traffic.otlp import PreparedSpans, SpanBatch, commit_spans, prepare_spans
+from evalkit.traffic.receiver import ReceiverCounters
 from evalkit.traffic.spool import (
     Spool,
     SpoolCorruptError,
@@ -312,7 +313,7 @@ def test_a_batch_the_store_keeps_refusing_is_set_aside_and_the_rest_committed(
     spool.append(prepared("2222222222222222"))
     counters = ReceiverCounters(spool.status)
     access = StoreAccess(store_path, wait=5.0, program="test")
-    committer = _Committer(spool, access, counters, threading.Event())
+    committer = SpoolCommitter(spool, access, counters.committed, threading.Event())
     committer.start()
     try:
         committer.wake()
@@ -343,7 +344,7 @@ def test_a_fault_of_the_store_itself_is_retried_and_never_sets_a_batch_aside(
     spool = Spool(tmp_path / "spool", max_bytes=1 << 20)
     spool.recover()
     spool.append(prepared("3333333333333333"))
-    faults = {"left": otlp_receiver._MAX_BATCH_ATTEMPTS + 2}
+    faults = {"left": spool_committer._MAX_BATCH_ATTEMPTS + 2}
 
     def full_disk(store: Store, batch: PreparedSpans, **options: Any) -> Any:
         if faults["left"]:
@@ -354,11 +355,14 @@ def test_a_fault_of_the_store_itself_is_retried_and_never_sets_a_batch_aside(
                 raise StoreError(f"store write failed: {error}") from error
         return commit_spans(store, batch, **options)
 
-    monkeypatch.setattr(otlp_receiver, "commit_spans", full_disk)
-    monkeypatch.setattr(otlp_receiver, "_RETRY_COMMIT_SECONDS", 0.05)
+    monkeypatch.setattr(spool_committer, "commit_spans", full_disk)
+    monkeypatch.setattr(spool_committer, "_RETRY_COMMIT_SECONDS", 0.05)
     counters = ReceiverCounters(spool.status)
-    committer = _Committer(
-        spool, StoreAccess(store_path, wait=5.0, program="test"), counters, threading.Event()
+    committer = SpoolCommitter(
+        spool,
+        StoreAccess(store_path, wait=5.0, program="test"),
+        counters.committed,
+        threading.Event(),
     )
     committer.start()
     try:

@@ -128,7 +128,7 @@ def dashboard(
                 "create one (`make demo`)",
                 markup=False,
             )
-    from evalkit.scheduler.health import is_loopback
+    from evalkit.net import is_loopback
 
     if not is_loopback(host):
         err_console.print(

@@ -35,15 +35,13 @@ while it runs); it is refused unless the endpoint listens on a loopback address.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
-import socket
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
@@ -53,6 +51,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 from evalkit.clock import utc_now
+from evalkit.net import ServiceHTTPServer, http_url, is_loopback
 from evalkit.scheduler.config import ServiceConfig
 from evalkit.scheduler.runner import JobListener
 from evalkit.store.alerts import AlertCount, alert_counts, outbox_counts
@@ -65,26 +64,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "HealthServer",
-    "ServiceHTTPServer",
     "ServiceHandle",
     "ServiceState",
-    "http_url",
-    "is_loopback",
     "metric_families",
 ]
 
 _log = logging.getLogger("evalkit.scheduler")
 _JOB_STATUSES = ("succeeded", "partial", "failed", "interrupted")
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` is a loopback address (or ``localhost``)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _epoch(moment: datetime) -> float:
@@ -397,27 +383,6 @@ class ServiceHandle(Protocol):
     def trigger(self, name: str, *, wait: float) -> tuple[int, dict[str, Any]]:
         """Run a job now; (HTTP status, JSON body)."""
         ...
-
-
-class ServiceHTTPServer(ThreadingHTTPServer):
-    """A threaded HTTP listener of ``evalkit serve`` on ``host`` (IPv6 when the address is
-    one); its request threads never keep the service from stopping."""
-
-    daemon_threads = True
-    allow_reuse_address = True
-    # socketserver's default backlog of 5 refuses (or resets) connections when a fleet of
-    # exporters or a burst of scrapes connects at once.
-    request_queue_size = socket.SOMAXCONN
-
-    def __init__(self, host: str, port: int, handler: type[BaseHTTPRequestHandler]) -> None:
-        self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        super().__init__((host, port), handler)
-
-
-def http_url(host: str, port: int, path: str = "") -> str:
-    """``http://host:port`` and ``path``, an IPv6 host in brackets."""
-    shown = f"[{host}]" if ":" in host else host
-    return f"http://{shown}:{port}{path}"
 
 
 class _Server(ServiceHTTPServer):

@@ -1,7 +1,7 @@
 """``evalkit serve``: the long-running scheduler, its outbox deliverer and health endpoint.
 
 Start-up, in order: take the service lock (one service per store); start the OTLP
-receiver (``evalkit.scheduler.otlp``) when ``[otlp] receiver`` is on (it spools what it
+receiver (``evalkit.traffic.receiver``) when ``[otlp] receiver`` is on (it spools what it
 receives, so it takes spans without the store, and commits what an earlier process left in
 its spool); recover what a stopped process left behind (job runs still ``running`` whose
 process is gone are marked ``interrupted``, runs still ``running`` are marked ``failed``);
@@ -34,14 +34,15 @@ from evalkit.alerts.engine import evaluate_rules
 from evalkit.alerts.outbox import RetryPolicy, deliver_due
 from evalkit.alerts.sinks import build_sinks
 from evalkit.errors import EvalkitError
+from evalkit.net import is_loopback
 from evalkit.scheduler.config import ServiceConfig
-from evalkit.scheduler.health import HealthServer, ServiceState, is_loopback
+from evalkit.scheduler.health import HealthServer, ServiceState
 from evalkit.scheduler.lock import ServiceInfo, ServiceLock
-from evalkit.scheduler.otlp import OtlpReceiver
 from evalkit.scheduler.runner import JobRunner
 from evalkit.store.access import StoreAccess, outbox_lock, process_alive
 from evalkit.store.jobs import StoredJobRun, interrupt_job_runs, running_job_runs
 from evalkit.store.runs import fail_running_runs
+from evalkit.traffic.receiver import OtlpReceiver
 
 if TYPE_CHECKING:
     from evalkit.config import Settings

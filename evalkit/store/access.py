@@ -49,6 +49,7 @@ __all__ = [
     "StoreBusyError",
     "StoreWait",
     "StoreWaitStoppedError",
+    "is_store_fault",
     "outbox_lock",
     "process_alive",
     "store_sibling",
@@ -229,6 +230,19 @@ def _holder_dict(holder: Holder) -> dict[str, Any]:
 def store_sibling(store_path: Path, suffix: str) -> Path:
     """The file beside the store named by its name and ``suffix`` (``evalkit.duckdb.x``)."""
     return store_path.with_name(store_path.name + suffix)
+
+
+def is_store_fault(error: BaseException) -> bool:
+    """Whether ``error`` (or what caused it) is the store's own trouble rather than the
+    data written: an operating-system error (no space left, a read-only or vanished file)
+    or DuckDB's I/O and out-of-memory errors. Every write would meet it, so a writer retries
+    rather than blaming what it was writing."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, (OSError, duckdb.IOException, duckdb.OutOfMemoryException)):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _duckdb_lock_conflict(error: StoreError) -> bool:

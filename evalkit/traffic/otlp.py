@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import math
 import re
@@ -41,7 +42,7 @@ import msgspec
 import numpy as np
 import pyarrow as pa
 
-from evalkit.errors import InputError
+from evalkit.errors import ConfigError, InputError
 from evalkit.extras import require
 from evalkit.store.traffic import commit_ingest_batch
 from evalkit.traffic._records import RECORD_SCHEMA, dedup_text
@@ -62,7 +63,9 @@ __all__ = [
     "commit_spans",
     "decode_protobuf",
     "encode_export_response",
+    "encode_status",
     "prepare_spans",
+    "protobuf_available",
     "store_spans",
 ]
 
@@ -397,6 +400,48 @@ def encode_export_response(rejected: int, message: str) -> bytes:
         response.partial_success.rejected_spans = rejected
         response.partial_success.error_message = message
     body: bytes = response.SerializeToString()
+    return body
+
+
+def protobuf_available() -> bool:
+    """Whether OTLP protobuf can be read and written here (the ``otlp`` extra)."""
+    try:
+        _trace_service()
+    except ConfigError:
+        return False
+    return True
+
+
+@functools.cache
+def _status_class() -> Any:
+    # google.rpc.Status { int32 code = 1; string message = 2; repeated Any details = 3; },
+    # declared here: the googleapis protos are not a dependency of the `otlp` extra, and
+    # details are never sent.
+    _trace_service()
+    purpose = "the OTLP protobuf receiver"
+    descriptor_pb2 = require("google.protobuf.descriptor_pb2", purpose)
+    descriptor_pool = require("google.protobuf.descriptor_pool", purpose)
+    message_factory = require("google.protobuf.message_factory", purpose)
+    field = descriptor_pb2.FieldDescriptorProto
+    proto = descriptor_pb2.FileDescriptorProto(
+        name="evalkit/google_rpc_status.proto", package="google.rpc", syntax="proto3"
+    )
+    proto.message_type.add(
+        name="Status",
+        field=[
+            field(name="code", number=1, type=field.TYPE_INT32, label=field.LABEL_OPTIONAL),
+            field(name="message", number=2, type=field.TYPE_STRING, label=field.LABEL_OPTIONAL),
+        ],
+    )
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(proto)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("google.rpc.Status"))
+
+
+def encode_status(code: int, message: str) -> bytes:
+    """A protobuf ``google.rpc.Status`` (the body of an OTLP/HTTP error answer); needs the
+    ``otlp`` extra, as ``encode_export_response`` does."""
+    body: bytes = _status_class()(code=code, message=message).SerializeToString()
     return body
 
 

@@ -10,20 +10,19 @@ endpoint keeps its own address and access rules. Requests are
 Durability: a request is answered 200 once its batch is in the spool
 (``evalkit.traffic.spool``: ``<store>.otlp-spool/``, the file and its directory fsynced), so
 a ``kill -9`` right after the answer loses nothing, and a job holding the store never makes
-the receiver refuse traffic. The batch is mapped and redacted before it is spooled. One
-committer thread moves spooled batches into the store, in order, whenever it can take the
-store through the same ``StoreAccess`` (writer lock, then DuckDB's own) as the service's
-jobs, each batch in its own transaction, deleting its file only after the commit; at start
-it commits whatever an earlier process left in the spool. A record's query id comes from its
-trace and span ids, so a batch committed twice (a crash between commit and deletion) or a
-request sent again stores nothing twice. Beyond ``[otlp] spool_max_bytes``, or when the
+the receiver refuse traffic. The batch is mapped and redacted before it is spooled. The
+spool's committer (``evalkit.traffic.committer``) moves spooled batches into the store, in
+order, whenever the service's jobs leave it free; at start it commits whatever an earlier
+process left in the spool. A record's query id comes from its trace and span ids, so a
+batch committed twice (a crash between commit and deletion) or a request sent again stores
+nothing twice. Beyond ``[otlp] spool_max_bytes``, or when the
 spool cannot be written (a full disk), requests are answered 503 with ``Retry-After``.
 
 Answers: 200 with an ExportTraceServiceResponse (``partial_success`` counting the spans that
 could not be read, with the first reasons); 400 with the reason for a payload that is not an
 ExportTraceServiceRequest; 401 without the bearer token; 404 off ``/v1/traces``; 405 with
 ``Allow: POST`` for a GET; 411 with neither a Content-Length nor a chunked
-Transfer-Encoding (both are read); 413 beyond
+Transfer-Encoding (both are read; h11 unframes chunks); 413 beyond
 ``[otlp] max_request_bytes`` (before or after decompression, as chunks arrive);
 408 when the client pauses longer than ``[otlp] request_timeout`` sending the body, or takes
 longer than ``[otlp] body_timeout`` to send all of it (a client dripping a byte at a time
@@ -33,7 +32,8 @@ would otherwise hold a receive slot for as long as it liked);
 are being received, or the service stops. Every request is
 answered: a payload of a shape no check foresaw is still a 400, never a closed socket. A
 client that hangs up before its answer is logged as one warning line.
-Error bodies are a ``google.rpc.Status`` in the request's encoding.
+Error bodies are a ``google.rpc.Status`` in the request's encoding (JSON when the ``otlp``
+extra, which writes protobuf, is not installed).
 
 ``/metrics`` of the health endpoint carries the receiver's counters:
 
@@ -81,32 +81,32 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any, cast
 from urllib.parse import urlsplit
 
-import duckdb
+import h11
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from evalkit.config import Settings
 from evalkit.config.otlp import OtlpSettings
-from evalkit.errors import ConfigError, EvalkitError
-from evalkit.scheduler.health import ServiceHTTPServer, http_url, is_loopback
-from evalkit.store.access import StoreAccess, StoreBusyError, StoreWaitStoppedError
+from evalkit.errors import ConfigError
+from evalkit.net import ServiceHTTPServer, http_url, is_loopback
+from evalkit.store.access import StoreAccess
+from evalkit.traffic.committer import SpoolCommitter
 from evalkit.traffic.otlp import (
     OtlpPayloadError,
     PreparedSpans,
     SpanBatch,
     SpanIngest,
     SpanMapping,
-    commit_spans,
     decode_protobuf,
     encode_export_response,
+    encode_status,
     prepare_spans,
+    protobuf_available,
 )
 from evalkit.traffic.redaction import Redaction
 from evalkit.traffic.spool import (
     SPOOL_SUFFIX,
     Spool,
-    SpoolCorruptError,
-    SpooledBatch,
     SpoolFullError,
     SpoolStatus,
     SpoolWriteError,
@@ -118,24 +118,13 @@ __all__ = ["TRACES_PATH", "OtlpReceiver", "ReceiverCounters"]
 TRACES_PATH = "/v1/traces"
 """The OTLP/HTTP path of trace exports."""
 
-SOURCE = "otlp"
-"""The ``source`` of records received over OTLP/HTTP."""
-
 _log = logging.getLogger("evalkit.otlp")
 _PROTOBUF = "application/x-protobuf"
 _JSON = "application/json"
 _RETRY_AFTER_SECONDS = 2
-_RETRY_COMMIT_SECONDS = 1.0
-# Commits of one batch that fail with the store open before the batch is set aside: its
-# data, not the store's availability, is the trouble, and it must not hold back the rest.
-_MAX_BATCH_ATTEMPTS = 5
-# One store session commits for so long at most, then lets a waiting job take the store.
-_SESSION_SECONDS = 2.0
-_SESSION_BATCHES = 256
-_BETWEEN_SESSIONS_SECONDS = 0.3
-_REPORT_BUSY_EVERY = 60.0
-_MAX_CHUNK_LINE = 4096
-_MAX_TRAILERS = 64
+_READ_SIZE = 64 * 1024
+# What a chunked body is framed as for h11: the request line and headers were read already.
+_CHUNKED_HEAD = b"POST / HTTP/1.1\r\nHost: evalkit\r\nTransfer-Encoding: chunked\r\n\r\n"
 _INVALID_ARGUMENT = 3  # google.rpc.Code
 _INTERNAL = 13
 _UNAVAILABLE = 14
@@ -275,175 +264,6 @@ class ReceiverCounters(Collector):
         return families
 
 
-class _Committer:
-    """One thread that moves spooled batches into the store whenever it is free."""
-
-    def __init__(
-        self,
-        spool: Spool,
-        access: StoreAccess,
-        counters: ReceiverCounters,
-        stop: threading.Event,
-    ) -> None:
-        self._spool = spool
-        self._access = access
-        self._counters = counters
-        self._stop = stop
-        self._wake = threading.Event()
-        self._closing = threading.Event()
-        self._thread = threading.Thread(
-            target=self._loop, name="evalkit-otlp-committer", daemon=True
-        )
-        self.last_error: str | None = None
-        self.last_commit: float | None = None
-        self._busy_reported = 0.0
-        self._attempts: dict[int, int] = {}
-
-    def start(self) -> None:
-        self._thread.start()
-
-    @property
-    def started(self) -> bool:
-        """Whether ``start`` ran (a thread never started cannot be joined)."""
-        return self._thread.ident is not None
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    def close(self, timeout: float) -> None:
-        """Commit what the spool holds if the store can be had now, then stop."""
-        self._closing.set()
-        self._wake.set()
-        self._thread.join(timeout)
-
-    def _loop(self) -> None:
-        while True:
-            closing = self._closing.is_set()
-            batches = self._spool.ready(_SESSION_BATCHES)
-            committed_all = True
-            if batches:
-                committed_all = self._commit(batches, closing=closing)
-            if closing and (not batches or not committed_all or not self._spool.ready(1)):
-                left = self._spool.status()
-                if left.batches:
-                    _log.info(
-                        "otlp: %d spooled batch(es) (%d bytes) wait for the store; the next "
-                        "start commits them",
-                        left.batches,
-                        left.bytes,
-                    )
-                return
-            if not committed_all:
-                self._wake.wait(_RETRY_COMMIT_SECONDS)
-            elif self._spool.ready(1):
-                # More to commit: give a job waiting for the store its chance first.
-                time.sleep(_BETWEEN_SESSIONS_SECONDS)
-                continue
-            else:
-                self._wake.wait()
-            self._wake.clear()
-
-    def _commit(self, batches: list[SpooledBatch], *, closing: bool) -> bool:
-        """Commit ``batches`` in one store session; False when the store could not be had
-        or a commit failed (the batches left wait in the spool)."""
-        began = time.monotonic()
-        spans = 0
-        try:
-            with self._access.writer(
-                f"otlp: committing {len(batches)} spooled batch(es)",
-                stop=None if closing else self._stop,
-            ) as store:
-                for spooled in batches:
-                    try:
-                        prepared = self._spool.read(spooled)
-                    except SpoolCorruptError as error:
-                        kept = self._spool.set_aside(spooled)
-                        _log.error(
-                            "otlp: spool file %s is not a whole batch (%s): set aside as %s",
-                            spooled.path.name,
-                            error,
-                            kept.name,
-                        )
-                        continue
-                    try:
-                        outcome = commit_spans(store, prepared, source=SOURCE)
-                    except Exception as error:
-                        if not self._gives_up(spooled, error):
-                            raise
-                        continue
-                    self._attempts.pop(spooled.sequence, None)
-                    self._spool.remove(spooled)
-                    self._counters.committed(outcome)
-                    spans += prepared.spans
-                    if time.monotonic() - began > _SESSION_SECONDS:
-                        break
-        except StoreWaitStoppedError:
-            return False
-        except StoreBusyError as error:
-            now = time.monotonic()
-            if now - self._busy_reported > _REPORT_BUSY_EVERY:
-                status = self._spool.status()
-                _log.info(
-                    "otlp: %d received batch(es) spooled (%d bytes) wait for the store: %s",
-                    status.batches,
-                    status.bytes,
-                    error,
-                )
-                self._busy_reported = now
-            return False
-        except EvalkitError as error:
-            self.last_error = str(error)
-            _log.warning("otlp: cannot commit spooled spans now (retrying): %s", error)
-            return False
-        except Exception as error:
-            self.last_error = f"internal error: {type(error).__name__}: {error}"
-            _log.exception("otlp: unexpected failure committing spooled spans (retrying)")
-            return False
-        self.last_error = None
-        self.last_commit = time.time()
-        self._busy_reported = 0.0
-        _log.debug("otlp: committed %d spans in %.3f s", spans, time.monotonic() - began)
-        return True
-
-    def _gives_up(self, spooled: SpooledBatch, error: Exception) -> bool:
-        """Count a failed commit of ``spooled`` with the store open; after
-        ``_MAX_BATCH_ATTEMPTS`` set it aside as ``.batch.failed`` (True) so the batches
-        after it are committed. A fault of the store itself (a full disk, an I/O or memory
-        failure) is not the batch's: every batch would meet it, so it is retried as when the
-        store is busy and never counts."""
-        if _store_fault(error):
-            return False
-        attempts = self._attempts.get(spooled.sequence, 0) + 1
-        if attempts < _MAX_BATCH_ATTEMPTS:
-            self._attempts[spooled.sequence] = attempts
-            return False
-        self._attempts.pop(spooled.sequence, None)
-        kept = self._spool.set_aside(spooled, reason="failed")
-        self.last_error = f"set aside {kept.name}: the store refused it ({error})"
-        _log.error(
-            "otlp: the store refused spooled batch %s %d times (%s: %s): set aside as %s; "
-            "the batches after it carry on",
-            spooled.path.name,
-            attempts,
-            type(error).__name__,
-            error,
-            kept.name,
-        )
-        return True
-
-
-def _store_fault(error: BaseException) -> bool:
-    """Whether ``error`` (or what caused it) is the store's own trouble rather than a
-    batch's data: an operating-system error (no space left, a read-only or vanished file)
-    or DuckDB's I/O and out-of-memory errors."""
-    seen: BaseException | None = error
-    while seen is not None:
-        if isinstance(seen, (OSError, duckdb.IOException, duckdb.OutOfMemoryException)):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
-
-
 class _Server(ServiceHTTPServer):
     receiver: OtlpReceiver
 
@@ -522,7 +342,9 @@ class OtlpReceiver:
         access = StoreAccess.from_settings(
             settings, program="evalkit serve", wait_as="ingest", on_wait=_log.debug
         )
-        self._committer = _Committer(self.spool, access, self.counters, self._stopping)
+        self._committer = SpoolCommitter(
+            self.spool, access, self.counters.committed, self._stopping
+        )
         self.host = host or otlp.host
         chosen = otlp.port if port is None else port
         self._server = _Server(self.host, chosen, _Handler)
@@ -626,7 +448,9 @@ class OtlpReceiver:
 
     def _handle(self, request: _Handler) -> None:
         content_type = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
-        reply_type = _PROTOBUF if content_type == _PROTOBUF else _JSON
+        # Without the `otlp` extra no protobuf can be written: errors are answered in JSON.
+        protobuf = content_type == _PROTOBUF and protobuf_available()
+        reply_type = _PROTOBUF if protobuf else _JSON
         if urlsplit(request.path).path.rstrip("/") != TRACES_PATH:
             message = f"POST trace exports to {TRACES_PATH}"
             self.refuse(request, 404, "not_found", message, reply_type)
@@ -795,48 +619,43 @@ def _authorized(header: str, token: str) -> bool:
     return hmac.compare_digest(given.strip().encode(), token.encode())
 
 
-def _read(request: _Handler, size: int, *, line: bool = False) -> bytes:
-    """Up to ``size`` bytes of the body (a line: up to and with its newline; fewer at the end
-    of the stream); a 408 refusal when the client pauses longer than ``request_timeout`` or
-    the body is not all there by the request's ``body_deadline``.
-
-    Each read takes what has arrived (at most one receive), so the deadline is checked
-    between the bytes of a client that sends them one at a time.
-    """
-    settings = request.server.receiver.settings
-    # StreamRequestHandler's rfile is a BufferedReader (rbufsize -1): it can peek.
-    reader = cast(io.BufferedReader, request.rfile)
+def _read(request: _Handler, size: int) -> bytes:
+    """``size`` bytes of the body, fewer when the stream ends first (see ``_received``)."""
     parts: list[bytes] = []
     wanted = size
-    while wanted > 0:
-        left = request.body_deadline - time.monotonic()
-        if left <= 0:
-            raise _body_timeout(request, settings.body_timeout)
-        request.connection.settimeout(min(settings.request_timeout, left))
-        try:
-            if line:
-                chunk = reader.peek(1)[:wanted]
-                end = chunk.find(b"\n")
-                chunk = reader.read(len(chunk) if end < 0 else end + 1)
-            else:
-                chunk = reader.read1(wanted)
-        except TimeoutError:
-            if time.monotonic() >= request.body_deadline:
-                raise _body_timeout(request, settings.body_timeout) from None
-            request.close_connection = True
-            raise _RefusedError(
-                408,
-                "timeout",
-                "the request body did not arrive within "
-                f"{settings.request_timeout:g} s ([otlp] request_timeout)",
-            ) from None
-        if not chunk:
-            break
+    while wanted > 0 and (chunk := _received(request, wanted)):
         parts.append(chunk)
         wanted -= len(chunk)
-        if line and chunk.endswith(b"\n"):
-            break
     return b"".join(parts)
+
+
+def _received(request: _Handler, size: int) -> bytes:
+    """What has arrived of the body, up to ``size`` bytes and at least one (none: the
+    stream ended); a 408 refusal when the client pauses longer than ``request_timeout`` or
+    the body is not all there by the request's ``body_deadline``.
+
+    Each call takes at most one receive, so the deadline is checked between the bytes of a
+    client that sends them one at a time.
+    """
+    settings = request.server.receiver.settings
+    left = request.body_deadline - time.monotonic()
+    if left <= 0:
+        raise _body_timeout(request, settings.body_timeout)
+    request.connection.settimeout(min(settings.request_timeout, left))
+    # StreamRequestHandler's rfile is a BufferedReader (rbufsize -1): read1 is one receive.
+    reader = cast(io.BufferedReader, request.rfile)
+    try:
+        return reader.read1(size)
+    except TimeoutError:
+        if time.monotonic() >= request.body_deadline:
+            raise _body_timeout(request, settings.body_timeout) from None
+        request.close_connection = True
+        raise _RefusedError(
+            408,
+            "timeout",
+            "the request body did not arrive within "
+            f"{settings.request_timeout:g} s ([otlp] request_timeout)",
+        ) from None
 
 
 def _body_timeout(request: _Handler, seconds: float) -> _RefusedError:
@@ -863,39 +682,35 @@ def _log_hang_up(client: object, error: BaseException) -> None:
 
 
 def _read_chunked(request: _Handler, limit: int) -> bytes:
-    """A chunked body, refused (413) as soon as it grows past ``limit``."""
+    """A chunked body, unframed by h11, refused (413) as soon as it grows past ``limit``."""
+    framing = h11.Connection(h11.SERVER)
+    framing.receive_data(_CHUNKED_HEAD)
+    framing.next_event()
     parts: list[bytes] = []
     total = 0
     # Whatever goes wrong, the rest of the body is not read: the connection cannot be reused.
     request.close_connection = True
     while True:
-        line = _read(request, _MAX_CHUNK_LINE + 1, line=True)
-        if len(line) > _MAX_CHUNK_LINE or not line.endswith(b"\n"):
-            raise OtlpPayloadError("the chunked body is cut short or a chunk size is malformed")
-        size_text = line.split(b";", 1)[0].strip()
         try:
-            if not size_text or not size_text.isascii() or size_text.startswith((b"+", b"-")):
-                raise ValueError
-            size = int(size_text, 16)
-        except ValueError:
-            raise OtlpPayloadError("a chunk size of the chunked body is malformed") from None
-        if size == 0:
+            event = framing.next_event()
+        except h11.RemoteProtocolError as error:
+            raise OtlpPayloadError(
+                f"the chunked body is cut short or malformed ({error})"
+            ) from None
+        if event is h11.NEED_DATA:
+            framing.receive_data(_received(request, _READ_SIZE))
+        elif isinstance(event, h11.Data):
+            total += len(event.data)
+            if total > limit:
+                raise _too_large(f"the chunked request body exceeds {limit} bytes")
+            parts.append(bytes(event.data))
+        elif isinstance(event, h11.EndOfMessage):
             break
-        total += size
-        if total > limit:
-            raise _too_large(f"the chunked request body exceeds {limit} bytes")
-        data = _read(request, size)
-        if len(data) != size or _read(request, 2) != b"\r\n":
-            raise OtlpPayloadError("the chunked body is cut short or a chunk is malformed")
-        parts.append(data)
-    for _ in range(_MAX_TRAILERS):
-        trailer = _read(request, _MAX_CHUNK_LINE + 1, line=True)
-        if trailer in (b"\r\n", b"\n"):
-            request.close_connection = False
-            return b"".join(parts)
-        if not trailer.endswith(b"\n"):
-            break
-    raise OtlpPayloadError("the chunked body does not end properly")
+    # Bytes read past the body begin a request pipelined behind it: they are in h11's
+    # buffer, not the connection's, so it closes after the answer and the client sends that
+    # request again (RFC 9112, 9.3.2).
+    request.close_connection = bool(framing.trailing_data[0])
+    return b"".join(parts)
 
 
 def _inflate(body: bytes, window: int, limit: int) -> bytes:
@@ -950,19 +765,4 @@ def _export_response(outcome: PreparedSpans, reply_type: str) -> bytes:
 def _status_body(code: int, message: str, reply_type: str) -> bytes:
     if reply_type == _JSON:
         return json.dumps({"code": code, "message": message}).encode()
-    # google.rpc.Status {int32 code = 1; string message = 2;}, encoded by hand: the
-    # googleapis protos are not a dependency of the receiver.
-    text = message.encode()
-    return b"\x08" + _varint(code) + b"\x12" + _varint(len(text)) + text
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
+    return encode_status(code, message)
