@@ -4,12 +4,17 @@ pyproject.toml (also run by ``make lint``) and the rule on imports inside functi
 from __future__ import annotations
 
 import ast
+import importlib
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tomllib
+import types
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -162,3 +167,229 @@ def test_no_private_module_of_another_package_is_imported(path: Path) -> None:
             assert not private.search(name), (
                 f"{path.relative_to(ROOT)}:{node.lineno} imports {name}"
             )
+
+
+def _contracts(pyproject: Path = ROOT / "pyproject.toml") -> list[dict[str, Any]]:
+    config = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+    contracts: list[dict[str, Any]] = config["tool"]["importlinter"]["contracts"]
+    return contracts
+
+
+def _contract(name: str) -> dict[str, Any]:
+    return next(contract for contract in _contracts() if contract["name"] == name)
+
+
+def _copy_of_the_package(tmp_path: Path) -> Path:
+    shutil.copytree(PACKAGE, tmp_path / "evalkit", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    return tmp_path
+
+
+def _append(path: Path, line: str) -> None:
+    path.write_text(path.read_text(encoding="utf-8") + f"\n{line}\n", encoding="utf-8")
+
+
+def test_the_forbidden_contracts_fail_on_duckdb_outside_the_store_and_a_stage_in_the_cli(
+    tmp_path: Path,
+) -> None:
+    root = _copy_of_the_package(tmp_path)
+    _append(root / "evalkit" / "goldset" / "model.py", "import duckdb")
+    _append(root / "evalkit" / "cli" / "run.py", "from evalkit.metrics import Evaluator")
+    _append(root / "evalkit" / "scheduler" / "jobs.py", "from evalkit.drift import make_detector")
+    result = lint_imports(root)
+    assert result.returncode != 0
+    assert "evalkit is not allowed to import duckdb" in result.stdout
+    assert "evalkit.goldset.model -> duckdb" in result.stdout
+    assert "evalkit.cli is not allowed to import evalkit.metrics" in result.stdout
+    assert "evalkit.cli.run -> evalkit.metrics" in result.stdout
+    assert "evalkit.scheduler is not allowed to import evalkit.drift" in result.stdout
+    assert "evalkit.scheduler.jobs -> evalkit.drift" in result.stdout
+
+
+ASSEMBLY = "the CLI and the scheduler call the pipeline and do not assemble its stages"
+
+# Stage calls by name, where the module also holds what the CLI may use: the store's
+# writers of a run's rows and of a check's result (evalkit.store.runs also holds the reads
+# the CLI shows), and an engine's replay loop (its module also holds the engine the CLI
+# chooses and hands to the pipeline).
+STAGE_CALLS = {
+    "evalkit.store": frozenset(
+        {
+            "RunRecorder",
+            "create_run",
+            "insert_run",
+            "add_query_results",
+            "finish_run",
+            "mark_finished",
+            "fail_run",
+            "save_drift_check",
+            "save_answer_scores",
+            "save_audit",
+            "load_run_shards",
+        }
+    ),
+    "evalkit.engines": frozenset({"replay", "replay_on_ray"}),
+}
+
+
+def _module_name(path: Path, root: Path = ROOT) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _evalkit_imports(path: Path, root: Path = ROOT) -> Iterator[tuple[str, int, str, str]]:
+    """(importer, line, module, name) of each ``from evalkit.x import name`` in ``path``."""
+    importer = _module_name(path, root)
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if (
+            isinstance(node, ast.ImportFrom)
+            and node.level == 0
+            and (node.module or "").split(".")[0] == "evalkit"
+        ):
+            for alias in node.names:
+                yield importer, node.lineno, str(node.module), alias.name
+
+
+def _home(module: str, name: str) -> str:
+    """The module that defines ``module.name``, followed through a package's re-exports
+    and lazy attributes; ``module`` itself for a constant."""
+    package = importlib.import_module(module)
+    try:
+        value = getattr(package, name)
+    except AttributeError:
+        return importlib.import_module(f"{module}.{name}").__name__
+    if isinstance(value, types.ModuleType):
+        return value.__name__
+    home = getattr(value, "__module__", None)
+    return home if isinstance(home, str) and home.split(".")[0] == "evalkit" else module
+
+
+def _within(module: str, package: str) -> bool:
+    return module == package or module.startswith(package + ".")
+
+
+def _assembled_stages(imports: Iterable[tuple[str, int, str, str]]) -> list[str]:
+    """The imports by which the CLI or the scheduler would sequence a stage themselves: a
+    name, imported from anywhere but ``evalkit.pipeline``, whose home is a module the
+    assembly contract forbids (unless the contract ignores that import), or one of
+    ``STAGE_CALLS``."""
+    contract = _contract(ASSEMBLY)
+    forbidden = contract["forbidden_modules"]
+    allowed = [
+        tuple(part.strip() for part in rule.split("->"))
+        for rule in contract.get("ignore_imports", [])
+    ]
+    found = []
+    for importer, line, module, name in imports:
+        if _within(module, "evalkit.pipeline"):
+            continue  # what the pipeline exports is a workflow, wherever its body lives
+        home = _home(module, name)
+        if any(_within(importer, source) and _within(home, target) for source, target in allowed):
+            continue
+        stage = any(_within(home, target) for target in forbidden)
+        call = any(
+            _within(home, package) and name in names for package, names in STAGE_CALLS.items()
+        )
+        if stage or call:
+            found.append(f"{importer}:{line} imports {name} from {home}")
+    return found
+
+
+def test_the_cli_and_the_scheduler_import_no_stage_the_pipeline_assembles() -> None:
+    """The assembly contract, also through lazy re-exports (``from evalkit.audit import
+    run_audit`` is an import of ``evalkit.audit`` to import-linter) and for ``STAGE_CALLS``."""
+    callers = sorted((PACKAGE / "cli").rglob("*.py")) + sorted(
+        (PACKAGE / "scheduler").rglob("*.py")
+    )
+    found = _assembled_stages(place for path in callers for place in _evalkit_imports(path))
+    assert not found, (
+        "the CLI and the scheduler call evalkit.pipeline; these imports assemble stages "
+        "(move the sequence into a pipeline workflow):\n" + "\n".join(found)
+    )
+
+
+def test_the_assembly_check_sees_through_lazy_re_exports_and_names_store_writers(
+    tmp_path: Path,
+) -> None:
+    sample = tmp_path / "evalkit" / "cli" / "sample.py"
+    sample.parent.mkdir(parents=True)
+    sample.write_text(
+        "from evalkit.audit import CHECK_NAMES, run_audit\n"
+        "from evalkit.store.runs import finish_run, list_runs\n"
+        "from evalkit.metrics import parse_measures\n",
+        encoding="utf-8",
+    )
+    found = _assembled_stages(_evalkit_imports(sample, tmp_path))
+    assert found == [
+        "evalkit.cli.sample:1 imports run_audit from evalkit.audit.runner",
+        "evalkit.cli.sample:2 imports finish_run from evalkit.store.runs",
+        "evalkit.cli.sample:3 imports parse_measures from evalkit.metrics.measures",
+    ]
+
+
+ARCHITECTURE_PAGE = ROOT / "docs" / "architecture.md"
+
+
+def _layer_names(contract: dict[str, Any]) -> list[str]:
+    return [
+        name.strip()
+        for layer in contract["layers"]
+        for name in re.split(r"[|:]", layer)
+        if name.strip()
+    ]
+
+
+def _layers_on_the_page(page: str) -> list[str]:
+    """The names in the first column of the page's table under "## Layers"."""
+    section = page.split("\n## Layers", 1)[1].split("\n## ", 1)[0]
+    names: list[str] = []
+    for line in section.splitlines():
+        cells = re.split(r"(?<!\\)\|", line)
+        if line.startswith("| `") and len(cells) > 2:
+            names += re.findall(r"`([a-z_]+)`", cells[1])
+    return names
+
+
+def _out_of_step(contracts: list[dict[str, Any]], page: str) -> list[str]:
+    """How the layers contracts and docs/architecture.md disagree: a layer of the package's
+    contract missing from the page's table (or a table row no layer has), and a layer of a
+    sub-package's contract (``evalkit.pipeline``) that the page never names."""
+    on_the_page = _layers_on_the_page(page)
+    problems: list[str] = []
+    for contract in contracts:
+        if contract["type"] != "layers":
+            continue
+        names = _layer_names(contract)
+        if contract["containers"] == ["evalkit"]:
+            problems += [
+                f"layer {name} is not in the table" for name in names if name not in on_the_page
+            ]
+            problems += [
+                f"the table names {name}, no layer" for name in on_the_page if name not in names
+            ]
+        else:
+            container = contract["containers"][0]
+            problems += [
+                f"layer {name} of {container} is not named"
+                for name in names
+                if f"`{name}`" not in page
+            ]
+    return problems
+
+
+def test_the_architecture_page_names_every_layer_of_the_contracts() -> None:
+    problems = _out_of_step(_contracts(), ARCHITECTURE_PAGE.read_text(encoding="utf-8"))
+    assert not problems, "docs/architecture.md and pyproject.toml's layers disagree:\n" + "\n".join(
+        problems
+    )
+
+
+def test_the_architecture_check_sees_a_layer_missing_from_the_page() -> None:
+    page = ARCHITECTURE_PAGE.read_text(encoding="utf-8")
+    row = next(line for line in page.splitlines() if line.startswith("| `stats` |"))
+    without = page.replace(row + "\n", "")
+    assert _out_of_step(_contracts(), without) == ["layer stats is not in the table"]
+    contracts = _contracts()
+    package = next(c for c in contracts if c["type"] == "layers" and c["containers"] == ["evalkit"])
+    package["layers"] = [*package["layers"], "ledger"]
+    assert "layer ledger is not in the table" in _out_of_step(contracts, page)
