@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeGuard, TypeVar
 from urllib.parse import urlencode
 
 import pandas as pd
@@ -26,9 +26,11 @@ __all__ = [
     "check_link",
     "choose",
     "clicked_run",
+    "compare_clicked_run",
     "figure",
     "first_run",
     "fmt",
+    "has_rows",
     "link_column",
     "link_value",
     "missing_area",
@@ -38,6 +40,7 @@ __all__ = [
     "paged",
     "plot",
     "run_page",
+    "table",
 ]
 
 T = TypeVar("T")
@@ -84,6 +87,18 @@ def missing_area(*areas: str) -> None:
     """Explain that this page's data does not exist yet, and what produces it."""
     for area in areas:
         st.info(f"Nothing stored here yet. {AREA_HINTS[area]}", icon=":material/info:")
+
+
+def has_rows(frame: pd.DataFrame | None, *, area: str, empty: str) -> TypeGuard[pd.DataFrame]:
+    """Whether ``frame`` has rows to show; if not, say why in a caption: what produces
+    ``area``'s tables where the store has none (``frame`` is None), else ``empty``."""
+    if frame is None:
+        st.caption(AREA_HINTS[area])
+        return False
+    if frame.empty:
+        st.caption(empty)
+        return False
+    return True
 
 
 def run_page(
@@ -206,6 +221,15 @@ def fmt(value: object, digits: int = 4) -> str:
     return str(value)
 
 
+def table(
+    frame: pd.DataFrame, *, digits: int | None = 4, columns: Mapping[str, Any] | None = None
+) -> None:
+    """Show ``frame`` without its index: float columns at ``digits`` decimals (``None``: as
+    they come), then any other ``columns`` settings (links, charts, widths) over those."""
+    config = {**(number_columns(frame, digits) if digits is not None else {}), **(columns or {})}
+    st.dataframe(frame, hide_index=True, column_config=config or None)
+
+
 def number_columns(frame: pd.DataFrame, digits: int = 4) -> dict[str, Any]:
     """``st.dataframe`` column settings showing every float column with ``digits`` decimals."""
     return {
@@ -277,6 +301,27 @@ def clicked_run(event: Any) -> tuple[str, str] | None:
         if isinstance(data, Sequence) and len(data) >= 2 and isinstance(data[0], str):
             return str(data[0]), str(data[1])
     return None
+
+
+def compare_clicked_run(
+    event: Any, *, goldset: str, baselines: Mapping[str, str], **parameters: str
+) -> None:
+    """Open Compare runs on the run point clicked in a chart (``clicked_run``), against its
+    series' baseline in ``baselines`` (by retriever; else against itself), with any other
+    URL ``parameters`` (such as the measure)."""
+    clicked = clicked_run(event)
+    if clicked is None:
+        return
+    run_id, retriever = clicked
+    st.switch_page(
+        "views/compare.py",
+        query_params={
+            "goldset": goldset,
+            **parameters,
+            "baseline": baselines.get(retriever, run_id),
+            "candidate": run_id,
+        },
+    )
 
 
 def page_url(page: str, **parameters: object) -> str:

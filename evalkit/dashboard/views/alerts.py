@@ -6,7 +6,6 @@ import streamlit as st
 
 from evalkit.dashboard import causes, ui
 from evalkit.dashboard.loaders.alerts import AlertsData
-from evalkit.dashboard.loaders.shared import AREA_HINTS
 
 STATUSES = ("all", "firing", "resolved")
 
@@ -49,10 +48,10 @@ def render(page: ui.PageContext) -> None:
         history = data.alerts.assign(
             open=[ui.page_url("alerts", status=status, alert=a) for a in data.alerts["alert_id"]]
         )
-        st.dataframe(
+        ui.table(
             history,
-            hide_index=True,
-            column_config={"open": ui.link_column("open", help="This alert's deliveries")},
+            digits=None,
+            columns={"open": ui.link_column("open", help="This alert's deliveries")},
         )
         alert_id = _alert(page, data)
         row = page.load("alert", alert_id=alert_id)
@@ -63,17 +62,12 @@ def render(page: ui.PageContext) -> None:
         if attempts.empty:
             st.caption("No delivery attempted yet.")
         else:
-            st.dataframe(attempts, hide_index=True, column_config=ui.number_columns(attempts, 1))
+            ui.table(attempts, digits=1)
     st.subheader("Job runs")
-    if first.jobs is None:
-        st.caption(AREA_HINTS["jobs"])
-    elif first.jobs.empty:
-        st.caption("No job has run yet.")
-    else:
+    if ui.has_rows(first.jobs, area="jobs", empty="No job has run yet."):
         if first.total_jobs > len(first.jobs):
             st.caption(f"The newest {len(first.jobs):,} of {first.total_jobs:,} job runs.")
-        jobs = ui.paged(first.jobs, key="alerts-jobs", noun="job runs")
-        st.dataframe(jobs, hide_index=True, column_config=ui.number_columns(jobs, 1))
+        ui.table(ui.paged(first.jobs, key="alerts-jobs", noun="job runs"), digits=1)
 
 
 ui.run_page("Alerts", render, areas=("alerts",))

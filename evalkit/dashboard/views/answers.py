@@ -38,7 +38,7 @@ def render(page: ui.PageContext) -> None:
         )
     st.subheader("Scorings")
     table = series.sort_values("started_at", ascending=False)
-    st.dataframe(table, hide_index=True, column_config=ui.number_columns(table, 3))
+    ui.table(table, digits=3)
     scorings = list(dict.fromkeys(table["scoring_id"]))
     columns = st.columns(2)
     scoring = ui.choose("Scoring", scorings, param="scoring", container=columns[0])

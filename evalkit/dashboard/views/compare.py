@@ -127,7 +127,7 @@ def render(page: ui.PageContext) -> None:
                 f"p adj {row['p_adjusted']:.3g}, {row['decision']}"
             ),
         )
-    st.dataframe(data.metrics, hide_index=True, column_config=ui.number_columns(data.metrics))
+    ui.table(data.metrics)
     causes.panel(page, data)
     st.subheader(f"Queries by loss on {data.sort_measure}")
     st.caption(
@@ -138,19 +138,17 @@ def render(page: ui.PageContext) -> None:
     first = ["query_id", f"{data.sort_measure} delta", "lost", "gained"]
     ordered = data.per_query[first + [c for c in data.per_query.columns if c not in first]]
     per_query = ui.paged(ordered, key="compare-queries", noun="queries")
-    st.dataframe(
+    ui.table(
         per_query.assign(
             query_id=[
                 ui.page_url("query", goldset=goldset, run=data.candidate, query=query)
                 for query in per_query["query_id"]
             ]
         ),
-        hide_index=True,
-        column_config={
-            **ui.number_columns(per_query),
+        columns={
             "query_id": ui.link_column(
                 "query_id", shows="query", help="This query in the candidate run"
-            ),
+            )
         },
     )
     if data.only_in_baseline or data.only_in_candidate:

@@ -84,14 +84,9 @@ def _checks(page: ui.PageContext, data: DriftData) -> None:
     )
     table = shown.drop(columns=["details"]).sort_values("created_at", ascending=False)
     table.insert(1, "open", [ui.page_url("drift", check=c) for c in table["check_id"]])
-    rows = ui.paged(table, key="drift-checks", noun="checks")
-    st.dataframe(
-        rows,
-        hide_index=True,
-        column_config={
-            **ui.number_columns(rows),
-            "open": ui.link_column("open", help="This check's details"),
-        },
+    ui.table(
+        ui.paged(table, key="drift-checks", noun="checks"),
+        columns={"open": ui.link_column("open", help="This check's details")},
     )
     ids = list(table["check_id"])
     check_id = ui.choose("Check", ids, param="check")
@@ -176,11 +171,7 @@ def _projection(page: ui.PageContext, data: DriftData) -> None:
         "(two-sample KS per dimension, Benjamini-Hochberg)."
     )
     with st.expander("Per-dimension diagnostics"):
-        st.dataframe(
-            projected.dimensions,
-            hide_index=True,
-            column_config=ui.number_columns(projected.dimensions),
-        )
+        ui.table(projected.dimensions)
 
 
 def render(page: ui.PageContext) -> None:

@@ -40,7 +40,7 @@ def render(page: ui.PageContext) -> None:
         "`judged_at_k`: the same over everything retrieved. Unjudged documents count as "
         "non-relevant, so low coverage makes every measure an underestimate."
     )
-    st.dataframe(data.coverage, hide_index=True, column_config=ui.number_columns(data.coverage))
+    ui.table(data.coverage)
     shown = data.coverage.assign(
         series=data.coverage["goldset_name"] + " " + data.coverage["goldset_version"].str[:8]
     )

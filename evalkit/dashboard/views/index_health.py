@@ -42,7 +42,7 @@ def render(page: ui.PageContext) -> None:
         st.success("This audit found nothing.")
     else:
         table = findings.drop(columns=["doc_ids", "clusters", "query_ids"])
-        st.dataframe(table, hide_index=True, column_config=ui.number_columns(table))
+        ui.table(table)
         for row in findings.itertuples():
             if len(row.doc_ids) or len(row.clusters) or len(row.query_ids):
                 with st.expander(
@@ -77,10 +77,10 @@ def render(page: ui.PageContext) -> None:
     table = of_collection.assign(
         open=[ui.page_url("index_health", audit=a) for a in of_collection["audit_id"]]
     )
-    st.dataframe(
+    ui.table(
         ui.paged(table, key="index-health-audits", noun="audits"),
-        hide_index=True,
-        column_config={"open": ui.link_column("open", help="This audit's findings")},
+        digits=None,
+        columns={"open": ui.link_column("open", help="This audit's findings")},
     )
 
 

@@ -212,24 +212,16 @@ def render(page: ui.PageContext) -> None:
         ranked = shown[["goldset_name", "retriever"]].merge(
             wide[ordered].reset_index(), on=["goldset_name", "retriever"]
         )
-        st.dataframe(ranked, hide_index=True, column_config=ui.number_columns(ranked))
+        ui.table(ranked)
     left, right = st.columns(2)
     with left:
         st.subheader("Open alerts")
-        if data.open_alerts is None:
-            st.caption(AREA_HINTS["alerts"])
-        elif data.open_alerts.empty:
-            st.caption("No alert is firing.")
-        else:
+        if ui.has_rows(data.open_alerts, area="alerts", empty="No alert is firing."):
             st.dataframe(data.open_alerts, hide_index=True)
     with right:
         st.subheader("Last job runs")
-        if data.jobs is None:
-            st.caption(AREA_HINTS["jobs"])
-        elif data.jobs.empty:
-            st.caption(f"No job has run yet: {AREA_HINTS['jobs']}")
-        else:
-            st.dataframe(data.jobs, hide_index=True, column_config=ui.number_columns(data.jobs, 1))
+        if ui.has_rows(data.jobs, area="jobs", empty=f"No job has run yet: {AREA_HINTS['jobs']}"):
+            ui.table(data.jobs, digits=1)
 
 
 ui.run_page("Overview", render)

@@ -56,18 +56,7 @@ def render(page: ui.PageContext) -> None:
     baselines = {r: run for r, run in data.baselines.items() if r in retrievers}
     chart = ui.figure("quality", points, events, baselines, measure=measure)
     event = ui.plot(chart, key="quality-chart")
-    clicked = ui.clicked_run(event)
-    if clicked is not None:
-        run_id, retriever = clicked
-        st.switch_page(
-            "views/compare.py",
-            query_params={
-                "goldset": goldset,
-                "measure": measure,
-                "baseline": data.baselines.get(retriever, run_id),
-                "candidate": run_id,
-            },
-        )
+    ui.compare_clicked_run(event, goldset=goldset, baselines=data.baselines, measure=measure)
     st.caption(
         "Click a run's point to compare it with its series' baseline. Bands: 95 % "
         "t-interval of the mean over each run's stored per-query values. Strip below: one "
@@ -92,10 +81,10 @@ def render(page: ui.PageContext) -> None:
         st.caption("No change of goldset version, model or index, and no alert, in this series.")
     else:
         days = charts.daily_events(events)["day"].nunique()
-        st.dataframe(
+        ui.table(
             ui.paged(events, key="quality-events", noun=f"events on {days:,} days"),
-            hide_index=True,
-            column_config={"description": st.column_config.TextColumn(width="large")},
+            digits=None,
+            columns={"description": st.column_config.TextColumn(width="large")},
         )
     st.subheader("Runs")
     shown = points.sort_values("started_at", ascending=False)
@@ -126,13 +115,10 @@ def render(page: ui.PageContext) -> None:
             "index_fingerprint",
         ]
     ]
-    page = ui.paged(shown, key="quality-runs", noun="runs")
-    st.dataframe(
-        page,
-        hide_index=True,
-        column_config={
-            **ui.number_columns(page),
-            "compare": ui.link_column("compare", help="This run against its series' baseline"),
+    ui.table(
+        ui.paged(shown, key="quality-runs", noun="runs"),
+        columns={
+            "compare": ui.link_column("compare", help="This run against its series' baseline")
         },
     )
 

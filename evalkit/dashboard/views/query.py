@@ -71,9 +71,7 @@ def render(page: ui.PageContext) -> None:
     first = data.results.loc[data.results["relevant"], "evaluated_rank"]
     cards[2].metric("first relevant rank", int(first.min()) if not first.empty else "-")
     st.subheader("Why it scored what it scored")
-    st.dataframe(
-        data.explanations, hide_index=True, column_config=ui.number_columns(data.explanations)
-    )
+    ui.table(data.explanations)
     st.subheader(f"Retrieved documents in run {data.run_id}")
     st.caption(
         "`rank`: as the retriever returned them; `evaluated_rank`: the order trec_eval scores "
@@ -81,7 +79,7 @@ def render(page: ui.PageContext) -> None:
     )
     if data.snippet_note:
         st.caption(data.snippet_note)
-    st.dataframe(data.results, hide_index=True, column_config=ui.number_columns(data.results))
+    ui.table(data.results)
     missed = sorted(
         set(data.judgments.loc[data.judgments["relevance"] >= data.relevance_threshold, "doc_id"])
         - set(data.results["doc_id"])
@@ -97,17 +95,7 @@ def render(page: ui.PageContext) -> None:
         event = ui.plot(
             ui.figure("query_history", data.history, measures=measures), key="query-history"
         )
-        clicked = ui.clicked_run(event)
-        if clicked is not None:
-            clicked_run, clicked_retriever = clicked
-            st.switch_page(
-                "views/compare.py",
-                query_params={
-                    "goldset": goldset,
-                    "baseline": baselines.get(clicked_retriever, clicked_run),
-                    "candidate": clicked_run,
-                },
-            )
+        ui.compare_clicked_run(event, goldset=goldset, baselines=baselines)
         n_runs = data.history["run_id"].nunique()
         st.caption(
             f"The newest {n_runs:,} finished runs of goldset {goldset} that scored this query. "
@@ -122,14 +110,9 @@ def render(page: ui.PageContext) -> None:
                 for run in data.values["run_id"]
             ]
         )
-        rows = ui.paged(values, key="query-values", noun="runs")
-        st.dataframe(
-            rows,
-            hide_index=True,
-            column_config={
-                **ui.number_columns(rows),
-                "open": ui.link_column("open", help="This query in that run"),
-            },
+        ui.table(
+            ui.paged(values, key="query-values", noun="runs"),
+            columns={"open": ui.link_column("open", help="This query in that run")},
         )
     st.subheader(
         f"Where its relevant documents landed in the newest {WIDE_RUNS} runs "

@@ -9,6 +9,31 @@ from evalkit.dashboard.loaders.traffic import TrafficData
 
 DEFAULT_WINDOWS = 30
 ALL_WINDOWS = 10_000
+WINDOW_CHARTS: tuple[tuple[list[str], str, str, bool], ...] = (
+    (["volume", "n_distinct", "n_replayed"], "Volume per window", "queries", True),
+    (
+        [
+            "latency_p50",
+            "latency_p95",
+            "latency_p99",
+            "logged_latency_p50",
+            "logged_latency_p95",
+            "logged_latency_p99",
+        ],
+        "Latency percentiles (replay and logged)",
+        "ms",
+        False,
+    ),
+    (
+        ["low_confidence_share", "empty_share"],
+        "Low-confidence and empty shares",
+        "share of answered queries",
+        False,
+    ),
+    (["churn"], "Churn against the logged results (1 - mean overlap@k)", "churn", False),
+)
+"""The per-window charts, two a row: columns of the window summaries, title, unit, and
+whether the series are bars."""
 
 
 def render(page: ui.PageContext) -> None:
@@ -48,56 +73,19 @@ def render(page: ui.PageContext) -> None:
     cards[1].metric("replay latency p95 (ms)", ui.fmt(latest["latency_p95"], 1))
     cards[2].metric("low-confidence share", ui.fmt(latest["low_confidence_share"], 3))
     cards[3].metric("churn", ui.fmt(latest["churn"], 3))
-    left, right = st.columns(2)
-    left.plotly_chart(
-        ui.figure(
-            "lines",
-            windows,
-            x="window_label",
-            columns=["volume", "n_distinct", "n_replayed"],
-            title="Volume per window",
-            y_title="queries",
-            bars=True,
-        )
-    )
-    right.plotly_chart(
-        ui.figure(
-            "lines",
-            windows,
-            x="window_label",
-            columns=[
-                "latency_p50",
-                "latency_p95",
-                "latency_p99",
-                "logged_latency_p50",
-                "logged_latency_p95",
-                "logged_latency_p99",
-            ],
-            title="Latency percentiles (replay and logged)",
-            y_title="ms",
-        )
-    )
-    left, right = st.columns(2)
-    left.plotly_chart(
-        ui.figure(
-            "lines",
-            windows,
-            x="window_label",
-            columns=["low_confidence_share", "empty_share"],
-            title="Low-confidence and empty shares",
-            y_title="share of answered queries",
-        )
-    )
-    right.plotly_chart(
-        ui.figure(
-            "lines",
-            windows,
-            x="window_label",
-            columns=["churn"],
-            title="Churn against the logged results (1 - mean overlap@k)",
-            y_title="churn",
-        )
-    )
+    for pair in (WINDOW_CHARTS[:2], WINDOW_CHARTS[2:]):
+        for container, (columns, title, y_title, bars) in zip(st.columns(2), pair, strict=True):
+            container.plotly_chart(
+                ui.figure(
+                    "lines",
+                    windows,
+                    x="window_label",
+                    columns=columns,
+                    title=title,
+                    y_title=y_title,
+                    bars=bars,
+                )
+            )
     st.subheader("Per tenant")
     if not data.tenants.empty:
         st.plotly_chart(
@@ -116,18 +104,14 @@ def render(page: ui.PageContext) -> None:
     tenants = data.tenants[data.tenants["window_label"] == window]
     volume = data.volume[data.volume["window_label"] == window]
     merged = tenants.merge(volume, on=["window_label", "tenant"], how="outer")
-    st.dataframe(merged, hide_index=True, column_config=ui.number_columns(merged, 3))
+    ui.table(merged, digits=3)
     st.subheader("Windows")
     table = windows.sort_values("window_start", ascending=False)
     table.insert(1, "open", [ui.page_url("traffic", window=w) for w in table["window_label"]])
-    rows = ui.paged(table, key="traffic-windows", noun="windows shown")
-    st.dataframe(
-        rows,
-        hide_index=True,
-        column_config={
-            **ui.number_columns(rows, 3),
-            "open": ui.link_column("open", help="This window per tenant"),
-        },
+    ui.table(
+        ui.paged(table, key="traffic-windows", noun="windows shown"),
+        digits=3,
+        columns={"open": ui.link_column("open", help="This window per tenant")},
     )
 
 
