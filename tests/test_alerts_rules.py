@@ -20,6 +20,7 @@ from evalkit.goldset.model import Goldset
 from evalkit.pipeline import evaluate_goldset
 from evalkit.records import Judgment, Query, QueryResult, ScoredDoc
 from evalkit.records.audit import AuditReport, CheckOutcome, Finding, Severity
+from evalkit.records.drift import DriftCheck
 from evalkit.store import RunSpec, Store
 from evalkit.store.alerts import (
     StoredAlertState,
@@ -57,28 +58,32 @@ def test_embedding_drift_fires_on_the_newest_check_and_resolves(store: Store) ->
     config = configure({"name": "drift", "kind": "embedding_drift", "severity": "warning"})
     save_drift_check(
         store,
-        stream="queries",
-        subject="traffic",
-        finding="ok",
-        method="mmd",
-        is_drift=False,
-        p_value=0.4,
+        DriftCheck(
+            stream="queries",
+            subject="traffic",
+            finding="ok",
+            method="mmd",
+            is_drift=False,
+            p_value=0.4,
+        ),
     )
     assert told(evaluate(store, config)) == []
     save_drift_check(
         store,
-        stream="queries",
-        subject="traffic",
-        finding="drift",
-        method="mmd",
-        is_drift=True,
-        p_value=0.001,
-        statistic=0.12,
-        effect_size=0.3,
-        n_reference=500,
-        n_current=480,
-        reference="2026-11-19",
-        current="2026-11-20",
+        DriftCheck(
+            stream="queries",
+            subject="traffic",
+            finding="drift",
+            method="mmd",
+            is_drift=True,
+            p_value=0.001,
+            statistic=0.12,
+            effect_size=0.3,
+            n_reference=500,
+            n_current=480,
+            reference="2026-11-19",
+            current="2026-11-20",
+        ),
     )
     first = evaluate(store, config, 1)
     assert told(first) == [("queries/traffic", "firing", "warning")]
@@ -91,12 +96,14 @@ def test_embedding_drift_fires_on_the_newest_check_and_resolves(store: Store) ->
     assert told(evaluate(store, config, 2)) == []
     save_drift_check(
         store,
-        stream="queries",
-        subject="traffic",
-        finding="ok",
-        method="mmd",
-        is_drift=False,
-        p_value=0.5,
+        DriftCheck(
+            stream="queries",
+            subject="traffic",
+            finding="ok",
+            method="mmd",
+            is_drift=False,
+            p_value=0.5,
+        ),
     )
     assert told(evaluate(store, config, 3)) == [("queries/traffic", "resolved", "warning")]
 
@@ -108,11 +115,13 @@ def test_model_mismatch_is_its_own_rule(store: Store) -> None:
     )
     save_drift_check(
         store,
-        stream="queries",
-        subject="traffic",
-        finding="model_mismatch",
-        method="fingerprint",
-        is_drift=False,
+        DriftCheck(
+            stream="queries",
+            subject="traffic",
+            finding="model_mismatch",
+            method="fingerprint",
+            is_drift=False,
+        ),
     )
     evaluation = evaluate(store, config)
     assert [(a.rule, a.subject) for a in evaluation.alerts] == [("model", "queries/traffic")]

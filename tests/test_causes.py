@@ -24,6 +24,7 @@ from evalkit.errors import ConfigError
 from evalkit.goldset.model import Goldset
 from evalkit.records import Judgment
 from evalkit.records.audit import AuditReport, CheckOutcome, Finding, Severity
+from evalkit.records.drift import DriftCheck
 from evalkit.schemas import load_schema
 from evalkit.store import Store
 from evalkit.store.alerts import StoredAlert, StoredAlertState, save_alert
@@ -100,14 +101,16 @@ def precision_check(store: Store, baseline: str, candidate: str, measure: str) -
     """A stored precision drift check of the demo series between two runs; its id."""
     return save_drift_check(
         store,
-        stream="precision",
-        subject="mini|chroma-embedded:mini",
-        finding="drift",
-        method="page_hinkley+paired",
-        is_drift=True,
-        reference=baseline,
-        current=candidate,
-        details={"measure": measure},
+        DriftCheck(
+            stream="precision",
+            subject="mini|chroma-embedded:mini",
+            finding="drift",
+            method="page_hinkley+paired",
+            is_drift=True,
+            reference=baseline,
+            current=candidate,
+            details={"measure": measure},
+        ),
     ).check_id
 
 
@@ -115,12 +118,14 @@ def model_canary_check(store: Store, statistic: float) -> str:
     """A stored model canary check that found the query model differs from the index's."""
     return save_drift_check(
         store,
-        stream="model",
-        subject="mini",
-        finding="model_mismatch",
-        method="canary_fingerprint",
-        is_drift=True,
-        statistic=statistic,
+        DriftCheck(
+            stream="model",
+            subject="mini",
+            finding="model_mismatch",
+            method="canary_fingerprint",
+            is_drift=True,
+            statistic=statistic,
+        ),
     ).check_id
 
 
@@ -338,11 +343,13 @@ def test_query_drift_only_counts_between_the_runs(store: Store) -> None:
     save_goldset(store, gold)
     _run(store, gold, {q: perfect(q) for q in query_ids(N)})
     save_drift_check(
-        store, stream="queries", subject="mini", finding="drift", method="ks", is_drift=True
+        store,
+        DriftCheck(stream="queries", subject="mini", finding="drift", method="ks", is_drift=True),
     )
     candidate = _run(store, gold, _without({"q01-b"}))
     save_drift_check(
-        store, stream="queries", subject="mini", finding="drift", method="mmd", is_drift=True
+        store,
+        DriftCheck(stream="queries", subject="mini", finding="drift", method="mmd", is_drift=True),
     )
 
     explanation = explain_runs(store, candidate, **FAST)

@@ -443,6 +443,7 @@ def _seed_chroma(path: Path, gold: Goldset) -> None:
 def seed_store(path: Path, *, areas: bool = True, chroma: bool = False) -> SeededStore:
     """Write the seeded store at ``path`` (``areas=False``: goldsets and runs only;
     ``chroma=True``: also the Chroma collection the runs of series A name)."""
+    from evalkit.records.drift import DriftCheck
     from evalkit.store.drift import save_drift_check
 
     chroma_path = path.parent / "chroma"
@@ -512,53 +513,61 @@ def seed_store(path: Path, *, areas: bool = True, chroma: bool = False) -> Seede
         report.write_text("<html><body>evidently report</body></html>", encoding="utf-8")
         save_drift_check(
             store,
-            stream="queries",
-            subject="mini",
-            finding="ok",
-            method="ks",
-            is_drift=False,
-            reference=WINDOWS[0],
-            current=WINDOWS[0],
-            statistic=0.1,
-            p_value=0.8,
-            threshold=0.05,
+            DriftCheck(
+                stream="queries",
+                subject="mini",
+                finding="ok",
+                method="ks",
+                is_drift=False,
+                reference=WINDOWS[0],
+                current=WINDOWS[0],
+                statistic=0.1,
+                p_value=0.8,
+                threshold=0.05,
+            ),
         )
         drift_check = save_drift_check(
             store,
-            stream="queries",
-            subject="mini",
-            finding="drift",
-            method="ks",
-            is_drift=True,
-            reference=WINDOWS[0],
-            current=WINDOWS[1],
-            n_reference=20,
-            n_current=20,
-            statistic=0.9,
-            p_value=0.0001,
-            threshold=0.05,
-            effect_size=1.0,
-            details={"n_dimensions": DIMENSION, "n_moved": 3, "moved_dimensions": [4, 1, 7]},
-            report_path=str(report),
+            DriftCheck(
+                stream="queries",
+                subject="mini",
+                finding="drift",
+                method="ks",
+                is_drift=True,
+                reference=WINDOWS[0],
+                current=WINDOWS[1],
+                n_reference=20,
+                n_current=20,
+                statistic=0.9,
+                p_value=0.0001,
+                threshold=0.05,
+                effect_size=1.0,
+                details={"n_dimensions": DIMENSION, "n_moved": 3, "moved_dimensions": [4, 1, 7]},
+                report_path=str(report),
+            ),
         ).check_id
         save_drift_check(
             store,
-            stream="precision",
-            subject=f"{GOLDSET}|{SERIES_B}",
-            finding="drift",
-            method="page_hinkley+paired",
-            is_drift=True,
-            statistic=9.0,
-            p_value=0.01,
+            DriftCheck(
+                stream="precision",
+                subject=f"{GOLDSET}|{SERIES_B}",
+                finding="drift",
+                method="page_hinkley+paired",
+                is_drift=True,
+                statistic=9.0,
+                p_value=0.01,
+            ),
         )
         save_drift_check(
             store,
-            stream="model",
-            subject="mini-v2",
-            finding="ok",
-            method="canary_fingerprint",
-            is_drift=False,
-            statistic=1.0,
+            DriftCheck(
+                stream="model",
+                subject="mini-v2",
+                finding="ok",
+                method="canary_fingerprint",
+                is_drift=False,
+                statistic=1.0,
+            ),
         )
         traffic_runs = _seed_traffic(store, path.parent / "traffic.jsonl")
         scoring = _seed_answers(store, runs["A1"])

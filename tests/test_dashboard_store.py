@@ -30,6 +30,7 @@ from evalkit.dashboard.loaders.overview import paired_tests, series_status
 from evalkit.dashboard.loaders.quality import _t_interval
 from evalkit.dashboard.loaders.query import explain_measure
 from evalkit.errors import StoreError
+from evalkit.records.drift import DriftCheck
 from evalkit.store import Store
 from evalkit.store.access import StoreBusyError
 from evalkit.store.dashboard.overview import (
@@ -41,6 +42,7 @@ from evalkit.store.dashboard.overview import (
 from evalkit.store.dashboard.quality import series_points_frame
 from evalkit.store.dashboard.query import relevant_ranks_frame, search_queries
 from evalkit.store.dashboard.shared import runs_frame
+from evalkit.store.drift import save_drift_check
 
 
 @pytest.fixture
@@ -234,9 +236,9 @@ def test_store_version_follows_writes(tmp_path: Path) -> None:
     assert access.store_version(path) is None
     with Store.open(path) as store:
         first = access.store_version(path)
-        from evalkit.store.drift import save_drift_check
-
-        save_drift_check(store, stream="queries", finding="ok", method="ks", is_drift=False)
+        save_drift_check(
+            store, DriftCheck(stream="queries", finding="ok", method="ks", is_drift=False)
+        )
         assert access.store_version(path) != first
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from evalkit.cli import invoke
-from evalkit.drift.watch import check_model, check_precision
+from evalkit.drift.watch import check_model, watch_precision
 from evalkit.embedding import ModelFingerprint, load_embedder
 from evalkit.goldset.model import Goldset
 from evalkit.pipeline import evaluate_goldset
@@ -164,20 +164,20 @@ def series(store: Store, retriever: ScriptedRetriever, runs: int) -> None:
 
 def test_precision_series_stays_quiet_while_stable(store: Store) -> None:
     series(store, ScriptedRetriever(good_runs=100, lose_share=0.3), runs=6)
-    [check] = check_precision(store, "kb", resamples=2000)
+    [check] = watch_precision(store, "kb", resamples=2000).checks
     assert check.finding == "ok"
     assert check.paired is not None
-    assert check.paired["decision"] == "pass"
+    assert check.paired.decision == "pass"
     assert len(check.series) == 6
 
 
 def test_precision_drop_is_found_by_both_detectors_and_stored(store: Store) -> None:
     series(store, ScriptedRetriever(good_runs=5, lose_share=0.3), runs=8)
-    [check] = check_precision(store, "kb", resamples=2000)
+    [check] = watch_precision(store, "kb", resamples=2000).checks
     assert check.finding == "drift"
     assert check.levels[-1] == "alert"
     assert check.paired is not None
-    assert check.paired["decision"] == "regression"
+    assert check.paired.decision == "regression"
     assert check.change_point == check.series[5][0]
     stored = list_drift_checks(store, stream="precision")
     assert stored[0].finding == "drift"

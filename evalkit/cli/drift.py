@@ -262,11 +262,11 @@ def precision(
                 )
             )
             if check.paired:
-                metric = check.paired["metrics"][measure]
+                metric = check.paired.metric(measure)
                 console.print(
-                    f"latest vs baseline {check.baseline_run}: delta {metric['delta']:+.4f} "
-                    f"[{metric['ci_low']:+.4f}, {metric['ci_high']:+.4f}], "
-                    f"p={metric['p_adjusted']:.4g}, {metric['decision']}",
+                    f"latest vs baseline {check.baseline_run}: delta {metric.delta:+.4f} "
+                    f"[{metric.ci_low:+.4f}, {metric.ci_high:+.4f}], "
+                    f"p={metric.p_adjusted:.4g}, {metric.decision.value}",
                     markup=False,
                 )
             if check.partial_runs:

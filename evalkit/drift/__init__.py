@@ -21,7 +21,6 @@ from evalkit.drift.auto import AutoDrift
 from evalkit.drift.base import (
     DETECTORS,
     DriftDetector,
-    DriftResult,
     NotFittedError,
     available_methods,
     make_detector,
@@ -41,6 +40,7 @@ from evalkit.drift.sequential import (
     cusum,
     page_hinkley,
 )
+from evalkit.records.drift import DriftResult
 
 DEFAULT_METHOD = "auto"
 """The method ``make_detector`` users should reach for first (chosen in docs/drift.md)."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from evalkit.drift.base import (
     DriftDetector,
-    DriftResult,
     Embeddings,
     register_detector,
     require_finite,
@@ -19,6 +18,7 @@ from evalkit.drift.base import (
 from evalkit.drift.mmd import MMDDrift
 from evalkit.drift.moments import MomentsDrift
 from evalkit.errors import ConfigError
+from evalkit.records.drift import DriftResult
 
 __all__ = ["AutoDrift"]
 

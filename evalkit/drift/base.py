@@ -1,4 +1,5 @@
-"""The drift result record, the detector base class and the registry of detectors.
+"""The detector base class and the registry of detectors (the result record, ``DriftResult``,
+is in ``evalkit.records.drift``).
 
 Every detector follows one contract: settings in ``__init__`` (keyword-only), learning in
 ``fit(reference) -> self``, verdict in ``test(current) -> DriftResult``. A detector is
@@ -13,7 +14,7 @@ import math
 import secrets
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, ClassVar, Self, TypeVar
 
@@ -21,11 +22,11 @@ import numpy as np
 import numpy.typing as npt
 
 from evalkit.errors import ConfigError, EvalkitError, InputError
+from evalkit.records.drift import DriftResult
 
 __all__ = [
     "DETECTORS",
     "DriftDetector",
-    "DriftResult",
     "LabelSums",
     "NotFittedError",
     "as_embeddings",
@@ -44,44 +45,6 @@ Embeddings = npt.NDArray[np.floating[Any]]
 
 class NotFittedError(EvalkitError, RuntimeError):
     """A detector was asked for a verdict before it learned a reference window."""
-
-
-@dataclass(frozen=True, slots=True)
-class DriftResult:
-    """The verdict of one drift test: statistic and decision are separate fields.
-
-    ``threshold`` is the p-value threshold the decision used (the detector's ``alpha``), so
-    ``is_drift == (p_value <= threshold)``. ``effect_size`` is the method's interpretable
-    magnitude (see each detector). ``seed`` is the seed of any random step (None for
-    deterministic methods) so the same inputs reproduce the same result. ``details`` holds a
-    few JSON-able, method-specific extras (bandwidth, moved dimensions, per-fold AUCs).
-    """
-
-    statistic: float
-    p_value: float
-    threshold: float
-    is_drift: bool
-    effect_size: float
-    method: str
-    n_reference: int
-    n_current: int
-    seed: int | None = None
-    details: Mapping[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able dict of every field (``details`` copied)."""
-        return {
-            "statistic": float(self.statistic),
-            "p_value": float(self.p_value),
-            "threshold": float(self.threshold),
-            "is_drift": bool(self.is_drift),
-            "effect_size": float(self.effect_size),
-            "method": self.method,
-            "n_reference": int(self.n_reference),
-            "n_current": int(self.n_current),
-            "seed": self.seed,
-            "details": dict(self.details),
-        }
 
 
 def as_embeddings(

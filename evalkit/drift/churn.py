@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from evalkit.drift.base import DriftResult, FloatArray
+from evalkit.drift.base import FloatArray
 from evalkit.errors import ConfigError, InputError
+from evalkit.records.drift import DriftResult
 
 __all__ = ["low_confidence_share", "top1_score_shift"]
 

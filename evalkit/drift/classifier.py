@@ -28,7 +28,6 @@ import numpy as np
 
 from evalkit.drift.base import (
     DriftDetector,
-    DriftResult,
     Embeddings,
     FloatArray,
     permutation_p_value,
@@ -36,6 +35,7 @@ from evalkit.drift.base import (
     resolve_seed,
 )
 from evalkit.errors import ConfigError
+from evalkit.records.drift import DriftResult
 
 __all__ = ["ClassifierDrift", "out_of_fold_scores"]
 

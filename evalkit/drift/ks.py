@@ -21,12 +21,12 @@ import numpy.typing as npt
 
 from evalkit.drift.base import (
     DriftDetector,
-    DriftResult,
     Embeddings,
     FloatArray,
     register_detector,
 )
 from evalkit.errors import ConfigError
+from evalkit.records.drift import DriftResult
 
 __all__ = ["KSDrift", "benjamini_hochberg", "ks_p_values", "ks_statistics"]
 

@@ -13,7 +13,6 @@ import numpy as np
 
 from evalkit.drift.base import (
     DriftDetector,
-    DriftResult,
     Embeddings,
     FloatArray,
     LabelSums,
@@ -23,6 +22,7 @@ from evalkit.drift.base import (
     resolve_seed,
 )
 from evalkit.errors import ConfigError
+from evalkit.records.drift import DriftResult
 
 __all__ = ["MeanCosineDrift", "mean_cosine_distance"]
 

@@ -34,7 +34,6 @@ import numpy.typing as npt
 
 from evalkit.drift.base import (
     DriftDetector,
-    DriftResult,
     Embeddings,
     FloatArray,
     permutation_p_value,
@@ -44,6 +43,7 @@ from evalkit.drift.base import (
     resolve_seed,
 )
 from evalkit.errors import ConfigError, InputError
+from evalkit.records.drift import DriftResult
 
 __all__ = [
     "MMDDrift",

@@ -37,7 +37,6 @@ import numpy.typing as npt
 
 from evalkit.drift.base import (
     DriftDetector,
-    DriftResult,
     Embeddings,
     FloatArray,
     permutation_p_value,
@@ -46,6 +45,7 @@ from evalkit.drift.base import (
     resolve_seed,
 )
 from evalkit.errors import ConfigError, InputError
+from evalkit.records.drift import DriftResult
 
 if TYPE_CHECKING:
     from threadpoolctl import ThreadpoolController

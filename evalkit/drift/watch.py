@@ -6,7 +6,7 @@
   compared with the fingerprint stored at indexing time; a mismatch is its own finding
   (``model_mismatch``), never mere drift, because retrieval across two embedding spaces is
   silently wrong.
-- ``check_precision``: the series of stored runs of one goldset x retriever, with a
+- ``watch_precision``: the series of stored runs of each retriever on one goldset, with a
   sequential change detector on the per-run means and a paired test of the latest run
   against a pinned baseline run.
 """
@@ -22,11 +22,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from evalkit.drift.base import DriftResult, make_detector
+from evalkit.drift.base import make_detector
 from evalkit.drift.sequential import AlertLevel, page_hinkley
 from evalkit.embedding import ModelFingerprint
 from evalkit.errors import ConfigError, InputError
-from evalkit.stats import compare_stored_runs
+from evalkit.records.drift import DriftCheck, DriftResult
+from evalkit.stats import Comparison, Decision, compare_stored_runs
 from evalkit.store import utc_now
 from evalkit.store.drift import save_drift_check
 from evalkit.store.runs import list_runs
@@ -43,8 +44,8 @@ __all__ = [
     "SkippedSeries",
     "check_embeddings",
     "check_model",
-    "check_precision",
     "load_embeddings",
+    "watch_precision",
     "write_evidently_report",
 ]
 
@@ -158,22 +159,15 @@ def check_embeddings(
     if store is not None:
         stored = save_drift_check(
             store,
-            stream=stream,
-            subject=subject,
-            finding="drift" if result.is_drift else "ok",
-            method=result.method,
-            is_drift=result.is_drift,
-            reference=reference_label,
-            current=current_label,
-            n_reference=result.n_reference,
-            n_current=result.n_current,
-            statistic=result.statistic,
-            p_value=result.p_value,
-            threshold=result.threshold,
-            effect_size=result.effect_size,
-            seed=result.seed,
-            details={**dict(result.details), **dict(details or {})},
-            report_path=str(report_path) if report_path else None,
+            DriftCheck.of_result(
+                result,
+                stream=stream,
+                subject=subject,
+                reference=reference_label,
+                current=current_label,
+                details=details,
+                report_path=str(report_path) if report_path else None,
+            ),
         )
     return result, stored, report_path
 
@@ -262,15 +256,17 @@ def check_model(
     if store is not None:
         save_drift_check(
             store,
-            stream="model",
-            subject=subject,
-            finding=check.finding,
-            method="canary_fingerprint",
-            is_drift=check.is_mismatch,
-            reference=index_model.canary_hash if index_model else None,
-            current=query_model.canary_hash,
-            statistic=check.canary_similarity,
-            details=check.to_dict(),
+            DriftCheck(
+                stream="model",
+                subject=subject,
+                finding=check.finding,
+                method="canary_fingerprint",
+                is_drift=check.is_mismatch,
+                reference=index_model.canary_hash if index_model else None,
+                current=query_model.canary_hash,
+                statistic=check.canary_similarity,
+                details=check.to_dict(),
+            ),
         )
     return check
 
@@ -295,7 +291,7 @@ class PrecisionCheck:
     levels: tuple[str, ...]
     change_point: str | None
     baseline_run: str | None
-    paired: Mapping[str, Any] | None
+    paired: Comparison | None
     finding: str
     details: Mapping[str, Any] = field(default_factory=dict)
     warmup: int = 0
@@ -339,7 +335,7 @@ class PrecisionCheck:
             ],
             "change_point": self.change_point,
             "baseline_run": self.baseline_run,
-            "paired": dict(self.paired) if self.paired else None,
+            "paired": self.paired.to_dict() if self.paired else None,
             "details": dict(self.details),
         }
 
@@ -470,9 +466,9 @@ def watch_precision(
                 resamples=resamples,
                 seed=seed,
             )
-            paired = report.comparison.to_dict()
+            paired = report.comparison
         sequential_level = levels[-1]
-        regression = paired is not None and paired.get("decision") == "regression"
+        regression = paired is not None and paired.decision is Decision.REGRESSION
         if sequential_level == "alert" or regression:
             finding = "drift"
         elif sequential_level == "warning":
@@ -502,35 +498,32 @@ def watch_precision(
     return PrecisionWatch(checks=checks, skipped=skipped)
 
 
-def check_precision(store: Store, goldset: str, **options: Any) -> list[PrecisionCheck]:
-    """The checks of ``watch_precision`` (same options), without the skipped series."""
-    return watch_precision(store, goldset, **options).checks
-
-
 def _save_precision(store: Store, check: PrecisionCheck, *, alpha: float, seed: int) -> None:
-
-    metric = check.paired["metrics"].get(check.measure) if check.paired else None
+    paired = check.paired
+    metric = paired.metric(check.measure) if paired else None
     save_drift_check(
         store,
-        stream="precision",
-        subject=f"{check.goldset}|{check.subject}",
-        finding=check.finding,
-        method="page_hinkley+paired",
-        is_drift=check.finding == "drift",
-        reference=check.baseline_run,
-        current=check.series[-1][0],
-        n_reference=len(check.series),
-        n_current=metric.get("n") if metric else None,
-        statistic=check.details.get("statistic"),
-        p_value=metric.get("p_adjusted") if metric else None,
-        threshold=alpha,
-        effect_size=metric.get("delta") if metric else None,
-        seed=seed,
-        details={
-            "measure": check.measure,
-            "levels": list(check.levels),
-            "change_point": check.change_point,
-            "paired_decision": check.paired.get("decision") if check.paired else None,
-            **dict(check.details),
-        },
+        DriftCheck(
+            stream="precision",
+            subject=f"{check.goldset}|{check.subject}",
+            finding=check.finding,
+            method="page_hinkley+paired",
+            is_drift=check.finding == "drift",
+            reference=check.baseline_run,
+            current=check.series[-1][0],
+            n_reference=len(check.series),
+            n_current=metric.n if metric else None,
+            statistic=check.details.get("statistic"),
+            p_value=metric.p_adjusted if metric else None,
+            threshold=alpha,
+            effect_size=metric.delta if metric else None,
+            seed=seed,
+            details={
+                "measure": check.measure,
+                "levels": list(check.levels),
+                "change_point": check.change_point,
+                "paired_decision": paired.decision.value if paired else None,
+                **dict(check.details),
+            },
+        ),
     )

@@ -12,10 +12,8 @@ import numpy as np
 import numpy.typing as npt
 
 from evalkit.drift import AlertLevel, cusum, page_hinkley
-from evalkit.drift.base import DriftResult
 from evalkit.drift.watch import (
     ModelCheck,
-    PrecisionWatch,
     check_embeddings,
     check_model,
     load_embeddings,
@@ -24,6 +22,7 @@ from evalkit.drift.watch import (
 from evalkit.embedding import ModelFingerprint, build_query_embedder
 from evalkit.errors import ConfigError
 from evalkit.pipeline.runs import StoreOpener
+from evalkit.records.drift import DriftCheck, DriftResult
 from evalkit.store import Store, utc_now
 from evalkit.store.drift import StoredDriftCheck, save_drift_check
 from evalkit.store.runs import list_runs
@@ -121,16 +120,21 @@ def check_drift_queries(
     if None not in models and models[0] != models[1]:
         check = save_drift_check(
             store,
-            **compared,
-            finding="model_mismatch",
-            method="fingerprint",
-            is_drift=False,
-            details={
-                "reference_model": reference.embedding_model,
-                "current_model": current.embedding_model,
-                "reference_fingerprint": models[0],
-                "current_fingerprint": models[1],
-            },
+            DriftCheck(
+                stream="queries",
+                subject=subject,
+                reference=reference.window_label,
+                current=current.window_label,
+                finding="model_mismatch",
+                method="fingerprint",
+                is_drift=False,
+                details={
+                    "reference_model": reference.embedding_model,
+                    "current_model": current.embedding_model,
+                    "reference_fingerprint": models[0],
+                    "current_fingerprint": models[1],
+                },
+            ),
         )
         return DriftOutcome(check=check, compared=compared)
     _, reference_vectors = window_embeddings(store, reference.run_id)
@@ -192,53 +196,36 @@ def check_drift_metric(
     finding = {AlertLevel.OK: "ok", AlertLevel.WARNING: "warning", AlertLevel.ALERT: "drift"}
     check = save_drift_check(
         store,
-        stream="metric",
-        subject=f"{goldset}:{measure}",
-        finding=finding[last.level],
-        method=method,
-        is_drift=last.level is AlertLevel.ALERT,
-        reference=series[0][0].run_id,
-        current=series[-1][0].run_id,
-        n_reference=warmup,
-        n_current=len(values),
-        statistic=last.statistic,
-        effect_size=last.value - trace.baseline_mean,
-        details={
-            "baseline_mean": trace.baseline_mean,
-            "baseline_sd": trace.baseline_sd,
-            "latest": last.value,
-            "retriever": followed,
-            "change_point_run": (
-                series[last.change_point][0].run_id if last.change_point is not None else None
-            ),
-        },
+        DriftCheck(
+            stream="metric",
+            subject=f"{goldset}:{measure}",
+            finding=finding[last.level],
+            method=method,
+            is_drift=last.level is AlertLevel.ALERT,
+            reference=series[0][0].run_id,
+            current=series[-1][0].run_id,
+            n_reference=warmup,
+            n_current=len(values),
+            statistic=last.statistic,
+            effect_size=last.value - trace.baseline_mean,
+            details={
+                "baseline_mean": trace.baseline_mean,
+                "baseline_sd": trace.baseline_sd,
+                "latest": last.value,
+                "retriever": followed,
+                "change_point_run": (
+                    series[last.change_point][0].run_id if last.change_point is not None else None
+                ),
+            },
+        ),
     )
     return DriftOutcome(check=check)
 
 
-def check_drift_precision(
-    store: Store,
-    goldset: str,
-    *,
-    measure: str = "ndcg@10",
-    subject: str | None = None,
-    baseline_run: str | None = None,
-    alpha: float = 0.05,
-    min_effect: float = 0.01,
-    seed: int = 0,
-) -> PrecisionWatch:
-    """Watch every retriever's runs on ``goldset`` for a drop of ``measure`` (sequential
-    detection plus a paired test of the latest run against the baseline), stored."""
-    return watch_precision(
-        store,
-        goldset,
-        measure=measure,
-        subject=subject,
-        baseline_run=baseline_run,
-        alpha=alpha,
-        min_effect=min_effect,
-        seed=seed,
-    )
+check_drift_precision = watch_precision
+"""The precision workflow is the watch itself (``evalkit.drift.watch.watch_precision``):
+every retriever's complete runs on a goldset, sequential detection plus a paired test of
+the latest run against the baseline, each check stored."""
 
 
 def collection_vectors(

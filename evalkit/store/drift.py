@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from evalkit.clock import utc_now
 from evalkit.errors import NotFoundError
+from evalkit.records.drift import DriftCheck
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -24,110 +24,49 @@ __all__ = [
     "save_drift_check",
 ]
 
+_COLUMNS = ("check_id", "created_at", *(item.name for item in fields(DriftCheck)))
+_INSERT = (
+    f"INSERT INTO drift_checks ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+)
 
-@dataclass(frozen=True, slots=True)
-class StoredDriftCheck:
-    """One stored drift check.
 
-    ``stream`` is what was watched (``queries``, ``documents``, ``model``, ``precision``,
-    ``top1_score``...); ``subject`` names it (a collection, a goldset x retriever);
-    ``finding`` is ``ok``, ``drift``, ``warning`` or ``model_mismatch`` — a mismatch between
-    embedding models is its own finding, never mere drift.
-    """
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredDriftCheck(DriftCheck):
+    """One stored drift check: the check as it was saved, with its id and time (UTC)."""
 
     check_id: str
     created_at: datetime
-    stream: str
-    subject: str | None
-    finding: str
-    method: str
-    reference: str | None
-    current: str | None
-    n_reference: int | None
-    n_current: int | None
-    statistic: float | None
-    p_value: float | None
-    threshold: float | None
-    effect_size: float | None
-    is_drift: bool
-    seed: int | None
-    details: Mapping[str, Any]
-    report_path: str | None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        data = {name: getattr(self, name) for name in self.__slots__}
-        data["created_at"] = self.created_at.isoformat() + "Z"
+        data: dict[str, Any] = {
+            "check_id": self.check_id,
+            "created_at": self.created_at.isoformat() + "Z",
+        }
+        data.update((item.name, getattr(self, item.name)) for item in fields(DriftCheck))
         data["details"] = dict(self.details)
         return data
 
 
-def save_drift_check(
-    store: Store,
-    *,
-    stream: str,
-    finding: str,
-    method: str,
-    is_drift: bool,
-    subject: str | None = None,
-    reference: str | None = None,
-    current: str | None = None,
-    n_reference: int | None = None,
-    n_current: int | None = None,
-    statistic: float | None = None,
-    p_value: float | None = None,
-    threshold: float | None = None,
-    effect_size: float | None = None,
-    seed: int | None = None,
-    details: Mapping[str, Any] | None = None,
-    report_path: str | None = None,
-) -> StoredDriftCheck:
+def save_drift_check(store: Store, check: DriftCheck) -> StoredDriftCheck:
     """Store one drift check and return it as stored."""
     created_at = utc_now()
-    check = StoredDriftCheck(
+    stored = StoredDriftCheck(
         check_id=f"{created_at:%Y%m%dT%H%M%S}-{secrets.token_hex(3)}",
         created_at=created_at,
-        stream=stream,
-        subject=subject,
-        finding=finding,
-        method=method,
-        reference=reference,
-        current=current,
-        n_reference=n_reference,
-        n_current=n_current,
-        statistic=statistic,
-        p_value=p_value,
-        threshold=threshold,
-        effect_size=effect_size,
-        is_drift=is_drift,
-        seed=seed,
-        details=dict(details or {}),
-        report_path=report_path,
+        **{item.name: getattr(check, item.name) for item in fields(DriftCheck)}
+        | {"details": dict(check.details)},
     )
     store.execute(
-        "INSERT INTO drift_checks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        _INSERT,
         [
-            check.check_id,
-            check.created_at,
-            check.stream,
-            check.subject,
-            check.finding,
-            check.method,
-            check.reference,
-            check.current,
-            check.n_reference,
-            check.n_current,
-            check.statistic,
-            check.p_value,
-            check.threshold,
-            check.effect_size,
-            check.is_drift,
-            check.seed,
-            json.dumps(check.details, sort_keys=True, default=str),
-            check.report_path,
+            json.dumps(stored.details, sort_keys=True, default=str)
+            if name == "details"
+            else getattr(stored, name)
+            for name in _COLUMNS
         ],
     )
-    return check
+    return stored
 
 
 def get_drift_check(store: Store, check_id: str) -> StoredDriftCheck:

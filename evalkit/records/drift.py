@@ -1,0 +1,117 @@
+"""What a drift test says and what a drift check stores.
+
+A ``DriftResult`` is one detector's verdict on two windows: the statistic and the decision
+as separate fields. A ``DriftCheck`` is what evalkit keeps of any check it runs on what it
+watches (an embedding window, the query model, a metric series, the precision of a
+goldset x retriever): which stream and subject, the finding, the figures behind it and its
+evidence. The store adds an id and a time (``evalkit.store.drift.StoredDriftCheck``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["DriftCheck", "DriftResult"]
+
+
+@dataclass(frozen=True, slots=True)
+class DriftResult:
+    """The verdict of one drift test: statistic and decision are separate fields.
+
+    ``threshold`` is the p-value threshold the decision used (the detector's ``alpha``), so
+    ``is_drift == (p_value <= threshold)``. ``effect_size`` is the method's interpretable
+    magnitude (see each detector). ``seed`` is the seed of any random step (None for
+    deterministic methods) so the same inputs reproduce the same result. ``details`` holds a
+    few JSON-able, method-specific extras (bandwidth, moved dimensions, per-fold AUCs).
+    """
+
+    statistic: float
+    p_value: float
+    threshold: float
+    is_drift: bool
+    effect_size: float
+    method: str
+    n_reference: int
+    n_current: int
+    seed: int | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict of every field (``details`` copied)."""
+        return {
+            "statistic": float(self.statistic),
+            "p_value": float(self.p_value),
+            "threshold": float(self.threshold),
+            "is_drift": bool(self.is_drift),
+            "effect_size": float(self.effect_size),
+            "method": self.method,
+            "n_reference": int(self.n_reference),
+            "n_current": int(self.n_current),
+            "seed": self.seed,
+            "details": dict(self.details),
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DriftCheck:
+    """One drift check as it is stored.
+
+    ``stream`` is what was watched (``queries``, ``documents``, ``model``, ``precision``,
+    ``metric``, ``top1_score``...); ``subject`` names it (a collection, a goldset x
+    retriever); ``finding`` is ``ok``, ``drift``, ``warning`` or ``model_mismatch`` — a
+    mismatch between embedding models is its own finding, never mere drift. ``reference``
+    and ``current`` name what was compared (windows, files, runs); the figures are those of
+    the test that decided, where one ran. ``details`` holds JSON-able evidence.
+    """
+
+    stream: str
+    subject: str | None = None
+    finding: str
+    method: str
+    reference: str | None = None
+    current: str | None = None
+    n_reference: int | None = None
+    n_current: int | None = None
+    statistic: float | None = None
+    p_value: float | None = None
+    threshold: float | None = None
+    effect_size: float | None = None
+    is_drift: bool
+    seed: int | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+    report_path: str | None = None
+
+    @classmethod
+    def of_result(
+        cls,
+        result: DriftResult,
+        *,
+        stream: str,
+        subject: str | None = None,
+        reference: str | None = None,
+        current: str | None = None,
+        details: Mapping[str, Any] | None = None,
+        report_path: str | None = None,
+    ) -> DriftCheck:
+        """The check of a detector's ``result`` on ``stream``: finding ``drift`` or ``ok``,
+        the result's figures, and ``details`` stored beside the result's own."""
+        return cls(
+            stream=stream,
+            subject=subject,
+            finding="drift" if result.is_drift else "ok",
+            method=result.method,
+            reference=reference,
+            current=current,
+            n_reference=result.n_reference,
+            n_current=result.n_current,
+            statistic=result.statistic,
+            p_value=result.p_value,
+            threshold=result.threshold,
+            effect_size=result.effect_size,
+            is_drift=result.is_drift,
+            seed=result.seed,
+            details={**dict(result.details), **dict(details or {})},
+            report_path=report_path,
+        )
