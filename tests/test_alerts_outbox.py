@@ -31,7 +31,7 @@ from test_scheduler_support import (  # noqa: F401  (fixtures)
 from evalkit.alerts import (
     RULE_KINDS,
     AlertsConfig,
-    RetryPolicy,
+    RedeliverySchedule,
     RuleContext,
     RuleKind,
     Signal,
@@ -111,7 +111,7 @@ def test_receiver_down_for_an_hour_gets_every_alert_once_in_order(
     sinks = build_sinks(config)
     access = StoreAccess(store_path, wait=10, program="test")
     clock = Clock()
-    policy = RetryPolicy.from_settings(config.settings)
+    policy = RedeliverySchedule.from_settings(config.settings)
     receiver.stop()
 
     def evaluate() -> None:
@@ -171,7 +171,9 @@ def test_a_failing_row_blocks_later_rows_of_its_sink_only(
     with access("evaluate") as store:
         evaluate_rules(store, config, sinks, now=T0)
     receiver.fail_with = 503
-    report = deliver_due(access, sinks, RetryPolicy(initial=0.0, maximum=0.0), clock=lambda: T0)
+    report = deliver_due(
+        access, sinks, RedeliverySchedule(initial=0.0, maximum=0.0), clock=lambda: T0
+    )
     assert report.delivered == 2, "the file sink is not held up by the webhook"
     assert report.failed == 1
     assert report.waiting == {"hook": 2}
@@ -187,7 +189,7 @@ def test_give_up_after_abandons_and_says_so(store_path: Path, receiver: Receiver
         evaluate_rules(store, config, sinks, now=T0)
     receiver.fail_with = 500
     clock = Clock()
-    policy = RetryPolicy.from_settings(config.settings)
+    policy = RedeliverySchedule.from_settings(config.settings)
     first = deliver_due(access, sinks, policy, clock=clock)
     clock.now += timedelta(minutes=11)
     last = deliver_due(access, sinks, policy, clock=clock)
@@ -205,7 +207,7 @@ def test_a_sink_removed_from_the_configuration_keeps_its_rows(
     FLAGS.update(a=True)
     with access("evaluate") as store:
         evaluate_rules(store, config, build_sinks(config), now=T0)
-    report = deliver_due(access, {}, RetryPolicy(), clock=lambda: T0)
+    report = deliver_due(access, {}, RedeliverySchedule(), clock=lambda: T0)
     assert report.waiting == {"hook": 1}
     assert "no longer configured" in report.errors["hook"]
     with access("check") as store:
@@ -277,7 +279,7 @@ def test_precision_drop_sends_one_webhook_with_evidence_then_one_resolved(
         evaluate_rules(store, config.alerts, sinks)
 
     runner = JobRunner(config, settings=settings, session=access, after_job=after)
-    policy = RetryPolicy.from_settings(config.alerts.settings)
+    policy = RedeliverySchedule.from_settings(config.alerts.settings)
 
     def replay(mode: str) -> None:
         retriever.mode = mode
@@ -371,7 +373,7 @@ def test_secrets_stay_out_of_the_store_and_the_log(
     FLAGS.update(a=True)
     with access("evaluate") as store:
         evaluate_rules(store, config, sinks, now=T0)
-    policy = RetryPolicy.from_settings(config.settings)
+    policy = RedeliverySchedule.from_settings(config.settings)
     receiver.fail_with = 500
     assert deliver_due(access, sinks, policy).failed == 1
     receiver.stop()
@@ -444,7 +446,9 @@ def test_a_hung_webhook_does_not_delay_the_other_sinks(
     reports: list[Any] = []
     began = time.monotonic()
     delivering = threading.Thread(
-        target=lambda: reports.append(deliver_due(access, sinks, RetryPolicy(), clock=lambda: T0))
+        target=lambda: reports.append(
+            deliver_due(access, sinks, RedeliverySchedule(), clock=lambda: T0)
+        )
     )
     delivering.start()
     while not (lines.exists() and lines.read_text()) and time.monotonic() - began < 3 * timeout:

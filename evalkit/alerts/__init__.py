@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     )
     from evalkit.alerts.engine import Evaluation, Transition, dedup_key, evaluate_rules, transition
     from evalkit.alerts.model import Alert, AlertStatus, DeliveryResult, Signal
-    from evalkit.alerts.outbox import DeliveryReport, RetryPolicy, StoreSession, deliver_due
+    from evalkit.alerts.outbox import DeliveryReport, RedeliverySchedule, StoreSession, deliver_due
     from evalkit.alerts.payload import (
         PAYLOAD_SCHEMA,
         SIGNATURE_HEADER,
@@ -73,7 +73,7 @@ __all__ = [
     "Evaluation",
     "LogSink",
     "Redactor",
-    "RetryPolicy",
+    "RedeliverySchedule",
     "RuleContext",
     "RuleKind",
     "Signal",
@@ -114,7 +114,7 @@ __getattr__ = lazy_attributes(
         "PAYLOAD_SCHEMA": "evalkit.alerts.payload",
         "RULE_KINDS": "evalkit.alerts.rules",
         "Redactor": "evalkit.alerts.sinks",
-        "RetryPolicy": "evalkit.alerts.outbox",
+        "RedeliverySchedule": "evalkit.alerts.outbox",
         "RuleContext": "evalkit.alerts.rules",
         "RuleKind": "evalkit.alerts.rules",
         "SIGNATURE_HEADER": "evalkit.alerts.payload",

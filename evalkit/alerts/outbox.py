@@ -3,7 +3,7 @@
 An alert is in the store (``alerts`` + ``alert_outbox``) before any delivery is tried.
 ``deliver_due`` sends the rows that are due and records each attempt as soon as it ends:
 a row becomes ``delivered`` only when its sink accepted it (a 2xx for a webhook, exit 0
-for a command). A failed row waits ``RetryPolicy.next_attempt`` (doubling, with jitter, up
+for a command). A failed row waits ``RedeliverySchedule.next_attempt`` (doubling, with jitter, up
 to a maximum) and is tried again by a later pass, in this process or after a restart, so a
 receiver that is down for an hour gets every alert once it is back.
 
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from evalkit.alerts.sinks import Sink
     from evalkit.store.store import Store
 
-__all__ = ["DeliveryReport", "RetryPolicy", "StoreSession", "deliver_due"]
+__all__ = ["DeliveryReport", "RedeliverySchedule", "StoreSession", "deliver_due"]
 
 _log = logging.getLogger("evalkit.alerts")
 
@@ -48,13 +48,14 @@ StoreSession = Callable[[str], AbstractContextManager["Store"]]
 
 
 @dataclass(frozen=True, slots=True)
-class RetryPolicy:
+class RedeliverySchedule:
     """When a failed delivery is tried again.
 
     The n-th failure waits ``initial * 2**(n-1)`` seconds, capped at ``maximum``, scaled by a
     random factor in [0.5, 1] so that sinks recovering together are not hit at once. After
     ``give_up_after`` seconds from the alert's creation a failing row is abandoned (never,
-    by default).
+    by default). Redeliveries span passes and restarts; ``evalkit.retry.RetryPolicy`` is
+    the other kind of retry, of one call within a process.
     """
 
     initial: float = 10.0
@@ -62,7 +63,7 @@ class RetryPolicy:
     give_up_after: float | None = None
 
     @classmethod
-    def from_settings(cls, settings: AlertsSettings) -> RetryPolicy:
+    def from_settings(cls, settings: AlertsSettings) -> RedeliverySchedule:
         """The policy of the ``[alerts]`` table."""
         return cls(
             initial=settings.retry_initial,
@@ -96,7 +97,7 @@ class DeliveryReport:
 def deliver_due(
     session: StoreSession,
     sinks: Mapping[str, Sink],
-    policy: RetryPolicy,
+    policy: RedeliverySchedule,
     *,
     stop: threading.Event | None = None,
     clock: Callable[[], datetime] = utc_now,
@@ -182,7 +183,7 @@ def _attempt(
     sink: Sink,
     row: DueDelivery,
     *,
-    policy: RetryPolicy,
+    policy: RedeliverySchedule,
     clock: Callable[[], datetime],
     rng: random.Random,
     recording: threading.Lock,

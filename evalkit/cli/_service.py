@@ -59,13 +59,15 @@ def deliver_outbox(
 ) -> dict[str, Any]:
     """Send the outbox deliveries that are due; say how it went unless ``quiet`` and all
     went well."""
-    from evalkit.alerts import RetryPolicy, deliver_due
+    from evalkit.alerts import RedeliverySchedule, deliver_due
     from evalkit.store.access import outbox_lock
 
     with outbox_lock(access.store_path, program=access.program).hold(
         purpose="delivering alerts", wait=config.scheduler.lock_wait
     ):
-        report = deliver_due(access, sinks, RetryPolicy.from_settings(config.alerts.settings))
+        report = deliver_due(
+            access, sinks, RedeliverySchedule.from_settings(config.alerts.settings)
+        )
     summary = {
         "delivered": report.delivered,
         "failed": report.failed,

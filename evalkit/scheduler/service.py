@@ -31,7 +31,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from evalkit.alerts.engine import evaluate_rules
-from evalkit.alerts.outbox import RetryPolicy, deliver_due
+from evalkit.alerts.outbox import RedeliverySchedule, deliver_due
 from evalkit.alerts.sinks import build_sinks
 from evalkit.errors import EvalkitError
 from evalkit.net import is_loopback
@@ -78,7 +78,7 @@ class SchedulerService:
             settings, program="evalkit serve", wait_as="job", on_wait=_log.info
         )
         self.sinks = build_sinks(config.alerts)
-        self.policy = RetryPolicy.from_settings(config.alerts.settings)
+        self.policy = RedeliverySchedule.from_settings(config.alerts.settings)
         self.state = ServiceState(config, next_run=self._next_run)
         self.stopping = threading.Event()
         self._stop_requested = threading.Event()
