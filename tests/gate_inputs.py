@@ -8,13 +8,12 @@ order, so a run against it scores 1 on every measure. Import what a test module 
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
-from loopback import LoopbackHTTPServer
+from loopback import serving
 
 
 def write_goldset_files(folder: Path, n_queries: int = 40) -> Path:
@@ -55,10 +54,5 @@ class PerfectRetriever(BaseHTTPRequestHandler):
 @contextmanager
 def retriever_endpoint(handler: type[BaseHTTPRequestHandler] = PerfectRetriever) -> Iterator[str]:
     """Serve ``handler`` on loopback for the block; yields its search URL."""
-    server = LoopbackHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/search"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(handler) as url:
+        yield f"{url}/search"

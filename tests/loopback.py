@@ -22,20 +22,39 @@ class LoopbackHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = socket.SOMAXCONN
 
+    @property
+    def url(self) -> str:
+        """The server's base URL, ``http://127.0.0.1:PORT``."""
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
 
 @contextmanager
-def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
-    """Serve ``handler`` on a free loopback port for the block; yields its base URL
-    (``http://127.0.0.1:PORT``), and stops the server, closing its socket, on leaving."""
-    server = LoopbackHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+def running(
+    handler: type[BaseHTTPRequestHandler], *, port: int = 0
+) -> Iterator[LoopbackHTTPServer]:
+    """Serve ``handler`` on loopback ``port`` (a free one by default) for the block; yields
+    the server, and stops it, closing its socket, on leaving.
+
+    The serving loop polls for shutdown every 50 ms rather than socketserver's 0.5 s, so
+    leaving the block does not wait out a poll interval.
+    """
+    server = LoopbackHTTPServer(("127.0.0.1", port), handler)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
+        yield server
     finally:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+@contextmanager
+def serving(handler: type[BaseHTTPRequestHandler], *, port: int = 0) -> Iterator[str]:
+    """Serve ``handler`` on a free loopback port (or ``port``) for the block; yields its base
+    URL (``http://127.0.0.1:PORT``), and stops the server, closing its socket, on leaving."""
+    with running(handler, port=port) as server:
+        yield server.url
 
 
 class JSONHandler(BaseHTTPRequestHandler):

@@ -10,14 +10,13 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from demo_index import demo_documents
-from loopback import LoopbackHTTPServer
+from loopback import serving
 
 _WORD = re.compile(r"[a-z0-9]+")
 
@@ -61,14 +60,5 @@ def overlap_retriever(*, delay: float = 0.0, fail: frozenset[str] = frozenset())
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = LoopbackHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    host, port = server.server_address[:2]
-    try:
-        yield f"http://{host!s}:{port}/search"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serving(Handler) as url:
+        yield f"{url}/search"

@@ -4,7 +4,6 @@ server on loopback, and an HTTP endpoint that fails some queries."""
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -13,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from chroma_server import ChromaServer, chroma_server_fixture  # noqa: F401
-from loopback import LoopbackHTTPServer
+from loopback import serving
 
 from evalkit.cli import invoke
 from evalkit.embedding import load_embedder
@@ -206,12 +205,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def http_endpoint() -> Iterator[str]:
-    server = LoopbackHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/search"
-    server.shutdown()
-    server.server_close()
+    with serving(_Handler) as url:
+        yield f"{url}/search"
 
 
 def test_http_retriever_failing_some_queries_gives_a_partial_run(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
@@ -13,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 from gate_inputs import retriever_endpoint, write_goldset_files
-from loopback import LoopbackHTTPServer
+from loopback import running
 
 from evalkit.cli import invoke
 
@@ -263,10 +262,8 @@ def test_a_stored_candidate_with_failed_queries_is_refused_or_counted_as_zero(
     files: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("EVALKIT_HTTP_RETRIES", "0")
-    server = LoopbackHTTPServer(("127.0.0.1", 0), _FlakyEndpoint)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/search"
-    try:
+    with running(_FlakyEndpoint) as server:
+        url = f"{server.url}/search"
         _import_goldset(files / "gs", 60)
         capsys.readouterr()
         run = ["run", "--goldset", "g", "--http-retriever", url, "--k", "10", "--format", "json"]
@@ -276,9 +273,6 @@ def test_a_stored_candidate_with_failed_queries_is_refused_or_counted_as_zero(
         server.down = down  # type: ignore[attr-defined]
         assert invoke(run) == 3
         candidate = json.loads(capsys.readouterr().out)["run_id"]
-    finally:
-        server.shutdown()
-        server.server_close()
     args = ["--baseline", baseline, "--candidate", candidate, "-m", "ndcg@10", "-m", "recall@10"]
 
     code = invoke(["gate", *args, "--resamples", "2000"])

@@ -13,14 +13,13 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
-from loopback import LoopbackHTTPServer
+from loopback import serving
 
 from evalkit.store import Store
 from evalkit.store.goldsets import list_goldsets
@@ -103,9 +102,6 @@ def small_disk(tmp_path: Path) -> Iterator[SmallDisk]:
     )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
-    server = LoopbackHTTPServer(("127.0.0.1", 0), _ManyResults)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     env = {
         **os.environ,
         "EVALKIT_HOME": str(tmp_path / "home"),
@@ -114,10 +110,9 @@ def small_disk(tmp_path: Path) -> Iterator[SmallDisk]:
     }
     env.pop("EVALKIT_CONFIG", None)
     try:
-        yield SmallDisk(mount, env, f"http://127.0.0.1:{server.server_address[1]}/search")
+        with serving(_ManyResults) as url:
+            yield SmallDisk(mount, env, f"{url}/search")
     finally:
-        server.shutdown()
-        server.server_close()
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
 

@@ -23,7 +23,7 @@ import pytest
 import torch
 from conftest import REPO_ROOT
 from demo_index import DEMO_DIR, Reference, chroma_reference, demo_goldset, minilm
-from loopback import LoopbackHTTPServer
+from loopback import serving
 
 from evalkit.cli import invoke
 from evalkit.config import EmbedderKind, EmbedderSettings, Settings
@@ -126,13 +126,9 @@ def embedding_server(other_model_dir: Path) -> Iterator[EmbeddingServer]:
     """An OpenAI-compatible /v1/embeddings server on loopback serving real embeddings."""
     models = {"all-MiniLM-L6-v2": minilm(), OTHER_MODEL: load_embedder(other_model_dir)}
     state = EmbeddingServer(url="", models=models)
-    httpd = LoopbackHTTPServer(("127.0.0.1", 0), _handler(state))
-    state.url = f"http://127.0.0.1:{httpd.server_address[1]}/v1"
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield state
-    httpd.shutdown()
-    httpd.server_close()
+    with serving(_handler(state)) as url:
+        state.url = f"{url}/v1"
+        yield state
 
 
 @pytest.fixture(scope="session")

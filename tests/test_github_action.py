@@ -21,7 +21,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import tomllib
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Mapping
@@ -32,7 +31,7 @@ from typing import Any
 
 import pytest
 import yaml
-from loopback import LoopbackHTTPServer
+from loopback import running
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / ".github" / "actions" / "evalkit-gate"
@@ -483,13 +482,10 @@ def api_url(server: ThreadingHTTPServer) -> str:
 
 @pytest.fixture
 def github_api() -> Iterator[ThreadingHTTPServer]:
-    server = LoopbackHTTPServer(("127.0.0.1", 0), _GitHubApi)
-    server.requests = []  # type: ignore[attr-defined]
-    server.comments = []  # type: ignore[attr-defined]
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    with running(_GitHubApi) as server:
+        server.requests = []  # type: ignore[attr-defined]
+        server.comments = []  # type: ignore[attr-defined]
+        yield server
 
 
 # -- scenarios -------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from loopback import LoopbackHTTPServer
+from loopback import serving
 
 from evalkit.errors import ConfigError, RetrieverError
 from evalkit.records import Query, ScoredDoc
@@ -129,15 +129,8 @@ def make_handler(endpoint: Endpoint) -> type[BaseHTTPRequestHandler]:
 @pytest.fixture
 def endpoint() -> Iterator[tuple[str, Endpoint]]:
     state = Endpoint()
-    server = LoopbackHTTPServer(("127.0.0.1", 0), make_handler(state))
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    host, port = server.server_address[:2]
-    yield f"http://{host!s}:{port}", state
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
+    with serving(make_handler(state)) as url:
+        yield url, state
 
 
 def make_retriever(url: str, **options: Any) -> HttpRetriever:

@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
-from loopback import LoopbackHTTPServer
+from loopback import running
 
 from evalkit.errors import RetrieverError
 from evalkit.goldset import load_goldset
@@ -60,19 +60,17 @@ class HeldEndpoint:
             def log_message(self, format: str, *args: object) -> None:
                 pass
 
-        self.server = LoopbackHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/search"
+        self.handler = Handler
+        self.url = ""
 
 
 @pytest.fixture
 def endpoint() -> Iterator[HeldEndpoint]:
     held = HeldEndpoint()
-    thread = threading.Thread(target=held.server.serve_forever, daemon=True)
-    thread.start()
-    yield held
-    held.release.set()
-    held.server.shutdown()
-    held.server.server_close()
+    with running(held.handler) as server:
+        held.url = f"{server.url}/search"
+        yield held
+        held.release.set()
 
 
 def write_goldset(folder: Path, n: int = 3) -> Path:

@@ -10,7 +10,6 @@ import random
 import re
 import subprocess
 import sys
-import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 
 import duckdb
 import pytest
-from loopback import LoopbackHTTPServer
+from loopback import serving
 
 from evalkit.cli import invoke
 from evalkit.goldset.model import Goldset
@@ -129,29 +128,19 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Runs:
     """Three runs of one goldset replayed over real HTTP and stored: tie-free scores,
     tied scores, and one with a doc id holding a space. q13 fails (HTTP 503)."""
     home = tmp_path_factory.mktemp("export-home")
-    server = LoopbackHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{server.server_address[1]}"
     gold = Goldset.build(
         "export", [Query(q, f"question {q}") for q in QUERY_IDS], judgments(seed=5)
     )
     run_ids = {}
-    try:
-        with Store.open(home / "evalkit.duckdb") as store:
-            save_goldset(store, gold)
-            for path in ENDPOINTS:
-                with HttpRetriever(f"{url}{path}", retries=0, concurrency=4) as retriever:
-                    outcome = evaluate_goldset(
-                        store, gold, retriever, k=K, measures=MEASURES, answers=False
-                    )
-                assert outcome.run.status == "partial"
-                run_ids[path.strip("/")] = outcome.run.run_id
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serving(Handler) as url, Store.open(home / "evalkit.duckdb") as store:
+        save_goldset(store, gold)
+        for path in ENDPOINTS:
+            with HttpRetriever(f"{url}{path}", retries=0, concurrency=4) as retriever:
+                outcome = evaluate_goldset(
+                    store, gold, retriever, k=K, measures=MEASURES, answers=False
+                )
+            assert outcome.run.status == "partial"
+            run_ids[path.strip("/")] = outcome.run.run_id
     qrels = home / "qrels.txt"
     qrels.write_text("".join(f"{j.query_id} 0 {j.doc_id} {j.relevance}\n" for j in gold.judgments))
     return Runs(home, home / "evalkit.duckdb", qrels, **run_ids)

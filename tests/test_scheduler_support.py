@@ -16,14 +16,16 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import pytest
-from loopback import LoopbackHTTPServer
+from loopback import running
+from waiting import wait_until  # noqa: F401  (moved to waiting.py; still imported from here)
 
 from evalkit.alerts.payload import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign, verify_signature
 from evalkit.goldset.model import Goldset
@@ -48,16 +50,6 @@ def popen_serve(log: Path, env: dict[str, str], cwd: Path) -> subprocess.Popen[b
             stdout=sink,
             stderr=subprocess.STDOUT,
         )
-
-
-def wait_until(predicate: Callable[[], bool], *, timeout: float = 30.0, what: str = "") -> None:
-    """Poll ``predicate`` until it holds; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    pytest.fail(f"timed out after {timeout} s waiting for {what or predicate}")
 
 
 def free_port() -> int:
@@ -96,8 +88,7 @@ class Receiver:
         self.requests: list[Received] = []
         self.lock = threading.Lock()
         self.port = port or free_port()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._serving = ExitStack()
 
     @property
     def url(self) -> str:
@@ -129,21 +120,12 @@ class Receiver:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        server = LoopbackHTTPServer(("127.0.0.1", self.port), Handler)
-        server.daemon_threads = True
-        self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-        self._thread.start()
+        self._serving.enter_context(running(Handler, port=self.port))
         return self
 
     def stop(self) -> None:
         """Stop listening (connections are then refused)."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        self._serving.close()
 
     def accepted(self) -> list[Received]:
         """Requests answered with a 2xx, in arrival order."""
@@ -231,20 +213,13 @@ class FakeRetriever:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._server = LoopbackHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/search"
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.05,), daemon=True
-        )
-        self._thread.start()
+        self._serving = ExitStack()
+        self.url = f"{self._serving.enter_context(running(Handler)).url}/search"
 
     def close(self) -> None:
         """Release held requests and stop."""
         self.release.set()
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        self._serving.close()
 
 
 @pytest.fixture(name="retriever")

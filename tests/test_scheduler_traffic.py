@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_scheduler_support import evalkit_command, wait_until
+from test_scheduler_support import evalkit_command
+from waiting import wait_until
 
 from evalkit.cli import invoke
 from evalkit.config import Settings, load_settings, parse_settings

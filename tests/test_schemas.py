@@ -8,7 +8,6 @@ import json
 import re
 import subprocess
 import sys
-import threading
 import tomllib
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -17,7 +16,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-from loopback import LoopbackHTTPServer
+from loopback import serving
 from test_scheduler_support import Receiver, receiver_fixture  # noqa: F401  (fixture)
 
 from evalkit.alerts import Alert, AlertStatus, WebhookSink
@@ -236,14 +235,8 @@ class _Capture(BaseHTTPRequestHandler):
 @pytest.fixture
 def endpoint() -> Iterator[str]:
     _Capture.bodies = []
-    server = LoopbackHTTPServer(("127.0.0.1", 0), _Capture)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/search"
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
+    with serving(_Capture) as url:
+        yield f"{url}/search"
 
 
 def test_the_request_the_http_retriever_sends_is_valid(endpoint: str) -> None:

@@ -21,7 +21,8 @@ import httpx
 import pytest
 from evalkit_process import fresh_env, run_evalkit
 from loopback import JSONHandler, serving
-from test_scheduler_support import popen_serve, serves_fixture, wait_until  # noqa: F401
+from test_scheduler_support import popen_serve, serves_fixture  # noqa: F401
+from waiting import wait_until
 
 from evalkit.redaction import redact, secret_forms
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from google.rpc.status_pb2 import Status
 from test_traffic_otlp import POISON_SPANS, genai_retrieval, request, span
 from waiting import wait_until
 
@@ -147,6 +148,25 @@ def test_a_malformed_chunked_body_is_refused_400(receiver: OtlpReceiver, encoded
     answer = raw_exchange(receiver, head(Transfer_Encoding="chunked") + encoded)
     assert status_of(answer) == 400
     assert receiver.counters.value("malformed") == 1
+
+
+def test_a_chunked_body_with_extensions_and_trailers_is_read(receiver: OtlpReceiver) -> None:
+    body = one_span()
+    framed = b"%x;name=value\r\n%s\r\n0\r\nX-Checksum: none\r\n\r\n" % (len(body), body)
+    answer = raw_exchange(receiver, head(Transfer_Encoding="chunked") + framed)
+    assert status_of(answer) == 200, answer
+    assert spooled_spans(receiver) == 1
+
+
+def test_an_error_answer_to_a_protobuf_request_is_a_google_rpc_status(
+    receiver: OtlpReceiver,
+) -> None:
+    answer = post(receiver, b"\xff\xff\xff", **{"Content-Type": "application/x-protobuf"})
+    assert answer.status_code == 400
+    assert answer.headers["Content-Type"] == "application/x-protobuf"
+    status = Status.FromString(answer.content)
+    assert status.code == 3  # INVALID_ARGUMENT
+    assert status.message.startswith("not an OTLP protobuf ExportTraceServiceRequest")
 
 
 def test_a_body_with_neither_length_nor_chunks_is_refused_411(receiver: OtlpReceiver) -> None:
