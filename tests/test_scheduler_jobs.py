@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -20,6 +19,7 @@ from test_scheduler_support import (  # noqa: F401  (fixture)
     retriever_fixture,
 )
 from traffic_windows import day_window_summary
+from waiting import wait_until
 
 from evalkit.config import Settings, load_settings, parse_settings
 from evalkit.errors import ConfigError
@@ -104,8 +104,7 @@ def test_a_running_job_is_never_started_twice(settings: Settings) -> None:
     results: list[Any] = []
     first = threading.Thread(target=lambda: results.append(runner.run("sleepy")))
     first.start()
-    while not runner.is_running("sleepy"):
-        time.sleep(0.01)
+    wait_until(lambda: runner.is_running("sleepy"), timeout=30, what="the first run to start")
     assert runner.run("sleepy", trigger="manual") is None
     first.join()
     assert heard.overlaps == 1

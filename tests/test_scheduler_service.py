@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -518,6 +517,7 @@ def _sigterm_while_waiting(
         what="both jobs to run once",
     )
     holder, holder_out = _spawn(home, [sys.executable, "-c", HOLDER, str(lock_path)], name)
+    signalled = False
     try:
         wait_until(lambda: "holding" in holder_out.read_text(), timeout=60, what="holder")
         retriever.release.clear()
@@ -532,10 +532,14 @@ def _sigterm_while_waiting(
         assert f"held by pid {serve.process.pid} " not in log()
         serve.process.send_signal(signal.SIGTERM)
         wait_until(lambda: "received SIGTERM" in log(), what="SIGTERM")
+        signalled = True
     finally:
         holder.kill()
         holder.wait(timeout=30)
-        time.sleep(3.0)
+        # Wait for serve to exit, not for a pause: a job started after the signal would
+        # hold on the retriever past the 2 s grace and be interrupted before serve exits.
+        if signalled:
+            wait_until(lambda: serve.process.poll() is not None, timeout=90, what="serve to exit")
         retriever.mode = "good"
         retriever.release.set()
     assert serve.process.wait(timeout=90) == 0, log()

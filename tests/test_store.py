@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-import time
+from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
@@ -15,6 +15,7 @@ from evalkit.errors import NotFoundError, StoreError
 from evalkit.goldset.model import Goldset
 from evalkit.records import Judgment, Query, QueryResult, ScoredDoc
 from evalkit.store import MIGRATIONS, RunSpec, Store
+from evalkit.store import goldsets as goldsets_module
 from evalkit.store.goldsets import list_goldsets, load_goldset, save_goldset
 from evalkit.store.runs import (
     add_query_results,
@@ -79,11 +80,14 @@ def test_goldset_round_trip_keeps_order_fields_and_version(store: Store) -> None
     assert load_goldset(store, "tiny", goldset.version[:6]).version == goldset.version
 
 
-def test_a_second_version_becomes_the_default(store: Store) -> None:
+def test_a_second_version_becomes_the_default(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
     first = small_goldset()
     second = Goldset.build("tiny", first.queries, (*first.judgments, Judgment("q2", "d9", 3)))
+    saved_at = iter([datetime(2026, 11, 20, 9), datetime(2026, 11, 20, 10)])
+    monkeypatch.setattr(goldsets_module, "utc_now", lambda: next(saved_at))
     save_goldset(store, first)
-    time.sleep(0.01)
     save_goldset(store, second)
     assert [info.version for info in list_goldsets(store, "tiny")] == [
         second.version,

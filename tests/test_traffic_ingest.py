@@ -7,7 +7,6 @@ import multiprocessing
 import os
 import tempfile
 import threading
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -704,6 +703,7 @@ def test_parts_decoded_out_of_order_are_stored_in_file_order(
     monkeypatch.setattr(ingest_module, "_DECODE_LINES", 2)
     real_decode = ingest_module._Part.decode
     both_started = threading.Barrier(2, timeout=10)
+    second_decoded = threading.Event()
 
     def decode_the_second_part_first(part: Any) -> Any:
         # Parts 1 and 2 are on the two decoder threads at once; part 1 waits until part 2
@@ -711,8 +711,11 @@ def test_parts_decoded_out_of_order_are_stored_in_file_order(
         if part.first_line in (1, 3):
             both_started.wait()
         if part.first_line == 1:
-            time.sleep(0.2)
-        return real_decode(part)
+            second_decoded.wait(10)
+        decoded = real_decode(part)
+        if part.first_line == 3:
+            second_decoded.set()
+        return decoded
 
     monkeypatch.setattr(ingest_module._Part, "decode", decode_the_second_part_first)
     lines = [line(f"q{i}", tenent="typo") if i == 0 else line(f"q{i}") for i in range(9)]

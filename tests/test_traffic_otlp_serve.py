@@ -617,7 +617,11 @@ def test_spans_are_acknowledged_while_a_job_holds_the_store_and_stored_once_it_i
         assert sender.export(chunk) is SpanExportResult.SUCCESS
         assert time.monotonic() - began < 3.0, "a request waited for the store"
     # Held for longer than the exporter would have retried: nothing was refused.
-    time.sleep(max(0.0, 12.0 - (time.monotonic() - holder.since)))
+    wait_until(
+        lambda: metric(serve, "evalkit_otlp_spool_lag_seconds") >= 5.0,
+        timeout=60,
+        what="the spool to be held past the exporter's 5 s retry window",
+    )
     assert metric(serve, "evalkit_otlp_spool_batches") == len(sent)
     assert metric(serve, "evalkit_otlp_spool_bytes") > 0
     assert metric(serve, "evalkit_otlp_spool_lag_seconds") >= 5.0
