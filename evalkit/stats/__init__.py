@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     )
     from evalkit.stats.decision import Decision, decide, overall_decision
     from evalkit.stats.paired import (
+        CompareOptions,
         Comparison,
         FailedQueriesError,
         MetricComparison,
@@ -55,6 +56,7 @@ __all__ = [
     "TABLE_HEADERS",
     "TYPICAL_SD_DIFFS",
     "UNCUT_DEPTH",
+    "CompareOptions",
     "Comparison",
     "ComparisonReport",
     "Decision",
@@ -87,6 +89,7 @@ __all__ = [
 __getattr__ = lazy_attributes(
     __name__,
     {
+        "CompareOptions": "evalkit.stats.paired",
         "Comparison": "evalkit.stats.paired",
         "ComparisonReport": "evalkit.stats.compare",
         "Decision": "evalkit.stats.decision",

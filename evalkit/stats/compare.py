@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Unpack
 
 import pandas as pd
 
@@ -28,6 +28,7 @@ from evalkit.errors import ConfigError
 from evalkit.metrics import Evaluator, parse_measure, parse_measures, read_run
 from evalkit.stats.decision import Decision
 from evalkit.stats.paired import (
+    CompareOptions,
     Comparison,
     MetricComparison,
     QueryDrop,
@@ -305,7 +306,7 @@ def compare_scored(
     *,
     worst: int = 10,
     failed_as_zero: bool = False,
-    **options: Any,
+    **options: Unpack[CompareOptions],
 ) -> ComparisonReport:
     """Compare two scored runs on ``measures``: the verdict and the worst queries.
 
@@ -314,7 +315,7 @@ def compare_scored(
     default a run with failed queries is refused (``FailedQueriesError``, exit 3);
     ``failed_as_zero`` counts each one as 0 on every measure instead. ``worst`` bounds the
     worst-regressed queries listed per measure (0 lists none). ``options`` are
-    ``compare_runs``'s (alpha, min_effect, resamples, seed...).
+    ``compare_runs``'s settings (``CompareOptions``: alpha, min_effect, resamples, seed...).
     """
     comparison = compare_runs(
         baseline.per_query,
@@ -360,7 +361,7 @@ def compare_stored_runs(
     *,
     worst: int = 10,
     failed_as_zero: bool = False,
-    **options: Any,
+    **options: Unpack[CompareOptions],
 ) -> ComparisonReport:
     """``compare_scored`` on two stored runs, each scored with the values stored with it."""
     return compare_scored(

@@ -295,20 +295,20 @@ def to_junit_xml(
         ),
     )
     properties = ET.SubElement(suite, "properties")
-    settings = comparison.to_dict()
-    for name in (
-        "decision",
-        "n_shared",
-        "n_dropped",
-        "alpha",
-        "min_effect",
-        "resamples",
-        "seed",
-        "confidence",
-        "ci_method",
-        "decision_test",
-    ):
-        ET.SubElement(properties, "property", {"name": name, "value": str(settings[name])})
+    settings: tuple[tuple[str, object], ...] = (
+        ("decision", comparison.decision.value),
+        ("n_shared", comparison.n_shared),
+        ("n_dropped", comparison.n_dropped),
+        ("alpha", comparison.alpha),
+        ("min_effect", comparison.min_effect),
+        ("resamples", comparison.resamples),
+        ("seed", comparison.seed),
+        ("confidence", comparison.confidence),
+        ("ci_method", comparison.ci_method),
+        ("decision_test", comparison.decision_test),
+    )
+    for name, value in settings:
+        ET.SubElement(properties, "property", {"name": name, "value": str(value)})
     for metric in comparison.metrics:
         case = ET.SubElement(
             suite,
