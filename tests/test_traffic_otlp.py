@@ -27,13 +27,8 @@ from evalkit.cli import invoke
 from evalkit.store import Store
 from evalkit.store.traffic import logged_latency_quantiles, traffic_volume
 from evalkit.traffic import SampleSpec, ingest_paths, parse_window, sample_window
-from evalkit.traffic.otlp import (
-    OtlpPayloadError,
-    SpanBatch,
-    SpanMapping,
-    decode_protobuf,
-    store_spans,
-)
+from evalkit.traffic.otlp import OtlpPayloadError, SpanBatch, SpanMapping, store_spans
+from evalkit.traffic.otlp_wire import decode_protobuf
 from evalkit.traffic.redaction import Redaction
 
 TRACE = "5b8efff798038103d269b633813fc60c"

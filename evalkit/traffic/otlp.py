@@ -24,13 +24,18 @@ never quote attribute values (they may be personal data that redaction has not s
 OTLP/JSON is read leniently, as the protobuf JSON mapping allows: camelCase or snake_case
 field names, 64-bit integers as strings or numbers, enums as numbers or names, trace and
 span ids as hex (OTLP) or base64 (plain protobuf JSON).
+
+Where OTLP ingest lives: this module maps spans to records; ``evalkit.traffic.otlp_wire``
+decodes protobuf requests and writes the answers; ``evalkit.traffic.receiver`` is the
+OTLP/HTTP listener of ``evalkit serve``, ``evalkit.traffic.spool`` where it keeps what it
+accepted and ``evalkit.traffic.committer`` what moves that into the store;
+``evalkit.traffic.ingest`` reads Collector files; ``evalkit.config.otlp`` is ``[otlp]``.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import functools
 import json
 import math
 import re
@@ -42,8 +47,7 @@ import msgspec
 import numpy as np
 import pyarrow as pa
 
-from evalkit.errors import ConfigError, InputError
-from evalkit.extras import require
+from evalkit.errors import InputError
 from evalkit.store.traffic import commit_ingest_batch
 from evalkit.traffic._records import RECORD_SCHEMA, dedup_text
 from evalkit.traffic.redaction import Redaction
@@ -61,11 +65,7 @@ __all__ = [
     "SpanIngest",
     "SpanMapping",
     "commit_spans",
-    "decode_protobuf",
-    "encode_export_response",
-    "encode_status",
     "prepare_spans",
-    "protobuf_available",
     "store_spans",
 ]
 
@@ -371,78 +371,6 @@ class SpanBatch:
             }
         )
         return records, generations
-
-
-def _trace_service() -> Any:
-    # Imported on first use: protobuf comes with the `otlp` extra; OTLP/JSON needs none.
-    return require(
-        "opentelemetry.proto.collector.trace.v1.trace_service_pb2", "the OTLP protobuf receiver"
-    )
-
-
-def decode_protobuf(body: bytes) -> Any:
-    """Decode an OTLP protobuf ExportTraceServiceRequest (needs ``opentelemetry-proto``, the
-    ``otlp`` extra); OtlpPayloadError when the bytes are not one."""
-    service = _trace_service()
-    try:
-        return service.ExportTraceServiceRequest.FromString(body)
-    except Exception as error:
-        # protobuf raises its DecodeError, or a RuntimeError from the upb backend.
-        raise OtlpPayloadError(
-            f"not an OTLP protobuf ExportTraceServiceRequest ({error})"
-        ) from None
-
-
-def encode_export_response(rejected: int, message: str) -> bytes:
-    """A protobuf ExportTraceServiceResponse; ``partial_success`` when spans were rejected."""
-    response = _trace_service().ExportTraceServiceResponse()
-    if rejected:
-        response.partial_success.rejected_spans = rejected
-        response.partial_success.error_message = message
-    body: bytes = response.SerializeToString()
-    return body
-
-
-def protobuf_available() -> bool:
-    """Whether OTLP protobuf can be read and written here (the ``otlp`` extra)."""
-    try:
-        _trace_service()
-    except ConfigError:
-        return False
-    return True
-
-
-@functools.cache
-def _status_class() -> Any:
-    # google.rpc.Status { int32 code = 1; string message = 2; repeated Any details = 3; },
-    # declared here: the googleapis protos are not a dependency of the `otlp` extra, and
-    # details are never sent.
-    _trace_service()
-    purpose = "the OTLP protobuf receiver"
-    descriptor_pb2 = require("google.protobuf.descriptor_pb2", purpose)
-    descriptor_pool = require("google.protobuf.descriptor_pool", purpose)
-    message_factory = require("google.protobuf.message_factory", purpose)
-    field = descriptor_pb2.FieldDescriptorProto
-    proto = descriptor_pb2.FileDescriptorProto(
-        name="evalkit/google_rpc_status.proto", package="google.rpc", syntax="proto3"
-    )
-    proto.message_type.add(
-        name="Status",
-        field=[
-            field(name="code", number=1, type=field.TYPE_INT32, label=field.LABEL_OPTIONAL),
-            field(name="message", number=2, type=field.TYPE_STRING, label=field.LABEL_OPTIONAL),
-        ],
-    )
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(proto)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName("google.rpc.Status"))
-
-
-def encode_status(code: int, message: str) -> bytes:
-    """A protobuf ``google.rpc.Status`` (the body of an OTLP/HTTP error answer); needs the
-    ``otlp`` extra, as ``encode_export_response`` does."""
-    body: bytes = _status_class()(code=code, message=message).SerializeToString()
-    return body
 
 
 @dataclass(frozen=True, slots=True)

@@ -68,7 +68,6 @@ from __future__ import annotations
 
 import hmac
 import io
-import json
 import logging
 import os
 import sys
@@ -97,11 +96,19 @@ from evalkit.traffic.otlp import (
     SpanBatch,
     SpanIngest,
     SpanMapping,
-    decode_protobuf,
-    encode_export_response,
-    encode_status,
     prepare_spans,
+)
+from evalkit.traffic.otlp_wire import (
+    INTERNAL,
+    INVALID_ARGUMENT,
+    JSON,
+    PROTOBUF,
+    UNAUTHENTICATED,
+    UNAVAILABLE,
+    decode_protobuf,
+    export_response,
     protobuf_available,
+    status_body,
 )
 from evalkit.traffic.redaction import Redaction
 from evalkit.traffic.spool import (
@@ -119,16 +126,10 @@ TRACES_PATH = "/v1/traces"
 """The OTLP/HTTP path of trace exports."""
 
 _log = logging.getLogger("evalkit.otlp")
-_PROTOBUF = "application/x-protobuf"
-_JSON = "application/json"
 _RETRY_AFTER_SECONDS = 2
 _READ_SIZE = 64 * 1024
 # What a chunked body is framed as for h11: the request line and headers were read already.
 _CHUNKED_HEAD = b"POST / HTTP/1.1\r\nHost: evalkit\r\nTransfer-Encoding: chunked\r\n\r\n"
-_INVALID_ARGUMENT = 3  # google.rpc.Code
-_INTERNAL = 13
-_UNAVAILABLE = 14
-_UNAUTHENTICATED = 16
 _RESULTS = (
     "accepted",
     "malformed",
@@ -300,7 +301,7 @@ class _Handler(BaseHTTPRequestHandler):
             405,
             "method_not_allowed",
             f"POST OTLP trace exports to {TRACES_PATH}",
-            _JSON,
+            JSON,
             headers={"Allow": "POST"},
         )
 
@@ -427,11 +428,11 @@ class OtlpReceiver:
             _log_hang_up(request.client_address, error)
         except OtlpPayloadError as error:
             # A payload no check foresaw: still an answer, so the exporter does not retry it.
-            self._backstop(request, 400, "malformed", str(error), _INVALID_ARGUMENT)
+            self._backstop(request, 400, "malformed", str(error), INVALID_ARGUMENT)
         except Exception as error:
             _log.exception("otlp: unexpected failure answering a request")
             message = f"internal error: {type(error).__name__}; send it again later"
-            self._backstop(request, 500, "internal_error", message, _INTERNAL)
+            self._backstop(request, 500, "internal_error", message, INTERNAL)
         finally:
             with self._inflight_lock:
                 self._inflight -= 1
@@ -444,13 +445,13 @@ class OtlpReceiver:
             request.close_connection = True
             return
         request.close_connection = True
-        self.refuse(request, status, result, message, _JSON, code=code)
+        self.refuse(request, status, result, message, JSON, code=code)
 
     def _handle(self, request: _Handler) -> None:
         content_type = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
         # Without the `otlp` extra no protobuf can be written: errors are answered in JSON.
-        protobuf = content_type == _PROTOBUF and protobuf_available()
-        reply_type = _PROTOBUF if protobuf else _JSON
+        protobuf = content_type == PROTOBUF and protobuf_available()
+        reply_type = PROTOBUF if protobuf else JSON
         if urlsplit(request.path).path.rstrip("/") != TRACES_PATH:
             message = f"POST trace exports to {TRACES_PATH}"
             self.refuse(request, 404, "not_found", message, reply_type)
@@ -464,7 +465,7 @@ class OtlpReceiver:
                 "unauthorized",
                 "missing or wrong bearer token (Authorization: Bearer ...)",
                 reply_type,
-                code=_UNAUTHENTICATED,
+                code=UNAUTHENTICATED,
                 headers={"WWW-Authenticate": 'Bearer realm="evalkit"'},
             )
             return
@@ -507,22 +508,22 @@ class OtlpReceiver:
             self._committer.wake()
         self.counters.request("accepted")
         self.counters.accepted(prepared)
-        _send(request, 200, _export_response(prepared, reply_type), reply_type)
+        _send(request, 200, export_response(prepared, reply_type), reply_type)
 
     def _decode(self, body: bytes, content_type: str) -> SpanBatch:
         """The spans of a request body of ``content_type``."""
         batch = SpanBatch(self.mapping)
-        if content_type == _PROTOBUF:
+        if content_type == PROTOBUF:
             try:
                 request = decode_protobuf(body)
             except ConfigError as error:
                 # The protobuf decoder needs the `otlp` extra; JSON works without it.
                 raise _unsupported(str(error)) from None
             batch.add_protobuf(request)
-        elif content_type == _JSON:
+        elif content_type == JSON:
             batch.add_json(body)
         else:
-            raise _unsupported(f"Content-Type must be {_PROTOBUF} or {_JSON}")
+            raise _unsupported(f"Content-Type must be {PROTOBUF} or {JSON}")
         return batch
 
     def _body(self, request: _Handler) -> bytes:
@@ -576,7 +577,7 @@ class OtlpReceiver:
             result,
             f"{reason}; nothing of this request was stored, send it again",
             reply_type,
-            code=_UNAVAILABLE,
+            code=UNAVAILABLE,
             headers={"Retry-After": str(_RETRY_AFTER_SECONDS)},
         )
 
@@ -588,7 +589,7 @@ class OtlpReceiver:
         message: str,
         reply_type: str,
         *,
-        code: int = _INVALID_ARGUMENT,
+        code: int = INVALID_ARGUMENT,
         headers: dict[str, str] | None = None,
     ) -> None:
         """Answer with an error status and a google.rpc.Status body; count it."""
@@ -597,7 +598,7 @@ class OtlpReceiver:
             _log.warning("otlp: %d %s", status, message)
         else:
             _log.info("otlp: refused a request (%d): %s", status, message)
-        _send(request, status, _status_body(code, message, reply_type), reply_type, headers)
+        _send(request, status, status_body(code, message, reply_type), reply_type, headers)
 
 
 def _token(settings: OtlpSettings) -> str | None:
@@ -741,28 +742,3 @@ def _send(
         request.send_header(name, value)
     request.end_headers()
     request.wfile.write(body)
-
-
-def _partial_message(outcome: PreparedSpans) -> str:
-    if not outcome.rejected:
-        return ""
-    shown = "; ".join(outcome.messages(5))
-    return f"{outcome.rejected} span(s) could not be read: {shown}"
-
-
-def _export_response(outcome: PreparedSpans, reply_type: str) -> bytes:
-    message = _partial_message(outcome)
-    if reply_type == _JSON:
-        partial = (
-            {"partialSuccess": {"rejectedSpans": str(outcome.rejected), "errorMessage": message}}
-            if outcome.rejected
-            else {}
-        )
-        return json.dumps(partial).encode()
-    return encode_export_response(outcome.rejected, message)
-
-
-def _status_body(code: int, message: str, reply_type: str) -> bytes:
-    if reply_type == _JSON:
-        return json.dumps({"code": code, "message": message}).encode()
-    return encode_status(code, message)
