@@ -35,7 +35,7 @@ MEASURES = ["ndcg@10", "recall@10", "mrr@10"]
 def write_shards(work: Path, n: int, batch: int, k: int, seed: int = 0) -> None:
     """The query table and the shards of a finished run of ``n`` queries."""
     from evalkit.engines import NUMBERED_SCHEMA, POSITION
-    from evalkit.engines.ray import shard_schema
+    from evalkit.engines.ray_actors import shard_schema
 
     rng = np.random.default_rng(seed)
     shards = work / "shards"

@@ -748,3 +748,70 @@ def test_the_judge_on_ray_keeps_to_the_pools_concurrency_and_shares_the_cache(
         assert again.answers is not None
         assert (again.answers.judge_calls, again.answers.cache_hits) == (0, 12)
         assert judge.calls == 24
+
+
+def test_the_ray_engine_replays_through_the_engine_protocol(
+    ray_cluster: str, tmp_path: Path
+) -> None:
+    import pyarrow.compute as pc
+
+    from evalkit.engines import Engine, ReplayQueries, ReplaySpec
+
+    goldset = demo_goldset()
+    with overlap_retriever(fail=frozenset({"q003"})) as url:
+        engine: Engine = RayEngine(
+            RetrieverOptions(http_url=url), _settings(tmp_path), actors=2, batch_size=40
+        )
+        told: list[tuple[int, int]] = []
+        report = engine.replay(
+            ReplaySpec(run_id="r-protocol", k=DEPTH, measures=("ndcg@10",)),
+            ReplayQueries(queries=goldset.queries, judgments=goldset.judgments),
+            progress=lambda done, total: told.append((done, total)),
+        )
+    assert (report.engine, report.stopped) == ("ray", None)
+    assert report.n_replayed == len(goldset.queries)
+    assert told[-1] == (len(goldset.queries), len(goldset.queries))
+    assert report.results == ()
+    assert report.shard_dir is not None
+    assert report.query_table is not None
+    shards = pq.read_table(sorted(report.shard_dir.glob("*.parquet")))
+    assert sorted(shards["query_id"].to_pylist()) == sorted(q.id for q in goldset.queries)
+    failed = shards.filter(pc.is_valid(shards["error"]))["query_id"].to_pylist()
+    assert failed == ["q003"]
+    report.discard()
+    assert not report.shard_dir.exists()
+    assert not report.query_table.exists()
+
+
+def test_the_ray_engine_reports_its_stop_and_keeps_its_shards(
+    ray_cluster: str, tmp_path: Path
+) -> None:
+    from evalkit.engines import ReplayQueries, ReplaySpec
+
+    goldset = demo_goldset()
+    table = pa.table(
+        {
+            "query_id": [query.id for query in goldset.queries],
+            "text": [query.text for query in goldset.queries],
+            "tenant": pa.array([None] * len(goldset.queries), pa.string()),
+            "judged_doc_ids": [["d1", "d2"]] * len(goldset.queries),
+            # the last query's grades do not match its documents: its batch raises
+            "judged_relevance": [[1, 0]] * (len(goldset.queries) - 1) + [[1]],
+        }
+    )
+    path = tmp_path / "queries.parquet"
+    pq.write_table(table, path)
+    with overlap_retriever() as url:
+        engine = RayEngine(
+            RetrieverOptions(http_url=url), _settings(tmp_path), actors=2, batch_size=16
+        )
+        report = engine.replay(
+            ReplaySpec(run_id="r-stops", k=DEPTH, measures=("ndcg@10",)),
+            ReplayQueries(table=path),
+        )
+    assert report.stopped is not None
+    assert "ValueError" in str(report.stopped)
+    assert report.n_replayed < len(goldset.queries)
+    assert report.query_table == engine.query_table("r-stops")
+    assert pq.read_table(report.query_table).num_rows == len(goldset.queries)
+    assert path.exists()

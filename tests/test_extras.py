@@ -205,7 +205,7 @@ def test_importing_any_stage_loads_no_heavy_package() -> None:
     adapters_of_heavy_packages = (
         "evalkit.answers._ragas",
         "evalkit.dashboard.",
-        "evalkit.engines.ray",
+        "evalkit.engines.ray_actors",
         "evalkit.pytest_plugin",
         "evalkit.retrievers.langchain",
         "evalkit.retrievers.llamaindex",

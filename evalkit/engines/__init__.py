@@ -1,39 +1,47 @@
 """Where a replay runs: ``local`` (one process, the default) or ``ray`` (a Ray cluster).
 
-The local engine is ``evalkit.replay`` driven by the pipeline. The Ray engine
-(``evalkit.engines.ray``, imported only when asked for: Ray is the ``[ray]`` extra) reads
-the queries as a Ray dataset from a Parquet query table, replays them on a pool of actors
-that each hold one retriever (and its query embedder), scores every batch with the
-metric kernels, and leaves one Parquet shard per batch under the run's shard directory;
-the pipeline's one store writer then loads the shards into DuckDB in one transaction.
+Both implement one protocol (``base.Engine``: ``replay(spec, queries) -> EngineReport``),
+so the run lifecycle of ``evalkit.pipeline`` never asks which one it holds:
 
-A query table (``QUERY_TABLE_COLUMNS``) holds one row per query: ``query_id``, ``text``,
-``tenant`` (may be null) and the query's judgments as two parallel lists,
-``judged_doc_ids`` and ``judged_relevance`` (empty for an unjudged query); optionally
-(``REFERENCE_COLUMNS``) its ``reference_answer`` and ``reference_context_ids``, with which
-the generated answers of a RAG endpoint are scored as a local run scores them. The engine
-replays a numbered table (``write_query_table`` writes one, ``number_query_table`` numbers
-a caller's): each row also carries its ``position`` (0, 1, ...), which every shard row
-repeats, so the writer can tell which queries the shards hold with one byte per query
-instead of a table of query ids.
+- ``local``: ``LocalEngine`` calls the retriever in this process, batch by batch, and
+  hands every query's result back;
+- ``ray``: ``RayEngine`` fans the queries out over a pool of Ray Data actors
+  (``ray_actors``, imported only when a replay runs: Ray is the ``[ray]`` extra), which
+  score each batch and leave one Parquet shard per batch for the store's one writer;
+- ``tables``: the Parquet query tables and shards the Ray engine reads and writes.
+
+This module only re-exports.
 """
 
-from __future__ import annotations
-
-from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING
-
-import pyarrow as pa
-
-from evalkit.errors import ConfigError, InputError, RetrieverError
-from evalkit.extras import require
-from evalkit.records import Judgment, Query
-
-if TYPE_CHECKING:
-    from evalkit.config import JudgeSettings, Settings
-    from evalkit.retrievers.factory import RetrieverOptions
+from evalkit.engines.base import (
+    ENGINES,
+    Engine,
+    EngineReport,
+    EngineStoppedError,
+    ReplayQueries,
+    ReplaySpec,
+    ReplayTiming,
+    check_engine,
+)
+from evalkit.engines.local import LocalEngine, replay, results_frame
+from evalkit.engines.ray import RayEngine, actor_judge_settings
+from evalkit.engines.tables import (
+    ANSWER_ITEM_SCHEMA,
+    ANSWER_SCORE_SCHEMA,
+    ANSWER_SHARDS,
+    ANSWERS_DIR,
+    COUNTS_KEY,
+    JUDGED_SCHEMA,
+    NUMBERED_SCHEMA,
+    POSITION,
+    QUERY_TABLE_COLUMNS,
+    REFERENCE_COLUMNS,
+    SHARD_SUFFIX,
+    answer_shard,
+    number_query_table,
+    query_table,
+    write_query_table,
+)
 
 __all__ = [
     "ANSWERS_DIR",
@@ -43,278 +51,25 @@ __all__ = [
     "COUNTS_KEY",
     "ENGINES",
     "JUDGED_SCHEMA",
+    "NUMBERED_SCHEMA",
+    "POSITION",
     "QUERY_TABLE_COLUMNS",
     "REFERENCE_COLUMNS",
     "SHARD_SUFFIX",
+    "Engine",
+    "EngineReport",
     "EngineStoppedError",
+    "LocalEngine",
     "RayEngine",
+    "ReplayQueries",
+    "ReplaySpec",
+    "ReplayTiming",
     "actor_judge_settings",
     "answer_shard",
     "check_engine",
     "number_query_table",
     "query_table",
+    "replay",
+    "results_frame",
     "write_query_table",
 ]
-
-ENGINES: tuple[str, ...] = ("local", "ray")
-"""The engines a replay can run on."""
-
-QUERY_TABLE_COLUMNS: tuple[str, ...] = (
-    "query_id",
-    "text",
-    "tenant",
-    "judged_doc_ids",
-    "judged_relevance",
-)
-"""The columns of a query table (see the module docstring)."""
-
-REFERENCE_COLUMNS: tuple[str, ...] = ("reference_answer", "reference_context_ids")
-"""The optional columns of a query table: what answer scoring compares an answer with."""
-
-ROW_GROUP_SIZE = 10_000
-"""Queries per row group of a query table evalkit writes."""
-
-POSITION = "position"
-"""The column of a numbered query table, and of a shard, that holds a query's row number."""
-
-SHARD_SUFFIX = ".parquet"
-"""How a finished shard's file name ends (one being written ends ``.tmp``)."""
-
-ANSWERS_DIR = "answers"
-"""The sub-directory of a run's shard directory holding the shards of its answers' scores."""
-
-ANSWER_SHARDS: tuple[str, ...] = ("scores", "items", "judged")
-"""The answer shards of a batch, each named ``<batch shard's stem>.<kind>.parquet``: the
-scores of its answers (``answer_scores`` rows, the judge calls and cache hits in the file's
-metadata), the answers scored (``answer_items`` rows) and the judge outputs it obtained
-(``judge_cache`` rows)."""
-
-
-ANSWER_SCORE_SCHEMA = pa.schema(
-    [
-        pa.field("item_id", pa.string(), nullable=False),
-        pa.field("metric", pa.string(), nullable=False),
-        pa.field("method", pa.string(), nullable=False),
-        pa.field("judge_model", pa.string()),
-        pa.field("prompt_version", pa.string()),
-        pa.field("value", pa.float64()),
-        pa.field("unmeasured_reason", pa.string()),
-        pa.field("detail", pa.string()),
-        pa.field("n_repeats", pa.int32(), nullable=False),
-        pa.field("spread", pa.float64()),
-        pa.field("n_claims", pa.int32()),
-        pa.field("n_supported", pa.int32()),
-    ]
-)
-"""The columns of a batch's ``scores`` answer shard: its ``answer_scores`` rows."""
-
-ANSWER_ITEM_SCHEMA = pa.schema(
-    [
-        pa.field("item_id", pa.string(), nullable=False),
-        pa.field("question", pa.string(), nullable=False),
-        pa.field("answer", pa.string(), nullable=False),
-        pa.field("contexts", pa.list_(pa.string()), nullable=False),
-        pa.field("context_ids", pa.list_(pa.string()), nullable=False),
-        pa.field("reference", pa.string()),
-    ]
-)
-"""The columns of a batch's ``items`` answer shard: the answers scored (``answer_items``)."""
-
-JUDGED_SCHEMA = pa.schema(
-    [
-        pa.field("cache_key", pa.string(), nullable=False),
-        pa.field("metric", pa.string(), nullable=False),
-        pa.field("judge_model", pa.string(), nullable=False),
-        pa.field("prompt_version", pa.string(), nullable=False),
-        pa.field("value", pa.float64()),
-        pa.field("unmeasured_reason", pa.string()),
-        pa.field("n_claims", pa.int32()),
-        pa.field("n_supported", pa.int32()),
-        pa.field("detail", pa.string()),
-    ]
-)
-"""The columns of a batch's ``judged`` answer shard, and of the judge cache's snapshot the
-actors read: judge outputs by cache key (``judge_cache`` rows)."""
-
-COUNTS_KEY = b"evalkit.answer_counts"
-"""The ``scores`` answer shard's metadata key holding its judge calls and cache hits."""
-
-
-def actor_judge_settings(settings: JudgeSettings, actors: int) -> JudgeSettings:
-    """The judge settings of one of ``actors`` actors: the pool's judge concurrency and
-    rate shared between them, so the pool never exceeds the configured ones. Raises
-    ConfigError when the concurrency is below the number of actors (an actor needs one
-    call in flight at least)."""
-    if settings.concurrency < actors:
-        raise ConfigError(
-            f"the judge's concurrency ({settings.concurrency}) is below the Ray engine's "
-            f"{actors} actors, each of which judges at least one answer at a time: raise "
-            "concurrency in [judge] (EVALKIT_JUDGE_CONCURRENCY), use fewer actors "
-            "(--ray-actors), or turn answer scoring off (--no-answers)"
-        )
-    rate = settings.requests_per_minute
-    return settings.model_copy(
-        update={
-            "concurrency": settings.concurrency // actors,
-            "requests_per_minute": rate / actors if rate else None,
-        }
-    )
-
-
-def answer_shard(shard: Path, kind: str) -> Path:
-    """Where the ``kind`` answer shard (``ANSWER_SHARDS``) of the batch shard ``shard`` goes."""
-    return (
-        shard.parent / ANSWERS_DIR / f"{shard.name.removesuffix(SHARD_SUFFIX)}.{kind}{SHARD_SUFFIX}"
-    )
-
-
-QUERY_TABLE_SCHEMA = pa.schema(
-    [
-        pa.field("query_id", pa.string(), nullable=False),
-        pa.field("text", pa.string(), nullable=False),
-        pa.field("tenant", pa.string()),
-        pa.field("judged_doc_ids", pa.list_(pa.string())),
-        pa.field("judged_relevance", pa.list_(pa.int32())),
-        pa.field("reference_answer", pa.string()),
-        pa.field("reference_context_ids", pa.list_(pa.string())),
-    ]
-)
-
-
-NUMBERED_SCHEMA = QUERY_TABLE_SCHEMA.append(pa.field(POSITION, pa.int64(), nullable=False))
-"""A query table with each row's position (what the engine replays)."""
-
-
-class EngineStoppedError(RetrieverError):
-    """The engine stopped before every batch was replayed (an actor that could not be
-    built, a cluster that went away); the shards written until then are kept."""
-
-
-def check_engine(name: str) -> str:
-    """``name`` when it is an engine evalkit has; ConfigError listing them otherwise."""
-    if name not in ENGINES:
-        raise ConfigError(f"unknown engine {name!r}; engines: {', '.join(ENGINES)}")
-    return name
-
-
-@dataclass(frozen=True)
-class RayEngine:
-    """A replay on Ray: where the cluster is and how the actor pool is shaped.
-
-    ``retriever`` and ``settings`` travel to every actor, which builds its own retriever
-    from them (a retriever client cannot be shipped between processes); a ``query_embedder``
-    in the options is left behind, each actor builds the ``[embedder]`` one. ``address``
-    is a Ray cluster's address (None: ``RAY_ADDRESS`` if set, else a local Ray instance
-    started for the run and stopped after it). ``actors`` is the size of the pool;
-    ``batch_size`` the queries per batch (and per shard); ``actor_cpus`` the CPUs Ray
-    reserves per actor (replay waits on the retriever, so less than one CPU is usual);
-    ``shard_root`` the directory under which each run's shards go (None:
-    ``settings.home / "shards"``). An actor that dies is restarted by Ray and its batch
-    retried (Ray Data's default for actor pools).
-    """
-
-    retriever: RetrieverOptions
-    settings: Settings
-    address: str | None = None
-    actors: int = 2
-    batch_size: int = 256
-    actor_cpus: float = 0.5
-    shard_root: Path | None = None
-
-    def __post_init__(self) -> None:
-        if self.actors < 1 or self.batch_size < 1 or self.actor_cpus <= 0:
-            raise ConfigError(
-                "the Ray engine needs actors >= 1, batch_size >= 1 and actor_cpus > 0; got "
-                f"actors={self.actors}, batch_size={self.batch_size}, "
-                f"actor_cpus={self.actor_cpus}"
-            )
-        # A missing extra is refused before anything is read or replayed.
-        require("ray", "the Ray engine (--engine ray)")
-
-    def shard_dir(self, run_id: str) -> Path:
-        """The directory the shards of run ``run_id`` are written to."""
-        root = self.shard_root if self.shard_root is not None else self.settings.home / "shards"
-        return root / run_id
-
-
-def query_table(queries: Sequence[Query], judgments: Sequence[Judgment] = ()) -> pa.Table:
-    """``queries`` and their ``judgments`` as a numbered query table, in the queries' order."""
-    judged: dict[str, tuple[list[str], list[int]]] = {}
-    for judgment in judgments:
-        doc_ids, grades = judged.setdefault(judgment.query_id, ([], []))
-        doc_ids.append(judgment.doc_id)
-        grades.append(judgment.relevance)
-    empty: tuple[list[str], list[int]] = ([], [])
-    return pa.table(
-        {
-            "query_id": [query.id for query in queries],
-            "text": [query.text for query in queries],
-            "tenant": [query.tenant for query in queries],
-            "judged_doc_ids": [judged.get(query.id, empty)[0] for query in queries],
-            "judged_relevance": [judged.get(query.id, empty)[1] for query in queries],
-            "reference_answer": [query.reference_answer for query in queries],
-            "reference_context_ids": [list(query.reference_context_ids) for query in queries],
-            POSITION: range(len(queries)),
-        },
-        schema=NUMBERED_SCHEMA,
-    )
-
-
-def write_query_table(
-    path: Path,
-    queries: Sequence[Query],
-    judgments: Sequence[Judgment] = (),
-    *,
-    row_group_size: int = ROW_GROUP_SIZE,
-) -> Path:
-    """Write ``queries`` and ``judgments`` as a numbered query table to the Parquet file ``path``,
-    in row groups of ``row_group_size`` queries (the units a reader can spread over
-    workers)."""
-    # Parquet's writer only when a table is written: `evalkit run` imports this module.
-    import pyarrow.parquet as pq
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(query_table(queries, judgments), path, row_group_size=row_group_size)
-    return path
-
-
-def number_query_table(source: Path, path: Path) -> int:
-    """Copy the query table ``source`` to ``path`` with each row's ``POSITION`` (0, 1, ...),
-    a row group at a time (a table of millions of queries is never held whole); the number
-    of queries. The ``REFERENCE_COLUMNS`` are copied when present, else left null. Raises
-    InputError naming the file when a column of ``QUERY_TABLE_COLUMNS`` is missing."""
-    # Parquet's reader and writer only on the engine's path: `evalkit run` imports this.
-    import numpy as np
-    import pyarrow.parquet as pq
-
-    reader = pq.ParquetFile(source)
-    present = set(reader.schema_arrow.names)
-    missing = [name for name in QUERY_TABLE_COLUMNS if name not in present]
-    if missing:
-        raise InputError(
-            f"{source}: not a query table: no column {', '.join(missing)} (a query table has "
-            f"{', '.join(QUERY_TABLE_COLUMNS)})"
-        )
-    references = [name for name in REFERENCE_COLUMNS if name in present]
-    copied = [*QUERY_TABLE_COLUMNS, *references]
-    schema = pa.schema(
-        [
-            *(reader.schema_arrow.field(name) for name in copied),
-            *(QUERY_TABLE_SCHEMA.field(name) for name in REFERENCE_COLUMNS if name not in present),
-        ]
-    ).append(pa.field(POSITION, pa.int64(), nullable=False))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    count = 0
-    with pq.ParquetWriter(path, schema) as writer:
-        for batch in reader.iter_batches(batch_size=ROW_GROUP_SIZE, columns=copied):
-            positions = pa.array(np.arange(count, count + batch.num_rows), pa.int64())
-            absent = [
-                pa.nulls(batch.num_rows, QUERY_TABLE_SCHEMA.field(name).type)
-                for name in REFERENCE_COLUMNS
-                if name not in present
-            ]
-            writer.write_batch(
-                pa.RecordBatch.from_arrays([*batch.columns, *absent, positions], schema=schema)
-            )
-            count += batch.num_rows
-    return count

@@ -7,6 +7,7 @@ is the run lifecycle (``runs``), the goldset run (``goldset_run``) and the scori
 run's answers (``answer_scores``). This package only re-exports.
 """
 
+from evalkit.engines import results_frame
 from evalkit.metrics.defaults import DEFAULT_MEASURES
 from evalkit.pipeline.answer_scores import (
     answer_settings,
@@ -44,7 +45,6 @@ from evalkit.pipeline.goldset import evaluate_query_table, resolve_goldset
 from evalkit.pipeline.goldset_run import evaluate_goldset
 from evalkit.pipeline.runs import RunOutcome, StoreOpener, default_measures
 from evalkit.pipeline.traffic import TrafficReplay, newest_sample, replay_traffic_window
-from evalkit.replay import results_frame
 
 __all__ = [
     "DEFAULT_MEASURES",

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pyarrow.compute as pc
 
-from evalkit import __version__
 from evalkit.engines import RayEngine, number_query_table
 from evalkit.errors import ConfigError
 from evalkit.goldset.formats import load_goldset as read_goldset_files
@@ -59,23 +58,14 @@ def evaluate_query_table(
         n_total += int(pc.sum(pc.greater(judged, 0)).as_py() or 0)
     described = build_retriever(engine.retriever, engine.settings)
     with _closing(described):
-        fingerprint = described.model_fingerprint()
-        config = described.describe()
-        spec = RunSpec(
+        spec = RunSpec.for_retriever(
+            described,
             kind="queries",
-            retriever_kind=str(config.get("kind", type(described).__name__)),
             k=k,
-            measures=tuple(measure_names),
-            evalkit_version=__version__,
-            relevance_threshold=relevance_threshold,
-            retriever_config=config,
-            collection=config.get("collection"),
-            model_name=fingerprint.name if fingerprint else None,
-            model_dimension=fingerprint.dimension if fingerprint else None,
-            model_fingerprint=fingerprint.canary_hash if fingerprint else None,
-            index_fingerprint=described.index_fingerprint(),
-            label=label,
             n_queries=n_queries,
+            measures=measure_names,
+            relevance_threshold=relevance_threshold,
+            label=label,
         )
 
     return _engine_run(

@@ -9,10 +9,15 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from evalkit import __version__
 from evalkit import answers as answer_stage
 from evalkit.config import JudgeSettings
-from evalkit.engines import RayEngine, actor_judge_settings, write_query_table
+from evalkit.engines import (
+    RayEngine,
+    ReplayTiming,
+    actor_judge_settings,
+    results_frame,
+    write_query_table,
+)
 from evalkit.goldset.model import Goldset
 from evalkit.metrics import EvaluationResult, Evaluator, parse_measures
 from evalkit.metrics.defaults import default_measures_for
@@ -27,7 +32,6 @@ from evalkit.pipeline.runs import (
     default_measures,
 )
 from evalkit.records import QueryResult
-from evalkit.replay import ReplayTiming, results_frame
 from evalkit.retrievers.base import Retriever, SupportsPrefetch
 from evalkit.store import RunSpec, Store
 from evalkit.store.goldsets import save_goldset
@@ -183,25 +187,16 @@ def _goldset_run_spec(
     relevance_threshold: int,
     label: str | None,
 ) -> RunSpec:
-    fingerprint = retriever.model_fingerprint()
-    config = retriever.describe()
-    return RunSpec(
+    return RunSpec.for_retriever(
+        retriever,
         kind="goldset",
-        retriever_kind=str(config.get("kind", type(retriever).__name__)),
         k=k,
-        measures=tuple(measure_names),
-        evalkit_version=__version__,
+        n_queries=len(goldset.queries),
+        measures=measure_names,
         relevance_threshold=relevance_threshold,
         goldset_name=goldset.name,
         goldset_version=goldset.version,
-        retriever_config=config,
-        collection=config.get("collection"),
-        model_name=fingerprint.name if fingerprint else None,
-        model_dimension=fingerprint.dimension if fingerprint else None,
-        model_fingerprint=fingerprint.canary_hash if fingerprint else None,
-        index_fingerprint=retriever.index_fingerprint(),
         label=label,
-        n_queries=len(goldset.queries),
     )
 
 

@@ -18,13 +18,19 @@ import pandas as pd
 from evalkit import answers as answer_stage
 from evalkit.answers.records import AnswerScores
 from evalkit.config import JudgeSettings
-from evalkit.engines import JUDGED_SCHEMA, SHARD_SUFFIX, EngineStoppedError, RayEngine
+from evalkit.engines import (
+    JUDGED_SCHEMA,
+    SHARD_SUFFIX,
+    EngineStoppedError,
+    RayEngine,
+    ReplayTiming,
+    replay,
+)
 from evalkit.errors import NotFoundError
 from evalkit.extras import require
 from evalkit.metrics.defaults import DefaultMeasures, default_measures_for
 from evalkit.pipeline.answer_scores import _cache_judged, _stored_answers
 from evalkit.records import Query, QueryResult
-from evalkit.replay import ReplayTiming, replay
 from evalkit.retrievers.base import Retriever
 from evalkit.store import RunRecord, RunSpec, Store, utc_now
 from evalkit.store.answers import new_scoring_id
@@ -251,7 +257,7 @@ def _engine_run(
 
     ``write_queries(path)`` writes the numbered query table (``evalkit.engines``) to
     ``path`` (removed after the load); it is replayed on Ray
-    (``evalkit.engines.ray``); the actors leave one Parquet shard per batch. The one
+    (``evalkit.engines.ray_actors``); the actors leave one Parquet shard per batch. The one
     writer then records the queries no shard holds (an actor lost more often than Ray
     retries it, an engine that stopped) as failed with the reason, and loads every shard
     and the run's final status in one transaction (``load_run_shards``): the store holds
@@ -268,7 +274,7 @@ def _engine_run(
     them); their scores, the answers and the judge's new outputs are loaded with the
     run's shards, in the same transaction, as one answer scoring of the run.
     """
-    engine_module = require("evalkit.engines.ray", "the Ray engine (--engine ray)")
+    engine_module = require("evalkit.engines.ray_actors", "the Ray engine (--engine ray)")
     started_at = utc_now()
     run_id = new_run_id(started_at)
     shard_dir = engine.shard_dir(run_id)

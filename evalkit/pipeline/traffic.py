@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING
 
 from evalkit.answers.records import AnswerScores
 from evalkit.config import JudgeSettings
+from evalkit.engines import ReplayTiming
 from evalkit.errors import NotFoundError
 from evalkit.pipeline.answer_scores import answer_settings, score_answers_for_run
 from evalkit.pipeline.runs import _closing, _Recorded, _replay_run
 from evalkit.records import QueryResult
-from evalkit.replay import ReplayTiming
 from evalkit.retrievers.base import Retriever
 from evalkit.store import RunRecord, Store
 from evalkit.store.runs import get_run

@@ -17,10 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 
+from evalkit import __version__
 from evalkit.clock import utc_now
 from evalkit.errors import NotFoundError, StoreError
 from evalkit.records import QueryResult
 from evalkit.redaction import redact_known
+from evalkit.retrievers.base import Retriever
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -108,6 +110,46 @@ class RunSpec:
     seed: int | None = None
     label: str | None = None
     n_queries: int = 0
+
+    @classmethod
+    def for_retriever(
+        cls,
+        retriever: Retriever,
+        *,
+        kind: str,
+        k: int,
+        n_queries: int,
+        measures: Sequence[str] = (),
+        relevance_threshold: int = 1,
+        goldset_name: str | None = None,
+        goldset_version: str | None = None,
+        seed: int | None = None,
+        label: str | None = None,
+    ) -> RunSpec:
+        """The spec of a ``kind`` run replaying ``n_queries`` queries against ``retriever``:
+        its kind and configuration (``describe``), collection, embedding model and index
+        fingerprints as the retriever gives them, and this evalkit's version."""
+        config = retriever.describe()
+        fingerprint = retriever.model_fingerprint()
+        return cls(
+            kind=kind,
+            retriever_kind=str(config.get("kind", type(retriever).__name__)),
+            k=k,
+            measures=tuple(measures),
+            evalkit_version=__version__,
+            relevance_threshold=relevance_threshold,
+            goldset_name=goldset_name,
+            goldset_version=goldset_version,
+            retriever_config=config,
+            collection=config.get("collection"),
+            model_name=fingerprint.name if fingerprint else None,
+            model_dimension=fingerprint.dimension if fingerprint else None,
+            model_fingerprint=fingerprint.canary_hash if fingerprint else None,
+            index_fingerprint=retriever.index_fingerprint(),
+            seed=seed,
+            label=label,
+            n_queries=n_queries,
+        )
 
 
 @dataclass(frozen=True, slots=True)

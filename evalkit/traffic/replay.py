@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from evalkit import __version__
 from evalkit.clock import utc_now
 from evalkit.errors import ConfigError
 from evalkit.metrics.overlap import jaccard_at_k_many, rank_biased_overlap_many
@@ -149,22 +148,13 @@ def plan_replay(
     verify_model = getattr(retriever, "verify_model", None)
     if callable(verify_model):
         verify_model()
-    fingerprint = retriever.model_fingerprint()
-    spec = RunSpec(
+    spec = RunSpec.for_retriever(
+        retriever,
         kind="traffic",
-        retriever_kind=str(description.get("kind", type(retriever).__name__)),
         k=k,
-        measures=(),
-        evalkit_version=__version__,
-        retriever_config=description,
-        collection=description.get("collection"),
-        model_name=fingerprint.name if fingerprint else None,
-        model_dimension=fingerprint.dimension if fingerprint else None,
-        model_fingerprint=fingerprint.canary_hash if fingerprint else None,
-        index_fingerprint=retriever.index_fingerprint(),
+        n_queries=len(queries),
         seed=sample.seed,
         label=label or f"traffic {sample.window_label}",
-        n_queries=len(queries),
     )
     return ReplayPlan(
         sample=sample, frame=frame, queries=queries, spec=spec, compare_k=compare_depth

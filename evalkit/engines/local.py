@@ -1,4 +1,5 @@
-"""Replay queries against a live retriever, batch by batch, keeping every query's outcome.
+"""The local engine: queries replayed in this process, batch by batch, keeping every
+query's outcome.
 
 A batch that raises is not allowed to end the run: each of its queries is recorded as failed
 with the error, and the run carries on, so one outage window shows up as failed queries
@@ -8,28 +9,70 @@ with the error, and the run carries on, so one outage window shows up as failed 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import pandas as pd
 
+from evalkit.engines.base import (
+    BatchSink,
+    EngineReport,
+    Progress,
+    ReplayQueries,
+    ReplaySpec,
+    ReplayTiming,
+)
 from evalkit.errors import ConfigError, RetrieverError
 from evalkit.records import Query, QueryResult
 from evalkit.retrievers.base import Retriever, checked_results
 
-__all__ = ["ReplayTiming", "replay", "results_frame"]
+__all__ = ["DEFAULT_BATCH_SIZE", "LocalEngine", "replay", "results_frame"]
 
-BatchSink = Callable[[list[QueryResult]], None]
-Progress = Callable[[int, int], None]
+DEFAULT_BATCH_SIZE = 64
+"""Queries per retriever call of a local replay."""
 
 
-@dataclass(slots=True)
-class ReplayTiming:
-    """Where replay time went: inside the retriever, and in evalkit's own handling."""
+@dataclass(frozen=True, slots=True)
+class LocalEngine:
+    """The engine protocol (``evalkit.engines.base.Engine``) in this process: ``retriever``
+    is called with ``batch_size`` queries at a time, and the results come back in the
+    report (and to ``on_batch`` as each batch is answered)."""
 
-    retriever_seconds: float = 0.0
-    sink_seconds: float = 0.0
-    batches: int = 0
+    retriever: Retriever
+    batch_size: int = DEFAULT_BATCH_SIZE
+
+    @property
+    def name(self) -> str:
+        """``local``."""
+        return "local"
+
+    def replay(
+        self,
+        spec: ReplaySpec,
+        queries: ReplayQueries,
+        *,
+        progress: Progress | None = None,
+        on_batch: BatchSink | None = None,
+    ) -> EngineReport:
+        """Replay the in-memory ``queries`` (see ``replay``); ConfigError for a query table,
+        which only the Ray engine reads."""
+        if queries.table is not None:
+            raise ConfigError(
+                f"{queries.table}: a query table is replayed on Ray (--engine ray), not locally"
+            )
+        timing = ReplayTiming()
+        results = replay(
+            queries.queries,
+            self.retriever,
+            k=spec.k,
+            batch_size=self.batch_size,
+            on_batch=on_batch,
+            progress=progress,
+            timing=timing,
+        )
+        return EngineReport(
+            engine=self.name, timing=timing, n_replayed=len(results), results=results
+        )
 
 
 def replay(
@@ -37,7 +80,7 @@ def replay(
     retriever: Retriever,
     *,
     k: int,
-    batch_size: int = 64,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     on_batch: BatchSink | None = None,
     progress: Progress | None = None,
     timing: ReplayTiming | None = None,
