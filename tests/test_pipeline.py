@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 
-from evalkit import pipeline
 from evalkit.embedding import ModelFingerprint
 from evalkit.goldset.model import Goldset
 from evalkit.pipeline import default_measures, evaluate_goldset
 from evalkit.records import Judgment, Query, QueryResult, ScoredDoc
 from evalkit.store import Store
+from evalkit.store import runs as store_runs
 from evalkit.store.runs import list_runs, query_metrics, run_queries, run_results
 
 
@@ -146,7 +146,7 @@ def test_a_crash_in_the_store_marks_the_run_failed(
     def broken(store: Store, run_id: str, results: Sequence[QueryResult]) -> None:
         raise OSError("No space left on device")
 
-    monkeypatch.setattr(pipeline.runs, "add_query_results", broken)
+    monkeypatch.setattr(store_runs, "add_query_results", broken)
     with pytest.raises(OSError, match="No space"):
         evaluate_goldset(store, goldset(), ListRetriever(RANKINGS), k=10)
     [run] = list_runs(store)

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -26,7 +27,6 @@ from evalkit.engines import (
     ReplayTiming,
     replay,
 )
-from evalkit.errors import NotFoundError
 from evalkit.extras import require
 from evalkit.metrics.defaults import DefaultMeasures, default_measures_for
 from evalkit.pipeline.answer_scores import _cache_judged, _stored_answers
@@ -35,10 +35,7 @@ from evalkit.retrievers.base import Retriever
 from evalkit.store import RunRecord, RunSpec, Store, utc_now
 from evalkit.store.answers import new_scoring_id
 from evalkit.store.runs import (
-    add_query_results,
-    create_run,
-    fail_run,
-    finish_run,
+    RunRecorder,
     get_run,
     new_run_id,
 )
@@ -76,6 +73,7 @@ StoreOpener = Callable[[], AbstractContextManager[Store]]
 
 
 _Value = TypeVar("_Value")
+_Replayed = TypeVar("_Replayed")
 _Outcome = TypeVar("_Outcome")
 
 
@@ -102,6 +100,68 @@ def _closing(retriever: object | None) -> Iterator[None]:
             close()
 
 
+def _record_run(
+    store: Store | StoreOpener,
+    spec: RunSpec,
+    *,
+    prepare: Callable[[Store], object],
+    nothing_answered: str,
+    run_replay: Callable[[RunRecorder | None], _Replayed],
+    finish: Callable[[RunRecorder, _Replayed], _Value],
+    conclude: Callable[[Store, RunRecorder, _Value], _Outcome],
+    started_at: datetime | None = None,
+    run_id: str | None = None,
+) -> _Outcome:
+    """The lifecycle of every replayed run (goldset, traffic, a gate's candidate; local or
+    on Ray), each step of it a ``RunRecorder``'s.
+
+    ``prepare`` writes what the run row refers to (its goldset) before the run is recorded
+    ``running``; ``run_replay(recorder)`` replays the queries; ``finish(recorder, replayed)``
+    stores what this kind of run derives from them and finishes the run (``complete``,
+    ``partial``, ``failed``; with no query at all, ``nothing_answered``); ``conclude``
+    builds the outcome from the finished run, outside the run's failure handling (what it
+    does, like scoring answers, cannot fail the run). Any crash before the run is finished
+    marks it ``failed`` with the error, and re-raises.
+
+    Given an open ``store``, the run is recorded ``running`` before the replay, which gets
+    the recorder to store its results as they come. Given a ``StoreOpener``, the store is
+    opened only after the replay (``run_replay`` gets None), and the run is recorded then, with
+    the replay's start time, from its ``running`` row to its final status in one short
+    stretch; a replay that crashes is recorded as a ``failed`` run in a short stretch of its
+    own.
+    """
+    started_at = started_at or utc_now()
+    run_id = run_id or new_run_id(started_at)
+
+    def recorder(writing: Store) -> RunRecorder:
+        return RunRecorder(
+            writing,
+            spec,
+            nothing_answered=nothing_answered,
+            started_at=started_at,
+            run_id=run_id,
+        )
+
+    if isinstance(store, Store):
+        prepare(store)
+        with recorder(store) as recording:
+            value = finish(recording, run_replay(recording))
+        return conclude(store, recording, value)
+    try:
+        replayed = run_replay(None)
+    except BaseException as error:
+        with contextlib.suppress(Exception), store() as writing:
+            prepare(writing)
+            with recorder(writing) as recording:
+                recording.fail(error)
+        raise
+    with store() as writing:
+        prepare(writing)
+        with recorder(writing) as recording:
+            value = finish(recording, replayed)
+        return conclude(writing, recording, value)
+
+
 def _replay_run(
     store: Store | StoreOpener,
     spec: RunSpec,
@@ -117,124 +177,47 @@ def _replay_run(
     conclude: Callable[[Store, str, Sequence[QueryResult], _Value, float], _Outcome],
     nothing_answered: str,
 ) -> _Outcome:
-    """The lifecycle of every replayed run (goldset and traffic).
+    """A run replayed by the local engine (``_record_run``): given an open store, results
+    are stored batch by batch as they come, else all at once after the replay. ``record``
+    stores what this kind of run derives from its results and returns the figures of its
+    final row; ``conclude``'s last argument is the seconds spent writing to the store."""
 
-    ``prepare`` writes what the run row refers to (its goldset); the run row is created
-    ``running``; the queries are replayed; ``record`` stores what this kind of run derives
-    from its results and returns the figures of its final row; the run is finished
-    ``complete``, ``partial`` (some queries failed) or ``failed`` (every query failed; with
-    no query at all, ``nothing_answered``); ``conclude`` builds the outcome from the
-    finished run, outside the run's failure handling (what it does, like scoring answers,
-    cannot fail the run). Any crash before the run is finished marks it ``failed`` with the
-    error, and re-raises.
-
-    Given an open ``store``, the run row is created before the first query and results are
-    stored batch by batch. Given a ``StoreOpener``, the store is opened only after the
-    replay, and the run row is created then, with the replay's start time; a replay that
-    crashes is recorded as a ``failed`` run in a short stretch of its own. ``conclude``'s
-    last argument is the seconds spent writing to the store.
-    """
-    if isinstance(store, Store):
-        prepare(store)
-        run_id = create_run(store, spec)
-        batches_seconds = 0.0
-
-        def store_batch(batch: list[QueryResult]) -> None:
-            nonlocal batches_seconds
-            began = time.perf_counter()
-            add_query_results(store, run_id, batch)
-            batches_seconds += time.perf_counter() - began
-
-        try:
-            results = replay(
-                queries,
-                retriever,
-                k=k,
-                batch_size=batch_size,
-                on_batch=store_batch,
-                progress=progress,
-                timing=timing,
-            )
-            recorded, finish_seconds = _finish_run(
-                store, run_id, results, record, nothing_answered=nothing_answered
-            )
-        except BaseException as error:
-            # The original error is what the user must see; if the store itself is what
-            # broke, the run simply stays 'running', which never reads as complete.
-            with contextlib.suppress(Exception):
-                fail_run(store, run_id, f"{type(error).__name__}: {error}")
-            raise
-        return conclude(store, run_id, results, recorded, batches_seconds + finish_seconds)
-    started_at = utc_now()
-    try:
-        results = replay(
-            queries, retriever, k=k, batch_size=batch_size, progress=progress, timing=timing
+    def run(recording: RunRecorder | None) -> list[QueryResult]:
+        return replay(
+            queries,
+            retriever,
+            k=k,
+            batch_size=batch_size,
+            on_batch=recording.add if recording is not None else None,
+            progress=progress,
+            timing=timing,
         )
-    except BaseException as error:
-        with contextlib.suppress(Exception), store() as writing:
-            prepare(writing)
-            failed = create_run(writing, spec, started_at=started_at)
-            fail_run(writing, failed, f"{type(error).__name__}: {error}")
-        raise
-    with store() as writing:
-        began = time.perf_counter()
-        prepare(writing)
-        run_id = create_run(writing, spec, started_at=started_at)
-        try:
-            add_query_results(writing, run_id, results)
-            results_seconds = time.perf_counter() - began
-            recorded, finish_seconds = _finish_run(
-                writing, run_id, results, record, nothing_answered=nothing_answered
-            )
-        except BaseException as error:
-            with contextlib.suppress(Exception):
-                fail_run(writing, run_id, f"{type(error).__name__}: {error}")
-            raise
-        return conclude(writing, run_id, results, recorded, results_seconds + finish_seconds)
 
+    def finish(
+        recording: RunRecorder, results: list[QueryResult]
+    ) -> tuple[_Value, list[QueryResult]]:
+        if not isinstance(store, Store):
+            recording.add(results)
+        recorded = record(recording.store, recording.run_id, results)
+        recording.finish(
+            per_query=recorded.per_query,
+            aggregates=recorded.aggregates,
+            n_evaluated=recorded.n_evaluated,
+            n_total=recorded.n_total,
+        )
+        return recorded.value, results
 
-def _finish_run(
-    store: Store,
-    run_id: str,
-    results: Sequence[QueryResult],
-    record: Callable[[Store, str, Sequence[QueryResult]], _Recorded[_Value]],
-    *,
-    nothing_answered: str,
-) -> tuple[_Value, float]:
-    """``record`` the run's figures, then write its final status; ``record``'s value and the
-    seconds spent writing the final row."""
-    recorded = record(store, run_id, results)
-    n_failed = sum(1 for result in results if not result.ok)
-    first_error = next((r.error for r in results if r.error), None)
-    began = time.perf_counter()
-    finish_run(
+    return _record_run(
         store,
-        run_id,
-        status=_run_status(n_failed, len(results), nothing_answered=nothing_answered),
-        per_query=recorded.per_query,
-        aggregates=recorded.aggregates,
-        n_evaluated=recorded.n_evaluated,
-        n_total=recorded.n_total,
-        n_failed=n_failed,
-        error=_failure_note(n_failed, len(results), first_error),
+        spec,
+        prepare=prepare,
+        nothing_answered=nothing_answered,
+        run_replay=run,
+        finish=finish,
+        conclude=lambda writing, recording, finished: conclude(
+            writing, recording.run_id, finished[1], finished[0], recording.seconds_store
+        ),
     )
-    return recorded.value, time.perf_counter() - began
-
-
-def _run_status(n_failed: int, n_results: int, *, nothing_answered: str) -> str:
-    """A replayed run's final status: ``failed`` when every query failed (with no query at
-    all, ``nothing_answered``), ``partial`` when some did, else ``complete``."""
-    if n_failed and n_failed == n_results:
-        return "failed"
-    if not n_results:
-        return nothing_answered
-    return "partial" if n_failed else "complete"
-
-
-def _failure_note(n_failed: int, n_results: int, first_error: str | None) -> str | None:
-    if not n_failed:
-        return None
-    return f"{n_failed} of {n_results} queries failed; first: {first_error}"
 
 
 def _engine_run(
@@ -295,13 +278,9 @@ def _engine_run(
         if answers is not None
         else None
     )
-    held = isinstance(store, Store)
-    if isinstance(store, Store):
-        prepare(store)
-        create_run(store, spec, started_at=started_at, run_id=run_id)
-    began = time.perf_counter()
-    try:
-        stopped: EngineStoppedError | None = None
+
+    def run(recording: RunRecorder | None) -> tuple[EngineStoppedError | None, float]:
+        began = time.perf_counter()
         try:
             engine_module.replay_on_ray(
                 queries,
@@ -316,43 +295,50 @@ def _engine_run(
                 judge_cache=judge_cache,
             )
         except EngineStoppedError as error:  # the shards so far are kept; the rest is lost
-            stopped = error
-        replay_seconds = time.perf_counter() - began
-        with _writer(store) as writing:
-            if not held:
-                prepare(writing)
-                create_run(writing, spec, started_at=started_at, run_id=run_id)
-            store_began = time.perf_counter()
-            _load_engine_run(
-                writing,
-                run_id,
-                shard_dir,
-                queries,
-                stopped=stopped,
-                measure_names=measure_names,
-                n_total=n_total,
-                nothing_answered=nothing_answered,
-                answers=scoring,
-            )
-            store_seconds = time.perf_counter() - store_began
-            if answers is not None and answers.cache_path is not None:
-                _cache_judged(answers.cache_path, shard_dir)
-            outcome = RunOutcome(
-                run=get_run(writing, run_id),
-                timing=ReplayTiming(retriever_seconds=replay_seconds),
-                seconds_store=store_seconds,
-                extra={"engine": "ray", "shard_dir": str(shard_dir)},
-                answers=_stored_answers(writing, scoring.scoring_id) if scoring else None,
-            )
-    except BaseException as error:
-        with contextlib.suppress(Exception), _writer(store) as writing:
-            if not _run_exists(writing, run_id):
-                prepare(writing)
-                create_run(writing, spec, started_at=started_at, run_id=run_id)
-            # A run loaded and finished stays as loaded (what failed came after its load).
-            if get_run(writing, run_id).status == "running":
-                fail_run(writing, run_id, f"{type(error).__name__}: {error}")
-        raise
+            return error, time.perf_counter() - began
+        return None, time.perf_counter() - began
+
+    def finish(
+        recording: RunRecorder, replayed: tuple[EngineStoppedError | None, float]
+    ) -> tuple[float, float]:
+        stopped, replay_seconds = replayed
+        began = time.perf_counter()
+        _load_engine_run(
+            recording,
+            shard_dir,
+            queries,
+            stopped=stopped,
+            measure_names=measure_names,
+            n_total=n_total,
+            answers=scoring,
+        )
+        store_seconds = time.perf_counter() - began
+        if answers is not None and answers.cache_path is not None:
+            _cache_judged(answers.cache_path, shard_dir)
+        return replay_seconds, store_seconds
+
+    def conclude(
+        writing: Store, recording: RunRecorder, seconds: tuple[float, float]
+    ) -> RunOutcome:
+        return RunOutcome(
+            run=get_run(writing, recording.run_id),
+            timing=ReplayTiming(retriever_seconds=seconds[0]),
+            seconds_store=seconds[1],
+            extra={"engine": "ray", "shard_dir": str(shard_dir)},
+            answers=_stored_answers(writing, scoring.scoring_id) if scoring else None,
+        )
+
+    outcome = _record_run(
+        store,
+        spec,
+        prepare=prepare,
+        nothing_answered=nothing_answered,
+        run_replay=run,
+        finish=finish,
+        conclude=conclude,
+        started_at=started_at,
+        run_id=run_id,
+    )
     shutil.rmtree(shard_dir, ignore_errors=True)
     queries.unlink(missing_ok=True)
     if judge_cache is not None:
@@ -386,56 +372,44 @@ def _judge_cache_snapshot(store: Store | StoreOpener, settings: JudgeSettings, p
     return path
 
 
-@contextlib.contextmanager
-def _writer(store: Store | StoreOpener) -> Iterator[Store]:
-    """``store`` itself, or the store ``store()`` opens for the duration of the block."""
-    if isinstance(store, Store):
-        yield store
-        return
-    with store() as opened:
-        yield opened
-
-
-def _run_exists(store: Store, run_id: str) -> bool:
-    try:
-        get_run(store, run_id)
-    except NotFoundError:
-        return False
-    return True
-
-
 def _load_engine_run(
-    store: Store,
-    run_id: str,
+    recording: RunRecorder,
     shard_dir: Path,
     queries: Path,
     *,
     stopped: EngineStoppedError | None,
     measure_names: Sequence[str],
     n_total: int,
-    nothing_answered: str,
     answers: ShardAnswers | None = None,
 ) -> None:
+    """Load the Ray engine's shards of the run ``recording`` records, and its final row,
+    in one transaction; queries no shard holds are stored failed with the reason."""
     reason = (
         f"lost: the Ray engine stopped before this query's batch was stored ({stopped})"
         if stopped is not None
         else "lost: no shard of the Ray engine holds this query"
     )
+    store = recording.store
     shards = sorted(shard_dir.glob(f"*{SHARD_SUFFIX}"))
     lost = shard_dir / f"lost{SHARD_SUFFIX}"
     if write_lost_shard(store, queries, shards, lost, error=reason, measures=measure_names):
         shards.append(lost)
     summary = summarize_shards(store, shards, measure_names)
-    load_run_shards(
-        store,
-        run_id,
-        shards,
-        measures=measure_names,
-        status=_run_status(summary.n_failed, summary.n_queries, nothing_answered=nothing_answered),
-        n_total=n_total,
-        error=_failure_note(summary.n_failed, summary.n_queries, summary.first_error),
-        summary=summary,
-        answers=answers,
+    recording.finish_loaded(
+        lambda status, note: load_run_shards(
+            store,
+            recording.run_id,
+            shards,
+            measures=measure_names,
+            status=status,
+            n_total=n_total,
+            error=note,
+            summary=summary,
+            answers=answers,
+        ),
+        n_failed=summary.n_failed,
+        n_results=summary.n_queries,
+        first_error=summary.first_error,
     )
 
 

@@ -8,11 +8,14 @@ Tables ``runs``, ``run_queries``, ``run_results``, ``query_metrics`` and ``run_a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import duckdb
@@ -34,6 +37,7 @@ __all__ = [
     "RUN_STATUSES",
     "LatestAggregate",
     "RunRecord",
+    "RunRecorder",
     "RunSpec",
     "RunStatus",
     "add_query_results",
@@ -424,6 +428,146 @@ def fail_running_runs(store: Store, *, note: str) -> list[str]:
     for run_id in run_ids:
         fail_run(store, run_id, f"interrupted: {note}")
     return run_ids
+
+
+class RunRecorder:
+    """The lifecycle of one run in the store, which every kind of run goes through (a goldset
+    run, a traffic replay, a gate's live candidate; replayed locally or on Ray).
+
+    Entering the block records the run ``running`` (``create_run``, with ``started_at`` and
+    ``run_id`` when the replay began before its row was written). ``add`` stores a batch of
+    per-query results and counts its failures; ``finish`` writes the run's figures and its
+    final status in one transaction: ``failed`` when every query failed (with no query at
+    all, ``nothing_answered``), ``partial`` when some did, with a note naming how many and
+    the first error, else ``complete``. A run whose results were loaded some other way (the
+    Ray engine's shards) is finished by ``finish_loaded``, whose writer gets that status.
+
+    Leaving the block without finishing finishes the run with no figures; leaving it by an
+    exception (or calling ``fail``) marks it ``failed`` with the error, and the exception
+    goes on. A run already finished stays as it was finished. If the store itself is what
+    broke, the run stays ``running``, which never reads as complete.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        spec: RunSpec,
+        *,
+        nothing_answered: RunStatus = "failed",
+        started_at: datetime | None = None,
+        run_id: str | None = None,
+    ) -> None:
+        self.store = store
+        self.spec = spec
+        self.nothing_answered = nothing_answered
+        self.started_at = started_at or utc_now()
+        self.run_id = run_id or new_run_id(self.started_at)
+        self.n_results = 0
+        self.n_failed = 0
+        self.first_error: str | None = None
+        self.seconds_store = 0.0
+        """Seconds spent writing results and the final row."""
+        self._finished = False
+
+    def __enter__(self) -> RunRecorder:
+        create_run(self.store, self.spec, started_at=self.started_at, run_id=self.run_id)
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if error is not None:
+            self.fail(error)
+        elif not self._finished:
+            self.finish()
+
+    @property
+    def status(self) -> RunStatus:
+        """The final status the results counted so far give the run."""
+        if self.n_failed and self.n_failed == self.n_results:
+            return "failed"
+        if not self.n_results:
+            return self.nothing_answered
+        return "partial" if self.n_failed else "complete"
+
+    @property
+    def failure_note(self) -> str | None:
+        """The run's error column: how many queries failed and the first error (None when
+        none did)."""
+        if not self.n_failed:
+            return None
+        return f"{self.n_failed} of {self.n_results} queries failed; first: {self.first_error}"
+
+    def add(self, results: Sequence[QueryResult]) -> None:
+        """Store a batch of per-query results and count its failures."""
+        began = time.perf_counter()
+        add_query_results(self.store, self.run_id, results)
+        self.seconds_store += time.perf_counter() - began
+        self._count(
+            sum(1 for result in results if not result.ok),
+            len(results),
+            next((result.error for result in results if result.error), None),
+        )
+
+    def finish(
+        self,
+        *,
+        per_query: pd.DataFrame | None = None,
+        aggregates: Mapping[str, float | None] | None = None,
+        n_evaluated: int = 0,
+        n_total: int | None = None,
+    ) -> None:
+        """Write the run's figures (``finish_run``: ``n_total`` defaults to the number of
+        results) and its final status."""
+        began = time.perf_counter()
+        finish_run(
+            self.store,
+            self.run_id,
+            status=self.status,
+            per_query=per_query,
+            aggregates=aggregates or {},
+            n_evaluated=n_evaluated,
+            n_total=self.n_results if n_total is None else n_total,
+            n_failed=self.n_failed,
+            error=self.failure_note,
+        )
+        self.seconds_store += time.perf_counter() - began
+        self._finished = True
+
+    def finish_loaded(
+        self,
+        load: Callable[[RunStatus, str | None], object],
+        *,
+        n_failed: int,
+        n_results: int,
+        first_error: str | None,
+    ) -> None:
+        """Finish a run whose results were loaded outside ``add``: ``load(status, note)``
+        writes its rows and final row in one transaction, with the status and failure note
+        its counts give."""
+        self._count(n_failed, n_results, first_error)
+        began = time.perf_counter()
+        load(self.status, self.failure_note)
+        self.seconds_store += time.perf_counter() - began
+        self._finished = True
+
+    def fail(self, error: BaseException) -> None:
+        """Mark the run ``failed`` with ``error`` unless it is finished already; never
+        raises (the error the caller handles is the one that matters)."""
+        if self._finished:
+            return
+        with contextlib.suppress(Exception):
+            fail_run(self.store, self.run_id, f"{type(error).__name__}: {error}")
+            self._finished = True
+
+    def _count(self, n_failed: int, n_results: int, first_error: str | None) -> None:
+        self.n_failed += n_failed
+        self.n_results += n_results
+        if self.first_error is None:
+            self.first_error = first_error
 
 
 def get_run(store: Store, run_id: str) -> RunRecord:
