@@ -15,8 +15,12 @@ from evalkit.errors import NotFoundError, StoreError
 from evalkit.goldset.model import Goldset
 from evalkit.records import Judgment, Query, QueryResult, ScoredDoc
 from evalkit.store import MIGRATIONS, RunSpec, Store
+<<<<<<< main
 from evalkit.store import goldsets as goldsets_module
 from evalkit.store.goldsets import list_goldsets, load_goldset, save_goldset
+=======
+from evalkit.store.goldsets import list_goldsets, load_stored_goldset, save_goldset
+>>>>>>> local
 from evalkit.store.runs import (
     add_query_results,
     create_run,
@@ -70,14 +74,14 @@ def test_goldset_round_trip_keeps_order_fields_and_version(store: Store) -> None
     goldset = small_goldset()
     assert save_goldset(store, goldset) is True
     assert save_goldset(store, goldset) is False
-    loaded = load_goldset(store, "tiny")
+    loaded = load_stored_goldset(store, "tiny")
     assert loaded.version == goldset.version
     assert loaded.query_ids == ("q2", "q1")
     assert loaded.queries[0].tags == ("hard",)
     assert loaded.queries[0].tenant == "acme"
     assert loaded.queries[1].reference_context_ids == ("d1",)
     assert set(loaded.judgments) == set(goldset.judgments)
-    assert load_goldset(store, "tiny", goldset.version[:6]).version == goldset.version
+    assert load_stored_goldset(store, "tiny", goldset.version[:6]).version == goldset.version
 
 
 def test_a_second_version_becomes_the_default(
@@ -93,14 +97,14 @@ def test_a_second_version_becomes_the_default(
         second.version,
         first.version,
     ]
-    assert load_goldset(store, "tiny").version == second.version
-    assert load_goldset(store, "tiny", first.version).version == first.version
+    assert load_stored_goldset(store, "tiny").version == second.version
+    assert load_stored_goldset(store, "tiny", first.version).version == first.version
 
 
 def test_unknown_goldset_and_run_say_what_exists(store: Store) -> None:
     save_goldset(store, small_goldset())
     with pytest.raises(NotFoundError, match="stored: tiny"):
-        load_goldset(store, "nope")
+        load_stored_goldset(store, "nope")
     with pytest.raises(NotFoundError, match="evalkit runs list"):
         get_run(store, "missing")
 

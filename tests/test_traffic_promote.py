@@ -16,7 +16,7 @@ from evalkit.errors import ConfigError, InputError, NotFoundError
 from evalkit.pipeline import replay_traffic_window
 from evalkit.records import Query, QueryResult, ScoredDoc
 from evalkit.store import Store
-from evalkit.store.goldsets import load_goldset
+from evalkit.store.goldsets import load_stored_goldset
 from evalkit.traffic import (
     SampleSpec,
     choose_promotions,
@@ -180,7 +180,7 @@ def test_promote_writes_a_draft_that_imports_once_judged(
     (draft / "judgments.jsonl").write_text("".join(json.dumps(j) + "\n" for j in graded))
     assert invoke(["goldset", "import", str(draft), "--name", "traffic-nov"]) == 0
     with Store.open(replayed) as store:
-        goldset = load_goldset(store, "traffic-nov")
+        goldset = load_stored_goldset(store, "traffic-nov")
     assert [q.id for q in goldset.queries] == ["q4", "q3", "q5"]
     assert goldset.queries[2].tenant == "b"
     assert len(goldset.judgments) == 5

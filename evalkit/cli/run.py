@@ -136,7 +136,7 @@ def run(
     embedder = query_embedder_ahead(options, config)
     try:
         from evalkit.pipeline import resolve_goldset
-        from evalkit.store.goldsets import load_goldset
+        from evalkit.store.goldsets import load_stored_goldset
 
         # The store is held only to read the goldset and, after the replay, to record the
         # run: other writers (a goldset import, a scheduled job) need not wait for the replay.
@@ -154,7 +154,9 @@ def run(
                     f"from its files (version {chosen.version})"
                 )
             gold = (
-                load_goldset(store, chosen, goldset_version) if isinstance(chosen, str) else chosen
+                load_stored_goldset(store, chosen, goldset_version)
+                if isinstance(chosen, str)
+                else chosen
             )
         if embedder is not None and on_ray is None:
             embedder.prefetch([query.text for query in gold.queries])

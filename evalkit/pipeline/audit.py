@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from evalkit.errors import StoreError
 from evalkit.store import Store
 from evalkit.store.audit import StoredAudit, latest_measurements, save_audit
-from evalkit.store.goldsets import load_goldset
+from evalkit.store.goldsets import load_stored_goldset
 
 if TYPE_CHECKING:
     from evalkit.audit import AuditConfig, AuditReport
@@ -58,7 +58,7 @@ def audit_collection(
         raise StoreError("audit_collection: saving an audit or reading a goldset needs a store")
     url = chroma_url or settings.chroma_url
     client = open_chroma_client(path=None if url else settings.resolved_chroma_path, url=url)
-    gold = load_goldset(store, goldset) if store is not None and goldset else None
+    gold = load_stored_goldset(store, goldset) if store is not None and goldset else None
     previous = (
         latest_measurements(
             store,

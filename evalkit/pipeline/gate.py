@@ -28,7 +28,7 @@ from evalkit.stats.decision import Decision
 from evalkit.stats.render import to_junit_xml, to_markdown
 from evalkit.store import RunRecord, Store
 from evalkit.store.export import export_run, import_run, is_run_export
-from evalkit.store.goldsets import judgments_frame, load_goldset
+from evalkit.store.goldsets import judgments_frame, load_stored_goldset
 
 if TYPE_CHECKING:
     from evalkit.config import Settings
@@ -99,7 +99,7 @@ def comparison_judgments(
     if goldset is not None:
         if store is None:
             raise ConfigError(f"no store to read goldset {goldset!r} from")
-        return judgments_frame(store, load_goldset(store, goldset).version)
+        return judgments_frame(store, load_stored_goldset(store, goldset).version)
     return None
 
 
@@ -209,7 +209,7 @@ def gate_against_baseline(
         else:
             if goldset is None or opened is None:
                 raise ConfigError("a live candidate needs --goldset NAME to replay")
-            gold = gold or load_goldset(opened, str(goldset))
+            gold = gold or load_stored_goldset(opened, str(goldset))
             live = replay_candidate(
                 opened,
                 gold,
@@ -312,7 +312,7 @@ def record_baseline(
     stored goldset's name or a loaded ``Goldset``) with ``replay_candidate``, so only a
     complete run qualifies, and write its run as the TREC run file ``path``, the baseline of
     the gates that follow."""
-    gold = goldset if isinstance(goldset, Goldset) else load_goldset(store, goldset)
+    gold = goldset if isinstance(goldset, Goldset) else load_stored_goldset(store, goldset)
     outcome = replay_candidate(
         store, gold, retriever, settings=settings, measures=measures, k=k, label=label
     )

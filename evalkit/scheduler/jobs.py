@@ -66,7 +66,7 @@ from evalkit.pipeline import (
 from evalkit.registry import register_named
 from evalkit.retrievers.chroma_client import collection_name_problem
 from evalkit.retrievers.factory import RetrieverOptions, build_retriever
-from evalkit.store.goldsets import load_goldset
+from evalkit.store.goldsets import load_stored_goldset
 from evalkit.store.retention import prune_run_details, retention_candidates
 from evalkit.store.traffic import record_count
 from evalkit.traffic import (
@@ -279,7 +279,7 @@ def _goldset_replay(ctx: JobContext, params: GoldsetReplayParams) -> JobOutcome:
 
     store = ctx.require_store()
     settings = ctx.settings
-    goldset = load_goldset(store, params.goldset, params.goldset_version)
+    goldset = load_stored_goldset(store, params.goldset, params.goldset_version)
     outcome = evaluate_goldset(
         store,
         goldset,

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
     from evalkit.store.store import Store
 
-__all__ = ["GoldsetInfo", "judgments_frame", "list_goldsets", "load_goldset", "save_goldset"]
+__all__ = ["GoldsetInfo", "judgments_frame", "list_goldsets", "load_stored_goldset", "save_goldset"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +101,7 @@ def list_goldsets(store: Store, name: str | None = None) -> list[GoldsetInfo]:
     return [GoldsetInfo(*row) for row in rows]
 
 
-def load_goldset(store: Store, name: str, version: str | None = None) -> Goldset:
+def load_stored_goldset(store: Store, name: str, version: str | None = None) -> Goldset:
     """The goldset ``name`` at ``version`` (default: the newest imported version)."""
     versions = list_goldsets(store, name)
     if not versions:
