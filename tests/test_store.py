@@ -15,12 +15,8 @@ from evalkit.errors import NotFoundError, StoreError
 from evalkit.goldset.model import Goldset
 from evalkit.records import Judgment, Query, QueryResult, ScoredDoc
 from evalkit.store import MIGRATIONS, RunSpec, Store
-<<<<<<< main
 from evalkit.store import goldsets as goldsets_module
-from evalkit.store.goldsets import list_goldsets, load_goldset, save_goldset
-=======
 from evalkit.store.goldsets import list_goldsets, load_stored_goldset, save_goldset
->>>>>>> local
 from evalkit.store.runs import (
     add_query_results,
     create_run,
