@@ -56,6 +56,7 @@ from typing import TYPE_CHECKING, Any, Final
 import pytest
 
 from evalkit.errors import ConfigError, EvalkitError, NotFoundError
+from evalkit.records.requests import GATE_DEFAULTS, GatePolicy
 
 if TYPE_CHECKING:
     from evalkit.goldset import Goldset
@@ -103,14 +104,14 @@ class GateSpec:
     http_url: str | None = None
     where_key: str | None = None
     options: Mapping[str, Any] | None = None
-    measures: str | Sequence[str] = ("ndcg@10",)
-    min_effect: float = 0.01
-    alpha: float = 0.05
+    measures: str | Sequence[str] = GATE_DEFAULTS.measures
+    min_effect: float = GATE_DEFAULTS.min_effect
+    alpha: float = GATE_DEFAULTS.alpha
     k: int | None = None
-    resamples: int = 10_000
-    seed: int = 0
-    worst: int = 10
-    failed_as_zero: bool = False
+    resamples: int = GATE_DEFAULTS.resamples
+    seed: int = GATE_DEFAULTS.seed
+    worst: int = GATE_DEFAULTS.worst
+    failed_as_zero: bool = GATE_DEFAULTS.failed_as_zero
     goldset_format: str = "jsonl"
     goldset_name: str | None = None
     split: str = "test"
@@ -124,6 +125,19 @@ class GateSpec:
     def measure_names(self) -> list[str]:
         """``measures`` as a list (one name may be given as a string)."""
         return [self.measures] if isinstance(self.measures, str) else list(self.measures)
+
+    @property
+    def policy(self) -> GatePolicy:
+        """The comparison this gate asks for."""
+        return GatePolicy(
+            measures=tuple(self.measure_names),
+            alpha=self.alpha,
+            min_effect=self.min_effect,
+            resamples=self.resamples,
+            seed=self.seed,
+            worst=self.worst,
+            failed_as_zero=self.failed_as_zero,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -438,16 +452,10 @@ class EvalkitGate:
             lambda: access.writer(purpose),
             baseline,
             candidate,
-            measures=spec.measure_names,
+            policy=spec.policy,
             goldset=goldset,
             settings=settings,
             k=spec.k,
-            alpha=spec.alpha,
-            min_effect=spec.min_effect,
-            resamples=spec.resamples,
-            seed=spec.seed,
-            worst=spec.worst,
-            failed_as_zero=spec.failed_as_zero,
         )
         if subject is not None:
             outcome = replace(outcome, about=subject)

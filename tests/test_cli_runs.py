@@ -14,7 +14,7 @@ import pytest
 from evalkit.cli import invoke
 from evalkit.embedding import ModelFingerprint
 from evalkit.goldset.model import Goldset
-from evalkit.pipeline import evaluate_goldset, replay_traffic_window
+from evalkit.pipeline import TrafficReplayRequest, evaluate_goldset, replay_traffic_window
 from evalkit.records import Judgment, Query, QueryResult, ScoredDoc
 from evalkit.store import Store
 from evalkit.store.goldsets import save_goldset
@@ -140,7 +140,10 @@ def test_a_traffic_replay_run_shows_its_window_sample_and_figures(
         ingest_paths(store, [log])
         sample = sample_window(store, SampleSpec(window=parse_window("2026-11-21"), n=50, seed=1))
         run_id = replay_traffic_window(
-            store, sample.sample_id, Retriever(fail=["q7"], where_key="tenant"), k=5
+            store,
+            sample.sample_id,
+            Retriever(fail=["q7"], where_key="tenant"),
+            TrafficReplayRequest(k=5, answers=False),
         ).run.run_id
 
     code, out = show(capsys, run_id)

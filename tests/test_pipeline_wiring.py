@@ -21,6 +21,7 @@ from test_scheduler_support import (  # noqa: F401  (fixture)
 from evalkit.cli import invoke
 from evalkit.config import Settings, load_settings
 from evalkit.pipeline import (
+    TrafficReplayRequest,
     audit_collection,
     check_drift_metric,
     check_drift_queries,
@@ -124,7 +125,11 @@ def test_traffic_replay_records_run_summary_and_logged_answers(
     sample_id = draw_sample(store, write_logs(tmp_path / "logs"))
     http = ClosingHttpRetriever(retriever.url)
     outcome = replay_traffic_window(
-        store, sample_id, http, k=5, batch_size=3, answers=True, close_retriever=True
+        store,
+        sample_id,
+        http,
+        TrafficReplayRequest(k=5, batch_size=3, answers=True),
+        close_retriever=True,
     )
     assert http.closed == 1
     run = get_run(store, outcome.run.run_id)
@@ -147,7 +152,9 @@ def test_traffic_replay_without_answers_scores_nothing(
     store: Store, tmp_path: Path, retriever: FakeRetriever
 ) -> None:
     sample_id = draw_sample(store, write_logs(tmp_path / "logs"))
-    outcome = replay_traffic_window(store, sample_id, HttpRetriever(retriever.url), k=5)
+    outcome = replay_traffic_window(
+        store, sample_id, HttpRetriever(retriever.url), TrafficReplayRequest(k=5, answers=False)
+    )
     assert outcome.answers is None
     assert list_scorings(store, run_id=outcome.run.run_id) == []
 
@@ -162,8 +169,7 @@ def test_a_crash_fails_a_traffic_run_with_its_error_and_closes_the_retriever(
             store,
             sample_id,
             http,
-            k=5,
-            batch_size=3,
+            TrafficReplayRequest(k=5, batch_size=3, answers=False),
             progress=stop_after_first_batch(),
             close_retriever=True,
         )
@@ -264,7 +270,9 @@ def test_query_drift_check_needs_two_replayed_windows(
 ) -> None:
     assert check_drift_queries(store).note == "no replayed traffic window yet"
     sample_id = draw_sample(store, write_logs(tmp_path / "logs"))
-    replay_traffic_window(store, sample_id, HttpRetriever(retriever.url), k=5)
+    replay_traffic_window(
+        store, sample_id, HttpRetriever(retriever.url), TrafficReplayRequest(k=5, answers=False)
+    )
     assert check_drift_queries(store).note == "only one replayed window so far"
     assert list_drift_checks(store) == []
 

@@ -49,7 +49,12 @@ from test_traffic_tenant_isolation import DOCUMENTS, OWNER
 from evalkit.config.judge import JudgeSettings, ScoringMethod
 from evalkit.drift import top1_score_shift
 from evalkit.embedding import Embedder, load_embedder
-from evalkit.pipeline import check_drift_queries, replay_traffic_window
+from evalkit.pipeline import (
+    ReplaySetup,
+    TrafficReplayRequest,
+    check_drift_queries,
+    replay_traffic_window,
+)
 from evalkit.records import Document
 from evalkit.retrievers import ChromaRetriever, index_corpus, open_chroma_client
 from evalkit.store import Store
@@ -443,7 +448,13 @@ def test_sdk_spans_survive_kill_9_once_each_and_replay_with_tenants_apart(
             with ChromaRetriever.embedded(
                 home.root / "home" / "chroma", "kbase", embedder, where_key="tenant"
             ) as kb:
-                outcome = replay_traffic_window(store, sample.sample_id, kb, k=3, embedder=embedder)
+                outcome = replay_traffic_window(
+                    store,
+                    sample.sample_id,
+                    kb,
+                    TrafficReplayRequest(k=3, answers=False),
+                    setup=ReplaySetup(embedder=embedder),
+                )
             assert outcome.run.status == "complete"
             tenant_of = {query_id: tenant for query_id, tenant, _ in sampled}
             for query_id, _, doc_id, _ in run_results(store, outcome.run.run_id).itertuples(
@@ -897,9 +908,8 @@ def test_answers_of_generation_spans_are_scored_as_logged_answers(
                 store,
                 sample.sample_id,
                 kb,
-                k=3,
-                answers=True,
-                judge_settings=JudgeSettings(method=ScoringMethod.offline),
+                TrafficReplayRequest(k=3, answers=True),
+                setup=ReplaySetup(judge_settings=JudgeSettings(method=ScoringMethod.offline)),
             )
         assert outcome.answers is not None
         assert outcome.answers.scoring_id is not None

@@ -13,7 +13,7 @@ import pytest
 from evalkit.cli import invoke
 from evalkit.embedding import ModelFingerprint
 from evalkit.errors import ConfigError, InputError, NotFoundError
-from evalkit.pipeline import replay_traffic_window
+from evalkit.pipeline import TrafficReplayRequest, replay_traffic_window
 from evalkit.records import Query, QueryResult, ScoredDoc
 from evalkit.store import Store
 from evalkit.store.goldsets import load_stored_goldset
@@ -132,7 +132,12 @@ def replayed(evalkit_home: Path) -> Path:
     with Store.open(evalkit_home / "evalkit.duckdb") as opened:
         ingest_paths(opened, [log])
         sample = sample_window(opened, SampleSpec(window=parse_window("2026-11-21"), n=10, seed=0))
-        replay_traffic_window(opened, sample.sample_id, TableRetriever(ANSWERS), k=2)
+        replay_traffic_window(
+            opened,
+            sample.sample_id,
+            TableRetriever(ANSWERS),
+            TrafficReplayRequest(k=2, answers=False),
+        )
     return evalkit_home / "evalkit.duckdb"
 
 

@@ -14,7 +14,7 @@ import pytest
 from evalkit.embedding import ModelFingerprint
 from evalkit.errors import ConfigError
 from evalkit.metrics.overlap import rank_biased_overlap
-from evalkit.pipeline import replay_traffic_window
+from evalkit.pipeline import ReplaySetup, TrafficReplayRequest, replay_traffic_window
 from evalkit.records import Query, QueryResult, ScoredDoc
 from evalkit.store import Store
 from evalkit.store.runs import list_runs, run_results
@@ -128,7 +128,13 @@ def sampled(store: Store, tmp_path: Path) -> str:
 def test_replay_stores_a_traffic_run_comparison_and_summary(store: Store, tmp_path: Path) -> None:
     sample_id = sampled(store, tmp_path)
     retriever = FakeRetriever(ANSWERS, latency=LATENCY, failing=["q4"])
-    outcome = replay_traffic_window(store, sample_id, retriever, k=3, embedder=FakeEmbedder())
+    outcome = replay_traffic_window(
+        store,
+        sample_id,
+        retriever,
+        TrafficReplayRequest(k=3, answers=False),
+        setup=ReplaySetup(embedder=FakeEmbedder()),
+    )
     run = outcome.run
     assert (run.status, run.spec.kind, run.n_failed) == ("partial", "traffic", 1)
     assert run.spec.label == "traffic 2026-11-21"
@@ -200,17 +206,15 @@ def test_embedding_sample_is_seeded_and_capped(store: Store, tmp_path: Path) -> 
         store,
         sample_id,
         FakeRetriever(ANSWERS, latency=LATENCY),
-        k=3,
-        embedder=FakeEmbedder(),
-        embedding_sample_size=2,
+        TrafficReplayRequest(k=3, embedding_sample_size=2, answers=False),
+        setup=ReplaySetup(embedder=FakeEmbedder()),
     )
     second = replay_traffic_window(
         store,
         sample_id,
         FakeRetriever(ANSWERS, latency=LATENCY),
-        k=3,
-        embedder=FakeEmbedder(),
-        embedding_sample_size=2,
+        TrafficReplayRequest(k=3, embedding_sample_size=2, answers=False),
+        setup=ReplaySetup(embedder=FakeEmbedder()),
     )
     assert first.summary.n_embeddings == 2
     assert (
@@ -221,7 +225,12 @@ def test_embedding_sample_is_seeded_and_capped(store: Store, tmp_path: Path) -> 
         second.run.run_id,
         first.run.run_id,
     ]
-    without = replay_traffic_window(store, sample_id, FakeRetriever(ANSWERS, latency=LATENCY), k=3)
+    without = replay_traffic_window(
+        store,
+        sample_id,
+        FakeRetriever(ANSWERS, latency=LATENCY),
+        TrafficReplayRequest(k=3, answers=False),
+    )
     assert without.summary.n_embeddings == 0
     assert without.summary.embedding_model is None
     assert without.run.status == "complete"
@@ -233,10 +242,12 @@ def test_tenants_are_never_replayed_on_a_retriever_that_ignores_them(
     sample_id = sampled(store, tmp_path)
     blind = FakeRetriever(ANSWERS, latency=LATENCY, where_key=None)
     with pytest.raises(ConfigError, match="does not filter by tenant"):
-        replay_traffic_window(store, sample_id, blind, k=3)
+        replay_traffic_window(store, sample_id, blind, TrafficReplayRequest(k=3, answers=False))
     assert blind.seen == []
     assert list_runs(store) == []
-    outcome = replay_traffic_window(store, sample_id, blind, k=3, tenant_isolation=False)
+    outcome = replay_traffic_window(
+        store, sample_id, blind, TrafficReplayRequest(k=3, tenant_isolation=False, answers=False)
+    )
     assert outcome.run.status == "complete"
     assert {q.tenant for q in blind.seen} == {"a", "b"}
 
@@ -252,7 +263,10 @@ def test_compare_k_must_fit_k(store: Store, tmp_path: Path) -> None:
     sample_id = sampled(store, tmp_path)
     with pytest.raises(ConfigError, match="compare_k"):
         replay_traffic_window(
-            store, sample_id, FakeRetriever(ANSWERS, latency=LATENCY), k=3, compare_k=5
+            store,
+            sample_id,
+            FakeRetriever(ANSWERS, latency=LATENCY),
+            TrafficReplayRequest(k=3, compare_k=5, answers=False),
         )
 
 
@@ -268,8 +282,8 @@ def test_a_crash_during_replay_marks_the_run_failed(store: Store, tmp_path: Path
             store,
             sample_id,
             FakeRetriever(ANSWERS, latency=LATENCY),
-            k=3,
-            embedder=BrokenEmbedder(),
+            TrafficReplayRequest(k=3, answers=False),
+            setup=ReplaySetup(embedder=BrokenEmbedder()),
         )
     (run,) = list_runs(store)
     assert run.status == "failed"

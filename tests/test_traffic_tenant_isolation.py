@@ -17,7 +17,7 @@ import pytest
 from evalkit.cli import invoke
 from evalkit.embedding import Embedder, load_embedder
 from evalkit.errors import ConfigError
-from evalkit.pipeline import replay_traffic_window
+from evalkit.pipeline import ReplaySetup, TrafficReplayRequest, replay_traffic_window
 from evalkit.records import Document
 from evalkit.retrievers import ChromaRetriever, index_corpus, open_chroma_client
 from evalkit.store import Store, migrations
@@ -118,7 +118,13 @@ def test_a_tenants_queries_only_ever_see_its_documents(home: Path, embedder: Emb
             ),
         )
         with ChromaRetriever.embedded(home / "chroma", "kbase", embedder, where_key="tenant") as kb:
-            isolated = replay_traffic_window(store, sample.sample_id, kb, k=3, embedder=embedder)
+            isolated = replay_traffic_window(
+                store,
+                sample.sample_id,
+                kb,
+                TrafficReplayRequest(k=3, answers=False),
+                setup=ReplaySetup(embedder=embedder),
+            )
         docs = returned_docs(store, isolated.run.run_id)
         assert set(docs) == set(tenant_of)
         for query_id, doc_ids in docs.items():
@@ -130,9 +136,14 @@ def test_a_tenants_queries_only_ever_see_its_documents(home: Path, embedder: Emb
         # would have caught a leak; and it is refused unless asked for on purpose.
         with ChromaRetriever.embedded(home / "chroma", "kbase", embedder) as blind:
             with pytest.raises(ConfigError, match="does not filter by tenant"):
-                replay_traffic_window(store, sample.sample_id, blind, k=3)
+                replay_traffic_window(
+                    store, sample.sample_id, blind, TrafficReplayRequest(k=3, answers=False)
+                )
             leaky = replay_traffic_window(
-                store, sample.sample_id, blind, k=3, tenant_isolation=False
+                store,
+                sample.sample_id,
+                blind,
+                TrafficReplayRequest(k=3, tenant_isolation=False, answers=False),
             )
         leaked = returned_docs(store, leaky.run.run_id)
         assert OWNER[leaked["g1"][0]] == "acme"

@@ -29,6 +29,7 @@ from evalkit.cli._retriever import (
 )
 from evalkit.cli._store import open_store
 from evalkit.errors import ConfigError
+from evalkit.records.requests import COMPARE_DEFAULTS, GATE_DEFAULTS, GatePolicy
 
 if TYPE_CHECKING:
     from evalkit.config import Settings
@@ -171,12 +172,12 @@ def compare(
     goldset_split: GoldsetSplit = "test",
     goldset_topics: GoldsetTopics = None,
     qrels: QrelsOption = None,
-    alpha: Alpha = 0.05,
-    min_effect: MinEffect = 0.0,
-    resamples: Resamples = 10_000,
-    seed: Seed = 0,
-    worst: Worst = 10,
-    failed_as_zero: FailedAsZero = False,
+    alpha: Alpha = COMPARE_DEFAULTS.alpha,
+    min_effect: MinEffect = COMPARE_DEFAULTS.min_effect,
+    resamples: Resamples = COMPARE_DEFAULTS.resamples,
+    seed: Seed = COMPARE_DEFAULTS.seed,
+    worst: Worst = COMPARE_DEFAULTS.worst,
+    failed_as_zero: FailedAsZero = COMPARE_DEFAULTS.failed_as_zero,
     output: Format = OutputFormat.table,
 ) -> None:
     """Compare two runs query by query: deltas, bootstrap CIs, p-values, worst queries.
@@ -193,7 +194,15 @@ def compare(
         _store_opener(write=_exports(baseline, candidate), purpose="compare"),
         baseline,
         candidate,
-        measures=measure or ["ndcg@10"],
+        policy=GatePolicy(
+            measures=tuple(measure or COMPARE_DEFAULTS.measures),
+            alpha=alpha,
+            min_effect=min_effect,
+            resamples=resamples,
+            seed=seed,
+            worst=worst,
+            failed_as_zero=failed_as_zero,
+        ),
         goldset=None
         if goldset is None
         else resolve_goldset(
@@ -204,12 +213,6 @@ def compare(
             topics=goldset_topics,
         ),
         qrels=qrels,
-        alpha=alpha,
-        min_effect=min_effect,
-        resamples=resamples,
-        seed=seed,
-        worst=worst,
-        failed_as_zero=failed_as_zero,
     )
     _show(outcome, output, dashboard_url=settings().alerts.dashboard_url)
 
@@ -255,8 +258,8 @@ def gate(
         typer.Option(help="Stored run id or TREC run file; or name a live retriever instead."),
     ] = None,
     measure: Measures = None,
-    min_effect: MinEffect = 0.01,
-    alpha: Alpha = 0.05,
+    min_effect: MinEffect = GATE_DEFAULTS.min_effect,
+    alpha: Alpha = GATE_DEFAULTS.alpha,
     goldset: GoldsetOption = None,
     goldset_format: GoldsetFormat = "jsonl",
     goldset_split: GoldsetSplit = "test",
@@ -269,10 +272,10 @@ def gate(
     k: Annotated[int | None, typer.Option("--k", help="Depth of a live candidate run.")] = None,
     where_key: WhereKey = None,
     allow_model_mismatch: AllowMismatch = False,
-    resamples: Resamples = 10_000,
-    seed: Seed = 0,
-    worst: Worst = 10,
-    failed_as_zero: FailedAsZero = False,
+    resamples: Resamples = GATE_DEFAULTS.resamples,
+    seed: Seed = GATE_DEFAULTS.seed,
+    worst: Worst = GATE_DEFAULTS.worst,
+    failed_as_zero: FailedAsZero = GATE_DEFAULTS.failed_as_zero,
     junit: Annotated[Path | None, typer.Option(help="Write JUnit XML here.")] = None,
     markdown: Annotated[Path | None, typer.Option(help="Write a Markdown summary here.")] = None,
     output: Format = OutputFormat.table,
@@ -290,7 +293,6 @@ def gate(
     """
     from evalkit.pipeline import gate_against_baseline, resolve_goldset, write_gate_reports
 
-    measures = measure or ["ndcg@10"]
     live_options = retriever_options(
         collection=collection,
         chroma_url=chroma_url,
@@ -327,7 +329,15 @@ def gate(
             ),
             baseline,
             target,
-            measures=measures,
+            policy=GatePolicy(
+                measures=tuple(measure or GATE_DEFAULTS.measures),
+                alpha=alpha,
+                min_effect=min_effect,
+                resamples=resamples,
+                seed=seed,
+                worst=worst,
+                failed_as_zero=failed_as_zero,
+            ),
             goldset=None
             if goldset is None
             else resolve_goldset(
@@ -340,12 +350,6 @@ def gate(
             qrels=qrels,
             settings=config,
             k=k,
-            alpha=alpha,
-            min_effect=min_effect,
-            resamples=resamples,
-            seed=seed,
-            worst=worst,
-            failed_as_zero=failed_as_zero,
             progress=bar,
         )
     dashboard_url = config.alerts.dashboard_url

@@ -32,6 +32,7 @@ from evalkit.cli._retriever import (
 )
 from evalkit.cli._store import open_store
 from evalkit.cli.answers import print_answer_summaries
+from evalkit.records.requests import TRAFFIC_REPLAY_DEFAULTS, TrafficReplayRequest
 
 if TYPE_CHECKING:
     from evalkit.traffic.ingest import IngestReport
@@ -285,7 +286,9 @@ def replay(
     http_retriever: HttpUrl = None,
     retriever_spec: RetrieverSpec = None,
     where_key: WhereKey = None,
-    k: Annotated[int, typer.Option("--k", help="Documents retrieved per query.")] = 10,
+    k: Annotated[
+        int, typer.Option("--k", help="Documents retrieved per query.")
+    ] = TRAFFIC_REPLAY_DEFAULTS.k,
     compare_k: Annotated[
         int | None, typer.Option(help="Depth of the comparison with logged results (default k).")
     ] = None,
@@ -295,13 +298,13 @@ def replay(
     ] = None,
     embed_sample: Annotated[
         int, typer.Option(help="Query embeddings stored for the window (0: none).")
-    ] = 1000,
+    ] = TRAFFIC_REPLAY_DEFAULTS.embedding_sample_size,
     tenant_isolation: Annotated[
         bool,
         typer.Option(
             help="Refuse to replay tenants' queries on a retriever that does not filter by tenant."
         ),
-    ] = True,
+    ] = TRAFFIC_REPLAY_DEFAULTS.tenant_isolation,
     allow_model_mismatch: AllowMismatch = False,
     answers: Annotated[
         bool,
@@ -311,7 +314,7 @@ def replay(
             "logged contexts (faithfulness by the [judge] LLM, else offline; stored under "
             "the replay's run id).",
         ),
-    ] = True,
+    ] = TRAFFIC_REPLAY_DEFAULTS.answers,
     output: Format = OutputFormat.table,
 ) -> None:
     """Replay a stored sample against the live retriever; store the run and window summary.
@@ -325,9 +328,8 @@ def replay(
     --k 10 --format json
     """
     from evalkit.errors import ConfigError
-    from evalkit.pipeline import answer_settings, newest_sample, replay_traffic_window
+    from evalkit.pipeline import newest_sample, prepare_traffic_replay, replay_traffic_window
     from evalkit.retrievers.factory import build_retriever
-    from evalkit.traffic.summary import DEFAULT_LOW_CONFIDENCE
 
     if window is not None and sample_id is not None:
         raise ConfigError("name what to replay: --window LABEL or --sample ID, not both")
@@ -341,13 +343,21 @@ def replay(
         defer_model_check=True,
     )
     config = settings()
-    # Checked before the store is opened, so a judge misconfiguration is reported first.
-    judge_settings = answer_settings() if answers else None
-    embedder = None
-    if embed_sample > 0:
-        from evalkit.embedding import LazyEmbedder
-
-        embedder = LazyEmbedder.from_settings(config)
+    request = TrafficReplayRequest(
+        k=k,
+        compare_k=compare_k,
+        low_confidence_threshold=(
+            TRAFFIC_REPLAY_DEFAULTS.low_confidence_threshold
+            if low_confidence is None
+            else low_confidence
+        ),
+        tenant_isolation=tenant_isolation,
+        embedding_sample_size=embed_sample,
+        answers=answers,
+        batch_size=config.query_batch_size,
+    )
+    # Before the store is opened, so a judge misconfiguration is reported first.
+    setup = prepare_traffic_replay(request, config)
     with open_store(write=True, purpose="traffic replay", config=config) as store:
         if sample_id is not None:
             chosen = sample_id
@@ -358,22 +368,7 @@ def replay(
         retriever = build_retriever(options, config)
         with progress_bar("replaying traffic", enabled=output is OutputFormat.table) as bar:
             outcome = replay_traffic_window(
-                store,
-                chosen,
-                retriever,
-                k=k,
-                batch_size=config.query_batch_size,
-                compare_k=compare_k,
-                low_confidence_threshold=(
-                    DEFAULT_LOW_CONFIDENCE if low_confidence is None else low_confidence
-                ),
-                tenant_isolation=tenant_isolation,
-                embedder=embedder,
-                embedding_sample_size=embed_sample,
-                progress=bar,
-                answers=answers,
-                judge_settings=judge_settings,
-                close_retriever=True,
+                store, chosen, retriever, request, setup=setup, progress=bar, close_retriever=True
             )
     scored = outcome.answers
     data: dict[str, Any] = {

@@ -44,7 +44,14 @@ from evalkit.pipeline.gate import gate_reports as gate_reports
 from evalkit.pipeline.goldset import evaluate_query_table, resolve_goldset
 from evalkit.pipeline.goldset_run import evaluate_goldset
 from evalkit.pipeline.runs import RunOutcome, StoreOpener, default_measures
-from evalkit.pipeline.traffic import TrafficReplay, newest_sample, replay_traffic_window
+from evalkit.pipeline.traffic import (
+    ReplaySetup,
+    TrafficReplay,
+    newest_sample,
+    prepare_traffic_replay,
+    replay_traffic_window,
+)
+from evalkit.records.requests import GatePolicy, TrafficReplayRequest
 
 __all__ = [
     "DEFAULT_MEASURES",
@@ -53,9 +60,12 @@ __all__ = [
     "AuditOutcome",
     "DriftOutcome",
     "GateOutcome",
+    "GatePolicy",
+    "ReplaySetup",
     "RunOutcome",
     "StoreOpener",
     "TrafficReplay",
+    "TrafficReplayRequest",
     "answer_settings",
     "audit_collection",
     "check_drift_documents",
@@ -71,6 +81,7 @@ __all__ = [
     "evaluate_query_table",
     "gate_against_baseline",
     "newest_sample",
+    "prepare_traffic_replay",
     "record_baseline",
     "replay_candidate",
     "replay_traffic_window",

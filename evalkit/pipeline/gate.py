@@ -21,6 +21,7 @@ from evalkit.metrics import read_qrels
 from evalkit.metrics.defaults import DefaultMeasures, default_measures_for
 from evalkit.pipeline.goldset_run import evaluate_goldset
 from evalkit.pipeline.runs import RunOutcome, StoreOpener, _session, default_measures
+from evalkit.records.requests import GATE_DEFAULTS, GatePolicy
 from evalkit.retrievers.base import Retriever
 from evalkit.retrievers.factory import RetrieverOptions, build_retriever
 from evalkit.stats.compare import ComparisonReport, compare_scored, score_run
@@ -169,17 +170,11 @@ def gate_against_baseline(
     baseline: str,
     candidate: str | Retriever | RetrieverOptions,
     *,
-    measures: Sequence[str] = ("ndcg@10",),
+    policy: GatePolicy = GATE_DEFAULTS,
     goldset: str | Goldset | None = None,
     qrels: Path | None = None,
     settings: Settings | None = None,
     k: int | None = None,
-    alpha: float = 0.05,
-    min_effect: float = 0.01,
-    resamples: int = 10_000,
-    seed: int = 0,
-    worst: int = 10,
-    failed_as_zero: bool = False,
     label: str = GATE_CANDIDATE_LABEL,
     progress: Callable[[int, int], None] | None = None,
 ) -> GateOutcome:
@@ -194,10 +189,12 @@ def gate_against_baseline(
     (``comparison_judgments``; a stored run without either uses its own goldset's).
     ``store`` is an open store, a ``StoreOpener`` (opened for the scoring and the replay,
     closed before the statistics run) or None when only run files are compared. The
-    comparison (``compare_scored``) refuses runs with failed queries unless
+    comparison (``compare_scored``) follows ``policy``: its measures, significance level,
+    minimum effect and resampling; it refuses runs with failed queries unless the policy's
     ``failed_as_zero`` counts them as 0. ``progress`` follows a live candidate's replay.
     """
     started = time.perf_counter()
+    measures = policy.measures
     with _session(store) as opened:
         judgments = comparison_judgments(opened, goldset, qrels)
         base = score_run(opened, run_reference(opened, baseline), measures, judgments=judgments)
@@ -227,12 +224,12 @@ def gate_against_baseline(
         base,
         cand,
         measures,
-        alpha=alpha,
-        min_effect=min_effect,
-        resamples=resamples,
-        seed=seed,
-        worst=worst,
-        failed_as_zero=failed_as_zero,
+        alpha=policy.alpha,
+        min_effect=policy.min_effect,
+        resamples=policy.resamples,
+        seed=policy.seed,
+        worst=policy.worst,
+        failed_as_zero=policy.failed_as_zero,
     )
     explanation = None
     if base.run_id is not None and cand.run_id is not None:

@@ -8,20 +8,22 @@ from typing import TYPE_CHECKING
 
 from evalkit.answers.records import AnswerScores
 from evalkit.config import JudgeSettings
+from evalkit.embedding import LazyEmbedder
 from evalkit.engines import ReplayTiming
 from evalkit.errors import NotFoundError
 from evalkit.pipeline.answer_scores import answer_settings, score_answers_for_run
 from evalkit.pipeline.runs import _closing, _Recorded, _replay_run
 from evalkit.records import QueryResult
+from evalkit.records.requests import TrafficReplayRequest
 from evalkit.retrievers.base import Retriever
 from evalkit.store import RunRecord, Store
 from evalkit.store.runs import get_run
 from evalkit.store.traffic import StoredWindowSummary, list_samples
-from evalkit.traffic.replay import DEFAULT_EMBEDDING_SAMPLE, plan_replay, save_window_summary
-from evalkit.traffic.summary import DEFAULT_LOW_CONFIDENCE
+from evalkit.traffic.replay import plan_replay, save_window_summary
 from evalkit.traffic.windows import parse_window
 
 if TYPE_CHECKING:
+    from evalkit.config import Settings
     from evalkit.embedding import TextEmbedder
 
 
@@ -36,41 +38,61 @@ class TrafficReplay:
     answers: AnswerScores | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ReplaySetup:
+    """What a traffic replay needs besides its request, set up before the store is opened:
+    the judge settings its answers are scored with (checked) and the embedder of the
+    window's query sample (not loaded until the sample is embedded)."""
+
+    judge_settings: JudgeSettings | None = None
+    embedder: TextEmbedder | None = None
+
+
+def prepare_traffic_replay(request: TrafficReplayRequest, settings: Settings) -> ReplaySetup:
+    """The set-up ``request`` needs under ``settings``, the same for ``evalkit traffic
+    replay`` and the ``traffic`` job: the ``[judge]`` settings checked when answers are
+    scored (a misconfiguration fails before the store is opened and any query is sent) and
+    the local query model, loaded only when the sample is embedded, when embeddings are
+    stored."""
+    return ReplaySetup(
+        judge_settings=answer_settings(settings.judge) if request.answers else None,
+        embedder=(
+            LazyEmbedder.from_settings(settings) if request.embedding_sample_size > 0 else None
+        ),
+    )
+
+
 def replay_traffic_window(
     store: Store,
     sample_id: str,
     retriever: Retriever,
+    request: TrafficReplayRequest,
     *,
-    k: int = 10,
-    batch_size: int = 64,
-    compare_k: int | None = None,
-    rbo_p: float = 0.9,
-    low_confidence_threshold: float = DEFAULT_LOW_CONFIDENCE,
-    tenant_isolation: bool = True,
-    embedder: TextEmbedder | None = None,
-    embedding_sample_size: int = DEFAULT_EMBEDDING_SAMPLE,
-    label: str | None = None,
+    setup: ReplaySetup | None = None,
     progress: Callable[[int, int], None] | None = None,
-    answers: bool = False,
-    judge_settings: JudgeSettings | None = None,
     close_retriever: bool = False,
 ) -> TrafficReplay:
-    """Replay the traffic sample ``sample_id`` against ``retriever``; store the run (kind
-    ``traffic``), the comparison with logged results and the window summary.
+    """Replay the traffic sample ``sample_id`` against ``retriever`` as ``request`` says;
+    store the run (kind ``traffic``), the comparison with logged results and the window
+    summary.
 
     The store is held for the whole replay: the run row is created ``running`` before the
     first query and results are stored batch by batch (``evalkit.traffic.replay`` says what
-    is compared and summarised). ``compare_k`` (default ``k``) is the depth of the
-    comparison with logged results; with an ``embedder``, up to ``embedding_sample_size``
-    distinct queries of the window are embedded and stored with the summary. Raises
-    ConfigError when the sample holds tenants but the retriever does not filter by tenant
-    (unless ``tenant_isolation=False``). A crash marks the run failed and re-raises.
+    is compared and summarised). With ``setup.embedder`` (``prepare_traffic_replay``), up to
+    ``request.embedding_sample_size`` distinct queries of the window are embedded and stored
+    with the summary; without it none are. Raises ConfigError when the sample holds tenants
+    but the retriever does not filter by tenant (unless the request turns
+    ``tenant_isolation`` off). A crash marks the run failed and re-raises.
 
-    With ``answers``, the answers production logged for the replayed queries are scored
-    once the run is stored (``score_answers_for_run``); the judge settings are checked
-    before the first query is sent. With ``close_retriever`` the retriever is closed on the
-    way out, whatever happens.
+    With ``request.answers``, the answers production logged for the replayed queries are
+    scored once the run is stored (``score_answers_for_run``) with ``setup.judge_settings``
+    (default: the ``[judge]`` settings, checked before the first query is sent). With
+    ``close_retriever`` the retriever is closed on the way out, whatever happens.
     """
+    setup = setup or ReplaySetup()
+    embedder = setup.embedder
+    answers = request.answers
+    judge_settings = setup.judge_settings
     with _closing(retriever if close_retriever else None):
         if answers:
             # Checked before the replay, so a judge misconfiguration costs no retriever calls.
@@ -79,10 +101,10 @@ def replay_traffic_window(
             store,
             sample_id,
             retriever,
-            k=k,
-            compare_k=compare_k,
-            tenant_isolation=tenant_isolation,
-            label=label,
+            k=request.k,
+            compare_k=request.compare_k,
+            tenant_isolation=request.tenant_isolation,
+            label=request.label,
         )
         timing = ReplayTiming()
 
@@ -94,10 +116,10 @@ def replay_traffic_window(
                 plan,
                 run_id,
                 results,
-                rbo_p=rbo_p,
-                low_confidence_threshold=low_confidence_threshold,
+                rbo_p=request.rbo_p,
+                low_confidence_threshold=request.low_confidence_threshold,
                 embedder=embedder,
-                embedding_sample_size=embedding_sample_size,
+                embedding_sample_size=request.embedding_sample_size,
             )
             return _Recorded(
                 per_query=None, aggregates={}, n_evaluated=0, n_total=len(results), value=summary
@@ -122,8 +144,8 @@ def replay_traffic_window(
             plan.spec,
             plan.queries,
             retriever,
-            k=k,
-            batch_size=batch_size,
+            k=request.k,
+            batch_size=request.batch_size,
             progress=progress,
             timing=timing,
             prepare=lambda writing: None,

@@ -51,18 +51,19 @@ from pydantic import (
 from evalkit.audit import CHECK_NAMES, AuditConfig
 from evalkit.clock import utc_now
 from evalkit.config import Duration
-from evalkit.embedding import build_query_embedder, load_embedder_for
+from evalkit.embedding import build_query_embedder
 from evalkit.engines import RayEngine
 from evalkit.errors import ConfigError, EvalkitError, StoreError
 from evalkit.pipeline import (
-    answer_settings,
     audit_collection,
     check_drift_metric,
     check_drift_queries,
     evaluate_goldset,
+    prepare_traffic_replay,
     replay_traffic_window,
     score_answer_file,
 )
+from evalkit.records.requests import TRAFFIC_REPLAY_DEFAULTS, TrafficReplayRequest
 from evalkit.registry import register_named
 from evalkit.retrievers.chroma_client import collection_name_problem
 from evalkit.retrievers.factory import RetrieverOptions, build_retriever
@@ -79,7 +80,6 @@ from evalkit.traffic import (
 )
 from evalkit.traffic.otlp import SpanMapping
 from evalkit.traffic.redaction import Redaction
-from evalkit.traffic.summary import DEFAULT_LOW_CONFIDENCE
 
 if TYPE_CHECKING:
     from evalkit.config import Settings
@@ -437,16 +437,22 @@ class TrafficParams(RetrieverParams, _IngestParams):
     stratify_by: str | None = Field(default=None, description="tenant or tag:KEY.")
     min_per_stratum: int = Field(default=0, ge=0, description="Minimum per stratum.")
     replay: bool = Field(default=True, description="Replay the sample.")
-    k: int = Field(default=10, ge=1, description="Documents per replayed query.")
+    k: int = Field(
+        default=TRAFFIC_REPLAY_DEFAULTS.k, ge=1, description="Documents per replayed query."
+    )
     low_confidence: float | None = Field(
         default=None, description="Top-1 score below which a query is low-confidence."
     )
     embed_sample: int = Field(
-        default=1000, ge=0, description="Query embeddings stored for drift checks (0: none)."
+        default=TRAFFIC_REPLAY_DEFAULTS.embedding_sample_size,
+        ge=0,
+        description="Query embeddings stored for drift checks (0: none).",
     )
-    tenant_isolation: bool = Field(default=True, description="Filter each query by tenant.")
+    tenant_isolation: bool = Field(
+        default=TRAFFIC_REPLAY_DEFAULTS.tenant_isolation, description="Filter each query by tenant."
+    )
     answers: bool = Field(
-        default=True,
+        default=TRAFFIC_REPLAY_DEFAULTS.answers,
         description="Score the answers the log holds for the replayed queries (faithfulness).",
     )
 
@@ -487,28 +493,28 @@ def _traffic(ctx: JobContext, params: TrafficParams) -> JobOutcome:
         return JobOutcome(summary=summary)
     ctx.check_cancelled()
 
-    # Checked before the model loads and the retriever is built: a judge misconfiguration
-    # costs neither.
-    judge_settings = answer_settings() if params.answers else None
-    embedder = None
-    if params.embed_sample > 0:
-        embedder = load_embedder_for(ctx.settings)
+    request = TrafficReplayRequest(
+        k=params.k,
+        low_confidence_threshold=(
+            TRAFFIC_REPLAY_DEFAULTS.low_confidence_threshold
+            if params.low_confidence is None
+            else params.low_confidence
+        ),
+        tenant_isolation=params.tenant_isolation,
+        embedding_sample_size=params.embed_sample,
+        answers=params.answers,
+        batch_size=ctx.settings.query_batch_size,
+        label=ctx.job,
+    )
+    # Before the retriever is built: a judge misconfiguration costs no connection.
+    setup = prepare_traffic_replay(request, ctx.settings)
     replayed = replay_traffic_window(
         store,
         sample.sample_id,
         params.build(ctx.settings),
-        k=params.k,
-        batch_size=ctx.settings.query_batch_size,
-        low_confidence_threshold=(
-            DEFAULT_LOW_CONFIDENCE if params.low_confidence is None else params.low_confidence
-        ),
-        tenant_isolation=params.tenant_isolation,
-        embedder=embedder,
-        embedding_sample_size=params.embed_sample,
-        label=ctx.job,
+        request,
+        setup=setup,
         progress=ctx.progress,
-        answers=params.answers,
-        judge_settings=judge_settings,
         close_retriever=True,
     )
     run = replayed.run

@@ -28,6 +28,7 @@ from evalkit.clock import utc_now
 from evalkit.errors import ConfigError
 from evalkit.metrics.overlap import jaccard_at_k_many, rank_biased_overlap_many
 from evalkit.records import Query, QueryResult
+from evalkit.records.requests import DEFAULT_EMBEDDING_SAMPLE
 from evalkit.store.runs import RunSpec
 from evalkit.store.traffic import (
     StoredSample,
@@ -56,8 +57,6 @@ __all__ = [
     "save_window_summary",
 ]
 
-DEFAULT_EMBEDDING_SAMPLE = 1000
-"""Query embeddings kept per window for the embedding drift detectors."""
 
 TENANT_FORWARDING_KINDS: Mapping[str, str] = {
     "http": "sends each query's tenant to the endpoint, which must filter by it",

@@ -12,14 +12,13 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from evalkit.records.requests import DEFAULT_LOW_CONFIDENCE
+
 __all__ = ["DEFAULT_LOW_CONFIDENCE", "ReplayFigures", "replay_figures"]
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 
-DEFAULT_LOW_CONFIDENCE = 0.4
-"""Top-1 score below which a query counts as low-confidence (a cosine similarity; set it to
-suit your retriever's score scale)."""
 
 _TOP1_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 _LATENCY_QUANTILES = (0.5, 0.95, 0.99)

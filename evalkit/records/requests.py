@@ -1,0 +1,85 @@
+"""What a workflow is asked to do, with every default in one place.
+
+The CLI's options, the scheduler's job parameters and the pytest plugin build these records
+(their defaults read from the ``*_DEFAULTS`` instances below, never retyped), and the
+pipeline takes them whole: ``GatePolicy`` for ``gate_against_baseline`` (``evalkit gate``,
+``evalkit compare``, the pytest plugin), ``TrafficReplayRequest`` for a traffic replay
+(``evalkit traffic replay``, the ``traffic`` job).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+__all__ = [
+    "COMPARE_DEFAULTS",
+    "DEFAULT_EMBEDDING_SAMPLE",
+    "DEFAULT_LOW_CONFIDENCE",
+    "GATE_DEFAULTS",
+    "TRAFFIC_REPLAY_DEFAULTS",
+    "GatePolicy",
+    "TrafficReplayRequest",
+]
+
+DEFAULT_LOW_CONFIDENCE: Final = 0.4
+"""Top-1 score below which a query counts as low-confidence (a cosine similarity; set it to
+suit your retriever's score scale)."""
+
+DEFAULT_EMBEDDING_SAMPLE: Final = 1000
+"""Query embeddings kept per window for the embedding drift detectors."""
+
+
+@dataclass(frozen=True, slots=True)
+class GatePolicy:
+    """How two runs are compared and when a difference counts as a regression.
+
+    ``measures`` are compared query by query; a drop fails the gate when its adjusted
+    p-value is below ``alpha`` *and* it is at least ``min_effect`` (an absolute difference
+    of the measure). ``resamples`` bootstrap resamples and sign-flip permutations drawn with
+    ``seed``; ``worst`` regressed queries listed per measure. Runs with failed queries are
+    refused unless ``failed_as_zero`` counts each failed query as 0.
+    """
+
+    measures: tuple[str, ...] = ("ndcg@10",)
+    alpha: float = 0.05
+    min_effect: float = 0.01
+    resamples: int = 10_000
+    seed: int = 0
+    worst: int = 10
+    failed_as_zero: bool = False
+
+
+GATE_DEFAULTS: Final = GatePolicy()
+"""``evalkit gate`` and the pytest plugin: a regression must be at least 0.01 to fail."""
+
+COMPARE_DEFAULTS: Final = GatePolicy(min_effect=0.0)
+"""``evalkit compare``: every significant difference is reported."""
+
+
+@dataclass(frozen=True, slots=True)
+class TrafficReplayRequest:
+    """How a stored sample of production traffic is replayed.
+
+    ``k`` documents per query; ``compare_k`` (default ``k``) is the depth of the comparison
+    with the results production logged, ``rbo_p`` its rank-biased overlap persistence.
+    ``low_confidence_threshold`` is the top-1 score below which a query is low-confidence;
+    up to ``embedding_sample_size`` distinct queries are embedded and stored for the drift
+    detectors (0: none). With ``tenant_isolation`` a sample holding tenants is refused on a
+    retriever that does not filter by tenant. With ``answers`` the answers production logged
+    for the replayed queries are scored. ``label`` names the run (a job's name, say).
+    """
+
+    k: int = 10
+    compare_k: int | None = None
+    rbo_p: float = 0.9
+    low_confidence_threshold: float = DEFAULT_LOW_CONFIDENCE
+    tenant_isolation: bool = True
+    embedding_sample_size: int = DEFAULT_EMBEDDING_SAMPLE
+    answers: bool = True
+    batch_size: int = 64
+    label: str | None = None
+
+
+TRAFFIC_REPLAY_DEFAULTS: Final = TrafficReplayRequest()
+"""``evalkit traffic replay`` and the ``traffic`` job."""
