@@ -17,9 +17,9 @@ import numpy.typing as npt
 import pytest
 from demo_index import DEPTH, Reference, demo_goldset
 
-from evalkit import embedding
 from evalkit.config import EmbedBackend, Settings
-from evalkit.embedding import Embedder, LazyEmbedder, load_embedder
+from evalkit.embedding import CANARY_TEXTS, Embedder, LazyEmbedder, load_embedder
+from evalkit.embedding import lazy as lazy_embedding
 from evalkit.errors import EmbeddingError
 from evalkit.pipeline import evaluate_goldset
 from evalkit.retrievers import ChromaRetriever
@@ -67,7 +67,7 @@ def encoder(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeEncoder]:
         loads.append(1)
         return Embedder(fake, name="fake")
 
-    monkeypatch.setattr(embedding, "load_embedder", load)
+    monkeypatch.setattr(lazy_embedding, "load_embedder", load)
     fake.loads = loads  # type: ignore[attr-defined]
     yield fake
     fake.hold.set()
@@ -123,7 +123,7 @@ def test_a_load_failing_in_the_background_raises_in_the_caller(
         attempts.append(threading.current_thread().name)
         raise EmbeddingError("no model here")
 
-    monkeypatch.setattr(embedding, "load_embedder", load)
+    monkeypatch.setattr(lazy_embedding, "load_embedder", load)
     lazy = LazyEmbedder()
     lazy.prefetch(TEXTS)
     with pytest.raises(EmbeddingError, match="no model here"):
@@ -137,7 +137,7 @@ def test_an_embedding_failing_in_the_background_raises_in_the_caller(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     fake = FakeEncoder(fail_with=RuntimeError("out of memory"))
-    monkeypatch.setattr(embedding, "load_embedder", lambda *_, **__: Embedder(fake, name="f"))
+    monkeypatch.setattr(lazy_embedding, "load_embedder", lambda *_, **__: Embedder(fake, name="f"))
     lazy = LazyEmbedder()
     lazy.prefetch(TEXTS)
     with pytest.raises(RuntimeError, match="out of memory"):
@@ -197,7 +197,7 @@ def test_a_goldset_replay_embeds_its_queries_in_one_pass_and_scores_the_same(
     lazy.close()
     assert len(goldset.queries) in calls
     assert max(calls) == len(goldset.queries)
-    assert sum(calls) <= len(goldset.queries) + len(embedding.CANARY_TEXTS)
+    assert sum(calls) <= len(goldset.queries) + len(CANARY_TEXTS)
     ndcg = outcome.run.aggregates["ndcg@10"]
     assert ndcg is not None
     assert abs(ndcg - demo_reference.ndcg10) < 1e-9
