@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from evalkit.cli import invoke
-from evalkit.drift.watch import check_model, watch_precision
+from evalkit.drift.watch import check_query_model, watch_precision
 from evalkit.embedding import ModelFingerprint, load_embedder
 from evalkit.goldset.model import Goldset
 from evalkit.pipeline import evaluate_goldset
@@ -31,9 +31,9 @@ def rotated(fingerprint: ModelFingerprint, seed: int = 3) -> ModelFingerprint:
 
 def test_model_check_separates_same_other_and_unknown_models(store: Store) -> None:
     embedder = load_embedder()
-    same = check_model(embedder.fingerprint, embedder, subject="c", store=store)
-    other = check_model(rotated(embedder.fingerprint), embedder, subject="c", store=store)
-    unknown = check_model(None, embedder, subject="c")
+    same = check_query_model(embedder.fingerprint, embedder, subject="c", store=store)
+    other = check_query_model(rotated(embedder.fingerprint), embedder, subject="c", store=store)
+    unknown = check_query_model(None, embedder, subject="c")
     assert same.finding == "ok"
     assert same.canary_similarity == pytest.approx(1.0, abs=1e-3)
     assert other.finding == "model_mismatch"

@@ -2,7 +2,8 @@
 
 - ``check_embeddings``: a window of query or document embeddings against a reference window,
   with any registered detector, optionally beside an Evidently HTML report.
-- ``check_model``: the embedding model itself. Fixed canary strings are re-embedded and
+- ``check_query_model``: the query embedding model against the index's (the audit's
+  ``check_model`` compares stored vectors instead). Fixed canary strings are re-embedded and
   compared with the fingerprint stored at indexing time; a mismatch is its own finding
   (``model_mismatch``), never mere drift, because retrieval across two embedding spaces is
   silently wrong.
@@ -43,7 +44,7 @@ __all__ = [
     "PrecisionWatch",
     "SkippedSeries",
     "check_embeddings",
-    "check_model",
+    "check_query_model",
     "load_embeddings",
     "watch_precision",
     "write_evidently_report",
@@ -214,7 +215,7 @@ class ModelCheck:
         }
 
 
-def check_model(
+def check_query_model(
     index_model: ModelFingerprint | None,
     query_embedder: TextEmbedder,
     *,

@@ -15,7 +15,7 @@ from evalkit.drift import AlertLevel, cusum, page_hinkley
 from evalkit.drift.watch import (
     ModelCheck,
     check_embeddings,
-    check_model,
+    check_query_model,
     load_embeddings,
     watch_precision,
 )
@@ -353,6 +353,6 @@ def check_drift_model(
             "model the collection was indexed with"
         )
     with store() as writing:
-        return check_model(
+        return check_query_model(
             ModelFingerprint.from_metadata(metadata), embedder, subject=collection, store=writing
         )
