@@ -424,37 +424,23 @@ def _area_frames(rng: np.random.Generator, run_ids: list[str]) -> dict[str, pd.D
 
 def seed(path: Path, *, runs_per_series: int = RUNS_PER_SERIES) -> None:
     """Write the benchmark store at ``path`` in bulk (20 series of ``runs_per_series``)."""
-    from evalkit.store import alerts, answers, audit, jobs, retention, traffic
-
     rng = np.random.default_rng(2026)
     goldsets, queries, judgments = _goldset_frames(rng)
     runs, metrics, aggregates, results, replayed = _run_frames(rng, runs_per_series)
     areas = _area_frames(rng, list(runs["run_id"]))
-    with Store.open(path) as store:
-        present = {str(row[0]) for row in store.fetch("SELECT table_name FROM duckdb_tables()")}
-        with store.transaction() as con:
-            for module, table in (
-                (traffic, "traffic_records"),
-                (answers, "answer_scorings"),
-                (audit, "audits"),
-                (alerts, "alerts"),
-                (jobs, "job_runs"),
-                (retention, "pruned_runs"),
-            ):
-                if table not in present:
-                    con.execute(module.SCHEMA_SQL)
-            for table, frame in (
-                ("goldsets", goldsets),
-                ("goldset_queries", queries),
-                ("judgments", judgments),
-                ("runs", runs),
-                ("query_metrics", metrics),
-                ("run_aggregates", aggregates),
-                ("run_results", results),
-                ("run_queries", replayed),
-                *areas.items(),
-            ):
-                store.insert_frame(table, frame)
+    with Store.open(path) as store, store.transaction():
+        for table, frame in (
+            ("goldsets", goldsets),
+            ("goldset_queries", queries),
+            ("judgments", judgments),
+            ("runs", runs),
+            ("query_metrics", metrics),
+            ("run_aggregates", aggregates),
+            ("run_results", results),
+            ("run_queries", replayed),
+            *areas.items(),
+        ):
+            store.insert_frame(table, frame)
 
 
 def _timed(

@@ -99,13 +99,10 @@ def child_floor(log: Path, database: Path) -> dict[str, float]:
 def child_evalkit(log: Path, database: Path, sample: int) -> dict[str, float]:
     """evalkit ingest of the file, then one stratified sample."""
     from evalkit.store import Store
-    from evalkit.store.traffic import SCHEMA_SQL, record_count
+    from evalkit.store.traffic import record_count
     from evalkit.traffic import SampleSpec, ingest_paths, parse_stratification, parse_window
 
     store = Store.open(database)
-    if "traffic_records" not in {row[0] for row in store.fetch("SHOW TABLES")}:
-        with store.transaction() as connection:
-            connection.execute(SCHEMA_SQL)
     began, cpu_began = time.perf_counter(), cpu_seconds()
     report = ingest_paths(store, [log])
     ingest_seconds = time.perf_counter() - began

@@ -21,7 +21,6 @@ from evalkit.errors import ConfigError, InputError, StoreError
 from evalkit.records import ScoredDoc
 from evalkit.store import Store
 from evalkit.store.traffic import (
-    SCHEMA_SQL,
     IngestTransaction,
     commit_ingest_batch,
     record_count,
@@ -32,12 +31,7 @@ from evalkit.traffic._records import RECORD_SCHEMA, dedup_text
 
 
 def open_store(path: Path) -> Store:
-    store = Store.open(path)
-    tables = {row[0] for row in store.fetch("SHOW TABLES")}
-    if "traffic_records" not in tables:
-        with store.transaction() as connection:
-            connection.execute(SCHEMA_SQL)
-    return store
+    return Store.open(path)
 
 
 def line(query_id: str, text: str = "how do I reset my password", **extra: Any) -> str:

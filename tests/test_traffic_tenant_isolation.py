@@ -20,10 +20,8 @@ from evalkit.errors import ConfigError
 from evalkit.pipeline import ReplaySetup, TrafficReplayRequest, replay_traffic_window
 from evalkit.records import Document
 from evalkit.retrievers import ChromaRetriever, index_corpus, open_chroma_client
-from evalkit.store import Store, migrations
-from evalkit.store import store as store_module
+from evalkit.store import Store
 from evalkit.store.runs import run_results
-from evalkit.store.traffic import SCHEMA_SQL
 from evalkit.traffic import (
     SampleSpec,
     ingest_paths,
@@ -63,11 +61,8 @@ def embedder() -> Embedder:
 
 
 @pytest.fixture
-def home(evalkit_home: Path, embedder: Embedder, monkeypatch: pytest.MonkeyPatch) -> Path:
+def home(evalkit_home: Path, embedder: Embedder) -> Path:
     """EVALKIT_HOME with the two tenants indexed into collection ``kbase`` and one day of logs."""
-    if not any("traffic_records" in m.sql for m in store_module.MIGRATIONS):
-        wired = (*store_module.MIGRATIONS, migrations.Migration(3, "traffic", SCHEMA_SQL))
-        monkeypatch.setattr(store_module, "MIGRATIONS", wired)
     client = open_chroma_client(path=evalkit_home / "chroma")
     documents = [
         Document(doc_id, text, metadata={"tenant": tenant})

@@ -1,6 +1,5 @@
 """Stored production traffic, one module per concern.
 
-- ``schema``: the traffic tables.
 - ``ingest``: ingested records stored atomically with each log file's ingest state.
 - ``logged``: what production logged, read back (results, answers, latency, volume).
 - ``samples``: seeded, stratified samples of a window's distinct queries.
@@ -37,7 +36,6 @@ from evalkit.store.traffic.samples import (
     save_sample,
     stratum_sizes,
 )
-from evalkit.store.traffic.schema import SCHEMA_SQL, SPANS_SCHEMA_SQL
 from evalkit.store.traffic.windows import (
     StoredWindowSummary,
     latest_window_summary,
@@ -50,8 +48,6 @@ from evalkit.store.traffic.windows import (
 )
 
 __all__ = [
-    "SCHEMA_SQL",
-    "SPANS_SCHEMA_SQL",
     "STRATUM_KINDS",
     "IngestTransaction",
     "LoggedAnswer",
