@@ -12,7 +12,7 @@ from evalkit.alerts.engine import route
 from evalkit.alerts.sinks import LogSink
 from evalkit.config import parse_duration, parse_settings
 from evalkit.errors import ConfigError
-from evalkit.records import Severity
+from evalkit.records import AlertSeverity
 from evalkit.store.alerts import StoredAlertState
 
 T0 = datetime(2026, 11, 21, 2, 0, 0)
@@ -24,7 +24,7 @@ def step(
     active: bool,
     at: datetime,
     *,
-    severity: Severity | None = None,
+    severity: AlertSeverity | None = None,
     cooldown: float = HOUR,
     repeat: float | None = None,
 ) -> tuple[StoredAlertState, AlertStatus | None]:
@@ -32,7 +32,7 @@ def step(
         previous,
         Signal(subject="demo", active=active, severity=severity),
         rule="drop",
-        default_severity=Severity.critical,
+        default_severity=AlertSeverity.critical,
         cooldown=cooldown,
         repeat_interval=repeat,
         now=at,
@@ -80,10 +80,10 @@ def test_a_blip_inside_the_cooldown_is_never_told() -> None:
 
 
 def test_escalation_is_told_at_once_and_reminders_follow_repeat_interval() -> None:
-    state, notify = step(None, True, T0, severity=Severity.warning, repeat=2 * HOUR)
+    state, notify = step(None, True, T0, severity=AlertSeverity.warning, repeat=2 * HOUR)
     assert notify is AlertStatus.firing
     state, notify = step(
-        state, True, T0 + timedelta(minutes=1), severity=Severity.critical, repeat=2 * HOUR
+        state, True, T0 + timedelta(minutes=1), severity=AlertSeverity.critical, repeat=2 * HOUR
     )
     assert notify is AlertStatus.firing
     assert state.notified_severity == "critical"
@@ -122,13 +122,13 @@ def test_routing_respects_rule_sinks_and_min_severity() -> None:
         )
     )
     sinks = {
-        "pager": LogSink(name="pager", min_severity=Severity.critical),
+        "pager": LogSink(name="pager", min_severity=AlertSeverity.critical),
         "chat": LogSink(name="chat"),
     }
     everything, chat_only = config.rules
-    assert route(sinks, everything, Severity.critical) == ["pager", "chat"]
-    assert route(sinks, everything, Severity.warning) == ["chat"]
-    assert route(sinks, chat_only, Severity.critical) == ["chat"]
+    assert route(sinks, everything, AlertSeverity.critical) == ["pager", "chat"]
+    assert route(sinks, everything, AlertSeverity.warning) == ["chat"]
+    assert route(sinks, chat_only, AlertSeverity.critical) == ["chat"]
 
 
 @pytest.mark.parametrize(

@@ -24,7 +24,7 @@ from evalkit.alerts import (
     slack_body,
 )
 from evalkit.config import parse_settings
-from evalkit.records import Severity
+from evalkit.records import AlertSeverity
 
 EVIDENCE = {
     "metric": "precision@10",
@@ -48,7 +48,7 @@ def make_alert(status: AlertStatus = AlertStatus.firing, alert_id: str = "a-1") 
         dedup_key="precision-drop:gs",
         subject="gs",
         status=status,
-        severity=Severity.critical,
+        severity=AlertSeverity.critical,
         title="precision@10 dropped -0.2000 on goldset gs",
         summary="precision@10 0.3000 -> 0.1000",
         evidence=EVIDENCE,

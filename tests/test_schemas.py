@@ -22,7 +22,7 @@ from test_scheduler_support import Receiver, receiver_fixture  # noqa: F401  (fi
 from evalkit.alerts import Alert, AlertStatus, WebhookSink
 from evalkit.errors import ConfigError
 from evalkit.goldset import Goldset, validate_corpus, validate_goldset, write_jsonl_goldset
-from evalkit.records import Judgment, Query, ScoredDoc, Severity
+from evalkit.records import AlertSeverity, Judgment, Query, ScoredDoc
 from evalkit.retrievers import HttpRetriever
 from evalkit.retrievers.http import MalformedResponseError, parse_response
 from evalkit.schemas import SCHEMA_NAMES, load_schema, schema_file_name
@@ -261,7 +261,7 @@ def test_the_alert_payload_a_webhook_receiver_gets_is_valid(receiver: Receiver) 
             dedup_key="precision-drop:demo",
             subject="demo",
             status=status,
-            severity=Severity.critical,
+            severity=AlertSeverity.critical,
             title="precision@10 dropped",
             summary="precision@10 0.31 -> 0.27",
             evidence={"metric": "precision@10", "delta": float("nan"), "worst_queries": []},

@@ -30,7 +30,7 @@ from evalkit.alerts.model import Alert, AlertStatus, Signal
 from evalkit.alerts.rules import RULE_KINDS, RuleContext
 from evalkit.clock import utc_now
 from evalkit.errors import EvalkitError
-from evalkit.records import Severity
+from evalkit.records import AlertSeverity
 from evalkit.store.alerts import (
     StoredAlertState,
     load_alert_states,
@@ -58,7 +58,7 @@ class Transition:
 
     state: StoredAlertState
     notify: AlertStatus | None
-    severity: Severity
+    severity: AlertSeverity
     episode_start: datetime
 
 
@@ -67,7 +67,7 @@ def transition(
     signal: Signal,
     *,
     rule: str,
-    default_severity: Severity,
+    default_severity: AlertSeverity,
     cooldown: float,
     repeat_interval: float | None,
     now: datetime,
@@ -77,7 +77,7 @@ def transition(
     severity = signal.severity or default_severity
     told = previous.notified_status if previous else None
     told_severity = (
-        Severity(previous.notified_severity)
+        AlertSeverity(previous.notified_severity)
         if previous is not None and previous.notified_severity
         else None
     )
@@ -131,7 +131,7 @@ def transition(
     return Transition(state=state, notify=notify, severity=severity, episode_start=started)
 
 
-def route(sinks: Mapping[str, Sink], rule: ConfiguredRule, severity: Severity) -> list[str]:
+def route(sinks: Mapping[str, Sink], rule: ConfiguredRule, severity: AlertSeverity) -> list[str]:
     """The sinks a rule's alert of ``severity`` goes to."""
     wanted = rule.config.sinks if rule.config.sinks is not None else tuple(sinks)
     return [

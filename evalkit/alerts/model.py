@@ -8,7 +8,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from evalkit.records import Severity
+from evalkit.records import AlertSeverity
 from evalkit.store.alerts import StoredAlert
 
 __all__ = ["Alert", "AlertStatus", "DeliveryResult", "Signal"]
@@ -36,7 +36,7 @@ class Signal:
     active: bool
     title: str = ""
     summary: str = ""
-    severity: Severity | None = None
+    severity: AlertSeverity | None = None
     evidence: Mapping[str, Any] = field(default_factory=dict)
     links: Mapping[str, str] = field(default_factory=dict)
 
@@ -56,7 +56,7 @@ class Alert:
     dedup_key: str
     subject: str
     status: AlertStatus
-    severity: Severity
+    severity: AlertSeverity
     title: str
     summary: str
     evidence: Mapping[str, Any]
@@ -74,7 +74,7 @@ class Alert:
             dedup_key=stored.dedup_key,
             subject=stored.subject,
             status=AlertStatus(stored.status),
-            severity=Severity(stored.severity),
+            severity=AlertSeverity(stored.severity),
             title=stored.title,
             summary=stored.summary,
             evidence=dict(stored.evidence),

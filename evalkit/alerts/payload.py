@@ -32,7 +32,7 @@ import msgspec
 from evalkit import __version__
 from evalkit.alerts.model import Alert, AlertStatus
 from evalkit.jsonsafe import finite_or_null
-from evalkit.records import Severity
+from evalkit.records import AlertSeverity
 
 __all__ = [
     "ALERT_ID_HEADER",
@@ -82,7 +82,7 @@ def _time(moment: Any) -> str:
     return f"{moment.isoformat()}Z"
 
 
-def _one_of(values: type[AlertStatus] | type[Severity], description: str) -> msgspec.Meta:
+def _one_of(values: type[AlertStatus] | type[AlertSeverity], description: str) -> msgspec.Meta:
     return msgspec.Meta(
         description=description, extra_json_schema={"enum": [item.value for item in values]}
     )
@@ -105,7 +105,7 @@ class AlertPayload(TypedDict):
     ]
     alert_id: Annotated[str, msgspec.Meta(description="unique; an idempotency key")]
     status: Annotated[str, _one_of(AlertStatus, "what the notification says")]
-    severity: Annotated[str, _one_of(Severity, "how urgent")]
+    severity: Annotated[str, _one_of(AlertSeverity, "how urgent")]
     rule: Annotated[str, msgspec.Meta(description="the name of the rule that fired")]
     kind: Annotated[str, msgspec.Meta(description="the rule's kind, e.g. precision_regression")]
     dedup_key: Annotated[str, msgspec.Meta(description="rule and subject: one condition")]
@@ -174,8 +174,8 @@ def slack_body(alert: Alert) -> dict[str, Any]:
     The full summary is still in ``text``, which Slack shows in notifications.
     """
     mark = {
-        (AlertStatus.firing, Severity.critical): ":red_circle:",
-        (AlertStatus.firing, Severity.warning): ":large_orange_circle:",
+        (AlertStatus.firing, AlertSeverity.critical): ":red_circle:",
+        (AlertStatus.firing, AlertSeverity.warning): ":large_orange_circle:",
     }.get((alert.status, alert.severity), ":white_check_mark:")
     headline = f"{mark} [{alert.status.value.upper()}] {alert.title}"
     fields = [

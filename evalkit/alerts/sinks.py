@@ -32,7 +32,7 @@ from evalkit.alerts.payload import alert_payload, encode, signed_headers, slack_
 from evalkit.clock import utc_now
 from evalkit.config import Duration, SinkConfig
 from evalkit.errors import ConfigError
-from evalkit.records import Severity
+from evalkit.records import AlertSeverity
 from evalkit.redaction import Redactor, register_secrets, url_secrets
 from evalkit.registry import register_named
 from evalkit.retry import RetryPolicy
@@ -80,7 +80,7 @@ class Sink(Protocol):
         ...
 
     @property
-    def min_severity(self) -> Severity:
+    def min_severity(self) -> AlertSeverity:
         """Alerts less severe than this are not sent here."""
         ...
 
@@ -175,7 +175,7 @@ class _NamedSink:
     """The name and severity floor every sink is configured with."""
 
     _name: str
-    _min_severity: Severity
+    _min_severity: AlertSeverity
 
     @property
     def name(self) -> str:
@@ -183,7 +183,7 @@ class _NamedSink:
         return self._name
 
     @property
-    def min_severity(self) -> Severity:
+    def min_severity(self) -> AlertSeverity:
         """Alerts less severe than this are not sent here."""
         return self._min_severity
 
@@ -205,7 +205,7 @@ class WebhookSink(_NamedSink):
         *,
         name: str,
         url: str,
-        min_severity: Severity = Severity.warning,
+        min_severity: AlertSeverity = AlertSeverity.warning,
         secret: str | None = None,
         body_format: str = "json",
         timeout: float = 10.0,
@@ -307,7 +307,7 @@ class CommandSink(_NamedSink):
         *,
         name: str,
         command: Sequence[str],
-        min_severity: Severity = Severity.warning,
+        min_severity: AlertSeverity = AlertSeverity.warning,
         timeout: float = 30.0,
         cwd: Path | None = None,
         secrets: Sequence[str] = (),
@@ -378,7 +378,11 @@ class LogSink(_NamedSink):
     """Writes alerts to the ``evalkit.alerts`` logger, or appends them to a JSON-lines file."""
 
     def __init__(
-        self, *, name: str, min_severity: Severity = Severity.warning, path: Path | None = None
+        self,
+        *,
+        name: str,
+        min_severity: AlertSeverity = AlertSeverity.warning,
+        path: Path | None = None,
     ) -> None:
         self._name = name
         self._min_severity = min_severity
@@ -413,7 +417,7 @@ class LogSink(_NamedSink):
         if alert.status is AlertStatus.resolved:
             level = logging.INFO
         else:
-            level = logging.ERROR if alert.severity is Severity.critical else logging.WARNING
+            level = logging.ERROR if alert.severity is AlertSeverity.critical else logging.WARNING
         _log.log(
             level,
             "alert %s [%s] %s: %s (%s)",
@@ -517,7 +521,7 @@ def _build(sink: ConfiguredSink) -> Sink:
     return SINK_KINDS[sink.config.kind].build(sink.config, sink.params)
 
 
-def probe_alert(severity: Severity = Severity.warning) -> Alert:
+def probe_alert(severity: AlertSeverity = AlertSeverity.warning) -> Alert:
     """A harmless alert for checking that sinks are reachable (``evalkit alerts test``)."""
     now = utc_now()
     return Alert(

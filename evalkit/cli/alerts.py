@@ -199,7 +199,7 @@ def check_sinks(
     Example: evalkit alerts test --sink oncall
     """
     from evalkit.alerts import alerts_config, build_sinks, probe_alert
-    from evalkit.records import Severity
+    from evalkit.records import AlertSeverity
 
     config = alerts_config(settings())
     if severity not in ("warning", "critical"):
@@ -211,7 +211,7 @@ def check_sinks(
         raise ConfigError(
             f"no sink named {', '.join(unknown)} (configured: {', '.join(sorted(sinks))})"
         )
-    alert = probe_alert(Severity(severity))
+    alert = probe_alert(AlertSeverity(severity))
     results = []
     for name in chosen:
         outcome = sinks[name].send(alert)

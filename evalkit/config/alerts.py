@@ -32,7 +32,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from evalkit.config.types import NAME_PATTERN, Duration
-from evalkit.records import Severity
+from evalkit.records import AlertSeverity
 
 __all__ = ["AlertsSettings", "RuleConfig", "SinkConfig"]
 
@@ -53,9 +53,9 @@ class RuleConfig(_Entry):
         pattern=NAME_PATTERN, description="Unique name; the first part of every dedup key."
     )
     kind: str = Field(description="What the rule watches (see docs/alerts.md for the kinds).")
-    severity: Severity = Field(
-        default=Severity.critical,
-        description="Severity of the alerts it raises (some kinds raise the finding's own).",
+    severity: AlertSeverity = Field(
+        default=AlertSeverity.critical,
+        description="AlertSeverity of the alerts it raises (some kinds raise the finding's own).",
     )
     cooldown: Duration = Field(
         default=3600.0,
@@ -77,8 +77,8 @@ class SinkConfig(_Entry):
 
     name: str = Field(pattern=NAME_PATTERN, description="Unique name, stored with deliveries.")
     kind: str = Field(description="webhook, command or log.")
-    min_severity: Severity = Field(
-        default=Severity.warning, description="Only alerts at least this severe are sent here."
+    min_severity: AlertSeverity = Field(
+        default=AlertSeverity.warning, description="Only alerts at least this severe are sent here."
     )
 
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-__all__ = ["Document", "Judgment", "Query", "QueryResult", "ScoredDoc", "Severity"]
+__all__ = ["AlertSeverity", "Document", "Judgment", "Query", "QueryResult", "ScoredDoc"]
 
 
-class Severity(StrEnum):
-    """How urgent an alert is, in increasing order."""
+class AlertSeverity(StrEnum):
+    """How urgent an alert is, in increasing order. (An audit finding's severity, which also
+    has ``info``, is ``evalkit.records.audit.Severity``.)"""
 
     warning = "warning"
     critical = "critical"
@@ -21,7 +22,7 @@ class Severity(StrEnum):
     @property
     def rank(self) -> int:
         """0 for warning, 1 for critical."""
-        return 0 if self is Severity.warning else 1
+        return 0 if self is AlertSeverity.warning else 1
 
 
 @dataclass(frozen=True, slots=True)

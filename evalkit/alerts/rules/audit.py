@@ -11,7 +11,7 @@ from pydantic import Field
 
 from evalkit.alerts.model import Signal
 from evalkit.alerts.rules.base import RuleContext, RuleKind, RuleParams, iso
-from evalkit.records import Severity
+from evalkit.records import AlertSeverity
 from evalkit.store.alerts import has_tables
 from evalkit.store.audit import list_audit_findings, list_audits
 
@@ -81,7 +81,7 @@ def audit_signals(
             Signal(
                 subject=subject,
                 active=True,
-                severity=Severity(worst.severity),
+                severity=AlertSeverity(worst.severity),
                 title=f"index audit of {worst.collection}: {', '.join(kinds_found)}",
                 summary="; ".join(finding.message for finding in found)[:1000],
                 evidence={

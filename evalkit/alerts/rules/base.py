@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 from pydantic import BaseModel, ConfigDict
 
 from evalkit.alerts.model import Signal
-from evalkit.records import Severity
+from evalkit.records import AlertSeverity
 from evalkit.registry import register_named
 
 if TYPE_CHECKING:
@@ -99,7 +99,7 @@ def stored_verdict(ctx: RuleContext, subject: str, inputs: Mapping[str, Any]) ->
         active=state.active,
         title=state.title,
         summary=state.summary,
-        severity=Severity(state.severity) if state.severity else None,
+        severity=AlertSeverity(state.severity) if state.severity else None,
         evidence=dict(state.evidence),
         links=dict(state.links),
     )

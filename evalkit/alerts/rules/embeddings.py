@@ -13,7 +13,7 @@ from pydantic import Field
 from evalkit.alerts.model import Signal
 from evalkit.alerts.rules.audit import MODEL_MISMATCH_FINDINGS, audit_signals
 from evalkit.alerts.rules.base import RuleContext, RuleKind, RuleParams, iso
-from evalkit.records import Severity
+from evalkit.records import AlertSeverity
 from evalkit.store.alerts import has_tables
 from evalkit.store.drift import list_drift_checks
 
@@ -85,7 +85,7 @@ def _embedding_drift(ctx: RuleContext, params: EmbeddingDriftParams) -> list[Sig
             Signal(
                 subject=where,
                 active=check.finding in firing,
-                severity=Severity.warning if check.finding == "warning" else None,
+                severity=AlertSeverity.warning if check.finding == "warning" else None,
                 title=f"{check.stream} embeddings of {check.subject or 'the index'}: "
                 f"{check.finding}",
                 summary=f"{check.method}: statistic {check.statistic}, p = {p_value}, effect "

@@ -20,7 +20,7 @@ from evalkit.causes import Explanation, explain_comparison, explain_runs
 from evalkit.drift import AlertLevel, cusum, page_hinkley
 from evalkit.errors import EvalkitError
 from evalkit.metrics import parse_measures
-from evalkit.records import Severity
+from evalkit.records import AlertSeverity
 from evalkit.stats import compare_stored_runs
 from evalkit.store.runs import get_run, list_runs
 
@@ -356,7 +356,7 @@ def _sequential_series(
         last = trace.state(len(values) - 1)
         latest_run = points[-1][0]
         change_run = points[last.change_point][0].run_id if last.change_point is not None else None
-        severity = Severity.warning if last.level is AlertLevel.WARNING else None
+        severity = AlertSeverity.warning if last.level is AlertLevel.WARNING else None
         evidence: dict[str, Any] = {
             "method": params.method,
             "goldset": params.goldset,
