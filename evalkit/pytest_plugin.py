@@ -659,7 +659,7 @@ def _inconclusive_reason(outcome: GateOutcome) -> str:
             continue
         needed = (
             "queries needed to decide: "
-            + queries_needed_text(metric.to_dict(), min_effect=comparison.min_effect)
+            + queries_needed_text(metric, min_effect=comparison.min_effect)
             if metric.queries_needed
             else metric.queries_needed_note
         )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -67,50 +67,53 @@ FailedAsZero = Annotated[
 ]
 
 
-def _print(data: dict[str, Any]) -> None:
+def _print(outcome: GateOutcome) -> None:
     from evalkit.stats.render import queries_needed_text
 
+    report = outcome.report
+    comparison = report.comparison
     rows = [
         [
-            measure,
-            m["baseline_mean"],
-            m["candidate_mean"],
-            m["delta"],
-            f"[{m['ci_low']:+.4f}, {m['ci_high']:+.4f}]",
-            m["p_permutation"],
-            m["p_wilcoxon"],
-            m["p_adjusted"],
-            m["n"],
-            m["decision"],
+            m.measure,
+            m.baseline_mean,
+            m.candidate_mean,
+            m.delta,
+            f"[{m.ci_low:+.4f}, {m.ci_high:+.4f}]",
+            m.p_permutation,
+            m.p_wilcoxon,
+            m.p_adjusted,
+            m.n,
+            m.decision.value,
         ]
-        for measure, m in data["metrics"].items()
+        for m in comparison.metrics
     ]
     columns = [
         "measure",
         "baseline",
         "candidate",
         "delta",
-        f"{round(data['confidence'] * 100)}% CI",
+        f"{round(comparison.confidence * 100)}% CI",
         "p perm",
         "p wilcoxon",
         "p adj (Holm)",
         "n",
         "decision",
     ]
-    console.print(table(f"{data['baseline']} -> {data['candidate']}", columns, rows))
-    for measure, m in data["metrics"].items():
-        if m["queries_needed_note"]:
+    console.print(table(f"{report.baseline} -> {report.candidate}", columns, rows))
+    for m in comparison.metrics:
+        if m.queries_needed_note:
             console.print(
-                f"queries needed to decide {measure}: "
-                + queries_needed_text(m, min_effect=data["min_effect"])
-                + (f"\n  ({m['queries_needed_note']})" if m["queries_needed"] else ""),
+                f"queries needed to decide {m.measure}: "
+                + queries_needed_text(m, min_effect=comparison.min_effect)
+                + (f"\n  ({m.queries_needed_note})" if m.queries_needed else ""),
                 markup=False,
             )
-    for measure, queries in data["worst_queries"].items():
+    for measure in report.measures:
+        queries = report.worst_for(measure)
         if not queries:
             continue
         worst_rows = [
-            [q["query_id"], q["baseline"], q["candidate"], q["delta"], ", ".join(q["lost"]) or "-"]
+            [q.query_id, q.baseline, q.candidate, q.delta, ", ".join(q.lost_docs) or "-"]
             for q in queries
         ]
         console.print(
@@ -120,23 +123,24 @@ def _print(data: dict[str, Any]) -> None:
                 worst_rows,
             )
         )
-    for role in ("baseline", "candidate"):
-        failed = data.get(f"failed_in_{role}", [])
+    for role, failed in (
+        ("baseline", comparison.failed_in_baseline),
+        ("candidate", comparison.failed_in_candidate),
+    ):
         if failed:
             err_console.print(
                 f"note: {len(failed)} queries failed in the {role} and were counted as 0 "
                 f"(--failed-as-zero): {', '.join(failed)}",
                 markup=False,
             )
-    dropped = len(data.get("only_in_baseline", [])) + len(data.get("only_in_candidate", []))
-    if dropped:
+    if comparison.n_dropped:
         err_console.print(
-            f"note: {dropped} queries are in only one of the runs and were not compared "
-            f"(only in baseline: {len(data['only_in_baseline'])}, "
-            f"only in candidate: {len(data['only_in_candidate'])})",
+            f"note: {comparison.n_dropped} queries are in only one of the runs and were not "
+            f"compared (only in baseline: {len(comparison.only_in_baseline)}, "
+            f"only in candidate: {len(comparison.only_in_candidate)})",
             markup=False,
         )
-    console.print(f"decision: {data['decision']}", markup=False)
+    console.print(f"decision: {report.decision.value}", markup=False)
 
 
 def _exports(*references: str | None) -> bool:
@@ -222,9 +226,8 @@ def _show(outcome: GateOutcome, output: OutputFormat, *, dashboard_url: str | No
     carries them whatever the verdict, as ``probable_causes``; null for run files)."""
     from evalkit.cli.explain import print_causes
 
-    data = outcome.report.to_dict()
+    report = outcome.report
     defaults = outcome.default_measures
-    data["default_measures"] = defaults.to_dict() if defaults is not None else None
     if defaults is not None and defaults.note:
         err_console.print(
             f"note: the candidate run {outcome.candidate_run_id} is also scored on the default "
@@ -234,12 +237,14 @@ def _show(outcome: GateOutcome, output: OutputFormat, *, dashboard_url: str | No
             soft_wrap=True,
         )
     explanation = outcome.explanation
-    data["probable_causes"] = explanation.to_dict(dashboard_url) if explanation else None
     if output is OutputFormat.json:
+        data = report.to_dict()
+        data["default_measures"] = defaults.to_dict() if defaults is not None else None
+        data["probable_causes"] = explanation.to_dict(dashboard_url) if explanation else None
         emit_json(data)
         return
-    _print(data)
-    if explanation is not None and data["decision"] != "pass":
+    _print(outcome)
+    if explanation is not None and report.decision.value != "pass":
         print_causes(explanation, root=dashboard_url)
 
 

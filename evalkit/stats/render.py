@@ -10,8 +10,8 @@ from __future__ import annotations
 import math
 import os
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping, Sequence
-from typing import Any, Final
+from collections.abc import Sequence
+from typing import Final
 
 from evalkit.stats.decision import Decision
 from evalkit.stats.paired import Comparison, MetricComparison, QueryDrop
@@ -132,17 +132,17 @@ def _metric_summary(metric: MetricComparison, comparison: Comparison) -> str:
     )
 
 
-def queries_needed_text(metric: Mapping[str, Any], *, min_effect: float) -> str:
-    """The queries an inconclusive measure needs (``MetricComparison.to_dict()`` in), saying
-    which effect each figure is for: ``~1,234 to detect a difference of 0.01 (the min
-    effect), ~5 for the observed delta -0.4000``; the note's reason when there is none."""
-    needed, observed = metric.get("queries_needed"), metric.get("queries_needed_observed")
+def queries_needed_text(metric: MetricComparison, *, min_effect: float) -> str:
+    """The queries an inconclusive measure needs, saying which effect each figure is for:
+    ``~1,234 to detect a difference of 0.01 (the min effect), ~5 for the observed delta
+    -0.4000``; the note's reason when there is none."""
+    needed, observed = metric.queries_needed, metric.queries_needed_observed
     if needed is None:
-        return str(metric.get("queries_needed_note") or "")
-    delta = f"the observed delta {float(metric['delta']):+.4f}"
+        return metric.queries_needed_note or ""
+    delta = f"the observed delta {float(metric.delta):+.4f}"
     if min_effect <= 0.0:
         return f"~{needed:,} to detect {delta} (min effect 0)"
-    effect = float(metric.get("queries_needed_effect") or min_effect)
+    effect = float(metric.queries_needed_effect or min_effect)
     text = f"~{needed:,} to detect a difference of {effect:g} (the min effect)"
     if observed is None:
         return text + f"; {delta} is 0"
@@ -163,8 +163,7 @@ def verdict_line(comparison: Comparison) -> str:
         )
     elif comparison.decision is Decision.INCONCLUSIVE:
         sizes = [
-            f"{_escape(m.measure)} "
-            + queries_needed_text(m.to_dict(), min_effect=comparison.min_effect)
+            f"{_escape(m.measure)} " + queries_needed_text(m, min_effect=comparison.min_effect)
             for m in comparison.metrics
             if m.decision is Decision.INCONCLUSIVE and m.queries_needed is not None
         ]
