@@ -191,6 +191,19 @@ def _query_embedder(options: RetrieverOptions, settings: Settings) -> TextEmbedd
     return build_query_embedder(settings)
 
 
+def _vector_query_embedder(
+    options: RetrieverOptions, settings: Settings, retriever: str
+) -> TextEmbedder:
+    """The query embedder of a retriever that searches by vector, which cannot do without one."""
+    embedder = _query_embedder(options, settings)
+    if embedder is None:
+        raise ConfigError(
+            f"{retriever} searches by vector, so evalkit must embed the queries: "
+            "set [embedder] kind to sentence-transformers or openai, not none"
+        )
+    return embedder
+
+
 def _checked(retriever: PluginRetriever) -> Retriever:
     # A store that is down or misconfigured fails here, before a run is recorded.
     try:
@@ -277,12 +290,7 @@ def _build_pgvector(options: RetrieverOptions, settings: Settings) -> Retriever:
     # psycopg is an optional extra: only a pgvector retriever imports it.
     from evalkit.retrievers.pgvector import PgvectorRetriever
 
-    embedder = _query_embedder(options, settings)
-    if embedder is None:
-        raise ConfigError(
-            "the pgvector retriever searches by vector, so evalkit must embed the queries: "
-            "set [embedder] kind to sentence-transformers or openai, not none"
-        )
+    embedder = _vector_query_embedder(options, settings, "the pgvector retriever")
     return PgvectorRetriever(
         settings.retriever.pgvector,
         embedder,
@@ -297,12 +305,7 @@ def _build_qdrant(options: RetrieverOptions, settings: Settings) -> Retriever:
     # qdrant_client is an optional extra: only a Qdrant retriever imports it.
     from evalkit.retrievers.qdrant import QdrantRetriever
 
-    embedder = _query_embedder(options, settings)
-    if embedder is None:
-        raise ConfigError(
-            "the qdrant retriever searches by vector, so evalkit must embed the queries: "
-            "set [embedder] kind to sentence-transformers or openai, not none"
-        )
+    embedder = _vector_query_embedder(options, settings, "the qdrant retriever")
     return QdrantRetriever(
         settings.retriever.qdrant,
         embedder,
