@@ -219,6 +219,7 @@ def main() -> int:
     from evalkit.goldset import count_documents, iter_corpus, load_goldset
     from evalkit.metrics import Evaluator, parse_measures
     from evalkit.pipeline import evaluate_goldset
+    from evalkit.records.requests import GoldsetRunRequest
     from evalkit.retrievers.chroma_client import close_client, get_collection, open_chroma_client
     from evalkit.retrievers.indexing import index_corpus
     from evalkit.store import Store
@@ -258,7 +259,9 @@ def main() -> int:
             retriever = ADAPTERS[name](stack, timed, client, home, doc_ids, vectors)
             with Store.open(home / f"evalkit-{name}.duckdb") as store:
                 began = time.perf_counter()
-                outcome = evaluate_goldset(store, goldset, retriever, k=args.k, answers=False)
+                outcome = evaluate_goldset(
+                    store, goldset, retriever, GoldsetRunRequest(k=args.k, answers=False)
+                )
                 total = time.perf_counter() - began
         retriever_seconds = outcome.timing.retriever_seconds
         own_seconds = total - retriever_seconds

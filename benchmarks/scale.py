@@ -182,6 +182,7 @@ def run_child(args: argparse.Namespace) -> None:
             from evalkit.goldset.model import Goldset
             from evalkit.pipeline import evaluate_goldset
             from evalkit.records import Judgment, Query
+            from evalkit.records.requests import GoldsetRunRequest
 
             table = pq.read_table(args.table).to_pylist()
             goldset = Goldset.build(
@@ -201,10 +202,9 @@ def run_child(args: argparse.Namespace) -> None:
                 store,
                 goldset,
                 build_retriever(options, settings),
-                k=args.k,
-                measures=measures,
-                batch_size=args.batch_size,
-                answers=False,
+                GoldsetRunRequest(
+                    k=args.k, measures=tuple(measures), batch_size=args.batch_size, answers=False
+                ),
                 close_retriever=True,
             )
         else:

@@ -18,6 +18,7 @@ from evalkit.embedding import Embedder, load_embedder
 from evalkit.goldset import Goldset, iter_corpus, load_goldset
 from evalkit.pipeline import evaluate_goldset
 from evalkit.records import Document
+from evalkit.records.requests import GoldsetRunRequest
 from evalkit.retrievers import ChromaRetriever
 from evalkit.retrievers.chroma_client import close_client, open_chroma_client
 from evalkit.retrievers.indexing import index_corpus
@@ -73,7 +74,9 @@ def chroma_reference(directory: Path) -> Reference:
         ChromaRetriever.embedded(directory / "chroma", "demo", minilm()) as retriever,
         Store.open(directory / "reference.duckdb") as store,
     ):
-        outcome = evaluate_goldset(store, demo_goldset(), retriever, k=DEPTH, answers=False)
+        outcome = evaluate_goldset(
+            store, demo_goldset(), retriever, GoldsetRunRequest(k=DEPTH, answers=False)
+        )
     ndcg = outcome.run.aggregates["ndcg@10"]
     assert ndcg is not None
     return Reference(ndcg10=float(ndcg), chroma_path=directory / "chroma")
@@ -86,8 +89,7 @@ def replay_ndcg10(directory: Path, retriever: object) -> tuple[float, str]:
             store,
             demo_goldset(),
             retriever,  # type: ignore[arg-type]
-            k=DEPTH,
-            answers=False,
+            GoldsetRunRequest(k=DEPTH, answers=False),
         )
     ndcg = outcome.run.aggregates["ndcg@10"]
     assert ndcg is not None

@@ -44,6 +44,7 @@ from evalkit.alerts import (
 from evalkit.alerts.sinks import Sink
 from evalkit.config import load_settings, parse_settings
 from evalkit.pipeline import evaluate_goldset
+from evalkit.records.requests import GoldsetRunRequest
 from evalkit.retrievers.http import HttpRetriever
 from evalkit.scheduler import JobRunner, service_config
 from evalkit.store import Store
@@ -228,7 +229,9 @@ def test_precision_drop_sends_one_webhook_with_evidence_then_one_resolved(
     store = Store.open(path)
     goldset = make_goldset()
     with HttpRetriever(retriever.url) as http:
-        baseline = evaluate_goldset(store, goldset, http, k=10, label="baseline").run
+        baseline = evaluate_goldset(
+            store, goldset, http, GoldsetRunRequest(k=10, label="baseline")
+        ).run
     store.close()
     assert baseline.aggregates["precision@10"] == pytest.approx(0.3)
     monkeypatch.setenv("HOOK_SECRET", SECRET)

@@ -21,6 +21,7 @@ from evalkit.pipeline import evaluate_goldset
 from evalkit.records import Judgment, Query, QueryResult, ScoredDoc
 from evalkit.records.audit import AuditReport, CheckOutcome, Finding, Severity
 from evalkit.records.drift import DriftCheck
+from evalkit.records.requests import GoldsetRunRequest
 from evalkit.store import RunSpec, Store
 from evalkit.store.alerts import (
     StoredAlertState,
@@ -506,7 +507,10 @@ def test_the_gate_rule_reports_a_partial_candidate_with_its_failed_queries_as_ze
 
     def replay(fail: set[str]) -> str:
         outcome = evaluate_goldset(
-            store, gold, _Retriever(fail), k=10, measures=["ndcg@10"], answers=False
+            store,
+            gold,
+            _Retriever(fail),
+            GoldsetRunRequest(k=10, measures=("ndcg@10",), answers=False),
         )
         return outcome.run.run_id
 

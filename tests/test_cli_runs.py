@@ -16,6 +16,7 @@ from evalkit.embedding import ModelFingerprint
 from evalkit.goldset.model import Goldset
 from evalkit.pipeline import TrafficReplayRequest, evaluate_goldset, replay_traffic_window
 from evalkit.records import Judgment, Query, QueryResult, ScoredDoc
+from evalkit.records.requests import GoldsetRunRequest
 from evalkit.store import Store
 from evalkit.store.goldsets import save_goldset
 from evalkit.traffic import SampleSpec, ingest_paths, parse_window, sample_window
@@ -69,9 +70,7 @@ def partial_run(evalkit_home: Path) -> str:
             store,
             gold,
             Retriever(fail=["q2", "q10", "q11"]),
-            k=5,
-            measures=["ndcg@10", "mrr@10"],
-            answers=False,
+            GoldsetRunRequest(k=5, measures=("ndcg@10", "mrr@10"), answers=False),
         )
     return outcome.run.run_id
 

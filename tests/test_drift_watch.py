@@ -16,6 +16,7 @@ from evalkit.embedding import ModelFingerprint, load_embedder
 from evalkit.goldset.model import Goldset
 from evalkit.pipeline import evaluate_goldset
 from evalkit.records import Judgment, Query, QueryResult, ScoredDoc
+from evalkit.records.requests import GoldsetRunRequest
 from evalkit.store import Store
 from evalkit.store.drift import list_drift_checks
 
@@ -158,7 +159,12 @@ def series(store: Store, retriever: ScriptedRetriever, runs: int) -> None:
     judgments = [Judgment(q.id, f"rel-{q.id}", 1) for q in queries]
     goldset = Goldset.build("kb", queries, judgments)
     for _ in range(runs):
-        evaluate_goldset(store, goldset, retriever, k=10, measures=["ndcg@10"], batch_size=200)
+        evaluate_goldset(
+            store,
+            goldset,
+            retriever,
+            GoldsetRunRequest(k=10, measures=("ndcg@10",), batch_size=200),
+        )
         retriever.calls += 1
 
 

@@ -22,6 +22,7 @@ from evalkit.embedding import CANARY_TEXTS, Embedder, LazyEmbedder, load_embedde
 from evalkit.embedding import lazy as lazy_embedding
 from evalkit.errors import EmbeddingError
 from evalkit.pipeline import evaluate_goldset
+from evalkit.records.requests import GoldsetRunRequest
 from evalkit.retrievers import ChromaRetriever
 from evalkit.retrievers.factory import RetrieverOptions, query_embedder_ahead
 from evalkit.store import Store
@@ -193,7 +194,9 @@ def test_a_goldset_replay_embeds_its_queries_in_one_pass_and_scores_the_same(
         ChromaRetriever.embedded(demo_reference.chroma_path, "demo", lazy) as retriever,
         Store.open(tmp_path / "store.duckdb") as store,
     ):
-        outcome = evaluate_goldset(store, goldset, retriever, k=DEPTH, answers=False)
+        outcome = evaluate_goldset(
+            store, goldset, retriever, GoldsetRunRequest(k=DEPTH, answers=False)
+        )
     lazy.close()
     assert len(goldset.queries) in calls
     assert max(calls) == len(goldset.queries)

@@ -34,6 +34,7 @@ from evalkit.extras import MissingExtraError
 from evalkit.goldset.model import Goldset
 from evalkit.pipeline import RunOutcome, evaluate_goldset
 from evalkit.records import Judgment, Query
+from evalkit.records.requests import GoldsetRunRequest
 from evalkit.retrievers import ChromaRetriever
 from evalkit.retrievers.factory import RetrieverOptions, build_retriever
 from evalkit.store import RunSpec, Store
@@ -58,10 +59,17 @@ def _settings(tmp_path: Path, **values: Any) -> Settings:
 
 def _replay_both(store: Store, retriever: Any, engine: RayEngine) -> tuple[RunOutcome, RunOutcome]:
     local = evaluate_goldset(
-        store, demo_goldset(), retriever, k=DEPTH, measures=MEASURES, answers=False
+        store,
+        demo_goldset(),
+        retriever,
+        GoldsetRunRequest(k=DEPTH, measures=tuple(MEASURES), answers=False),
     )
     on_ray = evaluate_goldset(
-        store, demo_goldset(), retriever, k=DEPTH, measures=MEASURES, answers=False, engine=engine
+        store,
+        demo_goldset(),
+        retriever,
+        GoldsetRunRequest(k=DEPTH, measures=tuple(MEASURES), answers=False),
+        engine=engine,
     )
     return local, on_ray
 
@@ -151,13 +159,20 @@ def test_an_actor_killed_mid_run_never_leaves_a_complete_run_with_rows_missing(
         )
         retriever = build_retriever(options, settings)
         local = evaluate_goldset(
-            store, goldset, retriever, k=DEPTH, measures=MEASURES, answers=False
+            store,
+            goldset,
+            retriever,
+            GoldsetRunRequest(k=DEPTH, measures=tuple(MEASURES), answers=False),
         )
         finished: dict[str, Any] = {}
 
         def replay() -> None:
             finished["outcome"] = evaluate_goldset(
-                store, goldset, retriever, k=DEPTH, measures=MEASURES, answers=False, engine=engine
+                store,
+                goldset,
+                retriever,
+                GoldsetRunRequest(k=DEPTH, measures=tuple(MEASURES), answers=False),
+                engine=engine,
             )
 
         worker = threading.Thread(target=replay)
@@ -632,10 +647,19 @@ def test_answers_scored_on_ray_are_stored_as_a_local_run_stores_them(
         engine = RayEngine(options, settings, actors=2, batch_size=7)
         retriever = build_retriever(options, settings)
         local = evaluate_goldset(
-            store, goldset, retriever, k=5, measures=["mrr"], judge_settings=offline
+            store,
+            goldset,
+            retriever,
+            GoldsetRunRequest(k=5, measures=("mrr",)),
+            judge_settings=offline,
         )
         on_ray = evaluate_goldset(
-            store, goldset, retriever, k=5, measures=["mrr"], judge_settings=offline, engine=engine
+            store,
+            goldset,
+            retriever,
+            GoldsetRunRequest(k=5, measures=("mrr",)),
+            judge_settings=offline,
+            engine=engine,
         )
         assert local.answers is not None
         assert on_ray.answers is not None
@@ -718,14 +742,21 @@ def test_the_judge_on_ray_keeps_to_the_pools_concurrency_and_shares_the_cache(
         retriever = build_retriever(options, settings)
         too_few = judge_settings(judge, concurrency=1)
         with pytest.raises(ConfigError, match=r"concurrency \(1\) is below .* 2 actors"):
-            evaluate_goldset(store, goldset, retriever, k=5, judge_settings=too_few, engine=engine)
+            evaluate_goldset(
+                store,
+                goldset,
+                retriever,
+                GoldsetRunRequest(k=5),
+                judge_settings=too_few,
+                engine=engine,
+            )
         assert store.fetch("SELECT count(*) FROM runs")[0][0] == 0
         assert judge.calls == 0
 
         # Two judge calls at a time for the pool: one per actor (each alone would make two).
         capped = judge_settings(judge, concurrency=2)
         on_ray = evaluate_goldset(
-            store, goldset, retriever, k=5, judge_settings=capped, engine=engine
+            store, goldset, retriever, GoldsetRunRequest(k=5), judge_settings=capped, engine=engine
         )
         assert on_ray.answers is not None
         # 16 answers, 4 without passages never reach the judge: 12 x 2 calls.
@@ -733,7 +764,9 @@ def test_the_judge_on_ray_keeps_to_the_pools_concurrency_and_shares_the_cache(
         assert 1 <= judge.most_in_flight <= 2
         # The judge outputs the actors obtained are in the store's cache: a local run of
         # the same answers asks the judge nothing, and stores the same scores.
-        local = evaluate_goldset(store, goldset, retriever, k=5, judge_settings=capped)
+        local = evaluate_goldset(
+            store, goldset, retriever, GoldsetRunRequest(k=5), judge_settings=capped
+        )
         assert local.answers is not None
         assert (local.answers.judge_calls, local.answers.cache_hits) == (0, 12)
         assert judge.calls == 24
@@ -743,7 +776,7 @@ def test_the_judge_on_ray_keeps_to_the_pools_concurrency_and_shares_the_cache(
         pd.testing.assert_frame_equal(ray_items, local_items)
         # And a second run on Ray reads the cache's snapshot: nothing is asked again.
         again = evaluate_goldset(
-            store, goldset, retriever, k=5, judge_settings=capped, engine=engine
+            store, goldset, retriever, GoldsetRunRequest(k=5), judge_settings=capped, engine=engine
         )
         assert again.answers is not None
         assert (again.answers.judge_calls, again.answers.cache_hits) == (0, 12)

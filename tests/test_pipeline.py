@@ -11,6 +11,7 @@ from evalkit.embedding import ModelFingerprint
 from evalkit.goldset.model import Goldset
 from evalkit.pipeline import default_measures, evaluate_goldset
 from evalkit.records import Judgment, Query, QueryResult, ScoredDoc
+from evalkit.records.requests import GoldsetRunRequest
 from evalkit.store import Store
 from evalkit.store import runs as store_runs
 from evalkit.store.runs import list_runs, query_metrics, run_queries, run_results
@@ -77,7 +78,10 @@ RANKINGS = {
 
 def test_complete_run_scores_and_records_reproducibility(store: Store) -> None:
     outcome = evaluate_goldset(
-        store, goldset(), ListRetriever(RANKINGS), k=10, measures=["mrr", "recall@2"]
+        store,
+        goldset(),
+        ListRetriever(RANKINGS),
+        GoldsetRunRequest(k=10, measures=("mrr", "recall@2")),
     )
     run = outcome.run
     assert run.status == "complete"
@@ -95,7 +99,10 @@ def test_documents_returned_twice_count_once_at_their_best_rank(store: Store) ->
     # Chunk-level retrievers return one document per chunk; q2's "b" comes back three times.
     repeated = {**RANKINGS, "q2": ["x", "b", "x", "b", "b"]}
     outcome = evaluate_goldset(
-        store, goldset(), ListRetriever(repeated), k=10, measures=["mrr", "precision@5"]
+        store,
+        goldset(),
+        ListRetriever(repeated),
+        GoldsetRunRequest(k=10, measures=("mrr", "precision@5")),
     )
     run = outcome.run
     assert (run.status, run.n_duplicates) == ("complete", 3)
@@ -110,7 +117,10 @@ def test_documents_returned_twice_count_once_at_their_best_rank(store: Store) ->
 
 def test_failed_queries_make_a_partial_run_left_out_of_averages(store: Store) -> None:
     outcome = evaluate_goldset(
-        store, goldset(), ListRetriever(RANKINGS, fail=["q3"]), k=10, measures=["mrr"]
+        store,
+        goldset(),
+        ListRetriever(RANKINGS, fail=["q3"]),
+        GoldsetRunRequest(k=10, measures=("mrr",)),
     )
     run = outcome.run
     assert run.status == "partial"
@@ -125,7 +135,9 @@ def test_failed_queries_make_a_partial_run_left_out_of_averages(store: Store) ->
 
 def test_a_batch_that_raises_fails_its_queries_not_the_run(store: Store) -> None:
     retriever = ListRetriever(RANKINGS, explode=["q1"])
-    outcome = evaluate_goldset(store, goldset(), retriever, k=10, measures=["mrr"], batch_size=2)
+    outcome = evaluate_goldset(
+        store, goldset(), retriever, GoldsetRunRequest(k=10, measures=("mrr",), batch_size=2)
+    )
     assert retriever.batches == [["q1", "q2"], ["q3", "q4"]]
     assert outcome.run.status == "partial"
     assert outcome.run.n_failed == 2
@@ -135,7 +147,7 @@ def test_a_batch_that_raises_fails_its_queries_not_the_run(store: Store) -> None
 
 def test_a_retriever_down_for_every_query_fails_the_run(store: Store) -> None:
     retriever = ListRetriever(RANKINGS, explode=["q1", "q3"])
-    outcome = evaluate_goldset(store, goldset(), retriever, k=10, batch_size=2)
+    outcome = evaluate_goldset(store, goldset(), retriever, GoldsetRunRequest(k=10, batch_size=2))
     assert outcome.run.status == "failed"
     assert dict(outcome.run.aggregates) == {}
 
@@ -148,7 +160,7 @@ def test_a_crash_in_the_store_marks_the_run_failed(
 
     monkeypatch.setattr(store_runs, "add_query_results", broken)
     with pytest.raises(OSError, match="No space"):
-        evaluate_goldset(store, goldset(), ListRetriever(RANKINGS), k=10)
+        evaluate_goldset(store, goldset(), ListRetriever(RANKINGS), GoldsetRunRequest(k=10))
     [run] = list_runs(store)
     assert run.status == "failed"
     assert "No space" in (run.error or "")

@@ -29,6 +29,7 @@ from evalkit.pipeline import (
     newest_sample,
     replay_traffic_window,
 )
+from evalkit.records.requests import GoldsetRunRequest
 from evalkit.retrievers.http import HttpRetriever
 from evalkit.store import RunSpec, Store
 from evalkit.store.answers import list_scorings
@@ -199,10 +200,8 @@ def test_a_crash_fails_a_goldset_run_recorded_at_write_time(
             opener,
             make_goldset(),
             http,
-            k=10,
-            batch_size=5,
+            GoldsetRunRequest(k=10, batch_size=5, answers=False),
             progress=stop_after_first_batch(),
-            answers=False,
             close_retriever=True,
         )
     assert http.closed == 1
@@ -220,7 +219,10 @@ def test_a_goldset_run_whose_every_query_failed_is_failed(
     url = retriever.url
     retriever.close()  # nothing listens any more: every query fails
     outcome = evaluate_goldset(
-        store, make_goldset(4), HttpRetriever(url, retries=0, timeout=2), k=10, answers=False
+        store,
+        make_goldset(4),
+        HttpRetriever(url, retries=0, timeout=2),
+        GoldsetRunRequest(k=10, answers=False),
     )
     assert outcome.run.status == "failed"
     assert outcome.run.n_failed == 4

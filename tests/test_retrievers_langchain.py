@@ -37,6 +37,7 @@ from pydantic import ConfigDict, Field
 from evalkit.errors import ConfigError
 from evalkit.pipeline import evaluate_goldset
 from evalkit.records import Query
+from evalkit.records.requests import GoldsetRunRequest
 from evalkit.retrievers.langchain import LangChainRetriever
 from evalkit.store import Store
 from evalkit.store.runs import get_run, run_results
@@ -98,7 +99,9 @@ def scoring_store() -> InMemoryVectorStore:
 def replay_stored(directory: Path, adapter: LangChainRetriever) -> tuple[Any, Any]:
     """The demo goldset replayed through ``evalkit.pipeline``: the stored run and results."""
     with Store.open(directory / "langchain.duckdb") as store:
-        outcome = evaluate_goldset(store, demo_goldset(), adapter, k=DEPTH, answers=False)
+        outcome = evaluate_goldset(
+            store, demo_goldset(), adapter, GoldsetRunRequest(k=DEPTH, answers=False)
+        )
         return get_run(store, outcome.run.run_id), run_results(store, outcome.run.run_id)
 
 

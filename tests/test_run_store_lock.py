@@ -24,6 +24,7 @@ from evalkit.errors import RetrieverError
 from evalkit.goldset import load_goldset
 from evalkit.pipeline import evaluate_goldset
 from evalkit.records import Query, QueryResult
+from evalkit.records.requests import GoldsetRunRequest
 from evalkit.store import Store
 from evalkit.store.access import FileLock, StoreAccess
 from evalkit.store.runs import list_runs, run_queries
@@ -212,7 +213,12 @@ def test_an_interrupted_replay_outside_the_lock_is_stored_as_a_failed_run(
     goldset = load_goldset(write_goldset(tmp_path / "gold"), name="g")
     access = StoreAccess(tmp_path / "evalkit.duckdb", wait=5, program="test")
     with pytest.raises(KeyboardInterrupt):
-        evaluate_goldset(lambda: access.writer("run"), goldset, _Interrupted(), k=10, answers=False)
+        evaluate_goldset(
+            lambda: access.writer("run"),
+            goldset,
+            _Interrupted(),
+            GoldsetRunRequest(k=10, answers=False),
+        )
     with Store.open(access.store_path, read_only=True) as store:
         [run] = list_runs(store)
     assert run.status == "failed"
@@ -225,7 +231,7 @@ def test_a_failing_retriever_outside_the_lock_gives_a_failed_run(tmp_path: Path)
     goldset = load_goldset(write_goldset(tmp_path / "gold"), name="g")
     access = StoreAccess(tmp_path / "evalkit.duckdb", wait=5, program="test")
     outcome = evaluate_goldset(
-        lambda: access.writer("run"), goldset, _Failing(), k=10, answers=False
+        lambda: access.writer("run"), goldset, _Failing(), GoldsetRunRequest(k=10, answers=False)
     )
     assert outcome.run.status == "failed"
     assert outcome.run.n_failed == 3

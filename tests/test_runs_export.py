@@ -24,6 +24,7 @@ from evalkit.goldset.model import Goldset
 from evalkit.metrics import parse_measures
 from evalkit.pipeline import evaluate_goldset
 from evalkit.records import Judgment, Query
+from evalkit.records.requests import GoldsetRunRequest
 from evalkit.retrievers import HttpRetriever
 from evalkit.store import Store
 from evalkit.store.export import GOLDSET_FILES, PARQUET_FILES
@@ -137,7 +138,10 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Runs:
         for path in ENDPOINTS:
             with HttpRetriever(f"{url}{path}", retries=0, concurrency=4) as retriever:
                 outcome = evaluate_goldset(
-                    store, gold, retriever, k=K, measures=MEASURES, answers=False
+                    store,
+                    gold,
+                    retriever,
+                    GoldsetRunRequest(k=K, measures=tuple(MEASURES), answers=False),
                 )
             assert outcome.run.status == "partial"
             run_ids[path.strip("/")] = outcome.run.run_id

@@ -232,6 +232,7 @@ def test_retention_prunes_per_query_rows_and_keeps_aggregates_and_baselines(
     from evalkit.answers import AnswerRecord
     from evalkit.answers.records import AnswerScores
     from evalkit.pipeline import evaluate_goldset
+    from evalkit.records.requests import GoldsetRunRequest
     from evalkit.retrievers.http import HttpRetriever
     from evalkit.store import utc_now
     from evalkit.store.answers import save_answer_scores
@@ -239,7 +240,10 @@ def test_retention_prunes_per_query_rows_and_keeps_aggregates_and_baselines(
     path = settings.resolved_store_path
     with Store.open(path) as store, HttpRetriever(retriever.url) as http:
         goldset = make_goldset(6)
-        runs = [evaluate_goldset(store, goldset, http, k=10).run.run_id for _ in range(4)]
+        runs = [
+            evaluate_goldset(store, goldset, http, GoldsetRunRequest(k=10)).run.run_id
+            for _ in range(4)
+        ]
         store.execute("UPDATE runs SET started_at = started_at - INTERVAL 100 DAY")
         for run_id in runs:
             now = utc_now()

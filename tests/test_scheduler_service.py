@@ -111,11 +111,14 @@ def test_kill_9_mid_job_then_restart_leaves_a_consistent_store_and_sends_nothing
     home: Home, receiver: Receiver, retriever: FakeRetriever, serves: list[Serve]
 ) -> None:
     from evalkit.pipeline import evaluate_goldset
+    from evalkit.records.requests import GoldsetRunRequest
     from evalkit.retrievers.http import HttpRetriever
 
     store = Store.open(home.store)
     with HttpRetriever(retriever.url) as http:
-        baseline = evaluate_goldset(store, make_goldset(), http, k=10, label="baseline").run
+        baseline = evaluate_goldset(
+            store, make_goldset(), http, GoldsetRunRequest(k=10, label="baseline")
+        ).run
     store.close()
     home.config.write_text(
         f"""

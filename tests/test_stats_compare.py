@@ -14,6 +14,7 @@ from evalkit.errors import ConfigError
 from evalkit.goldset.model import Goldset
 from evalkit.pipeline import evaluate_goldset
 from evalkit.records import Judgment, Query, QueryResult, ScoredDoc
+from evalkit.records.requests import GoldsetRunRequest
 from evalkit.stats import (
     UNCUT_DEPTH,
     ComparisonReport,
@@ -78,9 +79,7 @@ def stored_run(store: Store, retriever: FixedRetriever) -> str:
         store,
         goldset(),
         retriever,
-        k=10,
-        measures=["ndcg@10", "recall@10", "map"],
-        answers=False,
+        GoldsetRunRequest(k=10, measures=("ndcg@10", "recall@10", "map"), answers=False),
     )
     return outcome.run.run_id
 

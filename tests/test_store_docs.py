@@ -18,6 +18,7 @@ from evalkit.embedding import ModelFingerprint
 from evalkit.goldset import Goldset, load_goldset
 from evalkit.pipeline import evaluate_goldset
 from evalkit.records import Query, QueryResult, ScoredDoc
+from evalkit.records.requests import GoldsetRunRequest
 from evalkit.store import Store
 from evalkit.store.goldsets import save_goldset
 from evalkit.store.runs import get_run, query_metrics, run_results
@@ -76,9 +77,14 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Built:
     gold = load_goldset(DEMO, name="demo")
     with Store.open(path) as opened:
         save_goldset(opened, gold)
-        older = evaluate_goldset(opened, gold, ShuffledJudgments(gold, 1), k=20, answers=False)
+        older = evaluate_goldset(
+            opened, gold, ShuffledJudgments(gold, 1), GoldsetRunRequest(k=20, answers=False)
+        )
         newer = evaluate_goldset(
-            opened, gold, ShuffledJudgments(gold, 2, FAILING), k=20, answers=False
+            opened,
+            gold,
+            ShuffledJudgments(gold, 2, FAILING),
+            GoldsetRunRequest(k=20, answers=False),
         )
     assert (older.run.status, newer.run.status) == ("complete", "partial")
     return Built(path, older.run.run_id, newer.run.run_id)

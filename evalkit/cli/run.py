@@ -34,6 +34,7 @@ from evalkit.cli._store import open_store
 from evalkit.cli.answers import print_answer_summaries
 from evalkit.cli.runs import print_run
 from evalkit.errors import ConfigError
+from evalkit.records.requests import GoldsetRunRequest
 
 RETRIEVER_FAILURE = 3
 
@@ -116,7 +117,6 @@ def run(
     from evalkit.retrievers.factory import build_retriever, query_embedder_ahead
 
     config = settings()
-    depth = k or config.k
     options = retriever_options(
         collection=collection,
         chroma_url=chroma_url,
@@ -168,13 +168,10 @@ def run(
                 partial(open_store, write=True, purpose="run", config=config),
                 gold,
                 retriever,
-                k=depth,
-                measures=measure,
-                relevance_threshold=config.relevance_threshold,
-                batch_size=config.query_batch_size,
-                label=label,
+                GoldsetRunRequest.from_settings(
+                    config, k=k, measures=measure, label=label, answers=answers
+                ),
                 progress=bar,
-                answers=answers,
                 close_retriever=True,
                 engine=on_ray,
             )

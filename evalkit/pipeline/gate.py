@@ -21,7 +21,7 @@ from evalkit.metrics import read_qrels
 from evalkit.metrics.defaults import DefaultMeasures, default_measures_for
 from evalkit.pipeline.goldset_run import evaluate_goldset
 from evalkit.pipeline.runs import RunOutcome, StoreOpener, _session, default_measures
-from evalkit.records.requests import GATE_DEFAULTS, GatePolicy
+from evalkit.records.requests import GATE_DEFAULTS, GatePolicy, GoldsetRunRequest
 from evalkit.retrievers.base import Retriever
 from evalkit.retrievers.factory import RetrieverOptions, build_retriever
 from evalkit.stats.compare import ComparisonReport, compare_scored, score_run
@@ -134,14 +134,11 @@ def replay_candidate(
         store,
         goldset,
         live,
-        k=depth,
-        measures=wanted,
-        relevance_threshold=settings.relevance_threshold,
-        batch_size=settings.query_batch_size,
-        label=label,
-        progress=progress,
         # The gate decides on retrieval metrics; judging answers would only add cost.
-        answers=False,
+        GoldsetRunRequest.from_settings(
+            settings, k=depth, measures=wanted, label=label, answers=False
+        ),
+        progress=progress,
         close_retriever=built,
     )
     if outcome.run.status != "complete":

@@ -32,6 +32,7 @@ from evalkit.pipeline.runs import (
     default_measures,
 )
 from evalkit.records import QueryResult
+from evalkit.records.requests import GoldsetRunRequest
 from evalkit.retrievers.base import Retriever, SupportsPrefetch
 from evalkit.store import RunSpec, Store
 from evalkit.store.goldsets import save_goldset
@@ -45,20 +46,16 @@ def evaluate_goldset(
     store: Store | StoreOpener,
     goldset: Goldset,
     retriever: Retriever,
+    request: GoldsetRunRequest,
     *,
-    k: int,
-    measures: Sequence[str] | None = None,
-    relevance_threshold: int = 1,
-    batch_size: int = 64,
-    label: str | None = None,
     progress: Callable[[int, int], None] | None = None,
-    answers: bool = True,
     judge_settings: JudgeSettings | None = None,
     offline: OfflineFaithfulness | None = None,
     close_retriever: bool = False,
     engine: RayEngine | None = None,
 ) -> RunOutcome:
-    """Replay a goldset against a live retriever, score it and store everything.
+    """Replay a goldset against a live retriever as ``request`` says (depth, measures,
+    relevance threshold, batch size, label, answers), score it and store everything.
 
     Given an open ``store``, the run row is committed as ``running`` before the first query
     is sent; results are stored batch by batch; metrics and the final status are written in
@@ -84,6 +81,8 @@ def evaluate_goldset(
     actor builds its own from ``engine.retriever``; the per-query figures are those of a
     local run. Answers are not scored on that engine.
     """
+    k, measures, answers = request.k, request.measures, request.answers
+    relevance_threshold = request.relevance_threshold
     with _closing(retriever if close_retriever else None):
         defaults = None if measures else default_measures_for(k)
         measure_names = [str(m) for m in parse_measures(list(measures or default_measures(k)))]
@@ -93,7 +92,7 @@ def evaluate_goldset(
             k=k,
             measure_names=measure_names,
             relevance_threshold=relevance_threshold,
-            label=label,
+            label=request.label,
         )
         if answers:
             judge_settings = answer_settings(judge_settings)
@@ -167,7 +166,7 @@ def evaluate_goldset(
             goldset.queries,
             retriever,
             k=k,
-            batch_size=batch_size,
+            batch_size=request.batch_size,
             progress=progress,
             timing=timing,
             prepare=lambda writing: save_goldset(writing, goldset),

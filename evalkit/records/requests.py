@@ -3,14 +3,20 @@
 The CLI's options, the scheduler's job parameters and the pytest plugin build these records
 (their defaults read from the ``*_DEFAULTS`` instances below, never retyped), and the
 pipeline takes them whole: ``GatePolicy`` for ``gate_against_baseline`` (``evalkit gate``,
-``evalkit compare``, the pytest plugin), ``TrafficReplayRequest`` for a traffic replay
-(``evalkit traffic replay``, the ``traffic`` job).
+``evalkit compare``, the pytest plugin), ``GoldsetRunRequest`` for a goldset run
+(``evalkit run``, the ``goldset_replay`` job, a gate's live candidate),
+``TrafficReplayRequest`` for a traffic replay (``evalkit traffic replay``, the ``traffic``
+job).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from evalkit.config import Settings
 
 __all__ = [
     "COMPARE_DEFAULTS",
@@ -19,6 +25,7 @@ __all__ = [
     "GATE_DEFAULTS",
     "TRAFFIC_REPLAY_DEFAULTS",
     "GatePolicy",
+    "GoldsetRunRequest",
     "TrafficReplayRequest",
 ]
 
@@ -55,6 +62,46 @@ GATE_DEFAULTS: Final = GatePolicy()
 
 COMPARE_DEFAULTS: Final = GatePolicy(min_effect=0.0)
 """``evalkit compare``: every significant difference is reported."""
+
+
+@dataclass(frozen=True, slots=True)
+class GoldsetRunRequest:
+    """How a goldset is replayed and scored.
+
+    ``k`` documents per query; ``measures`` scored (empty: the default measures for ``k``,
+    ``evalkit.metrics.defaults``); a graded judgment counts as relevant from
+    ``relevance_threshold``; queries are sent ``batch_size`` at a time; ``label`` names the
+    run. With ``answers`` the answers a RAG retriever generated are scored (faithfulness).
+    """
+
+    k: int
+    measures: tuple[str, ...] = ()
+    relevance_threshold: int = 1
+    batch_size: int = 64
+    label: str | None = None
+    answers: bool = True
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        k: int | None = None,
+        measures: Sequence[str] | None = None,
+        label: str | None = None,
+        answers: bool = True,
+    ) -> GoldsetRunRequest:
+        """The request of a run under ``settings``: its depth (``k``, default the settings'
+        ``k``), relevance threshold and query batch size, with the run's own ``measures``,
+        ``label`` and ``answers``."""
+        return cls(
+            k=k or settings.k,
+            measures=tuple(measures or ()),
+            relevance_threshold=settings.relevance_threshold,
+            batch_size=settings.query_batch_size,
+            label=label,
+            answers=answers,
+        )
 
 
 @dataclass(frozen=True, slots=True)

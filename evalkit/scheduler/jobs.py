@@ -63,7 +63,11 @@ from evalkit.pipeline import (
     replay_traffic_window,
     score_answer_file,
 )
-from evalkit.records.requests import TRAFFIC_REPLAY_DEFAULTS, TrafficReplayRequest
+from evalkit.records.requests import (
+    TRAFFIC_REPLAY_DEFAULTS,
+    GoldsetRunRequest,
+    TrafficReplayRequest,
+)
 from evalkit.registry import register_named
 from evalkit.retrievers.chroma_client import collection_name_problem
 from evalkit.retrievers.factory import RetrieverOptions, build_retriever
@@ -284,11 +288,9 @@ def _goldset_replay(ctx: JobContext, params: GoldsetReplayParams) -> JobOutcome:
         store,
         goldset,
         params.build(settings),
-        k=params.k or settings.k,
-        measures=params.measures,
-        relevance_threshold=settings.relevance_threshold,
-        batch_size=settings.query_batch_size,
-        label=params.label or ctx.job,
+        GoldsetRunRequest.from_settings(
+            settings, k=params.k, measures=params.measures, label=params.label or ctx.job
+        ),
         progress=ctx.progress,
         close_retriever=True,
         engine=params.ray_engine(settings),
