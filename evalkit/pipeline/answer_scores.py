@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from evalkit.answers import OfflineFaithfulness
 
 
-def _cache_judged(cache_path: Path, shard_dir: Path) -> None:
+def cache_judged(cache_path: Path, shard_dir: Path) -> None:
     """Add the judge outputs of a run's answer shards to the judge's own cache file."""
     import pyarrow.parquet as pq
 
@@ -47,7 +47,7 @@ def _cache_judged(cache_path: Path, shard_dir: Path) -> None:
             save_cached_judgments(cache, entries)
 
 
-def _stored_answers(store: Store, scoring_id: str) -> AnswerScores | None:
+def stored_answers(store: Store, scoring_id: str) -> AnswerScores | None:
     """The summaries and counts of a stored scoring (None when it was not stored: the run
     generated no answer); its per-answer scores stay in the store."""
     try:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pyarrow.compute as pc
 
-from evalkit.engines import RayEngine, number_query_table
+from evalkit.engines import RayEngine, ReplayQueries
 from evalkit.errors import ConfigError
 from evalkit.goldset.formats import load_goldset as read_goldset_files
 from evalkit.goldset.model import Goldset
@@ -18,10 +18,10 @@ from evalkit.metrics import parse_measures
 from evalkit.pipeline.runs import (
     RunOutcome,
     StoreOpener,
-    _closing,
-    _engine_run,
     _session,
+    closing_retriever,
     default_measures,
+    sharded_run,
 )
 from evalkit.retrievers.factory import build_retriever
 from evalkit.store import RunSpec, Store
@@ -57,7 +57,7 @@ def evaluate_query_table(
         n_queries += batch.num_rows
         n_total += int(pc.sum(pc.greater(judged, 0)).as_py() or 0)
     described = build_retriever(engine.retriever, engine.settings)
-    with _closing(described):
+    with closing_retriever(described):
         spec = RunSpec.for_retriever(
             described,
             kind="queries",
@@ -68,11 +68,11 @@ def evaluate_query_table(
             label=label,
         )
 
-    return _engine_run(
+    return sharded_run(
         store,
         spec,
         engine,
-        write_queries=lambda numbered: number_query_table(path, numbered),
+        ReplayQueries(table=path),
         k=k,
         measure_names=measure_names,
         relevance_threshold=relevance_threshold,

@@ -12,24 +12,26 @@ from typing import TYPE_CHECKING
 from evalkit import answers as answer_stage
 from evalkit.config import JudgeSettings
 from evalkit.engines import (
+    EngineReport,
+    LocalEngine,
     RayEngine,
+    ReplayQueries,
     ReplayTiming,
     actor_judge_settings,
     results_frame,
-    write_query_table,
 )
 from evalkit.goldset.model import Goldset
 from evalkit.metrics import EvaluationResult, Evaluator, parse_measures
 from evalkit.metrics.defaults import default_measures_for
 from evalkit.pipeline.answer_scores import answer_settings, score_run_answers
 from evalkit.pipeline.runs import (
+    Recorded,
     RunOutcome,
     StoreOpener,
-    _closing,
-    _engine_run,
-    _Recorded,
-    _replay_run,
+    closing_retriever,
     default_measures,
+    replay_run,
+    sharded_run,
 )
 from evalkit.records import QueryResult
 from evalkit.records.requests import GoldsetRunRequest
@@ -76,14 +78,14 @@ def evaluate_goldset(
     first query is sent. With ``close_retriever`` the retriever is closed on the way out,
     whatever happens (for callers that built it for this one run).
 
-    With an ``engine`` (``RayEngine``) the replay runs on Ray instead (``_engine_run``):
+    With an ``engine`` (``RayEngine``) the replay runs on Ray instead (``sharded_run``):
     ``retriever`` then only describes the run (its kind, configuration and model), each
     actor builds its own from ``engine.retriever``; the per-query figures are those of a
     local run. Answers are not scored on that engine.
     """
     k, measures, answers = request.k, request.measures, request.answers
     relevance_threshold = request.relevance_threshold
-    with _closing(retriever if close_retriever else None):
+    with closing_retriever(retriever if close_retriever else None):
         defaults = None if measures else default_measures_for(k)
         measure_names = [str(m) for m in parse_measures(list(measures or default_measures(k)))]
         spec = _goldset_run_spec(
@@ -101,13 +103,11 @@ def evaluate_goldset(
                 # A judge concurrency the actors cannot share fails before any query.
                 actor_judge_settings(judge_settings, engine.actors)
             judged = {judgment.query_id for judgment in goldset.judgments}
-            outcome = _engine_run(
+            outcome = sharded_run(
                 store,
                 spec,
                 engine,
-                write_queries=lambda path: write_query_table(
-                    path, goldset.queries, goldset.judgments
-                ),
+                ReplayQueries(goldset.queries, goldset.judgments),
                 k=k,
                 measure_names=measure_names,
                 relevance_threshold=relevance_threshold,
@@ -118,13 +118,12 @@ def evaluate_goldset(
                 answers=judge_settings if answers else None,
             )
             return dataclasses.replace(outcome, default_measures=defaults)
-        timing = ReplayTiming()
         if isinstance(retriever, SupportsPrefetch):
             # The goldset is known in full: its queries are embedded in one length-sorted
             # pass (less padding than batch by batch) that starts before the first batch.
             retriever.prefetch([query.text for query in goldset.queries])
 
-        def record(writing: Store, run_id: str, results: Sequence[QueryResult]) -> _Recorded[float]:
+        def record(writing: Store, run_id: str, results: Sequence[QueryResult]) -> Recorded[float]:
             began = time.perf_counter()
             evaluation, n_total = _score_goldset(
                 goldset,
@@ -132,7 +131,7 @@ def evaluate_goldset(
                 measure_names=measure_names,
                 relevance_threshold=relevance_threshold,
             )
-            return _Recorded(
+            return Recorded(
                 per_query=evaluation.per_query if evaluation else None,
                 aggregates=evaluation.aggregate if evaluation else {},
                 n_evaluated=evaluation.n_queries if evaluation else 0,
@@ -143,7 +142,7 @@ def evaluate_goldset(
         def conclude(
             writing: Store,
             run_id: str,
-            results: Sequence[QueryResult],
+            report: EngineReport,
             metrics_seconds: float,
             store_seconds: float,
         ) -> RunOutcome:
@@ -151,8 +150,8 @@ def evaluate_goldset(
                 writing,
                 run_id,
                 goldset,
-                results,
-                timing=timing,
+                report.results,
+                timing=report.timing,
                 seconds_metrics=metrics_seconds,
                 seconds_store=store_seconds,
                 answers=answers,
@@ -160,15 +159,13 @@ def evaluate_goldset(
                 offline=offline,
             )
 
-        outcome = _replay_run(
+        outcome = replay_run(
             store,
             spec,
+            LocalEngine(retriever, batch_size=request.batch_size),
             goldset.queries,
-            retriever,
             k=k,
-            batch_size=request.batch_size,
             progress=progress,
-            timing=timing,
             prepare=lambda writing: save_goldset(writing, goldset),
             record=record,
             conclude=conclude,

@@ -5,7 +5,6 @@ queries replayed (locally or on the Ray engine), the results stored, the run fin
 from __future__ import annotations
 
 import contextlib
-import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -20,18 +19,17 @@ from evalkit import answers as answer_stage
 from evalkit.answers.records import AnswerScores
 from evalkit.config import JudgeSettings
 from evalkit.engines import (
-    JUDGED_SCHEMA,
-    SHARD_SUFFIX,
-    EngineStoppedError,
+    Engine,
+    EngineReport,
     RayEngine,
+    ReplayQueries,
+    ReplaySpec,
     ReplayTiming,
-    replay,
 )
-from evalkit.extras import require
+from evalkit.engines.base import Progress
 from evalkit.metrics.defaults import DefaultMeasures, default_measures_for
-from evalkit.pipeline.answer_scores import _cache_judged, _stored_answers
+from evalkit.pipeline.answer_scores import cache_judged, stored_answers
 from evalkit.records import Query, QueryResult
-from evalkit.retrievers.base import Retriever
 from evalkit.store import RunRecord, RunSpec, Store, utc_now
 from evalkit.store.answers import new_scoring_id
 from evalkit.store.runs import (
@@ -39,7 +37,7 @@ from evalkit.store.runs import (
     get_run,
     new_run_id,
 )
-from evalkit.store.shards import ShardAnswers, load_run_shards, summarize_shards, write_lost_shard
+from evalkit.store.shards import ShardAnswers, load_engine_report, write_judge_cache_snapshot
 
 
 def default_measures(k: int) -> list[str]:
@@ -73,12 +71,11 @@ StoreOpener = Callable[[], AbstractContextManager[Store]]
 
 
 _Value = TypeVar("_Value")
-_Replayed = TypeVar("_Replayed")
 _Outcome = TypeVar("_Outcome")
 
 
 @dataclass(frozen=True, slots=True)
-class _Recorded(Generic[_Value]):
+class Recorded(Generic[_Value]):
     """What a kind of run stored besides its query results: the figures its final row
     takes, and a value of its own for ``conclude``."""
 
@@ -90,7 +87,7 @@ class _Recorded(Generic[_Value]):
 
 
 @contextlib.contextmanager
-def _closing(retriever: object | None) -> Iterator[None]:
+def closing_retriever(retriever: object | None) -> Iterator[None]:
     """Close ``retriever`` (if given and closable) when the block ends, however it ends."""
     try:
         yield
@@ -103,35 +100,37 @@ def _closing(retriever: object | None) -> Iterator[None]:
 def _record_run(
     store: Store | StoreOpener,
     spec: RunSpec,
+    engine: Engine,
+    queries: ReplayQueries,
+    replay_spec: ReplaySpec,
     *,
+    started_at: datetime,
+    progress: Progress | None,
     prepare: Callable[[Store], object],
     nothing_answered: str,
-    run_replay: Callable[[RunRecorder | None], _Replayed],
-    finish: Callable[[RunRecorder, _Replayed], _Value],
+    finish: Callable[[RunRecorder, EngineReport], _Value],
     conclude: Callable[[Store, RunRecorder, _Value], _Outcome],
-    started_at: datetime | None = None,
-    run_id: str | None = None,
 ) -> _Outcome:
-    """The lifecycle of every replayed run (goldset, traffic, a gate's candidate; local or
-    on Ray), each step of it a ``RunRecorder``'s.
+    """The lifecycle of every replayed run (goldset, traffic, a gate's candidate; on any
+    ``engine``), each step of it a ``RunRecorder``'s.
 
     ``prepare`` writes what the run row refers to (its goldset) before the run is recorded
-    ``running``; ``run_replay(recorder)`` replays the queries; ``finish(recorder, replayed)``
-    stores what this kind of run derives from them and finishes the run (``complete``,
+    ``running``; ``engine.replay(replay_spec, queries)`` replays the queries of run
+    ``replay_spec.run_id``; ``finish(recorder, report)`` stores what the engine's report
+    holds and what this kind of run derives from it, and finishes the run (``complete``,
     ``partial``, ``failed``; with no query at all, ``nothing_answered``); ``conclude``
     builds the outcome from the finished run, outside the run's failure handling (what it
     does, like scoring answers, cannot fail the run). Any crash before the run is finished
     marks it ``failed`` with the error, and re-raises.
 
-    Given an open ``store``, the run is recorded ``running`` before the replay, which gets
-    the recorder to store its results as they come. Given a ``StoreOpener``, the store is
-    opened only after the replay (``run_replay`` gets None), and the run is recorded then, with
-    the replay's start time, from its ``running`` row to its final status in one short
-    stretch; a replay that crashes is recorded as a ``failed`` run in a short stretch of its
-    own.
+    Given an open ``store``, the run is recorded ``running`` before the replay, and the
+    engine's batches are stored as they come (an engine that hands results back). Given a
+    ``StoreOpener``, the store is opened only after the replay, and the run is recorded
+    then, with the replay's start time, from its ``running`` row to its final status in one
+    short stretch; a replay that crashes is recorded as a ``failed`` run in a short stretch
+    of its own.
     """
-    started_at = started_at or utc_now()
-    run_id = run_id or new_run_id(started_at)
+    run_id = replay_spec.run_id
 
     def recorder(writing: Store) -> RunRecorder:
         return RunRecorder(
@@ -140,6 +139,14 @@ def _record_run(
             nothing_answered=nothing_answered,
             started_at=started_at,
             run_id=run_id,
+        )
+
+    def run_replay(recording: RunRecorder | None) -> EngineReport:
+        return engine.replay(
+            replay_spec,
+            queries,
+            progress=progress,
+            on_batch=recording.add if recording is not None else None,
         )
 
     if isinstance(store, Store):
@@ -162,57 +169,49 @@ def _record_run(
         return conclude(writing, recording, value)
 
 
-def _replay_run(
+def replay_run(
     store: Store | StoreOpener,
     spec: RunSpec,
+    engine: Engine,
     queries: Sequence[Query],
-    retriever: Retriever,
     *,
     k: int,
-    batch_size: int,
-    progress: Callable[[int, int], None] | None,
-    timing: ReplayTiming,
+    progress: Progress | None,
     prepare: Callable[[Store], object],
-    record: Callable[[Store, str, Sequence[QueryResult]], _Recorded[_Value]],
-    conclude: Callable[[Store, str, Sequence[QueryResult], _Value, float], _Outcome],
+    record: Callable[[Store, str, Sequence[QueryResult]], Recorded[_Value]],
+    conclude: Callable[[Store, str, EngineReport, _Value, float], _Outcome],
     nothing_answered: str,
 ) -> _Outcome:
-    """A run replayed by the local engine (``_record_run``): given an open store, results
-    are stored batch by batch as they come, else all at once after the replay. ``record``
-    stores what this kind of run derives from its results and returns the figures of its
-    final row; ``conclude``'s last argument is the seconds spent writing to the store."""
+    """A run replayed by an engine that hands its results back (``LocalEngine``), through
+    the run lifecycle (``_record_run``): given an open store, results are stored batch by
+    batch as they come, else all at once after the replay. ``record`` stores what this
+    kind of run derives from its results and returns the figures of its final row;
+    ``conclude`` gets the engine's report, and last the seconds spent writing to the
+    store."""
 
-    def run(recording: RunRecorder | None) -> list[QueryResult]:
-        return replay(
-            queries,
-            retriever,
-            k=k,
-            batch_size=batch_size,
-            on_batch=recording.add if recording is not None else None,
-            progress=progress,
-            timing=timing,
-        )
-
-    def finish(
-        recording: RunRecorder, results: list[QueryResult]
-    ) -> tuple[_Value, list[QueryResult]]:
+    def finish(recording: RunRecorder, report: EngineReport) -> tuple[_Value, EngineReport]:
         if not isinstance(store, Store):
-            recording.add(results)
-        recorded = record(recording.store, recording.run_id, results)
+            recording.add(report.results)
+        recorded = record(recording.store, recording.run_id, report.results)
         recording.finish(
             per_query=recorded.per_query,
             aggregates=recorded.aggregates,
             n_evaluated=recorded.n_evaluated,
             n_total=recorded.n_total,
         )
-        return recorded.value, results
+        return recorded.value, report
 
+    started_at = utc_now()
     return _record_run(
         store,
         spec,
+        engine,
+        ReplayQueries(queries=queries),
+        ReplaySpec(run_id=new_run_id(started_at), k=k),
+        started_at=started_at,
+        progress=progress,
         prepare=prepare,
         nothing_answered=nothing_answered,
-        run_replay=run,
         finish=finish,
         conclude=lambda writing, recording, finished: conclude(
             writing, recording.run_id, finished[1], finished[0], recording.seconds_store
@@ -220,51 +219,48 @@ def _replay_run(
     )
 
 
-def _engine_run(
+def sharded_run(
     store: Store | StoreOpener,
     spec: RunSpec,
     engine: RayEngine,
+    queries: ReplayQueries,
     *,
-    write_queries: Callable[[Path], object],
     k: int,
     measure_names: Sequence[str],
     relevance_threshold: int,
     n_total: int,
     prepare: Callable[[Store], object],
-    progress: Callable[[int, int], None] | None,
+    progress: Progress | None,
     nothing_answered: str,
     answers: JudgeSettings | None = None,
 ) -> RunOutcome:
-    """The run lifecycle of a replay on the Ray engine (``evaluate_goldset`` and
-    ``evaluate_query_table`` with an ``engine``).
+    """A run replayed by an engine that leaves its results as Parquet shards (``RayEngine``:
+    ``evaluate_goldset`` and ``evaluate_query_table`` with an ``engine``), through the run
+    lifecycle (``_record_run``).
 
-    ``write_queries(path)`` writes the numbered query table (``evalkit.engines``) to
-    ``path`` (removed after the load); it is replayed on Ray
-    (``evalkit.engines.ray_actors``); the actors leave one Parquet shard per batch. The one
-    writer then records the queries no shard holds (an actor lost more often than Ray
-    retries it, an engine that stopped) as failed with the reason, and loads every shard
-    and the run's final status in one transaction (``load_run_shards``): the store holds
-    a run with all its rows or none of them, and never a run that looks complete with
-    rows missing. The shards are removed once loaded.
+    The engine replays and scores ``queries`` and reports its shards; the one writer then
+    records the queries no shard holds (an actor lost more often than Ray retries it, an
+    engine that stopped) as failed with the reason, and loads every shard and the run's
+    final status in one transaction (``evalkit.store.shards.load_engine_report``): the
+    store holds a run with all its rows or none of them, and never a run that looks
+    complete with rows missing. The shards and the query table are removed once loaded.
 
     Given an open ``store``, the run row is created ``running`` before the replay; given a
     ``StoreOpener``, the store is opened only once the engine has finished, as a local
-    replay does. A crash (or an interruption through ``progress``) marks the run
-    ``failed`` and re-raises; its shards stay on disk.
+    replay does. A crash (or an interruption through ``progress``)
+    marks the run ``failed`` and re-raises; its shards stay on disk.
 
     With ``answers`` (judge settings) the actors score the answers the retriever generates
     (reading a snapshot of the judge cache taken before the replay, when a judge scores
     them); their scores, the answers and the judge's new outputs are loaded with the
     run's shards, in the same transaction, as one answer scoring of the run.
     """
-    engine_module = require("evalkit.engines.ray_actors", "the Ray engine (--engine ray)")
     started_at = utc_now()
     run_id = new_run_id(started_at)
-    shard_dir = engine.shard_dir(run_id)
-    queries = shard_dir.with_name(f"{run_id}.queries.parquet")
-    write_queries(queries)
     judge_cache = (
-        _judge_cache_snapshot(store, answers, shard_dir.with_name(f"{run_id}.judge_cache.parquet"))
+        _judge_cache_snapshot(
+            store, answers, engine.shard_dir(run_id).with_name(f"{run_id}.judge_cache.parquet")
+        )
         if answers is not None and answer_stage.uses_judge(answers)
         else None
     )
@@ -278,139 +274,61 @@ def _engine_run(
         if answers is not None
         else None
     )
+    reports: list[EngineReport] = []
 
-    def run(recording: RunRecorder | None) -> tuple[EngineStoppedError | None, float]:
+    def finish(recording: RunRecorder, report: EngineReport) -> float:
+        reports.append(report)
         began = time.perf_counter()
-        try:
-            engine_module.replay_on_ray(
-                queries,
-                shard_dir,
-                engine,
-                k=k,
-                measures=measure_names,
-                relevance_threshold=relevance_threshold,
-                total=spec.n_queries,
-                progress=progress,
-                answers=answers,
-                judge_cache=judge_cache,
-            )
-        except EngineStoppedError as error:  # the shards so far are kept; the rest is lost
-            return error, time.perf_counter() - began
-        return None, time.perf_counter() - began
-
-    def finish(
-        recording: RunRecorder, replayed: tuple[EngineStoppedError | None, float]
-    ) -> tuple[float, float]:
-        stopped, replay_seconds = replayed
-        began = time.perf_counter()
-        _load_engine_run(
-            recording,
-            shard_dir,
-            queries,
-            stopped=stopped,
-            measure_names=measure_names,
-            n_total=n_total,
-            answers=scoring,
+        load_engine_report(
+            recording, report, measures=measure_names, n_total=n_total, answers=scoring
         )
         store_seconds = time.perf_counter() - began
-        if answers is not None and answers.cache_path is not None:
-            _cache_judged(answers.cache_path, shard_dir)
-        return replay_seconds, store_seconds
+        if answers is not None and answers.cache_path is not None and report.shard_dir:
+            cache_judged(answers.cache_path, report.shard_dir)
+        return store_seconds
 
-    def conclude(
-        writing: Store, recording: RunRecorder, seconds: tuple[float, float]
-    ) -> RunOutcome:
+    def conclude(writing: Store, recording: RunRecorder, store_seconds: float) -> RunOutcome:
         return RunOutcome(
             run=get_run(writing, recording.run_id),
-            timing=ReplayTiming(retriever_seconds=seconds[0]),
-            seconds_store=seconds[1],
-            extra={"engine": "ray", "shard_dir": str(shard_dir)},
-            answers=_stored_answers(writing, scoring.scoring_id) if scoring else None,
+            timing=reports[0].timing,
+            seconds_store=store_seconds,
+            extra=dict(reports[0].extra),
+            answers=stored_answers(writing, scoring.scoring_id) if scoring else None,
         )
 
     outcome = _record_run(
         store,
         spec,
+        engine,
+        queries,
+        ReplaySpec(
+            run_id=run_id,
+            k=k,
+            measures=tuple(measure_names),
+            relevance_threshold=relevance_threshold,
+            answers=answers,
+            judge_cache=judge_cache,
+        ),
+        started_at=started_at,
+        progress=progress,
         prepare=prepare,
         nothing_answered=nothing_answered,
-        run_replay=run,
         finish=finish,
         conclude=conclude,
-        started_at=started_at,
-        run_id=run_id,
     )
-    shutil.rmtree(shard_dir, ignore_errors=True)
-    queries.unlink(missing_ok=True)
+    reports[0].discard()
     if judge_cache is not None:
         judge_cache.unlink(missing_ok=True)
     return outcome
 
 
 def _judge_cache_snapshot(store: Store | StoreOpener, settings: JudgeSettings, path: Path) -> Path:
-    """The judge's cached outputs for its model, written to the Parquet file ``path`` for
-    the actors to read (they cannot open the store: it has one writer)."""
-    import pyarrow.parquet as pq
-
-    columns = ", ".join(JUDGED_SCHEMA.names)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    opened = (
-        Store.open(settings.cache_path)
-        if settings.cache_path is not None
-        else contextlib.nullcontext(store)
-        if isinstance(store, Store)
-        else store()
-    )
+    """The judge's cached outputs for its model, in its cache file or else the store,
+    written to ``path`` for the Ray engine's actors (``write_judge_cache_snapshot``)."""
+    opened = Store.open(settings.cache_path) if settings.cache_path is not None else _session(store)
     with opened as source:
-        source.copy_query(
-            f"SELECT {columns} FROM judge_cache WHERE judge_model = ?",
-            [settings.model],
-            path,
-            options="FORMAT parquet",
-        )
-    # DuckDB's types as the actors' reader expects them, whatever the table's.
-    pq.write_table(pq.read_table(path).cast(JUDGED_SCHEMA), path)
-    return path
-
-
-def _load_engine_run(
-    recording: RunRecorder,
-    shard_dir: Path,
-    queries: Path,
-    *,
-    stopped: EngineStoppedError | None,
-    measure_names: Sequence[str],
-    n_total: int,
-    answers: ShardAnswers | None = None,
-) -> None:
-    """Load the Ray engine's shards of the run ``recording`` records, and its final row,
-    in one transaction; queries no shard holds are stored failed with the reason."""
-    reason = (
-        f"lost: the Ray engine stopped before this query's batch was stored ({stopped})"
-        if stopped is not None
-        else "lost: no shard of the Ray engine holds this query"
-    )
-    store = recording.store
-    shards = sorted(shard_dir.glob(f"*{SHARD_SUFFIX}"))
-    lost = shard_dir / f"lost{SHARD_SUFFIX}"
-    if write_lost_shard(store, queries, shards, lost, error=reason, measures=measure_names):
-        shards.append(lost)
-    summary = summarize_shards(store, shards, measure_names)
-    recording.finish_loaded(
-        lambda status, note: load_run_shards(
-            store,
-            recording.run_id,
-            shards,
-            measures=measure_names,
-            status=status,
-            n_total=n_total,
-            error=note,
-            summary=summary,
-            answers=answers,
-        ),
-        n_failed=summary.n_failed,
-        n_results=summary.n_queries,
-        first_error=summary.first_error,
-    )
+        assert source is not None
+        return write_judge_cache_snapshot(source, settings.model, path)
 
 
 @contextlib.contextmanager

@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING
 from evalkit.answers.records import AnswerScores
 from evalkit.config import JudgeSettings
 from evalkit.embedding import LazyEmbedder
-from evalkit.engines import ReplayTiming
+from evalkit.engines import EngineReport, LocalEngine, ReplayTiming
 from evalkit.errors import NotFoundError
 from evalkit.pipeline.answer_scores import answer_settings, score_answers_for_run
-from evalkit.pipeline.runs import _closing, _Recorded, _replay_run
+from evalkit.pipeline.runs import Recorded, closing_retriever, replay_run
 from evalkit.records import QueryResult
 from evalkit.records.requests import TrafficReplayRequest
 from evalkit.retrievers.base import Retriever
@@ -93,7 +93,7 @@ def replay_traffic_window(
     embedder = setup.embedder
     answers = request.answers
     judge_settings = setup.judge_settings
-    with _closing(retriever if close_retriever else None):
+    with closing_retriever(retriever if close_retriever else None):
         if answers:
             # Checked before the replay, so a judge misconfiguration costs no retriever calls.
             judge_settings = answer_settings(judge_settings)
@@ -106,11 +106,10 @@ def replay_traffic_window(
             tenant_isolation=request.tenant_isolation,
             label=request.label,
         )
-        timing = ReplayTiming()
 
         def record(
             writing: Store, run_id: str, results: Sequence[QueryResult]
-        ) -> _Recorded[StoredWindowSummary]:
+        ) -> Recorded[StoredWindowSummary]:
             summary = save_window_summary(
                 writing,
                 plan,
@@ -121,14 +120,14 @@ def replay_traffic_window(
                 embedder=embedder,
                 embedding_sample_size=request.embedding_sample_size,
             )
-            return _Recorded(
+            return Recorded(
                 per_query=None, aggregates={}, n_evaluated=0, n_total=len(results), value=summary
             )
 
         def conclude(
             writing: Store,
             run_id: str,
-            results: Sequence[QueryResult],
+            report: EngineReport,
             summary: StoredWindowSummary,
             store_seconds: float,
         ) -> TrafficReplay:
@@ -136,18 +135,19 @@ def replay_traffic_window(
                 score_answers_for_run(writing, run_id, settings=judge_settings) if answers else None
             )
             return TrafficReplay(
-                run=get_run(writing, run_id), summary=summary, timing=timing, answers=scored
+                run=get_run(writing, run_id),
+                summary=summary,
+                timing=report.timing,
+                answers=scored,
             )
 
-        return _replay_run(
+        return replay_run(
             store,
             plan.spec,
+            LocalEngine(retriever, batch_size=request.batch_size),
             plan.queries,
-            retriever,
             k=request.k,
-            batch_size=request.batch_size,
             progress=progress,
-            timing=timing,
             prepare=lambda writing: None,
             record=record,
             conclude=conclude,

@@ -28,20 +28,23 @@ import pyarrow as pa
 
 from evalkit.answers.context import CONTEXT_METRICS
 from evalkit.clock import utc_now
-from evalkit.engines import COUNTS_KEY, POSITION, answer_shard
+from evalkit.engines import COUNTS_KEY, JUDGED_SCHEMA, POSITION, SHARD_SUFFIX, answer_shard
 from evalkit.errors import StoreError
 from evalkit.redaction import redact_known
-from evalkit.store.runs import mark_finished
+from evalkit.store.runs import RunRecorder, mark_finished
 
 if TYPE_CHECKING:
+    from evalkit.engines import EngineReport
     from evalkit.store.store import Store
 
 __all__ = [
     "ShardAnswers",
     "ShardSummary",
+    "load_engine_report",
     "load_run_shards",
     "loaded_shards",
     "summarize_shards",
+    "write_judge_cache_snapshot",
     "write_lost_shard",
 ]
 
@@ -256,6 +259,68 @@ def load_run_shards(
     except duckdb.Error as failure:
         raise StoreError(f"cannot load the shards of run {run_id}: {failure}") from failure
     return summary.n_queries
+
+
+def load_engine_report(
+    recording: RunRecorder,
+    report: EngineReport,
+    *,
+    measures: Sequence[str],
+    n_total: int,
+    answers: ShardAnswers | None = None,
+) -> None:
+    """Finish the run ``recording`` records from the shards an engine left
+    (``report.shard_dir``), loaded with its final row in one transaction
+    (``load_run_shards``); the queries of ``report.query_table`` no shard holds are stored
+    failed with the reason (the engine stopped, or lost their batch)."""
+    if report.shard_dir is None or report.query_table is None:
+        raise StoreError(f"the {report.engine} engine left no shards to load")
+    reason = (
+        f"lost: the Ray engine stopped before this query's batch was stored ({report.stopped})"
+        if report.stopped is not None
+        else "lost: no shard of the Ray engine holds this query"
+    )
+    store = recording.store
+    shards = sorted(report.shard_dir.glob(f"*{SHARD_SUFFIX}"))
+    lost = report.shard_dir / f"lost{SHARD_SUFFIX}"
+    if write_lost_shard(store, report.query_table, shards, lost, error=reason, measures=measures):
+        shards.append(lost)
+    summary = summarize_shards(store, shards, measures)
+    recording.finish_loaded(
+        lambda status, note: load_run_shards(
+            store,
+            recording.run_id,
+            shards,
+            measures=measures,
+            status=status,
+            n_total=n_total,
+            error=note,
+            summary=summary,
+            answers=answers,
+        ),
+        n_failed=summary.n_failed,
+        n_results=summary.n_queries,
+        first_error=summary.first_error,
+    )
+
+
+def write_judge_cache_snapshot(source: Store, model: str | None, path: Path) -> Path:
+    """The judge cache's outputs of ``model`` in ``source`` written to the Parquet file
+    ``path`` (``evalkit.engines.JUDGED_SCHEMA``) for the Ray engine's actors, which cannot
+    open the store: it has one writer."""
+    import pyarrow.parquet as pq
+
+    columns = ", ".join(JUDGED_SCHEMA.names)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    source.copy_query(
+        f"SELECT {columns} FROM judge_cache WHERE judge_model = ?",
+        [model],
+        path,
+        options="FORMAT parquet",
+    )
+    # DuckDB's types as the actors' reader expects them, whatever the table's.
+    pq.write_table(pq.read_table(path).cast(JUDGED_SCHEMA), path)
+    return path
 
 
 def _mean(con: duckdb.DuckDBPyConnection, run_id: str, measure: str) -> float | None:
