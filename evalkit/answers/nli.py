@@ -34,12 +34,12 @@ import numpy.typing as npt
 
 from evalkit.answers.offline import (
     DEFAULT_THRESHOLD,
+    ClaimFaithfulness,
     ClaimSupport,
     Progress,
-    claim_scores,
     claim_token_features,
 )
-from evalkit.answers.records import AnswerRecord, Method, MetricScore, Unmeasured
+from evalkit.answers.records import AnswerRecord, Method, Unmeasured
 from evalkit.answers.sentences import WORD_TOKEN, split_claims, split_sentences
 from evalkit.errors import ConfigError
 
@@ -73,14 +73,13 @@ def premises(context: str, *, max_words: int) -> list[str]:
     return chunks
 
 
-class NLIFaithfulness:
+class NLIFaithfulness(ClaimFaithfulness):
     """Faithfulness by a local cross-encoder (see the module doc): build once, score many.
 
     The model loads on first use; ``ConfigError`` when ``model_path`` is not a local
     sequence-classification model directory.
     """
 
-    metric = "faithfulness"
     method = Method.offline_nli
 
     def __init__(
@@ -222,22 +221,4 @@ class NLIFaithfulness:
             probability=support,
             weights=weights,
             threshold=self.threshold,
-        )
-
-    def score(
-        self,
-        records: Sequence[AnswerRecord],
-        *,
-        cache: EmbeddingCache | None = None,
-        progress: Progress | None = None,
-    ) -> list[MetricScore]:
-        """One faithfulness score per record (unmeasured ones with their reason)."""
-        results = self.analyse(records, cache=cache, progress=progress)
-        return claim_scores(
-            records,
-            results,
-            metric=self.metric,
-            method=str(self.method),
-            judge_model=self.judge_model,
-            version=self.version,
         )

@@ -42,6 +42,7 @@ An answer with no claim is unmeasured (``no_claims``), and so is one with no con
 
 from __future__ import annotations
 
+import abc
 import itertools
 import json
 from collections.abc import Callable, Mapping, Sequence
@@ -82,6 +83,7 @@ __all__ = [
     "OFFLINE_VERSIONS",
     "AnswerCalibration",
     "Calibration",
+    "ClaimFaithfulness",
     "ClaimSupport",
     "OfflineFaithfulness",
     "Progress",
@@ -352,7 +354,53 @@ def _share_present(
     return share, totals
 
 
-class OfflineFaithfulness:
+class ClaimFaithfulness(abc.ABC):
+    """Faithfulness from claim-level support: a method analyses each record's claims against
+    its contexts, and every method turns that analysis into scores the same way."""
+
+    metric = "faithfulness"
+    method: Method
+
+    @property
+    @abc.abstractmethod
+    def judge_model(self) -> str:
+        """What judges, stored as the judge model of the scores."""
+
+    @property
+    @abc.abstractmethod
+    def version(self) -> str:
+        """The method's version and threshold, stored as the prompt version of its scores."""
+
+    @abc.abstractmethod
+    def analyse(
+        self,
+        records: Sequence[AnswerRecord],
+        *,
+        cache: EmbeddingCache | None = None,
+        progress: Progress | None = None,
+    ) -> list[ClaimSupport | Unmeasured]:
+        """Claim-level support of every record, or why it cannot be measured."""
+
+    def score(
+        self,
+        records: Sequence[AnswerRecord],
+        *,
+        cache: EmbeddingCache | None = None,
+        progress: Progress | None = None,
+    ) -> list[MetricScore]:
+        """One faithfulness score per record (unmeasured ones with their reason)."""
+        results = self.analyse(records, cache=cache, progress=progress)
+        return claim_scores(
+            records,
+            results,
+            metric=self.metric,
+            method=str(self.method),
+            judge_model=self.judge_model,
+            version=self.version,
+        )
+
+
+class OfflineFaithfulness(ClaimFaithfulness):
     """Faithfulness without an LLM (see the module doc): build once, score many batches.
 
     The embedding model loads on first use (``load_embedder()`` unless one is given).
@@ -362,7 +410,6 @@ class OfflineFaithfulness:
     ``offline-v1`` way (for benchmarks only).
     """
 
-    metric = "faithfulness"
     method = Method.offline_embedding
 
     def __init__(
@@ -528,24 +575,6 @@ class OfflineFaithfulness:
                 )
             )
         return results
-
-    def score(
-        self,
-        records: Sequence[AnswerRecord],
-        *,
-        cache: EmbeddingCache | None = None,
-        progress: Progress | None = None,
-    ) -> list[MetricScore]:
-        """One faithfulness score per record (unmeasured ones with their reason)."""
-        results = self.analyse(records, cache=cache, progress=progress)
-        return claim_scores(
-            records,
-            results,
-            metric=self.metric,
-            method=str(self.method),
-            judge_model=self.judge_model,
-            version=self.version,
-        )
 
 
 def claim_scores(
