@@ -7,7 +7,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
+from overlap_retriever import overlap_retriever
 
 from evalkit import __version__
 from evalkit.config import Settings
@@ -23,10 +26,12 @@ from evalkit.engines import (
     replay,
     write_query_table,
 )
-from evalkit.errors import ConfigError, RetrieverError
+from evalkit.errors import ConfigError, InputError, RetrieverError
+from evalkit.pipeline import evaluate_query_table
 from evalkit.records import Judgment, Query, QueryResult, ScoredDoc
 from evalkit.retrievers.factory import RetrieverOptions
-from evalkit.store import RunSpec
+from evalkit.store import RunSpec, Store
+from evalkit.store.runs import list_runs
 
 QUERIES = [Query(id=f"q{i}", text=f"text {i}") for i in range(5)]
 
@@ -176,3 +181,20 @@ def test_run_spec_for_retriever_names_an_undescribed_retriever_by_its_type() -> 
         7,
     )
     assert spec.measures == ()
+
+
+def test_a_file_that_is_not_a_query_table_fails_before_a_run_is_recorded(
+    store: Store, tmp_path: Path
+) -> None:
+    pytest.importorskip("ray")
+    not_a_table = tmp_path / "no-text.parquet"
+    pq.write_table(
+        pa.table({"query_id": ["q1"], "judged_doc_ids": [["d1"]], "judged_relevance": [[1]]}),
+        not_a_table,
+    )
+    with overlap_retriever() as url:
+        engine = RayEngine(RetrieverOptions(http_url=url), Settings(home=tmp_path))
+        with pytest.raises(InputError, match=r"no-text\.parquet: not a query table: no column"):
+            evaluate_query_table(store, not_a_table, engine, k=10)
+    assert list_runs(store) == []
+    assert not (tmp_path / "shards").exists()

@@ -36,6 +36,7 @@ __all__ = [
     "ROW_GROUP_SIZE",
     "SHARD_SUFFIX",
     "answer_shard",
+    "check_query_table",
     "number_query_table",
     "query_table",
     "write_query_table",
@@ -187,6 +188,21 @@ def write_query_table(
     return path
 
 
+def check_query_table(source: Path) -> set[str]:
+    """The columns of the query table ``source``; InputError naming the file when a column
+    of ``QUERY_TABLE_COLUMNS`` is missing. Reads the Parquet schema only."""
+    import pyarrow.parquet as pq
+
+    present = set(pq.read_schema(source).names)
+    missing = [name for name in QUERY_TABLE_COLUMNS if name not in present]
+    if missing:
+        raise InputError(
+            f"{source}: not a query table: no column {', '.join(missing)} (a query table has "
+            f"{', '.join(QUERY_TABLE_COLUMNS)})"
+        )
+    return present
+
+
 def number_query_table(source: Path, path: Path) -> int:
     """Copy the query table ``source`` to ``path`` with each row's ``POSITION`` (0, 1, ...),
     a row group at a time (a table of millions of queries is never held whole); the number
@@ -197,13 +213,7 @@ def number_query_table(source: Path, path: Path) -> int:
     import pyarrow.parquet as pq
 
     reader = pq.ParquetFile(source)
-    present = set(reader.schema_arrow.names)
-    missing = [name for name in QUERY_TABLE_COLUMNS if name not in present]
-    if missing:
-        raise InputError(
-            f"{source}: not a query table: no column {', '.join(missing)} (a query table has "
-            f"{', '.join(QUERY_TABLE_COLUMNS)})"
-        )
+    present = check_query_table(source)
     references = [name for name in REFERENCE_COLUMNS if name in present]
     copied = [*QUERY_TABLE_COLUMNS, *references]
     schema = pa.schema(

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pyarrow.compute as pc
 
-from evalkit.engines import RayEngine, ReplayQueries
+from evalkit.engines import RayEngine, ReplayQueries, check_query_table
 from evalkit.errors import ConfigError
 from evalkit.goldset.formats import load_goldset as read_goldset_files
 from evalkit.goldset.model import Goldset
@@ -50,6 +50,8 @@ def evaluate_query_table(
     import pyarrow.parquet as pq
 
     measure_names = [str(m) for m in parse_measures(list(measures or default_measures(k)))]
+    # A table that is not one fails before a run is recorded.
+    check_query_table(path)
     n_queries = n_total = 0
     # A batch at a time: a table of millions of queries is never held whole.
     for batch in pq.ParquetFile(path).iter_batches(columns=["judged_doc_ids"]):
