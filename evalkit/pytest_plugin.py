@@ -399,7 +399,7 @@ class EvalkitGate:
             )
         access = StoreAccess.from_settings(settings, program="pytest")
         goldset: str | Goldset = resolve_goldset(
-            access.reader if store_path.exists() else None,
+            access.for_reading() if store_path.exists() else None,
             spec.goldset,
             root=self._root,
             format=spec.goldset_format,
@@ -449,7 +449,7 @@ class EvalkitGate:
             _apply(first_run, reason)
             return None
         outcome = gate_against_baseline(
-            lambda: access.writer(purpose),
+            access.for_work(purpose),
             baseline,
             candidate,
             policy=spec.policy,

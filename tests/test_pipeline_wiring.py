@@ -190,14 +190,17 @@ def test_a_crash_fails_a_goldset_run_recorded_at_write_time(
         save_goldset(opened, make_goldset())
     opens: list[str] = []
 
-    def opener() -> Any:
-        opens.append("open")
-        return Store.open(settings.resolved_store_path)
+    class Opener:
+        keeps_open = False
+
+        def writer(self, purpose: str) -> Any:
+            opens.append("open")
+            return Store.open(settings.resolved_store_path)
 
     http = ClosingHttpRetriever(retriever.url)
     with pytest.raises(RuntimeError, match="stopped on purpose"):
         evaluate_goldset(
-            opener,
+            Opener(),
             make_goldset(),
             http,
             GoldsetRunRequest(k=10, batch_size=5, answers=False),

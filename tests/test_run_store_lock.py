@@ -214,7 +214,7 @@ def test_an_interrupted_replay_outside_the_lock_is_stored_as_a_failed_run(
     access = StoreAccess(tmp_path / "evalkit.duckdb", wait=5, program="test")
     with pytest.raises(KeyboardInterrupt):
         evaluate_goldset(
-            lambda: access.writer("run"),
+            access,
             goldset,
             _Interrupted(),
             GoldsetRunRequest(k=10, answers=False),
@@ -230,9 +230,7 @@ def test_an_interrupted_replay_outside_the_lock_is_stored_as_a_failed_run(
 def test_a_failing_retriever_outside_the_lock_gives_a_failed_run(tmp_path: Path) -> None:
     goldset = load_goldset(write_goldset(tmp_path / "gold"), name="g")
     access = StoreAccess(tmp_path / "evalkit.duckdb", wait=5, program="test")
-    outcome = evaluate_goldset(
-        lambda: access.writer("run"), goldset, _Failing(), GoldsetRunRequest(k=10, answers=False)
-    )
+    outcome = evaluate_goldset(access, goldset, _Failing(), GoldsetRunRequest(k=10, answers=False))
     assert outcome.run.status == "failed"
     assert outcome.run.n_failed == 3
     with Store.open(access.store_path, read_only=True) as store:

@@ -10,7 +10,8 @@ See docs/scheduler.md, "One writer".
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from evalkit.cli._output import err_console, settings
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
     from evalkit.config import Settings
     from evalkit.store import Store
 
-__all__ = ["open_store"]
+__all__ = ["CommandStore", "open_store"]
 
 
 @contextmanager
@@ -45,6 +46,26 @@ def open_store(*, write: bool, purpose: str, config: Settings | None = None) -> 
     with access.writer(purpose) as store:
         _fail_orphaned_runs(store, purpose)
         yield store
+
+
+@dataclass(frozen=True, slots=True)
+class CommandStore:
+    """The store as command ``purpose`` opens it (``open_store``), for the pipeline
+    (``evalkit.store.access.WriterAccess``): opened for each piece of work the pipeline
+    does, never held in between, so other writers need not wait for a slow replay.
+
+    The lock names the command whatever piece of its work opens the store, as a command
+    waiting for it would; ``write=False`` opens it read-only (a comparison of stored runs).
+    """
+
+    purpose: str
+    write: bool = True
+    config: Settings | None = None
+    keeps_open = False
+
+    def writer(self, purpose: str) -> AbstractContextManager[Store]:
+        """The store, open during the block (``purpose``, the pipeline's, is the command's)."""
+        return open_store(write=self.write, purpose=self.purpose, config=self.config)
 
 
 def _fail_orphaned_runs(store: Store, purpose: str) -> None:

@@ -5,7 +5,6 @@ Each command exits 1 when it finds drift (or a model mismatch), so it can gate a
 
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -21,7 +20,7 @@ from evalkit.cli._output import (
     table,
 )
 from evalkit.cli._retriever import ChromaUrl, chroma_collection_name
-from evalkit.cli._store import open_store
+from evalkit.cli._store import CommandStore, open_store
 
 if TYPE_CHECKING:
     from evalkit.pipeline import DriftOutcome
@@ -92,7 +91,7 @@ def embeddings(
     from evalkit.pipeline import check_drift_embeddings
 
     outcome = check_drift_embeddings(
-        partial(open_store, write=True, purpose="drift"),
+        CommandStore("drift"),
         reference,
         current,
         method=method,
@@ -149,7 +148,7 @@ def documents(
         )
         return
     outcome = check_drift_documents(
-        partial(open_store, write=True, purpose="drift", config=config),
+        CommandStore("drift", config=config),
         config,
         collection,
         chroma_url=chroma_url,
@@ -190,7 +189,7 @@ def model(
 
     config = settings()
     check = check_drift_model(
-        partial(open_store, write=True, purpose="drift", config=config),
+        CommandStore("drift", config=config),
         config,
         collection,
         chroma_url=chroma_url,

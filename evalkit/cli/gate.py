@@ -27,13 +27,13 @@ from evalkit.cli._retriever import (
     WhereKey,
     retriever_options,
 )
-from evalkit.cli._store import open_store
+from evalkit.cli._store import CommandStore
 from evalkit.errors import ConfigError
 from evalkit.records.requests import COMPARE_DEFAULTS, GATE_DEFAULTS, GatePolicy
 
 if TYPE_CHECKING:
     from evalkit.config import Settings
-    from evalkit.pipeline import GateOutcome, StoreOpener
+    from evalkit.pipeline import GateOutcome
     from evalkit.retrievers.factory import RetrieverOptions
 
 Measures = Annotated[
@@ -151,15 +151,14 @@ def _exports(*references: str | None) -> bool:
     return any(reference is not None and is_run_export(Path(reference)) for reference in references)
 
 
-def _store_opener(
+def _command_store(
     *, write: bool, purpose: str, config: Settings | None = None
-) -> StoreOpener | None:
+) -> CommandStore | None:
     """How the command opens the store (None when only reading and there is none)."""
     config = config or settings()
     if not write and not config.resolved_store_path.exists():
         return None
-    chosen = config
-    return lambda: open_store(write=write, purpose=purpose, config=chosen)
+    return CommandStore(purpose, write=write, config=config)
 
 
 @app.command("compare")
@@ -195,7 +194,7 @@ def compare(
     from evalkit.pipeline import gate_against_baseline, resolve_goldset
 
     outcome = gate_against_baseline(
-        _store_opener(write=_exports(baseline, candidate), purpose="compare"),
+        _command_store(write=_exports(baseline, candidate), purpose="compare"),
         baseline,
         candidate,
         policy=GatePolicy(
@@ -210,7 +209,7 @@ def compare(
         goldset=None
         if goldset is None
         else resolve_goldset(
-            _store_opener(write=False, purpose="compare"),
+            _command_store(write=False, purpose="compare"),
             goldset,
             format=goldset_format,
             split=goldset_split,
@@ -329,7 +328,7 @@ def gate(
     replaying = f"replaying {goldset} against the candidate"
     with progress_bar(replaying, enabled=live and output is OutputFormat.table) as bar:
         outcome = gate_against_baseline(
-            _store_opener(
+            _command_store(
                 write=live or _exports(baseline, candidate), purpose="gate", config=config
             ),
             baseline,
@@ -346,7 +345,7 @@ def gate(
             goldset=None
             if goldset is None
             else resolve_goldset(
-                _store_opener(write=False, purpose="gate", config=config),
+                _command_store(write=False, purpose="gate", config=config),
                 goldset,
                 format=goldset_format,
                 split=goldset_split,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from functools import partial
 from typing import Annotated
 
 import typer
@@ -30,7 +29,7 @@ from evalkit.cli._retriever import (
     WhereKey,
     retriever_options,
 )
-from evalkit.cli._store import open_store
+from evalkit.cli._store import CommandStore, open_store
 from evalkit.cli.answers import print_answer_summaries
 from evalkit.cli.runs import print_run
 from evalkit.errors import ConfigError
@@ -165,7 +164,7 @@ def run(
         retriever = build_retriever(dataclasses.replace(options, query_embedder=embedder), config)
         with progress_bar(f"replaying {gold.name}", enabled=output is OutputFormat.table) as bar:
             outcome = evaluate_goldset(
-                partial(open_store, write=True, purpose="run", config=config),
+                CommandStore("run", config=config),
                 gold,
                 retriever,
                 GoldsetRunRequest.from_settings(

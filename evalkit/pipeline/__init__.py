@@ -43,7 +43,7 @@ from evalkit.pipeline.gate import (
 from evalkit.pipeline.gate import gate_reports as gate_reports
 from evalkit.pipeline.goldset import evaluate_query_table, resolve_goldset
 from evalkit.pipeline.goldset_run import evaluate_goldset
-from evalkit.pipeline.runs import RunOutcome, StoreOpener, default_measures
+from evalkit.pipeline.runs import RunOutcome, default_measures
 from evalkit.pipeline.traffic import (
     ReplaySetup,
     TrafficReplay,
@@ -63,7 +63,6 @@ __all__ = [
     "GatePolicy",
     "ReplaySetup",
     "RunOutcome",
-    "StoreOpener",
     "TrafficReplay",
     "TrafficReplayRequest",
     "answer_settings",

@@ -21,9 +21,9 @@ from evalkit.drift.watch import (
 )
 from evalkit.embedding import ModelFingerprint, build_query_embedder
 from evalkit.errors import ConfigError
-from evalkit.pipeline.runs import StoreOpener
 from evalkit.records.drift import DriftCheck, DriftResult
 from evalkit.store import Store, utc_now
+from evalkit.store.access import WriterAccess
 from evalkit.store.drift import StoredDriftCheck, save_drift_check
 from evalkit.store.runs import list_runs
 from evalkit.store.traffic import latest_window_summary, list_window_summaries, window_embeddings
@@ -48,7 +48,7 @@ class DriftOutcome:
 
 
 def check_drift_embeddings(
-    store: StoreOpener,
+    store: WriterAccess,
     reference: Path,
     current: Path,
     *,
@@ -64,7 +64,7 @@ def check_drift_embeddings(
     """
     reference_array = load_embeddings(reference)
     current_array = load_embeddings(current)
-    with store() as writing:
+    with store.writer("drift check") as writing:
         result, stored, report_path = check_embeddings(
             reference_array,
             current_array,
@@ -282,7 +282,7 @@ def save_documents_reference(
 
 
 def check_drift_documents(
-    store: StoreOpener,
+    store: WriterAccess,
     settings: Settings,
     collection: str,
     *,
@@ -310,7 +310,7 @@ def check_drift_documents(
                 f"`evalkit drift documents --collection {collection} --save-reference`"
             )
         reference = saved[-1]
-    with store() as writing:
+    with store.writer("drift check") as writing:
         result, stored, report_path = check_embeddings(
             load_embeddings(reference),
             vectors,
@@ -328,7 +328,7 @@ def check_drift_documents(
 
 
 def check_drift_model(
-    store: StoreOpener,
+    store: WriterAccess,
     settings: Settings,
     collection: str,
     *,
@@ -352,7 +352,7 @@ def check_drift_model(
             "is none: set kind = sentence-transformers (with model_path) or openai to the "
             "model the collection was indexed with"
         )
-    with store() as writing:
+    with store.writer("drift check") as writing:
         return check_query_model(
             ModelFingerprint.from_metadata(metadata), embedder, subject=collection, store=writing
         )

@@ -20,7 +20,7 @@ from evalkit.goldset.model import Goldset
 from evalkit.metrics import read_qrels
 from evalkit.metrics.defaults import DefaultMeasures, default_measures_for
 from evalkit.pipeline.goldset_run import evaluate_goldset
-from evalkit.pipeline.runs import RunOutcome, StoreOpener, _session, default_measures
+from evalkit.pipeline.runs import RunOutcome, _session, default_measures
 from evalkit.records.requests import GATE_DEFAULTS, GatePolicy, GoldsetRunRequest
 from evalkit.retrievers.base import Retriever
 from evalkit.retrievers.factory import RetrieverOptions, build_retriever
@@ -28,6 +28,7 @@ from evalkit.stats.compare import ComparisonReport, compare_scored, score_run
 from evalkit.stats.decision import Decision
 from evalkit.stats.render import to_junit_xml, to_markdown
 from evalkit.store import RunRecord, Store
+from evalkit.store.access import WriterAccess
 from evalkit.store.export import export_run, import_run, is_run_export
 from evalkit.store.goldsets import judgments_frame, load_stored_goldset
 
@@ -163,7 +164,7 @@ def run_reference(store: Store | None, reference: str) -> str:
 
 
 def gate_against_baseline(
-    store: Store | StoreOpener | None,
+    store: WriterAccess | None,
     baseline: str,
     candidate: str | Retriever | RetrieverOptions,
     *,
@@ -184,15 +185,16 @@ def gate_against_baseline(
     replayed now on ``goldset`` (``replay_candidate``) and stored as a run labelled
     ``label``. Both runs are scored with the judgments of ``qrels`` or ``goldset``
     (``comparison_judgments``; a stored run without either uses its own goldset's).
-    ``store`` is an open store, a ``StoreOpener`` (opened for the scoring and the replay,
-    closed before the statistics run) or None when only run files are compared. The
+    ``store`` (a ``WriterAccess``: an open store, a ``StoreAccess``) is held for the scoring
+    and a live candidate's replay (its run is recorded as it goes), and given back before
+    the statistics run; None when only run files are compared. The
     comparison (``compare_scored``) follows ``policy``: its measures, significance level,
     minimum effect and resampling; it refuses runs with failed queries unless the policy's
     ``failed_as_zero`` counts them as 0. ``progress`` follows a live candidate's replay.
     """
     started = time.perf_counter()
     measures = policy.measures
-    with _session(store) as opened:
+    with _session(store, "gate") as opened:
         judgments = comparison_judgments(opened, goldset, qrels)
         base = score_run(opened, run_reference(opened, baseline), measures, judgments=judgments)
         replayed: RunRecord | None = None
@@ -230,7 +232,7 @@ def gate_against_baseline(
     )
     explanation = None
     if base.run_id is not None and cand.run_id is not None:
-        with _session(store) as opened:
+        with _session(store, "gate") as opened:
             if opened is not None:
                 explanation = explain_comparison(opened, report)
     return GateOutcome(

@@ -17,19 +17,19 @@ from evalkit.goldset.model import Goldset
 from evalkit.metrics import parse_measures
 from evalkit.pipeline.runs import (
     RunOutcome,
-    StoreOpener,
     _session,
     closing_retriever,
     default_measures,
     sharded_run,
 )
 from evalkit.retrievers.factory import build_retriever
-from evalkit.store import RunSpec, Store
+from evalkit.store import RunSpec
+from evalkit.store.access import WriterAccess
 from evalkit.store.goldsets import list_goldsets
 
 
 def evaluate_query_table(
-    store: Store | StoreOpener,
+    store: WriterAccess,
     path: Path,
     engine: RayEngine,
     *,
@@ -86,7 +86,7 @@ def evaluate_query_table(
 
 
 def resolve_goldset(
-    store: Store | StoreOpener | None,
+    store: WriterAccess | None,
     value: str | os.PathLike[str],
     *,
     root: Path | None = None,
@@ -100,7 +100,7 @@ def resolve_goldset(
 
     ``value`` is a path when it is spelt as one (a ``PathLike``, or text with a path
     separator: ``goldsets/demo``, ``./demo``); it must then exist. A bare word is the name of a
-    stored goldset when ``store`` (an open store, a ``StoreOpener``, or None) holds one of
+    stored goldset when ``store`` (a ``WriterAccess``, or None) holds one of
     that name, else the file or folder of that name if it exists, else a name that the
     store will say it does not know. Relative paths are relative to ``root`` (default: the
     working directory). Files are read as ``evalkit goldset import`` reads them (``format``
@@ -130,6 +130,6 @@ def resolve_goldset(
     return dataclasses.replace(loaded, source=str(shown))
 
 
-def _goldset_stored(store: Store | StoreOpener | None, name: str) -> bool:
-    with _session(store) as opened:
+def _goldset_stored(store: WriterAccess | None, name: str) -> bool:
+    with _session(store, "read goldsets") as opened:
         return opened is not None and bool(list_goldsets(opened, name))

@@ -27,7 +27,6 @@ from evalkit.pipeline.answer_scores import answer_settings, score_run_answers
 from evalkit.pipeline.runs import (
     Recorded,
     RunOutcome,
-    StoreOpener,
     closing_retriever,
     default_measures,
     replay_run,
@@ -37,6 +36,7 @@ from evalkit.records import QueryResult
 from evalkit.records.requests import GoldsetRunRequest
 from evalkit.retrievers.base import Retriever, SupportsPrefetch
 from evalkit.store import RunSpec, Store
+from evalkit.store.access import WriterAccess
 from evalkit.store.goldsets import save_goldset
 from evalkit.store.runs import get_run
 
@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 
 
 def evaluate_goldset(
-    store: Store | StoreOpener,
+    store: WriterAccess,
     goldset: Goldset,
     retriever: Retriever,
     request: GoldsetRunRequest,
@@ -59,13 +59,16 @@ def evaluate_goldset(
     """Replay a goldset against a live retriever as ``request`` says (depth, measures,
     relevance threshold, batch size, label, answers), score it and store everything.
 
-    Given an open ``store``, the run row is committed as ``running`` before the first query
-    is sent; results are stored batch by batch; metrics and the final status are written in
-    one transaction. Given a ``StoreOpener`` instead, the store is not held during the
-    replay (other writers can work meanwhile): the queries are replayed and scored first,
-    then the store is opened once and the run is recorded, from its ``running`` row to its
-    final status, in one short stretch; a process killed during the replay leaves nothing
-    in the store, and any other crash during it is recorded as a ``failed`` run.
+    ``store`` is a ``WriterAccess``. A ``StoreAccess`` (``evalkit run``'s) is not held
+    during the replay, since while DuckDB has the file open no other process (the
+    dashboard, OTLP ingest, other jobs) can open it, for as long as a slow retriever takes:
+    the queries are replayed and scored first, then the store is opened once and the run
+    is recorded, from its ``running`` row to its final status, in one short stretch; a
+    process killed during the replay leaves nothing in the store, and any other crash
+    during it is recorded as a ``failed`` run. An open ``Store`` (a gate's candidate, the
+    ``goldset_replay`` job's, tests) stays open anyway: the run row is committed as
+    ``running`` before the first query is sent, results are stored batch by batch, and
+    metrics and the final status are written in one transaction.
 
     Queries whose retrieval failed are left out of the averages (never scored as zero), and
     the run is ``partial``; the aggregates record how many queries they cover. Any crash

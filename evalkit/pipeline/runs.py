@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -31,6 +30,7 @@ from evalkit.metrics.defaults import DefaultMeasures, default_measures_for
 from evalkit.pipeline.answer_scores import cache_judged, stored_answers
 from evalkit.records import Query, QueryResult
 from evalkit.store import RunRecord, RunSpec, Store, utc_now
+from evalkit.store.access import WriterAccess
 from evalkit.store.answers import new_scoring_id
 from evalkit.store.runs import (
     RunRecorder,
@@ -66,10 +66,6 @@ class RunOutcome:
     the measures were named)."""
 
 
-StoreOpener = Callable[[], AbstractContextManager[Store]]
-"""Opens the store for writing for the duration of a block (``StoreAccess.writer``)."""
-
-
 _Value = TypeVar("_Value")
 _Outcome = TypeVar("_Outcome")
 
@@ -98,7 +94,7 @@ def closing_retriever(retriever: object | None) -> Iterator[None]:
 
 
 def _record_run(
-    store: Store | StoreOpener,
+    store: WriterAccess,
     spec: RunSpec,
     engine: Engine,
     queries: ReplayQueries,
@@ -123,14 +119,19 @@ def _record_run(
     does, like scoring answers, cannot fail the run). Any crash before the run is finished
     marks it ``failed`` with the error, and re-raises.
 
-    Given an open ``store``, the run is recorded ``running`` before the replay, and the
-    engine's batches are stored as they come (an engine that hands results back). Given a
-    ``StoreOpener``, the store is opened only after the replay, and the run is recorded
+    When ``store`` keeps the store open (an open ``Store``: a traffic replay's, a gate's,
+    a scheduled job's, a test's), the run is recorded ``running`` before the replay, and
+    the engine's batches are stored as they come (an engine that hands results back).
+    Otherwise (a ``StoreAccess``, ``evalkit run``'s ``CommandStore``) the store is not
+    held during the replay, since while DuckDB has the file open it keeps
+    every other process out (the dashboard, OTLP ingest, other jobs) for as long as a slow
+    retriever takes: the store is opened only after the replay, and the run is recorded
     then, with the replay's start time, from its ``running`` row to its final status in one
     short stretch; a replay that crashes is recorded as a ``failed`` run in a short stretch
     of its own.
     """
     run_id = replay_spec.run_id
+    purpose = f"{spec.kind} run {run_id}"
 
     def recorder(writing: Store) -> RunRecorder:
         return RunRecorder(
@@ -149,20 +150,21 @@ def _record_run(
             on_batch=recording.add if recording is not None else None,
         )
 
-    if isinstance(store, Store):
-        prepare(store)
-        with recorder(store) as recording:
-            value = finish(recording, run_replay(recording))
-        return conclude(store, recording, value)
+    if store.keeps_open:
+        with store.writer(purpose) as held:
+            prepare(held)
+            with recorder(held) as recording:
+                value = finish(recording, run_replay(recording))
+            return conclude(held, recording, value)
     try:
         replayed = run_replay(None)
     except BaseException as error:
-        with contextlib.suppress(Exception), store() as writing:
+        with contextlib.suppress(Exception), store.writer(purpose) as writing:
             prepare(writing)
             with recorder(writing) as recording:
                 recording.fail(error)
         raise
-    with store() as writing:
+    with store.writer(purpose) as writing:
         prepare(writing)
         with recorder(writing) as recording:
             value = finish(recording, replayed)
@@ -170,7 +172,7 @@ def _record_run(
 
 
 def replay_run(
-    store: Store | StoreOpener,
+    store: WriterAccess,
     spec: RunSpec,
     engine: Engine,
     queries: Sequence[Query],
@@ -183,14 +185,14 @@ def replay_run(
     nothing_answered: str,
 ) -> _Outcome:
     """A run replayed by an engine that hands its results back (``LocalEngine``), through
-    the run lifecycle (``_record_run``): given an open store, results are stored batch by
-    batch as they come, else all at once after the replay. ``record`` stores what this
-    kind of run derives from its results and returns the figures of its final row;
-    ``conclude`` gets the engine's report, and last the seconds spent writing to the
-    store."""
+    the run lifecycle (``_record_run``): when ``store`` keeps the store open, results are
+    stored batch by batch as they come, else all at once after the replay. ``record``
+    stores what this kind of run derives from its results and returns the figures of its
+    final row; ``conclude`` gets the engine's report, and last the seconds spent writing
+    to the store."""
 
     def finish(recording: RunRecorder, report: EngineReport) -> tuple[_Value, EngineReport]:
-        if not isinstance(store, Store):
+        if not store.keeps_open:
             recording.add(report.results)
         recorded = record(recording.store, recording.run_id, report.results)
         recording.finish(
@@ -220,7 +222,7 @@ def replay_run(
 
 
 def sharded_run(
-    store: Store | StoreOpener,
+    store: WriterAccess,
     spec: RunSpec,
     engine: RayEngine,
     queries: ReplayQueries,
@@ -245,9 +247,9 @@ def sharded_run(
     store holds a run with all its rows or none of them, and never a run that looks
     complete with rows missing. The shards and the query table are removed once loaded.
 
-    Given an open ``store``, the run row is created ``running`` before the replay; given a
-    ``StoreOpener``, the store is opened only once the engine has finished, as a local
-    replay does. A crash (or an interruption through ``progress``)
+    When ``store`` keeps the store open, the run row is created ``running`` before the
+    replay; otherwise (a ``StoreAccess``) the store is opened only once the engine has
+    finished, as a local replay does. A crash (or an interruption through ``progress``)
     marks the run ``failed`` and re-raises; its shards stay on disk.
 
     With ``answers`` (judge settings) the actors score the answers the retriever generates
@@ -322,20 +324,23 @@ def sharded_run(
     return outcome
 
 
-def _judge_cache_snapshot(store: Store | StoreOpener, settings: JudgeSettings, path: Path) -> Path:
+def _judge_cache_snapshot(store: WriterAccess, settings: JudgeSettings, path: Path) -> Path:
     """The judge's cached outputs for its model, in its cache file or else the store,
     written to ``path`` for the Ray engine's actors (``write_judge_cache_snapshot``)."""
-    opened = Store.open(settings.cache_path) if settings.cache_path is not None else _session(store)
+    opened = (
+        Store.open(settings.cache_path)
+        if settings.cache_path is not None
+        else store.writer("snapshot of the judge cache")
+    )
     with opened as source:
-        assert source is not None
         return write_judge_cache_snapshot(source, settings.model, path)
 
 
 @contextlib.contextmanager
-def _session(store: Store | StoreOpener | None) -> Iterator[Store | None]:
-    """``store`` itself, or the store ``store()`` opens for the duration of the block."""
-    if store is None or isinstance(store, Store):
-        yield store
+def _session(store: WriterAccess | None, purpose: str) -> Iterator[Store | None]:
+    """The store ``store`` gives for the block's work ``purpose`` (None without one)."""
+    if store is None:
+        yield None
         return
-    with store() as opened:
+    with store.writer(purpose) as opened:
         yield opened

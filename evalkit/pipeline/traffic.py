@@ -76,11 +76,13 @@ def replay_traffic_window(
     store the run (kind ``traffic``), the comparison with logged results and the window
     summary.
 
-    The store is held for the whole replay: the run row is created ``running`` before the
-    first query and results are stored batch by batch (``evalkit.traffic.replay`` says what
-    is compared and summarised). With ``setup.embedder`` (``prepare_traffic_replay``), up to
-    ``request.embedding_sample_size`` distinct queries of the window are embedded and stored
-    with the summary; without it none are. Raises ConfigError when the sample holds tenants
+    The store is held for the whole replay (an open ``store``, unlike a goldset run's
+    ``StoreAccess``): a window's replay compares and summarises as it goes, so the run row
+    is created ``running`` before the first query and results are stored batch by batch
+    (``evalkit.traffic.replay`` says what is compared and summarised). With
+    ``setup.embedder`` (``prepare_traffic_replay``), up to ``request.embedding_sample_size``
+    distinct queries of the window are embedded and stored with the summary; without it
+    none are. Raises ConfigError when the sample holds tenants
     but the retriever does not filter by tenant (unless the request turns
     ``tenant_isolation`` off). A crash marks the run failed and re-raises.
 

@@ -28,10 +28,10 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import duckdb
 
@@ -49,11 +49,34 @@ __all__ = [
     "StoreBusyError",
     "StoreWait",
     "StoreWaitStoppedError",
+    "WriterAccess",
     "is_store_fault",
     "outbox_lock",
     "process_alive",
     "store_sibling",
 ]
+
+
+class WriterAccess(Protocol):
+    """How a piece of work gets the store to write in: a ``StoreAccess`` (the store opened
+    for each block, one writer at a time), an open ``Store`` (its own access) or any object
+    of the same shape (a command's, which also names the command in the lock).
+
+    ``keeps_open`` says whether the store stays open between blocks anyway: the pipeline
+    then records a run as it goes (``running`` before the first query, results batch by
+    batch); otherwise it opens the store only for short stretches around the slow part.
+    """
+
+    @property
+    def keeps_open(self) -> bool:
+        """Whether the store is open already and stays open (an open ``Store``)."""
+        ...
+
+    def writer(self, purpose: str) -> AbstractContextManager[Store]:
+        """The store, open for writing, for the duration of the block; ``purpose`` names
+        the work to those who wait for it."""
+        ...
+
 
 StoreWait = Literal["command", "job", "ingest"]
 """Whose patience a ``StoreAccess`` has (see ``StoreAccess.from_settings``)."""
@@ -257,8 +280,11 @@ class StoreAccess:
     ``evalkit.alerts.StoreSession``) waits up to ``wait`` seconds for the writer lock and
     for DuckDB's own lock, then yields an open ``Store`` and closes it afterwards.
     ``reader()`` opens the store read-only, waiting while a writer has it open.
-    ``memory_limit`` bounds DuckDB's memory (``Store.open``).
+    ``memory_limit`` bounds DuckDB's memory (``Store.open``). It is a ``WriterAccess`` that
+    does not keep the store open.
     """
+
+    keeps_open = False
 
     def __init__(
         self,
@@ -307,6 +333,17 @@ class StoreAccess:
             on_wait=on_wait,
             memory_limit=settings.store_memory_limit,
         )
+
+    def for_work(self, work: str, *, stop: threading.Event | None = None) -> WriterAccess:
+        """This access for ``work`` (``job nightly``, a test's id): the lock names it, then
+        the piece of it that has the store (``job nightly: goldset run ...``); ``stop`` as
+        for ``writer``."""
+        return _ForWork(self, work, stop)
+
+    def for_reading(self) -> WriterAccess:
+        """This access for work that only reads (checking what the store holds): its
+        blocks get the store open read-only (``reader``), and must not write."""
+        return _ReadOnly(self)
 
     def _tell(self, message: str) -> None:
         if self._on_wait is not None:
@@ -414,6 +451,32 @@ class StoreAccess:
             yield store
         finally:
             store.close()
+
+
+@dataclass(frozen=True, slots=True)
+class _ForWork:
+    """``StoreAccess.for_work``: the access, with the work it is for named in the lock."""
+
+    access: StoreAccess
+    work: str
+    stop: threading.Event | None
+    keeps_open = False
+
+    def writer(self, purpose: str) -> AbstractContextManager[Store]:
+        """The store, open for writing for the block, the lock naming the work and ``purpose``."""
+        return self.access.writer(f"{self.work}: {purpose}", stop=self.stop)
+
+
+@dataclass(frozen=True, slots=True)
+class _ReadOnly:
+    """``StoreAccess.for_reading``: a ``WriterAccess`` whose blocks only read."""
+
+    access: StoreAccess
+    keeps_open = False
+
+    def writer(self, purpose: str) -> AbstractContextManager[Store]:
+        """The store, open read-only for the block (``purpose`` names no lock: none is taken)."""
+        return self.access.reader()
 
 
 def outbox_lock(store_path: Path, *, program: str) -> FileLock:

@@ -83,6 +83,17 @@ class Store:
         """Close the connection."""
         self._con.close()
 
+    keeps_open = True
+    """An open store is its own ``WriterAccess`` (``evalkit.store.access``): it stays open
+    between the pieces of work that use it, so a run given one records as it goes."""
+
+    @contextmanager
+    def writer(self, purpose: str) -> Iterator[Store]:
+        """This store itself, for a block of work (``WriterAccess``); left open after it.
+
+        ``purpose`` is what the work is; an open store has no lock to name it in."""
+        yield self
+
     def __enter__(self) -> Store:
         return self
 
