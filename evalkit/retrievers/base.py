@@ -11,8 +11,8 @@ in ``check()``.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from evalkit.embedding import ModelFingerprint
 from evalkit.errors import ConfigError, RetrieverError
@@ -31,6 +31,7 @@ __all__ = [
     "failed_result",
     "ranked_docs",
     "redact",
+    "retrieve_in_batches",
     "tenant_groups",
     "validate_k",
 ]
@@ -140,6 +141,28 @@ def tenant_groups(
     for position, query in enumerate(queries):
         groups.setdefault(query.tenant, []).append(position)
     return list(groups.items())
+
+
+Group = TypeVar("Group")
+
+
+def retrieve_in_batches(
+    queries: Sequence[Query],
+    groups: Iterable[tuple[Group, list[int]]],
+    *,
+    batch_size: int,
+    retrieve_batch: Callable[[list[Query], Group], list[QueryResult]],
+) -> list[QueryResult]:
+    """Answer ``queries`` group by group (a tenant or its filter, with the positions of its
+    queries), ``batch_size`` queries per ``retrieve_batch`` call; the results come back in
+    the order of ``queries``."""
+    by_position: dict[int, QueryResult] = {}
+    for group, positions in groups:
+        for start in range(0, len(positions), batch_size):
+            batch = positions[start : start + batch_size]
+            answered = retrieve_batch([queries[i] for i in batch], group)
+            by_position.update(zip(batch, answered, strict=True))
+    return [by_position[position] for position in range(len(queries))]
 
 
 def validate_k(k: int) -> int:

@@ -20,6 +20,7 @@ from evalkit.retrievers.base import (
     elapsed_ms,
     failed_result,
     ranked_docs,
+    retrieve_in_batches,
     tenant_groups,
     validate_k,
 )
@@ -240,13 +241,12 @@ class ChromaRetriever:
         """Return the top ``k`` documents of every query, one result per query, in order."""
         validate_k(k)
         self.verify_model()
-        by_position: dict[int, QueryResult] = {}
-        for where, positions in self._groups(queries):
-            for start in range(0, len(positions), self._batch_size):
-                batch = positions[start : start + self._batch_size]
-                answered = self._retrieve_batch([queries[i] for i in batch], k, where)
-                by_position.update(zip(batch, answered, strict=True))
-        return [by_position[position] for position in range(len(queries))]
+        return retrieve_in_batches(
+            queries,
+            self._groups(queries),
+            batch_size=self._batch_size,
+            retrieve_batch=lambda batch, where: self._retrieve_batch(batch, k, where),
+        )
 
     def _groups(self, queries: Sequence[Query]) -> list[tuple[dict[str, Any] | None, list[int]]]:
         key = self._where_key

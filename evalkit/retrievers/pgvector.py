@@ -39,6 +39,7 @@ from evalkit.retrievers.base import (
     failed_result,
     ranked_docs,
     redact,
+    retrieve_in_batches,
     tenant_groups,
     validate_k,
 )
@@ -378,13 +379,12 @@ class PgvectorRetriever:
         """Return the top ``k`` documents of every query, one result per query, in order."""
         validate_k(k)
         self.verify_model()
-        by_position: dict[int, QueryResult] = {}
-        for tenant, positions in tenant_groups(queries, filtered=self._tenant_column is not None):
-            for start in range(0, len(positions), self._batch_size):
-                batch = positions[start : start + self._batch_size]
-                answered = self._retrieve_batch([queries[i] for i in batch], k, tenant)
-                by_position.update(zip(batch, answered, strict=True))
-        return [by_position[position] for position in range(len(queries))]
+        return retrieve_in_batches(
+            queries,
+            tenant_groups(queries, filtered=self._tenant_column is not None),
+            batch_size=self._batch_size,
+            retrieve_batch=lambda batch, tenant: self._retrieve_batch(batch, k, tenant),
+        )
 
     def _retrieve_batch(
         self, batch: Sequence[Query], k: int, tenant: str | None

@@ -45,6 +45,7 @@ from evalkit.retrievers.base import (
     elapsed_ms,
     failed_result,
     ranked_docs,
+    retrieve_in_batches,
     tenant_groups,
     validate_k,
 )
@@ -227,16 +228,12 @@ class QdrantRetriever:
         """Return the top ``k`` documents of every query, one result per query, in order."""
         validate_k(k)
         self.verify_model()
-        results: dict[int, QueryResult] = {}
-        for tenant, positions in tenant_groups(queries, filtered=self._tenant_key is not None):
-            for start in range(0, len(positions), self._batch_size):
-                chunk = positions[start : start + self._batch_size]
-                batch = [queries[position] for position in chunk]
-                for position, result in zip(
-                    chunk, self._retrieve_batch(batch, k, tenant), strict=True
-                ):
-                    results[position] = result
-        return [results[position] for position in range(len(queries))]
+        return retrieve_in_batches(
+            queries,
+            tenant_groups(queries, filtered=self._tenant_key is not None),
+            batch_size=self._batch_size,
+            retrieve_batch=lambda batch, tenant: self._retrieve_batch(batch, k, tenant),
+        )
 
     def _request(self, vector: Any, k: int, tenant: str | None) -> models.QueryRequest:
         wanted = (
