@@ -18,7 +18,7 @@ from evalkit.audit.context import AuditContext
 from evalkit.errors import InputError
 from evalkit.goldset.corpus import content_hash
 from evalkit.records import Document
-from evalkit.records.audit import CheckOutcome, Finding
+from evalkit.records.audit import CheckOutcome
 
 __all__ = ["StalenessDiff", "check_staleness", "compare_hashes", "source_hashes"]
 
@@ -66,36 +66,25 @@ def check_staleness(context: AuditContext) -> CheckOutcome:
         return CheckOutcome("staleness", False, note="no source corpus given (--source)")
     snapshot, config = context.snapshot, context.config
     diff = compare_hashes(snapshot.ids, snapshot.hashes, context.source_hashes)
-    findings: list[Finding] = []
-    if diff.changed:
-        findings.append(
-            config.finding(
+    findings = [
+        config.finding(code, f"{len(doc_ids)} {message}", len(doc_ids), doc_ids=doc_ids)
+        for code, doc_ids, message in (
+            (
                 "changed_at_source",
-                f"{len(diff.changed)} indexed documents changed at the source since they were "
-                "indexed; re-index them (`evalkit index` re-embeds only those)",
-                len(diff.changed),
-                doc_ids=diff.changed,
-            )
-        )
-    if diff.deleted:
-        findings.append(
-            config.finding(
+                diff.changed,
+                "indexed documents changed at the source since they were indexed; re-index "
+                "them (`evalkit index` re-embeds only those)",
+            ),
+            (
                 "deleted_at_source",
-                f"{len(diff.deleted)} documents were deleted at the source but are still "
-                "indexed and can still be retrieved; delete them from the collection",
-                len(diff.deleted),
-                doc_ids=diff.deleted,
-            )
+                diff.deleted,
+                "documents were deleted at the source but are still indexed and can still be "
+                "retrieved; delete them from the collection",
+            ),
+            ("missing_from_index", diff.missing, "source documents are not indexed; index them"),
         )
-    if diff.missing:
-        findings.append(
-            config.finding(
-                "missing_from_index",
-                f"{len(diff.missing)} source documents are not indexed; index them",
-                len(diff.missing),
-                doc_ids=diff.missing,
-            )
-        )
+        if doc_ids
+    ]
     measurements = {
         "source_documents": float(len(context.source_hashes)),
         "changed_at_source": float(len(diff.changed)),
