@@ -157,6 +157,14 @@ def _groups(rows: IntArray, labels: npt.NDArray[np.integer]) -> list[IntArray]:
     return sorted(groups, key=lambda group: int(group[0]))
 
 
+def _clustered_ids(
+    ids: npt.NDArray[np.object_], groups: Sequence[IntArray]
+) -> tuple[tuple[tuple[str, ...], ...], tuple[str, ...]]:
+    """The document ids of each group, and all of them in group order."""
+    clusters = tuple(tuple(str(doc_id) for doc_id in ids[group]) for group in groups)
+    return clusters, tuple(doc_id for cluster in clusters for doc_id in cluster)
+
+
 def check_duplicates(context: AuditContext) -> CheckOutcome:
     """Report exact-duplicate groups and near-duplicate clusters, with their ids."""
     snapshot, config = context.snapshot, context.config
@@ -178,8 +186,8 @@ def check_duplicates(context: AuditContext) -> CheckOutcome:
 
     findings: list[Finding] = []
     if exact:
-        clusters = tuple(tuple(str(doc_id) for doc_id in ids[group]) for group in exact)
-        n_docs = sum(len(group) for group in exact)
+        clusters, doc_ids = _clustered_ids(ids, exact)
+        n_docs = len(doc_ids)
         findings.append(
             config.finding(
                 "exact_duplicates",
@@ -187,21 +195,21 @@ def check_duplicates(context: AuditContext) -> CheckOutcome:
                 "(same content under different ids); delete the extra ids and make "
                 "ingestion idempotent (stable ids)",
                 n_docs,
-                doc_ids=tuple(doc_id for cluster in clusters for doc_id in cluster),
+                doc_ids=doc_ids,
                 clusters=clusters,
                 details={"groups": len(exact), "redundant_documents": n_docs - len(exact)},
             )
         )
     if near_clusters:
-        clusters = tuple(tuple(str(doc_id) for doc_id in ids[group]) for group in near_clusters)
-        n_docs = sum(len(group) for group in near_clusters)
+        clusters, doc_ids = _clustered_ids(ids, near_clusters)
+        n_docs = len(doc_ids)
         findings.append(
             config.finding(
                 "near_duplicates",
                 f"{n_docs} documents form {len(near_clusters)} near-duplicate clusters (cosine "
                 f">= {config.near_duplicate_threshold}); keep one version of each",
                 n_docs,
-                doc_ids=tuple(doc_id for cluster in clusters for doc_id in cluster),
+                doc_ids=doc_ids,
                 clusters=clusters,
                 value=float(near.similarity.min()),
                 threshold=config.near_duplicate_threshold,
