@@ -251,14 +251,12 @@ def _combine_repeats(
     else:
         reason = str(failures[0].reason)
         detail = failures[0].detail if len(outcomes) == 1 else failed
-    return MetricScore(
-        item_id=record.id,
-        metric=metric,
-        method=str(Method.ragas_llm),
-        value=value,
-        judge_model=judge.model,
-        prompt_version=judge.prompt_versions[metric],
-        unmeasured_reason=reason,
+    return _judged(
+        record,
+        metric,
+        judge,
+        value,
+        reason=reason,
         detail=detail,
         n_repeats=len(values) if values else len(judgments),
         spread=spread,
@@ -268,13 +266,30 @@ def _combine_repeats(
 def _unmeasured(
     record: AnswerRecord, metric: str, judge: LLMJudge, reason: Unmeasured
 ) -> MetricScore:
+    return _judged(record, metric, judge, None, reason=str(reason), n_repeats=0)
+
+
+def _judged(
+    record: AnswerRecord,
+    metric: str,
+    judge: LLMJudge,
+    value: float | None,
+    *,
+    reason: str | None,
+    n_repeats: int,
+    detail: str | None = None,
+    spread: float | None = None,
+) -> MetricScore:
+    """The score of ``metric`` for ``record`` as ``judge`` gave it (its model and prompt)."""
     return MetricScore(
         item_id=record.id,
         metric=metric,
         method=str(Method.ragas_llm),
-        value=None,
+        value=value,
         judge_model=judge.model,
         prompt_version=judge.prompt_versions[metric],
-        unmeasured_reason=str(reason),
-        n_repeats=0,
+        unmeasured_reason=reason,
+        detail=detail,
+        n_repeats=n_repeats,
+        spread=spread,
     )
