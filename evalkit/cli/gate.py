@@ -33,6 +33,7 @@ from evalkit.records.requests import COMPARE_DEFAULTS, GATE_DEFAULTS, GatePolicy
 
 if TYPE_CHECKING:
     from evalkit.config import Settings
+    from evalkit.goldset.model import Goldset
     from evalkit.pipeline import GateOutcome
     from evalkit.retrievers.factory import RetrieverOptions
 
@@ -161,6 +162,50 @@ def _command_store(
     return CommandStore(purpose, write=write, config=config)
 
 
+def _policy(
+    measure: list[str] | None,
+    alpha: float,
+    min_effect: float,
+    resamples: int,
+    seed: int,
+    worst: int,
+    failed_as_zero: bool,
+) -> GatePolicy:
+    """The comparison the options ask for (``--measure`` default: ndcg@10)."""
+    return GatePolicy(
+        measures=tuple(measure or GATE_DEFAULTS.measures),
+        alpha=alpha,
+        min_effect=min_effect,
+        resamples=resamples,
+        seed=seed,
+        worst=worst,
+        failed_as_zero=failed_as_zero,
+    )
+
+
+def _goldset(
+    goldset: str | None,
+    goldset_format: str,
+    split: str,
+    topics: Path | None,
+    purpose: str,
+    *,
+    config: Settings | None = None,
+) -> str | Goldset | None:
+    """The goldset ``--goldset`` names: a stored name, or one read from its files."""
+    from evalkit.pipeline import resolve_goldset
+
+    if goldset is None:
+        return None
+    return resolve_goldset(
+        _command_store(write=False, purpose=purpose, config=config),
+        goldset,
+        format=goldset_format,
+        split=split,
+        topics=topics,
+    )
+
+
 @app.command("compare")
 def compare(
     baseline: Annotated[
@@ -191,30 +236,14 @@ def compare(
     A stored run whose retrieval failed on some queries is refused (exit 3) unless
     --failed-as-zero counts those queries as 0; they are never left out silently.
     """
-    from evalkit.pipeline import gate_against_baseline, resolve_goldset
+    from evalkit.pipeline import gate_against_baseline
 
     outcome = gate_against_baseline(
         _command_store(write=_exports(baseline, candidate), purpose="compare"),
         baseline,
         candidate,
-        policy=GatePolicy(
-            measures=tuple(measure or COMPARE_DEFAULTS.measures),
-            alpha=alpha,
-            min_effect=min_effect,
-            resamples=resamples,
-            seed=seed,
-            worst=worst,
-            failed_as_zero=failed_as_zero,
-        ),
-        goldset=None
-        if goldset is None
-        else resolve_goldset(
-            _command_store(write=False, purpose="compare"),
-            goldset,
-            format=goldset_format,
-            split=goldset_split,
-            topics=goldset_topics,
-        ),
+        policy=_policy(measure, alpha, min_effect, resamples, seed, worst, failed_as_zero),
+        goldset=_goldset(goldset, goldset_format, goldset_split, goldset_topics, "compare"),
         qrels=qrels,
     )
     _show(outcome, output, dashboard_url=settings().alerts.dashboard_url)
@@ -295,7 +324,7 @@ def gate(
     Example: evalkit gate --baseline 20261121T101500-1a2b3c --goldset demo --collection demo
     -m ndcg@10 -m recall@100 --min-effect 0.01 --junit gate.xml --markdown gate.md
     """
-    from evalkit.pipeline import gate_against_baseline, resolve_goldset, write_gate_reports
+    from evalkit.pipeline import gate_against_baseline, write_gate_reports
 
     live_options = retriever_options(
         collection=collection,
@@ -333,23 +362,9 @@ def gate(
             ),
             baseline,
             target,
-            policy=GatePolicy(
-                measures=tuple(measure or GATE_DEFAULTS.measures),
-                alpha=alpha,
-                min_effect=min_effect,
-                resamples=resamples,
-                seed=seed,
-                worst=worst,
-                failed_as_zero=failed_as_zero,
-            ),
-            goldset=None
-            if goldset is None
-            else resolve_goldset(
-                _command_store(write=False, purpose="gate", config=config),
-                goldset,
-                format=goldset_format,
-                split=goldset_split,
-                topics=goldset_topics,
+            policy=_policy(measure, alpha, min_effect, resamples, seed, worst, failed_as_zero),
+            goldset=_goldset(
+                goldset, goldset_format, goldset_split, goldset_topics, "gate", config=config
             ),
             qrels=qrels,
             settings=config,
