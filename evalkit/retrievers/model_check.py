@@ -26,6 +26,7 @@ __all__ = [
     "SAME_MODEL_MEDIAN_COSINE",
     "ReembeddingCheck",
     "check_reembedding",
+    "describe_model_check",
 ]
 
 REEMBED_SAMPLE = 16
@@ -104,3 +105,25 @@ def check_reembedding(
             "what was embedded, leave it unset."
         )
     return check
+
+
+def describe_model_check(
+    reembedding: ReembeddingCheck | None,
+    *,
+    text_source: str | None,
+    unset: str,
+    skipped: str | None = None,
+) -> dict[str, Any]:
+    """The model check as ``describe()`` reports it: the dimension only when the store has no
+    text to re-embed (``unset`` says how to give it one), else the re-embedding of
+    ``text_source`` with its result, and why no sample was read when ``skipped``."""
+    if text_source is None:
+        return {"method": f"dimension only ({unset})"}
+    found = reembedding.to_dict() if reembedding is not None else None
+    checked: dict[str, Any] = {
+        "method": f"dimension and {REEMBED_SAMPLE} re-embedded {text_source}",
+        "result": found,
+    }
+    if skipped is not None:
+        checked["skipped"] = skipped
+    return checked

@@ -43,7 +43,12 @@ from evalkit.retrievers.base import (
     tenant_groups,
     validate_k,
 )
-from evalkit.retrievers.model_check import REEMBED_SAMPLE, ReembeddingCheck, check_reembedding
+from evalkit.retrievers.model_check import (
+    REEMBED_SAMPLE,
+    ReembeddingCheck,
+    check_reembedding,
+    describe_model_check,
+)
 
 __all__ = ["METRICS", "VECTOR_TYPES", "PgvectorMetric", "PgvectorRetriever"]
 
@@ -366,14 +371,12 @@ class PgvectorRetriever:
         return [(str(text), list(vector)) for text, vector in rows]
 
     def _model_check(self) -> dict[str, Any]:
-        if self._settings.text_column is None:
-            return {"method": "dimension only (set text_column to re-embed sampled rows)"}
-        method = f"dimension and {REEMBED_SAMPLE} re-embedded rows of text_column"
-        found = self._reembedding.to_dict() if self._reembedding is not None else None
-        checked: dict[str, Any] = {"method": method, "result": found}
-        if self._sample_skipped is not None:
-            checked["skipped"] = self._sample_skipped
-        return checked
+        return describe_model_check(
+            self._reembedding,
+            text_source=None if self._settings.text_column is None else "rows of text_column",
+            unset="set text_column to re-embed sampled rows",
+            skipped=self._sample_skipped,
+        )
 
     def retrieve(self, queries: Sequence[Query], k: int) -> list[QueryResult]:
         """Return the top ``k`` documents of every query, one result per query, in order."""

@@ -50,7 +50,12 @@ from evalkit.retrievers.base import (
     validate_k,
 )
 from evalkit.retrievers.framework import MissingIdError
-from evalkit.retrievers.model_check import REEMBED_SAMPLE, ReembeddingCheck, check_reembedding
+from evalkit.retrievers.model_check import (
+    REEMBED_SAMPLE,
+    ReembeddingCheck,
+    check_reembedding,
+    describe_model_check,
+)
 
 __all__ = ["FINGERPRINT_SAMPLE", "QdrantRetriever"]
 
@@ -208,11 +213,13 @@ class QdrantRetriever:
         return rows[:REEMBED_SAMPLE]
 
     def _model_check(self) -> dict[str, Any]:
-        if self._settings.text_payload_key is None:
-            return {"method": "dimension only (set text_payload_key to re-embed sampled points)"}
-        method = f"dimension and {REEMBED_SAMPLE} re-embedded points' text_payload_key"
-        found = self._reembedding.to_dict() if self._reembedding is not None else None
-        return {"method": method, "result": found}
+        return describe_model_check(
+            self._reembedding,
+            text_source=(
+                None if self._settings.text_payload_key is None else "points' text_payload_key"
+            ),
+            unset="set text_payload_key to re-embed sampled points",
+        )
 
     def check(self) -> None:
         """Raise RetrieverError when the collection cannot be reached now."""
