@@ -39,6 +39,7 @@ from evalkit.drift.sequential import (
     SequentialTrace,
     cusum,
     page_hinkley,
+    sequential_trace,
 )
 from evalkit.records.drift import DriftResult
 
@@ -68,5 +69,6 @@ __all__ = [
     "low_confidence_share",
     "make_detector",
     "page_hinkley",
+    "sequential_trace",
     "top1_score_shift",
 ]

@@ -50,6 +50,7 @@ __all__ = [
     "SequentialTrace",
     "cusum",
     "page_hinkley",
+    "sequential_trace",
 ]
 
 Direction = Literal["drop", "rise"]
@@ -280,6 +281,27 @@ def page_hinkley(
     """Page-Hinkley test over a whole series: deviations from the running mean."""
     settings = _Settings(delta, h_warning, h_alert, warmup, None, sd, min_sd, direction)
     return _trace("page_hinkley", _as_series(values), settings, running_reference=True)
+
+
+def sequential_trace(
+    method: str,
+    values: Sequence[float] | npt.ArrayLike,
+    *,
+    allowance: float = 0.5,
+    h_warning: float = 5.0,
+    h_alert: float = 8.0,
+    warmup: int = 20,
+    min_sd: float = 1e-3,
+) -> SequentialTrace:
+    """``cusum`` or ``page_hinkley`` (``method``) over a whole series, ``allowance`` being
+    the detector's slack (CUSUM's ``k``, Page-Hinkley's ``delta``)."""
+    if method == "cusum":
+        return cusum(
+            values, k=allowance, h_warning=h_warning, h_alert=h_alert, warmup=warmup, min_sd=min_sd
+        )
+    return page_hinkley(
+        values, delta=allowance, h_warning=h_warning, h_alert=h_alert, warmup=warmup, min_sd=min_sd
+    )
 
 
 class _Incremental:

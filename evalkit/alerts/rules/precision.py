@@ -17,7 +17,7 @@ from pydantic import Field, field_validator, model_validator
 from evalkit.alerts.model import Signal
 from evalkit.alerts.rules.base import RuleContext, RuleKind, RuleParams, iso, stored_verdict
 from evalkit.causes import Explanation, explain_comparison, explain_runs
-from evalkit.drift import AlertLevel, cusum, page_hinkley
+from evalkit.drift import AlertLevel, sequential_trace
 from evalkit.errors import EvalkitError
 from evalkit.metrics import parse_measures
 from evalkit.records import AlertSeverity
@@ -335,24 +335,15 @@ def _sequential_series(
         if len(points) <= params.warmup:
             continue
         values = [value for _, value in points]
-        if params.method == "cusum":
-            trace = cusum(
-                values,
-                k=params.allowance,
-                h_warning=params.h_warning,
-                h_alert=params.h_alert,
-                warmup=params.warmup,
-                min_sd=params.min_sd,
-            )
-        else:
-            trace = page_hinkley(
-                values,
-                delta=params.allowance,
-                h_warning=params.h_warning,
-                h_alert=params.h_alert,
-                warmup=params.warmup,
-                min_sd=params.min_sd,
-            )
+        trace = sequential_trace(
+            params.method,
+            values,
+            allowance=params.allowance,
+            h_warning=params.h_warning,
+            h_alert=params.h_alert,
+            warmup=params.warmup,
+            min_sd=params.min_sd,
+        )
         last = trace.state(len(values) - 1)
         latest_run = points[-1][0]
         change_run = points[last.change_point][0].run_id if last.change_point is not None else None
