@@ -493,24 +493,30 @@ def test_queries_no_shard_holds_are_stored_as_lost_with_the_reason(tmp_path: Pat
                                 error=reason, measures=["ndcg@10"]) == 0  # fmt: skip
 
 
+def last_query_raises(goldset: Goldset, path: Path) -> Path:
+    """A query table of ``goldset`` written to ``path`` whose last query's grades do not
+    match its documents, so the batch holding it raises."""
+    n = len(goldset.queries)
+    table = pa.table(
+        {
+            "query_id": [query.id for query in goldset.queries],
+            "text": [query.text for query in goldset.queries],
+            "tenant": pa.array([None] * n, pa.string()),
+            "judged_doc_ids": [["d1", "d2"]] * n,
+            "judged_relevance": [[1, 0]] * (n - 1) + [[1]],
+        }
+    )
+    pq.write_table(table, path)
+    return path
+
+
 def test_an_engine_that_stops_leaves_a_partial_run_naming_the_lost_queries(
     ray_cluster: str, tmp_path: Path
 ) -> None:
     from evalkit.pipeline import evaluate_query_table
 
     goldset = demo_goldset()
-    table = pa.table(
-        {
-            "query_id": [query.id for query in goldset.queries],
-            "text": [query.text for query in goldset.queries],
-            "tenant": pa.array([None] * len(goldset.queries), pa.string()),
-            "judged_doc_ids": [["d1", "d2"]] * len(goldset.queries),
-            # the last query's grades do not match its documents: its batch raises
-            "judged_relevance": [[1, 0]] * (len(goldset.queries) - 1) + [[1]],
-        }
-    )
-    path = tmp_path / "queries.parquet"
-    pq.write_table(table, path)
+    path = last_query_raises(goldset, tmp_path / "queries.parquet")
     with overlap_retriever() as url, Store.open(tmp_path / "runs.duckdb") as store:
         engine = RayEngine(
             RetrieverOptions(http_url=url), _settings(tmp_path), actors=2, batch_size=16
@@ -822,18 +828,7 @@ def test_the_ray_engine_reports_its_stop_and_keeps_its_shards(
     from evalkit.engines import ReplayQueries, ReplaySpec
 
     goldset = demo_goldset()
-    table = pa.table(
-        {
-            "query_id": [query.id for query in goldset.queries],
-            "text": [query.text for query in goldset.queries],
-            "tenant": pa.array([None] * len(goldset.queries), pa.string()),
-            "judged_doc_ids": [["d1", "d2"]] * len(goldset.queries),
-            # the last query's grades do not match its documents: its batch raises
-            "judged_relevance": [[1, 0]] * (len(goldset.queries) - 1) + [[1]],
-        }
-    )
-    path = tmp_path / "queries.parquet"
-    pq.write_table(table, path)
+    path = last_query_raises(goldset, tmp_path / "queries.parquet")
     with overlap_retriever() as url:
         engine = RayEngine(
             RetrieverOptions(http_url=url), _settings(tmp_path), actors=2, batch_size=16
