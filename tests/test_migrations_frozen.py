@@ -37,6 +37,7 @@ RELEASED: dict[int, tuple[str, str]] = {
     10: ("traffic_spans", "7b12fe51e30af0b24bbfdca1914c8d08ca09986bd1e27d7f4a85456a03d95257"),
     11: ("run_shards", "5ba5cd4c23e71ebfd2efb42cdfccce5579e1dfa1ee64745cd6cefb238f24d419"),
     12: ("run_imports", "7aebe9455cdf6d0b4f6f90d9b2dc84bcf9295202daa1c2c5108a7c8e55011f88"),
+    13: ("judging", "114f27b4b8447f515e2b2b2a19d844745677e5476ad1d3b69e487d3f603ee6ec"),
 }
 
 SCHEMA_QUERIES = {

@@ -48,6 +48,7 @@ COMMAND_MODULES: dict[str, str] = {
     "goldset": "goldset",
     "index": "index",
     "jobs": "jobs",
+    "judge": "judge",
     "alerts": "alerts",
     "run": "run",
     "runs": "runs",

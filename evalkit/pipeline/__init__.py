@@ -2,8 +2,8 @@
 
 The CLI, the scheduler and the tests all call these functions; no stage calls another stage
 that comes after it in the data flow. One module per workflow (``goldset``, ``gate``,
-``traffic``, ``audit``, ``drift``, ``answers``), independent of each other; what they share
-is the run lifecycle (``runs``), the goldset run (``goldset_run``) and the scoring of a
+``traffic``, ``audit``, ``drift``, ``answers``, ``judging``), independent of each other; what
+they share is the run lifecycle (``runs``), the goldset run (``goldset_run``) and the scoring of a
 run's answers (``answer_scores``). This package only re-exports.
 """
 
@@ -43,6 +43,16 @@ from evalkit.pipeline.gate import (
 from evalkit.pipeline.gate import gate_reports as gate_reports
 from evalkit.pipeline.goldset import evaluate_query_table, resolve_goldset
 from evalkit.pipeline.goldset_run import evaluate_goldset
+from evalkit.pipeline.judging import (
+    AgreementOutcome,
+    HolesOutcome,
+    JudgingOutcome,
+    JudgingPlan,
+    corpus_texts,
+    judge_pairs,
+    judge_run_holes,
+    measure_agreement,
+)
 from evalkit.pipeline.runs import RunOutcome, default_measures
 from evalkit.pipeline.traffic import (
     ReplaySetup,
@@ -57,10 +67,14 @@ __all__ = [
     "DEFAULT_MEASURES",
     "GATE_CANDIDATE_LABEL",
     "GATE_EXIT_CODES",
+    "AgreementOutcome",
     "AuditOutcome",
     "DriftOutcome",
     "GateOutcome",
     "GatePolicy",
+    "HolesOutcome",
+    "JudgingOutcome",
+    "JudgingPlan",
     "ReplaySetup",
     "RunOutcome",
     "TrafficReplay",
@@ -75,10 +89,14 @@ __all__ = [
     "check_drift_queries",
     "collection_vectors",
     "comparison_judgments",
+    "corpus_texts",
     "default_measures",
     "evaluate_goldset",
     "evaluate_query_table",
     "gate_against_baseline",
+    "judge_pairs",
+    "judge_run_holes",
+    "measure_agreement",
     "newest_sample",
     "prepare_traffic_replay",
     "record_baseline",

@@ -6,7 +6,7 @@ pipeline takes them whole: ``GatePolicy`` for ``gate_against_baseline`` (``evalk
 ``evalkit compare``, the pytest plugin), ``GoldsetRunRequest`` for a goldset run
 (``evalkit run``, the ``goldset_replay`` job, a gate's live candidate),
 ``TrafficReplayRequest`` for a traffic replay (``evalkit traffic replay``, the ``traffic``
-job).
+job), ``JudgingRequest`` and ``AgreementRequest`` for relevance judging (``evalkit judge``).
 """
 
 from __future__ import annotations
@@ -19,13 +19,17 @@ if TYPE_CHECKING:
     from evalkit.config import Settings
 
 __all__ = [
+    "AGREEMENT_DEFAULTS",
     "COMPARE_DEFAULTS",
     "DEFAULT_EMBEDDING_SAMPLE",
     "DEFAULT_LOW_CONFIDENCE",
     "GATE_DEFAULTS",
+    "JUDGING_DEFAULTS",
     "TRAFFIC_REPLAY_DEFAULTS",
+    "AgreementRequest",
     "GatePolicy",
     "GoldsetRunRequest",
+    "JudgingRequest",
     "TrafficReplayRequest",
 ]
 
@@ -130,3 +134,48 @@ class TrafficReplayRequest:
 
 TRAFFIC_REPLAY_DEFAULTS: Final = TrafficReplayRequest()
 """``evalkit traffic replay`` and the ``traffic`` job."""
+
+
+@dataclass(frozen=True, slots=True)
+class JudgingRequest:
+    """How pairs are judged by the relevance assessor.
+
+    At most ``max_judgments`` pairs not yet in the judged pool are sent (None: no limit; the
+    pairs past it are left for a later pass and counted); pairs the pool holds cost nothing.
+    With ``dry_run`` nothing is sent: the plan says how many pairs would be judged and
+    roughly how many tokens that takes. ``k`` is the depth of a run's ranking judged.
+    """
+
+    max_judgments: int | None = None
+    dry_run: bool = False
+    k: int = 10
+
+
+JUDGING_DEFAULTS: Final = JudgingRequest()
+"""``evalkit judge`` and ``--judge-holes``."""
+
+
+@dataclass(frozen=True, slots=True)
+class AgreementRequest:
+    """How an assessor's agreement with a goldset's human judgments is measured.
+
+    ``sample`` human-judged pairs are drawn with ``seed`` (all of them when there are
+    fewer) and judged; weighted kappa gets a ``confidence`` bootstrap interval from
+    ``resamples`` resamples, the assessor's grades made binary at ``assessor_threshold``
+    against binary human judgments. Kendall's tau ranks the goldset's stored complete runs
+    (the newest ``max_runs``, at least three) by precision@``k`` on ``tau_queries`` sampled
+    queries, under human judgments and under the assessor's labels.
+    """
+
+    sample: int = 200
+    seed: int = 0
+    assessor_threshold: int = 2
+    confidence: float = 0.95
+    resamples: int = 2000
+    k: int = 10
+    tau_queries: int = 50
+    max_runs: int = 10
+
+
+AGREEMENT_DEFAULTS: Final = AgreementRequest()
+"""``evalkit judge agreement``."""

@@ -493,6 +493,60 @@ _M12_RUN_IMPORTS = (
     " ALTER TABLE runs ADD COLUMN imported_at TIMESTAMP;"
 )
 
+_M13_JUDGING = """
+CREATE TABLE judged_pool (
+    query_hash VARCHAR NOT NULL,
+    content_hash VARCHAR NOT NULL,
+    assessor VARCHAR NOT NULL,
+    model VARCHAR NOT NULL,
+    prompt_version VARCHAR NOT NULL,
+    query_text VARCHAR NOT NULL,
+    doc_id VARCHAR NOT NULL,
+    grade INTEGER,
+    reason VARCHAR,
+    unjudged_reason VARCHAR,
+    detail VARCHAR,
+    judged_at TIMESTAMP NOT NULL,
+    PRIMARY KEY (query_hash, content_hash, assessor)
+);
+CREATE TABLE judge_agreements (
+    agreement_id VARCHAR PRIMARY KEY,
+    assessor VARCHAR NOT NULL,
+    goldset_name VARCHAR NOT NULL,
+    goldset_version VARCHAR NOT NULL,
+    measured_at TIMESTAMP NOT NULL,
+    n_pairs INTEGER NOT NULL,
+    n_unjudged INTEGER NOT NULL,
+    kappa DOUBLE,
+    kappa_low DOUBLE,
+    kappa_high DOUBLE,
+    kappa_scale VARCHAR NOT NULL,
+    confusion JSON NOT NULL,
+    tau DOUBLE,
+    tau_p_value DOUBLE,
+    tau_measure VARCHAR,
+    n_runs INTEGER NOT NULL,
+    seed BIGINT NOT NULL,
+    details JSON NOT NULL
+);
+CREATE TABLE judged_run_figures (
+    run_id VARCHAR NOT NULL,
+    source VARCHAR NOT NULL,
+    labeller VARCHAR NOT NULL,
+    measure VARCHAR NOT NULL,
+    value DOUBLE,
+    low DOUBLE,
+    high DOUBLE,
+    n_queries INTEGER NOT NULL,
+    judged_share DOUBLE,
+    status VARCHAR NOT NULL,
+    agreement_id VARCHAR,
+    computed_at TIMESTAMP NOT NULL,
+    details JSON NOT NULL,
+    PRIMARY KEY (run_id, source, labeller, measure)
+);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "goldsets_runs_metrics", _M01_GOLDSETS_RUNS_METRICS),
     Migration(2, "drift_checks", _M02_DRIFT_CHECKS),
@@ -506,4 +560,5 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(10, "traffic_spans", _M10_TRAFFIC_SPANS),
     Migration(11, "run_shards", _M11_RUN_SHARDS),
     Migration(12, "run_imports", _M12_RUN_IMPORTS),
+    Migration(13, "judging", _M13_JUDGING),
 )

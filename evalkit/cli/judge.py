@@ -1,0 +1,299 @@
+"""``evalkit judge agreement|holes|agreements|pool``: relevance labels from an LLM assessor."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from evalkit.cli._app import CONTEXT, app
+from evalkit.cli._output import (
+    OutputFormat,
+    console,
+    emit_json,
+    format_value,
+    key_values,
+    progress_bar,
+    settings,
+    table,
+)
+from evalkit.cli._store import CommandStore, open_store
+from evalkit.records.requests import AGREEMENT_DEFAULTS, JUDGING_DEFAULTS
+
+if TYPE_CHECKING:
+    from evalkit.judging.assessor import RelevanceAssessor
+    from evalkit.pipeline import JudgingOutcome
+    from evalkit.store.judging import StoredAgreement
+
+__all__ = ["judge_app"]
+
+judge_app = typer.Typer(
+    help="Grade the relevance of retrieved documents 0-3 with the [judge] LLM endpoint, "
+    "cached in the judged pool, and measure how far those labels agree with human "
+    "judgments.",
+    no_args_is_help=True,
+    context_settings=CONTEXT,
+)
+app.add_typer(judge_app, name="judge")
+
+Format = Annotated[OutputFormat, typer.Option("--format", help="table or json")]
+Corpus = Annotated[
+    Path,
+    typer.Option(
+        "--corpus",
+        help="The corpus the documents were indexed from (JSONL, BEIR or TREC), for their texts.",
+        exists=True,
+    ),
+]
+MaxJudgments = Annotated[
+    int | None,
+    typer.Option(
+        "--max-judgments",
+        min=0,
+        help="Send at most this many pairs the judged pool does not hold (a hard budget; "
+        "the rest wait for a later pass). Default: no limit.",
+    ),
+]
+DryRun = Annotated[
+    bool,
+    typer.Option(
+        "--dry-run",
+        help="Send nothing: print how many pairs would be judged and an estimate of the tokens.",
+    ),
+]
+Depth = Annotated[int, typer.Option("--k", min=1, help="Depth of each ranking judged.")]
+
+
+def _assessor() -> RelevanceAssessor:
+    from evalkit.judging.assessor import RelevanceAssessor
+
+    return RelevanceAssessor(settings().judge)
+
+
+def _judging_facts(outcome: JudgingOutcome) -> dict[str, object]:
+    plan = outcome.plan
+    facts: dict[str, object] = {
+        "assessor": plan.assessor,
+        "pairs": plan.n_pairs,
+        "in the pool already": plan.n_in_pool,
+        "sent" if not outcome.dry_run else "would be sent": plan.n_to_judge,
+        "over the budget": plan.n_over_budget,
+    }
+    if outcome.dry_run:
+        facts["estimated tokens"] = f"about {plan.estimated_tokens:,}"
+    else:
+        facts["judged"] = outcome.n_judged
+        facts["left unjudged"] = outcome.n_unjudged or "-"
+        if outcome.unjudged:
+            facts["why unjudged"] = ", ".join(f"{k} {n}" for k, n in outcome.unjudged.items())
+        facts["requests"] = outcome.calls
+    return facts
+
+
+def _agreement_line(agreement: StoredAgreement | None) -> str:
+    if agreement is None:
+        return "agreement not measured (run `evalkit judge agreement --goldset NAME`)"
+    return f"{agreement.summary()} ({agreement.agreement_id})"
+
+
+@judge_app.command("agreement")
+def agreement(
+    goldset: Annotated[
+        str, typer.Option("--goldset", help="The stored goldset whose judgments are compared.")
+    ],
+    corpus: Corpus,
+    sample: Annotated[
+        int, typer.Option(min=1, help="Human-judged pairs drawn and judged.")
+    ] = AGREEMENT_DEFAULTS.sample,
+    seed: Annotated[int, typer.Option(help="Seed of the samples.")] = AGREEMENT_DEFAULTS.seed,
+    k: Depth = AGREEMENT_DEFAULTS.k,
+    tau_queries: Annotated[
+        int,
+        typer.Option(min=1, help="Queries over which the runs are ranked for Kendall's tau."),
+    ] = AGREEMENT_DEFAULTS.tau_queries,
+    max_judgments: MaxJudgments = JUDGING_DEFAULTS.max_judgments,
+    dry_run: DryRun = False,
+    output: Format = OutputFormat.table,
+) -> None:
+    """Measure how far the assessor agrees with a goldset's human judgments.
+
+    Judges a sample of human-judged pairs and stores weighted Cohen's kappa (with a
+    bootstrap interval) and the confusion matrix; with at least three complete stored runs
+    of the goldset, also Kendall's tau between the runs ranked by precision@k under human
+    and under assessor labels. Every figure made from assessor labels is shown with the
+    newest agreement.
+
+    Example: evalkit judge agreement --goldset demo --corpus goldsets/demo/corpus.jsonl
+    """
+    from evalkit.pipeline import measure_agreement
+    from evalkit.records.requests import AgreementRequest, JudgingRequest
+
+    assessor = _assessor()
+    request = AgreementRequest(sample=sample, seed=seed, k=k, tau_queries=tau_queries)
+    judging = JudgingRequest(max_judgments=max_judgments, dry_run=dry_run)
+    enabled = output is OutputFormat.table and not dry_run
+    with progress_bar("judging pairs", enabled=enabled) as bar:
+        outcome = measure_agreement(
+            CommandStore(purpose="judge agreement"),
+            goldset,
+            assessor,
+            corpus,
+            request,
+            judging=judging,
+            progress=bar,
+        )
+    if output is OutputFormat.json:
+        emit_json(outcome.to_dict())
+        return
+    console.print(key_values("judging", _judging_facts(outcome.judging)))
+    measured = outcome.agreement
+    if measured is None:
+        return
+    facts: dict[str, object] = {
+        "agreement": measured.agreement_id,
+        "goldset": f"{measured.goldset_name} ({measured.goldset_version[:12]})",
+        "pairs": measured.n_pairs,
+        "weighted kappa": _interval(measured.kappa, measured.kappa_low, measured.kappa_high),
+        "scale": measured.kappa_scale,
+        f"Kendall tau ({measured.tau_measure or 'runs'})": (
+            "-"
+            if measured.tau is None
+            else f"{measured.tau:.3f} over {measured.n_runs} runs "
+            f"(p {format_value(measured.tau_p_value)})"
+        ),
+    }
+    note = measured.details.get("note")
+    if note:
+        facts["note"] = note
+    added = measured.details.get("n_unjudged_counted_as_not_relevant")
+    if added:
+        facts["unjudged counted not relevant"] = added
+    console.print(key_values("agreement", facts))
+    confusion = measured.confusion
+    levels = confusion["assessor_levels"]
+    rows = [
+        [f"human {level}", *counts]
+        for level, counts in zip(confusion["human_levels"], confusion["counts"], strict=True)
+    ]
+    console.print(table("confusion", ["", *(f"assessor {g}" for g in levels)], rows))
+    console.print(
+        "Labels are for window- and system-level figures: never gate or alert on one "
+        "query's label (docs/judging.md).",
+        highlight=False,
+    )
+
+
+def _interval(value: float | None, low: float | None, high: float | None) -> str:
+    if value is None:
+        return "undefined (one label everywhere)"
+    if low is None or high is None:
+        return f"{value:.3f}"
+    return f"{value:.3f} [{low:.3f}, {high:.3f}]"
+
+
+@judge_app.command("holes")
+def holes(
+    run_id: Annotated[str, typer.Argument(help="A goldset run (a unique prefix is enough).")],
+    corpus: Corpus,
+    k: Depth = JUDGING_DEFAULTS.k,
+    max_judgments: MaxJudgments = JUDGING_DEFAULTS.max_judgments,
+    dry_run: DryRun = False,
+    output: Format = OutputFormat.table,
+) -> None:
+    """Judge the top-k documents a goldset run retrieved that the goldset never judged, and
+    show the run's measures with those holes filled beside the exact ones.
+
+    The exact figures (human judgments, trec_eval semantics) stay the run's figures
+    everywhere; the filled ones are stored apart, labelled with the assessor and its
+    agreement.
+
+    Example: evalkit judge holes run-20261125T101500-3f9a1c --corpus corpus.jsonl --k 10
+    """
+    from evalkit.pipeline import judge_run_holes
+    from evalkit.records.requests import JudgingRequest
+
+    assessor = _assessor()
+    request = JudgingRequest(max_judgments=max_judgments, dry_run=dry_run, k=k)
+    enabled = output is OutputFormat.table and not dry_run
+    with progress_bar("judging holes", enabled=enabled) as bar:
+        outcome = judge_run_holes(
+            CommandStore(purpose="judge holes"), run_id, assessor, corpus, request, progress=bar
+        )
+    if output is OutputFormat.json:
+        emit_json(outcome.to_dict())
+        return
+    console.print(key_values("judging", _judging_facts(outcome.judging)))
+    console.print(
+        key_values(
+            "holes",
+            {
+                "run": outcome.run.run_id,
+                f"judged@{outcome.k} (human)": f"{outcome.judged_at_k:.1%}",
+                "holes": outcome.n_holes,
+                "agreement": _agreement_line(outcome.agreement),
+            },
+        )
+    )
+    if not outcome.figures:
+        return
+    rows: list[list[Any]] = []
+    for figure in outcome.figures:
+        exact = figure.details.get("exact")
+        delta = None if exact is None or figure.value is None else figure.value - exact
+        rows.append([figure.measure, exact, figure.value, delta, figure.status])
+    columns = ["measure", "exact (human)", "holes filled (assessor)", "difference", "status"]
+    console.print(table("measures", columns, rows))
+
+
+@judge_app.command("agreements")
+def agreements(
+    assessor: Annotated[str | None, typer.Option(help="Only this assessor's.")] = None,
+    goldset: Annotated[str | None, typer.Option(help="Only on this goldset.")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many.")] = 20,
+    output: Format = OutputFormat.table,
+) -> None:
+    """List measured agreements, newest first.
+
+    Example: evalkit judge agreements --goldset demo --format json
+    """
+    from evalkit.store.judging import list_agreements
+
+    with open_store(write=False, purpose="judge agreements") as store:
+        found = list_agreements(store, assessor=assessor, goldset=goldset, limit=limit)
+    if output is OutputFormat.json:
+        emit_json([entry.to_dict() for entry in found])
+        return
+    rows = [
+        [
+            entry.agreement_id,
+            entry.assessor,
+            entry.goldset_name,
+            entry.n_pairs,
+            _interval(entry.kappa, entry.kappa_low, entry.kappa_high),
+            "-" if entry.tau is None else f"{entry.tau:.3f} ({entry.n_runs} runs)",
+            f"{entry.measured_at:%Y-%m-%d %H:%M}",
+        ]
+        for entry in found
+    ]
+    columns = ["agreement", "assessor", "goldset", "pairs", "kappa", "tau", "measured"]
+    console.print(table("assessor agreements", columns, rows))
+
+
+@judge_app.command("pool")
+def pool(output: Format = OutputFormat.table) -> None:
+    """Count the judged pool's pairs per assessor.
+
+    Example: evalkit judge pool
+    """
+    from evalkit.store.judging import pool_counts
+
+    with open_store(write=False, purpose="judge pool") as store:
+        counts = pool_counts(store)
+    if output is OutputFormat.json:
+        emit_json(counts)
+        return
+    rows = [
+        [c["assessor"], c["judged"], c["unjudged"], f"{c['newest']:%Y-%m-%d %H:%M}"] for c in counts
+    ]
+    console.print(table("judged pool", ["assessor", "judged", "unjudged", "newest"], rows))

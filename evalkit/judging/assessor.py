@@ -1,0 +1,262 @@
+"""The relevance assessor: an LLM grades how relevant a document is to a query, 0 to 3.
+
+It calls the ``[judge]`` OpenAI-compatible endpoint (chat completions) with evalkit's own
+prompt on a four-grade scale (0 unrelated, 1 related, 2 highly relevant, 3 perfectly
+relevant) and asks for one JSON object ``{"grade": 0-3, "reason": "..."}``. Every call goes
+through the answer judge's guard (``evalkit.answers.judge.CallGuard``: concurrency, requests
+per minute, timeout, retries with back-off), so both judges honour the same limits.
+
+A reply that is not such an object is asked again once; a second bad reply leaves the pair
+*unjudged* (``Unjudged.malformed_reply``) with the reply's first 200 characters, secrets
+masked. An endpoint that errors or times out after its retries leaves the pair unjudged too.
+No grade is ever made up.
+
+An assessor is named ``MODEL@PROMPT_VERSION``; the prompt version is a hash of the prompt
+text and of how much of a document it shows, so editing either names a new assessor whose
+judgments are never mixed with the old one's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from evalkit.answers.judge import CallGuard, JudgeCallError
+from evalkit.answers.records import Unmeasured
+from evalkit.config import JudgeSettings
+from evalkit.errors import ConfigError
+from evalkit.judging.records import GRADES, Assessment, JudgePair, Unjudged
+from evalkit.redaction import redact_known, register_secrets, url_secrets
+
+__all__ = [
+    "MAX_DOCUMENT_CHARS",
+    "PROMPT_VERSION",
+    "MalformedReplyError",
+    "RelevanceAssessor",
+    "estimate_tokens",
+    "parse_reply",
+    "prompt_messages",
+]
+
+MAX_DOCUMENT_CHARS = 4000
+"""A document longer than this is shown cut to its first 4,000 characters."""
+
+REPLY_EXCERPT_CHARS = 200
+"""How much of a malformed reply is kept with an unjudged pair."""
+
+REPLY_MAX_TOKENS = 256
+"""Most tokens a grade and its one-sentence reason may take."""
+
+_SYSTEM = (
+    "You are a careful search quality rater. You judge how well a passage serves a search "
+    "query, using only what the passage says."
+)
+_SCALE = "\n".join(
+    f"{grade} = {name}: {meaning}"
+    for grade, name, meaning in (
+        (3, GRADES[3], "the passage is about the query and holds its complete answer."),
+        (
+            2,
+            GRADES[2],
+            "the passage answers the query, but partly, or among unrelated material.",
+        ),
+        (1, GRADES[1], "the passage is on the query's subject but does not answer it."),
+        (0, GRADES[0], "the passage has nothing to do with the query."),
+    )
+)
+_USER = (
+    "Grade how relevant the passage is to the query on this scale:\n"
+    f"{_SCALE}\n\n"
+    "First work out what the query asks for, then what the passage offers.\n\n"
+    "Query: {query}\n\n"
+    "Passage: {passage}\n\n"
+    'Reply with one JSON object and nothing else: {{"grade": <0, 1, 2 or 3>, '
+    '"reason": "<one short sentence>"}}'
+)
+
+PROMPT_VERSION = (
+    "relevance-"
+    + hashlib.sha256(
+        json.dumps([_SYSTEM, _USER, MAX_DOCUMENT_CHARS], ensure_ascii=False).encode()
+    ).hexdigest()[:12]
+)
+"""The version of the prompt: a hash of its text and of the document cut."""
+
+_FENCE = re.compile(r"^```[a-zA-Z]*\s*|\s*```$")
+
+
+class MalformedReplyError(ValueError):
+    """A reply that is not a JSON object with an integer ``grade`` from 0 to 3."""
+
+
+def prompt_messages(pair: JudgePair) -> list[dict[str, str]]:
+    """The chat messages that ask for ``pair``'s grade."""
+    passage = pair.text[:MAX_DOCUMENT_CHARS]
+    return [
+        {"role": "system", "content": _SYSTEM},
+        {"role": "user", "content": _USER.format(query=pair.query, passage=passage)},
+    ]
+
+
+def estimate_tokens(pair: JudgePair) -> int:
+    """A rough count of the tokens judging ``pair`` costs: its prompt at four characters a
+    token, plus a short reply. Only for ``--dry-run``: endpoints count with their own
+    tokenizers."""
+    prompt_chars = sum(len(message["content"]) for message in prompt_messages(pair))
+    return math.ceil(prompt_chars / 4) + 40
+
+
+def parse_reply(content: str) -> tuple[int, str | None]:
+    """(grade, reason) from a reply; raises MalformedReplyError saying what is wrong.
+
+    The object may stand in a Markdown code fence or among other text (the outermost
+    ``{...}`` is read); ``grade`` must be an integer from 0 to 3 (``2.0`` is read as 2, not
+    ``"2"`` nor ``true``); ``reason``, when present, is kept as text.
+    """
+    text = _FENCE.sub("", content.strip())
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        start, end = text.find("{"), text.rfind("}")
+        if start < 0 or end <= start:
+            raise MalformedReplyError("the reply holds no JSON object") from None
+        try:
+            data = json.loads(text[start : end + 1])
+        except json.JSONDecodeError as error:
+            raise MalformedReplyError(f"the reply's JSON does not parse: {error.msg}") from None
+    if not isinstance(data, dict):
+        raise MalformedReplyError("the reply is JSON but not an object")
+    grade = data.get("grade")
+    if isinstance(grade, bool) or not isinstance(grade, int | float):
+        raise MalformedReplyError(f"grade is {grade!r}, not an integer from 0 to 3")
+    if isinstance(grade, float) and not grade.is_integer():
+        raise MalformedReplyError(f"grade is {grade!r}, not an integer from 0 to 3")
+    if not 0 <= grade <= 3:
+        raise MalformedReplyError(f"grade is {grade!r}, outside 0 to 3")
+    reason = data.get("reason")
+    return int(grade), (None if reason is None else str(reason))
+
+
+@dataclass
+class RelevanceAssessor:
+    """Grades pairs through the ``[judge]`` endpoint of ``settings``.
+
+    Building it checks the configuration (a ConfigError when no judge is set); nothing is
+    sent until ``assess`` is called. ``calls`` counts every request sent, retries included.
+    """
+
+    settings: JudgeSettings
+    calls: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.settings.judge_configured:
+            raise ConfigError(
+                "no LLM judge is configured for relevance judging: set base_url and model "
+                "in the [judge] table of evalkit.toml (or EVALKIT_JUDGE_BASE_URL and "
+                "EVALKIT_JUDGE_MODEL)"
+            )
+
+    @property
+    def model(self) -> str:
+        """The judge model's name."""
+        return str(self.settings.model)
+
+    @property
+    def prompt_version(self) -> str:
+        """The prompt's version (``PROMPT_VERSION``)."""
+        return PROMPT_VERSION
+
+    @property
+    def name(self) -> str:
+        """``MODEL@PROMPT_VERSION``: the assessor's identity in the store."""
+        return f"{self.model}@{self.prompt_version}"
+
+    def assess(
+        self,
+        pairs: Sequence[JudgePair],
+        *,
+        on_assessed: Callable[[Assessment], None] | None = None,
+    ) -> list[Assessment]:
+        """Grade every pair (concurrently, under the guard's limits), in pair order.
+
+        ``on_assessed`` is called with each assessment as soon as it is made, in the calling
+        thread, so a caller can store it before the next arrives: a process killed while
+        judging loses only the judgments in flight.
+        """
+        if not pairs:
+            return []
+        return asyncio.run(self._assess(pairs, on_assessed))
+
+    async def _assess(
+        self,
+        pairs: Sequence[JudgePair],
+        on_assessed: Callable[[Assessment], None] | None,
+    ) -> list[Assessment]:
+        import openai  # deferred: the `answers` extra
+
+        guard = CallGuard.from_settings(self.settings)
+        api_key = self.settings.api_key()
+        # Some proxies echo the key in an error body; every detail is masked against it.
+        register_secrets([api_key, *url_secrets(self.settings.base_url or "")])
+        client = openai.AsyncOpenAI(
+            base_url=self.settings.base_url,
+            api_key=api_key,
+            timeout=self.settings.timeout,
+            max_retries=0,
+        )
+
+        async def one(pair: JudgePair) -> Assessment:
+            assessment = await self._assess_one(client, guard, pair)
+            if on_assessed is not None:
+                on_assessed(assessment)
+            return assessment
+
+        try:
+            return list(await asyncio.gather(*(one(pair) for pair in pairs)))
+        finally:
+            self.calls += guard.calls
+            await client.close()
+
+    async def _assess_one(self, client: Any, guard: CallGuard, pair: JudgePair) -> Assessment:
+        messages = prompt_messages(pair)
+        max_tokens = min(self.settings.max_tokens, REPLY_MAX_TOKENS)
+
+        async def ask() -> str:
+            response = await client.chat.completions.create(
+                model=self.model,
+                messages=messages,
+                temperature=self.settings.temperature,
+                max_tokens=max_tokens,
+            )
+            choices = response.choices or []
+            return str(choices[0].message.content or "") if choices else ""
+
+        reply = ""
+        for _ in range(2):  # a malformed reply is asked again once
+            try:
+                reply = await guard.call(ask)
+            except JudgeCallError as failure:
+                unjudged = (
+                    Unjudged.judge_timeout
+                    if failure.reason is Unmeasured.judge_timeout
+                    else Unjudged.judge_error
+                )
+                return Assessment(
+                    pair, self.name, None, unjudged=unjudged, detail=redact_known(failure.detail)
+                )
+            try:
+                grade, reason = parse_reply(reply)
+            except MalformedReplyError:
+                continue
+            return Assessment(
+                pair, self.name, grade, reason=None if reason is None else redact_known(reason)
+            )
+        # Masked before cutting, so a secret cut at the limit is not half left in the excerpt.
+        excerpt = redact_known(reply)[:REPLY_EXCERPT_CHARS]
+        return Assessment(pair, self.name, None, unjudged=Unjudged.malformed_reply, detail=excerpt)

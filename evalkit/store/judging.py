@@ -1,0 +1,363 @@
+"""The judged pool, assessor agreements and the figures computed from assessor labels.
+
+Tables (migration 13):
+
+* ``judged_pool``: one row per (query text hash, document content hash, assessor), with the
+  grade (0-3) or, for a pair left unjudged, why and what the endpoint said. A graded pair is
+  never judged again by the same assessor; an unjudged one is, by the next pass, which
+  replaces its row. A document whose content changed has a new content hash: a new pair.
+* ``judge_agreements``: each measurement of an assessor's agreement with a goldset's human
+  judgments (weighted kappa with its interval and confusion matrix; Kendall's tau over
+  runs).
+* ``judged_run_figures``: measures of a run computed from labels that are not the goldset's
+  (``source`` ``assessor`` or ``estimate``), with their interval, judged share, status and the
+  agreement they were computed under.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+
+from evalkit.clock import utc_now
+from evalkit.errors import StoreError
+from evalkit.redaction import redact_known
+
+if TYPE_CHECKING:
+    from evalkit.judging.records import Assessment
+    from evalkit.store.store import Store
+
+__all__ = [
+    "JudgedFigure",
+    "PoolGrade",
+    "StoredAgreement",
+    "latest_agreement",
+    "list_agreements",
+    "load_pool",
+    "new_agreement_id",
+    "pool_counts",
+    "run_figures",
+    "save_agreement",
+    "save_assessments",
+    "save_run_figures",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class PoolGrade:
+    """A stored judgment of one pair by one assessor (``grade`` None: left unjudged)."""
+
+    query_hash: str
+    content_hash: str
+    assessor: str
+    doc_id: str
+    grade: int | None
+    reason: str | None
+    unjudged_reason: str | None
+    detail: str | None
+    judged_at: datetime
+
+
+def save_assessments(store: Store, assessments: Iterable[Assessment]) -> int:
+    """Add assessments to the pool in one transaction; returns how many rows were written.
+
+    A graded pair already in the pool keeps its first grade; an unjudged row is replaced
+    by the new assessment (graded or not), so a retry that succeeds fills it in.
+    """
+    rows = [
+        (
+            a.pair.query_hash,
+            a.pair.content_hash,
+            a.assessor,
+            a.assessor.rsplit("@", 1)[0],
+            a.assessor.rsplit("@", 1)[-1],
+            a.pair.query,
+            a.pair.doc_id,
+            a.grade,
+            a.reason,
+            None if a.unjudged is None else str(a.unjudged),
+            None if a.detail is None else redact_known(a.detail),
+            utc_now(),
+        )
+        for a in assessments
+    ]
+    if not rows:
+        return 0
+    try:
+        with store.transaction() as con:
+            con.executemany(
+                "INSERT INTO judged_pool VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (query_hash, content_hash, assessor) DO UPDATE SET"
+                " grade = excluded.grade, reason = excluded.reason,"
+                " unjudged_reason = excluded.unjudged_reason, detail = excluded.detail,"
+                " doc_id = excluded.doc_id, judged_at = excluded.judged_at"
+                " WHERE judged_pool.grade IS NULL",
+                rows,
+            )
+    except duckdb.Error as error:
+        raise StoreError(f"cannot write the judged pool in {store.path}: {error}") from error
+    return len(rows)
+
+
+def load_pool(
+    store: Store, assessor: str, keys: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], PoolGrade]:
+    """The pool's rows of ``assessor`` for ``keys`` ((query hash, content hash) pairs)."""
+    if not keys:
+        return {}
+    unique = list(dict.fromkeys(keys))
+    rows = store.fetch(
+        "SELECT p.query_hash, p.content_hash, p.assessor, p.doc_id, p.grade, p.reason,"
+        " p.unjudged_reason, p.detail, p.judged_at"
+        " FROM judged_pool p JOIN (SELECT unnest(?) AS q, unnest(?) AS c) k"
+        " ON p.query_hash = k.q AND p.content_hash = k.c WHERE p.assessor = ?",
+        [[key[0] for key in unique], [key[1] for key in unique], assessor],
+    )
+    return {(row[0], row[1]): PoolGrade(*row) for row in rows}
+
+
+def pool_counts(store: Store) -> list[dict[str, Any]]:
+    """Per assessor: judged and unjudged pairs, and the newest judgment."""
+    rows = store.fetch(
+        "SELECT assessor, count(grade), count(*) - count(grade), max(judged_at)"
+        " FROM judged_pool GROUP BY assessor ORDER BY assessor"
+    )
+    return [
+        {"assessor": row[0], "judged": row[1], "unjudged": row[2], "newest": row[3]} for row in rows
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAgreement:
+    """One measured agreement of an assessor with a goldset's human judgments."""
+
+    agreement_id: str
+    assessor: str
+    goldset_name: str
+    goldset_version: str
+    measured_at: datetime
+    n_pairs: int
+    n_unjudged: int
+    kappa: float | None
+    kappa_low: float | None
+    kappa_high: float | None
+    kappa_scale: str
+    confusion: Mapping[str, Any]
+    tau: float | None
+    tau_p_value: float | None
+    tau_measure: str | None
+    n_runs: int
+    seed: int
+    details: Mapping[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "agreement_id": self.agreement_id,
+            "assessor": self.assessor,
+            "goldset": self.goldset_name,
+            "goldset_version": self.goldset_version,
+            "measured_at": self.measured_at.isoformat(),
+            "n_pairs": self.n_pairs,
+            "n_unjudged": self.n_unjudged,
+            "kappa": self.kappa,
+            "kappa_low": self.kappa_low,
+            "kappa_high": self.kappa_high,
+            "kappa_scale": self.kappa_scale,
+            "confusion": dict(self.confusion),
+            "tau": self.tau,
+            "tau_p_value": self.tau_p_value,
+            "tau_measure": self.tau_measure,
+            "n_runs": self.n_runs,
+            "seed": self.seed,
+            "details": dict(self.details),
+        }
+
+    def summary(self) -> str:
+        """One line: kappa with its interval, and tau over runs when measured."""
+        if self.kappa is None:
+            text = "kappa undefined (one label everywhere)"
+        else:
+            text = f"kappa {self.kappa:.2f} [{self.kappa_low:.2f}, {self.kappa_high:.2f}]"
+        text += f" on {self.n_pairs} pairs of {self.goldset_name}"
+        if self.tau is not None:
+            text += f", Kendall tau {self.tau:.2f} over {self.n_runs} runs ({self.tau_measure})"
+        return text
+
+
+_AGREEMENT_COLUMNS = (
+    "agreement_id, assessor, goldset_name, goldset_version, measured_at, n_pairs, n_unjudged,"
+    " kappa, kappa_low, kappa_high, kappa_scale, confusion, tau, tau_p_value, tau_measure,"
+    " n_runs, seed, details"
+)
+
+
+def new_agreement_id(measured_at: datetime) -> str:
+    """A new agreement id: ``agr-<UTC time>-<6 hex>``."""
+    return f"agr-{measured_at:%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
+
+
+def save_agreement(store: Store, agreement: StoredAgreement) -> None:
+    """Store one agreement measurement."""
+    values = (
+        agreement.agreement_id,
+        agreement.assessor,
+        agreement.goldset_name,
+        agreement.goldset_version,
+        agreement.measured_at,
+        agreement.n_pairs,
+        agreement.n_unjudged,
+        agreement.kappa,
+        agreement.kappa_low,
+        agreement.kappa_high,
+        agreement.kappa_scale,
+        json.dumps(dict(agreement.confusion)),
+        agreement.tau,
+        agreement.tau_p_value,
+        agreement.tau_measure,
+        agreement.n_runs,
+        agreement.seed,
+        json.dumps(dict(agreement.details)),
+    )
+    try:
+        with store.transaction() as con:
+            con.execute(
+                f"INSERT INTO judge_agreements ({_AGREEMENT_COLUMNS})"
+                f" VALUES ({', '.join('?' * len(values))})",
+                values,
+            )
+    except duckdb.Error as error:
+        raise StoreError(f"cannot store the agreement in {store.path}: {error}") from error
+
+
+def _agreement(row: tuple[Any, ...]) -> StoredAgreement:
+    values = list(row)
+    values[11] = json.loads(values[11])
+    values[17] = json.loads(values[17])
+    return StoredAgreement(*values)
+
+
+def list_agreements(
+    store: Store, *, assessor: str | None = None, goldset: str | None = None, limit: int = 20
+) -> list[StoredAgreement]:
+    """Stored agreements, newest first, optionally of one assessor or goldset."""
+    rows = store.fetch(
+        f"SELECT {_AGREEMENT_COLUMNS} FROM judge_agreements"
+        " WHERE (? IS NULL OR assessor = ?) AND (? IS NULL OR goldset_name = ?)"
+        " ORDER BY measured_at DESC, agreement_id DESC LIMIT ?",
+        [assessor, assessor, goldset, goldset, limit],
+    )
+    return [_agreement(row) for row in rows]
+
+
+def latest_agreement(store: Store, assessor: str) -> StoredAgreement | None:
+    """The newest agreement measured for ``assessor`` (any goldset), or None."""
+    found = list_agreements(store, assessor=assessor, limit=1)
+    return found[0] if found else None
+
+
+@dataclass(frozen=True, slots=True)
+class JudgedFigure:
+    """A measure of a run computed from labels that are not the goldset's.
+
+    ``source`` is ``assessor`` (LLM labels; ``labeller`` the assessor's name) or
+    ``estimate`` (calibrated scores; ``labeller`` the calibration). ``status`` is
+    ``complete`` or ``partial`` (some pairs left unjudged or over the budget);
+    ``judged_share`` is the share of the top-k documents the figure rests on;
+    ``agreement_id`` the assessor's agreement when the figure was computed (None: not
+    measured).
+    """
+
+    run_id: str
+    source: str
+    labeller: str
+    measure: str
+    value: float | None
+    low: float | None
+    high: float | None
+    n_queries: int
+    judged_share: float | None
+    status: str
+    agreement_id: str | None
+    computed_at: datetime
+    details: Mapping[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "run_id": self.run_id,
+            "source": self.source,
+            "labeller": self.labeller,
+            "measure": self.measure,
+            "value": self.value,
+            "low": self.low,
+            "high": self.high,
+            "n_queries": self.n_queries,
+            "judged_share": self.judged_share,
+            "status": self.status,
+            "agreement_id": self.agreement_id,
+            "computed_at": self.computed_at.isoformat(),
+            "details": dict(self.details),
+        }
+
+
+_FIGURE_COLUMNS = (
+    "run_id, source, labeller, measure, value, low, high, n_queries, judged_share, status,"
+    " agreement_id, computed_at, details"
+)
+
+
+def save_run_figures(store: Store, figures: Sequence[JudgedFigure]) -> None:
+    """Store a run's figures, replacing earlier ones of the same run, source, labeller and
+    measure, in one transaction."""
+    rows = [
+        (
+            f.run_id,
+            f.source,
+            f.labeller,
+            f.measure,
+            f.value,
+            f.low,
+            f.high,
+            f.n_queries,
+            f.judged_share,
+            f.status,
+            f.agreement_id,
+            f.computed_at,
+            json.dumps(dict(f.details)),
+        )
+        for f in figures
+    ]
+    if not rows:
+        return
+    try:
+        with store.transaction() as con:
+            con.executemany(
+                f"INSERT OR REPLACE INTO judged_run_figures ({_FIGURE_COLUMNS})"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+    except duckdb.Error as error:
+        raise StoreError(f"cannot store judged figures in {store.path}: {error}") from error
+
+
+def run_figures(store: Store, run_id: str, *, source: str | None = None) -> list[JudgedFigure]:
+    """The figures stored for ``run_id`` (of one ``source``, or all), by source and measure."""
+    rows = store.fetch(
+        f"SELECT {_FIGURE_COLUMNS} FROM judged_run_figures"
+        " WHERE run_id = ? AND (? IS NULL OR source = ?) ORDER BY source, labeller, measure",
+        [run_id, source, source],
+    )
+    names = [name.strip() for name in _FIGURE_COLUMNS.split(",")]
+    figures = []
+    for row in rows:
+        values = dict(zip(names, row, strict=True))
+        values["details"] = json.loads(values["details"])
+        figures.append(JudgedFigure(**values))
+    return figures

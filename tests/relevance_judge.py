@@ -1,0 +1,248 @@
+"""A loopback OpenAI-compatible relevance assessor for the tests, and the goldset it knows.
+
+``GradingJudge`` answers chat completions with the grade a table of known judgments gives the
+(query, passage) pair in the prompt, flipped to another grade for a set share of pairs
+(``flip_rate``; which pairs flip is a hash of the pair, so a pair is always answered alike).
+Pairs it does not know are graded 0. It can also answer garbage or errors for chosen pairs,
+take a fixed time per call, and serve at most ``capacity`` calls at once (more wait), like
+an inference server with a fixed number of slots.
+
+``write_graded_goldset`` writes a JSONL goldset with graded judgments 0-3 and its corpus;
+``systems`` rank it with chosen quality, for runs whose order a label source can be
+checked on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from loopback import JSONHandler, running
+
+_PAIR = re.compile(r"Query: (?P<query>.*?)\n\nPassage: (?P<passage>.*?)\n\nReply with", re.S)
+
+
+def _unit(*parts: str) -> float:
+    """A number in [0, 1) fixed by ``parts``."""
+    digest = hashlib.sha256("\x1f".join(parts).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+@dataclass
+class GradingJudge:
+    """The assessor's behaviour; ``url`` is set while it serves."""
+
+    known: dict[tuple[str, str], int]
+    flip_rate: float = 0.0
+    garbage_for: set[str] = field(default_factory=set)
+    """Passages (by a substring) answered with text that is no JSON object."""
+    error_for: set[str] = field(default_factory=set)
+    """Passages (by a substring) answered with HTTP 500."""
+    echo: str | None = None
+    """Put this text (a secret, say) in every garbage reply."""
+    service_time: float = 0.0
+    capacity: int = 1_000
+    url: str = ""
+    requests: int = 0
+    answered: int = 0
+    seen: list[tuple[str, str]] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _slots: threading.BoundedSemaphore | None = None
+
+    def grade(self, query: str, passage: str) -> int:
+        """The grade this judge gives the pair."""
+        true = self.known.get((query, passage), 0)
+        if _unit("flip", query, passage) < self.flip_rate:
+            return (true + 1 + int(_unit("to", query, passage) * 3)) % 4
+        return true
+
+    def reply(self, body: dict[str, Any]) -> tuple[int, str]:
+        """(HTTP status, message content) for a chat completion request."""
+        content = str(body["messages"][-1]["content"])
+        match = _PAIR.search(content)
+        if match is None:
+            return 400, "no query and passage in the prompt"
+        query, passage = match["query"], match["passage"]
+        with self._lock:
+            self.seen.append((query, passage))
+        if any(marker in passage for marker in self.error_for):
+            return 500, "the model is overloaded"
+        if any(marker in passage for marker in self.garbage_for):
+            return 200, f"I think this is quite relevant, maybe? {self.echo or ''} " + "x" * 300
+        grade = self.grade(query, passage)
+        return 200, json.dumps({"grade": grade, "reason": f"graded {grade}"})
+
+    def handle(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        with self._lock:
+            self.requests += 1
+        slots = self._slots
+        assert slots is not None
+        with slots:
+            if self.service_time:
+                time.sleep(self.service_time)
+            status, content = self.reply(body)
+        with self._lock:
+            self.answered += 1
+        if status != 200:
+            return status, {"error": {"message": content, "type": "server_error"}}
+        return 200, {
+            "id": "chatcmpl-test",
+            "object": "chat.completion",
+            "created": 0,
+            "model": body.get("model", "grader"),
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": content},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {"prompt_tokens": 100, "completion_tokens": 10, "total_tokens": 110},
+        }
+
+
+@contextmanager
+def grading_judge(judge: GradingJudge) -> Iterator[GradingJudge]:
+    """Serve ``judge`` on loopback for the block (``judge.url`` is its ``/v1`` base URL)."""
+    judge._slots = threading.BoundedSemaphore(judge.capacity)
+
+    class Handler(JSONHandler):
+        def do_POST(self) -> None:
+            status, payload = judge.handle(self.read_json())
+            self.send_json(payload, status)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    with running(Handler) as server:
+        judge.url = f"{server.url}/v1"
+        yield judge
+
+
+def judge_env(judge: GradingJudge, **extra: str) -> dict[str, str]:
+    """The ``EVALKIT_JUDGE_*`` variables that point evalkit at ``judge``: no retry back-off,
+    so a test of failures does not wait."""
+    return {
+        "EVALKIT_JUDGE_BASE_URL": judge.url,
+        "EVALKIT_JUDGE_MODEL": "grader-1",
+        "EVALKIT_JUDGE_RETRY_BACKOFF": "0",
+        "EVALKIT_JUDGE_TIMEOUT": "20",
+        **extra,
+    }
+
+
+@dataclass(frozen=True)
+class GradedGoldset:
+    """A written goldset: its folder, corpus file, and the texts behind its judgments."""
+
+    folder: Path
+    corpus: Path
+    queries: dict[str, str]
+    documents: dict[str, str]
+    grades: dict[tuple[str, str], int]
+
+    def known(self) -> dict[tuple[str, str], int]:
+        """The judgments as the grading judge reads them: (query text, passage) -> grade."""
+        return {
+            (self.queries[q], self.documents[d]): grade for (q, d), grade in self.grades.items()
+        }
+
+
+def write_graded_goldset(folder: Path, n_queries: int = 60, seed: int = 7) -> GradedGoldset:
+    """A JSONL goldset of ``n_queries`` queries, each with four judged documents graded 0,
+    1, 2 and 3 and three unjudged distractors, and its corpus (``corpus.jsonl``)."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    queries = {
+        f"q{q:03d}": f"what is known about subject {q} and its property {q * 7}"
+        for q in range(n_queries)
+    }
+    documents: dict[str, str] = {}
+    grades: dict[tuple[str, str], int] = {}
+    for q in range(n_queries):
+        for grade in range(4):
+            doc = f"d{q:03d}_{grade}"
+            documents[doc] = (
+                f"passage {doc}: a text of grade {grade} on subject {q}, {rng.integers(10**6)}"
+            )
+            grades[(f"q{q:03d}", doc)] = grade
+        for extra in range(3):
+            doc = f"x{q:03d}_{extra}"
+            documents[doc] = (
+                f"passage {doc}: an unjudged text near subject {q}, {rng.integers(10**6)}"
+            )
+    (folder / "queries.jsonl").write_text(
+        "".join(json.dumps({"id": q, "text": text}) + "\n" for q, text in queries.items())
+    )
+    (folder / "judgments.jsonl").write_text(
+        "".join(
+            json.dumps({"query_id": q, "doc_id": d, "relevance": grade}) + "\n"
+            for (q, d), grade in grades.items()
+        )
+    )
+    corpus = folder.parent / f"{folder.name}-corpus.jsonl"
+    corpus.write_text(
+        "".join(json.dumps({"id": d, "text": text}) + "\n" for d, text in documents.items())
+    )
+    return GradedGoldset(folder, corpus, queries, documents, grades)
+
+
+SYSTEMS = {
+    "best": ("3", "2", "1", "x0", "0"),
+    "good": ("3", "1", "x0", "x1", "0"),
+    "fair": ("1", "x0", "x1", "0", "x2"),
+    "poor": ("x0", "x1", "x2", "0"),
+}
+"""Rankings of each query's documents, by grade ("3") or distractor ("x0"), best first."""
+
+
+class SystemsRetriever(JSONHandler):
+    """An HTTP retriever at ``/SYSTEM``: query ``qNNN`` ranked as ``SYSTEMS[SYSTEM]``."""
+
+    def do_POST(self) -> None:
+        body = self.read_json()
+        number = str(body["query_id"])[1:]
+        order = SYSTEMS[self.path.strip("/")]
+        results = [
+            {
+                "id": f"{'x' if slot.startswith('x') else 'd'}{number}_{slot.lstrip('x')}",
+                "score": 1.0 - i / 10,
+            }
+            for i, slot in enumerate(order)
+        ]
+        self.send_json({"results": results})
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@contextmanager
+def systems_retriever() -> Iterator[str]:
+    """Serve ``SystemsRetriever`` on loopback; yields its base URL (add ``/SYSTEM``)."""
+    with running(SystemsRetriever) as server:
+        yield server.url
+
+
+def expected_kappa(grades: list[int], flip_rate: float) -> float:
+    """Linear-weighted kappa that flipping ``flip_rate`` of the pairs to another grade (each
+    of the three alike) gives in expectation, for human grades ``grades`` on 0-3."""
+    shares = np.bincount(np.asarray(grades), minlength=4) / len(grades)
+    confusion = np.array(
+        [
+            [share * ((1 - flip_rate) if i == j else flip_rate / 3) for j in range(4)]
+            for i, share in enumerate(shares)
+        ]
+    )
+    grid = np.arange(4)
+    weights = np.abs(grid[:, None] - grid[None, :]) / 3
+    expected = np.outer(confusion.sum(axis=1), confusion.sum(axis=0))
+    return float(1 - (weights * confusion).sum() / (weights * expected).sum())

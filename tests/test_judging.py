@@ -1,0 +1,372 @@
+"""The relevance assessor end to end: the real CLI, a real store, a loopback OpenAI-compatible
+judge that grades from known judgments with a set flip rate, and runs replayed through the
+real HTTP retriever."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from evalkit_process import EVALKIT, fresh_env, run_evalkit
+from relevance_judge import (
+    GradedGoldset,
+    GradingJudge,
+    expected_kappa,
+    grading_judge,
+    judge_env,
+    systems_retriever,
+    write_graded_goldset,
+)
+from sklearn.metrics import cohen_kappa_score
+from waiting import wait_until
+
+from evalkit.judging.agreement import kendall_tau, weighted_kappa, weighted_kappa_interval
+from evalkit.judging.assessor import (
+    PROMPT_VERSION,
+    MalformedReplyError,
+    RelevanceAssessor,
+    parse_reply,
+    prompt_messages,
+)
+from evalkit.judging.records import JudgePair
+from evalkit.store import Store
+from evalkit.store.judging import load_pool, save_assessments
+
+SECRET = "sk-test-Zq81YbNw3LkP0x"
+
+
+# -- units ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("reply", "grade", "reason"),
+    [
+        ('{"grade": 2, "reason": "answers it"}', 2, "answers it"),
+        ('```json\n{"grade": 3}\n```', 3, None),
+        ('Sure! {"grade": 0, "reason": "off topic"} Hope this helps.', 0, "off topic"),
+        ('{"grade": 1.0}', 1, None),
+    ],
+)
+def test_replies_that_hold_a_grade_are_read(reply: str, grade: int, reason: str | None) -> None:
+    assert parse_reply(reply) == (grade, reason)
+
+
+@pytest.mark.parametrize(
+    "reply",
+    ["", "relevant", '{"grade": "2"}', '{"grade": true}', '{"grade": 4}', '{"grade": 1.5}', "[2]"],
+)
+def test_replies_without_a_grade_from_0_to_3_are_malformed(reply: str) -> None:
+    with pytest.raises(MalformedReplyError):
+        parse_reply(reply)
+
+
+def test_the_prompt_carries_query_and_passage_and_its_version_is_a_hash() -> None:
+    messages = prompt_messages(JudgePair("what is x", "d1", "x is y"))
+    assert "Query: what is x" in messages[-1]["content"]
+    assert "Passage: x is y" in messages[-1]["content"]
+    assert PROMPT_VERSION.startswith("relevance-")
+    assert len(PROMPT_VERSION) == len("relevance-") + 12
+
+
+def test_weighted_kappa_equals_scikit_learn() -> None:
+    rng = np.random.default_rng(3)
+    human = rng.integers(0, 4, 500)
+    assessor = np.where(rng.random(500) < 0.3, rng.integers(0, 4, 500), human)
+    assert weighted_kappa(human, assessor) == pytest.approx(
+        cohen_kappa_score(human, assessor, weights="linear")
+    )
+    binary = rng.integers(0, 2, 500)
+    graded = np.where(binary == 1, 3, 0)
+    assert weighted_kappa(binary, graded) == pytest.approx(1.0)
+    assert weighted_kappa(binary, graded, assessor_threshold=2) == pytest.approx(
+        cohen_kappa_score(binary, (graded >= 2).astype(int))
+    )
+
+
+def test_kappa_interval_and_confusion() -> None:
+    human = [0, 1, 2, 3] * 50
+    result = weighted_kappa_interval(human, human, n_resamples=200)
+    assert result.kappa == pytest.approx(1.0)
+    assert result.scale == "graded"
+    assert sum(map(sum, result.confusion)) == 200
+    assert [row[i] for i, row in enumerate(result.confusion)] == [50, 50, 50, 50]
+    one_label = weighted_kappa_interval([1, 1, 1], [3, 3, 3])
+    assert np.isnan(one_label.kappa)
+
+
+def test_kendall_tau_needs_three_runs() -> None:
+    assert kendall_tau([0.1, 0.2, 0.3], [0.2, 0.3, 0.4]).tau == pytest.approx(1.0)
+    with pytest.raises(Exception, match="at least 3 runs"):
+        kendall_tau([0.1, 0.2], [0.1, 0.2])
+
+
+def test_the_pool_keeps_a_grade_and_fills_an_unjudged_pair(store: Store) -> None:
+    from evalkit.judging.records import Assessment, Unjudged
+
+    pair = JudgePair("q", "d", "text")
+    save_assessments(store, [Assessment(pair, "m@v", None, unjudged=Unjudged.judge_error)])
+    assert load_pool(store, "m@v", [pair.key])[pair.key].grade is None
+    save_assessments(store, [Assessment(pair, "m@v", 2)])
+    save_assessments(store, [Assessment(pair, "m@v", 0)])
+    stored = load_pool(store, "m@v", [pair.key])[pair.key]
+    assert stored.grade == 2
+    assert stored.unjudged_reason is None
+    changed = JudgePair("q", "d", "text, edited")
+    assert load_pool(store, "m@v", [changed.key]) == {}
+
+
+def test_an_assessor_needs_a_configured_judge() -> None:
+    from evalkit.config import JudgeSettings
+    from evalkit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="no LLM judge is configured"):
+        RelevanceAssessor(JudgeSettings())
+
+
+# -- the real CLI against the loopback judge -----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, GradedGoldset]]:
+    """A project folder with the graded goldset imported and one run per system."""
+    root = tmp_path_factory.mktemp("judging")
+    goldset = write_graded_goldset(root / "graded")
+    home = root / ".evalkit"
+    env = fresh_env(home)
+    done = run_evalkit("goldset", "import", str(goldset.folder), "--name", "graded", env=env)
+    assert done.returncode == 0, done.stderr
+    with systems_retriever() as url:
+        for system in ("poor", "fair", "good", "best"):
+            done = run_evalkit(
+                "run", "--goldset", "graded", "--http-retriever", f"{url}/{system}",
+                "--k", "5", "--label", system, "--format", "json", env=env,
+            )  # fmt: skip
+            assert done.returncode == 0, done.stderr
+    return root, goldset
+
+
+def copy_home(root: Path, tmp_path: Path) -> Path:
+    """A copy of the module's store, for a test that writes into it."""
+    import shutil
+
+    home = tmp_path / ".evalkit"
+    shutil.copytree(root / ".evalkit", home)
+    return home
+
+
+def judge_cli(home: Path, judge: GradingJudge, *args: str, **extra: str) -> Any:
+    done = run_evalkit(
+        "judge", *args, "--format", "json", env=fresh_env(home, **judge_env(judge, **extra))
+    )
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    return json.loads(done.stdout)
+
+
+@pytest.mark.slow
+def test_measured_kappa_matches_the_flip_rate_and_tau_ranks_the_runs(
+    project: tuple[Path, GradedGoldset], tmp_path: Path
+) -> None:
+    root, goldset = project
+    home = copy_home(root, tmp_path)
+    flip = 0.2
+    with grading_judge(GradingJudge(goldset.known(), flip_rate=flip)) as judge:
+        out = judge_cli(
+            home, judge, "agreement", "--goldset", "graded", "--corpus", str(goldset.corpus),
+            "--sample", "240", "--k", "5", "--tau-queries", "60",
+        )  # fmt: skip
+    agreement = out["agreement"]
+    assert agreement["n_pairs"] == 240
+    assert agreement["kappa_scale"] == "graded"
+    sampled = list(goldset.grades.values())
+    expected = expected_kappa(sampled, flip)
+    assert agreement["kappa_low"] <= expected <= agreement["kappa_high"], (agreement, expected)
+    assert agreement["kappa_high"] - agreement["kappa_low"] < 0.2
+    assert sum(map(sum, agreement["confusion"]["counts"])) == 240
+    # Human precision@5 orders the systems best > good > fair > poor; the assessor's, with
+    # a fifth of its grades flipped, orders them almost alike.
+    assert agreement["n_runs"] == 4
+    assert agreement["tau_measure"] == "precision@5"
+    assert agreement["tau"] >= 0.6
+    runs = agreement["details"]["runs"]
+    by_human = sorted(runs, key=lambda run: runs[run]["human"])
+    assert len(set(by_human)) == 4
+    assert out["judging"]["calls"] == out["judging"]["to_judge"]
+    assert judge.requests == out["judging"]["to_judge"]
+
+
+@pytest.mark.slow
+def test_a_second_pass_costs_no_call_and_the_budget_is_hard(
+    project: tuple[Path, GradedGoldset], tmp_path: Path
+) -> None:
+    root, goldset = project
+    home = copy_home(root, tmp_path)
+    with grading_judge(GradingJudge(goldset.known())) as judge:
+        args = ("agreement", "--goldset", "graded", "--corpus", str(goldset.corpus),
+                "--sample", "40", "--k", "5", "--tau-queries", "5")  # fmt: skip
+        dry = judge_cli(home, judge, *args, "--dry-run")
+        assert dry["agreement"] is None
+        assert dry["judging"]["dry_run"]
+        assert judge.requests == 0
+        total = dry["judging"]["to_judge"]
+        assert total > 40
+        assert dry["judging"]["estimated_tokens"] > 100 * total
+
+        budgeted = judge_cli(home, judge, *args, "--max-judgments", "7")
+        assert judge.requests == 7
+        assert budgeted["judging"]["over_budget"] == total - 7
+        assert budgeted["judging"]["judged"] == 7
+
+        full = judge_cli(home, judge, *args)
+        assert full["judging"]["in_pool"] == 7
+        assert judge.requests == total
+
+        again = judge_cli(home, judge, *args)
+        assert judge.requests == total, "a second pass over the same pairs sent requests"
+        assert again["judging"]["in_pool"] == total
+        assert again["judging"]["calls"] == 0
+    with Store.open(home / "evalkit.duckdb", read_only=True) as store:
+        (rows,) = store.fetch("SELECT count(*) FROM judged_pool")[0]
+    assert rows == total
+
+
+@pytest.mark.slow
+def test_holes_are_judged_and_filled_measures_stand_beside_the_exact_ones(
+    project: tuple[Path, GradedGoldset], tmp_path: Path
+) -> None:
+    root, goldset = project
+    home = copy_home(root, tmp_path)
+    env = fresh_env(home)
+    listed = json.loads(run_evalkit("runs", "list", "--format", "json", env=env).stdout)
+    fair = next(run for run in listed if run["label"] == "fair")
+    # The judge calls distractor x0 of every query perfectly relevant: filling the holes
+    # raises precision above the exact figure.
+    known = {**goldset.known()}
+    for query_id, text in goldset.queries.items():
+        known[(text, goldset.documents[f"x{query_id[1:]}_0"])] = 3
+    with grading_judge(GradingJudge(known)) as judge:
+        out = judge_cli(
+            home, judge, "holes", fair["run_id"], "--corpus", str(goldset.corpus), "--k", "5"
+        )
+    n_queries = len(goldset.queries)
+    assert out["holes"] == 3 * n_queries  # x0, x1 and x2 in each top 5
+    assert out["judged_at_k"] == pytest.approx(2 / 5)
+    filled = {figure["measure"]: figure for figure in out["filled"]}
+    precision = filled["precision@5"]
+    assert precision["details"]["exact"] == pytest.approx(1 / 5)
+    assert precision["value"] == pytest.approx(2 / 5)
+    assert precision["status"] == "complete"
+    assert precision["source"] == "holes_filled"
+    assert out["agreement"] is None
+    shown = run_evalkit("runs", "show", fair["run_id"], "--format", "json", env=env)
+    assert json.loads(shown.stdout)["aggregates"]["precision@5"] == pytest.approx(1 / 5)
+
+    with grading_judge(GradingJudge(known)) as judge:
+        table = run_evalkit(
+            "judge", "holes", fair["run_id"], "--corpus", str(goldset.corpus), "--k", "5",
+            env=fresh_env(home, **judge_env(judge)),
+        )  # fmt: skip
+        assert judge.requests == 0
+    assert table.returncode == 0, table.stderr
+    assert "holes filled (assessor)" in table.stdout
+    assert "agreement not measured" in table.stdout
+
+
+@pytest.mark.slow
+def test_garbage_and_errors_leave_pairs_unjudged_never_graded_and_the_key_unstored(
+    project: tuple[Path, GradedGoldset], tmp_path: Path
+) -> None:
+    root, goldset = project
+    home = copy_home(root, tmp_path)
+    broken = GradingJudge(
+        goldset.known(), garbage_for={"d001_", "d002_"}, error_for={"d003_"}, echo=SECRET
+    )
+    args = ("agreement", "--goldset", "graded", "--corpus", str(goldset.corpus),
+            "--sample", "240", "--k", "5", "--tau-queries", "5")  # fmt: skip
+    with grading_judge(broken) as judge:
+        env = fresh_env(home, **judge_env(judge, OPENAI_API_KEY=SECRET))
+        done = run_evalkit("judge", *args, "--format", "json", env=env)
+        assert done.returncode == 0, done.stderr
+        out = json.loads(done.stdout)
+        garbage_pairs = sum(
+            1 for _, passage in set(judge.seen) if "d001_" in passage or "d002_" in passage
+        )
+    reasons = out["judging"]["unjudged_by_reason"]
+    assert reasons["malformed_reply"] == garbage_pairs
+    assert reasons["judge_error"] >= 1
+    # Each garbage pair was asked twice (one retry), never more.
+    assert out["judging"]["calls"] >= out["judging"]["to_judge"] + garbage_pairs
+    assert SECRET not in done.stdout + done.stderr
+    with Store.open(home / "evalkit.duckdb", read_only=True) as store:
+        rows = store.fetch(
+            "SELECT grade, unjudged_reason, detail FROM judged_pool WHERE grade IS NULL"
+        )
+    assert rows
+    assert all(grade is None for grade, _, _ in rows)
+    garbage = [detail for _, reason, detail in rows if reason == "malformed_reply"]
+    assert garbage
+    assert all(len(detail) <= 200 for detail in garbage)
+    assert all(detail.startswith("I think this is quite relevant") for detail in garbage)
+    assert SECRET.encode() not in (home / "evalkit.duckdb").read_bytes()
+
+    with grading_judge(GradingJudge(goldset.known())) as healthy:
+        retried = judge_cli(home, healthy, *args)
+    assert healthy.requests == out["judging"]["unjudged"]
+    assert retried["judging"]["unjudged"] == 0
+
+
+@pytest.mark.slow
+def test_kill_9_while_judging_loses_nothing_stored(
+    project: tuple[Path, GradedGoldset], tmp_path: Path
+) -> None:
+    root, goldset = project
+    home = copy_home(root, tmp_path)
+    args = ["agreement", "--goldset", "graded", "--corpus", str(goldset.corpus),
+            "--sample", "120", "--k", "5", "--tau-queries", "5", "--format", "json"]  # fmt: skip
+    slow = GradingJudge(goldset.known(), service_time=0.05, capacity=2)
+    with grading_judge(slow) as judge:
+        env = fresh_env(home, **judge_env(judge, EVALKIT_JUDGE_CONCURRENCY="2"))
+        process = subprocess.Popen(
+            [*EVALKIT, "judge", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        try:
+            wait_until(lambda: judge.answered >= 60, timeout=120)
+            process.send_signal(signal.SIGKILL)
+            process.wait(timeout=30)
+        finally:
+            if process.poll() is None:
+                process.kill()
+            process.communicate()
+        answered = judge.answered
+    with Store.open(home / "evalkit.duckdb") as store:
+        (stored,) = store.fetch("SELECT count(*) FROM judged_pool WHERE grade IS NOT NULL")[0]
+    # Judgments are stored within a second of arriving: at most the last second's are lost.
+    assert stored >= answered - 2 * 20 - 2, (stored, answered)
+    assert stored > 0
+    with grading_judge(GradingJudge(goldset.known())) as rerun:
+        out = judge_cli(home, rerun, *args[:-2])
+    assert out["judging"]["in_pool"] == stored
+    assert rerun.requests == out["judging"]["pairs"] - stored
+    assert out["agreement"]["n_pairs"] == 120
+    assert out["judging"]["unjudged"] == 0
+
+
+@pytest.mark.slow
+def test_the_judge_command_needs_a_configured_judge(
+    project: tuple[Path, GradedGoldset], tmp_path: Path
+) -> None:
+    root, goldset = project
+    home = copy_home(root, tmp_path)
+    done = run_evalkit(
+        "judge", "agreement", "--goldset", "graded", "--corpus", str(goldset.corpus),
+        env=fresh_env(home),
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "no LLM judge is configured" in done.stderr
+    assert os.path.exists(home / "evalkit.duckdb")
