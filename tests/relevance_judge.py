@@ -206,23 +206,29 @@ SYSTEMS = {
 
 
 class SystemsRetriever(JSONHandler):
-    """An HTTP retriever at ``/SYSTEM``: query ``qNNN`` ranked as ``SYSTEMS[SYSTEM]``."""
+    """An HTTP retriever at ``/SYSTEM``: the query about subject N ranked as
+    ``SYSTEMS[SYSTEM]`` over subject N's documents."""
 
     def do_POST(self) -> None:
         body = self.read_json()
-        number = str(body["query_id"])[1:]
+        subject = re.search(r"subject (\d+)", str(body["query"]))
+        if subject is None:  # evalkit's connectivity probe
+            self.send_json({"results": []})
+            return
+        number = f"{int(subject[1]):03d}"
         order = SYSTEMS[self.path.strip("/")]
         results = [
-            {
-                "id": f"{'x' if slot.startswith('x') else 'd'}{number}_{slot.lstrip('x')}",
-                "score": 1.0 - i / 10,
-            }
-            for i, slot in enumerate(order)
+            {"id": system_doc(number, slot), "score": 1.0 - i / 10} for i, slot in enumerate(order)
         ]
         self.send_json({"results": results})
 
     def log_message(self, format: str, *args: object) -> None:
         pass
+
+
+def system_doc(number: str, slot: str) -> str:
+    """The document id of ``slot`` ("3" or "x0") among subject ``number``'s documents."""
+    return f"x{number}_{slot[1:]}" if slot.startswith("x") else f"d{number}_{slot}"
 
 
 @contextmanager

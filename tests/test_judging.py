@@ -15,12 +15,15 @@ from typing import Any
 import numpy as np
 import pytest
 from evalkit_process import EVALKIT, fresh_env, run_evalkit
+from query_log import write_query_log
 from relevance_judge import (
+    SYSTEMS,
     GradedGoldset,
     GradingJudge,
     expected_kappa,
     grading_judge,
     judge_env,
+    system_doc,
     systems_retriever,
     write_graded_goldset,
 )
@@ -355,6 +358,72 @@ def test_kill_9_while_judging_loses_nothing_stored(
     assert rerun.requests == out["judging"]["pairs"] - stored
     assert out["agreement"]["n_pairs"] == 120
     assert out["judging"]["unjudged"] == 0
+
+
+@pytest.mark.slow
+def test_a_traffic_window_carries_judged_figures_with_intervals_and_the_agreement(
+    project: tuple[Path, GradedGoldset], tmp_path: Path
+) -> None:
+    root, goldset = project
+    home = copy_home(root, tmp_path)
+    # Production logged the "poor" system's rankings; the replay asks the "best" system.
+    logs = write_query_log(
+        tmp_path,
+        (
+            {
+                "query_id": f"t{index}",
+                "timestamp": f"2026-11-21T{index % 24:02d}:00:00Z",
+                "text": text,
+                "results": [system_doc(query_id[1:], slot) for slot in SYSTEMS["poor"]],
+                "latency_ms": 10,
+            }
+            for index, (query_id, text) in enumerate(goldset.queries.items())
+        ),
+    )
+    env = fresh_env(home)
+    for step in (
+        ("traffic", "ingest", str(logs)),
+        ("traffic", "sample", "--window", "2026-11-21", "--n", "40", "--seed", "3"),
+    ):
+        done = run_evalkit(*step, env=env)
+        assert done.returncode == 0, done.stderr
+    with grading_judge(GradingJudge(goldset.known())) as judge, systems_retriever() as url:
+        args = ["agreement", "--goldset", "graded", "--corpus", str(goldset.corpus),
+                "--sample", "60", "--k", "5", "--tau-queries", "10"]  # fmt: skip
+        measured = judge_cli(home, judge, *args)["agreement"]
+        done = run_evalkit(
+            "traffic", "replay", "--window", "2026-11-21", "--http-retriever", f"{url}/best",
+            "--k", "5", "--embed-sample", "0", "--no-answers", "--judge",
+            "--corpus", str(goldset.corpus), "--format", "json",
+            env=fresh_env(home, **judge_env(judge)),
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        replay = json.loads(done.stdout)
+        judged = replay["judged"]
+        figures = {(f["source"], f["measure"]): f for f in judged["figures"]}
+        replayed = figures[("assessor", "precision@5")]
+        logged = figures[("assessor_logged", "precision@5")]
+        # best: grades 3, 2 relevant at threshold 2 -> 2/5; poor: none -> 0.
+        assert replayed["value"] == pytest.approx(2 / 5)
+        assert replayed["low"] <= replayed["value"] <= replayed["high"]
+        assert logged["value"] == pytest.approx(0.0)
+        assert figures[("assessor", "hit_rate@5")]["value"] == pytest.approx(1.0)
+        assert 0 < figures[("assessor", "ndcg@5")]["value"] <= 1
+        assert replayed["n_queries"] == 40
+        assert replayed["judged_share"] == pytest.approx(1.0)
+        assert replayed["status"] == "complete"
+        assert replayed["agreement_id"] == measured["agreement_id"]
+
+        before = judge.requests
+        again = run_evalkit(
+            "judge", "traffic", replay["run"]["run_id"], "--corpus", str(goldset.corpus),
+            "--k", "5", env=fresh_env(home, **judge_env(judge)),
+        )  # fmt: skip
+        assert again.returncode == 0, again.stderr
+        assert judge.requests == before, "judging the same window again sent requests"
+    assert "replayed" in again.stdout
+    assert "logged by production" in again.stdout
+    assert measured["agreement_id"] in again.stdout
 
 
 @pytest.mark.slow

@@ -23,10 +23,10 @@ from evalkit.records.requests import AGREEMENT_DEFAULTS, JUDGING_DEFAULTS
 
 if TYPE_CHECKING:
     from evalkit.judging.assessor import RelevanceAssessor
-    from evalkit.pipeline import JudgingOutcome
+    from evalkit.pipeline import JudgingOutcome, WindowJudging
     from evalkit.store.judging import StoredAgreement
 
-__all__ = ["judge_app"]
+__all__ = ["build_assessor", "judge_app", "print_window_judging"]
 
 judge_app = typer.Typer(
     help="Grade the relevance of retrieved documents 0-3 with the [judge] LLM endpoint, "
@@ -65,7 +65,7 @@ DryRun = Annotated[
 Depth = Annotated[int, typer.Option("--k", min=1, help="Depth of each ranking judged.")]
 
 
-def _assessor() -> RelevanceAssessor:
+def build_assessor() -> RelevanceAssessor:
     from evalkit.judging.assessor import RelevanceAssessor
 
     return RelevanceAssessor(settings().judge)
@@ -129,7 +129,7 @@ def agreement(
     from evalkit.pipeline import measure_agreement
     from evalkit.records.requests import AgreementRequest, JudgingRequest
 
-    assessor = _assessor()
+    assessor = build_assessor()
     request = AgreementRequest(sample=sample, seed=seed, k=k, tau_queries=tau_queries)
     judging = JudgingRequest(max_judgments=max_judgments, dry_run=dry_run)
     enabled = output is OutputFormat.table and not dry_run
@@ -213,7 +213,7 @@ def holes(
     from evalkit.pipeline import judge_run_holes
     from evalkit.records.requests import JudgingRequest
 
-    assessor = _assessor()
+    assessor = build_assessor()
     request = JudgingRequest(max_judgments=max_judgments, dry_run=dry_run, k=k)
     enabled = output is OutputFormat.table and not dry_run
     with progress_bar("judging holes", enabled=enabled) as bar:
@@ -297,3 +297,60 @@ def pool(output: Format = OutputFormat.table) -> None:
         [c["assessor"], c["judged"], c["unjudged"], f"{c['newest']:%Y-%m-%d %H:%M}"] for c in counts
     ]
     console.print(table("judged pool", ["assessor", "judged", "unjudged", "newest"], rows))
+
+
+_SOURCE_NAMES = {"assessor": "replayed", "assessor_logged": "logged by production"}
+
+
+def print_window_judging(outcome: WindowJudging) -> None:
+    """Print a traffic window's judging pass and its assessor-labelled figures."""
+    console.print(key_values("judging", _judging_facts(outcome.judging)))
+    if not outcome.figures:
+        return
+    rows = [
+        [
+            _SOURCE_NAMES.get(figure.source, figure.source),
+            figure.measure,
+            _interval(figure.value, figure.low, figure.high),
+            f"{figure.judged_share:.1%}" if figure.judged_share is not None else "-",
+            figure.n_queries,
+            figure.status,
+        ]
+        for figure in outcome.figures
+    ]
+    columns = ["rankings", "measure", "value [95% interval]", "judged", "queries", "status"]
+    console.print(table(f"window {outcome.window_label}, assessor labels", columns, rows))
+    console.print(f"assessor: {outcome.judging.plan.assessor}", highlight=False)
+    console.print(f"agreement: {_agreement_line(outcome.agreement)}", highlight=False)
+
+
+@judge_app.command("traffic")
+def traffic(
+    run_id: Annotated[
+        str, typer.Argument(help="A traffic replay run (a unique prefix is enough).")
+    ],
+    corpus: Corpus,
+    k: Depth = JUDGING_DEFAULTS.k,
+    max_judgments: MaxJudgments = JUDGING_DEFAULTS.max_judgments,
+    dry_run: DryRun = False,
+    output: Format = OutputFormat.table,
+) -> None:
+    """Label a replayed traffic window's top-k (and production's logged top-k) with the
+    assessor, and store its precision@k, nDCG@k and hit rate@k with bootstrap intervals.
+
+    Example: evalkit judge traffic run-20261125T101500-3f9a1c --corpus corpus.jsonl
+    """
+    from evalkit.pipeline import judge_traffic_run
+    from evalkit.records.requests import JudgingRequest
+
+    assessor = build_assessor()
+    request = JudgingRequest(max_judgments=max_judgments, dry_run=dry_run, k=k)
+    enabled = output is OutputFormat.table and not dry_run
+    with progress_bar("judging traffic", enabled=enabled) as bar:
+        outcome = judge_traffic_run(
+            CommandStore(purpose="judge traffic"), run_id, assessor, corpus, request, progress=bar
+        )
+    if output is OutputFormat.json:
+        emit_json(outcome.to_dict())
+        return
+    print_window_judging(outcome)

@@ -30,7 +30,7 @@ from evalkit.cli._retriever import (
     WhereKey,
     retriever_options,
 )
-from evalkit.cli._store import open_store
+from evalkit.cli._store import CommandStore, open_store
 from evalkit.cli.answers import print_answer_summaries
 from evalkit.records.requests import TRAFFIC_REPLAY_DEFAULTS, TrafficReplayRequest
 
@@ -315,6 +315,23 @@ def replay(
             "the replay's run id).",
         ),
     ] = TRAFFIC_REPLAY_DEFAULTS.answers,
+    judge: Annotated[
+        bool,
+        typer.Option(
+            "--judge",
+            help="Label the replayed top-k (and the logged top-k) with the [judge] LLM "
+            "assessor and store the window's precision, nDCG and hit rate under those "
+            "labels (needs --corpus).",
+        ),
+    ] = False,
+    corpus: Annotated[
+        Path | None,
+        typer.Option(help="The corpus the index was built from, for --judge's document texts."),
+    ] = None,
+    max_judgments: Annotated[
+        int | None,
+        typer.Option(min=0, help="With --judge: send at most this many new pairs."),
+    ] = None,
     output: Format = OutputFormat.table,
 ) -> None:
     """Replay a stored sample against the live retriever; store the run and window summary.
@@ -327,8 +344,15 @@ def replay(
     Example: evalkit traffic replay --window 2026-11-21 --collection support-kb --where-key tenant
     --k 10 --format json
     """
+    from evalkit.cli.judge import build_assessor, print_window_judging
     from evalkit.errors import ConfigError
-    from evalkit.pipeline import newest_sample, prepare_traffic_replay, replay_traffic_window
+    from evalkit.pipeline import (
+        judge_traffic_run,
+        newest_sample,
+        prepare_traffic_replay,
+        replay_traffic_window,
+    )
+    from evalkit.records.requests import JudgingRequest
     from evalkit.retrievers.factory import build_retriever
 
     if window is not None and sample_id is not None:
@@ -356,8 +380,11 @@ def replay(
         answers=answers,
         batch_size=config.query_batch_size,
     )
+    if judge and corpus is None:
+        raise ConfigError("--judge needs --corpus: the corpus the index was built from")
     # Before the store is opened, so a judge misconfiguration is reported first.
     setup = prepare_traffic_replay(request, config)
+    assessor = build_assessor() if judge else None
     with open_store(write=True, purpose="traffic replay", config=config) as store:
         if sample_id is not None:
             chosen = sample_id
@@ -370,17 +397,31 @@ def replay(
             outcome = replay_traffic_window(
                 store, chosen, retriever, request, setup=setup, progress=bar, close_retriever=True
             )
+    judged = None
+    if assessor is not None and corpus is not None:
+        with progress_bar("judging the window", enabled=output is OutputFormat.table) as bar:
+            judged = judge_traffic_run(
+                CommandStore(purpose="traffic replay"),
+                outcome.run.run_id,
+                assessor,
+                corpus,
+                JudgingRequest(k=k, max_judgments=max_judgments),
+                progress=bar,
+            )
     scored = outcome.answers
     data: dict[str, Any] = {
         "run": outcome.run.to_dict(),
         "summary": outcome.summary.to_dict(),
         "answers": scored.to_dict(per_item=False) if scored else None,
+        "judged": judged.to_dict() if judged else None,
     }
     if output is OutputFormat.json:
         emit_json(data)
     else:
         _print_summary(outcome.summary.to_dict(), title=f"replay {outcome.run.run_id}")
         print_answer_summaries(data["answers"], title="logged answers")
+        if judged is not None:
+            print_window_judging(judged)
     if outcome.run.status != "complete":
         raise typer.Exit(RETRIEVER_FAILURE)
 

@@ -48,9 +48,11 @@ from evalkit.pipeline.judging import (
     HolesOutcome,
     JudgingOutcome,
     JudgingPlan,
+    WindowJudging,
     corpus_texts,
     judge_pairs,
     judge_run_holes,
+    judge_traffic_run,
     measure_agreement,
 )
 from evalkit.pipeline.runs import RunOutcome, default_measures
@@ -79,6 +81,7 @@ __all__ = [
     "RunOutcome",
     "TrafficReplay",
     "TrafficReplayRequest",
+    "WindowJudging",
     "answer_settings",
     "audit_collection",
     "check_drift_documents",
@@ -96,6 +99,7 @@ __all__ = [
     "gate_against_baseline",
     "judge_pairs",
     "judge_run_holes",
+    "judge_traffic_run",
     "measure_agreement",
     "newest_sample",
     "prepare_traffic_replay",

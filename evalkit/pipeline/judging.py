@@ -26,6 +26,7 @@ from evalkit.goldset.corpus import iter_corpus
 from evalkit.judging.agreement import kendall_tau, weighted_kappa_interval
 from evalkit.judging.assessor import RelevanceAssessor, estimate_tokens
 from evalkit.judging.records import Assessment, JudgePair
+from evalkit.judging.window import NO_DOCUMENT, UNLABELLED, labelled_figures
 from evalkit.metrics import Evaluator
 from evalkit.records import Judgment
 from evalkit.records.requests import AgreementRequest, JudgingRequest
@@ -42,15 +43,18 @@ from evalkit.store.judging import (
     save_run_figures,
 )
 from evalkit.store.runs import RunRecord, get_run, list_runs, run_results
+from evalkit.store.traffic import load_sample_queries, logged_results, window_summary_of_run
 
 __all__ = [
     "AgreementOutcome",
     "HolesOutcome",
     "JudgingOutcome",
     "JudgingPlan",
+    "WindowJudging",
     "corpus_texts",
     "judge_pairs",
     "judge_run_holes",
+    "judge_traffic_run",
     "measure_agreement",
 ]
 
@@ -554,6 +558,148 @@ def judge_run_holes(
         judged_at_k=judged_at_k,
         n_holes=len(holes),
         figures=figures,
+        judging=outcome,
+        agreement=agreement,
+    )
+
+
+ASSESSOR_SOURCE = "assessor"
+LOGGED_SOURCE = "assessor_logged"
+
+
+@dataclass(frozen=True, slots=True)
+class WindowJudging:
+    """A traffic window's replayed (and, where production logged them, logged) rankings
+    labelled by the assessor: the stored figures, the judging pass and the agreement they
+    carry."""
+
+    run: RunRecord
+    window_label: str
+    figures: tuple[JudgedFigure, ...]
+    judging: JudgingOutcome
+    agreement: StoredAgreement | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "run_id": self.run.run_id,
+            "window": self.window_label,
+            "figures": [figure.to_dict() for figure in self.figures],
+            "judging": self.judging.to_dict(),
+            "agreement": None if self.agreement is None else self.agreement.to_dict(),
+            "agreement_note": None if self.agreement is not None else "agreement not measured",
+        }
+
+
+def _grade_matrix(
+    rankings: Mapping[str, Sequence[str]],
+    grade_of: Callable[[str, str], int | None],
+    k: int,
+) -> np.ndarray[Any, np.dtype[np.int64]]:
+    matrix = np.full((len(rankings), k), NO_DOCUMENT, dtype=np.int64)
+    for row, (query_id, docs) in enumerate(rankings.items()):
+        for column, doc_id in enumerate(docs[:k]):
+            grade = grade_of(query_id, doc_id)
+            matrix[row, column] = UNLABELLED if grade is None else grade
+    return matrix
+
+
+def judge_traffic_run(
+    access: WriterAccess,
+    run_id: str,
+    assessor: RelevanceAssessor,
+    corpus: Path | str,
+    request: JudgingRequest,
+    *,
+    assessor_threshold: int = 2,
+    resamples: int = 1000,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> WindowJudging:
+    """Label the top-``request.k`` of a traffic replay run's queries with ``assessor`` (and
+    the top-k production logged for them, where it did), and store the window's
+    precision@k, nDCG@k and hit rate@k under those labels with bootstrap intervals over
+    queries, the judged share, and the assessor's newest agreement (source ``assessor``;
+    logged rankings ``assessor_logged``). A grade of ``assessor_threshold`` or more counts
+    as relevant; a document without a grade counts as not relevant and lowers the judged
+    share, and a window with any is ``partial``.
+    """
+    with access.writer("judge traffic") as store:
+        run = get_run(store, run_id)
+        summary = window_summary_of_run(store, run.run_id)
+        if summary is None:
+            raise NotFoundError(
+                f"run {run.run_id} is not a traffic replay (a {run.spec.kind} run): judge a "
+                "goldset run's holes with `evalkit judge holes`"
+            )
+        queries = load_sample_queries(store, summary.sample_id)
+        replayed = _top_k(run_results(store, run.run_id), request.k)
+        logged = {
+            query_id: docs[: request.k]
+            for query_id, docs in logged_results(store, list(replayed)).items()
+            if docs
+        }
+        agreement = latest_agreement(store, assessor.name)
+    texts_of = dict(zip(queries["query_id"].astype(str), queries["text"].astype(str), strict=True))
+    replayed = {query_id: docs for query_id, docs in replayed.items() if query_id in texts_of}
+    wanted = {
+        (q, d) for rankings in (replayed, logged) for q, docs in rankings.items() for d in docs
+    }
+    documents = corpus_texts(corpus, {doc for _, doc in wanted})
+    pairs = {
+        (query_id, doc_id): JudgePair(
+            texts_of[query_id], doc_id, documents[doc_id], query_id=query_id
+        )
+        for query_id, doc_id in sorted(wanted)
+        if doc_id in documents and query_id in texts_of
+    }
+    outcome = judge_pairs(access, list(pairs.values()), assessor, request, progress=progress)
+
+    def grade_of(query_id: str, doc_id: str) -> int | None:
+        pair = pairs.get((query_id, doc_id))
+        return None if pair is None else outcome.grades.get(pair.key)
+
+    figures: list[JudgedFigure] = []
+    if not outcome.dry_run:
+        computed_at = utc_now()
+        for source, rankings in ((ASSESSOR_SOURCE, replayed), (LOGGED_SOURCE, logged)):
+            if not rankings:
+                continue
+            matrix = _grade_matrix(rankings, grade_of, request.k)
+            measured, judged_share = labelled_figures(
+                matrix, threshold=assessor_threshold, n_resamples=resamples, seed=seed
+            )
+            figures.extend(
+                JudgedFigure(
+                    run_id=run.run_id,
+                    source=source,
+                    labeller=assessor.name,
+                    measure=figure.measure,
+                    value=figure.value,
+                    low=figure.low,
+                    high=figure.high,
+                    n_queries=figure.n_queries,
+                    judged_share=judged_share,
+                    status="complete" if judged_share == 1.0 else "partial",
+                    agreement_id=None if agreement is None else agreement.agreement_id,
+                    computed_at=computed_at,
+                    details={
+                        "window": summary.window_label,
+                        "k": request.k,
+                        "assessor_threshold": assessor_threshold,
+                        "resamples": resamples,
+                        "seed": seed,
+                        "agreement": None if agreement is None else agreement.summary(),
+                    },
+                )
+                for figure in measured
+            )
+        with access.writer("judge traffic") as store:
+            save_run_figures(store, figures)
+    return WindowJudging(
+        run=run,
+        window_label=summary.window_label,
+        figures=tuple(figures),
         judging=outcome,
         agreement=agreement,
     )
