@@ -199,10 +199,28 @@ def model(
 
 @drift_app.command("precision")
 def precision(
-    goldset: Annotated[str, typer.Option(help="Goldset whose run series to check.")],
-    measure: Annotated[str, typer.Option("-m", "--measure", help="Measure to watch.")] = (
-        "ndcg@10"
-    ),
+    goldset: Annotated[str | None, typer.Option(help="Goldset whose run series to check.")] = None,
+    traffic: Annotated[
+        bool,
+        typer.Option(
+            "--traffic",
+            help="Check the series of traffic windows judged by an LLM assessor instead of a "
+            "goldset's runs (see `evalkit judge traffic`).",
+        ),
+    ] = False,
+    measure: Annotated[
+        str | None,
+        typer.Option(
+            "-m", "--measure", help="Measure to watch (default ndcg@10; --traffic precision@10)."
+        ),
+    ] = None,
+    assessor: Annotated[
+        str | None, typer.Option(help="--traffic: only this assessor's labels.")
+    ] = None,
+    min_judged_share: Annotated[
+        float,
+        typer.Option(help="--traffic: leave out windows with less than this share labelled."),
+    ] = 0.0,
     subject: Annotated[
         str | None, typer.Option(help="Only this retriever (as listed in the output).")
     ] = None,
@@ -220,10 +238,31 @@ def precision(
     A series still inside the detector's warm-up says "warming up (n of N runs)"; a
     retriever whose runs are all partial is listed as skipped, with the reason.
 
+    With --traffic, the series are traffic windows judged by an LLM assessor (one per
+    assessor and retriever): Page-Hinkley over the window means and an unpaired test of the
+    newest window against the first (or --baseline WINDOW).
+
     Example: evalkit drift precision --goldset demo -m ndcg@10 --format json
     """
+    from evalkit.errors import ConfigError
     from evalkit.pipeline import check_drift_precision
 
+    if traffic == (goldset is not None):
+        raise ConfigError("name what to watch: --goldset NAME or --traffic, one of the two")
+    if traffic:
+        _traffic_precision(
+            measure=measure or "precision@10",
+            subject=subject,
+            assessor=assessor,
+            baseline=baseline,
+            alpha=alpha,
+            min_effect=min_effect,
+            min_judged_share=min_judged_share,
+            output=output,
+        )
+        return
+    assert goldset is not None
+    measure = measure or "ndcg@10"
     with open_store(write=True, purpose="drift") as store:
         watched = check_drift_precision(
             store,
@@ -276,5 +315,59 @@ def precision(
                 )
         for item in watched.skipped:
             console.print(f"skipped {item.subject}: {item.reason}", markup=False)
+    if found:
+        raise typer.Exit(DRIFT_FOUND)
+
+
+def _traffic_precision(
+    *,
+    measure: str,
+    subject: str | None,
+    assessor: str | None,
+    baseline: str | None,
+    alpha: float,
+    min_effect: float,
+    min_judged_share: float,
+    output: OutputFormat,
+) -> None:
+    from evalkit.pipeline import check_traffic_precision
+
+    with open_store(write=True, purpose="drift") as store:
+        checks = check_traffic_precision(
+            store,
+            measure=measure,
+            assessor=assessor,
+            retriever=subject,
+            baseline_window=baseline,
+            alpha=alpha,
+            min_effect=min_effect,
+            min_judged_share=min_judged_share,
+        )
+    found = any(check.finding == "drift" for check in checks)
+    if output is OutputFormat.json:
+        emit_json({"checks": [check.to_dict() for check in checks], "is_drift": found})
+    else:
+        for check in checks:
+            rows = [
+                [window, run_id, value, low, high, share, level]
+                for (window, run_id, value, low, high, share), level in zip(
+                    check.series, check.levels, strict=True
+                )
+            ]
+            columns = ["window", "run", measure, "low", "high", "judged", "level"]
+            title = f"traffic on {check.retriever}: {measure} by {check.assessor} ({check.finding})"
+            console.print(table(title, columns, rows))
+            if check.test is not None:
+                test = check.test
+                console.print(
+                    f"window {test.current_window} vs {test.baseline_window}: delta "
+                    f"{test.delta:+.4f} (se {test.standard_error:.4f}), one-sided p="
+                    f"{test.p_value:.4g}, {'regression' if test.regression else 'no regression'}",
+                    markup=False,
+                )
+            console.print(
+                f"assessor agreement: {check.agreement_id or 'agreement not measured'}",
+                markup=False,
+            )
     if found:
         raise typer.Exit(DRIFT_FOUND)

@@ -26,6 +26,7 @@ from evalkit.pipeline.drift import (
     check_drift_model,
     check_drift_precision,
     check_drift_queries,
+    check_traffic_precision,
     collection_vectors,
     save_documents_reference,
 )
@@ -90,6 +91,7 @@ __all__ = [
     "check_drift_model",
     "check_drift_precision",
     "check_drift_queries",
+    "check_traffic_precision",
     "collection_vectors",
     "comparison_judgments",
     "corpus_texts",

@@ -12,6 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from evalkit.drift import AlertLevel, cusum, page_hinkley
+from evalkit.drift.traffic_precision import watch_traffic_precision
 from evalkit.drift.watch import (
     ModelCheck,
     check_embeddings,
@@ -221,6 +222,11 @@ def check_drift_metric(
     )
     return DriftOutcome(check=check)
 
+
+check_traffic_precision = watch_traffic_precision
+"""Precision on production traffic: every assessor's series of judged traffic windows per
+retriever, Page-Hinkley plus a window test of the newest window, each check stored
+(``evalkit.drift.traffic_precision``)."""
 
 check_drift_precision = watch_precision
 """The precision workflow is the watch itself (``evalkit.drift.watch.watch_precision``):

@@ -28,6 +28,7 @@ import duckdb
 from evalkit.clock import utc_now
 from evalkit.errors import StoreError
 from evalkit.redaction import redact_known
+from evalkit.store.runs import RETRIEVER_ID_SQL
 
 if TYPE_CHECKING:
     from evalkit.judging.records import Assessment
@@ -37,6 +38,7 @@ __all__ = [
     "JudgedFigure",
     "PoolGrade",
     "StoredAgreement",
+    "WindowFigure",
     "latest_agreement",
     "list_agreements",
     "load_pool",
@@ -46,6 +48,7 @@ __all__ = [
     "save_agreement",
     "save_assessments",
     "save_run_figures",
+    "traffic_figure_series",
 ]
 
 
@@ -361,3 +364,51 @@ def run_figures(store: Store, run_id: str, *, source: str | None = None) -> list
         values["details"] = json.loads(values["details"])
         figures.append(JudgedFigure(**values))
     return figures
+
+
+@dataclass(frozen=True, slots=True)
+class WindowFigure:
+    """One traffic window's figure from assessor labels, with its window and run."""
+
+    window_label: str
+    window_start: datetime
+    run_id: str
+    started_at: datetime
+    retriever_id: str
+    figure: JudgedFigure
+
+
+def traffic_figure_series(
+    store: Store,
+    measure: str,
+    *,
+    source: str = "assessor",
+    labeller: str | None = None,
+    retriever_id: str | None = None,
+    limit: int = 500,
+) -> list[WindowFigure]:
+    """The ``measure`` of each judged traffic window, oldest window first (one run per
+    window and labeller: the newest replay of it), optionally of one ``labeller`` (assessor)
+    and one retriever (``RETRIEVER_ID_SQL``). Figures of different assessors are never one
+    series: callers group by ``figure.labeller``."""
+    names = [name.strip() for name in _FIGURE_COLUMNS.split(",")]
+    columns = ", ".join(f"f.{name}" for name in names)
+    rows = store.fetch(
+        f"SELECT s.window_label, s.window_start, r.run_id, r.started_at, r.retriever_id,"
+        f" {columns}"
+        " FROM judged_run_figures f JOIN traffic_window_summaries s ON s.run_id = f.run_id"
+        f" JOIN (SELECT run_id, started_at, {RETRIEVER_ID_SQL} AS retriever_id FROM runs) r"
+        "  ON r.run_id = f.run_id"
+        " WHERE f.measure = ? AND f.source = ? AND (? IS NULL OR f.labeller = ?)"
+        " AND (? IS NULL OR r.retriever_id = ?)"
+        " QUALIFY row_number() OVER (PARTITION BY s.window_label, f.labeller, r.retriever_id"
+        "  ORDER BY r.started_at DESC, r.run_id DESC) = 1"
+        " ORDER BY s.window_start, f.labeller LIMIT ?",
+        [measure, source, labeller, labeller, retriever_id, retriever_id, limit],
+    )
+    series = []
+    for row in rows:
+        values = dict(zip(names, row[5:], strict=True))
+        values["details"] = json.loads(values["details"])
+        series.append(WindowFigure(row[0], row[1], row[2], row[3], row[4], JudgedFigure(**values)))
+    return series

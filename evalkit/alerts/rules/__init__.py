@@ -41,7 +41,12 @@ from evalkit.alerts.rules.embeddings import (
 )
 from evalkit.alerts.rules.jobs import JOB_FAILURE, JobFailureParams
 from evalkit.alerts.rules.precision import PRECISION_REGRESSION, PrecisionRegressionParams
-from evalkit.alerts.rules.traffic import LOW_CONFIDENCE_RATE, LowConfidenceParams
+from evalkit.alerts.rules.traffic import (
+    LOW_CONFIDENCE_RATE,
+    TRAFFIC_PRECISION_DROP,
+    LowConfidenceParams,
+    TrafficPrecisionDropParams,
+)
 
 __all__ = [
     "MODEL_MISMATCH_FINDINGS",
@@ -56,6 +61,7 @@ __all__ = [
     "RuleContext",
     "RuleKind",
     "RuleParams",
+    "TrafficPrecisionDropParams",
     "describe_params",
     "register_rule_kind",
 ]
@@ -69,5 +75,6 @@ for _kind in (
     AUDIT_FINDINGS,
     JOB_FAILURE,
     LOW_CONFIDENCE_RATE,
+    TRAFFIC_PRECISION_DROP,
 ):
     register_rule_kind(_kind)

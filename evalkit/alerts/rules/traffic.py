@@ -1,19 +1,27 @@
-"""Rule kind ``low_confidence_rate``: the share of replayed traffic queries whose top score is
-low.
+"""Traffic rule kinds: ``low_confidence_rate``, the share of replayed traffic queries whose
+top score is low; ``traffic_precision_drop``, a drop of a figure judged on traffic windows by
+an LLM assessor (``evalkit.drift.traffic_precision``).
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 from pydantic import Field
 
 from evalkit.alerts.model import Signal
 from evalkit.alerts.rules.base import RuleContext, RuleKind, RuleParams
+from evalkit.drift.traffic_precision import watch_traffic_precision
+from evalkit.errors import ConfigError
+from evalkit.records import AlertSeverity
 from evalkit.store.alerts import has_tables
 from evalkit.store.traffic.windows import list_window_summaries
 
 __all__ = [
     "LOW_CONFIDENCE_RATE",
+    "TRAFFIC_PRECISION_DROP",
     "LowConfidenceParams",
+    "TrafficPrecisionDropParams",
 ]
 
 
@@ -74,4 +82,105 @@ LOW_CONFIDENCE_RATE = RuleKind(
     LowConfidenceParams,
     _low_confidence,
     "too many traffic queries have a low top score",
+)
+
+
+class TrafficPrecisionDropParams(RuleParams):
+    """``kind = "traffic_precision_drop"``."""
+
+    measure: str = Field(
+        default="precision@10",
+        description="Measure watched, as judged traffic windows store it (precision@K, "
+        "ndcg@K, hit_rate@K at the depth the windows were judged).",
+    )
+    source: Literal["assessor", "assessor_logged"] = Field(
+        default="assessor",
+        description="assessor: the replayed rankings; assessor_logged: what production logged.",
+    )
+    assessor: str | None = Field(
+        default=None,
+        description="Only this assessor's labels (MODEL@PROMPT_VERSION); default: each "
+        "assessor its own series, never mixed.",
+    )
+    retriever: str | None = Field(
+        default=None, description="Only this retriever, as `evalkit runs list` names it."
+    )
+    baseline_window: str | None = Field(
+        default=None, description="The window the newest is tested against (default: the first)."
+    )
+    alpha: float = Field(default=0.05, gt=0, lt=1, description="Level of the window test.")
+    min_effect: float = Field(default=0.02, ge=0, description="Smallest drop that matters.")
+    min_judged_share: float = Field(
+        default=0.8,
+        ge=0,
+        le=1,
+        description="Leave out windows whose top-k has less than this share of labels.",
+    )
+    h_warning: float = Field(default=5.0, gt=0, description="Page-Hinkley warning threshold.")
+    h_alert: float = Field(default=8.0, gt=0, description="Page-Hinkley alert threshold.")
+
+
+def _traffic_precision_drop(ctx: RuleContext, params: TrafficPrecisionDropParams) -> list[Signal]:
+    if not has_tables(ctx.store, "judged_run_figures"):
+        return []
+    try:
+        checks = watch_traffic_precision(
+            ctx.store,
+            measure=params.measure,
+            source=params.source,
+            assessor=params.assessor,
+            retriever=params.retriever,
+            baseline_window=params.baseline_window,
+            alpha=params.alpha,
+            min_effect=params.min_effect,
+            min_judged_share=params.min_judged_share,
+            h_warning=params.h_warning,
+            h_alert=params.h_alert,
+            save=False,
+        )
+    except ConfigError:
+        return []  # no judged window yet: nothing to watch
+    signals = []
+    for check in checks:
+        window, run_id, value, *_ = check.series[-1]
+        test = check.test
+        active = check.finding in ("drift", "warning")
+        agreement = (
+            f"assessor agreement {check.agreement_id}"
+            if check.agreement_id
+            else "agreement not measured"
+        )
+        summary = f"{check.measure} {value:.3f} in window {window} ({check.assessor} labels"
+        summary += f", {agreement})"
+        if test is not None:
+            summary += (
+                f"; against window {test.baseline_window} ({test.baseline:.3f}): "
+                f"{test.delta:+.3f}, one-sided p {test.p_value:.3g}"
+            )
+        summary += f"; Page-Hinkley level {check.levels[-1]}"
+        signals.append(
+            Signal(
+                subject=f"traffic|{check.subject}:{check.measure}",
+                active=active,
+                severity=AlertSeverity.warning if check.finding == "warning" else None,
+                title=(
+                    f"judged {check.measure} of traffic by {check.retriever} "
+                    + ("is dropping" if active else "is steady")
+                ),
+                summary=summary,
+                evidence=check.to_dict(),
+                links={
+                    "run": f"evalkit runs show {run_id}",
+                    **ctx.dashboard("traffic", window=window),
+                },
+            )
+        )
+    return signals
+
+
+TRAFFIC_PRECISION_DROP = RuleKind(
+    "traffic_precision_drop",
+    TrafficPrecisionDropParams,
+    _traffic_precision_drop,
+    "judged precision on production traffic dropped (window test or Page-Hinkley)",
 )

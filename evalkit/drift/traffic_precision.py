@@ -1,0 +1,321 @@
+"""Precision on production traffic over time: the series of judged traffic windows.
+
+A series is one assessor's figure (``precision@10`` of the replayed top-k, say) over the
+traffic windows of one retriever, oldest first; figures of two assessors (another model or
+prompt) are never one series, nor are two retrievers. Each series gets
+
+* the sequential detector of the goldset series (Page-Hinkley on the window means, in units
+  of the series' sd with a floor), and
+* a test of the newest window against a baseline window (default: the series' first). The
+  two windows hold different queries, so the test is unpaired: the difference of the two
+  means over the standard error each window's bootstrap interval gives (a normal
+  approximation, one-sided for a drop), and it fails only for a drop of at least
+  ``min_effect``.
+
+Windows whose judged share is below ``min_judged_share`` are left out of the series, and
+every check carries the assessor and the agreement its newest window was computed under.
+Labels are for window-level figures: a check never rests on one query's label.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from statistics import NormalDist
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from evalkit.drift.sequential import AlertLevel, page_hinkley
+from evalkit.errors import ConfigError
+from evalkit.records.drift import DriftCheck
+from evalkit.store.drift import save_drift_check
+from evalkit.store.judging import WindowFigure, traffic_figure_series
+
+if TYPE_CHECKING:
+    from evalkit.store import Store
+
+__all__ = ["TrafficPrecisionCheck", "WindowTest", "watch_traffic_precision", "window_test"]
+
+_Z95 = NormalDist().inv_cdf(0.975)
+
+
+@dataclass(frozen=True, slots=True)
+class WindowTest:
+    """The newest window against the baseline window: the drop, its standard error, the
+    one-sided p-value of a drop, and whether it is a regression (p < alpha and a drop of at
+    least ``min_effect``)."""
+
+    baseline_window: str
+    current_window: str
+    baseline: float
+    current: float
+    delta: float
+    standard_error: float
+    p_value: float
+    regression: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "baseline_window": self.baseline_window,
+            "current_window": self.current_window,
+            "baseline": self.baseline,
+            "current": self.current,
+            "delta": self.delta,
+            "standard_error": self.standard_error,
+            "p_value": self.p_value,
+            "regression": self.regression,
+        }
+
+
+def _standard_error(point: WindowFigure) -> float:
+    figure = point.figure
+    if figure.low is None or figure.high is None:
+        return 0.0
+    return (figure.high - figure.low) / (2 * _Z95)
+
+
+def window_test(
+    baseline: WindowFigure, current: WindowFigure, *, alpha: float, min_effect: float
+) -> WindowTest:
+    """Test ``current`` against ``baseline`` (see the module docstring)."""
+    base = float(baseline.figure.value or 0.0)
+    now = float(current.figure.value or 0.0)
+    delta = now - base
+    error = math.hypot(_standard_error(baseline), _standard_error(current))
+    # Two windows without spread (every query alike) differ for sure, or not at all.
+    no_spread = 0.0 if delta < 0 else 1.0
+    p_value = NormalDist().cdf(delta / error) if error > 0 else no_spread
+    return WindowTest(
+        baseline_window=baseline.window_label,
+        current_window=current.window_label,
+        baseline=base,
+        current=now,
+        delta=delta,
+        standard_error=error,
+        p_value=p_value,
+        regression=p_value < alpha and delta <= -min_effect,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class TrafficPrecisionCheck:
+    """One assessor's figure over one retriever's judged traffic windows.
+
+    ``series`` holds (window label, run id, value, low, high, judged share), oldest first;
+    ``levels`` the sequential detector's level after each window; ``test`` the newest window
+    against the baseline window (None with one window); ``agreement_id`` the assessor's
+    agreement the newest window was computed under (None: not measured).
+    """
+
+    assessor: str
+    retriever: str
+    measure: str
+    source: str
+    series: tuple[tuple[str, str, float, float | None, float | None, float | None], ...]
+    levels: tuple[str, ...]
+    change_point: str | None
+    test: WindowTest | None
+    finding: str
+    agreement_id: str | None
+    warmup: int
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def subject(self) -> str:
+        """``assessor|retriever``: what the series is of."""
+        return f"{self.assessor}|{self.retriever}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "assessor": self.assessor,
+            "retriever": self.retriever,
+            "measure": self.measure,
+            "source": self.source,
+            "series": [
+                {
+                    "window": window,
+                    "run_id": run_id,
+                    "value": value,
+                    "low": low,
+                    "high": high,
+                    "judged_share": share,
+                    "level": level,
+                }
+                for (window, run_id, value, low, high, share), level in zip(
+                    self.series, self.levels, strict=True
+                )
+            ],
+            "change_point": self.change_point,
+            "test": None if self.test is None else self.test.to_dict(),
+            "finding": self.finding,
+            "agreement_id": self.agreement_id,
+            "agreement": "measured" if self.agreement_id else "agreement not measured",
+            "warmup": self.warmup,
+            "details": dict(self.details),
+        }
+
+
+def watch_traffic_precision(
+    store: Store,
+    *,
+    measure: str = "precision@10",
+    source: str = "assessor",
+    assessor: str | None = None,
+    retriever: str | None = None,
+    baseline_window: str | None = None,
+    alpha: float = 0.05,
+    min_effect: float = 0.01,
+    min_judged_share: float = 0.0,
+    warmup: int | None = None,
+    h_warning: float = 5.0,
+    h_alert: float = 8.0,
+    save: bool = True,
+) -> list[TrafficPrecisionCheck]:
+    """Check every judged traffic series of ``measure`` (of one ``assessor`` and one
+    ``retriever`` when given) for a drop; store each check (stream ``traffic_precision``)
+    unless ``save`` is False. Raises ConfigError when no traffic window was judged."""
+    points = [
+        point
+        for point in traffic_figure_series(
+            store, measure, source=source, labeller=assessor, retriever_id=retriever
+        )
+        if point.figure.value is not None and (point.figure.judged_share or 0.0) >= min_judged_share
+    ]
+    if not points:
+        raise ConfigError(
+            f"no judged traffic window has {measure} ({source} labels"
+            + (f" of {assessor}" if assessor else "")
+            + "): label windows with `evalkit traffic replay --judge` or `evalkit judge traffic`"
+        )
+    groups: dict[tuple[str, str], list[WindowFigure]] = {}
+    for point in points:
+        groups.setdefault((point.figure.labeller, point.retriever_id), []).append(point)
+    checks = []
+    for (labeller, retriever_id), series in groups.items():
+        check = _check(
+            series,
+            labeller,
+            retriever_id,
+            measure=measure,
+            source=source,
+            baseline_window=baseline_window,
+            alpha=alpha,
+            min_effect=min_effect,
+            warmup=warmup,
+            h_warning=h_warning,
+            h_alert=h_alert,
+        )
+        if save:
+            _save(store, check, alpha=alpha)
+        checks.append(check)
+    return checks
+
+
+def _check(
+    series: list[WindowFigure],
+    labeller: str,
+    retriever_id: str,
+    *,
+    measure: str,
+    source: str,
+    baseline_window: str | None,
+    alpha: float,
+    min_effect: float,
+    warmup: int | None,
+    h_warning: float,
+    h_alert: float,
+) -> TrafficPrecisionCheck:
+    values = np.array([float(point.figure.value or 0.0) for point in series])
+    warm = warmup or max(2, min(10, len(values) // 2))
+    levels = ["ok"] * len(values)
+    change_point = None
+    details: dict[str, Any] = {"warmup": warm, "alpha": alpha, "min_effect": min_effect}
+    if len(values) >= 3:
+        trace = page_hinkley(
+            values, warmup=warm, h_warning=h_warning, h_alert=h_alert, direction="drop"
+        )
+        levels = [str(level) for level in trace.levels]
+        last = trace.state(len(values) - 1)
+        if last.change_point is not None and last.level is not AlertLevel.OK:
+            change_point = series[last.change_point].window_label
+        details.update(
+            method=trace.method,
+            baseline_mean=trace.baseline_mean,
+            baseline_sd=trace.baseline_sd,
+            statistic=float(trace.statistic[-1]),
+        )
+    base = next((point for point in series if point.window_label == baseline_window), series[0])
+    newest = series[-1]
+    test = (
+        window_test(base, newest, alpha=alpha, min_effect=min_effect)
+        if newest.run_id != base.run_id
+        else None
+    )
+    if levels[-1] == "alert" or (test is not None and test.regression):
+        finding = "drift"
+    elif levels[-1] == "warning":
+        finding = "warning"
+    else:
+        finding = "ok"
+    return TrafficPrecisionCheck(
+        assessor=labeller,
+        retriever=retriever_id,
+        measure=measure,
+        source=source,
+        series=tuple(
+            (
+                point.window_label,
+                point.run_id,
+                float(point.figure.value or 0.0),
+                point.figure.low,
+                point.figure.high,
+                point.figure.judged_share,
+            )
+            for point in series
+        ),
+        levels=tuple(levels),
+        change_point=change_point,
+        test=test,
+        finding=finding,
+        agreement_id=newest.figure.agreement_id,
+        warmup=warm,
+        details=details,
+    )
+
+
+def _save(store: Store, check: TrafficPrecisionCheck, *, alpha: float) -> None:
+    test = check.test
+    save_drift_check(
+        store,
+        DriftCheck(
+            stream="traffic_precision",
+            subject=check.subject,
+            finding=check.finding,
+            method="page_hinkley+window",
+            is_drift=check.finding == "drift",
+            reference=check.series[0][0] if test is None else test.baseline_window,
+            current=check.series[-1][0],
+            n_reference=len(check.series),
+            n_current=None,
+            statistic=check.details.get("statistic"),
+            p_value=None if test is None else test.p_value,
+            threshold=alpha,
+            effect_size=None if test is None else test.delta,
+            seed=None,
+            details={
+                "measure": check.measure,
+                "source": check.source,
+                "assessor": check.assessor,
+                "retriever": check.retriever,
+                "agreement_id": check.agreement_id,
+                "levels": list(check.levels),
+                "change_point": check.change_point,
+                "windows": [window for window, *_ in check.series],
+                **dict(check.details),
+            },
+        ),
+    )

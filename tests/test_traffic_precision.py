@@ -1,0 +1,199 @@
+"""Precision judged on traffic windows, watched over time: the window test, Page-Hinkley, the
+``traffic_precision_drop`` alert rule and ``evalkit drift precision --traffic``, on a real
+store seeded with judged windows."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from evalkit_process import fresh_env, run_evalkit
+from traffic_windows import day_window_summary
+
+from evalkit.alerts import alerts_config, build_sinks, evaluate_rules
+from evalkit.config import parse_settings
+from evalkit.drift.traffic_precision import watch_traffic_precision, window_test
+from evalkit.store import RunSpec, Store
+from evalkit.store.judging import JudgedFigure, WindowFigure, save_run_figures
+from evalkit.store.runs import create_run, finish_run
+from evalkit.store.traffic import save_traffic_replay
+
+T0 = datetime(2026, 11, 25, 12, 0)
+ASSESSOR = "grader-1@relevance-0123456789ab"
+OTHER = "grader-2@relevance-0123456789ab"
+
+
+def judged_window(
+    store: Store,
+    day: str,
+    value: float,
+    *,
+    half_width: float = 0.03,
+    assessor: str = ASSESSOR,
+    url: str = "http://retriever/search",
+    judged_share: float = 1.0,
+) -> str:
+    """A replayed traffic window of ``day`` whose assessor-judged precision@10 is ``value``."""
+    spec = RunSpec(
+        kind="traffic",
+        retriever_kind="http",
+        retriever_config={"url": url},
+        k=10,
+        measures=(),
+        evalkit_version="test",
+        n_queries=200,
+    )
+    run_id = create_run(store, spec)
+    finish_run(
+        store, run_id, status="complete", per_query=None, aggregates={},
+        n_evaluated=0, n_total=200, n_failed=0,
+    )  # fmt: skip
+    save_traffic_replay(store, summary=day_window_summary(run_id, day), per_query=pd.DataFrame())
+    save_run_figures(
+        store,
+        [
+            JudgedFigure(
+                run_id=run_id,
+                source="assessor",
+                labeller=assessor,
+                measure="precision@10",
+                value=value,
+                low=value - half_width,
+                high=value + half_width,
+                n_queries=200,
+                judged_share=judged_share,
+                status="complete",
+                agreement_id=None,
+                computed_at=T0,
+                details={},
+            )
+        ],
+    )
+    return run_id
+
+
+def days(n: int) -> list[str]:
+    start = datetime(2026, 11, 1)
+    return [(start + timedelta(days=i)).date().isoformat() for i in range(n)]
+
+
+def steady(store: Store, n: int, *, seed: int = 0, **options: Any) -> None:
+    rng = np.random.default_rng(seed)
+    for day in days(n):
+        judged_window(store, day, 0.5 + rng.normal(0, 0.01), **options)
+
+
+def test_a_steady_series_is_ok_and_a_drop_is_drift(store: Store) -> None:
+    steady(store, 10)
+    (quiet,) = watch_traffic_precision(store, save=False)
+    assert quiet.finding == "ok"
+    assert quiet.test is not None
+    assert not quiet.test.regression
+    assert [window for window, *_ in quiet.series] == days(10)
+
+    for day in ("2026-11-11", "2026-11-12"):
+        judged_window(store, day, 0.35)
+    (dropped,) = watch_traffic_precision(store, save=False)
+    assert dropped.finding == "drift"
+    assert dropped.test is not None
+    assert dropped.test.regression
+    assert dropped.test.delta == pytest.approx(0.35 - dropped.series[0][2])
+    assert dropped.test.p_value < 1e-6
+    assert dropped.levels[-1] in ("warning", "alert")
+    assert dropped.agreement_id is None
+    assert dropped.to_dict()["agreement"] == "agreement not measured"
+
+
+def test_assessors_and_retrievers_are_series_of_their_own(store: Store) -> None:
+    steady(store, 6)
+    steady(store, 6, seed=1, assessor=OTHER)
+    steady(store, 6, seed=2, url="http://other/search")
+    judged_window(store, "2026-11-07", 0.2, assessor=OTHER)
+    checks = {(c.assessor, c.retriever): c for c in watch_traffic_precision(store, save=False)}
+    assert len(checks) == 3
+    findings = {
+        key[0] if "other" not in key[1] else "other": c.finding for key, c in checks.items()
+    }
+    assert findings == {ASSESSOR: "ok", OTHER: "drift", "other": "ok"}
+    only = watch_traffic_precision(store, assessor=ASSESSOR, save=False)
+    assert {check.assessor for check in only} == {ASSESSOR}
+
+
+def test_windows_with_too_few_labels_are_left_out(store: Store) -> None:
+    steady(store, 5)
+    judged_window(store, "2026-11-06", 0.1, judged_share=0.3)
+    (check,) = watch_traffic_precision(store, min_judged_share=0.8, save=False)
+    assert len(check.series) == 5
+    assert check.finding == "ok"
+
+
+def test_the_window_test_uses_both_intervals() -> None:
+    def point(window: str, value: float, half: float) -> WindowFigure:
+        figure = JudgedFigure(
+            "r", "assessor", ASSESSOR, "precision@10", value, value - half, value + half,
+            100, 1.0, "complete", None, T0, {},
+        )  # fmt: skip
+        return WindowFigure(window, T0, "r-" + window, T0, "http:x", figure)
+
+    wide = window_test(point("a", 0.5, 0.1), point("b", 0.45, 0.1), alpha=0.05, min_effect=0.01)
+    assert not wide.regression
+    assert wide.standard_error == pytest.approx(np.hypot(0.1, 0.1) / 1.959964, rel=1e-4)
+    narrow = window_test(point("a", 0.5, 0.01), point("b", 0.45, 0.01), alpha=0.05, min_effect=0.01)
+    assert narrow.regression
+    small = window_test(
+        point("a", 0.5, 0.001), point("b", 0.495, 0.001), alpha=0.05, min_effect=0.01
+    )
+    assert not small.regression, "significant but smaller than min_effect"
+
+
+def test_no_judged_window_is_a_clear_error(store: Store) -> None:
+    with pytest.raises(Exception, match="evalkit traffic replay --judge"):
+        watch_traffic_precision(store)
+
+
+def test_the_alert_rule_fires_on_the_drop_and_names_the_assessor(store: Store) -> None:
+    config = alerts_config(
+        parse_settings(
+            {"alerts": {"rules": [{"name": "judged", "kind": "traffic_precision_drop",
+                                   "cooldown": 0}]}},
+            Path("evalkit.toml"),
+        )
+    )  # fmt: skip
+    sinks = build_sinks(config)
+    assert not evaluate_rules(store, config, sinks, now=T0).alerts
+    steady(store, 8)
+    quiet = evaluate_rules(store, config, sinks, now=T0 + timedelta(minutes=1))
+    assert not quiet.alerts
+    judged_window(store, "2026-11-09", 0.3)
+    fired = evaluate_rules(store, config, sinks, now=T0 + timedelta(minutes=2))
+    (alert,) = fired.alerts
+    assert alert.status.value == "firing"
+    assert alert.subject == f"traffic|{ASSESSOR}|http:http://retriever/search:precision@10"
+    assert ASSESSOR in alert.summary
+    assert "agreement not measured" in alert.summary
+    assert alert.evidence["test"]["regression"] is True
+
+
+def test_drift_precision_traffic_on_the_command_line(tmp_path: Path) -> None:
+    home = tmp_path / ".evalkit"
+    with Store.open(home / "evalkit.duckdb") as store:
+        steady(store, 8)
+        judged_window(store, "2026-11-09", 0.3)
+    done = run_evalkit("drift", "precision", "--traffic", "--format", "json", env=fresh_env(home))
+    assert done.returncode == 1, done.stderr
+    (check,) = json.loads(done.stdout)["checks"]
+    assert check["finding"] == "drift"
+    assert check["assessor"] == ASSESSOR
+    table = run_evalkit("drift", "precision", "--traffic", env=fresh_env(home))
+    assert "assessor agreement: agreement not measured" in table.stdout
+    refused = run_evalkit("drift", "precision", env=fresh_env(home))
+    assert refused.returncode == 2
+    assert "--goldset NAME or --traffic" in refused.stderr
+    with Store.open(home / "evalkit.duckdb", read_only=True) as store:
+        streams = store.fetch("SELECT stream, finding FROM drift_checks")
+    assert ("traffic_precision", "drift") in streams
