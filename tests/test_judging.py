@@ -360,15 +360,11 @@ def test_kill_9_while_judging_loses_nothing_stored(
     assert out["judging"]["unjudged"] == 0
 
 
-@pytest.mark.slow
-def test_a_traffic_window_carries_judged_figures_with_intervals_and_the_agreement(
-    project: tuple[Path, GradedGoldset], tmp_path: Path
-) -> None:
-    root, goldset = project
-    home = copy_home(root, tmp_path)
-    # Production logged the "poor" system's rankings; the replay asks the "best" system.
-    logs = write_query_log(
-        tmp_path,
+def write_poor_traffic_log(folder: Path, goldset: GradedGoldset) -> Path:
+    """A day of production traffic (2026-11-21): every goldset query once, with the "poor"
+    system's ranking logged as production's results."""
+    return write_query_log(
+        folder,
         (
             {
                 "query_id": f"t{index}",
@@ -380,6 +376,16 @@ def test_a_traffic_window_carries_judged_figures_with_intervals_and_the_agreemen
             for index, (query_id, text) in enumerate(goldset.queries.items())
         ),
     )
+
+
+@pytest.mark.slow
+def test_a_traffic_window_carries_judged_figures_with_intervals_and_the_agreement(
+    project: tuple[Path, GradedGoldset], tmp_path: Path
+) -> None:
+    root, goldset = project
+    home = copy_home(root, tmp_path)
+    # Production logged the "poor" system's rankings; the replay asks the "best" system.
+    logs = write_poor_traffic_log(tmp_path, goldset)
     env = fresh_env(home)
     for step in (
         ("traffic", "ingest", str(logs)),
@@ -424,6 +430,60 @@ def test_a_traffic_window_carries_judged_figures_with_intervals_and_the_agreemen
     assert "replayed" in again.stdout
     assert "logged by production" in again.stdout
     assert measured["agreement_id"] in again.stdout
+
+
+@pytest.mark.slow
+def test_the_traffic_job_judges_its_window(
+    project: tuple[Path, GradedGoldset], tmp_path: Path
+) -> None:
+    root, goldset = project
+    home = copy_home(root, tmp_path)
+    logs = write_poor_traffic_log(tmp_path, goldset)
+    config = tmp_path / "evalkit.toml"
+    with grading_judge(GradingJudge(goldset.known())) as judge, systems_retriever() as url:
+        config.write_text(
+            f"""
+[[jobs]]
+name = "traffic-judged"
+kind = "traffic"
+cron = "5 * * * *"
+paths = [{json.dumps(str(logs))}]
+window = "2026-11-21"
+n = 20
+http_retriever = "{url}/good"
+k = 5
+embed_sample = 0
+answers = false
+judge = true
+corpus = {json.dumps(str(goldset.corpus))}
+max_judgments = 30
+""",
+            encoding="utf-8",
+        )
+        env = fresh_env(home, EVALKIT_CONFIG=str(config), **judge_env(judge))
+        done = run_evalkit("jobs", "run", "traffic-judged", "--local", "--format", "json", env=env)
+        assert done.returncode == 0, (done.stdout, done.stderr)
+        assert judge.requests == 30
+    job = json.loads(done.stdout)
+    judged = job["summary"]["judged"]
+    assert judged["judging"]["to_judge"] == 30
+    assert judged["judging"]["over_budget"] > 0
+    assert judged["agreement"] is None
+    assert 0 < judged["figures"]["assessor:precision@5"] <= 2 / 5
+    with Store.open(home / "evalkit.duckdb", read_only=True) as store:
+        (status,) = store.fetch(
+            "SELECT DISTINCT status FROM judged_run_figures WHERE run_id = ?",
+            [job["summary"]["run_id"]],
+        )[0]
+    assert status == "partial", "a window judged within a budget is partial"
+
+    without_corpus = "\n".join(
+        line for line in config.read_text().splitlines() if not line.startswith("corpus")
+    )
+    config.write_text(without_corpus, encoding="utf-8")
+    refused = run_evalkit("jobs", "list", env=fresh_env(home, EVALKIT_CONFIG=str(config)))
+    assert refused.returncode == 2
+    assert "judge = true needs corpus" in refused.stderr
 
 
 @pytest.mark.slow

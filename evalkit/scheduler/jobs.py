@@ -54,18 +54,22 @@ from evalkit.config import Duration
 from evalkit.embedding import build_query_embedder
 from evalkit.engines import RayEngine
 from evalkit.errors import ConfigError, EvalkitError, StoreError
+from evalkit.judging.assessor import RelevanceAssessor
 from evalkit.pipeline import (
     audit_collection,
     check_drift_metric,
     check_drift_queries,
     evaluate_goldset,
+    judge_traffic_run,
     prepare_traffic_replay,
     replay_traffic_window,
     score_answer_file,
 )
 from evalkit.records.requests import (
+    JUDGING_DEFAULTS,
     TRAFFIC_REPLAY_DEFAULTS,
     GoldsetRunRequest,
+    JudgingRequest,
     TrafficReplayRequest,
 )
 from evalkit.registry import register_named
@@ -457,6 +461,25 @@ class TrafficParams(RetrieverParams, _IngestParams):
         default=TRAFFIC_REPLAY_DEFAULTS.answers,
         description="Score the answers the log holds for the replayed queries (faithfulness).",
     )
+    judge: bool = Field(
+        default=False,
+        description="Label the replayed (and logged) top-k with the [judge] LLM assessor and "
+        "store the window's judged precision, nDCG and hit rate (needs `corpus`).",
+    )
+    corpus: Path | None = Field(
+        default=None, description="The corpus the index was built from, for `judge`'s texts."
+    )
+    max_judgments: int | None = Field(
+        default=JUDGING_DEFAULTS.max_judgments,
+        ge=0,
+        description="With `judge`: new pairs sent at most per run (default: no limit).",
+    )
+
+    @model_validator(mode="after")
+    def _judge_needs_a_corpus(self) -> Self:
+        if self.judge and self.corpus is None:
+            raise ValueError("judge = true needs corpus: the corpus the index was built from")
+        return self
 
     @property
     def needs_retriever(self) -> bool:
@@ -510,6 +533,7 @@ def _traffic(ctx: JobContext, params: TrafficParams) -> JobOutcome:
     )
     # Before the retriever is built: a judge misconfiguration costs no connection.
     setup = prepare_traffic_replay(request, ctx.settings)
+    assessor = RelevanceAssessor(ctx.settings.judge) if params.judge else None
     replayed = replay_traffic_window(
         store,
         sample.sample_id,
@@ -529,6 +553,23 @@ def _traffic(ctx: JobContext, params: TrafficParams) -> JobOutcome:
     if params.answers:
         scored = replayed.answers
         summary["answers"] = scored.to_dict(per_item=False) if scored else None
+    if assessor is not None and params.corpus is not None:
+        ctx.check_cancelled()
+        judged = judge_traffic_run(
+            store,
+            run.run_id,
+            assessor,
+            params.corpus,
+            JudgingRequest(k=params.k, max_judgments=params.max_judgments),
+            progress=ctx.progress,
+        )
+        summary["judged"] = {
+            "judging": judged.judging.to_dict(),
+            "figures": {
+                f"{figure.source}:{figure.measure}": figure.value for figure in judged.figures
+            },
+            "agreement": judged.agreement.agreement_id if judged.agreement else None,
+        }
     return JobOutcome(
         status=_RUN_STATUS[run.status], run_ids=(run.run_id,), summary=summary, error=run.error
     )
