@@ -282,6 +282,36 @@ def test_holes_are_judged_and_filled_measures_stand_beside_the_exact_ones(
 
 
 @pytest.mark.slow
+def test_run_judge_holes_shows_filled_measures_beside_the_exact_ones(
+    project: tuple[Path, GradedGoldset], tmp_path: Path
+) -> None:
+    root, goldset = project
+    home = copy_home(root, tmp_path)
+    refused = run_evalkit(
+        "run", "--goldset", "graded", "--http-retriever", "http://127.0.0.1:9/x",
+        "--judge-holes", env=fresh_env(home),
+    )  # fmt: skip
+    assert refused.returncode == 2
+    assert "--judge-holes needs --corpus" in refused.stderr
+    with grading_judge(GradingJudge(goldset.known())) as judge, systems_retriever() as url:
+        done = run_evalkit(
+            "run", "--goldset", "graded", "--http-retriever", f"{url}/good", "--k", "5",
+            "--judge-holes", "--corpus", str(goldset.corpus), "--format", "json",
+            env=fresh_env(home, **judge_env(judge)),
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        # good: 3, 1, x0, x1, 0 -> two holes per query, each judged once.
+        assert judge.requests == 2 * len(goldset.queries)
+    run = json.loads(done.stdout)
+    holes = run["holes"]
+    assert holes["run_id"] == run["run_id"]
+    assert holes["holes"] == 2 * len(goldset.queries)
+    filled = {figure["measure"]: figure for figure in holes["filled"]}
+    assert filled["precision@5"]["details"]["exact"] == run["aggregates"]["precision@5"]
+    assert filled["precision@5"]["value"] == pytest.approx(run["aggregates"]["precision@5"])
+
+
+@pytest.mark.slow
 def test_garbage_and_errors_leave_pairs_unjudged_never_graded_and_the_key_unstored(
     project: tuple[Path, GradedGoldset], tmp_path: Path
 ) -> None:

@@ -23,10 +23,10 @@ from evalkit.records.requests import AGREEMENT_DEFAULTS, JUDGING_DEFAULTS
 
 if TYPE_CHECKING:
     from evalkit.judging.assessor import RelevanceAssessor
-    from evalkit.pipeline import JudgingOutcome, WindowJudging
+    from evalkit.pipeline import HolesOutcome, JudgingOutcome, WindowJudging
     from evalkit.store.judging import StoredAgreement
 
-__all__ = ["build_assessor", "judge_app", "print_window_judging"]
+__all__ = ["build_assessor", "judge_app", "print_holes", "print_window_judging"]
 
 judge_app = typer.Typer(
     help="Grade the relevance of retrieved documents 0-3 with the [judge] LLM endpoint, "
@@ -223,6 +223,12 @@ def holes(
     if output is OutputFormat.json:
         emit_json(outcome.to_dict())
         return
+    print_holes(outcome)
+
+
+def print_holes(outcome: HolesOutcome) -> None:
+    """Print a goldset run's judged holes: the judging pass, judged@k, and each measure
+    exact (human judgments) beside the same with the holes filled by the assessor."""
     console.print(key_values("judging", _judging_facts(outcome.judging)))
     console.print(
         key_values(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -31,9 +32,10 @@ from evalkit.cli._retriever import (
 )
 from evalkit.cli._store import CommandStore, open_store
 from evalkit.cli.answers import print_answer_summaries
+from evalkit.cli.judge import build_assessor, print_holes
 from evalkit.cli.runs import print_run
 from evalkit.errors import ConfigError
-from evalkit.records.requests import GoldsetRunRequest
+from evalkit.records.requests import JUDGING_DEFAULTS, GoldsetRunRequest
 
 RETRIEVER_FAILURE = 3
 
@@ -87,6 +89,23 @@ def run(
     engine: Engine = "local",
     ray_address: RayAddress = None,
     ray_actors: RayActors = 2,
+    judge_holes: Annotated[
+        bool,
+        typer.Option(
+            "--judge-holes",
+            help="Then label the top-10 documents the goldset never judged with the [judge] "
+            "LLM assessor and show the measures with those holes filled beside the exact ones "
+            "(needs --corpus; the exact figures stay the run's).",
+        ),
+    ] = False,
+    corpus: Annotated[
+        Path | None,
+        typer.Option(help="The corpus the index was built from, for --judge-holes' texts."),
+    ] = None,
+    max_judgments: Annotated[
+        int | None,
+        typer.Option(min=0, help="With --judge-holes: send at most this many new pairs."),
+    ] = None,
     next_steps: Annotated[bool, typer.Option(hidden=True)] = False,
     output: Annotated[OutputFormat, typer.Option("--format", help="table or json")] = (
         OutputFormat.table
@@ -115,6 +134,9 @@ def run(
     from evalkit.engines import RayEngine, check_engine
     from evalkit.retrievers.factory import build_retriever, query_embedder_ahead
 
+    if judge_holes and corpus is None:
+        raise ConfigError("--judge-holes needs --corpus: the corpus the index was built from")
+    assessor = build_assessor() if judge_holes else None
     config = settings()
     options = retriever_options(
         collection=collection,
@@ -177,8 +199,24 @@ def run(
     finally:
         if embedder is not None:
             embedder.close()
+    holes = None
+    if assessor is not None and corpus is not None:
+        from evalkit.pipeline import judge_run_holes
+        from evalkit.records.requests import JudgingRequest
+
+        depth = min(outcome.run.spec.k, JUDGING_DEFAULTS.k)
+        with progress_bar("judging holes", enabled=output is OutputFormat.table) as bar:
+            holes = judge_run_holes(
+                CommandStore("run", config=config),
+                outcome.run.run_id,
+                assessor,
+                corpus,
+                JudgingRequest(k=depth, max_judgments=max_judgments),
+                progress=bar,
+            )
     data = outcome.run.to_dict()
     data["answers"] = outcome.answers.to_dict(per_item=False) if outcome.answers else None
+    data["holes"] = holes.to_dict() if holes is not None else None
     defaults = outcome.default_measures
     data["default_measures"] = defaults.to_dict() if defaults is not None else None
     if defaults is not None and defaults.note:
@@ -188,6 +226,8 @@ def run(
     else:
         print_run(data)
         print_answer_summaries(data["answers"])
+        if holes is not None:
+            print_holes(holes)
         if next_steps:
             console.print(
                 NEXT_STEPS.format(
