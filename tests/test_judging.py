@@ -463,6 +463,51 @@ def test_a_traffic_window_carries_judged_figures_with_intervals_and_the_agreemen
 
 
 @pytest.mark.slow
+def test_a_traffic_window_is_estimated_without_labels_from_a_goldset_run_of_its_retriever(
+    project: tuple[Path, GradedGoldset], tmp_path: Path
+) -> None:
+    root, goldset = project
+    home = copy_home(root, tmp_path)
+    env = fresh_env(home)
+    logs = write_poor_traffic_log(tmp_path, goldset)
+    for step in (
+        ("traffic", "ingest", str(logs)),
+        ("traffic", "sample", "--window", "2026-11-21", "--n", "40", "--seed", "3"),
+    ):
+        assert run_evalkit(*step, env=env).returncode == 0
+    with systems_retriever() as url:
+        replay = run_evalkit(
+            "traffic", "replay", "--window", "2026-11-21", "--http-retriever", f"{url}/good",
+            "--k", "5", "--embed-sample", "0", "--no-answers", "--format", "json", env=env,
+        )  # fmt: skip
+        assert replay.returncode == 0, replay.stderr
+        run_id = json.loads(replay.stdout)["run"]["run_id"]
+        # The module's goldset runs were served on another port: another retriever.
+        refused = run_evalkit("judge", "estimate", run_id, "--k", "5", env=env)
+        assert refused.returncode == 2
+        assert "no complete goldset run of the same retriever" in refused.stderr
+        calibrating = run_evalkit(
+            "run", "--goldset", "graded", "--http-retriever", f"{url}/good", "--k", "5",
+            "--format", "json", env=env,
+        )  # fmt: skip
+        assert calibrating.returncode == 0, calibrating.stderr
+        exact = json.loads(calibrating.stdout)["aggregates"]["precision@5"]
+    done = run_evalkit("judge", "estimate", run_id, "--k", "5", "--format", "json", env=env)
+    assert done.returncode == 0, done.stderr
+    estimated = json.loads(done.stdout)
+    figure = estimated["figure"]
+    # good ranks grades 3, 1, x0, x1, 0: two relevant (grade >= 1) of five on every query.
+    assert exact == pytest.approx(2 / 5)
+    assert figure["value"] == pytest.approx(2 / 5)
+    assert figure["low"] <= figure["value"] <= figure["high"]
+    assert figure["source"] == "estimate"
+    assert estimated["calibration_run"] == json.loads(calibrating.stdout)["run_id"]
+    table = run_evalkit("judge", "estimate", run_id, "--k", "5", env=env)
+    assert "estimated (no labels)" in table.stdout
+    assert "P(relevant | score)" in table.stdout
+
+
+@pytest.mark.slow
 def test_the_traffic_job_judges_its_window(
     project: tuple[Path, GradedGoldset], tmp_path: Path
 ) -> None:

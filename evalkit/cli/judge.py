@@ -360,3 +360,49 @@ def traffic(
         emit_json(outcome.to_dict())
         return
     print_window_judging(outcome)
+
+
+@judge_app.command("estimate")
+def estimate(
+    run_id: Annotated[
+        str, typer.Argument(help="A traffic replay run (a unique prefix is enough).")
+    ],
+    k: Depth = JUDGING_DEFAULTS.k,
+    method: Annotated[
+        str, typer.Option(help="Calibration of the scores: isotonic or logistic.")
+    ] = "isotonic",
+    seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
+    output: Format = OutputFormat.table,
+) -> None:
+    """Estimate a traffic window's precision@k without labels, from the retriever's scores
+    calibrated on the newest goldset run of the same retriever and query model.
+
+    No LLM is called. The estimate assumes a score means on this traffic what it meant on
+    the goldset: a shift of the query distribution, the index or the model breaks it
+    (docs/judging.md says by how much on real data).
+
+    Example: evalkit judge estimate run-20261125T101500-3f9a1c --k 10
+    """
+    from evalkit.pipeline import estimate_traffic_run
+
+    outcome = estimate_traffic_run(
+        CommandStore(purpose="judge estimate"), run_id, k=k, method=method, seed=seed
+    )
+    if output is OutputFormat.json:
+        emit_json(outcome.to_dict())
+        return
+    figure = outcome.figure
+    console.print(
+        key_values(
+            f"window {outcome.window_label}, estimated (no labels)",
+            {
+                "run": outcome.run.run_id,
+                figure.measure: _interval(figure.value, figure.low, figure.high),
+                "queries": figure.n_queries,
+                "calibrated on": f"goldset run {outcome.calibration_run.run_id} "
+                f"({outcome.calibration_run.spec.goldset_name})",
+                "method": method,
+                "assumes": "P(relevant | score) on this traffic is what it was on the goldset",
+            },
+        )
+    )

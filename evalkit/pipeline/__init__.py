@@ -2,9 +2,10 @@
 
 The CLI, the scheduler and the tests all call these functions; no stage calls another stage
 that comes after it in the data flow. One module per workflow (``goldset``, ``gate``,
-``traffic``, ``audit``, ``drift``, ``answers``, ``judging``), independent of each other; what
-they share is the run lifecycle (``runs``), the goldset run (``goldset_run``) and the scoring of a
-run's answers (``answer_scores``). This package only re-exports.
+``traffic``, ``audit``, ``drift``, ``answers``, ``judging``, ``traffic_labels``), independent
+of each other; what they share is the run lifecycle (``runs``), the goldset run
+(``goldset_run``), the scoring of a run's answers (``answer_scores``) and the judged pool
+(``judge_pool``). This package only re-exports.
 """
 
 from evalkit.engines import results_frame
@@ -44,16 +45,11 @@ from evalkit.pipeline.gate import (
 from evalkit.pipeline.gate import gate_reports as gate_reports
 from evalkit.pipeline.goldset import evaluate_query_table, resolve_goldset
 from evalkit.pipeline.goldset_run import evaluate_goldset
+from evalkit.pipeline.judge_pool import JudgingOutcome, JudgingPlan, corpus_texts, judge_pairs
 from evalkit.pipeline.judging import (
     AgreementOutcome,
     HolesOutcome,
-    JudgingOutcome,
-    JudgingPlan,
-    WindowJudging,
-    corpus_texts,
-    judge_pairs,
     judge_run_holes,
-    judge_traffic_run,
     measure_agreement,
 )
 from evalkit.pipeline.runs import RunOutcome, default_measures
@@ -63,6 +59,13 @@ from evalkit.pipeline.traffic import (
     newest_sample,
     prepare_traffic_replay,
     replay_traffic_window,
+)
+from evalkit.pipeline.traffic_labels import (
+    WindowEstimate,
+    WindowJudging,
+    calibration_key,
+    estimate_traffic_run,
+    judge_traffic_run,
 )
 from evalkit.records.requests import GatePolicy, TrafficReplayRequest
 
@@ -82,9 +85,11 @@ __all__ = [
     "RunOutcome",
     "TrafficReplay",
     "TrafficReplayRequest",
+    "WindowEstimate",
     "WindowJudging",
     "answer_settings",
     "audit_collection",
+    "calibration_key",
     "check_drift_documents",
     "check_drift_embeddings",
     "check_drift_metric",
@@ -96,6 +101,7 @@ __all__ = [
     "comparison_judgments",
     "corpus_texts",
     "default_measures",
+    "estimate_traffic_run",
     "evaluate_goldset",
     "evaluate_query_table",
     "gate_against_baseline",

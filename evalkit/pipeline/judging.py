@@ -1,33 +1,26 @@
-"""Relevance judging workflows: judge pairs into the pool, measure an assessor's agreement
-with a goldset's human judgments, and fill a goldset run's holes.
+"""Relevance judging workflows on goldsets: measure an assessor's agreement with a goldset's
+human judgments, and fill a goldset run's holes (top-k documents the goldset never judged)
+with the assessor's grades, beside the exact figures.
 
-Every workflow judges through ``judge_pairs``: pairs the judged pool holds already cost
-nothing, at most ``max_judgments`` new pairs are sent, and each judgment is stored within a
-second of arriving (``_PoolWriter``), so a process killed while judging loses only what was
-in flight, and the next pass judges only what is missing. Document texts come from the
-corpus file the documents were indexed from (``corpus_texts``).
+Both judge through ``judge_pool.judge_pairs`` (cached, budgeted, stored as it goes);
+document texts come from the corpus file the documents were indexed from.
 """
 
 from __future__ import annotations
 
-import time
-from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from evalkit.clock import utc_now
 from evalkit.errors import GoldsetError, NotFoundError
-from evalkit.goldset.corpus import iter_corpus
 from evalkit.judging.agreement import kendall_tau, weighted_kappa_interval
-from evalkit.judging.assessor import RelevanceAssessor, estimate_tokens
-from evalkit.judging.records import Assessment, JudgePair
-from evalkit.judging.window import NO_DOCUMENT, UNLABELLED, labelled_figures
+from evalkit.judging.assessor import RelevanceAssessor
+from evalkit.judging.records import JudgePair
 from evalkit.metrics import Evaluator
+from evalkit.pipeline.judge_pool import JudgingOutcome, Progress, corpus_texts, judge_pairs, top_k
 from evalkit.records import Judgment
 from evalkit.records.requests import AgreementRequest, JudgingRequest
 from evalkit.store.access import WriterAccess
@@ -36,188 +29,19 @@ from evalkit.store.judging import (
     JudgedFigure,
     StoredAgreement,
     latest_agreement,
-    load_pool,
     new_agreement_id,
     save_agreement,
-    save_assessments,
     save_run_figures,
 )
 from evalkit.store.runs import RunRecord, get_run, list_runs, run_results
-from evalkit.store.traffic import load_sample_queries, logged_results, window_summary_of_run
 
 __all__ = [
+    "HOLES_SOURCE",
     "AgreementOutcome",
     "HolesOutcome",
-    "JudgingOutcome",
-    "JudgingPlan",
-    "WindowJudging",
-    "corpus_texts",
-    "judge_pairs",
     "judge_run_holes",
-    "judge_traffic_run",
     "measure_agreement",
 ]
-
-Progress = Callable[[int, int], None]
-Key = tuple[str, str]
-
-_FLUSH_EVERY = 32
-_FLUSH_SECONDS = 1.0
-
-
-def corpus_texts(path: Path | str, doc_ids: Iterable[str]) -> dict[str, str]:
-    """The texts (title and body) of ``doc_ids`` found in the corpus at ``path``, read in
-    one pass that keeps only those documents."""
-    wanted = set(doc_ids)
-    texts: dict[str, str] = {}
-    if not wanted:
-        return texts
-    for document in iter_corpus(path, check_duplicates=False):
-        if document.id in wanted:
-            texts[document.id] = document.content
-            if len(texts) == len(wanted):
-                break
-    return texts
-
-
-@dataclass(frozen=True, slots=True)
-class JudgingPlan:
-    """What a judging pass costs: distinct pairs asked about, those the pool holds graded
-    already, those sent now (or, on a dry run, that would be), those left over the budget,
-    and a rough token count of what is sent (``estimate_tokens``)."""
-
-    assessor: str
-    n_pairs: int
-    n_in_pool: int
-    n_to_judge: int
-    n_over_budget: int
-    estimated_tokens: int
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {
-            "assessor": self.assessor,
-            "pairs": self.n_pairs,
-            "in_pool": self.n_in_pool,
-            "to_judge": self.n_to_judge,
-            "over_budget": self.n_over_budget,
-            "estimated_tokens": self.estimated_tokens,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class JudgingOutcome:
-    """A judging pass: its plan, the grade of every asked pair that has one (pool and new),
-    what this pass judged and left unjudged (by reason), and the requests it sent."""
-
-    plan: JudgingPlan
-    grades: Mapping[Key, int]
-    n_judged: int = 0
-    unjudged: Mapping[str, int] = field(default_factory=dict)
-    calls: int = 0
-    dry_run: bool = False
-
-    @property
-    def n_unjudged(self) -> int:
-        """Pairs this pass sent that got no grade."""
-        return sum(self.unjudged.values())
-
-    @property
-    def complete(self) -> bool:
-        """True when every pair asked about has a grade."""
-        return len(self.grades) == self.plan.n_pairs
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {
-            **self.plan.to_dict(),
-            "dry_run": self.dry_run,
-            "judged": self.n_judged,
-            "unjudged": self.n_unjudged,
-            "unjudged_by_reason": dict(self.unjudged),
-            "calls": self.calls,
-            "graded": len(self.grades),
-            "complete": self.complete,
-        }
-
-
-class _PoolWriter:
-    """Stores assessments as they arrive: every ``_FLUSH_EVERY`` or after ``_FLUSH_SECONDS``,
-    each flush in a short writing stretch of its own."""
-
-    def __init__(self, access: WriterAccess) -> None:
-        self._access = access
-        self._pending: list[Assessment] = []
-        self._last = time.monotonic()
-
-    def add(self, assessment: Assessment) -> None:
-        self._pending.append(assessment)
-        now = time.monotonic()
-        if len(self._pending) >= _FLUSH_EVERY or now - self._last >= _FLUSH_SECONDS:
-            self.flush()
-
-    def flush(self) -> None:
-        if self._pending:
-            with self._access.writer("judge") as store:
-                save_assessments(store, self._pending)
-            self._pending = []
-        self._last = time.monotonic()
-
-
-def judge_pairs(
-    access: WriterAccess,
-    pairs: Sequence[JudgePair],
-    assessor: RelevanceAssessor,
-    request: JudgingRequest,
-    *,
-    progress: Progress | None = None,
-) -> JudgingOutcome:
-    """Grade ``pairs`` with ``assessor``: those the pool holds cost nothing, at most
-    ``request.max_judgments`` others are sent (none on ``request.dry_run``), and each new
-    judgment is stored as it arrives (see the module docstring)."""
-    unique = list({pair.key: pair for pair in pairs}.values())
-    with access.writer("judge") as store:
-        pool = load_pool(store, assessor.name, [pair.key for pair in unique])
-    grades = {key: row.grade for key, row in pool.items() if row.grade is not None}
-    missing = [pair for pair in unique if pair.key not in grades]
-    budget = request.max_judgments
-    to_judge = missing if budget is None else missing[:budget]
-    plan = JudgingPlan(
-        assessor=assessor.name,
-        n_pairs=len(unique),
-        n_in_pool=len(grades),
-        n_to_judge=len(to_judge),
-        n_over_budget=len(missing) - len(to_judge),
-        estimated_tokens=sum(estimate_tokens(pair) for pair in to_judge),
-    )
-    if request.dry_run or not to_judge:
-        return JudgingOutcome(plan, grades, dry_run=request.dry_run)
-    writer = _PoolWriter(access)
-    done = 0
-
-    def stored(assessment: Assessment) -> None:
-        nonlocal done
-        writer.add(assessment)
-        done += 1
-        if progress is not None:
-            progress(done, len(to_judge))
-
-    calls_before = assessor.calls
-    try:
-        assessments = assessor.assess(to_judge, on_assessed=stored)
-    finally:
-        writer.flush()
-    unjudged = Counter(str(a.unjudged) for a in assessments if a.grade is None)
-    for assessment in assessments:
-        if assessment.grade is not None:
-            grades[assessment.pair.key] = assessment.grade
-    return JudgingOutcome(
-        plan,
-        grades,
-        n_judged=sum(1 for a in assessments if a.grade is not None),
-        unjudged=dict(sorted(unjudged.items())),
-        calls=assessor.calls - calls_before,
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,15 +57,6 @@ class AgreementOutcome:
             "agreement": None if self.agreement is None else self.agreement.to_dict(),
             "judging": self.judging.to_dict(),
         }
-
-
-def _top_k(results: pd.DataFrame, k: int) -> dict[str, list[str]]:
-    """Each query's first ``k`` document ids, in rank order."""
-    ranked = results[results["rank"] <= k].sort_values(["query_id", "rank"])
-    return {
-        str(query_id): [str(doc) for doc in group["doc_id"]]
-        for query_id, group in ranked.groupby("query_id", sort=True)
-    }
 
 
 def measure_agreement(
@@ -272,7 +87,7 @@ def measure_agreement(
             for run in list_runs(store, goldset=goldset_name, status="complete", limit=200)
             if run.spec.goldset_version == goldset.version
         ][: request.max_runs]
-        rankings = {run.run_id: _top_k(run_results(store, run.run_id), request.k) for run in runs}
+        rankings = {run.run_id: top_k(run_results(store, run.run_id), request.k) for run in runs}
     if not goldset.judgments:
         raise GoldsetError(f"goldset {goldset_name!r} has no judgments to measure agreement on")
     rng = np.random.default_rng(request.seed)
@@ -471,7 +286,7 @@ def judge_run_holes(
         goldset = load_stored_goldset(store, run.spec.goldset_name, run.spec.goldset_version)
         results = run_results(store, run.run_id)
         agreement = latest_agreement(store, assessor.name)
-    ranking = _top_k(results, request.k)
+    ranking = top_k(results, request.k)
     texts_of = {query.id: query.text for query in goldset.queries}
     human = {(j.query_id, j.doc_id): j.relevance for j in goldset.judgments}
     judged_queries = {query_id for query_id, _ in human}
@@ -558,148 +373,6 @@ def judge_run_holes(
         judged_at_k=judged_at_k,
         n_holes=len(holes),
         figures=figures,
-        judging=outcome,
-        agreement=agreement,
-    )
-
-
-ASSESSOR_SOURCE = "assessor"
-LOGGED_SOURCE = "assessor_logged"
-
-
-@dataclass(frozen=True, slots=True)
-class WindowJudging:
-    """A traffic window's replayed (and, where production logged them, logged) rankings
-    labelled by the assessor: the stored figures, the judging pass and the agreement they
-    carry."""
-
-    run: RunRecord
-    window_label: str
-    figures: tuple[JudgedFigure, ...]
-    judging: JudgingOutcome
-    agreement: StoredAgreement | None
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {
-            "run_id": self.run.run_id,
-            "window": self.window_label,
-            "figures": [figure.to_dict() for figure in self.figures],
-            "judging": self.judging.to_dict(),
-            "agreement": None if self.agreement is None else self.agreement.to_dict(),
-            "agreement_note": None if self.agreement is not None else "agreement not measured",
-        }
-
-
-def _grade_matrix(
-    rankings: Mapping[str, Sequence[str]],
-    grade_of: Callable[[str, str], int | None],
-    k: int,
-) -> np.ndarray[Any, np.dtype[np.int64]]:
-    matrix = np.full((len(rankings), k), NO_DOCUMENT, dtype=np.int64)
-    for row, (query_id, docs) in enumerate(rankings.items()):
-        for column, doc_id in enumerate(docs[:k]):
-            grade = grade_of(query_id, doc_id)
-            matrix[row, column] = UNLABELLED if grade is None else grade
-    return matrix
-
-
-def judge_traffic_run(
-    access: WriterAccess,
-    run_id: str,
-    assessor: RelevanceAssessor,
-    corpus: Path | str,
-    request: JudgingRequest,
-    *,
-    assessor_threshold: int = 2,
-    resamples: int = 1000,
-    seed: int = 0,
-    progress: Progress | None = None,
-) -> WindowJudging:
-    """Label the top-``request.k`` of a traffic replay run's queries with ``assessor`` (and
-    the top-k production logged for them, where it did), and store the window's
-    precision@k, nDCG@k and hit rate@k under those labels with bootstrap intervals over
-    queries, the judged share, and the assessor's newest agreement (source ``assessor``;
-    logged rankings ``assessor_logged``). A grade of ``assessor_threshold`` or more counts
-    as relevant; a document without a grade counts as not relevant and lowers the judged
-    share, and a window with any is ``partial``.
-    """
-    with access.writer("judge traffic") as store:
-        run = get_run(store, run_id)
-        summary = window_summary_of_run(store, run.run_id)
-        if summary is None:
-            raise NotFoundError(
-                f"run {run.run_id} is not a traffic replay (a {run.spec.kind} run): judge a "
-                "goldset run's holes with `evalkit judge holes`"
-            )
-        queries = load_sample_queries(store, summary.sample_id)
-        replayed = _top_k(run_results(store, run.run_id), request.k)
-        logged = {
-            query_id: docs[: request.k]
-            for query_id, docs in logged_results(store, list(replayed)).items()
-            if docs
-        }
-        agreement = latest_agreement(store, assessor.name)
-    texts_of = dict(zip(queries["query_id"].astype(str), queries["text"].astype(str), strict=True))
-    replayed = {query_id: docs for query_id, docs in replayed.items() if query_id in texts_of}
-    wanted = {
-        (q, d) for rankings in (replayed, logged) for q, docs in rankings.items() for d in docs
-    }
-    documents = corpus_texts(corpus, {doc for _, doc in wanted})
-    pairs = {
-        (query_id, doc_id): JudgePair(
-            texts_of[query_id], doc_id, documents[doc_id], query_id=query_id
-        )
-        for query_id, doc_id in sorted(wanted)
-        if doc_id in documents and query_id in texts_of
-    }
-    outcome = judge_pairs(access, list(pairs.values()), assessor, request, progress=progress)
-
-    def grade_of(query_id: str, doc_id: str) -> int | None:
-        pair = pairs.get((query_id, doc_id))
-        return None if pair is None else outcome.grades.get(pair.key)
-
-    figures: list[JudgedFigure] = []
-    if not outcome.dry_run:
-        computed_at = utc_now()
-        for source, rankings in ((ASSESSOR_SOURCE, replayed), (LOGGED_SOURCE, logged)):
-            if not rankings:
-                continue
-            matrix = _grade_matrix(rankings, grade_of, request.k)
-            measured, judged_share = labelled_figures(
-                matrix, threshold=assessor_threshold, n_resamples=resamples, seed=seed
-            )
-            figures.extend(
-                JudgedFigure(
-                    run_id=run.run_id,
-                    source=source,
-                    labeller=assessor.name,
-                    measure=figure.measure,
-                    value=figure.value,
-                    low=figure.low,
-                    high=figure.high,
-                    n_queries=figure.n_queries,
-                    judged_share=judged_share,
-                    status="complete" if judged_share == 1.0 else "partial",
-                    agreement_id=None if agreement is None else agreement.agreement_id,
-                    computed_at=computed_at,
-                    details={
-                        "window": summary.window_label,
-                        "k": request.k,
-                        "assessor_threshold": assessor_threshold,
-                        "resamples": resamples,
-                        "seed": seed,
-                        "agreement": None if agreement is None else agreement.summary(),
-                    },
-                )
-                for figure in measured
-            )
-        with access.writer("judge traffic") as store:
-            save_run_figures(store, figures)
-    return WindowJudging(
-        run=run,
-        window_label=summary.window_label,
-        figures=tuple(figures),
         judging=outcome,
         agreement=agreement,
     )

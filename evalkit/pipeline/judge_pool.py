@@ -1,0 +1,207 @@
+"""The judged pool as the judging workflows share it: judge pairs through the cache and the
+budget, storing each judgment within a second of arriving, and read document texts from a
+corpus.
+
+``judge_pairs``: pairs the judged pool holds already cost nothing, at most
+``max_judgments`` new pairs are sent, and each judgment is stored within a second of
+arriving (``_PoolWriter``), so a process killed while judging loses only what was in
+flight, and the next pass judges only what is missing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from evalkit.goldset.corpus import iter_corpus
+from evalkit.judging.assessor import RelevanceAssessor, estimate_tokens
+from evalkit.judging.records import Assessment, JudgePair
+from evalkit.records.requests import JudgingRequest
+from evalkit.store.access import WriterAccess
+from evalkit.store.judging import load_pool, save_assessments
+
+__all__ = [
+    "JudgingOutcome",
+    "JudgingPlan",
+    "Key",
+    "Progress",
+    "corpus_texts",
+    "judge_pairs",
+    "top_k",
+]
+
+Progress = Callable[[int, int], None]
+Key = tuple[str, str]
+
+_FLUSH_EVERY = 32
+_FLUSH_SECONDS = 1.0
+
+
+def corpus_texts(path: Path | str, doc_ids: Iterable[str]) -> dict[str, str]:
+    """The texts (title and body) of ``doc_ids`` found in the corpus at ``path``, read in
+    one pass that keeps only those documents."""
+    wanted = set(doc_ids)
+    texts: dict[str, str] = {}
+    if not wanted:
+        return texts
+    for document in iter_corpus(path, check_duplicates=False):
+        if document.id in wanted:
+            texts[document.id] = document.content
+            if len(texts) == len(wanted):
+                break
+    return texts
+
+
+@dataclass(frozen=True, slots=True)
+class JudgingPlan:
+    """What a judging pass costs: distinct pairs asked about, those the pool holds graded
+    already, those sent now (or, on a dry run, that would be), those left over the budget,
+    and a rough token count of what is sent (``estimate_tokens``)."""
+
+    assessor: str
+    n_pairs: int
+    n_in_pool: int
+    n_to_judge: int
+    n_over_budget: int
+    estimated_tokens: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "assessor": self.assessor,
+            "pairs": self.n_pairs,
+            "in_pool": self.n_in_pool,
+            "to_judge": self.n_to_judge,
+            "over_budget": self.n_over_budget,
+            "estimated_tokens": self.estimated_tokens,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class JudgingOutcome:
+    """A judging pass: its plan, the grade of every asked pair that has one (pool and new),
+    what this pass judged and left unjudged (by reason), and the requests it sent."""
+
+    plan: JudgingPlan
+    grades: Mapping[Key, int]
+    n_judged: int = 0
+    unjudged: Mapping[str, int] = field(default_factory=dict)
+    calls: int = 0
+    dry_run: bool = False
+
+    @property
+    def n_unjudged(self) -> int:
+        """Pairs this pass sent that got no grade."""
+        return sum(self.unjudged.values())
+
+    @property
+    def complete(self) -> bool:
+        """True when every pair asked about has a grade."""
+        return len(self.grades) == self.plan.n_pairs
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            **self.plan.to_dict(),
+            "dry_run": self.dry_run,
+            "judged": self.n_judged,
+            "unjudged": self.n_unjudged,
+            "unjudged_by_reason": dict(self.unjudged),
+            "calls": self.calls,
+            "graded": len(self.grades),
+            "complete": self.complete,
+        }
+
+
+class _PoolWriter:
+    """Stores assessments as they arrive: every ``_FLUSH_EVERY`` or after ``_FLUSH_SECONDS``,
+    each flush in a short writing stretch of its own."""
+
+    def __init__(self, access: WriterAccess) -> None:
+        self._access = access
+        self._pending: list[Assessment] = []
+        self._last = time.monotonic()
+
+    def add(self, assessment: Assessment) -> None:
+        self._pending.append(assessment)
+        now = time.monotonic()
+        if len(self._pending) >= _FLUSH_EVERY or now - self._last >= _FLUSH_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._pending:
+            with self._access.writer("judge") as store:
+                save_assessments(store, self._pending)
+            self._pending = []
+        self._last = time.monotonic()
+
+
+def judge_pairs(
+    access: WriterAccess,
+    pairs: Sequence[JudgePair],
+    assessor: RelevanceAssessor,
+    request: JudgingRequest,
+    *,
+    progress: Progress | None = None,
+) -> JudgingOutcome:
+    """Grade ``pairs`` with ``assessor``: those the pool holds cost nothing, at most
+    ``request.max_judgments`` others are sent (none on ``request.dry_run``), and each new
+    judgment is stored as it arrives (see the module docstring)."""
+    unique = list({pair.key: pair for pair in pairs}.values())
+    with access.writer("judge") as store:
+        pool = load_pool(store, assessor.name, [pair.key for pair in unique])
+    grades = {key: row.grade for key, row in pool.items() if row.grade is not None}
+    missing = [pair for pair in unique if pair.key not in grades]
+    budget = request.max_judgments
+    to_judge = missing if budget is None else missing[:budget]
+    plan = JudgingPlan(
+        assessor=assessor.name,
+        n_pairs=len(unique),
+        n_in_pool=len(grades),
+        n_to_judge=len(to_judge),
+        n_over_budget=len(missing) - len(to_judge),
+        estimated_tokens=sum(estimate_tokens(pair) for pair in to_judge),
+    )
+    if request.dry_run or not to_judge:
+        return JudgingOutcome(plan, grades, dry_run=request.dry_run)
+    writer = _PoolWriter(access)
+    done = 0
+
+    def stored(assessment: Assessment) -> None:
+        nonlocal done
+        writer.add(assessment)
+        done += 1
+        if progress is not None:
+            progress(done, len(to_judge))
+
+    calls_before = assessor.calls
+    try:
+        assessments = assessor.assess(to_judge, on_assessed=stored)
+    finally:
+        writer.flush()
+    unjudged = Counter(str(a.unjudged) for a in assessments if a.grade is None)
+    for assessment in assessments:
+        if assessment.grade is not None:
+            grades[assessment.pair.key] = assessment.grade
+    return JudgingOutcome(
+        plan,
+        grades,
+        n_judged=sum(1 for a in assessments if a.grade is not None),
+        unjudged=dict(sorted(unjudged.items())),
+        calls=assessor.calls - calls_before,
+    )
+
+
+def top_k(results: pd.DataFrame, k: int) -> dict[str, list[str]]:
+    """Each query's first ``k`` document ids, in rank order."""
+    ranked = results[results["rank"] <= k].sort_values(["query_id", "rank"])
+    return {
+        str(query_id): [str(doc) for doc in group["doc_id"]]
+        for query_id, group in ranked.groupby("query_id", sort=True)
+    }

@@ -1,0 +1,317 @@
+"""Production traffic labelled: a replayed window's rankings graded by the LLM assessor, or
+its precision estimated without labels from the retriever's calibrated scores.
+
+``judge_traffic_run`` judges through ``judge_pool.judge_pairs`` (cached, budgeted, stored
+as it goes) and stores precision, nDCG and hit rate at k with bootstrap intervals over the
+window's queries; ``estimate_traffic_run`` calibrates the scores on the newest goldset run
+of the same retriever and model (``evalkit.judging.estimate``). Both store their figures in
+``judged_run_figures`` with what they rest on: the assessor and its agreement, or the
+calibration's goldset run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from evalkit.clock import utc_now
+from evalkit.errors import ConfigError, NotFoundError
+from evalkit.judging.assessor import RelevanceAssessor
+from evalkit.judging.estimate import PrecisionEstimate, estimate_precision, fit_calibration
+from evalkit.judging.records import JudgePair
+from evalkit.judging.window import NO_DOCUMENT, UNLABELLED, labelled_figures
+from evalkit.pipeline.judge_pool import JudgingOutcome, Progress, corpus_texts, judge_pairs, top_k
+from evalkit.records.requests import JudgingRequest
+from evalkit.store.access import WriterAccess
+from evalkit.store.goldsets import load_stored_goldset
+from evalkit.store.judging import JudgedFigure, StoredAgreement, latest_agreement, save_run_figures
+from evalkit.store.runs import RunRecord, get_run, list_runs, run_results
+from evalkit.store.traffic import load_sample_queries, logged_results, window_summary_of_run
+
+__all__ = [
+    "ASSESSOR_SOURCE",
+    "ESTIMATE_SOURCE",
+    "LOGGED_SOURCE",
+    "WindowEstimate",
+    "WindowJudging",
+    "calibration_key",
+    "estimate_traffic_run",
+    "judge_traffic_run",
+]
+
+
+ASSESSOR_SOURCE = "assessor"
+LOGGED_SOURCE = "assessor_logged"
+
+
+@dataclass(frozen=True, slots=True)
+class WindowJudging:
+    """A traffic window's replayed (and, where production logged them, logged) rankings
+    labelled by the assessor: the stored figures, the judging pass and the agreement they
+    carry."""
+
+    run: RunRecord
+    window_label: str
+    figures: tuple[JudgedFigure, ...]
+    judging: JudgingOutcome
+    agreement: StoredAgreement | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "run_id": self.run.run_id,
+            "window": self.window_label,
+            "figures": [figure.to_dict() for figure in self.figures],
+            "judging": self.judging.to_dict(),
+            "agreement": None if self.agreement is None else self.agreement.to_dict(),
+            "agreement_note": None if self.agreement is not None else "agreement not measured",
+        }
+
+
+def _grade_matrix(
+    rankings: Mapping[str, Sequence[str]],
+    grade_of: Callable[[str, str], int | None],
+    k: int,
+) -> np.ndarray[Any, np.dtype[np.int64]]:
+    matrix = np.full((len(rankings), k), NO_DOCUMENT, dtype=np.int64)
+    for row, (query_id, docs) in enumerate(rankings.items()):
+        for column, doc_id in enumerate(docs[:k]):
+            grade = grade_of(query_id, doc_id)
+            matrix[row, column] = UNLABELLED if grade is None else grade
+    return matrix
+
+
+def judge_traffic_run(
+    access: WriterAccess,
+    run_id: str,
+    assessor: RelevanceAssessor,
+    corpus: Path | str,
+    request: JudgingRequest,
+    *,
+    assessor_threshold: int = 2,
+    resamples: int = 1000,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> WindowJudging:
+    """Label the top-``request.k`` of a traffic replay run's queries with ``assessor`` (and
+    the top-k production logged for them, where it did), and store the window's
+    precision@k, nDCG@k and hit rate@k under those labels with bootstrap intervals over
+    queries, the judged share, and the assessor's newest agreement (source ``assessor``;
+    logged rankings ``assessor_logged``). A grade of ``assessor_threshold`` or more counts
+    as relevant; a document without a grade counts as not relevant and lowers the judged
+    share, and a window with any is ``partial``.
+    """
+    with access.writer("judge traffic") as store:
+        run = get_run(store, run_id)
+        summary = window_summary_of_run(store, run.run_id)
+        if summary is None:
+            raise NotFoundError(
+                f"run {run.run_id} is not a traffic replay (a {run.spec.kind} run): judge a "
+                "goldset run's holes with `evalkit judge holes`"
+            )
+        queries = load_sample_queries(store, summary.sample_id)
+        replayed = top_k(run_results(store, run.run_id), request.k)
+        logged = {
+            query_id: docs[: request.k]
+            for query_id, docs in logged_results(store, list(replayed)).items()
+            if docs
+        }
+        agreement = latest_agreement(store, assessor.name)
+    texts_of = dict(zip(queries["query_id"].astype(str), queries["text"].astype(str), strict=True))
+    replayed = {query_id: docs for query_id, docs in replayed.items() if query_id in texts_of}
+    wanted = {
+        (q, d) for rankings in (replayed, logged) for q, docs in rankings.items() for d in docs
+    }
+    documents = corpus_texts(corpus, {doc for _, doc in wanted})
+    pairs = {
+        (query_id, doc_id): JudgePair(
+            texts_of[query_id], doc_id, documents[doc_id], query_id=query_id
+        )
+        for query_id, doc_id in sorted(wanted)
+        if doc_id in documents and query_id in texts_of
+    }
+    outcome = judge_pairs(access, list(pairs.values()), assessor, request, progress=progress)
+
+    def grade_of(query_id: str, doc_id: str) -> int | None:
+        pair = pairs.get((query_id, doc_id))
+        return None if pair is None else outcome.grades.get(pair.key)
+
+    figures: list[JudgedFigure] = []
+    if not outcome.dry_run:
+        computed_at = utc_now()
+        for source, rankings in ((ASSESSOR_SOURCE, replayed), (LOGGED_SOURCE, logged)):
+            if not rankings:
+                continue
+            matrix = _grade_matrix(rankings, grade_of, request.k)
+            measured, judged_share = labelled_figures(
+                matrix, threshold=assessor_threshold, n_resamples=resamples, seed=seed
+            )
+            figures.extend(
+                JudgedFigure(
+                    run_id=run.run_id,
+                    source=source,
+                    labeller=assessor.name,
+                    measure=figure.measure,
+                    value=figure.value,
+                    low=figure.low,
+                    high=figure.high,
+                    n_queries=figure.n_queries,
+                    judged_share=judged_share,
+                    status="complete" if judged_share == 1.0 else "partial",
+                    agreement_id=None if agreement is None else agreement.agreement_id,
+                    computed_at=computed_at,
+                    details={
+                        "window": summary.window_label,
+                        "k": request.k,
+                        "assessor_threshold": assessor_threshold,
+                        "resamples": resamples,
+                        "seed": seed,
+                        "agreement": None if agreement is None else agreement.summary(),
+                    },
+                )
+                for figure in measured
+            )
+        with access.writer("judge traffic") as store:
+            save_run_figures(store, figures)
+    return WindowJudging(
+        run=run,
+        window_label=summary.window_label,
+        figures=tuple(figures),
+        judging=outcome,
+        agreement=agreement,
+    )
+
+
+ESTIMATE_SOURCE = "estimate"
+
+
+@dataclass(frozen=True, slots=True)
+class WindowEstimate:
+    """A traffic window's label-free precision estimate, the goldset run its calibration
+    was fitted on, and the stored figure."""
+
+    run: RunRecord
+    window_label: str
+    calibration_run: RunRecord
+    estimate: PrecisionEstimate
+    figure: JudgedFigure
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "run_id": self.run.run_id,
+            "window": self.window_label,
+            "calibration_run": self.calibration_run.run_id,
+            "goldset": self.calibration_run.spec.goldset_name,
+            "estimate": self.estimate.to_dict() | {"per_query": None},
+            "figure": self.figure.to_dict(),
+        }
+
+
+def _scores_by_query(results: pd.DataFrame, k: int) -> dict[str, np.ndarray[Any, Any]]:
+    ranked = results[results["rank"] <= k].sort_values(["query_id", "rank"])
+    return {
+        str(query_id): group["score"].to_numpy(dtype=np.float64)
+        for query_id, group in ranked.groupby("query_id", sort=True)
+    }
+
+
+def calibration_key(run: RunRecord) -> str:
+    """What a calibration must match: the run's retriever (as runs are grouped by it) and
+    its query model's fingerprint."""
+    return f"{run.retriever_id}|{run.spec.model_fingerprint or 'no model'}"
+
+
+def estimate_traffic_run(
+    access: WriterAccess,
+    run_id: str,
+    *,
+    k: int = 10,
+    method: str = "isotonic",
+    seed: int = 0,
+) -> WindowEstimate:
+    """Estimate the precision@``k`` of traffic replay ``run_id`` without labels: the
+    retriever's scores, calibrated to P(relevant) on the newest complete goldset run of the
+    same retriever configuration and query model (``calibration_key``), refitted from that
+    run every time, so a new goldset run or a changed retriever or model is taken up.
+    Stores the figure (source ``estimate``) with the calibration it rests on.
+
+    Raises ConfigError when no goldset run of the same retriever and model exists.
+    """
+    with access.writer("judge estimate") as store:
+        run = get_run(store, run_id)
+        summary = window_summary_of_run(store, run.run_id)
+        if summary is None:
+            raise NotFoundError(
+                f"run {run.run_id} is not a traffic replay (a {run.spec.kind} run): only "
+                "traffic windows are estimated"
+            )
+        key = calibration_key(run)
+        candidates = [
+            candidate
+            for candidate in list_runs(store, status="complete", limit=500)
+            if candidate.spec.kind == "goldset" and calibration_key(candidate) == key
+        ]
+        if not candidates:
+            raise ConfigError(
+                f"no complete goldset run of the same retriever and model as run {run.run_id} "
+                f"({key}) to calibrate its scores on: replay a goldset with this retriever "
+                "first (`evalkit run --goldset NAME ...`)"
+            )
+        calibrating = candidates[0]
+        goldset = load_stored_goldset(
+            store, str(calibrating.spec.goldset_name), calibrating.spec.goldset_version
+        )
+        goldset_results = run_results(store, calibrating.run_id)
+        window_scores = _scores_by_query(run_results(store, run.run_id), k)
+        sampled = load_sample_queries(store, summary.sample_id)
+    threshold = calibrating.spec.relevance_threshold
+    relevant = {(j.query_id, j.doc_id) for j in goldset.judgments if j.relevance >= threshold}
+    judged_queries = {j.query_id for j in goldset.judgments}
+    goldset_scores = _scores_by_query(goldset_results, k)
+    goldset_docs = top_k(goldset_results, k)
+    queries = [q for q in goldset_scores if q in judged_queries]
+    calibration = fit_calibration(
+        [goldset_scores[q] for q in queries],
+        [np.array([(q, doc) in relevant for doc in goldset_docs[q]]) for q in queries],
+        k=k,
+        method=method,
+        seed=seed,
+        fingerprint=key,
+    )
+    # A sampled query that came back empty is in the window with nothing relevant.
+    window = [window_scores.get(str(query_id), np.zeros(0)) for query_id in sampled["query_id"]]
+    estimate = estimate_precision(window, calibration, k=k, seed=seed, fingerprint=key)
+    figure = JudgedFigure(
+        run_id=run.run_id,
+        source=ESTIMATE_SOURCE,
+        labeller=f"calibration:{calibrating.run_id}",
+        measure=estimate.measure,
+        value=estimate.estimate,
+        low=estimate.low,
+        high=estimate.high,
+        n_queries=estimate.n_queries,
+        judged_share=None,
+        status="complete",
+        agreement_id=None,
+        computed_at=utc_now(),
+        details={
+            "window": summary.window_label,
+            "calibration_run": calibrating.run_id,
+            "goldset": calibrating.spec.goldset_name,
+            "goldset_version": calibrating.spec.goldset_version,
+            "calibration_key": key,
+            "calibration": calibration.to_dict() | {"replicates": len(calibration.replicates)},
+            "method": method,
+            "seed": seed,
+            "limit": "assumes P(relevant | score) on this traffic is what it was on the goldset",
+        },
+    )
+    with access.writer("judge estimate") as store:
+        save_run_figures(store, [figure])
+    return WindowEstimate(run, summary.window_label, calibrating, estimate, figure)
