@@ -191,7 +191,7 @@ def test_every_page_renders_its_figures_in_chromium(
         "query": (f"query?goldset=mini&run={seeded.runs['A3']}&query=q01", 0, ["5"]),
         "goldsets": ("goldsets", 1, ["15 queries"]),
         "drift": (f"drift?check={seeded.drift_check}", 4, ["2", "4"]),  # drifting now, checks
-        "traffic": ("traffic?window=2026-11-20", 5, ["20", "0.250", "0.500"]),
+        "traffic": ("traffic?window=2026-11-20", 6, ["20", "0.250", "0.500"]),
         "answers": ("answers", 2, ["0.583"]),
         "index_health": ("index_health", 1, ["51"]),
         "alerts": ("alerts", 0, ["1"]),

@@ -2,9 +2,10 @@
 
 ``seed_store(path)`` stores a goldset in two versions and three goldset x retriever series
 whose figures are known by hand, drift checks, two replayed traffic windows with
-embeddings, an answer scoring, two index audits, alerts with delivery attempts and job
-runs. The tests in this module check that the generator stored what the dashboard tests
-rely on; ``test_dashboard_pages`` and ``test_dashboard_browser`` import it.
+embeddings and figures from two LLM assessors' labels, an answer scoring, two index audits,
+alerts with delivery attempts and job runs. The tests in this module check that the
+generator stored what the dashboard tests rely on; ``test_dashboard_pages`` and
+``test_dashboard_browser`` import it.
 """
 
 from __future__ import annotations
@@ -42,6 +43,20 @@ SERIES_B = f"http:{HTTP_URL}"
 SERIES_C = "chroma-embedded:mini-v2"
 WINDOWS = ("2026-11-19", "2026-11-20")
 TENANTS = ("acme", "globex")
+ASSESSOR = "judge-model@p1"
+"""The assessor that judged both traffic windows, under agreement ``AGREEMENT``."""
+OTHER_ASSESSOR = "other-model@p2"
+"""An assessor that judged the second window only, its agreement never measured."""
+AGREEMENT = "agr-seeded"
+JUDGED_PRECISION: dict[tuple[str, str, str], tuple[float, float, float, float]] = {
+    (ASSESSOR, "assessor", WINDOWS[0]): (0.6, 0.5, 0.7, 1.0),
+    (ASSESSOR, "assessor_logged", WINDOWS[0]): (0.55, 0.45, 0.65, 1.0),
+    (ASSESSOR, "assessor", WINDOWS[1]): (0.45, 0.35, 0.55, 0.95),
+    (ASSESSOR, "assessor_logged", WINDOWS[1]): (0.5, 0.4, 0.6, 0.9),
+    (OTHER_ASSESSOR, "assessor", WINDOWS[1]): (0.4, 0.3, 0.5, 0.5),
+}
+"""precision@10 of the seeded traffic windows from assessor labels, by (assessor, source,
+window): value, interval low and high, judged share."""
 DIMENSION = 8
 
 
@@ -258,6 +273,81 @@ def _seed_traffic(store: Store, log: Path) -> tuple[str, str]:
         )
         run_ids.append(run_id)
     return run_ids[0], run_ids[1]
+
+
+def _seed_judged(store: Store, traffic_runs: tuple[str, str], goldset_version: str) -> None:
+    """``JUDGED_PRECISION`` (with an nDCG@10 beside each, and an estimate that is not an
+    assessor's figure) on the traffic windows, and ``ASSESSOR``'s agreement."""
+    from evalkit.store.judging import (
+        JudgedFigure,
+        StoredAgreement,
+        save_agreement,
+        save_run_figures,
+    )
+
+    now = utc_now()
+    save_agreement(
+        store,
+        StoredAgreement(
+            agreement_id=AGREEMENT,
+            assessor=ASSESSOR,
+            goldset_name=GOLDSET,
+            goldset_version=goldset_version,
+            measured_at=now,
+            n_pairs=40,
+            n_unjudged=0,
+            kappa=0.71,
+            kappa_low=0.6,
+            kappa_high=0.8,
+            kappa_scale="linear",
+            confusion={},
+            tau=None,
+            tau_p_value=None,
+            tau_measure=None,
+            n_runs=0,
+            seed=0,
+            details={},
+        ),
+    )
+    run_of = dict(zip(WINDOWS, traffic_runs, strict=True))
+    figures = []
+    for (labeller, source, window), (value, low, high, share) in JUDGED_PRECISION.items():
+        for measure, offset in (("precision@10", 0.0), ("ndcg@10", 0.2)):
+            figures.append(
+                JudgedFigure(
+                    run_id=run_of[window],
+                    source=source,
+                    labeller=labeller,
+                    measure=measure,
+                    value=value + offset,
+                    low=low + offset,
+                    high=high + offset,
+                    n_queries=20,
+                    judged_share=share,
+                    status="complete" if share == 1.0 else "partial",
+                    agreement_id=AGREEMENT if labeller == ASSESSOR else None,
+                    computed_at=now,
+                    details={"window": window, "k": K},
+                )
+            )
+    figures.append(
+        JudgedFigure(
+            run_id=run_of[WINDOWS[1]],
+            source="estimate",
+            labeller="calibration",
+            measure="precision@10",
+            value=0.9,
+            low=0.8,
+            high=1.0,
+            n_queries=20,
+            judged_share=None,
+            status="complete",
+            agreement_id=None,
+            computed_at=now,
+            details={},
+        )
+    )
+    save_run_figures(store, figures)
 
 
 def _seed_answers(store: Store, run_id: str) -> str:
@@ -570,6 +660,7 @@ def seed_store(path: Path, *, areas: bool = True, chroma: bool = False) -> Seede
             ),
         )
         traffic_runs = _seed_traffic(store, path.parent / "traffic.jsonl")
+        _seed_judged(store, traffic_runs, gold_v1.version)
         scoring = _seed_answers(store, runs["A1"])
         _seed_audits(store)
         alert = _seed_alerts(store)

@@ -35,6 +35,8 @@ from evalkit.cli.answers import print_answer_summaries
 from evalkit.records.requests import TRAFFIC_REPLAY_DEFAULTS, TrafficReplayRequest
 
 if TYPE_CHECKING:
+    from evalkit.store import Store
+    from evalkit.store.judging import JudgedFigure, StoredAgreement
     from evalkit.traffic.ingest import IngestReport
 
 __all__ = ["traffic_app"]
@@ -520,6 +522,11 @@ def windows(
 ) -> None:
     """List windows with traffic, newest first, with their latest sample and replay summary.
 
+    A window an LLM assessor judged (traffic replay --judge, judge traffic) also shows its
+    precision@k with the 95% interval, the judged share and the assessor, per assessor (the
+    newest judged replay of the window), and the agreement the figures were computed under;
+    --format json lists every judged figure of the window under "judged".
+
     Example: evalkit traffic windows --granularity day --format json
     """
     from evalkit.store.traffic import list_samples, list_window_summaries, traffic_volume
@@ -534,6 +541,8 @@ def windows(
         )
     config = settings()
     entries: list[dict[str, Any]] = []
+    judged: dict[str, list[JudgedFigure]] = {}
+    agreements: dict[str, StoredAgreement] = {}
     if config.resolved_store_path.exists():
         with open_store(write=False, purpose="traffic", config=config) as store:
             volumes = traffic_volume(store, granularity=granularity, limit=limit)
@@ -541,8 +550,13 @@ def windows(
             for stored in list_samples(store, limit=10_000):
                 samples.setdefault(stored.window_label, stored)
             summaries: dict[str, Any] = {}
+            replays: dict[str, list[str]] = {}
             for summary in list_window_summaries(store, limit=10_000):
                 summaries.setdefault(summary.window_label, summary)
+                replays.setdefault(summary.window_label, []).append(summary.run_id)
+            labels = [unit.window(start).label for start, *_ in volumes]
+            judged = {label: _judged_figures(store, replays.get(label, [])) for label in labels}
+            agreements = _agreements(store, judged)
         for start, records, tenants, logged, without_text in volumes:
             label = unit.window(start).label
             latest_sample = samples.get(label)
@@ -556,6 +570,13 @@ def windows(
                     "without_text": without_text,
                     "sample": latest_sample.to_dict() if latest_sample else None,
                     "summary": latest_summary.to_dict() if latest_summary else None,
+                    "judged": [
+                        {
+                            **figure.to_dict(),
+                            "agreement": _agreement_summary(figure.agreement_id, agreements),
+                        }
+                        for figure in judged.get(label, [])
+                    ],
                 }
             )
     if output is OutputFormat.json:
@@ -575,9 +596,121 @@ def windows(
         for entry in entries
     ]
     columns = ["window", "records", "no text", "sampled", "p95 ms", "top-1", "low conf", "churn"]
+    precision = {
+        entry["window"]: _replayed_precision(judged.get(entry["window"], [])) for entry in entries
+    }
+    if not any(precision.values()):
+        console.print(table(f"traffic windows by {granularity}", columns, rows))
+        return
+    measures = {figure.measure for shown in precision.values() for figure in shown}
+    header = next(iter(measures)) if len(measures) == 1 else "precision@k"
+    for row, entry in zip(rows, entries, strict=True):
+        shown = precision[entry["window"]]
+        row.extend(
+            [
+                "\n".join(
+                    _interval_cell(figure, with_measure=len(measures) > 1) for figure in shown
+                )
+                or None,
+                "\n".join(_share_cell(figure.judged_share) for figure in shown) or None,
+                "\n".join(figure.labeller for figure in shown) or None,
+            ]
+        )
+    columns += [f"{header} [95% CI]", "judged", "assessor"]
     console.print(table(f"traffic windows by {granularity}", columns, rows))
+    _print_agreements(precision, agreements)
 
 
 def _summary_value(entry: dict[str, Any], name: str) -> object:
     summary = entry["summary"]
     return summary[name] if summary else None
+
+
+def _judged_figures(store: Store, run_ids: list[str]) -> list[JudgedFigure]:
+    """A window's figures from assessor labels: per assessor, source and measure, that of the
+    newest replay judged (``run_ids`` newest first), as the traffic precision checks read
+    them; one assessor's figures are never merged with another's."""
+    from evalkit.store.judging import run_figures
+
+    stored = [figure for run_id in run_ids for figure in run_figures(store, run_id)]
+    if not stored:
+        return []
+    # Only now: the pipeline package takes a second to import.
+    from evalkit.pipeline.traffic_labels import ASSESSOR_SOURCE, LOGGED_SOURCE
+
+    chosen: dict[tuple[str, str, str], JudgedFigure] = {}
+    for figure in stored:
+        if figure.source in (ASSESSOR_SOURCE, LOGGED_SOURCE):
+            chosen.setdefault((figure.labeller, figure.source, figure.measure), figure)
+    return [chosen[key] for key in sorted(chosen)]
+
+
+def _agreements(store: Store, judged: dict[str, list[JudgedFigure]]) -> dict[str, StoredAgreement]:
+    """The stored agreements ``judged``'s figures were computed under, by agreement id."""
+    from evalkit.store.judging import list_agreements
+
+    wanted = {f.agreement_id for figures in judged.values() for f in figures if f.agreement_id}
+    assessors = sorted(
+        {f.labeller for figures in judged.values() for f in figures if f.agreement_id}
+    )
+    return {
+        agreement.agreement_id: agreement
+        for assessor in assessors
+        for agreement in list_agreements(store, assessor=assessor, limit=10_000)
+        if agreement.agreement_id in wanted
+    }
+
+
+def _agreement_summary(agreement_id: str | None, agreements: dict[str, StoredAgreement]) -> str:
+    """The summary of the agreement a figure was computed under, or why there is none."""
+    if agreement_id is None:
+        return "agreement not measured"
+    if agreement_id not in agreements:
+        return f"agreement {agreement_id} is no longer stored"
+    return agreements[agreement_id].summary()
+
+
+def _replayed_precision(figures: list[JudgedFigure]) -> list[JudgedFigure]:
+    """The precision@k figures of the replayed top-k, one per assessor and depth."""
+    if not figures:
+        return []
+    from evalkit.pipeline.traffic_labels import ASSESSOR_SOURCE
+
+    return [
+        figure
+        for figure in figures
+        if figure.source == ASSESSOR_SOURCE and figure.measure.startswith("precision@")
+    ]
+
+
+def _interval_cell(figure: JudgedFigure, *, with_measure: bool) -> str:
+    if figure.value is None:
+        text = "-"
+    elif figure.low is None or figure.high is None:
+        text = f"{figure.value:.3f}"
+    else:
+        text = f"{figure.value:.3f} [{figure.low:.3f}, {figure.high:.3f}]"
+    return f"{figure.measure} {text}" if with_measure else text
+
+
+def _share_cell(share: float | None) -> str:
+    return "-" if share is None else f"{share:.1%}"
+
+
+def _print_agreements(
+    precision: dict[str, list[JudgedFigure]], agreements: dict[str, StoredAgreement]
+) -> None:
+    """One line per assessor and agreement its shown figures were computed under."""
+    windows_of: dict[tuple[str, str | None], list[str]] = {}
+    for window, figures in precision.items():
+        for figure in figures:
+            windows_of.setdefault((figure.labeller, figure.agreement_id), []).append(window)
+    for (labeller, agreement_id), windows_shown in windows_of.items():
+        line = _agreement_summary(agreement_id, agreements)
+        if agreement_id is None:
+            line += " (run `evalkit judge agreement --goldset NAME`)"
+        elif agreement_id in agreements:
+            line += f" ({agreement_id})"
+        if sum(1 for other, _ in windows_of if other == labeller) > 1:
+            line += f", windows {', '.join(dict.fromkeys(windows_shown))}"
+        console.print(f"assessor {labeller}: {line}", markup=False, highlight=False)

@@ -25,6 +25,7 @@ __all__ = [
     "daily_events",
     "dimensions_chart",
     "drift_chart",
+    "judged_chart",
     "lines_chart",
     "measurement_unit",
     "measurements_chart",
@@ -342,6 +343,98 @@ def lines_chart(
         )
         figure.add_trace(trace)
     return _layout(figure, title=title, y_title=y_title, height=360)
+
+
+JUDGED_SOURCE_LINES: Mapping[str, tuple[str, str]] = {
+    "assessor": ("replayed", "solid"),
+    "assessor_logged": ("logged by production", "dash"),
+}
+"""How each source of a judged figure is named and drawn (``judged_chart``)."""
+
+
+def judged_chart(points: pd.DataFrame, *, measure: str) -> go.Figure:
+    """A measure computed from an LLM assessor's labels per traffic window, with its 95 %
+    band: one colour per assessor (and retriever, where windows were replayed on more than
+    one), the replayed top-k solid and the top-k production logged dashed beside it; a
+    series of one window shows its interval as an error bar.
+
+    ``points`` has the columns of ``traffic_judged_frame``; every point carries customdata
+    (run_id, retriever, window_label, low, high, judged_share, status, n_queries).
+    """
+    figure = go.Figure()
+    several_retrievers = points["retriever"].nunique() > 1
+    keys = ["labeller", "retriever"] if several_retrievers else ["labeller"]
+    band_alpha = 0.15 if points.groupby(keys).ngroups <= 2 else 0.06
+    for index, (key, series) in enumerate(points.groupby(keys, sort=True)):
+        parts = key if isinstance(key, tuple) else (key,)
+        name = " / ".join(str(part) for part in parts)
+        line = colour(index)
+        for source, unsorted in series.groupby("source", sort=False):
+            label, dash = JUDGED_SOURCE_LINES.get(str(source), (str(source), "dot"))
+            group = unsorted.sort_values("window_start")
+            banded = group.dropna(subset=["low", "high"])
+            if len(banded) > 1:
+                figure.add_trace(
+                    go.Scatter(
+                        x=[*banded["window_start"], *banded["window_start"][::-1]],
+                        y=[*banded["high"], *banded["low"][::-1]],
+                        fill="toself",
+                        fillcolor=_rgba(line, band_alpha),
+                        mode="lines",
+                        line={"width": 0},
+                        hoverinfo="skip",
+                        name=f"{name} {label} 95% CI",
+                        legendgroup=name,
+                        showlegend=False,
+                    )
+                )
+            figure.add_trace(
+                go.Scatter(
+                    x=group["window_start"],
+                    y=group["value"],
+                    mode="lines+markers",
+                    name=f"{name} ({label})",
+                    legendgroup=name,
+                    line={"color": line, "width": 1.5, "dash": dash},
+                    marker={"size": 6, "symbol": _symbol(index)},
+                    error_y=_lone_interval(group, line),
+                    customdata=group[
+                        [
+                            "run_id",
+                            "retriever",
+                            "window_label",
+                            "low",
+                            "high",
+                            "judged_share",
+                            "status",
+                            "n_queries",
+                        ]
+                    ].to_numpy(),
+                    hovertemplate=f"{name}, {label}<br>window %{{customdata[2]}}: %{{y:.3f}}"
+                    " [%{customdata[3]:.3f}, %{customdata[4]:.3f}]<br>judged"
+                    " %{customdata[5]:.1%} (%{customdata[6]}, %{customdata[7]} queries)"
+                    "<br>run %{customdata[0]}<extra></extra>",
+                )
+            )
+    return _layout(
+        figure,
+        title=f"Judged {measure} over time (assessor labels)",
+        y_title=f"{measure} (assessor labels)",
+        height=400,
+    )
+
+
+def _lone_interval(group: pd.DataFrame, line: str) -> dict[str, object] | None:
+    """The interval of a series of one window as an error bar (a band needs two windows)."""
+    if len(group) != 1 or group[["low", "high"]].isna().any(axis=None):
+        return None
+    return {
+        "type": "data",
+        "array": list(group["high"] - group["value"]),
+        "arrayminus": list(group["value"] - group["low"]),
+        "color": line,
+        "thickness": 1,
+    }
 
 
 def measurement_unit(name: str, values: pd.Series) -> str:

@@ -248,6 +248,7 @@ CHARTS: Mapping[str, Callable[..., go.Figure]] = {
     "projection": charts.projection_chart,
     "dimensions": charts.dimensions_chart,
     "lines": charts.lines_chart,
+    "judged": charts.judged_chart,
     "measurements": charts.measurements_chart,
     "query_history": charts.query_history_chart,
     "relevant_ranks": charts.relevant_ranks_chart,

@@ -53,6 +53,9 @@ AREA_HINTS: Mapping[str, str] = {
     "alerts": "`evalkit alerts evaluate` (or `evalkit serve` with `[[alerts.rules]]` in "
     "evalkit.toml) stores alerts and their deliveries.",
     "jobs": "`evalkit serve` (or `evalkit jobs run JOB`) records job runs.",
+    "judging": "`evalkit traffic replay --judge --corpus C` (or `evalkit judge traffic RUN "
+    "--corpus C`) labels a replayed window with the [judge] LLM assessor and stores its "
+    "judged figures.",
 }
 """What produces each area's tables, shown where a page finds none of its data."""
 

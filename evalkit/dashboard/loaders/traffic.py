@@ -1,31 +1,47 @@
-"""The Traffic page's data: replayed windows per tenant beside the logs' volume."""
+"""The Traffic page's data: replayed windows per tenant beside the logs' volume, and the
+figures an LLM assessor's labels gave them."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import pandas as pd
 
+from evalkit.dashboard.loaders.shared import has_area
 from evalkit.store import Store
 from evalkit.store.dashboard import traffic as sql
+from evalkit.store.dashboard.shared import existing_tables
+from evalkit.store.judging import list_agreements
 
 __all__ = ["TrafficData", "traffic"]
+
+AGREEMENTS_PER_ASSESSOR = 10_000
+"""Agreements read per assessor to find those the judged figures were computed under."""
 
 
 @dataclass(frozen=True, slots=True)
 class TrafficData:
-    """Replayed traffic windows, and per window and tenant the replay's and the logs' figures."""
+    """Replayed traffic windows, and per window and tenant the replay's and the logs' figures.
+
+    ``judged``: the windows' precision@k from an LLM assessor's labels
+    (``evalkit.store.dashboard.traffic.traffic_judged_frame``), None where the store has no
+    judging tables; ``agreements``: the summary of each agreement those figures were
+    computed under, by agreement id.
+    """
 
     windows: pd.DataFrame
     tenants: pd.DataFrame
     volume: pd.DataFrame
     records: int
     total_windows: int = 0
+    judged: pd.DataFrame | None = None
+    agreements: Mapping[str, str] = field(default_factory=dict)
 
 
 def traffic(store: Store, *, windows: int = 30) -> TrafficData:
-    """The newest ``windows`` replayed windows with per-tenant breakdowns, and how many
-    windows were replayed in all (``total_windows``)."""
+    """The newest ``windows`` replayed windows with per-tenant breakdowns and their judged
+    precision, and how many windows were replayed in all (``total_windows``)."""
     summaries = sql.traffic_windows_frame(store, limit=windows)
     records = sql.traffic_record_count(store)
     tenants = sql.traffic_tenants_frame(store, run_ids=list(summaries["run_id"]))
@@ -40,10 +56,31 @@ def traffic(store: Store, *, windows: int = 30) -> TrafficData:
             for row in summaries.itertuples()
         ],
     )
+    judged = None
+    agreements: dict[str, str] = {}
+    if has_area(existing_tables(store), "judging"):
+        judged = sql.traffic_judged_frame(
+            store, window_labels=list(summaries["window_label"].astype(str))
+        )
+        agreements = _agreement_summaries(store, judged)
     return TrafficData(
         windows=summaries,
         tenants=tenants,
         volume=volume,
         records=records,
         total_windows=sql.traffic_window_count(store),
+        judged=judged,
+        agreements=agreements,
     )
+
+
+def _agreement_summaries(store: Store, judged: pd.DataFrame) -> dict[str, str]:
+    """``StoredAgreement.summary()`` of each agreement ``judged``'s figures name, by id."""
+    named = judged[judged["agreement_id"].notna()]
+    wanted = set(named["agreement_id"].astype(str))
+    return {
+        agreement.agreement_id: agreement.summary()
+        for assessor in sorted(set(named["labeller"].astype(str)))
+        for agreement in list_agreements(store, assessor=assessor, limit=AGREEMENTS_PER_ASSESSOR)
+        if agreement.agreement_id in wanted
+    }

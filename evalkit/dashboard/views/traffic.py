@@ -1,14 +1,22 @@
-"""Traffic: volume, latency percentiles, low-confidence share and churn per window and tenant."""
+"""Traffic: volume, latency percentiles, low-confidence share and churn per window and tenant,
+and the precision an LLM assessor's labels gave the windows."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+import pandas as pd
 import streamlit as st
 
 from evalkit.dashboard import ui
+from evalkit.dashboard.charts import JUDGED_SOURCE_LINES
 from evalkit.dashboard.loaders.traffic import TrafficData
 
 DEFAULT_WINDOWS = 30
 ALL_WINDOWS = 10_000
+# The per-window charts, two a row: columns of the window summaries, title, unit, and
+# whether the series are bars. (A string under the assignment would be drawn: Streamlit's
+# magic writes every bare string of a page script.)
 WINDOW_CHARTS: tuple[tuple[list[str], str, str, bool], ...] = (
     (["volume", "n_distinct", "n_replayed"], "Volume per window", "queries", True),
     (
@@ -32,8 +40,12 @@ WINDOW_CHARTS: tuple[tuple[list[str], str, str, bool], ...] = (
     ),
     (["churn"], "Churn against the logged results (1 - mean overlap@k)", "churn", False),
 )
-"""The per-window charts, two a row: columns of the window summaries, title, unit, and
-whether the series are bars."""
+NOT_JUDGED = (
+    "No traffic window shown here was judged yet: `evalkit traffic replay --judge --corpus C` "
+    "(or `evalkit judge traffic RUN --corpus C`) labels a window's top-k with the [judge] LLM "
+    "assessor."
+)
+NOT_MEASURED = "agreement not measured (`evalkit judge agreement --goldset NAME` measures it)"
 
 
 def render(page: ui.PageContext) -> None:
@@ -86,6 +98,7 @@ def render(page: ui.PageContext) -> None:
                     bars=bars,
                 )
             )
+    _judged_precision(data.judged, data.agreements)
     st.subheader("Per tenant")
     if not data.tenants.empty:
         st.plotly_chart(
@@ -113,6 +126,55 @@ def render(page: ui.PageContext) -> None:
         digits=3,
         columns={"open": ui.link_column("open", help="This window per tenant")},
     )
+
+
+def _judged_precision(judged: pd.DataFrame | None, agreements: Mapping[str, str]) -> None:
+    """The judged precision@k of the windows shown, with its bands, and per assessor a
+    caption with its agreement and the judged share; a caption when none was judged."""
+    if not ui.has_rows(judged, area="judging", empty=NOT_JUDGED):
+        return
+    measures = sorted(set(judged["measure"].astype(str)))
+    measure = (
+        measures[0]
+        if len(measures) == 1
+        else st.selectbox(
+            "Judged measure",
+            measures,
+            key="judged-measure",
+            help="Windows judged at different depths: each depth is a measure of its own.",
+        )
+    )
+    shown = judged[judged["measure"] == measure]
+    st.plotly_chart(ui.figure("judged", shown, measure=measure))
+    for caption in _judged_captions(shown, agreements):
+        st.caption(caption)
+
+
+def _judged_captions(judged: pd.DataFrame, agreements: Mapping[str, str]) -> list[str]:
+    """Per assessor: the agreement its newest judged window's figures were computed under
+    (or that none was measured), and that window's judged share per source."""
+    captions = []
+    for labeller, figures in judged.groupby("labeller", sort=True):
+        newest = figures[figures["window_start"] == figures["window_start"].max()]
+        agreement_id = next(iter(newest["agreement_id"].dropna().astype(str)), None)
+        if agreement_id is None:
+            agreement = NOT_MEASURED
+        else:
+            agreement = f"{agreements.get(agreement_id, 'agreement')} ({agreement_id})"
+        shares = ", ".join(
+            f"{row.judged_share:.1%} {_source_name(str(row.source))} ({row.status})"
+            for row in newest.sort_values("source").itertuples()
+            if pd.notna(row.judged_share)
+        )
+        window = newest["window_label"].iloc[0]
+        captions.append(
+            f"Assessor `{labeller}`: {agreement}. Judged share in window {window}: {shares or '-'}."
+        )
+    return captions
+
+
+def _source_name(source: str) -> str:
+    return JUDGED_SOURCE_LINES.get(source, (source, ""))[0]
 
 
 ui.run_page("Traffic", render, areas=("traffic",))

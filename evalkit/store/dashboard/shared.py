@@ -45,6 +45,7 @@ AREA_TABLES: dict[str, tuple[str, ...]] = {
     "audit": ("audits", "audit_findings", "audit_measurements"),
     "alerts": ("alerts", "alert_state", "alert_outbox", "alert_delivery_attempts"),
     "jobs": ("job_runs",),
+    "judging": ("judge_agreements", "judged_run_figures"),
 }
 """The tables each area of evalkit writes (an area's page needs all of its tables)."""
 

@@ -1,4 +1,5 @@
-"""Queries behind the Traffic page: replayed windows, per tenant, beside the logged volume."""
+"""Queries behind the Traffic page: replayed windows, per tenant, beside the logged volume,
+and the figures an LLM assessor's labels gave them."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from evalkit.store.dashboard.shared import read_frame
+from evalkit.store.dashboard.shared import RETRIEVER_SQL, read_frame
 
 if TYPE_CHECKING:
     from evalkit.store.store import Store
 
 __all__ = [
+    "ASSESSOR_SOURCES",
+    "traffic_judged_frame",
     "traffic_record_count",
     "traffic_tenants_frame",
     "traffic_volume_frame",
@@ -102,4 +105,40 @@ def traffic_volume_frame(
             [start for _, start, _ in windows],
             [end for _, _, end in windows],
         ],
+    )
+
+
+ASSESSOR_SOURCES: tuple[str, ...] = ("assessor", "assessor_logged")
+"""The sources of ``judged_run_figures`` whose labels an LLM assessor made on a traffic window
+(``evalkit.pipeline.traffic_labels``): the replayed top-k and the top-k production logged."""
+
+
+def traffic_judged_frame(
+    store: Store, *, window_labels: Sequence[str], measure_prefix: str = "precision@"
+) -> pd.DataFrame:
+    """The figures an LLM assessor's labels gave the traffic windows ``window_labels``, for
+    the measures starting ``measure_prefix``, oldest window first.
+
+    Per window, assessor (``labeller``), retriever, source (``ASSESSOR_SOURCES``) and
+    measure, the newest judged replay's figure: the selection of
+    ``evalkit.store.judging.traffic_figure_series``, which the traffic precision checks
+    watch. Figures of different assessors or retrievers are separate rows, never merged.
+
+    Columns: window_label, window_start, run_id, started_at, retriever, source, labeller,
+    measure, value, low, high, n_queries, judged_share, status, agreement_id.
+    """
+    return read_frame(
+        store,
+        "SELECT s.window_label, s.window_start, f.run_id, r.started_at, r.retriever, f.source,"
+        " f.labeller, f.measure, f.value, f.low, f.high, f.n_queries, f.judged_share,"
+        " f.status, f.agreement_id"
+        " FROM judged_run_figures f JOIN traffic_window_summaries s ON s.run_id = f.run_id"
+        f" JOIN (SELECT run_id, started_at, {RETRIEVER_SQL} AS retriever FROM runs) r"
+        "  ON r.run_id = f.run_id"
+        " WHERE f.source IN (SELECT unnest(?::VARCHAR[])) AND starts_with(f.measure, ?)"
+        " AND s.window_label IN (SELECT unnest(?::VARCHAR[]))"
+        " QUALIFY row_number() OVER (PARTITION BY s.window_label, f.labeller, r.retriever,"
+        "  f.source, f.measure ORDER BY r.started_at DESC, r.run_id DESC) = 1"
+        " ORDER BY s.window_start, f.labeller, r.retriever, f.source, f.measure",
+        [list(ASSESSOR_SOURCES), measure_prefix, list(window_labels)],
     )
