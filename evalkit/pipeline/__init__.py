@@ -59,6 +59,7 @@ from evalkit.pipeline.traffic import (
     newest_sample,
     prepare_traffic_replay,
     replay_traffic_window,
+    sample_and_replay,
 )
 from evalkit.pipeline.traffic_labels import (
     WindowEstimate,
@@ -118,6 +119,7 @@ __all__ = [
     "results_frame",
     "run_answer_records",
     "run_reference",
+    "sample_and_replay",
     "save_documents_reference",
     "score_and_store_answers",
     "score_answer_file",

@@ -1,4 +1,5 @@
-"""Traffic workflows: replay a stored sample of production traffic and store the run."""
+"""Traffic workflows: replay a stored sample of production traffic and store the run, or
+draw a window's sample and replay it in one go (the ``traffic`` job)."""
 
 from __future__ import annotations
 
@@ -18,8 +19,9 @@ from evalkit.records.requests import TrafficReplayRequest
 from evalkit.retrievers.base import Retriever
 from evalkit.store import RunRecord, Store
 from evalkit.store.runs import get_run
-from evalkit.store.traffic import StoredWindowSummary, list_samples
+from evalkit.store.traffic import StoredSample, StoredWindowSummary, list_samples
 from evalkit.traffic.replay import plan_replay, save_window_summary
+from evalkit.traffic.sampling import SampleSpec, sample_window
 from evalkit.traffic.windows import parse_window
 
 if TYPE_CHECKING:
@@ -170,3 +172,45 @@ def newest_sample(store: Store, window: str) -> str:
             f"`evalkit traffic sample --window {label}`"
         )
     return samples[0].sample_id
+
+
+@dataclass(frozen=True, slots=True)
+class WindowCycle:
+    """A window sampled (``sample``) and, when asked, replayed (``replay``)."""
+
+    sample: StoredSample
+    replay: TrafficReplay | None
+
+
+def sample_and_replay(
+    store: Store,
+    spec: SampleSpec,
+    retriever: Callable[[], Retriever] | None,
+    request: TrafficReplayRequest,
+    *,
+    setup: ReplaySetup | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    between: Callable[[], None] | None = None,
+) -> WindowCycle:
+    """Draw and store a sample of ``spec.window`` and replay it against the retriever that
+    ``retriever`` builds (built only once the sample is drawn, and closed after the replay),
+    as the ``traffic`` job does every window; with ``retriever`` None the sample is only
+    drawn. ``between`` runs between the two (a job's check that it was cancelled).
+
+    Raises ConfigError when the window holds no traffic.
+    """
+    sample = sample_window(store, spec)
+    if retriever is None:
+        return WindowCycle(sample, None)
+    if between is not None:
+        between()
+    replayed = replay_traffic_window(
+        store,
+        sample.sample_id,
+        retriever(),
+        request,
+        setup=setup,
+        progress=progress,
+        close_retriever=True,
+    )
+    return WindowCycle(sample, replayed)

@@ -36,6 +36,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Self
 
@@ -62,7 +63,7 @@ from evalkit.pipeline import (
     evaluate_goldset,
     judge_traffic_run,
     prepare_traffic_replay,
-    replay_traffic_window,
+    sample_and_replay,
     score_answer_file,
 )
 from evalkit.records.requests import (
@@ -83,7 +84,6 @@ from evalkit.traffic import (
     ingest_paths,
     parse_stratification,
     parse_window,
-    sample_window,
     window_containing,
 )
 from evalkit.traffic.otlp import SpanMapping
@@ -502,22 +502,6 @@ def _traffic(ctx: JobContext, params: TrafficParams) -> JobOutcome:
     summary["window"] = window.label
     if record_count(store) == 0:
         return JobOutcome(summary={**summary, "note": "no traffic ingested yet"})
-    sample = sample_window(
-        store,
-        SampleSpec(
-            window=window,
-            n=params.n,
-            seed=params.seed,
-            stratify_by=parse_stratification(params.stratify_by),
-            min_per_stratum=params.min_per_stratum,
-        ),
-    )
-    summary["sample_id"] = sample.sample_id
-    summary["n_sampled"] = sample.n_sampled
-    if not params.replay:
-        return JobOutcome(summary=summary)
-    ctx.check_cancelled()
-
     request = TrafficReplayRequest(
         k=params.k,
         low_confidence_threshold=(
@@ -532,17 +516,28 @@ def _traffic(ctx: JobContext, params: TrafficParams) -> JobOutcome:
         label=ctx.job,
     )
     # Before the retriever is built: a judge misconfiguration costs no connection.
-    setup = prepare_traffic_replay(request, ctx.settings)
-    assessor = RelevanceAssessor(ctx.settings.judge) if params.judge else None
-    replayed = replay_traffic_window(
+    setup = prepare_traffic_replay(request, ctx.settings) if params.replay else None
+    assessor = RelevanceAssessor(ctx.settings.judge) if params.judge and params.replay else None
+    cycle = sample_and_replay(
         store,
-        sample.sample_id,
-        params.build(ctx.settings),
+        SampleSpec(
+            window=window,
+            n=params.n,
+            seed=params.seed,
+            stratify_by=parse_stratification(params.stratify_by),
+            min_per_stratum=params.min_per_stratum,
+        ),
+        partial(params.build, ctx.settings) if params.replay else None,
         request,
         setup=setup,
         progress=ctx.progress,
-        close_retriever=True,
+        between=ctx.check_cancelled,
     )
+    summary["sample_id"] = cycle.sample.sample_id
+    summary["n_sampled"] = cycle.sample.n_sampled
+    replayed = cycle.replay
+    if replayed is None:
+        return JobOutcome(summary=summary)
     run = replayed.run
     summary.update(
         run_id=run.run_id,
