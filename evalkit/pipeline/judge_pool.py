@@ -4,12 +4,14 @@ corpus.
 
 ``judge_pairs``: pairs the judged pool holds already cost nothing, at most
 ``max_judgments`` new pairs are sent, and each judgment is stored within a second of
-arriving (``_PoolWriter``), so a process killed while judging loses only what was in
-flight, and the next pass judges only what is missing.
+arriving (``_PoolWriter``, from a thread of its own), so a process killed while judging
+loses only what was in flight, and the next pass judges only what is missing.
 """
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -39,7 +41,7 @@ __all__ = [
 Progress = Callable[[int, int], None]
 Key = tuple[str, str]
 
-_FLUSH_EVERY = 32
+_FLUSH_EVERY = 256
 _FLUSH_SECONDS = 1.0
 
 
@@ -120,26 +122,56 @@ class JudgingOutcome:
 
 
 class _PoolWriter:
-    """Stores assessments as they arrive: every ``_FLUSH_EVERY`` or after ``_FLUSH_SECONDS``,
-    each flush in a short writing stretch of its own."""
+    """Stores assessments as they arrive, from a thread of its own so that the event loop
+    sending the judge's calls never waits for the store: a batch at most ``_FLUSH_SECONDS``
+    after its first assessment arrived (or at ``_FLUSH_EVERY``), each in a short writing
+    stretch. ``close`` stores what is left and re-raises a write's failure."""
 
     def __init__(self, access: WriterAccess) -> None:
         self._access = access
-        self._pending: list[Assessment] = []
-        self._last = time.monotonic()
+        self._queue: queue.Queue[Assessment | None] = queue.Queue()
+        self._failure: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="evalkit-judged-pool", daemon=True)
+        self._thread.start()
 
     def add(self, assessment: Assessment) -> None:
-        self._pending.append(assessment)
-        now = time.monotonic()
-        if len(self._pending) >= _FLUSH_EVERY or now - self._last >= _FLUSH_SECONDS:
-            self.flush()
+        self._queue.put(assessment)
 
-    def flush(self) -> None:
-        if self._pending:
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        if self._failure is not None:
+            raise self._failure
+
+    def _run(self) -> None:
+        pending: list[Assessment] = []
+        deadline = None
+        finished = False
+        while not finished:
+            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                item = self._queue.get(timeout=timeout)
+            except queue.Empty:
+                pass
+            else:
+                if item is None:
+                    finished = True
+                else:
+                    pending.append(item)
+                    deadline = deadline or time.monotonic() + _FLUSH_SECONDS
+            due = deadline is not None and time.monotonic() >= deadline
+            if pending and (finished or due or len(pending) >= _FLUSH_EVERY):
+                self._flush(pending)
+                pending, deadline = [], None
+
+    def _flush(self, pending: list[Assessment]) -> None:
+        if self._failure is not None:
+            return
+        try:
             with self._access.writer("judge") as store:
-                save_assessments(store, self._pending)
-            self._pending = []
-        self._last = time.monotonic()
+                save_assessments(store, pending)
+        except BaseException as error:  # re-raised by close(), in the judging thread
+            self._failure = error
 
 
 def judge_pairs(
@@ -184,7 +216,7 @@ def judge_pairs(
     try:
         assessments = assessor.assess(to_judge, on_assessed=stored)
     finally:
-        writer.flush()
+        writer.close()
     unjudged = Counter(str(a.unjudged) for a in assessments if a.grade is None)
     for assessment in assessments:
         if assessment.grade is not None:

@@ -29,6 +29,7 @@ from evalkit.clock import utc_now
 from evalkit.errors import StoreError
 from evalkit.redaction import redact_known
 from evalkit.store.runs import RETRIEVER_ID_SQL
+from evalkit.store.views import registered
 
 if TYPE_CHECKING:
     from evalkit.judging.records import Assessment
@@ -67,45 +68,72 @@ class PoolGrade:
     judged_at: datetime
 
 
+_POOL_COLUMNS = (
+    "query_hash",
+    "content_hash",
+    "assessor",
+    "model",
+    "prompt_version",
+    "query_text",
+    "doc_id",
+    "grade",
+    "reason",
+    "unjudged_reason",
+    "detail",
+    "judged_at",
+)
+
+
 def save_assessments(store: Store, assessments: Iterable[Assessment]) -> int:
-    """Add assessments to the pool in one transaction; returns how many rows were written.
+    """Add assessments to the pool in one statement and transaction; returns how many
+    distinct pairs were written (the last assessment of a pair given twice counts).
 
     A graded pair already in the pool keeps its first grade; an unjudged row is replaced
     by the new assessment (graded or not), so a retry that succeeds fills it in.
     """
-    rows = [
-        (
-            a.pair.query_hash,
-            a.pair.content_hash,
-            a.assessor,
-            a.assessor.rsplit("@", 1)[0],
-            a.assessor.rsplit("@", 1)[-1],
-            a.pair.query,
-            a.pair.doc_id,
-            a.grade,
-            a.reason,
-            None if a.unjudged is None else str(a.unjudged),
-            None if a.detail is None else redact_known(a.detail),
-            utc_now(),
-        )
-        for a in assessments
-    ]
-    if not rows:
+    import pyarrow as pa
+
+    latest = {(a.pair.query_hash, a.pair.content_hash, a.assessor): a for a in assessments}
+    if not latest:
         return 0
+    now = utc_now()
+    chosen = list(latest.values())
+    columns = {
+        "query_hash": [a.pair.query_hash for a in chosen],
+        "content_hash": [a.pair.content_hash for a in chosen],
+        "assessor": [a.assessor for a in chosen],
+        "model": [a.assessor.rsplit("@", 1)[0] for a in chosen],
+        "prompt_version": [a.assessor.rsplit("@", 1)[-1] for a in chosen],
+        "query_text": [a.pair.query for a in chosen],
+        "doc_id": [a.pair.doc_id for a in chosen],
+        "grade": pa.array([a.grade for a in chosen], type=pa.int32()),
+        "reason": pa.array([a.reason for a in chosen], type=pa.string()),
+        "unjudged_reason": pa.array(
+            [None if a.unjudged is None else str(a.unjudged) for a in chosen], type=pa.string()
+        ),
+        "detail": pa.array(
+            [None if a.detail is None else redact_known(a.detail) for a in chosen],
+            type=pa.string(),
+        ),
+        "judged_at": pa.array([now] * len(chosen), type=pa.timestamp("us")),
+    }
+    incoming = pa.table(columns)
+    view = "_incoming_judgments"
     try:
-        with store.transaction() as con:
-            con.executemany(
-                "INSERT INTO judged_pool VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        with store.transaction() as con, registered(con, view, incoming):
+            # One statement for the whole batch: DuckDB runs an executemany upsert row by row.
+            con.execute(
+                f"INSERT INTO judged_pool ({', '.join(_POOL_COLUMNS)})"
+                f" SELECT {', '.join(_POOL_COLUMNS)} FROM {view}"
                 " ON CONFLICT (query_hash, content_hash, assessor) DO UPDATE SET"
                 " grade = excluded.grade, reason = excluded.reason,"
                 " unjudged_reason = excluded.unjudged_reason, detail = excluded.detail,"
                 " doc_id = excluded.doc_id, judged_at = excluded.judged_at"
-                " WHERE judged_pool.grade IS NULL",
-                rows,
+                " WHERE judged_pool.grade IS NULL"
             )
     except duckdb.Error as error:
         raise StoreError(f"cannot write the judged pool in {store.path}: {error}") from error
-    return len(rows)
+    return len(chosen)
 
 
 def load_pool(
