@@ -47,6 +47,7 @@ __all__ = [
     "LLMJudge",
     "RateLimiter",
     "classify_failure",
+    "judge_client",
 ]
 
 T = TypeVar("T")
@@ -56,6 +57,19 @@ JUDGE_METRICS: tuple[str, ...] = ("faithfulness", "answer_relevancy")
 
 _RETRYABLE_STATUS = frozenset({408, 409, 429})
 _DETAIL_LIMIT = 300
+
+
+def judge_client(settings: JudgeSettings) -> Any:
+    """An ``openai.AsyncOpenAI`` client of the ``[judge]`` endpoint, with no retries of its
+    own (``CallGuard`` retries). The key, and any secret in the URL, are registered first:
+    some proxies echo the key in an error body, and every detail is masked against it."""
+    import openai  # deferred: the `answers` extra
+
+    api_key = settings.api_key()
+    register_secrets([api_key, *url_secrets(settings.base_url or "")])
+    return openai.AsyncOpenAI(
+        base_url=settings.base_url, api_key=api_key, timeout=settings.timeout, max_retries=0
+    )
 
 
 class JudgeCallError(Exception):
@@ -251,21 +265,11 @@ class LLMJudge:
         """Judge every task concurrently (under the guard's limits), in task order."""
         if not tasks:
             return []
-        # deferred: _ragas imports ragas (heavy, optional) and openai
-        import openai
-
+        # deferred: _ragas imports ragas (heavy, optional)
         from evalkit.answers import _ragas
 
         guard = CallGuard.from_settings(self.settings)
-        api_key = self.settings.api_key()
-        # Some proxies echo the key in an error body; every detail is masked against it.
-        register_secrets([api_key, *url_secrets(self.settings.base_url or "")])
-        client = openai.AsyncOpenAI(
-            base_url=self.settings.base_url,
-            api_key=api_key,
-            timeout=self.settings.timeout,
-            max_retries=0,
-        )
+        client = judge_client(self.settings)
         try:
             metrics = _ragas.build_metrics(
                 self.metrics,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -211,19 +212,37 @@ def holes(
     Example: evalkit judge holes run-20261125T101500-3f9a1c --corpus corpus.jsonl --k 10
     """
     from evalkit.pipeline import judge_run_holes
+
+    _judge_a_run(
+        judge_run_holes, print_holes, "holes", run_id, corpus, k, max_judgments, dry_run, output
+    )
+
+
+def _judge_a_run(
+    workflow: Callable[..., Any],
+    show: Callable[[Any], None],
+    what: str,
+    run_id: str,
+    corpus: Path,
+    k: int,
+    max_judgments: int | None,
+    dry_run: bool,
+    output: OutputFormat,
+) -> None:
+    """Run ``judge holes`` or ``judge traffic``'s workflow on ``run_id`` and show it."""
     from evalkit.records.requests import JudgingRequest
 
     assessor = build_assessor()
     request = JudgingRequest(max_judgments=max_judgments, dry_run=dry_run, k=k)
     enabled = output is OutputFormat.table and not dry_run
-    with progress_bar("judging holes", enabled=enabled) as bar:
-        outcome = judge_run_holes(
-            CommandStore(purpose="judge holes"), run_id, assessor, corpus, request, progress=bar
+    with progress_bar(f"judging {what}", enabled=enabled) as bar:
+        outcome = workflow(
+            CommandStore(purpose=f"judge {what}"), run_id, assessor, corpus, request, progress=bar
         )
     if output is OutputFormat.json:
         emit_json(outcome.to_dict())
-        return
-    print_holes(outcome)
+    else:
+        show(outcome)
 
 
 def print_holes(outcome: HolesOutcome) -> None:
@@ -347,19 +366,18 @@ def traffic(
     Example: evalkit judge traffic run-20261125T101500-3f9a1c --corpus corpus.jsonl
     """
     from evalkit.pipeline import judge_traffic_run
-    from evalkit.records.requests import JudgingRequest
 
-    assessor = build_assessor()
-    request = JudgingRequest(max_judgments=max_judgments, dry_run=dry_run, k=k)
-    enabled = output is OutputFormat.table and not dry_run
-    with progress_bar("judging traffic", enabled=enabled) as bar:
-        outcome = judge_traffic_run(
-            CommandStore(purpose="judge traffic"), run_id, assessor, corpus, request, progress=bar
-        )
-    if output is OutputFormat.json:
-        emit_json(outcome.to_dict())
-        return
-    print_window_judging(outcome)
+    _judge_a_run(
+        judge_traffic_run,
+        print_window_judging,
+        "traffic",
+        run_id,
+        corpus,
+        k,
+        max_judgments,
+        dry_run,
+        output,
+    )
 
 
 @judge_app.command("estimate")

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from evalkit.drift.sequential import AlertLevel, page_hinkley
+from evalkit.drift.watch import watch_drops
 from evalkit.errors import ConfigError
 from evalkit.records.drift import DriftCheck
 from evalkit.store.drift import save_drift_check
@@ -230,24 +230,11 @@ def _check(
     h_alert: float,
 ) -> TrafficPrecisionCheck:
     values = np.array([float(point.figure.value or 0.0) for point in series])
-    warm = warmup or max(2, min(10, len(values) // 2))
-    levels = ["ok"] * len(values)
-    change_point = None
+    drops = watch_drops(values, warmup=warmup, h_warning=h_warning, h_alert=h_alert)
+    levels, warm = drops.levels, drops.warmup
+    change_point = None if drops.change_point is None else series[drops.change_point].window_label
     details: dict[str, Any] = {"warmup": warm, "alpha": alpha, "min_effect": min_effect}
-    if len(values) >= 3:
-        trace = page_hinkley(
-            values, warmup=warm, h_warning=h_warning, h_alert=h_alert, direction="drop"
-        )
-        levels = [str(level) for level in trace.levels]
-        last = trace.state(len(values) - 1)
-        if last.change_point is not None and last.level is not AlertLevel.OK:
-            change_point = series[last.change_point].window_label
-        details.update(
-            method=trace.method,
-            baseline_mean=trace.baseline_mean,
-            baseline_sd=trace.baseline_sd,
-            statistic=float(trace.statistic[-1]),
-        )
+    details.update(drops.details)
     base = next((point for point in series if point.window_label == baseline_window), series[0])
     newest = series[-1]
     test = (

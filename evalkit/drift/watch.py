@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,10 +42,12 @@ __all__ = [
     "ModelCheck",
     "PrecisionCheck",
     "PrecisionWatch",
+    "SeriesDrops",
     "SkippedSeries",
     "check_embeddings",
     "check_query_model",
     "load_embeddings",
+    "watch_drops",
     "watch_precision",
     "write_evidently_report",
 ]
@@ -432,25 +434,12 @@ def watch_precision(
     checks = []
     for key, series_runs in groups.items():
         values = np.array([float(run.aggregates[measure] or 0.0) for run in series_runs])
-        levels: Sequence[str] = ["ok"] * len(values)
-        change_point = None
-        details: dict[str, Any] = {}
-        warm = warmup or max(2, min(10, len(values) // 2))
-        if len(values) >= 3:
-            trace = page_hinkley(
-                values, warmup=warm, h_warning=h_warning, h_alert=h_alert, direction="drop"
-            )
-            levels = [str(level) for level in trace.levels]
-            last = trace.state(len(values) - 1)
-            if last.change_point is not None and last.level is not AlertLevel.OK:
-                change_point = series_runs[last.change_point].run_id
-            details = {
-                "method": trace.method,
-                "warmup": warm,
-                "baseline_mean": trace.baseline_mean,
-                "baseline_sd": trace.baseline_sd,
-                "statistic": float(trace.statistic[-1]),
-            }
+        drops = watch_drops(values, warmup=warmup, h_warning=h_warning, h_alert=h_alert)
+        levels, warm = drops.levels, drops.warmup
+        change_point = (
+            None if drops.change_point is None else series_runs[drops.change_point].run_id
+        )
+        details: dict[str, Any] = dict(drops.details)
         pinned = baseline_run or series_runs[0].run_id
         paired = None
         latest = series_runs[-1]
@@ -497,6 +486,50 @@ def watch_precision(
             _save_precision(store, check, alpha=alpha, seed=seed)
         checks.append(check)
     return PrecisionWatch(checks=checks, skipped=skipped)
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesDrops:
+    """Page-Hinkley over a series of means, watching for a drop: the level after each point,
+    the index where the newest change began (None when the level is ok), the warm-up used,
+    and the detector's figures (empty with fewer than three points, which it cannot judge)."""
+
+    levels: tuple[str, ...]
+    change_point: int | None
+    warmup: int
+    details: Mapping[str, Any]
+
+
+def watch_drops(
+    values: npt.NDArray[np.float64],
+    *,
+    warmup: int | None,
+    h_warning: float,
+    h_alert: float,
+) -> SeriesDrops:
+    """Page-Hinkley for drops over ``values`` (oldest first), with a warm-up of ``warmup``
+    points (default: half the series, 2 to 10), as the goldset and the traffic precision
+    watches run it."""
+    warm = warmup or max(2, min(10, len(values) // 2))
+    if len(values) < 3:
+        return SeriesDrops(("ok",) * len(values), None, warm, {})
+    trace = page_hinkley(
+        values, warmup=warm, h_warning=h_warning, h_alert=h_alert, direction="drop"
+    )
+    last = trace.state(len(values) - 1)
+    changed = last.change_point is not None and last.level is not AlertLevel.OK
+    return SeriesDrops(
+        levels=tuple(str(level) for level in trace.levels),
+        change_point=last.change_point if changed else None,
+        warmup=warm,
+        details={
+            "method": trace.method,
+            "warmup": warm,
+            "baseline_mean": trace.baseline_mean,
+            "baseline_sd": trace.baseline_sd,
+            "statistic": float(trace.statistic[-1]),
+        },
+    )
 
 
 def _save_precision(store: Store, check: PrecisionCheck, *, alpha: float, seed: int) -> None:

@@ -27,12 +27,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from evalkit.answers.judge import CallGuard, JudgeCallError
+from evalkit.answers.judge import CallGuard, JudgeCallError, judge_client
 from evalkit.answers.records import Unmeasured
 from evalkit.config import JudgeSettings
 from evalkit.errors import ConfigError
 from evalkit.judging.records import GRADES, Assessment, JudgePair, Unjudged
-from evalkit.redaction import redact_known, register_secrets, url_secrets
+from evalkit.redaction import redact_known
 
 __all__ = [
     "MAX_DOCUMENT_CHARS",
@@ -198,18 +198,8 @@ class RelevanceAssessor:
         pairs: Sequence[JudgePair],
         on_assessed: Callable[[Assessment], None] | None,
     ) -> list[Assessment]:
-        import openai  # deferred: the `answers` extra
-
         guard = CallGuard.from_settings(self.settings)
-        api_key = self.settings.api_key()
-        # Some proxies echo the key in an error body; every detail is masked against it.
-        register_secrets([api_key, *url_secrets(self.settings.base_url or "")])
-        client = openai.AsyncOpenAI(
-            base_url=self.settings.base_url,
-            api_key=api_key,
-            timeout=self.settings.timeout,
-            max_retries=0,
-        )
+        client = judge_client(self.settings)
 
         async def one(pair: JudgePair) -> Assessment:
             assessment = await self._assess_one(client, guard, pair)

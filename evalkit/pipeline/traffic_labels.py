@@ -31,7 +31,13 @@ from evalkit.store.access import WriterAccess
 from evalkit.store.goldsets import load_stored_goldset
 from evalkit.store.judging import JudgedFigure, StoredAgreement, latest_agreement, save_run_figures
 from evalkit.store.runs import RunRecord, get_run, list_runs, run_results
-from evalkit.store.traffic import load_sample_queries, logged_results, window_summary_of_run
+from evalkit.store.store import Store
+from evalkit.store.traffic import (
+    StoredWindowSummary,
+    load_sample_queries,
+    logged_results,
+    window_summary_of_run,
+)
 
 __all__ = [
     "ASSESSOR_SOURCE",
@@ -73,6 +79,19 @@ class WindowJudging:
         }
 
 
+def _traffic_run(store: Store, run_id: str) -> tuple[RunRecord, StoredWindowSummary]:
+    """The traffic replay ``run_id`` and its window summary; NotFoundError for another run."""
+    run = get_run(store, run_id)
+    summary = window_summary_of_run(store, run.run_id)
+    if summary is None:
+        raise NotFoundError(
+            f"run {run.run_id} is not a traffic replay (a {run.spec.kind} run): only traffic "
+            "windows are labelled or estimated; a goldset run's holes are judged with "
+            "`evalkit judge holes`"
+        )
+    return run, summary
+
+
 def _grade_matrix(
     rankings: Mapping[str, Sequence[str]],
     grade_of: Callable[[str, str], int | None],
@@ -107,13 +126,7 @@ def judge_traffic_run(
     share, and a window with any is ``partial``.
     """
     with access.writer("judge traffic") as store:
-        run = get_run(store, run_id)
-        summary = window_summary_of_run(store, run.run_id)
-        if summary is None:
-            raise NotFoundError(
-                f"run {run.run_id} is not a traffic replay (a {run.spec.kind} run): judge a "
-                "goldset run's holes with `evalkit judge holes`"
-            )
+        run, summary = _traffic_run(store, run_id)
         queries = load_sample_queries(store, summary.sample_id)
         replayed = top_k(run_results(store, run.run_id), request.k)
         logged = {
@@ -244,13 +257,7 @@ def estimate_traffic_run(
     Raises ConfigError when no goldset run of the same retriever and model exists.
     """
     with access.writer("judge estimate") as store:
-        run = get_run(store, run_id)
-        summary = window_summary_of_run(store, run.run_id)
-        if summary is None:
-            raise NotFoundError(
-                f"run {run.run_id} is not a traffic replay (a {run.spec.kind} run): only "
-                "traffic windows are estimated"
-            )
+        run, summary = _traffic_run(store, run_id)
         key = calibration_key(run)
         candidates = [
             candidate
