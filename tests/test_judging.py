@@ -508,6 +508,39 @@ def test_a_traffic_window_is_estimated_without_labels_from_a_goldset_run_of_its_
 
 
 @pytest.mark.slow
+def test_traffic_replay_estimate_says_why_there_is_none_and_stores_one_when_it_can(
+    project: tuple[Path, GradedGoldset], tmp_path: Path
+) -> None:
+    root, goldset = project
+    home = copy_home(root, tmp_path)
+    env = fresh_env(home)
+    logs = write_poor_traffic_log(tmp_path, goldset)
+    for step in (
+        ("traffic", "ingest", str(logs)),
+        ("traffic", "sample", "--window", "2026-11-21", "--n", "30", "--seed", "3"),
+    ):
+        assert run_evalkit(*step, env=env).returncode == 0
+    with systems_retriever() as url:
+        replay = ["traffic", "replay", "--window", "2026-11-21", "--http-retriever",
+                  f"{url}/best", "--k", "5", "--embed-sample", "0", "--no-answers",
+                  "--estimate", "--format", "json"]  # fmt: skip
+        first = run_evalkit(*replay, env=env)
+        assert first.returncode == 0, first.stderr
+        assert "no estimate: no complete goldset run of the same retriever" in first.stderr
+        assert "no complete goldset run" in json.loads(first.stdout)["estimate"]["note"]
+        calibrating = run_evalkit(
+            "run", "--goldset", "graded", "--http-retriever", f"{url}/best", "--k", "5", env=env
+        )
+        assert calibrating.returncode == 0, calibrating.stderr
+        second = run_evalkit(*replay, env=env)
+        assert second.returncode == 0, second.stderr
+    figure = json.loads(second.stdout)["estimate"]["figure"]
+    # best ranks grades 3, 2, 1, x0, 0: three relevant (grade >= 1) of five.
+    assert figure["value"] == pytest.approx(3 / 5)
+    assert figure["measure"] == "precision@5"
+
+
+@pytest.mark.slow
 def test_the_traffic_job_judges_its_window(
     project: tuple[Path, GradedGoldset], tmp_path: Path
 ) -> None:
@@ -532,6 +565,7 @@ answers = false
 judge = true
 corpus = {json.dumps(str(goldset.corpus))}
 max_judgments = 30
+estimate = true
 """,
             encoding="utf-8",
         )
@@ -545,6 +579,8 @@ max_judgments = 30
     assert judged["judging"]["over_budget"] > 0
     assert judged["agreement"] is None
     assert 0 < judged["figures"]["assessor:precision@5"] <= 2 / 5
+    # The goldset runs were of another retriever (another port): no calibration, said so.
+    assert "no complete goldset run" in job["summary"]["estimate"]["note"]
     with Store.open(home / "evalkit.duckdb", read_only=True) as store:
         (status,) = store.fetch(
             "SELECT DISTINCT status FROM judged_run_figures WHERE run_id = ?",

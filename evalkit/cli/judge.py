@@ -24,10 +24,16 @@ from evalkit.records.requests import AGREEMENT_DEFAULTS, JUDGING_DEFAULTS
 
 if TYPE_CHECKING:
     from evalkit.judging.assessor import RelevanceAssessor
-    from evalkit.pipeline import HolesOutcome, JudgingOutcome, WindowJudging
+    from evalkit.pipeline import HolesOutcome, JudgingOutcome, WindowEstimate, WindowJudging
     from evalkit.store.judging import StoredAgreement
 
-__all__ = ["build_assessor", "judge_app", "print_holes", "print_window_judging"]
+__all__ = [
+    "build_assessor",
+    "judge_app",
+    "print_holes",
+    "print_window_estimate",
+    "print_window_judging",
+]
 
 judge_app = typer.Typer(
     help="Grade the relevance of retrieved documents 0-3 with the [judge] LLM endpoint, "
@@ -409,6 +415,11 @@ def estimate(
     if output is OutputFormat.json:
         emit_json(outcome.to_dict())
         return
+    print_window_estimate(outcome)
+
+
+def print_window_estimate(outcome: WindowEstimate) -> None:
+    """Print a traffic window's label-free precision estimate and what it rests on."""
     figure = outcome.figure
     console.print(
         key_values(
@@ -419,7 +430,7 @@ def estimate(
                 "queries": figure.n_queries,
                 "calibrated on": f"goldset run {outcome.calibration_run.run_id} "
                 f"({outcome.calibration_run.spec.goldset_name})",
-                "method": method,
+                "method": figure.details.get("method"),
                 "assumes": "P(relevant | score) on this traffic is what it was on the goldset",
             },
         )

@@ -334,6 +334,14 @@ def replay(
         int | None,
         typer.Option(min=0, help="With --judge: send at most this many new pairs."),
     ] = None,
+    estimate: Annotated[
+        bool,
+        typer.Option(
+            "--estimate",
+            help="Estimate the window's precision@k without labels, from the scores "
+            "calibrated on the newest goldset run of the same retriever and model (no LLM).",
+        ),
+    ] = False,
     output: Format = OutputFormat.table,
 ) -> None:
     """Replay a stored sample against the live retriever; store the run and window summary.
@@ -346,9 +354,10 @@ def replay(
     Example: evalkit traffic replay --window 2026-11-21 --collection support-kb --where-key tenant
     --k 10 --format json
     """
-    from evalkit.cli.judge import build_assessor, print_window_judging
+    from evalkit.cli.judge import build_assessor, print_window_estimate, print_window_judging
     from evalkit.errors import ConfigError
     from evalkit.pipeline import (
+        estimate_traffic_run,
         judge_traffic_run,
         newest_sample,
         prepare_traffic_replay,
@@ -410,12 +419,26 @@ def replay(
                 JudgingRequest(k=k, max_judgments=max_judgments),
                 progress=bar,
             )
+    estimated = None
+    estimate_note = None
+    if estimate:
+        try:
+            estimated = estimate_traffic_run(
+                CommandStore(purpose="traffic replay"), outcome.run.run_id, k=k
+            )
+        except ConfigError as error:
+            # The replay is stored whatever happens to the estimate: say why there is none.
+            estimate_note = str(error)
+            err_console.print(f"no estimate: {error}", markup=False, highlight=False)
     scored = outcome.answers
     data: dict[str, Any] = {
         "run": outcome.run.to_dict(),
         "summary": outcome.summary.to_dict(),
         "answers": scored.to_dict(per_item=False) if scored else None,
         "judged": judged.to_dict() if judged else None,
+        "estimate": (
+            estimated.to_dict() if estimated else {"note": estimate_note} if estimate else None
+        ),
     }
     if output is OutputFormat.json:
         emit_json(data)
@@ -424,6 +447,8 @@ def replay(
         print_answer_summaries(data["answers"], title="logged answers")
         if judged is not None:
             print_window_judging(judged)
+        if estimated is not None:
+            print_window_estimate(estimated)
     if outcome.run.status != "complete":
         raise typer.Exit(RETRIEVER_FAILURE)
 

@@ -60,6 +60,7 @@ from evalkit.pipeline import (
     audit_collection,
     check_drift_metric,
     check_drift_queries,
+    estimate_traffic_run,
     evaluate_goldset,
     judge_traffic_run,
     prepare_traffic_replay,
@@ -474,6 +475,11 @@ class TrafficParams(RetrieverParams, _IngestParams):
         ge=0,
         description="With `judge`: new pairs sent at most per run (default: no limit).",
     )
+    estimate: bool = Field(
+        default=False,
+        description="Estimate the window's precision@k without labels, from the scores "
+        "calibrated on the newest goldset run of the same retriever and model (no LLM).",
+    )
 
     @model_validator(mode="after")
     def _judge_needs_a_corpus(self) -> Self:
@@ -565,6 +571,18 @@ def _traffic(ctx: JobContext, params: TrafficParams) -> JobOutcome:
             },
             "agreement": judged.agreement.agreement_id if judged.agreement else None,
         }
+    if params.estimate:
+        try:
+            estimated = estimate_traffic_run(store, run.run_id, k=params.k)
+        except ConfigError as error:
+            summary["estimate"] = {"note": str(error)}
+        else:
+            summary["estimate"] = {
+                "value": estimated.figure.value,
+                "low": estimated.figure.low,
+                "high": estimated.figure.high,
+                "calibration_run": estimated.calibration_run.run_id,
+            }
     return JobOutcome(
         status=_RUN_STATUS[run.status], run_ids=(run.run_id,), summary=summary, error=run.error
     )
