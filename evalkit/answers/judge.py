@@ -82,16 +82,23 @@ class JudgeCallError(Exception):
 
 
 def classify_failure(error: BaseException) -> tuple[Unmeasured, bool, str]:
-    """(reason, retryable, detail) for an exception raised by a judge call."""
+    """(reason, retryable, detail) for an exception raised by a judge call: through the
+    openai client (the answer judge's ragas metrics) or plain httpx (the relevance
+    assessor)."""
+    import httpx
     import openai
 
-    if isinstance(error, TimeoutError | asyncio.TimeoutError | openai.APITimeoutError):
+    timeouts = (TimeoutError, asyncio.TimeoutError, openai.APITimeoutError, httpx.TimeoutException)
+    if isinstance(error, timeouts):
         return Unmeasured.judge_timeout, True, "no reply in time"
-    if isinstance(error, openai.APIStatusError):
-        status = error.status_code
+    if isinstance(error, openai.APIStatusError | httpx.HTTPStatusError):
+        if isinstance(error, httpx.HTTPStatusError):
+            status, message = error.response.status_code, error.response.text
+        else:
+            status, message = error.status_code, error.message
         retryable = status in _RETRYABLE_STATUS or status >= 500
-        return Unmeasured.judge_error, retryable, f"HTTP {status}: {_short(error.message)}"
-    if isinstance(error, openai.APIConnectionError):
+        return Unmeasured.judge_error, retryable, f"HTTP {status}: {_short(message)}"
+    if isinstance(error, openai.APIConnectionError | httpx.TransportError):
         return Unmeasured.judge_error, True, f"cannot reach the judge: {_short(str(error))}"
     if _is_malformed_output(error):
         cause = error.__cause__ or error

@@ -1,8 +1,9 @@
 """The relevance assessor: an LLM grades how relevant a document is to a query, 0 to 3.
 
-It calls the ``[judge]`` OpenAI-compatible endpoint (chat completions) with evalkit's own
-prompt on a four-grade scale (0 unrelated, 1 related, 2 highly relevant, 3 perfectly
-relevant) and asks for one JSON object ``{"grade": 0-3, "reason": "..."}``. Every call goes
+It calls the ``[judge]`` OpenAI-compatible endpoint (``POST chat/completions``, through
+httpx) with evalkit's own prompt on a four-grade scale (0 unrelated, 1 related, 2 highly
+relevant, 3 perfectly relevant) and asks for one JSON object ``{"grade": 0-3, "reason":
+"..."}``. Every call goes
 through the answer judge's guard (``evalkit.answers.judge.CallGuard``: concurrency, requests
 per minute, timeout, retries with back-off), so both judges honour the same limits.
 
@@ -27,12 +28,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from evalkit.answers.judge import CallGuard, JudgeCallError, judge_client
+import httpx
+
+from evalkit.answers.judge import CallGuard, JudgeCallError
 from evalkit.answers.records import Unmeasured
 from evalkit.config import JudgeSettings
 from evalkit.errors import ConfigError
 from evalkit.judging.records import GRADES, Assessment, JudgePair, Unjudged
-from evalkit.redaction import redact_known
+from evalkit.redaction import redact_known, register_secrets, url_secrets
 
 __all__ = [
     "MAX_DOCUMENT_CHARS",
@@ -199,7 +202,20 @@ class RelevanceAssessor:
         on_assessed: Callable[[Assessment], None] | None,
     ) -> list[Assessment]:
         guard = CallGuard.from_settings(self.settings)
-        client = judge_client(self.settings)
+        api_key = self.settings.api_key()
+        # Some proxies echo the key in an error body; every detail is masked against it.
+        register_secrets([api_key, *url_secrets(self.settings.base_url or "")])
+        # Plain httpx rather than the openai client: one JSON request a pair needs none of
+        # its request building, which cost as much CPU as the rest of a judgment.
+        client = httpx.AsyncClient(
+            base_url=str(self.settings.base_url),
+            headers={"Authorization": f"Bearer {api_key}"},
+            timeout=self.settings.timeout,
+            limits=httpx.Limits(
+                max_connections=self.settings.concurrency,
+                max_keepalive_connections=self.settings.concurrency,
+            ),
+        )
 
         async def one(pair: JudgePair) -> Assessment:
             assessment = await self._assess_one(client, guard, pair)
@@ -211,21 +227,25 @@ class RelevanceAssessor:
             return list(await asyncio.gather(*(one(pair) for pair in pairs)))
         finally:
             self.calls += guard.calls
-            await client.close()
+            await client.aclose()
 
     async def _assess_one(self, client: Any, guard: CallGuard, pair: JudgePair) -> Assessment:
         messages = prompt_messages(pair)
         max_tokens = min(self.settings.max_tokens, REPLY_MAX_TOKENS)
 
         async def ask() -> str:
-            response = await client.chat.completions.create(
-                model=self.model,
-                messages=messages,
-                temperature=self.settings.temperature,
-                max_tokens=max_tokens,
+            response = await client.post(
+                "chat/completions",
+                json={
+                    "model": self.model,
+                    "messages": messages,
+                    "temperature": self.settings.temperature,
+                    "max_tokens": max_tokens,
+                },
             )
-            choices = response.choices or []
-            return str(choices[0].message.content or "") if choices else ""
+            response.raise_for_status()
+            choices = response.json().get("choices") or []
+            return str(choices[0]["message"].get("content") or "") if choices else ""
 
         reply = ""
         for _ in range(2):  # a malformed reply is asked again once
