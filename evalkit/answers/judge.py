@@ -86,20 +86,24 @@ def classify_failure(error: BaseException) -> tuple[Unmeasured, bool, str]:
     openai client (the answer judge's ragas metrics) or plain httpx (the relevance
     assessor)."""
     import httpx
-    import openai
 
-    timeouts = (TimeoutError, asyncio.TimeoutError, openai.APITimeoutError, httpx.TimeoutException)
-    if isinstance(error, timeouts):
+    if isinstance(error, TimeoutError | asyncio.TimeoutError | httpx.TimeoutException):
         return Unmeasured.judge_timeout, True, "no reply in time"
-    if isinstance(error, openai.APIStatusError | httpx.HTTPStatusError):
-        if isinstance(error, httpx.HTTPStatusError):
-            status, message = error.response.status_code, error.response.text
-        else:
-            status, message = error.status_code, error.message
-        retryable = status in _RETRYABLE_STATUS or status >= 500
-        return Unmeasured.judge_error, retryable, f"HTTP {status}: {_short(message)}"
-    if isinstance(error, openai.APIConnectionError | httpx.TransportError):
+    if isinstance(error, httpx.HTTPStatusError):
+        return _status_failure(error.response.status_code, error.response.text)
+    if isinstance(error, httpx.TransportError):
         return Unmeasured.judge_error, True, f"cannot reach the judge: {_short(str(error))}"
+    try:
+        import openai  # the answer judge's client (the `answers` extra)
+    except ImportError:
+        openai = None  # type: ignore[assignment]
+    if openai is not None:
+        if isinstance(error, openai.APITimeoutError):
+            return Unmeasured.judge_timeout, True, "no reply in time"
+        if isinstance(error, openai.APIStatusError):
+            return _status_failure(error.status_code, error.message)
+        if isinstance(error, openai.APIConnectionError):
+            return Unmeasured.judge_error, True, f"cannot reach the judge: {_short(str(error))}"
     if _is_malformed_output(error):
         cause = error.__cause__ or error
         return (
@@ -108,6 +112,11 @@ def classify_failure(error: BaseException) -> tuple[Unmeasured, bool, str]:
             f"reply is not the JSON asked for: {_short(str(cause))}",
         )
     return Unmeasured.judge_error, False, f"{type(error).__name__}: {_short(str(error))}"
+
+
+def _status_failure(status: int, message: str) -> tuple[Unmeasured, bool, str]:
+    retryable = status in _RETRYABLE_STATUS or status >= 500
+    return Unmeasured.judge_error, retryable, f"HTTP {status}: {_short(message)}"
 
 
 def _is_malformed_output(error: BaseException) -> bool:
