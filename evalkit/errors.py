@@ -81,6 +81,12 @@ class RetrieverError(EvalkitError):
     exit_code = 3
 
 
+class JudgeError(EvalkitError):
+    """The LLM judge endpoint failed as a whole (every call of a pass)."""
+
+    exit_code = 3
+
+
 class EmbeddingError(EvalkitError):
     """The embedding model cannot be loaded or does not behave as recorded."""
 

@@ -450,6 +450,12 @@ def test_a_traffic_window_carries_judged_figures_with_intervals_and_the_agreemen
         assert replayed["status"] == "complete"
         assert replayed["agreement_id"] == measured["agreement_id"]
 
+        too_deep = run_evalkit(
+            "judge", "traffic", replay["run"]["run_id"], "--corpus", str(goldset.corpus),
+            "--k", "10", env=fresh_env(home, **judge_env(judge)),
+        )  # fmt: skip
+        assert too_deep.returncode == 2
+        assert "deeper than run" in too_deep.stderr
         before = judge.requests
         again = run_evalkit(
             "judge", "traffic", replay["run"]["run_id"], "--corpus", str(goldset.corpus),
@@ -610,3 +616,47 @@ def test_the_judge_command_needs_a_configured_judge(
     assert done.returncode == 2
     assert "no LLM judge is configured" in done.stderr
     assert os.path.exists(home / "evalkit.duckdb")
+
+
+@pytest.mark.slow
+def test_a_failed_pool_write_stops_judging_and_keeps_what_was_judged(tmp_path: Path) -> None:
+    from contextlib import contextmanager
+
+    from evalkit.config import JudgeSettings
+    from evalkit.errors import StoreError
+    from evalkit.pipeline import judge_pairs
+    from evalkit.records.requests import JudgingRequest
+
+    pairs = [JudgePair(f"query {i}", f"d{i}", f"passage {i}") for i in range(400)]
+
+    class FlakyStore:
+        """The store, whose second opening (the first write of the pool) fails."""
+
+        keeps_open = False
+
+        def __init__(self, path: Path) -> None:
+            self.path = path
+            self.openings = 0
+
+        @contextmanager
+        def writer(self, purpose: str) -> Iterator[Store]:
+            self.openings += 1
+            if self.openings == 2:
+                raise StoreError("the disk is full (a test's)")
+            with Store.open(self.path) as store:
+                yield store
+
+    access = FlakyStore(tmp_path / "evalkit.duckdb")
+    with grading_judge(GradingJudge({}, service_time=0.002, capacity=4)) as judge:
+        assessor = RelevanceAssessor(
+            JudgeSettings(base_url=judge.url, model="grader-1", concurrency=4, retry_backoff=0)
+        )
+        with pytest.raises(StoreError, match="disk is full"):
+            judge_pairs(access, pairs, assessor, JudgingRequest())
+        sent = judge.requests
+    assert sent < len(pairs), "judging went on after the pool could not be written"
+    with Store.open(access.path, read_only=True) as store:
+        (stored,) = store.fetch("SELECT count(*) FROM judged_pool")[0]
+    # The batch whose write failed is written once more on the way out, with what followed.
+    assert stored > 0
+    assert stored <= sent

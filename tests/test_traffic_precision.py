@@ -151,6 +151,15 @@ def test_the_window_test_uses_both_intervals() -> None:
     assert not small.regression, "significant but smaller than min_effect"
 
 
+def test_a_pinned_baseline_window_that_is_not_in_the_series_is_refused(store: Store) -> None:
+    steady(store, 4)
+    with pytest.raises(Exception, match="baseline window 2026-10-01 is not in the judged series"):
+        watch_traffic_precision(store, baseline_window="2026-10-01", save=False)
+    (check,) = watch_traffic_precision(store, baseline_window="2026-11-02", save=False)
+    assert check.test is not None
+    assert check.test.baseline_window == "2026-11-02"
+
+
 def test_no_judged_window_is_a_clear_error(store: Store) -> None:
     with pytest.raises(Exception, match="evalkit traffic replay --judge"):
         watch_traffic_precision(store)

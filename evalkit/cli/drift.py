@@ -21,6 +21,10 @@ from evalkit.cli._output import (
 )
 from evalkit.cli._retriever import ChromaUrl, chroma_collection_name
 from evalkit.cli._store import CommandStore, open_store
+from evalkit.records.requests import (
+    TRAFFIC_PRECISION_MIN_EFFECT,
+    TRAFFIC_PRECISION_MIN_JUDGED_SHARE,
+)
 
 if TYPE_CHECKING:
     from evalkit.pipeline import DriftOutcome
@@ -220,15 +224,22 @@ def precision(
     min_judged_share: Annotated[
         float,
         typer.Option(help="--traffic: leave out windows with less than this share labelled."),
-    ] = 0.0,
+    ] = TRAFFIC_PRECISION_MIN_JUDGED_SHARE,
     subject: Annotated[
         str | None, typer.Option(help="Only this retriever (as listed in the output).")
     ] = None,
     baseline: Annotated[
-        str | None, typer.Option(help="Pinned baseline run (default: the oldest run).")
+        str | None,
+        typer.Option(
+            help="Pinned baseline run (default: the oldest run); with --traffic, a window "
+            "(default: the first judged one)."
+        ),
     ] = None,
     alpha: Alpha = 0.05,
-    min_effect: Annotated[float, typer.Option(help="Smallest drop that matters.")] = 0.01,
+    min_effect: Annotated[
+        float | None,
+        typer.Option(help="Smallest drop that matters (default 0.01; --traffic 0.02)."),
+    ] = None,
     seed: Seed = 0,
     output: Format = OutputFormat.table,
 ) -> None:
@@ -256,7 +267,7 @@ def precision(
             assessor=assessor,
             baseline=baseline,
             alpha=alpha,
-            min_effect=min_effect,
+            min_effect=TRAFFIC_PRECISION_MIN_EFFECT if min_effect is None else min_effect,
             min_judged_share=min_judged_share,
             output=output,
         )
@@ -271,7 +282,7 @@ def precision(
             subject=subject,
             baseline_run=baseline,
             alpha=alpha,
-            min_effect=min_effect,
+            min_effect=0.01 if min_effect is None else min_effect,
             seed=seed,
         )
     checks = watched.checks

@@ -355,7 +355,7 @@ def replay(
     --k 10 --format json
     """
     from evalkit.cli.judge import build_assessor, print_window_estimate, print_window_judging
-    from evalkit.errors import ConfigError
+    from evalkit.errors import ConfigError, EvalkitError, NotFoundError, StoreError
     from evalkit.pipeline import (
         estimate_traffic_run,
         judge_traffic_run,
@@ -426,7 +426,9 @@ def replay(
             estimated = estimate_traffic_run(
                 CommandStore(purpose="traffic replay"), outcome.run.run_id, k=k
             )
-        except ConfigError as error:
+        except EvalkitError as error:
+            if isinstance(error, StoreError) and not isinstance(error, NotFoundError):
+                raise
             # The replay is stored whatever happens to the estimate: say why there is none.
             estimate_note = str(error)
             err_console.print(f"no estimate: {error}", markup=False, highlight=False)

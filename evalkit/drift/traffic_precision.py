@@ -30,13 +30,27 @@ import numpy as np
 from evalkit.drift.watch import watch_drops
 from evalkit.errors import ConfigError
 from evalkit.records.drift import DriftCheck
+from evalkit.records.requests import (
+    TRAFFIC_PRECISION_MIN_EFFECT,
+    TRAFFIC_PRECISION_MIN_JUDGED_SHARE,
+)
 from evalkit.store.drift import save_drift_check
 from evalkit.store.judging import WindowFigure, traffic_figure_series
 
 if TYPE_CHECKING:
     from evalkit.store import Store
 
-__all__ = ["TrafficPrecisionCheck", "WindowTest", "watch_traffic_precision", "window_test"]
+__all__ = [
+    "DEFAULT_MIN_EFFECT",
+    "DEFAULT_MIN_JUDGED_SHARE",
+    "TrafficPrecisionCheck",
+    "WindowTest",
+    "watch_traffic_precision",
+    "window_test",
+]
+
+DEFAULT_MIN_EFFECT = TRAFFIC_PRECISION_MIN_EFFECT
+DEFAULT_MIN_JUDGED_SHARE = TRAFFIC_PRECISION_MIN_JUDGED_SHARE
 
 _Z95 = NormalDist().inv_cdf(0.975)
 
@@ -168,8 +182,8 @@ def watch_traffic_precision(
     retriever: str | None = None,
     baseline_window: str | None = None,
     alpha: float = 0.05,
-    min_effect: float = 0.01,
-    min_judged_share: float = 0.0,
+    min_effect: float = DEFAULT_MIN_EFFECT,
+    min_judged_share: float = DEFAULT_MIN_JUDGED_SHARE,
     warmup: int | None = None,
     h_warning: float = 5.0,
     h_alert: float = 8.0,
@@ -235,7 +249,17 @@ def _check(
     change_point = None if drops.change_point is None else series[drops.change_point].window_label
     details: dict[str, Any] = {"warmup": warm, "alpha": alpha, "min_effect": min_effect}
     details.update(drops.details)
-    base = next((point for point in series if point.window_label == baseline_window), series[0])
+    base = series[0]
+    if baseline_window is not None:
+        pinned = [point for point in series if point.window_label == baseline_window]
+        if not pinned:
+            windows = ", ".join(point.window_label for point in series)
+            raise ConfigError(
+                f"baseline window {baseline_window} is not in the judged series of "
+                f"{labeller} on {retriever_id} (windows: {windows}); windows judged below "
+                "the minimum judged share are left out"
+            )
+        base = pinned[0]
     newest = series[-1]
     test = (
         window_test(base, newest, alpha=alpha, min_effect=min_effect)

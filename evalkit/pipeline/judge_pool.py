@@ -135,12 +135,19 @@ class _PoolWriter:
         self._thread.start()
 
     def add(self, assessment: Assessment) -> None:
+        """Queue ``assessment``; raises the failure of an earlier write, so judging stops
+        instead of spending calls whose judgments could not be stored."""
+        if self._failure is not None:
+            raise self._failure
         self._queue.put(assessment)
 
-    def close(self) -> None:
+    def close(self, *, raise_failure: bool = True) -> None:
+        """Store what is queued (a batch whose write failed is tried once more) and stop the
+        thread; re-raise a write's failure unless ``raise_failure`` is False (another error
+        is already on its way)."""
         self._queue.put(None)
         self._thread.join()
-        if self._failure is not None:
+        if self._failure is not None and raise_failure:
             raise self._failure
 
     def _run(self) -> None:
@@ -161,17 +168,26 @@ class _PoolWriter:
                     deadline = deadline or time.monotonic() + _FLUSH_SECONDS
             due = deadline is not None and time.monotonic() >= deadline
             if pending and (finished or due or len(pending) >= _FLUSH_EVERY):
-                self._flush(pending)
-                pending, deadline = [], None
+                if self._flush(pending, attempts=2 if finished else 1):
+                    pending, deadline = [], None
+                elif finished:
+                    return
+                else:
+                    deadline = None  # kept for the last flush; add() now reports the failure
 
-    def _flush(self, pending: list[Assessment]) -> None:
-        if self._failure is not None:
-            return
-        try:
-            with self._access.writer("judge") as store:
-                save_assessments(store, pending)
-        except BaseException as error:  # re-raised by close(), in the judging thread
-            self._failure = error
+    def _flush(self, pending: list[Assessment], *, attempts: int) -> bool:
+        """Store ``pending``; on failure keep the error (re-raised in the judging thread by
+        ``add`` or ``close``) and say False."""
+        for _ in range(attempts):
+            try:
+                with self._access.writer("judge") as store:
+                    save_assessments(store, pending)
+            except Exception as error:
+                self._failure = error
+            else:
+                self._failure = None
+                return True
+        return False
 
 
 def judge_pairs(
@@ -215,8 +231,10 @@ def judge_pairs(
     calls_before = assessor.calls
     try:
         assessments = assessor.assess(to_judge, on_assessed=stored)
-    finally:
-        writer.close()
+    except BaseException:
+        writer.close(raise_failure=False)  # what was judged is stored; the error goes on
+        raise
+    writer.close()
     unjudged = Counter(str(a.unjudged) for a in assessments if a.grade is None)
     for assessment in assessments:
         if assessment.grade is not None:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from evalkit.clock import utc_now
-from evalkit.errors import GoldsetError, NotFoundError
+from evalkit.errors import ConfigError, GoldsetError, JudgeError, NotFoundError
 from evalkit.judging.agreement import kendall_tau, weighted_kappa_interval
 from evalkit.judging.assessor import RelevanceAssessor
 from evalkit.judging.records import JudgePair
@@ -33,7 +33,7 @@ from evalkit.store.judging import (
     save_agreement,
     save_run_figures,
 )
-from evalkit.store.runs import RunRecord, get_run, list_runs, run_results
+from evalkit.store.runs import RunRecord, get_run, list_runs, run_queries, run_results
 
 __all__ = [
     "HOLES_SOURCE",
@@ -151,9 +151,15 @@ def measure_agreement(
 
     both = [(human_grade[p], grade) for p in kappa_pairs if (grade := assessed(p)) is not None]
     if not both:
-        raise NotFoundError(
-            "no sampled pair could be judged (documents missing from the corpus, the budget, "
-            "or the judge failed every call): nothing to measure agreement on"
+        if not outcome.plan.n_to_judge:
+            raise ConfigError(
+                "no sampled pair could be judged: none is in the judged pool and none was sent "
+                "(the documents are missing from --corpus, or --max-judgments is 0)"
+            )
+        reasons = ", ".join(f"{k} {n}" for k, n in outcome.unjudged.items())
+        raise JudgeError(
+            f"the judge graded none of the {outcome.plan.n_to_judge} pairs sent ({reasons}): "
+            "nothing to measure agreement on"
         )
     kappa = weighted_kappa_interval(
         [h for h, _ in both],
@@ -285,8 +291,17 @@ def judge_run_holes(
             )
         goldset = load_stored_goldset(store, run.spec.goldset_name, run.spec.goldset_version)
         results = run_results(store, run.run_id)
+        replayed = run_queries(store, run.run_id)
         agreement = latest_agreement(store, assessor.name)
-    ranking = top_k(results, request.k)
+    if request.k > run.spec.k:
+        raise ConfigError(
+            f"--k {request.k} is deeper than run {run.run_id} retrieved (k {run.spec.k}); use "
+            f"--k {run.spec.k} or less"
+        )
+    ranked = top_k(results, request.k)
+    # Answered queries with nothing retrieved are scored (0), as the run's exact figures are.
+    answered = [str(q) for q in replayed.loc[replayed["error"].isna(), "query_id"]]
+    ranking = {query_id: ranked.get(query_id, []) for query_id in answered}
     texts_of = {query.id: query.text for query in goldset.queries}
     human = {(j.query_id, j.doc_id): j.relevance for j in goldset.judgments}
     judged_queries = {query_id for query_id, _ in human}
@@ -332,7 +347,7 @@ def judge_run_holes(
             filled, run.spec.measures, relevance_threshold=run.spec.relevance_threshold
         )
         evaluated = evaluator.evaluate(
-            results[results["query_id"].isin(queries)], query_ids=queries
+            results[results["query_id"].isin(queries)], complete=True, query_ids=queries
         )
         computed_at = utc_now()
         status = "complete" if n_filled == len(holes) else "partial"

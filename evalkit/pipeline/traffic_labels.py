@@ -30,7 +30,7 @@ from evalkit.records.requests import JudgingRequest
 from evalkit.store.access import WriterAccess
 from evalkit.store.goldsets import load_stored_goldset
 from evalkit.store.judging import JudgedFigure, StoredAgreement, latest_agreement, save_run_figures
-from evalkit.store.runs import RunRecord, get_run, list_runs, run_results
+from evalkit.store.runs import RunRecord, get_run, list_runs, run_queries, run_results
 from evalkit.store.store import Store
 from evalkit.store.traffic import (
     StoredWindowSummary,
@@ -92,6 +92,20 @@ def _traffic_run(store: Store, run_id: str) -> tuple[RunRecord, StoredWindowSumm
     return run, summary
 
 
+def _answered(store: Store, run: RunRecord, k: int) -> tuple[list[str], int]:
+    """The run's queries the retriever answered (empty answers included, as trec_eval
+    scores them 0), in query order, and how many failed (left out; a figure missing them
+    is ``partial``). Refuses a depth the run did not retrieve to."""
+    if k > run.spec.k:
+        raise ConfigError(
+            f"--k {k} is deeper than run {run.run_id} retrieved (k {run.spec.k}): its missing "
+            f"ranks would count as not relevant; use --k {run.spec.k} or less"
+        )
+    replayed = run_queries(store, run.run_id)
+    failed = replayed["error"].notna()
+    return [str(q) for q in replayed.loc[~failed, "query_id"]], int(failed.sum())
+
+
 def _grade_matrix(
     rankings: Mapping[str, Sequence[str]],
     grade_of: Callable[[str, str], int | None],
@@ -127,8 +141,10 @@ def judge_traffic_run(
     """
     with access.writer("judge traffic") as store:
         run, summary = _traffic_run(store, run_id)
+        answered, n_failed = _answered(store, run, request.k)
         queries = load_sample_queries(store, summary.sample_id)
-        replayed = top_k(run_results(store, run.run_id), request.k)
+        ranked = top_k(run_results(store, run.run_id), request.k)
+        replayed = {query_id: ranked.get(query_id, []) for query_id in answered}
         logged = {
             query_id: docs[: request.k]
             for query_id, docs in logged_results(store, list(replayed)).items()
@@ -175,12 +191,13 @@ def judge_traffic_run(
                     high=figure.high,
                     n_queries=figure.n_queries,
                     judged_share=judged_share,
-                    status="complete" if judged_share == 1.0 else "partial",
+                    status="complete" if judged_share == 1.0 and not n_failed else "partial",
                     agreement_id=None if agreement is None else agreement.agreement_id,
                     computed_at=computed_at,
                     details={
                         "window": summary.window_label,
                         "k": request.k,
+                        "failed_queries_left_out": n_failed,
                         "assessor_threshold": assessor_threshold,
                         "resamples": resamples,
                         "seed": seed,
@@ -258,17 +275,18 @@ def estimate_traffic_run(
     """
     with access.writer("judge estimate") as store:
         run, summary = _traffic_run(store, run_id)
+        answered, n_failed = _answered(store, run, k)
         key = calibration_key(run)
         candidates = [
             candidate
-            for candidate in list_runs(store, status="complete", limit=500)
-            if candidate.spec.kind == "goldset" and calibration_key(candidate) == key
+            for candidate in list_runs(store, status="complete", kind="goldset", limit=1000)
+            if calibration_key(candidate) == key and candidate.spec.k >= k
         ]
         if not candidates:
             raise ConfigError(
                 f"no complete goldset run of the same retriever and model as run {run.run_id} "
-                f"({key}) to calibrate its scores on: replay a goldset with this retriever "
-                "first (`evalkit run --goldset NAME ...`)"
+                f"({key}), retrieved to depth {k} or more, to calibrate its scores on: replay a "
+                "goldset with this retriever first (`evalkit run --goldset NAME ...`)"
             )
         calibrating = candidates[0]
         goldset = load_stored_goldset(
@@ -276,7 +294,6 @@ def estimate_traffic_run(
         )
         goldset_results = run_results(store, calibrating.run_id)
         window_scores = _scores_by_query(run_results(store, run.run_id), k)
-        sampled = load_sample_queries(store, summary.sample_id)
     threshold = calibrating.spec.relevance_threshold
     relevant = {(j.query_id, j.doc_id) for j in goldset.judgments if j.relevance >= threshold}
     judged_queries = {j.query_id for j in goldset.judgments}
@@ -291,8 +308,8 @@ def estimate_traffic_run(
         seed=seed,
         fingerprint=key,
     )
-    # A sampled query that came back empty is in the window with nothing relevant.
-    window = [window_scores.get(str(query_id), np.zeros(0)) for query_id in sampled["query_id"]]
+    # A query answered with nothing is in the window with nothing relevant; a failed one is not.
+    window = [window_scores.get(query_id, np.zeros(0)) for query_id in answered]
     estimate = estimate_precision(window, calibration, k=k, seed=seed, fingerprint=key)
     figure = JudgedFigure(
         run_id=run.run_id,
@@ -304,12 +321,15 @@ def estimate_traffic_run(
         high=estimate.high,
         n_queries=estimate.n_queries,
         judged_share=None,
-        status="complete",
+        status="partial" if n_failed else "complete",
         agreement_id=None,
         computed_at=utc_now(),
         details={
             "window": summary.window_label,
+            "failed_queries_left_out": n_failed,
             "calibration_run": calibrating.run_id,
+            "calibration_index_fingerprint": calibrating.spec.index_fingerprint,
+            "index_fingerprint": run.spec.index_fingerprint,
             "goldset": calibrating.spec.goldset_name,
             "goldset_version": calibrating.spec.goldset_version,
             "calibration_key": key,

@@ -25,6 +25,8 @@ __all__ = [
     "DEFAULT_LOW_CONFIDENCE",
     "GATE_DEFAULTS",
     "JUDGING_DEFAULTS",
+    "TRAFFIC_PRECISION_MIN_EFFECT",
+    "TRAFFIC_PRECISION_MIN_JUDGED_SHARE",
     "TRAFFIC_REPLAY_DEFAULTS",
     "AgreementRequest",
     "GatePolicy",
@@ -36,6 +38,13 @@ __all__ = [
 DEFAULT_LOW_CONFIDENCE: Final = 0.4
 """Top-1 score below which a query counts as low-confidence (a cosine similarity; set it to
 suit your retriever's score scale)."""
+
+TRAFFIC_PRECISION_MIN_EFFECT: Final = 0.02
+"""Smallest drop of a judged traffic figure that counts (``evalkit drift precision --traffic``
+and the ``traffic_precision_drop`` rule)."""
+
+TRAFFIC_PRECISION_MIN_JUDGED_SHARE: Final = 0.8
+"""Traffic windows with less of their top-k labelled are left out of a judged series."""
 
 DEFAULT_EMBEDDING_SAMPLE: Final = 1000
 """Query embeddings kept per window for the embedding drift detectors."""

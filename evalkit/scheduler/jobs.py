@@ -54,7 +54,7 @@ from evalkit.clock import utc_now
 from evalkit.config import Duration
 from evalkit.embedding import build_query_embedder
 from evalkit.engines import RayEngine
-from evalkit.errors import ConfigError, EvalkitError, StoreError
+from evalkit.errors import ConfigError, EvalkitError, NotFoundError, StoreError
 from evalkit.judging.assessor import RelevanceAssessor
 from evalkit.pipeline import (
     audit_collection,
@@ -574,7 +574,9 @@ def _traffic(ctx: JobContext, params: TrafficParams) -> JobOutcome:
     if params.estimate:
         try:
             estimated = estimate_traffic_run(store, run.run_id, k=params.k)
-        except ConfigError as error:
+        except EvalkitError as error:
+            if isinstance(error, StoreError) and not isinstance(error, NotFoundError):
+                raise
             summary["estimate"] = {"note": str(error)}
         else:
             summary["estimate"] = {

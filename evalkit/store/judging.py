@@ -10,7 +10,9 @@ Tables (migration 13):
   judgments (weighted kappa with its interval and confusion matrix; Kendall's tau over
   runs).
 * ``judged_run_figures``: measures of a run computed from labels that are not the goldset's
-  (``source`` ``assessor`` or ``estimate``), with their interval, judged share, status and the
+  (``source``: ``assessor`` and ``assessor_logged``, a traffic window's replayed and logged
+  rankings labelled by the assessor; ``estimate``, calibrated scores; ``holes_filled``, a
+  goldset run's unjudged top-k labelled), with their interval, judged share, status and the
   agreement they were computed under.
 """
 
@@ -416,13 +418,15 @@ def traffic_figure_series(
     limit: int = 500,
 ) -> list[WindowFigure]:
     """The ``measure`` of each judged traffic window, oldest window first (one run per
-    window and labeller: the newest replay of it), optionally of one ``labeller`` (assessor)
-    and one retriever (``RETRIEVER_ID_SQL``). Figures of different assessors are never one
-    series: callers group by ``figure.labeller``."""
+    window, labeller and retriever: the newest replay of it; the newest ``limit`` points),
+    optionally of one ``labeller`` (assessor) and one retriever (``RETRIEVER_ID_SQL``).
+    Figures of different assessors are never one series: callers group by
+    ``figure.labeller``."""
     names = [name.strip() for name in _FIGURE_COLUMNS.split(",")]
     columns = ", ".join(f"f.{name}" for name in names)
     rows = store.fetch(
-        f"SELECT s.window_label, s.window_start, r.run_id, r.started_at, r.retriever_id,"
+        "SELECT * FROM ("
+        f" SELECT s.window_label, s.window_start, r.run_id, r.started_at, r.retriever_id,"
         f" {columns}"
         " FROM judged_run_figures f JOIN traffic_window_summaries s ON s.run_id = f.run_id"
         f" JOIN (SELECT run_id, started_at, {RETRIEVER_ID_SQL} AS retriever_id FROM runs) r"
@@ -431,7 +435,9 @@ def traffic_figure_series(
         " AND (? IS NULL OR r.retriever_id = ?)"
         " QUALIFY row_number() OVER (PARTITION BY s.window_label, f.labeller, r.retriever_id"
         "  ORDER BY r.started_at DESC, r.run_id DESC) = 1"
-        " ORDER BY s.window_start, f.labeller LIMIT ?",
+        # The newest windows are kept when there are more than ``limit``.
+        " ORDER BY s.window_start DESC, f.labeller LIMIT ?"
+        ") ORDER BY window_start, labeller",
         [measure, source, labeller, labeller, retriever_id, retriever_id, limit],
     )
     series = []

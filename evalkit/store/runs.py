@@ -590,13 +590,19 @@ def get_run(store: Store, run_id: str) -> RunRecord:
 
 
 def list_runs(
-    store: Store, *, goldset: str | None = None, status: str | None = None, limit: int = 20
+    store: Store,
+    *,
+    goldset: str | None = None,
+    status: str | None = None,
+    kind: str | None = None,
+    limit: int = 20,
 ) -> list[RunRecord]:
-    """Stored runs, newest first."""
+    """Stored runs, newest first (of one goldset, status and kind when given)."""
     rows = store.fetch(
         f"SELECT {_RUN_COLUMNS} FROM runs WHERE (? IS NULL OR goldset_name = ?)"
-        " AND (? IS NULL OR status = ?) ORDER BY started_at DESC, run_id DESC LIMIT ?",
-        [goldset, goldset, status, status, limit],
+        " AND (? IS NULL OR status = ?) AND (? IS NULL OR kind = ?)"
+        " ORDER BY started_at DESC, run_id DESC LIMIT ?",
+        [goldset, goldset, status, status, kind, kind, limit],
     )
     return [_run_record(store, row) for row in rows]
 

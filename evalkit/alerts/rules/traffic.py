@@ -11,7 +11,11 @@ from pydantic import Field
 
 from evalkit.alerts.model import Signal
 from evalkit.alerts.rules.base import RuleContext, RuleKind, RuleParams
-from evalkit.drift.traffic_precision import watch_traffic_precision
+from evalkit.drift.traffic_precision import (
+    DEFAULT_MIN_EFFECT,
+    DEFAULT_MIN_JUDGED_SHARE,
+    watch_traffic_precision,
+)
 from evalkit.errors import ConfigError
 from evalkit.records import AlertSeverity
 from evalkit.store.alerts import has_tables
@@ -109,9 +113,11 @@ class TrafficPrecisionDropParams(RuleParams):
         default=None, description="The window the newest is tested against (default: the first)."
     )
     alpha: float = Field(default=0.05, gt=0, lt=1, description="Level of the window test.")
-    min_effect: float = Field(default=0.02, ge=0, description="Smallest drop that matters.")
+    min_effect: float = Field(
+        default=DEFAULT_MIN_EFFECT, ge=0, description="Smallest drop that matters."
+    )
     min_judged_share: float = Field(
-        default=0.8,
+        default=DEFAULT_MIN_JUDGED_SHARE,
         ge=0,
         le=1,
         description="Leave out windows whose top-k has less than this share of labels.",
