@@ -38,7 +38,7 @@ import numpy as np
 from evalkit.config import JudgeSettings
 from evalkit.goldset import load_goldset
 from evalkit.judging.assessor import RelevanceAssessor
-from evalkit.pipeline import evaluate_goldset, measure_agreement
+from evalkit.pipeline import CorpusTexts, evaluate_goldset, measure_agreement
 from evalkit.records import Query, QueryResult, ScoredDoc
 from evalkit.records.requests import AgreementRequest, GoldsetRunRequest, JudgingRequest
 from evalkit.store import Store
@@ -238,7 +238,7 @@ def main() -> int:
                     store,
                     "scifact",
                     assessor,
-                    corpus_path,
+                    CorpusTexts(corpus_path),
                     AgreementRequest(
                         sample=args.sample, tau_queries=args.tau_queries, resamples=2000
                     ),

@@ -292,7 +292,7 @@ def test_run_judge_holes_shows_filled_measures_beside_the_exact_ones(
         "--judge-holes", env=fresh_env(home),
     )  # fmt: skip
     assert refused.returncode == 2
-    assert "--judge-holes needs --corpus" in refused.stderr
+    assert "--judge-holes needs the documents' texts" in refused.stderr
     with grading_judge(GradingJudge(goldset.known())) as judge, systems_retriever() as url:
         done = run_evalkit(
             "run", "--goldset", "graded", "--http-retriever", f"{url}/good", "--k", "5",
@@ -660,3 +660,31 @@ def test_a_failed_pool_write_stops_judging_and_keeps_what_was_judged(tmp_path: P
     # The batch whose write failed is written once more on the way out, with what followed.
     assert stored > 0
     assert stored <= sent
+
+
+@pytest.mark.slow
+def test_texts_come_from_the_chroma_collection_as_from_the_corpus(
+    project: tuple[Path, GradedGoldset], tmp_path: Path
+) -> None:
+    root, goldset = project
+    home = copy_home(root, tmp_path)
+    env = fresh_env(home)
+    indexed = run_evalkit(
+        "index", "--corpus", str(goldset.corpus), "--collection", "graded", env=env
+    )
+    assert indexed.returncode == 0, indexed.stderr
+    listed = json.loads(run_evalkit("runs", "list", "--format", "json", env=env).stdout)
+    fair = next(run for run in listed if run["label"] == "fair")["run_id"]
+    neither = run_evalkit("judge", "holes", fair, env=env)
+    assert neither.returncode == 2
+    assert "--corpus FILE" in neither.stderr
+    assert "--collection NAME" in neither.stderr
+    outputs = {}
+    for source in (["--collection", "graded"], ["--corpus", str(goldset.corpus)]):
+        with grading_judge(GradingJudge(goldset.known())) as judge:
+            outputs[source[0]] = judge_cli(home, judge, "holes", fair, *source, "--k", "5")
+            requests = judge.requests
+        assert requests == (3 * len(goldset.queries) if source[0] == "--collection" else 0)
+    by_collection, by_corpus = outputs["--collection"], outputs["--corpus"]
+    assert by_collection["holes"] == by_corpus["holes"] == 3 * len(goldset.queries)
+    assert by_collection["filled"][0]["value"] == by_corpus["filled"][0]["value"]

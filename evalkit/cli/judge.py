@@ -24,11 +24,18 @@ from evalkit.records.requests import AGREEMENT_DEFAULTS, JUDGING_DEFAULTS
 
 if TYPE_CHECKING:
     from evalkit.judging.assessor import RelevanceAssessor
-    from evalkit.pipeline import HolesOutcome, JudgingOutcome, WindowEstimate, WindowJudging
+    from evalkit.pipeline import (
+        DocumentTexts,
+        HolesOutcome,
+        JudgingOutcome,
+        WindowEstimate,
+        WindowJudging,
+    )
     from evalkit.store.judging import StoredAgreement
 
 __all__ = [
     "build_assessor",
+    "document_texts",
     "judge_app",
     "print_holes",
     "print_window_estimate",
@@ -46,12 +53,24 @@ app.add_typer(judge_app, name="judge")
 
 Format = Annotated[OutputFormat, typer.Option("--format", help="table or json")]
 Corpus = Annotated[
-    Path,
+    Path | None,
     typer.Option(
         "--corpus",
-        help="The corpus the documents were indexed from (JSONL, BEIR or TREC), for their texts.",
+        help="The corpus the documents were indexed from (JSONL, BEIR or TREC), for their "
+        "texts; or give --collection.",
         exists=True,
     ),
+]
+TextsCollection = Annotated[
+    str | None,
+    typer.Option(
+        "--collection",
+        help="The Chroma collection that holds the documents' texts (embedded under the "
+        "home, or at --chroma-url); instead of --corpus.",
+    ),
+]
+TextsChromaUrl = Annotated[
+    str | None, typer.Option("--chroma-url", help="With --collection: a Chroma server's URL.")
 ]
 MaxJudgments = Annotated[
     int | None,
@@ -70,6 +89,23 @@ DryRun = Annotated[
     ),
 ]
 Depth = Annotated[int, typer.Option("--k", min=1, help="Depth of each ranking judged.")]
+
+
+def document_texts(
+    corpus: Path | None, collection: str | None, chroma_url: str | None = None
+) -> DocumentTexts:
+    """Where a judging command reads document texts: the corpus file or the collection."""
+    from evalkit.errors import ConfigError
+    from evalkit.pipeline import CollectionTexts, CorpusTexts
+
+    if (corpus is None) == (collection is None):
+        raise ConfigError(
+            "name where the documents' texts are: --corpus FILE (the corpus the index was "
+            "built from) or --collection NAME (the Chroma collection holding them), one of two"
+        )
+    if corpus is not None:
+        return CorpusTexts(corpus)
+    return CollectionTexts(settings(), str(collection), chroma_url)
 
 
 def build_assessor() -> RelevanceAssessor:
@@ -109,7 +145,9 @@ def agreement(
     goldset: Annotated[
         str, typer.Option("--goldset", help="The stored goldset whose judgments are compared.")
     ],
-    corpus: Corpus,
+    corpus: Corpus = None,
+    collection: TextsCollection = None,
+    chroma_url: TextsChromaUrl = None,
     sample: Annotated[
         int, typer.Option(min=1, help="Human-judged pairs drawn and judged.")
     ] = AGREEMENT_DEFAULTS.sample,
@@ -136,6 +174,7 @@ def agreement(
     from evalkit.pipeline import measure_agreement
     from evalkit.records.requests import AgreementRequest, JudgingRequest
 
+    texts = document_texts(corpus, collection, chroma_url)
     assessor = build_assessor()
     request = AgreementRequest(sample=sample, seed=seed, k=k, tau_queries=tau_queries)
     judging = JudgingRequest(max_judgments=max_judgments, dry_run=dry_run)
@@ -145,7 +184,7 @@ def agreement(
             CommandStore(purpose="judge agreement"),
             goldset,
             assessor,
-            corpus,
+            texts,
             request,
             judging=judging,
             progress=bar,
@@ -202,7 +241,9 @@ def _interval(value: float | None, low: float | None, high: float | None) -> str
 @judge_app.command("holes")
 def holes(
     run_id: Annotated[str, typer.Argument(help="A goldset run (a unique prefix is enough).")],
-    corpus: Corpus,
+    corpus: Corpus = None,
+    collection: TextsCollection = None,
+    chroma_url: TextsChromaUrl = None,
     k: Depth = JUDGING_DEFAULTS.k,
     max_judgments: MaxJudgments = JUDGING_DEFAULTS.max_judgments,
     dry_run: DryRun = False,
@@ -219,8 +260,9 @@ def holes(
     """
     from evalkit.pipeline import judge_run_holes
 
+    texts = document_texts(corpus, collection, chroma_url)
     _judge_a_run(
-        judge_run_holes, print_holes, "holes", run_id, corpus, k, max_judgments, dry_run, output
+        judge_run_holes, print_holes, "holes", run_id, texts, k, max_judgments, dry_run, output
     )
 
 
@@ -229,7 +271,7 @@ def _judge_a_run(
     show: Callable[[Any], None],
     what: str,
     run_id: str,
-    corpus: Path,
+    texts: DocumentTexts,
     k: int,
     max_judgments: int | None,
     dry_run: bool,
@@ -243,7 +285,7 @@ def _judge_a_run(
     enabled = output is OutputFormat.table and not dry_run
     with progress_bar(f"judging {what}", enabled=enabled) as bar:
         outcome = workflow(
-            CommandStore(purpose=f"judge {what}"), run_id, assessor, corpus, request, progress=bar
+            CommandStore(purpose=f"judge {what}"), run_id, assessor, texts, request, progress=bar
         )
     if output is OutputFormat.json:
         emit_json(outcome.to_dict())
@@ -360,7 +402,9 @@ def traffic(
     run_id: Annotated[
         str, typer.Argument(help="A traffic replay run (a unique prefix is enough).")
     ],
-    corpus: Corpus,
+    corpus: Corpus = None,
+    collection: TextsCollection = None,
+    chroma_url: TextsChromaUrl = None,
     k: Depth = JUDGING_DEFAULTS.k,
     max_judgments: MaxJudgments = JUDGING_DEFAULTS.max_judgments,
     dry_run: DryRun = False,
@@ -373,12 +417,13 @@ def traffic(
     """
     from evalkit.pipeline import judge_traffic_run
 
+    texts = document_texts(corpus, collection, chroma_url)
     _judge_a_run(
         judge_traffic_run,
         print_window_judging,
         "traffic",
         run_id,
-        corpus,
+        texts,
         k,
         max_judgments,
         dry_run,

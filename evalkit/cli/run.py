@@ -32,7 +32,7 @@ from evalkit.cli._retriever import (
 )
 from evalkit.cli._store import CommandStore, open_store
 from evalkit.cli.answers import print_answer_summaries
-from evalkit.cli.judge import build_assessor, print_holes
+from evalkit.cli.judge import build_assessor, document_texts, print_holes
 from evalkit.cli.runs import print_run
 from evalkit.errors import ConfigError
 from evalkit.records.requests import JUDGING_DEFAULTS, GoldsetRunRequest
@@ -100,7 +100,10 @@ def run(
     ] = False,
     corpus: Annotated[
         Path | None,
-        typer.Option(help="The corpus the index was built from, for --judge-holes' texts."),
+        typer.Option(
+            help="The corpus the index was built from, for --judge-holes' texts (default: "
+            "the --collection's stored documents)."
+        ),
     ] = None,
     max_judgments: Annotated[
         int | None,
@@ -134,8 +137,14 @@ def run(
     from evalkit.engines import RayEngine, check_engine
     from evalkit.retrievers.factory import build_retriever, query_embedder_ahead
 
-    if judge_holes and corpus is None:
-        raise ConfigError("--judge-holes needs --corpus: the corpus the index was built from")
+    if judge_holes and corpus is None and collection is None:
+        raise ConfigError(
+            "--judge-holes needs the documents' texts: --corpus (the corpus the index was built "
+            "from), or a --collection that holds them"
+        )
+    texts = (
+        document_texts(corpus, None if corpus else collection, chroma_url) if judge_holes else None
+    )
     assessor = build_assessor() if judge_holes else None
     config = settings()
     options = retriever_options(
@@ -200,7 +209,7 @@ def run(
         if embedder is not None:
             embedder.close()
     holes = None
-    if assessor is not None and corpus is not None:
+    if assessor is not None and texts is not None:
         from evalkit.pipeline import judge_run_holes
         from evalkit.records.requests import JudgingRequest
 
@@ -210,7 +219,7 @@ def run(
                 CommandStore("run", config=config),
                 outcome.run.run_id,
                 assessor,
-                corpus,
+                texts,
                 JudgingRequest(k=depth, max_judgments=max_judgments),
                 progress=bar,
             )

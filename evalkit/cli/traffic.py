@@ -328,7 +328,10 @@ def replay(
     ] = False,
     corpus: Annotated[
         Path | None,
-        typer.Option(help="The corpus the index was built from, for --judge's document texts."),
+        typer.Option(
+            help="The corpus the index was built from, for --judge's document texts (default: "
+            "the --collection's stored documents)."
+        ),
     ] = None,
     max_judgments: Annotated[
         int | None,
@@ -354,7 +357,12 @@ def replay(
     Example: evalkit traffic replay --window 2026-11-21 --collection support-kb --where-key tenant
     --k 10 --format json
     """
-    from evalkit.cli.judge import build_assessor, print_window_estimate, print_window_judging
+    from evalkit.cli.judge import (
+        build_assessor,
+        document_texts,
+        print_window_estimate,
+        print_window_judging,
+    )
     from evalkit.errors import ConfigError, EvalkitError, NotFoundError, StoreError
     from evalkit.pipeline import (
         estimate_traffic_run,
@@ -391,8 +399,12 @@ def replay(
         answers=answers,
         batch_size=config.query_batch_size,
     )
-    if judge and corpus is None:
-        raise ConfigError("--judge needs --corpus: the corpus the index was built from")
+    if judge and corpus is None and collection is None:
+        raise ConfigError(
+            "--judge needs the documents' texts: --corpus (the corpus the index was built "
+            "from), or a --collection that holds them"
+        )
+    texts = document_texts(corpus, None if corpus else collection, chroma_url) if judge else None
     # Before the store is opened, so a judge misconfiguration is reported first.
     setup = prepare_traffic_replay(request, config)
     assessor = build_assessor() if judge else None
@@ -409,13 +421,13 @@ def replay(
                 store, chosen, retriever, request, setup=setup, progress=bar, close_retriever=True
             )
     judged = None
-    if assessor is not None and corpus is not None:
+    if assessor is not None and texts is not None:
         with progress_bar("judging the window", enabled=output is OutputFormat.table) as bar:
             judged = judge_traffic_run(
                 CommandStore(purpose="traffic replay"),
                 outcome.run.run_id,
                 assessor,
-                corpus,
+                texts,
                 JudgingRequest(k=k, max_judgments=max_judgments),
                 progress=bar,
             )

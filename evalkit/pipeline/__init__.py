@@ -45,7 +45,15 @@ from evalkit.pipeline.gate import (
 from evalkit.pipeline.gate import gate_reports as gate_reports
 from evalkit.pipeline.goldset import evaluate_query_table, resolve_goldset
 from evalkit.pipeline.goldset_run import evaluate_goldset
-from evalkit.pipeline.judge_pool import JudgingOutcome, JudgingPlan, corpus_texts, judge_pairs
+from evalkit.pipeline.judge_pool import (
+    CollectionTexts,
+    CorpusTexts,
+    DocumentTexts,
+    JudgingOutcome,
+    JudgingPlan,
+    corpus_texts,
+    judge_pairs,
+)
 from evalkit.pipeline.judging import (
     AgreementOutcome,
     HolesOutcome,
@@ -76,6 +84,9 @@ __all__ = [
     "GATE_EXIT_CODES",
     "AgreementOutcome",
     "AuditOutcome",
+    "CollectionTexts",
+    "CorpusTexts",
+    "DocumentTexts",
     "DriftOutcome",
     "GateOutcome",
     "GatePolicy",

@@ -1,6 +1,6 @@
 """The judged pool as the judging workflows share it: judge pairs through the cache and the
 budget, storing each judgment within a second of arriving, and read document texts from a
-corpus.
+corpus file or a Chroma collection.
 
 ``judge_pairs``: pairs the judged pool holds already cost nothing, at most
 ``max_judgments`` new pairs are sent, and each judgment is stored within a second of
@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -28,7 +28,13 @@ from evalkit.records.requests import JudgingRequest
 from evalkit.store.access import WriterAccess
 from evalkit.store.judging import load_pool, save_assessments
 
+if TYPE_CHECKING:
+    from evalkit.config import Settings
+
 __all__ = [
+    "CollectionTexts",
+    "CorpusTexts",
+    "DocumentTexts",
     "JudgingOutcome",
     "JudgingPlan",
     "Key",
@@ -45,6 +51,11 @@ _FLUSH_EVERY = 256
 _FLUSH_SECONDS = 1.0
 
 
+DocumentTexts = Callable[[Iterable[str]], dict[str, str]]
+"""Where the judging workflows read document texts: given document ids, the texts of those
+it has (``CorpusTexts``, ``CollectionTexts``)."""
+
+
 def corpus_texts(path: Path | str, doc_ids: Iterable[str]) -> dict[str, str]:
     """The texts (title and body) of ``doc_ids`` found in the corpus at ``path``, read in
     one pass that keeps only those documents."""
@@ -58,6 +69,57 @@ def corpus_texts(path: Path | str, doc_ids: Iterable[str]) -> dict[str, str]:
             if len(texts) == len(wanted):
                 break
     return texts
+
+
+@dataclass(frozen=True, slots=True)
+class CorpusTexts:
+    """Document texts from the corpus file the index was built from (any format
+    ``evalkit index`` reads)."""
+
+    path: Path
+
+    def __call__(self, doc_ids: Iterable[str]) -> dict[str, str]:
+        return corpus_texts(self.path, doc_ids)
+
+
+_CHROMA_PAGE = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class CollectionTexts:
+    """Document texts as a Chroma collection stores them (what ``evalkit index`` wrote, or
+    the user's own collection): embedded under the settings' home, or at ``chroma_url``."""
+
+    settings: Settings
+    collection: str
+    chroma_url: str | None = None
+
+    def __call__(self, doc_ids: Iterable[str]) -> dict[str, str]:
+        # Chroma is a heavy optional dependency: loaded only when a collection is read.
+        from evalkit.retrievers.chroma_client import (
+            close_client,
+            get_collection,
+            open_chroma_client,
+        )
+
+        wanted = sorted(set(doc_ids))
+        url = self.chroma_url or self.settings.chroma_url
+        client = open_chroma_client(
+            path=None if url else self.settings.resolved_chroma_path, url=url
+        )
+        texts: dict[str, str] = {}
+        try:
+            collection = get_collection(client, self.collection)
+            for start in range(0, len(wanted), _CHROMA_PAGE):
+                page = collection.get(
+                    ids=wanted[start : start + _CHROMA_PAGE], include=["documents"]
+                )
+                for doc_id, text in zip(page["ids"], page["documents"] or [], strict=False):
+                    if text is not None:
+                        texts[str(doc_id)] = str(text)
+        finally:
+            close_client(client)
+        return texts
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,13 +3,13 @@ human judgments, and fill a goldset run's holes (top-k documents the goldset nev
 with the assessor's grades, beside the exact figures.
 
 Both judge through ``judge_pool.judge_pairs`` (cached, budgeted, stored as it goes);
-document texts come from the corpus file the documents were indexed from.
+document texts come from the corpus file the documents were indexed from, or the Chroma
+collection that holds them (``judge_pool.DocumentTexts``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,7 +20,13 @@ from evalkit.judging.agreement import kendall_tau, weighted_kappa_interval
 from evalkit.judging.assessor import RelevanceAssessor
 from evalkit.judging.records import JudgePair
 from evalkit.metrics import Evaluator
-from evalkit.pipeline.judge_pool import JudgingOutcome, Progress, corpus_texts, judge_pairs, top_k
+from evalkit.pipeline.judge_pool import (
+    DocumentTexts,
+    JudgingOutcome,
+    Progress,
+    judge_pairs,
+    top_k,
+)
 from evalkit.records import Judgment
 from evalkit.records.requests import AgreementRequest, JudgingRequest
 from evalkit.store.access import WriterAccess
@@ -63,7 +69,7 @@ def measure_agreement(
     access: WriterAccess,
     goldset_name: str,
     assessor: RelevanceAssessor,
-    corpus: Path | str,
+    texts: DocumentTexts,
     request: AgreementRequest,
     *,
     judging: JudgingRequest,
@@ -78,7 +84,7 @@ def measure_agreement(
     relevant documents) gets as many retrieved but unjudged documents of the same queries
     from its newest run, counted as not relevant as trec_eval counts them (said in the
     details), so that kappa can tell agreement from chance. Document texts come from
-    ``corpus``; pairs whose document it lacks are left out and counted.
+    ``texts``; pairs whose document it lacks are left out and counted.
     """
     with access.writer("judge agreement") as store:
         goldset = load_stored_goldset(store, goldset_name)
@@ -133,7 +139,7 @@ def measure_agreement(
             for doc_id in ranking.get(query_id, [])
         }
     )
-    documents = corpus_texts(corpus, {doc for _, doc in kappa_pairs + tau_pairs})
+    documents = texts({doc for _, doc in kappa_pairs + tau_pairs})
     pairs = {
         (query_id, doc_id): JudgePair(
             texts_of[query_id], doc_id, documents[doc_id], query_id=query_id
@@ -154,7 +160,7 @@ def measure_agreement(
         if not outcome.plan.n_to_judge:
             raise ConfigError(
                 "no sampled pair could be judged: none is in the judged pool and none was sent "
-                "(the documents are missing from --corpus, or --max-judgments is 0)"
+                "(the documents are missing from the corpus or collection, or --max-judgments is 0)"
             )
         reasons = ", ".join(f"{k} {n}" for k, n in outcome.unjudged.items())
         raise JudgeError(
@@ -269,7 +275,7 @@ def judge_run_holes(
     access: WriterAccess,
     run_id: str,
     assessor: RelevanceAssessor,
-    corpus: Path | str,
+    texts: DocumentTexts,
     request: JudgingRequest,
     *,
     assessor_threshold: int = 2,
@@ -324,7 +330,7 @@ def judge_run_holes(
         if queries
         else 0.0
     )
-    documents = corpus_texts(corpus, {doc for _, doc in holes})
+    documents = texts({doc for _, doc in holes})
     pairs = {
         hole: JudgePair(texts_of[hole[0]], hole[1], documents[hole[1]], query_id=hole[0])
         for hole in holes

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,7 +24,13 @@ from evalkit.judging.assessor import RelevanceAssessor
 from evalkit.judging.estimate import PrecisionEstimate, estimate_precision, fit_calibration
 from evalkit.judging.records import JudgePair
 from evalkit.judging.window import NO_DOCUMENT, UNLABELLED, labelled_figures
-from evalkit.pipeline.judge_pool import JudgingOutcome, Progress, corpus_texts, judge_pairs, top_k
+from evalkit.pipeline.judge_pool import (
+    DocumentTexts,
+    JudgingOutcome,
+    Progress,
+    judge_pairs,
+    top_k,
+)
 from evalkit.records.requests import JudgingRequest
 from evalkit.store.access import WriterAccess
 from evalkit.store.goldsets import load_stored_goldset
@@ -123,7 +128,7 @@ def judge_traffic_run(
     access: WriterAccess,
     run_id: str,
     assessor: RelevanceAssessor,
-    corpus: Path | str,
+    texts: DocumentTexts,
     request: JudgingRequest,
     *,
     assessor_threshold: int = 2,
@@ -156,7 +161,7 @@ def judge_traffic_run(
     wanted = {
         (q, d) for rankings in (replayed, logged) for q, docs in rankings.items() for d in docs
     }
-    documents = corpus_texts(corpus, {doc for _, doc in wanted})
+    documents = texts({doc for _, doc in wanted})
     pairs = {
         (query_id, doc_id): JudgePair(
             texts_of[query_id], doc_id, documents[doc_id], query_id=query_id

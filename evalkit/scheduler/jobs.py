@@ -57,6 +57,9 @@ from evalkit.engines import RayEngine
 from evalkit.errors import ConfigError, EvalkitError, NotFoundError, StoreError
 from evalkit.judging.assessor import RelevanceAssessor
 from evalkit.pipeline import (
+    CollectionTexts,
+    CorpusTexts,
+    DocumentTexts,
     audit_collection,
     check_drift_metric,
     check_drift_queries,
@@ -468,7 +471,9 @@ class TrafficParams(RetrieverParams, _IngestParams):
         "store the window's judged precision, nDCG and hit rate (needs `corpus`).",
     )
     corpus: Path | None = Field(
-        default=None, description="The corpus the index was built from, for `judge`'s texts."
+        default=None,
+        description="The corpus the index was built from, for `judge`'s texts (default: the "
+        "job's collection's stored documents).",
     )
     max_judgments: int | None = Field(
         default=JUDGING_DEFAULTS.max_judgments,
@@ -483,9 +488,18 @@ class TrafficParams(RetrieverParams, _IngestParams):
 
     @model_validator(mode="after")
     def _judge_needs_a_corpus(self) -> Self:
-        if self.judge and self.corpus is None:
-            raise ValueError("judge = true needs corpus: the corpus the index was built from")
+        if self.judge and self.corpus is None and self.collection is None:
+            raise ValueError(
+                "judge = true needs corpus (the corpus the index was built from) or a "
+                "collection that holds the documents"
+            )
         return self
+
+    def document_texts(self, settings: Settings) -> DocumentTexts:
+        """Where ``judge`` reads document texts: ``corpus``, else the job's collection."""
+        if self.corpus is not None:
+            return CorpusTexts(self.corpus)
+        return CollectionTexts(settings, str(self.collection), self.chroma_url)
 
     @property
     def needs_retriever(self) -> bool:
@@ -554,13 +568,13 @@ def _traffic(ctx: JobContext, params: TrafficParams) -> JobOutcome:
     if params.answers:
         scored = replayed.answers
         summary["answers"] = scored.to_dict(per_item=False) if scored else None
-    if assessor is not None and params.corpus is not None:
+    if assessor is not None:
         ctx.check_cancelled()
         judged = judge_traffic_run(
             store,
             run.run_id,
             assessor,
-            params.corpus,
+            params.document_texts(ctx.settings),
             JudgingRequest(k=params.k, max_judgments=params.max_judgments),
             progress=ctx.progress,
         )
