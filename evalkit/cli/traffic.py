@@ -667,37 +667,26 @@ def _summary_value(entry: dict[str, Any], name: str) -> object:
 
 def _judged_figures(store: Store, run_ids: list[str]) -> list[JudgedFigure]:
     """A window's figures from assessor labels: per assessor, source and measure, that of the
-    newest replay judged (``run_ids`` newest first), as the traffic precision checks read
-    them; one assessor's figures are never merged with another's."""
-    from evalkit.store.judging import run_figures
+    newest replay judged (``run_ids`` newest first), whichever retriever replayed it, as the
+    row's summary is the newest replay's; one assessor's figures are never merged with
+    another's."""
+    from evalkit.store.judging import ASSESSOR_SOURCES, run_figures
 
     stored = [figure for run_id in run_ids for figure in run_figures(store, run_id)]
-    if not stored:
-        return []
-    # Only now: the pipeline package takes a second to import.
-    from evalkit.pipeline.traffic_labels import ASSESSOR_SOURCE, LOGGED_SOURCE
-
     chosen: dict[tuple[str, str, str], JudgedFigure] = {}
     for figure in stored:
-        if figure.source in (ASSESSOR_SOURCE, LOGGED_SOURCE):
+        if figure.source in ASSESSOR_SOURCES:
             chosen.setdefault((figure.labeller, figure.source, figure.measure), figure)
     return [chosen[key] for key in sorted(chosen)]
 
 
 def _agreements(store: Store, judged: dict[str, list[JudgedFigure]]) -> dict[str, StoredAgreement]:
     """The stored agreements ``judged``'s figures were computed under, by agreement id."""
-    from evalkit.store.judging import list_agreements
+    from evalkit.store.judging import agreements_by_id
 
-    wanted = {f.agreement_id for figures in judged.values() for f in figures if f.agreement_id}
-    assessors = sorted(
-        {f.labeller for figures in judged.values() for f in figures if f.agreement_id}
+    return agreements_by_id(
+        store, {f.agreement_id for figures in judged.values() for f in figures if f.agreement_id}
     )
-    return {
-        agreement.agreement_id: agreement
-        for assessor in assessors
-        for agreement in list_agreements(store, assessor=assessor, limit=10_000)
-        if agreement.agreement_id in wanted
-    }
 
 
 def _agreement_summary(agreement_id: str | None, agreements: dict[str, StoredAgreement]) -> str:
@@ -711,9 +700,7 @@ def _agreement_summary(agreement_id: str | None, agreements: dict[str, StoredAgr
 
 def _replayed_precision(figures: list[JudgedFigure]) -> list[JudgedFigure]:
     """The precision@k figures of the replayed top-k, one per assessor and depth."""
-    if not figures:
-        return []
-    from evalkit.pipeline.traffic_labels import ASSESSOR_SOURCE
+    from evalkit.store.judging import ASSESSOR_SOURCE
 
     return [
         figure

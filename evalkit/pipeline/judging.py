@@ -32,6 +32,7 @@ from evalkit.records.requests import AgreementRequest, JudgingRequest
 from evalkit.store.access import WriterAccess
 from evalkit.store.goldsets import load_stored_goldset
 from evalkit.store.judging import (
+    HOLES_SOURCE,
     JudgedFigure,
     StoredAgreement,
     latest_agreement,
@@ -266,9 +267,6 @@ class HolesOutcome:
             "judging": self.judging.to_dict(),
             "agreement": None if self.agreement is None else self.agreement.to_dict(),
         }
-
-
-HOLES_SOURCE = "holes_filled"
 
 
 def judge_run_holes(

@@ -34,7 +34,15 @@ from evalkit.pipeline.judge_pool import (
 from evalkit.records.requests import JudgingRequest
 from evalkit.store.access import WriterAccess
 from evalkit.store.goldsets import load_stored_goldset
-from evalkit.store.judging import JudgedFigure, StoredAgreement, latest_agreement, save_run_figures
+from evalkit.store.judging import (
+    ASSESSOR_SOURCE,
+    ESTIMATE_SOURCE,
+    LOGGED_SOURCE,
+    JudgedFigure,
+    StoredAgreement,
+    latest_agreement,
+    save_run_figures,
+)
 from evalkit.store.runs import RunRecord, get_run, list_runs, run_queries, run_results
 from evalkit.store.store import Store
 from evalkit.store.traffic import (
@@ -54,10 +62,6 @@ __all__ = [
     "estimate_traffic_run",
     "judge_traffic_run",
 ]
-
-
-ASSESSOR_SOURCE = "assessor"
-LOGGED_SOURCE = "assessor_logged"
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,9 +224,6 @@ def judge_traffic_run(
         judging=outcome,
         agreement=agreement,
     )
-
-
-ESTIMATE_SOURCE = "estimate"
 
 
 @dataclass(frozen=True, slots=True)

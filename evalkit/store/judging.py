@@ -38,10 +38,16 @@ if TYPE_CHECKING:
     from evalkit.store.store import Store
 
 __all__ = [
+    "ASSESSOR_SOURCE",
+    "ASSESSOR_SOURCES",
+    "ESTIMATE_SOURCE",
+    "HOLES_SOURCE",
+    "LOGGED_SOURCE",
     "JudgedFigure",
     "PoolGrade",
     "StoredAgreement",
     "WindowFigure",
+    "agreements_by_id",
     "latest_agreement",
     "list_agreements",
     "load_pool",
@@ -53,6 +59,17 @@ __all__ = [
     "save_run_figures",
     "traffic_figure_series",
 ]
+
+
+ASSESSOR_SOURCE = "assessor"
+"""A traffic window's replayed top-k labelled by the assessor."""
+LOGGED_SOURCE = "assessor_logged"
+"""The top-k production logged for a window's queries, labelled by the assessor."""
+ASSESSOR_SOURCES: tuple[str, ...] = (ASSESSOR_SOURCE, LOGGED_SOURCE)
+ESTIMATE_SOURCE = "estimate"
+"""A window's precision estimated from calibrated scores."""
+HOLES_SOURCE = "holes_filled"
+"""A goldset run's measures with its unjudged top-k labelled by the assessor."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,6 +304,18 @@ def list_agreements(
         [assessor, assessor, goldset, goldset, limit],
     )
     return [_agreement(row) for row in rows]
+
+
+def agreements_by_id(store: Store, agreement_ids: Iterable[str]) -> dict[str, StoredAgreement]:
+    """The stored agreements among ``agreement_ids``, by id (ids not stored are absent)."""
+    wanted = sorted(set(agreement_ids))
+    if not wanted:
+        return {}
+    rows = store.fetch(
+        f"SELECT {_AGREEMENT_COLUMNS} FROM judge_agreements WHERE list_contains(?, agreement_id)",
+        [wanted],
+    )
+    return {row[0]: _agreement(row) for row in rows}
 
 
 def latest_agreement(store: Store, assessor: str) -> StoredAgreement | None:

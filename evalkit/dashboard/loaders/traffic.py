@@ -12,11 +12,10 @@ from evalkit.dashboard.loaders.shared import has_area
 from evalkit.store import Store
 from evalkit.store.dashboard import traffic as sql
 from evalkit.store.dashboard.shared import existing_tables
-from evalkit.store.judging import list_agreements
+from evalkit.store.judging import agreements_by_id
 
 __all__ = ["TrafficData", "traffic"]
 
-AGREEMENTS_PER_ASSESSOR = 10_000
 """Agreements read per assessor to find those the judged figures were computed under."""
 
 
@@ -76,11 +75,8 @@ def traffic(store: Store, *, windows: int = 30) -> TrafficData:
 
 def _agreement_summaries(store: Store, judged: pd.DataFrame) -> dict[str, str]:
     """``StoredAgreement.summary()`` of each agreement ``judged``'s figures name, by id."""
-    named = judged[judged["agreement_id"].notna()]
-    wanted = set(named["agreement_id"].astype(str))
+    named = judged["agreement_id"].dropna().astype(str)
     return {
-        agreement.agreement_id: agreement.summary()
-        for assessor in sorted(set(named["labeller"].astype(str)))
-        for agreement in list_agreements(store, assessor=assessor, limit=AGREEMENTS_PER_ASSESSOR)
-        if agreement.agreement_id in wanted
+        agreement_id: agreement.summary()
+        for agreement_id, agreement in agreements_by_id(store, set(named)).items()
     }

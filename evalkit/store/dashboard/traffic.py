@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from evalkit.store.dashboard.shared import RETRIEVER_SQL, read_frame
+from evalkit.store.judging import ASSESSOR_SOURCES
 
 if TYPE_CHECKING:
     from evalkit.store.store import Store
 
 __all__ = [
-    "ASSESSOR_SOURCES",
     "traffic_judged_frame",
     "traffic_record_count",
     "traffic_tenants_frame",
@@ -106,11 +106,6 @@ def traffic_volume_frame(
             [end for _, _, end in windows],
         ],
     )
-
-
-ASSESSOR_SOURCES: tuple[str, ...] = ("assessor", "assessor_logged")
-"""The sources of ``judged_run_figures`` whose labels an LLM assessor made on a traffic window
-(``evalkit.pipeline.traffic_labels``): the replayed top-k and the top-k production logged."""
 
 
 def traffic_judged_frame(
