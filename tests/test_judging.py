@@ -408,6 +408,20 @@ def write_poor_traffic_log(folder: Path, goldset: GradedGoldset) -> Path:
     )
 
 
+def sampled_traffic(home: Path, goldset: GradedGoldset, folder: Path, *, n: int) -> dict[str, str]:
+    """Ingest ``write_poor_traffic_log``'s day into ``home`` and sample ``n`` of its queries
+    (seed 3); the environment of commands on that store."""
+    env = fresh_env(home)
+    logs = write_poor_traffic_log(folder, goldset)
+    for step in (
+        ("traffic", "ingest", str(logs)),
+        ("traffic", "sample", "--window", "2026-11-21", "--n", str(n), "--seed", "3"),
+    ):
+        done = run_evalkit(*step, env=env)
+        assert done.returncode == 0, done.stderr
+    return env
+
+
 @pytest.mark.slow
 def test_a_traffic_window_carries_judged_figures_with_intervals_and_the_agreement(
     project: tuple[Path, GradedGoldset], tmp_path: Path
@@ -415,14 +429,7 @@ def test_a_traffic_window_carries_judged_figures_with_intervals_and_the_agreemen
     root, goldset = project
     home = copy_home(root, tmp_path)
     # Production logged the "poor" system's rankings; the replay asks the "best" system.
-    logs = write_poor_traffic_log(tmp_path, goldset)
-    env = fresh_env(home)
-    for step in (
-        ("traffic", "ingest", str(logs)),
-        ("traffic", "sample", "--window", "2026-11-21", "--n", "40", "--seed", "3"),
-    ):
-        done = run_evalkit(*step, env=env)
-        assert done.returncode == 0, done.stderr
+    sampled_traffic(home, goldset, tmp_path, n=40)
     with grading_judge(GradingJudge(goldset.known())) as judge, systems_retriever() as url:
         args = ["agreement", "--goldset", "graded", "--corpus", str(goldset.corpus),
                 "--sample", "60", "--k", "5", "--tau-queries", "10"]  # fmt: skip
@@ -474,13 +481,7 @@ def test_a_traffic_window_is_estimated_without_labels_from_a_goldset_run_of_its_
 ) -> None:
     root, goldset = project
     home = copy_home(root, tmp_path)
-    env = fresh_env(home)
-    logs = write_poor_traffic_log(tmp_path, goldset)
-    for step in (
-        ("traffic", "ingest", str(logs)),
-        ("traffic", "sample", "--window", "2026-11-21", "--n", "40", "--seed", "3"),
-    ):
-        assert run_evalkit(*step, env=env).returncode == 0
+    env = sampled_traffic(home, goldset, tmp_path, n=40)
     with systems_retriever() as url:
         replay = run_evalkit(
             "traffic", "replay", "--window", "2026-11-21", "--http-retriever", f"{url}/good",
@@ -519,13 +520,7 @@ def test_traffic_replay_estimate_says_why_there_is_none_and_stores_one_when_it_c
 ) -> None:
     root, goldset = project
     home = copy_home(root, tmp_path)
-    env = fresh_env(home)
-    logs = write_poor_traffic_log(tmp_path, goldset)
-    for step in (
-        ("traffic", "ingest", str(logs)),
-        ("traffic", "sample", "--window", "2026-11-21", "--n", "30", "--seed", "3"),
-    ):
-        assert run_evalkit(*step, env=env).returncode == 0
+    env = sampled_traffic(home, goldset, tmp_path, n=30)
     with systems_retriever() as url:
         replay = ["traffic", "replay", "--window", "2026-11-21", "--http-retriever",
                   f"{url}/best", "--k", "5", "--embed-sample", "0", "--no-answers",
