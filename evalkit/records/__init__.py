@@ -9,7 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-__all__ = ["AlertSeverity", "Document", "Judgment", "Query", "QueryResult", "ScoredDoc"]
+__all__ = [
+    "AlertSeverity",
+    "Document",
+    "Judgment",
+    "Query",
+    "QueryResult",
+    "ScoredDoc",
+    "Span",
+]
 
 
 class AlertSeverity(StrEnum):
@@ -38,22 +46,48 @@ class Query:
 
 
 @dataclass(frozen=True, slots=True)
+class Span:
+    """Where in a source document a judged passage stands, so that the judgment outlives the
+    chunking: ``source_id`` names the source (the document before it was split into chunks),
+    ``start``/``end`` are character offsets into its text (``end`` exclusive) and ``text`` is
+    the quoted passage. A span names its source and at least the offsets or the text."""
+
+    source_id: str
+    start: int | None = None
+    end: int | None = None
+    text: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Judgment:
-    """A graded judgment: ``relevance`` >= 0; relevant when >= the threshold (default 1)."""
+    """A graded judgment: ``relevance`` >= 0; relevant when >= the threshold (default 1).
+
+    ``span``, when set, anchors the judgment to the passage of its source that it grades, as
+    well as to ``doc_id`` (the chunk the retriever returns); ``evalkit goldset remap`` maps
+    span-anchored judgments onto the chunks of a re-chunked corpus.
+    """
 
     query_id: str
     doc_id: str
     relevance: int
+    span: Span | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Document:
-    """A corpus document to index."""
+    """A corpus document to index.
+
+    A chunk of a longer source may say which: ``source_id`` and the character offsets
+    ``start``/``end`` (``end`` exclusive) of ``text`` in the source's text.
+    """
 
     id: str
     text: str
     title: str = ""
     metadata: dict[str, str | int | float | bool] = field(default_factory=dict)
+    source_id: str | None = None
+    start: int | None = None
+    end: int | None = None
 
     @property
     def content(self) -> str:

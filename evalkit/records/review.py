@@ -1,0 +1,87 @@
+"""Records of the review queue: draft goldset items waiting for people, and their reviews."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+from evalkit.records import Query, Span
+
+__all__ = [
+    "REVIEW_GRADES",
+    "ReviewDocument",
+    "ReviewItem",
+    "ReviewOrigin",
+    "ReviewRecord",
+    "Verdict",
+]
+
+REVIEW_GRADES = (0, 1, 2, 3)
+"""The grades a reviewer gives: 0 not relevant, 1 related, 2 relevant, 3 highly relevant."""
+
+
+class ReviewOrigin(StrEnum):
+    """Where a draft item came from."""
+
+    traffic = "traffic"
+    """Promoted production traffic (``evalkit traffic promote``)."""
+    generated = "generated"
+    """A question generated from the corpus (``evalkit goldset generate``)."""
+    disagreement = "disagreement"
+    """A goldset judgment an LLM assessor graded differently."""
+
+
+class Verdict(StrEnum):
+    """A reviewer's decision on an item."""
+
+    accept = "accept"
+    reject = "reject"
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewDocument:
+    """One document a reviewer grades for an item: its id, what to read, and the grade
+    suggested so far (by the generator, an assessor or a human judgment) with who suggested
+    it."""
+
+    doc_id: str
+    text: str = ""
+    suggested_grade: int | None = None
+    suggested_by: str | None = None
+    span: Span | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewItem:
+    """A draft goldset item: a query for goldset ``goldset`` and the documents to grade.
+
+    ``priority`` orders the queue (highest first: what a review would change most);
+    ``reason`` says why in words; ``provenance`` keeps where it came from (generator model and
+    prompt version, traffic window, assessor).
+    """
+
+    item_id: str
+    goldset: str
+    origin: ReviewOrigin
+    query: Query
+    documents: tuple[ReviewDocument, ...]
+    priority: float = 0.0
+    reason: str = ""
+    provenance: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewRecord:
+    """One reviewer's review of one item: a verdict, a grade per document (0-3), and the
+    question as edited (``None`` when kept as it was). Reviews are never overwritten: a
+    reviewer who reviews again adds a newer record."""
+
+    item_id: str
+    reviewer: str
+    verdict: Verdict
+    grades: Mapping[str, int]
+    reviewed_at: datetime
+    question: str | None = None
+    note: str = ""
