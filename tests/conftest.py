@@ -17,7 +17,27 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# Session-scoped servers that one pytest-xdist worker starts for every test needing them
+# (make test runs the suite on several workers): a test file using one joins its group.
+SHARED_SERVER_FIXTURES = ("ray_cluster", "postgres_server")
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Group tests for ``--dist loadgroup``: each test file stays on one worker, so that its
+    module-scoped fixtures are built once, and the files that share a heavy server (a Ray
+    cluster, PostgreSQL) share a worker, so that the server starts once per run."""
+    file_group: dict[str, str] = {}
+    for item in items:
+        fixtures = getattr(item, "fixturenames", ())
+        server = next((name for name in SHARED_SERVER_FIXTURES if name in fixtures), None)
+        if server is not None:
+            file_group[item.path.name] = server
+    for item in items:
+        group = file_group.get(item.path.name, item.path.name)
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")
