@@ -1,4 +1,8 @@
-"""``evalkit dashboard``: the Streamlit dashboard over the configured store, read-only."""
+"""``evalkit dashboard``: the Streamlit dashboard over the configured store.
+
+It reads the store; the review queue's page also writes reviews, unless the dashboard is
+read-only (``--read-only``, the default when it listens beyond loopback).
+"""
 
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ import typer
 
 from evalkit.cli._app import app
 from evalkit.cli._output import OutputFormat, console, emit_json, err_console, key_values, settings
+from evalkit.config import DASHBOARD_READ_ONLY_ENV
 from evalkit.errors import ConfigError
 from evalkit.extras import require_all
 
@@ -91,16 +96,27 @@ def dashboard(
             "a copy of your own to run a modified dashboard).",
         ),
     ] = None,
+    read_only: Annotated[
+        bool | None,
+        typer.Option(
+            "--read-only/--allow-reviews",
+            help="--read-only: the review queue is shown but not written. Default: read-only "
+            "when --host is not a loopback address (the dashboard has no login), reviews "
+            "allowed on loopback.",
+        ),
+    ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print what would be started, then exit.")
     ] = False,
     output: Format = OutputFormat.table,
 ) -> None:
-    """Serve the dashboard (Streamlit) over the configured store, read-only.
+    """Serve the dashboard (Streamlit) over the configured store.
 
     The store is the one every command uses (--home, EVALKIT_HOME, EVALKIT_STORE_PATH or
-    evalkit.toml); the dashboard never writes to it and waits for writers such as
-    `evalkit serve`. Stop it with Ctrl-C.
+    evalkit.toml); the dashboard reads it and waits for writers such as `evalkit serve`.
+    Its one write is a review saved in the review queue, in a short transaction under the
+    store's writer lock; --read-only (the default beyond loopback) turns that off. Stop it
+    with Ctrl-C.
 
     Example: evalkit --home .evalkit dashboard --port 8501
     """
@@ -109,10 +125,14 @@ def dashboard(
     app_file = locate_app(app_path)
     command = dashboard_command(app_file, host=host, port=port)
     shown_host = f"[{host}]" if ":" in host else host
+    from evalkit.net import is_loopback
+
+    reviews_read_only = not is_loopback(host) if read_only is None else read_only
     info: dict[str, Any] = {
         "url": f"http://{shown_host}:{port}/",
         "store": str(store_path),
         "store_exists": store_path.is_file(),
+        "read_only": reviews_read_only,
         "app": str(app_file),
         "command": command,
     }
@@ -120,7 +140,14 @@ def dashboard(
         emit_json(info)
     else:
         console.print(
-            key_values("dashboard", {"url": info["url"], "store (read-only)": info["store"]})
+            key_values(
+                "dashboard",
+                {
+                    "url": info["url"],
+                    "store": info["store"],
+                    "reviews": "read-only" if reviews_read_only else "saved to the store",
+                },
+            )
         )
         if not info["store_exists"]:
             err_console.print(
@@ -128,8 +155,6 @@ def dashboard(
                 "create one (`make demo`)",
                 markup=False,
             )
-    from evalkit.net import is_loopback
-
     if not is_loopback(host):
         err_console.print(
             f"warning: listening on {host}: anyone who can reach this address can read the "
@@ -138,7 +163,12 @@ def dashboard(
         )
     if dry_run:
         return
-    process = subprocess.Popen(command, env={**os.environ, STORE_ENV: str(store_path)})
+    child_env = {
+        **os.environ,
+        STORE_ENV: str(store_path),
+        DASHBOARD_READ_ONLY_ENV: "1" if reviews_read_only else "0",
+    }
+    process = subprocess.Popen(command, env=child_env)
     code = run_child(process)
     if code:
         raise typer.Exit(code)

@@ -27,6 +27,7 @@ from evalkit.config.scheduler import JobConfig, SchedulerSettings
 from evalkit.config.settings import Settings, load_settings, parse_settings
 from evalkit.config.sources import (
     CONFIG_FILE_ENV,
+    DASHBOARD_READ_ONLY_ENV,
     DEFAULT_CONFIG_FILE,
     config_file_path,
     field_problems,
@@ -35,6 +36,7 @@ from evalkit.config.types import NAME_PATTERN, Duration, format_duration, parse_
 
 __all__ = [
     "CONFIG_FILE_ENV",
+    "DASHBOARD_READ_ONLY_ENV",
     "DEFAULT_CONFIG_FILE",
     "NAME_PATTERN",
     "AlertsSettings",

@@ -23,6 +23,7 @@ from evalkit.errors import ConfigError
 
 __all__ = [
     "CONFIG_FILE_ENV",
+    "DASHBOARD_READ_ONLY_ENV",
     "DEFAULT_CONFIG_FILE",
     "ENV_PREFIX",
     "JUDGE_ENV_PREFIX",
@@ -37,6 +38,9 @@ __all__ = [
 ]
 
 CONFIG_FILE_ENV = "EVALKIT_CONFIG"
+DASHBOARD_READ_ONLY_ENV = "EVALKIT_DASHBOARD_READ_ONLY"
+"""Set by ``evalkit dashboard`` for the Streamlit process: ``0`` lets the review page save
+reviews; anything else, or unset, keeps the dashboard read-only."""
 DEFAULT_CONFIG_FILE = "evalkit.toml"
 DEFAULT_HOME = Path(".evalkit")
 ENV_PREFIX = "EVALKIT_"

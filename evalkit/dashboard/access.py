@@ -1,4 +1,5 @@
-"""How the dashboard reads the store: read-only, briefly, cached, and patient with writers.
+"""How the dashboard reads the store: read-only, briefly, cached, and patient with writers;
+and how its one writer, the review page, saves a review.
 
 DuckDB lets one process write a file, and while a writer has it open no other process can
 open it, not even read-only; a reader that kept the file open would in turn lock out
@@ -11,6 +12,9 @@ cache miss opens the store read-only, runs one loader, and closes it.
   reused until the store changes (or ``CACHE_SECONDS`` pass), then loaded again.
 - A store held by a writer is retried with exponential back-off for ``wait_seconds()``;
   then the page explains who holds it instead of failing.
+- ``write`` saves through the store's writer rules (``StoreAccess``: the writer lock, then one
+  short transaction), so a job waiting for the store waits no longer than that transaction;
+  ``reviews_read_only`` says whether the dashboard may write at all.
 """
 
 from __future__ import annotations
@@ -20,20 +24,20 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import streamlit as st
 
 from evalkit.clock import utc_now
-from evalkit.config import load_settings
+from evalkit.config import DASHBOARD_READ_ONLY_ENV, load_settings
 from evalkit.dashboard.loaders import LOADERS
 from evalkit.errors import StoreError
 from evalkit.store import Store
-from evalkit.store.access import FileLock, StoreBusyError
+from evalkit.store.access import FileLock, StoreAccess, StoreBusyError
 
 __all__ = [
     "BUSY_KEY",
@@ -45,9 +49,13 @@ __all__ = [
     "configured_store_path",
     "load",
     "open_read_only",
+    "reviews_read_only",
     "store_version",
     "wait_seconds",
+    "write",
 ]
+
+T = TypeVar("T")
 
 CACHE_SECONDS = 600
 WAIT_ENV = "EVALKIT_DASHBOARD_WAIT"
@@ -224,3 +232,31 @@ def _warn_stale(reason: str, loaded_at: datetime) -> None:
     notices: list[str] = st.session_state.setdefault(NOTICES_KEY, [])
     if not notices:
         notices.append(f"Showing figures loaded at {loaded_at:%H:%M:%S} UTC: {reason}")
+
+
+def reviews_read_only() -> bool:
+    """True unless ``evalkit dashboard`` allowed reviews (it does on loopback, unless
+    ``--read-only``): a dashboard started any other way does not write."""
+    return os.environ.get(DASHBOARD_READ_ONLY_ENV, "1") != "0"
+
+
+def write(path: Path, purpose: str, work: Callable[[Store], T]) -> T:
+    """Run ``work`` on the store at ``path`` opened for writing, under the writer lock (waiting
+    up to ``wait_seconds()`` for it), and close the store at once; cached figures are then
+    forgotten, so the page shows what was written. Raises ``StoreError`` (``StoreBusyError``
+    when the store stayed busy) and ``PermissionError`` on a read-only dashboard."""
+    if reviews_read_only():
+        raise PermissionError(
+            "this dashboard is read-only: start it with `evalkit dashboard` on a loopback "
+            "address (or with --allow-reviews) to save reviews"
+        )
+    access = StoreAccess(
+        path,
+        wait=wait_seconds(),
+        program="dashboard",
+        memory_limit=load_settings().store_memory_limit,
+    )
+    with access.writer(purpose) as store:
+        result = work(store)
+    st.cache_data.clear()
+    return result

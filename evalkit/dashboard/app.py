@@ -1,7 +1,8 @@
 """evalkit's dashboard: start it with `evalkit dashboard` (or `streamlit run` on this file).
 
-It reads the configured store read-only (``EVALKIT_STORE_PATH``, else
-``$EVALKIT_HOME/evalkit.duckdb``) and never writes to it.
+It reads the configured store (``EVALKIT_STORE_PATH``, else ``$EVALKIT_HOME/evalkit.duckdb``)
+read-only; the review queue's page alone saves reviews to it, in short transactions, unless
+the dashboard is read-only (``evalkit dashboard --read-only``, the default beyond loopback).
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ with timed_run() as script_run:
     script_run.page = navigation.url_path
     with st.sidebar:
         try:
-            st.caption(f"Store (read-only): `{access.configured_store_path()}`")
+            mode = "read-only" if access.reviews_read_only() else "reviews saved"
+            st.caption(f"Store ({mode}): `{access.configured_store_path()}`")
         except EvalkitError as error:
             st.caption(f"Store: not configured ({error})")
         if st.button("Reload data", icon=":material/refresh:", help="Forget cached figures."):
