@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Sequence
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -35,6 +35,8 @@ __all__ = [
     "CachedJudgment",
     "EmbeddingCache",
     "JudgeCache",
+    "KeyedCache",
+    "MemoryCache",
     "MemoryEmbeddingCache",
     "MemoryJudgeCache",
     "context_cache_key",
@@ -42,6 +44,13 @@ __all__ = [
 ]
 
 Vectors = npt.NDArray[np.float32]
+V = TypeVar("V")
+
+
+def _digest(parts: list[object]) -> str:
+    """SHA-256 (hex) of ``parts`` as compact JSON."""
+    payload = json.dumps(parts, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
 def judge_cache_key(
@@ -55,77 +64,56 @@ def judge_cache_key(
     repeat: int = 0,
 ) -> str:
     """SHA-256 (hex) of everything that determines one judge output."""
-    payload = json.dumps(
-        [metric, judge_model, prompt_version, question, answer, list(contexts), repeat],
-        ensure_ascii=False,
-        separators=(",", ":"),
-    )
-    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
-
-
-class JudgeCache(Protocol):
-    """Where judge outputs are kept between scorings."""
-
-    def get_many(self, keys: Sequence[str]) -> dict[str, CachedJudgment]:
-        """The cached outputs among ``keys``."""
-        ...
-
-    def put_many(self, entries: Iterable[tuple[str, CachedJudgment]]) -> None:
-        """Keep these outputs (a key already cached keeps its first output)."""
-        ...
-
-
-class MemoryJudgeCache:
-    """A judge cache for the life of the process (used when there is no store)."""
-
-    def __init__(self) -> None:
-        self._entries: dict[str, CachedJudgment] = {}
-
-    def get_many(self, keys: Sequence[str]) -> dict[str, CachedJudgment]:
-        """The cached outputs among ``keys``."""
-        return {key: self._entries[key] for key in keys if key in self._entries}
-
-    def put_many(self, entries: Iterable[tuple[str, CachedJudgment]]) -> None:
-        """Keep these outputs (a key already cached keeps its first output)."""
-        for key, entry in entries:
-            self._entries.setdefault(key, entry)
-
-    def __len__(self) -> int:
-        return len(self._entries)
+    return _digest([metric, judge_model, prompt_version, question, answer, list(contexts), repeat])
 
 
 def context_cache_key(*, model: str, splitter: str, context: str) -> str:
     """SHA-256 (hex) of what determines a context's sentence vectors."""
-    payload = json.dumps([model, splitter, context], ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+    return _digest([model, splitter, context])
 
 
-class EmbeddingCache(Protocol):
-    """Where the sentence vectors of contexts are kept between answers and scorings."""
+class KeyedCache(Protocol[V]):
+    """Where values are kept by key between answers and scorings."""
 
-    def get_many(self, keys: Sequence[str]) -> dict[str, Vectors]:
-        """The cached (sentences, dimension) float32 arrays among ``keys``."""
+    def get_many(self, keys: Sequence[str]) -> dict[str, V]:
+        """The cached values among ``keys``."""
         ...
 
-    def put_many(self, entries: Iterable[tuple[str, Vectors]]) -> None:
-        """Keep these arrays (a key already cached keeps its first array)."""
+    def put_many(self, entries: Iterable[tuple[str, V]]) -> None:
+        """Keep these values (a key already cached keeps its first value)."""
         ...
 
 
-class MemoryEmbeddingCache:
-    """A context embedding cache for the life of the process."""
+JudgeCache = KeyedCache[CachedJudgment]
+"""Where judge outputs are kept between scorings."""
+
+EmbeddingCache = KeyedCache[Vectors]
+"""Where the sentence vectors of contexts ((sentences, dimension) float32 arrays) are kept
+between answers and scorings."""
+
+
+class MemoryCache(Generic[V]):
+    """A keyed cache for the life of the process."""
 
     def __init__(self) -> None:
-        self._entries: dict[str, Vectors] = {}
+        self._entries: dict[str, V] = {}
 
-    def get_many(self, keys: Sequence[str]) -> dict[str, Vectors]:
-        """The cached arrays among ``keys``."""
+    def get_many(self, keys: Sequence[str]) -> dict[str, V]:
+        """The cached values among ``keys``."""
         return {key: self._entries[key] for key in keys if key in self._entries}
 
-    def put_many(self, entries: Iterable[tuple[str, Vectors]]) -> None:
-        """Keep these arrays (a key already cached keeps its first array)."""
-        for key, vectors in entries:
-            self._entries.setdefault(key, vectors)
+    def put_many(self, entries: Iterable[tuple[str, V]]) -> None:
+        """Keep these values (a key already cached keeps its first value)."""
+        for key, value in entries:
+            self._entries.setdefault(key, value)
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+class MemoryJudgeCache(MemoryCache[CachedJudgment]):
+    """A judge cache for the life of the process (used when there is no store)."""
+
+
+class MemoryEmbeddingCache(MemoryCache[Vectors]):
+    """A context embedding cache for the life of the process."""

@@ -23,6 +23,7 @@ import os
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 
 from evalkit.answers.records import AnswerRecord, Method, MetricScore, Unmeasured
 
@@ -47,23 +48,19 @@ class ContextMetric:
 
 def _context_metric(name: str, ragas_class: str, *, by_id: bool) -> ContextMetric:
     """An ID-based metric compares context ids; a non-LLM one compares context texts."""
-    if by_id:
-        return ContextMetric(
-            name=name,
-            method=Method.ragas_id_based,
-            ragas_class=ragas_class,
-            retrieved=lambda record: record.context_ids,
-            reference=lambda record: record.reference_context_ids,
-            sample_fields=("retrieved_context_ids", "reference_context_ids"),
-        )
+    method, compared, requires = (
+        (Method.ragas_id_based, "context_ids", None)
+        if by_id
+        else (Method.ragas_non_llm, "contexts", "rapidfuzz")
+    )
     return ContextMetric(
         name=name,
-        method=Method.ragas_non_llm,
+        method=method,
         ragas_class=ragas_class,
-        retrieved=lambda record: record.contexts,
-        reference=lambda record: record.reference_contexts,
-        sample_fields=("retrieved_contexts", "reference_contexts"),
-        requires="rapidfuzz",
+        retrieved=attrgetter(compared),
+        reference=attrgetter(f"reference_{compared}"),
+        sample_fields=(f"retrieved_{compared}", f"reference_{compared}"),
+        requires=requires,
     )
 
 

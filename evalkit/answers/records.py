@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -28,6 +28,7 @@ __all__ = [
     "MetricScore",
     "MetricSummary",
     "Unmeasured",
+    "item_columns",
     "method_version",
     "summarise",
 ]
@@ -129,6 +130,19 @@ class AnswerRecord:
         )
 
 
+def item_columns(records: Sequence[AnswerRecord]) -> dict[str, list[Any]]:
+    """What is stored of each scored record, by column: ``item_id``, ``question``,
+    ``answer``, ``contexts``, ``context_ids`` and ``reference``."""
+    return {
+        "item_id": [record.id for record in records],
+        "question": [record.question for record in records],
+        "answer": [record.answer for record in records],
+        "contexts": [list(record.contexts) for record in records],
+        "context_ids": [list(record.context_ids) for record in records],
+        "reference": [record.reference for record in records],
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class MetricScore:
     """One metric of one record: a value in [0, 1], or None with the reason it is unmeasured.
@@ -167,21 +181,8 @@ class MetricScore:
         return self.value is not None
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return {
-            "item_id": self.item_id,
-            "metric": self.metric,
-            "method": self.method,
-            "value": self.value,
-            "judge_model": self.judge_model,
-            "prompt_version": self.prompt_version,
-            "unmeasured_reason": self.unmeasured_reason,
-            "detail": self.detail,
-            "n_repeats": self.n_repeats,
-            "spread": self.spread,
-            "n_claims": self.n_claims,
-            "n_supported": self.n_supported,
-        }
+        """JSON-ready form: the fields by name."""
+        return asdict(self)
 
 
 @dataclass(frozen=True, slots=True)

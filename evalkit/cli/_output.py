@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from evalkit.jsonsafe import finite_or_null
 
@@ -30,7 +30,10 @@ __all__ = [
     "emit_json",
     "err_console",
     "format_value",
+    "print_listing",
+    "print_text",
     "progress_bar",
+    "say",
     "settings",
     "table",
 ]
@@ -112,6 +115,16 @@ def emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(finite_or_null(data), indent=2, default=_json_default) + "\n")
 
 
+def print_text(message: str) -> None:
+    """Print a message on stdout, as it is."""
+    console.print(message, markup=False, highlight=False)
+
+
+def say(message: str) -> None:
+    """Print a message for people on stderr, as it is."""
+    err_console.print(message, markup=False, highlight=False)
+
+
 def format_value(value: object) -> str:
     """A cell for people: floats to 4 decimals, None as a dash."""
     if value is None:
@@ -134,6 +147,31 @@ def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[obj
     for row in rows:
         result.add_row(*(format_value(cell) for cell in row))
     return result
+
+
+class _Listed(Protocol):
+    """A stored record a command lists: it has a JSON-ready form."""
+
+    def to_dict(self) -> Any: ...
+
+
+_ListedT = TypeVar("_ListedT", bound=_Listed)
+
+
+def print_listing(
+    items: Sequence[_ListedT],
+    output: OutputFormat,
+    *,
+    title: str,
+    columns: Sequence[str],
+    row: Callable[[_ListedT], Sequence[object]],
+) -> None:
+    """Print stored records as JSON (each one's ``to_dict()``) or as a table titled
+    ``title`` with a ``row(item)`` under ``columns`` for each."""
+    if output is OutputFormat.json:
+        emit_json([item.to_dict() for item in items])
+        return
+    console.print(table(title, columns, [row(item) for item in items]))
 
 
 def key_values(title: str, items: Mapping[str, object]) -> Table:

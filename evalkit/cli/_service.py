@@ -3,9 +3,11 @@ the scheduler's patience, and delivering the alert outbox."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from evalkit.cli._output import err_console
+from evalkit.cli._output import say, settings
 from evalkit.errors import StoreError
 
 if TYPE_CHECKING:
@@ -13,23 +15,19 @@ if TYPE_CHECKING:
     from evalkit.config import Settings
     from evalkit.scheduler import ServiceConfig
     from evalkit.store.access import StoreAccess
+    from evalkit.store.store import Store
 
 __all__ = [
     "DELIVERY_FAILED",
     "JOB_NOT_SUCCEEDED",
     "deliver_outbox",
     "require_tables",
-    "say",
+    "service_store",
     "store_access",
 ]
 
 JOB_NOT_SUCCEEDED = 1
 DELIVERY_FAILED = 3
-
-
-def say(message: str) -> None:
-    """Print a message for people on stderr, as it is."""
-    err_console.print(message, markup=False, highlight=False)
 
 
 def store_access(settings: Settings, program: str) -> StoreAccess:
@@ -48,6 +46,20 @@ def require_tables(store: Any) -> None:
             f"the store {store.path} has no alert or job tables yet; start `evalkit serve` "
             "or run any writing evalkit command once to create them"
         )
+
+
+@contextmanager
+def service_store(program: str) -> Iterator[Store]:
+    """The store as the service's commands read it: the configuration checked first (a
+    broken one fails every command of the service), then the store read with the
+    scheduler's patience, its alert and job tables required."""
+    from evalkit.scheduler import service_config
+
+    current = settings()
+    service_config(current)
+    with store_access(current, program).reader() as store:
+        require_tables(store)
+        yield store
 
 
 def deliver_outbox(

@@ -14,7 +14,7 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from evalkit.cli._output import err_console, settings
+from evalkit.cli._output import say, settings
 
 if TYPE_CHECKING:
     from evalkit.config import Settings
@@ -37,7 +37,7 @@ def open_store(*, write: bool, purpose: str, config: Settings | None = None) -> 
     access = StoreAccess.from_settings(
         config,
         program="evalkit",
-        on_wait=lambda message: err_console.print(message, markup=False, highlight=False),
+        on_wait=say,
     )
     if not write:
         with access.reader() as store:
@@ -75,8 +75,4 @@ def _fail_orphaned_runs(store: Store, purpose: str) -> None:
 
     note = f"the process writing it stopped before it finished (found by `evalkit {purpose}`)"
     for run_id in fail_running_runs(store, note=note):
-        err_console.print(
-            f"note: run {run_id} was left running by a process that stopped; marked failed",
-            markup=False,
-            highlight=False,
-        )
+        say(f"note: run {run_id} was left running by a process that stopped; marked failed")

@@ -8,27 +8,31 @@ from typing import Annotated
 
 import typer
 
-from evalkit.cli._app import CONTEXT, app
-from evalkit.cli._output import OutputFormat, console, emit_json, key_values, settings, table
+from evalkit.cli._options import Format, command_group
+from evalkit.cli._output import (
+    OutputFormat,
+    console,
+    emit_json,
+    key_values,
+    print_listing,
+    say,
+    settings,
+    table,
+)
 from evalkit.cli._service import (
     DELIVERY_FAILED,
     deliver_outbox,
-    require_tables,
-    say,
+    service_store,
     store_access,
 )
 from evalkit.errors import ConfigError
 
 __all__ = ["alerts_app"]
 
-alerts_app = typer.Typer(
-    help="Stored alerts, rule evaluation and delivery, and sink checks.",
-    no_args_is_help=True,
-    context_settings=CONTEXT,
+alerts_app = command_group(
+    "alerts",
+    "Stored alerts, rule evaluation and delivery, and sink checks.",
 )
-app.add_typer(alerts_app, name="alerts")
-
-Format = Annotated[OutputFormat, typer.Option("--format", help="table or json")]
 
 
 @alerts_app.command("list")
@@ -42,19 +46,16 @@ def list_alerts(
 
     Example: evalkit alerts list --status firing --format json
     """
-    from evalkit.scheduler import service_config
     from evalkit.store.alerts import list_alerts as stored_alerts
 
-    current = settings()
-    service_config(current)  # a broken configuration fails every command of the service
-    with store_access(current, "evalkit alerts list").reader() as store:
-        require_tables(store)
+    with service_store("evalkit alerts list") as store:
         alerts = stored_alerts(store, rule=rule, status=status, limit=limit)
-    if output is OutputFormat.json:
-        emit_json([alert.to_dict() for alert in alerts])
-        return
-    rows = [
-        [
+    print_listing(
+        alerts,
+        output,
+        title="alerts",
+        columns=["alert", "raised (UTC)", "status", "severity", "key", "title", "deliveries"],
+        row=lambda alert: [
             alert.alert_id,
             f"{alert.created_at:%Y-%m-%d %H:%M:%S}",
             alert.status,
@@ -62,11 +63,8 @@ def list_alerts(
             alert.dedup_key,
             alert.title[:70],
             ", ".join(f"{sink}: {state}" for sink, state in alert.deliveries.items()) or "-",
-        ]
-        for alert in alerts
-    ]
-    columns = ["alert", "raised (UTC)", "status", "severity", "key", "title", "deliveries"]
-    console.print(table("alerts", columns, rows))
+        ],
+    )
 
 
 @alerts_app.command("show")
@@ -79,13 +77,9 @@ def show_alert(
     Example: evalkit alerts show 20261121T020512-4f1c2a9e0b11 --format json
     """
     from evalkit.errors import NotFoundError
-    from evalkit.scheduler import service_config
     from evalkit.store.alerts import alert_deliveries, get_alert
 
-    current = settings()
-    service_config(current)  # a broken configuration fails every command of the service
-    with store_access(current, "evalkit alerts show").reader() as store:
-        require_tables(store)
+    with service_store("evalkit alerts show") as store:
         alert = get_alert(store, alert_id)
         if alert is None:
             raise NotFoundError(f"no alert {alert_id!r}; list them with `evalkit alerts list`")

@@ -7,12 +7,13 @@ from typing import Annotated, Any
 
 import typer
 
-from evalkit.cli._app import CONTEXT, app
+from evalkit.cli._options import Format, command_group
 from evalkit.cli._output import (
     OutputFormat,
     console,
     emit_json,
     key_values,
+    print_listing,
     progress_bar,
     table,
 )
@@ -20,16 +21,13 @@ from evalkit.cli._store import open_store
 
 __all__ = ["answers_app", "print_answer_summaries"]
 
-answers_app = typer.Typer(
-    help="Score generated answers: faithfulness (ragas with an LLM judge, or the offline "
+answers_app = command_group(
+    "answers",
+    "Score generated answers: faithfulness (ragas with an LLM judge, or the offline "
     "embedding method), answer relevance, and ragas' ID-based and non-LLM context "
     "precision and recall.",
-    no_args_is_help=True,
-    context_settings=CONTEXT,
 )
-app.add_typer(answers_app, name="answers")
 
-Format = Annotated[OutputFormat, typer.Option("--format", help="table or json")]
 
 _SUMMARY_COLUMNS = ["metric", "method", "mean", "measured", "unmeasured", "why unmeasured"]
 
@@ -166,11 +164,12 @@ def list_scorings(
 
     with open_store(write=False, purpose="answers") as store:
         scorings = stored_scorings(store, run_id=run_id, limit=limit)
-    if output is OutputFormat.json:
-        emit_json([scoring.to_dict() for scoring in scorings])
-        return
-    rows = [
-        [
+    print_listing(
+        scorings,
+        output,
+        title="answer scorings",
+        columns=["scoring", "run", "source", "records", "judge calls", "cache hits", "started"],
+        row=lambda s: [
             s.scoring_id,
             s.run_id or "-",
             s.source or "-",
@@ -178,11 +177,8 @@ def list_scorings(
             s.judge_calls,
             s.cache_hits,
             f"{s.started_at:%Y-%m-%d %H:%M}",
-        ]
-        for s in scorings
-    ]
-    columns = ["scoring", "run", "source", "records", "judge calls", "cache hits", "started"]
-    console.print(table("answer scorings", columns, rows))
+        ],
+    )
 
 
 @answers_app.command("show")

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from evalkit.cli._app import app
+from evalkit.cli._options import Format, command_group
 from evalkit.cli._output import (
     OutputFormat,
     console,
@@ -31,14 +31,11 @@ if TYPE_CHECKING:
 
 DRIFT_FOUND = 1
 
-drift_app = typer.Typer(
-    help="Test embeddings, the embedding model and precision over time for drift.",
-    no_args_is_help=True,
-    context_settings={"help_option_names": ["-h", "--help"]},
+drift_app = command_group(
+    "drift",
+    "Test embeddings, the embedding model and precision over time for drift.",
 )
-app.add_typer(drift_app, name="drift")
 
-Format = Annotated[OutputFormat, typer.Option("--format", help="table or json")]
 Alpha = Annotated[float, typer.Option(help="False-alarm rate of the test.")]
 Seed = Annotated[int, typer.Option(help="Seed of permutations and subsampling (stored).")]
 Method = Annotated[
@@ -74,6 +71,12 @@ def _finish(data: dict[str, Any], title: str, output: OutputFormat, *, found: bo
         raise typer.Exit(DRIFT_FOUND)
 
 
+def _finish_test(outcome: DriftOutcome, title: str, output: OutputFormat) -> None:
+    """Show a drift test's outcome; exit 1 when it found drift."""
+    found = outcome.result is not None and outcome.result.is_drift
+    _finish(_drift_data(outcome), title, output, found=found)
+
+
 @drift_app.command("embeddings")
 def embeddings(
     reference: Annotated[Path, typer.Option(help="Reference window: a .npy array (n x dim).")],
@@ -104,13 +107,7 @@ def embeddings(
         stream=stream,
         report_dir=Path("reports") if report else None,
     )
-    data = _drift_data(outcome)
-    _finish(
-        data,
-        f"{stream} embedding drift",
-        output,
-        found=outcome.result is not None and outcome.result.is_drift,
-    )
+    _finish_test(outcome, f"{stream} embedding drift", output)
 
 
 @drift_app.command("documents")
@@ -163,13 +160,7 @@ def documents(
         seed=seed,
         report_dir=Path("reports") if report else None,
     )
-    data = _drift_data(outcome)
-    _finish(
-        data,
-        f"document embedding drift: {collection}",
-        output,
-        found=outcome.result is not None and outcome.result.is_drift,
-    )
+    _finish_test(outcome, f"document embedding drift: {collection}", output)
 
 
 @drift_app.command("model")

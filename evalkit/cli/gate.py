@@ -9,12 +9,14 @@ import typer
 
 from evalkit.cli._app import app
 from evalkit.cli._goldset import GOLDSET_HELP, GoldsetFormat, GoldsetSplit, GoldsetTopics
+from evalkit.cli._options import Format
 from evalkit.cli._output import (
     OutputFormat,
     console,
     emit_json,
     err_console,
     progress_bar,
+    say,
     settings,
     table,
 )
@@ -57,7 +59,6 @@ MinEffect = Annotated[
 Resamples = Annotated[int, typer.Option(help="Bootstrap resamples and sign-flip permutations.")]
 Seed = Annotated[int, typer.Option(help="Seed of the resampling (recorded in the output).")]
 Worst = Annotated[int, typer.Option(help="Worst-regressed queries to list per measure.")]
-Format = Annotated[OutputFormat, typer.Option("--format", help="table or json")]
 FailedAsZero = Annotated[
     bool,
     typer.Option(
@@ -257,12 +258,9 @@ def _show(outcome: GateOutcome, output: OutputFormat, *, dashboard_url: str | No
     report = outcome.report
     defaults = outcome.default_measures
     if defaults is not None and defaults.note:
-        err_console.print(
+        say(
             f"note: the candidate run {outcome.candidate_run_id} is also scored on the default "
-            f"measures: {defaults.note}",
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
+            f"measures: {defaults.note}"
         )
     explanation = outcome.explanation
     if output is OutputFormat.json:

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from evalkit.cli._app import app
+from evalkit.cli._options import Format
 from evalkit.cli._output import (
     OutputFormat,
     console,
@@ -42,9 +43,7 @@ def index(
     prune: Annotated[
         bool, typer.Option(help="Delete indexed documents that the corpus no longer holds.")
     ] = False,
-    output: Annotated[OutputFormat, typer.Option("--format", help="table or json")] = (
-        OutputFormat.table
-    ),
+    output: Format = OutputFormat.table,
 ) -> None:
     """Embed a corpus and upsert it into a Chroma collection (cosine distance).
 

@@ -6,13 +6,21 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from evalkit.cli._app import CONTEXT, app
-from evalkit.cli._output import OutputFormat, console, emit_json, key_values, settings, table
+from evalkit.cli._options import Format, command_group
+from evalkit.cli._output import (
+    OutputFormat,
+    console,
+    emit_json,
+    key_values,
+    print_listing,
+    say,
+    settings,
+    table,
+)
 from evalkit.cli._service import (
     JOB_NOT_SUCCEEDED,
     deliver_outbox,
-    require_tables,
-    say,
+    service_store,
     store_access,
 )
 from evalkit.errors import ConfigError, StoreError
@@ -24,12 +32,10 @@ if TYPE_CHECKING:
 
 __all__ = ["jobs_app"]
 
-jobs_app = typer.Typer(
-    help="List the configured jobs and run one now.", no_args_is_help=True, context_settings=CONTEXT
+jobs_app = command_group(
+    "jobs",
+    "List the configured jobs and run one now.",
 )
-app.add_typer(jobs_app, name="jobs")
-
-Format = Annotated[OutputFormat, typer.Option("--format", help="table or json")]
 
 
 def _job_rows(views: list[dict[str, Any]]) -> list[list[object]]:
@@ -72,11 +78,7 @@ def _offline_views(current: Settings, config: ServiceConfig) -> list[dict[str, A
         )
         views.append(
             {
-                "name": job.name,
-                "kind": job.kind,
-                "schedule": job.schedule,
-                "enabled": job.config.enabled,
-                "description": job.config.description,
+                **job.described(),
                 "running": False,
                 "next_run": (
                     f"{upcoming.astimezone(UTC).replace(tzinfo=None).isoformat(timespec='seconds')}Z"
@@ -240,19 +242,16 @@ def job_history(
 
     Example: evalkit jobs history nightly-demo --limit 5
     """
-    from evalkit.scheduler import service_config
     from evalkit.store.jobs import list_job_runs
 
-    current = settings()
-    service_config(current)  # a broken configuration fails every command of the service
-    with store_access(current, "evalkit jobs history").reader() as store:
-        require_tables(store)
+    with service_store("evalkit jobs history") as store:
         runs = list_job_runs(store, job=name, limit=limit)
-    if output is OutputFormat.json:
-        emit_json([run.to_dict() for run in runs])
-        return
-    rows = [
-        [
+    print_listing(
+        runs,
+        output,
+        title="job runs",
+        columns=["job run", "job", "trigger", "status", "started (UTC)", "seconds", "error"],
+        row=lambda run: [
             run.job_run_id,
             run.job,
             run.trigger,
@@ -260,8 +259,5 @@ def job_history(
             f"{run.started_at:%Y-%m-%d %H:%M:%S}",
             run.seconds,
             (run.error or "")[:80],
-        ]
-        for run in runs
-    ]
-    columns = ["job run", "job", "trigger", "status", "started (UTC)", "seconds", "error"]
-    console.print(table("job runs", columns, rows))
+        ],
+    )

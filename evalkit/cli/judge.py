@@ -8,13 +8,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from evalkit.cli._app import CONTEXT, app
+from evalkit.cli._options import Format, command_group
 from evalkit.cli._output import (
     OutputFormat,
     console,
     emit_json,
     format_value,
     key_values,
+    print_listing,
     progress_bar,
     settings,
     table,
@@ -40,18 +41,16 @@ __all__ = [
     "print_holes",
     "print_window_estimate",
     "print_window_judging",
+    "texts_to_judge",
 ]
 
-judge_app = typer.Typer(
-    help="Grade the relevance of retrieved documents 0-3 with the [judge] LLM endpoint, "
+judge_app = command_group(
+    "judge",
+    "Grade the relevance of retrieved documents 0-3 with the [judge] LLM endpoint, "
     "cached in the judged pool, and measure how far those labels agree with human "
     "judgments.",
-    no_args_is_help=True,
-    context_settings=CONTEXT,
 )
-app.add_typer(judge_app, name="judge")
 
-Format = Annotated[OutputFormat, typer.Option("--format", help="table or json")]
 Corpus = Annotated[
     Path | None,
     typer.Option(
@@ -106,6 +105,21 @@ def document_texts(
     if corpus is not None:
         return CorpusTexts(corpus)
     return CollectionTexts(settings(), str(collection), chroma_url)
+
+
+def texts_to_judge(
+    option: str, corpus: Path | None, collection: str | None, chroma_url: str | None
+) -> DocumentTexts:
+    """The document texts a command's ``option`` (``--judge``, ``--judge-holes``) judges
+    with: the ``corpus`` file, else the documents the ``collection`` holds."""
+    from evalkit.errors import ConfigError
+
+    if corpus is None and collection is None:
+        raise ConfigError(
+            f"{option} needs the documents' texts: --corpus (the corpus the index was built "
+            "from), or a --collection that holds them"
+        )
+    return document_texts(corpus, None if corpus else collection, chroma_url)
 
 
 def build_assessor() -> RelevanceAssessor:
@@ -334,11 +348,12 @@ def agreements(
 
     with open_store(write=False, purpose="judge agreements") as store:
         found = list_agreements(store, assessor=assessor, goldset=goldset, limit=limit)
-    if output is OutputFormat.json:
-        emit_json([entry.to_dict() for entry in found])
-        return
-    rows = [
-        [
+    print_listing(
+        found,
+        output,
+        title="assessor agreements",
+        columns=["agreement", "assessor", "goldset", "pairs", "kappa", "tau", "measured"],
+        row=lambda entry: [
             entry.agreement_id,
             entry.assessor,
             entry.goldset_name,
@@ -346,11 +361,8 @@ def agreements(
             _interval(entry.kappa, entry.kappa_low, entry.kappa_high),
             "-" if entry.tau is None else f"{entry.tau:.3f} ({entry.n_runs} runs)",
             f"{entry.measured_at:%Y-%m-%d %H:%M}",
-        ]
-        for entry in found
-    ]
-    columns = ["agreement", "assessor", "goldset", "pairs", "kappa", "tau", "measured"]
-    console.print(table("assessor agreements", columns, rows))
+        ],
+    )
 
 
 @judge_app.command("pool")

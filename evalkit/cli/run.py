@@ -10,12 +10,13 @@ import typer
 
 from evalkit.cli._app import app, end_without_teardown
 from evalkit.cli._goldset import GOLDSET_HELP, GoldsetFormat, GoldsetSplit, GoldsetTopics
+from evalkit.cli._options import Format
 from evalkit.cli._output import (
     OutputFormat,
     console,
     emit_json,
-    err_console,
     progress_bar,
+    say,
     settings,
 )
 from evalkit.cli._retriever import (
@@ -32,7 +33,7 @@ from evalkit.cli._retriever import (
 )
 from evalkit.cli._store import CommandStore, open_store
 from evalkit.cli.answers import print_answer_summaries
-from evalkit.cli.judge import build_assessor, document_texts, print_holes
+from evalkit.cli.judge import build_assessor, print_holes, texts_to_judge
 from evalkit.cli.runs import print_run
 from evalkit.errors import ConfigError
 from evalkit.records.requests import JUDGING_DEFAULTS, GoldsetRunRequest
@@ -110,9 +111,7 @@ def run(
         typer.Option(min=0, help="With --judge-holes: send at most this many new pairs."),
     ] = None,
     next_steps: Annotated[bool, typer.Option(hidden=True)] = False,
-    output: Annotated[OutputFormat, typer.Option("--format", help="table or json")] = (
-        OutputFormat.table
-    ),
+    output: Format = OutputFormat.table,
 ) -> None:
     """Replay a goldset against the live retriever, score it and store the run.
 
@@ -137,14 +136,7 @@ def run(
     from evalkit.engines import RayEngine, check_engine
     from evalkit.retrievers.factory import build_retriever, query_embedder_ahead
 
-    if judge_holes and corpus is None and collection is None:
-        raise ConfigError(
-            "--judge-holes needs the documents' texts: --corpus (the corpus the index was built "
-            "from), or a --collection that holds them"
-        )
-    texts = (
-        document_texts(corpus, None if corpus else collection, chroma_url) if judge_holes else None
-    )
+    texts = texts_to_judge("--judge-holes", corpus, collection, chroma_url) if judge_holes else None
     assessor = build_assessor() if judge_holes else None
     config = settings()
     options = retriever_options(
@@ -229,7 +221,7 @@ def run(
     defaults = outcome.default_measures
     data["default_measures"] = defaults.to_dict() if defaults is not None else None
     if defaults is not None and defaults.note:
-        err_console.print(f"note: {defaults.note}", markup=False, highlight=False, soft_wrap=True)
+        say(f"note: {defaults.note}")
     if output is OutputFormat.json:
         emit_json(data)
     else:

@@ -13,12 +13,14 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 import typer
 
 from evalkit.cli._app import runs_app
+from evalkit.cli._options import Format
 from evalkit.cli._output import (
     OutputFormat,
     console,
     emit_json,
-    err_console,
     key_values,
+    print_text,
+    say,
     table,
 )
 from evalkit.cli._store import open_store
@@ -28,7 +30,6 @@ if TYPE_CHECKING:
 
     from evalkit.store import RunRecord, Store
 
-Format = Annotated[OutputFormat, typer.Option("--format", help="table or json")]
 SortOption = Annotated[
     str,
     typer.Option(
@@ -384,17 +385,11 @@ def export_run(
             store, run_id, format=chosen.value, output=output, stream=sys.stdout
         )
     if done.status != "complete":
-        err_console.print(
-            f"note: run {done.run_id} is {done.status}; `evalkit runs show {done.run_id}` says why",
-            markup=False,
-            highlight=False,
-        )
+        say(f"note: run {done.run_id} is {done.status}; `evalkit runs show {done.run_id}` says why")
     if done.path is not None:
-        err_console.print(
+        say(
             f"wrote run {done.run_id} ({done.n_queries} queries, {done.n_results} results) "
-            f"as {done.format} to {done.path}",
-            markup=False,
-            highlight=False,
+            f"as {done.format} to {done.path}"
         )
 
 
@@ -423,15 +418,9 @@ def import_run(
         emit_json(done.to_dict())
         return
     if done.imported:
-        console.print(
+        print_text(
             f"imported run {done.run_id} ({done.status}, {done.n_queries} queries, "
-            f"{done.n_results} results) from {done.path}",
-            markup=False,
-            highlight=False,
+            f"{done.n_results} results) from {done.path}"
         )
     else:
-        console.print(
-            f"run {done.run_id} is stored already: nothing imported from {done.path}",
-            markup=False,
-            highlight=False,
-        )
+        print_text(f"run {done.run_id} is stored already: nothing imported from {done.path}")

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from evalkit.cli._app import app
+from evalkit.cli._options import Format
 from evalkit.cli._output import OutputFormat, console, emit_json, table
 from evalkit.cli.runs import SortOption, sort_per_query
 
@@ -32,9 +33,7 @@ def score(
     relevance_threshold: Annotated[
         int, typer.Option(help="Grade at which a document counts as relevant (trec_eval -l).")
     ] = 1,
-    output: Annotated[OutputFormat, typer.Option("--format", help="table or json")] = (
-        OutputFormat.table
-    ),
+    output: Format = OutputFormat.table,
 ) -> None:
     """Score a TREC run file against TREC qrels, exactly as trec_eval does.
 

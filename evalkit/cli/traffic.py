@@ -10,14 +10,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from evalkit.cli._app import CONTEXT, app
+from evalkit.cli._options import Format, command_group
 from evalkit.cli._output import (
     OutputFormat,
     console,
     emit_json,
     err_console,
     key_values,
+    print_text,
     progress_bar,
+    say,
     settings,
     table,
 )
@@ -41,15 +43,12 @@ if TYPE_CHECKING:
 
 __all__ = ["traffic_app"]
 
-traffic_app = typer.Typer(
-    help="Ingest production query logs, sample them per time window, replay the samples "
+traffic_app = command_group(
+    "traffic",
+    "Ingest production query logs, sample them per time window, replay the samples "
     "against the live retriever, and promote queries to goldset drafts.",
-    no_args_is_help=True,
-    context_settings=CONTEXT,
 )
-app.add_typer(traffic_app, name="traffic")
 
-Format = Annotated[OutputFormat, typer.Option("--format", help="table or json")]
 WindowOption = Annotated[
     str,
     typer.Option(
@@ -201,11 +200,9 @@ def _print_ingest(report: IngestReport, output: OutputFormat) -> None:
     console.print(table("traffic ingest", columns, rows))
     for entry in report.files:
         if entry.note:
-            err_console.print(
-                f"note: {entry.path}: {entry.note}", markup=False, highlight=False, soft_wrap=True
-            )
+            say(f"note: {entry.path}: {entry.note}")
     for problem in report.problems:
-        err_console.print(f"malformed: {problem}", markup=False, highlight=False, soft_wrap=True)
+        say(f"malformed: {problem}")
     hidden = report.n_problems - len(report.problems)
     if hidden > 0:
         err_console.print(
@@ -359,9 +356,9 @@ def replay(
     """
     from evalkit.cli.judge import (
         build_assessor,
-        document_texts,
         print_window_estimate,
         print_window_judging,
+        texts_to_judge,
     )
     from evalkit.errors import ConfigError, EvalkitError, NotFoundError, StoreError
     from evalkit.pipeline import (
@@ -399,12 +396,7 @@ def replay(
         answers=answers,
         batch_size=config.query_batch_size,
     )
-    if judge and corpus is None and collection is None:
-        raise ConfigError(
-            "--judge needs the documents' texts: --corpus (the corpus the index was built "
-            "from), or a --collection that holds them"
-        )
-    texts = document_texts(corpus, None if corpus else collection, chroma_url) if judge else None
+    texts = texts_to_judge("--judge", corpus, collection, chroma_url) if judge else None
     # Before the store is opened, so a judge misconfiguration is reported first.
     setup = prepare_traffic_replay(request, config)
     assessor = build_assessor() if judge else None
@@ -443,7 +435,7 @@ def replay(
                 raise
             # The replay is stored whatever happens to the estimate: say why there is none.
             estimate_note = str(error)
-            err_console.print(f"no estimate: {error}", markup=False, highlight=False)
+            say(f"no estimate: {error}")
     scored = outcome.answers
     data: dict[str, Any] = {
         "run": outcome.run.to_dict(),
@@ -541,13 +533,11 @@ def promote(
     if output is OutputFormat.json:
         emit_json(draft.to_dict())
         return
-    console.print(
+    print_text(
         f"wrote {draft.n_promoted} of {draft.n_available} replayed queries of {draft.window_label} "
         f"with {draft.n_judgments} results to grade to {draft.directory}\n"
         f"grade them (see {draft.directory / 'README.md'}), then: "
-        f"evalkit goldset import {draft.directory} --name NAME",
-        markup=False,
-        highlight=False,
+        f"evalkit goldset import {draft.directory} --name NAME"
     )
 
 
@@ -739,4 +729,4 @@ def _print_agreements(
             line += f" ({agreement_id})"
         if sum(1 for other, _ in windows_of if other == labeller) > 1:
             line += f", windows {', '.join(dict.fromkeys(windows_shown))}"
-        console.print(f"assessor {labeller}: {line}", markup=False, highlight=False)
+        print_text(f"assessor {labeller}: {line}")

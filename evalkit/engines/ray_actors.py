@@ -45,7 +45,7 @@ import ray
 import ray.data
 
 from evalkit.answers.offline import DEFAULT_THRESHOLD, OfflineFaithfulness
-from evalkit.answers.records import AnswerRecord, CachedJudgment, MetricScore
+from evalkit.answers.records import AnswerRecord, CachedJudgment, MetricScore, item_columns
 from evalkit.answers.scoring import score_answers, uses_judge
 from evalkit.engines.base import EngineStoppedError
 from evalkit.engines.local import replay, results_frame
@@ -169,56 +169,27 @@ def _masked(text: str | None) -> str | None:
     return None if text is None else redact_known(text)
 
 
+def _attribute_table(rows: Sequence[Any], schema: pa.Schema, **given: list[Any]) -> pa.Table:
+    """A ``schema`` table with a row for each of ``rows``: each column is the attribute of
+    that name (``detail`` with secrets masked), unless ``given`` holds the column."""
+    columns = {
+        name: given[name] if name in given else [getattr(row, name) for row in rows]
+        for name in schema.names
+    }
+    columns["detail"] = [_masked(detail) for detail in columns["detail"]]
+    return pa.table(columns, schema=schema)
+
+
 def _score_table(scores: Sequence[MetricScore]) -> pa.Table:
-    return pa.table(
-        {
-            "item_id": [s.item_id for s in scores],
-            "metric": [s.metric for s in scores],
-            "method": [s.method for s in scores],
-            "judge_model": [s.judge_model for s in scores],
-            "prompt_version": [s.prompt_version for s in scores],
-            "value": [s.value for s in scores],
-            "unmeasured_reason": [s.unmeasured_reason for s in scores],
-            "detail": [_masked(s.detail) for s in scores],
-            "n_repeats": [s.n_repeats for s in scores],
-            "spread": [s.spread for s in scores],
-            "n_claims": [s.n_claims for s in scores],
-            "n_supported": [s.n_supported for s in scores],
-        },
-        schema=ANSWER_SCORE_SCHEMA,
-    )
+    return _attribute_table(scores, ANSWER_SCORE_SCHEMA)
 
 
 def _item_table(records: Sequence[AnswerRecord]) -> pa.Table:
-    return pa.table(
-        {
-            "item_id": [r.id for r in records],
-            "question": [r.question for r in records],
-            "answer": [r.answer for r in records],
-            "contexts": [list(r.contexts) for r in records],
-            "context_ids": [list(r.context_ids) for r in records],
-            "reference": [r.reference for r in records],
-        },
-        schema=ANSWER_ITEM_SCHEMA,
-    )
+    return pa.table(item_columns(records), schema=ANSWER_ITEM_SCHEMA)
 
 
 def _judged_table(entries: dict[str, CachedJudgment]) -> pa.Table:
-    judged = list(entries.values())
-    return pa.table(
-        {
-            "cache_key": list(entries),
-            "metric": [j.metric for j in judged],
-            "judge_model": [j.judge_model for j in judged],
-            "prompt_version": [j.prompt_version for j in judged],
-            "value": [j.value for j in judged],
-            "unmeasured_reason": [j.unmeasured_reason for j in judged],
-            "n_claims": [j.n_claims for j in judged],
-            "n_supported": [j.n_supported for j in judged],
-            "detail": [_masked(j.detail) for j in judged],
-        },
-        schema=JUDGED_SCHEMA,
-    )
+    return _attribute_table(list(entries.values()), JUDGED_SCHEMA, cache_key=list(entries))
 
 
 def _write_whole(table: pa.Table, path: Path) -> None:

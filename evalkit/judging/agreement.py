@@ -20,7 +20,7 @@ query's verdict.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -63,20 +63,11 @@ class KappaResult:
     seed: int
 
     def to_dict(self) -> dict[str, object]:
-        """JSON-ready form."""
-        return {
-            "kappa": self.kappa,
-            "low": self.low,
-            "high": self.high,
-            "confidence": self.confidence,
-            "n_pairs": self.n_pairs,
-            "scale": self.scale,
-            "assessor_threshold": self.assessor_threshold,
+        """JSON-ready form: the fields by name, the levels and the confusion as lists."""
+        return asdict(self) | {
             "human_levels": list(self.human_levels),
             "assessor_levels": list(self.assessor_levels),
             "confusion": [list(row) for row in self.confusion],
-            "n_resamples": self.n_resamples,
-            "seed": self.seed,
         }
 
 

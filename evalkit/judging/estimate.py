@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Final
 
 import numpy as np
@@ -103,18 +103,12 @@ class ScoreCalibration:
         return probabilities
 
     def to_dict(self) -> dict[str, object]:
-        """JSON-ready form; :meth:`from_dict` reads it back to an equal calibration."""
-        return {
-            "method": self.method,
-            "k": self.k,
+        """JSON-ready form (the fields by name, the curves as lists); :meth:`from_dict` reads
+        it back to an equal calibration."""
+        return asdict(self) | {
             "knots": list(self.knots),
             "probabilities": list(self.probabilities),
             "replicates": [list(replicate) for replicate in self.replicates],
-            "n_pairs": self.n_pairs,
-            "n_queries": self.n_queries,
-            "n_relevant": self.n_relevant,
-            "seed": self.seed,
-            "fingerprint": self.fingerprint,
         }
 
     @classmethod

@@ -50,6 +50,17 @@ class JobDefinition:
             return f"every {format_duration(self.config.interval)}"
         return "on demand"
 
+    def described(self) -> dict[str, Any]:
+        """What a listing of the jobs shows of this one's settings: name, kind, schedule,
+        whether it is enabled, and its description."""
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "schedule": self.schedule,
+            "enabled": self.config.enabled,
+            "description": self.config.description,
+        }
+
     def trigger(self, timezone: str) -> Any:
         """The APScheduler trigger of this job, or None for a job run only on demand."""
         from apscheduler.triggers.cron import CronTrigger

@@ -175,11 +175,7 @@ class ServiceState(JobListener):
                 running = self._running.get(job.name)
                 views.append(
                     {
-                        "name": job.name,
-                        "kind": job.kind,
-                        "schedule": job.schedule,
-                        "enabled": job.config.enabled,
-                        "description": job.config.description,
+                        **job.described(),
                         "running": running is not None,
                         "running_since": _iso(running),
                         "next_run": _iso(self._next_run(job.name)),

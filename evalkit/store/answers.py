@@ -17,16 +17,16 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import duckdb
 import numpy as np
 
 from evalkit.answers.cache import Vectors
-from evalkit.answers.records import CachedJudgment
+from evalkit.answers.records import CachedJudgment, item_columns
 from evalkit.clock import utc_now
 from evalkit.errors import NotFoundError, StoreError
 from evalkit.redaction import redact_known
@@ -55,6 +55,8 @@ __all__ = [
     "save_context_vectors",
     "unmeasured_frame",
 ]
+
+V = TypeVar("V")
 
 _SCORE_COLUMNS = (
     "item_id, metric, method, judge_model, prompt_version, value, unmeasured_reason, detail,"
@@ -115,16 +117,7 @@ def save_answer_scores(
     rows = scores.scores
     unique = list({record.id: record for record in records}.values())
     items = pd.DataFrame(
-        {
-            "scoring_id": scoring_id,
-            "run_id": scores.run_id,
-            "item_id": [record.id for record in unique],
-            "question": [record.question for record in unique],
-            "answer": [record.answer for record in unique],
-            "contexts": [list(record.contexts) for record in unique],
-            "context_ids": [list(record.context_ids) for record in unique],
-            "reference": [record.reference for record in unique],
-        }
+        {"scoring_id": scoring_id, "run_id": scores.run_id, **item_columns(unique)}
     )
     frame = pd.DataFrame(
         {
@@ -298,14 +291,48 @@ def answer_score_rows(store: Store, scoring_id: str) -> list[dict[str, Any]]:
     return [dict(zip(names, row, strict=True)) for row in rows]
 
 
+def _cached_rows(
+    store: Store, table: str, columns: str, keys: Sequence[str]
+) -> list[tuple[Any, ...]]:
+    """The rows of cache ``table`` among ``keys``: ``cache_key``, then ``columns``."""
+    if not keys:
+        return []
+    return store.fetch(
+        f"SELECT cache_key, {columns} FROM {table} WHERE list_contains(?, cache_key)",
+        [list(dict.fromkeys(keys))],
+    )
+
+
+def _add_to_cache(
+    store: Store, table: str, keys: list[str], columns: dict[str, Any], what: str
+) -> None:
+    """Add the entries ``keys`` to cache ``table`` with their ``columns`` (the table's, in
+    order, between ``cache_key`` and ``created_at``); a key the table holds already keeps
+    its row. StoreError naming ``what`` when the store cannot be written."""
+    import pandas as pd
+
+    if not keys:
+        return
+    frame = pd.DataFrame({"cache_key": keys, **columns, "created_at": utc_now()})
+    view = f"_incoming_{table}"
+    try:
+        with store.transaction() as con, registered(con, view, frame):
+            con.execute(
+                f"INSERT INTO {table} SELECT {', '.join(frame.columns)} FROM {view}"
+                " ON CONFLICT (cache_key) DO NOTHING"
+            )
+    except duckdb.Error as error:
+        raise StoreError(f"cannot write {what} in {store.path}: {error}") from error
+
+
 def load_cached_judgments(store: Store, keys: Sequence[str]) -> dict[str, CachedJudgment]:
     """The cached judge outputs among ``keys`` (keys not cached are absent)."""
-    if not keys:
-        return {}
-    rows = store.fetch(
-        "SELECT cache_key, metric, judge_model, prompt_version, value, unmeasured_reason,"
-        " n_claims, n_supported, detail FROM judge_cache WHERE list_contains(?, cache_key)",
-        [list(dict.fromkeys(keys))],
+    rows = _cached_rows(
+        store,
+        "judge_cache",
+        "metric, judge_model, prompt_version, value, unmeasured_reason, n_claims, n_supported,"
+        " detail",
+        keys,
     )
     return {row[0]: CachedJudgment(*row[1:]) for row in rows}
 
@@ -315,58 +342,53 @@ def save_cached_judgments(store: Store, entries: Iterable[tuple[str, CachedJudgm
     import pandas as pd
 
     items = dict(entries)
-    if not items:
-        return
-    frame = pd.DataFrame(
-        {
-            "cache_key": list(items),
-            "metric": [entry.metric for entry in items.values()],
-            "judge_model": [entry.judge_model for entry in items.values()],
-            "prompt_version": [entry.prompt_version for entry in items.values()],
-            "value": pd.array([entry.value for entry in items.values()], dtype="Float64"),
-            "unmeasured_reason": [entry.unmeasured_reason for entry in items.values()],
-            "n_claims": pd.array([entry.n_claims for entry in items.values()], dtype="Int32"),
-            "n_supported": pd.array([entry.n_supported for entry in items.values()], dtype="Int32"),
-            "detail": [_masked(entry.detail) for entry in items.values()],
-            "created_at": utc_now(),
-        }
-    )
-    view = "_incoming_judge_cache"
-    try:
-        with store.transaction() as con, registered(con, view, frame):
-            con.execute(
-                "INSERT INTO judge_cache SELECT cache_key, metric, judge_model,"
-                " prompt_version, value, unmeasured_reason, n_claims, n_supported, detail,"
-                f" created_at FROM {view} ON CONFLICT (cache_key) DO NOTHING"
-            )
-    except duckdb.Error as error:
-        raise StoreError(f"cannot write the judge cache in {store.path}: {error}") from error
+    cached = items.values()
+    columns = {
+        "metric": [entry.metric for entry in cached],
+        "judge_model": [entry.judge_model for entry in cached],
+        "prompt_version": [entry.prompt_version for entry in cached],
+        "value": pd.array([entry.value for entry in cached], dtype="Float64"),
+        "unmeasured_reason": [entry.unmeasured_reason for entry in cached],
+        "n_claims": pd.array([entry.n_claims for entry in cached], dtype="Int32"),
+        "n_supported": pd.array([entry.n_supported for entry in cached], dtype="Int32"),
+        "detail": [_masked(entry.detail) for entry in cached],
+    }
+    _add_to_cache(store, "judge_cache", list(items), columns, "the judge cache")
 
 
-class StoreJudgeCache:
+class _TableCache(Generic[V]):
+    """A keyed cache (``evalkit.answers.cache.KeyedCache``) in a table of ``store``, read
+    with ``load`` and written with ``save``."""
+
+    def __init__(
+        self,
+        store: Store,
+        load: Callable[[Store, Sequence[str]], dict[str, V]],
+        save: Callable[[Store, Iterable[tuple[str, V]]], None],
+    ) -> None:
+        self.store = store
+        self._load = load
+        self._save = save
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, V]:
+        """The cached values among ``keys``."""
+        return self._load(self.store, keys)
+
+    def put_many(self, entries: Iterable[tuple[str, V]]) -> None:
+        """Keep these values (a key already cached keeps its first value)."""
+        self._save(self.store, entries)
+
+
+class StoreJudgeCache(_TableCache[CachedJudgment]):
     """A judge cache (``evalkit.answers.cache.JudgeCache``) in the ``judge_cache`` table."""
 
     def __init__(self, store: Store) -> None:
-        self.store = store
-
-    def get_many(self, keys: Sequence[str]) -> dict[str, CachedJudgment]:
-        """The cached outputs among ``keys``."""
-        return load_cached_judgments(self.store, keys)
-
-    def put_many(self, entries: Iterable[tuple[str, CachedJudgment]]) -> None:
-        """Keep these outputs (a key already cached keeps its first output)."""
-        save_cached_judgments(self.store, entries)
+        super().__init__(store, load_cached_judgments, save_cached_judgments)
 
 
 def load_context_vectors(store: Store, keys: Sequence[str]) -> dict[str, Vectors]:
     """The cached sentence vectors among ``keys`` ((sentences, dimension) float32 arrays)."""
-    if not keys:
-        return {}
-    rows = store.fetch(
-        "SELECT cache_key, n_sentences, dimension, vectors FROM context_embeddings"
-        " WHERE list_contains(?, cache_key)",
-        [list(dict.fromkeys(keys))],
-    )
+    rows = _cached_rows(store, "context_embeddings", "n_sentences, dimension, vectors", keys)
     return {
         key: np.frombuffer(blob, dtype=np.float32).reshape(n_sentences, dimension)
         for key, n_sentences, dimension, blob in rows
@@ -375,45 +397,19 @@ def load_context_vectors(store: Store, keys: Sequence[str]) -> dict[str, Vectors
 
 def save_context_vectors(store: Store, entries: Iterable[tuple[str, Vectors]]) -> None:
     """Add sentence vectors of contexts (a key cached already keeps its first vectors)."""
-    import pandas as pd
-
     items = dict(entries)
-    if not items:
-        return
-    frame = pd.DataFrame(
-        {
-            "cache_key": list(items),
-            "n_sentences": [int(vectors.shape[0]) for vectors in items.values()],
-            "dimension": [int(vectors.shape[1]) for vectors in items.values()],
-            "vectors": [
-                np.ascontiguousarray(vectors, dtype=np.float32).tobytes()
-                for vectors in items.values()
-            ],
-            "created_at": utc_now(),
-        }
-    )
-    view = "_incoming_context_embeddings"
-    try:
-        with store.transaction() as con, registered(con, view, frame):
-            con.execute(
-                "INSERT INTO context_embeddings SELECT cache_key, n_sentences, dimension,"
-                f" vectors, created_at FROM {view} ON CONFLICT (cache_key) DO NOTHING"
-            )
-    except duckdb.Error as error:
-        raise StoreError(f"cannot write context embeddings in {store.path}: {error}") from error
+    cached = items.values()
+    columns = {
+        "n_sentences": [int(vectors.shape[0]) for vectors in cached],
+        "dimension": [int(vectors.shape[1]) for vectors in cached],
+        "vectors": [np.ascontiguousarray(v, dtype=np.float32).tobytes() for v in cached],
+    }
+    _add_to_cache(store, "context_embeddings", list(items), columns, "context embeddings")
 
 
-class StoreEmbeddingCache:
+class StoreEmbeddingCache(_TableCache[Vectors]):
     """A context embedding cache (``evalkit.answers.cache.EmbeddingCache``) in the
     ``context_embeddings`` table."""
 
     def __init__(self, store: Store) -> None:
-        self.store = store
-
-    def get_many(self, keys: Sequence[str]) -> dict[str, Vectors]:
-        """The cached arrays among ``keys``."""
-        return load_context_vectors(self.store, keys)
-
-    def put_many(self, entries: Iterable[tuple[str, Vectors]]) -> None:
-        """Keep these arrays (a key already cached keeps its first array)."""
-        save_context_vectors(self.store, entries)
+        super().__init__(store, load_context_vectors, save_context_vectors)

@@ -608,70 +608,18 @@ def list_runs(
 
 
 def _run_record(store: Store, row: tuple[Any, ...]) -> RunRecord:
-    (
-        run_id,
-        status,
-        kind,
-        label,
-        goldset_name,
-        goldset_version,
-        retriever_kind,
-        retriever_config,
-        collection,
-        model_name,
-        model_dimension,
-        model_fingerprint,
-        index_fingerprint,
-        evalkit_version,
-        k,
-        relevance_threshold,
-        measures,
-        seed,
-        started_at,
-        finished_at,
-        n_queries,
-        n_failed,
-        n_evaluated,
-        error,
-        n_duplicates,
-        imported_from,
-        imported_at,
-        retriever_id,
-    ) = row
+    values = dict(zip(_RUN_FIELDS, row, strict=True))
     spec = RunSpec(
-        kind=kind,
-        retriever_kind=retriever_kind,
-        k=k,
-        measures=tuple(measures),
-        evalkit_version=evalkit_version,
-        relevance_threshold=relevance_threshold,
-        goldset_name=goldset_name,
-        goldset_version=goldset_version,
-        retriever_config=json.loads(retriever_config) if retriever_config else {},
-        collection=collection,
-        model_name=model_name,
-        model_dimension=model_dimension,
-        model_fingerprint=model_fingerprint,
-        index_fingerprint=index_fingerprint,
-        seed=seed,
-        label=label,
-        n_queries=n_queries,
+        **{name: values[name] for name in _SPEC_FIELDS},
+        measures=tuple(values["measures"]),
+        retriever_config=json.loads(values["retriever_config"] or "{}"),
     )
     return RunRecord(
-        run_id=run_id,
-        status=status,
+        **{name: values[name] for name in _RECORD_FIELDS},
         spec=spec,
-        started_at=started_at,
-        finished_at=finished_at,
-        n_queries=n_queries,
-        n_failed=n_failed,
-        n_evaluated=n_evaluated,
-        error=error,
-        aggregates=run_aggregates(store, run_id),
-        n_duplicates=int(n_duplicates),
-        imported_from=imported_from,
-        imported_at=imported_at,
-        retriever_id=str(retriever_id),
+        aggregates=run_aggregates(store, values["run_id"]),
+        n_duplicates=int(values["n_duplicates"]),
+        retriever_id=str(values["retriever_id"]),
     )
 
 
@@ -719,15 +667,58 @@ def run_queries(store: Store, run_id: str) -> pd.DataFrame:
     )
 
 
-_RUN_COLUMNS = (
-    "run_id, status, kind, label, goldset_name, goldset_version, retriever_kind,"
-    " retriever_config, collection, model_name, model_dimension, model_fingerprint,"
-    " index_fingerprint, evalkit_version, k, relevance_threshold, measures, seed, started_at,"
-    " finished_at, n_queries, n_failed, n_evaluated, error,"
-    " (SELECT coalesce(sum(q.n_duplicates), 0) FROM run_queries q"
-    "  WHERE q.run_id = runs.run_id) AS n_duplicates, imported_from, imported_at,"
-    f" {RETRIEVER_ID_SQL} AS retriever_id"
+_RUN_FIELDS = (
+    "run_id",
+    "status",
+    "kind",
+    "label",
+    "goldset_name",
+    "goldset_version",
+    "retriever_kind",
+    "retriever_config",
+    "collection",
+    "model_name",
+    "model_dimension",
+    "model_fingerprint",
+    "index_fingerprint",
+    "evalkit_version",
+    "k",
+    "relevance_threshold",
+    "measures",
+    "seed",
+    "started_at",
+    "finished_at",
+    "n_queries",
+    "n_failed",
+    "n_evaluated",
+    "error",
+    "n_duplicates",
+    "imported_from",
+    "imported_at",
+    "retriever_id",
 )
+"""What ``_RUN_COLUMNS`` selects of a run: the ``runs`` columns of a ``RunSpec`` and a
+``RunRecord`` by their field names, and the computed ``n_duplicates`` and ``retriever_id``."""
+_COMPUTED_RUN_COLUMNS = {
+    "n_duplicates": "(SELECT coalesce(sum(q.n_duplicates), 0) FROM run_queries q"
+    "  WHERE q.run_id = runs.run_id)",
+    "retriever_id": RETRIEVER_ID_SQL,
+}
+_RUN_COLUMNS = ", ".join(
+    f"{_COMPUTED_RUN_COLUMNS[name]} AS {name}" if name in _COMPUTED_RUN_COLUMNS else name
+    for name in _RUN_FIELDS
+)
+# The fields `_run_record` passes on as they are stored; it converts or computes the others.
+_SPEC_FIELDS = [
+    name
+    for name in _RUN_FIELDS
+    if name in RunSpec.__dataclass_fields__ and name not in {"measures", "retriever_config"}
+]
+_RECORD_FIELDS = [
+    name
+    for name in _RUN_FIELDS
+    if name in RunRecord.__dataclass_fields__ and name not in {"n_duplicates", "retriever_id"}
+]
 
 
 def _long_metrics(run_id: str, per_query: pd.DataFrame | None) -> pd.DataFrame:
