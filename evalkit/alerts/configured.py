@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -68,30 +68,35 @@ def resolve_kind(
         ) from error
 
 
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+_ConfigT = TypeVar("_ConfigT", bound=_Named)
+
+
 @dataclass(frozen=True, slots=True)
-class ConfiguredRule:
+class _Configured(Generic[_ConfigT]):
+    """A validated entry: its common settings and its kind's parameters."""
+
+    config: _ConfigT
+    params: BaseModel
+
+    @property
+    def name(self) -> str:
+        """The entry's name."""
+        return self.config.name
+
+
+@dataclass(frozen=True, slots=True)
+class ConfiguredRule(_Configured[RuleConfig]):
     """A validated rule: its common settings and its kind's parameters."""
 
-    config: RuleConfig
-    params: BaseModel
-
-    @property
-    def name(self) -> str:
-        """The rule's name."""
-        return self.config.name
-
 
 @dataclass(frozen=True, slots=True)
-class ConfiguredSink:
+class ConfiguredSink(_Configured[SinkConfig]):
     """A validated sink: its common settings and its kind's parameters."""
-
-    config: SinkConfig
-    params: BaseModel
-
-    @property
-    def name(self) -> str:
-        """The sink's name."""
-        return self.config.name
 
 
 @dataclass(frozen=True, slots=True)

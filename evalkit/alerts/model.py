@@ -41,6 +41,21 @@ class Signal:
     links: Mapping[str, str] = field(default_factory=dict)
 
 
+# The fields an Alert and its StoredAlert row hold alike; status, severity, evidence and
+# links change type between the two.
+_COPIED_FIELDS = (
+    "alert_id",
+    "rule",
+    "kind",
+    "dedup_key",
+    "subject",
+    "title",
+    "summary",
+    "fired_at",
+    "created_at",
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Alert:
     """One notification: a condition that started firing (or escalated) or resolved.
@@ -68,37 +83,21 @@ class Alert:
     def from_stored(cls, stored: StoredAlert) -> Alert:
         """The alert a stored row holds."""
         return cls(
-            alert_id=stored.alert_id,
-            rule=stored.rule,
-            kind=stored.kind,
-            dedup_key=stored.dedup_key,
-            subject=stored.subject,
+            **{name: getattr(stored, name) for name in _COPIED_FIELDS},
             status=AlertStatus(stored.status),
             severity=AlertSeverity(stored.severity),
-            title=stored.title,
-            summary=stored.summary,
             evidence=dict(stored.evidence),
             links={str(key): str(value) for key, value in stored.links.items()},
-            fired_at=stored.fired_at,
-            created_at=stored.created_at,
         )
 
     def to_stored(self, *, n_sinks: int) -> StoredAlert:
         """The row that stores this alert."""
         return StoredAlert(
-            alert_id=self.alert_id,
-            rule=self.rule,
-            kind=self.kind,
-            dedup_key=self.dedup_key,
-            subject=self.subject,
+            **{name: getattr(self, name) for name in _COPIED_FIELDS},
             status=self.status.value,
             severity=self.severity.value,
-            title=self.title,
-            summary=self.summary,
             evidence=dict(self.evidence),
             links=dict(self.links),
-            fired_at=self.fired_at,
-            created_at=self.created_at,
             n_sinks=n_sinks,
         )
 

@@ -248,6 +248,24 @@ def _link(kind: str, label: str, **params: str | None) -> CauseLink:
     )
 
 
+def _query_link(kind: str, label: str, cand: RunRecord, query: str) -> CauseLink:
+    """A link to the query drill-down of ``query`` in the candidate run."""
+    return _link(
+        kind,
+        f"Query drill-down: {label}",
+        goldset=cand.spec.goldset_name,
+        run=cand.run_id,
+        query=query,
+    )
+
+
+def _series_link(kind: str, label: str, cand: RunRecord, measure: str) -> CauseLink:
+    """A link to the quality-over-time page of ``measure`` on the candidate's goldset."""
+    return _link(
+        kind, f"Quality over time: {label}", goldset=cand.spec.goldset_name, measure=measure
+    )
+
+
 def _audits_since(store: Store, base: RunRecord, cand: RunRecord) -> list[StoredAudit]:
     collection = cand.spec.collection
     return [
@@ -384,13 +402,7 @@ def _absent_cause(
                 f"(top {cand.spec.k} of every query); they account for {share:.0%} of the "
                 f"{loss.measure} loss (an audit of the index confirms it)"
             ),
-            link=_link(
-                "absent_from_results",
-                f"Query drill-down: query {worst} in the candidate",
-                goldset=cand.spec.goldset_name,
-                run=cand.run_id,
-                query=worst,
-            ),
+            link=_query_link("absent_from_results", f"query {worst} in the candidate", cand, worst),
             evidence=tuple(
                 {"query_id": q, "doc_id": doc, "baseline_rank": loss.baseline_ranks.get((q, doc))}
                 for q, doc in sorted(pairs)[:EVIDENCE_ROWS]
@@ -416,13 +428,7 @@ def _failed_cause(report: ComparisonReport, cand: RunRecord, loss: _Loss, found:
                 f"({cand.error or 'see the run'}) and count as 0, {share:.0%} of the "
                 f"{loss.measure} loss"
             ),
-            link=_link(
-                "failed_queries",
-                f"Query drill-down: failed query {failed[0]}",
-                goldset=cand.spec.goldset_name,
-                run=cand.run_id,
-                query=failed[0],
-            ),
+            link=_query_link("failed_queries", f"failed query {failed[0]}", cand, failed[0]),
             evidence=tuple({"query_id": q} for q in failed[:EVIDENCE_ROWS]),
         ),
         fractions,
@@ -461,11 +467,8 @@ def _goldset_cause(
                 f"({share:.0%} of the {loss.measure} loss); {len(added)} queries added and "
                 f"{len(removed)} removed are not compared"
             ),
-            link=_link(
-                "goldset_changed",
-                "Quality over time: goldset versions in the series",
-                goldset=cand.spec.goldset_name,
-                measure=loss.measure,
+            link=_series_link(
+                "goldset_changed", "goldset versions in the series", cand, loss.measure
             ),
             evidence=tuple(rows[:EVIDENCE_ROWS]),
         ),
@@ -494,12 +497,7 @@ def _k_cause(base: RunRecord, cand: RunRecord, loss: _Loss, found: _Found) -> No
                 f"were ranked deeper than {k} by the baseline ({share:.0%} of the "
                 f"{loss.measure} loss)"
             ),
-            link=_link(
-                "k_changed",
-                "Quality over time: the series",
-                goldset=cand.spec.goldset_name,
-                measure=loss.measure,
-            ),
+            link=_series_link("k_changed", "the series", cand, loss.measure),
             evidence=tuple(
                 {"query_id": q, "doc_id": d, "baseline_rank": rank}
                 for (q, d), rank in sorted(deep.items())[:EVIDENCE_ROWS]
@@ -572,12 +570,7 @@ def _model_causes(
                 f"({before.model_dimension}d, canary {before.model_fingerprint}) in the "
                 f"baseline, {after.model_name} ({after.model_dimension}d, canary "
                 f"{after.model_fingerprint}) in the candidate",
-                _link(
-                    "query_model_changed",
-                    "Quality over time: model changes in the series",
-                    goldset=after.goldset_name,
-                    measure=measure,
-                ),
+                _series_link("query_model_changed", "model changes in the series", cand, measure),
                 [
                     {
                         "run_id": run.run_id,
@@ -596,12 +589,7 @@ def _model_causes(
                 f"the index changed between the runs: fingerprint {before.index_fingerprint} "
                 f"in the baseline, {after.index_fingerprint} in the candidate (rebuilt, "
                 "documents added or removed)",
-                _link(
-                    "index_changed",
-                    "Quality over time: index changes in the series",
-                    goldset=after.goldset_name,
-                    measure=measure,
-                ),
+                _series_link("index_changed", "index changes in the series", cand, measure),
                 [
                     {"run_id": run.run_id, "index_fingerprint": run.spec.index_fingerprint}
                     for run in (base, cand)

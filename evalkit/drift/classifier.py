@@ -171,27 +171,23 @@ class ClassifierDrift(DriftDetector):
     def _permutation(
         self, features: Embeddings, labels: np.ndarray[Any, np.dtype[np.int8]], seed: int
     ) -> tuple[float, float, dict[str, Any]]:
-        def cross_validated_auc(assignment: np.ndarray[Any, np.dtype[np.int8]]) -> float:
-            scores, _ = out_of_fold_scores(
+        def cross_validated(
+            assignment: np.ndarray[Any, np.dtype[np.int8]],
+        ) -> tuple[float, FloatArray]:
+            """The out-of-fold AUC of ``assignment`` and the AUC of each fold."""
+            scores, fold_aucs = out_of_fold_scores(
                 features,
                 assignment,
                 n_splits=self.n_splits,
                 regularization=self.regularization,
                 seed=seed,
             )
-            return _auc(scores, assignment)
+            return _auc(scores, assignment), fold_aucs
 
-        scores, fold_aucs = out_of_fold_scores(
-            features,
-            labels,
-            n_splits=self.n_splits,
-            regularization=self.regularization,
-            seed=seed,
-        )
-        auc = _auc(scores, labels)
+        auc, fold_aucs = cross_validated(labels)
         rng = np.random.default_rng(seed)
         null = np.array(
-            [cross_validated_auc(rng.permutation(labels)) for _ in range(self.n_permutations)]
+            [cross_validated(rng.permutation(labels))[0] for _ in range(self.n_permutations)]
         )
         details = {
             "null": "permutation",

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from statistics import NormalDist
 from typing import TYPE_CHECKING, Any
 
@@ -72,16 +72,7 @@ class WindowTest:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        return {
-            "baseline_window": self.baseline_window,
-            "current_window": self.current_window,
-            "baseline": self.baseline,
-            "current": self.current,
-            "delta": self.delta,
-            "standard_error": self.standard_error,
-            "p_value": self.p_value,
-            "regression": self.regression,
-        }
+        return asdict(self)
 
 
 def _standard_error(point: WindowFigure) -> float:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import Any, Protocol, Self, TypeVar, runtime_checkable
 
 from evalkit.embedding import ModelFingerprint
 from evalkit.errors import ConfigError, RetrieverError
@@ -21,6 +21,7 @@ from evalkit.redaction import redact
 
 __all__ = [
     "RESULTS_CONTRACT",
+    "ClosesOnExit",
     "Retriever",
     "SupportsCheck",
     "SupportsPrefetch",
@@ -82,6 +83,21 @@ class SupportsPrefetch(Protocol):
     def prefetch(self, texts: Sequence[str]) -> None:
         """Start embedding ``texts`` in the background; returns at once."""
         ...
+
+
+class ClosesOnExit:
+    """A mixin for retrievers that hold a client or connection: ``with retriever:`` calls
+    the class's ``close`` on the way out."""
+
+    def close(self) -> None:
+        """Release what the retriever holds (each class says what)."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 RESULTS_CONTRACT = (

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -16,6 +16,7 @@ from evalkit.embedding import ModelFingerprint, TextEmbedder, prefetch_queries
 from evalkit.errors import ConfigError, RetrieverError
 from evalkit.records import Query, QueryResult
 from evalkit.retrievers.base import (
+    ClosesOnExit,
     describe_exception,
     elapsed_ms,
     failed_result,
@@ -67,7 +68,7 @@ SCORE_FROM_DISTANCE: dict[str, Callable[[FloatArray], FloatArray]] = {
 """Turns a Chroma distance into a score (higher is better), per HNSW space."""
 
 
-class ChromaRetriever:
+class ChromaRetriever(ClosesOnExit):
     """A Chroma collection queried with evalkit's own query embeddings.
 
     Queries are embedded in batches of ``batch_size`` (one ``embed`` call and one
@@ -359,9 +360,3 @@ class ChromaRetriever:
         if self._owned_client is not None:
             close_client(self._owned_client)
             self._owned_client = None
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()

@@ -11,6 +11,7 @@ so importing this module stays cheap.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -264,18 +265,12 @@ def _build_chroma(options: RetrieverOptions, settings: Settings) -> Retriever:
             "themselves)"
         )
     url = options.chroma_url or settings.chroma_url
-    if url:
-        return ChromaRetriever.server(
-            url,
-            options.collection,
-            embedder,
-            batch_size=settings.query_batch_size,
-            where_key=options.where_key,
-            allow_model_mismatch=options.allow_model_mismatch,
-            defer_model_check=options.defer_model_check,
-        )
-    return ChromaRetriever.embedded(
-        settings.resolved_chroma_path,
+    open_store = (
+        functools.partial(ChromaRetriever.server, url)
+        if url
+        else functools.partial(ChromaRetriever.embedded, settings.resolved_chroma_path)
+    )
+    return open_store(
         options.collection,
         embedder,
         batch_size=settings.query_batch_size,
@@ -285,12 +280,20 @@ def _build_chroma(options: RetrieverOptions, settings: Settings) -> Retriever:
     )
 
 
+def _vector_store_embedder(
+    options: RetrieverOptions, settings: Settings, extra: str, retriever: str
+) -> TextEmbedder:
+    """Check that the optional ``extra`` (and the local model's modules) is installed; the
+    query embedder of ``retriever``, a vector-store retriever."""
+    require_all((extra, *local_model_modules(settings)), retriever)
+    return _vector_query_embedder(options, settings, retriever)
+
+
 def _build_pgvector(options: RetrieverOptions, settings: Settings) -> Retriever:
-    require_all(("psycopg", *local_model_modules(settings)), "the pgvector retriever")
+    embedder = _vector_store_embedder(options, settings, "psycopg", "the pgvector retriever")
     # psycopg is an optional extra: only a pgvector retriever imports it.
     from evalkit.retrievers.pgvector import PgvectorRetriever
 
-    embedder = _vector_query_embedder(options, settings, "the pgvector retriever")
     return PgvectorRetriever(
         settings.retriever.pgvector,
         embedder,
@@ -301,11 +304,10 @@ def _build_pgvector(options: RetrieverOptions, settings: Settings) -> Retriever:
 
 
 def _build_qdrant(options: RetrieverOptions, settings: Settings) -> Retriever:
-    require_all(("qdrant_client", *local_model_modules(settings)), "the qdrant retriever")
+    embedder = _vector_store_embedder(options, settings, "qdrant_client", "the qdrant retriever")
     # qdrant_client is an optional extra: only a Qdrant retriever imports it.
     from evalkit.retrievers.qdrant import QdrantRetriever
 
-    embedder = _vector_query_embedder(options, settings, "the qdrant retriever")
     return QdrantRetriever(
         settings.retriever.qdrant,
         embedder,

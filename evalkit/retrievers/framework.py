@@ -17,12 +17,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Self, TypeVar
+from typing import Any, TypeVar
 
 from evalkit.embedding import ModelFingerprint
 from evalkit.errors import ConfigError
 from evalkit.records import Query, QueryResult
-from evalkit.retrievers.base import ranked_docs
+from evalkit.retrievers.base import ClosesOnExit, ranked_docs
 
 __all__ = [
     "NOT_FINGERPRINTED",
@@ -130,7 +130,7 @@ def qualified_name(value: object) -> str:
     return f"{type(value).__module__}.{type(value).__qualname__}"
 
 
-class FrameworkAdapter:
+class FrameworkAdapter(ClosesOnExit):
     """What the adapters of retrievers that embed queries themselves share.
 
     Holds the user's retriever, the id key and the concurrency, checked; answers None for
@@ -172,9 +172,3 @@ class FrameworkAdapter:
 
     def close(self) -> None:
         """Nothing to close: the user's retriever belongs to the user."""
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()

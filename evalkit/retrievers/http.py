@@ -28,7 +28,7 @@ import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Annotated, Any, NotRequired, Self, TypedDict
+from typing import Annotated, Any, NotRequired, TypedDict
 from urllib.parse import urlsplit
 
 import httpx
@@ -39,6 +39,7 @@ from evalkit.errors import ConfigError, RetrieverError
 from evalkit.records import Query, QueryResult, ScoredDoc
 from evalkit.redaction import mask_url, register_secrets, url_secrets
 from evalkit.retrievers.base import (
+    ClosesOnExit,
     describe_exception,
     elapsed_ms,
     failed_result,
@@ -256,7 +257,7 @@ def _retry_after_seconds(response: httpx.Response) -> float | None:
     return retry_after_seconds(response.headers.get("Retry-After"))
 
 
-class HttpRetriever:
+class HttpRetriever(ClosesOnExit):
     """A retriever behind an HTTP JSON endpoint (one POST per query, concurrent).
 
     ``timeout`` is per request, in seconds; ``retries`` is how many times a failed request
@@ -446,9 +447,3 @@ class HttpRetriever:
             if self._client is not None:
                 self._client.close()
                 self._client = None
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()

@@ -5,6 +5,7 @@ collection (``embeddings=``), idempotently, recording the fingerprints that
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from dataclasses import dataclass
@@ -38,6 +39,17 @@ __all__ = ["IndexReport", "ProgressCallback", "index_corpus"]
 
 _RESERVED_PREFIX = "evalkit_"
 _STORED_HASH_PAGE = 5000
+
+
+@contextlib.contextmanager
+def _chroma_errors(action: str, hint: str = "") -> Iterator[None]:
+    """Raise any error of the Chroma call inside (validation, invalid names, connection and
+    server errors alike) as a RetrieverError: ``{action}: {error}{hint}``."""
+    try:
+        yield
+    except Exception as error:
+        raise RetrieverError(f"{action}: {describe_exception(error)}{hint}") from error
+
 
 ProgressCallback = Callable[[int, int | None], None]
 """``progress(done, total)``: documents processed so far, and the total when known."""
@@ -148,13 +160,11 @@ def index_corpus(
                 INDEXED_AT_KEY: datetime.now(UTC).isoformat(timespec="seconds"),
             }
         )
-        try:
+        with _chroma_errors(
+            f"cannot record the index fingerprint of Chroma collection '{collection_name}'",
+            "; re-run indexing",
+        ):
             collection.modify(metadata=metadata)
-        except Exception as error:  # connection and server errors alike
-            raise RetrieverError(
-                f"cannot record the index fingerprint of Chroma collection "
-                f"'{collection_name}': {describe_exception(error)}; re-run indexing"
-            ) from error
     return IndexReport(
         collection=collection_name,
         added=added,
@@ -172,26 +182,17 @@ def _prepare_collection(
 ) -> Collection:
     existing = find_collection(client, name)
     if existing is not None and rebuild:
-        try:
+        with _chroma_errors(f"cannot delete Chroma collection '{name}' to rebuild it"):
             client.delete_collection(name)
-        except Exception as error:  # connection and server errors alike
-            raise RetrieverError(
-                f"cannot delete Chroma collection '{name}' to rebuild it: "
-                f"{describe_exception(error)}"
-            ) from error
         existing = None
     if existing is None:
-        try:
+        with _chroma_errors(f"cannot create Chroma collection '{name}'"):
             return client.create_collection(
                 name=name,
                 embedding_function=None,
                 configuration={"hnsw": {"space": "cosine"}},
                 metadata=model.to_metadata(),
             )
-        except Exception as error:  # invalid names, connection and server errors
-            raise RetrieverError(
-                f"cannot create Chroma collection '{name}': {describe_exception(error)}"
-            ) from error
     stored = ModelFingerprint.from_metadata(existing.metadata)
     if stored is None:
         count = existing.count()
@@ -263,26 +264,21 @@ def _write(
 ) -> None:
     metadatas: Metadatas = [_document_metadata(document, digest) for document, digest in pending]
     vectors = embedder.embed([document.content for document, _ in pending])
-    try:
+    with _chroma_errors(
+        f"writing documents '{pending[0][0].id}' to '{pending[-1][0].id}' into Chroma "
+        f"collection '{collection.name}' failed",
+        ". Documents before them were written; re-running indexing resumes from there.",
+    ):
         collection.upsert(
             ids=[document.id for document, _ in pending],
             embeddings=vectors,
             documents=[document.text for document, _ in pending],
             metadatas=metadatas,
         )
-    except Exception as error:  # validation, connection and server errors alike
-        raise RetrieverError(
-            f"writing documents '{pending[0][0].id}' to '{pending[-1][0].id}' into Chroma "
-            f"collection '{collection.name}' failed: {describe_exception(error)}. Documents "
-            "before them were written; re-running indexing resumes from there."
-        ) from error
 
 
 def _delete(collection: Collection, doc_ids: list[str]) -> None:
-    try:
+    with _chroma_errors(
+        f"deleting {len(doc_ids)} documents from Chroma collection '{collection.name}' failed"
+    ):
         collection.delete(ids=doc_ids)
-    except Exception as error:  # connection and server errors alike
-        raise RetrieverError(
-            f"deleting {len(doc_ids)} documents from Chroma collection "
-            f"'{collection.name}' failed: {describe_exception(error)}"
-        ) from error

@@ -20,7 +20,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -34,6 +34,7 @@ from evalkit.errors import ConfigError, RetrieverError
 from evalkit.records import Query, QueryResult
 from evalkit.redaction import register_secrets, url_secrets
 from evalkit.retrievers.base import (
+    ClosesOnExit,
     describe_exception,
     elapsed_ms,
     failed_result,
@@ -109,7 +110,7 @@ class _Index:
     opclass: str
 
 
-class PgvectorRetriever:
+class PgvectorRetriever(ClosesOnExit):
     """The user's pgvector table, queried with evalkit's own query embeddings.
 
     Connects once (``connect_timeout``) and checks, before any query: the ``vector``
@@ -616,12 +617,6 @@ class PgvectorRetriever:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
 
 def _split_table(table: str) -> tuple[str, ...]:

@@ -31,7 +31,7 @@ import hashlib
 import json
 import time
 from collections.abc import Sequence
-from typing import Any, Self
+from typing import Any
 
 from qdrant_client import QdrantClient, models
 
@@ -41,6 +41,7 @@ from evalkit.errors import ConfigError, RetrieverError
 from evalkit.records import Query, QueryResult
 from evalkit.redaction import mask_url, register_secrets
 from evalkit.retrievers.base import (
+    ClosesOnExit,
     describe_exception,
     elapsed_ms,
     failed_result,
@@ -65,7 +66,7 @@ FINGERPRINT_SAMPLE = 64
 _DISTANCES_AS_SCORES = {models.Distance.COSINE, models.Distance.DOT}
 
 
-class QdrantRetriever:
+class QdrantRetriever(ClosesOnExit):
     """Searches a Qdrant collection with evalkit's query embeddings."""
 
     def __init__(
@@ -373,12 +374,6 @@ class QdrantRetriever:
         if client is not None:
             client.close()
             self._client = None  # type: ignore[assignment]
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
 
 def _jsonable(vectors: Any) -> Any:

@@ -20,7 +20,7 @@ import pandas as pd
 import scipy
 
 from evalkit.errors import ConfigError, InputError, RetrieverError
-from evalkit.stats._resampling import CI_METHODS, paired_resampling
+from evalkit.stats._resampling import CI_METHODS, FloatMatrix, FloatVector, paired_resampling
 from evalkit.stats.decision import Decision, decide, overall_decision
 from evalkit.stats.power import queries_needed
 
@@ -35,8 +35,6 @@ __all__ = [
     "worst_queries",
 ]
 
-FloatVector = npt.NDArray[np.float64]
-FloatMatrix = npt.NDArray[np.float64]
 
 _TARGET_POWER: Final = 0.8
 # A mean difference below this fraction of the spread is rounding, not an effect: sizing a
