@@ -38,6 +38,8 @@ RELEASED: dict[int, tuple[str, str]] = {
     11: ("run_shards", "5ba5cd4c23e71ebfd2efb42cdfccce5579e1dfa1ee64745cd6cefb238f24d419"),
     12: ("run_imports", "7aebe9455cdf6d0b4f6f90d9b2dc84bcf9295202daa1c2c5108a7c8e55011f88"),
     13: ("judging", "114f27b4b8447f515e2b2b2a19d844745677e5476ad1d3b69e487d3f603ee6ec"),
+    14: ("goldset_spans", "60b3239287044bcfb38f8d7437b1ef637d248b969d30d7c186373b9b136bc449"),
+    15: ("review_queue", "57a25cb261518f109cf5a9afe19b01773a88ee5734b1d4628c1d468eb21eb07d"),
 }
 
 SCHEMA_QUERIES = {

@@ -1,4 +1,5 @@
-"""Index health audits: duplicates, staleness, model mismatch, ANN recall, coverage, orphans.
+"""Index health audits: duplicates, staleness, model mismatch, ANN recall, coverage, orphans,
+and span judgments that no longer quote their source.
 
 ``run_audit`` reads a Chroma collection once (ids, content hashes, stored vectors) and runs
 every check in ``CHECKS`` over it::

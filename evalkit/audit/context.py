@@ -32,6 +32,7 @@ CHECK_NAMES: tuple[str, ...] = (
     "ann_recall",
     "coverage",
     "orphans",
+    "spans",
 )
 
 _QUERY_BATCH = 100
@@ -153,6 +154,8 @@ class AuditContext:
     """Everything the checks read: the collection, its snapshot, the inputs, the settings.
 
     ``source_hashes`` maps each source document id to its content hash (None: no source);
+    ``span_sources`` holds the current text of each source the goldset's span judgments
+    name, rebuilt from the source corpus (None: no source corpus given);
     ``goldset`` supplies golden queries and judgments; ``queries`` are the queries the ANN
     recall check samples (default: the golden queries); ``previous`` holds the
     measurements of the previous comparable audit.
@@ -163,6 +166,7 @@ class AuditContext:
     config: AuditConfig
     embedder: TextEmbedder | None = None
     source_hashes: Mapping[str, str] | None = None
+    span_sources: Mapping[str, str] | None = None
     goldset: Goldset | None = None
     queries: Sequence[Query] | None = None
     previous: Mapping[str, float] = field(default_factory=dict)

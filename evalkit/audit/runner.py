@@ -14,6 +14,7 @@ from evalkit.audit.coverage import check_coverage, check_orphans
 from evalkit.audit.duplicates import check_duplicates
 from evalkit.audit.model import check_model
 from evalkit.audit.snapshot import read_snapshot
+from evalkit.audit.spans import check_spans, span_sources
 from evalkit.audit.staleness import check_staleness, source_hashes
 from evalkit.clock import utc_now
 from evalkit.embedding import TextEmbedder
@@ -37,6 +38,7 @@ CHECKS: Mapping[str, Check] = {
     "ann_recall": check_ann_recall,
     "coverage": check_coverage,
     "orphans": check_orphans,
+    "spans": check_spans,
 }
 """Every check by name, in the order an audit runs them."""
 
@@ -52,7 +54,8 @@ def run_audit(
     previous: Mapping[str, float] | None = None,
     location: str = "chroma",
 ) -> AuditReport:
-    """Audit a Chroma collection: duplicates, staleness, model, ANN recall, coverage, orphans.
+    """Audit a Chroma collection: duplicates, staleness, model, ANN recall, coverage, orphans
+    and span judgments.
 
     ``embedder`` is the query model (needed for the model check, golden queries and
     coverage); ``source`` the corpus the index should mirror (a path read with
@@ -66,19 +69,25 @@ def run_audit(
     snapshot = read_snapshot(collection, page_size=settings.page_size)
     source_label = None
     hashes = None
+    texts = None
     if source is not None:
         if isinstance(source, str | Path):
             source_label = str(source)
             hashes = source_hashes(iter_corpus(source))
+            if "spans" in settings.checks:
+                texts = span_sources(iter_corpus(source), goldset)
         else:
             source_label = "documents"
-            hashes = source_hashes(source)
+            documents = list(source)
+            hashes = source_hashes(documents)
+            texts = span_sources(documents, goldset)
     context = AuditContext(
         collection=collection,
         snapshot=snapshot,
         config=settings,
         embedder=embedder,
         source_hashes=hashes,
+        span_sources=texts,
         goldset=goldset,
         queries=queries,
         previous=dict(previous or {}),

@@ -50,7 +50,7 @@ def audit(
         str | None,
         typer.Option(
             help="Stored goldset: its queries probe ANN recall and judgment coverage, its "
-            "judgments are checked for orphans."
+            "judgments are checked for orphans, its span judgments against the source."
         ),
     ] = None,
     chroma_url: ChromaUrl = None,
@@ -82,7 +82,7 @@ def audit(
         list[str] | None,
         typer.Option(
             help="Run only this check (repeatable): duplicates, staleness, model, "
-            "ann_recall, coverage, orphans."
+            "ann_recall, coverage, orphans, spans."
         ),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the document and query samples.")] = 0,

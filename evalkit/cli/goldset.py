@@ -1,12 +1,13 @@
-"""``evalkit goldset import|validate|list``."""
+"""``evalkit goldset import|validate|list|remap``."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from evalkit.cli import goldset_generate  # noqa: F401  (registers `goldset generate`)
 from evalkit.cli._app import goldset_app
 from evalkit.cli._output import (
     OutputFormat,
@@ -17,6 +18,10 @@ from evalkit.cli._output import (
     table,
 )
 from evalkit.cli._store import open_store
+from evalkit.records.review import PUBLISH_DEFAULTS
+
+if TYPE_CHECKING:
+    from evalkit.pipeline import RemapOutcome
 
 SOURCE_FORMAT_HELP = "Source format: jsonl (evalkit's own), beir (a BEIR folder) or trec."
 OUTPUT_HELP = "Output: table or json (--format names the source format here)."
@@ -162,4 +167,186 @@ def list_goldsets(
             ["name", "version", "queries", "judgments", "imported (UTC)", "source"],
             rows,
         )
+    )
+
+
+REMAP_LOSS_EXIT_CODE = 1
+_SHOWN_LOST = 50
+
+
+@goldset_app.command("remap")
+def remap(
+    name: Annotated[str, typer.Argument(help="The stored goldset to remap (its current version).")],
+    corpus: Annotated[
+        Path,
+        typer.Option(
+            help="The new, re-chunked corpus: JSONL whose chunks carry source_id, start, end."
+        ),
+    ],
+    old_corpus: Annotated[
+        Path | None,
+        typer.Option(
+            help="The corpus the goldset's doc ids name, for judgments without a span "
+            "(default: the corpus.jsonl of the folder the goldset was imported from)."
+        ),
+    ] = None,
+    min_overlap: Annotated[
+        float,
+        typer.Option(
+            help="Share (0 < share <= 1) of the shorter of span and chunk that must overlap "
+            "for the chunk to inherit the grade.",
+        ),
+    ] = 0.5,
+    new_name: Annotated[
+        str | None,
+        typer.Option("--name", help="Store the new version under this name (default: NAME)."),
+    ] = None,
+    output: Annotated[
+        OutputFormat, typer.Option("--output", "-o", help="Output: table or json.")
+    ] = OutputFormat.table,
+) -> None:
+    """Move a goldset's span-anchored judgments onto a re-chunked corpus, as a new version.
+
+    A new chunk inherits the highest grade of the judged spans it overlaps by at least
+    --min-overlap of the shorter of the two; the mapping is stored with the new version.
+    Judgments whose span text changed (stale) or whose source is gone (unmapped) are listed.
+    Exit codes: 0 every judgment mapped; 1 new version stored, some judgments stale or
+    unmapped; 2 bad input, or no judgment could be mapped (nothing stored); 3 store failure.
+
+    Example: evalkit goldset remap scifact --corpus chunks.jsonl --min-overlap 0.5 -o json
+    """
+    from evalkit.cli._store import CommandStore
+    from evalkit.pipeline import GoldsetRemapRequest, remap_goldset
+
+    request = GoldsetRemapRequest(
+        goldset=name,
+        corpus=corpus,
+        old_corpus=old_corpus,
+        min_overlap=min_overlap,
+        name=new_name,
+    )
+    outcome = remap_goldset(CommandStore("goldset remap"), request)
+    result, written = outcome.result, outcome.goldset
+    counts = result.counts
+    if output is OutputFormat.json:
+        emit_json(
+            {
+                "goldset": written.name if written else None,
+                "version": written.version if written else None,
+                "old_goldset": outcome.old.name,
+                "old_version": outcome.old.version,
+                "stored": outcome.stored,
+                "corpus": str(corpus),
+                "old_corpus": str(outcome.old_corpus) if outcome.old_corpus else None,
+                "min_overlap": min_overlap,
+                "counts": counts,
+                "new_judgments": len(result.judgments),
+                "moved": sum(row.reason == "moved" for row in result.mappings),
+                "lost": [
+                    {
+                        "query_id": row.query_id,
+                        "doc_id": row.old_doc_id,
+                        "status": row.status.value,
+                        "reason": row.reason,
+                    }
+                    for row in result.lost
+                ],
+            }
+        )
+    else:
+        _print_remap(outcome)
+    if written is None:
+        raise typer.Exit(2)
+    if result.lost:
+        raise typer.Exit(REMAP_LOSS_EXIT_CODE)
+
+
+def _print_remap(outcome: RemapOutcome) -> None:
+    result, written = outcome.result, outcome.goldset
+    counts = result.counts
+    lost = result.lost
+    if lost:
+        rows = [
+            [row.query_id, row.old_doc_id, row.status.value, row.reason or "-"]
+            for row in lost[:_SHOWN_LOST]
+        ]
+        shown = "" if len(lost) <= _SHOWN_LOST else f", first {_SHOWN_LOST} shown"
+        console.print(
+            table(
+                f"{len(lost)} judgments not mapped{shown}",
+                ["query", "document", "status", "reason"],
+                rows,
+            )
+        )
+    moved = sum(row.reason == "moved" for row in result.mappings)
+    console.print(
+        f"{counts['mapped']} mapped ({moved} moved), {counts['stale']} stale, "
+        f"{counts['unmapped']} unmapped of {len(outcome.old.judgments)} judgments of "
+        f"{outcome.old.name} {outcome.old.version}",
+        markup=False,
+    )
+    if written is None:
+        err_console.print(
+            "no judgment could be mapped onto the new corpus; nothing was stored. Check that "
+            "its chunks carry source_id, start and end of the goldset's sources.",
+            markup=False,
+        )
+        return
+    state = "stored as a new version" if outcome.stored else "already stored (same remap)"
+    console.print(
+        f"goldset {written.name} version {written.version}: {len(result.judgments)} "
+        f"judgments of the new chunks, {state}",
+        markup=False,
+    )
+
+
+@goldset_app.command("publish")
+def publish(
+    name: Annotated[str, typer.Argument(help="The goldset whose reviewed items to publish.")],
+    min_reviews: Annotated[
+        int,
+        typer.Option(
+            "--min-reviews",
+            min=1,
+            help="Publish an accepted item only once this many reviewers reviewed it.",
+        ),
+    ] = PUBLISH_DEFAULTS.min_reviews,
+    output: Output = OutputFormat.table,
+) -> None:
+    """Publish the review queue's accepted items as a new version of goldset NAME.
+
+    An item is published when most of its reviewers accepted it and at least --min-reviews
+    reviewed it; each document gets the median of their grades. The new version is the
+    current one with the items' queries added (or edited) and their judgments added or
+    replaced, written in one transaction: an interrupted publish leaves the previous
+    version current.
+
+    Example: evalkit goldset publish support --min-reviews 2
+    """
+    from evalkit.cli._store import CommandStore
+    from evalkit.pipeline import publish_goldset
+    from evalkit.records.review import PublishRequest
+
+    outcome = publish_goldset(
+        CommandStore("goldset publish"), name, PublishRequest(min_reviews=min_reviews)
+    )
+    if output is OutputFormat.json:
+        emit_json(outcome.to_dict())
+        return
+    waiting = (
+        f"; {len(outcome.waiting)} accepted items wait for {min_reviews} reviewers"
+        if outcome.waiting
+        else ""
+    )
+    publication = outcome.publication
+    if publication is None:
+        console.print(f"goldset {name}: no accepted item ready to publish{waiting}", markup=False)
+        return
+    state = "a new version" if outcome.created else "same content as the current version"
+    console.print(
+        f"goldset {name} version {publication.goldset_version} ({state}) from "
+        f"{publication.n_items} reviewed items: {publication.n_queries_added} queries added, "
+        f"{publication.n_queries_edited} edited, {publication.n_judgments_added} judgments "
+        f"added, {publication.n_judgments_changed} changed{waiting}",
+        markup=False,
     )

@@ -24,13 +24,16 @@ __all__ = [
     "JUDGMENT_FIELDS",
     "MAX_GRADE",
     "QUERY_FIELDS",
+    "SPAN_FIELDS",
     "FieldSpec",
     "check_fields",
     "check_grade",
     "check_identifier",
+    "check_span_fields",
     "document_json_schema",
     "grade_value",
     "judgment_json_schema",
+    "offset_value",
     "query_json_schema",
 ]
 
@@ -56,6 +59,7 @@ _IDENTIFIER = {"type": "string", "minLength": 1, "not": {"pattern": r"^\s|\s$"}}
 _TEXT = {"type": "string", "pattern": r"\S"}
 _STRING_LIST = {"type": "array", "items": _IDENTIFIER}
 _GRADE = {"type": "integer", "minimum": 0, "maximum": MAX_GRADE}
+_OFFSET = {"type": "integer", "minimum": 0}
 _METADATA = {
     "type": "object",
     "additionalProperties": {"type": ["string", "number", "boolean"]},
@@ -127,6 +131,26 @@ def grade_value(value: object) -> int:
     raise TypeError(f"not a grade: {value!r}")
 
 
+def _check_offset(value: object) -> str | None:
+    wanted = "must be a character offset, an integer >= 0"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return f"{wanted}, got {describe_value(value)}"
+    if isinstance(value, float) and not value.is_integer():
+        return f"{wanted}, got {describe_value(value)}"
+    if value < 0:
+        return f"{wanted}, got {describe_value(value)}"
+    return None
+
+
+def offset_value(value: object) -> int | None:
+    """The integer offset of a value that passed the offset check (None for null)."""
+    if value is None:
+        return None
+    if isinstance(value, int | float):
+        return int(value)
+    raise TypeError(f"not an offset: {value!r}")
+
+
 def _check_metadata(value: object) -> str | None:
     if not isinstance(value, dict):
         return f"must be an object of field -> value, got {describe_value(value)}"
@@ -173,6 +197,28 @@ QUERY_FIELDS: Mapping[str, FieldSpec] = {
     ),
 }
 
+_SOURCE_ID = FieldSpec(
+    check_identifier,
+    json_schema={
+        **_IDENTIFIER,
+        "description": "the source document (before chunking) the span or chunk stands in",
+    },
+)
+_START = FieldSpec(
+    _check_offset,
+    json_schema={**_OFFSET, "description": "offset of the first character in the source's text"},
+)
+_END = FieldSpec(
+    _check_offset,
+    json_schema={
+        **_OFFSET,
+        "description": "offset after the last character in the source's text (exclusive)",
+    },
+)
+
+SPAN_FIELDS: tuple[str, ...] = ("source_id", "start", "end", "text")
+"""The span fields of a judgment line (a chunk line has all but ``text``)."""
+
 JUDGMENT_FIELDS: Mapping[str, FieldSpec] = {
     "query_id": FieldSpec(
         check_identifier,
@@ -188,6 +234,13 @@ JUDGMENT_FIELDS: Mapping[str, FieldSpec] = {
         check_grade,
         required=True,
         json_schema={**_GRADE, "description": "graded relevance; 0 = judged not relevant"},
+    ),
+    "source_id": _SOURCE_ID,
+    "start": _START,
+    "end": _END,
+    "text": FieldSpec(
+        _check_text,
+        json_schema={**_TEXT, "description": "the judged passage, quoted from the source"},
     ),
 }
 
@@ -210,6 +263,9 @@ DOCUMENT_FIELDS: Mapping[str, FieldSpec] = {
             "description": "flat object of string, number or boolean values",
         },
     ),
+    "source_id": _SOURCE_ID,
+    "start": _START,
+    "end": _END,
 }
 
 
@@ -232,6 +288,66 @@ def _record_json_schema(fields: Mapping[str, FieldSpec]) -> dict[str, Any]:
     }
 
 
+def _present(name: str) -> dict[str, Any]:
+    return {"required": [name], "properties": {name: {"not": {"type": "null"}}}}
+
+
+def _span_rules(*, quoted_text: bool) -> list[dict[str, Any]]:
+    """The span rules across fields that a schema can say (not ``start < end``)."""
+    rules: list[dict[str, Any]] = [
+        {"if": _present("start"), "then": {"allOf": [_present("source_id"), _present("end")]}},
+        {"if": _present("end"), "then": {"allOf": [_present("source_id"), _present("start")]}},
+    ]
+    if quoted_text:
+        rules.append({"if": _present("text"), "then": _present("source_id")})
+        rules.append(
+            {"if": _present("source_id"), "then": {"anyOf": [_present("start"), _present("text")]}}
+        )
+    return rules
+
+
+def check_span_fields(
+    record: Mapping[str, object],
+    bad: set[str],
+    *,
+    problems: ProblemLog,
+    path: Path,
+    line: int,
+    quoted_text: bool,
+) -> None:
+    """Record the span rules across fields that ``record`` breaks, adding the fields to ``bad``.
+
+    ``source_id`` is required with any of ``start``/``end`` (and ``text`` when
+    ``quoted_text``: a judgment line); ``start`` and ``end`` come together with
+    ``start < end``; a judgment's ``source_id`` needs the offsets or the quoted text. Fields
+    already in ``bad`` are not judged again.
+    """
+
+    def given(name: str) -> bool:
+        return record.get(name) is not None
+
+    def report(name: str, message: str) -> None:
+        bad.add(name)
+        problems.add(message, path=path, line=line, field=name)
+
+    span_parts = ("start", "end", "text") if quoted_text else ("start", "end")
+    named = [name for name in span_parts if given(name)]
+    if named and not given("source_id") and "source_id" not in bad:
+        report("source_id", f"is missing; a span ({', '.join(named)}) names its source document")
+    if given("start") != given("end"):
+        missing = "end" if given("start") else "start"
+        report(missing, "is missing; give start and end together (end exclusive)")
+    elif given("start") and not bad & {"start", "end"}:
+        start, end = record["start"], record["end"]
+        if isinstance(start, int | float) and isinstance(end, int | float) and start >= end:
+            report("end", f"must be greater than start ({int(start)}); end is exclusive")
+    if quoted_text and given("source_id") and not any(map(given, ("start", "end", "text"))):
+        report(
+            "source_id",
+            "names a source but no span; give start and end, or the quoted text",
+        )
+
+
 def query_json_schema() -> dict[str, Any]:
     """JSON Schema of one line of ``queries.jsonl``.
 
@@ -243,15 +359,18 @@ def query_json_schema() -> dict[str, Any]:
 def judgment_json_schema() -> dict[str, Any]:
     """JSON Schema of one line of ``judgments.jsonl``.
 
-    Rules across lines (a known query id, one judgment per query and document) are the
-    loader's alone.
+    Rules across lines (a known query id, one judgment per query and document) and
+    ``start < end`` are the loader's alone.
     """
-    return _record_json_schema(JUDGMENT_FIELDS)
+    schema = _record_json_schema(JUDGMENT_FIELDS)
+    schema["allOf"] = _span_rules(quoted_text=True)
+    return schema
 
 
 def document_json_schema() -> dict[str, Any]:
     """JSON Schema of one line of a JSONL corpus: the document fields, its id as ``id``
-    or BEIR's ``_id`` (not both), and a non-blank text or title."""
+    or BEIR's ``_id`` (not both), a non-blank text or title, and a chunk's ``source_id``
+    with its ``start``/``end`` (``start < end`` is the reader's alone)."""
     schema = _record_json_schema(DOCUMENT_FIELDS)
     properties = schema["properties"]
     properties["_id"] = {**properties["id"], "description": "BEIR's name for id"}
@@ -261,6 +380,7 @@ def document_json_schema() -> dict[str, Any]:
         {"properties": {"text": _TEXT}},
         {"properties": {"title": _TEXT}, "required": ["title"]},
     ]
+    schema["allOf"] = _span_rules(quoted_text=False)
     return schema
 
 

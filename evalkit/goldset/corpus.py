@@ -3,8 +3,8 @@
 Three layouts are read, detected from the path:
 
 - ``jsonl``: a JSON Lines file, one ``{"id", "title", "text", "metadata"}`` object per line
-  (``_id`` accepted for ``id``), checked as strictly as a goldset (unknown fields, nested
-  metadata and the like are errors);
+  (``_id`` accepted for ``id``; a chunk may add ``source_id``, ``start``, ``end``), checked as
+  strictly as a goldset (unknown fields, nested metadata and the like are errors);
 - ``beir``: a BEIR folder; its ``corpus.jsonl`` is read as BEIR writes it: unknown fields
   are ignored, integer ids accepted, null metadata values dropped and nested ones kept as
   JSON text;
@@ -20,11 +20,12 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 
 from evalkit.errors import ConfigError, InputError
 from evalkit.goldset._reading import ProblemLog, iter_json_objects, iter_text_lines
-from evalkit.goldset._schema import DOCUMENT_FIELDS, check_fields
+from evalkit.goldset._schema import DOCUMENT_FIELDS, check_fields, check_span_fields, offset_value
 from evalkit.goldset.beir import beir_identifier
 from evalkit.records import Document
 
@@ -191,11 +192,21 @@ def _read_jsonl(location: Path, problems: ProblemLog) -> Iterator[tuple[Document
             line=line,
             record_name="document",
         )
+        check_span_fields(
+            record, bad, problems=problems, path=location, line=line, quoted_text=False
+        )
         if bad:
             continue
         document = _document(
             str(record["id"]), record.get("title"), record.get("text"), record.get("metadata")
         )
+        if record.get("source_id") is not None:
+            document = replace(
+                document,
+                source_id=str(record["source_id"]),
+                start=offset_value(record.get("start")),
+                end=offset_value(record.get("end")),
+            )
         if _has_content(document, problems, path=location, line=line):
             yield document, line
 

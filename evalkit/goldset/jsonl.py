@@ -15,16 +15,25 @@ from pathlib import Path
 
 from evalkit.errors import ConfigError, InputError
 from evalkit.goldset._reading import ProblemLog, iter_json_objects
-from evalkit.goldset._schema import JUDGMENT_FIELDS, QUERY_FIELDS, check_fields, grade_value
+from evalkit.goldset._schema import (
+    JUDGMENT_FIELDS,
+    QUERY_FIELDS,
+    check_fields,
+    check_span_fields,
+    grade_value,
+    offset_value,
+)
 from evalkit.goldset.model import Goldset
-from evalkit.records import Judgment, Query
+from evalkit.records import Judgment, Query, Span
 
 __all__ = [
     "CORPUS_FILE",
     "JUDGMENTS_FILE",
     "QUERIES_FILE",
+    "judgment_record",
     "load_jsonl_goldset",
     "read_jsonl_goldset",
+    "span_of",
     "write_jsonl_goldset",
 ]
 
@@ -95,13 +104,7 @@ def write_jsonl_goldset(
     staged_judgments = judgments_file.with_name(judgments_file.name + suffix)
     try:
         _write_lines(staged_queries, (_query_record(query) for query in goldset.queries))
-        _write_lines(
-            staged_judgments,
-            (
-                {"query_id": j.query_id, "doc_id": j.doc_id, "relevance": j.relevance}
-                for j in goldset.judgments
-            ),
-        )
+        _write_lines(staged_judgments, (judgment_record(j) for j in goldset.judgments))
         problems = ProblemLog()
         read_jsonl_goldset(staged_queries, staged_judgments, problems=problems)
         problems.raise_if_any(f"goldset '{goldset.name}' as it would be written", path=target)
@@ -176,6 +179,7 @@ def _read_judgments(
         bad = check_fields(
             record, JUDGMENT_FIELDS, problems=problems, path=path, line=line, record_name="judgment"
         )
+        check_span_fields(record, bad, problems=problems, path=path, line=line, quoted_text=True)
         if (
             known_queries is not None
             and "query_id" not in bad
@@ -208,11 +212,43 @@ def _read_judgments(
                     query_id=str(record["query_id"]),
                     doc_id=str(record["doc_id"]),
                     relevance=grade_value(record["relevance"]),
+                    span=span_of(record),
                 )
             )
     if not first_lines and not problems:
         problems.add("holds no judgments; a goldset needs at least one graded judgment", path=path)
     return judgments
+
+
+def span_of(record: dict[str, object]) -> Span | None:
+    """The span a checked judgment or chunk line names (None without ``source_id``)."""
+    source_id = record.get("source_id")
+    if source_id is None:
+        return None
+    start, end, text = record.get("start"), record.get("end"), record.get("text")
+    return Span(
+        source_id=str(source_id),
+        start=offset_value(start),
+        end=offset_value(end),
+        text=None if text is None else str(text),
+    )
+
+
+def judgment_record(judgment: Judgment) -> dict[str, object]:
+    """A judgment as one line of ``judgments.jsonl``: the span fields only when it has a span
+    (and of those, only the ones set)."""
+    record: dict[str, object] = {
+        "query_id": judgment.query_id,
+        "doc_id": judgment.doc_id,
+        "relevance": judgment.relevance,
+    }
+    span = judgment.span
+    if span is not None:
+        record["source_id"] = span.source_id
+        for name, value in (("start", span.start), ("end", span.end), ("text", span.text)):
+            if value is not None:
+                record[name] = value
+    return record
 
 
 def _query_from(record: dict[str, object]) -> Query:

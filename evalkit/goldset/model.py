@@ -18,7 +18,9 @@ def goldset_version(queries: Iterable[Query], judgments: Iterable[Judgment]) -> 
     The hash is over a canonical form (records sorted by id, fixed key order, no
     whitespace), so it does not change with key order, whitespace or line order in the
     source files. Twelve hex digits are shown to people; the full digest is not needed to
-    tell versions of one goldset apart.
+    tell versions of one goldset apart. A span-anchored judgment adds its span (source id,
+    offsets, text) to its entry; a judgment without a span is hashed as it always was, so
+    goldsets without spans keep their versions.
     """
     canonical_queries = sorted(
         (
@@ -35,7 +37,7 @@ def goldset_version(queries: Iterable[Query], judgments: Iterable[Judgment]) -> 
         key=lambda record: str(record["id"]),
     )
     canonical_judgments = sorted(
-        (judgment.query_id, judgment.doc_id, judgment.relevance) for judgment in judgments
+        (_canonical_judgment(judgment) for judgment in judgments), key=_judgment_order
     )
     payload = json.dumps(
         {"queries": canonical_queries, "judgments": canonical_judgments},
@@ -44,6 +46,25 @@ def goldset_version(queries: Iterable[Query], judgments: Iterable[Judgment]) -> 
         ensure_ascii=False,
     )
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:12]
+
+
+def _canonical_judgment(judgment: Judgment) -> tuple[object, ...]:
+    span = judgment.span
+    if span is None:
+        return (judgment.query_id, judgment.doc_id, judgment.relevance)
+    return (
+        judgment.query_id,
+        judgment.doc_id,
+        judgment.relevance,
+        {"source_id": span.source_id, "start": span.start, "end": span.end, "text": span.text},
+    )
+
+
+def _judgment_order(entry: tuple[object, ...]) -> tuple[str, str, int]:
+    # The order of spanless entries before spans existed; (query_id, doc_id) is unique in a
+    # goldset, so the span never has to break a tie.
+    query_id, doc_id, relevance = entry[:3]
+    return (str(query_id), str(doc_id), int(str(relevance)))
 
 
 @dataclass(frozen=True, slots=True)

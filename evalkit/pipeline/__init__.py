@@ -2,10 +2,10 @@
 
 The CLI, the scheduler and the tests all call these functions; no stage calls another stage
 that comes after it in the data flow. One module per workflow (``goldset``, ``gate``,
-``traffic``, ``audit``, ``drift``, ``answers``, ``judging``, ``traffic_labels``), independent
-of each other; what they share is the run lifecycle (``runs``), the goldset run
-(``goldset_run``), the scoring of a run's answers (``answer_scores``) and the judged pool
-(``judge_pool``). This package only re-exports.
+``traffic``, ``audit``, ``drift``, ``answers``, ``judging``, ``traffic_labels``,
+``goldset_remap``, ``generate``, ``review``), independent of each other; what they share is the run
+lifecycle (``runs``), the goldset run (``goldset_run``), the scoring of a run's answers
+(``answer_scores``) and the judged pool (``judge_pool``). This package only re-exports.
 """
 
 from evalkit.engines import results_frame
@@ -43,7 +43,14 @@ from evalkit.pipeline.gate import (
     write_gate_reports,
 )
 from evalkit.pipeline.gate import gate_reports as gate_reports
+from evalkit.pipeline.generate import GenerationOutcome, generate_goldset
 from evalkit.pipeline.goldset import evaluate_query_table, resolve_goldset
+from evalkit.pipeline.goldset_remap import (
+    GoldsetRemapRequest,
+    RemapOutcome,
+    old_corpus_of,
+    remap_goldset,
+)
 from evalkit.pipeline.goldset_run import evaluate_goldset
 from evalkit.pipeline.judge_pool import (
     CollectionTexts,
@@ -59,6 +66,27 @@ from evalkit.pipeline.judging import (
     HolesOutcome,
     judge_run_holes,
     measure_agreement,
+)
+from evalkit.pipeline.review import (
+    ItemDetails,
+    QueueOutcome,
+    ingest_draft,
+    queue_disagreements,
+    record_review,
+    review_item,
+    review_queue,
+)
+from evalkit.pipeline.review_exchange import (
+    LabelStudioExport,
+    LabelStudioImport,
+    export_label_studio,
+    import_label_studio,
+)
+from evalkit.pipeline.review_publish import (
+    PublishOutcome,
+    ReviewerAgreement,
+    publish_goldset,
+    reviewer_agreement,
 )
 from evalkit.pipeline.runs import RunOutcome, default_measures
 from evalkit.pipeline.traffic import (
@@ -90,10 +118,19 @@ __all__ = [
     "DriftOutcome",
     "GateOutcome",
     "GatePolicy",
+    "GenerationOutcome",
+    "GoldsetRemapRequest",
     "HolesOutcome",
+    "ItemDetails",
     "JudgingOutcome",
     "JudgingPlan",
+    "LabelStudioExport",
+    "LabelStudioImport",
+    "PublishOutcome",
+    "QueueOutcome",
+    "RemapOutcome",
     "ReplaySetup",
+    "ReviewerAgreement",
     "RunOutcome",
     "TrafficReplay",
     "TrafficReplayRequest",
@@ -116,18 +153,30 @@ __all__ = [
     "estimate_traffic_run",
     "evaluate_goldset",
     "evaluate_query_table",
+    "export_label_studio",
     "gate_against_baseline",
+    "generate_goldset",
+    "import_label_studio",
+    "ingest_draft",
     "judge_pairs",
     "judge_run_holes",
     "judge_traffic_run",
     "measure_agreement",
     "newest_sample",
+    "old_corpus_of",
     "prepare_traffic_replay",
+    "publish_goldset",
+    "queue_disagreements",
     "record_baseline",
+    "record_review",
+    "remap_goldset",
     "replay_candidate",
     "replay_traffic_window",
     "resolve_goldset",
     "results_frame",
+    "review_item",
+    "review_queue",
+    "reviewer_agreement",
     "run_answer_records",
     "run_reference",
     "sample_and_replay",

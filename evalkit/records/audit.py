@@ -135,6 +135,19 @@ FINDING_KINDS: Mapping[str, FindingKind] = {
             "judged documents that are not in the index (critical when more than "
             "orphaned_relevant_critical_share of the relevant ones)",
         ),
+        FindingKind(
+            "span_text_changed",
+            "spans",
+            Severity.warning,
+            "span-anchored judgments whose quoted text no longer stands at its offsets in "
+            "the source",
+        ),
+        FindingKind(
+            "span_source_missing",
+            "spans",
+            Severity.warning,
+            "span-anchored judgments whose source the corpus no longer holds",
+        ),
     )
 }
 """Every kind of finding an audit reports, by name (the names the store and alerts use)."""

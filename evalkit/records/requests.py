@@ -6,7 +6,8 @@ pipeline takes them whole: ``GatePolicy`` for ``gate_against_baseline`` (``evalk
 ``evalkit compare``, the pytest plugin), ``GoldsetRunRequest`` for a goldset run
 (``evalkit run``, the ``goldset_replay`` job, a gate's live candidate),
 ``TrafficReplayRequest`` for a traffic replay (``evalkit traffic replay``, the ``traffic``
-job), ``JudgingRequest`` and ``AgreementRequest`` for relevance judging (``evalkit judge``).
+job), ``JudgingRequest`` and ``AgreementRequest`` for relevance judging (``evalkit judge``),
+``GenerationRequest`` for a generated draft goldset (``evalkit goldset generate``).
 """
 
 from __future__ import annotations
@@ -24,12 +25,14 @@ __all__ = [
     "DEFAULT_EMBEDDING_SAMPLE",
     "DEFAULT_LOW_CONFIDENCE",
     "GATE_DEFAULTS",
+    "GENERATION_DEFAULTS",
     "JUDGING_DEFAULTS",
     "TRAFFIC_PRECISION_MIN_EFFECT",
     "TRAFFIC_PRECISION_MIN_JUDGED_SHARE",
     "TRAFFIC_REPLAY_DEFAULTS",
     "AgreementRequest",
     "GatePolicy",
+    "GenerationRequest",
     "GoldsetRunRequest",
     "JudgingRequest",
     "TrafficReplayRequest",
@@ -188,3 +191,32 @@ class AgreementRequest:
 
 AGREEMENT_DEFAULTS: Final = AgreementRequest()
 """``evalkit judge agreement``."""
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationRequest:
+    """How a draft goldset is generated from a corpus (``evalkit goldset generate``).
+
+    ``n`` questions, in the shares of ``mix`` (``factoid=0.5,paraphrase=0.3,multi=0.2``),
+    are written from passages drawn evenly over ``clusters`` k-means clusters of the
+    documents' embeddings (None: about two questions a cluster), at most ``max_per_source``
+    passages of one source; a paraphrase keeps at most ``max_overlap`` of its content words
+    from its passage; questions at cosine similarity ``dedup_threshold`` or more to an
+    earlier one are dropped. At most ``max_calls`` requests are sent (None: no limit); with
+    ``dry_run`` none, and nothing is written. ``overwrite`` replaces an existing draft.
+    """
+
+    n: int = 50
+    mix: str = "factoid=0.5,paraphrase=0.3,multi=0.2"
+    max_per_source: int = 2
+    clusters: int | None = None
+    max_overlap: float = 0.5
+    dedup_threshold: float = 0.9
+    max_calls: int | None = None
+    dry_run: bool = False
+    seed: int = 0
+    overwrite: bool = False
+
+
+GENERATION_DEFAULTS: Final = GenerationRequest()
+"""``evalkit goldset generate``."""

@@ -1,6 +1,7 @@
 """Stored goldsets: each version's queries and judgments, saved once and loaded back.
 
-Tables ``goldsets``, ``goldset_queries`` and ``judgments`` (migration 1).
+Tables ``goldsets``, ``goldset_queries`` and ``judgments`` (migration 1; the judgments' span
+columns, migration 14).
 """
 
 from __future__ import annotations
@@ -14,14 +15,21 @@ import duckdb
 from evalkit.clock import utc_now
 from evalkit.errors import NotFoundError, StoreError
 from evalkit.goldset.model import Goldset
-from evalkit.records import Judgment, Query
+from evalkit.records import Judgment, Query, Span
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from evalkit.store.store import Store
 
-__all__ = ["GoldsetInfo", "judgments_frame", "list_goldsets", "load_stored_goldset", "save_goldset"]
+__all__ = [
+    "GoldsetInfo",
+    "insert_goldset",
+    "judgments_frame",
+    "list_goldsets",
+    "load_stored_goldset",
+    "save_goldset",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,9 +46,23 @@ class GoldsetInfo:
 
 def save_goldset(store: Store, goldset: Goldset) -> bool:
     """Store a goldset version; returns False when that name and version were stored already."""
+    store.require_writable()
+    try:
+        with store.transaction() as con:
+            return insert_goldset(store, con, goldset)
+    except duckdb.Error as error:
+        raise StoreError(f"cannot store goldset {goldset.name}: {error}") from error
+
+
+def insert_goldset(store: Store, con: duckdb.DuckDBPyConnection, goldset: Goldset) -> bool:
+    """Insert a goldset version through ``con`` inside the caller's transaction
+    (``save_goldset`` opens its own); returns False when that name and version were stored
+    already.
+
+    A version's content is stored once, however many names share it.
+    """
     import pandas as pd
 
-    store.require_writable()
     exists = store.fetch(
         "SELECT 1 FROM goldsets WHERE name = ? AND version = ?",
         [goldset.name, goldset.version],
@@ -50,6 +72,19 @@ def save_goldset(store: Store, goldset: Goldset) -> bool:
     content_stored = store.fetch(
         "SELECT 1 FROM goldset_queries WHERE goldset_version = ? LIMIT 1", [goldset.version]
     )
+    con.execute(
+        "INSERT INTO goldsets VALUES (?, ?, ?, ?, ?, ?)",
+        [
+            goldset.name,
+            goldset.version,
+            goldset.source,
+            utc_now(),
+            len(goldset.queries),
+            len(goldset.judgments),
+        ],
+    )
+    if content_stored:
+        return True
     queries = pd.DataFrame(
         {
             "goldset_version": goldset.version,
@@ -62,32 +97,23 @@ def save_goldset(store: Store, goldset: Goldset) -> bool:
             "reference_context_ids": [list(q.reference_context_ids) for q in goldset.queries],
         }
     )
+    spans = [j.span for j in goldset.judgments]
     judgments = pd.DataFrame(
         {
             "goldset_version": goldset.version,
             "query_id": [j.query_id for j in goldset.judgments],
             "doc_id": [j.doc_id for j in goldset.judgments],
             "relevance": pd.array([j.relevance for j in goldset.judgments], dtype="int32"),
+            "source_id": pd.array(
+                [span.source_id if span else None for span in spans], dtype="string"
+            ),
+            "span_start": pd.array([span.start if span else None for span in spans], "Int64"),
+            "span_end": pd.array([span.end if span else None for span in spans], "Int64"),
+            "span_text": pd.array([span.text if span else None for span in spans], dtype="string"),
         }
     )
-    try:
-        with store.transaction() as con:
-            con.execute(
-                "INSERT INTO goldsets VALUES (?, ?, ?, ?, ?, ?)",
-                [
-                    goldset.name,
-                    goldset.version,
-                    goldset.source,
-                    utc_now(),
-                    len(goldset.queries),
-                    len(goldset.judgments),
-                ],
-            )
-            if not content_stored:
-                store.insert_frame("goldset_queries", queries)
-                store.insert_frame("judgments", judgments)
-    except duckdb.Error as error:
-        raise StoreError(f"cannot store goldset {goldset.name}: {error}") from error
+    store.insert_frame("goldset_queries", queries)
+    store.insert_frame("judgments", judgments)
     return True
 
 
@@ -136,11 +162,19 @@ def load_stored_goldset(store: Store, name: str, version: str | None = None) -> 
         for row in query_rows
     ]
     judgment_rows = store.fetch(
-        "SELECT query_id, doc_id, relevance FROM judgments WHERE goldset_version = ? "
-        "ORDER BY query_id, doc_id",
+        "SELECT query_id, doc_id, relevance, source_id, span_start, span_end, span_text "
+        "FROM judgments WHERE goldset_version = ? ORDER BY query_id, doc_id",
         [chosen.version],
     )
-    judgments = [Judgment(*row) for row in judgment_rows]
+    judgments = [
+        Judgment(
+            query_id,
+            doc_id,
+            relevance,
+            None if source_id is None else Span(source_id, start, end, text),
+        )
+        for query_id, doc_id, relevance, source_id, start, end, text in judgment_rows
+    ]
     return Goldset(
         name=chosen.name,
         queries=tuple(queries),

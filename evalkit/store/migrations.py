@@ -547,6 +547,95 @@ CREATE TABLE judged_run_figures (
 );
 """
 
+# DuckDB 2.x adds columns to a table with a primary key in place (checked when this was
+# written), so the judgments table is not rebuilt.
+_M14_GOLDSET_SPANS = """
+ALTER TABLE judgments ADD COLUMN source_id VARCHAR;
+ALTER TABLE judgments ADD COLUMN span_start BIGINT;
+ALTER TABLE judgments ADD COLUMN span_end BIGINT;
+ALTER TABLE judgments ADD COLUMN span_text VARCHAR;
+CREATE TABLE goldset_remaps (
+    goldset_version VARCHAR NOT NULL,
+    old_goldset_version VARCHAR NOT NULL,
+    ordinal INTEGER NOT NULL,
+    query_id VARCHAR NOT NULL,
+    old_doc_id VARCHAR NOT NULL,
+    new_doc_id VARCHAR,
+    overlap DOUBLE,
+    status VARCHAR NOT NULL CHECK (status IN ('mapped', 'stale', 'unmapped')),
+    reason VARCHAR,
+    PRIMARY KEY (goldset_version, old_goldset_version, ordinal)
+);
+CREATE TABLE goldset_remap_runs (
+    goldset_version VARCHAR NOT NULL,
+    old_goldset_version VARCHAR NOT NULL,
+    goldset_name VARCHAR NOT NULL,
+    old_goldset_name VARCHAR NOT NULL,
+    corpus VARCHAR NOT NULL,
+    old_corpus VARCHAR,
+    min_overlap DOUBLE NOT NULL,
+    remapped_at TIMESTAMP NOT NULL,
+    n_mapped INTEGER NOT NULL,
+    n_stale INTEGER NOT NULL,
+    n_unmapped INTEGER NOT NULL,
+    PRIMARY KEY (goldset_version, old_goldset_version)
+);
+"""
+
+# Reviews are append-only and keyed by a random id, so two reviewers saving one item at once
+# both keep their review; an item's status is derived from its reviews when one is added.
+_M15_REVIEW_QUEUE = """
+CREATE TABLE review_items (
+    item_id VARCHAR PRIMARY KEY,
+    goldset VARCHAR NOT NULL,
+    origin VARCHAR NOT NULL CHECK (origin IN ('traffic', 'generated', 'disagreement')),
+    query_id VARCHAR NOT NULL,
+    query_text VARCHAR NOT NULL,
+    tenant VARCHAR,
+    tags VARCHAR[],
+    reference_answer VARCHAR,
+    reference_context_ids VARCHAR[],
+    documents JSON NOT NULL,
+    priority DOUBLE NOT NULL,
+    reason VARCHAR NOT NULL,
+    provenance JSON NOT NULL,
+    status VARCHAR NOT NULL CHECK (status IN ('open', 'accepted', 'rejected', 'published')),
+    created_at TIMESTAMP NOT NULL,
+    updated_at TIMESTAMP NOT NULL
+);
+CREATE TABLE reviews (
+    review_id VARCHAR PRIMARY KEY,
+    item_id VARCHAR NOT NULL,
+    reviewer VARCHAR NOT NULL,
+    reviewed_at TIMESTAMP NOT NULL,
+    verdict VARCHAR NOT NULL CHECK (verdict IN ('accept', 'reject')),
+    grades JSON NOT NULL,
+    question VARCHAR,
+    note VARCHAR NOT NULL
+);
+CREATE TABLE review_publications (
+    goldset VARCHAR NOT NULL,
+    goldset_version VARCHAR NOT NULL,
+    previous_version VARCHAR,
+    published_at TIMESTAMP NOT NULL,
+    min_reviews INTEGER NOT NULL,
+    n_items INTEGER NOT NULL,
+    n_queries_added INTEGER NOT NULL,
+    n_queries_edited INTEGER NOT NULL,
+    n_judgments_added INTEGER NOT NULL,
+    n_judgments_changed INTEGER NOT NULL,
+    PRIMARY KEY (goldset, goldset_version, published_at)
+);
+CREATE TABLE review_published_items (
+    item_id VARCHAR NOT NULL,
+    goldset VARCHAR NOT NULL,
+    goldset_version VARCHAR NOT NULL,
+    published_at TIMESTAMP NOT NULL,
+    verdict_reviews INTEGER NOT NULL,
+    PRIMARY KEY (item_id, goldset_version)
+);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "goldsets_runs_metrics", _M01_GOLDSETS_RUNS_METRICS),
     Migration(2, "drift_checks", _M02_DRIFT_CHECKS),
@@ -561,4 +650,6 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(11, "run_shards", _M11_RUN_SHARDS),
     Migration(12, "run_imports", _M12_RUN_IMPORTS),
     Migration(13, "judging", _M13_JUDGING),
+    Migration(14, "goldset_spans", _M14_GOLDSET_SPANS),
+    Migration(15, "review_queue", _M15_REVIEW_QUEUE),
 )

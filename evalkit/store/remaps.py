@@ -1,0 +1,134 @@
+"""Stored goldset remaps: the version a re-chunked corpus gave, with the mapping that made it.
+
+Tables ``goldset_remaps`` (one row per mapping of an old judgment) and
+``goldset_remap_runs`` (one row per remap), migration 14.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+import duckdb
+import numpy as np
+
+from evalkit.clock import utc_now
+from evalkit.errors import StoreError
+from evalkit.goldset.model import Goldset
+from evalkit.goldset.remap import RemapStatus, SpanMapping
+from evalkit.store.goldsets import insert_goldset
+
+if TYPE_CHECKING:
+    from evalkit.store.store import Store
+
+__all__ = ["RemapInfo", "list_remaps", "remap_mappings", "save_remap"]
+
+
+@dataclass(frozen=True, slots=True)
+class RemapInfo:
+    """One stored remap: the version it wrote from which, with what, and its counts."""
+
+    goldset_version: str
+    old_goldset_version: str
+    goldset_name: str
+    old_goldset_name: str
+    corpus: str
+    old_corpus: str | None
+    min_overlap: float
+    remapped_at: datetime
+    n_mapped: int
+    n_stale: int
+    n_unmapped: int
+
+
+def save_remap(
+    store: Store,
+    goldset: Goldset,
+    *,
+    old: Goldset,
+    mappings: Sequence[SpanMapping],
+    counts: dict[str, int],
+    corpus: str,
+    old_corpus: str | None,
+    min_overlap: float,
+) -> bool:
+    """Store the remapped ``goldset`` and its mapping from ``old`` in one transaction.
+
+    Returns False when this remap (same new and old versions) was stored already; the
+    goldset version is then left as it was too.
+    """
+    import pandas as pd
+
+    store.require_writable()
+    frame = pd.DataFrame(
+        {
+            "goldset_version": goldset.version,
+            "old_goldset_version": old.version,
+            "ordinal": np.arange(len(mappings), dtype=np.int32),
+            "query_id": [row.query_id for row in mappings],
+            "old_doc_id": [row.old_doc_id for row in mappings],
+            "new_doc_id": pd.array([row.new_doc_id for row in mappings], dtype="string"),
+            "overlap": pd.array([row.overlap for row in mappings], dtype="Float64"),
+            "status": [row.status.value for row in mappings],
+            "reason": pd.array([row.reason for row in mappings], dtype="string"),
+        }
+    )
+    try:
+        with store.transaction() as con:
+            done = con.execute(
+                "SELECT 1 FROM goldset_remap_runs WHERE goldset_version = ? "
+                "AND old_goldset_version = ?",
+                [goldset.version, old.version],
+            ).fetchall()
+            if done:
+                return False
+            insert_goldset(store, con, goldset)
+            con.execute(
+                "INSERT INTO goldset_remap_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    goldset.version,
+                    old.version,
+                    goldset.name,
+                    old.name,
+                    corpus,
+                    old_corpus,
+                    min_overlap,
+                    utc_now(),
+                    counts[RemapStatus.mapped.value],
+                    counts[RemapStatus.stale.value],
+                    counts[RemapStatus.unmapped.value],
+                ],
+            )
+            store.insert_frame("goldset_remaps", frame)
+    except duckdb.Error as error:
+        raise StoreError(f"cannot store the remap of goldset {old.name}: {error}") from error
+    return True
+
+
+def list_remaps(store: Store, goldset_version: str | None = None) -> list[RemapInfo]:
+    """Stored remaps, newest first (optionally those that wrote ``goldset_version``)."""
+    rows = store.fetch(
+        "SELECT goldset_version, old_goldset_version, goldset_name, old_goldset_name, corpus, "
+        "old_corpus, min_overlap, remapped_at, n_mapped, n_stale, n_unmapped "
+        "FROM goldset_remap_runs WHERE ? IS NULL OR goldset_version = ? "
+        "ORDER BY remapped_at DESC",
+        [goldset_version, goldset_version],
+    )
+    return [RemapInfo(*row) for row in rows]
+
+
+def remap_mappings(
+    store: Store, goldset_version: str, old_goldset_version: str
+) -> list[SpanMapping]:
+    """The mapping rows of one stored remap, in the order they were made."""
+    rows = store.fetch(
+        "SELECT query_id, old_doc_id, status, new_doc_id, overlap, reason FROM goldset_remaps "
+        "WHERE goldset_version = ? AND old_goldset_version = ? ORDER BY ordinal",
+        [goldset_version, old_goldset_version],
+    )
+    return [
+        SpanMapping(query_id, old_doc_id, RemapStatus(status), new_doc_id, overlap, reason)
+        for query_id, old_doc_id, status, new_doc_id, overlap, reason in rows
+    ]
