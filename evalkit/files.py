@@ -12,7 +12,7 @@ import os
 import secrets
 from pathlib import Path
 
-__all__ = ["create_beside"]
+__all__ = ["create_beside", "replace_text"]
 
 _ATTEMPTS = 100
 
@@ -32,3 +32,16 @@ def create_beside(target: Path, *, suffix: str = ".partial") -> tuple[int, Path]
         except FileExistsError:
             continue
     raise FileExistsError(f"no free temporary name beside {target} after {_ATTEMPTS} tries")
+
+
+def replace_text(target: Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``target`` through a file beside it renamed onto it, so that
+    ``target`` is either as it was or complete; the partial file is removed on failure."""
+    handle, partial = create_beside(target)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as output:
+            output.write(text)
+        os.replace(partial, target)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise

@@ -73,12 +73,13 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def _serving(store: Path, log: Path) -> Iterator[str]:
-    """`evalkit dashboard` serving ``store`` on a free loopback port; yields its URL."""
+def _serving(store: Path, log: Path, extra: tuple[str, ...] = ()) -> Iterator[str]:
+    """`evalkit dashboard` (with ``extra`` options) serving ``store`` on a free loopback
+    port; yields its URL."""
     port = _free_port()
     with log.open("w", encoding="utf-8") as output:
         server = subprocess.Popen(
-            [sys.executable, "-m", "evalkit", "dashboard", "--port", str(port)],
+            [sys.executable, "-m", "evalkit", "dashboard", "--port", str(port), *extra],
             env={**os.environ, "EVALKIT_STORE_PATH": str(store)},
             stdout=output,
             stderr=subprocess.STDOUT,
@@ -488,4 +489,4 @@ def test_a_deep_link_as_a_fresh_dashboard_s_first_request_opens_the_app_in_chrom
         ]
         assert any(text.endswith("Quality over time") for text in links), links
         assert not any(text.endswith("quality") for text in links), links
-        assert "Store (read-only)" in body
+        assert "Store (reviews saved)" in body

@@ -49,6 +49,7 @@ COMMAND_MODULES: dict[str, str] = {
     "index": "index",
     "jobs": "jobs",
     "judge": "judge",
+    "review": "review",
     "alerts": "alerts",
     "run": "run",
     "runs": "runs",

@@ -10,7 +10,14 @@ import typer
 from evalkit import __version__
 from evalkit.cli._output import set_global_overrides
 
-__all__ = ["app", "end_without_teardown", "goldset_app", "runs_app", "teardown_needed"]
+__all__ = [
+    "app",
+    "end_without_teardown",
+    "goldset_app",
+    "review_app",
+    "runs_app",
+    "teardown_needed",
+]
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 
@@ -33,8 +40,16 @@ runs_app = typer.Typer(
     no_args_is_help=True,
     context_settings=CONTEXT,
 )
+review_app = typer.Typer(
+    help="Review draft goldset items (promoted traffic, generated questions, assessor "
+    "disagreements) in priority order, grade them 0-3, and measure reviewer agreement; "
+    "`evalkit goldset publish` turns accepted items into a goldset version.",
+    no_args_is_help=True,
+    context_settings=CONTEXT,
+)
 app.add_typer(goldset_app, name="goldset")
 app.add_typer(runs_app, name="runs")
+app.add_typer(review_app, name="review")
 
 
 _teardown = {"needed": True}

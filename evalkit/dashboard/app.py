@@ -26,6 +26,7 @@ PAGES = {
         st.Page("views/compare.py", title="Compare runs", icon=":material/compare_arrows:"),
         st.Page("views/query.py", title="Query drill-down", icon=":material/manage_search:"),
         st.Page("views/goldsets.py", title="Goldsets", icon=":material/fact_check:"),
+        st.Page("views/review.py", title="Review queue", icon=":material/rate_review:"),
     ],
     "Monitoring": [
         st.Page("views/drift.py", title="Drift", icon=":material/moving:"),

@@ -102,12 +102,17 @@ def has_rows(frame: pd.DataFrame | None, *, area: str, empty: str) -> TypeGuard[
 
 
 def run_page(
-    title: str, render: Callable[[PageContext], None], *, areas: Sequence[str] = ("core",)
+    title: str,
+    render: Callable[[PageContext], None],
+    *,
+    areas: Sequence[str] = ("core",),
+    needs_evaluation: bool = True,
 ) -> None:
     """Draw a page: title, store checks, then ``render``; errors become messages.
 
-    An absent or empty store shows the first-run page; a missing area (its tables not in
-    the store) says what produces it; a store held by a writer is retried and explained.
+    An absent store, or one with no goldset and no run when ``needs_evaluation``, shows the
+    first-run page; a missing area (its tables not in the store) says what produces it; a
+    store held by a writer is retried and explained.
     """
     st.title(title)
     notices = st.container()
@@ -123,7 +128,7 @@ def run_page(
             first_run(path)
             return
         facts: StoreFacts = access.load(path, "facts")
-        if facts.empty:
+        if facts.empty and needs_evaluation:
             first_run(path)
             return
         missing = [area for area in areas if not facts.has(area)]

@@ -277,11 +277,7 @@ def _read_export(
     for number, task in enumerate(tasks, start=1):
         where = f"task {number}"
         if not isinstance(task, dict):
-            problems.add(
-                f"expected a task object {{...}}, got {describe_value(task)}",
-                path=file,
-                field=where,
-            )
+            _expected(problems, file, where, "a task object {...}", task)
         elif minimal:
             yield from _read_min_record(task, where, file, problems, annotators)
         else:
@@ -342,10 +338,8 @@ def _task_data(
         )
     if not isinstance(query, str):
         query = ""
-        problems.add(
-            f"expected the query text (a string), got {describe_value(query)}",
-            path=file,
-            field=f"{where}, data.{QUERY_OBJECT}",
+        _expected(
+            problems, file, f"{where}, data.{QUERY_OBJECT}", "the query text (a string)", query
         )
     doc_ids: dict[int, str] = {}
     for key, value in data.items():
@@ -353,11 +347,7 @@ def _task_data(
         if match is None:
             continue
         if not isinstance(value, str):
-            problems.add(
-                f"expected a document id (a string), got {describe_value(value)}",
-                path=file,
-                field=f"{where}, data.{key}",
-            )
+            _expected(problems, file, f"{where}, data.{key}", "a document id (a string)", value)
         elif value:
             doc_ids[int(match.group(1))] = value
     if problems.total > before:
@@ -374,19 +364,11 @@ def _read_task(
 ) -> Iterator[ReviewRecord]:
     data = task.get("data")
     if not isinstance(data, dict):
-        problems.add(
-            f"expected the task's data object {{...}}, got {describe_value(data)}",
-            path=file,
-            field=f"{where}, data",
-        )
+        _expected(problems, file, f"{where}, data", "the task's data object {...}", data)
         return
     annotations = task.get("annotations", [])
     if not isinstance(annotations, list):
-        problems.add(
-            f"expected a list of annotations, got {describe_value(annotations)}",
-            path=file,
-            field=f"{where}, annotations",
-        )
+        _expected(problems, file, f"{where}, annotations", "a list of annotations", annotations)
         return
     live = [
         (number, annotation)
@@ -399,11 +381,7 @@ def _read_task(
     for number, annotation in live:
         at = f"{where}, annotation {number}"
         if not isinstance(annotation, dict):
-            problems.add(
-                f"expected an annotation object {{...}}, got {describe_value(annotation)}",
-                path=file,
-                field=at,
-            )
+            _expected(problems, file, at, "an annotation object {...}", annotation)
             continue
         result = annotation.get("result")
         if not isinstance(result, list):
@@ -415,24 +393,53 @@ def _read_task(
                 field=f"{at}, result",
             )
             continue
-        values = _result_values(result, at, file, problems)
-        reviewer = _reviewer(
-            annotation.get("completed_by"), f"{at}, completed_by", file, problems, annotators
-        )
-        reviewed_at = _reviewed_at(annotation, at, file, problems)
-        if values is None:
-            continue
-        record = _record(
+        record = _signed_record(
             context,
-            values,
-            reviewer=reviewer,
-            reviewed_at=reviewed_at,
+            _result_values(result, at, file, problems),
+            signer=(annotation.get("completed_by"), f"{at}, completed_by"),
+            stamped=annotation,
             at=at,
             file=file,
             problems=problems,
+            annotators=annotators,
         )
         if record is not None:
             yield record
+
+
+def _expected(problems: ProblemLog, file: Path, field: str, wanted: str, value: object) -> None:
+    problems.add(f"expected {wanted}, got {describe_value(value)}", path=file, field=field)
+
+
+def _signed_record(
+    context: _TaskData | None,
+    values: _Values | None,
+    *,
+    signer: tuple[object, str],
+    stamped: Mapping[str, object],
+    at: str,
+    file: Path,
+    problems: ProblemLog,
+    annotators: Mapping[int, str],
+) -> ReviewRecord | None:
+    """The review of one annotation: its values (None: they were unreadable) signed by
+    ``signer`` (the exported user and where it stands) at the time ``stamped`` gives. The
+    signer and time are checked even when the values are unreadable, so every problem is
+    named."""
+    who, who_at = signer
+    reviewer = _reviewer(who, who_at, file, problems, annotators)
+    reviewed_at = _reviewed_at(stamped, at, file, problems)
+    if values is None:
+        return None
+    return _record(
+        context,
+        values,
+        reviewer=reviewer,
+        reviewed_at=reviewed_at,
+        at=at,
+        file=file,
+        problems=problems,
+    )
 
 
 def _cancelled(annotation: Mapping[str, object]) -> bool:
@@ -453,37 +460,21 @@ def _result_values(
     for index, region in enumerate(result, start=1):
         field = f"{at}, result {index}"
         if not isinstance(region, dict):
-            problems.add(
-                f"expected a result object {{...}}, got {describe_value(region)}",
-                path=file,
-                field=field,
-            )
+            _expected(problems, file, field, "a result object {...}", region)
             continue
         name = region.get("from_name")
         kind = region.get("type")
         value = region.get("value")
         if not isinstance(name, str):
-            problems.add(
-                f"expected a control name, got {describe_value(name)}",
-                path=file,
-                field=f"{field}, from_name",
-            )
+            _expected(problems, file, f"{field}, from_name", "a control name", name)
             continue
         if not isinstance(value, dict):
-            problems.add(
-                f"expected a value object {{...}}, got {describe_value(value)}",
-                path=file,
-                field=f"{field}, value",
-            )
+            _expected(problems, file, f"{field}, value", "a value object {...}", value)
             continue
         key = "text" if kind == "textarea" else "choices"
         strings = value.get(key)
         if not isinstance(strings, list) or not all(isinstance(s, str) for s in strings):
-            problems.add(
-                f"expected a list of strings, got {describe_value(strings)}",
-                path=file,
-                field=f"{field}, value.{key}",
-            )
+            _expected(problems, file, f"{field}, value.{key}", "a list of strings", strings)
             continue
         if name in values:
             problems.add(
@@ -526,10 +517,8 @@ def _reviewed_at(
             pass
         else:
             return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
-    problems.add(
-        f"expected an ISO 8601 time such as 2026-03-09T22:16:08Z, got {describe_value(stamp)}",
-        path=file,
-        field=f"{at}, {key}",
+    _expected(
+        problems, file, f"{at}, {key}", "an ISO 8601 time such as 2026-03-09T22:16:08Z", stamp
     )
     return None
 
@@ -666,25 +655,18 @@ def _read_min_record(
     for name, value in controls.items():
         strings = _min_strings(value)
         if strings is None:
-            problems.add(
-                f"expected a choice or a text, got {describe_value(value)}",
-                path=file,
-                field=f"{at}, {name}",
-            )
+            _expected(problems, file, f"{at}, {name}", "a choice or a text", value)
             continue
         values[name] = (f"{at}, {name}", f"{at}, {name}", strings)
-    reviewer = _reviewer(record.get("annotator"), f"{at}, annotator", file, problems, annotators)
-    reviewed_at = _reviewed_at(record, at, file, problems)
-    if len(values) < len(controls):
-        return
-    min_record = _record(
+    min_record = _signed_record(
         context,
-        values,
-        reviewer=reviewer,
-        reviewed_at=reviewed_at,
+        values if len(values) == len(controls) else None,
+        signer=(record.get("annotator"), f"{at}, annotator"),
+        stamped=record,
         at=at,
         file=file,
         problems=problems,
+        annotators=annotators,
     )
     if min_record is not None:
         yield min_record

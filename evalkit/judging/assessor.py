@@ -28,14 +28,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
-
 from evalkit.answers.judge import CallGuard, JudgeCallError
 from evalkit.answers.records import Unmeasured
 from evalkit.config import JudgeSettings
-from evalkit.errors import ConfigError
+from evalkit.judging.endpoint import complete, endpoint_client, require_endpoint
 from evalkit.judging.records import GRADES, Assessment, JudgePair, Unjudged
-from evalkit.redaction import redact_known, register_secrets, url_secrets
+from evalkit.redaction import redact_known
 
 __all__ = [
     "MAX_DOCUMENT_CHARS",
@@ -158,12 +156,7 @@ class RelevanceAssessor:
     calls: int = 0
 
     def __post_init__(self) -> None:
-        if not self.settings.judge_configured:
-            raise ConfigError(
-                "no LLM judge is configured for relevance judging: set base_url and model "
-                "in the [judge] table of evalkit.toml (or EVALKIT_JUDGE_BASE_URL and "
-                "EVALKIT_JUDGE_MODEL)"
-            )
+        require_endpoint(self.settings, "relevance judging")
 
     @property
     def model(self) -> str:
@@ -202,20 +195,7 @@ class RelevanceAssessor:
         on_assessed: Callable[[Assessment], None] | None,
     ) -> list[Assessment]:
         guard = CallGuard.from_settings(self.settings)
-        api_key = self.settings.api_key()
-        # Some proxies echo the key in an error body; every detail is masked against it.
-        register_secrets([api_key, *url_secrets(self.settings.base_url or "")])
-        # Plain httpx rather than the openai client: one JSON request a pair needs none of
-        # its request building, which cost as much CPU as the rest of a judgment.
-        client = httpx.AsyncClient(
-            base_url=str(self.settings.base_url),
-            headers={"Authorization": f"Bearer {api_key}"},
-            timeout=self.settings.timeout,
-            limits=httpx.Limits(
-                max_connections=self.settings.concurrency,
-                max_keepalive_connections=self.settings.concurrency,
-            ),
-        )
+        client = endpoint_client(self.settings)
 
         async def one(pair: JudgePair) -> Assessment:
             assessment = await self._assess_one(client, guard, pair)
@@ -234,18 +214,8 @@ class RelevanceAssessor:
         max_tokens = min(self.settings.max_tokens, REPLY_MAX_TOKENS)
 
         async def ask() -> str:
-            response = await client.post(
-                "chat/completions",
-                json={
-                    "model": self.model,
-                    "messages": messages,
-                    "temperature": self.settings.temperature,
-                    "max_tokens": max_tokens,
-                },
-            )
-            response.raise_for_status()
-            choices = response.json().get("choices") or []
-            return str(choices[0]["message"].get("content") or "") if choices else ""
+            reply = await complete(client, self.settings, messages, max_tokens=max_tokens)
+            return reply.content
 
         reply = ""
         for _ in range(2):  # a malformed reply is asked again once

@@ -6,11 +6,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import Final
 
 from evalkit.records import Query, Span
 
 __all__ = [
+    "DISAGREEMENT_DEFAULTS",
+    "PUBLISH_DEFAULTS",
     "REVIEW_GRADES",
+    "DisagreementRequest",
+    "PublishRequest",
     "ReviewDocument",
     "ReviewItem",
     "ReviewOrigin",
@@ -85,3 +90,34 @@ class ReviewRecord:
     reviewed_at: datetime
     question: str | None = None
     note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DisagreementRequest:
+    """Which goldset judgments an LLM assessor disagrees with enough to queue for review.
+
+    A pair disagrees when the assessor's grade (0-3) is at least ``min_gap`` grades from the
+    human's on a graded goldset; on a binary goldset (grades 0 and 1 only) when the
+    assessor's grade made binary at ``assessor_threshold`` differs from the human's.
+    ``assessors`` limits the assessors considered (empty: every assessor in the pool).
+    """
+
+    assessors: tuple[str, ...] = ()
+    min_gap: int = 1
+    assessor_threshold: int = 2
+
+
+DISAGREEMENT_DEFAULTS: Final = DisagreementRequest()
+"""``evalkit review disagreements``."""
+
+
+@dataclass(frozen=True, slots=True)
+class PublishRequest:
+    """How reviewed items become a goldset version: items whose combined verdict is accept
+    and that at least ``min_reviews`` distinct reviewers reviewed."""
+
+    min_reviews: int = 1
+
+
+PUBLISH_DEFAULTS: Final = PublishRequest()
+"""``evalkit goldset publish``."""

@@ -2,8 +2,8 @@
 
 One module per page, as ``evalkit.dashboard.views`` is split (``overview``, ``quality``,
 ``compare``, ``query``, ``goldsets``, ``drift``, ``traffic``, ``answers``, ``index_health``,
-``alerts``), ``causes`` for the probable-causes panel several pages show, and ``shared`` for
-what several pages load (the store's facts, measure and run pickers). Every loader is
+``alerts``, ``review``), ``causes`` for the probable-causes panel several pages show, and
+``shared`` for what several pages load (the store's facts, measure and run pickers). Every loader is
 registered in ``LOADERS`` by name: the Streamlit side calls them through its cache
 (``evalkit.dashboard.access``), the benchmark and the tests call them directly from their
 page's module. Loaders take the store and keyword-only parameters and return frozen records
@@ -28,6 +28,7 @@ from evalkit.dashboard.loaders import (
     overview,
     quality,
     query,
+    review,
     shared,
     traffic,
 )
@@ -54,5 +55,7 @@ LOADERS: Mapping[str, Callable[..., Any]] = {
     "alert": alerts.alert,
     "alert_deliveries": alerts.alert_deliveries,
     "causes": causes.causes,
+    "review_goldsets": review.review_goldsets,
+    "review_queue": review.review_queue,
 }
 """Loaders by name: what the dashboard's cache calls (``evalkit.dashboard.access.load``)."""

@@ -56,6 +56,9 @@ AREA_HINTS: Mapping[str, str] = {
     "judging": "`evalkit traffic replay --judge --corpus C` (or `evalkit judge traffic RUN "
     "--corpus C`) labels a replayed window with the [judge] LLM assessor and stores its "
     "judged figures.",
+    "review": "`evalkit review add DRAFT_DIR --goldset NAME` queues a draft (from `evalkit "
+    "goldset generate` or `evalkit traffic promote`); `evalkit review disagreements "
+    "--goldset NAME` queues the judgments an LLM assessor graded differently.",
 }
 """What produces each area's tables, shown where a page finds none of its data."""
 

@@ -46,6 +46,7 @@ AREA_TABLES: dict[str, tuple[str, ...]] = {
     "alerts": ("alerts", "alert_state", "alert_outbox", "alert_delivery_attempts"),
     "jobs": ("job_runs",),
     "judging": ("judge_agreements", "judged_run_figures"),
+    "review": ("review_items", "reviews", "review_publications"),
 }
 """The tables each area of evalkit writes (an area's page needs all of its tables)."""
 

@@ -1,0 +1,123 @@
+"""``evalkit review export|import``: the review queue in Label Studio, where teams annotate."""
+
+from __future__ import annotations
+
+import enum
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from evalkit.cli._app import review_app
+from evalkit.cli._output import OutputFormat, console, emit_json, key_values
+from evalkit.cli._store import CommandStore
+from evalkit.files import replace_text
+
+__all__ = ["CONFIG_SUFFIX", "parse_annotators"]
+
+CONFIG_SUFFIX = ".label-config.xml"
+"""The labeling config is written beside the tasks: ``tasks.json`` -> ``tasks.label-config.xml``."""
+
+Output = Annotated[OutputFormat, typer.Option("--output", "-o", help="Output: table or json.")]
+
+
+class ExchangeFormat(enum.StrEnum):
+    """Annotation tools evalkit exchanges reviews with."""
+
+    label_studio = "label-studio"
+
+
+def parse_annotators(values: list[str]) -> dict[int, str]:
+    """``ID=NAME`` options (a Label Studio user id and the name to sign with)."""
+    names: dict[int, str] = {}
+    for value in values:
+        user, separator, name = value.partition("=")
+        if not separator or not user.strip().isdigit() or not name.strip():
+            raise typer.BadParameter(
+                f"{value!r} is not ID=NAME (a Label Studio user id, '=', a name)",
+                param_hint="--annotator",
+            )
+        names[int(user)] = name.strip()
+    return names
+
+
+@review_app.command("export")
+def export(
+    goldset: Annotated[str, typer.Option("--goldset", help="The goldset whose items to export.")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            help=f"The tasks file to write (Label Studio's import JSON); the labeling config "
+            f"goes beside it (NAME{CONFIG_SUFFIX}).",
+        ),
+    ],
+    exchange_format: Annotated[
+        ExchangeFormat, typer.Option("--format", help="The annotation tool's format.")
+    ] = ExchangeFormat.label_studio,
+    every_status: Annotated[
+        bool,
+        typer.Option("--all", help="Export every item, not only those still open."),
+    ] = False,
+    output: Output = OutputFormat.table,
+) -> None:
+    """Write the goldset's queued items as Label Studio tasks, with the suggested grades as
+    pre-annotations, and the labeling config to create the project with.
+
+    Example: evalkit review export --goldset support --out tasks.json
+    """
+    from evalkit.pipeline import export_label_studio
+
+    exported = export_label_studio(
+        CommandStore("review export", write=False),
+        goldset,
+        status=None if every_status else "open",
+    )
+    config_file = out.with_name(out.stem + CONFIG_SUFFIX)
+    replace_text(out, json.dumps(exported.tasks, ensure_ascii=False, indent=2) + "\n")
+    replace_text(config_file, exported.config)
+    summary = {**exported.to_dict(), "tasks_file": str(out), "config_file": str(config_file)}
+    if output is OutputFormat.json:
+        emit_json(summary)
+        return
+    console.print(key_values(f"{exchange_format} export", summary))
+
+
+@review_app.command("import")
+def import_reviews(
+    export_file: Annotated[
+        Path, typer.Argument(help="Label Studio's export of the project (JSON or JSON-MIN).")
+    ],
+    annotator: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--annotator",
+            help="ID=NAME: sign the annotations of Label Studio user ID as NAME (default: "
+            "the annotator's email, else label-studio-user-ID). Repeatable.",
+        ),
+    ] = None,
+    output: Output = OutputFormat.table,
+) -> None:
+    """Save the annotations of a Label Studio export as reviews, signed by their annotators.
+
+    The whole export is checked first (its shape, and that every item and document is in the
+    queue); with any problem, each is named and nothing is saved. Annotations imported
+    before are skipped.
+
+    Example: evalkit review import project-3-at-2026-11-25.json --annotator 4=ben
+    """
+    from evalkit.pipeline import import_label_studio
+
+    imported = import_label_studio(
+        CommandStore("review import"), export_file, annotators=parse_annotators(annotator or [])
+    )
+    if output is OutputFormat.json:
+        emit_json(imported.to_dict())
+        return
+    console.print(
+        f"{imported.saved} reviews saved on {imported.items} items by "
+        f"{', '.join(imported.reviewers) or 'nobody'}; {imported.already} imported before "
+        f"(from {imported.source})",
+        markup=False,
+    )

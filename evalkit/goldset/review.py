@@ -1,0 +1,103 @@
+"""How the reviews of one draft goldset item combine into its verdict and grades.
+
+Several people may review an item; each reviewer counts once, with their newest review (an
+earlier review of the same reviewer is kept in the store but superseded). Then:
+
+- **verdict**: ``accept`` when more reviewers accept than reject, ``reject`` when more
+  reject than accept, none (the item stays open) on a tie or with no review;
+- **grades**: for each document, the median of the grades the *accepting* reviewers gave it;
+  with an even number of grades the lower of the two middle ones (a tie between two
+  reviewers keeps the more cautious grade). A document no accepting reviewer graded gets no
+  grade;
+- **question**: the newest edit of the question by an accepting reviewer, if any.
+
+``evalkit goldset publish`` publishes the items whose combined verdict is ``accept`` and that
+at least ``--min-reviews`` reviewers reviewed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from evalkit.records.review import ReviewOrigin, ReviewRecord, Verdict
+
+__all__ = [
+    "CombinedReview",
+    "combine_reviews",
+    "latest_per_reviewer",
+    "lower_median",
+    "review_item_id",
+]
+
+
+def review_item_id(goldset: str, origin: ReviewOrigin, query_text: str) -> str:
+    """The id of a review item: 16 hex digits of the SHA-256 of its goldset's name, its
+    origin and its query text, so that the same draft ingested twice is queued once."""
+    payload = json.dumps([goldset, str(origin), query_text], ensure_ascii=False)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
+
+
+@dataclass(frozen=True, slots=True)
+class CombinedReview:
+    """The reviews of one item taken together (see the module docstring for the rule)."""
+
+    verdict: Verdict | None
+    grades: Mapping[str, int]
+    question: str | None
+    reviewers: tuple[str, ...]
+    n_accept: int
+    n_reject: int
+
+    @property
+    def n_reviewers(self) -> int:
+        """How many distinct reviewers reviewed the item."""
+        return len(self.reviewers)
+
+
+def latest_per_reviewer(records: Iterable[ReviewRecord]) -> list[ReviewRecord]:
+    """The newest review of each reviewer, oldest first (reviews of one reviewer at the same
+    instant: the one given last)."""
+    newest: dict[str, ReviewRecord] = {}
+    for record in records:
+        kept = newest.get(record.reviewer)
+        if kept is None or record.reviewed_at >= kept.reviewed_at:
+            newest[record.reviewer] = record
+    return sorted(newest.values(), key=lambda record: (record.reviewed_at, record.reviewer))
+
+
+def lower_median(grades: Sequence[int]) -> int:
+    """The median of ``grades``; of an even number, the lower middle one."""
+    if not grades:
+        raise ValueError("the median of no grades is undefined")
+    ordered = sorted(grades)
+    return ordered[(len(ordered) - 1) // 2]
+
+
+def combine_reviews(records: Iterable[ReviewRecord]) -> CombinedReview:
+    """Combine the reviews of one item: each reviewer's newest, majority verdict, median
+    grades of the accepting reviewers, their newest edit of the question."""
+    latest = latest_per_reviewer(records)
+    accepting = [record for record in latest if record.verdict is Verdict.accept]
+    n_accept = len(accepting)
+    n_reject = len(latest) - n_accept
+    verdict: Verdict | None = None
+    if n_accept > n_reject:
+        verdict = Verdict.accept
+    elif n_reject > n_accept:
+        verdict = Verdict.reject
+    by_document: dict[str, list[int]] = {}
+    for record in accepting:
+        for doc_id, grade in record.grades.items():
+            by_document.setdefault(doc_id, []).append(grade)
+    edits = [record.question for record in accepting if record.question is not None]
+    return CombinedReview(
+        verdict=verdict,
+        grades={doc_id: lower_median(grades) for doc_id, grades in sorted(by_document.items())},
+        question=edits[-1] if edits else None,
+        reviewers=tuple(sorted(record.reviewer for record in latest)),
+        n_accept=n_accept,
+        n_reject=n_reject,
+    )

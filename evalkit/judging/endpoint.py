@@ -1,0 +1,83 @@
+"""The ``[judge]`` OpenAI-compatible endpoint as the judging layer calls it: plain httpx POSTs
+to ``chat/completions``, one client per batch, the key registered for masking first.
+
+Plain httpx rather than the openai client: one JSON request a pair (or a question) needs none
+of its request building, which cost as much CPU as the rest of a judgment. Limits, retries
+and the classification of failures are the answer judge's ``CallGuard``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from evalkit.config import JudgeSettings
+from evalkit.errors import ConfigError
+from evalkit.redaction import register_secrets, url_secrets
+
+__all__ = ["ChatReply", "complete", "endpoint_client", "require_endpoint"]
+
+
+def require_endpoint(settings: JudgeSettings, work: str) -> None:
+    """Raise ``ConfigError`` when no ``[judge]`` endpoint is configured for ``work`` (what
+    it would do, e.g. "relevance judging")."""
+    if not settings.judge_configured:
+        raise ConfigError(
+            f"no LLM judge is configured for {work}: set base_url and model in the [judge] "
+            "table of evalkit.toml (or EVALKIT_JUDGE_BASE_URL and EVALKIT_JUDGE_MODEL)"
+        )
+
+
+def endpoint_client(settings: JudgeSettings) -> httpx.AsyncClient:
+    """A client of the endpoint, with as many connections as the judge's concurrency. The
+    key and the URL's credentials are registered first: some proxies echo the key in an
+    error body, and every detail shown is masked against them."""
+    api_key = settings.api_key()
+    register_secrets([api_key, *url_secrets(settings.base_url or "")])
+    return httpx.AsyncClient(
+        base_url=str(settings.base_url),
+        headers={"Authorization": f"Bearer {api_key}"},
+        timeout=settings.timeout,
+        limits=httpx.Limits(
+            max_connections=settings.concurrency,
+            max_keepalive_connections=settings.concurrency,
+        ),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ChatReply:
+    """The first choice's text (empty when there is none) and the tokens the endpoint
+    reported for the request (None when it reported none)."""
+
+    content: str
+    total_tokens: int | None
+
+
+async def complete(
+    client: httpx.AsyncClient,
+    settings: JudgeSettings,
+    messages: list[dict[str, str]],
+    *,
+    max_tokens: int,
+) -> ChatReply:
+    """One chat completion of ``messages`` by the configured model; HTTP errors raise
+    (``CallGuard`` classifies them)."""
+    response = await client.post(
+        "chat/completions",
+        json={
+            "model": str(settings.model),
+            "messages": messages,
+            "temperature": settings.temperature,
+            "max_tokens": max_tokens,
+        },
+    )
+    response.raise_for_status()
+    body: dict[str, Any] = response.json()
+    usage = body.get("usage") or {}
+    tokens = usage.get("total_tokens")
+    choices = body.get("choices") or []
+    content = str(choices[0]["message"].get("content") or "") if choices else ""
+    return ChatReply(content, tokens if isinstance(tokens, int) else None)

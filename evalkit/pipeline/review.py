@@ -1,0 +1,384 @@
+"""The review queue's workflows: queue drafts and disagreements, and review them
+(``evalkit.pipeline.review_publish`` measures how far reviewers agree and publishes the
+accepted items as a new goldset version).
+
+The CLI (``evalkit review``, ``evalkit goldset publish``), the dashboard's review page and
+the tests call these functions with a ``WriterAccess``; each opens the store only for one
+short block, so a reviewer's save never holds it for long.
+
+**Priority** (highest first; ``review_priority``): what a review would change most,
+
+    priority = 0.7 * signal + 0.3 * volume
+
+- *signal*, from 0 to 1: for a disagreement, its size (``|human - assessor| / 3`` on a graded
+  goldset, 1 when a binary judgment flips; the largest of the item's documents); for a
+  promoted traffic query, the draft's own priority (the retriever's uncertainty and how far
+  its results moved from production's, ``evalkit traffic promote``); for a generated
+  question, the generator's priority; 0.5 when the draft gives none;
+- *volume*, from 0 to 1: how often production asked the query (traffic records with the
+  same text), ``log(1 + n) / log(1 + 1000)``, capped at 1; 0 for a query never logged.
+
+``evalkit review list`` puts items that enough reviewers have reviewed already after all the
+others, whatever their priority.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from evalkit.clock import utc_now
+from evalkit.errors import GoldsetError, InputError
+from evalkit.goldset.drafts import Draft, DraftQuery, read_draft
+from evalkit.goldset.model import Goldset
+from evalkit.goldset.review import review_item_id
+from evalkit.pipeline.judge_pool import DocumentTexts
+from evalkit.records import Query
+from evalkit.records.review import (
+    REVIEW_GRADES,
+    DisagreementRequest,
+    ReviewDocument,
+    ReviewItem,
+    ReviewOrigin,
+    ReviewRecord,
+    Verdict,
+)
+from evalkit.store.access import WriterAccess
+from evalkit.store.goldsets import list_goldsets, load_stored_goldset
+from evalkit.store.review import (
+    AssessorGrade,
+    QueueCounts,
+    QueuedItem,
+    add_review,
+    assessor_grades,
+    get_item,
+    item_reviews,
+    list_items,
+    save_items,
+    traffic_volume,
+)
+from evalkit.store.store import Store
+
+__all__ = [
+    "SIGNAL_WEIGHT",
+    "VOLUME_SATURATION",
+    "VOLUME_WEIGHT",
+    "ItemDetails",
+    "QueueOutcome",
+    "ingest_draft",
+    "queue_disagreements",
+    "record_review",
+    "review_item",
+    "review_priority",
+    "review_queue",
+]
+
+SIGNAL_WEIGHT = 0.7
+"""Share of an item's priority from its own signal (disagreement size, uncertainty)."""
+VOLUME_WEIGHT = 0.3
+"""Share of an item's priority from how often production asked its query."""
+VOLUME_SATURATION = 1000
+"""Logged queries from which the volume share is full."""
+_UNKNOWN_SIGNAL = 0.5
+
+
+def review_priority(signal: float | None, volume: int) -> float:
+    """An item's priority from its signal (0-1; None: unknown, counted 0.5) and the number
+    of logged traffic queries with its text (see the module docstring)."""
+    share = min(1.0, math.log1p(max(volume, 0)) / math.log1p(VOLUME_SATURATION))
+    value = SIGNAL_WEIGHT * (_UNKNOWN_SIGNAL if signal is None else signal) + VOLUME_WEIGHT * share
+    return round(value, 6)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueOutcome:
+    """What queueing did: the goldset, the items offered and what became of them."""
+
+    goldset: str
+    item_ids: tuple[str, ...]
+    counts: QueueCounts
+    source: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "goldset": self.goldset,
+            "source": self.source,
+            "items": list(self.item_ids),
+            **self.counts.to_dict(),
+        }
+
+
+def _draft_item(goldset: str, drafted: DraftQuery, volume: int) -> ReviewItem:
+    query = drafted.query
+    if drafted.origin is ReviewOrigin.generated:
+        kind = drafted.provenance.get("kind")
+        generator = drafted.provenance.get("generator")
+        reason = "generated question" + (f" ({kind})" if kind else "")
+        reason += f" by {generator}" if generator else ""
+    else:
+        reason = "promoted traffic" + (f": {', '.join(drafted.reasons)}" if drafted.reasons else "")
+    if volume:
+        reason += f"; asked {volume} time{'s' if volume != 1 else ''} in traffic"
+    return ReviewItem(
+        item_id=review_item_id(goldset, drafted.origin, query.text),
+        goldset=goldset,
+        origin=drafted.origin,
+        query=query,
+        documents=drafted.documents,
+        priority=review_priority(drafted.priority, volume),
+        reason=reason,
+        provenance={**drafted.provenance, "traffic_volume": str(volume)},
+    )
+
+
+def _check_against_goldset(draft: Draft, current: Goldset | None) -> None:
+    if current is None:
+        return
+    texts = {query.id: query.text for query in current.queries}
+    problems = [
+        InputError(
+            f"query id '{drafted.query.id}' is already another query of goldset "
+            f"{current.name!r} (version {current.version}: {texts[drafted.query.id]!r}); "
+            "give the draft's query another id",
+            path=str(draft.queries_file),
+            line=drafted.line,
+            field="id",
+        )
+        for drafted in draft.queries
+        if drafted.query.id in texts and texts[drafted.query.id] != drafted.query.text
+    ]
+    if problems:
+        lines = [f"invalid draft, {len(problems)} problem(s):", *(f"  {p}" for p in problems[:3])]
+        raise GoldsetError("\n".join(lines), path=str(draft.directory), problems=problems)
+
+
+def _current_goldset(store: Store, name: str) -> Goldset | None:
+    if not list_goldsets(store, name):
+        return None
+    return load_stored_goldset(store, name)
+
+
+def ingest_draft(
+    access: WriterAccess, directory: Path | str, *, goldset: str | None = None
+) -> QueueOutcome:
+    """Queue every query of the draft folder ``directory`` (promoted traffic or generated
+    questions, ``evalkit.goldset.drafts``) for goldset ``goldset`` (default: the folder's
+    name). A malformed draft raises ``GoldsetError`` naming each problem's file, line and
+    field, and nothing is queued; so does a draft query whose id is already another query
+    of the stored goldset. Items queued before keep their reviews (``save_items``)."""
+    draft = read_draft(directory)
+    name = goldset or Path(directory).resolve().name
+    with access.writer("review add") as store:
+        _check_against_goldset(draft, _current_goldset(store, name))
+        volumes = traffic_volume(store, (drafted.query.text for drafted in draft.queries))
+        items = [
+            _draft_item(name, drafted, volumes.get(drafted.query.text, 0))
+            for drafted in draft.queries
+        ]
+        counts = save_items(store, items)
+    return QueueOutcome(name, tuple(item.item_id for item in items), counts, str(directory))
+
+
+def _disagreement_size(
+    grade: AssessorGrade, *, binary: bool, request: DisagreementRequest
+) -> float | None:
+    if binary:
+        flipped = (grade.human >= 1) != (grade.grade >= request.assessor_threshold)
+        return 1.0 if flipped else None
+    gap = abs(min(max(grade.human, 0), 3) - grade.grade)
+    return gap / 3 if gap >= request.min_gap else None
+
+
+def queue_disagreements(
+    access: WriterAccess,
+    goldset: str,
+    request: DisagreementRequest,
+    *,
+    texts: DocumentTexts | None = None,
+) -> QueueOutcome:
+    """Queue the judgments of ``goldset``'s current version that an LLM assessor graded
+    differently (``DisagreementRequest``), one item per query with its disagreeing
+    documents: each document's suggested grade is the assessor's (the most distant one when
+    several assessors disagree), its human grade is in the provenance
+    (``human:<doc_id>``). The documents' texts, for the reviewer to read, come from
+    ``texts`` (the corpus or the collection; the judged pool keeps none), else from the
+    judgment's quoted span."""
+    with access.writer("review disagreements") as store:
+        current = load_stored_goldset(store, goldset)
+        grades = assessor_grades(store, current.version, assessors=request.assessors)
+        binary = max((j.relevance for j in current.judgments), default=0) <= 1
+        by_query: dict[str, dict[str, tuple[float, AssessorGrade]]] = {}
+        for grade in grades:
+            size = _disagreement_size(grade, binary=binary, request=request)
+            if size is None:
+                continue
+            documents = by_query.setdefault(grade.query_id, {})
+            kept = documents.get(grade.doc_id)
+            if kept is None or size > kept[0]:
+                documents[grade.doc_id] = (size, grade)
+        queries = {query.id: query for query in current.queries}
+        volumes = traffic_volume(store, (queries[query_id].text for query_id in by_query))
+    found = texts({doc for documents in by_query.values() for doc in documents}) if texts else {}
+    items = [
+        _disagreement_item(current, queries[query_id], documents, volumes, found)
+        for query_id, documents in sorted(by_query.items())
+    ]
+    with access.writer("review disagreements") as store:
+        counts = save_items(store, items)
+    return QueueOutcome(
+        goldset, tuple(item.item_id for item in items), counts, f"judged pool vs {current.version}"
+    )
+
+
+def _disagreement_item(
+    current: Goldset,
+    query: Query,
+    documents: Mapping[str, tuple[float, AssessorGrade]],
+    volumes: Mapping[str, int],
+    texts: Mapping[str, str],
+) -> ReviewItem:
+    spans = {(j.query_id, j.doc_id): j.span for j in current.judgments}
+
+    def text_of(doc_id: str) -> str:
+        span = spans.get((query.id, doc_id))
+        return texts.get(doc_id) or (span.text if span is not None and span.text else "")
+
+    ordered = sorted(documents.items(), key=lambda entry: (-entry[1][0], entry[0]))
+    provenance = {
+        "goldset_version": current.version,
+        "assessors": ",".join(sorted({grade.assessor for _, grade in documents.values()})),
+        **{f"human:{doc_id}": str(grade.human) for doc_id, (_, grade) in ordered},
+        "traffic_volume": str(volumes.get(query.text, 0)),
+    }
+    shown = "; ".join(
+        f"{grade.assessor} graded {doc_id} {grade.grade}, the goldset {grade.human}"
+        for doc_id, (_, grade) in ordered[:3]
+    )
+    more = f" (and {len(ordered) - 3} more)" if len(ordered) > 3 else ""
+    return ReviewItem(
+        item_id=review_item_id(current.name, ReviewOrigin.disagreement, query.text),
+        goldset=current.name,
+        origin=ReviewOrigin.disagreement,
+        query=query,
+        documents=tuple(
+            ReviewDocument(
+                doc_id=doc_id,
+                text=text_of(doc_id),
+                suggested_grade=grade.grade,
+                suggested_by=grade.assessor,
+                span=spans.get((query.id, doc_id)),
+            )
+            for doc_id, (_, grade) in ordered
+        ),
+        priority=review_priority(ordered[0][1][0], volumes.get(query.text, 0)),
+        reason=f"assessor disagrees: {shown}{more}",
+        provenance=provenance,
+    )
+
+
+def review_queue(
+    access: WriterAccess,
+    *,
+    goldset: str | None = None,
+    status: str | None = None,
+    needed_reviews: int = 1,
+    limit: int | None = None,
+) -> list[QueuedItem]:
+    """The queue in review order (``evalkit.store.review.list_items``)."""
+    with access.writer("review list") as store:
+        return list_items(
+            store, goldset=goldset, status=status, needed_reviews=needed_reviews, limit=limit
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ItemDetails:
+    """One item with every review it has had (oldest first)."""
+
+    queued: QueuedItem
+    reviews: tuple[ReviewRecord, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            **self.queued.to_dict(),
+            "reviews": [_review_dict(review) for review in self.reviews],
+        }
+
+
+def _review_dict(review: ReviewRecord) -> dict[str, Any]:
+    return {
+        "reviewer": review.reviewer,
+        "verdict": str(review.verdict),
+        "grades": dict(review.grades),
+        "question": review.question,
+        "note": review.note,
+        "reviewed_at": review.reviewed_at.isoformat(),
+    }
+
+
+def review_item(access: WriterAccess, item_id: str) -> ItemDetails:
+    """The item ``item_id`` (or the one whose id starts with it) and its reviews."""
+    with access.writer("review show") as store:
+        queued = get_item(store, item_id)
+        reviews = item_reviews(store, item_ids=[queued.item.item_id])
+    return ItemDetails(queued, tuple(reviews.get(queued.item.item_id, ())))
+
+
+def record_review(
+    access: WriterAccess,
+    item_id: str,
+    *,
+    reviewer: str,
+    verdict: Verdict,
+    grades: Mapping[str, int],
+    question: str | None = None,
+    note: str = "",
+) -> ReviewRecord:
+    """Save one reviewer's review of an item, in one short transaction.
+
+    ``grades`` (document id -> 0-3) may name only the item's documents; an accepted item
+    needs at least one grade. ``question`` is the edited question (None: kept as it is).
+    Raises ``InputError`` naming the field that is wrong; nothing is saved then.
+    """
+    name = reviewer.strip()
+    if not name:
+        raise InputError("give the reviewer's name", field="reviewer")
+    for doc_id, grade in grades.items():
+        if grade not in REVIEW_GRADES:
+            raise InputError(
+                f"grade {grade!r} of document {doc_id!r} is not one of 0, 1, 2, 3", field="grade"
+            )
+    if verdict is Verdict.accept and not grades:
+        raise InputError(
+            "an accepted item needs at least one graded document (DOC=GRADE); or reject it",
+            field="grade",
+        )
+    edited = None if question is None else question.strip()
+    if question is not None and not edited:
+        raise InputError("the edited question is empty", field="question")
+    with access.writer("review grade") as store:
+        queued = get_item(store, item_id)
+        known = [document.doc_id for document in queued.item.documents]
+        unknown = sorted(set(grades) - set(known))
+        if unknown:
+            raise InputError(
+                f"item {queued.item.item_id} has no document {', '.join(map(repr, unknown))}; "
+                f"its documents: {', '.join(known)}",
+                field="grade",
+            )
+        record = ReviewRecord(
+            item_id=queued.item.item_id,
+            reviewer=name,
+            verdict=verdict,
+            grades=dict(grades),
+            reviewed_at=utc_now(),
+            question=None if edited == queued.item.query.text else edited,
+            note=note,
+        )
+        add_review(store, record)
+    return record

@@ -1,0 +1,196 @@
+"""The review queue's page in headless Chromium: a reviewer signs, grades three draft items
+with the keyboard alone, publishes, and the new goldset version is in the store with exactly
+those grades; a second reviewer's reviews show their agreement; a read-only dashboard saves
+nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from test_dashboard_browser import _serving, browser  # noqa: F401  (fixture)
+
+from evalkit.clock import utc_now
+from evalkit.pipeline.review import ingest_draft, record_review
+from evalkit.records.review import Verdict
+from evalkit.store import Store
+from evalkit.store.goldsets import list_goldsets, load_stored_goldset
+from evalkit.store.review import item_reviews, list_items
+
+pytestmark = pytest.mark.slow
+
+PAGE_SECONDS = 90
+GOLDSET = "support"
+DRAFT = {
+    "g1": (
+        "What does telomerase do in cancer cells?",
+        {"d1": "Telomerase extends telomeres.", "d2": "Telomeres shorten."},
+    ),
+    "g2": ("How long is the refund window for annual plans?", {"d3": "Refunds within 30 days."}),
+    "g3": (
+        "Which protein marks senescent cells?",
+        {"d4": "p16INK4a marks senescence.", "d5": "Senescent cells secrete SASP."},
+    ),
+}
+KEYS = {"g1": "30", "g2": "2", "g3": "21"}
+"""The grades the reviewer types for each query's documents, in their order."""
+
+
+def _write_draft(directory: Path) -> Path:
+    directory.mkdir(parents=True)
+    queries, judgments, corpus = [], [], []
+    for query_id, (text, documents) in DRAFT.items():
+        queries.append({"id": query_id, "text": text, "tags": ["generated"]})
+        for doc_id, body in documents.items():
+            judgments.append({"query_id": query_id, "doc_id": doc_id, "relevance": None})
+            corpus.append({"id": doc_id, "text": body})
+    for name, lines in (("queries", queries), ("judgments", judgments), ("corpus", corpus)):
+        (directory / f"{name}.jsonl").write_text(
+            "".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8"
+        )
+    return directory
+
+
+@pytest.fixture
+def queued_store(tmp_path: Path) -> Path:
+    """A store whose review queue holds the three draft items of goldset ``support``."""
+    path = tmp_path / "evalkit.duckdb"
+    with Store.open(path) as store:
+        ingest_draft(store, _write_draft(tmp_path / "draft"), goldset=GOLDSET)
+    return path
+
+
+def _settled(driver, *, text: str | None = None) -> str:  # type: ignore[no-untyped-def]
+    """Wait until the page's script has finished (and ``text`` is shown); the page text."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def done(d) -> bool:  # type: ignore[no-untyped-def]
+        if d.find_elements(By.CSS_SELECTOR, '[data-testid="stStatusWidget"]'):
+            return False
+        shown = d.find_elements(
+            By.CSS_SELECTOR, '[data-testid="stMetricValue"], [data-testid="stException"]'
+        )
+        body = d.find_element(By.TAG_NAME, "body").text
+        return bool(shown) and (text is None or text in body)
+
+    WebDriverWait(driver, PAGE_SECONDS, poll_frequency=0.2).until(done)
+    time.sleep(0.3)
+    WebDriverWait(driver, PAGE_SECONDS, poll_frequency=0.2).until(done)
+    assert not driver.find_elements(By.CSS_SELECTOR, '[data-testid="stException"]')
+    return str(driver.find_element(By.TAG_NAME, "body").text)
+
+
+def _current_query(driver) -> str:  # type: ignore[no-untyped-def]
+    from selenium.webdriver.common.by import By
+
+    heading = driver.find_element(By.CSS_SELECTOR, '[data-testid="stHeading"] h3')
+    return str(heading.text).strip()
+
+
+def _press(driver, key: str) -> None:  # type: ignore[no-untyped-def]
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    driver.execute_script("document.activeElement && document.activeElement.blur()")
+    ActionChains(driver).send_keys(key).perform()
+    _settled(driver)
+
+
+def _sign(driver, name: str) -> None:  # type: ignore[no-untyped-def]
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    field = driver.find_element(By.CSS_SELECTOR, 'input[aria-label^="Reviewer"]')
+    field.send_keys(name)
+    field.send_keys(Keys.TAB)
+    _settled(driver)
+
+
+def test_three_items_graded_with_the_keyboard_are_published_as_a_new_version(
+    queued_store: Path,
+    browser: object,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    texts = {text: query_id for query_id, (text, _) in DRAFT.items()}
+    with _serving(queued_store, tmp_path / "dashboard.log") as url:
+        browser.get(f"{url}/review")  # type: ignore[attr-defined]
+        _settled(browser)
+        _sign(browser, "ann")
+        graded = []
+        for _ in DRAFT:
+            query_id = texts[_current_query(browser)]
+            for key in KEYS[query_id]:
+                _press(browser, key)
+            _press(browser, "a")
+            body = _settled(browser, text="Accepted item")
+            assert "as ann" in body
+            graded.append(query_id)
+        assert sorted(graded) == sorted(DRAFT)
+        assert "Nothing left for you to review" in _settled(browser)
+
+        with Store.open(queued_store) as store:
+            items = list_items(store, goldset=GOLDSET)
+            for queued in items:
+                record_review(
+                    store,
+                    queued.item.item_id,
+                    reviewer="bob",
+                    verdict=Verdict.accept,
+                    grades={doc.doc_id: 2 for doc in queued.item.documents},
+                )
+        browser.get(f"{url}/review")  # type: ignore[attr-defined]
+        body = _settled(browser, text="ann / bob")
+        assert "Agreement needs two reviewers" not in body
+
+        browser.find_element(  # type: ignore[attr-defined]
+            By.XPATH, "//button[contains(., 'Publish the accepted items')]"
+        ).click()
+        body = _settled(browser, text=f"Published {GOLDSET}")
+        browser.save_screenshot(str(tmp_path / "review.png"))  # type: ignore[attr-defined]
+
+    with Store.open(queued_store, read_only=True) as store:
+        versions = [row for row in list_goldsets(store) if row.name == GOLDSET]
+        assert len(versions) == 1
+        goldset = load_stored_goldset(store, GOLDSET)
+        reviews = item_reviews(store, goldset=GOLDSET)
+    assert goldset.version in body
+    judged = {(j.query_id, j.doc_id): j.relevance for j in goldset.judgments}
+    # ann and bob both accepted; each document's grade is the lower median of their two.
+    expected = {}
+    for query_id, (_, documents) in DRAFT.items():
+        for doc_id, key in zip(documents, KEYS[query_id], strict=True):
+            expected[(query_id, doc_id)] = min(int(key), 2)
+    assert judged == expected
+    assert {q.text for q in goldset.queries} == set(texts)
+    signed = {review.reviewer for records in reviews.values() for review in records}
+    assert signed == {"ann", "bob"}
+    assert all(
+        review.reviewed_at <= utc_now() for records in reviews.values() for review in records
+    )
+
+
+def test_a_read_only_dashboard_shows_the_queue_and_saves_nothing(
+    queued_store: Path,
+    browser: object,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    with _serving(queued_store, tmp_path / "dashboard.log", extra=("--read-only",)) as url:
+        browser.get(f"{url}/review")  # type: ignore[attr-defined]
+        body = _settled(browser, text="read-only")
+        assert "Store (read-only)" in body
+        accept = browser.find_element(  # type: ignore[attr-defined]
+            By.XPATH, "//button[contains(., 'Accept and save')]"
+        )
+        assert not accept.is_enabled()
+        _press(browser, "2")
+        _press(browser, "a")
+    with Store.open(queued_store, read_only=True) as store:
+        assert item_reviews(store, goldset=GOLDSET) == {}
+        assert [queued.status for queued in list_items(store, goldset=GOLDSET)] == ["open"] * 3

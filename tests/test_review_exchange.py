@@ -1,0 +1,117 @@
+"""`evalkit review export|import` against a real store: the queue goes to Label Studio as
+tasks with their labeling config, an annotated export comes back as signed reviews, a second
+import of the same export adds nothing, and an export that does not match the queue is
+refused whole."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from test_label_studio import annotation, choice, text
+from test_review_queue import write_generated_draft
+
+from evalkit.cli import invoke
+from evalkit.store import Store
+from evalkit.store.review import item_reviews, list_items
+
+
+def _annotated(tasks: list[dict[str, object]]) -> list[dict[str, object]]:
+    """Label Studio's JSON export after two annotators worked on every task: ana accepts
+    and grades every document 2 (rewording the first question), user 9 rejects."""
+    exported = []
+    for number, task in enumerate(tasks):
+        data = task["data"]
+        assert isinstance(data, dict)
+        slots = [
+            key[len("doc_") : -len("_id")] for key in data if key.endswith("_id") and data[key]
+        ]
+        slots = [slot for slot in slots if slot.isdigit()]
+        grades = [choice(f"grade_{slot}", f"doc_{slot}", "2") for slot in slots]
+        ana_result = [choice("verdict", "query", "accept"), *grades]
+        if number == 0:
+            ana_result.append(text("question", "A reworded question?"))
+        ana = annotation(700 + number, {"id": 3, "email": "ana@example.com"}, ana_result)
+        other = annotation(800 + number, 9, [choice("verdict", "query", "reject")])
+        exported.append(task | {"id": 100 + number, "annotations": [ana, other]})
+    return exported
+
+
+def test_the_queue_goes_to_label_studio_and_its_annotations_come_back_as_reviews(
+    evalkit_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    draft = write_generated_draft(tmp_path / "draft")
+    assert invoke(["review", "add", str(draft), "--goldset", "tay"]) == 0
+    tasks_file = tmp_path / "ls" / "tasks.json"
+    tasks_file.parent.mkdir()
+    capsys.readouterr()
+    assert (
+        invoke(["review", "export", "--goldset", "tay", "--out", str(tasks_file), "-o", "json"])
+        == 0
+    )
+    summary = json.loads(capsys.readouterr().out)
+    tasks = json.loads(tasks_file.read_text(encoding="utf-8"))
+    config = (tmp_path / "ls" / "tasks.label-config.xml").read_text(encoding="utf-8")
+    store_path = evalkit_home / "evalkit.duckdb"
+    with Store.open(store_path, read_only=True) as store:
+        queued = list_items(store, goldset="tay")
+    assert summary["tasks"] == len(tasks) == len(queued)
+    assert {task["data"]["item_id"] for task in tasks} == {q.item.item_id for q in queued}
+    assert config.startswith("<View")
+    assert 'name="grade_0"' in config
+    assert all(task["predictions"] for task in tasks)  # the generator's suggested grades
+
+    export_file = tmp_path / "project-1-at-2026-11-25.json"
+    export_file.write_text(json.dumps(_annotated(tasks)), encoding="utf-8")
+    argv = ["review", "import", str(export_file), "--annotator", "9=bo", "-o", "json"]
+    assert invoke(argv) == 0
+    imported = json.loads(capsys.readouterr().out)
+    assert imported["saved"] == 2 * len(tasks)
+    assert imported["reviewers"] == ["ana@example.com", "bo"]
+    with Store.open(store_path, read_only=True) as store:
+        reviews = item_reviews(store, goldset="tay")
+        statuses = {q.item.item_id: q.status for q in list_items(store, goldset="tay")}
+    assert sum(len(records) for records in reviews.values()) == 2 * len(tasks)
+    first = tasks[0]["data"]["item_id"]
+    ana_first = next(r for r in reviews[first] if r.reviewer == "ana@example.com")
+    assert ana_first.question == "A reworded question?"
+    assert set(ana_first.grades.values()) == {2}
+    assert set(statuses.values()) == {"open"}  # one accept, one reject: a tie stays open
+
+    assert invoke(argv) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert (again["saved"], again["already_imported"]) == (0, 2 * len(tasks))
+
+
+def test_an_export_naming_what_the_queue_lacks_is_refused_and_nothing_is_saved(
+    evalkit_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    draft = write_generated_draft(tmp_path / "draft")
+    assert invoke(["review", "add", str(draft), "--goldset", "tay"]) == 0
+    tasks_file = tmp_path / "tasks.json"
+    assert invoke(["review", "export", "--goldset", "tay", "--out", str(tasks_file)]) == 0
+    tasks = json.loads(tasks_file.read_text(encoding="utf-8"))
+    annotated = _annotated(tasks)
+    annotated[-1]["data"]["item_id"] = "0000000000000000"
+    export_file = tmp_path / "export.json"
+    export_file.write_text(json.dumps(annotated), encoding="utf-8")
+    capsys.readouterr()
+    assert invoke(["review", "import", str(export_file), "-o", "json"]) == 2
+    error = capsys.readouterr().err
+    assert "0000000000000000" in error
+    assert "not in the review queue" in error
+    with Store.open(evalkit_home / "evalkit.duckdb", read_only=True) as store:
+        assert item_reviews(store, goldset="tay") == {}
+
+
+def test_exporting_a_goldset_with_nothing_queued_says_how_to_queue(
+    evalkit_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    draft = write_generated_draft(tmp_path / "draft")
+    assert invoke(["review", "add", str(draft), "--goldset", "tay"]) == 0
+    capsys.readouterr()
+    code = invoke(["review", "export", "--goldset", "other", "--out", str(tmp_path / "t.json")])
+    assert code == 2
+    assert "evalkit review add" in capsys.readouterr().err
+    assert not (tmp_path / "t.json").exists()

@@ -1,0 +1,843 @@
+"""The goldset review queue against a real DuckDB file: drafts and disagreements queued,
+ordered, reviewed by people at once, their agreement, and publishing a goldset version that
+an interrupted publish never half-writes."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from evalkit_process import fresh_env
+from relevance_judge import GradingJudge, grading_judge
+from sklearn.metrics import cohen_kappa_score
+from test_traffic_promote import ANSWERS, RECORDS, TableRetriever
+
+from evalkit.cli import invoke
+from evalkit.config import JudgeSettings
+from evalkit.errors import GoldsetError, InputError, StoreError
+from evalkit.goldset import Goldset
+from evalkit.goldset.review import combine_reviews, lower_median
+from evalkit.judging.assessor import RelevanceAssessor
+from evalkit.judging.records import JudgePair
+from evalkit.pipeline import (
+    CorpusTexts,
+    TrafficReplayRequest,
+    ingest_draft,
+    judge_pairs,
+    publish_goldset,
+    queue_disagreements,
+    record_review,
+    replay_traffic_window,
+    review_item,
+    review_queue,
+    reviewer_agreement,
+)
+from evalkit.pipeline.review import review_priority
+from evalkit.records import Judgment, Query, Span
+from evalkit.records.requests import JUDGING_DEFAULTS
+from evalkit.records.review import (
+    DisagreementRequest,
+    PublishRequest,
+    ReviewOrigin,
+    ReviewRecord,
+    Verdict,
+)
+from evalkit.store import Store
+from evalkit.store.access import StoreAccess
+from evalkit.store.goldsets import list_goldsets, load_stored_goldset, save_goldset
+from evalkit.store.review import item_reviews, list_items, list_publications, published_item_ids
+from evalkit.traffic import SampleSpec, ingest_paths, parse_window, promote_window, sample_window
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def write_lines(path: Path, records: list[dict[str, Any]]) -> None:
+    path.write_text("".join(json.dumps(record) + "\n" for record in records), encoding="utf-8")
+
+
+SOURCE = "The Tay Bridge was finished in 1878. It fell in a storm in 1879."
+
+
+def write_generated_draft(folder: Path) -> Path:
+    """A draft as `evalkit goldset generate` writes it: three questions of two kinds, graded
+    suggestions with spans, the corpus of their chunks and a candidates line each."""
+    folder.mkdir(parents=True)
+    tags = ["generated", "generator:qgen-1", "prompt:p3"]
+    write_lines(
+        folder / "queries.jsonl",
+        [
+            {
+                "id": "g1",
+                "text": "When was the Tay Bridge finished?",
+                "tags": [*tags, "kind:factoid"],
+            },
+            {
+                "id": "g2",
+                "text": "What brought the bridge down?",
+                "tags": [*tags, "kind:paraphrase"],
+            },
+            {"id": "g3", "text": "How long did the bridge stand?", "tags": [*tags, "kind:multi"]},
+        ],
+    )
+    first = {"source_id": "tay", "start": 0, "end": 36}
+    write_lines(
+        folder / "judgments.jsonl",
+        [
+            {"query_id": "g1", "doc_id": "tay-0", "relevance": 3, **first},
+            {"query_id": "g2", "doc_id": "tay-1", "relevance": 2, "source_id": "tay",
+             "text": "It fell in a storm in 1879."},
+            {"query_id": "g3", "doc_id": "tay-0", "relevance": 2, **first},
+            {"query_id": "g3", "doc_id": "tay-1", "relevance": None},
+        ],
+    )  # fmt: skip
+    write_lines(
+        folder / "corpus.jsonl",
+        [
+            {"id": "tay-0", "text": SOURCE[:36], "source_id": "tay", "start": 0, "end": 36},
+            {"id": "tay-1", "text": SOURCE[37:], "source_id": "tay", "start": 37, "end": 64},
+        ],
+    )
+    write_lines(
+        folder / "candidates.jsonl",
+        [
+            {"query_id": "g1", "origin": "generated", "generator": "qgen-1", "prompt_version": "p3",
+             "kind": "factoid", "source_ids": ["tay"], "priority": 0.2},
+            {"query_id": "g2", "origin": "generated", "generator": "qgen-1", "prompt_version": "p3",
+             "kind": "paraphrase", "source_ids": ["tay"], "priority": 0.9},
+            {"query_id": "g3", "origin": "generated", "generator": "qgen-1", "prompt_version": "p3",
+             "kind": "multi", "source_ids": ["tay"], "priority": 0.5},
+        ],
+    )  # fmt: skip
+    return folder
+
+
+def review(
+    access: Any,
+    item_id: str,
+    reviewer: str,
+    grades: dict[str, int],
+    *,
+    reject: bool = False,
+    question: str | None = None,
+) -> ReviewRecord:
+    return record_review(
+        access,
+        item_id,
+        reviewer=reviewer,
+        verdict=Verdict.reject if reject else Verdict.accept,
+        grades=grades,
+        question=question,
+    )
+
+
+def items_by_query(store: Store, goldset: str) -> dict[str, str]:
+    return {
+        queued.item.query.id: queued.item.item_id for queued in list_items(store, goldset=goldset)
+    }
+
+
+# -- how reviews combine ----------------------------------------------------------------
+
+
+def record(
+    reviewer: str, verdict: Verdict, grades: dict[str, int], minute: int, **kw: Any
+) -> ReviewRecord:
+    at = datetime(2026, 11, 25, 12, 0) + timedelta(minutes=minute)
+    return ReviewRecord("i", reviewer, verdict, grades, at, **kw)
+
+
+def test_reviews_combine_by_majority_the_lower_median_and_each_reviewers_newest() -> None:
+    assert lower_median([3, 1]) == 1
+    assert lower_median([0, 3, 2]) == 2
+    assert lower_median([1, 2, 3, 3]) == 2
+    combined = combine_reviews(
+        [
+            record("ann", Verdict.reject, {}, 0),
+            record("ann", Verdict.accept, {"d1": 3, "d2": 0}, 5, question="Edited?"),
+            record("bob", Verdict.accept, {"d1": 1}, 1),
+            record("cy", Verdict.reject, {"d1": 0}, 2),
+        ]
+    )
+    # ann's later accept supersedes her reject: 2 accept, 1 reject. d1's grades of the
+    # accepting reviewers are 3 and 1 (cy rejected): the lower median is 1.
+    assert combined.verdict is Verdict.accept
+    assert (combined.n_accept, combined.n_reject, combined.reviewers) == (
+        2,
+        1,
+        ("ann", "bob", "cy"),
+    )
+    assert dict(combined.grades) == {"d1": 1, "d2": 0}
+    assert combined.question == "Edited?"
+    tie = combine_reviews(
+        [record("ann", Verdict.accept, {"d1": 2}, 0), record("bob", Verdict.reject, {}, 1)]
+    )
+    assert tie.verdict is None
+    assert combine_reviews([]).verdict is None
+
+
+def test_priority_weighs_the_signal_and_the_traffic_volume() -> None:
+    assert review_priority(1.0, 0) == pytest.approx(0.7)
+    assert review_priority(None, 0) == pytest.approx(0.35)
+    assert review_priority(0.0, 1000) == pytest.approx(0.3)
+    assert review_priority(0.0, 10**6) == pytest.approx(0.3)
+    assert review_priority(0.5, 1) == pytest.approx(
+        0.35 + 0.3 * math.log(2) / math.log(1001), abs=1e-6
+    )
+
+
+# -- ingesting drafts ---------------------------------------------------------------------
+
+
+def test_a_generated_draft_is_queued_with_its_suggestions_spans_and_provenance(
+    tmp_path: Path,
+) -> None:
+    draft = write_generated_draft(tmp_path / "generated")
+    with Store.open(tmp_path / "evalkit.duckdb") as store:
+        outcome = ingest_draft(store, draft, goldset="tay")
+        assert outcome.counts.to_dict() == {"added": 3, "updated": 0, "kept": 0}
+        queue = review_queue(store, goldset="tay")
+        # Priority 0.7 * the generator's (no traffic asked these): g2 0.63, g3 0.35, g1 0.14.
+        assert [queued.item.query.id for queued in queue] == ["g2", "g3", "g1"]
+        assert [queued.item.priority for queued in queue] == pytest.approx([0.63, 0.35, 0.14])
+        g3 = queue[1]
+        assert g3.status == "open"
+        assert g3.item.origin is ReviewOrigin.generated
+        assert g3.item.reason == "generated question (multi) by qgen-1"
+        first, second = g3.item.documents
+        assert (first.doc_id, first.suggested_grade, first.suggested_by) == (
+            "tay-0",
+            2,
+            "generator:qgen-1",
+        )
+        assert first.span == Span("tay", 0, 36, None)
+        assert first.text == SOURCE[:36]
+        assert (second.doc_id, second.suggested_grade, second.suggested_by) == ("tay-1", None, None)
+        assert queue[0].item.documents[0].span == Span(
+            "tay", None, None, "It fell in a storm in 1879."
+        )
+        provenance = dict(g3.item.provenance)
+        assert provenance["generator"] == "qgen-1"
+        assert provenance["prompt_version"] == "p3"
+        assert provenance["source_ids"] == "tay"
+        assert provenance["draft"] == str(draft)
+        assert "kind:multi" in g3.item.query.tags
+
+        # Queued again: unreviewed open items are refreshed, a reviewed one is kept.
+        review(store, g3.item.item_id, "ann", {"tay-0": 2})
+        again = ingest_draft(store, draft, goldset="tay")
+        assert again.counts.to_dict() == {"added": 0, "updated": 2, "kept": 1}
+        assert set(again.item_ids) == {queued.item.item_id for queued in queue}
+        assert len(list_items(store, goldset="tay")) == 3
+
+
+def test_a_promoted_traffic_draft_is_queued_with_the_retrievers_doubt_and_the_traffic_volume(
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / "traffic.jsonl"
+    lines = [
+        {
+            "query_id": query_id,
+            "timestamp": "2026-11-21T08:00:00Z",
+            "text": text,
+            "tenant": tenant,
+            "results": logged,
+        }
+        for query_id, text, tenant, logged in RECORDS
+    ]
+    # "unsure" was asked four more times that day.
+    lines += [
+        {"query_id": f"again{n}", "timestamp": "2026-11-21T09:00:00Z", "text": "unsure",
+         "tenant": "a"}
+        for n in range(4)
+    ]  # fmt: skip
+    write_lines(log, lines)
+    draft = tmp_path / "draft"
+    with Store.open(tmp_path / "evalkit.duckdb") as store:
+        ingest_paths(store, [log])
+        sample = sample_window(store, SampleSpec(window=parse_window("2026-11-21"), n=20, seed=0))
+        replay_traffic_window(
+            store,
+            sample.sample_id,
+            TableRetriever(ANSWERS),
+            TrafficReplayRequest(k=2, answers=False),
+        )
+        promote_window(store, "2026-11-21", draft, n=3, top=2)
+        candidates = {
+            line["query_id"]: line
+            for line in map(json.loads, (draft / "candidates.jsonl").read_text().splitlines())
+        }
+        outcome = ingest_draft(store, draft, goldset="support")
+        assert outcome.counts.added == len(candidates)
+        queue = review_queue(store, goldset="support")
+    by_text = {queued.item.query.text: queued.item for queued in queue}
+    unsure = by_text["unsure"]
+    assert unsure.origin is ReviewOrigin.traffic
+    assert unsure.query.tenant == "a"
+    assert [d.doc_id for d in unsure.documents] == ["d5", "d6"]
+    assert all(d.suggested_grade is None for d in unsure.documents)
+    assert unsure.provenance["window"] == "2026-11-21"
+    assert unsure.provenance["traffic_volume"] == "5"
+    assert unsure.provenance["reasons"] == "low_confidence,high_churn"
+    assert "asked 5 times in traffic" in unsure.reason
+    for item in queue:
+        candidate = candidates[item.item.query.id]
+        volume = int(item.item.provenance["traffic_volume"])
+        assert item.item.priority == pytest.approx(
+            review_priority(candidate["priority"], volume), abs=1e-6
+        )
+    assert [q.item.priority for q in queue] == sorted(
+        (q.item.priority for q in queue), reverse=True
+    )
+
+
+def test_a_malformed_draft_is_refused_by_file_line_and_field_and_nothing_is_queued(
+    evalkit_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    draft = write_generated_draft(tmp_path / "bad")
+    judgments = (draft / "judgments.jsonl").read_text().splitlines()
+    judgments[1] = json.dumps({"query_id": "g2", "doc_id": "tay-1", "relevance": 7})
+    judgments[2] = json.dumps(
+        {"query_id": "g3", "doc_id": "tay-0", "relevance": 2, "source_id": "tay", "start": 5}
+    )
+    (draft / "judgments.jsonl").write_text("\n".join(judgments) + "\n")
+    candidates = (draft / "candidates.jsonl").read_text().splitlines()
+    candidates[0] = json.dumps({"query_id": "g1", "priority": 1.5})
+    candidates.append(json.dumps({"query_id": "g9"}))
+    (draft / "candidates.jsonl").write_text("\n".join(candidates) + "\n")
+    store_path = evalkit_home / "evalkit.duckdb"
+    with Store.open(store_path) as store:
+        with pytest.raises(GoldsetError) as raised:
+            ingest_draft(store, draft, goldset="tay")
+        assert list_items(store) == []
+    found = {(Path(p.path or "").name, p.line, p.field) for p in raised.value.problems}
+    assert found == {
+        ("judgments.jsonl", 2, "relevance"),
+        ("judgments.jsonl", 3, "end"),
+        ("candidates.jsonl", 1, "priority"),
+        ("candidates.jsonl", 4, "query_id"),
+    }
+    capsys.readouterr()
+    assert invoke(["review", "add", str(draft), "--goldset", "tay", "-o", "json"]) == 2
+    error = json.loads(capsys.readouterr().out)["error"]
+    assert {(Path(p["path"]).name, p["line"], p["field"]) for p in error["problems"]} == found
+    with Store.open(store_path) as store:
+        assert list_items(store) == []
+
+
+def test_a_draft_query_id_that_is_another_query_of_the_goldset_is_refused(tmp_path: Path) -> None:
+    draft = write_generated_draft(tmp_path / "draft")
+    with Store.open(tmp_path / "evalkit.duckdb") as store:
+        save_goldset(
+            store, Goldset.build("tay", [Query("g2", "Something else?")], [Judgment("g2", "x", 1)])
+        )
+        with pytest.raises(GoldsetError) as raised:
+            ingest_draft(store, draft, goldset="tay")
+        assert list_items(store) == []
+    (problem,) = raised.value.problems
+    assert (Path(problem.path or "").name, problem.line, problem.field) == (
+        "queries.jsonl",
+        2,
+        "id",
+    )
+
+
+# -- order, reviews, agreement ----------------------------------------------------------
+
+
+def test_reviewed_items_sink_below_the_unreviewed_whatever_their_priority(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "evalkit.duckdb") as store:
+        ingest_draft(store, write_generated_draft(tmp_path / "draft"), goldset="tay")
+        ids = items_by_query(store, "tay")
+        review(store, ids["g2"], "ann", {"tay-1": 3})
+        order = [q.item.query.id for q in review_queue(store, goldset="tay", needed_reviews=1)]
+        assert order == ["g3", "g1", "g2"]
+        order = [q.item.query.id for q in review_queue(store, goldset="tay", needed_reviews=2)]
+        assert order == ["g2", "g3", "g1"]
+        assert [q.item.query.id for q in review_queue(store, goldset="tay", status="accepted")] == [
+            "g2"
+        ]
+        with pytest.raises(InputError, match="unknown status"):
+            review_queue(store, status="done")
+
+
+def test_a_review_names_what_is_wrong_and_saves_nothing(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "evalkit.duckdb") as store:
+        ingest_draft(store, write_generated_draft(tmp_path / "draft"), goldset="tay")
+        g3 = items_by_query(store, "tay")["g3"]
+        with pytest.raises(InputError, match="no document 'nope'"):
+            review(store, g3, "ann", {"nope": 1})
+        with pytest.raises(InputError, match="not one of 0, 1, 2, 3"):
+            review(store, g3, "ann", {"tay-0": 4})
+        with pytest.raises(InputError, match="at least one graded document"):
+            review(store, g3, "ann", {})
+        with pytest.raises(InputError, match="reviewer"):
+            review(store, g3, "  ", {"tay-0": 1})
+        assert item_reviews(store, goldset="tay") == {}
+
+
+SAVER = textwrap.dedent(
+    """
+    import sys
+    import time
+    from pathlib import Path
+    from evalkit.pipeline import record_review
+    from evalkit.records.review import Verdict
+    from evalkit.store.access import StoreAccess
+
+    store, item, reviewer, start, count = sys.argv[1:]
+    access = StoreAccess(Path(store), wait=60, program="reviewer " + reviewer)
+    while not Path(start).exists():
+        time.sleep(0.01)
+    for n in range(int(count)):
+        grades = {"tay-0": n % 4}
+        record_review(access, item, reviewer=reviewer, verdict=Verdict.accept, grades=grades)
+    """
+)
+
+
+def test_two_reviewers_saving_the_same_item_at_once_keep_both_reviews(tmp_path: Path) -> None:
+    path = tmp_path / "evalkit.duckdb"
+    with Store.open(path) as store:
+        ingest_draft(store, write_generated_draft(tmp_path / "draft"), goldset="tay")
+        item = items_by_query(store, "tay")["g1"]
+    start = tmp_path / "go"
+    saves = 6
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", SAVER, str(path), item, reviewer, str(start), str(saves)],
+            env=fresh_env(),
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for reviewer in ("ann", "bob")
+    ]
+    start.touch()
+    for process in processes:
+        _, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err
+
+    # Two threads of one process (a dashboard serving two reviewers) through the same rules.
+    barrier = threading.Barrier(2)
+    failures: list[BaseException] = []
+
+    def save(reviewer: str) -> None:
+        access = StoreAccess(path, wait=60, program=f"thread {reviewer}")
+        barrier.wait()
+        try:
+            for n in range(saves):
+                review(access, item, reviewer, {"tay-0": n % 4})
+        except BaseException as error:  # pragma: no cover - reported below
+            failures.append(error)
+
+    threads = [threading.Thread(target=save, args=(name,)) for name in ("cy", "dee")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert failures == []
+    with Store.open(path, read_only=True) as store:
+        reviews = item_reviews(store, item_ids=[item])[item]
+        queued = list_items(store, goldset="tay")
+    assert len(reviews) == 4 * saves
+    assert {r.reviewer: sum(1 for x in reviews if x.reviewer == r.reviewer) for r in reviews} == {
+        "ann": saves, "bob": saves, "cy": saves, "dee": saves,
+    }  # fmt: skip
+    assert next(q for q in queued if q.item.item_id == item).reviewers == (
+        "ann",
+        "bob",
+        "cy",
+        "dee",
+    )
+    assert next(q for q in queued if q.item.item_id == item).status == "accepted"
+
+
+def test_a_review_save_holds_the_store_for_well_under_a_second(tmp_path: Path) -> None:
+    path = tmp_path / "evalkit.duckdb"
+    folder = tmp_path / "big"
+    folder.mkdir()
+    write_lines(
+        folder / "queries.jsonl", [{"id": f"q{n}", "text": f"question {n}"} for n in range(500)]
+    )
+    write_lines(
+        folder / "judgments.jsonl",
+        [
+            {"query_id": f"q{n}", "doc_id": f"d{n}-{k}", "relevance": None}
+            for n in range(500)
+            for k in range(5)
+        ],
+    )
+    with Store.open(path) as store:
+        ingest_draft(store, folder, goldset="big")
+        item = items_by_query(store, "big")["q234"]
+    access = StoreAccess(path, wait=10, program="dashboard")
+    held = []
+    for reviewer in ("ann", "bob", "cy"):
+        started = time.monotonic()
+        review(access, item, reviewer, {"d234-0": 2})
+        held.append(time.monotonic() - started)
+    assert max(held) < 1.0, held
+
+
+def test_reviewer_agreement_is_cohens_kappa_per_pair(tmp_path: Path) -> None:
+    folder = tmp_path / "draft"
+    folder.mkdir()
+    write_lines(
+        folder / "queries.jsonl", [{"id": f"q{n}", "text": f"question {n}"} for n in range(6)]
+    )
+    write_lines(
+        folder / "judgments.jsonl",
+        [
+            {"query_id": f"q{n}", "doc_id": f"d{k}", "relevance": None}
+            for n in range(6)
+            for k in range(2)
+        ],
+    )
+    ann = [3, 2, 0, 1, 3, 0, 2, 2, 1, 0, 3, 1]
+    bob = [3, 1, 0, 1, 2, 0, 2, 3, 0, 0, 3, 1]
+    cy = [0, 1, 0, 1, 0, 0, 1, 1, 0, 0, 1, 1]
+    with Store.open(tmp_path / "evalkit.duckdb") as store:
+        ingest_draft(store, folder, goldset="g")
+        ids = items_by_query(store, "g")
+        for n in range(6):
+            for name, grades in (("ann", ann), ("bob", bob), ("cy", cy)):
+                review(store, ids[f"q{n}"], name, {"d0": grades[2 * n], "d1": grades[2 * n + 1]})
+        # bob reviews q5 again: his newest review counts.
+        review(store, ids["q5"], "bob", {"d0": 2, "d1": 1})
+        results = {(r.reviewer_a, r.reviewer_b): r for r in reviewer_agreement(store, "g")}
+    bob[10] = 2
+    assert set(results) == {("ann", "bob"), ("ann", "cy"), ("bob", "cy")}
+    expected = cohen_kappa_score(ann, bob, weights="linear", labels=[0, 1, 2, 3])
+    pair = results[("ann", "bob")]
+    assert (pair.n_items, pair.n_pairs, pair.scale) == (6, 12, "graded")
+    assert pair.kappa == pytest.approx(expected)
+    assert pair.low is not None
+    assert pair.high is not None
+    assert pair.low <= pair.kappa <= pair.high
+    # cy grades only 0 and 1: kept graded against ann's 0-3, so kappa is symmetric.
+    expected_cy = cohen_kappa_score(ann, cy, weights="linear", labels=[0, 1, 2, 3])
+    assert results[("ann", "cy")].kappa == pytest.approx(expected_cy)
+    assert pair.verdict_agreement == 1.0
+
+
+# -- disagreements with an LLM assessor -------------------------------------------------
+
+
+GOLD_QUERIES = [Query("q1", "what holds the bridge up"), Query("q2", "when did it fall")]
+GOLD_JUDGMENTS = [Judgment("q1", "d1", 3), Judgment("q1", "d2", 0), Judgment("q2", "d3", 2)]
+TEXTS = {"d1": "Piers hold the bridge up.", "d2": "A storm came.", "d3": "It fell in 1879."}
+
+
+@pytest.fixture
+def judged(tmp_path: Path) -> Iterator[Path]:
+    """A store with a goldset and a loopback assessor's grades of its pairs in the judged
+    pool: it disagrees on q1/d1 by 3 grades and on q2/d3 by 1."""
+    path = tmp_path / "evalkit.duckdb"
+    gold = Goldset.build("bridges", GOLD_QUERIES, GOLD_JUDGMENTS)
+    texts = {query.id: query.text for query in GOLD_QUERIES}
+    known = {
+        (texts["q1"], TEXTS["d1"]): 0,
+        (texts["q1"], TEXTS["d2"]): 0,
+        (texts["q2"], TEXTS["d3"]): 1,
+    }
+    with grading_judge(GradingJudge(known)) as judge, Store.open(path) as store:
+        save_goldset(store, gold)
+        assessor = RelevanceAssessor(
+            JudgeSettings(
+                base_url=judge.url,
+                model="grader-1",
+                api_key_env="EVALKIT_TEST_NO_SUCH_KEY",
+                retry_backoff=0.0,
+                max_retries=1,
+            )
+        )
+        pairs = [
+            JudgePair(texts[j.query_id], j.doc_id, TEXTS[j.doc_id], j.query_id)
+            for j in GOLD_JUDGMENTS
+        ]
+        outcome = judge_pairs(store, pairs, assessor, JUDGING_DEFAULTS)
+        assert outcome.n_judged == 3
+    return path
+
+
+def test_assessor_disagreements_are_queued_by_their_size(judged: Path, tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus.jsonl"
+    write_lines(corpus, [{"id": doc_id, "text": text} for doc_id, text in TEXTS.items()])
+    with Store.open(judged) as store:
+        wide = queue_disagreements(
+            store, "bridges", DisagreementRequest(min_gap=2), texts=CorpusTexts(corpus)
+        )
+        assert wide.counts.added == 1
+        (q1,) = review_queue(store, goldset="bridges")
+        assert q1.item.origin is ReviewOrigin.disagreement
+        assert q1.item.query.id == "q1"
+        (d1,) = q1.item.documents
+        assert (d1.doc_id, d1.suggested_grade, d1.suggested_by) == (
+            "d1",
+            0,
+            q1.item.provenance["assessors"],
+        )
+        assert q1.item.provenance["human:d1"] == "3"
+        assert d1.text == TEXTS["d1"]
+        assert q1.item.priority == pytest.approx(0.7)
+        assert "graded d1 0, the goldset 3" in q1.item.reason
+        every = queue_disagreements(store, "bridges", DisagreementRequest())
+        assert (every.counts.added, every.counts.updated) == (1, 1)
+        queue = review_queue(store, goldset="bridges")
+        assert [q.item.query.id for q in queue] == ["q1", "q2"]
+        assert queue[1].item.priority == pytest.approx(0.7 / 3, abs=1e-6)
+        none = queue_disagreements(
+            store, "bridges", DisagreementRequest(assessors=("someone-else@v0",))
+        )
+        assert none.item_ids == ()
+
+
+def test_a_disagreement_reviewed_and_published_replaces_the_judgment(judged: Path) -> None:
+    with Store.open(judged) as store:
+        before = load_stored_goldset(store, "bridges")
+        queue_disagreements(store, "bridges", DisagreementRequest())
+        ids = items_by_query(store, "bridges")
+        review(store, ids["q1"], "ann", {"d1": 1})
+        review(store, ids["q1"], "bob", {"d1": 2})
+        review(store, ids["q2"], "ann", {}, reject=True)
+        outcome = publish_goldset(store, "bridges", PublishRequest(min_reviews=2))
+        after = load_stored_goldset(store, "bridges")
+        statuses = {q.item.query.id: q.status for q in list_items(store, goldset="bridges")}
+    assert outcome.publication is not None
+    assert outcome.publication.previous_version == before.version
+    assert after.version == outcome.publication.goldset_version != before.version
+    assert {(j.query_id, j.doc_id): j.relevance for j in after.judgments} == {
+        ("q1", "d1"): 1, ("q1", "d2"): 0, ("q2", "d3"): 2,
+    }  # fmt: skip
+    assert (outcome.publication.n_judgments_changed, outcome.publication.n_judgments_added) == (
+        1,
+        0,
+    )
+    assert statuses == {"q1": "published", "q2": "rejected"}
+
+
+# -- publishing ---------------------------------------------------------------------------
+
+
+def seed_reviewed_queue(store: Store, draft: Path) -> dict[str, str]:
+    """The Tay goldset's first version (q1, and g1 asked already with another grade) and the
+    generated draft queued and reviewed: g2 accepted by two with its question edited, g3
+    accepted by one, g1 re-graded by two; plus a rejected item."""
+    save_goldset(
+        store,
+        Goldset.build(
+            "tay",
+            [
+                Query("q1", "Where is the Tay Bridge?"),
+                Query("g1", "When was the Tay Bridge finished?"),
+            ],
+            [Judgment("q1", "tay-0", 1), Judgment("g1", "tay-0", 1), Judgment("g1", "tay-9", 2)],
+        ),
+    )
+    ingest_draft(store, draft, goldset="tay")
+    ids = items_by_query(store, "tay")
+    review(store, ids["g2"], "ann", {"tay-1": 3}, question="What brought the Tay Bridge down?")
+    review(store, ids["g2"], "bob", {"tay-1": 2})
+    review(store, ids["g3"], "ann", {"tay-0": 2, "tay-1": 1})
+    review(store, ids["g1"], "ann", {"tay-0": 3})
+    review(store, ids["g1"], "bob", {"tay-0": 2})
+    return ids
+
+
+def test_publish_makes_a_new_version_merged_with_the_current_one(tmp_path: Path) -> None:
+    draft = write_generated_draft(tmp_path / "draft")
+    with Store.open(tmp_path / "evalkit.duckdb") as store:
+        ids = seed_reviewed_queue(store, draft)
+        first = load_stored_goldset(store, "tay")
+        outcome = publish_goldset(store, "tay", PublishRequest(min_reviews=2))
+        published = load_stored_goldset(store, "tay")
+        still_first = load_stored_goldset(store, "tay", first.version)
+        publications = list_publications(store, "tay")
+        statuses = {q.item.query.id: q.status for q in list_items(store, goldset="tay")}
+        in_version = published_item_ids(store, published.version)
+        # g3 waited for a second reviewer; with one needed it goes into the next version.
+        later = publish_goldset(store, "tay", PublishRequest(min_reviews=1))
+        latest = load_stored_goldset(store, "tay")
+    assert outcome.waiting == (ids["g3"],)
+    publication = outcome.publication
+    assert publication is not None
+    assert outcome.created
+    expected = Goldset.build(
+        "tay",
+        [
+            Query("q1", "Where is the Tay Bridge?"),
+            Query("g1", "When was the Tay Bridge finished?"),
+            Query(
+                "g2",
+                "What brought the Tay Bridge down?",
+                tags=("generated", "generator:qgen-1", "prompt:p3", "kind:paraphrase"),
+            ),
+        ],
+        [
+            Judgment("q1", "tay-0", 1),
+            Judgment("g1", "tay-0", 2, Span("tay", 0, 36, None)),
+            Judgment("g1", "tay-9", 2),
+            Judgment("g2", "tay-1", 2, Span("tay", None, None, "It fell in a storm in 1879.")),
+        ],
+    )
+    assert published.version == expected.version == publication.goldset_version
+    assert set(published.judgments) == set(expected.judgments)
+    assert [q.id for q in published.queries] == ["q1", "g1", "g2"]
+    assert still_first.judgments == first.judgments
+    assert (publication.previous_version, publication.n_items) == (first.version, 2)
+    assert (publication.n_queries_added, publication.n_queries_edited) == (1, 0)
+    assert (publication.n_judgments_added, publication.n_judgments_changed) == (1, 1)
+    assert [p.goldset_version for p in publications] == [published.version]
+    assert in_version == sorted([ids["g1"], ids["g2"]])
+    assert statuses == {"g1": "published", "g2": "published", "g3": "accepted"}
+    assert later.publication is not None
+    assert later.publication.previous_version == published.version
+    g3 = {(j.query_id, j.doc_id): j.relevance for j in latest.judgments if j.query_id == "g3"}
+    assert g3 == {("g3", "tay-0"): 2, ("g3", "tay-1"): 1}
+    with Store.open(tmp_path / "evalkit.duckdb") as store:
+        nothing = publish_goldset(store, "tay")
+    assert nothing.publication is None
+
+
+PUBLISH_KILLED = textwrap.dedent(
+    """
+    import sys
+    import time
+    from evalkit.cli import main
+    from evalkit.store.store import Store
+
+    table = sys.argv[1]
+    insert = Store.insert_frame
+
+    def insert_then_stall(self, name, frame):
+        insert(self, name, frame)
+        if name == table:
+            print("inside the publish transaction", flush=True)
+            time.sleep(120)
+
+    Store.insert_frame = insert_then_stall
+    main(["goldset", "publish", "tay", "--min-reviews", "2"])
+    """
+)
+
+
+@pytest.mark.parametrize(
+    "stalled_after", ["goldset_queries", "judgments", "review_published_items"]
+)
+def test_a_publish_killed_mid_write_leaves_the_previous_version_current(
+    tmp_path: Path, stalled_after: str
+) -> None:
+    home = tmp_path / "home"
+    path = home / "evalkit.duckdb"
+    draft = write_generated_draft(tmp_path / "draft")
+    with Store.open(path) as store:
+        seed_reviewed_queue(store, draft)
+        first = load_stored_goldset(store, "tay")
+    process = subprocess.Popen(
+        [sys.executable, "-c", PUBLISH_KILLED, stalled_after],
+        env=fresh_env(home),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    assert line.strip() == "inside the publish transaction", process.communicate(timeout=30)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+    assert process.returncode == -signal.SIGKILL
+
+    with Store.open(path) as store:
+        assert [info.version for info in list_goldsets(store, "tay")] == [first.version]
+        assert load_stored_goldset(store, "tay").judgments == first.judgments
+        assert list_publications(store) == []
+        assert store.fetch("SELECT count(*) FROM review_published_items") == [(0,)]
+        assert store.fetch(
+            "SELECT count(*) FROM goldset_queries WHERE goldset_version <> ?", [first.version]
+        ) == [(0,)]
+        assert {q.status for q in list_items(store, goldset="tay")} == {"accepted"}
+        # Publishing again, uninterrupted, makes the version the killed publish did not.
+        outcome = publish_goldset(store, "tay", PublishRequest(min_reviews=2))
+        assert outcome.publication is not None
+        assert load_stored_goldset(store, "tay").version == outcome.publication.goldset_version
+
+
+def test_a_read_only_store_refuses_every_review_write(tmp_path: Path) -> None:
+    path = tmp_path / "evalkit.duckdb"
+    draft = write_generated_draft(tmp_path / "draft")
+    with Store.open(path) as store:
+        ingest_draft(store, draft, goldset="tay")
+        item = items_by_query(store, "tay")["g1"]
+        review(store, item, "ann", {"tay-0": 3})
+    reading = StoreAccess(path, wait=5, program="dashboard --read-only").for_reading()
+    with pytest.raises(StoreError, match="read-only"):
+        review(reading, item, "bob", {"tay-0": 1})
+    with pytest.raises(StoreError, match="read-only"):
+        ingest_draft(reading, draft, goldset="tay")
+    with pytest.raises(StoreError, match="read-only"):
+        publish_goldset(reading, "tay")
+    assert review_item(reading, item[:6]).queued.reviewers == ("ann",)
+    with Store.open(path, read_only=True) as store:
+        assert len(item_reviews(store, item_ids=[item])[item]) == 1
+        assert list_goldsets(store, "tay") == []
+
+
+# -- the CLI ------------------------------------------------------------------------------
+
+
+def test_the_review_commands_queue_grade_show_and_publish(
+    evalkit_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    draft = write_generated_draft(tmp_path / "draft")
+
+    def run_json(*args: str) -> Any:
+        capsys.readouterr()
+        assert invoke([*args, "-o", "json"]) == 0, capsys.readouterr().err
+        return json.loads(capsys.readouterr().out)
+
+    assert run_json("review", "add", str(draft), "--goldset", "tay")["added"] == 3
+    listed = run_json("review", "list", "--goldset", "tay")
+    assert [item["query"]["id"] for item in listed] == ["g2", "g3", "g1"]
+    g2 = listed[0]["item_id"]
+    saved = run_json("review", "grade", g2[:8], "--reviewer", "ann", "--grade", "tay-1=3")
+    assert (saved["item_id"], saved["verdict"], saved["grades"]) == (g2, "accept", {"tay-1": 3})
+    run_json(
+        "review",
+        "grade",
+        g2,
+        "--reviewer",
+        "bob",
+        "--grade",
+        "tay-1=2",
+        "--question",
+        "Why did it fall?",
+    )
+    shown = run_json("review", "show", g2)
+    assert [r["reviewer"] for r in shown["reviews"]] == ["ann", "bob"]
+    assert shown["status"] == "accepted"
+    assert shown["documents"][0]["span"]["text"] == "It fell in a storm in 1879."
+    agreement = run_json("review", "agreement", "--goldset", "tay")
+    assert agreement[0]["reviewers"] == ["ann", "bob"]
+    published = run_json("goldset", "publish", "tay", "--min-reviews", "2")
+    assert published["published"]
+    assert published["publication"]["queries_added"] == 1
+    capsys.readouterr()
+    assert invoke(["review", "grade", g2, "--reviewer", "cy", "--grade", "tay-1=5"]) == 2
+    assert "not one of 0, 1, 2, 3" in capsys.readouterr().err
+    assert invoke(["review", "grade", g2, "--reviewer", "cy", "--grade", "tay-1"]) == 2
+    assert invoke(["review", "show", "ffffffff"]) == 2
+    assert invoke(["goldset", "publish", "no-such-goldset"]) == 2
+    with Store.open(evalkit_home / "evalkit.duckdb", read_only=True) as store:
+        assert load_stored_goldset(store, "tay").queries[0].text == "Why did it fall?"
