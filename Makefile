@@ -56,7 +56,7 @@ typecheck: $(STAMP)
 TEST_WORKERS ?= auto
 
 unit: $(STAMP) browser promtool
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --maxprocesses=4 --dist loadgroup
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --maxprocesses=4 --dist loadfile
 
 # The edit loop: every test but those marked slow (real embeddings, servers, clusters).
 test-fast: $(STAMP)
