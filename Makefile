@@ -51,12 +51,8 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy evalkit
 
-# One worker per core (at most 4); tests/conftest.py keeps each test file on one worker and
-# the files that share a Ray cluster or a PostgreSQL server on the same one.
-TEST_WORKERS ?= auto
-
 unit: $(STAMP) browser promtool
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --maxprocesses=4 --dist loadfile
+	$(BIN)/python -m pytest
 
 # The edit loop: every test but those marked slow (real embeddings, servers, clusters).
 test-fast: $(STAMP)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,38 +17,7 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
-# Session-scoped servers that one pytest-xdist worker starts for every test needing them
-# (make test runs the suite on several workers): the files naming one share a worker.
-SHARED_SERVER_FIXTURES = ("ray_cluster", "postgres_server")
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
-
-
-@functools.cache
-def _scheduling_scope(test_file: str) -> str:
-    """The unit pytest-xdist hands to one worker: a test file, or for the files that use a
-    shared server the server's name, so that those files run on one worker."""
-    try:
-        source = (REPO_ROOT / test_file).read_text(encoding="utf-8")
-    except OSError:
-        return test_file
-    return next((name for name in SHARED_SERVER_FIXTURES if name in source), test_file)
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """``--dist loadfile`` keeping each test file on one worker (its module-scoped fixtures
-    are built once) and the files that share a heavy server (a Ray cluster, PostgreSQL) on
-    the same worker (the server starts once per run)."""
-    if config.getvalue("dist") != "loadfile":
-        return None
-    from xdist.scheduler import LoadFileScheduling
-
-    class SharedServerScheduling(LoadFileScheduling):
-        def _split_scope(self, nodeid: str) -> str:
-            return _scheduling_scope(super()._split_scope(nodeid))
-
-    return SharedServerScheduling(config, log)
 
 
 @pytest.fixture(scope="session")
