@@ -29,6 +29,7 @@ __all__ = [
     "check_fields",
     "check_grade",
     "check_identifier",
+    "check_identifier_list",
     "check_span_fields",
     "document_json_schema",
     "grade_value",
@@ -101,7 +102,8 @@ def _check_string(value: object) -> str | None:
     return None
 
 
-def _check_string_list(value: object) -> str | None:
+def check_identifier_list(value: object) -> str | None:
+    """A list of ids (``check_identifier`` for each), such as a query's tags."""
     if not isinstance(value, list):
         return f'must be a list of strings such as ["a", "b"], got {describe_value(value)}'
     for position, item in enumerate(value):
@@ -181,7 +183,7 @@ QUERY_FIELDS: Mapping[str, FieldSpec] = {
         json_schema={**_TEXT, "description": "tenant, for multi-tenant retrievers"},
     ),
     "tags": FieldSpec(
-        _check_string_list,
+        check_identifier_list,
         json_schema={**_STRING_LIST, "description": "labels to slice results by"},
     ),
     "reference_answer": FieldSpec(
@@ -189,7 +191,7 @@ QUERY_FIELDS: Mapping[str, FieldSpec] = {
         json_schema={**_TEXT, "description": "the expected answer, for answer measures"},
     ),
     "reference_context_ids": FieldSpec(
-        _check_string_list,
+        check_identifier_list,
         json_schema={
             **_STRING_LIST,
             "description": "ids of the documents the answer should be grounded in",

@@ -33,11 +33,18 @@ from evalkit.goldset._schema import (
     FieldSpec,
     check_fields,
     check_identifier,
+    check_identifier_list,
     check_span_fields,
     grade_value,
 )
 from evalkit.goldset.corpus import iter_corpus, validate_corpus
-from evalkit.goldset.jsonl import CORPUS_FILE, JUDGMENTS_FILE, QUERIES_FILE, span_of
+from evalkit.goldset.jsonl import (
+    CORPUS_FILE,
+    JUDGMENTS_FILE,
+    QUERIES_FILE,
+    check_judgment_keys,
+    span_of,
+)
 from evalkit.records import Query, Span
 from evalkit.records.review import REVIEW_GRADES, ReviewDocument, ReviewOrigin
 
@@ -91,16 +98,6 @@ def _check_text(value: object) -> str | None:
     return None
 
 
-def _check_identifiers(value: object) -> str | None:
-    if not isinstance(value, list):
-        return f'must be a list of strings such as ["a", "b"], got {describe_value(value)}'
-    for position, item in enumerate(value):
-        problem = check_identifier(item)
-        if problem is not None:
-            return f"item {position} {problem}"
-    return None
-
-
 def _check_priority(value: object) -> str | None:
     wanted = "must be a number from 0 to 1"
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -125,11 +122,11 @@ _CANDIDATE_FIELDS: Mapping[str, FieldSpec] = {
     "query_id": FieldSpec(check_identifier, required=True),
     "origin": FieldSpec(_check_origin),
     "priority": FieldSpec(_check_priority),
-    "reasons": FieldSpec(_check_identifiers),
+    "reasons": FieldSpec(check_identifier_list),
     "generator": FieldSpec(_check_text),
     "prompt_version": FieldSpec(_check_text),
     "kind": FieldSpec(_check_text),
-    "source_ids": FieldSpec(_check_identifiers),
+    "source_ids": FieldSpec(check_identifier_list),
 }
 
 
@@ -244,28 +241,15 @@ def _read_judgments(
             record_name="judgment",
         )
         check_span_fields(record, bad, problems=problems, path=path, line=line, quoted_text=True)
-        if "query_id" not in bad and known and record["query_id"] not in known:
-            bad.add("query_id")
-            problems.add(
-                f"judgment for unknown query '{record['query_id']}'; add the query to "
-                f"{QUERIES_FILE} or correct the id",
-                path=path,
-                line=line,
-                field="query_id",
-            )
-        if not bad & {"query_id", "doc_id"}:
-            pair = (str(record["query_id"]), str(record["doc_id"]))
-            if pair in first:
-                bad.add("doc_id")
-                problems.add(
-                    f"duplicate judgment of document '{pair[1]}' for query '{pair[0]}' "
-                    f"(first on line {first[pair]}); keep one",
-                    path=path,
-                    line=line,
-                    field="doc_id",
-                )
-            else:
-                first[pair] = line
+        check_judgment_keys(
+            record,
+            bad,
+            known_queries=known or None,
+            first_lines=first,
+            problems=problems,
+            path=path,
+            line=line,
+        )
         if "query_id" not in bad:
             # A query whose lines are all bad has its problems named already.
             by_query.setdefault(str(record["query_id"]), [])

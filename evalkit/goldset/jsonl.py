@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Container, Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 from evalkit.errors import ConfigError, InputError
 from evalkit.goldset._reading import ProblemLog, iter_json_objects
@@ -30,6 +31,7 @@ __all__ = [
     "CORPUS_FILE",
     "JUDGMENTS_FILE",
     "QUERIES_FILE",
+    "check_judgment_keys",
     "judgment_record",
     "load_jsonl_goldset",
     "read_jsonl_goldset",
@@ -168,6 +170,49 @@ def _read_queries(path: Path, problems: ProblemLog) -> tuple[list[Query], dict[s
     return queries, first_lines
 
 
+def check_judgment_keys(
+    record: Mapping[str, Any],
+    bad: set[str],
+    *,
+    known_queries: Container[str] | None,
+    first_lines: dict[tuple[str, str], int],
+    problems: ProblemLog,
+    path: Path,
+    line: int,
+) -> None:
+    """Check a judgment line's keys against the goldset: a query id not among
+    ``known_queries`` (None: not checked) and a (query, document) pair judged on an earlier
+    line (``first_lines``, filled as lines pass). Problems are added to ``problems`` and
+    their fields to ``bad``."""
+    if (
+        known_queries is not None
+        and "query_id" not in bad
+        and record["query_id"] not in known_queries
+    ):
+        bad.add("query_id")
+        problems.add(
+            f"judgment for unknown query '{record['query_id']}'; add the query to "
+            f"{QUERIES_FILE} or correct the id",
+            path=path,
+            line=line,
+            field="query_id",
+        )
+    if bad & {"query_id", "doc_id"}:
+        return
+    pair = (str(record["query_id"]), str(record["doc_id"]))
+    if pair in first_lines:
+        bad.add("doc_id")
+        problems.add(
+            f"duplicate judgment of document '{pair[1]}' for query '{pair[0]}' "
+            f"(first on line {first_lines[pair]}); keep one",
+            path=path,
+            line=line,
+            field="doc_id",
+        )
+    else:
+        first_lines[pair] = line
+
+
 def _read_judgments(
     path: Path, known_queries: dict[str, int] | None, problems: ProblemLog
 ) -> list[Judgment]:
@@ -180,32 +225,15 @@ def _read_judgments(
             record, JUDGMENT_FIELDS, problems=problems, path=path, line=line, record_name="judgment"
         )
         check_span_fields(record, bad, problems=problems, path=path, line=line, quoted_text=True)
-        if (
-            known_queries is not None
-            and "query_id" not in bad
-            and record["query_id"] not in known_queries
-        ):
-            bad.add("query_id")
-            problems.add(
-                f"judgment for unknown query '{record['query_id']}'; add the query to "
-                f"{QUERIES_FILE} or correct the id",
-                path=path,
-                line=line,
-                field="query_id",
-            )
-        if not bad & {"query_id", "doc_id"}:
-            pair = (str(record["query_id"]), str(record["doc_id"]))
-            if pair in first_lines:
-                bad.add("doc_id")
-                problems.add(
-                    f"duplicate judgment of document '{pair[1]}' for query '{pair[0]}' "
-                    f"(first on line {first_lines[pair]}); keep one",
-                    path=path,
-                    line=line,
-                    field="doc_id",
-                )
-            else:
-                first_lines[pair] = line
+        check_judgment_keys(
+            record,
+            bad,
+            known_queries=known_queries,
+            first_lines=first_lines,
+            problems=problems,
+            path=path,
+            line=line,
+        )
         if not bad:
             judgments.append(
                 Judgment(
