@@ -23,7 +23,6 @@ import asyncio
 import hashlib
 import json
 import math
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -31,7 +30,13 @@ from typing import Any
 from evalkit.answers.judge import CallGuard, JudgeCallError
 from evalkit.answers.records import Unmeasured
 from evalkit.config import JudgeSettings
-from evalkit.judging.endpoint import complete, endpoint_client, require_endpoint
+from evalkit.judging.endpoint import (
+    MalformedReplyError,
+    complete,
+    endpoint_client,
+    reply_object,
+    require_endpoint,
+)
 from evalkit.judging.records import GRADES, Assessment, JudgePair, Unjudged
 from evalkit.redaction import redact_known
 
@@ -89,12 +94,6 @@ PROMPT_VERSION = (
 )
 """The version of the prompt: a hash of its text and of the document cut."""
 
-_FENCE = re.compile(r"^```[a-zA-Z]*\s*|\s*```$")
-
-
-class MalformedReplyError(ValueError):
-    """A reply that is not a JSON object with an integer ``grade`` from 0 to 3."""
-
 
 def prompt_messages(pair: JudgePair) -> list[dict[str, str]]:
     """The chat messages that ask for ``pair``'s grade."""
@@ -120,19 +119,7 @@ def parse_reply(content: str) -> tuple[int, str | None]:
     ``{...}`` is read); ``grade`` must be an integer from 0 to 3 (``2.0`` is read as 2, not
     ``"2"`` nor ``true``); ``reason``, when present, is kept as text.
     """
-    text = _FENCE.sub("", content.strip())
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
-        start, end = text.find("{"), text.rfind("}")
-        if start < 0 or end <= start:
-            raise MalformedReplyError("the reply holds no JSON object") from None
-        try:
-            data = json.loads(text[start : end + 1])
-        except json.JSONDecodeError as error:
-            raise MalformedReplyError(f"the reply's JSON does not parse: {error.msg}") from None
-    if not isinstance(data, dict):
-        raise MalformedReplyError("the reply is JSON but not an object")
+    data = reply_object(content)
     grade = data.get("grade")
     if isinstance(grade, bool) or not isinstance(grade, int | float):
         raise MalformedReplyError(f"grade is {grade!r}, not an integer from 0 to 3")

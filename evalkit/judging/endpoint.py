@@ -8,6 +8,8 @@ and the classification of failures are the answer judge's ``CallGuard``.
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +19,16 @@ from evalkit.config import JudgeSettings
 from evalkit.errors import ConfigError
 from evalkit.redaction import register_secrets, url_secrets
 
-__all__ = ["ChatReply", "complete", "endpoint_client", "require_endpoint"]
+__all__ = [
+    "ChatReply",
+    "MalformedReplyError",
+    "complete",
+    "endpoint_client",
+    "reply_object",
+    "require_endpoint",
+]
+
+_FENCE = re.compile(r"^```[a-zA-Z]*\s*|\s*```$")
 
 
 def require_endpoint(settings: JudgeSettings, work: str) -> None:
@@ -81,3 +92,29 @@ async def complete(
     choices = body.get("choices") or []
     content = str(choices[0]["message"].get("content") or "") if choices else ""
     return ChatReply(content, tokens if isinstance(tokens, int) else None)
+
+
+class MalformedReplyError(ValueError):
+    """A reply that is not the JSON object the prompt asked for (the message says why)."""
+
+
+def reply_object(content: str) -> dict[str, Any]:
+    """The JSON object a reply holds; raises ``MalformedReplyError`` saying what is wrong.
+
+    The object may stand in a Markdown code fence or among other text (the outermost
+    ``{...}`` is read).
+    """
+    text = _FENCE.sub("", content.strip())
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        start, end = text.find("{"), text.rfind("}")
+        if start < 0 or end <= start:
+            raise MalformedReplyError("the reply holds no JSON object") from None
+        try:
+            data = json.loads(text[start : end + 1])
+        except json.JSONDecodeError as error:
+            raise MalformedReplyError(f"the reply's JSON does not parse: {error.msg}") from None
+    if not isinstance(data, dict):
+        raise MalformedReplyError("the reply is JSON but not an object")
+    return data

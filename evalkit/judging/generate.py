@@ -47,7 +47,13 @@ from evalkit.answers.judge import CallGuard, JudgeCallError
 from evalkit.answers.records import Unmeasured
 from evalkit.config import JudgeSettings
 from evalkit.errors import ConfigError
-from evalkit.judging.endpoint import complete, endpoint_client, require_endpoint
+from evalkit.judging.endpoint import (
+    MalformedReplyError,
+    complete,
+    endpoint_client,
+    reply_object,
+    require_endpoint,
+)
 from evalkit.records import Document, Span
 from evalkit.redaction import redact_known
 
@@ -185,7 +191,6 @@ PROMPT_VERSION = (
 )
 """The version of the prompts: a hash of their texts and of the passage cut."""
 
-_FENCE = re.compile(r"^```[a-zA-Z]*\s*|\s*```$")
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 _STOPWORD_LIST = """
     a about above after again against all am an and any are as at be because been before
@@ -248,10 +253,6 @@ class DroppedTask:
     detail: str = ""
 
 
-class MalformedReplyError(ValueError):
-    """A reply that is not a JSON object with a question, an answer and evidence quotes."""
-
-
 AskFn = Callable[[list[dict[str, str]]], Awaitable[str]]
 """Sends chat messages to the endpoint and returns the reply's text; raises
 ``JudgeCallError`` when the endpoint fails and ``BudgetSpentError`` when the budget is."""
@@ -309,19 +310,7 @@ def parse_reply(content: str) -> tuple[str, str, tuple[str, ...]]:
     blank), ``evidence`` a non-empty list of non-blank strings (one string is read as a
     list of one).
     """
-    text = _FENCE.sub("", content.strip())
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
-        start, end = text.find("{"), text.rfind("}")
-        if start < 0 or end <= start:
-            raise MalformedReplyError("the reply holds no JSON object") from None
-        try:
-            data = json.loads(text[start : end + 1])
-        except json.JSONDecodeError as error:
-            raise MalformedReplyError(f"the reply's JSON does not parse: {error.msg}") from None
-    if not isinstance(data, dict):
-        raise MalformedReplyError("the reply is JSON but not an object")
+    data = reply_object(content)
     question = data.get("question")
     if not isinstance(question, str) or not question.strip():
         raise MalformedReplyError("question is missing or not text")
