@@ -203,6 +203,10 @@ def print_generation(outcome: GenerationOutcome) -> None:
         )
         console.print(table(title, ["task", "kind", "reason", "detail"], rows))
     console.print(
-        "A draft until reviewed: grades are the generator's suggestions (docs/goldsets.md).",
+        "A draft until reviewed: grades are the generator's suggestions (docs/goldsets.md).\n"
+        f"Next: evalkit review add {outcome.directory} --goldset NAME, then review it "
+        "(evalkit review grade, the dashboard's Review queue, or Label Studio through "
+        "evalkit review export) and evalkit goldset publish NAME.",
         highlight=False,
+        markup=False,
     )
