@@ -1,7 +1,7 @@
 """A team with only a corpus, end to end through the commands: generate a draft goldset from
-chunked SciFact abstracts (a loopback LLM writes the questions), queue and review it, publish
-a version, re-chunk the corpus into single sentences, and remap: every judgment still holds,
-on the new chunks that hold its evidence."""
+chunked SciFact abstracts (a loopback LLM writes the questions) into the review queue, review
+it, publish a version, re-chunk the corpus into single sentences, and remap: every judgment
+still holds, on the new chunks that hold its evidence."""
 
 from __future__ import annotations
 
@@ -72,14 +72,14 @@ def test_generate_review_publish_rechunk_and_remap_keep_every_judgment(
                 "factoid=1",
                 "--out",
                 str(draft),
+                "--queue",
+                "life",
             ],
             capsys,
         )
     assert isinstance(generated, dict)
     assert generated["generated"] >= 4
-
-    queued = run_json(["review", "add", str(draft), "--goldset", "life"], capsys)
-    assert isinstance(queued, dict)
+    assert generated["queued"]["added"] == generated["generated"]
     items = run_json(["review", "list", "--goldset", "life"], capsys)
     assert isinstance(items, list)
     assert len(items) == generated["generated"]

@@ -109,6 +109,14 @@ def generate(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace an existing --out folder.")
     ] = GENERATION_DEFAULTS.overwrite,
+    queue: Annotated[
+        str | None,
+        typer.Option(
+            "--queue",
+            help="Queue the draft for review in goldset NAME's review queue once it is "
+            "written (as `evalkit review add DIR --goldset NAME`).",
+        ),
+    ] = None,
     output: Annotated[
         OutputFormat,
         typer.Option("--output", "-o", "--format", help="Output: table or json."),
@@ -150,15 +158,22 @@ def generate(
             embedder=LazyEmbedder.from_settings(config),
             progress=bar,
         )
+    queued = None
+    if queue is not None and not dry_run and outcome.n_generated:
+        from evalkit.cli._store import CommandStore
+        from evalkit.pipeline import ingest_draft
+
+        queued = ingest_draft(CommandStore("goldset generate"), out, goldset=queue)
     if output is OutputFormat.json:
-        emit_json(outcome.to_dict())
+        emit_json({**outcome.to_dict(), "queued": None if queued is None else queued.to_dict()})
         return
-    print_generation(outcome)
+    print_generation(outcome, queued=None if queued is None else queued.goldset)
 
 
-def print_generation(outcome: GenerationOutcome) -> None:
+def print_generation(outcome: GenerationOutcome, *, queued: str | None = None) -> None:
     """Print a generation's summary: what was asked, made and dropped (by reason), its
-    coverage and its cost; or, on a dry run, what it would cost."""
+    coverage and its cost, and what to do next (``queued``: the goldset whose review queue
+    holds the draft); or, on a dry run, what it would cost."""
     facts: dict[str, object] = {
         "corpus": f"{outcome.corpus} ({outcome.n_documents} documents with text)",
         "generator": f"{outcome.generator} (prompt {outcome.prompt_version})",
@@ -202,11 +217,16 @@ def print_generation(outcome: GenerationOutcome) -> None:
             f" (first {len(failures)}; --format json lists {more} more)" if more else ""
         )
         console.print(table(title, ["task", "kind", "reason", "detail"], rows))
+    first = (
+        f"queued for review in goldset {queued}; review it"
+        if queued is not None
+        else f"evalkit review add {outcome.directory} --goldset NAME, then review it"
+    )
+    name = queued or "NAME"
     console.print(
         "A draft until reviewed: grades are the generator's suggestions (docs/goldsets.md).\n"
-        f"Next: evalkit review add {outcome.directory} --goldset NAME, then review it "
-        "(evalkit review grade, the dashboard's Review queue, or Label Studio through "
-        "evalkit review export) and evalkit goldset publish NAME.",
+        f"Next: {first} (evalkit review grade, the dashboard's Review queue, or Label Studio "
+        f"through evalkit review export) and evalkit goldset publish {name}.",
         highlight=False,
         markup=False,
     )
