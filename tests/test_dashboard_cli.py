@@ -66,6 +66,26 @@ def test_listening_beyond_loopback_is_warned_about(
     assert "no login" not in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("options", "read_only"),
+    [
+        ([], False),
+        (["--host", "::1"], False),
+        (["--host", "0.0.0.0"], True),
+        (["--host", "0.0.0.0", "--allow-reviews"], False),
+        (["--read-only"], True),
+    ],
+)
+def test_reviews_are_saved_only_on_loopback_unless_said_otherwise(
+    evalkit_home: Path,
+    capsys: pytest.CaptureFixture[str],
+    options: list[str],
+    read_only: bool,
+) -> None:
+    assert invoke(["dashboard", "--dry-run", "--format", "json", *options]) == 0
+    assert json.loads(capsys.readouterr().out)["read_only"] is read_only
+
+
 def test_a_missing_app_is_a_usage_error_saying_what_to_do(
     tmp_path: Path, evalkit_home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
