@@ -25,17 +25,16 @@ import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from evalkit.answers.judge import CallGuard, JudgeCallError
 from evalkit.answers.records import Unmeasured
-from evalkit.config import JudgeSettings
 from evalkit.judging.endpoint import (
+    EndpointClient,
     MalformedReplyError,
     complete,
     endpoint_client,
     reply_object,
-    require_endpoint,
 )
 from evalkit.judging.records import GRADES, Assessment, JudgePair, Unjudged
 from evalkit.redaction import redact_known
@@ -132,23 +131,14 @@ def parse_reply(content: str) -> tuple[int, str | None]:
 
 
 @dataclass
-class RelevanceAssessor:
+class RelevanceAssessor(EndpointClient):
     """Grades pairs through the ``[judge]`` endpoint of ``settings``.
 
     Building it checks the configuration (a ConfigError when no judge is set); nothing is
     sent until ``assess`` is called. ``calls`` counts every request sent, retries included.
     """
 
-    settings: JudgeSettings
-    calls: int = 0
-
-    def __post_init__(self) -> None:
-        require_endpoint(self.settings, "relevance judging")
-
-    @property
-    def model(self) -> str:
-        """The judge model's name."""
-        return str(self.settings.model)
+    work: ClassVar[str] = "relevance judging"
 
     @property
     def prompt_version(self) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 
@@ -21,6 +21,7 @@ from evalkit.redaction import register_secrets, url_secrets
 
 __all__ = [
     "ChatReply",
+    "EndpointClient",
     "MalformedReplyError",
     "complete",
     "endpoint_client",
@@ -39,6 +40,25 @@ def require_endpoint(settings: JudgeSettings, work: str) -> None:
             f"no LLM judge is configured for {work}: set base_url and model in the [judge] "
             "table of evalkit.toml (or EVALKIT_JUDGE_BASE_URL and EVALKIT_JUDGE_MODEL)"
         )
+
+
+@dataclass
+class EndpointClient:
+    """What sends work to the ``[judge]`` endpoint of ``settings``: building it checks the
+    configuration (a ConfigError naming ``work`` when no endpoint is set); ``calls`` counts
+    every request sent, retries included."""
+
+    settings: JudgeSettings
+    calls: int = 0
+    work: ClassVar[str] = "this work"
+
+    def __post_init__(self) -> None:
+        require_endpoint(self.settings, self.work)
+
+    @property
+    def model(self) -> str:
+        """The model's name."""
+        return str(self.settings.model)
 
 
 def endpoint_client(settings: JudgeSettings) -> httpx.AsyncClient:

@@ -39,20 +39,20 @@ import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import ClassVar
 
 import numpy as np
 import numpy.typing as npt
 
 from evalkit.answers.judge import CallGuard, JudgeCallError
 from evalkit.answers.records import Unmeasured
-from evalkit.config import JudgeSettings
 from evalkit.errors import ConfigError
 from evalkit.judging.endpoint import (
+    EndpointClient,
     MalformedReplyError,
     complete,
     endpoint_client,
     reply_object,
-    require_endpoint,
 )
 from evalkit.records import Document, Span
 from evalkit.redaction import redact_known
@@ -491,24 +491,15 @@ class WriteOutcome:
 
 
 @dataclass
-class QuestionWriter:
+class QuestionWriter(EndpointClient):
     """Writes questions through the ``[judge]`` endpoint of ``settings``.
 
     Building it checks the configuration (a ConfigError when no judge is set); nothing is
     sent until ``write`` is called.
     """
 
-    settings: JudgeSettings
-    calls: int = 0
     tokens: int = 0
-
-    def __post_init__(self) -> None:
-        require_endpoint(self.settings, "writing questions")
-
-    @property
-    def model(self) -> str:
-        """The model's name."""
-        return str(self.settings.model)
+    work: ClassVar[str] = "writing questions"
 
     @property
     def prompt_version(self) -> str:
