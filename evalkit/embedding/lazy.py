@@ -173,6 +173,12 @@ class LazyEmbedder:
         thread.start()
 
     def _background(self, entry: _Prefetched | None) -> None:
+        # scipy.stats looks torch up in sys.modules while it imports: a caller's thread
+        # importing it while this thread is half-way through importing torch failed with
+        # "partially initialized module 'torch'". Importing it here first orders the two
+        # (a thread that meets a module another is importing waits for it).
+        import scipy.stats  # noqa: F401
+
         try:
             embedder = self.load()
         except Exception:
