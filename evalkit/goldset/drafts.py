@@ -43,6 +43,7 @@ from evalkit.goldset.jsonl import (
     JUDGMENTS_FILE,
     QUERIES_FILE,
     check_judgment_keys,
+    query_from_record,
     span_of,
 )
 from evalkit.records import Query, Span
@@ -167,7 +168,7 @@ def read_draft(directory: Path | str) -> Draft:
                 field="id",
             )
         if not bad:
-            query = _query_from(record)
+            query = query_from_record(record)
             lines[query.id] = line
             queries.append((line, query))
     if not queries and not problems:
@@ -353,20 +354,3 @@ def _suggester(origin: ReviewOrigin, provenance: Mapping[str, str]) -> str:
         generator = provenance.get("generator")
         return f"generator:{generator}" if generator else "generator"
     return "draft"
-
-
-def _query_from(record: Mapping[str, object]) -> Query:
-    def strings(value: object) -> tuple[str, ...]:
-        return tuple(str(item) for item in value) if isinstance(value, list) else ()
-
-    def optional(value: object) -> str | None:
-        return None if value is None else str(value)
-
-    return Query(
-        id=str(record["id"]),
-        text=str(record["text"]),
-        tenant=optional(record.get("tenant")),
-        tags=strings(record.get("tags")),
-        reference_answer=optional(record.get("reference_answer")),
-        reference_context_ids=strings(record.get("reference_context_ids")),
-    )

@@ -34,6 +34,7 @@ __all__ = [
     "check_judgment_keys",
     "judgment_record",
     "load_jsonl_goldset",
+    "query_from_record",
     "read_jsonl_goldset",
     "span_of",
     "write_jsonl_goldset",
@@ -164,7 +165,7 @@ def _read_queries(path: Path, problems: ProblemLog) -> tuple[list[Query], dict[s
             else:
                 first_lines[query_id] = line
         if not bad:
-            queries.append(_query_from(record))
+            queries.append(query_from_record(record))
     if not first_lines and not problems:
         problems.add("holds no queries; a goldset needs at least one", path=path)
     return queries, first_lines
@@ -279,7 +280,8 @@ def judgment_record(judgment: Judgment) -> dict[str, object]:
     return record
 
 
-def _query_from(record: dict[str, object]) -> Query:
+def query_from_record(record: Mapping[str, object]) -> Query:
+    """The ``Query`` of a validated ``queries.jsonl`` record."""
     return Query(
         id=str(record["id"]),
         text=str(record["text"]),
