@@ -40,6 +40,7 @@ RELEASED: dict[int, tuple[str, str]] = {
     13: ("judging", "114f27b4b8447f515e2b2b2a19d844745677e5476ad1d3b69e487d3f603ee6ec"),
     14: ("goldset_spans", "60b3239287044bcfb38f8d7437b1ef637d248b969d30d7c186373b9b136bc449"),
     15: ("review_queue", "57a25cb261518f109cf5a9afe19b01773a88ee5734b1d4628c1d468eb21eb07d"),
+    16: ("run_tags", "29c4c8193073c9a7428a8f62bd55de6212f65243bbb59cbaf40a26eb46877159"),
 }
 
 SCHEMA_QUERIES = {

@@ -76,6 +76,14 @@ def run(
     goldset_split: GoldsetSplit = "test",
     goldset_topics: GoldsetTopics = None,
     label: Annotated[str | None, typer.Option(help="Free-text label stored with the run.")] = None,
+    tag: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--tag",
+            help="Tag stored with the run, repeatable; `evalkit compare --tag T` ranks the "
+            "runs of a tag.",
+        ),
+    ] = None,
     where_key: WhereKey = None,
     allow_model_mismatch: AllowMismatch = False,
     answers: Annotated[
@@ -191,7 +199,7 @@ def run(
                 gold,
                 retriever,
                 GoldsetRunRequest.from_settings(
-                    config, k=k, measures=measure, label=label, answers=answers
+                    config, k=k, measures=measure, label=label, answers=answers, tags=tag or ()
                 ),
                 progress=bar,
                 close_retriever=True,

@@ -98,6 +98,7 @@ def evaluate_goldset(
             measure_names=measure_names,
             relevance_threshold=relevance_threshold,
             label=request.label,
+            tags=request.tags,
         )
         if answers:
             judge_settings = answer_settings(judge_settings)
@@ -185,6 +186,7 @@ def _goldset_run_spec(
     measure_names: Sequence[str],
     relevance_threshold: int,
     label: str | None,
+    tags: Sequence[str],
 ) -> RunSpec:
     return RunSpec.for_retriever(
         retriever,
@@ -196,6 +198,7 @@ def _goldset_run_spec(
         goldset_name=goldset.name,
         goldset_version=goldset.version,
         label=label,
+        tags=tags,
     )
 
 

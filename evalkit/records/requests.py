@@ -87,7 +87,8 @@ class GoldsetRunRequest:
     ``k`` documents per query; ``measures`` scored (empty: the default measures for ``k``,
     ``evalkit.metrics.defaults``); a graded judgment counts as relevant from
     ``relevance_threshold``; queries are sent ``batch_size`` at a time; ``label`` names the
-    run. With ``answers`` the answers a RAG retriever generated are scored (faithfulness).
+    run, ``tags`` group it with others (``evalkit compare --tag``, a sweep's runs). With
+    ``answers`` the answers a RAG retriever generated are scored (faithfulness).
     """
 
     k: int
@@ -96,6 +97,7 @@ class GoldsetRunRequest:
     batch_size: int = 64
     label: str | None = None
     answers: bool = True
+    tags: tuple[str, ...] = ()
 
     @classmethod
     def from_settings(
@@ -106,10 +108,11 @@ class GoldsetRunRequest:
         measures: Sequence[str] | None = None,
         label: str | None = None,
         answers: bool = True,
+        tags: Sequence[str] = (),
     ) -> GoldsetRunRequest:
         """The request of a run under ``settings``: its depth (``k``, default the settings'
         ``k``), relevance threshold and query batch size, with the run's own ``measures``,
-        ``label`` and ``answers``."""
+        ``label``, ``answers`` and ``tags``."""
         return cls(
             k=k or settings.k,
             measures=tuple(measures or ()),
@@ -117,6 +120,7 @@ class GoldsetRunRequest:
             batch_size=settings.query_batch_size,
             label=label,
             answers=answers,
+            tags=tuple(sorted(set(tags))),
         )
 
 

@@ -510,6 +510,11 @@ def _read_run_json(path: Path) -> _ExportedRun:
                 path=str(path),
                 field=f"aggregates.{measure}",
             )
+    tags = value("tags", list, optional=True) or []
+    if not all(isinstance(tag, str) for tag in tags):
+        raise InputError(
+            f"expected a list of strings, found {tags!r}", path=str(path), field="tags"
+        )
     k = value("k", int)
     if k < 1:
         raise InputError(f"expected a positive depth, found {k}", path=str(path), field="k")
@@ -531,6 +536,7 @@ def _read_run_json(path: Path) -> _ExportedRun:
         seed=value("seed", int, optional=True),
         label=value("label", str, optional=True),
         n_queries=value("n_queries", int),
+        tags=tuple(tags),
     )
     finished_at = value("finished_at", str, optional=True)
     return _ExportedRun(

@@ -636,6 +636,17 @@ CREATE TABLE review_published_items (
 );
 """
 
+# A run's tags (a sweep's name and settings, a user's `--tag`) are a table of their own, so
+# that runs are found by tag with an index and a run row keeps its released columns.
+_M16_RUN_TAGS = """
+CREATE TABLE run_tags (
+    run_id VARCHAR NOT NULL,
+    tag VARCHAR NOT NULL,
+    PRIMARY KEY (run_id, tag)
+);
+CREATE INDEX run_tags_by_tag ON run_tags (tag);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "goldsets_runs_metrics", _M01_GOLDSETS_RUNS_METRICS),
     Migration(2, "drift_checks", _M02_DRIFT_CHECKS),
@@ -652,4 +663,5 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(13, "judging", _M13_JUDGING),
     Migration(14, "goldset_spans", _M14_GOLDSET_SPANS),
     Migration(15, "review_queue", _M15_REVIEW_QUEUE),
+    Migration(16, "run_tags", _M16_RUN_TAGS),
 )

@@ -114,6 +114,9 @@ class RunSpec:
     seed: int | None = None
     label: str | None = None
     n_queries: int = 0
+    tags: tuple[str, ...] = ()
+    """Free strings that group runs (``--tag``; a sweep's ``sweep:NAME`` and settings),
+    found again with ``list_runs(store, tag=...)``."""
 
     @classmethod
     def for_retriever(
@@ -129,6 +132,7 @@ class RunSpec:
         goldset_version: str | None = None,
         seed: int | None = None,
         label: str | None = None,
+        tags: Sequence[str] = (),
     ) -> RunSpec:
         """The spec of a ``kind`` run replaying ``n_queries`` queries against ``retriever``:
         its kind and configuration (``describe``), collection, embedding model and index
@@ -153,6 +157,7 @@ class RunSpec:
             seed=seed,
             label=label,
             n_queries=n_queries,
+            tags=tuple(sorted(set(tags))),
         )
 
 
@@ -187,6 +192,7 @@ class RunRecord:
             "status": self.status,
             "kind": spec.kind,
             "label": spec.label,
+            "tags": list(spec.tags),
             "goldset": spec.goldset_name,
             "goldset_version": spec.goldset_version,
             "retriever": spec.retriever_kind,
@@ -298,6 +304,11 @@ def insert_run(
             imported_at,
         ],
     )
+    if spec.tags:
+        con.executemany(
+            "INSERT INTO run_tags (run_id, tag) VALUES (?, ?)",
+            [[run_id, tag] for tag in sorted(set(spec.tags))],
+        )
 
 
 def add_query_results(store: Store, run_id: str, results: Sequence[QueryResult]) -> None:
@@ -595,14 +606,17 @@ def list_runs(
     goldset: str | None = None,
     status: str | None = None,
     kind: str | None = None,
+    tag: str | None = None,
     limit: int = 20,
 ) -> list[RunRecord]:
-    """Stored runs, newest first (of one goldset, status and kind when given)."""
+    """Stored runs, newest first (of one goldset, status, kind and tag when given)."""
     rows = store.fetch(
         f"SELECT {_RUN_COLUMNS} FROM runs WHERE (? IS NULL OR goldset_name = ?)"
         " AND (? IS NULL OR status = ?) AND (? IS NULL OR kind = ?)"
+        " AND (? IS NULL OR EXISTS (SELECT 1 FROM run_tags t"
+        "   WHERE t.run_id = runs.run_id AND t.tag = ?))"
         " ORDER BY started_at DESC, run_id DESC LIMIT ?",
-        [goldset, goldset, status, status, kind, kind, limit],
+        [goldset, goldset, status, status, kind, kind, tag, tag, limit],
     )
     return [_run_record(store, row) for row in rows]
 
@@ -613,6 +627,7 @@ def _run_record(store: Store, row: tuple[Any, ...]) -> RunRecord:
         **{name: values[name] for name in _SPEC_FIELDS},
         measures=tuple(values["measures"]),
         retriever_config=json.loads(values["retriever_config"] or "{}"),
+        tags=tuple(values["tags"] or ()),
     )
     return RunRecord(
         **{name: values[name] for name in _RECORD_FIELDS},
@@ -696,6 +711,7 @@ _RUN_FIELDS = (
     "imported_from",
     "imported_at",
     "retriever_id",
+    "tags",
 )
 """What ``_RUN_COLUMNS`` selects of a run: the ``runs`` columns of a ``RunSpec`` and a
 ``RunRecord`` by their field names, and the computed ``n_duplicates`` and ``retriever_id``."""
@@ -703,6 +719,7 @@ _COMPUTED_RUN_COLUMNS = {
     "n_duplicates": "(SELECT coalesce(sum(q.n_duplicates), 0) FROM run_queries q"
     "  WHERE q.run_id = runs.run_id)",
     "retriever_id": RETRIEVER_ID_SQL,
+    "tags": "(SELECT list(t.tag ORDER BY t.tag) FROM run_tags t WHERE t.run_id = runs.run_id)",
 }
 _RUN_COLUMNS = ", ".join(
     f"{_COMPUTED_RUN_COLUMNS[name]} AS {name}" if name in _COMPUTED_RUN_COLUMNS else name
@@ -712,7 +729,7 @@ _RUN_COLUMNS = ", ".join(
 _SPEC_FIELDS = [
     name
     for name in _RUN_FIELDS
-    if name in RunSpec.__dataclass_fields__ and name not in {"measures", "retriever_config"}
+    if name in RunSpec.__dataclass_fields__ and name not in {"measures", "retriever_config", "tags"}
 ]
 _RECORD_FIELDS = [
     name
