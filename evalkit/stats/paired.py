@@ -268,7 +268,7 @@ class FailedQueriesError(RetrieverError):
         )
 
 
-def _with_failed(
+def with_failed_as_zero(
     frame: pd.DataFrame, failed: Sequence[str], measures: Sequence[str]
 ) -> pd.DataFrame:
     """``frame`` with every failed query present and valued 0 on ``measures``."""
@@ -522,8 +522,8 @@ def compare_runs(
                 "failed_as_zero counts a failed query as 0, the worst value only when higher "
                 "is better; with higher_is_better=False compare complete runs"
             )
-        base_frame = _with_failed(base_frame, failed_base, chosen)
-        cand_frame = _with_failed(cand_frame, failed_cand, chosen)
+        base_frame = with_failed_as_zero(base_frame, failed_base, chosen)
+        cand_frame = with_failed_as_zero(cand_frame, failed_cand, chosen)
     base_ids, cand_ids = set(base_frame.index), set(cand_frame.index)
     shared = sorted(base_ids & cand_ids)
     only_in_baseline = tuple(sorted(base_ids - cand_ids))
