@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -9,12 +10,14 @@ import typer
 
 from evalkit.cli._app import app
 from evalkit.cli._goldset import GOLDSET_HELP, GoldsetFormat, GoldsetSplit, GoldsetTopics
+from evalkit.cli._leaderboard import CompareFormat, print_leaderboard
 from evalkit.cli._options import Format
 from evalkit.cli._output import (
     OutputFormat,
     console,
     emit_json,
     err_console,
+    print_text,
     progress_bar,
     say,
     settings,
@@ -29,9 +32,15 @@ from evalkit.cli._retriever import (
     WhereKey,
     retriever_options,
 )
-from evalkit.cli._store import CommandStore
+from evalkit.cli._store import CommandStore, open_store
 from evalkit.errors import ConfigError
-from evalkit.records.requests import COMPARE_DEFAULTS, GATE_DEFAULTS, GatePolicy
+from evalkit.records.requests import (
+    COMPARE_DEFAULTS,
+    GATE_DEFAULTS,
+    LEADERBOARD_DEFAULTS,
+    GatePolicy,
+    LeaderboardRequest,
+)
 
 if TYPE_CHECKING:
     from evalkit.config import Settings
@@ -209,14 +218,22 @@ def _goldset(
 
 @app.command("compare")
 def compare(
-    baseline: Annotated[
-        str, typer.Argument(help="Stored run id, run export (directory) or TREC run file.")
-    ],
-    candidate: Annotated[
-        str, typer.Argument(help="Stored run id, run export (directory) or TREC run file.")
-    ],
+    runs: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Two or more stored run ids, run exports (directories) or TREC run files; "
+            "the first of two is the baseline."
+        ),
+    ] = None,
     measure: Measures = None,
     goldset: GoldsetOption = None,
+    last: Annotated[
+        int | None,
+        typer.Option(help="Rank the N newest finished runs of --goldset NAME (or of --tag)."),
+    ] = None,
+    tag: Annotated[
+        str | None, typer.Option(help="Rank the runs stored with this tag (evalkit run --tag).")
+    ] = None,
     goldset_format: GoldsetFormat = "jsonl",
     goldset_split: GoldsetSplit = "test",
     goldset_topics: GoldsetTopics = None,
@@ -227,27 +244,122 @@ def compare(
     seed: Seed = COMPARE_DEFAULTS.seed,
     worst: Worst = COMPARE_DEFAULTS.worst,
     failed_as_zero: FailedAsZero = COMPARE_DEFAULTS.failed_as_zero,
-    output: Format = OutputFormat.table,
+    test: Annotated[
+        str,
+        typer.Option(
+            help="With more than two runs: the paired test of each pair, randomization "
+            "(sign-flip) or t."
+        ),
+    ] = LEADERBOARD_DEFAULTS.test,
+    correction: Annotated[
+        str,
+        typer.Option(
+            help="With more than two runs: the correction for the many pairs, holm, "
+            "bonferroni, tukey (Tukey's HSD on a randomised test) or none."
+        ),
+    ] = LEADERBOARD_DEFAULTS.correction,
+    output: Annotated[
+        CompareFormat, typer.Option("--format", help="table, json, markdown or latex")
+    ] = CompareFormat.table,
 ) -> None:
-    """Compare two runs query by query: deltas, bootstrap CIs, p-values, worst queries.
+    """Compare runs query by query. Two runs: deltas, bootstrap CIs, p-values, worst queries.
+    More: a leaderboard with every pair tested and corrected for the many comparisons.
 
     Example: evalkit compare 20261121T101500-1a2b3c 20261121T113000-4d5e6f -m ndcg@10
     -m recall@100
 
+    Example: evalkit compare --goldset demo --last 5 -m ndcg@10 --format markdown
+
     A stored run whose retrieval failed on some queries is refused (exit 3) unless
     --failed-as-zero counts those queries as 0; they are never left out silently.
     """
-    from evalkit.pipeline import gate_against_baseline
+    named = list(runs or [])
+    selecting = last is not None or tag is not None
+    if named and selecting:
+        raise ConfigError("name the runs, or select them with --last/--tag, not both")
+    if not named and not selecting:
+        raise ConfigError("name two or more runs, or give --goldset NAME --last N, or --tag TAG")
+    if len(named) == 1:
+        raise ConfigError(f"compare needs two or more runs, got one: {named[0]}")
+    if selecting:
+        from evalkit.pipeline import select_runs
 
+        if not settings().resolved_store_path.exists():
+            raise ConfigError("there is no store yet: no runs to compare")
+        with open_store(write=False, purpose="compare") as opened:
+            named = select_runs(opened, goldset=goldset, tag=tag, last=last)
+    if len(named) == 2 and output is not CompareFormat.latex:
+        _compare_two(
+            named,
+            _policy(measure, alpha, min_effect, resamples, seed, worst, failed_as_zero),
+            goldset=_goldset(goldset, goldset_format, goldset_split, goldset_topics, "compare"),
+            qrels=qrels,
+            output=output,
+        )
+        return
+    _compare_many(
+        named,
+        LeaderboardRequest(
+            measures=tuple(measure or LEADERBOARD_DEFAULTS.measures),
+            alpha=alpha,
+            resamples=resamples,
+            seed=seed,
+            test=test,
+            correction=correction,
+            failed_as_zero=failed_as_zero,
+        ),
+        goldset=_goldset(goldset, goldset_format, goldset_split, goldset_topics, "compare"),
+        qrels=qrels,
+        output=output,
+    )
+
+
+def _compare_two(
+    runs: list[str],
+    policy: GatePolicy,
+    *,
+    goldset: str | Goldset | None,
+    qrels: Path | None,
+    output: CompareFormat,
+) -> None:
+    """Two runs: the gate's comparison, printed as it always was."""
+    from evalkit.pipeline import gate_against_baseline, gate_reports
+
+    baseline, candidate = runs
     outcome = gate_against_baseline(
         _command_store(write=_exports(baseline, candidate), purpose="compare"),
         baseline,
         candidate,
-        policy=_policy(measure, alpha, min_effect, resamples, seed, worst, failed_as_zero),
-        goldset=_goldset(goldset, goldset_format, goldset_split, goldset_topics, "compare"),
+        policy=policy,
+        goldset=goldset,
         qrels=qrels,
     )
-    _show(outcome, output, dashboard_url=settings().alerts.dashboard_url)
+    dashboard_url = settings().alerts.dashboard_url
+    if output is CompareFormat.markdown:
+        print_text(gate_reports(outcome, dashboard_url=dashboard_url)[1])
+        return
+    _show(outcome, OutputFormat(output.value), dashboard_url=dashboard_url)
+
+
+def _compare_many(
+    runs: list[str],
+    request: LeaderboardRequest,
+    *,
+    goldset: str | Goldset | None,
+    qrels: Path | None,
+    output: CompareFormat,
+) -> None:
+    """More than two runs (or LaTeX): the leaderboard."""
+    from evalkit.pipeline import leaderboard_of_runs
+
+    ranked = leaderboard_of_runs(
+        _command_store(write=_exports(*runs), purpose="compare"),
+        runs,
+        request,
+        goldset=goldset,
+        qrels=qrels,
+    )
+    print_leaderboard(ranked, output)
 
 
 def _show(outcome: GateOutcome, output: OutputFormat, *, dashboard_url: str | None) -> None:
@@ -267,9 +379,11 @@ def _show(outcome: GateOutcome, output: OutputFormat, *, dashboard_url: str | No
         data = report.to_dict()
         data["default_measures"] = defaults.to_dict() if defaults is not None else None
         data["probable_causes"] = explanation.to_dict(dashboard_url) if explanation else None
+        data.update(_latency_json(outcome))
         emit_json(data)
         return
     _print(outcome)
+    _print_latency(outcome)
     if explanation is not None and report.decision.value != "pass":
         print_causes(explanation, root=dashboard_url)
 
@@ -310,6 +424,18 @@ def gate(
     junit: Annotated[Path | None, typer.Option(help="Write JUnit XML here.")] = None,
     markdown: Annotated[Path | None, typer.Option(help="Write a Markdown summary here.")] = None,
     output: Format = OutputFormat.table,
+    max_latency_increase: Annotated[
+        str | None,
+        typer.Option(
+            help="Also fail when the replay latency quantile (--latency-quantile) rose by more "
+            "than this, beyond the noise: 20% (or 0.2). Runs without latencies (run files, "
+            "imported runs) skip the check with a note."
+        ),
+    ] = None,
+    latency_quantile: Annotated[
+        str,
+        typer.Option(help="The latency quantile --max-latency-increase watches: p50, p95, p99."),
+    ] = GATE_DEFAULTS.latency_quantile,
 ) -> None:
     """Fail on a statistically significant retrieval regression.
 
@@ -321,6 +447,11 @@ def gate(
 
     Example: evalkit gate --baseline 20261121T101500-1a2b3c --goldset demo --collection demo
     -m ndcg@10 -m recall@100 --min-effect 0.01 --junit gate.xml --markdown gate.md
+
+    With --max-latency-increase 20% the median (--latency-quantile, default p50) of the two
+    runs' replay latencies is compared too, paired by query: a rise whose interval lies above
+    20 % is a regression (exit 1), one whose interval lies below passes, else inconclusive
+    (exit 4).
     """
     from evalkit.pipeline import gate_against_baseline, write_gate_reports
 
@@ -360,7 +491,11 @@ def gate(
             ),
             baseline,
             target,
-            policy=_policy(measure, alpha, min_effect, resamples, seed, worst, failed_as_zero),
+            policy=_with_latency(
+                _policy(measure, alpha, min_effect, resamples, seed, worst, failed_as_zero),
+                max_latency_increase,
+                latency_quantile,
+            ),
             goldset=_goldset(
                 goldset, goldset_format, goldset_split, goldset_topics, "gate", config=config
             ),
@@ -373,3 +508,41 @@ def gate(
     write_gate_reports(outcome, junit=junit, markdown=markdown, dashboard_url=dashboard_url)
     _show(outcome, output, dashboard_url=dashboard_url)
     raise typer.Exit(outcome.exit_code)
+
+
+def _with_latency(policy: GatePolicy, max_increase: str | None, quantile: str) -> GatePolicy:
+    """``policy`` with the latency check ``--max-latency-increase`` asks for (none without)."""
+    from evalkit.config.types import parse_increase, parse_quantile, quantile_name
+
+    if max_increase is None:
+        return policy
+    try:
+        share = parse_increase(max_increase)
+        name = quantile_name(parse_quantile(quantile))
+    except ValueError as error:
+        raise ConfigError(
+            f"--max-latency-increase {max_increase} --latency-quantile {quantile}: {error}"
+        ) from error
+    return dataclasses.replace(policy, max_latency_increase=share, latency_quantile=name)
+
+
+def _latency_json(outcome: GateOutcome) -> dict[str, object]:
+    """The latency check's JSON fields: ``latency``, and ``decision`` the overall verdict
+    with ``quality_decision`` beside it (nothing without a latency check)."""
+    if outcome.latency is None:
+        return {}
+    return {
+        "decision": outcome.decision.value,
+        "quality_decision": outcome.report.decision.value,
+        "latency": outcome.latency.to_dict(),
+    }
+
+
+def _print_latency(outcome: GateOutcome) -> None:
+    """The latency check's lines and, when it changes it, the overall verdict."""
+    if outcome.latency is None:
+        return
+    for line in outcome.latency.lines():
+        console.print(line, markup=False)
+    if outcome.decision is not outcome.report.decision:
+        console.print(f"decision with latency: {outcome.decision.value}", markup=False)

@@ -24,6 +24,7 @@ PAGES = {
         st.Page("views/overview.py", title="Overview", icon=":material/dashboard:", default=True),
         st.Page("views/quality.py", title="Quality over time", icon=":material/show_chart:"),
         st.Page("views/compare.py", title="Compare runs", icon=":material/compare_arrows:"),
+        st.Page("views/leaderboard.py", title="Leaderboard", icon=":material/leaderboard:"),
         st.Page("views/query.py", title="Query drill-down", icon=":material/manage_search:"),
         st.Page("views/goldsets.py", title="Goldsets", icon=":material/fact_check:"),
         st.Page("views/review.py", title="Review queue", icon=":material/rate_review:"),

@@ -3,9 +3,10 @@
 The CLI, the scheduler and the tests all call these functions; no stage calls another stage
 that comes after it in the data flow. One module per workflow (``goldset``, ``gate``,
 ``traffic``, ``audit``, ``drift``, ``answers``, ``judging``, ``traffic_labels``,
-``goldset_remap``, ``generate``, ``review``), independent of each other; what they share is the run
-lifecycle (``runs``), the goldset run (``goldset_run``), the scoring of a run's answers
-(``answer_scores``) and the judged pool (``judge_pool``). This package only re-exports.
+``goldset_remap``, ``generate``, ``review``, ``sweep``, ``freshness``, ``fuse``),
+independent of each other; what they share is the run lifecycle (``runs``), the goldset
+run (``goldset_run``), the scoring of a run's answers (``answer_scores``) and the judged
+pool (``judge_pool``). This package only re-exports.
 """
 
 from evalkit.engines import results_frame
@@ -31,15 +32,15 @@ from evalkit.pipeline.drift import (
     collection_vectors,
     save_documents_reference,
 )
+from evalkit.pipeline.freshness import check_freshness, retriever_subject
+from evalkit.pipeline.fuse import FusionOutcome, fuse_runs
 from evalkit.pipeline.gate import (
     GATE_CANDIDATE_LABEL,
     GATE_EXIT_CODES,
     GateOutcome,
-    comparison_judgments,
     gate_against_baseline,
     record_baseline,
     replay_candidate,
-    run_reference,
     write_gate_reports,
 )
 from evalkit.pipeline.gate import gate_reports as gate_reports
@@ -67,6 +68,14 @@ from evalkit.pipeline.judging import (
     judge_run_holes,
     measure_agreement,
 )
+from evalkit.pipeline.leaderboard import (
+    RunLeaderboard,
+    comparison_judgments,
+    leaderboard_of_runs,
+    replay_latency,
+    run_reference,
+    select_runs,
+)
 from evalkit.pipeline.review import (
     ItemDetails,
     QueueOutcome,
@@ -89,6 +98,18 @@ from evalkit.pipeline.review_publish import (
     reviewer_agreement,
 )
 from evalkit.pipeline.runs import RunOutcome, default_measures
+from evalkit.pipeline.sweep import (
+    PointResult,
+    Sweep,
+    SweepOutcome,
+    SweepPlan,
+    SweepPoint,
+    SweepProgress,
+    check_sweep,
+    load_sweep,
+    pareto_front,
+    run_sweep,
+)
 from evalkit.pipeline.traffic import (
     ReplaySetup,
     TrafficReplay,
@@ -116,6 +137,7 @@ __all__ = [
     "CorpusTexts",
     "DocumentTexts",
     "DriftOutcome",
+    "FusionOutcome",
     "GateOutcome",
     "GatePolicy",
     "GenerationOutcome",
@@ -126,12 +148,19 @@ __all__ = [
     "JudgingPlan",
     "LabelStudioExport",
     "LabelStudioImport",
+    "PointResult",
     "PublishOutcome",
     "QueueOutcome",
     "RemapOutcome",
     "ReplaySetup",
     "ReviewerAgreement",
+    "RunLeaderboard",
     "RunOutcome",
+    "Sweep",
+    "SweepOutcome",
+    "SweepPlan",
+    "SweepPoint",
+    "SweepProgress",
     "TrafficReplay",
     "TrafficReplayRequest",
     "WindowEstimate",
@@ -145,6 +174,8 @@ __all__ = [
     "check_drift_model",
     "check_drift_precision",
     "check_drift_queries",
+    "check_freshness",
+    "check_sweep",
     "check_traffic_precision",
     "collection_vectors",
     "comparison_judgments",
@@ -154,6 +185,7 @@ __all__ = [
     "evaluate_goldset",
     "evaluate_query_table",
     "export_label_studio",
+    "fuse_runs",
     "gate_against_baseline",
     "generate_goldset",
     "import_label_studio",
@@ -161,9 +193,12 @@ __all__ = [
     "judge_pairs",
     "judge_run_holes",
     "judge_traffic_run",
+    "leaderboard_of_runs",
+    "load_sweep",
     "measure_agreement",
     "newest_sample",
     "old_corpus_of",
+    "pareto_front",
     "prepare_traffic_replay",
     "publish_goldset",
     "queue_disagreements",
@@ -171,19 +206,23 @@ __all__ = [
     "record_review",
     "remap_goldset",
     "replay_candidate",
+    "replay_latency",
     "replay_traffic_window",
     "resolve_goldset",
     "results_frame",
+    "retriever_subject",
     "review_item",
     "review_queue",
     "reviewer_agreement",
     "run_answer_records",
     "run_reference",
+    "run_sweep",
     "sample_and_replay",
     "save_documents_reference",
     "score_and_store_answers",
     "score_answer_file",
     "score_answers_for_run",
     "score_run_answers",
+    "select_runs",
     "write_gate_reports",
 ]

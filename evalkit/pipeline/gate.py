@@ -10,27 +10,33 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Final
 
-import pandas as pd
-
-from evalkit.causes import Explanation, explain_comparison
+from evalkit.causes import Explanation, explain_comparison, index_growth
 from evalkit.config import load_settings
 from evalkit.errors import ConfigError, RetrieverError
 from evalkit.goldset.jsonl import QUERIES_FILE
 from evalkit.goldset.model import Goldset
-from evalkit.metrics import read_qrels
 from evalkit.metrics.defaults import DefaultMeasures, default_measures_for
 from evalkit.pipeline.goldset_run import evaluate_goldset
+from evalkit.pipeline.leaderboard import comparison_judgments, run_reference
 from evalkit.pipeline.runs import RunOutcome, _session, default_measures
 from evalkit.records.requests import GATE_DEFAULTS, GatePolicy, GoldsetRunRequest
 from evalkit.retrievers.base import Retriever
 from evalkit.retrievers.factory import RetrieverOptions, build_retriever
 from evalkit.stats.compare import ComparisonReport, compare_scored, score_run
-from evalkit.stats.decision import Decision
+from evalkit.stats.decision import Decision, overall_decision
+from evalkit.stats.latency_check import (
+    LatencyCheck,
+    RunLatencies,
+    add_latency_case,
+    check_latency,
+    run_latencies,
+)
 from evalkit.stats.render import to_junit_xml, to_markdown
 from evalkit.store import RunRecord, Store
 from evalkit.store.access import WriterAccess
-from evalkit.store.export import export_run, import_run, is_run_export
-from evalkit.store.goldsets import judgments_frame, load_stored_goldset
+from evalkit.store.export import export_run
+from evalkit.store.goldsets import load_stored_goldset
+from evalkit.store.runs import get_run
 
 if TYPE_CHECKING:
     from evalkit.config import Settings
@@ -63,46 +69,26 @@ class GateOutcome:
     default_measures: DefaultMeasures | None = None
     """The default measures the live candidate's run was scored on besides the compared
     ones, with those adapted to its k (None without a live candidate)."""
+    latency: LatencyCheck | None = None
+    """The latency check, when the policy sets ``max_latency_increase`` (skipped, with the
+    reason, for runs without latencies)."""
 
     @property
     def decision(self) -> Decision:
-        """The overall verdict: ``regression``, ``inconclusive`` or ``pass``."""
-        return self.report.decision
+        """The overall verdict: ``regression``, ``inconclusive`` or ``pass``, of the quality
+        comparison and the latency check together (the most severe wins)."""
+        latency = self.latency.decision if self.latency is not None else None
+        return overall_decision([self.report.decision, *([latency] if latency else [])])
 
     @property
     def exit_code(self) -> int:
         """What ``evalkit gate`` exits with for this verdict."""
-        return GATE_EXIT_CODES[self.report.decision.value]
+        return GATE_EXIT_CODES[self.decision.value]
 
     @property
     def candidate_run_id(self) -> str | None:
         """The id of the live candidate's stored run, if one was replayed."""
         return self.candidate_run.run_id if self.candidate_run is not None else None
-
-
-def comparison_judgments(
-    store: Store | None, goldset: str | Goldset | None, qrels: Path | None
-) -> pd.DataFrame | None:
-    """The judgments two runs are scored with: a TREC qrels file, or a goldset (a stored
-    goldset's name, or a loaded ``Goldset``); None when neither is given (a stored run is
-    then scored with its own goldset's judgments)."""
-    if qrels is not None and goldset is not None:
-        raise ConfigError("give --qrels or --goldset, not both")
-    if qrels is not None:
-        return read_qrels(qrels)
-    if isinstance(goldset, Goldset):
-        return pd.DataFrame(
-            {
-                "query_id": [judgment.query_id for judgment in goldset.judgments],
-                "doc_id": [judgment.doc_id for judgment in goldset.judgments],
-                "relevance": [judgment.relevance for judgment in goldset.judgments],
-            }
-        )
-    if goldset is not None:
-        if store is None:
-            raise ConfigError(f"no store to read goldset {goldset!r} from")
-        return judgments_frame(store, load_stored_goldset(store, goldset).version)
-    return None
 
 
 def replay_candidate(
@@ -150,19 +136,6 @@ def replay_candidate(
     return dataclasses.replace(outcome, default_measures=default_measures_for(depth))
 
 
-def run_reference(store: Store | None, reference: str) -> str:
-    """``reference`` as ``score_run`` takes it: a run export (``is_run_export``: a Parquet
-    export's directory or its ``run.json``) is imported into ``store`` (``import_run``,
-    idempotent) and named by its run id, so that it is compared as the stored run it was,
-    with its provenance; a stored run id or a TREC run file is returned as it is."""
-    path = Path(reference)
-    if not is_run_export(path):
-        return reference
-    if store is None:
-        raise ConfigError(f"{reference} is a run export: comparing it needs a store to import it")
-    return import_run(store, path).run_id
-
-
 def gate_against_baseline(
     store: WriterAccess | None,
     baseline: str,
@@ -191,6 +164,10 @@ def gate_against_baseline(
     comparison (``compare_scored``) follows ``policy``: its measures, significance level,
     minimum effect and resampling; it refuses runs with failed queries unless the policy's
     ``failed_as_zero`` counts them as 0. ``progress`` follows a live candidate's replay.
+    With the policy's ``max_latency_increase`` the two runs' replay latencies are compared
+    as well (``check_latency``, with the policy's resamples and seed; skipped with a note for
+    a run file or an imported run), an index that grew between them noted as a probable
+    cause, and the verdict is the more severe of the two.
     """
     started = time.perf_counter()
     measures = policy.measures
@@ -219,6 +196,14 @@ def gate_against_baseline(
             replayed, defaults = live.run, live.default_measures
             reference = replayed.run_id
         cand = score_run(opened, reference, measures, judgments=judgments)
+        latencies = (
+            (
+                run_latencies(opened, base.reference, base.run_id),
+                run_latencies(opened, cand.reference, cand.run_id),
+            )
+            if policy.max_latency_increase is not None
+            else None
+        )
     report = compare_scored(
         base,
         cand,
@@ -230,11 +215,13 @@ def gate_against_baseline(
         worst=policy.worst,
         failed_as_zero=policy.failed_as_zero,
     )
+    latency = _latency_check(latencies, policy)
     explanation = None
     if base.run_id is not None and cand.run_id is not None:
         with _session(store, "gate") as opened:
             if opened is not None:
                 explanation = explain_comparison(opened, report)
+                latency = _latency_causes(opened, latency, base.run_id, cand.run_id)
     return GateOutcome(
         report=report,
         candidate_run=replayed,
@@ -242,6 +229,38 @@ def gate_against_baseline(
         about=_gate_subject(gold, qrels, baseline),
         explanation=explanation,
         default_measures=defaults,
+        latency=latency,
+    )
+
+
+def _latency_check(
+    latencies: tuple[RunLatencies, RunLatencies] | None, policy: GatePolicy
+) -> LatencyCheck | None:
+    """The policy's latency check of the two runs' latencies (None when it sets none)."""
+    if latencies is None or policy.max_latency_increase is None:
+        return None
+    return check_latency(
+        *latencies,
+        quantile=policy.latency_quantile,
+        max_increase=policy.max_latency_increase,
+        resamples=policy.resamples,
+        seed=policy.seed,
+    )
+
+
+def _latency_causes(
+    store: Store, latency: LatencyCheck | None, baseline: str, candidate: str
+) -> LatencyCheck | None:
+    """``latency`` with the index's growth noted as a probable cause where the quantile rose
+    and the index grew (``index_growth``)."""
+    compared = latency.comparison if latency is not None else None
+    if latency is None or compared is None or not compared.increase > 0:
+        return latency
+    grew = index_growth(get_run(store, baseline), get_run(store, candidate))
+    if grew is None:
+        return latency
+    return dataclasses.replace(
+        latency, notes=(*latency.notes, f"probable cause [index_grew]: {grew.statement}")
     )
 
 
@@ -275,7 +294,27 @@ def gate_reports(outcome: GateOutcome, *, dashboard_url: str | None = None) -> t
     summary = to_markdown(report.comparison, worst=report.worst_queries)
     if explained is not None:
         summary = summary.rstrip() + "\n\n" + explained.to_markdown(dashboard_url)
+    if outcome.latency is not None:
+        junit = add_latency_case(junit, outcome.latency)
+        summary = _with_latency(summary, outcome)
     return junit, summary
+
+
+def _with_latency(summary: str, outcome: GateOutcome) -> str:
+    """The Markdown summary with the latency section, and, when the latency check changes
+    the verdict, the overall verdict first and the quality verdict named as such."""
+    latency = outcome.latency
+    if latency is None:
+        return summary
+    quality = outcome.report.decision.value.upper()
+    if outcome.decision is not outcome.report.decision:
+        summary = summary.replace(
+            f"**Gate: {quality}** -",
+            f"**Gate: {outcome.decision.value.upper()}** - latency: {latency.summary()}.\n\n"
+            f"Quality: **{quality}** -",
+            1,
+        )
+    return summary.rstrip() + "\n\n" + latency.to_markdown()
 
 
 def write_gate_reports(

@@ -7,13 +7,14 @@ pipeline takes them whole: ``GatePolicy`` for ``gate_against_baseline`` (``evalk
 (``evalkit run``, the ``goldset_replay`` job, a gate's live candidate),
 ``TrafficReplayRequest`` for a traffic replay (``evalkit traffic replay``, the ``traffic``
 job), ``JudgingRequest`` and ``AgreementRequest`` for relevance judging (``evalkit judge``),
-``GenerationRequest`` for a generated draft goldset (``evalkit goldset generate``).
+``GenerationRequest`` for a generated draft goldset (``evalkit goldset generate``),
+``FusionRequest`` for a fused run (``evalkit fuse``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
@@ -24,17 +25,21 @@ __all__ = [
     "COMPARE_DEFAULTS",
     "DEFAULT_EMBEDDING_SAMPLE",
     "DEFAULT_LOW_CONFIDENCE",
+    "FUSION_DEFAULTS",
     "GATE_DEFAULTS",
     "GENERATION_DEFAULTS",
     "JUDGING_DEFAULTS",
+    "LEADERBOARD_DEFAULTS",
     "TRAFFIC_PRECISION_MIN_EFFECT",
     "TRAFFIC_PRECISION_MIN_JUDGED_SHARE",
     "TRAFFIC_REPLAY_DEFAULTS",
     "AgreementRequest",
+    "FusionRequest",
     "GatePolicy",
     "GenerationRequest",
     "GoldsetRunRequest",
     "JudgingRequest",
+    "LeaderboardRequest",
     "TrafficReplayRequest",
 ]
 
@@ -62,6 +67,10 @@ class GatePolicy:
     of the measure). ``resamples`` bootstrap resamples and sign-flip permutations drawn with
     ``seed``; ``worst`` regressed queries listed per measure. Runs with failed queries are
     refused unless ``failed_as_zero`` counts each failed query as 0.
+
+    With ``max_latency_increase`` (a share: 0.2 for +20 %) the runs' replay latencies are
+    compared too: the ``latency_quantile`` (``p50``, ``p95``, ``p99``) rising by more than
+    that, beyond the noise, is a regression (``evalkit.stats.latency``).
     """
 
     measures: tuple[str, ...] = ("ndcg@10",)
@@ -71,6 +80,8 @@ class GatePolicy:
     seed: int = 0
     worst: int = 10
     failed_as_zero: bool = False
+    max_latency_increase: float | None = None
+    latency_quantile: str = "p50"
 
 
 GATE_DEFAULTS: Final = GatePolicy()
@@ -78,6 +89,31 @@ GATE_DEFAULTS: Final = GatePolicy()
 
 COMPARE_DEFAULTS: Final = GatePolicy(min_effect=0.0)
 """``evalkit compare``: every significant difference is reported."""
+
+
+@dataclass(frozen=True, slots=True)
+class LeaderboardRequest:
+    """How many runs are ranked (``evalkit compare RUN RUN RUN ...``, a sweep).
+
+    ``measures`` are ranked one by one; every pair of runs is tested with ``test``
+    (``randomization``: a paired sign-flip test; ``t``: a paired t-test) and the p-values of
+    a measure's pairs are corrected with ``correction`` (``holm``, ``bonferroni``, ``tukey``:
+    Tukey's HSD on a randomised test, or ``none``); a pair differs at ``alpha``.
+    ``resamples`` bootstrap resamples and permutations drawn with ``seed``. Runs with failed
+    queries are refused unless ``failed_as_zero`` counts each failed query as 0.
+    """
+
+    measures: tuple[str, ...] = ("ndcg@10",)
+    alpha: float = 0.05
+    resamples: int = 10_000
+    seed: int = 0
+    test: str = "randomization"
+    correction: str = "holm"
+    failed_as_zero: bool = False
+
+
+LEADERBOARD_DEFAULTS: Final = LeaderboardRequest()
+"""``evalkit compare`` with more than two runs, a sweep's leaderboard."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,3 +260,42 @@ class GenerationRequest:
 
 GENERATION_DEFAULTS: Final = GenerationRequest()
 """``evalkit goldset generate``."""
+
+
+@dataclass(frozen=True, slots=True)
+class FusionRequest:
+    """How stored runs of one goldset version are fused into a new run (``evalkit fuse``).
+
+    ``run_ids`` are fused by ``method`` (``evalkit.metrics.fusion.FUSION_METHODS``: rrf,
+    combsum, combmnz, wsum, ...) after normalising their scores by ``norm`` (None: the
+    default, min-max, as ranx's), with the method's ``params`` (``{"k": 60}``) and, for a
+    weighted method, one of ``weights`` per run in the order of ``run_ids``. The fused run
+    keeps ``k`` documents a query (None: as many as the deepest source run) and is scored
+    on ``measures`` (empty: those the source runs share, else the default measures for its
+    ``k``).
+
+    With ``optimize`` the judged queries are split, seeded by ``seed``, into a training
+    share ``train_share`` and the held-out rest (or, with ``train_tag``, the queries
+    tagged so train and the others are held out); the method's parameter or weights are
+    fitted on the training queries by a grid search on ``optimize_measure``, and the
+    fused run holds the held-out queries only. ``label`` and ``tags`` are the fused run's.
+    """
+
+    run_ids: tuple[str, ...]
+    method: str = "rrf"
+    norm: str | None = None
+    params: Mapping[str, float] = field(default_factory=dict)
+    weights: tuple[float, ...] | None = None
+    k: int | None = None
+    measures: tuple[str, ...] = ()
+    optimize: bool = False
+    optimize_measure: str = "ndcg@10"
+    train_share: float = 0.5
+    seed: int = 0
+    train_tag: str | None = None
+    label: str | None = None
+    tags: tuple[str, ...] = ()
+
+
+FUSION_DEFAULTS: Final = FusionRequest(run_ids=())
+"""``evalkit fuse``."""

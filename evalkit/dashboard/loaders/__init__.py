@@ -1,9 +1,12 @@
 """Everything a dashboard page shows, loaded from an open (read-only) store.
 
 One module per page, as ``evalkit.dashboard.views`` is split (``overview``, ``quality``,
-``compare``, ``query``, ``goldsets``, ``drift``, ``traffic``, ``answers``, ``index_health``,
-``alerts``, ``review``), ``causes`` for the probable-causes panel several pages show, and
-``shared`` for what several pages load (the store's facts, measure and run pickers). Every loader is
+``compare``, ``leaderboard``, ``query``, ``goldsets``, ``drift``, ``traffic``, ``answers``,
+``index_health``, ``alerts``, ``review``), ``causes`` for the probable-causes panel several
+pages show, ``freshness`` for the Index health page's Freshness panel, ``story`` for what
+the pages open on when no link says otherwise (the series that dropped most, its
+comparison, causes and worst queries), and ``shared`` for what several pages load (the
+store's facts, measure and run pickers). Every loader is
 registered in ``LOADERS`` by name: the Streamlit side calls them through its cache
 (``evalkit.dashboard.access``), the benchmark and the tests call them directly from their
 page's module. Loaders take the store and keyword-only parameters and return frozen records
@@ -23,13 +26,16 @@ from evalkit.dashboard.loaders import (
     causes,
     compare,
     drift,
+    freshness,
     goldsets,
     index_health,
+    leaderboard,
     overview,
     quality,
     query,
     review,
     shared,
+    story,
     traffic,
 )
 
@@ -42,8 +48,15 @@ LOADERS: Mapping[str, Callable[..., Any]] = {
     "overview": overview.overview,
     "quality": quality.quality,
     "compare": compare.compare,
+    "leaderboard": leaderboard.leaderboard,
+    "run_tags": leaderboard.run_tags,
+    "run_facts": compare.run_facts,
+    "story": story.story,
+    "regression": story.regression,
+    "explain_baseline": story.explain_baseline,
     "query_list": query.query_list,
     "query_detail": query.query_detail,
+    "query_diff": query.query_diff,
     "goldsets": goldsets.goldsets,
     "drift": drift.drift,
     "projection": drift.projection,
@@ -51,6 +64,8 @@ LOADERS: Mapping[str, Callable[..., Any]] = {
     "answers": answers.answers,
     "answer_items": answers.answer_items,
     "index_health": index_health.index_health,
+    "index_latency": index_health.index_latency,
+    "freshness": freshness.freshness,
     "alerts": alerts.alerts,
     "alert": alerts.alert,
     "alert_deliveries": alerts.alert_deliveries,

@@ -1,0 +1,271 @@
+"""Many runs ranked with corrected statistics: ``evalkit compare RUN RUN RUN ...``, a sweep's
+leaderboard and the dashboard's Leaderboard page.
+
+What a comparison of runs is scored with lives here too, since the gate (two runs), the
+leaderboard (many) and a sweep share it: the judgments (``comparison_judgments``) and what a
+run reference names (``run_reference``: a run export is imported first).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from evalkit.errors import ConfigError, RetrieverError
+from evalkit.goldset.model import Goldset
+from evalkit.metrics import read_qrels
+from evalkit.pipeline.runs import _session
+from evalkit.records.requests import LEADERBOARD_DEFAULTS, LeaderboardRequest
+from evalkit.stats.compare import ScoredRun, score_run
+from evalkit.stats.leaderboard import (
+    LatencySummary,
+    Leaderboard,
+    LeaderboardOptions,
+    leaderboard,
+)
+from evalkit.stats.leaderboard_render import (
+    PAIR_HEADERS,
+    leaderboard_headers,
+    leaderboard_latex,
+    leaderboard_markdown,
+    leaderboard_rows,
+    pair_rows,
+)
+from evalkit.stats.paired import with_failed_as_zero
+from evalkit.store import RunRecord, Store
+from evalkit.store.access import WriterAccess
+from evalkit.store.export import import_run, is_run_export
+from evalkit.store.goldsets import judgments_frame, load_stored_goldset
+from evalkit.store.runs import get_run, list_runs, run_queries
+
+__all__ = [
+    "RunLeaderboard",
+    "comparison_judgments",
+    "leaderboard_of_runs",
+    "replay_latency",
+    "run_reference",
+    "select_runs",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class RunLeaderboard:
+    """A leaderboard of runs and the stored records behind it (None for a run file)."""
+
+    board: Leaderboard
+    references: tuple[str, ...]
+    records: tuple[RunRecord | None, ...]
+    failed_as_zero: tuple[tuple[str, int], ...] = ()
+    """(run, failed queries counted as 0) for each run that had some."""
+
+    def table(self) -> tuple[tuple[str, ...], tuple[tuple[str, ...], ...]]:
+        """Headers and formatted rows of the ranked table, best first on the first measure
+        (``leaderboard_headers`` / ``leaderboard_rows``)."""
+        return leaderboard_headers(self.board), leaderboard_rows(self.board)
+
+    def pairs_table(self, measure: str) -> tuple[tuple[str, ...], tuple[tuple[str, ...], ...]]:
+        """Headers and formatted rows of ``measure``'s pairs, most significant first."""
+        return PAIR_HEADERS, pair_rows(self.board, measure)
+
+    def markdown(self) -> str:
+        """The Markdown report (``leaderboard_markdown``)."""
+        return leaderboard_markdown(self.board)
+
+    def latex(self) -> str:
+        """The LaTeX table as ranx writes it (``leaderboard_latex``)."""
+        return leaderboard_latex(self.board)
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready form: the leaderboard and each run's stored facts."""
+        data = self.board.to_dict()
+        data["runs_stored"] = [
+            None
+            if record is None
+            else {
+                "run_id": record.run_id,
+                "label": record.spec.label,
+                "tags": list(record.spec.tags),
+                "retriever": record.spec.retriever_kind,
+                "retriever_config": dict(record.spec.retriever_config),
+                "k": record.spec.k,
+                "started_at": record.started_at.isoformat() + "Z",
+            }
+            for record in self.records
+        ]
+        data["failed_as_zero"] = dict(self.failed_as_zero)
+        return data
+
+
+def comparison_judgments(
+    store: Store | None, goldset: str | Goldset | None, qrels: Path | None
+) -> pd.DataFrame | None:
+    """The judgments runs are scored with: a TREC qrels file, or a goldset (a stored
+    goldset's name, or a loaded ``Goldset``); None when neither is given (a stored run is
+    then scored with its own goldset's judgments)."""
+    if qrels is not None and goldset is not None:
+        raise ConfigError("give --qrels or --goldset, not both")
+    if qrels is not None:
+        return read_qrels(qrels)
+    if isinstance(goldset, Goldset):
+        return pd.DataFrame(
+            {
+                "query_id": [judgment.query_id for judgment in goldset.judgments],
+                "doc_id": [judgment.doc_id for judgment in goldset.judgments],
+                "relevance": [judgment.relevance for judgment in goldset.judgments],
+            }
+        )
+    if goldset is not None:
+        if store is None:
+            raise ConfigError(f"no store to read goldset {goldset!r} from")
+        return judgments_frame(store, load_stored_goldset(store, goldset).version)
+    return None
+
+
+def run_reference(store: Store | None, reference: str) -> str:
+    """``reference`` as ``score_run`` takes it: a run export (``is_run_export``: a Parquet
+    export's directory or its ``run.json``) is imported into ``store`` (``import_run``,
+    idempotent) and named by its run id, so that it is compared as the stored run it was,
+    with its provenance; a stored run id or a TREC run file is returned as it is."""
+    path = Path(reference)
+    if not is_run_export(path):
+        return reference
+    if store is None:
+        raise ConfigError(f"{reference} is a run export: comparing it needs a store to import it")
+    return import_run(store, path).run_id
+
+
+def select_runs(
+    store: Store, *, goldset: str | None = None, tag: str | None = None, last: int | None = None
+) -> list[str]:
+    """The finished goldset runs a leaderboard ranks when none are named: those of ``tag``
+    (all of them, or the ``last`` newest), else the ``last`` newest of ``goldset``; oldest
+    first. Failed runs are left out (they have no figures); partial ones stay, and the
+    leaderboard refuses them unless their failed queries count as 0."""
+    if tag is None and (goldset is None or last is None):
+        raise ConfigError("name the runs, or give --goldset NAME with --last N, or --tag TAG")
+    if last is not None and last < 2:
+        raise ConfigError(f"--last must be at least 2 to compare runs, not {last}")
+    runs = [
+        run
+        for run in list_runs(store, goldset=goldset, tag=tag, kind=None, limit=1_000_000)
+        if run.status in ("complete", "partial") and run.spec.goldset_version is not None
+    ]
+    if last is not None:
+        runs = runs[:last]
+    if len(runs) < 2:
+        where = f"tag {tag!r}" if tag is not None else f"goldset {goldset!r}"
+        raise ConfigError(f"{where} has {len(runs)} finished run(s); a comparison needs two")
+    return [run.run_id for run in reversed(runs)]
+
+
+def replay_latency(store: Store, run_id: str) -> LatencySummary | None:
+    """The run's replay latency per query, p50 and p95 in ms, over its answered queries
+    (None when it recorded none: a fused or imported run without latencies)."""
+    replayed = run_queries(store, run_id)
+    answered = replayed.loc[replayed["error"].isna(), "latency_ms"].dropna()
+    if answered.empty:
+        return None
+    p50, p95 = np.percentile(answered.to_numpy(dtype=float), [50, 95])
+    return LatencySummary(p50_ms=float(p50), p95_ms=float(p95))
+
+
+def leaderboard_of_runs(
+    store: WriterAccess | None,
+    references: Sequence[str],
+    request: LeaderboardRequest = LEADERBOARD_DEFAULTS,
+    *,
+    goldset: str | Goldset | None = None,
+    qrels: Path | None = None,
+) -> RunLeaderboard:
+    """Score each of ``references`` (stored run ids, run exports, TREC run files) on the
+    request's measures and rank them (``evalkit.stats.leaderboard``): means with bootstrap
+    intervals, every pair tested and corrected for the many comparisons, groups of runs
+    not significantly different, and each stored run's replay latency.
+
+    The runs are scored with ``qrels`` or ``goldset`` when given, else each stored run
+    with its own goldset's judgments, and then they must all be runs of one goldset
+    version. A run with failed queries is refused (``FailedQueriesError``, exit 3) unless
+    ``request.failed_as_zero`` counts them as 0.
+    """
+    if len(references) < 2:
+        raise ConfigError(f"a leaderboard compares at least two runs, got {len(references)}")
+    if len(set(references)) != len(references):
+        repeated = sorted({r for r in references if list(references).count(r) > 1})
+        raise ConfigError(f"run named twice: {', '.join(repeated)}")
+    measures = list(request.measures)
+    with _session(store, "compare") as opened:
+        judgments = comparison_judgments(opened, goldset, qrels)
+        names = [run_reference(opened, reference) for reference in references]
+        records = [_stored(opened, name) for name in names]
+        if judgments is None:
+            _one_goldset(records)
+        scored = [score_run(opened, name, measures, judgments=judgments) for name in names]
+        latency = {
+            run.reference: summary
+            for run, record in zip(scored, records, strict=True)
+            if opened is not None
+            and record is not None
+            and (summary := replay_latency(opened, record.run_id)) is not None
+        }
+    per_query, counted = _per_query(scored, measures, failed_as_zero=request.failed_as_zero)
+    board = leaderboard(
+        per_query,
+        measures,
+        options=LeaderboardOptions(
+            alpha=request.alpha,
+            resamples=request.resamples,
+            seed=request.seed,
+            test=request.test,
+            correction=request.correction,
+        ),
+        latency=latency,
+    )
+    return RunLeaderboard(
+        board=board,
+        references=tuple(run.reference for run in scored),
+        records=tuple(records),
+        failed_as_zero=tuple(counted),
+    )
+
+
+def _stored(store: Store | None, reference: str) -> RunRecord | None:
+    if store is None or Path(reference).is_file():
+        return None
+    return get_run(store, reference)
+
+
+def _one_goldset(records: Sequence[RunRecord | None]) -> None:
+    """Refuse stored runs of different goldset versions scored on their own judgments: their
+    figures would not be over the same queries and grades."""
+    versions = {
+        record.spec.goldset_version: record.run_id for record in records if record is not None
+    }
+    if len(versions) > 1:
+        listed = ", ".join(f"{run} ({version})" for version, run in versions.items())
+        raise ConfigError(
+            f"the runs are of different goldset versions: {listed}; rank runs of one version, "
+            "or score them all on one goldset with --goldset NAME"
+        )
+
+
+def _per_query(
+    scored: Sequence[ScoredRun], measures: Sequence[str], *, failed_as_zero: bool
+) -> tuple[dict[str, pd.DataFrame], list[tuple[str, int]]]:
+    """Each run's per-query values, its failed queries counted as 0 when allowed."""
+    failed = [run for run in scored if run.failed]
+    if failed and not failed_as_zero:
+        listed = "; ".join(f"{run.reference}: {len(run.failed)}" for run in failed)
+        raise RetrieverError(
+            f"queries failed in {len(failed)} of the runs ({listed}): a comparison needs every "
+            "query answered, and leaving a failed query out would hide the worst outcome. "
+            "Replay those runs once the retriever answers, or count each failed query as 0 "
+            "(--failed-as-zero)."
+        )
+    per_query = {
+        run.reference: with_failed_as_zero(run.per_query, run.failed, measures) for run in scored
+    }
+    return per_query, [(run.reference, len(run.failed)) for run in failed]
