@@ -59,6 +59,8 @@ MODULE_EXTRAS: dict[str, str] = {
     "pytest": "pytest",
     "opentelemetry": "otlp",
     "ray": "ray",
+    "bm25s": "lexical",
+    "Stemmer": "lexical",
 }
 """Top-level module -> the extra that installs it."""
 

@@ -207,6 +207,7 @@ def test_importing_any_stage_loads_no_heavy_package() -> None:
         "evalkit.dashboard.",
         "evalkit.engines.ray_actors",
         "evalkit.pytest_plugin",
+        "evalkit.retrievers.bm25",  # and bm25_index: bm25s
         "evalkit.retrievers.langchain",
         "evalkit.retrievers.llamaindex",
         "evalkit.retrievers.pgvector",
@@ -339,6 +340,12 @@ _INDEX = ("index", "--corpus", "{inputs}/corpus.jsonl", "--collection", "kb-demo
         (("audit", "--collection", "kb-demo", "--check", "duplicates"), "chroma", HEAVY),
         (("dashboard", "--dry-run"), "dashboard", HEAVY),
         (("answers", "score", "{inputs}/answers.jsonl"), "embed", HEAVY),
+        (
+            ("index", "--kind", "bm25", "--corpus", "{inputs}/corpus.jsonl", "--out", "{inputs}/i"),
+            "lexical",
+            HEAVY,
+        ),
+        (("run", "--goldset", "g", "--retriever", "bm25", "--option", "index=i"), "lexical", HEAVY),
     ],
 )
 def test_a_command_whose_extra_is_missing_names_it(

@@ -312,7 +312,7 @@ def test_unknown_kinds_list_the_built_in_and_installed_ones(plugin_site: Project
     done = plugin_site("run", "--goldset", "demo", "--retriever", "nope")
     assert done.returncode == 2
     assert "unknown retriever kind 'nope'" in done.stderr
-    assert "built-in kinds: chroma, http" in done.stderr
+    assert "built-in kinds: bm25, chroma, http" in done.stderr
     assert "installed plug-ins (entry-point group evalkit.retrievers): chroma, demostore" in (
         done.stderr
     )

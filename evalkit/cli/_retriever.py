@@ -5,7 +5,7 @@ They become a ``RetrieverOptions``; ``evalkit.retrievers.factory`` builds the re
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -20,9 +20,11 @@ __all__ = [
     "HttpUrl",
     "RayActors",
     "RayAddress",
+    "RetrieverOption",
     "RetrieverSpec",
     "WhereKey",
     "chroma_collection_name",
+    "parse_options",
     "retriever_options",
 ]
 
@@ -41,6 +43,37 @@ def chroma_collection_name(value: str | None) -> str | None:
         raise typer.BadParameter(str(error)) from None
 
 
+def parse_options(values: list[str] | None) -> dict[str, Any] | None:
+    """``--option KEY=VALUE`` values as keyword arguments (None when none is given): an
+    integer, a decimal number, ``true`` or ``false`` is passed as one, anything else as
+    text. ConfigError for a value without ``=`` or a key given twice."""
+    from evalkit.errors import ConfigError
+
+    if not values:
+        return None
+    parsed: dict[str, Any] = {}
+    for value in values:
+        key, equals, text = value.partition("=")
+        key = key.strip()
+        if not equals or not key:
+            raise ConfigError(f"--option {value!r} is not KEY=VALUE (e.g. --option index=DIR)")
+        if key in parsed:
+            raise ConfigError(f"--option {key} is given twice")
+        parsed[key] = _option_value(text)
+    return parsed
+
+
+def _option_value(text: str) -> Any:
+    if text in ("true", "false"):
+        return text == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            continue
+    return text
+
+
 def retriever_options(
     *,
     collection: str | None,
@@ -50,10 +83,12 @@ def retriever_options(
     where_key: str | None,
     allow_model_mismatch: bool,
     defer_model_check: bool = False,
+    options: list[str] | None = None,
 ) -> RetrieverOptions:
     """The ``RetrieverOptions`` that a command's retriever options name (``--collection``,
     ``--chroma-url``, ``--http-retriever``, ``--retriever``, ``--where-key``,
-    ``--allow-model-mismatch``); a collection name Chroma refuses is a ConfigError."""
+    ``--allow-model-mismatch``, ``--option``); a collection name Chroma refuses, or an
+    option that is not KEY=VALUE, is a ConfigError."""
     from evalkit.retrievers.factory import RetrieverOptions
 
     return RetrieverOptions(
@@ -64,6 +99,7 @@ def retriever_options(
         where_key=where_key,
         allow_model_mismatch=allow_model_mismatch,
         defer_model_check=defer_model_check,
+        factory_options=parse_options(options),
     )
 
 
@@ -88,9 +124,19 @@ RetrieverSpec = Annotated[
     str | None,
     typer.Option(
         "--retriever",
-        help="Retriever kind (chroma, http, pgvector, qdrant, or a plug-in's) or "
+        help="Retriever kind (chroma, http, pgvector, qdrant, bm25, or a plug-in's) or "
         "module:factory of your own function returning a retriever (default: the "
         "[retriever] table of evalkit.toml; see docs/retrievers.md).",
+    ),
+]
+RetrieverOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--option",
+        metavar="KEY=VALUE",
+        help="An option of the retriever, repeatable: bm25's index=DIR, or a keyword argument "
+        "of a module:factory or plug-in (replacing the [retriever] options); a number or "
+        "true/false is passed as one, anything else as text.",
     ),
 ]
 WhereKey = Annotated[

@@ -1,8 +1,10 @@
-"""``evalkit index``: load a corpus into a Chroma collection, idempotently."""
+"""``evalkit index``: load a corpus into a Chroma collection, idempotently, or build a BM25
+index of it in a directory (``--kind bm25``)."""
 
 from __future__ import annotations
 
 from dataclasses import asdict
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -18,21 +20,44 @@ from evalkit.cli._output import (
     progress_bar,
     settings,
 )
-from evalkit.cli._retriever import ChromaUrl, chroma_collection_name
+from evalkit.cli._retriever import ChromaUrl, RetrieverOption, chroma_collection_name, parse_options
 from evalkit.errors import ConfigError
 from evalkit.extras import require_all
+
+
+class IndexKind(StrEnum):
+    """What ``evalkit index`` builds."""
+
+    chroma = "chroma"
+    bm25 = "bm25"
 
 
 @app.command("index")
 def index(
     corpus: Annotated[Path, typer.Option(help="A JSONL corpus file or a BEIR folder.")],
     collection: Annotated[
-        str,
+        str | None,
         typer.Option(
             help="Chroma collection to create or update (3-512 letters, digits, '.', '_', '-').",
             callback=chroma_collection_name,
         ),
-    ],
+    ] = None,
+    kind: Annotated[
+        IndexKind,
+        typer.Option(
+            "--kind",
+            help="chroma: embed into a Chroma collection (--collection); bm25: a BM25 index "
+            "in a directory (--out), for `--retriever bm25 --option index=DIR`.",
+        ),
+    ] = IndexKind.chroma,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="With --kind bm25: the directory to write the index to (an index there is "
+            "replaced)."
+        ),
+    ] = None,
+    option: RetrieverOption = None,
     chroma_url: ChromaUrl = None,
     rebuild: Annotated[
         bool,
@@ -45,13 +70,54 @@ def index(
     ] = False,
     output: Format = OutputFormat.table,
 ) -> None:
-    """Embed a corpus and upsert it into a Chroma collection (cosine distance).
+    """Embed a corpus and upsert it into a Chroma collection (cosine distance), or build a
+    BM25 index of it (--kind bm25).
 
     Re-running on the same corpus writes nothing; a changed document is re-embedded. The
     model fingerprint and a content hash per document are stored with the collection.
 
+    --kind bm25 tokenises each document's title and text and saves a bm25s index to --out,
+    replacing one there. Its options (--option KEY=VALUE): method (lucene, robertson,
+    atire, bm25l, bm25+; default lucene), k1 (1.2), b (0.75), delta (0.5, bm25l and bm25+),
+    stemmer (english or none), stopwords (en or none).
+
     Example: evalkit index --corpus goldsets/demo/corpus.jsonl --collection demo
+
+    Example: evalkit index --kind bm25 --corpus goldsets/demo/corpus.jsonl --out .evalkit/bm25/demo
     """
+    if kind is IndexKind.bm25:
+        chroma_only = {
+            "--collection": collection is not None,
+            "--chroma-url": chroma_url is not None,
+            "--rebuild": rebuild,
+            "--prune": prune,
+        }
+        given = [name for name, used in chroma_only.items() if used]
+        if given:
+            raise ConfigError(
+                f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} for a Chroma index; a "
+                "bm25 index is written to --out DIR and replaced as a whole"
+            )
+        _index_bm25(corpus, out, parse_options(option) or {}, output)
+        return
+    if out is not None or option:
+        raise ConfigError(
+            "--out and --option are for --kind bm25; a Chroma index takes --collection"
+        )
+    if collection is None:
+        raise ConfigError("name the Chroma collection to index into: --collection NAME")
+    _index_chroma(corpus, collection, chroma_url, rebuild=rebuild, prune=prune, output=output)
+
+
+def _index_chroma(
+    corpus: Path,
+    collection: str,
+    chroma_url: str | None,
+    *,
+    rebuild: bool,
+    prune: bool,
+    output: OutputFormat,
+) -> None:
     from evalkit.embedding import build_query_embedder, local_model_modules
     from evalkit.goldset import count_documents, iter_corpus
     from evalkit.retrievers.chroma_client import close_client, open_chroma_client
@@ -88,3 +154,24 @@ def index(
         emit_json(data)
         return
     console.print(key_values(f"collection {collection}", data))
+
+
+def _index_bm25(
+    corpus: Path, out: Path | None, options: dict[str, object], output: OutputFormat
+) -> None:
+    if out is None:
+        raise ConfigError("name the directory to write the bm25 index to: --out DIR")
+    require_all(("bm25s",), "`evalkit index --kind bm25`")
+    from evalkit.goldset import count_documents, iter_corpus
+    from evalkit.retrievers.bm25_index import Bm25Parameters, build_bm25_index
+
+    parameters = Bm25Parameters.from_options(options)
+    total = count_documents(corpus)
+    with progress_bar(f"indexing {corpus.name}", enabled=output is OutputFormat.table) as bar:
+        report = build_bm25_index(iter_corpus(corpus), out, parameters, total=total, progress=bar)
+    data = asdict(report)
+    if output is OutputFormat.json:
+        emit_json(data)
+        return
+    shown = {key: value for key, value in data.items() if key != "parameters"}
+    console.print(key_values(f"bm25 index {out}", {**shown, **report.parameters}))

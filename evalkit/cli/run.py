@@ -27,6 +27,7 @@ from evalkit.cli._retriever import (
     HttpUrl,
     RayActors,
     RayAddress,
+    RetrieverOption,
     RetrieverSpec,
     WhereKey,
     retriever_options,
@@ -64,6 +65,7 @@ def run(
     chroma_url: ChromaUrl = None,
     http_retriever: HttpUrl = None,
     retriever_spec: RetrieverSpec = None,
+    option: RetrieverOption = None,
     k: Annotated[int | None, typer.Option("--k", help="Documents retrieved per query.")] = None,
     measure: Annotated[
         list[str] | None,
@@ -140,6 +142,8 @@ def run(
     Example: evalkit run --goldset demo --collection demo --k 100 --format json
 
     Example: evalkit run --goldset goldsets/demo --collection demo
+
+    Example: evalkit run --goldset demo --retriever bm25 --option index=.evalkit/bm25/demo
     """
     from evalkit.engines import RayEngine, check_engine
     from evalkit.retrievers.factory import build_retriever, query_embedder_ahead
@@ -154,6 +158,7 @@ def run(
         retriever_spec=retriever_spec,
         where_key=where_key,
         allow_model_mismatch=allow_model_mismatch,
+        options=option,
     )
     on_ray = (
         RayEngine(options, config, address=ray_address, actors=ray_actors)

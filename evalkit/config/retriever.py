@@ -2,11 +2,12 @@
 
 ``[retriever]`` says which retriever a command replays when its options do not name one
 (``--retriever``, ``--collection``, ``--http-retriever`` win over it), with a typed
-sub-table per store that needs more than a name: ``[retriever.pgvector]`` and
-``[retriever.qdrant]``. ``kind`` is a built-in kind (``chroma``, ``http``, ``pgvector``,
-``qdrant``), a kind installed by a plug-in package (entry-point group
-``evalkit.retrievers``), or left out when ``factory`` names the user's own function
-``module:attribute``; ``options`` are the keyword arguments it is called with.
+sub-table per store that needs more than a name: ``[retriever.chroma]``,
+``[retriever.pgvector]`` and ``[retriever.qdrant]``. ``kind`` is a built-in kind
+(``chroma``, ``http``, ``pgvector``, ``qdrant``, ``bm25``), a kind installed by a plug-in
+package (entry-point group ``evalkit.retrievers``), or left out when ``factory`` names the
+user's own function ``module:attribute``; ``options`` are the keyword arguments it is
+called with (for ``bm25``: ``index``, the directory its index was built in).
 
 ``[embedder]`` says how evalkit embeds queries for retrievers that take vectors (Chroma,
 pgvector, Qdrant): the bundled MiniLM (default, or another sentence-transformers directory
@@ -44,6 +45,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "ChromaSettings",
     "DistanceMetric",
     "EmbedderKind",
     "EmbedderSettings",
@@ -69,6 +71,22 @@ class SearchMode(StrEnum):
     """Whatever the store's planner picks: the HNSW or IVFFlat index when there is one."""
     exact = "exact"
     """An exact (sequential) scan, the ground truth an ANN index is measured against."""
+
+
+class ChromaSettings(BaseModel):
+    """Search settings of a Chroma collection (its name and place are options or settings
+    of their own: ``--collection``, ``chroma_path``, ``chroma_url``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ef_search: int | None = Field(
+        default=None,
+        ge=1,
+        description="HNSW ef_search while evalkit queries an embedded collection (Chroma has "
+        "no per-query setting: the collection's configuration is set for the run and put "
+        "back after it; a Chroma server keeps its searcher's value until it restarts, so it "
+        "is refused there). Default: the collection's own.",
+    )
 
 
 class PgvectorSettings(BaseModel):
@@ -167,7 +185,7 @@ class RetrieverSettings(BaseModel):
 
     kind: str | None = Field(
         default=None,
-        description="Retriever kind: chroma, http, pgvector, qdrant, or one a plug-in "
+        description="Retriever kind: chroma, http, pgvector, qdrant, bm25, or one a plug-in "
         "package registers (entry-point group evalkit.retrievers).",
     )
     factory: str | None = Field(
@@ -177,7 +195,8 @@ class RetrieverSettings(BaseModel):
     )
     options: dict[str, Any] = Field(
         default_factory=dict,
-        description="Keyword arguments passed to the factory (or the plug-in's factory).",
+        description="Keyword arguments passed to the factory (or the plug-in's factory), or "
+        "the bm25 kind's options (index = the directory `evalkit index --kind bm25` wrote).",
     )
     id_key: str | None = Field(
         default=None,
@@ -189,6 +208,10 @@ class RetrieverSettings(BaseModel):
         ge=1,
         description="Queries in flight at once for retrievers called through their own "
         "batch / async API (LangChain, LlamaIndex, plug-ins).",
+    )
+    chroma: ChromaSettings = Field(
+        default_factory=ChromaSettings,
+        description="The [retriever.chroma] table: search settings of a Chroma collection.",
     )
     pgvector: PgvectorSettings = Field(
         default_factory=PgvectorSettings,

@@ -125,6 +125,9 @@ class RetrieverKind:
     embeds_queries: bool = False
     """Whether the kind embeds queries with ``[embedder]`` (a vector store searched by
     vector), so a command may start loading that model before building it."""
+    takes_options: bool = False
+    """Whether the kind is built from ``factory_options`` (``--option``, ``[retriever]
+    options``); options given to a kind that takes none are refused, not ignored."""
 
 
 RETRIEVER_KINDS: dict[str, RetrieverKind] = {}
@@ -148,6 +151,12 @@ def build_retriever(options: RetrieverOptions, settings: Settings) -> Retriever:
     name = options.resolved_kind(settings)
     kind = RETRIEVER_KINDS.get(name)
     if kind is not None:
+        if options.factory_options and not kind.takes_options:
+            given = ", ".join(sorted(options.factory_options))
+            raise ConfigError(
+                f"the {name} retriever takes no options ({given} given); options are for the "
+                "kinds that take them (bm25, module:factory, plug-ins): docs/retrievers.md"
+            )
         warn_if_shadowed(name)
         return kind.build(options, settings)
     plugin = find_plugin(name)
@@ -233,7 +242,7 @@ def _build_factory(options: RetrieverOptions, settings: Settings) -> Retriever:
     )
 
 
-register_retriever_kind(RetrieverKind(FACTORY_KIND, _build_factory))
+register_retriever_kind(RetrieverKind(FACTORY_KIND, _build_factory, takes_options=True))
 
 
 def _build_http(options: RetrieverOptions, settings: Settings) -> Retriever:
@@ -265,10 +274,19 @@ def _build_chroma(options: RetrieverOptions, settings: Settings) -> Retriever:
             "themselves)"
         )
     url = options.chroma_url or settings.chroma_url
+    ef_search = settings.retriever.chroma.ef_search
+    if url and ef_search is not None:
+        raise ConfigError(
+            f"[retriever.chroma] ef_search = {ef_search} cannot be set on the Chroma server "
+            f"at {url}: Chroma has no per-query ef_search, and a server keeps the value its "
+            "searcher opened with until it restarts; set it on an embedded store only"
+        )
     open_store = (
         functools.partial(ChromaRetriever.server, url)
         if url
-        else functools.partial(ChromaRetriever.embedded, settings.resolved_chroma_path)
+        else functools.partial(
+            ChromaRetriever.embedded, settings.resolved_chroma_path, ef_search=ef_search
+        )
     )
     return open_store(
         options.collection,
@@ -318,7 +336,24 @@ def _build_qdrant(options: RetrieverOptions, settings: Settings) -> Retriever:
     )
 
 
+def _build_bm25(options: RetrieverOptions, settings: Settings) -> Retriever:
+    require_all(("bm25s",), "the bm25 retriever")
+    # bm25s is an optional extra: only a bm25 retriever imports it.
+    from evalkit.retrievers.bm25 import build_bm25_retriever
+
+    if options.where_key:
+        raise ConfigError(
+            "the bm25 retriever cannot filter by tenant (--where-key): its index holds no "
+            "tenants; leave --where-key out"
+        )
+    given = options.factory_options
+    if given is None:
+        given = settings.retriever.options if settings.retriever.kind == "bm25" else {}
+    return build_bm25_retriever(given)
+
+
 register_retriever_kind(RetrieverKind("http", _build_http))
+register_retriever_kind(RetrieverKind("bm25", _build_bm25, takes_options=True))
 register_retriever_kind(RetrieverKind("chroma", _build_chroma, embeds_queries=True))
 register_retriever_kind(RetrieverKind("pgvector", _build_pgvector, embeds_queries=True))
 register_retriever_kind(RetrieverKind("qdrant", _build_qdrant, embeds_queries=True))
