@@ -25,7 +25,7 @@ from evalkit.clock import utc_now
 from evalkit.errors import NotFoundError, StoreError
 from evalkit.records import QueryResult
 from evalkit.redaction import redact_known
-from evalkit.retrievers.base import Retriever
+from evalkit.retrievers.base import Retriever, index_size_of
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -67,6 +67,9 @@ _WHERE_SQL = (
 _FACTORY_SQL = "nullif(json_extract_string(retriever_config, '$.factory'), '')"
 RETRIEVER_ID_SQL = (
     f"concat(CASE WHEN retriever_kind = 'factory' THEN coalesce({_FACTORY_SQL}, retriever_kind)"
+    # A fused run is named by its method: two fusions of one collection are two retrievers.
+    " WHEN retriever_kind = 'fusion' THEN concat_ws(' ', retriever_kind,"
+    "  nullif(json_extract_string(retriever_config, '$.method'), ''))"
     f" ELSE retriever_kind END, ':' || {_WHERE_SQL},"
     f" CASE WHEN {_FACTORY_SQL} IS NOT NULL THEN"
     "  ' ' || nullif(json_extract(retriever_config, '$.options')::VARCHAR, '{}') END)"
@@ -117,6 +120,11 @@ class RunSpec:
     tags: tuple[str, ...] = ()
     """Free strings that group runs (``--tag``; a sweep's ``sweep:NAME`` and settings),
     found again with ``list_runs(store, tag=...)``."""
+    index_documents: int | None = None
+    """Documents in the index when the run started, as its store counted them
+    (``IndexSize``); None where the retriever cannot say."""
+    index_vectors: int | None = None
+    """Vectors in the index then, where the store can say."""
 
     @classmethod
     def for_retriever(
@@ -136,9 +144,11 @@ class RunSpec:
     ) -> RunSpec:
         """The spec of a ``kind`` run replaying ``n_queries`` queries against ``retriever``:
         its kind and configuration (``describe``), collection, embedding model and index
-        fingerprints as the retriever gives them, and this evalkit's version."""
+        fingerprints and index size as the retriever gives them, and this evalkit's
+        version."""
         config = retriever.describe()
         fingerprint = retriever.model_fingerprint()
+        size = index_size_of(retriever)
         return cls(
             kind=kind,
             retriever_kind=str(config.get("kind", type(retriever).__name__)),
@@ -158,6 +168,8 @@ class RunSpec:
             label=label,
             n_queries=n_queries,
             tags=tuple(sorted(set(tags))),
+            index_documents=size.documents if size is not None else None,
+            index_vectors=size.vectors if size is not None else None,
         )
 
 
@@ -205,6 +217,7 @@ class RunRecord:
                 "fingerprint": spec.model_fingerprint,
             },
             "index_fingerprint": spec.index_fingerprint,
+            "index_size": {"documents": spec.index_documents, "vectors": spec.index_vectors},
             "evalkit_version": spec.evalkit_version,
             "k": spec.k,
             "relevance_threshold": spec.relevance_threshold,
@@ -272,9 +285,10 @@ def insert_run(
         " retriever_kind, retriever_config, collection, model_name, model_dimension,"
         " model_fingerprint, index_fingerprint, evalkit_version, k,"
         " relevance_threshold, measures, seed, started_at, finished_at, n_queries,"
-        " n_failed, n_evaluated, error, imported_from, imported_at)"
+        " n_failed, n_evaluated, error, imported_from, imported_at, index_documents,"
+        " index_vectors)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
-        " ?, ?, ?)",
+        " ?, ?, ?, ?, ?)",
         [
             run_id,
             status,
@@ -302,6 +316,8 @@ def insert_run(
             _masked(error),
             imported_from,
             imported_at,
+            spec.index_documents,
+            spec.index_vectors,
         ],
     )
     if spec.tags:
@@ -712,6 +728,8 @@ _RUN_FIELDS = (
     "imported_at",
     "retriever_id",
     "tags",
+    "index_documents",
+    "index_vectors",
 )
 """What ``_RUN_COLUMNS`` selects of a run: the ``runs`` columns of a ``RunSpec`` and a
 ``RunRecord`` by their field names, and the computed ``n_duplicates`` and ``retriever_id``."""
