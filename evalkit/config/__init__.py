@@ -1,9 +1,9 @@
 """evalkit's settings: one typed tree read from ``evalkit.toml`` and ``EVALKIT_*`` variables.
 
 - ``settings``: ``Settings`` (the tree) and ``load_settings``;
-- ``judge``, ``scheduler``, ``alerts``, ``otlp``, ``retriever``, ``audit``: the models of the
-  ``[judge]``, ``[scheduler]`` / ``[[jobs]]``, ``[alerts]``, ``[otlp]``, ``[retriever]``,
-  ``[embedder]`` and ``[audit]`` tables
+- ``judge``, ``scheduler``, ``alerts``, ``otlp``, ``retriever``, ``audit``, ``freshness``:
+  the models of the ``[judge]``, ``[scheduler]`` / ``[[jobs]]``, ``[alerts]``, ``[otlp]``,
+  ``[retriever]``, ``[embedder]``, ``[audit]`` and ``[freshness]`` tables
   (the stages resolve the kinds of jobs, rules, sinks and retrievers);
 - ``sources``: how the file is found, how sources are layered, how a problem is worded;
 - ``types``: durations and entry names.
@@ -11,9 +11,11 @@
 
 from evalkit.config.alerts import AlertsSettings, RuleConfig, SinkConfig
 from evalkit.config.audit import AuditSettings
+from evalkit.config.freshness import FreshnessSettings
 from evalkit.config.judge import JudgeSettings, ScoringMethod
 from evalkit.config.otlp import OtlpSettings
 from evalkit.config.retriever import (
+    ChromaSettings,
     DistanceMetric,
     EmbedBackend,
     EmbedderKind,
@@ -41,11 +43,13 @@ __all__ = [
     "NAME_PATTERN",
     "AlertsSettings",
     "AuditSettings",
+    "ChromaSettings",
     "DistanceMetric",
     "Duration",
     "EmbedBackend",
     "EmbedderKind",
     "EmbedderSettings",
+    "FreshnessSettings",
     "JobConfig",
     "JudgeSettings",
     "OtlpSettings",

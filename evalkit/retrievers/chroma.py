@@ -5,6 +5,7 @@ query embeddings (``query_embeddings=``; see ``chroma_client`` for the metadata 
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,6 +18,7 @@ from evalkit.errors import ConfigError, RetrieverError
 from evalkit.records import Query, QueryResult
 from evalkit.retrievers.base import (
     ClosesOnExit,
+    IndexSize,
     describe_exception,
     elapsed_ms,
     failed_result,
@@ -39,7 +41,7 @@ if TYPE_CHECKING:
     from chromadb.api import ClientAPI
     from chromadb.api.models.Collection import Collection
 
-__all__ = ["SCORE_FROM_DISTANCE", "ChromaRetriever"]
+__all__ = ["SCORE_FROM_DISTANCE", "ChromaRetriever", "hnsw_ef_search"]
 
 
 FloatArray = npt.NDArray[np.float64]
@@ -116,6 +118,7 @@ class ChromaRetriever(ClosesOnExit):
         self._score = SCORE_FROM_DISTANCE[space]
         self._allow_model_mismatch = allow_model_mismatch
         self._model_checked = False
+        self._previous_ef_search: int | None = None
         if not defer_model_check:
             self.verify_model()
 
@@ -130,19 +133,45 @@ class ChromaRetriever(ClosesOnExit):
         where_key: str | None = None,
         allow_model_mismatch: bool = False,
         defer_model_check: bool = False,
+        ef_search: int | None = None,
     ) -> ChromaRetriever:
-        """Query collection ``collection_name`` of the embedded Chroma store at ``path``."""
+        """Query collection ``collection_name`` of the embedded Chroma store at ``path``.
+
+        With ``ef_search`` the collection is searched with that HNSW ``ef_search``. Chroma
+        has no per-query setting, so the collection's configuration is changed (and the
+        store reopened: its searcher keeps the value it was opened with) and the previous
+        value is put back by ``close``. ``RetrieverError`` when the collection has no HNSW
+        index (SPANN) or refuses the change.
+        """
         client = open_chroma_client(path=path)
-        return cls._owning(
-            client,
-            collection_name,
-            embedder,
-            ChromaLocation(kind="chroma-embedded", path=str(path)),
-            batch_size=batch_size,
-            where_key=where_key,
-            allow_model_mismatch=allow_model_mismatch,
-            defer_model_check=defer_model_check,
-        )
+        previous: int | None = None
+        if ef_search is not None:
+            try:
+                previous = _apply_ef_search(get_collection(client, collection_name), ef_search)
+            except BaseException:
+                close_client(client)
+                raise
+        try:
+            if previous is not None:
+                # The store's searcher keeps the ef_search it was opened with.
+                close_client(client)
+                client = open_chroma_client(path=path)
+            retriever = cls._owning(
+                client,
+                collection_name,
+                embedder,
+                ChromaLocation(kind="chroma-embedded", path=str(path)),
+                batch_size=batch_size,
+                where_key=where_key,
+                allow_model_mismatch=allow_model_mismatch,
+                defer_model_check=defer_model_check,
+            )
+        except BaseException:
+            if previous is not None:
+                _put_back_ef_search(path, collection_name, previous)
+            raise
+        retriever._previous_ef_search = previous
+        return retriever
 
     @classmethod
     def server(
@@ -328,6 +357,7 @@ class ChromaRetriever(ClosesOnExit):
             model=self._embedder.name,
             batch_size=self._batch_size,
             where_key=self._where_key,
+            ef_search=_configured_ef_search(self._collection),
         )
         return description
 
@@ -355,8 +385,77 @@ class ChromaRetriever(ClosesOnExit):
         """The embedding model fingerprint stored in the collection, if any."""
         return self._stored_model
 
+    def index_size(self) -> IndexSize | None:
+        """The collection's record count (``count()``): each record is one document with its
+        vector; None when the collection cannot be read."""
+        try:
+            count = int(self._collection.count())
+        except Exception:  # an unreadable collection fails the run's queries, not its record
+            return None
+        return IndexSize(documents=count, vectors=count)
+
     def close(self) -> None:
-        """Release the Chroma client this retriever opened (``embedded`` / ``server``)."""
-        if self._owned_client is not None:
-            close_client(self._owned_client)
-            self._owned_client = None
+        """Put back the ``ef_search`` the collection had before ``embedded`` changed it,
+        and release the Chroma client this retriever opened (``embedded`` / ``server``)."""
+        previous, self._previous_ef_search = self._previous_ef_search, None
+        try:
+            if previous is not None:
+                _set_ef_search(self._collection, previous)
+        finally:
+            if self._owned_client is not None:
+                close_client(self._owned_client)
+                self._owned_client = None
+
+
+def _configured_ef_search(collection: Collection) -> int | None:
+    # The stored JSON: reading `configuration` parses the embedding function too, which
+    # evalkit never sets, and Chroma warns about it.
+    hnsw = (collection.configuration_json or {}).get("hnsw") or {}
+    value = hnsw.get("ef_search")
+    return None if value is None else int(value)
+
+
+def _set_ef_search(collection: Collection, ef_search: int) -> None:
+    with warnings.catch_warnings():
+        # Chroma re-reads the whole configuration, warning that a collection opened
+        # without an embedding function (as evalkit opens them all) has a legacy one.
+        warnings.filterwarnings(
+            "ignore", message="legacy embedding function config", category=DeprecationWarning
+        )
+        collection.modify(configuration={"hnsw": {"ef_search": ef_search}})
+
+
+def hnsw_ef_search(collection: Collection) -> int:
+    """The HNSW ``ef_search`` a Chroma collection is searched with; ``RetrieverError`` when
+    it has no HNSW index (a SPANN collection, as Chroma Cloud makes)."""
+    value = _configured_ef_search(collection)
+    if value is None:
+        raise RetrieverError(
+            f"Chroma collection '{collection.name}' has no HNSW index, so it has no "
+            "ef_search to set"
+        )
+    return value
+
+
+def _apply_ef_search(collection: Collection, ef_search: int) -> int | None:
+    """Set the collection's HNSW ``ef_search``; the value it had, or None when it already
+    had ``ef_search``."""
+    current = hnsw_ef_search(collection)
+    if current == ef_search:
+        return None
+    try:
+        _set_ef_search(collection, ef_search)
+    except Exception as error:  # Chroma's own errors and a read-only store alike
+        raise RetrieverError(
+            f"cannot set ef_search {ef_search} on Chroma collection '{collection.name}': "
+            f"{describe_exception(error)}"
+        ) from error
+    return current
+
+
+def _put_back_ef_search(path: Path | str, collection_name: str, previous: int) -> None:
+    client = open_chroma_client(path=path)
+    try:
+        _set_ef_search(get_collection(client, collection_name), previous)
+    finally:
+        close_client(client)

@@ -307,6 +307,10 @@ def contents_fingerprint(collection: Collection) -> str:
         for position, doc_id in enumerate(page.get("ids") or []):
             text = documents[position] if position < len(documents) else None
             meta = metadatas[position] if position < len(metadatas) else None
+            if meta is not None and INDEXED_AT_KEY in meta:
+                # When a document was written is not what it holds: two indexings of one
+                # corpus hold the same.
+                meta = {key: value for key, value in meta.items() if key != INDEXED_AT_KEY}
             digest.update(
                 json.dumps([doc_id, text, meta], sort_keys=True, default=str).encode("utf-8")
             )

@@ -15,7 +15,10 @@ Kinds:
   window (``stream = "queries"``), or a goldset measure's series of run means with a
   sequential detector (``stream = "metric"``), and store the check;
 - ``audit``: audit a Chroma collection's health and store the findings;
+- ``freshness``: measure how long changes at the source take to become retrievable, and
+  store the check (docs/freshness.md);
 - ``answers``: score a JSONL file of answers (faithfulness and friends) and store the scores;
+- ``sweep``: run the points of a sweep file that have no complete run yet (docs/sweeps.md);
 - ``retention``: delete the per-query rows of old runs, keeping their aggregates;
 - ``command``: run a program (it gets the store to itself: the service does not hold it).
 
@@ -63,13 +66,19 @@ from evalkit.pipeline import (
     audit_collection,
     check_drift_metric,
     check_drift_queries,
+    check_freshness,
+    check_sweep,
     estimate_traffic_run,
     evaluate_goldset,
     judge_traffic_run,
+    load_sweep,
     prepare_traffic_replay,
+    resolve_goldset,
+    run_sweep,
     sample_and_replay,
     score_answer_file,
 )
+from evalkit.records.freshness import FreshnessRequest
 from evalkit.records.requests import (
     JUDGING_DEFAULTS,
     TRAFFIC_REPLAY_DEFAULTS,
@@ -80,6 +89,7 @@ from evalkit.records.requests import (
 from evalkit.registry import register_named
 from evalkit.retrievers.chroma_client import collection_name_problem
 from evalkit.retrievers.factory import RetrieverOptions, build_retriever
+from evalkit.retrievers.versions import open_index_versions, reads_index
 from evalkit.store.goldsets import load_stored_goldset
 from evalkit.store.retention import prune_run_details, retention_candidates
 from evalkit.store.traffic import record_count
@@ -746,6 +756,82 @@ def _audit(ctx: JobContext, params: AuditParams) -> JobOutcome:
     )
 
 
+# -- freshness ----------------------------------------------------------------------------
+
+
+class FreshnessParams(RetrieverParams):
+    """``kind = "freshness"``: the check of ``evalkit freshness``, stored (the objective is
+    the ``[freshness]`` table's unless the job sets its own)."""
+
+    changes: list[Path] = Field(
+        default_factory=list,
+        description="Change tables: JSON Lines files or folders, Parquet or DuckDB files.",
+    )
+    corpus: Path | None = Field(
+        default=None, description="A corpus whose documents carry updated_at, instead."
+    )
+    changes_table: str | None = Field(default=None, description="Table of a DuckDB change file.")
+    method: Literal["auto", "index", "probe"] = Field(
+        default="auto", description="index, probe, or auto (index where evalkit can read it)."
+    )
+    subject: str | None = Field(default=None, description="Series name (default: the index).")
+    k: int | None = Field(default=None, ge=1, description="Probe depth.")
+    probe_timeout: Duration | None = Field(default=None, description="Probing time per check.")
+    probe_interval: Duration | None = Field(default=None, description="Between probe rounds.")
+    slo_p95_lag: Duration | None = Field(default=None, description="Objective on the p95 lag.")
+    max_unreflected_age: Duration | None = Field(
+        default=None, description="Objective on the oldest unreflected change."
+    )
+
+
+def _freshness(ctx: JobContext, params: FreshnessParams) -> JobOutcome:
+
+    settings = ctx.settings
+    request = FreshnessRequest.from_settings(
+        settings,
+        changes=tuple(params.changes),
+        corpus=params.corpus,
+        changes_table=params.changes_table,
+        method=params.method,
+        subject=params.subject,
+        k=params.k,
+        probe_timeout=params.probe_timeout,
+        probe_interval=params.probe_interval,
+        slo_p95_lag=params.slo_p95_lag,
+        max_unreflected_age=params.max_unreflected_age,
+    )
+    options = params.options()
+    if reads_index(params.method, options, settings):
+        index = open_index_versions(options, settings)
+        try:
+            check = check_freshness(ctx.require_store(), request, index=index)
+        finally:
+            index.close()
+    else:
+        retriever = params.build(settings)
+        try:
+            check = check_freshness(
+                ctx.require_store(), request, retriever=retriever, stop=ctx.check_cancelled
+            )
+        finally:
+            close = getattr(retriever, "close", None)
+            if callable(close):
+                close()
+    return JobOutcome(
+        summary={
+            "check_id": check.check_id,
+            "subject": check.subject,
+            "n_read": check.n_read,
+            "n_reflected": check.n_reflected,
+            "n_pending": check.n_pending,
+            "lag_p95_seconds": check.lag_p95,
+            "oldest_unreflected_seconds": check.oldest_unreflected_seconds,
+            "breached": check.breached,
+            "breaches": list(check.breaches),
+        }
+    )
+
+
 # -- answers ------------------------------------------------------------------------------
 
 
@@ -770,6 +856,68 @@ def _answers(ctx: JobContext, params: AnswersParams) -> JobOutcome:
             "judge_calls": scores.judge_calls,
             "means": {f"{s.metric}/{s.method}": s.mean for s in scores.summaries},
         }
+    )
+
+
+# -- sweep --------------------------------------------------------------------------------
+
+
+class SweepParams(_Params):
+    """``kind = "sweep"``: run the points of a sweep file that have no complete run."""
+
+    file: Path = Field(description="The sweep file (TOML; see docs/sweeps.md).")
+    engine: Literal["local", "ray"] = Field(
+        default="local", description="Where each point's replay runs: local or ray."
+    )
+    ray_address: str | None = Field(default=None, description="Ray cluster of engine = ray.")
+    ray_actors: int = Field(default=2, ge=1, description="Actors with engine = ray.")
+
+    @field_validator("file")
+    @classmethod
+    def _sweep_reads(cls, value: Path) -> Path:
+        try:
+            # A bad sweep file is refused when the configuration is read, not at 3 a.m.
+            load_sweep(value)
+        except ConfigError as error:
+            raise ValueError(str(error)) from error
+        return value
+
+
+def _sweep(ctx: JobContext, params: SweepParams) -> JobOutcome:
+
+    store = ctx.require_store()
+    sweep = load_sweep(params.file)
+    check_sweep(sweep, ctx.settings)
+    engine = (
+        RayEngine(
+            sweep.retriever_options(),
+            ctx.settings,
+            address=params.ray_address,
+            actors=params.ray_actors,
+        )
+        if params.engine == "ray"
+        else None
+    )
+    goldset = resolve_goldset(
+        store,
+        sweep.goldset,
+        root=sweep.root,
+        format=sweep.goldset_format,
+        split=sweep.goldset_split,
+    )
+    outcome = run_sweep(
+        store, sweep, goldset, ctx.settings, engine=engine, query_progress=ctx.progress
+    )
+    failed = outcome.failed
+    status = "succeeded" if not failed else "partial" if outcome.run_ids else "failed"
+    return JobOutcome(
+        status=status,
+        run_ids=tuple(
+            point.run.run_id for point in outcome.points if point.run and not point.reused
+        ),
+        summary=outcome.to_dict(),
+        error="; ".join(f"point {p.number} ({p.point.describe()}): {p.error}" for p in failed)
+        or None,
     )
 
 
@@ -899,7 +1047,9 @@ for _kind in (
     JobKind("traffic", TrafficParams, _traffic, "ingest, sample and replay production traffic"),
     JobKind("drift_check", DriftCheckParams, _drift_check, "test embeddings or a metric series"),
     JobKind("audit", AuditParams, _audit, "audit a collection's health"),
+    JobKind("freshness", FreshnessParams, _freshness, "measure how fresh the index is"),
     JobKind("answers", AnswersParams, _answers, "score answers and store the scores"),
+    JobKind("sweep", SweepParams, _sweep, "run a sweep file's missing points"),
     JobKind("retention", RetentionParams, _retention, "prune per-query rows of old runs"),
     JobKind("command", CommandParams, _command, "run a program", uses_store=False),
 ):

@@ -1,0 +1,147 @@
+"""``evalkit sweep``: run a grid of retriever settings against a goldset and rank them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from evalkit.cli._app import app, end_without_teardown
+from evalkit.cli._leaderboard import CompareFormat, print_leaderboard
+from evalkit.cli._options import Format
+from evalkit.cli._output import OutputFormat, console, emit_json, say, settings, table
+from evalkit.cli._retriever import Engine, RayActors, RayAddress
+from evalkit.cli._store import CommandStore
+
+if TYPE_CHECKING:
+    from evalkit.pipeline import PointResult, SweepOutcome, SweepPlan, SweepPoint
+
+SOME_POINT_FAILED = 1
+NO_POINT_RAN = 3
+
+
+class _Progress:
+    """A line on stderr per point (``SweepProgress``)."""
+
+    def __init__(self, quality: str) -> None:
+        self._quality = quality
+
+    def planned(self, plan: SweepPlan) -> None:
+        say(plan.describe())
+
+    def started(self, number: int, total: int, point: SweepPoint) -> None:
+        say(f"point {number}/{total} {point.describe()}: running")
+
+    def finished(self, result: PointResult) -> None:
+        if result.run is None:
+            say(f"point {result.number}: failed, no run: {result.error}")
+            return
+        quality = result.quality(self._quality)
+        figures = f"{self._quality} {quality:.4f}" if quality is not None else result.status
+        if result.latency_p95_ms is not None:
+            figures += f", latency p95 {result.latency_p95_ms:.1f} ms"
+        error = f": {result.error}" if result.error and not result.ok else ""
+        say(f"point {result.number}: {result.status} ({figures}), run {result.run.run_id}{error}")
+
+
+@app.command("sweep")
+def sweep(
+    file: Annotated[Path, typer.Argument(help="The sweep file (TOML; see docs/sweeps.md).")],
+    engine: Engine = "local",
+    ray_address: RayAddress = None,
+    ray_actors: RayActors = 2,
+    output: Format = OutputFormat.table,
+) -> None:
+    """Run every point of a sweep file (a grid or a list of retriever settings: k, the
+    query embedder, the collection, ef_search, probes, a factory's options) against its
+    goldset, each as a stored run tagged sweep:NAME and with its settings, then print the
+    points' figures and the Pareto front of quality (the first measure) against replay
+    latency p95.
+
+    A sweep run again runs only the points without a complete run (same goldset version,
+    same settings), and says how many it found. Exit 0 when every point has a complete run,
+    1 when some point failed (the others are stored), 2 for a bad sweep file, 3 when no
+    point could run (the store or the retriever failed).
+
+    Example: evalkit sweep sweep.toml
+
+    Example: evalkit sweep sweep.toml --engine ray --format json
+    """
+    from evalkit.engines import RayEngine, check_engine
+    from evalkit.pipeline import check_sweep, load_sweep, resolve_goldset, run_sweep
+
+    config = settings()
+    spec = load_sweep(file)
+    check_sweep(spec, config)
+    on_ray = (
+        RayEngine(spec.retriever_options(), config, address=ray_address, actors=ray_actors)
+        if check_engine(engine) == "ray"
+        else None
+    )
+    access = CommandStore("sweep", config=config)
+    goldset = resolve_goldset(
+        access,
+        spec.goldset,
+        root=spec.root,
+        format=spec.goldset_format,
+        split=spec.goldset_split,
+    )
+    outcome = run_sweep(
+        access,
+        spec,
+        goldset,
+        config,
+        engine=on_ray,
+        progress=_Progress(spec.measures[0]) if output is OutputFormat.table else None,
+    )
+    if output is OutputFormat.json:
+        emit_json(outcome.to_dict())
+    else:
+        _print_outcome(outcome)
+    end_without_teardown()
+    if outcome.failed:
+        raise typer.Exit(SOME_POINT_FAILED if outcome.run_ids else NO_POINT_RAN)
+
+
+def _print_outcome(outcome: SweepOutcome) -> None:
+    measures = list(outcome.sweep.measures)
+    front = set(outcome.front)
+    rows = [
+        [
+            result.number,
+            result.point.describe(),
+            result.status + (" (earlier)" if result.reused else ""),
+            result.run.run_id if result.run else None,
+            *[
+                result.run.aggregates.get(measure) if result.run and result.ok else None
+                for measure in measures
+            ],
+            result.latency_p50_ms,
+            result.latency_p95_ms,
+            "*" if result.number in front else "",
+        ]
+        for result in outcome.points
+    ]
+    columns = ["#", "settings", "status", "run", *measures, "p50 ms", "p95 ms", "front"]
+    title = (
+        f"sweep {outcome.sweep.name}: goldset {outcome.goldset_name} "
+        f"(version {outcome.goldset_version[:12]}), tag {outcome.sweep.tag}"
+    )
+    console.print(table(title, columns, rows))
+    on_front = ", ".join(str(number) for number in outcome.front) or "none (no complete run)"
+    console.print(
+        f"Pareto front of {outcome.quality_measure} against replay latency p95 (best "
+        f"{outcome.quality_measure} first): points {on_front}",
+        markup=False,
+        highlight=False,
+    )
+    console.print(f"note: {outcome.cost_note}", markup=False, highlight=False)
+    if outcome.leaderboard is not None:
+        print_leaderboard(outcome.leaderboard, CompareFormat.table)
+    for result in outcome.failed:
+        console.print(
+            f"point {result.number} ({result.point.describe()}) {result.status}: {result.error}",
+            markup=False,
+            highlight=False,
+        )

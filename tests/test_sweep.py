@@ -1,0 +1,472 @@
+"""Sweeps (``evalkit sweep``) against an embedded Chroma index of part of the demo corpus
+built with the bundled MiniLM: every point a stored, tagged run; a sweep run again runs only what is
+missing; bad sweep files refused naming the key; Chroma's ef_search really searched with;
+the Pareto front on known figures; one sweep on the Ray engine and one as a scheduled job."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from demo_index import DEMO_DIR
+from pydantic import ValidationError
+
+from evalkit.cli import invoke
+from evalkit.config import Settings, load_settings
+from evalkit.embedding import LazyEmbedder, ModelFingerprint
+from evalkit.errors import ConfigError
+from evalkit.goldset import iter_corpus
+from evalkit.pipeline import pareto_front
+from evalkit.records import Query, QueryResult
+from evalkit.retrievers import ChromaRetriever
+from evalkit.retrievers.chroma import hnsw_ef_search
+from evalkit.retrievers.chroma_client import close_client, get_collection, open_chroma_client
+from evalkit.retrievers.factory import RetrieverOptions, build_retriever
+from evalkit.retrievers.indexing import index_corpus
+from evalkit.scheduler import JOB_KINDS, JobContext
+from evalkit.store import Store
+from evalkit.store.runs import list_runs, run_results
+
+pytestmark = pytest.mark.slow
+
+GRID = """
+name = "{name}"
+goldset = "{goldset}"
+measures = ["ndcg@10", "recall@10"]
+
+[retriever]
+collection = "demo"
+
+[grid]
+k = [10, 20]
+ef_search = [10, 100]
+"""
+
+
+N_QUERIES = 40
+N_UNJUDGED = 60
+
+
+@pytest.fixture(scope="module")
+def small_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A goldset folder of the demo's first ``N_QUERIES`` queries with their judgments, and
+    a corpus of the documents they judge and ``N_UNJUDGED`` others."""
+    folder = tmp_path_factory.mktemp("small-demo")
+    queries = (DEMO_DIR / "queries.jsonl").read_text(encoding="utf-8").splitlines()[:N_QUERIES]
+    kept = {json.loads(line)["id"] for line in queries}
+    judgments = [
+        line
+        for line in (DEMO_DIR / "judgments.jsonl").read_text(encoding="utf-8").splitlines()
+        if json.loads(line)["query_id"] in kept
+    ]
+    judged = {json.loads(line)["doc_id"] for line in judgments}
+    corpus = (DEMO_DIR / "corpus.jsonl").read_text(encoding="utf-8").splitlines()
+    others = [line for line in corpus if json.loads(line)["id"] not in judged][:N_UNJUDGED]
+    chosen = [line for line in corpus if json.loads(line)["id"] in judged] + others
+    for name, lines in (("queries", queries), ("judgments", judgments), ("corpus", chosen)):
+        (folder / f"{name}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def chroma_home(tmp_path_factory: pytest.TempPathFactory, small_demo: Path) -> Path:
+    """An evalkit home whose embedded Chroma holds ``small_demo``'s corpus as collection
+    ``demo``, embedded with the bundled MiniLM as `evalkit index` embeds it."""
+    home = tmp_path_factory.mktemp("sweep-home")
+    embedder = LazyEmbedder.from_settings(Settings(home=home))
+    client = open_chroma_client(path=home / "chroma")
+    try:
+        index_corpus(
+            client, iter_corpus(small_demo / "corpus.jsonl"), embedder, collection_name="demo"
+        )
+    finally:
+        close_client(client)
+        embedder.close()
+    return home
+
+
+@pytest.fixture
+def home(chroma_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """``chroma_home`` as EVALKIT_HOME, with a store of this test's own."""
+    monkeypatch.setenv("EVALKIT_HOME", str(chroma_home))
+    monkeypatch.setenv("EVALKIT_STORE_PATH", str(tmp_path / "evalkit.duckdb"))
+    monkeypatch.delenv("EVALKIT_CONFIG", raising=False)
+    monkeypatch.delenv("EVALKIT_CHROMA_URL", raising=False)
+    monkeypatch.chdir(tmp_path)
+    return chroma_home
+
+
+def write_sweep(folder: Path, text: str, name: str = "sweep.toml") -> Path:
+    path = folder / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def sweep_json(
+    capsys: pytest.CaptureFixture[str], path: Path, *args: str, expect: int = 0
+) -> dict[str, Any]:
+    code = invoke(["sweep", str(path), "--format", "json", *args])
+    out, err = capsys.readouterr()
+    assert code == expect, err + out
+    data: dict[str, Any] = json.loads(out)
+    return data
+
+
+def stored_runs(tmp_path: Path, tag: str) -> list[Any]:
+    with Store.open(tmp_path / "evalkit.duckdb") as store:
+        return list_runs(store, tag=tag, limit=100)
+
+
+def demo_ef_search(home: Path) -> int:
+    client = open_chroma_client(path=home / "chroma")
+    try:
+        return hnsw_ef_search(get_collection(client, "demo"))
+    finally:
+        close_client(client)
+
+
+def test_the_pareto_front_on_known_figures() -> None:
+    points: Sequence[tuple[float | None, float | None]] = [
+        (0.50, 10.0),  # 0: fastest of the good ones
+        (0.60, 20.0),  # 1: best quality
+        (0.55, 30.0),  # 2: dominated by 1
+        (0.60, 20.0),  # 3: equal to 1, on the front with it
+        (0.40, 5.0),  # 4: fastest of all
+        (0.45, 5.0),  # 5: dominates 4 (as fast, better)
+        (None, 1.0),  # 6: no quality
+        (0.90, float("nan")),  # 7: no latency
+        (0.58, 20.0),  # 8: dominated by 1 (as fast, worse)
+    ]
+    assert pareto_front(points) == [0, 1, 3, 5]
+    assert pareto_front([]) == []
+    assert pareto_front([(0.3, 1.0)]) == [0]
+
+
+def test_a_grid_of_k_and_ef_search_stores_every_point_as_a_tagged_run(
+    home: Path, small_demo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = demo_ef_search(home)
+    path = write_sweep(tmp_path, GRID.format(name="grid", goldset=small_demo.as_posix()))
+    data = sweep_json(capsys, path)
+
+    assert (data["points_total"], data["points_already_run"], data["points_failed"]) == (4, 0, 0)
+    settings = [point["settings"] for point in data["points"]]
+    assert settings == [
+        {"k": 10, "ef_search": 10},
+        {"k": 10, "ef_search": 100},
+        {"k": 20, "ef_search": 10},
+        {"k": 20, "ef_search": 100},
+    ]
+    runs = {run.run_id: run for run in stored_runs(tmp_path, "sweep:grid")}
+    assert len(runs) == 4
+    for point in data["points"]:
+        run = runs[point["run_id"]]
+        k, ef_search = point["settings"]["k"], point["settings"]["ef_search"]
+        assert run.status == "complete"
+        assert set(run.spec.tags) == {
+            "sweep:grid",
+            f"sweep-point:{point['point_key']}",
+            f"k={k}",
+            f"ef_search={ef_search}",
+        }
+        assert run.spec.label == f"sweep grid: k={k} ef_search={ef_search}"
+        assert run.spec.k == k
+        assert run.spec.retriever_config["ef_search"] == ef_search
+        assert run.spec.goldset_name == small_demo.name
+        assert list(run.spec.measures) == ["ndcg@10", "recall@10"]
+        assert point["aggregates"]["ndcg@10"] == run.aggregates["ndcg@10"]
+        assert 0 < point["latency_p50_ms"] <= point["latency_p95_ms"]
+    # The front is the one of the figures printed, best quality first.
+    figures = [(p["aggregates"]["ndcg@10"], p["latency_p95_ms"]) for p in data["points"]]
+    front = [data["points"][i]["number"] for i in pareto_front(figures)]
+    assert sorted(data["pareto"]["points"]) == sorted(front)
+    qualities = [data["points"][n - 1]["aggregates"]["ndcg@10"] for n in data["pareto"]["points"]]
+    assert qualities == sorted(qualities, reverse=True)
+    assert data["cost"] is None
+    assert "not known" in data["cost_note"]
+    # Chroma has no per-query ef_search: the collection's own is back once the sweep is done.
+    assert demo_ef_search(home) == before
+
+
+def test_an_interrupted_sweep_runs_only_the_missing_point_again(
+    home: Path,
+    small_demo: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    path = write_sweep(tmp_path, GRID.format(name="resume", goldset=small_demo.as_posix()))
+    replay = ChromaRetriever.retrieve
+
+    def outage_at_k20_ef10(self: ChromaRetriever, queries: Sequence[Query], k: int) -> Any:
+        if k == 20 and self.describe()["ef_search"] == 10:
+            raise RuntimeError("the vector store went away")
+        return replay(self, queries, k)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(ChromaRetriever, "retrieve", outage_at_k20_ef10)
+        first = sweep_json(capsys, path, expect=1)
+    failed = [point for point in first["points"] if point["status"] != "complete"]
+    assert [point["settings"] for point in failed] == [{"k": 20, "ef_search": 10}]
+    assert failed[0]["status"] == "failed"
+    assert "the vector store went away" in failed[0]["error"]
+    assert failed[0]["run_id"] is not None  # the failed run is stored, as any run's is
+    kept = {p["number"]: p["run_id"] for p in first["points"] if p["status"] == "complete"}
+
+    assert invoke(["sweep", str(path)]) == 0
+    err = capsys.readouterr().err
+    assert "3 of 4 points already run; running 1" in err
+    assert "point 3/4 k=20 ef_search=10: running" in err
+    assert "point 1/4" not in err
+    runs = stored_runs(tmp_path, "sweep:resume")
+    assert sorted(run.status for run in runs) == ["complete"] * 4 + ["failed"]
+
+    again = sweep_json(capsys, path)
+    assert again["points_already_run"] == 4
+    assert all(point["reused"] for point in again["points"])
+    assert {n: again["points"][n - 1]["run_id"] for n in kept} == kept
+    assert len(stored_runs(tmp_path, "sweep:resume")) == 5
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[grid]\nef_serch = [10]\n", "grid.ef_serch: unknown key"),
+        ('mesures = ["ndcg@10"]\n[grid]\nk = [10]\n', "mesures: unknown key"),
+        ('[grid]\nk = ["ten"]\n', "grid.k[1]: Input should be a valid integer"),
+        ("[grid]\nk = 10\n", "grid.k: Input should be a valid list"),
+        ("[grid]\n", "grid: an empty [grid]"),
+        ("[grid]\nef_search = []\n", "grid.ef_search: Value error, an empty list"),
+        ('[[points]]\nk = "x"\n', "points[1].k: Input should be a valid integer"),
+        ('[grid]\nembedder = ["e5"]\n', "[grid] embedder: no embedder named 'e5'"),
+        ("[grid]\nk = [5]\n", "[grid] k: ndcg@10 needs at least 10 documents per query"),
+        (
+            '[retriever]\nhttp_url = "http://127.0.0.1:9"\n[grid]\nef_search = [10]\n',
+            "[grid] ef_search: the http retriever has no ef_search",
+        ),
+        ("[grid]\noptions.top = [1, 2]\n", "[grid] options.top: the chroma retriever takes no"),
+        ('[grid]\ncollection = ["ab"]\n', "[grid] collection: Chroma collection name 'ab'"),
+    ],
+    ids=[
+        "unknown-key",
+        "unknown-top-level-key",
+        "wrong-type-in-list",
+        "not-a-list",
+        "empty-grid",
+        "empty-values",
+        "wrong-type-in-points",
+        "unknown-embedder",
+        "k-below-cutoff",
+        "setting-the-store-cannot-set",
+        "options-on-a-built-in-kind",
+        "collection-name-chroma-refuses",
+    ],
+)
+def test_a_bad_sweep_file_exits_2_naming_the_file_and_the_key(
+    text: str,
+    expected: str,
+    evalkit_home: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    head = 'name = "bad"\ngoldset = "demo"\nmeasures = ["ndcg@10"]\n'
+    if "mesures" in text:
+        head = 'name = "bad"\ngoldset = "demo"\n'
+    if "[retriever]" not in text:
+        head += '[retriever]\ncollection = "demo"\n'
+    path = write_sweep(tmp_path, head + text, name="bad-sweep.toml")
+    data = sweep_json(capsys, path, expect=2)
+    message = data["error"]["message"]
+    assert str(path) in message
+    assert expected in message
+
+
+def test_a_sweep_file_with_neither_or_both_grid_and_points_is_refused(
+    evalkit_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    head = 'name = "bad"\ngoldset = "demo"\nmeasures = ["ndcg@10"]\n'
+    neither = write_sweep(tmp_path, head, name="neither.toml")
+    assert "none is given" in sweep_json(capsys, neither, expect=2)["error"]["message"]
+    both = write_sweep(tmp_path, head + "[grid]\nk = [10]\n[[points]]\nk = 20\n", "both.toml")
+    assert "not both" in sweep_json(capsys, both, expect=2)["error"]["message"]
+
+
+DIMENSION = 32
+N_DOCUMENTS = 2000
+
+
+def _unit(seed: int, n: int) -> np.ndarray:
+    vectors = np.random.default_rng(seed).standard_normal((n, DIMENSION)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+class _FixedEmbedder:
+    """A preset vector per query text (no model)."""
+
+    name = "fixed"
+    dimension = DIMENSION
+
+    def __init__(self, vectors: dict[str, np.ndarray]) -> None:
+        self._vectors = vectors
+
+    @property
+    def fingerprint(self) -> ModelFingerprint:
+        return ModelFingerprint(name=self.name, dimension=DIMENSION, canary_hash="fixed")
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        return np.stack([self._vectors[text] for text in texts]).astype(np.float32)
+
+
+@pytest.fixture
+def starved_index(tmp_path: Path) -> tuple[Path, np.ndarray]:
+    """An embedded collection with a sparse HNSW graph searched at ef_search 10."""
+    documents = _unit(1, N_DOCUMENTS)
+    client = open_chroma_client(path=tmp_path / "chroma")
+    try:
+        collection = client.create_collection(
+            "starved",
+            embedding_function=None,
+            configuration={
+                "hnsw": {
+                    "space": "cosine",
+                    "ef_construction": 10,
+                    "ef_search": 10,
+                    "max_neighbors": 4,
+                }
+            },
+        )
+        collection.add(ids=[f"d{i:04d}" for i in range(N_DOCUMENTS)], embeddings=documents)
+    finally:
+        close_client(client)
+    return tmp_path / "chroma", documents
+
+
+def _recall(results: list[QueryResult], exact: np.ndarray) -> float:
+    return float(
+        np.mean(
+            [
+                len({int(doc.doc_id[1:]) for doc in result.docs} & set(top.tolist())) / 10
+                for result, top in zip(results, exact, strict=True)
+            ]
+        )
+    )
+
+
+def test_chroma_is_searched_with_the_ef_search_asked_for_and_gets_its_own_back(
+    starved_index: tuple[Path, np.ndarray],
+) -> None:
+    path, documents = starved_index
+    probes = _unit(2, 60)
+    queries = [Query(id=f"q{i}", text=f"probe {i}") for i in range(len(probes))]
+    embedder = _FixedEmbedder({q.text: p for q, p in zip(queries, probes, strict=True)})
+    exact = np.argsort(-(probes @ documents.T), axis=1)[:, :10]
+
+    with ChromaRetriever.embedded(path, "starved", embedder) as own:
+        assert own.describe()["ef_search"] == 10
+        starved = _recall(own.retrieve(queries, 10), exact)
+    with ChromaRetriever.embedded(path, "starved", embedder, ef_search=400) as wide:
+        assert wide.describe()["ef_search"] == 400
+        widened = _recall(wide.retrieve(queries, 10), exact)
+    with ChromaRetriever.embedded(path, "starved", embedder) as again:
+        assert again.describe()["ef_search"] == 10
+        restored = _recall(again.retrieve(queries, 10), exact)
+
+    assert starved < 0.8
+    assert widened > starved + 0.1
+    assert restored == starved
+
+
+def test_ef_search_on_a_chroma_server_is_refused_before_connecting(tmp_path: Path) -> None:
+    settings = Settings(
+        home=tmp_path, retriever={"chroma": {"ef_search": 64}}, chroma_url="http://127.0.0.1:9"
+    )
+    with pytest.raises(ConfigError, match=r"ef_search = 64 cannot be set on the Chroma server"):
+        build_retriever(RetrieverOptions(collection="demo"), settings)
+
+
+@pytest.mark.filterwarnings("ignore:The minimum number of concurrent actors:UserWarning")
+@pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context")
+def test_a_sweep_on_the_ray_engine_stores_the_local_figures(
+    ray_cluster: str,
+    home: Path,
+    small_demo: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    points = """
+name = "{name}"
+goldset = "{goldset}"
+measures = ["ndcg@10", "recall@10"]
+k = 10
+
+[retriever]
+collection = "demo"
+
+[[points]]
+ef_search = 10
+
+[[points]]
+ef_search = 100
+"""
+    goldset = small_demo.as_posix()
+    local = sweep_json(capsys, write_sweep(tmp_path, points.format(name="local", goldset=goldset)))
+    on_ray = sweep_json(
+        capsys,
+        write_sweep(tmp_path, points.format(name="ray", goldset=goldset), name="ray.toml"),
+        "--engine",
+        "ray",
+        "--ray-actors",
+        "1",
+    )
+    assert on_ray["points_failed"] == 0
+    assert [p["settings"] for p in on_ray["points"]] == [p["settings"] for p in local["points"]]
+    runs = {run.run_id: run for run in stored_runs(tmp_path, "sweep:ray")}
+    assert {run.status for run in runs.values()} == {"complete"}
+    narrow, wide = on_ray["points"]
+    assert runs[narrow["run_id"]].spec.retriever_config["ef_search"] == 10
+    # At ef_search 100 these few documents are searched exactly: the local figures.
+    assert wide["aggregates"] == local["points"][1]["aggregates"]
+    # At 10 Chroma's graph search differs from one opening of the store to the next (on
+    # the actors as locally), but that the actors searched narrower shows.
+    with Store.open(tmp_path / "evalkit.duckdb") as store:
+        narrow_docs, wide_docs = (
+            run_results(store, point["run_id"])[["query_id", "doc_id"]]
+            for point in on_ray["points"]
+        )
+    assert not narrow_docs.equals(wide_docs)
+
+
+def test_the_sweep_job_runs_the_points_a_sweep_file_is_missing(
+    home: Path, small_demo: Path, tmp_path: Path
+) -> None:
+    path = write_sweep(
+        tmp_path,
+        f'name = "nightly"\ngoldset = "{small_demo.as_posix()}"\nmeasures = ["ndcg@10"]\n'
+        'k = 10\n[retriever]\ncollection = "demo"\n[[points]]\nef_search = 50\n',
+    )
+    kind = JOB_KINDS["sweep"]
+    params = kind.params.model_validate({"file": str(path)})
+    with Store.open(tmp_path / "evalkit.duckdb") as store:
+        context = JobContext(
+            job="nightly", settings=load_settings(), cancel=threading.Event(), store=store
+        )
+        first = kind.run(context, params)
+        again = kind.run(context, params)
+    assert first.status == "succeeded"
+    assert len(first.run_ids) == 1
+    assert first.summary["points"][0]["tags"] == [
+        "ef_search=50",
+        f"sweep-point:{first.summary['points'][0]['point_key']}",
+        "sweep:nightly",
+    ]
+    assert again.status == "succeeded"
+    assert (again.run_ids, again.summary["points_already_run"]) == ((), 1)
+
+    write_sweep(tmp_path, '[grid]\nk = "x"\n', name="broken.toml")
+    with pytest.raises(ValidationError, match=r"broken\.toml: .*name: missing"):
+        kind.params.model_validate({"file": str(tmp_path / "broken.toml")})
