@@ -41,6 +41,8 @@ RELEASED: dict[int, tuple[str, str]] = {
     14: ("goldset_spans", "60b3239287044bcfb38f8d7437b1ef637d248b969d30d7c186373b9b136bc449"),
     15: ("review_queue", "57a25cb261518f109cf5a9afe19b01773a88ee5734b1d4628c1d468eb21eb07d"),
     16: ("run_tags", "29c4c8193073c9a7428a8f62bd55de6212f65243bbb59cbaf40a26eb46877159"),
+    17: ("run_index_size", "8b6198edd3ac4328b9e852225abf1ed9fb00dce1d5af5a854467b48292707178"),
+    18: ("freshness", "934525a94d24dd7e1e6bd871c3eb6d386094d3c6aefad1f91f7ca774c6b6d60a"),
 }
 
 SCHEMA_QUERIES = {

@@ -18,6 +18,8 @@ measure (the one that dropped most): the *loss* is the sum over queries of
 - ``missing_from_index``: the lost relevant documents of q that an audit reports as not in
   the index (orphaned judgments, or source documents never indexed), over all lost ones;
 - ``stale_documents``: the same for documents changed at the source since indexing;
+- ``unreflected_changes``: the same for documents a freshness check saw change at the
+  source after the baseline started and not reflected by the index when the candidate did;
 - ``failed_queries``: 1 when q's retrieval failed in the candidate (it counts as 0);
 - ``goldset_changed``: 1 when q's judgments differ between the two goldset versions;
 - ``k_changed``: the lost relevant documents of q that the baseline ranked deeper than the
@@ -51,6 +53,7 @@ from evalkit.errors import ConfigError, InputError
 from evalkit.stats import compare_stored_runs
 from evalkit.store.audit import StoredAudit, audit_findings, list_audits
 from evalkit.store.drift import StoredDriftCheck, get_drift_check, list_drift_checks
+from evalkit.store.freshness import unreflected_changes
 from evalkit.store.goldsets import judgments_frame
 from evalkit.store.runs import RunRecord, get_run, list_runs
 
@@ -366,6 +369,60 @@ def _audit_causes(
             fractions,
         )
     return models, {doc for by_doc in flagged.values() for doc in by_doc}
+
+
+def _unreflected_cause(
+    store: Store, base: RunRecord, cand: RunRecord, loss: _Loss, found: _Found
+) -> set[str]:
+    """Lost relevant documents that changed at the source after the baseline started and
+    that the index had not reflected when the candidate started, as freshness checks
+    recorded them; returns those documents."""
+    changes = unreflected_changes(
+        store, sorted(loss.documents), after=base.started_at, at=cand.started_at
+    )
+    if not changes:
+        return set()
+    by_doc = {str(row["doc_id"]): row for row in changes}
+    pairs = {
+        (q, doc): by_doc[doc] for q, docs in loss.lost.items() for doc in docs if doc in by_doc
+    }
+    fractions = loss.document_fractions(pairs)
+    share = loss.share(fractions)
+    subjects: dict[str, int] = {}
+    for row in by_doc.values():
+        subjects[str(row["subject"])] = subjects.get(str(row["subject"]), 0) + 1
+    subject = max(subjects, key=lambda name: (subjects[name], name))
+    waiting = sum(row["status"] == "pending" for row in by_doc.values())
+    found.measured(
+        Cause(
+            kind="unreflected_changes",
+            score=share,
+            statement=(
+                f"{len(by_doc)} of the {len(loss.documents)} relevant documents lost by the "
+                f"{len(loss.lost)} queries that dropped changed at the source after the "
+                f"baseline ran and were not yet reflected by the index {subject} when the "
+                f"candidate ran ({waiting} still waiting at the last freshness check); they "
+                f"account for {share:.0%} of the {loss.measure} loss"
+            ),
+            link=_link("unreflected_changes", "Index health: freshness", freshness=subject),
+            evidence=tuple(
+                {
+                    "query_id": q,
+                    "doc_id": doc,
+                    "baseline_rank": loss.baseline_ranks.get((q, doc)),
+                    "subject": row["subject"],
+                    "updated_at": row["updated_at"].isoformat() + "Z",
+                    "reflected_at": (
+                        row["reflected_at"].isoformat() + "Z" if row["reflected_at"] else None
+                    ),
+                    "freshness_check": row["check_id"],
+                }
+                for (q, doc), row in sorted(pairs.items())[:EVIDENCE_ROWS]
+            ),
+        ),
+        fractions,
+    )
+    return set(by_doc)
 
 
 def _absent_cause(
@@ -756,6 +813,7 @@ def explain_comparison(store: Store, report: ComparisonReport) -> Explanation:
         note = _audit_note(base, cand)
         if note is not None:
             found.notes.append(note)
+    audited |= _unreflected_cause(store, base, cand, loss, found)
     _absent_cause(report, cand, loss, found, audited)
     _failed_cause(report, cand, loss, found)
     _goldset_cause(store, base, cand, loss, found)

@@ -48,6 +48,13 @@ CAUSE_KINDS: Mapping[str, CauseKind] = {
             "relevant documents the baseline retrieved changed at the source since indexing",
         ),
         CauseKind(
+            "unreflected_changes",
+            True,
+            "index_health",
+            "relevant documents the baseline retrieved changed at the source after it ran, and "
+            "the index had not reflected the change when the candidate ran (freshness checks)",
+        ),
+        CauseKind(
             "failed_queries",
             True,
             "query",
@@ -116,6 +123,13 @@ CAUSE_KINDS: Mapping[str, CauseKind] = {
             False,
             "compare",
             "the runs differ in relevance threshold or stored measures",
+        ),
+        CauseKind(
+            "index_grew",
+            False,
+            "index_health",
+            "the index holds more documents or vectors than when the baseline ran: more to "
+            "search, a probable cause of a latency rise",
         ),
     )
 }

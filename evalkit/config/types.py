@@ -1,13 +1,24 @@
-"""Value types shared by the settings tables: durations and entry names."""
+"""Value types shared by the settings tables: durations, increases, quantiles and entry
+names."""
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated
 
 from pydantic import BeforeValidator
 
-__all__ = ["NAME_PATTERN", "Duration", "format_duration", "parse_duration"]
+__all__ = [
+    "NAME_PATTERN",
+    "Duration",
+    "Increase",
+    "format_duration",
+    "parse_duration",
+    "parse_increase",
+    "parse_quantile",
+    "quantile_name",
+]
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 """What the name of a job, an alert rule or a sink may look like."""
@@ -44,3 +55,54 @@ def format_duration(seconds: float) -> str:
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 """A length of time in seconds, accepting ``"15m"``-style strings in ``evalkit.toml``."""
+
+
+_INCREASE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(%?)\s*$")
+
+
+def parse_increase(value: object) -> float:
+    """A relative increase as a share: ``"20%"`` -> 0.2, ``0.2`` -> 0.2.
+
+    A bare number is a share, so one above 1 (``20``) is refused as ambiguous: write
+    ``"20%"`` (or ``"2000%"`` if that is meant)."""
+    if isinstance(value, bool):
+        raise ValueError("an increase is a share such as 0.2 or a percentage such as '20%'")
+    match = _INCREASE.match(value) if isinstance(value, str) else None
+    if isinstance(value, int | float) and value >= 0:
+        number, percent = float(value), False
+    elif match is not None:
+        number, percent = float(match.group(1)), bool(match.group(2))
+    else:
+        raise ValueError(f"{value!r} is not an increase: write a percentage such as '20%'")
+    if percent:
+        return number / 100.0
+    if number > 1:
+        raise ValueError(
+            f"{value!r} is ambiguous as an increase: write '{number:g}%' for a percentage, "
+            "or a share up to 1 (0.2 for 20 %)"
+        )
+    return number
+
+
+Increase = Annotated[float, BeforeValidator(parse_increase)]
+"""A relative increase as a share, accepting ``"20%"``-style strings in ``evalkit.toml``."""
+
+
+_QUANTILE = re.compile(r"^p(\d{1,2}(?:\.\d+)?)$")
+
+
+def parse_quantile(name: str) -> float:
+    """``"p95"`` -> 0.95 (``p50``, ``p95``, ``p99``, ``p99.9``...); ValueError otherwise."""
+    match = _QUANTILE.match(str(name).strip().lower())
+    level = float(match.group(1)) / 100.0 if match else math.nan
+    if not 0.0 < level < 1.0:
+        raise ValueError(
+            f"{name!r} is not a latency quantile: write p50, p95, p99 (any pNN between p1 "
+            "and p99.9)"
+        )
+    return level
+
+
+def quantile_name(level: float) -> str:
+    """0.95 -> ``"p95"``, 0.999 -> ``"p99.9"``."""
+    return f"p{round(level * 100, 6):g}"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol, Self, TypeVar, runtime_checkable
 
 from evalkit.embedding import ModelFingerprint
@@ -22,14 +23,17 @@ from evalkit.redaction import redact
 __all__ = [
     "RESULTS_CONTRACT",
     "ClosesOnExit",
+    "IndexSize",
     "Retriever",
     "SupportsCheck",
+    "SupportsIndexSize",
     "SupportsPrefetch",
     "check_retriever",
     "checked_results",
     "describe_exception",
     "elapsed_ms",
     "failed_result",
+    "index_size_of",
     "ranked_docs",
     "redact",
     "retrieve_in_batches",
@@ -83,6 +87,40 @@ class SupportsPrefetch(Protocol):
     def prefetch(self, texts: Sequence[str]) -> None:
         """Start embedding ``texts`` in the background; returns at once."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class IndexSize:
+    """How large the index behind a retriever is, as its store counts it: ``documents`` (the
+    records a search can return: Chroma records, table rows, Qdrant points) and ``vectors``
+    (those holding an embedding) where the store can say; None where it cannot."""
+
+    documents: int | None
+    vectors: int | None = None
+
+
+@runtime_checkable
+class SupportsIndexSize(Protocol):
+    """A retriever that can say how large its index is now (each run records it)."""
+
+    def index_size(self) -> IndexSize | None:
+        """The index's size now; None when it cannot be read."""
+        ...
+
+
+def index_size_of(retriever: object) -> IndexSize | None:
+    """``retriever.index_size()`` when it has the method (``SupportsIndexSize``), else None.
+
+    Never raises: a run records the size as it records the index fingerprint, best effort,
+    and a store that cannot be counted fails the run's queries, not its record.
+    """
+    if not isinstance(retriever, SupportsIndexSize):
+        return None
+    try:
+        size = retriever.index_size()
+    except Exception:  # a plug-in's own method may raise anything; the size is a record
+        return None
+    return size if isinstance(size, IndexSize) else None
 
 
 class ClosesOnExit:

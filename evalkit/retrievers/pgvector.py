@@ -35,6 +35,7 @@ from evalkit.records import Query, QueryResult
 from evalkit.redaction import register_secrets, url_secrets
 from evalkit.retrievers.base import (
     ClosesOnExit,
+    IndexSize,
     describe_exception,
     elapsed_ms,
     failed_result,
@@ -603,6 +604,21 @@ class PgvectorRetriever(ClosesOnExit):
             f"pgvector:{self._embedding.type_name}:{self._dimension}:{row[0]}:{row[1]}".encode()
         )
         return digest.hexdigest()
+
+    def index_size(self) -> IndexSize | None:
+        """The table's rows (``count(*)``) and the rows holding an embedding; None when the
+        table cannot be read within ``statement_timeout``."""
+        statement = sql.SQL("SELECT count(*), count({embedding}) FROM {table}").format(
+            embedding=sql.Identifier(self._embedding.name), table=self._table
+        )
+        conn = self._connection
+        try:
+            with conn.transaction():
+                self._set_search_options(conn, 1)
+                row = conn.execute(statement).fetchone()
+        except psycopg.Error:
+            return None
+        return None if row is None else IndexSize(documents=int(row[0]), vectors=int(row[1]))
 
     def model_fingerprint(self) -> ModelFingerprint | None:
         """The query embedder's fingerprint: the model evalkit embedded the queries with.

@@ -42,7 +42,13 @@ from evalkit.embedding import ModelFingerprint
 from evalkit.errors import ConfigError, EvalkitError, RetrieverError
 from evalkit.records import Query, QueryResult
 from evalkit.redaction import MASK, is_secret_name, mask_url, option_secrets, register_secrets
-from evalkit.retrievers.base import Retriever, checked_results, describe_exception
+from evalkit.retrievers.base import (
+    IndexSize,
+    Retriever,
+    checked_results,
+    describe_exception,
+    index_size_of,
+)
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -388,6 +394,9 @@ class _Filled:
         fingerprint = getattr(self.inner, "model_fingerprint", None)
         return fingerprint() if callable(fingerprint) else None
 
+    def index_size(self) -> IndexSize | None:
+        return index_size_of(self.inner)
+
     def check(self) -> None:
         _call_if_present(self.inner, "check")
 
@@ -463,6 +472,10 @@ class PluginRetriever:
     def index_fingerprint(self) -> str | None:
         """The adapted retriever's index fingerprint, if it can give one."""
         return self.retriever.index_fingerprint()
+
+    def index_size(self) -> IndexSize | None:
+        """The adapted retriever's index size, if it can say (``index_size_of``)."""
+        return index_size_of(self.retriever)
 
     def model_fingerprint(self) -> ModelFingerprint | None:
         """The adapted retriever's model fingerprint; None when evalkit does not embed the

@@ -42,6 +42,7 @@ from evalkit.records import Query, QueryResult
 from evalkit.redaction import mask_url, register_secrets
 from evalkit.retrievers.base import (
     ClosesOnExit,
+    IndexSize,
     describe_exception,
     elapsed_ms,
     failed_result,
@@ -361,6 +362,15 @@ class QdrantRetriever(ClosesOnExit):
             )
             digest.update(b"\n")
         return digest.hexdigest()[:16]
+
+    def index_size(self) -> IndexSize | None:
+        """The collection's exact point count (``count``), each point a document with its
+        vector; None when the collection cannot be read."""
+        try:
+            count = int(self._client.count(self._collection, exact=True).count)
+        except Exception:  # an unreadable collection fails the run's queries, not its record
+            return None
+        return IndexSize(documents=count, vectors=count)
 
     def model_fingerprint(self) -> ModelFingerprint | None:
         """The query embedder's fingerprint: the collection records no model of its own;

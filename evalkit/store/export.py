@@ -466,6 +466,21 @@ def _read_run_json(path: Path) -> _ExportedRun:
     model = data.get("model") or {}
     if not isinstance(model, dict):
         raise InputError("expected an object or null", path=str(path), field="model")
+    size = data.get("index_size") or {}
+    if not isinstance(size, dict):
+        raise InputError("expected an object or null", path=str(path), field="index_size")
+
+    def count(name: str) -> int | None:
+        found = size.get(name)
+        if found is not None and (
+            not isinstance(found, int) or isinstance(found, bool) or found < 0
+        ):
+            raise InputError(
+                f"expected a count or null, found {found!r}",
+                path=str(path),
+                field=f"index_size.{name}",
+            )
+        return found
 
     def value(name: str, kind: type | tuple[type, ...], *, optional: bool = False) -> Any:
         source, key = (model, name.split(".", 1)[1]) if name.startswith("model.") else (data, name)
@@ -537,6 +552,8 @@ def _read_run_json(path: Path) -> _ExportedRun:
         label=value("label", str, optional=True),
         n_queries=value("n_queries", int),
         tags=tuple(tags),
+        index_documents=count("documents"),
+        index_vectors=count("vectors"),
     )
     finished_at = value("finished_at", str, optional=True)
     return _ExportedRun(

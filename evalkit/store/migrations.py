@@ -647,6 +647,78 @@ CREATE TABLE run_tags (
 CREATE INDEX run_tags_by_tag ON run_tags (tag);
 """
 
+# Freshness: the changes read from a source, each until the index reflects it, the checks
+# that measured them and each source's read position. Changes are many (a corpus's first
+# read holds every document) and are written once and updated by set, so, like the runs'
+# per-query rows, they carry no primary-key index.
+_M18_FRESHNESS = """
+CREATE TABLE freshness_checks (
+    check_id VARCHAR PRIMARY KEY,
+    subject VARCHAR NOT NULL,
+    checked_at TIMESTAMP NOT NULL,
+    method VARCHAR NOT NULL CHECK (method IN ('index', 'probe')),
+    index_kind VARCHAR NOT NULL,
+    source VARCHAR NOT NULL,
+    n_read INTEGER NOT NULL,
+    n_reflected INTEGER NOT NULL,
+    n_pending INTEGER NOT NULL,
+    n_superseded INTEGER NOT NULL,
+    lag_p50_seconds DOUBLE,
+    lag_p95_seconds DOUBLE,
+    lag_max_seconds DOUBLE,
+    unreflected_share DOUBLE,
+    oldest_unreflected_seconds DOUBLE,
+    slo_p95_lag_seconds DOUBLE NOT NULL,
+    max_unreflected_age_seconds DOUBLE NOT NULL,
+    breached BOOLEAN NOT NULL,
+    n_probes INTEGER NOT NULL,
+    probe_seconds DOUBLE NOT NULL,
+    evalkit_seconds DOUBLE NOT NULL,
+    evalkit_version VARCHAR NOT NULL,
+    details JSON NOT NULL
+);
+CREATE TABLE freshness_changes (
+    subject VARCHAR NOT NULL,
+    doc_id VARCHAR NOT NULL,
+    updated_at TIMESTAMP NOT NULL,
+    origin VARCHAR NOT NULL,
+    content_hash VARCHAR,
+    text_hash VARCHAR,
+    probe_text VARCHAR,
+    read_at TIMESTAMP NOT NULL,
+    read_check_id VARCHAR NOT NULL,
+    status VARCHAR NOT NULL CHECK (status IN ('pending', 'reflected', 'superseded')),
+    state VARCHAR CHECK (state IN ('stale', 'missing', 'not_found')),
+    last_checked_at TIMESTAMP,
+    reflected_at TIMESTAMP,
+    reflected_after TIMESTAMP,
+    reflected_by VARCHAR CHECK (reflected_by IN ('index_time', 'check', 'probe')),
+    lag_seconds DOUBLE,
+    check_id VARCHAR
+);
+CREATE TABLE freshness_sources (
+    subject VARCHAR NOT NULL,
+    part VARCHAR NOT NULL,
+    kind VARCHAR NOT NULL,
+    path VARCHAR NOT NULL,
+    head_hash VARCHAR,
+    head_length INTEGER,
+    byte_offset BIGINT,
+    rows_read BIGINT,
+    watermark TIMESTAMP,
+    updated_at TIMESTAMP NOT NULL,
+    PRIMARY KEY (subject, part)
+);
+"""
+
+# How large the index was when a run replayed it, as its store counted it (NULL where the
+# retriever cannot say), so latency can be read against index size and a latency rise
+# explained by an index that grew.
+_M17_RUN_INDEX_SIZE = """
+ALTER TABLE runs ADD COLUMN index_documents BIGINT;
+ALTER TABLE runs ADD COLUMN index_vectors BIGINT;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "goldsets_runs_metrics", _M01_GOLDSETS_RUNS_METRICS),
     Migration(2, "drift_checks", _M02_DRIFT_CHECKS),
@@ -664,4 +736,6 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(14, "goldset_spans", _M14_GOLDSET_SPANS),
     Migration(15, "review_queue", _M15_REVIEW_QUEUE),
     Migration(16, "run_tags", _M16_RUN_TAGS),
+    Migration(17, "run_index_size", _M17_RUN_INDEX_SIZE),
+    Migration(18, "freshness", _M18_FRESHNESS),
 )

@@ -21,6 +21,11 @@ Kinds, by module (``base`` holds the context, the registry and the parameter bas
   score is low.
 - ``faithfulness_drop`` (``answers``): the newest answer scoring against a pinned (or the previous)
   scoring, item by item, with the gate's paired statistics.
+- ``latency_regression`` (``latency``): a latency quantile of the newest goldset run (against
+  its baseline, paired by query) or of the newest production window (against the one before)
+  rose by more than allowed, beyond the noise.
+- ``freshness_lag`` (``freshness``): the freshness objective of each subject's newest check
+  (p95 lag, and the age of the oldest change not yet retrievable).
 """
 
 from evalkit.alerts.rules.answers import FAITHFULNESS_DROP, FaithfulnessDropParams
@@ -39,7 +44,9 @@ from evalkit.alerts.rules.embeddings import (
     EmbeddingDriftParams,
     ModelMismatchParams,
 )
+from evalkit.alerts.rules.freshness import FRESHNESS_LAG, FreshnessLagParams
 from evalkit.alerts.rules.jobs import JOB_FAILURE, JobFailureParams
+from evalkit.alerts.rules.latency import LATENCY_REGRESSION, LatencyRegressionParams
 from evalkit.alerts.rules.precision import PRECISION_REGRESSION, PrecisionRegressionParams
 from evalkit.alerts.rules.traffic import (
     LOW_CONFIDENCE_RATE,
@@ -54,7 +61,9 @@ __all__ = [
     "AuditFindingsParams",
     "EmbeddingDriftParams",
     "FaithfulnessDropParams",
+    "FreshnessLagParams",
     "JobFailureParams",
+    "LatencyRegressionParams",
     "LowConfidenceParams",
     "ModelMismatchParams",
     "PrecisionRegressionParams",
@@ -76,5 +85,7 @@ for _kind in (
     JOB_FAILURE,
     LOW_CONFIDENCE_RATE,
     TRAFFIC_PRECISION_DROP,
+    LATENCY_REGRESSION,
+    FRESHNESS_LAG,
 ):
     register_rule_kind(_kind)

@@ -19,6 +19,7 @@ from evalkit.store.traffic.ingest import (
 from evalkit.store.traffic.logged import (
     LoggedAnswer,
     logged_answers,
+    logged_latencies,
     logged_latency_quantiles,
     logged_results,
     logged_top1_scores,
@@ -65,6 +66,7 @@ __all__ = [
     "load_sample",
     "load_sample_queries",
     "logged_answers",
+    "logged_latencies",
     "logged_latency_quantiles",
     "logged_results",
     "logged_top1_scores",

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 __all__ = [
     "LoggedAnswer",
     "logged_answers",
+    "logged_latencies",
     "logged_latency_quantiles",
     "logged_results",
     "logged_top1_scores",
@@ -76,6 +77,16 @@ def logged_latency_quantiles(
     if row is None:
         return None, None, None
     return float(row[0]), float(row[1]), float(row[2])
+
+
+def logged_latencies(store: Store, *, start: datetime, end: datetime) -> list[float]:
+    """Every production latency (milliseconds) logged in ``[start, end)``, in time order."""
+    rows = store.fetch(
+        "SELECT latency_ms FROM traffic_records WHERE ts >= ? AND ts < ?"
+        " AND latency_ms IS NOT NULL ORDER BY ts, query_id",
+        [start, end],
+    )
+    return [float(row[0]) for row in rows]
 
 
 def logged_top1_scores(store: Store, *, start: datetime, end: datetime) -> list[float]:
