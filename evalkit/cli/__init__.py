@@ -43,8 +43,10 @@ COMMAND_MODULES: dict[str, str] = {
     "dashboard": "dashboard",
     "drift": "drift",
     "explain": "explain",
+    "freshness": "freshness",
     "gate": "gate",
     "compare": "gate",
+    "fuse": "fuse",
     "goldset": "goldset",
     "index": "index",
     "jobs": "jobs",
@@ -56,6 +58,7 @@ COMMAND_MODULES: dict[str, str] = {
     "schema": "schema",
     "score": "score",
     "serve": "serve",
+    "sweep": "sweep",
     "traffic": "traffic",
 }
 _OPTIONS_WITH_A_VALUE = {"--home"}

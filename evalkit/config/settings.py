@@ -8,7 +8,7 @@ all on its embedded defaults. The tables of the file are typed sub-models: ``jud
 (``[judge]``), ``scheduler`` (``[scheduler]``), ``jobs`` (``[[jobs]]``), ``alerts``
 (``[alerts]`` with its rules and sinks), ``otlp`` (``[otlp]``), ``retriever`` (``[retriever]`` with
 ``[retriever.pgvector]`` and ``[retriever.qdrant]``), ``embedder`` (``[embedder]``) and
-``audit`` (``[audit]``).
+``audit`` (``[audit]``) and ``freshness`` (``[freshness]``).
 Secrets are never settings: they are read from the environment by the code that needs
 them, and never logged or stored.
 """
@@ -25,6 +25,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from evalkit.config.alerts import AlertsSettings
 from evalkit.config.audit import AuditSettings
+from evalkit.config.freshness import FreshnessSettings
 from evalkit.config.judge import JudgeSettings
 from evalkit.config.otlp import OtlpSettings
 from evalkit.config.retriever import EmbedBackend, EmbedderSettings, RetrieverSettings
@@ -160,6 +161,11 @@ class Settings(BaseSettings):
     audit: AuditSettings = Field(
         default_factory=AuditSettings,
         description="The [audit] table: when an index health finding is critical (docs/audit.md).",
+    )
+    freshness: FreshnessSettings = Field(
+        default_factory=FreshnessSettings,
+        description="The [freshness] table: how soon a change at the source must be "
+        "retrievable, and how that is checked (docs/freshness.md).",
     )
 
     _config_file: Path = PrivateAttr(default=Path(DEFAULT_CONFIG_FILE))

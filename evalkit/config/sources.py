@@ -46,7 +46,16 @@ DEFAULT_HOME = Path(".evalkit")
 ENV_PREFIX = "EVALKIT_"
 JUDGE_ENV_PREFIX = "EVALKIT_JUDGE_"
 
-TABLES = ("judge", "scheduler", "alerts", "otlp", "retriever", "embedder", "audit")
+TABLES = (
+    "judge",
+    "scheduler",
+    "alerts",
+    "otlp",
+    "retriever",
+    "embedder",
+    "audit",
+    "freshness",
+)
 """Top-level keys that hold a table (``[judge]``...)."""
 ARRAYS = {"jobs": "[[jobs]]"}
 """Top-level keys that hold an array of tables."""

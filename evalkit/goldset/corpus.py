@@ -35,6 +35,7 @@ __all__ = [
     "count_documents",
     "detect_corpus_format",
     "iter_corpus",
+    "iter_corpus_lines",
     "validate_corpus",
 ]
 
@@ -89,6 +90,15 @@ def iter_corpus(
     Raises ``GoldsetError`` at the first malformed document or repeated id; the documents
     yielded before it were valid. Use ``validate_corpus`` to list every problem first.
     """
+    for document, _ in iter_corpus_lines(path, format=format, check_duplicates=check_duplicates):
+        yield document
+
+
+def iter_corpus_lines(
+    path: Path | str, *, format: str | None = None, check_duplicates: bool = True
+) -> Iterator[tuple[Document, int]]:
+    """``iter_corpus``, each document with the line of its file it was read from (1 for a
+    document of the ``files`` layout), so that a problem found later can name it."""
     location = Path(path)
     subject = "corpus"
     problems = ProblemLog()
@@ -105,7 +115,7 @@ def iter_corpus(
                 )
                 problems.raise_if_any(subject, path=location)
             seen.add(document.id)
-        yield document
+        yield document, line
     problems.raise_if_any(subject, path=location)
 
 

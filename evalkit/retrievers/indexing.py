@@ -1,6 +1,8 @@
 """Building a Chroma index: embed a corpus with evalkit's model and write it into a
 collection (``embeddings=``), idempotently, recording the fingerprints that
-``chroma_client`` describes.
+``chroma_client`` describes, and in each document's metadata its content hash
+(``evalkit_content_hash``) and when that version was written (``evalkit_indexed_at``, ISO
+8601 UTC), which a freshness check reads as the time it became retrievable.
 """
 
 from __future__ import annotations
@@ -262,8 +264,14 @@ def _document_metadata(document: Document, digest: str) -> dict[str, str | int |
 def _write(
     collection: Collection, pending: Sequence[tuple[Document, str]], embedder: TextEmbedder
 ) -> None:
-    metadatas: Metadatas = [_document_metadata(document, digest) for document, digest in pending]
     vectors = embedder.embed([document.content for document, _ in pending])
+    # Taken once the batch is embedded, just before it is written: a freshness check reads
+    # it as the time this version became retrievable.
+    written = datetime.now(UTC).isoformat(timespec="milliseconds")
+    metadatas: Metadatas = [
+        {**_document_metadata(document, digest), INDEXED_AT_KEY: written}
+        for document, digest in pending
+    ]
     with _chroma_errors(
         f"writing documents '{pending[0][0].id}' to '{pending[-1][0].id}' into Chroma "
         f"collection '{collection.name}' failed",
