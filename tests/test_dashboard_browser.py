@@ -375,7 +375,7 @@ def test_every_page_of_a_store_with_twenty_series_renders_in_chromium(
         browser.save_screenshot(str(SCREENSHOTS / f"scale-{name}.png"))  # type: ignore[attr-defined]
         if name == "overview":
             assert _cells(browser, "ndcg@10, last 30 runs")  # the sparklines
-            series = _cells(browser, "series")
+            series = _cells(browser, "Series")
             assert series[0] == f"{worst['goldset_name']} x {worst['retriever']}", series
 
 
@@ -428,16 +428,21 @@ def test_a_regression_on_overview_leads_to_its_cause_and_its_queries_in_chromium
     assert f"baseline={seeded.runs['A1']}" in current
     assert f"candidate={seeded.runs['A3']}" in current
     assert "decision: regression" in body
-    lost = _cells(driver, "lost")
-    links = _cells(driver, "query_id")
+    lost = _cells(driver, "Lost relevant documents")
+    links = _cells(driver, "Query")
     assert lost[0] == "q01-b"  # the cause: the query lost its relevant document b
-    # The query id links to that query in the candidate run; follow it as the browser would.
-    assert links[0] == f"./query?goldset=mini&run={seeded.runs['A3']}&query=q01"
+    # The query id links to that query in the candidate run beside the baseline; follow it
+    # as the browser would.
+    assert links[0] == (
+        f"./query?goldset=mini&run={seeded.runs['A3']}&baseline={seeded.runs['A1']}&query=q01"
+    )
     target = urljoin(current, links[0])
     assert target.startswith(f"{url}/query?")
     body = _finished(driver, "Query drill-down", charts=2, url=target)
     assert "q01: " in body
     assert "Relevant but not retrieved: q01-b" in body
+    assert f"Against baseline {seeded.runs['A1']}" in body
+    assert "q01-b (grade 1, baseline rank 2): " in body
 
 
 def test_every_page_of_the_mixed_store_renders_in_chromium(

@@ -166,7 +166,7 @@ def test_overview_shows_no_data_and_the_measured_run_in_chromium(
     body = _finished(browser, "Overview", url=f"{served}/")
     assert f"{DEGRADED_NDCG:.4f}" in body  # the card of the series that dropped
     assert "no data" in body
-    statuses = _cells(browser, "status")
+    statuses = _cells(browser, "Status")
     assert statuses.count("no data") == 2, statuses
-    assert runs["drop"] in _cells(browser, "measured_run")
+    assert runs["drop"] in _cells(browser, "Measured run")
     assert f"the latest finished run {runs['k5']} (k 5) stored no ndcg@10" in body  # its card

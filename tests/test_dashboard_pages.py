@@ -180,8 +180,8 @@ def test_compare_runs_shows_the_numbers_of_evalkit_compare(
     assert list(per_query["query_id"]) == sorted(per_query["query_id"])
     first = per_query.iloc[0]
     assert first["ndcg@10 delta"] == pytest.approx(DEGRADED_NDCG - 1)
-    # Each query id links to that query in the candidate run on the Query page.
-    link = f"./query?goldset=mini&run={candidate}&query="
+    # Each query id links to that query in the candidate run, beside the baseline.
+    link = f"./query?goldset=mini&run={candidate}&baseline={baseline}&query="
     assert first["query_id"].startswith(link)
     query_id = first["query_id"].removeprefix(link)
     assert first["lost"] == f"{query_id}-b"

@@ -13,11 +13,19 @@ import pandas as pd
 import streamlit as st
 
 from evalkit.causes import Cause, Explanation
-from evalkit.dashboard import ui
+from evalkit.dashboard import formats, ui
 from evalkit.dashboard.loaders.compare import CompareData
 from evalkit.errors import ConfigError, InputError, NotFoundError
 
-__all__ = ["PAGE_FILES", "alert_panel", "drift_panel", "panel", "render_explanation"]
+__all__ = [
+    "PAGE_FILES",
+    "alert_panel",
+    "cause_line",
+    "drift_panel",
+    "panel",
+    "render_explanation",
+    "share_label",
+]
 
 PAGE_FILES = {
     "overview": "views/overview.py",
@@ -33,18 +41,34 @@ PAGE_FILES = {
 }
 """The page script of each page name a cause links to (its URL path)."""
 
-_SHARE_COLOURS = ((0.5, "red"), (0.2, "orange"), (0.0, "gray"))
+# Red and orange mean "bad" and "warning" on every page; a cause's share is neither.
+_SHARE_COLOURS = ((0.5, "blue"), (0.2, "violet"), (0.0, "gray"))
 
 
-def _share(cause: Cause) -> tuple[str, str]:
+def share_label(cause: Cause) -> tuple[str, str]:
+    """A cause's share of the loss for people ("100% of the loss", "40% of the loss
+    (residual)") and its badge colour."""
     colour = next(c for limit, c in _SHARE_COLOURS if cause.score >= limit)
     label = f"{cause.score:.0%} of the loss" + ("" if cause.measured else " (residual)")
     return label, colour
 
 
+def cause_line(cause: Cause) -> None:
+    """One cause in a line: its kind and share badge, and a link to its evidence (the
+    Overview's cards show a series' top cause so)."""
+    label, colour = share_label(cause)
+    st.badge(f"{cause.kind.replace('_', ' ')}: {label}", color=colour)
+    st.page_link(
+        PAGE_FILES[cause.link.page],
+        label=cause.link.label,
+        icon=":material/arrow_forward:",
+        query_params=dict(cause.link.params),
+    )
+
+
 def _cause(index: int, cause: Cause, key: str) -> None:
     with st.container(border=True):
-        label, colour = _share(cause)
+        label, colour = share_label(cause)
         head = st.columns([3, 1])
         head[0].markdown(f"**{index}. {cause.kind.replace('_', ' ')}**")
         with head[1]:
@@ -57,10 +81,9 @@ def _cause(index: int, cause: Cause, key: str) -> None:
             query_params=dict(cause.link.params),
         )
         if cause.evidence:
-            with st.expander(f"Evidence ({len(cause.evidence)} rows)"):
-                st.dataframe(
+            with st.expander(f"Evidence ({formats.plural(len(cause.evidence), 'row')})"):
+                ui.table(
                     pd.DataFrame([dict(row) for row in cause.evidence]),
-                    hide_index=True,
                     key=f"{key}-evidence-{index}",
                 )
 

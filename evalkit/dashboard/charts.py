@@ -1,30 +1,48 @@
 """Plotly figures of the dashboard, built from the loaders' frames (no data access here).
 
-Readable at many series: 24 distinguishable colours (Plotly's Dark24) with a marker symbol
-per colour cycle, figures the page restricts to the series the user picked, events drawn
-as one marker per day and kind (the details on hover) on a strip of their own, and one
-axis per unit (figures of different units go to separate subplots). A point that stands
-for a run carries its run id as the first ``customdata`` value, so a click can open it.
+One visual language on every page:
+
+- **A fixed colour per series.** A page names its series once (``series_colours``) and hands
+  the mapping to every figure it draws, so a retriever, a drift series or a document keeps
+  its colour from one chart to the next. The palette has no red and no orange: red
+  (``BAD``) means only "bad" (a drifting check, a threshold crossed, a regressed series),
+  orange (``WARNING``) only "look at this". A marker symbol per colour cycle keeps more
+  than 20 series apart.
+- **True time.** Events (goldset, model or index changes; alerts) are vertical lines at
+  their exact timestamps, Grafana's annotations, with one marker per moment and kind on a
+  strip below (the details on hover); a run-index axis spreads crowded runs evenly.
+- **Units.** Axis titles say the unit; figures of different units go to separate subplots;
+  latencies are on a log axis; p-values too, with the threshold as a reference line.
+- **Clickable points.** A point that stands for a run is at least ``MARKER_SIZE`` px and
+  carries its run id as the first ``customdata`` value, so a click can open it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import base64
+from collections.abc import Iterable, Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 __all__ = [
+    "BAD",
     "EVENT_COLOURS",
     "EVENT_KINDS",
+    "GOOD",
+    "MARKER_SIZE",
+    "NEUTRAL",
     "PALETTE",
+    "STATUS_COLOURS",
+    "WARNING",
+    "X_AXES",
     "answers_chart",
     "colour",
-    "daily_events",
     "dimensions_chart",
     "drift_chart",
+    "event_marks",
     "judged_chart",
     "lines_chart",
     "measurement_unit",
@@ -33,17 +51,64 @@ __all__ = [
     "quality_chart",
     "query_history_chart",
     "relevant_ranks_chart",
+    "series_colours",
+    "sparkline_svg",
+    "sparkline_url",
 ]
+
+BAD = "#d62728"
+"""Red: only for what is bad (a drift, a regression, a threshold crossed)."""
+WARNING = "#ff7f0e"
+"""Orange: only for what needs a look (drift status, a warning)."""
+GOOD = "#2ca02c"
+NEUTRAL = "#8c8c8c"
+STATUS_COLOURS: Mapping[str, str] = {
+    "regression": BAD,
+    "drift": WARNING,
+    "stale": NEUTRAL,
+    "pass": GOOD,
+    "no data": NEUTRAL,
+}
+"""The colour of each Overview status (its sparklines): red only for a regression."""
+
+PALETTE: tuple[str, ...] = (
+    "#1f77b4",
+    "#2ca02c",
+    "#9467bd",
+    "#17becf",
+    "#8c564b",
+    "#bcbd22",
+    "#0d2a63",
+    "#e377c2",
+    "#00a08b",
+    "#7f7f7f",
+    "#511cfb",
+    "#b68100",
+    "#750d86",
+    "#6c7c32",
+    "#778aae",
+    "#a777f1",
+    "#1616a7",
+    "#6c4516",
+    "#2e91e5",
+    "#222a2a",
+)
+"""Series colours that stay apart on a white background: no red and no orange, which
+mean "bad" and "warning"."""
 
 EVENT_KINDS = ("goldset version", "model", "index", "alert")
 EVENT_COLOURS: Mapping[str, str] = {
-    "goldset version": "#8c564b",
-    "model": "#d62728",
-    "index": "#9467bd",
-    "alert": "#ff7f0e",
+    "goldset version": "#5f4b8b",
+    "model": "#3b6e8f",
+    "index": "#4d4d4d",
+    "alert": BAD,
 }
-PALETTE: tuple[str, ...] = tuple(qualitative.Dark24)
-"""24 qualitative colours that stay apart on a white background."""
+"""An alert is bad news (red); the changes between runs are facts (dark, muted)."""
+
+MARKER_SIZE = 9
+"""Pixels of a point that can be clicked (a run): large enough to hit."""
+X_AXES = ("time", "run index")
+"""What Quality over time can put on its x axis: start times, or runs in order."""
 _SYMBOLS = ("circle", "square", "diamond", "triangle-up", "cross")
 _HOVER_LINES = 8
 _MARKED_POINTS = 60
@@ -52,7 +117,7 @@ _COUNT_NAMES = ("documents", "findings", "clusters", "queries", "n_", "count")
 
 
 def colour(index: int) -> str:
-    """The ``index``-th series colour (cycles after 24)."""
+    """The ``index``-th series colour (cycles after the palette's end)."""
     return PALETTE[index % len(PALETTE)]
 
 
@@ -60,11 +125,28 @@ def _symbol(index: int) -> str:
     return _SYMBOLS[(index // len(PALETTE)) % len(_SYMBOLS)]
 
 
+def series_colours(names: Iterable[object]) -> dict[str, str]:
+    """One colour per series name, in sorted order: the mapping a page hands to each of
+    its figures, so that a series has the same colour in all of them."""
+    return {name: colour(index) for index, name in enumerate(sorted({str(n) for n in names}))}
+
+
+def _colours_for(names: Iterable[object], colours: Mapping[str, str] | None) -> dict[str, str]:
+    """``colours`` where it names a series, else a colour of this figure's own mapping."""
+    own = series_colours(names)
+    return {name: (colours or {}).get(name, own[name]) for name in own}
+
+
+def _symbol_of(name: str, colours: Mapping[str, str]) -> str:
+    ordered = sorted(colours)
+    return _symbol(ordered.index(name)) if name in colours else _SYMBOLS[0]
+
+
 def _layout(figure: go.Figure, *, title: str, y_title: str, height: int = 420) -> go.Figure:
     figure.update_layout(
         title=title,
         height=height,
-        margin={"l": 50, "r": 20, "t": 50, "b": 40},
+        margin={"l": 60, "r": 20, "t": 50, "b": 40},
         legend={"orientation": "h", "y": -0.15},
         hovermode="closest",
     )
@@ -78,23 +160,43 @@ def _rgba(colour_hex: str, alpha: float) -> str:
     return f"rgba({red},{green},{blue},{alpha})"
 
 
-def daily_events(events: pd.DataFrame) -> pd.DataFrame:
-    """Events grouped per day and kind: day, kind, n and the hover text listing them.
+def event_marks(events: pd.DataFrame) -> pd.DataFrame:
+    """Events grouped per exact moment and kind: time, kind, n and the hover text listing
+    them (events at the same timestamp, such as the changes one run brought, are one mark).
 
     ``events`` has time, retriever, kind and description columns (``QualityData.events``).
     """
-    columns = ["day", "kind", "n", "details"]
+    columns = ["time", "kind", "n", "details"]
     if events.empty:
         return pd.DataFrame(columns=columns)
-    days = pd.to_datetime(events["time"]).dt.floor("D")
     rows = []
-    for (day, kind), group in events.assign(day=days).groupby(["day", "kind"], sort=True):
+    timed = events.assign(time=pd.to_datetime(events["time"]))
+    for (moment, kind), group in timed.groupby(["time", "kind"], sort=True):
         lines = list(group["description"].astype(str))
         shown = lines[:_HOVER_LINES]
         if len(lines) > _HOVER_LINES:
             shown.append(f"... and {len(lines) - _HOVER_LINES} more")
-        rows.append((day, kind, len(lines), "<br>".join(shown)))
+        rows.append((moment, kind, len(lines), "<br>".join(shown)))
     return pd.DataFrame(rows, columns=columns)
+
+
+def _run_positions(points: pd.DataFrame) -> pd.Series:
+    """Each run's position on a run-index axis: 1, 2, ... in start order over all series."""
+    ordered = points.sort_values(["started_at", "run_id"], kind="stable")
+    index = pd.Series(np.arange(1, len(ordered) + 1, dtype=float), index=ordered.index)
+    return index.reindex(points.index)
+
+
+def _event_positions(times: pd.Series, points: pd.DataFrame) -> list[float]:
+    """Where events fall on a run-index axis: on a run that started at that moment, else
+    halfway between the runs before and after it."""
+    starts = np.sort(pd.to_datetime(points["started_at"]).to_numpy())
+    positions = []
+    for moment in pd.to_datetime(times).to_numpy():
+        before = int(np.searchsorted(starts, moment, side="right"))
+        exact = before > 0 and starts[before - 1] == moment
+        positions.append(float(before) if exact else before + 0.5)
+    return positions
 
 
 def quality_chart(
@@ -103,34 +205,45 @@ def quality_chart(
     baselines: Mapping[str, str],
     *,
     measure: str,
+    x_axis: str = "time",
+    colours: Mapping[str, str] | None = None,
 ) -> go.Figure:
-    """The measure per run over time, one line per retriever with its 95 % band and its
-    baseline starred; below it, a strip with one marker per day and kind of event (goldset
-    version, model or index changed, alert fired), their details on hover.
+    """The measure per run, one line per retriever with its 95 % band and its baseline
+    starred; events as vertical lines at their exact moment, with a strip below holding
+    one marker per moment and kind (goldset version, model or index changed, alert fired),
+    the details on hover.
 
-    Every run point carries customdata (run_id, retriever, status, n).
+    ``x_axis``: ``time`` (start times) or ``run index`` (the goldset's runs in start order,
+    evenly spaced; an event between two runs falls halfway). ``colours``: the page's colour
+    per retriever. Every run point carries customdata (run_id, retriever, status, n,
+    started_at).
     """
     figure = make_subplots(
-        rows=2, cols=1, shared_xaxes=True, row_heights=[0.84, 0.16], vertical_spacing=0.03
+        rows=2, cols=1, shared_xaxes=True, row_heights=[0.86, 0.14], vertical_spacing=0.03
     )
+    by_index = x_axis == "run index"
+    placed = points.assign(
+        x=_run_positions(points) if by_index else points["started_at"],
+        started=pd.to_datetime(points["started_at"]).dt.strftime("%Y-%m-%d %H:%M:%S"),
+    )
+    palette = _colours_for(placed["retriever"], colours)
     # Overlapping bands of many series would hide the lines: the more series, the fainter.
-    band_alpha = 0.15 if points["retriever"].nunique() <= 2 else 0.06
-    for index, (retriever, unsorted) in enumerate(points.groupby("retriever", sort=True)):
-        line = colour(index)
-        group = unsorted.sort_values("started_at")
-        band_x = [*group["started_at"], *group["started_at"][::-1]]
-        band_y = [*group["ci_high"], *group["ci_low"][::-1]]
+    band_alpha = 0.15 if placed["retriever"].nunique() <= 2 else 0.06
+    for retriever, unsorted in placed.groupby("retriever", sort=True):
+        name = str(retriever)
+        line = palette[name]
+        group = unsorted.sort_values(["started_at", "run_id"])
         figure.add_trace(
             go.Scatter(
-                x=band_x,
-                y=band_y,
+                x=[*group["x"], *group["x"][::-1]],
+                y=[*group["ci_high"], *group["ci_low"][::-1]],
                 fill="toself",
                 fillcolor=_rgba(line, band_alpha),
                 mode="lines",
                 line={"width": 0},
                 hoverinfo="skip",
-                name=f"{retriever} 95% CI",
-                legendgroup=str(retriever),
+                name=f"{name} 95% CI",
+                legendgroup=name,
                 showlegend=False,
             ),
             row=1,
@@ -138,60 +251,39 @@ def quality_chart(
         )
         figure.add_trace(
             go.Scatter(
-                x=group["started_at"],
+                x=group["x"],
                 y=group["value"],
                 mode="lines+markers",
-                name=str(retriever),
-                legendgroup=str(retriever),
+                name=name,
+                legendgroup=name,
                 line={"color": line, "width": 1.5},
-                marker={"size": 5, "symbol": _symbol(index)},
-                customdata=group[["run_id", "retriever", "status", "n"]].to_numpy(),
-                hovertemplate="%{customdata[1]}<br>run %{customdata[0]}<br>%{y:.4f} "
-                "(%{customdata[2]}, n=%{customdata[3]})<br>click: compare with baseline"
-                "<extra></extra>",
+                marker={"size": MARKER_SIZE, "symbol": _symbol_of(name, palette)},
+                customdata=group[["run_id", "retriever", "status", "n", "started"]].to_numpy(),
+                hovertemplate="%{customdata[1]}<br>run %{customdata[0]}, %{customdata[4]}"
+                f"<br>{measure} %{{y:.4f}} (%{{customdata[2]}}, %{{customdata[3]}} queries)"
+                "<br>click: compare with baseline<extra></extra>",
             ),
             row=1,
             col=1,
         )
-        base = group[group["run_id"] == baselines.get(str(retriever))]
+        base = group[group["run_id"] == baselines.get(name)]
         if not base.empty:
             figure.add_trace(
                 go.Scatter(
-                    x=base["started_at"],
+                    x=base["x"],
                     y=base["value"],
                     mode="markers",
-                    marker={"symbol": "star", "size": 15, "color": line},
-                    name=f"baseline {retriever}",
-                    legendgroup=str(retriever),
+                    marker={"symbol": "star", "size": 16, "color": line},
+                    name=f"baseline {name}",
+                    legendgroup=name,
                     showlegend=False,
-                    hovertemplate=f"baseline of {retriever}<br>%{{y:.4f}}<extra></extra>",
+                    hovertemplate=f"baseline of {name}<br>%{{y:.4f}}<extra></extra>",
                 ),
                 row=1,
                 col=1,
             )
-    per_day = daily_events(events)
-    for kind, group in per_day.groupby("kind", sort=False):
-        figure.add_trace(
-            go.Scatter(
-                x=group["day"],
-                y=[str(kind)] * len(group),
-                mode="markers",
-                marker={
-                    "symbol": "triangle-down",
-                    "size": [min(8 + 2 * n, 18) for n in group["n"]],
-                    "color": EVENT_COLOURS.get(str(kind), "#333333"),
-                },
-                name=f"event: {kind}",
-                customdata=group[["n"]].to_numpy(),
-                text=group["details"],
-                hovertemplate="%{x|%Y-%m-%d}: %{customdata[0]} "
-                + str(kind)
-                + " event(s)<br>%{text}<extra></extra>",
-            ),
-            row=2,
-            col=1,
-        )
-    figure.update_yaxes(title_text=measure, row=1, col=1)
+    _add_events(figure, event_marks(events), points, by_index=by_index)
+    figure.update_yaxes(title_text=f"{measure} (mean over queries)", row=1, col=1)
     figure.update_yaxes(
         categoryorder="array",
         categoryarray=list(EVENT_KINDS),
@@ -200,17 +292,84 @@ def quality_chart(
         row=2,
         col=1,
     )
-    return _layout(figure, title=f"{measure} per run", y_title="", height=520)
+    figure.update_xaxes(
+        title_text="run (in start order)" if by_index else "run start (UTC)", row=2, col=1
+    )
+    if by_index:
+        figure.update_xaxes(tickformat="d", row=2, col=1)
+    return _layout(figure, title=f"{measure} per run", y_title="", height=540)
 
 
-def drift_chart(checks: pd.DataFrame, *, value: str) -> go.Figure:
+def _add_events(
+    figure: go.Figure, marks: pd.DataFrame, points: pd.DataFrame, *, by_index: bool
+) -> None:
+    """Per kind: a vertical line through the measure at each event's moment (on an overlay
+    axis from 0 to 1, so that it spans the plot whatever the measure's range), and a
+    marker on the strip below carrying the details."""
+    if marks.empty:
+        return
+    figure.update_layout(
+        yaxis3={
+            "overlaying": "y",
+            "range": [0, 1],
+            "visible": False,
+            "fixedrange": True,
+        }
+    )
+    for kind, group in marks.groupby("kind", sort=False):
+        name = str(kind)
+        shade = EVENT_COLOURS.get(name, NEUTRAL)
+        where = _event_positions(group["time"], points) if by_index else list(group["time"])
+        lines_x: list[object] = []
+        lines_y: list[float | None] = []
+        for x in where:
+            lines_x += [x, x, None]
+            lines_y += [0.0, 1.0, None]
+        figure.add_trace(
+            go.Scatter(
+                x=lines_x,
+                y=lines_y,
+                mode="lines",
+                line={"color": shade, "width": 1, "dash": "dot"},
+                xaxis="x",
+                yaxis="y3",
+                name=f"event line: {name}",
+                legendgroup=f"event: {name}",
+                showlegend=False,
+                hoverinfo="skip",
+            )
+        )
+        stamps = pd.to_datetime(group["time"]).dt.strftime("%Y-%m-%d %H:%M:%S")
+        figure.add_trace(
+            go.Scatter(
+                x=where,
+                y=[name] * len(group),
+                mode="markers",
+                marker={"symbol": "triangle-down", "size": MARKER_SIZE + 2, "color": shade},
+                name=f"event: {name}",
+                legendgroup=f"event: {name}",
+                customdata=np.column_stack([group["n"].to_numpy(), stamps.to_numpy()]),
+                text=group["details"],
+                hovertemplate="%{customdata[1]} UTC: %{customdata[0]} "
+                + name
+                + " event(s)<br>%{text}<extra></extra>",
+            ),
+            row=2,
+            col=1,
+        )
+
+
+def drift_chart(
+    checks: pd.DataFrame, *, value: str, colours: Mapping[str, str] | None = None
+) -> go.Figure:
     """``value`` (statistic or p_value) of every check over time, one line per stream and
-    subject, drifting checks as red crosses, faceted: one subplot per stream, and per
-    method within a stream for statistics (methods' statistics have different units:
-    Page-Hinkley's cumulative sum is not an MMD), each with its own axis; p-values are
-    probabilities and are drawn on log axes."""
+    subject in the page's colour for it (``colours``, keyed ``stream / subject``), checks
+    that drift as red crosses, faceted: one subplot per stream, and per method within a
+    stream for statistics (methods' statistics have different units: Page-Hinkley's
+    cumulative sum is not an MMD), each with its own axis. p-values are drawn on log axes
+    with each stream's significance threshold as a red reference line."""
     subjects = checks["subject"].fillna("-")
-    frame = checks.assign(subject=subjects)
+    frame = checks.assign(subject=subjects, series=checks["stream"] + " / " + subjects)
     if value == "statistic":
         facets = sorted(set(zip(frame["stream"], frame["method"], strict=True)))
         facet_of = list(zip(frame["stream"], frame["method"], strict=True))
@@ -227,27 +386,25 @@ def drift_chart(checks: pd.DataFrame, *, value: str) -> go.Figure:
         vertical_spacing=min(0.08, 0.3 / max(1, len(facets))),
         subplot_titles=titles,
     )
-    keys = sorted(set(zip(frame["stream"], frame["subject"], strict=True)))
-    index_of = {key: index for index, key in enumerate(keys)}
-    for (stream, subject, facet), unsorted in frame.groupby(
-        ["stream", "subject", "facet"], sort=True
-    ):
+    palette = _colours_for(frame["series"], colours)
+    shown = ".2e" if value == "p_value" else ".4g"
+    for (series, facet), unsorted in frame.groupby(["series", "facet"], sort=True):
         row = facets.index(facet) + 1
-        key = (str(stream), str(subject))
-        index = index_of[key]
+        name = str(series)
         group = unsorted.sort_values("created_at")
         figure.add_trace(
             go.Scatter(
                 x=group["created_at"],
                 y=group[value],
                 mode="lines+markers" if len(group) <= _MARKED_POINTS else "lines",
-                name=f"{stream} / {subject}",
-                legendgroup=f"{stream} / {subject}",
-                line={"color": colour(index), "width": 1.2},
-                marker={"size": 4, "symbol": _symbol(index)},
+                name=name,
+                legendgroup=name,
+                showlegend=not any(t.name == name for t in figure.data),
+                line={"color": palette[name], "width": 1.5},
+                marker={"size": MARKER_SIZE - 2, "symbol": _symbol_of(name, palette)},
                 customdata=group[["check_id"]].to_numpy(),
                 text=group["method"] + ": " + group["finding"],
-                hovertemplate=f"{stream} / {subject}<br>%{{text}}<br>%{{y:.4g}}"
+                hovertemplate=f"{name}<br>%{{text}}<br>%{{y:{shown}}}"
                 "<br>check %{customdata[0]}<extra></extra>",
             ),
             row=row,
@@ -260,20 +417,40 @@ def drift_chart(checks: pd.DataFrame, *, value: str) -> go.Figure:
                     x=drifted["created_at"],
                     y=drifted[value],
                     mode="markers",
-                    marker={"symbol": "x", "size": 9, "color": "#d62728"},
-                    name=f"drift {stream} / {subject}",
-                    legendgroup=f"{stream} / {subject}",
+                    marker={"symbol": "x", "size": MARKER_SIZE + 2, "color": BAD},
+                    name=f"drift {name}",
+                    legendgroup=name,
                     showlegend=False,
-                    hoverinfo="skip",
+                    hovertemplate=f"{name}: drift<br>%{{y:{shown}}}<extra></extra>",
                 ),
                 row=row,
                 col=1,
             )
     if value == "p_value":
-        figure.update_yaxes(type="log", dtick=1)
+        figure.update_yaxes(type="log", dtick=1, exponentformat="power", title_text="p (log)")
+        span = [frame["created_at"].min(), frame["created_at"].max()]
+        for position, (stream, _) in enumerate(facets, start=1):
+            limits = frame.loc[frame["stream"] == stream, "threshold"].dropna().unique()
+            if len(limits) != 1 or not 0 < float(limits[0]) < 1:
+                continue
+            # A trace, not a shape: on a log axis it sits at the threshold's own value.
+            figure.add_trace(
+                go.Scatter(
+                    x=span,
+                    y=[float(limits[0])] * 2,
+                    mode="lines",
+                    line={"color": BAD, "width": 1, "dash": "dash"},
+                    name=f"threshold {stream}",
+                    showlegend=False,
+                    hovertemplate=f"{stream}: drift below p {float(limits[0]):g}<extra></extra>",
+                ),
+                row=position,
+                col=1,
+            )
     figure.update_annotations(font_size=12)
     height = 190 * max(1, len(facets)) + 110
-    return _layout(figure, title=f"{value.replace('_', '-')} per check", y_title="", height=height)
+    title = "p-value per check" if value == "p_value" else "statistic per check"
+    return _layout(figure, title=title, y_title="", height=height)
 
 
 def projection_chart(points: pd.DataFrame, *, method: str) -> go.Figure:
@@ -320,28 +497,55 @@ def lines_chart(
     y_title: str,
     by: str | None = None,
     bars: bool = False,
+    names: Mapping[str, str] | None = None,
+    colours: Mapping[str, str] | None = None,
+    dashes: Mapping[str, str] | None = None,
+    log_y: bool = False,
+    references: Sequence[tuple[float, str]] = (),
+    x_title: str = "",
 ) -> go.Figure:
     """One line (or bar series) per column, or per value of ``by`` for one column; every
-    series is of the unit ``y_title`` names."""
+    series is of the unit ``y_title`` names.
+
+    ``names``: a series' name for people by column (``latency_p50`` -> ``replay p50``);
+    ``colours`` and ``dashes``: the page's colour and line dash by series name; ``log_y``:
+    a log axis (latencies); ``references``: (value, label) drawn as red dashed lines (alert
+    thresholds).
+    """
     figure = go.Figure()
     if by is not None:
         groups = [(str(name), group, columns[0]) for name, group in frame.groupby(by, sort=True)]
     else:
-        groups = [(column, frame, column) for column in columns]
-    for index, (name, group, column) in enumerate(groups):
+        groups = [((names or {}).get(column, column), frame, column) for column in columns]
+    palette = _colours_for([name for name, _, _ in groups], colours)
+    for name, group, column in groups:
         trace = (
-            go.Bar(x=group[x], y=group[column], name=name, marker={"color": colour(index)})
+            go.Bar(x=group[x], y=group[column], name=name, marker={"color": palette[name]})
             if bars
             else go.Scatter(
                 x=group[x],
                 y=group[column],
                 mode="lines+markers",
                 name=name,
-                line={"color": colour(index)},
-                marker={"size": 5, "symbol": _symbol(index)},
+                line={"color": palette[name], "dash": (dashes or {}).get(name, "solid")},
+                marker={"size": MARKER_SIZE - 2, "symbol": _symbol_of(name, palette)},
             )
         )
         figure.add_trace(trace)
+    for level, label in references:
+        figure.add_hline(
+            y=level,
+            line={"color": BAD, "width": 1, "dash": "dash"},
+            annotation_text=label,
+            annotation_font={"size": 10, "color": BAD},
+        )
+    if log_y:
+        figure.update_yaxes(type="log")
+    if x_title:
+        figure.update_xaxes(title_text=x_title)
+    if not frame.empty and frame[x].map(type).eq(str).all():
+        # Labels such as a window's "2026-11-19" are names, not dates to spread over time.
+        figure.update_xaxes(type="category")
     return _layout(figure, title=title, y_title=y_title, height=360)
 
 
@@ -352,7 +556,9 @@ JUDGED_SOURCE_LINES: Mapping[str, tuple[str, str]] = {
 """How each source of a judged figure is named and drawn (``judged_chart``)."""
 
 
-def judged_chart(points: pd.DataFrame, *, measure: str) -> go.Figure:
+def judged_chart(
+    points: pd.DataFrame, *, measure: str, colours: Mapping[str, str] | None = None
+) -> go.Figure:
     """A measure computed from an LLM assessor's labels per traffic window, with its 95 %
     band: one colour per assessor (and retriever, where windows were replayed on more than
     one), the replayed top-k solid and the top-k production logged dashed beside it; a
@@ -365,10 +571,13 @@ def judged_chart(points: pd.DataFrame, *, measure: str) -> go.Figure:
     several_retrievers = points["retriever"].nunique() > 1
     keys = ["labeller", "retriever"] if several_retrievers else ["labeller"]
     band_alpha = 0.15 if points.groupby(keys).ngroups <= 2 else 0.06
-    for index, (key, series) in enumerate(points.groupby(keys, sort=True)):
-        parts = key if isinstance(key, tuple) else (key,)
-        name = " / ".join(str(part) for part in parts)
-        line = colour(index)
+    grouped = [
+        (" / ".join(str(part) for part in (key if isinstance(key, tuple) else (key,))), series)
+        for key, series in points.groupby(keys, sort=True)
+    ]
+    palette = _colours_for([name for name, _ in grouped], colours)
+    for name, series in grouped:
+        line = palette[name]
         for source, unsorted in series.groupby("source", sort=False):
             label, dash = JUDGED_SOURCE_LINES.get(str(source), (str(source), "dot"))
             group = unsorted.sort_values("window_start")
@@ -396,7 +605,7 @@ def judged_chart(points: pd.DataFrame, *, measure: str) -> go.Figure:
                     name=f"{name} ({label})",
                     legendgroup=name,
                     line={"color": line, "width": 1.5, "dash": dash},
-                    marker={"size": 6, "symbol": _symbol(index)},
+                    marker={"size": MARKER_SIZE - 2, "symbol": _symbol_of(name, palette)},
                     error_y=_lone_interval(group, line),
                     customdata=group[
                         [
@@ -446,7 +655,9 @@ def measurement_unit(name: str, values: pd.Series) -> str:
     return "share"
 
 
-def measurements_chart(history: pd.DataFrame, *, title: str) -> go.Figure:
+def measurements_chart(
+    history: pd.DataFrame, *, title: str, colours: Mapping[str, str] | None = None
+) -> go.Figure:
     """Audit measurements over time (measured_at, name, value): shares and counts on
     separate subplots, one line per measurement."""
     units = {
@@ -461,29 +672,34 @@ def measurements_chart(history: pd.DataFrame, *, title: str) -> go.Figure:
         vertical_spacing=0.1,
         subplot_titles=[f"{unit}s" for unit in rows] if len(rows) > 1 else None,
     )
-    for index, (name, unsorted) in enumerate(history.groupby("name", sort=True)):
+    palette = _colours_for(units, colours)
+    for name, unsorted in history.groupby("name", sort=True):
+        label = str(name)
         group = unsorted.sort_values("measured_at")
         figure.add_trace(
             go.Scatter(
                 x=group["measured_at"],
                 y=group["value"],
                 mode="lines+markers",
-                name=str(name),
-                line={"color": colour(index)},
-                marker={"size": 5, "symbol": _symbol(index)},
+                name=label,
+                line={"color": palette[label]},
+                marker={"size": MARKER_SIZE - 2, "symbol": _symbol_of(label, palette)},
             ),
-            row=rows.index(units[str(name)]) + 1,
+            row=rows.index(units[label]) + 1,
             col=1,
         )
     for position, unit in enumerate(rows, start=1):
-        figure.update_yaxes(title_text=unit, row=position, col=1)
+        axis = "share (0-1)" if unit == "share" else "count"
+        figure.update_yaxes(title_text=axis, row=position, col=1)
     return _layout(figure, title=title, y_title="", height=260 * len(rows) + 100)
 
 
-def query_history_chart(values: pd.DataFrame, *, measures: Sequence[str]) -> go.Figure:
+def query_history_chart(
+    values: pd.DataFrame, *, measures: Sequence[str], colours: Mapping[str, str] | None = None
+) -> go.Figure:
     """One query's value per run over time (``values``: run_id, started_at, retriever,
-    measure, value): a small chart per measure, one line per retriever. Every point
-    carries customdata (run_id, retriever)."""
+    measure, value): a small chart per measure, one line per retriever in the page's
+    colour for it. Every point carries customdata (run_id, retriever)."""
     shown = [m for m in measures if m in set(values["measure"])] or sorted(
         values["measure"].unique()
     )
@@ -494,10 +710,10 @@ def query_history_chart(values: pd.DataFrame, *, measures: Sequence[str]) -> go.
         vertical_spacing=0.04,
         subplot_titles=list(shown),
     )
-    retrievers = sorted(values["retriever"].unique())
+    palette = _colours_for(values["retriever"], colours)
     for row, measure in enumerate(shown, start=1):
         of_measure = values[values["measure"] == measure]
-        for index, retriever in enumerate(retrievers):
+        for retriever in sorted(palette):
             group = of_measure[of_measure["retriever"] == retriever].sort_values("started_at")
             if group.empty:
                 continue
@@ -506,11 +722,11 @@ def query_history_chart(values: pd.DataFrame, *, measures: Sequence[str]) -> go.
                     x=group["started_at"],
                     y=group["value"],
                     mode="lines+markers" if len(group) <= _MARKED_POINTS else "lines",
-                    name=str(retriever),
-                    legendgroup=str(retriever),
+                    name=retriever,
+                    legendgroup=retriever,
                     showlegend=row == 1,
-                    line={"color": colour(index), "width": 1.2},
-                    marker={"size": 5, "symbol": _symbol(index)},
+                    line={"color": palette[retriever], "width": 1.2},
+                    marker={"size": MARKER_SIZE, "symbol": _symbol_of(retriever, palette)},
                     customdata=group[["run_id", "retriever"]].to_numpy(),
                     hovertemplate=f"{measure} %{{y:.4f}}<br>run %{{customdata[0]}}"
                     "<br>%{customdata[1]}<br>click: compare with baseline<extra></extra>",
@@ -527,23 +743,31 @@ def query_history_chart(values: pd.DataFrame, *, measures: Sequence[str]) -> go.
     )
 
 
-def relevant_ranks_chart(ranks: pd.DataFrame, *, k: int) -> go.Figure:
+def relevant_ranks_chart(
+    ranks: pd.DataFrame, *, k: int, colours: Mapping[str, str] | None = None
+) -> go.Figure:
     """Where each relevant document of a query landed per run (``ranks``: run_id,
     started_at, retriever, doc_id, relevance, rank; rank missing: not retrieved, drawn
-    below rank ``k``)."""
+    below rank ``k``), one colour per document (``colours``, keyed by doc id)."""
     figure = go.Figure()
     missing = k + 1
-    for index, (doc_id, unsorted) in enumerate(ranks.groupby("doc_id", sort=True)):
+    palette = _colours_for(ranks["doc_id"], colours)
+    for doc_id, unsorted in ranks.groupby("doc_id", sort=True):
+        name = str(doc_id)
         group = unsorted.sort_values("started_at")
         figure.add_trace(
             go.Scatter(
                 x=group["started_at"],
                 y=group["rank"].fillna(missing),
                 mode="markers",
-                name=f"{doc_id} (grade {int(group['relevance'].max())})",
-                marker={"size": 6, "color": colour(index), "symbol": _symbol(index)},
+                name=f"{name} (grade {int(group['relevance'].max())})",
+                marker={
+                    "size": MARKER_SIZE - 2,
+                    "color": palette[name],
+                    "symbol": _symbol_of(name, palette),
+                },
                 customdata=group[["run_id", "retriever"]].to_numpy(),
-                hovertemplate=f"{doc_id}<br>rank %{{y}}<br>run %{{customdata[0]}}"
+                hovertemplate=f"{name}<br>rank %{{y}}<br>run %{{customdata[0]}}"
                 "<br>%{customdata[1]}<extra></extra>",
             )
         )
@@ -552,20 +776,75 @@ def relevant_ranks_chart(ranks: pd.DataFrame, *, k: int) -> go.Figure:
         tickvals=[1, *range(5, k + 1, 5), missing],
         ticktext=["1", *(str(v) for v in range(5, k + 1, 5)), "not retrieved"],
     )
-    return _layout(figure, title="Rank of each relevant document per run", y_title="rank")
+    return _layout(figure, title="Rank of each relevant document per run", y_title="rank (1 = top)")
 
 
 def answers_chart(series: pd.DataFrame, *, metric: str) -> go.Figure:
-    """One metric's mean per scoring over time, one line per method, method version and
-    judge (versions read on different scales, so each has its own line)."""
+    """One metric's mean per scoring, one line per method, method version and judge
+    (versions read on different scales, so each has its own line), on the day the answers
+    were given (``answered_on``: the traffic day where the store knows it) when the frame
+    has it, else when they were scored."""
     shown = series[series["metric"] == metric].copy()
     version = shown.get("method_version", "-")
     shown["how"] = shown["method"] + " " + version + " / " + shown["judge_model"]
-    return lines_chart(
+    on_day = "answered_on" in shown.columns
+    figure = lines_chart(
         shown,
-        x="started_at",
+        x="answered_on" if on_day else "started_at",
         columns=["mean"],
         by="how",
         title=f"{metric} over time, by method and judge",
-        y_title=metric,
+        y_title=f"mean {metric} (0-1)",
+        x_title="day answered (traffic day; else day scored)" if on_day else "scored at",
     )
+    figure.update_yaxes(range=[0, 1.05])
+    if on_day and not shown.empty:
+        days = pd.to_datetime(shown["answered_on"])
+        one_day = pd.Timedelta(days=1)
+        figure.update_xaxes(
+            tickformat="%Y-%m-%d",
+            dtick=86_400_000,
+            range=[days.min() - one_day, days.max() + one_day],
+        )
+    return figure
+
+
+def sparkline_svg(
+    values: Sequence[float],
+    *,
+    low: float,
+    high: float,
+    stroke: str,
+    width: int = 120,
+    height: int = 28,
+) -> str:
+    """A sparkline of ``values`` as SVG markup, on the fixed scale ``low`` to ``high`` (one
+    scale for every series of a measure, so that a wobble looks like one), in ``stroke``."""
+    finite = [float(v) for v in values if v is not None and np.isfinite(v)]
+    span = (high - low) or 1.0
+    pad = 2.0
+    if not finite:
+        return (
+            f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}"'
+            f' viewBox="0 0 {width} {height}"></svg>'
+        )
+    step = (width - 2 * pad) / max(1, len(finite) - 1)
+    points = " ".join(
+        f"{pad + index * step:.1f},"
+        f"{pad + (height - 2 * pad) * (1 - (min(max(v, low), high) - low) / span):.1f}"
+        for index, v in enumerate(finite)
+    )
+    last_x, last_y = points.split(" ")[-1].split(",")
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}"'
+        f' viewBox="0 0 {width} {height}">'
+        f'<line x1="0" y1="{height - 1}" x2="{width}" y2="{height - 1}" stroke="#dddddd"/>'
+        f'<polyline fill="none" stroke="{stroke}" stroke-width="1.6" points="{points}"/>'
+        f'<circle cx="{last_x}" cy="{last_y}" r="2.4" fill="{stroke}"/></svg>'
+    )
+
+
+def sparkline_url(values: Sequence[float], *, low: float, high: float, stroke: str) -> str:
+    """``sparkline_svg`` as a data URL, for an ``st.column_config.ImageColumn`` cell."""
+    svg = sparkline_svg(values, low=low, high=high, stroke=stroke)
+    return "data:image/svg+xml;base64," + base64.b64encode(svg.encode("utf-8")).decode("ascii")

@@ -13,7 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from evalkit.dashboard import access, charts
+from evalkit.dashboard import access, charts, formats
 from evalkit.dashboard.loaders.shared import AREA_HINTS, StoreFacts
 from evalkit.errors import EvalkitError, NotFoundError
 
@@ -26,6 +26,7 @@ __all__ = [
     "check_link",
     "choose",
     "clicked_run",
+    "column_settings",
     "compare_clicked_run",
     "figure",
     "first_run",
@@ -34,7 +35,6 @@ __all__ = [
     "link_column",
     "link_value",
     "missing_area",
-    "number_columns",
     "page_start",
     "page_url",
     "paged",
@@ -217,31 +217,70 @@ def choose(
     return chosen
 
 
-def fmt(value: object, digits: int = 4) -> str:
-    """A figure for people: floats rounded, None as a dash."""
-    if value is None or (isinstance(value, float) and pd.isna(value)):
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
+fmt = formats.fmt
+"""A figure for people (``evalkit.dashboard.formats.fmt``)."""
 
 
 def table(
-    frame: pd.DataFrame, *, digits: int | None = 4, columns: Mapping[str, Any] | None = None
+    frame: pd.DataFrame,
+    *,
+    digits: int | None = 4,
+    columns: Mapping[str, Any] | None = None,
+    labels: Mapping[str, str] | None = None,
+    key: str | None = None,
+    height: int | None = None,
 ) -> None:
-    """Show ``frame`` without its index: float columns at ``digits`` decimals (``None``: as
-    they come), then any other ``columns`` settings (links, charts, widths) over those."""
-    config = {**(number_columns(frame, digits) if digits is not None else {}), **(columns or {})}
-    st.dataframe(frame, hide_index=True, column_config=config or None)
+    """Show ``frame`` without its index, every column under a human header with its format
+    (``evalkit.dashboard.formats``: grades and counts as integers, p-values scientific,
+    scores at ``digits`` decimals, ``None``: as they come), wide enough not to be cut,
+    missing values as a dash; ``labels`` replace headers (``ci_low``: "95% CI low
+    (bootstrap)"); ``columns`` settings (links, charts; ``None`` hides a column) replace
+    those of their columns."""
+    config = {**column_settings(frame, digits=digits, labels=labels), **(columns or {})}
+    st.dataframe(
+        frame,
+        hide_index=True,
+        column_config=config or None,
+        key=key,
+        height=height if height is not None else "auto",
+        placeholder=formats.DASH,
+    )
 
 
-def number_columns(frame: pd.DataFrame, digits: int = 4) -> dict[str, Any]:
-    """``st.dataframe`` column settings showing every float column with ``digits`` decimals."""
-    return {
-        str(column): st.column_config.NumberColumn(format=f"%.{digits}f")
-        for column in frame.columns
-        if pd.api.types.is_float_dtype(frame[column])
-    }
+def column_settings(
+    frame: pd.DataFrame, *, digits: int | None = 4, labels: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """``st.dataframe`` settings of every column of ``frame``: header (``labels`` first),
+    format and width."""
+    settings = {}
+    for name in frame.columns:
+        form = formats.column_format(str(name), frame[name])
+        if labels and str(name) in labels:
+            form = formats.ColumnFormat(labels[str(name)], form.kind)
+        settings[str(name)] = _column(form, frame[name], digits)
+    return settings
+
+
+def _column(form: formats.ColumnFormat, values: pd.Series, digits: int | None) -> Any:
+    if form.kind == "time" or pd.api.types.is_datetime64_any_dtype(values):
+        return st.column_config.DatetimeColumn(
+            form.label, format="YYYY-MM-DD HH:mm:ss", width=max(170, len(form.label) * 8 + 32)
+        )
+    if pd.api.types.is_bool_dtype(values):
+        return st.column_config.CheckboxColumn(form.label)
+    if pd.api.types.is_numeric_dtype(values) and form.kind != "text":
+        number = formats.KIND_FORMATS.get(form.kind)
+        if form.kind in ("score", "other"):
+            number = f"%.{digits}f" if digits is not None else None
+            if not pd.api.types.is_float_dtype(values):
+                number = "%d"
+        return st.column_config.NumberColumn(
+            form.label, format=number, width=max(90, len(form.label) * 8 + 32)
+        )
+    shown = [str(value) for value in values.dropna().head(200)]
+    return st.column_config.TextColumn(
+        form.label, width=min(formats.text_width(shown, form.label), 520)
+    )
 
 
 PAGE_ROWS = 50

@@ -19,14 +19,17 @@ __all__ = ["AnswerItems", "AnswersData", "answer_items", "answers"]
 
 @dataclass(frozen=True, slots=True)
 class AnswersData:
-    """Answer metrics per scoring over time, by metric, method and judge."""
+    """Answer metrics per scoring over time, by metric, method and judge
+    (``answer_series_frame`` columns)."""
 
     series: pd.DataFrame
 
 
 def answers(store: Store) -> AnswersData:
-    """Every scoring's means and measured / unmeasured counts."""
-    return AnswersData(series=sql.answer_series_frame(store))
+    """Every scoring's means and measured / unmeasured counts, with the day its answers
+    were given (the traffic day, where the store knows it)."""
+    with_traffic = has_area(existing_tables(store), "traffic")
+    return AnswersData(series=sql.answer_series_frame(store, with_traffic=with_traffic))
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,11 +9,13 @@ from typing import Any
 import pandas as pd
 
 from evalkit.dashboard.loaders.shared import RESAMPLES, SEED
+from evalkit.errors import NotFoundError
 from evalkit.stats import compare_stored_runs, document_depth
 from evalkit.store import Store
 from evalkit.store.dashboard.query import query_texts_frame
+from evalkit.store.runs import get_run
 
-__all__ = ["CompareData", "compare"]
+__all__ = ["CompareData", "compare", "run_facts"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,3 +135,20 @@ def compare(
 def _query_texts(store: Store, run_id: str) -> dict[str, str]:
     frame = query_texts_frame(store, run_id=run_id)
     return dict(zip(frame["query_id"].astype(str), frame["text"].astype(str), strict=True))
+
+
+def run_facts(store: Store, *, run_id: str) -> dict[str, str | None] | None:
+    """What a linked run is, for a page that cannot show it (a traffic replay has no
+    goldset): run_id, kind, status and goldset; None when the store holds no such run."""
+    try:
+        run = get_run(store, run_id)
+    except NotFoundError:
+        return None
+    if run.run_id != run_id:
+        return None
+    return {
+        "run_id": run.run_id,
+        "kind": run.spec.kind,
+        "status": run.status,
+        "goldset": run.spec.goldset_name,
+    }

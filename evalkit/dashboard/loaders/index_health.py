@@ -9,7 +9,7 @@ import pandas as pd
 from evalkit.store import Store
 from evalkit.store.dashboard import index_health as sql
 
-__all__ = ["IndexHealthData", "index_health"]
+__all__ = ["IndexHealthData", "index_health", "index_latency"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,3 +42,9 @@ def index_health(
         findings=sql.audit_findings_frame(store, collection=collection, audit_id=audit_id),
         measurements=sql.audit_measurements_frame(store, collection=collection),
     )
+
+
+def index_latency(store: Store) -> pd.DataFrame:
+    """Runs that counted their index, with their replay latency
+    (``latency_by_index_size_frame``), for the latency against index size chart."""
+    return sql.latency_by_index_size_frame(store)

@@ -14,18 +14,26 @@ import pandas as pd
 from evalkit.errors import EvalkitError
 from evalkit.metrics import parse_measure
 from evalkit.retrievers.chroma_client import get_collection, open_chroma_client
+from evalkit.stats import ScoredRun, document_depth, lost_relevant_documents
 from evalkit.store import Store
+from evalkit.store.audit import audit_findings, list_audits
 from evalkit.store.dashboard import query as sql
-from evalkit.store.runs import get_run
+from evalkit.store.runs import RunRecord, get_run
 
 __all__ = [
+    "DIFF_ROWS",
+    "GONE",
     "HISTORY_RUNS",
+    "MISSING_FINDINGS",
     "SNIPPET_CHARS",
+    "STALE_FINDINGS",
     "WIDE_RUNS",
     "QueryData",
+    "QueryDiff",
     "document_texts",
     "explain_measure",
     "query_detail",
+    "query_diff",
     "query_list",
 ]
 
@@ -272,3 +280,258 @@ def document_texts(
 def _snippet(text: str) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= SNIPPET_CHARS else flat[: SNIPPET_CHARS - 3] + "..."
+
+
+DIFF_ROWS = 20
+"""Rows of each ranking a query diff shows (lost and gained documents are looked for over
+the whole depth of the measure, as Compare runs looks for them)."""
+
+GONE = "(not in the index now)"
+"""A diff's title for a document the run's collection no longer holds."""
+
+MISSING_FINDINGS = ("orphaned_judgments", "missing_from_index")
+STALE_FINDINGS = ("changed_at_source",)
+"""Audit findings that explain a lost document (those ``evalkit explain`` joins)."""
+
+
+@dataclass(frozen=True, slots=True)
+class QueryDiff:
+    """One query's ranking in a baseline run beside a candidate's, and why each relevant
+    document the candidate lost was lost.
+
+    ``baseline_ranking`` / ``candidate_ranking``: the top ``DIFF_ROWS`` in the order
+    trec_eval scores (rank, doc_id, grade: the judged grade or NaN, relevant, the rank in
+    the other run: ``candidate_rank`` / ``baseline_rank``, NaN where it is not there, and
+    title). ``lost``: relevant documents
+    in the baseline's top ``depth`` but not the candidate's (doc_id, grade, baseline_rank,
+    candidate_rank, why, audit_id, finding, collection); ``gained`` the other way round
+    (doc_id, grade, baseline_rank, candidate_rank). ``candidate_error``: why the query
+    failed in the candidate, if it did.
+    """
+
+    query_id: str
+    baseline: str
+    candidate: str
+    measure: str
+    depth: int
+    relevance_threshold: int
+    baseline_ranking: pd.DataFrame
+    candidate_ranking: pd.DataFrame
+    lost: pd.DataFrame
+    gained: pd.DataFrame
+    candidate_error: str | None = None
+    snippet_note: str = ""
+
+
+_LOST_COLUMNS = [
+    "doc_id",
+    "grade",
+    "baseline_rank",
+    "candidate_rank",
+    "why",
+    "audit_id",
+    "finding",
+    "collection",
+]
+
+
+def _evaluated(results: pd.DataFrame) -> pd.DataFrame:
+    """A query's results in the order trec_eval scores them (score, then doc id, both
+    descending), ranked 1, 2, ..."""
+    ordered = results.sort_values(["score", "doc_id"], ascending=[False, False], kind="stable")
+    ordered = ordered.drop_duplicates("doc_id").reset_index(drop=True)
+    return ordered.assign(rank=np.arange(1, len(ordered) + 1))
+
+
+def _scored(
+    run: RunRecord, query_id: str, results: pd.DataFrame, judged: pd.DataFrame
+) -> ScoredRun:
+    return ScoredRun(
+        reference=run.run_id,
+        run_id=run.run_id,
+        results=results.assign(query_id=query_id)[["query_id", "doc_id", "score"]],
+        per_query=pd.DataFrame(),
+        judgments=judged.assign(query_id=query_id)[["query_id", "doc_id", "relevance"]],
+        relevance_threshold=run.spec.relevance_threshold,
+    )
+
+
+def _audit_reasons(
+    store: Store, base: RunRecord, cand: RunRecord, lost: set[str]
+) -> dict[str, tuple[str, str, str]]:
+    """Lost documents the audits of the candidate's collection since the baseline started
+    report missing or changed at the source: doc -> (audit id, finding kind, collection).
+    Each check counts from the newest audit that ran it, as `evalkit explain` reads them."""
+    if not lost or cand.spec.collection is None:
+        return {}
+    found: dict[str, tuple[str, str, str]] = {}
+    settled: set[str] = set()
+    for audit in list_audits(store, collection=cand.spec.collection, since=base.started_at):
+        ran = {
+            str(check.get("name"))
+            for check in audit.checks
+            if check.get("ran") and str(check.get("name")) not in settled
+        }
+        settled |= ran
+        for finding in audit_findings(store, audit.audit_id):
+            if finding.check not in ran or finding.kind not in (*MISSING_FINDINGS, *STALE_FINDINGS):
+                continue
+            for doc in finding.doc_ids:
+                if doc in lost:
+                    found.setdefault(doc, (audit.audit_id, finding.kind, audit.collection))
+    return found
+
+
+def query_diff(
+    store: Store,
+    *,
+    query_id: str,
+    baseline: str,
+    candidate: str,
+    measure: str,
+    with_text: bool = False,
+) -> QueryDiff:
+    """One query in ``baseline`` beside ``candidate``: both rankings, relevant documents
+    marked with their grade, and each relevant document lost from the top of ``measure``'s
+    depth tagged with why (the audit that found it missing from the index or stale, the
+    rank it fell to, a failed query, a judgment that changed, or that the candidate
+    returned it for no query at all)."""
+    base, cand = get_run(store, baseline), get_run(store, candidate)
+    depth = min(document_depth(measure), max(base.spec.k, cand.spec.k))
+    judged_base = sql.judgments_of_query(
+        store, goldset_version=base.spec.goldset_version or "", query_id=query_id
+    )
+    judged_cand = sql.judgments_of_query(
+        store, goldset_version=cand.spec.goldset_version or "", query_id=query_id
+    )
+    grade_base = dict(zip(judged_base["doc_id"], judged_base["relevance"], strict=True))
+    grade_cand = dict(zip(judged_cand["doc_id"], judged_cand["relevance"], strict=True))
+    ranked_base = _evaluated(sql.query_results_frame(store, run_id=base.run_id, query_id=query_id))
+    ranked_cand = _evaluated(sql.query_results_frame(store, run_id=cand.run_id, query_id=query_id))
+    changes = lost_relevant_documents(
+        _scored(base, query_id, ranked_base, judged_base),
+        _scored(cand, query_id, ranked_cand, judged_base),
+        [query_id],
+        depth=depth,
+    )[query_id]
+    rank_base = dict(zip(ranked_base["doc_id"], ranked_base["rank"], strict=True))
+    rank_cand = dict(zip(ranked_cand["doc_id"], ranked_cand["rank"], strict=True))
+    error = sql.query_error(store, run_id=cand.run_id, query_id=query_id)
+    lost_docs = list(changes["lost"])
+    audited = _audit_reasons(store, base, cand, set(lost_docs))
+    returned = sql.documents_returned(store, run_id=cand.run_id, doc_ids=lost_docs)
+    threshold = cand.spec.relevance_threshold
+    lost_rows = []
+    for doc in lost_docs:
+        source = audited.get(doc)
+        now = rank_cand.get(doc)
+        if error is not None:
+            why = f"the query failed in the candidate ({error}); it counts as 0"
+        elif source is not None and source[1] in MISSING_FINDINGS:
+            why = f"missing from the index per audit {source[0]} ({source[1]})"
+        elif source is not None:
+            why = f"stale: changed at the source since it was indexed (audit {source[0]})"
+        elif now is not None:
+            why = f"now at rank {now}"
+        elif float(grade_cand.get(doc, 0) or 0) < threshold:
+            why = "no longer judged relevant in the candidate's goldset version"
+        elif doc not in returned:
+            why = (
+                "returned for no query by the candidate: probably gone from the index "
+                "(no audit since the baseline says so)"
+            )
+        else:
+            why = f"not in the candidate's top {cand.spec.k}"
+        lost_rows.append(
+            (
+                doc,
+                grade_base.get(doc),
+                rank_base.get(doc),
+                now,
+                why,
+                *(source if source is not None else (None, None, None)),
+            )
+        )
+    gained_rows = [
+        (doc, grade_base.get(doc), rank_base.get(doc), rank_cand.get(doc))
+        for doc in changes["gained"]
+    ]
+    texts: dict[str, str] = {}
+    note = ""
+    if with_text:
+        wanted = pd.DataFrame(
+            {
+                "doc_id": sorted(
+                    {
+                        *ranked_base["doc_id"].head(DIFF_ROWS),
+                        *ranked_cand["doc_id"].head(DIFF_ROWS),
+                        *lost_docs,
+                    }
+                )
+            }
+        )
+        texts, note = document_texts(cand.spec.retriever_config, cand.spec.collection, wanted)
+        if texts and not note:
+            # Read from the index just now: a document it no longer holds says so.
+            gone = {doc: GONE for doc in wanted["doc_id"] if doc not in texts}
+            texts = {**texts, **gone}
+    return QueryDiff(
+        query_id=query_id,
+        baseline=base.run_id,
+        candidate=cand.run_id,
+        measure=measure,
+        depth=depth,
+        relevance_threshold=base.spec.relevance_threshold,
+        baseline_ranking=_ranking(
+            ranked_base,
+            grades=grade_base,
+            run=base,
+            other=rank_cand,
+            texts=texts,
+            other_name="candidate",
+        ),
+        candidate_ranking=_ranking(
+            ranked_cand,
+            grades=grade_cand,
+            run=cand,
+            other=rank_base,
+            texts=texts,
+            other_name="baseline",
+        ),
+        lost=pd.DataFrame(lost_rows, columns=_LOST_COLUMNS),
+        gained=pd.DataFrame(
+            gained_rows, columns=["doc_id", "grade", "baseline_rank", "candidate_rank"]
+        ),
+        candidate_error=error,
+        snippet_note=note,
+    )
+
+
+def _ranking(
+    ranked: pd.DataFrame,
+    *,
+    grades: Mapping[str, Any],
+    run: RunRecord,
+    other: Mapping[str, int],
+    texts: Mapping[str, str],
+    other_name: str,
+) -> pd.DataFrame:
+    """The top ``DIFF_ROWS`` of a ranking with grades, whether relevant, the rank of each
+    document in the other run (column ``<other_name>_rank``, NaN: not retrieved there) and
+    its title."""
+    top = ranked.head(DIFF_ROWS)
+    grade = [grades.get(doc) for doc in top["doc_id"]]
+    return pd.DataFrame(
+        {
+            "rank": top["rank"].astype(int),
+            "doc_id": top["doc_id"].astype(str),
+            "grade": [np.nan if g is None else float(g) for g in grade],
+            "relevant": [g is not None and g >= run.spec.relevance_threshold for g in grade],
+            f"{other_name}_rank": [float(other.get(doc, np.nan)) for doc in top["doc_id"]],
+            "title": [_title(texts.get(doc, "")) for doc in top["doc_id"]],
+        }
+    )
+
+
+def _title(text: str, length: int = 80) -> str:
+    return text if len(text) <= length else text[: length - 3] + "..."

@@ -34,7 +34,7 @@ def render(page: ui.PageContext) -> None:
     if first.open_alerts.empty:
         st.caption("No condition is firing.")
     else:
-        st.dataframe(first.open_alerts, hide_index=True)
+        ui.table(first.open_alerts)
     st.subheader("History")
     if first.total == 0:
         ui.missing_area("alerts")
@@ -51,7 +51,7 @@ def render(page: ui.PageContext) -> None:
         ui.table(
             history,
             digits=None,
-            columns={"open": ui.link_column("open", help="This alert's deliveries")},
+            columns={"open": ui.link_column("Open", help="This alert's deliveries")},
         )
         alert_id = _alert(page, data)
         row = page.load("alert", alert_id=alert_id)

@@ -36,9 +36,21 @@ def render(page: ui.PageContext) -> None:
             delta_color="off",
             delta_arrow="off",
         )
+    st.caption(
+        "Each scoring is drawn on the day its answers were given: the traffic window it "
+        "replayed, or the day of its earliest traffic record, else the day it was scored "
+        "(the table's *answered from* says which)."
+    )
     st.subheader("Scorings")
     table = series.sort_values("started_at", ascending=False)
-    ui.table(table, digits=3)
+    ui.table(
+        table,
+        digits=3,
+        labels={"started_at": "Scored"},
+        columns={
+            "answered_on": st.column_config.DatetimeColumn("Answered on", format="YYYY-MM-DD")
+        },
+    )
     scorings = list(dict.fromkeys(table["scoring_id"]))
     columns = st.columns(2)
     scoring = ui.choose("Scoring", scorings, param="scoring", container=columns[0])
@@ -53,7 +65,7 @@ def render(page: ui.PageContext) -> None:
     items: AnswerItems = page.load("answer_items", scoring_id=scoring, metric=metric)
     if not items.unmeasured.empty:
         st.caption("Unmeasured (left out of the means):")
-        st.dataframe(items.unmeasured, hide_index=True)
+        ui.table(items.unmeasured, labels={"n": "Answers"})
     st.subheader(f"Lowest {metric} answers, beside their contexts")
     if items.items.empty:
         st.caption("Nothing measured on this metric in this scoring.")

@@ -7,10 +7,19 @@ import shlex
 import pandas as pd
 import streamlit as st
 
-from evalkit.dashboard import causes, ui
+from evalkit.dashboard import causes, formats, ui
 from evalkit.dashboard.loaders.compare import CompareData
+from evalkit.dashboard.loaders.story import Story
 
 DECISION_COLOURS = {"pass": "green", "regression": "red", "inconclusive": "orange"}
+# Session-state key of the story this session's Compare opened on by default (a comment:
+# Streamlit's magic would draw a bare string of a page script).
+STORY_KEY = "_evalkit_compare_story"
+BOOTSTRAP_LABELS = {
+    "ci_low": "95% CI low (bootstrap)",
+    "ci_high": "95% CI high (bootstrap)",
+    "delta": "Change (candidate - baseline)",
+}
 
 
 def _run_label(runs: pd.DataFrame) -> dict[str, str]:
@@ -21,18 +30,76 @@ def _run_label(runs: pd.DataFrame) -> dict[str, str]:
     }
 
 
-def _previous(runs: pd.DataFrame, candidate: str) -> str:
-    """The run before ``candidate`` of the same retriever (else the newest other run),
-    among runs that evaluated at least one query (one that evaluated none compares with
-    nothing)."""
-    this = runs[runs["run_id"] == candidate].iloc[0]
-    scored = runs[(runs["run_id"] != candidate) & (runs["n_evaluated"].fillna(0) > 0)]
-    older = scored[scored["started_at"] < this["started_at"]]
-    same = older[older["retriever"] == this["retriever"]]
-    for pool in (same, older, scored):
-        if not pool.empty:
-            return str(pool.iloc[0]["run_id"])
-    return candidate
+def _default_measure(page: ui.PageContext) -> str:
+    """The measure asked for in the URL, else ndcg@10 when stored, else the most common."""
+    measures: tuple[str, ...] = page.load("measures")
+    asked = st.query_params.get("measure")
+    if asked in measures:
+        return str(asked)
+    return "ndcg@10" if "ndcg@10" in measures or not measures else measures[0]
+
+
+def _without_goldset(page: ui.PageContext, finished: set[str]) -> bool:
+    """Refuse a link naming a run that exists but has no goldset (a traffic replay), as
+    `evalkit compare` refuses it; True when refused."""
+    for param in ("baseline", "candidate"):
+        wanted = ui.link_value(param)
+        if wanted is None or wanted in finished:
+            continue
+        facts = page.load("run_facts", run_id=wanted)
+        if facts is not None and facts["goldset"] is None:
+            st.error(
+                f"Run ({param}) {wanted!r} named by this link (?{param}={wanted}) is a "
+                f"{facts['kind']} run and has no goldset: it has no judged queries to compare. "
+                f"`evalkit compare` says the same (run {wanted} has no goldset). Compare runs "
+                "compares goldset runs; a traffic window's figures are on the Traffic page."
+            )
+            return True
+    return False
+
+
+def _story(page: ui.PageContext) -> Story | None:
+    """The pair to open on when the link names no run: the Overview's worst series, its
+    latest run against the baseline `evalkit explain` picks; None (with a message) when
+    there is nothing to compare."""
+    story: Story = page.load("story", measure=_default_measure(page))
+    if story.candidate is None:
+        st.info(f"Nothing to compare yet: {story.note}.", icon=":material/info:")
+        return None
+    if story.baseline is None:
+        st.info(
+            f"Nothing to compare yet: {story.note}. A run compared with itself shows no "
+            "change, so none is shown; `evalkit run` stores another, or pick a baseline of "
+            "another series by its link (?baseline=RUN&candidate=RUN).",
+            icon=":material/info:",
+        )
+        return None
+    st.session_state[STORY_KEY] = story
+    return story
+
+
+def _story_caption(story: Story | None, goldset: str, baseline: str, candidate: str) -> None:
+    if story is None or (story.baseline, story.candidate) != (baseline, candidate):
+        return
+    text = (
+        f"Opened on the series that dropped most on the Overview ({story.goldset} x "
+        f"{story.retriever}): its latest run against the run before it, the baseline "
+        f"`evalkit explain {candidate}` picks."
+    )
+    st.caption(text)
+    if story.series_baseline and story.series_baseline != baseline:
+        st.page_link(
+            "views/compare.py",
+            label=f"Against the series' first run {story.series_baseline} instead (the "
+            "Overview's baseline)",
+            icon=":material/compare_arrows:",
+            query_params={
+                "goldset": goldset,
+                "measure": story.measure,
+                "baseline": story.series_baseline,
+                "candidate": candidate,
+            },
+        )
 
 
 def render(page: ui.PageContext) -> None:
@@ -42,6 +109,8 @@ def render(page: ui.PageContext) -> None:
         st.info("No finished run yet: `evalkit run --goldset NAME --collection C` stores one.")
         return
     finished = set(all_runs["run_id"].astype(str))
+    if _without_goldset(page, finished):
+        return
     for param in ("baseline", "candidate"):
         ui.check_link(
             f"Run ({param})",
@@ -50,6 +119,12 @@ def render(page: ui.PageContext) -> None:
             where=" among the finished (complete or partial) runs of this store",
         )
     wanted = st.query_params.get("candidate") or st.query_params.get("baseline")
+    story: Story | None = st.session_state.get(STORY_KEY)
+    if wanted is None:
+        story = _story(page)
+        if story is None:
+            return
+        wanted = story.candidate
     named = all_runs[all_runs["run_id"] == wanted]
     default_goldset = str(named.iloc[0]["goldset_name"]) if not named.empty else None
     goldsets = sorted(all_runs["goldset_name"].dropna().unique())
@@ -64,18 +139,34 @@ def render(page: ui.PageContext) -> None:
         "Candidate",
         run_ids,
         param="candidate",
-        default=run_ids[0],
+        default=wanted if wanted in labels else run_ids[0],
         format_func=labels.__getitem__,
         container=top[2],
+    )
+    explained = (
+        story.baseline
+        if story is not None and story.candidate == candidate
+        else page.load("explain_baseline", run_id=candidate)
     )
     baseline = ui.choose(
         "Baseline",
         run_ids,
         param="baseline",
-        default=_previous(runs, candidate),
+        default=explained if explained in labels else None,
         format_func=labels.__getitem__,
         container=top[1],
+        help="By default the run before the candidate in its series, as `evalkit explain` "
+        "compares them.",
     )
+    if baseline == candidate:
+        st.warning(
+            f"Baseline and candidate are the same run ({candidate}): a run compared with "
+            "itself shows no change, so nothing is shown. Pick another baseline (`evalkit "
+            "explain RUN` compares a run with the run before it in its series).",
+            icon=":material/block:",
+        )
+        return
+    _story_caption(story, goldset, baseline, candidate)
     stored = sorted(
         set(runs.loc[runs["run_id"] == baseline, "measures"].iloc[0])
         & set(runs.loc[runs["run_id"] == candidate, "measures"].iloc[0])
@@ -83,7 +174,7 @@ def render(page: ui.PageContext) -> None:
     if not stored:
         st.warning("These runs share no stored measure.")
         return
-    asked = st.query_params.get("measure")
+    asked = st.query_params.get("measure") or (story.measure if story is not None else None)
     preferred = asked if asked in stored else "ndcg@10"
     default_measures = [preferred] if preferred in stored else stored[:1]
     chosen = st.multiselect("Measures", stored, default=default_measures)
@@ -122,17 +213,20 @@ def render(page: ui.PageContext) -> None:
             row["measure"],
             ui.fmt(row["candidate_mean"]),
             delta=f"{row['delta']:+.4f}",
+            delta_color="normal" if row["decision"] == "regression" else "off",
+            delta_arrow="off" if not row["delta"] else "auto",
             delta_description=(
-                f"CI [{ui.fmt(row['ci_low'])}, {ui.fmt(row['ci_high'])}], "
-                f"p adj {row['p_adjusted']:.3g}, {row['decision']}"
+                f"95% bootstrap CI [{ui.fmt(row['ci_low'])}, {ui.fmt(row['ci_high'])}], "
+                f"p (Holm) {formats.fmt_p(row['p_adjusted'])}, {row['decision']}"
             ),
         )
-    ui.table(data.metrics)
+    ui.table(data.metrics, labels=BOOTSTRAP_LABELS)
     causes.panel(page, data)
     st.subheader(f"Queries by loss on {data.sort_measure}")
     st.caption(
-        f"`lost` / `gained`: judged-relevant documents in the baseline's top {data.depth} "
-        "but not the candidate's, and the other way round."
+        f"Lost / gained: judged-relevant documents in the baseline's top {data.depth} "
+        "but not the candidate's, and the other way round. A query opens its drill-down, "
+        "the two rankings side by side with why each document was lost."
     )
     # What a query lost or gained is the likely cause: it comes right after the query.
     first = ["query_id", f"{data.sort_measure} delta", "lost", "gained"]
@@ -141,21 +235,27 @@ def render(page: ui.PageContext) -> None:
     ui.table(
         per_query.assign(
             query_id=[
-                ui.page_url("query", goldset=goldset, run=data.candidate, query=query)
+                ui.page_url(
+                    "query",
+                    goldset=goldset,
+                    run=data.candidate,
+                    baseline=data.baseline,
+                    query=query,
+                )
                 for query in per_query["query_id"]
             ]
         ),
         columns={
             "query_id": ui.link_column(
-                "query_id", shows="query", help="This query in the candidate run"
+                "Query", shows="query", help="This query in the candidate beside the baseline"
             )
         },
     )
     if data.only_in_baseline or data.only_in_candidate:
         st.warning(
-            f"{len(data.only_in_baseline)} queries only in the baseline and "
-            f"{len(data.only_in_candidate)} only in the candidate were not compared: "
-            + ", ".join([*data.only_in_baseline, *data.only_in_candidate][:20])
+            f"{formats.plural(len(data.only_in_baseline), 'query', 'queries')} only in the "
+            f"baseline and {len(data.only_in_candidate):,} only in the candidate were not "
+            "compared: " + ", ".join([*data.only_in_baseline, *data.only_in_candidate][:20])
         )
 
 

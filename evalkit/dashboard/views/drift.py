@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from evalkit.dashboard import causes, ui
+from evalkit.dashboard import causes, charts, formats, ui
 from evalkit.dashboard.loaders.drift import DriftData, ProjectionData
 from evalkit.errors import InputError
 
@@ -63,7 +63,7 @@ def _checks(page: ui.PageContext, data: DriftData) -> None:
             "Drifting now: "
             + "; ".join(
                 f"{row.stream} / {_subject(row.subject)} ({row.method}"
-                + (f", p {row.p_value:.3g}" if pd.notna(row.p_value) else "")
+                + (f", p {formats.fmt_p(row.p_value)}" if pd.notna(row.p_value) else "")
                 + ")"
                 for row in drifting.head(20).itertuples()
             )
@@ -71,25 +71,36 @@ def _checks(page: ui.PageContext, data: DriftData) -> None:
         )
     series = _pick_series(shown)
     drawn = shown[_series_of(shown).isin(series)].drop(columns=["details"])
+    # One colour per series in both charts (and the same series never changes colour).
+    colours = charts.series_colours(_series_of(checks))
     left, right = st.columns(2)
-    ui.plot(ui.figure("drift", drawn, value="statistic"), container=left)
+    ui.plot(ui.figure("drift", drawn, value="statistic", colours=colours), container=left)
     with_p = drawn[drawn["p_value"].notna()]
     if with_p.empty:
         right.caption("No check in these series reports a p-value.")
     else:
-        ui.plot(ui.figure("drift", with_p, value="p_value"), container=right)
+        ui.plot(ui.figure("drift", with_p, value="p_value", colours=colours), container=right)
     st.caption(
         "One chart per stream, and per method within it: statistics of different methods "
-        "have different scales and never share an axis. Red crosses: checks that drift."
+        "have different scales and never share an axis. Each series keeps its colour in both "
+        "charts; red crosses are checks that drift, the dashed red line a stream's "
+        "significance threshold."
     )
     table = shown.drop(columns=["details"]).sort_values("created_at", ascending=False)
     table.insert(1, "open", [ui.page_url("drift", check=c) for c in table["check_id"]])
     ui.table(
         ui.paged(table, key="drift-checks", noun="checks"),
-        columns={"open": ui.link_column("open", help="This check's details")},
+        columns={"open": ui.link_column("Open", help="This check's details")},
     )
     ids = list(table["check_id"])
-    check_id = ui.choose("Check", ids, param="check")
+    flagged = table.loc[table["is_drift"].astype(bool), "check_id"]
+    check_id = ui.choose(
+        "Check",
+        ids,
+        param="check",
+        default=str(flagged.iloc[0]) if not flagged.empty else None,
+        help="By default the newest check that drifts.",
+    )
     check = checks[checks["check_id"] == check_id].iloc[0]
     st.markdown(
         f"**{check['stream']} / {_subject(check['subject'])}**: {check['finding']} by "
@@ -171,7 +182,7 @@ def _projection(page: ui.PageContext, data: DriftData) -> None:
         "(two-sample KS per dimension, Benjamini-Hochberg)."
     )
     with st.expander("Per-dimension diagnostics"):
-        ui.table(projected.dimensions)
+        ui.table(projected.dimensions, labels={"p_adjusted": "p (Benjamini-Hochberg)"})
 
 
 def render(page: ui.PageContext) -> None:

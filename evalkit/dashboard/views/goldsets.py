@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from evalkit.dashboard import ui
+from evalkit.dashboard import charts, ui
 from evalkit.dashboard.loaders.goldsets import GoldsetsData
 
 
@@ -30,17 +30,17 @@ def render(page: ui.PageContext) -> None:
             delta_arrow="off",
         )
     st.subheader("Versions")
-    st.dataframe(data.versions, hide_index=True)
+    ui.table(data.versions)
     st.subheader(f"Judgment coverage of the newest run per version and retriever (top {depth})")
     if data.coverage.empty:
         st.caption("No finished run yet: coverage needs retrieved documents.")
         return
     st.caption(
-        f"`judged_at_depth`: share of the top {depth} retrieved documents that are judged; "
-        "`judged_at_k`: the same over everything retrieved. Unjudged documents count as "
+        f"Judged share of the top: share of the top {depth} retrieved documents that are "
+        "judged; of all: the same over everything retrieved. Unjudged documents count as "
         "non-relevant, so low coverage makes every measure an underestimate."
     )
-    ui.table(data.coverage)
+    ui.table(data.coverage, digits=3)
     shown = data.coverage.assign(
         series=data.coverage["goldset_name"] + " " + data.coverage["goldset_version"].str[:8]
     )
@@ -53,7 +53,8 @@ def render(page: ui.PageContext) -> None:
             by="retriever",
             bars=True,
             title=f"Judged share of the top {depth}",
-            y_title="judged share",
+            y_title="judged share (0-1)",
+            colours=charts.series_colours(shown["retriever"]),
         )
     )
 

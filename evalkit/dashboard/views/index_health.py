@@ -1,10 +1,13 @@
-"""Index health: the latest audit's findings per collection, and their history."""
+"""Index health: the latest audit's findings per collection, and their history; replay
+latency against index size and the freshness of each checked index at the end."""
 
 from __future__ import annotations
 
 import streamlit as st
 
 from evalkit.dashboard import ui
+from evalkit.dashboard.freshness import panel as freshness_panel
+from evalkit.dashboard.index_latency import panel as latency_panel
 from evalkit.dashboard.loaders.index_health import IndexHealthData
 
 SEVERITIES = ("critical", "warning", "info")
@@ -15,6 +18,8 @@ def render(page: ui.PageContext) -> None:
     everything: IndexHealthData = page.load("index_health")
     if everything.audits.empty:
         ui.missing_area("audit")
+        latency_panel(page)
+        freshness_panel(page)
         return
     audits = everything.audits
     wanted_audit = st.query_params.get("audit")
@@ -80,8 +85,10 @@ def render(page: ui.PageContext) -> None:
     ui.table(
         ui.paged(table, key="index-health-audits", noun="audits"),
         digits=None,
-        columns={"open": ui.link_column("open", help="This audit's findings")},
+        columns={"open": ui.link_column("Open", help="This audit's findings")},
     )
+    latency_panel(page)
+    freshness_panel(page)
 
 
 ui.run_page("Index health", render, areas=("audit",))

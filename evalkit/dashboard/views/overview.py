@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pandas as pd
 import streamlit as st
 
 from evalkit.clock import utc_now
-from evalkit.dashboard import ui
+from evalkit.dashboard import causes, charts, formats, ui
 from evalkit.dashboard.loaders.overview import (
     HISTORY_POINTS,
     STATUS_ORDER,
@@ -16,6 +17,8 @@ from evalkit.dashboard.loaders.overview import (
     series_status,
 )
 from evalkit.dashboard.loaders.shared import AREA_HINTS
+from evalkit.dashboard.loaders.story import Regression
+from evalkit.errors import ConfigError, InputError, NotFoundError
 
 STATUS_BADGES = {
     "regression": ("red", ":material/trending_down:"),
@@ -51,9 +54,57 @@ def _filtered(series: pd.DataFrame) -> pd.DataFrame:
     return kept
 
 
-def _attention(series: pd.DataFrame, *, measure: str) -> None:
+def _scale(series: pd.DataFrame) -> tuple[float, float]:
+    """One y-scale for every sparkline of the measure: 0 to 1 (the range of every IR
+    measure), widened to any value outside it, so that a wobble looks like a wobble."""
+    values = [value for history in series["history"] for value in history]
+    return min([0.0, *values]), max([1.0, *values])
+
+
+def _regression_story(page: ui.PageContext, row: dict[str, Any], *, measure: str) -> None:
+    """Under a regressed series' card: its top probable cause with its share and a link to
+    the evidence, and its three worst queries, each opening its drill-down."""
+    baseline, candidate = row.get("baseline_run"), row.get("measured_run")
+    if not (isinstance(baseline, str) and isinstance(candidate, str)) or baseline == candidate:
+        return
+    try:
+        found: Regression = page.load(
+            "regression", baseline=baseline, candidate=candidate, measure=measure
+        )
+    except (ConfigError, InputError, NotFoundError) as error:
+        st.caption(f"No probable cause to show: {error}")
+        return
+    top = found.explanation.top
+    if top is None:
+        st.caption("Probable cause: none found in the store.")
+    else:
+        st.caption("Probable cause")
+        causes.cause_line(top)
+    if found.worst.empty:
+        return
+    st.caption(f"Worst {formats.plural(len(found.worst), 'query', 'queries')}")
+    for query in found.worst.itertuples():
+        lost = f", lost {query.lost}" if query.lost else ""
+        st.page_link(
+            "views/query.py",
+            label=f"{query.query_id} {query.delta:+.3f}{lost}",
+            icon=":material/manage_search:",
+            query_params={
+                "goldset": str(row["goldset_name"]),
+                "run": candidate,
+                "baseline": baseline,
+                "query": str(query.query_id),
+            },
+        )
+
+
+def _attention(
+    page: ui.PageContext, series: pd.DataFrame, *, measure: str, scale: tuple[float, float]
+) -> None:
     """Cards for the worst ranked series that regressed or drift (also when the latest run
-    has no data on the measure), with a link to Compare."""
+    has no data on the measure): the figure, its change with the paired t-interval, a
+    sparkline in the status's colour, and for a regression its probable cause and worst
+    queries; with a link to Compare."""
     flagged = series[series["flagged"]].head(ATTENTION_CARDS)
     if flagged.empty:
         return
@@ -63,16 +114,38 @@ def _attention(series: pd.DataFrame, *, measure: str) -> None:
         with column.container(border=True):
             st.badge(row["status"], color=colour, icon=icon)
             value, delta = row.get("value"), row.get("delta")
+            interval = (
+                f"95% paired t-interval [{ui.fmt(row.get('ci_low'))}, "
+                f"{ui.fmt(row.get('ci_high'))}], p {formats.fmt_p(row.get('p_adjusted'))}"
+                if isinstance(row.get("decision"), str)
+                else None
+            )
             st.metric(
                 f"{row['goldset_name']} x {row['retriever']}",
                 ui.fmt(value),
                 delta=None if delta is None or pd.isna(delta) else f"{delta:+.4f}",
+                delta_color="normal" if row["status"] == "regression" else "off",
                 delta_arrow="off" if not delta else "auto",
-                help=f"{measure} of run {row['measured_run']}",
-                chart_data=row["history"] or None,
-                chart_type="line",
+                delta_description=interval,
+                help=f"{measure} of run {row['measured_run']}, against baseline "
+                f"{row.get('baseline_run')}",
             )
+            if row["history"]:
+                st.image(
+                    charts.sparkline_svg(
+                        row["history"],
+                        low=scale[0],
+                        high=scale[1],
+                        stroke=charts.STATUS_COLOURS[row["status"]],
+                        width=220,
+                        height=40,
+                    ),
+                    caption=f"{measure}, last {formats.plural(len(row['history']), 'run')} "
+                    f"(scale {scale[0]:g} to {scale[1]:g})",
+                )
             st.caption(row["why"])
+            if "regression:" in str(row["why"]):
+                _regression_story(page, row, measure=measure)
             if isinstance(row.get("baseline_run"), str) and row["baseline_run"] != row.get(
                 "measured_run"
             ):
@@ -98,7 +171,7 @@ def render(page: ui.PageContext) -> None:
             "`evalkit run --goldset NAME --collection C` evaluates one.",
             icon=":material/info:",
         )
-        st.dataframe(page.load("goldsets").versions, hide_index=True)
+        ui.table(page.load("goldsets").versions)
         return
     left, right = st.columns(2)
     measure = ui.choose("Measure", measures, param="measure", default="ndcg@10", container=left)
@@ -131,15 +204,22 @@ def render(page: ui.PageContext) -> None:
         "Largest drop first. Change is against the baseline, the series' oldest complete "
         "run that stored the measure. The status applies the gate's decision rule (alpha "
         "0.05, min effect 0.01) to a paired t-interval of the latest run against the "
-        "baseline (open Compare for the bootstrap and permutation figures of `evalkit "
-        "compare`), then the series' drift "
+        "baseline (the CI and p columns; open Compare for the bootstrap interval and "
+        "permutation p-values of `evalkit compare`), then the series' drift "
         "checks and age. A series whose latest run stored no value of the measure (run at "
         "another k or with other measures) is **no data**: its figures are those of "
-        "`measured_run`, the newest run that stored it, and `why` says what that run showed."
+        "the measured run, the newest run that stored it, and *why* says what that run showed."
     )
-    _attention(shown, measure=measure)
+    scale = _scale(series)
+    _attention(page, shown, measure=measure, scale=scale)
     table = shown.assign(
         series=shown["goldset_name"] + " x " + shown["retriever"],
+        trend=[
+            charts.sparkline_url(
+                history, low=scale[0], high=scale[1], stroke=charts.STATUS_COLOURS[status]
+            )
+            for history, status in zip(shown["history"], shown["status"], strict=True)
+        ],
         compare=[
             ui.page_url(
                 "compare",
@@ -159,12 +239,13 @@ def render(page: ui.PageContext) -> None:
             for row in shown.itertuples()
         ],
     )
-    page = ui.paged(table, key="overview-page", noun=f"series (of {len(series):,})")
-    st.dataframe(
-        page[
+    rows = ui.paged(table, key="overview-page", noun=f"series (of {len(series):,})")
+    ui.table(
+        rows[
             [
                 "series",
                 "status",
+                "trend",
                 "history",
                 "value",
                 "measured_run",
@@ -185,22 +266,32 @@ def render(page: ui.PageContext) -> None:
                 "retriever",
             ]
         ],
-        hide_index=True,
-        column_config={
-            **ui.number_columns(page),
-            "history": st.column_config.LineChartColumn(
-                f"{measure}, last {HISTORY_POINTS} runs", width="medium"
+        labels={
+            "value": measure,
+            "delta": f"{measure} change",
+            "baseline_value": f"{measure} of the baseline",
+            "ci_low": "95% CI low (paired t)",
+            "ci_high": "95% CI high (paired t)",
+            "p_adjusted": "p (paired t)",
+        },
+        columns={
+            "history": None,
+            "trend": st.column_config.ImageColumn(
+                f"{measure}, last {HISTORY_POINTS} runs",
+                width=130,
+                help=f"One scale for every series ({scale[0]:g} to {scale[1]:g}); red only "
+                "for a regression, orange for drift, green for pass, grey otherwise",
             ),
-            "compare": ui.link_column("compare", help="Latest run against the baseline"),
-            "quality": ui.link_column("quality", help="The series over time"),
-            "why": st.column_config.TextColumn("why", width="large"),
+            "compare": ui.link_column("Compare", help="Latest run against the baseline"),
+            "quality": ui.link_column("Quality", help="The series over time"),
+            "why": st.column_config.TextColumn("Why", width="large"),
             "measured_run": st.column_config.TextColumn(
-                "measured_run",
-                help=f"The run value, delta and test are of: the newest that stored {measure} "
+                "Measured run",
+                help=f"The run value, change and test are of: the newest that stored {measure} "
                 "(the latest run, unless that one is no data)",
             ),
         },
-        height=min(38 + 35 * len(page), 760),
+        height=min(38 + 35 * len(rows), 760),
     )
     st.subheader("Latest figures and change since baseline")
     if not data.figures.empty:
@@ -217,7 +308,7 @@ def render(page: ui.PageContext) -> None:
     with left:
         st.subheader("Open alerts")
         if ui.has_rows(data.open_alerts, area="alerts", empty="No alert is firing."):
-            st.dataframe(data.open_alerts, hide_index=True)
+            ui.table(data.open_alerts)
     with right:
         st.subheader("Last job runs")
         if ui.has_rows(data.jobs, area="jobs", empty=f"No job has run yet: {AREA_HINTS['jobs']}"):

@@ -5,12 +5,29 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from evalkit.dashboard import charts, ui
+from evalkit.dashboard import charts, formats, ui
 from evalkit.dashboard.loaders.quality import QualityData
 
 DEFAULT_BASELINE = "oldest complete run"
 # Series drawn at once by default; more are picked by hand.
 MAX_LINES = 8
+
+
+def _x_axis() -> str:
+    """Time or run index on the x axis, following the URL's ``x`` (a link keeps it)."""
+    asked = st.query_params.get("x")
+    chosen = st.radio(
+        "X axis",
+        charts.X_AXES,
+        index=charts.X_AXES.index(asked) if asked in charts.X_AXES else 0,
+        horizontal=True,
+        key="quality-x",
+        help="Time: each run at its start. Run index: the runs one after another, evenly "
+        "spaced, so that runs close in time can be told apart and clicked.",
+    )
+    if chosen != asked and (asked is not None or chosen != charts.X_AXES[0]):
+        st.query_params["x"] = chosen
+    return str(chosen)
 
 
 def render(page: ui.PageContext) -> None:
@@ -54,14 +71,24 @@ def render(page: ui.PageContext) -> None:
     points = data.points[data.points["retriever"].isin(retrievers)]
     events = data.events[data.events["retriever"].isin(["", *retrievers])]
     baselines = {r: run for r, run in data.baselines.items() if r in retrievers}
-    chart = ui.figure("quality", points, events, baselines, measure=measure)
+    x_axis = _x_axis()
+    chart = ui.figure(
+        "quality",
+        points,
+        events,
+        baselines,
+        measure=measure,
+        x_axis=x_axis,
+        colours=charts.series_colours(data.points["retriever"]),
+    )
     event = ui.plot(chart, key="quality-chart")
     ui.compare_clicked_run(event, goldset=goldset, baselines=data.baselines, measure=measure)
     st.caption(
         "Click a run's point to compare it with its series' baseline. Bands: 95 % "
-        "t-interval of the mean over each run's stored per-query values. Strip below: one "
-        "marker per day and kind of event (goldset version, model fingerprint or index "
-        "changed, alert fired), larger for more; hover for the details."
+        "t-interval of the mean over each run's stored per-query values. Dotted lines: "
+        "events at their exact time (goldset version, model fingerprint or index changed "
+        "with a run, alert fired), with a marker each on the strip below; hover it for the "
+        "details."
     )
     cards = st.columns(max(1, min(4, len(baselines))))
     for index, (retriever, run_id) in enumerate(baselines.items()):
@@ -80,11 +107,11 @@ def render(page: ui.PageContext) -> None:
     if events.empty:
         st.caption("No change of goldset version, model or index, and no alert, in this series.")
     else:
-        days = charts.daily_events(events)["day"].nunique()
+        days = int(pd.to_datetime(events["time"]).dt.floor("D").nunique())
         ui.table(
-            ui.paged(events, key="quality-events", noun=f"events on {days:,} days"),
+            ui.paged(events, key="quality-events", noun=f"events on {formats.plural(days, 'day')}"),
             digits=None,
-            columns={"description": st.column_config.TextColumn(width="large")},
+            columns={"description": st.column_config.TextColumn("Description", width="large")},
         )
     st.subheader("Runs")
     shown = points.sort_values("started_at", ascending=False)
@@ -117,8 +144,11 @@ def render(page: ui.PageContext) -> None:
     ]
     ui.table(
         ui.paged(shown, key="quality-runs", noun="runs"),
+        labels={"value": measure},
         columns={
-            "compare": ui.link_column("compare", help="This run against its series' baseline")
+            "compare": ui.link_column("Compare", help="This run against its series' baseline"),
+            "ci_low": st.column_config.NumberColumn("95% CI low (t)", format="%.4f"),
+            "ci_high": st.column_config.NumberColumn("95% CI high (t)", format="%.4f"),
         },
     )
 

@@ -8,38 +8,52 @@ from collections.abc import Mapping
 import pandas as pd
 import streamlit as st
 
-from evalkit.dashboard import ui
+from evalkit.alerts.configured import alerts_config
+from evalkit.config import load_settings
+from evalkit.dashboard import charts, ui
 from evalkit.dashboard.charts import JUDGED_SOURCE_LINES
 from evalkit.dashboard.loaders.traffic import TrafficData
+from evalkit.errors import EvalkitError
 
 DEFAULT_WINDOWS = 30
 ALL_WINDOWS = 10_000
-# The per-window charts, two a row: columns of the window summaries, title, unit, and
-# whether the series are bars. (A string under the assignment would be drawn: Streamlit's
-# magic writes every bare string of a page script.)
-WINDOW_CHARTS: tuple[tuple[list[str], str, str, bool], ...] = (
-    (["volume", "n_distinct", "n_replayed"], "Volume per window", "queries", True),
-    (
-        [
-            "latency_p50",
-            "latency_p95",
-            "latency_p99",
-            "logged_latency_p50",
-            "logged_latency_p95",
-            "logged_latency_p99",
-        ],
-        "Latency percentiles (replay and logged)",
-        "ms",
-        False,
-    ),
-    (
-        ["low_confidence_share", "empty_share"],
-        "Low-confidence and empty shares",
-        "share of answered queries",
-        False,
-    ),
-    (["churn"], "Churn against the logged results (1 - mean overlap@k)", "churn", False),
-)
+# Replay latency (evalkit's replay against the live retriever) and production latency (what
+# the logs recorded) are different measurements: never one name. (Comments, not strings:
+# Streamlit's magic draws a bare string of a page script.)
+LATENCY_NAMES = {
+    "latency_p50": "replay latency p50",
+    "latency_p95": "replay latency p95",
+    "latency_p99": "replay latency p99",
+    "logged_latency_p50": "production latency p50",
+    "logged_latency_p95": "production latency p95",
+    "logged_latency_p99": "production latency p99",
+}
+# The name of each per-window series, the same in every chart and colour mapping.
+SERIES_NAMES = {
+    **LATENCY_NAMES,
+    "volume": "logged queries",
+    "n_distinct": "distinct queries",
+    "n_replayed": "replayed queries",
+    "low_confidence_share": "low-confidence share",
+    "empty_share": "empty share",
+    "churn": "churn",
+}
+
+
+def _low_confidence_thresholds() -> tuple[tuple[float, str], ...]:
+    """The thresholds of the configured ``low_confidence_rate`` alert rules, to draw as
+    reference lines; none when the configuration names none (or cannot be read)."""
+    try:
+        config = alerts_config(load_settings())
+    except EvalkitError:
+        return ()
+    return tuple(
+        (float(getattr(rule.params, "threshold", 0.0)), f"alert {rule.name}")
+        for rule in config.rules
+        if rule.config.kind == "low_confidence_rate" and rule.config.enabled
+    )
+
+
 NOT_JUDGED = (
     "No traffic window shown here was judged yet: `evalkit traffic replay --judge --corpus C` "
     "(or `evalkit judge traffic RUN --corpus C`) labels a window's top-k with the [judge] LLM "
@@ -80,22 +94,50 @@ def render(page: ui.PageContext) -> None:
         + ("." if len(windows) == data.total_windows else "; raise *Windows shown* for more.")
     )
     latest = windows.iloc[-1]
-    cards = st.columns(4)
+    cards = st.columns(5)
     cards[0].metric(f"volume ({latest['window_label']})", int(latest["volume"]))
     cards[1].metric("replay latency p95 (ms)", ui.fmt(latest["latency_p95"], 1))
-    cards[2].metric("low-confidence share", ui.fmt(latest["low_confidence_share"], 3))
-    cards[3].metric("churn", ui.fmt(latest["churn"], 3))
-    for pair in (WINDOW_CHARTS[:2], WINDOW_CHARTS[2:]):
-        for container, (columns, title, y_title, bars) in zip(st.columns(2), pair, strict=True):
+    cards[2].metric("production latency p95 (ms)", ui.fmt(latest["logged_latency_p95"], 1))
+    cards[3].metric("low-confidence share", ui.fmt(latest["low_confidence_share"], 3))
+    cards[4].metric("churn", ui.fmt(latest["churn"], 3))
+    colours = charts.series_colours(SERIES_NAMES.values())
+    thresholds = _low_confidence_thresholds()
+    charts_of_windows = (
+        {
+            "columns": ["volume", "n_distinct", "n_replayed"],
+            "title": "Volume per window",
+            "y_title": "queries",
+            "bars": True,
+        },
+        {
+            "columns": list(LATENCY_NAMES),
+            "title": "Replay and production latency percentiles",
+            "y_title": "latency (ms, log scale)",
+            "log_y": True,
+            "dashes": {name: "dash" for name in LATENCY_NAMES.values() if "production" in name},
+        },
+        {
+            "columns": ["low_confidence_share", "empty_share"],
+            "title": "Low-confidence and empty shares",
+            "y_title": "share of answered queries (0-1)",
+            "references": thresholds,
+        },
+        {
+            "columns": ["churn"],
+            "title": "Churn against the logged results (1 - mean overlap@k)",
+            "y_title": "churn (0-1)",
+        },
+    )
+    for pair in (charts_of_windows[:2], charts_of_windows[2:]):
+        for container, options in zip(st.columns(2), pair, strict=True):
             container.plotly_chart(
                 ui.figure(
                     "lines",
                     windows,
                     x="window_label",
-                    columns=columns,
-                    title=title,
-                    y_title=y_title,
-                    bars=bars,
+                    names=SERIES_NAMES,
+                    colours=colours,
+                    **options,
                 )
             )
     _judged_precision(data.judged, data.agreements)
@@ -109,7 +151,9 @@ def render(page: ui.PageContext) -> None:
                 columns=["low_confidence_share"],
                 by="tenant",
                 title="Low-confidence share per tenant",
-                y_title="share",
+                y_title="share of answered queries (0-1)",
+                colours=charts.series_colours(data.tenants["tenant"]),
+                references=thresholds,
             )
         )
     labels = list(windows["window_label"].astype(str))
@@ -117,14 +161,27 @@ def render(page: ui.PageContext) -> None:
     tenants = data.tenants[data.tenants["window_label"] == window]
     volume = data.volume[data.volume["window_label"] == window]
     merged = tenants.merge(volume, on=["window_label", "tenant"], how="outer")
-    ui.table(merged, digits=3)
+    ui.table(
+        merged,
+        digits=3,
+        labels={
+            "latency_p50": "Production latency p50",
+            "latency_p95": "Production latency p95",
+            "latency_p99": "Production latency p99",
+            "records": "Logged records",
+        },
+    )
+    st.caption(
+        "Latency per tenant is production latency, as the logs recorded it; replay latency "
+        "is per window above."
+    )
     st.subheader("Windows")
     table = windows.sort_values("window_start", ascending=False)
     table.insert(1, "open", [ui.page_url("traffic", window=w) for w in table["window_label"]])
     ui.table(
         ui.paged(table, key="traffic-windows", noun="windows shown"),
         digits=3,
-        columns={"open": ui.link_column("open", help="This window per tenant")},
+        columns={"open": ui.link_column("Open", help="This window per tenant")},
     )
 
 

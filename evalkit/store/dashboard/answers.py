@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 __all__ = ["answer_items_frame", "answer_series_frame", "scoring_source", "unmeasured_frame"]
 
 
-def answer_series_frame(store: Store) -> pd.DataFrame:
+def answer_series_frame(store: Store, *, with_traffic: bool = False) -> pd.DataFrame:
     """Per scoring, metric, method, method version and judge: when, the mean over measured
     rows and the measured / unmeasured counts (means skip unmeasured rows; NULL when none
     was measured).
@@ -23,16 +23,38 @@ def answer_series_frame(store: Store) -> pd.DataFrame:
     ``offline-v3``, an LLM judge's prompt version): scores of different versions read on
     different scales, so they are never one series.
 
-    Columns: scoring_id, run_id, source, started_at, metric, method, method_version,
-    judge_model, mean, n_measured, n_unmeasured.
+    ``answered_on`` is the day the answers were given: with ``with_traffic`` (the traffic
+    tables exist), the start of the traffic window the scored run replayed, else the day of
+    the earliest traffic record whose id a scored item carries; else the day it was scored.
+    ``answered_from`` says which (``traffic window``, ``traffic records``, ``scored``).
+
+    Columns: scoring_id, run_id, source, started_at, answered_on, answered_from, metric,
+    method, method_version, judge_model, mean, n_measured, n_unmeasured.
     """
+    if with_traffic:
+        days = (
+            " LEFT JOIN (SELECT run_id, min(window_start) AS window_start"
+            "  FROM traffic_window_summaries GROUP BY run_id) w ON w.run_id = s.run_id"
+            " LEFT JOIN (SELECT a2.scoring_id, min(t.ts) AS first_record FROM answer_scores a2"
+            "  JOIN traffic_records t ON t.query_id = a2.item_id GROUP BY a2.scoring_id) d"
+            "  ON d.scoring_id = s.scoring_id"
+        )
+        day = "coalesce(w.window_start, d.first_record, s.started_at)"
+        source = (
+            "CASE WHEN w.window_start IS NOT NULL THEN 'traffic window'"
+            " WHEN d.first_record IS NOT NULL THEN 'traffic records' ELSE 'scored' END"
+        )
+    else:
+        days, day, source = "", "s.started_at", "'scored'"
     return read_frame(
         store,
-        "SELECT s.scoring_id, s.run_id, s.source, s.started_at, a.metric, a.method,"
+        "SELECT s.scoring_id, s.run_id, s.source, s.started_at,"
+        f" date_trunc('day', {day}) AS answered_on, {source} AS answered_from,"
+        " a.metric, a.method,"
         " coalesce(split_part(a.prompt_version, '/threshold=', 1), '-') AS method_version,"
         " coalesce(a.judge_model, '-') AS judge_model, avg(a.value) AS mean,"
         " count(a.value) AS n_measured, count(*) - count(a.value) AS n_unmeasured"
-        " FROM answer_scores a JOIN answer_scorings s USING (scoring_id)"
+        f" FROM answer_scores a JOIN answer_scorings s USING (scoring_id){days}"
         " GROUP BY ALL ORDER BY s.started_at, s.scoring_id, a.metric, a.method",
     )
 

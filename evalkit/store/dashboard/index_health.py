@@ -6,12 +6,17 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from evalkit.store.dashboard.shared import read_frame
+from evalkit.store.dashboard.shared import RETRIEVER_SQL, read_frame
 
 if TYPE_CHECKING:
     from evalkit.store.store import Store
 
-__all__ = ["audit_findings_frame", "audit_measurements_frame", "audits_frame"]
+__all__ = [
+    "audit_findings_frame",
+    "audit_measurements_frame",
+    "audits_frame",
+    "latency_by_index_size_frame",
+]
 
 
 def audits_frame(store: Store, *, limit: int = 500) -> pd.DataFrame:
@@ -59,4 +64,26 @@ def audit_measurements_frame(store: Store, *, collection: str) -> pd.DataFrame:
         " WHERE a.collection = ? GROUP BY ALL"
         " ORDER BY measured_at, audit_id, name",
         [collection, collection],
+    )
+
+
+def latency_by_index_size_frame(store: Store, *, limit: int = 1000) -> pd.DataFrame:
+    """The newest ``limit`` finished runs recorded in this store that counted their index,
+    newest first, with their replay latency: run_id, started_at, retriever, collection,
+    goldset_name, index_documents, index_vectors, n_latencies, latency_p50, latency_p95
+    (answered queries only)."""
+    return read_frame(
+        store,
+        "WITH sized AS (SELECT run_id, started_at, " + RETRIEVER_SQL + " AS retriever,"
+        " collection, goldset_name, index_documents, index_vectors FROM runs"
+        " WHERE index_documents IS NOT NULL AND status IN ('complete', 'partial')"
+        " AND imported_from IS NULL ORDER BY started_at DESC, run_id DESC LIMIT ?),"
+        " latency AS (SELECT run_id, count(*) AS n_latencies,"
+        " quantile_cont(latency_ms, 0.5) AS latency_p50,"
+        " quantile_cont(latency_ms, 0.95) AS latency_p95 FROM run_queries"
+        " WHERE run_id IN (SELECT run_id FROM sized) AND error IS NULL"
+        " AND latency_ms IS NOT NULL GROUP BY run_id)"
+        " SELECT s.*, l.n_latencies, l.latency_p50, l.latency_p95"
+        " FROM sized s JOIN latency l USING (run_id) ORDER BY s.started_at DESC, s.run_id DESC",
+        [limit],
     )

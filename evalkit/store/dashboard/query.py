@@ -3,6 +3,7 @@ queries, one query's results, judgments and values across runs."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import pandas as pd
@@ -13,8 +14,10 @@ if TYPE_CHECKING:
     from evalkit.store.store import Store
 
 __all__ = [
+    "documents_returned",
     "judgments_of_query",
     "query_across_runs_frame",
+    "query_error",
     "query_results_frame",
     "query_texts_frame",
     "query_values_frame",
@@ -132,3 +135,22 @@ def relevant_ranks_frame(
         " GROUP BY ALL ORDER BY v.started_at DESC, v.run_id DESC, v.doc_id",
         [goldset, list(FINISHED_STATUSES), limit, query_id, relevance_threshold, query_id],
     )
+
+
+def query_error(store: Store, *, run_id: str, query_id: str) -> str | None:
+    """Why one query's retrieval failed in a run (its stored error), None when it did not."""
+    rows = store.fetch(
+        "SELECT error FROM run_queries WHERE run_id = ? AND query_id = ? AND error IS NOT NULL",
+        [run_id, query_id],
+    )
+    return str(rows[0][0]) if rows else None
+
+
+def documents_returned(store: Store, *, run_id: str, doc_ids: Sequence[str]) -> set[str]:
+    """Which of ``doc_ids`` a run returned for any of its queries."""
+    rows = store.fetch(
+        "SELECT DISTINCT doc_id FROM run_results WHERE run_id = ?"
+        " AND doc_id IN (SELECT unnest(?::VARCHAR[]))",
+        [run_id, list(doc_ids)],
+    )
+    return {str(row[0]) for row in rows}

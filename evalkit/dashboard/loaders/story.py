@@ -1,0 +1,134 @@
+"""What the dashboard opens on when no link says otherwise: the story of the store.
+
+The series that dropped most on the Overview (a regressed one first), its latest run against
+the baseline `evalkit explain` picks for it (``evalkit.causes.previous_run``: the run before,
+of the same goldset and retriever), that comparison's probable causes and worst queries.
+Compare runs and Query drill-down open on it; the Overview's cards show each regressed
+series' cause and worst queries the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from evalkit.causes import Explanation, explain_comparison, previous_run
+from evalkit.dashboard.loaders.overview import overview
+from evalkit.dashboard.loaders.shared import RESAMPLES, SEED
+from evalkit.errors import ConfigError, NotFoundError
+from evalkit.stats import compare_stored_runs
+from evalkit.store import Store
+from evalkit.store.dashboard.query import query_texts_frame
+from evalkit.store.runs import get_run
+
+__all__ = ["WORST_QUERIES", "Regression", "Story", "explain_baseline", "regression", "story"]
+
+WORST_QUERIES = 3
+"""Worst queries a regressed series' card lists."""
+
+
+@dataclass(frozen=True, slots=True)
+class Story:
+    """The series a page opens on and the comparison that tells its story.
+
+    ``candidate``: the series' latest run that stored ``measure`` (None: no finished run);
+    ``baseline``: the run `evalkit explain` compares it with by default (None when there is
+    none: ``note`` says why); ``series_baseline``: the Overview's baseline of the series (its
+    oldest complete run that stored the measure), which its status and change are against.
+    """
+
+    measure: str
+    goldset: str | None = None
+    retriever: str | None = None
+    candidate: str | None = None
+    baseline: str | None = None
+    series_baseline: str | None = None
+    status: str | None = None
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Regression:
+    """A comparison as `evalkit explain` makes it: its probable causes and its worst queries
+    (query_id, text, baseline, candidate, delta, lost: largest drop first, ties by query id,
+    the order of Compare runs' query table)."""
+
+    explanation: Explanation
+    worst: pd.DataFrame
+
+
+def explain_baseline(store: Store, *, run_id: str) -> str | None:
+    """The baseline `evalkit explain RUN` takes for a run (``previous_run``), or None."""
+    try:
+        return previous_run(store, get_run(store, run_id)).run_id
+    except (ConfigError, NotFoundError):
+        return None
+
+
+def story(store: Store, *, measure: str) -> Story:
+    """The series that dropped most on ``measure`` (the Overview's ranking, a series whose
+    paired test says regression first), and its latest run against `explain`'s baseline."""
+    series = overview(store, measure=measure).series
+    measured = series[series["measured_run"].notna()]
+    if measured.empty:
+        return Story(measure=measure, note=f"no finished run stored {measure} yet")
+    regressed = measured[measured["decision"] == "regression"]
+    dropped = measured[pd.to_numeric(measured["delta"]) < 0]
+    worst = (regressed if not regressed.empty else dropped if not dropped.empty else measured).iloc[
+        0
+    ]
+    candidate = str(worst["measured_run"])
+    baseline = explain_baseline(store, run_id=candidate)
+    series_baseline = worst["baseline_run"]
+    return Story(
+        measure=measure,
+        goldset=str(worst["goldset_name"]),
+        retriever=str(worst["retriever"]),
+        candidate=candidate,
+        baseline=baseline,
+        series_baseline=series_baseline if isinstance(series_baseline, str) else None,
+        status=str(worst["decision"]) if isinstance(worst["decision"], str) else None,
+        note=""
+        if baseline is not None
+        else f"run {candidate} is the only finished run of series {worst['goldset_name']} x "
+        f"{worst['retriever']}: there is no earlier run to compare it with",
+    )
+
+
+def regression(
+    store: Store, *, baseline: str, candidate: str, measure: str, worst: int = WORST_QUERIES
+) -> Regression:
+    """Compare two runs on ``measure`` as `evalkit explain` does (a failed query counting as
+    0, `evalkit compare`'s resampling), join the probable causes, and list the ``worst``
+    queries that dropped most."""
+    report = compare_stored_runs(
+        store,
+        baseline,
+        candidate,
+        [measure],
+        worst=worst,
+        failed_as_zero=True,
+        alpha=0.05,
+        min_effect=0.0,
+        resamples=RESAMPLES,
+        seed=SEED,
+    )
+    texts = query_texts_frame(store, run_id=candidate)
+    text_of = dict(zip(texts["query_id"].astype(str), texts["text"].astype(str), strict=True))
+    drops = report.worst_for(measure)
+    table = pd.DataFrame(
+        [
+            {
+                "query_id": drop.query_id,
+                "text": text_of.get(drop.query_id, ""),
+                "baseline": drop.baseline,
+                "candidate": drop.candidate,
+                "delta": drop.delta,
+                "lost": ", ".join(drop.lost_docs),
+            }
+            for drop in drops
+        ],
+        columns=["query_id", "text", "baseline", "candidate", "delta", "lost"],
+    )
+    return Regression(explanation=explain_comparison(store, report), worst=table)
