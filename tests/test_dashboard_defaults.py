@@ -294,7 +294,7 @@ def test_the_planted_deletion_is_a_regression_explain_traces_to_the_audit(
     assert explanation.top.score == pytest.approx(1.0)
 
 
-def test_compare_opens_on_the_worst_series_against_explain_s_baseline(
+def test_compare_opens_on_the_worst_series_against_the_baseline_it_regressed_from(
     story: StoryStore,
     use_store: Callable[[Path], None],  # noqa: F811
 ) -> None:
@@ -303,7 +303,7 @@ def test_compare_opens_on_the_worst_series_against_explain_s_baseline(
     assert app.query_params["candidate"] == story.candidate
     assert app.query_params["baseline"] == story.baseline
     assert app.query_params["goldset"] == "mini"
-    assert any("dropped most on the Overview" in c.value for c in app.caption)
+    assert any("the Overview reports as regressed" in c.value for c in app.caption)
     table = frame_with(app, "p_permutation").set_index("measure")
     assert table.loc["ndcg@10", "decision"] == "regression"
     first = frame_with(app, "lost").iloc[0]

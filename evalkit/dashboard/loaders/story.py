@@ -33,9 +33,13 @@ class Story:
     """The series a page opens on and the comparison that tells its story.
 
     ``candidate``: the series' latest run that stored ``measure`` (None: no finished run);
-    ``baseline``: the run `evalkit explain` compares it with by default (None when there is
-    none: ``note`` says why); ``series_baseline``: the Overview's baseline of the series (its
-    oldest complete run that stored the measure), which its status and change are against.
+    ``series_baseline``: the Overview's baseline of the series (its pinned baseline, else its
+    oldest complete run that stored the measure), which its status and change are against;
+    ``previous``: the run `evalkit explain` compares the candidate with by default (the run
+    before it). ``baseline`` is what the pages open on: the series' baseline when the
+    Overview says the series regressed (so that Compare shows the regression the Overview
+    reports, however many runs ago it began), else the previous run; None when there is
+    none (``note`` says why).
     """
 
     measure: str
@@ -46,6 +50,7 @@ class Story:
     series_baseline: str | None = None
     status: str | None = None
     note: str = ""
+    previous: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,16 +84,21 @@ def story(store: Store, *, measure: str) -> Story:
         0
     ]
     candidate = str(worst["measured_run"])
-    baseline = explain_baseline(store, run_id=candidate)
+    previous = explain_baseline(store, run_id=candidate)
     series_baseline = worst["baseline_run"]
+    if not isinstance(series_baseline, str) or series_baseline == candidate:
+        series_baseline = None
+    status = str(worst["decision"]) if isinstance(worst["decision"], str) else None
+    baseline = series_baseline if status == "regression" and series_baseline else previous
     return Story(
         measure=measure,
         goldset=str(worst["goldset_name"]),
         retriever=str(worst["retriever"]),
         candidate=candidate,
         baseline=baseline,
-        series_baseline=series_baseline if isinstance(series_baseline, str) else None,
-        status=str(worst["decision"]) if isinstance(worst["decision"], str) else None,
+        series_baseline=series_baseline,
+        status=status,
+        previous=previous,
         note=""
         if baseline is not None
         else f"run {candidate} is the only finished run of series {worst['goldset_name']} x "

@@ -60,8 +60,9 @@ def _without_goldset(page: ui.PageContext, finished: set[str]) -> bool:
 
 def _story(page: ui.PageContext) -> Story | None:
     """The pair to open on when the link names no run: the Overview's worst series, its
-    latest run against the baseline `evalkit explain` picks; None (with a message) when
-    there is nothing to compare."""
+    latest run against its baseline (the series' when the Overview says it regressed, else
+    the run before it, as `evalkit explain` picks); None (with a message) when there is
+    nothing to compare."""
     story: Story = page.load("story", measure=_default_measure(page))
     if story.candidate is None:
         st.info(f"Nothing to compare yet: {story.note}.", icon=":material/info:")
@@ -81,22 +82,31 @@ def _story(page: ui.PageContext) -> Story | None:
 def _story_caption(story: Story | None, goldset: str, baseline: str, candidate: str) -> None:
     if story is None or (story.baseline, story.candidate) != (baseline, candidate):
         return
-    text = (
-        f"Opened on the series that dropped most on the Overview ({story.goldset} x "
-        f"{story.retriever}): its latest run against the run before it, the baseline "
-        f"`evalkit explain {candidate}` picks."
-    )
+    against_series = story.baseline == story.series_baseline and story.status == "regression"
+    if against_series:
+        text = (
+            f"Opened on the series the Overview reports as regressed ({story.goldset} x "
+            f"{story.retriever}): its latest run against the series' baseline, the comparison "
+            "behind the Overview's status."
+        )
+        other, other_label = story.previous, "the run before it (what `evalkit explain` compares)"
+    else:
+        text = (
+            f"Opened on the series that dropped most on the Overview ({story.goldset} x "
+            f"{story.retriever}): its latest run against the run before it, the baseline "
+            f"`evalkit explain {candidate}` picks."
+        )
+        other, other_label = story.series_baseline, "the series' baseline (the Overview's)"
     st.caption(text)
-    if story.series_baseline and story.series_baseline != baseline:
+    if other and other != baseline:
         st.page_link(
             "views/compare.py",
-            label=f"Against the series' first run {story.series_baseline} instead (the "
-            "Overview's baseline)",
+            label=f"Against {other_label}, {other}, instead",
             icon=":material/compare_arrows:",
             query_params={
                 "goldset": goldset,
                 "measure": story.measure,
-                "baseline": story.series_baseline,
+                "baseline": other,
                 "candidate": candidate,
             },
         )
@@ -155,8 +165,8 @@ def render(page: ui.PageContext) -> None:
         default=explained if explained in labels else None,
         format_func=labels.__getitem__,
         container=top[1],
-        help="By default the run before the candidate in its series, as `evalkit explain` "
-        "compares them.",
+        help="By default the series' baseline when the Overview says the series regressed, "
+        "else the run before the candidate, as `evalkit explain` compares them.",
     )
     if baseline == candidate:
         st.warning(
