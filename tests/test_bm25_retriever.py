@@ -268,6 +268,7 @@ def test_index_and_run_end_to_end_store_a_bm25_run(
     ran = json.loads(said)
     assert ran["status"] == "complete"
     assert ran["aggregates"]["ndcg@10"] > 0.3
+    assert ran["index_size"] == {"documents": 330, "vectors": 0}
 
     with Store.open(load_settings().resolved_store_path) as store:
         record = get_run(store, ran["run_id"])

@@ -29,6 +29,7 @@ from evalkit.errors import ConfigError, RetrieverError
 from evalkit.records import Query, QueryResult, ScoredDoc
 from evalkit.retrievers.base import (
     ClosesOnExit,
+    IndexSize,
     describe_exception,
     elapsed_ms,
     failed_result,
@@ -135,6 +136,10 @@ class Bm25Retriever(ClosesOnExit):
     def index_fingerprint(self) -> str | None:
         """The fingerprint the index was built with (parameters, doc ids, content hashes)."""
         return self.index.fingerprint
+
+    def index_size(self) -> IndexSize | None:
+        """The documents the index holds; a lexical index holds no vectors."""
+        return IndexSize(documents=len(self.index.doc_ids), vectors=0)
 
     def model_fingerprint(self) -> ModelFingerprint | None:
         """None: a lexical index is built with no embedding model."""
