@@ -1,4 +1,5 @@
-"""Files written beside their destination, then renamed onto it, with the user's permissions.
+"""Files written beside their destination, then renamed onto it, with the user's permissions;
+and the files of a folder in the order they were written.
 
 ``tempfile.mkstemp`` creates its file mode 0600 whatever the umask: right for a secret
 scratch file, wrong for an export, a baseline or a model cache that the file's owner shares
@@ -12,7 +13,7 @@ import os
 import secrets
 from pathlib import Path
 
-__all__ = ["create_beside", "replace_text"]
+__all__ = ["create_beside", "files_oldest_first", "replace_text"]
 
 _ATTEMPTS = 100
 
@@ -45,3 +46,13 @@ def replace_text(target: Path, text: str) -> None:
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
+
+
+def files_oldest_first(folder: Path) -> list[Path]:
+    """The visible files of ``folder`` (not its subfolders, not dot files), oldest
+    modification first, then by name: the order a log or change folder was written in."""
+    entries = [
+        entry for entry in folder.iterdir() if entry.is_file() and not entry.name.startswith(".")
+    ]
+    entries.sort(key=lambda entry: (entry.stat().st_mtime, entry.name))
+    return entries

@@ -32,6 +32,7 @@ import numpy as np
 import pyarrow as pa
 
 from evalkit.errors import ConfigError, InputError
+from evalkit.files import files_oldest_first
 from evalkit.store.store import Store
 from evalkit.store.traffic.ingest import (
     IngestTransaction,
@@ -714,13 +715,7 @@ def log_files(paths: Iterable[Path | str]) -> Iterator[tuple[Path, str | None]]:
     for given in paths:
         path = Path(given)
         if path.is_dir():
-            entries = [
-                entry
-                for entry in path.iterdir()
-                if entry.is_file() and not entry.name.startswith(".")
-            ]
-            entries.sort(key=lambda entry: (entry.stat().st_mtime, entry.name))
-            for entry in entries:
+            for entry in files_oldest_first(path):
                 kind = _kind(entry, explicit=False)
                 if kind is not None or entry.suffix.lower() in _COMPRESSED_SUFFIXES:
                     yield entry, kind

@@ -37,6 +37,7 @@ import pyarrow.parquet as pq
 
 from evalkit.audit.freshness.passages import probe_passages
 from evalkit.errors import GoldsetError, InputError
+from evalkit.files import files_oldest_first
 from evalkit.goldset.corpus import content_hash, detect_corpus_format, iter_corpus_lines
 from evalkit.records.freshness import FreshnessRequest
 from evalkit.retrievers.versions import text_hash
@@ -186,13 +187,7 @@ def change_files(paths: Sequence[Path]) -> Iterator[tuple[Path, str]]:
     a folder's files oldest first; raises InputError for a path that does not exist."""
     for path in paths:
         if path.is_dir():
-            entries = [
-                entry
-                for entry in path.iterdir()
-                if entry.is_file() and not entry.name.startswith(".")
-            ]
-            entries.sort(key=lambda entry: (entry.stat().st_mtime, entry.name))
-            for entry in entries:
+            for entry in files_oldest_first(path):
                 kind = _kind(entry, explicit=False)
                 if kind is not None:
                     yield entry, kind
