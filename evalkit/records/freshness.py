@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 __all__ = [
     "FRESHNESS_METHODS",
     "FreshnessCheck",
+    "FreshnessFigures",
     "FreshnessRequest",
     "PendingChange",
     "ReflectedChange",
@@ -171,8 +172,8 @@ class PendingChange:
 
 
 @dataclass(frozen=True, slots=True)
-class FreshnessCheck:
-    """One freshness check: what it read, what it found reflected and what still waits.
+class FreshnessFigures:
+    """What a freshness check measured, as it ran and as it is stored.
 
     ``n_read`` changes were read from the source by this check; ``n_reflected`` changes
     (read now or waiting since earlier checks) were found reflected, with lag percentiles
@@ -202,6 +203,13 @@ class FreshnessCheck:
     oldest_unreflected_seconds: float | None
     slo_p95_lag: float
     max_unreflected_age: float
+
+
+@dataclass(frozen=True, slots=True)
+class FreshnessCheck(FreshnessFigures):
+    """One freshness check: what it read, what it found reflected and what still waits
+    (the figures of ``FreshnessFigures``), with the changes behind them."""
+
     breaches: tuple[str, ...] = ()
     reflected: tuple[ReflectedChange, ...] = ()
     oldest: tuple[PendingChange, ...] = ()

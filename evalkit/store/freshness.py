@@ -25,6 +25,7 @@ import pandas as pd
 
 from evalkit import __version__
 from evalkit.errors import InputError, StoreError
+from evalkit.records.freshness import FreshnessFigures
 from evalkit.store.views import registered
 
 if TYPE_CHECKING:
@@ -101,26 +102,9 @@ class SourceCursor:
 
 
 @dataclass(frozen=True, slots=True)
-class StoredFreshnessCheck:
-    """One stored freshness check (see ``FreshnessCheck`` for the figures)."""
+class StoredFreshnessCheck(FreshnessFigures):
+    """One stored freshness check (``FreshnessFigures``) and how it ran."""
 
-    check_id: str
-    subject: str
-    checked_at: datetime
-    method: str
-    index_kind: str
-    source: str
-    n_read: int
-    n_reflected: int
-    n_pending: int
-    n_superseded: int
-    lag_p50: float | None
-    lag_p95: float | None
-    lag_max: float | None
-    unreflected_share: float | None
-    oldest_unreflected_seconds: float | None
-    slo_p95_lag: float
-    max_unreflected_age: float
     breached: bool
     n_probes: int
     probe_seconds: float
