@@ -19,34 +19,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from timing import best_time, cpu_time
 
 from evalkit.stats import compare_runs
 
 MEASURES = ["ndcg@10", "recall@10", "precision@10", "mrr@10", "map@100"]
 DEPTH = 100
-
-
-def best_time(action: Callable[[], Any], repeats: int) -> float:
-    """Best wall-clock time of ``repeats`` calls (the machine may be shared)."""
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        action()
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
-def cpu_time(action: Callable[[], Any]) -> float:
-    """CPU seconds of one call, all threads of this process."""
-    start = time.process_time()
-    action()
-    return time.process_time() - start
 
 
 def synthetic(n_queries: int, seed: int) -> tuple[Any, Any, Any]:

@@ -35,7 +35,6 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, ClassVar
@@ -43,6 +42,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 import scipy.stats
+from timing import best_time
 
 from evalkit.records import Query
 from evalkit.retrievers.http import HttpRetriever
@@ -52,16 +52,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from loopback import running
 
 QUANTILES = ("p50", "p95", "p99")
-
-
-def best_time(action: Callable[[], Any], repeats: int) -> float:
-    """Best wall-clock time of ``repeats`` calls (the machine may be shared)."""
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        action()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def wilson(hits: int, n: int) -> str:

@@ -25,35 +25,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from timing import best_time, cpu_time
 
 from evalkit.stats import LeaderboardOptions
 from evalkit.stats.leaderboard import leaderboard
 
 MEASURE = "ndcg@10"
 DEPTH = 10
-
-
-def best_time(action: Callable[[], Any], repeats: int) -> float:
-    """Best wall-clock time of ``repeats`` calls (the machine may be shared)."""
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        action()
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
-def cpu_time(action: Callable[[], Any]) -> float:
-    """CPU seconds of one call, all threads of this process."""
-    start = time.process_time()
-    action()
-    return time.process_time() - start
 
 
 def synthetic(n_queries: int, n_runs: int, seed: int) -> tuple[Any, list[Any]]:
