@@ -6,6 +6,9 @@ the Pareto front on known figures; one sweep on the Ray engine and one as a sche
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -470,3 +473,48 @@ def test_the_sweep_job_runs_the_points_a_sweep_file_is_missing(
     write_sweep(tmp_path, '[grid]\nk = "x"\n', name="broken.toml")
     with pytest.raises(ValidationError, match=r"broken\.toml: .*name: missing"):
         kind.params.model_validate({"file": str(tmp_path / "broken.toml")})
+
+
+_KILLED_MID_POINT = """
+import os, signal, sys
+from evalkit.retrievers import ChromaRetriever
+ChromaRetriever.embedded(sys.argv[1], "demo", None, defer_model_check=True, ef_search=13)
+os.kill(os.getpid(), signal.SIGKILL)  # killed mid-point: close() never puts the value back
+"""
+
+
+def test_a_sweep_killed_mid_point_leaves_ef_search_that_the_next_open_puts_back(
+    chroma_home: Path, tmp_path: Path
+) -> None:
+    """kill -9 while a point searches with its ef_search: the collection keeps that value,
+    and the mark written before the change lets the next embedded open put the collection's
+    own value back."""
+    home = tmp_path / "home"
+    shutil.copytree(chroma_home / "chroma", home / "chroma")
+    before = demo_ef_search(home)
+    killed = subprocess.run(
+        [sys.executable, "-c", _KILLED_MID_POINT, str(home / "chroma")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert killed.returncode == -9, killed.stderr
+    assert demo_ef_search(home) == 13
+    assert (home / "chroma" / ".evalkit-ef-search" / "demo.json").is_file()
+
+    ChromaRetriever.embedded(home / "chroma", "demo", None, defer_model_check=True).close()  # type: ignore[arg-type]
+    assert demo_ef_search(home) == before
+    assert not (home / "chroma" / ".evalkit-ef-search" / "demo.json").exists()
+
+    # A point that runs after the kill restores the collection's own value, not 13, on close.
+    point = ChromaRetriever.embedded(
+        home / "chroma",
+        "demo",
+        None,
+        defer_model_check=True,
+        ef_search=50,  # type: ignore[arg-type]
+    )
+    assert demo_ef_search(home) == 50
+    point.close()
+    assert demo_ef_search(home) == before

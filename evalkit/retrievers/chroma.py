@@ -4,6 +4,7 @@ query embeddings (``query_embeddings=``; see ``chroma_client`` for the metadata 
 
 from __future__ import annotations
 
+import json
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -15,6 +16,7 @@ import numpy.typing as npt
 
 from evalkit.embedding import ModelFingerprint, TextEmbedder, prefetch_queries
 from evalkit.errors import ConfigError, RetrieverError
+from evalkit.files import replace_text
 from evalkit.records import Query, QueryResult
 from evalkit.retrievers.base import (
     ClosesOnExit,
@@ -119,6 +121,7 @@ class ChromaRetriever(ClosesOnExit):
         self._allow_model_mismatch = allow_model_mismatch
         self._model_checked = False
         self._previous_ef_search: int | None = None
+        self._ef_search_mark: Path | None = None
         if not defer_model_check:
             self.verify_model()
 
@@ -144,15 +147,27 @@ class ChromaRetriever(ClosesOnExit):
         index (SPANN) or refuses the change.
         """
         client = open_chroma_client(path=path)
+        # A process killed while it searched with a sweep's ef_search left the collection
+        # at that value; the mark it wrote first says what the collection's own value was.
+        left = _interrupted_ef_search(path, collection_name)
+        wanted = ef_search if ef_search is not None else left
         previous: int | None = None
-        if ef_search is not None:
+        changed = False
+        if wanted is not None:
             try:
-                previous = _apply_ef_search(get_collection(client, collection_name), ef_search)
+                collection = get_collection(client, collection_name)
+                original = left if left is not None else hnsw_ef_search(collection)
+                if ef_search is not None and ef_search != original:
+                    _remember_ef_search(path, collection_name, original)
+                    previous = original
+                changed = _apply_ef_search(collection, wanted) is not None
+                if previous is None:
+                    _forget_ef_search(path, collection_name)
             except BaseException:
                 close_client(client)
                 raise
         try:
-            if previous is not None:
+            if changed:
                 # The store's searcher keeps the ef_search it was opened with.
                 close_client(client)
                 client = open_chroma_client(path=path)
@@ -171,6 +186,9 @@ class ChromaRetriever(ClosesOnExit):
                 _put_back_ef_search(path, collection_name, previous)
             raise
         retriever._previous_ef_search = previous
+        retriever._ef_search_mark = (
+            _mark_of(path, collection_name) if previous is not None else None
+        )
         return retriever
 
     @classmethod
@@ -401,6 +419,8 @@ class ChromaRetriever(ClosesOnExit):
         try:
             if previous is not None:
                 _set_ef_search(self._collection, previous)
+                if self._ef_search_mark is not None:
+                    self._ef_search_mark.unlink(missing_ok=True)
         finally:
             if self._owned_client is not None:
                 close_client(self._owned_client)
@@ -457,5 +477,35 @@ def _put_back_ef_search(path: Path | str, collection_name: str, previous: int) -
     client = open_chroma_client(path=path)
     try:
         _set_ef_search(get_collection(client, collection_name), previous)
+        _forget_ef_search(path, collection_name)
     finally:
         close_client(client)
+
+
+_EF_SEARCH_MARKS = ".evalkit-ef-search"
+"""Folder of the embedded store holding, per collection whose ef_search a run changed, the
+value to put back: written before the change, removed once it is put back."""
+
+
+def _mark_of(path: Path | str, collection_name: str) -> Path:
+    return Path(path) / _EF_SEARCH_MARKS / f"{collection_name}.json"
+
+
+def _remember_ef_search(path: Path | str, collection_name: str, original: int) -> None:
+    mark = _mark_of(path, collection_name)
+    mark.parent.mkdir(parents=True, exist_ok=True)
+    replace_text(mark, json.dumps({"ef_search": original}) + "\n")
+
+
+def _forget_ef_search(path: Path | str, collection_name: str) -> None:
+    _mark_of(path, collection_name).unlink(missing_ok=True)
+
+
+def _interrupted_ef_search(path: Path | str, collection_name: str) -> int | None:
+    """The ef_search a killed run left a mark for (the collection's own value), or None."""
+    mark = _mark_of(path, collection_name)
+    try:
+        value = json.loads(mark.read_text(encoding="utf-8")).get("ef_search")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
