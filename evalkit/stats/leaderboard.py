@@ -34,6 +34,7 @@ import scipy
 
 from evalkit.errors import ConfigError, InputError
 from evalkit.jsonsafe import finite_or_null
+from evalkit.records.requests import LEADERBOARD_DEFAULTS
 from evalkit.stats._resampling import FloatMatrix, FloatVector, bootstrap_means, percentile_interval
 from evalkit.stats.paired import holm_adjust
 
@@ -96,11 +97,11 @@ class LeaderboardOptions:
     from ``seed``.
     """
 
-    alpha: float = 0.05
-    resamples: int = 10_000
-    seed: int = 0
-    test: str = "randomization"
-    correction: str = "holm"
+    alpha: float = LEADERBOARD_DEFAULTS.alpha
+    resamples: int = LEADERBOARD_DEFAULTS.resamples
+    seed: int = LEADERBOARD_DEFAULTS.seed
+    test: str = LEADERBOARD_DEFAULTS.test
+    correction: str = LEADERBOARD_DEFAULTS.correction
     confidence: float = 0.95
 
     def __post_init__(self) -> None:
