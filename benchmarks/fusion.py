@@ -25,30 +25,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from timing import best_time_and_cpu
 
 from evalkit.metrics.fusion import Fusion, FusionRuns, fuse
 
 DEPTH = 100
 POOL = 300
 SAMPLE = 200
-
-
-def best_time(action: Callable[[], Any], repeats: int) -> tuple[float, float]:
-    """Best wall-clock seconds of ``repeats`` calls, and the CPU seconds of that call."""
-    best, cpu = float("inf"), 0.0
-    for _ in range(repeats):
-        start, start_cpu = time.perf_counter(), time.process_time()
-        action()
-        elapsed = time.perf_counter() - start
-        if elapsed < best:
-            best, cpu = elapsed, time.process_time() - start_cpu
-    return best, cpu
 
 
 def synthetic(n_runs: int, n_queries: int, seed: int) -> list[pd.DataFrame]:
@@ -147,9 +134,9 @@ def main() -> None:
     prepared = FusionRuns(frames)
     for name, fusion, params in cases:
         method = fusion.definition.ranx_name
-        ours_s, ours_cpu = best_time(lambda f=fusion: fuse(frames, f), args.repeats)
-        indexed_s, _ = best_time(lambda f=fusion: prepared.fuse(f), args.repeats)
-        theirs_s, theirs_cpu = best_time(
+        ours_s, ours_cpu = best_time_and_cpu(lambda f=fusion: fuse(frames, f), args.repeats)
+        indexed_s, _ = best_time_and_cpu(lambda f=fusion: prepared.fuse(f), args.repeats)
+        theirs_s, theirs_cpu = best_time_and_cpu(
             lambda f=fusion, m=method, p=params: ranx_fuse(runs, norm=f.norm, method=m, params=p),
             args.repeats,
         )
