@@ -55,7 +55,7 @@ from evalkit.store.audit import StoredAudit, audit_findings, list_audits
 from evalkit.store.drift import StoredDriftCheck, get_drift_check, list_drift_checks
 from evalkit.store.freshness import unreflected_changes
 from evalkit.store.goldsets import judgments_frame
-from evalkit.store.runs import RunRecord, get_run, list_runs
+from evalkit.store.runs import RunRecord, RunSpec, get_run, list_runs
 
 if TYPE_CHECKING:
     from evalkit.stats import ComparisonReport
@@ -623,10 +623,8 @@ def _model_causes(
         causes.append(
             _residual(
                 "query_model_changed",
-                f"the query embedding model changed: {before.model_name} "
-                f"({before.model_dimension}d, canary {before.model_fingerprint}) in the "
-                f"baseline, {after.model_name} ({after.model_dimension}d, canary "
-                f"{after.model_fingerprint}) in the candidate",
+                f"the query embedding model changed: {_model_words(before)} in the "
+                f"baseline, {_model_words(after)} in the candidate",
                 _series_link("query_model_changed", "model changes in the series", cand, measure),
                 [
                     {
@@ -930,3 +928,11 @@ def explain_alert(store: Store, alert: StoredAlert, **options: Any) -> Explanati
 
 def _about(explanation: Explanation, **about: str) -> Explanation:
     return replace(explanation, about={**explanation.about, **about})
+
+
+def _model_words(spec: RunSpec) -> str:
+    """A run's query embedding model in words; a retriever without one (a lexical index, a
+    fusion) says so rather than printing its empty fields."""
+    if spec.model_name is None and spec.model_fingerprint is None:
+        return "no embedding model"
+    return f"{spec.model_name} ({spec.model_dimension}d, canary {spec.model_fingerprint})"

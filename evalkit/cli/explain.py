@@ -41,7 +41,12 @@ def print_causes(explanation: Explanation, *, root: str | None = None) -> None:
         console.print(table("probable causes", ["#", "cause", "share of loss", "statement"], rows))
         # Links on lines of their own: a table cell would cut them where a log is narrow.
         for index, cause in enumerate(explanation.causes, start=1):
-            console.print(f"{index}. see {cause.link.url(root)}", markup=False, soft_wrap=True)
+            console.print(
+                f"{index}. see {cause.link.url(root)}",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
     else:
         console.print("probable causes: none found in the store", markup=False)
     for note in explanation.notes:
