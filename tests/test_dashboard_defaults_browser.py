@@ -14,6 +14,7 @@ Uses the Chromium fixtures of ``test_dashboard_browser`` (same requirements).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -170,6 +171,23 @@ def test_drift_opens_on_the_newest_drifting_check_with_one_colour_per_series(
     _shot(browser, "drift")
 
 
+def _drawn_marker_widths(driver: Any, *, at_least: int) -> list[float]:
+    """The on-screen widths of the drawn markers, once Plotly has laid out ``at_least`` of
+    them at full size (a marker may be measured mid-draw, at zero width, otherwise)."""
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def widths(d: Any) -> list[float]:
+        points = d.find_elements("css selector", ".js-plotly-plot .scatterlayer path.point")
+        return [float(point.size["width"]) for point in points]
+
+    with contextlib.suppress(TimeoutException):  # the caller's assertion shows what was drawn
+        WebDriverWait(driver, 10, poll_frequency=0.25).until(
+            lambda d: len(drawn := widths(d)) >= at_least and min(drawn[:at_least]) > 0
+        )
+    return widths(driver)
+
+
 def test_quality_draws_events_at_their_exact_time(
     served_story: tuple[str, StoryStore],
     browser: Any,  # noqa: F811
@@ -186,8 +204,8 @@ def test_quality_draws_events_at_their_exact_time(
     runs = [t for t in figure["data"] if t.get("mode") == "lines+markers"]
     assert len(runs) == 2
     assert all(t["marker"]["size"] >= 9 for t in runs)
-    drawn = browser.find_elements("css selector", ".js-plotly-plot .scatterlayer path.point")
-    assert all(float(p.size["width"]) >= 9 for p in drawn[:4])
+    widths = _drawn_marker_widths(browser, at_least=4)
+    assert all(width >= charts.MARKER_SIZE - 0.5 for width in widths[:4]), widths
     _shot(browser, "quality")
     _finished(
         browser,

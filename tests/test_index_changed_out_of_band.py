@@ -96,7 +96,7 @@ def chroma_delete(client_args: dict[str, Any], collection: str) -> Callable[[lis
             handle.delete(ids=doc_ids)
             assert handle.count() == before - len(doc_ids)
         finally:
-            client.close()
+            close_client(client)
 
     return delete
 

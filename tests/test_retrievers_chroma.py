@@ -30,6 +30,7 @@ from evalkit.retrievers.chroma_client import (
     INDEX_FINGERPRINT_KEY,
     INDEXED_AT_KEY,
     TITLE_KEY,
+    close_client,
     contents_fingerprint,
     parse_chroma_url,
 )
@@ -160,8 +161,21 @@ def server_collection(chroma_server: ChromaServer, embedder: CachedEmbedder) -> 
     try:
         index_corpus(client, corpus(), embedder, collection_name="facts")
     finally:
-        client.close()
+        close_client(client)
     return "facts"
+
+
+def test_closing_a_server_client_closes_its_connections(
+    chroma_server: ChromaServer, server_collection: str
+) -> None:
+    first = open_chroma_client(url=chroma_server.url)
+    second = open_chroma_client(url=chroma_server.url)
+    pool = first._server._session  # type: ignore[attr-defined]
+    assert first.get_collection(server_collection, embedding_function=None).count() > 0
+    close_client(first)
+    assert pool.is_closed  # chromadb's own close leaves it open
+    assert second.get_collection(server_collection, embedding_function=None).count() > 0
+    close_client(second)
 
 
 @pytest.fixture

@@ -207,6 +207,22 @@ def close_client(client: ClientAPI) -> None:
     close = getattr(client, "close", None)
     if callable(close):
         close()
+    _close_http_pools(client)
+
+
+def _close_http_pools(client: ClientAPI) -> None:
+    # chromadb's ``close`` stops an HttpClient's system, and its internal admin client's,
+    # but leaves their httpx pools open, so the server's sockets linger until garbage
+    # collection. Close each pool once its system is stopped.
+    from chromadb.api.shared_system_client import SharedSystemClient
+
+    for owner in (client, getattr(client, "_admin_client", None)):
+        session = getattr(getattr(owner, "_server", None), "_session", None)
+        if getattr(owner, "_identifier", None) in SharedSystemClient._identifier_to_system:
+            continue
+        session_close = getattr(session, "close", None)
+        if callable(session_close):
+            session_close()
 
 
 def _collection_names(client: ClientAPI) -> list[str]:
