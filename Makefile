@@ -51,8 +51,13 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy evalkit
 
+# Test files are spread over TEST_WORKERS processes; each keeps a file's tests together, so a
+# module's fixtures are built once. Many tests wait on servers and subprocesses, so one
+# worker more than there are cores keeps them busy.
+TEST_WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
+
 unit: $(STAMP) browser promtool
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 # The edit loop: every test but those marked slow (real embeddings, servers, clusters).
 test-fast: $(STAMP)

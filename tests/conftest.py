@@ -11,6 +11,11 @@ import pytest
 
 from evalkit.store import Store
 
+if "PYTEST_XDIST_WORKER" in os.environ:
+    # pytest-xdist hands its workers the controller's terminal size (COLUMNS=80); a serial
+    # run has none, and the commands' tables are checked at the width a pipe gets.
+    os.environ.pop("COLUMNS", None)
+    os.environ.pop("LINES", None)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
