@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from evalkit.store.freshness import OUTCOME_COLUMNS
+from evalkit.store.freshness import CHANGE_COLUMNS, OUTCOME_COLUMNS
 
 __all__ = [
     "CANDIDATE_COLUMNS",
@@ -33,15 +33,7 @@ __all__ = [
     "superseded_outcomes",
 ]
 
-CANDIDATE_COLUMNS = (
-    "doc_id",
-    "updated_at",
-    "origin",
-    "content_hash",
-    "text_hash",
-    "probe_text",
-    "last_checked_at",
-)
+CANDIDATE_COLUMNS = (*CHANGE_COLUMNS, "last_checked_at")
 """The columns of the changes a check assesses: those waiting and those just read."""
 
 
