@@ -1,5 +1,6 @@
 """Files written beside their destination, then renamed onto it, with the user's permissions;
-and the files of a folder in the order they were written.
+the files of a folder in the order they were written; and which file an open handle is, for
+readers that resume a file where they stopped.
 
 ``tempfile.mkstemp`` creates its file mode 0600 whatever the umask: right for a secret
 scratch file, wrong for an export, a baseline or a model cache that the file's owner shares
@@ -9,11 +10,24 @@ with a CI job, a teammate or a web server. A file made here gets 0666 less the u
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
+from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
-__all__ = ["create_beside", "files_oldest_first", "replace_text"]
+__all__ = [
+    "HEAD_BYTES",
+    "FileIdentity",
+    "create_beside",
+    "file_identity",
+    "files_oldest_first",
+    "replace_text",
+]
+
+HEAD_BYTES = 1024
+"""Bytes at the start of a file whose hash, with device and inode, identifies it."""
 
 _ATTEMPTS = 100
 
@@ -56,3 +70,40 @@ def files_oldest_first(folder: Path) -> list[Path]:
     ]
     entries.sort(key=lambda entry: (entry.stat().st_mtime, entry.name))
     return entries
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class FileIdentity:
+    """An open file as a reader that resumes it knows it: its device and inode (a renamed
+    file keeps them), its size, and its first ``HEAD_BYTES`` bytes (a file replaced under the
+    same inode starts differently)."""
+
+    device: int
+    inode: int
+    size: int
+    head: bytes
+
+    @property
+    def head_hash(self) -> str:
+        """The SHA-256 (hex) of ``head``."""
+        return _sha256(self.head)
+
+    def starts_as(self, head_length: int, head_hash: str) -> bool:
+        """Whether the file's first ``head_length`` bytes hash to ``head_hash``, as they did
+        when it was read before (False when the file is now shorter than that)."""
+        if head_length > len(self.head):
+            return False
+        return _sha256(self.head[:head_length]) == head_hash
+
+
+def file_identity(handle: BinaryIO) -> FileIdentity:
+    """The identity of the open file ``handle``, whose head it reads (the caller then seeks
+    to where it resumes)."""
+    status = os.fstat(handle.fileno())
+    handle.seek(0)
+    head = handle.read(HEAD_BYTES)
+    return FileIdentity(status.st_dev, status.st_ino, status.st_size, head)

@@ -16,8 +16,6 @@ reported with its file and line number; the lines around it are ingested.
 
 from __future__ import annotations
 
-import hashlib
-import os
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
@@ -32,7 +30,7 @@ import numpy as np
 import pyarrow as pa
 
 from evalkit.errors import ConfigError, InputError
-from evalkit.files import files_oldest_first
+from evalkit.files import HEAD_BYTES, FileIdentity, file_identity, files_oldest_first
 from evalkit.store.store import Store
 from evalkit.store.traffic.ingest import (
     IngestTransaction,
@@ -64,9 +62,6 @@ __all__ = [
     "log_files",
     "watch",
 ]
-
-HEAD_BYTES = 1024
-"""Bytes at the start of a file whose hash, with device and inode, identifies it."""
 
 DEFAULT_BATCH_LINES = 122_880
 """Lines per batch: what is held in memory and committed at once. One DuckDB row group, so
@@ -206,48 +201,31 @@ class _Pass:
                 self.problems.append(IngestProblem(path, line, message))
 
 
-@dataclass(frozen=True, slots=True)
-class _Identity:
-    device: int
-    inode: int
-    size: int
-    head: bytes
-
-    def matches(self, state: SourceState) -> bool:
-        if state.head_length > len(self.head):
-            return False
-        return _digest(self.head[: state.head_length]) == state.head_hash
-
-    def state(self, path: str, kind: str, *, byte_offset: int, lines_read: int) -> SourceState:
-        return SourceState(
-            device=self.device,
-            inode=self.inode,
-            path=path,
-            kind=kind,
-            head_hash=_digest(self.head),
-            head_length=len(self.head),
-            byte_offset=byte_offset,
-            lines_read=lines_read,
-        )
+def _matches(identity: FileIdentity, state: SourceState) -> bool:
+    return identity.starts_as(state.head_length, state.head_hash)
 
 
-def _digest(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _identify(handle: BinaryIO) -> _Identity:
-    status = os.fstat(handle.fileno())
-    handle.seek(0)
-    head = handle.read(HEAD_BYTES)
-    return _Identity(status.st_dev, status.st_ino, status.st_size, head)
+def _source_state(
+    identity: FileIdentity, path: str, kind: str, *, byte_offset: int, lines_read: int
+) -> SourceState:
+    return SourceState(
+        device=identity.device,
+        inode=identity.inode,
+        path=path,
+        kind=kind,
+        head_hash=identity.head_hash,
+        head_length=len(identity.head),
+        byte_offset=byte_offset,
+        lines_read=lines_read,
+    )
 
 
 def _ingest_jsonl(run: _Pass, path: Path) -> FileIngest:
     name = str(path)
     with path.open("rb") as handle:
-        identity = _identify(handle)
+        identity = file_identity(handle)
         state = find_source_state(run.store, device=identity.device, inode=identity.inode)
-        if state is not None and identity.matches(state) and identity.size >= state.byte_offset:
+        if state is not None and _matches(identity, state) and identity.size >= state.byte_offset:
             offset, lines, status = state.byte_offset, state.lines_read, "resumed"
         else:
             offset, lines, status = 0, 0, "new" if state is None else "restarted"
@@ -266,7 +244,7 @@ def _ingest_jsonl(run: _Pass, path: Path) -> FileIngest:
 
 
 def _read_lines(
-    run: _Pass, handle: BinaryIO, identity: _Identity, name: str, *, offset: int, lines: int
+    run: _Pass, handle: BinaryIO, identity: FileIdentity, name: str, *, offset: int, lines: int
 ) -> tuple[int, int, int, int, int]:
     """Read complete lines from the handle's position on, committing a batch at a time.
 
@@ -408,7 +386,7 @@ class _LineReader:
     """Batches of a JSONL file's lines, a part at a time, with the file's state after each."""
 
     def __init__(
-        self, handle: BinaryIO, identity: _Identity, name: str, *, offset: int, lines: int
+        self, handle: BinaryIO, identity: FileIdentity, name: str, *, offset: int, lines: int
     ) -> None:
         self.handle = handle
         self.identity = identity
@@ -441,8 +419,12 @@ class _LineReader:
                     yield part, None
             yield (
                 part,
-                self.identity.state(
-                    self.name, "jsonl", byte_offset=self.offset, lines_read=self.lines
+                _source_state(
+                    self.identity,
+                    self.name,
+                    "jsonl",
+                    byte_offset=self.offset,
+                    lines_read=self.lines,
                 ),
             )
 
@@ -544,7 +526,7 @@ def _ingest_parquet(run: _Pass, path: Path) -> FileIngest:
 
     name = str(path)
     with path.open("rb") as handle:
-        identity = _identify(handle)
+        identity = file_identity(handle)
         state = find_source_state(run.store, device=identity.device, inode=identity.inode)
         try:
             parquet = pq.ParquetFile(handle)
@@ -561,7 +543,7 @@ def _ingest_parquet(run: _Pass, path: Path) -> FileIngest:
             )
             run.note_problems(name, [(None, message)])
             return FileIngest(name, "parquet", "unreadable", note=message)
-        if state is not None and identity.matches(state) and state.byte_offset == identity.size:
+        if state is not None and _matches(identity, state) and state.byte_offset == identity.size:
             start_row, status = state.lines_read, "resumed"
         else:
             start_row, status = 0, "new" if state is None else "restarted"
@@ -581,8 +563,8 @@ def _ingest_parquet(run: _Pass, path: Path) -> FileIngest:
             skip = max(start_row - first, 0)
             for offset, row in enumerate(batch.slice(skip).to_pylist()):
                 builder.add_row(row, first + skip + offset + 1)
-            state_after = identity.state(
-                name, "parquet", byte_offset=identity.size, lines_read=row_number
+            state_after = _source_state(
+                identity, name, "parquet", byte_offset=identity.size, lines_read=row_number
             )
             stored, skipped = _account(run, name, builder, _store(run, name, builder, state_after))
             added += stored
@@ -610,9 +592,9 @@ def _ingest_otlp_json(run: _Pass, path: Path) -> FileIngest:
     name = str(path)
     kind = "otlp-json"
     with path.open("rb") as handle:
-        identity = _identify(handle)
+        identity = file_identity(handle)
         state = find_source_state(run.store, device=identity.device, inode=identity.inode)
-        resumable = state is not None and identity.matches(state)
+        resumable = state is not None and _matches(identity, state)
         if resumable and state is not None and identity.size >= state.byte_offset:
             offset, lines, status = state.byte_offset, state.lines_read, "resumed"
         else:
@@ -627,7 +609,10 @@ def _ingest_otlp_json(run: _Pass, path: Path) -> FileIngest:
         def flush() -> None:
             nonlocal batch
             done = _commit_spans(
-                run, batch, name, identity.state(name, kind, byte_offset=offset, lines_read=lines)
+                run,
+                batch,
+                name,
+                _source_state(identity, name, kind, byte_offset=offset, lines_read=lines),
             )
             totals.update(
                 stored=done.stored,

@@ -19,15 +19,13 @@ source with bad rows is read, so the check can be run again once it is fixed.
 from __future__ import annotations
 
 import functools
-import hashlib
 import math
-import os
 import tempfile
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import msgspec
 import numpy as np
@@ -37,7 +35,7 @@ import pyarrow.parquet as pq
 
 from evalkit.audit.freshness.passages import probe_passages
 from evalkit.errors import GoldsetError, InputError
-from evalkit.files import files_oldest_first
+from evalkit.files import HEAD_BYTES, FileIdentity, file_identity, files_oldest_first
 from evalkit.goldset.corpus import content_hash, detect_corpus_format, iter_corpus_lines
 from evalkit.records.freshness import FreshnessRequest
 from evalkit.retrievers.versions import text_hash
@@ -49,9 +47,6 @@ __all__ = [
     "change_files",
     "read_changes",
 ]
-
-HEAD_BYTES = 1024
-"""Bytes at the start of a change file whose hash, with device and inode, identifies it."""
 
 MAX_LISTED_PROBLEMS = 50
 
@@ -276,35 +271,33 @@ def _add_record(rows: _Rows, record: Mapping[str, Any], *, path: str, line: int)
 # -- change files --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class _Identity:
-    device: int
-    inode: int
-    size: int
-    head: bytes
-
-    @property
-    def part(self) -> str:
-        return f"file:{self.device}:{self.inode}"
-
-    def resumes(self, cursor: SourceCursor | None) -> bool:
-        """Whether ``cursor`` is this file's, read up to no further than its size."""
-        if cursor is None or cursor.head_hash is None or cursor.head_length is None:
-            return False
-        if cursor.head_length > len(self.head) or (cursor.byte_offset or 0) > self.size:
-            return False
-        return _digest(self.head[: cursor.head_length]) == cursor.head_hash
+def _part(identity: FileIdentity) -> str:
+    return f"file:{identity.device}:{identity.inode}"
 
 
-def _digest(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+def _resumes(identity: FileIdentity, cursor: SourceCursor | None) -> bool:
+    """Whether ``cursor`` is this file's, read up to no further than its size."""
+    if cursor is None or cursor.head_hash is None or cursor.head_length is None:
+        return False
+    if (cursor.byte_offset or 0) > identity.size:
+        return False
+    return identity.starts_as(cursor.head_length, cursor.head_hash)
 
 
-def _identify(handle: BinaryIO) -> _Identity:
-    status = os.fstat(handle.fileno())
-    handle.seek(0)
-    head = handle.read(HEAD_BYTES)
-    return _Identity(status.st_dev, status.st_ino, status.st_size, head)
+def _file_cursor(
+    identity: FileIdentity, subject: str, kind: str, path: str, *, byte_offset: int, rows_read: int
+) -> SourceCursor:
+    """Where the subject's checks stopped reading the file ``identity``."""
+    return SourceCursor(
+        subject=subject,
+        part=_part(identity),
+        kind=kind,
+        path=path,
+        head_hash=identity.head_hash,
+        head_length=len(identity.head),
+        byte_offset=byte_offset,
+        rows_read=rows_read,
+    )
 
 
 def _read_jsonl(rows: _Rows, path: Path, subject: str, cursors: Mapping[str, SourceCursor]) -> None:
@@ -313,9 +306,9 @@ def _read_jsonl(rows: _Rows, path: Path, subject: str, cursors: Mapping[str, Sou
     name = str(path)
     decoder = msgspec.json.Decoder()
     with path.open("rb") as handle:
-        identity = _identify(handle)
-        cursor = cursors.get(identity.part)
-        resumed = identity.resumes(cursor)
+        identity = file_identity(handle)
+        cursor = cursors.get(_part(identity))
+        resumed = _resumes(identity, cursor)
         offset = (cursor.byte_offset or 0) if resumed and cursor is not None else 0
         lines = (cursor.rows_read or 0) if resumed and cursor is not None else 0
         handle.seek(offset)
@@ -337,16 +330,7 @@ def _read_jsonl(rows: _Rows, path: Path, subject: str, cursors: Mapping[str, Sou
                 continue
             _add_record(rows, record, path=name, line=lines)
     rows.cursors.append(
-        SourceCursor(
-            subject=subject,
-            part=identity.part,
-            kind="jsonl",
-            path=name,
-            head_hash=_digest(identity.head),
-            head_length=len(identity.head),
-            byte_offset=offset,
-            rows_read=lines,
-        )
+        _file_cursor(identity, subject, "jsonl", name, byte_offset=offset, rows_read=lines)
     )
 
 
@@ -355,10 +339,12 @@ def _read_parquet(
 ) -> None:
     name = str(path)
     with path.open("rb") as handle:
-        identity = _identify(handle)
-        cursor = cursors.get(identity.part)
+        identity = file_identity(handle)
+        cursor = cursors.get(_part(identity))
         unchanged = (
-            identity.resumes(cursor) and cursor is not None and cursor.byte_offset == identity.size
+            _resumes(identity, cursor)
+            and cursor is not None
+            and cursor.byte_offset == identity.size
         )
         start = (cursor.rows_read or 0) if unchanged and cursor is not None else 0
         try:
@@ -381,15 +367,8 @@ def _read_parquet(
     for offset, record in enumerate(records):
         _add_record(rows, record, path=name, line=start + offset + 1)
     rows.cursors.append(
-        SourceCursor(
-            subject=subject,
-            part=identity.part,
-            kind="parquet",
-            path=name,
-            head_hash=_digest(identity.head),
-            head_length=len(identity.head),
-            byte_offset=identity.size,
-            rows_read=table.num_rows,
+        _file_cursor(
+            identity, subject, "parquet", name, byte_offset=identity.size, rows_read=table.num_rows
         )
     )
 
