@@ -36,11 +36,10 @@ from evalkit.answers.offline import (
     DEFAULT_THRESHOLD,
     ClaimFaithfulness,
     ClaimSupport,
-    Progress,
     claim_token_features,
 )
 from evalkit.answers.records import AnswerRecord, Method, Unmeasured
-from evalkit.answers.sentences import WORD_TOKEN, split_claims, split_sentences
+from evalkit.answers.sentences import WORD_TOKEN, split_sentences
 from evalkit.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -181,33 +180,23 @@ class NLIFaithfulness(ClaimFaithfulness):
                 out.append(probability.cpu().numpy().astype(np.float64))
         return np.concatenate(out)
 
-    def analyse(
-        self,
-        records: Sequence[AnswerRecord],
-        *,
-        cache: EmbeddingCache | None = None,
-        progress: Progress | None = None,
+    @property
+    def _records_per_batch(self) -> int:
+        return self.batch_size
+
+    def _analyse_batch(
+        self, records: Sequence[AnswerRecord], cache: EmbeddingCache | None
     ) -> list[ClaimSupport | Unmeasured]:
-        """Claim-level support of every record, or why it cannot be measured (``cache`` is
-        accepted for symmetry with the embedding method and not used)."""
+        """Claim-level support of each of ``records`` (``cache`` is accepted for symmetry
+        with the embedding method and not used)."""
         del cache
-        results: list[ClaimSupport | Unmeasured] = []
-        for start in range(0, len(records), self.batch_size):
-            for record in records[start : start + self.batch_size]:
-                results.append(self._analyse_one(record))
-            if progress is not None:
-                progress(len(results), len(records))
-        return results
+        return [self._analyse_one(record) for record in records]
 
     def _analyse_one(self, record: AnswerRecord) -> ClaimSupport | Unmeasured:
-        if not record.answer.strip():
-            return Unmeasured.empty_answer
-        contexts = [context for context in record.contexts if context.strip()]
-        if not contexts:
-            return Unmeasured.empty_contexts
-        claims = split_claims(record.answer)
-        if not claims:
-            return Unmeasured.no_claims
+        plan = self._plan(record)
+        if isinstance(plan, Unmeasured):
+            return plan
+        claims, contexts = plan
         chunks = [p for c in contexts for p in premises(c, max_words=self.premise_words)]
         pairs = list(itertools.product(range(len(claims)), range(len(chunks))))
         probability = self.entailment([(chunks[p], claims[c]) for c, p in pairs])

@@ -371,7 +371,17 @@ class ClaimFaithfulness(abc.ABC):
     def version(self) -> str:
         """The method's version and threshold, stored as the prompt version of its scores."""
 
+    @property
     @abc.abstractmethod
+    def _records_per_batch(self) -> int:
+        """How many records ``analyse`` hands ``_analyse_batch`` at a time."""
+
+    @abc.abstractmethod
+    def _analyse_batch(
+        self, records: Sequence[AnswerRecord], cache: EmbeddingCache | None
+    ) -> list[ClaimSupport | Unmeasured]:
+        """Claim-level support of each of ``records``, or why it cannot be measured."""
+
     def analyse(
         self,
         records: Sequence[AnswerRecord],
@@ -379,7 +389,28 @@ class ClaimFaithfulness(abc.ABC):
         cache: EmbeddingCache | None = None,
         progress: Progress | None = None,
     ) -> list[ClaimSupport | Unmeasured]:
-        """Claim-level support of every record, or why it cannot be measured."""
+        """Claim-level support of every record, or why it cannot be measured, a batch of
+        records at a time; ``progress`` is called after each batch. ``cache`` holds context
+        vectors, for a method that embeds contexts (see its ``_analyse_batch``)."""
+        results: list[ClaimSupport | Unmeasured] = []
+        size = self._records_per_batch
+        for start in range(0, len(records), size):
+            results.extend(self._analyse_batch(records[start : start + size], cache))
+            if progress is not None:
+                progress(len(results), len(records))
+        return results
+
+    @staticmethod
+    def _plan(record: AnswerRecord) -> tuple[list[str], list[str]] | Unmeasured:
+        """(claims, non-empty contexts) of a record, or why it cannot be measured: the same
+        for every method, so that they measure the same records."""
+        if not record.answer.strip():
+            return Unmeasured.empty_answer
+        contexts = [context for context in record.contexts if context.strip()]
+        if not contexts:
+            return Unmeasured.empty_contexts
+        claims = split_claims(record.answer)
+        return (claims, contexts) if claims else Unmeasured.no_claims
 
     def score(
         self,
@@ -463,35 +494,9 @@ class OfflineFaithfulness(ClaimFaithfulness):
         """The method's version and threshold, stored as the prompt version of its scores."""
         return f"{self.offline_version}/threshold={self.threshold:g}"
 
-    def analyse(
-        self,
-        records: Sequence[AnswerRecord],
-        *,
-        cache: EmbeddingCache | None = None,
-        progress: Progress | None = None,
-    ) -> list[ClaimSupport | Unmeasured]:
-        """Claim-level support of every record, or why it cannot be measured.
-
-        Context vectors are looked up in (and added to) ``cache`` if given, else this
-        object's cache; ``progress`` is called after each batch of records.
-        """
-        results: list[ClaimSupport | Unmeasured] = []
-        for start in range(0, len(records), self.batch_records):
-            batch = records[start : start + self.batch_records]
-            results.extend(self._analyse_batch(batch, cache or self.cache))
-            if progress is not None:
-                progress(len(results), len(records))
-        return results
-
-    def _plan(self, record: AnswerRecord) -> tuple[list[str], list[str]] | Unmeasured:
-        """(claims, non-empty contexts) of a record, or why it cannot be measured."""
-        if not record.answer.strip():
-            return Unmeasured.empty_answer
-        contexts = [context for context in record.contexts if context.strip()]
-        if not contexts:
-            return Unmeasured.empty_contexts
-        claims = split_claims(record.answer)
-        return (claims, contexts) if claims else Unmeasured.no_claims
+    @property
+    def _records_per_batch(self) -> int:
+        return self.batch_records
 
     def _context_vectors(
         self, contexts: Sequence[str], cache: EmbeddingCache
@@ -523,8 +528,11 @@ class OfflineFaithfulness(ClaimFaithfulness):
         }
 
     def _analyse_batch(
-        self, records: Sequence[AnswerRecord], cache: EmbeddingCache
+        self, records: Sequence[AnswerRecord], cache: EmbeddingCache | None
     ) -> list[ClaimSupport | Unmeasured]:
+        """Claim-level support of each of ``records``; context vectors are looked up in (and
+        added to) ``cache`` if given, else this object's cache."""
+        cache = cache or self.cache
         plans = [self._plan(record) for record in records]
         measured = [plan for plan in plans if not isinstance(plan, Unmeasured)]
         claim_texts = list(dict.fromkeys(claim for claims, _ in measured for claim in claims))
