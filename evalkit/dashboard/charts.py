@@ -160,6 +160,30 @@ def _rgba(colour_hex: str, alpha: float) -> str:
     return f"rgba({red},{green},{blue},{alpha})"
 
 
+def _band_alpha(n_series: int) -> float:
+    # Overlapping bands of many series would hide the lines: the more series, the fainter.
+    return 0.15 if n_series <= 2 else 0.06
+
+
+def _interval_band(
+    x: pd.Series, low: pd.Series, high: pd.Series, *, line: str, alpha: float, name: str, group: str
+) -> go.Scatter:
+    """A series' 95% interval as a filled band in its line's colour, out along ``high`` and
+    back along ``low``; not in the legend, and not hovered (the points carry the interval)."""
+    return go.Scatter(
+        x=[*x, *x[::-1]],
+        y=[*high, *low[::-1]],
+        fill="toself",
+        fillcolor=_rgba(line, alpha),
+        mode="lines",
+        line={"width": 0},
+        hoverinfo="skip",
+        name=f"{name} 95% CI",
+        legendgroup=group,
+        showlegend=False,
+    )
+
+
 def event_marks(events: pd.DataFrame) -> pd.DataFrame:
     """Events grouped per exact moment and kind: time, kind, n and the hover text listing
     them (events at the same timestamp, such as the changes one run brought, are one mark).
@@ -227,24 +251,20 @@ def quality_chart(
         started=pd.to_datetime(points["started_at"]).dt.strftime("%Y-%m-%d %H:%M:%S"),
     )
     palette = _colours_for(placed["retriever"], colours)
-    # Overlapping bands of many series would hide the lines: the more series, the fainter.
-    band_alpha = 0.15 if placed["retriever"].nunique() <= 2 else 0.06
+    band_alpha = _band_alpha(placed["retriever"].nunique())
     for retriever, unsorted in placed.groupby("retriever", sort=True):
         name = str(retriever)
         line = palette[name]
         group = unsorted.sort_values(["started_at", "run_id"])
         figure.add_trace(
-            go.Scatter(
-                x=[*group["x"], *group["x"][::-1]],
-                y=[*group["ci_high"], *group["ci_low"][::-1]],
-                fill="toself",
-                fillcolor=_rgba(line, band_alpha),
-                mode="lines",
-                line={"width": 0},
-                hoverinfo="skip",
-                name=f"{name} 95% CI",
-                legendgroup=name,
-                showlegend=False,
+            _interval_band(
+                group["x"],
+                group["ci_low"],
+                group["ci_high"],
+                line=line,
+                alpha=band_alpha,
+                name=name,
+                group=name,
             ),
             row=1,
             col=1,
@@ -570,7 +590,7 @@ def judged_chart(
     figure = go.Figure()
     several_retrievers = points["retriever"].nunique() > 1
     keys = ["labeller", "retriever"] if several_retrievers else ["labeller"]
-    band_alpha = 0.15 if points.groupby(keys).ngroups <= 2 else 0.06
+    band_alpha = _band_alpha(points.groupby(keys).ngroups)
     grouped = [
         (" / ".join(str(part) for part in (key if isinstance(key, tuple) else (key,))), series)
         for key, series in points.groupby(keys, sort=True)
@@ -584,17 +604,14 @@ def judged_chart(
             banded = group.dropna(subset=["low", "high"])
             if len(banded) > 1:
                 figure.add_trace(
-                    go.Scatter(
-                        x=[*banded["window_start"], *banded["window_start"][::-1]],
-                        y=[*banded["high"], *banded["low"][::-1]],
-                        fill="toself",
-                        fillcolor=_rgba(line, band_alpha),
-                        mode="lines",
-                        line={"width": 0},
-                        hoverinfo="skip",
-                        name=f"{name} {label} 95% CI",
-                        legendgroup=name,
-                        showlegend=False,
+                    _interval_band(
+                        banded["window_start"],
+                        banded["low"],
+                        banded["high"],
+                        line=line,
+                        alpha=band_alpha,
+                        name=f"{name} {label}",
+                        group=name,
                     )
                 )
             figure.add_trace(
