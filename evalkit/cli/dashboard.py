@@ -20,6 +20,7 @@ from typing import Annotated, Any
 import typer
 
 from evalkit.cli._app import app
+from evalkit.cli._options import Format
 from evalkit.cli._output import OutputFormat, console, emit_json, err_console, key_values, settings
 from evalkit.config import DASHBOARD_READ_ONLY_ENV
 from evalkit.errors import ConfigError
@@ -28,8 +29,6 @@ from evalkit.extras import require_all
 __all__ = ["dashboard", "dashboard_command", "locate_app", "packaged_app"]
 STORE_ENV = "EVALKIT_STORE_PATH"
 STOP_SECONDS = 10.0
-
-Format = Annotated[OutputFormat, typer.Option("--format", help="table or json")]
 
 
 def packaged_app() -> Path:
