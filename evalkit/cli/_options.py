@@ -1,18 +1,33 @@
-"""What the command modules share: the ``--format`` option and their command groups."""
+"""What the command modules share: the ``--format`` option, the options of a command that
+judges its results as a further step, and the command groups."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from evalkit.cli._app import CONTEXT, app
 from evalkit.cli._output import OutputFormat
 
-__all__ = ["Format", "command_group"]
+__all__ = ["Format", "command_group", "corpus_for", "max_judgments_with"]
 
 Format = Annotated[OutputFormat, typer.Option("--format", help="table or json")]
 """The ``--format table|json`` option of a command that prints a result."""
+
+
+def corpus_for(texts: str) -> Any:
+    """The ``--corpus`` option of a command whose judging flag reads documents' ``texts``
+    (e.g. "--judge's document texts") from the corpus rather than the collection."""
+    return typer.Option(
+        help=f"The corpus the index was built from, for {texts} (default: the --collection's "
+        "stored documents)."
+    )
+
+
+def max_judgments_with(flag: str) -> Any:
+    """The ``--max-judgments`` option of a command that judges when given ``flag``."""
+    return typer.Option(min=0, help=f"With {flag}: send at most this many new pairs.")
 
 
 def command_group(name: str, help: str) -> typer.Typer:

@@ -10,7 +10,7 @@ import typer
 
 from evalkit.cli._app import app, end_without_teardown
 from evalkit.cli._goldset import GOLDSET_HELP, GoldsetFormat, GoldsetSplit, GoldsetTopics
-from evalkit.cli._options import Format
+from evalkit.cli._options import Format, corpus_for, max_judgments_with
 from evalkit.cli._output import (
     OutputFormat,
     console,
@@ -109,17 +109,8 @@ def run(
             "(needs --corpus; the exact figures stay the run's).",
         ),
     ] = False,
-    corpus: Annotated[
-        Path | None,
-        typer.Option(
-            help="The corpus the index was built from, for --judge-holes' texts (default: "
-            "the --collection's stored documents)."
-        ),
-    ] = None,
-    max_judgments: Annotated[
-        int | None,
-        typer.Option(min=0, help="With --judge-holes: send at most this many new pairs."),
-    ] = None,
+    corpus: Annotated[Path | None, corpus_for("--judge-holes' texts")] = None,
+    max_judgments: Annotated[int | None, max_judgments_with("--judge-holes")] = None,
     next_steps: Annotated[bool, typer.Option(hidden=True)] = False,
     output: Format = OutputFormat.table,
 ) -> None:

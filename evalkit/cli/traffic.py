@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from evalkit.cli._options import Format, command_group
+from evalkit.cli._options import Format, command_group, corpus_for, max_judgments_with
 from evalkit.cli._output import (
     OutputFormat,
     console,
@@ -323,17 +323,8 @@ def replay(
             "labels (needs --corpus).",
         ),
     ] = False,
-    corpus: Annotated[
-        Path | None,
-        typer.Option(
-            help="The corpus the index was built from, for --judge's document texts (default: "
-            "the --collection's stored documents)."
-        ),
-    ] = None,
-    max_judgments: Annotated[
-        int | None,
-        typer.Option(min=0, help="With --judge: send at most this many new pairs."),
-    ] = None,
+    corpus: Annotated[Path | None, corpus_for("--judge's document texts")] = None,
+    max_judgments: Annotated[int | None, max_judgments_with("--judge")] = None,
     estimate: Annotated[
         bool,
         typer.Option(
