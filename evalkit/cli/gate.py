@@ -288,11 +288,12 @@ def compare(
             raise ConfigError("there is no store yet: no runs to compare")
         with open_store(write=False, purpose="compare") as opened:
             named = select_runs(opened, goldset=goldset, tag=tag, last=last)
+    scoring_goldset = _goldset(goldset, goldset_format, goldset_split, goldset_topics, "compare")
     if len(named) == 2 and output is not CompareFormat.latex:
         _compare_two(
             named,
             _policy(measure, alpha, min_effect, resamples, seed, worst, failed_as_zero),
-            goldset=_goldset(goldset, goldset_format, goldset_split, goldset_topics, "compare"),
+            goldset=scoring_goldset,
             qrels=qrels,
             output=output,
         )
@@ -308,7 +309,7 @@ def compare(
             correction=correction,
             failed_as_zero=failed_as_zero,
         ),
-        goldset=_goldset(goldset, goldset_format, goldset_split, goldset_topics, "compare"),
+        goldset=scoring_goldset,
         qrels=qrels,
         output=output,
     )
