@@ -1,5 +1,5 @@
 """What the command modules share: the ``--format`` option, the options of a command that
-judges its results as a further step, and the command groups."""
+reads documents' texts or judges its results as a further step, and the command groups."""
 
 from __future__ import annotations
 
@@ -10,10 +10,15 @@ import typer
 from evalkit.cli._app import CONTEXT, app
 from evalkit.cli._output import OutputFormat
 
-__all__ = ["Format", "command_group", "corpus_for", "max_judgments_with"]
+__all__ = ["Format", "TextsChromaUrl", "command_group", "corpus_for", "max_judgments_with"]
 
 Format = Annotated[OutputFormat, typer.Option("--format", help="table or json")]
 """The ``--format table|json`` option of a command that prints a result."""
+
+TextsChromaUrl = Annotated[
+    str | None, typer.Option("--chroma-url", help="With --collection: a Chroma server's URL.")
+]
+"""The ``--chroma-url`` of a command that reads documents' texts from a ``--collection``."""
 
 
 def corpus_for(texts: str) -> Any:

@@ -29,6 +29,8 @@ answers_app = command_group(
 )
 
 
+PerItem = Annotated[bool, typer.Option(help="Also print every record's scores.")]
+
 _SUMMARY_COLUMNS = ["metric", "method", "mean", "measured", "unmeasured", "why unmeasured"]
 
 
@@ -101,7 +103,7 @@ def score(
     save: Annotated[
         bool, typer.Option("--store/--no-store", help="Keep the scores in the evalkit store.")
     ] = True,
-    per_item: Annotated[bool, typer.Option(help="Also print every record's scores.")] = False,
+    per_item: PerItem = False,
     output: Format = OutputFormat.table,
 ) -> None:
     """Score a JSONL file of generated answers and the contexts they were generated from.
@@ -184,7 +186,7 @@ def list_scorings(
 @answers_app.command("show")
 def show_scoring(
     scoring_id: Annotated[str, typer.Argument(help="Scoring id (a unique prefix is enough).")],
-    per_item: Annotated[bool, typer.Option(help="Also print every record's scores.")] = False,
+    per_item: PerItem = False,
     output: Format = OutputFormat.table,
 ) -> None:
     """Show one stored scoring: means over measured answers and the unmeasured counts.

@@ -32,11 +32,14 @@ Topics = Annotated[
     Path | None, typer.Option(help="TREC topics file (with --format trec; PATH is the qrels).")
 ]
 Output = Annotated[OutputFormat, typer.Option("--output", "-o", help=OUTPUT_HELP)]
+GoldsetPath = Annotated[
+    Path, typer.Argument(help="Goldset folder, BEIR folder or TREC qrels file.")
+]
 
 
 @goldset_app.command("import")
 def import_goldset(
-    path: Annotated[Path, typer.Argument(help="Goldset folder, BEIR folder or TREC qrels file.")],
+    path: GoldsetPath,
     name: Annotated[str, typer.Option(help="Name to store the goldset under.")],
     source_format: SourceFormat = "jsonl",
     split: Split = "test",
@@ -81,7 +84,7 @@ def import_goldset(
 
 @goldset_app.command("validate")
 def validate(
-    path: Annotated[Path, typer.Argument(help="Goldset folder, BEIR folder or TREC qrels file.")],
+    path: GoldsetPath,
     source_format: SourceFormat = "jsonl",
     split: Split = "test",
     topics: Topics = None,

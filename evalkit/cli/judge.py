@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from evalkit.cli._options import Format, command_group
+from evalkit.cli._options import Format, TextsChromaUrl, command_group
 from evalkit.cli._output import (
     OutputFormat,
     console,
@@ -68,9 +68,6 @@ TextsCollection = Annotated[
         "home, or at --chroma-url); instead of --corpus.",
     ),
 ]
-TextsChromaUrl = Annotated[
-    str | None, typer.Option("--chroma-url", help="With --collection: a Chroma server's URL.")
-]
 MaxJudgments = Annotated[
     int | None,
     typer.Option(
@@ -88,6 +85,9 @@ DryRun = Annotated[
     ),
 ]
 Depth = Annotated[int, typer.Option("--k", min=1, help="Depth of each ranking judged.")]
+TrafficRunId = Annotated[
+    str, typer.Argument(help="A traffic replay run (a unique prefix is enough).")
+]
 
 
 def document_texts(
@@ -411,9 +411,7 @@ def print_window_judging(outcome: WindowJudging) -> None:
 
 @judge_app.command("traffic")
 def traffic(
-    run_id: Annotated[
-        str, typer.Argument(help="A traffic replay run (a unique prefix is enough).")
-    ],
+    run_id: TrafficRunId,
     corpus: Corpus = None,
     collection: TextsCollection = None,
     chroma_url: TextsChromaUrl = None,
@@ -445,9 +443,7 @@ def traffic(
 
 @judge_app.command("estimate")
 def estimate(
-    run_id: Annotated[
-        str, typer.Argument(help="A traffic replay run (a unique prefix is enough).")
-    ],
+    run_id: TrafficRunId,
     k: Depth = JUDGING_DEFAULTS.k,
     method: Annotated[
         str, typer.Option(help="Calibration of the scores: isotonic or logistic.")

@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from evalkit.cli._app import review_app
+from evalkit.cli._options import TextsChromaUrl
 from evalkit.cli._output import OutputFormat, console, emit_json, key_values, settings, table
 from evalkit.cli._store import CommandStore
 from evalkit.records.review import DISAGREEMENT_DEFAULTS
@@ -23,6 +24,7 @@ Output = Annotated[
     OutputFormat, typer.Option("--output", "-o", "--format", help="Output: table or json.")
 ]
 GoldsetName = Annotated[str, typer.Option("--goldset", help="The goldset the items are for.")]
+ItemId = Annotated[str, typer.Argument(help="The item's id (or its first characters).")]
 
 
 def parse_grades(values: list[str]) -> dict[str, int]:
@@ -105,9 +107,7 @@ def disagreements(
         str | None,
         typer.Option("--collection", help="The Chroma collection holding the documents' texts."),
     ] = None,
-    chroma_url: Annotated[
-        str | None, typer.Option("--chroma-url", help="With --collection: a Chroma server's URL.")
-    ] = None,
+    chroma_url: TextsChromaUrl = None,
     output: Output = OutputFormat.table,
 ) -> None:
     """Queue the goldset judgments an LLM assessor graded differently, one item per query.
@@ -219,7 +219,7 @@ def _short(text: str, width: int = 60) -> str:
 
 @review_app.command("show")
 def show(
-    item: Annotated[str, typer.Argument(help="The item's id (or its first characters).")],
+    item: ItemId,
     output: Output = OutputFormat.table,
 ) -> None:
     """Show an item: its query, documents with suggested grades and spans, and its reviews.
@@ -295,7 +295,7 @@ def _span_text(span: object) -> str | None:
 
 @review_app.command("grade")
 def grade(
-    item: Annotated[str, typer.Argument(help="The item's id (or its first characters).")],
+    item: ItemId,
     reviewer: Annotated[str, typer.Option("--reviewer", help="Your name, to sign the review.")],
     grades: Annotated[
         list[str] | None,

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
     from evalkit.store import RunRecord, Store
 
+RunId = Annotated[str, typer.Argument(help="Run id (a unique prefix is enough).")]
 SortOption = Annotated[
     str,
     typer.Option(
@@ -130,7 +131,7 @@ def list_runs(
 
 @runs_app.command("show")
 def show_run(
-    run_id: Annotated[str, typer.Argument(help="Run id (a unique prefix is enough).")],
+    run_id: RunId,
     per_query: Annotated[
         bool,
         typer.Option(help="Also print every query's values, and every failed query's error."),
@@ -339,7 +340,7 @@ class ExportFormat(StrEnum):
 
 @runs_app.command("export")
 def export_run(
-    run_id: Annotated[str, typer.Argument(help="Run id (a unique prefix is enough).")],
+    run_id: RunId,
     export_format: Annotated[
         ExportFormat | None,
         typer.Option(
