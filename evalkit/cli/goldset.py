@@ -18,6 +18,7 @@ from evalkit.cli._output import (
     table,
 )
 from evalkit.cli._store import open_store
+from evalkit.errors import GoldsetError
 from evalkit.records.review import PUBLISH_DEFAULTS
 
 if TYPE_CHECKING:
@@ -117,7 +118,7 @@ def validate(
     else:
         console.print(f"{path}: valid", markup=False)
     if problems:
-        raise typer.Exit(2)
+        raise typer.Exit(GoldsetError.exit_code)
 
 
 @goldset_app.command("list")
@@ -259,7 +260,7 @@ def remap(
     else:
         _print_remap(outcome)
     if written is None:
-        raise typer.Exit(2)
+        raise typer.Exit(GoldsetError.exit_code)
     if result.lost:
         raise typer.Exit(REMAP_LOSS_EXIT_CODE)
 

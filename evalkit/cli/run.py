@@ -36,10 +36,8 @@ from evalkit.cli._store import CommandStore, open_store
 from evalkit.cli.answers import print_answer_summaries
 from evalkit.cli.judge import build_assessor, print_holes, texts_to_judge
 from evalkit.cli.runs import print_run
-from evalkit.errors import ConfigError
+from evalkit.errors import ConfigError, RetrieverError
 from evalkit.records.requests import JUDGING_DEFAULTS, GoldsetRunRequest
-
-RETRIEVER_FAILURE = 3
 
 NEXT_STEPS = """\
 Next (`source .venv/bin/activate` first if `evalkit` is not on your PATH):
@@ -248,4 +246,4 @@ def run(
     # The store and the retriever are closed and the model's threads stopped.
     end_without_teardown()
     if outcome.run.status != "complete":
-        raise typer.Exit(RETRIEVER_FAILURE)
+        raise typer.Exit(RetrieverError.exit_code)

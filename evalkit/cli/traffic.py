@@ -34,6 +34,7 @@ from evalkit.cli._retriever import (
 )
 from evalkit.cli._store import CommandStore, open_store
 from evalkit.cli.answers import print_answer_summaries
+from evalkit.errors import InputError, RetrieverError
 from evalkit.records.requests import TRAFFIC_REPLAY_DEFAULTS, TrafficReplayRequest
 
 if TYPE_CHECKING:
@@ -57,8 +58,6 @@ WindowOption = Annotated[
         "month (2026-11), START/END interval, today or yesterday (UTC).",
     ),
 ]
-INVALID_INPUT = 2
-RETRIEVER_FAILURE = 3
 
 
 class IngestFormat(StrEnum):
@@ -164,7 +163,7 @@ def ingest(
                 )
             )
     if strict and malformed:
-        raise typer.Exit(INVALID_INPUT)
+        raise typer.Exit(InputError.exit_code)
 
 
 def _ingest_formats(formats: list[IngestFormat]) -> tuple[OutputFormat, str | None]:
@@ -447,7 +446,7 @@ def replay(
         if estimated is not None:
             print_window_estimate(estimated)
     if outcome.run.status != "complete":
-        raise typer.Exit(RETRIEVER_FAILURE)
+        raise typer.Exit(RetrieverError.exit_code)
 
 
 def _print_summary(summary: dict[str, Any], *, title: str) -> None:
