@@ -14,7 +14,15 @@ import typer
 
 from evalkit.cli._app import review_app
 from evalkit.cli._options import TextsChromaUrl
-from evalkit.cli._output import OutputFormat, console, emit_json, key_values, settings, table
+from evalkit.cli._output import (
+    OutputFormat,
+    console,
+    emit_json,
+    key_values,
+    print_listing,
+    settings,
+    table,
+)
 from evalkit.cli._store import CommandStore
 from evalkit.records.review import DISAGREEMENT_DEFAULTS
 
@@ -177,11 +185,22 @@ def list_queue(
         needed_reviews=needed,
         limit=limit,
     )
-    if output is OutputFormat.json:
-        emit_json([queued.to_dict() for queued in items])
-        return
-    rows = [
-        [
+    print_listing(
+        items,
+        output,
+        title=f"{len(items)} review items",
+        columns=[
+            "item",
+            "goldset",
+            "origin",
+            "status",
+            "priority",
+            "docs",
+            "reviewers",
+            "query",
+            "why",
+        ],
+        row=lambda queued: [
             queued.item.item_id,
             queued.item.goldset,
             str(queued.item.origin),
@@ -191,25 +210,7 @@ def list_queue(
             ", ".join(queued.reviewers) or "-",
             _short(queued.item.query.text),
             _short(queued.item.reason),
-        ]
-        for queued in items
-    ]
-    console.print(
-        table(
-            f"{len(rows)} review items",
-            [
-                "item",
-                "goldset",
-                "origin",
-                "status",
-                "priority",
-                "docs",
-                "reviewers",
-                "query",
-                "why",
-            ],
-            rows,
-        )
+        ],
     )
 
 
@@ -362,27 +363,30 @@ def agreement(goldset: GoldsetName, output: Output = OutputFormat.table) -> None
     from evalkit.pipeline import reviewer_agreement
 
     results = reviewer_agreement(CommandStore("review agreement", write=False), goldset)
-    if output is OutputFormat.json:
-        emit_json([result.to_dict() for result in results])
-        return
-    console.print(
-        table(
-            f"reviewer agreement on {goldset}",
-            ["reviewers", "items", "documents", "kappa", "low", "high", "scale", "same verdict"],
-            [
-                [
-                    f"{r.reviewer_a} / {r.reviewer_b}",
-                    r.n_items,
-                    r.n_pairs,
-                    r.kappa,
-                    r.low,
-                    r.high,
-                    r.scale,
-                    r.verdict_agreement,
-                ]
-                for r in results
-            ],
-        )
+    print_listing(
+        results,
+        output,
+        title=f"reviewer agreement on {goldset}",
+        columns=[
+            "reviewers",
+            "items",
+            "documents",
+            "kappa",
+            "low",
+            "high",
+            "scale",
+            "same verdict",
+        ],
+        row=lambda r: [
+            f"{r.reviewer_a} / {r.reviewer_b}",
+            r.n_items,
+            r.n_pairs,
+            r.kappa,
+            r.low,
+            r.high,
+            r.scale,
+            r.verdict_agreement,
+        ],
     )
 
 
