@@ -1,5 +1,6 @@
-"""What the command modules share: the ``--format`` option, the options of a command that
-reads documents' texts or judges its results as a further step, and the command groups."""
+"""What the command modules share: the output format options, the options of a command
+that reads documents' texts or judges its results as a further step, and the command
+groups."""
 
 from __future__ import annotations
 
@@ -10,10 +11,23 @@ import typer
 from evalkit.cli._app import CONTEXT, app
 from evalkit.cli._output import OutputFormat
 
-__all__ = ["Format", "TextsChromaUrl", "command_group", "corpus_for", "max_judgments_with"]
+__all__ = [
+    "Format",
+    "Output",
+    "TextsChromaUrl",
+    "command_group",
+    "corpus_for",
+    "max_judgments_with",
+]
 
 Format = Annotated[OutputFormat, typer.Option("--format", help="table or json")]
 """The ``--format table|json`` option of a command that prints a result."""
+
+Output = Annotated[
+    OutputFormat, typer.Option("--output", "-o", "--format", help="Output: table or json.")
+]
+"""The output format of the review commands and of ``goldset generate`` (which writes drafts
+for review): ``-o/--output``, or ``--format`` as elsewhere."""
 
 TextsChromaUrl = Annotated[
     str | None, typer.Option("--chroma-url", help="With --collection: a Chroma server's URL.")

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from evalkit.cli._app import goldset_app
+from evalkit.cli._options import Output
 from evalkit.cli._output import (
     OutputFormat,
     console,
@@ -117,10 +118,7 @@ def generate(
             "written (as `evalkit review add DIR --goldset NAME`).",
         ),
     ] = None,
-    output: Annotated[
-        OutputFormat,
-        typer.Option("--output", "-o", "--format", help="Output: table or json."),
-    ] = OutputFormat.table,
+    output: Output = OutputFormat.table,
 ) -> None:
     """Generate a draft goldset from a corpus: questions spread evenly over clusters of the
     documents' embeddings, written by the [judge] LLM endpoint, each with the spans of the

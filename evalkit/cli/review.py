@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from evalkit.cli._app import review_app
-from evalkit.cli._options import TextsChromaUrl
+from evalkit.cli._options import Output, TextsChromaUrl
 from evalkit.cli._output import (
     OutputFormat,
     console,
@@ -28,9 +28,6 @@ from evalkit.records.review import DISAGREEMENT_DEFAULTS
 
 __all__ = ["parse_grades"]
 
-Output = Annotated[
-    OutputFormat, typer.Option("--output", "-o", "--format", help="Output: table or json.")
-]
 GoldsetName = Annotated[str, typer.Option("--goldset", help="The goldset the items are for.")]
 ItemId = Annotated[str, typer.Argument(help="The item's id (or its first characters).")]
 
