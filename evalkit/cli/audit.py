@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from evalkit.cli._app import app
+from evalkit.cli._options import Format
 from evalkit.cli._output import OutputFormat, console, emit_json, settings, table
 from evalkit.cli._retriever import ChromaUrl, chroma_collection_name
 from evalkit.cli._store import open_store
@@ -89,9 +90,7 @@ def audit(
     save: Annotated[
         bool, typer.Option("--save/--no-save", help="Store the audit and its findings.")
     ] = True,
-    output: Annotated[OutputFormat, typer.Option("--format", help="table or json")] = (
-        OutputFormat.table
-    ),
+    output: Format = OutputFormat.table,
 ) -> None:
     """Audit a collection: duplicates, staleness, model mismatch, ANN recall, coverage, orphans.
 
