@@ -444,6 +444,58 @@ ef_search = 100
     assert not narrow_docs.equals(wide_docs)
 
 
+class _CountingRay:
+    """The ``ray`` module as the Ray engine sees it, counting the instances it starts
+    (the session's own Ray answers everything else)."""
+
+    def __init__(self, ray: Any) -> None:
+        self._ray = ray
+        self.started = 0
+        self._up = False
+
+    def is_initialized(self) -> bool:
+        return self._up
+
+    def init(self, **_: Any) -> None:
+        self.started += 1
+        self._up = True
+
+    def shutdown(self) -> None:
+        self._up = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._ray, name)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context")
+def test_a_sweep_on_ray_without_an_address_starts_one_local_ray_for_all_its_points(
+    ray_cluster: str,
+    home: Path,
+    small_demo: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import ray
+
+    from evalkit.engines import ray_actors
+
+    counting = _CountingRay(ray)
+    monkeypatch.setattr(ray_actors, "ray", counting)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    path = write_sweep(
+        tmp_path,
+        f'name = "one-ray"\ngoldset = "{small_demo.as_posix()}"\nmeasures = ["ndcg@10"]\n'
+        'k = 10\n[retriever]\ncollection = "demo"\n[grid]\nef_search = [20, 40, 80]\n',
+    )
+    outcome = sweep_json(capsys, path, "--engine", "ray", "--ray-actors", "1")
+    assert [point["status"] for point in outcome["points"]] == ["complete"] * 3
+    assert counting.started == 1
+    again = sweep_json(capsys, path, "--engine", "ray", "--ray-actors", "1")
+    assert {point["reused"] for point in again["points"]} == {True}
+    assert counting.started == 1  # nothing to run: no Ray started
+
+
 def test_the_sweep_job_runs_the_points_a_sweep_file_is_missing(
     home: Path, small_demo: Path, tmp_path: Path
 ) -> None:

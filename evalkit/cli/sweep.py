@@ -24,10 +24,11 @@ NO_POINT_RAN = 3
 class _Progress:
     """A line on stderr per point (``SweepProgress``)."""
 
-    def __init__(self, quality: str) -> None:
-        self._quality = quality
+    def __init__(self) -> None:
+        self._quality = ""
 
     def planned(self, plan: SweepPlan) -> None:
+        self._quality = plan.quality
         say(plan.describe())
 
     def started(self, number: int, total: int, point: SweepPoint) -> None:
@@ -68,32 +69,17 @@ def sweep(
 
     Example: evalkit sweep sweep.toml --engine ray --format json
     """
-    from evalkit.engines import RayEngine, check_engine
-    from evalkit.pipeline import check_sweep, load_sweep, resolve_goldset, run_sweep
+    from evalkit.pipeline import run_sweep_file
 
     config = settings()
-    spec = load_sweep(file)
-    check_sweep(spec, config)
-    on_ray = (
-        RayEngine(spec.retriever_options(), config, address=ray_address, actors=ray_actors)
-        if check_engine(engine) == "ray"
-        else None
-    )
-    access = CommandStore("sweep", config=config)
-    goldset = resolve_goldset(
-        access,
-        spec.goldset,
-        root=spec.root,
-        format=spec.goldset_format,
-        split=spec.goldset_split,
-    )
-    outcome = run_sweep(
-        access,
-        spec,
-        goldset,
+    outcome = run_sweep_file(
+        CommandStore("sweep", config=config),
+        file,
         config,
-        engine=on_ray,
-        progress=_Progress(spec.measures[0]) if output is OutputFormat.table else None,
+        engine=engine,
+        ray_address=ray_address,
+        ray_actors=ray_actors,
+        progress=_Progress() if output is OutputFormat.table else None,
     )
     if output is OutputFormat.json:
         emit_json(outcome.to_dict())

@@ -11,6 +11,7 @@ so this module is as light as the rest of ``evalkit.engines``.
 from __future__ import annotations
 
 import time
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -113,6 +114,14 @@ class RayEngine:
     def query_table(self, run_id: str) -> Path:
         """Where the numbered query table of run ``run_id`` is written (beside its shards)."""
         return self.shard_dir(run_id).with_name(f"{run_id}.queries.parquet")
+
+    def session(self) -> AbstractContextManager[None]:
+        """Ray connected for a block of several replays: the cluster at ``address`` (or
+        ``RAY_ADDRESS``), else one local instance for all of them, stopped at the end,
+        instead of one started and stopped per replay."""
+        actors = require("evalkit.engines.ray_actors", "the Ray engine (--engine ray)")
+        session: AbstractContextManager[None] = actors.connected(self.address)
+        return session
 
     def replay(
         self,

@@ -330,7 +330,7 @@ def _shard_name(query_ids: Sequence[str]) -> str:
 
 
 @contextlib.contextmanager
-def _connected(address: str | None) -> Iterator[None]:
+def connected(address: str | None) -> Iterator[None]:
     """Ray connected for the block: the session already open in this process, else the
     cluster at ``address`` (or ``RAY_ADDRESS``), else a local instance started here and
     stopped afterwards."""
@@ -392,7 +392,7 @@ def replay_on_ray(
     the judge cache (``JUDGED_SCHEMA``) the actors read before calling the judge.
     """
     shard_dir.mkdir(parents=True, exist_ok=True)
-    with _connected(engine.address), _quiet(logging.getLogger("ray.data")):
+    with connected(engine.address), _quiet(logging.getLogger("ray.data")):
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False
         context.enable_operator_progress_bars = False

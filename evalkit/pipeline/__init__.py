@@ -45,14 +45,14 @@ from evalkit.pipeline.gate import (
 )
 from evalkit.pipeline.gate import gate_reports as gate_reports
 from evalkit.pipeline.generate import GenerationOutcome, generate_goldset
-from evalkit.pipeline.goldset import evaluate_query_table, resolve_goldset
+from evalkit.pipeline.goldset import evaluate_query_table
 from evalkit.pipeline.goldset_remap import (
     GoldsetRemapRequest,
     RemapOutcome,
     old_corpus_of,
     remap_goldset,
 )
-from evalkit.pipeline.goldset_run import evaluate_goldset
+from evalkit.pipeline.goldset_run import evaluate_goldset, resolve_goldset
 from evalkit.pipeline.judge_pool import (
     CollectionTexts,
     CorpusTexts,
@@ -109,6 +109,7 @@ from evalkit.pipeline.sweep import (
     load_sweep,
     pareto_front,
     run_sweep,
+    run_sweep_file,
 )
 from evalkit.pipeline.traffic import (
     ReplaySetup,
@@ -217,6 +218,7 @@ __all__ = [
     "run_answer_records",
     "run_reference",
     "run_sweep",
+    "run_sweep_file",
     "sample_and_replay",
     "save_documents_reference",
     "score_and_store_answers",

@@ -1,12 +1,15 @@
 """One goldset run: replay a goldset against a live retriever, score it on the goldset's
 judgments and store everything. ``evalkit run``, the scheduled job, the gate's live
-candidate and a gate's first baseline all make this run."""
+candidate and a gate's first baseline all make this run. ``resolve_goldset`` tells what a
+goldset argument names (a stored goldset or files), for them and for a sweep."""
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from evalkit import answers as answer_stage
@@ -20,6 +23,8 @@ from evalkit.engines import (
     actor_judge_settings,
     results_frame,
 )
+from evalkit.errors import ConfigError
+from evalkit.goldset.formats import load_goldset as read_goldset_files
 from evalkit.goldset.model import Goldset
 from evalkit.metrics import EvaluationResult, Evaluator, parse_measures
 from evalkit.metrics.defaults import default_measures_for
@@ -27,6 +32,7 @@ from evalkit.pipeline.answer_scores import answer_settings, score_run_answers
 from evalkit.pipeline.runs import (
     Recorded,
     RunOutcome,
+    _session,
     closing_retriever,
     default_measures,
     replay_run,
@@ -37,7 +43,7 @@ from evalkit.records.requests import GoldsetRunRequest
 from evalkit.retrievers.base import Retriever, SupportsPrefetch
 from evalkit.store import RunSpec, Store
 from evalkit.store.access import WriterAccess
-from evalkit.store.goldsets import save_goldset
+from evalkit.store.goldsets import list_goldsets, save_goldset
 from evalkit.store.runs import get_run
 
 if TYPE_CHECKING:
@@ -257,3 +263,53 @@ def _goldset_outcome(
         answers=scored,
         seconds_answers=time.perf_counter() - began if scored is not None else 0.0,
     )
+
+
+def resolve_goldset(
+    store: WriterAccess | None,
+    value: str | os.PathLike[str],
+    *,
+    root: Path | None = None,
+    format: str = "jsonl",
+    name: str | None = None,
+    split: str = "test",
+    topics: Path | None = None,
+) -> str | Goldset:
+    """What a goldset argument (``--goldset``, the pytest plugin's ``goldset=``) names: a
+    stored goldset's name, or goldset files, read now.
+
+    ``value`` is a path when it is spelt as one (a ``PathLike``, or text with a path
+    separator: ``goldsets/demo``, ``./demo``); it must then exist. A bare word is the name of a
+    stored goldset when ``store`` (a ``WriterAccess``, or None) holds one of
+    that name, else the file or folder of that name if it exists, else a name that the
+    store will say it does not know. Relative paths are relative to ``root`` (default: the
+    working directory). Files are read as ``evalkit goldset import`` reads them (``format``
+    jsonl, beir or trec with ``topics``; ``split``; ``name`` defaults to the file's or
+    folder's stem) and their version is their content's hash, so storing them later adds a
+    version only when the content is new. The ``Goldset``'s ``source`` is the path relative
+    to ``root`` when it lies inside.
+    """
+    text = os.fspath(value)
+    base = root or Path.cwd()
+    path = base / Path(text).expanduser()
+    spelt_as_path = isinstance(value, os.PathLike) or any(
+        separator and separator in text for separator in ("/", os.sep, os.altsep)
+    )
+    if spelt_as_path:
+        if not path.exists():
+            raise ConfigError(
+                f"goldset {text}: no such file or folder ({path}); give the path of a goldset "
+                f"folder or file (relative to {base}), or the name of a stored goldset"
+            )
+    elif not path.exists() or _goldset_stored(store, text):
+        return text
+    loaded = read_goldset_files(
+        path, format=format, name=name or path.stem, split=split, topics=topics
+    )
+    shown = path.relative_to(base) if path.is_relative_to(base) else path
+    return dataclasses.replace(loaded, source=str(shown))
+
+
+def _goldset_stored(store: WriterAccess | None, name: str) -> bool:
+    with _session(store, "read goldsets") as opened:
+        return opened is not None and bool(list_goldsets(opened, name))

@@ -67,14 +67,12 @@ from evalkit.pipeline import (
     check_drift_metric,
     check_drift_queries,
     check_freshness,
-    check_sweep,
     estimate_traffic_run,
     evaluate_goldset,
     judge_traffic_run,
     load_sweep,
     prepare_traffic_replay,
-    resolve_goldset,
-    run_sweep,
+    run_sweep_file,
     sample_and_replay,
     score_answer_file,
 )
@@ -885,28 +883,14 @@ class SweepParams(_Params):
 
 def _sweep(ctx: JobContext, params: SweepParams) -> JobOutcome:
 
-    store = ctx.require_store()
-    sweep = load_sweep(params.file)
-    check_sweep(sweep, ctx.settings)
-    engine = (
-        RayEngine(
-            sweep.retriever_options(),
-            ctx.settings,
-            address=params.ray_address,
-            actors=params.ray_actors,
-        )
-        if params.engine == "ray"
-        else None
-    )
-    goldset = resolve_goldset(
-        store,
-        sweep.goldset,
-        root=sweep.root,
-        format=sweep.goldset_format,
-        split=sweep.goldset_split,
-    )
-    outcome = run_sweep(
-        store, sweep, goldset, ctx.settings, engine=engine, query_progress=ctx.progress
+    outcome = run_sweep_file(
+        ctx.require_store(),
+        params.file,
+        ctx.settings,
+        engine=params.engine,
+        ray_address=params.ray_address,
+        ray_actors=params.ray_actors,
+        query_progress=ctx.progress,
     )
     failed = outcome.failed
     status = "succeeded" if not failed else "partial" if outcome.run_ids else "failed"

@@ -1,0 +1,451 @@
+"""The sweep file: reading it (``load_sweep``: a ``[grid]`` of every combination or a list
+of ``[[points]]``, every bad key named by file and field) and checking it against the
+retriever it will run on (``check_sweep``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import tomllib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from evalkit.config import EmbedderSettings, Settings
+from evalkit.config.types import NAME_PATTERN
+from evalkit.errors import ConfigError, MeasureError
+from evalkit.metrics import parse_measures
+from evalkit.retrievers.factory import RETRIEVER_KINDS, RetrieverOptions
+from evalkit.retrievers.plugins import FACTORY_KIND
+
+__all__ = [
+    "SEARCH_SETTINGS",
+    "SWEEP_KEYS",
+    "Sweep",
+    "SweepPoint",
+    "check_sweep",
+    "load_sweep",
+    "point_options",
+    "point_settings",
+]
+
+SWEEP_KEYS = ("k", "embedder", "collection", "ef_search", "probes")
+"""The settings a point may set besides a factory's ``options.NAME``, in the order a
+point's settings are listed (its tags, its label)."""
+
+SEARCH_SETTINGS: dict[tuple[str, str], tuple[str, str]] = {
+    ("chroma", "ef_search"): ("chroma", "ef_search"),
+    ("pgvector", "ef_search"): ("pgvector", "hnsw_ef_search"),
+    ("pgvector", "probes"): ("pgvector", "ivfflat_probes"),
+    ("qdrant", "ef_search"): ("qdrant", "hnsw_ef"),
+}
+"""(retriever kind, sweep key) -> (``[retriever.TABLE]``, field) of the store search
+setting the key sets: what each store can set per query or session today."""
+
+DEFAULT_EMBEDDER = "default"
+"""The embedder name that means the ``[embedder]`` settings (and ``model_path``)."""
+
+COST_NOT_KNOWN = (
+    "cost is not known: no embedder or judge evalkit runs reports the tokens it used, so "
+    "the front is of quality against latency only"
+)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SweepRetriever(_Model):
+    """The ``[retriever]`` table of a sweep file: the base retriever, as ``evalkit run``'s
+    options name it (unset fields fall back to the ``[retriever]`` settings)."""
+
+    kind: str | None = Field(default=None, description="Retriever kind.")
+    collection: str | None = Field(default=None, description="Chroma or Qdrant collection.")
+    chroma_url: str | None = Field(default=None, description="Chroma server URL.")
+    http_url: str | None = Field(default=None, description="HTTP retriever endpoint URL.")
+    retriever: str | None = Field(
+        default=None, description="A kind's name or module:factory (as --retriever)."
+    )
+    options: dict[str, Any] | None = Field(
+        default=None, description="Keyword arguments of the factory or plug-in."
+    )
+    where_key: str | None = Field(default=None, description="Metadata key of the tenant.")
+    allow_model_mismatch: bool = Field(
+        default=False, description="Query a collection built with another model."
+    )
+
+
+class SweepEmbedder(EmbedderSettings):
+    """An ``[embedders.NAME]`` table: the ``[embedder]`` settings' fields, and
+    ``model_path`` for a local model other than the bundled MiniLM."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model_path: Path | None = Field(
+        default=None, description="Directory of a sentence-transformers model."
+    )
+
+
+class SweepPointSettings(_Model):
+    """One ``[[points]]`` entry: the settings of one point (unset: the base's)."""
+
+    k: int | None = Field(default=None, ge=1)
+    embedder: str | None = None
+    collection: str | None = None
+    ef_search: int | None = Field(default=None, ge=1)
+    probes: int | None = Field(default=None, ge=1)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+def _non_empty(value: list[Any] | None) -> list[Any] | None:
+    if value is not None and not value:
+        raise ValueError("an empty list: give at least one value, or leave the key out")
+    return value
+
+
+class SweepGrid(_Model):
+    """The ``[grid]`` table: values of each setting; the points are every combination."""
+
+    k: list[int] | None = None
+    embedder: list[str] | None = None
+    collection: list[str] | None = None
+    ef_search: list[int] | None = None
+    probes: list[int] | None = None
+    options: dict[str, list[Any]] = Field(default_factory=dict)
+
+    @field_validator("k", "embedder", "collection", "ef_search", "probes")
+    @classmethod
+    def _values(cls, value: list[Any] | None) -> list[Any] | None:
+        return _non_empty(value)
+
+    @field_validator("k", "ef_search", "probes")
+    @classmethod
+    def _positive(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and any(number < 1 for number in value):
+            raise ValueError(f"values must be at least 1, got {value}")
+        return value
+
+    @field_validator("options")
+    @classmethod
+    def _option_values(cls, value: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for name, values in value.items():
+            if not values:
+                raise ValueError(f"options.{name} is an empty list: give at least one value")
+        return value
+
+
+class SweepFile(_Model):
+    """A sweep file, as written."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    goldset: str
+    goldset_version: str | None = None
+    goldset_format: Literal["jsonl", "beir", "trec"] = "jsonl"
+    goldset_split: str = "test"
+    measures: list[str] = Field(min_length=1)
+    k: int | None = Field(default=None, ge=1)
+    retriever: SweepRetriever = Field(default_factory=SweepRetriever)
+    embedders: dict[str, SweepEmbedder] = Field(default_factory=dict)
+    grid: SweepGrid | None = None
+    points: list[SweepPointSettings] | None = None
+
+
+# -- a sweep, read and checked ----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SweepPoint:
+    """One point of a sweep: its settings in ``SWEEP_KEYS`` order, then ``options.NAME``
+    sorted; ``source`` says where it was written (``[grid]``, ``[[points]] #2``)."""
+
+    settings: tuple[tuple[str, Any], ...]
+    source: str
+
+    def get(self, key: str) -> Any:
+        """The point's value of ``key`` (None when it leaves it to the base)."""
+        return dict(self.settings).get(key)
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The factory options the point sets (``options.NAME`` without the prefix)."""
+        return {
+            key.removeprefix("options."): value
+            for key, value in self.settings
+            if key.startswith("options.")
+        }
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        """One tag per setting: ``k=20``, ``ef_search=64``, ``options.mode=fast``."""
+        return tuple(f"{key}={_shown(value)}" for key, value in self.settings)
+
+    def describe(self) -> str:
+        """The settings for people: ``k=20 ef_search=64`` (``base`` when it sets none)."""
+        return " ".join(self.tags) or "base"
+
+
+@dataclass(frozen=True, slots=True)
+class Sweep:
+    """A sweep as read from ``path``: what to run and on what."""
+
+    name: str
+    path: Path
+    goldset: str
+    goldset_version: str | None
+    goldset_format: str
+    goldset_split: str
+    measures: tuple[str, ...]
+    k: int | None
+    retriever: SweepRetriever
+    embedders: Mapping[str, SweepEmbedder]
+    points: tuple[SweepPoint, ...]
+
+    @property
+    def root(self) -> Path:
+        """The folder relative paths of the sweep file are read from."""
+        return self.path.parent
+
+    @property
+    def tag(self) -> str:
+        """``sweep:NAME``, the tag every run of the sweep carries."""
+        return f"sweep:{self.name}"
+
+    def retriever_options(self) -> RetrieverOptions:
+        """The base retriever's options (a point adds its collection and factory options)."""
+        base = self.retriever
+        return RetrieverOptions(
+            kind=base.kind,
+            collection=base.collection,
+            chroma_url=base.chroma_url,
+            http_url=base.http_url,
+            retriever=base.retriever,
+            factory_options=base.options,
+            where_key=base.where_key,
+            allow_model_mismatch=base.allow_model_mismatch,
+        )
+
+
+def load_sweep(path: Path) -> Sweep:
+    """Read and check the sweep file ``path`` (TOML).
+
+    ConfigError naming the file, the key path and what is wrong with it: not TOML, an
+    unknown key, a value of the wrong type, an empty ``[grid]`` or ``[[points]]``, both or
+    neither of them, an unknown measure or embedder name, two points with the same
+    settings.
+    """
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: not valid TOML: {error}") from error
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read it: {error}") from error
+    try:
+        written = SweepFile.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(_validation_message(path, error)) from error
+    try:
+        measures = tuple(str(measure) for measure in parse_measures(written.measures))
+    except MeasureError as error:
+        raise ConfigError(f"{path}: measures: {error}") from error
+    points = _points(path, written)
+    sweep = Sweep(
+        name=written.name,
+        path=path,
+        goldset=written.goldset,
+        goldset_version=written.goldset_version,
+        goldset_format=written.goldset_format,
+        goldset_split=written.goldset_split,
+        measures=measures,
+        k=written.k,
+        retriever=written.retriever,
+        embedders=dict(written.embedders),
+        points=points,
+    )
+    for point in points:
+        embedder = point.get("embedder")
+        if (
+            embedder is not None
+            and embedder != DEFAULT_EMBEDDER
+            and embedder not in sweep.embedders
+        ):
+            known = ", ".join([DEFAULT_EMBEDDER, *sorted(sweep.embedders)])
+            raise ConfigError(
+                f"{path}: {point.source} embedder: no embedder named {embedder!r}; define it "
+                f"in an [embedders.{embedder}] table (known: {known})"
+            )
+    return sweep
+
+
+def _validation_message(path: Path, error: ValidationError) -> str:
+    problems = []
+    for problem in error.errors():
+        where = _key_path(problem["loc"])
+        if problem["type"] == "extra_forbidden":
+            text = "unknown key"
+        elif problem["type"] == "missing":
+            text = "missing: this key is required"
+        else:
+            text = problem["msg"]
+        problems.append(f"{where}: {text}")
+    return f"{path}: " + "; ".join(problems)
+
+
+def _key_path(loc: tuple[int | str, ...]) -> str:
+    """``grid.ef_search``, ``points[2].k`` (1-based, as people count entries)."""
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part + 1}]"
+        else:
+            text += f".{part}" if text else part
+    return text or "(file)"
+
+
+def _points(path: Path, written: SweepFile) -> tuple[SweepPoint, ...]:
+    if (written.grid is None) == (written.points is None):
+        raise ConfigError(
+            f"{path}: give either a [grid] table (every combination of its values) or "
+            "[[points]] entries (one point each), "
+            + ("not both" if written.grid is not None else "none is given")
+        )
+    if written.grid is not None:
+        points = list(_grid_points(written.grid))
+        if not points:
+            raise ConfigError(
+                f"{path}: grid: an empty [grid]; give at least one setting with its values "
+                f"({', '.join(SWEEP_KEYS)}, options.NAME)"
+            )
+    else:
+        entries = written.points or []
+        if not entries:
+            raise ConfigError(f"{path}: points: no [[points]] entry; give at least one")
+        points = [
+            _point(entry.model_dump(exclude={"options"}), entry.options, f"[[points]] #{number}")
+            for number, entry in enumerate(entries, start=1)
+        ]
+    seen: dict[tuple[tuple[str, Any], ...], str] = {}
+    for point in points:
+        key = tuple((name, _shown(value)) for name, value in point.settings)
+        if key in seen:
+            raise ConfigError(
+                f"{path}: {point.source} has the same settings as {seen[key]} ({point.describe()})"
+            )
+        seen[key] = point.source
+    return tuple(points)
+
+
+def _grid_points(grid: SweepGrid) -> Iterator[SweepPoint]:
+    axes: list[tuple[str, list[Any]]] = [
+        (key, values) for key in SWEEP_KEYS if (values := getattr(grid, key)) is not None
+    ]
+    axes += [(f"options.{name}", values) for name, values in sorted(grid.options.items())]
+    if not axes:
+        return
+    names = [name for name, _ in axes]
+    for values in itertools.product(*(values for _, values in axes)):
+        yield SweepPoint(settings=tuple(zip(names, values, strict=True)), source="[grid]")
+
+
+def _point(values: Mapping[str, Any], options: Mapping[str, Any], source: str) -> SweepPoint:
+    settings = [(key, values[key]) for key in SWEEP_KEYS if values.get(key) is not None]
+    settings += [(f"options.{name}", value) for name, value in sorted(options.items())]
+    return SweepPoint(settings=tuple(settings), source=source)
+
+
+def _shown(value: object) -> str:
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
+def check_sweep(sweep: Sweep, settings: Settings) -> str:
+    """The retriever kind the sweep runs on under ``settings``; ConfigError naming the key
+    of a point that kind cannot set (``ef_search`` on an HTTP endpoint, ``options.NAME`` on
+    Chroma, an ``ef_search`` on a Chroma server, which keeps its searcher's value until it
+    restarts), or whose ``k`` is shallower than a measure's cutoff."""
+    try:
+        kind = sweep.retriever_options().resolved_kind(settings)
+    except ConfigError as error:
+        raise ConfigError(f"{sweep.path}: retriever: {error}") from error
+    for point in sweep.points:
+        k = point.get("k") or sweep.k or settings.k
+        for measure in parse_measures(sweep.measures):
+            if measure.cutoff is not None and measure.cutoff > k:
+                raise ConfigError(
+                    f"{sweep.path}: {point.source} k: {measure} needs at least "
+                    f"{measure.cutoff} documents per query, the point retrieves {k}; raise k "
+                    "or lower the measure's cutoff"
+                )
+    built_in = RETRIEVER_KINDS.get(kind)
+    takes_options = built_in is None or built_in.takes_options
+    embeds = built_in is None or kind == FACTORY_KIND or built_in.embeds_queries
+    chroma_server = sweep.retriever.chroma_url or settings.chroma_url
+    for point in sweep.points:
+        for key, _ in point.settings:
+            problem: str | None = None
+            if key in ("ef_search", "probes"):
+                if (kind, key) not in SEARCH_SETTINGS:
+                    able = sorted(name for name, setting in SEARCH_SETTINGS if setting == key)
+                    problem = (
+                        f"the {kind} retriever has no {key} evalkit can set (it can on "
+                        f"{', '.join(able)})"
+                    )
+                elif kind == "chroma" and chroma_server:
+                    problem = (
+                        f"the Chroma server at {chroma_server} keeps its searcher's ef_search "
+                        "until it restarts, and Chroma has no per-query ef_search; sweep it on "
+                        "an embedded store"
+                    )
+            elif key == "embedder" and not embeds:
+                problem = f"the {kind} retriever embeds no queries with evalkit's embedder"
+            elif key == "collection" and kind not in ("chroma", "qdrant"):
+                problem = f"the {kind} retriever takes no collection (chroma and qdrant do)"
+            elif key.startswith("options.") and not takes_options:
+                problem = (
+                    f"the {kind} retriever takes no options (a module:factory retriever, a "
+                    "plug-in or bm25 does)"
+                )
+            if problem is not None:
+                raise ConfigError(f"{sweep.path}: {point.source} {key}: {problem}")
+        try:
+            point_options(sweep, settings, point)
+        except ConfigError as error:  # a collection name Chroma would refuse
+            raise ConfigError(f"{sweep.path}: {point.source} collection: {error}") from error
+    return kind
+
+
+def point_options(sweep: Sweep, settings: Settings, point: SweepPoint) -> RetrieverOptions:
+    """The retriever options of ``point``: the base's with its collection and factory
+    options (laid over the base's, else the ``[retriever]`` options)."""
+    options = sweep.retriever_options()
+    collection = point.get("collection")
+    if collection is not None:
+        options = dataclasses.replace(options, collection=collection)
+    if point.options:
+        base = options.factory_options
+        merged = {**(base if base is not None else settings.retriever.options), **point.options}
+        options = dataclasses.replace(options, factory_options=merged)
+    return options
+
+
+def point_settings(sweep: Sweep, settings: Settings, point: SweepPoint) -> Settings:
+    """The settings of ``point``: the base ones with its embedder and store search
+    settings (``SEARCH_SETTINGS``)."""
+    kind = sweep.retriever_options().resolved_kind(settings)
+    retriever = settings.retriever
+    for key in ("ef_search", "probes"):
+        value = point.get(key)
+        if value is None:
+            continue
+        table, field = SEARCH_SETTINGS[(kind, key)]
+        section = getattr(retriever, table).model_copy(update={field: value})
+        retriever = retriever.model_copy(update={table: section})
+    updates: dict[str, Any] = {"retriever": retriever}
+    name = point.get("embedder")
+    if name is not None and name != DEFAULT_EMBEDDER:
+        chosen = sweep.embedders[name]
+        updates["embedder"] = EmbedderSettings(**chosen.model_dump(exclude={"model_path"}))
+        updates["model_path"] = chosen.model_path
+    return settings.model_copy(update=updates)
