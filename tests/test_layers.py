@@ -148,6 +148,42 @@ def test_the_function_level_import_check_catches_an_unexplained_import(tmp_path:
     assert _function_level_own_imports(sample, tmp_path) == ["evalkit/sample.py:2"]
 
 
+MAX_MODULE_LINES = 1000
+MAX_WORKFLOW_LINES = 500
+"""A module of the workflow layer (``evalkit/pipeline/``) stays small: one workflow, or
+what workflows share; a module growing past it holds two concerns."""
+
+
+def _oversized(root: Path) -> list[str]:
+    found = []
+    for path in sorted((root / "evalkit").rglob("*.py")):
+        relative = path.relative_to(root)
+        workflow = relative.parts[:2] == ("evalkit", "pipeline")
+        limit = MAX_WORKFLOW_LINES if workflow else MAX_MODULE_LINES
+        lines = len(path.read_text(encoding="utf-8").splitlines())
+        if lines > limit:
+            found.append(f"{relative.as_posix()}: {lines} lines (at most {limit})")
+    return found
+
+
+def test_no_module_outgrows_its_place() -> None:
+    oversized = _oversized(ROOT)
+    assert not oversized, "split these by concern:\n" + "\n".join(oversized)
+
+
+def test_the_size_check_holds_the_workflow_layer_to_its_smaller_limit(tmp_path: Path) -> None:
+    workflows = tmp_path / "evalkit" / "pipeline"
+    workflows.mkdir(parents=True)
+    (workflows / "grown.py").write_text("x = 1\n" * (MAX_WORKFLOW_LINES + 1), encoding="utf-8")
+    (workflows / "small.py").write_text("x = 1\n" * MAX_WORKFLOW_LINES, encoding="utf-8")
+    (tmp_path / "evalkit" / "stage.py").write_text("x = 1\n" * 900, encoding="utf-8")
+    (tmp_path / "evalkit" / "huge.py").write_text("x = 1\n" * 1001, encoding="utf-8")
+    assert _oversized(tmp_path) == [
+        "evalkit/huge.py: 1001 lines (at most 1000)",
+        f"evalkit/pipeline/grown.py: {MAX_WORKFLOW_LINES + 1} lines (at most 500)",
+    ]
+
+
 @pytest.mark.parametrize(
     "path", sorted(PACKAGE.rglob("*.py")), ids=lambda p: str(p.relative_to(ROOT))
 )
