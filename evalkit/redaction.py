@@ -26,6 +26,7 @@ from collections.abc import Iterable, Mapping
 from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlencode, urlsplit, urlunsplit
 
 __all__ = [
+    "FIELD_NAMING_OPTIONS",
     "MASK",
     "SECRET_QUERY_PARAMETERS",
     "Redactor",
@@ -68,6 +69,20 @@ SECRET_QUERY_PARAMETERS = frozenset(
 
 
 _SECRET_NAME = re.compile(r"key|token|secret|passw|pwd|auth|credential", re.IGNORECASE)
+FIELD_NAMING_OPTIONS = frozenset(
+    {
+        "where_key",
+        "tenant_key",
+        "id_key",
+        "id_payload_key",
+        "text_payload_key",
+        "updated_at_key",
+        "document_id_keys",
+        "dedup_key",
+    }
+)
+"""Options whose value names a field (a metadata or payload key), not a secret: masking
+``where_key = "tenant"`` would turn every later "tenant" in a message into ``***``."""
 # A base64 run shorter than this is too likely to occur by chance in other encoded data.
 _MIN_BASE64_LENGTH = 6
 _URLSAFE = str.maketrans("+/", "-_")
@@ -101,7 +116,10 @@ def _base64_forms(secret: str) -> set[str]:
 
 
 def is_secret_name(name: str) -> bool:
-    """Whether an option's name says its value is a secret (``api_key``, ``token``...)."""
+    """Whether an option's name says its value is a secret (``api_key``, ``token``...);
+    the options that name a field (``where_key``, ``FIELD_NAMING_OPTIONS``) do not."""
+    if name.lower().replace("-", "_") in FIELD_NAMING_OPTIONS:
+        return False
     return bool(_SECRET_NAME.search(name))
 
 

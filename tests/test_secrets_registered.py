@@ -24,7 +24,7 @@ from loopback import JSONHandler, serving
 from test_scheduler_support import popen_serve, serves_fixture  # noqa: F401
 from waiting import wait_until
 
-from evalkit.redaction import redact, secret_forms
+from evalkit.redaction import option_secrets, redact, secret_forms
 
 API_KEY = "sk-live-7Hq2RkW9pZ4mXv8N"
 DB_PASSWORD = "Pg-p4ss-Ur8sQ2Lm"
@@ -37,6 +37,17 @@ STARTUP = 120.0
 
 def leaks_in(text: str) -> list[str]:
     return [secret for secret in LEAKED if secret in text]
+
+
+def test_options_that_name_a_field_are_not_taken_for_secrets() -> None:
+    options = {
+        "where_key": "tenant",
+        "id_payload_key": "doc_id",
+        "api_key": "sk-live-1234",
+        "headers": {"X-Api-Key": "hdr-5678"},
+        "nested": {"tenant_key": "org", "signing_key": "sign-9012"},
+    }
+    assert option_secrets(options) == {"sk-live-1234", "hdr-5678", "sign-9012"}
 
 
 def test_base64_forms_are_masked_wherever_the_secret_starts() -> None:
