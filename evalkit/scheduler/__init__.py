@@ -1,9 +1,9 @@
 """The scheduler service: ``evalkit serve`` runs evalkit's jobs unattended.
 
 - ``config``: the ``[[jobs]]`` of the settings resolved to their kinds (``ServiceConfig``);
-- ``jobs``: job kinds (goldset replay, traffic ingest, traffic, drift check, audit,
-  answers, retention, command),
-  registered by name in ``JOB_KINDS``;
+- ``jobs``: the registry of job kinds, ``JOB_KINDS``, by name;
+- ``job_kinds``: the job kinds (goldset replay, traffic ingest, traffic, drift check,
+  audit, freshness, answers, sweep, retention, command), grouped by what they run;
 - ``runner``: runs one job, never two copies at once, and records every run;
 - ``lock``: the lock and address of ``evalkit serve`` (one service per store); how every
   process shares the DuckDB file is ``evalkit.store.access``;

@@ -1,0 +1,168 @@
+"""What every job kind shares: the context a running job gets (and its way to be stopped),
+how a job ended, the kind record, the base of the parameter models and the retriever
+fields of the kinds that query one.
+
+The registry of kinds, ``JOB_KINDS``, is ``evalkit.scheduler.jobs``'s, which registers the
+kinds of this package's modules.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from evalkit.errors import ConfigError, EvalkitError, StoreError
+from evalkit.retrievers.factory import RetrieverOptions, build_retriever
+
+if TYPE_CHECKING:
+    from evalkit.config import Settings
+    from evalkit.retrievers.base import Retriever
+    from evalkit.store.store import Store
+
+__all__ = [
+    "JOB_STATUS_OF_RUN",
+    "JobCancelledError",
+    "JobContext",
+    "JobKind",
+    "JobOutcome",
+    "JobParams",
+    "RetrieverParams",
+]
+
+
+class JobCancelledError(EvalkitError):
+    """The job was asked to stop (the service is shutting down)."""
+
+
+@dataclass(frozen=True, slots=True)
+class JobOutcome:
+    """How a job ended: ``succeeded``, ``partial`` or ``failed``, the runs it stored, a
+    JSON-able summary, and an error for people when it did not fully succeed."""
+
+    status: str = "succeeded"
+    run_ids: tuple[str, ...] = ()
+    summary: Mapping[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JobContext:
+    """What a running job gets: its name, settings, the store, and a way to be stopped.
+
+    ``store`` is None for kinds that do not use it (``JobKind.uses_store``).
+    ``pinned_runs`` are the baseline runs alert rules compare against.
+    """
+
+    job: str
+    settings: Settings
+    cancel: threading.Event
+    store: Store | None = None
+    pinned_runs: tuple[str, ...] = ()
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger("evalkit.scheduler"))
+
+    def require_store(self) -> Store:
+        """The store (StoreError if this kind was declared not to use it)."""
+        if self.store is None:
+            raise StoreError(f"job {self.job}: this job kind runs without the store")
+        return self.store
+
+    def check_cancelled(self) -> None:
+        """Raise JobCancelledError when the service has asked jobs to stop."""
+        if self.cancel.is_set():
+            raise JobCancelledError(f"job {self.job} was interrupted: evalkit serve is stopping")
+
+    def progress(self, done: int, total: int | None) -> None:
+        """A progress callback for the pipeline: stops the job between batches when asked."""
+        self.check_cancelled()
+
+
+@dataclass(frozen=True, slots=True)
+class JobKind:
+    """A job kind: its configuration model, its function, and whether it uses the store."""
+
+    name: str
+    params: type[BaseModel]
+    run: Callable[[JobContext, Any], JobOutcome]
+    description: str
+    uses_store: bool = True
+
+
+class JobParams(BaseModel):
+    """The base of a job kind's parameter model: unknown fields are refused, values frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RetrieverParams(JobParams):
+    """The fields of a job that queries a live retriever (``evalkit run``'s options)."""
+
+    retriever: str | None = Field(
+        default=None,
+        description="Retriever kind (built-in or plug-in) or module:factory of your own "
+        "function (default: collection / http_retriever, else the [retriever] table).",
+    )
+    retriever_options: dict[str, Any] | None = Field(
+        default=None,
+        description="Keyword arguments of the retriever factory or plug-in (default: the "
+        "[retriever] options).",
+    )
+    collection: str | None = Field(default=None, description="Chroma collection to query.")
+    chroma_url: str | None = Field(default=None, description="Chroma server URL.")
+    http_retriever: str | None = Field(default=None, description="HTTP retriever URL.")
+    where_key: str | None = Field(
+        default=None,
+        description="Metadata key (pgvector: column) holding each document's tenant.",
+    )
+    allow_model_mismatch: bool = Field(
+        default=False, description="Query a collection built with another model (diagnosis)."
+    )
+
+    @property
+    def needs_retriever(self) -> bool:
+        """Whether the job queries a retriever (a traffic job may only sample)."""
+        return True
+
+    def unnamed_retriever(self, settings: Settings) -> str | None:
+        """What is missing when the job needs a retriever that neither these fields nor the
+        ``[retriever]`` table name; None when nothing is."""
+        named = self.retriever or self.collection or self.chroma_url or self.http_retriever
+        configured = settings.retriever.kind or settings.retriever.factory
+        if not self.needs_retriever or named or configured:
+            return None
+        return (
+            "name the retriever: retriever (a kind or module:factory), collection or "
+            "http_retriever, or a [retriever] table for every job that names none"
+        )
+
+    @model_validator(mode="after")
+    def _valid_collection(self) -> Self:
+        try:
+            self.options()
+        except ConfigError as error:  # a Chroma collection name Chroma would refuse
+            raise ValueError(str(error)) from None
+        return self
+
+    def options(self) -> RetrieverOptions:
+        """The retriever options these fields describe."""
+        return RetrieverOptions(
+            collection=self.collection,
+            chroma_url=self.chroma_url,
+            http_url=self.http_retriever,
+            retriever=self.retriever,
+            factory_options=self.retriever_options,
+            where_key=self.where_key,
+            allow_model_mismatch=self.allow_model_mismatch,
+        )
+
+    def build(self, settings: Settings) -> Retriever:
+        """The retriever these fields name (the ``[retriever]`` table's when they name none)."""
+        return build_retriever(self.options(), settings)
+
+
+JOB_STATUS_OF_RUN = {"complete": "succeeded", "partial": "partial", "failed": "failed"}
+"""The status of a job that made one run, by the run's status."""

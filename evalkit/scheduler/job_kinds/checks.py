@@ -1,0 +1,270 @@
+"""Job kinds that check the index and the traffic, and store the check.
+
+- ``drift_check``: test the newest traffic window's query embeddings against a reference
+  window (``stream = "queries"``), or a goldset measure's series of run means with a
+  sequential detector (``stream = "metric"``);
+- ``audit``: audit a Chroma collection's health and store the findings;
+- ``freshness``: measure how long changes at the source take to become retrievable
+  (docs/freshness.md).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from evalkit.audit import CHECK_NAMES, AuditConfig
+from evalkit.config import Duration
+from evalkit.embedding import build_query_embedder
+from evalkit.pipeline import (
+    audit_collection,
+    check_drift_metric,
+    check_drift_queries,
+    check_freshness,
+)
+from evalkit.records.freshness import FreshnessRequest
+from evalkit.retrievers.chroma_client import collection_name_problem
+from evalkit.retrievers.versions import open_index_versions, reads_index
+from evalkit.scheduler.job_kinds.base import (
+    JobContext,
+    JobKind,
+    JobOutcome,
+    JobParams,
+    RetrieverParams,
+)
+
+__all__ = [
+    "AUDIT",
+    "DRIFT_CHECK",
+    "FRESHNESS",
+    "AuditParams",
+    "DriftCheckParams",
+    "FreshnessParams",
+]
+
+
+# -- drift checks -------------------------------------------------------------------------
+
+
+class DriftCheckParams(JobParams):
+    """``kind = "drift_check"``."""
+
+    stream: Literal["queries", "metric"] = Field(
+        default="queries",
+        description="queries: traffic query embeddings, newest window vs a reference window; "
+        "metric: a goldset measure's run means with a sequential detector.",
+    )
+    reference_window: str | None = Field(
+        default=None, description="Reference window (default: the one before the newest)."
+    )
+    method: str = Field(
+        default="auto",
+        description="Detector: auto, mmd, moments, mmd_rff, classifier, ks, mean_cosine "
+        "(queries); "
+        "page_hinkley or cusum (metric).",
+    )
+    alpha: float = Field(default=0.05, gt=0, lt=1, description="False-alarm rate per check.")
+    seed: int = Field(default=0, ge=0, description="Seed of the test's random steps.")
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="Extra detector settings (see docs/drift.md)."
+    )
+    subject: str = Field(default="traffic", description="Subject stored with the check.")
+    goldset: str | None = Field(default=None, description="Goldset (metric stream).")
+    measure: str = Field(default="precision@10", description="Measure (metric stream).")
+    label: str | None = Field(default=None, description="Only runs with this label (metric).")
+    retriever: str | None = Field(
+        default=None,
+        description="Only runs of this retriever, as `evalkit runs list` names it (metric; "
+        "default: the newest run's).",
+    )
+    warmup: int = Field(default=5, ge=2, description="Runs that set the baseline (metric).")
+
+    @model_validator(mode="after")
+    def _metric_needs_goldset(self) -> DriftCheckParams:
+        if self.stream == "metric":
+            if self.goldset is None:
+                raise ValueError("stream 'metric' needs goldset")
+            if self.method not in ("page_hinkley", "cusum"):
+                raise ValueError("stream 'metric' uses method page_hinkley or cusum")
+        return self
+
+
+def _drift_check(ctx: JobContext, params: DriftCheckParams) -> JobOutcome:
+
+    store = ctx.require_store()
+    if params.stream == "metric":
+        assert params.goldset is not None  # the model requires it for this stream
+        outcome = check_drift_metric(
+            store,
+            params.goldset,
+            measure=params.measure,
+            method=params.method,
+            label=params.label,
+            warmup=params.warmup,
+            options=params.options,
+            retriever=params.retriever,
+        )
+    else:
+        outcome = check_drift_queries(
+            store,
+            reference_window=params.reference_window,
+            method=params.method,
+            alpha=params.alpha,
+            seed=params.seed,
+            subject=params.subject,
+            options=params.options,
+            before_test=ctx.check_cancelled,
+        )
+    if outcome.check is None:
+        return JobOutcome(summary={**outcome.compared, "note": outcome.note})
+    summary: dict[str, Any] = {"check_id": outcome.check.check_id, "finding": outcome.check.finding}
+    if outcome.result is not None:
+        summary.update(p_value=outcome.result.p_value, **outcome.compared)
+    return JobOutcome(summary=summary)
+
+
+# -- audit --------------------------------------------------------------------------------
+
+
+class AuditParams(JobParams):
+    """``kind = "audit"``: the checks of ``evalkit audit``, stored."""
+
+    collection: str = Field(description="Chroma collection to audit.")
+    chroma_url: str | None = Field(default=None, description="Chroma server URL.")
+    source: Path | None = Field(default=None, description="Source corpus the index mirrors.")
+
+    @field_validator("collection")
+    @classmethod
+    def _chroma_name(cls, name: str) -> str:
+        problem = collection_name_problem(name)
+        if problem is not None:
+            raise ValueError(f"Chroma collection name {name!r} is not valid: {problem}")
+        return name
+
+    goldset: str | None = Field(default=None, description="Goldset probing recall/coverage.")
+    checks: list[str] | None = Field(default=None, description="Checks to run (default all).")
+    near_duplicate_threshold: float = Field(default=0.95, gt=0, le=1, description="Cosine.")
+    model_sample: int = Field(default=256, ge=0, description="Documents re-embedded (0: all).")
+    k: int = Field(default=10, ge=1, description="Depth of ANN recall@k and judged@k.")
+    ann_queries: int = Field(default=200, ge=1, description="Queries of the ANN recall check.")
+    seed: int = Field(default=0, ge=0, description="Seed of the samples.")
+
+
+def _audit(ctx: JobContext, params: AuditParams) -> JobOutcome:
+
+    settings = ctx.settings
+    config = AuditConfig(
+        checks=tuple(params.checks) if params.checks else CHECK_NAMES,
+        near_duplicate_threshold=params.near_duplicate_threshold,
+        model_sample_size=params.model_sample or None,
+        k=params.k,
+        ann_max_queries=params.ann_queries,
+        relevance_threshold=settings.relevance_threshold,
+        orphaned_relevant_critical_share=settings.audit.orphaned_relevant_critical_share,
+        seed=params.seed,
+    )
+    outcome = audit_collection(
+        ctx.require_store(),
+        params.collection,
+        settings=settings,
+        config=config,
+        embedder=build_query_embedder(settings),
+        chroma_url=params.chroma_url,
+        source=params.source,
+        goldset=params.goldset,
+    )
+    stored = outcome.stored
+    assert stored is not None  # saved: a store was given
+    return JobOutcome(
+        summary={
+            "audit_id": stored.audit_id,
+            "collection": params.collection,
+            "n_findings": stored.n_findings,
+            "max_severity": stored.max_severity,
+        }
+    )
+
+
+# -- freshness ----------------------------------------------------------------------------
+
+
+class FreshnessParams(RetrieverParams):
+    """``kind = "freshness"``: the check of ``evalkit freshness``, stored (the objective is
+    the ``[freshness]`` table's unless the job sets its own)."""
+
+    changes: list[Path] = Field(
+        default_factory=list,
+        description="Change tables: JSON Lines files or folders, Parquet or DuckDB files.",
+    )
+    corpus: Path | None = Field(
+        default=None, description="A corpus whose documents carry updated_at, instead."
+    )
+    changes_table: str | None = Field(default=None, description="Table of a DuckDB change file.")
+    method: Literal["auto", "index", "probe"] = Field(
+        default="auto", description="index, probe, or auto (index where evalkit can read it)."
+    )
+    subject: str | None = Field(default=None, description="Series name (default: the index).")
+    k: int | None = Field(default=None, ge=1, description="Probe depth.")
+    probe_timeout: Duration | None = Field(default=None, description="Probing time per check.")
+    probe_interval: Duration | None = Field(default=None, description="Between probe rounds.")
+    slo_p95_lag: Duration | None = Field(default=None, description="Objective on the p95 lag.")
+    max_unreflected_age: Duration | None = Field(
+        default=None, description="Objective on the oldest unreflected change."
+    )
+
+
+def _freshness(ctx: JobContext, params: FreshnessParams) -> JobOutcome:
+
+    settings = ctx.settings
+    request = FreshnessRequest.from_settings(
+        settings,
+        changes=tuple(params.changes),
+        corpus=params.corpus,
+        changes_table=params.changes_table,
+        method=params.method,
+        subject=params.subject,
+        k=params.k,
+        probe_timeout=params.probe_timeout,
+        probe_interval=params.probe_interval,
+        slo_p95_lag=params.slo_p95_lag,
+        max_unreflected_age=params.max_unreflected_age,
+    )
+    options = params.options()
+    if reads_index(params.method, options, settings):
+        index = open_index_versions(options, settings)
+        try:
+            check = check_freshness(ctx.require_store(), request, index=index)
+        finally:
+            index.close()
+    else:
+        retriever = params.build(settings)
+        try:
+            check = check_freshness(
+                ctx.require_store(), request, retriever=retriever, stop=ctx.check_cancelled
+            )
+        finally:
+            close = getattr(retriever, "close", None)
+            if callable(close):
+                close()
+    return JobOutcome(
+        summary={
+            "check_id": check.check_id,
+            "subject": check.subject,
+            "n_read": check.n_read,
+            "n_reflected": check.n_reflected,
+            "n_pending": check.n_pending,
+            "lag_p95_seconds": check.lag_p95,
+            "oldest_unreflected_seconds": check.oldest_unreflected_seconds,
+            "breached": check.breached,
+            "breaches": list(check.breaches),
+        }
+    )
+
+
+DRIFT_CHECK = JobKind(
+    "drift_check", DriftCheckParams, _drift_check, "test embeddings or a metric series"
+)
+AUDIT = JobKind("audit", AuditParams, _audit, "audit a collection's health")
+FRESHNESS = JobKind("freshness", FreshnessParams, _freshness, "measure how fresh the index is")

@@ -1,0 +1,199 @@
+"""Job kinds that evaluate: replay a goldset, run a sweep's missing points, score answers.
+
+- ``goldset_replay``: replay a stored goldset against the live retriever, score and store
+  the run (labelled with the job's name unless ``label`` says otherwise);
+- ``answers``: score a JSONL file of answers (faithfulness and friends) and store the scores;
+- ``sweep``: run the points of a sweep file that have no complete run yet (docs/sweeps.md).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import Field, field_validator
+
+from evalkit.engines import RayEngine
+from evalkit.errors import ConfigError
+from evalkit.pipeline import (
+    evaluate_goldset,
+    load_sweep,
+    run_sweep_file,
+    score_answer_file,
+)
+from evalkit.records.requests import GoldsetRunRequest
+from evalkit.scheduler.job_kinds.base import (
+    JOB_STATUS_OF_RUN,
+    JobContext,
+    JobKind,
+    JobOutcome,
+    JobParams,
+    RetrieverParams,
+)
+from evalkit.store.goldsets import load_stored_goldset
+
+if TYPE_CHECKING:
+    from evalkit.config import Settings
+
+__all__ = [
+    "ANSWERS",
+    "GOLDSET_REPLAY",
+    "SWEEP",
+    "AnswersParams",
+    "GoldsetReplayParams",
+    "SweepParams",
+]
+
+
+# -- goldset replay -----------------------------------------------------------------------
+
+
+class GoldsetReplayParams(RetrieverParams):
+    """``kind = "goldset_replay"``."""
+
+    goldset: str = Field(description="Stored goldset name.")
+    goldset_version: str | None = Field(default=None, description="Version (default: newest).")
+    k: int | None = Field(default=None, ge=1, description="Documents per query (default: k).")
+    measures: list[str] | None = Field(default=None, description="Measures (default set).")
+    label: str | None = Field(
+        default=None, description="Label stored with the run (default: the job's name)."
+    )
+    engine: Literal["local", "ray"] = Field(
+        default="local",
+        description="Where the replay runs: local (the service's process) or ray (a pool of "
+        "Ray actors; needs the [ray] extra; docs/scale.md).",
+    )
+    ray_address: str | None = Field(
+        default=None,
+        description="Ray cluster of engine = ray (default: RAY_ADDRESS, else a local Ray "
+        "instance started for the run).",
+    )
+    ray_actors: int = Field(
+        default=2, ge=1, description="Actors replaying queries with engine = ray."
+    )
+
+    def ray_engine(self, settings: Settings) -> RayEngine | None:
+        """The Ray engine these fields ask for, or None for the local one."""
+        if self.engine != "ray":
+            return None
+        return RayEngine(self.options(), settings, address=self.ray_address, actors=self.ray_actors)
+
+
+def _goldset_replay(ctx: JobContext, params: GoldsetReplayParams) -> JobOutcome:
+
+    store = ctx.require_store()
+    settings = ctx.settings
+    goldset = load_stored_goldset(store, params.goldset, params.goldset_version)
+    outcome = evaluate_goldset(
+        store,
+        goldset,
+        params.build(settings),
+        GoldsetRunRequest.from_settings(
+            settings, k=params.k, measures=params.measures, label=params.label or ctx.job
+        ),
+        progress=ctx.progress,
+        close_retriever=True,
+        engine=params.ray_engine(settings),
+    )
+    run = outcome.run
+    return JobOutcome(
+        status=JOB_STATUS_OF_RUN[run.status],
+        run_ids=(run.run_id,),
+        summary={
+            "run_id": run.run_id,
+            "status": run.status,
+            "goldset": goldset.name,
+            "goldset_version": goldset.version,
+            "n_queries": run.n_queries,
+            "n_failed": run.n_failed,
+            "aggregates": dict(run.aggregates),
+            "default_measures": (
+                outcome.default_measures.to_dict() if outcome.default_measures else None
+            ),
+        },
+        error=run.error,
+    )
+
+
+# -- answers ------------------------------------------------------------------------------
+
+
+class AnswersParams(JobParams):
+    """``kind = "answers"``: score answers with the judge of the ``[judge]`` table."""
+
+    path: Path = Field(description="JSONL of answer records (see docs/answers.md).")
+
+
+def _answers(ctx: JobContext, params: AnswersParams) -> JobOutcome:
+
+    scores = score_answer_file(
+        params.path,
+        settings=ctx.settings.judge,
+        store=ctx.require_store(),
+        progress=ctx.progress,
+    )
+    return JobOutcome(
+        summary={
+            "scoring_id": scores.scoring_id,
+            "n_records": scores.n_records,
+            "judge_calls": scores.judge_calls,
+            "means": {f"{s.metric}/{s.method}": s.mean for s in scores.summaries},
+        }
+    )
+
+
+# -- sweep --------------------------------------------------------------------------------
+
+
+class SweepParams(JobParams):
+    """``kind = "sweep"``: run the points of a sweep file that have no complete run."""
+
+    file: Path = Field(description="The sweep file (TOML; see docs/sweeps.md).")
+    engine: Literal["local", "ray"] = Field(
+        default="local", description="Where each point's replay runs: local or ray."
+    )
+    ray_address: str | None = Field(default=None, description="Ray cluster of engine = ray.")
+    ray_actors: int = Field(default=2, ge=1, description="Actors with engine = ray.")
+
+    @field_validator("file")
+    @classmethod
+    def _sweep_reads(cls, value: Path) -> Path:
+        try:
+            # A bad sweep file is refused when the configuration is read, not at 3 a.m.
+            load_sweep(value)
+        except ConfigError as error:
+            raise ValueError(str(error)) from error
+        return value
+
+
+def _sweep(ctx: JobContext, params: SweepParams) -> JobOutcome:
+    outcome = run_sweep_file(
+        ctx.require_store(),
+        params.file,
+        ctx.settings,
+        engine=params.engine,
+        ray_address=params.ray_address,
+        ray_actors=params.ray_actors,
+        query_progress=ctx.progress,
+    )
+    failed = outcome.failed
+    status = "succeeded" if not failed else "partial" if outcome.run_ids else "failed"
+    return JobOutcome(
+        status=status,
+        run_ids=tuple(
+            point.run.run_id for point in outcome.points if point.run and not point.reused
+        ),
+        summary=outcome.to_dict(),
+        error="; ".join(f"point {p.number} ({p.point.describe()}): {p.error}" for p in failed)
+        or None,
+    )
+
+
+GOLDSET_REPLAY = JobKind(
+    "goldset_replay",
+    GoldsetReplayParams,
+    _goldset_replay,
+    "replay a goldset against the live retriever",
+)
+ANSWERS = JobKind("answers", AnswersParams, _answers, "score answers and store the scores")
+SWEEP = JobKind("sweep", SweepParams, _sweep, "run a sweep file's missing points")

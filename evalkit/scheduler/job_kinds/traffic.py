@@ -1,0 +1,356 @@
+"""Job kinds that read production traffic.
+
+- ``traffic_ingest``: ingest the new lines of log files and directories, nothing else
+  (cheap: meant for a short interval, so the store follows the logs);
+- ``traffic``: ingest log files, sample a window of traffic and replay the sample (and
+  score, judge or estimate it, as its fields ask).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import timedelta
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Self
+
+from pydantic import Field, ValidationInfo, field_validator, model_validator
+
+from evalkit.clock import utc_now
+from evalkit.errors import ConfigError, EvalkitError, NotFoundError, StoreError
+from evalkit.judging.assessor import RelevanceAssessor
+from evalkit.pipeline import (
+    CollectionTexts,
+    CorpusTexts,
+    DocumentTexts,
+    estimate_traffic_run,
+    judge_traffic_run,
+    prepare_traffic_replay,
+    sample_and_replay,
+)
+from evalkit.records.requests import (
+    JUDGING_DEFAULTS,
+    TRAFFIC_REPLAY_DEFAULTS,
+    JudgingRequest,
+    TrafficReplayRequest,
+)
+from evalkit.scheduler.job_kinds.base import (
+    JOB_STATUS_OF_RUN,
+    JobContext,
+    JobKind,
+    JobOutcome,
+    JobParams,
+    RetrieverParams,
+)
+from evalkit.store.traffic import record_count
+from evalkit.traffic import (
+    SampleSpec,
+    ingest_paths,
+    parse_stratification,
+    parse_window,
+    window_containing,
+)
+from evalkit.traffic.otlp import SpanMapping
+from evalkit.traffic.redaction import Redaction
+
+if TYPE_CHECKING:
+    from evalkit.config import Settings
+    from evalkit.traffic.ingest import IngestReport
+
+__all__ = [
+    "DEFAULT_REPORTED_PROBLEMS",
+    "TRAFFIC",
+    "TRAFFIC_INGEST",
+    "TrafficIngestParams",
+    "TrafficParams",
+]
+
+
+_UNITS = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(weeks=1)}
+_READ_STATUSES = frozenset({"new", "resumed", "restarted"})
+DEFAULT_REPORTED_PROBLEMS = 20
+"""Malformed lines listed in an ingest's job-run summary (all are counted and stored)."""
+
+
+class _IngestParams(JobParams):
+    """What is ingested and how it is redacted (``evalkit traffic ingest``'s options)."""
+
+    paths: list[Path] = Field(
+        default_factory=list, description="Log files or directories ingested first."
+    )
+    redact: list[str] = Field(default_factory=list, description="Named redaction patterns.")
+    redact_pattern: list[str] = Field(
+        default_factory=list, description="RE2 regular expressions masked as <redacted>."
+    )
+    drop: list[str] = Field(default_factory=list, description="Fields not stored at all.")
+    file_format: Literal["jsonl", "parquet", "otlp-json"] | None = Field(
+        default=None,
+        description="Read every file as this format (otlp-json: an OpenTelemetry Collector "
+        "file exporter's output); default: by file name.",
+    )
+
+    @field_validator("redact", "redact_pattern", "drop")
+    @classmethod
+    def _redaction_builds(cls, value: list[str], info: ValidationInfo) -> list[str]:
+
+        option = {"redact": "patterns", "redact_pattern": "custom", "drop": "drop"}
+        try:
+            Redaction.build(**{option[str(info.field_name)]: value})
+        except ConfigError as error:
+            # A bad name or expression is refused when the file is read, not at 3 a.m.
+            raise ValueError(str(error)) from error
+        return value
+
+    def redaction(self) -> Redaction:
+        """The redaction these fields describe."""
+
+        return Redaction.build(patterns=self.redact, custom=self.redact_pattern, drop=self.drop)
+
+
+def _ingest(
+    ctx: JobContext, params: _IngestParams, *, report_problems: int
+) -> tuple[IngestReport, dict[str, Any]]:
+    """Ingest ``params.paths`` (stoppable between batches) and summarise the pass."""
+
+    report = ingest_paths(
+        ctx.require_store(),
+        params.paths,
+        redaction=params.redaction(),
+        max_reported_problems=report_problems,
+        progress=ctx.progress,
+        file_format=params.file_format,
+        spans=SpanMapping(
+            tenant_attribute=ctx.settings.otlp.tenant_attribute,
+            document_id_keys=tuple(ctx.settings.otlp.document_id_keys),
+        ),
+    )
+    statuses = Counter(entry.status for entry in report.files)
+    notes = [f"{entry.path}: {entry.note}" for entry in report.files if entry.note]
+    summary = {
+        "records_added": report.records_added,
+        "lines_read": report.lines_read,
+        "duplicates": report.duplicates,
+        "malformed": report.malformed,
+        "files_read": sum(statuses[status] for status in _READ_STATUSES),
+        "files": dict(sorted(statuses.items())),
+        "problems": [str(problem) for problem in report.problems],
+        "n_problems": report.n_problems,
+        "notes": notes[:report_problems],
+        "unknown_fields": dict(report.unknown_fields),
+    }
+    return report, summary
+
+
+class TrafficIngestParams(_IngestParams):
+    """``kind = "traffic_ingest"``: ingest new log lines, nothing else."""
+
+    paths: list[Path] = Field(
+        min_length=1, description="Log files or directories (a directory's traffic files)."
+    )
+    strict: bool = Field(
+        default=False,
+        description="A pass that met malformed lines or unreadable files ends `partial`.",
+    )
+    report_problems: int = Field(
+        default=DEFAULT_REPORTED_PROBLEMS,
+        ge=0,
+        description="Malformed lines listed (file:line) in the job run's summary.",
+    )
+
+
+def _traffic_ingest(ctx: JobContext, params: TrafficIngestParams) -> JobOutcome:
+    report, summary = _ingest(ctx, params, report_problems=params.report_problems)
+    if params.strict and report.n_problems:
+        first = f"; first: {report.problems[0]}" if report.problems else ""
+        return JobOutcome(
+            status="partial",
+            summary=summary,
+            error=f"{report.n_problems} malformed line(s) or unreadable file(s) in the traffic "
+            f"logs (the other lines were ingested){first}",
+        )
+    return JobOutcome(summary=summary)
+
+
+class TrafficParams(RetrieverParams, _IngestParams):
+    """``kind = "traffic"``: ingest, sample a window, replay the sample."""
+
+    window: str | None = Field(
+        default=None, description="Window label to sample (default: the previous one)."
+    )
+    granularity: Literal["hour", "day", "week"] = Field(
+        default="day", description="Window size when `window` is not given."
+    )
+    offset: int = Field(
+        default=1, ge=0, description="Windows back from the current one (1: the last complete)."
+    )
+    n: int = Field(default=2000, ge=1, description="Queries sampled.")
+    seed: int = Field(default=0, ge=0, description="Sample seed.")
+    stratify_by: str | None = Field(default=None, description="tenant or tag:KEY.")
+    min_per_stratum: int = Field(default=0, ge=0, description="Minimum per stratum.")
+    replay: bool = Field(default=True, description="Replay the sample.")
+    k: int = Field(
+        default=TRAFFIC_REPLAY_DEFAULTS.k, ge=1, description="Documents per replayed query."
+    )
+    low_confidence: float | None = Field(
+        default=None, description="Top-1 score below which a query is low-confidence."
+    )
+    embed_sample: int = Field(
+        default=TRAFFIC_REPLAY_DEFAULTS.embedding_sample_size,
+        ge=0,
+        description="Query embeddings stored for drift checks (0: none).",
+    )
+    tenant_isolation: bool = Field(
+        default=TRAFFIC_REPLAY_DEFAULTS.tenant_isolation, description="Filter each query by tenant."
+    )
+    answers: bool = Field(
+        default=TRAFFIC_REPLAY_DEFAULTS.answers,
+        description="Score the answers the log holds for the replayed queries (faithfulness).",
+    )
+    judge: bool = Field(
+        default=False,
+        description="Label the replayed (and logged) top-k with the [judge] LLM assessor and "
+        "store the window's judged precision, nDCG and hit rate (needs `corpus`).",
+    )
+    corpus: Path | None = Field(
+        default=None,
+        description="The corpus the index was built from, for `judge`'s texts (default: the "
+        "job's collection's stored documents).",
+    )
+    max_judgments: int | None = Field(
+        default=JUDGING_DEFAULTS.max_judgments,
+        ge=0,
+        description="With `judge`: new pairs sent at most per run (default: no limit).",
+    )
+    estimate: bool = Field(
+        default=False,
+        description="Estimate the window's precision@k without labels, from the scores "
+        "calibrated on the newest goldset run of the same retriever and model (no LLM).",
+    )
+
+    @model_validator(mode="after")
+    def _judge_needs_a_corpus(self) -> Self:
+        if self.judge and self.corpus is None and self.collection is None:
+            raise ValueError(
+                "judge = true needs corpus (the corpus the index was built from) or a "
+                "collection that holds the documents"
+            )
+        return self
+
+    def document_texts(self, settings: Settings) -> DocumentTexts:
+        """Where ``judge`` reads document texts: ``corpus``, else the job's collection."""
+        if self.corpus is not None:
+            return CorpusTexts(self.corpus)
+        return CollectionTexts(settings, str(self.collection), self.chroma_url)
+
+    @property
+    def needs_retriever(self) -> bool:
+        """Whether the job replays its sample, and so queries a retriever."""
+        return self.replay
+
+
+def _traffic(ctx: JobContext, params: TrafficParams) -> JobOutcome:
+
+    store = ctx.require_store()
+    summary: dict[str, Any] = {}
+    if params.paths:
+        _, summary["ingest"] = _ingest(ctx, params, report_problems=DEFAULT_REPORTED_PROBLEMS)
+        ctx.check_cancelled()
+    if params.window is not None:
+        window = parse_window(params.window)
+    else:
+        moment = utc_now() - _UNITS[params.granularity] * params.offset
+        window = window_containing(moment, params.granularity)
+    summary["window"] = window.label
+    if record_count(store) == 0:
+        return JobOutcome(summary={**summary, "note": "no traffic ingested yet"})
+    request = TrafficReplayRequest(
+        k=params.k,
+        low_confidence_threshold=(
+            TRAFFIC_REPLAY_DEFAULTS.low_confidence_threshold
+            if params.low_confidence is None
+            else params.low_confidence
+        ),
+        tenant_isolation=params.tenant_isolation,
+        embedding_sample_size=params.embed_sample,
+        answers=params.answers,
+        batch_size=ctx.settings.query_batch_size,
+        label=ctx.job,
+    )
+    # Before the retriever is built: a judge misconfiguration costs no connection.
+    setup = prepare_traffic_replay(request, ctx.settings) if params.replay else None
+    assessor = RelevanceAssessor(ctx.settings.judge) if params.judge and params.replay else None
+    cycle = sample_and_replay(
+        store,
+        SampleSpec(
+            window=window,
+            n=params.n,
+            seed=params.seed,
+            stratify_by=parse_stratification(params.stratify_by),
+            min_per_stratum=params.min_per_stratum,
+        ),
+        partial(params.build, ctx.settings) if params.replay else None,
+        request,
+        setup=setup,
+        progress=ctx.progress,
+        between=ctx.check_cancelled,
+    )
+    summary["sample_id"] = cycle.sample.sample_id
+    summary["n_sampled"] = cycle.sample.n_sampled
+    replayed = cycle.replay
+    if replayed is None:
+        return JobOutcome(summary=summary)
+    run = replayed.run
+    summary.update(
+        run_id=run.run_id,
+        status=run.status,
+        low_confidence_share=replayed.summary.low_confidence_share,
+        churn=replayed.summary.churn,
+    )
+    if params.answers:
+        scored = replayed.answers
+        summary["answers"] = scored.to_dict(per_item=False) if scored else None
+    if assessor is not None:
+        ctx.check_cancelled()
+        judged = judge_traffic_run(
+            store,
+            run.run_id,
+            assessor,
+            params.document_texts(ctx.settings),
+            JudgingRequest(k=params.k, max_judgments=params.max_judgments),
+            progress=ctx.progress,
+        )
+        summary["judged"] = {
+            "judging": judged.judging.to_dict(),
+            "figures": {
+                f"{figure.source}:{figure.measure}": figure.value for figure in judged.figures
+            },
+            "agreement": judged.agreement.agreement_id if judged.agreement else None,
+        }
+    if params.estimate:
+        try:
+            estimated = estimate_traffic_run(store, run.run_id, k=params.k)
+        except EvalkitError as error:
+            if isinstance(error, StoreError) and not isinstance(error, NotFoundError):
+                raise
+            summary["estimate"] = {"note": str(error)}
+        else:
+            summary["estimate"] = {
+                "value": estimated.figure.value,
+                "low": estimated.figure.low,
+                "high": estimated.figure.high,
+                "calibration_run": estimated.calibration_run.run_id,
+            }
+    return JobOutcome(
+        status=JOB_STATUS_OF_RUN[run.status],
+        run_ids=(run.run_id,),
+        summary=summary,
+        error=run.error,
+    )
+
+
+TRAFFIC_INGEST = JobKind(
+    "traffic_ingest", TrafficIngestParams, _traffic_ingest, "ingest new traffic log lines"
+)
+TRAFFIC = JobKind(
+    "traffic", TrafficParams, _traffic, "ingest, sample and replay production traffic"
+)
