@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from urllib.parse import urljoin
 
@@ -155,25 +155,34 @@ def browser() -> Iterator[object]:
         shutil.rmtree(profile, ignore_errors=True)
 
 
-def _render(driver, url: str, *, charts: int) -> list[str]:  # type: ignore[no-untyped-def]
+def _render(driver, url: str, *, charts: int, expecting: Sequence[str] = ()) -> list[str]:  # type: ignore[no-untyped-def]
     """Load ``url``, wait until the script has finished with its metrics (and ``charts``
-    Plotly charts) drawn; return the metric values shown."""
+    Plotly charts) drawn, and until the ``expecting`` values are among them (a page draws
+    its metrics over several moments); return the metric values shown."""
+    from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     driver.get(url)
 
+    def shown(d) -> list[str]:  # type: ignore[no-untyped-def]
+        return [e.text for e in d.find_elements(By.CSS_SELECTOR, '[data-testid="stMetricValue"]')]
+
     def settled(d) -> bool:  # type: ignore[no-untyped-def]
         running = d.find_elements(By.CSS_SELECTOR, '[data-testid="stStatusWidget"]')
-        values = d.find_elements(By.CSS_SELECTOR, '[data-testid="stMetricValue"]')
+        values = shown(d)
         drawn = d.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .main-svg")
         return not running and bool(values) and len(drawn) >= charts
 
     WebDriverWait(driver, PAGE_SECONDS, poll_frequency=0.25).until(settled)
+    with contextlib.suppress(TimeoutException):  # the caller's assertion shows what was drawn
+        WebDriverWait(driver, PAGE_SECONDS, poll_frequency=0.25).until(
+            lambda d: settled(d) and all(value in shown(d) for value in expecting)
+        )
     assert not driver.find_elements(By.CSS_SELECTOR, '[data-testid="stException"]')
     errors = driver.find_elements(By.CSS_SELECTOR, '[data-testid="stAlertContentError"]')
     assert not errors, [e.text for e in errors]
-    return [e.text for e in driver.find_elements(By.CSS_SELECTOR, '[data-testid="stMetricValue"]')]
+    return shown(driver)
 
 
 def test_every_page_renders_its_figures_in_chromium(
@@ -199,7 +208,7 @@ def test_every_page_renders_its_figures_in_chromium(
     }
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     for name, (path, charts, expected) in pages.items():
-        shown = _render(browser, f"{url}/{path}", charts=charts)
+        shown = _render(browser, f"{url}/{path}", charts=charts, expecting=expected)
         for value in expected:
             assert value in shown, (name, value, shown)
         if name == "overview":

@@ -383,8 +383,10 @@ def test_prometheus_scraping_evalkit_serve_answers_every_panel_and_rule(
             if process.poll() is not None:
                 pytest.fail(f"prometheus exited:\n{log.read_text()}")
             with contextlib.suppress(httpx.HTTPError):
+                # Until it is ready Prometheus answers queries with a plain-text 503.
+                ready = httpx.get(f"http://127.0.0.1:{port}/-/ready", timeout=10).is_success
                 # Three scrapes at least, so that rate() and increase() have two samples.
-                if query("count_over_time(evalkit_up[1m]) >= 3"):
+                if ready and query("count_over_time(evalkit_up[1m]) >= 3"):
                     kept = query('evalkit_job_last_run_success{job="prune"}')
             time.sleep(0.5)
         assert kept, f"evalkit's job label did not survive the scrape:\n{log.read_text()}"

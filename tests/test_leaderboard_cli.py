@@ -263,7 +263,12 @@ def test_the_leaderboard_page_shows_the_clis_ranking_in_chromium(
     store = tmp_path / "evalkit.duckdb"
     shutil.copy(home / "evalkit.duckdb", store)
     with _serving(store, tmp_path / "dashboard.log") as url:
-        shown = _render(browser, f"{url}/leaderboard?tag=cmp&measure=ndcg%4010", charts=2)
+        shown = _render(
+            browser,
+            f"{url}/leaderboard?tag=cmp&measure=ndcg%4010",
+            charts=2,
+            expecting=["1.0000", "2 of 3"],
+        )
         assert shown[0] == "1.0000"
         assert "2 of 3" in shown
         body = browser.find_element("tag name", "body").text
