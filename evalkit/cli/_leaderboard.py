@@ -65,6 +65,7 @@ def print_leaderboard(ranked: RunLeaderboard, output: CompareFormat) -> None:
         f"runs sharing a letter are not significantly different at alpha "
         f"{board.options.alpha:g}; the best run on {board.measures[0]} is listed first",
         markup=False,
+        highlight=False,
     )
 
 
