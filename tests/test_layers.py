@@ -28,6 +28,24 @@ HEAVY += ("evidently", "streamlit")
 HEAVY += ("psycopg", "qdrant_client", "bm25s")
 
 
+def _source(path: Path) -> str:
+    """The text of ``path``, as it was when this module was collected for the package's own."""
+    return PACKAGE_SOURCES.get(path) or path.read_text(encoding="utf-8")
+
+
+def _parse(path: Path) -> ast.Module:
+    """The syntax tree of ``path``; the package's own files come from ``PACKAGE_TREES``."""
+    return PACKAGE_TREES.get(path) or ast.parse(_source(path))
+
+
+# Parsed once, when this module is collected and before any test starts a thread: CPython
+# 3.11 shares the AST builder's recursion counter between threads, so ast.parse racing
+# another thread's (a dashboard script thread an earlier test left running) can fail with
+# "AST constructor recursion depth mismatch".
+PACKAGE_SOURCES = {path: path.read_text(encoding="utf-8") for path in PACKAGE.rglob("*.py")}
+PACKAGE_TREES = {path: ast.parse(source) for path, source in PACKAGE_SOURCES.items()}
+
+
 def lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
     """Run the contract of ``root/pyproject.toml`` over the package under ``root``."""
     env = {**os.environ, "PYTHONPATH": str(root), "NO_COLOR": "1"}
@@ -75,9 +93,8 @@ def _function_level_own_imports(path: Path, root: Path = ROOT) -> list[str]:
     """``path:line`` of each import of evalkit's own modules inside a function whose
     comment (on its lines, or just above its run of imports) does not name the heavy
     optional dependency it defers."""
-    source = path.read_text(encoding="utf-8")
-    lines = source.splitlines()
-    tree = ast.parse(source)
+    lines = _source(path).splitlines()
+    tree = _parse(path)
     found: list[str] = []
 
     def own(node: ast.Import | ast.ImportFrom) -> bool:
@@ -189,7 +206,7 @@ def test_the_size_check_holds_the_workflow_layer_to_its_smaller_limit(tmp_path: 
 )
 def test_no_private_module_of_another_package_is_imported(path: Path) -> None:
     """A private module (``typer._click``) may vanish in any release of its package."""
-    tree = ast.parse(path.read_text(encoding="utf-8"))
+    tree = _parse(path)
     private = re.compile(r"(^|\.)_[a-z]")
     for node in ast.walk(tree):
         names: list[str] = []
@@ -276,7 +293,7 @@ def _module_name(path: Path, root: Path = ROOT) -> str:
 def _evalkit_imports(path: Path, root: Path = ROOT) -> Iterator[tuple[str, int, str, str]]:
     """(importer, line, module, name) of each ``from evalkit.x import name`` in ``path``."""
     importer = _module_name(path, root)
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    for node in ast.walk(_parse(path)):
         if (
             isinstance(node, ast.ImportFrom)
             and node.level == 0

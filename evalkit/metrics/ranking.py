@@ -345,8 +345,11 @@ def _count_ranks(
     for start in range(0, rows.size, block):
         others = padded[rows[start : start + block]]
         mine = own[start : start + block, None]
-        higher = (others > mine).astype(np.float32) @ ones
-        at_least = (others >= mine).astype(np.float32) @ ones
+        # The operands are 0s and 1s, so an "invalid" flag can only be one BLAS left set (seen
+        # after other libraries ran in the process); numpy would report it as a warning.
+        with np.errstate(invalid="ignore"):
+            higher = (others > mine).astype(np.float32) @ ones
+            at_least = (others >= mine).astype(np.float32) @ ones
         ranks[start : start + block] = higher
         tied_blocks.append(np.flatnonzero(at_least - higher > 1) + start)
     tied = np.concatenate(tied_blocks) if tied_blocks else np.zeros(0, dtype=np.int64)
