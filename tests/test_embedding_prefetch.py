@@ -18,7 +18,7 @@ import pytest
 from demo_index import DEPTH, Reference, demo_goldset
 
 from evalkit.config import EmbedBackend, Settings
-from evalkit.embedding import CANARY_TEXTS, Embedder, LazyEmbedder, load_embedder
+from evalkit.embedding import CANARY_TEXTS, Embedder, LazyEmbedder, load_embedder, runs_on_onnx
 from evalkit.embedding import lazy as lazy_embedding
 from evalkit.errors import EmbeddingError
 from evalkit.pipeline import evaluate_goldset
@@ -174,6 +174,19 @@ def test_only_vector_stores_on_onnx_start_loading_ahead(
     assert query_embedder_ahead(RetrieverOptions(http_url="http://127.0.0.1:9/q"), settings) is None
     on_torch = settings.model_copy(update={"embed_backend": EmbedBackend.torch})
     assert query_embedder_ahead(RetrieverOptions(collection="demo"), on_torch) is None
+
+
+def test_a_model_onnx_runtime_cannot_run_is_not_loaded_ahead(tmp_path: Path) -> None:
+    """Its load would import torch, which a command refused on a cheaper check then waits
+    for at exit; the bundled model, which ONNX Runtime runs, is loaded ahead."""
+    not_a_model = tmp_path / "model"
+    not_a_model.mkdir()
+    (not_a_model / "modules.json").write_text("[]", encoding="utf-8")
+    settings = Settings(home=tmp_path, model_path=not_a_model)
+    assert not runs_on_onnx(not_a_model, EmbedBackend.auto)
+    assert query_embedder_ahead(RetrieverOptions(collection="demo"), settings) is None
+    assert runs_on_onnx(None, EmbedBackend.auto)
+    assert not runs_on_onnx(None, EmbedBackend.torch)
 
 
 def test_a_goldset_replay_embeds_its_queries_in_one_pass_and_scores_the_same(

@@ -27,6 +27,7 @@ from evalkit.embedding.local import (
     SentenceEncoder,
     default_model_path,
     load_embedder,
+    runs_on_onnx,
 )
 from evalkit.embedding.query import (
     TextEmbedder,
@@ -52,4 +53,5 @@ __all__ = [
     "load_embedder_for",
     "local_model_modules",
     "prefetch_queries",
+    "runs_on_onnx",
 ]

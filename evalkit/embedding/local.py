@@ -23,9 +23,9 @@ import numpy.typing as npt
 
 from evalkit.config import EmbedBackend
 from evalkit.embedding.fingerprint import CANARY_TEXTS, ModelFingerprint, fingerprint_from_canaries
-from evalkit.embedding.onnx import default_cache_dir, onnx_model_for
+from evalkit.embedding.onnx import default_cache_dir, onnx_layout, onnx_model_for
 from evalkit.errors import ConfigError, EmbeddingError
-from evalkit.extras import require
+from evalkit.extras import is_installed, require
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -36,6 +36,7 @@ __all__ = [
     "SentenceEncoder",
     "default_model_path",
     "load_embedder",
+    "runs_on_onnx",
 ]
 
 DEFAULT_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
@@ -154,6 +155,19 @@ def _model_location(model_path: Path | str | None) -> tuple[Path, str]:
         return default_model_path(), DEFAULT_MODEL_NAME
     path = Path(model_path)
     return path, path.name
+
+
+def runs_on_onnx(model_path: Path | str | None, backend: EmbedBackend) -> bool:
+    """Whether ``load_embedder`` would run this model on ONNX Runtime rather than torch,
+    judged from the model's configuration files without importing either (a model that
+    cannot be found counts as torch: its load fails at first use)."""
+    if backend is EmbedBackend.torch or not all(map(is_installed, ("onnxruntime", "tokenizers"))):
+        return False
+    try:
+        path, _ = _model_location(model_path)
+    except ConfigError:
+        return False
+    return path.is_dir() and onnx_layout(path) is not None
 
 
 def load_embedder(

@@ -16,12 +16,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from evalkit.config import EmbedBackend, Settings
+from evalkit.config import Settings
 from evalkit.embedding import (
     LazyEmbedder,
     TextEmbedder,
     build_query_embedder,
     local_model_modules,
+    runs_on_onnx,
 )
 from evalkit.errors import ConfigError
 from evalkit.extras import require_all
@@ -178,18 +179,21 @@ def build_retriever(options: RetrieverOptions, settings: Settings) -> Retriever:
 def query_embedder_ahead(options: RetrieverOptions, settings: Settings) -> LazyEmbedder | None:
     """The local model the retriever ``options`` name will embed queries with, already
     loading in a background thread; None when that retriever embeds no queries with a local
-    model (HTTP, a plug-in, an embedding endpoint) or the model loads on torch (seconds of
-    loading that a command failing on a cheaper check would then wait for at exit).
+    model (HTTP, a plug-in, an embedding endpoint) or the model loads on torch, by choice or
+    because ONNX Runtime cannot run it (seconds of loading that a command failing on a
+    cheaper check would then wait for at exit).
 
     Give it to ``build_retriever`` as ``options.query_embedder`` and ``close`` it when the
     command is done; ``prefetch`` the query batches once they are known. ConfigError when
     the options name no retriever.
     """
     kind = RETRIEVER_KINDS.get(options.resolved_kind(settings))
-    if kind is None or not kind.embeds_queries or settings.embed_backend is EmbedBackend.torch:
+    if kind is None or not kind.embeds_queries:
         return None
     embedder = build_query_embedder(settings)
     if not isinstance(embedder, LazyEmbedder):
+        return None
+    if not runs_on_onnx(settings.model_path, settings.embed_backend):
         return None
     embedder.start_loading()
     return embedder
