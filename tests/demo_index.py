@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from evalkit.embedding import Embedder, load_embedder
+from evalkit.embedding import CachingEmbedder, Embedder, load_embedder
+from evalkit.embedding.onnx import default_cache_dir
 from evalkit.goldset import Goldset, iter_corpus, load_goldset
 from evalkit.pipeline import evaluate_goldset
 from evalkit.records import Document
@@ -50,9 +51,17 @@ def minilm() -> Embedder:
 
 
 @cache
+def cached_minilm() -> CachingEmbedder:
+    """The bundled MiniLM with its document vectors kept in the machine's cache, as
+    ``evalkit index`` keeps them: the demo corpus is embedded once, by whichever test process
+    (or command) comes first."""
+    return CachingEmbedder(minilm(), default_cache_dir())
+
+
+@cache
 def demo_vectors() -> npt.NDArray[np.float32]:
     """The demo corpus's embeddings, in ``demo_documents()`` order (unit vectors)."""
-    return minilm().embed([document.content for document in demo_documents()])
+    return cached_minilm().embed([document.content for document in demo_documents()])
 
 
 @dataclass(frozen=True)
@@ -67,7 +76,7 @@ def chroma_reference(directory: Path) -> Reference:
     """Index the demo corpus into embedded Chroma under ``directory`` and replay the goldset."""
     client = open_chroma_client(path=directory / "chroma")
     try:
-        index_corpus(client, demo_documents(), minilm(), collection_name="demo")
+        index_corpus(client, demo_documents(), cached_minilm(), collection_name="demo")
     finally:
         close_client(client)
     with (

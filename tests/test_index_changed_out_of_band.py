@@ -13,7 +13,7 @@ import chromadb
 import pytest
 from chroma_server import ChromaServer, chroma_server_fixture  # noqa: F401
 from chromadb.config import Settings as ChromaSettings
-from demo_index import DEMO_DIR, demo_documents, demo_goldset, demo_vectors, minilm
+from demo_index import DEMO_DIR, cached_minilm, demo_documents, demo_goldset, demo_vectors, minilm
 from evalkit_process import write_retriever_config
 from postgres_server import PostgresServer, postgres_server_fixture  # noqa: F401
 from qdrant_client import QdrantClient, models
@@ -127,7 +127,7 @@ def test_chroma_server_documents_deleted_out_of_band_change_the_fingerprint(
 def facts(tmp_path: Path) -> Iterator[tuple[Any, Any]]:
     """The demo corpus indexed by evalkit into an embedded collection, and that collection."""
     client = open_chroma_client(path=tmp_path / "facts")
-    index_corpus(client, demo_documents(), minilm(), collection_name="facts")
+    index_corpus(client, demo_documents(), cached_minilm(), collection_name="facts")
     yield client, client.get_collection("facts", embedding_function=None)
     close_client(client)
 
@@ -164,7 +164,7 @@ def test_every_kind_of_out_of_band_change_moves_the_chroma_fingerprint(
     seen.append(fingerprint())  # a sampled document re-embedded in place
     assert len(set(seen)) == len(seen), seen
 
-    index_corpus(client, demo_documents(), minilm(), collection_name="facts")
+    index_corpus(client, demo_documents(), cached_minilm(), collection_name="facts")
     assert fingerprint() not in seen  # evalkit's own re-index restores and records it
 
 

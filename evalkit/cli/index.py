@@ -118,14 +118,14 @@ def _index_chroma(
     prune: bool,
     output: OutputFormat,
 ) -> None:
-    from evalkit.embedding import build_query_embedder, local_model_modules
+    from evalkit.embedding import build_document_embedder, local_model_modules
     from evalkit.goldset import count_documents, iter_corpus
     from evalkit.retrievers.chroma_client import close_client, open_chroma_client
     from evalkit.retrievers.indexing import index_corpus
 
     config = settings()
     require_all(("chromadb", *local_model_modules(config)), "`evalkit index`")
-    embedder = build_query_embedder(config)
+    embedder = build_document_embedder(config)
     if embedder is None:
         raise ConfigError(
             "evalkit index embeds the corpus: set [embedder] kind to sentence-transformers "
@@ -149,6 +149,9 @@ def _index_chroma(
             )
     finally:
         close_client(client)
+        close = getattr(embedder, "close", None)
+        if close is not None:
+            close()
     data = asdict(report)
     if output is OutputFormat.json:
         emit_json(data)

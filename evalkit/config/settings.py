@@ -85,8 +85,9 @@ class Settings(BaseSettings):
     )
     cache_dir: Path | None = Field(
         default=None,
-        description="Where the ONNX export of a local model is kept (made once per model); "
-        "default: $XDG_CACHE_HOME/evalkit, else ~/.cache/evalkit.",
+        description="Where the ONNX export of a local model (made once per model) and the "
+        "document vectors `evalkit index` embedded are kept; default: $XDG_CACHE_HOME/evalkit, "
+        "else ~/.cache/evalkit.",
     )
     query_batch_size: int = Field(
         default=64, ge=1, description="Queries sent to the retriever per request."

@@ -11,13 +11,16 @@ each with a model fingerprint.
   queries embedded ahead.
 - ``endpoint``: ``EndpointEmbedder``, an OpenAI-compatible ``/embeddings`` endpoint.
 - ``query``: ``TextEmbedder``, what a retriever needs of a query embedder, and
-  ``build_query_embedder``, the one ``[embedder]`` names.
+  ``build_query_embedder``, the one ``[embedder]`` names (``build_document_embedder``: the
+  same, with its vectors cached for indexing).
+- ``cache``: ``CachingEmbedder``, document vectors kept between runs, per model.
 
 Importing this package loads neither torch nor sentence-transformers: a local model loads
 them when it is loaded.
 """
 
 from evalkit.config import EmbedBackend
+from evalkit.embedding.cache import CachingEmbedder
 from evalkit.embedding.endpoint import EndpointEmbedder
 from evalkit.embedding.fingerprint import CANARY_TEXTS, ModelFingerprint, fingerprint_from_canaries
 from evalkit.embedding.lazy import LazyEmbedder, load_embedder_for
@@ -31,6 +34,7 @@ from evalkit.embedding.local import (
 )
 from evalkit.embedding.query import (
     TextEmbedder,
+    build_document_embedder,
     build_query_embedder,
     local_model_modules,
     prefetch_queries,
@@ -39,6 +43,7 @@ from evalkit.embedding.query import (
 __all__ = [
     "CANARY_TEXTS",
     "DEFAULT_MODEL_NAME",
+    "CachingEmbedder",
     "EmbedBackend",
     "Embedder",
     "EndpointEmbedder",
@@ -46,6 +51,7 @@ __all__ = [
     "ModelFingerprint",
     "SentenceEncoder",
     "TextEmbedder",
+    "build_document_embedder",
     "build_query_embedder",
     "default_model_path",
     "fingerprint_from_canaries",

@@ -11,13 +11,21 @@ import numpy as np
 import numpy.typing as npt
 
 from evalkit.config import EmbedBackend, EmbedderKind, Settings
+from evalkit.embedding.cache import CachingEmbedder
 from evalkit.embedding.endpoint import EndpointEmbedder
 from evalkit.embedding.fingerprint import ModelFingerprint
 from evalkit.embedding.lazy import LazyEmbedder
+from evalkit.embedding.onnx import default_cache_dir
 from evalkit.errors import ConfigError
 from evalkit.extras import is_installed
 
-__all__ = ["TextEmbedder", "build_query_embedder", "local_model_modules", "prefetch_queries"]
+__all__ = [
+    "TextEmbedder",
+    "build_document_embedder",
+    "build_query_embedder",
+    "local_model_modules",
+    "prefetch_queries",
+]
 
 
 class TextEmbedder(Protocol):
@@ -90,3 +98,17 @@ def build_query_embedder(settings: Settings) -> TextEmbedder | None:
         retries=chosen.max_retries,
         batch_size=settings.embed_batch_size,
     )
+
+
+def build_document_embedder(settings: Settings) -> TextEmbedder | None:
+    """The ``[embedder]`` model for a corpus: ``build_query_embedder``'s, with the vectors it
+    makes kept under ``cache_dir`` (``CachingEmbedder``), so indexing embeds a text once per
+    model; the bare model when there is no cache directory to keep them in."""
+    embedder = build_query_embedder(settings)
+    if embedder is None:
+        return None
+    try:
+        directory = settings.cache_dir or default_cache_dir()
+    except RuntimeError:  # no home directory for the default cache
+        return embedder
+    return CachingEmbedder(embedder, directory)
