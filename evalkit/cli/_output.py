@@ -29,6 +29,8 @@ __all__ = [
     "console",
     "emit_json",
     "err_console",
+    "format_interval",
+    "format_share",
     "format_value",
     "print_listing",
     "print_text",
@@ -132,6 +134,23 @@ def format_value(value: object) -> str:
     if isinstance(value, float):
         return "nan" if math.isnan(value) else f"{value:.4f}"
     return str(value)
+
+
+def format_interval(
+    value: float | None, low: float | None, high: float | None, *, undefined: str = "-"
+) -> str:
+    """A figure with its interval for people, ``value [low, high]`` to 3 decimals: the value
+    alone without both bounds, ``undefined`` without a value."""
+    if value is None:
+        return undefined
+    if low is None or high is None:
+        return f"{value:.3f}"
+    return f"{value:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def format_share(share: float | None) -> str:
+    """A share for people as a percentage with one decimal, None as a dash."""
+    return "-" if share is None else f"{share:.1%}"
 
 
 def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> Table:

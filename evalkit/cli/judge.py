@@ -13,6 +13,8 @@ from evalkit.cli._output import (
     OutputFormat,
     console,
     emit_json,
+    format_interval,
+    format_share,
     format_value,
     key_values,
     print_listing,
@@ -245,11 +247,7 @@ def agreement(
 
 
 def _interval(value: float | None, low: float | None, high: float | None) -> str:
-    if value is None:
-        return "undefined (one label everywhere)"
-    if low is None or high is None:
-        return f"{value:.3f}"
-    return f"{value:.3f} [{low:.3f}, {high:.3f}]"
+    return format_interval(value, low, high, undefined="undefined (one label everywhere)")
 
 
 @judge_app.command("holes")
@@ -397,7 +395,7 @@ def print_window_judging(outcome: WindowJudging) -> None:
             _SOURCE_NAMES.get(figure.source, figure.source),
             figure.measure,
             _interval(figure.value, figure.low, figure.high),
-            f"{figure.judged_share:.1%}" if figure.judged_share is not None else "-",
+            format_share(figure.judged_share),
             figure.n_queries,
             figure.status,
         ]

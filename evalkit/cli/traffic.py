@@ -16,6 +16,8 @@ from evalkit.cli._output import (
     console,
     emit_json,
     err_console,
+    format_interval,
+    format_share,
     key_values,
     print_text,
     progress_bar,
@@ -631,7 +633,7 @@ def windows(
                     _interval_cell(figure, with_measure=len(measures) > 1) for figure in shown
                 )
                 or None,
-                "\n".join(_share_cell(figure.judged_share) for figure in shown) or None,
+                "\n".join(format_share(figure.judged_share) for figure in shown) or None,
                 "\n".join(figure.labeller for figure in shown) or None,
             ]
         )
@@ -690,17 +692,8 @@ def _replayed_precision(figures: list[JudgedFigure]) -> list[JudgedFigure]:
 
 
 def _interval_cell(figure: JudgedFigure, *, with_measure: bool) -> str:
-    if figure.value is None:
-        text = "-"
-    elif figure.low is None or figure.high is None:
-        text = f"{figure.value:.3f}"
-    else:
-        text = f"{figure.value:.3f} [{figure.low:.3f}, {figure.high:.3f}]"
+    text = format_interval(figure.value, figure.low, figure.high)
     return f"{figure.measure} {text}" if with_measure else text
-
-
-def _share_cell(share: float | None) -> str:
-    return "-" if share is None else f"{share:.1%}"
 
 
 def _print_agreements(
