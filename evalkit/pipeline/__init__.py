@@ -32,7 +32,11 @@ from evalkit.pipeline.drift import (
     collection_vectors,
     save_documents_reference,
 )
-from evalkit.pipeline.freshness import check_freshness, retriever_subject
+from evalkit.pipeline.freshness import (
+    check_freshness,
+    check_named_index_freshness,
+    retriever_subject,
+)
 from evalkit.pipeline.fuse import FusionOutcome, fuse_runs
 from evalkit.pipeline.gate import (
     GATE_CANDIDATE_LABEL,
@@ -176,6 +180,7 @@ __all__ = [
     "check_drift_precision",
     "check_drift_queries",
     "check_freshness",
+    "check_named_index_freshness",
     "check_sweep",
     "check_traffic_precision",
     "collection_vectors",

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -35,6 +35,7 @@ from evalkit.audit.freshness.probe import ProbeTarget, probe_until_found
 from evalkit.audit.freshness.sources import read_changes
 from evalkit.clock import utc_now
 from evalkit.errors import ConfigError
+from evalkit.pipeline.runs import closing_retriever
 from evalkit.records.freshness import (
     FreshnessCheck,
     FreshnessRequest,
@@ -43,7 +44,8 @@ from evalkit.records.freshness import (
     human_seconds,
 )
 from evalkit.retrievers.base import Retriever
-from evalkit.retrievers.versions import IndexVersions
+from evalkit.retrievers.factory import RetrieverOptions, build_retriever
+from evalkit.retrievers.versions import IndexVersions, open_index_versions, reads_index
 from evalkit.store.access import WriterAccess
 from evalkit.store.freshness import (
     changes_read_at,
@@ -53,7 +55,10 @@ from evalkit.store.freshness import (
     stored_changes,
 )
 
-__all__ = ["check_freshness", "retriever_subject"]
+if TYPE_CHECKING:
+    from evalkit.config import Settings
+
+__all__ = ["check_freshness", "check_named_index_freshness", "retriever_subject"]
 
 _SUBJECT_FIELDS = ("collection", "table", "url", "path", "index")
 
@@ -184,6 +189,29 @@ def check_freshness(
     stored_in = time.perf_counter() - mark
     timings.update(index=index_seconds, probe=probe_seconds, store=stored_in)
     return timed()
+
+
+def check_named_index_freshness(
+    store: WriterAccess,
+    request: FreshnessRequest,
+    options: RetrieverOptions,
+    settings: Settings,
+    *,
+    stop: Callable[[], None] | None = None,
+) -> FreshnessCheck:
+    """``check_freshness`` of the index ``options`` name: the versions it stores are read
+    when ``request.method`` reads the index (``index``, or ``auto`` on an index evalkit can
+    read), else the retriever ``options`` build is probed (``stop`` as for
+    ``check_freshness``); the index reader or the retriever is closed when the check ends."""
+    if reads_index(request.method, options, settings):
+        index = open_index_versions(options, settings)
+        try:
+            return check_freshness(store, request, index=index)
+        finally:
+            index.close()
+    retriever = build_retriever(options, settings)
+    with closing_retriever(retriever):
+        return check_freshness(store, request, retriever=retriever, stop=stop)
 
 
 def _given(value: Any) -> Any:

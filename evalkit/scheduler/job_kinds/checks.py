@@ -22,11 +22,10 @@ from evalkit.pipeline import (
     audit_collection,
     check_drift_metric,
     check_drift_queries,
-    check_freshness,
+    check_named_index_freshness,
 )
 from evalkit.records.freshness import FreshnessRequest
 from evalkit.retrievers.chroma_client import collection_name_problem
-from evalkit.retrievers.versions import open_index_versions, reads_index
 from evalkit.scheduler.job_kinds.base import (
     JobContext,
     JobKind,
@@ -231,23 +230,9 @@ def _freshness(ctx: JobContext, params: FreshnessParams) -> JobOutcome:
         slo_p95_lag=params.slo_p95_lag,
         max_unreflected_age=params.max_unreflected_age,
     )
-    options = params.options()
-    if reads_index(params.method, options, settings):
-        index = open_index_versions(options, settings)
-        try:
-            check = check_freshness(ctx.require_store(), request, index=index)
-        finally:
-            index.close()
-    else:
-        retriever = params.build(settings)
-        try:
-            check = check_freshness(
-                ctx.require_store(), request, retriever=retriever, stop=ctx.check_cancelled
-            )
-        finally:
-            close = getattr(retriever, "close", None)
-            if callable(close):
-                close()
+    check = check_named_index_freshness(
+        ctx.require_store(), request, params.options(), settings, stop=ctx.check_cancelled
+    )
     return JobOutcome(
         summary={
             "check_id": check.check_id,
