@@ -39,6 +39,7 @@ __all__ = [
     "page_url",
     "paged",
     "plot",
+    "run_labels",
     "run_page",
     "table",
 ]
@@ -215,6 +216,17 @@ def choose(
     if st.query_params.get(param) != str(chosen):
         st.query_params[param] = str(chosen)
     return chosen
+
+
+def run_labels(runs: pd.DataFrame, *, status: bool) -> dict[str, str]:
+    """What a run picker shows for each run of ``runs``, by run id: ``run_id  retriever``,
+    then the run's status when ``status``, then its ``[label]`` when it has one."""
+    return {
+        str(row.run_id): f"{row.run_id}  {row.retriever}"
+        + (f"  {row.status}" if status else "")
+        + (f"  [{row.label}]" if isinstance(row.label, str) and row.label else "")
+        for row in runs.itertuples()
+    }
 
 
 fmt = formats.fmt

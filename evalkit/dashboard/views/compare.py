@@ -22,14 +22,6 @@ BOOTSTRAP_LABELS = {
 }
 
 
-def _run_label(runs: pd.DataFrame) -> dict[str, str]:
-    return {
-        str(row.run_id): f"{row.run_id}  {row.retriever}  {row.status}"
-        + (f"  [{row.label}]" if isinstance(row.label, str) and row.label else "")
-        for row in runs.itertuples()
-    }
-
-
 def _default_measure(page: ui.PageContext) -> str:
     """The measure asked for in the URL, else ndcg@10 when stored, else the most common."""
     measures: tuple[str, ...] = page.load("measures")
@@ -143,7 +135,7 @@ def render(page: ui.PageContext) -> None:
         "Goldset", goldsets, param="goldset", default=default_goldset, container=top[0]
     )
     runs = all_runs[all_runs["goldset_name"] == goldset]
-    labels = _run_label(runs)
+    labels = ui.run_labels(runs, status=True)
     run_ids = list(labels)
     candidate = ui.choose(
         "Candidate",

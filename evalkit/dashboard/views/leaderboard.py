@@ -17,14 +17,6 @@ NEWEST_BY_DEFAULT = 5
 CORRECTIONS = ("holm", "bonferroni", "tukey", "none")
 
 
-def _labels(runs: pd.DataFrame) -> dict[str, str]:
-    return {
-        str(row.run_id): f"{row.run_id}  {row.retriever}"
-        + (f"  [{row.label}]" if isinstance(row.label, str) and row.label else "")
-        for row in runs.itertuples()
-    }
-
-
 def render(page: ui.PageContext) -> None:
     """Draw the leaderboard of the chosen runs."""
     all_runs: pd.DataFrame = page.load("runs")
@@ -54,7 +46,7 @@ def render(page: ui.PageContext) -> None:
         help="For the many pairs: Holm (default), Bonferroni, Tukey's HSD on a randomised "
         "test, or none.",
     )
-    labels = _labels(runs)
+    labels = ui.run_labels(runs, status=False)
     linked = [run for run in (st.query_params.get("runs") or "").split(",") if run in labels]
     if linked:
         default = linked
