@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from evalkit.store.judging import StoredAgreement
 
 __all__ = [
+    "agreement_line",
     "build_assessor",
     "document_texts",
     "judge_app",
@@ -150,7 +151,9 @@ def _judging_facts(outcome: JudgingOutcome) -> dict[str, object]:
     return facts
 
 
-def _agreement_line(agreement: StoredAgreement | None) -> str:
+def agreement_line(agreement: StoredAgreement | None) -> str:
+    """The agreement a figure made from assessor labels is shown with: its summary and id,
+    or how to measure one."""
     if agreement is None:
         return "agreement not measured (run `evalkit judge agreement --goldset NAME`)"
     return f"{agreement.summary()} ({agreement.agreement_id})"
@@ -316,7 +319,7 @@ def print_holes(outcome: HolesOutcome) -> None:
                 "run": outcome.run.run_id,
                 f"judged@{outcome.k} (human)": f"{outcome.judged_at_k:.1%}",
                 "holes": outcome.n_holes,
-                "agreement": _agreement_line(outcome.agreement),
+                "agreement": agreement_line(outcome.agreement),
             },
         )
     )
@@ -404,7 +407,7 @@ def print_window_judging(outcome: WindowJudging) -> None:
     columns = ["rankings", "measure", "value [95% interval]", "judged", "queries", "status"]
     console.print(table(f"window {outcome.window_label}, assessor labels", columns, rows))
     console.print(f"assessor: {outcome.judging.plan.assessor}", highlight=False)
-    console.print(f"agreement: {_agreement_line(outcome.agreement)}", highlight=False)
+    console.print(f"agreement: {agreement_line(outcome.agreement)}", highlight=False)
 
 
 @judge_app.command("traffic")

@@ -700,16 +700,18 @@ def _print_agreements(
     precision: dict[str, list[JudgedFigure]], agreements: dict[str, StoredAgreement]
 ) -> None:
     """One line per assessor and agreement its shown figures were computed under."""
+    from evalkit.cli.judge import agreement_line
+
     windows_of: dict[tuple[str, str | None], list[str]] = {}
     for window, figures in precision.items():
         for figure in figures:
             windows_of.setdefault((figure.labeller, figure.agreement_id), []).append(window)
     for (labeller, agreement_id), windows_shown in windows_of.items():
-        line = _agreement_summary(agreement_id, agreements)
-        if agreement_id is None:
-            line += " (run `evalkit judge agreement --goldset NAME`)"
-        elif agreement_id in agreements:
-            line += f" ({agreement_id})"
+        stored = agreements.get(agreement_id) if agreement_id is not None else None
+        if agreement_id is not None and stored is None:
+            line = _agreement_summary(agreement_id, agreements)
+        else:
+            line = agreement_line(stored)
         if sum(1 for other, _ in windows_of if other == labeller) > 1:
             line += f", windows {', '.join(dict.fromkeys(windows_shown))}"
         print_text(f"assessor {labeller}: {line}")
