@@ -3,7 +3,6 @@ an objective."""
 
 from __future__ import annotations
 
-from contextlib import ExitStack
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -132,9 +131,7 @@ def freshness(
     Example: evalkit freshness --changes changes.jsonl --collection docs --slo-p95-lag 1h
     """
     from evalkit.config import parse_duration
-    from evalkit.pipeline import check_freshness
-    from evalkit.retrievers.factory import build_retriever
-    from evalkit.retrievers.versions import open_index_versions, reads_index
+    from evalkit.pipeline import check_named_index_freshness
 
     config = settings()
     options = retriever_options(
@@ -167,17 +164,7 @@ def freshness(
         shown=shown,
         **durations,
     )
-    with ExitStack() as stack:
-        if reads_index(method.value, options, config):
-            index = open_index_versions(options, config)
-            stack.callback(index.close)
-            check = check_freshness(CommandStore("freshness"), request, index=index)
-        else:
-            retriever = build_retriever(options, config)
-            close = getattr(retriever, "close", None)
-            if callable(close):
-                stack.callback(close)
-            check = check_freshness(CommandStore("freshness"), request, retriever=retriever)
+    check = check_named_index_freshness(CommandStore("freshness"), request, options, config)
     if output is OutputFormat.json:
         emit_json(check.to_dict(reflected=shown))
     else:
