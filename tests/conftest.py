@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from evalkit.embedding.onnx import default_cache_dir
 from evalkit.store import Store
 
 if "PYTEST_XDIST_WORKER" in os.environ:
@@ -23,6 +25,24 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def evalkit_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's own EVALKIT_CACHE_DIR, shared by its xdist workers and the commands the
+    tests start: document vectors one test embeds are read by the others, and none are left
+    in the machine's cache. The ONNX export of a local model (torch makes it once per
+    machine, in seconds) is linked from the machine's cache."""
+    base = tmp_path_factory.getbasetemp()
+    cache = (base.parent if "PYTEST_XDIST_WORKER" in os.environ else base) / "evalkit-cache"
+    cache.mkdir(exist_ok=True)
+    for kept in ("onnx", "digests"):
+        machine = default_cache_dir() / kept
+        machine.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):  # another worker linked it first
+            (cache / kept).symlink_to(machine, target_is_directory=True)
+    os.environ["EVALKIT_CACHE_DIR"] = str(cache)
+    return cache
 
 
 @pytest.fixture(scope="session")

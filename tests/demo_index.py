@@ -7,6 +7,7 @@ indexes it and returns nDCG@10 (once per test session, through ``reference`` bel
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -52,10 +53,11 @@ def minilm() -> Embedder:
 
 @cache
 def cached_minilm() -> CachingEmbedder:
-    """The bundled MiniLM with its document vectors kept in the machine's cache, as
-    ``evalkit index`` keeps them: the demo corpus is embedded once, by whichever test process
-    (or command) comes first."""
-    return CachingEmbedder(minilm(), default_cache_dir())
+    """The bundled MiniLM with its document vectors kept in the cache ``evalkit index`` keeps
+    them in (the session's, ``conftest.evalkit_cache``): the demo corpus is embedded once, by
+    whichever test process or command comes first."""
+    cache = os.environ.get("EVALKIT_CACHE_DIR")
+    return CachingEmbedder(minilm(), Path(cache) if cache else default_cache_dir())
 
 
 @cache

@@ -437,6 +437,8 @@ def test_evalkit_index_embeds_with_the_endpoint_when_embedder_says_so(
     )
     monkeypatch.setenv("EVALKIT_HOME", str(home))
     monkeypatch.setenv("EVALKIT_CONFIG", str(config))
+    # A cache of its own: no other test's vectors of this model spare it a request.
+    monkeypatch.setenv("EVALKIT_CACHE_DIR", str(tmp_path / "cache"))
     assert invoke(["index", "--corpus", str(corpus), "--collection", "via-endpoint"]) == 0
     capsys.readouterr()
     assert sum(len(request["input"]) for request in server.requests) == 12 + len(CANARY_TEXTS)

@@ -21,7 +21,6 @@ from evalkit.embedding import (
     ModelFingerprint,
     fingerprint_from_canaries,
 )
-from evalkit.embedding.cache import LONG_PROBE_TEXT
 from evalkit.embedding.onnx import default_cache_dir
 
 DEMO_CORPUS = Path(__file__).resolve().parents[1] / "goldsets" / "demo" / "corpus.jsonl"
@@ -49,7 +48,7 @@ class CountingModel:
         return fingerprint_from_canaries(self.name, self.dimension, vectors)
 
     def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
-        self.embedded.extend(text for text in texts if text != LONG_PROBE_TEXT)
+        self.embedded.extend(texts)
         return np.stack([self._vector(text) for text in texts])
 
 
@@ -83,20 +82,20 @@ def test_another_model_keeps_vectors_of_its_own(tmp_path: Path) -> None:
 
 
 def test_a_model_that_truncates_elsewhere_is_another_model(tmp_path: Path) -> None:
-    """The canary texts are short; the long probe tells two truncation lengths apart."""
+    """The canary texts are short, so two windows embed them alike: the window tells."""
 
     class Truncating(CountingModel):
         def __init__(self, window: int) -> None:
             super().__init__()
-            self.window = window
+            self.max_seq_length = window
 
         def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
-            self.embedded.extend(text for text in texts if text != LONG_PROBE_TEXT)
-            return np.stack([self._vector(text[: self.window]) for text in texts])
+            self.embedded.extend(texts)
+            return np.stack([self._vector(text[: self.max_seq_length]) for text in texts])
 
     wide, narrow = Truncating(window=4000), Truncating(window=500)
     assert wide.fingerprint == narrow.fingerprint
-    document = LONG_PROBE_TEXT[:900]
+    document = "a long document. " * 50
     CachingEmbedder(wide, tmp_path).embed([document])
     CachingEmbedder(narrow, tmp_path).embed([document])
     assert narrow.embedded == [document]
@@ -147,7 +146,7 @@ def test_indexing_a_corpus_again_embeds_nothing_and_writes_the_same_vectors(
     real_embed = Embedder.embed
 
     def counting(self: Embedder, texts: Sequence[str]) -> npt.NDArray[np.float32]:
-        embedded.append(len([text for text in texts if text != LONG_PROBE_TEXT]))
+        embedded.append(len(texts))
         return real_embed(self, texts)
 
     monkeypatch.setattr(Embedder, "embed", counting)

@@ -6,8 +6,9 @@ the texts the model has not embedded before. ``CachingEmbedder`` wraps any ``Tex
 its vectors are kept in one SQLite file per model under ``<cache_dir>/vectors``.
 
 A model is known by the vectors it makes, not by its name: the file is chosen by a hash of
-the model's canary embeddings (``ModelFingerprint``) and of the embedding of a text longer
-than its window, so other weights, pooling or truncation use another file. A text is known by
+the model's canary embeddings (``ModelFingerprint``) and of the number of tokens it reads of a
+text (``max_seq_length``, where the embedder tells it), so other weights, pooling or truncation
+use another file. A text is known by
 the SHA-256 of its characters. Vectors are stored as the model returned them (float32), so a
 cached vector is the one the model gave. The cache is an optimisation only: when it cannot be
 read or written, texts are embedded as if it were not there, and a warning says why.
@@ -32,17 +33,9 @@ from evalkit.embedding.fingerprint import ModelFingerprint
 if TYPE_CHECKING:
     from evalkit.embedding.query import TextEmbedder
 
-__all__ = ["LONG_PROBE_TEXT", "CachingEmbedder"]
+__all__ = ["CachingEmbedder"]
 
 log = logging.getLogger(__name__)
-
-LONG_PROBE_TEXT = " ".join(
-    f"Section {number}: the index holds every shipment record, and each record is retrieved "
-    "by its identifier, its route and the date it was last updated."
-    for number in range(1, 41)
-)
-"""A text longer than any usual model window (about 1,000 tokens): its embedding changes
-when the model's truncation length does, which the short canary texts would not show."""
 
 # SQLite allows 32,766 parameters per statement; lookups go in chunks well below that.
 _LOOKUP_CHUNK = 500
@@ -109,12 +102,11 @@ class _VectorFile:
             self._connection.close()
 
 
-def _model_key(fingerprint: ModelFingerprint, long_probe: npt.NDArray[np.float32]) -> str:
+def _model_key(fingerprint: ModelFingerprint, window: int | None) -> str:
     digest = hashlib.sha256()
-    digest.update(f"{fingerprint.name}\n{fingerprint.dimension}\n".encode())
+    digest.update(f"{fingerprint.name}\n{fingerprint.dimension}\n{window}\n".encode())
     digest.update(fingerprint.canary_hash.encode())
     digest.update(fingerprint.canary_vectors)
-    digest.update(np.asarray(long_probe, dtype=np.float16).tobytes())
     return digest.hexdigest()[:32]
 
 
@@ -182,8 +174,10 @@ class CachingEmbedder:
         with self._open_lock:
             if not self._opened:
                 self._opened = True
-                long_probe = self._embedder.embed([LONG_PROBE_TEXT])[0]
-                key = _model_key(self._embedder.fingerprint, long_probe)
+                # The canary texts are short: a model that reads fewer tokens of a long text
+                # embeds them alike, so its window is part of its identity.
+                window = getattr(self._embedder, "max_seq_length", None)
+                key = _model_key(self._embedder.fingerprint, window)
                 path = self._directory / "vectors" / f"{key}.sqlite3"
                 try:
                     self._file = _VectorFile(path, self._embedder.dimension)

@@ -135,6 +135,11 @@ class LazyEmbedder:
         """Length of the vectors the model makes (loads the model)."""
         return self.load().dimension
 
+    @property
+    def max_seq_length(self) -> int | None:
+        """Tokens of a text the model reads (loads the model); None when unknown."""
+        return self.load().max_seq_length
+
     def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         """``Embedder.embed`` (loads the model), or the rows ``prefetch`` made of these
         texts."""

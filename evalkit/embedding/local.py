@@ -88,6 +88,9 @@ class Embedder:
         if not dimension:
             raise EmbeddingError(f"model {name} does not report an embedding dimension")
         self.dimension = int(dimension)
+        window = getattr(model, "max_seq_length", None)
+        self.max_seq_length: int | None = int(window) if window else None
+        """Tokens of a text the model reads (the rest is cut off); None when unknown."""
         self._fingerprint: ModelFingerprint | None = None
 
     def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:

@@ -230,6 +230,11 @@ class OnnxSentenceModel:
         """Length of the vectors the model makes."""
         return self._layout.dimension
 
+    @property
+    def max_seq_length(self) -> int:
+        """Tokens of a text the model reads; the rest is cut off."""
+        return self._layout.max_seq_length
+
     def encode(
         self,
         sentences: list[str],
