@@ -330,23 +330,23 @@ def run_json(done: subprocess.CompletedProcess[str]) -> dict[str, Any]:
 
 @pytest.mark.slow
 def test_a_collection_built_with_another_local_model_is_evaluated_with_it(
-    other_model_dir: Path, demo_home: tuple[Path, Reference]
+    other_model_dir: Path,
+    demo_home: tuple[Path, Reference],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     home, _ = demo_home
     other = {"EVALKIT_MODEL_PATH": str(other_model_dir)}
-    indexed = run_json(
-        evalkit(
-            home,
-            "index",
-            "--corpus",
-            str(DEMO_DIR / "corpus.jsonl"),
-            "--collection",
-            "dense256",
-            "--format",
-            "json",
-            **other,
-        )
-    )
+    # Indexing and the refusal run in this process, which has torch and sentence-transformers
+    # loaded already; the evaluation with the other model is a real process of its own.
+    for name in ("EVALKIT_CHROMA_URL", "EVALKIT_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("EVALKIT_HOME", str(home))
+    monkeypatch.setenv("EVALKIT_MODEL_PATH", str(other_model_dir))
+    corpus = str(DEMO_DIR / "corpus.jsonl")
+    index = ["index", "--corpus", corpus, "--collection", "dense256", "--format", "json"]
+    assert invoke(index) == 0
+    indexed = json.loads(capsys.readouterr().out)
     assert indexed["added"] == 330
 
     run = run_json(
@@ -369,12 +369,14 @@ def test_a_collection_built_with_another_local_model_is_evaluated_with_it(
     assert run["model"]["dimension"] == 256
     assert run["aggregates"]["ndcg@10"] > 0.0
 
-    refused = evalkit(home, "run", "--goldset", "demo", "--collection", "dense256", "--k", "10")
+    monkeypatch.delenv("EVALKIT_MODEL_PATH")
+    code = invoke(["run", "--goldset", "demo", "--collection", "dense256", "--k", "10"])
+    refused = capsys.readouterr()
     # An embedding-model failure exits 3 (docs/cli.md), as every other model mismatch does.
-    assert refused.returncode == 3, refused.stderr
-    assert "different dimensions" in refused.stderr
-    assert "256" in refused.stderr
-    assert "384" in refused.stderr
+    assert code == 3, refused.err
+    assert "different dimensions" in refused.err
+    assert "256" in refused.err
+    assert "384" in refused.err
 
 
 @pytest.mark.slow
