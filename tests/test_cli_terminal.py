@@ -7,18 +7,23 @@ plain progress lines on stderr (``evalkit.cli._output.ProgressLines``).
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from evalkit_process import EVALKIT, run_evalkit
+from evalkit_process import EVALKIT, USER_STORE_VARIABLES, run_evalkit
 from plugin_sources import fixed_retriever_source
 from query_log import logged_query, write_query_log
 from terminal import TerminalRun, run_on_terminal, terminal_env
+
+from evalkit.cli import invoke
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "goldsets" / "demo"
@@ -54,6 +59,24 @@ class Workspace:
     def piped(self, *args: str) -> subprocess.CompletedProcess[str]:
         return run_evalkit(*args, env=self.env(), cwd=self.folder)
 
+    def set_up(self, *args: str) -> str:
+        """``evalkit ARGS`` run in this process, in the folder, over the store: for setup
+        that is not itself under test. Its stdout; a nonzero exit fails the setup."""
+        out = io.StringIO()
+        path = list(sys.path)
+        # The folder's factory module, not one of the same name another test's folder held.
+        sys.modules.pop("fixed_retriever", None)
+        with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(out):
+            for name in USER_STORE_VARIABLES:
+                patch.delenv(name, raising=False)
+            patch.setenv("EVALKIT_HOME", str(self.home))
+            patch.chdir(self.folder)
+            code = invoke(list(args))
+        sys.path[:] = path
+        sys.modules.pop("fixed_retriever", None)
+        assert code == 0, out.getvalue()
+        return out.getvalue()
+
 
 def live_gate(baseline: str) -> tuple[str, ...]:
     """``gate`` of the plug-in retriever, replayed now, against the run ``baseline``."""
@@ -83,16 +106,11 @@ def assert_clean(done: TerminalRun) -> None:
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
     folder = tmp_path_factory.mktemp("terminal")
     space = Workspace(folder, folder / "home")
-    imported = space.piped("goldset", "import", "--format", "jsonl", str(DEMO), "--name", "demo")
-    assert imported.returncode == 0, imported.stderr
+    space.set_up("goldset", "import", "--format", "jsonl", str(DEMO), "--name", "demo")
     (folder / "fixed_retriever.py").write_text(fixed_retriever_source("d1", "d2"))
     logs = write_query_log(folder, (logged_query(index, results=["d1"]) for index in range(40)))
-    for args in (
-        ("traffic", "ingest", str(logs)),
-        ("traffic", "sample", "--window", "2026-11-21", "--n", "40"),
-    ):
-        done = space.piped(*args)
-        assert done.returncode == 0, done.stderr
+    space.set_up("traffic", "ingest", str(logs))
+    space.set_up("traffic", "sample", "--window", "2026-11-21", "--n", "40")
     return space
 
 
@@ -174,7 +192,7 @@ def test_piped_traffic_replay_prints_plain_progress_lines_on_stderr(
 @pytest.fixture(scope="module")
 def fixed_baseline(workspace: Workspace) -> str:
     """A stored run of the plug-in retriever, the baseline a live gate compares with."""
-    done = workspace.piped(
+    out = workspace.set_up(
         "run",
         "--goldset",
         "demo",
@@ -185,8 +203,7 @@ def fixed_baseline(workspace: Workspace) -> str:
         "--format",
         "json",
     )
-    assert done.returncode == 0, done.stderr
-    return str(json.loads(done.stdout)["run_id"])
+    return str(json.loads(out)["run_id"])
 
 
 def test_gate_draws_its_bar_while_it_replays_a_live_candidate_on_a_terminal(
