@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from evalkit_process import EVALKIT, fresh_env, run_evalkit
+from evalkit_process import EVALKIT, fresh_env, invoke_evalkit, run_evalkit
 from query_log import write_query_log
 from relevance_judge import (
     SYSTEMS,
@@ -143,11 +143,11 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Gr
     goldset = write_graded_goldset(root / "graded")
     home = root / ".evalkit"
     env = fresh_env(home)
-    done = run_evalkit("goldset", "import", str(goldset.folder), "--name", "graded", env=env)
+    done = invoke_evalkit("goldset", "import", str(goldset.folder), "--name", "graded", env=env)
     assert done.returncode == 0, done.stderr
     with systems_retriever() as url:
         for system in ("poor", "fair", "good", "best"):
-            done = run_evalkit(
+            done = invoke_evalkit(
                 "run", "--goldset", "graded", "--http-retriever", f"{url}/{system}",
                 "--k", "5", "--label", system, "--format", "json", env=env,
             )  # fmt: skip
@@ -164,10 +164,13 @@ def copy_home(root: Path, tmp_path: Path) -> Path:
     return home
 
 
-def judge_cli(home: Path, judge: GradingJudge, *args: str, **extra: str) -> Any:
-    done = run_evalkit(
-        "judge", *args, "--format", "json", env=fresh_env(home, **judge_env(judge, **extra))
-    )
+def judge_cli(
+    home: Path, judge: GradingJudge, *args: str, in_process: bool = False, **extra: str
+) -> Any:
+    """``evalkit judge ARGS --format json`` against ``judge`` on the store at ``home``, in a
+    subprocess (in this process with ``in_process``); its parsed output."""
+    run = invoke_evalkit if in_process else run_evalkit
+    done = run("judge", *args, "--format", "json", env=fresh_env(home, **judge_env(judge, **extra)))
     assert done.returncode == 0, (done.stdout, done.stderr)
     return json.loads(done.stdout)
 
@@ -213,7 +216,7 @@ def test_a_second_pass_costs_no_call_and_the_budget_is_hard(
     with grading_judge(GradingJudge(goldset.known())) as judge:
         args = ("agreement", "--goldset", "graded", "--corpus", str(goldset.corpus),
                 "--sample", "40", "--k", "5", "--tau-queries", "5")  # fmt: skip
-        dry = judge_cli(home, judge, *args, "--dry-run")
+        dry = judge_cli(home, judge, *args, "--dry-run", in_process=True)
         assert dry["agreement"] is None
         assert dry["judging"]["dry_run"]
         assert judge.requests == 0
@@ -221,12 +224,12 @@ def test_a_second_pass_costs_no_call_and_the_budget_is_hard(
         assert total > 40
         assert dry["judging"]["estimated_tokens"] > 100 * total
 
-        budgeted = judge_cli(home, judge, *args, "--max-judgments", "7")
+        budgeted = judge_cli(home, judge, *args, "--max-judgments", "7", in_process=True)
         assert judge.requests == 7
         assert budgeted["judging"]["over_budget"] == total - 7
         assert budgeted["judging"]["judged"] == 7
 
-        full = judge_cli(home, judge, *args)
+        full = judge_cli(home, judge, *args, in_process=True)
         assert full["judging"]["in_pool"] == 7
         assert judge.requests == total
 
@@ -246,7 +249,7 @@ def test_holes_are_judged_and_filled_measures_stand_beside_the_exact_ones(
     root, goldset = project
     home = copy_home(root, tmp_path)
     env = fresh_env(home)
-    listed = json.loads(run_evalkit("runs", "list", "--format", "json", env=env).stdout)
+    listed = json.loads(invoke_evalkit("runs", "list", "--format", "json", env=env).stdout)
     fair = next(run for run in listed if run["label"] == "fair")
     # The judge calls distractor x0 of every query perfectly relevant: filling the holes
     # raises precision above the exact figure.
@@ -255,8 +258,9 @@ def test_holes_are_judged_and_filled_measures_stand_beside_the_exact_ones(
         known[(text, goldset.documents[f"x{query_id[1:]}_0"])] = 3
     with grading_judge(GradingJudge(known)) as judge:
         out = judge_cli(
-            home, judge, "holes", fair["run_id"], "--corpus", str(goldset.corpus), "--k", "5"
-        )
+            home, judge, "holes", fair["run_id"], "--corpus", str(goldset.corpus), "--k", "5",
+            in_process=True,
+        )  # fmt: skip
     n_queries = len(goldset.queries)
     assert out["holes"] == 3 * n_queries  # x0, x1 and x2 in each top 5
     assert out["judged_at_k"] == pytest.approx(2 / 5)
@@ -267,7 +271,7 @@ def test_holes_are_judged_and_filled_measures_stand_beside_the_exact_ones(
     assert precision["status"] == "complete"
     assert precision["source"] == "holes_filled"
     assert out["agreement"] is None
-    shown = run_evalkit("runs", "show", fair["run_id"], "--format", "json", env=env)
+    shown = invoke_evalkit("runs", "show", fair["run_id"], "--format", "json", env=env)
     assert json.loads(shown.stdout)["aggregates"]["precision@5"] == pytest.approx(1 / 5)
 
     with grading_judge(GradingJudge(known)) as judge:
@@ -287,7 +291,7 @@ def test_run_judge_holes_shows_filled_measures_beside_the_exact_ones(
 ) -> None:
     root, goldset = project
     home = copy_home(root, tmp_path)
-    refused = run_evalkit(
+    refused = invoke_evalkit(
         "run", "--goldset", "graded", "--http-retriever", "http://127.0.0.1:9/x",
         "--judge-holes", env=fresh_env(home),
     )  # fmt: skip
@@ -349,7 +353,7 @@ def test_garbage_and_errors_leave_pairs_unjudged_never_graded_and_the_key_unstor
     assert SECRET.encode() not in (home / "evalkit.duckdb").read_bytes()
 
     with grading_judge(GradingJudge(goldset.known())) as healthy:
-        retried = judge_cli(home, healthy, *args)
+        retried = judge_cli(home, healthy, *args, in_process=True)
     assert healthy.requests == out["judging"]["unjudged"]
     assert retried["judging"]["unjudged"] == 0
 
@@ -383,7 +387,7 @@ def test_kill_9_while_judging_loses_nothing_stored(
     assert stored >= answered - 2 * 20 - 2, (stored, answered)
     assert stored > 0
     with grading_judge(GradingJudge(goldset.known())) as rerun:
-        out = judge_cli(home, rerun, *args[:-2])
+        out = judge_cli(home, rerun, *args[:-2], in_process=True)
     assert out["judging"]["in_pool"] == stored
     assert rerun.requests == out["judging"]["pairs"] - stored
     assert out["agreement"]["n_pairs"] == 120
@@ -417,7 +421,7 @@ def sampled_traffic(home: Path, goldset: GradedGoldset, folder: Path, *, n: int)
         ("traffic", "ingest", str(logs)),
         ("traffic", "sample", "--window", "2026-11-21", "--n", str(n), "--seed", "3"),
     ):
-        done = run_evalkit(*step, env=env)
+        done = invoke_evalkit(*step, env=env)
         assert done.returncode == 0, done.stderr
     return env
 
@@ -433,7 +437,7 @@ def test_a_traffic_window_carries_judged_figures_with_intervals_and_the_agreemen
     with grading_judge(GradingJudge(goldset.known())) as judge, systems_retriever() as url:
         args = ["agreement", "--goldset", "graded", "--corpus", str(goldset.corpus),
                 "--sample", "60", "--k", "5", "--tau-queries", "10"]  # fmt: skip
-        measured = judge_cli(home, judge, *args)["agreement"]
+        measured = judge_cli(home, judge, *args, in_process=True)["agreement"]
         done = run_evalkit(
             "traffic", "replay", "--window", "2026-11-21", "--http-retriever", f"{url}/best",
             "--k", "5", "--embed-sample", "0", "--no-answers", "--judge",
@@ -457,7 +461,7 @@ def test_a_traffic_window_carries_judged_figures_with_intervals_and_the_agreemen
         assert replayed["status"] == "complete"
         assert replayed["agreement_id"] == measured["agreement_id"]
 
-        too_deep = run_evalkit(
+        too_deep = invoke_evalkit(
             "judge", "traffic", replay["run"]["run_id"], "--corpus", str(goldset.corpus),
             "--k", "10", env=fresh_env(home, **judge_env(judge)),
         )  # fmt: skip
@@ -483,17 +487,17 @@ def test_a_traffic_window_is_estimated_without_labels_from_a_goldset_run_of_its_
     home = copy_home(root, tmp_path)
     env = sampled_traffic(home, goldset, tmp_path, n=40)
     with systems_retriever() as url:
-        replay = run_evalkit(
+        replay = invoke_evalkit(
             "traffic", "replay", "--window", "2026-11-21", "--http-retriever", f"{url}/good",
             "--k", "5", "--embed-sample", "0", "--no-answers", "--format", "json", env=env,
         )  # fmt: skip
         assert replay.returncode == 0, replay.stderr
         run_id = json.loads(replay.stdout)["run"]["run_id"]
         # The module's goldset runs were served on another port: another retriever.
-        refused = run_evalkit("judge", "estimate", run_id, "--k", "5", env=env)
+        refused = invoke_evalkit("judge", "estimate", run_id, "--k", "5", env=env)
         assert refused.returncode == 2
         assert "no complete goldset run of the same retriever" in refused.stderr
-        calibrating = run_evalkit(
+        calibrating = invoke_evalkit(
             "run", "--goldset", "graded", "--http-retriever", f"{url}/good", "--k", "5",
             "--format", "json", env=env,
         )  # fmt: skip
@@ -509,7 +513,7 @@ def test_a_traffic_window_is_estimated_without_labels_from_a_goldset_run_of_its_
     assert figure["low"] <= figure["value"] <= figure["high"]
     assert figure["source"] == "estimate"
     assert estimated["calibration_run"] == json.loads(calibrating.stdout)["run_id"]
-    table = run_evalkit("judge", "estimate", run_id, "--k", "5", env=env)
+    table = invoke_evalkit("judge", "estimate", run_id, "--k", "5", env=env)
     assert "estimated (no labels)" in table.stdout
     assert "P(relevant | score)" in table.stdout
 
@@ -529,11 +533,11 @@ def test_traffic_replay_estimate_says_why_there_is_none_and_stores_one_when_it_c
         assert first.returncode == 0, first.stderr
         assert "no estimate: no complete goldset run of the same retriever" in first.stderr
         assert "no complete goldset run" in json.loads(first.stdout)["estimate"]["note"]
-        calibrating = run_evalkit(
+        calibrating = invoke_evalkit(
             "run", "--goldset", "graded", "--http-retriever", f"{url}/best", "--k", "5", env=env
         )
         assert calibrating.returncode == 0, calibrating.stderr
-        second = run_evalkit(*replay, env=env)
+        second = invoke_evalkit(*replay, env=env)
         assert second.returncode == 0, second.stderr
     figure = json.loads(second.stdout)["estimate"]["figure"]
     # best ranks grades 3, 2, 1, x0, 0: three relevant (grade >= 1) of five.
@@ -593,7 +597,7 @@ estimate = true
         line for line in config.read_text().splitlines() if not line.startswith("corpus")
     )
     config.write_text(without_corpus, encoding="utf-8")
-    refused = run_evalkit("jobs", "list", env=fresh_env(home, EVALKIT_CONFIG=str(config)))
+    refused = invoke_evalkit("jobs", "list", env=fresh_env(home, EVALKIT_CONFIG=str(config)))
     assert refused.returncode == 2
     assert "judge = true needs corpus" in refused.stderr
 
@@ -604,7 +608,7 @@ def test_the_judge_command_needs_a_configured_judge(
 ) -> None:
     root, goldset = project
     home = copy_home(root, tmp_path)
-    done = run_evalkit(
+    done = invoke_evalkit(
         "judge", "agreement", "--goldset", "graded", "--corpus", str(goldset.corpus),
         env=fresh_env(home),
     )  # fmt: skip
@@ -664,20 +668,23 @@ def test_texts_come_from_the_chroma_collection_as_from_the_corpus(
     root, goldset = project
     home = copy_home(root, tmp_path)
     env = fresh_env(home)
-    indexed = run_evalkit(
+    indexed = invoke_evalkit(
         "index", "--corpus", str(goldset.corpus), "--collection", "graded", env=env
     )
     assert indexed.returncode == 0, indexed.stderr
-    listed = json.loads(run_evalkit("runs", "list", "--format", "json", env=env).stdout)
+    listed = json.loads(invoke_evalkit("runs", "list", "--format", "json", env=env).stdout)
     fair = next(run for run in listed if run["label"] == "fair")["run_id"]
-    neither = run_evalkit("judge", "holes", fair, env=env)
+    neither = invoke_evalkit("judge", "holes", fair, env=env)
     assert neither.returncode == 2
     assert "--corpus FILE" in neither.stderr
     assert "--collection NAME" in neither.stderr
     outputs = {}
     for source in (["--collection", "graded"], ["--corpus", str(goldset.corpus)]):
         with grading_judge(GradingJudge(goldset.known())) as judge:
-            outputs[source[0]] = judge_cli(home, judge, "holes", fair, *source, "--k", "5")
+            in_process = source[0] == "--corpus"
+            outputs[source[0]] = judge_cli(
+                home, judge, "holes", fair, *source, "--k", "5", in_process=in_process
+            )
             requests = judge.requests
         assert requests == (3 * len(goldset.queries) if source[0] == "--collection" else 0)
     by_collection, by_corpus = outputs["--collection"], outputs["--corpus"]
