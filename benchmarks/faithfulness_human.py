@@ -52,8 +52,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.stats import spearmanr
-from sklearn.metrics import roc_auc_score
+from scipy.stats import rankdata, spearmanr
 
 from evalkit.answers import AnswerRecord
 from evalkit.answers.offline import (
@@ -162,7 +161,14 @@ def spearman(ratings: np.ndarray, values: np.ndarray) -> float:
 
 
 def auc(ratings: np.ndarray, values: np.ndarray) -> float:
-    return float(roc_auc_score(ratings == 4, values))
+    """Area under the ROC curve of ``values`` for "rated 4", by the rank-sum statistic (ties
+    count one half): scikit-learn's ``roc_auc_score`` to rounding, without its input checks,
+    which took most of the bootstrap's 1,000 resamples."""
+    positive = ratings == 4
+    n_positive = int(positive.sum())
+    n_negative = len(positive) - n_positive
+    rank_sum = float(rankdata(values)[positive].sum())
+    return (rank_sum - n_positive * (n_positive + 1) / 2) / (n_positive * n_negative)
 
 
 def rated_4_mean(ratings: np.ndarray, values: np.ndarray) -> float:
