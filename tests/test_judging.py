@@ -233,7 +233,7 @@ def test_a_second_pass_costs_no_call_and_the_budget_is_hard(
         assert full["judging"]["in_pool"] == 7
         assert judge.requests == total
 
-        again = judge_cli(home, judge, *args)
+        again = judge_cli(home, judge, *args, in_process=True)
         assert judge.requests == total, "a second pass over the same pairs sent requests"
         assert again["judging"]["in_pool"] == total
         assert again["judging"]["calls"] == 0
@@ -275,7 +275,7 @@ def test_holes_are_judged_and_filled_measures_stand_beside_the_exact_ones(
     assert json.loads(shown.stdout)["aggregates"]["precision@5"] == pytest.approx(1 / 5)
 
     with grading_judge(GradingJudge(known)) as judge:
-        table = run_evalkit(
+        table = invoke_evalkit(
             "judge", "holes", fair["run_id"], "--corpus", str(goldset.corpus), "--k", "5",
             env=fresh_env(home, **judge_env(judge)),
         )  # fmt: skip
