@@ -10,15 +10,21 @@ the weights take).
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from query_log import logged_query, write_query_log
+
+from evalkit.cli import invoke
 
 pytestmark = pytest.mark.slow
 
@@ -55,12 +61,49 @@ class Evalkit:
             check=False,
         )
 
+    def in_process(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """The same command run by ``evalkit.cli.invoke`` in this process, with this tool's
+        environment and working directory, for the steps that only set a case up."""
+        out, err = io.StringIO(), io.StringIO()
+        with (
+            _environment(self.env, self.cwd),
+            contextlib.redirect_stdout(out),
+            contextlib.redirect_stderr(err),
+        ):
+            code = invoke(list(args))
+        return subprocess.CompletedProcess(["evalkit", *args], code, out.getvalue(), err.getvalue())
+
+
+@contextlib.contextmanager
+def _environment(env: dict[str, str], cwd: Path) -> Iterator[None]:
+    """``os.environ`` replaced by ``env`` and the working directory moved to ``cwd``, both
+    restored after."""
+    saved, here = dict(os.environ), Path.cwd()
+    os.environ.clear()
+    os.environ.update(env)
+    os.chdir(cwd)
+    try:
+        yield
+    finally:
+        os.chdir(here)
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@pytest.fixture(scope="module")
+def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A home with the demo goldset imported as ``demo``, made once for the module."""
+    tool = Evalkit(tmp_path_factory.mktemp("demo-home"))
+    imported = tool.in_process("goldset", "import", str(DEMO), "--name", "demo")
+    assert imported.returncode == 0, imported.stderr
+    return tool.home
+
 
 @pytest.fixture
-def evalkit(tmp_path: Path) -> Evalkit:
+def evalkit(tmp_path: Path, demo_home: Path) -> Evalkit:
+    """The tool on a copy of ``demo_home``, which the case may change."""
     tool = Evalkit(tmp_path)
-    imported = tool("goldset", "import", str(DEMO), "--name", "demo")
-    assert imported.returncode == 0, imported.stderr
+    shutil.copytree(demo_home, tool.home)
     return tool
 
 
@@ -145,7 +188,7 @@ def sampled_traffic(evalkit: Evalkit, tmp_path: Path) -> Evalkit:
         ("traffic", "ingest", str(logs)),
         ("traffic", "sample", "--window", "2026-11-21", "--n", "4", "--seed", "1"),
     ):
-        done = evalkit(*step)
+        done = evalkit.in_process(*step)
         assert done.returncode == 0, done.stderr
     return evalkit
 
@@ -174,5 +217,5 @@ def test_traffic_replay_checks_the_model_after_the_cheap_checks_and_before_recor
     )
     assert MODEL_LOAD_ERROR in done.stderr
     assert done.returncode != 0
-    runs = sampled_traffic("runs", "list", "--format", "json")
+    runs = sampled_traffic.in_process("runs", "list", "--format", "json")
     assert json.loads(runs.stdout) == []
