@@ -12,6 +12,7 @@ import ast
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -67,6 +68,28 @@ finally:
 sys.exit(code)
 """
 
+# The same core-only process running several commands one after the other (a JSON list of
+# argument lists in argv[2]); prints, as JSON, each command's exit code, stdout and stderr
+# (ending with the heavy packages loaded so far).
+_CORE_ONLY_STEPS = (
+    _CORE_ONLY.split("sys.argv = ", maxsplit=1)[0]
+    + """
+import contextlib, io, json
+from evalkit.cli import invoke
+results = []
+for args in json.loads(sys.argv[2]):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = invoke(args)
+        finally:
+            loaded = sorted(name for name in BLOCKED if name in sys.modules)
+            print("LOADED-HEAVY:" + ",".join(loaded), file=sys.stderr)
+    results.append([code, out.getvalue(), err.getvalue()])
+print(json.dumps(results))
+"""
+)
+
 
 def core_evalkit(
     home: Path, *args: str, blocked: list[str] = HEAVY
@@ -82,6 +105,28 @@ def core_evalkit(
         env=env,
         cwd=home.parent,
     )
+
+
+def core_evalkit_steps(
+    home: Path, *steps: tuple[str, ...]
+) -> list[subprocess.CompletedProcess[str]]:
+    """Each of ``steps`` as ``evalkit ARGS``, in order, in one process that cannot import any
+    heavy package: a core-only install's commands, without a process start for each."""
+    env = {**os.environ, "EVALKIT_HOME": str(home)}
+    done = subprocess.run(
+        [sys.executable, "-c", _CORE_ONLY_STEPS, ",".join(HEAVY), json.dumps(steps)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env=env,
+        cwd=home.parent,
+    )
+    assert done.returncode == 0, done.stderr
+    return [
+        subprocess.CompletedProcess(["evalkit", *args], code, out, err)
+        for args, (code, out, err) in zip(steps, json.loads(done.stdout), strict=True)
+    ]
 
 
 # Extras for working on evalkit itself: what they hold is not a dependency of an install.
@@ -276,51 +321,68 @@ def test_the_core_commands_work_without_any_extra(tmp_path: Path, endpoint: str)
     home = tmp_path / "home"
     inputs = tmp_path / "inputs"
     _write_inputs(inputs)
-    assert "Usage: evalkit" in _ok(core_evalkit(home, "--help"))
-    assert _ok(core_evalkit(home, "--version")).startswith("evalkit ")
-    scored = json.loads(
-        _ok(
-            core_evalkit(
-                home,
-                *("score", "--qrels", str(inputs / "qrels.txt"), "--run", str(inputs / "base.run")),
-                *("-m", "ndcg@10", "--format", "json"),
-            )
-        )
-    )
-    assert scored["aggregate"]["ndcg@10"] == pytest.approx(1.0)
-    gate = core_evalkit(
+    helped, version, scored_step, gate, imported, replayed_step = core_evalkit_steps(
         home,
-        *("gate", "--baseline", str(inputs / "base.run"), "--candidate", str(inputs / "worse.run")),
-        *("--qrels", str(inputs / "qrels.txt"), "-m", "ndcg@10", "--format", "json"),
+        ("--help",),
+        ("--version",),
+        (
+            *("score", "--qrels", str(inputs / "qrels.txt"), "--run", str(inputs / "base.run")),
+            *("-m", "ndcg@10", "--format", "json"),
+        ),
+        (
+            *("gate", "--baseline", str(inputs / "base.run")),
+            *("--candidate", str(inputs / "worse.run"), "--qrels", str(inputs / "qrels.txt")),
+            *("-m", "ndcg@10", "--format", "json"),
+        ),
+        ("goldset", "import", str(inputs), "--name", "g"),
+        ("run", "--goldset", "g", "--http-retriever", endpoint, "--k", "10", "--format", "json"),
     )
+    assert "Usage: evalkit" in _ok(helped)
+    assert _ok(version).startswith("evalkit ")
+    scored = json.loads(_ok(scored_step))
+    assert scored["aggregate"]["ndcg@10"] == pytest.approx(1.0)
     assert gate.returncode == 1, gate.stderr
     assert json.loads(gate.stdout)["decision"] == "regression"
-    _ok(core_evalkit(home, "goldset", "import", str(inputs), "--name", "g"))
-    replayed = json.loads(
-        _ok(
-            core_evalkit(
-                home,
-                *("run", "--goldset", "g", "--http-retriever", endpoint, "--k", "10"),
-                *("--format", "json"),
-            )
-        )
-    )
+    _ok(imported)
+    replayed = json.loads(_ok(replayed_step))
     assert replayed["aggregates"]["ndcg@10"] == pytest.approx(1.0)
-    listed = json.loads(_ok(core_evalkit(home, "runs", "list", "--format", "json")))
-    assert [run["run_id"] for run in listed] == [replayed["run_id"]]
-    shown = _ok(core_evalkit(home, "runs", "show", replayed["run_id"]))
-    assert replayed["run_id"] in shown
-    exported = _ok(core_evalkit(home, "runs", "export", replayed["run_id"], "--format", "jsonl"))
-    assert len(exported.splitlines()) == 40
     parquet = tmp_path / "exported"
-    _ok(
-        core_evalkit(
-            home, "runs", "export", replayed["run_id"], "--format", "parquet", "-o", str(parquet)
-        )
+    listed_step, shown_step, exported_step, parquet_step, schema, goldsets = core_evalkit_steps(
+        home,
+        ("runs", "list", "--format", "json"),
+        ("runs", "show", replayed["run_id"]),
+        ("runs", "export", replayed["run_id"], "--format", "jsonl"),
+        ("runs", "export", replayed["run_id"], "--format", "parquet", "-o", str(parquet)),
+        ("schema", "alert-payload"),
+        ("goldset", "list"),
     )
+    listed = json.loads(_ok(listed_step))
+    assert [run["run_id"] for run in listed] == [replayed["run_id"]]
+    shown = _ok(shown_step)
+    assert replayed["run_id"] in shown
+    exported = _ok(exported_step)
+    assert len(exported.splitlines()) == 40
+    _ok(parquet_step)
     assert sorted(path.name for path in parquet.iterdir()) == sorted(PARQUET_FILES + GOLDSET_FILES)
-    assert json.loads(_ok(core_evalkit(home, "schema", "alert-payload")))["type"] == "object"
-    _ok(core_evalkit(home, "goldset", "list"))
+    assert json.loads(_ok(schema))["type"] == "object"
+    _ok(goldsets)
+
+
+@pytest.fixture(scope="module")
+def imported_goldset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder of ``inputs`` (goldset files, a corpus, answers) and a ``home`` where a
+    core-only process imported the goldset as ``g``; made once, copied by each case."""
+    root = tmp_path_factory.mktemp("imported-goldset")
+    home = root / "home"
+    inputs = root / "inputs"
+    _write_inputs(inputs)
+    (inputs / "corpus.jsonl").write_text('{"id": "d1", "text": "a bridge"}\n')
+    (inputs / "answers.jsonl").write_text(
+        json.dumps({"id": "a1", "question": "q", "answer": "A bridge.", "contexts": ["A bridge."]})
+        + "\n"
+    )
+    _ok(core_evalkit(home, "goldset", "import", str(inputs), "--name", "g"))
+    return root
 
 
 _INDEX = ("index", "--corpus", "{inputs}/corpus.jsonl", "--collection", "kb-demo")
@@ -349,17 +411,11 @@ _INDEX = ("index", "--corpus", "{inputs}/corpus.jsonl", "--collection", "kb-demo
     ],
 )
 def test_a_command_whose_extra_is_missing_names_it(
-    tmp_path: Path, args: tuple[str, ...], extras: str, blocked: list[str]
+    tmp_path: Path, imported_goldset: Path, args: tuple[str, ...], extras: str, blocked: list[str]
 ) -> None:
+    shutil.copytree(imported_goldset, tmp_path, dirs_exist_ok=True)
     home = tmp_path / "home"
     inputs = tmp_path / "inputs"
-    _write_inputs(inputs)
-    (inputs / "corpus.jsonl").write_text('{"id": "d1", "text": "a bridge"}\n')
-    (inputs / "answers.jsonl").write_text(
-        json.dumps({"id": "a1", "question": "q", "answer": "A bridge.", "contexts": ["A bridge."]})
-        + "\n"
-    )
-    _ok(core_evalkit(home, "goldset", "import", str(inputs), "--name", "g"))
     done = core_evalkit(home, *(arg.format(inputs=inputs) for arg in args), blocked=blocked)
     assert done.returncode == 2, done.stderr
     assert f"pip install 'evalkit-retrieval[{extras}]'" in done.stderr
