@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import numpy.typing as npt
-from scipy import stats
+import scipy
 
 from evalkit.errors import EvalkitError
 
@@ -197,7 +197,7 @@ def kendall_tau(by_humans: Sequence[float], by_assessor: Sequence[float]) -> Tau
         raise EvalkitError("Kendall's tau needs one figure per run from each label source")
     if len(by_humans) < 3:
         raise EvalkitError(f"Kendall's tau over runs needs at least 3 runs; {len(by_humans)} given")
-    result = stats.kendalltau(by_humans, by_assessor)
+    result = scipy.stats.kendalltau(by_humans, by_assessor)
     return TauResult(
         tau=float(result.statistic), p_value=float(result.pvalue), n_runs=len(by_humans)
     )

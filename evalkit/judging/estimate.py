@@ -38,8 +38,10 @@ from typing import Final
 
 import numpy as np
 import numpy.typing as npt
-from scipy.optimize import isotonic_regression, minimize
-from scipy.special import expit
+
+# scipy's submodules load on first use: scipy.optimize alone is about a second of imports,
+# which every command importing evalkit.pipeline would pay before doing anything.
+import scipy
 
 from evalkit.errors import ConfigError, InputError
 
@@ -378,7 +380,7 @@ def _fit_isotonic(
     """Weighted isotonic regression over the distinct scores, kept as the first and last
     score of each block of equal probability (linear between blocks, as scikit-learn's
     ``IsotonicRegression`` interpolates)."""
-    fitted = isotonic_regression(hits / totals, weights=totals, increasing=True).x
+    fitted = scipy.optimize.isotonic_regression(hits / totals, weights=totals, increasing=True).x
     ends = np.zeros(fitted.size, dtype=bool)
     ends[[0, -1]] = True
     changes = np.diff(fitted) != 0.0
@@ -407,15 +409,15 @@ def _fit_logistic(
             np.sum(totals * np.logaddexp(0.0, logits) - hits * logits)
             + ridge * parameters[1] ** 2 / 2.0
         )
-        residual = totals * expit(logits) - hits
+        residual = totals * scipy.special.expit(logits) - hits
         gradient = np.array([residual.sum(), float(residual @ standard) + ridge * parameters[1]])
         return value, gradient
 
     start = np.array([math.log(share / (1.0 - share)), 0.0])
-    result = minimize(loss, start, jac=True, method="L-BFGS-B")
+    result = scipy.optimize.minimize(loss, start, jac=True, method="L-BFGS-B")
     intercept, slope = (float(value) for value in result.x)
     logits = intercept + slope * (knots - centre) / spread
-    probabilities: FloatArray = expit(logits)
+    probabilities: FloatArray = scipy.special.expit(logits)
     return knots, probabilities
 
 
