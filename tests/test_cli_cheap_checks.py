@@ -10,21 +10,17 @@ the weights take).
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from evalkit_in_process import invoke_evalkit
 from query_log import logged_query, write_query_log
-
-from evalkit.cli import invoke
 
 pytestmark = pytest.mark.slow
 
@@ -62,32 +58,8 @@ class Evalkit:
         )
 
     def in_process(self, *args: str) -> subprocess.CompletedProcess[str]:
-        """The same command run by ``evalkit.cli.invoke`` in this process, with this tool's
-        environment and working directory, for the steps that only set a case up."""
-        out, err = io.StringIO(), io.StringIO()
-        with (
-            _environment(self.env, self.cwd),
-            contextlib.redirect_stdout(out),
-            contextlib.redirect_stderr(err),
-        ):
-            code = invoke(list(args))
-        return subprocess.CompletedProcess(["evalkit", *args], code, out.getvalue(), err.getvalue())
-
-
-@contextlib.contextmanager
-def _environment(env: dict[str, str], cwd: Path) -> Iterator[None]:
-    """``os.environ`` replaced by ``env`` and the working directory moved to ``cwd``, both
-    restored after."""
-    saved, here = dict(os.environ), Path.cwd()
-    os.environ.clear()
-    os.environ.update(env)
-    os.chdir(cwd)
-    try:
-        yield
-    finally:
-        os.chdir(here)
-        os.environ.clear()
-        os.environ.update(saved)
+        """The same command run in this process, for the steps that only set a case up."""
+        return invoke_evalkit(*args, env=self.env, cwd=self.cwd)
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ from typing import Any
 import duckdb
 import pytest
 from chroma_server import free_port
+from evalkit_in_process import invoke_evalkit
 from evalkit_process import fresh_env, run_evalkit
 
 from evalkit.retrievers.plugins import unreachable
@@ -104,7 +105,9 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     a store holding the demo goldset."""
     cwd = tmp_path_factory.mktemp("factories")
     (cwd / "hooks.py").write_text(HOOK.format(port=free_port()), encoding="utf-8")
-    done = evalkit(cwd, "goldset", "import", str(DEMO), "--name", "demo")
+    done = invoke_evalkit(
+        "goldset", "import", str(DEMO), "--name", "demo", env=fresh_env(cwd / "home"), cwd=cwd
+    )
     assert done.returncode == 0, done.stderr
     return cwd
 
