@@ -11,6 +11,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from evalkit_in_process import invoke_evalkit
 from evalkit_process import run_evalkit
 
 from evalkit.retrievers.chroma_client import collection_name_problem
@@ -55,7 +56,13 @@ def evalkit(
 ) -> subprocess.CompletedProcess[str]:
     if config is not None:
         (cwd / "evalkit.toml").write_text(textwrap.dedent(config), encoding="utf-8")
-    env = {
+    return run_evalkit(*args, env=minimal_env(home), cwd=cwd)
+
+
+def minimal_env(home: Path) -> dict[str, str]:
+    """The environment the commands run with: a store at ``home`` and nothing else of the
+    test run's."""
+    return {
         "PATH": "/usr/bin:/bin",
         "EVALKIT_HOME": str(home),
         "PYTHONPATH": str(REPO),
@@ -63,7 +70,6 @@ def evalkit(
         "TRANSFORMERS_OFFLINE": "1",
         "ANONYMIZED_TELEMETRY": "False",
     }
-    return run_evalkit(*args, env=env, cwd=cwd)
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +77,9 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A working directory and a store holding the demo goldset, and no Chroma store."""
     cwd = tmp_path_factory.mktemp("names")
     home = cwd / "home"
-    done = evalkit(cwd, home, "goldset", "import", str(DEMO), "--name", "demo")
+    done = invoke_evalkit(
+        "goldset", "import", str(DEMO), "--name", "demo", env=minimal_env(home), cwd=cwd
+    )
     assert done.returncode == 0, done.stderr
     return cwd, home
 
