@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from evalkit_in_process import invoke_evalkit
 from evalkit_process import fresh_env, run_evalkit
 from overlap_retriever import overlap_retriever
 
@@ -26,6 +27,13 @@ def evalkit(
     done = run_evalkit(*args, env=fresh_env(home), cwd=cwd)
     assert done.returncode == code, (done.returncode, done.stdout, done.stderr)
     return done
+
+
+def set_up(cwd: Path, *args: str, home: Path | None = None) -> None:
+    """``evalkit ARGS`` in ``cwd`` run in this process, for a step that only sets a case up;
+    it must succeed."""
+    done = invoke_evalkit(*args, env=fresh_env(home), cwd=cwd)
+    assert done.returncode == 0, (done.returncode, done.stdout, done.stderr)
 
 
 def as_json(done: subprocess.CompletedProcess[str]) -> Any:
@@ -129,7 +137,7 @@ def test_gate_and_compare_read_a_goldset_folder(project: Path, endpoint: str) ->
 
 
 def test_a_subdirectory_finds_the_store_of_a_parent(project: Path) -> None:
-    evalkit(project, "goldset", "import", "goldsets/demo", "--name", "demo")
+    set_up(project, "goldset", "import", "goldsets/demo", "--name", "demo")
     deeper = project / "src" / "pkg"
     deeper.mkdir(parents=True)
     assert list(stored_versions(deeper)) == ["demo"]
@@ -140,7 +148,7 @@ def test_a_subdirectory_finds_the_store_of_a_parent(project: Path) -> None:
 
 
 def test_evalkit_home_wins_over_a_store_up_the_tree(project: Path, tmp_path: Path) -> None:
-    evalkit(project, "goldset", "import", "goldsets/demo", "--name", "demo")
+    set_up(project, "goldset", "import", "goldsets/demo", "--name", "demo")
     deeper = project / "src"
     deeper.mkdir()
     elsewhere = tmp_path / "elsewhere"
@@ -165,7 +173,7 @@ def test_a_bare_word_is_a_stored_name_first_and_a_path_with_a_slash_is_files(
             if json.loads(line)["query_id"] in kept
         )
     )
-    evalkit(project, "goldset", "import", "smaller", "--name", "demo")
+    set_up(project, "goldset", "import", "smaller", "--name", "demo")
     folder = project / "goldsets"
 
     assert run_json(folder, "demo", endpoint)["n_queries"] == 20
