@@ -19,26 +19,37 @@ Importing this package loads neither torch nor sentence-transformers: a local mo
 them when it is loaded.
 """
 
-from evalkit.config import EmbedBackend
-from evalkit.embedding.cache import CachingEmbedder
-from evalkit.embedding.endpoint import EndpointEmbedder
-from evalkit.embedding.fingerprint import CANARY_TEXTS, ModelFingerprint, fingerprint_from_canaries
-from evalkit.embedding.lazy import LazyEmbedder, load_embedder_for
-from evalkit.embedding.local import (
-    DEFAULT_MODEL_NAME,
-    Embedder,
-    SentenceEncoder,
-    default_model_path,
-    load_embedder,
-    runs_on_onnx,
-)
-from evalkit.embedding.query import (
-    TextEmbedder,
-    build_document_embedder,
-    build_query_embedder,
-    local_model_modules,
-    prefetch_queries,
-)
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from evalkit.lazy import lazy_attributes
+
+if TYPE_CHECKING:
+    from evalkit.config import EmbedBackend
+    from evalkit.embedding.cache import CachingEmbedder
+    from evalkit.embedding.endpoint import EndpointEmbedder
+    from evalkit.embedding.fingerprint import (
+        CANARY_TEXTS,
+        ModelFingerprint,
+        fingerprint_from_canaries,
+    )
+    from evalkit.embedding.lazy import LazyEmbedder, load_embedder_for
+    from evalkit.embedding.local import (
+        DEFAULT_MODEL_NAME,
+        Embedder,
+        SentenceEncoder,
+        default_model_path,
+        load_embedder,
+        runs_on_onnx,
+    )
+    from evalkit.embedding.query import (
+        TextEmbedder,
+        build_document_embedder,
+        build_query_embedder,
+        local_model_modules,
+        prefetch_queries,
+    )
 
 __all__ = [
     "CANARY_TEXTS",
@@ -61,3 +72,31 @@ __all__ = [
     "prefetch_queries",
     "runs_on_onnx",
 ]
+
+# Importing the package loads none of its modules (the HTTP client, numpy, the settings); each
+# name loads its own on first use, so a command that only needs a ModelFingerprint does not
+# pay for the rest.
+__getattr__ = lazy_attributes(
+    __name__,
+    {
+        "CANARY_TEXTS": "evalkit.embedding.fingerprint",
+        "CachingEmbedder": "evalkit.embedding.cache",
+        "DEFAULT_MODEL_NAME": "evalkit.embedding.local",
+        "EmbedBackend": "evalkit.config",
+        "Embedder": "evalkit.embedding.local",
+        "EndpointEmbedder": "evalkit.embedding.endpoint",
+        "LazyEmbedder": "evalkit.embedding.lazy",
+        "ModelFingerprint": "evalkit.embedding.fingerprint",
+        "SentenceEncoder": "evalkit.embedding.local",
+        "TextEmbedder": "evalkit.embedding.query",
+        "build_document_embedder": "evalkit.embedding.query",
+        "build_query_embedder": "evalkit.embedding.query",
+        "default_model_path": "evalkit.embedding.local",
+        "fingerprint_from_canaries": "evalkit.embedding.fingerprint",
+        "load_embedder": "evalkit.embedding.local",
+        "load_embedder_for": "evalkit.embedding.lazy",
+        "local_model_modules": "evalkit.embedding.query",
+        "prefetch_queries": "evalkit.embedding.query",
+        "runs_on_onnx": "evalkit.embedding.local",
+    },
+)

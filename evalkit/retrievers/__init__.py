@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from evalkit.lazy import lazy_attributes
 
 if TYPE_CHECKING:
+    from evalkit.embedding import TextEmbedder
     from evalkit.retrievers.base import Retriever, SupportsCheck, check_retriever
     from evalkit.retrievers.chroma import ChromaRetriever
     from evalkit.retrievers.chroma_client import (
@@ -40,8 +41,6 @@ if TYPE_CHECKING:
     from evalkit.retrievers.http import HttpRetriever
     from evalkit.retrievers.indexing import IndexReport, ProgressCallback, index_corpus
     from evalkit.retrievers.plugins import ENTRY_POINT_GROUP, PluginRetriever
-
-from evalkit.embedding import TextEmbedder
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -82,6 +81,7 @@ __getattr__ = lazy_attributes(
         "RetrieverKind": "evalkit.retrievers.factory",
         "RetrieverOptions": "evalkit.retrievers.factory",
         "SupportsCheck": "evalkit.retrievers.base",
+        "TextEmbedder": "evalkit.embedding.query",
         "build_retriever": "evalkit.retrievers.factory",
         "check_retriever": "evalkit.retrievers.base",
         "get_collection": "evalkit.retrievers.chroma_client",

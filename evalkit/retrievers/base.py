@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, Self, TypeVar, runtime_checkable
 
-from evalkit.embedding import ModelFingerprint
+from evalkit.embedding.fingerprint import ModelFingerprint
 from evalkit.errors import ConfigError, RetrieverError
 from evalkit.records import Query, QueryResult, ScoredDoc
 from evalkit.redaction import redact
