@@ -60,25 +60,3 @@ def write_retriever_config(folder: Path, kind: str, **settings: str) -> Path:
         encoding="utf-8",
     )
     return config
-
-
-def invoke_evalkit(*args: str, env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
-    """``evalkit ARGS`` run in this process with exactly ``env`` as its environment for the
-    call; its exit code, stdout and stderr, like ``run_evalkit``. For the steps of a test
-    that are not about the process boundary: the command's imports are already paid for."""
-    import contextlib
-    import io
-
-    from evalkit.cli import invoke
-
-    saved = dict(os.environ)
-    out, err = io.StringIO(), io.StringIO()
-    os.environ.clear()
-    os.environ.update(env)
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = invoke(list(args))
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-    return subprocess.CompletedProcess([*EVALKIT, *args], code, out.getvalue(), err.getvalue())

@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from evalkit_process import EVALKIT, fresh_env, invoke_evalkit, run_evalkit
+from evalkit_in_process import invoke_evalkit
+from evalkit_process import EVALKIT, fresh_env, run_evalkit
 from query_log import write_query_log
 from relevance_judge import (
     SYSTEMS,
