@@ -9,128 +9,135 @@ run (``goldset_run``), the scoring of a run's answers (``answer_scores``) and th
 pool (``judge_pool``). This package only re-exports.
 """
 
-from evalkit.engines import results_frame
-from evalkit.metrics.defaults import DEFAULT_MEASURES
-from evalkit.pipeline.answer_scores import (
-    answer_settings,
-    run_answer_records,
-    score_and_store_answers,
-    score_answers_for_run,
-    score_run_answers,
-)
-from evalkit.pipeline.answers import score_answer_file
-from evalkit.pipeline.audit import AuditOutcome, audit_collection
-from evalkit.pipeline.drift import (
-    DriftOutcome,
-    check_drift_documents,
-    check_drift_embeddings,
-    check_drift_metric,
-    check_drift_model,
-    check_drift_precision,
-    check_drift_queries,
-    check_traffic_precision,
-    collection_vectors,
-    save_documents_reference,
-)
-from evalkit.pipeline.freshness import (
-    check_freshness,
-    check_named_index_freshness,
-    retriever_subject,
-)
-from evalkit.pipeline.fuse import FusionOutcome, fuse_runs
-from evalkit.pipeline.gate import (
-    GATE_CANDIDATE_LABEL,
-    GATE_EXIT_CODES,
-    GateOutcome,
-    gate_against_baseline,
-    record_baseline,
-    replay_candidate,
-    write_gate_reports,
-)
-from evalkit.pipeline.gate import gate_reports as gate_reports
-from evalkit.pipeline.generate import GenerationOutcome, generate_goldset
-from evalkit.pipeline.goldset import evaluate_query_table
-from evalkit.pipeline.goldset_remap import (
-    GoldsetRemapRequest,
-    RemapOutcome,
-    old_corpus_of,
-    remap_goldset,
-)
-from evalkit.pipeline.goldset_run import evaluate_goldset, resolve_goldset
-from evalkit.pipeline.judge_pool import (
-    CollectionTexts,
-    CorpusTexts,
-    DocumentTexts,
-    JudgingOutcome,
-    JudgingPlan,
-    corpus_texts,
-    judge_pairs,
-)
-from evalkit.pipeline.judging import (
-    AgreementOutcome,
-    HolesOutcome,
-    judge_run_holes,
-    measure_agreement,
-)
-from evalkit.pipeline.leaderboard import (
-    RunLeaderboard,
-    comparison_judgments,
-    leaderboard_of_runs,
-    replay_latency,
-    run_reference,
-    select_runs,
-)
-from evalkit.pipeline.review import (
-    ItemDetails,
-    QueueOutcome,
-    ingest_draft,
-    queue_disagreements,
-    record_review,
-    review_item,
-    review_queue,
-)
-from evalkit.pipeline.review_exchange import (
-    LabelStudioExport,
-    LabelStudioImport,
-    export_label_studio,
-    import_label_studio,
-)
-from evalkit.pipeline.review_publish import (
-    PublishOutcome,
-    ReviewerAgreement,
-    publish_goldset,
-    reviewer_agreement,
-)
-from evalkit.pipeline.runs import RunOutcome, default_measures
-from evalkit.pipeline.sweep import (
-    PointResult,
-    Sweep,
-    SweepOutcome,
-    SweepPlan,
-    SweepPoint,
-    SweepProgress,
-    check_sweep,
-    load_sweep,
-    pareto_front,
-    run_sweep,
-    run_sweep_file,
-)
-from evalkit.pipeline.traffic import (
-    ReplaySetup,
-    TrafficReplay,
-    newest_sample,
-    prepare_traffic_replay,
-    replay_traffic_window,
-    sample_and_replay,
-)
-from evalkit.pipeline.traffic_labels import (
-    WindowEstimate,
-    WindowJudging,
-    calibration_key,
-    estimate_traffic_run,
-    judge_traffic_run,
-)
-from evalkit.records.requests import GatePolicy, TrafficReplayRequest
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from evalkit.lazy import lazy_attributes
+
+if TYPE_CHECKING:
+    from evalkit.engines import results_frame
+    from evalkit.metrics.defaults import DEFAULT_MEASURES
+    from evalkit.pipeline.answer_scores import (
+        answer_settings,
+        run_answer_records,
+        score_and_store_answers,
+        score_answers_for_run,
+        score_run_answers,
+    )
+    from evalkit.pipeline.answers import score_answer_file
+    from evalkit.pipeline.audit import AuditOutcome, audit_collection
+    from evalkit.pipeline.drift import (
+        DriftOutcome,
+        check_drift_documents,
+        check_drift_embeddings,
+        check_drift_metric,
+        check_drift_model,
+        check_drift_precision,
+        check_drift_queries,
+        check_traffic_precision,
+        collection_vectors,
+        save_documents_reference,
+    )
+    from evalkit.pipeline.freshness import (
+        check_freshness,
+        check_named_index_freshness,
+        retriever_subject,
+    )
+    from evalkit.pipeline.fuse import FusionOutcome, fuse_runs
+    from evalkit.pipeline.gate import (
+        GATE_CANDIDATE_LABEL,
+        GATE_EXIT_CODES,
+        GateOutcome,
+        gate_against_baseline,
+        record_baseline,
+        replay_candidate,
+        write_gate_reports,
+    )
+    from evalkit.pipeline.gate import gate_reports as gate_reports
+    from evalkit.pipeline.generate import GenerationOutcome, generate_goldset
+    from evalkit.pipeline.goldset import evaluate_query_table
+    from evalkit.pipeline.goldset_remap import (
+        GoldsetRemapRequest,
+        RemapOutcome,
+        old_corpus_of,
+        remap_goldset,
+    )
+    from evalkit.pipeline.goldset_run import evaluate_goldset, resolve_goldset
+    from evalkit.pipeline.judge_pool import (
+        CollectionTexts,
+        CorpusTexts,
+        DocumentTexts,
+        JudgingOutcome,
+        JudgingPlan,
+        corpus_texts,
+        judge_pairs,
+    )
+    from evalkit.pipeline.judging import (
+        AgreementOutcome,
+        HolesOutcome,
+        judge_run_holes,
+        measure_agreement,
+    )
+    from evalkit.pipeline.leaderboard import (
+        RunLeaderboard,
+        comparison_judgments,
+        leaderboard_of_runs,
+        replay_latency,
+        run_reference,
+        select_runs,
+    )
+    from evalkit.pipeline.review import (
+        ItemDetails,
+        QueueOutcome,
+        ingest_draft,
+        queue_disagreements,
+        record_review,
+        review_item,
+        review_queue,
+    )
+    from evalkit.pipeline.review_exchange import (
+        LabelStudioExport,
+        LabelStudioImport,
+        export_label_studio,
+        import_label_studio,
+    )
+    from evalkit.pipeline.review_publish import (
+        PublishOutcome,
+        ReviewerAgreement,
+        publish_goldset,
+        reviewer_agreement,
+    )
+    from evalkit.pipeline.runs import RunOutcome, default_measures
+    from evalkit.pipeline.sweep import (
+        PointResult,
+        Sweep,
+        SweepOutcome,
+        SweepPlan,
+        SweepPoint,
+        SweepProgress,
+        check_sweep,
+        load_sweep,
+        pareto_front,
+        run_sweep,
+        run_sweep_file,
+    )
+    from evalkit.pipeline.traffic import (
+        ReplaySetup,
+        TrafficReplay,
+        newest_sample,
+        prepare_traffic_replay,
+        replay_traffic_window,
+        sample_and_replay,
+    )
+    from evalkit.pipeline.traffic_labels import (
+        WindowEstimate,
+        WindowJudging,
+        calibration_key,
+        estimate_traffic_run,
+        judge_traffic_run,
+    )
+    from evalkit.records.requests import GatePolicy, TrafficReplayRequest
 
 __all__ = [
     "DEFAULT_MEASURES",
@@ -233,3 +240,111 @@ __all__ = [
     "select_runs",
     "write_gate_reports",
 ]
+
+# Importing the package loads none of its modules (nor the scipy, pandas or HTTP clients
+# they import); each name loads its own module on first use.
+__getattr__ = lazy_attributes(
+    __name__,
+    {
+        "AgreementOutcome": "evalkit.pipeline.judging",
+        "AuditOutcome": "evalkit.pipeline.audit",
+        "CollectionTexts": "evalkit.pipeline.judge_pool",
+        "CorpusTexts": "evalkit.pipeline.judge_pool",
+        "DEFAULT_MEASURES": "evalkit.metrics.defaults",
+        "DocumentTexts": "evalkit.pipeline.judge_pool",
+        "DriftOutcome": "evalkit.pipeline.drift",
+        "FusionOutcome": "evalkit.pipeline.fuse",
+        "GATE_CANDIDATE_LABEL": "evalkit.pipeline.gate",
+        "GATE_EXIT_CODES": "evalkit.pipeline.gate",
+        "GateOutcome": "evalkit.pipeline.gate",
+        "GatePolicy": "evalkit.records.requests",
+        "GenerationOutcome": "evalkit.pipeline.generate",
+        "GoldsetRemapRequest": "evalkit.pipeline.goldset_remap",
+        "HolesOutcome": "evalkit.pipeline.judging",
+        "ItemDetails": "evalkit.pipeline.review",
+        "JudgingOutcome": "evalkit.pipeline.judge_pool",
+        "JudgingPlan": "evalkit.pipeline.judge_pool",
+        "LabelStudioExport": "evalkit.pipeline.review_exchange",
+        "LabelStudioImport": "evalkit.pipeline.review_exchange",
+        "PointResult": "evalkit.pipeline.sweep",
+        "PublishOutcome": "evalkit.pipeline.review_publish",
+        "QueueOutcome": "evalkit.pipeline.review",
+        "RemapOutcome": "evalkit.pipeline.goldset_remap",
+        "ReplaySetup": "evalkit.pipeline.traffic",
+        "ReviewerAgreement": "evalkit.pipeline.review_publish",
+        "RunLeaderboard": "evalkit.pipeline.leaderboard",
+        "RunOutcome": "evalkit.pipeline.runs",
+        "Sweep": "evalkit.pipeline.sweep",
+        "SweepOutcome": "evalkit.pipeline.sweep",
+        "SweepPlan": "evalkit.pipeline.sweep",
+        "SweepPoint": "evalkit.pipeline.sweep",
+        "SweepProgress": "evalkit.pipeline.sweep",
+        "TrafficReplay": "evalkit.pipeline.traffic",
+        "TrafficReplayRequest": "evalkit.records.requests",
+        "WindowEstimate": "evalkit.pipeline.traffic_labels",
+        "WindowJudging": "evalkit.pipeline.traffic_labels",
+        "answer_settings": "evalkit.pipeline.answer_scores",
+        "audit_collection": "evalkit.pipeline.audit",
+        "calibration_key": "evalkit.pipeline.traffic_labels",
+        "check_drift_documents": "evalkit.pipeline.drift",
+        "check_drift_embeddings": "evalkit.pipeline.drift",
+        "check_drift_metric": "evalkit.pipeline.drift",
+        "check_drift_model": "evalkit.pipeline.drift",
+        "check_drift_precision": "evalkit.pipeline.drift",
+        "check_drift_queries": "evalkit.pipeline.drift",
+        "check_freshness": "evalkit.pipeline.freshness",
+        "check_named_index_freshness": "evalkit.pipeline.freshness",
+        "check_sweep": "evalkit.pipeline.sweep",
+        "check_traffic_precision": "evalkit.pipeline.drift",
+        "collection_vectors": "evalkit.pipeline.drift",
+        "comparison_judgments": "evalkit.pipeline.leaderboard",
+        "corpus_texts": "evalkit.pipeline.judge_pool",
+        "default_measures": "evalkit.pipeline.runs",
+        "estimate_traffic_run": "evalkit.pipeline.traffic_labels",
+        "evaluate_goldset": "evalkit.pipeline.goldset_run",
+        "evaluate_query_table": "evalkit.pipeline.goldset",
+        "export_label_studio": "evalkit.pipeline.review_exchange",
+        "fuse_runs": "evalkit.pipeline.fuse",
+        "gate_against_baseline": "evalkit.pipeline.gate",
+        "gate_reports": "evalkit.pipeline.gate",
+        "generate_goldset": "evalkit.pipeline.generate",
+        "import_label_studio": "evalkit.pipeline.review_exchange",
+        "ingest_draft": "evalkit.pipeline.review",
+        "judge_pairs": "evalkit.pipeline.judge_pool",
+        "judge_run_holes": "evalkit.pipeline.judging",
+        "judge_traffic_run": "evalkit.pipeline.traffic_labels",
+        "leaderboard_of_runs": "evalkit.pipeline.leaderboard",
+        "load_sweep": "evalkit.pipeline.sweep",
+        "measure_agreement": "evalkit.pipeline.judging",
+        "newest_sample": "evalkit.pipeline.traffic",
+        "old_corpus_of": "evalkit.pipeline.goldset_remap",
+        "pareto_front": "evalkit.pipeline.sweep",
+        "prepare_traffic_replay": "evalkit.pipeline.traffic",
+        "publish_goldset": "evalkit.pipeline.review_publish",
+        "queue_disagreements": "evalkit.pipeline.review",
+        "record_baseline": "evalkit.pipeline.gate",
+        "record_review": "evalkit.pipeline.review",
+        "remap_goldset": "evalkit.pipeline.goldset_remap",
+        "replay_candidate": "evalkit.pipeline.gate",
+        "replay_latency": "evalkit.pipeline.leaderboard",
+        "replay_traffic_window": "evalkit.pipeline.traffic",
+        "resolve_goldset": "evalkit.pipeline.goldset_run",
+        "results_frame": "evalkit.engines",
+        "retriever_subject": "evalkit.pipeline.freshness",
+        "review_item": "evalkit.pipeline.review",
+        "review_queue": "evalkit.pipeline.review",
+        "reviewer_agreement": "evalkit.pipeline.review_publish",
+        "run_answer_records": "evalkit.pipeline.answer_scores",
+        "run_reference": "evalkit.pipeline.leaderboard",
+        "run_sweep": "evalkit.pipeline.sweep",
+        "run_sweep_file": "evalkit.pipeline.sweep",
+        "sample_and_replay": "evalkit.pipeline.traffic",
+        "save_documents_reference": "evalkit.pipeline.drift",
+        "score_and_store_answers": "evalkit.pipeline.answer_scores",
+        "score_answer_file": "evalkit.pipeline.answers",
+        "score_answers_for_run": "evalkit.pipeline.answer_scores",
+        "score_run_answers": "evalkit.pipeline.answer_scores",
+        "select_runs": "evalkit.pipeline.leaderboard",
+        "write_gate_reports": "evalkit.pipeline.gate",
+    },
+)
