@@ -71,6 +71,16 @@ class SmallDisk:
             check=False,
         )
 
+    def evalkit_here(self, monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
+        """``evalkit ARGS`` in this process, with the environment of ``evalkit``: for steps
+        that set the store up, where the process boundary is not what is tested."""
+        from evalkit.cli import invoke
+
+        for name in ("EVALKIT_HOME", "EVALKIT_STORE_PATH", "EVALKIT_QUERY_BATCH_SIZE"):
+            monkeypatch.setenv(name, self.env[name])
+        monkeypatch.delenv("EVALKIT_CONFIG", raising=False)
+        return invoke(list(args))
+
     def fill(self, *, leave_kib: int) -> Path:
         """Fill the filesystem until only ``leave_kib`` KiB are free."""
         free = shutil.disk_usage(self.mount).free
@@ -121,15 +131,19 @@ def statuses(store_path: Path) -> list[str]:
         return [run.status for run in list_runs(store, limit=100)]
 
 
-def test_a_full_disk_fails_the_command_cleanly_and_loses_nothing(small_disk: SmallDisk) -> None:
-    imported = small_disk.evalkit(
-        "goldset", "import", "--format", "jsonl", str(DEMO), "--name", "demo"
+def test_a_full_disk_fails_the_command_cleanly_and_loses_nothing(
+    small_disk: SmallDisk, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    imported = small_disk.evalkit_here(
+        monkeypatch, "goldset", "import", "--format", "jsonl", str(DEMO), "--name", "demo"
     )
-    assert imported.returncode == 0, imported.stderr
+    assert imported == 0, capsys.readouterr().err
+    capsys.readouterr()
     run = ("run", "--goldset", "demo", "--http-retriever", small_disk.url, "--k", "100")
-    first = small_disk.evalkit(*run, "--format", "json")
-    assert first.returncode == 0, first.stderr
-    baseline = json.loads(first.stdout)
+    first = small_disk.evalkit_here(monkeypatch, *run, "--format", "json")
+    written = capsys.readouterr()
+    assert first == 0, written.err
+    baseline = json.loads(written.out)
     assert baseline["status"] == "complete"
 
     # Full before the run can even be recorded.
@@ -172,7 +186,10 @@ def test_a_full_disk_fails_the_command_cleanly_and_loses_nothing(small_disk: Sma
 
 
 def test_a_full_disk_in_the_middle_of_a_large_insert_is_named_with_its_path(
-    small_disk: SmallDisk, tmp_path: Path
+    small_disk: SmallDisk,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """1,500 queries x 100 documents: DuckDB writes the results' row groups into the file
     during the INSERT itself, so the disk fills inside a statement, not at the commit, and
@@ -189,8 +206,10 @@ def test_a_full_disk_in_the_middle_of_a_large_insert_is_named_with_its_path(
             for n, qid in enumerate(ids)
         )
     )
-    imported = small_disk.evalkit("goldset", "import", str(folder), "--name", "large")
-    assert imported.returncode == 0, imported.stderr
+    imported = small_disk.evalkit_here(
+        monkeypatch, "goldset", "import", str(folder), "--name", "large"
+    )
+    assert imported == 0, capsys.readouterr().err
     filler = small_disk.fill(leave_kib=512)
     broken = small_disk.evalkit(
         "run", "--goldset", "large", "--http-retriever", small_disk.url, "--k", "100"
