@@ -80,6 +80,16 @@ def evalkit_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture(scope="session")
+def chromium() -> Iterator[Any]:
+    """Headless Chromium (test_dashboard_browser.chromium_driver), started once per session
+    and shared by the browser test modules: each start and quit costs seconds of CPU."""
+    from test_dashboard_browser import chromium_driver
+
+    with chromium_driver() as driver:
+        yield driver
+
+
+@pytest.fixture(scope="session")
 def ray_cluster() -> Any:
     """A local Ray instance (2 CPUs, loopback, no dashboard) shared by the session's tests."""
     from ray_cluster import start_ray

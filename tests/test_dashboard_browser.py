@@ -132,9 +132,9 @@ def served_mixed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str
         yield url, runs
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    """Headless Debian Chromium driven by chromedriver, with a fresh profile."""
+@contextlib.contextmanager
+def chromium_driver() -> Iterator[object]:
+    """Headless Debian Chromium driven by chromedriver, with a fresh profile; quit after."""
     reason = _missing()
     if reason:
         pytest.fail(f"{reason}; `make browser` installs Chromium and chromedriver")
@@ -153,6 +153,12 @@ def browser() -> Iterator[object]:
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def browser(chromium: object) -> object:
+    """The session's headless Chromium (conftest's ``chromium``) for this module's pages."""
+    return chromium
 
 
 def _render(driver, url: str, *, charts: int, expecting: Sequence[str] = ()) -> list[str]:  # type: ignore[no-untyped-def]
