@@ -89,9 +89,11 @@ def chromium() -> Iterator[Any]:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_cluster() -> Any:
-    """A local Ray instance (2 CPUs, loopback, no dashboard) shared by the session's tests."""
+    """A local Ray instance (2 CPUs, loopback, no dashboard) shared by a module's tests, and
+    stopped after them: an idle Ray (raylet, GCS, log monitor, idle workers) keeps taking a
+    share of a core, which every later test of the session would pay."""
     from ray_cluster import start_ray
 
     with start_ray() as address:
