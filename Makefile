@@ -55,13 +55,9 @@ typecheck: $(STAMP)
 # together, so a module's fixtures are built once. (A worker more than there are cores was
 # no faster here and made the timing-sensitive browser and Prometheus tests flaky.)
 TEST_WORKERS ?= $(shell nproc)
-# With a worker per core the cores are busy already: numpy's, torch's and numba's own thread
-# pools in every worker (and in the commands the tests start) only wait for a core, spinning
-# (measured: a quarter less CPU, and less time, with one thread each).
-ONE_THREAD = OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 NUMBA_NUM_THREADS=1
 
 unit: $(STAMP) browser promtool
-	$(ONE_THREAD) $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 # The edit loop: every test but those marked slow (real embeddings, servers, clusters).
 test-fast: $(STAMP)
