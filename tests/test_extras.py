@@ -91,20 +91,27 @@ print(json.dumps(results))
 )
 
 
+def _core_only_process(
+    home: Path, script: str, blocked: list[str], *argv: str, timeout: float
+) -> subprocess.CompletedProcess[str]:
+    """``script`` run with ``blocked`` and ``argv`` as its arguments, in a process of
+    EVALKIT_HOME ``home``."""
+    return subprocess.run(
+        [sys.executable, "-c", script, ",".join(blocked), *argv],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env={**os.environ, "EVALKIT_HOME": str(home)},
+        cwd=home.parent,
+    )
+
+
 def core_evalkit(
     home: Path, *args: str, blocked: list[str] = HEAVY
 ) -> subprocess.CompletedProcess[str]:
     """``evalkit ARGS`` in a process that cannot import any heavy package (``blocked``)."""
-    env = {**os.environ, "EVALKIT_HOME": str(home)}
-    return subprocess.run(
-        [sys.executable, "-c", _CORE_ONLY, ",".join(blocked), *args],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-        env=env,
-        cwd=home.parent,
-    )
+    return _core_only_process(home, _CORE_ONLY, blocked, *args, timeout=180)
 
 
 def core_evalkit_steps(
@@ -112,16 +119,7 @@ def core_evalkit_steps(
 ) -> list[subprocess.CompletedProcess[str]]:
     """Each of ``steps`` as ``evalkit ARGS``, in order, in one process that cannot import any
     heavy package: a core-only install's commands, without a process start for each."""
-    env = {**os.environ, "EVALKIT_HOME": str(home)}
-    done = subprocess.run(
-        [sys.executable, "-c", _CORE_ONLY_STEPS, ",".join(HEAVY), json.dumps(steps)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-        env=env,
-        cwd=home.parent,
-    )
+    done = _core_only_process(home, _CORE_ONLY_STEPS, HEAVY, json.dumps(steps), timeout=300)
     assert done.returncode == 0, done.stderr
     return [
         subprocess.CompletedProcess(["evalkit", *args], code, out, err)
