@@ -32,6 +32,7 @@ __all__ = [
     "ConfiguredRule",
     "ConfiguredSink",
     "alerts_config",
+    "find_named",
     "resolve_kind",
 ]
 
@@ -74,6 +75,17 @@ class _Named(Protocol):
 
 
 _ConfigT = TypeVar("_ConfigT", bound=_Named)
+_NamedT = TypeVar("_NamedT", bound=_Named)
+
+
+def find_named(entries: Sequence[_NamedT], name: str, *, what: str, path: Path) -> _NamedT:
+    """The entry called ``name`` (``what`` says what it is: ``job``, ``alert rule``);
+    ConfigError naming the configured ones otherwise."""
+    for entry in entries:
+        if entry.name == name:
+            return entry
+    known = ", ".join(entry.name for entry in entries) or "none"
+    raise ConfigError(f"{path}: no {what} named {name!r} (configured: {known})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,11 +122,7 @@ class AlertsConfig:
 
     def rule(self, name: str) -> ConfiguredRule:
         """The rule called ``name`` (ConfigError naming the configured ones otherwise)."""
-        for rule in self.rules:
-            if rule.name == name:
-                return rule
-        known = ", ".join(rule.name for rule in self.rules) or "none"
-        raise ConfigError(f"{self.path}: no alert rule named {name!r} (configured: {known})")
+        return find_named(self.rules, name, what="alert rule", path=self.path)
 
 
 def _unique(names: Sequence[str], *, table: str, path: Path) -> None:

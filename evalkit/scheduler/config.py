@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from evalkit.alerts.configured import AlertsConfig, alerts_config, resolve_kind
+from evalkit.alerts.configured import AlertsConfig, alerts_config, find_named, resolve_kind
 from evalkit.config import JobConfig, SchedulerSettings, Settings, format_duration
 from evalkit.errors import ConfigError
 from evalkit.scheduler.jobs import JOB_KINDS, RetrieverParams
@@ -91,11 +91,7 @@ class ServiceConfig:
 
     def job(self, name: str) -> JobDefinition:
         """The job called ``name`` (ConfigError naming the configured ones otherwise)."""
-        for job in self.jobs:
-            if job.name == name:
-                return job
-        known = ", ".join(job.name for job in self.jobs) or "none"
-        raise ConfigError(f"{self.path}: no job named {name!r} (configured: {known})")
+        return find_named(self.jobs, name, what="job", path=self.path)
 
     def pinned_runs(self) -> tuple[str, ...]:
         """Runs alert rules compare against (retention never prunes them)."""
