@@ -39,20 +39,26 @@ class FreshnessLagParams(RuleParams):
         "reflected (a percentile of two lags says little).",
     )
 
+    def limits(self, check: StoredFreshnessCheck) -> tuple[float, float]:
+        """The p95 lag and the unreflected age ``check`` is held to: these parameters',
+        else the objective the check was made with."""
+        return (
+            check.slo_p95_lag if self.max_p95_lag is None else self.max_p95_lag,
+            check.max_unreflected_age
+            if self.max_unreflected_age is None
+            else self.max_unreflected_age,
+        )
+
 
 def freshness_breaches(
-    check: StoredFreshnessCheck,
-    *,
-    max_p95_lag: float | None = None,
-    max_unreflected_age: float | None = None,
-    min_reflected: int = 1,
+    check: StoredFreshnessCheck, params: FreshnessLagParams | None = None
 ) -> list[str]:
-    """What of the objective ``check`` breaches: its own limits unless others are given."""
-    p95_limit = check.slo_p95_lag if max_p95_lag is None else max_p95_lag
-    age_limit = check.max_unreflected_age if max_unreflected_age is None else max_unreflected_age
+    """What of the objective ``check`` breaches: its own limits unless ``params`` set others."""
+    held_to = params if params is not None else FreshnessLagParams()
+    p95_limit, age_limit = held_to.limits(check)
     found = []
     p95 = check.lag_p95
-    if p95 is not None and check.n_reflected >= min_reflected and p95 > p95_limit:
+    if p95 is not None and check.n_reflected >= held_to.min_reflected and p95 > p95_limit:
         found.append(
             f"p95 lag {human_seconds(p95)} above {human_seconds(p95_limit)} "
             f"({check.n_reflected} changes reflected)"
@@ -73,12 +79,8 @@ def _freshness_lag(ctx: RuleContext, params: FreshnessLagParams) -> list[Signal]
     for check in list_freshness_checks(
         ctx.store, subject=params.subject, latest_only=True, limit=1000
     ):
-        breaches = freshness_breaches(
-            check,
-            max_p95_lag=params.max_p95_lag,
-            max_unreflected_age=params.max_unreflected_age,
-            min_reflected=params.min_reflected,
-        )
+        breaches = freshness_breaches(check, params)
+        p95_limit, age_limit = params.limits(check)
         active = bool(breaches)
         waiting = [change["doc_id"] for change in check.details.get("oldest_unreflected", [])[:10]]
         signals.append(
@@ -106,14 +108,8 @@ def _freshness_lag(ctx: RuleContext, params: FreshnessLagParams) -> list[Signal]
                     "n_pending": check.n_pending,
                     "unreflected_share": check.unreflected_share,
                     "oldest_unreflected_seconds": check.oldest_unreflected_seconds,
-                    "max_p95_lag_seconds": (
-                        check.slo_p95_lag if params.max_p95_lag is None else params.max_p95_lag
-                    ),
-                    "max_unreflected_age_seconds": (
-                        check.max_unreflected_age
-                        if params.max_unreflected_age is None
-                        else params.max_unreflected_age
-                    ),
+                    "max_p95_lag_seconds": p95_limit,
+                    "max_unreflected_age_seconds": age_limit,
                     "breaches": breaches,
                     "oldest_unreflected": waiting,
                 },
