@@ -32,7 +32,7 @@ from evalkit.stats.latency import (
     DEFAULT_RESAMPLES,
     compare_latency,
 )
-from evalkit.stats.latency_check import check_latency, run_latencies
+from evalkit.stats.latency_check import run_latencies
 from evalkit.store.alerts import has_tables
 from evalkit.store.runs import get_run, list_runs
 from evalkit.store.traffic import list_window_summaries, logged_latencies
@@ -99,13 +99,26 @@ class LatencyRegressionParams(RuleParams):
 
 
 def _settings(params: LatencyRegressionParams) -> dict[str, Any]:
-    return {
-        "quantile": params.quantile,
-        "max_increase": params.max_increase,
-        "confidence": params.confidence,
-        "resamples": params.resamples,
-        "seed": params.seed,
-    }
+    """The parameters a verdict was reached with (a changed one means comparing again)."""
+    return params.model_dump(
+        include={"quantile", "max_increase", "confidence", "resamples", "seed"}
+    )
+
+
+def _compare(
+    params: LatencyRegressionParams, before: pd.Series, after: pd.Series, *, paired: bool
+) -> LatencyComparison:
+    """The rule's comparison of two sets of latencies (by query id when ``paired``)."""
+    return compare_latency(
+        before,
+        after,
+        quantile=params.quantile,
+        max_increase=params.max_increase,
+        confidence=params.confidence,
+        resamples=params.resamples,
+        seed=params.seed,
+        paired=paired,
+    )
 
 
 def _figures(compared: LatencyComparison) -> dict[str, Any]:
@@ -175,24 +188,13 @@ def _replay_signal(
     stored = stored_verdict(ctx, subject, inputs)
     if stored is not None:
         return stored
-    before = run_latencies(ctx.store, baseline.run_id, baseline.run_id)
-    after = run_latencies(ctx.store, candidate.run_id, candidate.run_id)
-    if before.latencies is None or after.latencies is None:
+    before = run_latencies(ctx.store, baseline.run_id, baseline.run_id).latencies
+    after = run_latencies(ctx.store, candidate.run_id, candidate.run_id).latencies
+    if before is None or after is None:
         return None
-    if min(len(before.latencies), len(after.latencies)) < params.min_queries:
+    if min(len(before), len(after)) < params.min_queries:
         return None
-    check = check_latency(
-        before,
-        after,
-        quantile=params.quantile,
-        max_increase=params.max_increase,
-        confidence=params.confidence,
-        resamples=params.resamples,
-        seed=params.seed,
-    )
-    compared = check.comparison
-    if compared is None:
-        return None
+    compared = _compare(params, before, after, paired=True)
     grew = index_growth(baseline, candidate) if compared.increase > 0 else None
     summary = f"{compared.summary()}; run {candidate.run_id} vs baseline {baseline.run_id}"
     if grew is not None:
@@ -264,14 +266,10 @@ def _production(ctx: RuleContext, params: LatencyRegressionParams) -> list[Signa
     stored = stored_verdict(ctx, "traffic", inputs)
     if stored is not None:
         return [stored]
-    compared = compare_latency(
+    compared = _compare(
+        params,
         pd.Series(before, dtype="float64"),
         pd.Series(after, dtype="float64"),
-        quantile=params.quantile,
-        max_increase=params.max_increase,
-        confidence=params.confidence,
-        resamples=params.resamples,
-        seed=params.seed,
         paired=False,
     )
     summary = (
