@@ -15,9 +15,11 @@ from pydantic import BaseModel, ConfigDict
 from evalkit.alerts.model import Signal
 from evalkit.records import AlertSeverity
 from evalkit.registry import register_named
+from evalkit.store.runs import list_runs
 
 if TYPE_CHECKING:
     from evalkit.store.alerts import StoredAlertState
+    from evalkit.store.runs import RunRecord
     from evalkit.store.store import Store
 
 __all__ = [
@@ -26,6 +28,7 @@ __all__ = [
     "RuleKind",
     "RuleParams",
     "describe_params",
+    "goldset_runs",
     "iso",
     "register_rule_kind",
     "stored_verdict",
@@ -76,6 +79,28 @@ class RuleParams(BaseModel):
     """Base of the ``[[alerts.rules]]`` parameter models: unknown fields are errors."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def goldset_runs(
+    store: Store,
+    goldset: str | None,
+    *,
+    label: str | None,
+    limit: int,
+    statuses: tuple[str, ...] = ("complete",),
+    retriever: str | None = None,
+) -> list[RunRecord]:
+    """The goldset runs a rule watches, newest first: of ``goldset`` among its ``limit``
+    newest runs, in one of ``statuses``, with ``label`` and of one ``retriever``
+    (``RunRecord.retriever_id``) when given."""
+    return [
+        run
+        for run in list_runs(store, goldset=goldset, status=None, limit=limit)
+        if run.status in statuses
+        and run.spec.kind == "goldset"
+        and (label is None or run.spec.label == label)
+        and (retriever is None or run.retriever_id == retriever)
+    ]
 
 
 def iso(moment: datetime | None) -> str | None:

@@ -21,7 +21,14 @@ import pandas as pd
 from pydantic import Field, field_validator, model_validator
 
 from evalkit.alerts.model import Signal
-from evalkit.alerts.rules.base import RuleContext, RuleKind, RuleParams, iso, stored_verdict
+from evalkit.alerts.rules.base import (
+    RuleContext,
+    RuleKind,
+    RuleParams,
+    goldset_runs,
+    iso,
+    stored_verdict,
+)
 from evalkit.causes import index_growth, previous_run
 from evalkit.config.types import Increase, parse_quantile, quantile_name
 from evalkit.errors import ConfigError
@@ -34,7 +41,7 @@ from evalkit.stats.latency import (
 )
 from evalkit.stats.latency_check import run_latencies
 from evalkit.store.alerts import has_tables
-from evalkit.store.runs import get_run, list_runs
+from evalkit.store.runs import get_run
 from evalkit.store.traffic import list_window_summaries, logged_latencies
 
 if TYPE_CHECKING:
@@ -147,14 +154,15 @@ def _replay(ctx: RuleContext, params: LatencyRegressionParams) -> list[Signal]:
     pinned = get_run(ctx.store, params.baseline_run) if params.baseline_run else None
     watched = pinned.retriever_id if pinned is not None else params.retriever
     newest: dict[str, RunRecord] = {}
-    for run in list_runs(ctx.store, goldset=params.goldset, limit=params.history):
-        if (
-            run.status in ("complete", "partial")
-            and run.spec.kind == "goldset"
-            and run.imported_from is None
-            and (params.label is None or run.spec.label == params.label)
-            and (watched is None or run.retriever_id == watched)
-        ):
+    for run in goldset_runs(
+        ctx.store,
+        params.goldset,
+        label=params.label,
+        limit=params.history,
+        statuses=("complete", "partial"),
+        retriever=watched,
+    ):
+        if run.imported_from is None:
             newest.setdefault(run.retriever_id, run)
     signals = []
     for retriever, candidate in newest.items():

@@ -15,18 +15,24 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from evalkit.alerts.model import Signal
-from evalkit.alerts.rules.base import RuleContext, RuleKind, RuleParams, iso, stored_verdict
+from evalkit.alerts.rules.base import (
+    RuleContext,
+    RuleKind,
+    RuleParams,
+    goldset_runs,
+    iso,
+    stored_verdict,
+)
 from evalkit.causes import Explanation, explain_comparison, explain_runs
 from evalkit.drift import AlertLevel, sequential_trace
 from evalkit.errors import EvalkitError
 from evalkit.metrics import parse_measures
 from evalkit.records import AlertSeverity
 from evalkit.stats import compare_stored_runs
-from evalkit.store.runs import get_run, list_runs
+from evalkit.store.runs import get_run
 
 if TYPE_CHECKING:
     from evalkit.store.runs import RunRecord
-    from evalkit.store.store import Store
 
 __all__ = [
     "PRECISION_REGRESSION",
@@ -112,27 +118,6 @@ def _gate_inputs(
     }
 
 
-def _goldset_runs(
-    store: Store,
-    params: PrecisionRegressionParams,
-    *,
-    limit: int,
-    statuses: tuple[str, ...] = ("complete",),
-    retriever: str | None = None,
-) -> list[RunRecord]:
-    """The rule's runs, newest first: of its goldset (and label), of one ``retriever`` if
-    given (``RunRecord.retriever_id``)."""
-    runs = list_runs(store, goldset=params.goldset, status=None, limit=limit)
-    return [
-        run
-        for run in runs
-        if run.status in statuses
-        and run.spec.kind == "goldset"
-        and (params.label is None or run.spec.label == params.label)
-        and (retriever is None or run.retriever_id == retriever)
-    ]
-
-
 def _subject(params: PrecisionRegressionParams) -> str:
     return params.goldset if params.label is None else f"{params.goldset}/{params.label}"
 
@@ -150,9 +135,10 @@ def _gate(ctx: RuleContext, params: PrecisionRegressionParams) -> list[Signal]:
     # The baseline's own retriever: a run of another factory or options is no candidate.
     candidates = [
         run
-        for run in _goldset_runs(
+        for run in goldset_runs(
             ctx.store,
-            params,
+            params.goldset,
+            label=params.label,
             limit=50,
             statuses=("complete", "partial"),
             retriever=baseline.retriever_id,
@@ -289,7 +275,13 @@ def _explain(ctx: RuleContext, evidence: dict[str, Any], explain: Callable[[], E
 
 def _sequential(ctx: RuleContext, params: PrecisionRegressionParams) -> list[Signal]:
 
-    runs = _goldset_runs(ctx.store, params, limit=params.history, retriever=params.retriever)
+    runs = goldset_runs(
+        ctx.store,
+        params.goldset,
+        label=params.label,
+        limit=params.history,
+        retriever=params.retriever,
+    )
     series: dict[str, list[RunRecord]] = {}
     for run in reversed(runs):
         series.setdefault(run.retriever_id, []).append(run)
