@@ -1,5 +1,6 @@
 """What every rule kind shares: the context an evaluator gets, the kind record, the registry
-``RULE_KINDS``, the base of the parameter models, and the stored-verdict shortcut."""
+``RULE_KINDS``, the base of the parameter models, the stored-verdict shortcut, and the goldset
+runs the run-watching kinds read."""
 
 from __future__ import annotations
 
