@@ -29,9 +29,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import duckdb
 
@@ -177,7 +177,7 @@ class FileLock:
         os.ftruncate(fd, 0)
         # A full disk must not stop the locking itself: waiters then only lack a name.
         with contextlib.suppress(OSError):
-            os.pwrite(fd, json.dumps(_holder_dict(holder)).encode(), 0)
+            os.pwrite(fd, json.dumps(asdict(holder)).encode(), 0)
         return True
 
     def release(self) -> None:
@@ -238,16 +238,6 @@ class FileLock:
             yield
         finally:
             self.release()
-
-
-def _holder_dict(holder: Holder) -> dict[str, Any]:
-    return {
-        "pid": holder.pid,
-        "program": holder.program,
-        "purpose": holder.purpose,
-        "since": holder.since,
-        "host": holder.host,
-    }
 
 
 def store_sibling(store_path: Path, suffix: str) -> Path:
