@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -91,7 +91,7 @@ class QueuedItem:
             "priority": item.priority,
             "reason": item.reason,
             "query": _query_dict(item.query),
-            "documents": [_document_dict(document) for document in item.documents],
+            "documents": [asdict(document) for document in item.documents],
             "provenance": dict(item.provenance),
             "reviewers": list(self.reviewers),
             "n_reviews": self.n_reviews,
@@ -172,22 +172,6 @@ def _query_dict(query: Query) -> dict[str, Any]:
     }
 
 
-def _span_dict(span: Span | None) -> dict[str, Any] | None:
-    if span is None:
-        return None
-    return {"source_id": span.source_id, "start": span.start, "end": span.end, "text": span.text}
-
-
-def _document_dict(document: ReviewDocument) -> dict[str, Any]:
-    return {
-        "doc_id": document.doc_id,
-        "text": document.text,
-        "suggested_grade": document.suggested_grade,
-        "suggested_by": document.suggested_by,
-        "span": _span_dict(document.span),
-    }
-
-
 def _document_from(data: Mapping[str, Any]) -> ReviewDocument:
     span = data.get("span")
     return ReviewDocument(
@@ -218,7 +202,7 @@ def _item_row(item: ReviewItem, status: str, now: datetime) -> list[object]:
         list(query.tags),
         query.reference_answer,
         list(query.reference_context_ids),
-        json.dumps([_document_dict(document) for document in item.documents]),
+        json.dumps([asdict(document) for document in item.documents]),
         float(item.priority),
         item.reason,
         json.dumps(dict(item.provenance), sort_keys=True),
