@@ -10,7 +10,7 @@ still waiting and the verdict against the objective.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -138,14 +138,7 @@ class ReflectedChange:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        return {
-            "doc_id": self.doc_id,
-            "updated_at": _iso(self.updated_at),
-            "reflected_at": _iso(self.reflected_at),
-            "reflected_after": _iso(self.reflected_after),
-            "reflected_by": self.reflected_by,
-            "lag_seconds": self.lag_seconds,
-        }
+        return _iso_times(asdict(self))
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,13 +155,7 @@ class PendingChange:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        return {
-            "doc_id": self.doc_id,
-            "updated_at": _iso(self.updated_at),
-            "age_seconds": self.age_seconds,
-            "state": self.state,
-            "origin": self.origin,
-        }
+        return _iso_times(asdict(self))
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,3 +259,11 @@ def human_seconds(seconds: float | None) -> str:
 
 def _iso(moment: datetime) -> str:
     return f"{moment.isoformat()}Z"
+
+
+def _iso_times(fields: dict[str, Any]) -> dict[str, Any]:
+    """``fields`` with each time as ISO 8601 UTC (``...Z``)."""
+    return {
+        name: _iso(value) if isinstance(value, datetime) else value
+        for name, value in fields.items()
+    }
