@@ -27,7 +27,7 @@ import math
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -308,21 +308,6 @@ def is_run_export(path: Path) -> bool:
     return path.name == _RUN_FILE and path.is_file()
 
 
-@dataclass(frozen=True, slots=True)
-class _ExportedRun:
-    """``run.json`` of an export, checked."""
-
-    run_id: str
-    status: str
-    spec: RunSpec
-    started_at: datetime
-    finished_at: datetime | None
-    n_failed: int | None
-    n_evaluated: int | None
-    error: str | None
-    aggregates: dict[str, float | None]
-
-
 def import_run(store: Store, path: Path) -> RunImport:
     """Store the run of the Parquet export ``path`` (its directory, or its ``run.json``) as
     it was recorded: its id, status and provenance (retriever and its configuration, model
@@ -392,19 +377,7 @@ def import_run(store: Store, path: Path) -> RunImport:
         )
     try:
         with store.transaction() as con:
-            insert_run(
-                con,
-                exported.run_id,
-                exported.spec,
-                status=exported.status,
-                started_at=exported.started_at,
-                finished_at=exported.finished_at,
-                n_failed=exported.n_failed,
-                n_evaluated=exported.n_evaluated,
-                error=exported.error,
-                imported_from=origin,
-                imported_at=utc_now(),
-            )
+            insert_run(con, replace(exported, imported_from=origin, imported_at=utc_now()))
             con.execute(
                 "INSERT INTO run_queries (run_id, query_id, latency_ms, error, n_results,"
                 " n_duplicates) SELECT run_id, query_id, latency_ms, error, n_results,"
@@ -453,7 +426,7 @@ def import_run(store: Store, path: Path) -> RunImport:
     )
 
 
-def _read_run_json(path: Path) -> _ExportedRun:
+def _read_run_json(path: Path) -> RunRecord:
     """The run record of an export's ``run.json``, every field checked."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -556,12 +529,13 @@ def _read_run_json(path: Path) -> _ExportedRun:
         index_vectors=count("vectors"),
     )
     finished_at = value("finished_at", str, optional=True)
-    return _ExportedRun(
+    return RunRecord(
         run_id=value("run_id", str),
         status=status,
         spec=spec,
         started_at=moment("started_at", value("started_at", str)),
         finished_at=None if finished_at is None else moment("finished_at", finished_at),
+        n_queries=spec.n_queries,
         n_failed=value("n_failed", int, optional=True),
         n_evaluated=value("n_evaluated", int, optional=True),
         error=value("error", str, optional=True),

@@ -175,7 +175,8 @@ class RunSpec:
 
 @dataclass(frozen=True, slots=True)
 class RunRecord:
-    """A stored run as read back: its spec, status, counts, times and aggregates."""
+    """A stored run (as read back, or as ``insert_run`` writes it): its spec, status, counts,
+    times and aggregates."""
 
     run_id: str
     status: RunStatus
@@ -195,6 +196,22 @@ class RunRecord:
     retriever_id: str = ""
     """The retriever as runs are grouped by it (``RETRIEVER_ID_SQL``); empty for a record
     that was not read from a store."""
+
+    @classmethod
+    def running(cls, run_id: str, spec: RunSpec, started_at: datetime) -> RunRecord:
+        """The run ``run_id`` of ``spec`` as it starts: ``running``, nothing counted yet."""
+        return cls(
+            run_id=run_id,
+            status="running",
+            spec=spec,
+            started_at=started_at,
+            finished_at=None,
+            n_queries=spec.n_queries,
+            n_failed=None,
+            n_evaluated=None,
+            error=None,
+            aggregates={},
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -254,32 +271,21 @@ def create_run(
     run_id = run_id or new_run_id(started_at)
     try:
         with store.transaction() as con:
-            insert_run(con, run_id, spec, status="running", started_at=started_at)
+            insert_run(con, RunRecord.running(run_id, spec, started_at))
     except duckdb.Error as error:
         raise StoreError(f"cannot record a new run in {store.path}: {error}") from error
     return run_id
 
 
-def insert_run(
-    con: duckdb.DuckDBPyConnection,
-    run_id: str,
-    spec: RunSpec,
-    *,
-    status: RunStatus,
-    started_at: datetime,
-    finished_at: datetime | None = None,
-    n_failed: int | None = None,
-    n_evaluated: int | None = None,
-    error: str | None = None,
-    imported_from: str | None = None,
-    imported_at: datetime | None = None,
-) -> None:
-    """Write the ``runs`` row of the run ``run_id`` as ``spec`` describes it, on ``con``.
+def insert_run(con: duckdb.DuckDBPyConnection, run: RunRecord) -> None:
+    """Write the ``runs`` row of ``run`` (its tags too), on ``con``.
 
     The one place a run row is written, so a run recorded here (``create_run``) and one
-    imported from an export have the same columns from the same ``RunSpec``. Its retriever
-    options and error are masked of every registered secret.
+    imported from an export have the same columns from the same ``RunRecord``. Its
+    retriever options and error are masked of every registered secret; its aggregates are
+    not written here.
     """
+    spec = run.spec
     con.execute(
         "INSERT INTO runs (run_id, status, kind, label, goldset_name, goldset_version,"
         " retriever_kind, retriever_config, collection, model_name, model_dimension,"
@@ -290,8 +296,8 @@ def insert_run(
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
         " ?, ?, ?, ?, ?)",
         [
-            run_id,
-            status,
+            run.run_id,
+            run.status,
             spec.kind,
             spec.label,
             spec.goldset_name,
@@ -308,14 +314,14 @@ def insert_run(
             spec.relevance_threshold,
             list(spec.measures),
             spec.seed,
-            started_at,
-            finished_at,
+            run.started_at,
+            run.finished_at,
             spec.n_queries,
-            n_failed,
-            n_evaluated,
-            _masked(error),
-            imported_from,
-            imported_at,
+            run.n_failed,
+            run.n_evaluated,
+            _masked(run.error),
+            run.imported_from,
+            run.imported_at,
             spec.index_documents,
             spec.index_vectors,
         ],
@@ -323,7 +329,7 @@ def insert_run(
     if spec.tags:
         con.executemany(
             "INSERT INTO run_tags (run_id, tag) VALUES (?, ?)",
-            [[run_id, tag] for tag in sorted(set(spec.tags))],
+            [[run.run_id, tag] for tag in sorted(set(spec.tags))],
         )
 
 
