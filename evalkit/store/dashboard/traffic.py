@@ -11,6 +11,7 @@ import pandas as pd
 
 from evalkit.store.dashboard.shared import RETRIEVER_SQL, read_frame
 from evalkit.store.judging import ASSESSOR_SOURCES
+from evalkit.store.traffic.logged import record_count as traffic_record_count
 
 if TYPE_CHECKING:
     from evalkit.store.store import Store
@@ -23,11 +24,6 @@ __all__ = [
     "traffic_window_count",
     "traffic_windows_frame",
 ]
-
-
-def traffic_record_count(store: Store) -> int:
-    """How many production traffic records are ingested."""
-    return int(store.fetch("SELECT count(*) FROM traffic_records")[0][0])
 
 
 def traffic_window_count(store: Store) -> int:
