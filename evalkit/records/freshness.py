@@ -119,7 +119,22 @@ class FreshnessRequest:
 
 
 @dataclass(frozen=True, slots=True)
-class ReflectedChange:
+class _SourceChange:
+    """A change made at the source: the document and when it was changed."""
+
+    doc_id: str
+    updated_at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form: every field, times in ISO 8601 UTC."""
+        return {
+            name: _iso(value) if isinstance(value, datetime) else value
+            for name, value in asdict(self).items()
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ReflectedChange(_SourceChange):
     """A change a check found reflected: when it was made, when it became retrievable and
     the lag between the two.
 
@@ -129,33 +144,21 @@ class ReflectedChange:
     ``probe`` (a probe query found it; exact to within the probe interval).
     """
 
-    doc_id: str
-    updated_at: datetime
     reflected_at: datetime
     reflected_after: datetime
     reflected_by: str
     lag_seconds: float
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return _iso_times(asdict(self))
-
 
 @dataclass(frozen=True, slots=True)
-class PendingChange:
+class PendingChange(_SourceChange):
     """A change not reflected yet: ``state`` is ``stale`` (the index holds another version),
     ``missing`` (the index holds no document of that id) or ``not_found`` (a probe query did
     not return it)."""
 
-    doc_id: str
-    updated_at: datetime
     age_seconds: float
     state: str
     origin: str
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return _iso_times(asdict(self))
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,11 +262,3 @@ def human_seconds(seconds: float | None) -> str:
 
 def _iso(moment: datetime) -> str:
     return f"{moment.isoformat()}Z"
-
-
-def _iso_times(fields: dict[str, Any]) -> dict[str, Any]:
-    """``fields`` with each time as ISO 8601 UTC (``...Z``)."""
-    return {
-        name: _iso(value) if isinstance(value, datetime) else value
-        for name, value in fields.items()
-    }
