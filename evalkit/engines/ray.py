@@ -158,13 +158,9 @@ class RayEngine:
                 table,
                 shard_dir,
                 self,
-                k=spec.k,
-                measures=spec.measures,
-                relevance_threshold=spec.relevance_threshold,
+                spec,
                 total=total,
                 progress=told,
-                answers=spec.answers,
-                judge_cache=spec.judge_cache,
             )
         except EngineStoppedError as error:
             stopped = error

@@ -47,7 +47,7 @@ import ray.data
 from evalkit.answers.offline import DEFAULT_THRESHOLD, OfflineFaithfulness
 from evalkit.answers.records import AnswerRecord, CachedJudgment, MetricScore, item_columns
 from evalkit.answers.scoring import score_answers, uses_judge
-from evalkit.engines.base import EngineStoppedError
+from evalkit.engines.base import EngineStoppedError, ReplaySpec
 from evalkit.engines.local import replay, results_frame
 from evalkit.engines.ray import WORKER_ENV, RayEngine, actor_judge_settings
 from evalkit.engines.tables import (
@@ -134,7 +134,7 @@ class _AnswerScorer:
     """An actor's answer scorer: the offline method (its model loaded on first use) or the
     LLM judge with this actor's share of the judge limits (``actor_judge_settings``)."""
 
-    def __init__(self, settings: JudgeSettings, *, actors: int, judge_cache: str | None) -> None:
+    def __init__(self, settings: JudgeSettings, *, actors: int, judge_cache: Path | None) -> None:
         self._settings = (
             actor_judge_settings(settings, actors) if uses_judge(settings) else settings
         )
@@ -144,7 +144,7 @@ class _AnswerScorer:
                 threshold=settings.offline_threshold or DEFAULT_THRESHOLD,
                 version=settings.offline_version,
             )
-        self._cache = _SnapshotJudgeCache(Path(judge_cache) if judge_cache else None)
+        self._cache = _SnapshotJudgeCache(judge_cache)
 
     def write(self, records: Sequence[AnswerRecord], shard: Path) -> None:
         """Score ``records`` and write the answer shards of the batch shard ``shard``."""
@@ -207,25 +207,21 @@ class _ReplayActor:
         self,
         retriever: RetrieverOptions,
         settings: Settings,
+        spec: ReplaySpec,
         *,
-        k: int,
-        measures: Sequence[str],
-        relevance_threshold: int,
         shard_dir: str,
-        answers: JudgeSettings | None = None,
         actors: int = 1,
-        judge_cache: str | None = None,
     ) -> None:
         self._retriever = build_retriever(replace(retriever, query_embedder=None), settings)
         self._answers = (
-            _AnswerScorer(answers, actors=actors, judge_cache=judge_cache)
-            if answers is not None
+            _AnswerScorer(spec.answers, actors=actors, judge_cache=spec.judge_cache)
+            if spec.answers is not None
             else None
         )
-        self._k = k
-        self._measures = parse_measures(list(measures))
+        self._k = spec.k
+        self._measures = parse_measures(list(spec.measures))
         self._schema = shard_schema([str(measure) for measure in self._measures])
-        self._relevance_threshold = relevance_threshold
+        self._relevance_threshold = spec.relevance_threshold
         self._shard_dir = Path(shard_dir)
 
     def __call__(self, batch: pa.Table) -> dict[str, np.ndarray[Any, Any]]:
@@ -370,14 +366,10 @@ def replay_on_ray(
     query_table: Path,
     shard_dir: Path,
     engine: RayEngine,
+    spec: ReplaySpec,
     *,
-    k: int,
-    measures: Sequence[str],
-    relevance_threshold: int,
     total: int,
     progress: Callable[[int, int], None] | None = None,
-    answers: JudgeSettings | None = None,
-    judge_cache: Path | None = None,
 ) -> int:
     """Replay the queries of the Parquet ``query_table`` on Ray, leaving one shard per batch
     in ``shard_dir``; the number of queries the shards hold when the engine finished.
@@ -387,9 +379,10 @@ def replay_on_ray(
     the queries they lack as lost. ``progress(done, total)`` is called as batches finish;
     what it raises (a job being cancelled) propagates unchanged.
 
-    With ``answers`` (judge settings) the actors also score the answers the retriever
-    generates and leave them in answer shards; ``judge_cache`` is a Parquet snapshot of
-    the judge cache (``JUDGED_SCHEMA``) the actors read before calling the judge.
+    The actors replay to ``spec.k`` and score ``spec.measures``; with ``spec.answers`` (judge
+    settings) they also score the answers the retriever generates and leave them in answer
+    shards; ``spec.judge_cache`` is a Parquet snapshot of the judge cache (``JUDGED_SCHEMA``)
+    the actors read before calling the judge.
     """
     shard_dir.mkdir(parents=True, exist_ok=True)
     with connected(engine.address), _quiet(logging.getLogger("ray.data")):
@@ -409,16 +402,8 @@ def replay_on_ray(
             zero_copy_batch=True,
             compute=ray.data.ActorPoolStrategy(size=engine.actors),
             num_cpus=engine.actor_cpus,
-            fn_constructor_args=(engine.retriever, engine.settings),
-            fn_constructor_kwargs={
-                "k": k,
-                "measures": list(measures),
-                "relevance_threshold": relevance_threshold,
-                "shard_dir": str(shard_dir),
-                "answers": answers,
-                "actors": engine.actors,
-                "judge_cache": str(judge_cache) if judge_cache is not None else None,
-            },
+            fn_constructor_args=(engine.retriever, engine.settings, spec),
+            fn_constructor_kwargs={"shard_dir": str(shard_dir), "actors": engine.actors},
             runtime_env={"env_vars": WORKER_ENV},
         )
         done = 0
