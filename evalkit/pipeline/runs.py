@@ -227,9 +227,6 @@ def sharded_run(
     engine: RayEngine,
     queries: ReplayQueries,
     *,
-    k: int,
-    measure_names: Sequence[str],
-    relevance_threshold: int,
     n_total: int,
     prepare: Callable[[Store], object],
     progress: Progress | None,
@@ -282,7 +279,7 @@ def sharded_run(
         reports.append(report)
         began = time.perf_counter()
         load_engine_report(
-            recording, report, measures=measure_names, n_total=n_total, answers=scoring
+            recording, report, measures=spec.measures, n_total=n_total, answers=scoring
         )
         store_seconds = time.perf_counter() - began
         if answers is not None and answers.cache_path is not None and report.shard_dir:
@@ -305,9 +302,9 @@ def sharded_run(
         queries,
         ReplaySpec(
             run_id=run_id,
-            k=k,
-            measures=tuple(measure_names),
-            relevance_threshold=relevance_threshold,
+            k=spec.k,
+            measures=spec.measures,
+            relevance_threshold=spec.relevance_threshold,
             answers=answers,
             judge_cache=judge_cache,
         ),
