@@ -14,6 +14,7 @@ from evalkit.cli._output import OutputFormat
 __all__ = [
     "Format",
     "Output",
+    "OutputOnly",
     "TextsChromaUrl",
     "command_group",
     "corpus_for",
@@ -28,6 +29,10 @@ Output = Annotated[
 ]
 """The output format of the review commands and of ``goldset generate`` (which writes drafts
 for review): ``-o/--output``, or ``--format`` as elsewhere."""
+
+OutputOnly = Annotated[OutputFormat, typer.Option("--output", "-o", help="Output: table or json.")]
+"""The ``-o/--output`` format of a command without ``--format`` for it: the review exchange
+commands, whose ``--format`` names the annotation tool, and ``goldset remap``."""
 
 TextsChromaUrl = Annotated[
     str | None, typer.Option("--chroma-url", help="With --collection: a Chroma server's URL.")

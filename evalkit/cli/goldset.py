@@ -9,6 +9,7 @@ import typer
 
 from evalkit.cli import goldset_generate  # noqa: F401  (registers `goldset generate`)
 from evalkit.cli._app import goldset_app
+from evalkit.cli._options import OutputOnly
 from evalkit.cli._output import (
     OutputFormat,
     console,
@@ -205,9 +206,7 @@ def remap(
         str | None,
         typer.Option("--name", help="Store the new version under this name (default: NAME)."),
     ] = None,
-    output: Annotated[
-        OutputFormat, typer.Option("--output", "-o", help="Output: table or json.")
-    ] = OutputFormat.table,
+    output: OutputOnly = OutputFormat.table,
 ) -> None:
     """Move a goldset's span-anchored judgments onto a re-chunked corpus, as a new version.
 

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from evalkit.cli._app import review_app
+from evalkit.cli._options import OutputOnly
 from evalkit.cli._output import OutputFormat, console, emit_json, key_values
 from evalkit.cli._store import CommandStore
 from evalkit.files import replace_text
@@ -18,8 +19,6 @@ __all__ = ["CONFIG_SUFFIX", "parse_annotators"]
 
 CONFIG_SUFFIX = ".label-config.xml"
 """The labeling config is written beside the tasks: ``tasks.json`` -> ``tasks.label-config.xml``."""
-
-Output = Annotated[OutputFormat, typer.Option("--output", "-o", help="Output: table or json.")]
 
 
 class ExchangeFormat(enum.StrEnum):
@@ -60,7 +59,7 @@ def export(
         bool,
         typer.Option("--all", help="Export every item, not only those still open."),
     ] = False,
-    output: Output = OutputFormat.table,
+    output: OutputOnly = OutputFormat.table,
 ) -> None:
     """Write the goldset's queued items as Label Studio tasks, with the suggested grades as
     pre-annotations, and the labeling config to create the project with.
@@ -97,7 +96,7 @@ def import_reviews(
             "the annotator's email, else label-studio-user-ID). Repeatable.",
         ),
     ] = None,
-    output: Output = OutputFormat.table,
+    output: OutputOnly = OutputFormat.table,
 ) -> None:
     """Save the annotations of a Label Studio export as reviews, signed by their annotators.
 
