@@ -171,7 +171,6 @@ def evaluate_goldset(
             spec,
             LocalEngine(retriever, batch_size=request.batch_size),
             goldset.queries,
-            k=k,
             progress=progress,
             prepare=lambda writing: save_goldset(writing, goldset),
             record=record,

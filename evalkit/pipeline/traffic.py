@@ -150,7 +150,6 @@ def replay_traffic_window(
             plan.spec,
             LocalEngine(retriever, batch_size=request.batch_size),
             plan.queries,
-            k=request.k,
             progress=progress,
             prepare=lambda writing: None,
             record=record,
