@@ -23,7 +23,7 @@ import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import partial
 from typing import Any, Final, cast
 
@@ -124,14 +124,7 @@ class LeaderboardOptions:
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as JSON-ready values."""
-        return {
-            "alpha": self.alpha,
-            "resamples": self.resamples,
-            "seed": self.seed,
-            "test": self.test,
-            "correction": self.correction,
-            "confidence": self.confidence,
-        }
+        return asdict(self)
 
 
 DEFAULT_OPTIONS: Final = LeaderboardOptions()
@@ -146,7 +139,7 @@ class LatencySummary:
 
     def to_dict(self) -> dict[str, Any]:
         """``{"p50_ms": ..., "p95_ms": ...}``."""
-        return {"p50_ms": self.p50_ms, "p95_ms": self.p95_ms}
+        return asdict(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,14 +157,7 @@ class RunStanding:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready values (an unbounded interval end is None)."""
-        return {
-            "run": self.run,
-            "mean": self.mean,
-            "ci_low": self.ci_low,
-            "ci_high": self.ci_high,
-            "rank": self.rank,
-            "letters": self.letters,
-        }
+        return asdict(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,37 +188,21 @@ class PairComparison:
 
     def reversed(self) -> PairComparison:
         """The same comparison seen from ``second``."""
-        return PairComparison(
+        return replace(
+            self,
             first=self.second,
             second=self.first,
             delta=-self.delta,
             ci_low=-self.ci_high,
             ci_high=-self.ci_low,
             effect_size=-self.effect_size,
-            p_value=self.p_value,
-            p_adjusted=self.p_adjusted,
-            significant=self.significant,
             wins=self.losses,
-            ties=self.ties,
             losses=self.wins,
         )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready values."""
-        return {
-            "first": self.first,
-            "second": self.second,
-            "delta": self.delta,
-            "ci_low": self.ci_low,
-            "ci_high": self.ci_high,
-            "effect_size": self.effect_size,
-            "p_value": self.p_value,
-            "p_adjusted": self.p_adjusted,
-            "significant": self.significant,
-            "wins": self.wins,
-            "ties": self.ties,
-            "losses": self.losses,
-        }
+        return asdict(self)
 
 
 @dataclass(frozen=True, slots=True)
