@@ -81,15 +81,16 @@ def _confidence(board: Leaderboard) -> str:
     return f"{board.options.confidence:.0%} CI".replace("%", " %")
 
 
-def _interval(low: float, high: float, fmt: str = "{:.4f}") -> str:
-    def end(value: float) -> str:
-        return fmt.format(value) if math.isfinite(value) else ("inf" if value > 0 else "-inf")
+def _number(value: float, fmt: str = "{:.4f}") -> str:
+    return fmt.format(value) if math.isfinite(value) else ("inf" if value > 0 else "-inf")
 
-    return f"[{end(low)}, {end(high)}]"
+
+def _interval(low: float, high: float, fmt: str = "{:.4f}") -> str:
+    return f"[{_number(low, fmt)}, {_number(high, fmt)}]"
 
 
 def _effect(value: float) -> str:
-    return f"{value:.2f}" if math.isfinite(value) else ("inf" if value > 0 else "-inf")
+    return _number(value, "{:.2f}")
 
 
 def _ms(value: float) -> str:
