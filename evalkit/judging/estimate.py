@@ -188,22 +188,7 @@ class PrecisionEstimate:
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready form (``per_query`` as a list)."""
-        return {
-            "measure": self.measure,
-            "k": self.k,
-            "estimate": self.estimate,
-            "low": self.low,
-            "high": self.high,
-            "confidence": self.confidence,
-            "n_queries": self.n_queries,
-            "n_resamples": self.n_resamples,
-            "seed": self.seed,
-            "calibration_method": self.calibration_method,
-            "calibration_queries": self.calibration_queries,
-            "calibration_replicates": self.calibration_replicates,
-            "calibration_fingerprint": self.calibration_fingerprint,
-            "per_query": list(self.per_query),
-        }
+        return {"measure": self.measure} | asdict(self) | {"per_query": list(self.per_query)}
 
 
 def fit_calibration(
