@@ -257,12 +257,7 @@ def _check(
         if newest.run_id != base.run_id
         else None
     )
-    if levels[-1] == "alert" or (test is not None and test.regression):
-        finding = "drift"
-    elif levels[-1] == "warning":
-        finding = "warning"
-    else:
-        finding = "ok"
+    finding = drops.finding(regression=test is not None and test.regression)
     return TrafficPrecisionCheck(
         assessor=labeller,
         retriever=retriever_id,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -353,7 +353,7 @@ class SkippedSeries:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        return {"subject": self.subject, "runs": self.runs, "reason": self.reason}
+        return asdict(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -457,14 +457,9 @@ def watch_precision(
                 seed=seed,
             )
             paired = report.comparison
-        sequential_level = levels[-1]
-        regression = paired is not None and paired.decision is Decision.REGRESSION
-        if sequential_level == "alert" or regression:
-            finding = "drift"
-        elif sequential_level == "warning":
-            finding = "warning"
-        else:
-            finding = "ok"
+        finding = drops.finding(
+            regression=paired is not None and paired.decision is Decision.REGRESSION
+        )
         check = PrecisionCheck(
             goldset=goldset,
             subject=key,
@@ -498,6 +493,16 @@ class SeriesDrops:
     change_point: int | None
     warmup: int
     details: Mapping[str, Any]
+
+    def finding(self, *, regression: bool) -> str:
+        """``drift`` when the newest level is ``alert`` or a test of the newest point against
+        the baseline found a ``regression``, ``warning`` when the newest level is
+        ``warning``, else ``ok``."""
+        if self.levels[-1] == "alert" or regression:
+            return "drift"
+        if self.levels[-1] == "warning":
+            return "warning"
+        return "ok"
 
 
 def watch_drops(
