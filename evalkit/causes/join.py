@@ -44,7 +44,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import pandas as pd
 
@@ -71,6 +71,7 @@ __all__ = [
 ]
 
 _KIND_ORDER = {name: index for index, name in enumerate(CAUSE_KINDS)}
+_Source = TypeVar("_Source")
 _MISSING_FINDINGS: Final = ("orphaned_judgments", "missing_from_index")
 _STALE_FINDINGS: Final = ("changed_at_source",)
 _MODEL_FINDINGS: Final = ("model_fingerprint_mismatch", "vectors_from_another_model")
@@ -193,6 +194,13 @@ class _Loss:
         if total <= 0:
             return 0.0
         return float(sum(drop * fractions.get(q, 0.0) for q, drop in self.drops.items())) / total
+
+    def lost_pairs_of(self, by_doc: Mapping[str, _Source]) -> dict[tuple[str, str], _Source]:
+        """The lost (query, document) pairs of the documents in ``by_doc``, each with its
+        document's entry."""
+        return {
+            (q, doc): by_doc[doc] for q, docs in self.lost.items() for doc in docs if doc in by_doc
+        }
 
     def document_fractions(self, wanted: Mapping[tuple[str, str], object]) -> dict[str, float]:
         """Per query: the share of its lost documents among the ``wanted`` (query, doc) pairs."""
@@ -323,9 +331,7 @@ def _audit_causes(
     for kind, by_doc in flagged.items():
         if not by_doc:
             continue
-        pairs = {
-            (q, doc): by_doc[doc] for q, docs in loss.lost.items() for doc in docs if doc in by_doc
-        }
+        pairs = loss.lost_pairs_of(by_doc)
         fractions = loss.document_fractions(pairs)
         share = loss.share(fractions)
         counts: dict[tuple[str, str, str], int] = {}
@@ -383,9 +389,7 @@ def _unreflected_cause(
     if not changes:
         return set()
     by_doc = {str(row["doc_id"]): row for row in changes}
-    pairs = {
-        (q, doc): by_doc[doc] for q, docs in loss.lost.items() for doc in docs if doc in by_doc
-    }
+    pairs = loss.lost_pairs_of(by_doc)
     fractions = loss.document_fractions(pairs)
     share = loss.share(fractions)
     subjects: dict[str, int] = {}
