@@ -34,7 +34,6 @@ from evalkit.goldset._schema import (
     check_fields,
     check_identifier,
     check_identifier_list,
-    check_span_fields,
     grade_value,
 )
 from evalkit.goldset.corpus import iter_corpus, validate_corpus
@@ -42,7 +41,7 @@ from evalkit.goldset.jsonl import (
     CORPUS_FILE,
     JUDGMENTS_FILE,
     QUERIES_FILE,
-    check_judgment_keys,
+    judgment_lines,
     query_from_record,
     span_of,
 )
@@ -231,26 +230,9 @@ def _read_judgments(
     path: Path, known: Mapping[str, int], problems: ProblemLog
 ) -> dict[str, list[_Suggestion]]:
     by_query: dict[str, list[_Suggestion]] = {}
-    first: dict[tuple[str, str], int] = {}
-    for line, record in iter_json_objects(path, problems):
-        bad = check_fields(
-            record,
-            _DRAFT_JUDGMENT_FIELDS,
-            problems=problems,
-            path=path,
-            line=line,
-            record_name="judgment",
-        )
-        check_span_fields(record, bad, problems=problems, path=path, line=line, quoted_text=True)
-        check_judgment_keys(
-            record,
-            bad,
-            known_queries=known or None,
-            first_lines=first,
-            problems=problems,
-            path=path,
-            line=line,
-        )
+    for record, bad in judgment_lines(
+        path, _DRAFT_JUDGMENT_FIELDS, known_queries=known or None, problems=problems
+    ):
         if "query_id" not in bad:
             # A query whose lines are all bad has its problems named already.
             by_query.setdefault(str(record["query_id"]), [])

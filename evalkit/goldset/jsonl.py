@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Container, Iterable, Mapping
+from collections.abc import Container, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from evalkit.goldset._reading import ProblemLog, iter_json_objects
 from evalkit.goldset._schema import (
     JUDGMENT_FIELDS,
     QUERY_FIELDS,
+    FieldSpec,
     check_fields,
     check_span_fields,
     grade_value,
@@ -32,6 +33,7 @@ __all__ = [
     "JUDGMENTS_FILE",
     "QUERIES_FILE",
     "check_judgment_keys",
+    "judgment_lines",
     "judgment_record",
     "load_jsonl_goldset",
     "query_from_record",
@@ -214,16 +216,20 @@ def check_judgment_keys(
         first_lines[pair] = line
 
 
-def _read_judgments(
-    path: Path, known_queries: dict[str, int] | None, problems: ProblemLog
-) -> list[Judgment]:
-    # With no query read at all every judgment would be "unknown": the queries file's own
-    # problem says it once instead.
-    judgments: list[Judgment] = []
+def judgment_lines(
+    path: Path,
+    fields: Mapping[str, FieldSpec],
+    *,
+    known_queries: Container[str] | None,
+    problems: ProblemLog,
+) -> Iterator[tuple[dict[str, object], set[str]]]:
+    """Each object of the judgments file at ``path`` with the names of its bad fields: the
+    ones ``fields`` and the span fields refuse, and those ``check_judgment_keys`` finds
+    (``known_queries``: None, not checked). Problems are added to ``problems``."""
     first_lines: dict[tuple[str, str], int] = {}
     for line, record in iter_json_objects(path, problems):
         bad = check_fields(
-            record, JUDGMENT_FIELDS, problems=problems, path=path, line=line, record_name="judgment"
+            record, fields, problems=problems, path=path, line=line, record_name="judgment"
         )
         check_span_fields(record, bad, problems=problems, path=path, line=line, quoted_text=True)
         check_judgment_keys(
@@ -235,6 +241,18 @@ def _read_judgments(
             path=path,
             line=line,
         )
+        yield record, bad
+
+
+def _read_judgments(
+    path: Path, known_queries: dict[str, int] | None, problems: ProblemLog
+) -> list[Judgment]:
+    # With no query read at all every judgment would be "unknown": the queries file's own
+    # problem says it once instead.
+    judgments: list[Judgment] = []
+    for record, bad in judgment_lines(
+        path, JUDGMENT_FIELDS, known_queries=known_queries, problems=problems
+    ):
         if not bad:
             judgments.append(
                 Judgment(
@@ -244,7 +262,7 @@ def _read_judgments(
                     span=span_of(record),
                 )
             )
-    if not first_lines and not problems:
+    if not judgments and not problems:
         problems.add("holds no judgments; a goldset needs at least one graded judgment", path=path)
     return judgments
 
