@@ -21,7 +21,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, closing
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from queue import SimpleQueue
 from typing import Any, BinaryIO, cast
@@ -86,6 +86,7 @@ _COMPRESSED_SUFFIXES = frozenset({".gz", ".bz2", ".xz", ".zst", ".zip", ".lz4"})
 _JSONL_SUFFIXES = frozenset({".jsonl", ".ndjson", ".json", ".log"})
 _PARQUET_SUFFIXES = frozenset({".parquet", ".pq"})
 _PENDING_NOTE = "an unfinished last line was left for the next pass"
+_RESTARTED_NOTE = "the file was truncated or replaced since the last pass; read from the start"
 # Lines per file and pass whose field names are checked against the format: enough to
 # notice a misspelt field an application writes on every line, cheap on big files.
 _FIELD_CHECK_LINES = 100
@@ -167,12 +168,8 @@ class IngestReport:
             "lines_read": self.lines_read,
             "duplicates": self.duplicates,
             "malformed": self.malformed,
-            "files": [
-                {name: getattr(entry, name) for name in entry.__slots__} for entry in self.files
-            ],
-            "problems": [
-                {"path": p.path, "line": p.line, "message": p.message} for p in self.problems
-            ],
+            "files": [asdict(entry) for entry in self.files],
+            "problems": [asdict(problem) for problem in self.problems],
             "n_problems": self.n_problems,
             "unknown_fields": dict(self.unknown_fields),
             "redaction": dict(self.redaction),
@@ -200,6 +197,18 @@ class _Pass:
             if len(self.problems) < self.max_problems:
                 self.problems.append(IngestProblem(path, line, message))
 
+    def note_commit(
+        self, path: str, problems: Iterable[tuple[int | None, str]], stored: int
+    ) -> None:
+        """Note a batch of ``path`` once committed: its problems and the records it stored,
+        then report progress."""
+        self.note_problems(path, problems)
+        self.records_committed += stored
+        if self.progress is not None:
+            # After the commit, so a callback that raises (a job being stopped) loses nothing:
+            # the next pass resumes after this batch.
+            self.progress(self.records_committed, None)
+
 
 def _matches(identity: FileIdentity, state: SourceState) -> bool:
     return identity.starts_as(state.head_length, state.head_hash)
@@ -220,15 +229,21 @@ def _source_state(
     )
 
 
+def _resume_point(run: _Pass, identity: FileIdentity) -> tuple[int, int, str]:
+    """Where a log of lines is read from: the byte offset and the lines read before it, and
+    the file's status (``resumed`` where the last pass stopped, else ``new`` or
+    ``restarted`` from the start)."""
+    state = find_source_state(run.store, device=identity.device, inode=identity.inode)
+    if state is not None and _matches(identity, state) and identity.size >= state.byte_offset:
+        return state.byte_offset, state.lines_read, "resumed"
+    return 0, 0, "new" if state is None else "restarted"
+
+
 def _ingest_jsonl(run: _Pass, path: Path) -> FileIngest:
     name = str(path)
     with path.open("rb") as handle:
         identity = file_identity(handle)
-        state = find_source_state(run.store, device=identity.device, inode=identity.inode)
-        if state is not None and _matches(identity, state) and identity.size >= state.byte_offset:
-            offset, lines, status = state.byte_offset, state.lines_read, "resumed"
-        else:
-            offset, lines, status = 0, 0, "new" if state is None else "restarted"
+        offset, lines, status = _resume_point(run, identity)
         if status == "resumed" and offset == identity.size:
             return FileIngest(name, "jsonl", "unchanged")
         handle.seek(offset)
@@ -237,7 +252,7 @@ def _ingest_jsonl(run: _Pass, path: Path) -> FileIngest:
         )
     note = None
     if status == "restarted":
-        note = "the file was truncated or replaced since the last pass; read from the start"
+        note = _RESTARTED_NOTE
     elif pending:
         note = _PENDING_NOTE
     return FileIngest(name, "jsonl", status, consumed, added, duplicates, malformed, pending, note)
@@ -511,13 +526,8 @@ def _store(run: _Pass, name: str, builder: RecordBatchBuilder, state: SourceStat
 def _account(run: _Pass, name: str, builder: RecordBatchBuilder, stored: int) -> tuple[int, int]:
     """Note a committed batch in the pass and report progress; returns records stored and
     duplicates skipped."""
-    run.note_problems(name, builder.problems)
     run.unknown_fields.update(builder.unknown_fields)
-    run.records_committed += stored
-    if run.progress is not None:
-        # After the commit, so a callback that raises (a job being stopped) loses nothing:
-        # the next pass resumes after this batch.
-        run.progress(run.records_committed, None)
+    run.note_commit(name, builder.problems, stored)
     return stored, len(builder) - stored
 
 
@@ -593,12 +603,7 @@ def _ingest_otlp_json(run: _Pass, path: Path) -> FileIngest:
     kind = "otlp-json"
     with path.open("rb") as handle:
         identity = file_identity(handle)
-        state = find_source_state(run.store, device=identity.device, inode=identity.inode)
-        resumable = state is not None and _matches(identity, state)
-        if resumable and state is not None and identity.size >= state.byte_offset:
-            offset, lines, status = state.byte_offset, state.lines_read, "resumed"
-        else:
-            offset, lines, status = 0, 0, "new" if state is None else "restarted"
+        offset, lines, status = _resume_point(run, identity)
         if status == "resumed" and offset == identity.size:
             return FileIngest(name, kind, "unchanged")
         handle.seek(offset)
@@ -643,7 +648,7 @@ def _ingest_otlp_json(run: _Pass, path: Path) -> FileIngest:
         flush()
     notes = []
     if status == "restarted":
-        notes.append("the file was truncated or replaced since the last pass; read from the start")
+        notes.append(_RESTARTED_NOTE)
     elif pending:
         notes.append(_PENDING_NOTE)
     if totals["without_text"]:
@@ -668,10 +673,7 @@ def _ingest_otlp_json(run: _Pass, path: Path) -> FileIngest:
 
 def _commit_spans(run: _Pass, batch: SpanBatch, name: str, state: SourceState) -> SpanIngest:
     done = store_spans(run.store, batch, source=name, redaction=run.redaction, state=state)
-    run.note_problems(name, batch.problems)
-    run.records_committed += done.stored
-    if run.progress is not None:
-        run.progress(run.records_committed, None)
+    run.note_commit(name, batch.problems, done.stored)
     return done
 
 
