@@ -52,7 +52,7 @@ from evalkit.retrievers.model_check import (
     describe_model_check,
 )
 
-__all__ = ["METRICS", "VECTOR_TYPES", "PgvectorMetric", "PgvectorRetriever"]
+__all__ = ["METRICS", "VECTOR_TYPES", "PgvectorMetric", "PgvectorRetriever", "open_connection"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,12 +183,7 @@ class PgvectorRetriever(ClosesOnExit):
 
     def _connect(self) -> psycopg.Connection[Any]:
         try:
-            return psycopg.connect(
-                self._dsn,
-                connect_timeout=max(1, math.ceil(self._settings.connect_timeout)),
-                application_name="evalkit",
-                autocommit=True,
-            )
+            return open_connection(self._dsn, connect_timeout=self._settings.connect_timeout)
         except psycopg.Error as error:
             raise RetrieverError(
                 f"cannot connect to PostgreSQL ({self._where()}): "
@@ -633,6 +628,17 @@ class PgvectorRetriever(ClosesOnExit):
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+def open_connection(dsn: str, *, connect_timeout: float) -> psycopg.Connection[Any]:
+    """An autocommit connection to the database of ``dsn``, named ``evalkit`` on the
+    server; psycopg.Error when it cannot be opened within ``connect_timeout`` seconds."""
+    return psycopg.connect(
+        dsn,
+        connect_timeout=max(1, math.ceil(connect_timeout)),
+        application_name="evalkit",
+        autocommit=True,
+    )
 
 
 def _split_table(table: str) -> tuple[str, ...]:

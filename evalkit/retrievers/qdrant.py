@@ -59,7 +59,7 @@ from evalkit.retrievers.model_check import (
     describe_model_check,
 )
 
-__all__ = ["FINGERPRINT_SAMPLE", "QdrantRetriever"]
+__all__ = ["FINGERPRINT_SAMPLE", "QdrantRetriever", "collection_name", "open_client"]
 
 FINGERPRINT_SAMPLE = 64
 """Points (the first in id order) whose content the index fingerprint covers."""
@@ -87,31 +87,16 @@ class QdrantRetriever(ClosesOnExit):
                 "the qdrant retriever needs one of url (a server) or path (a local store) in "
                 "[retriever.qdrant] of evalkit.toml (docs/retrievers.md)"
             )
-        name = collection or settings.collection
-        if not name:
-            raise ConfigError(
-                "name the Qdrant collection: --collection NAME or collection in [retriever.qdrant]"
-            )
         self._settings = settings
         self._embedder = embedder
-        self._collection = name
+        self._collection = collection_name(settings, collection)
         self._tenant_key = where_key or settings.tenant_key
         self._batch_size = batch_size
         api_key = settings.api_key()
         register_secrets([api_key])
         self._where = mask_url(settings.url) if settings.url else str(settings.path)
         try:
-            if settings.url is not None:
-                # evalkit checks the collection itself, with a clearer message than the
-                # client's version probe, which only warns.
-                self._client = QdrantClient(
-                    url=settings.url,
-                    api_key=api_key,
-                    timeout=int(max(1, settings.timeout)),
-                    check_compatibility=False,
-                )
-            else:
-                self._client = QdrantClient(path=str(settings.path))
+            self._client = open_client(settings, api_key)
         except Exception as error:  # the client raises its own and lock errors alike
             raise RetrieverError(
                 f"cannot open Qdrant at {self._where}: {describe_exception(error)}"
@@ -384,6 +369,32 @@ class QdrantRetriever(ClosesOnExit):
         if client is not None:
             client.close()
             self._client = None  # type: ignore[assignment]
+
+
+def collection_name(settings: QdrantSettings, collection: str | None) -> str:
+    """The collection to read: ``collection`` when given, else the one of
+    ``[retriever.qdrant]``; ConfigError when neither names one."""
+    name = collection or settings.collection
+    if not name:
+        raise ConfigError(
+            "name the Qdrant collection: --collection NAME or collection in [retriever.qdrant]"
+        )
+    return name
+
+
+def open_client(settings: QdrantSettings, api_key: str | None) -> QdrantClient:
+    """A client of the server at ``url``, or of the local store at ``path``, of
+    ``settings`` (the caller has checked that exactly one is set)."""
+    if settings.url is not None:
+        # evalkit checks the collection itself, with a clearer message than the client's
+        # version probe, which only warns.
+        return QdrantClient(
+            url=settings.url,
+            api_key=api_key,
+            timeout=int(max(1, settings.timeout)),
+            check_compatibility=False,
+        )
+    return QdrantClient(path=str(settings.path))
 
 
 def _jsonable(vectors: Any) -> Any:

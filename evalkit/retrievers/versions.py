@@ -214,6 +214,8 @@ class PgvectorVersions:
         import psycopg
         from psycopg import sql
 
+        from evalkit.retrievers.pgvector import open_connection
+
         if settings.dsn is None or not settings.table:
             raise ConfigError(
                 "reading a pgvector table needs dsn and table in [retriever.pgvector] "
@@ -229,12 +231,7 @@ class PgvectorVersions:
         self._table_name = settings.table
         parts = tuple(settings.table.split("."))
         try:
-            self._conn = psycopg.connect(
-                settings.dsn,
-                connect_timeout=max(1, math.ceil(settings.connect_timeout)),
-                application_name="evalkit",
-                autocommit=True,
-            )
+            self._conn = open_connection(settings.dsn, connect_timeout=settings.connect_timeout)
         except psycopg.Error as error:
             raise RetrieverError(
                 f"cannot connect to PostgreSQL to read table {settings.table!r}: "
@@ -316,13 +313,9 @@ class QdrantVersions:
         self, settings: QdrantSettings, *, collection: str | None, indexed_at_key: str | None
     ) -> None:
         # qdrant_client is an optional extra: only a Qdrant index is read with it.
-        from qdrant_client import QdrantClient
+        from evalkit.retrievers.qdrant import collection_name, open_client
 
-        name = collection or settings.collection
-        if not name:
-            raise ConfigError(
-                "name the Qdrant collection: --collection NAME or collection in [retriever.qdrant]"
-            )
+        name = collection_name(settings, collection)
         if (settings.url is None) == (settings.path is None):
             raise ConfigError(
                 "reading a Qdrant collection needs one of url or path in [retriever.qdrant]"
@@ -337,15 +330,7 @@ class QdrantVersions:
         self._collection = name
         self._time_key = indexed_at_key
         try:
-            if settings.url is not None:
-                self._client = QdrantClient(
-                    url=settings.url,
-                    api_key=settings.api_key(),
-                    timeout=int(max(1, settings.timeout)),
-                    check_compatibility=False,
-                )
-            else:
-                self._client = QdrantClient(path=str(settings.path))
+            self._client = open_client(settings, settings.api_key())
         except Exception as error:  # the client raises its own and lock errors alike
             raise RetrieverError(f"cannot open Qdrant: {describe_exception(error)}") from error
 
