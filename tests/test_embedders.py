@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 from conftest import REPO_ROOT
 from demo_index import DEMO_DIR, Reference, chroma_reference, demo_goldset, minilm
 from loopback import serving
@@ -109,6 +108,7 @@ def _handler(server: EmbeddingServer) -> type[BaseHTTPRequestHandler]:
 @pytest.fixture(scope="session")
 def other_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A genuinely different local model: MiniLM with a seeded 384->256 projection on top."""
+    import torch
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Dense, Normalize
 

@@ -6,7 +6,6 @@ import copy
 
 import numpy as np
 import pytest
-import torch
 
 from evalkit.embedding import (
     DEFAULT_MODEL_NAME,
@@ -52,6 +51,8 @@ def test_fingerprint_survives_collection_metadata(embedder: Embedder) -> None:
 
 
 def test_a_perturbed_model_does_not_match(embedder: Embedder) -> None:
+    import torch  # here, not at the top: collecting the suite need not load torch
+
     model = copy.deepcopy(embedder._model)
     generator = torch.Generator().manual_seed(3)
     with torch.no_grad():
