@@ -25,6 +25,7 @@ from evalkit.goldset.model import Goldset
 from evalkit.records import Judgment
 from evalkit.records.audit import AuditReport, CheckOutcome, Finding, Severity
 from evalkit.records.drift import DriftCheck
+from evalkit.records.requests import PairedTestSettings
 from evalkit.schemas import load_schema
 from evalkit.store import Store
 from evalkit.store.alerts import StoredAlert, StoredAlertState, save_alert
@@ -35,7 +36,7 @@ from evalkit.store.goldsets import save_goldset
 N = 14
 MEASURES = ("ndcg@10", "recall@10", "precision@10")
 CHROMA = {"kind": "chroma-embedded", "path": "/x/chroma", "collection": "mini"}
-FAST = {"resamples": 500}
+FAST = PairedTestSettings(resamples=500)
 
 
 def _run(
@@ -149,7 +150,7 @@ def test_documents_removed_from_the_index_rank_first_with_their_share(store: Sto
     candidate = _run(store, gold, _without(removed), index="idx-2")
     audit_id = _audit(store, "orphaned_judgments", sorted(removed))
 
-    explanation = explain_runs(store, candidate, **FAST)
+    explanation = explain_runs(store, candidate, test=FAST)
 
     assert explanation.baseline == baseline
     assert explanation.decision == "regression"
@@ -184,7 +185,7 @@ def test_half_the_lost_documents_audited_missing_explain_half_the_loss(store: St
     candidate = _run(store, gold, _without(removed), index="idx-2")
     _audit(store, "orphaned_judgments", sorted(removed)[:2])
 
-    explanation = explain_runs(store, candidate, **FAST)
+    explanation = explain_runs(store, candidate, test=FAST)
 
     by_kind = {cause.kind: cause for cause in explanation.causes}
     # Four queries lost the same amount each; two of them are explained by the audit; the
@@ -207,7 +208,7 @@ def test_without_an_audit_absent_documents_are_named_and_the_note_says_how_to_au
     _run(store, gold, {q: perfect(q) for q in query_ids(N)})
     candidate = _run(store, gold, _without({"q01-b", "q02-b"}), index="idx-2")
 
-    explanation = explain_runs(store, candidate, **FAST)
+    explanation = explain_runs(store, candidate, test=FAST)
 
     # Without an audit, the store still knows the candidate returned them for no query.
     kinds = [cause.kind for cause in explanation.causes]
@@ -243,7 +244,7 @@ def test_the_audit_note_names_the_chroma_server_and_only_for_chroma(store: Store
             )
             for rankings in ({q: perfect(q) for q in query_ids(N)}, lost)
         ]
-        notes = explain_runs(store, runs[1], baseline=runs[0], **FAST).notes
+        notes = explain_runs(store, runs[1], baseline=runs[0], test=FAST).notes
         if kind == "chroma-http":
             assert any(
                 "`evalkit audit --collection mini --chroma-url http://chroma:8000 --goldset mini`"
@@ -264,14 +265,14 @@ def test_a_swapped_query_model_ranks_first_and_a_canary_mismatch_before_it(
     shuffled = {q: [f"y{i}" for i in range(5)] + perfect(q)[:5] for q in query_ids(N)}
     candidate = _run(store, gold, shuffled, model="fp-other")
 
-    explanation = explain_runs(store, candidate, **FAST)
+    explanation = explain_runs(store, candidate, test=FAST)
     assert explanation.causes[0].kind == "query_model_changed"
     assert explanation.causes[0].score == pytest.approx(1.0)
     assert "fp-1" in explanation.causes[0].statement
     assert "fp-other" in explanation.causes[0].statement
 
     check = model_canary_check(store, 0.02)
-    explanation = explain_runs(store, candidate, **FAST)
+    explanation = explain_runs(store, candidate, test=FAST)
     kinds = [cause.kind for cause in explanation.causes]
     assert kinds[:2] == ["index_model_mismatch", "query_model_changed"]
     assert explanation.causes[0].link.page == "drift"
@@ -294,7 +295,7 @@ def test_changed_judgments_are_the_goldset_cause(store: Store) -> None:
     save_goldset(store, gold_v2)
     candidate = _run(store, gold_v2, {q: perfect(q) for q in query_ids(N)})
 
-    explanation = explain_runs(store, candidate, **FAST)
+    explanation = explain_runs(store, candidate, test=FAST)
 
     top = explanation.causes[0]
     assert top.kind == "goldset_changed"
@@ -312,7 +313,7 @@ def test_a_smaller_k_is_the_cause_of_documents_ranked_below_it(store: Store) -> 
     _run(store, gold, deep)
     candidate = _run(store, gold, {q: deep[q][:6] for q in query_ids(N)}, k=6)
 
-    explanation = explain_runs(store, candidate, measures=["recall@10"], **FAST)
+    explanation = explain_runs(store, candidate, measures=["recall@10"], test=FAST)
 
     top = explanation.causes[0]
     assert top.kind == "k_changed"
@@ -328,7 +329,7 @@ def test_failed_queries_of_a_partial_run_are_their_share_of_the_loss(store: Stor
     _run(store, gold, good)
     candidate = _run(store, gold, good, failed=("q01", "q02"))
 
-    explanation = explain_runs(store, candidate, **FAST)
+    explanation = explain_runs(store, candidate, test=FAST)
 
     top = explanation.causes[0]
     assert top.kind == "failed_queries"
@@ -352,7 +353,7 @@ def test_query_drift_only_counts_between_the_runs(store: Store) -> None:
         DriftCheck(stream="queries", subject="mini", finding="drift", method="mmd", is_drift=True),
     )
 
-    explanation = explain_runs(store, candidate, **FAST)
+    explanation = explain_runs(store, candidate, test=FAST)
 
     drift = [cause for cause in explanation.causes if cause.kind == "query_drift"]
     assert len(drift) == 1
@@ -367,7 +368,7 @@ def test_a_precision_drift_check_and_an_alert_resolve_to_their_runs(store: Store
     candidate = _run(store, gold, _without(removed), index="idx-2")
     _audit(store, "missing_from_index", sorted(removed))
     check = precision_check(store, baseline, candidate, "precision@10")
-    explanation = explain_drift_check(store, check, **FAST)
+    explanation = explain_drift_check(store, check, test=FAST)
     assert (explanation.baseline, explanation.candidate) == (baseline, candidate)
     assert explanation.measure == "precision@10"
     assert explanation.causes[0].kind == "missing_from_index"
@@ -402,7 +403,7 @@ def test_a_precision_drift_check_and_an_alert_resolve_to_their_runs(store: Store
         last_alert_id=alert.alert_id,
     )
     save_alert(store, alert, state=state, sinks=[])
-    explanation = explain_alert(store, alert, **FAST)
+    explanation = explain_alert(store, alert, test=FAST)
     assert explanation.causes[0].kind == "missing_from_index"
     assert explanation.about == {"alert": "a1"}
 
@@ -489,7 +490,7 @@ def test_a_newer_audit_that_no_longer_finds_the_documents_clears_them(store: Sto
         ),
     )
 
-    explanation = explain_runs(store, candidate, **FAST)
+    explanation = explain_runs(store, candidate, test=FAST)
 
     kinds = [cause.kind for cause in explanation.causes]
     assert "missing_from_index" not in kinds
@@ -506,7 +507,7 @@ def test_a_model_canary_check_resolves_to_the_newest_run_of_its_collection(
     candidate = _run(store, gold, shuffled)
     check = model_canary_check(store, 0.01)
 
-    explanation = explain_drift_check(store, check, **FAST)
+    explanation = explain_drift_check(store, check, test=FAST)
 
     assert (explanation.baseline, explanation.candidate) == (baseline, candidate)
     assert explanation.causes[0].kind == "index_model_mismatch"

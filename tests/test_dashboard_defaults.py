@@ -281,11 +281,12 @@ def test_the_planted_deletion_is_a_regression_explain_traces_to_the_audit(
     story: StoryStore,
 ) -> None:
     from evalkit.causes import explain_runs
+    from evalkit.records.requests import PairedTestSettings
 
     with Store.open(story.path, read_only=True) as store:
         before, after = get_run(store, story.baseline), get_run(store, story.candidate)
         assert previous_run(store, after).run_id == story.baseline
-        explanation = explain_runs(store, story.candidate, resamples=200)
+        explanation = explain_runs(store, story.candidate, test=PairedTestSettings(resamples=200))
     assert before.aggregates["ndcg@10"] == pytest.approx(1.0)
     assert after.aggregates["ndcg@10"] < 1.0
     assert before.spec.index_fingerprint != after.spec.index_fingerprint

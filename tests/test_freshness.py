@@ -46,6 +46,7 @@ from evalkit.embedding import ModelFingerprint
 from evalkit.pipeline import check_freshness
 from evalkit.records import Document
 from evalkit.records.freshness import FreshnessCheck, FreshnessRequest
+from evalkit.records.requests import PairedTestSettings
 from evalkit.retrievers import index_corpus, open_chroma_client
 from evalkit.retrievers.http import HttpRetriever
 from evalkit.retrievers.versions import (
@@ -552,7 +553,7 @@ def test_a_regression_whose_lost_documents_wait_for_reindexing_is_explained_by_t
     lost = {"q01-b", "q02-b", "q03-b", "q04-b"}
     candidate = run({q: [d for d in perfect(q) if d not in lost] for q in query_ids(8)})
 
-    explanation = explain_runs(store, candidate, resamples=500)
+    explanation = explain_runs(store, candidate, test=PairedTestSettings(resamples=500))
     causes = {cause.kind: cause for cause in explanation.causes}
     cause = causes["unreflected_changes"]
     # Four queries lost one document each; two of them were waiting to be re-indexed.

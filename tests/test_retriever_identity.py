@@ -26,6 +26,7 @@ from evalkit.causes import explain_runs
 from evalkit.cli import invoke
 from evalkit.config import load_settings, parse_settings
 from evalkit.drift.watch import watch_precision
+from evalkit.records.requests import PairedTestSettings
 from evalkit.store import Store
 from evalkit.store.alerts import load_alert_states
 from evalkit.store.dashboard.overview import series_frame
@@ -357,7 +358,9 @@ def test_changed_options_are_a_changed_retriever(project: Project) -> None:
     baseline = project.run(f"{project.mymod}:make")["run_id"]
     dropped = project.run(f"{project.mymod}:make", config=project.options(drop=2))["run_id"]
     with Store.open(project.store_path, read_only=True) as store:
-        explanation = explain_runs(store, dropped, baseline=baseline, resamples=200)
+        explanation = explain_runs(
+            store, dropped, baseline=baseline, test=PairedTestSettings(resamples=200)
+        )
     (cause,) = [c for c in explanation.causes if c.kind == "retriever_changed"]
     assert 'options {} -> {"drop": 2}' in cause.statement
     assert [dict(row) for row in cause.evidence] == [

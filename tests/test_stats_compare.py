@@ -14,7 +14,7 @@ from evalkit.errors import ConfigError
 from evalkit.goldset.model import Goldset
 from evalkit.pipeline import evaluate_goldset
 from evalkit.records import Judgment, Query, QueryResult, ScoredDoc
-from evalkit.records.requests import GoldsetRunRequest
+from evalkit.records.requests import GoldsetRunRequest, PairedTestSettings
 from evalkit.stats import (
     UNCUT_DEPTH,
     ComparisonReport,
@@ -33,6 +33,8 @@ from evalkit.store.runs import get_run, query_metrics
 
 N_QUERIES = 20
 MISSED = {f"q{i:02d}" for i in range(0, N_QUERIES, 2)}
+QUICK = PairedTestSettings(resamples=500)
+PRECISE = PairedTestSettings(resamples=2000)
 """Queries on which the candidate retriever no longer finds the relevant documents."""
 
 
@@ -89,7 +91,7 @@ def test_the_report_is_a_frozen_record_of_the_whole_comparison(store: Store) -> 
     candidate = stored_run(store, FixedRetriever(miss=MISSED))
 
     report = compare_stored_runs(
-        store, baseline, candidate, ["ndcg@10", "recall@10"], resamples=2000, worst=3
+        store, baseline, candidate, ["ndcg@10", "recall@10"], PRECISE, worst=3
     )
 
     assert isinstance(report, ComparisonReport)
@@ -118,7 +120,11 @@ def test_decision_and_worst_queries_agree_with_the_stored_runs(store: Store) -> 
     candidate = stored_run(store, FixedRetriever(miss=MISSED))
 
     report = compare_stored_runs(
-        store, baseline, candidate, ["ndcg@10", "map"], resamples=2000, min_effect=0.01
+        store,
+        baseline,
+        candidate,
+        ["ndcg@10", "map"],
+        PairedTestSettings(resamples=2000, min_effect=0.01),
     )
 
     # Half the queries lose both relevant documents: a drop no interval can call noise.
@@ -159,9 +165,9 @@ def test_worst_bounds_the_listed_queries_and_identical_runs_list_none(store: Sto
     candidate = stored_run(store, FixedRetriever(miss=MISSED))
     again = stored_run(store, FixedRetriever())
 
-    bounded = compare_stored_runs(store, baseline, candidate, ["ndcg@10"], resamples=500, worst=4)
+    bounded = compare_stored_runs(store, baseline, candidate, ["ndcg@10"], QUICK, worst=4)
     assert [drop.query_id for drop in bounded.worst_queries] == sorted(MISSED)[:4]
-    same = compare_stored_runs(store, baseline, again, ["ndcg@10"], resamples=500)
+    same = compare_stored_runs(store, baseline, again, ["ndcg@10"], QUICK)
     assert same.decision is Decision.PASS
     assert same.worst_queries == ()
     assert same.to_dict()["worst_queries"] == {"ndcg@10": []}
@@ -171,7 +177,7 @@ def test_document_changes_cover_every_shared_query_at_the_measure_depth(store: S
     baseline = stored_run(store, FixedRetriever(miss=MISSED))
     candidate = stored_run(store, FixedRetriever())
 
-    report = compare_stored_runs(store, baseline, candidate, ["map"], resamples=500)
+    report = compare_stored_runs(store, baseline, candidate, ["map"], QUICK)
 
     changes = report.document_changes("map")
     assert sorted(changes) == [f"q{i:02d}" for i in range(N_QUERIES)]
@@ -191,12 +197,10 @@ def test_failed_queries_are_refused_or_counted_as_zero_once_for_every_caller(
     assert get_run(store, partial).status == "partial"
 
     with pytest.raises(FailedQueriesError) as refused:
-        compare_stored_runs(store, baseline, partial, ["ndcg@10"], resamples=500)
+        compare_stored_runs(store, baseline, partial, ["ndcg@10"], QUICK)
     assert refused.value.failed_in_candidate == ("q03",)
 
-    report = compare_stored_runs(
-        store, baseline, partial, ["ndcg@10"], resamples=500, failed_as_zero=True
-    )
+    report = compare_stored_runs(store, baseline, partial, ["ndcg@10"], QUICK, failed_as_zero=True)
     assert report.failed_in_candidate == ("q03",)
     assert report.metric("ndcg@10").n == N_QUERIES
     (drop,) = report.worst_for("ndcg@10")
@@ -226,7 +230,7 @@ def test_score_run_reads_a_trec_run_file_or_a_stored_run(store: Store, tmp_path:
     assert from_store.run_id == baseline
     pd.testing.assert_frame_equal(from_store.per_query, stored.per_query)
 
-    report = compare_scored(from_store, from_file, ["recall@10"], resamples=500)
+    report = compare_scored(from_store, from_file, ["recall@10"], QUICK)
     assert report.candidate == str(path)
     assert report.metric("recall@10").delta == pytest.approx(-0.75)
 

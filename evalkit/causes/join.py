@@ -50,6 +50,7 @@ import pandas as pd
 
 from evalkit.causes.records import CAUSE_KINDS, EVIDENCE_ROWS, Cause, CauseLink, Explanation
 from evalkit.errors import ConfigError, InputError
+from evalkit.records.requests import PAIRED_TEST_DEFAULTS, PairedTestSettings
 from evalkit.stats import compare_stored_runs
 from evalkit.store.audit import StoredAudit, audit_findings, list_audits
 from evalkit.store.drift import StoredDriftCheck, get_drift_check, list_drift_checks
@@ -129,13 +130,11 @@ def explain_runs(
     *,
     baseline: str | None = None,
     measures: Sequence[str] | None = None,
-    alpha: float = 0.05,
-    min_effect: float = 0.0,
-    resamples: int = 10_000,
-    seed: int = 0,
+    test: PairedTestSettings = PAIRED_TEST_DEFAULTS,
 ) -> Explanation:
     """Compare ``candidate`` with ``baseline`` (default ``previous_run``) as the gate does,
-    a failed query counting as 0, and join the probable causes (``explain_comparison``).
+    with the paired ``test``, a failed query counting as 0, and join the probable causes
+    (``explain_comparison``).
 
     ``measures`` default to ndcg@10 when both runs stored it, else their first shared one.
     """
@@ -148,16 +147,7 @@ def explain_runs(
             f"runs {base.run_id} and {cand.run_id} share no stored measure: name one with -m"
         )
     report = compare_stored_runs(
-        store,
-        base.run_id,
-        cand.run_id,
-        chosen,
-        worst=0,
-        failed_as_zero=True,
-        alpha=alpha,
-        min_effect=min_effect,
-        resamples=resamples,
-        seed=seed,
+        store, base.run_id, cand.run_id, chosen, test, worst=0, failed_as_zero=True
     )
     return explain_comparison(store, report)
 
@@ -868,13 +858,15 @@ def explain_comparison(store: Store, report: ComparisonReport) -> Explanation:
 # -- what a drift check or an alert is about -----------------------------------------------
 
 
-def explain_drift_check(store: Store, check_id: str, **options: Any) -> Explanation:
-    """The probable causes behind a stored drift check.
+def explain_drift_check(
+    store: Store, check_id: str, *, test: PairedTestSettings = PAIRED_TEST_DEFAULTS
+) -> Explanation:
+    """The probable causes behind a stored drift check (``explain_runs``, with the paired
+    ``test``).
 
     A precision check names its runs (the pinned baseline and the newest run). Any other
     check (queries, documents, model) is resolved to the newest finished run made before it
     on its collection (any run when none names it) and that run's ``previous_run``.
-    ``options`` are ``explain_runs``'s.
     """
     check = get_drift_check(store, check_id)
     if check.stream == "precision":
@@ -890,7 +882,7 @@ def explain_drift_check(store: Store, check_id: str, **options: Any) -> Explanat
                 check.current,
                 baseline=check.reference,
                 measures=[str(measure)] if measure else None,
-                **options,
+                test=test,
             ),
             drift_check=check.check_id,
         )
@@ -905,12 +897,15 @@ def explain_drift_check(store: Store, check_id: str, **options: Any) -> Explanat
             f"drift check {check.check_id} was made before any finished run: there is no "
             "regression to explain yet"
         )
-    return _about(explain_runs(store, near[0].run_id, **options), drift_check=check.check_id)
+    return _about(explain_runs(store, near[0].run_id, test=test), drift_check=check.check_id)
 
 
-def explain_alert(store: Store, alert: StoredAlert, **options: Any) -> Explanation:
+def explain_alert(
+    store: Store, alert: StoredAlert, *, test: PairedTestSettings = PAIRED_TEST_DEFAULTS
+) -> Explanation:
     """The probable causes behind a stored alert whose evidence names its runs
-    (``candidate_run``, and ``baseline_run`` or else the candidate's ``previous_run``)."""
+    (``candidate_run``, and ``baseline_run`` or else the candidate's ``previous_run``),
+    compared with the paired ``test`` (``explain_runs``)."""
     evidence = alert.evidence
     candidate = evidence.get("candidate_run")
     if not isinstance(candidate, str):
@@ -925,7 +920,7 @@ def explain_alert(store: Store, alert: StoredAlert, **options: Any) -> Explanati
         candidate,
         baseline=baseline if isinstance(baseline, str) else None,
         measures=[measure] if isinstance(measure, str) else None,
-        **options,
+        test=test,
     )
     return _about(explanation, alert=alert.alert_id)
 

@@ -96,6 +96,7 @@ def explain(
     """
     from evalkit.causes import explain_alert, explain_drift_check, explain_runs
     from evalkit.errors import NotFoundError
+    from evalkit.records.requests import PairedTestSettings
     from evalkit.store.alerts import get_alert
 
     named = [
@@ -108,17 +109,18 @@ def explain(
     if baseline is not None and run is None:
         raise ConfigError("--baseline goes with RUN")
     config = settings()
+    test = PairedTestSettings(seed=seed)
     with open_store(write=False, purpose="explain", config=config) as store:
         if drift_check is not None:
-            explanation = explain_drift_check(store, drift_check, seed=seed)
+            explanation = explain_drift_check(store, drift_check, test=test)
         elif alert is not None:
             stored = get_alert(store, alert)
             if stored is None:
                 raise NotFoundError(f"no alert {alert!r}; `evalkit alerts list` shows them")
-            explanation = explain_alert(store, stored, seed=seed)
+            explanation = explain_alert(store, stored, test=test)
         else:
             explanation = explain_runs(
-                store, str(run), baseline=baseline, measures=measure or None, seed=seed
+                store, str(run), baseline=baseline, measures=measure or None, test=test
             )
     root = config.alerts.dashboard_url
     if output is ExplainFormat.json:

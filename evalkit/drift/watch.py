@@ -28,6 +28,7 @@ from evalkit.drift.sequential import AlertLevel, page_hinkley
 from evalkit.embedding import ModelFingerprint
 from evalkit.errors import ConfigError, InputError
 from evalkit.records.drift import DriftCheck, DriftResult
+from evalkit.records.requests import PairedTestSettings
 from evalkit.stats import Comparison, Decision, compare_stored_runs
 from evalkit.store import utc_now
 from evalkit.store.drift import save_drift_check
@@ -431,6 +432,7 @@ def watch_precision(
             + "".join(f"; {item.subject}: {item.reason}" for item in skipped)
             + f": run `evalkit run --goldset {goldset} ...` (or schedule it) first"
         )
+    test = PairedTestSettings(alpha=alpha, min_effect=min_effect, resamples=resamples, seed=seed)
     checks = []
     for key, series_runs in groups.items():
         values = np.array([float(run.aggregates[measure] or 0.0) for run in series_runs])
@@ -445,16 +447,7 @@ def watch_precision(
         latest = series_runs[-1]
         if latest.run_id != pinned and not latest.run_id.startswith(pinned):
             report = compare_stored_runs(
-                store,
-                pinned,
-                latest.run_id,
-                [measure],
-                worst=0,
-                failed_as_zero=True,
-                alpha=alpha,
-                min_effect=min_effect,
-                resamples=resamples,
-                seed=seed,
+                store, pinned, latest.run_id, [measure], test, worst=0, failed_as_zero=True
             )
             paired = report.comparison
         finding = drops.finding(

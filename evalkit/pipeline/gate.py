@@ -208,10 +208,7 @@ def gate_against_baseline(
         base,
         cand,
         measures,
-        alpha=policy.alpha,
-        min_effect=policy.min_effect,
-        resamples=policy.resamples,
-        seed=policy.seed,
+        policy.paired_test,
         worst=policy.worst,
         failed_as_zero=policy.failed_as_zero,
     )

@@ -8,7 +8,9 @@ pipeline takes them whole: ``GatePolicy`` for ``gate_against_baseline`` (``evalk
 ``TrafficReplayRequest`` for a traffic replay (``evalkit traffic replay``, the ``traffic``
 job), ``JudgingRequest`` and ``AgreementRequest`` for relevance judging (``evalkit judge``),
 ``GenerationRequest`` for a generated draft goldset (``evalkit goldset generate``),
-``FusionRequest`` for a fused run (``evalkit fuse``).
+``FusionRequest`` for a fused run (``evalkit fuse``). ``PairedTestSettings`` are the
+statistics of a comparison of two runs (``evalkit.stats.compare``), which a gate's policy,
+the alert rules, ``evalkit explain`` and the dashboard each set.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ __all__ = [
     "GENERATION_DEFAULTS",
     "JUDGING_DEFAULTS",
     "LEADERBOARD_DEFAULTS",
+    "PAIRED_TEST_DEFAULTS",
     "TRAFFIC_PRECISION_MIN_EFFECT",
     "TRAFFIC_PRECISION_MIN_JUDGED_SHARE",
     "TRAFFIC_REPLAY_DEFAULTS",
@@ -40,6 +43,7 @@ __all__ = [
     "GoldsetRunRequest",
     "JudgingRequest",
     "LeaderboardRequest",
+    "PairedTestSettings",
     "TrafficReplayRequest",
 ]
 
@@ -56,6 +60,25 @@ TRAFFIC_PRECISION_MIN_JUDGED_SHARE: Final = 0.8
 
 DEFAULT_EMBEDDING_SAMPLE: Final = 1000
 """Query embeddings kept per window for the embedding drift detectors."""
+
+
+@dataclass(frozen=True, slots=True)
+class PairedTestSettings:
+    """How two runs' per-query values are tested against each other (``compare_runs``).
+
+    A difference is decided on its Holm-adjusted p-value against ``alpha`` and its size
+    against ``min_effect`` (an absolute difference of the measure; ``decide``); ``resamples``
+    bootstrap resamples and sign-flip permutations are drawn with ``seed``.
+    """
+
+    alpha: float = 0.05
+    min_effect: float = 0.0
+    resamples: int = 10_000
+    seed: int = 0
+
+
+PAIRED_TEST_DEFAULTS: Final = PairedTestSettings()
+"""``compare_runs``'s own settings: every significant difference counts."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +105,13 @@ class GatePolicy:
     failed_as_zero: bool = False
     max_latency_increase: float | None = None
     latency_quantile: str = "p50"
+
+    @property
+    def paired_test(self) -> PairedTestSettings:
+        """The policy's settings of the paired test that compares the two runs."""
+        return PairedTestSettings(
+            alpha=self.alpha, min_effect=self.min_effect, resamples=self.resamples, seed=self.seed
+        )
 
 
 GATE_DEFAULTS: Final = GatePolicy()

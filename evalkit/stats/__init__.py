@@ -9,8 +9,9 @@ Queries whose retrieval failed are refused, or counted as 0 with ``failed_as_zer
 size golden sets; ``to_junit_xml`` and ``to_markdown`` render a comparison for CI.
 ``evalkit.stats.compare`` scores stored runs and TREC run files for comparison and gives the
 one ``ComparisonReport`` the gate, the alert rules, the precision-drift check and the
-dashboard read. ``compare_latency`` compares two runs' latency quantile (a paired bootstrap of
-its relative increase; ``evalkit.stats.latency_check`` reads stored runs' latencies for it).
+dashboard read, each setting its paired test with a ``PairedTestSettings``.
+``compare_latency`` compares two runs' latency quantile (a paired bootstrap of its relative
+increase; ``evalkit.stats.latency_check`` reads stored runs' latencies for it).
 ``evalkit.stats.leaderboard.leaderboard`` ranks more than two runs with
 corrected pairwise tests and letter groups; ``leaderboard_rows``, ``leaderboard_markdown`` and
 ``leaderboard_latex`` render it.
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING
 from evalkit.lazy import lazy_attributes
 
 if TYPE_CHECKING:
+    from evalkit.records.requests import PairedTestSettings
     from evalkit.stats.compare import (
         UNCUT_DEPTH,
         ComparisonReport,
@@ -55,7 +57,6 @@ if TYPE_CHECKING:
         pair_rows,
     )
     from evalkit.stats.paired import (
-        CompareOptions,
         Comparison,
         FailedQueriesError,
         MetricComparison,
@@ -81,7 +82,6 @@ __all__ = [
     "TABLE_HEADERS",
     "TYPICAL_SD_DIFFS",
     "UNCUT_DEPTH",
-    "CompareOptions",
     "Comparison",
     "ComparisonReport",
     "Decision",
@@ -93,6 +93,7 @@ __all__ = [
     "MeasureLeaderboard",
     "MetricComparison",
     "PairComparison",
+    "PairedTestSettings",
     "PowerRow",
     "QueryDrop",
     "RunStanding",
@@ -128,7 +129,6 @@ __all__ = [
 __getattr__ = lazy_attributes(
     __name__,
     {
-        "CompareOptions": "evalkit.stats.paired",
         "Comparison": "evalkit.stats.paired",
         "ComparisonReport": "evalkit.stats.compare",
         "Decision": "evalkit.stats.decision",
@@ -141,6 +141,7 @@ __getattr__ = lazy_attributes(
         "MetricComparison": "evalkit.stats.paired",
         "PAIR_HEADERS": "evalkit.stats.leaderboard_render",
         "PairComparison": "evalkit.stats.leaderboard",
+        "PairedTestSettings": "evalkit.records.requests",
         "PowerRow": "evalkit.stats.power",
         "QueryDrop": "evalkit.stats.paired",
         "RunStanding": "evalkit.stats.leaderboard",

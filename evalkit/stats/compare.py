@@ -20,15 +20,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Unpack
+from typing import TYPE_CHECKING, Any, Final
 
 import pandas as pd
 
 from evalkit.errors import ConfigError
 from evalkit.metrics import Evaluator, parse_measure, parse_measures, read_run
+from evalkit.records.requests import PAIRED_TEST_DEFAULTS, PairedTestSettings
 from evalkit.stats.decision import Decision
 from evalkit.stats.paired import (
-    CompareOptions,
     Comparison,
     MetricComparison,
     QueryDrop,
@@ -303,28 +303,31 @@ def compare_scored(
     baseline: ScoredRun,
     candidate: ScoredRun,
     measures: Sequence[str],
+    test: PairedTestSettings = PAIRED_TEST_DEFAULTS,
     *,
     worst: int = 10,
     failed_as_zero: bool = False,
-    **options: Unpack[CompareOptions],
 ) -> ComparisonReport:
-    """Compare two scored runs on ``measures``: the verdict and the worst queries.
+    """Compare two scored runs on ``measures`` with ``compare_runs``'s paired ``test``: the
+    verdict and the worst queries.
 
     The one rule every comparison of runs follows (gate, compare, alert rules, precision
     drift, dashboard): a failed query is never dropped as if it had not been asked. By
     default a run with failed queries is refused (``FailedQueriesError``, exit 3);
     ``failed_as_zero`` counts each one as 0 on every measure instead. ``worst`` bounds the
-    worst-regressed queries listed per measure (0 lists none). ``options`` are
-    ``compare_runs``'s settings (``CompareOptions``: alpha, min_effect, resamples, seed...).
+    worst-regressed queries listed per measure (0 lists none).
     """
     comparison = compare_runs(
         baseline.per_query,
         candidate.per_query,
         measures=list(measures),
+        alpha=test.alpha,
+        min_effect=test.min_effect,
+        resamples=test.resamples,
+        seed=test.seed,
         failed_in_baseline=baseline.failed,
         failed_in_candidate=candidate.failed,
         failed_as_zero=failed_as_zero,
-        **options,
     )
     drops: list[QueryDrop] = []
     for measure in comparison.measures:
@@ -358,17 +361,17 @@ def compare_stored_runs(
     baseline: str,
     candidate: str,
     measures: Sequence[str],
+    test: PairedTestSettings = PAIRED_TEST_DEFAULTS,
     *,
     worst: int = 10,
     failed_as_zero: bool = False,
-    **options: Unpack[CompareOptions],
 ) -> ComparisonReport:
     """``compare_scored`` on two stored runs, each scored with the values stored with it."""
     return compare_scored(
         score_stored_run(store, baseline, measures),
         score_stored_run(store, candidate, measures),
         measures,
+        test,
         worst=worst,
         failed_as_zero=failed_as_zero,
-        **options,
     )

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, TypedDict
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -26,7 +26,6 @@ from evalkit.stats.power import queries_needed
 
 __all__ = [
     "DECISION_TESTS",
-    "CompareOptions",
     "Comparison",
     "MetricComparison",
     "QueryDrop",
@@ -445,20 +444,6 @@ def _inconclusive_size(*, sd_diff: float, delta: float, min_effect: float, level
         f"{needed} shared queries tell a difference of the observed |delta| {observed:.4g} "
         f"(min_effect is 0) from none {power}",
     )
-
-
-class CompareOptions(TypedDict, total=False):
-    """The statistical settings of ``compare_runs`` that the comparisons built on it
-    (``compare_scored``, ``compare_stored_runs``) pass through, with its defaults."""
-
-    alpha: float
-    min_effect: float
-    resamples: int
-    seed: int
-    confidence: float
-    higher_is_better: bool
-    ci_method: str
-    decision_test: str
 
 
 def compare_runs(

@@ -28,6 +28,7 @@ from evalkit.drift import AlertLevel, sequential_trace
 from evalkit.errors import EvalkitError
 from evalkit.metrics import parse_measures
 from evalkit.records import AlertSeverity
+from evalkit.records.requests import PairedTestSettings
 from evalkit.stats import compare_stored_runs
 from evalkit.store.runs import get_run
 
@@ -86,6 +87,13 @@ class PrecisionRegressionParams(RuleParams):
             return [str(measure) for measure in parse_measures(names)]
         except EvalkitError as error:
             raise ValueError(str(error)) from error
+
+    @property
+    def paired_test(self) -> PairedTestSettings:
+        """The settings of the gate method's paired test."""
+        return PairedTestSettings(
+            alpha=self.alpha, min_effect=self.min_effect, resamples=self.resamples, seed=self.seed
+        )
 
     @model_validator(mode="after")
     def _baseline_for_gate(self) -> PrecisionRegressionParams:
@@ -180,12 +188,9 @@ def _compare(
         baseline.run_id,
         candidate.run_id,
         params.measures,
+        params.paired_test,
         worst=params.worst,
         failed_as_zero=True,
-        alpha=params.alpha,
-        min_effect=params.min_effect,
-        resamples=params.resamples,
-        seed=params.seed,
     )
     comparison = report.comparison
     regressed = [m for m in comparison.metrics if m.decision.value == "regression"]
@@ -378,8 +383,7 @@ def _sequential_series(
                     latest_run.run_id,
                     baseline=before,
                     measures=[measure],
-                    seed=params.seed,
-                    resamples=params.resamples,
+                    test=PairedTestSettings(resamples=params.resamples, seed=params.seed),
                 ),
             )
         signals.append(

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import pandas as pd
 
-from evalkit.dashboard.loaders.shared import RESAMPLES, SEED
+from evalkit.dashboard.loaders.shared import paired_test
 from evalkit.errors import NotFoundError
 from evalkit.stats import compare_stored_runs, document_depth
 from evalkit.store import Store
@@ -62,17 +62,9 @@ def compare(
     sort_by = sort_measure if sort_measure in chosen else chosen[0]
     # The page shows a partial run rather than refusing it: its failed queries count as 0
     # (the worst outcome), as `evalkit compare --failed-as-zero` does, never left out.
+    test = paired_test(alpha, min_effect)
     report = compare_stored_runs(
-        store,
-        baseline,
-        candidate,
-        chosen,
-        worst=0,
-        failed_as_zero=True,
-        alpha=alpha,
-        min_effect=min_effect,
-        resamples=RESAMPLES,
-        seed=SEED,
+        store, baseline, candidate, chosen, test, worst=0, failed_as_zero=True
     )
     comparison = report.comparison
     metrics = pd.DataFrame([{"measure": m.measure, **m.to_dict()} for m in comparison.metrics])[
@@ -122,13 +114,7 @@ def compare(
         only_in_candidate=comparison.only_in_candidate,
         failed_in_baseline=comparison.failed_in_baseline,
         failed_in_candidate=comparison.failed_in_candidate,
-        settings={
-            "alpha": alpha,
-            "min_effect": min_effect,
-            "resamples": RESAMPLES,
-            "seed": SEED,
-            "confidence": comparison.confidence,
-        },
+        settings={**asdict(test), "confidence": comparison.confidence},
     )
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from evalkit.records.requests import PairedTestSettings
 from evalkit.store import Store
 from evalkit.store.dashboard.shared import (
     AREA_TABLES,
@@ -27,6 +28,7 @@ __all__ = [
     "StoreFacts",
     "has_area",
     "measures",
+    "paired_test",
     "runs",
     "store_facts",
 ]
@@ -36,6 +38,12 @@ RESAMPLES = 10_000
 SEED = 0
 """The resampled tests' settings: those of ``evalkit compare`` (10,000 resamples, seed 0), so
 that Compare runs and the probable causes show the CLI's numbers; the projection's seed."""
+
+
+def paired_test(alpha: float = 0.05, min_effect: float = 0.0) -> PairedTestSettings:
+    """The paired test of two runs at ``alpha`` and ``min_effect``, resampled as
+    ``evalkit compare`` does (``RESAMPLES``, ``SEED``)."""
+    return PairedTestSettings(alpha=alpha, min_effect=min_effect, resamples=RESAMPLES, seed=SEED)
 
 
 AREA_HINTS: Mapping[str, str] = {

@@ -15,7 +15,7 @@ import pandas as pd
 
 from evalkit.causes import Explanation, explain_comparison, previous_run
 from evalkit.dashboard.loaders.overview import overview
-from evalkit.dashboard.loaders.shared import RESAMPLES, SEED
+from evalkit.dashboard.loaders.shared import paired_test
 from evalkit.errors import ConfigError, NotFoundError
 from evalkit.stats import compare_stored_runs
 from evalkit.store import Store
@@ -117,12 +117,9 @@ def regression(
         baseline,
         candidate,
         [measure],
+        paired_test(alpha=0.05, min_effect=0.0),
         worst=worst,
         failed_as_zero=True,
-        alpha=0.05,
-        min_effect=0.0,
-        resamples=RESAMPLES,
-        seed=SEED,
     )
     texts = query_texts_frame(store, run_id=candidate)
     text_of = dict(zip(texts["query_id"].astype(str), texts["text"].astype(str), strict=True))
