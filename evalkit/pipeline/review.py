@@ -47,7 +47,7 @@ from evalkit.records.review import (
     Verdict,
 )
 from evalkit.store.access import WriterAccess
-from evalkit.store.goldsets import list_goldsets, load_stored_goldset
+from evalkit.store.goldsets import current_goldset, load_stored_goldset
 from evalkit.store.review import (
     AssessorGrade,
     QueueCounts,
@@ -60,7 +60,6 @@ from evalkit.store.review import (
     save_items,
     traffic_volume,
 )
-from evalkit.store.store import Store
 
 __all__ = [
     "SIGNAL_WEIGHT",
@@ -156,12 +155,6 @@ def _check_against_goldset(draft: Draft, current: Goldset | None) -> None:
         raise GoldsetError("\n".join(lines), path=str(draft.directory), problems=problems)
 
 
-def _current_goldset(store: Store, name: str) -> Goldset | None:
-    if not list_goldsets(store, name):
-        return None
-    return load_stored_goldset(store, name)
-
-
 def ingest_draft(
     access: WriterAccess, directory: Path | str, *, goldset: str | None = None
 ) -> QueueOutcome:
@@ -173,7 +166,7 @@ def ingest_draft(
     draft = read_draft(directory)
     name = goldset or Path(directory).resolve().name
     with access.writer("review add") as store:
-        _check_against_goldset(draft, _current_goldset(store, name))
+        _check_against_goldset(draft, current_goldset(store, name))
         volumes = traffic_volume(store, (drafted.query.text for drafted in draft.queries))
         items = [
             _draft_item(name, drafted, volumes.get(drafted.query.text, 0))

@@ -27,14 +27,13 @@ from evalkit.records.review import (
     Verdict,
 )
 from evalkit.store.access import WriterAccess
-from evalkit.store.goldsets import list_goldsets, load_stored_goldset
+from evalkit.store.goldsets import current_goldset, list_goldsets
 from evalkit.store.review import (
     Publication,
     item_reviews,
     list_items,
     publish_version,
 )
-from evalkit.store.store import Store
 
 __all__ = [
     "PublishOutcome",
@@ -203,12 +202,6 @@ def _merge_item(
         merge.judgments[key] = judgment
 
 
-def _current_goldset(store: Store, name: str) -> Goldset | None:
-    if not list_goldsets(store, name):
-        return None
-    return load_stored_goldset(store, name)
-
-
 def publish_goldset(
     access: WriterAccess, name: str, request: PublishRequest = PUBLISH_DEFAULTS
 ) -> PublishOutcome:
@@ -229,7 +222,7 @@ def publish_goldset(
                 "`evalkit review add DIR --goldset NAME`"
             )
         reviews = item_reviews(store, item_ids=[queued.item.item_id for queued in accepted])
-        current = _current_goldset(store, name)
+        current = current_goldset(store, name)
         ready: list[tuple[ReviewItem, int, Mapping[str, int], str | None]] = []
         waiting: list[str] = []
         for queued in accepted:

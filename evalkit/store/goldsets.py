@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "GoldsetInfo",
+    "current_goldset",
     "insert_goldset",
     "judgments_frame",
     "list_goldsets",
@@ -182,6 +183,13 @@ def load_stored_goldset(store: Store, name: str, version: str | None = None) -> 
         version=chosen.version,
         source=chosen.source or "",
     )
+
+
+def current_goldset(store: Store, name: str) -> Goldset | None:
+    """The newest stored version of goldset ``name``, or None when none is stored."""
+    if not list_goldsets(store, name):
+        return None
+    return load_stored_goldset(store, name)
 
 
 def judgments_frame(store: Store, goldset_version: str) -> pd.DataFrame:
