@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from evalkit import answers as answer_stage
 from evalkit.answers.cache import JudgeCache, MemoryJudgeCache
-from evalkit.answers.records import AnswerRecord, AnswerScores, CachedJudgment, MetricSummary
+from evalkit.answers.records import AnswerRecord, AnswerScores, CachedJudgment
 from evalkit.config import JudgeSettings, load_settings
 from evalkit.embedding import Embedder
 from evalkit.engines import ANSWERS_DIR, SHARD_SUFFIX
@@ -21,8 +21,8 @@ from evalkit.store import Store
 from evalkit.store.answers import (
     StoreEmbeddingCache,
     StoreJudgeCache,
-    answer_summaries,
     get_scoring,
+    metric_summaries,
     save_answer_scores,
     save_cached_judgments,
 )
@@ -54,30 +54,7 @@ def stored_answers(store: Store, scoring_id: str) -> AnswerScores | None:
         scoring = get_scoring(store, scoring_id)
     except NotFoundError:
         return None
-    summaries = [
-        MetricSummary(
-            metric=summary["metric"],
-            method=summary["method"],
-            mean=summary["mean"],
-            n_measured=summary["n_measured"],
-            n_unmeasured=summary["n_unmeasured"],
-            unmeasured_by_reason=summary["unmeasured_by_reason"],
-            judge_model=summary["judge_model"],
-            prompt_version=summary["prompt_version"],
-        )
-        for summary in answer_summaries(store, scoring_id)
-    ]
-    return AnswerScores(
-        scores=(),
-        summaries=tuple(summaries),
-        n_records=scoring.n_records,
-        started_at=scoring.started_at,
-        finished_at=scoring.finished_at,
-        scoring_id=scoring.scoring_id,
-        run_id=scoring.run_id,
-        judge_calls=scoring.judge_calls,
-        cache_hits=scoring.cache_hits,
-    )
+    return scoring.answer_scores(metric_summaries(store, scoring_id))
 
 
 def score_answers_for_run(

@@ -26,7 +26,7 @@ import duckdb
 import numpy as np
 
 from evalkit.answers.cache import Vectors
-from evalkit.answers.records import CachedJudgment, item_columns
+from evalkit.answers.records import AnswerScores, CachedJudgment, MetricSummary, item_columns
 from evalkit.clock import utc_now
 from evalkit.errors import NotFoundError, StoreError
 from evalkit.redaction import redact_known
@@ -35,7 +35,7 @@ from evalkit.store.views import registered
 if TYPE_CHECKING:
     import pandas as pd
 
-    from evalkit.answers.records import AnswerRecord, AnswerScores
+    from evalkit.answers.records import AnswerRecord
     from evalkit.store.store import Store
 
 __all__ = [
@@ -50,6 +50,7 @@ __all__ = [
     "list_scorings",
     "load_cached_judgments",
     "load_context_vectors",
+    "metric_summaries",
     "save_answer_scores",
     "save_cached_judgments",
     "save_context_vectors",
@@ -91,6 +92,22 @@ class StoredScoring:
             "cache_hits": self.cache_hits,
             "settings": dict(self.settings),
         }
+
+    def answer_scores(self, summaries: Sequence[MetricSummary]) -> AnswerScores:
+        """This scoring with these ``summaries`` as ``AnswerScores``, without its per-item
+        scores (they stay in the store)."""
+        return AnswerScores(
+            scores=(),
+            summaries=tuple(summaries),
+            n_records=self.n_records,
+            started_at=self.started_at,
+            finished_at=self.finished_at,
+            scoring_id=self.scoring_id,
+            run_id=self.run_id,
+            source=self.source,
+            judge_calls=self.judge_calls,
+            cache_hits=self.cache_hits,
+        )
 
 
 def _masked(text: str | None) -> str | None:
@@ -246,7 +263,12 @@ def unmeasured_frame(store: Store, scoring_id: str) -> pd.DataFrame:
 
 
 def answer_summaries(store: Store, scoring_id: str) -> list[dict[str, Any]]:
-    """JSON-ready summaries of a scoring, as ``MetricSummary.to_dict`` gives them.
+    """JSON-ready summaries of a scoring, as ``MetricSummary.to_dict`` gives them."""
+    return [summary.to_dict() for summary in metric_summaries(store, scoring_id)]
+
+
+def metric_summaries(store: Store, scoring_id: str) -> tuple[MetricSummary, ...]:
+    """The summaries of a scoring, one per (metric, method), ordered by both.
 
     Aggregated in SQL: the mean covers measured rows only (None when there is none) and
     the unmeasured rows are counted by reason.
@@ -264,20 +286,19 @@ def answer_summaries(store: Store, scoring_id: str) -> list[dict[str, Any]]:
         " WHERE scoring_id = ? GROUP BY metric, method ORDER BY metric, method",
         [scoring_id],
     )
-    return [
-        {
-            "metric": metric,
-            "method": method,
-            "mean": None if mean is None else float(mean),
-            "n_measured": int(measured),
-            "n_unmeasured": int(unmeasured),
-            "n_total": int(measured) + int(unmeasured),
-            "unmeasured_by_reason": reasons.get((metric, method), {}),
-            "judge_model": judge_model,
-            "prompt_version": prompt_version,
-        }
+    return tuple(
+        MetricSummary(
+            metric=metric,
+            method=method,
+            mean=None if mean is None else float(mean),
+            n_measured=int(measured),
+            n_unmeasured=int(unmeasured),
+            unmeasured_by_reason=reasons.get((metric, method), {}),
+            judge_model=judge_model,
+            prompt_version=prompt_version,
+        )
         for metric, method, mean, measured, unmeasured, judge_model, prompt_version in rows
-    ]
+    )
 
 
 def answer_score_rows(store: Store, scoring_id: str) -> list[dict[str, Any]]:
