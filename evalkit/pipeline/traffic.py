@@ -101,29 +101,12 @@ def replay_traffic_window(
         if answers:
             # Checked before the replay, so a judge misconfiguration costs no retriever calls.
             judge_settings = answer_settings(judge_settings)
-        plan = plan_replay(
-            store,
-            sample_id,
-            retriever,
-            k=request.k,
-            compare_k=request.compare_k,
-            tenant_isolation=request.tenant_isolation,
-            label=request.label,
-        )
+        plan = plan_replay(store, sample_id, retriever, request)
 
         def record(
             writing: Store, run_id: str, results: Sequence[QueryResult]
         ) -> Recorded[StoredWindowSummary]:
-            summary = save_window_summary(
-                writing,
-                plan,
-                run_id,
-                results,
-                rbo_p=request.rbo_p,
-                low_confidence_threshold=request.low_confidence_threshold,
-                embedder=embedder,
-                embedding_sample_size=request.embedding_sample_size,
-            )
+            summary = save_window_summary(writing, plan, run_id, results, embedder=embedder)
             return Recorded(
                 per_query=None, aggregates={}, n_evaluated=0, n_total=len(results), value=summary
             )

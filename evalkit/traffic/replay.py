@@ -28,7 +28,11 @@ from evalkit.clock import utc_now
 from evalkit.errors import ConfigError
 from evalkit.metrics.overlap import jaccard_at_k_many, rank_biased_overlap_many
 from evalkit.records import Query, QueryResult
-from evalkit.records.requests import DEFAULT_EMBEDDING_SAMPLE
+from evalkit.records.requests import (
+    DEFAULT_EMBEDDING_SAMPLE,
+    TRAFFIC_REPLAY_DEFAULTS,
+    TrafficReplayRequest,
+)
 from evalkit.store.runs import RunSpec
 from evalkit.store.traffic import (
     StoredSample,
@@ -40,7 +44,7 @@ from evalkit.store.traffic import (
     logged_results,
     save_traffic_replay,
 )
-from evalkit.traffic.summary import DEFAULT_LOW_CONFIDENCE, replay_figures
+from evalkit.traffic.summary import replay_figures
 
 if TYPE_CHECKING:
     from evalkit.embedding import TextEmbedder
@@ -96,7 +100,8 @@ class ReplayPlan:
     """A checked traffic replay, ready to run: the sample, its queries and the run's spec.
 
     ``frame`` holds the sample's queries as stored (tenant and stratum with them);
-    ``compare_k`` is the depth of the comparison with logged results.
+    ``compare_k`` is the depth of the comparison with logged results; ``request`` is how
+    the replay was asked for.
     """
 
     sample: StoredSample
@@ -104,28 +109,26 @@ class ReplayPlan:
     queries: list[Query]
     spec: RunSpec
     compare_k: int
+    request: TrafficReplayRequest
 
 
 def plan_replay(
     store: Store,
     sample_id: str,
     retriever: Retriever,
-    *,
-    k: int = 10,
-    compare_k: int | None = None,
-    tenant_isolation: bool = True,
-    label: str | None = None,
+    request: TrafficReplayRequest = TRAFFIC_REPLAY_DEFAULTS,
 ) -> ReplayPlan:
-    """Load the sample ``sample_id`` and check it can be replayed against ``retriever``.
+    """Load the sample ``sample_id`` and check it can be replayed against ``retriever`` as
+    ``request`` says.
 
-    ``compare_k`` (default ``k``) is the depth of the comparison with logged results.
-    Raises ConfigError when the sample holds tenants but the retriever does not filter by
-    tenant (unless ``tenant_isolation=False``). A retriever that left its embedding-model
-    check for later makes it here, before any run is recorded.
+    ``request.compare_k`` (default ``request.k``) is the depth of the comparison with logged
+    results. Raises ConfigError when the sample holds tenants but the retriever does not
+    filter by tenant (unless ``request.tenant_isolation`` is off). A retriever that left its
+    embedding-model check for later makes it here, before any run is recorded.
     """
-    compare_depth = compare_k or k
-    if compare_depth < 1 or compare_depth > k:
-        raise ConfigError(f"compare_k must be between 1 and k={k}, got {compare_k}")
+    compare_depth = request.compare_k or request.k
+    if compare_depth < 1 or compare_depth > request.k:
+        raise ConfigError(f"compare_k must be between 1 and k={request.k}, got {request.compare_k}")
     sample = load_sample(store, sample_id)
     frame = load_sample_queries(store, sample.sample_id)
     queries = [
@@ -134,7 +137,7 @@ def plan_replay(
     ]
     description = retriever.describe()
     tenants = {query.tenant for query in queries if query.tenant is not None}
-    if tenants and tenant_isolation and not filters_by_tenant(description):
+    if tenants and request.tenant_isolation and not filters_by_tenant(description):
         raise ConfigError(
             f"sample {sample.sample_id} holds queries of {len(tenants)} tenant(s), but the "
             f"retriever ({description.get('kind', type(retriever).__name__)}) does not filter "
@@ -150,13 +153,18 @@ def plan_replay(
     spec = RunSpec.for_retriever(
         retriever,
         kind="traffic",
-        k=k,
+        k=request.k,
         n_queries=len(queries),
         seed=sample.seed,
-        label=label or f"traffic {sample.window_label}",
+        label=request.label or f"traffic {sample.window_label}",
     )
     return ReplayPlan(
-        sample=sample, frame=frame, queries=queries, spec=spec, compare_k=compare_depth
+        sample=sample,
+        frame=frame,
+        queries=queries,
+        spec=spec,
+        compare_k=compare_depth,
+        request=request,
     )
 
 
@@ -166,39 +174,39 @@ def save_window_summary(
     run_id: str,
     results: Sequence[QueryResult],
     *,
-    rbo_p: float = 0.9,
-    low_confidence_threshold: float = DEFAULT_LOW_CONFIDENCE,
     embedder: TextEmbedder | None = None,
-    embedding_sample_size: int = DEFAULT_EMBEDDING_SAMPLE,
 ) -> StoredWindowSummary:
     """Store the per-query comparison with logged results and the window summary of the
-    replay run ``run_id`` (the run's own status is for the caller to finish).
+    replay run ``run_id`` (the run's own status is for the caller to finish), with the
+    RBO persistence and low-confidence threshold of ``plan.request``.
 
-    With an ``embedder``, up to ``embedding_sample_size`` distinct queries of the window (a
-    seeded uniform sample, the sample's seed) are embedded and stored with the summary.
+    With an ``embedder``, up to ``plan.request.embedding_sample_size`` distinct queries of
+    the window (a seeded uniform sample, the sample's seed) are embedded and stored with
+    the summary.
     """
     sample = plan.sample
-    per_query = _per_query_frame(store, plan.frame, results, plan.compare_k, rbo_p)
+    request = plan.request
+    per_query = _per_query_frame(store, plan.frame, results, plan.compare_k, request.rbo_p)
     figures = replay_figures(
         latency_ms=np.array([r.latency_ms for r in results], dtype=np.float64),
         failed=per_query["failed"].to_numpy(dtype=bool),
         top1_score=per_query["top1_score"].to_numpy(dtype=np.float64, na_value=np.nan),
         overlap_at_k=per_query["overlap_at_k"].to_numpy(dtype=np.float64, na_value=np.nan),
         rbo=per_query["rbo"].to_numpy(dtype=np.float64, na_value=np.nan),
-        low_confidence_threshold=low_confidence_threshold,
+        low_confidence_threshold=request.low_confidence_threshold,
     )
     logged_p50, logged_p95, logged_p99 = logged_latency_quantiles(
         store, start=sample.window_start, end=sample.window_end
     )
     embedding_ids: list[str] = []
     vectors = None
-    if embedder is not None and embedding_sample_size > 0:
+    if embedder is not None and request.embedding_sample_size > 0:
         drawn = draw_window_queries(
             store,
             start=sample.window_start,
             end=sample.window_end,
             seed=sample.seed,
-            limit=embedding_sample_size,
+            limit=request.embedding_sample_size,
             dedup=sample.dedup,
         )
         embedding_ids = [str(q) for q in drawn["query_id"]]
@@ -213,13 +221,13 @@ def save_window_summary(
         computed_at=utc_now(),
         k=plan.spec.k,
         compare_k=plan.compare_k,
-        rbo_p=rbo_p,
+        rbo_p=request.rbo_p,
         volume=sample.n_records,
         n_distinct=sample.n_distinct,
         logged_latency_p50=logged_p50,
         logged_latency_p95=logged_p95,
         logged_latency_p99=logged_p99,
-        low_confidence_threshold=low_confidence_threshold,
+        low_confidence_threshold=request.low_confidence_threshold,
         embedding_model=model.name if model else None,
         embedding_dimension=model.dimension if model else None,
         embedding_fingerprint=model.canary_hash if model else None,
