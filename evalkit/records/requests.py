@@ -78,7 +78,8 @@ class PairedTestSettings:
 
 
 PAIRED_TEST_DEFAULTS: Final = PairedTestSettings()
-"""``compare_runs``'s own settings: every significant difference counts."""
+"""``compare_runs``'s defaults (it takes them from here): every significant difference
+counts."""
 
 
 @dataclass(frozen=True, slots=True)

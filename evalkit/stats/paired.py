@@ -20,6 +20,7 @@ import pandas as pd
 import scipy
 
 from evalkit.errors import ConfigError, InputError, RetrieverError
+from evalkit.records.requests import PAIRED_TEST_DEFAULTS
 from evalkit.stats._resampling import CI_METHODS, FloatMatrix, FloatVector, paired_resampling
 from evalkit.stats.decision import Decision, decide, overall_decision
 from evalkit.stats.power import queries_needed
@@ -451,10 +452,10 @@ def compare_runs(
     candidate: pd.DataFrame,
     *,
     measures: Sequence[str] | None = None,
-    alpha: float = 0.05,
-    min_effect: float = 0.0,
-    resamples: int = 10_000,
-    seed: int = 0,
+    alpha: float = PAIRED_TEST_DEFAULTS.alpha,
+    min_effect: float = PAIRED_TEST_DEFAULTS.min_effect,
+    resamples: int = PAIRED_TEST_DEFAULTS.resamples,
+    seed: int = PAIRED_TEST_DEFAULTS.seed,
     confidence: float = 0.95,
     higher_is_better: bool = True,
     ci_method: str = "percentile",
