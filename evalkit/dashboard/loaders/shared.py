@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from evalkit.records.requests import PairedTestSettings
+from evalkit.records.requests import PAIRED_TEST_DEFAULTS, PairedTestSettings
 from evalkit.store import Store
 from evalkit.store.dashboard.shared import (
     AREA_TABLES,
@@ -40,7 +40,9 @@ SEED = 0
 that Compare runs and the probable causes show the CLI's numbers; the projection's seed."""
 
 
-def paired_test(alpha: float = 0.05, min_effect: float = 0.0) -> PairedTestSettings:
+def paired_test(
+    alpha: float = PAIRED_TEST_DEFAULTS.alpha, min_effect: float = PAIRED_TEST_DEFAULTS.min_effect
+) -> PairedTestSettings:
     """The paired test of two runs at ``alpha`` and ``min_effect``, resampled as
     ``evalkit compare`` does (``RESAMPLES``, ``SEED``)."""
     return PairedTestSettings(alpha=alpha, min_effect=min_effect, resamples=RESAMPLES, seed=SEED)

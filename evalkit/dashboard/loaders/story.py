@@ -117,7 +117,7 @@ def regression(
         baseline,
         candidate,
         [measure],
-        paired_test(alpha=0.05, min_effect=0.0),
+        paired_test(),
         worst=worst,
         failed_as_zero=True,
     )
