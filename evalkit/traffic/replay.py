@@ -100,16 +100,19 @@ class ReplayPlan:
     """A checked traffic replay, ready to run: the sample, its queries and the run's spec.
 
     ``frame`` holds the sample's queries as stored (tenant and stratum with them);
-    ``compare_k`` is the depth of the comparison with logged results; ``request`` is how
-    the replay was asked for.
+    ``request`` is how the replay was asked for.
     """
 
     sample: StoredSample
     frame: pd.DataFrame
     queries: list[Query]
     spec: RunSpec
-    compare_k: int
     request: TrafficReplayRequest
+
+    @property
+    def compare_k(self) -> int:
+        """The depth of the comparison with logged results: the request's, else its ``k``."""
+        return self.request.compare_k or self.request.k
 
 
 def plan_replay(
@@ -126,8 +129,7 @@ def plan_replay(
     filter by tenant (unless ``request.tenant_isolation`` is off). A retriever that left its
     embedding-model check for later makes it here, before any run is recorded.
     """
-    compare_depth = request.compare_k or request.k
-    if compare_depth < 1 or compare_depth > request.k:
+    if not 1 <= (request.compare_k or request.k) <= request.k:
         raise ConfigError(f"compare_k must be between 1 and k={request.k}, got {request.compare_k}")
     sample = load_sample(store, sample_id)
     frame = load_sample_queries(store, sample.sample_id)
@@ -158,14 +160,7 @@ def plan_replay(
         seed=sample.seed,
         label=request.label or f"traffic {sample.window_label}",
     )
-    return ReplayPlan(
-        sample=sample,
-        frame=frame,
-        queries=queries,
-        spec=spec,
-        compare_k=compare_depth,
-        request=request,
-    )
+    return ReplayPlan(sample=sample, frame=frame, queries=queries, spec=spec, request=request)
 
 
 def save_window_summary(
