@@ -22,6 +22,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# ranx is a peer the tests compare numbers with, on runs of a few hundred rows. numba compiling
+# its kernels in a fresh venv costs about 145 CPU-s; CPython runs the same source in about
+# one. The benchmarks time ranx compiled.
+os.environ.setdefault("NUMBA_DISABLE_JIT", "1")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
