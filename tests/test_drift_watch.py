@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +17,11 @@ from evalkit.embedding import ModelFingerprint, load_embedder
 from evalkit.goldset.model import Goldset
 from evalkit.pipeline import evaluate_goldset
 from evalkit.records import Judgment, Query, QueryResult, ScoredDoc
-from evalkit.records.requests import GoldsetRunRequest
+from evalkit.records.requests import PRECISION_WATCH_DEFAULTS, GoldsetRunRequest
 from evalkit.store import Store
 from evalkit.store.drift import list_drift_checks
+
+FEWER_RESAMPLES = replace(PRECISION_WATCH_DEFAULTS, resamples=2000)
 
 
 def rotated(fingerprint: ModelFingerprint, seed: int = 3) -> ModelFingerprint:
@@ -170,7 +173,7 @@ def series(store: Store, retriever: ScriptedRetriever, runs: int) -> None:
 
 def test_precision_series_stays_quiet_while_stable(store: Store) -> None:
     series(store, ScriptedRetriever(good_runs=100, lose_share=0.3), runs=6)
-    [check] = watch_precision(store, "kb", resamples=2000).checks
+    [check] = watch_precision(store, "kb", test=FEWER_RESAMPLES).checks
     assert check.finding == "ok"
     assert check.paired is not None
     assert check.paired.decision == "pass"
@@ -179,7 +182,7 @@ def test_precision_series_stays_quiet_while_stable(store: Store) -> None:
 
 def test_precision_drop_is_found_by_both_detectors_and_stored(store: Store) -> None:
     series(store, ScriptedRetriever(good_runs=5, lose_share=0.3), runs=8)
-    [check] = watch_precision(store, "kb", resamples=2000).checks
+    [check] = watch_precision(store, "kb", test=FEWER_RESAMPLES).checks
     assert check.finding == "drift"
     assert check.levels[-1] == "alert"
     assert check.paired is not None

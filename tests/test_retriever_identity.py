@@ -13,7 +13,7 @@ import json
 import secrets
 import textwrap
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from evalkit.causes import explain_runs
 from evalkit.cli import invoke
 from evalkit.config import load_settings, parse_settings
 from evalkit.drift.watch import watch_precision
-from evalkit.records.requests import PairedTestSettings
+from evalkit.records.requests import PRECISION_WATCH_DEFAULTS, PairedTestSettings
 from evalkit.store import Store
 from evalkit.store.alerts import load_alert_states
 from evalkit.store.dashboard.overview import series_frame
@@ -224,7 +224,9 @@ def test_drift_precision_and_the_alert_rule_follow_one_retriever(project: Projec
     worse = project.run(f"{project.mymod}:make_worse")["run_id"]
     newest_of_make = project.run(f"{project.mymod}:make")["run_id"]
     with Store.open(project.store_path) as store:
-        watched = watch_precision(store, "demo", resamples=200, save=False)
+        watched = watch_precision(
+            store, "demo", test=replace(PRECISION_WATCH_DEFAULTS, resamples=200), save=False
+        )
         subjects = {check.subject: check for check in watched.checks}
         assert set(subjects) | {s.subject for s in watched.skipped} == {
             f"{project.mymod}:make",

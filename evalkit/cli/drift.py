@@ -5,6 +5,7 @@ Each command exits 1 when it finds drift (or a model mismatch), so it can gate a
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -22,8 +23,12 @@ from evalkit.cli._output import (
 from evalkit.cli._retriever import ChromaUrl, chroma_collection_name
 from evalkit.cli._store import CommandStore, open_store
 from evalkit.records.requests import (
+    DEFAULT_DOCUMENT_SAMPLE,
+    DRIFT_TEST_DEFAULTS,
+    PRECISION_WATCH_DEFAULTS,
     TRAFFIC_PRECISION_MIN_EFFECT,
     TRAFFIC_PRECISION_MIN_JUDGED_SHARE,
+    DriftTestSettings,
 )
 
 if TYPE_CHECKING:
@@ -81,9 +86,9 @@ def _finish_test(outcome: DriftOutcome, title: str, output: OutputFormat) -> Non
 def embeddings(
     reference: Annotated[Path, typer.Option(help="Reference window: a .npy array (n x dim).")],
     current: Annotated[Path, typer.Option(help="Current window: a .npy array (m x dim).")],
-    method: Method = "auto",
-    alpha: Alpha = 0.05,
-    seed: Seed = 0,
+    method: Method = DRIFT_TEST_DEFAULTS.method,
+    alpha: Alpha = DRIFT_TEST_DEFAULTS.alpha,
+    seed: Seed = DRIFT_TEST_DEFAULTS.seed,
     stream: Annotated[str, typer.Option(help="What the vectors are: queries or documents.")] = (
         "queries"
     ),
@@ -101,9 +106,7 @@ def embeddings(
         CommandStore("drift"),
         reference,
         current,
-        method=method,
-        alpha=alpha,
-        seed=seed,
+        test=DriftTestSettings(method=method, alpha=alpha, seed=seed),
         stream=stream,
         report_dir=Path("reports") if report else None,
     )
@@ -122,10 +125,12 @@ def documents(
     reference: Annotated[
         Path | None, typer.Option(help="Reference snapshot (.npy); default: the newest saved.")
     ] = None,
-    sample: Annotated[int, typer.Option(help="Documents sampled from the collection.")] = 2000,
-    method: Method = "auto",
-    alpha: Alpha = 0.05,
-    seed: Seed = 0,
+    sample: Annotated[
+        int, typer.Option(help="Documents sampled from the collection.")
+    ] = DEFAULT_DOCUMENT_SAMPLE,
+    method: Method = DRIFT_TEST_DEFAULTS.method,
+    alpha: Alpha = DRIFT_TEST_DEFAULTS.alpha,
+    seed: Seed = DRIFT_TEST_DEFAULTS.seed,
     report: Report = False,
     output: Format = OutputFormat.table,
 ) -> None:
@@ -155,9 +160,7 @@ def documents(
         chroma_url=chroma_url,
         reference=reference,
         sample=sample,
-        method=method,
-        alpha=alpha,
-        seed=seed,
+        test=DriftTestSettings(method=method, alpha=alpha, seed=seed),
         report_dir=Path("reports") if report else None,
     )
     _finish_test(outcome, f"document embedding drift: {collection}", output)
@@ -226,12 +229,15 @@ def precision(
             "(default: the first judged one)."
         ),
     ] = None,
-    alpha: Alpha = 0.05,
+    alpha: Alpha = PRECISION_WATCH_DEFAULTS.alpha,
     min_effect: Annotated[
         float | None,
-        typer.Option(help="Smallest drop that matters (default 0.01; --traffic 0.02)."),
+        typer.Option(
+            help=f"Smallest drop that matters (default {PRECISION_WATCH_DEFAULTS.min_effect}; "
+            f"--traffic {TRAFFIC_PRECISION_MIN_EFFECT})."
+        ),
     ] = None,
-    seed: Seed = 0,
+    seed: Seed = PRECISION_WATCH_DEFAULTS.seed,
     output: Format = OutputFormat.table,
 ) -> None:
     """Watch a goldset's runs over time: sequential change detection plus a paired test of
@@ -265,6 +271,9 @@ def precision(
         return
     assert goldset is not None
     measure = measure or "ndcg@10"
+    paired_test = replace(PRECISION_WATCH_DEFAULTS, alpha=alpha, seed=seed)
+    if min_effect is not None:
+        paired_test = replace(paired_test, min_effect=min_effect)
     with open_store(write=True, purpose="drift") as store:
         watched = check_drift_precision(
             store,
@@ -272,9 +281,7 @@ def precision(
             measure=measure,
             subject=subject,
             baseline_run=baseline,
-            alpha=alpha,
-            min_effect=0.01 if min_effect is None else min_effect,
-            seed=seed,
+            test=paired_test,
         )
     checks = watched.checks
     found = any(check.finding == "drift" for check in checks)

@@ -37,7 +37,11 @@ from evalkit.cli._retriever import (
 from evalkit.cli._store import CommandStore, open_store
 from evalkit.cli.answers import print_answer_summaries
 from evalkit.errors import InputError, RetrieverError
-from evalkit.records.requests import TRAFFIC_REPLAY_DEFAULTS, TrafficReplayRequest
+from evalkit.records.requests import (
+    DEFAULT_TRAFFIC_SAMPLE,
+    TRAFFIC_REPLAY_DEFAULTS,
+    TrafficReplayRequest,
+)
 
 if TYPE_CHECKING:
     from evalkit.store import Store
@@ -220,7 +224,7 @@ def _print_ingest(report: IngestReport, output: OutputFormat) -> None:
 @traffic_app.command("sample")
 def sample(
     window: WindowOption,
-    n: Annotated[int, typer.Option("--n", help="Queries to sample.")] = 2000,
+    n: Annotated[int, typer.Option("--n", help="Queries to sample.")] = DEFAULT_TRAFFIC_SAMPLE,
     seed: Annotated[int, typer.Option(help="Seed; the same seed gives the same sample.")] = 0,
     stratify_by: Annotated[
         str | None,

@@ -42,8 +42,9 @@ from evalkit.drift.sequential import (
     sequential_trace,
 )
 from evalkit.records.drift import DriftResult
+from evalkit.records.requests import DRIFT_TEST_DEFAULTS
 
-DEFAULT_METHOD = "auto"
+DEFAULT_METHOD = DRIFT_TEST_DEFAULTS.method
 """The method ``make_detector`` users should reach for first (chosen in docs/drift.md)."""
 
 __all__ = [

@@ -28,7 +28,12 @@ from evalkit.drift.sequential import AlertLevel, page_hinkley
 from evalkit.embedding import ModelFingerprint
 from evalkit.errors import ConfigError, InputError
 from evalkit.records.drift import DriftCheck, DriftResult
-from evalkit.records.requests import PairedTestSettings
+from evalkit.records.requests import (
+    DRIFT_TEST_DEFAULTS,
+    PRECISION_WATCH_DEFAULTS,
+    DriftTestSettings,
+    PairedTestSettings,
+)
 from evalkit.stats import Comparison, Decision, compare_stored_runs
 from evalkit.store import utc_now
 from evalkit.store.drift import save_drift_check
@@ -121,19 +126,17 @@ def check_embeddings(
     reference: npt.ArrayLike,
     current: npt.ArrayLike,
     *,
-    method: str,
-    alpha: float = 0.05,
-    seed: int = 0,
+    test: DriftTestSettings = DRIFT_TEST_DEFAULTS,
     stream: str = "queries",
     subject: str | None = None,
     reference_label: str | None = None,
     current_label: str | None = None,
     store: Store | None = None,
     report_dir: Path | None = None,
-    settings: Mapping[str, Any] | None = None,
     details: Mapping[str, Any] | None = None,
 ) -> tuple[DriftResult, StoredDriftCheck | None, Path | None]:
-    """Test two embedding windows for drift; store the check and write a report if asked.
+    """Test two embedding windows for drift as ``test`` says; store the check and write a
+    report if asked.
 
     ``details`` (where the windows came from, say) are stored beside the test's own.
     """
@@ -147,7 +150,7 @@ def check_embeddings(
             f"{current_array.shape[1]}): they come from different embedding models; "
             "run `evalkit drift model` instead"
         )
-    detector = make_detector(method, alpha=alpha, seed=seed, **dict(settings or {}))
+    detector = make_detector(test.method, alpha=test.alpha, seed=test.seed, **test.options)
     result = detector.fit(reference_array).test(current_array)
     report_path = None
     if report_dir is not None:
@@ -157,7 +160,7 @@ def check_embeddings(
             current_array,
             report_dir / f"drift-{label}.html",
             name=_safe_name(stream),
-            seed=seed,
+            seed=test.seed,
         )
     stored = None
     if store is not None:
@@ -372,13 +375,10 @@ def watch_precision(
     measure: str = "ndcg@10",
     subject: str | None = None,
     baseline_run: str | None = None,
-    alpha: float = 0.05,
-    min_effect: float = 0.01,
+    test: PairedTestSettings = PRECISION_WATCH_DEFAULTS,
     warmup: int | None = None,
     h_warning: float = 5.0,
     h_alert: float = 8.0,
-    resamples: int = 10_000,
-    seed: int = 0,
     limit: int = 500,
     save: bool = True,
 ) -> PrecisionWatch:
@@ -386,8 +386,8 @@ def watch_precision(
 
     The sequential detector (Page-Hinkley on per-run means, in units of the per-run sd with
     a floor) raises warning/alert levels; the latest run is also compared with the baseline
-    (``baseline_run``, default the oldest run of the series) by the gate's paired test,
-    a failed query of a partial run counting as 0 there.
+    (``baseline_run``, default the oldest run of the series) by the paired test ``test``
+    (default: the gate's), a failed query of a partial run counting as 0 there.
 
     A series is the complete runs of one retriever (``RunRecord.retriever_id``: its kind or
     factory, where it searches and its options); its partial runs are left out of the
@@ -432,7 +432,6 @@ def watch_precision(
             + "".join(f"; {item.subject}: {item.reason}" for item in skipped)
             + f": run `evalkit run --goldset {goldset} ...` (or schedule it) first"
         )
-    test = PairedTestSettings(alpha=alpha, min_effect=min_effect, resamples=resamples, seed=seed)
     checks = []
     for key, series_runs in groups.items():
         values = np.array([float(run.aggregates[measure] or 0.0) for run in series_runs])
@@ -471,7 +470,7 @@ def watch_precision(
             partial_runs=len(every[key]) - len(series_runs),
         )
         if save:
-            _save_precision(store, check, alpha=alpha, seed=seed)
+            _save_precision(store, check, alpha=test.alpha, seed=test.seed)
         checks.append(check)
     return PrecisionWatch(checks=checks, skipped=skipped)
 

@@ -23,6 +23,11 @@ from evalkit.drift.watch import (
 from evalkit.embedding import ModelFingerprint, build_query_embedder
 from evalkit.errors import ConfigError
 from evalkit.records.drift import DriftCheck, DriftResult
+from evalkit.records.requests import (
+    DEFAULT_DOCUMENT_SAMPLE,
+    DRIFT_TEST_DEFAULTS,
+    DriftTestSettings,
+)
 from evalkit.store import Store, utc_now
 from evalkit.store.access import WriterAccess
 from evalkit.store.drift import StoredDriftCheck, save_drift_check
@@ -53,13 +58,12 @@ def check_drift_embeddings(
     reference: Path,
     current: Path,
     *,
-    method: str = "auto",
-    alpha: float = 0.05,
-    seed: int = 0,
+    test: DriftTestSettings = DRIFT_TEST_DEFAULTS,
     stream: str = "queries",
     report_dir: Path | None = None,
 ) -> DriftOutcome:
-    """Test two windows of embeddings (``.npy`` files) for drift and store the check.
+    """Test two windows of embeddings (``.npy`` files) for drift as ``test`` says and store
+    the check.
 
     The store is opened once both files have been read.
     """
@@ -69,9 +73,7 @@ def check_drift_embeddings(
         result, stored, report_path = check_embeddings(
             reference_array,
             current_array,
-            method=method,
-            alpha=alpha,
-            seed=seed,
+            test=test,
             stream=stream,
             reference_label=str(reference),
             current_label=str(current),
@@ -85,15 +87,12 @@ def check_drift_queries(
     store: Store,
     *,
     reference_window: str | None = None,
-    method: str = "auto",
-    alpha: float = 0.05,
-    seed: int = 0,
+    test: DriftTestSettings = DRIFT_TEST_DEFAULTS,
     subject: str = "traffic",
-    options: Mapping[str, Any] | None = None,
     before_test: Callable[[], None] | None = None,
 ) -> DriftOutcome:
     """Test the newest replayed traffic window's query embeddings against a reference
-    window (default: the window before it) and store the check.
+    window (default: the window before it) as ``test`` says and store the check.
 
     Windows embedded with different models are not compared: a ``model_mismatch`` finding
     is stored instead. With fewer than two replayed windows or stored embeddings, nothing
@@ -147,15 +146,12 @@ def check_drift_queries(
     result, stored, _ = check_embeddings(
         reference_vectors,
         current_vectors,
-        method=method,
-        alpha=alpha,
-        seed=seed,
+        test=test,
         stream="queries",
         subject=subject,
         reference_label=reference.window_label,
         current_label=current.window_label,
         store=store,
-        settings=options,
         details={"reference_run": reference.run_id, "current_run": current.run_id},
     )
     return DriftOutcome(check=stored, result=result, compared=compared)
@@ -239,8 +235,8 @@ def collection_vectors(
     collection: str,
     *,
     chroma_url: str | None = None,
-    sample: int = 2000,
-    seed: int = 0,
+    sample: int = DEFAULT_DOCUMENT_SAMPLE,
+    seed: int = DRIFT_TEST_DEFAULTS.seed,
 ) -> npt.NDArray[np.float32]:
     """A seeded sample of up to ``sample`` stored embeddings of a Chroma collection."""
     # Chroma is a heavy optional dependency: loaded only when a collection is read.
@@ -272,8 +268,8 @@ def save_documents_reference(
     collection: str,
     *,
     chroma_url: str | None = None,
-    sample: int = 2000,
-    seed: int = 0,
+    sample: int = DEFAULT_DOCUMENT_SAMPLE,
+    seed: int = DRIFT_TEST_DEFAULTS.seed,
 ) -> tuple[Path, int]:
     """Save a reference snapshot of a collection's embeddings under ``home/snapshots``
     for ``check_drift_documents``; its path and the number of vectors saved."""
@@ -294,19 +290,18 @@ def check_drift_documents(
     *,
     chroma_url: str | None = None,
     reference: Path | None = None,
-    sample: int = 2000,
-    method: str = "auto",
-    alpha: float = 0.05,
-    seed: int = 0,
+    sample: int = DEFAULT_DOCUMENT_SAMPLE,
+    test: DriftTestSettings = DRIFT_TEST_DEFAULTS,
     report_dir: Path | None = None,
 ) -> DriftOutcome:
     """Test a sample of a collection's embeddings now against a reference snapshot
-    (default: the newest saved by ``save_documents_reference``) and store the check.
+    (default: the newest saved by ``save_documents_reference``) as ``test`` says (its seed
+    also draws the sample) and store the check.
 
     The store is opened only once the collection has been read.
     """
     vectors = collection_vectors(
-        settings, collection, chroma_url=chroma_url, sample=sample, seed=seed
+        settings, collection, chroma_url=chroma_url, sample=sample, seed=test.seed
     )
     if reference is None:
         saved = sorted((settings.home / "snapshots").glob(f"{collection}-*.npy"))
@@ -320,9 +315,7 @@ def check_drift_documents(
         result, stored, report_path = check_embeddings(
             load_embeddings(reference),
             vectors,
-            method=method,
-            alpha=alpha,
-            seed=seed,
+            test=test,
             stream="documents",
             subject=collection,
             reference_label=str(reference),

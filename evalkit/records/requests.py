@@ -10,14 +10,16 @@ job), ``JudgingRequest`` and ``AgreementRequest`` for relevance judging (``evalk
 ``GenerationRequest`` for a generated draft goldset (``evalkit goldset generate``),
 ``FusionRequest`` for a fused run (``evalkit fuse``). ``PairedTestSettings`` are the
 statistics of a comparison of two runs (``evalkit.stats.compare``), which a gate's policy,
-the alert rules, ``evalkit explain`` and the dashboard each set.
+the alert rules, ``evalkit explain`` and the dashboard each set; ``DriftTestSettings`` those
+of a test of two windows of embeddings (``evalkit drift embeddings|documents``, the
+``drift_check`` job).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
     from evalkit.config import Settings
@@ -25,18 +27,23 @@ if TYPE_CHECKING:
 __all__ = [
     "AGREEMENT_DEFAULTS",
     "COMPARE_DEFAULTS",
+    "DEFAULT_DOCUMENT_SAMPLE",
     "DEFAULT_EMBEDDING_SAMPLE",
     "DEFAULT_LOW_CONFIDENCE",
+    "DEFAULT_TRAFFIC_SAMPLE",
+    "DRIFT_TEST_DEFAULTS",
     "FUSION_DEFAULTS",
     "GATE_DEFAULTS",
     "GENERATION_DEFAULTS",
     "JUDGING_DEFAULTS",
     "LEADERBOARD_DEFAULTS",
     "PAIRED_TEST_DEFAULTS",
+    "PRECISION_WATCH_DEFAULTS",
     "TRAFFIC_PRECISION_MIN_EFFECT",
     "TRAFFIC_PRECISION_MIN_JUDGED_SHARE",
     "TRAFFIC_REPLAY_DEFAULTS",
     "AgreementRequest",
+    "DriftTestSettings",
     "FusionRequest",
     "GatePolicy",
     "GenerationRequest",
@@ -61,6 +68,13 @@ TRAFFIC_PRECISION_MIN_JUDGED_SHARE: Final = 0.8
 DEFAULT_EMBEDDING_SAMPLE: Final = 1000
 """Query embeddings kept per window for the embedding drift detectors."""
 
+DEFAULT_DOCUMENT_SAMPLE: Final = 2000
+"""Stored document embeddings sampled from a collection for the document drift test."""
+
+DEFAULT_TRAFFIC_SAMPLE: Final = 2000
+"""Queries drawn from a traffic window into a replay sample (``evalkit traffic sample``,
+the ``traffic`` job)."""
+
 
 @dataclass(frozen=True, slots=True)
 class PairedTestSettings:
@@ -80,6 +94,26 @@ class PairedTestSettings:
 PAIRED_TEST_DEFAULTS: Final = PairedTestSettings()
 """``compare_runs``'s defaults (it takes them from here): every significant difference
 counts."""
+
+
+@dataclass(frozen=True, slots=True)
+class DriftTestSettings:
+    """How two windows of embeddings are tested for drift (``evalkit.drift.make_detector``).
+
+    ``method`` names the detector (``auto``: MMD for small windows, moments for large),
+    ``alpha`` is its false-alarm rate per check, ``seed`` seeds its permutations and
+    subsampling (stored with the check), and ``options`` are extra detector settings (see
+    docs/drift.md).
+    """
+
+    method: str = "auto"
+    alpha: float = 0.05
+    seed: int = 0
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+DRIFT_TEST_DEFAULTS: Final = DriftTestSettings()
+"""``evalkit drift embeddings|documents`` and the ``drift_check`` job."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +154,10 @@ GATE_DEFAULTS: Final = GatePolicy()
 
 COMPARE_DEFAULTS: Final = GatePolicy(min_effect=0.0)
 """``evalkit compare``: every significant difference is reported."""
+
+PRECISION_WATCH_DEFAULTS: Final = GATE_DEFAULTS.paired_test
+"""``evalkit drift precision``: the newest run against the baseline by the gate's paired
+test."""
 
 
 @dataclass(frozen=True, slots=True)

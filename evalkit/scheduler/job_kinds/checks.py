@@ -25,6 +25,7 @@ from evalkit.pipeline import (
     check_named_index_freshness,
 )
 from evalkit.records.freshness import FreshnessRequest
+from evalkit.records.requests import DRIFT_TEST_DEFAULTS, DriftTestSettings
 from evalkit.retrievers.chroma_client import collection_name_problem
 from evalkit.scheduler.job_kinds.base import (
     JobContext,
@@ -59,13 +60,17 @@ class DriftCheckParams(JobParams):
         default=None, description="Reference window (default: the one before the newest)."
     )
     method: str = Field(
-        default="auto",
+        default=DRIFT_TEST_DEFAULTS.method,
         description="Detector: auto, mmd, moments, mmd_rff, classifier, ks, mean_cosine "
         "(queries); "
         "page_hinkley or cusum (metric).",
     )
-    alpha: float = Field(default=0.05, gt=0, lt=1, description="False-alarm rate per check.")
-    seed: int = Field(default=0, ge=0, description="Seed of the test's random steps.")
+    alpha: float = Field(
+        default=DRIFT_TEST_DEFAULTS.alpha, gt=0, lt=1, description="False-alarm rate per check."
+    )
+    seed: int = Field(
+        default=DRIFT_TEST_DEFAULTS.seed, ge=0, description="Seed of the test's random steps."
+    )
     options: dict[str, Any] = Field(
         default_factory=dict, description="Extra detector settings (see docs/drift.md)."
     )
@@ -109,11 +114,10 @@ def _drift_check(ctx: JobContext, params: DriftCheckParams) -> JobOutcome:
         outcome = check_drift_queries(
             store,
             reference_window=params.reference_window,
-            method=params.method,
-            alpha=params.alpha,
-            seed=params.seed,
+            test=DriftTestSettings(
+                method=params.method, alpha=params.alpha, seed=params.seed, options=params.options
+            ),
             subject=params.subject,
-            options=params.options,
             before_test=ctx.check_cancelled,
         )
     if outcome.check is None:

@@ -29,6 +29,7 @@ from evalkit.pipeline import (
     sample_and_replay,
 )
 from evalkit.records.requests import (
+    DEFAULT_TRAFFIC_SAMPLE,
     JUDGING_DEFAULTS,
     TRAFFIC_REPLAY_DEFAULTS,
     JudgingRequest,
@@ -183,7 +184,7 @@ class TrafficParams(RetrieverParams, _IngestParams):
     offset: int = Field(
         default=1, ge=0, description="Windows back from the current one (1: the last complete)."
     )
-    n: int = Field(default=2000, ge=1, description="Queries sampled.")
+    n: int = Field(default=DEFAULT_TRAFFIC_SAMPLE, ge=1, description="Queries sampled.")
     seed: int = Field(default=0, ge=0, description="Sample seed.")
     stratify_by: str | None = Field(default=None, description="tenant or tag:KEY.")
     min_per_stratum: int = Field(default=0, ge=0, description="Minimum per stratum.")
