@@ -22,7 +22,7 @@ from evalkit.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from evalkit.audit.ann import EXACT_SCORES, AnnRecall, ann_recall, exact_scores
-    from evalkit.audit.context import CHECK_NAMES, AuditConfig, AuditContext
+    from evalkit.audit.context import AuditContext
     from evalkit.audit.coverage import judged_at_k, judgments_frame
     from evalkit.audit.duplicates import (
         NearDuplicatePairs,
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from evalkit.audit.runner import CHECKS, run_audit
     from evalkit.audit.snapshot import IndexSnapshot, read_snapshot
     from evalkit.audit.staleness import StalenessDiff, compare_hashes, source_hashes
+    from evalkit.records.audit import CHECK_NAMES, AuditConfig
 
 from evalkit.records.audit import FINDING_KINDS, AuditReport, CheckOutcome, Finding, Severity
 
@@ -73,10 +74,10 @@ __getattr__ = lazy_attributes(
     __name__,
     {
         "AnnRecall": "evalkit.audit.ann",
-        "AuditConfig": "evalkit.audit.context",
+        "AuditConfig": "evalkit.records.audit",
         "AuditContext": "evalkit.audit.context",
         "CHECKS": "evalkit.audit.runner",
-        "CHECK_NAMES": "evalkit.audit.context",
+        "CHECK_NAMES": "evalkit.records.audit",
         "EXACT_SCORES": "evalkit.audit.ann",
         "IndexSnapshot": "evalkit.audit.snapshot",
         "NearDuplicatePairs": "evalkit.audit.duplicates",

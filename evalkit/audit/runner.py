@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from evalkit.audit.ann import check_ann_recall
-from evalkit.audit.context import AuditConfig, AuditContext
+from evalkit.audit.context import AuditContext
 from evalkit.audit.coverage import check_coverage, check_orphans
 from evalkit.audit.duplicates import check_duplicates
 from evalkit.audit.model import check_model
@@ -21,7 +21,7 @@ from evalkit.embedding import TextEmbedder
 from evalkit.goldset.corpus import iter_corpus
 from evalkit.goldset.model import Goldset
 from evalkit.records import Document, Query
-from evalkit.records.audit import AuditReport, CheckOutcome
+from evalkit.records.audit import AuditConfig, AuditReport, CheckOutcome
 
 if TYPE_CHECKING:
     from chromadb.api.models.Collection import Collection

@@ -16,6 +16,7 @@ from evalkit.cli._retriever import ChromaUrl, chroma_collection_name
 from evalkit.cli._store import open_store
 from evalkit.errors import ConfigError
 from evalkit.extras import require_all
+from evalkit.records.audit import AUDIT_DEFAULTS, CHECK_NAMES, AuditConfig
 
 if TYPE_CHECKING:
     from evalkit.audit import AuditReport
@@ -70,15 +71,17 @@ def audit(
     ] = FailOn.critical,
     near_duplicate_threshold: Annotated[
         float, typer.Option(help="Cosine at or above which two documents are near duplicates.")
-    ] = 0.95,
+    ] = AUDIT_DEFAULTS.near_duplicate_threshold,
     model_sample: Annotated[
         int,
         typer.Option(help="Stored documents re-embedded to check the model (0: all of them)."),
-    ] = 256,
-    k: Annotated[int, typer.Option("--k", help="Depth of ANN recall@k and judged@k.")] = 10,
+    ] = AUDIT_DEFAULTS.model_sample_size or 0,
+    k: Annotated[
+        int, typer.Option("--k", help="Depth of ANN recall@k and judged@k.")
+    ] = AUDIT_DEFAULTS.k,
     ann_queries: Annotated[
         int, typer.Option(help="Queries sampled for the ANN recall check.")
-    ] = 200,
+    ] = AUDIT_DEFAULTS.ann_max_queries,
     check: Annotated[
         list[str] | None,
         typer.Option(
@@ -86,7 +89,9 @@ def audit(
             "ann_recall, coverage, orphans, spans."
         ),
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the document and query samples.")] = 0,
+    seed: Annotated[
+        int, typer.Option(help="Seed of the document and query samples.")
+    ] = AUDIT_DEFAULTS.seed,
     save: Annotated[
         bool, typer.Option("--save/--no-save", help="Store the audit and its findings.")
     ] = True,
@@ -102,7 +107,6 @@ def audit(
     Example: evalkit audit --collection demo --source goldsets/demo/corpus.jsonl
     --goldset demo --fail-on critical --format json
     """
-    from evalkit.audit import CHECK_NAMES, AuditConfig
     from evalkit.embedding import build_query_embedder, local_model_modules
     from evalkit.pipeline import audit_collection
 

@@ -13,11 +13,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["DEFAULT_ORPHANED_RELEVANT_CRITICAL_SHARE", "AuditSettings"]
+from evalkit.records.audit import DEFAULT_ORPHANED_RELEVANT_CRITICAL_SHARE
 
-DEFAULT_ORPHANED_RELEVANT_CRITICAL_SHARE = 0.01
-"""Above 1 % of a goldset's relevant documents missing, its recall figures no longer
-describe the retriever: every query that judged one is capped below 1, whatever is tried."""
+__all__ = ["DEFAULT_ORPHANED_RELEVANT_CRITICAL_SHARE", "AuditSettings"]
 
 
 class AuditSettings(BaseModel):

@@ -15,7 +15,6 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from evalkit.audit import CHECK_NAMES, AuditConfig
 from evalkit.config import Duration
 from evalkit.embedding import build_query_embedder
 from evalkit.pipeline import (
@@ -24,6 +23,7 @@ from evalkit.pipeline import (
     check_drift_queries,
     check_named_index_freshness,
 )
+from evalkit.records.audit import AUDIT_DEFAULTS, CHECK_NAMES, AuditConfig
 from evalkit.records.freshness import FreshnessRequest
 from evalkit.records.requests import DRIFT_TEST_DEFAULTS, DriftTestSettings
 from evalkit.retrievers.chroma_client import collection_name_problem
@@ -148,11 +148,21 @@ class AuditParams(JobParams):
 
     goldset: str | None = Field(default=None, description="Goldset probing recall/coverage.")
     checks: list[str] | None = Field(default=None, description="Checks to run (default all).")
-    near_duplicate_threshold: float = Field(default=0.95, gt=0, le=1, description="Cosine.")
-    model_sample: int = Field(default=256, ge=0, description="Documents re-embedded (0: all).")
-    k: int = Field(default=10, ge=1, description="Depth of ANN recall@k and judged@k.")
-    ann_queries: int = Field(default=200, ge=1, description="Queries of the ANN recall check.")
-    seed: int = Field(default=0, ge=0, description="Seed of the samples.")
+    near_duplicate_threshold: float = Field(
+        default=AUDIT_DEFAULTS.near_duplicate_threshold, gt=0, le=1, description="Cosine."
+    )
+    model_sample: int = Field(
+        default=AUDIT_DEFAULTS.model_sample_size or 0,
+        ge=0,
+        description="Documents re-embedded (0: all).",
+    )
+    k: int = Field(
+        default=AUDIT_DEFAULTS.k, ge=1, description="Depth of ANN recall@k and judged@k."
+    )
+    ann_queries: int = Field(
+        default=AUDIT_DEFAULTS.ann_max_queries, ge=1, description="Queries of the ANN recall check."
+    )
+    seed: int = Field(default=AUDIT_DEFAULTS.seed, ge=0, description="Seed of the samples.")
 
 
 def _audit(ctx: JobContext, params: AuditParams) -> JobOutcome:
