@@ -56,7 +56,12 @@ from typing import TYPE_CHECKING, Any, Final
 import pytest
 
 from evalkit.errors import ConfigError, EvalkitError, NotFoundError
-from evalkit.records.requests import GATE_DEFAULTS, GatePolicy
+from evalkit.records.requests import (
+    DEFAULT_GOLDSET_FORMAT,
+    DEFAULT_GOLDSET_SPLIT,
+    GATE_DEFAULTS,
+    GatePolicy,
+)
 
 if TYPE_CHECKING:
     from evalkit.goldset import Goldset
@@ -112,9 +117,9 @@ class GateSpec:
     seed: int = GATE_DEFAULTS.seed
     worst: int = GATE_DEFAULTS.worst
     failed_as_zero: bool = GATE_DEFAULTS.failed_as_zero
-    goldset_format: str = "jsonl"
+    goldset_format: str = DEFAULT_GOLDSET_FORMAT
     goldset_name: str | None = None
-    split: str = "test"
+    split: str = DEFAULT_GOLDSET_SPLIT
     topics: str | os.PathLike[str] | None = None
     junit: str | os.PathLike[str] | None = None
     markdown: str | os.PathLike[str] | None = None

@@ -36,6 +36,8 @@ from evalkit.cli._store import CommandStore, open_store
 from evalkit.errors import ConfigError
 from evalkit.records.requests import (
     COMPARE_DEFAULTS,
+    DEFAULT_GOLDSET_FORMAT,
+    DEFAULT_GOLDSET_SPLIT,
     GATE_DEFAULTS,
     LEADERBOARD_DEFAULTS,
     GatePolicy,
@@ -234,8 +236,8 @@ def compare(
     tag: Annotated[
         str | None, typer.Option(help="Rank the runs stored with this tag (evalkit run --tag).")
     ] = None,
-    goldset_format: GoldsetFormat = "jsonl",
-    goldset_split: GoldsetSplit = "test",
+    goldset_format: GoldsetFormat = DEFAULT_GOLDSET_FORMAT,
+    goldset_split: GoldsetSplit = DEFAULT_GOLDSET_SPLIT,
     goldset_topics: GoldsetTopics = None,
     qrels: QrelsOption = None,
     alpha: Alpha = COMPARE_DEFAULTS.alpha,
@@ -407,8 +409,8 @@ def gate(
     min_effect: MinEffect = GATE_DEFAULTS.min_effect,
     alpha: Alpha = GATE_DEFAULTS.alpha,
     goldset: GoldsetOption = None,
-    goldset_format: GoldsetFormat = "jsonl",
-    goldset_split: GoldsetSplit = "test",
+    goldset_format: GoldsetFormat = DEFAULT_GOLDSET_FORMAT,
+    goldset_split: GoldsetSplit = DEFAULT_GOLDSET_SPLIT,
     goldset_topics: GoldsetTopics = None,
     qrels: QrelsOption = None,
     collection: Collection = None,

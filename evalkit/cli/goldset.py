@@ -20,6 +20,7 @@ from evalkit.cli._output import (
 )
 from evalkit.cli._store import open_store
 from evalkit.errors import GoldsetError
+from evalkit.records.requests import DEFAULT_GOLDSET_FORMAT, DEFAULT_GOLDSET_SPLIT
 from evalkit.records.review import PUBLISH_DEFAULTS
 
 if TYPE_CHECKING:
@@ -43,8 +44,8 @@ GoldsetPath = Annotated[
 def import_goldset(
     path: GoldsetPath,
     name: Annotated[str, typer.Option(help="Name to store the goldset under.")],
-    source_format: SourceFormat = "jsonl",
-    split: Split = "test",
+    source_format: SourceFormat = DEFAULT_GOLDSET_FORMAT,
+    split: Split = DEFAULT_GOLDSET_SPLIT,
     topics: Topics = None,
     output: Output = OutputFormat.table,
 ) -> None:
@@ -87,8 +88,8 @@ def import_goldset(
 @goldset_app.command("validate")
 def validate(
     path: GoldsetPath,
-    source_format: SourceFormat = "jsonl",
-    split: Split = "test",
+    source_format: SourceFormat = DEFAULT_GOLDSET_FORMAT,
+    split: Split = DEFAULT_GOLDSET_SPLIT,
     topics: Topics = None,
     output: Output = OutputFormat.table,
 ) -> None:

@@ -37,7 +37,13 @@ from evalkit.cli.answers import print_answer_summaries
 from evalkit.cli.judge import build_assessor, print_holes, texts_to_judge
 from evalkit.cli.runs import print_run
 from evalkit.errors import ConfigError, RetrieverError
-from evalkit.records.requests import JUDGING_DEFAULTS, GoldsetRunRequest
+from evalkit.records.requests import (
+    DEFAULT_GOLDSET_FORMAT,
+    DEFAULT_GOLDSET_SPLIT,
+    DEFAULT_RAY_ACTORS,
+    JUDGING_DEFAULTS,
+    GoldsetRunRequest,
+)
 
 NEXT_STEPS = """\
 Next (`source .venv/bin/activate` first if `evalkit` is not on your PATH):
@@ -72,8 +78,8 @@ def run(
     goldset_version: Annotated[
         str | None, typer.Option(help="Stored goldset's version (default: newest).")
     ] = None,
-    goldset_format: GoldsetFormat = "jsonl",
-    goldset_split: GoldsetSplit = "test",
+    goldset_format: GoldsetFormat = DEFAULT_GOLDSET_FORMAT,
+    goldset_split: GoldsetSplit = DEFAULT_GOLDSET_SPLIT,
     goldset_topics: GoldsetTopics = None,
     label: Annotated[str | None, typer.Option(help="Free-text label stored with the run.")] = None,
     tag: Annotated[
@@ -97,7 +103,7 @@ def run(
     ] = True,
     engine: Engine = "local",
     ray_address: RayAddress = None,
-    ray_actors: RayActors = 2,
+    ray_actors: RayActors = DEFAULT_RAY_ACTORS,
     judge_holes: Annotated[
         bool,
         typer.Option(

@@ -13,6 +13,7 @@ from evalkit.cli._options import Format
 from evalkit.cli._output import OutputFormat, console, emit_json, say, settings, table
 from evalkit.cli._retriever import Engine, RayActors, RayAddress
 from evalkit.cli._store import CommandStore
+from evalkit.records.requests import DEFAULT_RAY_ACTORS
 
 if TYPE_CHECKING:
     from evalkit.pipeline import PointResult, SweepOutcome, SweepPlan, SweepPoint
@@ -51,7 +52,7 @@ def sweep(
     file: Annotated[Path, typer.Argument(help="The sweep file (TOML; see docs/sweeps.md).")],
     engine: Engine = "local",
     ray_address: RayAddress = None,
-    ray_actors: RayActors = 2,
+    ray_actors: RayActors = DEFAULT_RAY_ACTORS,
     output: Format = OutputFormat.table,
 ) -> None:
     """Run every point of a sweep file (a grid or a list of retriever settings: k, the

@@ -28,6 +28,7 @@ from evalkit.engines.base import (
 from evalkit.engines.tables import number_query_table, write_query_table
 from evalkit.errors import ConfigError
 from evalkit.extras import require
+from evalkit.records.requests import DEFAULT_RAY_ACTORS
 
 if TYPE_CHECKING:
     from evalkit.config import JudgeSettings, Settings
@@ -86,7 +87,7 @@ class RayEngine:
     retriever: RetrieverOptions
     settings: Settings
     address: str | None = None
-    actors: int = 2
+    actors: int = DEFAULT_RAY_ACTORS
     batch_size: int = 256
     actor_cpus: float = 0.5
     shard_root: Path | None = None

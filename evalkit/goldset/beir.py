@@ -21,6 +21,7 @@ from evalkit.goldset._reading import (
 from evalkit.goldset._schema import check_identifier
 from evalkit.goldset.model import Goldset
 from evalkit.records import Query
+from evalkit.records.requests import DEFAULT_GOLDSET_SPLIT
 
 __all__ = ["BEIR_QRELS_COLUMNS", "load_beir_goldset", "read_beir_qrels", "read_beir_queries"]
 
@@ -30,7 +31,7 @@ BEIR_QRELS_COLUMNS = QrelsColumns(query="query-id", doc="corpus-id", grade="scor
 def load_beir_goldset(
     directory: Path | str,
     *,
-    split: str = "test",
+    split: str = DEFAULT_GOLDSET_SPLIT,
     name: str | None = None,
     on_notice: NoticeSink | None = None,
 ) -> Goldset:

@@ -17,6 +17,7 @@ from evalkit.goldset.corpus import validate_corpus
 from evalkit.goldset.jsonl import CORPUS_FILE, load_jsonl_goldset
 from evalkit.goldset.model import Goldset
 from evalkit.goldset.trec import load_trec_goldset
+from evalkit.records.requests import DEFAULT_GOLDSET_FORMAT, DEFAULT_GOLDSET_SPLIT
 
 __all__ = ["GOLDSET_FORMATS", "GoldsetFormat", "LoadOptions", "load_goldset", "validate_goldset"]
 
@@ -26,7 +27,7 @@ class LoadOptions:
     """Options a format's loader may use; each format ignores the ones it has no use for."""
 
     name: str | None = None
-    split: str = "test"
+    split: str = DEFAULT_GOLDSET_SPLIT
     topics: Path | None = None
     on_notice: NoticeSink | None = None
 
@@ -107,9 +108,9 @@ GOLDSET_FORMATS: Mapping[str, GoldsetFormat] = {
 def load_goldset(
     path: Path | str,
     *,
-    format: str = "jsonl",
+    format: str = DEFAULT_GOLDSET_FORMAT,
     name: str | None = None,
-    split: str = "test",
+    split: str = DEFAULT_GOLDSET_SPLIT,
     topics: Path | str | None = None,
     on_notice: NoticeSink | None = None,
 ) -> Goldset:
@@ -128,8 +129,8 @@ def load_goldset(
 def validate_goldset(
     path: Path | str,
     *,
-    format: str = "jsonl",
-    split: str = "test",
+    format: str = DEFAULT_GOLDSET_FORMAT,
+    split: str = DEFAULT_GOLDSET_SPLIT,
     topics: Path | str | None = None,
     on_notice: NoticeSink | None = None,
 ) -> list[InputError]:

@@ -39,7 +39,11 @@ from evalkit.pipeline.runs import (
     sharded_run,
 )
 from evalkit.records import QueryResult
-from evalkit.records.requests import GoldsetRunRequest
+from evalkit.records.requests import (
+    DEFAULT_GOLDSET_FORMAT,
+    DEFAULT_GOLDSET_SPLIT,
+    GoldsetRunRequest,
+)
 from evalkit.retrievers.base import Retriever, SupportsPrefetch
 from evalkit.store import RunSpec, Store
 from evalkit.store.access import WriterAccess
@@ -266,9 +270,9 @@ def resolve_goldset(
     value: str | os.PathLike[str],
     *,
     root: Path | None = None,
-    format: str = "jsonl",
+    format: str = DEFAULT_GOLDSET_FORMAT,
     name: str | None = None,
-    split: str = "test",
+    split: str = DEFAULT_GOLDSET_SPLIT,
     topics: Path | None = None,
 ) -> str | Goldset:
     """What a goldset argument (``--goldset``, the pytest plugin's ``goldset=``) names: a

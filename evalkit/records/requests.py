@@ -29,7 +29,10 @@ __all__ = [
     "COMPARE_DEFAULTS",
     "DEFAULT_DOCUMENT_SAMPLE",
     "DEFAULT_EMBEDDING_SAMPLE",
+    "DEFAULT_GOLDSET_FORMAT",
+    "DEFAULT_GOLDSET_SPLIT",
     "DEFAULT_LOW_CONFIDENCE",
+    "DEFAULT_RAY_ACTORS",
     "DEFAULT_TRAFFIC_SAMPLE",
     "DRIFT_TEST_DEFAULTS",
     "FUSION_DEFAULTS",
@@ -67,6 +70,16 @@ TRAFFIC_PRECISION_MIN_JUDGED_SHARE: Final = 0.8
 
 DEFAULT_EMBEDDING_SAMPLE: Final = 1000
 """Query embeddings kept per window for the embedding drift detectors."""
+
+DEFAULT_GOLDSET_FORMAT: Final = "jsonl"
+"""Format of goldset files (``evalkit goldset import``, a ``--goldset`` path, a sweep file,
+the pytest plugin): jsonl, beir or trec."""
+
+DEFAULT_GOLDSET_SPLIT: Final = "test"
+"""The qrels split read from a BEIR folder (``qrels/<split>.tsv``)."""
+
+DEFAULT_RAY_ACTORS: Final = 2
+"""Ray actors replaying queries with the Ray engine (``--engine ray``, ``engine = "ray"``)."""
 
 DEFAULT_DOCUMENT_SAMPLE: Final = 2000
 """Stored document embeddings sampled from a collection for the document drift test."""

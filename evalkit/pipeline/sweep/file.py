@@ -19,6 +19,7 @@ from evalkit.config import EmbedderSettings, Settings
 from evalkit.config.types import NAME_PATTERN
 from evalkit.errors import ConfigError, MeasureError
 from evalkit.metrics import parse_measures
+from evalkit.records.requests import DEFAULT_GOLDSET_FORMAT, DEFAULT_GOLDSET_SPLIT
 from evalkit.retrievers.factory import RETRIEVER_KINDS, RetrieverOptions
 from evalkit.retrievers.plugins import FACTORY_KIND
 
@@ -144,8 +145,8 @@ class SweepFile(_Model):
     name: str = Field(pattern=NAME_PATTERN)
     goldset: str
     goldset_version: str | None = None
-    goldset_format: Literal["jsonl", "beir", "trec"] = "jsonl"
-    goldset_split: str = "test"
+    goldset_format: Literal["jsonl", "beir", "trec"] = DEFAULT_GOLDSET_FORMAT
+    goldset_split: str = DEFAULT_GOLDSET_SPLIT
     measures: list[str] = Field(min_length=1)
     k: int | None = Field(default=None, ge=1)
     retriever: SweepRetriever = Field(default_factory=SweepRetriever)

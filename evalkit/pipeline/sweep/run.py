@@ -30,7 +30,7 @@ from evalkit.pipeline.sweep.file import (
     point_options,
     point_settings,
 )
-from evalkit.records.requests import GoldsetRunRequest, LeaderboardRequest
+from evalkit.records.requests import DEFAULT_RAY_ACTORS, GoldsetRunRequest, LeaderboardRequest
 from evalkit.retrievers.base import SupportsPrefetch
 from evalkit.retrievers.factory import build_retriever
 from evalkit.stats.leaderboard import LatencySummary
@@ -315,7 +315,7 @@ def run_sweep_file(
     *,
     engine: str = "local",
     ray_address: str | None = None,
-    ray_actors: int = 2,
+    ray_actors: int = DEFAULT_RAY_ACTORS,
     progress: SweepProgress | None = None,
     query_progress: Callable[[int, int], None] | None = None,
 ) -> SweepOutcome:

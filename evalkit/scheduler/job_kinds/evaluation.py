@@ -21,7 +21,7 @@ from evalkit.pipeline import (
     run_sweep_file,
     score_answer_file,
 )
-from evalkit.records.requests import GoldsetRunRequest
+from evalkit.records.requests import DEFAULT_RAY_ACTORS, GoldsetRunRequest
 from evalkit.scheduler.job_kinds.base import (
     JOB_STATUS_OF_RUN,
     JobContext,
@@ -69,7 +69,7 @@ class GoldsetReplayParams(RetrieverParams):
         "instance started for the run).",
     )
     ray_actors: int = Field(
-        default=2, ge=1, description="Actors replaying queries with engine = ray."
+        default=DEFAULT_RAY_ACTORS, ge=1, description="Actors replaying queries with engine = ray."
     )
 
     def ray_engine(self, settings: Settings) -> RayEngine | None:
@@ -153,7 +153,9 @@ class SweepParams(JobParams):
         default="local", description="Where each point's replay runs: local or ray."
     )
     ray_address: str | None = Field(default=None, description="Ray cluster of engine = ray.")
-    ray_actors: int = Field(default=2, ge=1, description="Actors with engine = ray.")
+    ray_actors: int = Field(
+        default=DEFAULT_RAY_ACTORS, ge=1, description="Actors with engine = ray."
+    )
 
     @field_validator("file")
     @classmethod
