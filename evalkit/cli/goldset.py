@@ -20,7 +20,11 @@ from evalkit.cli._output import (
 )
 from evalkit.cli._store import open_store
 from evalkit.errors import GoldsetError
-from evalkit.records.requests import DEFAULT_GOLDSET_FORMAT, DEFAULT_GOLDSET_SPLIT
+from evalkit.records.requests import (
+    DEFAULT_GOLDSET_FORMAT,
+    DEFAULT_GOLDSET_SPLIT,
+    DEFAULT_MIN_OVERLAP,
+)
 from evalkit.records.review import PUBLISH_DEFAULTS
 
 if TYPE_CHECKING:
@@ -202,7 +206,7 @@ def remap(
             help="Share (0 < share <= 1) of the shorter of span and chunk that must overlap "
             "for the chunk to inherit the grade.",
         ),
-    ] = 0.5,
+    ] = DEFAULT_MIN_OVERLAP,
     new_name: Annotated[
         str | None,
         typer.Option("--name", help="Store the new version under this name (default: NAME)."),

@@ -23,7 +23,7 @@ from evalkit.cli._output import (
     table,
 )
 from evalkit.cli._store import CommandStore, open_store
-from evalkit.records.requests import AGREEMENT_DEFAULTS, JUDGING_DEFAULTS
+from evalkit.records.requests import AGREEMENT_DEFAULTS, DEFAULT_CALIBRATION, JUDGING_DEFAULTS
 
 if TYPE_CHECKING:
     from evalkit.judging.assessor import RelevanceAssessor
@@ -448,7 +448,7 @@ def estimate(
     k: Depth = JUDGING_DEFAULTS.k,
     method: Annotated[
         str, typer.Option(help="Calibration of the scores: isotonic or logistic.")
-    ] = "isotonic",
+    ] = DEFAULT_CALIBRATION,
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
     output: Format = OutputFormat.table,
 ) -> None:

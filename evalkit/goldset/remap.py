@@ -33,9 +33,9 @@ from enum import StrEnum
 
 from evalkit.errors import ConfigError
 from evalkit.records import Document, Judgment, Span
+from evalkit.records.requests import DEFAULT_MIN_OVERLAP
 
 __all__ = [
-    "DEFAULT_MIN_OVERLAP",
     "ChunkIndex",
     "LocatedSpan",
     "RemapResult",
@@ -46,9 +46,6 @@ __all__ = [
     "same_text",
     "source_texts",
 ]
-
-DEFAULT_MIN_OVERLAP = 0.5
-"""Share of the shorter of span and chunk that must overlap for the chunk to be judged."""
 
 MOVED = "moved"
 THROUGH_OLD_CORPUS = "through the old corpus"

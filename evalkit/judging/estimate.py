@@ -44,6 +44,7 @@ import numpy.typing as npt
 import scipy
 
 from evalkit.errors import ConfigError, InputError
+from evalkit.records.requests import DEFAULT_CALIBRATION
 
 __all__ = [
     "CALIBRATION_METHODS",
@@ -196,7 +197,7 @@ def fit_calibration(
     ranked_relevant: Sequence[npt.ArrayLike],
     *,
     k: int,
-    method: str = "isotonic",
+    method: str = DEFAULT_CALIBRATION,
     n_replicates: int = 200,
     seed: int = 0,
     fingerprint: str | None = None,

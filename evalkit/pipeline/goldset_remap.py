@@ -10,7 +10,8 @@ from evalkit.errors import ConfigError
 from evalkit.goldset.corpus import iter_corpus
 from evalkit.goldset.jsonl import CORPUS_FILE
 from evalkit.goldset.model import Goldset
-from evalkit.goldset.remap import DEFAULT_MIN_OVERLAP, RemapResult, remap_judgments
+from evalkit.goldset.remap import RemapResult, remap_judgments
+from evalkit.records.requests import DEFAULT_MIN_OVERLAP
 from evalkit.store.access import WriterAccess
 from evalkit.store.goldsets import load_stored_goldset
 from evalkit.store.remaps import save_remap

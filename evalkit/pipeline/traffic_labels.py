@@ -31,7 +31,7 @@ from evalkit.pipeline.judge_pool import (
     judge_pairs,
     top_k,
 )
-from evalkit.records.requests import JudgingRequest
+from evalkit.records.requests import DEFAULT_CALIBRATION, JudgingRequest
 from evalkit.store.access import WriterAccess
 from evalkit.store.goldsets import load_stored_goldset
 from evalkit.store.judging import (
@@ -268,7 +268,7 @@ def estimate_traffic_run(
     run_id: str,
     *,
     k: int = 10,
-    method: str = "isotonic",
+    method: str = DEFAULT_CALIBRATION,
     seed: int = 0,
 ) -> WindowEstimate:
     """Estimate the precision@``k`` of traffic replay ``run_id`` without labels: the

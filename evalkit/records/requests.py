@@ -27,11 +27,13 @@ if TYPE_CHECKING:
 __all__ = [
     "AGREEMENT_DEFAULTS",
     "COMPARE_DEFAULTS",
+    "DEFAULT_CALIBRATION",
     "DEFAULT_DOCUMENT_SAMPLE",
     "DEFAULT_EMBEDDING_SAMPLE",
     "DEFAULT_GOLDSET_FORMAT",
     "DEFAULT_GOLDSET_SPLIT",
     "DEFAULT_LOW_CONFIDENCE",
+    "DEFAULT_MIN_OVERLAP",
     "DEFAULT_RAY_ACTORS",
     "DEFAULT_TRAFFIC_SAMPLE",
     "DRIFT_TEST_DEFAULTS",
@@ -80,6 +82,14 @@ DEFAULT_GOLDSET_SPLIT: Final = "test"
 
 DEFAULT_RAY_ACTORS: Final = 2
 """Ray actors replaying queries with the Ray engine (``--engine ray``, ``engine = "ray"``)."""
+
+DEFAULT_MIN_OVERLAP: Final = 0.5
+"""Share of the shorter of span and chunk that must overlap for the chunk to be judged
+(``evalkit goldset remap``)."""
+
+DEFAULT_CALIBRATION: Final = "isotonic"
+"""How retriever scores are calibrated to P(relevant) for a label-free precision estimate
+(``evalkit judge estimate``, a traffic replay's ``--estimate``): isotonic or logistic."""
 
 DEFAULT_DOCUMENT_SAMPLE: Final = 2000
 """Stored document embeddings sampled from a collection for the document drift test."""
