@@ -26,6 +26,8 @@ from evalkit.records.requests import (
     DEFAULT_DOCUMENT_SAMPLE,
     DRIFT_TEST_DEFAULTS,
     PRECISION_WATCH_DEFAULTS,
+    PRECISION_WATCH_MEASURE,
+    TRAFFIC_PRECISION_MEASURE,
     TRAFFIC_PRECISION_MIN_EFFECT,
     TRAFFIC_PRECISION_MIN_JUDGED_SHARE,
     DriftTestSettings,
@@ -209,7 +211,10 @@ def precision(
     measure: Annotated[
         str | None,
         typer.Option(
-            "-m", "--measure", help="Measure to watch (default ndcg@10; --traffic precision@10)."
+            "-m",
+            "--measure",
+            help=f"Measure to watch (default {PRECISION_WATCH_MEASURE}; "
+            f"--traffic {TRAFFIC_PRECISION_MEASURE}).",
         ),
     ] = None,
     assessor: Annotated[
@@ -259,7 +264,7 @@ def precision(
         raise ConfigError("name what to watch: --goldset NAME or --traffic, one of the two")
     if traffic:
         _traffic_precision(
-            measure=measure or "precision@10",
+            measure=measure or TRAFFIC_PRECISION_MEASURE,
             subject=subject,
             assessor=assessor,
             baseline=baseline,
@@ -270,7 +275,7 @@ def precision(
         )
         return
     assert goldset is not None
-    measure = measure or "ndcg@10"
+    measure = measure or PRECISION_WATCH_MEASURE
     paired_test = replace(PRECISION_WATCH_DEFAULTS, alpha=alpha, seed=seed)
     if min_effect is not None:
         paired_test = replace(paired_test, min_effect=min_effect)

@@ -38,6 +38,10 @@ from evalkit.cli._store import CommandStore, open_store
 from evalkit.cli.answers import print_answer_summaries
 from evalkit.errors import InputError, RetrieverError
 from evalkit.records.requests import (
+    DEFAULT_MIN_PER_STRATUM,
+    DEFAULT_PROMOTED_MIN_PER_TENANT,
+    DEFAULT_PROMOTED_QUERIES,
+    DEFAULT_PROMOTED_TOP,
     DEFAULT_TRAFFIC_SAMPLE,
     TRAFFIC_REPLAY_DEFAULTS,
     TrafficReplayRequest,
@@ -232,7 +236,7 @@ def sample(
     ] = None,
     min_per_stratum: Annotated[
         int, typer.Option(help="At least this many queries of every stratum (or all it has).")
-    ] = 0,
+    ] = DEFAULT_MIN_PER_STRATUM,
     dedup: Annotated[bool, typer.Option(help="Count identical queries of the window once.")] = True,
     output: Format = OutputFormat.table,
 ) -> None:
@@ -486,15 +490,17 @@ def _cell(value: object) -> str:
 @traffic_app.command("promote")
 def promote(
     window: WindowOption,
-    n: Annotated[int, typer.Option("--n", help="Queries to promote.")] = 50,
+    n: Annotated[int, typer.Option("--n", help="Queries to promote.")] = DEFAULT_PROMOTED_QUERIES,
     out: Annotated[
         Path | None,
         typer.Option(help="Draft folder to write (default: goldset-draft-<window>)."),
     ] = None,
-    top: Annotated[int, typer.Option(help="Current top results listed per query.")] = 10,
+    top: Annotated[
+        int, typer.Option(help="Current top results listed per query.")
+    ] = DEFAULT_PROMOTED_TOP,
     min_per_tenant: Annotated[
         int, typer.Option(help="At least this many queries of every tenant (or all it has).")
-    ] = 1,
+    ] = DEFAULT_PROMOTED_MIN_PER_TENANT,
     seed: Annotated[int, typer.Option(help="Seed ordering queries of equal priority.")] = 0,
     run_id: Annotated[
         str | None, typer.Option("--run", help="Use this replay (default: the newest).")

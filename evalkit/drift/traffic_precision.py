@@ -31,6 +31,7 @@ from evalkit.drift.watch import watch_drops
 from evalkit.errors import ConfigError
 from evalkit.records.drift import DriftCheck
 from evalkit.records.requests import (
+    TRAFFIC_PRECISION_MEASURE,
     TRAFFIC_PRECISION_MIN_EFFECT,
     TRAFFIC_PRECISION_MIN_JUDGED_SHARE,
 )
@@ -167,7 +168,7 @@ class TrafficPrecisionCheck:
 def watch_traffic_precision(
     store: Store,
     *,
-    measure: str = "precision@10",
+    measure: str = TRAFFIC_PRECISION_MEASURE,
     source: str = "assessor",
     assessor: str | None = None,
     retriever: str | None = None,

@@ -31,6 +31,7 @@ from evalkit.records.drift import DriftCheck, DriftResult
 from evalkit.records.requests import (
     DRIFT_TEST_DEFAULTS,
     PRECISION_WATCH_DEFAULTS,
+    PRECISION_WATCH_MEASURE,
     DriftTestSettings,
     PairedTestSettings,
 )
@@ -372,7 +373,7 @@ def watch_precision(
     store: Store,
     goldset: str,
     *,
-    measure: str = "ndcg@10",
+    measure: str = PRECISION_WATCH_MEASURE,
     subject: str | None = None,
     baseline_run: str | None = None,
     test: PairedTestSettings = PRECISION_WATCH_DEFAULTS,

@@ -26,6 +26,9 @@ from evalkit.records.drift import DriftCheck, DriftResult
 from evalkit.records.requests import (
     DEFAULT_DOCUMENT_SAMPLE,
     DRIFT_TEST_DEFAULTS,
+    METRIC_STREAM_MEASURE,
+    METRIC_STREAM_METHOD,
+    METRIC_STREAM_WARMUP,
     DriftTestSettings,
 )
 from evalkit.store import Store, utc_now
@@ -161,10 +164,10 @@ def check_drift_metric(
     store: Store,
     goldset: str,
     *,
-    measure: str = "precision@10",
-    method: str = "page_hinkley",
+    measure: str = METRIC_STREAM_MEASURE,
+    method: str = METRIC_STREAM_METHOD,
     label: str | None = None,
-    warmup: int = 5,
+    warmup: int = METRIC_STREAM_WARMUP,
     options: Mapping[str, Any] | None = None,
     retriever: str | None = None,
 ) -> DriftOutcome:

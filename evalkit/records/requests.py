@@ -63,12 +63,28 @@ DEFAULT_LOW_CONFIDENCE: Final = 0.4
 """Top-1 score below which a query counts as low-confidence (a cosine similarity; set it to
 suit your retriever's score scale)."""
 
+TRAFFIC_PRECISION_MEASURE: Final = "precision@10"
+"""Measure a judged traffic series is watched on (``evalkit drift precision --traffic`` and
+the ``traffic_precision_drop`` rule)."""
+
 TRAFFIC_PRECISION_MIN_EFFECT: Final = 0.02
 """Smallest drop of a judged traffic figure that counts (``evalkit drift precision --traffic``
 and the ``traffic_precision_drop`` rule)."""
 
 TRAFFIC_PRECISION_MIN_JUDGED_SHARE: Final = 0.8
 """Traffic windows with less of their top-k labelled are left out of a judged series."""
+
+PRECISION_WATCH_MEASURE: Final = "ndcg@10"
+"""Measure a goldset's run series is watched on (``evalkit drift precision --goldset``)."""
+
+METRIC_STREAM_MEASURE: Final = "precision@10"
+"""Measure of the ``drift_check`` job's metric stream (a goldset measure's run means)."""
+
+METRIC_STREAM_METHOD: Final = "page_hinkley"
+"""Sequential detector of the metric stream: page_hinkley or cusum."""
+
+METRIC_STREAM_WARMUP: Final = 5
+"""Runs that set the metric stream's baseline before it can alarm."""
 
 DEFAULT_EMBEDDING_SAMPLE: Final = 1000
 """Query embeddings kept per window for the embedding drift detectors."""
@@ -97,6 +113,18 @@ DEFAULT_DOCUMENT_SAMPLE: Final = 2000
 DEFAULT_TRAFFIC_SAMPLE: Final = 2000
 """Queries drawn from a traffic window into a replay sample (``evalkit traffic sample``,
 the ``traffic`` job)."""
+
+DEFAULT_MIN_PER_STRATUM: Final = 0
+"""Queries a traffic sample takes at least from every stratum (or all the stratum has)."""
+
+DEFAULT_PROMOTED_QUERIES: Final = 50
+"""Queries of a replayed window written into a goldset draft (``evalkit traffic promote``)."""
+
+DEFAULT_PROMOTED_TOP: Final = 10
+"""Current top results listed per promoted query, for the reviewer to judge."""
+
+DEFAULT_PROMOTED_MIN_PER_TENANT: Final = 1
+"""Promoted queries every tenant gets at least (or all it has)."""
 
 
 @dataclass(frozen=True, slots=True)

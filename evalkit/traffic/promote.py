@@ -30,6 +30,11 @@ import numpy as np
 import numpy.typing as npt
 
 from evalkit.errors import ConfigError, InputError
+from evalkit.records.requests import (
+    DEFAULT_PROMOTED_MIN_PER_TENANT,
+    DEFAULT_PROMOTED_QUERIES,
+    DEFAULT_PROMOTED_TOP,
+)
 from evalkit.store.traffic.windows import (
     latest_window_summary,
     promotion_candidates,
@@ -160,9 +165,9 @@ def promote_window(
     window_label: str,
     directory: Path | str,
     *,
-    n: int = 50,
-    top: int = 10,
-    min_per_stratum: int = 1,
+    n: int = DEFAULT_PROMOTED_QUERIES,
+    top: int = DEFAULT_PROMOTED_TOP,
+    min_per_stratum: int = DEFAULT_PROMOTED_MIN_PER_TENANT,
     seed: int = 0,
     run_id: str | None = None,
     overwrite: bool = False,

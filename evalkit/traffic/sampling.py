@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from evalkit.errors import ConfigError
+from evalkit.records.requests import DEFAULT_MIN_PER_STRATUM
 from evalkit.store.traffic.samples import (
     StoredSample,
     Stratification,
@@ -62,7 +63,7 @@ class SampleSpec:
     n: int
     seed: int
     stratify_by: Stratification = field(default_factory=Stratification)
-    min_per_stratum: int = 0
+    min_per_stratum: int = DEFAULT_MIN_PER_STRATUM
     dedup: bool = True
 
     def __post_init__(self) -> None:

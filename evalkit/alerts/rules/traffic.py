@@ -18,6 +18,7 @@ from evalkit.drift.traffic_precision import (
 )
 from evalkit.errors import ConfigError
 from evalkit.records import AlertSeverity
+from evalkit.records.requests import TRAFFIC_PRECISION_MEASURE
 from evalkit.store.alerts import has_tables
 from evalkit.store.traffic.windows import list_window_summaries
 
@@ -93,7 +94,7 @@ class TrafficPrecisionDropParams(RuleParams):
     """``kind = "traffic_precision_drop"``."""
 
     measure: str = Field(
-        default="precision@10",
+        default=TRAFFIC_PRECISION_MEASURE,
         description="Measure watched, as judged traffic windows store it (precision@K, "
         "ndcg@K, hit_rate@K at the depth the windows were judged).",
     )

@@ -25,7 +25,12 @@ from evalkit.pipeline import (
 )
 from evalkit.records.audit import AUDIT_DEFAULTS, CHECK_NAMES, AuditConfig
 from evalkit.records.freshness import FreshnessRequest
-from evalkit.records.requests import DRIFT_TEST_DEFAULTS, DriftTestSettings
+from evalkit.records.requests import (
+    DRIFT_TEST_DEFAULTS,
+    METRIC_STREAM_MEASURE,
+    METRIC_STREAM_WARMUP,
+    DriftTestSettings,
+)
 from evalkit.retrievers.chroma_client import collection_name_problem
 from evalkit.scheduler.job_kinds.base import (
     JobContext,
@@ -76,14 +81,16 @@ class DriftCheckParams(JobParams):
     )
     subject: str = Field(default="traffic", description="Subject stored with the check.")
     goldset: str | None = Field(default=None, description="Goldset (metric stream).")
-    measure: str = Field(default="precision@10", description="Measure (metric stream).")
+    measure: str = Field(default=METRIC_STREAM_MEASURE, description="Measure (metric stream).")
     label: str | None = Field(default=None, description="Only runs with this label (metric).")
     retriever: str | None = Field(
         default=None,
         description="Only runs of this retriever, as `evalkit runs list` names it (metric; "
         "default: the newest run's).",
     )
-    warmup: int = Field(default=5, ge=2, description="Runs that set the baseline (metric).")
+    warmup: int = Field(
+        default=METRIC_STREAM_WARMUP, ge=2, description="Runs that set the baseline (metric)."
+    )
 
     @model_validator(mode="after")
     def _metric_needs_goldset(self) -> DriftCheckParams:

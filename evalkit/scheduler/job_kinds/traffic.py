@@ -29,6 +29,7 @@ from evalkit.pipeline import (
     sample_and_replay,
 )
 from evalkit.records.requests import (
+    DEFAULT_MIN_PER_STRATUM,
     DEFAULT_TRAFFIC_SAMPLE,
     JUDGING_DEFAULTS,
     TRAFFIC_REPLAY_DEFAULTS,
@@ -187,7 +188,9 @@ class TrafficParams(RetrieverParams, _IngestParams):
     n: int = Field(default=DEFAULT_TRAFFIC_SAMPLE, ge=1, description="Queries sampled.")
     seed: int = Field(default=0, ge=0, description="Sample seed.")
     stratify_by: str | None = Field(default=None, description="tenant or tag:KEY.")
-    min_per_stratum: int = Field(default=0, ge=0, description="Minimum per stratum.")
+    min_per_stratum: int = Field(
+        default=DEFAULT_MIN_PER_STRATUM, ge=0, description="Minimum per stratum."
+    )
     replay: bool = Field(default=True, description="Replay the sample.")
     k: int = Field(
         default=TRAFFIC_REPLAY_DEFAULTS.k, ge=1, description="Documents per replayed query."
