@@ -119,6 +119,22 @@ def test_run_reports_a_missing_goldset_before_loading_the_model(evalkit: Evalkit
     refused(done, 2, "no goldset named 'nosuch'")
 
 
+@pytest.mark.parametrize(
+    ("depth", "message"),
+    [
+        ("0", "k must be a positive integer (documents per query), got 0"),
+        ("99999999999", "k must be at most 2147483647 (documents per query), got 99999999999"),
+    ],
+)
+def test_run_refuses_a_depth_it_cannot_replay_or_store_before_loading_the_model(
+    evalkit: Evalkit, depth: str, message: str
+) -> None:
+    """0 is not taken for "the default depth", nor a 64-bit depth left to the store."""
+    done = evalkit("run", "--goldset", "demo", "--collection", "demo", "--k", depth)
+    refused(done, 2, message)
+    assert json.loads(evalkit.in_process("runs", "list", "--format", "json").stdout) == []
+
+
 def test_audit_reports_a_missing_goldset_before_loading_the_model(evalkit: Evalkit) -> None:
     done = evalkit("audit", "--collection", "demo", "--goldset", "nosuch", "--format", "json")
     refused(done, 2, "no goldset named 'nosuch'")
@@ -178,6 +194,13 @@ def test_traffic_replay_reports_a_closed_http_port_before_loading_the_model(
     url = f"http://127.0.0.1:{closed_port()}/search"
     done = sampled_traffic("traffic", "replay", "--window", "2026-11-21", "--http-retriever", url)
     refused(done, 3, "does not answer a probe query")
+
+
+def test_traffic_replay_refuses_k_zero_as_k_not_as_compare_k(sampled_traffic: Evalkit) -> None:
+    done = sampled_traffic(
+        "traffic", "replay", "--window", "2026-11-21", "--collection", "kbase", "--k", "0"
+    )
+    refused(done, 2, "k must be a positive integer (documents per query), got 0")
 
 
 def test_traffic_replay_checks_the_model_after_the_cheap_checks_and_before_recording_a_run(

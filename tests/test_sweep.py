@@ -254,6 +254,11 @@ def test_an_interrupted_sweep_runs_only_the_missing_point_again(
         ),
         ("[grid]\noptions.top = [1, 2]\n", "[grid] options.top: the chroma retriever takes no"),
         ('[grid]\ncollection = ["ab"]\n', "[grid] collection: Chroma collection name 'ab'"),
+        ("[grid]\nk = [99999999999]\n", "grid.k: Value error, values must be at most 2147483647"),
+        (
+            'k = 99999999999\n[retriever]\ncollection = "demo"\n[grid]\nk = [10]\n',
+            "k: Input should be less than or equal to 2147483647",
+        ),
     ],
     ids=[
         "unknown-key",
@@ -268,6 +273,8 @@ def test_an_interrupted_sweep_runs_only_the_missing_point_again(
         "setting-the-store-cannot-set",
         "options-on-a-built-in-kind",
         "collection-name-chroma-refuses",
+        "k-deeper-than-the-store-keeps",
+        "base-k-deeper-than-the-store-keeps",
     ],
 )
 def test_a_bad_sweep_file_exits_2_naming_the_file_and_the_key(
@@ -287,6 +294,15 @@ def test_a_bad_sweep_file_exits_2_naming_the_file_and_the_key(
     message = data["error"]["message"]
     assert str(path) in message
     assert expected in message
+
+
+def test_a_sweep_file_that_is_not_utf8_exits_2_naming_the_file(
+    evalkit_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "latin1.toml"
+    path.write_bytes('name = "caf\u00e9"\n'.encode("latin-1"))
+    message = sweep_json(capsys, path, expect=2)["error"]["message"]
+    assert message.startswith(f"{path}: not valid UTF-8 text")
 
 
 def test_a_sweep_file_with_neither_or_both_grid_and_points_is_refused(

@@ -146,6 +146,9 @@ def run(
     texts = texts_to_judge("--judge-holes", corpus, collection, chroma_url) if judge_holes else None
     assessor = build_assessor() if judge_holes else None
     config = settings()
+    request = GoldsetRunRequest.from_settings(
+        config, k=k, measures=measure, label=label, answers=answers, tags=tag or ()
+    )
     options = retriever_options(
         collection=collection,
         chroma_url=chroma_url,
@@ -198,9 +201,7 @@ def run(
                 CommandStore("run", config=config),
                 gold,
                 retriever,
-                GoldsetRunRequest.from_settings(
-                    config, k=k, measures=measure, label=label, answers=answers, tags=tag or ()
-                ),
+                request,
                 progress=bar,
                 close_retriever=True,
                 engine=on_ray,

@@ -42,6 +42,7 @@ from evalkit.config.sources import (
     read_config_file,
     settings_error,
 )
+from evalkit.records.requests import MAX_K
 
 __all__ = ["Settings", "load_settings", "parse_settings"]
 
@@ -95,7 +96,7 @@ class Settings(BaseSettings):
     relevance_threshold: int = Field(
         default=1, description="A judged document is relevant when its grade is at least this."
     )
-    k: int = Field(default=100, ge=1, description="Documents retrieved per query.")
+    k: int = Field(default=100, ge=1, le=MAX_K, description="Documents retrieved per query.")
     http_timeout: float = Field(
         default=10.0, gt=0, description="Seconds before a retriever HTTP request times out."
     )

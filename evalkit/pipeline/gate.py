@@ -111,7 +111,7 @@ def replay_candidate(
     Raises RetrieverError unless every query was answered: a gate never compares a partial
     run as if it were complete.
     """
-    depth = k or settings.k
+    depth = settings.k if k is None else k
     if isinstance(retriever, RetrieverOptions):
         live, built = build_retriever(retriever, settings), True
     else:

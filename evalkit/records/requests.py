@@ -17,9 +17,12 @@ of a test of two windows of embeddings (``evalkit drift embeddings|documents``, 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
+
+from evalkit.errors import ConfigError
 
 if TYPE_CHECKING:
     from evalkit.config import Settings
@@ -58,6 +61,20 @@ __all__ = [
     "PairedTestSettings",
     "TrafficReplayRequest",
 ]
+
+MAX_K: Final = 2_147_483_647
+"""The deepest ``k`` a run can have: the store keeps depths and ranks as 32-bit integers."""
+
+
+def validate_k(k: int) -> int:
+    """Return ``k`` when it is a positive number of documents the store can keep (at most
+    ``MAX_K``); raise ``ConfigError`` if not."""
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ConfigError(f"k must be a positive integer (documents per query), got {k!r}")
+    if k > MAX_K:
+        raise ConfigError(f"k must be at most {MAX_K} (documents per query), got {k}")
+    return k
+
 
 DEFAULT_LOW_CONFIDENCE: Final = 0.4
 """Top-1 score below which a query counts as low-confidence (a cosine similarity; set it to
@@ -255,6 +272,9 @@ class GoldsetRunRequest:
     answers: bool = True
     tags: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        validate_k(self.k)
+
     @classmethod
     def from_settings(
         cls,
@@ -270,7 +290,7 @@ class GoldsetRunRequest:
         ``k``), relevance threshold and query batch size, with the run's own ``measures``,
         ``label``, ``answers`` and ``tags``."""
         return cls(
-            k=k or settings.k,
+            k=settings.k if k is None else k,
             measures=tuple(measures or ()),
             relevance_threshold=settings.relevance_threshold,
             batch_size=settings.query_batch_size,
@@ -302,6 +322,20 @@ class TrafficReplayRequest:
     answers: bool = True
     batch_size: int = 64
     label: str | None = None
+
+    def __post_init__(self) -> None:
+        validate_k(self.k)
+        if self.compare_k is not None and not 1 <= self.compare_k <= self.k:
+            raise ConfigError(f"compare_k must be between 1 and k={self.k}, got {self.compare_k}")
+        if not math.isfinite(self.low_confidence_threshold):
+            raise ConfigError(
+                "the low-confidence threshold must be a finite score, got "
+                f"{self.low_confidence_threshold}"
+            )
+        if self.embedding_sample_size < 0:
+            raise ConfigError(
+                f"the embedding sample size must be >= 0, got {self.embedding_sample_size}"
+            )
 
 
 TRAFFIC_REPLAY_DEFAULTS: Final = TrafficReplayRequest()

@@ -18,6 +18,7 @@ from typing import Any, Protocol, Self, TypeVar, runtime_checkable
 from evalkit.embedding.fingerprint import ModelFingerprint
 from evalkit.errors import ConfigError, RetrieverError
 from evalkit.records import Query, QueryResult, ScoredDoc
+from evalkit.records.requests import validate_k
 from evalkit.redaction import redact
 
 __all__ = [
@@ -217,13 +218,6 @@ def retrieve_in_batches(
             answered = retrieve_batch([queries[i] for i in batch], group)
             by_position.update(zip(batch, answered, strict=True))
     return [by_position[position] for position in range(len(queries))]
-
-
-def validate_k(k: int) -> int:
-    """Return ``k`` when it is a positive number of documents; raise ``ConfigError`` if not."""
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ConfigError(f"k must be a positive integer (documents per query), got {k!r}")
-    return k
 
 
 def ranked_docs(doc_ids: Sequence[str], scores: Iterable[float]) -> tuple[ScoredDoc, ...]:

@@ -129,8 +129,6 @@ def plan_replay(
     filter by tenant (unless ``request.tenant_isolation`` is off). A retriever that left its
     embedding-model check for later makes it here, before any run is recorded.
     """
-    if not 1 <= (request.compare_k or request.k) <= request.k:
-        raise ConfigError(f"compare_k must be between 1 and k={request.k}, got {request.compare_k}")
     sample = load_sample(store, sample_id)
     frame = load_sample_queries(store, sample.sample_id)
     queries = [

@@ -19,7 +19,7 @@ from evalkit.config import EmbedderSettings, Settings
 from evalkit.config.types import NAME_PATTERN
 from evalkit.errors import ConfigError, MeasureError
 from evalkit.metrics import parse_measures
-from evalkit.records.requests import DEFAULT_GOLDSET_FORMAT, DEFAULT_GOLDSET_SPLIT
+from evalkit.records.requests import DEFAULT_GOLDSET_FORMAT, DEFAULT_GOLDSET_SPLIT, MAX_K
 from evalkit.retrievers.factory import RETRIEVER_KINDS, RetrieverOptions
 from evalkit.retrievers.plugins import FACTORY_KIND
 
@@ -30,6 +30,7 @@ __all__ = [
     "SweepPoint",
     "check_sweep",
     "load_sweep",
+    "point_depth",
     "point_options",
     "point_settings",
 ]
@@ -94,7 +95,7 @@ class SweepEmbedder(EmbedderSettings):
 class SweepPointSettings(_Model):
     """One ``[[points]]`` entry: the settings of one point (unset: the base's)."""
 
-    k: int | None = Field(default=None, ge=1)
+    k: int | None = Field(default=None, ge=1, le=MAX_K)
     embedder: str | None = None
     collection: str | None = None
     ef_search: int | None = Field(default=None, ge=1)
@@ -128,6 +129,8 @@ class SweepGrid(_Model):
     def _positive(cls, value: list[int] | None) -> list[int] | None:
         if value is not None and any(number < 1 for number in value):
             raise ValueError(f"values must be at least 1, got {value}")
+        if value is not None and any(number > MAX_K for number in value):
+            raise ValueError(f"values must be at most {MAX_K}, got {value}")
         return value
 
     @field_validator("options")
@@ -148,7 +151,7 @@ class SweepFile(_Model):
     goldset_format: Literal["jsonl", "beir", "trec"] = DEFAULT_GOLDSET_FORMAT
     goldset_split: str = DEFAULT_GOLDSET_SPLIT
     measures: list[str] = Field(min_length=1)
-    k: int | None = Field(default=None, ge=1)
+    k: int | None = Field(default=None, ge=1, le=MAX_K)
     retriever: SweepRetriever = Field(default_factory=SweepRetriever)
     embedders: dict[str, SweepEmbedder] = Field(default_factory=dict)
     grid: SweepGrid | None = None
@@ -242,6 +245,8 @@ def load_sweep(path: Path) -> Sweep:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: not valid TOML: {error}") from error
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: not valid UTF-8 text: {error}") from error
     except OSError as error:
         raise ConfigError(f"{path}: cannot read it: {error}") from error
     try:
@@ -371,7 +376,7 @@ def check_sweep(sweep: Sweep, settings: Settings) -> str:
     except ConfigError as error:
         raise ConfigError(f"{sweep.path}: retriever: {error}") from error
     for point in sweep.points:
-        k = point.get("k") or sweep.k or settings.k
+        k = point_depth(point, sweep, settings)
         for measure in parse_measures(sweep.measures):
             if measure.cutoff is not None and measure.cutoff > k:
                 raise ConfigError(
@@ -415,6 +420,14 @@ def check_sweep(sweep: Sweep, settings: Settings) -> str:
         except ConfigError as error:  # a collection name Chroma would refuse
             raise ConfigError(f"{sweep.path}: {point.source} collection: {error}") from error
     return kind
+
+
+def point_depth(point: SweepPoint, sweep: Sweep, settings: Settings) -> int:
+    """The ``k`` of ``point``: its own, else the sweep's, else the settings'."""
+    for depth in (point.get("k"), sweep.k):
+        if depth is not None:
+            return int(depth)
+    return settings.k
 
 
 def point_options(sweep: Sweep, settings: Settings, point: SweepPoint) -> RetrieverOptions:

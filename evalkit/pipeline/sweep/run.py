@@ -27,6 +27,7 @@ from evalkit.pipeline.sweep.file import (
     SweepPoint,
     check_sweep,
     load_sweep,
+    point_depth,
     point_options,
     point_settings,
 )
@@ -387,7 +388,7 @@ def _run_point(
         raise
     except Exception as error:  # reported as this point's failure; the sweep goes on
         return PointResult(number, point, key, status="failed", error=_error_text(error))
-    k = point.get("k") or sweep.k or settings.k
+    k = point_depth(point, sweep, settings)
     request = GoldsetRunRequest(
         k=k,
         measures=sweep.measures,
@@ -462,7 +463,7 @@ def _point_key(sweep: Sweep, goldset: Goldset, settings: Settings, point: SweepP
         "goldset": goldset.name,
         "goldset_version": goldset.version,
         "measures": list(sweep.measures),
-        "k": point.get("k") or sweep.k or settings.k,
+        "k": point_depth(point, sweep, settings),
         "relevance_threshold": settings.relevance_threshold,
         "query_batch_size": settings.query_batch_size,
         "retriever": sweep.retriever.model_dump(mode="json"),

@@ -1,0 +1,64 @@
+"""The request records refuse what no workflow can do, wherever they are built from."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from evalkit.config import Settings
+from evalkit.errors import ConfigError
+from evalkit.records.requests import (
+    MAX_K,
+    GoldsetRunRequest,
+    TrafficReplayRequest,
+    validate_k,
+)
+
+
+@pytest.mark.parametrize("k", [0, -1, MAX_K + 1, True, 2.5])
+def test_a_depth_outside_one_to_max_k_is_refused(k: object) -> None:
+    with pytest.raises(ConfigError, match="k must be"):
+        validate_k(k)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="k must be"):
+        GoldsetRunRequest(k=k)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="k must be"):
+        TrafficReplayRequest(k=k)  # type: ignore[arg-type]
+
+
+def test_the_deepest_storable_depth_is_accepted() -> None:
+    assert GoldsetRunRequest(k=MAX_K).k == MAX_K
+
+
+def test_k_zero_is_refused_not_taken_for_the_settings_default() -> None:
+    settings = Settings(k=50)
+    assert GoldsetRunRequest.from_settings(settings).k == 50
+    assert GoldsetRunRequest.from_settings(settings, k=7).k == 7
+    with pytest.raises(ConfigError, match="k must be a positive integer"):
+        GoldsetRunRequest.from_settings(settings, k=0)
+
+
+def test_a_settings_k_deeper_than_the_store_keeps_is_refused() -> None:
+    with pytest.raises(ValueError, match="less than or equal to 2147483647"):
+        Settings(k=MAX_K + 1)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"k": 5, "compare_k": 6}, "compare_k must be between 1 and k=5, got 6"),
+        ({"k": 5, "compare_k": 0}, "compare_k must be between 1 and k=5, got 0"),
+        ({"low_confidence_threshold": math.nan}, "must be a finite score, got nan"),
+        ({"low_confidence_threshold": math.inf}, "must be a finite score, got inf"),
+        ({"embedding_sample_size": -1}, "embedding sample size must be >= 0, got -1"),
+    ],
+)
+def test_a_traffic_replay_request_names_the_setting_it_refuses(
+    fields: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        TrafficReplayRequest(**fields)  # type: ignore[arg-type]
+
+
+def test_a_negative_low_confidence_threshold_suits_scores_that_can_be_negative() -> None:
+    assert TrafficReplayRequest(low_confidence_threshold=-5.0).low_confidence_threshold == -5.0
