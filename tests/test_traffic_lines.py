@@ -134,6 +134,11 @@ def test_a_record_the_format_refuses_is_judged_by_the_per_line_path(
         b"[null]}\n",
         b"\x0c\n",
         b"\x0c{}\n",
+        b'{"query_id": "q", "timestamp": "9999-12-31T12:00:00Z", "text": "t"}\n',
+        b'{"query_id": "q", "timestamp": "9999-12-31T23:30:00-01:00", "text": "t"}\n',
+        b'{"query_id": "q", "timestamp": "0001-01-01T00:30:00+01:00", "text": "t"}\n',
+        b'{"query_id": "q", "timestamp": "1969-12-31T23:59:59", "text": "t"}\n',
+        b'{"query_id": "q", "timestamp": -5, "text": "t"}\n',
     ],
 )
 def test_lines_arrow_reads_differently_from_json_are_judged_alike(raw: bytes) -> None:
@@ -142,6 +147,22 @@ def test_lines_arrow_reads_differently_from_json_are_judged_alike(raw: bytes) ->
     lines = [encode(record("a")), raw, encode(record("b"))]
     assert_same(lines)
     assert_same([raw])
+
+
+@pytest.mark.parametrize(
+    "timestamp",
+    ["9999-12-31T12:00:00Z", "9999-12-31T23:30:00-01:00", "0001-01-01T00:30:00+01:00", -5.0],
+)
+def test_a_timestamp_out_of_the_years_windows_can_hold_is_a_problem_of_its_line(
+    timestamp: str | float,
+) -> None:
+    """Stored, a year-9999 moment would leave no room for the window after it."""
+    lines = [encode(record("a")), encode(record("b", timestamp=timestamp))]
+    builder = at_once(lines, 1)
+    assert [line for line, _ in builder.problems] == [2]
+    assert "`timestamp`" in builder.problems[0][1]
+    assert "1970" in builder.problems[0][1]
+    assert len(builder) == 1
 
 
 def test_dedup_texts_is_dedup_text_on_each() -> None:

@@ -57,6 +57,14 @@ def test_bad_labels_say_what_works(text: str) -> None:
 def test_interval_ending_before_it_starts_is_refused() -> None:
     with pytest.raises(ConfigError, match="ends before it starts"):
         parse_window("2026-11-22/2026-11-21")
+    with pytest.raises(ConfigError, match="is empty: it ends when it starts"):
+        parse_window("2026-11-21/2026-11-21")
+
+
+@pytest.mark.parametrize("text", ["9999-12-31", "9999-12", "9999-12-31T23", "9999-W52"])
+def test_a_window_ending_after_the_year_9999_is_refused_not_a_traceback(text: str) -> None:
+    with pytest.raises(ConfigError, match="ends after the year 9999"):
+        parse_window(text)
 
 
 @given(

@@ -30,6 +30,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pj
 
 from evalkit.traffic._records import (
+    MAX_EPOCH_SECONDS,
     RECORD_SCHEMA,
     RecordBatchBuilder,
     RecordError,
@@ -50,7 +51,6 @@ _OPEN, _CLOSE = b"{}"
 # Arrow's reader takes ``NaN``, ``Inf`` and ``Infinity`` for numbers; JSON has no such literal.
 _NON_JSON_LITERALS = (b"NaN", b"Inf")
 _JSON_WHITESPACE = b" \t\r\n"
-_MAX_EPOCH_SECONDS = 1e11
 # Timestamps Arrow parses as Python's ``datetime.fromisoformat`` does; any other text goes
 # to Python. Arrow needs an offset for a zoned type: naive ones (UTC, as the per-line path
 # reads them) are cast with a ``Z`` appended.
@@ -344,7 +344,7 @@ def _microseconds(
     micros = np.zeros(count, dtype=np.int64)
     if pa.types.is_floating(values.type):
         epoch = np.asarray(values.fill_null(-1.0), dtype=np.float64)
-        valid = np.isfinite(epoch) & (epoch >= 0) & (epoch < _MAX_EPOCH_SECONDS)
+        valid = np.isfinite(epoch) & (epoch >= 0) & (epoch < MAX_EPOCH_SECONDS)
         micros[valid] = epoch_microseconds(epoch[valid])
         return micros, valid
     valid = np.zeros(count, dtype=bool)
@@ -366,8 +366,11 @@ def _microseconds(
         # The per-line path goes through float seconds; the same arithmetic gives the same
         # microsecond wherever an int64 of microseconds is exact as a float64.
         exact_float = np.abs(exact_micros) < _FLOAT_EXACT
-        rows = np.flatnonzero(matched)[exact_float]
-        micros[rows] = epoch_microseconds(exact_micros[exact_float] / _MICROSECONDS)
+        # Out of range, a timestamp is left to Python, which names the line and the field.
+        in_range = (exact_micros >= 0) & (exact_micros < MAX_EPOCH_SECONDS * _MICROSECONDS)
+        kept = exact_float & in_range
+        rows = np.flatnonzero(matched)[kept]
+        micros[rows] = epoch_microseconds(exact_micros[kept] / _MICROSECONDS)
         valid[rows] = True
         remaining[rows] = False
     if remaining.any():

@@ -24,6 +24,7 @@ from msgspec.structs import astuple
 from evalkit.traffic.log import LOG_FIELDS
 
 __all__ = [
+    "MAX_EPOCH_SECONDS",
     "RECORD_SCHEMA",
     "LogLine",
     "LoggedDoc",
@@ -74,7 +75,13 @@ def _described(name: str) -> msgspec.Meta:
 # is added to the JSON Schema only (``extra_json_schema``), so decoding costs nothing more.
 _NON_BLANK = msgspec.Meta(extra_json_schema={"pattern": r"\S"})
 _ISO_DATE = msgspec.Meta(extra_json_schema={"pattern": r"^[0-9]{4}-?[0-9]{2}-?[0-9]{2}"})
-_EPOCH_SECONDS = msgspec.Meta(extra_json_schema={"minimum": 0, "exclusiveMaximum": 1e11})
+MAX_EPOCH_SECONDS = 1e11
+"""Timestamps are taken from 1970 up to this many epoch seconds (year 5138): a number above it
+is far more likely milliseconds than seconds, and a date near year 9999 leaves no room for
+the windows around it."""
+_EPOCH_SECONDS = msgspec.Meta(
+    extra_json_schema={"minimum": 0, "exclusiveMaximum": MAX_EPOCH_SECONDS}
+)
 
 
 Tags = dict[str, str | int | float | bool]
@@ -114,8 +121,6 @@ def log_line_json_schema() -> dict[str, Any]:
 _DECODER = msgspec.json.Decoder(LogLine)
 _ANY_DECODER = msgspec.json.Decoder()
 _KNOWN_FIELDS = frozenset(LOG_FIELDS)
-# Epoch values above this are far more likely milliseconds than seconds (year 5138).
-_MAX_EPOCH_SECONDS = 1e11
 _MICROSECONDS = 1_000_000
 
 
@@ -361,10 +366,16 @@ def timestamp_seconds(value: str | float) -> float:
             ) from None
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=UTC)
-        return moment.timestamp()
-    if not math.isfinite(value) or not 0 <= value < _MAX_EPOCH_SECONDS:
+        seconds = moment.timestamp()
+        if not 0 <= seconds < MAX_EPOCH_SECONDS:
+            raise RecordError(
+                "invalid record: `timestamp` must lie between 1970 and the year 5138 (UTC) "
+                "- at `$.timestamp`"
+            )
+        return seconds
+    if not math.isfinite(value) or not 0 <= value < MAX_EPOCH_SECONDS:
         raise RecordError(
-            "invalid record: `timestamp` as a number must be epoch seconds (not "
+            "invalid record: `timestamp` as a number must be epoch seconds since 1970 (not "
             "milliseconds) - at `$.timestamp`"
         )
     return float(value)

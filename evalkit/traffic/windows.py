@@ -159,7 +159,12 @@ def parse_window(text: str, *, now: datetime | None = None) -> Window:
             start = unit.parse(match)
         except ValueError as error:
             raise ConfigError(f"window '{text}' is not a real {unit.name}: {error}") from error
-        return unit.window(start)
+        try:
+            return unit.window(start)
+        except (OverflowError, ValueError):
+            raise ConfigError(
+                f"window '{text}' ends after the year 9999, the last a date can have"
+            ) from None
     raise ConfigError(
         f"window '{text}' is not understood; give a day (2026-11-21), an hour (2026-11-21T13), "
         "an ISO week (2026-W47), a month (2026-11), an interval (START/END in ISO 8601), "
@@ -177,7 +182,10 @@ def _parse_interval(value: str) -> Window:
             f"window interval '{value}' must be two ISO 8601 times, START/END: {error}"
         ) from error
     if end <= start:
-        raise ConfigError(f"window interval '{value}' ends before it starts")
+        raise ConfigError(
+            f"window interval '{value}' "
+            + ("is empty: it ends when it starts" if end == start else "ends before it starts")
+        )
     return Window(f"{start.isoformat()}/{end.isoformat()}", start, end)
 
 
