@@ -149,3 +149,40 @@ def test_the_published_judgment_schema_has_the_same_grade_range() -> None:
     schema = json.loads((SCHEMAS / schema_file_name("goldset-judgment")).read_text())
     assert schema["properties"]["relevance"]["maximum"] == MAX_GRADE
     assert schema["properties"]["relevance"]["minimum"] == 0
+
+
+def test_a_number_longer_than_python_reads_is_a_problem_on_its_line(tmp_path: Path) -> None:
+    """Python refuses to turn more than 4300 digits into an int: a problem, not a traceback."""
+    folder = jsonl_goldset(
+        tmp_path / "long-number",
+        queries=[QUERY],
+        judgments=[JUDGED, '{"query_id": "q1", "doc_id": "d2", "relevance": 1' + "0" * 5000 + "}"],
+    )
+    as_json = evalkit(
+        tmp_path / "home", "goldset", "import", str(folder), "--name", "g", "--output", "json"
+    )
+    (problem,) = problems_of(as_json)
+    assert (problem["path"], problem["line"]) == (str(folder / "judgments.jsonl"), 2)
+    assert "too long to read" in str(problem["message"])
+
+
+def test_a_lone_surrogate_escape_is_a_problem_of_its_field_and_a_pair_is_text(
+    tmp_path: Path,
+) -> None:
+    lone = '{"id": "q2", "text": "broken \\ud800 escape"}'
+    paired = '{"id": "q3", "text": "a smile \\ud83d\\ude00"}'
+    folder = jsonl_goldset(
+        tmp_path / "surrogates",
+        queries=[QUERY, lone, paired],
+        judgments=[JUDGED, JUDGED.replace("q1", "q3")],
+    )
+    as_json = evalkit(
+        tmp_path / "home", "goldset", "import", str(folder), "--name", "g", "--output", "json"
+    )
+    (problem,) = problems_of(as_json)
+    assert (problem["line"], problem["field"]) == (2, "text")
+    assert "lone UTF-16 surrogate" in str(problem["message"])
+
+    write_lines(folder / "queries.jsonl", [QUERY, paired])
+    stored = evalkit(tmp_path / "home", "goldset", "import", str(folder), "--name", "g")
+    assert stored.returncode == 0, stored.stderr

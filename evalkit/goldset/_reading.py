@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -37,6 +39,9 @@ SUMMARY_PROBLEMS = 3
 """Problems quoted in a ``GoldsetError`` message; ``problems`` holds the rest."""
 
 _BOM = b"\xef\xbb\xbf"
+# A \uD800-\uDFFF escape: Python's JSON decoder joins a pair into one character and keeps a
+# lone one as a surrogate, which is no text and cannot be written as UTF-8.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
 NoticeSink = Callable[[str], None]
 """Receives notices about data an importer changed on purpose (e.g. -1 grades mapped to 0)."""
@@ -187,6 +192,13 @@ def iter_json_objects(path: Path, problems: ProblemLog) -> Iterator[tuple[int, d
                 line=number,
             )
             continue
+        except ValueError:  # an integer of more digits than Python converts
+            problems.add(
+                f"holds a number too long to read (over {sys.get_int_max_str_digits()} digits)",
+                path=path,
+                line=number,
+            )
+            continue
         if not isinstance(value, dict):
             problems.add(
                 f"expected a JSON object {{...}} on each line, got {describe_value(value)}",
@@ -196,8 +208,36 @@ def iter_json_objects(path: Path, problems: ProblemLog) -> Iterator[tuple[int, d
             continue
         for key in repeated:
             problems.add("appears twice in one object; keep one", path=path, line=number, field=key)
-        if not repeated:
+        lone = _lone_surrogate_fields(value) if _SURROGATE_ESCAPE.search(text) else []
+        for key in lone:
+            problems.add(
+                "holds a lone UTF-16 surrogate escape (\\uD800-\\uDFFF without its pair), "
+                "which is not text",
+                path=path,
+                line=number,
+                field=key,
+            )
+        if not repeated and not lone:
             yield number, value
+
+
+def _lone_surrogate_fields(record: dict[str, object]) -> list[str]:
+    """The keys of ``record`` whose value (or a key or value within it) holds a surrogate."""
+
+    def holds(value: object) -> bool:
+        if isinstance(value, str):
+            return any("\ud800" <= character <= "\udfff" for character in value)
+        if isinstance(value, dict):
+            return any(holds(key) or holds(item) for key, item in value.items())
+        if isinstance(value, list):
+            return any(holds(item) for item in value)
+        return False
+
+    return [
+        key if not holds(key) else repr(key)
+        for key, value in record.items()
+        if holds(key) or holds(value)
+    ]
 
 
 def _too_deep(text: str) -> str | None:
