@@ -18,11 +18,14 @@ import pytest
 # Imported here so that the in-process pytest runs below find them loaded (pytester drops
 # the modules a run imported when it ends; reloading these would cost seconds every time,
 # and scipy.stats, which the gate loads on first use, could not be reloaded at all: numpy's
-# C extensions load once per process).
+# C extensions load once per process). ``evalkit.pipeline`` keeps the names it loads lazily,
+# so a workflow module a run loaded would outlive the run through that cache, beside fresh
+# copies of the modules it imports (two ``RetrieverOptions`` classes): load the gate's here.
 import scipy.stats  # noqa: F401
 from gate_inputs import retriever_endpoint, write_goldset_files
 
 import evalkit.pipeline
+import evalkit.pipeline.gate
 import evalkit.retrievers.http
 import evalkit.store.access  # noqa: F401
 from evalkit.cli import invoke
