@@ -14,9 +14,14 @@ from pathlib import Path
 import pytest
 from evalkit_process import fresh_env, run_evalkit
 
+from evalkit.errors import ConfigError, NotFoundError
 from evalkit.goldset._reading import MAX_NESTING
 from evalkit.goldset._schema import MAX_GRADE
+from evalkit.goldset.model import MAX_GOLDSET_NAME_LENGTH, Goldset, check_goldset_name
+from evalkit.records import Query
 from evalkit.schemas import schema_file_name
+from evalkit.store import Store
+from evalkit.store.goldsets import load_stored_goldset, save_goldset
 
 SCHEMAS = Path(__file__).resolve().parents[1] / "evalkit" / "schemas"
 
@@ -186,3 +191,53 @@ def test_a_lone_surrogate_escape_is_a_problem_of_its_field_and_a_pair_is_text(
     write_lines(folder / "queries.jsonl", [QUERY, paired])
     stored = evalkit(tmp_path / "home", "goldset", "import", str(folder), "--name", "g")
     assert stored.returncode == 0, stored.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [
+        ("a/b", "is spelt as a path"),
+        ("..", "is spelt as a path"),
+        ("a\\b", "is spelt as a path"),
+        ("", "is empty"),
+        ("   ", "is empty"),
+        (" padded", "starts or ends with white space"),
+        ("two\nlines", "holds a control character"),
+        ("x" * (MAX_GOLDSET_NAME_LENGTH + 1), f"longer than {MAX_GOLDSET_NAME_LENGTH}"),
+    ],
+)
+def test_a_name_a_goldset_could_not_be_run_by_again_is_refused(name: str, problem: str) -> None:
+    with pytest.raises(ConfigError, match=problem):
+        check_goldset_name(name)
+
+
+@pytest.mark.parametrize("name", ["scifact-test", "support faq", "FAQ.v2", "x" * 200, "données"])
+def test_names_people_give_goldsets_are_taken(name: str) -> None:
+    assert check_goldset_name(name) == name
+
+
+def test_goldset_import_refuses_a_path_like_or_empty_name_and_stores_nothing(
+    tmp_path: Path,
+) -> None:
+    folder = jsonl_goldset(tmp_path / "faq", queries=[QUERY], judgments=[JUDGED])
+    home = tmp_path / "home"
+    for name in ("a/b", ""):
+        result = evalkit(home, "goldset", "import", str(folder), "--name", name)
+        assert result.returncode == 2, result.stderr
+        assert "Traceback" not in result.stderr
+        assert f"goldset name {name!r}" in result.stderr
+    listed = evalkit(home, "goldset", "list", "--format", "json")
+    assert json.loads(listed.stdout) == []
+
+
+def test_an_unknown_goldset_lists_twenty_stored_names_and_points_to_the_list(
+    store: Store,
+) -> None:
+    for number in range(25):
+        save_goldset(store, Goldset.build(f"set-{number:02d}", [Query("q1", "t")], []))
+    with pytest.raises(NotFoundError) as raised:
+        load_stored_goldset(store, "nosuch")
+    message = str(raised.value)
+    assert "set-19" in message
+    assert "set-20" not in message
+    assert "and 5 more: `evalkit goldset list`" in message

@@ -57,7 +57,7 @@ def load_beir_goldset(
         )
         rows = []
     return assemble_imported(
-        name=name or f"{folder.resolve().name}-{split}",
+        name=f"{folder.resolve().name}-{split}" if name is None else name,
         source=folder,
         queries=queries,
         queries_path=queries_path,

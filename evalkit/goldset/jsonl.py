@@ -67,7 +67,9 @@ def load_jsonl_goldset(
     problems = ProblemLog()
     queries, judgments = read_jsonl_goldset(queries_file, judgments_file, problems=problems)
     problems.raise_if_any("goldset", path=source)
-    return Goldset.build(name or _default_name(source), queries, judgments, source=str(source))
+    return Goldset.build(
+        _default_name(source) if name is None else name, queries, judgments, source=str(source)
+    )
 
 
 def read_jsonl_goldset(

@@ -4,12 +4,39 @@ from __future__ import annotations
 
 import hashlib
 import json
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from evalkit.errors import ConfigError
 from evalkit.records import Judgment, Query
 
-__all__ = ["Goldset", "goldset_version"]
+__all__ = ["MAX_GOLDSET_NAME_LENGTH", "Goldset", "check_goldset_name", "goldset_version"]
+
+MAX_GOLDSET_NAME_LENGTH = 200
+"""The longest name a goldset is stored under."""
+
+
+def check_goldset_name(name: str) -> str:
+    """Return ``name`` when a goldset can be stored under it and named again by it
+    (``--goldset NAME``); raise ``ConfigError`` saying what is wrong if not."""
+    problem = None
+    if not name.strip():
+        problem = "is empty"
+    elif name != name.strip():
+        problem = "starts or ends with white space"
+    elif "/" in name or "\\" in name or name in (".", ".."):
+        problem = "is spelt as a path, so --goldset would read it as one"
+    elif any(unicodedata.category(character) in ("Cc", "Cs") for character in name):
+        problem = "holds a control character"
+    elif len(name) > MAX_GOLDSET_NAME_LENGTH:
+        problem = f"is longer than {MAX_GOLDSET_NAME_LENGTH} characters"
+    if problem is not None:
+        shown = name if len(name) <= 60 else name[:57] + "..."
+        raise ConfigError(
+            f"goldset name {shown!r} {problem}; give a name such as 'support-faq' (--name)"
+        )
+    return name
 
 
 def goldset_version(queries: Iterable[Query], judgments: Iterable[Judgment]) -> str:

@@ -68,7 +68,7 @@ def load_trec_goldset(
     queries = read_trec_topics(topics_file, problems=problems, query_field=query_field)
     rows = read_trec_qrels(qrels_file, problems=problems)
     return assemble_imported(
-        name=name or qrels_file.resolve().parent.name or "trec",
+        name=(qrels_file.resolve().parent.name or "trec") if name is None else name,
         source=qrels_file,
         queries=queries,
         queries_path=topics_file,

@@ -304,7 +304,7 @@ def resolve_goldset(
     elif not path.exists() or _goldset_stored(store, text):
         return text
     loaded = read_goldset_files(
-        path, format=format, name=name or path.stem, split=split, topics=topics
+        path, format=format, name=path.stem if name is None else name, split=split, topics=topics
     )
     shown = path.relative_to(base) if path.is_relative_to(base) else path
     return dataclasses.replace(loaded, source=str(shown))

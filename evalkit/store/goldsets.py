@@ -14,7 +14,7 @@ import duckdb
 
 from evalkit.clock import utc_now
 from evalkit.errors import NotFoundError, StoreError
-from evalkit.goldset.model import Goldset
+from evalkit.goldset.model import Goldset, check_goldset_name
 from evalkit.records import Judgment, Query, Span
 
 if TYPE_CHECKING:
@@ -60,10 +60,12 @@ def insert_goldset(store: Store, con: duckdb.DuckDBPyConnection, goldset: Goldse
     (``save_goldset`` opens its own); returns False when that name and version were stored
     already.
 
-    A version's content is stored once, however many names share it.
+    A version's content is stored once, however many names share it. A name the goldset
+    could not be run by again (``check_goldset_name``) raises ConfigError.
     """
     import pandas as pd
 
+    check_goldset_name(goldset.name)
     exists = store.fetch(
         "SELECT 1 FROM goldsets WHERE name = ? AND version = ?",
         [goldset.name, goldset.version],
@@ -128,13 +130,20 @@ def list_goldsets(store: Store, name: str | None = None) -> list[GoldsetInfo]:
     return [GoldsetInfo(*row) for row in rows]
 
 
+_NAMES_LISTED = 20
+"""Stored goldset names an error lists before it points to ``evalkit goldset list``."""
+
+
 def load_stored_goldset(store: Store, name: str, version: str | None = None) -> Goldset:
     """The goldset ``name`` at ``version`` (default: the newest imported version)."""
     versions = list_goldsets(store, name)
     if not versions:
         known = sorted({info.name for info in list_goldsets(store)})
+        shown = ", ".join(known[:_NAMES_LISTED]) or "none"
+        if len(known) > _NAMES_LISTED:
+            shown += f" and {len(known) - _NAMES_LISTED} more: `evalkit goldset list`"
         raise NotFoundError(
-            f"no goldset named {name!r} in {store.path} (stored: {', '.join(known) or 'none'}); "
+            f"no goldset named {name!r} in {store.path} (stored: {shown}); "
             "import it with `evalkit goldset import PATH --name NAME`"
         )
     chosen = versions[0]
