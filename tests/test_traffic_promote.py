@@ -201,5 +201,26 @@ def test_promote_refuses_to_overwrite_and_unknown_windows(replayed: Path, tmp_pa
         assert again.n_promoted == 2  # one plus tenant b's guaranteed one
         with pytest.raises(NotFoundError, match="never replayed"):
             promote_window(store, "2026-11-20", tmp_path / "other", n=2)
+        with pytest.raises(NotFoundError, match="run nope is no replay of traffic window"):
+            promote_window(store, "2026-11-21", tmp_path / "other", n=2, run_id="nope")
         with pytest.raises(ConfigError, match="at least 1"):
             promote_window(store, "2026-11-21", tmp_path / "other", n=0)
+
+
+def test_promote_keeps_a_folder_readme_and_refuses_a_file_as_its_folder(
+    replayed: Path, tmp_path: Path
+) -> None:
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "README.md").write_text("my notes\n", encoding="utf-8")
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x", encoding="utf-8")
+    with Store.open(replayed) as store:
+        with pytest.raises(InputError, match="already holds a goldset draft") as raised:
+            promote_window(store, "2026-11-21", notes, n=2)
+        assert raised.value.path == str(notes / "README.md")
+        with pytest.raises(InputError, match="is a file; give the folder"):
+            promote_window(store, "2026-11-21", a_file, n=2)
+    assert (notes / "README.md").read_text(encoding="utf-8") == "my notes\n"
+    assert sorted(path.name for path in notes.iterdir()) == ["README.md"]
+    assert a_file.read_text(encoding="utf-8") == "x"

@@ -536,7 +536,8 @@ def promote(
         emit_json(draft.to_dict())
         return
     print_text(
-        f"wrote {draft.n_promoted} of {draft.n_available} replayed queries of {draft.window_label} "
+        f"wrote {draft.n_promoted} of the {draft.n_available} answered queries of the replay of "
+        f"{draft.window_label} "
         f"with {draft.n_judgments} results to grade to {draft.directory}\n"
         f"grade them (see {draft.directory / 'README.md'}), then: "
         f"evalkit goldset import {draft.directory} --name NAME"

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from evalkit.errors import ConfigError, InputError
+from evalkit.errors import ConfigError, InputError, NotFoundError
 from evalkit.records.requests import (
     DEFAULT_PROMOTED_MIN_PER_TENANT,
     DEFAULT_PROMOTED_QUERIES,
@@ -39,6 +39,7 @@ from evalkit.store.traffic.windows import (
     latest_window_summary,
     promotion_candidates,
     replay_top_results,
+    window_summary_of_run,
 )
 from evalkit.traffic.sampling import allocate_quotas
 
@@ -183,6 +184,13 @@ def promote_window(
         raise ConfigError(f"n and top must be at least 1, got n={n}, top={top}")
     summary = latest_window_summary(store, window_label)
     chosen_run = run_id or summary.run_id
+    if run_id is not None:
+        of_run = window_summary_of_run(store, run_id)
+        if of_run is None or of_run.window_label != summary.window_label:
+            raise NotFoundError(
+                f"run {run_id} is no replay of traffic window {window_label}; its newest "
+                f"replay is {summary.run_id} (`evalkit traffic windows` lists them)"
+            )
     candidates = promotion_candidates(store, chosen_run)
     usable = candidates[~candidates["failed"].astype(bool) & (candidates["n_results"] > 0)]
     usable = usable.reset_index(drop=True)
@@ -265,9 +273,11 @@ def promote_window(
 
 
 def _check_target(target: Path, *, overwrite: bool) -> None:
+    if target.exists() and not target.is_dir():
+        raise InputError("is a file; give the folder to write the draft to", path=str(target))
     existing = [
         target / name
-        for name in ("queries.jsonl", "judgments.jsonl", CANDIDATES_FILE)
+        for name in ("queries.jsonl", "judgments.jsonl", CANDIDATES_FILE, "README.md")
         if (target / name).exists()
     ]
     if existing and not overwrite:
