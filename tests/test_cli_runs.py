@@ -202,3 +202,18 @@ def test_score_per_query_sorts_ids_naturally_or_worst_first(
         "q11",
         "q20",
     ]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--limit", "-1"], "Invalid value for '--limit'"),
+        (["--status", "bogus"], "--status 'bogus': give one of running, complete, partial"),
+        (["-m", "foo"], "unknown measure 'foo'"),
+    ],
+)
+def test_runs_list_refuses_bad_options_as_misuse_not_as_a_store_failure(
+    partial_run: str, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    assert invoke(["runs", "list", *args]) == 2
+    assert message in capsys.readouterr().err

@@ -220,3 +220,8 @@ def test_samples_are_uniform_over_distinct_queries(store: Store, tmp_path: Path)
     observed = np.array([counts[f"q{i:02d}"] for i in range(20)])
     assert observed.sum() == seeds * 5
     assert chisquare(observed).pvalue > 0.001
+
+
+def test_a_sample_larger_than_the_store_counts_is_refused_up_front() -> None:
+    with pytest.raises(ConfigError, match="at most 2147483647, got 99999999999999999999"):
+        SampleSpec(window=DAY, n=99999999999999999999, seed=0)

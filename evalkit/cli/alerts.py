@@ -39,7 +39,7 @@ alerts_app = command_group(
 def list_alerts(
     rule: Annotated[str | None, typer.Option(help="Only alerts of this rule.")] = None,
     status: Annotated[str | None, typer.Option(help="firing or resolved.")] = None,
-    limit: Annotated[int, typer.Option(help="At most this many alerts.")] = 50,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many alerts.")] = 50,
     output: Format = OutputFormat.table,
 ) -> None:
     """Stored alerts, newest first, with how their deliveries stand.

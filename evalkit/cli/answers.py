@@ -155,7 +155,7 @@ def score(
 @answers_app.command("list")
 def list_scorings(
     run_id: Annotated[str | None, typer.Option("--run", help="Only scorings of this run.")] = None,
-    limit: Annotated[int, typer.Option(help="At most this many scorings.")] = 20,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many scorings.")] = 20,
     output: Format = OutputFormat.table,
 ) -> None:
     """List stored answer scorings, newest first.

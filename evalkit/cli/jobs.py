@@ -235,7 +235,7 @@ def run_job(
 @jobs_app.command("history")
 def job_history(
     name: Annotated[str | None, typer.Argument(help="Only this job.")] = None,
-    limit: Annotated[int, typer.Option(help="At most this many runs.")] = 20,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many runs.")] = 20,
     output: Format = OutputFormat.table,
 ) -> None:
     """Past job runs, newest first.

@@ -82,7 +82,7 @@ def list_runs(
     status: Annotated[
         str | None, typer.Option(help="Only runs with this status (complete, partial, ...).")
     ] = None,
-    limit: Annotated[int, typer.Option(help="At most this many runs.")] = 20,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many runs.")] = 20,
     measure: Annotated[str, typer.Option("-m", "--measure", help="Measure to show.")] = "ndcg@10",
     output: Format = OutputFormat.table,
 ) -> None:
@@ -91,8 +91,14 @@ def list_runs(
     Example: evalkit runs list --goldset demo --limit 5
     """
 
+    from evalkit.errors import ConfigError
+    from evalkit.metrics import parse_measure
+    from evalkit.store.runs import RUN_STATUSES
     from evalkit.store.runs import list_runs as list_stored_runs
 
+    if status is not None and status not in RUN_STATUSES:
+        raise ConfigError(f"--status {status!r}: give one of {', '.join(RUN_STATUSES)}")
+    parse_measure(measure)
     with open_store(write=False, purpose="runs") as store:
         runs = list_stored_runs(store, goldset=goldset, status=status, limit=limit)
     if output is OutputFormat.json:

@@ -549,7 +549,7 @@ def windows(
     granularity: Annotated[
         str, typer.Option(help="Window size to list traffic by: hour, day, week or month.")
     ] = "day",
-    limit: Annotated[int, typer.Option(help="At most this many windows.")] = 30,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many windows.")] = 30,
     output: Format = OutputFormat.table,
 ) -> None:
     """List windows with traffic, newest first, with their latest sample and replay summary.

@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from evalkit.errors import ConfigError
-from evalkit.records.requests import DEFAULT_MIN_PER_STRATUM
+from evalkit.records.requests import DEFAULT_MIN_PER_STRATUM, MAX_K
 from evalkit.store.traffic.samples import (
     StoredSample,
     Stratification,
@@ -69,6 +69,8 @@ class SampleSpec:
     def __post_init__(self) -> None:
         if self.n < 1:
             raise ConfigError(f"the sample size n must be at least 1, got {self.n}")
+        if self.n > MAX_K:  # stored, as k is, as a 32-bit integer
+            raise ConfigError(f"the sample size n must be at most {MAX_K}, got {self.n}")
         if self.min_per_stratum < 0:
             raise ConfigError(f"min_per_stratum must be >= 0, got {self.min_per_stratum}")
 
