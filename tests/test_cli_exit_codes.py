@@ -143,6 +143,11 @@ def strict_ingest(tmp_path: Path) -> list[str]:
     return ["traffic", "ingest", str(log), "--strict"]
 
 
+def missing_log(tmp_path: Path) -> list[str]:
+    """ingest's --format takes input formats too: asked for json, an error is JSON still."""
+    return ["traffic", "ingest", str(tmp_path / "no-such.jsonl"), "--format", "otlp-json"]
+
+
 CONFIG = """
 [[jobs]]
 name = "ok"
@@ -205,6 +210,7 @@ CASES: list[tuple[str, Callable[[Path], list[str]], int]] = [
     ("evalkit runs list", unknown_option, 2),
     ("evalkit explain", explain_unknown_run, 2),
     ("evalkit traffic ingest", strict_ingest, 2),
+    ("evalkit traffic ingest", missing_log, 2),
     ("evalkit jobs run", job_ok, 0),
     ("evalkit jobs run", job_failed, 1),
     ("evalkit jobs run", unknown_job, 2),

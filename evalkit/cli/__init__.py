@@ -19,7 +19,8 @@ import logging
 import os
 import sys
 import threading
-from enum import StrEnum
+import typing
+from enum import Enum, StrEnum
 from typing import TYPE_CHECKING, Any, cast
 
 import click
@@ -225,8 +226,20 @@ def _is_output_option(param: Any) -> bool:
         return True
     if isinstance(default, StrEnum) and {"table", "json"} <= {m.value for m in type(default)}:
         return True
+    return bool(getattr(param, "multiple", False)) and OutputFormat.json.value in _choices(param)
+
+
+def _choices(param: Any) -> list[str]:
+    """The values a choice option takes: click's ``Choice``, or (typer 0.29 keeps no click
+    type on its options) the enum its annotation names, alone or as the items of a list."""
     choices = getattr(getattr(param, "type", None), "choices", None)
-    return bool(getattr(param, "multiple", False)) and OutputFormat.json.value in (choices or ())
+    if choices is not None:
+        return [str(choice) for choice in choices]
+    annotation = getattr(getattr(param, "type_descriptor", None), "annotation", None)
+    for candidate in (annotation, *typing.get_args(annotation)):
+        if isinstance(candidate, type) and issubclass(candidate, Enum):
+            return [str(member.value) for member in candidate]
+    return []
 
 
 def _wants_json(args: list[str]) -> bool:
