@@ -217,3 +217,20 @@ def test_runs_list_refuses_bad_options_as_misuse_not_as_a_store_failure(
 ) -> None:
     assert invoke(["runs", "list", *args]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_score_refuses_empty_qrels_and_a_run_none_of_whose_queries_is_judged(
+    tmp_path: Path, evalkit_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A CI step must not pass on a NaN scored over no query."""
+    (tmp_path / "empty").write_text("")
+    (tmp_path / "run").write_text("1 Q0 d1 1 0.9 r\n")
+    (tmp_path / "other").write_text("2 0 d1 1\n")
+    base = ["score", "--run", str(tmp_path / "run"), "-m", "ndcg@10"]
+    assert invoke([*base, "--qrels", str(tmp_path / "empty")]) == 2
+    assert "empty: holds no judgments" in capsys.readouterr().err
+    assert invoke([*base, "--qrels", str(tmp_path / "other")]) == 2
+    assert "no query of the run is judged in" in capsys.readouterr().err
+    # trec_eval -c scores the judged query the run left out as 0.
+    assert invoke([*base, "--qrels", str(tmp_path / "other"), "--complete", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["aggregate"] == {"ndcg@10": 0.0}

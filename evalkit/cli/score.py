@@ -40,11 +40,24 @@ def score(
     Example: evalkit score --qrels qrels.txt --run run.txt -m ndcg@10 -m recall@100
     --per-query --format json
     """
+    from evalkit.errors import InputError
     from evalkit.metrics import Evaluator, parse_measures, read_qrels, read_run
 
     measures = parse_measures(measure)
-    evaluator = Evaluator(read_qrels(qrels), measures, relevance_threshold=relevance_threshold)
-    result = evaluator.evaluate(read_run(run), complete=complete)
+    judgments = read_qrels(qrels)
+    if judgments.empty:
+        raise InputError("holds no judgments; there is nothing to score against", path=str(qrels))
+    ranking = read_run(run)
+    evaluator = Evaluator(judgments, measures, relevance_threshold=relevance_threshold)
+    result = evaluator.evaluate(ranking, complete=complete)
+    if result.n_queries == 0:
+        raise InputError(
+            f"no query of the run is judged in {qrels} (the run has "
+            f"{ranking['query_id'].nunique()} queries, the qrels {judgments['query_id'].nunique()}"
+            "); check that both files number queries alike, or pass --complete to score every "
+            "judged query",
+            path=str(run),
+        )
     data = result.to_dict()
     ordered = sort_per_query(result.per_query, sort)
     if per_query:
