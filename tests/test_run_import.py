@@ -287,6 +287,43 @@ def test_a_broken_export_is_refused_naming_the_file_and_field(
         assert store.fetch("SELECT count(*) FROM runs") == [(0,)]
 
 
+def test_an_export_edited_or_cut_short_is_refused_and_nothing_is_stored(
+    clis: tuple[Cli, Cli], tmp_path: Path
+) -> None:
+    """A baseline whose figure was edited would be gated on as if the run had scored it."""
+    main, pr = clis
+    _, exported = baseline_export(main, tmp_path)
+    run_json, record = exported / "run.json", json.loads((exported / "run.json").read_text())
+    measure = record["measures"][0]
+    edited = {**record, "aggregates": {**record["aggregates"], measure: 0.99}}
+    run_json.write_text(json.dumps(edited))
+    code, _, err = pr("runs", "import", str(exported))
+    assert code == 2
+    assert f"{run_json} field 'aggregates.{measure}': is 0.99, but the mean of" in err
+    run_json.write_text(json.dumps(record))
+
+    judgments = exported / "judgments.parquet"
+    kept = judgments.read_bytes()
+    judgments.unlink()
+    code, _, err = pr("runs", "import", str(exported))
+    assert code == 2
+    assert "goldset version's rows; judgments.parquet missing" in err
+    judgments.write_bytes(kept[: len(kept) // 2])
+    code, _, err = pr("runs", "import", str(exported))
+    assert code == 2
+    assert f"{judgments}: not a readable Parquet file (" in err
+    assert "store query failed" not in err
+    judgments.write_bytes(kept)
+
+    results = exported / "results.parquet"
+    results.write_bytes((exported / "queries.parquet").read_bytes())
+    code, _, err = pr("runs", "import", str(exported))
+    assert code == 2
+    assert f"{results} field 'rank': column missing" in err
+    with Store.open(pr.store, read_only=True) as store:
+        assert store.fetch("SELECT count(*) FROM runs") == [(0,)]
+
+
 def test_import_run_is_idempotent_in_the_store(clis: tuple[Cli, Cli], tmp_path: Path) -> None:
     main, pr = clis
     run, exported = baseline_export(main, tmp_path)

@@ -356,10 +356,21 @@ def import_run(store: Store, path: Path) -> RunImport:
             path=str(queries_path),
             field=absent[0],
         )
-    for file in (results_path, queries_path):
-        _check_run_rows(store, file, exported.run_id)
+    _check_run_rows(store, results_path, exported.run_id, "run_results")
+    _check_run_rows(store, queries_path, exported.run_id, "run_queries")
+    _check_aggregates(store, exported, queries_path, run_path)
     goldset_paths = [directory / name for name in GOLDSET_FILES]
     version = exported.spec.goldset_version
+    absent_goldset = [file.name for file in goldset_paths if not file.is_file()]
+    if version is not None and absent_goldset:
+        raise InputError(
+            f"the export of a goldset run holds its goldset version's rows; "
+            f"{', '.join(absent_goldset)} missing",
+            path=str(directory),
+        )
+    if version is not None:
+        for table, file in zip(("goldset_queries", "judgments"), goldset_paths, strict=True):
+            _check_columns(store, file, table)
     store_goldset = (
         version is not None
         and all(file.is_file() for file in goldset_paths)
@@ -424,6 +435,33 @@ def import_run(store: Store, path: Path) -> RunImport:
         *_counts(store, exported.run_id),
         goldset_stored=store_goldset,
     )
+
+
+def _check_aggregates(store: Store, run: RunRecord, queries_path: Path, run_path: Path) -> None:
+    """Refuse an export whose ``run.json`` aggregates are not the means of its per-query
+    values: an edited figure would be listed and gated on as if the run had scored it."""
+    measures = [measure for measure in run.spec.measures if measure in run.aggregates]
+    if not measures:
+        return
+    means = store.fetch(
+        f"SELECT {', '.join(f'avg({_identifier(measure)})' for measure in measures)}"
+        " FROM read_parquet(?)",
+        [str(queries_path)],
+    )[0]
+    for measure, mean in zip(measures, means, strict=True):
+        stated = run.aggregates[measure]
+        agree = (
+            stated is None or math.isnan(stated)
+            if mean is None
+            else stated is not None and math.isclose(stated, mean, rel_tol=1e-9, abs_tol=1e-12)
+        )
+        if not agree:
+            raise InputError(
+                f"is {stated}, but the mean of the run's per-query values in "
+                f"{queries_path.name} is {mean}; the export was edited or is broken",
+                path=str(run_path),
+                field=f"aggregates.{measure}",
+            )
 
 
 def _read_run_json(path: Path) -> RunRecord:
@@ -547,13 +585,37 @@ def _parquet_columns(store: Store, path: Path) -> set[str]:
     try:
         rows = store.fetch("DESCRIBE SELECT * FROM read_parquet(?)", [str(path)])
     except StoreError as error:
-        raise InputError(f"not a readable Parquet file: {error}", path=str(path)) from error
+        reason = str(error.__cause__ or error).splitlines()[0]
+        raise InputError(f"not a readable Parquet file ({reason})", path=str(path)) from error
     return {str(row[0]) for row in rows}
 
 
-def _check_run_rows(store: Store, path: Path, run_id: str) -> None:
-    """Refuse a Parquet file of an export whose rows belong to another run."""
-    _parquet_columns(store, path)
+_IMPORTED_COLUMNS = {
+    "run_results": ("run_id", "query_id", "rank", "doc_id", "score"),
+    "run_queries": ("run_id", "query_id", "latency_ms", "error", "n_results", "n_duplicates"),
+}
+"""The columns an import reads from a run's Parquet files; a goldset file gives every column
+of its table."""
+
+
+def _check_columns(store: Store, path: Path, table: str) -> None:
+    """Refuse a Parquet file of an export that lacks a column the import of ``table`` reads."""
+    held = _parquet_columns(store, path)
+    wanted = _IMPORTED_COLUMNS.get(table) or [
+        str(row[0]) for row in store.fetch(f"DESCRIBE {table}")
+    ]
+    missing = [column for column in wanted if column not in held]
+    if missing:
+        raise InputError(
+            f"column missing (the file holds {table} rows: {', '.join(wanted)})",
+            path=str(path),
+            field=missing[0],
+        )
+
+
+def _check_run_rows(store: Store, path: Path, run_id: str, table: str) -> None:
+    """Refuse a Parquet file of an export that is not ``table``'s rows of run ``run_id``."""
+    _check_columns(store, path, table)
     try:
         other = store.fetch(
             "SELECT run_id FROM read_parquet(?) WHERE run_id IS DISTINCT FROM ? LIMIT 1",
