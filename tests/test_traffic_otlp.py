@@ -660,6 +660,26 @@ def test_collector_files_are_ingested_incrementally_and_report_bad_lines(tmp_pat
         assert [row[0] for row in stored_problems] == [2, 3]
 
 
+def test_a_collector_file_first_read_as_jsonl_is_read_again_as_otlp_json(tmp_path: Path) -> None:
+    """Forgetting --format once must not leave the spans unread for good."""
+    path = tmp_path / "traces.json"
+    path.write_text(
+        "".join(
+            request(span(f"{i + 1:016x}", genai_retrieval("", f"q{i}", None))).decode() + "\n"
+            for i in range(3)
+        )
+    )
+    with Store.open(tmp_path / "evalkit.duckdb") as store:
+        as_jsonl = ingest_paths(store, [path], file_format="jsonl")
+        assert (as_jsonl.records_added, as_jsonl.malformed) == (0, 3)
+        as_otlp = ingest_paths(store, [path], file_format="otlp-json")
+        (entry,) = as_otlp.files
+        assert (entry.status, entry.records_added) == ("restarted", 3)
+        assert entry.note == "read as jsonl before; read again from the start as otlp-json"
+        assert ingest_paths(store, [path], file_format="otlp-json").files[0].status == "unchanged"
+        assert store.fetch("SELECT count(*) FROM traffic_records") == [(3,)]
+
+
 def test_the_cli_ingests_otlp_json_with_json_output(
     evalkit_home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -210,8 +210,17 @@ class _Pass:
             self.progress(self.records_committed, None)
 
 
-def _matches(identity: FileIdentity, state: SourceState) -> bool:
-    return identity.starts_as(state.head_length, state.head_hash)
+def _matches(identity: FileIdentity, state: SourceState, kind: str) -> bool:
+    """Whether ``state`` is how far this file was read, read as ``kind``: a file read before
+    as another format (a Collector file ingested without ``--format otlp-json``) is read
+    again from the start, its stored query ids skipped."""
+    return state.kind == kind and identity.starts_as(state.head_length, state.head_hash)
+
+
+def _restarted_note(state: SourceState | None, kind: str) -> str:
+    if state is not None and state.kind != kind:
+        return f"read as {state.kind} before; read again from the start as {kind}"
+    return _RESTARTED_NOTE
 
 
 def _source_state(
@@ -229,31 +238,33 @@ def _source_state(
     )
 
 
-def _resume_point(run: _Pass, identity: FileIdentity) -> tuple[int, int, str]:
-    """Where a log of lines is read from: the byte offset and the lines read before it, and
-    the file's status (``resumed`` where the last pass stopped, else ``new`` or
-    ``restarted`` from the start)."""
+def _resume_point(
+    run: _Pass, identity: FileIdentity, kind: str
+) -> tuple[int, int, str, str | None]:
+    """Where a log of lines read as ``kind`` is read from: the byte offset and the lines read
+    before it, the file's status (``resumed`` where the last pass stopped, else ``new`` or
+    ``restarted`` from the start) and, when restarted, why."""
     state = find_source_state(run.store, device=identity.device, inode=identity.inode)
-    if state is not None and _matches(identity, state) and identity.size >= state.byte_offset:
-        return state.byte_offset, state.lines_read, "resumed"
-    return 0, 0, "new" if state is None else "restarted"
+    if state is not None and _matches(identity, state, kind) and identity.size >= state.byte_offset:
+        return state.byte_offset, state.lines_read, "resumed", None
+    if state is None:
+        return 0, 0, "new", None
+    return 0, 0, "restarted", _restarted_note(state, kind)
 
 
 def _ingest_jsonl(run: _Pass, path: Path) -> FileIngest:
     name = str(path)
     with path.open("rb") as handle:
         identity = file_identity(handle)
-        offset, lines, status = _resume_point(run, identity)
+        offset, lines, status, restarted = _resume_point(run, identity, "jsonl")
         if status == "resumed" and offset == identity.size:
             return FileIngest(name, "jsonl", "unchanged")
         handle.seek(offset)
         consumed, added, duplicates, malformed, pending = _read_lines(
             run, handle, identity, name, offset=offset, lines=lines
         )
-    note = None
-    if status == "restarted":
-        note = _RESTARTED_NOTE
-    elif pending:
+    note = restarted
+    if note is None and pending:
         note = _PENDING_NOTE
     return FileIngest(name, "jsonl", status, consumed, added, duplicates, malformed, pending, note)
 
@@ -553,7 +564,11 @@ def _ingest_parquet(run: _Pass, path: Path) -> FileIngest:
             )
             run.note_problems(name, [(None, message)])
             return FileIngest(name, "parquet", "unreadable", note=message)
-        if state is not None and _matches(identity, state) and state.byte_offset == identity.size:
+        if (
+            state is not None
+            and _matches(identity, state, "parquet")
+            and state.byte_offset == identity.size
+        ):
             start_row, status = state.lines_read, "resumed"
         else:
             start_row, status = 0, "new" if state is None else "restarted"
@@ -581,7 +596,11 @@ def _ingest_parquet(run: _Pass, path: Path) -> FileIngest:
             duplicates += skipped
             malformed += len(builder.problems)
     note = (
-        "the file changed since the last pass; read from the start"
+        (
+            _restarted_note(state, "parquet")
+            if state is not None and state.kind != "parquet"
+            else "the file changed since the last pass; read from the start"
+        )
         if status == "restarted"
         else None
     )
@@ -603,7 +622,7 @@ def _ingest_otlp_json(run: _Pass, path: Path) -> FileIngest:
     kind = "otlp-json"
     with path.open("rb") as handle:
         identity = file_identity(handle)
-        offset, lines, status = _resume_point(run, identity)
+        offset, lines, status, restarted = _resume_point(run, identity, kind)
         if status == "resumed" and offset == identity.size:
             return FileIngest(name, kind, "unchanged")
         handle.seek(offset)
@@ -647,8 +666,8 @@ def _ingest_otlp_json(run: _Pass, path: Path) -> FileIngest:
                 flush()
         flush()
     notes = []
-    if status == "restarted":
-        notes.append(_RESTARTED_NOTE)
+    if restarted is not None:
+        notes.append(restarted)
     elif pending:
         notes.append(_PENDING_NOTE)
     if totals["without_text"]:
