@@ -112,3 +112,17 @@ def test_answers_score_reports_every_bad_line_and_stores_nothing(tmp_path: Path)
     listed = evalkit("answers", "list", "--format", "json", home=home)
     assert listed.returncode == 0, listed.stderr
     assert json.loads(listed.stdout) == []
+
+
+def test_a_closing_tag_in_a_cell_is_text_and_control_characters_are_escaped() -> None:
+    from rich.console import Console
+
+    from evalkit.cli._output import table, visible
+
+    assert visible("tab\tand\nnewline stay") == "tab\tand\nnewline stay"
+    assert visible("esc\x1b[31m nul\x00 del\x7f c1\x9b rtl\u202e") == (
+        "esc\\x1b[31m nul\\x00 del\\x7f c1\\x9b rtl\\u202e"
+    )
+    console = Console(record=True, width=80, markup=False)
+    console.print(table(None, ["query"], [["how [/x] works \x1b[2J"]]))
+    assert "how [/x] works \\x1b[2J" in console.export_text()

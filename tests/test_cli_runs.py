@@ -232,5 +232,25 @@ def test_score_refuses_empty_qrels_and_a_run_none_of_whose_queries_is_judged(
     assert invoke([*base, "--qrels", str(tmp_path / "other")]) == 2
     assert "no query of the run is judged in" in capsys.readouterr().err
     # trec_eval -c scores the judged query the run left out as 0.
-    assert invoke([*base, "--qrels", str(tmp_path / "other"), "--complete", "--format", "json"]) == 0
+    complete = [*base, "--qrels", str(tmp_path / "other"), "--complete", "--format", "json"]
+    assert invoke(complete) == 0
     assert json.loads(capsys.readouterr().out)["aggregate"] == {"ndcg@10": 0.0}
+
+
+def test_text_from_users_data_is_shown_as_text_never_as_markup_or_terminal_codes(
+    evalkit_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A name or query id is data, never markup ("[/x]" failed, "[bold]" vanished), and an
+    escape sequence from a production log must not clear or reorder the terminal."""
+    query_id = "q1\x1b[2J\u202e"
+    gold = Goldset.build("[bold]faq", [Query(query_id, "question")], [Judgment(query_id, "d", 1)])
+    evalkit_home.mkdir(parents=True, exist_ok=True)
+    with Store.open(evalkit_home / "evalkit.duckdb") as store:
+        save_goldset(store, gold)
+        run = evaluate_goldset(store, gold, Retriever(), GoldsetRunRequest(k=5, answers=False))
+    assert invoke(["runs", "show", run.run.run_id, "--per-query"]) == 0
+    out = capsys.readouterr().out
+    assert "[bold]faq @" in out
+    assert "q1\\x1b[2J\\u202e" in out
+    assert "\x1b" not in out
+    assert "\u202e" not in out

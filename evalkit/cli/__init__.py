@@ -27,7 +27,7 @@ import click
 import typer
 import typer.main
 
-from evalkit.cli._output import OutputFormat, emit_json, err_console
+from evalkit.cli._output import OutputFormat, emit_json, err_console, visible
 from evalkit.errors import EvalkitError
 from evalkit.extras import missing_extra
 from evalkit.redaction import redact_known
@@ -167,7 +167,9 @@ def invoke(argv: list[str] | None = None) -> int:
         return _json_error(args, "UsageError", error.format_message(), USAGE_ERROR)
     except EvalkitError as error:
         message = redact_known(str(error))
-        err_console.print(f"error: {message}", style="bold red", markup=False, highlight=False)
+        err_console.print(
+            f"error: {visible(message)}", style="bold red", markup=False, highlight=False
+        )
         problems = [
             {"path": p.path, "line": p.line, "field": p.field, "message": redact_known(p.detail)}
             for p in getattr(error, "problems", [])
@@ -177,12 +179,16 @@ def invoke(argv: list[str] | None = None) -> int:
         missing = missing_extra(error, f"`evalkit {_command_words(args)}`")
         if missing is None:
             raise
-        err_console.print(f"error: {missing}", style="bold red", markup=False, highlight=False)
+        err_console.print(
+            f"error: {visible(str(missing))}", style="bold red", markup=False, highlight=False
+        )
         return _json_error(args, type(missing).__name__, str(missing), missing.exit_code)
     except OSError as error:
         # The system refused (disk full, permissions, a vanished file): say so, no traceback.
         message = redact_known(str(error))
-        err_console.print(f"error: {message}", style="bold red", markup=False, highlight=False)
+        err_console.print(
+            f"error: {visible(message)}", style="bold red", markup=False, highlight=False
+        )
         return _json_error(args, type(error).__name__, message, STORE_OR_SYSTEM_FAILURE)
     return result if isinstance(result, int) else 0
 

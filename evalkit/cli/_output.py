@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import sys
 import threading
 import time
@@ -38,6 +39,7 @@ __all__ = [
     "say",
     "settings",
     "table",
+    "visible",
 ]
 
 # Piped output (CI logs, files) would otherwise be cut to 80 columns, squashing tables.
@@ -67,9 +69,11 @@ class _ConsoleOnFirstUse:
         return getattr(self.resolve(), name)
 
 
-_stdout_proxy = _ConsoleOnFirstUse(width=_PIPED_WIDTH)
+# No markup: what is printed holds query texts, ids and paths from users' data, where
+# "[/x]" is text (rich would read it as a closing tag, and fail on it).
+_stdout_proxy = _ConsoleOnFirstUse(width=_PIPED_WIDTH, markup=False)
 # Messages on stderr are read by people and grepped by CI logs: never wrap them.
-_stderr_proxy = _ConsoleOnFirstUse(stderr=True, soft_wrap=True)
+_stderr_proxy = _ConsoleOnFirstUse(stderr=True, soft_wrap=True, markup=False)
 console = cast("Console", _stdout_proxy)
 err_console = cast("Console", _stderr_proxy)
 
@@ -117,23 +121,34 @@ def emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(finite_or_null(data), indent=2, default=_json_default) + "\n")
 
 
+# Control characters (but tab and newline) and the bidirectional overrides: in a query text
+# from a production log they would move the cursor, recolour or reorder the terminal.
+_UNSEEN = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def visible(text: str) -> str:
+    """``text`` with every character that would act on the terminal instead of showing
+    (control characters but tab and newline, bidirectional overrides) written as an escape."""
+    return _UNSEEN.sub(lambda found: ascii(found.group())[1:-1], text)
+
+
 def print_text(message: str) -> None:
-    """Print a message on stdout, as it is."""
-    console.print(message, markup=False, highlight=False)
+    """Print a message on stdout, as it is (control characters escaped)."""
+    console.print(visible(message), markup=False, highlight=False)
 
 
 def say(message: str) -> None:
-    """Print a message for people on stderr, as it is."""
-    err_console.print(message, markup=False, highlight=False)
+    """Print a message for people on stderr, as it is (control characters escaped)."""
+    err_console.print(visible(message), markup=False, highlight=False)
 
 
 def format_value(value: object) -> str:
-    """A cell for people: floats to 4 decimals, None as a dash."""
+    """A cell for people: floats to 4 decimals, None as a dash, control characters escaped."""
     if value is None:
         return "-"
     if isinstance(value, float):
         return "nan" if math.isnan(value) else f"{value:.4f}"
-    return str(value)
+    return visible(str(value))
 
 
 def format_interval(
@@ -221,7 +236,7 @@ class ProgressLines:
         step: float = PROGRESS_STEP,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._description = description
+        self._description = visible(description)
         self._write = write
         self._interval = interval
         self._step = step
@@ -331,7 +346,7 @@ def progress_bar(
     )
 
     with Progress(
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
@@ -339,7 +354,7 @@ def progress_bar(
         console=stderr,
         transient=True,
     ) as bar:
-        task = bar.add_task(description, total=None)
+        task = bar.add_task(visible(description), total=None)
 
         def update(done: int, total: int | None) -> None:
             bar.update(task, completed=done, total=total)
