@@ -28,3 +28,35 @@ class Fixed:
 def make():
     return Fixed()
 """
+
+
+def stalling_retriever_source() -> str:
+    """A module whose ``make()`` returns a retriever answering its first batch of queries at
+    once and stalling on the next (for an interruption mid-replay)."""
+    return """
+import time
+
+from evalkit.records import QueryResult
+from evalkit.retrievers.base import ranked_docs
+
+
+class Stalling:
+    def __init__(self):
+        self.batches = 0
+
+    def retrieve(self, queries, k):
+        self.batches += 1
+        if self.batches > 1:
+            time.sleep(600)
+        return [
+            QueryResult(query_id=query.id, docs=ranked_docs(["d1"], [1.0]), latency_ms=1.0)
+            for query in queries
+        ]
+
+    def describe(self):
+        return {"kind": "stalling"}
+
+
+def make():
+    return Stalling()
+"""

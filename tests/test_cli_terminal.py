@@ -12,6 +12,7 @@ import io
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from evalkit_process import EVALKIT, USER_STORE_VARIABLES, run_evalkit
-from plugin_sources import fixed_retriever_source
+from plugin_sources import fixed_retriever_source, stalling_retriever_source
 from query_log import logged_query, write_query_log
 from terminal import TerminalRun, run_on_terminal, terminal_env
 
@@ -179,6 +180,34 @@ def test_piped_run_prints_plain_progress_lines_on_stderr(
     assert any(line.startswith("replaying demo: 64/129 (50%)") for line in lines)
     assert "\x1b[" not in done.stderr
     assert "replaying demo" not in done.stdout
+
+
+def test_ctrl_c_mid_replay_exits_130_saying_the_run_is_stored_as_failed(
+    workspace: Workspace,
+) -> None:
+    (workspace.folder / "stalling_retriever.py").write_text(stalling_retriever_source())
+    replay = subprocess.Popen(
+        [*EVALKIT, "run", "--goldset", "demo", "--retriever", "stalling_retriever:make"],
+        cwd=workspace.folder,
+        env=workspace.env(),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert replay.stderr is not None
+    # The first batch of 64 answered, the replay stalls on the second: interrupt it there.
+    first = replay.stderr.readline()
+    assert first.startswith("replaying demo: 64/129"), first
+    replay.send_signal(signal.SIGINT)
+    rest = replay.stderr.read()
+    assert replay.wait(timeout=60) == 130
+    assert "Traceback" not in rest
+    assert "interrupted: what was stored before is kept" in rest
+    (latest, *_) = json.loads(workspace.set_up("runs", "list", "--format", "json"))
+    assert (latest["retriever_config"]["factory"], latest["status"]) == (
+        "stalling_retriever:make",
+        "failed",
+    )
+    assert latest["error"].startswith("KeyboardInterrupt")
 
 
 def test_piped_traffic_replay_prints_plain_progress_lines_on_stderr(

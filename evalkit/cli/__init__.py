@@ -85,6 +85,11 @@ def _click_exception_classes() -> tuple[type[click.ClickException], ...]:
 
 _USAGE_ERRORS = _click_exception_classes()
 _ABORTS: tuple[type[BaseException], ...] = (click.exceptions.Abort, typer.Abort)
+INTERRUPTED = 130
+INTERRUPTED_NOTE = (
+    "interrupted: what was stored before is kept, and a run that was being recorded is "
+    "stored as failed (`evalkit runs list`)"
+)
 
 
 def __getattr__(name: str) -> Any:
@@ -161,7 +166,7 @@ def invoke(argv: list[str] | None = None) -> int:
         result = application(args=args, standalone_mode=False, prog_name="evalkit")
     except _ABORTS:
         err_console.print("aborted")
-        return 130
+        return INTERRUPTED
     except _USAGE_ERRORS as error:
         error.show()
         return _json_error(args, "UsageError", error.format_message(), USAGE_ERROR)
@@ -190,6 +195,8 @@ def invoke(argv: list[str] | None = None) -> int:
             f"error: {visible(message)}", style="bold red", markup=False, highlight=False
         )
         return _json_error(args, type(error).__name__, message, STORE_OR_SYSTEM_FAILURE)
+    if result == INTERRUPTED:  # typer's answer to Ctrl-C in a command
+        err_console.print(INTERRUPTED_NOTE, markup=False, highlight=False)
     return result if isinstance(result, int) else 0
 
 
