@@ -241,3 +241,14 @@ def test_an_unknown_goldset_lists_twenty_stored_names_and_points_to_the_list(
     assert "set-19" in message
     assert "set-20" not in message
     assert "and 5 more: `evalkit goldset list`" in message
+
+
+def test_a_jsonl_goldset_given_as_one_of_its_files_names_the_folder_to_give(
+    tmp_path: Path,
+) -> None:
+    folder = jsonl_goldset(tmp_path / "faq", queries=[QUERY], judgments=[JUDGED])
+    given = folder / "queries.jsonl"
+    result = evalkit(tmp_path / "home", "goldset", "validate", str(given))
+    assert result.returncode == 2, result.stderr
+    assert f"{given}: is a file; the jsonl format reads a folder" in result.stderr
+    assert f"(give {folder})" in result.stderr

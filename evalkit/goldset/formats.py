@@ -65,7 +65,7 @@ def _load_trec(path: Path, options: LoadOptions) -> Goldset:
     if options.topics is None:
         raise ConfigError(
             f"the trec format needs the topics file as well as the qrels ({path}); "
-            "pass topics=<path of the topics file>"
+            "pass it: --topics FILE on the command line, topics=FILE in Python"
         )
     return load_trec_goldset(path, options.topics, name=options.name, on_notice=options.on_notice)
 

@@ -131,6 +131,12 @@ def _resolve_paths(
     if directory is None and (queries_path is None or judgments_path is None):
         raise ConfigError("give the goldset directory, or both queries_path and judgments_path")
     base = Path(directory) if directory is not None else None
+    if base is not None and base.is_file():
+        raise InputError(
+            f"is a file; the jsonl format reads a folder holding {QUERIES_FILE} and "
+            f"{JUDGMENTS_FILE} (give {base.parent if base.name else base})",
+            path=str(base),
+        )
     queries_file = Path(queries_path) if queries_path is not None else _inside(base, QUERIES_FILE)
     judgments_file = (
         Path(judgments_path) if judgments_path is not None else _inside(base, JUDGMENTS_FILE)
