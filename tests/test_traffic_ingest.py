@@ -306,6 +306,15 @@ def test_redaction_settings_are_checked() -> None:
         Redaction.build(drop=["tenant"])
 
 
+def test_a_later_pattern_never_matches_inside_an_earlier_placeholder() -> None:
+    """Masked as <redacted>, "mail" must not turn an <email> put there before into
+    <e<redacted>>, nor a digit pattern a mark's own characters."""
+    redaction = Redaction.build(patterns=["email", "number"], custom=["mail", "d"])
+    table = pa.table({"text": ["mail bob@example.com, call +1 555 0100 on day 3", None]})
+    masked = redaction.apply(table).column("text").to_pylist()
+    assert masked == ["<redacted> <email>, call <number> on <redacted>ay <number>", None]
+
+
 def test_parquet_with_the_same_columns_is_ingested_once(store: Store, tmp_path: Path) -> None:
     path = tmp_path / "traffic.parquet"
     table = pa.table(

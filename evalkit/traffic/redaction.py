@@ -146,10 +146,14 @@ class Redaction:
         return table
 
     def _mask(self, values: pa.Array) -> pa.Array:
-        for pattern in self.patterns:
-            values = pc.replace_substring_regex(
-                values, pattern=pattern.regex, replacement=pattern.replacement
-            )
+        # Each match becomes a private-use mark first, which no later pattern's letters or
+        # digits can match, and the marks become placeholders at the end: masked as
+        # ``<redacted>``, "mail" must not eat into an ``<email>`` put there before it.
+        marks = [f"\ue000{chr(0xE100 + number)}\ue001" for number in range(len(self.patterns))]
+        for pattern, mark in zip(self.patterns, marks, strict=True):
+            values = pc.replace_substring_regex(values, pattern=pattern.regex, replacement=mark)
+        for pattern, mark in zip(self.patterns, marks, strict=True):
+            values = pc.replace_substring(values, pattern=mark, replacement=pattern.replacement)
         return values
 
 
