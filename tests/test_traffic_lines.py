@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from evalkit.traffic import _lines
 from evalkit.traffic._lines import LineBlock, add_json_lines
-from evalkit.traffic._records import RecordBatchBuilder, dedup_text, dedup_texts
+from evalkit.traffic._records import MAX_TEXT_LENGTH, RecordBatchBuilder, dedup_text, dedup_texts
 
 
 def record(query_id: Any = "q1", **fields: Any) -> dict[str, Any]:
@@ -139,6 +139,9 @@ def test_a_record_the_format_refuses_is_judged_by_the_per_line_path(
         b'{"query_id": "q", "timestamp": "0001-01-01T00:30:00+01:00", "text": "t"}\n',
         b'{"query_id": "q", "timestamp": "1969-12-31T23:59:59", "text": "t"}\n',
         b'{"query_id": "q", "timestamp": -5, "text": "t"}\n',
+        b'{"query_id": "q", "timestamp": 1763726400, "text": "' + b"x" * 100_000 + b'"}\n',
+        b'{"query_id": "q", "timestamp": 1763726400, "text": "' + b"x" * 100_001 + b'"}\n',
+        b'{"query_id": "q", "timestamp": 1763726400, "text": "' + "é".encode() * 100_000 + b'"}\n',
     ],
 )
 def test_lines_arrow_reads_differently_from_json_are_judged_alike(raw: bytes) -> None:
@@ -163,6 +166,14 @@ def test_a_timestamp_out_of_the_years_windows_can_hold_is_a_problem_of_its_line(
     assert "`timestamp`" in builder.problems[0][1]
     assert "1970" in builder.problems[0][1]
     assert len(builder) == 1
+
+
+def test_a_query_text_longer_than_the_limit_is_a_problem_of_its_line() -> None:
+    lines = [encode(record("a")), encode(record("b", text="x" * (MAX_TEXT_LENGTH + 1)))]
+    builder = at_once(lines, 1)
+    ((line, message),) = builder.problems
+    assert line == 2
+    assert f"`text` is longer than {MAX_TEXT_LENGTH} characters" in message
 
 
 def test_dedup_texts_is_dedup_text_on_each() -> None:

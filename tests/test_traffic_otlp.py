@@ -27,6 +27,7 @@ from evalkit.cli import invoke
 from evalkit.store import Store
 from evalkit.store.traffic import logged_latency_quantiles, traffic_volume
 from evalkit.traffic import SampleSpec, ingest_paths, parse_window, sample_window
+from evalkit.traffic._records import MAX_TEXT_LENGTH
 from evalkit.traffic.otlp import OtlpPayloadError, SpanBatch, SpanMapping, store_spans
 from evalkit.traffic.otlp_wire import decode_protobuf
 from evalkit.traffic.redaction import Redaction
@@ -426,6 +427,17 @@ def test_a_span_that_cannot_be_read_is_rejected_and_the_rest_kept(
     assert line == 7
     assert problem.startswith("resourceSpans[0].scopeSpans[0].spans[0]: ")
     assert message in problem
+
+
+def test_a_span_whose_query_text_is_over_the_limit_is_rejected_and_the_rest_kept() -> None:
+    long = span("00f067aa0ba902b7", genai_retrieval("", "x" * (MAX_TEXT_LENGTH + 1), None))
+    good = span("1111111111111111", genai_retrieval("", "fine", None))
+    batch = SpanBatch()
+    batch.add_json(request(long, good), line=3)
+    assert [r["text"] for r in records(batch)] == ["fine"]
+    ((line, problem),) = batch.problems
+    assert line == 3
+    assert f"the query text is longer than {MAX_TEXT_LENGTH} characters" in problem
 
 
 @pytest.mark.parametrize(

@@ -31,6 +31,7 @@ import pyarrow.json as pj
 
 from evalkit.traffic._records import (
     MAX_EPOCH_SECONDS,
+    MAX_TEXT_LENGTH,
     RECORD_SCHEMA,
     RecordBatchBuilder,
     RecordError,
@@ -205,6 +206,7 @@ def _decode_block(lines: LineBlock, first_line: int) -> tuple[pa.Table, list[int
 
     texts = columns["text"]
     good &= _true(texts.is_valid())
+    good &= _true(pc.less_equal(pc.utf8_length(texts), MAX_TEXT_LENGTH))
     dedup = dedup_texts(texts)
     good &= _true(pc.greater(pc.binary_length(dedup), 0))
 

@@ -25,6 +25,7 @@ from evalkit.traffic.log import LOG_FIELDS
 
 __all__ = [
     "MAX_EPOCH_SECONDS",
+    "MAX_TEXT_LENGTH",
     "RECORD_SCHEMA",
     "LogLine",
     "LoggedDoc",
@@ -73,7 +74,12 @@ def _described(name: str) -> msgspec.Meta:
 
 # What types cannot say and ``_append`` checks (non-blank text, a date or epoch seconds)
 # is added to the JSON Schema only (``extra_json_schema``), so decoding costs nothing more.
+MAX_TEXT_LENGTH = 100_000
+"""The longest query text a log line may hold, in characters: a query is short, and one of
+megabytes (a document pasted in, a runaway client) would be embedded and replayed at a cost
+in time and memory no query is worth."""
 _NON_BLANK = msgspec.Meta(extra_json_schema={"pattern": r"\S"})
+_QUERY_TEXT = msgspec.Meta(extra_json_schema={"maxLength": MAX_TEXT_LENGTH})
 _ISO_DATE = msgspec.Meta(extra_json_schema={"pattern": r"^[0-9]{4}-?[0-9]{2}-?[0-9]{2}"})
 MAX_EPOCH_SECONDS = 1e11
 """Timestamps are taken from 1970 up to this many epoch seconds (year 5138): a number above it
@@ -99,7 +105,7 @@ class LogLine(msgspec.Struct, gc=False):
     timestamp: Annotated[
         Annotated[str, _ISO_DATE] | Annotated[float, _EPOCH_SECONDS], _described("timestamp")
     ]
-    text: Annotated[str, _NON_BLANK, _described("text")]
+    text: Annotated[str, _NON_BLANK, _QUERY_TEXT, _described("text")]
     tenant: Annotated[str | None, _described("tenant")] = None
     tags: Annotated[Tags | None, _described("tags")] = None
     results: Annotated[
@@ -240,6 +246,11 @@ class RecordBatchBuilder:
         text = record.text
         if not text or text.isspace():
             raise RecordError("invalid record: `text` is empty - at `$.text`")
+        if len(text) > MAX_TEXT_LENGTH:
+            raise RecordError(
+                f"invalid record: `text` is longer than {MAX_TEXT_LENGTH} characters "
+                f"({len(text)}) - at `$.text`"
+            )
         timestamp = timestamp_seconds(record.timestamp)
         doc_ids, scores = _ranked(record.results)
         tags = record.tags

@@ -49,7 +49,7 @@ import pyarrow as pa
 
 from evalkit.errors import InputError
 from evalkit.store.traffic import commit_ingest_batch
-from evalkit.traffic._records import RECORD_SCHEMA, dedup_text
+from evalkit.traffic._records import MAX_TEXT_LENGTH, RECORD_SCHEMA, dedup_text
 from evalkit.traffic.redaction import Redaction
 
 if TYPE_CHECKING:
@@ -247,6 +247,10 @@ class SpanBatch:
     def _add_retrieval(self, span: _Span, line: int | None, *, genai: bool) -> None:
         attributes = span.attributes
         text = _text(attributes.get(_GENAI_QUERY if genai else _OI_INPUT))
+        if text is not None and len(text) > MAX_TEXT_LENGTH:
+            raise _SpanError(
+                f"the query text is longer than {MAX_TEXT_LENGTH} characters ({len(text)})"
+            )
         keys = self.mapping.document_id_keys
         documents = (
             _genai_documents(attributes, keys)
