@@ -125,8 +125,9 @@ def ingest(
     """Ingest traffic logs incrementally: lines already ingested are never read twice.
 
     A malformed line is reported with its file and line number and skipped; a line still
-    being written is left for the next pass. Directories are scanned for .jsonl, .ndjson
-    and .parquet files (rotated names such as app.jsonl.1 included). With --format
+    being written is left for the next pass. Directories are scanned (not their subfolders)
+    for .jsonl, .ndjson, .json, .log and .parquet files (rotated names such as app.jsonl.1
+    included). With --format
     otlp-json, each line is an OTLP/JSON request whose retrieval spans become records
     ([otlp] tenant_attribute names the tenant's attribute; docs/traffic.md).
 
