@@ -176,6 +176,14 @@ def test_a_query_text_longer_than_the_limit_is_a_problem_of_its_line() -> None:
     assert f"`text` is longer than {MAX_TEXT_LENGTH} characters" in message
 
 
+def test_a_byte_order_mark_is_named_as_what_makes_the_line_malformed() -> None:
+    lines = [b"\xef\xbb\xbf" + encode(record("a")), encode(record("b"))]
+    builder = at_once(lines, 1)
+    ((line, message),) = builder.problems
+    assert line == 1
+    assert "starts with a UTF-8 byte order mark" in message
+
+
 def test_dedup_texts_is_dedup_text_on_each() -> None:
     texts = ["  Hello\tWORLD\x1c x  ", "İstanbul  Ünï  ", None, "   ", "a\u3000b C", ""]
     assert dedup_texts(pa.array(texts, pa.string())).to_pylist() == [

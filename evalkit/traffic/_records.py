@@ -131,6 +131,14 @@ _MICROSECONDS = 1_000_000
 
 
 _NOT_UTF8 = "not valid JSON (a string is not valid UTF-8)"
+_BOM = b"\xef\xbb\xbf"
+_BOM_NOTE = (
+    "not valid JSON (the line starts with a UTF-8 byte order mark; write the log without one)"
+)
+
+
+def _not_json(raw: bytes, error: msgspec.DecodeError) -> str:
+    return _BOM_NOTE if raw.lstrip(b" \t").startswith(_BOM) else f"not valid JSON ({error})"
 
 
 class RecordError(ValueError):
@@ -142,7 +150,7 @@ def decode_line(raw: bytes) -> object:
     try:
         return _ANY_DECODER.decode(raw)
     except msgspec.DecodeError as error:
-        raise RecordError(f"not valid JSON ({error})") from None
+        raise RecordError(_not_json(raw, error)) from None
     except UnicodeDecodeError:
         raise RecordError(_NOT_UTF8) from None
 
@@ -198,7 +206,7 @@ class RecordBatchBuilder:
             self.problems.append((line, f"invalid record: {error}"))
             return
         except msgspec.DecodeError as error:
-            self.problems.append((line, f"not valid JSON ({error})"))
+            self.problems.append((line, _not_json(raw, error)))
             return
         except UnicodeDecodeError:
             self.problems.append((line, _NOT_UTF8))
