@@ -178,8 +178,7 @@ def test_promote_writes_a_draft_that_imports_once_judged(
     capsys.readouterr()
     assert invoke(["goldset", "import", str(draft), "--name", "traffic-nov"]) == 2
     error = capsys.readouterr().err
-    assert "relevance" in error
-    assert "judgments.jsonl:1" in error
+    assert "judgments.jsonl:1 field 'relevance': is null; every judgment needs it" in error
 
     graded = [{**j, "relevance": 1 if j["doc_id"] in {"d5", "b1"} else 0} for j in judgments]
     (draft / "judgments.jsonl").write_text("".join(json.dumps(j) + "\n" for j in graded))

@@ -414,8 +414,9 @@ def check_fields(
         if value is None:
             if spec.required:
                 bad.add(name)
+                absent = "is null" if name in record else "is missing"
                 problems.add(
-                    f"is missing; every {record_name} needs it", path=path, line=line, field=name
+                    f"{absent}; every {record_name} needs it", path=path, line=line, field=name
                 )
             continue
         problem = spec.check(value)
