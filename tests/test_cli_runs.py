@@ -254,3 +254,21 @@ def test_text_from_users_data_is_shown_as_text_never_as_markup_or_terminal_codes
     assert "q1\\x1b[2J\\u202e" in out
     assert "\x1b" not in out
     assert "\u202e" not in out
+
+
+def test_score_names_the_file_that_lists_a_document_twice(
+    tmp_path: Path, evalkit_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "run").write_text("1 Q0 d1 1 0.9 r\n1 Q0 d1 2 0.8 r\n")
+    (tmp_path / "qrels").write_text("1 0 d1 1\n")
+    (tmp_path / "twice").write_text("1 0 d1 1\n1 0 d1 2\n")
+    (tmp_path / "once").write_text("1 Q0 d1 1 0.9 r\n")
+    base = ["score", "-m", "ndcg@10"]
+    assert invoke([*base, "--qrels", str(tmp_path / "qrels"), "--run", str(tmp_path / "run")]) == 2
+    assert f"{tmp_path / 'run'} field 'doc_id': document 'd1' appears more than once" in (
+        capsys.readouterr().err
+    )
+    assert invoke([*base, "--qrels", str(tmp_path / "twice"), "--run", str(tmp_path / "once")]) == 2
+    assert f"{tmp_path / 'twice'} field 'doc_id': document 'd1' is judged more than once" in (
+        capsys.readouterr().err
+    )

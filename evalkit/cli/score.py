@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -48,8 +50,10 @@ def score(
     if judgments.empty:
         raise InputError("holds no judgments; there is nothing to score against", path=str(qrels))
     ranking = read_run(run)
-    evaluator = Evaluator(judgments, measures, relevance_threshold=relevance_threshold)
-    result = evaluator.evaluate(ranking, complete=complete)
+    with _blamed_on(qrels):
+        evaluator = Evaluator(judgments, measures, relevance_threshold=relevance_threshold)
+    with _blamed_on(run):
+        result = evaluator.evaluate(ranking, complete=complete)
     if result.n_queries == 0:
         raise InputError(
             f"no query of the run is judged in {qrels} (the run has "
@@ -72,3 +76,17 @@ def score(
         console.print(table("per query", ["query", *ordered.columns], rows))
     rows = [[name, value] for name, value in result.aggregate.items()]
     console.print(table(f"all ({result.n_queries} queries)", ["measure", "value"], rows))
+
+
+@contextmanager
+def _blamed_on(path: Path) -> Iterator[None]:
+    """Name ``path`` in an input error raised without a file (a document listed twice for a
+    query is found once the file's rows are indexed, not while they are read)."""
+    from evalkit.errors import InputError
+
+    try:
+        yield
+    except InputError as error:
+        if error.path is not None:
+            raise
+        raise InputError(error.detail, path=str(path), field=error.field) from error
