@@ -69,7 +69,7 @@ MinEffect = Annotated[
 ]
 Resamples = Annotated[int, typer.Option(help="Bootstrap resamples and sign-flip permutations.")]
 Seed = Annotated[int, typer.Option(help="Seed of the resampling (recorded in the output).")]
-Worst = Annotated[int, typer.Option(help="Worst-regressed queries to list per measure.")]
+Worst = Annotated[int, typer.Option(min=0, help="Worst-regressed queries to list per measure.")]
 FailedAsZero = Annotated[
     bool,
     typer.Option(
