@@ -348,14 +348,7 @@ def import_run(store: Store, path: Path) -> RunImport:
         counts = _counts(store, exported.run_id)
         return RunImport(exported.run_id, str(status), directory, False, *counts)
     measures = list(exported.spec.measures)
-    columns = _parquet_columns(store, queries_path)
-    absent = [m for m in measures if m not in columns]
-    if absent:
-        raise InputError(
-            f"no column for the run's measures {', '.join(absent)}",
-            path=str(queries_path),
-            field=absent[0],
-        )
+    _require_columns(store, queries_path, measures, "the run's measures")
     _check_run_rows(store, results_path, exported.run_id, "run_results")
     _check_run_rows(store, queries_path, exported.run_id, "run_queries")
     _check_aggregates(store, exported, queries_path, run_path)
@@ -600,14 +593,19 @@ of its table."""
 
 def _check_columns(store: Store, path: Path, table: str) -> None:
     """Refuse a Parquet file of an export that lacks a column the import of ``table`` reads."""
-    held = _parquet_columns(store, path)
     wanted = _IMPORTED_COLUMNS.get(table) or [
         str(row[0]) for row in store.fetch(f"DESCRIBE {table}")
     ]
+    _require_columns(store, path, wanted, f"{table} rows")
+
+
+def _require_columns(store: Store, path: Path, wanted: Sequence[str], what: str) -> None:
+    """Refuse the Parquet file ``path`` unless it has every ``wanted`` column (of ``what``)."""
+    held = _parquet_columns(store, path)
     missing = [column for column in wanted if column not in held]
     if missing:
         raise InputError(
-            f"column missing (the file holds {table} rows: {', '.join(wanted)})",
+            f"column missing (the file holds {what}: {', '.join(wanted)})",
             path=str(path),
             field=missing[0],
         )
