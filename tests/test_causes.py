@@ -177,6 +177,34 @@ def test_documents_removed_from_the_index_rank_first_with_their_share(store: Sto
     assert explanation.notes == ()
 
 
+def test_an_audit_of_another_collection_never_explains_a_retriever_without_one(
+    store: Store,
+) -> None:
+    """A plug-in retriever after a Chroma baseline: an audit of some other collection of
+    the same goldset says nothing about the index the candidate searched."""
+    gold = goldset(N)
+    save_goldset(store, gold)
+    baseline = _run(store, gold, {q: perfect(q) for q in query_ids(N)})
+    removed = {f"{q}-b" for q in query_ids(N)[:4]}
+    candidate = store_run(
+        store,
+        gold,
+        _without(removed),
+        retriever_kind="factory",
+        config={"kind": "factory", "factory": "mine:make"},
+        collection=None,
+        model_fingerprint="fp-1",
+        index_fingerprint=None,
+        measures=MEASURES,
+    )
+    _audit(store, "orphaned_judgments", sorted(removed), collection="small")
+
+    explained = explain_runs(store, candidate, baseline=baseline, test=FAST)
+    kinds = [cause.kind for cause in explained.causes]
+    assert "missing_from_index" not in kinds
+    assert kinds[0] == "retriever_changed"
+
+
 def test_half_the_lost_documents_audited_missing_explain_half_the_loss(store: Store) -> None:
     gold = goldset(N)
     save_goldset(store, gold)

@@ -268,7 +268,12 @@ def _series_link(kind: str, label: str, cand: RunRecord, measure: str) -> CauseL
 
 
 def _audits_since(store: Store, base: RunRecord, cand: RunRecord) -> list[StoredAudit]:
+    """Audits since the baseline of the index the candidate searched: its collection's, or,
+    when neither run names one (an HTTP endpoint), those of the goldset. A candidate without
+    a collection after a baseline with one searched another index, which no audit names."""
     collection = cand.spec.collection
+    if collection is None and base.spec.collection is not None:
+        return []
     return [
         audit
         for audit in list_audits(store, collection=collection, since=base.started_at, limit=50)
