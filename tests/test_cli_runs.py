@@ -209,7 +209,6 @@ def test_score_per_query_sorts_ids_naturally_or_worst_first(
     [
         (["--limit", "-1"], "Invalid value for '--limit'"),
         (["--status", "bogus"], "--status 'bogus': give one of running, complete, partial"),
-        (["-m", "foo"], "unknown measure 'foo'"),
     ],
 )
 def test_runs_list_refuses_bad_options_as_misuse_not_as_a_store_failure(

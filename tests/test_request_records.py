@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
+from evalkit.cli import invoke
 from evalkit.config import Settings
 from evalkit.errors import ConfigError
 from evalkit.records.requests import (
@@ -62,3 +64,23 @@ def test_a_traffic_replay_request_names_the_setting_it_refuses(
 
 def test_a_negative_low_confidence_threshold_suits_scores_that_can_be_negative() -> None:
     assert TrafficReplayRequest(low_confidence_threshold=-5.0).low_confidence_threshold == -5.0
+
+
+@pytest.mark.parametrize("seed", ["-1", "9223372036854775808"])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["drift", "embeddings", "--reference", "a.npy", "--current", "b.npy"],
+        ["drift", "documents", "--collection", "demo"],
+        ["audit", "--collection", "demo"],
+        ["traffic", "sample", "--window", "2026-11-21"],
+        ["compare", "r1", "r2"],
+    ],
+    ids=lambda command: " ".join(command[:2]),
+)
+def test_a_seed_below_zero_or_beyond_64_bits_is_misuse_before_anything_runs(
+    command: list[str], seed: str, evalkit_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """numpy refuses a negative seed and the store a seed past 64 bits: both after the work."""
+    assert invoke([*command, "--seed", seed]) == 2
+    assert "Invalid value for '--seed'" in capsys.readouterr().err

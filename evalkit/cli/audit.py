@@ -17,6 +17,7 @@ from evalkit.cli._store import open_store
 from evalkit.errors import ConfigError
 from evalkit.extras import require_all
 from evalkit.records.audit import AUDIT_DEFAULTS, CHECK_NAMES, AuditConfig
+from evalkit.records.requests import MAX_SEED
 
 if TYPE_CHECKING:
     from evalkit.audit import AuditReport
@@ -90,7 +91,7 @@ def audit(
         ),
     ] = None,
     seed: Annotated[
-        int, typer.Option(help="Seed of the document and query samples.")
+        int, typer.Option(min=0, max=MAX_SEED, help="Seed of the document and query samples.")
     ] = AUDIT_DEFAULTS.seed,
     save: Annotated[
         bool, typer.Option("--save/--no-save", help="Store the audit and its findings.")

@@ -25,6 +25,7 @@ from evalkit.cli._store import CommandStore, open_store
 from evalkit.records.requests import (
     DEFAULT_DOCUMENT_SAMPLE,
     DRIFT_TEST_DEFAULTS,
+    MAX_SEED,
     PRECISION_WATCH_DEFAULTS,
     PRECISION_WATCH_MEASURE,
     TRAFFIC_PRECISION_MEASURE,
@@ -44,7 +45,9 @@ drift_app = command_group(
 )
 
 Alpha = Annotated[float, typer.Option(help="False-alarm rate of the test.")]
-Seed = Annotated[int, typer.Option(help="Seed of permutations and subsampling (stored).")]
+Seed = Annotated[
+    int, typer.Option(min=0, max=MAX_SEED, help="Seed of permutations and subsampling (stored).")
+]
 Method = Annotated[
     str,
     typer.Option(

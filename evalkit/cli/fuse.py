@@ -12,7 +12,7 @@ from evalkit.cli._options import Format
 from evalkit.cli._output import OutputFormat, console, emit_json, say, settings, table
 from evalkit.cli._store import CommandStore
 from evalkit.errors import ConfigError
-from evalkit.records.requests import FUSION_DEFAULTS, FusionRequest
+from evalkit.records.requests import FUSION_DEFAULTS, MAX_SEED, FusionRequest
 
 if TYPE_CHECKING:
     from evalkit.pipeline import FusionOutcome
@@ -107,7 +107,10 @@ def fuse(
         float, typer.Option(help="With --optimize: the share of judged queries trained on.")
     ] = FUSION_DEFAULTS.train_share,
     seed: Annotated[
-        int, typer.Option(help="With --optimize: the seed of the split (recorded).")
+        int,
+        typer.Option(
+            min=0, max=MAX_SEED, help="With --optimize: the seed of the split (recorded)."
+        ),
     ] = FUSION_DEFAULTS.seed,
     train_tag: Annotated[
         str | None,

@@ -40,6 +40,7 @@ from evalkit.records.requests import (
     DEFAULT_GOLDSET_SPLIT,
     GATE_DEFAULTS,
     LEADERBOARD_DEFAULTS,
+    MAX_SEED,
     GatePolicy,
     LeaderboardRequest,
 )
@@ -68,7 +69,9 @@ MinEffect = Annotated[
     typer.Option(help="Smallest drop that matters (in the measure's units, e.g. 0.01)."),
 ]
 Resamples = Annotated[int, typer.Option(help="Bootstrap resamples and sign-flip permutations.")]
-Seed = Annotated[int, typer.Option(help="Seed of the resampling (recorded in the output).")]
+Seed = Annotated[
+    int, typer.Option(min=0, max=MAX_SEED, help="Seed of the resampling (recorded in the output).")
+]
 Worst = Annotated[int, typer.Option(min=0, help="Worst-regressed queries to list per measure.")]
 FailedAsZero = Annotated[
     bool,

@@ -18,7 +18,7 @@ from evalkit.cli._output import (
     settings,
     table,
 )
-from evalkit.records.requests import GENERATION_DEFAULTS
+from evalkit.records.requests import GENERATION_DEFAULTS, MAX_SEED
 
 if TYPE_CHECKING:
     from evalkit.pipeline import GenerationOutcome
@@ -105,7 +105,10 @@ def generate(
         ),
     ] = GENERATION_DEFAULTS.dry_run,
     seed: Annotated[
-        int, typer.Option("--seed", help="Seed of the clustering and the sampling.")
+        int,
+        typer.Option(
+            "--seed", min=0, max=MAX_SEED, help="Seed of the clustering and the sampling."
+        ),
     ] = GENERATION_DEFAULTS.seed,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace an existing --out folder.")

@@ -23,7 +23,12 @@ from evalkit.cli._output import (
     table,
 )
 from evalkit.cli._store import CommandStore, open_store
-from evalkit.records.requests import AGREEMENT_DEFAULTS, DEFAULT_CALIBRATION, JUDGING_DEFAULTS
+from evalkit.records.requests import (
+    AGREEMENT_DEFAULTS,
+    DEFAULT_CALIBRATION,
+    JUDGING_DEFAULTS,
+    MAX_SEED,
+)
 
 if TYPE_CHECKING:
     from evalkit.judging.assessor import RelevanceAssessor
@@ -170,7 +175,9 @@ def agreement(
     sample: Annotated[
         int, typer.Option(min=1, help="Human-judged pairs drawn and judged.")
     ] = AGREEMENT_DEFAULTS.sample,
-    seed: Annotated[int, typer.Option(help="Seed of the samples.")] = AGREEMENT_DEFAULTS.seed,
+    seed: Annotated[
+        int, typer.Option(min=0, max=MAX_SEED, help="Seed of the samples.")
+    ] = AGREEMENT_DEFAULTS.seed,
     k: Depth = AGREEMENT_DEFAULTS.k,
     tau_queries: Annotated[
         int,
@@ -449,7 +456,7 @@ def estimate(
     method: Annotated[
         str, typer.Option(help="Calibration of the scores: isotonic or logistic.")
     ] = DEFAULT_CALIBRATION,
-    seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Seed of the bootstrap.")] = 0,
     output: Format = OutputFormat.table,
 ) -> None:
     """Estimate a traffic window's precision@k without labels, from the retriever's scores

@@ -92,13 +92,11 @@ def list_runs(
     """
 
     from evalkit.errors import ConfigError
-    from evalkit.metrics import parse_measure
     from evalkit.store.runs import RUN_STATUSES
     from evalkit.store.runs import list_runs as list_stored_runs
 
     if status is not None and status not in RUN_STATUSES:
         raise ConfigError(f"--status {status!r}: give one of {', '.join(RUN_STATUSES)}")
-    parse_measure(measure)
     with open_store(write=False, purpose="runs") as store:
         runs = list_stored_runs(store, goldset=goldset, status=status, limit=limit)
     if output is OutputFormat.json:

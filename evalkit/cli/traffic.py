@@ -43,6 +43,7 @@ from evalkit.records.requests import (
     DEFAULT_PROMOTED_QUERIES,
     DEFAULT_PROMOTED_TOP,
     DEFAULT_TRAFFIC_SAMPLE,
+    MAX_SEED,
     TRAFFIC_REPLAY_DEFAULTS,
     TrafficReplayRequest,
 )
@@ -230,7 +231,9 @@ def _print_ingest(report: IngestReport, output: OutputFormat) -> None:
 def sample(
     window: WindowOption,
     n: Annotated[int, typer.Option("--n", help="Queries to sample.")] = DEFAULT_TRAFFIC_SAMPLE,
-    seed: Annotated[int, typer.Option(help="Seed; the same seed gives the same sample.")] = 0,
+    seed: Annotated[
+        int, typer.Option(min=0, max=MAX_SEED, help="Seed; the same seed gives the same sample.")
+    ] = 0,
     stratify_by: Annotated[
         str | None,
         typer.Option(help="Stratify by tenant or by a tag (tag:KEY); default uniform."),
@@ -502,7 +505,9 @@ def promote(
     min_per_tenant: Annotated[
         int, typer.Option(help="At least this many queries of every tenant (or all it has).")
     ] = DEFAULT_PROMOTED_MIN_PER_TENANT,
-    seed: Annotated[int, typer.Option(help="Seed ordering queries of equal priority.")] = 0,
+    seed: Annotated[
+        int, typer.Option(min=0, max=MAX_SEED, help="Seed ordering queries of equal priority.")
+    ] = 0,
     run_id: Annotated[
         str | None, typer.Option("--run", help="Use this replay (default: the newest).")
     ] = None,

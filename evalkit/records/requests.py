@@ -76,6 +76,9 @@ def validate_k(k: int) -> int:
     return k
 
 
+MAX_SEED: Final = 2**63 - 1
+"""The largest seed: seeds are stored with what they made, as 64-bit integers."""
+
 DEFAULT_LOW_CONFIDENCE: Final = 0.4
 """Top-1 score below which a query counts as low-confidence (a cosine similarity; set it to
 suit your retriever's score scale)."""
