@@ -146,6 +146,26 @@ def test_bad_durations(value: object) -> None:
 
 
 @pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (float("nan"), "must be a number of seconds"),
+        (float("inf"), "at most 100 years"),
+        (1e12, "at most 100 years"),
+        ("36501d", "at most 100 years"),
+        ("-5s", "cannot be negative, got '-5s'"),
+        (-5, "cannot be negative"),
+    ],
+)
+def test_durations_a_scheduler_cannot_count_are_refused_saying_why(
+    value: object, message: str
+) -> None:
+    """APScheduler turned nan into a traceback and 1e12 s into a date past year 9999."""
+    with pytest.raises(ValueError, match=message):
+        parse_duration(value)
+    assert parse_duration("36500d") == 100 * 365 * 86400
+
+
+@pytest.mark.parametrize(
     ("alerts", "where"),
     [
         ({"rules": [{"name": "x", "kind": "nope"}]}, "[[alerts.rules]] #1 'x' field 'kind'"),

@@ -19,6 +19,7 @@ from evalkit.config import (
     ScoringMethod,
     SinkConfig,
     load_settings,
+    parse_settings,
 )
 from evalkit.errors import ConfigError
 from evalkit.scheduler import service_config
@@ -161,6 +162,25 @@ def test_a_table_that_is_not_a_table_is_named(evalkit_home: Path, text: str, mes
         load_settings()
     assert str(caught.value).startswith("evalkit.toml: ")
     assert message in str(caught.value)
+
+
+def test_a_config_file_that_is_not_utf8_or_is_a_folder_is_named_not_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    latin1 = tmp_path / "latin1.toml"
+    latin1.write_bytes('[[jobs]]\nname = "caf\u00e9"\n'.encode("latin-1"))
+    monkeypatch.setenv("EVALKIT_CONFIG", str(latin1))
+    with pytest.raises(ConfigError, match=r"latin1\.toml: not valid UTF-8 text, as TOML must be"):
+        load_settings()
+    monkeypatch.setenv("EVALKIT_CONFIG", str(tmp_path))
+    with pytest.raises(ConfigError, match=r"EVALKIT_CONFIG=.*: a folder, not a file"):
+        load_settings()
+
+
+def test_a_job_due_more_often_than_once_a_second_is_refused(tmp_path: Path) -> None:
+    job = {"name": "fast", "kind": "command", "command": ["true"], "interval": "1ms"}
+    with pytest.raises(ConfigError, match="interval must be at least 1s"):
+        parse_settings({"jobs": [job]}, tmp_path / "evalkit.toml")
 
 
 def test_a_file_that_is_not_toml_is_an_error_every_command_reports(tmp_path: Path) -> None:

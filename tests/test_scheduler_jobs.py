@@ -368,6 +368,35 @@ def test_job_configuration_errors(
     assert message in str(raised.value)
 
 
+@pytest.mark.parametrize(
+    ("source", "reason"),
+    [
+        ('raise RuntimeError("plugin exploded")', "RuntimeError('plugin exploded')"),
+        ("x = = 1", "SyntaxError"),
+    ],
+)
+def test_a_plugin_beside_evalkit_toml_is_imported_and_its_failure_named(
+    tmp_path: Path, source: str, reason: str
+) -> None:
+    """Found where a `module:factory` retriever is; a failing one is a config error."""
+    config = tmp_path / "evalkit.toml"
+    config.write_text("", encoding="utf-8")
+    module = f"plugin_{tmp_path.name.replace('-', '_')}"
+    (tmp_path / f"{module}_ok.py").write_text("LOADED = True\n", encoding="utf-8")
+    (tmp_path / f"{module}_bad.py").write_text(source + "\n", encoding="utf-8")
+    try:
+        service_config(parse_settings({"scheduler": {"plugins": [f"{module}_ok"]}}, config))
+        assert sys.modules[f"{module}_ok"].LOADED
+        with pytest.raises(ConfigError) as raised:
+            service_config(parse_settings({"scheduler": {"plugins": [f"{module}_bad"]}}, config))
+        assert f"field 'plugins': cannot import '{module}_bad': " in str(raised.value)
+        assert reason in str(raised.value)
+    finally:
+        for name in (f"{module}_ok", f"{module}_bad"):
+            sys.modules.pop(name, None)
+        sys.path[:] = [entry for entry in sys.path if entry != str(tmp_path.resolve())]
+
+
 def test_schedules_are_described_and_next_cron_times_computed() -> None:
     config = configure(
         {"name": "nightly", "kind": "command", "command": ["x"], "cron": "30 2 * * *"},

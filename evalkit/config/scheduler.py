@@ -100,8 +100,10 @@ class JobConfig(BaseModel):
     def _one_trigger(self) -> JobConfig:
         if self.cron is not None and self.interval is not None:
             raise ValueError("give cron or interval, not both")
-        if self.interval is not None and self.interval <= 0:
-            raise ValueError("interval must be positive")
+        if self.interval is not None and self.interval < 1:
+            # Shorter, a job is due again before it can have run: every due run is skipped
+            # and logged, thousands a second.
+            raise ValueError("interval must be at least 1s")
         if self.cron is not None:
             # Deferred: every command reads the settings, and `evalkit --help` stays fast.
             from apscheduler.triggers.cron import CronTrigger

@@ -88,13 +88,16 @@ def read_config_file() -> tuple[Path, dict[str, Any]]:
     chosen = config_file_path()
     if not chosen.is_file():
         if CONFIG_FILE_ENV in os.environ:
-            raise ConfigError(f"{CONFIG_FILE_ENV}={chosen}: no such file")
+            what = "a folder, not a file" if chosen.is_dir() else "no such file"
+            raise ConfigError(f"{CONFIG_FILE_ENV}={chosen}: {what}")
         return chosen, {}
     try:
         with chosen.open("rb") as handle:
             return chosen, tomllib.load(handle)
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{chosen}: not valid TOML: {error}") from error
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{chosen}: not valid UTF-8 text, as TOML must be: {error}") from error
     except OSError as error:
         raise ConfigError(f"{chosen}: cannot read it: {error}") from error
 

@@ -27,21 +27,33 @@ _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 6048
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 
 
+MAX_DURATION = 100 * 365 * 86400.0
+"""The longest duration, 100 years: a schedule or deadline further out is a mistake, and
+the clock arithmetic of a scheduler overflows near the year 9999."""
+
+
 def parse_duration(value: object) -> float:
-    """Seconds from a number of seconds or a string such as ``"90s"``, ``"15m"``, ``"2h"``."""
+    """Seconds from a number of seconds or a string such as ``"90s"``, ``"15m"``, ``"2h"``:
+    finite, from 0 to ``MAX_DURATION``."""
     if isinstance(value, bool):
         raise ValueError("a duration is a number of seconds or a string such as '15m'")
     if isinstance(value, int | float):
         seconds = float(value)
-    elif isinstance(value, str) and (match := _DURATION.match(value)):
+    elif isinstance(value, str) and (match := _DURATION.match(value.strip().removeprefix("-"))):
         seconds = float(match.group(1)) * _UNITS[match.group(2) or "s"]
+        if value.strip().startswith("-"):
+            seconds = -seconds
     else:
         raise ValueError(
             f"{value!r} is not a duration: give seconds (90) or a string such as '90s', "
             "'15m', '2h', '7d'"
         )
+    if math.isnan(seconds):
+        raise ValueError(f"a duration must be a number of seconds, got {value!r}")
     if seconds < 0:
         raise ValueError(f"a duration cannot be negative, got {value!r}")
+    if seconds > MAX_DURATION:
+        raise ValueError(f"a duration can be at most 100 years (36500d), got {value!r}")
     return seconds
 
 

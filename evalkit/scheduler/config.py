@@ -9,6 +9,7 @@ ones, after the ``[scheduler] plugins`` that may register more kinds are importe
 from __future__ import annotations
 
 import importlib
+import sys
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -104,12 +105,16 @@ class ServiceConfig:
 
 
 def _import_plugins(modules: list[str], path: Path) -> None:
+    # As for a `module:factory` retriever: a module beside evalkit.toml is importable as is.
+    if modules and path.is_file() and str(path.resolve().parent) not in sys.path:
+        sys.path.insert(0, str(path.resolve().parent))
     for module in modules:
         try:
             importlib.import_module(module)
-        except ImportError as error:
+        except Exception as error:  # the user's module may fail in any way while it loads
+            reason = str(error) if isinstance(error, ImportError) else repr(error)
             raise ConfigError(
-                f"{path}: [scheduler] field 'plugins': cannot import {module!r}: {error}"
+                f"{path}: [scheduler] field 'plugins': cannot import {module!r}: {reason}"
             ) from error
 
 
