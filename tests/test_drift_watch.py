@@ -12,10 +12,12 @@ import numpy as np
 import pytest
 
 from evalkit.cli import invoke
-from evalkit.drift.watch import check_query_model, watch_precision
+from evalkit.config import Settings
+from evalkit.drift.watch import check_query_model, load_embeddings, watch_precision
 from evalkit.embedding import ModelFingerprint, load_embedder
+from evalkit.errors import ConfigError, InputError
 from evalkit.goldset.model import Goldset
-from evalkit.pipeline import evaluate_goldset
+from evalkit.pipeline import collection_vectors, evaluate_goldset
 from evalkit.records import Judgment, Query, QueryResult, ScoredDoc
 from evalkit.records.requests import PRECISION_WATCH_DEFAULTS, GoldsetRunRequest
 from evalkit.store import Store
@@ -231,3 +233,36 @@ def test_drift_precision_says_warming_up_and_lists_series_it_skipped(
     [skipped] = data["skipped"]
     assert (skipped["subject"], skipped["runs"]) == ("scripted:down", 2)
     assert skipped["reason"].startswith("all 2 runs are partial")
+
+
+def _npz_as_npy(path: Path) -> None:
+    np.savez(path.with_suffix(".npz"), a=np.ones((5, 4)))
+    path.with_suffix(".npz").rename(path)
+
+
+@pytest.mark.parametrize(
+    ("write", "message"),
+    [
+        (_npz_as_npy, "a .npz archive of arrays: give one array saved with numpy.save"),
+        (lambda path: path.write_text("hello"), "not a .npy file: give one array"),
+        (lambda path: np.save(path, np.ones((5, 4)) * 1j), "2-D array of real numbers"),
+        (lambda path: np.save(path, np.full((5, 4), 1e300)), "beyond float32's range"),
+    ],
+    ids=["npz", "text", "complex", "beyond-float32"],
+)
+def test_an_embeddings_file_that_is_no_real_npy_array_is_named_not_a_traceback(
+    tmp_path: Path, write: Any, message: str
+) -> None:
+    path = tmp_path / "window.npy"
+    write(path)
+    with pytest.raises(InputError, match=message) as raised:
+        load_embeddings(path)
+    assert raised.value.path == str(path)
+
+
+@pytest.mark.parametrize("sample", [-5, 0, 1])
+def test_a_document_sample_too_small_to_test_is_refused_before_chroma_opens(
+    tmp_path: Path, sample: int
+) -> None:
+    with pytest.raises(ConfigError, match="at least 2 documents"):
+        collection_vectors(Settings(home=tmp_path), "demo", sample=sample)

@@ -131,7 +131,7 @@ def documents(
         Path | None, typer.Option(help="Reference snapshot (.npy); default: the newest saved.")
     ] = None,
     sample: Annotated[
-        int, typer.Option(help="Documents sampled from the collection.")
+        int, typer.Option(min=2, help="Documents sampled from the collection.")
     ] = DEFAULT_DOCUMENT_SAMPLE,
     method: Method = DRIFT_TEST_DEFAULTS.method,
     alpha: Alpha = DRIFT_TEST_DEFAULTS.alpha,

@@ -69,17 +69,38 @@ def load_embeddings(path: Path | str) -> npt.NDArray[np.float32]:
     location = Path(path)
     if not location.is_file():
         raise InputError("no such file", path=str(location))
+    with location.open("rb") as handle:
+        head = handle.read(len(_NPY_MAGIC))
+    if head != _NPY_MAGIC:
+        what = "a .npz archive of arrays" if head.startswith(b"PK") else "not a .npy file"
+        raise InputError(
+            f"{what}: give one array saved with numpy.save (its file starts with numpy's "
+            "header)",
+            path=str(location),
+        )
     try:
         array = np.load(location, allow_pickle=False)
     except (OSError, ValueError) as error:
         raise InputError(f"not a readable .npy array: {error}", path=str(location)) from error
-    if array.ndim != 2 or not np.issubdtype(array.dtype, np.number):
+    real = np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)
+    if array.ndim != 2 or not real:
         raise InputError(
-            f"expected a 2-D numeric array (rows x dimensions), got shape {array.shape} "
-            f"of {array.dtype}",
+            f"expected a 2-D array of real numbers (rows x dimensions), got shape "
+            f"{array.shape} of {array.dtype}",
+            path=str(location),
+        )
+    finite = array[np.isfinite(array)] if np.issubdtype(array.dtype, np.floating) else array
+    if finite.size and float(np.abs(finite).max()) > _FLOAT32_MAX:
+        raise InputError(
+            f"holds values beyond float32's range (±{_FLOAT32_MAX:.3g}), which embeddings "
+            "never reach",
             path=str(location),
         )
     return np.ascontiguousarray(array, dtype=np.float32)
+
+
+_NPY_MAGIC = b"\x93NUMPY"
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def _safe_name(text: str) -> str:

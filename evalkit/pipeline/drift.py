@@ -21,7 +21,7 @@ from evalkit.drift.watch import (
     watch_precision,
 )
 from evalkit.embedding import ModelFingerprint, build_query_embedder
-from evalkit.errors import ConfigError
+from evalkit.errors import ConfigError, InputError
 from evalkit.records.drift import DriftCheck, DriftResult
 from evalkit.records.requests import (
     DEFAULT_DOCUMENT_SAMPLE,
@@ -241,7 +241,13 @@ def collection_vectors(
     sample: int = DEFAULT_DOCUMENT_SAMPLE,
     seed: int = DRIFT_TEST_DEFAULTS.seed,
 ) -> npt.NDArray[np.float32]:
-    """A seeded sample of up to ``sample`` stored embeddings of a Chroma collection."""
+    """A seeded sample of up to ``sample`` (at least 2) stored embeddings of a Chroma
+    collection."""
+    if isinstance(sample, bool) or not isinstance(sample, int) or sample < 2:
+        raise ConfigError(
+            f"the document sample must be at least 2 documents (one cannot be tested), got "
+            f"{sample!r}"
+        )
     # Chroma is a heavy optional dependency: loaded only when a collection is read.
     from evalkit.retrievers.chroma_client import close_client, get_collection, open_chroma_client
 
@@ -279,6 +285,11 @@ def save_documents_reference(
     vectors = collection_vectors(
         settings, collection, chroma_url=chroma_url, sample=sample, seed=seed
     )
+    if len(vectors) < 2:
+        raise ConfigError(
+            f"collection {collection!r} holds {len(vectors)} embedded documents; a reference "
+            "snapshot needs at least 2 (index the corpus first)"
+        )
     snapshots = settings.home / "snapshots"
     snapshots.mkdir(parents=True, exist_ok=True)
     path = snapshots / f"{collection}-{utc_now():%Y%m%dT%H%M%S}.npy"
@@ -314,9 +325,17 @@ def check_drift_documents(
                 f"`evalkit drift documents --collection {collection} --save-reference`"
             )
         reference = saved[-1]
+    reference_vectors = load_embeddings(reference)
+    if len(reference_vectors) < 2:
+        raise InputError(
+            f"holds {len(reference_vectors)} vectors, too few to test against; save a new "
+            f"reference with `evalkit drift documents --collection {collection} "
+            "--save-reference`",
+            path=str(reference),
+        )
     with store.writer("drift check") as writing:
         result, stored, report_path = check_embeddings(
-            load_embeddings(reference),
+            reference_vectors,
             vectors,
             test=test,
             stream="documents",
