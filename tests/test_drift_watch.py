@@ -22,6 +22,7 @@ from evalkit.records import Judgment, Query, QueryResult, ScoredDoc
 from evalkit.records.requests import PRECISION_WATCH_DEFAULTS, GoldsetRunRequest
 from evalkit.store import Store
 from evalkit.store.drift import list_drift_checks
+from evalkit.store.runs import list_runs
 
 FEWER_RESAMPLES = replace(PRECISION_WATCH_DEFAULTS, resamples=2000)
 
@@ -193,6 +194,34 @@ def test_precision_drop_is_found_by_both_detectors_and_stored(store: Store) -> N
     stored = list_drift_checks(store, stream="precision")
     assert stored[0].finding == "drift"
     assert stored[0].details["paired_decision"] == "regression"
+
+
+class OtherRetriever(ScriptedRetriever):
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "scripted", "collection": "other"}
+
+
+def test_a_pinned_baseline_serves_its_own_series_and_must_be_a_run_of_the_goldset(
+    store: Store,
+) -> None:
+    """Another retriever differs from the baseline by design, not by drift; a run of
+    another goldset is no baseline of this one."""
+    series(store, ScriptedRetriever(good_runs=100, lose_share=0.3), runs=3)
+    series(store, OtherRetriever(good_runs=0, lose_share=0.5), runs=3)
+    runs = list_runs(store, goldset="kb", limit=10)
+    kb_first = next(run for run in reversed(runs) if run.spec.collection == "kb")
+    other_first = next(run for run in reversed(runs) if run.spec.collection == "other")
+    checks = watch_precision(store, "kb", baseline_run=kb_first.run_id, test=FEWER_RESAMPLES).checks
+    baselines = {check.subject: check.baseline_run for check in checks}
+    assert sorted(baselines.values()) == sorted([kb_first.run_id, other_first.run_id])
+    assert all(check.finding == "ok" for check in checks)
+
+    gold = Goldset.build("g2", [Query("q1", "question 1")], [Judgment("q1", "rel-q1", 1)])
+    elsewhere = evaluate_goldset(
+        store, gold, ScriptedRetriever(100, 0.0), GoldsetRunRequest(k=10, answers=False)
+    ).run.run_id
+    with pytest.raises(ConfigError, match=f"baseline {elsewhere} is no scored run of goldset"):
+        watch_precision(store, "kb", baseline_run=elsewhere, test=FEWER_RESAMPLES)
 
 
 class FailingRetriever(ScriptedRetriever):

@@ -433,6 +433,7 @@ def watch_precision(
                 f"no runs of goldset {goldset!r} for {subject!r}; known: {', '.join(every)}"
             )
         every = {subject: every[subject]}
+    pinned_run = _pinned_baseline(every, baseline_run, goldset=goldset, measure=measure)
     groups = {key: [run for run in runs if run.status == "complete"] for key, runs in every.items()}
     skipped = [
         SkippedSeries(
@@ -463,7 +464,10 @@ def watch_precision(
             None if drops.change_point is None else series_runs[drops.change_point].run_id
         )
         details: dict[str, Any] = dict(drops.details)
-        pinned = baseline_run or series_runs[0].run_id
+        # A pinned baseline is the baseline of its own retriever's series only: another
+        # retriever's runs differ from it by design, not by drift.
+        own = pinned_run is not None and pinned_run.retriever_id == key
+        pinned = pinned_run.run_id if own and pinned_run is not None else series_runs[0].run_id
         paired = None
         latest = series_runs[-1]
         if latest.run_id != pinned and not latest.run_id.startswith(pinned):
@@ -495,6 +499,28 @@ def watch_precision(
             _save_precision(store, check, alpha=test.alpha, seed=test.seed)
         checks.append(check)
     return PrecisionWatch(checks=checks, skipped=skipped)
+
+
+def _pinned_baseline(
+    every: Mapping[str, list[Any]], baseline_run: str | None, *, goldset: str, measure: str
+) -> Any:
+    """The run ``baseline_run`` (an id or its prefix) names among the scored runs of
+    ``goldset``, or None when none is pinned; ConfigError when it names none or several."""
+    if baseline_run is None:
+        return None
+    found = {
+        run.run_id: run
+        for runs in every.values()
+        for run in runs
+        if run.run_id == baseline_run or run.run_id.startswith(baseline_run)
+    }
+    if len(found) != 1:
+        problem = "names several runs" if found else "is no scored run"
+        raise ConfigError(
+            f"baseline {baseline_run} {problem} of goldset {goldset!r} with {measure}"
+            + (f" ({', '.join(sorted(found))})" if found else "; `evalkit runs list` lists them")
+        )
+    return next(iter(found.values()))
 
 
 @dataclass(frozen=True, slots=True)
