@@ -635,3 +635,23 @@ def test_bad_input_exits_2_with_a_clear_message(
     code, _, err = run_cli(capsys, "fuse", *argv)
     assert code == 2
     assert message in err
+
+
+def test_a_fused_run_cut_below_its_sources_measures_scores_them_at_its_depth(
+    stored: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """recall@100 of a run keeping 5 documents would be recall@5 under another name."""
+    code, out, err = run_cli(
+        capsys, "fuse", stored["a"], stored["b"], "--k", "5", "--format", "json"
+    )
+    assert code == 0, err
+    fused = json.loads(out)
+    assert (fused["k"], sorted(fused["aggregates"])) == (5, ["mrr@5", "ndcg@5"])
+    assert fused["notes"] == [
+        "the fused run keeps 5 documents per query, so the sources' measures cut deeper are "
+        "taken at 5: ndcg@10 as ndcg@5, mrr@10 as mrr@5"
+    ]
+    assert "note: the fused run keeps 5 documents per query" in err
+    code, _, err = run_cli(capsys, "fuse", stored["a"], stored["b"], "--k", "5", "-m", "ndcg@10")
+    assert code == 2
+    assert "ndcg@10 needs 10 documents per query; the fused run keeps 5 (--k)" in err

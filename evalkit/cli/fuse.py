@@ -166,6 +166,8 @@ def fuse(
     data["compare"] = compare_command(outcome)
     if outcome.run.status != "complete":
         say(f"note: the fused run is {outcome.run.status}: {outcome.run.error}")
+    for note in outcome.notes:
+        say(f"note: {note}")
     if output is OutputFormat.json:
         emit_json(data)
         return

@@ -13,14 +13,14 @@ can say so rather than drop them silently::
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 from evalkit.errors import InputError
 from evalkit.metrics.measures import parse_measures
 
-__all__ = ["DEFAULT_MEASURES", "DefaultMeasures", "default_measures_for"]
+__all__ = ["DEFAULT_MEASURES", "DefaultMeasures", "default_measures_for", "measures_at"]
 
 DEFAULT_MEASURES: Final[tuple[str, ...]] = (
     "ndcg@10",
@@ -76,11 +76,17 @@ class DefaultMeasures:
 def default_measures_for(k: int) -> DefaultMeasures:
     """The default measures at ``k``: ``DEFAULT_MEASURES`` with every cutoff deeper than
     ``k`` brought to ``k`` (each resulting measure once)."""
+    return measures_at(DEFAULT_MEASURES, k)
+
+
+def measures_at(names: Sequence[str], k: int) -> DefaultMeasures:
+    """``names`` with every cutoff deeper than ``k`` brought to ``k`` (each resulting
+    measure once): what a run of depth ``k`` can score of them."""
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise InputError(f"k must be a positive integer, got {k!r}", field="k")
     measures: list[str] = []
     adapted: dict[str, str] = {}
-    for measure in parse_measures(DEFAULT_MEASURES):
+    for measure in parse_measures(list(names)):
         taken = measure
         if measure.cutoff is not None and measure.cutoff > k:
             taken = dataclasses.replace(measure, cutoff=k)

@@ -25,6 +25,7 @@ from evalkit import __version__
 from evalkit.errors import ConfigError
 from evalkit.goldset.model import Goldset
 from evalkit.metrics import Evaluator, parse_measures
+from evalkit.metrics.defaults import measures_at
 from evalkit.metrics.fusion import Fusion, FusionRuns, OptimizedFusion, optimize_fusion
 from evalkit.pipeline.runs import default_measures
 from evalkit.records import QueryResult, ScoredDoc
@@ -57,6 +58,7 @@ class FusionOutcome:
     optimized: OptimizedFusion | None = None
     train: tuple[str, ...] = ()
     held_out: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form: the stored run, the fusion, the sources and the training figure."""
@@ -71,6 +73,7 @@ class FusionOutcome:
             }
             for source in self.sources
         ]
+        data["notes"] = list(self.notes)
         data["optimized"] = (
             None
             if self.optimized is None
@@ -114,12 +117,7 @@ def fuse_runs(store: WriterAccess, request: FusionRequest) -> FusionOutcome:
         for name in sources.runs[0].spec.measures
         if all(name in run.spec.measures for run in sources.runs)
     ]
-    measure_names = [
-        str(m)
-        for m in parse_measures(
-            list(request.measures or shared_measures or default_measures(depth))
-        )
-    ]
+    measure_names, notes = _measures_at_depth(request.measures, shared_measures, depth)
     threshold = sources.runs[0].spec.relevance_threshold
     fusion = Fusion.of(
         request.method,
@@ -190,7 +188,33 @@ def fuse_runs(store: WriterAccess, request: FusionRequest) -> FusionOutcome:
         optimized=optimized,
         train=tuple(train),
         held_out=tuple(held_out),
+        notes=tuple(notes),
     )
+
+
+def _measures_at_depth(
+    asked: Sequence[str], shared: Sequence[str], depth: int
+) -> tuple[list[str], list[str]]:
+    """The fused run's measures and a note when some were adapted: the ones ``asked``,
+    each refused when its cutoff is deeper than ``depth``; else the sources' ``shared``
+    measures (or the defaults) with every cutoff deeper than ``depth`` taken at ``depth``."""
+    if asked:
+        for measure in parse_measures(list(asked)):
+            if measure.cutoff is not None and measure.cutoff > depth:
+                raise ConfigError(
+                    f"{measure} needs {measure.cutoff} documents per query; the fused run "
+                    f"keeps {depth} (--k)"
+                )
+        return [str(m) for m in parse_measures(list(asked))], []
+    at_depth = measures_at(shared or default_measures(depth), depth)
+    notes = []
+    if at_depth.adapted:
+        taken = ", ".join(f"{deep} as {kept}" for deep, kept in at_depth.adapted.items())
+        notes.append(
+            f"the fused run keeps {depth} documents per query, so the sources' measures cut "
+            f"deeper are taken at {depth}: {taken}"
+        )
+    return list(at_depth.measures), notes
 
 
 def _read_sources(store: Store, request: FusionRequest) -> _Sources:
