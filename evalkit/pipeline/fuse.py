@@ -117,7 +117,9 @@ def fuse_runs(store: WriterAccess, request: FusionRequest) -> FusionOutcome:
         for name in sources.runs[0].spec.measures
         if all(name in run.spec.measures for run in sources.runs)
     ]
-    measure_names, notes = _measures_at_depth(request.measures, shared_measures, depth)
+    measure_names, notes = _measures_at_depth(
+        request.measures, shared_measures, depth, min(run.spec.k for run in sources.runs)
+    )
     threshold = sources.runs[0].spec.relevance_threshold
     fusion = Fusion.of(
         request.method,
@@ -193,11 +195,18 @@ def fuse_runs(store: WriterAccess, request: FusionRequest) -> FusionOutcome:
 
 
 def _measures_at_depth(
-    asked: Sequence[str], shared: Sequence[str], depth: int
+    asked: Sequence[str], shared: Sequence[str], depth: int, source_depth: int
 ) -> tuple[list[str], list[str]]:
-    """The fused run's measures and a note when some were adapted: the ones ``asked``,
-    each refused when its cutoff is deeper than ``depth``; else the sources' ``shared``
-    measures (or the defaults) with every cutoff deeper than ``depth`` taken at ``depth``."""
+    """The fused run's measures and a note when some were adapted.
+
+    Cut to fewer documents than its sources retrieved (``depth`` below ``source_depth``),
+    a fused run refuses a measure ``asked`` deeper than ``depth`` and takes the sources'
+    ``shared`` measures cut deeper at ``depth``: under their deep names they would mean
+    something else than in the sources. Otherwise the measures are the ``asked`` ones, else
+    the ``shared`` ones, else the defaults at ``depth``."""
+    if depth >= source_depth:
+        names = list(asked or shared or default_measures(depth))
+        return [str(m) for m in parse_measures(names)], []
     if asked:
         for measure in parse_measures(list(asked)):
             if measure.cutoff is not None and measure.cutoff > depth:
