@@ -624,3 +624,51 @@ def test_sigterm_while_serve_waits_for_the_store_at_start_up_stops_it_cleanly(
     serve = start_serve(home, "serve")
     serves.append(serve)
     assert serve.stop() == 0
+
+
+def test_jobs_run_handed_to_serve_exits_1_when_the_job_outlives_its_timeout(
+    home: Home, serves: list[Serve]
+) -> None:
+    """A CI step waiting on a job must not read "still running" as success."""
+    gate = home.root / "release"
+    wait_for_gate = (
+        f"import pathlib, time\nwhile not pathlib.Path({str(gate)!r}).exists(): time.sleep(0.05)"
+    )
+    home.config.write_text(
+        f"""
+[scheduler]
+health_port = 0
+
+[[jobs]]
+name = "slow"
+kind = "command"
+command = {toml_list([sys.executable, "-c", wait_for_gate])}
+""",
+        encoding="utf-8",
+    )
+    serve = start_serve(home, "serve")
+    serves.append(serve)
+    waited = subprocess.run(
+        evalkit_command("jobs", "run", "slow", "--timeout", "1"),
+        env=home.env,
+        cwd=home.root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert waited.returncode == 1, waited.stderr
+    assert "job slow did not end within --timeout 1s; it goes on in evalkit serve" in waited.stderr
+    handed = subprocess.run(
+        evalkit_command("jobs", "run", "slow", "--no-wait"),
+        env=home.env,
+        cwd=home.root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    # Already running: serve refuses a second run of it.
+    assert handed.returncode == 1, handed.stderr
+    gate.touch()
+    assert serve.stop() == 0

@@ -215,9 +215,13 @@ def run_job(
             raise typer.Exit(JOB_NOT_SUCCEEDED)
         data = body.get("job_run")
         if data is None:
-            say(f"job {name} is running in evalkit serve; follow it with `evalkit jobs list`")
+            waited = f"did not end within --timeout {timeout:g}s; it" if wait else "is handed over:"
+            say(f"job {name} {waited} goes on in evalkit serve; follow it with `evalkit jobs list`")
             if output is OutputFormat.json:
                 emit_json({"job": name, "finished": False, "service": service.url})
+            if wait:
+                # Not known to have succeeded: a CI step waiting on the job must not pass.
+                raise typer.Exit(JOB_NOT_SUCCEEDED)
             return
     else:
         run = _run_locally(current, config, name)
