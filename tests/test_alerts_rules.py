@@ -533,3 +533,26 @@ def test_the_gate_rule_reports_a_partial_candidate_with_its_failed_queries_as_ze
     assert alert.evidence["candidate_run"] == candidate
     assert alert.evidence["failed_in_candidate"] == sorted(ids[:10])
     assert "10 failed queries of the candidate counted as 0" in alert.summary
+
+
+def test_a_resolution_goes_only_to_the_sinks_told_of_the_firing(
+    store: Store, tmp_path: Path
+) -> None:
+    """A sink added after an alert fired never gets a resolution of a firing it never saw."""
+
+    def with_sinks(*names: str) -> AlertsConfig:
+        sinks = [
+            {"name": name, "kind": "log", "path": str(tmp_path / f"{name}.jsonl")} for name in names
+        ]
+        rules = [{"name": "jobs", "kind": "job_failure", "cooldown": 0}]
+        data = {"alerts": {"rules": rules, "sinks": sinks}}
+        return alerts_config(parse_settings(data, Path("evalkit.toml")))
+
+    fail(store, "nightly", "failed", 0)
+    assert told(evaluate(store, with_sinks("first"), 1)) == [("nightly", "firing", "critical")]
+    fail(store, "nightly", "succeeded", 2)
+    assert told(evaluate(store, with_sinks("first", "added"), 3)) == [
+        ("nightly", "resolved", "critical")
+    ]
+    resolution = next(a for a in list_alerts(store) if a.status == "resolved")
+    assert sorted(resolution.deliveries) == ["first"]

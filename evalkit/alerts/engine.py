@@ -33,6 +33,7 @@ from evalkit.errors import EvalkitError
 from evalkit.records import AlertSeverity
 from evalkit.store.alerts import (
     StoredAlertState,
+    get_alert,
     load_alert_states,
     save_alert,
     save_alert_states,
@@ -214,6 +215,8 @@ def _evaluate_rule(
             continue
         alert = _alert(rule, signal, step, now)
         targets = route(sinks, rule, step.severity)
+        if step.notify is AlertStatus.resolved:
+            targets = _told_of_firing(store, by_subject.get(signal.subject), targets)
         save_alert(
             store,
             alert.to_stored(n_sinks=len(targets)),
@@ -230,6 +233,20 @@ def _evaluate_rule(
         raised.append(alert)
     save_alert_states(store, quiet)
     return raised
+
+
+def _told_of_firing(
+    store: Store, previous: StoredAlertState | None, targets: list[str]
+) -> list[str]:
+    """The ``targets`` that were sent the firing a resolution closes: a receiver never sees
+    a resolution for a firing it was not told about (a sink added since, one it was not
+    routed to then). Without the firing's record (an older store), every target."""
+    fired = (
+        get_alert(store, previous.last_alert_id) if previous and previous.last_alert_id else None
+    )
+    if fired is None:
+        return targets
+    return [name for name in targets if name in fired.deliveries]
 
 
 def _alert(rule: ConfiguredRule, signal: Signal, step: Transition, now: datetime) -> Alert:

@@ -74,8 +74,7 @@ def load_embeddings(path: Path | str) -> npt.NDArray[np.float32]:
     if head != _NPY_MAGIC:
         what = "a .npz archive of arrays" if head.startswith(b"PK") else "not a .npy file"
         raise InputError(
-            f"{what}: give one array saved with numpy.save (its file starts with numpy's "
-            "header)",
+            f"{what}: give one array saved with numpy.save (its file starts with numpy's header)",
             path=str(location),
         )
     try:
