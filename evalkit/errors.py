@@ -20,6 +20,7 @@ codes (``exit_code``): 2 for bad input or usage, 3 for retriever or store failur
 from __future__ import annotations
 
 __all__ = [
+    "CollectionNotFoundError",
     "ConfigError",
     "EmbeddingError",
     "EvalkitError",
@@ -79,6 +80,13 @@ class RetrieverError(EvalkitError):
     """The retriever cannot be reached or failed as a whole."""
 
     exit_code = 3
+
+
+class CollectionNotFoundError(RetrieverError):
+    """The collection a retriever was asked to search does not exist: the user named one
+    that is not there (bad input, exit 2), found when the retriever opens it."""
+
+    exit_code = 2
 
 
 class JudgeError(EvalkitError):

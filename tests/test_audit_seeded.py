@@ -405,5 +405,5 @@ def test_cli_table_output_and_bad_options(
 
     assert invoke([*arguments, "--check", "nonsense"]) == 2
     assert "unknown audit checks" in capsys.readouterr().err
-    assert invoke(["audit", "--collection", "no-such-collection", "--no-save"]) == 3
+    assert invoke(["audit", "--collection", "no-such-collection", "--no-save"]) == 2
     assert "does not exist" in capsys.readouterr().err

@@ -103,7 +103,7 @@ def test_the_broken_model_path_does_fail_loudly_once_a_model_is_needed(
 
 def test_run_reports_a_missing_collection_before_loading_the_model(evalkit: Evalkit) -> None:
     done = evalkit("run", "--goldset", "demo", "--collection", "nosuch")
-    refused(done, 3, "Chroma collection 'nosuch' does not exist")
+    refused(done, 2, "Chroma collection 'nosuch' does not exist")
 
 
 def test_run_reports_an_unreachable_chroma_server_before_loading_the_model(
@@ -142,7 +142,7 @@ def test_audit_reports_a_missing_goldset_before_loading_the_model(evalkit: Evalk
 
 def test_audit_reports_a_missing_collection_before_loading_the_model(evalkit: Evalkit) -> None:
     done = evalkit("audit", "--collection", "nosuch", "--format", "json")
-    refused(done, 3, "Chroma collection 'nosuch' does not exist")
+    refused(done, 2, "Chroma collection 'nosuch' does not exist")
 
 
 def test_run_reports_a_closed_http_port_before_loading_the_model(

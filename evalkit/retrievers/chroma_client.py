@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from evalkit.embedding import ModelFingerprint
-from evalkit.errors import ConfigError, RetrieverError
+from evalkit.errors import CollectionNotFoundError, ConfigError, RetrieverError
 from evalkit.retrievers.base import describe_exception, redact
 
 if TYPE_CHECKING:
@@ -236,7 +236,7 @@ def get_collection(client: ClientAPI, name: str) -> Collection:
     """Open the collection ``name`` without an embedding function.
 
     Raises ``ConfigError`` for a name Chroma refuses (``check_collection_name``) and
-    ``RetrieverError`` listing the existing collections when it does not exist.
+    ``CollectionNotFoundError`` listing the existing collections when it does not exist.
     """
     from chromadb.errors import NotFoundError as ChromaNotFoundError
 
@@ -245,7 +245,7 @@ def get_collection(client: ClientAPI, name: str) -> Collection:
         return client.get_collection(name=name, embedding_function=None)
     except ChromaNotFoundError as error:
         existing = ", ".join(_collection_names(client)) or "none"
-        raise RetrieverError(
+        raise CollectionNotFoundError(
             f"Chroma collection '{name}' does not exist (existing collections: {existing}). "
             f"Index a corpus into it first (`evalkit index --corpus FILE --collection {name}`) "
             "or name an existing collection."
