@@ -467,3 +467,13 @@ def test_the_queries_in_export_md_run_on_a_real_export(
     assert aggregates[0][1] == pytest.approx(stored_aggregates["recall@10"], abs=1e-12)
     assert {row[0]: row[2] for row in compared} == {in_home.distinct: 1, in_home.tied: 1}
     assert len(worst_docs) == 10 * K
+
+
+def test_an_export_to_a_folder_where_a_file_goes_is_bad_input_naming_the_folder(
+    in_home: Runs, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Not a system failure with the name of an internal temporary file."""
+    code, _, err = export(capsys, in_home.distinct, "--output", str(tmp_path))
+    assert code == 2
+    assert err.strip() == f"error: {tmp_path}: is a folder; give a file"
+    assert list(tmp_path.iterdir()) == []

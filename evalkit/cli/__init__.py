@@ -85,6 +85,10 @@ def _click_exception_classes() -> tuple[type[click.ClickException], ...]:
 
 _USAGE_ERRORS = _click_exception_classes()
 _ABORTS: tuple[type[BaseException], ...] = (click.exceptions.Abort, typer.Abort)
+_MISNAMED_PATHS: dict[type[OSError], str] = {
+    IsADirectoryError: "is a folder; give a file",
+    NotADirectoryError: "is not a folder (a file stands where the path goes through one)",
+}
 INTERRUPTED = 130
 INTERRUPTED_NOTE = (
     "interrupted: what was stored before is kept, and a run that was being recorded is "
@@ -190,11 +194,15 @@ def invoke(argv: list[str] | None = None) -> int:
         return _json_error(args, type(missing).__name__, str(missing), missing.exit_code)
     except OSError as error:
         # The system refused (disk full, permissions, a vanished file): say so, no traceback.
-        message = redact_known(str(error))
+        # A folder given where a file goes (or the reverse) is the user's path, not a fault.
+        misnamed = _MISNAMED_PATHS.get(type(error))
+        path = error.filename2 if error.filename2 is not None else error.filename
+        message = redact_known(f"{path}: {misnamed}" if misnamed and path else str(error))
         err_console.print(
             f"error: {visible(message)}", style="bold red", markup=False, highlight=False
         )
-        return _json_error(args, type(error).__name__, message, STORE_OR_SYSTEM_FAILURE)
+        code = USAGE_ERROR if misnamed and path else STORE_OR_SYSTEM_FAILURE
+        return _json_error(args, type(error).__name__, message, code)
     if result == INTERRUPTED:  # typer's answer to Ctrl-C in a command
         err_console.print(INTERRUPTED_NOTE, markup=False, highlight=False)
     return result if isinstance(result, int) else 0
