@@ -405,5 +405,10 @@ def test_cli_table_output_and_bad_options(
 
     assert invoke([*arguments, "--check", "nonsense"]) == 2
     assert "unknown audit checks" in capsys.readouterr().err
+    # A check asked for by name that cannot run is refused, not passed unchecked.
+    assert invoke(["audit", "--collection", "eiffel", "--check", "orphans"]) == 2
+    assert "--check orphans needs --goldset" in capsys.readouterr().err
+    assert invoke(["audit", "--collection", "eiffel", "--check", "staleness"]) == 2
+    assert "--check staleness needs --source" in capsys.readouterr().err
     assert invoke(["audit", "--collection", "no-such-collection", "--no-save"]) == 2
     assert "does not exist" in capsys.readouterr().err

@@ -113,6 +113,16 @@ def audit(
 
     config = settings()
     checks = tuple(check) if check else CHECK_NAMES
+    if check:
+        # A check asked for by name that could not run would pass a CI step unchecked.
+        needs = {"coverage": goldset, "orphans": goldset, "spans": goldset, "staleness": source}
+        option = {"staleness": "--source"}
+        unable = [name for name in checks if name in needs and needs[name] is None]
+        if unable:
+            raise ConfigError(
+                f"--check {unable[0]} needs {option.get(unable[0], '--goldset')}; without it "
+                "the check cannot run"
+            )
     # The model check re-embeds documents; ANN recall and coverage embed the goldset's queries.
     embeds = "model" in checks or bool(goldset and {"ann_recall", "coverage"} & set(checks))
     model_modules = local_model_modules(config) if embeds else ()
