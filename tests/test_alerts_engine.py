@@ -201,6 +201,10 @@ def test_durations_a_scheduler_cannot_count_are_refused_saying_why(
             "http:// or https://",
         ),
         (
+            {"sinks": [{"name": "w", "kind": "webhook", "url": "http://"}]},
+            "http:// or https:// URL with a host",
+        ),
+        (
             {"rules": [{"name": "x", "kind": "job_failure", "sinks": ["missing"]}]},
             "field 'sinks': no sink named 'missing'",
         ),

@@ -87,6 +87,13 @@ def test_jobs_run_locally_then_alerts_flow(
 
     listed = run_json(capsys, "alerts", "list")
     assert isinstance(listed, list)
+    assert run_json(capsys, "alerts", "list", "--status", "bogus", code=2) == {
+        "error": {
+            "type": "ConfigError",
+            "message": "--status 'bogus': give firing or resolved",
+            "exit_code": 2,
+        }
+    }
     assert [(a["dedup_key"], a["status"], a["deliveries"]) for a in listed] == [
         ("jobs:broken", "firing", {"hook": "delivered"})
     ]

@@ -134,9 +134,14 @@ class WebhookParams(_Params):
     def _one_url(self) -> WebhookParams:
         if (self.url is None) == (self.url_env is None):
             raise ValueError("give exactly one of url or url_env")
-        if self.url is not None and urlsplit(self.url).scheme not in ("http", "https"):
-            raise ValueError("url must be an http:// or https:// URL")
+        if self.url is not None and not _is_web_url(self.url):
+            raise ValueError("url must be an http:// or https:// URL with a host")
         return self
+
+
+def _is_web_url(url: str) -> bool:
+    parts = urlsplit(url)
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 class CommandParams(_Params):
@@ -443,10 +448,10 @@ class SinkKind:
 def _build_webhook(config: SinkConfig, params: WebhookParams) -> Sink:
     if params.url_env is not None:
         url = _env(params.url_env, sink=config.name, what="webhook URL")
-        if urlsplit(url).scheme not in ("http", "https"):
+        if not _is_web_url(url):
             raise ConfigError(
                 f"alert sink '{config.name}': ${params.url_env} must hold an http:// or "
-                "https:// URL"
+                "https:// URL with a host"
             )
     else:
         url = str(params.url)

@@ -48,6 +48,8 @@ def list_alerts(
     """
     from evalkit.store.alerts import list_alerts as stored_alerts
 
+    if status is not None and status not in ("firing", "resolved"):
+        raise ConfigError(f"--status {status!r}: give firing or resolved")
     with service_store("evalkit alerts list") as store:
         alerts = stored_alerts(store, rule=rule, status=status, limit=limit)
     print_listing(
