@@ -7,6 +7,7 @@ import itertools
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -672,3 +673,23 @@ command = {toml_list([sys.executable, "-c", wait_for_gate])}
     assert handed.returncode == 1, handed.stderr
     gate.touch()
     assert serve.stop() == 0
+
+
+def test_serve_on_a_port_in_use_names_the_port_and_the_setting(home: Home) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        home.config.write_text(f"[scheduler]\nhealth_port = {port}\n", encoding="utf-8")
+        done = subprocess.run(
+            evalkit_command("serve"),
+            env=home.env,
+            cwd=home.root,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert done.returncode == 3, done.stderr
+    assert f"evalkit serve cannot listen on 127.0.0.1:{port}" in done.stderr
+    assert "[scheduler] health_port" in done.stderr

@@ -443,7 +443,14 @@ class HealthServer:
     """The HTTP endpoint, served from a background thread."""
 
     def __init__(self, service: ServiceHandle, *, host: str, port: int) -> None:
-        self._server = _Server(host, port, _Handler)
+        try:
+            self._server = _Server(host, port, _Handler)
+        except OSError as error:
+            raise OSError(
+                error.errno,
+                f"evalkit serve cannot listen on {host}:{port} ({error.strerror or error}); "
+                "free the port or set [scheduler] health_port (0 picks a free one)",
+            ) from error
         self._server.service = service
         self._server.triggers_allowed = is_loopback(host)
         self._thread = threading.Thread(
