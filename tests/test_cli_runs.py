@@ -17,8 +17,9 @@ from evalkit.goldset.model import Goldset
 from evalkit.pipeline import TrafficReplayRequest, evaluate_goldset, replay_traffic_window
 from evalkit.records import Judgment, Query, QueryResult, ScoredDoc
 from evalkit.records.requests import GoldsetRunRequest
-from evalkit.store import Store
+from evalkit.store import RunSpec, Store
 from evalkit.store.goldsets import save_goldset
+from evalkit.store.runs import create_run, fail_run
 from evalkit.traffic import SampleSpec, ingest_paths, parse_window, sample_window
 
 
@@ -271,3 +272,24 @@ def test_score_names_the_file_that_lists_a_document_twice(
     assert f"{tmp_path / 'twice'} field 'doc_id': document 'd1' is judged more than once" in (
         capsys.readouterr().err
     )
+
+
+def test_a_failed_run_shows_zero_queries_evaluated_not_none(
+    evalkit_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = RunSpec(
+        kind="goldset",
+        retriever_kind="http",
+        k=10,
+        measures=("ndcg@10",),
+        evalkit_version="test",
+        goldset_name="gs",
+        n_queries=129,
+    )
+    evalkit_home.mkdir(parents=True, exist_ok=True)
+    with Store.open(evalkit_home / "evalkit.duckdb") as store:
+        run_id = create_run(store, spec)
+        fail_run(store, run_id, "JobCancelledError: job nightly was interrupted")
+    code, out = show(capsys, run_id)
+    assert code == 0
+    assert "0 evaluated of 129" in out

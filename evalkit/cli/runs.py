@@ -253,7 +253,7 @@ def print_run(data: dict[str, object]) -> None:
             else NOT_FINGERPRINTED
         ),
         "k": data["k"],
-        "queries": f"{data['n_evaluated']} evaluated of {data['n_queries']}"
+        "queries": f"{data['n_evaluated'] or 0} evaluated of {data['n_queries']}"
         + (f", {data['n_failed']} failed" if data.get("n_failed") else ""),
         **(
             {"repeats": f"{data['n_duplicates']} repeated documents dropped (best rank kept)"}
