@@ -295,3 +295,15 @@ def test_a_document_sample_too_small_to_test_is_refused_before_chroma_opens(
 ) -> None:
     with pytest.raises(ConfigError, match="at least 2 documents"):
         collection_vectors(Settings(home=tmp_path), "demo", sample=sample)
+
+
+def test_a_misspelt_measure_or_stream_is_named_as_such(
+    store: Store, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(InputError, match="unknown measure 'bogus'"):
+        watch_precision(store, "kb", measure="bogus")
+    vectors = tmp_path / "v.npy"
+    np.save(vectors, np.ones((5, 4)))
+    args = ["drift", "embeddings", "--reference", str(vectors), "--current", str(vectors)]
+    assert invoke([*args, "--stream", "bogus"]) == 2
+    assert "'bogus' is not one of 'queries', 'documents'" in capsys.readouterr().err

@@ -6,6 +6,7 @@ Each command exits 1 when it finds drift (or a model mismatch), so it can gate a
 from __future__ import annotations
 
 from dataclasses import replace
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -43,6 +44,13 @@ drift_app = command_group(
     "drift",
     "Test embeddings, the embedding model and precision over time for drift.",
 )
+
+class VectorStream(StrEnum):
+    """What the vectors of ``evalkit drift embeddings`` are."""
+
+    queries = "queries"
+    documents = "documents"
+
 
 Alpha = Annotated[float, typer.Option(help="False-alarm rate of the test.")]
 Seed = Annotated[
@@ -94,9 +102,9 @@ def embeddings(
     method: Method = DRIFT_TEST_DEFAULTS.method,
     alpha: Alpha = DRIFT_TEST_DEFAULTS.alpha,
     seed: Seed = DRIFT_TEST_DEFAULTS.seed,
-    stream: Annotated[str, typer.Option(help="What the vectors are: queries or documents.")] = (
-        "queries"
-    ),
+    stream: Annotated[
+        VectorStream, typer.Option(help="What the vectors are: queries or documents.")
+    ] = VectorStream.queries,
     report: Report = False,
     output: Format = OutputFormat.table,
 ) -> None:
@@ -112,10 +120,10 @@ def embeddings(
         reference,
         current,
         test=DriftTestSettings(method=method, alpha=alpha, seed=seed),
-        stream=stream,
+        stream=stream.value,
         report_dir=Path("reports") if report else None,
     )
-    _finish_test(outcome, f"{stream} embedding drift", output)
+    _finish_test(outcome, f"{stream.value} embedding drift", output)
 
 
 @drift_app.command("documents")

@@ -27,6 +27,7 @@ from evalkit.drift.base import make_detector
 from evalkit.drift.sequential import AlertLevel, page_hinkley
 from evalkit.embedding import ModelFingerprint
 from evalkit.errors import ConfigError, InputError
+from evalkit.metrics import parse_measure
 from evalkit.records.drift import DriftCheck, DriftResult
 from evalkit.records.requests import (
     DRIFT_TEST_DEFAULTS,
@@ -416,7 +417,7 @@ def watch_precision(
     reason, never dropped silently.
     """
     # evalkit.stats loads scipy.stats: deferred like the other detectors' heavy imports.
-
+    parse_measure(measure)  # a misspelt measure is named as such, not as "no runs with it"
     scored = [
         run
         for run in reversed(list_runs(store, goldset=goldset, limit=limit))
