@@ -104,6 +104,19 @@ def start_serve(home: Home, name: str) -> Serve:
     return Serve(process=process, log=log, url=url)
 
 
+def finished(home: Home, *args: str) -> subprocess.CompletedProcess[str]:
+    """``evalkit ARGS`` run to its end over ``home``: exit code, stdout and stderr."""
+    return subprocess.run(
+        evalkit_command(*args),
+        env=home.env,
+        cwd=home.root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
 def toml_list(values: list[str]) -> str:
     return "[" + ", ".join(json.dumps(value) for value in values) + "]"
 
@@ -649,26 +662,10 @@ command = {toml_list([sys.executable, "-c", wait_for_gate])}
     )
     serve = start_serve(home, "serve")
     serves.append(serve)
-    waited = subprocess.run(
-        evalkit_command("jobs", "run", "slow", "--timeout", "1"),
-        env=home.env,
-        cwd=home.root,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    waited = finished(home, "jobs", "run", "slow", "--timeout", "1")
     assert waited.returncode == 1, waited.stderr
     assert "job slow did not end within --timeout 1s; it goes on in evalkit serve" in waited.stderr
-    handed = subprocess.run(
-        evalkit_command("jobs", "run", "slow", "--no-wait"),
-        env=home.env,
-        cwd=home.root,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    handed = finished(home, "jobs", "run", "slow", "--no-wait")
     # Already running: serve refuses a second run of it.
     assert handed.returncode == 1, handed.stderr
     gate.touch()
@@ -681,15 +678,7 @@ def test_serve_on_a_port_in_use_names_the_port_and_the_setting(home: Home) -> No
         taken.listen()
         port = taken.getsockname()[1]
         home.config.write_text(f"[scheduler]\nhealth_port = {port}\n", encoding="utf-8")
-        done = subprocess.run(
-            evalkit_command("serve"),
-            env=home.env,
-            cwd=home.root,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        done = finished(home, "serve")
     assert done.returncode == 3, done.stderr
     assert f"evalkit serve cannot listen on 127.0.0.1:{port}" in done.stderr
     assert "[scheduler] health_port" in done.stderr

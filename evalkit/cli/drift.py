@@ -45,6 +45,7 @@ drift_app = command_group(
     "Test embeddings, the embedding model and precision over time for drift.",
 )
 
+
 class VectorStream(StrEnum):
     """What the vectors of ``evalkit drift embeddings`` are."""
 
