@@ -198,7 +198,6 @@ def test_bad_selections_are_refused_with_exit_2(
         ([first, second, "--tag", "cmp"], "not both"),
         (["--goldset", "g", "--last", "1"], "at least 2"),
         ([first, second, first], "run named twice"),
-        ([first, first], "run named twice"),
         ([first, second, "nope-123"], "nope-123"),
     ):
         code, _, err = _compare(capsys, *args)

@@ -286,8 +286,6 @@ def compare(
         raise ConfigError("name two or more runs, or give --goldset NAME --last N, or --tag TAG")
     if len(named) == 1:
         raise ConfigError(f"compare needs two or more runs, got one: {named[0]}")
-    if len(named) == 2 and named[0] == named[1]:
-        raise ConfigError(f"run named twice: {named[0]}; compare needs two different runs")
     if selecting:
         from evalkit.pipeline import select_runs
 
