@@ -31,6 +31,20 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Stop at once when a store sits above the folders tests run in: evalkit finds a store
+    as git finds .git, so every test that runs a command without EVALKIT_HOME would read and
+    write that store, and fail far from the cause."""
+    base = Path(str(session.config._tmp_path_factory.getbasetemp())).resolve()
+    for folder in base.parents:
+        if (folder / ".evalkit").is_dir():
+            pytest.exit(
+                f"{folder / '.evalkit'} is an evalkit store above the tests' folders "
+                f"({base}); commands run in them would use it. Move it away and run again.",
+                returncode=4,
+            )
+
+
 @pytest.fixture(scope="session", autouse=True)
 def evalkit_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The session's own EVALKIT_CACHE_DIR, shared by its xdist workers and the commands the
