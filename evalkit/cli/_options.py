@@ -10,6 +10,7 @@ import typer
 
 from evalkit.cli._app import CONTEXT, app
 from evalkit.cli._output import OutputFormat
+from evalkit.records.requests import MAX_SEED
 
 __all__ = [
     "Format",
@@ -19,7 +20,15 @@ __all__ = [
     "command_group",
     "corpus_for",
     "max_judgments_with",
+    "seed_option",
 ]
+
+
+def seed_option(help: str, *names: str) -> Any:
+    """A ``--seed`` option: an integer from 0 (numpy refuses less) to ``MAX_SEED`` (the store
+    keeps seeds as 64-bit integers), refused as misuse before any work."""
+    return typer.Option(*names, min=0, max=MAX_SEED, help=help)
+
 
 Format = Annotated[OutputFormat, typer.Option("--format", help="table or json")]
 """The ``--format table|json`` option of a command that prints a result."""

@@ -10,14 +10,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from evalkit.cli._app import app
-from evalkit.cli._options import Format
+from evalkit.cli._options import Format, seed_option
 from evalkit.cli._output import OutputFormat, console, emit_json, settings, table
 from evalkit.cli._retriever import ChromaUrl, chroma_collection_name
 from evalkit.cli._store import open_store
 from evalkit.errors import ConfigError
 from evalkit.extras import require_all
 from evalkit.records.audit import AUDIT_DEFAULTS, CHECK_NAMES, AuditConfig
-from evalkit.records.requests import MAX_SEED
 
 if TYPE_CHECKING:
     from evalkit.audit import AuditReport
@@ -91,7 +90,7 @@ def audit(
         ),
     ] = None,
     seed: Annotated[
-        int, typer.Option(min=0, max=MAX_SEED, help="Seed of the document and query samples.")
+        int, seed_option("Seed of the document and query samples.")
     ] = AUDIT_DEFAULTS.seed,
     save: Annotated[
         bool, typer.Option("--save/--no-save", help="Store the audit and its findings.")

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from evalkit.cli._options import Format, command_group
+from evalkit.cli._options import Format, command_group, seed_option
 from evalkit.cli._output import (
     OutputFormat,
     console,
@@ -26,7 +26,6 @@ from evalkit.cli._store import CommandStore, open_store
 from evalkit.records.requests import (
     DEFAULT_DOCUMENT_SAMPLE,
     DRIFT_TEST_DEFAULTS,
-    MAX_SEED,
     PRECISION_WATCH_DEFAULTS,
     PRECISION_WATCH_MEASURE,
     TRAFFIC_PRECISION_MEASURE,
@@ -54,9 +53,7 @@ class VectorStream(StrEnum):
 
 
 Alpha = Annotated[float, typer.Option(help="False-alarm rate of the test.")]
-Seed = Annotated[
-    int, typer.Option(min=0, max=MAX_SEED, help="Seed of permutations and subsampling (stored).")
-]
+Seed = Annotated[int, seed_option("Seed of permutations and subsampling (stored).")]
 Method = Annotated[
     str,
     typer.Option(

@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from evalkit.cli._app import app
+from evalkit.cli._options import seed_option
 from evalkit.cli._output import console, emit_json, settings, table
 from evalkit.cli._store import open_store
 from evalkit.errors import ConfigError
-from evalkit.records.requests import MAX_SEED
 
 if TYPE_CHECKING:
     from evalkit.causes import Explanation
@@ -81,7 +81,7 @@ def explain(
     alert: Annotated[
         str | None, typer.Option("--alert", help="Explain this stored alert's runs instead.")
     ] = None,
-    seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Seed of the resampling.")] = 0,
+    seed: Annotated[int, seed_option("Seed of the resampling.")] = 0,
     output: Annotated[
         ExplainFormat, typer.Option("--format", help="table, json or markdown")
     ] = ExplainFormat.table,

@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from evalkit.cli._app import app
-from evalkit.cli._options import Format
+from evalkit.cli._options import Format, seed_option
 from evalkit.cli._output import OutputFormat, console, emit_json, say, settings, table
 from evalkit.cli._store import CommandStore
 from evalkit.errors import ConfigError
-from evalkit.records.requests import FUSION_DEFAULTS, MAX_SEED, FusionRequest
+from evalkit.records.requests import FUSION_DEFAULTS, FusionRequest
 
 if TYPE_CHECKING:
     from evalkit.pipeline import FusionOutcome
@@ -108,9 +108,7 @@ def fuse(
     ] = FUSION_DEFAULTS.train_share,
     seed: Annotated[
         int,
-        typer.Option(
-            min=0, max=MAX_SEED, help="With --optimize: the seed of the split (recorded)."
-        ),
+        seed_option("With --optimize: the seed of the split (recorded)."),
     ] = FUSION_DEFAULTS.seed,
     train_tag: Annotated[
         str | None,

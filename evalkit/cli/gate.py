@@ -11,7 +11,7 @@ import typer
 from evalkit.cli._app import app
 from evalkit.cli._goldset import GOLDSET_HELP, GoldsetFormat, GoldsetSplit, GoldsetTopics
 from evalkit.cli._leaderboard import CompareFormat, print_leaderboard
-from evalkit.cli._options import Format
+from evalkit.cli._options import Format, seed_option
 from evalkit.cli._output import (
     OutputFormat,
     console,
@@ -40,7 +40,6 @@ from evalkit.records.requests import (
     DEFAULT_GOLDSET_SPLIT,
     GATE_DEFAULTS,
     LEADERBOARD_DEFAULTS,
-    MAX_SEED,
     GatePolicy,
     LeaderboardRequest,
 )
@@ -69,9 +68,7 @@ MinEffect = Annotated[
     typer.Option(help="Smallest drop that matters (in the measure's units, e.g. 0.01)."),
 ]
 Resamples = Annotated[int, typer.Option(help="Bootstrap resamples and sign-flip permutations.")]
-Seed = Annotated[
-    int, typer.Option(min=0, max=MAX_SEED, help="Seed of the resampling (recorded in the output).")
-]
+Seed = Annotated[int, seed_option("Seed of the resampling (recorded in the output).")]
 Worst = Annotated[int, typer.Option(min=0, help="Worst-regressed queries to list per measure.")]
 FailedAsZero = Annotated[
     bool,

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from evalkit.cli._app import goldset_app
-from evalkit.cli._options import Output
+from evalkit.cli._options import Output, seed_option
 from evalkit.cli._output import (
     OutputFormat,
     console,
@@ -18,7 +18,7 @@ from evalkit.cli._output import (
     settings,
     table,
 )
-from evalkit.records.requests import GENERATION_DEFAULTS, MAX_SEED
+from evalkit.records.requests import GENERATION_DEFAULTS
 
 if TYPE_CHECKING:
     from evalkit.pipeline import GenerationOutcome
@@ -106,9 +106,7 @@ def generate(
     ] = GENERATION_DEFAULTS.dry_run,
     seed: Annotated[
         int,
-        typer.Option(
-            "--seed", min=0, max=MAX_SEED, help="Seed of the clustering and the sampling."
-        ),
+        seed_option("Seed of the clustering and the sampling.", "--seed"),
     ] = GENERATION_DEFAULTS.seed,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace an existing --out folder.")

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from evalkit.cli._options import Format, TextsChromaUrl, command_group
+from evalkit.cli._options import Format, TextsChromaUrl, command_group, seed_option
 from evalkit.cli._output import (
     OutputFormat,
     console,
@@ -27,7 +27,6 @@ from evalkit.records.requests import (
     AGREEMENT_DEFAULTS,
     DEFAULT_CALIBRATION,
     JUDGING_DEFAULTS,
-    MAX_SEED,
 )
 
 if TYPE_CHECKING:
@@ -175,9 +174,7 @@ def agreement(
     sample: Annotated[
         int, typer.Option(min=1, help="Human-judged pairs drawn and judged.")
     ] = AGREEMENT_DEFAULTS.sample,
-    seed: Annotated[
-        int, typer.Option(min=0, max=MAX_SEED, help="Seed of the samples.")
-    ] = AGREEMENT_DEFAULTS.seed,
+    seed: Annotated[int, seed_option("Seed of the samples.")] = AGREEMENT_DEFAULTS.seed,
     k: Depth = AGREEMENT_DEFAULTS.k,
     tau_queries: Annotated[
         int,
@@ -456,7 +453,7 @@ def estimate(
     method: Annotated[
         str, typer.Option(help="Calibration of the scores: isotonic or logistic.")
     ] = DEFAULT_CALIBRATION,
-    seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Seed of the bootstrap.")] = 0,
+    seed: Annotated[int, seed_option("Seed of the bootstrap.")] = 0,
     output: Format = OutputFormat.table,
 ) -> None:
     """Estimate a traffic window's precision@k without labels, from the retriever's scores

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from evalkit.cli._options import Format, command_group, corpus_for, max_judgments_with
+from evalkit.cli._options import Format, command_group, corpus_for, max_judgments_with, seed_option
 from evalkit.cli._output import (
     OutputFormat,
     console,
@@ -43,7 +43,6 @@ from evalkit.records.requests import (
     DEFAULT_PROMOTED_QUERIES,
     DEFAULT_PROMOTED_TOP,
     DEFAULT_TRAFFIC_SAMPLE,
-    MAX_SEED,
     TRAFFIC_REPLAY_DEFAULTS,
     TrafficReplayRequest,
 )
@@ -231,9 +230,7 @@ def _print_ingest(report: IngestReport, output: OutputFormat) -> None:
 def sample(
     window: WindowOption,
     n: Annotated[int, typer.Option("--n", help="Queries to sample.")] = DEFAULT_TRAFFIC_SAMPLE,
-    seed: Annotated[
-        int, typer.Option(min=0, max=MAX_SEED, help="Seed; the same seed gives the same sample.")
-    ] = 0,
+    seed: Annotated[int, seed_option("Seed; the same seed gives the same sample.")] = 0,
     stratify_by: Annotated[
         str | None,
         typer.Option(help="Stratify by tenant or by a tag (tag:KEY); default uniform."),
@@ -505,9 +502,7 @@ def promote(
     min_per_tenant: Annotated[
         int, typer.Option(help="At least this many queries of every tenant (or all it has).")
     ] = DEFAULT_PROMOTED_MIN_PER_TENANT,
-    seed: Annotated[
-        int, typer.Option(min=0, max=MAX_SEED, help="Seed ordering queries of equal priority.")
-    ] = 0,
+    seed: Annotated[int, seed_option("Seed ordering queries of equal priority.")] = 0,
     run_id: Annotated[
         str | None, typer.Option("--run", help="Use this replay (default: the newest).")
     ] = None,
