@@ -204,17 +204,16 @@ def _measures_at_depth(
     ``shared`` measures cut deeper at ``depth``: under their deep names they would mean
     something else than in the sources. Otherwise the measures are the ``asked`` ones, else
     the ``shared`` ones, else the defaults at ``depth``."""
-    if depth >= source_depth:
-        names = list(asked or shared or default_measures(depth))
-        return [str(m) for m in parse_measures(names)], []
-    if asked:
-        for measure in parse_measures(list(asked)):
-            if measure.cutoff is not None and measure.cutoff > depth:
-                raise ConfigError(
-                    f"{measure} needs {measure.cutoff} documents per query; the fused run "
-                    f"keeps {depth} (--k)"
-                )
-        return [str(m) for m in parse_measures(list(asked))], []
+    cut = depth < source_depth
+    if asked or not cut:
+        parsed = parse_measures(list(asked or shared or default_measures(depth)))
+        deeper = [m for m in parsed if cut and m.cutoff is not None and m.cutoff > depth]
+        if deeper:
+            raise ConfigError(
+                f"{deeper[0]} needs {deeper[0].cutoff} documents per query; the fused run "
+                f"keeps {depth} (--k)"
+            )
+        return [str(m) for m in parsed], []
     at_depth = measures_at(shared or default_measures(depth), depth)
     notes = []
     if at_depth.adapted:

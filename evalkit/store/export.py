@@ -364,12 +364,8 @@ def import_run(store: Store, path: Path) -> RunImport:
     if version is not None:
         for table, file in zip(("goldset_queries", "judgments"), goldset_paths, strict=True):
             _check_columns(store, file, table)
-    store_goldset = (
-        version is not None
-        and all(file.is_file() for file in goldset_paths)
-        and not store.fetch(
-            "SELECT 1 FROM goldset_queries WHERE goldset_version = ? LIMIT 1", [version]
-        )
+    store_goldset = version is not None and not store.fetch(
+        "SELECT 1 FROM goldset_queries WHERE goldset_version = ? LIMIT 1", [version]
     )
     n_total = exported.spec.n_queries
     if version is not None and goldset_paths[1].is_file():
