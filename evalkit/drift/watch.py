@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from evalkit.embedding import TextEmbedder
     from evalkit.store import Store
     from evalkit.store.drift import StoredDriftCheck
+    from evalkit.store.runs import RunRecord
 
 __all__ = [
     "ModelCheck",
@@ -466,11 +467,14 @@ def watch_precision(
         details: dict[str, Any] = dict(drops.details)
         # A pinned baseline is the baseline of its own retriever's series only: another
         # retriever's runs differ from it by design, not by drift.
-        own = pinned_run is not None and pinned_run.retriever_id == key
-        pinned = pinned_run.run_id if own and pinned_run is not None else series_runs[0].run_id
+        pinned = (
+            pinned_run.run_id
+            if pinned_run is not None and pinned_run.retriever_id == key
+            else series_runs[0].run_id
+        )
         paired = None
         latest = series_runs[-1]
-        if latest.run_id != pinned and not latest.run_id.startswith(pinned):
+        if latest.run_id != pinned:
             report = compare_stored_runs(
                 store, pinned, latest.run_id, [measure], test, worst=0, failed_as_zero=True
             )
@@ -502,8 +506,8 @@ def watch_precision(
 
 
 def _pinned_baseline(
-    every: Mapping[str, list[Any]], baseline_run: str | None, *, goldset: str, measure: str
-) -> Any:
+    every: Mapping[str, list[RunRecord]], baseline_run: str | None, *, goldset: str, measure: str
+) -> RunRecord | None:
     """The run ``baseline_run`` (an id or its prefix) names among the scored runs of
     ``goldset``, or None when none is pinned; ConfigError when it names none or several."""
     if baseline_run is None:
