@@ -9,6 +9,7 @@ may be personal data that redaction has not seen yet.
 
 from __future__ import annotations
 
+import codecs
 import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -131,14 +132,15 @@ _MICROSECONDS = 1_000_000
 
 
 _NOT_UTF8 = "not valid JSON (a string is not valid UTF-8)"
-_BOM = b"\xef\xbb\xbf"
 _BOM_NOTE = (
     "not valid JSON (the line starts with a UTF-8 byte order mark; write the log without one)"
 )
 
 
 def _not_json(raw: bytes, error: msgspec.DecodeError) -> str:
-    return _BOM_NOTE if raw.lstrip(b" \t").startswith(_BOM) else f"not valid JSON ({error})"
+    return (
+        _BOM_NOTE if raw.lstrip(b" \t").startswith(codecs.BOM_UTF8) else f"not valid JSON ({error})"
+    )
 
 
 class RecordError(ValueError):

@@ -217,10 +217,12 @@ def _matches(identity: FileIdentity, state: SourceState, kind: str) -> bool:
     return state.kind == kind and identity.starts_as(state.head_length, state.head_hash)
 
 
-def _restarted_note(state: SourceState | None, kind: str) -> str:
+def _restarted_note(state: SourceState | None, kind: str, otherwise: str = _RESTARTED_NOTE) -> str:
+    """Why a file is read again from the start: read before as another format, else
+    ``otherwise``."""
     if state is not None and state.kind != kind:
         return f"read as {state.kind} before; read again from the start as {kind}"
-    return _RESTARTED_NOTE
+    return otherwise
 
 
 def _source_state(
@@ -596,10 +598,8 @@ def _ingest_parquet(run: _Pass, path: Path) -> FileIngest:
             duplicates += skipped
             malformed += len(builder.problems)
     note = (
-        (
-            _restarted_note(state, "parquet")
-            if state is not None and state.kind != "parquet"
-            else "the file changed since the last pass; read from the start"
+        _restarted_note(
+            state, "parquet", "the file changed since the last pass; read from the start"
         )
         if status == "restarted"
         else None
