@@ -556,3 +556,47 @@ def test_a_resolution_goes_only_to_the_sinks_told_of_the_firing(
     ]
     resolution = next(a for a in list_alerts(store) if a.status == "resolved")
     assert sorted(resolution.deliveries) == ["first"]
+
+
+def test_a_removed_or_disabled_rule_leaves_nothing_firing(store: Store, tmp_path: Path) -> None:
+    """Deleting a rule from evalkit.toml closes its open keys with one resolution to the sinks
+    told it fired; evaluating one named rule leaves the others' keys alone."""
+
+    def with_rules(*rules: dict[str, Any]) -> AlertsConfig:
+        sinks = [{"name": "pager", "kind": "log", "path": str(tmp_path / "pager.jsonl")}]
+        data = {"alerts": {"rules": [{"cooldown": 0, **r} for r in rules], "sinks": sinks}}
+        return alerts_config(parse_settings(data, Path("evalkit.toml")))
+
+    jobs = {"name": "jobs", "kind": "job_failure"}
+    other = {"name": "other", "kind": "job_failure"}
+    fail(store, "nightly", "failed", 0)
+    assert told(evaluate(store, with_rules(jobs), 1)) == [("nightly", "firing", "critical")]
+
+    only_other = with_rules(other)
+    named = evaluate_rules(
+        store, only_other, build_sinks(only_other), now=T0 + timedelta(minutes=2), only=["other"]
+    )
+    assert [a.rule for a in named.alerts] == ["other"]
+    assert load_alert_states(store, rule="jobs")[dedup_key("jobs", "nightly")].active
+
+    evaluation = evaluate(store, only_other, 3)
+    closed = [a for a in evaluation.alerts if a.rule == "jobs"]
+    assert [(a.subject, a.status.value, a.severity.value) for a in closed] == [
+        ("nightly", "resolved", "critical")
+    ]
+    assert "no longer configured" in closed[0].evidence["closed"]
+    state = load_alert_states(store, rule="jobs")[dedup_key("jobs", "nightly")]
+    assert not state.active
+    assert state.notified_status == "resolved"
+    stored = next(a for a in list_alerts(store) if a.alert_id == closed[0].alert_id)
+    assert stored.kind == "job_failure"
+    assert sorted(stored.deliveries) == ["pager"]
+    assert [a.rule for a in evaluate(store, only_other, 4).alerts if a.rule == "jobs"] == []
+
+    fail(store, "weekly", "failed", 5)
+    assert ("weekly", "firing", "critical") in told(evaluate(store, with_rules(other), 6))
+    disabled = with_rules(other | {"enabled": False})
+    assert told(evaluate(store, disabled, 7)) == [
+        ("nightly", "resolved", "critical"),
+        ("weekly", "resolved", "critical"),
+    ]

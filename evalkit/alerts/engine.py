@@ -11,6 +11,9 @@ receivers were last told (``alert_state``). ``transition`` decides, purely:
 - still holding, already told: nothing, except an *escalation* (warning to critical,
   notified at once) or a reminder every ``repeat_interval`` when one is configured.
 - no longer holding, receivers were told it fired: a *resolved* notification.
+- its rule removed from the configuration or disabled: the key is closed as if its
+  condition had cleared (a *resolved* notification to the sinks told it fired that still
+  exist), so a deleted rule leaves nothing firing for ever.
 
 A notification is stored with its key's new state and one outbox row per sink in one
 transaction (``evalkit.store.alerts.save_alert``); sending happens later, from the outbox.
@@ -177,6 +180,8 @@ def evaluate_rules(
             _log.error("alert rule %s could not be evaluated: %s", rule.name, error)
             continue
         evaluated.append(rule.name)
+    if only is None:
+        raised += _retire_unconfigured(store, config, sinks, moment)
     return Evaluation(alerts=tuple(raised), errors=errors, evaluated=tuple(evaluated))
 
 
@@ -235,6 +240,75 @@ def _evaluate_rule(
     return raised
 
 
+def _retire_unconfigured(
+    store: Store, config: AlertsConfig, sinks: Mapping[str, Sink], now: datetime
+) -> list[Alert]:
+    """Close the active keys of rules that are no longer configured, or are disabled."""
+    enabled = {rule.name for rule in config.rules if rule.config.enabled}
+    retired = [
+        state
+        for state in load_alert_states(store).values()
+        if state.rule not in enabled and (state.active or state.notified_status == "firing")
+    ]
+    quiet: list[StoredAlertState] = []
+    raised: list[Alert] = []
+    for previous in retired:
+        fired = get_alert(store, previous.last_alert_id) if previous.last_alert_id else None
+        why = f"rule {previous.rule} is no longer configured or enabled"
+        signal = Signal(
+            subject=previous.subject,
+            active=False,
+            title=f"{previous.title or previous.dedup_key} (closed: {why})",
+            summary=f"Closed without evaluation: {why}.",
+            evidence={"closed": why},
+        )
+        severity = AlertSeverity(previous.notified_severity or previous.severity or "warning")
+        step = transition(
+            previous,
+            signal,
+            rule=previous.rule,
+            default_severity=severity,
+            cooldown=0.0,
+            repeat_interval=None,
+            now=now,
+        )
+        if step.notify is None:
+            quiet.append(step.state)
+            continue
+        alert = Alert(
+            alert_id=_alert_id(now),
+            rule=previous.rule,
+            kind=fired.kind if fired is not None else "unknown",
+            dedup_key=previous.dedup_key,
+            subject=previous.subject,
+            status=step.notify,
+            severity=step.severity,
+            title=signal.title,
+            summary=signal.summary,
+            evidence=dict(signal.evidence),
+            links=dict(previous.links),
+            fired_at=step.episode_start,
+            created_at=now,
+        )
+        targets = _told_of_firing(store, previous, list(sinks))
+        save_alert(
+            store,
+            alert.to_stored(n_sinks=len(targets)),
+            state=replace(step.state, last_alert_id=alert.alert_id),
+            sinks=targets,
+        )
+        _log.info(
+            "alert %s resolved for %s: %s", alert.alert_id, ", ".join(targets) or "no sink", why
+        )
+        raised.append(alert)
+    save_alert_states(store, quiet)
+    return raised
+
+
+def _alert_id(now: datetime) -> str:
+    return f"{now:%Y%m%dT%H%M%S}-{secrets.token_hex(6)}"
+
+
 def _told_of_firing(
     store: Store, previous: StoredAlertState | None, targets: list[str]
 ) -> list[str]:
@@ -251,7 +325,7 @@ def _told_of_firing(
 
 def _alert(rule: ConfiguredRule, signal: Signal, step: Transition, now: datetime) -> Alert:
     return Alert(
-        alert_id=f"{now:%Y%m%dT%H%M%S}-{secrets.token_hex(6)}",
+        alert_id=_alert_id(now),
         rule=rule.name,
         kind=rule.config.kind,
         dedup_key=step.state.dedup_key,
