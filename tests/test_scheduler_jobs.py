@@ -285,6 +285,69 @@ def test_retention_prunes_per_query_rows_and_keeps_aggregates_and_baselines(
     assert again.summary["runs_pruned"] == 0
 
 
+def test_retention_deletes_traffic_older_than_traffic_keep_days(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Logged queries, sampled copies of whole old windows and generation spans before the
+    cutoff go; newer traffic, the samples' rows and a window straddling the cutoff stay."""
+    import json
+    from datetime import timedelta
+
+    from evalkit.store import utc_now
+    from evalkit.traffic import SampleSpec, ingest_paths, parse_window, sample_window
+
+    now = utc_now()
+    old_day = (now - timedelta(days=40)).date()
+    straddling = now - timedelta(days=30)
+    stamps = {
+        "old": datetime(old_day.year, old_day.month, old_day.day, 12),
+        "straddling-before": straddling - timedelta(hours=1),
+        "straddling-after": straddling + timedelta(hours=1),
+        "new": now - timedelta(days=1),
+    }
+    log = tmp_path / "queries.jsonl"
+    log.write_text(
+        "".join(
+            json.dumps({"query_id": name, "timestamp": f"{ts.isoformat()}Z", "text": name}) + "\n"
+            for name, ts in stamps.items()
+        )
+    )
+    path = settings.resolved_store_path
+    with Store.open(path) as store:
+        assert ingest_paths(store, [log]).malformed == 0
+        old_sample = sample_window(
+            store, SampleSpec(window=parse_window(old_day.isoformat()), n=1, seed=1)
+        ).sample_id
+        start = stamps["straddling-before"]
+        window = parse_window(
+            f"{start:%Y-%m-%dT%H:%M:%S}/{start + timedelta(hours=2):%Y-%m-%dT%H:%M:%S}"
+        )
+        kept_sample = sample_window(store, SampleSpec(window=window, n=2, seed=1)).sample_id
+        store.execute(
+            "INSERT INTO traffic_generations VALUES ('t', 's', ?, 'old answer', NULL, 'otlp', ?)",
+            [stamps["old"], now],
+        )
+    config = configure({"name": "prune", "kind": "retention", "traffic_keep_days": "30d"})
+    result = runner_for(config, settings).run("prune")
+    assert result is not None
+    assert result.status == "succeeded", result.error
+    assert result.summary["traffic_records_deleted"] == 2
+    assert result.summary["traffic_sample_queries_deleted"] == 1
+    assert result.summary["traffic_generations_deleted"] == 1
+    with Store.open(path, read_only=True) as store:
+        left = store.fetch("SELECT query_id FROM traffic_records ORDER BY query_id")
+        samples = store.fetch("SELECT sample_id FROM traffic_samples ORDER BY sample_id")
+        copies = store.fetch("SELECT DISTINCT sample_id FROM traffic_sample_queries")
+        generations = store.fetch("SELECT count(*) FROM traffic_generations")
+    assert [row[0] for row in left] == ["new", "straddling-after"]
+    assert sorted(row[0] for row in samples) == sorted([old_sample, kept_sample])
+    assert [row[0] for row in copies] == [kept_sample]
+    assert generations == [(0,)]
+    unset = runner_for(configure({"name": "prune", "kind": "retention"}), settings).run("prune")
+    assert unset is not None
+    assert "traffic_records_deleted" not in unset.summary
+
+
 def test_metric_drift_check_job(settings: Settings) -> None:
     spec = RunSpec(
         kind="goldset",

@@ -1,12 +1,16 @@
-"""Retention: which finished runs may lose their per-query rows, and pruning them.
+"""Retention: which finished runs may lose their per-query rows, and pruning them; and
+deleting production traffic older than a cutoff.
 
 Aggregates and run rows stay; table ``pruned_runs`` records every pruned run (created by
-migration 6 together with the alert tables).
+migration 6 together with the alert tables). Traffic pruning deletes the logged queries
+themselves (their texts, answers and contexts), the copies samples took of them and the
+generation spans waiting for them; window summaries and samples' own rows stay.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -18,7 +22,7 @@ from evalkit.errors import StoreError
 if TYPE_CHECKING:
     from evalkit.store.store import Store
 
-__all__ = ["prune_run_details", "retention_candidates"]
+__all__ = ["TrafficPruned", "prune_run_details", "prune_traffic", "retention_candidates"]
 
 _PER_QUERY_TABLES = (
     "run_results",
@@ -83,3 +87,41 @@ def prune_run_details(store: Store, run_ids: Sequence[str]) -> int:
             raise StoreError(f"cannot prune run {run_id} in {store.path}: {error}") from error
         total += deleted
     return total
+
+
+@dataclass(frozen=True, slots=True)
+class TrafficPruned:
+    """What ``prune_traffic`` deleted: logged queries, sampled copies, generation spans."""
+
+    records: int
+    sample_queries: int
+    generations: int
+
+
+def prune_traffic(store: Store, *, older_than: datetime) -> TrafficPruned:
+    """Delete the production traffic logged before ``older_than``, in one transaction.
+
+    Goes: ``traffic_records`` asked before the cutoff, the query copies of samples whose
+    whole window ended by then, and ``traffic_generations`` that started before it. Stays:
+    the samples' rows, window summaries and runs (retention of runs is separate).
+    """
+    statements = (
+        ("records", "traffic_records WHERE ts < ?"),
+        (
+            "sample_queries",
+            "traffic_sample_queries WHERE sample_id IN"
+            " (SELECT sample_id FROM traffic_samples WHERE window_end <= ?)",
+        ),
+        ("generations", "traffic_generations WHERE started_at < ?"),
+    )
+    counts: dict[str, int] = {}
+    try:
+        with store.transaction() as con:
+            for name, where in statements:
+                counts[name] = int(
+                    con.execute(f"SELECT count(*) FROM {where}", [older_than]).fetchall()[0][0]
+                )
+                con.execute(f"DELETE FROM {where}", [older_than])
+    except duckdb.Error as error:
+        raise StoreError(f"cannot prune traffic in {store.path}: {error}") from error
+    return TrafficPruned(**counts)

@@ -1,6 +1,7 @@
 """Job kinds that keep house: prune old runs, run a program of your own.
 
-- ``retention``: delete the per-query rows of old runs, keeping their aggregates;
+- ``retention``: delete the per-query rows of old runs, keeping their aggregates, and (when
+  asked) production traffic older than ``traffic_keep_days``;
 - ``command``: run a program (it gets the store to itself: the service does not hold it).
 """
 
@@ -19,7 +20,7 @@ from evalkit.clock import utc_now
 from evalkit.config import Duration
 from evalkit.errors import ConfigError
 from evalkit.scheduler.job_kinds.base import JobContext, JobKind, JobOutcome, JobParams
-from evalkit.store.retention import prune_run_details, retention_candidates
+from evalkit.store.retention import prune_run_details, prune_traffic, retention_candidates
 
 __all__ = [
     "COMMAND",
@@ -44,6 +45,10 @@ class RetentionParams(JobParams):
     keep_runs: list[str] = Field(
         default_factory=list, description="Runs never pruned (baselines of rules are added)."
     )
+    traffic_keep_days: Duration | None = Field(
+        default=None,
+        description="Delete logged production queries older than this ('30d'); unset keeps them.",
+    )
 
 
 def _retention(ctx: JobContext, params: RetentionParams) -> JobOutcome:
@@ -62,9 +67,16 @@ def _retention(ctx: JobContext, params: RetentionParams) -> JobOutcome:
         ctx.check_cancelled()
         deleted += prune_run_details(store, [run_id])
         pruned.append(run_id)
-    return JobOutcome(
-        summary={"runs_pruned": len(pruned), "rows_deleted": deleted, "kept": keep},
-    )
+    summary: dict[str, object] = {"runs_pruned": len(pruned), "rows_deleted": deleted, "kept": keep}
+    if params.traffic_keep_days is not None:
+        ctx.check_cancelled()
+        traffic = prune_traffic(
+            store, older_than=utc_now() - timedelta(seconds=params.traffic_keep_days)
+        )
+        summary["traffic_records_deleted"] = traffic.records
+        summary["traffic_sample_queries_deleted"] = traffic.sample_queries
+        summary["traffic_generations_deleted"] = traffic.generations
+    return JobOutcome(summary=summary)
 
 
 # -- command ------------------------------------------------------------------------------
