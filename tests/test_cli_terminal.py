@@ -182,8 +182,15 @@ def test_piped_run_prints_plain_progress_lines_on_stderr(
     assert "replaying demo" not in done.stdout
 
 
-def test_ctrl_c_mid_replay_exits_130_saying_the_run_is_stored_as_failed(
-    workspace: Workspace,
+@pytest.mark.parametrize(
+    ("sent", "code", "said", "error"),
+    [
+        (signal.SIGINT, 130, "interrupted: what was stored before is kept", "KeyboardInterrupt"),
+        (signal.SIGTERM, 143, "terminated (SIGTERM): what was stored before is kept", "Terminated"),
+    ],
+)
+def test_ctrl_c_or_sigterm_mid_replay_exits_saying_the_run_is_stored_as_failed(
+    workspace: Workspace, sent: signal.Signals, code: int, said: str, error: str
 ) -> None:
     (workspace.folder / "stalling_retriever.py").write_text(stalling_retriever_source())
     replay = subprocess.Popen(
@@ -197,17 +204,46 @@ def test_ctrl_c_mid_replay_exits_130_saying_the_run_is_stored_as_failed(
     # The first batch of 64 answered, the replay stalls on the second: interrupt it there.
     first = replay.stderr.readline()
     assert first.startswith("replaying demo: 64/129"), first
-    replay.send_signal(signal.SIGINT)
+    replay.send_signal(sent)
     rest = replay.stderr.read()
-    assert replay.wait(timeout=60) == 130
+    assert replay.wait(timeout=60) == code
     assert "Traceback" not in rest
-    assert "interrupted: what was stored before is kept" in rest
+    assert said in rest
     (latest, *_) = json.loads(workspace.set_up("runs", "list", "--format", "json"))
     assert (latest["retriever_config"]["factory"], latest["status"]) == (
         "stalling_retriever:make",
         "failed",
     )
-    assert latest["error"].startswith("KeyboardInterrupt")
+    assert latest["error"].startswith(error)
+
+
+def test_sigterm_ends_a_traffic_watch_cleanly(workspace: Workspace) -> None:
+    """A service manager stops ``traffic ingest --watch`` with SIGTERM: exit 0, no note
+    about failed runs, and what the pass ingested is stored."""
+    log = workspace.folder / "watched.jsonl"
+    log.write_text(
+        json.dumps({"query_id": "w1", "timestamp": "2019-03-04T10:00:00Z", "text": "hello"}) + "\n"
+    )
+    watcher = subprocess.Popen(
+        [*EVALKIT, "traffic", "ingest", str(log), "--watch", "--interval", "1"],
+        cwd=workspace.folder,
+        env=workspace.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert watcher.stdout is not None
+    for line in watcher.stdout:  # the first pass's table names the file it read
+        if "watched.jsonl" in line:
+            break
+    watcher.send_signal(signal.SIGTERM)
+    _, rest = watcher.communicate(timeout=60)
+    assert watcher.returncode == 0, rest
+    assert "stopped watching" in rest
+    assert "Traceback" not in rest
+    assert "failed" not in rest
+    windows = json.loads(workspace.set_up("traffic", "windows", "--format", "json"))
+    assert [w["records"] for w in windows if w["window"] == "2019-03-04"] == [1]
 
 
 def test_piped_traffic_replay_prints_plain_progress_lines_on_stderr(

@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import signal
 import sys
 import threading
 import typing
@@ -94,6 +95,17 @@ INTERRUPTED_NOTE = (
     "interrupted: what was stored before is kept, and a run that was being recorded is "
     "stored as failed (`evalkit runs list`)"
 )
+TERMINATED = 128 + signal.SIGTERM
+TERMINATED_NOTE = INTERRUPTED_NOTE.replace("interrupted:", "terminated (SIGTERM):", 1)
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that what a command is writing is closed as on
+    Ctrl-C (a run being recorded stored as failed) instead of the process just vanishing."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated("SIGTERM")
 
 
 def __getattr__(name: str) -> Any:
@@ -135,7 +147,9 @@ def load_commands(args: list[str]) -> typer.Typer:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI and exit with its code."""
+    """Run the CLI and exit with its code. SIGTERM (a CI job cancelled, ``timeout``, a
+    container stopped) ends the command as Ctrl-C does, with exit code 143."""
+    signal.signal(signal.SIGTERM, _raise_terminated)
     code = invoke(argv)
     from evalkit.cli._app import teardown_needed
 
@@ -171,6 +185,9 @@ def invoke(argv: list[str] | None = None) -> int:
     except _ABORTS:
         err_console.print("aborted")
         return INTERRUPTED
+    except Terminated:
+        err_console.print(TERMINATED_NOTE, markup=False, highlight=False)
+        return TERMINATED
     except _USAGE_ERRORS as error:
         error.show()
         return _json_error(args, "UsageError", error.format_message(), USAGE_ERROR)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from evalkit.cli import Terminated
 from evalkit.cli._options import Format, command_group, corpus_for, max_judgments_with, seed_option
 from evalkit.cli._output import (
     OutputFormat,
@@ -164,7 +165,8 @@ def ingest(
                 file_format=file_format,
                 spans=spans,
             )
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, Terminated):
+            # Ctrl-C or SIGTERM (a service manager) is how a watch is meant to end.
             err_console.print("stopped watching")
     else:
         with open_store(write=True, purpose="traffic ingest") as store:
