@@ -94,13 +94,24 @@ def test_an_export_naming_what_the_queue_lacks_is_refused_and_nothing_is_saved(
     tasks = json.loads(tasks_file.read_text(encoding="utf-8"))
     annotated = _annotated(tasks)
     annotated[-1]["data"]["item_id"] = "0000000000000000"
+    first = annotated[0]["annotations"]
+    assert isinstance(first, list)
+    first[1]["result"] = "oops"  # malformed: reported with the queue's problems
     export_file = tmp_path / "export.json"
     export_file.write_text(json.dumps(annotated), encoding="utf-8")
     capsys.readouterr()
     assert invoke(["review", "import", str(export_file), "-o", "json"]) == 2
-    error = capsys.readouterr().err
-    assert "0000000000000000" in error
-    assert "not in the review queue" in error
+    captured = capsys.readouterr()
+    assert "0000000000000000" in captured.err
+    assert "not in the review queue" in captured.err
+    # One error names every problem where it stands: task and annotation, not a running count.
+    fields = [p["field"] for p in json.loads(captured.out)["error"]["problems"]]
+    last = len(annotated)
+    assert fields == [
+        "task 1, annotation 2, result",
+        f"task {last}, annotation 1, item_id",
+        f"task {last}, annotation 2, item_id",
+    ]
     with Store.open(evalkit_home / "evalkit.duckdb", read_only=True) as store:
         assert item_reviews(store, goldset="tay") == {}
 
@@ -115,3 +126,40 @@ def test_exporting_a_goldset_with_nothing_queued_says_how_to_queue(
     assert code == 2
     assert "evalkit review add" in capsys.readouterr().err
     assert not (tmp_path / "t.json").exists()
+
+
+def test_a_published_item_takes_no_more_reviews_and_says_so(
+    evalkit_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """After publish, `review grade` is refused (exit 2, naming why) and the annotations an
+    older export holds for the item are counted, not saved."""
+    draft = write_generated_draft(tmp_path / "draft")
+    assert invoke(["review", "add", str(draft), "--goldset", "tay"]) == 0
+    tasks_file = tmp_path / "tasks.json"
+    assert invoke(["review", "export", "--goldset", "tay", "--out", str(tasks_file)]) == 0
+    tasks = json.loads(tasks_file.read_text(encoding="utf-8"))
+    store_path = evalkit_home / "evalkit.duckdb"
+    with Store.open(store_path, read_only=True) as store:
+        queued = list_items(store, goldset="tay")
+    item = queued[0].item
+    grade = f"{item.documents[0].doc_id}=2"
+    assert invoke(["review", "grade", item.item_id, "--reviewer", "ann", "--grade", grade]) == 0
+    assert invoke(["goldset", "publish", "tay"]) == 0
+    capsys.readouterr()
+
+    again = ["review", "grade", item.item_id, "--reviewer", "ben", "--grade", grade]
+    assert invoke(again) == 2
+    assert "already published" in capsys.readouterr().err
+    reject = ["review", "grade", queued[1].item.item_id, "--reviewer", "ben", "--reject"]
+    assert invoke([*reject, "--grade", f"{queued[1].item.documents[0].doc_id}=1"]) == 2
+    assert "takes no grades" in capsys.readouterr().err
+
+    export_file = tmp_path / "export.json"
+    export_file.write_text(json.dumps(_annotated(tasks)), encoding="utf-8")
+    assert invoke(["review", "import", str(export_file), "-o", "json"]) == 0
+    imported = json.loads(capsys.readouterr().out)
+    assert imported["skipped_published"] == 2
+    assert imported["saved"] == 2 * (len(tasks) - 1)
+    with Store.open(store_path, read_only=True) as store:
+        reviewers = [r.reviewer for r in item_reviews(store, goldset="tay")[item.item_id]]
+    assert reviewers == ["ann"]

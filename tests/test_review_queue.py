@@ -28,7 +28,7 @@ from evalkit.cli import invoke
 from evalkit.config import JudgeSettings
 from evalkit.errors import GoldsetError, InputError, StoreError
 from evalkit.goldset import Goldset
-from evalkit.goldset.review import combine_reviews, lower_median
+from evalkit.goldset.review import combine_reviews, lower_median, review_item_id
 from evalkit.judging.assessor import RelevanceAssessor
 from evalkit.judging.records import JudgePair
 from evalkit.pipeline import (
@@ -242,6 +242,40 @@ def test_a_generated_draft_is_queued_with_its_suggestions_spans_and_provenance(
         assert len(list_items(store, goldset="tay")) == 3
 
 
+def test_queries_sharing_a_text_are_items_of_their_own(tmp_path: Path) -> None:
+    """Two queries asking the same question with other judgments (SciFact has four) are two
+    items; one used to replace the other without a word. A text asked once keeps its id."""
+    draft = tmp_path / "twice"
+    draft.mkdir()
+    write_lines(
+        draft / "queries.jsonl",
+        [
+            {"id": "a", "text": "what is known about subject 1"},
+            {"id": "b", "text": "what is known about subject 1"},
+            {"id": "c", "text": "asked once"},
+        ],
+    )
+    write_lines(
+        draft / "judgments.jsonl",
+        [
+            {"query_id": "a", "doc_id": "A", "relevance": 0},
+            {"query_id": "b", "doc_id": "B", "relevance": 3},
+            {"query_id": "c", "doc_id": "C", "relevance": 1},
+        ],
+    )
+    with Store.open(tmp_path / "evalkit.duckdb") as store:
+        outcome = ingest_draft(store, draft, goldset="twice")
+        assert outcome.counts.to_dict() == {"added": 3, "updated": 0, "kept": 0}
+        queue = {queued.item.query.id: queued.item for queued in review_queue(store)}
+        assert sorted(queue) == ["a", "b", "c"]
+        assert [d.doc_id for d in queue["a"].documents] == ["A"]
+        assert [d.doc_id for d in queue["b"].documents] == ["B"]
+        assert queue["c"].item_id == review_item_id("twice", queue["c"].origin, "asked once")
+        again = ingest_draft(store, draft, goldset="twice")
+        assert again.counts.added == 0
+        assert len(list_items(store, goldset="twice")) == 3
+
+
 def test_a_promoted_traffic_draft_is_queued_with_the_retrievers_doubt_and_the_traffic_volume(
     tmp_path: Path,
 ) -> None:
@@ -333,6 +367,25 @@ def test_a_malformed_draft_is_refused_by_file_line_and_field_and_nothing_is_queu
     error = json.loads(capsys.readouterr().out)["error"]
     assert {(Path(p["path"]).name, p["line"], p["field"]) for p in error["problems"]} == found
     with Store.open(store_path) as store:
+        assert list_items(store) == []
+
+
+def test_a_goldset_name_publish_could_never_take_is_refused_before_anything_is_queued(
+    evalkit_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    draft = write_generated_draft(tmp_path / "draft")
+    assert invoke(["review", "add", str(draft), "--goldset", "../evil"]) == 2
+    said = capsys.readouterr().err
+    assert "is spelt as a path" in said
+    assert "(--goldset)" in said
+    corpus = tmp_path / "corpus.jsonl"
+    write_lines(corpus, [{"id": "tay", "text": SOURCE}])
+    out = tmp_path / "generated"
+    generate = ["goldset", "generate", "--corpus", str(corpus), "--out", str(out)]
+    assert invoke([*generate, "--queue", "a/b"]) == 2
+    assert "(--queue)" in capsys.readouterr().err
+    assert not out.exists()
+    with Store.open(evalkit_home / "evalkit.duckdb") as store:
         assert list_items(store) == []
 
 

@@ -129,10 +129,13 @@ def generate(
     --max-calls 250
     """
     from evalkit.embedding import LazyEmbedder
+    from evalkit.goldset.model import check_goldset_name
     from evalkit.judging.generate import QuestionWriter
     from evalkit.pipeline import generate_goldset
     from evalkit.records.requests import GenerationRequest
 
+    if queue is not None:  # before any call is paid for: publish could never take the name
+        check_goldset_name(queue, option="--queue")
     config = settings()
     writer = QuestionWriter(config.judge)
     request = GenerationRequest(

@@ -11,7 +11,7 @@ import typer
 
 from evalkit.cli._app import review_app
 from evalkit.cli._options import OutputOnly
-from evalkit.cli._output import OutputFormat, console, emit_json, key_values
+from evalkit.cli._output import OutputFormat, console, emit_json, key_values, say
 from evalkit.cli._store import CommandStore
 from evalkit.files import replace_text
 
@@ -120,3 +120,9 @@ def import_reviews(
         f"(from {imported.source})",
         markup=False,
     )
+    if imported.on_published:
+        say(
+            f"{imported.on_published} annotations of items published since the export were "
+            "not saved: they can no longer change the goldset (`evalkit review list --status "
+            "published`)"
+        )

@@ -54,6 +54,11 @@ def default_notice_sink(message: str) -> None:
     _logger.warning("%s", message)
 
 
+_JSON_LISTS_EVERY = "the command's `-o json` error lists every problem in 'problems'"
+# Where a person reads every problem of what failed to load: a goldset has its own command.
+_LISTS_EVERY = {"goldset": "`evalkit goldset validate` lists every problem"}
+
+
 class ProblemLog:
     """Every problem found in the files of one golden set, in the order found."""
 
@@ -98,7 +103,7 @@ class ProblemLog:
         unlisted = self.total - len(self.problems)
         if unlisted:
             lines.append(f"(only the first {len(self.problems)} are listed in 'problems')")
-        lines.append("Fix them and load again; `evalkit goldset validate` lists every problem.")
+        lines.append(f"Fix them and load again; {_LISTS_EVERY.get(subject, _JSON_LISTS_EVERY)}.")
         return GoldsetError("\n".join(lines), path=str(path), problems=list(self.problems))
 
     def raise_if_any(self, subject: str, *, path: Path | str) -> None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -222,7 +222,10 @@ def reviewer_name(completed_by: object, annotators: Mapping[int, str] | None = N
 
 
 def import_annotations(
-    path: Path | str, *, annotators: Mapping[int, str] | None = None
+    path: Path | str,
+    *,
+    annotators: Mapping[int, str] | None = None,
+    queue: Mapping[str, Collection[str]] | None = None,
 ) -> list[ReviewRecord]:
     """Every annotation of a Label Studio export (JSON or JSON-MIN) as a ``ReviewRecord``.
 
@@ -231,15 +234,44 @@ def import_annotations(
     by ``reviewer_name`` (``annotators`` maps Label Studio user ids to names); ``reviewed_at``
     is the annotation's ``updated_at`` (else ``created_at``); the question is ``None`` when the
     annotator left it empty or unchanged. Grades hold the documents the annotator graded.
-    Cancelled annotations and unannotated tasks are skipped. Any problem raises one
-    ``InputError`` listing all of them; nothing is returned then.
+    Cancelled annotations and unannotated tasks are skipped. ``queue`` (item id -> its
+    document ids), when given, is what the annotations must name: an item it lacks or a
+    document its item lacks is a problem too, at the annotation's position. Any problem
+    raises one ``InputError`` listing all of them; nothing is returned then.
     """
     file = Path(path)
     problems = ProblemLog()
-    records = list(_read_export(file, problems, annotators or {}))
+    positioned = list(_read_export(file, problems, annotators or {}))
+    if queue is not None:
+        for at, record in positioned:
+            _check_queued(record, queue, at=at, file=file, problems=problems)
     if problems:
         raise _export_error(problems, file)
-    return records
+    return [record for _, record in positioned]
+
+
+def _check_queued(
+    record: ReviewRecord,
+    queue: Mapping[str, Collection[str]],
+    *,
+    at: str,
+    file: Path,
+    problems: ProblemLog,
+) -> None:
+    known = queue.get(record.item_id)
+    if known is None:
+        problems.add(
+            f"item {record.item_id!r} is not in the review queue of this store",
+            path=file,
+            field=f"{at}, item_id",
+        )
+        return
+    for doc_id in sorted(set(record.grades) - set(known)):
+        problems.add(
+            f"item {record.item_id} has no document {doc_id!r}; its documents: " + ", ".join(known),
+            path=file,
+            field=f"{at}, result",
+        )
 
 
 def _export_error(problems: ProblemLog, file: Path) -> InputError:
@@ -247,7 +279,10 @@ def _export_error(problems: ProblemLog, file: Path) -> InputError:
     lines = [f"invalid Label Studio export, {problems.total} problem{plural}:"]
     lines.extend(f"  {problem}" for problem in problems.problems[:_SUMMARY_PROBLEMS])
     if problems.total > _SUMMARY_PROBLEMS:
-        lines.append(f"  ... and {problems.total - _SUMMARY_PROBLEMS} more (see 'problems')")
+        lines.append(
+            f"  ... and {problems.total - _SUMMARY_PROBLEMS} more (`-o json` lists every problem"
+            " in 'problems')"
+        )
     lines.append(
         "Nothing was imported. Export the project again as JSON from Label Studio, with the "
         "labeling config and tasks evalkit wrote, and import again."
@@ -257,7 +292,8 @@ def _export_error(problems: ProblemLog, file: Path) -> InputError:
 
 def _read_export(
     file: Path, problems: ProblemLog, annotators: Mapping[int, str]
-) -> Iterator[ReviewRecord]:
+) -> Iterator[tuple[str, ReviewRecord]]:
+    """Each annotation's record with where it stands (``task 3, annotation 1``)."""
     tasks = _load_json(file, problems)
     if tasks is None:
         return
@@ -361,7 +397,7 @@ def _read_task(
     file: Path,
     problems: ProblemLog,
     annotators: Mapping[int, str],
-) -> Iterator[ReviewRecord]:
+) -> Iterator[tuple[str, ReviewRecord]]:
     data = task.get("data")
     if not isinstance(data, dict):
         _expected(problems, file, f"{where}, data", "the task's data object {...}", data)
@@ -404,7 +440,7 @@ def _read_task(
             annotators=annotators,
         )
         if record is not None:
-            yield record
+            yield at, record
 
 
 def _expected(problems: ProblemLog, file: Path, field: str, wanted: str, value: object) -> None:
@@ -639,7 +675,7 @@ def _read_min_record(
     file: Path,
     problems: ProblemLog,
     annotators: Mapping[int, str],
-) -> Iterator[ReviewRecord]:
+) -> Iterator[tuple[str, ReviewRecord]]:
     """One JSON-MIN record: the task's data and each control's answer as top-level keys."""
     controls = {
         key: value
@@ -669,7 +705,7 @@ def _read_min_record(
         annotators=annotators,
     )
     if min_record is not None:
-        yield min_record
+        yield at, min_record
 
 
 def _min_strings(value: object) -> list[str] | None:

@@ -17,9 +17,10 @@ MAX_GOLDSET_NAME_LENGTH = 200
 """The longest name a goldset is stored under."""
 
 
-def check_goldset_name(name: str) -> str:
+def check_goldset_name(name: str, *, option: str = "--name") -> str:
     """Return ``name`` when a goldset can be stored under it and named again by it
-    (``--goldset NAME``); raise ``ConfigError`` saying what is wrong if not."""
+    (``--goldset NAME``); raise ``ConfigError`` saying what is wrong if not, and that
+    ``option`` gives another."""
     problem = None
     if not name.strip():
         problem = "is empty"
@@ -34,7 +35,7 @@ def check_goldset_name(name: str) -> str:
     if problem is not None:
         shown = name if len(name) <= 60 else name[:57] + "..."
         raise ConfigError(
-            f"goldset name {shown!r} {problem}; give a name such as 'support-faq' (--name)"
+            f"goldset name {shown!r} {problem}; give a name such as 'support-faq' ({option})"
         )
     return name
 

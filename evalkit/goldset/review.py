@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from evalkit.records import Query
 from evalkit.records.review import ReviewOrigin, ReviewRecord, Verdict
 
 __all__ = [
@@ -30,14 +32,28 @@ __all__ = [
     "latest_per_reviewer",
     "lower_median",
     "review_item_id",
+    "shared_texts",
 ]
 
 
-def review_item_id(goldset: str, origin: ReviewOrigin, query_text: str) -> str:
+def review_item_id(
+    goldset: str, origin: ReviewOrigin, query_text: str, query_id: str | None = None
+) -> str:
     """The id of a review item: 16 hex digits of the SHA-256 of its goldset's name, its
-    origin and its query text, so that the same draft ingested twice is queued once."""
-    payload = json.dumps([goldset, str(origin), query_text], ensure_ascii=False)
+    origin and its query text, so that the same draft ingested twice is queued once.
+
+    ``query_id`` is given for a text that several queries of the same draft or goldset
+    share (SciFact asks some questions twice, with other judgments): each of them is then
+    an item of its own instead of one silently replacing the other."""
+    key = [goldset, str(origin), query_text] + ([query_id] if query_id is not None else [])
+    payload = json.dumps(key, ensure_ascii=False)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
+
+
+def shared_texts(queries: Iterable[Query]) -> frozenset[str]:
+    """The texts more than one of ``queries`` asks (their items are keyed by query id too)."""
+    counts = Counter(query.text for query in queries)
+    return frozenset(text for text, n in counts.items() if n > 1)
 
 
 @dataclass(frozen=True, slots=True)

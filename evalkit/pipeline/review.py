@@ -33,8 +33,8 @@ from typing import Any
 from evalkit.clock import utc_now
 from evalkit.errors import GoldsetError, InputError
 from evalkit.goldset.drafts import Draft, DraftQuery, read_draft
-from evalkit.goldset.model import Goldset
-from evalkit.goldset.review import review_item_id
+from evalkit.goldset.model import Goldset, check_goldset_name
+from evalkit.goldset.review import review_item_id, shared_texts
 from evalkit.pipeline.judge_pool import DocumentTexts
 from evalkit.records import Query
 from evalkit.records.review import (
@@ -111,7 +111,7 @@ class QueueOutcome:
         }
 
 
-def _draft_item(goldset: str, drafted: DraftQuery, volume: int) -> ReviewItem:
+def _draft_item(goldset: str, drafted: DraftQuery, volume: int, *, shared: bool) -> ReviewItem:
     query = drafted.query
     if drafted.origin is ReviewOrigin.generated:
         kind = drafted.provenance.get("kind")
@@ -123,7 +123,7 @@ def _draft_item(goldset: str, drafted: DraftQuery, volume: int) -> ReviewItem:
     if volume:
         reason += f"; asked {volume} time{'s' if volume != 1 else ''} in traffic"
     return ReviewItem(
-        item_id=review_item_id(goldset, drafted.origin, query.text),
+        item_id=review_item_id(goldset, drafted.origin, query.text, query.id if shared else None),
         goldset=goldset,
         origin=drafted.origin,
         query=query,
@@ -163,13 +163,20 @@ def ingest_draft(
     name). A malformed draft raises ``GoldsetError`` naming each problem's file, line and
     field, and nothing is queued; so does a draft query whose id is already another query
     of the stored goldset. Items queued before keep their reviews (``save_items``)."""
+    # Checked before anything is queued: `goldset publish` could never take the name later.
+    name = check_goldset_name(goldset or Path(directory).resolve().name, option="--goldset")
     draft = read_draft(directory)
-    name = goldset or Path(directory).resolve().name
     with access.writer("review add") as store:
         _check_against_goldset(draft, current_goldset(store, name))
         volumes = traffic_volume(store, (drafted.query.text for drafted in draft.queries))
+        shared = shared_texts(drafted.query for drafted in draft.queries)
         items = [
-            _draft_item(name, drafted, volumes.get(drafted.query.text, 0))
+            _draft_item(
+                name,
+                drafted,
+                volumes.get(drafted.query.text, 0),
+                shared=drafted.query.text in shared,
+            )
             for drafted in draft.queries
         ]
         counts = save_items(store, items)
@@ -216,8 +223,9 @@ def queue_disagreements(
         queries = {query.id: query for query in current.queries}
         volumes = traffic_volume(store, (queries[query_id].text for query_id in by_query))
     found = texts({doc for documents in by_query.values() for doc in documents}) if texts else {}
+    shared = shared_texts(current.queries)
     items = [
-        _disagreement_item(current, queries[query_id], documents, volumes, found)
+        _disagreement_item(current, queries[query_id], documents, volumes, found, shared=shared)
         for query_id, documents in sorted(by_query.items())
     ]
     with access.writer("review disagreements") as store:
@@ -233,6 +241,8 @@ def _disagreement_item(
     documents: Mapping[str, tuple[float, AssessorGrade]],
     volumes: Mapping[str, int],
     texts: Mapping[str, str],
+    *,
+    shared: frozenset[str],
 ) -> ReviewItem:
     spans = {(j.query_id, j.doc_id): j.span for j in current.judgments}
 
@@ -253,7 +263,12 @@ def _disagreement_item(
     )
     more = f" (and {len(ordered) - 3} more)" if len(ordered) > 3 else ""
     return ReviewItem(
-        item_id=review_item_id(current.name, ReviewOrigin.disagreement, query.text),
+        item_id=review_item_id(
+            current.name,
+            ReviewOrigin.disagreement,
+            query.text,
+            query.id if query.text in shared else None,
+        ),
         goldset=current.name,
         origin=ReviewOrigin.disagreement,
         query=query,
@@ -354,8 +369,21 @@ def record_review(
     edited = None if question is None else question.strip()
     if question is not None and not edited:
         raise InputError("the edited question is empty", field="question")
+    if verdict is Verdict.reject and grades:
+        raise InputError(
+            "a rejected item takes no grades (they would be dropped); give either --reject "
+            "or --grade",
+            field="grade",
+        )
     with access.writer("review grade") as store:
         queued = get_item(store, item_id)
+        if queued.status == "published":
+            raise InputError(
+                f"item {queued.item.item_id} is already published in goldset "
+                f"{queued.item.goldset!r}: a review now would change nothing. To change its "
+                "judgments, edit the goldset and import it as a new version",
+                field="item",
+            )
         known = [document.doc_id for document in queued.item.documents]
         unknown = sorted(set(grades) - set(known))
         if unknown:

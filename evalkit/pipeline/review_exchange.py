@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from evalkit.errors import InputError, NotFoundError
+from evalkit.errors import NotFoundError
 from evalkit.goldset.label_studio import export_tasks, import_annotations, labeling_config
 from evalkit.records.review import ReviewRecord
 from evalkit.store.access import WriterAccess
@@ -65,14 +65,16 @@ def export_label_studio(
 
 @dataclass(frozen=True, slots=True)
 class LabelStudioImport:
-    """What an import saved: ``saved`` new reviews by ``reviewers`` on ``items`` items, and
-    ``already`` annotations imported before."""
+    """What an import saved: ``saved`` new reviews by ``reviewers`` on ``items`` items,
+    ``already`` annotations imported before, and ``on_published`` annotations of items
+    already published (a review of those would change nothing, so none is saved)."""
 
     source: str
     saved: int
     already: int
     items: int
     reviewers: tuple[str, ...]
+    on_published: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -82,6 +84,7 @@ class LabelStudioImport:
             "already_imported": self.already,
             "items": self.items,
             "reviewers": list(self.reviewers),
+            "skipped_published": self.on_published,
         }
 
 
@@ -99,56 +102,34 @@ def import_label_studio(
 ) -> LabelStudioImport:
     """Save every annotation of the Label Studio export at ``path`` as a review, signed by its
     annotator (``annotators`` names Label Studio user ids). A malformed export, or one naming
-    an item or document the queue does not hold, raises ``InputError`` listing each problem,
-    and nothing is saved."""
-    records = [
-        replace(record, reviewed_at=_stored_time(record.reviewed_at))
-        for record in import_annotations(path, annotators=annotators)
-    ]
+    an item or document the queue does not hold, raises ``InputError`` listing each problem
+    at its task and annotation, and nothing is saved. Annotations of items published since
+    the export are counted, not saved: they could no longer change the goldset."""
     with access.writer("review import") as store:
-        ids = sorted({record.item_id for record in records})
-        queued = {entry.item.item_id: entry.item for entry in list_items(store, needed_reviews=0)}
-        problems = []
-        for position, record in enumerate(records, start=1):
-            item = queued.get(record.item_id)
-            if item is None:
-                problems.append(
-                    InputError(
-                        f"annotation {position}: item {record.item_id!r} is not in the review "
-                        "queue of this store",
-                        path=str(path),
-                        field="data.item_id",
-                    )
-                )
-                continue
-            known = {document.doc_id for document in item.documents}
-            for doc_id in sorted(set(record.grades) - known):
-                problems.append(
-                    InputError(
-                        f"annotation {position}: item {record.item_id} has no document {doc_id!r}",
-                        path=str(path),
-                        field="result",
-                    )
-                )
-        if problems:
-            shown = "\n".join(f"  {problem}" for problem in problems[:3])
-            raise InputError(
-                f"the export does not match the review queue, {len(problems)} problem(s):\n"
-                f"{shown}\nNothing was imported.",
-                path=str(path),
-                problems=problems,
-            )
+        listed = list_items(store, needed_reviews=0)
+        queue = {
+            entry.item.item_id: [document.doc_id for document in entry.item.documents]
+            for entry in listed
+        }
+        published = {entry.item.item_id for entry in listed if entry.status == "published"}
+        records = [
+            replace(record, reviewed_at=_stored_time(record.reviewed_at))
+            for record in import_annotations(path, annotators=annotators, queue=queue)
+        ]
+        live = [record for record in records if record.item_id not in published]
+        ids = sorted({record.item_id for record in live})
         before = {
             _review_key(review)
             for reviews in item_reviews(store, item_ids=ids).values()
             for review in reviews
         }
-        fresh = [record for record in records if _review_key(record) not in before]
+        fresh = [record for record in live if _review_key(record) not in before]
         add_reviews(store, fresh)
     return LabelStudioImport(
         source=str(path),
         saved=len(fresh),
-        already=len(records) - len(fresh),
+        already=len(live) - len(fresh),
         items=len({record.item_id for record in fresh}),
         reviewers=tuple(sorted({record.reviewer for record in fresh})),
+        on_published=len(records) - len(live),
     )

@@ -70,7 +70,8 @@ tenant, favouring low-confidence and high-churn queries (see candidates.jsonl fo
 To turn this draft into a goldset version:
 
 1. In judgments.jsonl, replace every `"relevance": null` with a grade:
-   0 = not relevant, 1 = relevant, 2 = highly relevant. Delete lines you cannot judge, and
+   0 = not relevant, 1 = related, 2 = relevant, 3 = highly relevant (the scale of
+   `evalkit review`). Delete lines you cannot judge, and
    add lines for relevant documents the retriever missed.
 2. Import it: `evalkit goldset import {directory} --name NAME`
    (the import refuses the draft while any grade is still null, naming each line).
