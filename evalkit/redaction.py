@@ -32,6 +32,7 @@ __all__ = [
     "Redactor",
     "SecretLogFilter",
     "conninfo_secrets",
+    "http_url_problem",
     "is_secret_name",
     "mask_url",
     "option_secrets",
@@ -196,14 +197,34 @@ def url_secrets(url: str) -> set[str]:
     return found
 
 
+def http_url_problem(url: str) -> str | None:
+    """What keeps ``url`` from being an http:// or https:// URL with a host (and a port
+    from 0 to 65535, when it names one), or None when nothing does."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (reading it checks it: a port out of range raises)
+    except ValueError as error:
+        return str(error)
+    if parts.scheme not in ("http", "https"):
+        return "must be an http:// or https:// URL"
+    if not parts.hostname:
+        return "names no host"
+    return None
+
+
 def mask_url(url: str) -> str:
-    """``url`` without its userinfo and with secret query values replaced by ``***``."""
-    parts = urlsplit(url)
+    """``url`` without its userinfo and with secret query values replaced by ``***`` (a URL
+    too malformed to take apart loses everything before its host's last ``@``)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return re.sub(r"^([^:/?#]+://)?[^/?#]*@", r"\1", url)
     netloc = parts.netloc
     if parts.username is not None or parts.password is not None:
         netloc = parts.hostname or ""
-        if parts.port is not None:
-            netloc = f"{netloc}:{parts.port}"
+        if port is not None:
+            netloc = f"{netloc}:{port}"
     query = parts.query
     pairs = parse_qsl(query, keep_blank_values=True)
     if any(_is_secret_parameter(name) for name, _ in pairs):

@@ -166,6 +166,28 @@ def test_a_run_file_without_judgments_is_a_usage_error(
     assert "--qrels" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("candidate", ["empty", "renumbered"])
+def test_a_candidate_file_none_of_whose_queries_is_judged_is_bad_input_not_a_regression(
+    files: Path, capsys: pytest.CaptureFixture[str], candidate: str
+) -> None:
+    """An empty file, or one numbering its queries otherwise (`Q1` for `1`), would score 0 on
+    every query: a regression that is not one, failing CI for a wrong reason."""
+    write_qrels(files / "qrels", 20)
+    write_run(files / "base.run", 20)
+    base = (files / "base.run").read_text()
+    (files / "cand.run").write_text("" if candidate == "empty" else base.replace("q", "Q", -1))
+    code = invoke(["gate", *run_files(files), "--format", "json"])
+    error = json.loads(capsys.readouterr().out)["error"]
+    assert code == 2
+    assert "no query of the run file is judged" in error["message"]
+    assert error["message"].startswith(str(files / "cand.run"))
+    compare = ["compare", str(files / "base.run"), str(files / "cand.run")]
+    assert invoke([*compare, "--qrels", str(files / "qrels")]) == 2
+    assert "check that the run and the goldset or qrels number queries alike" in (
+        capsys.readouterr().err
+    )
+
+
 @pytest.fixture
 def endpoint() -> Iterator[str]:
     with retriever_endpoint() as url:

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -267,9 +268,38 @@ def test_invalid_settings_are_refused(options: dict[str, Any]) -> None:
         HttpRetriever("http://127.0.0.1:1/search", **options)
 
 
-def test_url_must_be_http() -> None:
-    with pytest.raises(ConfigError, match="http"):
-        HttpRetriever("localhost:8080/search")
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        ("localhost:8080/search", "must be an http:// or https:// URL"),
+        ("http://[::1", "Invalid IPv6 URL"),
+        ("http://127.0.0.1:99999/search", "out of range"),
+        ("http://user:pa55word@[::1/search", "Invalid IPv6 URL"),
+        ("http:///search", "names no host"),
+    ],
+)
+def test_url_must_be_an_http_url_with_a_host_and_a_port_that_can_be(url: str, said: str) -> None:
+    """A URL urllib cannot take apart was a traceback (exit 1); it is a setting error."""
+    with pytest.raises(ConfigError, match=said) as raised:
+        HttpRetriever(url)
+    assert "pa55word" not in str(raised.value)
+
+
+def test_a_malformed_url_is_a_usage_error_with_its_json_error(
+    evalkit_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from evalkit.cli import invoke
+
+    goldset = tmp_path / "gs"
+    goldset.mkdir()
+    (goldset / "queries.jsonl").write_text('{"id": "q1", "text": "a question"}\n')
+    (goldset / "judgments.jsonl").write_text('{"query_id": "q1", "doc_id": "d1", "relevance": 1}\n')
+    assert invoke(["goldset", "import", str(goldset), "--name", "gs"]) == 0
+    capsys.readouterr()
+    argv = ["run", "--goldset", "gs", "--http-retriever", "http://[::1", "--format", "json"]
+    assert invoke(argv) == 2
+    error = json.loads(capsys.readouterr().out)["error"]
+    assert "Invalid IPv6 URL" in error["message"]
 
 
 def test_describe_hides_credentials_in_the_url(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -297,12 +327,33 @@ def test_describe_hides_credentials_in_the_url(monkeypatch: pytest.MonkeyPatch) 
         ({"results": [{"id": "a", "score": "high"}]}, "must be a number"),
         ({"results": [{"id": "a", "score": float("nan")}]}, "not finite"),
         ({"results": [{"id": "a", "score": 1}, {"id": "b"}]}, "some results have a score"),
-        ({"results": [{"id": "a"}, {"id": "a"}]}, "'a' is returned more than once"),
+        ({"results": [{"id": ""}]}, r"results\[0\]\.id is empty"),
+        ({"results": [{"id": "  "}]}, r"results\[0\]\.id is empty"),
+        (
+            {"results": [{"id": "a", "score": 0.1}, {"id": "b", "score": 0.9}]},
+            r"results\[1\]\.score 0\.9 is higher than results\[0\]\.score 0\.1",
+        ),
     ],
 )
 def test_parse_results_rejects_malformed_payloads(payload: Any, message: str) -> None:
     with pytest.raises(MalformedResponseError, match=message):
         parse_results(payload, 10)
+
+
+def test_a_repeated_id_and_tied_scores_are_kept_for_replay_to_count_once() -> None:
+    """A chunk-level endpoint names a document once per chunk; replay keeps the best-ranked
+    entry and counts the rest, as for every retriever (docs/retrievers.md)."""
+    docs = parse_results(
+        {
+            "results": [
+                {"id": "a", "score": 0.9},
+                {"id": "b", "score": 0.9},
+                {"id": "a", "score": 0.2},
+            ]
+        },
+        10,
+    )
+    assert [(d.doc_id, d.rank) for d in docs] == [("a", 1), ("b", 2), ("a", 3)]
 
 
 def test_a_rag_endpoint_answer_and_passages_reach_the_result(
@@ -349,9 +400,10 @@ def test_parse_response_reads_answer_and_passages_within_k() -> None:
 
 def test_parse_results_keeps_order_and_cuts_at_k() -> None:
     payload = {
-        "results": [{"id": "x", "score": 3}, {"id": "y", "score": 5}, {"id": "z", "score": 1}]
+        "results": [{"id": "x", "score": 5}, {"id": "y", "score": 3}, {"id": "z", "score": 9}]
     }
-    assert parse_results(payload, 2) == (ScoredDoc("x", 3.0, 1), ScoredDoc("y", 5.0, 2))
+    # Cut at k first: a rising score past the cut is never read.
+    assert parse_results(payload, 2) == (ScoredDoc("x", 5.0, 1), ScoredDoc("y", 3.0, 2))
     assert parse_results({"results": []}, 5) == ()
 
 

@@ -426,10 +426,10 @@ def test_responses_agree_with_the_adapter(payload: Any, valid: bool) -> None:
     assert accepted is valid
 
 
-def test_repeated_ids_are_the_one_response_rule_only_the_adapter_checks() -> None:
-    payload = {"results": [{"id": "a"}, {"id": "a"}]}
+def test_rising_scores_are_the_one_response_rule_only_the_adapter_checks() -> None:
+    payload = {"results": [{"id": "a", "score": 0.1}, {"id": "b", "score": 0.9}]}
     assert errors("http-retriever-response", payload) == []
-    with pytest.raises(MalformedResponseError, match="more than once"):
+    with pytest.raises(MalformedResponseError, match="is higher than"):
         parse_response(payload, 10)
 
 

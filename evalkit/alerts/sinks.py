@@ -33,7 +33,7 @@ from evalkit.clock import utc_now
 from evalkit.config import Duration, SinkConfig
 from evalkit.errors import ConfigError
 from evalkit.records import AlertSeverity
-from evalkit.redaction import Redactor, register_secrets, url_secrets
+from evalkit.redaction import Redactor, http_url_problem, register_secrets, url_secrets
 from evalkit.registry import register_named
 from evalkit.retry import RetryPolicy
 
@@ -140,8 +140,7 @@ class WebhookParams(_Params):
 
 
 def _is_web_url(url: str) -> bool:
-    parts = urlsplit(url)
-    return parts.scheme in ("http", "https") and bool(parts.hostname)
+    return http_url_problem(url) is None
 
 
 class CommandParams(_Params):

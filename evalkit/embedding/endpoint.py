@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import numpy as np
@@ -13,7 +12,13 @@ import numpy.typing as npt
 
 from evalkit.embedding.fingerprint import CANARY_TEXTS, ModelFingerprint, fingerprint_from_canaries
 from evalkit.errors import ConfigError, EmbeddingError
-from evalkit.redaction import mask_url, redact_known, register_secrets, url_secrets
+from evalkit.redaction import (
+    http_url_problem,
+    mask_url,
+    redact_known,
+    register_secrets,
+    url_secrets,
+)
 from evalkit.retry import RetryPolicy, retry_after_seconds
 
 __all__ = ["EndpointEmbedder"]
@@ -49,10 +54,10 @@ class EndpointEmbedder:
         backoff: float = 0.5,
         max_retry_wait: float = 30.0,
     ) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
+        problem = http_url_problem(url)
+        if problem is not None:
             raise ConfigError(
-                f"embedder URL {mask_url(url)!r} must be an http:// or https:// URL "
+                f"embedder URL {mask_url(url)!r}: {problem}; give an http:// or https:// URL "
                 "(the API base, e.g. http://127.0.0.1:8080/v1)"
             )
         if not model:

@@ -29,7 +29,6 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Annotated, Any, NotRequired, TypedDict
-from urllib.parse import urlsplit
 
 import httpx
 import msgspec
@@ -37,7 +36,7 @@ import msgspec
 from evalkit.embedding import ModelFingerprint
 from evalkit.errors import ConfigError, RetrieverError
 from evalkit.records import Query, QueryResult, ScoredDoc
-from evalkit.redaction import mask_url, register_secrets, url_secrets
+from evalkit.redaction import http_url_problem, mask_url, register_secrets, url_secrets
 from evalkit.retrievers.base import (
     ClosesOnExit,
     describe_exception,
@@ -109,7 +108,8 @@ class RetrievedItem(TypedDict):
     ]
 
 
-# Ids unique within a response is a rule JSON Schema cannot state; parse_response checks it.
+# Two rules JSON Schema cannot state here, which parse_response checks: ids are not blank,
+# and scores do not rise down the list.
 _SCORES_FOR_ALL_OR_NONE = {
     "anyOf": [
         {"items": {"required": ["score"]}},
@@ -187,9 +187,12 @@ def parse_results(payload: Any, k: int) -> tuple[ScoredDoc, ...]:
     """Turn a decoded response body into at most ``k`` ranked documents.
 
     Raises ``MalformedResponseError`` saying what is wrong when the body does not have the
-    shape ``{"results": [{"id": ..., "score": ...}, ...]}``: ids must be strings (integers
-    are accepted and converted) and unique; scores, when given, must be finite numbers and
-    given for every result or for none.
+    shape ``{"results": [{"id": ..., "score": ...}, ...]}``: ids must be non-empty strings
+    (integers are accepted and converted; a repeated id is kept, and replay counts it once,
+    as for every retriever); scores, when given, must be finite numbers, given for every
+    result or for none, and must not rise down the list (results come best first, higher
+    scores better: scored otherwise, the metrics would rank them in another order than the
+    endpoint's).
     """
     return parse_response(payload, k).docs
 
@@ -219,6 +222,8 @@ def parse_response(payload: Any, k: int) -> ParsedResponse:
         doc_id = item.get("id")
         if isinstance(doc_id, bool) or not isinstance(doc_id, str | int):
             raise MalformedResponseError(f"results[{position}].id must be a string")
+        if not str(doc_id).strip():
+            raise MalformedResponseError(f"results[{position}].id is empty")
         doc_ids.append(str(doc_id))
         text = item.get("text")
         if text is not None:
@@ -240,9 +245,13 @@ def parse_response(payload: Any, k: int) -> ParsedResponse:
         raise MalformedResponseError(
             "some results have a score and some do not; give every result a score, or none"
         )
-    if len(set(doc_ids)) != len(doc_ids):
-        repeated = next(doc_id for doc_id in doc_ids if doc_ids.count(doc_id) > 1)
-        raise MalformedResponseError(f"document '{repeated}' is returned more than once")
+    rising = next((i for i in range(1, len(scores)) if scores[i] > scores[i - 1]), None)
+    if rising is not None:
+        raise MalformedResponseError(
+            f"results[{rising}].score {scores[rising]:g} is higher than results[{rising - 1}]"
+            f".score {scores[rising - 1]:g}: give the results best first with scores that do "
+            "not rise (negate distances), or leave the scores out to be scored by rank"
+        )
     if not scores:
         scores = [1.0 / rank for rank in range(1, len(doc_ids) + 1)]
     return ParsedResponse(
@@ -279,10 +288,11 @@ class HttpRetriever(ClosesOnExit):
         headers: Mapping[str, str] | None = None,
         max_retry_wait: float = 30.0,
     ) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
+        problem = http_url_problem(url)
+        if problem is not None:
             raise ConfigError(
-                f"HTTP retriever URL {mask_url(url)!r} must be an http:// or https:// URL"
+                f"HTTP retriever URL {mask_url(url)!r}: {problem}; give an http:// or https:// "
+                "URL such as http://127.0.0.1:8080/search"
             )
         if timeout <= 0 or retries < 0 or backoff < 0 or concurrency < 1 or max_retry_wait < 0:
             raise ConfigError(

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import pandas as pd
 
-from evalkit.errors import ConfigError
+from evalkit.errors import ConfigError, InputError
 from evalkit.metrics import Evaluator, parse_measure, parse_measures, read_run
 from evalkit.records.requests import PAIRED_TEST_DEFAULTS, PairedTestSettings
 from evalkit.stats.decision import Decision
@@ -86,8 +86,13 @@ def score_run_file(
     *,
     relevance_threshold: int = 1,
 ) -> ScoredRun:
-    """Score a TREC run file on ``judgments``; judged queries missing from it score 0."""
+    """Score a TREC run file on ``judgments``; judged queries missing from it score 0.
+
+    A file none of whose queries is judged (empty, or numbering its queries otherwise) is
+    refused (``InputError``): scored, every query would be 0, a regression that is not one.
+    """
     results = read_run(path)
+    _require_judged_queries("the run file", results["query_id"], judgments, path=str(path))
     evaluator = Evaluator(
         judgments, parse_measures(list(measures)), relevance_threshold=relevance_threshold
     )
@@ -143,6 +148,8 @@ def score_stored_run(
                     f"{name} needs {measure.cutoff}"
                 )
         answered = replayed.loc[replayed["error"].isna(), "query_id"].tolist()
+        if judgments_given:
+            _require_judged_queries(f"run {run.run_id}", replayed["query_id"], judgments)
         evaluator = Evaluator(
             judgments, parse_measures(names), relevance_threshold=run.spec.relevance_threshold
         )
@@ -157,6 +164,22 @@ def score_stored_run(
         judgments=judgments,
         relevance_threshold=run.spec.relevance_threshold,
         failed=failed,
+    )
+
+
+def _require_judged_queries(
+    what: str, query_ids: pd.Series, judgments: pd.DataFrame, *, path: str | None = None
+) -> None:
+    judged = set(judgments["query_id"])
+    asked = set(query_ids)
+    if asked & judged:
+        return
+    example = f" (such as {min(asked)!r})" if asked else ""
+    raise InputError(
+        f"no query of {what} is judged: it has {len(asked)} queries{example}, the judgments "
+        f"{len(judged)} (such as {min(judged)!r}); check that the run and the goldset or "
+        "qrels number queries alike",
+        path=path,
     )
 
 
