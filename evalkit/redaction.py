@@ -41,6 +41,7 @@ __all__ = [
     "register_secrets",
     "secret_forms",
     "url_secrets",
+    "visible",
 ]
 
 MASK = "***"
@@ -195,6 +196,19 @@ def url_secrets(url: str) -> set[str]:
         if value and _is_secret_parameter(name):
             found |= secret_forms(value)
     return found
+
+
+# Control characters (but tab and newline) and the bidirectional overrides and isolates: in a
+# query text from a production log they would move a terminal's cursor, recolour it, or
+# reorder what is shown around them (an id reading `rtltxt.exe`).
+_UNSEEN = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def visible(text: str) -> str:
+    """``text`` with every character that would act on a terminal or page instead of
+    showing (control characters but tab and newline, bidirectional overrides and isolates)
+    written as an escape (``\\u202e``)."""
+    return _UNSEEN.sub(lambda found: ascii(found.group())[1:-1], text)
 
 
 def http_url_problem(url: str) -> str | None:

@@ -510,3 +510,94 @@ def test_a_deep_link_as_a_fresh_dashboard_s_first_request_opens_the_app_in_chrom
         assert any(text.endswith("Quality over time") for text in links), links
         assert not any(text.endswith("quality") for text in links), links
         assert "Store (reviews saved)" in body
+
+
+HOSTILE_QUERY = "**bold**_it_ \u202eexe.txt"
+HOSTILE_TEXT = "**PWNED** :red[red text] [click me](https://evil.example/md) | a | b |"
+HOSTILE_DOC = '<a href="https://evil.example/phish">click here</a>'
+
+
+@pytest.fixture(scope="module")
+def served_hostile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, str]]:
+    """`evalkit dashboard` serving a goldset whose query id, query text and relevant
+    document id are Markdown, HTML and a bidirectional override, as a production log can
+    hold; yields (url, baseline run, candidate run)."""
+    from test_dashboard_seed import store_run
+
+    from evalkit.goldset.model import Goldset
+    from evalkit.records import Judgment, Query
+    from evalkit.store import Store
+    from evalkit.store.goldsets import save_goldset
+
+    reason = _missing()
+    if reason:
+        pytest.fail(f"{reason}; `make browser` installs Chromium and chromedriver")
+    directory = tmp_path_factory.mktemp("browser-hostile")
+    path = directory / "evalkit.duckdb"
+    gold = Goldset.build(
+        "hostile",
+        [Query(HOSTILE_QUERY, HOSTILE_TEXT), Query("plain", "a plain question")],
+        [
+            Judgment(HOSTILE_QUERY, HOSTILE_DOC, 2),
+            Judgment(HOSTILE_QUERY, "kept", 1),
+            Judgment("plain", "p1", 1),
+        ],
+    )
+    common = {
+        "retriever_kind": "list",
+        "config": {"kind": "list"},
+        "collection": None,
+        "model_fingerprint": "m",
+        "index_fingerprint": None,
+    }
+    with Store.open(path) as store:
+        save_goldset(store, gold)
+        found = {HOSTILE_QUERY: [HOSTILE_DOC, "kept"], "plain": ["p1", "x2"]}
+        baseline = store_run(store, gold, found, **common)  # type: ignore[arg-type]
+        lost = {HOSTILE_QUERY: ["x1", "kept"], "plain": ["p1", "x2"]}
+        candidate = store_run(store, gold, lost, **common)  # type: ignore[arg-type]
+    with _serving(path, directory / "dashboard.log") as url:
+        yield url, baseline, candidate
+
+
+def test_users_data_is_shown_as_text_not_as_markdown_or_html_in_chromium(
+    served_hostile: tuple[str, str, str], browser: object
+) -> None:
+    """A query id, query text and document id from a production log are shown as they are:
+    no link, bold text or table made of them, no Plotly legend link, and a bidirectional
+    override shown as an escape instead of reversing the text around it."""
+    from urllib.parse import quote
+
+    from selenium.webdriver.common.by import By
+
+    url, baseline, candidate = served_hostile
+    page = (
+        f"{url}/query?goldset=hostile&run={candidate}&baseline={baseline}"
+        f"&query={quote(HOSTILE_QUERY)}"
+    )
+    body = _settle(browser, page)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(SCREENSHOTS / "query-hostile.png"))  # type: ignore[attr-defined]
+    # A URL written out in the text may be autolinked, showing where it goes; no link may
+    # hide its target behind other words (Markdown `[click me](...)`, HTML `<a href>`).
+    hidden = [
+        (a.text, a.get_attribute("href"))
+        for a in browser.find_elements(By.TAG_NAME, "a")  # type: ignore[attr-defined]
+        if "evil.example" in (a.get_attribute("href") or "")
+        and not a.text.startswith("https://evil.example/")
+    ]
+    assert hidden == []
+    strong = [
+        e.text
+        for e in browser.find_elements(By.CSS_SELECTOR, "strong, b")  # type: ignore[attr-defined]
+    ]
+    assert not any("PWNED" in text or text == "bold" for text in strong), strong
+    assert "**PWNED** :red[red text] [click me](https://evil.example/md)" in body
+    assert "\\u202eexe.txt" in body
+    assert "\u202e" not in body
+    assert not browser.find_elements(By.CSS_SELECTOR, '[data-testid="stMarkdown"] table')  # type: ignore[attr-defined]
+    legend = " ".join(
+        e.text
+        for e in browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .legendtext")  # type: ignore[attr-defined]
+    )
+    assert HOSTILE_DOC in legend, legend

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import sys
 import threading
 import time
@@ -15,6 +14,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from evalkit.jsonsafe import finite_or_null
+from evalkit.redaction import visible
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -119,17 +119,6 @@ def _json_default(value: object) -> object:
 def emit_json(data: Any) -> None:
     """Print ``data`` as JSON on stdout (NaN and infinities become null)."""
     sys.stdout.write(json.dumps(finite_or_null(data), indent=2, default=_json_default) + "\n")
-
-
-# Control characters (but tab and newline) and the bidirectional overrides: in a query text
-# from a production log they would move the cursor, recolour or reorder the terminal.
-_UNSEEN = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-
-
-def visible(text: str) -> str:
-    """``text`` with every character that would act on the terminal instead of showing
-    (control characters but tab and newline, bidirectional overrides) written as an escape."""
-    return _UNSEEN.sub(lambda found: ascii(found.group())[1:-1], text)
 
 
 def print_text(message: str) -> None:

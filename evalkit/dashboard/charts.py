@@ -20,12 +20,16 @@ One visual language on every page:
 from __future__ import annotations
 
 import base64
+import html
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
+
+from evalkit.redaction import visible
 
 __all__ = [
     "BAD",
@@ -42,11 +46,13 @@ __all__ = [
     "colour",
     "dimensions_chart",
     "drift_chart",
+    "escaped",
     "event_marks",
     "judged_chart",
     "lines_chart",
     "measurement_unit",
     "measurements_chart",
+    "plot_text",
     "projection_chart",
     "quality_chart",
     "query_history_chart",
@@ -114,6 +120,51 @@ _HOVER_LINES = 8
 _MARKED_POINTS = 60
 """Above this many points a line is drawn without markers (fewer SVG nodes to draw)."""
 _COUNT_NAMES = ("documents", "findings", "clusters", "queries", "n_", "count")
+
+
+def plot_text(value: str) -> str:
+    """``value`` as Plotly must be given text it should show as it is: Plotly reads a
+    subset of HTML in names, labels and hover text (``<a href>`` is a working link), so
+    ``< > &`` become entities, and control and bidirectional characters escapes. ``<br>``
+    alone stays a line break (hover texts join their lines with it)."""
+    return "<br>".join(html.escape(visible(part), quote=False) for part in value.split("<br>"))
+
+
+def _escaped_values(values: Any) -> Any:
+    if isinstance(values, str):
+        return plot_text(values)
+    if isinstance(values, np.ndarray) and values.dtype == object:
+        return np.vectorize(lambda v: plot_text(v) if isinstance(v, str) else v, otypes=[object])(
+            values
+        )
+    if isinstance(values, tuple | list) and any(isinstance(v, str) for v in values):
+        return [_escaped_values(v) if isinstance(v, str | tuple | list) else v for v in values]
+    return values
+
+
+_SHOWN_TRACE_TEXT = ("name", "text", "hovertext", "x", "y", "customdata")
+
+
+def escaped(figure: go.Figure) -> go.Figure:
+    """``figure`` with the text of its traces (names, labels, categories, hover data) and of
+    its axes' categories and annotations made safe to show (``plot_text``): ids, tenants and
+    retriever names come from users' data. Every dashboard figure goes through it once,
+    where it is built. A click's customdata comes back escaped (``html.unescape`` it)."""
+    for trace in figure.data:
+        for attribute in _SHOWN_TRACE_TEXT:
+            value = getattr(trace, attribute, None)
+            if value is not None:
+                trace[attribute] = _escaped_values(value)
+    for axis in ("xaxis", "yaxis"):
+        for name in figure.layout:
+            if name.startswith(axis) and figure.layout[name].categoryarray is not None:
+                figure.layout[name].categoryarray = _escaped_values(
+                    list(figure.layout[name].categoryarray)
+                )
+    for annotation in figure.layout.annotations:
+        if annotation.text is not None:
+            annotation.text = plot_text(annotation.text)
+    return figure
 
 
 def colour(index: int) -> str:
@@ -297,7 +348,8 @@ def quality_chart(
                     name=f"baseline {name}",
                     legendgroup=name,
                     showlegend=False,
-                    hovertemplate=f"baseline of {name}<br>%{{y:.4f}}<extra></extra>",
+                    hovertemplate=f"baseline of {plot_text(str(name))}<br>%{{y:.4f}}"
+                    "<extra></extra>",
                 ),
                 row=1,
                 col=1,
@@ -424,7 +476,7 @@ def drift_chart(
                 marker={"size": MARKER_SIZE - 2, "symbol": _symbol_of(name, palette)},
                 customdata=group[["check_id"]].to_numpy(),
                 text=group["method"] + ": " + group["finding"],
-                hovertemplate=f"{name}<br>%{{text}}<br>%{{y:{shown}}}"
+                hovertemplate=f"{plot_text(str(name))}<br>%{{text}}<br>%{{y:{shown}}}"
                 "<br>check %{customdata[0]}<extra></extra>",
             ),
             row=row,
@@ -441,7 +493,7 @@ def drift_chart(
                     name=f"drift {name}",
                     legendgroup=name,
                     showlegend=False,
-                    hovertemplate=f"{name}: drift<br>%{{y:{shown}}}<extra></extra>",
+                    hovertemplate=f"{plot_text(str(name))}: drift<br>%{{y:{shown}}}<extra></extra>",
                 ),
                 row=row,
                 col=1,
@@ -636,7 +688,8 @@ def judged_chart(
                             "n_queries",
                         ]
                     ].to_numpy(),
-                    hovertemplate=f"{name}, {label}<br>window %{{customdata[2]}}: %{{y:.3f}}"
+                    hovertemplate=f"{plot_text(str(name))}, {label}<br>window"
+                    " %{customdata[2]}: %{y:.3f}"
                     " [%{customdata[3]:.3f}, %{customdata[4]:.3f}]<br>judged"
                     " %{customdata[5]:.1%} (%{customdata[6]}, %{customdata[7]} queries)"
                     "<br>run %{customdata[0]}<extra></extra>",
@@ -784,7 +837,7 @@ def relevant_ranks_chart(
                     "symbol": _symbol_of(name, palette),
                 },
                 customdata=group[["run_id", "retriever"]].to_numpy(),
-                hovertemplate=f"{name}<br>rank %{{y}}<br>run %{{customdata[0]}}"
+                hovertemplate=f"{plot_text(name)}<br>rank %{{y}}<br>run %{{customdata[0]}}"
                 "<br>%{customdata[1]}<extra></extra>",
             )
         )

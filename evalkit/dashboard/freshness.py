@@ -10,7 +10,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from evalkit.dashboard import ui
+from evalkit.dashboard import charts, ui
 from evalkit.dashboard.loaders.freshness import FreshnessData
 from evalkit.records.freshness import human_seconds
 
@@ -54,7 +54,7 @@ def panel(page: ui.PageContext) -> None:
     share = newest["unreflected_share"]
     cards[2].metric("unreflected", "-" if _missing(share) else f"{float(share):.1%}")
     cards[3].metric("objective", "breached" if bool(newest["breached"]) else "met")
-    ui.plot(_lag_chart(checks, subject))
+    ui.plot(charts.escaped(_lag_chart(checks, subject)))
     st.markdown("**Oldest documents not yet retrievable**")
     if data.waiting.empty:
         st.success("Every change read so far is reflected.")

@@ -8,7 +8,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from evalkit.dashboard import ui
+from evalkit.dashboard import charts, ui
 from evalkit.dashboard.charts import colour
 
 __all__ = ["panel"]
@@ -26,7 +26,7 @@ def panel(page: ui.PageContext) -> None:
     if runs.empty:
         st.caption(HINT)
         return
-    ui.plot(latency_size_chart(runs))
+    ui.plot(charts.escaped(latency_size_chart(runs)))
     st.caption(
         "Each point is a run: its p50 (filled) and p95 (open) replay latency of answered "
         "queries, at the documents its index held when it started. `evalkit gate "

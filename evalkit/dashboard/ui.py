@@ -3,6 +3,8 @@ pickers that follow the URL's query parameters, and number formatting."""
 
 from __future__ import annotations
 
+import html
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +18,7 @@ import streamlit as st
 from evalkit.dashboard import access, charts, formats
 from evalkit.dashboard.loaders.shared import AREA_HINTS, StoreFacts
 from evalkit.errors import EvalkitError, NotFoundError
+from evalkit.redaction import visible
 
 __all__ = [
     "CHARTS",
@@ -34,6 +37,7 @@ __all__ = [
     "has_rows",
     "link_column",
     "link_value",
+    "md",
     "missing_area",
     "page_start",
     "page_url",
@@ -43,6 +47,22 @@ __all__ = [
     "run_page",
     "table",
 ]
+
+# The characters Markdown, Streamlit's directives (`:red[...]`, `:icon:`) or its math
+# (`$...$`) read as syntax anywhere in a line; a backslash makes each one plain text. Those
+# that are syntax only at the start of a line (`-`, `1.`) are left alone: the value is put on
+# one line, after other text.
+_MARKDOWN_SYNTAX = re.compile(r"([\\`*_{}\[\]#+!|<>$~:=^&])")
+
+
+def md(value: object) -> str:
+    """``value`` (an id, a query text: users' data) as plain text inside one line of
+    Streamlit Markdown: line breaks become spaces, Markdown syntax is escaped, control and
+    bidirectional characters are written as escapes, so a logged query cannot add links,
+    tables, headings or formatting, or reorder the text around it."""
+    flat = " ".join(str(value).splitlines())
+    return _MARKDOWN_SYNTAX.sub(r"\\\1", visible(flat))
+
 
 T = TypeVar("T")
 
@@ -211,7 +231,13 @@ def choose(
     else:
         index = 0
     chosen: T = target.selectbox(
-        label, values, index=index, format_func=format_func, key=f"choose-{param}", help=help
+        label,
+        values,
+        index=index,
+        # Options are users' ids and texts: a bidirectional override would reverse them.
+        format_func=lambda value: visible(format_func(value)),
+        key=f"choose-{param}",
+        help=help,
     )
     if st.query_params.get(param) != str(chosen):
         st.query_params[param] = str(chosen)
@@ -317,7 +343,7 @@ CHARTS: Mapping[str, Callable[..., go.Figure]] = {
 def _cached_figure(
     builder: str, arguments: tuple[Any, ...], options: tuple[tuple[str, Any], ...]
 ) -> go.Figure:
-    return CHARTS[builder](*arguments, **dict(options))
+    return charts.escaped(CHARTS[builder](*arguments, **dict(options)))
 
 
 def figure(builder: str, *arguments: Any, **options: Any) -> go.Figure:
@@ -356,7 +382,8 @@ def clicked_run(event: Any) -> tuple[str, str] | None:
     for point in points or ():
         data = point.get("customdata") if isinstance(point, Mapping) else None
         if isinstance(data, Sequence) and len(data) >= 2 and isinstance(data[0], str):
-            return str(data[0]), str(data[1])
+            # The figure's text was escaped for Plotly (charts.escaped): read it back.
+            return html.unescape(str(data[0])), html.unescape(str(data[1]))
     return None
 
 

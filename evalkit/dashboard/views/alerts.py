@@ -55,7 +55,7 @@ def render(page: ui.PageContext) -> None:
         )
         alert_id = _alert(page, data)
         row = page.load("alert", alert_id=alert_id)
-        st.markdown(f"**{row['title']}** ({row['severity']}, {row['status']})")
+        st.markdown(f"**{ui.md(row['title'])}** ({row['severity']}, {row['status']})")
         st.text(row["summary"])
         causes.alert_panel(page, row)
         attempts = page.load("alert_deliveries", alert_id=alert_id)

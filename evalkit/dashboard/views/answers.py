@@ -71,12 +71,12 @@ def render(page: ui.PageContext) -> None:
         st.caption("Nothing measured on this metric in this scoring.")
         return
     for row in items.items.to_dict("records"):
-        with st.expander(f"{row['item_id']}: {row['value']:.3f} ({row['method']})"):
+        with st.expander(f"{ui.md(row['item_id'])}: {row['value']:.3f} ({row['method']})"):
             question, answer = row.get("question"), row.get("answer")
-            st.markdown(
-                f"**Question**: {question if isinstance(question, str) else '(not stored)'}"
-            )
-            st.markdown(f"**Answer**: {answer if isinstance(answer, str) else '(not stored)'}")
+            asked = ui.md(question) if isinstance(question, str) else "(not stored)"
+            st.markdown(f"**Question**: {asked}")
+            shown = ui.md(answer) if isinstance(answer, str) else "(not stored)"
+            st.markdown(f"**Answer**: {shown}")
             if row.get("n_claims") is not None and not pd.isna(row.get("n_claims")):
                 st.caption(f"{row['n_supported']} of {row['n_claims']} claims supported")
             if isinstance(row.get("detail"), str):

@@ -103,7 +103,7 @@ def _checks(page: ui.PageContext, data: DriftData) -> None:
     )
     check = checks[checks["check_id"] == check_id].iloc[0]
     st.markdown(
-        f"**{check['stream']} / {_subject(check['subject'])}**: {check['finding']} by "
+        f"**{check['stream']} / {ui.md(_subject(check['subject']))}**: {check['finding']} by "
         f"{check['method']}, reference `{check['reference']}`, current `{check['current']}`"
     )
     details = dict(check["details"])

@@ -11,6 +11,7 @@ import streamlit as st
 from evalkit.dashboard import charts, ui
 from evalkit.dashboard.loaders.leaderboard import LeaderboardData
 from evalkit.errors import EvalkitError
+from evalkit.redaction import visible
 
 # Runs ranked when neither a link nor a tag names them: the goldset's newest.
 NEWEST_BY_DEFAULT = 5
@@ -54,7 +55,9 @@ def render(page: ui.PageContext) -> None:
         default = [run for run in tags.loc[tags["tag"] == tag, "run_id"] if run in labels]
     else:
         default = list(reversed(list(labels)[:NEWEST_BY_DEFAULT]))
-    chosen = st.multiselect("Runs", list(labels), default=default, format_func=labels.__getitem__)
+    chosen = st.multiselect(
+        "Runs", list(labels), default=default, format_func=lambda run: visible(labels[run])
+    )
     measures = sorted(set().union(*(set(m) for m in runs["measures"])) if len(runs) else set())
     asked = st.query_params.get("measure")
     preferred = asked if asked in measures else "ndcg@10"
@@ -115,9 +118,9 @@ def render(page: ui.PageContext) -> None:
         labels={"low": "95% CI low (bootstrap)", "high": "95% CI high (bootstrap)"},
         columns={"compare": ui.link_column("Compare with the best")},
     )
-    ui.plot(_means_chart(data, picked))
+    ui.plot(charts.escaped(_means_chart(data, picked)))
     if first["latency_p95_ms"].notna().any():
-        ui.plot(_quality_latency_chart(first, picked[0]))
+        ui.plot(charts.escaped(_quality_latency_chart(first, picked[0])))
     for measure in picked:
         with st.expander(f"Pairs on {measure}"):
             ui.table(data.pairs[data.pairs["measure"] == measure].drop(columns=["measure"]))

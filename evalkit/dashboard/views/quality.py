@@ -39,7 +39,9 @@ def render(page: ui.PageContext) -> None:
     goldset = ui.choose("Goldset", page.facts.goldsets, param="goldset", container=left)
     measures = page.load("measures", goldset=goldset)
     if not measures:
-        st.info(f"No finished run of goldset {goldset} yet: `evalkit run --goldset {goldset} ...`")
+        st.info(
+            f"No finished run of goldset {ui.md(goldset)} yet: run `evalkit run --goldset NAME`"
+        )
         return
     measure = ui.choose("Measure", measures, param="measure", default="ndcg@10", container=middle)
     runs = page.load("runs", goldset=goldset)
@@ -58,7 +60,7 @@ def render(page: ui.PageContext) -> None:
         baseline=None if baseline == DEFAULT_BASELINE else baseline,
     )
     if data.points.empty:
-        st.info(f"No finished run of goldset {goldset} stored {measure}.")
+        st.info(f"No finished run of goldset {ui.md(goldset)} stored {measure}.")
         return
     if not data.without.empty:
         st.caption(

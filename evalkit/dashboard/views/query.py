@@ -78,7 +78,7 @@ def _diff(diff: QueryDiff) -> None:
     why (with a link to the audit that found it missing or stale)."""
     st.subheader(f"Against baseline {diff.baseline}")
     if diff.candidate_error:
-        st.warning(f"This query failed in run {diff.candidate}: {diff.candidate_error}")
+        st.warning(f"This query failed in run {diff.candidate}: {ui.md(diff.candidate_error)}")
     if diff.lost.empty:
         st.caption(
             f"No judged-relevant document of the baseline's top {diff.depth} is missing from "
@@ -92,7 +92,7 @@ def _diff(diff: QueryDiff) -> None:
         for row in diff.lost.itertuples():
             grade = "" if pd.isna(row.grade) else f"grade {int(row.grade)}, "
             where = "" if pd.isna(row.baseline_rank) else f"baseline rank {int(row.baseline_rank)}"
-            line = f"- **{row.doc_id}** ({grade}{where}): {row.why}"
+            line = f"- **{ui.md(row.doc_id)}** ({grade}{where}): {row.why}"
             if isinstance(row.audit_id, str):
                 url = ui.page_url(
                     "index_health",
@@ -106,7 +106,7 @@ def _diff(diff: QueryDiff) -> None:
         st.caption(
             "Gained: "
             + ", ".join(
-                f"{row.doc_id} (rank {int(row.candidate_rank)})"
+                f"{ui.md(row.doc_id)} (rank {int(row.candidate_rank)})"
                 for row in diff.gained.itertuples()
                 if not pd.isna(row.candidate_rank)
             )
@@ -151,7 +151,9 @@ def render(page: ui.PageContext) -> None:
     )
     runs: pd.DataFrame = page.load("runs", goldset=goldset)
     if runs.empty:
-        st.info(f"No finished run of goldset {goldset} yet: `evalkit run --goldset {goldset} ...`")
+        st.info(
+            f"No finished run of goldset {ui.md(goldset)} yet: run `evalkit run --goldset NAME`"
+        )
         return
     labels = {
         str(row.run_id): f"{row.run_id}  {row.retriever}  {row.status}" for row in runs.itertuples()
@@ -205,7 +207,7 @@ def render(page: ui.PageContext) -> None:
     data: QueryData = page.load(
         "query_detail", goldset=goldset, query_id=query_id, run_id=run_id, with_text=with_text
     )
-    st.markdown(f"**{data.query_id}**: {data.text}")
+    st.markdown(f"**{ui.md(data.query_id)}**: {ui.md(data.text)}")
     n_relevant = int((data.judgments["relevance"] >= data.relevance_threshold).sum())
     found = int(data.results["relevant"].sum())
     cards = st.columns(3)
@@ -240,7 +242,7 @@ def render(page: ui.PageContext) -> None:
         - set(data.results["doc_id"])
     )
     if missed:
-        st.caption(f"Relevant but not retrieved: {', '.join(missed[:50])}")
+        st.caption(f"Relevant but not retrieved: {', '.join(ui.md(d) for d in missed[:50])}")
     st.subheader("This query across runs")
     if data.history.empty:
         st.caption("No stored value of this query in any finished run.")

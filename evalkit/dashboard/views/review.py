@@ -151,7 +151,7 @@ def _document_panel(item: ReviewItem, cursor: int) -> None:
             text = document.text or "(no text stored for this document)"
             st.text(text[:_EXCERPT_CHARS] + ("…" if len(text) > _EXCERPT_CHARS else ""))
             if document.span is not None and document.span.text:
-                st.caption(f"Evidence: “{document.span.text}”")
+                st.caption(f"Evidence: “{ui.md(document.span.text)}”")
 
 
 def _review_panel(item: ReviewItem, read_only: bool) -> None:
