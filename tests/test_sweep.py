@@ -586,3 +586,38 @@ def test_a_sweep_killed_mid_point_leaves_ef_search_that_the_next_open_puts_back(
     assert demo_ef_search(home) == 50
     point.close()
     assert demo_ef_search(home) == before
+
+
+@pytest.mark.parametrize("command", ["audit", "index"])
+def test_audit_and_index_put_back_the_ef_search_a_killed_point_left(
+    chroma_home: Path,
+    small_demo: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    command: str,
+) -> None:
+    """`evalkit audit` measures ANN recall: at a killed sweep's ef_search it measured the
+    collection as nobody searches it. It, and `evalkit index`, put the value back first."""
+    from evalkit.cli import invoke
+
+    home = tmp_path / "home"
+    shutil.copytree(chroma_home / "chroma", home / "chroma")
+    before = demo_ef_search(home)
+    killed = subprocess.run(
+        [sys.executable, "-c", _KILLED_MID_POINT, str(home / "chroma")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert killed.returncode == -9, killed.stderr
+    assert demo_ef_search(home) == 13
+    monkeypatch.setenv("EVALKIT_HOME", str(home))
+    argv = {
+        "audit": ["audit", "--collection", "demo", "--format", "json"],
+        "index": ["index", "--corpus", str(small_demo / "corpus.jsonl"), "--collection", "demo"],
+    }[command]
+    assert invoke(argv) in (0, 1), capsys.readouterr().err
+    assert demo_ef_search(home) == before
+    assert not (home / "chroma" / ".evalkit-ef-search" / "demo.json").exists()

@@ -120,6 +120,7 @@ def _index_chroma(
 ) -> None:
     from evalkit.embedding import build_document_embedder, local_model_modules
     from evalkit.goldset import count_documents, iter_corpus
+    from evalkit.retrievers.chroma import restore_interrupted_ef_search
     from evalkit.retrievers.chroma_client import close_client, open_chroma_client
     from evalkit.retrievers.indexing import index_corpus
 
@@ -132,6 +133,8 @@ def _index_chroma(
             "(EVALKIT_MODEL_PATH) or openai; kind none is for retrievers that embed themselves"
         )
     url = chroma_url or config.chroma_url
+    if not url:
+        restore_interrupted_ef_search(config.resolved_chroma_path, collection)
     client = open_chroma_client(path=None if url else config.resolved_chroma_path, url=url)
     total = count_documents(corpus)
     try:

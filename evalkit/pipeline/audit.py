@@ -52,11 +52,14 @@ def audit_collection(
     """
     # Chroma is a heavy optional dependency: loaded only when an audit runs.
     from evalkit.audit import run_audit
+    from evalkit.retrievers.chroma import restore_interrupted_ef_search
     from evalkit.retrievers.chroma_client import get_collection, open_chroma_client
 
     if store is None and (save or goldset):
         raise StoreError("audit_collection: saving an audit or reading a goldset needs a store")
     url = chroma_url or settings.chroma_url
+    if not url:  # an audit measures the collection as it is searched, not at a sweep's value
+        restore_interrupted_ef_search(settings.resolved_chroma_path, collection)
     client = open_chroma_client(path=None if url else settings.resolved_chroma_path, url=url)
     gold = load_stored_goldset(store, goldset) if store is not None and goldset else None
     previous = (

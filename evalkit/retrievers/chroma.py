@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from evalkit.embedding import ModelFingerprint, TextEmbedder, prefetch_queries
-from evalkit.errors import ConfigError, RetrieverError
+from evalkit.errors import CollectionNotFoundError, ConfigError, RetrieverError
 from evalkit.files import replace_text
 from evalkit.records import Query, QueryResult
 from evalkit.retrievers.base import (
@@ -43,7 +43,12 @@ if TYPE_CHECKING:
     from chromadb.api import ClientAPI
     from chromadb.api.models.Collection import Collection
 
-__all__ = ["SCORE_FROM_DISTANCE", "ChromaRetriever", "hnsw_ef_search"]
+__all__ = [
+    "SCORE_FROM_DISTANCE",
+    "ChromaRetriever",
+    "hnsw_ef_search",
+    "restore_interrupted_ef_search",
+]
 
 
 FloatArray = npt.NDArray[np.float64]
@@ -480,6 +485,24 @@ def _put_back_ef_search(path: Path | str, collection_name: str, previous: int) -
         _forget_ef_search(path, collection_name)
     finally:
         close_client(client)
+
+
+def restore_interrupted_ef_search(path: Path | str, collection_name: str) -> int | None:
+    """Put back the ef_search a run killed while it searched with a sweep's value left on
+    collection ``collection_name`` of the embedded store at ``path`` (its mark says the
+    collection's own value); that value, or None when nothing was left. Commands that open
+    the collection without a retriever (``evalkit index``, ``evalkit audit``) call it first,
+    so an audit measures the collection as its users search it. A mark for a collection
+    that no longer exists is dropped."""
+    left = _interrupted_ef_search(path, collection_name)
+    if left is None:
+        return None
+    try:
+        _put_back_ef_search(path, collection_name, left)
+    except CollectionNotFoundError:
+        _forget_ef_search(path, collection_name)
+        return None
+    return left
 
 
 _EF_SEARCH_MARKS = ".evalkit-ef-search"
