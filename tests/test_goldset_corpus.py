@@ -132,7 +132,8 @@ def test_validate_corpus_lists_every_problem(tmp_path: Path) -> None:
         '{"id": "e", "title": "", "text": " "}\n'
         '{"id": "a", "text": "again"}\n'
         '{"id": "f", "text": "x", "metadata": {"w": NaN}}\n'
-        '{"id": "g"}\n',
+        '{"id": "g"}\n'
+        '{"id": "h", "text": "x", "metadata": {"evalkit_title": "mine"}}\n',
         encoding="utf-8",
     )
 
@@ -146,8 +147,10 @@ def test_validate_corpus_lists_every_problem(tmp_path: Path) -> None:
         (6, "id"),
         (7, "metadata"),
         (8, "text"),
+        (9, "metadata.evalkit_title"),
     ]
     assert "did you mean 'metadata'?" in problems[0].detail
+    assert "reserved for evalkit" in problems[-1].detail
     assert "first on line 1" in problems[4].detail
 
 

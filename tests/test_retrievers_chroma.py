@@ -480,6 +480,16 @@ def test_bad_documents_are_reported(embedded_client: Any, embedder: CachedEmbedd
     reserved = [Document(id="x", text="text", metadata={"evalkit_title": "mine"})]
     with pytest.raises(InputError, match="reserved"):
         index_corpus(embedded_client, reserved, embedder, collection_name="reserved")
+    with pytest.raises(InputError, match="no document"):
+        index_corpus(embedded_client, [], embedder, collection_name="nothing")
+    # A refused corpus leaves no empty collection behind for a run to search instead of
+    # hearing that it does not exist; a collection that held documents before stays.
+    names = {c.name for c in embedded_client.list_collections()}
+    assert not names & {"dupes", "reserved", "nothing"}
+    index_corpus(embedded_client, corpus()[:2], embedder, collection_name="kept")
+    with pytest.raises(InputError, match="appears more than once"):
+        index_corpus(embedded_client, twice, embedder, collection_name="kept")
+    assert get_collection(embedded_client, "kept").count() == 2
 
 
 def test_missing_collection_lists_the_existing_ones(

@@ -18,7 +18,7 @@ import numpy.typing as npt
 
 from evalkit.embedding import ModelFingerprint
 from evalkit.errors import RetrieverError
-from evalkit.goldset.corpus import content_hash
+from evalkit.goldset.corpus import RESERVED_METADATA_PREFIX, content_hash
 from evalkit.records import Document
 from evalkit.retrievers.base import describe_exception
 from evalkit.retrievers.chroma_client import (
@@ -34,7 +34,6 @@ if TYPE_CHECKING:
 __all__ = ["IndexSnapshot", "fetch_documents", "read_snapshot"]
 
 DEFAULT_PAGE_SIZE = 1000
-_RESERVED_PREFIX = "evalkit_"
 
 FloatMatrix = npt.NDArray[np.float32]
 
@@ -180,7 +179,7 @@ def _derived_hashes(
                 metadata={
                     key: value
                     for key, value in stored.items()
-                    if not key.startswith(_RESERVED_PREFIX)
+                    if not key.startswith(RESERVED_METADATA_PREFIX)
                     and isinstance(value, str | int | float | bool)
                 },
             )

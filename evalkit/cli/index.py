@@ -21,7 +21,7 @@ from evalkit.cli._output import (
     settings,
 )
 from evalkit.cli._retriever import ChromaUrl, RetrieverOption, chroma_collection_name, parse_options
-from evalkit.errors import ConfigError
+from evalkit.errors import ConfigError, InputError
 from evalkit.extras import require_all
 
 
@@ -132,11 +132,13 @@ def _index_chroma(
             "evalkit index embeds the corpus: set [embedder] kind to sentence-transformers "
             "(EVALKIT_MODEL_PATH) or openai; kind none is for retrievers that embed themselves"
         )
+    total = count_documents(corpus)
+    if not total:
+        raise InputError("holds no document: there is nothing to index", path=str(corpus))
     url = chroma_url or config.chroma_url
     if not url:
         restore_interrupted_ef_search(config.resolved_chroma_path, collection)
     client = open_chroma_client(path=None if url else config.resolved_chroma_path, url=url)
-    total = count_documents(corpus)
     try:
         with progress_bar(f"indexing {corpus.name}", enabled=output is OutputFormat.table) as bar:
             report = index_corpus(

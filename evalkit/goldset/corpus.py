@@ -31,6 +31,7 @@ from evalkit.records import Document
 
 __all__ = [
     "CORPUS_READERS",
+    "RESERVED_METADATA_PREFIX",
     "content_hash",
     "count_documents",
     "detect_corpus_format",
@@ -38,6 +39,10 @@ __all__ = [
     "iter_corpus_lines",
     "validate_corpus",
 ]
+
+RESERVED_METADATA_PREFIX = "evalkit_"
+"""Metadata keys evalkit keeps in an index for itself (title, content hash, fingerprints): a
+corpus may not use them."""
 
 CorpusReader = Callable[[Path, ProblemLog], Iterator[tuple[Document, int]]]
 """Reads one corpus layout: yields each valid document with its line, records problems."""
@@ -303,8 +308,21 @@ def _document(doc_id: str, title: object, text: object, metadata: object) -> Doc
 
 
 def _has_content(document: Document, problems: ProblemLog, *, path: Path, line: int) -> bool:
+    """Whether ``document`` can be indexed: it has text or a title, and none of its metadata
+    keys is one evalkit keeps for itself (each problem recorded at its line and field)."""
+    usable = True
+    for key in document.metadata:
+        if key.startswith(RESERVED_METADATA_PREFIX):
+            problems.add(
+                f"document '{document.id}': metadata key '{key}' is reserved for evalkit (keys "
+                f"starting with '{RESERVED_METADATA_PREFIX}'); rename it",
+                path=path,
+                line=line,
+                field=f"metadata.{key}",
+            )
+            usable = False
     if document.text.strip() or document.title.strip():
-        return True
+        return usable
     problems.add(
         f"document '{document.id}' has neither text nor title; give one or leave it out",
         path=path,

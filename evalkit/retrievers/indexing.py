@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from evalkit.embedding import ModelFingerprint, TextEmbedder
 from evalkit.errors import ConfigError, EmbeddingError, InputError, RetrieverError
 from evalkit.goldset import content_hash
+from evalkit.goldset.corpus import RESERVED_METADATA_PREFIX
 from evalkit.records import Document
 from evalkit.retrievers.base import describe_exception
 from evalkit.retrievers.chroma_client import (
@@ -39,7 +40,6 @@ if TYPE_CHECKING:
 __all__ = ["IndexReport", "ProgressCallback", "index_corpus"]
 
 
-_RESERVED_PREFIX = "evalkit_"
 _STORED_HASH_PAGE = 5000
 
 
@@ -108,8 +108,39 @@ def index_corpus(
         raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
     check_collection_name(collection_name)
     model = embedder.fingerprint
+    created = find_collection(client, collection_name) is None or rebuild
     collection = _prepare_collection(client, collection_name, model, rebuild=rebuild)
-    batch_size = _capped_batch_size(client, batch_size)
+    try:
+        return _index_into(
+            collection,
+            documents,
+            embedder,
+            batch_size=_capped_batch_size(client, batch_size),
+            prune=prune,
+            total=total,
+            progress=progress,
+        )
+    except BaseException:
+        # A corpus refused before anything was written must not leave an empty collection
+        # behind, which a run would then search instead of saying it does not exist.
+        if created and collection.count() == 0:
+            with contextlib.suppress(Exception):
+                client.delete_collection(collection_name)
+        raise
+
+
+def _index_into(
+    collection: Collection,
+    documents: Iterable[Document],
+    embedder: TextEmbedder,
+    *,
+    batch_size: int,
+    prune: bool,
+    total: int | None,
+    progress: ProgressCallback | None,
+) -> IndexReport:
+    collection_name = collection.name
+    model = embedder.fingerprint
     stored = _stored_hashes(collection)
     if total is None and isinstance(documents, Sized):
         total = len(documents)
@@ -141,6 +172,8 @@ def index_corpus(
         done += len(chunk)
         if progress is not None:
             progress(done, total)
+    if not done:
+        raise InputError("the corpus holds no document: there is nothing to index")
 
     absent = [doc_id for doc_id in stored if doc_id not in seen]
     removed = 0
@@ -246,10 +279,10 @@ def _chunks(documents: Iterable[Document], size: int) -> Iterator[list[Document]
 def _document_metadata(document: Document, digest: str) -> dict[str, str | int | float | bool]:
     metadata: dict[str, str | int | float | bool] = {}
     for key, value in document.metadata.items():
-        if key.startswith(_RESERVED_PREFIX):
+        if key.startswith(RESERVED_METADATA_PREFIX):
             raise InputError(
                 f"document '{document.id}': metadata key '{key}' is reserved for evalkit "
-                f"(keys starting with '{_RESERVED_PREFIX}'); rename it"
+                f"(keys starting with '{RESERVED_METADATA_PREFIX}'); rename it"
             )
         if value is None:
             continue

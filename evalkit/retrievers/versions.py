@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import pandas as pd
 
 from evalkit.errors import ConfigError, RetrieverError
-from evalkit.goldset.corpus import content_hash
+from evalkit.goldset.corpus import RESERVED_METADATA_PREFIX, content_hash
 from evalkit.records import Document
 from evalkit.retrievers.base import describe_exception
 from evalkit.retrievers.chroma_client import (
@@ -65,7 +65,6 @@ VERSION_KINDS = ("chroma", "pgvector", "qdrant")
 """Retriever kinds whose index evalkit can read (``open_index_versions``)."""
 
 _PAGE = 1000
-_RESERVED_PREFIX = "evalkit_"
 
 
 def text_hash(text: str) -> str:
@@ -197,7 +196,7 @@ def _foreign_hash(doc_id: str, text: str, metadata: dict[str, Any]) -> str:
     own = {
         key: value
         for key, value in metadata.items()
-        if not key.startswith(_RESERVED_PREFIX) and value is not None
+        if not key.startswith(RESERVED_METADATA_PREFIX) and value is not None
     }
     document = Document(id=doc_id, text=text, title=str(title or ""), metadata=own)
     return content_hash(document)
