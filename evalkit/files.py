@@ -46,6 +46,14 @@ def create_beside(target: Path, *, suffix: str = ".partial") -> tuple[int, Path]
             return os.open(candidate, flags, 0o666), candidate
         except FileExistsError:
             continue
+        # Name the folder the user gave, not the hidden temporary name inside it.
+        except FileNotFoundError:
+            raise FileNotFoundError(
+                f"{target.parent}: no such folder; create it first, or write {target.name} "
+                "elsewhere"
+            ) from None
+        except NotADirectoryError as error:
+            raise NotADirectoryError(error.errno, error.strerror, str(target.parent)) from None
     raise FileExistsError(f"no free temporary name beside {target} after {_ATTEMPTS} tries")
 
 

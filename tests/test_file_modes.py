@@ -148,3 +148,33 @@ def test_the_model_cache_respects_the_umask(tmp_path: Path) -> None:
     assert {str(path.relative_to(cache)): mode(path) for path in written} == {
         str(path.relative_to(cache)): "0o644" for path in written
     }
+
+
+def test_an_output_folder_that_is_missing_or_a_file_is_named_not_the_temporary_file(
+    tmp_path: Path,
+) -> None:
+    from evalkit.files import replace_text
+
+    with pytest.raises(FileNotFoundError) as missing:
+        replace_text(tmp_path / "nodir" / "tasks.json", "x")
+    assert str(missing.value).startswith(f"{tmp_path / 'nodir'}: no such folder")
+    assert ".partial" not in str(missing.value)
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(NotADirectoryError) as a_file:
+        replace_text(tmp_path / "afile" / "tasks.json", "x")
+    assert a_file.value.filename == str(tmp_path / "afile")
+
+
+def test_review_export_into_a_missing_folder_names_the_folder(
+    evalkit_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from test_review_queue import write_generated_draft
+
+    draft = write_generated_draft(tmp_path / "draft")
+    assert invoke(["review", "add", str(draft), "--goldset", "tay"]) == 0
+    capsys.readouterr()
+    out = tmp_path / "nodir" / "tasks.json"
+    assert invoke(["review", "export", "--goldset", "tay", "--out", str(out)]) == 3
+    said = capsys.readouterr().err
+    assert f"{tmp_path / 'nodir'}: no such folder" in said
+    assert ".partial" not in said

@@ -383,6 +383,7 @@ def test_malformed_change_rows_are_refused_naming_file_line_and_field(
     )
     with log.open("a", encoding="utf-8") as handle:
         handle.write('{"doc_id": "c", "updated_at": "2026-03-01T10:00:00Z"}\n{not json\n')
+        handle.write('{"doc_id": "d", "updated_at": true, "content": "text"}\n')
     code = invoke(
         [
             "freshness",
@@ -402,7 +403,9 @@ def test_malformed_change_rows_are_refused_naming_file_line_and_field(
         (str(log), 3, "doc_id"),
         (str(log), 4, "content"),
         (str(log), 5, None),
+        (str(log), 6, "updated_at"),
     ]
+    assert "True is not a time" in problems[-1]["message"]  # present, of the wrong type
     assert f"{log}:2 field 'updated_at'" in captured.err
 
     # A DuckDB change table without its updated_at column is named too; nothing was stored.

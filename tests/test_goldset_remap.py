@@ -305,6 +305,11 @@ def test_remap_writes_a_new_version_with_its_mapping(
     assert code == 0
     assert again["old_version"] == report["version"]
     assert again["version"] == report["version"]
+    assert again["stored"] is False  # nothing new: no remap of a version onto itself stored
+    with Store.open(evalkit_home / "evalkit.duckdb", read_only=True) as store:
+        assert len(list_remaps(store)) == 1
+    assert invoke(["goldset", "remap", "tides", "--corpus", str(corpus)]) == 0
+    assert "unchanged: every judgment maps onto the document it had" in capsys.readouterr().out
 
 
 def test_remap_reports_stale_and_gone_and_exits_1(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -208,6 +209,29 @@ def test_measured_kappa_matches_the_flip_rate_and_tau_ranks_the_runs(
     assert judge.requests == out["judging"]["to_judge"]
 
 
+def test_an_unreachable_judge_is_named_with_what_the_connection_said(
+    project: tuple[Path, GradedGoldset], tmp_path: Path
+) -> None:
+    """Every pair failing used to say only `judge_error 2`; the first failure says why."""
+    root, goldset = project
+    home = copy_home(root, tmp_path)
+    env = fresh_env(
+        home,
+        EVALKIT_JUDGE_BASE_URL="http://127.0.0.1:1/v1",
+        EVALKIT_JUDGE_MODEL="grader-1",
+        EVALKIT_JUDGE_RETRY_BACKOFF="0",
+        EVALKIT_JUDGE_MAX_RETRIES="0",
+    )
+    args = ["--goldset", "graded", "--corpus", str(goldset.corpus), "--sample", "2"]
+    done = invoke_evalkit("judge", "agreement", *args, env=env)
+    assert done.returncode == 3, done.stderr
+    assert re.search(
+        r"graded none of the (\d+) pairs sent \(judge_error \1; the first: cannot reach the "
+        r"judge: All connection attempts failed",
+        done.stderr,
+    ), done.stderr
+
+
 @pytest.mark.slow
 def test_a_second_pass_costs_no_call_and_the_budget_is_hard(
     project: tuple[Path, GradedGoldset], tmp_path: Path
@@ -284,6 +308,19 @@ def test_holes_are_judged_and_filled_measures_stand_beside_the_exact_ones(
     assert table.returncode == 0, table.stderr
     assert "holes filled (assessor)" in table.stdout
     assert "agreement not measured" in table.stdout
+    assert "no text" not in table.stderr
+
+    # A corpus without the holes' documents (chunks instead of documents, another corpus):
+    # the table says so instead of figures that look judged.
+    small = tmp_path / "small-corpus.jsonl"
+    small.write_text("".join(goldset.corpus.read_text().splitlines(keepends=True)[:3]))
+    with grading_judge(GradingJudge(known)) as judge:
+        wrong = invoke_evalkit(
+            "judge", "holes", fair["run_id"], "--corpus", str(small), "--k", "5",
+            env=fresh_env(home, **judge_env(judge)),
+        )  # fmt: skip
+    assert wrong.returncode == 0, wrong.stderr
+    assert "holes have no text in the corpus or collection given" in wrong.stderr
 
 
 @pytest.mark.slow

@@ -300,7 +300,10 @@ def _print_remap(outcome: RemapOutcome) -> None:
             markup=False,
         )
         return
-    state = "stored as a new version" if outcome.stored else "already stored (same remap)"
+    if written.name == outcome.old.name and written.version == outcome.old.version:
+        state = "unchanged: every judgment maps onto the document it had, nothing stored"
+    else:
+        state = "stored as a new version" if outcome.stored else "already stored (same remap)"
     console.print(
         f"goldset {written.name} version {written.version}: {len(result.judgments)} "
         f"judgments of the new chunks, {state}",

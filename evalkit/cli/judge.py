@@ -19,6 +19,7 @@ from evalkit.cli._output import (
     key_values,
     print_listing,
     progress_bar,
+    say,
     settings,
     table,
 )
@@ -323,10 +324,17 @@ def print_holes(outcome: HolesOutcome) -> None:
                 "run": outcome.run.run_id,
                 f"judged@{outcome.k} (human)": f"{outcome.judged_at_k:.1%}",
                 "holes": outcome.n_holes,
+                "without text": outcome.n_without_text,
                 "agreement": agreement_line(outcome.agreement),
             },
         )
     )
+    if outcome.n_without_text:
+        say(
+            f"{outcome.n_without_text} of the {outcome.n_holes} holes have no text in the "
+            "corpus or collection given, so they were not judged and count as not relevant: "
+            "give the corpus the run retrieved from (--corpus or --collection)"
+        )
     if not outcome.figures:
         return
     rows: list[list[Any]] = []

@@ -96,6 +96,9 @@ def remap_goldset(store: WriterAccess, request: GoldsetRemapRequest) -> RemapOut
         result.judgments,
         source=f"remap of {old.name} {old.version} onto {request.corpus}",
     )
+    if remapped.name == old.name and remapped.version == old.version:
+        # The corpus maps every judgment onto the documents it had: nothing new to store.
+        return RemapOutcome(old, remapped, result, old_corpus, stored=False)
     with store.writer("goldset remap") as opened:
         stored = save_remap(
             opened,

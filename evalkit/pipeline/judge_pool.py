@@ -158,6 +158,8 @@ class JudgingOutcome:
     unjudged: Mapping[str, int] = field(default_factory=dict)
     calls: int = 0
     dry_run: bool = False
+    first_failure: str | None = None
+    """What the endpoint said of the first pair left unjudged (its error, or its reply)."""
 
     @property
     def n_unjudged(self) -> int:
@@ -307,6 +309,7 @@ def judge_pairs(
         n_judged=sum(1 for a in assessments if a.grade is not None),
         unjudged=dict(sorted(unjudged.items())),
         calls=assessor.calls - calls_before,
+        first_failure=next((a.detail for a in assessments if a.grade is None and a.detail), None),
     )
 
 

@@ -164,9 +164,10 @@ def measure_agreement(
                 "(the documents are missing from the corpus or collection, or --max-judgments is 0)"
             )
         reasons = ", ".join(f"{k} {n}" for k, n in outcome.unjudged.items())
+        said = f"; the first: {outcome.first_failure}" if outcome.first_failure else ""
         raise JudgeError(
-            f"the judge graded none of the {outcome.plan.n_to_judge} pairs sent ({reasons}): "
-            "nothing to measure agreement on"
+            f"the judge graded none of the {outcome.plan.n_to_judge} pairs sent ({reasons}"
+            f"{said}): nothing to measure agreement on"
         )
     kappa = weighted_kappa_interval(
         [h for h, _ in both],
@@ -254,6 +255,8 @@ class HolesOutcome:
     figures: tuple[JudgedFigure, ...]
     judging: JudgingOutcome
     agreement: StoredAgreement | None
+    n_without_text: int = 0
+    """Holes whose document the corpus or collection given has no text for: never sent."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -262,6 +265,7 @@ class HolesOutcome:
             "k": self.k,
             "judged_at_k": self.judged_at_k,
             "holes": self.n_holes,
+            "holes_without_text": self.n_without_text,
             "exact": dict(self.run.aggregates),
             "filled": [figure.to_dict() for figure in self.figures],
             "judging": self.judging.to_dict(),
@@ -391,6 +395,7 @@ def judge_run_holes(
         k=request.k,
         judged_at_k=judged_at_k,
         n_holes=len(holes),
+        n_without_text=len(holes) - len(pairs),
         figures=figures,
         judging=outcome,
         agreement=agreement,

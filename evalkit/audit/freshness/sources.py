@@ -206,8 +206,12 @@ def _moment(value: object) -> datetime:
         value = value.to_pydatetime()
     if isinstance(value, datetime):
         moment = value
-    elif isinstance(value, bool) or value is None:
+    elif value is None:
         raise _BadValueError("is missing; give the time of the change (ISO 8601 or epoch seconds)")
+    elif isinstance(value, bool):
+        raise _BadValueError(
+            f"{value!r} is not a time; give the time of the change (ISO 8601 or epoch seconds)"
+        )
     elif isinstance(value, int | float | np.integer | np.floating):
         seconds = float(value)
         if not math.isfinite(seconds) or not 0 <= seconds < _MAX_EPOCH_SECONDS:
@@ -228,8 +232,10 @@ def _moment(value: object) -> datetime:
 
 
 def _doc_id(value: object) -> str:
-    if isinstance(value, bool) or value is None:
+    if value is None:
         raise _BadValueError("is missing; give the changed document's id")
+    if isinstance(value, bool):
+        raise _BadValueError(f"{value!r} is not a document id (a non-empty string)")
     if isinstance(value, int | np.integer):
         return str(value)
     if not isinstance(value, str) or not value.strip():
