@@ -324,3 +324,31 @@ def test_a_stored_candidate_with_failed_queries_is_refused_or_counted_as_zero(
     assert code == 0
     err = capsys.readouterr().err
     assert "13 queries failed in the baseline and were counted as 0" in err
+
+
+def test_a_live_candidate_with_failed_queries_is_refused_or_counted_as_zero(
+    files: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--failed-as-zero holds for a live candidate as for a stored one (gate.md): its
+    partial run is compared with the failed queries at 0; without it, exit 3."""
+    monkeypatch.setenv("EVALKIT_HTTP_RETRIES", "0")
+    with running(_FlakyEndpoint) as server:
+        url = f"{server.url}/search"
+        _import_goldset(files / "gs", 60)
+        capsys.readouterr()
+        run = ["run", "--goldset", "g", "--http-retriever", url, "--k", "10", "--format", "json"]
+        assert invoke(run) == 0
+        baseline = json.loads(capsys.readouterr().out)["run_id"]
+        server.down = {f"q{q}" for q in range(13)}  # type: ignore[attr-defined]
+        live = ["--baseline", baseline, "--goldset", "g", "--http-retriever", url, "--k", "10"]
+        live += ["-m", "ndcg@10"]
+        assert invoke(["gate", *live, "--resamples", "500"]) == 3
+        assert "The gate needs every query answered" in capsys.readouterr().err
+        code, data = gate(capsys, *live, "--failed-as-zero")
+        assert code == 1
+        assert data["decision"] == "regression"
+        assert len(data["failed_in_candidate"]) == 13
+        assert data["metrics"]["ndcg@10"]["candidate_mean"] == pytest.approx(47 / 60)
+        server.down = {f"q{q}" for q in range(60)}  # type: ignore[attr-defined]
+        assert invoke(["gate", *live, "--failed-as-zero", "--resamples", "500"]) == 3
+        assert "is failed" in capsys.readouterr().err

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -467,3 +468,35 @@ def test_alert_payloads_that_break_the_contract_are_refused(
 )
 def test_requests_that_break_the_contract_are_refused(body: dict[str, Any]) -> None:
     assert errors("http-retriever-request", body)
+
+
+def test_white_space_in_ids_is_python_s_in_every_regular_expression_dialect() -> None:
+    """The id and text patterns name white space as str.strip() sees it, character by
+    character, so a JavaScript validator (ECMA-262, where \\s means another set) accepts and
+    refuses the ids evalkit's reader does."""
+    schema = load_schema("goldset-query")
+    text = json.dumps(schema)
+    assert "\\\\s" not in text
+    assert "\\\\S" not in text
+    identifier = schema["properties"]["id"]["not"]["pattern"]
+    edges = [chr(c) for c in (0x09, 0x1C, 0x1F, 0x20, 0x85, 0xA0, 0x2028, 0x3000, 0xFEFF, 0x200B)]
+    for character in edges:
+        for value in (f"{character}q1", f"q1{character}"):
+            assert bool(re.search(identifier, value)) is character.isspace(), repr(value)
+    node = shutil.which("node")
+    if node is None:
+        return
+    script = (
+        "const [p, ...vs] = JSON.parse(require('fs').readFileSync(0, 'utf8'));"
+        "const r = new RegExp(p, 'u');"
+        "process.stdout.write(JSON.stringify(vs.map(v => r.test(v))));"
+    )
+    values = [f"{c}q1" for c in edges] + [f"q1{c}" for c in edges]
+    done = subprocess.run(
+        [node, "-e", script],
+        input=json.dumps([identifier, *values]),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(done.stdout) == [bool(re.search(identifier, v)) for v in values]

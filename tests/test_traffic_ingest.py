@@ -420,6 +420,17 @@ def test_format_log_line_refuses_what_the_format_cannot_hold() -> None:
         format_log_line(text="  ")
     with pytest.raises(InputError, match="latency_ms"):
         format_log_line(text="q", latency_ms=float("nan"))
+    # What the reader would refuse is refused when written, not lost at ingest.
+    with pytest.raises(InputError, match="NaN and infinity"):
+        format_log_line(text="q", results=[("a", float("nan"))])
+    with pytest.raises(InputError, match="NaN and infinity"):
+        format_log_line(text="q", results=[("a", float("inf"))])
+    with pytest.raises(InputError, match=r"would not be read back.*doc_id"):
+        format_log_line(text="q", results=[{"id": "b"}])
+    with pytest.raises(InputError, match="would not be read back"):
+        format_log_line(text="q", results=[""])
+    with pytest.raises(InputError, match="would not be read back"):
+        format_log_line(text="q", results=[("", 0.5)])
     query_id, encoded = format_log_line(text="héllo", query_id="x")
     assert query_id == "x"
     assert encoded.endswith(b"\n")

@@ -467,6 +467,7 @@ def test_a_bad_documents_attribute_is_rejected_naming_the_attribute(
     ("body", "message"),
     [
         (b"not json", "not valid JSON"),
+        (b'{"resourceSpans":[{"scopeSpans":[{"spans":[{"name":"\xff"}]}]}]}', "not valid UTF-8"),
         (b"[1, 2]", "not an OTLP/JSON ExportTraceServiceRequest"),
         (b'{"spans": []}', "it has no resourceSpans"),
         (b'{"resourceSpans": {"a": 1}}', "resourceSpans must be a list"),

@@ -322,6 +322,10 @@ def test_sdk_spans_survive_kill_9_once_each_and_replay_with_tenants_apart(
     not_json = raw_post(home, b"{not json", "application/json")
     assert not_json.status_code == 400
     assert "not valid JSON" in not_json.json()["message"]
+    not_utf8 = b'{"resourceSpans":[{"scopeSpans":[{"spans":[{"name":"\xff\xfe"}]}]}]}'
+    not_text = raw_post(home, not_utf8, "application/json")
+    assert not_text.status_code == 400  # never "send it again later": it will never be read
+    assert "not valid UTF-8" in not_text.json()["message"]
     not_protobuf = raw_post(home, b"\xff\xff\xff\xff", "application/x-protobuf")
     assert not_protobuf.status_code == 400
     assert b"not an OTLP protobuf" in not_protobuf.content
@@ -339,7 +343,7 @@ def test_sdk_spans_survive_kill_9_once_each_and_replay_with_tenants_apart(
     bomb = gzip.compress(b" " * 1_000_000)
     inflated = raw_post(home, bomb, "application/json", **{"Content-Encoding": "gzip"})
     assert inflated.status_code == 413
-    assert metric(serve, 'evalkit_otlp_requests_total{result="malformed"}') == 3
+    assert metric(serve, 'evalkit_otlp_requests_total{result="malformed"}') == 4
     assert metric(serve, 'evalkit_otlp_requests_total{result="unauthorized"}') == 1
     assert metric(serve, 'evalkit_otlp_requests_total{result="too_large"}') == 2
 

@@ -74,8 +74,9 @@ FailedAsZero = Annotated[
     bool,
     typer.Option(
         "--failed-as-zero",
-        help="Count a query whose retrieval failed in a stored run as 0 on every measure "
-        "(the worst outcome). Without it, a run with failed queries is refused (exit 3).",
+        help="Count a query whose retrieval failed (in a stored run, or in a live candidate's "
+        "replay) as 0 on every measure (the worst outcome). Without it, a run with failed "
+        "queries is refused (exit 3).",
     ),
 ]
 

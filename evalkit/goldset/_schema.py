@@ -54,10 +54,18 @@ class FieldSpec:
     json_schema: Mapping[str, Any] = field(default_factory=dict)
 
 
-# "No whitespace at either end" as a pattern that must not match: "$" in Python's re also
-# matches before a final newline, so a positive "^...\S$" would let "q1\n" through there.
-_IDENTIFIER = {"type": "string", "minLength": 1, "not": {"pattern": r"^\s|\s$"}}
-_TEXT = {"type": "string", "pattern": r"\S"}
+# White space as Python's str.strip() and str.isspace() see it (what the readers check),
+# spelt out: "\s" means another set in ECMA-262 regular expressions (JavaScript validators
+# count U+FEFF and not U+001C-U+001F or U+0085), so the schemas would disagree there.
+_WHITE_SPACE = "\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+# "No white space at either end" as a pattern that must not match: "$" in Python's re also
+# matches before a final newline, so a positive "^...[^ ]$" would let "q1\n" through there.
+_IDENTIFIER = {
+    "type": "string",
+    "minLength": 1,
+    "not": {"pattern": f"^[{_WHITE_SPACE}]|[{_WHITE_SPACE}]$"},
+}
+_TEXT = {"type": "string", "pattern": f"[^{_WHITE_SPACE}]"}
 _STRING_LIST = {"type": "array", "items": _IDENTIFIER}
 _GRADE = {"type": "integer", "minimum": 0, "maximum": MAX_GRADE}
 _OFFSET = {"type": "integer", "minimum": 0}

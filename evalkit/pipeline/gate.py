@@ -101,6 +101,7 @@ def replay_candidate(
     k: int | None = None,
     label: str = GATE_CANDIDATE_LABEL,
     progress: Callable[[int, int], None] | None = None,
+    allow_partial: bool = False,
 ) -> RunOutcome:
     """Replay ``goldset`` against a live candidate and store the run (``evaluate_goldset``,
     without answer scoring), scored on the default measures for ``k`` plus ``measures``.
@@ -109,7 +110,9 @@ def replay_candidate(
     ``settings`` (built only now, closed afterwards). ``k`` defaults to ``settings.k``;
     ``progress`` is called as the replay advances (queries done, total).
     Raises RetrieverError unless every query was answered: a gate never compares a partial
-    run as if it were complete.
+    run as if it were complete. With ``allow_partial`` (the policy's ``failed_as_zero``,
+    under which the comparison counts each failed query as 0) a partial run is kept; a run
+    none of whose queries was answered never is.
     """
     depth = settings.k if k is None else k
     if isinstance(retriever, RetrieverOptions):
@@ -128,7 +131,8 @@ def replay_candidate(
         progress=progress,
         close_retriever=built,
     )
-    if outcome.run.status != "complete":
+    accepted = ("complete", "partial") if allow_partial else ("complete",)
+    if outcome.run.status not in accepted:
         raise RetrieverError(
             f"the candidate run {outcome.run.run_id} is {outcome.run.status}: "
             f"{outcome.run.error}. The gate needs every query answered."
@@ -192,6 +196,7 @@ def gate_against_baseline(
                 k=k,
                 label=label,
                 progress=progress,
+                allow_partial=policy.failed_as_zero,
             )
             replayed, defaults = live.run, live.default_measures
             reference = replayed.run_id

@@ -131,7 +131,7 @@ _KNOWN_FIELDS = frozenset(LOG_FIELDS)
 _MICROSECONDS = 1_000_000
 
 
-_NOT_UTF8 = "not valid JSON (a string is not valid UTF-8)"
+NOT_UTF8 = "not valid JSON (a string is not valid UTF-8)"
 _BOM_NOTE = (
     "not valid JSON (the line starts with a UTF-8 byte order mark; write the log without one)"
 )
@@ -154,7 +154,7 @@ def decode_line(raw: bytes) -> object:
     except msgspec.DecodeError as error:
         raise RecordError(_not_json(raw, error)) from None
     except UnicodeDecodeError:
-        raise RecordError(_NOT_UTF8) from None
+        raise RecordError(NOT_UTF8) from None
 
 
 class RecordBatchBuilder:
@@ -211,7 +211,7 @@ class RecordBatchBuilder:
             self.problems.append((line, _not_json(raw, error)))
             return
         except UnicodeDecodeError:
-            self.problems.append((line, _NOT_UTF8))
+            self.problems.append((line, NOT_UTF8))
             return
         try:
             self._append(record, line)

@@ -67,7 +67,8 @@ def format_log_line(
     """The query id and the encoded log line (ending in ``\\n``) for one query.
 
     ``query_id`` defaults to a random UUID and ``timestamp`` to now. Raises InputError for a
-    value the format cannot hold (empty text, a non-finite latency).
+    value the format cannot hold (empty text, a non-finite latency or score, a result
+    without a doc id): every line it returns is one ``evalkit traffic ingest`` reads.
     """
     if not isinstance(text, str) or not text.strip():
         raise InputError("a logged query needs its non-empty text", field="text")
@@ -96,8 +97,25 @@ def format_log_line(
         if not math.isfinite(latency_ms) or latency_ms < 0:
             raise InputError("must be a finite number of milliseconds >= 0", field="latency_ms")
         record["latency_ms"] = float(latency_ms)
-    encoded = json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
-    return identifier, encoded.encode("utf-8")
+    try:
+        encoded = json.dumps(record, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        raise InputError(
+            "a score is not a finite number (NaN and infinity cannot be written in JSON)",
+            field="results",
+        ) from None
+    line = (encoded + "\n").encode("utf-8")
+    # The line is read back as `evalkit traffic ingest` reads it: a value the reader would
+    # refuse (an empty doc id, a dict result without doc_id) is refused here, where the
+    # caller sees it, instead of the query being lost at ingest.
+    from evalkit.traffic._records import RecordBatchBuilder  # it reads LOG_FIELDS from here
+
+    reader = RecordBatchBuilder()
+    reader.add_line(line, 1)
+    if reader.problems:
+        ((_, problem),) = reader.problems
+        raise InputError(f"the line would not be read back by traffic ingest: {problem}")
+    return identifier, line
 
 
 def log_query(

@@ -49,7 +49,7 @@ import pyarrow as pa
 
 from evalkit.errors import InputError
 from evalkit.store.traffic import commit_ingest_batch
-from evalkit.traffic._records import MAX_TEXT_LENGTH, RECORD_SCHEMA, dedup_text
+from evalkit.traffic._records import MAX_TEXT_LENGTH, NOT_UTF8, RECORD_SCHEMA, dedup_text
 from evalkit.traffic.redaction import Redaction
 
 if TYPE_CHECKING:
@@ -207,6 +207,8 @@ class SpanBatch:
             request = msgspec.json.decode(raw)
         except msgspec.DecodeError as error:
             raise OtlpPayloadError(f"not valid JSON ({error})", line=line) from None
+        except UnicodeDecodeError:
+            raise OtlpPayloadError(NOT_UTF8, line=line) from None
         except RecursionError:
             raise OtlpPayloadError("not valid JSON (nested too deeply)", line=line) from None
         self._add_spans(_json_spans(request, line), line)
