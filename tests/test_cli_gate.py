@@ -352,3 +352,49 @@ def test_a_live_candidate_with_failed_queries_is_refused_or_counted_as_zero(
         server.down = {f"q{q}" for q in range(60)}  # type: ignore[attr-defined]
         assert invoke(["gate", *live, "--failed-as-zero", "--resamples", "500"]) == 3
         assert "is failed" in capsys.readouterr().err
+
+
+_QUALITY_RETRIEVER = """
+from evalkit.records import QueryResult
+from evalkit.retrievers.base import ranked_docs
+
+
+class Graded:
+    def __init__(self, found):
+        self.found = found
+
+    def retrieve(self, queries, k):
+        results = []
+        for query in queries:
+            number = query.id[1:]
+            docs = ([f"rel{number}_{r}" for r in range(self.found)] + ["noise"])[:k]
+            scores = [1.0 / (i + 1) for i in range(len(docs))]
+            results.append(QueryResult(query.id, ranked_docs(docs, scores), 1.0))
+        return results
+
+    def describe(self):
+        return {"kind": "graded", "found": self.found}
+
+
+def make(found=3):
+    return Graded(found)
+"""
+
+
+def test_a_live_candidate_takes_retriever_options_as_run_does(
+    files: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--option KEY=VALUE` reaches a live candidate's factory (ci.md: the same options as
+    `evalkit run`)."""
+    (files / "graded_retriever.py").write_text(_QUALITY_RETRIEVER)
+    monkeypatch.syspath_prepend(str(files))
+    _import_goldset(files / "gs", 40)
+    capsys.readouterr()
+    run = ["run", "--goldset", "g", "--retriever", "graded_retriever:make", "--k", "10"]
+    assert invoke([*run, "--format", "json"]) == 0
+    baseline = json.loads(capsys.readouterr().out)["run_id"]
+    live = ["--baseline", baseline, "--goldset", "g", "--retriever", "graded_retriever:make"]
+    code, data = gate(capsys, *live, "--k", "10", "-m", "recall@10", "--option", "found=1")
+    assert code == 1
+    assert data["decision"] == "regression"
+    assert data["metrics"]["recall@10"]["candidate_mean"] == pytest.approx(1 / 3)

@@ -28,6 +28,7 @@ from evalkit.cli._retriever import (
     ChromaUrl,
     Collection,
     HttpUrl,
+    RetrieverOption,
     RetrieverSpec,
     WhereKey,
     retriever_options,
@@ -421,6 +422,7 @@ def gate(
     k: Annotated[int | None, typer.Option("--k", help="Depth of a live candidate run.")] = None,
     where_key: WhereKey = None,
     allow_model_mismatch: AllowMismatch = False,
+    option: RetrieverOption = None,
     resamples: Resamples = GATE_DEFAULTS.resamples,
     seed: Seed = GATE_DEFAULTS.seed,
     worst: Worst = GATE_DEFAULTS.worst,
@@ -466,6 +468,7 @@ def gate(
         retriever_spec=retriever_spec,
         where_key=where_key,
         allow_model_mismatch=allow_model_mismatch,
+        options=option,
     )
     named_live = bool(collection or chroma_url or http_retriever or retriever_spec)
     if named_live and candidate is not None:
