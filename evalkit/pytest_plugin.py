@@ -9,7 +9,7 @@ so the decision, the JUnit XML and the Markdown summary are those of ``evalkit g
         evalkit_gate(
             goldset="goldsets/demo",              # goldset files, or a stored goldset's name
             retriever="mysearch:make",            # any --retriever spec, a URL, or an object
-            baseline="retrieval-baseline.run",    # a TREC run file, or a stored run id
+            baseline="retrieval-baseline.run",    # a TREC run file, run export or run id
             measures=["ndcg@10"],
             min_effect=0.01,
         )
@@ -92,7 +92,9 @@ class GateSpec:
     ``topics`` as there) or the name of a goldset in the store, told apart as ``evalkit run
     --goldset`` does (``evalkit.pipeline.resolve_goldset``: a value with a path separator is a
     path, a bare word a stored name first). ``baseline``: a TREC run file
-    (written from the candidate when it does not exist yet) or a stored run id.
+    (written from the candidate when it does not exist yet), a run export (a directory
+    ``evalkit runs export RUN --format parquet`` wrote: imported, with its provenance and
+    probable causes) or a stored run id.
     ``retriever``: a ``--retriever`` spec (a kind, a plug-in's name or ``module:factory``),
     an HTTP endpoint's URL, ``RetrieverOptions``, or a ready retriever object (an evalkit
     retriever, a LangChain or LlamaIndex one); None uses ``collection`` / ``chroma_url`` /
@@ -498,13 +500,18 @@ class EvalkitGate:
                 f"{FIXTURE} needs baseline=: a TREC run file (written from the candidate on "
                 "the first run) or a stored run id"
             )
+        from evalkit.store.export import is_run_export
+
         path = self._path(spec.baseline)
-        if path.is_file():
-            return str(path), None
+        if path.is_file() or is_run_export(path):
+            return str(path), None  # a run export is imported, as `evalkit gate` does
         if isinstance(spec.baseline, str) and _RUN_ID.match(spec.baseline):
             return spec.baseline, None
         if path.exists():
-            raise ConfigError(f"baseline {path} is not a file; give a TREC run file")
+            raise ConfigError(
+                f"baseline {path} is neither a TREC run file nor a run export "
+                "(`evalkit runs export RUN --format parquet`)"
+            )
         return str(path), path
 
     def _record(self, verdict: str, detail: str) -> None:

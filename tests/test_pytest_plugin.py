@@ -5,6 +5,7 @@ file, and test files that use the plugin as its users would."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -271,6 +272,33 @@ def test_a_regression_fails_the_test_with_the_reports_of_evalkit_gate(
     assert suite.get("failures") == "1"
     assert "**Gate: REGRESSION**" in markdown
     assert "rel0\\_0" in markdown
+
+
+def test_a_run_export_is_a_baseline_as_for_evalkit_gate(
+    project: pytest.Pytester, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """ci.md recommends a run export as the CI baseline (it carries the provenance): the
+    fixture takes one, as `evalkit gate --baseline` does, instead of refusing a folder."""
+    run = ["run", "--goldset", "goldset", "--retriever", "mysearch:make", "--format", "json"]
+    assert invoke(run) == 0, capsys.readouterr().err
+    run_id = json.loads(capsys.readouterr().out)["run_id"]
+    export = ["runs", "export", run_id, "--format", "parquet", "--output", "main-export"]
+    assert invoke(export) == 0, capsys.readouterr().err
+    user_tests(
+        project,
+        """
+        def test_against_the_export(evalkit_gate):
+            outcome = evalkit_gate(baseline="main-export", retriever="mysearch:make")
+            assert outcome.decision == "pass"
+
+
+        def test_a_regression_against_the_export(evalkit_gate):
+            evalkit_gate(baseline="main-export", retriever="mysearch:make_worse")
+        """,
+    )
+    result = project.runpytest_inprocess("-rA")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*REGRESSION test_retrieval.py::test_a_regression_against*"])
 
 
 def test_every_gate_writing_to_one_path_is_in_its_reports(project: pytest.Pytester) -> None:
