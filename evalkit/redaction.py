@@ -34,6 +34,7 @@ __all__ = [
     "conninfo_secrets",
     "http_url_problem",
     "is_secret_name",
+    "mask_in_text",
     "mask_url",
     "option_secrets",
     "redact",
@@ -156,7 +157,16 @@ def _secrets_in(key: str, value: object, *, secret: bool, from_env: bool) -> set
         return {held, *url_secrets(held)} if held else set()
     if secret:
         return {value}
-    return url_secrets(value) if "://" in value else set()
+    return conninfo_secrets(value) if "://" in value or "password" in value else set()
+
+
+def mask_in_text(value: str) -> str:
+    """``value`` with the secrets a setting's text can carry masked: a URL's userinfo and
+    secret query values (``mask_url``) and a libpq ``password=...`` (``host=h password=***``)."""
+    masked = mask_url(value) if "://" in value else value
+    return _CONNINFO_PASSWORD.sub(
+        lambda found: found.group(0)[: found.start(1) - found.start(0)] + MASK, masked
+    )
 
 
 def conninfo_secrets(dsn: str) -> set[str]:

@@ -730,20 +730,27 @@ def test_secret_options_are_masked_in_errors_and_in_what_the_run_records(
     (tmp_path / f"{module}.py").write_text(
         "class R:\n"
         "    def retrieve(self, queries, k):\n        return []\n"
-        "def make(dsn, token, fail=False):\n"
+        "def make(dsn, token, conn='', fail=False):\n"
         "    if fail:\n"
-        "        raise ConnectionError(f'cannot reach {dsn} with {token}')\n"
+        "        raise ConnectionError(f'cannot reach {dsn} or {conn} with {token}')\n"
         "    return R()\n"
     )
     monkeypatch.chdir(tmp_path)
-    options = {"dsn": "postgresql://rag:hunter2secret@db.internal/rag", "token": "tok-abcdef123"}
+    options = {
+        "dsn": "postgresql://rag:hunter2secret@db.internal/rag",
+        "token": "tok-abcdef123",
+        # libpq's key=value form: configuration.md promises its password masked too
+        "conn": "host=db.internal user=bob password=KvSecret777 port=5432",
+    }
     table = settings.retriever.model_copy(update={"factory": f"{module}:make", "options": options})
     configured = settings.model_copy(update={"retriever": table})
     built = build_retriever(RetrieverOptions(), configured)
     assert built.describe()["options"] == {
         "dsn": "postgresql://db.internal/rag",
         "token": "***",
+        "conn": "host=db.internal user=bob password=*** port=5432",
     }
+    assert "KvSecret777" not in json.dumps(built.describe())
     with pytest.raises(RetrieverError) as raised:  # a ConnectionError: cannot be reached
         build_retriever(
             RetrieverOptions(retriever=f"{module}:make", factory_options={**options, "fail": True}),
@@ -753,6 +760,7 @@ def test_secret_options_are_masked_in_errors_and_in_what_the_run_records(
     assert "ConnectionError: cannot reach" in shown
     assert "hunter2secret" not in shown
     assert "tok-abcdef123" not in shown
+    assert "KvSecret777" not in shown
 
 
 def test_a_factory_retriever_is_checked_before_a_run_and_closed_when_the_check_fails(

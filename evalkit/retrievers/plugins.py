@@ -41,7 +41,7 @@ from evalkit.config import Settings
 from evalkit.embedding import ModelFingerprint
 from evalkit.errors import ConfigError, EvalkitError, RetrieverError
 from evalkit.records import Query, QueryResult
-from evalkit.redaction import MASK, is_secret_name, mask_url, option_secrets, register_secrets
+from evalkit.redaction import MASK, is_secret_name, mask_in_text, option_secrets, register_secrets
 from evalkit.retrievers.base import (
     IndexSize,
     Retriever,
@@ -361,7 +361,7 @@ def _recorded_option(key: str, value: object) -> object:
     if is_secret_name(key):
         return MASK
     if isinstance(value, str):
-        return mask_url(value) if "://" in value else value
+        return mask_in_text(value)
     if value is None or isinstance(value, bool | int | float):
         return value
     if isinstance(value, Sequence):
