@@ -96,6 +96,31 @@ class Down(Answers):
 
 def check_refused():
     return Down(lambda queries: [])
+
+
+def _first_demo_doc(queries):
+    return [
+        QueryResult(query_id=q.id, docs=ranked_docs(["d0001"], [1.0]), latency_ms=1.0)
+        for q in queries
+    ]
+
+
+class BrokenDescribe(Answers):
+    def describe(self):
+        raise RuntimeError("describe broke")
+
+
+def describe_raises():
+    return BrokenDescribe(_first_demo_doc)
+
+
+class BrokenClose(Answers):
+    def close(self):
+        raise RuntimeError("close failed")
+
+
+def close_raises():
+    return BrokenClose(_first_demo_doc)
 '''
 
 
@@ -215,3 +240,19 @@ def test_what_counts_as_unreachable() -> None:
     assert not unreachable(ValueError("bad option"))
     assert not unreachable(TypeError("make() got an unexpected keyword argument 'x'"))
     assert not unreachable(KeyError("index"))
+
+
+def test_a_describe_that_raises_exits_3_naming_the_factory(project: Path) -> None:
+    said = refused(project, "describe_raises", code=3, error="RetrieverError")
+    assert "retriever factory 'hooks:describe_raises': describe() raised RuntimeError" in said
+    assert "Traceback" not in said
+
+
+def test_a_close_that_raises_after_the_run_is_stored_is_a_warning(project: Path) -> None:
+    """close() comes after the run is stored: it used to turn a complete run into a
+    traceback and exit 1."""
+    code, said, data = run(project, "close_raises")
+    assert code == 0, said
+    assert data["status"] == "complete"
+    assert "close() raised RuntimeError: close failed; what was stored stands" in said
+    assert "Traceback" not in said

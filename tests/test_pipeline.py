@@ -115,6 +115,40 @@ def test_documents_returned_twice_count_once_at_their_best_rank(store: Store) ->
     assert run_results(store, run.run_id).query("query_id == 'q2'")["rank"].tolist() == [1, 2]
 
 
+class _Overflowing(ListRetriever):
+    """Ignores k (a hook that forgot to cut), and gives q3 a NaN score."""
+
+    def retrieve(self, queries: Sequence[Query], k: int) -> list[QueryResult]:
+        results = []
+        for query in queries:
+            ranked = [f"n{i}" for i in range(k + 20)] + self.rankings.get(query.id, [])
+            score = float("nan") if query.id == "q3" else 1.0
+            docs = tuple(ScoredDoc(d, score - i * 0.01, i + 1) for i, d in enumerate(ranked))
+            results.append(QueryResult(query.id, docs, 1.0))
+        return results
+
+
+def test_results_past_k_are_cut_and_a_non_finite_score_fails_its_query(store: Store) -> None:
+    """retrieve() returns at most k documents (the protocol): more were stored and scored,
+    recall@100 of a k=10 run counting documents at rank 30. A NaN score failed the whole
+    run with a store error; it is that query's error."""
+    outcome = evaluate_goldset(
+        store,
+        goldset(),
+        _Overflowing(RANKINGS),
+        GoldsetRunRequest(k=10, measures=("recall@10",)),
+    )
+    run = outcome.run
+    assert run.status == "partial"
+    assert run.aggregates["recall@10"] == 0.0  # the relevant ones came after rank 10
+    stored = run_results(store, run.run_id)
+    assert stored.groupby("query_id").size().max() == 10
+    replayed = run_queries(store, run.run_id).set_index("query_id")
+    assert (
+        "document 'n0' has score nan; scores must be finite numbers" in replayed.loc["q3", "error"]
+    )
+
+
 def test_failed_queries_make_a_partial_run_left_out_of_averages(store: Store) -> None:
     outcome = evaluate_goldset(
         store,

@@ -8,6 +8,7 @@ with the error, and the run carries on, so one outage window shows up as failed 
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -105,7 +106,7 @@ def replay(
         began = time.perf_counter()
         try:
             answered = retriever.retrieve(batch, k)
-            batch_results = _check_answer(batch, answered)
+            batch_results = _check_answer(batch, answered, k)
         except ConfigError:  # a broken adapter (another return type): every batch would fail
             raise
         except Exception as error:  # any adapter fault becomes per-query errors
@@ -138,8 +139,33 @@ def results_frame(results: Sequence[QueryResult]) -> pd.DataFrame:
     )
 
 
-def _check_answer(batch: list[Query], answered: object) -> list[QueryResult]:
-    return [_without_repeats(result) for result in checked_results(batch, answered)]
+def _check_answer(batch: list[Query], answered: object, k: int) -> list[QueryResult]:
+    return [
+        _with_finite_scores(_within_k(_without_repeats(result), k))
+        for result in checked_results(batch, answered)
+    ]
+
+
+def _within_k(result: QueryResult, k: int) -> QueryResult:
+    """At most ``k`` documents, the best-ranked (the protocol's "at most k"): scored deeper,
+    a retriever that returns more would inflate every measure cut below its count."""
+    if len(result.docs) <= k:
+        return result
+    return replace(result, docs=tuple(sorted(result.docs, key=lambda doc: doc.rank)[:k]))
+
+
+def _with_finite_scores(result: QueryResult) -> QueryResult:
+    """The result, or the query failed when a score is not a finite number: metrics rank by
+    score, and NaN has no place in a ranking (nor in the store)."""
+    bad = next((doc for doc in result.docs if not math.isfinite(doc.score)), None)
+    if bad is None:
+        return result
+    return replace(
+        result,
+        docs=(),
+        error=f"MalformedResults: document {bad.doc_id!r} has score {bad.score}; scores must "
+        "be finite numbers",
+    )
 
 
 def _without_repeats(result: QueryResult) -> QueryResult:

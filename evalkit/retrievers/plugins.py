@@ -452,8 +452,17 @@ class PluginRetriever:
             raise
 
     def describe(self) -> dict[str, Any]:
-        """The adapted retriever's description, with the factory it came from."""
-        inner = dict(self.retriever.describe())
+        """The adapted retriever's description, with the factory it came from; whatever
+        else than an evalkit error its ``describe()`` raises is a RetrieverError naming the
+        factory (the run records the description before it replays anything)."""
+        try:
+            inner = dict(self.retriever.describe())
+        except EvalkitError:
+            raise
+        except Exception as error:  # the user's code may raise anything; say whose it was
+            raise RetrieverError(
+                f"{self.source.label}: describe() raised {describe_exception(error)}"
+            ) from error
         made = type(self.made)
         description: dict[str, Any] = {
             **inner,
@@ -499,5 +508,13 @@ class PluginRetriever:
         _call_if_present(self.retriever, "verify_model")
 
     def close(self) -> None:
-        """Close the adapted retriever, when it can be closed."""
-        _call_if_present(self.retriever, "close")
+        """Close the adapted retriever, when it can be closed. A ``close()`` that raises is
+        logged, not raised: it comes after the run is stored, whose outcome stands."""
+        try:
+            _call_if_present(self.retriever, "close")
+        except Exception as error:  # the user's code may raise anything; say whose it was
+            logger.warning(
+                "%s: close() raised %s; what was stored stands",
+                self.source.label,
+                describe_exception(error),
+            )
