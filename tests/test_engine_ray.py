@@ -415,6 +415,46 @@ def test_the_engine_without_ray_names_the_extra(
     assert "evalkit-retrieval[ray]" in str(caught.value)
 
 
+def test_qdrant_s_local_store_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    """Qdrant's local mode locks its folder for one client; every actor opens its own, so
+    the run could only fail, with actors dying one after the other."""
+    settings = _settings(tmp_path)
+    local = settings.model_copy(
+        update={
+            "retriever": settings.retriever.model_copy(
+                update={
+                    "kind": "qdrant",
+                    "qdrant": settings.retriever.qdrant.model_copy(
+                        update={"path": tmp_path / "qdrant", "collection": "docs"}
+                    ),
+                }
+            )
+        }
+    )
+    with pytest.raises(ConfigError, match="cannot search Qdrant's local store"):
+        RayEngine(RetrieverOptions(), local)
+    RayEngine(RetrieverOptions(http_url="http://127.0.0.1:9/search"), local)  # another kind
+
+
+def test_what_ray_writes_on_standard_output_goes_to_standard_error() -> None:
+    """Ray's core reports failed tasks on file descriptor 1: a `--format json` command's
+    standard output must hold its JSON alone."""
+    probe = (
+        "import os, sys\n"
+        "from evalkit.engines.ray_actors import _stdout_on_stderr\n"
+        "with _stdout_on_stderr():\n"
+        "    os.write(1, b'(raylet) Task failed\\n')\n"
+        "    print('printed inside')\n"
+        "print('{\"json\": 1}')\n"
+    )
+    shown = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert shown.stdout == '{"json": 1}\n'
+    assert "(raylet) Task failed" in shown.stderr
+    assert "printed inside" in shown.stderr
+
+
 def test_help_and_the_local_engine_do_not_import_ray() -> None:
     probe = (
         "import sys\n"

@@ -101,6 +101,17 @@ class RayEngine:
             )
         # A missing extra is refused before anything is read or replayed.
         require("ray", "the Ray engine (--engine ray)")
+        qdrant = self.settings.retriever.qdrant
+        local_qdrant = qdrant.path is not None and not qdrant.url
+        if local_qdrant and self.retriever.resolved_kind(self.settings) == "qdrant":
+            # Qdrant's local mode locks its folder for one client: every actor (and the
+            # driver) opens its own, so all but one would fail after the replay started.
+            raise ConfigError(
+                f"--engine ray cannot search Qdrant's local store ({qdrant.path}): one process "
+                "at a time may open it, and every Ray actor opens its own retriever. Serve "
+                "the collection with a Qdrant server ([retriever.qdrant] url), or replay with "
+                "--engine local"
+            )
 
     def shard_dir(self, run_id: str) -> Path:
         """The directory the shards of run ``run_id`` are written to."""

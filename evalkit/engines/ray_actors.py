@@ -33,6 +33,7 @@ import hashlib
 import logging
 import os
 import re
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -335,20 +336,43 @@ def connected(address: str | None) -> Iterator[None]:
         return
     target = address or os.environ.get("RAY_ADDRESS")
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
-    if target:
-        ray.init(address=target, logging_level=logging.WARNING, log_to_driver=False)
-    else:
-        ray.init(
-            address="local",
-            include_dashboard=False,
-            logging_level=logging.WARNING,
-            log_to_driver=False,
-            runtime_env={"env_vars": WORKER_ENV},
-        )
+    with _stdout_on_stderr():
+        if target:
+            ray.init(address=target, logging_level=logging.WARNING, log_to_driver=False)
+        else:
+            ray.init(
+                address="local",
+                include_dashboard=False,
+                logging_level=logging.WARNING,
+                log_to_driver=False,
+                runtime_env={"env_vars": WORKER_ENV},
+            )
+        try:
+            yield
+        finally:
+            ray.shutdown()
+
+
+@contextlib.contextmanager
+def _stdout_on_stderr() -> Iterator[None]:
+    """What is written to standard output during the block goes to standard error: Ray's
+    core reports a failed task on the process's standard output (its file descriptor, not
+    ``sys.stdout``), where a command's `--format json` output goes. evalkit writes nothing
+    there while it replays (progress is on standard error)."""
     try:
+        sys.stdout.flush()
+        saved = os.dup(1)
+    except (OSError, ValueError):  # no file descriptor 1 (a closed or replaced stdout)
+        yield
+        return
+    try:
+        os.dup2(2, 1)
         yield
     finally:
-        ray.shutdown()
+        with contextlib.suppress(OSError, ValueError):
+            sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 @contextlib.contextmanager
