@@ -32,7 +32,7 @@ from postgres_server import (  # noqa: F401
 
 from evalkit.config import DistanceMetric, EmbedderKind, PgvectorSettings, SearchMode, Settings
 from evalkit.embedding import Embedder, ModelFingerprint, load_embedder
-from evalkit.errors import ConfigError, RetrieverError
+from evalkit.errors import CollectionNotFoundError, ConfigError, RetrieverError
 from evalkit.goldset import Goldset, iter_corpus, load_goldset
 from evalkit.metrics import Evaluator, parse_measures
 from evalkit.records import Query, QueryResult
@@ -394,7 +394,9 @@ def test_a_model_of_the_same_dimension_is_told_apart_by_re_embedded_rows(demo: D
 
 
 def test_a_missing_table_or_column_is_named_with_what_exists(demo: Demo) -> None:
-    with pytest.raises(RetrieverError, match=r"'nowhere' does not exist.*public.demo_hnsw"):
+    with pytest.raises(
+        CollectionNotFoundError, match=r"'nowhere' does not exist.*public.demo_hnsw"
+    ):
         PgvectorRetriever(demo.settings("nowhere"), demo.embedder)
     with pytest.raises(RetrieverError, match=r"no column 'chunk_id' \(id_column\).*doc_id"):
         PgvectorRetriever(demo.settings(id_column="chunk_id"), demo.embedder)

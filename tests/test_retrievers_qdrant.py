@@ -30,7 +30,7 @@ from evalkit_process import fresh_env, run_evalkit, write_retriever_config
 from qdrant_client import QdrantClient, models
 
 from evalkit.config import QdrantSettings
-from evalkit.errors import ConfigError, RetrieverError
+from evalkit.errors import CollectionNotFoundError, ConfigError, RetrieverError
 from evalkit.records import Query
 from evalkit.retrievers.qdrant import QdrantRetriever
 
@@ -139,7 +139,7 @@ def test_a_point_without_the_id_field_fails_its_query_naming_it(store: Path) -> 
 
 
 def test_wrong_collections_and_dimensions_are_refused_up_front(store: Path, tmp_path: Path) -> None:
-    with pytest.raises(RetrieverError, match=r"no collection 'missing' \(it has: demo"):
+    with pytest.raises(CollectionNotFoundError, match=r"no collection 'missing' \(it has: demo"):
         retriever(store, "missing")
     client = QdrantClient(path=str(tmp_path / "small"))
     client.create_collection(
@@ -148,6 +148,16 @@ def test_wrong_collections_and_dimensions_are_refused_up_front(store: Path, tmp_
     client.close()
     with pytest.raises(RetrieverError, match="8-dimensional"):
         retriever(tmp_path / "small", "small")
+    client = QdrantClient(path=str(tmp_path / "named"))
+    client.create_collection(
+        "named",
+        vectors_config={"dense": models.VectorParams(size=384, distance=models.Distance.COSINE)},
+    )
+    client.close()
+    with pytest.raises(ConfigError, match=r"named vectors \(dense\): set vector_name"):
+        retriever(tmp_path / "named", "named")
+    with pytest.raises(ConfigError, match=r"vector_name 'sparse' is none of them"):
+        retriever(tmp_path / "named", "named", vector_name="sparse")
     with pytest.raises(ConfigError, match=r"url .* or path"):
         QdrantRetriever(QdrantSettings(collection="demo"), minilm())
 

@@ -30,7 +30,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from evalkit.config import DistanceMetric, PgvectorSettings, SearchMode
 from evalkit.embedding import ModelFingerprint, TextEmbedder, prefetch_queries
-from evalkit.errors import ConfigError, RetrieverError
+from evalkit.errors import CollectionNotFoundError, ConfigError, RetrieverError
 from evalkit.records import Query, QueryResult
 from evalkit.redaction import register_secrets, url_secrets
 from evalkit.retrievers.base import (
@@ -225,7 +225,7 @@ class PgvectorRetriever(ClosesOnExit):
             (qualified,),
         ).fetchone()
         if found is None:
-            raise RetrieverError(
+            raise CollectionNotFoundError(
                 f"table {self._settings.table!r} does not exist in database "
                 f"{conn.info.dbname!r} ({self._where()}) or is not visible to user "
                 f"{conn.info.user!r}; {self._vector_tables_hint(conn)}"

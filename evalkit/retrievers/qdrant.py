@@ -37,7 +37,7 @@ from qdrant_client import QdrantClient, models
 
 from evalkit.config import QdrantSettings
 from evalkit.embedding import ModelFingerprint, TextEmbedder, prefetch_queries
-from evalkit.errors import ConfigError, RetrieverError
+from evalkit.errors import CollectionNotFoundError, ConfigError, RetrieverError
 from evalkit.records import Query, QueryResult
 from evalkit.redaction import mask_url, register_secrets
 from evalkit.retrievers.base import (
@@ -116,7 +116,7 @@ class QdrantRetriever(ClosesOnExit):
             exists = self._client.collection_exists(self._collection)
             if not exists:
                 found = ", ".join(c.name for c in self._client.get_collections().collections)
-                raise RetrieverError(
+                raise CollectionNotFoundError(
                     f"Qdrant at {self._where} has no collection {self._collection!r} "
                     f"(it has: {found or 'none'})"
                 )
@@ -136,9 +136,10 @@ class QdrantRetriever(ClosesOnExit):
             name = self._settings.vector_name
             if name is None or name not in vectors:
                 self.close()
+                what = "set vector_name" if name is None else f"vector_name {name!r} is none"
                 raise ConfigError(
                     f"Qdrant collection {self._collection!r} has named vectors "
-                    f"({', '.join(sorted(vectors))}): set vector_name in [retriever.qdrant]"
+                    f"({', '.join(sorted(vectors))}): {what} of them in [retriever.qdrant]"
                 )
             params = vectors[name]
         elif vectors is None:
