@@ -334,6 +334,21 @@ def test_a_promoted_traffic_draft_is_queued_with_the_retrievers_doubt_and_the_tr
     assert [q.item.priority for q in queue] == sorted(
         (q.item.priority for q in queue), reverse=True
     )
+    assert all(d.text == "" for q in queue for d in q.item.documents)
+
+    # The draft names documents by id only: with the corpus, reviewers read their texts.
+    corpus = tmp_path / "corpus.jsonl"
+    write_lines(corpus, [{"id": f"d{n}", "text": f"passage {n}"} for n in range(1, 9)])
+    with Store.open(tmp_path / "evalkit.duckdb") as store:
+        again = ingest_draft(store, draft, goldset="support", texts=CorpusTexts(corpus))
+        assert again.counts.updated == len(candidates)  # unreviewed: refreshed with texts
+        texts = {
+            d.doc_id: d.text
+            for q in review_queue(store, goldset="support")
+            for d in q.item.documents
+        }
+    assert texts["d5"] == "passage 5"
+    assert texts["d6"] == "passage 6"
 
 
 def test_a_malformed_draft_is_refused_by_file_line_and_field_and_nothing_is_queued(
@@ -387,6 +402,21 @@ def test_a_goldset_name_publish_could_never_take_is_refused_before_anything_is_q
     assert not out.exists()
     with Store.open(evalkit_home / "evalkit.duckdb") as store:
         assert list_items(store) == []
+
+
+def test_review_add_reads_texts_from_corpus_or_collection_not_both(
+    evalkit_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    draft = write_generated_draft(tmp_path / "draft")
+    corpus = tmp_path / "corpus.jsonl"
+    write_lines(corpus, [{"id": "tay-1", "text": "another passage"}])
+    both = ["--corpus", str(corpus), "--collection", "docs"]
+    assert invoke(["review", "add", str(draft), "--goldset", "tay", *both]) == 2
+    assert "not both" in capsys.readouterr().err
+    assert invoke(["review", "add", str(draft), "--goldset", "tay", "--corpus", str(corpus)]) == 0
+    with Store.open(evalkit_home / "evalkit.duckdb") as store:
+        texts = {d.doc_id: d.text for q in list_items(store) for d in q.item.documents}
+    assert texts["tay-1"] == "It fell in a storm in 1879."  # the draft's own texts stay
 
 
 def test_a_draft_query_id_that_is_another_query_of_the_goldset_is_refused(tmp_path: Path) -> None:

@@ -4,7 +4,8 @@ groups."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -12,14 +13,21 @@ from evalkit.cli._app import CONTEXT, app
 from evalkit.cli._output import OutputFormat
 from evalkit.records.requests import MAX_SEED
 
+if TYPE_CHECKING:
+    from evalkit.pipeline import DocumentTexts
+
 __all__ = [
     "Format",
     "Output",
     "OutputOnly",
     "TextsChromaUrl",
+    "TextsCollection",
+    "TextsCorpus",
     "command_group",
     "corpus_for",
+    "document_texts",
     "max_judgments_with",
+    "optional_document_texts",
     "seed_option",
 ]
 
@@ -47,6 +55,61 @@ TextsChromaUrl = Annotated[
     str | None, typer.Option("--chroma-url", help="With --collection: a Chroma server's URL.")
 ]
 """The ``--chroma-url`` of a command that reads documents' texts from a ``--collection``."""
+
+
+TextsCorpus = Annotated[
+    Path | None,
+    typer.Option(
+        "--corpus",
+        help="The corpus the documents were indexed from (JSONL, BEIR or TREC), for their "
+        "texts; or give --collection.",
+        exists=True,
+    ),
+]
+"""The ``--corpus`` of a command that reads documents' texts (judging, review)."""
+
+TextsCollection = Annotated[
+    str | None,
+    typer.Option(
+        "--collection",
+        help="The Chroma collection that holds the documents' texts (embedded under the "
+        "home, or at --chroma-url); instead of --corpus.",
+    ),
+]
+"""The ``--collection`` of a command that reads documents' texts (judging, review)."""
+
+
+def optional_document_texts(
+    corpus: Path | None, collection: str | None, chroma_url: str | None = None
+) -> DocumentTexts | None:
+    """Where a command reads documents' texts: the corpus file or the collection (not both:
+    a ConfigError), or None when neither is given."""
+    from evalkit.cli._output import settings
+    from evalkit.errors import ConfigError
+    from evalkit.pipeline import CollectionTexts, CorpusTexts
+
+    if corpus is not None and collection is not None:
+        raise ConfigError("give the documents' texts by --corpus or by --collection, not both")
+    if corpus is not None:
+        return CorpusTexts(corpus)
+    if collection is not None:
+        return CollectionTexts(settings(), collection, chroma_url)
+    return None
+
+
+def document_texts(
+    corpus: Path | None, collection: str | None, chroma_url: str | None = None
+) -> DocumentTexts:
+    """``optional_document_texts`` for a command that needs the texts: one of the two."""
+    from evalkit.errors import ConfigError
+
+    texts = optional_document_texts(corpus, collection, chroma_url)
+    if texts is None:
+        raise ConfigError(
+            "name where the documents' texts are: --corpus FILE (the corpus the index was "
+            "built from) or --collection NAME (the Chroma collection holding them), one of two"
+        )
+    return texts
 
 
 def corpus_for(texts: str) -> Any:

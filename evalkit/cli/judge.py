@@ -8,7 +8,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from evalkit.cli._options import Format, TextsChromaUrl, command_group, seed_option
+from evalkit.cli._options import (
+    Format,
+    TextsChromaUrl,
+    TextsCollection,
+    TextsCorpus,
+    command_group,
+    document_texts,
+    seed_option,
+)
 from evalkit.cli._output import (
     OutputFormat,
     console,
@@ -44,7 +52,6 @@ if TYPE_CHECKING:
 __all__ = [
     "agreement_line",
     "build_assessor",
-    "document_texts",
     "judge_app",
     "print_holes",
     "print_window_estimate",
@@ -59,23 +66,6 @@ judge_app = command_group(
     "judgments.",
 )
 
-Corpus = Annotated[
-    Path | None,
-    typer.Option(
-        "--corpus",
-        help="The corpus the documents were indexed from (JSONL, BEIR or TREC), for their "
-        "texts; or give --collection.",
-        exists=True,
-    ),
-]
-TextsCollection = Annotated[
-    str | None,
-    typer.Option(
-        "--collection",
-        help="The Chroma collection that holds the documents' texts (embedded under the "
-        "home, or at --chroma-url); instead of --corpus.",
-    ),
-]
 MaxJudgments = Annotated[
     int | None,
     typer.Option(
@@ -96,23 +86,6 @@ Depth = Annotated[int, typer.Option("--k", min=1, help="Depth of each ranking ju
 TrafficRunId = Annotated[
     str, typer.Argument(help="A traffic replay run (a unique prefix is enough).")
 ]
-
-
-def document_texts(
-    corpus: Path | None, collection: str | None, chroma_url: str | None = None
-) -> DocumentTexts:
-    """Where a judging command reads document texts: the corpus file or the collection."""
-    from evalkit.errors import ConfigError
-    from evalkit.pipeline import CollectionTexts, CorpusTexts
-
-    if (corpus is None) == (collection is None):
-        raise ConfigError(
-            "name where the documents' texts are: --corpus FILE (the corpus the index was "
-            "built from) or --collection NAME (the Chroma collection holding them), one of two"
-        )
-    if corpus is not None:
-        return CorpusTexts(corpus)
-    return CollectionTexts(settings(), str(collection), chroma_url)
 
 
 def texts_to_judge(
@@ -169,7 +142,7 @@ def agreement(
     goldset: Annotated[
         str, typer.Option("--goldset", help="The stored goldset whose judgments are compared.")
     ],
-    corpus: Corpus = None,
+    corpus: TextsCorpus = None,
     collection: TextsCollection = None,
     chroma_url: TextsChromaUrl = None,
     sample: Annotated[
@@ -261,7 +234,7 @@ def _interval(value: float | None, low: float | None, high: float | None) -> str
 @judge_app.command("holes")
 def holes(
     run_id: Annotated[str, typer.Argument(help="A goldset run (a unique prefix is enough).")],
-    corpus: Corpus = None,
+    corpus: TextsCorpus = None,
     collection: TextsCollection = None,
     chroma_url: TextsChromaUrl = None,
     k: Depth = JUDGING_DEFAULTS.k,
@@ -425,7 +398,7 @@ def print_window_judging(outcome: WindowJudging) -> None:
 @judge_app.command("traffic")
 def traffic(
     run_id: TrafficRunId,
-    corpus: Corpus = None,
+    corpus: TextsCorpus = None,
     collection: TextsCollection = None,
     chroma_url: TextsChromaUrl = None,
     k: Depth = JUDGING_DEFAULTS.k,

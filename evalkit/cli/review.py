@@ -13,14 +13,19 @@ from typing import Annotated
 import typer
 
 from evalkit.cli._app import review_app
-from evalkit.cli._options import Output, TextsChromaUrl
+from evalkit.cli._options import (
+    Output,
+    TextsChromaUrl,
+    TextsCollection,
+    TextsCorpus,
+    optional_document_texts,
+)
 from evalkit.cli._output import (
     OutputFormat,
     console,
     emit_json,
     key_values,
     print_listing,
-    settings,
     table,
 )
 from evalkit.cli._store import CommandStore
@@ -59,18 +64,24 @@ def add(
             "--goldset", help="The goldset the items are for (default: the folder's name)."
         ),
     ] = None,
+    corpus: TextsCorpus = None,
+    collection: TextsCollection = None,
+    chroma_url: TextsChromaUrl = None,
     output: Output = OutputFormat.table,
 ) -> None:
     """Queue every query of a draft folder for review.
 
     A malformed draft is refused with every problem's file, line and field, and nothing is
-    queued. Queuing a draft again keeps the items' reviews.
+    queued. Queuing a draft again keeps the items' reviews. A draft of promoted traffic
+    names its documents without their texts: give --corpus or --collection for the
+    reviewers to read them.
 
-    Example: evalkit review add drafts/window-2026-11-20 --goldset support
+    Example: evalkit review add drafts/window-2026-11-20 --goldset support --collection support
     """
     from evalkit.pipeline import ingest_draft
 
-    outcome = ingest_draft(CommandStore("review add"), directory, goldset=goldset)
+    texts = optional_document_texts(corpus, collection, chroma_url)
+    outcome = ingest_draft(CommandStore("review add"), directory, goldset=goldset, texts=texts)
     if output is OutputFormat.json:
         emit_json(outcome.to_dict())
         return
@@ -99,19 +110,8 @@ def disagreements(
             "disagrees (graded goldsets).",
         ),
     ] = DISAGREEMENT_DEFAULTS.min_gap,
-    corpus: Annotated[
-        Path | None,
-        typer.Option(
-            "--corpus",
-            exists=True,
-            help="The corpus the documents were indexed from, for their texts (the judged "
-            "pool keeps none); or give --collection.",
-        ),
-    ] = None,
-    collection: Annotated[
-        str | None,
-        typer.Option("--collection", help="The Chroma collection holding the documents' texts."),
-    ] = None,
+    corpus: TextsCorpus = None,
+    collection: TextsCollection = None,
     chroma_url: TextsChromaUrl = None,
     output: Output = OutputFormat.table,
 ) -> None:
@@ -122,17 +122,10 @@ def disagreements(
 
     Example: evalkit review disagreements --goldset scifact --assessor gpt-4o-mini@v1
     """
-    from evalkit.errors import ConfigError
-    from evalkit.pipeline import CollectionTexts, CorpusTexts, DocumentTexts, queue_disagreements
+    from evalkit.pipeline import queue_disagreements
     from evalkit.records.review import DisagreementRequest
 
-    if corpus is not None and collection is not None:
-        raise ConfigError("give the documents' texts by --corpus or by --collection, not both")
-    texts: DocumentTexts | None = None
-    if corpus is not None:
-        texts = CorpusTexts(corpus)
-    elif collection is not None:
-        texts = CollectionTexts(settings(), collection, chroma_url)
+    texts = optional_document_texts(corpus, collection, chroma_url)
 
     request = DisagreementRequest(
         assessors=tuple(assessor or ()),

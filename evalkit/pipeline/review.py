@@ -24,6 +24,7 @@ others, whatever their priority.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -156,13 +157,19 @@ def _check_against_goldset(draft: Draft, current: Goldset | None) -> None:
 
 
 def ingest_draft(
-    access: WriterAccess, directory: Path | str, *, goldset: str | None = None
+    access: WriterAccess,
+    directory: Path | str,
+    *,
+    goldset: str | None = None,
+    texts: DocumentTexts | None = None,
 ) -> QueueOutcome:
     """Queue every query of the draft folder ``directory`` (promoted traffic or generated
     questions, ``evalkit.goldset.drafts``) for goldset ``goldset`` (default: the folder's
     name). A malformed draft raises ``GoldsetError`` naming each problem's file, line and
     field, and nothing is queued; so does a draft query whose id is already another query
-    of the stored goldset. Items queued before keep their reviews (``save_items``)."""
+    of the stored goldset. Items queued before keep their reviews (``save_items``).
+    ``texts`` (the corpus or the collection) gives the documents the draft holds no text
+    for theirs, for the reviewers to read (a promoted traffic draft names only ids)."""
     # Checked before anything is queued: `goldset publish` could never take the name later.
     name = check_goldset_name(goldset or Path(directory).resolve().name, option="--goldset")
     draft = read_draft(directory)
@@ -179,8 +186,28 @@ def ingest_draft(
             )
             for drafted in draft.queries
         ]
+        if texts is not None:
+            items = _with_texts(items, texts)
         counts = save_items(store, items)
     return QueueOutcome(name, tuple(item.item_id for item in items), counts, str(directory))
+
+
+def _with_texts(items: list[ReviewItem], texts: DocumentTexts) -> list[ReviewItem]:
+    """``items`` with the text of every document that has none, where ``texts`` has it."""
+    wanted = {doc.doc_id for item in items for doc in item.documents if not doc.text}
+    found = texts(wanted) if wanted else {}
+    return [
+        dataclasses.replace(
+            item,
+            documents=tuple(
+                doc
+                if doc.text or doc.doc_id not in found
+                else dataclasses.replace(doc, text=found[doc.doc_id])
+                for doc in item.documents
+            ),
+        )
+        for item in items
+    ]
 
 
 def _disagreement_size(
