@@ -289,3 +289,45 @@ def test_the_leaderboard_page_shows_the_clis_ranking_in_chromium(
         assert "pairs significantly different" in report
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         browser.save_screenshot(str(SCREENSHOTS / "leaderboard.png"))
+
+
+def test_the_leaderboard_page_refuses_an_unknown_run_and_leaves_out_too_shallow_ones(
+    built: tuple[Path, dict[str, str]],
+    tmp_path: Path,
+    browser: Any,  # noqa: F811
+) -> None:
+    """A link naming a run the store lacks says so (nothing ranked in its place); the
+    default board leaves out a newest run too shallow for ndcg@10 instead of showing only
+    the refusal."""
+    from test_dashboard_browser import _settle
+    from test_dashboard_seed import store_run
+
+    from evalkit.store import Store
+    from evalkit.store.goldsets import load_stored_goldset
+
+    home, ids = built
+    store = tmp_path / "evalkit.duckdb"
+    shutil.copy(home / "evalkit.duckdb", store)
+    with Store.open(store) as opened:
+        gold = load_stored_goldset(opened, "g")
+        shallow = store_run(
+            opened,
+            gold,
+            {q.id: [f"rel{q.id[1:]}_0"] for q in gold.queries},
+            retriever_kind="list",
+            config={"kind": "list"},
+            collection=None,
+            model_fingerprint="m",
+            index_fingerprint=None,
+            k=5,
+            measures=("ndcg@5",),
+        )
+    with _serving(store, tmp_path / "dashboard.log") as url:
+        body = _settle(browser, f"{url}/leaderboard?goldset=g&runs={ids['first']},nope")
+        assert "does not exist" in body
+        assert "nope" in body
+        assert not browser.find_elements("css selector", '[data-testid="stMetricValue"]')
+        shown = _render(browser, f"{url}/leaderboard?goldset=g", charts=1, expecting=["1.0000"])
+        assert shown[0] == "1.0000"
+        body = browser.find_element("tag name", "body").text
+        assert f"Left out of the newest runs: {shallow}" in body

@@ -11,6 +11,7 @@ import streamlit as st
 from evalkit.dashboard import charts, ui
 from evalkit.dashboard.loaders.leaderboard import LeaderboardData
 from evalkit.errors import EvalkitError
+from evalkit.metrics import parse_measure
 from evalkit.redaction import visible
 
 # Runs ranked when neither a link nor a tag names them: the goldset's newest.
@@ -48,19 +49,25 @@ def render(page: ui.PageContext) -> None:
         "test, or none.",
     )
     labels = ui.run_labels(runs, status=False)
+    ui.check_link(
+        "Run list",
+        "runs",
+        lambda value: all(run in labels for run in value.split(",") if run),
+        where=f" (each must be a finished run of goldset {goldset})",
+    )
+    measures = sorted(set().union(*(set(m) for m in runs["measures"])) if len(runs) else set())
+    asked = st.query_params.get("measure")
+    preferred = asked if asked in measures else "ndcg@10"
     linked = [run for run in (st.query_params.get("runs") or "").split(",") if run in labels]
     if linked:
         default = linked
     elif tag:
         default = [run for run in tags.loc[tags["tag"] == tag, "run_id"] if run in labels]
     else:
-        default = list(reversed(list(labels)[:NEWEST_BY_DEFAULT]))
+        default = _newest_that_can_rank(runs, preferred)
     chosen = st.multiselect(
         "Runs", list(labels), default=default, format_func=lambda run: visible(labels[run])
     )
-    measures = sorted(set().union(*(set(m) for m in runs["measures"])) if len(runs) else set())
-    asked = st.query_params.get("measure")
-    preferred = asked if asked in measures else "ndcg@10"
     picked = st.multiselect(
         "Measures", measures, default=[preferred] if preferred in measures else measures[:1]
     )
@@ -126,6 +133,22 @@ def render(page: ui.PageContext) -> None:
             ui.table(data.pairs[data.pairs["measure"] == measure].drop(columns=["measure"]))
     with st.expander("Report (as `--format markdown`)"):
         st.markdown(data.markdown)
+
+
+def _newest_that_can_rank(runs: pd.DataFrame, measure: str) -> list[str]:
+    """The goldset's newest runs (oldest first) deep enough for ``measure``: a run that
+    retrieved fewer documents than its cutoff would stop the whole board."""
+    cutoff = parse_measure(measure).cutoff if measure else None
+    deep = runs if cutoff is None else runs[runs["k"] >= cutoff]
+    left_out = runs.head(NEWEST_BY_DEFAULT)
+    left_out = left_out[~left_out["run_id"].isin(deep["run_id"])]
+    if not left_out.empty:
+        st.caption(
+            f"Left out of the newest runs: {', '.join(left_out['run_id'])}, which retrieved "
+            f"fewer than the {cutoff} documents {measure} needs. Pick them with a measure they "
+            "can be scored on."
+        )
+    return list(reversed(list(deep["run_id"].head(NEWEST_BY_DEFAULT))))
 
 
 def _means_chart(data: LeaderboardData, measures: list[str]) -> go.Figure:
