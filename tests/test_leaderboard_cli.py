@@ -250,6 +250,13 @@ def test_tags_are_shown_exported_and_imported_with_the_run(
     capsys.readouterr()
     exported = json.loads((out / "run.json").read_text())
     assert exported["tags"] == ["cmp", "perfect"]
+    # `runs list --tag` finds a tag's runs (sweeps.md: a sweep's runs by sweep:NAME).
+    assert invoke(["runs", "list", "--tag", "perfect", "--format", "json"]) == 0
+    assert [run["run_id"] for run in json.loads(capsys.readouterr().out)] == [runs["first"]]
+    assert invoke(["runs", "list", "--tag", "cmp", "--format", "json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 3
+    assert invoke(["runs", "list", "--tag", "cmp"]) == 0
+    assert "cmp, perfect" in capsys.readouterr().out
 
 
 def test_the_leaderboard_page_shows_the_clis_ranking_in_chromium(

@@ -82,6 +82,10 @@ def list_runs(
     status: Annotated[
         str | None, typer.Option(help="Only runs with this status (complete, partial, ...).")
     ] = None,
+    tag: Annotated[
+        str | None,
+        typer.Option(help="Only runs stored with this tag (`run --tag`, a sweep's sweep:NAME)."),
+    ] = None,
     limit: Annotated[int, typer.Option(min=1, help="At most this many runs.")] = 20,
     measure: Annotated[str, typer.Option("-m", "--measure", help="Measure to show.")] = "ndcg@10",
     output: Format = OutputFormat.table,
@@ -98,7 +102,7 @@ def list_runs(
     if status is not None and status not in RUN_STATUSES:
         raise ConfigError(f"--status {status!r}: give one of {', '.join(RUN_STATUSES)}")
     with open_store(write=False, purpose="runs") as store:
-        runs = list_stored_runs(store, goldset=goldset, status=status, limit=limit)
+        runs = list_stored_runs(store, goldset=goldset, status=status, tag=tag, limit=limit)
     if output is OutputFormat.json:
         emit_json([run.to_dict() for run in runs])
         return
@@ -130,6 +134,10 @@ def list_runs(
         columns.append("imported from")
         for row, run in zip(rows, runs, strict=True):
             row.append(run.imported_from or "-")
+    if any(run.spec.tags for run in runs):
+        columns.append("tags")
+        for row, run in zip(rows, runs, strict=True):
+            row.append(", ".join(run.spec.tags) or "-")
     console.print(table("runs", columns, rows))
 
 
