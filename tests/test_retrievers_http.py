@@ -80,6 +80,9 @@ class Endpoint:
                 "answer": "Generated from passages one and three.",
             }
             return 200, {}, json.dumps(generated).encode()
+        if query_id == "huge":  # ignores k: every document it has
+            many = [{"id": f"d{n}", "score": 1.0} for n in range(2000)]
+            return 200, {}, json.dumps({"results": many}).encode()
         if query_id == "rag-bad":
             return 200, {}, json.dumps({"results": [{"id": "p1"}], "answer": 42}).encode()
         if query_id.startswith("parallel"):
@@ -429,3 +432,39 @@ def test_waits_grow_and_respect_the_cap() -> None:
     assert retriever._wait(5, None) == 3.0
     assert retriever._wait(0, 100.0) == 3.0
     assert retriever._wait(0, 0.25) == 0.25
+
+
+def test_a_response_past_the_size_cap_fails_its_query_unread(
+    endpoint: tuple[str, Endpoint], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An endpoint that ignores k and answers with everything it has is not read whole by
+    every request in flight: past MAX_RESPONSE_BYTES the query fails, saying why."""
+    from evalkit.retrievers import http
+
+    monkeypatch.setattr(http, "MAX_RESPONSE_BYTES", 10_000)
+    url, state = endpoint
+    with make_retriever(url) as retriever:
+        huge, fine = retriever.retrieve([Query("huge", "q"), Query("ok", "q")], 3)
+    assert huge.error is not None
+    assert "response larger than" in huge.error
+    assert "answer with at most k results" in huge.error
+    assert state.hits["huge"] == 1  # not retried: it would be as large again
+    assert fine.ok
+
+
+def test_a_streamed_body_stops_being_read_at_the_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    from evalkit.retrievers import http
+
+    monkeypatch.setattr(http, "MAX_RESPONSE_BYTES", 10)
+    read: list[int] = []
+
+    def chunks() -> Iterator[bytes]:
+        for n in range(100):
+            read.append(n)
+            yield b"12345"
+
+    streamed = httpx.Response(200, content=chunks())
+    assert "Content-Length" not in streamed.headers
+    assert http._capped_body(streamed) is None
+    assert len(read) == 3  # stopped at the third chunk, the first past 10 bytes
+    assert http._capped_body(httpx.Response(200, content=b"[1, 2]")) == b"[1, 2]"

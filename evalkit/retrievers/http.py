@@ -21,6 +21,7 @@ values never appear in ``describe()`` or in error messages.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import threading
@@ -69,6 +70,10 @@ _EXPECTED_SHAPE = (
     ' ...], "answer": <string, optional>}'
 )
 _ERROR_BODY_CHARS = 200
+MAX_RESPONSE_BYTES = 16 * 2**20
+"""The largest response body read (16 MiB): an endpoint that ignores ``k`` and answers with
+hundreds of thousands of results would otherwise be read whole, by every request in
+flight, before the first ``k`` are kept."""
 _CHECK_QUERY = Query(id="evalkit-check", text="evalkit connectivity check")
 _MISCONFIGURED_HINTS = {
     401: f"the endpoint wants credentials: set {HTTP_TOKEN_ENV} or pass headers",
@@ -262,6 +267,22 @@ def parse_response(payload: Any, k: int) -> ParsedResponse:
     )
 
 
+def _capped_body(response: httpx.Response) -> bytes | None:
+    """The body of ``response`` read as it streams in, or None as soon as it is known to be
+    over ``MAX_RESPONSE_BYTES`` (by its Content-Length, else by what arrived)."""
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > MAX_RESPONSE_BYTES:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_bytes():
+        size += len(chunk)
+        if size > MAX_RESPONSE_BYTES:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def _retry_after_seconds(response: httpx.Response) -> float | None:
     return retry_after_seconds(response.headers.get("Retry-After"))
 
@@ -366,7 +387,8 @@ class HttpRetriever(ClosesOnExit):
             attempts += 1
             start = time.perf_counter()
             try:
-                response = self._http().post(self._url, json=payload)
+                with self._http().stream("POST", self._url, json=payload) as response:
+                    body = _capped_body(response)
             except httpx.TimeoutException as error:
                 failure = f"timed out after {self._timeout:g} s ({type(error).__name__})"
                 raise _AttemptError(failure, retryable=True) from error
@@ -378,13 +400,20 @@ class HttpRetriever(ClosesOnExit):
             latency = elapsed_ms(start)
             if not response.is_success:
                 raise _AttemptError(
-                    self._status_failure(response),
+                    self._status_failure(response, body or b""),
                     retryable=status_code == 429 or status_code >= 500,
                     status_code=status_code,
                     retry_after=_retry_after_seconds(response),
                 )
+            if body is None:
+                raise _AttemptError(
+                    f"response larger than {MAX_RESPONSE_BYTES // 2**20} MiB (HTTP "
+                    f"{status_code}): answer with at most k results",
+                    retryable=False,
+                    status_code=status_code,
+                )
             try:
-                parsed = parse_response(response.json(), k)
+                parsed = parse_response(json.loads(body), k)
             except ValueError as error:  # JSON decoding and shape errors
                 failure = f"malformed response (HTTP {status_code}): {error}"
                 raise _AttemptError(failure, retryable=False, status_code=status_code) from error
@@ -407,8 +436,8 @@ class HttpRetriever(ClosesOnExit):
             )
             return _Outcome(result, failure.status_code, attempts)
 
-    def _status_failure(self, response: httpx.Response) -> str:
-        body = " ".join(response.text.split())[:_ERROR_BODY_CHARS]
+    def _status_failure(self, response: httpx.Response, content: bytes) -> str:
+        body = " ".join(content.decode("utf-8", "replace").split())[:_ERROR_BODY_CHARS]
         reason = response.reason_phrase or "error"
         return f"HTTP {response.status_code} {reason}" + (f": {body}" if body else "")
 
