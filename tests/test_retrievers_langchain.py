@@ -364,6 +364,23 @@ def test_tenants_are_filtered_through_the_store_when_a_where_key_is_given() -> N
     assert [len(result.docs) for result in results] == [6, 6]
 
 
+def test_langchain_s_in_memory_store_is_filtered_with_a_function_per_tenant() -> None:
+    """InMemoryVectorStore takes a filter function, not a dict: a dict failed every query
+    ("'dict' object is not callable")."""
+    store = InMemoryVectorStore(embedding=MiniLMEmbeddings())
+    store.add_documents(
+        tenant_store().get_by_ids([f"{t}-en-{n}" for t in ("acme", "globex") for n in range(3)])
+    )
+    queries = [Query("a", "password reset", tenant="acme"), Query("g", "reset", tenant="globex")]
+    results = LangChainRetriever(store.as_retriever(), where_key="t").retrieve(queries, 20)
+    assert [result.error for result in results] == [None, None]
+    assert {doc.doc_id.split("-")[0] for doc in results[0].docs} == {"acme"}
+    assert {doc.doc_id.split("-")[0] for doc in results[1].docs} == {"globex"}
+    own = store.as_retriever(search_kwargs={"filter": lambda document: True})
+    with pytest.raises(ConfigError, match="takes one filter function"):
+        LangChainRetriever(own, where_key="t")
+
+
 def test_the_tenant_filter_is_merged_into_the_retriever_s_own_filter() -> None:
     users = tenant_store().as_retriever(search_kwargs={"filter": {"lang": "de"}})
     queries = [Query("a", "password reset", tenant="acme"), Query("g", "reset", tenant="globex")]

@@ -28,7 +28,9 @@ Tenants, as for Chroma, are filtered when a ``where_key`` is given: a
 ``VectorStoreRetriever`` then passes ``filter={where_key: tenant}`` to the store, the dict
 filter of Chroma, PGVector, Pinecone, Qdrant and most LangChain stores, merged into the
 retriever's own dict filter (a filter that already sets ``where_key``, or one that is not a
-dict, is refused up front). Any other retriever cannot be told a tenant, so a ``where_key``
+dict, is refused up front). LangChain's ``InMemoryVectorStore``, which filters with a
+function of the document, gets one that keeps the tenant's documents. Any other retriever
+cannot be told a tenant, so a ``where_key``
 for one is refused up front rather than risk returning another tenant's documents.
 
 The retriever embeds its queries itself: evalkit cannot fingerprint its model, and the run
@@ -40,7 +42,7 @@ from __future__ import annotations
 import functools
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from langchain_core.callbacks import (
@@ -51,7 +53,7 @@ from langchain_core.callbacks import (
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import RunnableConfig
-from langchain_core.vectorstores import VectorStore, VectorStoreRetriever
+from langchain_core.vectorstores import InMemoryVectorStore, VectorStore, VectorStoreRetriever
 
 from evalkit.coroutines import run_sync
 from evalkit.errors import ConfigError
@@ -207,6 +209,28 @@ class _LatencyTimer(BaseCallbackHandler):
         return (self._ended - self._started) * 1000.0
 
 
+def _filters_by_predicate(store: VectorStore) -> bool:
+    """Whether ``store`` filters with a function of the document (LangChain's own
+    ``InMemoryVectorStore``, unless a subclass searches its own way) rather than a dict of
+    metadata values."""
+    return isinstance(store, InMemoryVectorStore) and not _overrides(
+        type(store),
+        InMemoryVectorStore,
+        "similarity_search_with_score_by_vector",
+        "similarity_search_by_vector",
+        "similarity_search",
+    )
+
+
+def _tenant_predicate(where_key: str, tenant: str) -> Callable[[Document], bool]:
+    """The filter function that keeps ``tenant``'s documents: their ``where_key`` metadata."""
+
+    def of_tenant(document: Document) -> bool:
+        return bool(document.metadata.get(where_key) == tenant)
+
+    return of_tenant
+
+
 class LangChainRetriever(FrameworkAdapter):
     """Replays queries through a LangChain ``BaseRetriever``."""
 
@@ -258,6 +282,15 @@ class LangChainRetriever(FrameworkAdapter):
                 "adapter with a tenant key (pgvector, Qdrant, Chroma)"
             )
         own = retriever.search_kwargs.get("filter")
+        if _filters_by_predicate(retriever.vectorstore):
+            if own is not None:
+                raise ConfigError(
+                    f"the retriever's search_kwargs filter is set, and its "
+                    f"{type(retriever.vectorstore).__name__} takes one filter function: "
+                    f"--where-key {where_key} passes one for each query's tenant; drop the "
+                    "retriever's filter, or drop --where-key"
+                )
+            return {}
         if own is None:
             return {}
         if not isinstance(own, dict):
@@ -309,7 +342,11 @@ class LangChainRetriever(FrameworkAdapter):
             group = [queries[position] for position in positions]
             kwargs = dict(call_kwargs)
             if tenant is not None and self._where_key is not None:
-                kwargs["filter"] = {**self._own_filter, self._where_key: tenant}
+                kwargs["filter"] = (
+                    _tenant_predicate(self._where_key, tenant)
+                    if self._is_vector_store and _filters_by_predicate(self._retriever.vectorstore)  # type: ignore[attr-defined]
+                    else {**self._own_filter, self._where_key: tenant}
+                )
             for query, result in zip(group, self._batch(retriever, group, k, kwargs), strict=True):
                 results[query.id] = result
         return [results[query.id] for query in queries]
