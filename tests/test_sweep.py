@@ -259,6 +259,10 @@ def test_an_interrupted_sweep_runs_only_the_missing_point_again(
             'k = 99999999999\n[retriever]\ncollection = "demo"\n[grid]\nk = [10]\n',
             "k: Input should be less than or equal to 2147483647",
         ),
+        (
+            '[retriever]\nhttp_url = "http://127.0.0.1:9"\ncollection = "demo"\n[grid]\nk = [10]\n',
+            "retriever: Value error, give one of http_url, retriever, or collection",
+        ),
     ],
     ids=[
         "unknown-key",
@@ -275,6 +279,7 @@ def test_an_interrupted_sweep_runs_only_the_missing_point_again(
         "collection-name-chroma-refuses",
         "k-deeper-than-the-store-keeps",
         "base-k-deeper-than-the-store-keeps",
+        "two-retrievers-named",
     ],
 )
 def test_a_bad_sweep_file_exits_2_naming_the_file_and_the_key(
@@ -621,3 +626,39 @@ def test_audit_and_index_put_back_the_ef_search_a_killed_point_left(
     assert invoke(argv) in (0, 1), capsys.readouterr().err
     assert demo_ef_search(home) == before
     assert not (home / "chroma" / ".evalkit-ef-search" / "demo.json").exists()
+
+
+def test_a_partial_point_says_why_it_is_not_ranked(
+    evalkit_home: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A point whose run is partial printed `partial (partial, ...)`: it says it is not
+    ranked on the sweep's measure because its run is not complete."""
+    from gate_inputs import write_goldset_files
+    from loopback import JSONHandler, running
+
+    class HalfDown(JSONHandler):
+        def do_POST(self) -> None:
+            body = self.read_json()
+            if body["query_id"] == "q0":
+                self.send_json({"error": "down"}, 503)
+                return
+            number = body["query_id"][1:]
+            results = [{"id": f"rel{number}_{r}", "score": 1.0 - r / 10} for r in range(3)]
+            self.send_json({"results": results})
+
+    monkeypatch.setenv("EVALKIT_HTTP_RETRIES", "0")
+    write_goldset_files(tmp_path / "gs", 20)
+    with running(HalfDown) as server:
+        path = write_sweep(
+            tmp_path,
+            f'name = "half"\ngoldset = "gs"\nmeasures = ["ndcg@10"]\n'
+            f'[retriever]\nhttp_url = "{server.url}/search"\n[grid]\nk = [10, 20]\n',
+        )
+        code = invoke(["sweep", str(path)])
+    said = capsys.readouterr().err
+    assert code == 3, said
+    assert "partial (not ranked on ndcg@10: the run is not complete" in said
+    assert "partial (partial" not in said

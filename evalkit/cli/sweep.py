@@ -40,7 +40,11 @@ class _Progress:
             say(f"point {result.number}: failed, no run: {result.error}")
             return
         quality = result.quality(self._quality)
-        figures = f"{self._quality} {quality:.4f}" if quality is not None else result.status
+        figures = (
+            f"{self._quality} {quality:.4f}"
+            if quality is not None
+            else f"not ranked on {self._quality}: the run is not complete"
+        )
         if result.latency_p95_ms is not None:
             figures += f", latency p95 {result.latency_p95_ms:.1f} ms"
         error = f": {result.error}" if result.error and not result.ok else ""

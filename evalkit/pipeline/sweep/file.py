@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from evalkit.config import EmbedderSettings, Settings
 from evalkit.config.types import NAME_PATTERN
@@ -79,6 +79,15 @@ class SweepRetriever(_Model):
     allow_model_mismatch: bool = Field(
         default=False, description="Query a collection built with another model."
     )
+
+    @model_validator(mode="after")
+    def _one_retriever(self) -> SweepRetriever:
+        # Said in the file's words: the CLI's message names its flags instead.
+        if self.http_url and (self.collection or self.chroma_url or self.retriever):
+            raise ValueError(
+                "give one of http_url, retriever, or collection (with chroma_url), not several"
+            )
+        return self
 
 
 class SweepEmbedder(EmbedderSettings):
