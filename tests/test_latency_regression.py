@@ -468,6 +468,7 @@ def test_a_latency_rise_names_an_index_that_grew(tmp_path: Path, store: Store) -
     chart = latency_size_chart(drawn)
     assert [trace.name for trace in chart.data] == ["sized p50", "sized p95"]
     assert list(chart.data[0].x) == [10_000, 14_000]
+    assert chart.layout.yaxis.type == "log"  # latencies on log axes (docs/dashboard.md)
 
 
 def test_real_chroma_and_qdrant_report_their_index_size(tmp_path: Path, store: Store) -> None:

@@ -425,12 +425,13 @@ def link_column(label: str, *, shows: str | None = None, help: str | None = None
     )
 
 
-def page_start(total: int, *, key: str, noun: str) -> int:
+def page_start(total: int, *, key: str, noun: str, one: str) -> int:
     """A page picker over ``total`` rows (``PAGE_ROWS`` a page) with a caption giving the
-    true total; returns the first row of the chosen page."""
+    true total (``one`` row, ``noun`` for any other count); returns the first row of the
+    chosen page."""
     pages = max(1, -(-total // PAGE_ROWS))
     if pages == 1:
-        st.caption(f"{total:,} {noun}")
+        st.caption(formats.plural(total, one, noun))
         return 0
     left, right = st.columns([1, 4], vertical_alignment="bottom")
     page = int(
@@ -443,7 +444,8 @@ def page_start(total: int, *, key: str, noun: str) -> int:
     return start
 
 
-def paged(frame: pd.DataFrame, *, key: str, noun: str) -> pd.DataFrame:
-    """The rows of ``frame`` on the page the user picked, under a caption with the total."""
-    start = page_start(len(frame), key=key, noun=noun)
+def paged(frame: pd.DataFrame, *, key: str, noun: str, one: str) -> pd.DataFrame:
+    """The rows of ``frame`` on the page the user picked, under a caption with the total
+    (``one`` row, ``noun`` for any other count)."""
+    start = page_start(len(frame), key=key, noun=noun, one=one)
     return frame.iloc[start : start + PAGE_ROWS]

@@ -39,7 +39,7 @@ def render(page: ui.PageContext) -> None:
     if first.total == 0:
         ui.missing_area("alerts")
     else:
-        start = ui.page_start(first.total, key="alerts-page", noun="alerts")
+        start = ui.page_start(first.total, key="alerts-page", noun="alerts", one="alert")
         data: AlertsData = (
             first
             if start == 0
@@ -67,7 +67,7 @@ def render(page: ui.PageContext) -> None:
     if ui.has_rows(first.jobs, area="jobs", empty="No job has run yet."):
         if first.total_jobs > len(first.jobs):
             st.caption(f"The newest {len(first.jobs):,} of {first.total_jobs:,} job runs.")
-        ui.table(ui.paged(first.jobs, key="alerts-jobs", noun="job runs"), digits=1)
+        ui.table(ui.paged(first.jobs, key="alerts-jobs", noun="job runs", one="job run"), digits=1)
 
 
 ui.run_page("Alerts", render, areas=("alerts",))

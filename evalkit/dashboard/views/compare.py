@@ -233,7 +233,7 @@ def render(page: ui.PageContext) -> None:
     # What a query lost or gained is the likely cause: it comes right after the query.
     first = ["query_id", f"{data.sort_measure} delta", "lost", "gained"]
     ordered = data.per_query[first + [c for c in data.per_query.columns if c not in first]]
-    per_query = ui.paged(ordered, key="compare-queries", noun="queries")
+    per_query = ui.paged(ordered, key="compare-queries", noun="queries", one="query")
     ui.table(
         per_query.assign(
             query_id=[

@@ -89,7 +89,7 @@ def _checks(page: ui.PageContext, data: DriftData) -> None:
     table = shown.drop(columns=["details"]).sort_values("created_at", ascending=False)
     table.insert(1, "open", [ui.page_url("drift", check=c) for c in table["check_id"]])
     ui.table(
-        ui.paged(table, key="drift-checks", noun="checks"),
+        ui.paged(table, key="drift-checks", noun="checks", one="check"),
         columns={"open": ui.link_column("Open", help="This check's details")},
     )
     ids = list(table["check_id"])

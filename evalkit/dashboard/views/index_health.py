@@ -83,7 +83,7 @@ def render(page: ui.PageContext) -> None:
         open=[ui.page_url("index_health", audit=a) for a in of_collection["audit_id"]]
     )
     ui.table(
-        ui.paged(table, key="index-health-audits", noun="audits"),
+        ui.paged(table, key="index-health-audits", noun="audits", one="audit"),
         digits=None,
         columns={"open": ui.link_column("Open", help="This audit's findings")},
     )

@@ -239,7 +239,12 @@ def render(page: ui.PageContext) -> None:
             for row in shown.itertuples()
         ],
     )
-    rows = ui.paged(table, key="overview-page", noun=f"series (of {len(series):,})")
+    rows = ui.paged(
+        table,
+        key="overview-page",
+        noun=f"series (of {len(series):,})",
+        one=f"series (of {len(series):,})",
+    )
     ui.table(
         rows[
             [

@@ -64,8 +64,9 @@ def render(page: ui.PageContext) -> None:
         return
     if not data.without.empty:
         st.caption(
-            f"{len(data.without)} finished runs of goldset {goldset} stored no {measure} "
-            "(another k or measure set, or no query answered) and are not drawn: "
+            f"{formats.plural(len(data.without), 'finished run')} of goldset {goldset} stored "
+            f"no {measure} (another k or measure set, or no query answered) and "
+            f"{'is' if len(data.without) == 1 else 'are'} not drawn: "
             + ", ".join(f"{row.run_id} (k={row.k})" for row in data.without.head(10).itertuples())
             + (" ..." if len(data.without) > 10 else "")
         )
@@ -111,7 +112,12 @@ def render(page: ui.PageContext) -> None:
     else:
         days = int(pd.to_datetime(events["time"]).dt.floor("D").nunique())
         ui.table(
-            ui.paged(events, key="quality-events", noun=f"events on {formats.plural(days, 'day')}"),
+            ui.paged(
+                events,
+                key="quality-events",
+                noun=f"events on {formats.plural(days, 'day')}",
+                one=f"event on {formats.plural(days, 'day')}",
+            ),
             digits=None,
             columns={"description": st.column_config.TextColumn("Description", width="large")},
         )
@@ -145,7 +151,7 @@ def render(page: ui.PageContext) -> None:
         ]
     ]
     ui.table(
-        ui.paged(shown, key="quality-runs", noun="runs"),
+        ui.paged(shown, key="quality-runs", noun="runs", one="run"),
         labels={"value": measure},
         columns={
             "compare": ui.link_column("Compare", help="This run against its series' baseline"),

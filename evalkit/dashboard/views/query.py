@@ -270,7 +270,7 @@ def render(page: ui.PageContext) -> None:
             ]
         )
         ui.table(
-            ui.paged(values, key="query-values", noun="runs"),
+            ui.paged(values, key="query-values", noun="runs", one="run"),
             columns={"open": ui.link_column("Open", help="This query in that run")},
         )
     st.subheader(

@@ -179,7 +179,7 @@ def render(page: ui.PageContext) -> None:
     table = windows.sort_values("window_start", ascending=False)
     table.insert(1, "open", [ui.page_url("traffic", window=w) for w in table["window_label"]])
     ui.table(
-        ui.paged(table, key="traffic-windows", noun="windows shown"),
+        ui.paged(table, key="traffic-windows", noun="windows shown", one="window shown"),
         digits=3,
         columns={"open": ui.link_column("Open", help="This window per tenant")},
     )
