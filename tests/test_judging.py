@@ -112,6 +112,34 @@ def test_kendall_tau_needs_three_runs() -> None:
         kendall_tau([0.1, 0.2], [0.1, 0.2])
 
 
+def test_a_runs_holes_carry_the_agreement_on_its_goldset_over_a_newer_one_elsewhere(
+    store: Store,
+) -> None:
+    """A 2-pair check on another goldset, measured last, labelled every figure; a goldset
+    run's holes are trusted as far as the assessor agreed on that goldset."""
+    from datetime import datetime
+
+    from evalkit.store.judging import StoredAgreement, latest_agreement, save_agreement
+
+    def measured(agreement_id: str, goldset: str, day: int, n_pairs: int) -> StoredAgreement:
+        return StoredAgreement(
+            agreement_id, "grader-1", goldset, "v1", datetime(2026, 11, day), n_pairs, 0,
+            0.8, 0.7, 0.9, "graded", {}, None, None, None, 0, 0, {},
+        )  # fmt: skip
+
+    save_agreement(store, measured("on-graded", "graded", 20, 80))
+    save_agreement(store, measured("elsewhere", "dupq", 21, 2))
+    on_goldset = latest_agreement(store, "grader-1", goldset="graded")
+    assert on_goldset is not None
+    assert on_goldset.agreement_id == "on-graded"
+    newest = latest_agreement(store, "grader-1")
+    assert newest is not None
+    assert newest.agreement_id == "elsewhere"
+    fallback = latest_agreement(store, "grader-1", goldset="never-measured")
+    assert fallback is not None
+    assert fallback.agreement_id == "elsewhere"
+
+
 def test_the_pool_keeps_a_grade_and_fills_an_unjudged_pair(store: Store) -> None:
     from evalkit.judging.records import Assessment, Unjudged
 

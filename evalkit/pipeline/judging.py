@@ -300,7 +300,7 @@ def judge_run_holes(
         goldset = load_stored_goldset(store, run.spec.goldset_name, run.spec.goldset_version)
         results = run_results(store, run.run_id)
         replayed = run_queries(store, run.run_id)
-        agreement = latest_agreement(store, assessor.name)
+        agreement = latest_agreement(store, assessor.name, goldset=run.spec.goldset_name)
     if request.k > run.spec.k:
         raise ConfigError(
             f"--k {request.k} is deeper than run {run.run_id} retrieved (k {run.spec.k}); use "

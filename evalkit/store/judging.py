@@ -318,8 +318,16 @@ def agreements_by_id(store: Store, agreement_ids: Iterable[str]) -> dict[str, St
     return {row[0]: _agreement(row) for row in rows}
 
 
-def latest_agreement(store: Store, assessor: str) -> StoredAgreement | None:
-    """The newest agreement measured for ``assessor`` (any goldset), or None."""
+def latest_agreement(
+    store: Store, assessor: str, *, goldset: str | None = None
+) -> StoredAgreement | None:
+    """The newest agreement measured for ``assessor``: on ``goldset`` when one was (the
+    labels of a run of that goldset are trusted as far as the assessor agreed there), else
+    on any goldset; None when none was measured."""
+    if goldset is not None:
+        found = list_agreements(store, assessor=assessor, goldset=goldset, limit=1)
+        if found:
+            return found[0]
     found = list_agreements(store, assessor=assessor, limit=1)
     return found[0] if found else None
 
