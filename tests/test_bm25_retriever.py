@@ -147,6 +147,15 @@ def test_bad_indexes_and_corpora_are_refused_with_what_to_do(tmp_path: Path) -> 
     with pytest.raises(ConfigError, match="holds files that are not an evalkit bm25 index"):
         build_bm25_index(iter_corpus(corpus), tmp_path / "other")
     assert (tmp_path / "other" / "notes.txt").read_text() == "mine"
+    # Read from, that folder is named as one of other files, without suggesting a build
+    # into it (which is refused, just above).
+    with pytest.raises(ConfigError, match="is a folder of other files") as other:
+        load_bm25_index(tmp_path / "other")
+    assert "--out NEW_FOLDER" in str(other.value)
+    built = build_bm25_index(iter_corpus(corpus), tmp_path / "built")
+    assert built is not None
+    with pytest.raises(ConfigError, match="is a file of the index; give its folder"):
+        load_bm25_index(tmp_path / "built" / MANIFEST)
     with pytest.raises(InputError, match="holds no documents"):
         build_bm25_index([], tmp_path / "none")
     with pytest.raises(InputError, match="'a' appears more than once"):

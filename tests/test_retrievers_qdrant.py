@@ -148,6 +148,11 @@ def test_wrong_collections_and_dimensions_are_refused_up_front(store: Path, tmp_
     client.close()
     with pytest.raises(RetrieverError, match="8-dimensional"):
         retriever(tmp_path / "small", "small")
+    with pytest.raises(ConfigError, match="no local Qdrant store"):
+        retriever(tmp_path / "nowhere", "small")
+    assert not (tmp_path / "nowhere").exists()  # no empty store made where none was
+    with pytest.raises(ConfigError, match=r"not both \(both are given"):
+        retriever(tmp_path / "small", "small", url="http://127.0.0.1:9")
     client = QdrantClient(path=str(tmp_path / "named"))
     client.create_collection(
         "named",

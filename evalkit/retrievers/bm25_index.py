@@ -302,9 +302,21 @@ def load_bm25_index(path: Path | str) -> Bm25Index:
     BM25 index (or one of another format), and naming the file when one is unreadable.
     """
     location = Path(path)
+    if location.is_file() and location.parent.joinpath(MANIFEST).is_file():
+        raise ConfigError(
+            f"bm25 index {location} is a file of the index; give its folder, {location.parent}"
+        )
+    if location.is_dir() and not location.joinpath(MANIFEST).exists() and any(location.iterdir()):
+        # Building into a folder that holds other files is refused: name a new one.
+        raise ConfigError(
+            f"bm25 index {location} is a folder of other files, not an evalkit BM25 index; "
+            "build one with `evalkit index --kind bm25 --corpus CORPUS --out NEW_FOLDER` and "
+            "give that folder"
+        )
     hint = f"build it with `evalkit index --kind bm25 --corpus CORPUS --out {location}`"
     if not location.is_dir():
-        raise ConfigError(f"bm25 index {location} does not exist; {hint}")
+        what = "is not a folder" if location.exists() else "does not exist"
+        raise ConfigError(f"bm25 index {location} {what}; {hint}")
     manifest = _read_json(location / MANIFEST, hint)
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ConfigError(

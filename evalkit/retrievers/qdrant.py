@@ -31,6 +31,7 @@ import hashlib
 import json
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from qdrant_client import QdrantClient, models
@@ -83,9 +84,16 @@ class QdrantRetriever(ClosesOnExit):
         if batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
         if (settings.url is None) == (settings.path is None):
+            given = "both are given" if settings.url is not None else "neither is given"
             raise ConfigError(
                 "the qdrant retriever needs one of url (a server) or path (a local store) in "
-                "[retriever.qdrant] of evalkit.toml (docs/retrievers.md)"
+                f"[retriever.qdrant] of evalkit.toml, not both ({given}; docs/retrievers.md)"
+            )
+        if settings.path is not None and not Path(settings.path).is_dir():
+            # The client would create an empty store there, then find no collection in it.
+            raise ConfigError(
+                f"[retriever.qdrant] path {settings.path}: no local Qdrant store (no such "
+                "folder); give the folder a QdrantClient(path=...) wrote, or url for a server"
             )
         self._settings = settings
         self._embedder = embedder
