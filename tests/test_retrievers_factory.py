@@ -104,3 +104,21 @@ def test_options_are_frozen() -> None:
     options = RetrieverOptions(collection="docs")
     with pytest.raises(AttributeError):
         options.collection = "other"  # type: ignore[misc]
+
+
+def test_option_values_are_numbers_booleans_or_text_and_never_nan() -> None:
+    """`--option n=nan` passed a float NaN, which the run recorded as null beside a
+    retriever id reading NaN: "nan" and "inf" are words, as any other text."""
+    from evalkit.cli._retriever import parse_options
+
+    assert parse_options(["k1=1.5", "top=3", "exact=true", "index=dir", "n=nan", "w=-inf"]) == {
+        "k1": 1.5,
+        "top": 3,
+        "exact": True,
+        "index": "dir",
+        "n": "nan",
+        "w": "-inf",
+    }
+    assert parse_options(None) is None
+    with pytest.raises(ConfigError, match="is given twice"):
+        parse_options(["a=1", "a=2"])

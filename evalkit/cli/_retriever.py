@@ -5,6 +5,7 @@ They become a ``RetrieverOptions``; ``evalkit.retrievers.factory`` builds the re
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -68,9 +69,11 @@ def _option_value(text: str) -> Any:
         return text == "true"
     for kind in (int, float):
         try:
-            return kind(text)
+            number = kind(text)
         except ValueError:
             continue
+        # "nan" and "inf" read as floats; they are words here (no store keeps them as numbers).
+        return number if math.isfinite(number) else text
     return text
 
 
