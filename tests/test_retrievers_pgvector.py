@@ -272,6 +272,25 @@ def test_where_key_overrides_the_tenant_column_and_queries_without_tenant_see_al
     assert {demo.tenants[doc.doc_id] for doc in everyone.docs} == {"harbor", "kestrel"}
 
 
+def test_a_tenant_column_holds_one_value_per_row(demo: Demo) -> None:
+    """An integer tenant column is compared with a query's tenant; the embedding column
+    named as the tenant failed every query (InvalidTextRepresentation), and is refused."""
+    with demo.server.connect() as conn:
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS demo_int_tenant AS SELECT doc_id,"
+            " CASE tenant WHEN 'harbor' THEN 1 ELSE 2 END AS tenant_no, content, embedding"
+            ' FROM kb."Demo Exact"'
+        )
+    queries = [Query(id="a", text="How many PTO days do I get?", tenant="1")]
+    settings = demo.settings(table="demo_int_tenant", tenant_column="tenant_no")
+    with PgvectorRetriever(settings, demo.embedder) as retriever:
+        (result,) = retriever.retrieve(queries, 330)
+    assert result.error is None
+    assert {demo.tenants[doc.doc_id] for doc in result.docs} == {"harbor"}
+    with pytest.raises(ConfigError, match=r"tenant column 'embedding' .* is vector\(384\)"):
+        PgvectorRetriever(demo.settings(), demo.embedder, where_key="embedding")
+
+
 def test_replay_through_the_cli_matches_chroma_and_never_shows_the_password(
     demo: Demo, tmp_path: Path
 ) -> None:

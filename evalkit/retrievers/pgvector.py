@@ -255,6 +255,14 @@ class PgvectorRetriever(ClosesOnExit):
                     f"table {self._qualified_name} has no column {name!r} ({setting}); its "
                     f"columns are: {', '.join(sorted(columns))}"
                 )
+        tenant = columns.get(self._tenant_column) if self._tenant_column else None
+        if tenant is not None and (tenant.type_name in VECTOR_TYPES or tenant.type_name[:1] == "_"):
+            # Every query would fail comparing its tenant with a vector or an array.
+            raise ConfigError(
+                f"the tenant column {tenant.name!r} of {self._qualified_name} is "
+                f"{tenant.declared}: a tenant is one value (text or a number); name the "
+                "column that holds each row's tenant (--where-key, tenant_column)"
+            )
         embedding = columns[settings.embedding_column]
         if embedding.type_name not in VECTOR_TYPES:
             raise RetrieverError(
