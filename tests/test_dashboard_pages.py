@@ -245,6 +245,36 @@ def test_goldsets_page_counts_versions_and_judgment_coverage(
     assert coverage.loc[(old, SERIES_C), "judged_at_depth"] == pytest.approx(0.3)
 
 
+def test_a_run_shallower_than_the_depth_has_no_share_of_its_top(tmp_path: Path) -> None:
+    """A k=5 run's share over its top 5 stood beside the others' share of the top 10."""
+    from test_dashboard_seed import goldset as seeded_goldset
+    from test_dashboard_seed import perfect, store_run
+
+    from evalkit.store.dashboard.goldsets import goldset_coverage_frame
+    from evalkit.store.goldsets import save_goldset
+
+    gold = seeded_goldset(4)
+    with Store.open(tmp_path / "evalkit.duckdb") as store:
+        save_goldset(store, gold)
+        for kind, k in (("deep", 10), ("shallow", 5)):
+            store_run(
+                store,
+                gold,
+                {q.id: perfect(q.id)[:k] for q in gold.queries},
+                retriever_kind=kind,
+                config={"kind": kind},
+                collection=None,
+                model_fingerprint="m",
+                index_fingerprint=None,
+                k=k,
+                measures=("precision@5",),
+            )
+        coverage = goldset_coverage_frame(store, depth=10).set_index("retriever")
+    assert coverage.loc["deep", "judged_at_depth"] == pytest.approx(0.3)
+    assert pd.isna(coverage.loc["shallow", "judged_at_depth"])
+    assert coverage.loc["shallow", "judged_at_k"] == pytest.approx(3 / 5)
+
+
 def test_drift_page_shows_checks_projection_and_report(seeded: SeededStore, use_store) -> None:
     use_store(seeded.path)
     app = open_page("drift", check=seeded.drift_check)

@@ -38,7 +38,8 @@ def render(page: ui.PageContext) -> None:
     st.caption(
         f"Judged share of the top: share of the top {depth} retrieved documents that are "
         "judged; of all: the same over everything retrieved. Unjudged documents count as "
-        "non-relevant, so low coverage makes every measure an underestimate."
+        "non-relevant, so low coverage makes every measure an underestimate. A run that "
+        f"retrieved fewer than {depth} documents per query has no share of the top {depth}."
     )
     ui.table(data.coverage, digits=3)
     shown = data.coverage.assign(

@@ -41,7 +41,8 @@ def goldset_versions_frame(store: Store) -> pd.DataFrame:
 
 def goldset_coverage_frame(store: Store, *, depth: int = 10) -> pd.DataFrame:
     """Judgment coverage of the newest finished run per goldset version and retriever: how
-    many of the top ``depth`` (and of all) retrieved documents are judged.
+    many of the top ``depth`` (and of all) retrieved documents are judged; a run of k below
+    ``depth`` has no ``judged_at_depth`` (its top is shorter, so not comparable).
 
     Columns: goldset_name, goldset_version, retriever, run_id, started_at, k, n_top,
     n_top_judged, judged_at_depth, n_retrieved, n_retrieved_judged, judged_at_k.
@@ -56,8 +57,10 @@ def goldset_coverage_frame(store: Store, *, depth: int = 10) -> pd.DataFrame:
         " SELECT l.goldset_name, l.goldset_version, l.retriever, l.run_id, l.started_at, l.k,"
         " count(*) FILTER (WHERE rr.rank <= ?) AS n_top,"
         " count(j.doc_id) FILTER (WHERE rr.rank <= ?) AS n_top_judged,"
-        " count(j.doc_id) FILTER (WHERE rr.rank <= ?)"
-        "  / nullif(count(*) FILTER (WHERE rr.rank <= ?), 0) AS judged_at_depth,"
+        # A run that retrieved fewer than `depth` documents has no share of the top
+        # `depth`: over its shorter top it would stand beside the others as if comparable.
+        " CASE WHEN l.k >= ? THEN count(j.doc_id) FILTER (WHERE rr.rank <= ?)"
+        "  / nullif(count(*) FILTER (WHERE rr.rank <= ?), 0) END AS judged_at_depth,"
         " count(rr.doc_id) AS n_retrieved, count(j.doc_id) AS n_retrieved_judged,"
         " count(j.doc_id) / nullif(count(rr.doc_id), 0) AS judged_at_k"
         " FROM latest l LEFT JOIN run_results rr ON rr.run_id = l.run_id"
@@ -65,5 +68,5 @@ def goldset_coverage_frame(store: Store, *, depth: int = 10) -> pd.DataFrame:
         "  AND j.query_id = rr.query_id AND j.doc_id = rr.doc_id"
         " GROUP BY l.goldset_name, l.goldset_version, l.retriever, l.run_id, l.started_at, l.k"
         " ORDER BY l.goldset_name, l.goldset_version, l.retriever",
-        [list(FINISHED_STATUSES), depth, depth, depth, depth],
+        [list(FINISHED_STATUSES), depth, depth, depth, depth, depth],
     )
