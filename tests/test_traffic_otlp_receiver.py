@@ -139,6 +139,27 @@ def test_a_chunked_body_past_the_bound_is_refused_413(receiver: OtlpReceiver) ->
     assert receiver.counters.value("too_large") == 1
 
 
+def test_a_body_somewhat_too_large_is_read_so_the_client_sees_the_413(
+    receiver: OtlpReceiver,
+) -> None:
+    """A client still sending when the connection closed never read the 413 (a broken
+    pipe), and an exporter sends a request it sees fail again; the receiver reads a body a
+    few times too large before answering."""
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", receiver.port, timeout=30)
+    try:
+        connection.request(
+            "POST", "/v1/traces", body=b" " * (4 * MAX_BYTES), headers={"Content-Type": JSON}
+        )
+        answer = connection.getresponse()
+        assert answer.status == 413
+        assert b"exceeds" in answer.read()
+    finally:
+        connection.close()
+    assert receiver.counters.value("too_large") == 1
+
+
 @pytest.mark.parametrize(
     "encoded",
     [b"zz\r\nabc\r\n0\r\n\r\n", b"10\r\nabc", b"3\r\nabcXY0\r\n\r\n"],

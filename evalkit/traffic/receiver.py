@@ -128,6 +128,9 @@ TRACES_PATH = "/v1/traces"
 _log = logging.getLogger("evalkit.otlp")
 _RETRY_AFTER_SECONDS = 2
 _READ_SIZE = 64 * 1024
+_DRAINED_BODY_FACTOR = 4
+"""A body over ``max_request_bytes`` but at most this many times it is read and dropped
+before the 413 (so the client reads the answer); a larger one is not read at all."""
 # What a chunked body is framed as for h11: the request line and headers were read already.
 _CHUNKED_HEAD = b"POST / HTTP/1.1\r\nHost: evalkit\r\nTransfer-Encoding: chunked\r\n\r\n"
 _RESULTS = (
@@ -549,6 +552,11 @@ class OtlpReceiver:
             raise _length_required("Content-Length must be a number of bytes")
         if length > limit:
             request.close_connection = True
+            if length <= _DRAINED_BODY_FACTOR * limit:
+                # Read (and drop) a body a few times too large before answering: a client
+                # still sending when the connection closes never reads the 413, sees a
+                # transport error and sends the same request again.
+                _discard(request, length)
             raise _too_large(f"the request body of {length} bytes exceeds {limit} bytes")
         body = _read(request, length)
         if len(body) != length:
@@ -618,6 +626,13 @@ def _authorized(header: str, token: str) -> bool:
     if scheme.lower() != "bearer":
         return False
     return hmac.compare_digest(given.strip().encode(), token.encode())
+
+
+def _discard(request: _Handler, size: int) -> None:
+    """Read ``size`` bytes of the body, keeping none (a refused body a client is sending)."""
+    wanted = size
+    while wanted > 0 and (chunk := _received(request, min(wanted, _READ_SIZE))):
+        wanted -= len(chunk)
 
 
 def _read(request: _Handler, size: int) -> bytes:
