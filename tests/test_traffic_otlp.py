@@ -778,6 +778,19 @@ def test_a_span_of_the_wrong_shape_is_rejected_and_the_rest_kept(body: bytes) ->
     assert [row["text"] for row in records(batch)] == ["kept"]
 
 
+def test_a_span_kind_attribute_of_another_type_is_named() -> None:
+    """An array for gen_ai.operation.name was rejected as 'an attribute cannot be read
+    (TypeError)', naming none."""
+    array = {"arrayValue": {"values": [{"stringValue": "retrieval"}]}}
+    batch = SpanBatch()
+    batch.add_json(
+        _raw_span("00000000000000a6", [{"key": "gen_ai.operation.name", "value": array}])
+    )
+    (problem,) = [text for _, text in batch.problems]
+    assert "attribute gen_ai.operation.name must be a string" in problem
+    assert "got list" in problem
+
+
 def test_a_request_nested_too_deeply_for_the_decoder_is_a_payload_error() -> None:
     with pytest.raises(OtlpPayloadError, match="nested too deeply"):
         SpanBatch().add_json(b"[" * 100_000 + b"]" * 100_000)

@@ -234,6 +234,13 @@ class SpanBatch:
 
     def _add_span(self, span: _Span, line: int | None) -> None:
         attributes = span.attributes
+        for name in (_GENAI_OPERATION, _OI_KIND):
+            value = attributes.get(name)
+            if value is not None and not isinstance(value, str):
+                raise _SpanError(
+                    f"attribute {name} must be a string (what kind of span this is), got "
+                    f"{type(value).__name__}"
+                )
         operation = attributes.get(_GENAI_OPERATION)
         kind = attributes.get(_OI_KIND)
         kind = kind.upper() if isinstance(kind, str) else None
