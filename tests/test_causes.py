@@ -349,6 +349,12 @@ def test_a_smaller_k_is_the_cause_of_documents_ranked_below_it(store: Store) -> 
     assert "k changed from 10 to 6" in top.statement
     assert {row["baseline_rank"] for row in top.evidence} == {7}
 
+    # A deeper candidate cannot lose what its baseline ranked below the baseline's k: the
+    # cause is not listed at 0% (docs/cli.md: "retrieved fewer documents per query").
+    deeper = _run(store, gold, {q: deep[q][:1] for q in query_ids(N)}, k=20)
+    kinds = [cause.kind for cause in explain_runs(store, deeper, test=FAST).causes]
+    assert "k_changed" not in kinds
+
 
 def test_failed_queries_of_a_partial_run_are_their_share_of_the_loss(store: Store) -> None:
     gold = goldset(N)

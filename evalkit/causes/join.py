@@ -533,7 +533,8 @@ def _goldset_cause(
 
 
 def _k_cause(base: RunRecord, cand: RunRecord, loss: _Loss, found: _Found) -> None:
-    if base.spec.k == cand.spec.k:
+    # Only a shallower candidate can lose what the baseline ranked below its k.
+    if cand.spec.k >= base.spec.k:
         return
     k = cand.spec.k
     deep = {
