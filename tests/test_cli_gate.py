@@ -280,17 +280,25 @@ def _import_goldset(folder: Path, n_queries: int) -> None:
     assert invoke(["goldset", "import", str(folder), "--name", "g"]) == 0
 
 
+def _stored_baseline(
+    server: str, files: Path, capsys: pytest.CaptureFixture[str]
+) -> tuple[str, list[str], str]:
+    """Goldset ``g`` of 60 queries imported and replayed against the endpoint at ``server``:
+    its search URL, the `evalkit run` arguments and the stored baseline's run id."""
+    url = f"{server}/search"
+    _import_goldset(files / "gs", 60)
+    capsys.readouterr()
+    run = ["run", "--goldset", "g", "--http-retriever", url, "--k", "10", "--format", "json"]
+    assert invoke(run) == 0
+    return url, run, json.loads(capsys.readouterr().out)["run_id"]
+
+
 def test_a_stored_candidate_with_failed_queries_is_refused_or_counted_as_zero(
     files: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("EVALKIT_HTTP_RETRIES", "0")
     with running(_FlakyEndpoint) as server:
-        url = f"{server.url}/search"
-        _import_goldset(files / "gs", 60)
-        capsys.readouterr()
-        run = ["run", "--goldset", "g", "--http-retriever", url, "--k", "10", "--format", "json"]
-        assert invoke(run) == 0
-        baseline = json.loads(capsys.readouterr().out)["run_id"]
+        _url, run, baseline = _stored_baseline(server.url, files, capsys)
         down = {f"q{q}" for q in range(13)}
         server.down = down  # type: ignore[attr-defined]
         assert invoke(run) == 3
@@ -333,12 +341,7 @@ def test_a_live_candidate_with_failed_queries_is_refused_or_counted_as_zero(
     partial run is compared with the failed queries at 0; without it, exit 3."""
     monkeypatch.setenv("EVALKIT_HTTP_RETRIES", "0")
     with running(_FlakyEndpoint) as server:
-        url = f"{server.url}/search"
-        _import_goldset(files / "gs", 60)
-        capsys.readouterr()
-        run = ["run", "--goldset", "g", "--http-retriever", url, "--k", "10", "--format", "json"]
-        assert invoke(run) == 0
-        baseline = json.loads(capsys.readouterr().out)["run_id"]
+        url, _run, baseline = _stored_baseline(server.url, files, capsys)
         server.down = {f"q{q}" for q in range(13)}  # type: ignore[attr-defined]
         live = ["--baseline", baseline, "--goldset", "g", "--http-retriever", url, "--k", "10"]
         live += ["-m", "ndcg@10"]

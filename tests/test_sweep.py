@@ -556,12 +556,9 @@ os.kill(os.getpid(), signal.SIGKILL)  # killed mid-point: close() never puts the
 """
 
 
-def test_a_sweep_killed_mid_point_leaves_ef_search_that_the_next_open_puts_back(
-    chroma_home: Path, tmp_path: Path
-) -> None:
-    """kill -9 while a point searches with its ef_search: the collection keeps that value,
-    and the mark written before the change lets the next embedded open put the collection's
-    own value back."""
+def _killed_mid_point(chroma_home: Path, tmp_path: Path) -> tuple[Path, int]:
+    """A copy of ``chroma_home`` whose collection a point killed mid-search (kill -9) left
+    at ef_search 13; the home and the collection's own value."""
     home = tmp_path / "home"
     shutil.copytree(chroma_home / "chroma", home / "chroma")
     before = demo_ef_search(home)
@@ -574,6 +571,16 @@ def test_a_sweep_killed_mid_point_leaves_ef_search_that_the_next_open_puts_back(
     )
     assert killed.returncode == -9, killed.stderr
     assert demo_ef_search(home) == 13
+    return home, before
+
+
+def test_a_sweep_killed_mid_point_leaves_ef_search_that_the_next_open_puts_back(
+    chroma_home: Path, tmp_path: Path
+) -> None:
+    """kill -9 while a point searches with its ef_search: the collection keeps that value,
+    and the mark written before the change lets the next embedded open put the collection's
+    own value back."""
+    home, before = _killed_mid_point(chroma_home, tmp_path)
     assert (home / "chroma" / ".evalkit-ef-search" / "demo.json").is_file()
 
     ChromaRetriever.embedded(home / "chroma", "demo", None, defer_model_check=True).close()  # type: ignore[arg-type]
@@ -606,18 +613,7 @@ def test_audit_and_index_put_back_the_ef_search_a_killed_point_left(
     collection as nobody searches it. It, and `evalkit index`, put the value back first."""
     from evalkit.cli import invoke
 
-    home = tmp_path / "home"
-    shutil.copytree(chroma_home / "chroma", home / "chroma")
-    before = demo_ef_search(home)
-    killed = subprocess.run(
-        [sys.executable, "-c", _KILLED_MID_POINT, str(home / "chroma")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert killed.returncode == -9, killed.stderr
-    assert demo_ef_search(home) == 13
+    home, before = _killed_mid_point(chroma_home, tmp_path)
     monkeypatch.setenv("EVALKIT_HOME", str(home))
     argv = {
         "audit": ["audit", "--collection", "demo", "--format", "json"],

@@ -222,20 +222,7 @@ def _evaluate_rule(
         targets = route(sinks, rule, step.severity)
         if step.notify is AlertStatus.resolved:
             targets = _told_of_firing(store, by_subject.get(signal.subject), targets)
-        save_alert(
-            store,
-            alert.to_stored(n_sinks=len(targets)),
-            state=replace(step.state, last_alert_id=alert.alert_id),
-            sinks=targets,
-        )
-        _log.info(
-            "alert %s %s [%s] raised for %s",
-            alert.alert_id,
-            alert.status.value,
-            alert.severity.value,
-            ", ".join(targets) or "no sink",
-        )
-        raised.append(alert)
+        raised.append(_stored(store, alert, step, targets))
     save_alert_states(store, quiet)
     return raised
 
@@ -290,19 +277,29 @@ def _retire_unconfigured(
             fired_at=step.episode_start,
             created_at=now,
         )
-        targets = _told_of_firing(store, previous, list(sinks))
-        save_alert(
-            store,
-            alert.to_stored(n_sinks=len(targets)),
-            state=replace(step.state, last_alert_id=alert.alert_id),
-            sinks=targets,
-        )
-        _log.info(
-            "alert %s resolved for %s: %s", alert.alert_id, ", ".join(targets) or "no sink", why
-        )
-        raised.append(alert)
+        raised.append(_stored(store, alert, step, _told_of_firing(store, previous, list(sinks))))
     save_alert_states(store, quiet)
     return raised
+
+
+def _stored(store: Store, alert: Alert, step: Transition, targets: list[str]) -> Alert:
+    """``alert`` stored with its key's new state and one outbox row per sink in
+    ``targets`` (``save_alert``), and logged; returned."""
+    save_alert(
+        store,
+        alert.to_stored(n_sinks=len(targets)),
+        state=replace(step.state, last_alert_id=alert.alert_id),
+        sinks=targets,
+    )
+    _log.info(
+        "alert %s %s [%s] raised for %s%s",
+        alert.alert_id,
+        alert.status.value,
+        alert.severity.value,
+        ", ".join(targets) or "no sink",
+        f" ({alert.evidence['closed']})" if "closed" in alert.evidence else "",
+    )
+    return alert
 
 
 def _alert_id(now: datetime) -> str:
