@@ -500,6 +500,8 @@ class EvalkitGate:
                 f"{FIXTURE} needs baseline=: a TREC run file (written from the candidate on "
                 "the first run) or a stored run id"
             )
+        # Deferred as _gate's imports are: the store loads DuckDB and pandas, and a session
+        # that never gates loads nothing heavy (chroma, torch) or that.
         from evalkit.store.export import is_run_export
 
         path = self._path(spec.baseline)

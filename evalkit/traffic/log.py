@@ -27,22 +27,10 @@ from pathlib import Path
 
 from evalkit.errors import InputError
 from evalkit.records import ScoredDoc
+from evalkit.traffic._records import LOG_FIELDS, RecordBatchBuilder
 
 __all__ = ["LOG_FIELDS", "REQUIRED_FIELDS", "LoggedResult", "format_log_line", "log_query"]
 
-LOG_FIELDS: Mapping[str, str] = {
-    "query_id": "unique id of the query (string); a repeated id is ingested once",
-    "timestamp": "when it was asked: ISO 8601 (UTC unless an offset is given) or epoch seconds",
-    "text": "the query text as the user asked it",
-    "tenant": "optional tenant; replay filters the index to this tenant's documents",
-    "tags": 'optional object of tag name -> string, e.g. {"locale": "fr"}; stratify by one',
-    "results": "optional ranked results the production system returned: "
-    '[{"doc_id": ..., "score": ...}] or ["doc_id", ...]',
-    "answer": "optional generated answer",
-    "contexts": "optional list of context strings given to the generator",
-    "latency_ms": "optional retrieval latency in production, milliseconds",
-}
-"""Every field of a log line, with what it holds."""
 
 REQUIRED_FIELDS: tuple[str, ...] = ("query_id", "timestamp", "text")
 
@@ -108,8 +96,6 @@ def format_log_line(
     # The line is read back as `evalkit traffic ingest` reads it: a value the reader would
     # refuse (an empty doc id, a dict result without doc_id) is refused here, where the
     # caller sees it, instead of the query being lost at ingest.
-    from evalkit.traffic._records import RecordBatchBuilder  # it reads LOG_FIELDS from here
-
     reader = RecordBatchBuilder()
     reader.add_line(line, 1)
     if reader.problems:
