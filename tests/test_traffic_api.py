@@ -19,7 +19,8 @@ def test_every_public_name_resolves() -> None:
 
 def test_logging_a_query_does_not_load_the_store() -> None:
     probe = (
-        "import sys; from evalkit.traffic import log_query; "
+        "import sys, tempfile; from evalkit.traffic import log_query; "
+        "log_query(tempfile.mktemp(), text='q', results=['a', ('b', 0.5), {'doc_id': 'c'}]); "
         "print(sorted(m for m in ('duckdb', 'pandas', 'pyarrow') if m in sys.modules))"
     )
     loaded = subprocess.run(

@@ -425,7 +425,7 @@ def test_format_log_line_refuses_what_the_format_cannot_hold() -> None:
         format_log_line(text="q", results=[("a", float("nan"))])
     with pytest.raises(InputError, match="NaN and infinity"):
         format_log_line(text="q", results=[("a", float("inf"))])
-    with pytest.raises(InputError, match=r"would not be read back.*doc_id"):
+    with pytest.raises(InputError, match=r"needs its doc_id.*would not be read back"):
         format_log_line(text="q", results=[{"id": "b"}])
     with pytest.raises(InputError, match="would not be read back"):
         format_log_line(text="q", results=[""])

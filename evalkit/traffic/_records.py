@@ -22,8 +22,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from msgspec.structs import astuple
 
+from evalkit.traffic.log import LOG_FIELDS
+
 __all__ = [
-    "LOG_FIELDS",
     "MAX_EPOCH_SECONDS",
     "MAX_TEXT_LENGTH",
     "RECORD_SCHEMA",
@@ -40,20 +41,6 @@ __all__ = [
     "tags_json",
     "timestamp_seconds",
 ]
-
-LOG_FIELDS: Mapping[str, str] = {
-    "query_id": "unique id of the query (string); a repeated id is ingested once",
-    "timestamp": "when it was asked: ISO 8601 (UTC unless an offset is given) or epoch seconds",
-    "text": "the query text as the user asked it",
-    "tenant": "optional tenant; replay filters the index to this tenant's documents",
-    "tags": 'optional object of tag name -> string, e.g. {"locale": "fr"}; stratify by one',
-    "results": "optional ranked results the production system returned: "
-    '[{"doc_id": ..., "score": ...}] or ["doc_id", ...]',
-    "answer": "optional generated answer",
-    "contexts": "optional list of context strings given to the generator",
-    "latency_ms": "optional retrieval latency in production, milliseconds",
-}
-"""Every field of a log line, with what it holds."""
 
 RECORD_SCHEMA = pa.schema(
     [

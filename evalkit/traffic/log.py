@@ -27,10 +27,22 @@ from pathlib import Path
 
 from evalkit.errors import InputError
 from evalkit.records import ScoredDoc
-from evalkit.traffic._records import LOG_FIELDS, RecordBatchBuilder
 
 __all__ = ["LOG_FIELDS", "REQUIRED_FIELDS", "LoggedResult", "format_log_line", "log_query"]
 
+LOG_FIELDS: Mapping[str, str] = {
+    "query_id": "unique id of the query (string); a repeated id is ingested once",
+    "timestamp": "when it was asked: ISO 8601 (UTC unless an offset is given) or epoch seconds",
+    "text": "the query text as the user asked it",
+    "tenant": "optional tenant; replay filters the index to this tenant's documents",
+    "tags": 'optional object of tag name -> string, e.g. {"locale": "fr"}; stratify by one',
+    "results": "optional ranked results the production system returned: "
+    '[{"doc_id": ..., "score": ...}] or ["doc_id", ...]',
+    "answer": "optional generated answer",
+    "contexts": "optional list of context strings given to the generator",
+    "latency_ms": "optional retrieval latency in production, milliseconds",
+}
+"""Every field of a log line, with what it holds."""
 
 REQUIRED_FIELDS: tuple[str, ...] = ("query_id", "timestamp", "text")
 
@@ -38,6 +50,16 @@ LoggedResult = ScoredDoc | tuple[str, float] | Mapping[str, object] | str
 """What ``log_query`` accepts as one result: a ScoredDoc, (doc_id, score), a dict or an id."""
 
 _FILE_MODE = 0o640
+
+
+def _logged_id(doc_id: str) -> str:
+    """``doc_id`` when `evalkit traffic ingest` reads it back: an empty id is refused."""
+    if not doc_id:
+        raise InputError(
+            "a logged result's doc_id is empty (the line would not be read back by traffic ingest)",
+            field="results",
+        )
+    return doc_id
 
 
 def format_log_line(
@@ -93,14 +115,6 @@ def format_log_line(
             field="results",
         ) from None
     line = (encoded + "\n").encode("utf-8")
-    # The line is read back as `evalkit traffic ingest` reads it: a value the reader would
-    # refuse (an empty doc id, a dict result without doc_id) is refused here, where the
-    # caller sees it, instead of the query being lost at ingest.
-    reader = RecordBatchBuilder()
-    reader.add_line(line, 1)
-    if reader.problems:
-        ((_, problem),) = reader.problems
-        raise InputError(f"the line would not be read back by traffic ingest: {problem}")
     return identifier, line
 
 
@@ -150,15 +164,35 @@ def log_query(
 
 
 def _result_object(result: LoggedResult) -> object:
+    """One result as the log line holds it, refused (InputError) where `evalkit traffic
+    ingest` would refuse the line: the query would be lost there, unseen by the caller."""
     if isinstance(result, ScoredDoc):
-        return {"doc_id": result.doc_id, "score": float(result.score)}
+        return {"doc_id": _logged_id(result.doc_id), "score": float(result.score)}
     if isinstance(result, str):
-        return result
+        return _logged_id(result)
     if isinstance(result, tuple):
         doc_id, score = result
-        return {"doc_id": str(doc_id), "score": float(score)}
+        return {"doc_id": _logged_id(str(doc_id)), "score": float(score)}
     if isinstance(result, Mapping):
-        return dict(result)
+        logged = dict(result)
+        given_id = logged.get("doc_id")
+        if not isinstance(given_id, str):
+            raise InputError(
+                "a logged result given as a dict needs its doc_id, a string (the line would "
+                f"not be read back by traffic ingest); got {sorted(map(str, logged))}",
+                field="results",
+            )
+        _logged_id(given_id)
+        given_score = logged.get("score")
+        if given_score is not None and (
+            isinstance(given_score, bool) or not isinstance(given_score, int | float)
+        ):
+            raise InputError(
+                f"the score of logged result {given_id!r} must be a number, got "
+                f"{type(given_score).__name__}",
+                field="results",
+            )
+        return logged
     raise InputError(
         f"a logged result must be a ScoredDoc, (doc_id, score), a dict or a doc id, "
         f"got {type(result).__name__}",
