@@ -252,6 +252,9 @@ class LangChainRetriever(FrameworkAdapter):
         self._retriever = retriever
         self._where_key = where_key
         self._is_vector_store = isinstance(retriever, VectorStoreRetriever)
+        self._tenant_by_predicate = isinstance(
+            retriever, VectorStoreRetriever
+        ) and _filters_by_predicate(retriever.vectorstore)
         self._own_filter = self._checked_filter(retriever, where_key)
         self._has_k_field = "k" in type(retriever).model_fields
         self._scored: VectorStoreRetriever | None = None
@@ -344,7 +347,7 @@ class LangChainRetriever(FrameworkAdapter):
             if tenant is not None and self._where_key is not None:
                 kwargs["filter"] = (
                     _tenant_predicate(self._where_key, tenant)
-                    if self._is_vector_store and _filters_by_predicate(self._retriever.vectorstore)  # type: ignore[attr-defined]
+                    if self._tenant_by_predicate
                     else {**self._own_filter, self._where_key: tenant}
                 )
             for query, result in zip(group, self._batch(retriever, group, k, kwargs), strict=True):

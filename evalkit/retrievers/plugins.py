@@ -35,7 +35,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any
+from typing import Any, TypeVar
 
 from evalkit.config import Settings
 from evalkit.embedding import ModelFingerprint
@@ -66,6 +66,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 ENTRY_POINT_GROUP = "evalkit.retrievers"
 """The entry-point group a plug-in package declares its retriever factories in."""
@@ -455,14 +457,7 @@ class PluginRetriever:
         """The adapted retriever's description, with the factory it came from; whatever
         else than an evalkit error its ``describe()`` raises is a RetrieverError naming the
         factory (the run records the description before it replays anything)."""
-        try:
-            inner = dict(self.retriever.describe())
-        except EvalkitError:
-            raise
-        except Exception as error:  # the user's code may raise anything; say whose it was
-            raise RetrieverError(
-                f"{self.source.label}: describe() raised {describe_exception(error)}"
-            ) from error
+        inner = dict(self._users(self.retriever.describe, "describe"))
         made = type(self.made)
         description: dict[str, Any] = {
             **inner,
@@ -477,6 +472,18 @@ class PluginRetriever:
             description["plugin"] = self.source.plugin
             description["distribution"] = self.source.distribution
         return description
+
+    def _users(self, call: Callable[[], _T], method: str) -> _T:
+        """``call()``, a method of the user's retriever: whatever else than an evalkit error
+        it raises is a RetrieverError naming the factory and the method."""
+        try:
+            return call()
+        except EvalkitError:
+            raise
+        except Exception as error:  # the user's code may raise anything; say whose it was
+            raise RetrieverError(
+                f"{self.source.label}: {method}() raised {describe_exception(error)}"
+            ) from error
 
     def index_fingerprint(self) -> str | None:
         """The adapted retriever's index fingerprint, if it can give one."""
@@ -494,14 +501,7 @@ class PluginRetriever:
     def check(self) -> None:
         """The adapted retriever's ``check()``, when it has one; whatever else than an
         evalkit error it raises is a RetrieverError naming the factory."""
-        try:
-            _call_if_present(self.retriever, "check")
-        except EvalkitError:
-            raise
-        except Exception as error:  # the user's check may raise anything; say whose it was
-            raise RetrieverError(
-                f"{self.source.label}: check() raised {describe_exception(error)}"
-            ) from error
+        self._users(lambda: _call_if_present(self.retriever, "check"), "check")
 
     def verify_model(self) -> None:
         """The adapted retriever's ``verify_model()``, when it has one."""
