@@ -14,7 +14,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -57,6 +61,10 @@ class FakeJudge:
     requests: list[dict[str, object]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     url: str = ""
+    hang_on: str | None = None  # requests whose prompt holds this wait for ``released``
+    fail_on: str | None = None  # requests whose prompt holds this fail with HTTP 500
+    released: threading.Event = field(default_factory=threading.Event)
+    answered: int = 0
 
     @property
     def calls(self) -> int:
@@ -70,7 +78,10 @@ class FakeJudge:
             number = len(self.requests)
         if self.mode == "timeout":
             time.sleep(self.stall_seconds)
-        if self.mode == "error500" or number <= self.fail_first:
+        if self.hang_on is not None and self.hang_on in json.dumps(body):
+            self.released.wait(timeout=60)
+        failing = self.fail_on is not None and self.fail_on in json.dumps(body)
+        if self.mode == "error500" or number <= self.fail_first or failing:
             return 500, json.dumps({"error": {"message": "judge overloaded", "type": "server"}})
         content = "this is { not json" if self.mode == "malformed" else self._content(body)
         completion = {
@@ -136,14 +147,19 @@ def fake_judge() -> Iterator[FakeJudge]:
                 self.end_headers()
                 self.wfile.write(data)
             except (BrokenPipeError, ConnectionResetError):
-                pass  # the client gave up (timeout test)
+                return  # the client gave up (timeout test)
+            with state.lock:
+                state.answered += 1
 
         def log_message(self, format: str, *args: object) -> None:
             pass
 
     with serving(Handler) as url:
         state.url = f"{url}/v1"
-        yield state
+        try:
+            yield state
+        finally:
+            state.released.set()
 
 
 def open_store(path: Path) -> Store:
@@ -450,3 +466,117 @@ def test_judge_requires_configuration() -> None:
 
     with pytest.raises(ConfigError, match="base_url and model"):
         LLMJudge(JudgeSettings(base_url=None, model=None))
+
+
+def _judge_environment(judge: FakeJudge, home: Path) -> dict[str, str]:
+    """The environment of an evalkit process whose [judge] is ``judge``."""
+    return {
+        **os.environ,
+        "EVALKIT_HOME": str(home),
+        "EVALKIT_JUDGE_BASE_URL": judge.url,
+        "EVALKIT_JUDGE_MODEL": "fake-judge-1",
+        "EVALKIT_JUDGE_API_KEY_ENV": "EVALKIT_TEST_JUDGE_KEY",
+        "EVALKIT_TEST_JUDGE_KEY": "sk-test",
+        "EVALKIT_JUDGE_ANSWER_RELEVANCY": "false",
+        "EVALKIT_JUDGE_MAX_RETRIES": "1",
+        "EVALKIT_JUDGE_RETRY_BACKOFF": "0",
+    }
+
+
+def _answers_file(path: Path) -> Path:
+    path.write_text("".join(json.dumps(_fields(record)) + "\n" for record in RECORDS))
+    return path
+
+
+def _score_command(answers: Path) -> list[str]:
+    return [sys.executable, "-m", "evalkit", "answers", "score", str(answers), "--method", "llm"]
+
+
+def test_a_judge_that_answers_nothing_fails_the_scoring(
+    fake_judge: FakeJudge, tmp_path: Path
+) -> None:
+    """`answers score --method llm` with a judge failing every call exits 3 (a CI job must
+    not pass with nothing measured) and stores no scoring; a judge that answers some calls
+    still gives a stored scoring with the rest counted as unmeasured."""
+    fake_judge.mode = "error500"
+    answers = _answers_file(tmp_path / "answers.jsonl")
+    env = _judge_environment(fake_judge, tmp_path / "home")
+    failed = subprocess.run(
+        [*_score_command(answers), "--format", "json"],
+        check=False,
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert failed.returncode == 3, failed.stderr
+    assert "the judge answered none of the 3 calls sent (judge_error 3" in failed.stderr
+    assert "HTTP 500" in failed.stderr
+    stored = tmp_path / "home" / "evalkit.duckdb"
+    if stored.exists():
+        with Store.open(stored, read_only=True) as store:
+            assert store.fetch("SELECT count(*) FROM answer_scorings") == [(0,)]
+
+    fake_judge.mode = "ok"
+    fake_judge.fail_on = "Gustave Moreau"  # the third answer's calls fail
+    scored = subprocess.run(
+        [*_score_command(answers), "--format", "json"],
+        check=False,
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert scored.returncode == 0, scored.stderr
+    [summary] = json.loads(scored.stdout)["summaries"]
+    assert (summary["n_measured"], summary["unmeasured_by_reason"]) == (2, {"judge_error": 1})
+
+
+def test_judgments_answered_before_sigterm_are_kept(fake_judge: FakeJudge, tmp_path: Path) -> None:
+    """SIGTERM mid-scoring (a cancelled CI job): exit 143, and the judgments already
+    answered are in the cache, so the rerun sends only the calls of the answer that was
+    still waiting."""
+    fake_judge.hang_on = "Gustave Moreau"  # the third answer's calls wait until released
+    answers = _answers_file(tmp_path / "answers.jsonl")
+    env = _judge_environment(fake_judge, tmp_path / "home")
+    process = subprocess.Popen(
+        _score_command(answers),
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        # Two answers are judged (statements, then verdicts) and the third one's call waits.
+        while fake_judge.answered < 4 or fake_judge.calls < 5:
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "the judge never got the calls"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 143, err
+    assert "terminated (SIGTERM)" in err
+
+    fake_judge.hang_on = None
+    fake_judge.released.set()
+    sent_before = fake_judge.calls
+    rerun = subprocess.run(
+        [*_score_command(answers), "--format", "json"],
+        check=False,
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert rerun.returncode == 0, rerun.stderr
+    result = json.loads(rerun.stdout)
+    assert fake_judge.calls - sent_before == 2
+    assert (result["judge_calls"], result["cache_hits"]) == (2, 2)
+    assert result["summaries"][0]["mean"] == pytest.approx(0.5)

@@ -277,8 +277,16 @@ class LLMJudge:
         }
         self.calls = 0
 
-    async def judge(self, tasks: Sequence[JudgeTask]) -> list[CachedJudgment | JudgeCallError]:
-        """Judge every task concurrently (under the guard's limits), in task order."""
+    async def judge(
+        self,
+        tasks: Sequence[JudgeTask],
+        on_judged: Callable[[JudgeTask, CachedJudgment], None] | None = None,
+    ) -> list[CachedJudgment | JudgeCallError]:
+        """Judge every task concurrently (under the guard's limits), in task order.
+
+        ``on_judged`` is called with each judgment as soon as it arrives, so that a caller
+        can keep what was paid for when the whole batch does not finish (Ctrl-C, SIGTERM).
+        """
         if not tasks:
             return []
         # deferred: _ragas imports ragas (heavy, optional)
@@ -297,14 +305,19 @@ class LLMJudge:
                 embedder=self._embedder,
             )
             results = await asyncio.gather(
-                *(self._judge_one(task, metrics[task.metric]) for task in tasks)
+                *(self._judge_one(task, metrics[task.metric], on_judged) for task in tasks)
             )
         finally:
             self.calls += guard.calls
             await client.close()
         return list(results)
 
-    async def _judge_one(self, task: JudgeTask, metric: Any) -> CachedJudgment | JudgeCallError:
+    async def _judge_one(
+        self,
+        task: JudgeTask,
+        metric: Any,
+        on_judged: Callable[[JudgeTask, CachedJudgment], None] | None,
+    ) -> CachedJudgment | JudgeCallError:
         record = task.record
         try:
             if task.metric == "faithfulness":
@@ -321,7 +334,7 @@ class LLMJudge:
             reason, _, detail = classify_failure(error)
             return JudgeCallError(reason, detail)
         value = _finite_or_none(result.value)
-        return CachedJudgment(
+        judgment = CachedJudgment(
             metric=task.metric,
             judge_model=self.model,
             prompt_version=self.prompt_versions[task.metric],
@@ -329,6 +342,9 @@ class LLMJudge:
             unmeasured_reason=None if value is not None else str(Unmeasured.no_claims),
             detail=None if value is not None else "the judge found no statement in the answer",
         )
+        if on_judged is not None:
+            on_judged(task, judgment)
+        return judgment
 
 
 def _finite_or_none(value: object) -> float | None:

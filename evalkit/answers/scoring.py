@@ -29,7 +29,7 @@ from evalkit.clock import utc_now
 from evalkit.config import JudgeSettings, ScoringMethod, load_settings
 from evalkit.coroutines import run_sync
 from evalkit.embedding import Embedder, load_embedder
-from evalkit.errors import ConfigError, InputError
+from evalkit.errors import ConfigError, InputError, JudgeError
 
 __all__ = ["check_judge_settings", "score_answers", "score_with_judge", "uses_judge"]
 
@@ -82,6 +82,7 @@ def score_answers(
     embedding_cache: EmbeddingCache | None = None,
     progress: Progress | None = None,
     every_context_metric: bool = False,
+    judge_must_answer: bool = False,
 ) -> AnswerScores:
     """Score ``records``; ``evalkit.pipeline.score_and_store_answers`` also stores them.
 
@@ -103,6 +104,10 @@ def score_answers(
     reference for (all its rows are then unmeasured ``no_reference``): for a batch of a
     larger set, whose caller keeps a context metric when some record of the whole set has
     a reference for it, as scoring the set at once would.
+
+    With ``judge_must_answer`` a judge that answers none of the calls sent raises
+    JudgeError instead (an answers file scored on purpose; a run's answers are scored
+    beside its retrieval, which stands without them).
     """
     settings = settings or load_settings().judge
     _check_ids(records)
@@ -127,7 +132,11 @@ def score_answers(
             embedder = offline.embedder if offline is not None else _default_embedder()
         judge = LLMJudge(settings, embedder=embedder)
         judged, judge_calls, cache_hits = score_with_judge(
-            records, judge=judge, cache=cache or MemoryJudgeCache(), repeats=settings.repeats
+            records,
+            judge=judge,
+            cache=cache or MemoryJudgeCache(),
+            repeats=settings.repeats,
+            must_answer=judge_must_answer,
         )
         scores.extend(judged)
     context_metrics = (
@@ -171,11 +180,15 @@ def score_with_judge(
     judge: LLMJudge,
     cache: JudgeCache,
     repeats: int = 1,
+    must_answer: bool = False,
 ) -> tuple[list[MetricScore], int, int]:
     """Judge every record with every judge metric; returns (scores, judge calls, cache hits).
 
     Judgments found in ``cache`` are not requested again; new judge outputs are added to it
-    (failures are not, so they are retried next time).
+    as they arrive, also when the batch is interrupted (failures are not, so they are
+    retried next time). With ``must_answer``, a judge that answered none of the calls
+    sent (down, refusing every request) is a JudgeError rather than a batch of unmeasured
+    scores.
     """
     tasks: list[JudgeTask] = []
     scores: list[MetricScore] = []
@@ -199,13 +212,19 @@ def score_with_judge(
     cached = cache.get_many([task.key for task in tasks])
     missing = [task for task in tasks if task.key not in cached]
     calls_before = judge.calls
-    outcomes = run_sync(lambda: judge.judge(missing)) if missing else []
-    fresh = {
-        task.key: outcome
-        for task, outcome in zip(missing, outcomes, strict=True)
-        if isinstance(outcome, CachedJudgment)
-    }
-    cache.put_many(fresh.items())
+    # Appended from the judge's event loop as each judgment arrives, and cached even when
+    # the batch is interrupted: a rerun then pays only for what was not answered.
+    fresh: list[tuple[str, CachedJudgment]] = []
+    try:
+        outcomes = (
+            run_sync(lambda: judge.judge(missing, lambda task, j: fresh.append((task.key, j))))
+            if missing
+            else []
+        )
+    finally:
+        cache.put_many(list(fresh))
+    if must_answer and missing and not cached:
+        _check_answered(outcomes)
     results: dict[str, CachedJudgment | JudgeCallError] = {
         **cached,
         **{task.key: outcome for task, outcome in zip(missing, outcomes, strict=True)},
@@ -221,6 +240,21 @@ def score_with_judge(
     }
     scores.sort(key=lambda score: order[(score.metric, score.item_id)])
     return scores, judge.calls - calls_before, len(cached)
+
+
+def _check_answered(outcomes: Sequence[CachedJudgment | JudgeCallError]) -> None:
+    """Raise JudgeError when every one of ``outcomes`` is a failed call."""
+    failures = [outcome for outcome in outcomes if isinstance(outcome, JudgeCallError)]
+    if len(failures) < len(outcomes):
+        return
+    reasons: dict[str, int] = {}
+    for failure in failures:
+        reasons[str(failure.reason)] = reasons.get(str(failure.reason), 0) + 1
+    counted = ", ".join(f"{reason} {n}" for reason, n in reasons.items())
+    raise JudgeError(
+        f"the judge answered none of the {len(failures)} calls sent ({counted}; the first: "
+        f"{failures[0].detail}): nothing was scored or stored; check the [judge] endpoint"
+    )
 
 
 def _combine_repeats(

@@ -94,6 +94,7 @@ def score_and_store_answers(
     embedder: Embedder | None = None,
     offline: OfflineFaithfulness | None = None,
     progress: Callable[[int, int], None] | None = None,
+    judge_must_answer: bool = False,
 ) -> AnswerScores:
     """Score ``records`` (``evalkit.answers.score_answers``) and store every score.
 
@@ -114,6 +115,7 @@ def score_and_store_answers(
             offline=offline,
             embedding_cache=StoreEmbeddingCache(store),
             progress=progress,
+            judge_must_answer=judge_must_answer,
         )
     scoring_id = save_answer_scores(store, result, settings=settings.public_dict(), records=records)
     return dataclasses.replace(result, scoring_id=scoring_id)

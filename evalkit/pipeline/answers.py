@@ -24,14 +24,20 @@ def score_answer_file(
 ) -> AnswerScores:
     """Read a JSONL of answer records (see ``evalkit.answers.files``), score and store it.
 
-    Without ``store`` the scores are only returned.
+    Without ``store`` the scores are only returned. A judge that answers none of the calls
+    sent raises JudgeError, and nothing is stored.
     """
     records = read_answer_records(path)
     if progress is not None:
         progress(0, len(records))
     if store is None:
         result = answer_stage.score_answers(
-            records, settings=settings, source=str(path), embedder=embedder, progress=progress
+            records,
+            settings=settings,
+            source=str(path),
+            embedder=embedder,
+            progress=progress,
+            judge_must_answer=True,
         )
     else:
         result = score_and_store_answers(
@@ -41,6 +47,7 @@ def score_answer_file(
             source=str(path),
             embedder=embedder,
             progress=progress,
+            judge_must_answer=True,
         )
     if progress is not None:
         progress(len(records), len(records))
