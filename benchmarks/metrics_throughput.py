@@ -55,7 +55,9 @@ def make_data(n_queries: int, depth: int, seed: int) -> dict[str, Any]:
     positions = (
         base[:, None] + np.arange(depth) * stride + rng.integers(0, stride, (n_queries, depth))
     )
-    scores = rng.random((n_queries, depth))
+    # Scores a C float holds exactly: pytrec_eval's trec_eval 9.x compares floats, evalkit
+    # and trec_eval 10.0 doubles, and only such scores rank alike in both.
+    scores = rng.random((n_queries, depth), dtype=np.float32).astype(np.float64)
     corpus = np.array([f"D{i:07d}" for i in range(n_docs)], dtype=object)
     query_ids = np.array([f"Q{i:05d}" for i in range(n_queries)], dtype=object)
 

@@ -246,17 +246,20 @@ def test_doc_ids_compare_as_strings_not_numbers() -> None:
     assert Evaluator(qrels, ["mrr"]).evaluate(run).aggregate["mrr"] == 1.0
 
 
-def test_scores_are_compared_at_single_precision_as_trec_eval_does() -> None:
+def test_scores_are_compared_at_double_precision_as_trec_eval_does() -> None:
+    """trec_eval 10.0 stores scores as doubles: scores that differ beyond a float's 7 digits
+    (or over its range) are not tied; only equal doubles are, which "b" > "a" wins."""
     qrels = pd.DataFrame([("q", "a", 1)], columns=["query_id", "doc_id", "relevance"])
-    # a and b differ only beyond float32 precision: a tie, which "b" > "a" wins
     run = {"q": {"b": 1.0, "a": 1.0 + 1e-12}}
     evaluator = Evaluator(qrels, ["mrr"])
-    assert evaluator.evaluate(run).aggregate["mrr"] == 0.5
+    assert evaluator.evaluate(run).aggregate["mrr"] == 1.0
     corpus = evaluator.corpus_index(["a", "b"])
     arrays = RunArrays(["q"], np.array([[1, 0]]), np.array([[1.0, 1.0 + 1e-12]]))
-    assert evaluator.evaluate_arrays(arrays, corpus=corpus).aggregate["mrr"] == 0.5
-    huge = {"q": {"a": 1e300, "b": 1e301}}
-    assert evaluator.evaluate(huge).aggregate["mrr"] == 0.5
+    assert evaluator.evaluate_arrays(arrays, corpus=corpus).aggregate["mrr"] == 1.0
+    for scores in ({"a": 1e301, "b": 1e300}, {"a": 1e-49, "b": 1e-50, "c": 0.0}):
+        assert evaluator.evaluate({"q": scores}).aggregate["mrr"] == 1.0
+    assert evaluator.evaluate({"q": {"a": 1e308, "b": np.inf}}).aggregate["mrr"] == 0.5
+    assert evaluator.evaluate({"q": {"a": 0.5, "b": 0.5}}).aggregate["mrr"] == 0.5
 
 
 def test_leading_zeros_are_kept() -> None:

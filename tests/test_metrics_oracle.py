@@ -5,6 +5,10 @@ the run or from the qrels, unjudged documents, empty rankings and doc ids whose 
 differs from their numeric order; every measure is compared per query and on average, to
 1e-9, for the three ways of handing evalkit a run (dict, DataFrame, dense arrays).
 ``mrr@k`` has no trec_eval counterpart and is checked against a small reference below.
+
+pytrec_eval embeds trec_eval 9.x, which stores scores as C floats; trec_eval 10.0 (the
+conformance suite's, and evalkit's) stores doubles. Scores are drawn as floats, which both
+compare alike; test_metrics_measures checks scores that only doubles tell apart.
 """
 
 from __future__ import annotations
@@ -57,7 +61,7 @@ DOC_IDS = (
 QUERY_IDS = ("q1", "q2", "q10", "003", "Q")
 SCORES = st.one_of(
     st.sampled_from([0.0, -0.0, 0.5, 1.0, 1.0, 2.0, -1.0]),
-    st.floats(-10, 10, allow_nan=False, allow_infinity=False),
+    st.floats(-10, 10, allow_nan=False, allow_infinity=False, width=32),
 )
 
 Qrels = dict[str, dict[str, int]]

@@ -6,11 +6,12 @@
     result = evaluator.evaluate(run)              # DataFrame or {qid: {doc_id: score}}
     result.aggregate["ndcg@10"], result.per_query.loc["q1", "mrr"]
 
-Runs are scored exactly as trec_eval scores them: documents ranked by score descending (at
-single precision, as trec_eval stores scores), ties broken by doc id in descending byte
-order, any rank column ignored; queries that are judged but absent from the run are skipped
-unless ``complete=True`` (then they score 0); queries that are not judged are ignored; a
-document listed twice for one query is an error (trec_eval refuses such runs too).
+Runs are scored exactly as trec_eval (10.0) scores them: documents ranked by score
+descending (at double precision, as trec_eval stores scores), ties broken by doc id in
+descending byte order, any rank column ignored; queries that are judged but absent from the
+run are skipped unless ``complete=True`` (then they score 0); queries that are not judged
+are ignored; a document listed twice for one query is an error (trec_eval refuses such runs
+too).
 
 Inputs are converted once, at the edge (:mod:`evalkit.metrics.inputs`); the ranking engine
 (:mod:`evalkit.metrics.ranking`) ranks the judged documents; then every measure is one

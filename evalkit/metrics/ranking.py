@@ -133,7 +133,7 @@ def rank_long_run(index: JudgmentIndex, run: LongRun, selected: BoolArray | None
     return RankedRows(
         present=present,
         query_codes=query_codes[judged_rows],
-        ranks=_ranks_of_rows(query_codes, _single_precision(scores), doc_ids, judged_rows),
+        ranks=_ranks_of_rows(query_codes, _double_precision(scores), doc_ids, judged_rows),
         grades=np.asarray(judged.column("grade").to_numpy(), dtype=np.int32),
     )
 
@@ -149,14 +149,14 @@ def _group_rows(query_codes: Int64Array) -> Int64Array | None:
     return np.argsort(query_codes, kind="stable")
 
 
-def _single_precision(scores: NDArray[np.floating[Any]]) -> NDArray[np.float32]:
-    """Scores as trec_eval compares them: it stores each score as a C ``float``."""
-    with np.errstate(over="ignore"):
-        return scores.astype(np.float32, copy=False)
+def _double_precision(scores: NDArray[np.floating[Any]]) -> NDArray[np.float64]:
+    """Scores as trec_eval compares them: since 10.0 each score is a C ``double`` (9.x
+    stored a ``float``, which tied scores that differ beyond its 7 digits)."""
+    return scores.astype(np.float64, copy=False)
 
 
 def _ranks_of_rows(
-    query_codes: Int64Array, scores: NDArray[np.float32], doc_ids: pa.Array, wanted: Int64Array
+    query_codes: Int64Array, scores: NDArray[np.float64], doc_ids: pa.Array, wanted: Int64Array
 ) -> Int64Array:
     """0-based rank of the rows ``wanted`` within their block of equal ``query_codes``.
 
@@ -381,7 +381,7 @@ def _inverse_rows(order: Int64Array) -> NDArray[np.int32]:
 
 def _checked_arrays(
     run: RunArrays, corpus: CorpusIndex
-) -> tuple[Int64Array, NDArray[np.float32], pa.Array]:
+) -> tuple[Int64Array, NDArray[np.float64], pa.Array]:
     """Validate a :class:`RunArrays` against ``corpus``: shapes, dtypes, index range, ids."""
     positions = np.asarray(run.doc_indices)
     scores = np.asarray(run.scores)
@@ -412,7 +412,7 @@ def _checked_arrays(
             f"(0 .. {corpus.n_docs - 1}, or -1 for an empty slot)",
             field="doc_indices",
         )
-    return positions.astype(np.int64, copy=False), _single_precision(scores), queries
+    return positions.astype(np.int64, copy=False), _double_precision(scores), queries
 
 
 def _reject_repeated_positions(

@@ -3,8 +3,8 @@ a Parquet export read back into a store as the run it was.
 
 * ``trec``: ``qid Q0 docid rank score tag``, one line per retrieved document, ranks and
   scores exactly as stored (scores in Python's shortest round-trip form), the run id as
-  tag. trec_eval and pytrec_eval rank by score and break ties by doc id descending, which
-  is the ranking evalkit scored, so they compute the stored metrics from it.
+  tag. trec_eval ranks by score (a double) and breaks ties by doc id descending, which is
+  the ranking evalkit scored, so it computes the stored metrics from it.
 * ``jsonl``: one object per query of the run, in the goldset's order: its ranked results,
   latency, error and per-query metrics.
 * ``parquet``: a directory holding ``results.parquet`` (one row per retrieved document),
