@@ -45,7 +45,10 @@ RunInput = pd.DataFrame | Mapping[str, Mapping[str, float]]
 
 Int64Array = NDArray[np.int64]
 
-_MAX_GRADE = int(np.iinfo(np.int32).max)
+MIN_GRADE = UNJUDGED + 1
+MAX_GRADE = int(np.iinfo(np.int32).max)
+"""The grades a judgment can hold: the kernels keep them as 32-bit integers, the lowest
+marking a document as unjudged."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -227,16 +230,16 @@ def _grades(values: pd.Series | NDArray[Any]) -> Int64Array:
         raise InputError("relevance must hold integer grades, got booleans", field="relevance")
     numbers = pd.to_numeric(values, errors="coerce")
     floats = numbers.to_numpy(dtype=np.float64, na_value=np.nan)
-    bad = ~np.isfinite(floats) | (floats != np.round(floats))
-    bad |= (floats > _MAX_GRADE) | (floats <= UNJUDGED)
+    not_integer = ~np.isfinite(floats) | (floats != np.round(floats))
+    bad = not_integer | (floats > MAX_GRADE) | (floats < MIN_GRADE)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         value = values.iloc[row]
         shown = value.item() if isinstance(value, np.generic) else value
-        raise InputError(
-            f"relevance must be an integer grade, got {shown!r} (row {row})",
-            field="relevance",
+        rule = (
+            "an integer grade" if not_integer[row] else f"a grade from {MIN_GRADE} to {MAX_GRADE}"
         )
+        raise InputError(f"relevance must be {rule}, got {shown!r} (row {row})", field="relevance")
     if pd.api.types.is_integer_dtype(numbers.dtype):
         return numbers.to_numpy(dtype=np.int64)
     return floats.astype(np.int64)

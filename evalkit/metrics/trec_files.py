@@ -5,7 +5,9 @@
   trec_eval ignores them; so is the rank: the evaluator ranks by score).
 
 Fields are separated by any run of spaces or tabs; blank lines and lines starting with
-``#`` are skipped. Ids stay strings exactly as written (``"007"`` keeps its zeros).
+``#`` are skipped; a UTF-8 byte order mark at the start of the file (an editor's) is
+dropped. Ids stay strings exactly as written (``"007"`` keeps its zeros). Numbers are
+plain decimal text: Python's ``1_000`` is refused, as it means 1 to trec_eval.
 
 Regular files (one tab or one space between fields) are parsed by Arrow's multi-threaded
 CSV reader; anything else, and any file that fails there, is read line by line, which
@@ -15,6 +17,7 @@ also finds the first malformed line and raises :class:`InputError` naming the fi
 
 from __future__ import annotations
 
+import codecs
 import math
 import os
 from collections.abc import Callable
@@ -27,6 +30,7 @@ import pyarrow as pa
 import pyarrow.csv as pcsv
 
 from evalkit.errors import InputError
+from evalkit.metrics.inputs import MAX_GRADE, MIN_GRADE
 
 __all__ = ["read_qrels", "read_run"]
 
@@ -41,17 +45,36 @@ class _Layout:
     parse_value: Callable[[bytes], int | float]
     value_rule: str
     extra_fields_allowed: bool
+    value_range: tuple[float, float] | None = None
+
+
+class _OutOfRangeError(ValueError):
+    """A value of the right kind outside what it may be; ``rule`` says what it may be."""
+
+    def __init__(self, rule: str) -> None:
+        super().__init__(rule)
+        self.rule = rule
 
 
 def _parse_grade(token: bytes) -> int:
-    return int(token)
+    grade = int(_plain(token))
+    if not MIN_GRADE <= grade <= MAX_GRADE:
+        raise _OutOfRangeError(f"a grade from {MIN_GRADE} to {MAX_GRADE}")
+    return grade
 
 
 def _parse_score(token: bytes) -> float:
-    value = float(token)
+    value = float(_plain(token))
     if math.isnan(value):
         raise ValueError("NaN")
     return value
+
+
+def _plain(token: bytes) -> bytes:
+    """``token``, refused when it holds ``_``, which Python reads as a digit separator."""
+    if b"_" in token:
+        raise ValueError("underscore")
+    return token
 
 
 _QRELS = _Layout(
@@ -63,6 +86,7 @@ _QRELS = _Layout(
     parse_value=_parse_grade,
     value_rule="an integer grade",
     extra_fields_allowed=False,
+    value_range=(MIN_GRADE, MAX_GRADE),
 )
 _RUN = _Layout(
     kind="run",
@@ -103,6 +127,7 @@ def _read(path: str | os.PathLike[str], layout: _Layout) -> pd.DataFrame:
         raise InputError(
             f"cannot read the {layout.kind} file: {error.strerror or error}", path=name
         ) from error
+    data = data.removeprefix(codecs.BOM_UTF8)
     columns = _read_regular(data, layout)
     if columns is None:
         columns = _read_line_by_line(data, layout, path=name)
@@ -156,6 +181,10 @@ def _read_regular(data: bytes, layout: _Layout) -> _Columns | None:
     array = values.to_numpy().astype(layout.value_dtype, copy=False)
     if array.dtype.kind == "f" and np.isnan(array).any():
         return None
+    if layout.value_range is not None:
+        low, high = layout.value_range
+        if array.size and (array.min() < low or array.max() > high):
+            return None  # read line by line, which names the line
     return table.column(query_id), table.column(doc_id), array
 
 
@@ -206,10 +235,10 @@ def _read_line_by_line(data: bytes, layout: _Layout, *, path: str) -> _Columns:
         token = fields[value_position]
         try:
             values.append(layout.parse_value(token))
-        except ValueError:
+        except ValueError as error:
+            rule = error.rule if isinstance(error, _OutOfRangeError) else layout.value_rule
             raise InputError(
-                f"{layout.value_field} must be {layout.value_rule}, "
-                f"got {token.decode('utf-8', 'replace')!r}",
+                f"{layout.value_field} must be {rule}, got {token.decode('utf-8', 'replace')!r}",
                 path=path,
                 line=number,
                 field=layout.value_field,
