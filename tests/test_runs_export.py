@@ -23,7 +23,7 @@ from evalkit.cli import invoke
 from evalkit.goldset.model import Goldset
 from evalkit.metrics import parse_measures
 from evalkit.pipeline import evaluate_goldset
-from evalkit.records import Judgment, Query
+from evalkit.records import Judgment, Query, QueryResult, ScoredDoc
 from evalkit.records.requests import GoldsetRunRequest
 from evalkit.retrievers import HttpRetriever
 from evalkit.store import Store
@@ -477,3 +477,46 @@ def test_an_export_to_a_folder_where_a_file_goes_is_bad_input_naming_the_folder(
     assert code == 2
     assert err.strip() == f"error: {tmp_path}: is a folder; give a file"
     assert list(tmp_path.iterdir()) == []
+
+
+class _Listing:
+    """A retriever answering every query with the same two documents."""
+
+    def retrieve(self, queries: list[Query], k: int) -> list[QueryResult]:
+        docs = (ScoredDoc("d1", 2.0, 1), ScoredDoc("d2", 1.0, 2))
+        return [QueryResult(query_id=query.id, docs=docs, latency_ms=1.0) for query in queries]
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "listing"}
+
+    def index_fingerprint(self) -> None:
+        return None
+
+    def model_fingerprint(self) -> None:
+        return None
+
+
+def test_a_query_id_trec_eval_reads_as_a_comment_is_refused_for_trec(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A line starting with '#' is a comment to trec_eval and `evalkit score`: exported,
+    the query would vanish from the file and from every figure computed from it."""
+    gold = Goldset.build(
+        "hashes",
+        [Query("#q1", "first question"), Query("q2", "second question")],
+        [Judgment("#q1", "d1", 1), Judgment("q2", "d2", 1)],
+    )
+    with Store.open(tmp_path / "evalkit.duckdb") as store:
+        save_goldset(store, gold)
+        outcome = evaluate_goldset(
+            store, gold, _Listing(), GoldsetRunRequest(k=2, measures=("map",), answers=False)
+        )
+    monkeypatch.setenv("EVALKIT_HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    code, out, err = export(capsys, outcome.run.run_id)
+    assert code == 2
+    assert "query id '#q1' starts with '#'" in err
+    assert out == ""
+    code, out, _ = export(capsys, outcome.run.run_id, "--format", "jsonl")
+    assert code == 0
+    assert '"query_id": "#q1"' in out

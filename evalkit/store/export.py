@@ -635,20 +635,33 @@ def _counts(store: Store, run_id: str) -> tuple[int, int]:
 
 
 def _check_trec_ids(store: Store, run_id: str) -> None:
-    """Refuse a run whose ids would break TREC's whitespace-separated fields."""
+    """Refuse a run whose ids would break TREC's whitespace-separated fields, or whose
+    query id starts with ``#``, which makes trec_eval read the line as a comment."""
     rows = store.fetch(
         "SELECT query_id, doc_id FROM run_results WHERE run_id = ?"
-        " AND (regexp_matches(query_id, ?) OR regexp_matches(doc_id, ?)) LIMIT 1",
+        " AND (regexp_matches(query_id, ?) OR regexp_matches(doc_id, ?)"
+        " OR starts_with(query_id, '#')) LIMIT 1",
         [run_id, _WHITESPACE, _WHITESPACE],
     )
-    if rows:
-        query_id, doc_id = rows[0]
-        which = f"query id {query_id!r}" if any(c.isspace() for c in query_id) else None
-        which = which or f"doc id {doc_id!r} (query {query_id!r})"
-        raise ConfigError(
-            f"run {run_id} cannot be written as a TREC run file: its {which} contains "
-            "whitespace, which separates TREC fields; export it as jsonl or parquet"
+    if not rows:
+        return
+    query_id, doc_id = rows[0]
+    if any(c.isspace() for c in query_id):
+        problem = f"query id {query_id!r} contains whitespace, which separates TREC fields"
+    elif query_id.startswith("#"):
+        problem = (
+            f"query id {query_id!r} starts with '#', which makes trec_eval (and "
+            "`evalkit score`) skip its lines as comments"
         )
+    else:
+        problem = (
+            f"doc id {doc_id!r} (query {query_id!r}) contains whitespace, which separates "
+            "TREC fields"
+        )
+    raise ConfigError(
+        f"run {run_id} cannot be written as a TREC run file: its {problem}; export it as "
+        "jsonl or parquet"
+    )
 
 
 def _copy_parquet(store: Store, sql: str, parameters: Sequence[object], path: Path) -> None:
