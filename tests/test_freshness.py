@@ -43,6 +43,7 @@ from evalkit.clock import utc_now
 from evalkit.config import PgvectorSettings, QdrantSettings
 from evalkit.dashboard.loaders.freshness import freshness as freshness_data
 from evalkit.embedding import ModelFingerprint
+from evalkit.errors import InputError
 from evalkit.pipeline import check_freshness
 from evalkit.records import Document
 from evalkit.records.freshness import FreshnessCheck, FreshnessRequest
@@ -782,3 +783,53 @@ def test_a_qdrant_collection_is_read_by_its_payload_and_chunks_by_their_earliest
         ("a", 40.0, "index_time")
     ]
     assert [(p.doc_id, p.state) for p in check.oldest] == [("b", "stale")]
+
+
+def test_a_change_dated_in_the_future_is_refused_and_moves_no_read_position(
+    store: Store, tmp_path: Path
+) -> None:
+    """A corpus document dated 2099 used to be read as reflected before it happened and to
+    move the corpus's read position to 2099, so that no later change was ever read."""
+    now = datetime(2026, 11, 26, 16, 0)
+    corpus = tmp_path / "corpus.jsonl"
+    documents = [
+        {"id": "a", "text": "alpha text", "metadata": {"updated_at": "2099-01-01T00:00:00Z"}},
+        {"id": "b", "text": "beta text", "metadata": {"updated_at": "2026-11-26T10:00:00Z"}},
+    ]
+    corpus.write_text("".join(json.dumps(d) + "\n" for d in documents), encoding="utf-8")
+    request = FreshnessRequest(corpus=corpus, subject="docs", max_unreflected_age=1e9)
+    held = HeldVersions("docs", {"a": ("alpha text", None), "b": ("beta text", None)})
+    with pytest.raises(InputError) as caught:
+        check_freshness(store, request, index=held, clock=lambda: now)
+    [problem] = caught.value.problems
+    assert (problem.line, problem.field) == (1, "metadata.updated_at")
+    assert "2099-01-01T00:00:00Z is in the future" in str(problem)
+
+    # A source's clock a little ahead of the check's is not a mistake.
+    documents[0]["metadata"] = {"updated_at": "2026-11-26T16:03:00Z"}
+    corpus.write_text("".join(json.dumps(d) + "\n" for d in documents), encoding="utf-8")
+    assert check_freshness(store, request, index=held, clock=lambda: now).n_read == 2
+    documents.append(
+        {"id": "c", "text": "gamma text", "metadata": {"updated_at": "2026-11-26T16:30:00Z"}}
+    )
+    corpus.write_text("".join(json.dumps(d) + "\n" for d in documents), encoding="utf-8")
+    held.held["c"] = ("gamma text", None)
+    later = datetime(2026, 11, 26, 17, 0)
+    assert check_freshness(store, request, index=held, clock=lambda: later).n_read == 1
+
+
+def test_of_two_changes_with_one_time_the_later_line_is_checked(
+    store: Store, tmp_path: Path
+) -> None:
+    """Two lines giving one document the same time: the later is what the document
+    became; the earlier one's text used to be checked, and found pending for ever."""
+    at = datetime(2026, 3, 1, 12, 0)
+    held = HeldVersions("twice", {"d": ("cherry tart dessert", None)})
+    check = check_with(
+        store,
+        tmp_path,
+        "twice",
+        [("d", at, "zebra quantum xylophone"), ("d", at, "cherry tart dessert")],
+        held,
+    )
+    assert (check.n_read, check.n_reflected, check.n_pending) == (1, 1, 0)

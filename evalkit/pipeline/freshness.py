@@ -105,6 +105,7 @@ def check_freshness(
             cursors,
             passages=method == "probe",
             seen=lambda moment: changes_read_at(opened, subject, moment),
+            now=clock(),
         )
         timings["read_source"] = time.perf_counter() - mark
         known = stored_changes(opened, subject, read.changes)
@@ -242,8 +243,9 @@ def _kind(retriever: Retriever) -> str:
 
 
 def _without(changes: pd.DataFrame, known: pd.DataFrame) -> pd.DataFrame:
-    """``changes`` less those already stored (and less repeats of one change)."""
-    changes = changes.drop_duplicates(["doc_id", "updated_at"])
+    """``changes`` less those already stored, and less repeats of one change: of two
+    lines giving one document the same time, the later one (what the document became)."""
+    changes = changes.drop_duplicates(["doc_id", "updated_at"], keep="last")
     if known.empty:
         return changes.reset_index(drop=True)
     keys = pd.MultiIndex.from_frame(changes.loc[:, ["doc_id", "updated_at"]])

@@ -23,7 +23,7 @@ import math
 import tempfile
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from evalkit.audit.freshness.passages import probe_passages
+from evalkit.clock import utc_now
 from evalkit.errors import GoldsetError, InputError
 from evalkit.files import HEAD_BYTES, FileIdentity, file_identity, files_oldest_first
 from evalkit.goldset.corpus import content_hash, detect_corpus_format, iter_corpus_lines
@@ -55,6 +56,10 @@ _PARQUET_SUFFIXES = frozenset({".parquet", ".pq"})
 _DUCKDB_SUFFIXES = frozenset({".duckdb", ".db"})
 _TABLE_COLUMNS = ("doc_id", "updated_at", "content", "text")
 _MAX_EPOCH_SECONDS = 1e11
+CLOCK_SKEW = timedelta(minutes=5)
+"""How far past the check's clock a change may be dated (the source's clock may run
+ahead); a later change is refused: it would be read as reflected before it happened, and
+a corpus's read position would jump past every change made until then."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +81,7 @@ class _Rows:
     origins: list[str] = field(default_factory=list)
     texts: list[str] = field(default_factory=list)
     hashes: list[str | None] = field(default_factory=list)
+    latest: datetime = field(default_factory=lambda: utc_now() + CLOCK_SKEW)
     problems: list[InputError] = field(default_factory=list)
     n_problems: int = 0
     cursors: list[SourceCursor] = field(default_factory=list)
@@ -90,6 +96,17 @@ class _Rows:
         self.texts.append(text)
         self.hashes.append(digest)
 
+    def moment(self, value: object) -> datetime:
+        """``value`` as naive UTC (``_moment``), refused when it is after ``latest``."""
+        moment = _moment(value)
+        if moment > self.latest:
+            raise _BadValueError(
+                f"{moment:%Y-%m-%dT%H:%M:%SZ} is in the future (this check's clock reads "
+                f"{self.latest - CLOCK_SKEW:%Y-%m-%dT%H:%M:%SZ}); fix the time, or the clock "
+                "of what wrote it"
+            )
+        return moment
+
     def problem(self, message: str, *, path: str, line: int | None, field: str | None) -> None:
         self.n_problems += 1
         if len(self.problems) < MAX_LISTED_PROBLEMS:
@@ -103,6 +120,7 @@ def read_changes(
     *,
     passages: bool,
     seen: Callable[[datetime], Collection[str]] = lambda moment: (),
+    now: datetime | None = None,
 ) -> ChangeRead:
     """The changes ``request``'s source made since ``subject``'s read positions
     (``cursors``), with each change's probe passage when ``passages`` (a probe check needs
@@ -111,9 +129,10 @@ def read_changes(
     time, and its documents of that very time are skipped rather than read and hashed again
     (a corpus loaded at once has one time for all of them).
 
-    Raises InputError, listing every bad row (file, line, field), when any row is malformed.
+    Raises InputError, listing every bad row (file, line, field), when any row is malformed
+    or dated more than ``CLOCK_SKEW`` after ``now`` (default: the clock's time).
     """
-    rows = _Rows()
+    rows = _Rows(latest=(now or utc_now()) + CLOCK_SKEW)
     if request.corpus is not None:
         _read_corpus(
             rows,
@@ -257,7 +276,7 @@ def _content(record: Mapping[str, Any]) -> tuple[str, str]:
 def _add_record(rows: _Rows, record: Mapping[str, Any], *, path: str, line: int) -> None:
     """Check one change row and add it, or note each of its problems."""
     bad = False
-    for name, check in (("doc_id", _doc_id), ("updated_at", _moment)):
+    for name, check in (("doc_id", _doc_id), ("updated_at", rows.moment)):
         try:
             check(record.get(name))
         except _BadValueError as error:
@@ -271,7 +290,7 @@ def _add_record(rows: _Rows, record: Mapping[str, Any], *, path: str, line: int)
         bad = True
     if bad:
         return
-    rows.add(_doc_id(record["doc_id"]), _moment(record["updated_at"]), f"{path}:{line}", text)
+    rows.add(_doc_id(record["doc_id"]), rows.moment(record["updated_at"]), f"{path}:{line}", text)
 
 
 # -- change files --------------------------------------------------------------------------
@@ -469,7 +488,7 @@ def _read_corpus(
             where, name = str(corpus_file), f"metadata.{key}"
             number = line if lines is None else lines[line]
             try:
-                moment = _moment(document.metadata.get(key))
+                moment = rows.moment(document.metadata.get(key))
             except _BadValueError as error:
                 rows.problem(
                     f"document '{document.id}': {error}", path=where, line=number, field=name
