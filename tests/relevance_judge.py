@@ -47,6 +47,9 @@ class GradingJudge:
     """Passages (by a substring) answered with text that is no JSON object."""
     error_for: set[str] = field(default_factory=set)
     """Passages (by a substring) answered with HTTP 500."""
+    not_a_completion_for: set[str] = field(default_factory=set)
+    """Passages (by a substring) answered with HTTP 200 and a JSON list, as a misconfigured
+    proxy or another API might."""
     echo: str | None = None
     """Put this text (a secret, say) in every garbage reply."""
     service_time: float = 0.0
@@ -81,7 +84,7 @@ class GradingJudge:
         grade = self.grade(query, passage)
         return 200, json.dumps({"grade": grade, "reason": f"graded {grade}"})
 
-    def handle(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    def handle(self, body: dict[str, Any]) -> tuple[int, Any]:
         with self._lock:
             self.requests += 1
         slots = self._slots
@@ -92,6 +95,9 @@ class GradingJudge:
             status, content = self.reply(body)
         with self._lock:
             self.answered += 1
+        prompt = str(body["messages"][-1]["content"])
+        if any(marker in prompt for marker in self.not_a_completion_for):
+            return 200, ["not", "a", "chat", "completion"]
         if status != 200:
             return status, {"error": {"message": content, "type": "server_error"}}
         return 200, {

@@ -424,6 +424,32 @@ def test_garbage_and_errors_leave_pairs_unjudged_never_graded_and_the_key_unstor
     assert retried["judging"]["unjudged"] == 0
 
 
+def test_a_reply_that_is_no_chat_completion_is_an_endpoint_error_asked_again(
+    project: tuple[Path, GradedGoldset], tmp_path: Path
+) -> None:
+    """HTTP 200 with a body that is no chat completion was an AttributeError, stored as such
+    and never retried: it is the endpoint's failure, retried, and says what came back."""
+    root, goldset = project
+    home = copy_home(root, tmp_path)
+    args = ("agreement", "--goldset", "graded", "--corpus", str(goldset.corpus),
+            "--sample", "240", "--k", "5", "--tau-queries", "5")  # fmt: skip
+    with grading_judge(GradingJudge(goldset.known(), not_a_completion_for={"d001_"})) as judge:
+        out = judge_cli(home, judge, *args, in_process=True, EVALKIT_JUDGE_MAX_RETRIES="2")
+        odd_pairs = {pair for pair in judge.seen if "d001_" in pair[1]}
+        asked = sum(1 for pair in judge.seen if "d001_" in pair[1])
+    assert odd_pairs
+    assert out["judging"]["unjudged_by_reason"] == {"judge_error": len(odd_pairs)}
+    assert asked == 3 * len(odd_pairs)
+    with Store.open(home / "evalkit.duckdb", read_only=True) as store:
+        details = store.fetch(
+            "SELECT DISTINCT detail FROM judged_pool WHERE unjudged_reason = 'judge_error'"
+        )
+    assert [detail for (detail,) in details] == [
+        "HTTP 200, but the body is not a chat completion ({'choices': [{'message': {'content': "
+        '...}}]}): \'["not", "a", "chat", "completion"]\' (3 attempts)'
+    ]
+
+
 @pytest.mark.slow
 def test_kill_9_while_judging_loses_nothing_stored(
     project: tuple[Path, GradedGoldset], tmp_path: Path

@@ -81,6 +81,11 @@ class JudgeCallError(Exception):
         super().__init__(f"{reason}: {detail}")
 
 
+class NotACompletionError(ValueError):
+    """An endpoint's successful reply that is not an OpenAI chat completion (a proxy's HTML
+    page, a list, a choice without a message): an endpoint failure, asked again."""
+
+
 def classify_failure(error: BaseException) -> tuple[Unmeasured, bool, str]:
     """(reason, retryable, detail) for an exception raised by a judge call: through the
     openai client (the answer judge's ragas metrics) or plain httpx (the relevance
@@ -93,6 +98,8 @@ def classify_failure(error: BaseException) -> tuple[Unmeasured, bool, str]:
         return _status_failure(error.response.status_code, error.response.text)
     if isinstance(error, httpx.TransportError):
         return Unmeasured.judge_error, True, f"cannot reach the judge: {_short(str(error))}"
+    if isinstance(error, NotACompletionError):
+        return Unmeasured.judge_error, True, _short(str(error))
     try:
         import openai  # the answer judge's client (the `answers` extra)
     except ImportError:

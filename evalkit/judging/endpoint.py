@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 import httpx
 
+from evalkit.answers.judge import NotACompletionError
 from evalkit.config import JudgeSettings
 from evalkit.errors import ConfigError
 from evalkit.redaction import register_secrets, url_secrets
@@ -106,12 +107,29 @@ async def complete(
         },
     )
     response.raise_for_status()
-    body: dict[str, Any] = response.json()
-    usage = body.get("usage") or {}
-    tokens = usage.get("total_tokens")
-    choices = body.get("choices") or []
-    content = str(choices[0]["message"].get("content") or "") if choices else ""
-    return ChatReply(content, tokens if isinstance(tokens, int) else None)
+    return _chat_reply(response)
+
+
+def _chat_reply(response: httpx.Response) -> ChatReply:
+    """The content and token count of a chat completion; raises ``NotACompletionError``
+    when the body is not one."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    choices = body.get("choices") if isinstance(body, dict) else None
+    first = choices[0] if isinstance(choices, list) and choices else {"message": {}}
+    message = first.get("message") if isinstance(first, dict) else None
+    if not isinstance(body, dict) or not isinstance(choices, list) or not isinstance(message, dict):
+        shown = " ".join(response.text[:200].split())
+        raise NotACompletionError(
+            f"HTTP {response.status_code}, but the body is not a chat completion "
+            f"({{'choices': [{{'message': {{'content': ...}}}}]}}): {shown!r}"
+        )
+    content = message.get("content")
+    usage = body.get("usage")
+    tokens = usage.get("total_tokens") if isinstance(usage, dict) else None
+    return ChatReply(str(content or ""), tokens if isinstance(tokens, int) else None)
 
 
 class MalformedReplyError(ValueError):
