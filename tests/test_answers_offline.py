@@ -489,3 +489,20 @@ def test_faithful_clapnq_answers_average_close_to_one(
     values = [s.value for s in offline.score(records)]
     assert None not in values
     assert float(np.mean(values)) > 0.85
+
+
+def test_a_huge_context_is_not_cached_and_the_others_are(
+    tmp_path: Path,
+) -> None:
+    """One 2 MB context of 200,000 sentences made its vectors one 300 MB blob, which a store
+    of bounded memory could not write: the scoring failed with DuckDB's out-of-memory error.
+    A context over the limit is not cached (it is embedded again if scored again)."""
+    rng = np.random.default_rng(3)
+    with Store.open(tmp_path / "evalkit.duckdb", memory_limit="200MB") as store:
+        cache = StoreEmbeddingCache(store)
+        huge = np.zeros((140_000, 384), dtype=np.float32)  # 205 MiB of vectors
+        many = {f"c{n}": rng.random((3_000, 384), dtype=np.float32) for n in range(12)}
+        cache.put_many([("huge", huge), *many.items()])  # 53 MiB cached
+        found = cache.get_many(["huge", *many])
+        assert sorted(found) == sorted(many)
+        assert all(np.array_equal(found[key], many[key]) for key in many)

@@ -416,9 +416,31 @@ def load_context_vectors(store: Store, keys: Sequence[str]) -> dict[str, Vectors
     }
 
 
+MAX_CACHED_CONTEXT_BYTES = 16 * 2**20
+"""The largest context whose vectors are cached (about 11,000 sentences of 384 dimensions): a
+larger one is embedded again when it is scored again, rather than written as one blob that
+a store with a bounded memory cannot hold."""
+_CACHE_WRITE_BYTES = 64 * 2**20
+
+
 def save_context_vectors(store: Store, entries: Iterable[tuple[str, Vectors]]) -> None:
-    """Add sentence vectors of contexts (a key cached already keeps its first vectors)."""
-    items = dict(entries)
+    """Add sentence vectors of contexts (a key cached already keeps its first vectors);
+    contexts over ``MAX_CACHED_CONTEXT_BYTES`` are not cached."""
+    batch: dict[str, Vectors] = {}
+    size = 0
+    for key, vectors in entries:
+        blob_size = vectors.shape[0] * vectors.shape[1] * 4
+        if blob_size > MAX_CACHED_CONTEXT_BYTES:
+            continue
+        if size + blob_size > _CACHE_WRITE_BYTES:
+            _save_vector_batch(store, batch)
+            batch, size = {}, 0
+        batch[key] = vectors
+        size += blob_size
+    _save_vector_batch(store, batch)
+
+
+def _save_vector_batch(store: Store, items: dict[str, Vectors]) -> None:
     cached = items.values()
     columns = {
         "n_sentences": [int(vectors.shape[0]) for vectors in cached],
