@@ -47,6 +47,8 @@ class GradingJudge:
     """Passages (by a substring) answered with text that is no JSON object."""
     error_for: set[str] = field(default_factory=set)
     """Passages (by a substring) answered with HTTP 500."""
+    constant_grade: int | None = None
+    """Give every pair this grade (a judge that cannot tell)."""
     not_a_completion_for: set[str] = field(default_factory=set)
     """Passages (by a substring) answered with HTTP 200 and a JSON list, as a misconfigured
     proxy or another API might."""
@@ -63,6 +65,8 @@ class GradingJudge:
 
     def grade(self, query: str, passage: str) -> int:
         """The grade this judge gives the pair."""
+        if self.constant_grade is not None:
+            return self.constant_grade
         true = self.known.get((query, passage), 0)
         if _unit("flip", query, passage) < self.flip_rate:
             return (true + 1 + int(_unit("to", query, passage) * 3)) % 4

@@ -424,6 +424,27 @@ def test_garbage_and_errors_leave_pairs_unjudged_never_graded_and_the_key_unstor
     assert retried["judging"]["unjudged"] == 0
 
 
+def test_a_judge_grading_everything_alike_says_why_tau_is_undefined(
+    project: tuple[Path, GradedGoldset], tmp_path: Path
+) -> None:
+    """Kendall tau was shown as '-' with no reason when the assessor's labels gave every
+    run the same precision@k."""
+    root, goldset = project
+    home = copy_home(root, tmp_path)
+    args = ("agreement", "--goldset", "graded", "--corpus", str(goldset.corpus),
+            "--sample", "40", "--k", "4", "--tau-queries", "5")  # fmt: skip
+    # Every system returns at least 4 documents: all relevant to this judge, at every rank.
+    with grading_judge(GradingJudge(goldset.known(), constant_grade=3)) as judge:
+        out = judge_cli(home, judge, *args, in_process=True)
+        shown = invoke_evalkit("judge", *args, env=fresh_env(home, **judge_env(judge)))
+    assert out["agreement"]["tau"] is None
+    assert out["agreement"]["n_runs"] >= 3
+    assert shown.returncode == 0, shown.stderr
+    note = "Kendall's tau is undefined: under the assessor's labels every run has the same"
+    assert out["agreement"]["details"]["note"] == f"{note} precision@4"
+    assert note in " ".join(shown.stdout.split())
+
+
 def test_a_reply_that_is_no_chat_completion_is_an_endpoint_error_asked_again(
     project: tuple[Path, GradedGoldset], tmp_path: Path
 ) -> None:

@@ -9,6 +9,7 @@ collection that holds them (``judge_pool.DocumentTexts``).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +17,7 @@ import numpy as np
 
 from evalkit.clock import utc_now
 from evalkit.errors import ConfigError, GoldsetError, JudgeError, NotFoundError
-from evalkit.judging.agreement import kendall_tau, weighted_kappa_interval
+from evalkit.judging.agreement import TauResult, kendall_tau, weighted_kappa_interval
 from evalkit.judging.assessor import RelevanceAssessor
 from evalkit.judging.records import JudgePair
 from evalkit.metrics import Evaluator
@@ -231,12 +232,27 @@ def measure_agreement(
             "resamples": kappa.n_resamples,
             "tau_queries": len(tau_queries),
             "runs": per_run,
-            "note": None if tau is not None else "Kendall's tau needs at least 3 complete runs",
+            "note": _tau_note(tau, per_run, request.k),
         },
     )
     with access.writer("judge agreement") as store:
         save_agreement(store, agreement)
     return AgreementOutcome(agreement, outcome)
+
+
+def _tau_note(tau: TauResult | None, per_run: dict[str, dict[str, float]], k: int) -> str | None:
+    """Why Kendall's tau has no value, if it has none."""
+    if tau is None:
+        return "Kendall's tau needs at least 3 complete runs"
+    if math.isfinite(tau.tau):
+        return None
+    constant = [
+        source
+        for source, key in (("human labels", "human"), ("the assessor's labels", "assessor"))
+        if len({figures[key] for figures in per_run.values()}) == 1
+    ]
+    under = " and ".join(constant) or "one of the label sources"
+    return f"Kendall's tau is undefined: under {under} every run has the same precision@{k}"
 
 
 def _finite(value: float) -> float | None:
