@@ -492,6 +492,19 @@ def _score_command(answers: Path) -> list[str]:
     return [sys.executable, "-m", "evalkit", "answers", "score", str(answers), "--method", "llm"]
 
 
+def _score(answers: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`evalkit answers score ANSWERS --method llm --format json`, run to its end."""
+    return subprocess.run(
+        [*_score_command(answers), "--format", "json"],
+        check=False,
+        env=env,
+        cwd=answers.parent,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
 def test_a_judge_that_answers_nothing_fails_the_scoring(
     fake_judge: FakeJudge, tmp_path: Path
 ) -> None:
@@ -501,15 +514,7 @@ def test_a_judge_that_answers_nothing_fails_the_scoring(
     fake_judge.mode = "error500"
     answers = _answers_file(tmp_path / "answers.jsonl")
     env = _judge_environment(fake_judge, tmp_path / "home")
-    failed = subprocess.run(
-        [*_score_command(answers), "--format", "json"],
-        check=False,
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    failed = _score(answers, env)
     assert failed.returncode == 3, failed.stderr
     assert "the judge answered none of the 3 calls sent (judge_error 3" in failed.stderr
     assert "HTTP 500" in failed.stderr
@@ -520,15 +525,7 @@ def test_a_judge_that_answers_nothing_fails_the_scoring(
 
     fake_judge.mode = "ok"
     fake_judge.fail_on = "Gustave Moreau"  # the third answer's calls fail
-    scored = subprocess.run(
-        [*_score_command(answers), "--format", "json"],
-        check=False,
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    scored = _score(answers, env)
     assert scored.returncode == 0, scored.stderr
     [summary] = json.loads(scored.stdout)["summaries"]
     assert (summary["n_measured"], summary["unmeasured_by_reason"]) == (2, {"judge_error": 1})
@@ -566,15 +563,7 @@ def test_judgments_answered_before_sigterm_are_kept(fake_judge: FakeJudge, tmp_p
     fake_judge.hang_on = None
     fake_judge.released.set()
     sent_before = fake_judge.calls
-    rerun = subprocess.run(
-        [*_score_command(answers), "--format", "json"],
-        check=False,
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    rerun = _score(answers, env)
     assert rerun.returncode == 0, rerun.stderr
     result = json.loads(rerun.stdout)
     assert fake_judge.calls - sent_before == 2
