@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -601,3 +602,42 @@ def test_users_data_is_shown_as_text_not_as_markdown_or_html_in_chromium(
         for e in browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .legendtext")  # type: ignore[attr-defined]
     )
     assert HOSTILE_DOC in legend, legend
+
+
+def test_a_store_of_one_run_dates_its_point_on_quality_in_chromium(
+    tmp_path: Path, browser: object
+) -> None:
+    """After `make demo` the store holds one run and no event: the chart's time axis, drawn
+    on the empty event strip, had no label at all (and a lone point no interval)."""
+    from selenium.webdriver.common.by import By
+    from test_dashboard_seed import goldset, perfect, query_ids, store_run
+
+    from evalkit.store import Store
+    from evalkit.store.goldsets import save_goldset
+
+    reason = _missing()
+    if reason:
+        pytest.fail(f"{reason}; `make browser` installs Chromium and chromedriver")
+    path = tmp_path / "evalkit.duckdb"
+    gold = goldset(6)
+    with Store.open(path) as store:
+        save_goldset(store, gold)
+        store_run(
+            store,
+            gold,
+            {q: perfect(q) for q in query_ids(6)},
+            retriever_kind="list",
+            config={"kind": "list"},
+            collection=None,
+            model_fingerprint="m",
+            index_fingerprint=None,
+        )
+    with _serving(path, tmp_path / "dashboard.log") as url:
+        _render(browser, f"{url}/quality?goldset=mini&measure=ndcg%4010", charts=1)
+        # The time axis is the event strip's (x2), under the measure's.
+        axis_ticks = ".js-plotly-plot .xtick text, .js-plotly-plot .x2tick text"
+        ticks = [e.text for e in browser.find_elements(By.CSS_SELECTOR, axis_ticks)]  # type: ignore[attr-defined]
+        bars = browser.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .errorbar")  # type: ignore[attr-defined]
+    assert any(re.search(r"\d\d:\d\d", tick) for tick in ticks), ticks
+    assert not any(re.search(r"\d\d:\d\d:\d\d\.\d", tick) for tick in ticks), ticks
+    assert bars

@@ -573,3 +573,14 @@ def test_tables_have_human_headers_formats_and_say_which_interval(
     assert results["doc_id"]["width"] >= len("Document") * 8
     app = open_page("compare", goldset="mini", baseline=story.baseline, candidate=story.candidate)
     assert any(e.label == "Evidence (1 row)" for e in app.expander)
+
+
+def test_a_chart_of_one_moment_spans_a_day_either_side() -> None:
+    """Plotly spans a few milliseconds around a lone moment and labels the axis with them."""
+    moment = pd.Timestamp("2026-11-26 17:11:59")
+    history = pd.DataFrame({"measured_at": [moment], "name": ["duplicate_share"], "value": [0.1]})
+    figure = charts.measurements_chart(history, title="audit")
+    day = pd.Timedelta(days=1)
+    assert [pd.Timestamp(x) for x in figure.layout.xaxis.range] == [moment - day, moment + day]
+    history = pd.concat([history, history.assign(measured_at=moment + day)])
+    assert charts.measurements_chart(history, title="audit").layout.xaxis.range is None

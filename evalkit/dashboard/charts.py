@@ -329,6 +329,7 @@ def quality_chart(
                 legendgroup=name,
                 line={"color": line, "width": 1.5},
                 marker={"size": MARKER_SIZE, "symbol": _symbol_of(name, palette)},
+                error_y=_lone_interval(group, line, low="ci_low", high="ci_high"),
                 customdata=group[["run_id", "retriever", "status", "n", "started"]].to_numpy(),
                 hovertemplate="%{customdata[1]}<br>run %{customdata[0]}, %{customdata[4]}"
                 f"<br>{measure} %{{y:.4f}} (%{{customdata[2]}}, %{{customdata[3]}} queries)"
@@ -354,7 +355,24 @@ def quality_chart(
                 row=1,
                 col=1,
             )
-    _add_events(figure, event_marks(events), points, by_index=by_index)
+    marks = event_marks(events)
+    _add_events(figure, marks, points, by_index=by_index)
+    if marks.empty:
+        # Plotly draws no axis for a subplot without a trace, and the strip's axis is the
+        # one that carries the times: an invisible trace keeps it.
+        figure.add_trace(
+            go.Scatter(
+                x=placed["x"],
+                y=[EVENT_KINDS[0]] * len(placed),
+                mode="markers",
+                marker={"opacity": 0},
+                hoverinfo="skip",
+                showlegend=False,
+            ),
+            row=2,
+            col=1,
+        )
+        figure.update_yaxes(showticklabels=False, showgrid=False, row=2, col=1)
     figure.update_yaxes(title_text=f"{measure} (mean over queries)", row=1, col=1)
     figure.update_yaxes(
         categoryorder="array",
@@ -369,6 +387,8 @@ def quality_chart(
     )
     if by_index:
         figure.update_xaxes(tickformat="d", row=2, col=1)
+    else:
+        _widen_one_moment(figure, [*placed["x"], *marks["time"]])
     return _layout(figure, title=f"{measure} per run", y_title="", height=540)
 
 
@@ -520,6 +540,7 @@ def drift_chart(
                 col=1,
             )
     figure.update_annotations(font_size=12)
+    _widen_one_moment(figure, frame["created_at"])
     height = 190 * max(1, len(facets)) + 110
     title = "p-value per check" if value == "p_value" else "statistic per check"
     return _layout(figure, title=title, y_title="", height=height)
@@ -695,6 +716,7 @@ def judged_chart(
                     "<br>run %{customdata[0]}<extra></extra>",
                 )
             )
+    _widen_one_moment(figure, points["window_start"])
     return _layout(
         figure,
         title=f"Judged {measure} over time (assessor labels)",
@@ -703,17 +725,30 @@ def judged_chart(
     )
 
 
-def _lone_interval(group: pd.DataFrame, line: str) -> dict[str, object] | None:
-    """The interval of a series of one window as an error bar (a band needs two windows)."""
-    if len(group) != 1 or group[["low", "high"]].isna().any(axis=None):
+def _lone_interval(
+    group: pd.DataFrame, line: str, *, low: str = "low", high: str = "high"
+) -> dict[str, object] | None:
+    """The interval (columns ``low`` and ``high``) of a series of one point as an error bar
+    (a band needs two points)."""
+    if len(group) != 1 or group[[low, high]].isna().any(axis=None):
         return None
     return {
         "type": "data",
-        "array": list(group["high"] - group["value"]),
-        "arrayminus": list(group["value"] - group["low"]),
+        "array": list(group[high] - group["value"]),
+        "arrayminus": list(group["value"] - group[low]),
         "color": line,
         "thickness": 1,
     }
+
+
+def _widen_one_moment(figure: go.Figure, moments: Iterable[object]) -> None:
+    """A day either side of the only moment ``moments`` hold: Plotly would otherwise span a
+    few milliseconds around it and label the axis with them, or not at all."""
+    distinct = pd.to_datetime(pd.Series(list(moments), dtype=object)).dropna().unique()
+    if len(distinct) == 1:
+        moment = pd.Timestamp(distinct[0])
+        day = pd.Timedelta(days=1)
+        figure.update_xaxes(range=[moment - day, moment + day])
 
 
 def measurement_unit(name: str, values: pd.Series) -> str:
@@ -761,6 +796,7 @@ def measurements_chart(
     for position, unit in enumerate(rows, start=1):
         axis = "share (0-1)" if unit == "share" else "count"
         figure.update_yaxes(title_text=axis, row=position, col=1)
+    _widen_one_moment(figure, history["measured_at"])
     return _layout(figure, title=title, y_title="", height=260 * len(rows) + 100)
 
 
@@ -805,6 +841,7 @@ def query_history_chart(
                 col=1,
             )
         figure.update_yaxes(range=[-0.05, 1.05], row=row, col=1)
+    _widen_one_moment(figure, values["started_at"])
     return _layout(
         figure,
         title="This query's values per run",
@@ -846,6 +883,7 @@ def relevant_ranks_chart(
         tickvals=[1, *range(5, k + 1, 5), missing],
         ticktext=["1", *(str(v) for v in range(5, k + 1, 5)), "not retrieved"],
     )
+    _widen_one_moment(figure, ranks["started_at"])
     return _layout(figure, title="Rank of each relevant document per run", y_title="rank (1 = top)")
 
 
@@ -876,6 +914,8 @@ def answers_chart(series: pd.DataFrame, *, metric: str) -> go.Figure:
             dtick=86_400_000,
             range=[days.min() - one_day, days.max() + one_day],
         )
+    elif not shown.empty:
+        _widen_one_moment(figure, shown["started_at"])
     return figure
 
 
