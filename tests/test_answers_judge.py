@@ -516,7 +516,7 @@ def test_a_judge_that_answers_nothing_fails_the_scoring(
     env = _judge_environment(fake_judge, tmp_path / "home")
     failed = _score(answers, env)
     assert failed.returncode == 3, failed.stderr
-    assert "the judge answered none of the 3 calls sent (judge_error 3" in failed.stderr
+    assert "the judge gave none of the 3 judgments asked for (judge_error 3" in failed.stderr
     assert "HTTP 500" in failed.stderr
     stored = tmp_path / "home" / "evalkit.duckdb"
     if stored.exists():

@@ -252,7 +252,7 @@ def _check_answered(outcomes: Sequence[CachedJudgment | JudgeCallError]) -> None
         reasons[str(failure.reason)] = reasons.get(str(failure.reason), 0) + 1
     counted = ", ".join(f"{reason} {n}" for reason, n in reasons.items())
     raise JudgeError(
-        f"the judge answered none of the {len(failures)} calls sent ({counted}; the first: "
+        f"the judge gave none of the {len(failures)} judgments asked for ({counted}; the first: "
         f"{failures[0].detail}): nothing was scored or stored; check the [judge] endpoint"
     )
 
