@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -458,6 +458,51 @@ def test_a_plugin_beside_evalkit_toml_is_imported_and_its_failure_named(
         for name in (f"{module}_ok", f"{module}_bad"):
             sys.modules.pop(name, None)
         sys.path[:] = [entry for entry in sys.path if entry != str(tmp_path.resolve())]
+
+
+@pytest.mark.parametrize(
+    ("weekdays", "fires"),
+    [
+        # After Thursday 2026-11-26 00:00 UTC: the next fire times, day of the month.
+        ("0", [29, 6, 13]),  # Sunday, as crontab numbers it (APScheduler's 0 is Monday)
+        ("7", [29, 6, 13]),  # Sunday too
+        ("sun", [29, 6, 13]),
+        ("1-5", [26, 27, 30, 1, 2, 3]),  # Monday to Friday
+        ("mon-fri", [26, 27, 30, 1, 2, 3]),
+        ("*/2", [26, 28, 29, 1, 3, 5]),  # sun, tue, thu, sat
+        ("5-7", [27, 28, 29, 4]),  # fri, sat, sun
+        ("1,3", [30, 2, 7]),
+        ("sat-sun", [28, 29, 5]),
+        ("*", [26, 27, 28]),
+    ],
+)
+def test_cron_days_of_week_are_crontab_s(weekdays: str, fires: list[int]) -> None:
+    """docs/scheduler.md promises crontab syntax: 0 and 7 are Sunday, 1-5 Monday to Friday."""
+    from datetime import UTC
+
+    config = configure(
+        {"name": "weekly", "kind": "command", "command": ["x"], "cron": f"0 4 * * {weekdays}"}
+    )
+    job = config.jobs[0]
+    now = datetime(2026, 11, 26, 0, 0, tzinfo=UTC)
+    seen = []
+    for _ in fires:
+        fire = job.next_cron_time("UTC", now)
+        assert fire is not None
+        assert (fire.hour, fire.minute) == (4, 0)
+        seen.append(fire.day)
+        now = fire + timedelta(seconds=1)
+    assert seen == fires
+    # The service schedules with the same trigger as the listing shows.
+    trigger = job.trigger("UTC")
+    first = trigger.get_next_fire_time(None, datetime(2026, 11, 26, tzinfo=UTC))
+    assert first.day == fires[0]
+
+
+@pytest.mark.parametrize("weekdays", ["8", "fri-mon", "*/0", "funday", "1-"])
+def test_bad_cron_days_of_week_are_refused(weekdays: str) -> None:
+    with pytest.raises(ConfigError, match="does not parse"):
+        configure({"name": "a", "kind": "command", "command": ["x"], "cron": f"0 4 * * {weekdays}"})
 
 
 def test_schedules_are_described_and_next_cron_times_computed() -> None:

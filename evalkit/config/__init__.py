@@ -25,7 +25,7 @@ from evalkit.config.retriever import (
     RetrieverSettings,
     SearchMode,
 )
-from evalkit.config.scheduler import JobConfig, SchedulerSettings
+from evalkit.config.scheduler import JobConfig, SchedulerSettings, cron_trigger
 from evalkit.config.settings import Settings, load_settings, parse_settings
 from evalkit.config.sources import (
     CONFIG_FILE_ENV,
@@ -63,6 +63,7 @@ __all__ = [
     "Settings",
     "SinkConfig",
     "config_file_path",
+    "cron_trigger",
     "field_problems",
     "format_duration",
     "load_settings",

@@ -21,13 +21,14 @@ kept here as the entry's extra fields and validated by the kind in ``evalkit.sch
 
 from __future__ import annotations
 
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from evalkit.config.types import NAME_PATTERN, Duration
 
-__all__ = ["JobConfig", "SchedulerSettings"]
+__all__ = ["JobConfig", "SchedulerSettings", "cron_trigger"]
 
 
 class SchedulerSettings(BaseModel):
@@ -105,11 +106,8 @@ class JobConfig(BaseModel):
             # and logged, thousands a second.
             raise ValueError("interval must be at least 1s")
         if self.cron is not None:
-            # Deferred: every command reads the settings, and `evalkit --help` stays fast.
-            from apscheduler.triggers.cron import CronTrigger
-
             try:
-                CronTrigger.from_crontab(self.cron, timezone="UTC")
+                cron_trigger(self.cron, "UTC")
             except ValueError as error:
                 raise ValueError(f"cron {self.cron!r} does not parse: {error}") from error
         return self
@@ -118,3 +116,71 @@ class JobConfig(BaseModel):
     def params(self) -> dict[str, object]:
         """The fields of the entry that belong to its kind."""
         return dict(self.model_extra or {})
+
+
+_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+
+
+def _weekday(text: str, *, range_end: bool = False) -> int:
+    """A crontab day of week, 0 (Sunday) to 7 (Sunday again); ``sun`` ending a range is 7."""
+    name = text.lower()
+    if name in _WEEKDAYS:
+        day = _WEEKDAYS.index(name)
+        return 7 if range_end and day == 0 else day
+    if not text.isdigit() or int(text) > 7:
+        raise ValueError(f"day of week {text!r} is not 0-7 or a name (sun, mon, ... sat)")
+    return int(text)
+
+
+def _crontab_weekdays(field: str) -> str:
+    """Crontab's day-of-week field as APScheduler's: explicit day names, or ``*``.
+
+    APScheduler 3 numbers days from 0 = Monday; crontab from 0 = Sunday, with 7 Sunday too.
+    """
+    if field == "*":
+        return field
+    days: set[int] = set()
+    for item in field.split(","):
+        span, _, step_text = item.partition("/")
+        step = 1
+        if step_text:
+            if not step_text.isdigit() or int(step_text) == 0:
+                raise ValueError(f"day of week {item!r}: the step must be a positive number")
+            step = int(step_text)
+        if span == "*":
+            first, last = 0, 7
+        elif "-" in span:
+            start, _, end = span.partition("-")
+            first, last = _weekday(start), _weekday(end, range_end=True)
+            if first > last:
+                raise ValueError(f"day of week {item!r}: the range runs backwards")
+        else:
+            first = _weekday(span)
+            # As cronie reads it: `1/2` is `1-7/2`.
+            last = 7 if step_text else first
+        days.update(day % 7 for day in range(first, last + 1, step))
+    return ",".join(_WEEKDAYS[day] for day in sorted(days))
+
+
+def cron_trigger(expression: str, timezone: str) -> Any:
+    """The APScheduler trigger of a crontab expression, read as crontab reads it.
+
+    ``minute hour day-of-month month day-of-week``; the day of week is 0 or 7 for Sunday,
+    1-5 for Monday to Friday, or names. Raises ValueError for an expression that does not
+    parse.
+    """
+    # Deferred: every command reads the settings, and `evalkit --help` stays fast.
+    from apscheduler.triggers.cron import CronTrigger
+
+    fields = expression.split()
+    if len(fields) != 5:
+        raise ValueError(f"wrong number of fields: {len(fields)}, expected 5")
+    minute, hour, day, month, weekdays = fields
+    return CronTrigger(
+        minute=minute,
+        hour=hour,
+        day=day,
+        month=month,
+        day_of_week=_crontab_weekdays(weekdays),
+        timezone=timezone,
+    )

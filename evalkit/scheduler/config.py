@@ -18,7 +18,13 @@ from typing import Any
 from pydantic import BaseModel
 
 from evalkit.alerts.configured import AlertsConfig, alerts_config, find_named, resolve_kind
-from evalkit.config import JobConfig, SchedulerSettings, Settings, format_duration
+from evalkit.config import (
+    JobConfig,
+    SchedulerSettings,
+    Settings,
+    cron_trigger,
+    format_duration,
+)
 from evalkit.errors import ConfigError
 from evalkit.scheduler.jobs import JOB_KINDS, RetrieverParams
 
@@ -64,11 +70,10 @@ class JobDefinition:
 
     def trigger(self, timezone: str) -> Any:
         """The APScheduler trigger of this job, or None for a job run only on demand."""
-        from apscheduler.triggers.cron import CronTrigger
         from apscheduler.triggers.interval import IntervalTrigger
 
         if self.config.cron is not None:
-            return CronTrigger.from_crontab(self.config.cron, timezone=timezone)
+            return cron_trigger(self.config.cron, timezone)
         if self.config.interval is not None:
             return IntervalTrigger(seconds=self.config.interval, timezone=timezone)
         return None
