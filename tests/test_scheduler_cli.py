@@ -156,6 +156,7 @@ def test_configuration_errors_exit_2_naming_file_and_field(
     err = capsys.readouterr().err
     assert str(configured) in err.replace("\n", "")
     assert "[[jobs]] #1 'ok'" in err
+    assert "field 'cron'" in err.replace("\n", "")
     assert invoke(["jobs", "run", "missing"]) == 2
 
 

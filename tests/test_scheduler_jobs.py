@@ -405,7 +405,12 @@ def test_metric_drift_check_job(settings: Settings) -> None:
         (
             [{"name": "a", "kind": "command", "command": ["x"], "cron": "61 * * * *"}],
             {},
-            "does not parse",
+            "[[jobs]] #1 'a': field 'cron': Value error, cron '61 * * * *' does not parse",
+        ),
+        (
+            [{"name": "a", "kind": "command", "command": ["x"], "interval": 0.5}],
+            {},
+            "[[jobs]] #1 'a': field 'interval': Value error, interval must be at least 1s",
         ),
         ([{"name": "a", "kind": "reindex"}], {}, "[[jobs]] #1 'a' field 'kind': unknown kind"),
         ([{"name": "a", "kind": "goldset_replay"}], {}, "field 'goldset': Field required"),
@@ -414,7 +419,11 @@ def test_metric_drift_check_job(settings: Settings) -> None:
             {},
             "field 'intervall'",
         ),
-        ([{"name": "a", "kind": "command", "command": ["x"]}] * 2, {}, "used twice"),
+        (
+            [{"name": name, "kind": "command", "command": ["x"]} for name in ("a", "b", "a")],
+            {},
+            "[[jobs]] #1 and #3 field 'name': the name 'a' is used twice",
+        ),
         ([], {"timezone": "Mars/Olympus"}, "[scheduler]: field 'timezone'"),
         ([], {"plugins": ["no_such_module_xyz"]}, "field 'plugins': cannot import"),
         ([{"name": "bad name", "kind": "command", "command": ["x"]}], {}, "field 'name'"),

@@ -97,19 +97,29 @@ class JobConfig(BaseModel):
     )
     description: str = Field(default="", description="Free text shown by `evalkit jobs list`.")
 
+    @field_validator("cron")
+    @classmethod
+    def _cron_parses(cls, cron: str | None) -> str | None:
+        if cron is not None:
+            try:
+                cron_trigger(cron, "UTC")
+            except ValueError as error:
+                raise ValueError(f"cron {cron!r} does not parse: {error}") from error
+        return cron
+
+    @field_validator("interval")
+    @classmethod
+    def _interval_long_enough(cls, interval: float | None) -> float | None:
+        if interval is not None and interval < 1:
+            # Shorter, a job is due again before it can have run: every due run is skipped
+            # and logged, thousands a second.
+            raise ValueError("interval must be at least 1s")
+        return interval
+
     @model_validator(mode="after")
     def _one_trigger(self) -> JobConfig:
         if self.cron is not None and self.interval is not None:
             raise ValueError("give cron or interval, not both")
-        if self.interval is not None and self.interval < 1:
-            # Shorter, a job is due again before it can have run: every due run is skipped
-            # and logged, thousands a second.
-            raise ValueError("interval must be at least 1s")
-        if self.cron is not None:
-            try:
-                cron_trigger(self.cron, "UTC")
-            except ValueError as error:
-                raise ValueError(f"cron {self.cron!r} does not parse: {error}") from error
         return self
 
     @property

@@ -137,7 +137,7 @@ def service_config(settings: Settings) -> ServiceConfig:
         JobDefinition(entry, resolve_kind(entry, JOB_KINDS, where=f"[[jobs]] #{i + 1}", path=path))
         for i, entry in enumerate(settings.jobs)
     )
-    seen: set[str] = set()
+    seen: dict[str, int] = {}
     for i, job in enumerate(jobs):
         missing = (
             job.params.unnamed_retriever(settings)
@@ -149,6 +149,9 @@ def service_config(settings: Settings) -> ServiceConfig:
                 f"{path}: [[jobs]] #{i + 1} '{job.name}' (kind {job.kind}): {missing}"
             )
         if job.name in seen:
-            raise ConfigError(f"{path}: [[jobs]]: the name {job.name!r} is used twice")
-        seen.add(job.name)
+            raise ConfigError(
+                f"{path}: [[jobs]] #{seen[job.name] + 1} and #{i + 1} field 'name': "
+                f"the name {job.name!r} is used twice"
+            )
+        seen[job.name] = i
     return ServiceConfig(path=path, scheduler=scheduler, jobs=jobs, alerts=alerts_config(settings))
