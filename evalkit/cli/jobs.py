@@ -156,6 +156,15 @@ def _run_locally(current: Settings, config: ServiceConfig, name: str) -> StoredJ
     return run
 
 
+def _trigger_wait(seconds: float) -> float:
+    from evalkit.scheduler import trigger_wait
+
+    try:
+        return trigger_wait(seconds)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+
+
 @jobs_app.command("run")
 def run_job(
     name: Annotated[str, typer.Argument(help="Job name (see `evalkit jobs list`).")],
@@ -163,7 +172,11 @@ def run_job(
         bool, typer.Option(help="Wait for the job to end (when handed to evalkit serve).")
     ] = True,
     timeout: Annotated[
-        float, typer.Option(help="Seconds to wait for a job handed to evalkit serve.")
+        float,
+        typer.Option(
+            help="Seconds to wait for a job handed to evalkit serve (at most a week).",
+            callback=_trigger_wait,
+        ),
     ] = 3600.0,
     local: Annotated[
         bool,

@@ -30,13 +30,14 @@ if TYPE_CHECKING:
         JobOutcome,
         register_job_kind,
     )
-    from evalkit.scheduler.lock import ServiceInfo, find_service
+    from evalkit.scheduler.lock import MAX_TRIGGER_WAIT, ServiceInfo, find_service, trigger_wait
     from evalkit.scheduler.runner import JobListener, JobRunner
     from evalkit.scheduler.service import SchedulerService
 
 
 __all__ = [
     "JOB_KINDS",
+    "MAX_TRIGGER_WAIT",
     "HealthServer",
     "JobCancelledError",
     "JobContext",
@@ -53,6 +54,7 @@ __all__ = [
     "metric_families",
     "register_job_kind",
     "service_config",
+    "trigger_wait",
 ]
 
 # Importing the package loads none of its modules; each name loads its own on first use.
@@ -61,6 +63,7 @@ __getattr__ = lazy_attributes(
     {
         "HealthServer": "evalkit.scheduler.health",
         "JOB_KINDS": "evalkit.scheduler.jobs",
+        "MAX_TRIGGER_WAIT": "evalkit.scheduler.lock",
         "JobCancelledError": "evalkit.scheduler.jobs",
         "JobContext": "evalkit.scheduler.jobs",
         "JobDefinition": "evalkit.scheduler.config",
@@ -76,5 +79,6 @@ __getattr__ = lazy_attributes(
         "metric_families": "evalkit.scheduler.health",
         "register_job_kind": "evalkit.scheduler.jobs",
         "service_config": "evalkit.scheduler.config",
+        "trigger_wait": "evalkit.scheduler.lock",
     },
 )

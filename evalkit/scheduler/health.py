@@ -53,6 +53,7 @@ from prometheus_client.registry import Collector
 from evalkit.clock import utc_now
 from evalkit.net import ServiceHTTPServer, http_url, is_loopback
 from evalkit.scheduler.config import ServiceConfig
+from evalkit.scheduler.lock import MAX_TRIGGER_WAIT, trigger_wait
 from evalkit.scheduler.runner import JobListener
 from evalkit.store.alerts import AlertCount, alert_counts, outbox_counts
 from evalkit.store.jobs import StoredJobRun, latest_job_runs
@@ -427,11 +428,14 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(403, {"error": "jobs are triggered over HTTP only on a loopback address"})
             return
         try:
-            wait = float(parse_qs(parts.query).get("wait", ["0"])[0])
+            wait = trigger_wait(float(parse_qs(parts.query).get("wait", ["0"])[0]))
         except ValueError:
-            self._json(400, {"error": "wait must be a number of seconds"})
+            self._json(
+                400,
+                {"error": f"wait must be a number of seconds from 0 to {MAX_TRIGGER_WAIT:g}"},
+            )
             return
-        status, body = self.server.service.trigger(segments[1], wait=max(0.0, wait))
+        status, body = self.server.service.trigger(segments[1], wait=wait)
         self._json(status, body)
 
     def log_message(self, format: str, *args: Any) -> None:

@@ -9,13 +9,28 @@ to write the store are ``evalkit.store.access``'s.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from evalkit.errors import StoreError
 from evalkit.store.access import FileLock, store_sibling
 
-__all__ = ["ServiceInfo", "ServiceLock", "find_service"]
+__all__ = ["MAX_TRIGGER_WAIT", "ServiceInfo", "ServiceLock", "find_service", "trigger_wait"]
+
+# A week: longer than any job should run, and well inside what a socket timeout or
+# threading's wait can hold (1e12 seconds overflows them).
+MAX_TRIGGER_WAIT = 7 * 24 * 3600.0
+
+
+def trigger_wait(seconds: float) -> float:
+    """``seconds`` if it is a wait for a job handed to ``evalkit serve`` (0 to a week);
+    ValueError for a negative, non-finite or longer one."""
+    if not math.isfinite(seconds) or not 0 <= seconds <= MAX_TRIGGER_WAIT:
+        raise ValueError(
+            f"{seconds:g} is not a wait in seconds from 0 to {MAX_TRIGGER_WAIT:g} (a week)"
+        )
+    return seconds
 
 
 @dataclass(frozen=True, slots=True)

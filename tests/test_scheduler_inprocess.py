@@ -1,0 +1,74 @@
+"""``evalkit serve``'s service in this process: its HTTP endpoint and what it does at
+start-up, without the cost of a child process."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from evalkit.cli import invoke
+from evalkit.config import Settings, load_settings
+from evalkit.scheduler import SchedulerService, service_config
+from evalkit.store import Store
+
+PASS = f'command = [{json.dumps(sys.executable)}, "-c", "pass"]'
+
+
+@pytest.fixture
+def configure(evalkit_home: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[str], Settings]:
+    """Writes evalkit.toml (read by the service and the CLI alike) and loads it."""
+    path = evalkit_home.parent / "evalkit.toml"
+    monkeypatch.setenv("EVALKIT_CONFIG", str(path))
+
+    def write(text: str) -> Settings:
+        path.write_text(text, encoding="utf-8")
+        loaded = load_settings()
+        Store.open(loaded.resolved_store_path).close()
+        return loaded
+
+    return write
+
+
+@pytest.fixture
+def services() -> Iterator[list[SchedulerService]]:
+    started: list[SchedulerService] = []
+    yield started
+    for service in started:
+        service.stop()
+
+
+def start(services: list[SchedulerService], settings: Settings) -> SchedulerService:
+    service = SchedulerService(service_config(settings), settings, host="127.0.0.1", port=0)
+    services.append(service)
+    service.start()
+    return service
+
+
+@pytest.mark.parametrize("wait", ["inf", "nan", "1e300", "1e12", "-5", "abc"])
+def test_a_wait_that_is_no_number_of_seconds_is_refused_with_400(
+    configure: Callable[[str], Settings], services: list[SchedulerService], wait: str
+) -> None:
+    """inf or 1e300 overflowed threading's wait: a traceback in serve, the connection dropped."""
+    service = start(services, configure(f'[[jobs]]\nname = "ok"\nkind = "command"\n{PASS}\n'))
+    response = httpx.post(f"{service.url}/jobs/ok/run", params={"wait": wait}, timeout=30)
+    assert response.status_code == 400
+    assert "wait must be a number of seconds from 0 to 604800" in response.json()["error"]
+    assert httpx.get(f"{service.url}/healthz", timeout=30).status_code == 200
+    assert not service.runner.running()
+
+
+@pytest.mark.parametrize("timeout", ["inf", "nan", "1e12", "-5", "-inf"])
+def test_jobs_run_refuses_a_timeout_that_is_no_number_of_seconds(
+    configure: Callable[[str], Settings], capsys: pytest.CaptureFixture[str], timeout: str
+) -> None:
+    """Before, inf, nan and 1e12 ended in an OverflowError traceback; -5 was accepted."""
+    configure(f'[[jobs]]\nname = "ok"\nkind = "command"\n{PASS}\n')
+    assert invoke(["jobs", "run", "ok", "--timeout", timeout]) == 2
+    err = capsys.readouterr().err
+    assert "--timeout" in err
+    assert "is not a wait in seconds from 0 to 604800" in err
