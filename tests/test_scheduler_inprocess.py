@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from waiting import wait_until
 
 from evalkit.cli import invoke
 from evalkit.config import Settings, load_settings
@@ -72,3 +73,43 @@ def test_jobs_run_refuses_a_timeout_that_is_no_number_of_seconds(
     err = capsys.readouterr().err
     assert "--timeout" in err
     assert "is not a wait in seconds from 0 to 604800" in err
+
+
+def held_job(flag: Path) -> str:
+    """A job that runs until ``flag`` exists (at most a minute)."""
+    code = f"import os, time\\nwhile not os.path.exists({str(flag)!r}): time.sleep(0.05)"
+    argv = json.dumps([sys.executable, "-c", code])
+    return f'[[jobs]]\nname = "held"\nkind = "command"\ncommand = {argv}\ntimeout = 60\n'
+
+
+def test_jobs_run_as_json_prints_json_when_serve_is_busy_or_stopping(
+    configure: Callable[[str], Settings],
+    services: list[SchedulerService],
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    """docs/cli.md: a command asked for JSON prints one JSON object whether it succeeded or
+    not; on 409 and 503 it printed nothing."""
+    flag = tmp_path / "go"
+    service = start(services, configure(held_job(flag)))
+    try:
+        assert httpx.post(f"{service.url}/jobs/held/run", timeout=30).status_code == 202
+        wait_until(lambda: service.runner.is_running("held"), timeout=30)
+        assert invoke(["jobs", "run", "held", "--format", "json"]) == 1
+        out = json.loads(capsys.readouterr().out)
+        assert out["error"]["type"] == "JobRunning"
+        assert out["error"]["exit_code"] == 1
+        assert "job held is already running" in out["error"]["message"]
+        service.stopping.set()
+        try:
+            assert invoke(["jobs", "run", "held", "--format", "json"]) == 1
+        finally:
+            service.stopping.clear()
+        out = json.loads(capsys.readouterr().out)
+        assert out["error"] == {
+            "type": "ServiceStopping",
+            "message": "evalkit serve: evalkit serve is stopping",
+            "exit_code": 1,
+        }
+    finally:
+        flag.touch()

@@ -224,7 +224,13 @@ def run_job(
         if response.status_code == 404:
             raise ConfigError(f"evalkit serve: {body.get('error')} (restart it to reload)")
         if response.status_code in (409, 503):
-            say(f"evalkit serve: {body.get('error')}")
+            message = f"evalkit serve: {body.get('error')}"
+            say(message)
+            if output is OutputFormat.json:
+                kind = "JobRunning" if response.status_code == 409 else "ServiceStopping"
+                emit_json(
+                    {"error": {"type": kind, "message": message, "exit_code": JOB_NOT_SUCCEEDED}}
+                )
             raise typer.Exit(JOB_NOT_SUCCEEDED)
         data = body.get("job_run")
         if data is None:
