@@ -16,6 +16,7 @@ from evalkit.cli import invoke
 from evalkit.config import Settings, load_settings
 from evalkit.scheduler import SchedulerService, service_config
 from evalkit.store import Store
+from evalkit.store.access import FileLock, store_sibling
 
 PASS = f'command = [{json.dumps(sys.executable)}, "-c", "pass"]'
 
@@ -113,3 +114,34 @@ def test_jobs_run_as_json_prints_json_when_serve_is_busy_or_stopping(
         }
     finally:
         flag.touch()
+
+
+def test_jobs_run_handed_to_serve_says_who_holds_the_store_and_exits_3(
+    configure: Callable[[str], Settings],
+    services: list[SchedulerService],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A job that could not get the store was reported as 'already running' with exit 1;
+    docs/cli.md gives a store failure exit 3."""
+    settings = configure(
+        f'[scheduler]\nlock_wait = "1s"\n\n[[jobs]]\nname = "ok"\nkind = "command"\n{PASS}\n'
+    )
+    service = start(services, settings)
+    holder = FileLock(
+        store_sibling(settings.resolved_store_path, ".writer.lock"), program="a migration"
+    )
+    assert holder.acquire(purpose="holding the store", wait=10)
+    try:
+        assert invoke(["jobs", "run", "ok", "--format", "json"]) == 3
+    finally:
+        holder.release()
+    captured = capsys.readouterr()
+    error = json.loads(captured.out)["error"]
+    assert (error["type"], error["exit_code"]) == ("StoreError", 3)
+    assert "job ok could not start" in error["message"]
+    assert "held by pid " in error["message"]
+    assert "(a migration: holding the store)" in error["message"]
+    assert "for more than 1 s" in error["message"]
+    assert "already running" not in captured.err
+    # A job that really is running still answers 409 (exit 1): see the JSON test above.
+    assert not service.runner.running()

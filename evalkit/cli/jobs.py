@@ -138,9 +138,9 @@ def _print_job_run(data: dict[str, Any]) -> None:
     )
 
 
-def _run_locally(current: Settings, config: ServiceConfig, name: str) -> StoredJobRun | None:
+def _run_locally(current: Settings, config: ServiceConfig, name: str) -> StoredJobRun:
     from evalkit.alerts import build_sinks, evaluate_rules
-    from evalkit.scheduler import JobRunner
+    from evalkit.scheduler import JobRunner, NotStarted
     from evalkit.store.store import Store
 
     sinks = build_sinks(config.alerts)
@@ -151,8 +151,10 @@ def _run_locally(current: Settings, config: ServiceConfig, name: str) -> StoredJ
             evaluate_rules(store, config.alerts, sinks)
 
     runner = JobRunner(config, settings=current, session=access, after_job=after)
-    run = runner.run(name, trigger="manual")
+    run = runner.attempt(name, trigger="manual")
     deliver_outbox(config, sinks, access, quiet=True)
+    if isinstance(run, NotStarted):
+        raise StoreError(run.message)
     return run
 
 
@@ -223,6 +225,8 @@ def run_job(
         body = response.json()
         if response.status_code == 404:
             raise ConfigError(f"evalkit serve: {body.get('error')} (restart it to reload)")
+        if response.status_code == 503 and body.get("reason") == "store":
+            raise StoreError(f"evalkit serve: {body.get('error')}")
         if response.status_code in (409, 503):
             message = f"evalkit serve: {body.get('error')}"
             say(message)
@@ -243,10 +247,7 @@ def run_job(
                 raise typer.Exit(JOB_NOT_SUCCEEDED)
             return
     else:
-        run = _run_locally(current, config, name)
-        data = run.to_dict() if run is not None else None
-        if data is None:
-            raise StoreError(f"job {name} did not run (see the messages above)")
+        data = _run_locally(current, config, name).to_dict()
     if output is OutputFormat.json:
         emit_json(data)
     else:

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
         register_job_kind,
     )
     from evalkit.scheduler.lock import MAX_TRIGGER_WAIT, ServiceInfo, find_service, trigger_wait
-    from evalkit.scheduler.runner import JobListener, JobRunner
+    from evalkit.scheduler.runner import JobListener, JobRunner, NotStarted
     from evalkit.scheduler.service import SchedulerService
 
 
@@ -46,6 +46,7 @@ __all__ = [
     "JobListener",
     "JobOutcome",
     "JobRunner",
+    "NotStarted",
     "SchedulerService",
     "ServiceConfig",
     "ServiceInfo",
@@ -71,6 +72,7 @@ __getattr__ = lazy_attributes(
         "JobListener": "evalkit.scheduler.runner",
         "JobOutcome": "evalkit.scheduler.jobs",
         "JobRunner": "evalkit.scheduler.runner",
+        "NotStarted": "evalkit.scheduler.runner",
         "SchedulerService": "evalkit.scheduler.service",
         "ServiceConfig": "evalkit.scheduler.config",
         "ServiceInfo": "evalkit.scheduler.lock",

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from evalkit.clock import utc_now
 from evalkit.errors import EvalkitError, StoreError
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from evalkit.config import Settings
     from evalkit.store.store import Store
 
-__all__ = ["JobListener", "JobRunner"]
+__all__ = ["JobListener", "JobRunner", "NotStarted"]
 
 _log = logging.getLogger("evalkit.scheduler")
 
@@ -57,6 +57,16 @@ class JobListener:
 
     def overlapped(self, job: str) -> None:
         """A run was skipped because the job was still running."""
+
+
+@dataclass(frozen=True, slots=True)
+class NotStarted:
+    """Why a job run did not start: ``running`` (the job's previous run is still going),
+    ``stopping`` (the service is stopping) or ``store`` (it could not get the store; the
+    message says who held it)."""
+
+    reason: Literal["running", "stopping", "store"]
+    message: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,15 +118,20 @@ class JobRunner:
 
     def run(self, name: str, *, trigger: str = "schedule") -> StoredJobRun | None:
         """Run job ``name`` now unless it is running already (then return None)."""
+        result = self.attempt(name, trigger=trigger)
+        return result if isinstance(result, StoredJobRun) else None
+
+    def attempt(self, name: str, *, trigger: str = "schedule") -> StoredJobRun | NotStarted:
+        """Run job ``name`` now, as ``run`` does; when it does not start, say why."""
         job = self._config.job(name)
         if self.closing.is_set():
             _log.info("job %s not started (%s): stopping", name, trigger)
-            return None
+            return NotStarted("stopping", f"job {name} not started: stopping")
         lock = self._locks[name]
         if not lock.acquire(blocking=False):
             _log.warning("job %s is still running: this %s run is skipped", name, trigger)
             self._listener.overlapped(name)
-            return None
+            return NotStarted("running", f"job {name} is already running")
         try:
             with self._guard:
                 self._running[name] = utc_now()
@@ -145,7 +160,7 @@ class JobRunner:
             )
             self._listener.finished(entry.job, stored)
 
-    def _run(self, job: JobDefinition, trigger: str) -> StoredJobRun | None:
+    def _run(self, job: JobDefinition, trigger: str) -> StoredJobRun | NotStarted:
         kind = JOB_KINDS[job.kind]
         began = utc_now()
         context = JobContext(
@@ -161,7 +176,7 @@ class JobRunner:
             with self._starting(f"job {job.name}") as store:
                 if self.closing.is_set():
                     _log.info("job %s not started (%s): stopping", job.name, trigger)
-                    return None
+                    return NotStarted("stopping", f"job {job.name} not started: stopping")
                 self.flush_unrecorded(store)
                 started = start_job_run(
                     store,
@@ -178,7 +193,7 @@ class JobRunner:
                     outcome, interrupted = self._work(job, replace(context, store=store))
         except StoreWaitStoppedError:
             _log.info("job %s not started (%s): stopping", job.name, trigger)
-            return None
+            return NotStarted("stopping", f"job {job.name} not started: stopping")
         except StoreError as error:
             if started is not None:
                 outcome = JobOutcome(status="failed", error=str(error))
@@ -188,7 +203,7 @@ class JobRunner:
                 self._unrecorded.append(
                     _Unrecorded(job.name, job.kind, trigger, began, utc_now(), str(error))
                 )
-            return None
+            return NotStarted("store", f"job {job.name} could not start: {error}")
         assert started is not None  # every path that did not start has returned
         if outcome is None:
             outcome, interrupted = self._work(job, context)

@@ -38,7 +38,7 @@ from evalkit.net import is_loopback
 from evalkit.scheduler.config import ServiceConfig
 from evalkit.scheduler.health import HealthServer, ServiceState
 from evalkit.scheduler.lock import ServiceInfo, ServiceLock
-from evalkit.scheduler.runner import JobRunner
+from evalkit.scheduler.runner import JobRunner, NotStarted
 from evalkit.store.access import StoreAccess, outbox_lock, process_alive
 from evalkit.store.jobs import StoredJobRun, interrupt_job_runs, running_job_runs
 from evalkit.store.runs import fail_running_runs
@@ -288,25 +288,28 @@ class SchedulerService:
         """Run job ``name`` now (HTTP status and body for ``POST /jobs/NAME/run``).
 
         202 once started; with ``wait`` seconds, 200 and the job run if it ended by then;
-        404 for an unknown job; 409 while it runs; 503 while the service stops.
+        404 for an unknown job; 409 while it runs; 503 while the service stops, or when the
+        job could not get the store within ``lock_wait`` (``reason``: ``stopping``,
+        ``store``).
         """
         if name not in {job.name for job in self.config.jobs}:
             known = ", ".join(job.name for job in self.config.jobs) or "none"
             return 404, {"error": f"no job named {name!r} (configured: {known})"}
         if self.stopping.is_set():
-            return 503, {"error": "evalkit serve is stopping"}
+            return 503, {"error": "evalkit serve is stopping", "reason": "stopping"}
         since = self.runner.running().get(name)
         if since is not None:
             return 409, {
                 "error": f"job {name} is already running (since {since.isoformat()}Z)",
                 "running": True,
+                "reason": "running",
             }
         outcome: dict[str, Any] = {}
         done = threading.Event()
 
         def work() -> None:
             try:
-                outcome["run"] = self.runner.run(name, trigger="manual")
+                outcome["run"] = self.runner.attempt(name, trigger="manual")
             finally:
                 done.set()
 
@@ -314,8 +317,12 @@ class SchedulerService:
         if wait <= 0 or not done.wait(wait):
             return 202, {"accepted": True, "job": name, "finished": False}
         run = outcome.get("run")
-        if run is None:
-            return 409, {"error": f"job {name} was already running", "running": True}
+        if isinstance(run, NotStarted):
+            if run.reason == "running":
+                return 409, {"error": run.message, "running": True, "reason": run.reason}
+            return 503, {"error": run.message, "reason": run.reason}
+        if run is None:  # the job's thread failed unexpectedly (it logged why)
+            return 500, {"error": f"job {name} did not run; see evalkit serve's log"}
         return 200, {"accepted": True, "job": name, "finished": True, "job_run": run.to_dict()}
 
     # -- stop -------------------------------------------------------------------------
