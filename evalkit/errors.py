@@ -10,8 +10,9 @@ Every error evalkit raises on purpose derives from one root, so callers can catc
     │   └── MeasureError   a measure name does not parse
     ├── RetrieverError     the retriever is unreachable, misconfigured or failed as a whole
     ├── EmbeddingError     the embedding model cannot be loaded or used
-    └── StoreError         the DuckDB store cannot be opened, migrated or written
-        └── NotFoundError  a named goldset, run or collection does not exist
+    ├── StoreError         the DuckDB store cannot be opened, migrated or written
+    │   └── NotFoundError  a named goldset, run or collection does not exist
+    └── WorkInterruptedError  work asked to stop part-way (``evalkit serve`` stopping)
 
 Messages say what was wrong, where, and what to do. Only the CLI turns them into exit
 codes (``exit_code``): 2 for bad input or usage, 3 for retriever or store failures.
@@ -30,6 +31,7 @@ __all__ = [
     "NotFoundError",
     "RetrieverError",
     "StoreError",
+    "WorkInterruptedError",
 ]
 
 
@@ -111,6 +113,15 @@ class NotFoundError(StoreError):
     """A goldset, run or collection named by the user does not exist."""
 
     exit_code = 2
+
+
+class WorkInterruptedError(EvalkitError):
+    """Work was asked to stop part-way. A run it was recording is stored ``failed`` with
+    ``interrupted: <reason>``, as a run a stopped process left is."""
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 def _locate(message: str, *, path: str | None, line: int | None, field: str | None) -> str:

@@ -22,7 +22,7 @@ import duckdb
 
 from evalkit import __version__
 from evalkit.clock import utc_now
-from evalkit.errors import NotFoundError, StoreError
+from evalkit.errors import NotFoundError, StoreError, WorkInterruptedError
 from evalkit.records import QueryResult
 from evalkit.redaction import redact_known
 from evalkit.retrievers.base import Retriever, index_size_of
@@ -592,8 +592,14 @@ class RunRecorder:
         raises (the error the caller handles is the one that matters)."""
         if self._finished:
             return
+        # Said as a run a stopped process left is said, not as an error of the run's own.
+        note = (
+            f"interrupted: {error.reason}"
+            if isinstance(error, WorkInterruptedError)
+            else f"{type(error).__name__}: {error}"
+        )
         with contextlib.suppress(Exception):
-            fail_run(self.store, self.run_id, f"{type(error).__name__}: {error}")
+            fail_run(self.store, self.run_id, note)
             self._finished = True
 
     def _count(self, n_failed: int, n_results: int, first_error: str | None) -> None:

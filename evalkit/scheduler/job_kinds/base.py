@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from evalkit.errors import ConfigError, EvalkitError, StoreError
+from evalkit.errors import ConfigError, StoreError, WorkInterruptedError
 from evalkit.retrievers.factory import RetrieverOptions, build_retriever
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ __all__ = [
 ]
 
 
-class JobCancelledError(EvalkitError):
+class JobCancelledError(WorkInterruptedError):
     """The job was asked to stop (the service is shutting down)."""
 
 
@@ -74,7 +74,10 @@ class JobContext:
     def check_cancelled(self) -> None:
         """Raise JobCancelledError when the service has asked jobs to stop."""
         if self.cancel.is_set():
-            raise JobCancelledError(f"job {self.job} was interrupted: evalkit serve is stopping")
+            raise JobCancelledError(
+                f"job {self.job} was interrupted: evalkit serve is stopping",
+                reason=f"evalkit serve is stopping (job {self.job})",
+            )
 
     def progress(self, done: int, total: int | None) -> None:
         """A progress callback for the pipeline: stops the job between batches when asked."""
