@@ -161,6 +161,26 @@ def test_configuration_errors_exit_2_naming_file_and_field(
 
 
 @pytest.mark.parametrize(
+    ("entry", "field"),
+    [
+        ('kind = "drift_check"\nmethod = "mmdd"', "method"),
+        ('kind = "audit"\ncollection = "support"\nchecks = ["nope"]', "checks"),
+    ],
+)
+def test_a_job_value_that_would_fail_only_when_run_is_refused_at_load(
+    configured: Path, capsys: pytest.CaptureFixture[str], entry: str, field: str
+) -> None:
+    """Before, these were accepted by serve and failed at the job's first run."""
+    with configured.open("a", encoding="utf-8") as file:
+        file.write(f'\n[[jobs]]\nname = "late"\n{entry}\n')
+    assert invoke(["jobs", "list"]) == 2
+    err = capsys.readouterr().err.replace("\n", "")
+    assert str(configured) in err
+    assert "[[jobs]] #3 'late'" in err
+    assert f"field '{field}'" in err
+
+
+@pytest.mark.parametrize(
     "command",
     [
         ["serve"],

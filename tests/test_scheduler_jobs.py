@@ -414,6 +414,23 @@ def test_metric_drift_check_job(settings: Settings) -> None:
             "[[jobs]] #1 'a': field 'interval': Value error, interval must be at least 1s",
         ),
         ([{"name": "a", "kind": "reindex"}], {}, "[[jobs]] #1 'a' field 'kind': unknown kind"),
+        (
+            [{"name": "a", "kind": "drift_check", "method": "mmdd"}],
+            {},
+            "[[jobs]] #1 'a' (kind drift_check): field 'method': Value error, unknown drift "
+            "method 'mmdd'; choose one of: auto, ",
+        ),
+        (
+            [{"name": "a", "kind": "drift_check", "stream": "metric", "goldset": "g"}],
+            {},
+            "field 'method': Value error, stream 'metric' uses method page_hinkley or cusum",
+        ),
+        (
+            [{"name": "a", "kind": "audit", "collection": "support", "checks": ["nope", "spans"]}],
+            {},
+            "[[jobs]] #1 'a' (kind audit): field 'checks': Value error, unknown audit checks "
+            "['nope']",
+        ),
         ([{"name": "a", "kind": "goldset_replay"}], {}, "field 'goldset': Field required"),
         (
             [{"name": "a", "kind": "command", "command": ["x"], "intervall": 5}],

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
         check_drift_queries,
         check_traffic_precision,
         collection_vectors,
+        query_drift_methods,
         save_documents_reference,
     )
     from evalkit.pipeline.freshness import (
@@ -214,6 +215,7 @@ __all__ = [
     "pareto_front",
     "prepare_traffic_replay",
     "publish_goldset",
+    "query_drift_methods",
     "queue_disagreements",
     "record_baseline",
     "record_review",
@@ -292,6 +294,7 @@ __getattr__ = lazy_attributes(
         "check_drift_model": "evalkit.pipeline.drift",
         "check_drift_precision": "evalkit.pipeline.drift",
         "check_drift_queries": "evalkit.pipeline.drift",
+        "query_drift_methods": "evalkit.pipeline.drift",
         "check_freshness": "evalkit.pipeline.freshness",
         "check_named_index_freshness": "evalkit.pipeline.freshness",
         "check_sweep": "evalkit.pipeline.sweep",

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from evalkit.drift import AlertLevel, cusum, page_hinkley
+from evalkit.drift import AlertLevel, available_methods, cusum, page_hinkley
 from evalkit.drift.traffic_precision import watch_traffic_precision
 from evalkit.drift.watch import (
     ModelCheck,
@@ -84,6 +84,11 @@ def check_drift_embeddings(
             report_dir=report_dir,
         )
     return DriftOutcome(check=stored, result=result, report=report_path)
+
+
+def query_drift_methods() -> tuple[str, ...]:
+    """The methods ``check_drift_queries`` can test with (every registered detector)."""
+    return available_methods()
 
 
 def check_drift_queries(

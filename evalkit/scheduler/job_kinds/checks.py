@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from evalkit.config import Duration
 from evalkit.embedding import build_query_embedder
@@ -22,6 +22,7 @@ from evalkit.pipeline import (
     check_drift_metric,
     check_drift_queries,
     check_named_index_freshness,
+    query_drift_methods,
 )
 from evalkit.records.audit import AUDIT_DEFAULTS, CHECK_NAMES, AuditConfig
 from evalkit.records.freshness import FreshnessRequest
@@ -66,6 +67,7 @@ class DriftCheckParams(JobParams):
     )
     method: str = Field(
         default=DRIFT_TEST_DEFAULTS.method,
+        validate_default=True,
         description="Detector: auto, mmd, moments, mmd_rff, classifier, ks, mean_cosine "
         "(queries); "
         "page_hinkley or cusum (metric).",
@@ -92,13 +94,22 @@ class DriftCheckParams(JobParams):
         default=METRIC_STREAM_WARMUP, ge=2, description="Runs that set the baseline (metric)."
     )
 
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, method: str, info: ValidationInfo) -> str:
+        # Checked when the configuration is read, not when the job first runs.
+        if info.data.get("stream") == "metric":
+            if method not in ("page_hinkley", "cusum"):
+                raise ValueError("stream 'metric' uses method page_hinkley or cusum")
+        elif method not in query_drift_methods():
+            known = ", ".join(query_drift_methods())
+            raise ValueError(f"unknown drift method {method!r}; choose one of: {known}")
+        return method
+
     @model_validator(mode="after")
     def _metric_needs_goldset(self) -> DriftCheckParams:
-        if self.stream == "metric":
-            if self.goldset is None:
-                raise ValueError("stream 'metric' needs goldset")
-            if self.method not in ("page_hinkley", "cusum"):
-                raise ValueError("stream 'metric' uses method page_hinkley or cusum")
+        if self.stream == "metric" and self.goldset is None:
+            raise ValueError("stream 'metric' needs goldset")
         return self
 
 
@@ -155,6 +166,17 @@ class AuditParams(JobParams):
 
     goldset: str | None = Field(default=None, description="Goldset probing recall/coverage.")
     checks: list[str] | None = Field(default=None, description="Checks to run (default all).")
+
+    @field_validator("checks")
+    @classmethod
+    def _known_checks(cls, checks: list[str] | None) -> list[str] | None:
+        unknown = [name for name in checks or [] if name not in CHECK_NAMES]
+        if unknown:
+            raise ValueError(
+                f"unknown audit checks {unknown}; choose from: {', '.join(CHECK_NAMES)}"
+            )
+        return checks
+
     near_duplicate_threshold: float = Field(
         default=AUDIT_DEFAULTS.near_duplicate_threshold, gt=0, le=1, description="Cosine."
     )
