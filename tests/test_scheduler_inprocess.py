@@ -3,6 +3,7 @@ start-up, without the cost of a child process."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 from collections.abc import Callable, Iterator
@@ -17,6 +18,7 @@ from evalkit.config import Settings, load_settings
 from evalkit.scheduler import SchedulerService, service_config
 from evalkit.store import Store
 from evalkit.store.access import FileLock, store_sibling
+from evalkit.store.jobs import StoredJobRun, list_job_runs
 
 PASS = f'command = [{json.dumps(sys.executable)}, "-c", "pass"]'
 
@@ -145,3 +147,39 @@ def test_jobs_run_handed_to_serve_says_who_holds_the_store_and_exits_3(
     assert "already running" not in captured.err
     # A job that really is running still answers 409 (exit 1): see the JSON test above.
     assert not service.runner.running()
+
+
+def test_a_scheduled_run_records_the_time_it_was_due(
+    configure: Callable[[str], Settings], services: list[SchedulerService]
+) -> None:
+    """docs/store.md: job_runs.scheduled_for is the time a scheduled run was due (it was
+    always NULL); a manual run has none."""
+    settings = configure(
+        f'[[jobs]]\nname = "often"\nkind = "command"\ninterval = "1s"\n{PASS}\n'
+        f'\n[[jobs]]\nname = "ok"\nkind = "command"\n{PASS}\n'
+    )
+    service = start(services, settings)
+    assert httpx.post(f"{service.url}/jobs/ok/run?wait=60", timeout=90).status_code == 200
+
+    def scheduled() -> list[StoredJobRun]:
+        runs = service.runner.running()
+        with service.access("test: reading the job runs") as store:
+            done = list_job_runs(store, job="often")
+        return [run for run in done if run.status == "succeeded" and "often" not in runs]
+
+    wait_until(lambda: len(scheduled()) >= 2, timeout=60, what="two scheduled runs")
+    service.stop()
+    with Store.open(settings.resolved_store_path, read_only=True) as store:
+        often = list_job_runs(store, job="often")
+        (manual,) = list_job_runs(store, job="ok")
+    assert manual.scheduled_for is None
+    times = sorted(run.scheduled_for for run in often if run.scheduled_for is not None)
+    assert len(times) == len(often) >= 2
+    for run in often:
+        assert run.scheduled_for is not None
+        assert run.trigger == "schedule"
+        late = (run.started_at - run.scheduled_for).total_seconds()
+        assert 0 <= late < 5, (run.started_at, run.scheduled_for)
+    # Each run was due at its own tick of the 1 s interval.
+    gaps = [(later - earlier).total_seconds() for earlier, later in itertools.pairwise(times)]
+    assert all(gap >= 1 and abs(gap - round(gap)) < 1e-3 for gap in gaps), gaps

@@ -77,6 +77,7 @@ class _Unrecorded:
     started_at: datetime
     finished_at: datetime
     error: str
+    scheduled_for: datetime | None
 
 
 class JobRunner:
@@ -116,12 +117,20 @@ class JobRunner:
         with self._guard:
             return name in self._running
 
-    def run(self, name: str, *, trigger: str = "schedule") -> StoredJobRun | None:
-        """Run job ``name`` now unless it is running already (then return None)."""
-        result = self.attempt(name, trigger=trigger)
+    def run(
+        self, name: str, *, trigger: str = "schedule", scheduled_for: datetime | None = None
+    ) -> StoredJobRun | None:
+        """Run job ``name`` now unless it is running already (then return None).
+
+        ``scheduled_for`` (naive UTC) is when a scheduled run was due; it is recorded with
+        the run.
+        """
+        result = self.attempt(name, trigger=trigger, scheduled_for=scheduled_for)
         return result if isinstance(result, StoredJobRun) else None
 
-    def attempt(self, name: str, *, trigger: str = "schedule") -> StoredJobRun | NotStarted:
+    def attempt(
+        self, name: str, *, trigger: str = "schedule", scheduled_for: datetime | None = None
+    ) -> StoredJobRun | NotStarted:
         """Run job ``name`` now, as ``run`` does; when it does not start, say why."""
         job = self._config.job(name)
         if self.closing.is_set():
@@ -135,7 +144,7 @@ class JobRunner:
         try:
             with self._guard:
                 self._running[name] = utc_now()
-            return self._run(job, trigger)
+            return self._run(job, trigger, scheduled_for)
         finally:
             with self._guard:
                 self._running.pop(name, None)
@@ -157,10 +166,13 @@ class JobRunner:
                 pid=self._pid,
                 host=self._host,
                 error=entry.error,
+                scheduled_for=entry.scheduled_for,
             )
             self._listener.finished(entry.job, stored)
 
-    def _run(self, job: JobDefinition, trigger: str) -> StoredJobRun | NotStarted:
+    def _run(
+        self, job: JobDefinition, trigger: str, scheduled_for: datetime | None
+    ) -> StoredJobRun | NotStarted:
         kind = JOB_KINDS[job.kind]
         began = utc_now()
         context = JobContext(
@@ -183,7 +195,7 @@ class JobRunner:
                     job=job.name,
                     kind=job.kind,
                     trigger=trigger,
-                    scheduled_for=None,
+                    scheduled_for=scheduled_for,
                     pid=self._pid,
                     host=self._host,
                 )
@@ -201,7 +213,9 @@ class JobRunner:
             _log.error("job %s could not start: %s", job.name, redact_known(str(error)))
             with self._guard:
                 self._unrecorded.append(
-                    _Unrecorded(job.name, job.kind, trigger, began, utc_now(), str(error))
+                    _Unrecorded(
+                        job.name, job.kind, trigger, began, utc_now(), str(error), scheduled_for
+                    )
                 )
             return NotStarted("store", f"job {job.name} could not start: {error}")
         assert started is not None  # every path that did not start has returned

@@ -30,6 +30,8 @@ from datetime import UTC, datetime
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from apscheduler.triggers.base import BaseTrigger
+
 from evalkit.alerts.engine import evaluate_rules
 from evalkit.alerts.outbox import RedeliverySchedule, deliver_due
 from evalkit.alerts.sinks import build_sinks
@@ -93,6 +95,7 @@ class SchedulerService:
         self._service_lock = ServiceLock(self.store_path)
         self._outbox_lock = outbox_lock(self.store_path, program="evalkit serve")
         self._scheduler: Any = None
+        self._triggers: dict[str, _RememberingTrigger] = {}
         self._http: HealthServer | None = None
         self._otlp_port = otlp_port
         self.receiver: OtlpReceiver | None = None
@@ -197,11 +200,11 @@ class SchedulerService:
             if trigger is None or not job.config.enabled:
                 continue
             grace = job.config.misfire_grace_time
+            remembering = self._triggers[job.name] = _RememberingTrigger(trigger)
             scheduler.add_job(
-                self.runner.run,
-                trigger,
+                self._run_scheduled,
+                remembering,
                 args=[job.name],
-                kwargs={"trigger": "schedule"},
                 id=job.name,
                 name=job.name,
                 misfire_grace_time=max(
@@ -211,6 +214,14 @@ class SchedulerService:
         scheduler.add_listener(self._on_event, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)
         scheduler.start()
         self._scheduler = scheduler
+
+    def _run_scheduled(self, name: str) -> None:
+        due = self._triggers[name].due(datetime.now(UTC))
+        self.runner.run(
+            name,
+            trigger="schedule",
+            scheduled_for=due.astimezone(UTC).replace(tzinfo=None) if due else None,
+        )
 
     def _on_event(self, event: Any) -> None:
         from apscheduler.events import EVENT_JOB_MAX_INSTANCES
@@ -419,6 +430,35 @@ class SchedulerService:
         finally:
             clean = self.stop()
         return clean
+
+
+class _RememberingTrigger(BaseTrigger):  # type: ignore[misc]  # APScheduler 3 is untyped
+    """A job's trigger that remembers the times it made the job due: APScheduler 3 does not
+    tell the job which time it runs for, and ``job_runs.scheduled_for`` records it."""
+
+    _KEPT = 8
+
+    def __init__(self, trigger: Any, due: datetime | None = None) -> None:
+        self.trigger = trigger
+        self._times: list[datetime] = [due] if due is not None else []
+        self._guard = threading.Lock()
+
+    def get_next_fire_time(self, previous_fire_time: Any, now: Any) -> Any:
+        """The wrapped trigger's next fire time, remembered."""
+        fire = self.trigger.get_next_fire_time(previous_fire_time, now)
+        if fire is not None:
+            with self._guard:
+                self._times = [*self._times[-self._KEPT :], fire]
+        return fire
+
+    def due(self, now: datetime) -> datetime | None:
+        """The latest time at or before ``now`` (aware) the job was due."""
+        with self._guard:
+            past = [moment for moment in self._times if moment <= now]
+        return max(past) if past else None
+
+    def __str__(self) -> str:
+        return str(self.trigger)
 
 
 class _StoppedWhileStarting(BaseException):
