@@ -7,6 +7,7 @@ import itertools
 import json
 import sys
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -18,7 +19,7 @@ from evalkit.config import Settings, load_settings
 from evalkit.scheduler import SchedulerService, service_config
 from evalkit.store import Store
 from evalkit.store.access import FileLock, store_sibling
-from evalkit.store.jobs import StoredJobRun, list_job_runs
+from evalkit.store.jobs import StoredJobRun, list_job_runs, record_job_run
 
 PASS = f'command = [{json.dumps(sys.executable)}, "-c", "pass"]'
 
@@ -183,3 +184,62 @@ def test_a_scheduled_run_records_the_time_it_was_due(
     # Each run was due at its own tick of the 1 s interval.
     gaps = [(later - earlier).total_seconds() for earlier, later in itertools.pairwise(times)]
     assert all(gap >= 1 and abs(gap - round(gap)) < 1e-3 for gap in gaps), gaps
+
+
+def test_a_run_missed_while_serve_was_down_runs_once_at_start_up(
+    configure: Callable[[str], Settings], services: list[SchedulerService]
+) -> None:
+    """docs/scheduler.md: runs missed while the service was down are coalesced into one run
+    at start-up if within misfire_grace_time. APScheduler alone only looked ahead."""
+    now = datetime.now(UTC).replace(tzinfo=None)
+    # Due hourly at a minute two to three minutes ago: the next regular time is ~57 min off.
+    missed = now.replace(second=0, microsecond=0) - timedelta(minutes=2)
+    hourly = f'cron = "{missed.minute} * * * *"'
+    jobs = {
+        "missed": ("300s", missed - timedelta(hours=3)),  # down for hours: runs once
+        "done": ("300s", missed),  # this time was run already
+        "late": ("60s", missed - timedelta(hours=1)),  # missed by more than its grace
+        "new": ("300s", None),  # never ran on schedule: nothing says serve was down
+    }
+    text = "".join(
+        f'[[jobs]]\nname = "{name}"\nkind = "command"\n{PASS}\n{hourly}\n'
+        f'misfire_grace_time = "{grace}"\n\n'
+        for name, (grace, _) in jobs.items()
+    )
+    settings = configure(text)
+    with Store.open(settings.resolved_store_path) as store:
+        for name, (_, last) in jobs.items():
+            if last is not None:
+                record_job_run(
+                    store,
+                    job=name,
+                    kind="command",
+                    trigger="schedule",
+                    status="succeeded",
+                    started_at=last,
+                    finished_at=last + timedelta(seconds=1),
+                    pid=1,
+                    host="elsewhere",
+                    error=None,
+                    scheduled_for=last,
+                )
+    service = start(services, settings)
+
+    def runs(name: str) -> list[StoredJobRun]:
+        with service.access("test: reading the job runs") as store:
+            return list_job_runs(store, job=name)
+
+    wait_until(
+        lambda: [run.status for run in runs("missed")] == ["succeeded", "succeeded"],
+        timeout=60,
+        what="the missed run",
+    )
+    wait_until(lambda: not service.runner.running(), timeout=60, what="the jobs to end")
+    service.stop()
+    with Store.open(settings.resolved_store_path, read_only=True) as store:
+        newest, _ = list_job_runs(store, job="missed")
+        assert newest.trigger == "schedule"
+        assert newest.scheduled_for == missed
+        assert len(list_job_runs(store, job="done")) == 1
+        assert len(list_job_runs(store, job="late")) == 1
+        assert list_job_runs(store, job="new") == []

@@ -526,6 +526,40 @@ def test_cron_days_of_week_are_crontab_s(weekdays: str, fires: list[int]) -> Non
     assert first.day == fires[0]
 
 
+@pytest.mark.parametrize(
+    ("schedule", "last", "now", "grace", "missed"),
+    [
+        # Every 15 minutes from 10:00: 10:45 was the last time due before 10:47.
+        ({"interval": "15m"}, (11, 26, 10, 0), (11, 26, 10, 47), 300, (11, 26, 10, 45)),
+        ({"interval": "15m"}, (11, 26, 10, 0), (11, 26, 10, 47), 60, None),
+        ({"interval": "15m"}, (11, 26, 10, 0), (11, 26, 10, 14), 3600, None),
+        # Sundays at 04:00 (Sunday 2026-11-29): a week's grace looks back past two days.
+        ({"cron": "0 4 * * 0"}, (11, 22, 4, 0), (11, 29, 4, 3), 300, (11, 29, 4, 0)),
+        ({"cron": "0 4 * * 0"}, (11, 22, 4, 0), (12, 1, 9, 0), 7 * 86400, (11, 29, 4, 0)),
+        ({"cron": "0 4 * * 0"}, (11, 29, 4, 0), (12, 1, 9, 0), 7 * 86400, None),
+        ({"cron": "0 4 * * 0"}, (11, 22, 4, 0), (12, 1, 9, 0), 86400, None),
+        ({}, (11, 22, 4, 0), (12, 1, 9, 0), 86400, None),
+    ],
+)
+def test_the_time_a_job_was_missed_is_the_latest_due_within_the_grace(
+    schedule: dict[str, Any],
+    last: tuple[int, ...],
+    now: tuple[int, ...],
+    grace: float,
+    missed: tuple[int, ...] | None,
+) -> None:
+    from datetime import UTC
+
+    config = configure({"name": "a", "kind": "command", "command": ["x"], **schedule})
+    found = config.jobs[0].missed_time(
+        "UTC",
+        last=datetime(2026, *last, tzinfo=UTC),
+        now=datetime(2026, *now, tzinfo=UTC),
+        grace=grace,
+    )
+    assert found == (datetime(2026, *missed, tzinfo=UTC) if missed else None)
+
+
 @pytest.mark.parametrize("weekdays", ["8", "fri-mon", "*/0", "funday", "1-"])
 def test_bad_cron_days_of_week_are_refused(weekdays: str) -> None:
     with pytest.raises(ConfigError, match="does not parse"):

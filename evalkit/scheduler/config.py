@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 import sys
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +77,41 @@ class JobDefinition:
         if self.config.interval is not None:
             return IntervalTrigger(seconds=self.config.interval, timezone=timezone)
         return None
+
+    def missed_time(
+        self, timezone: str, *, last: datetime, now: datetime, grace: float
+    ) -> datetime | None:
+        """The latest time this job was due after ``last`` (its newest scheduled run) and
+        at most ``grace`` seconds before ``now`` (aware datetimes); None when there is none
+        or the job runs only on demand. An interval job's times count from ``last``.
+        """
+        from apscheduler.triggers.interval import IntervalTrigger
+
+        if self.config.interval is not None:
+            trigger: Any = IntervalTrigger(
+                seconds=self.config.interval, start_date=last, timezone=timezone
+            )
+        elif self.config.cron is not None:
+            trigger = cron_trigger(self.config.cron, timezone)
+        else:
+            return None
+        earliest = max(last + timedelta(microseconds=1), now - timedelta(seconds=grace))
+        if earliest > now:
+            return None
+        # Look back over a span that doubles until it holds a due time, then walk forward
+        # to the latest one: a few steps however long the grace time is.
+        span = timedelta(minutes=1)
+        while True:
+            start = max(earliest, now - span)
+            fire: datetime | None = trigger.get_next_fire_time(None, start)
+            if fire is not None and fire <= now:
+                break
+            if start == earliest:
+                return None
+            span *= 2
+        while (following := trigger.get_next_fire_time(fire, now)) is not None and following <= now:
+            fire = following
+        return fire
 
     def next_cron_time(self, timezone: str, now: datetime) -> datetime | None:
         """The next time a cron job fires after ``now`` (aware); None for other jobs."""

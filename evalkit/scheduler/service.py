@@ -42,7 +42,12 @@ from evalkit.scheduler.health import HealthServer, ServiceState
 from evalkit.scheduler.lock import ServiceInfo, ServiceLock
 from evalkit.scheduler.runner import JobRunner, NotStarted
 from evalkit.store.access import StoreAccess, outbox_lock, process_alive
-from evalkit.store.jobs import StoredJobRun, interrupt_job_runs, running_job_runs
+from evalkit.store.jobs import (
+    StoredJobRun,
+    interrupt_job_runs,
+    last_scheduled_times,
+    running_job_runs,
+)
 from evalkit.store.runs import fail_running_runs
 from evalkit.traffic.receiver import OtlpReceiver
 
@@ -96,6 +101,7 @@ class SchedulerService:
         self._outbox_lock = outbox_lock(self.store_path, program="evalkit serve")
         self._scheduler: Any = None
         self._triggers: dict[str, _RememberingTrigger] = {}
+        self._last_scheduled: dict[str, datetime] = {}
         self._http: HealthServer | None = None
         self._otlp_port = otlp_port
         self.receiver: OtlpReceiver | None = None
@@ -177,8 +183,18 @@ class SchedulerService:
                 _log.warning("job run %s was interrupted: marked interrupted", job_run_id)
             for run_id in failed:
                 _log.warning("run %s was left running: marked failed", run_id)
+            self._last_scheduled = last_scheduled_times(store)
             self._evaluate(store)
             self.state.refresh(store)
+
+    def _missed_time(self, name: str, grace: float) -> datetime | None:
+        last = self._last_scheduled.get(name)
+        if last is None:  # never run on schedule: nothing tells that the service was down
+            return None
+        job = self.config.job(name)
+        return job.missed_time(
+            self._zone, last=last.replace(tzinfo=UTC), now=datetime.now(UTC), grace=grace
+        )
 
     def _start_scheduler(self) -> None:
         from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED
@@ -200,16 +216,27 @@ class SchedulerService:
             if trigger is None or not job.config.enabled:
                 continue
             grace = job.config.misfire_grace_time
-            remembering = self._triggers[job.name] = _RememberingTrigger(trigger)
+            misfire_grace_time = max(
+                1, round(grace if grace is not None else settings.misfire_grace_time)
+            )
+            # A time the job was due while the service was down runs now, once; APScheduler
+            # alone would only look ahead.
+            missed = self._missed_time(job.name, misfire_grace_time)
+            remembering = self._triggers[job.name] = _RememberingTrigger(trigger, missed)
+            if missed is not None:
+                _log.info(
+                    "job %s was due at %s while evalkit serve was down: running it now",
+                    job.name,
+                    missed.astimezone(UTC).isoformat(timespec="seconds"),
+                )
             scheduler.add_job(
                 self._run_scheduled,
                 remembering,
                 args=[job.name],
                 id=job.name,
                 name=job.name,
-                misfire_grace_time=max(
-                    1, round(grace if grace is not None else settings.misfire_grace_time)
-                ),
+                misfire_grace_time=misfire_grace_time,
+                **({"next_run_time": missed} if missed is not None else {}),
             )
         scheduler.add_listener(self._on_event, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)
         scheduler.start()

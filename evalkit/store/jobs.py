@@ -26,6 +26,7 @@ __all__ = [
     "finish_job_run",
     "get_job_run",
     "interrupt_job_runs",
+    "last_scheduled_times",
     "latest_job_runs",
     "list_job_runs",
     "record_job_run",
@@ -208,6 +209,16 @@ def latest_job_runs(store: Store) -> dict[str, StoredJobRun]:
         " = 1"
     )
     return {str(row[1]): _job_run(row) for row in rows}
+
+
+def last_scheduled_times(store: Store) -> dict[str, datetime]:
+    """When each job's newest scheduled run was due (naive UTC), by job name; a run
+    recorded without ``scheduled_for`` (before it was recorded) counts by its start."""
+    rows = store.fetch(
+        "SELECT job, max(coalesce(scheduled_for, started_at)) FROM job_runs"
+        " WHERE trigger = 'schedule' GROUP BY job"
+    )
+    return {str(row[0]): row[1] for row in rows if row[1] is not None}
 
 
 def running_job_runs(store: Store) -> list[StoredJobRun]:
