@@ -117,11 +117,13 @@ class NotFoundError(StoreError):
 
 class WorkInterruptedError(EvalkitError):
     """Work was asked to stop part-way. A run it was recording is stored ``failed`` with
-    ``interrupted: <reason>``, as a run a stopped process left is."""
+    ``interrupted: <reason>``, as a run a stopped process left is, and its id is added to
+    ``run_ids`` on the way out."""
 
     def __init__(self, message: str, *, reason: str) -> None:
         super().__init__(message)
         self.reason = reason
+        self.run_ids: list[str] = []
 
 
 def _locate(message: str, *, path: str | None, line: int | None, field: str | None) -> str:

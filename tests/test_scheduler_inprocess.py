@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import itertools
 import json
+import socket
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,9 +20,10 @@ from waiting import wait_until
 from evalkit.cli import invoke
 from evalkit.config import Settings, load_settings
 from evalkit.scheduler import SchedulerService, service_config
-from evalkit.store import Store
+from evalkit.store import RunSpec, Store
 from evalkit.store.access import FileLock, store_sibling
-from evalkit.store.jobs import StoredJobRun, list_job_runs, record_job_run
+from evalkit.store.jobs import StoredJobRun, list_job_runs, record_job_run, start_job_run
+from evalkit.store.runs import create_run, get_run
 
 PASS = f'command = [{json.dumps(sys.executable)}, "-c", "pass"]'
 
@@ -243,3 +247,50 @@ def test_a_run_missed_while_serve_was_down_runs_once_at_start_up(
         assert len(list_job_runs(store, job="done")) == 1
         assert len(list_job_runs(store, job="late")) == 1
         assert list_job_runs(store, job="new") == []
+
+
+def test_a_job_run_left_by_a_killed_serve_lists_the_run_it_left(
+    configure: Callable[[str], Settings], services: list[SchedulerService]
+) -> None:
+    """docs/scheduler.md: job runs record the runs they stored; the recovery after kill -9
+    marked the job run interrupted with run_ids []."""
+    settings = configure(f'[[jobs]]\nname = "nightly"\nkind = "command"\n{PASS}\n')
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])  # the killed serve's pid
+    dead.wait()
+    began = datetime.now(UTC).replace(tzinfo=None)
+    spec = RunSpec(
+        kind="goldset",
+        retriever_kind="http",
+        k=10,
+        measures=("ndcg@10",),
+        evalkit_version="test",
+        goldset_name="gs",
+        n_queries=10,
+        label="nightly",
+    )
+    with Store.open(settings.resolved_store_path) as store:
+        earlier = create_run(store, spec, started_at=began - timedelta(minutes=5))
+        orphan = start_job_run(
+            store,
+            job="nightly",
+            kind="goldset_replay",
+            trigger="schedule",
+            scheduled_for=began,
+            pid=dead.pid,
+            host=socket.gethostname(),
+        )
+        left = create_run(store, spec, started_at=orphan.started_at + timedelta(seconds=1))
+        other = create_run(
+            store,
+            replace(spec, label="by hand"),
+            started_at=orphan.started_at + timedelta(seconds=2),
+        )
+    service = start(services, settings)
+    service.stop()
+    with Store.open(settings.resolved_store_path, read_only=True) as store:
+        (job_run,) = list_job_runs(store, job="nightly")
+        runs = {run_id: get_run(store, run_id) for run_id in (earlier, left, other)}
+    assert job_run.status == "interrupted"
+    assert job_run.run_ids == (left,)
+    assert {run.status for run in runs.values()} == {"failed"}
+    assert str(runs[left].error).startswith("interrupted: ")

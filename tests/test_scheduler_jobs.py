@@ -141,6 +141,8 @@ def test_cancelling_interrupts_a_command_and_a_goldset_replay(
     assert run.status == "failed"
     # As docs/scheduler.md says, and as the recovery after kill -9 words it.
     assert run.error == "interrupted: evalkit serve is stopping (job replay)"
+    # The job run lists the run it stored, interrupted or not.
+    assert replay.run_ids == (run.run_id,)
     assert run.aggregates == {}, "no figures of an interrupted run look complete"
 
 

@@ -239,7 +239,11 @@ class JobRunner:
         try:
             return kind.run(context, job.params), None
         except JobCancelledError as error:
-            return JobOutcome(status="interrupted", error=str(error)), None
+            # The run it was recording is stored (failed): the job run lists it.
+            outcome = JobOutcome(
+                status="interrupted", error=str(error), run_ids=tuple(error.run_ids)
+            )
+            return outcome, None
         except KeyboardInterrupt as error:
             outcome = JobOutcome(status="interrupted", error="interrupted by the user (Ctrl-C)")
             return outcome, error

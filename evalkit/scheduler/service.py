@@ -47,6 +47,7 @@ from evalkit.store.jobs import (
     interrupt_job_runs,
     last_scheduled_times,
     running_job_runs,
+    runs_left_by,
 )
 from evalkit.store.runs import fail_running_runs
 from evalkit.traffic.receiver import OtlpReceiver
@@ -171,13 +172,16 @@ class SchedulerService:
 
     def _recover(self) -> None:
         with self.access("serve: recovering work a stopped process left unfinished") as store:
-            orphans = [
-                run.job_run_id
+            stopped = [
+                run
                 for run in running_job_runs(store)
                 if not process_alive(run.pid, run.host) or run.pid == os.getpid()
             ]
+            orphans = [run.job_run_id for run in stopped]
             note = "the process running it stopped before it finished (found at service start)"
-            interrupt_job_runs(store, orphans, note=note)
+            # Before the runs are failed: a job run lists the runs it left, failed or not.
+            left = runs_left_by(store, stopped)
+            interrupt_job_runs(store, orphans, note=note, run_ids=left)
             failed = fail_running_runs(store, note=note)
             for job_run_id in orphans:
                 _log.warning("job run %s was interrupted: marked interrupted", job_run_id)

@@ -31,6 +31,7 @@ __all__ = [
     "list_job_runs",
     "record_job_run",
     "running_job_runs",
+    "runs_left_by",
     "start_job_run",
 ]
 
@@ -229,8 +230,32 @@ def running_job_runs(store: Store) -> list[StoredJobRun]:
     return [_job_run(row) for row in rows]
 
 
-def interrupt_job_runs(store: Store, job_run_ids: Sequence[str], *, note: str) -> None:
-    """Mark job runs whose process stopped before finishing them ``interrupted``."""
+def runs_left_by(store: Store, job_runs: Sequence[StoredJobRun]) -> dict[str, list[str]]:
+    """The runs still ``running`` that ``job_runs`` (stopped before they finished) were
+    recording, by job run id: a job labels its runs with its name, so a run is taken as
+    the one of the newest of these job runs of the job its label names that started no
+    later than it. Runs labelled otherwise are left out."""
+    rows = store.fetch(
+        "SELECT run_id, label, started_at FROM runs WHERE status = 'running' ORDER BY started_at"
+    )
+    left: dict[str, list[str]] = {}
+    for run_id, label, started_at in rows:
+        owners = [run for run in job_runs if run.job == label and run.started_at <= started_at]
+        if owners:
+            owner = max(owners, key=lambda run: run.started_at)
+            left.setdefault(owner.job_run_id, []).append(str(run_id))
+    return left
+
+
+def interrupt_job_runs(
+    store: Store,
+    job_run_ids: Sequence[str],
+    *,
+    note: str,
+    run_ids: Mapping[str, Sequence[str]] | None = None,
+) -> None:
+    """Mark job runs whose process stopped before finishing them ``interrupted``, with the
+    runs each left (``run_ids``, by job run id)."""
     if not job_run_ids:
         return
     store.execute(
@@ -238,3 +263,8 @@ def interrupt_job_runs(store: Store, job_run_ids: Sequence[str], *, note: str) -
         " WHERE status = 'running' AND job_run_id IN (SELECT unnest(?::VARCHAR[]))",
         [utc_now(), note, list(job_run_ids)],
     )
+    for job_run_id, left in (run_ids or {}).items():
+        if job_run_id in job_run_ids:
+            store.execute(
+                "UPDATE job_runs SET run_ids = ? WHERE job_run_id = ?", [list(left), job_run_id]
+            )

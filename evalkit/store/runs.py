@@ -590,6 +590,8 @@ class RunRecorder:
     def fail(self, error: BaseException) -> None:
         """Mark the run ``failed`` with ``error`` unless it is finished already; never
         raises (the error the caller handles is the one that matters)."""
+        if isinstance(error, WorkInterruptedError) and self.run_id not in error.run_ids:
+            error.run_ids.append(self.run_id)
         if self._finished:
             return
         # Said as a run a stopped process left is said, not as an error of the run's own.
