@@ -21,6 +21,7 @@ from evalkit.config import (
     load_settings,
     parse_settings,
 )
+from evalkit.config.sources import toml_lines
 from evalkit.errors import ConfigError
 from evalkit.scheduler import service_config
 
@@ -135,6 +136,24 @@ def test_problems_in_several_tables_are_all_named_with_their_source(evalkit_home
         load_settings()
     lines = str(caught.value).splitlines()
     assert len(lines) == 5
+    # Every value is the file's, so each is named by its line.
+    assert lines[0].startswith("evalkit.toml: line 1, field 'k': ")
+    assert lines[1].startswith("evalkit.toml: [judge]: line 3, field 'repeats': ")
+    assert lines[2].startswith("evalkit.toml: [scheduler]: line 5, field 'timezone': ")
+    assert lines[3].startswith("evalkit.toml: [[jobs]] #1 'nightly': line 9, field 'interval': ")
+    assert lines[4].startswith("evalkit.toml: [[alerts.rules]] #1 'r': line 13, field 'cooldown': ")
+
+
+def test_a_value_a_variable_may_have_set_is_named_by_its_source_not_a_line(
+    evalkit_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """EVALKIT_* variables win over the file: a bad value they set has no line."""
+    Path("evalkit.toml").write_text("k = 5\n[judge]\nrepeats = 2\n", encoding="utf-8")
+    monkeypatch.setenv("EVALKIT_K", "0")
+    monkeypatch.setenv("EVALKIT_JUDGE_REPEATS", "0")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    lines = str(caught.value).splitlines()
     assert lines[0].startswith(
         "invalid settings (from arguments, EVALKIT_* variables or evalkit.toml): k: "
     )
@@ -142,9 +161,31 @@ def test_problems_in_several_tables_are_all_named_with_their_source(evalkit_home
         "invalid judge settings (from arguments, EVALKIT_JUDGE_* variables or the [judge] "
         "table of evalkit.toml): repeats: "
     )
-    assert lines[2].startswith("evalkit.toml: [scheduler]: field 'timezone': ")
-    assert lines[3].startswith("evalkit.toml: [[jobs]] #1 'nightly': field 'interval': ")
-    assert lines[4].startswith("evalkit.toml: [[alerts.rules]] #1 'r': field 'cooldown': ")
+
+
+def test_toml_lines_follow_tables_arrays_and_values_over_several_lines(tmp_path: Path) -> None:
+    path = tmp_path / "evalkit.toml"
+    path.write_text(
+        "k = 10  # [not a table]\n"
+        'notes = """\nk = 99\n[fake]\n"""\n'
+        "[retriever]\n"
+        'options = { a = 1,\n  b = "]" }\n'
+        '"quoted key" = 2\n'
+        "[[jobs]]\nname = 'a'\n"
+        "[[jobs]]\nname = 'b'\nretriever_options = [\n  1,\n  2,\n]\ncron = '* * * * *'\n"
+        "[[alerts.rules]]\nname = 'r'\n",
+        encoding="utf-8",
+    )
+    lines = toml_lines(path)
+    assert lines[("k",)] == 1
+    assert ("fake",) not in lines
+    assert lines[("retriever",)] == 6
+    assert lines[("retriever", "options")] == 7
+    assert lines[("retriever", "quoted key")] == 9
+    assert (lines[("jobs", 0, "name")], lines[("jobs", 1, "name")]) == (11, 13)
+    assert lines[("jobs", 1, "cron")] == 18
+    assert lines[("alerts", "rules", 0, "name")] == 20
+    assert toml_lines(tmp_path / "missing.toml") == {}
 
 
 @pytest.mark.parametrize(
@@ -198,3 +239,16 @@ def test_a_file_that_is_not_toml_is_an_error_every_command_reports(tmp_path: Pat
     assert done.returncode == 2, done.stderr
     assert "evalkit.toml: not valid TOML" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_bad_field_of_a_job_s_kind_is_named_by_its_line(evalkit_home: Path) -> None:
+    Path("evalkit.toml").write_text(
+        '[[jobs]]\nname = "a"\nkind = "retention"\n\n[[jobs]]\nname = "b"\n'
+        'kind = "retention"\nkeep_latest = "x"\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as caught:
+        service_config(load_settings())
+    assert str(caught.value).startswith(
+        "evalkit.toml: [[jobs]] #2 'b' (kind retention): line 8, field 'keep_latest': "
+    )

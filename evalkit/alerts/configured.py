@@ -48,11 +48,13 @@ def resolve_kind(
     *,
     where: str,
     path: Path,
+    at: tuple[str | int, ...] = (),
 ) -> BaseModel:
     """Validate the fields of an entry that belong to its kind; return them as its model.
 
-    ``where`` names the entry for people (``[[jobs]] #2``). Raises ConfigError naming the
-    file, the entry and each bad field.
+    ``where`` names the entry for people (``[[jobs]] #2``), ``at`` locates it in the file
+    (``("jobs", 1)``). Raises ConfigError naming the file, the entry and each bad field
+    with its line.
     """
     label = f"{where} '{entry.name}'"
     kind = kinds.get(entry.kind)
@@ -65,7 +67,7 @@ def resolve_kind(
         return kind.params.model_validate(entry.params)
     except ValidationError as error:
         raise ConfigError(
-            f"{path}: {label} (kind {entry.kind}): {field_problems(error)}"
+            f"{path}: {label} (kind {entry.kind}): {field_problems(error, path=path, at=at)}"
         ) from error
 
 
@@ -144,14 +146,26 @@ def alerts_config(settings: Settings) -> AlertsConfig:
     sinks = tuple(
         ConfiguredSink(
             entry,
-            resolve_kind(entry, SINK_KINDS, where=f"[[alerts.sinks]] #{i + 1}", path=path),
+            resolve_kind(
+                entry,
+                SINK_KINDS,
+                where=f"[[alerts.sinks]] #{i + 1}",
+                path=path,
+                at=("alerts", "sinks", i),
+            ),
         )
         for i, entry in enumerate(table.sinks)
     )
     rules = tuple(
         ConfiguredRule(
             entry,
-            resolve_kind(entry, RULE_KINDS, where=f"[[alerts.rules]] #{i + 1}", path=path),
+            resolve_kind(
+                entry,
+                RULE_KINDS,
+                where=f"[[alerts.rules]] #{i + 1}",
+                path=path,
+                at=("alerts", "rules", i),
+            ),
         )
         for i, entry in enumerate(table.rules)
     )

@@ -11,6 +11,7 @@ source (arguments, variables, file and table) and its field.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -35,6 +36,7 @@ __all__ = [
     "merge",
     "read_config_file",
     "settings_error",
+    "toml_lines",
 ]
 
 CONFIG_FILE_ENV = "EVALKIT_CONFIG"
@@ -160,9 +162,18 @@ def merge(*layers: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def field_problems(error: ValidationError) -> str:
-    """``field 'a': message; field 'b.c': message``: the problems of a table's model."""
-    return "; ".join(_field_problem(problem["loc"], problem["msg"]) for problem in error.errors())
+def field_problems(
+    error: ValidationError, *, path: Path | None = None, at: tuple[str | int, ...] = ()
+) -> str:
+    """``field 'a': message; field 'b.c': message``: the problems of a table's model; with
+    the file ``path`` and the table's place ``at`` in it, each with its line."""
+    lines = toml_lines(path) if path is not None and at else {}
+    texts = []
+    for problem in error.errors():
+        text = _field_problem(problem["loc"], problem["msg"])
+        line = _file_line((*at, *problem["loc"]), lines) if lines else None
+        texts.append(text if line is None else f"line {line}, {text}")
+    return "; ".join(texts)
 
 
 def _field_problem(loc: tuple[int | str, ...], message: str) -> str:
@@ -179,16 +190,26 @@ def settings_error(error: ValidationError, data: Mapping[str, Any], path: Path) 
     ``data`` is what was validated (for the names of ``[[jobs]]`` and alert entries) and
     ``path`` the configuration file. Problems are grouped by where they come from: the
     top-level settings, the ``[judge]`` table, ``[scheduler]``, ``[alerts]``, or one entry of
-    ``[[jobs]]``, ``[[alerts.rules]]`` or ``[[alerts.sinks]]``.
+    ``[[jobs]]``, ``[[alerts.rules]]`` or ``[[alerts.sinks]]``. A value the file gave is
+    named by its line (``evalkit.toml:12``).
     """
+    lines = toml_lines(path)
     groups: dict[str, list[str]] = {}
     for problem in error.errors():
         loc = tuple(problem["loc"])
+        line = _file_line(loc, lines)
         prefix, rest, plain = _where(loc, data, path)
+        if line is not None and plain:
+            # Said as the file's: its table and key, not the variable that could set it.
+            judge = loc[0] == "judge"
+            prefix = f"{path}: [judge]" if judge else f"{path}"
+            rest, plain = (loc[1:] if judge else loc), False
         if plain:
             text = f"{_location(rest)}: {problem['msg']}"
         else:
             text = _field_problem(rest, problem["msg"])
+        if line is not None:
+            text = f"line {line}, {text}"
         groups.setdefault(prefix, []).append(text)
     return ConfigError(
         "\n".join(f"{prefix}: {'; '.join(texts)}" for prefix, texts in groups.items())
@@ -232,3 +253,86 @@ def _entry(header: str, entries: Any, index: int, path: Path) -> str:
         name = entries[index].get("name")
     label = f"{header} #{index + 1}"
     return f"{path}: {label} '{name}'" if isinstance(name, str) else f"{path}: {label}"
+
+
+def toml_lines(path: Path) -> dict[tuple[str | int, ...], int]:
+    """The line of every table header and key of the TOML file ``path`` (empty when it
+    cannot be read): ``("retriever", "k")``, ``("jobs", 0)`` for the first ``[[jobs]]``,
+    ``("jobs", 0, "cron")``. A key inside an inline table or a value over several lines is
+    found at the line of its outer key."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return {}
+    found: dict[tuple[str | int, ...], int] = {}
+    table: tuple[str | int, ...] = ()
+    counts: dict[tuple[str, ...], int] = {}
+    open_brackets = 0
+    open_string: str | None = None
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if open_string is not None:
+            if open_string in line:
+                open_string = None
+            continue
+        if open_brackets > 0:
+            open_brackets += _bracket_balance(line)
+            continue
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("[["):
+            name = _dotted(line[2 : line.find("]]")])
+            counts[name] = counts.get(name, -1) + 1
+            table = (*name, counts[name])
+            found.setdefault(table, number)
+        elif line.startswith("["):
+            table = _dotted(line[1 : line.find("]")])
+            found.setdefault(table, number)
+        else:
+            key, equals, value = line.partition("=")
+            if not equals:
+                continue
+            found.setdefault((*table, *_dotted(key)), number)
+            value = value.strip()
+            for quotes in ('"""', "'''"):
+                if value.startswith(quotes) and value.count(quotes) == 1:
+                    open_string = quotes
+            open_brackets = _bracket_balance(value)
+    return found
+
+
+def _dotted(key: str) -> tuple[str, ...]:
+    return tuple(part.strip().strip("\"'") for part in key.split("."))
+
+
+_STRINGS = re.compile(r""""(?:[^"\\]|\\.)*"|'[^']*'""")
+
+
+def _bracket_balance(value: str) -> int:
+    """Brackets and braces ``value`` opens less those it closes, outside strings and
+    comments."""
+    bare = _STRINGS.sub("", value).split("#", 1)[0]
+    return bare.count("[") + bare.count("{") - bare.count("]") - bare.count("}")
+
+
+def _file_line(
+    loc: tuple[int | str, ...], lines: Mapping[tuple[str | int, ...], int]
+) -> int | None:
+    """The line of the file holding the value at ``loc`` (or its nearest enclosing table),
+    unless a variable may have set it: top-level and ``[judge]`` settings can come from
+    ``EVALKIT_*`` variables, which win over the file."""
+    if not loc:
+        return None
+    if loc[0] == "judge" and len(loc) > 1:
+        variable = f"{JUDGE_ENV_PREFIX}{str(loc[1]).upper()}"
+    elif loc[0] not in TABLES and loc[0] not in ARRAYS:
+        variable = f"{ENV_PREFIX}{str(loc[0]).upper()}"
+    else:
+        variable = None
+    if variable is not None and variable in os.environ:
+        return None
+    for end in range(len(loc), 0, -1):
+        line = lines.get(loc[:end])
+        if line is not None:
+            return line
+    return None

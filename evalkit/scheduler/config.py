@@ -169,7 +169,10 @@ def service_config(settings: Settings) -> ServiceConfig:
     scheduler = settings.scheduler
     _import_plugins(scheduler.plugins, path)
     jobs = tuple(
-        JobDefinition(entry, resolve_kind(entry, JOB_KINDS, where=f"[[jobs]] #{i + 1}", path=path))
+        JobDefinition(
+            entry,
+            resolve_kind(entry, JOB_KINDS, where=f"[[jobs]] #{i + 1}", path=path, at=("jobs", i)),
+        )
         for i, entry in enumerate(settings.jobs)
     )
     seen: dict[str, int] = {}
