@@ -147,6 +147,9 @@ def documents(
 ) -> None:
     """Compare the indexed corpus now with a reference snapshot of its embeddings.
 
+    The sample tested holds documents outside the snapshot (added or re-embedded since, or
+    never sampled), so that what changed is not diluted by the documents both share.
+
     Example: evalkit drift documents --collection demo --save-reference, later
     evalkit drift documents --collection demo --format json
     """

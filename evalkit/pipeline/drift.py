@@ -3,6 +3,8 @@ the query model, each check stored."""
 
 from __future__ import annotations
 
+import glob
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -245,9 +247,10 @@ def collection_vectors(
     chroma_url: str | None = None,
     sample: int = DEFAULT_DOCUMENT_SAMPLE,
     seed: int = DRIFT_TEST_DEFAULTS.seed,
+    outside: npt.NDArray[np.float32] | None = None,
 ) -> npt.NDArray[np.float32]:
     """A seeded sample of up to ``sample`` (at least 2) stored embeddings of a Chroma
-    collection."""
+    collection; with ``outside``, of its embeddings other than those rows."""
     if isinstance(sample, bool) or not isinstance(sample, int) or sample < 2:
         raise ConfigError(
             f"the document sample must be at least 2 documents (one cannot be tested), got "
@@ -259,20 +262,39 @@ def collection_vectors(
     url = chroma_url or settings.chroma_url
     client = open_chroma_client(path=None if url else settings.resolved_chroma_path, url=url)
     try:
-        return _sample_vectors(get_collection(client, collection), sample, seed)
+        return _sample_vectors(get_collection(client, collection), sample, seed, outside)
     finally:
         close_client(client)
 
 
-def _sample_vectors(collection: Any, sample: int, seed: int) -> npt.NDArray[np.float32]:
-    count = collection.count()
+def _sample_vectors(
+    collection: Any, sample: int, seed: int, outside: npt.NDArray[np.float32] | None = None
+) -> npt.NDArray[np.float32]:
     ids = collection.get(include=[])["ids"]
     rng = np.random.default_rng(seed)
-    chosen = sorted(rng.choice(len(ids), min(sample, count), replace=False).tolist())
-    picked = [ids[index] for index in chosen]
+    if outside is None:
+        chosen = sorted(rng.choice(len(ids), min(sample, len(ids)), replace=False).tolist())
+        return _fetch_vectors(collection, [ids[index] for index in chosen])
+    # Documents are read in a seeded order until ``sample`` lie outside the reference: a
+    # window sharing its rows with the reference would make the test blind to what changed.
+    known = {np.ascontiguousarray(row, dtype=np.float32).tobytes() for row in outside}
+    order = rng.permutation(len(ids)).tolist()
+    kept: list[npt.NDArray[np.float32]] = []
+    n_kept = 0
+    for start in range(0, len(order), 1000):
+        batch = _fetch_vectors(collection, [ids[index] for index in order[start : start + 1000]])
+        new = batch[[row.tobytes() not in known for row in batch]]
+        kept.append(new[: sample - n_kept])
+        n_kept += len(kept[-1])
+        if n_kept >= sample:
+            break
+    return np.concatenate(kept) if n_kept else np.zeros((0, 0), dtype=np.float32)
+
+
+def _fetch_vectors(collection: Any, ids: list[str]) -> npt.NDArray[np.float32]:
     vectors = []
-    for start in range(0, len(picked), 1000):
-        got = collection.get(ids=picked[start : start + 1000], include=["embeddings"])
+    for start in range(0, len(ids), 1000):
+        got = collection.get(ids=ids[start : start + 1000], include=["embeddings"])
         vectors.append(np.asarray(got["embeddings"], dtype=np.float32))
     return np.concatenate(vectors) if vectors else np.zeros((0, 0), dtype=np.float32)
 
@@ -317,19 +339,15 @@ def check_drift_documents(
     (default: the newest saved by ``save_documents_reference``) as ``test`` says (its seed
     also draws the sample) and store the check.
 
+    The current window holds documents outside the reference (the snapshot's rows are
+    left out): sharing rows, the two windows would look alike whatever was added. When
+    fewer than 2 documents lie outside it (a collection no larger than the snapshot,
+    unchanged), the window is the collection's sample as it stands.
+
     The store is opened only once the collection has been read.
     """
-    vectors = collection_vectors(
-        settings, collection, chroma_url=chroma_url, sample=sample, seed=test.seed
-    )
     if reference is None:
-        saved = sorted((settings.home / "snapshots").glob(f"{collection}-*.npy"))
-        if not saved:
-            raise ConfigError(
-                f"no reference snapshot of {collection}: save one first with "
-                f"`evalkit drift documents --collection {collection} --save-reference`"
-            )
-        reference = saved[-1]
+        reference = newest_snapshot(settings, collection)
     reference_vectors = load_embeddings(reference)
     if len(reference_vectors) < 2:
         raise InputError(
@@ -337,6 +355,23 @@ def check_drift_documents(
             f"reference with `evalkit drift documents --collection {collection} "
             "--save-reference`",
             path=str(reference),
+        )
+    vectors = collection_vectors(
+        settings,
+        collection,
+        chroma_url=chroma_url,
+        sample=sample,
+        seed=test.seed,
+        outside=reference_vectors,
+    )
+    if len(vectors) < 2:
+        vectors = collection_vectors(
+            settings, collection, chroma_url=chroma_url, sample=sample, seed=test.seed
+        )
+    if len(vectors) < 2:
+        raise ConfigError(
+            f"collection {collection!r} holds {len(vectors)} embedded documents; a drift "
+            "check needs at least 2 (index the corpus first)"
         )
     with store.writer("drift check") as writing:
         result, stored, report_path = check_embeddings(
@@ -351,6 +386,23 @@ def check_drift_documents(
             report_dir=report_dir,
         )
     return DriftOutcome(check=stored, result=result, report=report_path)
+
+
+def newest_snapshot(settings: Settings, collection: str) -> Path:
+    """The newest reference snapshot ``save_documents_reference`` saved of ``collection``
+    (not of another collection whose name it starts: ``docs`` and ``docs-v2``)."""
+    stamp = re.compile(re.escape(collection) + r"-\d{8}T\d{6}\.npy")
+    saved = sorted(
+        path
+        for path in (settings.home / "snapshots").glob(f"{glob.escape(collection)}-*.npy")
+        if stamp.fullmatch(path.name)
+    )
+    if not saved:
+        raise ConfigError(
+            f"no reference snapshot of {collection}: save one first with "
+            f"`evalkit drift documents --collection {collection} --save-reference`"
+        )
+    return saved[-1]
 
 
 def check_drift_model(
