@@ -183,6 +183,15 @@ def test_precision_series_stays_quiet_while_stable(store: Store) -> None:
     assert len(check.series) == 6
 
 
+def test_a_warning_is_not_drift_in_the_json_as_in_the_store_and_the_exit_code(
+    store: Store,
+) -> None:
+    series(store, ScriptedRetriever(good_runs=100, lose_share=0.3), runs=3)
+    [check] = watch_precision(store, "kb", test=FEWER_RESAMPLES).checks
+    assert replace(check, finding="warning").to_dict()["is_drift"] is False
+    assert replace(check, finding="drift").to_dict()["is_drift"] is True
+
+
 def test_precision_drop_is_found_by_both_detectors_and_stored(store: Store) -> None:
     series(store, ScriptedRetriever(good_runs=5, lose_share=0.3), runs=8)
     [check] = watch_precision(store, "kb", test=FEWER_RESAMPLES).checks

@@ -353,7 +353,7 @@ class PrecisionCheck:
             "measure": self.measure,
             "finding": self.finding,
             "status": self.status(),
-            "is_drift": self.finding in ("drift", "warning"),
+            "is_drift": self.finding == "drift",
             "warmup": self.warmup,
             "warming_up": self.warming_up,
             "partial_runs_left_out": self.partial_runs,
