@@ -205,6 +205,41 @@ def test_an_audit_of_another_collection_never_explains_a_retriever_without_one(
     assert kinds[0] == "retriever_changed"
 
 
+def test_checks_of_a_collection_never_explain_a_retriever_that_names_none(
+    store: Store,
+) -> None:
+    """A model canary mismatch and document drift on Chroma collection `mini` ranked first
+    among the causes of a factory retriever's regression, which never read `mini`."""
+    gold = goldset(N)
+    save_goldset(store, gold)
+    factory = {
+        "retriever_kind": "factory",
+        "config": {"kind": "factory", "factory": "mine:make"},
+        "collection": None,
+        "model_fingerprint": "fp-1",
+        "index_fingerprint": None,
+        "measures": MEASURES,
+    }
+    baseline = store_run(store, gold, {q: perfect(q) for q in query_ids(N)}, **factory)
+    model_canary_check(store, 0.02)
+    save_drift_check(
+        store,
+        DriftCheck(
+            stream="documents",
+            subject="mini",
+            finding="drift",
+            method="mmd",
+            is_drift=True,
+            p_value=0.001,
+        ),
+    )
+    removed = {f"{q}-b" for q in query_ids(N)[:4]}
+    candidate = store_run(store, gold, _without(removed), **factory)
+    kinds = [cause.kind for cause in explain_runs(store, candidate, baseline=baseline).causes]
+    assert "index_model_mismatch" not in kinds
+    assert "document_drift" not in kinds
+
+
 def test_half_the_lost_documents_audited_missing_explain_half_the_loss(store: Store) -> None:
     gold = goldset(N)
     save_goldset(store, gold)

@@ -576,6 +576,13 @@ def _residual(
     )
 
 
+def _of_its_index(check: StoredDriftCheck, cand: RunRecord) -> bool:
+    """Whether a check of a collection (model canary, documents) is about the index the
+    candidate searched: a check naming no collection, or naming the candidate's. A run
+    that names no collection (an HTTP endpoint, a factory) is told no other collection's."""
+    return check.subject is None or check.subject == cand.spec.collection
+
+
 def _model_causes(
     base: RunRecord,
     cand: RunRecord,
@@ -589,7 +596,7 @@ def _model_causes(
         for check in checks
         if check.stream == "model"
         and check.finding == "model_mismatch"
-        and (cand.spec.collection is None or check.subject in (None, cand.spec.collection))
+        and _of_its_index(check, cand)
     ]
     if mismatches or audit_models:
         rows: list[Mapping[str, Any]] = [
@@ -658,8 +665,8 @@ def _drift_causes(cand: RunRecord, checks: Sequence[StoredDriftCheck]) -> list[C
     causes = []
     for stream, kind in _DRIFT_STREAMS.items():
         drifted = [c for c in checks if c.stream == stream and c.is_drift]
-        if stream == "documents" and cand.spec.collection is not None:
-            drifted = [c for c in drifted if c.subject in (None, cand.spec.collection)]
+        if stream == "documents":
+            drifted = [c for c in drifted if _of_its_index(c, cand)]
         if not drifted:
             continue
         newest = drifted[0]
