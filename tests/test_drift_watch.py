@@ -91,6 +91,9 @@ def test_drift_embeddings_cli_stores_checks_and_exits_1_on_drift(
         checks = list_drift_checks(store, stream="queries")
     assert [check.is_drift for check in checks] == [True, False]
     assert checks[0].check_id == loud["check_id"]
+    assert (loud["reference"], loud["current"]) == (checks[0].reference, checks[0].current)
+    assert loud["current"] is not None
+    assert loud["current"].endswith("shifted.npy")
 
 
 def test_drift_embeddings_cli_rejects_a_bad_array_naming_the_file(

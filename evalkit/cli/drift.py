@@ -74,6 +74,9 @@ def _print_result(title: str, data: dict[str, Any]) -> None:
 def _drift_data(outcome: DriftOutcome) -> dict[str, Any]:
     data = outcome.result.to_dict() if outcome.result is not None else {}
     data["check_id"] = outcome.check.check_id if outcome.check else None
+    # What was compared with what: a snapshot file, a window, an array.
+    data["reference"] = outcome.check.reference if outcome.check else None
+    data["current"] = outcome.check.current if outcome.check else None
     data["report"] = str(outcome.report) if outcome.report else None
     return data
 
