@@ -105,6 +105,9 @@ def test_jobs_run_locally_then_alerts_flow(
     history = run_json(capsys, "jobs", "history")
     assert isinstance(history, list)
     assert [(r["job"], r["status"]) for r in history] == [("broken", "failed"), ("ok", "succeeded")]
+    assert [r["job"] for r in run_json(capsys, "jobs", "history", "ok")] == ["ok"]  # type: ignore[union-attr, index]
+    typo = run_json(capsys, "jobs", "history", "okk", code=2)
+    assert "no job named 'okk' has run or is configured (configured: " in str(typo)
 
     evaluated = run_json(capsys, "alerts", "evaluate")
     assert isinstance(evaluated, dict)

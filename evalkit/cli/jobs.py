@@ -23,7 +23,7 @@ from evalkit.cli._service import (
     service_store,
     store_access,
 )
-from evalkit.errors import ConfigError, StoreError
+from evalkit.errors import ConfigError, InputError, StoreError
 
 if TYPE_CHECKING:
     from evalkit.config import Settings
@@ -270,6 +270,15 @@ def job_history(
 
     with service_store("evalkit jobs history") as store:
         runs = list_job_runs(store, job=name, limit=limit)
+    if name is not None and not runs:
+        configured = [job.name for job in settings().jobs]
+        if name not in configured:
+            # A job removed from evalkit.toml keeps its history; a name never seen is a typo.
+            raise InputError(
+                f"no job named {name!r} has run or is configured (configured: "
+                f"{', '.join(configured) or 'none'})",
+                field="name",
+            )
     print_listing(
         runs,
         output,
