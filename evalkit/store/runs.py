@@ -595,11 +595,14 @@ class RunRecorder:
         if self._finished:
             return
         # Said as a run a stopped process left is said, not as an error of the run's own.
-        note = (
-            f"interrupted: {error.reason}"
-            if isinstance(error, WorkInterruptedError)
-            else f"{type(error).__name__}: {error}"
-        )
+        if isinstance(error, WorkInterruptedError):
+            note = f"interrupted: {error.reason}"
+        elif isinstance(error, KeyboardInterrupt):
+            note = "interrupted: Ctrl-C"
+        elif not isinstance(error, Exception):  # SIGTERM, SystemExit: the process is stopping
+            note = f"interrupted: {error or type(error).__name__}"
+        else:
+            note = f"{type(error).__name__}: {error}"
         with contextlib.suppress(Exception):
             fail_run(self.store, self.run_id, note)
             self._finished = True
