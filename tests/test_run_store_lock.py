@@ -222,7 +222,7 @@ def test_an_interrupted_replay_outside_the_lock_is_stored_as_a_failed_run(
     with Store.open(access.store_path, read_only=True) as store:
         [run] = list_runs(store)
     assert run.status == "failed"
-    assert run.error == "KeyboardInterrupt: "
+    assert run.error == "interrupted: Ctrl-C"
     assert run.spec.goldset_version == goldset.version
     assert not FileLock(access.lock_path, program="probe").is_held()
 
