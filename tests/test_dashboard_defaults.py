@@ -367,6 +367,15 @@ def test_a_one_run_series_is_not_compared_with_itself(
     assert "compared with itself" in said
     assert not app.metric
     assert not app.dataframe
+    # Nor on the Overview: a series of one run is new, not a pass with a change of 0.
+    app = open_page("overview")
+    shown = metrics(app)
+    assert (shown["new"][0], shown["pass"][0]) == ("1", "0")
+    row = frame_with(app, "compare").iloc[0]
+    assert pd.isna(row["delta"])
+    assert frame_with(app, "decision").iloc[0]["status"] == "new"
+    figures = frame_with(app, "ndcg@10 latest")
+    assert figures.filter(like="delta").isna().all(axis=None)
 
 
 def test_query_drill_down_opens_on_the_worst_query_with_its_diff(

@@ -72,6 +72,7 @@ STATUS_COLOURS: Mapping[str, str] = {
     "regression": BAD,
     "drift": WARNING,
     "stale": NEUTRAL,
+    "new": NEUTRAL,
     "pass": GOOD,
     "no data": NEUTRAL,
 }

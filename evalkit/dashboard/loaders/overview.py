@@ -41,7 +41,7 @@ HISTORY_POINTS = 30
 """Runs per series in the Overview's sparklines."""
 
 
-STATUS_ORDER = ("regression", "drift", "stale", "pass", "no data")
+STATUS_ORDER = ("regression", "drift", "stale", "new", "pass", "no data")
 """Series statuses, worst first: a series shows the worst that applies."""
 
 
@@ -129,7 +129,9 @@ def overview(store: Store, *, measure: str) -> OverviewData:
         on=["baseline_run", "measure"],
         how="left",
     )
-    figures = figures.assign(delta=figures["latest"] - figures["baseline"])[
+    # A series' only run is its own baseline: there is no change to show, not a change of 0.
+    changed = figures["latest_run"] != figures["baseline_run"]
+    figures = figures.assign(delta=(figures["latest"] - figures["baseline"]).where(changed))[
         ["goldset_name", "retriever", "measure", "latest", "baseline", "delta"]
     ]
     # The figures on ``measure`` are of the newest run that stored it, against the oldest
@@ -157,7 +159,9 @@ def overview(store: Store, *, measure: str) -> OverviewData:
         on=["baseline_run", "measured_run"],
         how="left",
     )
-    series["delta"] = pd.to_numeric(series["value"]) - pd.to_numeric(series["baseline_value"])
+    series["delta"] = (
+        pd.to_numeric(series["value"]) - pd.to_numeric(series["baseline_value"])
+    ).where(series["measured_run"] != series["baseline_run"])
     if has_area(tables, "drift"):
         drifting = sql.drifting_series_frame(
             store,
@@ -198,7 +202,8 @@ def series_status(
     k), and which run that is. Otherwise ``regression``: the paired test of its latest run
     against its baseline says so; ``drift``: a drift check of the series drifts; ``stale``:
     its latest finished run is older than ``stale_after``, or a newer run did not complete;
-    ``pass`` otherwise.
+    ``new``: its only complete run is its baseline, nothing is compared yet; ``pass``
+    otherwise.
     """
     latest = row.get("latest_run")
     if not isinstance(latest, str):
@@ -244,7 +249,9 @@ def series_status(
         decision = row.get("decision")
         if isinstance(decision, str):
             return "pass", [f"paired test against the baseline: {decision}"]
-        return "pass", ["no paired test (no other complete run, or no per-query values)"]
+        if measured == row.get("baseline_run"):
+            return "new", ["one complete run, the baseline: nothing to compare it with yet"]
+        return "pass", ["no paired test (no per-query values)"]
     status = "no data" if "no data" in reasons else next(n for n in STATUS_ORDER if n in reasons)
     return status, [f"{name}: {text}" for name, text in reasons.items()]
 

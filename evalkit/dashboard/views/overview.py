@@ -24,6 +24,7 @@ STATUS_BADGES = {
     "regression": ("red", ":material/trending_down:"),
     "drift": ("orange", ":material/moving:"),
     "stale": ("gray", ":material/schedule:"),
+    "new": ("blue", ":material/fiber_new:"),
     "pass": ("green", ":material/check_circle:"),
     "no data": ("gray", ":material/help:"),
 }
