@@ -376,6 +376,15 @@ def test_a_one_run_series_is_not_compared_with_itself(
     assert frame_with(app, "decision").iloc[0]["status"] == "new"
     figures = frame_with(app, "ndcg@10 latest")
     assert figures.filter(like="delta").isna().all(axis=None)
+    # Quality over time links no run to a comparison with itself.
+    app = open_page("quality", goldset="mini", measure="ndcg@10")
+    assert frame_with(app, "ci_low")["compare"].isna().all()
+    [card] = app.metric
+    assert card.proto.delta == ""
+    assert "the baseline: no later run yet" in card.proto.delta_description
+    # The Leaderboard says what would give it two runs to rank.
+    app = open_page("leaderboard")
+    assert any("has 1 finished run" in i.value for i in app.info)
 
 
 def test_query_drill_down_opens_on_the_worst_query_with_its_diff(

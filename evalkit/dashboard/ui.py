@@ -391,20 +391,19 @@ def compare_clicked_run(
     event: Any, *, goldset: str, baselines: Mapping[str, str], **parameters: str
 ) -> None:
     """Open Compare runs on the run point clicked in a chart (``clicked_run``), against its
-    series' baseline in ``baselines`` (by retriever; else against itself), with any other
-    URL ``parameters`` (such as the measure)."""
+    series' baseline in ``baselines`` (by retriever), with any other URL ``parameters``
+    (such as the measure); a click on the baseline itself says so instead."""
     clicked = clicked_run(event)
     if clicked is None:
         return
     run_id, retriever = clicked
+    baseline = baselines.get(retriever, run_id)
+    if baseline == run_id:
+        st.info(f"Run {md(run_id)} is its series' baseline: click a later run to compare it.")
+        return
     st.switch_page(
         "views/compare.py",
-        query_params={
-            "goldset": goldset,
-            **parameters,
-            "baseline": baselines.get(retriever, run_id),
-            "candidate": run_id,
-        },
+        query_params={"goldset": goldset, **parameters, "baseline": baseline, "candidate": run_id},
     )
 
 

@@ -8,7 +8,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from evalkit.dashboard import charts, ui
+from evalkit.dashboard import charts, formats, ui
 from evalkit.dashboard.loaders.leaderboard import LeaderboardData
 from evalkit.errors import EvalkitError
 from evalkit.metrics import parse_measure
@@ -72,7 +72,14 @@ def render(page: ui.PageContext) -> None:
         "Measures", measures, default=[preferred] if preferred in measures else measures[:1]
     )
     if len(chosen) < 2:
-        st.info("Pick at least two runs to rank.")
+        if len(labels) < 2:
+            st.info(
+                f"Goldset {ui.md(goldset)} has {formats.plural(len(labels), 'finished run')}: "
+                f"`evalkit run --goldset {goldset} ... --label NAME` stores another to rank "
+                "against it."
+            )
+        else:
+            st.info("Pick at least two runs to rank.")
         return
     if not picked:
         st.info("Pick at least one measure.")
@@ -116,7 +123,9 @@ def render(page: ui.PageContext) -> None:
     )
     shown = first.assign(
         compare=[
-            ui.page_url("compare", goldset=goldset, baseline=str(best["run"]), candidate=run)
+            None
+            if run == best["run"]
+            else ui.page_url("compare", goldset=goldset, baseline=str(best["run"]), candidate=run)
             for run in first["run"]
         ]
     )

@@ -98,13 +98,17 @@ def render(page: ui.PageContext) -> None:
         group = points[points["retriever"] == retriever]
         latest = group.iloc[-1]
         base = group[group["run_id"] == run_id].iloc[0]
+        # The baseline's own run has no change to show: it is what the others compare with.
+        own = latest["run_id"] == run_id
         change = latest["value"] - base["value"]
         cards[index % len(cards)].metric(
             f"{retriever}: latest {measure}",
             ui.fmt(latest["value"]),
-            delta=None if pd.isna(change) else f"{change:+.4f}",
+            delta=None if own or pd.isna(change) else f"{change:+.4f}",
             delta_arrow="off" if change == 0 else "auto",
-            delta_description=f"since baseline {run_id}",
+            delta_description=(
+                "the baseline: no later run yet" if own else f"since baseline {run_id}"
+            ),
         )
     st.subheader("Events")
     if events.empty:
@@ -125,11 +129,13 @@ def render(page: ui.PageContext) -> None:
     shown = points.sort_values("started_at", ascending=False)
     shown = shown.assign(
         compare=[
-            ui.page_url(
+            None
+            if data.baselines.get(str(row.retriever), row.run_id) == row.run_id
+            else ui.page_url(
                 "compare",
                 goldset=goldset,
                 measure=measure,
-                baseline=data.baselines.get(str(row.retriever), row.run_id),
+                baseline=data.baselines[str(row.retriever)],
                 candidate=row.run_id,
             )
             for row in shown.itertuples()
