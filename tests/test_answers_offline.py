@@ -498,9 +498,9 @@ def test_a_huge_context_is_not_cached_and_the_others_are(
     of bounded memory could not write: the scoring failed with DuckDB's out-of-memory error.
     A context over the limit is not cached (it is embedded again if scored again)."""
     rng = np.random.default_rng(3)
-    with Store.open(tmp_path / "evalkit.duckdb", memory_limit="200MB") as store:
+    with Store.open(tmp_path / "evalkit.duckdb", memory_limit="512MB") as store:
         cache = StoreEmbeddingCache(store)
-        huge = np.zeros((140_000, 384), dtype=np.float32)  # 205 MiB of vectors
+        huge = np.zeros((360_000, 384), dtype=np.float32)  # 527 MiB of vectors
         many = {f"c{n}": rng.random((3_000, 384), dtype=np.float32) for n in range(12)}
         cache.put_many([("huge", huge), *many.items()])  # 53 MiB cached
         found = cache.get_many(["huge", *many])
