@@ -602,3 +602,27 @@ def test_a_chart_of_one_moment_spans_a_day_either_side() -> None:
     assert [pd.Timestamp(x) for x in figure.layout.xaxis.range] == [moment - day, moment + day]
     history = pd.concat([history, history.assign(measured_at=moment + day)])
     assert charts.measurements_chart(history, title="audit").layout.xaxis.range is None
+
+
+def test_the_threshold_of_one_drift_check_spans_the_axis() -> None:
+    """With one check, the red significance line ran from its time to the same time."""
+    moment = pd.Timestamp("2026-11-26 17:39:00")
+    checks = pd.DataFrame(
+        {
+            "check_id": ["c1"],
+            "created_at": [moment],
+            "stream": ["documents"],
+            "subject": ["demo"],
+            "method": ["mmd"],
+            "finding": ["ok"],
+            "is_drift": [False],
+            "statistic": [0.01],
+            "p_value": [0.4],
+            "threshold": [0.05],
+        }
+    )
+    figure = charts.drift_chart(checks, value="p_value")
+    (line,) = [trace for trace in figure.data if trace.name == "threshold documents"]
+    day = pd.Timedelta(days=1)
+    assert [pd.Timestamp(x) for x in line.x] == [moment - day, moment + day]
+    assert [pd.Timestamp(x) for x in figure.layout.xaxis.range] == [moment - day, moment + day]

@@ -521,7 +521,13 @@ def drift_chart(
             )
     if value == "p_value":
         figure.update_yaxes(type="log", dtick=1, exponentformat="power", title_text="p (log)")
-        span = [frame["created_at"].min(), frame["created_at"].max()]
+        first, last = (
+            pd.Timestamp(frame["created_at"].min()),
+            pd.Timestamp(frame["created_at"].max()),
+        )
+        if first == last:  # one moment: the line spans the day either side the axis shows
+            first, last = first - pd.Timedelta(days=1), last + pd.Timedelta(days=1)
+        span = [first, last]
         for position, (stream, _) in enumerate(facets, start=1):
             limits = frame.loc[frame["stream"] == stream, "threshold"].dropna().unique()
             if len(limits) != 1 or not 0 < float(limits[0]) < 1:
