@@ -385,6 +385,12 @@ def test_a_one_run_series_is_not_compared_with_itself(
     # The Leaderboard says what would give it two runs to rank.
     app = open_page("leaderboard")
     assert any("has 1 finished run" in i.value for i in app.info)
+    # Alerts: nothing was ever raised, which is not "nothing is firing".
+    app = open_page("alerts")
+    said = " ".join(c.value for c in app.caption)
+    assert "No alert has been raised yet. `evalkit alerts evaluate`" in said
+    assert "No condition is firing" not in said
+    assert "No job has run yet: `evalkit serve`" in said
 
 
 def test_query_drill_down_opens_on_the_worst_query_with_its_diff(

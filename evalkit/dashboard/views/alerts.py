@@ -6,6 +6,7 @@ import streamlit as st
 
 from evalkit.dashboard import causes, ui
 from evalkit.dashboard.loaders.alerts import AlertsData
+from evalkit.dashboard.loaders.shared import AREA_HINTS
 
 STATUSES = ("all", "firing", "resolved")
 
@@ -31,7 +32,11 @@ def render(page: ui.PageContext) -> None:
     cards[2].metric("undelivered", f"{first.undelivered:,}")
     cards[3].metric("abandoned", f"{first.abandoned:,}")
     st.subheader("Firing now")
-    if first.open_alerts.empty:
+    if first.open_alerts.empty and first.total == 0:
+        # Nothing was ever raised: whether no rule is configured or none has fired, say how
+        # rules come to be evaluated rather than that all is well.
+        st.caption(f"No alert has been raised yet. {AREA_HINTS['alerts']}")
+    elif first.open_alerts.empty:
         st.caption("No condition is firing.")
     else:
         ui.table(first.open_alerts)
@@ -64,7 +69,7 @@ def render(page: ui.PageContext) -> None:
         else:
             ui.table(attempts, digits=1)
     st.subheader("Job runs")
-    if ui.has_rows(first.jobs, area="jobs", empty="No job has run yet."):
+    if ui.has_rows(first.jobs, area="jobs", empty=f"No job has run yet: {AREA_HINTS['jobs']}"):
         if first.total_jobs > len(first.jobs):
             st.caption(f"The newest {len(first.jobs):,} of {first.total_jobs:,} job runs.")
         ui.table(ui.paged(first.jobs, key="alerts-jobs", noun="job runs", one="job run"), digits=1)
