@@ -35,10 +35,14 @@ from test_dashboard_seed import (
 )
 
 from evalkit.causes import previous_run
+from evalkit.clock import utc_now
 from evalkit.dashboard import charts, formats
 from evalkit.embedding import ModelFingerprint
 from evalkit.records import Document
+from evalkit.records.audit import AuditReport, CheckOutcome
 from evalkit.store import Store
+from evalkit.store.audit import save_audit
+from evalkit.store.goldsets import save_goldset
 from evalkit.store.runs import get_run
 
 N_TOPICS = 14
@@ -632,3 +636,38 @@ def test_the_threshold_of_one_drift_check_spans_the_axis() -> None:
     day = pd.Timedelta(days=1)
     assert [pd.Timestamp(x) for x in line.x] == [moment - day, moment + day]
     assert [pd.Timestamp(x) for x in figure.layout.xaxis.range] == [moment - day, moment + day]
+
+
+def test_index_health_says_which_checks_an_audit_did_not_run(
+    tmp_path: Path,
+    use_store: Callable[[Path], None],  # noqa: F811
+) -> None:
+    """An audit without --source never looked at staleness: "found nothing" was read as
+    "nothing is stale"."""
+    path = tmp_path / "evalkit.duckdb"
+    now = utc_now()
+    with Store.open(path) as store:
+        save_goldset(store, goldset(N_TOPICS))
+        save_audit(
+            store,
+            AuditReport(
+                collection="mini",
+                location="/x/chroma",
+                started_at=now,
+                finished_at=now,
+                n_documents=40,
+                checks=(
+                    CheckOutcome("duplicates", True, {"documents": 40.0}),
+                    CheckOutcome("staleness", False, note="no source corpus given (--source)"),
+                ),
+                config={},
+                seed=0,
+                goldset_name="mini",
+            ),
+        )
+    use_store(path)
+    app = open_page("index_health")
+    [warning] = app.warning
+    # Markdown-escaped as users' data is: the browser shows "staleness: no source ...".
+    assert warning.value.startswith("Not checked by this audit: staleness\\: no source corpus")
+    assert [s.value for s in app.success] == ["The checks this audit ran found nothing."]

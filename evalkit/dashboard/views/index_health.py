@@ -43,8 +43,14 @@ def render(page: ui.PageContext) -> None:
     for column, severity in zip(cards[1:], SEVERITIES, strict=True):
         column.metric(severity, int((findings["severity"] == severity).sum()))
     st.subheader(f"Findings of audit {audit_id}")
+    skipped = str(this.get("skipped") or "")
+    if skipped:
+        # A check that did not run found nothing because it looked at nothing.
+        st.warning(f"Not checked by this audit: {ui.md(skipped)}", icon=":material/block:")
     if findings.empty:
-        st.success("This audit found nothing.")
+        st.success(
+            "The checks this audit ran found nothing." if skipped else "This audit found nothing."
+        )
     else:
         table = findings.drop(columns=["doc_ids", "clusters", "query_ids"])
         ui.table(table)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING
 
 import pandas as pd
@@ -21,14 +22,24 @@ __all__ = [
 
 def audits_frame(store: Store, *, limit: int = 500) -> pd.DataFrame:
     """Stored audits, newest first: audit_id, collection, started_at, finished_at,
-    n_documents, goldset_name, max_severity, n_findings, model_name."""
-    return read_frame(
+    n_documents, goldset_name, max_severity, n_findings, model_name, and ``skipped``: the
+    checks it did not run, as ``name: why``, joined by ``; `` (empty when it ran all)."""
+    frame = read_frame(
         store,
         "SELECT audit_id, collection, started_at, finished_at, n_documents, goldset_name,"
-        " max_severity, n_findings, model_name FROM audits"
+        " max_severity, n_findings, model_name, checks FROM audits"
         " ORDER BY started_at DESC, audit_id DESC LIMIT ?",
         [limit],
     )
+    skipped = [
+        "; ".join(
+            f"{check.get('name')}: {check['note']}" if check.get("note") else str(check.get("name"))
+            for check in json.loads(checks or "[]")
+            if not check.get("ran", True)
+        )
+        for checks in frame["checks"]
+    ]
+    return frame.drop(columns=["checks"]).assign(skipped=skipped)
 
 
 def audit_findings_frame(
