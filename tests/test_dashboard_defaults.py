@@ -671,3 +671,35 @@ def test_index_health_says_which_checks_an_audit_did_not_run(
     # Markdown-escaped as users' data is: the browser shows "staleness: no source ...".
     assert warning.value.startswith("Not checked by this audit: staleness\\: no source corpus")
     assert [s.value for s in app.success] == ["The checks this audit ran found nothing."]
+
+
+def test_a_change_of_k_is_an_event_of_quality_over_time(
+    tmp_path: Path,
+    use_store: Callable[[Path], None],  # noqa: F811
+) -> None:
+    """Probable causes send a changed k to Quality over time "whose events mark the
+    change": they marked goldset, model and index changes only."""
+    path = tmp_path / "evalkit.duckdb"
+    with Store.open(path) as store:
+        gold = goldset(N_TOPICS)
+        save_goldset(store, gold)
+        for k in (10, 5):
+            later = store_run(
+                store,
+                gold,
+                {q: perfect(q) for q in query_ids(N_TOPICS)},
+                retriever_kind="http",
+                config={"kind": "http", "url": HTTP_URL},
+                collection=None,
+                model_fingerprint="fp-1",
+                index_fingerprint=None,
+                k=k,
+                measures=("ndcg@5",),
+            )
+    use_store(path)
+    app = open_page("quality", goldset="mini", measure="ndcg@5")
+    events = frame_with(app, "description")
+    assert list(events["kind"]) == ["k"]
+    assert events.iloc[0]["description"] == f"k 10 -> 5 (run {later})"
+    figure = json.loads(app.get("plotly_chart")[0].proto.spec)
+    assert [t["name"] for t in figure["data"] if t["name"].startswith("event: ")] == ["event: k"]

@@ -103,11 +103,12 @@ PALETTE: tuple[str, ...] = (
 """Series colours that stay apart on a white background: no red and no orange, which
 mean "bad" and "warning"."""
 
-EVENT_KINDS = ("goldset version", "model", "index", "alert")
+EVENT_KINDS = ("goldset version", "model", "index", "k", "alert")
 EVENT_COLOURS: Mapping[str, str] = {
     "goldset version": "#5f4b8b",
     "model": "#3b6e8f",
     "index": "#4d4d4d",
+    "k": "#7a6a4f",
     "alert": BAD,
 }
 """An alert is bad news (red); the changes between runs are facts (dark, muted)."""

@@ -24,7 +24,7 @@ class QualityData:
 
     ``points``: one row per finished run (``series_points_frame`` columns) with
     ``ci_low``/``ci_high``, the 95 % t-interval of the mean over the run's stored per-query
-    values. ``events``: time, retriever, kind (``goldset version``, ``model``, ``index``,
+    values. ``events``: time, retriever, kind (``goldset version``, ``model``, ``index``, ``k``,
     ``alert``) and a description. ``baselines``: retriever -> baseline run (its oldest
     complete run that stored the measure, or the one asked for). ``without``: the finished
     runs that stored no value of the measure (another k or measure set, or no query
@@ -103,6 +103,15 @@ def quality(
                     f"{_short(row.index_fingerprint)} (run {row.run_id})",
                 )
             )
+        if row.k_changed:
+            events.append(
+                (
+                    row.started_at,
+                    row.retriever,
+                    "k",
+                    f"k {_whole(row.prev_k)} -> {_whole(row.k)} (run {row.run_id})",
+                )
+            )
     if has_area(tables, "alerts") and not every.empty:
         fired = alert_events_frame(
             store,
@@ -123,6 +132,10 @@ def quality(
         baselines=baselines,
         without=without.sort_values("started_at", ascending=False).reset_index(drop=True),
     )
+
+
+def _whole(value: object) -> str:
+    return "none" if value is None or pd.isna(value) else str(int(value))  # type: ignore[call-overload]
 
 
 def _short(value: object) -> str:

@@ -89,7 +89,7 @@ def render(page: ui.PageContext) -> None:
     st.caption(
         "Click a run's point to compare it with its series' baseline. Bands: 95 % "
         "t-interval of the mean over each run's stored per-query values. Dotted lines: "
-        "events at their exact time (goldset version, model fingerprint or index changed "
+        "events at their exact time (goldset version, model fingerprint, index or k changed "
         "with a run, alert fired), with a marker each on the strip below; hover it for the "
         "details."
     )
@@ -112,7 +112,7 @@ def render(page: ui.PageContext) -> None:
         )
     st.subheader("Events")
     if events.empty:
-        st.caption("No change of goldset version, model or index, and no alert, in this series.")
+        st.caption("No change of goldset version, model, index or k, and no alert, in this series.")
     else:
         days = int(pd.to_datetime(events["time"]).dt.floor("D").nunique())
         ui.table(

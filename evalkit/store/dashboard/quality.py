@@ -23,8 +23,8 @@ def series_points_frame(store: Store, *, goldset: str, measure: str) -> pd.DataF
     Columns: run_id, retriever, label, status, started_at, k, goldset_version, model_name,
     model_fingerprint, index_fingerprint, value (the stored aggregate; NULL when the run
     did not store the measure), n, sd (over the
-    stored per-query values), goldset_changed, model_changed, index_changed, and the
-    previous run's goldset_version, model_fingerprint and index_fingerprint (prev_*).
+    stored per-query values), goldset_changed, model_changed, index_changed, k_changed, and
+    the previous run's goldset_version, model_fingerprint, index_fingerprint and k (prev_*).
     """
     return read_frame(
         store,
@@ -37,7 +37,8 @@ def series_points_frame(store: Store, *, goldset: str, measure: str) -> pd.DataF
         "  lag(r.run_id) OVER w AS prev_run,"
         "  lag(r.goldset_version) OVER w AS prev_goldset_version,"
         "  lag(r.model_fingerprint) OVER w AS prev_model_fingerprint,"
-        "  lag(r.index_fingerprint) OVER w AS prev_index_fingerprint"
+        "  lag(r.index_fingerprint) OVER w AS prev_index_fingerprint,"
+        "  lag(r.k) OVER w AS prev_k"
         "  FROM r LEFT JOIN run_aggregates a ON a.run_id = r.run_id AND a.measure = ?"
         "  LEFT JOIN spread s ON s.run_id = r.run_id"
         "  WINDOW w AS (PARTITION BY r.retriever ORDER BY r.started_at, r.run_id))"
@@ -47,7 +48,8 @@ def series_points_frame(store: Store, *, goldset: str, measure: str) -> pd.DataF
         " prev_run IS NOT NULL AND model_fingerprint IS DISTINCT FROM prev_model_fingerprint"
         "  AS model_changed,"
         " prev_run IS NOT NULL AND index_fingerprint IS DISTINCT FROM prev_index_fingerprint"
-        "  AS index_changed"
+        "  AS index_changed,"
+        " prev_run IS NOT NULL AND k IS DISTINCT FROM prev_k AS k_changed"
         " FROM points ORDER BY retriever, started_at, run_id",
         [goldset, list(FINISHED_STATUSES), measure, measure],
     )
