@@ -18,6 +18,7 @@ from evalkit.cli import invoke
 from evalkit.embedding import load_embedder
 from evalkit.goldset import load_goldset
 from evalkit.metrics import Evaluator, parse_measures
+from evalkit.retrievers import open_chroma_client
 
 pytestmark = pytest.mark.slow
 
@@ -245,3 +246,20 @@ def test_http_retriever_failing_some_queries_gives_a_partial_run(
     assert run["n_evaluated"] == 3
     assert run["aggregates"] == {"mrr": 1.0}
     assert "500" in run["error"]
+
+
+def test_a_corpus_refused_at_its_end_leaves_no_collection(
+    evalkit_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A document repeated at the end of the corpus was found after 5 batches were written:
+    exit 2, and a collection of the documents before it that runs then searched."""
+    lines = (DEMO / "corpus.jsonl").read_text(encoding="utf-8").splitlines()
+    corpus = evalkit_home.parent / "corpus.jsonl"
+    corpus.write_text("\n".join([*lines, lines[0]]) + "\n", encoding="utf-8")
+    code, _, err = cli(capsys, "index", "--corpus", str(corpus), "--collection", "twice")
+    assert code == 2
+    assert f"corpus.jsonl:{len(lines) + 1} field 'id'" in err
+    assert "appears more than once" in err
+    assert "`--format json`" in err
+    client = open_chroma_client(path=evalkit_home / "chroma")
+    assert "twice" not in {c.name for c in client.list_collections()}

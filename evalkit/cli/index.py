@@ -18,9 +18,10 @@ from evalkit.cli._output import (
     emit_json,
     key_values,
     progress_bar,
+    say,
     settings,
 )
-from evalkit.cli._retriever import ChromaUrl, RetrieverOption, chroma_collection_name, parse_options
+from evalkit.cli._retriever import ChromaUrl, chroma_collection_name, parse_options
 from evalkit.errors import ConfigError, InputError
 from evalkit.extras import require_all
 
@@ -57,7 +58,15 @@ def index(
             "replaced)."
         ),
     ] = None,
-    option: RetrieverOption = None,
+    option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--option",
+            metavar="KEY=VALUE",
+            help="With --kind bm25, an option of the index, repeatable: method, k1, b, delta, "
+            "stemmer, stopwords (see above).",
+        ),
+    ] = None,
     chroma_url: ChromaUrl = None,
     rebuild: Annotated[
         bool,
@@ -119,7 +128,7 @@ def _index_chroma(
     output: OutputFormat,
 ) -> None:
     from evalkit.embedding import build_document_embedder, local_model_modules
-    from evalkit.goldset import count_documents, iter_corpus
+    from evalkit.goldset import iter_corpus
     from evalkit.retrievers.chroma import restore_interrupted_ef_search
     from evalkit.retrievers.chroma_client import close_client, open_chroma_client
     from evalkit.retrievers.indexing import index_corpus
@@ -132,7 +141,9 @@ def _index_chroma(
             "evalkit index embeds the corpus: set [embedder] kind to sentence-transformers "
             "(EVALKIT_MODEL_PATH) or openai; kind none is for retrievers that embed themselves"
         )
-    total = count_documents(corpus)
+    # Read whole before anything is written: a malformed or repeated document found on the
+    # way would otherwise leave a collection holding the documents before it.
+    total = sum(1 for _ in iter_corpus(corpus))
     if not total:
         raise InputError("holds no document: there is nothing to index", path=str(corpus))
     url = chroma_url or config.chroma_url
@@ -152,6 +163,16 @@ def _index_chroma(
                 rebuild=rebuild,
                 prune=prune,
             )
+    except Exception:
+        raise
+    except BaseException:
+        # Ctrl-C or SIGTERM: the batches written stay, and the next run skips them.
+        say(
+            f"note: collection {collection} holds the documents indexed before the "
+            "interruption, and runs against it will miss the others: run the same command "
+            "again to finish it (documents already indexed are not embedded again)"
+        )
+        raise
     finally:
         close_client(client)
         close = getattr(embedder, "close", None)

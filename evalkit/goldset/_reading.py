@@ -54,7 +54,10 @@ def default_notice_sink(message: str) -> None:
     _logger.warning("%s", message)
 
 
-_JSON_LISTS_EVERY = "the command's `-o json` error lists every problem in 'problems'"
+_JSON_LISTS_EVERY = (
+    "with JSON output (`--format json`, or `-o json` where the command takes it) the error "
+    "lists the problems in 'problems'"
+)
 # Where a person reads every problem of what failed to load: a goldset has its own command.
 _LISTS_EVERY = {"goldset": "`evalkit goldset validate` lists every problem"}
 
