@@ -17,16 +17,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from evalkit.errors import ConfigError, InputError
+from evalkit.errors import InputError
 from evalkit.metrics.measures import parse_measures
 
-__all__ = [
-    "DEFAULT_MEASURES",
-    "DefaultMeasures",
-    "default_measures_for",
-    "measures_at",
-    "require_depth",
-]
+__all__ = ["DEFAULT_MEASURES", "DefaultMeasures", "default_measures_for", "measures_at"]
 
 DEFAULT_MEASURES: Final[tuple[str, ...]] = (
     "ndcg@10",
@@ -83,20 +77,6 @@ def default_measures_for(k: int) -> DefaultMeasures:
     """The default measures at ``k``: ``DEFAULT_MEASURES`` with every cutoff deeper than
     ``k`` brought to ``k`` (each resulting measure once)."""
     return measures_at(DEFAULT_MEASURES, k)
-
-
-def require_depth(names: Sequence[str], k: int, *, run: str = "the run") -> None:
-    """Raise ConfigError when a measure of ``names`` is cut deeper than the ``k`` documents
-    ``run`` retrieves per query: computed from fewer, ``ndcg@10`` at ``k`` 5 would be
-    another measure under its name."""
-    for measure in parse_measures(list(names)):
-        if measure.cutoff is not None and measure.cutoff > k:
-            shallow = dataclasses.replace(measure, cutoff=k)
-            raise ConfigError(
-                f"{measure} needs the top {measure.cutoff} documents of each query, and "
-                f"{run} retrieves {k}: retrieve deeper (--k {measure.cutoff}) or measure at "
-                f"that depth ({shallow})"
-            )
 
 
 def measures_at(names: Sequence[str], k: int) -> DefaultMeasures:

@@ -27,7 +27,7 @@ from evalkit.errors import ConfigError
 from evalkit.goldset.formats import load_goldset as read_goldset_files
 from evalkit.goldset.model import Goldset
 from evalkit.metrics import EvaluationResult, Evaluator, parse_measures
-from evalkit.metrics.defaults import default_measures_for, require_depth
+from evalkit.metrics.defaults import default_measures_for
 from evalkit.pipeline.answer_scores import answer_settings, score_run_answers
 from evalkit.pipeline.runs import (
     Recorded,
@@ -101,7 +101,6 @@ def evaluate_goldset(
     with closing_retriever(retriever if close_retriever else None):
         defaults = None if measures else default_measures_for(k)
         measure_names = [str(m) for m in parse_measures(list(measures or default_measures(k)))]
-        require_depth(measure_names, k)
         spec = _goldset_run_spec(
             goldset,
             retriever,

@@ -138,17 +138,15 @@ def score_stored_run(
     failed = tuple(
         sorted(str(q) for q in replayed.loc[replayed["error"].notna(), "query_id"] if q in judged)
     )
-    # Stored or not: a measure cut deeper than the run retrieved is another measure under
-    # its name (a run scored so before this check was made stored one).
-    for name in names:
-        measure = parse_measures([name])[0]
-        if measure.cutoff is not None and measure.cutoff > run.spec.k:
-            raise ConfigError(
-                f"run {run.run_id} retrieved only {run.spec.k} documents per query: "
-                f"{name} needs {measure.cutoff}"
-            )
     missing = [name for name in names if name not in per_query.columns]
     if missing or per_query.empty or judgments_given:
+        for name in names:
+            measure = parse_measures([name])[0]
+            if measure.cutoff is not None and measure.cutoff > run.spec.k:
+                raise ConfigError(
+                    f"run {run.run_id} retrieved only {run.spec.k} documents per query: "
+                    f"{name} needs {measure.cutoff}"
+                )
         answered = replayed.loc[replayed["error"].isna(), "query_id"].tolist()
         if judgments_given:
             _require_judged_queries(f"run {run.run_id}", replayed["query_id"], judgments)
