@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -38,6 +39,7 @@ from evalkit.causes import previous_run
 from evalkit.clock import utc_now
 from evalkit.dashboard import charts, formats
 from evalkit.embedding import ModelFingerprint
+from evalkit.goldset.model import Goldset
 from evalkit.records import Document
 from evalkit.records.audit import AuditReport, CheckOutcome
 from evalkit.store import Store
@@ -344,6 +346,21 @@ def open_page_allowing_errors(page: str, **params: str):  # type: ignore[no-unty
     return app
 
 
+def _perfect_http_run(store: Store, gold: Goldset, **settings: Any) -> str:
+    """A stored run of an HTTP retriever ranking every query perfectly; its id."""
+    return store_run(
+        store,
+        gold,
+        {q: perfect(q) for q in query_ids(N_TOPICS)},
+        retriever_kind="http",
+        config={"kind": "http", "url": HTTP_URL},
+        collection=None,
+        model_fingerprint="fp-1",
+        index_fingerprint=None,
+        **settings,
+    )
+
+
 def test_a_one_run_series_is_not_compared_with_itself(
     tmp_path: Path,
     use_store: Callable[[Path], None],  # noqa: F811
@@ -354,16 +371,7 @@ def test_a_one_run_series_is_not_compared_with_itself(
     with Store.open(path) as store:
         gold = goldset(N_TOPICS)
         save_goldset(store, gold)
-        only = store_run(
-            store,
-            gold,
-            {q: perfect(q) for q in query_ids(N_TOPICS)},
-            retriever_kind="http",
-            config={"kind": "http", "url": HTTP_URL},
-            collection=None,
-            model_fingerprint="fp-1",
-            index_fingerprint=None,
-        )
+        only = _perfect_http_run(store, gold)
     use_store(path)
     app = open_page("compare")
     said = " ".join(i.value for i in app.info)
@@ -684,18 +692,7 @@ def test_a_change_of_k_is_an_event_of_quality_over_time(
         gold = goldset(N_TOPICS)
         save_goldset(store, gold)
         for k in (10, 5):
-            later = store_run(
-                store,
-                gold,
-                {q: perfect(q) for q in query_ids(N_TOPICS)},
-                retriever_kind="http",
-                config={"kind": "http", "url": HTTP_URL},
-                collection=None,
-                model_fingerprint="fp-1",
-                index_fingerprint=None,
-                k=k,
-                measures=("ndcg@5",),
-            )
+            later = _perfect_http_run(store, gold, k=k, measures=("ndcg@5",))
     use_store(path)
     app = open_page("quality", goldset="mini", measure="ndcg@5")
     events = frame_with(app, "description")

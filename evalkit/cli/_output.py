@@ -158,7 +158,8 @@ def format_share(share: float | None) -> str:
 
 
 def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> Table:
-    """A rich table with numeric-looking columns right-aligned."""
+    """A rich table with numeric-looking columns right-aligned, its first column (what
+    names each row) never shortened."""
     from rich.table import Table
 
     result = Table(title=title, title_justify="left")
@@ -166,7 +167,15 @@ def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[obj
         numeric = bool(rows) and all(
             isinstance(row[index], int | float) or row[index] is None for row in rows
         )
-        result.add_column(column, justify="right" if numeric else "left")
+        # The first column names the row (a run id, a query id): kept whole, to be copied
+        # into the next command; the others are shortened when the terminal is narrow.
+        widest = max((len(format_value(row[index])) for row in rows), default=0)
+        result.add_column(
+            column,
+            justify="right" if numeric else "left",
+            no_wrap=index == 0,
+            min_width=min(widest, 40) if index == 0 else None,
+        )
     for row in rows:
         result.add_row(*(format_value(cell) for cell in row))
     return result
