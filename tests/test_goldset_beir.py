@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from evalkit.cli import invoke
 from evalkit.errors import GoldsetError
 from evalkit.goldset import goldset_version, load_beir_goldset
 from evalkit.records import Judgment, Query
@@ -161,3 +162,17 @@ def test_integer_query_ids_match_qrels(tmp_path: Path) -> None:
     (folder / "queries.jsonl").write_text('{"_id": 7, "text": "seven"}\n', encoding="utf-8")
 
     assert load_beir_goldset(folder).queries == (Query(id="7", text="seven"),)
+
+
+def test_a_beir_folder_imported_as_jsonl_says_to_use_format_beir(
+    evalkit_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without --format beir, every `_id` was a problem to fix by hand."""
+    code = invoke(["goldset", "import", str(FIXTURE), "--name", "tiny"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "field '_id'" in err
+    assert err.rstrip().endswith(
+        "The folder holds qrels/, as a BEIR dataset does: import it with --format beir (and "
+        "--split)"
+    )

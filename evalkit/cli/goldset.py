@@ -62,9 +62,24 @@ def import_goldset(
     from evalkit.store.goldsets import save_goldset
 
     notices: list[str] = []
-    goldset = load_goldset(
-        path, format=source_format, name=name, split=split, topics=topics, on_notice=notices.append
-    )
+    try:
+        goldset = load_goldset(
+            path,
+            format=source_format,
+            name=name,
+            split=split,
+            topics=topics,
+            on_notice=notices.append,
+        )
+    except GoldsetError as error:
+        if source_format == "jsonl" and (Path(path) / "qrels").is_dir():
+            # Editing thousands of `_id` fields is the wrong fix for a folder in BEIR's layout.
+            error.args = (
+                f"{error.args[0]}\nThe folder holds qrels/, as a BEIR dataset does: import it "
+                "with --format beir (and --split)",
+                *error.args[1:],
+            )
+        raise
     with open_store(write=True, purpose="goldset import") as store:
         created = save_goldset(store, goldset)
     summary = {
