@@ -163,19 +163,7 @@ def seed_story_store(directory: Path) -> StoryStore:
     gold = goldset(N_TOPICS)
     with Store.open(directory / "evalkit.duckdb") as store:
         save_goldset(store, gold)
-        steady = tuple(
-            store_run(
-                store,
-                gold,
-                {q: perfect(q) for q in query_ids(N_TOPICS)},
-                retriever_kind="http",
-                config={"kind": "http", "url": HTTP_URL},
-                collection=None,
-                model_fingerprint="fp-1",
-                index_fingerprint=None,
-            )
-            for _ in range(2)
-        )
+        steady = tuple(_perfect_http_run(store, gold) for _ in range(2))
         baseline = _replay(store, chroma, embedder)
         drifting = save_drift_check(
             store,
