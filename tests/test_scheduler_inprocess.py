@@ -85,7 +85,7 @@ def test_jobs_run_refuses_a_timeout_that_is_no_number_of_seconds(
 
 def held_job(flag: Path) -> str:
     """A job that runs until ``flag`` exists (at most a minute)."""
-    code = f"import os, time\\nwhile not os.path.exists({str(flag)!r}): time.sleep(0.05)"
+    code = f"import os, time\nwhile not os.path.exists({str(flag)!r}): time.sleep(0.05)"
     argv = json.dumps([sys.executable, "-c", code])
     return f'[[jobs]]\nname = "held"\nkind = "command"\ncommand = {argv}\ntimeout = 60\n'
 
