@@ -46,17 +46,16 @@ def resolve_kind(
     entry: JobConfig | RuleConfig | SinkConfig,
     kinds: Mapping[str, _HasParams],
     *,
-    where: str,
     path: Path,
-    at: tuple[str | int, ...] = (),
+    at: tuple[str | int, ...],
 ) -> BaseModel:
     """Validate the fields of an entry that belong to its kind; return them as its model.
 
-    ``where`` names the entry for people (``[[jobs]] #2``), ``at`` locates it in the file
-    (``("jobs", 1)``). Raises ConfigError naming the file, the entry and each bad field
-    with its line.
+    ``at`` locates the entry in the file (``("jobs", 1)`` is ``[[jobs]] #2``). Raises
+    ConfigError naming the file, the entry and each bad field with its line.
     """
-    label = f"{where} '{entry.name}'"
+    *table, index = at
+    label = f"[[{'.'.join(map(str, table))}]] #{int(index) + 1} '{entry.name}'"
     kind = kinds.get(entry.kind)
     if kind is None:
         raise ConfigError(
@@ -149,7 +148,6 @@ def alerts_config(settings: Settings) -> AlertsConfig:
             resolve_kind(
                 entry,
                 SINK_KINDS,
-                where=f"[[alerts.sinks]] #{i + 1}",
                 path=path,
                 at=("alerts", "sinks", i),
             ),
@@ -162,7 +160,6 @@ def alerts_config(settings: Settings) -> AlertsConfig:
             resolve_kind(
                 entry,
                 RULE_KINDS,
-                where=f"[[alerts.rules]] #{i + 1}",
                 path=path,
                 at=("alerts", "rules", i),
             ),

@@ -171,7 +171,7 @@ def service_config(settings: Settings) -> ServiceConfig:
     jobs = tuple(
         JobDefinition(
             entry,
-            resolve_kind(entry, JOB_KINDS, where=f"[[jobs]] #{i + 1}", path=path, at=("jobs", i)),
+            resolve_kind(entry, JOB_KINDS, path=path, at=("jobs", i)),
         )
         for i, entry in enumerate(settings.jobs)
     )
