@@ -15,7 +15,7 @@ from gate_inputs import retriever_endpoint, write_goldset_files
 
 from evalkit.cli import invoke
 from evalkit.errors import InputError
-from evalkit.metrics.defaults import DEFAULT_MEASURES, default_measures_for
+from evalkit.metrics.defaults import DEFAULT_MEASURES, default_measures_for, shallow_run_note
 from evalkit.pipeline import default_measures
 
 AT_FIVE = ("ndcg@5", "recall@5", "precision@5", "mrr@5", "map@5", "hit_rate@5", "r_precision")
@@ -95,6 +95,28 @@ def test_run_at_k_5_stores_the_defaults_at_5_and_says_why(
     assert data["default_measures"]["adapted"] == {}
     assert data["measures"] == list(DEFAULT_MEASURES)
     assert "below the cutoff" not in captured.err
+
+
+def test_a_named_measure_deeper_than_k_is_computed_and_the_run_says_what_it_means(
+    endpoint: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = ["run", "--goldset", "g", "--http-retriever", endpoint, "--k", "5"]
+    assert invoke([*run, "-m", "ndcg@100", "-m", "recall@5", "-m", "map@20"]) == 0
+    captured = capsys.readouterr()
+    err = " ".join(captured.err.split())
+    assert (
+        "note: ndcg@100, map@20 are cut deeper than the 5 documents per query this run "
+        "retrieves: past 5 nothing counts as retrieved, so compare them only with runs of "
+        "k 5, or run with --k 100"
+    ) in err
+    assert "below the cutoff" not in err
+    assert "ndcg@100" in captured.out
+    assert invoke([*run, "-m", "ndcg@5"]) == 0
+    assert "cut deeper" not in capsys.readouterr().err
+    assert shallow_run_note(["ndcg@10"], 1) == (
+        "ndcg@10 is cut deeper than the 1 document per query this run retrieves: past 1 "
+        "nothing counts as retrieved, so compare it only with runs of k 1, or run with --k 10"
+    )
 
 
 def test_gate_names_the_live_candidates_adapted_defaults(

@@ -37,6 +37,7 @@ from evalkit.cli.answers import print_answer_summaries
 from evalkit.cli.judge import build_assessor, print_holes, texts_to_judge
 from evalkit.cli.runs import print_run
 from evalkit.errors import ConfigError, RetrieverError
+from evalkit.metrics.defaults import shallow_run_note
 from evalkit.records.requests import (
     DEFAULT_GOLDSET_FORMAT,
     DEFAULT_GOLDSET_SPLIT,
@@ -231,6 +232,9 @@ def run(
     data["default_measures"] = defaults.to_dict() if defaults is not None else None
     if defaults is not None and defaults.note:
         say(f"note: {defaults.note}")
+    shallow = shallow_run_note(outcome.run.spec.measures, outcome.run.spec.k)
+    if shallow:
+        say(f"note: {shallow}")
     if output is OutputFormat.json:
         emit_json(data)
     else:

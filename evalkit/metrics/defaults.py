@@ -20,7 +20,13 @@ from typing import Any, Final
 from evalkit.errors import InputError
 from evalkit.metrics.measures import parse_measures
 
-__all__ = ["DEFAULT_MEASURES", "DefaultMeasures", "default_measures_for", "measures_at"]
+__all__ = [
+    "DEFAULT_MEASURES",
+    "DefaultMeasures",
+    "default_measures_for",
+    "measures_at",
+    "shallow_run_note",
+]
 
 DEFAULT_MEASURES: Final[tuple[str, ...]] = (
     "ndcg@10",
@@ -94,3 +100,21 @@ def measures_at(names: Sequence[str], k: int) -> DefaultMeasures:
         if str(taken) not in measures:
             measures.append(str(taken))
     return DefaultMeasures(k=k, measures=tuple(measures), adapted=adapted)
+
+
+def shallow_run_note(names: Sequence[str], k: int) -> str | None:
+    """One sentence for measures a user named that are cut deeper than the ``k`` documents
+    per query the run retrieves (``ndcg@100`` at ``k`` 10); None when every cutoff is within
+    ``k``. They are computed as trec_eval does, the documents a run did not retrieve counting
+    as not relevant, so they are not comparable with the same measure of a deeper run."""
+    deep = [m for m in parse_measures(list(names)) if m.cutoff is not None and m.cutoff > k]
+    if not deep:
+        return None
+    named = ", ".join(str(m) for m in deep)
+    documents = "document" if k == 1 else "documents"
+    return (
+        f"{named} {'is' if len(deep) == 1 else 'are'} cut deeper than the {k} {documents} per "
+        f"query this run retrieves: past {k} nothing counts as retrieved, so compare "
+        f"{'it' if len(deep) == 1 else 'them'} only with runs of k {k}, or run with "
+        f"--k {max(m.cutoff or 0 for m in deep)}"
+    )
