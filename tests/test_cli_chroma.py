@@ -263,3 +263,51 @@ def test_a_corpus_refused_at_its_end_leaves_no_collection(
     assert "`--format json`" in err
     client = open_chroma_client(path=evalkit_home / "chroma")
     assert "twice" not in {c.name for c in client.list_collections()}
+
+
+def test_a_run_on_a_collection_whose_indexing_was_stopped_says_it_is_partial(
+    evalkit_home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C (or kill -9) in the middle of `evalkit index` left a collection of the
+    documents written so far, which later runs searched as if it were the corpus and stored
+    as `complete` with no word: a retrieval regression that was only half an index."""
+    from evalkit.retrievers import indexing
+
+    write = indexing._write
+    calls = []
+
+    def stopped_on_the_third_batch(*args: object, **kwargs: object) -> None:
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        write(*args, **kwargs)  # type: ignore[arg-type]
+
+    assert cli(capsys, "goldset", "import", str(DEMO), "--name", "demo")[0] == 0
+    index = ["index", "--corpus", str(DEMO / "corpus.jsonl"), "--collection", "half"]
+    with monkeypatch.context() as patched:
+        patched.setattr(indexing, "_write", stopped_on_the_third_batch)
+        code, _, err = cli(capsys, *index)
+    assert code == 130, err
+    run = ["run", "--goldset", "demo", "--collection", "half", "--k", "10"]
+    partial = cli_json(capsys, *run)
+    assert partial["status"] == "complete"
+    assert partial["retriever_config"]["unfinished_indexing"]
+    code, _, err = cli(capsys, *run)
+    assert code == 0
+    assert "warning: collection half was partly indexed: an `evalkit index` that started at" in (
+        " ".join(err.split())
+    )
+    code, out, _ = cli(capsys, "runs", "show", partial["run_id"])
+    assert "partly indexed" in out
+
+    finished = cli_json(capsys, *index)
+    assert finished["total"] == 330
+    whole = cli_json(capsys, *run)
+    assert "unfinished_indexing" not in whole["retriever_config"]
+    assert whole["aggregates"]["ndcg@10"] > partial["aggregates"]["ndcg@10"]
+    code, _, err = cli(capsys, *run)
+    assert "partly indexed" not in err
+    unchanged = cli_json(capsys, *index)
+    assert unchanged["unchanged"] == 330
+    client = open_chroma_client(path=evalkit_home / "chroma")
+    assert "evalkit_indexing_started" not in (client.get_collection("half").metadata or {})

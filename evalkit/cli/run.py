@@ -35,7 +35,7 @@ from evalkit.cli._retriever import (
 from evalkit.cli._store import CommandStore, open_store
 from evalkit.cli.answers import print_answer_summaries
 from evalkit.cli.judge import build_assessor, print_holes, texts_to_judge
-from evalkit.cli.runs import print_run
+from evalkit.cli.runs import print_run, unfinished_indexing
 from evalkit.errors import ConfigError, RetrieverError
 from evalkit.metrics.defaults import shallow_run_note
 from evalkit.records.requests import (
@@ -235,6 +235,9 @@ def run(
     shallow = shallow_run_note(outcome.run.spec.measures, outcome.run.spec.k)
     if shallow:
         say(f"note: {shallow}")
+    partial = unfinished_indexing(data)
+    if partial:
+        say(f"warning: {partial}")
     if output is OutputFormat.json:
         emit_json(data)
     else:

@@ -243,6 +243,21 @@ def retriever_fact(data: Mapping[str, object]) -> str:
     return shown
 
 
+def unfinished_indexing(data: Mapping[str, object]) -> str | None:
+    """What to tell about a run whose Chroma collection an ``evalkit index`` had left half
+    written when the run started (its retriever recorded ``unfinished_indexing``); None
+    otherwise."""
+    config = cast(Mapping[str, Any], data.get("retriever_config") or {})
+    started = config.get("unfinished_indexing")
+    if started is None:
+        return None
+    return (
+        f"collection {data.get('collection') or config.get('collection')} was partly indexed: "
+        f"an `evalkit index` that started at {started} did not finish, so the run searched "
+        "only the documents it had written; run the same `evalkit index` again to finish it"
+    )
+
+
 def print_run(data: dict[str, object]) -> None:
     """Print a run's facts and its aggregates as tables."""
     traffic = cast(dict[str, Any] | None, data.get("traffic"))
@@ -272,6 +287,9 @@ def print_run(data: dict[str, object]) -> None:
     }
     if data.get("error"):
         facts["error"] = data["error"]
+    partial = unfinished_indexing(data)
+    if partial:
+        facts["index"] = partial
     if data.get("imported_from"):
         facts["imported"] = f"from {data['imported_from']} at {data['imported_at']}"
     console.print(key_values("run", facts))

@@ -30,6 +30,7 @@ from evalkit.retrievers.base import (
     validate_k,
 )
 from evalkit.retrievers.chroma_client import (
+    INDEXING_STARTED_KEY,
     ChromaLocation,
     close_client,
     collection_space,
@@ -363,7 +364,9 @@ class ChromaRetriever(ClosesOnExit):
         prefetch_queries(self._embedder, texts)
 
     def describe(self) -> dict[str, Any]:
-        """Kind, location, collection, document count, distance space and model."""
+        """Kind, location, collection, document count, distance space and model, and
+        ``unfinished_indexing`` (when it started) for a collection an ``evalkit index`` left
+        half written."""
         description: dict[str, Any] = {"kind": self._location.kind}
         if self._location.path is not None:
             description["path"] = self._location.path
@@ -382,6 +385,9 @@ class ChromaRetriever(ClosesOnExit):
             where_key=self._where_key,
             ef_search=_configured_ef_search(self._collection),
         )
+        unfinished = (self._collection.metadata or {}).get(INDEXING_STARTED_KEY)
+        if unfinished is not None:
+            description["unfinished_indexing"] = str(unfinished)
         return description
 
     def check(self) -> None:

@@ -47,6 +47,7 @@ __all__ = [
     "CHROMA_TOKEN_ENV",
     "CONTENT_HASH_KEY",
     "INDEXED_AT_KEY",
+    "INDEXING_STARTED_KEY",
     "INDEX_FINGERPRINT_KEY",
     "TITLE_KEY",
     "ChromaLocation",
@@ -68,6 +69,10 @@ CONTENT_HASH_KEY = "evalkit_content_hash"
 TITLE_KEY = "evalkit_title"
 INDEX_FINGERPRINT_KEY = "evalkit_index_fingerprint"
 INDEXED_AT_KEY = "evalkit_indexed_at"
+INDEXING_STARTED_KEY = "evalkit_indexing_started"
+"""When an ``evalkit index`` that is writing to the collection started; removed when it
+finishes, so a collection that still has it holds a corpus only in part (an indexing stopped
+by Ctrl-C, kill -9 or a crash)."""
 CHROMA_TOKEN_ENV = "EVALKIT_CHROMA_TOKEN"
 """Environment variable holding a token sent to a Chroma server as ``Authorization: Bearer``."""
 

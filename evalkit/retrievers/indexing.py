@@ -25,6 +25,7 @@ from evalkit.retrievers.chroma_client import (
     CONTENT_HASH_KEY,
     INDEX_FINGERPRINT_KEY,
     INDEXED_AT_KEY,
+    INDEXING_STARTED_KEY,
     TITLE_KEY,
     check_collection_name,
     find_collection,
@@ -167,6 +168,7 @@ def _index_into(
                 updated += 1
             pending.append((document, digest))
         if pending:
+            _mark_indexing(collection)
             _write(collection, pending, embedder)
             stored.update((document.id, digest) for document, digest in pending)
         done += len(chunk)
@@ -178,6 +180,7 @@ def _index_into(
     absent = [doc_id for doc_id in stored if doc_id not in seen]
     removed = 0
     if prune and absent:
+        _mark_indexing(collection)
         for start in range(0, len(absent), batch_size):
             batch = absent[start : start + batch_size]
             _delete(collection, batch)
@@ -187,7 +190,8 @@ def _index_into(
 
     fingerprint = index_fingerprint(stored, model)
     metadata = dict(collection.metadata or {})
-    if metadata.get(INDEX_FINGERPRINT_KEY) != fingerprint:
+    unfinished = metadata.pop(INDEXING_STARTED_KEY, None) is not None
+    if metadata.get(INDEX_FINGERPRINT_KEY) != fingerprint or unfinished:
         metadata.update(
             {
                 **model.to_metadata(),
@@ -210,6 +214,18 @@ def _index_into(
         removed=removed,
         stale=len(absent) - removed,
     )
+
+
+def _mark_indexing(collection: Collection) -> None:
+    """Record in the collection that an indexing is writing to it, before its first write,
+    so that one stopped before its end leaves a mark runs can see (``INDEXING_STARTED_KEY``);
+    the end of ``_index_into`` removes it. Kept from an earlier stopped indexing as it is."""
+    metadata = dict(collection.metadata or {})
+    if INDEXING_STARTED_KEY in metadata:
+        return
+    metadata[INDEXING_STARTED_KEY] = datetime.now(UTC).isoformat(timespec="seconds")
+    with _chroma_errors(f"cannot mark Chroma collection '{collection.name}' as being indexed"):
+        collection.modify(metadata=metadata)
 
 
 def _prepare_collection(
