@@ -95,6 +95,32 @@ def test_complete_run_scores_and_records_reproducibility(store: Store) -> None:
     assert query_metrics(store, run.run_id).loc["q2", "mrr"] == pytest.approx(0.5)
 
 
+class OnlyRetrieve:
+    """A retriever of one's own with nothing but ``retrieve``, as the factory path takes."""
+
+    def __init__(self, rankings: dict[str, list[str]]) -> None:
+        self.inner = ListRetriever(rankings)
+
+    def retrieve(self, queries: Sequence[Query], k: int) -> list[QueryResult]:
+        return self.inner.retrieve(queries, k)
+
+
+def test_a_retriever_with_only_retrieve_is_replayed_and_named_by_its_class(
+    store: Store,
+) -> None:
+    """evaluate_goldset called describe() on it: AttributeError, while `--retriever
+    module:factory` returning the same object worked."""
+    outcome = evaluate_goldset(
+        store, goldset(), OnlyRetrieve(RANKINGS), GoldsetRunRequest(k=10, measures=("mrr",))
+    )
+    run = outcome.run
+    assert run.status == "complete"
+    assert run.aggregates["mrr"] == pytest.approx((1 + 0.5 + 0 + 1) / 4)
+    assert run.spec.retriever_kind == "OnlyRetrieve"
+    assert run.spec.retriever_config == {"class": f"{__name__}.OnlyRetrieve"}
+    assert (run.spec.model_fingerprint, run.spec.index_fingerprint) == (None, None)
+
+
 def test_documents_returned_twice_count_once_at_their_best_rank(store: Store) -> None:
     # Chunk-level retrievers return one document per chunk; q2's "b" comes back three times.
     repeated = {**RANKINGS, "q2": ["x", "b", "x", "b", "b"]}

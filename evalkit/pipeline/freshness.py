@@ -43,7 +43,7 @@ from evalkit.records.freshness import (
     ReflectedChange,
     human_seconds,
 )
-from evalkit.retrievers.base import Retriever
+from evalkit.retrievers.base import Retriever, description_of
 from evalkit.retrievers.factory import RetrieverOptions, build_retriever
 from evalkit.retrievers.versions import IndexVersions, open_index_versions, reads_index
 from evalkit.store.access import WriterAccess
@@ -66,7 +66,7 @@ _SUBJECT_FIELDS = ("collection", "table", "url", "path", "index")
 def retriever_subject(retriever: Retriever) -> str:
     """The default subject of a probed retriever: its kind and where it searches
     (``http:http://...``), from ``describe()``."""
-    described = retriever.describe()
+    described = description_of(retriever)
     kind = str(described.get("kind") or type(retriever).__name__)
     where = next((described[name] for name in _SUBJECT_FIELDS if described.get(name)), None)
     return f"{kind}:{where}" if where else kind
@@ -239,7 +239,7 @@ def _method(
 
 
 def _kind(retriever: Retriever) -> str:
-    return str(retriever.describe().get("kind") or type(retriever).__name__)
+    return str(description_of(retriever).get("kind") or type(retriever).__name__)
 
 
 def _without(changes: pd.DataFrame, known: pd.DataFrame) -> pd.DataFrame:

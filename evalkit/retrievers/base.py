@@ -32,8 +32,10 @@ __all__ = [
     "check_retriever",
     "checked_results",
     "describe_exception",
+    "description_of",
     "elapsed_ms",
     "failed_result",
+    "fingerprints_of",
     "index_size_of",
     "ranked_docs",
     "redact",
@@ -122,6 +124,24 @@ def index_size_of(retriever: object) -> IndexSize | None:
     except Exception:  # a plug-in's own method may raise anything; the size is a record
         return None
     return size if isinstance(size, IndexSize) else None
+
+
+def description_of(retriever: object) -> dict[str, Any]:
+    """``retriever.describe()``; for an object that has only ``retrieve`` (a retriever of
+    one's own handed to the Python API), its class, so the run still says what it replayed."""
+    describe = getattr(retriever, "describe", None)
+    if callable(describe):
+        return dict(describe())
+    made = type(retriever)
+    return {"class": f"{made.__module__}.{made.__qualname__}"}
+
+
+def fingerprints_of(retriever: object) -> tuple[ModelFingerprint | None, str | None]:
+    """The model and index fingerprints ``retriever`` gives, None for a method it does not
+    have (the protocol's "cannot tell")."""
+    model = getattr(retriever, "model_fingerprint", None)
+    index = getattr(retriever, "index_fingerprint", None)
+    return (model() if callable(model) else None, index() if callable(index) else None)
 
 
 class ClosesOnExit:

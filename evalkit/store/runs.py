@@ -25,7 +25,7 @@ from evalkit.clock import utc_now
 from evalkit.errors import NotFoundError, StoreError, WorkInterruptedError
 from evalkit.records import QueryResult
 from evalkit.redaction import redact_known
-from evalkit.retrievers.base import Retriever, index_size_of
+from evalkit.retrievers.base import Retriever, description_of, fingerprints_of, index_size_of
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -146,8 +146,8 @@ class RunSpec:
         its kind and configuration (``describe``), collection, embedding model and index
         fingerprints and index size as the retriever gives them, and this evalkit's
         version."""
-        config = retriever.describe()
-        fingerprint = retriever.model_fingerprint()
+        config = description_of(retriever)
+        fingerprint, index_fingerprint = fingerprints_of(retriever)
         size = index_size_of(retriever)
         return cls(
             kind=kind,
@@ -163,7 +163,7 @@ class RunSpec:
             model_name=fingerprint.name if fingerprint else None,
             model_dimension=fingerprint.dimension if fingerprint else None,
             model_fingerprint=fingerprint.canary_hash if fingerprint else None,
-            index_fingerprint=retriever.index_fingerprint(),
+            index_fingerprint=index_fingerprint,
             seed=seed,
             label=label,
             n_queries=n_queries,
