@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from evalkit.errors import StoreError
 from evalkit.store import MIGRATIONS, Store
 from evalkit.store import store as store_module
+from evalkit.store.alerts import list_alerts
 from evalkit.store.migrations import Migration
 
 RELEASED: dict[int, tuple[str, str]] = {
@@ -43,6 +45,10 @@ RELEASED: dict[int, tuple[str, str]] = {
     16: ("run_tags", "29c4c8193073c9a7428a8f62bd55de6212f65243bbb59cbaf40a26eb46877159"),
     17: ("run_index_size", "8b6198edd3ac4328b9e852225abf1ed9fb00dce1d5af5a854467b48292707178"),
     18: ("freshness", "934525a94d24dd7e1e6bd871c3eb6d386094d3c6aefad1f91f7ca774c6b6d60a"),
+    19: (
+        "repair_edited_migrations",
+        "0b4cfc8232a722da9b6ee83b78a96106ff4a8455d76ae1f110ff540430cc6e26",
+    ),
 }
 
 SCHEMA_QUERIES = {
@@ -117,3 +123,71 @@ def test_an_upgraded_store_has_the_schema_of_a_fresh_one(
     with Store.open(old) as upgraded:
         assert upgraded.schema_version() == MIGRATIONS[-1].number
         assert schema_of(upgraded) == expected
+
+
+def edited(number: int, *removed: str) -> Migration:
+    """Migration ``number`` as it was before it was frozen, without the lines ``removed``."""
+    migration = MIGRATIONS[number - 1]
+    lines = [line for line in migration.sql.splitlines() if not any(r in line for r in removed)]
+    return Migration(migration.number, migration.name, "\n".join(lines))
+
+
+def test_a_store_of_the_edited_migrations_gets_the_columns_they_hold_today(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stores written while migrations 6 and 8 lacked alerts.sequence and answer_items.run_id
+    were at schema 18 without them: every alert command failed with a Binder Error, and
+    retention could not reach the answer texts of a run."""
+    path = tmp_path / "window.duckdb"
+    window = list(MIGRATIONS[:18])
+    window[5] = edited(6, "alert_sequence", "sequence BIGINT", "Raising order")
+    window[7] = edited(8, "    run_id VARCHAR,")
+    with monkeypatch.context() as then:
+        then.setattr(store_module, "MIGRATIONS", tuple(window))
+        with Store.open(path) as store, store.transaction() as con:
+            for alert_id, fired in (("a1", "2026-01-01"), ("a2", "2026-01-02")):
+                con.execute(
+                    "INSERT INTO alerts VALUES (?, 'r', 'k', 'd', 's', 'firing', 'warning',"
+                    " 't', 'sum', '{}', '[]', ?, ?, 0)",
+                    [alert_id, fired, fired],
+                )
+            con.execute(
+                "INSERT INTO answer_scorings VALUES"
+                " ('sc1', 'run1', NULL, '2026-01-01', '2026-01-01', 1, 0, 0, NULL)"
+            )
+            con.execute("INSERT INTO answer_items VALUES ('sc1', 'i1', 'q', 'a', [], [], NULL)")
+    with Store.open(path) as upgraded:
+        assert [a.alert_id for a in list_alerts(upgraded)] == ["a2", "a1"]
+        assert upgraded.fetch("SELECT scoring_id, run_id FROM answer_items") == [("sc1", "run1")]
+        save_alert_row(upgraded)
+        assert upgraded.fetch("SELECT alert_id, sequence FROM alerts ORDER BY sequence") == [
+            ("a1", 1),
+            ("a2", 2),
+            ("a3", 3),
+        ]
+
+
+def save_alert_row(store: Store) -> None:
+    with store.transaction() as con:
+        con.execute(
+            "INSERT INTO alerts (alert_id, rule, kind, dedup_key, subject, status, severity,"
+            " title, summary, evidence, links, fired_at, created_at, n_sinks) VALUES"
+            " ('a3', 'r', 'k', 'd', 's', 'firing', 'warning', 't', 'sum', '{}', '[]',"
+            " '2026-01-03', '2026-01-03', 0)"
+        )
+
+
+def test_a_store_a_newer_evalkit_migrated_is_refused_for_reading_and_writing(
+    tmp_path: Path,
+) -> None:
+    """A store with a migration this evalkit does not know was opened without a word, and
+    written into a schema it did not know."""
+    path = tmp_path / "newer.duckdb"
+    latest = MIGRATIONS[-1].number
+    with Store.open(path) as store, store.transaction() as con:
+        con.execute(
+            "INSERT INTO schema_migrations VALUES (?, 'from_the_future', now())", [latest + 1]
+        )
+    for read_only in (False, True):
+        with pytest.raises(StoreError, match=rf"schema version {latest + 1}, newer than this "):
+            Store.open(path, read_only=read_only)

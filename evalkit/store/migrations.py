@@ -719,6 +719,17 @@ ALTER TABLE runs ADD COLUMN index_documents BIGINT;
 ALTER TABLE runs ADD COLUMN index_vectors BIGINT;
 """
 
+# Stores written between two edits of migrations 6 and 8 (before released migrations were
+# frozen as literals) lack what those migrations hold today: alerts.sequence, and
+# answer_items.run_id. On every other store this changes nothing.
+_M19_REPAIR_EDITED_MIGRATIONS = """
+CREATE SEQUENCE IF NOT EXISTS alert_sequence START 1;
+ALTER TABLE alerts ADD COLUMN IF NOT EXISTS sequence BIGINT DEFAULT nextval('alert_sequence');
+ALTER TABLE answer_items ADD COLUMN IF NOT EXISTS run_id VARCHAR;
+UPDATE answer_items AS i SET run_id = s.run_id FROM answer_scorings AS s
+WHERE i.run_id IS NULL AND s.scoring_id = i.scoring_id AND s.run_id IS NOT NULL;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "goldsets_runs_metrics", _M01_GOLDSETS_RUNS_METRICS),
     Migration(2, "drift_checks", _M02_DRIFT_CHECKS),
@@ -738,4 +749,5 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(16, "run_tags", _M16_RUN_TAGS),
     Migration(17, "run_index_size", _M17_RUN_INDEX_SIZE),
     Migration(18, "freshness", _M18_FRESHNESS),
+    Migration(19, "repair_edited_migrations", _M19_REPAIR_EDITED_MIGRATIONS),
 )

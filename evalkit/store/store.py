@@ -209,6 +209,7 @@ class Store:
             "number INTEGER PRIMARY KEY, name VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL)"
         )
         applied = {row[0] for row in self.fetch("SELECT number FROM schema_migrations")}
+        self._refuse_newer_schema(max(applied, default=0))
         names = []
         for migration in MIGRATIONS:
             if migration.number in applied:
@@ -236,9 +237,21 @@ class Store:
             return 0
         return int(rows[0][0] or 0)
 
+    def _refuse_newer_schema(self, current: int) -> None:
+        """Refuse a file a newer evalkit migrated: this one does not know its tables."""
+        latest = MIGRATIONS[-1].number
+        if current > latest:
+            raise StoreError(
+                f"the store {self.path} has schema version {current}, newer than this "
+                f"evalkit's {latest}: a newer evalkit wrote it. Upgrade evalkit "
+                "(pip install -U evalkit-retrieval) to use it; an older evalkit would "
+                "misread or damage what the newer one added"
+            )
+
     def _check_schema_current(self) -> None:
         current = self.schema_version()
         latest = MIGRATIONS[-1].number
+        self._refuse_newer_schema(current)
         if current < latest:
             raise StoreError(
                 f"the store {self.path} has schema version {current}, this evalkit needs "
