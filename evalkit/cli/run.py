@@ -37,7 +37,6 @@ from evalkit.cli.answers import print_answer_summaries
 from evalkit.cli.judge import build_assessor, print_holes, texts_to_judge
 from evalkit.cli.runs import print_run, unfinished_indexing
 from evalkit.errors import ConfigError, RetrieverError
-from evalkit.metrics.defaults import shallow_run_note
 from evalkit.records.requests import (
     DEFAULT_GOLDSET_FORMAT,
     DEFAULT_GOLDSET_SPLIT,
@@ -232,7 +231,7 @@ def run(
     data["default_measures"] = defaults.to_dict() if defaults is not None else None
     if defaults is not None and defaults.note:
         say(f"note: {defaults.note}")
-    shallow = shallow_run_note(outcome.run.spec.measures, outcome.run.spec.k)
+    shallow = outcome.shallow_measures_note
     if shallow:
         say(f"note: {shallow}")
     partial = unfinished_indexing(data)

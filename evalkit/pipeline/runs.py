@@ -26,7 +26,7 @@ from evalkit.engines import (
     ReplayTiming,
 )
 from evalkit.engines.base import Progress
-from evalkit.metrics.defaults import DefaultMeasures, default_measures_for
+from evalkit.metrics.defaults import DefaultMeasures, default_measures_for, shallow_run_note
 from evalkit.pipeline.answer_scores import cache_judged, stored_answers
 from evalkit.records import Query, QueryResult
 from evalkit.store import RunRecord, RunSpec, Store, utc_now
@@ -64,6 +64,12 @@ class RunOutcome:
     default_measures: DefaultMeasures | None = None
     """The default measures the run was scored on, with those adapted to its k (None when
     the measures were named)."""
+
+    @property
+    def shallow_measures_note(self) -> str | None:
+        """What to tell of the measures named cut deeper than the run's k
+        (``shallow_run_note``); None when every cutoff is within k."""
+        return shallow_run_note(self.run.spec.measures, self.run.spec.k)
 
 
 _Value = TypeVar("_Value")
