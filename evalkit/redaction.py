@@ -22,7 +22,7 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from urllib.parse import parse_qsl, quote, quote_plus, unquote, urlencode, urlsplit, urlunsplit
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "is_secret_name",
     "mask_in_text",
     "mask_url",
+    "masked_excerpt",
     "option_secrets",
     "redact",
     "redact_known",
@@ -311,6 +312,19 @@ def register_secrets(secrets: Iterable[str | None]) -> None:
 def redact_known(text: str) -> str:
     """``text`` with every registered secret masked (used where errors become records)."""
     return _registry.redactor(text)
+
+
+def masked_excerpt(
+    text: str, limit: int, *, tail: bool = False, mask: Callable[[str], str] = redact_known
+) -> str:
+    """The first ``limit`` characters of ``text`` (the last, with ``tail``) once ``mask``
+    (by default ``redact_known``) has masked its secrets.
+
+    Masking comes first: a cut through a secret would leave a part of it that no longer
+    matches the secret, and so would be kept as is.
+    """
+    masked = mask(text)
+    return masked[max(len(masked) - limit, 0) :] if tail else masked[:limit]
 
 
 class SecretLogFilter(logging.Filter):

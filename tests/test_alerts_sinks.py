@@ -254,6 +254,18 @@ def test_command_sink_reports_failure_and_timeout(tmp_path: Path) -> None:
     assert "cannot run" in str(missing.send(make_alert()).error)
 
 
+@pytest.mark.parametrize("left", [1, 6, 17])
+def test_a_secret_where_the_kept_stderr_starts_is_masked_whole(left: int) -> None:
+    secret = "xoxb-SINKTAIL-4Rm9"
+    # The last 300 characters of stderr start ``left`` characters before the secret ends.
+    script = f"import sys; sys.stderr.write('token {secret} ' + 'y' * {299 - left}); sys.exit(4)"
+    sink = CommandSink(name="cmd", command=[sys.executable, "-c", script], secrets=[secret])
+    error = str(sink.send(make_alert()).error)
+    tail = error.split("exited with 4: ", 1)[1]
+    assert tail.endswith("y" * 250)
+    assert secret[-left:] not in tail, tail
+
+
 def test_log_sink_to_file_and_to_the_log(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "alerts" / "alerts.jsonl"
     to_file = LogSink(name="file", path=path)

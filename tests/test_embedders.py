@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from conftest import REPO_ROOT
 from demo_index import DEMO_DIR, Reference, chroma_reference, demo_goldset, minilm
-from loopback import serving
+from loopback import JSONHandler, serving
 
 from evalkit.cli import invoke
 from evalkit.config import EmbedderKind, EmbedderSettings, Settings
@@ -261,6 +261,27 @@ def test_a_client_error_is_not_retried_and_the_key_is_not_shown(
         endpoint(server, api_key=API_KEY).embed(["a"])
     assert API_KEY not in str(raised.value)
     assert len(server.requests) == 1
+
+
+class _KeyEchoAtTheCut(JSONHandler):
+    """Refuses with the key echoed where the error's 200 characters of body end (the
+    padding before it is the request's first input)."""
+
+    def do_POST(self) -> None:
+        pad = self.read_json()["input"][0]
+        self.send_body(f"{pad} bad key {self.headers['Authorization']}".encode(), 401)
+
+
+@pytest.mark.parametrize("into_the_key", [1, 6, len(API_KEY) - 1])
+def test_a_key_echoed_across_the_error_length_is_masked_whole(into_the_key: int) -> None:
+    pad = "x" * (200 - len(" bad key Bearer ") - into_the_key)
+    with serving(_KeyEchoAtTheCut) as url:
+        embedder = EndpointEmbedder(f"{url}/v1", "m", api_key=API_KEY, retries=0)
+        with pytest.raises(EmbeddingError, match="HTTP 401") as raised:
+            embedder.embed([pad])
+    message = str(raised.value)
+    assert "bad key Bearer *" in message
+    assert API_KEY[:3] not in message
 
 
 def test_build_query_embedder_per_kind(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 from evalkit_in_process import invoke_evalkit
@@ -32,6 +33,7 @@ from relevance_judge import (
 from sklearn.metrics import cohen_kappa_score
 from waiting import wait_until
 
+from evalkit.answers.judge import NotACompletionError
 from evalkit.judging.agreement import kendall_tau, weighted_kappa, weighted_kappa_interval
 from evalkit.judging.assessor import (
     PROMPT_VERSION,
@@ -40,7 +42,9 @@ from evalkit.judging.assessor import (
     parse_reply,
     prompt_messages,
 )
+from evalkit.judging.endpoint import _chat_reply
 from evalkit.judging.records import JudgePair
+from evalkit.redaction import register_secrets
 from evalkit.store import Store
 from evalkit.store.judging import load_pool, save_assessments
 
@@ -70,6 +74,17 @@ def test_replies_that_hold_a_grade_are_read(reply: str, grade: int, reason: str 
 def test_replies_without_a_grade_from_0_to_3_are_malformed(reply: str) -> None:
     with pytest.raises(MalformedReplyError):
         parse_reply(reply)
+
+
+@pytest.mark.parametrize("into_the_key", [1, 5, len(SECRET) - 1])
+def test_a_key_a_body_echoes_across_the_shown_length_is_masked_whole(into_the_key: int) -> None:
+    register_secrets([SECRET])
+    pad = "x" * (200 - len(" key ") - into_the_key)
+    response = httpx.Response(200, text=f"{pad} key {SECRET} and more")
+    with pytest.raises(NotACompletionError) as raised:
+        _chat_reply(response)
+    assert " key *" in str(raised.value)
+    assert SECRET[:3] not in str(raised.value)
 
 
 def test_the_prompt_carries_query_and_passage_and_its_version_is_a_hash() -> None:

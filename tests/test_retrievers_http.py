@@ -58,6 +58,9 @@ class Endpoint:
             return 429, {"Retry-After": "0"}, b"slow down"
         if query_id == "down":
             return 503, {}, f"echo {body.get('auth')}".encode()
+        if query_id.startswith("cut-"):  # the token where the error's 200 characters end
+            pad = "x" * int(query_id.removeprefix("cut-"))
+            return 401, {}, f"{pad} echo {body.get('auth')}".encode()
         if query_id == "slow":
             time.sleep(2.5)
         if query_id == "garbage":
@@ -194,6 +197,22 @@ def test_failures_are_recorded_per_query_and_the_rest_succeed(
     assert description["headers"] == ["Authorization"]
     assert description["token_from_env"] is True
     assert description["kind"] == "http"
+
+
+def test_an_echoed_token_cut_at_the_error_length_is_masked_whole(
+    endpoint: tuple[str, Endpoint], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, _ = endpoint
+    monkeypatch.setenv(HTTP_TOKEN_ENV, TOKEN)
+    # The body's 200 characters end 1, 6 and 17 characters into the token.
+    pads = [200 - len(" echo Bearer ") - n for n in (1, 6, 17)]
+    queries = [Query(id=f"cut-{pad}", text="q") for pad in pads]
+    with make_retriever(url, retries=0) as retriever:
+        results = retriever.retrieve(queries, 3)
+    for result in results:
+        assert result.error is not None
+        assert " echo *" in result.error, result.error
+        assert TOKEN[:4] not in result.error, result.error
 
 
 def test_request_shape_tenant_and_k(endpoint: tuple[str, Endpoint]) -> None:

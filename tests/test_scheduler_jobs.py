@@ -23,6 +23,7 @@ from waiting import wait_until
 
 from evalkit.config import Settings, load_settings, parse_settings
 from evalkit.errors import ConfigError
+from evalkit.redaction import register_secrets
 from evalkit.scheduler import JobListener, JobRunner, ServiceConfig, service_config
 from evalkit.store import RunSpec, Store
 from evalkit.store.access import FileLock, StoreAccess
@@ -81,6 +82,29 @@ def test_command_jobs_succeed_fail_and_time_out(settings: Settings) -> None:
     assert "ran longer than 0.5 s" in str(slow.error)
     assert slow.seconds is not None
     assert slow.seconds < 10
+
+
+def test_a_secret_where_the_kept_stderr_starts_is_masked_whole(settings: Settings) -> None:
+    secret = "sk-JOBTAIL-8Ws2Qn5Vx7"
+    register_secrets([secret])
+    # The last 500 characters of stderr start 1, 6 and 20 characters before the key ends.
+    lefts = (1, 6, len(secret) - 1)
+    jobs = [
+        {
+            "name": f"leaky{left}",
+            "kind": "command",
+            "command": python(f"import sys; sys.exit('token {secret} ' + 'y' * {499 - left})"),
+        }
+        for left in lefts
+    ]
+    runner = runner_for(configure(*jobs), settings)
+    for left in lefts:
+        ran = runner.run(f"leaky{left}")
+        assert ran is not None
+        assert ran.error is not None
+        tail = ran.error.split(" exited with 1: ", 1)[1]
+        assert tail.endswith("y" * 400)
+        assert secret[-left:] not in tail, tail
 
 
 class Heard(JobListener):

@@ -24,7 +24,7 @@ from loopback import JSONHandler, serving
 from test_scheduler_support import popen_serve, serves_fixture  # noqa: F401
 from waiting import wait_until
 
-from evalkit.redaction import option_secrets, redact, secret_forms
+from evalkit.redaction import Redactor, masked_excerpt, option_secrets, redact, secret_forms
 
 API_KEY = "sk-live-7Hq2RkW9pZ4mXv8N"
 DB_PASSWORD = "Pg-p4ss-Ur8sQ2Lm"
@@ -62,6 +62,19 @@ def test_base64_forms_are_masked_wherever_the_secret_starts() -> None:
     other = base64.b64encode(b"nothing to hide here").decode()
     assert redact(other, [API_KEY]) == other
     assert all(len(form) >= 4 for form in secret_forms(API_KEY))
+
+
+def test_an_excerpt_is_cut_after_masking_so_no_part_of_a_secret_is_left() -> None:
+    mask = Redactor([API_KEY])
+    text = f"head {API_KEY} tail"
+    for limit in range(len(text) + 1):
+        for tail in (False, True):
+            kept = masked_excerpt(text, limit, tail=tail, mask=mask)
+            assert len(kept) <= limit
+            assert not any(API_KEY[i : i + 3] in kept for i in range(len(API_KEY) - 2))
+    assert masked_excerpt(text, 8, mask=mask) == "head ***"
+    assert masked_excerpt(text, 8, tail=True, mask=mask) == "*** tail"
+    assert masked_excerpt(text, 0, tail=True, mask=mask) == ""
 
 
 # -- a command job of `evalkit serve` ----------------------------------------------------

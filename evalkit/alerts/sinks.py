@@ -33,7 +33,13 @@ from evalkit.clock import utc_now
 from evalkit.config import Duration, SinkConfig
 from evalkit.errors import ConfigError
 from evalkit.records import AlertSeverity
-from evalkit.redaction import Redactor, http_url_problem, register_secrets, url_secrets
+from evalkit.redaction import (
+    Redactor,
+    http_url_problem,
+    masked_excerpt,
+    register_secrets,
+    url_secrets,
+)
 from evalkit.registry import register_named
 from evalkit.retry import RetryPolicy
 
@@ -367,7 +373,12 @@ class CommandSink(_NamedSink):
             )
         if finished.returncode == 0:
             return DeliveryResult(ok=True, duration_ms=_elapsed(began))
-        stderr = finished.stderr.decode(errors="replace").strip()[-_STDERR_CHARS:]
+        stderr = masked_excerpt(
+            finished.stderr.decode(errors="replace").strip(),
+            _STDERR_CHARS,
+            tail=True,
+            mask=self.redact,
+        )
         return DeliveryResult(
             ok=False,
             duration_ms=_elapsed(began),

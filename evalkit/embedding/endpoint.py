@@ -15,6 +15,7 @@ from evalkit.errors import ConfigError, EmbeddingError
 from evalkit.redaction import (
     http_url_problem,
     mask_url,
+    masked_excerpt,
     redact_known,
     register_secrets,
     url_secrets,
@@ -160,7 +161,7 @@ class EndpointEmbedder:
             ) from error
         status = response.status_code
         if not response.is_success:
-            text = " ".join(response.text.split())[:_ERROR_BODY_CHARS]
+            text = masked_excerpt(" ".join(response.text.split()), _ERROR_BODY_CHARS)
             raise _EndpointAttemptError(
                 self._fail(f"HTTP {status}: {text}" if text else f"HTTP {status}"),
                 retryable=status == 429 or status >= 500,

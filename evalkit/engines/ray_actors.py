@@ -62,7 +62,7 @@ from evalkit.engines.tables import (
 )
 from evalkit.metrics import Evaluator, parse_measures
 from evalkit.records import Judgment, Query, QueryResult
-from evalkit.redaction import redact_known
+from evalkit.redaction import masked_excerpt, redact_known
 from evalkit.retrievers.factory import build_retriever
 
 if TYPE_CHECKING:
@@ -451,4 +451,4 @@ def _first_line(error: BaseException) -> str:
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     raised = [line for line in lines if _RAISED.match(line) and not line.startswith("ray.")]
     shown = raised[0] if raised else (lines[0] if lines else "")
-    return f"{type(error).__name__}: {shown[:300]}"
+    return f"{type(error).__name__}: {masked_excerpt(shown, 300)}"

@@ -37,7 +37,7 @@ from evalkit.judging.endpoint import (
     reply_object,
 )
 from evalkit.judging.records import GRADES, Assessment, JudgePair, Unjudged
-from evalkit.redaction import redact_known
+from evalkit.redaction import masked_excerpt, redact_known
 
 __all__ = [
     "MAX_DOCUMENT_CHARS",
@@ -215,5 +215,5 @@ class RelevanceAssessor(EndpointClient):
                 pair, self.name, grade, reason=None if reason is None else redact_known(reason)
             )
         # Masked before cutting, so a secret cut at the limit is not half left in the excerpt.
-        excerpt = redact_known(reply)[:REPLY_EXCERPT_CHARS]
+        excerpt = masked_excerpt(reply, REPLY_EXCERPT_CHARS)
         return Assessment(pair, self.name, None, unjudged=Unjudged.malformed_reply, detail=excerpt)

@@ -55,7 +55,7 @@ from evalkit.judging.endpoint import (
     reply_object,
 )
 from evalkit.records import Document, Span
-from evalkit.redaction import redact_known
+from evalkit.redaction import masked_excerpt, redact_known
 
 __all__ = [
     "MAX_PASSAGE_CHARS",
@@ -394,7 +394,7 @@ def _evidence(task: GenerationTask, quotes: Sequence[str]) -> tuple[Evidence, ..
 
 def _masked_excerpt(reply: str) -> str:
     # Masked before cutting, so a secret cut at the limit is not half left in the excerpt.
-    return redact_known(reply)[:REPLY_EXCERPT_CHARS]
+    return masked_excerpt(reply, REPLY_EXCERPT_CHARS)
 
 
 async def write_question(

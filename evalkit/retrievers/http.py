@@ -37,14 +37,20 @@ import msgspec
 from evalkit.embedding import ModelFingerprint
 from evalkit.errors import ConfigError, RetrieverError
 from evalkit.records import Query, QueryResult, ScoredDoc
-from evalkit.redaction import http_url_problem, mask_url, register_secrets, url_secrets
+from evalkit.redaction import (
+    Redactor,
+    http_url_problem,
+    mask_url,
+    masked_excerpt,
+    register_secrets,
+    url_secrets,
+)
 from evalkit.retrievers.base import (
     ClosesOnExit,
     describe_exception,
     elapsed_ms,
     failed_result,
     ranked_docs,
-    redact,
     validate_k,
 )
 from evalkit.retry import RetryPolicy, retry_after_seconds
@@ -342,6 +348,7 @@ class HttpRetriever(ClosesOnExit):
         # as a base64 Basic-auth header), and an endpoint may echo them in an error body.
         self._secrets.extend(url_secrets(url))
         register_secrets(self._secrets)
+        self._redact = Redactor(self._secrets)
         self._client: httpx.Client | None = None
         self._client_lock = threading.Lock()
         self._retry = RetryPolicy(
@@ -431,13 +438,15 @@ class HttpRetriever(ClosesOnExit):
             return self._retry.call(attempt)
         except _AttemptError as failure:
             message = f"{failure} (after {attempts} attempt{'s' if attempts > 1 else ''})"
-            result = failed_result(
-                query.id, redact(message, self._secrets), elapsed_ms(first_start)
-            )
+            result = failed_result(query.id, self._redact(message), elapsed_ms(first_start))
             return _Outcome(result, failure.status_code, attempts)
 
     def _status_failure(self, response: httpx.Response, content: bytes) -> str:
-        body = " ".join(content.decode("utf-8", "replace").split())[:_ERROR_BODY_CHARS]
+        body = masked_excerpt(
+            " ".join(content.decode("utf-8", "replace").split()),
+            _ERROR_BODY_CHARS,
+            mask=self._redact,
+        )
         reason = response.reason_phrase or "error"
         return f"HTTP {response.status_code} {reason}" + (f": {body}" if body else "")
 

@@ -19,6 +19,7 @@ from pydantic import Field
 from evalkit.clock import utc_now
 from evalkit.config import Duration
 from evalkit.errors import ConfigError
+from evalkit.redaction import masked_excerpt
 from evalkit.scheduler.job_kinds.base import JobContext, JobKind, JobOutcome, JobParams
 from evalkit.store.retention import prune_run_details, prune_traffic, retention_candidates
 
@@ -116,7 +117,7 @@ def _command(ctx: JobContext, params: CommandParams) -> JobOutcome:
         )
     if stopped == "cancelled":
         ctx.check_cancelled()
-    tail = stderr.decode(errors="replace").strip()[-_STDERR_CHARS:]
+    tail = masked_excerpt(stderr.decode(errors="replace").strip(), _STDERR_CHARS, tail=True)
     summary = {"exit_code": child.returncode, "seconds": round(time.monotonic() - began, 3)}
     if child.returncode == 0:
         return JobOutcome(summary=summary)
