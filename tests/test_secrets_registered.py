@@ -24,6 +24,8 @@ from loopback import JSONHandler, serving
 from test_scheduler_support import popen_serve, serves_fixture  # noqa: F401
 from waiting import wait_until
 
+from evalkit.config import parse_settings
+from evalkit.config.secrets import settings_secrets
 from evalkit.redaction import Redactor, masked_excerpt, option_secrets, redact, secret_forms
 
 API_KEY = "sk-live-7Hq2RkW9pZ4mXv8N"
@@ -62,6 +64,15 @@ def test_base64_forms_are_masked_wherever_the_secret_starts() -> None:
     other = base64.b64encode(b"nothing to hide here").decode()
     assert redact(other, [API_KEY]) == other
     assert all(len(form) >= 4 for form in secret_forms(API_KEY))
+
+
+def test_the_retriever_tokens_of_the_environment_are_settings_secrets(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("EVALKIT_HTTP_RETRIEVER_TOKEN", "sk-http-token-3Jd8")
+    monkeypatch.setenv("EVALKIT_CHROMA_TOKEN", "ch-token-7Pq2")
+    found = settings_secrets(parse_settings({}, Path("evalkit.toml")))
+    assert {"sk-http-token-3Jd8", "ch-token-7Pq2"} <= found
 
 
 def test_an_excerpt_is_cut_after_masking_so_no_part_of_a_secret_is_left() -> None:
@@ -195,6 +206,38 @@ def test_a_command_job_leaking_retriever_option_secrets_is_masked_everywhere(
     assert "job leaky failed" in served
     assert leaks_in(served) == []
     assert_store_has_no(home / "evalkit.duckdb")
+
+
+def test_a_command_job_echoing_the_retriever_tokens_of_the_environment_is_masked(
+    tmp_path: Path,
+) -> None:
+    tokens = {
+        "EVALKIT_HTTP_RETRIEVER_TOKEN": "sk-http-LEAK-5Tz1",
+        "EVALKIT_CHROMA_TOKEN": "ch-LEAK-8Kw3",
+    }
+    echo = (
+        "import os, sys; sys.exit('denied: ' + os.environ['EVALKIT_HTTP_RETRIEVER_TOKEN']"
+        " + ' ' + os.environ['EVALKIT_CHROMA_TOKEN'])"
+    )
+    config = tmp_path / "evalkit.toml"
+    config.write_text(
+        f"""
+[[jobs]]
+name = "echo"
+kind = "command"
+command = [{json.dumps(sys.executable)}, "-c", {json.dumps(echo)}]
+""",
+        encoding="utf-8",
+    )
+    home = tmp_path / "home"
+    env = fresh_env(home, EVALKIT_CONFIG=str(config), **tokens)
+    ran = run_evalkit("jobs", "run", "echo", "--format", "json", env=env)
+    assert ran.returncode == 1, ran.stderr
+    assert json.loads(ran.stdout)["error"].endswith("denied: *** ***")
+    store = (home / "evalkit.duckdb").read_bytes()
+    for token in tokens.values():
+        assert token not in ran.stdout + ran.stderr
+        assert token.encode() not in store
 
 
 def assert_store_has_no(store: Path) -> None:

@@ -1,7 +1,8 @@
 """The secrets a settings tree holds, registered with the redactor when it is read.
 
 Settings name secrets rather than hold them where they can (``api_key_env``,
-``token_env``, a sink's ``secret_env``), but some live in the tree itself: the
+``token_env``, a sink's ``secret_env``, the fixed ``EVALKIT_HTTP_RETRIEVER_TOKEN`` and
+``EVALKIT_CHROMA_TOKEN``), but some live in the tree itself: the
 ``[retriever] options`` a factory or plug-in is called with (``api_key``, a ``dsn`` with a
 password), URLs with a password or a secret query value, a ``[[jobs]]`` entry's retriever
 URL. ``parse_settings`` registers all of them, and the values of the variables the tree
@@ -20,7 +21,17 @@ from evalkit.redaction import conninfo_secrets, option_secrets, register_secrets
 if TYPE_CHECKING:
     from evalkit.config.settings import Settings
 
-__all__ = ["register_settings_secrets", "settings_secrets"]
+__all__ = [
+    "CHROMA_TOKEN_ENV",
+    "HTTP_RETRIEVER_TOKEN_ENV",
+    "register_settings_secrets",
+    "settings_secrets",
+]
+
+HTTP_RETRIEVER_TOKEN_ENV = "EVALKIT_HTTP_RETRIEVER_TOKEN"
+"""Environment variable holding a token the HTTP retriever sends as ``Authorization: Bearer``."""
+CHROMA_TOKEN_ENV = "EVALKIT_CHROMA_TOKEN"
+"""Environment variable holding a token sent to a Chroma server as ``Authorization: Bearer``."""
 
 
 def settings_secrets(settings: Settings) -> set[str]:
@@ -43,6 +54,8 @@ def settings_secrets(settings: Settings) -> set[str]:
         if url:
             found |= url_secrets(url)
     for variable in (
+        HTTP_RETRIEVER_TOKEN_ENV,
+        CHROMA_TOKEN_ENV,
         retriever.qdrant.api_key_env,
         settings.embedder.api_key_env,
         settings.judge.api_key_env,

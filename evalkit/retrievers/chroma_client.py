@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from evalkit.config.secrets import CHROMA_TOKEN_ENV
 from evalkit.embedding import ModelFingerprint
 from evalkit.errors import CollectionNotFoundError, ConfigError, RetrieverError
 from evalkit.retrievers.base import describe_exception, redact
@@ -73,8 +74,6 @@ INDEXING_STARTED_KEY = "evalkit_indexing_started"
 """When an ``evalkit index`` that is writing to the collection started; removed when it
 finishes, so a collection that still has it holds a corpus only in part (an indexing stopped
 by Ctrl-C, kill -9 or a crash)."""
-CHROMA_TOKEN_ENV = "EVALKIT_CHROMA_TOKEN"
-"""Environment variable holding a token sent to a Chroma server as ``Authorization: Bearer``."""
 
 _DEFAULT_PORTS = {"http": 8000, "https": 443}
 _NAME = re.compile(r"[a-zA-Z0-9](?:[a-zA-Z0-9._-]*[a-zA-Z0-9])?")

@@ -34,6 +34,7 @@ from typing import Annotated, Any, NotRequired, TypedDict
 import httpx
 import msgspec
 
+from evalkit.config.secrets import HTTP_RETRIEVER_TOKEN_ENV
 from evalkit.embedding import ModelFingerprint
 from evalkit.errors import ConfigError, RetrieverError
 from evalkit.records import Query, QueryResult, ScoredDoc
@@ -68,7 +69,7 @@ __all__ = [
     "response_json_schema",
 ]
 
-HTTP_TOKEN_ENV = "EVALKIT_HTTP_RETRIEVER_TOKEN"
+HTTP_TOKEN_ENV = HTTP_RETRIEVER_TOKEN_ENV
 """Environment variable holding a token sent as ``Authorization: Bearer``."""
 
 _EXPECTED_SHAPE = (
