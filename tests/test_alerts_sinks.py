@@ -25,6 +25,7 @@ from evalkit.alerts import (
 )
 from evalkit.config import parse_settings
 from evalkit.records import AlertSeverity
+from evalkit.redaction import register_secrets
 
 EVIDENCE = {
     "metric": "precision@10",
@@ -264,6 +265,17 @@ def test_a_secret_where_the_kept_stderr_starts_is_masked_whole(left: int) -> Non
     tail = error.split("exited with 4: ", 1)[1]
     assert tail.endswith("y" * 250)
     assert secret[-left:] not in tail, tail
+
+
+def test_a_command_sink_masks_the_secrets_of_other_sinks_it_prints() -> None:
+    other = "Bearer hook-OTHERSINK-6Yx4"
+    register_secrets([other])
+    script = f"import sys; sys.exit('posting with {other} failed')"
+    error = str(
+        CommandSink(name="cmd", command=[sys.executable, "-c", script]).send(make_alert()).error
+    )
+    assert "posting with *** failed" in error
+    assert "OTHERSINK" not in error
 
 
 def test_log_sink_to_file_and_to_the_log(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,9 +25,17 @@ from loopback import JSONHandler, serving
 from test_scheduler_support import popen_serve, serves_fixture  # noqa: F401
 from waiting import wait_until
 
+from evalkit.cli import invoke
 from evalkit.config import parse_settings
 from evalkit.config.secrets import settings_secrets
-from evalkit.redaction import Redactor, masked_excerpt, option_secrets, redact, secret_forms
+from evalkit.redaction import (
+    Redactor,
+    masked_excerpt,
+    option_secrets,
+    redact,
+    register_secrets,
+    secret_forms,
+)
 
 API_KEY = "sk-live-7Hq2RkW9pZ4mXv8N"
 DB_PASSWORD = "Pg-p4ss-Ur8sQ2Lm"
@@ -238,6 +247,60 @@ command = [{json.dumps(sys.executable)}, "-c", {json.dumps(echo)}]
     for token in tokens.values():
         assert token not in ran.stdout + ran.stderr
         assert token.encode() not in store
+
+
+def test_every_command_masks_its_log_lines(capsys: pytest.CaptureFixture[str]) -> None:
+    secret = "sk-LOGLINE-2Vb7"
+    register_secrets([secret])
+    logger = logging.getLogger("evalkit")
+    saved = logger.handlers[:]
+    logger.handlers.clear()
+    try:
+        assert invoke(["--version"]) == 0
+        logging.getLogger("evalkit.alerts.outbox").warning("not delivered: %s", secret)
+    finally:
+        logger.handlers[:] = saved
+    err = capsys.readouterr().err
+    assert "not delivered: ***" in err
+    assert secret not in err
+
+
+def test_a_sink_failure_quoting_another_sink_s_token_is_masked_on_stderr(
+    tmp_path: Path,
+) -> None:
+    token = "Bearer hookLEAK-9Qs4"
+    sink_echo = "import os, sys; sys.exit('sink failed: ' + os.environ['HOOK_AUTH'])"
+    config = tmp_path / "evalkit.toml"
+    config.write_text(
+        f"""
+[[alerts.sinks]]
+name = "hdr"
+kind = "webhook"
+url = "http://127.0.0.1:9/hook"
+headers_env = {{ Authorization = "HOOK_AUTH" }}
+retries = 0
+
+[[alerts.sinks]]
+name = "cmd"
+kind = "command"
+command = [{json.dumps(sys.executable)}, "-c", {json.dumps(sink_echo)}]
+
+[[alerts.rules]]
+name = "jobs"
+kind = "job_failure"
+
+[[jobs]]
+name = "broken"
+kind = "command"
+command = [{json.dumps(sys.executable)}, "-c", "raise SystemExit(2)"]
+""",
+        encoding="utf-8",
+    )
+    env = fresh_env(tmp_path / "home", EVALKIT_CONFIG=str(config), HOOK_AUTH=token)
+    ran = run_evalkit("jobs", "run", "broken", env=env)
+    assert "not delivered to cmd" in ran.stderr, ran.stderr
+    assert "sink failed: ***" in ran.stderr
+    assert "hookLEAK" not in ran.stdout + ran.stderr
 
 
 def assert_store_has_no(store: Path) -> None:

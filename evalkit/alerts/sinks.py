@@ -37,6 +37,7 @@ from evalkit.redaction import (
     Redactor,
     http_url_problem,
     masked_excerpt,
+    redact_known,
     register_secrets,
     url_secrets,
 )
@@ -327,8 +328,13 @@ class CommandSink(_NamedSink):
         self._min_severity = min_severity
         self._timeout = timeout
         self._cwd = cwd
-        self.redact = Redactor(list(secrets))
+        self._own = Redactor(list(secrets))
         register_secrets(secrets)
+
+    def redact(self, text: str) -> str:
+        """``text`` with this sink's secrets and every other one the process holds masked:
+        the program may print another sink's token or the judge's key."""
+        return redact_known(self._own(text))
 
     def describe(self) -> dict[str, Any]:
         """Kind and program (its arguments are configuration, not secrets)."""

@@ -31,7 +31,7 @@ import typer.main
 from evalkit.cli._output import OutputFormat, emit_json, err_console, visible
 from evalkit.errors import EvalkitError
 from evalkit.extras import missing_extra
-from evalkit.redaction import redact_known
+from evalkit.redaction import SecretLogFilter, redact_known
 
 if TYPE_CHECKING:
     from evalkit.cli._app import app
@@ -179,6 +179,7 @@ def invoke(argv: list[str] | None = None) -> int:
     a script that parses stdout gets JSON either way.
     """
     args = sys.argv[1:] if argv is None else list(argv)
+    _mask_log_lines()
     try:
         application = load_commands(args)
         result = application(args=args, standalone_mode=False, prog_name="evalkit")
@@ -223,6 +224,33 @@ def invoke(argv: list[str] | None = None) -> int:
     if result == INTERRUPTED:  # typer's answer to Ctrl-C in a command
         err_console.print(INTERRUPTED_NOTE, markup=False, highlight=False)
     return result if isinstance(result, int) else 0
+
+
+class _MaskedStderr(logging.Handler):
+    """Prints each record on ``sys.stderr`` as it is when the record comes (a command run
+    in process may have redirected it), as Python's last-resort handler does."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Write the formatted record and a newline."""
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+        except Exception:
+            self.handleError(record)
+
+
+def _mask_log_lines() -> None:
+    """Give the ``evalkit`` logger a stderr handler that masks every registered secret,
+    unless it has handlers already (``evalkit serve`` sets up its own, masking too).
+
+    Without one, a warning went out through Python's last-resort handler, which masks
+    nothing: a sink's delivery failure printed the other sinks' tokens it quoted.
+    """
+    logger = logging.getLogger("evalkit")
+    if logger.handlers:
+        return
+    handler = _MaskedStderr(logging.WARNING)
+    handler.addFilter(SecretLogFilter())
+    logger.addHandler(handler)
 
 
 def _command_words(args: list[str]) -> str:
