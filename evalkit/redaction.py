@@ -68,6 +68,13 @@ SECRET_QUERY_PARAMETERS = frozenset(
         "sig",
         "signature",
         "x_api_key",
+        # Presigned S3 and Google Cloud Storage URLs, Azure Functions' key.
+        "x_amz_security_token",
+        "x_amz_signature",
+        "x_amz_credential",
+        "x_goog_signature",
+        "x_goog_credential",
+        "code",
     }
 )
 

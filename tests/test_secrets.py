@@ -161,3 +161,16 @@ def test_url_secrets_cover_the_forms_a_url_secret_travels_in() -> None:
     text = f"{URL_PASSWORD} {QUERY_KEY} {quote(QUERY_KEY, safe='')} Basic {BASIC} q=1"
     assert redact(text, secrets) == "*** *** *** Basic *** q=1"
     assert mask_url(url) == "https://example.test/s?api_key=***&q=1"
+
+
+def test_presigned_and_function_key_parameters_are_masked() -> None:
+    url = (
+        "https://bucket.s3.amazonaws.com/doc?X-Amz-Credential=AKIAEXAMPLE%2F20240101"
+        "&X-Amz-Security-Token=FwoGZXIvYXdzEXAMPLE&X-Amz-Signature=abcdef0123456789"
+        "&x-goog-signature=9f8e7d6c5b4a&X-Goog-Credential=svc%40proj&code=fnKeyEXAMPLE==&v=2"
+    )
+    masked = mask_url(url)
+    for secret in ("AKIAEXAMPLE", "FwoGZXIvYXdz", "abcdef0123", "9f8e7d6c", "svc", "fnKeyEX"):
+        assert secret not in masked
+    assert masked.endswith("&code=***&v=2")
+    assert {"abcdef0123456789", "fnKeyEXAMPLE=="} <= url_secrets(url)
