@@ -79,7 +79,12 @@ SECRET_QUERY_PARAMETERS = frozenset(
 )
 
 
-_SECRET_NAME = re.compile(r"key|token|secret|passw|pwd|auth|credential", re.IGNORECASE)
+# "sig" only as a whole part of the name (sig, sig_key, x-sig): "design" and "signal" are not.
+_SECRET_NAME = re.compile(
+    r"key|token|secret|passw|pwd|auth|credential|bearer|session|cookie|signature"
+    r"|(?:^|[_-])sig(?:$|[_-])",
+    re.IGNORECASE,
+)
 FIELD_NAMING_OPTIONS = frozenset(
     {
         "where_key",

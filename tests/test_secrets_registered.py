@@ -30,6 +30,7 @@ from evalkit.config import parse_settings
 from evalkit.config.secrets import settings_secrets
 from evalkit.redaction import (
     Redactor,
+    is_secret_name,
     masked_excerpt,
     option_secrets,
     redact,
@@ -59,6 +60,19 @@ def test_options_that_name_a_field_are_not_taken_for_secrets() -> None:
         "nested": {"tenant_key": "org", "signing_key": "sign-9012"},
     }
     assert option_secrets(options) == {"sk-live-1234", "hdr-5678", "sign-9012"}
+
+
+@pytest.mark.parametrize(
+    "name", ["bearer", "session", "session_id", "Cookie", "sig", "sig_key", "x-sig", "signature"]
+)
+def test_bearer_session_cookie_and_signature_options_are_secrets(name: str) -> None:
+    assert is_secret_name(name)
+    assert option_secrets({name: "value-1234"}) == {"value-1234"}
+
+
+@pytest.mark.parametrize("name", ["design", "signal", "signals_k", "assign", "where_key"])
+def test_sig_inside_a_word_does_not_make_a_secret(name: str) -> None:
+    assert not is_secret_name(name)
 
 
 def test_base64_forms_are_masked_wherever_the_secret_starts() -> None:
