@@ -249,14 +249,25 @@ def http_url_problem(url: str) -> str | None:
     return None
 
 
+# A name=value pair of a query string, read without parsing the URL around it.
+_RAW_PARAMETER = re.compile(r"([?&;])([^=&;#]+)=([^&;#]*)")
+
+
+def _mask_raw_parameter(found: re.Match[str]) -> str:
+    separator, name, value = found.groups()
+    return f"{separator}{name}={MASK if _is_secret_parameter(unquote(name)) else value}"
+
+
 def mask_url(url: str) -> str:
     """``url`` without its userinfo and with secret query values replaced by ``***`` (a URL
-    too malformed to take apart loses everything before its host's last ``@``)."""
+    too malformed to take apart loses everything before its host's last ``@``, and its
+    secret query values are found in the raw text)."""
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError:
-        return re.sub(r"^([^:/?#]+://)?[^/?#]*@", r"\1", url)
+        without_userinfo = re.sub(r"^([^:/?#]+://)?[^/?#]*@", r"\1", url)
+        return _RAW_PARAMETER.sub(_mask_raw_parameter, without_userinfo)
     netloc = parts.netloc
     if parts.username is not None or parts.password is not None:
         netloc = parts.hostname or ""

@@ -561,6 +561,21 @@ def test_parse_chroma_url_rejects(url: str) -> None:
         parse_chroma_url(url)
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8000/?token=chLEAK-4Rt8",
+        "http://127.0.0.1:99999/?token=chLEAK-4Rt8",
+        "chroma://127.0.0.1:8000/?token=chLEAK-4Rt8",
+    ],
+)
+def test_a_refused_chroma_url_is_shown_with_its_token_masked(url: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        parse_chroma_url(url)
+    assert "token=***" in str(raised.value)
+    assert "chLEAK" not in str(raised.value)
+
+
 def test_open_chroma_client_wants_one_location(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="exactly one"):
         open_chroma_client()

@@ -38,6 +38,7 @@ import numpy as np
 from evalkit.config.secrets import CHROMA_TOKEN_ENV
 from evalkit.embedding import ModelFingerprint
 from evalkit.errors import CollectionNotFoundError, ConfigError, RetrieverError
+from evalkit.redaction import mask_url
 from evalkit.retrievers.base import describe_exception, redact
 
 if TYPE_CHECKING:
@@ -132,20 +133,22 @@ def parse_chroma_url(url: str) -> tuple[str, int, bool]:
     anything else (no scheme, a path, credentials in the URL).
     """
     expected = "expected http://HOST:PORT or https://HOST[:PORT]"
+    # The URL may carry a token (?token=...) or a password: errors show it masked.
+    shown = mask_url(url.strip())
     try:
         parts = urlsplit(url.strip())
         port = parts.port
     except ValueError as error:
-        raise ConfigError(f"Chroma URL {url!r} does not parse ({error}); {expected}") from error
+        raise ConfigError(f"Chroma URL {shown!r} does not parse ({error}); {expected}") from error
     if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
-        raise ConfigError(f"Chroma URL {url!r} is not an http(s) URL with a host; {expected}")
+        raise ConfigError(f"Chroma URL {shown!r} is not an http(s) URL with a host; {expected}")
     if parts.username or parts.password:
         raise ConfigError(
             f"Chroma URL for host {parts.hostname} carries credentials; remove them and set "
             f"{CHROMA_TOKEN_ENV} instead"
         )
     if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise ConfigError(f"Chroma URL {url!r} has a path or query; {expected}")
+        raise ConfigError(f"Chroma URL {shown!r} has a path or query; {expected}")
     return parts.hostname, port or _DEFAULT_PORTS[parts.scheme], parts.scheme == "https"
 
 
@@ -190,7 +193,7 @@ def open_chroma_client(
         except Exception as error:  # the client raises ValueError, httpx and Chroma errors
             reason = redact(describe_exception(error), sent_headers.values())
             raise RetrieverError(
-                f"cannot reach the Chroma server at {url}: {reason}. Start one with "
+                f"cannot reach the Chroma server at {mask_url(url)}: {reason}. Start one with "
                 "`chroma run --path DIR --host 127.0.0.1 --port PORT`, or correct the URL "
                 "(EVALKIT_CHROMA_URL)."
             ) from error
