@@ -338,6 +338,22 @@ def test_describe_hides_credentials_in_the_url(monkeypatch: pytest.MonkeyPatch) 
     assert retriever.describe()["token_from_env"] is False
 
 
+def test_credentials_in_the_url_and_a_token_in_the_environment_are_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(HTTP_TOKEN_ENV, TOKEN)
+    url = "https://alice:pa55word@search.example.com/v1/search"
+    with pytest.raises(ConfigError, match="choose one") as raised:
+        HttpRetriever(url)
+    assert HTTP_TOKEN_ENV in str(raised.value)
+    assert "pa55word" not in str(raised.value)
+    assert TOKEN not in str(raised.value)
+    # Either alone is as before; a header of its own replaces the token, so it may stay.
+    assert HttpRetriever(url, headers={"Authorization": "Basic x"}).describe()["url"]
+    monkeypatch.delenv(HTTP_TOKEN_ENV)
+    assert HttpRetriever(url).describe()["token_from_env"] is False
+
+
 @pytest.mark.parametrize(
     ("payload", "message"),
     [

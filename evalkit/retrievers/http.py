@@ -15,7 +15,8 @@ Requests run concurrently on a bounded thread pool. Connection errors, timeouts,
 capped); other 4xx answers are not. A query that still fails is recorded with its error
 (status code, timeout, malformed JSON).
 
-A token in ``EVALKIT_HTTP_RETRIEVER_TOKEN`` is sent as ``Authorization: Bearer``. Header
+A token in ``EVALKIT_HTTP_RETRIEVER_TOKEN`` is sent as ``Authorization: Bearer``; with
+credentials in the URL as well it is refused (they would be sent instead). Header
 values never appear in ``describe()`` or in error messages.
 """
 
@@ -30,6 +31,7 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Annotated, Any, NotRequired, TypedDict
+from urllib.parse import urlsplit
 
 import httpx
 import msgspec
@@ -340,6 +342,14 @@ class HttpRetriever(ClosesOnExit):
         self._token_from_env = bool(token) and not any(
             name.lower() == "authorization" for name in self._headers
         )
+        parts = urlsplit(url)
+        if self._token_from_env and (parts.username or parts.password):
+            # httpx would send the URL's user:password as Basic auth in place of the bearer.
+            raise ConfigError(
+                f"HTTP retriever URL {mask_url(url)!r}: both credentials in the URL "
+                f"(user:password@) and a token in {HTTP_TOKEN_ENV} were given; choose one: "
+                f"remove the credentials from the URL or unset {HTTP_TOKEN_ENV}"
+            )
         if token and self._token_from_env:
             self._headers["Authorization"] = f"Bearer {token}"
         self._secrets = [value for value in self._headers.values() if value]
