@@ -312,6 +312,45 @@ def test_retention_prunes_per_query_rows_and_keeps_aggregates_and_baselines(
     assert again.summary["runs_pruned"] == 0
 
 
+def test_retention_keeps_the_baseline_drift_precision_compares_with_by_default(
+    settings: Settings, retriever: FakeRetriever
+) -> None:
+    """With no baseline pinned by a rule, retention pruned each series' oldest run, the
+    default baseline of `evalkit drift precision`: the command then failed for the whole
+    goldset, saying the runs "share no query id", as did `compare` with a pruned run."""
+    from evalkit.drift.watch import watch_precision
+    from evalkit.errors import ConfigError
+    from evalkit.pipeline import evaluate_goldset
+    from evalkit.records.requests import GoldsetRunRequest
+    from evalkit.retrievers.http import HttpRetriever
+    from evalkit.stats import compare_stored_runs
+    from evalkit.store.retention import prune_run_details
+
+    path = settings.resolved_store_path
+    with Store.open(path) as store, HttpRetriever(retriever.url) as http:
+        runs = [
+            evaluate_goldset(store, make_goldset(6), http, GoldsetRunRequest(k=10)).run.run_id
+            for _ in range(4)
+        ]
+        store.execute("UPDATE runs SET started_at = started_at - INTERVAL 100 DAY")
+    config = configure({"name": "prune", "kind": "retention", "keep_latest": 1})
+    result = runner_for(config, settings).run("prune")
+    assert result is not None
+    assert result.summary["runs_pruned"] == 2
+    with Store.open(path) as store:
+        kept = [run_id for run_id in runs if len(run_results(store, run_id))]
+        assert kept == [runs[0], runs[3]]
+        [check] = watch_precision(store, "gs", save=False).checks
+        assert check.baseline_run == runs[0]
+        assert check.paired is not None
+        with pytest.raises(ConfigError, match=rf"run {runs[1]} has no per-query results any"):
+            compare_stored_runs(store, runs[1], runs[3], ["precision@10"])
+        # A store pruned before retention kept it: the oldest run that kept its results.
+        prune_run_details(store, [runs[0]])
+        [check] = watch_precision(store, "gs", save=False).checks
+        assert check.baseline_run == runs[3]
+
+
 def test_retention_deletes_traffic_older_than_traffic_keep_days(
     settings: Settings, tmp_path: Path
 ) -> None:

@@ -39,6 +39,7 @@ from evalkit.records.requests import (
 from evalkit.stats import Comparison, Decision, compare_stored_runs
 from evalkit.store import utc_now
 from evalkit.store.drift import save_drift_check
+from evalkit.store.retention import pruned_at
 from evalkit.store.runs import list_runs
 
 if TYPE_CHECKING:
@@ -409,7 +410,8 @@ def watch_precision(
 
     The sequential detector (Page-Hinkley on per-run means, in units of the per-run sd with
     a floor) raises warning/alert levels; the latest run is also compared with the baseline
-    (``baseline_run``, default the oldest run of the series) by the paired test ``test``
+    (``baseline_run``, default the oldest run of the series that retention left its
+    per-query results) by the paired test ``test``
     (default: the gate's), a failed query of a partial run counting as 0 there.
 
     A series is the complete runs of one retriever (``RunRecord.retriever_id``: its kind or
@@ -450,6 +452,9 @@ def watch_precision(
         if not runs
     ]
     groups = {key: runs for key, runs in groups.items() if runs}
+    # Retention may have deleted the per-query rows of a series' oldest runs: the default
+    # baseline is its oldest run that still has them.
+    pruned = pruned_at(store, [run.run_id for runs in groups.values() for run in runs])
     if not groups:
         raise ConfigError(
             f"no complete runs of goldset {goldset!r} with {measure}"
@@ -467,10 +472,11 @@ def watch_precision(
         details: dict[str, Any] = dict(drops.details)
         # A pinned baseline is the baseline of its own retriever's series only: another
         # retriever's runs differ from it by design, not by drift.
+        kept = [run for run in series_runs if run.run_id not in pruned] or series_runs
         pinned = (
             pinned_run.run_id
             if pinned_run is not None and pinned_run.retriever_id == key
-            else series_runs[0].run_id
+            else kept[0].run_id
         )
         paired = None
         latest = series_runs[-1]

@@ -18,11 +18,18 @@ import duckdb
 
 from evalkit.clock import utc_now
 from evalkit.errors import StoreError
+from evalkit.store.runs import RETRIEVER_ID_SQL
 
 if TYPE_CHECKING:
     from evalkit.store.store import Store
 
-__all__ = ["TrafficPruned", "prune_run_details", "prune_traffic", "retention_candidates"]
+__all__ = [
+    "TrafficPruned",
+    "prune_run_details",
+    "prune_traffic",
+    "pruned_at",
+    "retention_candidates",
+]
 
 _PER_QUERY_TABLES = (
     "run_results",
@@ -40,13 +47,18 @@ def retention_candidates(
     """Finished runs started before ``older_than`` whose per-query rows may go.
 
     Never listed: runs still ``running``, the ``keep_latest`` newest runs of each (kind,
-    goldset, label), runs named in ``keep`` (pinned baselines), runs pruned already.
+    goldset, label), the first complete run of each retriever's series on a goldset (the
+    baseline ``evalkit drift precision`` compares the latest run with by default), runs
+    named in ``keep`` (pinned baselines), runs pruned already.
     """
     rows = store.fetch(
         "SELECT run_id FROM runs WHERE status <> 'running'"
         " QUALIFY started_at < ?"
         " AND row_number() OVER (PARTITION BY kind, goldset_name, coalesce(label, '')"
         "   ORDER BY started_at DESC, run_id DESC) > ?"
+        " AND NOT (status = 'complete' AND goldset_name IS NOT NULL AND row_number() OVER"
+        f"   (PARTITION BY goldset_name, status, {RETRIEVER_ID_SQL}"
+        "    ORDER BY started_at, run_id) = 1)"
         " AND run_id NOT IN (SELECT unnest(?::VARCHAR[]))"
         " AND run_id NOT IN (SELECT run_id FROM pruned_runs)"
         " ORDER BY run_id",
@@ -87,6 +99,17 @@ def prune_run_details(store: Store, run_ids: Sequence[str]) -> int:
             raise StoreError(f"cannot prune run {run_id} in {store.path}: {error}") from error
         total += deleted
     return total
+
+
+def pruned_at(store: Store, run_ids: Sequence[str]) -> dict[str, datetime]:
+    """When retention deleted the per-query rows of those of ``run_ids`` it pruned."""
+    if not run_ids:
+        return {}
+    rows = store.fetch(
+        "SELECT run_id, pruned_at FROM pruned_runs WHERE run_id IN (SELECT unnest(?::VARCHAR[]))",
+        [list(run_ids)],
+    )
+    return {str(run_id): when for run_id, when in rows}
 
 
 @dataclass(frozen=True, slots=True)
