@@ -23,6 +23,7 @@ from loopback import serving
 
 from evalkit.store import Store
 from evalkit.store.goldsets import list_goldsets
+from evalkit.store.retention import prune_run_details
 from evalkit.store.runs import get_run, list_runs
 
 DEMO = Path(__file__).resolve().parents[1] / "goldsets" / "demo"
@@ -99,13 +100,14 @@ class SmallDisk:
 
 
 @pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[SmallDisk]:
+def small_disk(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[SmallDisk]:
+    size = getattr(request, "param", FS_SIZE)
     if os.geteuid() != 0 or shutil.which("mount") is None:
         pytest.skip("mounting a small tmpfs needs root")
     mount = tmp_path / "fs"
     mount.mkdir()
     mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={FS_SIZE}", "tmpfs", str(mount)],
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)],
         capture_output=True,
         text=True,
         check=False,
@@ -220,3 +222,42 @@ def test_a_full_disk_in_the_middle_of_a_large_insert_is_named_with_its_path(
     assert str(small_disk.store) in broken.stderr
     assert "transaction is aborted" not in broken.stderr
     assert "Traceback" not in broken.stderr
+
+
+@pytest.mark.parametrize("small_disk", ["16m"], indirect=True)  # room for store and copy
+def test_a_compaction_that_fills_the_disk_leaves_the_store_as_it_was(
+    small_disk: SmallDisk, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`evalkit store compact` writes a copy beside the store before it replaces it: the disk
+    filling during the copy must neither touch the store nor leave the copy behind."""
+    assert (
+        small_disk.evalkit_here(
+            monkeypatch, "goldset", "import", "--format", "jsonl", str(DEMO), "--name", "demo"
+        )
+        == 0
+    )
+    run = ("run", "--goldset", "demo", "--http-retriever", small_disk.url, "--k", "20")
+    for _ in range(2):
+        assert small_disk.evalkit_here(monkeypatch, *run) == 0
+    capsys.readouterr()
+    with Store.open(small_disk.store) as store:
+        # Retention's work: what compaction gives back, and room for the copy afterwards.
+        prune_run_details(store, [run.run_id for run in list_runs(store)][1:])
+    size = small_disk.store.stat().st_size
+    filler = small_disk.fill(leave_kib=64)
+    full = small_disk.evalkit("store", "compact")
+    filler.unlink()
+    assert full.returncode == 3, full.stdout + full.stderr
+    assert "No space left on device" in full.stderr
+    assert "the store is left as it was" in full.stderr
+    assert "Traceback" not in full.stderr
+    assert sorted(path.name for path in small_disk.mount.iterdir()) == [
+        "evalkit.duckdb",
+        "evalkit.duckdb.writer.lock",
+    ]
+    assert small_disk.store.stat().st_size == size
+    assert statuses(small_disk.store) == ["complete", "complete"]
+    compacted = small_disk.evalkit("store", "compact", "--format", "json")
+    assert compacted.returncode == 0, compacted.stderr
+    assert json.loads(compacted.stdout)["bytes_before"] == size
+    assert statuses(small_disk.store) == ["complete", "complete"]

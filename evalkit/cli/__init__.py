@@ -60,6 +60,7 @@ COMMAND_MODULES: dict[str, str] = {
     "schema": "schema",
     "score": "score",
     "serve": "serve",
+    "store": "store",
     "sweep": "sweep",
     "traffic": "traffic",
 }

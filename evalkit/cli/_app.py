@@ -16,6 +16,7 @@ __all__ = [
     "goldset_app",
     "review_app",
     "runs_app",
+    "store_app",
     "teardown_needed",
 ]
 
@@ -47,9 +48,15 @@ review_app = typer.Typer(
     no_args_is_help=True,
     context_settings=CONTEXT,
 )
+store_app = typer.Typer(
+    help="Look after the store file itself (evalkit.duckdb).",
+    no_args_is_help=True,
+    context_settings=CONTEXT,
+)
 app.add_typer(goldset_app, name="goldset")
 app.add_typer(runs_app, name="runs")
 app.add_typer(review_app, name="review")
+app.add_typer(store_app, name="store")
 
 
 _teardown = {"needed": True}

@@ -1,0 +1,154 @@
+"""Giving the store file back the space deleted rows held.
+
+DuckDB reuses the blocks of deleted rows for later ones but never shrinks its file (neither
+``CHECKPOINT`` nor ``VACUUM`` does): after the ``retention`` job has pruned a year of
+per-query rows the file is as large as before. A copy does shrink it: ``compact_store``
+copies every table, view and sequence into a new file beside the store (``COPY FROM
+DATABASE``), checks that every table holds as many rows as before, and only then puts the
+copy in the store's place, with one ``rename``, all while holding the writer lock. A
+failure (a full disk, a kill) before the rename leaves the store as it was; what is left of
+the copy is removed by the next compaction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from evalkit.errors import NotFoundError, StoreError
+from evalkit.store.access import FileLock, Holder, StoreAccess, store_sibling
+from evalkit.store.store import Store
+
+__all__ = ["CompactReport", "compact_store"]
+
+_COPY_SUFFIX = ".compacting"
+
+
+@dataclass(frozen=True, slots=True)
+class CompactReport:
+    """What ``compact_store`` did: the file's size before and after, and the rows kept."""
+
+    path: Path
+    bytes_before: int
+    bytes_after: int
+    tables: int
+    rows: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready."""
+        return {
+            "path": str(self.path),
+            "bytes_before": self.bytes_before,
+            "bytes_after": self.bytes_after,
+            "tables": self.tables,
+            "rows": self.rows,
+        }
+
+
+def compact_store(access: StoreAccess, *, purpose: str = "store compact") -> CompactReport:
+    """Rewrite the store of ``access`` into a file without the space of deleted rows.
+
+    Holds the writer lock throughout (waiting as ``access`` waits), so no evalkit process
+    writes meanwhile; readers that have the old file open keep reading it. Raises
+    NotFoundError without a store, StoreBusyError when the lock is not had in time, and
+    StoreError when the copy fails or differs (the store is then left as it was).
+    """
+    path = access.store_path
+    if not path.exists():
+        raise NotFoundError(f"no evalkit store at {path}: there is nothing to compact")
+    copy = store_sibling(path, _COPY_SUFFIX)
+    lock = FileLock(access.lock_path, program=access.program)
+
+    def busy(holder: Holder | None) -> str:
+        held_by = holder.describe() if holder else "another process"
+        return (
+            f"the store {path} has been held by {held_by} for more than {access.wait:g} s; "
+            "compact it when it is done"
+        )
+
+    with lock.hold(purpose=purpose, wait=access.wait, busy=busy):
+        _remove(copy)
+        bytes_before = path.stat().st_size
+        try:
+            with Store.open(path, memory_limit=access.memory_limit) as store:
+                expected = _row_counts(store)
+                _copy_into(store, copy)
+            _refuse_leftover_log(path)
+            with Store.open(copy, memory_limit=access.memory_limit) as copied:
+                copied_counts = _row_counts(copied)
+            _refuse_leftover_log(copy)
+            if copied_counts != expected:
+                changed = sorted(
+                    name
+                    for name in set(expected) | set(copied_counts)
+                    if expected.get(name) != copied_counts.get(name)
+                )
+                raise StoreError(
+                    f"the compacted copy of {path} does not hold the same rows (tables "
+                    f"{', '.join(changed)}); the store is left as it was"
+                )
+            os.replace(copy, path)
+            _sync_directory(path.parent)
+        except BaseException:
+            _remove(copy)
+            raise
+    return CompactReport(
+        path=path,
+        bytes_before=bytes_before,
+        bytes_after=path.stat().st_size,
+        tables=len(expected),
+        rows=sum(expected.values()),
+    )
+
+
+def _copy_into(store: Store, copy: Path) -> None:
+    """Copy every object of ``store`` into the new file ``copy`` (``COPY FROM DATABASE``)."""
+    catalog = str(store.fetch("SELECT current_database()")[0][0])
+    literal = str(copy).replace("'", "''")
+    try:
+        store.execute(f"ATTACH '{literal}' AS evalkit_compacted")
+        try:
+            store.execute(f'COPY FROM DATABASE "{catalog}" TO evalkit_compacted')
+        finally:
+            store.execute("DETACH evalkit_compacted")
+    except StoreError as error:
+        raise StoreError(
+            f"cannot compact {store.path}: {error}; the store is left as it was"
+        ) from error
+
+
+def _row_counts(store: Store) -> dict[str, int]:
+    tables = [
+        str(row[0])
+        for row in store.fetch(
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()"
+            " AND schema_name = 'main' ORDER BY table_name"
+        )
+    ]
+    return {table: int(store.fetch(f'SELECT count(*) FROM "{table}"')[0][0]) for table in tables}
+
+
+def _refuse_leftover_log(path: Path) -> None:
+    """A closed store has written its write-ahead log into the file; one left over would be
+    replayed onto whatever file then has the store's name."""
+    log = store_sibling(path, ".wal")
+    if log.exists() and log.stat().st_size > 0:
+        raise StoreError(f"{log} is still there after the store was closed; not compacting {path}")
+
+
+def _remove(copy: Path) -> None:
+    for leftover in (copy, store_sibling(copy, ".wal")):
+        with contextlib.suppress(FileNotFoundError):
+            leftover.unlink()
+
+
+def _sync_directory(directory: Path) -> None:
+    """Make the rename durable: a crash right after it must not bring the old file back."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

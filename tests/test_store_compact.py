@@ -1,0 +1,133 @@
+"""`evalkit store compact`: the space retention freed goes back to the file system.
+
+DuckDB reuses the space of deleted rows but never shrinks its file; a year of pruned
+per-query rows left a 205 MB store that a copy holds in 41 MB. The compaction copies the
+store, checks every table kept its rows, and replaces it under the writer lock; what the
+store held (rows, schema, sequences) is all there afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from test_migrations_frozen import save_alert_row, schema_of
+
+from evalkit.cli import invoke
+from evalkit.config import load_settings
+from evalkit.errors import StoreError
+from evalkit.records import Judgment, Query, QueryResult, ScoredDoc
+from evalkit.records.requests import GoldsetRunRequest
+from evalkit.store import Store
+from evalkit.store import compact as compact_module
+from evalkit.store.access import FileLock, StoreAccess
+from evalkit.store.compact import compact_store
+from evalkit.store.retention import prune_run_details
+from evalkit.store.runs import get_run, list_runs
+
+
+class Ranked:
+    """Fifty documents per query."""
+
+    def retrieve(self, queries: list[Query], k: int) -> list[QueryResult]:
+        return [
+            QueryResult(
+                query.id,
+                tuple(ScoredDoc(f"d{i}", 1.0 - i / 100, i + 1) for i in range(min(k, 50))),
+                1.0,
+            )
+            for query in queries
+        ]
+
+
+def filled_store(path: Path, runs: int = 6) -> list[str]:
+    from evalkit.goldset.model import Goldset
+    from evalkit.pipeline import evaluate_goldset
+
+    goldset = Goldset.build(
+        "g",
+        [Query(f"q{i}", f"query {i}") for i in range(300)],
+        [Judgment(f"q{i}", f"d{i % 50}", 1) for i in range(300)],
+    )
+    with Store.open(path) as store:
+        made = [
+            evaluate_goldset(store, goldset, Ranked(), GoldsetRunRequest(k=50)).run.run_id
+            for _ in range(runs)
+        ]
+        prune_run_details(store, made[:-1])
+        save_alert_row(store)
+    return made
+
+
+def test_a_compacted_store_is_smaller_and_holds_the_same(tmp_path: Path) -> None:
+    path = tmp_path / "evalkit.duckdb"
+    runs = filled_store(path)
+    with Store.open(path, read_only=True) as store:
+        schema = schema_of(store)
+        aggregates = {run.run_id: run.aggregates for run in list_runs(store)}
+    before = path.stat().st_size
+
+    report = compact_store(StoreAccess(path, wait=5, program="test"))
+
+    assert report.bytes_before == before
+    assert report.bytes_after == path.stat().st_size < before
+    assert not (tmp_path / "evalkit.duckdb.compacting").exists()
+    with Store.open(path) as store:
+        assert schema_of(store) == schema
+        assert {run.run_id: run.aggregates for run in list_runs(store)} == aggregates
+        assert report.rows == sum(
+            int(store.fetch(f'SELECT count(*) FROM "{table}"')[0][0])
+            for (table,) in store.fetch("SELECT table_name FROM duckdb_tables()")
+        )
+        assert get_run(store, runs[-1]).status == "complete"
+        # Sequences carry on where they were: a new alert comes after the old one.
+        store.execute(
+            "INSERT INTO alerts (alert_id, rule, kind, dedup_key, subject, status, severity,"
+            " title, summary, evidence, links, fired_at, created_at, n_sinks) VALUES"
+            " ('a4', 'r', 'k', 'd', 's', 'firing', 'warning', 't', 'sum', '{}', '[]',"
+            " '2026-01-04', '2026-01-04', 0)"
+        )
+        assert store.fetch("SELECT alert_id FROM alerts ORDER BY sequence") == [("a3",), ("a4",)]
+
+
+def test_a_copy_that_differs_leaves_the_store_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "evalkit.duckdb"
+    filled_store(path, runs=2)
+    content = path.read_bytes()
+    counts = compact_module._row_counts
+
+    def one_row_lost(store: Store) -> dict[str, int]:
+        found = counts(store)
+        if store.path.name.endswith(".compacting"):
+            found["runs"] -= 1
+        return found
+
+    monkeypatch.setattr(compact_module, "_row_counts", one_row_lost)
+    with pytest.raises(StoreError, match="does not hold the same rows \\(tables runs\\)"):
+        compact_store(StoreAccess(path, wait=5, program="test"))
+    assert path.read_bytes() == content
+    assert not (tmp_path / "evalkit.duckdb.compacting").exists()
+
+
+def test_the_command_waits_for_the_writer_and_reports_in_json(
+    evalkit_home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = load_settings().resolved_store_path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    filled_store(path, runs=3)
+    monkeypatch.setenv("EVALKIT_STORE_WAIT", "0.5")
+    lock = FileLock(path.with_name(path.name + ".writer.lock"), program="other")
+    with lock.hold(purpose="job nightly", wait=1):
+        assert invoke(["store", "compact"]) == 3
+    assert "held by" in capsys.readouterr().err
+
+    assert invoke(["store", "compact", "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["path"] == str(path)
+    assert data["bytes_after"] <= data["bytes_before"]
+    assert data["rows"] > 0
+    assert invoke(["store", "compact"]) == 0
+    assert f"compacted {path}: " in " ".join(capsys.readouterr().err.split())
