@@ -230,3 +230,38 @@ def test_default_measures_fit_k() -> None:
     assert "recall@100" in default_measures(100)
     assert "recall@100" not in default_measures(10)
     assert "ndcg@10" in default_measures(10)
+
+
+class ElsewhereRetriever(ListRetriever):
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "list", "collection": "elsewhere"}
+
+
+def test_a_limit_per_retriever_keeps_a_rarely_run_series_whole(store: Store) -> None:
+    """`drift precision` read the newest 500 runs of a goldset whatever their retriever:
+    past 500 (three weeks of hourly runs of a busy retriever) a rarely run retriever's
+    series lost its points and its baseline, the oldest run, moved without a word."""
+    from evalkit.drift.watch import watch_precision
+
+    request = GoldsetRunRequest(k=10, measures=("precision@10",))
+    rare = [evaluate_goldset(store, goldset(), ElsewhereRetriever(RANKINGS), request)]
+    busy = [evaluate_goldset(store, goldset(), ListRetriever(RANKINGS), request) for _ in range(4)]
+    rare.append(evaluate_goldset(store, goldset(), ElsewhereRetriever(RANKINGS), request))
+    newest_two = list_runs(store, goldset="four", limit=2)
+    assert [run.run_id for run in newest_two] == [rare[1].run.run_id, busy[3].run.run_id]
+    per_retriever = list_runs(store, goldset="four", limit=2, limit_per_retriever=True)
+    assert [run.run_id for run in per_retriever] == [
+        rare[1].run.run_id,
+        busy[3].run.run_id,
+        busy[2].run.run_id,
+        rare[0].run.run_id,
+    ]
+    checks = {
+        check.subject: check
+        for check in watch_precision(
+            store, "four", measure="precision@10", limit=3, save=False
+        ).checks
+    }
+    assert checks["list:elsewhere"].baseline_run == rare[0].run.run_id
+    assert len(checks["list:elsewhere"].series) == 2
+    assert len(checks["list:fixed"].series) == 3

@@ -415,15 +415,17 @@ def watch_precision(
     (default: the gate's), a failed query of a partial run counting as 0 there.
 
     A series is the complete runs of one retriever (``RunRecord.retriever_id``: its kind or
-    factory, where it searches and its options); its partial runs are left out of the
-    series and counted. A retriever with no complete run is listed in ``skipped`` with the
-    reason, never dropped silently.
+    factory, where it searches and its options), its newest ``limit`` at most; its partial
+    runs are left out of the series and counted. A retriever with no complete run is listed
+    in ``skipped`` with the reason, never dropped silently.
     """
     # evalkit.stats loads scipy.stats: deferred like the other detectors' heavy imports.
     parse_measure(measure)  # a misspelt measure is named as such, not as "no runs with it"
     scored = [
         run
-        for run in reversed(list_runs(store, goldset=goldset, limit=limit))
+        for run in reversed(
+            list_runs(store, goldset=goldset, limit=limit, limit_per_retriever=True)
+        )
         if run.status in ("complete", "partial") and measure in run.aggregates
     ]
     every: dict[str, list[Any]] = {}

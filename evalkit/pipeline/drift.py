@@ -184,7 +184,9 @@ def check_drift_metric(
     and store where the newest run stands. A series still inside its warm-up gives a note."""
     labelled = [
         run
-        for run in list_runs(store, goldset=goldset, status="complete", limit=500)
+        for run in list_runs(
+            store, goldset=goldset, status="complete", limit=500, limit_per_retriever=True
+        )
         if label is None or run.spec.label == label
     ]
     # Another retriever's runs are no point of this series: their means differ by design.

@@ -641,14 +641,24 @@ def list_runs(
     kind: str | None = None,
     tag: str | None = None,
     limit: int = 20,
+    limit_per_retriever: bool = False,
 ) -> list[RunRecord]:
-    """Stored runs, newest first (of one goldset, status, kind and tag when given)."""
+    """Stored runs, newest first (of one goldset, status, kind and tag when given): at most
+    ``limit``, or with ``limit_per_retriever`` at most ``limit`` of each retriever
+    (``RunRecord.retriever_id``), so that a series is not cut short by the runs of others."""
+    per_retriever = (
+        f" QUALIFY row_number() OVER (PARTITION BY {RETRIEVER_ID_SQL}"
+        "   ORDER BY started_at DESC, run_id DESC) <= ?"
+        if limit_per_retriever
+        else ""
+    )
     rows = store.fetch(
         f"SELECT {_RUN_COLUMNS} FROM runs WHERE (? IS NULL OR goldset_name = ?)"
         " AND (? IS NULL OR status = ?) AND (? IS NULL OR kind = ?)"
         " AND (? IS NULL OR EXISTS (SELECT 1 FROM run_tags t"
         "   WHERE t.run_id = runs.run_id AND t.tag = ?))"
-        " ORDER BY started_at DESC, run_id DESC LIMIT ?",
+        f"{per_retriever} ORDER BY started_at DESC, run_id DESC"
+        f"{'' if limit_per_retriever else ' LIMIT ?'}",
         [goldset, goldset, status, status, kind, kind, tag, tag, limit],
     )
     return [_run_record(store, row) for row in rows]
