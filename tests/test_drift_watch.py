@@ -294,6 +294,12 @@ def test_drift_precision_says_warming_up_and_lists_series_it_skipped(
     assert "skipped scripted:down: all 2 runs are partial" in out
     assert "20 of 200 queries failed" in out
 
+    code = invoke(["drift", "precision", "--goldset", "kb", "--last", "1"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert out.count("│ warming up") == 1
+    assert "1 earlier runs of the series not shown (--last 0 shows them)" in out
+
     code, data = run_cli(capsys, "drift", "precision", "--goldset", "kb", "--format", "json")
     assert code == 0
     [check] = data["checks"]

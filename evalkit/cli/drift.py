@@ -245,10 +245,18 @@ def precision(
     baseline: Annotated[
         str | None,
         typer.Option(
-            help="Pinned baseline run (default: the oldest run); with --traffic, a window "
-            "(default: the first judged one)."
+            help="Pinned baseline run (default: the oldest run that retention left its "
+            "per-query results); with --traffic, a window (default: the first judged one)."
         ),
     ] = None,
+    last: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Table output: show each series' newest this many runs (0: all). The "
+            "detector and the JSON output use every run.",
+        ),
+    ] = 20,
     alpha: Alpha = PRECISION_WATCH_DEFAULTS.alpha,
     min_effect: Annotated[
         float | None,
@@ -321,13 +329,19 @@ def precision(
                     check.series, check.shown_levels(), strict=True
                 )
             ]
+            hidden = len(rows) - last if last and len(rows) > last else 0
             console.print(
                 table(
                     f"{goldset} on {check.subject}: {measure} ({check.status()})",
                     ["run", "started", measure, "level"],
-                    rows,
+                    rows[hidden:],
                 )
             )
+            if hidden:
+                console.print(
+                    f"{hidden} earlier runs of the series not shown (--last 0 shows them)",
+                    markup=False,
+                )
             if check.paired:
                 metric = check.paired.metric(measure)
                 console.print(
