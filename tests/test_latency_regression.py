@@ -286,15 +286,22 @@ def test_one_retriever_replayed_20_times_raises_no_alarm_and_50_percent_slower_d
         ServiceTime.factor = 1.0
         runs = [replay(store, gold, server.url)]
         for _ in range(REPEATS - 1):
-            runs.append(replay(store, gold, server.url))
-            [signal] = rule_signals(store, goldset="lat")
-            assert signal.evidence["candidate_run"] == runs[-1]
-            assert signal.evidence["baseline_run"] == runs[-2]
-            outcome = gate_against_baseline(store, runs[-2], runs[-1], policy=LATENCY_GATE)
-            assert outcome.report.decision is Decision.PASS
-            assert outcome.latency is not None
-            assert outcome.latency.comparison is not None
-            decisions.append((signal.evidence["decision"], outcome.latency.comparison.decision))
+            for _attempt in range(3):
+                runs.append(replay(store, gold, server.url))
+                [signal] = rule_signals(store, goldset="lat")
+                assert signal.evidence["candidate_run"] == runs[-1]
+                assert signal.evidence["baseline_run"] == runs[-2]
+                outcome = gate_against_baseline(store, runs[-2], runs[-1], policy=LATENCY_GATE)
+                assert outcome.report.decision is Decision.PASS
+                assert outcome.latency is not None
+                assert outcome.latency.comparison is not None
+                pair = (signal.evidence["decision"], outcome.latency.comparison.decision)
+                held_back = max(waited(store, runs[-2], 1.0), waited(store, runs[-1], 1.0))
+                if "regression" not in pair or held_back < MAX_WAIT:
+                    break
+                # As below: the machine held the candidate's requests back (another
+                # process's burst of load), so the pair measured the machine: replay it.
+            decisions.append(pair)
         for attempt in range(3):
             if attempt:
                 # The machine held the last pair's requests back (another process's burst of
