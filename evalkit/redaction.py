@@ -68,22 +68,22 @@ SECRET_QUERY_PARAMETERS = frozenset(
         "sig",
         "signature",
         "x_api_key",
-        # Presigned S3 and Google Cloud Storage URLs, Azure Functions' key.
+        # Presigned S3 and Google Cloud Storage URLs, and:
         "x_amz_security_token",
         "x_amz_signature",
         "x_amz_credential",
         "x_goog_signature",
         "x_goog_credential",
-        "code",
+        "code",  # Azure Functions' key
     }
 )
 
 
-# "sig" only as a whole part of the name (sig, sig_key, x-sig): "design" and "signal" are not.
-_SECRET_NAME = re.compile(
-    r"key|token|secret|passw|pwd|auth|credential|bearer|session|cookie|signature"
-    r"|(?:^|[_-])sig(?:$|[_-])",
-    re.IGNORECASE,
+_SECRET_NAME = re.compile(r"key|token|secret|passw|pwd|auth|credential|bearer", re.IGNORECASE)
+# Names that are a secret only as the whole name: "session" is one, "use_session" and
+# "session_pool_size" are settings; so are "cookie_domain", "signature_version", "sig_figs".
+_SECRET_WHOLE_NAMES = frozenset(
+    {"session", "session_id", "sessionid", "cookie", "cookies", "sig", "signature"}
 )
 FIELD_NAMING_OPTIONS = frozenset(
     {
@@ -134,9 +134,10 @@ def _base64_forms(secret: str) -> set[str]:
 def is_secret_name(name: str) -> bool:
     """Whether an option's name says its value is a secret (``api_key``, ``token``...);
     the options that name a field (``where_key``, ``FIELD_NAMING_OPTIONS``) do not."""
-    if name.lower().replace("-", "_") in FIELD_NAMING_OPTIONS:
+    normal = name.lower().replace("-", "_")
+    if normal in FIELD_NAMING_OPTIONS:
         return False
-    return bool(_SECRET_NAME.search(name))
+    return bool(_SECRET_NAME.search(name)) or normal.removeprefix("x_") in _SECRET_WHOLE_NAMES
 
 
 def option_secrets(options: Mapping[str, object]) -> set[str]:
@@ -216,9 +217,19 @@ def url_secrets(url: str) -> set[str]:
             pair = f"{user}:{password}".encode()
             found.add(base64.b64encode(pair).decode("ascii"))
     for name, value in parse_qsl(parts.query, keep_blank_values=True):
-        if value and _is_secret_parameter(name):
+        if value and _is_secret_parameter(name) and len(value) >= _min_length_of(name):
             found |= secret_forms(value)
     return found
+
+
+# Parameters whose name is also an everyday word: their value is masked in the URL it is
+# in (mask_url), but registered for masking in every text only when it is as long as a key,
+# or "?code=prod" would mask "prod" in everything printed afterwards.
+_GENERIC_PARAMETER_MIN_LENGTH = {"code": 16}
+
+
+def _min_length_of(name: str) -> int:
+    return _GENERIC_PARAMETER_MIN_LENGTH.get(name.lower().replace("-", "_"), 0)
 
 
 # Control characters (but tab and newline) and the bidirectional overrides and isolates: in a
@@ -354,11 +365,20 @@ class SecretLogFilter(logging.Filter):
     """Masks every registered secret in the log records it sees (attach to a handler)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        """Rewrite the record's message with the secrets masked; never drops a record."""
+        """Rewrite the record's message, and the traceback and stack it carries, with the
+        secrets masked; never drops a record."""
         message = record.getMessage()
         masked = redact_known(message)
         if masked != message:
             record.msg, record.args = masked, None
+        if record.exc_info and not record.exc_text:
+            # A handler formats the traceback from exc_text when it is set: the exception's
+            # message may quote a URL with its token, or a key an endpoint echoed.
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact_known(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact_known(record.stack_info)
         return True
 
 

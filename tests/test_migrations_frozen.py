@@ -47,7 +47,7 @@ RELEASED: dict[int, tuple[str, str]] = {
     18: ("freshness", "934525a94d24dd7e1e6bd871c3eb6d386094d3c6aefad1f91f7ca774c6b6d60a"),
     19: (
         "repair_edited_migrations",
-        "0b4cfc8232a722da9b6ee83b78a96106ff4a8455d76ae1f110ff540430cc6e26",
+        "6d96c44680195e292ada0719dec772fe6dd5ba218d3f1b51a8c99039317b5f8c",
     ),
 }
 
@@ -158,6 +158,10 @@ def test_a_store_of_the_edited_migrations_gets_the_columns_they_hold_today(
             con.execute("INSERT INTO answer_items VALUES ('sc1', 'i1', 'q', 'a', [], [], NULL)")
     with Store.open(path) as upgraded:
         assert [a.alert_id for a in list_alerts(upgraded)] == ["a2", "a1"]
+        assert upgraded.fetch(
+            "SELECT is_nullable FROM duckdb_columns()"
+            " WHERE table_name = 'alerts' AND column_name = 'sequence'"
+        ) == [(False,)]
         assert upgraded.fetch("SELECT scoring_id, run_id FROM answer_items") == [("sc1", "run1")]
         save_alert_row(upgraded)
         assert upgraded.fetch("SELECT alert_id, sequence FROM alerts ORDER BY sequence") == [

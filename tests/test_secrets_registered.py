@@ -70,7 +70,25 @@ def test_bearer_session_cookie_and_signature_options_are_secrets(name: str) -> N
     assert option_secrets({name: "value-1234"}) == {"value-1234"}
 
 
-@pytest.mark.parametrize("name", ["design", "signal", "signals_k", "assign", "where_key"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "design",
+        "signal",
+        "signals_k",
+        "assign",
+        "where_key",
+        # Settings, not secrets: masking them changed a factory retriever's id (its series
+        # split and a pinned alert baseline stopped finding candidates) and masked their
+        # values ("read", "s3v4") wherever they appeared in output.
+        "use_session",
+        "session_pool_size",
+        "reuse_sessions",
+        "cookie_domain",
+        "signature_version",
+        "sig_figs",
+    ],
+)
 def test_sig_inside_a_word_does_not_make_a_secret(name: str) -> None:
     assert not is_secret_name(name)
 
@@ -272,10 +290,15 @@ def test_every_command_masks_its_log_lines(capsys: pytest.CaptureFixture[str]) -
     try:
         assert invoke(["--version"]) == 0
         logging.getLogger("evalkit.alerts.outbox").warning("not delivered: %s", secret)
+        try:
+            raise ConnectionError(f"refused https://hook.test/?token={secret}")
+        except ConnectionError:
+            logging.getLogger("evalkit.scheduler.runner").exception("job failed")
     finally:
         logger.handlers[:] = saved
     err = capsys.readouterr().err
     assert "not delivered: ***" in err
+    assert "ConnectionError: refused https://hook.test/?token=***" in err
     assert secret not in err
 
 

@@ -131,3 +131,43 @@ def test_the_command_waits_for_the_writer_and_reports_in_json(
     assert data["rows"] > 0
     assert invoke(["store", "compact"]) == 0
     assert f"compacted {path}: " in " ".join(capsys.readouterr().err.split())
+
+
+def test_it_waits_for_a_reader_and_keeps_the_file_s_mode_and_place(tmp_path: Path) -> None:
+    """A reader holding the file (the dashboard, a script) made the compaction fail at once;
+    the copy took the default mode, and replaced a symbolic link by a regular file."""
+    import subprocess
+    import sys
+    import time
+
+    target = tmp_path / "data" / "evalkit.duckdb"
+    target.parent.mkdir()
+    filled_store(target, runs=2)
+    target.chmod(0o640)
+    link = tmp_path / "evalkit.duckdb"
+    link.symlink_to(target)
+    reader = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys, time; c = duckdb.connect(sys.argv[1], read_only=True);"
+            " print('open', flush=True); time.sleep(3); c.close()",
+            str(target),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert reader.stdout is not None
+        assert reader.stdout.readline().strip() == "open"
+        began = time.monotonic()
+        report = compact_store(StoreAccess(link, wait=30, program="test"))
+        assert time.monotonic() - began > 1
+    finally:
+        reader.wait(timeout=30)
+    assert report.path == target
+    assert link.is_symlink()
+    assert link.resolve() == target
+    assert target.stat().st_mode & 0o777 == 0o640
+    with Store.open(link, read_only=True) as store:
+        assert len(list_runs(store)) == 2

@@ -342,6 +342,8 @@ def precision(
                     f"{hidden} earlier runs of the series not shown (--last 0 shows them)",
                     markup=False,
                 )
+            if check.details.get("paired_skipped"):
+                console.print(str(check.details["paired_skipped"]), markup=False)
             if check.paired:
                 metric = check.paired.metric(measure)
                 console.print(

@@ -482,7 +482,14 @@ def watch_precision(
         )
         paired = None
         latest = series_runs[-1]
-        if latest.run_id != pinned:
+        if latest.run_id in pruned:
+            # A retriever no longer run: retention pruned its newest run too. Its series
+            # still shows; only the paired test has nothing to pair (the others carry on).
+            details["paired_skipped"] = (
+                f"no paired test: retention deleted the per-query results of the latest run "
+                f"{latest.run_id}"
+            )
+        elif latest.run_id != pinned:
             report = compare_stored_runs(
                 store, pinned, latest.run_id, [measure], test, worst=0, failed_as_zero=True
             )

@@ -45,6 +45,7 @@ from evalkit.redaction import (
     http_url_problem,
     mask_url,
     masked_excerpt,
+    redact_known,
     register_secrets,
     url_secrets,
 )
@@ -456,7 +457,7 @@ class HttpRetriever(ClosesOnExit):
         body = masked_excerpt(
             " ".join(content.decode("utf-8", "replace").split()),
             _ERROR_BODY_CHARS,
-            mask=self._redact,
+            mask=lambda text: redact_known(self._redact(text)),
         )
         reason = response.reason_phrase or "error"
         return f"HTTP {response.status_code} {reason}" + (f": {body}" if body else "")

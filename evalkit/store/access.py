@@ -364,7 +364,7 @@ class StoreAccess:
 
         with lock.hold(purpose=purpose, wait=self.wait, on_wait=waiting, busy=busy, stop=stop):
             try:
-                store = self._open(deadline, stop)
+                store = self.open_when_free(deadline, stop)
             finally:
                 self._blocked_by = None
             try:
@@ -387,7 +387,10 @@ class StoreAccess:
             return f"another process that has the store open ({blocked}); {mine} waits for it"
         return mine
 
-    def _open(self, deadline: float, stop: threading.Event | None = None) -> Store:
+    def open_when_free(self, deadline: float, stop: threading.Event | None = None) -> Store:
+        """The store open for writing, once no other process has the file open (DuckDB's
+        own lock: a writer that does not take the writer lock, a reader), waiting until
+        the ``time.monotonic()`` ``deadline``; for a holder of the writer lock."""
         told = False
         while True:
             if stop is not None and stop.is_set():

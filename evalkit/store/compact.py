@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,12 +53,17 @@ class CompactReport:
 def compact_store(access: StoreAccess, *, purpose: str = "store compact") -> CompactReport:
     """Rewrite the store of ``access`` into a file without the space of deleted rows.
 
-    Holds the writer lock throughout (waiting as ``access`` waits), so no evalkit process
-    writes meanwhile; readers that have the old file open keep reading it. Raises
+    Holds the writer lock throughout and waits, as ``access`` waits, for other processes to
+    close the file (DuckDB's own lock), so no evalkit process writes meanwhile; readers
+    that open the file during the copy keep reading the old one. A process writing without
+    the writer lock (an older evalkit, a script) must be stopped first. The new file keeps
+    the store's permissions and owner; a store reached through a symbolic link is compacted
+    where the link points. Raises
     NotFoundError without a store, StoreBusyError when the lock is not had in time, and
     StoreError when the copy fails or differs (the store is then left as it was).
     """
-    path = access.store_path
+    # A store reached through a symbolic link is compacted where it is.
+    path = access.store_path.resolve()
     if not path.exists():
         raise NotFoundError(f"no evalkit store at {path}: there is nothing to compact")
     copy = store_sibling(path, _COPY_SUFFIX)
@@ -71,9 +78,9 @@ def compact_store(access: StoreAccess, *, purpose: str = "store compact") -> Com
 
     with lock.hold(purpose=purpose, wait=access.wait, busy=busy):
         _remove(copy)
-        bytes_before = path.stat().st_size
+        original = path.stat()
         try:
-            with Store.open(path, memory_limit=access.memory_limit) as store:
+            with access.open_when_free(time.monotonic() + access.wait) as store:
                 expected = _row_counts(store)
                 _copy_into(store, copy)
             _refuse_leftover_log(path)
@@ -90,6 +97,7 @@ def compact_store(access: StoreAccess, *, purpose: str = "store compact") -> Com
                     f"the compacted copy of {path} does not hold the same rows (tables "
                     f"{', '.join(changed)}); the store is left as it was"
                 )
+            _keep_mode_and_owner(copy, original)
             os.replace(copy, path)
             _sync_directory(path.parent)
         except BaseException:
@@ -97,7 +105,7 @@ def compact_store(access: StoreAccess, *, purpose: str = "store compact") -> Com
             raise
     return CompactReport(
         path=path,
-        bytes_before=bytes_before,
+        bytes_before=original.st_size,
         bytes_after=path.stat().st_size,
         tables=len(expected),
         rows=sum(expected.values()),
@@ -137,6 +145,16 @@ def _refuse_leftover_log(path: Path) -> None:
     log = store_sibling(path, ".wal")
     if log.exists() and log.stat().st_size > 0:
         raise StoreError(f"{log} is still there after the store was closed; not compacting {path}")
+
+
+def _keep_mode_and_owner(copy: Path, original: os.stat_result) -> None:
+    """The copy takes the store's permissions and, where this process may give them, its
+    owner: `sudo evalkit store compact` must not leave `evalkit serve` a file it cannot
+    write."""
+    os.chmod(copy, stat.S_IMODE(original.st_mode))
+    if (original.st_uid, original.st_gid) != (os.getuid(), os.getgid()):
+        with contextlib.suppress(PermissionError):
+            os.chown(copy, original.st_uid, original.st_gid)
 
 
 def _remove(copy: Path) -> None:

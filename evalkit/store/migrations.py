@@ -725,6 +725,7 @@ ALTER TABLE runs ADD COLUMN index_vectors BIGINT;
 _M19_REPAIR_EDITED_MIGRATIONS = """
 CREATE SEQUENCE IF NOT EXISTS alert_sequence START 1;
 ALTER TABLE alerts ADD COLUMN IF NOT EXISTS sequence BIGINT DEFAULT nextval('alert_sequence');
+ALTER TABLE alerts ALTER COLUMN sequence SET NOT NULL;
 ALTER TABLE answer_items ADD COLUMN IF NOT EXISTS run_id VARCHAR;
 UPDATE answer_items AS i SET run_id = s.run_id FROM answer_scorings AS s
 WHERE i.run_id IS NULL AND s.scoring_id = i.scoring_id AND s.run_id IS NOT NULL;
