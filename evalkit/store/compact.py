@@ -13,6 +13,7 @@ the copy is removed by the next compaction.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import stat
 import time
@@ -41,13 +42,7 @@ class CompactReport:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready."""
-        return {
-            "path": str(self.path),
-            "bytes_before": self.bytes_before,
-            "bytes_after": self.bytes_after,
-            "tables": self.tables,
-            "rows": self.rows,
-        }
+        return {**dataclasses.asdict(self), "path": str(self.path)}
 
 
 def compact_store(access: StoreAccess, *, purpose: str = "store compact") -> CompactReport:
