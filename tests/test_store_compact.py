@@ -171,3 +171,68 @@ def test_it_waits_for_a_reader_and_keeps_the_file_s_mode_and_place(tmp_path: Pat
     assert target.stat().st_mode & 0o777 == 0o640
     with Store.open(link, read_only=True) as store:
         assert len(list_runs(store)) == 2
+
+
+def test_the_log_of_a_killed_writer_is_folded_in_and_a_link_shares_the_lock(
+    tmp_path: Path,
+) -> None:
+    """A writer killed by kill -9 leaves DuckDB's write-ahead log: compaction refused until
+    something else wrote to the store. And a compaction reached through a symbolic link
+    took another lock file than the writers using the real path, so one of their commits
+    could land between its copy and its rename, and be lost."""
+    import subprocess
+    import sys
+
+    from evalkit.store.access import StoreBusyError
+
+    path = tmp_path / "evalkit.duckdb"
+    filled_store(path, runs=1)
+    killed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, os, sys; c = duckdb.connect(sys.argv[1]);"
+            " c.execute(\"INSERT INTO run_tags VALUES ('late', 'kept')\"); os._exit(0)",
+            str(path),
+        ],
+        check=False,
+    )
+    assert killed.returncode == 0
+    assert (tmp_path / "evalkit.duckdb.wal").stat().st_size > 0
+    compact_store(StoreAccess(path, wait=5, program="test"))
+    assert not (tmp_path / "evalkit.duckdb.wal").exists()
+    with Store.open(path, read_only=True) as store:
+        assert store.fetch("SELECT tag FROM run_tags WHERE run_id = 'late'") == [("kept",)]
+
+    link = tmp_path / "link.duckdb"
+    link.symlink_to(path)
+    writer = FileLock(path.with_name(path.name + ".writer.lock"), program="serve")
+    with writer.hold(purpose="job nightly", wait=1), pytest.raises(StoreBusyError):
+        compact_store(StoreAccess(link, wait=0.5, program="test"))
+
+
+@pytest.mark.parametrize(
+    ("terminated", "code", "said"),
+    [(False, 130, "interrupted: "), (True, 143, "terminated (SIGTERM): ")],
+)
+def test_a_signal_during_a_duckdb_query_ends_the_command_as_the_signal_does(
+    evalkit_home: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    terminated: bool,
+    code: int,
+    said: str,
+) -> None:
+    """DuckDB raises RuntimeError('Query interrupted') in place of the KeyboardInterrupt or
+    SIGTERM that arrived while it ran the copy: a traceback and exit 1."""
+    import evalkit.cli as cli
+
+    def copying(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("Query interrupted")
+
+    monkeypatch.setattr(compact_module, "compact_store", copying)
+    monkeypatch.setitem(cli._signalled, "SIGTERM", terminated)
+    assert invoke(["store", "compact"]) == code
+    err = capsys.readouterr().err
+    assert err.startswith(said)
+    assert "Traceback" not in err

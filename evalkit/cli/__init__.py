@@ -105,8 +105,17 @@ class Terminated(BaseException):
     Ctrl-C (a run being recorded stored as failed) instead of the process just vanishing."""
 
 
+_signalled: dict[str, bool] = {"SIGTERM": False}
+
+
 def _raise_terminated(signum: int, frame: object) -> None:
+    _signalled["SIGTERM"] = True
     raise Terminated("SIGTERM")
+
+
+# What DuckDB raises instead of the exception a signal handler raised while it ran a query
+# (Ctrl-C's KeyboardInterrupt, SIGTERM's Terminated): the signal is then told by the flag.
+_DUCKDB_INTERRUPTED = "Query interrupted"
 
 
 def __getattr__(name: str) -> Any:
@@ -190,6 +199,14 @@ def invoke(argv: list[str] | None = None) -> int:
     except Terminated:
         err_console.print(TERMINATED_NOTE, markup=False, highlight=False)
         return TERMINATED
+    except RuntimeError as error:
+        if str(error) != _DUCKDB_INTERRUPTED:
+            raise
+        if _signalled["SIGTERM"]:
+            err_console.print(TERMINATED_NOTE, markup=False, highlight=False)
+            return TERMINATED
+        err_console.print(INTERRUPTED_NOTE, markup=False, highlight=False)
+        return INTERRUPTED
     except _USAGE_ERRORS as error:
         error.show()
         return _json_error(args, "UsageError", error.format_message(), USAGE_ERROR)

@@ -290,7 +290,9 @@ class StoreAccess:
         self.program = program
         self.memory_limit = memory_limit
         self._on_wait = on_wait
-        self.lock_path = store_sibling(store_path, ".writer.lock")
+        # Beside the file itself: processes that reach one store by different paths (a
+        # symbolic link) must still wait for each other.
+        self.lock_path = store_sibling(store_path.resolve(), ".writer.lock")
         self._blocked_by: str | None = None
 
     @classmethod

@@ -76,11 +76,15 @@ def compact_store(access: StoreAccess, *, purpose: str = "store compact") -> Com
         original = path.stat()
         try:
             with access.open_when_free(time.monotonic() + access.wait) as store:
+                # A writer killed before it checkpointed left its log; reading the store
+                # replays it, and this folds it into the file before the file is replaced.
+                store.execute("CHECKPOINT")
                 expected = _row_counts(store)
                 _copy_into(store, copy)
             _refuse_leftover_log(path)
             with Store.open(copy, memory_limit=access.memory_limit) as copied:
                 copied_counts = _row_counts(copied)
+                copied.execute("CHECKPOINT")
             _refuse_leftover_log(copy)
             if copied_counts != expected:
                 changed = sorted(
@@ -135,11 +139,15 @@ def _row_counts(store: Store) -> dict[str, int]:
 
 
 def _refuse_leftover_log(path: Path) -> None:
-    """A closed store has written its write-ahead log into the file; one left over would be
-    replayed onto whatever file then has the store's name."""
+    """A store checkpointed and closed has folded its write-ahead log into the file; one left
+    over would be replayed onto whatever file then has the store's name."""
     log = store_sibling(path, ".wal")
     if log.exists() and log.stat().st_size > 0:
-        raise StoreError(f"{log} is still there after the store was closed; not compacting {path}")
+        raise StoreError(
+            f"{log} is still there after the store was checkpointed and closed, so it is no "
+            f"log DuckDB replays into {path.name}; not compacting. Move it away if no process "
+            "is writing the store, and compact again"
+        )
 
 
 def _keep_mode_and_owner(copy: Path, original: os.stat_result) -> None:
@@ -154,6 +162,11 @@ def _keep_mode_and_owner(copy: Path, original: os.stat_result) -> None:
 
 def _remove(copy: Path) -> None:
     for leftover in (copy, store_sibling(copy, ".wal")):
+        if leftover.is_dir() and not leftover.is_symlink():
+            raise StoreError(
+                f"{leftover} is a folder, where the compaction writes its copy of the store; "
+                "move it away and compact again"
+            )
         with contextlib.suppress(FileNotFoundError):
             leftover.unlink()
 
