@@ -43,6 +43,7 @@ from evalkit.store.dashboard.quality import series_points_frame
 from evalkit.store.dashboard.query import relevant_ranks_frame, search_queries
 from evalkit.store.dashboard.shared import runs_frame
 from evalkit.store.drift import save_drift_check
+from evalkit.store.retention import prune_run_details
 
 
 @pytest.fixture
@@ -327,3 +328,30 @@ def test_a_document_returned_twice_is_ranked_where_it_was_first_found(
     mine = ranks[(ranks["run_id"] == run_id) & (ranks["doc_id"] == doc_id)]
     assert mine["rank"].tolist() == [rank]
     assert not ranks.duplicated(["run_id", "doc_id"]).any()
+
+
+def test_a_pruned_run_is_not_drawn_as_retrieving_nothing(
+    seeded: SeededStore, tmp_path: Path
+) -> None:
+    """Retention deletes a run's per-query rows; the rank history must not show each
+    relevant document of that run as "not retrieved" (on a year-old store most of the
+    chart's points were such runs)."""
+    copy = tmp_path / "evalkit.duckdb"
+    copy.write_bytes(seeded.path.read_bytes())
+    pruned = seeded.runs["A1"]
+    with Store.open(copy) as store:
+        query_id = str(
+            store.fetch(
+                "SELECT rr.query_id FROM run_results rr JOIN runs r USING (run_id)"
+                " JOIN judgments j ON j.goldset_version = r.goldset_version"
+                " AND j.query_id = rr.query_id AND j.relevance >= 1"
+                " WHERE rr.run_id = ? ORDER BY rr.query_id LIMIT 1",
+                [pruned],
+            )[0][0]
+        )
+        before = relevant_ranks_frame(store, goldset=GOLDSET, query_id=query_id)
+        assert pruned in set(before["run_id"])
+        prune_run_details(store, [pruned])
+        ranks = relevant_ranks_frame(store, goldset=GOLDSET, query_id=query_id)
+    assert pruned not in set(ranks["run_id"])
+    assert set(ranks["run_id"]) == set(before["run_id"]) - {pruned}

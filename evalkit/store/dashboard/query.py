@@ -118,12 +118,15 @@ def relevant_ranks_frame(
     """Where each judged-relevant document of a query was ranked in the newest finished runs.
 
     Columns: run_id, started_at, retriever, doc_id, relevance, rank (None: not retrieved;
-    the best rank when the run returned the document more than once).
+    the best rank when the run returned the document more than once). A run whose
+    per-query rows retention pruned (``pruned_runs``) is left out: it no longer says what
+    it retrieved, so its documents were not "not retrieved".
     """
     return read_frame(
         store,
         f"WITH r AS (SELECT run_id, started_at, goldset_version, {RETRIEVER_SQL} AS retriever"
         "  FROM runs WHERE goldset_name = ? AND list_contains(?::VARCHAR[], status)"
+        "  AND run_id NOT IN (SELECT run_id FROM pruned_runs)"
         "  ORDER BY started_at DESC, run_id DESC LIMIT ?),"
         " relevant AS (SELECT r.run_id, r.started_at, r.retriever, j.doc_id, j.relevance"
         "  FROM r JOIN judgments j ON j.goldset_version = r.goldset_version"
