@@ -236,3 +236,21 @@ def test_a_signal_during_a_duckdb_query_ends_the_command_as_the_signal_does(
     err = capsys.readouterr().err
     assert err.startswith(said)
     assert "Traceback" not in err
+
+
+def test_a_lock_file_root_creates_in_a_user_s_folder_goes_to_that_user(tmp_path: Path) -> None:
+    """`sudo evalkit store compact` (or any writing command run as root) created the writer
+    lock root-owned, 0644, in the folder of the service's user, whose own commands then
+    failed to open it with a PermissionError."""
+    import os
+
+    if os.geteuid() != 0:
+        pytest.skip("giving a file to another user needs root")
+    folder = tmp_path / "service"
+    folder.mkdir()
+    os.chown(folder, 65534, 65534)
+    lock = FileLock(folder / "evalkit.duckdb.writer.lock", program="evalkit")
+    with lock.hold(purpose="store compact", wait=1):
+        pass
+    owner = (folder / "evalkit.duckdb.writer.lock").stat()
+    assert (owner.st_uid, owner.st_gid) == (65534, 65534)

@@ -131,7 +131,10 @@ class FileLock:
 
     def _try(self) -> int | None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        created = not self.path.exists()
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        if created:
+            _give_to_folder_owner(fd, self.path.parent)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -238,6 +241,17 @@ class FileLock:
             yield
         finally:
             self.release()
+
+
+def _give_to_folder_owner(fd: int, folder: Path) -> None:
+    """A lock file root created (`sudo evalkit ...`) in a folder of the service's user goes
+    to that user: root-owned, the service's own commands could not open it any more."""
+    if os.geteuid() != 0:
+        return
+    owner = folder.stat()
+    if owner.st_uid != 0:
+        with contextlib.suppress(OSError):
+            os.fchown(fd, owner.st_uid, owner.st_gid)
 
 
 def store_sibling(store_path: Path, suffix: str) -> Path:
