@@ -265,3 +265,6 @@ def test_a_limit_per_retriever_keeps_a_rarely_run_series_whole(store: Store) -> 
     assert checks["list:elsewhere"].baseline_run == rare[0].run.run_id
     assert len(checks["list:elsewhere"].series) == 2
     assert len(checks["list:fixed"].series) == 3
+    # The baseline is the series' first run, not the oldest of the runs read: it would
+    # move with every new run.
+    assert checks["list:fixed"].baseline_run == busy[0].run.run_id

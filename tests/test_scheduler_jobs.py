@@ -349,6 +349,8 @@ def test_retention_keeps_the_baseline_drift_precision_compares_with_by_default(
         prune_run_details(store, [runs[0]])
         [check] = watch_precision(store, "gs", save=False).checks
         assert check.baseline_run == runs[3]
+        assert check.paired is None
+        assert "the only run of the series that still has" in check.details["paired_skipped"]
         # A retriever no longer run loses its newest run's results too: its series stays,
         # without a paired test, and the other retrievers' checks are made.
         prune_run_details(store, [runs[3]])

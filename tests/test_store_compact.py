@@ -122,7 +122,9 @@ def test_the_command_waits_for_the_writer_and_reports_in_json(
     lock = FileLock(path.with_name(path.name + ".writer.lock"), program="other")
     with lock.hold(purpose="job nightly", wait=1):
         assert invoke(["store", "compact"]) == 3
-    assert "held by" in capsys.readouterr().err
+    waited = " ".join(capsys.readouterr().err.split())
+    assert "waiting for the store" in waited
+    assert "held by" in waited
 
     assert invoke(["store", "compact", "--format", "json"]) == 0
     data = json.loads(capsys.readouterr().out)

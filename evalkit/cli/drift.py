@@ -245,8 +245,9 @@ def precision(
     baseline: Annotated[
         str | None,
         typer.Option(
-            help="Pinned baseline run (default: the oldest run that retention left its "
-            "per-query results); with --traffic, a window (default: the first judged one)."
+            help="Pinned baseline run (default: each series' first complete run that "
+            "retention left its per-query results); with --traffic, a window (default: the "
+            "first judged one)."
         ),
     ] = None,
     last: Annotated[

@@ -39,7 +39,7 @@ from evalkit.records.requests import (
 from evalkit.stats import Comparison, Decision, compare_stored_runs
 from evalkit.store import utc_now
 from evalkit.store.drift import save_drift_check
-from evalkit.store.retention import pruned_at
+from evalkit.store.retention import oldest_kept_run, pruned_at
 from evalkit.store.runs import list_runs
 
 if TYPE_CHECKING:
@@ -410,8 +410,8 @@ def watch_precision(
 
     The sequential detector (Page-Hinkley on per-run means, in units of the per-run sd with
     a floor) raises warning/alert levels; the latest run is also compared with the baseline
-    (``baseline_run``, default the oldest run of the series that retention left its
-    per-query results) by the paired test ``test``
+    (``baseline_run``, default the series' oldest complete run that retention left its
+    per-query results, older than the ``limit`` runs read or not) by the paired test ``test``
     (default: the gate's), a failed query of a partial run counting as 0 there.
 
     A series is the complete runs of one retriever (``RunRecord.retriever_id``: its kind or
@@ -478,11 +478,17 @@ def watch_precision(
         pinned = (
             pinned_run.run_id
             if pinned_run is not None and pinned_run.retriever_id == key
-            else kept[0].run_id
+            else oldest_kept_run(store, goldset=goldset, retriever_id=key, measure=measure)
+            or kept[0].run_id
         )
         paired = None
         latest = series_runs[-1]
-        if latest.run_id in pruned:
+        if latest.run_id == pinned and len(series_runs) > 1:
+            details["paired_skipped"] = (
+                f"no paired test: the latest run {latest.run_id} is the only run of the "
+                "series that still has its per-query results"
+            )
+        elif latest.run_id in pruned:
             # A retriever no longer run: retention pruned its newest run too. Its series
             # still shows; only the paired test has nothing to pair (the others carry on).
             details["paired_skipped"] = (

@@ -351,7 +351,8 @@ class StoreAccess:
         blocks get the store open read-only (``reader``), and must not write."""
         return _ReadOnly(self)
 
-    def _tell(self, message: str) -> None:
+    def tell(self, message: str) -> None:
+        """Tell whoever listens (``on_wait``) what this access waits for."""
         if self._on_wait is not None:
             self._on_wait(message)
 
@@ -366,7 +367,7 @@ class StoreAccess:
         lock = FileLock(self.lock_path, program=self.program)
 
         def waiting(holder: Holder | None) -> None:
-            self._tell(
+            self.tell(
                 f"waiting for the store {self.store_path}: it is held by {self._held_by(holder)}"
             )
 
@@ -426,7 +427,7 @@ class StoreAccess:
                     ) from error
                 self._blocked_by = str(error.__cause__)
                 if not told:
-                    self._tell(
+                    self.tell(
                         f"waiting for the store {self.store_path}: another process has it "
                         f"open ({error.__cause__})"
                     )
@@ -453,7 +454,7 @@ class StoreAccess:
                 if not told:
                     holder = FileLock(self.lock_path, program=self.program).holder()
                     held_by = holder.describe() if holder else "another process"
-                    self._tell(f"waiting to read the store: it is being written by {held_by}")
+                    self.tell(f"waiting to read the store: it is being written by {held_by}")
                     told = True
             time.sleep(_POLL)
         try:

@@ -71,7 +71,11 @@ def compact_store(access: StoreAccess, *, purpose: str = "store compact") -> Com
             "compact it when it is done"
         )
 
-    with lock.hold(purpose=purpose, wait=access.wait, busy=busy):
+    def waiting(holder: Holder | None) -> None:
+        held_by = holder.describe() if holder else "another process"
+        access.tell(f"waiting for the store {path}: it is held by {held_by}")
+
+    with lock.hold(purpose=purpose, wait=access.wait, on_wait=waiting, busy=busy):
         _remove(copy)
         original = path.stat()
         try:

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "TrafficPruned",
+    "oldest_kept_run",
     "prune_run_details",
     "prune_traffic",
     "pruned_at",
@@ -110,6 +111,21 @@ def pruned_at(store: Store, run_ids: Sequence[str]) -> dict[str, datetime]:
         [list(run_ids)],
     )
     return {str(run_id): when for run_id, when in rows}
+
+
+def oldest_kept_run(store: Store, *, goldset: str, retriever_id: str, measure: str) -> str | None:
+    """The oldest complete run of ``retriever_id`` (``RETRIEVER_ID_SQL``) on ``goldset`` that
+    stored ``measure`` and still has its per-query results: the baseline a series is
+    compared with by default, however many runs came after it."""
+    rows = store.fetch(
+        "SELECT run_id FROM runs WHERE goldset_name = ? AND status = 'complete'"
+        f" AND {RETRIEVER_ID_SQL} = ?"
+        " AND run_id IN (SELECT run_id FROM run_aggregates WHERE measure = ?)"
+        " AND run_id NOT IN (SELECT run_id FROM pruned_runs)"
+        " ORDER BY started_at, run_id LIMIT 1",
+        [goldset, retriever_id, measure],
+    )
+    return str(rows[0][0]) if rows else None
 
 
 @dataclass(frozen=True, slots=True)
