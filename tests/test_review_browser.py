@@ -194,3 +194,45 @@ def test_a_read_only_dashboard_shows_the_queue_and_saves_nothing(
     with Store.open(queued_store, read_only=True) as store:
         assert item_reviews(store, goldset=GOLDSET) == {}
         assert [queued.status for queued in list_items(store, goldset=GOLDSET)] == ["open"] * 3
+
+
+def test_a_review_saved_on_a_read_only_mount_says_not_saved(
+    queued_store: Path,
+    browser: object,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """A container mounting the store read-only (errno 30, not the PermissionError of a
+    file of another user) replaced the review page by a traceback when a review was saved,
+    losing the reviewer's grades."""
+    import os
+    import shutil
+    import subprocess
+
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("a read-only bind mount needs root")
+    mount = tmp_path / "ro"
+    mount.mkdir()
+    binds = (
+        ["mount", "--bind", str(queued_store.parent), str(mount)],
+        ["mount", "-o", "remount,ro,bind", str(mount)],
+    )
+    for command in binds:
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            subprocess.run(["umount", "-l", str(mount)], check=False)
+            pytest.skip(f"cannot bind-mount read-only here: {done.stderr.strip()}")
+    try:
+        with _serving(mount / queued_store.name, tmp_path / "dashboard.log") as url:
+            browser.get(f"{url}/review")  # type: ignore[attr-defined]
+            _settled(browser)
+            _sign(browser, "ann")
+            texts = {text: query_id for query_id, (text, _) in DRAFT.items()}
+            for key in KEYS[texts[_current_query(browser)]]:
+                _press(browser, key)
+            _press(browser, "a")
+            body = _settled(browser, text="Not saved")
+            assert "Read-only file system" in body
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+    with Store.open(queued_store, read_only=True) as store:
+        assert item_reviews(store, goldset=GOLDSET) == {}

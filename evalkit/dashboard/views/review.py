@@ -87,7 +87,8 @@ def _save(item: ReviewItem, verdict: Verdict) -> None:
 
     try:
         access.write(access.configured_store_path(), f"review {item.item_id}", work)
-    except (EvalkitError, PermissionError) as error:
+    except (EvalkitError, OSError) as error:
+        # OSError: a store on a read-only mount (errno 30), not only one of another user.
         st.session_state[_MESSAGE_KEY] = ("error", f"Not saved: {error}")
         return
     word = "Accepted" if verdict is Verdict.accept else "Rejected"
@@ -114,7 +115,7 @@ def _publish(goldset: str, min_reviews: int) -> None:
 
     try:
         message = access.write(access.configured_store_path(), f"publish {goldset}", work)
-    except (EvalkitError, PermissionError) as error:
+    except (EvalkitError, OSError) as error:
         st.session_state[_MESSAGE_KEY] = ("error", f"Not published: {error}")
         return
     st.session_state[_MESSAGE_KEY] = ("success", message)
