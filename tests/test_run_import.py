@@ -339,3 +339,52 @@ def test_import_run_is_idempotent_in_the_store(clis: tuple[Cli, Cli], tmp_path: 
             "SELECT count(*) FROM goldset_queries WHERE goldset_version = ?",
             [run["goldset_version"]],
         ) == [(N_QUERIES,)]
+
+
+def test_a_run_export_is_compared_on_a_read_only_store(
+    clis: tuple[Cli, Cli], tmp_path: Path
+) -> None:
+    """A CI job reading a store artifact on a read-only mount: `compare EXPORT RUN` opened
+    the store for writing to import the export, and failed on the lock file ([Errno 30]),
+    even when the store already held the exported run. It now compares read-only, and an
+    export the store lacks is refused saying why. A reader also spilled beside the store."""
+    import os
+    import shutil
+    import subprocess
+
+    main, pr = clis
+    run, exported = baseline_export(main, tmp_path)
+    with Store.open(main.store, read_only=True) as store:
+        spill = store.fetch("SELECT current_setting('temp_directory')")[0][0]
+        assert not str(spill).startswith(str(main.home))
+    code, _, err = pr("goldset", "import", str(tmp_path / "goldset"), "--name", "support")
+    assert code == 0, err
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("a read-only bind mount needs root")
+    mount = tmp_path / "ro"
+    mount.mkdir()
+    for command in (
+        ["mount", "--bind", str(main.home), str(mount)],
+        ["mount", "-o", "remount,ro,bind", str(mount)],
+    ):
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            subprocess.run(["umount", "-l", str(mount)], check=False)
+            pytest.skip(f"cannot bind-mount read-only here: {done.stderr.strip()}")
+    try:
+        reader = Cli(mount, main.monkeypatch, main.capsys)
+        compared = reader.json("compare", str(exported), run["run_id"], "--resamples", "200")
+        assert compared["baseline"] == compared["candidate"] == run["run_id"]
+        other = tmp_path / "other"
+        pr.json("run", "--goldset", "support", "--retriever", "keywords:make", "--k", "10")
+        [pr_run] = pr.json("runs", "list")
+        code, _, err = pr(
+            "runs", "export", pr_run["run_id"], "--format", "parquet", "--output", str(other)
+        )
+        assert code == 0, err
+        code, _, err = reader("compare", str(other), run["run_id"])
+        assert code == 3
+        assert "which the store" in err
+        assert "is read-only here" in " ".join(err.split())
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -160,10 +161,17 @@ def _print(outcome: GateOutcome) -> None:
 
 def _exports(*references: str | None) -> bool:
     """Whether any of ``references`` is a run export, which is imported into the store
-    before it is compared (so the store is opened for writing)."""
+    before it is compared, so the store is opened for writing; unless this process cannot
+    write it (a read-only mount, a CI artifact): an export of a run it holds is then
+    compared read-only, and another is refused saying why (``import_run``)."""
     from evalkit.store.export import is_run_export
 
-    return any(reference is not None and is_run_export(Path(reference)) for reference in references)
+    if not any(
+        reference is not None and is_run_export(Path(reference)) for reference in references
+    ):
+        return False
+    path = settings().resolved_store_path
+    return not path.exists() or (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK))
 
 
 def _command_store(

@@ -321,7 +321,6 @@ def import_run(store: Store, path: Path) -> RunImport:
     left as it is, ``imported`` False. Raises ``InputError`` naming the file and field of a
     broken export, and ``ConfigError`` when the store holds another run under that id.
     """
-    store.require_writable()
     directory = path if path.is_dir() else path.parent
     missing = [name for name in PARQUET_FILES if not (directory / name).is_file()]
     if missing:
@@ -347,6 +346,13 @@ def import_run(store: Store, path: Path) -> RunImport:
             )
         counts = _counts(store, exported.run_id)
         return RunImport(exported.run_id, str(status), directory, False, *counts)
+    if store.read_only:
+        raise StoreError(
+            f"{directory} is the export of run {exported.run_id}, which the store {store.path} "
+            "does not hold, and the store is read-only here: import it where the store can be "
+            "written (`evalkit runs import`), or compare its TREC run file (`evalkit runs "
+            "export RUN --format trec`) with --goldset"
+        )
     measures = list(exported.spec.measures)
     _require_columns(store, queries_path, measures, "the run's measures")
     _check_run_rows(store, results_path, exported.run_id, "run_results")

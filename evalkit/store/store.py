@@ -9,6 +9,8 @@ readers (the dashboard) open the file read-only.
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -57,12 +59,17 @@ class Store:
             )
         if not read_only:
             path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            connection = duckdb.connect(
-                str(path),
-                read_only=read_only,
-                config={"memory_limit": memory_limit} if memory_limit else {},
+        config: dict[str, str | bool | int | float | list[str]] = (
+            {"memory_limit": memory_limit} if memory_limit else {}
+        )
+        if read_only:
+            # DuckDB spills beside the file (``<store>.tmp``) by default: a reader of a store on
+            # a read-only mount would fail on a large query where it could have spilled.
+            config["temp_directory"] = str(
+                Path(tempfile.gettempdir()) / f"evalkit-duckdb-{os.getuid()}"
             )
+        try:
+            connection = duckdb.connect(str(path), read_only=read_only, config=config)
         except duckdb.IOException as error:
             if "lock" in str(error).lower():
                 raise StoreError(
