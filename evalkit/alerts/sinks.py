@@ -328,13 +328,13 @@ class CommandSink(_NamedSink):
         self._min_severity = min_severity
         self._timeout = timeout
         self._cwd = cwd
-        self._own = Redactor(list(secrets))
         register_secrets(secrets)
 
     def redact(self, text: str) -> str:
-        """``text`` with this sink's secrets and every other one the process holds masked:
-        the program may print another sink's token or the judge's key."""
-        return redact_known(self._own(text))
+        """``text`` with every secret the process holds masked, this sink's (registered
+        above) and the others': the program may print another sink's token or the judge's
+        key."""
+        return redact_known(text)
 
     def describe(self) -> dict[str, Any]:
         """Kind and program (its arguments are configuration, not secrets)."""

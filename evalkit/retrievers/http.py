@@ -41,7 +41,6 @@ from evalkit.embedding import ModelFingerprint
 from evalkit.errors import ConfigError, RetrieverError
 from evalkit.records import Query, QueryResult, ScoredDoc
 from evalkit.redaction import (
-    Redactor,
     http_url_problem,
     mask_url,
     masked_excerpt,
@@ -353,14 +352,13 @@ class HttpRetriever(ClosesOnExit):
             )
         if token and self._token_from_env:
             self._headers["Authorization"] = f"Bearer {token}"
-        self._secrets = [value for value in self._headers.values() if value]
+        secrets = [value for value in self._headers.values() if value]
         if token:
-            self._secrets.append(token)
+            secrets.append(token)
         # The URL's password and secret query values travel in every request (the password
         # as a base64 Basic-auth header), and an endpoint may echo them in an error body.
-        self._secrets.extend(url_secrets(url))
-        register_secrets(self._secrets)
-        self._redact = Redactor(self._secrets)
+        secrets.extend(url_secrets(url))
+        register_secrets(secrets)
         self._client: httpx.Client | None = None
         self._client_lock = threading.Lock()
         self._retry = RetryPolicy(
@@ -450,14 +448,13 @@ class HttpRetriever(ClosesOnExit):
             return self._retry.call(attempt)
         except _AttemptError as failure:
             message = f"{failure} (after {attempts} attempt{'s' if attempts > 1 else ''})"
-            result = failed_result(query.id, self._redact(message), elapsed_ms(first_start))
+            result = failed_result(query.id, redact_known(message), elapsed_ms(first_start))
             return _Outcome(result, failure.status_code, attempts)
 
     def _status_failure(self, response: httpx.Response, content: bytes) -> str:
         body = masked_excerpt(
             " ".join(content.decode("utf-8", "replace").split()),
             _ERROR_BODY_CHARS,
-            mask=lambda text: redact_known(self._redact(text)),
         )
         reason = response.reason_phrase or "error"
         return f"HTTP {response.status_code} {reason}" + (f": {body}" if body else "")

@@ -351,8 +351,7 @@ class StoreAccess:
         blocks get the store open read-only (``reader``), and must not write."""
         return _ReadOnly(self)
 
-    def tell(self, message: str) -> None:
-        """Tell whoever listens (``on_wait``) what this access waits for."""
+    def _tell(self, message: str) -> None:
         if self._on_wait is not None:
             self._on_wait(message)
 
@@ -363,11 +362,28 @@ class StoreAccess:
         When ``stop`` is set while waiting for the store, StoreWaitStoppedError is raised (the
         block does not run); once the store is open, ``stop`` no longer matters.
         """
+        with self.holding(purpose, stop=stop) as deadline:
+            try:
+                store = self.open_when_free(deadline, stop)
+            finally:
+                self._blocked_by = None
+            try:
+                yield store
+            finally:
+                store.close()
+
+    __call__ = writer
+
+    @contextmanager
+    def holding(self, purpose: str, *, stop: threading.Event | None = None) -> Iterator[float]:
+        """The writer lock, held for the block, without opening the store (for work that
+        replaces the file itself); yields the ``time.monotonic()`` deadline by which the
+        store should be open (``open_when_free``). Waits and fails as ``writer`` does."""
         deadline = time.monotonic() + self.wait
         lock = FileLock(self.lock_path, program=self.program)
 
         def waiting(holder: Holder | None) -> None:
-            self.tell(
+            self._tell(
                 f"waiting for the store {self.store_path}: it is held by {self._held_by(holder)}"
             )
 
@@ -380,16 +396,7 @@ class StoreAccess:
             )
 
         with lock.hold(purpose=purpose, wait=self.wait, on_wait=waiting, busy=busy, stop=stop):
-            try:
-                store = self.open_when_free(deadline, stop)
-            finally:
-                self._blocked_by = None
-            try:
-                yield store
-            finally:
-                store.close()
-
-    __call__ = writer
+            yield deadline
 
     def _held_by(self, holder: Holder | None) -> str:
         if holder is None:
@@ -427,7 +434,7 @@ class StoreAccess:
                     ) from error
                 self._blocked_by = str(error.__cause__)
                 if not told:
-                    self.tell(
+                    self._tell(
                         f"waiting for the store {self.store_path}: another process has it "
                         f"open ({error.__cause__})"
                     )
@@ -454,7 +461,7 @@ class StoreAccess:
                 if not told:
                     holder = FileLock(self.lock_path, program=self.program).holder()
                     held_by = holder.describe() if holder else "another process"
-                    self.tell(f"waiting to read the store: it is being written by {held_by}")
+                    self._tell(f"waiting to read the store: it is being written by {held_by}")
                     told = True
             time.sleep(_POLL)
         try:

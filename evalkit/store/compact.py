@@ -16,13 +16,12 @@ import contextlib
 import dataclasses
 import os
 import stat
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from evalkit.errors import NotFoundError, StoreError
-from evalkit.store.access import FileLock, Holder, StoreAccess, store_sibling
+from evalkit.store.access import StoreAccess, store_sibling
 from evalkit.store.store import Store
 
 __all__ = ["CompactReport", "compact_store"]
@@ -62,24 +61,11 @@ def compact_store(access: StoreAccess, *, purpose: str = "store compact") -> Com
     if not path.exists():
         raise NotFoundError(f"no evalkit store at {path}: there is nothing to compact")
     copy = store_sibling(path, _COPY_SUFFIX)
-    lock = FileLock(access.lock_path, program=access.program)
-
-    def busy(holder: Holder | None) -> str:
-        held_by = holder.describe() if holder else "another process"
-        return (
-            f"the store {path} has been held by {held_by} for more than {access.wait:g} s; "
-            "compact it when it is done"
-        )
-
-    def waiting(holder: Holder | None) -> None:
-        held_by = holder.describe() if holder else "another process"
-        access.tell(f"waiting for the store {path}: it is held by {held_by}")
-
-    with lock.hold(purpose=purpose, wait=access.wait, on_wait=waiting, busy=busy):
+    with access.holding(purpose) as deadline:
         _remove(copy)
         original = path.stat()
         try:
-            with access.open_when_free(time.monotonic() + access.wait) as store:
+            with access.open_when_free(deadline) as store:
                 # A writer killed before it checkpointed left its log; reading the store
                 # replays it, and this folds it into the file before the file is replaced.
                 store.execute("CHECKPOINT")
