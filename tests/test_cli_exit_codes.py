@@ -191,6 +191,16 @@ def sink_refuses(tmp_path: Path) -> list[str]:
     return ["alerts", "test"]
 
 
+def goldsets_without_store(tmp_path: Path) -> list[str]:
+    """A listing of a store that is not there fails, as `runs list` does: a CI job pointed
+    at a wrong store path must not pass on an empty list."""
+    return ["goldset", "list"]
+
+
+def windows_without_store(tmp_path: Path) -> list[str]:
+    return ["traffic", "windows"]
+
+
 def unknown_option(tmp_path: Path) -> list[str]:
     return ["runs", "list", "--no-such-option"]
 
@@ -208,6 +218,8 @@ CASES: list[tuple[str, Callable[[Path], list[str]], int]] = [
     ("evalkit runs show", unknown_run, 2),
     ("evalkit runs list", unreadable_store, 3),
     ("evalkit runs list", unknown_option, 2),
+    ("evalkit goldset list", goldsets_without_store, 2),
+    ("evalkit traffic windows", windows_without_store, 2),
     ("evalkit explain", explain_unknown_run, 2),
     ("evalkit traffic ingest", strict_ingest, 2),
     ("evalkit traffic ingest", missing_log, 2),

@@ -152,7 +152,8 @@ def test_evalkit_home_wins_over_a_store_up_the_tree(project: Path, tmp_path: Pat
     deeper = project / "src"
     deeper.mkdir()
     elsewhere = tmp_path / "elsewhere"
-    assert stored_versions(deeper, home=elsewhere) == {}
+    nothing = evalkit(deeper, "goldset", "list", home=elsewhere, code=2)
+    assert f"no evalkit store at {elsewhere / 'evalkit.duckdb'}" in nothing.stderr
     evalkit(deeper, "goldset", "import", "../goldsets/demo", "--name", "other", home=elsewhere)
     assert list(stored_versions(deeper, home=elsewhere)) == ["other"]
     assert list(stored_versions(deeper)) == ["demo"]

@@ -164,8 +164,10 @@ def test_invalid_goldset_is_rejected_whole_and_nothing_is_stored(
     code, _, err = run_cli(capsys, "goldset", "import", str(folder), "--name", "bad")
     assert code == 2
     assert "judgments.jsonl:2" in err
+    assert not (evalkit_home / "evalkit.duckdb").exists()
     code, out, _ = run_cli(capsys, "goldset", "list", "--format", "json")
-    assert json.loads(out) == []
+    assert code == 2
+    assert "no evalkit store" in json.loads(out)["error"]["message"]
 
 
 def test_runs_list_without_a_store_explains_how_to_start(

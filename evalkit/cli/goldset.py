@@ -15,7 +15,6 @@ from evalkit.cli._output import (
     console,
     emit_json,
     err_console,
-    settings,
     table,
 )
 from evalkit.cli._store import open_store
@@ -161,12 +160,8 @@ def list_goldsets(
 
     from evalkit.store.goldsets import list_goldsets as list_stored_goldsets
 
-    config = settings()
-    if not config.resolved_store_path.exists():
-        infos = []
-    else:
-        with open_store(write=False, purpose="goldset list", config=config) as store:
-            infos = list_stored_goldsets(store)
+    with open_store(write=False, purpose="goldset list") as store:
+        infos = list_stored_goldsets(store)
     if output is OutputFormat.json:
         emit_json(
             [

@@ -574,24 +574,20 @@ def windows(
         raise ConfigError(
             f"unknown granularity '{granularity}'; use one of: {', '.join(GRANULARITIES)}"
         )
-    config = settings()
     entries: list[dict[str, Any]] = []
-    judged: dict[str, list[JudgedFigure]] = {}
-    agreements: dict[str, StoredAgreement] = {}
-    if config.resolved_store_path.exists():
-        with open_store(write=False, purpose="traffic", config=config) as store:
-            volumes = traffic_volume(store, granularity=granularity, limit=limit)
-            samples: dict[str, Any] = {}
-            for stored in list_samples(store, limit=10_000):
-                samples.setdefault(stored.window_label, stored)
-            summaries: dict[str, Any] = {}
-            replays: dict[str, list[str]] = {}
-            for summary in list_window_summaries(store, limit=10_000):
-                summaries.setdefault(summary.window_label, summary)
-                replays.setdefault(summary.window_label, []).append(summary.run_id)
-            labels = [unit.window(start).label for start, *_ in volumes]
-            judged = {label: _judged_figures(store, replays.get(label, [])) for label in labels}
-            agreements = _agreements(store, judged)
+    with open_store(write=False, purpose="traffic") as store:
+        volumes = traffic_volume(store, granularity=granularity, limit=limit)
+        samples: dict[str, Any] = {}
+        for stored in list_samples(store, limit=10_000):
+            samples.setdefault(stored.window_label, stored)
+        summaries: dict[str, Any] = {}
+        replays: dict[str, list[str]] = {}
+        for summary in list_window_summaries(store, limit=10_000):
+            summaries.setdefault(summary.window_label, summary)
+            replays.setdefault(summary.window_label, []).append(summary.run_id)
+        labels = [unit.window(start).label for start, *_ in volumes]
+        judged = {label: _judged_figures(store, replays.get(label, [])) for label in labels}
+        agreements = _agreements(store, judged)
         for start, records, tenants, logged, without_text in volumes:
             label = unit.window(start).label
             latest_sample = samples.get(label)
