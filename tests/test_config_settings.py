@@ -144,6 +144,22 @@ def test_problems_in_several_tables_are_all_named_with_their_source(evalkit_home
     assert lines[4].startswith("evalkit.toml: [[alerts.rules]] #1 'r': line 13, field 'cooldown': ")
 
 
+def test_a_retriever_option_that_is_not_a_finite_number_is_named(evalkit_home: Path) -> None:
+    """TOML reads nan and inf as floats; the retriever's id (JSON) has no spelling for them."""
+    Path("evalkit.toml").write_text(
+        '[retriever]\nfactory = "m:f"\n[retriever.options]\nalpha = 0.5\nweights = [1.0, nan]\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert "field 'retriever.options'" in str(caught.value)
+    assert "option weights[1] is nan: an option must be a finite number" in str(caught.value)
+    Path("evalkit.toml").write_text(
+        '[retriever]\nfactory = "m:f"\n[retriever.options]\nalpha = "nan"\n', encoding="utf-8"
+    )
+    assert load_settings().retriever.options == {"alpha": "nan"}
+
+
 def test_a_value_a_variable_may_have_set_is_named_by_its_source_not_a_line(
     evalkit_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -251,4 +267,20 @@ def test_a_bad_field_of_a_job_s_kind_is_named_by_its_line(evalkit_home: Path) ->
         service_config(load_settings())
     assert str(caught.value).startswith(
         "evalkit.toml: [[jobs]] #2 'b' (kind retention): line 8, field 'keep_latest': "
+    )
+
+
+def test_a_job_s_retriever_option_that_is_not_a_finite_number_is_named(
+    evalkit_home: Path,
+) -> None:
+    Path("evalkit.toml").write_text(
+        '[[jobs]]\nname = "nightly"\nkind = "goldset_replay"\ngoldset = "demo"\n'
+        'interval = "1h"\nretriever = "m:f"\nretriever_options = { alpha = inf }\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as caught:
+        service_config(load_settings())
+    assert str(caught.value).startswith(
+        "evalkit.toml: [[jobs]] #1 'nightly' (kind goldset_replay): line 7, "
+        "field 'retriever_options': Value error, option alpha is inf"
     )

@@ -263,6 +263,14 @@ def test_an_interrupted_sweep_runs_only_the_missing_point_again(
             '[retriever]\nhttp_url = "http://127.0.0.1:9"\ncollection = "demo"\n[grid]\nk = [10]\n',
             "retriever: Value error, give one of http_url, retriever, or collection",
         ),
+        (
+            '[retriever]\nretriever = "m:f"\n[grid]\noptions.alpha = [0.5, nan]\n',
+            "grid.options: Value error, option alpha[1] is nan: an option must be a finite",
+        ),
+        (
+            '[retriever]\nretriever = "m:f"\n[[points]]\noptions = {deep = {x = -inf}}\n',
+            "points[1].options: Value error, option deep.x is -inf",
+        ),
     ],
     ids=[
         "unknown-key",
@@ -280,6 +288,8 @@ def test_an_interrupted_sweep_runs_only_the_missing_point_again(
         "k-deeper-than-the-store-keeps",
         "base-k-deeper-than-the-store-keeps",
         "two-retrievers-named",
+        "nan-option-in-grid",
+        "infinite-option-in-a-point",
     ],
 )
 def test_a_bad_sweep_file_exits_2_naming_the_file_and_the_key(

@@ -37,23 +37,56 @@ Example ``evalkit.toml``::
 
 from __future__ import annotations
 
+import math
 import os
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 __all__ = [
     "ChromaSettings",
     "DistanceMetric",
     "EmbedderKind",
     "EmbedderSettings",
+    "FactoryOptions",
     "PgvectorSettings",
     "QdrantSettings",
     "RetrieverSettings",
     "SearchMode",
+    "finite_options",
 ]
+
+
+def finite_options(options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` unchanged; ValueError naming the first option (``name``, ``name[2]``,
+    ``name.key``) whose value is or holds a float that is not finite.
+
+    TOML reads ``nan`` and ``inf`` as floats: such a value would reach the factory and the
+    retriever's id (which is JSON, where NaN has no spelling) as a number no two runs agree
+    on, since NaN equals nothing."""
+
+    def check(value: Any, where: str) -> None:
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(
+                f"option {where} is {value}: an option must be a finite number "
+                f'(write "{value}" in quotes to pass the word)'
+            )
+        if isinstance(value, dict):
+            for key, item in value.items():
+                check(item, f"{where}.{key}")
+        elif isinstance(value, list | tuple):
+            for position, item in enumerate(value):
+                check(item, f"{where}[{position}]")
+
+    for name, value in options.items():
+        check(value, name)
+    return options
+
+
+FactoryOptions = Annotated[dict[str, Any], AfterValidator(finite_options)]
+"""Keyword arguments of a retriever factory, as a settings or sweep file writes them."""
 
 
 class DistanceMetric(StrEnum):
@@ -193,7 +226,7 @@ class RetrieverSettings(BaseModel):
         description="module:attribute of a function returning a Retriever, or a LangChain "
         "or LlamaIndex retriever; called with `options` as keyword arguments.",
     )
-    options: dict[str, Any] = Field(
+    options: FactoryOptions = Field(
         default_factory=dict,
         description="Keyword arguments passed to the factory (or the plug-in's factory), or "
         "the bm25 kind's options (index = the directory `evalkit index --kind bm25` wrote).",

@@ -11,11 +11,20 @@ import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from evalkit.config import EmbedderSettings, Settings
+from evalkit.config.retriever import FactoryOptions, finite_options
 from evalkit.config.types import NAME_PATTERN
 from evalkit.errors import ConfigError, MeasureError
 from evalkit.metrics import parse_measures
@@ -72,7 +81,7 @@ class SweepRetriever(_Model):
     retriever: str | None = Field(
         default=None, description="A kind's name or module:factory (as --retriever)."
     )
-    options: dict[str, Any] | None = Field(
+    options: FactoryOptions | None = Field(
         default=None, description="Keyword arguments of the factory or plug-in."
     )
     where_key: str | None = Field(default=None, description="Metadata key of the tenant.")
@@ -109,7 +118,7 @@ class SweepPointSettings(_Model):
     collection: str | None = None
     ef_search: int | None = Field(default=None, ge=1)
     probes: int | None = Field(default=None, ge=1)
-    options: dict[str, Any] = Field(default_factory=dict)
+    options: FactoryOptions = Field(default_factory=dict)
 
 
 def _non_empty(value: list[Any] | None) -> list[Any] | None:
@@ -126,7 +135,9 @@ class SweepGrid(_Model):
     collection: list[str] | None = None
     ef_search: list[int] | None = None
     probes: list[int] | None = None
-    options: dict[str, list[Any]] = Field(default_factory=dict)
+    options: Annotated[dict[str, list[Any]], AfterValidator(finite_options)] = Field(
+        default_factory=dict
+    )
 
     @field_validator("k", "embedder", "collection", "ef_search", "probes")
     @classmethod

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from evalkit.config.retriever import FactoryOptions
 from evalkit.errors import ConfigError, StoreError, WorkInterruptedError
 from evalkit.retrievers.factory import RetrieverOptions, build_retriever
 
@@ -109,7 +110,7 @@ class RetrieverParams(JobParams):
         description="Retriever kind (built-in or plug-in) or module:factory of your own "
         "function (default: collection / http_retriever, else the [retriever] table).",
     )
-    retriever_options: dict[str, Any] | None = Field(
+    retriever_options: FactoryOptions | None = Field(
         default=None,
         description="Keyword arguments of the retriever factory or plug-in (default: the "
         "[retriever] options).",
