@@ -61,6 +61,16 @@ def test_reads_evalkit_and_ragas_field_names(tmp_path: Path) -> None:
     )
 
 
+def test_a_reference_written_as_a_list_of_one_answer_is_that_answer(tmp_path: Path) -> None:
+    """Older ragas datasets, amnesty_qa among them, write ground_truth(s) as a list."""
+    path = write_lines(
+        tmp_path / "answers.jsonl",
+        {"question": "Q1?", "answer": "A1.", "ground_truth": ["R1"]},
+        {"question": "Q2?", "answer": "A2.", "ground_truths": ["R2"]},
+    )
+    assert [record.reference for record in read_answer_records(path)] == ["R1", "R2"]
+
+
 @pytest.mark.parametrize(
     ("line", "message"),
     [
@@ -73,6 +83,11 @@ def test_reads_evalkit_and_ragas_field_names(tmp_path: Path) -> None:
         ('{"question": "q", "answer": "a", "contexts": [null]}', "item 0 must be a string"),
         ('{"question": "q", "response": "r", "answer": "a"}', "given twice"),
         ('{"id": "x", "question": "q", "answer": "a"}', "duplicate id 'x' (first on line 1)"),
+        (
+            '{"question": "q", "answer": "a", "ground_truths": ["r1", "r2"]}',
+            "field 'reference': a list of 2 reference answers: give one",
+        ),
+        ('{"question": "q", "answer": "a", "ground_truth": [3]}', "field 'reference': must be a"),
     ],
 )
 def test_bad_lines_name_file_line_and_field(tmp_path: Path, line: str, message: str) -> None:

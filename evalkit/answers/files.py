@@ -9,7 +9,9 @@ Accepted fields (unknown fields are rejected, so a misspelt field is caught earl
                            (``retrieved_contexts``)
 ``context_ids``            optional list of the contexts' document ids
                            (``retrieved_context_ids``)
-``reference``              optional reference answer (``ground_truth``)
+``reference``              optional reference answer (``ground_truth``, ``ground_truths``;
+                           a list of one answer, as older ragas datasets write it, is that
+                           answer)
 ``reference_contexts``     optional list of reference context strings
 ``reference_context_ids``  optional list of reference context ids
 
@@ -38,7 +40,7 @@ ANSWER_FIELDS: Mapping[str, tuple[str, ...]] = {
     "answer": ("answer", "response"),
     "contexts": ("contexts", "retrieved_contexts"),
     "context_ids": ("context_ids", "retrieved_context_ids"),
-    "reference": ("reference", "ground_truth"),
+    "reference": ("reference", "ground_truth", "ground_truths"),
     "reference_contexts": ("reference_contexts",),
     "reference_context_ids": ("reference_context_ids",),
 }
@@ -89,6 +91,21 @@ def _text(value: object, field: str, *, path: str, line: int, required: bool) ->
     return value
 
 
+def _reference(value: object, *, path: str, line: int) -> str | None:
+    # Older ragas datasets (amnesty_qa among them) hold the reference as a list of answers.
+    if isinstance(value, list):
+        if len(value) != 1:
+            raise InputError(
+                f"a list of {len(value)} reference answers: give one (a string, or a list of "
+                "one string)",
+                path=path,
+                line=line,
+                field="reference",
+            )
+        value = value[0]
+    return _text(value, "reference", path=path, line=line, required=False)
+
+
 def parse_answer_record(data: Any, *, path: str = "<record>", line: int = 1) -> AnswerRecord:
     """One record from a decoded JSON object (see the module doc for the fields)."""
     if not isinstance(data, dict):
@@ -122,7 +139,7 @@ def parse_answer_record(data: Any, *, path: str = "<record>", line: int = 1) -> 
         answer=answer or "",
         contexts=_text_list(values.get("contexts"), "contexts", path=path, line=line),
         context_ids=_text_list(values.get("context_ids"), "context_ids", path=path, line=line),
-        reference=_text(values.get("reference"), "reference", path=path, line=line, required=False),
+        reference=_reference(values.get("reference"), path=path, line=line),
         reference_contexts=_text_list(
             values.get("reference_contexts"), "reference_contexts", path=path, line=line
         ),
