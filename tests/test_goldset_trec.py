@@ -173,3 +173,17 @@ def test_missing_topics_file(tmp_path: Path) -> None:
         load_trec_goldset(QRELS, tmp_path / "nope.trec")
 
     assert locations(caught.value)[0] == ("nope.trec", None, None)
+
+
+def test_qrels_fields_split_as_trec_eval_splits_them(tmp_path: Path) -> None:
+    """C's isspace separates fields (a vertical tab too); a no-break or ideographic space
+    is part of the id, as `evalkit score` and trec_eval read it."""
+    (tmp_path / "qrels").write_text(
+        "401\x0b0 FT911\u00a03 1\n401 0 LA\u30000101 2\n401 0 doc\u00a0 1\n", encoding="utf-8"
+    )
+    goldset = load_trec_goldset(tmp_path / "qrels", FIXTURE / "topics.tsv")
+    assert goldset.judgments == (
+        Judgment("401", "FT911\u00a03", 1),
+        Judgment("401", "LA\u30000101", 2),
+        Judgment("401", "doc\u00a0", 1),
+    )

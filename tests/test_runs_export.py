@@ -70,9 +70,11 @@ def rankings(seed: int, *, tied: bool) -> dict[str, list[dict[str, Any]]]:
     return answers
 
 
-def with_spaced_id(answers: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
-    """``answers`` with q7's fourth document renamed ``d 7`` (a space inside)."""
-    answers["q7"][3]["id"] = "d 7"
+def with_spaced_id(
+    answers: dict[str, list[dict[str, Any]]], space: str = " "
+) -> dict[str, list[dict[str, Any]]]:
+    """``answers`` with q7's fourth document renamed ``d 7`` (``space`` inside)."""
+    answers["q7"][3]["id"] = f"d{space}7"
     return answers
 
 
@@ -80,6 +82,8 @@ ENDPOINTS = {
     "/distinct": rankings(1, tied=False),
     "/tied": rankings(2, tied=True),
     "/spaced": with_spaced_id(rankings(3, tied=False)),
+    "/vertical_tab": with_spaced_id(rankings(3, tied=False), "\x0b"),
+    "/no_break_space": with_spaced_id(rankings(3, tied=False), "\u00a0"),
 }
 
 
@@ -122,6 +126,8 @@ class Runs:
     distinct: str
     tied: str
     spaced: str
+    vertical_tab: str
+    no_break_space: str
 
 
 @pytest.fixture(scope="module")
@@ -416,6 +422,33 @@ def test_a_doc_id_with_whitespace_is_refused_for_trec_only(
     code, out, _ = export(capsys, in_home.spaced, "--format", "jsonl")
     assert code == 0
     assert '"doc_id": "d 7"' in out
+
+
+def test_a_vertical_tab_is_a_trec_separator_and_a_no_break_space_is_not(
+    in_home: Runs, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """trec_eval and `evalkit score` split fields on C's isspace, \\v included: such an id
+    would be read as two fields (a relevant document counted as not retrieved); a no-break
+    space is part of the id for both."""
+    code, _, err = export(capsys, in_home.vertical_tab)
+    assert code == 2
+    assert "doc id 'd\\x0b7' (query 'q7') contains whitespace" in err
+    target = in_home.home / "no-break.run"
+    assert export(capsys, in_home.no_break_space, "--output", str(target))[0] == 0
+    assert "q7 Q0 d\u00a07 " in target.read_text(encoding="utf-8")
+    expected, _ = stored(in_home, in_home.no_break_space)
+    score = ["score", "--qrels", str(in_home.qrels), "--run", str(target), "--per-query"]
+    assert invoke([*score, "-m", "ndcg@10", "--format", "json"]) == 0
+    scored = json.loads(capsys.readouterr().out)["per_query"]
+    assert {query: row["ndcg@10"] for query, row in scored.items()} == pytest.approx(
+        {query: row["ndcg@10"] for query, row in expected.items() if query in scored}
+    )
+    judged = in_home.home / "no-break.qrels"
+    judged.write_text(in_home.qrels.read_text() + "q7 0 d\u00a07 3\n", encoding="utf-8")
+    score[2] = str(judged)
+    assert invoke([*score, "-m", "ndcg@10", "--format", "json"]) == 0
+    rescored = json.loads(capsys.readouterr().out)["per_query"]
+    assert rescored["q7"]["ndcg@10"] > scored["q7"]["ndcg@10"]
 
 
 def test_the_command_names_an_unknown_run(in_home: Runs) -> None:

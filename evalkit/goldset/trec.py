@@ -22,14 +22,29 @@ __all__ = [
     "TOPIC_FIELDS",
     "TOPIC_READERS",
     "TREC_QRELS_COLUMNS",
+    "TREC_SEPARATORS",
     "TopicField",
     "detect_topics_format",
     "load_trec_goldset",
     "read_trec_qrels",
     "read_trec_topics",
+    "trec_fields",
 ]
 
 TREC_QRELS_COLUMNS = QrelsColumns(query="qid", doc="docno", grade="rel")
+
+TREC_SEPARATORS = " \t\n\r\x0b\x0c"
+"""The characters that separate the fields of a TREC qrels or run line: C's ``isspace``, as
+trec_eval reads them (and ``evalkit score``, which splits bytes). Any other character,
+a no-break or ideographic space included, belongs to the id it stands in."""
+
+_TREC_FIELD_BREAK = re.compile(f"[{re.escape(TREC_SEPARATORS)}]+")
+
+
+def trec_fields(line: str) -> list[str]:
+    """The fields of a TREC qrels or run line, split as trec_eval splits them."""
+    return [field for field in _TREC_FIELD_BREAK.split(line) if field]
+
 
 TopicField = Literal["title", "desc", "narr"]
 
@@ -84,9 +99,9 @@ def read_trec_qrels(path: Path, *, problems: ProblemLog) -> list[QrelsRow]:
     """Read trec_eval qrels lines ``qid iter docno rel``, recording malformed lines."""
     rows: list[QrelsRow] = []
     for line, text in iter_text_lines(path, problems):
-        if text.lstrip().startswith("#"):
+        if text.lstrip(TREC_SEPARATORS).startswith("#"):
             continue
-        columns = text.split()
+        columns = trec_fields(text)
         if len(columns) != 4:
             hint = " (6 columns look like a run file, not qrels)" if len(columns) == 6 else ""
             problems.add(

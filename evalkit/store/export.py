@@ -37,6 +37,7 @@ import duckdb
 from evalkit.clock import utc_now
 from evalkit.errors import ConfigError, InputError, StoreError
 from evalkit.files import create_beside
+from evalkit.goldset.trec import TREC_SEPARATORS
 from evalkit.jsonsafe import finite_or_null
 from evalkit.store.runs import RunRecord, RunSpec, get_run, insert_run
 
@@ -71,7 +72,8 @@ _RUN_FILE = "run.json"
 _FINISHED = ("complete", "partial", "failed")
 
 _BATCH_ROWS = 50_000
-_WHITESPACE = r"\s"
+# RE2's \s leaves out the vertical tab, which trec_eval and `evalkit score` split on.
+_TREC_SEPARATOR = "[" + TREC_SEPARATORS.encode("unicode_escape").decode() + "]"
 
 # Queries in the goldset's order (a traffic replay has none: by id), documents by rank.
 _QUERY_ORDER = " LEFT JOIN goldset_queries g ON g.goldset_version = ? AND g.query_id = q.query_id"
@@ -647,12 +649,12 @@ def _check_trec_ids(store: Store, run_id: str) -> None:
         "SELECT query_id, doc_id FROM run_results WHERE run_id = ?"
         " AND (regexp_matches(query_id, ?) OR regexp_matches(doc_id, ?)"
         " OR starts_with(query_id, '#')) LIMIT 1",
-        [run_id, _WHITESPACE, _WHITESPACE],
+        [run_id, _TREC_SEPARATOR, _TREC_SEPARATOR],
     )
     if not rows:
         return
     query_id, doc_id = rows[0]
-    if any(c.isspace() for c in query_id):
+    if any(c in TREC_SEPARATORS for c in query_id):
         problem = f"query id {query_id!r} contains whitespace, which separates TREC fields"
     elif query_id.startswith("#"):
         problem = (
