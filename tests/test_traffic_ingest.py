@@ -431,6 +431,8 @@ def test_format_log_line_refuses_what_the_format_cannot_hold() -> None:
         format_log_line(text="q", results=[""])
     with pytest.raises(InputError, match="would not be read back"):
         format_log_line(text="q", results=[("", 0.5)])
+    with pytest.raises(InputError, match="query_id ' q1' has leading or trailing whitespace"):
+        format_log_line(text="q", query_id=" q1")
     query_id, encoded = format_log_line(text="héllo", query_id="x")
     assert query_id == "x"
     assert encoded.endswith(b"\n")

@@ -128,6 +128,11 @@ def test_a_record_the_format_refuses_is_judged_by_the_per_line_path(
         b'{"query_id": "q", "timestamp": "2026-11-21T10:00:00Z", "text": "t", "t\\u0061gs": '
         b'{"a": 1}}\n',
         b'{"query_id": 7, "timestamp": 1763726400, "text": "t", "results": ["d1", "d2"]}\n',
+        b'{"query_id": " q", "timestamp": 1763726400, "text": "t"}\n',
+        b'{"query_id": "q\\u3000", "timestamp": 1763726400, "text": "t"}\n',
+        b'{"query_id": "\\u00a0", "timestamp": 1763726400, "text": "t"}\n',
+        b'{"query_id": "q\\u001c", "timestamp": 1763726400, "text": "t"}\n',
+        b'{"query_id": "\\u65e5\\u672c", "timestamp": 1763726400, "text": "t"}\n',
         b'{"query_id": "q", "timestamp": "2026-11-21T10:00:00Z", "text": "t", "results": '
         b'[{"doc_id": ""}]}\n',
         b'{"query_id": "q", "timestamp": "2026-11-21T10:00:00Z", "text": "t", "contexts": '
@@ -150,6 +155,17 @@ def test_lines_arrow_reads_differently_from_json_are_judged_alike(raw: bytes) ->
     lines = [encode(record("a")), raw, encode(record("b"))]
     assert_same(lines)
     assert_same([raw])
+
+
+@pytest.mark.parametrize("query_id", [" q1", "q1 ", "   ", "q1\u00a0", "\u3000q1", "q1\n"])
+def test_a_query_id_padded_with_whitespace_is_a_problem_of_its_line(query_id: str) -> None:
+    """A goldset id may not be padded either: promoted, such a query would make a goldset
+    no import accepts, or be trimmed into another query's id."""
+    builder = at_once([encode(record("q0")), encode(record(query_id))], 1)
+    assert builder.problems == [
+        (2, "invalid record: `query_id` has leading or trailing whitespace - at `$.query_id`")
+    ]
+    assert len(builder) == 1
 
 
 @pytest.mark.parametrize(

@@ -56,6 +56,7 @@ _JSON_WHITESPACE = b" \t\r\n"
 # to Python. Arrow needs an offset for a zoned type: naive ones (UTC, as the per-line path
 # reads them) are cast with a ``Z`` appended.
 _ISO_ZONED = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})$"
+_MAYBE_PADDED = r"^[^!-~]|[^!-~]$"
 _ISO_NAIVE = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?$"
 _UTC_MICROSECONDS = pa.timestamp("us", tz="UTC")
 _MICROSECONDS = 1_000_000
@@ -200,6 +201,9 @@ def _decode_block(lines: LineBlock, first_line: int) -> tuple[pa.Table, list[int
     query_ids = columns["query_id"]
     if pa.types.is_string(query_ids.type):
         good &= _true(pc.greater(pc.binary_length(query_ids), 0))
+        # An id that starts or ends with anything but printable ASCII may start or end with
+        # (Unicode) whitespace, which the per-line path refuses: it decides those lines.
+        good &= ~_true(pc.match_substring_regex(query_ids, _MAYBE_PADDED))
     else:
         good &= _true(query_ids.is_valid())
         query_ids = query_ids.cast(pa.string())

@@ -261,6 +261,12 @@ class RecordBatchBuilder:
                 f"invalid record: `text` is longer than {MAX_TEXT_LENGTH} characters "
                 f"({len(text)}) - at `$.text`"
             )
+        if type(query_id) is str and query_id != query_id.strip():
+            # A goldset id may not have it either: such a query could be promoted into a
+            # goldset no import accepts, or trimmed into another query's id.
+            raise RecordError(
+                "invalid record: `query_id` has leading or trailing whitespace - at `$.query_id`"
+            )
         timestamp = timestamp_seconds(record.timestamp)
         doc_ids, scores = _ranked(record.results)
         tags = record.tags

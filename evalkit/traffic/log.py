@@ -85,6 +85,10 @@ def format_log_line(
     identifier = query_id if query_id is not None else uuid.uuid4().hex
     if not identifier:
         raise InputError("query_id must not be empty", field="query_id")
+    if identifier != identifier.strip():
+        raise InputError(
+            f"query_id {identifier!r} has leading or trailing whitespace", field="query_id"
+        )
     moment = timestamp if timestamp is not None else datetime.now(UTC)
     if moment.tzinfo is not None:
         moment = moment.astimezone(UTC).replace(tzinfo=None)
