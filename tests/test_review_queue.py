@@ -13,6 +13,7 @@ import sys
 import textwrap
 import threading
 import time
+import unicodedata
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -28,6 +29,7 @@ from evalkit.cli import invoke
 from evalkit.config import JudgeSettings
 from evalkit.errors import GoldsetError, InputError, StoreError
 from evalkit.goldset import Goldset
+from evalkit.goldset.model import unknown_documents
 from evalkit.goldset.review import combine_reviews, lower_median, review_item_id
 from evalkit.judging.assessor import RelevanceAssessor
 from evalkit.judging.records import JudgePair
@@ -468,6 +470,17 @@ def test_a_review_names_what_is_wrong_and_saves_nothing(tmp_path: Path) -> None:
         with pytest.raises(InputError, match="reviewer"):
             review(store, g3, "  ", {"tay-0": 1})
         assert item_reviews(store, goldset="tay") == {}
+
+
+def test_a_grade_for_an_id_in_another_unicode_form_says_so() -> None:
+    """NFC and NFD spell café alike on screen: the message shows the difference."""
+    decomposed = unicodedata.normalize("NFD", "caf\u00e9")
+    message = unknown_documents(["caf\u00e9", "nope"], ["doc A", decomposed])
+    assert message == (
+        "'caf\u00e9' (written 'caf\\xe9': the same letters as its document 'cafe\\u0301' in "
+        "another Unicode form; ids are compared as written), 'nope'; its documents: doc A, "
+        f"{decomposed}"
+    )
 
 
 SAVER = textwrap.dedent(

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from evalkit.errors import ConfigError, InputError
 from evalkit.goldset._reading import ProblemLog, describe_value
+from evalkit.goldset.model import unknown_documents
 from evalkit.records.review import REVIEW_GRADES, ReviewItem, ReviewRecord, Verdict
 
 __all__ = [
@@ -268,7 +269,7 @@ def _check_queued(
         return
     for doc_id in sorted(set(record.grades) - set(known)):
         problems.add(
-            f"item {record.item_id} has no document {doc_id!r}; its documents: " + ", ".join(known),
+            f"item {record.item_id} has no document {unknown_documents([doc_id], known)}",
             path=file,
             field=f"{at}, result",
         )

@@ -11,10 +11,36 @@ from dataclasses import dataclass
 from evalkit.errors import ConfigError
 from evalkit.records import Judgment, Query
 
-__all__ = ["MAX_GOLDSET_NAME_LENGTH", "Goldset", "check_goldset_name", "goldset_version"]
+__all__ = [
+    "MAX_GOLDSET_NAME_LENGTH",
+    "Goldset",
+    "check_goldset_name",
+    "goldset_version",
+    "unknown_documents",
+]
 
 MAX_GOLDSET_NAME_LENGTH = 200
 """The longest name a goldset is stored under."""
+
+
+def unknown_documents(unknown: Iterable[str], known: Iterable[str]) -> str:
+    """``'x', 'y'; its documents: a, b`` for a message about document ids ``unknown`` that
+    are not among ``known``; an id that matches a known one but for its Unicode form (NFC
+    against NFD, as two keyboards or systems may type ``café``) is said to, since the two
+    read the same on screen."""
+    known = list(known)
+    normal = {unicodedata.normalize("NFC", doc_id): doc_id for doc_id in known}
+    named = []
+    for doc_id in unknown:
+        twin = normal.get(unicodedata.normalize("NFC", doc_id))
+        if twin is None:
+            named.append(repr(doc_id))
+        else:
+            named.append(
+                f"{doc_id!r} (written {doc_id!a}: the same letters as its document "
+                f"{twin!a} in another Unicode form; ids are compared as written)"
+            )
+    return f"{', '.join(named)}; its documents: {', '.join(known)}"
 
 
 def check_goldset_name(name: str, *, option: str = "--name") -> str:

@@ -34,7 +34,7 @@ from typing import Any
 from evalkit.clock import utc_now
 from evalkit.errors import GoldsetError, InputError
 from evalkit.goldset.drafts import Draft, DraftQuery, read_draft
-from evalkit.goldset.model import Goldset, check_goldset_name
+from evalkit.goldset.model import Goldset, check_goldset_name, unknown_documents
 from evalkit.goldset.review import review_item_id, shared_texts
 from evalkit.pipeline.judge_pool import DocumentTexts
 from evalkit.records import Query
@@ -415,8 +415,7 @@ def record_review(
         unknown = sorted(set(grades) - set(known))
         if unknown:
             raise InputError(
-                f"item {queued.item.item_id} has no document {', '.join(map(repr, unknown))}; "
-                f"its documents: {', '.join(known)}",
+                f"item {queued.item.item_id} has no document {unknown_documents(unknown, known)}",
                 field="grade",
             )
         record = ReviewRecord(
