@@ -312,6 +312,37 @@ def test_retention_prunes_per_query_rows_and_keeps_aggregates_and_baselines(
     assert again.summary["runs_pruned"] == 0
 
 
+def test_retention_prunes_in_batches_and_records_each_run_s_own_rows(
+    settings: Settings, retriever: FakeRetriever, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from evalkit.pipeline import evaluate_goldset
+    from evalkit.records.requests import GoldsetRunRequest
+    from evalkit.retrievers.http import HttpRetriever
+    from evalkit.store import retention
+
+    monkeypatch.setattr(retention, "_PRUNED_PER_TRANSACTION", 2)
+    path = settings.resolved_store_path
+    with Store.open(path) as store, HttpRetriever(retriever.url) as http:
+        runs = [
+            evaluate_goldset(store, make_goldset(n), http, GoldsetRunRequest(k=10)).run.run_id
+            for n in (3, 4, 5, 6, 7)
+        ]
+        held = {
+            run_id: sum(
+                int(store.fetch(f"SELECT count(*) FROM {table} WHERE run_id = ?", [run_id])[0][0])
+                for table in ("run_results", "run_queries", "query_metrics")
+            )
+            for run_id in runs
+        }
+        deleted = retention.prune_run_details(store, [*runs[:4], runs[0]])
+        recorded = dict(store.fetch("SELECT run_id, rows_deleted FROM pruned_runs"))
+        left = store.fetch("SELECT DISTINCT run_id FROM run_results")
+    assert deleted == sum(held[run_id] for run_id in runs[:4])
+    assert recorded == {run_id: held[run_id] for run_id in runs[:4]}
+    assert len(set(held.values())) == len(runs)
+    assert left == [(runs[4],)]
+
+
 def test_retention_keeps_the_baseline_drift_precision_compares_with_by_default(
     settings: Settings, retriever: FakeRetriever
 ) -> None:

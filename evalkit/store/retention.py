@@ -68,9 +68,14 @@ def retention_candidates(
     return [str(row[0]) for row in rows]
 
 
+_PRUNED_PER_TRANSACTION = 100
+"""Runs pruned in one transaction: each DELETE scans its table once for the whole batch,
+instead of once per run, and a crash loses at most one batch's work, never half a run's."""
+
+
 def prune_run_details(store: Store, run_ids: Sequence[str]) -> int:
-    """Delete the per-query rows of ``run_ids`` (aggregates and run rows stay); one
-    transaction per run. Returns the rows deleted."""
+    """Delete the per-query rows of ``run_ids`` (aggregates and run rows stay), a batch of
+    runs per transaction. Returns the rows deleted."""
     existing = {
         str(row[0])
         for row in store.fetch(
@@ -81,24 +86,32 @@ def prune_run_details(store: Store, run_ids: Sequence[str]) -> int:
     }
     tables = [name for name in _PER_QUERY_TABLES if name in existing]
     total = 0
-    for run_id in run_ids:
-        deleted = 0
+    for start in range(0, len(run_ids), _PRUNED_PER_TRANSACTION):
+        batch = list(run_ids[start : start + _PRUNED_PER_TRANSACTION])
+        deleted = dict.fromkeys(batch, 0)
         try:
             with store.transaction() as con:
                 for table in tables:
-                    deleted += int(
-                        con.execute(
-                            f"SELECT count(*) FROM {table} WHERE run_id = ?", [run_id]
-                        ).fetchall()[0][0]
+                    counted = con.execute(
+                        f"SELECT run_id, count(*) FROM {table}"
+                        " WHERE run_id IN (SELECT unnest(?::VARCHAR[])) GROUP BY run_id",
+                        [batch],
+                    ).fetchall()
+                    for run_id, rows in counted:
+                        deleted[str(run_id)] += int(rows)
+                    con.execute(
+                        f"DELETE FROM {table} WHERE run_id IN (SELECT unnest(?::VARCHAR[]))",
+                        [batch],
                     )
-                    con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
                 con.execute(
-                    "INSERT INTO pruned_runs VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-                    [run_id, utc_now(), deleted],
+                    "INSERT INTO pruned_runs SELECT unnest(?::VARCHAR[]), ?,"
+                    " unnest(?::BIGINT[]) ON CONFLICT DO NOTHING",
+                    [batch, utc_now(), [deleted[run_id] for run_id in batch]],
                 )
         except duckdb.Error as error:
-            raise StoreError(f"cannot prune run {run_id} in {store.path}: {error}") from error
-        total += deleted
+            runs = batch[0] if len(batch) == 1 else f"{batch[0]} .. {batch[-1]}"
+            raise StoreError(f"cannot prune run {runs} in {store.path}: {error}") from error
+        total += sum(deleted.values())
     return total
 
 
