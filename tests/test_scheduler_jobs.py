@@ -631,6 +631,53 @@ def test_cron_days_of_week_are_crontab_s(weekdays: str, fires: list[int]) -> Non
 
 
 @pytest.mark.parametrize(
+    ("cron", "zone", "after", "fires"),
+    [
+        # New York leaves summer time on 2026-11-01 at 02:00 EDT: 01:00-01:59 happens twice.
+        ("30 1 * * *", "America/New_York", (10, 31, 12), ["11-01 05:30", "11-02 06:30"]),
+        (
+            "0 * * * *",  # a wildcard hour runs by real time, in both passes
+            "America/New_York",
+            (11, 1, 3, 30),
+            ["11-01 04:00", "11-01 05:00", "11-01 06:00", "11-01 07:00"],
+        ),
+        (
+            "*/30 1 * * *",  # a wildcard minute too
+            "America/New_York",
+            (10, 31, 12),
+            ["11-01 05:00", "11-01 05:30", "11-01 06:00", "11-01 06:30", "11-02 06:00"],
+        ),
+        # Lord Howe Island goes back half an hour on 2026-04-05 at 02:00.
+        ("45 1 * * *", "Australia/Lord_Howe", (4, 4), ["04-04 14:45", "04-05 15:15"]),
+    ],
+)
+def test_a_job_at_a_fixed_time_runs_once_on_the_night_clocks_go_back(
+    cron: str, zone: str, after: tuple[int, ...], fires: list[str]
+) -> None:
+    """As crontab: APScheduler alone fired a job at 01:30 in both passes of the repeated
+    hour, a second nightly replay (and its alerts) on that day."""
+    from datetime import UTC
+
+    config = configure({"name": "a", "kind": "command", "command": ["x"], "cron": cron})
+    trigger = config.jobs[0].trigger(zone)
+    seen, previous, now = [], None, datetime(2026, *after, tzinfo=UTC)
+    for _ in fires:
+        fire = trigger.get_next_fire_time(previous, now)
+        seen.append(f"{fire.astimezone(UTC):%m-%d %H:%M}")
+        previous = now = fire
+    assert seen == fires
+    # Nor does a service started after the first pass catch the second up as missed.
+    if cron == "30 1 * * *":
+        missed = config.jobs[0].missed_time(
+            zone,
+            last=datetime(2026, 11, 1, 5, 30, tzinfo=UTC),
+            now=datetime(2026, 11, 1, 6, 40, tzinfo=UTC),
+            grace=3600,
+        )
+        assert missed is None
+
+
+@pytest.mark.parametrize(
     ("schedule", "last", "now", "grace", "missed"),
     [
         # Every 15 minutes from 10:00: 10:45 was the last time due before 10:47.

@@ -176,17 +176,21 @@ def cron_trigger(expression: str, timezone: str) -> Any:
     """The APScheduler trigger of a crontab expression, read as crontab reads it.
 
     ``minute hour day-of-month month day-of-week``; the day of week is 0 or 7 for Sunday,
-    1-5 for Monday to Friday, or names. Raises ValueError for an expression that does not
-    parse.
+    1-5 for Monday to Friday, or names. When clocks go back, a job at a fixed time runs
+    once, a job with a wildcard minute or hour in both passes of the repeated hour. Raises
+    ValueError for an expression that does not parse.
     """
     # Deferred: every command reads the settings, and `evalkit --help` stays fast.
-    from apscheduler.triggers.cron import CronTrigger
+    from evalkit.config._crontab import CrontabTrigger
 
     fields = expression.split()
     if len(fields) != 5:
         raise ValueError(f"wrong number of fields: {len(fields)}, expected 5")
     minute, hour, day, month, weekdays = fields
-    return CronTrigger(
+    return CrontabTrigger(
+        # As cron: a job at a fixed time runs once when clocks go back, a wildcard job in
+        # both passes of the repeated hour.
+        once_in_repeated_hour=not (minute.startswith("*") or hour.startswith("*")),
         minute=minute,
         hour=hour,
         day=day,
