@@ -43,7 +43,7 @@ from evalkit.clock import utc_now
 from evalkit.config import PgvectorSettings, QdrantSettings
 from evalkit.dashboard.loaders.freshness import freshness as freshness_data
 from evalkit.embedding import ModelFingerprint
-from evalkit.errors import InputError
+from evalkit.errors import ConfigError, InputError
 from evalkit.pipeline import check_freshness
 from evalkit.records import Document
 from evalkit.records.freshness import FreshnessCheck, FreshnessRequest
@@ -783,6 +783,31 @@ def test_a_qdrant_collection_is_read_by_its_payload_and_chunks_by_their_earliest
         ("a", 40.0, "index_time")
     ]
     assert [(p.doc_id, p.state) for p in check.oldest] == [("b", "stale")]
+
+
+def test_a_write_time_in_epoch_milliseconds_is_refused_naming_its_payload_key(
+    store: Store, tmp_path: Path
+) -> None:
+    """Read as seconds, it crashed with a traceback (year 58874 is out of range) and exit
+    1, the code of a breached objective."""
+    client = QdrantClient(path=str(tmp_path / "qdrant"))
+    client.create_collection(
+        "docs", vectors_config=models.VectorParams(size=4, distance=models.Distance.COSINE)
+    )
+    payload = {"doc": "a", "text": "alpha", "written": 1_772_366_440_000}
+    client.upsert("docs", points=[models.PointStruct(id=1, vector=[1.0, 0, 0, 0], payload=payload)])
+    client.close()
+    settings = QdrantSettings(
+        path=tmp_path / "qdrant", collection="docs", id_payload_key="doc", text_payload_key="text"
+    )
+    reader = QdrantVersions(settings, collection=None, indexed_at_key="written")
+    log = tmp_path / "changes.jsonl"
+    write_changes(log, [{"doc_id": "a", "updated_at": "2026-03-01T12:00:00Z", "content": "alpha"}])
+    try:
+        with pytest.raises(ConfigError, match="payload key 'written' holds 1772366440000, which"):
+            check_freshness(store, FreshnessRequest(changes=(log,)), index=reader)
+    finally:
+        reader.close()
 
 
 def test_a_change_dated_in_the_future_is_refused_and_moves_no_read_position(

@@ -73,9 +73,14 @@ def text_hash(text: str) -> str:
     return hashlib.sha256(" ".join(text.split()).encode("utf-8")).hexdigest()
 
 
-def parse_time(value: object) -> datetime | None:
+_LATEST_EPOCH_SECONDS = 1e11
+"""Epoch seconds of the year 5138: a larger number is a time in milliseconds or finer."""
+
+
+def parse_time(value: object, *, field: str = "the write time") -> datetime | None:
     """A stored write time as naive UTC: a ``datetime`` (naive means UTC), ISO 8601 text or
-    epoch seconds; None for anything else."""
+    epoch seconds; None for anything else. ConfigError, naming ``field``, for a number that
+    is not epoch seconds (milliseconds, say): every lag measured from it would be wrong."""
     if isinstance(value, datetime):
         moment = value
     elif isinstance(value, bool):
@@ -83,6 +88,12 @@ def parse_time(value: object) -> datetime | None:
     elif isinstance(value, int | float):
         if not math.isfinite(value):
             return None
+        if not -_LATEST_EPOCH_SECONDS < value < _LATEST_EPOCH_SECONDS:
+            raise ConfigError(
+                f"{field} holds {value}, which is no time in epoch seconds (milliseconds or "
+                "nanoseconds?): store write times as epoch seconds or ISO 8601 text "
+                "(docs/freshness.md)"
+            )
         moment = datetime.fromtimestamp(float(value), UTC)
     elif isinstance(value, str) and value:
         try:
@@ -180,7 +191,9 @@ class ChromaVersions:
                     str(doc_id),
                     str(stored) if stored else None,
                     text_hash(text) if text is not None else None,
-                    parse_time(metadata.get(INDEXED_AT_KEY)),
+                    parse_time(
+                        metadata.get(INDEXED_AT_KEY), field=f"metadata key {INDEXED_AT_KEY!r}"
+                    ),
                 )
 
     def close(self) -> None:
@@ -228,6 +241,7 @@ class PgvectorVersions:
             )
         self._settings = settings
         self._table_name = settings.table
+        self._time_column = indexed_at_column
         parts = tuple(settings.table.split("."))
         try:
             self._conn = open_connection(settings.dsn, connect_timeout=settings.connect_timeout)
@@ -292,7 +306,7 @@ class PgvectorVersions:
                     str(doc_id),
                     None,
                     text_hash(text) if text is not None else None,
-                    parse_time(written),
+                    parse_time(written, field=f"column {self._time_column!r}"),
                 )
                 for doc_id, text, written in fetched
             )
@@ -356,7 +370,11 @@ class QdrantVersions:
                         doc_id,
                         None,
                         text_hash(text) if isinstance(text, str) else None,
-                        parse_time(payload.get(self._time_key)) if self._time_key else None,
+                        parse_time(
+                            payload.get(self._time_key), field=f"payload key {self._time_key!r}"
+                        )
+                        if self._time_key
+                        else None,
                     )
                 )
         return _frame(rows)
