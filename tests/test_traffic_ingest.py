@@ -433,6 +433,13 @@ def test_format_log_line_refuses_what_the_format_cannot_hold() -> None:
         format_log_line(text="q", results=[("", 0.5)])
     with pytest.raises(InputError, match="query_id ' q1' has leading or trailing whitespace"):
         format_log_line(text="q", query_id=" q1")
+    for moment in (datetime(1969, 12, 31, 23), datetime(6000, 1, 1), "1969-12-31T23:00:00Z"):
+        with pytest.raises(InputError, match="is not between 1970 and the year 5138"):
+            format_log_line(text="q", timestamp=moment)
+    with pytest.raises(InputError, match="'yesterday' is not an ISO 8601 date-time"):
+        format_log_line(text="q", timestamp="yesterday")
+    _, zoned = format_log_line(text="q", timestamp="2026-11-21T10:00:00+05:30")
+    assert b'"timestamp":"2026-11-21T04:30:00.000Z"' in zoned
     query_id, encoded = format_log_line(text="héllo", query_id="x")
     assert query_id == "x"
     assert encoded.endswith(b"\n")

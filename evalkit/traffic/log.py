@@ -62,11 +62,43 @@ def _logged_id(doc_id: str) -> str:
     return doc_id
 
 
+_EARLIEST = datetime(1970, 1, 1)
+_LATEST = datetime.fromtimestamp(1e11, UTC).replace(tzinfo=None)
+
+
+def _utc_moment(timestamp: datetime | str | None) -> datetime:
+    """``timestamp`` as naive UTC (now when None); InputError for one ingest refuses."""
+    if timestamp is None:
+        return datetime.now(UTC).replace(tzinfo=None)
+    if isinstance(timestamp, str):
+        try:
+            timestamp = datetime.fromisoformat(timestamp)
+        except ValueError:
+            raise InputError(
+                f"{timestamp!r} is not an ISO 8601 date-time such as 2026-11-21T18:35:00Z",
+                field="timestamp",
+            ) from None
+    if not isinstance(timestamp, datetime):
+        raise InputError(
+            f"must be a datetime or ISO 8601 text, got {type(timestamp).__name__}",
+            field="timestamp",
+        )
+    if timestamp.tzinfo is not None:
+        timestamp = timestamp.astimezone(UTC).replace(tzinfo=None)
+    if not _EARLIEST <= timestamp < _LATEST:
+        raise InputError(
+            f"{timestamp.isoformat()} (UTC) is not between 1970 and the year 5138, which "
+            "`evalkit traffic ingest` reads",
+            field="timestamp",
+        )
+    return timestamp
+
+
 def format_log_line(
     *,
     text: str,
     query_id: str | None = None,
-    timestamp: datetime | None = None,
+    timestamp: datetime | str | None = None,
     tenant: str | None = None,
     tags: Mapping[str, str] | None = None,
     results: Sequence[LoggedResult] | None = None,
@@ -76,8 +108,9 @@ def format_log_line(
 ) -> tuple[str, bytes]:
     """The query id and the encoded log line (ending in ``\\n``) for one query.
 
-    ``query_id`` defaults to a random UUID and ``timestamp`` to now. Raises InputError for a
-    value the format cannot hold (empty text, a non-finite latency or score, a result
+    ``query_id`` defaults to a random UUID and ``timestamp`` (a datetime, naive meaning UTC,
+    or ISO 8601 text) to now. Raises InputError for a value the format cannot hold (empty
+    text, a time before 1970 or past the year 5138, a non-finite latency or score, a result
     without a doc id): every line it returns is one ``evalkit traffic ingest`` reads.
     """
     if not isinstance(text, str) or not text.strip():
@@ -89,9 +122,7 @@ def format_log_line(
         raise InputError(
             f"query_id {identifier!r} has leading or trailing whitespace", field="query_id"
         )
-    moment = timestamp if timestamp is not None else datetime.now(UTC)
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    moment = _utc_moment(timestamp)
     record: dict[str, object] = {
         "query_id": identifier,
         "timestamp": moment.isoformat(timespec="milliseconds") + "Z",
@@ -127,7 +158,7 @@ def log_query(
     *,
     text: str,
     query_id: str | None = None,
-    timestamp: datetime | None = None,
+    timestamp: datetime | str | None = None,
     tenant: str | None = None,
     tags: Mapping[str, str] | None = None,
     results: Sequence[LoggedResult] | None = None,
