@@ -409,6 +409,15 @@ def test_a_score_as_an_integer_a_double_or_numeric_text_is_stored_as_a_double(
         (lambda s: s.update(startTimeUnixNano="soon"), "startTimeUnixNano must be an integer"),
         (lambda s: s.pop("startTimeUnixNano"), "startTimeUnixNano must be a Unix time"),
         (
+            lambda s: s.update(startTimeUnixNano="1795305600"),
+            "startTimeUnixNano must be a Unix time in nanoseconds, got 1795305600, which is in "
+            "1970 or 1971 (seconds or milliseconds?)",
+        ),
+        (
+            lambda s: s.update(startTimeUnixNano="1795305600000"),
+            "got 1795305600000, which is in 1970",
+        ),
+        (
             lambda s: s["attributes"].append({"key": "x", "value": {"intValue": "1.5"}}),
             "attribute x: intValue must be an integer",
         ),

@@ -96,6 +96,21 @@ _TRACE_ID_BYTES = 16
 _SPAN_ID_BYTES = 8
 _NANOSECONDS_PER_MICROSECOND = 1000
 _MAX_NANOSECONDS = 10**19  # year 2286: a larger value is not a Unix time in nanoseconds
+_MIN_NANOSECONDS = 10**17  # 1973: a smaller value is a time in seconds or milliseconds
+
+
+def _start_problem(start: int, name: str) -> str | None:
+    """Why ``start`` is no span start time in Unix nanoseconds, or None when it is one."""
+    if 0 < start < _MIN_NANOSECONDS:
+        return (
+            f"{name} must be a Unix time in nanoseconds, got {start}, which is in 1970 or "
+            "1971 (seconds or milliseconds?)"
+        )
+    if not 0 < start < _MAX_NANOSECONDS:
+        return f"{name} must be a Unix time in nanoseconds"
+    return None
+
+
 # What reading hostile JSON can raise beyond our own checks: a list where a number belongs
 # (TypeError), digits int() refuses (ValueError), an integer too large for a float
 # (OverflowError), nesting deeper than the interpreter's stack (RecursionError).
@@ -767,8 +782,9 @@ def _json_span(span: object, resource: Mapping[str, object], where: str) -> _Spa
         span_id = _json_id(_field(span, "spanId", "span_id"), _SPAN_ID_BYTES, "spanId")
         start = _json_int(_field(span, "startTimeUnixNano", "start_time_unix_nano"), "start")
         end = _json_int(_field(span, "endTimeUnixNano", "end_time_unix_nano"), "end")
-        if not 0 < start < _MAX_NANOSECONDS:
-            raise _SpanError("startTimeUnixNano must be a Unix time in nanoseconds")
+        problem = _start_problem(start, "startTimeUnixNano")
+        if problem is not None:
+            raise _SpanError(problem)
         attributes = _json_attributes(span.get("attributes"), where)
         failed = _json_status_error(span.get("status"))
     except _SpanError as error:
@@ -911,8 +927,9 @@ def _protobuf_span(span: Any, resource: Mapping[str, object], where: str) -> _Sp
     if len(span_id) != _SPAN_ID_BYTES or not any(span_id):
         return _SpanError(f"{where}: span_id must be {_SPAN_ID_BYTES} bytes, not all zeros")
     start = int(span.start_time_unix_nano)
-    if not 0 < start < _MAX_NANOSECONDS:
-        return _SpanError(f"{where}: start_time_unix_nano must be a Unix time in nanoseconds")
+    problem = _start_problem(start, "start_time_unix_nano")
+    if problem is not None:
+        return _SpanError(f"{where}: {problem}")
     return _Span(
         trace_id.hex(),
         span_id.hex(),
