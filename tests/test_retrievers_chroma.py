@@ -581,3 +581,50 @@ def test_open_chroma_client_wants_one_location(tmp_path: Path) -> None:
         open_chroma_client()
     with pytest.raises(ConfigError, match="exactly one"):
         open_chroma_client(path=tmp_path, url="http://127.0.0.1:8000")
+
+
+_OPENED_FROM_THREADS = """
+import sys, threading
+from evalkit.retrievers.chroma_client import close_client, open_chroma_client
+
+outcomes = []
+
+def open_and_count(store):
+    try:
+        client = open_chroma_client(path=store)
+        outcomes.append(client.get_collection("docs").count())
+        close_client(client)
+    except Exception as error:
+        outcomes.append(f"{type(error).__name__}: {error}")
+
+threads = [threading.Thread(target=open_and_count, args=(sys.argv[1],)) for _ in range(3)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+print(outcomes)
+"""
+
+
+def test_an_embedded_store_opened_from_several_threads_at_once_opens_in_each(
+    tmp_path: Path,
+) -> None:
+    """Chroma's first open of a store in a process is not thread-safe: two threads of a
+    notebook or a service opening one store at once both failed."""
+    import subprocess
+    import sys
+
+    client = open_chroma_client(path=tmp_path / "chroma")
+    collection = client.get_or_create_collection("docs", embedding_function=None)
+    collection.upsert(ids=["a", "b"], embeddings=[[0.1, 0.2], [0.3, 0.1]])
+    close_client(client)
+    for _ in range(2):
+        done = subprocess.run(
+            [sys.executable, "-c", _OPENED_FROM_THREADS, str(tmp_path / "chroma")],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == "[2, 2, 2]", done.stdout + done.stderr

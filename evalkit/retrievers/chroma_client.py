@@ -27,6 +27,7 @@ import ipaddress
 import json
 import os
 import re
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,6 +159,9 @@ def _chroma_settings() -> Any:
     return Settings(anonymized_telemetry=False)
 
 
+_EMBEDDED_OPENING = threading.Lock()
+
+
 def open_chroma_client(
     *,
     path: Path | str | None = None,
@@ -199,7 +203,10 @@ def open_chroma_client(
             ) from error
     store = Path(str(path))
     try:
-        return chromadb.PersistentClient(path=str(store), settings=_chroma_settings())
+        # Chroma's first open of a store in a process is not thread-safe: two threads
+        # opening at once both fail (a KeyError and an AttributeError inside Chroma).
+        with _EMBEDDED_OPENING:
+            return chromadb.PersistentClient(path=str(store), settings=_chroma_settings())
     except Exception as error:  # sqlite, filesystem and Chroma errors alike
         raise RetrieverError(
             f"cannot open the embedded Chroma store at {store}: {describe_exception(error)}. "
