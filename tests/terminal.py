@@ -53,11 +53,17 @@ def terminal_env(**extra: str) -> dict[str, str]:
 
 
 def run_on_terminal(
-    command: list[str], *, cwd: Path, env: dict[str, str], timeout: float = 300
+    command: list[str],
+    *,
+    cwd: Path,
+    env: dict[str, str],
+    timeout: float = 300,
+    columns: int = COLUMNS,
 ) -> TerminalRun:
-    """Run ``command`` with a pty as its terminal; kill it after ``timeout`` seconds."""
+    """Run ``command`` with a pty ``columns`` wide as its terminal; kill it after ``timeout``
+    seconds."""
     master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLUMNS, 0, 0))
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, columns, 0, 0))
     try:
         process = subprocess.Popen(
             command,

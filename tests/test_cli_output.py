@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from importlib.metadata import version
@@ -126,3 +127,49 @@ def test_a_closing_tag_in_a_cell_is_text_and_control_characters_are_escaped() ->
     console = Console(record=True, width=80, markup=False)
     console.print(table(None, ["query"], [["how [/x] works \x1b[2J"]]))
     assert "how [/x] works \\x1b[2J" in console.export_text()
+
+
+def test_a_name_too_wide_beside_the_values_is_shortened_in_the_middle_and_others_kept() -> None:
+    from rich.console import Console
+
+    from evalkit.cli._output import table
+
+    url = "https://example.com/" + "a" * 80 + "?page=12"
+    rows = [[url, 0.5, 0.25], ["q" * 40, 1.0, None], ["q2", 1.0, 0.0]]
+    console = Console(record=True, width=100, markup=False)
+    console.print(table("per query", ["query", "ndcg@10", "recall@10"], rows))
+    lines = console.export_text().splitlines()
+    assert max(len(line) for line in lines) == 100
+    (shortened,) = [line for line in lines if "https://example.com/" in line]
+    assert re.search(r"^│ https://example\.com/a+…a+\?page=12 │ +0\.5000 │ +0\.2500 │$", shortened)
+    # Names that fit beside the values are whole, and drawn as they were.
+    assert any(re.match(r"│ q{40} +│ +1\.0000 │ +- │$", line) for line in lines)
+    console = Console(record=True, width=100, markup=False)
+    console.print(table("per query", ["query", "ndcg@10", "recall@10"], rows[1:]))
+    assert console.export_text().splitlines()[1:4] == [
+        "┏━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━┳━━━━━━━━━┳━━━━━━━━━━━┓",
+        "┃ query                                    ┃ ndcg@10 ┃ recall@10 ┃",
+        "┡━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━╇━━━━━━━━━╇━━━━━━━━━━━┩",
+    ]
+
+
+def test_a_line_break_in_a_name_is_escaped_where_a_message_keeps_its_lines() -> None:
+    """A query id "q1\\nq2" drawn as it is reads as a row q1 and a row q2; an error message
+    in a labelled value is meant to span lines."""
+    from rich.console import Console
+
+    from evalkit.cli._output import key_values, table
+
+    names = ["q1\nq2", "q3\r\nq4", "q5\u2028q6\u2029q7\x0bq8\x0cq9\x85q10"]
+    console = Console(record=True, width=100, markup=False)
+    console.print(table(None, ["query", "ndcg@10"], [[name, 0.5] for name in names]))
+    console.print(key_values("run", {"error": "HTTP 503\nretry later"}))
+    lines = console.export_text().splitlines()
+    rows = [line.split("│")[1:-1] for line in lines if line.startswith("│")]
+    assert [[cell.strip() for cell in row] for row in rows] == [
+        ["q1\\nq2", "0.5000"],
+        ["q3\\r\\nq4", "0.5000"],
+        ["q5\\u2028q6\\u2029q7\\x0bq8\\x0cq9\\x85q10", "0.5000"],
+        ["error", "HTTP 503"],
+        ["", "retry later"],
+    ]

@@ -256,6 +256,42 @@ def test_text_from_users_data_is_shown_as_text_never_as_markup_or_terminal_codes
     assert "\u202e" not in out
 
 
+class SameRanking(Retriever):
+    """Ranks d0, d1, d2 for every query: query n's relevant document ``dn`` at rank n + 1."""
+
+    def retrieve(self, queries: Sequence[Query], k: int) -> list[QueryResult]:
+        ranked = tuple(ScoredDoc(f"d{i}", 1.0 - i / 10, i + 1) for i in range(3))
+        return [QueryResult(query.id, ranked, 1.0) for query in queries]
+
+
+def test_a_query_id_holding_a_line_break_is_one_row_not_a_second_query(
+    evalkit_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Printed as it is, the id "q1\\nq2" drew a row "q2" without values under the row
+    "q1": beside the goldset's real q2 it read as that query listed twice."""
+    ids = ["q1\nq2", "q2", "q3\u2028q4"]
+    gold = Goldset.build(
+        "breaks",
+        [Query(q, "question") for q in ids],
+        [Judgment(q, f"d{i}", 1) for i, q in enumerate(ids)],
+    )
+    evalkit_home.mkdir(parents=True, exist_ok=True)
+    with Store.open(evalkit_home / "evalkit.duckdb") as store:
+        save_goldset(store, gold)
+        outcome = evaluate_goldset(
+            store, gold, SameRanking(), GoldsetRunRequest(k=3, measures=("mrr@10",), answers=False)
+        )
+    code, out = show(capsys, outcome.run.run_id, "--per-query")
+    assert code == 0
+    table = out[out.index("per query") :]
+    rows = [
+        [cell.strip() for cell in line.split("│")[1:-1]]
+        for line in table.splitlines()
+        if line.startswith("│")
+    ]
+    assert rows == [["q1\\nq2", "1.0000"], ["q2", "0.5000"], ["q3\\u2028q4", "0.3333"]]
+
+
 def test_score_names_the_file_that_lists_a_document_twice(
     tmp_path: Path, evalkit_home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -11,6 +11,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -300,6 +301,36 @@ def test_piped_json_output_prints_no_progress(workspace: Workspace) -> None:
     assert done.returncode == 0, done.stderr
     assert "replaying traffic" not in done.stderr
     json.loads(done.stdout)
+
+
+def test_a_query_id_wider_than_the_terminal_leaves_every_value_shown(tmp_path: Path) -> None:
+    """A URL as query id, wider than the terminal: the id is shortened in the middle, never
+    the values (rich squeezed every other column to nothing beside an id it kept whole)."""
+    url = (
+        "https://example.com/some/really/long/path/to/a/document/that/is/used/as/a/query/"
+        "identifier?with=params&and=more12"
+    )
+    (tmp_path / "qrels").write_text(f"{url} 0 d1 1\nq2 0 d2 1\n")
+    (tmp_path / "run").write_text(
+        f"{url} Q0 d1 1 1.0 t\n{url} Q0 d3 2 0.5 t\nq2 Q0 d3 1 1.0 t\nq2 Q0 d2 2 0.5 t\n"
+    )
+    measures = ["-m", "ndcg@10", "-m", "recall@10", "-m", "mrr"]
+    done = run_on_terminal(
+        [*EVALKIT, "score", "--qrels", "qrels", "--run", "run", "--per-query", *measures],
+        cwd=tmp_path,
+        env=terminal_env(EVALKIT_HOME=str(tmp_path / "home")),
+        timeout=120,
+        columns=100,
+    )
+    assert done.returncode == 0, done.output[-4000:]
+    drawn = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", done.output).splitlines()
+    assert max(len(line) for line in drawn) <= 100
+    (url_row,) = [line for line in drawn if line.startswith("│ https://example.com/")]
+    (q2_row,) = [line for line in drawn if line.startswith("│ q2 ")]
+    assert re.search(
+        r"…dentifier\?with=params&and=more12 +│ +1\.0000 │ +1\.0000 │ +1\.0000 │", url_row
+    )
+    assert re.search(r"│ +0\.6309 │ +1\.0000 │ +0\.5000 │$", q2_row)
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")

@@ -111,6 +111,25 @@ def test_markdown_has_table_verdict_coverage_and_worst_queries(mixed: Comparison
     assert {line.count(" | ") for line in table_lines[:4]} == {len(TABLE_HEADERS) - 1}
 
 
+def test_a_line_break_in_a_query_id_stays_inside_its_markdown_table_row() -> None:
+    """Written raw, the newline of the id "q1\\nq2" split its row of the PR comment's table in
+    two, the second half reading as a row of query q2."""
+    ids = ["q1\nq2", "q2", "q3\r\nq4", "q5\u2028q6"]
+    baseline = pd.DataFrame({"ndcg@10": [0.9, 0.8, 0.7, 0.6]}, index=ids)
+    candidate = baseline.assign(**{"ndcg@10": [0.0, 0.7, 0.5, 0.3]})
+    comparison = compare_runs(baseline, candidate, resamples=100)
+    text = to_markdown(comparison, worst=worst_queries(comparison, "ndcg@10", n=4))
+    drops = text[text.index("#### Largest drops in ndcg@10") :].splitlines()[2:]
+    assert [row.split(" | ")[0] for row in drops] == [
+        "| query",
+        "|---|---:|---:|---:|",
+        "| q1\\nq2",
+        "| q5\\u2028q6",
+        "| q3\\r\\nq4",
+        "| q2",
+    ]
+
+
 def test_markdown_for_identical_runs_passes_without_worst_section() -> None:
     values = pd.DataFrame({"ndcg@10": [0.5, 0.7, 0.9]}, index=["a", "b", "c"])
     text = to_markdown(compare_runs(values, values, resamples=100))

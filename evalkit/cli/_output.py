@@ -157,27 +157,34 @@ def format_share(share: float | None) -> str:
     return "-" if share is None else f"{share:.1%}"
 
 
+# Characters that break a line: in a cell naming a row they are written as escapes, or
+# "q1\nq2" would read as a row q1 and a row q2 (format_value escapes the control characters
+# among them already). Other cells keep their newlines: an error message spans lines.
+_LINE_BREAKS = str.maketrans({c: ascii(c)[1:-1] for c in "\n\r\x0b\x0c\x85\u2028\u2029"})
+
+
 def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> Table:
     """A rich table with numeric-looking columns right-aligned, its first column (what
-    names each row) never shortened."""
-    from rich.table import Table
+    names each row) on one line, and kept whole unless it cannot fit beside the others."""
+    from evalkit.cli._rows import NamedRows, RowName
 
-    result = Table(title=title, title_justify="left")
+    # The first column names the row (a run id, a query id): kept whole, to be copied into
+    # the next command, while the others are shortened when the terminal is narrow; only a
+    # name too wide to leave the others room is shortened (in the middle) instead.
+    names = [format_value(row[0]).translate(_LINE_BREAKS) for row in rows]
+    result = NamedRows(title, names)
     for index, column in enumerate(columns):
         numeric = bool(rows) and all(
             isinstance(row[index], int | float) or row[index] is None for row in rows
         )
-        # The first column names the row (a run id, a query id): kept whole, to be copied
-        # into the next command; the others are shortened when the terminal is narrow.
-        widest = max((len(format_value(row[index])) for row in rows), default=0)
         result.add_column(
             column,
             justify="right" if numeric else "left",
             no_wrap=index == 0,
-            min_width=min(widest, 40) if index == 0 else None,
+            min_width=result.name_min_width if index == 0 else None,
         )
-    for row in rows:
-        result.add_row(*(format_value(cell) for cell in row))
+    for name, row in zip(names, rows, strict=True):
+        result.add_row(RowName(name), *(format_value(cell) for cell in row[1:]))
     return result
 
 

@@ -31,7 +31,12 @@ __all__ = [
 TABLE_HEADERS: Final = ("metric", "baseline", "candidate", "Δ", "95 % CI", "p (adj.)", "decision")
 _SUITE_NAME: Final = "evalkit gate"
 _SHOWN_IDS: Final = 10
-_MARKDOWN_SPECIAL: Final = str.maketrans({c: f"\\{c}" for c in "\\`*_[]<>|#"})
+# Markup characters get a backslash; line breaks are written as escapes (``\n``), as a
+# terminal table shows them: a query id holding one would split its table row in two.
+_MARKDOWN_SPECIAL: Final = str.maketrans(
+    {c: f"\\{c}" for c in "\\`*_[]<>|#"}
+    | {c: ascii(c)[1:-1] for c in "\n\r\x0b\x0c\x85\u2028\u2029"}
+)
 
 
 def _value(number: float) -> str:
