@@ -458,6 +458,14 @@ def test_rows_and_markdown() -> None:
     assert "Holm across the 3 pairs" in markdown
 
 
+def test_a_run_name_with_a_line_break_stays_on_its_markdown_row() -> None:
+    values = correlated(60, [0.0, 0.2], seed=4)
+    board = leaderboard(runs_from(values, ["plain", "two\nlines"]), [MEASURE])
+    rows = [line for line in leaderboard_markdown(board).splitlines() if line.startswith("| ")]
+    assert any(line.startswith("| 1 | two\\nlines |") for line in rows)
+    assert not any(line.startswith("lines") for line in leaderboard_markdown(board).splitlines())
+
+
 def test_latex_body_is_the_one_ranx_writes() -> None:
     ranx, qrels, runs, per_query = _ranked_set(150, [6.0, 5.0, 4.0, 3.2], seed=3)
     report = ranx.compare(qrels, runs, [MEASURE], stat_test="student", max_p=0.05)

@@ -275,7 +275,8 @@ class Explanation:
         if self.causes:
             lines += ["| # | cause | share of loss | statement |", "|---|---|---|---|"]
             for index, cause in enumerate(self.causes, start=1):
-                statement = cause.statement.replace("|", "\\|")
+                # A line break would end the table's row: the statement stays on its line.
+                statement = " ".join(cause.statement.replace("|", "\\|").splitlines())
                 where = cause.link.url(root)
                 lines.append(
                     f"| {index} | `{cause.kind}` | {cause.score:.0%}"

@@ -16,6 +16,7 @@ from typing import Final
 
 from evalkit.errors import ConfigError
 from evalkit.stats.leaderboard import LatencySummary, Leaderboard, MeasureLeaderboard
+from evalkit.stats.render import markdown_cell
 
 __all__ = [
     "PAIR_HEADERS",
@@ -38,7 +39,6 @@ PAIR_HEADERS: Final = (
     "significant",
 )
 _RUN_LABELS: Final = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-_MARKDOWN_SPECIAL: Final = str.maketrans({c: f"\\{c}" for c in "\\`*_[]<>|#"})
 _LATEX_SPECIAL: Final = str.maketrans(
     {
         "\\": r"\textbackslash{}",
@@ -159,10 +159,6 @@ def pair_rows(board: Leaderboard, measure: str) -> tuple[tuple[str, ...], ...]:
     )
 
 
-def _escape(text: str) -> str:
-    return text.translate(_MARKDOWN_SPECIAL)
-
-
 def _markdown_table(
     headers: Sequence[str], rows: Sequence[Sequence[str]], *, names: Sequence[int]
 ) -> list[str]:
@@ -174,7 +170,7 @@ def _markdown_table(
         "|" + "|".join("---" if i in left else "---:" for i in range(len(headers))) + "|",
     ]
     lines.extend(
-        "| " + " | ".join(_escape(c) if i in names else c for i, c in enumerate(row)) + " |"
+        "| " + " | ".join(markdown_cell(c) if i in names else c for i, c in enumerate(row)) + " |"
         for row in rows
     )
     return lines
@@ -201,13 +197,13 @@ def leaderboard_markdown(board: Leaderboard) -> str:
         "",
         *_markdown_table(leaderboard_headers(board), leaderboard_rows(board), names=(1,)),
         "",
-        _escape(_method_note(board)),
+        markdown_cell(_method_note(board)),
     ]
     for measure in board.measures:
         significant = sum(pair.significant for pair in board.board(measure).pairs)
         lines += [
             "",
-            f"<details><summary>{_escape(measure)}: {significant} of "
+            f"<details><summary>{markdown_cell(measure)}: {significant} of "
             f"{len(board.board(measure).pairs)} pairs significantly different</summary>",
             "",
             *_markdown_table(PAIR_HEADERS, pair_rows(board, measure), names=(0, 1)),

@@ -20,6 +20,7 @@ from evalkit.stats.power import PowerRow
 __all__ = [
     "TABLE_HEADERS",
     "coverage_note",
+    "markdown_cell",
     "power_table_markdown",
     "queries_needed_text",
     "table_rows",
@@ -79,7 +80,9 @@ def _headers(comparison: Comparison) -> tuple[str, ...]:
     return (*TABLE_HEADERS[:4], _ci_header(comparison), *TABLE_HEADERS[5:])
 
 
-def _escape(text: str) -> str:
+def markdown_cell(text: str) -> str:
+    """``text`` as one Markdown table cell: what Markdown would read as formatting, a ``|``
+    and a line break (which ends the row) escaped."""
     return text.translate(_MARKDOWN_SPECIAL)
 
 
@@ -157,7 +160,7 @@ def queries_needed_text(metric: MetricComparison, *, min_effect: float) -> str:
 def verdict_line(comparison: Comparison) -> str:
     """One sentence with the verdict as a plain status word and the measures behind it."""
     by_decision = {
-        decision: [_escape(m.measure) for m in comparison.metrics if m.decision is decision]
+        decision: [markdown_cell(m.measure) for m in comparison.metrics if m.decision is decision]
         for decision in Decision
     }
     tolerance = f"{comparison.min_effect:g}"
@@ -168,7 +171,8 @@ def verdict_line(comparison: Comparison) -> str:
         )
     elif comparison.decision is Decision.INCONCLUSIVE:
         sizes = [
-            f"{_escape(m.measure)} " + queries_needed_text(m, min_effect=comparison.min_effect)
+            f"{markdown_cell(m.measure)} "
+            + queries_needed_text(m, min_effect=comparison.min_effect)
             for m in comparison.metrics
             if m.decision is Decision.INCONCLUSIVE and m.queries_needed is not None
         ]
@@ -204,17 +208,17 @@ def _worst_section(worst: Sequence[QueryDrop]) -> list[str]:
         )
         rows = [
             [
-                _escape(drop.query_id),
+                markdown_cell(drop.query_id),
                 _value(drop.baseline),
                 _value(drop.candidate),
                 _signed(drop.delta),
             ]
-            + ([_escape(", ".join(drop.lost_docs))] if with_docs else [])
+            + ([markdown_cell(", ".join(drop.lost_docs))] if with_docs else [])
             for drop in drops
         ]
         lines += [
             "",
-            f"#### Largest drops in {_escape(measure)}",
+            f"#### Largest drops in {markdown_cell(measure)}",
             "",
             *_markdown_table(headers, rows),
         ]
@@ -224,7 +228,7 @@ def _worst_section(worst: Sequence[QueryDrop]) -> list[str]:
 def to_markdown(comparison: Comparison, *, worst: Sequence[QueryDrop] | None = None) -> str:
     """A PR comment / job summary: verdict, per-measure table, coverage, method, worst queries."""
     rows = [
-        (_escape(row[0]), *row[1:-1], f"**{row[-1]}**" if row[-1] != "pass" else row[-1])
+        (markdown_cell(row[0]), *row[1:-1], f"**{row[-1]}**" if row[-1] != "pass" else row[-1])
         for row in table_rows(comparison)
     ]
     lines = [
@@ -234,12 +238,12 @@ def to_markdown(comparison: Comparison, *, worst: Sequence[QueryDrop] | None = N
         "",
         *_markdown_table(_headers(comparison), rows),
         "",
-        _escape(coverage_note(comparison)),
+        markdown_cell(coverage_note(comparison)),
         "",
         _method_note(comparison),
     ]
     notes = [
-        f"- {_escape(metric.measure)}: {metric.queries_needed_note}."
+        f"- {markdown_cell(metric.measure)}: {metric.queries_needed_note}."
         for metric in comparison.metrics
         if metric.queries_needed_note
     ]
@@ -344,7 +348,8 @@ def power_table_markdown(rows: Sequence[PowerRow]) -> str:
     needed = {(row.source, row.effect): row.queries_needed for row in rows}
     headers = ["per-query differences", "sd"] + [f"drop {effect:g}" for effect in effects]
     body = [
-        [_escape(source), f"{sd:.3f}"] + [f"{needed[(source, effect)]:,}" for effect in effects]
+        [markdown_cell(source), f"{sd:.3f}"]
+        + [f"{needed[(source, effect)]:,}" for effect in effects]
         for source, sd in sources
     ]
     return "\n".join(_markdown_table(headers, body)) + "\n"
