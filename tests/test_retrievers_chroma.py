@@ -400,6 +400,30 @@ def test_indexing_is_idempotent_and_incremental(
     assert kept.index_fingerprint != pruned.index_fingerprint
 
 
+def test_a_title_or_metadata_key_the_corpus_dropped_leaves_the_index_too(
+    embedded_client: Any, embedder: CachedEmbedder
+) -> None:
+    """Chroma's upsert keeps the keys it is not sent: the old title stayed beside the new
+    text, so an audit read it into the embedded text and called the same model another
+    one (critical), and a dropped tenant still filtered."""
+    documents = corpus()[:4]
+    index_corpus(embedded_client, documents, embedder, collection_name="dropped")
+    eiffel = documents[0]
+    assert eiffel.id == "eiffel" and eiffel.title and eiffel.metadata
+    untitled = replace(eiffel, title=None, metadata={})
+    report = index_corpus(
+        embedded_client, [untitled, *documents[1:]], embedder, collection_name="dropped"
+    )
+    assert (report.updated, report.unchanged) == (1, 3)
+    stored = get_collection(embedded_client, "dropped").get(
+        ids=["eiffel", documents[1].id], include=["metadatas"]
+    )
+    by_id = dict(zip(stored["ids"], stored["metadatas"], strict=True))
+    assert set(by_id["eiffel"]) == {CONTENT_HASH_KEY, INDEXED_AT_KEY}
+    assert by_id["eiffel"][CONTENT_HASH_KEY] == content_hash(untitled)
+    assert by_id[documents[1].id]["tenant"] == documents[1].metadata["tenant"]
+
+
 def test_changed_document_is_found_by_its_new_text(
     embedded_client: Any, embedder: CachedEmbedder, tmp_path: Path
 ) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Sized
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import islice
@@ -142,7 +142,7 @@ def _index_into(
 ) -> IndexReport:
     collection_name = collection.name
     model = embedder.fingerprint
-    stored = _stored_hashes(collection)
+    stored, stored_keys = _stored_documents(collection)
     if total is None and isinstance(documents, Sized):
         total = len(documents)
 
@@ -169,7 +169,7 @@ def _index_into(
             pending.append((document, digest))
         if pending:
             _mark_indexing(collection)
-            _write(collection, pending, embedder)
+            _write(collection, pending, embedder, stored_keys)
             stored.update((document.id, digest) for document, digest in pending)
         done += len(chunk)
         if progress is not None:
@@ -270,19 +270,26 @@ def _capped_batch_size(client: ClientAPI, batch_size: int) -> int:
     return min(batch_size, limit) if limit > 0 else batch_size
 
 
-def _stored_hashes(collection: Collection) -> dict[str, str]:
+def _stored_documents(
+    collection: Collection,
+) -> tuple[dict[str, str], dict[str, frozenset[str]]]:
+    """Each stored document's content hash ("" when it has none) and its metadata keys."""
     hashes: dict[str, str] = {}
+    keys: dict[str, frozenset[str]] = {}
+    shared: dict[frozenset[str], frozenset[str]] = {}  # one set per distinct key set
     offset = 0
     while True:
         page = collection.get(include=["metadatas"], limit=_STORED_HASH_PAGE, offset=offset)
         ids = page["ids"]
         metadatas = page.get("metadatas") or []
         for position, doc_id in enumerate(ids):
-            metadata = metadatas[position] if position < len(metadatas) else None
+            metadata = (metadatas[position] if position < len(metadatas) else None) or {}
             # A document without a hash (written by another tool) is rewritten when indexed.
-            hashes[doc_id] = str((metadata or {}).get(CONTENT_HASH_KEY, ""))
+            hashes[doc_id] = str(metadata.get(CONTENT_HASH_KEY, ""))
+            names = frozenset(metadata)
+            keys[doc_id] = shared.setdefault(names, names)
         if len(ids) < _STORED_HASH_PAGE:
-            return hashes
+            return hashes, keys
         offset += len(ids)
 
 
@@ -311,16 +318,27 @@ def _document_metadata(document: Document, digest: str) -> dict[str, str | int |
 
 
 def _write(
-    collection: Collection, pending: Sequence[tuple[Document, str]], embedder: TextEmbedder
+    collection: Collection,
+    pending: Sequence[tuple[Document, str]],
+    embedder: TextEmbedder,
+    stored_keys: Mapping[str, frozenset[str]],
 ) -> None:
     vectors = embedder.embed([document.content for document, _ in pending])
     # Taken once the batch is embedded, just before it is written: a freshness check reads
     # it as the time this version became retrievable.
     written = datetime.now(UTC).isoformat(timespec="milliseconds")
-    metadatas: Metadatas = [
-        {**_document_metadata(document, digest), INDEXED_AT_KEY: written}
-        for document, digest in pending
-    ]
+    metadatas: Metadatas = []
+    for document, digest in pending:
+        metadata: dict[str, str | int | float | bool | None] = {
+            **_document_metadata(document, digest),
+            INDEXED_AT_KEY: written,
+        }
+        # Chroma's upsert keeps the keys it is not sent: a title or a metadata key the
+        # corpus dropped would stay beside the new text (an audit then reads the old title
+        # into the embedded text, and a dropped tenant still filters). None removes a key.
+        for key in stored_keys.get(document.id, frozenset()) - metadata.keys():
+            metadata[key] = None
+        metadatas.append(metadata)
     with _chroma_errors(
         f"writing documents '{pending[0][0].id}' to '{pending[-1][0].id}' into Chroma "
         f"collection '{collection.name}' failed",
