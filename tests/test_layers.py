@@ -25,7 +25,7 @@ LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 # The optional dependencies heavy enough that evalkit imports them only when used.
 HEAVY = ("chroma", "torch", "sentence-transformers", "sentence_transformers", "ragas")
 HEAVY += ("evidently", "streamlit")
-HEAVY += ("psycopg", "qdrant_client", "bm25s")
+HEAVY += ("psycopg", "qdrant_client", "bm25s", "apscheduler")
 
 
 def _source(path: Path) -> str:

@@ -180,7 +180,8 @@ def cron_trigger(expression: str, timezone: str) -> Any:
     once, a job with a wildcard minute or hour in both passes of the repeated hour. Raises
     ValueError for an expression that does not parse.
     """
-    # Deferred: every command reads the settings, and `evalkit --help` stays fast.
+    # Every command reads the settings, and `evalkit --help` stays fast: deferred, since
+    # _crontab imports apscheduler.
     from evalkit.config._crontab import CrontabTrigger
 
     fields = expression.split()
