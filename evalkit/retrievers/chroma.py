@@ -277,7 +277,8 @@ class ChromaRetriever(ClosesOnExit):
                     f"Chroma collection '{name}' was {model_mismatch_detail(stored, current)}. "
                     "Retrieval across two embedding spaces is silently wrong: query with the "
                     "model the collection was built with, re-index it "
-                    "(`evalkit index --rebuild`), or allow the mismatch explicitly."
+                    "(`evalkit index --rebuild`), or allow the mismatch explicitly "
+                    "(--allow-model-mismatch) to measure what it costs."
                 )
             return
         sample = self._collection.get(limit=1, include=["embeddings"])
@@ -411,8 +412,12 @@ class ChromaRetriever(ClosesOnExit):
             return None
 
     def model_fingerprint(self) -> ModelFingerprint | None:
-        """The embedding model fingerprint stored in the collection, if any."""
-        return self._stored_model
+        """The query embedder's fingerprint: the model the queries are embedded with, which
+        the collection's stored model was checked against. Not the stored one: queried with
+        another model (``allow_model_mismatch``) or a collection that records none, the
+        run would record a model its queries were not embedded with, and a change of query
+        model between runs would go unseen."""
+        return self._embedder.fingerprint
 
     def index_size(self) -> IndexSize | None:
         """The collection's record count (``count()``): each record is one document with its
