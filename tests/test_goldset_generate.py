@@ -3,6 +3,7 @@ OpenAI-compatible endpoint, spread over clusters, anchored to spans of their sou
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import re
@@ -494,6 +495,23 @@ def test_no_question_at_all_is_a_judge_failure_and_writes_nothing(
     ):
         generate(path, tmp_path / "draft", judge, embedder, n=4, mix="factoid=1")
     assert not (tmp_path / "draft").exists()
+
+
+@pytest.mark.slow
+def test_a_draft_is_generated_from_inside_a_running_event_loop(
+    small: tuple[Path, dict[str, str]], embedder: Any, tmp_path: Path
+) -> None:
+    """A notebook runs an event loop: generating there failed with `asyncio.run() cannot
+    be called from a running event loop`."""
+    path, _ = small
+
+    async def in_a_notebook() -> GenerationOutcome:
+        return generate(path, tmp_path / "draft", judge, embedder, n=4, mix="factoid=1")
+
+    with writing_judge(WritingJudge()) as judge:
+        outcome = asyncio.run(in_a_notebook())
+    assert outcome.n_generated == 4
+    assert len(read_lines(tmp_path / "draft" / "queries.jsonl")) == 4
 
 
 @pytest.mark.slow

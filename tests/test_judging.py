@@ -4,6 +4,7 @@ real HTTP retriever."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -34,6 +35,7 @@ from sklearn.metrics import cohen_kappa_score
 from waiting import wait_until
 
 from evalkit.answers.judge import NotACompletionError
+from evalkit.config import JudgeSettings
 from evalkit.judging.agreement import kendall_tau, weighted_kappa, weighted_kappa_interval
 from evalkit.judging.assessor import (
     PROMPT_VERSION,
@@ -44,8 +46,11 @@ from evalkit.judging.assessor import (
 )
 from evalkit.judging.endpoint import _chat_reply
 from evalkit.judging.records import JudgePair
+from evalkit.pipeline import JudgingOutcome, judge_pairs
+from evalkit.records.requests import JudgingRequest
 from evalkit.redaction import register_secrets
 from evalkit.store import Store
+from evalkit.store.access import StoreAccess
 from evalkit.store.judging import load_pool, save_assessments
 
 SECRET = "sk-test-Zq81YbNw3LkP0x"
@@ -787,6 +792,27 @@ def test_a_failed_pool_write_stops_judging_and_keeps_what_was_judged(tmp_path: P
     # The batch whose write failed is written once more on the way out, with what followed.
     assert stored > 0
     assert stored <= sent
+
+
+def test_pairs_are_judged_from_inside_a_running_event_loop(tmp_path: Path) -> None:
+    """A notebook runs an event loop: judging there failed with `asyncio.run() cannot be
+    called from a running event loop`."""
+    pairs = [JudgePair(f"query {i}", f"d{i}", f"passage {i}") for i in range(3)]
+    access = StoreAccess(tmp_path / "evalkit.duckdb", wait=5, program="a notebook")
+    with grading_judge(GradingJudge({("query 1", "passage 1"): 2})) as judge:
+        assessor = RelevanceAssessor(
+            JudgeSettings(base_url=judge.url, model="grader-1", retry_backoff=0)
+        )
+
+        async def in_a_notebook() -> JudgingOutcome:
+            return judge_pairs(access, pairs, assessor, JudgingRequest())
+
+        outcome = asyncio.run(in_a_notebook())
+    assert outcome.n_judged == 3
+    assert outcome.grades == {pair.key: 2 if pair.doc_id == "d1" else 0 for pair in pairs}
+    with Store.open(access.store_path, read_only=True) as store:
+        (stored,) = store.fetch("SELECT count(*) FROM judged_pool")[0]
+    assert stored == 3
 
 
 @pytest.mark.slow

@@ -29,6 +29,7 @@ from typing import Any, ClassVar
 
 from evalkit.answers.judge import CallGuard, JudgeCallError
 from evalkit.answers.records import Unmeasured
+from evalkit.coroutines import run_sync
 from evalkit.judging.endpoint import (
     EndpointClient,
     MalformedReplyError,
@@ -158,13 +159,14 @@ class RelevanceAssessor(EndpointClient):
     ) -> list[Assessment]:
         """Grade every pair (concurrently, under the guard's limits), in pair order.
 
-        ``on_assessed`` is called with each assessment as soon as it is made, in the calling
-        thread, so a caller can store it before the next arrives: a process killed while
-        judging loses only the judgments in flight.
+        ``on_assessed`` is called with each assessment as soon as it is made, one at a time, so
+        a caller can store it before the next arrives: a process killed while judging loses
+        only the judgments in flight. Inside a running event loop (a notebook) the calls are
+        made from a loop in a worker thread, where ``on_assessed`` is then called.
         """
         if not pairs:
             return []
-        return asyncio.run(self._assess(pairs, on_assessed))
+        return run_sync(lambda: self._assess(pairs, on_assessed))
 
     async def _assess(
         self,

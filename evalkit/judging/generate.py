@@ -46,6 +46,7 @@ import numpy.typing as npt
 
 from evalkit.answers.judge import CallGuard, JudgeCallError
 from evalkit.answers.records import Unmeasured
+from evalkit.coroutines import run_sync
 from evalkit.errors import ConfigError
 from evalkit.judging.endpoint import (
     EndpointClient,
@@ -524,7 +525,7 @@ class QuestionWriter(EndpointClient):
         if not tasks:
             return WriteOutcome((), 0, 0)
         budget = RequestBudget(max_calls)
-        return asyncio.run(self._write(tasks, budget, max_overlap, on_written))
+        return run_sync(lambda: self._write(tasks, budget, max_overlap, on_written))
 
     async def _write(
         self,
