@@ -252,6 +252,23 @@ def test_tenants_are_never_replayed_on_a_retriever_that_ignores_them(
     assert {q.tenant for q in blind.seen} == {"a", "b"}
 
 
+def test_a_retriever_with_retrieve_alone_is_replayed(store: Store, tmp_path: Path) -> None:
+    """Only ``retrieve`` is required of a retriever of one's own (docs/retrievers.md): the
+    replay asked for its ``describe()`` and failed with an AttributeError."""
+    sample_id = sampled(store, tmp_path)
+    answering = FakeRetriever(ANSWERS, latency=LATENCY)
+
+    class RetrieveOnly:
+        def retrieve(self, queries: Sequence[Query], k: int) -> list[QueryResult]:
+            return answering.retrieve(queries, k)
+
+    request = TrafficReplayRequest(k=3, tenant_isolation=False, answers=False)
+    outcome = replay_traffic_window(store, sample_id, RetrieveOnly(), request)
+    assert outcome.run.status == "complete"
+    assert outcome.run.spec.retriever_config == {"class": f"{__name__}.{RetrieveOnly.__qualname__}"}
+    assert len(answering.seen) == 4
+
+
 def test_which_retrievers_filter_by_tenant() -> None:
     assert filters_by_tenant({"kind": "chroma-embedded", "where_key": "tenant"})
     assert not filters_by_tenant({"kind": "chroma-embedded", "where_key": None})

@@ -25,7 +25,7 @@ from evalkit.engines.base import (
 )
 from evalkit.errors import ConfigError, RetrieverError
 from evalkit.records import Query, QueryResult
-from evalkit.retrievers.base import Retriever, checked_results
+from evalkit.retrievers.base import SupportsRetrieve, checked_results
 
 __all__ = ["DEFAULT_BATCH_SIZE", "LocalEngine", "replay", "results_frame"]
 
@@ -39,7 +39,7 @@ class LocalEngine:
     is called with ``batch_size`` queries at a time, and the results come back in the
     report (and to ``on_batch`` as each batch is answered)."""
 
-    retriever: Retriever
+    retriever: SupportsRetrieve
     batch_size: int = DEFAULT_BATCH_SIZE
 
     @property
@@ -78,7 +78,7 @@ class LocalEngine:
 
 def replay(
     queries: Sequence[Query],
-    retriever: Retriever,
+    retriever: SupportsRetrieve,
     *,
     k: int,
     batch_size: int = DEFAULT_BATCH_SIZE,

@@ -43,7 +43,7 @@ from evalkit.records.freshness import (
     ReflectedChange,
     human_seconds,
 )
-from evalkit.retrievers.base import Retriever, description_of
+from evalkit.retrievers.base import SupportsRetrieve, description_of
 from evalkit.retrievers.factory import RetrieverOptions, build_retriever
 from evalkit.retrievers.versions import IndexVersions, open_index_versions, reads_index
 from evalkit.store.access import WriterAccess
@@ -63,7 +63,7 @@ __all__ = ["check_freshness", "check_named_index_freshness", "retriever_subject"
 _SUBJECT_FIELDS = ("collection", "table", "url", "path", "index")
 
 
-def retriever_subject(retriever: Retriever) -> str:
+def retriever_subject(retriever: SupportsRetrieve) -> str:
     """The default subject of a probed retriever: its kind and where it searches
     (``http:http://...``), from ``describe()``."""
     described = description_of(retriever)
@@ -77,7 +77,7 @@ def check_freshness(
     request: FreshnessRequest,
     *,
     index: IndexVersions | None = None,
-    retriever: Retriever | None = None,
+    retriever: SupportsRetrieve | None = None,
     stop: Callable[[], None] | None = None,
     clock: Callable[[], datetime] = utc_now,
 ) -> FreshnessCheck:
@@ -222,7 +222,7 @@ def _given(value: Any) -> Any:
 
 
 def _method(
-    request: FreshnessRequest, *, index: IndexVersions | None, retriever: Retriever | None
+    request: FreshnessRequest, *, index: IndexVersions | None, retriever: SupportsRetrieve | None
 ) -> str:
     if (index is None) == (retriever is None):
         raise ConfigError(
@@ -238,7 +238,7 @@ def _method(
     return method
 
 
-def _kind(retriever: Retriever) -> str:
+def _kind(retriever: SupportsRetrieve) -> str:
     return str(description_of(retriever).get("kind") or type(retriever).__name__)
 
 

@@ -20,7 +20,7 @@ from evalkit.pipeline.goldset_run import evaluate_goldset
 from evalkit.pipeline.leaderboard import comparison_judgments, run_reference
 from evalkit.pipeline.runs import RunOutcome, _session, default_measures
 from evalkit.records.requests import GATE_DEFAULTS, GatePolicy, GoldsetRunRequest
-from evalkit.retrievers.base import Retriever
+from evalkit.retrievers.base import SupportsRetrieve
 from evalkit.retrievers.factory import RetrieverOptions, build_retriever
 from evalkit.stats.compare import ComparisonReport, compare_scored, score_run
 from evalkit.stats.decision import Decision, overall_decision
@@ -94,7 +94,7 @@ class GateOutcome:
 def replay_candidate(
     store: Store,
     goldset: Goldset,
-    retriever: Retriever | RetrieverOptions,
+    retriever: SupportsRetrieve | RetrieverOptions,
     *,
     settings: Settings,
     measures: Sequence[str] = (),
@@ -115,6 +115,7 @@ def replay_candidate(
     none of whose queries was answered never is.
     """
     depth = settings.k if k is None else k
+    live: SupportsRetrieve
     if isinstance(retriever, RetrieverOptions):
         live, built = build_retriever(retriever, settings), True
     else:
@@ -143,7 +144,7 @@ def replay_candidate(
 def gate_against_baseline(
     store: WriterAccess | None,
     baseline: str,
-    candidate: str | Retriever | RetrieverOptions,
+    candidate: str | SupportsRetrieve | RetrieverOptions,
     *,
     policy: GatePolicy = GATE_DEFAULTS,
     goldset: str | Goldset | None = None,
@@ -337,7 +338,7 @@ def write_gate_reports(
 def record_baseline(
     store: Store,
     goldset: str | Goldset,
-    retriever: Retriever | RetrieverOptions,
+    retriever: SupportsRetrieve | RetrieverOptions,
     path: Path,
     *,
     settings: Settings,

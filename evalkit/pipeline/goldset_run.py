@@ -44,7 +44,7 @@ from evalkit.records.requests import (
     DEFAULT_GOLDSET_SPLIT,
     GoldsetRunRequest,
 )
-from evalkit.retrievers.base import Retriever, SupportsPrefetch
+from evalkit.retrievers.base import SupportsPrefetch, SupportsRetrieve
 from evalkit.store import RunSpec, Store
 from evalkit.store.access import WriterAccess
 from evalkit.store.goldsets import list_goldsets, save_goldset
@@ -57,7 +57,7 @@ if TYPE_CHECKING:
 def evaluate_goldset(
     store: WriterAccess,
     goldset: Goldset,
-    retriever: Retriever,
+    retriever: SupportsRetrieve,
     request: GoldsetRunRequest,
     *,
     progress: Callable[[int, int], None] | None = None,
@@ -186,7 +186,7 @@ def evaluate_goldset(
 
 def _goldset_run_spec(
     goldset: Goldset,
-    retriever: Retriever,
+    retriever: SupportsRetrieve,
     *,
     k: int,
     measure_names: Sequence[str],

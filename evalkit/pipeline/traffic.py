@@ -16,7 +16,7 @@ from evalkit.pipeline.answer_scores import answer_settings, score_answers_for_ru
 from evalkit.pipeline.runs import Recorded, closing_retriever, replay_run
 from evalkit.records import QueryResult
 from evalkit.records.requests import TrafficReplayRequest
-from evalkit.retrievers.base import Retriever
+from evalkit.retrievers.base import SupportsRetrieve
 from evalkit.store import RunRecord, Store
 from evalkit.store.runs import get_run
 from evalkit.store.traffic import StoredSample, StoredWindowSummary, list_samples
@@ -67,7 +67,7 @@ def prepare_traffic_replay(request: TrafficReplayRequest, settings: Settings) ->
 def replay_traffic_window(
     store: Store,
     sample_id: str,
-    retriever: Retriever,
+    retriever: SupportsRetrieve,
     request: TrafficReplayRequest,
     *,
     setup: ReplaySetup | None = None,
@@ -167,7 +167,7 @@ class WindowCycle:
 def sample_and_replay(
     store: Store,
     spec: SampleSpec,
-    retriever: Callable[[], Retriever] | None,
+    retriever: Callable[[], SupportsRetrieve] | None,
     request: TrafficReplayRequest,
     *,
     setup: ReplaySetup | None = None,

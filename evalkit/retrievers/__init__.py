@@ -1,6 +1,7 @@
 """Retrievers: what evalkit replays queries against, and the Chroma index it builds.
 
 - ``Retriever`` (``base``): the protocol every adapter follows, batched and error-keeping;
+  ``SupportsRetrieve``, its ``retrieve`` alone, is all a retriever of one's own needs;
 - ``open_chroma_client``, ``get_collection``, ``index_fingerprint`` (``chroma_client``):
   Chroma clients and collections, and the metadata evalkit keeps in them;
 - ``ChromaRetriever`` (``chroma``): a Chroma collection, embedded or on a server, queried
@@ -23,7 +24,12 @@ from evalkit.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from evalkit.embedding import TextEmbedder
-    from evalkit.retrievers.base import Retriever, SupportsCheck, check_retriever
+    from evalkit.retrievers.base import (
+        Retriever,
+        SupportsCheck,
+        SupportsRetrieve,
+        check_retriever,
+    )
     from evalkit.retrievers.chroma import ChromaRetriever
     from evalkit.retrievers.chroma_client import (
         ChromaLocation,
@@ -55,6 +61,7 @@ __all__ = [
     "RetrieverKind",
     "RetrieverOptions",
     "SupportsCheck",
+    "SupportsRetrieve",
     "TextEmbedder",
     "build_retriever",
     "check_retriever",
@@ -81,6 +88,7 @@ __getattr__ = lazy_attributes(
         "RetrieverKind": "evalkit.retrievers.factory",
         "RetrieverOptions": "evalkit.retrievers.factory",
         "SupportsCheck": "evalkit.retrievers.base",
+        "SupportsRetrieve": "evalkit.retrievers.base",
         "TextEmbedder": "evalkit.embedding.query",
         "build_retriever": "evalkit.retrievers.factory",
         "check_retriever": "evalkit.retrievers.base",

@@ -29,6 +29,7 @@ __all__ = [
     "SupportsCheck",
     "SupportsIndexSize",
     "SupportsPrefetch",
+    "SupportsRetrieve",
     "check_retriever",
     "checked_results",
     "describe_exception",
@@ -46,19 +47,29 @@ __all__ = [
 
 
 @runtime_checkable
-class Retriever(Protocol):
-    """Anything that turns queries into ranked documents.
+class SupportsRetrieve(Protocol):
+    """What evalkit requires of a retriever of one's own: ``retrieve`` alone.
 
     ``retrieve`` is batched: it returns one ``QueryResult`` per query, in the order given,
     with ``ScoredDoc`` ranks 1..n and scores where higher is better, and the latency of
-    each query in milliseconds. ``describe`` returns the kind and configuration needed to
-    reproduce a run (never a secret). ``index_fingerprint`` and ``model_fingerprint``
-    identify the index and embedding model behind the retriever, when it can tell.
+    each query in milliseconds. The workflows that replay a retriever take this; the rest
+    of ``Retriever`` is used when present (``description_of``, ``fingerprints_of``).
     """
 
     def retrieve(self, queries: Sequence[Query], k: int) -> list[QueryResult]:
         """Return the top ``k`` documents of every query, one result per query, in order."""
         ...
+
+
+@runtime_checkable
+class Retriever(SupportsRetrieve, Protocol):
+    """Anything that turns queries into ranked documents, and says what it is.
+
+    ``retrieve`` as ``SupportsRetrieve``. ``describe`` returns the kind and configuration
+    needed to reproduce a run (never a secret). ``index_fingerprint`` and
+    ``model_fingerprint`` identify the index and embedding model behind the retriever, when
+    it can tell. evalkit's own adapters have all four.
+    """
 
     def describe(self) -> dict[str, Any]:
         """Kind and configuration of this retriever, for reproducibility; no secrets."""

@@ -25,7 +25,7 @@ from evalkit.clock import utc_now
 from evalkit.errors import NotFoundError, StoreError, WorkInterruptedError
 from evalkit.records import QueryResult
 from evalkit.redaction import redact_known
-from evalkit.retrievers.base import Retriever, description_of, fingerprints_of, index_size_of
+from evalkit.retrievers.base import SupportsRetrieve, description_of, fingerprints_of, index_size_of
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -129,7 +129,7 @@ class RunSpec:
     @classmethod
     def for_retriever(
         cls,
-        retriever: Retriever,
+        retriever: SupportsRetrieve,
         *,
         kind: str,
         k: int,

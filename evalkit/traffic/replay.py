@@ -33,6 +33,7 @@ from evalkit.records.requests import (
     TRAFFIC_REPLAY_DEFAULTS,
     TrafficReplayRequest,
 )
+from evalkit.retrievers.base import description_of
 from evalkit.store.runs import RunSpec
 from evalkit.store.traffic import (
     StoredSample,
@@ -48,7 +49,7 @@ from evalkit.traffic.summary import replay_figures
 
 if TYPE_CHECKING:
     from evalkit.embedding import TextEmbedder
-    from evalkit.retrievers.base import Retriever
+    from evalkit.retrievers.base import SupportsRetrieve
     from evalkit.store.store import Store
 
 __all__ = [
@@ -118,7 +119,7 @@ class ReplayPlan:
 def plan_replay(
     store: Store,
     sample_id: str,
-    retriever: Retriever,
+    retriever: SupportsRetrieve,
     request: TrafficReplayRequest = TRAFFIC_REPLAY_DEFAULTS,
 ) -> ReplayPlan:
     """Load the sample ``sample_id`` and check it can be replayed against ``retriever`` as
@@ -135,7 +136,7 @@ def plan_replay(
         Query(id=str(row.query_id), text=str(row.text), tenant=_optional(row.tenant))
         for row in frame.itertuples(index=False)
     ]
-    description = retriever.describe()
+    description = description_of(retriever)
     tenants = {query.tenant for query in queries if query.tenant is not None}
     if tenants and request.tenant_isolation and not filters_by_tenant(description):
         raise ConfigError(

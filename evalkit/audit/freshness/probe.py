@@ -19,7 +19,7 @@ from datetime import datetime
 from evalkit.clock import utc_now
 from evalkit.errors import ConfigError, RetrieverError
 from evalkit.records import Query
-from evalkit.retrievers.base import Retriever
+from evalkit.retrievers.base import SupportsRetrieve
 
 __all__ = ["ProbeReport", "ProbeTarget", "probe_until_found"]
 
@@ -51,7 +51,7 @@ class ProbeReport:
 
 
 def probe_until_found(
-    retriever: Retriever,
+    retriever: SupportsRetrieve,
     targets: Sequence[ProbeTarget],
     *,
     k: int,
