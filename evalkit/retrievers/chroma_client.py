@@ -31,7 +31,7 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -44,6 +44,7 @@ from evalkit.retrievers.base import describe_exception, redact
 
 if TYPE_CHECKING:
     from chromadb.api import ClientAPI
+    from chromadb.api.client import Client
     from chromadb.api.models.Collection import Collection
 
 __all__ = [
@@ -167,12 +168,14 @@ def open_chroma_client(
     path: Path | str | None = None,
     url: str | None = None,
     headers: Mapping[str, str] | None = None,
-) -> ClientAPI:
+) -> Client:
     """Open an embedded Chroma store at ``path`` or connect to a Chroma server at ``url``.
 
     Exactly one of them must be given. For a server, ``headers`` are sent with every
     request, and a token in ``EVALKIT_CHROMA_TOKEN`` becomes ``Authorization: Bearer``.
     Raises ``RetrieverError`` when the store cannot be opened or the server not reached.
+    The client is chromadb's own, with ``close()`` (and ``with``); ``close_client`` also
+    closes a server client's connection pools at once.
     """
     if (path is None) == (url is None):
         raise ConfigError(
@@ -187,12 +190,17 @@ def open_chroma_client(
         if token and not any(name.lower() == "authorization" for name in sent_headers):
             sent_headers["Authorization"] = f"Bearer {token}"
         try:
-            return chromadb.HttpClient(
-                host=host,
-                port=port,
-                ssl=ssl,
-                headers=sent_headers or None,
-                settings=_chroma_settings(),
+            # chromadb types its factories as the ClientAPI interface, which has no close();
+            # what they return is its Client class, which has.
+            return cast(
+                "Client",
+                chromadb.HttpClient(
+                    host=host,
+                    port=port,
+                    ssl=ssl,
+                    headers=sent_headers or None,
+                    settings=_chroma_settings(),
+                ),
             )
         except Exception as error:  # the client raises ValueError, httpx and Chroma errors
             reason = redact(describe_exception(error), sent_headers.values())
@@ -206,7 +214,9 @@ def open_chroma_client(
         # Chroma's first open of a store in a process is not thread-safe: two threads
         # opening at once both fail (a KeyError and an AttributeError inside Chroma).
         with _EMBEDDED_OPENING:
-            return chromadb.PersistentClient(path=str(store), settings=_chroma_settings())
+            return cast(
+                "Client", chromadb.PersistentClient(path=str(store), settings=_chroma_settings())
+            )
     except Exception as error:  # sqlite, filesystem and Chroma errors alike
         raise RetrieverError(
             f"cannot open the embedded Chroma store at {store}: {describe_exception(error)}. "
