@@ -12,7 +12,9 @@ from evalkit.config import Settings
 from evalkit.errors import ConfigError
 from evalkit.records.requests import (
     MAX_K,
+    AgreementRequest,
     GoldsetRunRequest,
+    JudgingRequest,
     TrafficReplayRequest,
     validate_k,
 )
@@ -53,6 +55,9 @@ def test_a_settings_k_deeper_than_the_store_keeps_is_refused() -> None:
         ({"low_confidence_threshold": math.nan}, "must be a finite score, got nan"),
         ({"low_confidence_threshold": math.inf}, "must be a finite score, got inf"),
         ({"embedding_sample_size": -1}, "embedding sample size must be >= 0, got -1"),
+        ({"rbo_p": 1.0}, r"rbo_p must be in \(0, 1\) \(RBO's persistence\), got 1.0"),
+        ({"rbo_p": 0.0}, r"rbo_p must be in \(0, 1\)"),
+        ({"batch_size": 0}, r"batch_size must be an integer of at least 1 \(queries sent"),
     ],
 )
 def test_a_traffic_replay_request_names_the_setting_it_refuses(
@@ -60,6 +65,48 @@ def test_a_traffic_replay_request_names_the_setting_it_refuses(
 ) -> None:
     with pytest.raises(ConfigError, match=message):
         TrafficReplayRequest(**fields)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("batch_size", [0, -3, 2.5, True])
+def test_a_goldset_run_request_refuses_a_batch_size_no_replay_can_send(batch_size: object) -> None:
+    """batch_size=0 was accepted, then the run crashed (`range() arg 3 must not be zero`)
+    and was stored failed."""
+    with pytest.raises(ConfigError, match="batch_size must be an integer of at least 1"):
+        GoldsetRunRequest(k=10, batch_size=batch_size)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"k": 0}, "k must be a positive integer"),
+        ({"max_judgments": -1}, r"max_judgments must be an integer of at least 0 \(new pairs"),
+    ],
+)
+def test_a_judging_request_names_the_setting_it_refuses(
+    fields: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        JudgingRequest(**fields)  # type: ignore[arg-type]
+    assert JudgingRequest(max_judgments=0).max_judgments == 0  # a dry plan of what is pooled
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"k": 0}, "k must be a positive integer"),
+        ({"sample": 0}, "sample must be an integer of at least 1"),
+        ({"tau_queries": 0}, "tau_queries must be an integer of at least 1"),
+        ({"max_runs": -1}, "max_runs must be an integer of at least 0"),
+        ({"resamples": 0}, "resamples must be an integer of at least 1"),
+        ({"assessor_threshold": 4}, "assessor_threshold must be a grade from 0 to 3, got 4"),
+        ({"confidence": 1.0}, r"confidence must be in \(0, 1\), got 1.0"),
+    ],
+)
+def test_an_agreement_request_names_the_setting_it_refuses(
+    fields: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        AgreementRequest(**fields)  # type: ignore[arg-type]
 
 
 def test_a_negative_low_confidence_threshold_suits_scores_that_can_be_negative() -> None:

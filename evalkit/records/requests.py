@@ -76,6 +76,15 @@ def validate_k(k: int) -> int:
     return k
 
 
+def _refuse_below(name: str, value: int | None, lowest: int, what: str) -> None:
+    """Raise ``ConfigError`` unless ``value`` (None passes) is an integer of at least
+    ``lowest``; ``what`` says what the setting counts."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
+        raise ConfigError(f"{name} must be an integer of at least {lowest} ({what}), got {value!r}")
+
+
 MAX_SEED: Final = 2**63 - 1
 """The largest seed: seeds are stored with what they made, as 64-bit integers."""
 
@@ -277,6 +286,7 @@ class GoldsetRunRequest:
 
     def __post_init__(self) -> None:
         validate_k(self.k)
+        _refuse_below("batch_size", self.batch_size, 1, "queries sent at a time")
 
     @classmethod
     def from_settings(
@@ -339,6 +349,9 @@ class TrafficReplayRequest:
             raise ConfigError(
                 f"the embedding sample size must be >= 0, got {self.embedding_sample_size}"
             )
+        if not 0.0 < self.rbo_p < 1.0:
+            raise ConfigError(f"rbo_p must be in (0, 1) (RBO's persistence), got {self.rbo_p}")
+        _refuse_below("batch_size", self.batch_size, 1, "queries sent at a time")
 
 
 TRAFFIC_REPLAY_DEFAULTS: Final = TrafficReplayRequest()
@@ -358,6 +371,10 @@ class JudgingRequest:
     max_judgments: int | None = None
     dry_run: bool = False
     k: int = 10
+
+    def __post_init__(self) -> None:
+        validate_k(self.k)
+        _refuse_below("max_judgments", self.max_judgments, 0, "new pairs sent")
 
 
 JUDGING_DEFAULTS: Final = JudgingRequest()
@@ -384,6 +401,19 @@ class AgreementRequest:
     k: int = 10
     tau_queries: int = 50
     max_runs: int = 10
+
+    def __post_init__(self) -> None:
+        validate_k(self.k)
+        _refuse_below("sample", self.sample, 1, "human-judged pairs judged")
+        _refuse_below("tau_queries", self.tau_queries, 1, "queries the runs are ranked on")
+        _refuse_below("max_runs", self.max_runs, 0, "runs ranked for Kendall's tau")
+        _refuse_below("resamples", self.resamples, 1, "bootstrap resamples")
+        if isinstance(self.assessor_threshold, bool) or self.assessor_threshold not in range(4):
+            raise ConfigError(
+                f"assessor_threshold must be a grade from 0 to 3, got {self.assessor_threshold!r}"
+            )
+        if not 0.0 < self.confidence < 1.0:
+            raise ConfigError(f"confidence must be in (0, 1), got {self.confidence}")
 
 
 AGREEMENT_DEFAULTS: Final = AgreementRequest()
