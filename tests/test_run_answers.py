@@ -17,14 +17,17 @@ import pandas as pd
 import pytest
 from loopback import JSONHandler, serving
 from test_answers_judge import FakeJudge, fake_judge  # noqa: F401
+from test_docs_python import python_block
 
 from evalkit.answers import AnswerRecord
 from evalkit.cli import invoke
 from evalkit.pipeline import run_answer_records
 from evalkit.records import Query, QueryResult, ScoredDoc
+from evalkit.retrievers import HttpRetriever
 from evalkit.store import Store
 from evalkit.store.answers import answer_scores_frame, list_scorings
 from evalkit.store.dashboard.answers import answer_items_frame
+from evalkit.store.goldsets import load_stored_goldset
 
 pytestmark = pytest.mark.slow
 
@@ -194,6 +197,28 @@ def test_run_scores_generated_answers_offline_and_links_them_to_the_run(
     assert summaries(shown["answers"])[("faithfulness", "offline-embedding")][
         "mean"
     ] == pytest.approx(faithfulness["mean"])
+
+
+def test_the_answers_page_s_python_example_scores_a_runs_answers(
+    goldset: str, rag_endpoint: str, evalkit_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """docs/answers.md gave `evaluate_goldset(..., answers=True, ...)`, a TypeError:
+    ``answers`` is a field of the request."""
+    with (
+        Store.open(evalkit_home / "evalkit.duckdb") as store,
+        HttpRetriever(rag_endpoint) as retriever,
+    ):
+        scope: dict[str, Any] = {
+            "store": store,
+            "goldset": load_stored_goldset(store, goldset),
+            "retriever": retriever,
+        }
+        exec(python_block("answers.md", "evaluate_goldset"), scope)
+    outcome = scope["outcome"]
+    assert outcome.run.status == "complete"
+    assert outcome.answers.run_id == outcome.run.run_id
+    assert outcome.answers.n_records == 3
+    assert capsys.readouterr().out.strip() == str(outcome.answers.summary("faithfulness").mean)
 
 
 def test_no_answers_stores_no_scores(
