@@ -61,6 +61,7 @@ from evalkit.records.requests import (
     DEFAULT_GOLDSET_SPLIT,
     GATE_DEFAULTS,
     GatePolicy,
+    measure_names,
 )
 
 if TYPE_CHECKING:
@@ -131,7 +132,7 @@ class GateSpec:
     @property
     def measure_names(self) -> list[str]:
         """``measures`` as a list (one name may be given as a string)."""
-        return [self.measures] if isinstance(self.measures, str) else list(self.measures)
+        return list(measure_names(self.measures))
 
     @property
     def policy(self) -> GatePolicy:

@@ -10,11 +10,15 @@ import pytest
 from evalkit.cli import invoke
 from evalkit.config import Settings
 from evalkit.errors import ConfigError
+from evalkit.metrics import parse_measures
 from evalkit.records.requests import (
     MAX_K,
     AgreementRequest,
+    FusionRequest,
+    GatePolicy,
     GoldsetRunRequest,
     JudgingRequest,
+    LeaderboardRequest,
     TrafficReplayRequest,
     validate_k,
 )
@@ -65,6 +69,18 @@ def test_a_traffic_replay_request_names_the_setting_it_refuses(
 ) -> None:
     with pytest.raises(ConfigError, match=message):
         TrafficReplayRequest(**fields)  # type: ignore[arg-type]
+
+
+def test_one_measure_may_be_given_as_its_name_alone() -> None:
+    """`GoldsetRunRequest(k=10, measures="ndcg@10")` was split into characters and refused
+    as `unknown measure 'n'`; the pytest plugin and the paired test took one name as one."""
+    assert GoldsetRunRequest(k=10, measures="ndcg@10").measures == ("ndcg@10",)  # type: ignore[arg-type]
+    assert GoldsetRunRequest(k=10, measures=["mrr", "map"]).measures == ("mrr", "map")  # type: ignore[arg-type]
+    assert GoldsetRunRequest.from_settings(Settings(), measures="mrr").measures == ("mrr",)
+    assert GatePolicy(measures="recall@10").measures == ("recall@10",)  # type: ignore[arg-type]
+    assert LeaderboardRequest(measures="map").measures == ("map",)  # type: ignore[arg-type]
+    assert FusionRequest(run_ids=("a", "b"), measures="mrr").measures == ("mrr",)  # type: ignore[arg-type]
+    assert [str(m) for m in parse_measures("P@10")] == ["precision@10"]
 
 
 @pytest.mark.parametrize("batch_size", [0, -3, 2.5, True])

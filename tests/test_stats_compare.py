@@ -115,6 +115,22 @@ def test_the_report_is_a_frozen_record_of_the_whole_comparison(store: Store) -> 
     assert report.failed_in_baseline == report.failed_in_candidate == ()
 
 
+def test_one_measure_may_be_named_alone(store: Store) -> None:
+    """A measure given as a string was split into characters: `unknown measure 'n'`."""
+    baseline = stored_run(store, FixedRetriever())
+    candidate = stored_run(store, FixedRetriever(miss=MISSED))
+    run = evaluate_goldset(
+        store, goldset(), FixedRetriever(), GoldsetRunRequest(k=10, measures="mrr", answers=False)
+    ).run
+
+    report = compare_stored_runs(store, baseline, candidate, "recall@10", QUICK)
+
+    assert report.measures == ("recall@10",)
+    assert report.metric("recall@10").delta == pytest.approx(-0.5)
+    assert run.spec.measures == ("mrr",)
+    assert score_stored_run(store, run.run_id, "mrr").per_query.columns.tolist() == ["mrr"]
+
+
 def test_decision_and_worst_queries_agree_with_the_stored_runs(store: Store) -> None:
     baseline = stored_run(store, FixedRetriever())
     candidate = stored_run(store, FixedRetriever(miss=MISSED))

@@ -50,7 +50,7 @@ import pandas as pd
 
 from evalkit.causes.records import CAUSE_KINDS, EVIDENCE_ROWS, Cause, CauseLink, Explanation
 from evalkit.errors import ConfigError, InputError
-from evalkit.records.requests import PAIRED_TEST_DEFAULTS, PairedTestSettings
+from evalkit.records.requests import PAIRED_TEST_DEFAULTS, PairedTestSettings, measure_names
 from evalkit.stats import compare_stored_runs
 from evalkit.store.audit import StoredAudit, audit_findings, list_audits
 from evalkit.store.drift import StoredDriftCheck, get_drift_check, list_drift_checks
@@ -141,7 +141,11 @@ def explain_runs(
     cand = get_run(store, candidate)
     base = get_run(store, baseline) if baseline is not None else previous_run(store, cand)
     shared = [m for m in base.spec.measures if m in set(cand.spec.measures)]
-    chosen = list(measures) if measures else (["ndcg@10"] if "ndcg@10" in shared else shared[:1])
+    chosen = (
+        list(measure_names(measures))
+        if measures
+        else (["ndcg@10"] if "ndcg@10" in shared else shared[:1])
+    )
     if not chosen:
         raise InputError(
             f"runs {base.run_id} and {cand.run_id} share no stored measure: name one with -m"

@@ -220,7 +220,7 @@ class _ReplayActor:
             else None
         )
         self._k = spec.k
-        self._measures = parse_measures(list(spec.measures))
+        self._measures = parse_measures(spec.measures)
         self._schema = shard_schema([str(measure) for measure in self._measures])
         self._relevance_threshold = spec.relevance_threshold
         self._shard_dir = Path(shard_dir)

@@ -92,7 +92,7 @@ def measures_at(names: Sequence[str], k: int) -> DefaultMeasures:
         raise InputError(f"k must be a positive integer, got {k!r}", field="k")
     measures: list[str] = []
     adapted: dict[str, str] = {}
-    for measure in parse_measures(list(names)):
+    for measure in parse_measures(names):
         taken = measure
         if measure.cutoff is not None and measure.cutoff > k:
             taken = dataclasses.replace(measure, cutoff=k)
@@ -107,7 +107,7 @@ def shallow_run_note(names: Sequence[str], k: int) -> str | None:
     per query the run retrieves (``ndcg@100`` at ``k`` 10); None when every cutoff is within
     ``k``. They are computed as trec_eval does, the documents a run did not retrieve counting
     as not relevant, so they are not comparable with the same measure of a deeper run."""
-    deep = [m for m in parse_measures(list(names)) if m.cutoff is not None and m.cutoff > k]
+    deep = [m for m in parse_measures(names) if m.cutoff is not None and m.cutoff > k]
     if not deep:
         return None
     named = ", ".join(str(m) for m in deep)

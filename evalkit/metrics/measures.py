@@ -247,13 +247,11 @@ def parse_measure(text: str | Measure) -> Measure:
     return Measure(_ALIASES[base], None if digits is None else int(digits))
 
 
-def parse_measures(texts: Iterable[str | Measure]) -> tuple[Measure, ...]:
-    """Parse several measure names; duplicates (``P@10`` and ``precision@10``) are kept once."""
-    if isinstance(texts, str):
-        raise MeasureError(
-            f"expected a list of measure names, got the string {texts!r}; write [{texts!r}]"
-        )
-    return tuple(dict.fromkeys(parse_measure(text) for text in texts))
+def parse_measures(texts: str | Iterable[str | Measure]) -> tuple[Measure, ...]:
+    """Parse several measure names (or one, given as its name alone); duplicates (``P@10``
+    and ``precision@10``) are kept once."""
+    names = [texts] if isinstance(texts, str) else texts
+    return tuple(dict.fromkeys(parse_measure(text) for text in names))
 
 
 def _unknown_message(name: str) -> str:

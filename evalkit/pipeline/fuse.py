@@ -206,7 +206,7 @@ def _measures_at_depth(
     the ``shared`` ones, else the defaults at ``depth``."""
     cut = depth < source_depth
     if asked or not cut:
-        parsed = parse_measures(list(asked or shared or default_measures(depth)))
+        parsed = parse_measures(asked or shared or default_measures(depth))
         deeper = [m for m in parsed if cut and m.cutoff is not None and m.cutoff > depth]
         if deeper:
             raise ConfigError(

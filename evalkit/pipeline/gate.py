@@ -19,7 +19,7 @@ from evalkit.metrics.defaults import DefaultMeasures, default_measures_for
 from evalkit.pipeline.goldset_run import evaluate_goldset
 from evalkit.pipeline.leaderboard import comparison_judgments, run_reference
 from evalkit.pipeline.runs import RunOutcome, _session, default_measures
-from evalkit.records.requests import GATE_DEFAULTS, GatePolicy, GoldsetRunRequest
+from evalkit.records.requests import GATE_DEFAULTS, GatePolicy, GoldsetRunRequest, measure_names
 from evalkit.retrievers.base import SupportsRetrieve
 from evalkit.retrievers.factory import RetrieverOptions, build_retriever
 from evalkit.stats.compare import ComparisonReport, compare_scored, score_run
@@ -120,7 +120,7 @@ def replay_candidate(
         live, built = build_retriever(retriever, settings), True
     else:
         live, built = retriever, False
-    wanted = list(dict.fromkeys([*default_measures(depth), *measures]))
+    wanted = list(dict.fromkeys([*default_measures(depth), *measure_names(measures)]))
     outcome = evaluate_goldset(
         store,
         goldset,

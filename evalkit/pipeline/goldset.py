@@ -41,7 +41,7 @@ def evaluate_query_table(
     # Parquet's reader is for the engine's paths only, not every `evalkit run`'s start.
     import pyarrow.parquet as pq
 
-    measure_names = [str(m) for m in parse_measures(list(measures or default_measures(k)))]
+    measure_names = [str(m) for m in parse_measures(measures or default_measures(k))]
     # A table that is not one fails before a run is recorded.
     check_query_table(path)
     n_queries = n_total = 0

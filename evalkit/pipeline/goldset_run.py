@@ -100,7 +100,7 @@ def evaluate_goldset(
     relevance_threshold = request.relevance_threshold
     with closing_retriever(retriever if close_retriever else None):
         defaults = None if measures else default_measures_for(k)
-        measure_names = [str(m) for m in parse_measures(list(measures or default_measures(k)))]
+        measure_names = [str(m) for m in parse_measures(measures or default_measures(k))]
         spec = _goldset_run_spec(
             goldset,
             retriever,
@@ -220,7 +220,7 @@ def _score_goldset(
     answered = [r.query_id for r in results if r.ok]
     evaluator = Evaluator(
         list(goldset.judgments),
-        parse_measures(list(measure_names)),
+        parse_measures(measure_names),
         relevance_threshold=relevance_threshold,
     )
     judged = {judgment.query_id for judgment in goldset.judgments}

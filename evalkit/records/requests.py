@@ -18,7 +18,7 @@ of a test of two windows of embeddings (``evalkit drift embeddings|documents``, 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
@@ -60,6 +60,7 @@ __all__ = [
     "LeaderboardRequest",
     "PairedTestSettings",
     "TrafficReplayRequest",
+    "measure_names",
 ]
 
 MAX_K: Final = 2_147_483_647
@@ -74,6 +75,12 @@ def validate_k(k: int) -> int:
     if k > MAX_K:
         raise ConfigError(f"k must be at most {MAX_K} (documents per query), got {k}")
     return k
+
+
+def measure_names(measures: str | Iterable[str]) -> tuple[str, ...]:
+    """``measures`` as a tuple of names; one measure may be given as its name alone
+    (``"ndcg@10"``), which is not split into its characters."""
+    return (measures,) if isinstance(measures, str) else tuple(measures)
 
 
 def _refuse_below(name: str, value: int | None, lowest: int, what: str) -> None:
@@ -221,6 +228,9 @@ class GatePolicy:
     max_latency_increase: float | None = None
     latency_quantile: str = "p50"
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "measures", measure_names(self.measures))
+
     @property
     def paired_test(self) -> PairedTestSettings:
         """The policy's settings of the paired test that compares the two runs."""
@@ -260,6 +270,9 @@ class LeaderboardRequest:
     correction: str = "holm"
     failed_as_zero: bool = False
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "measures", measure_names(self.measures))
+
 
 LEADERBOARD_DEFAULTS: Final = LeaderboardRequest()
 """``evalkit compare`` with more than two runs, a sweep's leaderboard."""
@@ -287,6 +300,7 @@ class GoldsetRunRequest:
     def __post_init__(self) -> None:
         validate_k(self.k)
         _refuse_below("batch_size", self.batch_size, 1, "queries sent at a time")
+        object.__setattr__(self, "measures", measure_names(self.measures))
 
     @classmethod
     def from_settings(
@@ -294,7 +308,7 @@ class GoldsetRunRequest:
         settings: Settings,
         *,
         k: int | None = None,
-        measures: Sequence[str] | None = None,
+        measures: str | Sequence[str] | None = None,
         label: str | None = None,
         answers: bool = True,
         tags: Sequence[str] = (),
@@ -304,7 +318,7 @@ class GoldsetRunRequest:
         ``label``, ``answers`` and ``tags``."""
         return cls(
             k=settings.k if k is None else k,
-            measures=tuple(measures or ()),
+            measures=measure_names(measures or ()),
             relevance_threshold=settings.relevance_threshold,
             batch_size=settings.query_batch_size,
             label=label,
@@ -482,6 +496,9 @@ class FusionRequest:
     train_tag: str | None = None
     label: str | None = None
     tags: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "measures", measure_names(self.measures))
 
 
 FUSION_DEFAULTS: Final = FusionRequest(run_ids=())

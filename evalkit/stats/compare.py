@@ -26,7 +26,7 @@ import pandas as pd
 
 from evalkit.errors import ConfigError, InputError
 from evalkit.metrics import Evaluator, parse_measure, parse_measures, read_run
-from evalkit.records.requests import PAIRED_TEST_DEFAULTS, PairedTestSettings
+from evalkit.records.requests import PAIRED_TEST_DEFAULTS, PairedTestSettings, measure_names
 from evalkit.stats.decision import Decision
 from evalkit.stats.paired import (
     Comparison,
@@ -95,7 +95,7 @@ def score_run_file(
     results = read_run(path)
     _require_judged_queries("the run file", results["query_id"], judgments, path=str(path))
     evaluator = Evaluator(
-        judgments, parse_measures(list(measures)), relevance_threshold=relevance_threshold
+        judgments, parse_measures(measures), relevance_threshold=relevance_threshold
     )
     evaluation = evaluator.evaluate(results, complete=True)
     return ScoredRun(
@@ -123,7 +123,7 @@ def score_stored_run(
     are listed in ``failed``.
     """
     run = get_run(store, run_id)
-    names = [str(m) for m in parse_measures(list(measures))]
+    names = [str(m) for m in parse_measures(measures)]
     pruned = pruned_at(store, [run.run_id]).get(run.run_id)
     if pruned is not None:
         raise ConfigError(
@@ -352,7 +352,7 @@ def compare_scored(
     comparison = compare_runs(
         baseline.per_query,
         candidate.per_query,
-        measures=list(measures),
+        measures=list(measure_names(measures)),
         alpha=test.alpha,
         min_effect=test.min_effect,
         resamples=test.resamples,

@@ -34,7 +34,7 @@ import scipy
 
 from evalkit.errors import ConfigError, InputError
 from evalkit.jsonsafe import finite_or_null
-from evalkit.records.requests import LEADERBOARD_DEFAULTS
+from evalkit.records.requests import LEADERBOARD_DEFAULTS, measure_names
 from evalkit.stats._resampling import FloatMatrix, FloatVector, bootstrap_means, percentile_interval
 from evalkit.stats.paired import holm_adjust
 
@@ -344,7 +344,7 @@ def _frame(run: str, values: object) -> pd.DataFrame:
 
 
 def _checked_measures(measures: Sequence[str]) -> tuple[str, ...]:
-    chosen = (measures,) if isinstance(measures, str) else tuple(measures)
+    chosen = measure_names(measures)
     if not chosen:
         raise InputError("no measures to rank", field="measures")
     if len(set(chosen)) != len(chosen):

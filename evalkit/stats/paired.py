@@ -20,7 +20,7 @@ import pandas as pd
 import scipy
 
 from evalkit.errors import ConfigError, InputError, RetrieverError
-from evalkit.records.requests import PAIRED_TEST_DEFAULTS
+from evalkit.records.requests import PAIRED_TEST_DEFAULTS, measure_names
 from evalkit.stats._resampling import CI_METHODS, FloatMatrix, FloatVector, paired_resampling
 from evalkit.stats.decision import Decision, decide, overall_decision
 from evalkit.stats.power import queries_needed
@@ -353,7 +353,7 @@ def _choose_measures(
             )
         chosen = tuple(str(m) for m in baseline.columns)
     else:
-        chosen = tuple(measures) if not isinstance(measures, str) else (measures,)
+        chosen = measure_names(measures)
         for role, frame in (("baseline", baseline), ("candidate", candidate)):
             absent = [m for m in chosen if m not in frame.columns]
             if absent:
