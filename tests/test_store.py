@@ -16,6 +16,7 @@ from evalkit.goldset.model import Goldset
 from evalkit.records import Judgment, Query, QueryResult, ScoredDoc
 from evalkit.store import MIGRATIONS, RunSpec, Store
 from evalkit.store import goldsets as goldsets_module
+from evalkit.store.access import StoreAccess
 from evalkit.store.goldsets import list_goldsets, load_stored_goldset, save_goldset
 from evalkit.store.runs import (
     add_query_results,
@@ -206,6 +207,23 @@ def test_a_second_writer_process_gets_a_clear_error(tmp_path: Path) -> None:
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_store_this_process_holds_open_another_way_is_named_as_the_holder(
+    tmp_path: Path,
+) -> None:
+    """docs/export.md holds a read-only Store open; opening the store to write in the same
+    process said only DuckDB's `different configuration than existing connections`."""
+    path = tmp_path / "held.duckdb"
+    Store.open(path).close()
+    with Store.open(path, read_only=True):
+        with pytest.raises(StoreError, match="another Store of this process holds it open"):
+            Store.open(path)
+        writer = StoreAccess(path, wait=1, program="a notebook").writer("a run")
+        with pytest.raises(StoreError, match="close that Store first"), writer:
+            pass
+    with Store.open(path), pytest.raises(StoreError, match="another Store of this process"):
+        Store.open(path, read_only=True)
 
 
 def _duckdb_reports(limit: str) -> str:

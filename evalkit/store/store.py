@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Store"]
 
+_OPEN_WITH_OTHER_SETTINGS = "different configuration than existing connections"
+"""What DuckDB says when this process already has the file open another way."""
+
 
 class Store:
     """A DuckDB file holding goldsets, runs, per-query results and metrics: its connection.
@@ -78,6 +81,13 @@ class Store:
                 ) from error
             raise StoreError(f"cannot open the store {path}: {error}") from error
         except duckdb.Error as error:
+            if _OPEN_WITH_OTHER_SETTINGS in str(error):
+                raise StoreError(
+                    f"cannot open the store {path}: another Store of this process holds it "
+                    "open with other settings (read-only where this one writes, or the "
+                    "reverse, or another memory limit), and DuckDB opens a file one way per "
+                    "process; close that Store first"
+                ) from error
             raise StoreError(f"cannot open the store {path}: {error}") from error
         store = cls(connection, path, read_only=read_only)
         if read_only:
