@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from evalkit.embedding import ModelFingerprint
+from evalkit.errors import ConfigError
 from evalkit.goldset.model import Goldset
 from evalkit.pipeline import default_measures, evaluate_goldset
 from evalkit.records import Judgment, Query, QueryResult, ScoredDoc
@@ -172,6 +173,75 @@ def test_results_past_k_are_cut_and_a_non_finite_score_fails_its_query(store: St
     replayed = run_queries(store, run.run_id).set_index("query_id")
     assert (
         "document 'n0' has score nan; scores must be finite numbers" in replayed.loc["q3", "error"]
+    )
+
+
+class _Unscored(ListRetriever):
+    """Gives q3's documents no score (None), as a hook that forgot to copy it might."""
+
+    def retrieve(self, queries: Sequence[Query], k: int) -> list[QueryResult]:
+        return [
+            QueryResult(r.query_id, tuple(ScoredDoc(d.doc_id, None, d.rank) for d in r.docs), 1.0)  # type: ignore[arg-type]
+            if r.query_id == "q3"
+            else r
+            for r in super().retrieve(queries, k)
+        ]
+
+
+def test_a_document_without_a_score_fails_its_query_saying_so(store: Store) -> None:
+    """A None score failed every query of its batch with `TypeError: must be real number,
+    not NoneType`; NaN got a message saying what was wrong."""
+    outcome = evaluate_goldset(
+        store, goldset(), _Unscored(RANKINGS), GoldsetRunRequest(k=10, measures=("mrr",))
+    )
+    assert (outcome.run.status, outcome.run.n_failed) == ("partial", 1)
+    replayed = run_queries(store, outcome.run.run_id).set_index("query_id")
+    assert replayed.loc["q3", "error"] == (
+        "MalformedResults: document 'x' has score None; scores must be finite numbers"
+    )
+
+
+class _Undescribed(ListRetriever):
+    """Its describe() builds the description and forgets to return it."""
+
+    def describe(self) -> dict[str, Any]:
+        self.description = {"kind": "undescribed"}
+        return None  # type: ignore[return-value]
+
+
+def test_a_describe_that_returns_no_dict_is_named(store: Store) -> None:
+    """describe() returning None raised a bare `TypeError: 'NoneType' object is not
+    iterable`, naming neither describe() nor what it must return."""
+    retriever = _Undescribed(RANKINGS)
+    with pytest.raises(
+        ConfigError, match=r"describe\(\) returned None; describe\(\) must return a dict"
+    ):
+        evaluate_goldset(store, goldset(), retriever, GoldsetRunRequest(k=10))
+    assert retriever.batches == []
+    assert list_runs(store) == []
+
+
+class _FailingClose(ListRetriever):
+    def close(self) -> None:
+        raise OSError("socket already closed")
+
+
+def test_a_close_that_raises_after_the_run_is_stored_is_logged_and_the_outcome_returned(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    """close_retriever=True closes after the run is stored complete: a close() that raised
+    propagated and lost the outcome, as a factory's retriever's close() does not on the CLI."""
+    outcome = evaluate_goldset(
+        store,
+        goldset(),
+        _FailingClose(RANKINGS),
+        GoldsetRunRequest(k=10, measures=("mrr",)),
+        close_retriever=True,
+    )
+    assert outcome.run.status == "complete"
+    assert [r.status for r in list_runs(store)] == ["complete"]
+    assert "closing the retriever (test_pipeline._FailingClose) raised OSError: socket already" in (
+        caplog.text
     )
 
 

@@ -9,6 +9,7 @@ with the error, and the run carries on, so one outage window shows up as failed 
 from __future__ import annotations
 
 import math
+import numbers
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -155,17 +156,22 @@ def _within_k(result: QueryResult, k: int) -> QueryResult:
 
 
 def _with_finite_scores(result: QueryResult) -> QueryResult:
-    """The result, or the query failed when a score is not a finite number: metrics rank by
-    score, and NaN has no place in a ranking (nor in the store)."""
-    bad = next((doc for doc in result.docs if not math.isfinite(doc.score)), None)
+    """The result, or the query failed when a score is not a finite number (NaN, None, a
+    string): metrics rank by score, and NaN has no place in a ranking (nor in the store)."""
+    bad = next((doc for doc in result.docs if not _is_finite_number(doc.score)), None)
     if bad is None:
         return result
+    shown = bad.score if isinstance(bad.score, numbers.Real) else repr(bad.score)
     return replace(
         result,
         docs=(),
-        error=f"MalformedResults: document {bad.doc_id!r} has score {bad.score}; scores must "
+        error=f"MalformedResults: document {bad.doc_id!r} has score {shown}; scores must "
         "be finite numbers",
     )
+
+
+def _is_finite_number(score: object) -> bool:
+    return isinstance(score, numbers.Real) and math.isfinite(score)
 
 
 def _without_repeats(result: QueryResult) -> QueryResult:

@@ -5,6 +5,7 @@ queries replayed (locally or on the Ray engine), the results stored, the run fin
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from evalkit.engines.base import Progress
 from evalkit.metrics.defaults import DefaultMeasures, default_measures_for, shallow_run_note
 from evalkit.pipeline.answer_scores import cache_judged, stored_answers
 from evalkit.records import Query, QueryResult
+from evalkit.retrievers.base import describe_exception
 from evalkit.store import RunRecord, RunSpec, Store, utc_now
 from evalkit.store.access import WriterAccess
 from evalkit.store.answers import new_scoring_id
@@ -38,6 +40,8 @@ from evalkit.store.runs import (
     new_run_id,
 )
 from evalkit.store.shards import ShardAnswers, load_engine_report, write_judge_cache_snapshot
+
+logger = logging.getLogger(__name__)
 
 
 def default_measures(k: int) -> list[str]:
@@ -90,13 +94,27 @@ class Recorded(Generic[_Value]):
 
 @contextlib.contextmanager
 def closing_retriever(retriever: object | None) -> Iterator[None]:
-    """Close ``retriever`` (if given and closable) when the block ends, however it ends."""
+    """Close ``retriever`` (if given and closable) when the block ends, however it ends.
+
+    A ``close()`` that raises is logged, not raised (as a factory's retriever's is): it
+    comes after the run is stored, whose outcome stands, or while another error is on its
+    way, which it must not hide.
+    """
     try:
         yield
     finally:
         close = getattr(retriever, "close", None)
         if callable(close):
-            close()
+            try:
+                close()
+            except Exception as error:  # the user's retriever may raise anything
+                made = type(retriever)
+                logger.warning(
+                    "closing the retriever (%s.%s) raised %s; what was stored stands",
+                    made.__module__,
+                    made.__qualname__,
+                    describe_exception(error),
+                )
 
 
 def _record_run(

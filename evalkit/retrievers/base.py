@@ -31,6 +31,7 @@ __all__ = [
     "SupportsPrefetch",
     "SupportsRetrieve",
     "check_retriever",
+    "checked_description",
     "checked_results",
     "describe_exception",
     "description_of",
@@ -137,12 +138,28 @@ def index_size_of(retriever: object) -> IndexSize | None:
     return size if isinstance(size, IndexSize) else None
 
 
+DESCRIBE_CONTRACT = (
+    "describe() must return a dict of the retriever's kind and configuration "
+    "(docs/retrievers.md, 'The protocol')"
+)
+
+
+def checked_description(described: object) -> dict[str, Any]:
+    """What a retriever's ``describe()`` returned, as a dict; ``ConfigError`` saying what
+    ``describe()`` must return when it is no mapping (None from a forgotten ``return``)."""
+    if not isinstance(described, Mapping):
+        shown = "None" if described is None else f"a {_named_type(described)}"
+        raise ConfigError(f"describe() returned {shown}; {DESCRIBE_CONTRACT}")
+    return dict(described)
+
+
 def description_of(retriever: object) -> dict[str, Any]:
-    """``retriever.describe()``; for an object that has only ``retrieve`` (a retriever of
-    one's own handed to the Python API), its class, so the run still says what it replayed."""
+    """``retriever.describe()`` (checked: ``checked_description``); for an object that has
+    only ``retrieve`` (a retriever of one's own handed to the Python API), its class, so the
+    run still says what it replayed."""
     describe = getattr(retriever, "describe", None)
     if callable(describe):
-        return dict(describe())
+        return checked_description(describe())
     made = type(retriever)
     return {"class": f"{made.__module__}.{made.__qualname__}"}
 

@@ -45,6 +45,7 @@ from evalkit.redaction import MASK, is_secret_name, mask_in_text, option_secrets
 from evalkit.retrievers.base import (
     IndexSize,
     Retriever,
+    checked_description,
     checked_results,
     describe_exception,
     index_size_of,
@@ -386,7 +387,7 @@ class _Filled:
 
     def describe(self) -> dict[str, Any]:
         describe = getattr(self.inner, "describe", None)
-        return dict(describe()) if callable(describe) else {}
+        return checked_description(describe()) if callable(describe) else {}
 
     def index_fingerprint(self) -> str | None:
         fingerprint = getattr(self.inner, "index_fingerprint", None)
@@ -457,7 +458,10 @@ class PluginRetriever:
         """The adapted retriever's description, with the factory it came from; whatever
         else than an evalkit error its ``describe()`` raises is a RetrieverError naming the
         factory (the run records the description before it replays anything)."""
-        inner = dict(self._users(self.retriever.describe, "describe"))
+        try:
+            inner = checked_description(self._users(self.retriever.describe, "describe"))
+        except ConfigError as error:
+            raise ConfigError(f"{self.source.label}: {error}") from error
         made = type(self.made)
         description: dict[str, Any] = {
             **inner,
