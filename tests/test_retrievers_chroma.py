@@ -409,7 +409,9 @@ def test_a_title_or_metadata_key_the_corpus_dropped_leaves_the_index_too(
     documents = corpus()[:4]
     index_corpus(embedded_client, documents, embedder, collection_name="dropped")
     eiffel = documents[0]
-    assert eiffel.id == "eiffel" and eiffel.title and eiffel.metadata
+    assert eiffel.id == "eiffel"
+    assert eiffel.title
+    assert eiffel.metadata
     untitled = replace(eiffel, title=None, metadata={})
     report = index_corpus(
         embedded_client, [untitled, *documents[1:]], embedder, collection_name="dropped"
