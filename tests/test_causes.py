@@ -287,6 +287,42 @@ def test_without_an_audit_absent_documents_are_named_and_the_note_says_how_to_au
     assert explanation.lost_documents == explanation.lost_pairs == 2
 
 
+def test_absent_documents_an_audit_found_in_the_index_are_said_ranked_out_not_missing(
+    store: Store,
+) -> None:
+    """The statement read "probably missing from the index (an audit of the index confirms
+    it)" after an audit of every judged document had found none missing."""
+    gold = goldset(N)
+    save_goldset(store, gold)
+    _run(store, gold, {q: perfect(q) for q in query_ids(N)})
+    candidate = _run(store, gold, _without({"q01-b", "q02-b"}), index="idx-2")
+    now = utc_now()
+    audit_id = save_audit(
+        store,
+        AuditReport(
+            collection="mini",
+            location="/x/chroma",
+            started_at=now,
+            finished_at=now,
+            n_documents=40,
+            checks=(CheckOutcome("orphans", True),),
+            config={},
+            seed=0,
+            goldset_name="mini",
+            goldset_version=gold.version,
+        ),
+    ).audit_id
+
+    absent = {cause.kind: cause for cause in explain_runs(store, candidate, test=FAST).causes}[
+        "absent_from_results"
+    ]
+    assert absent.statement.startswith(
+        f"in the index (audit {audit_id}) but ranked out of every query's top k, so its "
+        "vectors or ranking changed: 2 of the 2 relevant documents"
+    )
+    assert "evalkit audit" not in absent.statement
+
+
 def test_the_audit_note_names_the_chroma_server_and_only_for_chroma(store: Store) -> None:
     gold = goldset(N)
     save_goldset(store, gold)

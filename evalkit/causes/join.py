@@ -428,12 +428,31 @@ def _unreflected_cause(
     return set(by_doc)
 
 
+def _judged_documents_audit(audits: Sequence[StoredAudit], cand: RunRecord) -> str | None:
+    """The newest audit (``audits`` come newest first) whose orphans check looked for every
+    judged document of the candidate's goldset version in the index, or None."""
+    for audit in audits:
+        ran = {str(check.get("name")) for check in audit.checks if check.get("ran")}
+        if "orphans" in ran and audit.goldset_version == cand.spec.goldset_version:
+            return audit.audit_id
+        if "orphans" in ran:
+            return None
+    return None
+
+
 def _absent_cause(
-    report: ComparisonReport, cand: RunRecord, loss: _Loss, found: _Found, audited: set[str]
+    report: ComparisonReport,
+    cand: RunRecord,
+    loss: _Loss,
+    found: _Found,
+    audited: set[str],
+    *,
+    present_by: str | None,
 ) -> None:
     """Lost relevant documents the candidate returned for no query at all, among those no
     audit has already accounted for, that a smaller k does not cut off, of queries that did
-    not fail."""
+    not fail. ``present_by`` names an audit that found every judged document in the index:
+    then they are there, ranked out of every query's top k, not missing."""
     returned = set(report.candidate_run.results["doc_id"].astype(str))
     failed = set(report.failed_in_candidate)
     pairs = {
@@ -456,11 +475,21 @@ def _absent_cause(
             kind="absent_from_results",
             score=share,
             statement=(
-                f"probably missing from the index: {len(absent)} of the "
-                f"{len(loss.documents)} relevant documents lost by the {len(loss.lost)} "
-                "queries that dropped were returned by the candidate for no query at all "
-                f"(top {cand.spec.k} of every query); they account for {share:.0%} of the "
-                f"{loss.measure} loss (an audit of the index confirms it)"
+                (
+                    "probably missing from the index"
+                    if present_by is None
+                    else f"in the index (audit {present_by}) but ranked out of every query's "
+                    "top k, so its vectors or ranking changed"
+                )
+                + f": {len(absent)} of the {len(loss.documents)} relevant documents lost by "
+                f"the {len(loss.lost)} queries that dropped were returned by the candidate "
+                f"for no query at all (top {cand.spec.k} of every query); they account for "
+                f"{share:.0%} of the {loss.measure} loss"
+                + (
+                    " (`evalkit audit --goldset` tells whether they are)"
+                    if present_by is None
+                    else ""
+                )
             ),
             link=_query_link("absent_from_results", f"query {worst} in the candidate", cand, worst),
             evidence=tuple(
@@ -823,7 +852,8 @@ def explain_comparison(store: Store, report: ComparisonReport) -> Explanation:
         if note is not None:
             found.notes.append(note)
     audited |= _unreflected_cause(store, base, cand, loss, found)
-    _absent_cause(report, cand, loss, found, audited)
+    present_by = _judged_documents_audit(audits, cand)
+    _absent_cause(report, cand, loss, found, audited, present_by=present_by)
     _failed_cause(report, cand, loss, found)
     _goldset_cause(store, base, cand, loss, found)
     _k_cause(base, cand, loss, found)
