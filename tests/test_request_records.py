@@ -83,6 +83,12 @@ def test_one_measure_may_be_given_as_its_name_alone() -> None:
     assert [str(m) for m in parse_measures("P@10")] == ["precision@10"]
 
 
+def test_a_fusion_request_refuses_its_runs_as_one_string() -> None:
+    with pytest.raises(ConfigError, match="run_ids is one string"):
+        FusionRequest(run_ids="20261126T000000-abcdef")  # type: ignore[arg-type]
+    assert FusionRequest(run_ids=["a", "b"]).run_ids == ("a", "b")  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("batch_size", [0, -3, 2.5, True])
 def test_a_goldset_run_request_refuses_a_batch_size_no_replay_can_send(batch_size: object) -> None:
     """batch_size=0 was accepted, then the run crashed (`range() arg 3 must not be zero`)

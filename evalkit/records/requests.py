@@ -499,6 +499,12 @@ class FusionRequest:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "measures", measure_names(self.measures))
+        if isinstance(self.run_ids, str):
+            # A fusion needs two runs at least: one string would be read as its letters.
+            raise ConfigError(
+                f"run_ids is one string ({self.run_ids!r}): give the runs to fuse as a list"
+            )
+        object.__setattr__(self, "run_ids", tuple(self.run_ids))
 
 
 FUSION_DEFAULTS: Final = FusionRequest(run_ids=())
