@@ -148,7 +148,7 @@ def checked_description(described: object) -> dict[str, Any]:
     """What a retriever's ``describe()`` returned, as a dict; ``ConfigError`` saying what
     ``describe()`` must return when it is no mapping (None from a forgotten ``return``)."""
     if not isinstance(described, Mapping):
-        shown = "None" if described is None else f"a {_named_type(described)}"
+        shown = "None" if described is None else _named_type(described)
         raise ConfigError(f"describe() returned {shown}; {DESCRIBE_CONTRACT}")
     return dict(described)
 
@@ -194,12 +194,14 @@ RESULTS_CONTRACT = (
 
 
 def _named_type(value: object) -> str:
+    """``value``'s type with its article: ``an int``, ``a mypackage.Hit``."""
     kind = type(value)
-    return (
+    name = (
         kind.__qualname__
         if kind.__module__ == "builtins"
         else f"{kind.__module__}.{kind.__qualname__}"
     )
+    return f"{'an' if name[:1].lower() in ('a', 'e', 'i', 'o', 'u') else 'a'} {name}"
 
 
 def checked_results(queries: Sequence[Query], answered: object) -> list[QueryResult]:
@@ -210,11 +212,11 @@ def checked_results(queries: Sequence[Query], answered: object) -> list[QueryRes
     in the order given; both say what ``retrieve`` must return.
     """
     if isinstance(answered, str | bytes | Mapping) or not isinstance(answered, Sequence):
-        raise ConfigError(f"retrieve() returned a {_named_type(answered)}; {RESULTS_CONTRACT}")
+        raise ConfigError(f"retrieve() returned {_named_type(answered)}; {RESULTS_CONTRACT}")
     for position, result in enumerate(answered):
         if not isinstance(result, QueryResult):
             raise ConfigError(
-                f"retrieve() returned a list whose item {position} is a "
+                f"retrieve() returned a list whose item {position} is "
                 f"{_named_type(result)}, not a QueryResult; {RESULTS_CONTRACT}"
             )
     expected = [query.id for query in queries]
