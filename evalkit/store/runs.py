@@ -630,7 +630,7 @@ def get_run(store: Store, run_id: str) -> RunRecord:
             f"run id prefix {run_id!r} is ambiguous: " + ", ".join(r[0] for r in rows[:5])
         )
     row = exact[0] if exact else rows[0]
-    return _run_record(store, row)
+    return _run_record(row, run_aggregates(store, row[0]))
 
 
 def list_runs(
@@ -661,10 +661,28 @@ def list_runs(
         f"{'' if limit_per_retriever else ' LIMIT ?'}",
         [goldset, goldset, status, status, kind, kind, tag, tag, limit],
     )
-    return [_run_record(store, row) for row in rows]
+    aggregates = _aggregates_of(store, [str(row[0]) for row in rows])
+    return [_run_record(row, aggregates.get(str(row[0]), {})) for row in rows]
 
 
-def _run_record(store: Store, row: tuple[Any, ...]) -> RunRecord:
+def _aggregates_of(store: Store, run_ids: list[str]) -> dict[str, dict[str, float | None]]:
+    """``run_aggregates`` of each of ``run_ids``, in one query: one per run made listing a
+    few hundred runs (what every alert rule evaluation does) slower with every run stored."""
+    found: dict[str, dict[str, float | None]] = {}
+    if not run_ids:
+        return found
+    rows = store.fetch(
+        "SELECT a.run_id, a.measure, a.value FROM run_aggregates a JOIN runs r USING (run_id)"
+        " WHERE a.run_id IN (SELECT unnest(?::VARCHAR[]))"
+        " ORDER BY a.run_id, list_position(r.measures, a.measure), a.measure",
+        [run_ids],
+    )
+    for run_id, measure, value in rows:
+        found.setdefault(str(run_id), {})[str(measure)] = value
+    return found
+
+
+def _run_record(row: tuple[Any, ...], aggregates: dict[str, float | None]) -> RunRecord:
     values = dict(zip(_RUN_FIELDS, row, strict=True))
     spec = RunSpec(
         **{name: values[name] for name in _SPEC_FIELDS},
@@ -675,7 +693,7 @@ def _run_record(store: Store, row: tuple[Any, ...]) -> RunRecord:
     return RunRecord(
         **{name: values[name] for name in _RECORD_FIELDS},
         spec=spec,
-        aggregates=run_aggregates(store, values["run_id"]),
+        aggregates=aggregates,
         n_duplicates=int(values["n_duplicates"]),
         retriever_id=str(values["retriever_id"]),
     )
