@@ -235,3 +235,45 @@ def test_a_failing_retriever_outside_the_lock_gives_a_failed_run(tmp_path: Path)
     assert outcome.run.n_failed == 3
     with Store.open(access.store_path, read_only=True) as store:
         assert run_queries(store, outcome.run.run_id)["error"].notna().all()
+
+
+def test_a_waiter_is_told_the_holder_s_name_never_a_blank_record_of_a_named_holder(
+    tmp_path: Path,
+) -> None:
+    """The holder's record was emptied before it was written (and before the lock was
+    released), so a waiter polling in that moment logged 'another process' for a holder
+    with a name, this very service among them."""
+    import fcntl
+    import json
+    import os
+
+    path = tmp_path / "evalkit.duckdb.writer.lock"
+    first = FileLock(path, program="evalkit")
+    assert first.acquire(purpose="a long first purpose, longer than the next", wait=0)
+    first.release()
+    second = FileLock(path, program="evalkit")
+    assert second.acquire(purpose="job ingest", wait=0)
+    # Written over the last record and cut to its own length, never emptied in between.
+    assert json.loads(path.read_text())["purpose"] == "job ingest"
+    told: list[object] = []
+    assert not FileLock(path, program="probe").acquire(purpose="x", wait=0.3, on_wait=told.append)
+    assert [getattr(holder, "purpose", None) for holder in told] == ["job ingest"]
+    second.release()
+
+    # A holder that left no record (a full disk) is reported unnamed, once a second shows
+    # that no record is coming.
+    blank = os.open(path, os.O_RDWR)
+    try:
+        os.ftruncate(blank, 0)
+        fcntl.flock(blank, fcntl.LOCK_EX)
+        told.clear()
+        assert not FileLock(path, program="probe").acquire(
+            purpose="x", wait=0.5, on_wait=told.append
+        )
+        assert told == []
+        assert not FileLock(path, program="probe").acquire(
+            purpose="x", wait=1.5, on_wait=told.append
+        )
+        assert told == [None]
+    finally:
+        os.close(blank)

@@ -160,6 +160,7 @@ class FileLock:
             raise StoreError(f"{self.path} is already held by this object")
         deadline = None if wait is None else time.monotonic() + wait
         next_report = time.monotonic()
+        unnamed_since: float | None = None
         while (fd := self._try()) is None:
             now = time.monotonic()
             if stop is not None and stop.is_set():
@@ -167,8 +168,15 @@ class FileLock:
             if deadline is not None and now >= deadline:
                 return False
             if on_wait is not None and now >= next_report:
-                on_wait(self.holder())
-                next_report = now + _REPORT_EVERY
+                holder = self.holder()
+                # A holder releasing the lock clears its record a moment before it unlocks:
+                # a record still missing a second later is a holder that wrote none.
+                if holder is None and (unnamed_since is None or now - unnamed_since < 1.0):
+                    unnamed_since = now if unnamed_since is None else unnamed_since
+                else:
+                    on_wait(holder)
+                    next_report = now + _REPORT_EVERY
+                    unnamed_since = None
             time.sleep(_POLL)
         holder = Holder(
             pid=os.getpid(),
@@ -177,10 +185,16 @@ class FileLock:
             since=f"{utc_now().isoformat(timespec='seconds')}Z",
             host=socket.gethostname(),
         )
-        os.ftruncate(fd, 0)
-        # A full disk must not stop the locking itself: waiters then only lack a name.
-        with contextlib.suppress(OSError):
-            os.pwrite(fd, json.dumps(asdict(holder)).encode(), 0)
+        record = json.dumps(asdict(holder)).encode()
+        # Written over the last record, then cut to length: the file is never empty while
+        # held, where a waiter would read "another process" for this one. A full disk must
+        # not stop the locking itself: waiters then only lack a name.
+        try:
+            os.pwrite(fd, record, 0)
+            os.ftruncate(fd, len(record))
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)
         return True
 
     def release(self) -> None:
