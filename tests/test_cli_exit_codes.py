@@ -201,6 +201,11 @@ def windows_without_store(tmp_path: Path) -> list[str]:
     return ["traffic", "windows"]
 
 
+def precision_without_store(tmp_path: Path) -> list[str]:
+    """It reads stored runs before it writes its check: no store is created to say so."""
+    return ["drift", "precision", "--goldset", "demo"]
+
+
 def unknown_option(tmp_path: Path) -> list[str]:
     return ["runs", "list", "--no-such-option"]
 
@@ -220,6 +225,7 @@ CASES: list[tuple[str, Callable[[Path], list[str]], int]] = [
     ("evalkit runs list", unknown_option, 2),
     ("evalkit goldset list", goldsets_without_store, 2),
     ("evalkit traffic windows", windows_without_store, 2),
+    ("evalkit drift precision", precision_without_store, 2),
     ("evalkit explain", explain_unknown_run, 2),
     ("evalkit traffic ingest", strict_ingest, 2),
     ("evalkit traffic ingest", missing_log, 2),
@@ -259,6 +265,9 @@ def test_a_command_exits_with_the_code_its_row_documents(
     )
     assert done.returncode == code, done.stdout + done.stderr
     assert "Traceback" not in done.stderr
+    if scenario.__name__.endswith("_without_store"):
+        assert "no evalkit store at" in done.stdout + done.stderr
+        assert not (tmp_path / "home" / "evalkit.duckdb").exists()
     # Asked for JSON, stdout is JSON whatever the outcome: the result or an error object.
     result = json.loads(done.stdout)
     if isinstance(result, dict) and set(result) == {"error"}:

@@ -24,16 +24,24 @@ __all__ = ["CommandStore", "open_store"]
 
 
 @contextmanager
-def open_store(*, write: bool, purpose: str, config: Settings | None = None) -> Iterator[Store]:
+def open_store(
+    *, write: bool, purpose: str, config: Settings | None = None, existing: bool = False
+) -> Iterator[Store]:
     """The store of ``config`` (default: the command's settings), open for writing or
     reading during the block.
 
     ``purpose`` names the command in the lock file, so a process that has to wait can say
-    what it waits for. Raises StoreBusyError (exit code 3) when the wait runs out.
+    what it waits for. Raises StoreBusyError (exit code 3) when the wait runs out. With
+    ``existing``, a writer does not create a missing store: a command that reads stored
+    runs before it writes says there is none (NotFoundError), as a reader does.
     """
     from evalkit.store.access import StoreAccess
 
     config = config or settings()
+    if existing and write and not config.resolved_store_path.exists():
+        from evalkit.store.store import no_store_error
+
+        raise no_store_error(config.resolved_store_path)
     access = StoreAccess.from_settings(
         config,
         program="evalkit",

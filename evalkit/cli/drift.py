@@ -303,7 +303,7 @@ def precision(
     paired_test = replace(PRECISION_WATCH_DEFAULTS, alpha=alpha, seed=seed)
     if min_effect is not None:
         paired_test = replace(paired_test, min_effect=min_effect)
-    with open_store(write=True, purpose="drift") as store:
+    with open_store(write=True, purpose="drift", existing=True) as store:
         watched = check_drift_precision(
             store,
             goldset,
@@ -378,7 +378,7 @@ def _traffic_precision(
 ) -> None:
     from evalkit.pipeline import check_traffic_precision
 
-    with open_store(write=True, purpose="drift") as store:
+    with open_store(write=True, purpose="drift", existing=True) as store:
         checks = check_traffic_precision(
             store,
             measure=measure,

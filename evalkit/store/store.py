@@ -27,10 +27,18 @@ from evalkit.store.views import registered
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["Store"]
+__all__ = ["Store", "no_store_error"]
 
 _OPEN_WITH_OTHER_SETTINGS = "different configuration than existing connections"
 """What DuckDB says when this process already has the file open another way."""
+
+
+def no_store_error(path: Path) -> NotFoundError:
+    """The error of a command that needs a store where there is none."""
+    return NotFoundError(
+        f"no evalkit store at {path}: run `evalkit run` (or `make demo`) first, "
+        "or point EVALKIT_HOME / EVALKIT_STORE_PATH at an existing store"
+    )
 
 
 class Store:
@@ -56,10 +64,7 @@ class Store:
         """
         path = Path(path)
         if read_only and not path.exists():
-            raise NotFoundError(
-                f"no evalkit store at {path}: run `evalkit run` (or `make demo`) first, "
-                "or point EVALKIT_HOME / EVALKIT_STORE_PATH at an existing store"
-            )
+            raise no_store_error(path)
         if not read_only:
             path.parent.mkdir(parents=True, exist_ok=True)
         config: dict[str, str | bool | int | float | list[str]] = (
