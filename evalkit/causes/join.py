@@ -485,11 +485,6 @@ def _absent_cause(
                 f"the {len(loss.lost)} queries that dropped were returned by the candidate "
                 f"for no query at all (top {cand.spec.k} of every query); they account for "
                 f"{share:.0%} of the {loss.measure} loss"
-                + (
-                    " (`evalkit audit --goldset` tells whether they are)"
-                    if present_by is None
-                    else ""
-                )
             ),
             link=_query_link("absent_from_results", f"query {worst} in the candidate", cand, worst),
             evidence=tuple(
