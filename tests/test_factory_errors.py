@@ -121,6 +121,19 @@ class BrokenClose(Answers):
 
 def close_raises():
     return BrokenClose(_first_demo_doc)
+
+
+class FiltersItself(Answers):
+    def describe(self):
+        return {{"kind": "own", "where_key": "tenant"}}
+
+
+def filters_itself():
+    return FiltersItself(_first_demo_doc)
+
+
+def blind():
+    return Answers(_first_demo_doc)
 '''
 
 
@@ -225,6 +238,28 @@ def test_results_for_other_queries_fail_those_batches_saying_what_to_return(
     assert code == 3, said
     assert data["status"] == "failed"
     assert "one per query, in the order given" in data["error"]
+
+
+def test_where_key_on_a_retriever_of_one_s_own_that_cannot_filter_is_refused(
+    project: Path,
+) -> None:
+    """It was dropped without a word: the run replayed every tenant's documents for each
+    query and recorded no where_key, while isolation had been asked for."""
+    tenant = ("--where-key", "tenant", "--format", "json")
+    done = evalkit(project, "run", "--goldset", "demo", "--retriever", "hooks:blind", *tenant)
+    assert done.returncode == 2, done.stderr
+    said = " ".join(done.stderr.split())
+    assert (
+        "--where-key tenant: retriever factory 'hooks:blind' returned a retriever of your" in said
+    )
+    assert "report the key as 'where_key' in its describe()" in said
+    own = evalkit(
+        project, "run", "--goldset", "demo", "--retriever", "hooks:filters_itself", *tenant
+    )
+    assert own.returncode == 0, own.stderr
+    empty = evalkit(project, "run", "--goldset", "demo", "--collection", "demo", "--where-key", "")
+    assert empty.returncode == 2
+    assert "--where-key is empty" in empty.stderr
 
 
 def test_what_counts_as_unreachable() -> None:

@@ -82,6 +82,10 @@ class RetrieverOptions:
         # A name Chroma refuses is bad input, reported before the command does any work.
         if self.collection and self._names_chroma():
             check_collection_name(self.collection)
+        if self.where_key is not None and not self.where_key.strip():
+            # Chroma would filter on a key named "", which no document has: every query of a
+            # tenant would retrieve nothing, and the run would still say complete.
+            raise ConfigError("--where-key is empty: name the metadata key holding the tenant")
 
     def _names_chroma(self) -> bool:
         """Whether these options name a Chroma collection (a ``collection`` with no other

@@ -48,6 +48,7 @@ from evalkit.retrievers.base import (
     checked_description,
     checked_results,
     describe_exception,
+    description_of,
     index_size_of,
 )
 
@@ -272,7 +273,17 @@ def adapt_retriever(
         )
         return wrapped
     if callable(getattr(made, "retrieve", None)):
-        return PluginRetriever.fill_in(made)
+        plain = PluginRetriever.fill_in(made)
+        if where_key is not None and not description_of(plain).get("where_key"):
+            # evalkit cannot pass a key to a retriever of the user's own: filtering would be
+            # asked for and silently not done, every tenant's documents reaching each query.
+            raise ConfigError(
+                f"--where-key {where_key}: {source.label} returned a retriever of your own, "
+                "which evalkit cannot tell where the tenant is. Filter by each query's "
+                "tenant (Query.tenant) in its retrieve() and report the key as 'where_key' "
+                "in its describe(), or leave --where-key out"
+            )
+        return plain
     returned = type(made)
     raise ConfigError(
         f"{source.label} (module {source.module!r}, attribute {source.attribute!r}) returned "
