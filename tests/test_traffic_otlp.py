@@ -276,6 +276,24 @@ def test_structured_documents_and_the_tenant_attribute_setting() -> None:
     assert records(none)[0]["tenant"] is None
 
 
+def test_a_tenant_that_is_no_single_value_rejects_its_span_and_an_empty_one_falls_back() -> None:
+    """A list was read as no tenant, and a query without a tenant is replayed against every
+    tenant's documents; an empty tenant on the span hid the resource's."""
+    listed = span("1111111111111111", genai_retrieval("", "q", None, **{"tenant.id": ["acme"]}))
+    empty = span("2222222222222222", genai_retrieval("", "r", None, **{"tenant.id": ""}))
+    numbered = span("3333333333333333", genai_retrieval("", "s", None, **{"tenant.id": 42}))
+    batch = SpanBatch()
+    batch.add_json(request(listed, empty, numbered, resource={"tenant.id": "globex"}), line=3)
+    assert [(r["text"], r["tenant"]) for r in records(batch)] == [("r", "globex"), ("s", "42")]
+    assert batch.problems == [
+        (
+            3,
+            "resourceSpans[0].scopeSpans[0].spans[0]: attribute tenant.id (the tenant) must be "
+            "a single value, got list",
+        )
+    ]
+
+
 def test_otlp_json_is_read_leniently_snake_case_numbers_and_enum_names() -> None:
     # The status code is an enum: given by name, it is read (the span failed).
     body = {

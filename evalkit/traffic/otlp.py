@@ -275,6 +275,7 @@ class SpanBatch:
             raise _SpanError(
                 f"the query text is longer than {MAX_TEXT_LENGTH} characters ({len(text)})"
             )
+        tenant = self._tenant(span)
         keys = self.mapping.document_id_keys
         documents = (
             _genai_documents(attributes, keys)
@@ -318,7 +319,7 @@ class SpanBatch:
         columns["query_id"].append(query_id)
         columns["ts"].append(span.start_ns // _NANOSECONDS_PER_MICROSECOND)
         columns["text"].append(text)
-        columns["tenant"].append(self._tenant(span))
+        columns["tenant"].append(tenant)
         columns["tags"].append(json.dumps(tags, sort_keys=True, ensure_ascii=False))
         columns["logged_doc_ids"].append(doc_ids)
         columns["logged_scores"].append(scores)
@@ -350,15 +351,22 @@ class SpanBatch:
         columns["contexts"].append(_contents(documents))
 
     def _tenant(self, span: _Span) -> str | None:
+        """The span's tenant (its attribute, else its resource's); _SpanError for a value
+        that is no single name: read as no tenant, the query would be replayed against
+        every tenant's documents."""
         name = self.mapping.tenant_attribute
         if not name:
             return None
-        value = span.attributes.get(name)
-        if value is None:
-            value = span.resource.get(name)
-        if value is None or isinstance(value, (list, dict, bytes)):
-            return None
-        return str(value) or None
+        for value in (span.attributes.get(name), span.resource.get(name)):
+            if value is None or value == "":
+                continue
+            if isinstance(value, (list, dict, bytes)):
+                raise _SpanError(
+                    f"attribute {name} (the tenant) must be a single value, got "
+                    f"{type(value).__name__}"
+                )
+            return str(value)
+        return None
 
     @property
     def duplicates_in_batch(self) -> int:
