@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -94,6 +95,38 @@ def test_complete_run_scores_and_records_reproducibility(store: Store) -> None:
     assert run.spec.index_fingerprint == "idx-1"
     assert run.spec.retriever_config == {"kind": "list", "collection": "fixed"}
     assert query_metrics(store, run.run_id).loc["q2", "mrr"] == pytest.approx(0.5)
+
+
+class _Filtering(ListRetriever):
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "list", "collection": "fixed", "where_key": "tenant"}
+
+
+def test_tenanted_queries_replayed_without_a_tenant_filter_are_said_to_be(store: Store) -> None:
+    """The run mixed every tenant's documents into each query's results without a word,
+    where a traffic replay refuses to."""
+    plain = goldset()
+    tenanted = Goldset.build(
+        "tenanted",
+        [replace(query, tenant="acme" if query.id < "q3" else "globex") for query in plain.queries],
+        plain.judgments,
+    )
+    request = GoldsetRunRequest(k=10, measures=("mrr",))
+    mixed = evaluate_goldset(store, tenanted, ListRetriever(RANKINGS), request)
+    assert mixed.unfiltered_tenants == (4, 2)
+    assert mixed.unfiltered_tenants_note == (
+        "4 of the goldset's queries belong to 2 tenant(s), and the retriever does not filter "
+        "by tenant: each searched every tenant's documents (--where-key KEY, the metadata key "
+        "holding the tenant, restricts each query to its own)"
+    )
+    assert (
+        evaluate_goldset(store, tenanted, _Filtering(RANKINGS), request).unfiltered_tenants_note
+        is None
+    )
+    assert (
+        evaluate_goldset(store, plain, ListRetriever(RANKINGS), request).unfiltered_tenants_note
+        is None
+    )
 
 
 class OnlyRetrieve:

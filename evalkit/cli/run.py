@@ -234,6 +234,9 @@ def run(
     shallow = outcome.shallow_measures_note
     if shallow:
         say(f"note: {shallow}")
+    unfiltered = outcome.unfiltered_tenants_note
+    if unfiltered:
+        say(f"note: {unfiltered}")
     partial = unfinished_indexing(data)
     if partial:
         say(f"warning: {partial}")

@@ -44,7 +44,7 @@ from evalkit.records.requests import (
     DEFAULT_GOLDSET_SPLIT,
     GoldsetRunRequest,
 )
-from evalkit.retrievers.base import SupportsPrefetch, SupportsRetrieve
+from evalkit.retrievers.base import SupportsPrefetch, SupportsRetrieve, filters_by_tenant
 from evalkit.store import RunSpec, Store
 from evalkit.store.access import WriterAccess
 from evalkit.store.goldsets import list_goldsets, save_goldset
@@ -255,13 +255,21 @@ def _goldset_outcome(
         if answers
         else None
     )
+    run = get_run(store, run_id)
+    tenanted = [query.tenant for query in goldset.queries if query.tenant is not None]
+    unfiltered = (
+        (len(tenanted), len(set(tenanted)))
+        if tenanted and not filters_by_tenant(run.spec.retriever_config)
+        else (0, 0)
+    )
     return RunOutcome(
-        run=get_run(store, run_id),
+        run=run,
         timing=timing,
         seconds_metrics=seconds_metrics,
         seconds_store=seconds_store,
         answers=scored,
         seconds_answers=time.perf_counter() - began if scored is not None else 0.0,
+        unfiltered_tenants=unfiltered,
     )
 
 

@@ -68,6 +68,23 @@ class RunOutcome:
     default_measures: DefaultMeasures | None = None
     """The default measures the run was scored on, with those adapted to its k (None when
     the measures were named)."""
+    unfiltered_tenants: tuple[int, int] = (0, 0)
+    """(queries, tenants) of a goldset's tenanted queries replayed on a retriever that does
+    not filter by tenant: each searched every tenant's documents."""
+
+    @property
+    def unfiltered_tenants_note(self) -> str | None:
+        """What to tell of tenanted queries replayed without a tenant filter; None when
+        there are none."""
+        queries, tenants = self.unfiltered_tenants
+        if not queries:
+            return None
+        return (
+            f"{queries} of the goldset's queries belong to {tenants} tenant(s), and the "
+            "retriever does not filter by tenant: each searched every tenant's documents "
+            "(--where-key KEY, the metadata key holding the tenant, restricts each query "
+            "to its own)"
+        )
 
     @property
     def shallow_measures_note(self) -> str | None:

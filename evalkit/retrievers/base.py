@@ -23,6 +23,7 @@ from evalkit.redaction import redact
 
 __all__ = [
     "RESULTS_CONTRACT",
+    "TENANT_FORWARDING_KINDS",
     "ClosesOnExit",
     "IndexSize",
     "Retriever",
@@ -37,6 +38,7 @@ __all__ = [
     "description_of",
     "elapsed_ms",
     "failed_result",
+    "filters_by_tenant",
     "fingerprints_of",
     "index_size_of",
     "ranked_docs",
@@ -233,6 +235,17 @@ def check_retriever(retriever: Retriever) -> None:
     """Run the retriever's ``check()`` when it has one; raises ``RetrieverError``."""
     if isinstance(retriever, SupportsCheck):
         retriever.check()
+
+
+TENANT_FORWARDING_KINDS: Mapping[str, str] = {
+    "http": "sends each query's tenant to the endpoint, which must filter by it",
+}
+"""Retriever kinds that pass the tenant on with every query, and how."""
+
+
+def filters_by_tenant(description: Mapping[str, Any]) -> bool:
+    """True when a retriever (by its ``describe()``) restricts each query to its tenant."""
+    return bool(description.get("where_key")) or description.get("kind") in TENANT_FORWARDING_KINDS
 
 
 def tenant_groups(

@@ -17,7 +17,7 @@ otherwise ``plan_replay`` refuses to run rather than search every tenant's docum
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +33,7 @@ from evalkit.records.requests import (
     TRAFFIC_REPLAY_DEFAULTS,
     TrafficReplayRequest,
 )
-from evalkit.retrievers.base import description_of
+from evalkit.retrievers.base import TENANT_FORWARDING_KINDS, description_of, filters_by_tenant
 from evalkit.store.runs import RunSpec
 from evalkit.store.traffic import (
     StoredSample,
@@ -61,17 +61,6 @@ __all__ = [
     "plan_replay",
     "save_window_summary",
 ]
-
-
-TENANT_FORWARDING_KINDS: Mapping[str, str] = {
-    "http": "sends each query's tenant to the endpoint, which must filter by it",
-}
-"""Retriever kinds that pass the tenant on with every query, and how."""
-
-
-def filters_by_tenant(description: Mapping[str, Any]) -> bool:
-    """True when a retriever (by its ``describe()``) restricts each query to its tenant."""
-    return bool(description.get("where_key")) or description.get("kind") in TENANT_FORWARDING_KINDS
 
 
 def compare_with_logged(
