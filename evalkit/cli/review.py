@@ -234,6 +234,7 @@ def show(
                 "priority": queued.item.priority,
                 "why": queued.item.reason,
                 "query id": queued.item.query.id,
+                **({"tenant": queued.item.query.tenant} if queued.item.query.tenant else {}),
                 "question": queued.item.query.text,
                 **{f"provenance {k}": v for k, v in sorted(queued.item.provenance.items())},
             },

@@ -37,15 +37,28 @@ __all__ = [
 
 
 def review_item_id(
-    goldset: str, origin: ReviewOrigin, query_text: str, query_id: str | None = None
+    goldset: str,
+    origin: ReviewOrigin,
+    query_text: str,
+    query_id: str | None = None,
+    tenant: str | None = None,
 ) -> str:
     """The id of a review item: 16 hex digits of the SHA-256 of its goldset's name, its
-    origin and its query text, so that the same draft ingested twice is queued once.
+    origin, its query text and its query's tenant, so that the same draft ingested twice is
+    queued once, and the same question asked by two tenants is two items (one tenant's
+    documents are never graded for another's question).
 
-    ``query_id`` is given for a text that several queries of the same draft or goldset
-    share (SciFact asks some questions twice, with other judgments): each of them is then
-    an item of its own instead of one silently replacing the other."""
-    key = [goldset, str(origin), query_text] + ([query_id] if query_id is not None else [])
+    A query with no tenant hashes no tenant (the ids of untenanted items are those from
+    before tenants were part of the id). ``query_id`` is given for a text that several
+    queries of the same draft or goldset share (SciFact asks some questions twice, with
+    other judgments): each of them is then an item of its own instead of one silently
+    replacing the other."""
+    key: list[object] = [goldset, str(origin), query_text]
+    if query_id is not None:
+        key.append(query_id)
+    if tenant is not None:
+        # An object, not a string: a tenant never hashes like a query id.
+        key.append({"tenant": tenant})
     payload = json.dumps(key, ensure_ascii=False)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
 

@@ -16,7 +16,8 @@ short block, so a reviewer's save never holds it for long.
   its results moved from production's, ``evalkit traffic promote``); for a generated
   question, the generator's priority; 0.5 when the draft gives none;
 - *volume*, from 0 to 1: how often production asked the query (traffic records with the
-  same text), ``log(1 + n) / log(1 + 1000)``, capped at 1; 0 for a query never logged.
+  same text and the same tenant; an untenanted query counts the untenanted records),
+  ``log(1 + n) / log(1 + 1000)``, capped at 1; 0 for a query never logged.
 
 ``evalkit review list`` puts items that enough reviewers have reviewed already after all the
 others, whatever their priority.
@@ -124,7 +125,9 @@ def _draft_item(goldset: str, drafted: DraftQuery, volume: int, *, shared: bool)
     if volume:
         reason += f"; asked {volume} time{'s' if volume != 1 else ''} in traffic"
     return ReviewItem(
-        item_id=review_item_id(goldset, drafted.origin, query.text, query.id if shared else None),
+        item_id=review_item_id(
+            goldset, drafted.origin, query.text, query.id if shared else None, query.tenant
+        ),
         goldset=goldset,
         origin=drafted.origin,
         query=query,
@@ -175,13 +178,15 @@ def ingest_draft(
     draft = read_draft(directory)
     with access.writer("review add") as store:
         _check_against_goldset(draft, current_goldset(store, name))
-        volumes = traffic_volume(store, (drafted.query.text for drafted in draft.queries))
+        volumes = traffic_volume(
+            store, ((drafted.query.text, drafted.query.tenant) for drafted in draft.queries)
+        )
         shared = shared_texts(drafted.query for drafted in draft.queries)
         items = [
             _draft_item(
                 name,
                 drafted,
-                volumes.get(drafted.query.text, 0),
+                volumes.get((drafted.query.text, drafted.query.tenant), 0),
                 shared=drafted.query.text in shared,
             )
             for drafted in draft.queries
@@ -189,7 +194,7 @@ def ingest_draft(
         if texts is not None:
             items = _with_texts(items, texts)
         counts = save_items(store, items)
-    return QueueOutcome(name, tuple(item.item_id for item in items), counts, str(directory))
+    return QueueOutcome(name, counts.item_ids, counts, str(directory))
 
 
 def _with_texts(items: list[ReviewItem], texts: DocumentTexts) -> list[ReviewItem]:
@@ -248,7 +253,9 @@ def queue_disagreements(
             if kept is None or size > kept[0]:
                 documents[grade.doc_id] = (size, grade)
         queries = {query.id: query for query in current.queries}
-        volumes = traffic_volume(store, (queries[query_id].text for query_id in by_query))
+        volumes = traffic_volume(
+            store, ((queries[query_id].text, queries[query_id].tenant) for query_id in by_query)
+        )
     found = texts({doc for documents in by_query.values() for doc in documents}) if texts else {}
     shared = shared_texts(current.queries)
     items = [
@@ -257,16 +264,14 @@ def queue_disagreements(
     ]
     with access.writer("review disagreements") as store:
         counts = save_items(store, items)
-    return QueueOutcome(
-        goldset, tuple(item.item_id for item in items), counts, f"judged pool vs {current.version}"
-    )
+    return QueueOutcome(goldset, counts.item_ids, counts, f"judged pool vs {current.version}")
 
 
 def _disagreement_item(
     current: Goldset,
     query: Query,
     documents: Mapping[str, tuple[float, AssessorGrade]],
-    volumes: Mapping[str, int],
+    volumes: Mapping[tuple[str, str | None], int],
     texts: Mapping[str, str],
     *,
     shared: frozenset[str],
@@ -278,11 +283,12 @@ def _disagreement_item(
         return texts.get(doc_id) or (span.text if span is not None and span.text else "")
 
     ordered = sorted(documents.items(), key=lambda entry: (-entry[1][0], entry[0]))
+    volume = volumes.get((query.text, query.tenant), 0)
     provenance = {
         "goldset_version": current.version,
         "assessors": ",".join(sorted({grade.assessor for _, grade in documents.values()})),
         **{f"human:{doc_id}": str(grade.human) for doc_id, (_, grade) in ordered},
-        "traffic_volume": str(volumes.get(query.text, 0)),
+        "traffic_volume": str(volume),
     }
     shown = "; ".join(
         f"{grade.assessor} graded {doc_id} {grade.grade}, the goldset {grade.human}"
@@ -295,6 +301,7 @@ def _disagreement_item(
             ReviewOrigin.disagreement,
             query.text,
             query.id if query.text in shared else None,
+            query.tenant,
         ),
         goldset=current.name,
         origin=ReviewOrigin.disagreement,
@@ -309,7 +316,7 @@ def _disagreement_item(
             )
             for doc_id, (_, grade) in ordered
         ),
-        priority=review_priority(ordered[0][1][0], volumes.get(query.text, 0)),
+        priority=review_priority(ordered[0][1][0], volume),
         reason=f"assessor disagrees: {shown}{more}",
         provenance=provenance,
     )

@@ -2,11 +2,12 @@
 
 Tables (migration 15):
 
-* ``review_items``: one row per item (``item_id``, a content hash of goldset name, origin and
-  query text): the query, the documents to grade with their suggested grades and spans
-  (JSON), the priority and its reason, the provenance, and the status: ``open`` (no
-  verdict yet: no review, or a tie), ``accepted`` / ``rejected`` (the combined verdict of
-  its reviews, ``evalkit.goldset.review``) or ``published`` (in a goldset version).
+* ``review_items``: one row per item (``item_id``, a content hash of goldset name, origin,
+  query text and tenant, ``evalkit.goldset.review.review_item_id``): the query, the
+  documents to grade with their suggested grades and spans (JSON), the priority and its
+  reason, the provenance, and the status: ``open`` (no verdict yet: no review, or a tie),
+  ``accepted`` / ``rejected`` (the combined verdict of its reviews,
+  ``evalkit.goldset.review``) or ``published`` (in a goldset version).
 * ``reviews``: append-only, one row per review saved, under a random id: two reviewers
   saving the same item at once both keep their review, and a reviewer who reviews again
   adds a row (the newest counts).
@@ -20,6 +21,7 @@ store opened read-only refuses every write with a ``StoreError`` saying so.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
@@ -31,7 +33,7 @@ import duckdb
 
 from evalkit.clock import utc_now
 from evalkit.errors import InputError, NotFoundError, StoreError
-from evalkit.goldset.review import combine_reviews
+from evalkit.goldset.review import combine_reviews, review_item_id
 from evalkit.records import Query, Span
 from evalkit.records.review import ReviewDocument, ReviewItem, ReviewOrigin, ReviewRecord, Verdict
 from evalkit.store.goldsets import insert_goldset
@@ -104,11 +106,13 @@ class QueuedItem:
 class QueueCounts:
     """What saving items did: ``added`` new items, ``updated`` open items nobody had reviewed
     yet (their documents, priority and reason replaced), ``kept`` items left as they were
-    (reviewed or decided already)."""
+    (reviewed or decided already); ``item_ids``: the id each item offered is queued under,
+    in order (an item queued before tenants were part of an item's id keeps that id)."""
 
     added: int
     updated: int
     kept: int
+    item_ids: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, int]:
         """JSON-ready form."""
@@ -212,25 +216,68 @@ def _item_row(item: ReviewItem, status: str, now: datetime) -> list[object]:
     ]
 
 
+def _earlier_ids(item: ReviewItem) -> list[str]:
+    """The ids ``item`` may have been queued under before its query's tenant was part of an
+    item's id (with and without its query id, which was hashed for a shared text only)."""
+    if item.query.tenant is None:
+        return []
+    args = (item.goldset, item.origin, item.query.text)
+    return [review_item_id(*args), review_item_id(*args, item.query.id)]
+
+
+def _adopt_earlier_ids(
+    con: duckdb.DuckDBPyConnection, items: Sequence[ReviewItem]
+) -> list[ReviewItem]:
+    """``items``, each tenanted one not queued under its id but queued before the upgrade
+    under an earlier id, for the same query id and tenant, taking that id: re-queuing a draft
+    queued before refreshes (or keeps) its items instead of queuing them again."""
+    earlier = {item.item_id: _earlier_ids(item) for item in items}
+    wanted = sorted({item.item_id for item in items} | {i for ids in earlier.values() for i in ids})
+    rows = con.execute(
+        "SELECT item_id, query_id, tenant FROM review_items WHERE list_contains(?, item_id)",
+        [wanted],
+    ).fetchall()
+    stored = {row[0]: (row[1], row[2]) for row in rows}
+    adopted = []
+    for item in items:
+        same = (item.query.id, item.query.tenant)
+        found = next(
+            (i for i in [item.item_id, *earlier[item.item_id]] if stored.get(i) == same), None
+        )
+        if found is None or found == item.item_id:
+            adopted.append(item)
+        else:
+            adopted.append(dataclasses.replace(item, item_id=found))
+    return adopted
+
+
 def save_items(store: Store, items: Sequence[ReviewItem]) -> QueueCounts:
     """Queue ``items`` in one transaction: new items are added ``open``; an item already
     queued is updated (documents, priority, reason, provenance) only while it is open and
-    nobody has reviewed it, and otherwise kept as it is."""
+    nobody has reviewed it, and otherwise kept as it is.
+
+    An item queued already under the same id for another query id or tenant is a conflict:
+    nothing is queued and an ``InputError`` names both (an update never moves documents to
+    another tenant's or another query's item). A tenanted item queued before tenants were
+    part of an item's id is found under its earlier id (``_adopt_earlier_ids``)."""
     store.require_writable()
-    unique = list({item.item_id: item for item in items}.values())
-    if not unique:
+    if not items:
         return QueueCounts(0, 0, 0)
     now = utc_now()
-    ids = [item.item_id for item in unique]
     try:
         with store.transaction() as con:
+            adopted = _adopt_earlier_ids(con, items)
+            unique = list({item.item_id: item for item in adopted}.values())
+            ids = [item.item_id for item in unique]
             rows = con.execute(
-                "SELECT i.item_id, i.status, count(r.review_id) FROM review_items i"
-                " LEFT JOIN reviews r ON r.item_id = i.item_id"
-                " WHERE list_contains(?, i.item_id) GROUP BY i.item_id, i.status",
+                "SELECT i.item_id, i.status, count(r.review_id), i.query_id, i.tenant"
+                " FROM review_items i LEFT JOIN reviews r ON r.item_id = i.item_id"
+                " WHERE list_contains(?, i.item_id)"
+                " GROUP BY i.item_id, i.status, i.query_id, i.tenant",
                 [ids],
             ).fetchall()
             existing = {row[0]: (row[1], row[2]) for row in rows}
+            _refuse_conflicts(unique, {row[0]: (row[3], row[4]) for row in rows})
             new = [item for item in unique if item.item_id not in existing]
             updatable = [
                 item
@@ -252,8 +299,37 @@ def save_items(store: Store, items: Sequence[ReviewItem]) -> QueueCounts:
     except duckdb.Error as error:
         raise StoreError(f"cannot queue review items in {store.path}: {error}") from error
     return QueueCounts(
-        added=len(new), updated=len(updatable), kept=len(unique) - len(new) - len(updatable)
+        added=len(new),
+        updated=len(updatable),
+        kept=len(unique) - len(new) - len(updatable),
+        item_ids=tuple(item.item_id for item in adopted),
     )
+
+
+def _describe(query_id: str, tenant: str | None) -> str:
+    return f"query '{query_id}' of " + ("no tenant" if tenant is None else f"tenant {tenant!r}")
+
+
+def _refuse_conflicts(
+    items: Sequence[ReviewItem], stored: Mapping[str, tuple[str, str | None]]
+) -> None:
+    problems = [
+        InputError(
+            f"review item {item.item_id} is queued already for "
+            f"{_describe(*stored[item.item_id])}, and {_describe(item.query.id, item.query.tenant)}"
+            f" asks the same question {item.query.text!r}; one item cannot hold both (their "
+            "documents would be graded for the other's question): remove one of them from the "
+            "draft",
+            field="query_id",
+        )
+        for item in items
+        if item.item_id in stored and stored[item.item_id] != (item.query.id, item.query.tenant)
+    ]
+    if len(problems) == 1:
+        raise problems[0]
+    if problems:
+        lines = [f"cannot queue, {len(problems)} conflicts:", *(f"  {p}" for p in problems[:3])]
+        raise InputError("\n".join(lines), problems=problems)
 
 
 def _queued(row: Sequence[Any], reviewers: Sequence[str] | None, n_reviews: int) -> QueuedItem:
@@ -536,15 +612,21 @@ def assessor_grades(
     return [AssessorGrade(*row) for row in rows]
 
 
-def traffic_volume(store: Store, texts: Iterable[str]) -> dict[str, int]:
-    """How many logged traffic queries had each of ``texts`` (texts never logged are
-    absent)."""
-    wanted = sorted(set(texts))
+def traffic_volume(
+    store: Store, queries: Iterable[tuple[str, str | None]]
+) -> dict[tuple[str, str | None], int]:
+    """How many logged traffic queries asked each of ``queries`` (text, tenant): records of
+    the same text and the same tenant, an untenanted query counting the untenanted records
+    (another tenant asking the same words says nothing of how often this one does). Queries
+    never logged are absent."""
+    wanted = sorted(set(queries), key=lambda query: (query[0], query[1] or ""))
     if not wanted:
         return {}
     rows = store.fetch(
-        "SELECT t.text, count(*) FROM traffic_records t"
-        " JOIN (SELECT unnest(?::VARCHAR[]) AS text) w ON w.text = t.text GROUP BY t.text",
-        [wanted],
+        "SELECT w.text, w.tenant, count(*) FROM traffic_records t"
+        " JOIN (SELECT unnest(?::VARCHAR[]) AS text, unnest(?::VARCHAR[]) AS tenant) w"
+        " ON w.text = t.text AND w.tenant IS NOT DISTINCT FROM t.tenant"
+        " GROUP BY w.text, w.tenant",
+        [[text for text, _ in wanted], [tenant for _, tenant in wanted]],
     )
-    return {row[0]: int(row[1]) for row in rows}
+    return {(row[0], row[1]): int(row[2]) for row in rows}
