@@ -256,9 +256,10 @@ def save_items(store: Store, items: Sequence[ReviewItem]) -> QueueCounts:
     queued is updated (documents, priority, reason, provenance) only while it is open and
     nobody has reviewed it, and otherwise kept as it is.
 
-    An item queued already under the same id for another query id or tenant is a conflict:
-    nothing is queued and an ``InputError`` names both (an update never moves documents to
-    another tenant's or another query's item). A tenanted item queued before tenants were
+    An item queued already under the same id for another tenant is a conflict: nothing is
+    queued and an ``InputError`` names both (an update never moves documents to another
+    tenant's item; the same tenant's question under another query id, as a later traffic
+    window promotes it, refreshes or keeps its item). A tenanted item queued before tenants were
     part of an item's id is found under its earlier id (``_adopt_earlier_ids``)."""
     store.require_writable()
     if not items:
@@ -323,7 +324,9 @@ def _refuse_conflicts(
             field="query_id",
         )
         for item in items
-        if item.item_id in stored and stored[item.item_id] != (item.query.id, item.query.tenant)
+        # The same tenant asking again under another query id (a later traffic window's
+        # record) refreshes or keeps its item as before: one question, one tenant's documents.
+        if item.item_id in stored and stored[item.item_id][1] != item.query.tenant
     ]
     if len(problems) == 1:
         raise problems[0]
