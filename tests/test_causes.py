@@ -69,15 +69,30 @@ def _without(removed: set[str]) -> dict[str, list[str]]:
     return {q: [doc for doc in perfect(q) if doc not in removed] + ["x9"] for q in query_ids(N)}
 
 
-def _audit(store: Store, kind: str, doc_ids: Sequence[str], collection: str = "mini") -> str:
+def _audit(
+    store: Store,
+    kind: str | None,
+    doc_ids: Sequence[str] = (),
+    collection: str = "mini",
+    *,
+    goldset_version: str | None = None,
+) -> str:
+    """An audit of ``collection`` whose orphans check found ``doc_ids`` (a finding of
+    ``kind``), or found nothing when ``kind`` is None."""
     now = utc_now()
-    finding = Finding(
-        kind=kind,
-        check="orphans",
-        severity=Severity.warning,
-        message=f"{len(doc_ids)} documents judged in goldset 'mini' are not in the index",
-        count=len(doc_ids),
-        doc_ids=tuple(doc_ids),
+    findings = (
+        ()
+        if kind is None
+        else (
+            Finding(
+                kind=kind,
+                check="orphans",
+                severity=Severity.warning,
+                message=f"{len(doc_ids)} documents judged in goldset 'mini' are not in the index",
+                count=len(doc_ids),
+                doc_ids=tuple(doc_ids),
+            ),
+        )
     )
     return save_audit(
         store,
@@ -87,10 +102,11 @@ def _audit(store: Store, kind: str, doc_ids: Sequence[str], collection: str = "m
             started_at=now,
             finished_at=now,
             n_documents=40,
-            checks=(CheckOutcome("orphans", True, findings=(finding,)),),
+            checks=(CheckOutcome("orphans", True, findings=findings),),
             config={},
             seed=0,
             goldset_name="mini",
+            goldset_version=goldset_version,
         ),
     ).audit_id
 
@@ -296,22 +312,7 @@ def test_absent_documents_an_audit_found_in_the_index_are_said_ranked_out_not_mi
     save_goldset(store, gold)
     _run(store, gold, {q: perfect(q) for q in query_ids(N)})
     candidate = _run(store, gold, _without({"q01-b", "q02-b"}), index="idx-2")
-    now = utc_now()
-    audit_id = save_audit(
-        store,
-        AuditReport(
-            collection="mini",
-            location="/x/chroma",
-            started_at=now,
-            finished_at=now,
-            n_documents=40,
-            checks=(CheckOutcome("orphans", True),),
-            config={},
-            seed=0,
-            goldset_name="mini",
-            goldset_version=gold.version,
-        ),
-    ).audit_id
+    audit_id = _audit(store, None, goldset_version=gold.version)
 
     absent = {cause.kind: cause for cause in explain_runs(store, candidate, test=FAST).causes}[
         "absent_from_results"
@@ -579,21 +580,7 @@ def test_a_newer_audit_that_no_longer_finds_the_documents_clears_them(store: Sto
     removed = {f"{q}-b" for q in query_ids(N)[:7]}
     candidate = _run(store, gold, _without(removed), index="idx-2")
     _audit(store, "orphaned_judgments", sorted(removed))
-    now = utc_now()
-    save_audit(
-        store,
-        AuditReport(
-            collection="mini",
-            location="/x/chroma",
-            started_at=now,
-            finished_at=now,
-            n_documents=42,
-            checks=(CheckOutcome("orphans", True),),
-            config={},
-            seed=0,
-            goldset_name="mini",
-        ),
-    )
+    _audit(store, None)
 
     explanation = explain_runs(store, candidate, test=FAST)
 
