@@ -27,6 +27,7 @@ from evalkit.records import Judgment, Query, QueryResult, ScoredDoc
 from evalkit.records.requests import GoldsetRunRequest
 from evalkit.retrievers import HttpRetriever
 from evalkit.store import Store
+from evalkit.store import export as export_module
 from evalkit.store.export import GOLDSET_FILES, PARQUET_FILES
 from evalkit.store.goldsets import save_goldset
 from evalkit.store.runs import get_run, query_metrics, run_results
@@ -406,6 +407,27 @@ def test_trec_alias_and_option_mistakes(in_home: Runs, capsys: pytest.CaptureFix
     code, _, err = export(capsys, in_home.distinct, "--format", "csv")
     assert code == 2
     assert "csv" in err
+
+
+def test_a_jsonl_export_reads_its_queries_in_batches_sized_in_results(
+    in_home: Runs, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch of 50,000 rows was 50,000 queries with k results each: a 50,000-query run at
+    k 100 held 3 GB of Python objects to write one file."""
+    whole = export(capsys, in_home.distinct, "--format", "jsonl")[1]
+    fetched: list[int] = []
+    original = Store.fetch_batches
+
+    def counted(store: Store, sql: str, parameters: Any = (), *, rows: int = 50_000) -> Any:
+        fetched.append(rows)
+        return original(store, sql, parameters, rows=rows)
+
+    monkeypatch.setattr(export_module, "_BATCH_ROWS", 3 * K)
+    monkeypatch.setattr(Store, "fetch_batches", counted)
+    code, batched, _ = export(capsys, in_home.distinct, "--format", "jsonl")
+    assert code == 0
+    assert fetched == [3]
+    assert batched == whole
 
 
 def test_a_doc_id_with_whitespace_is_refused_for_trec_only(

@@ -194,7 +194,10 @@ def write_jsonl(store: Store, run: RunRecord, handle: TextIO) -> tuple[int, int]
         run.run_id,
     ]
     queries = documents = 0
-    for batch in _batches(store, sql, parameters):
+    # A row is a whole query with its k results: batches are sized in results, or one batch
+    # would hold every query of a 50,000-query run (3 GB of Python objects at k 100).
+    per_batch = max(1, _BATCH_ROWS // max(run.spec.k, 1))
+    for batch in _batches(store, sql, parameters, rows=per_batch):
         for query_id, latency_ms, error, n_duplicates, results, metrics in batch:
             record = {
                 "run_id": run.run_id,
@@ -696,9 +699,9 @@ def _replaced_file(path: Path) -> Iterator[TextIO]:
 
 
 def _batches(
-    store: Store, sql: str, parameters: Sequence[object]
+    store: Store, sql: str, parameters: Sequence[object], *, rows: int = _BATCH_ROWS
 ) -> Iterator[list[tuple[Any, ...]]]:
-    return store.fetch_batches(sql, parameters, rows=_BATCH_ROWS)
+    return store.fetch_batches(sql, parameters, rows=rows)
 
 
 def _identifier(name: str) -> str:
