@@ -100,6 +100,14 @@ def test_a_registered_kind_is_built_with_the_options(settings: Settings) -> None
         RETRIEVER_KINDS.pop("echo", None)
 
 
+def test_where_key_is_refused_for_the_http_retriever(settings: Settings) -> None:
+    """The endpoint gets each query's tenant and filters itself: a key was accepted and
+    ignored, reading as a filter evalkit applied."""
+    options = RetrieverOptions(http_url="http://127.0.0.1:9/search", where_key="tenant")
+    with pytest.raises(ConfigError, match="sends each query's tenant to the endpoint"):
+        build_retriever(options, settings)
+
+
 def test_options_are_frozen() -> None:
     options = RetrieverOptions(collection="docs")
     with pytest.raises(AttributeError):

@@ -256,6 +256,12 @@ register_retriever_kind(RetrieverKind(FACTORY_KIND, _build_factory, takes_option
 def _build_http(options: RetrieverOptions, settings: Settings) -> Retriever:
     if not options.http_url:
         raise ConfigError("the http retriever needs a URL (--http-retriever URL)")
+    if options.where_key:
+        # Accepted, it would read as a filter evalkit applies, which it does not.
+        raise ConfigError(
+            "the http retriever sends each query's tenant to the endpoint, which filters by "
+            "it: there is no metadata key for evalkit to filter on; leave --where-key out"
+        )
     endpoint = HttpRetriever(
         options.http_url,
         timeout=settings.http_timeout,
