@@ -121,3 +121,19 @@ def test_progress_bar_is_silent_when_disabled(capsys: pytest.CaptureFixture[str]
         assert update is None
         time.sleep(0.05)
     assert capsys.readouterr() == ("", "")
+
+
+def test_time_after_the_work_is_done_is_said_as_finishing_not_the_same_line_again() -> None:
+    """A 50,000-query run printed `(100%), 0:01:13` and ten seconds later `(100%), 0:01:23`
+    while it scored and stored the run, which read as stuck."""
+    clock = Clock()
+    progress, written = lines_for(clock)
+    clock.now += 73
+    progress.update(1000, 1000)
+    clock.now += 10
+    progress.tick()
+    progress.finish()
+    assert written == [
+        "indexing c.jsonl: 1,000/1,000 (100%), 0:01:13\n",
+        "indexing c.jsonl: 1,000/1,000 (100%) in 0:01:13; finishing, 0:01:23\n",
+    ]

@@ -255,11 +255,14 @@ class ProgressLines:
         self._total: int | None = None
         self._steps_shown = 0
         self._shown: tuple[int, int | None] | None = None
+        self._completed: float | None = None
 
     def update(self, done: int, total: int | None) -> None:
         """Record progress; print a line if it passed a further step of the work."""
         with self._lock:
             self._done, self._total = done, total
+            if total and done >= total and self._completed is None:
+                self._completed = self._clock()
             if total and total > 0:
                 steps = int(min(done, total) / total / self._step + 1e-9)
                 if steps > self._steps_shown:
@@ -298,7 +301,15 @@ class ProgressLines:
     def _emit(self, now: float) -> None:
         elapsed = now - self._started
         done, total = self._done, self._total
-        if total:
+        if total and self._completed is not None and self._shown == (done, total):
+            # The work counted is done and said so; what runs now (scoring and storing a
+            # run) is said as such, not as the same 100 % again, which reads as stuck.
+            took = _clock_text(self._completed - self._started)
+            line = (
+                f"{self._description}: {done:,}/{total:,} (100%) in {took}; finishing, "
+                f"{_clock_text(elapsed)}"
+            )
+        elif total:
             share = min(done, total) / total
             line = f"{self._description}: {done:,}/{total:,} ({share:.0%}), {_clock_text(elapsed)}"
             if 0 < done < total:
