@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-__all__ = ["utc_now"]
+__all__ = ["MAX_EPOCH_SECONDS", "utc_now"]
+
+MAX_EPOCH_SECONDS = 1e11
+"""Times are taken from 1970 up to this many epoch seconds (year 5138): a number above it
+is far more likely milliseconds than seconds, and a date near year 9999 leaves no room for
+the windows around it."""
 
 
 def utc_now() -> datetime:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import pandas as pd
 
+from evalkit.clock import MAX_EPOCH_SECONDS
 from evalkit.errors import ConfigError, RetrieverError
 from evalkit.goldset.corpus import RESERVED_METADATA_PREFIX, content_hash
 from evalkit.records import Document
@@ -73,10 +74,6 @@ def text_hash(text: str) -> str:
     return hashlib.sha256(" ".join(text.split()).encode("utf-8")).hexdigest()
 
 
-_LATEST_EPOCH_SECONDS = 1e11
-"""Epoch seconds of the year 5138: a larger number is a time in milliseconds or finer."""
-
-
 def parse_time(value: object, *, field: str = "the write time") -> datetime | None:
     """A stored write time as naive UTC: a ``datetime`` (naive means UTC), ISO 8601 text or
     epoch seconds; None for anything else. ConfigError, naming ``field``, for a number that
@@ -88,7 +85,7 @@ def parse_time(value: object, *, field: str = "the write time") -> datetime | No
     elif isinstance(value, int | float):
         if not math.isfinite(value):
             return None
-        if not -_LATEST_EPOCH_SECONDS < value < _LATEST_EPOCH_SECONDS:
+        if not -MAX_EPOCH_SECONDS < value < MAX_EPOCH_SECONDS:
             raise ConfigError(
                 f"{field} holds {value}, which is no time in epoch seconds (milliseconds or "
                 "nanoseconds?): store write times as epoch seconds or ISO 8601 text "

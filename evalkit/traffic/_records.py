@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from msgspec.structs import astuple
 
+from evalkit.clock import MAX_EPOCH_SECONDS
 from evalkit.traffic.log import LOG_FIELDS
 
 __all__ = [
@@ -82,10 +83,6 @@ in time and memory no query is worth."""
 _NON_BLANK = msgspec.Meta(extra_json_schema={"pattern": r"\S"})
 _QUERY_TEXT = msgspec.Meta(extra_json_schema={"maxLength": MAX_TEXT_LENGTH})
 _ISO_DATE = msgspec.Meta(extra_json_schema={"pattern": r"^[0-9]{4}-?[0-9]{2}-?[0-9]{2}"})
-MAX_EPOCH_SECONDS = 1e11
-"""Timestamps are taken from 1970 up to this many epoch seconds (year 5138): a number above it
-is far more likely milliseconds than seconds, and a date near year 9999 leaves no room for
-the windows around it."""
 _EPOCH_SECONDS = msgspec.Meta(
     extra_json_schema={"minimum": 0, "exclusiveMaximum": MAX_EPOCH_SECONDS}
 )

@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from evalkit.clock import MAX_EPOCH_SECONDS
 from evalkit.errors import InputError
 from evalkit.records import ScoredDoc
 
@@ -63,7 +64,7 @@ def _logged_id(doc_id: str) -> str:
 
 
 _EARLIEST = datetime(1970, 1, 1)
-_LATEST = datetime.fromtimestamp(1e11, UTC).replace(tzinfo=None)
+_LATEST = datetime.fromtimestamp(MAX_EPOCH_SECONDS, UTC).replace(tzinfo=None)
 
 
 def _utc_moment(timestamp: datetime | str | None) -> datetime:

@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from evalkit.audit.freshness.passages import probe_passages
-from evalkit.clock import utc_now
+from evalkit.clock import MAX_EPOCH_SECONDS, utc_now
 from evalkit.errors import GoldsetError, InputError
 from evalkit.files import HEAD_BYTES, FileIdentity, file_identity, files_oldest_first
 from evalkit.goldset.corpus import content_hash, detect_corpus_format, iter_corpus_lines
@@ -55,7 +55,6 @@ _JSONL_SUFFIXES = frozenset({".jsonl", ".ndjson", ".json", ".log"})
 _PARQUET_SUFFIXES = frozenset({".parquet", ".pq"})
 _DUCKDB_SUFFIXES = frozenset({".duckdb", ".db"})
 _TABLE_COLUMNS = ("doc_id", "updated_at", "content", "text")
-_MAX_EPOCH_SECONDS = 1e11
 CLOCK_SKEW = timedelta(minutes=5)
 """How far past the check's clock a change may be dated (the source's clock may run
 ahead); a later change is refused: it would be read as reflected before it happened, and
@@ -233,7 +232,7 @@ def _moment(value: object) -> datetime:
         )
     elif isinstance(value, int | float | np.integer | np.floating):
         seconds = float(value)
-        if not math.isfinite(seconds) or not 0 <= seconds < _MAX_EPOCH_SECONDS:
+        if not math.isfinite(seconds) or not 0 <= seconds < MAX_EPOCH_SECONDS:
             raise _BadValueError(f"{value!r} is not a time in epoch seconds")
         moment = datetime.fromtimestamp(seconds, UTC)
     elif isinstance(value, str):
