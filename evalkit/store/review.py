@@ -226,23 +226,17 @@ def _earlier_ids(item: ReviewItem) -> list[str]:
 
 
 def _adopt_earlier_ids(
-    con: duckdb.DuckDBPyConnection, items: Sequence[ReviewItem]
+    items: Sequence[ReviewItem], stored: Mapping[str, tuple[str, str | None]]
 ) -> list[ReviewItem]:
     """``items``, each tenanted one not queued under its id but queued before the upgrade
-    under an earlier id, for the same query id and tenant, taking that id: re-queuing a draft
-    queued before refreshes (or keeps) its items instead of queuing them again."""
-    earlier = {item.item_id: _earlier_ids(item) for item in items}
-    wanted = sorted({item.item_id for item in items} | {i for ids in earlier.values() for i in ids})
-    rows = con.execute(
-        "SELECT item_id, query_id, tenant FROM review_items WHERE list_contains(?, item_id)",
-        [wanted],
-    ).fetchall()
-    stored = {row[0]: (row[1], row[2]) for row in rows}
+    under an earlier id, for the same query id and tenant (``stored``: the queued items'
+    query id and tenant by item id), taking that id: re-queuing a draft queued before
+    refreshes (or keeps) its items instead of queuing them again."""
     adopted = []
     for item in items:
         same = (item.query.id, item.query.tenant)
         found = next(
-            (i for i in [item.item_id, *earlier[item.item_id]] if stored.get(i) == same), None
+            (i for i in [item.item_id, *_earlier_ids(item)] if stored.get(i) == same), None
         )
         if found is None or found == item.item_id:
             adopted.append(item)
@@ -267,18 +261,21 @@ def save_items(store: Store, items: Sequence[ReviewItem]) -> QueueCounts:
     now = utc_now()
     try:
         with store.transaction() as con:
-            adopted = _adopt_earlier_ids(con, items)
-            unique = list({item.item_id: item for item in adopted}.values())
-            ids = [item.item_id for item in unique]
+            # The items' own ids and those their tenanted ones had before, read at once.
+            wanted = {item.item_id for item in items}
+            wanted.update(earlier for item in items for earlier in _earlier_ids(item))
             rows = con.execute(
                 "SELECT i.item_id, i.status, count(r.review_id), i.query_id, i.tenant"
                 " FROM review_items i LEFT JOIN reviews r ON r.item_id = i.item_id"
                 " WHERE list_contains(?, i.item_id)"
                 " GROUP BY i.item_id, i.status, i.query_id, i.tenant",
-                [ids],
+                [sorted(wanted)],
             ).fetchall()
+            queued_for = {row[0]: (row[3], row[4]) for row in rows}
+            adopted = _adopt_earlier_ids(items, queued_for)
+            unique = list({item.item_id: item for item in adopted}.values())
             existing = {row[0]: (row[1], row[2]) for row in rows}
-            _refuse_conflicts(unique, {row[0]: (row[3], row[4]) for row in rows})
+            _refuse_conflicts(unique, queued_for)
             new = [item for item in unique if item.item_id not in existing]
             updatable = [
                 item
