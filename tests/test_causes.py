@@ -279,6 +279,144 @@ def test_half_the_lost_documents_audited_missing_explain_half_the_loss(store: St
     assert explanation.causes[0].kind == "missing_from_index"
 
 
+def _duplicates_audit(store: Store, clusters: Sequence[tuple[str, ...]]) -> str:
+    """An audit of collection ``mini`` whose duplicates check found ``clusters``."""
+    now = utc_now()
+    doc_ids = tuple(doc for cluster in clusters for doc in cluster)
+    finding = Finding(
+        kind="exact_duplicates",
+        check="duplicates",
+        severity=Severity.warning,
+        message=f"{len(doc_ids)} documents are exact duplicates",
+        count=len(doc_ids),
+        doc_ids=doc_ids,
+        clusters=tuple(clusters),
+    )
+    return save_audit(
+        store,
+        AuditReport(
+            collection="mini",
+            location="/x/chroma",
+            started_at=now,
+            finished_at=now,
+            n_documents=40,
+            checks=(CheckOutcome("duplicates", True, findings=(finding,)),),
+            config={},
+            seed=0,
+        ),
+    ).audit_id
+
+
+def _copies_first(query: str, copies: int) -> list[str]:
+    """The perfect ranking with ``copies`` copies of the first document right after it:
+    the last ones (the grade-1 document among them) pushed out of the top 10."""
+    ranking = perfect(query)
+    return [ranking[0], *(f"{ranking[0]}-copy{i}" for i in range(copies)), *ranking[1:]][:10]
+
+
+def test_duplicates_that_crowd_relevant_documents_out_of_the_top_k_are_the_cause(
+    store: Store,
+) -> None:
+    """Seven queries' top 10 fill with copies of their first document after the index took
+    copies in: each pushes the grade-1 document out, and the audit's clusters trace it."""
+    gold = goldset(N)
+    save_goldset(store, gold)
+    _run(store, gold, {q: perfect(q) for q in query_ids(N)})
+    crowded = query_ids(N)[:7]
+    candidate = _run(
+        store,
+        gold,
+        {q: _copies_first(q, 9) if q in crowded else perfect(q) for q in query_ids(N)},
+        index="idx-2",
+    )
+    audit_id = _duplicates_audit(
+        store, [(f"{q}-a", *(f"{q}-a-copy{i}" for i in range(9))) for q in query_ids(N)]
+    )
+
+    explanation = explain_runs(store, candidate, test=FAST)
+
+    top = explanation.causes[0]
+    assert top.kind == "crowded_by_duplicates"
+    assert top.score == pytest.approx(1.0)
+    assert top.statement == (
+        "7 of the 7 queries that dropped rank extra copies of duplicate documents in their "
+        f"top 10 (63 in all, from 7 duplicate clusters of collection mini, audit {audit_id}, "
+        "exact_duplicates); with each cluster in one place and the relevant documents the "
+        "copies pushed out put back, they win back 100% of the ndcg@10 loss"
+    )
+    assert dict(top.link.params) == {
+        "collection": "mini",
+        "audit": audit_id,
+        "finding": "exact_duplicates",
+    }
+    first = top.evidence[0]
+    assert first["query_id"] == "q01"
+    assert first["extra_copies"] == ", ".join(f"q01-a-copy{i}" for i in range(9))
+    assert first["pushed_out"] == "q01-b"
+    assert first["without_copies"] == pytest.approx(first["baseline"])
+    # Traced to the duplicates, the pushed-out documents are not also "probably missing",
+    # and a rebuilt index has nothing left to account for.
+    kinds = {cause.kind: cause for cause in explanation.causes}
+    assert "absent_from_results" not in kinds
+    assert kinds["index_changed"].score == pytest.approx(0.0)
+
+
+def test_an_unjudged_copy_ranked_above_its_judged_original_is_the_cause(store: Store) -> None:
+    """A copy of each query's best document, unjudged, ranks above it: the relevant
+    documents move down a place and none is lost, and the cluster's place is the
+    original's, so the copy accounts for the whole drop."""
+    gold = goldset(N)
+    save_goldset(store, gold)
+    _run(store, gold, {q: perfect(q) for q in query_ids(N)})
+    crowded = query_ids(N)[:5]
+    candidate = _run(
+        store,
+        gold,
+        {
+            q: [f"{q}-a-copy", *perfect(q)][:10] if q in crowded else perfect(q)
+            for q in query_ids(N)
+        },
+        index="idx-2",
+    )
+    _duplicates_audit(store, [(f"{q}-a", f"{q}-a-copy") for q in query_ids(N)])
+
+    explanation = explain_runs(store, candidate, test=FAST)
+
+    assert explanation.lost_documents == 0
+    top = explanation.causes[0]
+    assert (top.kind, top.score) == ("crowded_by_duplicates", pytest.approx(1.0))
+    assert {row["query_id"]: row["extra_copies"] for row in top.evidence} == {
+        q: f"{q}-a-copy" for q in crowded
+    }
+    assert all(row["pushed_out"] == "" for row in top.evidence)
+
+
+def test_copies_the_baseline_ranked_as_well_explain_nothing(store: Store) -> None:
+    """The same copies in both runs' top 10 took no place the baseline had: the loss is the
+    retriever's, not the duplicates'."""
+    gold = goldset(N)
+    save_goldset(store, gold)
+    crowded = query_ids(N)[:7]
+    _run(
+        store, gold, {q: _copies_first(q, 2) if q in crowded else perfect(q) for q in query_ids(N)}
+    )
+    candidate = _run(
+        store,
+        gold,
+        {
+            q: [doc for doc in _copies_first(q, 2) if doc != f"{q}-b"] + ["x5"]
+            if q in crowded
+            else perfect(q)
+            for q in query_ids(N)
+        },
+        index="idx-2",
+    )
+    _duplicates_audit(store, [(f"{q}-a", f"{q}-a-copy0", f"{q}-a-copy1") for q in crowded])
+
+    kinds = [cause.kind for cause in explain_runs(store, candidate, test=FAST).causes]
+    assert "crowded_by_duplicates" not in kinds
+
+
 def test_without_an_audit_absent_documents_are_named_and_the_note_says_how_to_audit(
     store: Store,
 ) -> None:

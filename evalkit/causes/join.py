@@ -3,7 +3,7 @@
 ``explain_runs`` compares a candidate run with its baseline (``evalkit.stats``, as the gate
 does) and ``explain_comparison`` joins an existing comparison with what else the store knows
 about the two runs: the index audits since the baseline (relevant documents missing from the
-index, or changed at the source), the runs' own records (query embedding model, index
+index, or changed at the source, and copies of documents crowding the top k), the runs' own records (query embedding model, index
 fingerprint, goldset version, k, measures, the retriever's kind, factory, options and
 description), the model canary checks and the drift checks
 made between the two runs, and the queries whose retrieval failed. ``explain_drift_check``
@@ -23,7 +23,10 @@ measure (the one that dropped most): the *loss* is the sum over queries of
 - ``failed_queries``: 1 when q's retrieval failed in the candidate (it counts as 0);
 - ``goldset_changed``: 1 when q's judgments differ between the two goldset versions;
 - ``k_changed``: the lost relevant documents of q that the baseline ranked deeper than the
-  candidate's k, over all lost ones.
+  candidate's k, over all lost ones;
+- ``crowded_by_duplicates``: the share of q's drop won back when each cluster of
+  duplicates an audit found holds one place in both runs' top k, the relevant documents
+  the candidate's extra copies pushed out put back (``duplicates``).
 
 Changes that touch every query at once (another retriever, a new query model, an index
 whose model does not match the query model, a rebuilt index, drift, changed settings) cannot
@@ -43,11 +46,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, Final
 
 import pandas as pd
 
+from evalkit.causes.duplicates import (
+    DUPLICATE_FINDINGS,
+    DuplicateCluster,
+    DuplicateClusters,
+    duplicates_cause,
+)
+from evalkit.causes.loss import Found, Loss, cause_link, loss_of
 from evalkit.causes.records import CAUSE_KINDS, EVIDENCE_ROWS, Cause, CauseLink, Explanation
 from evalkit.errors import ConfigError, InputError
 from evalkit.records.requests import PAIRED_TEST_DEFAULTS, PairedTestSettings, measure_names
@@ -72,7 +82,6 @@ __all__ = [
 ]
 
 _KIND_ORDER = {name: index for index, name in enumerate(CAUSE_KINDS)}
-_Source = TypeVar("_Source")
 _MISSING_FINDINGS: Final = ("orphaned_judgments", "missing_from_index")
 _STALE_FINDINGS: Final = ("changed_at_source",)
 _MODEL_FINDINGS: Final = ("model_fingerprint_mismatch", "vectors_from_another_model")
@@ -156,114 +165,9 @@ def explain_runs(
     return explain_comparison(store, report)
 
 
-def _ranks(
-    results: pd.DataFrame, lost: Mapping[str, tuple[str, ...]]
-) -> dict[tuple[str, str], int]:
-    """The baseline rank of each lost (query, doc) pair. Only the queries that lost
-    documents are ranked (a rank is within its query): a dict of every pair of two 50,000-
-    query runs at k 100 took most of a comparison's 2.6 GB."""
-    wanted = {(query, doc) for query, docs in lost.items() for doc in docs}
-    if not wanted:
-        return {}
-    results = results[results["query_id"].astype(str).isin(lost.keys())]
-    ranked = results.sort_values(["query_id", "score", "doc_id"], ascending=[True, False, False])
-    ranks = ranked.groupby("query_id").cumcount() + 1
-    pairs = zip(ranked["query_id"].astype(str), ranked["doc_id"].astype(str), ranks, strict=True)
-    return {(q, d): int(r) for q, d, r in pairs if (q, d) in wanted}
-
-
-@dataclass(frozen=True, slots=True)
-class _Loss:
-    """What the candidate lost on the primary ``measure``, query by query."""
-
-    measure: str
-    drops: Mapping[str, float]
-    lost: Mapping[str, tuple[str, ...]]
-    baseline_ranks: Mapping[tuple[str, str], int]
-
-    @property
-    def total(self) -> float:
-        return float(sum(self.drops.values()))
-
-    @property
-    def documents(self) -> set[str]:
-        return {doc for docs in self.lost.values() for doc in docs}
-
-    def share(self, fractions: Mapping[str, float]) -> float:
-        """The share of the loss that per-query ``fractions`` account for."""
-        total = self.total
-        if total <= 0:
-            return 0.0
-        return float(sum(drop * fractions.get(q, 0.0) for q, drop in self.drops.items())) / total
-
-    def lost_pairs_of(self, by_doc: Mapping[str, _Source]) -> dict[tuple[str, str], _Source]:
-        """The lost (query, document) pairs of the documents in ``by_doc``, each with its
-        document's entry."""
-        return {
-            (q, doc): by_doc[doc] for q, docs in self.lost.items() for doc in docs if doc in by_doc
-        }
-
-    def document_fractions(self, wanted: Mapping[tuple[str, str], object]) -> dict[str, float]:
-        """Per query: the share of its lost documents among the ``wanted`` (query, doc) pairs."""
-        return {
-            q: sum((q, doc) in wanted for doc in docs) / len(docs)
-            for q, docs in self.lost.items()
-            if docs
-        }
-
-
-def _loss(report: ComparisonReport, measure: str) -> _Loss:
-    metric = report.metric(measure)
-    drops = {
-        str(q): float(b - c)
-        for q, b, c in zip(
-            metric.query_ids, metric.baseline_values, metric.candidate_values, strict=True
-        )
-        if b - c > 0
-    }
-    changes = report.document_changes(measure, list(drops)) if drops else {}
-    lost = {q: tuple(change["lost"]) for q, change in changes.items()}
-    return _Loss(
-        measure=measure,
-        drops=drops,
-        lost=lost,
-        baseline_ranks=_ranks(report.baseline_run.results, lost),
-    )
-
-
-@dataclass
-class _Found:
-    """The causes found so far, with the per-query fractions of the measured ones."""
-
-    causes: list[Cause] = field(default_factory=list)
-    fractions: list[Mapping[str, float]] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    def measured(
-        self, cause: Cause, fractions: Mapping[str, float], *, established: bool = True
-    ) -> None:
-        """Add a measured cause; only an ``established`` one (not a mere hint) takes its
-        share out of the residual that whole-index changes can account for."""
-        self.causes.append(cause)
-        if established:
-            self.fractions.append(fractions)
-
-    def explained(self, query_id: str) -> float:
-        """The largest fraction of ``query_id``'s loss a measured cause accounts for."""
-        return max((f.get(query_id, 0.0) for f in self.fractions), default=0.0)
-
-
-def _link(kind: str, label: str, **params: str | None) -> CauseLink:
-    return CauseLink(
-        page=CAUSE_KINDS[kind].page,
-        params={name: value for name, value in params.items() if value is not None},
-        label=label,
-    )
-
-
 def _query_link(kind: str, label: str, cand: RunRecord, query: str) -> CauseLink:
     """A link to the query drill-down of ``query`` in the candidate run."""
-    return _link(
+    return cause_link(
         kind,
         f"Query drill-down: {label}",
         goldset=cand.spec.goldset_name,
@@ -274,7 +178,7 @@ def _query_link(kind: str, label: str, cand: RunRecord, query: str) -> CauseLink
 
 def _series_link(kind: str, label: str, cand: RunRecord, measure: str) -> CauseLink:
     """A link to the quality-over-time page of ``measure`` on the candidate's goldset."""
-    return _link(
+    return cause_link(
         kind, f"Quality over time: {label}", goldset=cand.spec.goldset_name, measure=measure
     )
 
@@ -295,11 +199,16 @@ def _audits_since(store: Store, base: RunRecord, cand: RunRecord) -> list[Stored
 
 
 def _audit_causes(
-    store: Store, audits: Sequence[StoredAudit], loss: _Loss, found: _Found
+    store: Store,
+    audits: Sequence[StoredAudit],
+    loss: Loss,
+    found: Found,
+    duplicates: DuplicateClusters,
 ) -> tuple[list[tuple[str, str, str]], set[str]]:
     """Lost relevant documents that the audits since the baseline report missing or stale;
     returns the model findings of those audits as (audit id, collection, message), and the
-    lost documents the audits flagged.
+    lost documents the audits flagged. The audits' duplicate clusters go into
+    ``duplicates``.
 
     Each check of a collection is read from the newest audit (``audits`` come newest first)
     in which it ran: a document re-indexed since an older audit is no longer blamed.
@@ -323,6 +232,11 @@ def _audit_causes(
                 continue
             if finding.kind in _MODEL_FINDINGS:
                 models.append((audit.audit_id, audit.collection, finding.message))
+            if finding.kind in DUPLICATE_FINDINGS:
+                for cluster in finding.clusters:
+                    duplicates.add(
+                        DuplicateCluster(audit.audit_id, audit.collection, finding.kind, cluster)
+                    )
             kind = (
                 "missing_from_index"
                 if finding.kind in _MISSING_FINDINGS
@@ -361,7 +275,7 @@ def _audit_causes(
                     f"{collection} (audit {audit_id}, {finding_kind}); they account for "
                     f"{share:.0%} of the {loss.measure} loss, over {len(queries)} queries"
                 ),
-                link=_link(
+                link=cause_link(
                     kind,
                     "Index health: the audit's findings",
                     collection=collection,
@@ -385,7 +299,7 @@ def _audit_causes(
 
 
 def _unreflected_cause(
-    store: Store, base: RunRecord, cand: RunRecord, loss: _Loss, found: _Found
+    store: Store, base: RunRecord, cand: RunRecord, loss: Loss, found: Found
 ) -> set[str]:
     """Lost relevant documents that changed at the source after the baseline started and
     that the index had not reflected when the candidate started, as freshness checks
@@ -415,7 +329,7 @@ def _unreflected_cause(
                 f"candidate ran ({waiting} still waiting at the last freshness check); they "
                 f"account for {share:.0%} of the {loss.measure} loss"
             ),
-            link=_link("unreflected_changes", "Index health: freshness", freshness=subject),
+            link=cause_link("unreflected_changes", "Index health: freshness", freshness=subject),
             evidence=tuple(
                 {
                     "query_id": q,
@@ -451,8 +365,8 @@ def _judged_documents_audit(audits: Sequence[StoredAudit], cand: RunRecord) -> s
 def _absent_cause(
     report: ComparisonReport,
     cand: RunRecord,
-    loss: _Loss,
-    found: _Found,
+    loss: Loss,
+    found: Found,
     audited: set[str],
     *,
     present_by: str | None,
@@ -505,7 +419,7 @@ def _absent_cause(
     )
 
 
-def _failed_cause(report: ComparisonReport, cand: RunRecord, loss: _Loss, found: _Found) -> None:
+def _failed_cause(report: ComparisonReport, cand: RunRecord, loss: Loss, found: Found) -> None:
     failed = sorted(set(report.failed_in_candidate) - set(report.failed_in_baseline))
     if not failed:
         return
@@ -535,7 +449,7 @@ def _judged(frame: pd.DataFrame) -> dict[str, frozenset[tuple[str, int]]]:
 
 
 def _goldset_cause(
-    store: Store, base: RunRecord, cand: RunRecord, loss: _Loss, found: _Found
+    store: Store, base: RunRecord, cand: RunRecord, loss: Loss, found: Found
 ) -> None:
     before, after = base.spec.goldset_version, cand.spec.goldset_version
     if before is None or after is None or before == after:
@@ -568,7 +482,7 @@ def _goldset_cause(
     )
 
 
-def _k_cause(base: RunRecord, cand: RunRecord, loss: _Loss, found: _Found) -> None:
+def _k_cause(base: RunRecord, cand: RunRecord, loss: Loss, found: Found) -> None:
     # Only a shallower candidate can lose what the baseline ranked below its k.
     if cand.spec.k >= base.spec.k:
         return
@@ -651,7 +565,9 @@ def _model_causes(
                 f"the model canary check {newest.check_id} found the index {newest.subject} "
                 f"built with another embedding model than the query model{similarity}"
             )
-            link = _link("index_model_mismatch", "Drift: the canary check", check=newest.check_id)
+            link = cause_link(
+                "index_model_mismatch", "Drift: the canary check", check=newest.check_id
+            )
         else:
             audit_id, collection, message = audit_models[0]
             statement = f"audit {audit_id} of {collection}: {message}"
@@ -713,7 +629,7 @@ def _drift_causes(cand: RunRecord, checks: Sequence[StoredDriftCheck]) -> list[C
                 f"{len(drifted)} drift checks of the {stream} between the runs found drift; "
                 f"newest {newest.check_id} ({newest.method} on {newest.subject or stream}, "
                 f"{newest.reference} -> {newest.current}{p_value})",
-                _link(kind, f"Drift: check {newest.check_id}", check=newest.check_id),
+                cause_link(kind, f"Drift: check {newest.check_id}", check=newest.check_id),
                 [
                     {
                         "check_id": c.check_id,
@@ -749,7 +665,7 @@ def _settings_cause(base: RunRecord, cand: RunRecord, measure: str) -> Cause | N
     return _residual(
         "settings_changed",
         "the runs' settings differ: " + "; ".join(changes),
-        _link(
+        cause_link(
             "settings_changed",
             "Compare runs: the two runs",
             goldset=after.goldset_name,
@@ -794,7 +710,7 @@ def _retriever_cause(base: RunRecord, cand: RunRecord, measure: str) -> Cause | 
         + "; ".join(
             f"{name} {_shown(before.get(name))} -> {_shown(after.get(name))}" for name in changed
         ),
-        _link(
+        cause_link(
             "retriever_changed",
             "Compare runs: the two runs",
             goldset=cand.spec.goldset_name,
@@ -843,18 +759,20 @@ def explain_comparison(store: Store, report: ComparisonReport) -> Explanation:
     metrics = report.metrics
     regressed = [m for m in metrics if m.decision.value == "regression"]
     primary = min(regressed or metrics, key=lambda metric: metric.delta)
-    loss = _loss(report, primary.measure)
-    found = _Found()
+    loss = loss_of(report, primary.measure)
+    found = Found()
     audits = _audits_since(store, base, cand)
     audit_models: list[tuple[str, str, str]] = []
     audited: set[str] = set()
+    duplicates = DuplicateClusters()
     if audits:
-        audit_models, audited = _audit_causes(store, audits, loss, found)
+        audit_models, audited = _audit_causes(store, audits, loss, found, duplicates)
     elif loss.lost:
         note = _audit_note(base, cand)
         if note is not None:
             found.notes.append(note)
     audited |= _unreflected_cause(store, base, cand, loss, found)
+    audited |= duplicates_cause(report, loss, found, duplicates, explained=audited)
     present_by = _judged_documents_audit(audits, cand)
     _absent_cause(report, cand, loss, found, audited, present_by=present_by)
     _failed_cause(report, cand, loss, found)

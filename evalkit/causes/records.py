@@ -74,6 +74,13 @@ CAUSE_KINDS: Mapping[str, CauseKind] = {
             "relevant ones at",
         ),
         CauseKind(
+            "crowded_by_duplicates",
+            True,
+            "index_health",
+            "the candidate ranked more extra copies of duplicate documents (audit) in the "
+            "top k than the baseline did, pushing relevant documents out",
+        ),
+        CauseKind(
             "retriever_changed",
             False,
             "compare",
