@@ -489,6 +489,11 @@ def test_metric_drift_check_job(settings: Settings) -> None:
     result = runner_for(config, settings).run("series")
     assert result is not None
     assert result.summary["finding"] == "drift"
+    # Without a method the metric stream's own default runs, as `drift precision`'s does.
+    default = configure(
+        {"name": "series", "kind": "drift_check", "stream": "metric", "goldset": "gs"}
+    )
+    assert default.jobs[0].params.method == "page_hinkley"
 
 
 @pytest.mark.parametrize(
@@ -525,7 +530,15 @@ def test_metric_drift_check_job(settings: Settings) -> None:
             "method 'mmdd'; choose one of: auto, ",
         ),
         (
-            [{"name": "a", "kind": "drift_check", "stream": "metric", "goldset": "g"}],
+            [
+                {
+                    "name": "a",
+                    "kind": "drift_check",
+                    "stream": "metric",
+                    "goldset": "g",
+                    "method": "auto",
+                }
+            ],
             {},
             "field 'method': Value error, stream 'metric' uses method page_hinkley or cusum",
         ),

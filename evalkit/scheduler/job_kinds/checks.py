@@ -29,6 +29,7 @@ from evalkit.records.freshness import FreshnessRequest
 from evalkit.records.requests import (
     DRIFT_TEST_DEFAULTS,
     METRIC_STREAM_MEASURE,
+    METRIC_STREAM_METHOD,
     METRIC_STREAM_WARMUP,
     DriftTestSettings,
 )
@@ -69,8 +70,7 @@ class DriftCheckParams(JobParams):
         default=DRIFT_TEST_DEFAULTS.method,
         validate_default=True,
         description="Detector: auto, mmd, moments, mmd_rff, classifier, ks, mean_cosine "
-        "(queries); "
-        "page_hinkley or cusum (metric).",
+        "(queries; default auto); page_hinkley or cusum (metric; default page_hinkley).",
     )
     alpha: float = Field(
         default=DRIFT_TEST_DEFAULTS.alpha, gt=0, lt=1, description="False-alarm rate per check."
@@ -93,6 +93,15 @@ class DriftCheckParams(JobParams):
     warmup: int = Field(
         default=METRIC_STREAM_WARMUP, ge=2, description="Runs that set the baseline (metric)."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _method_of_the_stream(cls, data: Any) -> Any:
+        # The metric stream's detectors are not the queries stream's: each has its default,
+        # as `evalkit drift precision` and `drift queries` do.
+        if isinstance(data, dict) and data.get("stream") == "metric" and "method" not in data:
+            return {**data, "method": METRIC_STREAM_METHOD}
+        return data
 
     @field_validator("method")
     @classmethod
