@@ -3,10 +3,10 @@
 ``explain_runs`` compares a candidate run with its baseline (``evalkit.stats``, as the gate
 does) and ``explain_comparison`` joins an existing comparison with what else the store knows
 about the two runs: the index audits since the baseline (relevant documents missing from the
-index, or changed at the source, and copies of documents crowding the top k), the runs' own records (query embedding model, index
-fingerprint, goldset version, k, measures, the retriever's kind, factory, options and
-description), the model canary checks and the drift checks
-made between the two runs, and the queries whose retrieval failed. ``explain_drift_check``
+index, or changed at the source, and copies of documents crowding the top k), the runs' own
+records (query embedding model, index fingerprint, goldset version, k, measures, the
+retriever's kind, factory, options and description), the model canary checks and the drift
+checks made between the two runs, and the queries whose retrieval failed. ``explain_drift_check``
 and ``explain_alert`` resolve a stored drift check or alert to the two runs it concerns
 first.
 
