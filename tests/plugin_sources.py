@@ -34,6 +34,7 @@ def stalling_retriever_source() -> str:
     """A module whose ``make()`` returns a retriever answering its first batch of queries at
     once and stalling on the next (for an interruption mid-replay)."""
     return """
+import sys
 import time
 
 from evalkit.records import QueryResult
@@ -47,6 +48,7 @@ class Stalling:
     def retrieve(self, queries, k):
         self.batches += 1
         if self.batches > 1:
+            print("stalling", file=sys.stderr, flush=True)
             time.sleep(600)
         return [
             QueryResult(query_id=query.id, docs=ranked_docs(["d1"], [1.0]), latency_ms=1.0)

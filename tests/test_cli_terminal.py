@@ -224,6 +224,44 @@ def test_ctrl_c_or_sigterm_mid_replay_exits_saying_the_run_is_stored_as_failed(
     assert latest["error"] == error
 
 
+@pytest.mark.parametrize(
+    ("sent", "code", "kind"),
+    [(signal.SIGINT, 130, "Interrupted"), (signal.SIGTERM, 143, "Terminated")],
+)
+def test_ctrl_c_or_sigterm_of_a_json_command_prints_the_error_object(
+    workspace: Workspace, sent: signal.Signals, code: int, kind: str
+) -> None:
+    """A script parsing stdout gets JSON when the command is stopped too, as on every
+    other failure (docs/cli.md, Errors as JSON)."""
+    (workspace.folder / "stalling_retriever.py").write_text(stalling_retriever_source())
+    replay = subprocess.Popen(
+        [
+            *EVALKIT,
+            "run",
+            "--goldset",
+            "demo",
+            "--retriever",
+            "stalling_retriever:make",
+            "--format",
+            "json",
+        ],
+        cwd=workspace.folder,
+        env=workspace.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert replay.stderr is not None
+    while (line := replay.stderr.readline()) and line.strip() != "stalling":
+        pass
+    replay.send_signal(sent)
+    out, err = replay.communicate(timeout=60)
+    assert replay.returncode == code, err
+    error = json.loads(out)["error"]
+    assert (error["type"], error["exit_code"]) == (kind, code)
+    assert "what was stored before is kept" in error["message"]
+
+
 def test_sigterm_ends_a_traffic_watch_cleanly(workspace: Workspace) -> None:
     """A service manager stops ``traffic ingest --watch`` with SIGTERM: exit 0, no note
     about failed runs, and what the pass ingested is stored."""

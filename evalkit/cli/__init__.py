@@ -196,18 +196,13 @@ def invoke(argv: list[str] | None = None) -> int:
         result = application(args=args, standalone_mode=False, prog_name="evalkit")
     except _ABORTS:
         err_console.print("aborted")
-        return INTERRUPTED
+        return _json_error(args, "Interrupted", "aborted", INTERRUPTED)
     except Terminated:
-        err_console.print(TERMINATED_NOTE, markup=False, highlight=False)
-        return TERMINATED
+        return _stopped(args, terminated=True)
     except RuntimeError as error:
         if str(error) != _DUCKDB_INTERRUPTED:
             raise
-        if _signalled["SIGTERM"]:
-            err_console.print(TERMINATED_NOTE, markup=False, highlight=False)
-            return TERMINATED
-        err_console.print(INTERRUPTED_NOTE, markup=False, highlight=False)
-        return INTERRUPTED
+        return _stopped(args, terminated=_signalled["SIGTERM"])
     except _USAGE_ERRORS as error:
         error.show()
         return _json_error(args, "UsageError", error.format_message(), USAGE_ERROR)
@@ -241,8 +236,16 @@ def invoke(argv: list[str] | None = None) -> int:
         code = USAGE_ERROR if misnamed and path else STORE_OR_SYSTEM_FAILURE
         return _json_error(args, type(error).__name__, message, code)
     if result == INTERRUPTED:  # typer's answer to Ctrl-C in a command
-        err_console.print(INTERRUPTED_NOTE, markup=False, highlight=False)
+        return _stopped(args, terminated=False)
     return result if isinstance(result, int) else 0
+
+
+def _stopped(args: list[str], *, terminated: bool) -> int:
+    """Say that Ctrl-C (or SIGTERM) stopped the command, on stderr and, when it was asked
+    for JSON, as the error object on stdout; return the exit code."""
+    note, code = (TERMINATED_NOTE, TERMINATED) if terminated else (INTERRUPTED_NOTE, INTERRUPTED)
+    err_console.print(note, markup=False, highlight=False)
+    return _json_error(args, "Terminated" if terminated else "Interrupted", note, code)
 
 
 class _MaskedStderr(logging.Handler):
