@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from evalkit.cli import invoke
 from evalkit.errors import ConfigError, InputError, StoreError
 from evalkit.records import ScoredDoc
 from evalkit.store import Store
@@ -344,17 +345,90 @@ def test_parquet_with_the_same_columns_is_ingested_once(store: Store, tmp_path: 
     ]
 
 
-def test_an_unfinished_parquet_file_is_reported_and_retried(store: Store, tmp_path: Path) -> None:
+def test_an_unfinished_parquet_file_is_pending_and_retried(store: Store, tmp_path: Path) -> None:
     path = tmp_path / "partial.parquet"
     path.write_bytes(b"PAR1 still being written")
     report = ingest_paths(store, [path])
-    assert report.files[0].status == "unreadable"
-    assert report.n_problems == 1
+    assert (report.files[0].status, report.n_problems) == ("pending", 0)
+    assert report.files[0].note == (
+        "not a readable Parquet file yet (still being written?); tried again next pass"
+    )
     pq.write_table(
         pa.table({"query_id": ["p1"], "timestamp": ["2026-11-21T09:00:00Z"], "text": ["t"]}),
         path,
     )
     assert ingest_paths(store, [path]).records_added == 1
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (
+            b"query_id,timestamp,text\n",
+            "not a Parquet file: it does not start with Parquet's magic bytes (PAR1)",
+        ),
+        (b"PAR1 damaged PAR1", "a damaged Parquet file: "),
+        (
+            None,
+            "Parquet file lacks the column(s) text; traffic files need query_id, timestamp, text",
+        ),
+    ],
+)
+def test_a_parquet_file_that_cannot_be_read_is_a_problem(
+    store: Store, tmp_path: Path, content: bytes | None, message: str
+) -> None:
+    path = tmp_path / "traffic.parquet"
+    if content is None:
+        pq.write_table(pa.table({"query_id": ["a"], "timestamp": [datetime(2026, 11, 20)]}), path)
+    else:
+        path.write_bytes(content)
+    report = ingest_paths(store, [path])
+    assert report.files[0].status == "unreadable"
+    assert report.n_problems == 1
+    assert (report.problems[0].path, report.problems[0].line) == (str(path), None)
+    assert report.problems[0].message.startswith(message)
+
+
+def test_a_directory_without_log_files_is_a_problem(store: Store, tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "notes.txt").write_text("not a log\n")
+    report = ingest_paths(store, [logs])
+    assert report.files == ()
+    assert [str(problem) for problem in report.problems] == [
+        f"{logs}: holds no traffic log file (.jsonl, .ndjson, .json, .log or .parquet, rotated "
+        "names such as app.jsonl.1 included; subfolders are not read): check the path"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "code"),
+    [
+        ("missing.parquet", None, 2),
+        ("corrupt.parquet", b"not parquet at all", 2),
+        ("logs", "directory", 2),
+        ("partial.parquet", b"PAR1 still being written", 0),
+        ("unfinished.jsonl", b'{"query_id": "a1", "timest', 0),
+    ],
+)
+def test_strict_ingest_fails_on_files_that_cannot_be_read(
+    evalkit_home: Path,
+    capsys: pytest.CaptureFixture[str],
+    name: str,
+    content: bytes | str | None,
+    code: int,
+) -> None:
+    path = evalkit_home.parent / name
+    if content is None:
+        pq.write_table(pa.table({"query_id": ["a"], "timestamp": [datetime(2026, 11, 20)]}), path)
+    elif content == "directory":
+        path.mkdir()
+    else:
+        assert isinstance(content, bytes)
+        path.write_bytes(content)
+    assert invoke(["traffic", "ingest", str(path), "--strict", "--format", "json"]) == code
+    assert invoke(["traffic", "ingest", str(path), "--format", "json"]) == 0
+    capsys.readouterr()
 
 
 def test_missing_paths_and_bad_batch_sizes_are_refused(store: Store, tmp_path: Path) -> None:

@@ -111,7 +111,11 @@ def ingest(
     ] = False,
     interval: Annotated[float, typer.Option(help="Seconds between passes with --watch.")] = 30.0,
     strict: Annotated[
-        bool, typer.Option(help="Exit 2 when any line was malformed (they are still reported).")
+        bool,
+        typer.Option(
+            help="Exit 2 when any line was malformed, a file could not be read or a directory "
+            "held no log file (all are still reported; the rest is ingested)."
+        ),
     ] = False,
     formats: Annotated[
         list[IngestFormat] | None,
@@ -147,11 +151,11 @@ def ingest(
         tenant_attribute=settings().otlp.tenant_attribute,
         document_id_keys=tuple(settings().otlp.document_id_keys),
     )
-    malformed = 0
+    problems = 0
 
     def show(report: IngestReport) -> None:
-        nonlocal malformed
-        malformed += report.malformed
+        nonlocal problems
+        problems += report.n_problems
         _print_ingest(report, output)
 
     if watch:
@@ -175,7 +179,7 @@ def ingest(
                     store, paths, redaction=redaction, file_format=file_format, spans=spans
                 )
             )
-    if strict and malformed:
+    if strict and problems:
         raise typer.Exit(InputError.exit_code)
 
 

@@ -85,6 +85,11 @@ _NEWLINE = ord("\n")
 _COMPRESSED_SUFFIXES = frozenset({".gz", ".bz2", ".xz", ".zst", ".zip", ".lz4"})
 _JSONL_SUFFIXES = frozenset({".jsonl", ".ndjson", ".json", ".log"})
 _PARQUET_SUFFIXES = frozenset({".parquet", ".pq"})
+_PARQUET_MAGIC = b"PAR1"
+_EMPTY_FOLDER = (
+    "holds no traffic log file (.jsonl, .ndjson, .json, .log or .parquet, rotated names such "
+    "as app.jsonl.1 included; subfolders are not read): check the path"
+)
 _PENDING_NOTE = "an unfinished last line was left for the next pass"
 _RESTARTED_NOTE = "the file was truncated or replaced since the last pass; read from the start"
 # Lines per file and pass whose field names are checked against the format: enough to
@@ -111,7 +116,9 @@ class FileIngest:
 
     ``status``: ``new`` (first read), ``resumed`` (read on from where the last pass
     stopped), ``unchanged``, ``restarted`` (truncated or replaced: read again from the
-    start; stored query ids are skipped), ``unreadable`` or ``skipped`` (see ``note``).
+    start; stored query ids are skipped), ``pending`` (a Parquet file still being written,
+    tried again next pass), ``unreadable`` (a problem of the pass) or ``skipped`` (see
+    ``note``).
     ``duplicates`` are records whose query id was already stored.
     """
 
@@ -555,9 +562,7 @@ def _ingest_parquet(run: _Pass, path: Path) -> FileIngest:
             parquet = pq.ParquetFile(handle)
             total = parquet.metadata.num_rows
         except (pa.ArrowException, OSError) as error:
-            message = f"not a readable Parquet file yet (still being written?): {error}"
-            run.note_problems(name, [(None, message)])
-            return FileIngest(name, "parquet", "unreadable", note=message)
+            return _unopened_parquet(run, name, handle, identity, error)
         missing = [column for column in REQUIRED_FIELDS if column not in parquet.schema_arrow.names]
         if missing:
             message = (
@@ -614,6 +619,25 @@ def _ingest_parquet(run: _Pass, path: Path) -> FileIngest:
         malformed=malformed,
         note=note,
     )
+
+
+def _unopened_parquet(
+    run: _Pass, name: str, handle: BinaryIO, identity: FileIdentity, error: Exception
+) -> FileIngest:
+    """A Parquet file that did not open: ``pending`` while it may still be being written
+    (empty, or its opening magic bytes without the closing ones a writer adds last), else
+    ``unreadable``, a problem of the pass."""
+    handle.seek(max(identity.size - len(_PARQUET_MAGIC), 0))
+    ends_whole = handle.read() == _PARQUET_MAGIC
+    if identity.size == 0 or (identity.head.startswith(_PARQUET_MAGIC) and not ends_whole):
+        note = "not a readable Parquet file yet (still being written?); tried again next pass"
+        return FileIngest(name, "parquet", "pending", note=note)
+    if not identity.head.startswith(_PARQUET_MAGIC):
+        message = "not a Parquet file: it does not start with Parquet's magic bytes (PAR1)"
+    else:
+        message = f"a damaged Parquet file: {error}"
+    run.note_problems(name, [(None, message)])
+    return FileIngest(name, "parquet", "unreadable", note=message)
 
 
 def _ingest_otlp_json(run: _Pass, path: Path) -> FileIngest:
@@ -749,8 +773,11 @@ def ingest_paths(
     of telling JSON Lines from Parquet by the file name.
 
     Re-running it ingests nothing twice. Compressed files are skipped with a note (ingest
-    rotated logs before compressing them). Raises InputError for a path that does not exist
-    and StoreError when the store cannot be written; malformed lines never raise.
+    rotated logs before compressing them). A file that cannot be read (a Parquet file that
+    is not one, lacks a required column or is damaged; no permission) and a directory that
+    holds no log file are problems of the report, as malformed lines are. Raises InputError
+    for a path that does not exist and StoreError when the store cannot be written;
+    malformed lines never raise.
     ``progress(records_added_so_far, None)`` is called after every committed batch; an
     exception it raises stops the pass there, with every committed batch kept. It runs
     while the writer thread stores the next batch on the store's connection, so it must
@@ -773,10 +800,13 @@ def ingest_paths(
         progress,
         spans or SpanMapping(),
     )
+    listed = [(Path(given), list(log_files([given]))) for given in paths]
+    files: list[FileIngest] = []
     with ingest_settings(store, busy_threads=_DECODE_THREADS):
-        files = [
-            _ingest_file(run, path, kind, file_format) for path, kind in list(log_files(paths))
-        ]
+        for given, found in listed:
+            if not found and given.is_dir():
+                run.note_problems(str(given), [(None, _EMPTY_FOLDER)])
+            files.extend(_ingest_file(run, path, kind, file_format) for path, kind in found)
     return IngestReport(
         files=tuple(files),
         problems=tuple(run.problems),
