@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import json
+import lzma
 import multiprocessing
 import os
 import tempfile
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -183,6 +187,27 @@ def test_rotation_by_rename_resumes_and_a_new_file_starts_fresh(
     assert statuses["app.jsonl"] == ("new", 1)
     assert statuses["app.jsonl.2.gz"][0] == "skipped"
     assert record_count(store) == 4
+
+
+@pytest.mark.parametrize(
+    ("compress", "name"),
+    [(gzip.compress, "gzip"), (bz2.compress, "bzip2"), (lzma.compress, "xz")],
+)
+def test_a_compressed_log_under_a_plain_name_is_skipped_as_compressed(
+    store: Store, tmp_path: Path, compress: Callable[[bytes], bytes], name: str
+) -> None:
+    log = tmp_path / "old.jsonl"
+    log.write_bytes(compress(line("q1").encode()))
+    for _ in range(2):
+        report = ingest_paths(store, [log])
+        assert [(f.kind, f.status, f.pending_bytes) for f in report.files] == [
+            ("compressed", "skipped", 0)
+        ]
+        assert report.files[0].note == (
+            f"compressed logs are not read: the file holds {name} data; decompress it, or "
+            "ingest files before rotating them into compression"
+        )
+    assert record_count(store) == 0
 
 
 def test_truncation_is_detected_and_read_from_the_start(store: Store, tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ reported with its file and line number; the lines around it are ingested.
 
 from __future__ import annotations
 
+import re
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
@@ -83,6 +84,19 @@ _READ_BYTES = 8 << 20
 _NEWLINE = ord("\n")
 
 _COMPRESSED_SUFFIXES = frozenset({".gz", ".bz2", ".xz", ".zst", ".zip", ".lz4"})
+_COMPRESSED_NOTE = (
+    "compressed logs are not read; ingest files before rotating them into compression"
+)
+# The magic bytes each compressed format starts with; none can start a line of JSON text.
+_COMPRESSION_MAGIC = (
+    (re.compile(rb"\x1f\x8b"), "gzip"),
+    (re.compile(rb"BZh[1-9](\x31\x41\x59\x26\x53\x59|\x17\x72\x45\x38\x50\x90)"), "bzip2"),
+    (re.compile(rb"\xfd7zXZ\x00"), "xz"),
+    (re.compile(rb"\x28\xb5\x2f\xfd"), "zstd"),
+    (re.compile(rb"PK\x03\x04"), "zip"),
+    (re.compile(rb"\x04\x22\x4d\x18"), "lz4"),
+)
+_LONGEST_MAGIC = 10
 _JSONL_SUFFIXES = frozenset({".jsonl", ".ndjson", ".json", ".log"})
 _PARQUET_SUFFIXES = frozenset({".parquet", ".pq"})
 _PARQUET_MAGIC = b"PAR1"
@@ -819,13 +833,15 @@ def ingest_paths(
 def _ingest_file(run: _Pass, path: Path, kind: str | None, file_format: str | None) -> FileIngest:
     """One file of a pass read as its kind (``file_format`` when given)."""
     if kind is None:
-        return FileIngest(
-            str(path),
-            "compressed",
-            "skipped",
-            note="compressed logs are not read; ingest files before rotating them into compression",
-        )
+        return _skipped_compressed(path, _COMPRESSED_NOTE)
     try:
+        compression = _compression(path)
+        if compression is not None:
+            return _skipped_compressed(
+                path,
+                f"compressed logs are not read: the file holds {compression} data; decompress "
+                "it, or ingest files before rotating them into compression",
+            )
         return LOG_KINDS[kind if file_format is None else file_format](run, path)
     except FileNotFoundError:
         # Rotated away between listing and opening: its new name is read next pass.
@@ -834,6 +850,19 @@ def _ingest_file(run: _Pass, path: Path, kind: str | None, file_format: str | No
         message = f"cannot read the file: {error.strerror}"
         run.note_problems(str(path), [(None, message)])
         return FileIngest(str(path), kind, "unreadable", note=message)
+
+
+def _skipped_compressed(path: Path, note: str) -> FileIngest:
+    return FileIngest(str(path), "compressed", "skipped", note=note)
+
+
+def _compression(path: Path) -> str | None:
+    """The compression format whose magic bytes ``path`` starts with, if any: a compressed
+    log under a plain name (``gzip -c app.jsonl > old.jsonl``) has no newline to end a line
+    and would otherwise be left, pass after pass, as a line still being written."""
+    with path.open("rb") as handle:
+        head = handle.read(_LONGEST_MAGIC)
+    return next((name for magic, name in _COMPRESSION_MAGIC if magic.match(head)), None)
 
 
 def watch(
