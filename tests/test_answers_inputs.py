@@ -82,6 +82,10 @@ def test_a_reference_written_as_a_list_of_one_answer_is_that_answer(tmp_path: Pa
         ('{"question": "q", "answer": "a", "contexts": "one"}', "wrap it in [ ]"),
         ('{"question": "q", "answer": "a", "contexts": [null]}', "item 0 must be a string"),
         ('{"question": "q", "response": "r", "answer": "a"}', "given twice"),
+        (
+            '{"id": "a36", "question": "q", "answer": "It is 36.", "answer": "Something else."}',
+            "answers.jsonl:2 field 'answer': appears twice in one object; keep one",
+        ),
         ('{"id": "x", "question": "q", "answer": "a"}', "duplicate id 'x' (first on line 1)"),
         (
             '{"question": "q", "answer": "a", "ground_truths": ["r1", "r2"]}',

@@ -279,6 +279,11 @@ def test_a_broken_export_is_refused_naming_the_file_and_field(
     code, _, err = pr("runs", "import", str(exported))
     assert code == 2
     assert "field 'status': a run export holds a finished run" in err
+    # Which of two values was meant is anyone's guess: json.loads would keep the last.
+    (exported / "run.json").write_text(json.dumps(record)[:-1] + f', "k": {record["k"] + 1}}}')
+    code, _, err = pr("runs", "import", str(exported))
+    assert code == 2
+    assert f"{exported / 'run.json'} field 'k': appears twice in one object; keep one" in err
     (exported / "queries.parquet").unlink()
     code, _, err = pr("runs", "import", str(exported))
     assert code == 2

@@ -99,6 +99,17 @@ def test_garbage_lines_are_reported_by_line_and_the_rest_ingested(
     assert [row[0] for row in problems] == [2, 5, 6, 7, 8, 9, 10]
 
 
+def test_a_field_given_twice_is_reported_by_file_and_line(store: Store, tmp_path: Path) -> None:
+    log = tmp_path / "twice.jsonl"
+    twice = line("dd10", tenant="acme")[:-2] + ', "tenant": "evil"}\n'
+    log.write_text(line("q1") + twice + line("q2"))
+    report = ingest_paths(store, [log])
+    assert [str(problem) for problem in report.problems] == [
+        f"{log}:2: invalid record: `tenant` appears twice in one object; keep one - at `$.tenant`"
+    ]
+    assert stored(store) == [("q1", 1), ("q2", 3)]
+
+
 def test_a_line_that_is_not_utf8_is_reported_not_raised(store: Store, tmp_path: Path) -> None:
     log = tmp_path / "latin1.jsonl"
     written_in_latin1 = json.dumps(

@@ -49,9 +49,9 @@ def refuse_line_by_line(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     seen: list[int] = []
     original = RecordBatchBuilder.add_line
 
-    def spy(self: RecordBatchBuilder, raw: bytes, line: int) -> None:
+    def spy(self: RecordBatchBuilder, raw: bytes, line: int, **options: bool) -> None:
         seen.append(line)
-        original(self, raw, line)
+        original(self, raw, line, **options)
 
     monkeypatch.setattr(RecordBatchBuilder, "add_line", spy)
     return seen
@@ -155,6 +155,55 @@ def test_lines_arrow_reads_differently_from_json_are_judged_alike(raw: bytes) ->
     lines = [encode(record("a")), raw, encode(record("b"))]
     assert_same(lines)
     assert_same([raw])
+
+
+TIMESTAMP = b'"timestamp": "2026-11-20T10:00:00Z"'
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        (
+            b'{"query_id":"dd10",' + TIMESTAMP + b',"text":"q","tenant":"acme","tenant":"evil"}\n',
+            "tenant",
+        ),
+        (b'{"query_id": "q", "query_id": "r", ' + TIMESTAMP + b', "text": "t"}\n', "query_id"),
+        (b'{"query_id": "q", ' + TIMESTAMP + b', "text": "t", "text" : "u"}\n', "text"),
+        (
+            b'{"query_id": "q", ' + TIMESTAMP + b', "text": "t", "tenant": null, "tenant": "b"}\n',
+            "tenant",
+        ),
+        (
+            b'{"query_id": "q", '
+            + TIMESTAMP
+            + b', "text": "t", "ten\\u0061nt": "a", "tenant": "b"}\n',
+            "tenant",
+        ),
+        (b'{"query_id": "q", ' + TIMESTAMP + b", " + TIMESTAMP + b', "text": "t"}', "timestamp"),
+    ],
+)
+def test_a_field_given_twice_is_a_problem_of_its_line(raw: bytes, field: str) -> None:
+    """Neither path keeps one of the two values: which one the writer meant is unknown."""
+    lines = [encode(record(f"q{i}")) for i in range(600)]
+    lines[300] = raw
+    problem = (
+        301,
+        f"invalid record: `{field}` appears twice in one object; keep one - at `$.{field}`",
+    )
+    for builder in (one_by_one(lines), at_once(lines)):
+        assert builder.problems == [problem]
+        assert len(builder) == 599
+    builder = RecordBatchBuilder()
+    builder.add_line(raw.rstrip(b"\n"), 9)
+    assert builder.problems == [(9, problem[1])]
+
+
+def test_a_field_name_written_elsewhere_in_a_line_is_no_repeated_field() -> None:
+    raw = encode(record("q", text='the "tenant" field', tags={"tenant": "x"}, tenant="acme"))
+    lines = [encode(record(f"q{i}")) for i in range(20)] + [raw]
+    for builder in (one_by_one(lines), at_once(lines)):
+        assert builder.problems == []
+        assert builder.to_table().column("tenant").to_pylist()[-1] == "acme"
 
 
 @pytest.mark.parametrize("query_id", [" q1", "q1 ", "   ", "q1\u00a0", "\u3000q1", "q1\n"])

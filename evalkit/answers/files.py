@@ -15,8 +15,9 @@ Accepted fields (unknown fields are rejected, so a misspelt field is caught earl
 ``reference_contexts``     optional list of reference context strings
 ``reference_context_ids``  optional list of reference context ids
 
-The alternative names are ragas' own, so a ragas evaluation dataset reads unchanged.
-Every problem is reported with its file, line and field, every bad line at once.
+The alternative names are ragas' own, so a ragas evaluation dataset reads unchanged. A
+key given twice in one object is refused (which value was meant is unknown). Every problem
+is reported with its file, line and field, every bad line at once.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Any
 
 from evalkit.answers.records import AnswerRecord
 from evalkit.errors import InputError
+from evalkit.jsonsafe import REPEATED_KEY, noting_repeated_keys
 
 __all__ = ["ANSWER_FIELDS", "MAX_LISTED_PROBLEMS", "parse_answer_record", "read_answer_records"]
 
@@ -170,11 +172,15 @@ def read_answer_records(path: Path | str) -> list[AnswerRecord]:
     records: list[AnswerRecord] = []
     problems: list[InputError] = []
     first_line: dict[str, int] = {}
+    repeated: list[str] = []
+    # One decoder per file: building a decoder per line costs as much as parsing the line.
+    decoder = json.JSONDecoder(object_pairs_hook=noting_repeated_keys(repeated))
     for number, raw in _lines(path):
         if not raw.strip():
             continue
+        repeated.clear()
         try:
-            record = _parse_line(raw, path=str(path), line=number)
+            record = _parse_line(raw, decoder, repeated, path=str(path), line=number)
         except InputError as problem:
             problems.append(problem)
             continue
@@ -197,13 +203,18 @@ def read_answer_records(path: Path | str) -> list[AnswerRecord]:
     return records
 
 
-def _parse_line(raw: str, *, path: str, line: int) -> AnswerRecord:
+def _parse_line(
+    raw: str, decoder: json.JSONDecoder, repeated: list[str], *, path: str, line: int
+) -> AnswerRecord:
+    """The record of one line; ``decoder`` notes the keys a line repeats in ``repeated``."""
     try:
-        data = json.loads(raw)
+        data = decoder.decode(raw)
     except json.JSONDecodeError as error:
         raise InputError(
             f"not valid JSON: {error.msg} (column {error.colno})", path=path, line=line
         ) from error
+    if repeated:
+        raise InputError(REPEATED_KEY, path=path, line=line, field=repeated[0])
     return parse_answer_record(data, path=path, line=line)
 
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from evalkit.errors import GoldsetError, InputError
+from evalkit.jsonsafe import REPEATED_KEY, noting_repeated_keys
 
 __all__ = [
     "MAX_LISTED_PROBLEMS",
@@ -170,7 +171,7 @@ def iter_json_objects(path: Path, problems: ProblemLog) -> Iterator[tuple[int, d
     """
     repeated: list[str] = []
     # One decoder per file: building a decoder per line costs as much as parsing the line.
-    decoder = json.JSONDecoder(object_pairs_hook=_keep_pairs(repeated))
+    decoder = json.JSONDecoder(object_pairs_hook=noting_repeated_keys(repeated))
     for number, text in iter_text_lines(path, problems):
         repeated.clear()
         nested = _too_deep(text)
@@ -215,7 +216,7 @@ def iter_json_objects(path: Path, problems: ProblemLog) -> Iterator[tuple[int, d
             )
             continue
         for key in repeated:
-            problems.add("appears twice in one object; keep one", path=path, line=number, field=key)
+            problems.add(REPEATED_KEY, path=path, line=number, field=key)
         lone = _lone_surrogate_fields(value) if _SURROGATE_ESCAPE.search(text) else []
         for key in lone:
             problems.add(
@@ -290,18 +291,6 @@ def _key_name(literal: str) -> str:
     except json.JSONDecodeError:
         return ""
     return name if isinstance(name, str) else ""
-
-
-def _keep_pairs(repeated: list[str]) -> Callable[[list[tuple[str, object]]], dict[str, object]]:
-    def build(pairs: list[tuple[str, object]]) -> dict[str, object]:
-        record: dict[str, object] = {}
-        for key, value in pairs:
-            if key in record:
-                repeated.append(key)
-            record[key] = value
-        return record
-
-    return build
 
 
 def describe_value(value: object) -> str:

@@ -38,7 +38,7 @@ from evalkit.clock import utc_now
 from evalkit.errors import ConfigError, InputError, StoreError
 from evalkit.files import create_beside
 from evalkit.goldset.trec import TREC_SEPARATORS
-from evalkit.jsonsafe import finite_or_null
+from evalkit.jsonsafe import REPEATED_KEY, finite_or_null, noting_repeated_keys
 from evalkit.store.runs import RunRecord, RunSpec, get_run, insert_run
 
 if TYPE_CHECKING:
@@ -466,12 +466,17 @@ def _check_aggregates(store: Store, run: RunRecord, queries_path: Path, run_path
 
 def _read_run_json(path: Path) -> RunRecord:
     """The run record of an export's ``run.json``, every field checked."""
+    repeated: list[str] = []
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(
+            path.read_text(encoding="utf-8"), object_pairs_hook=noting_repeated_keys(repeated)
+        )
     except (OSError, UnicodeDecodeError) as error:
         raise InputError(f"cannot read the run record: {error}", path=str(path)) from error
     except json.JSONDecodeError as error:
         raise InputError(f"not JSON: {error.msg}", path=str(path), line=error.lineno) from error
+    if repeated:
+        raise InputError(REPEATED_KEY, path=str(path), field=repeated[0])
     if not isinstance(data, dict):
         raise InputError("expected a JSON object (the run's record)", path=str(path))
     model = data.get("model") or {}

@@ -169,7 +169,7 @@ def add_json_lines(builder: RecordBatchBuilder, lines: Sequence[bytes], first_li
         return
     builder.add_records(table)
     for number in doubtful:
-        builder.add_line(block[number - first_line], number)
+        builder.add_line(block[number - first_line], number, keys_checked=True)
 
 
 def _decode_block(lines: LineBlock, first_line: int) -> tuple[pa.Table, list[int]]:

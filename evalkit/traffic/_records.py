@@ -10,7 +10,9 @@ may be personal data that redaction has not seen yet.
 from __future__ import annotations
 
 import codecs
+import json
 import math
+import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -23,6 +25,7 @@ import pyarrow.compute as pc
 from msgspec.structs import astuple
 
 from evalkit.clock import MAX_EPOCH_SECONDS
+from evalkit.jsonsafe import REPEATED_KEY
 from evalkit.traffic.log import LOG_FIELDS
 
 __all__ = [
@@ -125,6 +128,9 @@ def log_line_json_schema() -> dict[str, Any]:
 _DECODER = msgspec.json.Decoder(LogLine)
 _ANY_DECODER = msgspec.json.Decoder()
 _KNOWN_FIELDS = frozenset(LOG_FIELDS)
+_FIELD_TOKENS = tuple(f'"{name}"'.encode() for name in LOG_FIELDS)
+# A key holding a \uXXXX escape: "ten\u0061nt" is the field tenant, spelt otherwise.
+_ESCAPED_KEY = re.compile(rb'\\u[0-9a-fA-F]{4}[^"]*"\s*:')
 _MICROSECONDS = 1_000_000
 
 
@@ -197,8 +203,12 @@ class RecordBatchBuilder:
         if table.num_rows:
             self._tables.append(table)
 
-    def add_line(self, raw: bytes, line: int) -> None:
-        """Parse one JSON line; a malformed one is recorded as a problem."""
+    def add_line(self, raw: bytes, line: int, *, keys_checked: bool = False) -> None:
+        """Parse one JSON line; a malformed one is recorded as a problem.
+
+        ``keys_checked``: the line is known to give no field of the format twice (Arrow's
+        reader parsed it, and refuses a repeated one), so that is not looked for again.
+        """
         try:
             record = _DECODER.decode(raw)
         except msgspec.ValidationError as error:
@@ -209,6 +219,12 @@ class RecordBatchBuilder:
             return
         except UnicodeDecodeError:
             self.problems.append((line, NOT_UTF8))
+            return
+        repeated = None if keys_checked else _repeated_field(raw)
+        if repeated is not None:
+            self.problems.append(
+                (line, f"invalid record: `{repeated}` {REPEATED_KEY} - at `$.{repeated}`")
+            )
             return
         try:
             self._append(record, line)
@@ -312,6 +328,27 @@ class RecordBatchBuilder:
             ],
             schema=RECORD_SCHEMA,
         )
+
+
+def _repeated_field(raw: bytes) -> str | None:
+    """The first field of the log format that this line (one JSON object, valid UTF-8)
+    gives twice, or None. Cheap for the usual line: the exact check parses only a line that
+    names a field twice somewhere or has a key spelt with a ``\\u`` escape."""
+    if not any(raw.count(token) > 1 for token in _FIELD_TOKENS) and not (
+        b"\\u" in raw and _ESCAPED_KEY.search(raw)
+    ):
+        return None
+    try:
+        pairs = json.loads(raw, object_pairs_hook=list)
+    except ValueError:  # not JSON after all, or an integer too long to read
+        return None
+    seen: set[str] = set()
+    for key, _ in pairs if isinstance(pairs, list) else ():
+        if key in _KNOWN_FIELDS:
+            if key in seen:
+                return str(key)
+            seen.add(key)
+    return None
 
 
 def dedup_text(text: str) -> str:
