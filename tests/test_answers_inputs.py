@@ -103,6 +103,21 @@ def test_bad_lines_name_file_line_and_field(tmp_path: Path, line: str, message: 
     assert message in str(caught.value)
 
 
+def test_a_line_that_is_not_utf8_is_named_with_its_byte(tmp_path: Path) -> None:
+    good = [json.dumps({"id": f"a{n}", "question": "q", "answer": "a"}) for n in range(1500)]
+    path = tmp_path / "answers.jsonl"
+    latin1 = '{"id": "x", "question": "Où?", "answer": "Voilà"}'.encode("latin-1")
+    path.write_bytes(
+        "\ufeff".encode() + "\n".join(good).encode() + b"\n" + latin1 + b"\n" + latin1 + b"\n"
+    )
+    with pytest.raises(InputError) as caught:
+        read_answer_records(path)
+    assert [str(problem) for problem in caught.value.problems] == [
+        f"{path}:{line}: is not valid UTF-8 (byte 27 of the line); save the file as UTF-8"
+        for line in (1501, 1502)
+    ]
+
+
 def test_missing_or_empty_file(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="no such file"):
         read_answer_records(tmp_path / "absent.jsonl")

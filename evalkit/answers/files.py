@@ -22,6 +22,7 @@ is reported with its file, line and field, every bad line at once.
 
 from __future__ import annotations
 
+import codecs
 import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -151,14 +152,27 @@ def parse_answer_record(data: Any, *, path: str = "<record>", line: int = 1) -> 
     )
 
 
-def _lines(path: Path) -> Iterator[tuple[int, str]]:
+def _lines(path: Path) -> Iterator[tuple[int, str | InputError]]:
+    """Each line of the file with its number, as text, or the problem of a line that is not
+    UTF-8 (named by its line and byte, which a decoder's position in its buffer is not)."""
     try:
-        with path.open(encoding="utf-8") as handle:
-            yield from enumerate(handle, start=1)
+        with path.open("rb") as handle:
+            for number, raw in enumerate(handle, start=1):
+                data = raw.removeprefix(codecs.BOM_UTF8) if number == 1 else raw
+                try:
+                    yield number, data.decode("utf-8")
+                except UnicodeDecodeError as error:
+                    yield (
+                        number,
+                        InputError(
+                            f"is not valid UTF-8 (byte {error.start + 1} of the line); save the "
+                            "file as UTF-8",
+                            path=str(path),
+                            line=number,
+                        ),
+                    )
     except FileNotFoundError as error:
         raise InputError("no such file", path=str(path)) from error
-    except UnicodeDecodeError as error:
-        raise InputError(f"is not UTF-8 text: {error}", path=str(path)) from error
 
 
 def read_answer_records(path: Path | str) -> list[AnswerRecord]:
@@ -176,6 +190,9 @@ def read_answer_records(path: Path | str) -> list[AnswerRecord]:
     # One decoder per file: building a decoder per line costs as much as parsing the line.
     decoder = json.JSONDecoder(object_pairs_hook=noting_repeated_keys(repeated))
     for number, raw in _lines(path):
+        if isinstance(raw, InputError):
+            problems.append(raw)
+            continue
         if not raw.strip():
             continue
         repeated.clear()
