@@ -292,22 +292,28 @@ def test_a_query_id_holding_a_line_break_is_one_row_not_a_second_query(
     assert rows == [["q1\\nq2", "1.0000"], ["q2", "0.5000"], ["q3\\u2028q4", "0.3333"]]
 
 
-def test_score_names_the_file_that_lists_a_document_twice(
+def test_score_names_the_file_and_lines_that_give_a_document_twice(
     tmp_path: Path, evalkit_home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    (tmp_path / "run").write_text("1 Q0 d1 1 0.9 r\n1 Q0 d1 2 0.8 r\n")
+    # d1 also stands in other fields and queries, which are not the pair's lines.
+    (tmp_path / "run").write_text(
+        "1 Q0 d1 1 0.9 d1\n2 Q0 d1 1 0.9 r\n\n# d1\n1 Q0 d2 2 0.8 r\nd1 Q0 d3 1 0.5 r\n"
+        "1 Q0 d1 3 0.7 r\n1 Q0 d1 4 0.6 r\n"
+    )
     (tmp_path / "qrels").write_text("1 0 d1 1\n")
-    (tmp_path / "twice").write_text("1 0 d1 1\n1 0 d1 2\n")
+    (tmp_path / "twice").write_text("\ufeff1 0 d1 1\n1 0 d2 0\n1 0 d1 2\n")
     (tmp_path / "once").write_text("1 Q0 d1 1 0.9 r\n")
     base = ["score", "-m", "ndcg@10"]
     assert invoke([*base, "--qrels", str(tmp_path / "qrels"), "--run", str(tmp_path / "run")]) == 2
-    assert f"{tmp_path / 'run'} field 'doc_id': document 'd1' appears more than once" in (
-        capsys.readouterr().err
-    )
+    assert (
+        f"{tmp_path / 'run'}:7 field 'doc_id': document 'd1' appears more than once for query "
+        "'1' (first on line 1); a ranking lists each document once"
+    ) in capsys.readouterr().err
     assert invoke([*base, "--qrels", str(tmp_path / "twice"), "--run", str(tmp_path / "once")]) == 2
-    assert f"{tmp_path / 'twice'} field 'doc_id': document 'd1' is judged more than once" in (
-        capsys.readouterr().err
-    )
+    assert (
+        f"{tmp_path / 'twice'}:3 field 'doc_id': document 'd1' is judged more than once for "
+        "query '1' (first on line 1); judge each"
+    ) in capsys.readouterr().err
 
 
 def test_a_failed_run_shows_zero_queries_evaluated_not_none(

@@ -81,11 +81,18 @@ def score(
 @contextmanager
 def _blamed_on(path: Path) -> Iterator[None]:
     """Name ``path`` in an input error raised without a file (a document listed twice for a
-    query is found once the file's rows are indexed, not while they are read)."""
+    query is found once the file's rows are indexed, not while they are read), and the lines
+    of a pair given twice."""
     from evalkit.errors import InputError
+    from evalkit.metrics import RepeatedPairError, pair_lines
 
     try:
         yield
+    except RepeatedPairError as error:
+        if error.path is not None:
+            raise
+        lines = pair_lines(path, error.query_id, error.doc_id)
+        raise error.at(str(path), lines) from error
     except InputError as error:
         if error.path is not None:
             raise

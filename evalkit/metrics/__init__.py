@@ -15,7 +15,7 @@ Measures have one canonical name (``ndcg@10``, ``precision@10``, ``recall@100``,
 """
 
 from evalkit.metrics.evaluator import EvaluationResult, Evaluator
-from evalkit.metrics.inputs import JudgmentsInput, RunArrays, RunInput
+from evalkit.metrics.inputs import JudgmentsInput, RepeatedPairError, RunArrays, RunInput
 from evalkit.metrics.kernels import UNJUDGED, RankedGrades
 from evalkit.metrics.measures import (
     MEASURES,
@@ -26,7 +26,7 @@ from evalkit.metrics.measures import (
     parse_measures,
 )
 from evalkit.metrics.ranking import CorpusIndex
-from evalkit.metrics.trec_files import read_qrels, read_run
+from evalkit.metrics.trec_files import pair_lines, read_qrels, read_run
 
 __all__ = [
     "MEASURES",
@@ -39,8 +39,10 @@ __all__ = [
     "Measure",
     "MeasureDefinition",
     "RankedGrades",
+    "RepeatedPairError",
     "RunArrays",
     "RunInput",
+    "pair_lines",
     "parse_measure",
     "parse_measures",
     "read_qrels",

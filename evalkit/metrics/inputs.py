@@ -25,6 +25,7 @@ from evalkit.records import Judgment
 __all__ = [
     "JudgmentsInput",
     "LongRun",
+    "RepeatedPairError",
     "RunArrays",
     "RunInput",
     "codes_in",
@@ -34,6 +35,44 @@ __all__ = [
     "strings",
     "to_int64",
 ]
+
+
+class RepeatedPairError(InputError):
+    """A (query, document) pair given twice: a document a ranking lists twice, or one judged
+    twice. ``query_id`` and ``doc_id`` name it, so that whoever knows the file it came from
+    can name its lines (``at``)."""
+
+    def __init__(
+        self,
+        subject: str,
+        advice: str,
+        *,
+        query_id: str,
+        doc_id: str,
+        path: str | None = None,
+        lines: Sequence[int] = (),
+    ) -> None:
+        self.subject, self.advice = subject, advice
+        self.query_id, self.doc_id = query_id, doc_id
+        where = f" (first on line {lines[0]})" if len(lines) > 1 else ""
+        super().__init__(
+            f"{subject}{where}; {advice}",
+            path=path,
+            line=lines[1] if len(lines) > 1 else None,
+            field="doc_id",
+        )
+
+    def at(self, path: str, lines: Sequence[int]) -> RepeatedPairError:
+        """The same error in file ``path``, where the pair is on ``lines`` (the first two
+        are named: the repeat as the error's line, and the first)."""
+        return RepeatedPairError(
+            self.subject,
+            self.advice,
+            query_id=self.query_id,
+            doc_id=self.doc_id,
+            path=path,
+            lines=lines,
+        )
 
 
 JudgmentsInput = pd.DataFrame | Iterable[Judgment] | Mapping[str, Mapping[str, int]]

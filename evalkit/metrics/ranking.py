@@ -23,6 +23,7 @@ from evalkit.errors import InputError
 from evalkit.metrics.inputs import (
     Int64Array,
     LongRun,
+    RepeatedPairError,
     RunArrays,
     codes_in,
     sorted_codes,
@@ -452,11 +453,12 @@ def _reject_repeated_docs(index: JudgmentIndex, query_codes: Int64Array, doc_ids
     repeated = np.flatnonzero(by_key[1:] == by_key[:-1])
     if repeated.size:
         query_code, doc_code = divmod(int(by_key[repeated[0]]), max(len(dictionary), 1))
-        raise InputError(
-            f"document {dictionary[doc_code].as_py()!r} appears more than once for query "
-            f"{index.query_labels[query_code]!r}; a ranking lists each document once "
-            "(trec_eval rejects such runs too)",
-            field="doc_id",
+        doc_id, query_id = dictionary[doc_code].as_py(), index.query_labels[query_code]
+        raise RepeatedPairError(
+            f"document {doc_id!r} appears more than once for query {query_id!r}",
+            "a ranking lists each document once (trec_eval rejects such runs too)",
+            query_id=str(query_id),
+            doc_id=str(doc_id),
         )
 
 
@@ -513,11 +515,12 @@ def index_judgments(
     repeated = np.flatnonzero(sorted_keys[1:] == sorted_keys[:-1])
     if repeated.size:
         row = int(order[repeated[0] + 1])
-        raise InputError(
-            f"document {doc_ids[row].as_py()!r} is judged more than once for query "
-            f"{query_ids[row].as_py()!r}; judge each (query_id, doc_id) pair once "
-            "(trec_eval rejects such qrels too)",
-            field="doc_id",
+        doc_id, query_id = doc_ids[row].as_py(), query_ids[row].as_py()
+        raise RepeatedPairError(
+            f"document {doc_id!r} is judged more than once for query {query_id!r}",
+            "judge each (query_id, doc_id) pair once (trec_eval rejects such qrels too)",
+            query_id=str(query_id),
+            doc_id=str(doc_id),
         )
     n_queries = len(query_vocabulary)
     n_relevant = np.bincount(

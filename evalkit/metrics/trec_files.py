@@ -32,7 +32,7 @@ import pyarrow.csv as pcsv
 from evalkit.errors import InputError
 from evalkit.metrics.inputs import MAX_GRADE, MIN_GRADE
 
-__all__ = ["read_qrels", "read_run"]
+__all__ = ["pair_lines", "read_qrels", "read_run"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +117,31 @@ def read_run(path: str | os.PathLike[str]) -> pd.DataFrame:
     malformed line.
     """
     return _read(path, _RUN)
+
+
+def pair_lines(
+    path: str | os.PathLike[str], query_id: str, doc_id: str, *, limit: int = 2
+) -> list[int]:
+    """The numbers of the first ``limit`` lines of a qrels or run file that pair ``query_id``
+    (the first field) with ``doc_id`` (the third), as ``read_qrels`` and ``read_run`` count
+    lines: to name where a pair is repeated once the rows are indexed. Only the lines holding
+    ``doc_id`` are split, so a large file is searched at the speed of ``bytes.find``."""
+    data = Path(path).read_bytes().removeprefix(codecs.BOM_UTF8)
+    query, doc = query_id.encode(), doc_id.encode()
+    found: list[int] = []
+    number, counted = 1, 0
+    position = data.find(doc)
+    while position >= 0 and len(found) < limit:
+        start = data.rfind(b"\n", 0, position) + 1
+        end = data.find(b"\n", position)
+        end = len(data) if end < 0 else end
+        number += data.count(b"\n", counted, start)
+        counted = start
+        fields = data[start:end].split()
+        if len(fields) >= 3 and fields[0] == query and fields[2] == doc:
+            found.append(number)
+        position = data.find(doc, end)
+    return found
 
 
 def _read(path: str | os.PathLike[str], layout: _Layout) -> pd.DataFrame:
