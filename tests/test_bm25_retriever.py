@@ -46,6 +46,12 @@ TOLERANCE_BEIR = 0.02
 TOLERANCE_BM25S = 0.005
 
 
+NO_CORPUS = (
+    "holds no documents: neither corpus.jsonl (a BEIR corpus) nor a document file (.htm, .html, "
+    ".markdown, .md, .rst, .txt; subfolders included) was found in it"
+)
+
+
 def write_corpus(path: Path, documents: list[dict[str, str]]) -> Path:
     path.write_text("".join(json.dumps(document) + "\n" for document in documents))
     return path
@@ -251,6 +257,20 @@ def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     code = invoke(list(args))
     captured = capsys.readouterr()
     return code, captured.out, " ".join(captured.err.split())
+
+
+def test_indexing_a_folder_without_a_corpus_says_what_was_looked_for(
+    evalkit_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "goldset"
+    folder.mkdir()
+    (folder / "queries.jsonl").write_text('{"id": "q1", "text": "t"}\n', encoding="utf-8")
+    code, _, err = cli(
+        capsys, "index", "--kind", "bm25", "--corpus", str(folder), "--out", str(tmp_path / "i")
+    )
+    assert code == 2
+    assert err == f"error: {folder}: {NO_CORPUS}; there is nothing to index"
+    assert not (tmp_path / "i").exists()
 
 
 def test_index_and_run_end_to_end_store_a_bm25_run(

@@ -25,6 +25,11 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "goldsets" / "demo"
 
+NO_CORPUS = (
+    "holds no documents: neither corpus.jsonl (a BEIR corpus) nor a document file (.htm, .html, "
+    ".markdown, .md, .rst, .txt; subfolders included) was found in it"
+)
+
 
 def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     code = invoke(list(args))
@@ -263,6 +268,17 @@ def test_a_corpus_refused_at_its_end_leaves_no_collection(
     assert "`--format json`" in err
     client = open_chroma_client(path=evalkit_home / "chroma")
     assert "twice" not in {c.name for c in client.list_collections()}
+
+
+def test_a_folder_without_a_corpus_says_what_was_looked_for(
+    evalkit_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = evalkit_home.parent / "goldset"
+    folder.mkdir()
+    (folder / "queries.jsonl").write_text('{"id": "q1", "text": "t"}\n', encoding="utf-8")
+    code, _, err = cli(capsys, "index", "--corpus", str(folder), "--collection", "none")
+    assert code == 2
+    assert " ".join(err.split()) == f"error: {folder}: {NO_CORPUS}; there is nothing to index"
 
 
 def test_a_run_on_a_collection_whose_indexing_was_stopped_says_it_is_partial(

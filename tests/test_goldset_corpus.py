@@ -24,6 +24,12 @@ BEIR = DATA / "beir_tiny"
 TREC = DATA / "trec_tiny" / "docs.trec"
 
 
+NO_CORPUS = (
+    "holds no documents: neither corpus.jsonl (a BEIR corpus) nor a document file (.htm, .html, "
+    ".markdown, .md, .rst, .txt; subfolders included) was found in it"
+)
+
+
 def test_jsonl_corpus() -> None:
     assert list(iter_corpus(JSONL)) == [
         Document(
@@ -159,6 +165,9 @@ def test_validate_corpus_of_empty_and_missing_files(tmp_path: Path) -> None:
     empty.write_text("\n", encoding="utf-8")
 
     assert [p.detail for p in validate_corpus(empty)] == ["holds no documents"]
+    folder = tmp_path / "goldset"
+    folder.mkdir()
+    assert [str(p) for p in validate_corpus(folder)] == [f"{folder / 'corpus.jsonl'}: {NO_CORPUS}"]
     assert validate_corpus(JSONL) == []
     assert validate_corpus(BEIR) == []
     assert validate_corpus(TREC) == []

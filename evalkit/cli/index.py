@@ -35,7 +35,13 @@ class IndexKind(StrEnum):
 
 @app.command("index")
 def index(
-    corpus: Annotated[Path, typer.Option(help="A JSONL corpus file or a BEIR folder.")],
+    corpus: Annotated[
+        Path,
+        typer.Option(
+            help="A JSONL corpus file, a BEIR folder (its corpus.jsonl) or a folder of document "
+            "files (.txt, .md, .html, ...)."
+        ),
+    ],
     collection: Annotated[
         str | None,
         typer.Option(
@@ -128,7 +134,7 @@ def _index_chroma(
     output: OutputFormat,
 ) -> None:
     from evalkit.embedding import build_document_embedder, local_model_modules
-    from evalkit.goldset import iter_corpus
+    from evalkit.goldset import iter_corpus, no_documents
     from evalkit.retrievers.chroma import restore_interrupted_ef_search
     from evalkit.retrievers.chroma_client import close_client, open_chroma_client
     from evalkit.retrievers.indexing import index_corpus
@@ -145,7 +151,7 @@ def _index_chroma(
     # way would otherwise leave a collection holding the documents before it.
     total = sum(1 for _ in iter_corpus(corpus))
     if not total:
-        raise InputError("holds no document: there is nothing to index", path=str(corpus))
+        raise InputError(f"{no_documents(corpus)}; there is nothing to index", path=str(corpus))
     url = chroma_url or config.chroma_url
     if not url:
         restore_interrupted_ef_search(config.resolved_chroma_path, collection)
@@ -191,11 +197,13 @@ def _index_bm25(
     if out is None:
         raise ConfigError("name the directory to write the bm25 index to: --out DIR")
     require_all(("bm25s",), "`evalkit index --kind bm25`")
-    from evalkit.goldset import count_documents, iter_corpus
+    from evalkit.goldset import count_documents, iter_corpus, no_documents
     from evalkit.retrievers.bm25_index import Bm25Parameters, build_bm25_index
 
     parameters = Bm25Parameters.from_options(options)
     total = count_documents(corpus)
+    if not total:
+        raise InputError(f"{no_documents(corpus)}; there is nothing to index", path=str(corpus))
     with progress_bar(f"indexing {corpus.name}", enabled=output is OutputFormat.table) as bar:
         report = build_bm25_index(iter_corpus(corpus), out, parameters, total=total, progress=bar)
     data = asdict(report)

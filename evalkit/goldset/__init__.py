@@ -16,6 +16,7 @@ from evalkit.goldset.corpus import (
     count_documents,
     detect_corpus_format,
     iter_corpus,
+    no_documents,
     validate_corpus,
 )
 from evalkit.goldset.formats import (
@@ -46,6 +47,7 @@ __all__ = [
     "load_goldset",
     "load_jsonl_goldset",
     "load_trec_goldset",
+    "no_documents",
     "query_json_schema",
     "validate_corpus",
     "validate_goldset",

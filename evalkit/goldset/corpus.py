@@ -37,6 +37,7 @@ __all__ = [
     "detect_corpus_format",
     "iter_corpus",
     "iter_corpus_lines",
+    "no_documents",
     "validate_corpus",
 ]
 
@@ -143,8 +144,22 @@ def validate_corpus(path: Path | str, *, format: str | None = None) -> list[Inpu
         else:
             first_lines[document.id] = line
     if not count and not problems:
-        problems.add("holds no documents", path=_corpus_file(location))
+        problems.add(no_documents(location, format=format), path=_corpus_file(location))
     return problems.problems
+
+
+def no_documents(path: Path | str, *, format: str | None = None) -> str:
+    """What to say of a corpus that yielded no document: for a folder read as files (it has
+    no ``corpus.jsonl``), what was looked for, so that a folder given by mistake (a goldset's,
+    without its corpus) is not mistaken for an empty corpus."""
+    location = Path(path)
+    if (format or detect_corpus_format(location)) != "files":
+        return "holds no documents"
+    suffixes = ", ".join(sorted(DOCUMENT_FILE_SUFFIXES))
+    return (
+        f"holds no documents: neither corpus.jsonl (a BEIR corpus) nor a document file "
+        f"({suffixes}; subfolders included) was found in it"
+    )
 
 
 def count_documents(path: Path | str, *, format: str | None = None) -> int:
