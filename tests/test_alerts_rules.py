@@ -4,6 +4,7 @@ and the sequential form of the precision rule."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -242,7 +243,7 @@ def test_low_confidence_rate_reads_the_newest_window(store: Store) -> None:
     assert told(evaluate(store, config, 3)) == [("traffic", "resolved", "critical")]
 
 
-def stored_run(store: Store, value: float) -> str:
+def stored_run(store: Store, value: float, label: str = "replay") -> str:
     spec = RunSpec(
         kind="goldset",
         retriever_kind="http",
@@ -250,7 +251,7 @@ def stored_run(store: Store, value: float) -> str:
         measures=("precision@10",),
         evalkit_version="test",
         goldset_name="gs",
-        label="replay",
+        label=label,
         n_queries=30,
     )
     run_id = create_run(store, spec)
@@ -533,6 +534,72 @@ def test_the_gate_rule_reports_a_partial_candidate_with_its_failed_queries_as_ze
     assert alert.evidence["candidate_run"] == candidate
     assert alert.evidence["failed_in_candidate"] == sorted(ids[:10])
     assert "10 failed queries of the candidate counted as 0" in alert.summary
+
+
+def test_the_gate_rule_finds_its_label_behind_a_sweep_of_other_labels(store: Store) -> None:
+    """Fifty newer runs of the goldset with another label (a sweep) do not hide the watched
+    label's newest run: the rule still compares it with the baseline."""
+    ids = [f"q{i}" for i in range(40)]
+    gold = Goldset.build(
+        "syn", [Query(q, f"query {q}") for q in ids], [Judgment(q, f"d{q}", 1) for q in ids]
+    )
+    save_goldset(store, gold)
+
+    def replay(fail: set[str]) -> str:
+        request = GoldsetRunRequest(k=10, measures=("ndcg@10",), label="nightly", answers=False)
+        return evaluate_goldset(store, gold, _Retriever(fail), request).run.run_id
+
+    baseline = replay(set())
+    candidate = replay(set(ids[:20]))
+    sweep = replace(get_run(store, candidate).spec, label="sweep")
+    for _ in range(50):
+        finish_run(
+            store,
+            create_run(store, sweep),
+            status="complete",
+            per_query=None,
+            aggregates={"ndcg@10": 1.0},
+            n_evaluated=40,
+            n_total=40,
+            n_failed=0,
+        )
+    config = configure(
+        {
+            "name": "gate",
+            "kind": "precision_regression",
+            "goldset": "syn",
+            "label": "nightly",
+            "measures": ["ndcg@10"],
+            "baseline_run": baseline,
+            "resamples": 500,
+        }
+    )
+    evaluation = evaluate(store, config)
+    assert [(a.subject, a.status.value) for a in evaluation.alerts] == [("syn/nightly", "firing")]
+    assert evaluation.alerts[0].evidence["candidate_run"] == candidate
+
+
+def test_a_sequential_series_is_read_behind_the_runs_of_other_labels(store: Store) -> None:
+    """``history`` counts the watched label's runs, not the goldset's newest runs."""
+    config = configure(
+        {
+            "name": "seq",
+            "kind": "precision_regression",
+            "goldset": "gs",
+            "label": "replay",
+            "method": "page_hinkley",
+            "warmup": 8,
+            "history": 20,
+            "measures": ["precision@10"],
+        }
+    )
+    for offset in [0.01, -0.01, 0.005, -0.005, 0.0, 0.01, -0.01, 0.0]:
+        stored_run(store, 0.30 + offset)
+    for _ in range(5):
+        stored_run(store, 0.22)
+    for _ in range(20):
+        stored_run(store, 0.5, label="sweep")
+    assert told(evaluate(store, config)) == [("gs/replay|http:precision@10", "firing", "critical")]
 
 
 def test_a_resolution_goes_only_to_the_sinks_told_of_the_firing(

@@ -637,15 +637,19 @@ def list_runs(
     store: Store,
     *,
     goldset: str | None = None,
-    status: str | None = None,
+    status: str | tuple[str, ...] | None = None,
     kind: str | None = None,
     tag: str | None = None,
+    label: str | None = None,
+    retriever: str | None = None,
     limit: int = 20,
     limit_per_retriever: bool = False,
 ) -> list[RunRecord]:
-    """Stored runs, newest first (of one goldset, status, kind and tag when given): at most
-    ``limit``, or with ``limit_per_retriever`` at most ``limit`` of each retriever
-    (``RunRecord.retriever_id``), so that a series is not cut short by the runs of others."""
+    """Stored runs, newest first (of one goldset, status or statuses, kind, tag, label and
+    retriever (``RunRecord.retriever_id``) when given): at most ``limit``, or with
+    ``limit_per_retriever`` at most ``limit`` of each retriever, so that a series is not cut
+    short by the runs of others. The filters apply before the limit."""
+    statuses = [status] if isinstance(status, str) else None if status is None else list(status)
     per_retriever = (
         f" QUALIFY row_number() OVER (PARTITION BY {RETRIEVER_ID_SQL}"
         "   ORDER BY started_at DESC, run_id DESC) <= ?"
@@ -654,12 +658,28 @@ def list_runs(
     )
     rows = store.fetch(
         f"SELECT {_RUN_COLUMNS} FROM runs WHERE (? IS NULL OR goldset_name = ?)"
-        " AND (? IS NULL OR status = ?) AND (? IS NULL OR kind = ?)"
+        " AND (?::VARCHAR[] IS NULL OR list_contains(?::VARCHAR[], status))"
+        " AND (? IS NULL OR kind = ?) AND (? IS NULL OR label = ?)"
+        f" AND (? IS NULL OR {RETRIEVER_ID_SQL} = ?)"
         " AND (? IS NULL OR EXISTS (SELECT 1 FROM run_tags t"
         "   WHERE t.run_id = runs.run_id AND t.tag = ?))"
         f"{per_retriever} ORDER BY started_at DESC, run_id DESC"
         f"{'' if limit_per_retriever else ' LIMIT ?'}",
-        [goldset, goldset, status, status, kind, kind, tag, tag, limit],
+        [
+            goldset,
+            goldset,
+            statuses,
+            statuses,
+            kind,
+            kind,
+            label,
+            label,
+            retriever,
+            retriever,
+            tag,
+            tag,
+            limit,
+        ],
     )
     aggregates = _aggregates_of(store, [str(row[0]) for row in rows])
     return [_run_record(row, aggregates.get(str(row[0]), {})) for row in rows]

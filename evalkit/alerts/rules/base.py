@@ -91,17 +91,24 @@ def goldset_runs(
     statuses: tuple[str, ...] = ("complete",),
     retriever: str | None = None,
 ) -> list[RunRecord]:
-    """The goldset runs a rule watches, newest first: of ``goldset`` among its ``limit``
-    newest runs, in one of ``statuses``, with ``label`` and of one ``retriever``
-    (``RunRecord.retriever_id``) when given."""
-    return [
-        run
-        for run in list_runs(store, goldset=goldset, status=None, limit=limit)
-        if run.status in statuses
-        and run.spec.kind == "goldset"
-        and (label is None or run.spec.label == label)
-        and (retriever is None or run.retriever_id == retriever)
-    ]
+    """The goldset runs a rule watches, newest first: of ``goldset``, in one of
+    ``statuses``, with ``label`` and of one ``retriever`` (``RunRecord.retriever_id``) when
+    given; at most ``limit`` of each retriever.
+
+    The filters are part of the query: taking the newest runs of the goldset first and
+    filtering them after would lose the watched runs behind a sweep of other labels or
+    retrievers, and the rule would see nothing to compare.
+    """
+    return list_runs(
+        store,
+        goldset=goldset,
+        status=statuses,
+        kind="goldset",
+        label=label,
+        retriever=retriever,
+        limit=limit,
+        limit_per_retriever=True,
+    )
 
 
 def iso(moment: datetime | None) -> str | None:
