@@ -129,15 +129,29 @@ def test_model_mismatch_is_its_own_rule(store: Store) -> None:
     assert [(a.rule, a.subject) for a in evaluation.alerts] == [("model", "queries/traffic")]
 
 
-def audit_report(collection: str, minute: int, *findings: Finding) -> AuditReport:
+def audit_report(
+    collection: str,
+    minute: int,
+    *findings: Finding,
+    ran: Sequence[str] = ("duplicates",),
+    not_run: Sequence[str] = (),
+) -> AuditReport:
+    """An audit that ran the checks ``ran`` and those of ``findings``; ``not_run`` are
+    listed as not run (their inputs were missing)."""
     moment = T0 + timedelta(minutes=minute)
+    names = dict.fromkeys([*ran, *(finding.check for finding in findings)])
+    checks = [
+        CheckOutcome(name, True, findings=tuple(f for f in findings if f.check == name))
+        for name in names
+    ]
+    checks += [CheckOutcome(name, False, note="no input given") for name in not_run]
     return AuditReport(
         collection=collection,
         location="chroma",
         started_at=moment,
         finished_at=moment,
         n_documents=100,
-        checks=(CheckOutcome(name="duplicates", ran=True, findings=findings),),
+        checks=tuple(checks),
         config={},
         seed=0,
     )
@@ -177,13 +191,43 @@ def test_audit_findings_fire_per_kind_with_their_severity(store: Store) -> None:
     recall_alert = next(a for a in first.alerts if a.subject == "kb/low_ann_recall")
     assert recall_alert.evidence["value"] == 0.82
     assert recall_alert.evidence["findings"][0]["threshold"] == 0.95
-    save_audit(store, audit_report("kb", 1, near))
+    save_audit(store, audit_report("kb", 1, near, ran=("ann_recall", "model", "orphans")))
     assert told(evaluate(store, config, 1)) == [
         ("audit/kb", "resolved", "critical"),
         ("kb/low_ann_recall", "resolved", "critical"),
     ]
     save_audit(store, audit_report("other", 2, recall))
     assert told(evaluate(store, config, 2)) == [("other/low_ann_recall", "firing", "critical")]
+
+
+def test_an_audit_clears_only_the_findings_of_the_checks_it_ran(store: Store) -> None:
+    """An audit of other checks (``evalkit audit --check staleness``) leaves the duplicates
+    and the model mismatch an earlier audit found firing; an audit that ran their checks
+    and no longer finds them resolves them."""
+    config = configure(
+        {"name": "index", "kind": "audit_findings"}, {"name": "model", "kind": "model_mismatch"}
+    )
+    exact = Finding("exact_duplicates", "duplicates", Severity.warning, "2 copies", 2)
+    vectors = Finding("vectors_from_another_model", "model", Severity.critical, "other model", 7)
+    save_audit(store, audit_report("kb", 0, exact, vectors))
+    assert told(evaluate(store, config)) == [
+        ("audit/kb", "firing", "critical"),
+        ("kb/exact_duplicates", "firing", "warning"),
+    ]
+    save_audit(store, audit_report("kb", 1, ran=("staleness",), not_run=("model",)))
+    assert told(evaluate(store, config, 1)) == []
+    assert load_alert_states(store, rule="index")["index:kb/exact_duplicates"].active
+    stale = Finding("changed_at_source", "staleness", Severity.warning, "3 changed", 3)
+    save_audit(store, audit_report("kb", 2, stale, ran=("model",)))
+    assert told(evaluate(store, config, 2)) == [
+        ("audit/kb", "resolved", "critical"),
+        ("kb/changed_at_source", "firing", "warning"),
+    ]
+    save_audit(store, audit_report("kb", 3, ran=("duplicates",)))
+    evaluation = evaluate(store, config, 3)
+    assert told(evaluation) == [("kb/exact_duplicates", "resolved", "warning")]
+    audit_id = evaluation.alerts[0].evidence["audit_id"]
+    assert audit_id.startswith(f"{T0 + timedelta(minutes=3):%Y%m%dT%H%M%S}-")
 
 
 def fail(store: Store, job: str, status: str, minute: int) -> None:

@@ -75,6 +75,11 @@ class StoredAudit:
     n_findings: int
     evalkit_version: str
 
+    @property
+    def checks_run(self) -> frozenset[str]:
+        """The checks this audit ran (a check whose inputs were missing is listed, not run)."""
+        return frozenset(str(check.get("name")) for check in self.checks if check.get("ran"))
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         data = {name: getattr(self, name) for name in self.__slots__}

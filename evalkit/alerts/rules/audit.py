@@ -4,16 +4,22 @@ staleness, ANN recall, coverage...), with the finding's own severity.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Literal
+from collections.abc import Mapping, Sequence
+from typing import Literal
 
 from pydantic import Field
 
 from evalkit.alerts.model import Signal
 from evalkit.alerts.rules.base import RuleContext, RuleKind, RuleParams, iso
 from evalkit.records import AlertSeverity
-from evalkit.store.alerts import has_tables
-from evalkit.store.audit import list_audit_findings, list_audits
+from evalkit.store.alerts import StoredAlertState, has_tables
+from evalkit.store.audit import (
+    SEVERITY_RANKS,
+    StoredAudit,
+    StoredFinding,
+    audit_findings,
+    list_audits,
+)
 
 __all__ = [
     "AUDIT_FINDINGS",
@@ -53,20 +59,29 @@ def audit_signals(
     per_kind: bool = True,
     exclude: Sequence[str] = (),
 ) -> list[Signal]:
-    """One signal per collection (and per finding kind with ``per_kind``) of the newest
-    audits' findings, and a cleared signal for each active subject they no longer report."""
+    """One signal per collection (and per finding kind with ``per_kind``) of the audits'
+    current findings, and a cleared signal for each active subject they no longer report.
 
-    latest: dict[str, Any] = {}
+    Each check of a collection is read from the newest audit that ran it: an audit of a few
+    checks (``evalkit audit --check staleness``) neither clears nor hides what the others
+    found, and only a newer audit that ran a finding's check clears it.
+    """
+    ran_in: dict[tuple[str, str], StoredAudit] = {}
+    findings: list[StoredFinding] = []
     for audit in list_audits(ctx.store, collection=collection, limit=1000):
-        latest.setdefault(audit.collection, audit)
-    findings = [
-        finding
-        for finding in list_audit_findings(
-            ctx.store, collection=collection, min_severity=min_severity, latest_only=True
-        )
-        if (kinds is None or finding.kind in kinds) and finding.kind not in exclude
-    ]
-    grouped: dict[str, list[Any]] = {}
+        fresh = {name for name in audit.checks_run if (audit.collection, name) not in ran_in}
+        if not fresh:
+            continue
+        ran_in.update({(audit.collection, name): audit for name in fresh})
+        findings += [
+            finding
+            for finding in audit_findings(ctx.store, audit.audit_id)
+            if finding.check in fresh
+            and SEVERITY_RANKS[finding.severity] >= SEVERITY_RANKS[min_severity]
+            and (kinds is None or finding.kind in kinds)
+            and finding.kind not in exclude
+        ]
+    grouped: dict[str, list[StoredFinding]] = {}
     for finding in findings:
         key = f"{subject_prefix}{finding.collection}"
         if per_kind:
@@ -75,7 +90,10 @@ def audit_signals(
     signals = []
     for subject, found in grouped.items():
         worst = max(found, key=lambda finding: finding.severity == "critical")
-        newest = latest.get(worst.collection)
+        newest = max(
+            (ran_in[(finding.collection, finding.check)] for finding in found),
+            key=lambda audit: (audit.started_at, audit.audit_id),
+        )
         kinds_found = sorted({finding.kind for finding in found})
         signals.append(
             Signal(
@@ -87,7 +105,7 @@ def audit_signals(
                 evidence={
                     "audit_id": worst.audit_id,
                     "collection": worst.collection,
-                    "audited_at": iso(newest.finished_at if newest else worst.created_at),
+                    "audited_at": iso(newest.finished_at),
                     "findings": [
                         {
                             "kind": finding.kind,
@@ -116,18 +134,38 @@ def audit_signals(
         if not state.active or subject in grouped or not subject.startswith(subject_prefix):
             continue
         audited = subject[len(subject_prefix) :].split("/")[0]
-        if audited in latest:
+        clearing = _clearing_audit(state, audited, ran_in)
+        if clearing is not None:
             signals.append(
                 Signal(
                     subject=subject,
                     active=False,
                     title=f"index audit of {audited}: finding cleared",
-                    summary=f"the newest audit of {audited} "
-                    f"({latest[audited].audit_id}) no longer reports it",
-                    evidence={"audit_id": latest[audited].audit_id, "collection": audited},
+                    summary=f"the newest audit of {audited} that ran its check "
+                    f"({clearing.audit_id}) no longer reports it",
+                    evidence={"audit_id": clearing.audit_id, "collection": audited},
                 )
             )
     return signals
+
+
+def _clearing_audit(
+    state: StoredAlertState, collection: str, ran_in: Mapping[tuple[str, str], StoredAudit]
+) -> StoredAudit | None:
+    """The newest audit that ran the checks behind an active subject's findings (as its
+    evidence names them); None while one of them has not run since."""
+    reported = state.evidence.get("findings")
+    checks = {str(finding.get("check")) for finding in reported or () if finding.get("check")}
+    if not checks:
+        # A state stored without its findings: any newer audit of the collection decides.
+        checks = {check for audited, check in ran_in if audited == collection}
+    audits = [ran_in.get((collection, check)) for check in checks]
+    if not audits or any(audit is None for audit in audits):
+        return None
+    return max(
+        (audit for audit in audits if audit is not None),
+        key=lambda audit: (audit.started_at, audit.audit_id),
+    )
 
 
 def _audit_findings(ctx: RuleContext, params: AuditFindingsParams) -> list[Signal]:
