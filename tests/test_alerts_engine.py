@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from evalkit.alerts import AlertStatus, Signal, alerts_config, transition
+from evalkit.alerts import (
+    AlertStatus,
+    Evaluation,
+    Signal,
+    alerts_config,
+    build_sinks,
+    evaluate_rules,
+    transition,
+)
 from evalkit.alerts.engine import route
 from evalkit.alerts.sinks import LogSink
-from evalkit.config import parse_duration, parse_settings
+from evalkit.config import load_settings, parse_duration, parse_settings
 from evalkit.errors import ConfigError
 from evalkit.records import AlertSeverity
-from evalkit.store.alerts import StoredAlertState
+from evalkit.scheduler import SchedulerService, service_config
+from evalkit.store import Store
+from evalkit.store.alerts import StoredAlertState, load_alert_states
+from evalkit.store.jobs import record_job_run
 
 T0 = datetime(2026, 11, 21, 2, 0, 0)
 HOUR = 3600.0
@@ -261,3 +273,66 @@ def test_no_sinks_means_a_log_sink_and_defaults_are_documented() -> None:
     for model in (AlertsSettings, RuleConfig):
         for name, field in model.model_fields.items():
             assert field.description, f"{model.__name__}.{name} has no help text"
+
+
+def nightly(store: Store, status: str, at: datetime) -> None:
+    record_job_run(
+        store,
+        job="nightly",
+        kind="command",
+        trigger="schedule",
+        status=status,
+        started_at=at,
+        finished_at=at,
+        pid=1,
+        host="h",
+        error=None,
+    )
+
+
+def test_serve_neither_closes_a_rule_added_since_it_started_nor_raises_one_removed(
+    evalkit_home: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """evalkit serve reads evalkit.toml once. A rule added to the file and evaluated by
+    `evalkit alerts evaluate` is not closed by the running service as unconfigured, and a
+    rule removed from it (and closed by the CLI) is not raised again by the service: both
+    were false notices to every sink. The service says once that it must be restarted."""
+    path = evalkit_home.parent / "evalkit.toml"
+    monkeypatch.setenv("EVALKIT_CONFIG", str(path))
+    sink = (
+        f'[[alerts.sinks]]\nname = "pager"\nkind = "log"\npath = "{evalkit_home.parent}/p.jsonl"\n'
+    )
+
+    def rule(name: str) -> str:
+        return f'[[alerts.rules]]\nname = "{name}"\nkind = "job_failure"\ncooldown = 0\n'
+
+    path.write_text(sink + rule("kept") + rule("removed"), encoding="utf-8")
+    started = load_settings()
+    service = SchedulerService(service_config(started), started)
+    with Store.open(started.resolved_store_path) as store:
+        nightly(store, "failed", T0)
+
+        def told(evaluation: Evaluation) -> list[tuple[str, str]]:
+            return sorted((a.rule, a.status.value) for a in evaluation.alerts)
+
+        assert told(service.evaluate_alerts(store)) == [("kept", "firing"), ("removed", "firing")]
+        path.write_text(sink + rule("kept") + rule("added"), encoding="utf-8")
+        current = alerts_config(load_settings())
+        assert told(evaluate_rules(store, current, build_sinks(current))) == [
+            ("added", "firing"),
+            ("removed", "resolved"),
+        ]
+        with caplog.at_level(logging.WARNING, logger="evalkit.scheduler"):
+            assert told(service.evaluate_alerts(store)) == []
+            assert told(service.evaluate_alerts(store)) == []
+        assert [r.getMessage() for r in caplog.records] == [
+            f"{path} changed since evalkit serve started; the running service keeps the "
+            "configuration it started with: restart it to apply the change. Until then it "
+            "closes no alert of a rule it does not know and does not evaluate the rules "
+            "changed or removed since: removed"
+        ]
+        states = load_alert_states(store)
+        assert states["added:nightly"].active
+        assert not states["removed:nightly"].active
+        nightly(store, "succeeded", T0 + timedelta(minutes=1))
+        assert told(service.evaluate_alerts(store)) == [("kept", "resolved")]

@@ -8,8 +8,12 @@ ones, after the ``[scheduler] plugins`` that may register more kinds are importe
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import logging
 import sys
+import tomllib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -17,7 +21,13 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from evalkit.alerts.configured import AlertsConfig, alerts_config, find_named, resolve_kind
+from evalkit.alerts.configured import (
+    AlertsConfig,
+    ConfiguredRule,
+    alerts_config,
+    find_named,
+    resolve_kind,
+)
 from evalkit.config import (
     JobConfig,
     SchedulerSettings,
@@ -28,7 +38,9 @@ from evalkit.config import (
 from evalkit.errors import ConfigError
 from evalkit.scheduler.jobs import JOB_KINDS, RetrieverParams
 
-__all__ = ["JobDefinition", "ServiceConfig", "service_config"]
+__all__ = ["ConfigFileWatch", "JobDefinition", "ServiceConfig", "service_config"]
+
+_log = logging.getLogger("evalkit.scheduler")
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,3 +205,89 @@ def service_config(settings: Settings) -> ServiceConfig:
             )
         seen[job.name] = i
     return ServiceConfig(path=path, scheduler=scheduler, jobs=jobs, alerts=alerts_config(settings))
+
+
+@dataclass(frozen=True, slots=True)
+class _FileState:
+    """The configuration file's content digest (None: no file) and its ``[[alerts.rules]]``
+    entries by name (None: the file is not readable TOML)."""
+
+    digest: str | None
+    rules: Mapping[str, object] | None
+
+
+def _file_state(path: Path) -> _FileState:
+    try:
+        content = path.read_bytes()
+    except FileNotFoundError:
+        return _FileState(None, {})
+    except OSError:
+        return _FileState("unreadable", None)
+    digest = hashlib.sha256(content).hexdigest()
+    try:
+        data = tomllib.loads(content.decode("utf-8-sig"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return _FileState(digest, None)
+    alerts = data.get("alerts")
+    entries = alerts.get("rules") if isinstance(alerts, dict) else None
+    if not isinstance(entries, list):
+        return _FileState(digest, {})
+    return _FileState(
+        digest,
+        {
+            str(entry["name"]): entry
+            for entry in entries
+            if isinstance(entry, dict) and "name" in entry
+        },
+    )
+
+
+class ConfigFileWatch:
+    """Which alert rules ``evalkit serve`` may still evaluate, as the configuration file
+    changes under it.
+
+    The service reads the file once, at start. Once the file says something else, rules
+    evaluated from the service's old reading and from the file by ``evalkit alerts
+    evaluate`` would contradict each other: the service would close the keys of a rule added
+    since as unconfigured, or raise again the alerts of a rule removed since. So while the
+    file differs from what it read, the service evaluates only its rules whose entries the
+    file still holds unchanged, retires none, and says once per change that it must be
+    restarted to apply the file.
+    """
+
+    def __init__(self, path: Path, rules: Sequence[ConfiguredRule]) -> None:
+        self.path = path
+        self._rules = tuple(rules)
+        self._loaded = _file_state(path)
+        self._told: str | None = self._loaded.digest
+
+    def rules_to_evaluate(self) -> list[str] | None:
+        """None while the file is as the service read it (evaluate every enabled rule and
+        retire the unconfigured ones); otherwise the names of the enabled rules it may still
+        evaluate (and then retire none)."""
+        now = _file_state(self.path)
+        if now.digest == self._loaded.digest:
+            if self._told != now.digest:
+                _log.info("%s is again the configuration evalkit serve started with", self.path)
+                self._told = now.digest
+            return None
+        loaded = self._loaded.rules or {}
+        enabled = [rule.name for rule in self._rules if rule.config.enabled]
+        kept = (
+            enabled
+            if now.rules is None
+            else [name for name in enabled if now.rules.get(name) == loaded.get(name)]
+        )
+        if self._told != now.digest:
+            self._told = now.digest
+            left = [name for name in enabled if name not in kept]
+            _log.warning(
+                "%s changed since evalkit serve started; the running service keeps the "
+                "configuration it started with: restart it to apply the change. Until then it "
+                "closes no alert of a rule it does not know%s",
+                self.path,
+                f" and does not evaluate the rules changed or removed since: {', '.join(left)}"
+                if left
+                else "",
+            )
+        return kept

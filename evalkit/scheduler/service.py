@@ -32,12 +32,12 @@ from typing import TYPE_CHECKING, Any
 
 from apscheduler.triggers.base import BaseTrigger
 
-from evalkit.alerts.engine import evaluate_rules
+from evalkit.alerts.engine import Evaluation, evaluate_rules
 from evalkit.alerts.outbox import RedeliverySchedule, deliver_due
 from evalkit.alerts.sinks import build_sinks
 from evalkit.errors import EvalkitError
 from evalkit.net import is_loopback
-from evalkit.scheduler.config import ServiceConfig
+from evalkit.scheduler.config import ConfigFileWatch, ServiceConfig
 from evalkit.scheduler.health import HealthServer, ServiceState
 from evalkit.scheduler.lock import ServiceInfo, ServiceLock
 from evalkit.scheduler.runner import JobRunner, NotStarted
@@ -86,6 +86,7 @@ class SchedulerService:
             settings, program="evalkit serve", wait_as="job", on_wait=_log.info
         )
         self.sinks = build_sinks(config.alerts)
+        self.config_watch = ConfigFileWatch(config.path, config.alerts.rules)
         self.policy = RedeliverySchedule.from_settings(config.alerts.settings)
         self.state = ServiceState(config, next_run=self._next_run)
         self.stopping = threading.Event()
@@ -188,7 +189,7 @@ class SchedulerService:
             for run_id in failed:
                 _log.warning("run %s was left running: marked failed", run_id)
             self._last_scheduled = last_scheduled_times(store)
-            self._evaluate(store)
+            self.evaluate_alerts(store)
             self.state.refresh(store)
 
     def _missed_time(self, name: str, grace: float) -> datetime | None:
@@ -281,16 +282,22 @@ class SchedulerService:
 
     # -- work -------------------------------------------------------------------------
 
-    def _evaluate(self, store: Store) -> None:
+    def evaluate_alerts(self, store: Store) -> Evaluation:
+        """Evaluate the alert rules this service was started with and store what they raise
+        (after every job and every ``evaluate_interval``); while the configuration file
+        differs from what the service read, only the rules it still holds unchanged, and no
+        rule is retired (``ConfigFileWatch``)."""
         if not self.config.alerts.rules:
-            return
-        evaluation = evaluate_rules(store, self.config.alerts, self.sinks)
+            return Evaluation()
+        only = self.config_watch.rules_to_evaluate()
+        evaluation = evaluate_rules(store, self.config.alerts, self.sinks, only=only)
         self.state.rule_errors = dict(evaluation.errors)
         if evaluation.alerts:
             self._wake.set()
+        return evaluation
 
     def _after_job(self, store: Store, run: StoredJobRun) -> None:
-        self._evaluate(store)
+        self.evaluate_alerts(store)
         self.state.refresh(store)
         self._wake.set()
 
@@ -302,7 +309,7 @@ class SchedulerService:
             try:
                 if time.monotonic() >= next_evaluation:
                     with self.access("alerts: evaluating rules") as store:
-                        self._evaluate(store)
+                        self.evaluate_alerts(store)
                         self.state.refresh(store)
                     next_evaluation = time.monotonic() + alerts.evaluate_interval
                     woken = True
