@@ -200,6 +200,29 @@ def test_give_up_after_abandons_and_says_so(store_path: Path, receiver: Receiver
     assert deliver_due(access, sinks, policy, clock=clock).failed == 0
 
 
+def test_the_outbox_redelivers_no_sooner_than_retry_after_asks(
+    store_path: Path, receiver: Receiver
+) -> None:
+    config = flag_config(receiver, retry_initial=10, retry_max=60)
+    sinks = build_sinks(config)
+    access = StoreAccess(store_path, wait=10, program="test")
+    FLAGS.update(a=True)
+    with access("evaluate") as store:
+        evaluate_rules(store, config, sinks, now=T0)
+    receiver.fail_with = 503
+    receiver.retry_after = "600"
+    clock = Clock()
+    policy = RedeliverySchedule.from_settings(config.settings)
+    assert deliver_due(access, sinks, policy, clock=clock).failed == 1
+    receiver.fail_with = None
+    clock.now = T0 + timedelta(seconds=599)
+    assert deliver_due(access, sinks, policy, clock=clock).delivered == 0
+    assert len(receiver.all()) == 1
+    clock.now = T0 + timedelta(seconds=600)
+    assert deliver_due(access, sinks, policy, clock=clock).delivered == 1
+    assert [r.status for r in receiver.all()] == [503, 200]
+
+
 def test_a_sink_removed_from_the_configuration_keeps_its_rows(
     store_path: Path, receiver: Receiver
 ) -> None:

@@ -170,6 +170,41 @@ def test_webhook_recovers_within_its_retries(receiver: Receiver) -> None:
     assert all(r.signature_valid for r in receiver.all())
 
 
+@pytest.mark.parametrize("status", [429, 503])
+def test_webhook_waits_what_retry_after_asks_for(receiver: Receiver, status: int) -> None:
+    waits: list[float] = []
+
+    def sleep_then_heal(seconds: float) -> None:
+        waits.append(seconds)
+        receiver.fail_with = None
+
+    receiver.fail_with = status
+    receiver.retry_after = "7"
+    sink = WebhookSink(name="hook", url=receiver.url, backoff=0.5, sleep=sleep_then_heal)
+    result = sink.send(make_alert())
+    assert result.ok
+    assert waits == [7.0]
+    assert [r.status for r in receiver.all()] == [status, 200]
+
+
+def test_webhook_leaves_a_longer_retry_after_to_the_outbox(receiver: Receiver) -> None:
+    """A wait longer than max_backoff is not cut short by retrying sooner: the attempt ends
+    and says how long the receiver asked to wait."""
+    waits: list[float] = []
+    receiver.fail_with = 429
+    receiver.retry_after = "120"
+    sink = WebhookSink(name="hook", url=receiver.url, max_backoff=30, sleep=waits.append)
+    result = sink.send(make_alert())
+    assert (result.ok, result.tries, result.status_code, result.retry_after) == (
+        False,
+        1,
+        429,
+        120.0,
+    )
+    assert waits == []
+    assert len(receiver.all()) == 1
+
+
 def test_webhook_does_not_retry_a_client_error(receiver: Receiver) -> None:
     receiver.fail_with = 400
     result = WebhookSink(name="hook", url=receiver.url, retries=3, sleep=no_sleep).send(

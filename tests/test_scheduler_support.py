@@ -85,6 +85,7 @@ class Receiver:
     def __init__(self, *, secret: str | None = SECRET, port: int = 0) -> None:
         self.secret = secret
         self.fail_with: int | None = None
+        self.retry_after: str | None = None
         self.requests: list[Received] = []
         self.lock = threading.Lock()
         self.port = port or free_port()
@@ -113,6 +114,8 @@ class Receiver:
                 with receiver.lock:
                     receiver.requests.append(Received(self.path, headers, body, status, valid))
                 self.send_response(status)
+                if receiver.fail_with and receiver.retry_after is not None:
+                    self.send_header("Retry-After", receiver.retry_after)
                 self.send_header("Content-Length", "2")
                 self.end_headers()
                 self.wfile.write(b"ok")

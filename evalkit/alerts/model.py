@@ -104,10 +104,12 @@ class Alert:
 
 @dataclass(frozen=True, slots=True)
 class DeliveryResult:
-    """How one delivery attempt went. ``error`` never holds a secret."""
+    """How one delivery attempt went. ``error`` never holds a secret; ``retry_after`` is
+    the seconds the receiver asked to wait before the next attempt (HTTP ``Retry-After``)."""
 
     ok: bool
     duration_ms: float
     status_code: int | None = None
     error: str | None = None
     tries: int = 1
+    retry_after: float | None = None

@@ -4,7 +4,8 @@ An alert is in the store (``alerts`` + ``alert_outbox``) before any delivery is 
 ``deliver_due`` sends the rows that are due and records each attempt as soon as it ends:
 a row becomes ``delivered`` only when its sink accepted it (a 2xx for a webhook, exit 0
 for a command). A failed row waits ``RedeliverySchedule.next_attempt`` (doubling, with jitter, up
-to a maximum) and is tried again by a later pass, in this process or after a restart, so a
+to a maximum), and never less than the receiver asked for (``Retry-After``), and is tried
+again by a later pass, in this process or after a restart, so a
 receiver that is down for an hour gets every alert once it is back.
 
 Order: the rows of one sink are sent oldest first and a pass stops at a sink's first
@@ -195,9 +196,12 @@ def _attempt(
     next_at = None
     if not result.ok:
         with recording:  # the random generator is shared between the sinks' threads
+            failed_at = clock()
             next_at = policy.next_attempt(
-                failures=attempt, created_at=row.created_at, now=clock(), rng=rng
+                failures=attempt, created_at=row.created_at, now=failed_at, rng=rng
             )
+        if next_at is not None and result.retry_after is not None:
+            next_at = max(next_at, failed_at + timedelta(seconds=result.retry_after))
     with (
         recording,
         session(f"alerts: recording delivery of {alert.alert_id} to {sink.name}") as store,

@@ -42,7 +42,7 @@ from evalkit.redaction import (
     url_secrets,
 )
 from evalkit.registry import register_named
-from evalkit.retry import RetryPolicy
+from evalkit.retry import RetryPolicy, retry_after_seconds
 
 if TYPE_CHECKING:
     from evalkit.alerts.configured import AlertsConfig, ConfiguredSink
@@ -202,10 +202,18 @@ class _NamedSink:
 class _DeliveryError(Exception):
     """One failed delivery attempt: the error to report, the HTTP status, whether to retry."""
 
-    def __init__(self, message: str, *, status: int | None, retryable: bool) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None,
+        retryable: bool,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.retryable = retryable
+        self.retry_after = retry_after
 
 
 class WebhookSink(_NamedSink):
@@ -237,11 +245,20 @@ class WebhookSink(_NamedSink):
         self._headers = dict(headers or {})
         self._verify = verify_tls
         self._sleep = sleep
+        # A receiver that asks for a longer wait than max_backoff is not retried within the
+        # call: the outbox tries again at the time it asked for, never before.
         self._retry = RetryPolicy(
             retries=retries,
             backoff=backoff,
             max_wait=max_backoff,
-            retryable=lambda error: isinstance(error, _DeliveryError) and error.retryable,
+            retryable=lambda error: (
+                isinstance(error, _DeliveryError)
+                and error.retryable
+                and (error.retry_after is None or error.retry_after <= max_backoff)
+            ),
+            retry_after=lambda error: (
+                error.retry_after if isinstance(error, _DeliveryError) else None
+            ),
         )
         parts = urlsplit(url)
         hidden = [secret, *self._headers.values(), parts.password, parts.query, *url_secrets(url)]
@@ -266,7 +283,8 @@ class WebhookSink(_NamedSink):
         return encode(slack_body(alert) if self._format == "slack" else alert_payload(alert))
 
     def send(self, alert: Alert) -> DeliveryResult:
-        """POST the alert; retry connection errors, timeouts, 408/425/429 and 5xx."""
+        """POST the alert; retry connection errors, timeouts, 408/425/429 and 5xx, after
+        the wait a 429 or 503 asks for in ``Retry-After`` when it gives one."""
         body = self.body(alert)
         began = time.perf_counter()
         tries = 0
@@ -291,6 +309,9 @@ class WebhookSink(_NamedSink):
                     f"HTTP {status} from {public_url(self._url)}",
                     status=status,
                     retryable=status >= 500 or status in _RETRYABLE,
+                    retry_after=retry_after_seconds(response.headers.get("Retry-After"))
+                    if status in (429, 503)
+                    else None,
                 )
 
             try:
@@ -302,6 +323,7 @@ class WebhookSink(_NamedSink):
                     status_code=failure.status,
                     error=str(failure),
                     tries=tries,
+                    retry_after=failure.retry_after,
                 )
         return DeliveryResult(ok=True, duration_ms=_elapsed(began), status_code=status, tries=tries)
 
