@@ -8,6 +8,7 @@ alert once it is back, each exactly once and in order.
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
 import threading
 import time
@@ -224,18 +225,29 @@ def test_the_outbox_redelivers_no_sooner_than_retry_after_asks(
 
 
 def test_a_sink_removed_from_the_configuration_keeps_its_rows(
-    store_path: Path, receiver: Receiver
+    store_path: Path, receiver: Receiver, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """Its rows wait for it, and a deliverer that keeps what it told (evalkit serve, every
+    few seconds) says so once per row, not on every pass."""
     config = flag_config(receiver)
     access = StoreAccess(store_path, wait=10, program="test")
     FLAGS.update(a=True)
     with access("evaluate") as store:
         evaluate_rules(store, config, build_sinks(config), now=T0)
-    report = deliver_due(access, {}, RedeliverySchedule(), clock=lambda: T0)
-    assert report.waiting == {"hook": 1}
-    assert "no longer configured" in report.errors["hook"]
+    told: set[tuple[str, str]] = set()
+    with caplog.at_level(logging.WARNING, logger="evalkit.alerts"):
+        for _ in range(3):
+            report = deliver_due(
+                access, {}, RedeliverySchedule(), clock=lambda: T0, told_unconfigured=told
+            )
+            assert report.waiting == {"hook": 1}
+            assert "no longer configured" in report.errors["hook"]
     with access("check") as store:
         assert outbox_counts(store) == {("hook", "pending"): 1}
+        (alert,) = list_alerts(store)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"outbox: alert {alert.alert_id} waits for sink 'hook', which is no longer configured"
+    ]
 
 
 # -- the precision rule, end to end ---------------------------------------------------------

@@ -104,11 +104,15 @@ def deliver_due(
     clock: Callable[[], datetime] = utc_now,
     rng: random.Random | None = None,
     limit: int = 500,
+    told_unconfigured: set[tuple[str, str]] | None = None,
 ) -> DeliveryReport:
     """One pass: send every due outbox row, oldest first per sink, recording each attempt.
 
     ``session`` opens the store briefly (to read the due rows, then once per attempt), so
-    the store is free while requests are in flight. ``stop`` ends the pass early.
+    the store is free while requests are in flight. ``stop`` ends the pass early. A row
+    whose sink is no longer configured is kept, and logged once per pass, or once for good
+    when the caller passes the same ``told_unconfigured`` set (of (sink, alert id)) to every
+    pass, as ``evalkit serve`` does.
     """
     chance = rng or random.Random()
     with session("alerts: reading the outbox") as store:
@@ -128,6 +132,10 @@ def deliver_due(
             tally.waiting = len(rows[name])
             tally.error = "this sink is no longer configured; its alerts wait for it"
             for row in rows[name]:
+                if told_unconfigured is not None:
+                    if (name, row.alert.alert_id) in told_unconfigured:
+                        continue
+                    told_unconfigured.add((name, row.alert.alert_id))
                 _log.warning(
                     "outbox: alert %s waits for sink %r, which is no longer configured",
                     row.alert.alert_id,

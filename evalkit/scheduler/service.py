@@ -92,6 +92,7 @@ class SchedulerService:
         self.stopping = threading.Event()
         self._stop_requested = threading.Event()
         self._wake = threading.Event()
+        self._told_unconfigured: set[tuple[str, str]] = set()
         self.runner = JobRunner(
             config,
             settings=settings,
@@ -327,7 +328,13 @@ class SchedulerService:
         with self._outbox_lock.hold(
             purpose="delivering alerts", wait=self.config.scheduler.lock_wait
         ):
-            report = deliver_due(self.access, self.sinks, self.policy, stop=self.stopping)
+            report = deliver_due(
+                self.access,
+                self.sinks,
+                self.policy,
+                stop=self.stopping,
+                told_unconfigured=self._told_unconfigured,
+            )
         self.state.delivered(report)
         if report.delivered or report.failed or report.abandoned:
             with self.access("alerts: refreshing figures") as store:
