@@ -188,6 +188,28 @@ def test_the_alert_rule_fires_on_the_drop_and_names_the_assessor(store: Store) -
     assert alert.evidence["test"]["regression"] is True
 
 
+def test_the_alert_rule_reports_a_misspelt_baseline_window_as_its_error(store: Store) -> None:
+    """Before, any configuration error read as "no judged window yet": a pinned baseline
+    window that is not in the series silenced the rule with no error."""
+    config = alerts_config(
+        parse_settings(
+            {"alerts": {"rules": [{"name": "judged", "kind": "traffic_precision_drop",
+                                   "baseline_window": "2026-13-01", "cooldown": 0}]}},
+            Path("evalkit.toml"),
+        )
+    )  # fmt: skip
+    sinks = build_sinks(config)
+    empty = evaluate_rules(store, config, sinks, now=T0)
+    assert (empty.alerts, dict(empty.errors), empty.evaluated) == ((), {}, ("judged",))
+    steady(store, 3)
+    failed = evaluate_rules(store, config, sinks, now=T0 + timedelta(minutes=1))
+    assert failed.evaluated == ()
+    assert failed.errors["judged"].startswith(
+        f"baseline window 2026-13-01 is not in the judged series of {ASSESSOR} on "
+        "http:http://retriever/search (windows: 2026-11-01, 2026-11-02, 2026-11-03)"
+    )
+
+
 def test_drift_precision_traffic_on_the_command_line(tmp_path: Path) -> None:
     home = tmp_path / ".evalkit"
     with Store.open(home / "evalkit.duckdb") as store:

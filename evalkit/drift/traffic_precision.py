@@ -44,11 +44,17 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_MIN_EFFECT",
     "DEFAULT_MIN_JUDGED_SHARE",
+    "NoJudgedWindowError",
     "TrafficPrecisionCheck",
     "WindowTest",
     "watch_traffic_precision",
     "window_test",
 ]
+
+
+class NoJudgedWindowError(ConfigError):
+    """No traffic window has the watched figure yet (nothing to watch until one is judged)."""
+
 
 DEFAULT_MIN_EFFECT = TRAFFIC_PRECISION_MIN_EFFECT
 DEFAULT_MIN_JUDGED_SHARE = TRAFFIC_PRECISION_MIN_JUDGED_SHARE
@@ -183,7 +189,8 @@ def watch_traffic_precision(
 ) -> list[TrafficPrecisionCheck]:
     """Check every judged traffic series of ``measure`` (of one ``assessor`` and one
     ``retriever`` when given) for a drop; store each check (stream ``traffic_precision``)
-    unless ``save`` is False. Raises ConfigError when no traffic window was judged."""
+    unless ``save`` is False. Raises NoJudgedWindowError (a ConfigError) when no traffic
+    window was judged, and ConfigError when ``baseline_window`` is not in a series."""
     points = [
         point
         for point in traffic_figure_series(
@@ -192,7 +199,7 @@ def watch_traffic_precision(
         if point.figure.value is not None and (point.figure.judged_share or 0.0) >= min_judged_share
     ]
     if not points:
-        raise ConfigError(
+        raise NoJudgedWindowError(
             f"no judged traffic window has {measure} ({source} labels"
             + (f" of {assessor}" if assessor else "")
             + "): label windows with `evalkit traffic replay --judge` or `evalkit judge traffic`"

@@ -14,9 +14,9 @@ from evalkit.alerts.rules.base import RuleContext, RuleKind, RuleParams
 from evalkit.drift.traffic_precision import (
     DEFAULT_MIN_EFFECT,
     DEFAULT_MIN_JUDGED_SHARE,
+    NoJudgedWindowError,
     watch_traffic_precision,
 )
-from evalkit.errors import ConfigError
 from evalkit.records import AlertSeverity
 from evalkit.records.requests import TRAFFIC_PRECISION_MEASURE
 from evalkit.store.alerts import has_tables
@@ -145,8 +145,8 @@ def _traffic_precision_drop(ctx: RuleContext, params: TrafficPrecisionDropParams
             h_alert=params.h_alert,
             save=False,
         )
-    except ConfigError:
-        return []  # no judged window yet: nothing to watch
+    except NoJudgedWindowError:
+        return []
     signals = []
     for check in checks:
         window, run_id, value, *_ = check.series[-1]
