@@ -275,6 +275,20 @@ def test_no_sinks_means_a_log_sink_and_defaults_are_documented() -> None:
             assert field.description, f"{model.__name__}.{name} has no help text"
 
 
+def test_with_no_sinks_a_rule_may_name_the_default_log_sink() -> None:
+    rules = [{"name": "jobs", "kind": "job_failure", "sinks": ["log"]}]
+    config = alerts_config(parse_settings({"alerts": {"rules": rules}}, Path("evalkit.toml")))
+    assert config.rules[0].config.sinks == ("log",)
+    assert route(build_sinks(config), config.rules[0], AlertSeverity.critical) == ["log"]
+    misspelt = [{"name": "jobs", "kind": "job_failure", "sinks": ["logs"]}]
+    with pytest.raises(ConfigError) as refused:
+        alerts_config(parse_settings({"alerts": {"rules": misspelt}}, Path("evalkit.toml")))
+    assert str(refused.value) == (
+        "evalkit.toml: [[alerts.rules]] 'jobs' field 'sinks': no sink named 'logs' "
+        "(configured: log)"
+    )
+
+
 def nightly(store: Store, status: str, at: datetime) -> None:
     record_job_run(
         store,

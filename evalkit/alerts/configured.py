@@ -16,7 +16,7 @@ from typing import Generic, Protocol, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from evalkit.alerts.rules import RULE_KINDS
-from evalkit.alerts.sinks import SINK_KINDS
+from evalkit.alerts.sinks import DEFAULT_LOG_SINK, SINK_KINDS
 from evalkit.config import (
     AlertsSettings,
     JobConfig,
@@ -168,7 +168,8 @@ def alerts_config(settings: Settings) -> AlertsConfig:
     )
     _unique([sink.name for sink in sinks], table="[[alerts.sinks]]", path=path)
     _unique([rule.name for rule in rules], table="[[alerts.rules]]", path=path)
-    sink_names = {sink.name for sink in sinks}
+    # With no sink configured, alerts go to the log sink build_sinks makes; a rule may name it.
+    sink_names = {sink.name for sink in sinks} or {DEFAULT_LOG_SINK}
     for rule in rules:
         unknown = [name for name in rule.config.sinks or () if name not in sink_names]
         if unknown:
