@@ -1,22 +1,31 @@
-"""Running a coroutine from synchronous code, also where an event loop already runs.
+"""Running work concurrently from synchronous code: a coroutine, also where an event loop
+already runs, and blocking requests on a few threads that an interruption does not wait for.
 
 The LLM judge and the LangChain / LlamaIndex adapters are async underneath but called from
 synchronous stages. ``asyncio.run`` refuses to start inside a running loop (a notebook, an
 async web server), so there the coroutine gets a loop of its own in a worker thread, with
 the caller's context variables (tracing, callbacks) carried over.
+
+``map_requests`` sends a retriever's requests on threads named ``REQUEST_THREADS``; the
+command line ends without waiting for the requests left in flight by Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import Awaitable, Callable
+import threading
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-__all__ = ["run_sync"]
+__all__ = ["REQUEST_THREADS", "map_requests", "run_sync"]
 
 T = TypeVar("T")
+R = TypeVar("R")
+
+REQUEST_THREADS = "evalkit-request"
+"""The name prefix of the threads ``map_requests`` sends requests on."""
 
 
 def run_sync(make_coroutine: Callable[[], Awaitable[T]]) -> T:
@@ -32,3 +41,26 @@ def run_sync(make_coroutine: Callable[[], Awaitable[T]]) -> T:
     context = contextvars.copy_context()
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="evalkit-loop") as pool:
         return pool.submit(context.run, lambda: asyncio.run(main())).result()
+
+
+def map_requests(
+    ask: Callable[[T, threading.Event], R], items: Sequence[T], *, workers: int
+) -> list[R]:
+    """``[ask(item, stopped) for item in items]``, on at most ``workers`` threads, in order.
+
+    When the caller is interrupted while it waits (Ctrl-C, SIGTERM), it goes on at once:
+    the requests not started are dropped, ``stopped`` is set so that those in flight start
+    no other attempt, and they are left to end on their own. Waiting for them held a
+    SIGTERM for a hung endpoint's timeout times its attempts, minutes past a container's
+    grace period.
+    """
+    stopped = threading.Event()
+    pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix=REQUEST_THREADS)
+    try:
+        results = list(pool.map(lambda item: ask(item, stopped), items))
+    except BaseException:
+        stopped.set()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
+    return results

@@ -16,11 +16,14 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 from evalkit_process import EVALKIT, USER_STORE_VARIABLES, run_evalkit
+from loopback import serving
 from plugin_sources import fixed_retriever_source, stalling_retriever_source
 from query_log import logged_query, write_query_log
 from terminal import TerminalRun, run_on_terminal, terminal_env
@@ -260,6 +263,55 @@ def test_ctrl_c_or_sigterm_of_a_json_command_prints_the_error_object(
     error = json.loads(out)["error"]
     assert (error["type"], error["exit_code"]) == (kind, code)
     assert "what was stored before is kept" in error["message"]
+
+
+class _AnswersTheProbeThenHangs(BaseHTTPRequestHandler):
+    """An endpoint that answers its first request (evalkit's probe) and never the others."""
+
+    asked = 0
+    stop = threading.Event()
+
+    def do_POST(self) -> None:
+        type(self).asked += 1
+        self.rfile.read(int(self.headers["Content-Length"]))
+        if type(self).asked > 1:
+            type(self).stop.wait(120)
+            return
+        body = json.dumps({"results": [{"id": "d1", "score": 1.0}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_sigterm_does_not_wait_for_requests_to_a_hung_endpoint(workspace: Workspace) -> None:
+    """A container's stop sends SIGTERM, then SIGKILL after its grace period (10 s for
+    docker): the run must be stored as failed within it, not after the requests in flight
+    used up their 60 s timeout and three retries."""
+    handler = type("Hangs", (_AnswersTheProbeThenHangs,), {"asked": 0, "stop": threading.Event()})
+    try:
+        with serving(handler) as url:
+            replay = subprocess.Popen(
+                [*EVALKIT, "run", "--goldset", "demo", "--http-retriever", f"{url}/search"],
+                cwd=workspace.folder,
+                env={**workspace.env(), "EVALKIT_HTTP_TIMEOUT": "60"},
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            while handler.asked < 2 and replay.poll() is None:
+                handler.stop.wait(0.05)
+            replay.send_signal(signal.SIGTERM)
+            _, err = replay.communicate(timeout=30)
+    finally:
+        handler.stop.set()
+        replay.kill()
+    assert replay.returncode == 143, err
+    (latest, *_) = json.loads(workspace.set_up("runs", "list", "--format", "json"))
+    assert (latest["status"], latest["error"]) == ("failed", "interrupted: SIGTERM")
 
 
 def test_sigterm_ends_a_traffic_watch_cleanly(workspace: Workspace) -> None:

@@ -29,6 +29,7 @@ import typer
 import typer.main
 
 from evalkit.cli._output import OutputFormat, emit_json, err_console, visible
+from evalkit.coroutines import REQUEST_THREADS
 from evalkit.errors import EvalkitError
 from evalkit.extras import missing_extra
 from evalkit.redaction import SecretLogFilter, redact_known
@@ -165,7 +166,20 @@ def main(argv: list[str] | None = None) -> int:
 
     if not teardown_needed() and threading.active_count() == 1:
         _end_now(code)
+    if code in (INTERRUPTED, TERMINATED) and _only_requests_left():
+        # What the command wrote is closed; the interpreter's exit would wait for requests
+        # in flight to a hung endpoint (timeout times attempts) before the process ends.
+        _end_now(code)
     sys.exit(code)
+
+
+def _only_requests_left() -> bool:
+    """Whether every thread but this one is a retriever request left in flight."""
+    main_thread = threading.main_thread()
+    return all(
+        thread is main_thread or thread.daemon or thread.name.startswith(REQUEST_THREADS)
+        for thread in threading.enumerate()
+    )
 
 
 def _end_now(code: int) -> None:

@@ -28,7 +28,6 @@ import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Annotated, Any, NotRequired, TypedDict
 from urllib.parse import urlsplit
@@ -37,6 +36,7 @@ import httpx
 import msgspec
 
 from evalkit.config.secrets import HTTP_RETRIEVER_TOKEN_ENV
+from evalkit.coroutines import map_requests
 from evalkit.embedding import ModelFingerprint
 from evalkit.errors import ConfigError, RetrieverError
 from evalkit.records import Query, QueryResult, ScoredDoc
@@ -389,18 +389,22 @@ class HttpRetriever(ClosesOnExit):
         validate_k(k)
         if not queries:
             return []
-        workers = min(self._concurrency, len(queries))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="evalkit-http") as pool:
-            outcomes = pool.map(lambda query: self._ask(query, k), queries)
-            return [outcome.result for outcome in outcomes]
+        outcomes = map_requests(
+            lambda query, stopped: self._ask(query, k, stopped),
+            queries,
+            workers=min(self._concurrency, len(queries)),
+        )
+        return [outcome.result for outcome in outcomes]
 
-    def _ask(self, query: Query, k: int) -> _Outcome:
+    def _ask(self, query: Query, k: int, stopped: threading.Event | None = None) -> _Outcome:
         payload = RetrievalRequest(query=query.text, query_id=query.id, k=k, tenant=query.tenant)
         first_start = time.perf_counter()
         attempts = 0
 
         def attempt() -> _Outcome:
             nonlocal attempts
+            if stopped is not None and stopped.is_set():
+                raise _AttemptError("stopped: the replay was interrupted", retryable=False)
             attempts += 1
             start = time.perf_counter()
             try:

@@ -29,7 +29,6 @@ import asyncio
 import copy
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from llama_index.core.base.base_retriever import BaseRetriever
@@ -42,7 +41,7 @@ from llama_index.core.vector_stores.types import (
     MetadataFilters,
 )
 
-from evalkit.coroutines import run_sync
+from evalkit.coroutines import map_requests, run_sync
 from evalkit.errors import ConfigError
 from evalkit.records import Query, QueryResult
 from evalkit.retrievers.base import (
@@ -134,9 +133,11 @@ class LlamaIndexRetriever(FrameworkAdapter):
         asks = [by_position[position] for position in range(len(queries))]
         if self._is_async:
             return run_sync(lambda: self._retrieve_async(asks, k))
-        workers = max(1, min(self._concurrency, len(queries)))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="evalkit-li") as pool:
-            return list(pool.map(lambda ask: self._ask(ask[0], ask[1], k), asks))
+        return map_requests(
+            lambda ask, _: self._ask(ask[0], ask[1], k),
+            asks,
+            workers=min(self._concurrency, len(queries)),
+        )
 
     async def _retrieve_async(
         self, asks: Sequence[tuple[BaseRetriever, Query]], k: int
