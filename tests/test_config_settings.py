@@ -227,10 +227,26 @@ def test_a_config_file_that_is_not_utf8_or_is_a_folder_is_named_not_a_traceback(
     latin1 = tmp_path / "latin1.toml"
     latin1.write_bytes('[[jobs]]\nname = "caf\u00e9"\n'.encode("latin-1"))
     monkeypatch.setenv("EVALKIT_CONFIG", str(latin1))
-    with pytest.raises(ConfigError, match=r"latin1\.toml: not valid UTF-8 text, as TOML must be"):
+    with pytest.raises(ConfigError) as caught:
         load_settings()
+    assert str(caught.value) == (
+        f"{latin1}: not valid UTF-8 text, as TOML must be: line 2, byte 12 (0xe9); "
+        "save the file as UTF-8"
+    )
     monkeypatch.setenv("EVALKIT_CONFIG", str(tmp_path))
     with pytest.raises(ConfigError, match=r"EVALKIT_CONFIG=.*: a folder, not a file"):
+        load_settings()
+
+
+def test_a_config_file_starting_with_a_byte_order_mark_is_read_with_its_lines(
+    evalkit_home: Path,
+) -> None:
+    """Windows editors save UTF-8 with a byte order mark; TOML parsers refuse it."""
+    Path("evalkit.toml").write_bytes(b"\xef\xbb\xbfk = 5\n[judge]\nrepeats = 2\n")
+    settings = load_settings()
+    assert (settings.k, settings.judge.repeats) == (5, 2)
+    Path("evalkit.toml").write_bytes(b"\xef\xbb\xbfkk = 5\n")
+    with pytest.raises(ConfigError, match=r"^evalkit\.toml: line 1, field 'kk': "):
         load_settings()
 
 

@@ -25,6 +25,7 @@ from evalkit.embedding import LazyEmbedder, ModelFingerprint
 from evalkit.errors import ConfigError
 from evalkit.goldset import iter_corpus
 from evalkit.pipeline import pareto_front
+from evalkit.pipeline.sweep import load_sweep
 from evalkit.records import Query, QueryResult
 from evalkit.retrievers import ChromaRetriever
 from evalkit.retrievers.chroma import hnsw_ef_search
@@ -317,7 +318,18 @@ def test_a_sweep_file_that_is_not_utf8_exits_2_naming_the_file(
     path = tmp_path / "latin1.toml"
     path.write_bytes('name = "caf\u00e9"\n'.encode("latin-1"))
     message = sweep_json(capsys, path, expect=2)["error"]["message"]
-    assert message.startswith(f"{path}: not valid UTF-8 text")
+    assert message == (
+        f"{path}: not valid UTF-8 text, as TOML must be: line 1, byte 12 (0xe9); "
+        "save the file as UTF-8"
+    )
+
+
+def test_a_sweep_file_starting_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
+    """Windows editors save UTF-8 with a byte order mark; TOML parsers refuse it."""
+    path = tmp_path / "bom.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + GRID.format(name="bom", goldset="demo").encode())
+    sweep = load_sweep(path)
+    assert (sweep.name, len(sweep.points)) == ("bom", 4)
 
 
 def test_a_sweep_file_with_neither_or_both_grid_and_points_is_refused(

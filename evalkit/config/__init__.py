@@ -6,6 +6,7 @@
   ``[retriever]``, ``[embedder]``, ``[audit]`` and ``[freshness]`` tables
   (the stages resolve the kinds of jobs, rules, sinks and retrievers);
 - ``sources``: how the file is found, how sources are layered, how a problem is worded;
+- ``tomlfile``: reading a TOML file (the configuration file, a sweep file);
 - ``types``: durations and entry names.
 """
 

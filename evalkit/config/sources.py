@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, cast
@@ -20,6 +19,7 @@ from typing import Any, cast
 from pydantic import BaseModel, ValidationError
 from pydantic_settings import BaseSettings, EnvSettingsSource
 
+from evalkit.config.tomlfile import read_toml
 from evalkit.errors import ConfigError
 
 __all__ = [
@@ -93,15 +93,7 @@ def read_config_file() -> tuple[Path, dict[str, Any]]:
             what = "a folder, not a file" if chosen.is_dir() else "no such file"
             raise ConfigError(f"{CONFIG_FILE_ENV}={chosen}: {what}")
         return chosen, {}
-    try:
-        with chosen.open("rb") as handle:
-            return chosen, tomllib.load(handle)
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"{chosen}: not valid TOML: {error}") from error
-    except UnicodeDecodeError as error:
-        raise ConfigError(f"{chosen}: not valid UTF-8 text, as TOML must be: {error}") from error
-    except OSError as error:
-        raise ConfigError(f"{chosen}: cannot read it: {error}") from error
+    return chosen, read_toml(chosen)
 
 
 def check_tables(data: Mapping[str, Any], path: Path) -> None:
@@ -261,7 +253,7 @@ def toml_lines(path: Path) -> dict[tuple[str | int, ...], int]:
     ``("jobs", 0, "cron")``. A key inside an inline table or a value over several lines is
     found at the line of its outer key."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError):
         return {}
     found: dict[tuple[str | int, ...], int] = {}

@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
-import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from pydantic import (
 
 from evalkit.config import EmbedderSettings, Settings
 from evalkit.config.retriever import FactoryOptions, finite_options
+from evalkit.config.tomlfile import read_toml
 from evalkit.config.types import NAME_PATTERN
 from evalkit.errors import ConfigError, MeasureError
 from evalkit.metrics import parse_measures
@@ -261,14 +261,7 @@ def load_sweep(path: Path) -> Sweep:
     neither of them, an unknown measure or embedder name, two points with the same
     settings.
     """
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"{path}: not valid TOML: {error}") from error
-    except UnicodeDecodeError as error:
-        raise ConfigError(f"{path}: not valid UTF-8 text: {error}") from error
-    except OSError as error:
-        raise ConfigError(f"{path}: cannot read it: {error}") from error
+    data = read_toml(path)
     try:
         written = SweepFile.model_validate(data)
     except ValidationError as error:
