@@ -236,6 +236,12 @@ def test_a_config_file_that_is_not_utf8_or_is_a_folder_is_named_not_a_traceback(
     monkeypatch.setenv("EVALKIT_CONFIG", str(tmp_path))
     with pytest.raises(ConfigError, match=r"EVALKIT_CONFIG=.*: a folder, not a file"):
         load_settings()
+    monkeypatch.delenv("EVALKIT_CONFIG")
+    monkeypatch.chdir(tmp_path)
+    Path("evalkit.toml").mkdir()
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert str(caught.value) == "evalkit.toml: a folder, not a file"
 
 
 def test_a_config_file_starting_with_a_byte_order_mark_is_read_with_its_lines(

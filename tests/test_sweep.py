@@ -324,6 +324,15 @@ def test_a_sweep_file_that_is_not_utf8_exits_2_naming_the_file(
     )
 
 
+def test_a_sweep_file_that_is_a_folder_exits_2_naming_it(
+    evalkit_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "sweep.toml"
+    path.mkdir()
+    message = sweep_json(capsys, path, expect=2)["error"]["message"]
+    assert message == f"{path}: a folder, not a file"
+
+
 def test_a_sweep_file_starting_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
     """Windows editors save UTF-8 with a byte order mark; TOML parsers refuse it."""
     path = tmp_path / "bom.toml"

@@ -2,10 +2,11 @@
 
 One rule finds the configuration file: the file named by ``$EVALKIT_CONFIG`` (an error when
 it does not exist), else ``./evalkit.toml`` (none at all is fine: every setting has a
-default). ``EVALKIT_<FIELD>`` variables set the top-level settings and ``EVALKIT_JUDGE_<FIELD>``
-the ``[judge]`` table; the ``[scheduler]``, ``[[jobs]]``, ``[alerts]`` and ``[otlp]`` tables
-come from the file only. Every invalid value is reported by :func:`settings_error`, naming its
-source (arguments, variables, file and table) and its field.
+default; a folder of either name is an error). ``EVALKIT_<FIELD>`` variables set the
+top-level settings and ``EVALKIT_JUDGE_<FIELD>`` the ``[judge]`` table; the ``[scheduler]``,
+``[[jobs]]``, ``[alerts]`` and ``[otlp]`` tables come from the file only. Every invalid value
+is reported by :func:`settings_error`, naming its source (arguments, variables, file and
+table) and its field.
 """
 
 from __future__ import annotations
@@ -84,14 +85,17 @@ def config_file_path() -> Path:
 def read_config_file() -> tuple[Path, dict[str, Any]]:
     """The configuration file's path and its parsed TOML.
 
-    A missing ``./evalkit.toml`` reads as empty; a missing file named by ``$EVALKIT_CONFIG``
-    and a file that is not valid TOML raise ConfigError.
+    A missing ``./evalkit.toml`` reads as empty; a missing file named by ``$EVALKIT_CONFIG``,
+    a folder where the file should be, and a file that is not valid TOML raise ConfigError.
     """
     chosen = config_file_path()
+    named = CONFIG_FILE_ENV in os.environ
+    if chosen.is_dir():
+        where = f"{CONFIG_FILE_ENV}={chosen}" if named else str(chosen)
+        raise ConfigError(f"{where}: a folder, not a file")
     if not chosen.is_file():
-        if CONFIG_FILE_ENV in os.environ:
-            what = "a folder, not a file" if chosen.is_dir() else "no such file"
-            raise ConfigError(f"{CONFIG_FILE_ENV}={chosen}: {what}")
+        if named:
+            raise ConfigError(f"{CONFIG_FILE_ENV}={chosen}: no such file")
         return chosen, {}
     return chosen, read_toml(chosen)
 

@@ -19,9 +19,11 @@ __all__ = ["read_toml"]
 def read_toml(path: Path) -> dict[str, Any]:
     """The tables of the TOML file ``path``, a leading UTF-8 byte order mark dropped.
 
-    Raises ConfigError naming the file: unreadable, not UTF-8 (with the line and
+    Raises ConfigError naming the file: a folder, unreadable, not UTF-8 (with the line and
     byte of the first bad byte), or not TOML (with tomllib's line and column).
     """
+    if path.is_dir():
+        raise ConfigError(f"{path}: a folder, not a file")
     try:
         raw = path.read_bytes()
     except OSError as error:
