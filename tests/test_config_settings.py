@@ -256,6 +256,84 @@ def test_a_config_file_starting_with_a_byte_order_mark_is_read_with_its_lines(
         load_settings()
 
 
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "k = true\n",
+            "evalkit.toml: line 1, field 'k': Input should be a valid integer, not a boolean",
+        ),
+        (
+            'relevance_threshold = "2"\n',
+            "evalkit.toml: line 1, field 'relevance_threshold': Input should be a valid "
+            "integer, not a string (write it without quotes)",
+        ),
+        (
+            "[judge]\ntemperature = false\n",
+            "evalkit.toml: [judge]: line 2, field 'temperature': Input should be a valid "
+            "number, not a boolean",
+        ),
+        (
+            "[scheduler]\ncoalesce = 1\n",
+            "evalkit.toml: [scheduler]: line 2, field 'coalesce': Input should be a valid "
+            "boolean, not an integer",
+        ),
+        (
+            '[retriever.pgvector]\nhnsw_ef_search = "40"\n',
+            "evalkit.toml: line 2, field 'retriever.pgvector.hnsw_ef_search': Input should be "
+            "a valid integer, not a string (write it without quotes)",
+        ),
+        (
+            '[[alerts.rules]]\nname = "r"\nkind = "job_failure"\nenabled = "yes"\n',
+            "evalkit.toml: [[alerts.rules]] #1 'r': line 4, field 'enabled': Input should be a "
+            "valid boolean, not a string",
+        ),
+    ],
+)
+def test_a_file_value_of_another_toml_type_than_its_field_is_refused(
+    evalkit_home: Path, monkeypatch: pytest.MonkeyPatch, text: str, message: str
+) -> None:
+    """TOML is typed: a string or a boolean is not read as the number it might spell."""
+    monkeypatch.setenv("EVALKIT_K", "7")  # a variable set too does not hide the file's line
+    Path("evalkit.toml").write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert str(caught.value) == message
+
+
+def test_variables_arguments_and_values_written_as_strings_are_still_converted(
+    evalkit_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Variables are text; durations, sizes, paths and enums are strings in TOML."""
+    Path("evalkit.toml").write_text(
+        'home = "h"\nhttp_timeout = 3\nembed_backend = "onnx"\nstore_memory_limit = "2GB"\n'
+        '[scheduler]\nmisfire_grace_time = "5m"\n[judge]\nmethod = "offline"\n'
+        '[alerts]\nretry_initial = 30\n[[alerts.sinks]]\nname = "s"\nkind = "log"\n'
+        'min_severity = "critical"\n[retriever]\nfactory = "m:f"\noptions = { top = "7" }\n',
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("EVALKIT_K", "7")
+    monkeypatch.setenv("EVALKIT_JUDGE_ANSWER_RELEVANCY", "true")
+    settings = load_settings(relevance_threshold="2")
+    assert (settings.k, settings.relevance_threshold, settings.http_timeout) == (7, 2, 3.0)
+    assert settings.judge.answer_relevancy is True
+    assert settings.scheduler.misfire_grace_time == 300.0
+    assert settings.retriever.options == {"top": "7"}  # the factory's to read, as written
+
+
+def test_a_job_s_field_of_another_toml_type_is_refused(evalkit_home: Path) -> None:
+    Path("evalkit.toml").write_text(
+        '[[jobs]]\nname = "a"\nkind = "retention"\nkeep_latest = "3"\nkeep_days = "30d"\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as caught:
+        service_config(load_settings())
+    assert str(caught.value) == (
+        "evalkit.toml: [[jobs]] #1 'a' (kind retention): line 4, field 'keep_latest': "
+        "Input should be a valid integer, not a string (write it without quotes)"
+    )
+
+
 def test_a_job_due_more_often_than_once_a_second_is_refused(tmp_path: Path) -> None:
     job = {"name": "fast", "kind": "command", "command": ["true"], "interval": "1ms"}
     with pytest.raises(ConfigError, match="interval must be at least 1s"):

@@ -25,6 +25,7 @@ from evalkit.config import (
     SinkConfig,
     field_problems,
 )
+from evalkit.config.tomlfile import validate_toml
 from evalkit.errors import ConfigError
 
 __all__ = [
@@ -63,7 +64,7 @@ def resolve_kind(
             f"{', '.join(sorted(kinds))}"
         )
     try:
-        return kind.params.model_validate(entry.params)
+        return validate_toml(kind.params, entry.params)
     except ValidationError as error:
         raise ConfigError(
             f"{path}: {label} (kind {entry.kind}): {field_problems(error, path=path, at=at)}"

@@ -42,6 +42,7 @@ from evalkit.config.sources import (
     read_config_file,
     settings_error,
 )
+from evalkit.config.tomlfile import toml_type_problems
 from evalkit.records.requests import MAX_K
 
 __all__ = ["Settings", "load_settings", "parse_settings"]
@@ -235,11 +236,17 @@ def load_settings(**overrides: Any) -> Settings:
     """Read the settings; ``overrides`` whose value is None are ignored.
 
     A table is overridden field by field: ``load_settings(judge={"method": "offline"})``.
-    Raises ConfigError naming the source and field of an invalid value. With no ``home``
+    Raises ConfigError naming the source and field of an invalid value; a value of the file
+    is held to its TOML type (``k = "7"`` is refused, ``EVALKIT_K=7`` is read as 7). With no
+    ``home``
     given (``EVALKIT_HOME``, the file's ``home`` or an override), the home is the nearest
     ``.evalkit`` folder up from the working directory (``discover_home``).
     """
     path, tables = read_config_file()
+    problems = toml_type_problems(Settings, tables)
+    if problems:
+        error = ValidationError.from_exception_data(Settings.__name__, problems)
+        raise settings_error(error, tables, path, from_file=True)
     merged = merge(tables, environment_values(Settings, JudgeSettings), _given(overrides))
     merged.setdefault("home", discover_home())
     return parse_settings(merged, path)

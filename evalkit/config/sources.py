@@ -180,20 +180,23 @@ def _location(parts: tuple[int | str, ...]) -> str:
     return ".".join(str(part) for part in parts)
 
 
-def settings_error(error: ValidationError, data: Mapping[str, Any], path: Path) -> ConfigError:
+def settings_error(
+    error: ValidationError, data: Mapping[str, Any], path: Path, *, from_file: bool = False
+) -> ConfigError:
     """One ConfigError for every problem of ``error``, each naming its source and field.
 
     ``data`` is what was validated (for the names of ``[[jobs]]`` and alert entries) and
     ``path`` the configuration file. Problems are grouped by where they come from: the
     top-level settings, the ``[judge]`` table, ``[scheduler]``, ``[alerts]``, or one entry of
     ``[[jobs]]``, ``[[alerts.rules]]`` or ``[[alerts.sinks]]``. A value the file gave is
-    named by its line (``evalkit.toml:12``).
+    named by its line (``evalkit.toml:12``); ``from_file`` says every value of ``data`` is
+    the file's, even where an ``EVALKIT_*`` variable is set too.
     """
     lines = toml_lines(path)
     groups: dict[str, list[str]] = {}
     for problem in error.errors():
         loc = tuple(problem["loc"])
-        line = _file_line(loc, lines)
+        line = _file_line(loc, lines, variables=not from_file)
         prefix, rest, plain = _where(loc, data, path)
         if line is not None and plain:
             # Said as the file's: its table and key, not the variable that could set it.
@@ -312,14 +315,19 @@ def _bracket_balance(value: str) -> int:
 
 
 def _file_line(
-    loc: tuple[int | str, ...], lines: Mapping[tuple[str | int, ...], int]
+    loc: tuple[int | str, ...],
+    lines: Mapping[tuple[str | int, ...], int],
+    *,
+    variables: bool = True,
 ) -> int | None:
     """The line of the file holding the value at ``loc`` (or its nearest enclosing table),
-    unless a variable may have set it: top-level and ``[judge]`` settings can come from
-    ``EVALKIT_*`` variables, which win over the file."""
+    unless a variable may have set it (with ``variables``): top-level and ``[judge]``
+    settings can come from ``EVALKIT_*`` variables, which win over the file."""
     if not loc:
         return None
-    if loc[0] == "judge" and len(loc) > 1:
+    if not variables:
+        variable = None
+    elif loc[0] == "judge" and len(loc) > 1:
         variable = f"{JUDGE_ENV_PREFIX}{str(loc[1]).upper()}"
     elif loc[0] not in TABLES and loc[0] not in ARRAYS:
         variable = f"{ENV_PREFIX}{str(loc[0]).upper()}"

@@ -24,7 +24,7 @@ from pydantic import (
 
 from evalkit.config import EmbedderSettings, Settings
 from evalkit.config.retriever import FactoryOptions, finite_options
-from evalkit.config.tomlfile import read_toml
+from evalkit.config.tomlfile import read_toml, validate_toml
 from evalkit.config.types import NAME_PATTERN
 from evalkit.errors import ConfigError, MeasureError
 from evalkit.metrics import parse_measures
@@ -263,7 +263,7 @@ def load_sweep(path: Path) -> Sweep:
     """
     data = read_toml(path)
     try:
-        written = SweepFile.model_validate(data)
+        written = validate_toml(SweepFile, data)
     except ValidationError as error:
         raise ConfigError(_validation_message(path, error)) from error
     try:
