@@ -201,7 +201,64 @@ def test_toml_lines_follow_tables_arrays_and_values_over_several_lines(tmp_path:
     assert (lines[("jobs", 0, "name")], lines[("jobs", 1, "name")]) == (11, 13)
     assert lines[("jobs", 1, "cron")] == 18
     assert lines[("alerts", "rules", 0, "name")] == 20
+    assert (lines[("jobs",)], lines[("alerts", "rules")]) == (10, 19)  # the arrays: first entry
     assert toml_lines(tmp_path / "missing.toml") == {}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            'k = 5\n\n[[job]]\nname = "a"\n',
+            "evalkit.toml: line 3, field 'job': Extra inputs are not permitted; "
+            "did you mean 'jobs'?",
+        ),
+        (
+            '[alerts]\nretry_initial = 3\n\n[[alerts.rule]]\nname = "r"\n',
+            "evalkit.toml: [alerts]: line 4, field 'rule': Extra inputs are not permitted; "
+            "did you mean 'rules'?",
+        ),
+        (
+            '[[alerts.sink]]\nname = "s"\n',
+            "evalkit.toml: [alerts]: line 1, field 'sink': Extra inputs are not permitted; "
+            "did you mean 'sinks'?",
+        ),
+        (
+            '[judge]\nmodle = "m"\n',
+            "evalkit.toml: [judge]: line 2, field 'modle': Extra inputs are not permitted; "
+            "did you mean 'model'?",
+        ),
+        (
+            "[retriever.pgvector]\nhnsw_ef_serch = 40\n",
+            "evalkit.toml: line 2, field 'retriever.pgvector.hnsw_ef_serch': Extra inputs are "
+            "not permitted; did you mean 'hnsw_ef_search'?",
+        ),
+        ("zzz = 1\n", "evalkit.toml: line 1, field 'zzz': Extra inputs are not permitted"),
+    ],
+)
+def test_a_misspelt_key_or_array_of_tables_is_named_by_its_line_with_the_likely_name(
+    evalkit_home: Path, monkeypatch: pytest.MonkeyPatch, text: str, message: str
+) -> None:
+    monkeypatch.setenv("EVALKIT_JOB", "x")  # names no setting: it cannot have set `job`
+    Path("evalkit.toml").write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert str(caught.value) == message
+
+
+def test_a_misspelt_field_of_a_job_is_given_the_likely_name(evalkit_home: Path) -> None:
+    """A job's own fields and its kind's are checked together, after the kinds are known."""
+    Path("evalkit.toml").write_text(
+        '[[jobs]]\nname = "a"\nkind = "retention"\ncrn = "0 2 * * *"\nkeep_lates = 3\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as caught:
+        service_config(load_settings())
+    assert str(caught.value) == (
+        "evalkit.toml: [[jobs]] #1 'a' (kind retention): line 4, field 'crn': Extra inputs "
+        "are not permitted; did you mean 'cron'?; line 5, field 'keep_lates': Extra inputs "
+        "are not permitted; did you mean 'keep_latest'?"
+    )
 
 
 @pytest.mark.parametrize(

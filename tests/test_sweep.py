@@ -240,7 +240,7 @@ def test_an_interrupted_sweep_runs_only_the_missing_point_again(
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("[grid]\nef_serch = [10]\n", "grid.ef_serch: unknown key"),
+        ("[grid]\nef_serch = [10]\n", "grid.ef_serch: unknown key; did you mean 'ef_search'?"),
         ('mesures = ["ndcg@10"]\n[grid]\nk = [10]\n', "mesures: unknown key"),
         ('[grid]\nk = ["ten"]\n', "grid.k[1]: Input should be a valid integer"),
         ('[grid]\nk = [10, "20"]\n', "grid.k[2]: Input should be a valid integer, not a string"),

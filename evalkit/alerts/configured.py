@@ -67,7 +67,10 @@ def resolve_kind(
         return validate_toml(kind.params, entry.params)
     except ValidationError as error:
         raise ConfigError(
-            f"{path}: {label} (kind {entry.kind}): {field_problems(error, path=path, at=at)}"
+            f"{path}: {label} (kind {entry.kind}): "
+            + field_problems(
+                error, path=path, at=at, model=kind.params, beside=tuple(type(entry).model_fields)
+            )
         ) from error
 
 

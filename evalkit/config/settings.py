@@ -226,7 +226,7 @@ def parse_settings(data: Mapping[str, Any], path: Path) -> Settings:
     try:
         settings = Settings(**data)
     except ValidationError as error:
-        raise settings_error(error, data, path) from error
+        raise settings_error(error, data, path, model=Settings) from error
     settings._config_file = path
     register_settings_secrets(settings)
     return settings
@@ -246,7 +246,7 @@ def load_settings(**overrides: Any) -> Settings:
     problems = toml_type_problems(Settings, tables)
     if problems:
         error = ValidationError.from_exception_data(Settings.__name__, problems)
-        raise settings_error(error, tables, path, from_file=True)
+        raise settings_error(error, tables, path, from_file=True, model=Settings)
     merged = merge(tables, environment_values(Settings, JudgeSettings), _given(overrides))
     merged.setdefault("home", discover_home())
     return parse_settings(merged, path)

@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, EnvSettingsSource
 
-from evalkit.config.tomlfile import read_toml
+from evalkit.config.tomlfile import did_you_mean, known_keys, read_toml
 from evalkit.errors import ConfigError
 
 __all__ = [
@@ -159,17 +160,36 @@ def merge(*layers: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def field_problems(
-    error: ValidationError, *, path: Path | None = None, at: tuple[str | int, ...] = ()
+    error: ValidationError,
+    *,
+    path: Path | None = None,
+    at: tuple[str | int, ...] = (),
+    model: type[BaseModel] | None = None,
+    beside: Sequence[str] = (),
 ) -> str:
     """``field 'a': message; field 'b.c': message``: the problems of a table's model; with
-    the file ``path`` and the table's place ``at`` in it, each with its line."""
+    the file ``path`` and the table's place ``at`` in it, each with its line. With the
+    ``model`` validated, an unknown key is given the field it was probably meant to be (or
+    one of the keys the table holds ``beside`` the model's, such as a job's ``cron``)."""
     lines = toml_lines(path) if path is not None and at else {}
     texts = []
     for problem in error.errors():
-        text = _field_problem(problem["loc"], problem["msg"])
+        text = _field_problem(problem["loc"], _message(problem, model, beside))
         line = _file_line((*at, *problem["loc"]), lines) if lines else None
         texts.append(text if line is None else f"line {line}, {text}")
     return "; ".join(texts)
+
+
+def _message(
+    problem: ErrorDetails, model: type[BaseModel] | None, beside: Sequence[str] = ()
+) -> str:
+    """The problem's message; for an unknown key of ``model``, with the known key it is
+    closest to."""
+    loc = tuple(problem["loc"])
+    if problem["type"] != "extra_forbidden" or model is None or not loc:
+        return problem["msg"]
+    known = (*known_keys(model, loc[:-1]), *(beside if len(loc) == 1 else ()))
+    return problem["msg"] + did_you_mean(str(loc[-1]), known)
 
 
 def _field_problem(loc: tuple[int | str, ...], message: str) -> str:
@@ -181,7 +201,12 @@ def _location(parts: tuple[int | str, ...]) -> str:
 
 
 def settings_error(
-    error: ValidationError, data: Mapping[str, Any], path: Path, *, from_file: bool = False
+    error: ValidationError,
+    data: Mapping[str, Any],
+    path: Path,
+    *,
+    from_file: bool = False,
+    model: type[BaseModel] | None = None,
 ) -> ConfigError:
     """One ConfigError for every problem of ``error``, each naming its source and field.
 
@@ -190,23 +215,24 @@ def settings_error(
     top-level settings, the ``[judge]`` table, ``[scheduler]``, ``[alerts]``, or one entry of
     ``[[jobs]]``, ``[[alerts.rules]]`` or ``[[alerts.sinks]]``. A value the file gave is
     named by its line (``evalkit.toml:12``); ``from_file`` says every value of ``data`` is
-    the file's, even where an ``EVALKIT_*`` variable is set too.
+    the file's, even where an ``EVALKIT_*`` variable is set too. With the ``model``
+    validated, an unknown key is given the field it was probably meant to be.
     """
     lines = toml_lines(path)
     groups: dict[str, list[str]] = {}
     for problem in error.errors():
         loc = tuple(problem["loc"])
-        line = _file_line(loc, lines, variables=not from_file)
+        # A variable sets only a known field, never an unknown key.
+        known = problem["type"] != "extra_forbidden"
+        line = _file_line(loc, lines, variables=known and not from_file)
         prefix, rest, plain = _where(loc, data, path)
         if line is not None and plain:
             # Said as the file's: its table and key, not the variable that could set it.
             judge = loc[0] == "judge"
             prefix = f"{path}: [judge]" if judge else f"{path}"
             rest, plain = (loc[1:] if judge else loc), False
-        if plain:
-            text = f"{_location(rest)}: {problem['msg']}"
-        else:
-            text = _field_problem(rest, problem["msg"])
+        message = _message(problem, model)
+        text = f"{_location(rest)}: {message}" if plain else _field_problem(rest, message)
         if line is not None:
             text = f"line {line}, {text}"
         groups.setdefault(prefix, []).append(text)
@@ -256,9 +282,9 @@ def _entry(header: str, entries: Any, index: int, path: Path) -> str:
 
 def toml_lines(path: Path) -> dict[tuple[str | int, ...], int]:
     """The line of every table header and key of the TOML file ``path`` (empty when it
-    cannot be read): ``("retriever", "k")``, ``("jobs", 0)`` for the first ``[[jobs]]``,
-    ``("jobs", 0, "cron")``. A key inside an inline table or a value over several lines is
-    found at the line of its outer key."""
+    cannot be read): ``("retriever", "k")``, ``("jobs", 0)`` for the first ``[[jobs]]``
+    (and ``("jobs",)``, the array, at the same line), ``("jobs", 0, "cron")``. A key inside
+    an inline table or a value over several lines is found at the line of its outer key."""
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError):
@@ -282,6 +308,7 @@ def toml_lines(path: Path) -> dict[tuple[str | int, ...], int]:
         if line.startswith("[["):
             name = _dotted(line[2 : line.find("]]")])
             counts[name] = counts.get(name, -1) + 1
+            found.setdefault(name, number)
             table = (*name, counts[name])
             found.setdefault(table, number)
         elif line.startswith("["):

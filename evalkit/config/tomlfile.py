@@ -7,12 +7,14 @@ refuse what pydantic's lax mode would convert: ``k = "7"`` or ``k = true`` where
 is expected, ``enabled = 1`` where a boolean is. Only the file's values are held to it:
 ``EVALKIT_*`` variables and command-line arguments are text, and are converted. Values a
 field converts itself (durations such as ``"15m"``) and types TOML has no spelling for
-(paths, enums, literals) are left to the model.
+(paths, enums, literals) are left to the model. ``known_keys`` and ``did_you_mean`` name
+the key a misspelt one was probably meant to be.
 """
 
 from __future__ import annotations
 
 import codecs
+import difflib
 import tomllib
 import types
 from collections.abc import Mapping, Sequence
@@ -24,7 +26,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from evalkit.errors import ConfigError
 
-__all__ = ["read_toml", "toml_type_problems", "validate_toml"]
+__all__ = ["did_you_mean", "known_keys", "read_toml", "toml_type_problems", "validate_toml"]
 
 _ModelT = TypeVar("_ModelT", bound=BaseModel)
 
@@ -92,6 +94,24 @@ def toml_type_problems(
     return problems
 
 
+def known_keys(model: type[BaseModel], loc: Sequence[str | int]) -> tuple[str, ...]:
+    """The keys the table at ``loc`` in ``model`` may hold (none when ``loc`` is not a
+    table of known keys, such as a dict of options)."""
+    annotation: Any = model
+    for part in loc:
+        annotation = _step(annotation, part)
+        if annotation is None:
+            return ()
+    target = _table(annotation)
+    return tuple(target.model_fields) if target is not None else ()
+
+
+def did_you_mean(key: str, known: Sequence[str]) -> str:
+    """``; did you mean 'jobs'?`` when ``key`` is close to one of ``known``, else ``""``."""
+    close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
 def _fields_converted_before(model: type[BaseModel]) -> set[str] | None:
     """The fields a validator sees before pydantic does; None when a model validator sees
     the whole input first (then any value may be converted on purpose)."""
@@ -153,6 +173,39 @@ def _members(annotation: Any) -> list[Any]:
 def _model_of(annotation: Any) -> type[BaseModel] | None:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
+    return None
+
+
+def _table(annotation: Any) -> type[BaseModel] | None:
+    """The model of a table of ``annotation`` (``SweepGrid | None``: ``SweepGrid``)."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _table(get_args(annotation)[0])
+    if origin in (Union, types.UnionType):
+        return next(filter(None, map(_table, _members(annotation))), None)
+    return _model_of(annotation)
+
+
+def _step(annotation: Any, part: str | int) -> Any:
+    """The annotation of ``part`` inside a value of ``annotation`` (None when unknown)."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _step(get_args(annotation)[0], part)
+    if origin in (Union, types.UnionType):
+        for member in _members(annotation):
+            found = _step(member, part)
+            if found is not None:
+                return found
+        return None
+    target = _model_of(annotation)
+    if target is not None:
+        field = target.model_fields.get(str(part))
+        return field.annotation if field is not None and isinstance(part, str) else None
+    arguments = get_args(annotation)
+    if origin in (list, tuple, set, frozenset, Sequence) and isinstance(part, int) and arguments:
+        return arguments[0]
+    if origin in (dict, Mapping) and isinstance(part, str) and len(arguments) == 2:
+        return arguments[1]
     return None
 
 

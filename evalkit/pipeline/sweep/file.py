@@ -24,7 +24,7 @@ from pydantic import (
 
 from evalkit.config import EmbedderSettings, Settings
 from evalkit.config.retriever import FactoryOptions, finite_options
-from evalkit.config.tomlfile import read_toml, validate_toml
+from evalkit.config.tomlfile import did_you_mean, known_keys, read_toml, validate_toml
 from evalkit.config.types import NAME_PATTERN
 from evalkit.errors import ConfigError, MeasureError
 from evalkit.metrics import parse_measures
@@ -304,7 +304,8 @@ def _validation_message(path: Path, error: ValidationError) -> str:
     for problem in error.errors():
         where = _key_path(problem["loc"])
         if problem["type"] == "extra_forbidden":
-            text = "unknown key"
+            known = known_keys(SweepFile, problem["loc"][:-1])
+            text = "unknown key" + did_you_mean(str(problem["loc"][-1]), known)
         elif problem["type"] == "missing":
             text = "missing: this key is required"
         else:
