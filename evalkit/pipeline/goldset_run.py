@@ -94,7 +94,8 @@ def evaluate_goldset(
     With an ``engine`` (``RayEngine``) the replay runs on Ray instead (``sharded_run``):
     ``retriever`` then only describes the run (its kind, configuration and model), each
     actor builds its own from ``engine.retriever``; the per-query figures are those of a
-    local run. Answers are not scored on that engine.
+    local run, and so are the scores of the answers a RAG endpoint generates (the actors
+    score them, unless ``request.answers`` is off).
     """
     k, measures, answers = request.k, request.measures, request.answers
     relevance_threshold = request.relevance_threshold
