@@ -10,6 +10,10 @@ so this module is as light as the rest of ``evalkit.engines``.
 
 from __future__ import annotations
 
+import os
+import re
+import socket
+import sys
 import time
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -26,7 +30,7 @@ from evalkit.engines.base import (
     ReplayTiming,
 )
 from evalkit.engines.tables import number_query_table, write_query_table
-from evalkit.errors import ConfigError
+from evalkit.errors import ConfigError, RetrieverError
 from evalkit.extras import require
 from evalkit.records.requests import DEFAULT_RAY_ACTORS
 
@@ -34,7 +38,16 @@ if TYPE_CHECKING:
     from evalkit.config import JudgeSettings, Settings
     from evalkit.retrievers.factory import RetrieverOptions
 
-__all__ = ["WORKER_ENV", "RayEngine", "actor_judge_settings"]
+__all__ = [
+    "CONNECT_TIMEOUT",
+    "WORKER_ENV",
+    "RayEngine",
+    "RayUnreachableError",
+    "actor_judge_settings",
+    "check_ray_address",
+    "probe_ray_address",
+    "ray_address_problem",
+]
 
 WORKER_ENV: dict[str, str] = {
     "HF_HUB_OFFLINE": "1",
@@ -45,6 +58,107 @@ WORKER_ENV: dict[str, str] = {
 }
 """The environment of every actor: models load from their install path, nothing is
 downloaded and nothing reports usage."""
+
+
+CONNECT_TIMEOUT = 5.0
+"""Seconds the Ray engine waits for a cluster's address to accept a connection before
+it says the cluster is unreachable (Ray itself retries for ever)."""
+
+_HOST_PORT = re.compile(
+    r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9_.-]+)):(?P<port>\d{1,5})$"
+)
+"""A cluster's address as ``ray start`` prints it: ``HOST:PORT`` (an IPv6 host bracketed)."""
+
+_ADDRESS_FORMS = (
+    "give the address `ray start --head` printed, HOST:PORT (its GCS port, 6379 by "
+    "default), or auto for the cluster started on this machine"
+)
+
+_RAY_JOB = (
+    "run evalkit on the cluster as a Ray Job instead: `ray job submit --address "
+    "http://HEAD:8265 -- evalkit run ... --engine ray`, inside which the cluster's address "
+    "is found without --ray-address (docs/scale.md)"
+)
+
+
+class RayUnreachableError(RetrieverError):
+    """The Ray cluster named for the engine does not answer at its address (exit 3)."""
+
+
+def ray_address_problem(address: str, *, source: str = "--ray-address") -> str | None:
+    """What is wrong with the Ray cluster address ``address`` given by ``source``, or None
+    when it is one evalkit connects with: ``HOST:PORT``, ``auto`` or ``local``.
+
+    A ``ray://`` address (Ray Client) is refused: Ray Data's streaming executor, which the
+    engine's actor pool runs on, fails under Ray Client, so every query of the run would be
+    lost; the message says to submit evalkit as a Ray Job instead."""
+    text = address.strip()
+    if text in ("auto", "local"):
+        return None
+    if text.lower().startswith("ray://"):
+        return (
+            f"{source} {address!r} is a Ray Client address, which the Ray engine cannot use: "
+            f"Ray Data's actor pool does not run under Ray Client. {_RAY_JOB[0].upper()}"
+            f"{_RAY_JOB[1:]}"
+        )
+    matched = _HOST_PORT.match(text)
+    if matched is None or not 0 < int(matched["port"]) < 65536:
+        hint = (
+            " (an http:// address is the dashboard's, for `ray job submit`)"
+            if text.lower().startswith(("http://", "https://"))
+            else ""
+        )
+        return f"{source} {address!r} is not a Ray cluster address{hint}: {_ADDRESS_FORMS}"
+    return None
+
+
+def _address_given(address: str | None) -> tuple[str, str] | None:
+    """The cluster address the engine connects to and where it comes from (``address``, else
+    ``RAY_ADDRESS``); None when neither names one (a local instance is started)."""
+    if address:
+        return address, "--ray-address"
+    from_environment = os.environ.get("RAY_ADDRESS")
+    if from_environment:
+        return from_environment, "RAY_ADDRESS"
+    return None
+
+
+def check_ray_address(address: str | None) -> None:
+    """ConfigError (exit 2) when ``address``, else ``RAY_ADDRESS``, is not an address the
+    engine connects with (``ray_address_problem``)."""
+    given = _address_given(address)
+    if given is not None:
+        problem = ray_address_problem(given[0], source=given[1])
+        if problem is not None:
+            raise ConfigError(problem)
+
+
+def probe_ray_address(address: str | None) -> None:
+    """RayUnreachableError (exit 3) naming the address when the cluster at ``address``
+    (else ``RAY_ADDRESS``) does not accept a connection within ``CONNECT_TIMEOUT``
+    seconds: Ray itself retries an unreachable cluster for ever. Nothing is probed for a
+    local instance or ``auto`` (which Ray finds on this machine or refuses at once)."""
+    given = _address_given(address)
+    if given is None:
+        return
+    matched = _HOST_PORT.match(given[0].strip())
+    if matched is None:
+        return
+    host = matched["v6"] or matched["host"]
+    try:
+        with socket.create_connection((host, int(matched["port"])), timeout=CONNECT_TIMEOUT):
+            pass
+    except OSError as error:
+        reason = (
+            f"no answer within {CONNECT_TIMEOUT:g} s"
+            if isinstance(error, TimeoutError)
+            else str(error.strerror or error).lower()
+        )
+        raise RayUnreachableError(
+            f"cannot connect to the Ray cluster at {given[0]} ({given[1]}): {reason}. Check "
+            f"that the cluster is up (`ray status --address {given[0]}`) and that this "
+            "machine reaches its GCS port"
+        ) from error
 
 
 def actor_judge_settings(settings: JudgeSettings, actors: int) -> JudgeSettings:
@@ -72,16 +186,17 @@ def actor_judge_settings(settings: JudgeSettings, actors: int) -> JudgeSettings:
 class RayEngine:
     """A replay on Ray: where the cluster is and how the actor pool is shaped.
 
-    ``retriever`` and ``settings`` travel to every actor, which builds its own retriever
-    from them (a retriever client cannot be shipped between processes); a ``query_embedder``
-    in the options is left behind, each actor builds the ``[embedder]`` one. ``address``
-    is a Ray cluster's address (None: ``RAY_ADDRESS`` if set, else a local Ray instance
-    started for the run and stopped after it). ``actors`` is the size of the pool;
-    ``batch_size`` the queries per batch (and per shard); ``actor_cpus`` the CPUs Ray
-    reserves per actor (replay waits on the retriever, so less than one CPU is usual);
-    ``shard_root`` the directory under which each run's shards go (None:
-    ``settings.home / "shards"``). An actor that dies is restarted by Ray and its batch
-    retried (Ray Data's default for actor pools).
+    ``retriever`` and ``settings`` travel to every actor, which builds its own retriever from
+    them (a retriever client cannot be shipped between processes); a ``query_embedder`` in
+    the options is left behind, each actor builds the ``[embedder]`` one. ``address`` is a
+    Ray cluster's address, ``HOST:PORT`` or ``auto`` (None: ``RAY_ADDRESS`` if set, else a
+    local Ray instance started for the run and stopped after it); a ``ray://`` (Ray Client)
+    address is refused with ConfigError, as is a malformed one. ``actors`` is the size of
+    the pool; ``batch_size`` the queries per batch (and per shard); ``actor_cpus`` the CPUs
+    Ray reserves per actor (replay waits on the retriever, so less than one CPU is usual);
+    ``shard_root`` the directory under which each run's shards go (None: ``settings.home /
+    "shards"``). An actor that dies is restarted by Ray and its batch retried (Ray Data's
+    default for actor pools).
     """
 
     retriever: RetrieverOptions
@@ -99,8 +214,10 @@ class RayEngine:
                 f"actors={self.actors}, batch_size={self.batch_size}, "
                 f"actor_cpus={self.actor_cpus}"
             )
-        # A missing extra is refused before anything is read or replayed.
+        # A missing extra, or an address the engine cannot use, is refused before
+        # anything is read or replayed.
         require("ray", "the Ray engine (--engine ray)")
+        check_ray_address(self.address)
         qdrant = self.settings.retriever.qdrant
         local_qdrant = qdrant.path is not None and not qdrant.url
         if local_qdrant and self.retriever.resolved_kind(self.settings) == "qdrant":
@@ -112,6 +229,23 @@ class RayEngine:
                 "the collection with a Qdrant server ([retriever.qdrant] url), or replay with "
                 "--engine local"
             )
+
+    def preflight(self) -> None:
+        """Raise what would stop the replay before its first query, so that the caller can
+        refuse the run before recording it: a retriever option the actors cannot be sent
+        (ConfigError naming it), a cluster that does not answer (RayUnreachableError)."""
+        actors = require("evalkit.engines.ray_actors", "the Ray engine (--engine ray)")
+        actors.check_shippable(self.retriever)
+        self.check_reachable()
+
+    def check_reachable(self) -> None:
+        """RayUnreachableError when the cluster the engine would connect to does not answer
+        (``probe_ray_address``); nothing is probed when this process is connected to Ray
+        already (the replay then uses that session)."""
+        ray = sys.modules.get("ray")
+        if ray is not None and ray.is_initialized():
+            return
+        probe_ray_address(self.address)
 
     def shard_dir(self, run_id: str) -> Path:
         """The directory the shards of run ``run_id`` are written to."""

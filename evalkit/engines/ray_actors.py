@@ -33,7 +33,9 @@ import hashlib
 import logging
 import os
 import re
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -50,7 +52,14 @@ from evalkit.answers.records import AnswerRecord, CachedJudgment, MetricScore, i
 from evalkit.answers.scoring import score_answers, uses_judge
 from evalkit.engines.base import EngineStoppedError, ReplaySpec
 from evalkit.engines.local import replay, results_frame
-from evalkit.engines.ray import WORKER_ENV, RayEngine, actor_judge_settings
+from evalkit.engines.ray import (
+    WORKER_ENV,
+    RayEngine,
+    RayUnreachableError,
+    actor_judge_settings,
+    check_ray_address,
+    probe_ray_address,
+)
 from evalkit.engines.tables import (
     ANSWER_ITEM_SCHEMA,
     ANSWER_SCORE_SCHEMA,
@@ -60,6 +69,7 @@ from evalkit.engines.tables import (
     SHARD_SUFFIX,
     answer_shard,
 )
+from evalkit.errors import ConfigError
 from evalkit.metrics import Evaluator, parse_measures
 from evalkit.records import Judgment, Query, QueryResult
 from evalkit.redaction import masked_excerpt, redact_known
@@ -69,10 +79,15 @@ if TYPE_CHECKING:
     from evalkit.config import JudgeSettings, Settings
     from evalkit.retrievers.factory import RetrieverOptions
 
-__all__ = ["replay_on_ray", "shard_schema"]
+__all__ = ["check_shippable", "connected", "replay_on_ray", "shard_schema"]
 
 _RAISED = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception): ")
 """A traceback's last line: the type and message of what was raised."""
+
+_AUTH_HINT = (
+    " (a cluster started with token authentication, as `ray start` does by default, "
+    "admits this process only with RAY_AUTH_MODE=token in its environment)"
+)
 
 _INNER_BATCH = 64
 """Queries per retriever call inside an actor's batch (the local replay's default)."""
@@ -330,27 +345,55 @@ def _shard_name(query_ids: Sequence[str]) -> str:
 def connected(address: str | None) -> Iterator[None]:
     """Ray connected for the block: the session already open in this process, else the
     cluster at ``address`` (or ``RAY_ADDRESS``), else a local instance started here and
-    stopped afterwards."""
+    stopped afterwards. ConfigError for an address the engine cannot use (``ray://``, a
+    malformed one), RayUnreachableError for a cluster that does not answer. The process's
+    SIGTERM and SIGINT handlers stay those it had (``ray.init`` replaces SIGTERM's)."""
     if ray.is_initialized():
         yield
         return
+    check_ray_address(address)
+    probe_ray_address(address)
     target = address or os.environ.get("RAY_ADDRESS")
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     with _stdout_on_stderr():
-        if target:
-            ray.init(address=target, logging_level=logging.WARNING, log_to_driver=False)
-        else:
-            ray.init(
-                address="local",
-                include_dashboard=False,
-                logging_level=logging.WARNING,
-                log_to_driver=False,
-                runtime_env={"env_vars": WORKER_ENV},
-            )
+        with _signal_handlers_kept():
+            if target:
+                try:
+                    ray.init(address=target, logging_level=logging.WARNING, log_to_driver=False)
+                except ConnectionError as error:  # refused, or `auto` finding no cluster
+                    raise RayUnreachableError(
+                        f"cannot connect to the Ray cluster at {target}: {_first_line(error)}"
+                        f"{_AUTH_HINT if not os.environ.get('RAY_AUTH_MODE') else ''}"
+                    ) from error
+            else:
+                ray.init(
+                    address="local",
+                    include_dashboard=False,
+                    logging_level=logging.WARNING,
+                    log_to_driver=False,
+                    runtime_env={"env_vars": WORKER_ENV},
+                )
         try:
             yield
         finally:
             ray.shutdown()
+
+
+@contextlib.contextmanager
+def _signal_handlers_kept() -> Iterator[None]:
+    """The process's SIGTERM and SIGINT handlers as they were before the block: ``ray.init``
+    replaces SIGTERM's with one that exits at once with code 15, which would skip the
+    command's own handling (a run stored failed, exit 143, its note)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread sets handlers, Ray's included
+        return
+    kept = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for signum, handler in kept.items():
+            if handler is not None:
+                signal.signal(signum, handler)
 
 
 @contextlib.contextmanager
@@ -386,6 +429,24 @@ def _quiet(logger: logging.Logger) -> Iterator[None]:
         logger.setLevel(level)
 
 
+def check_shippable(retriever: RetrieverOptions) -> None:
+    """ConfigError naming the option when one of ``retriever``'s factory options cannot be
+    pickled: every actor is sent the options to build its own retriever, and Ray would
+    otherwise fail the whole run with a message about its own internals. (Its
+    ``query_embedder`` is never sent; each actor builds its own.)"""
+    for name, value in (retriever.factory_options or {}).items():
+        try:
+            ray.cloudpickle.dumps(value)  # type: ignore[no-untyped-call]
+        except Exception as error:  # pickling may raise anything the object's type raises
+            raise ConfigError(
+                f"the retriever option {name!r} ({type(value).__name__}) cannot be sent to "
+                f"the Ray engine's actors, which each build their own retriever from the "
+                f"options: {type(error).__name__}: {masked_excerpt(str(error), 200)}. Pass a "
+                "value that can be pickled (a number, a string, a path) and build the object "
+                "inside the factory, or replay with --engine local"
+            ) from error
+
+
 def replay_on_ray(
     query_table: Path,
     shard_dir: Path,
@@ -408,6 +469,8 @@ def replay_on_ray(
     shards; ``spec.judge_cache`` is a Parquet snapshot of the judge cache (``JUDGED_SCHEMA``)
     the actors read before calling the judge.
     """
+    retriever = replace(engine.retriever, query_embedder=None)
+    check_shippable(retriever)
     shard_dir.mkdir(parents=True, exist_ok=True)
     with connected(engine.address), _quiet(logging.getLogger("ray.data")):
         context = ray.data.DataContext.get_current()
@@ -426,7 +489,7 @@ def replay_on_ray(
             zero_copy_batch=True,
             compute=ray.data.ActorPoolStrategy(size=engine.actors),
             num_cpus=engine.actor_cpus,
-            fn_constructor_args=(engine.retriever, engine.settings, spec),
+            fn_constructor_args=(retriever, engine.settings, spec),
             fn_constructor_kwargs={"shard_dir": str(shard_dir), "actors": engine.actors},
             runtime_env={"env_vars": WORKER_ENV},
         )

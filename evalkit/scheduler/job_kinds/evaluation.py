@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field, field_validator
 
 from evalkit.engines import RayEngine
+from evalkit.engines.ray import ray_address_problem
 from evalkit.errors import ConfigError
 from evalkit.pipeline import (
     evaluate_goldset,
@@ -72,11 +73,24 @@ class GoldsetReplayParams(RetrieverParams):
         default=DEFAULT_RAY_ACTORS, ge=1, description="Actors replaying queries with engine = ray."
     )
 
+    @field_validator("ray_address")
+    @classmethod
+    def _ray_address(cls, value: str | None) -> str | None:
+        return _checked_ray_address(value)
+
     def ray_engine(self, settings: Settings) -> RayEngine | None:
         """The Ray engine these fields ask for, or None for the local one."""
         if self.engine != "ray":
             return None
         return RayEngine(self.options(), settings, address=self.ray_address, actors=self.ray_actors)
+
+
+def _checked_ray_address(value: str | None) -> str | None:
+    """``value``, refused when the configuration is read if the Ray engine cannot use it."""
+    problem = None if value is None else ray_address_problem(value, source="ray_address")
+    if problem is not None:
+        raise ValueError(problem)
+    return value
 
 
 def _goldset_replay(ctx: JobContext, params: GoldsetReplayParams) -> JobOutcome:
@@ -156,6 +170,11 @@ class SweepParams(JobParams):
     ray_actors: int = Field(
         default=DEFAULT_RAY_ACTORS, ge=1, description="Actors with engine = ray."
     )
+
+    @field_validator("ray_address")
+    @classmethod
+    def _ray_address(cls, value: str | None) -> str | None:
+        return _checked_ray_address(value)
 
     @field_validator("file")
     @classmethod
