@@ -841,9 +841,10 @@ def test_the_ray_engine_replays_through_the_engine_protocol(
 
     goldset = demo_goldset()
     with overlap_retriever(fail=frozenset({"q003"})) as url:
-        engine: Engine = RayEngine(
-            RetrieverOptions(http_url=url), _settings(tmp_path), actors=2, batch_size=40
-        )
+        # A query embedder in the options is left behind, whatever it holds: it once failed
+        # the run with 'Could not serialize the put value', pickled before being dropped.
+        options = RetrieverOptions(http_url=url, query_embedder=_Unpicklable())  # type: ignore[arg-type]
+        engine: Engine = RayEngine(options, _settings(tmp_path), actors=2, batch_size=40)
         told: list[tuple[int, int]] = []
         report = engine.replay(
             ReplaySpec(run_id="r-protocol", k=DEPTH, measures=("ndcg@10",)),
@@ -886,3 +887,242 @@ def test_the_ray_engine_reports_its_stop_and_keeps_its_shards(
     assert report.query_table == engine.query_table("r-stops")
     assert pq.read_table(report.query_table).num_rows == len(goldset.queries)
     assert path.exists()
+
+
+# -- refused before a run is recorded; what a stopped run leaves ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("address", "says"),
+    [
+        ("ray://head.example:10001", "is a Ray Client address, which the Ray engine cannot use"),
+        ("not an address", "is not a Ray cluster address: give the address"),
+        ("http://127.0.0.1:6390", "(an http:// address is the dashboard's, for `ray job submit`)"),
+    ],
+)
+def test_a_ray_client_or_malformed_address_is_refused_before_anything_is_stored(
+    evalkit_home: Path, capsys: pytest.CaptureFixture[str], address: str, says: str
+) -> None:
+    """Ray Data's actor pool fails under Ray Client (every query was lost, the run stored
+    failed); a malformed address was a raw ValueError traceback, exit 1, a run stored."""
+    import json
+
+    from evalkit.cli import invoke
+
+    code = invoke(
+        [
+            "run",
+            "--goldset",
+            str(Path(__file__).resolve().parents[1] / "goldsets" / "demo"),
+            "--http-retriever",
+            "http://127.0.0.1:9/search",
+            "--engine",
+            "ray",
+            "--ray-address",
+            address,
+            "--format",
+            "json",
+        ]
+    )
+    captured = capsys.readouterr()
+    assert code == 2
+    error = json.loads(captured.out)["error"]
+    assert (error["type"], error["exit_code"]) == ("ConfigError", 2)
+    assert error["message"].startswith(f"--ray-address {address!r} ")
+    assert says in error["message"]
+    if address.startswith("ray://"):
+        assert "`ray job submit --address http://HEAD:8265 -- evalkit run" in error["message"]
+    assert not (evalkit_home / "evalkit.duckdb").exists()
+    assert not (evalkit_home / "shards").exists()
+
+
+def test_an_address_from_the_environment_or_a_job_is_checked_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pydantic import ValidationError
+
+    from evalkit.scheduler import JOB_KINDS
+
+    monkeypatch.setenv("RAY_ADDRESS", "ray://head.example:10001")
+    with pytest.raises(ConfigError, match=r"^RAY_ADDRESS 'ray://head.example:10001' is a Ray"):
+        RayEngine(RetrieverOptions(http_url="http://127.0.0.1:9/q"), _settings(tmp_path))
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")  # what a Ray Job's driver is given
+    RayEngine(RetrieverOptions(http_url="http://127.0.0.1:9/q"), _settings(tmp_path))
+    for address in ("auto", "head.example:6379", "[::1]:6379"):
+        RayEngine(RetrieverOptions(), _settings(tmp_path), address=address)
+    model = JOB_KINDS["goldset_replay"].params
+    with pytest.raises(ValidationError, match=r"ray_address 'ray://h:10001' is a Ray Client"):
+        model.model_validate({"goldset": "demo", "engine": "ray", "ray_address": "ray://h:10001"})
+
+
+def test_an_unreachable_cluster_is_refused_at_once_and_no_run_is_stored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ray retries a cluster that does not answer for ever: the run hung."""
+    import ray
+
+    from evalkit.engines.ray import RayUnreachableError
+
+    # As in a process not yet connected to Ray (this module's tests share one session).
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    settings = _settings(tmp_path)
+    began = time.monotonic()
+    with overlap_retriever() as url, Store.open(tmp_path / "runs.duckdb") as store:
+        options = RetrieverOptions(http_url=url)
+        engine = RayEngine(options, settings, address="127.0.0.1:1")
+        with pytest.raises(RayUnreachableError) as caught:
+            evaluate_goldset(
+                store,
+                demo_goldset(),
+                build_retriever(options, settings),
+                GoldsetRunRequest(k=DEPTH, answers=False),
+                engine=engine,
+            )
+        assert store.fetch("SELECT count(*) FROM runs")[0][0] == 0
+    assert time.monotonic() - began < 30
+    assert caught.value.exit_code == 3
+    assert str(caught.value).startswith(
+        "cannot connect to the Ray cluster at 127.0.0.1:1 (--ray-address): connection refused."
+    )
+    assert not (settings.home / "shards").exists()
+
+
+class _Unpicklable:
+    """What cannot be sent to an actor: an object holding a lock (as an ONNX session does)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+
+
+def test_an_option_the_actors_cannot_be_sent_is_named_before_a_run_is_stored(
+    tmp_path: Path,
+) -> None:
+    """Ray failed the whole run with 'Could not serialize the put value <MapTransformer>',
+    the real cause only on standard error."""
+    settings = _settings(tmp_path)
+    options = RetrieverOptions(
+        retriever="plugins:make", factory_options={"k": 3, "guard": _Unpicklable()}
+    )
+    engine = RayEngine(options, settings)
+    with overlap_retriever() as url, Store.open(tmp_path / "runs.duckdb") as store:
+        with pytest.raises(ConfigError) as caught:
+            evaluate_goldset(
+                store,
+                demo_goldset(),
+                build_retriever(RetrieverOptions(http_url=url), settings),
+                GoldsetRunRequest(k=DEPTH, answers=False),
+                engine=engine,
+            )
+        assert store.fetch("SELECT count(*) FROM runs")[0][0] == 0
+    assert str(caught.value).startswith(
+        "the retriever option 'guard' (_Unpicklable) cannot be sent to the Ray engine's "
+        "actors, which each build their own retriever from the options: TypeError: cannot "
+        "pickle '_thread.lock' object."
+    )
+
+
+def test_a_run_stopped_before_any_shard_leaves_no_files_and_a_failed_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The query table (a copy of the query set) and an empty shard folder were left under
+    HOME/shards by every run that failed or was interrupted, and nothing removed them."""
+    from evalkit.engines import ray_actors
+
+    def interrupted(*args: Any, **kwargs: Any) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ray_actors, "replay_on_ray", interrupted)
+    settings = _settings(tmp_path)
+    with overlap_retriever() as url, Store.open(tmp_path / "runs.duckdb") as store:
+        options = RetrieverOptions(http_url=url)
+        engine = RayEngine(options, settings)
+        with pytest.raises(KeyboardInterrupt):
+            evaluate_goldset(
+                store,
+                demo_goldset(),
+                build_retriever(options, settings),
+                GoldsetRunRequest(k=DEPTH, answers=False),
+                engine=engine,
+            )
+        ((status, error),) = store.fetch("SELECT status, error FROM runs")
+    assert (status, error) == ("failed", "interrupted: Ctrl-C")
+    assert list((settings.home / "shards").iterdir()) == []
+
+
+def test_a_ray_run_is_recorded_running_under_its_lock_while_the_store_is_closed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ray terminates its driver when the cluster goes away: with the run row written only
+    after the replay, nothing was stored and the run's shards belonged to no run."""
+    from evalkit.engines import ray_actors
+    from evalkit.store.access import StoreAccess
+    from evalkit.store.runs import fail_running_runs, run_lock
+
+    path = tmp_path / "runs.duckdb"
+    seen: dict[str, Any] = {}
+
+    def replay_meanwhile(table: Path, shard_dir: Path, engine: Any, spec: Any, **kw: Any) -> int:
+        # Another writer opens the store during the replay, as `evalkit run` elsewhere would.
+        with Store.open(path) as other:
+            seen["failed"] = fail_running_runs(other, note="found by another writer")
+            seen["status"] = get_run(other, spec.run_id).status
+        seen["lock"] = run_lock(path, spec.run_id).path
+        seen["held"] = run_lock(path, spec.run_id).is_held()
+        raise SystemExit(1)  # the process ends without recording anything more
+
+    monkeypatch.setattr(ray_actors, "replay_on_ray", replay_meanwhile)
+    settings = _settings(tmp_path)
+    access = StoreAccess(path, wait=10, program="evalkit")
+    with overlap_retriever() as url:
+        options = RetrieverOptions(http_url=url)
+        retriever = build_retriever(options, settings)
+        with pytest.raises(SystemExit):
+            evaluate_goldset(
+                access,
+                demo_goldset(),
+                retriever,
+                GoldsetRunRequest(k=DEPTH, answers=False),
+                engine=RayEngine(options, settings),
+            )
+    assert seen["failed"] == []
+    assert seen["status"] == "running"
+    assert seen["held"]
+    assert not seen["lock"].exists()
+
+    # A process that died while replaying: its run is left running, its lock released by
+    # the kernel; the next writer marks it failed and removes the lock's file.
+    with Store.open(path) as store:
+        run_id = create_run(store, _spec())
+        lock = run_lock(path, run_id)
+        lock.acquire(purpose="replay", wait=0)
+        assert fail_running_runs(store, note="x") == []
+        lock.release()
+        assert fail_running_runs(store, note="found by `evalkit run`") == [run_id]
+        assert get_run(store, run_id).error == "interrupted: found by `evalkit run`"
+        assert not lock.path.exists()
+
+
+def test_connecting_to_ray_keeps_the_process_s_signal_handlers(ray_cluster: str) -> None:
+    """ray.init replaces the SIGTERM handler with one that exits 15 at once: `evalkit run`
+    then exited 15 with Ray's stack dump, not 143 with its note, its run 'interrupted: 15'."""
+    probe = (
+        "import os, signal, sys\n"
+        "from evalkit.engines.ray_actors import connected\n"
+        "def handler(signum, frame):\n"
+        "    os._exit(143)\n"
+        "signal.signal(signal.SIGTERM, handler)\n"
+        "with connected(sys.argv[1]):\n"
+        "    assert signal.getsignal(signal.SIGTERM) is handler\n"
+        "    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    signal.pause()\n"
+    )
+    shown = subprocess.run(
+        [sys.executable, "-c", probe, ray_cluster],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "RAY_ADDRESS": ""},
+    )
+    assert shown.returncode == 143, shown.stderr

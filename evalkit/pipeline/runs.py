@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from evalkit import answers as answer_stage
 from evalkit.answers.records import AnswerScores
 from evalkit.config import JudgeSettings
 from evalkit.engines import (
+    SHARD_SUFFIX,
     Engine,
     EngineReport,
     RayEngine,
@@ -32,12 +34,13 @@ from evalkit.pipeline.answer_scores import cache_judged, stored_answers
 from evalkit.records import Query, QueryResult
 from evalkit.retrievers.base import describe_exception
 from evalkit.store import RunRecord, RunSpec, Store, utc_now
-from evalkit.store.access import WriterAccess
+from evalkit.store.access import FileLock, WriterAccess
 from evalkit.store.answers import new_scoring_id
 from evalkit.store.runs import (
     RunRecorder,
     get_run,
     new_run_id,
+    run_lock,
 )
 from evalkit.store.shards import ShardAnswers, load_engine_report, write_judge_cache_snapshot
 
@@ -147,6 +150,7 @@ def _record_run(
     nothing_answered: str,
     finish: Callable[[RunRecorder, EngineReport], _Value],
     conclude: Callable[[Store, RunRecorder, _Value], _Outcome],
+    record_first: bool = False,
 ) -> _Outcome:
     """The lifecycle of every replayed run (goldset, traffic, a gate's candidate; on any
     ``engine``), each step of it a ``RunRecorder``'s.
@@ -169,18 +173,24 @@ def _record_run(
     retriever takes: the store is opened only after the replay, and the run is recorded
     then, with the replay's start time, from its ``running`` row to its final status in one
     short stretch; a replay that crashes is recorded as a ``failed`` run in a short stretch
-    of its own.
+    of its own. With ``record_first`` (an engine that leaves files while it replays: Ray's
+    shards) the run is recorded ``running`` in a short stretch before the replay too, and
+    this process holds the run's lock (``run_lock``) until the run is finished: a process
+    stopped without a chance to record anything (Ray terminates its driver when the cluster
+    goes away) then leaves a ``running`` run, which the next writer marks failed, while a
+    writer meanwhile leaves the run alone.
     """
     run_id = replay_spec.run_id
     purpose = f"{spec.kind} run {run_id}"
 
-    def recorder(writing: Store) -> RunRecorder:
+    def recorder(writing: Store, *, recorded: bool = False) -> RunRecorder:
         return RunRecorder(
             writing,
             spec,
             nothing_answered=nothing_answered,
             started_at=started_at,
             run_id=run_id,
+            recorded=recorded,
         )
 
     def run_replay(recording: RunRecorder | None) -> EngineReport:
@@ -197,6 +207,16 @@ def _record_run(
             with recorder(held) as recording:
                 value = finish(recording, run_replay(recording))
             return conclude(held, recording, value)
+    if record_first:
+        return _record_first(
+            store,
+            purpose,
+            recorder=recorder,
+            run_replay=run_replay,
+            prepare=prepare,
+            finish=finish,
+            conclude=conclude,
+        )
     try:
         replayed = run_replay(None)
     except BaseException as error:
@@ -210,6 +230,42 @@ def _record_run(
         with recorder(writing) as recording:
             value = finish(recording, replayed)
         return conclude(writing, recording, value)
+
+
+def _record_first(
+    store: WriterAccess,
+    purpose: str,
+    *,
+    recorder: Callable[..., RunRecorder],
+    run_replay: Callable[[RunRecorder | None], EngineReport],
+    prepare: Callable[[Store], object],
+    finish: Callable[[RunRecorder, EngineReport], _Value],
+    conclude: Callable[[Store, RunRecorder, _Value], _Outcome],
+) -> _Outcome:
+    """``_record_run`` with the run recorded ``running`` (under its lock) before the
+    replay, in a short stretch of its own, and finished in another after it."""
+    lock: FileLock | None = None
+    try:
+        with store.writer(purpose) as writing:
+            prepare(writing)
+            created = recorder(writing)
+            lock = run_lock(writing.path, created.run_id)
+            lock.acquire(purpose=purpose, wait=0)
+            created.record_running()
+        try:
+            replayed = run_replay(None)
+        except BaseException as error:
+            with contextlib.suppress(Exception), store.writer(purpose) as writing:
+                recorder(writing, recorded=True).fail(error)
+            raise
+        with store.writer(purpose) as writing:
+            with recorder(writing, recorded=True) as recording:
+                value = finish(recording, replayed)
+            return conclude(writing, recording, value)
+    finally:
+        if lock is not None:
+            lock.release()
+            lock.path.unlink(missing_ok=True)
 
 
 def replay_run(
@@ -294,6 +350,7 @@ def sharded_run(
     them); their scores, the answers and the judge's new outputs are loaded with the
     run's shards, in the same transaction, as one answer scoring of the run.
     """
+    engine.preflight()
     started_at = utc_now()
     run_id = new_run_id(started_at)
     judge_cache = (
@@ -335,30 +392,47 @@ def sharded_run(
             answers=stored_answers(writing, scoring.scoring_id) if scoring else None,
         )
 
-    outcome = _record_run(
-        store,
-        spec,
-        engine,
-        queries,
-        ReplaySpec(
-            run_id=run_id,
-            k=spec.k,
-            measures=spec.measures,
-            relevance_threshold=spec.relevance_threshold,
-            answers=answers,
-            judge_cache=judge_cache,
-        ),
-        started_at=started_at,
-        progress=progress,
-        prepare=prepare,
-        nothing_answered=nothing_answered,
-        finish=finish,
-        conclude=conclude,
-    )
+    try:
+        outcome = _record_run(
+            store,
+            spec,
+            engine,
+            queries,
+            ReplaySpec(
+                run_id=run_id,
+                k=spec.k,
+                measures=spec.measures,
+                relevance_threshold=spec.relevance_threshold,
+                answers=answers,
+                judge_cache=judge_cache,
+            ),
+            started_at=started_at,
+            progress=progress,
+            prepare=prepare,
+            nothing_answered=nothing_answered,
+            finish=finish,
+            conclude=conclude,
+            record_first=True,
+        )
+    except BaseException:
+        _discard_unused(engine, run_id)
+        raise
+    finally:
+        if judge_cache is not None:
+            judge_cache.unlink(missing_ok=True)
     reports[0].discard()
-    if judge_cache is not None:
-        judge_cache.unlink(missing_ok=True)
     return outcome
+
+
+def _discard_unused(engine: RayEngine, run_id: str) -> None:
+    """Remove the files of run ``run_id`` that a crashed run leaves and nothing will read:
+    its query table and shard directory when the engine wrote no shard (it never connected,
+    or stopped before a batch finished). Shards that were written stay for inspection."""
+    shard_dir = engine.shard_dir(run_id)
+    if shard_dir.exists() and any(shard_dir.glob(f"*{SHARD_SUFFIX}")):
+        return
+    shutil.rmtree(shard_dir, ignore_errors=True)
+    engine.query_table(run_id).unlink(missing_ok=True)
 
 
 def _judge_cache_snapshot(store: WriterAccess, settings: JudgeSettings, path: Path) -> Path:

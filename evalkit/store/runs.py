@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,7 @@ from evalkit.errors import NotFoundError, StoreError, WorkInterruptedError
 from evalkit.records import QueryResult
 from evalkit.redaction import redact_known
 from evalkit.retrievers.base import SupportsRetrieve, description_of, fingerprints_of, index_size_of
+from evalkit.store.access import FileLock, store_sibling
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -53,6 +55,7 @@ __all__ = [
     "new_run_id",
     "query_metrics",
     "run_aggregates",
+    "run_lock",
     "run_queries",
     "run_results",
 ]
@@ -448,19 +451,35 @@ def fail_run(store: Store, run_id: str, error: str) -> None:
         )
 
 
+def run_lock(store_path: Path, run_id: str) -> FileLock:
+    """The lock on run ``run_id`` (a file beside the store) that the process replaying it
+    holds while the run is recorded ``running`` and the store is closed (a Ray run of
+    ``evalkit run``): while it is held, the run is not one a stopped process left. The
+    kernel releases it when the process dies, however it dies."""
+    return FileLock(store_sibling(store_path.resolve(), f".{run_id}.lock"), program="evalkit")
+
+
 def fail_running_runs(store: Store, *, note: str) -> list[str]:
-    """Mark every run still ``running`` as failed (``interrupted: note``); their ids.
+    """Mark every run still ``running`` as failed (``interrupted: note``), except those whose
+    ``run_lock`` a live process holds; their ids.
 
     Call only while holding the store for writing: DuckDB admits one writing process
-    and a run's writer keeps the store open until the run is finished, so a run still
-    ``running`` then belongs to a process that stopped without finishing it.
+    and a run's writer keeps the store open until the run is finished, or else holds the
+    run's lock, so a run still ``running`` then belongs to a process that stopped without
+    finishing it.
     """
     run_ids = [
         str(row[0]) for row in store.fetch("SELECT run_id FROM runs WHERE status = 'running'")
     ]
+    failed = []
     for run_id in run_ids:
+        lock = run_lock(store.path, run_id)
+        if lock.path.exists() and lock.is_held():
+            continue
         fail_run(store, run_id, f"interrupted: {note}")
-    return run_ids
+        lock.path.unlink(missing_ok=True)
+        failed.append(run_id)
+    return failed
 
 
 class RunRecorder:
@@ -468,12 +487,14 @@ class RunRecorder:
     run, a traffic replay, a gate's live candidate; replayed locally or on Ray).
 
     Entering the block records the run ``running`` (``create_run``, with ``started_at`` and
-    ``run_id`` when the replay began before its row was written). ``add`` stores a batch of
-    per-query results and counts its failures; ``finish`` writes the run's figures and its
-    final status in one transaction: ``failed`` when every query failed (with no query at
-    all, ``nothing_answered``), ``partial`` when some did, with a note naming how many and
-    the first error, else ``complete``. A run whose results were loaded some other way (the
-    Ray engine's shards) is finished by ``finish_loaded``, whose writer gets that status.
+    ``run_id`` when the replay began before its row was written; ``recorded``: the row
+    exists already, written ``running`` by this process before the replay). ``add`` stores a
+    batch of per-query results and counts its failures; ``finish`` writes the run's figures
+    and its final status in one transaction: ``failed`` when every query failed (with no
+    query at all, ``nothing_answered``), ``partial`` when some did, with a note naming how
+    many and the first error, else ``complete``. A run whose results were loaded some other
+    way (the Ray engine's shards) is finished by ``finish_loaded``, whose writer gets that
+    status.
 
     Leaving the block without finishing finishes the run with no figures; leaving it by an
     exception (or calling ``fail``) marks it ``failed`` with the error, and the exception
@@ -489,8 +510,10 @@ class RunRecorder:
         nothing_answered: RunStatus = "failed",
         started_at: datetime | None = None,
         run_id: str | None = None,
+        recorded: bool = False,
     ) -> None:
         self.store = store
+        self.recorded = recorded
         self.spec = spec
         self.nothing_answered = nothing_answered
         self.started_at = started_at or utc_now()
@@ -503,8 +526,14 @@ class RunRecorder:
         self._finished = False
 
     def __enter__(self) -> RunRecorder:
-        create_run(self.store, self.spec, started_at=self.started_at, run_id=self.run_id)
+        self.record_running()
         return self
+
+    def record_running(self) -> None:
+        """Record the run ``running`` (``create_run``), unless its row exists already."""
+        if not self.recorded:
+            create_run(self.store, self.spec, started_at=self.started_at, run_id=self.run_id)
+            self.recorded = True
 
     def __exit__(
         self,
