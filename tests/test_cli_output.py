@@ -153,6 +153,27 @@ def test_a_name_too_wide_beside_the_values_is_shortened_in_the_middle_and_others
     ]
 
 
+def test_a_run_id_stays_whole_beside_long_paths_and_tags() -> None:
+    """`runs list` beside a bm25 index path and sweep tags at 120 columns printed the run id
+    as 202611…8d705, which can no longer be copied into `runs show`."""
+    from rich.console import Console
+
+    from evalkit.cli._output import table
+
+    path = "bm25:/tmp/explore-upgrade/w1/indexes/bm25/scifact"
+    tags = "sweep:20261127T022310-ef,point:k1=1.2,b=0.75"
+    header = ["run", "status", "goldset", "retriever", "label", "tags", "ndcg@10", "queries"]
+    rows = [
+        [f"20261127T0223{i:02d}-b8d705", "complete", "scifact", path, "nightly", tags, 0.7, 60]
+        for i in range(3)
+    ]
+    console = Console(record=True, width=120, markup=False)
+    console.print(table("runs", header, rows))
+    lines = console.export_text().splitlines()
+    assert max(len(line) for line in lines) <= 120
+    assert sum("20261127T022301-b8d705" in line for line in lines) == 1
+
+
 def test_a_line_break_in_a_name_is_escaped_where_a_message_keeps_its_lines() -> None:
     """A query id "q1\\nq2" drawn as it is reads as a row q1 and a row q2; an error message
     in a labelled value is meant to span lines."""

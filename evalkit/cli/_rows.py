@@ -107,6 +107,8 @@ class NamedRows(Table):
         )
         widest = max(cell_len(text) for text in (str(first.header), *self.names))
         room = (self.width or options.max_width) - borders - narrowest - padding
-        cap = max(room, min(widest, _SHORTEST_NAME))
+        # A name up to _WHOLE_NAME long stays whole (a run id is copied into the next
+        # command); the other columns wrap around it instead.
+        cap = max(room, min(widest, max(self.name_min_width, _SHORTEST_NAME)))
         if widest > cap:
             first.min_width = first.max_width = cap
