@@ -462,6 +462,23 @@ def test_absent_documents_an_audit_found_in_the_index_are_said_ranked_out_not_mi
     assert "evalkit audit" not in absent.statement
 
 
+def test_an_audit_before_the_candidate_never_says_its_lost_documents_are_in_the_index(
+    store: Store,
+) -> None:
+    """An audit between the runs, before documents were deleted from the index: explain
+    said the deleted documents were "in the index (audit ...)" on its word."""
+    gold = goldset(N)
+    save_goldset(store, gold)
+    _run(store, gold, {q: perfect(q) for q in query_ids(N)})
+    _audit(store, None, goldset_version=gold.version)
+    candidate = _run(store, gold, _without({"q01-b", "q02-b"}), index="idx-2")
+
+    absent = {cause.kind: cause for cause in explain_runs(store, candidate, test=FAST).causes}[
+        "absent_from_results"
+    ]
+    assert absent.statement.startswith("probably missing from the index: 2 of the 2")
+
+
 def test_the_audit_note_names_the_chroma_server_and_only_for_chroma(store: Store) -> None:
     gold = goldset(N)
     save_goldset(store, gold)

@@ -352,8 +352,12 @@ def _unreflected_cause(
 
 def _judged_documents_audit(audits: Sequence[StoredAudit], cand: RunRecord) -> str | None:
     """The newest audit (``audits`` come newest first) whose orphans check looked for every
-    judged document of the candidate's goldset version in the index, or None."""
+    judged document of the candidate's goldset version in the index the candidate searched,
+    or None. Only an audit made since the candidate started saw that index: an earlier one
+    (since the baseline) may have seen the documents the index lost before the candidate."""
     for audit in audits:
+        if audit.started_at < cand.started_at:
+            return None
         ran = {str(check.get("name")) for check in audit.checks if check.get("ran")}
         if "orphans" in ran and audit.goldset_version == cand.spec.goldset_version:
             return audit.audit_id
