@@ -79,7 +79,6 @@ def _audit(
 ) -> str:
     """An audit of ``collection`` whose orphans check found ``doc_ids`` (a finding of
     ``kind``), or found nothing when ``kind`` is None."""
-    now = utc_now()
     findings = (
         ()
         if kind is None
@@ -94,6 +93,16 @@ def _audit(
             ),
         )
     )
+    return _saved_audit(
+        store, CheckOutcome("orphans", True, findings=findings), collection, goldset_version
+    )
+
+
+def _saved_audit(
+    store: Store, check: CheckOutcome, collection: str, goldset_version: str | None = None
+) -> str:
+    """An audit of ``collection`` (of goldset ``mini``) that ran ``check``, stored now."""
+    now = utc_now()
     return save_audit(
         store,
         AuditReport(
@@ -102,7 +111,7 @@ def _audit(
             started_at=now,
             finished_at=now,
             n_documents=40,
-            checks=(CheckOutcome("orphans", True, findings=findings),),
+            checks=(check,),
             config={},
             seed=0,
             goldset_name="mini",
@@ -281,7 +290,6 @@ def test_half_the_lost_documents_audited_missing_explain_half_the_loss(store: St
 
 def _duplicates_audit(store: Store, clusters: Sequence[tuple[str, ...]]) -> str:
     """An audit of collection ``mini`` whose duplicates check found ``clusters``."""
-    now = utc_now()
     doc_ids = tuple(doc for cluster in clusters for doc in cluster)
     finding = Finding(
         kind="exact_duplicates",
@@ -292,19 +300,7 @@ def _duplicates_audit(store: Store, clusters: Sequence[tuple[str, ...]]) -> str:
         doc_ids=doc_ids,
         clusters=tuple(clusters),
     )
-    return save_audit(
-        store,
-        AuditReport(
-            collection="mini",
-            location="/x/chroma",
-            started_at=now,
-            finished_at=now,
-            n_documents=40,
-            checks=(CheckOutcome("duplicates", True, findings=(finding,)),),
-            config={},
-            seed=0,
-        ),
-    ).audit_id
+    return _saved_audit(store, CheckOutcome("duplicates", True, findings=(finding,)), "mini")
 
 
 def _copies_first(query: str, copies: int) -> list[str]:
