@@ -25,6 +25,7 @@ from evalkit.retrievers import (
     index_fingerprint,
     open_chroma_client,
 )
+from evalkit.retrievers.chroma import tenant_where
 from evalkit.retrievers.chroma_client import (
     CONTENT_HASH_KEY,
     INDEX_FINGERPRINT_KEY,
@@ -311,6 +312,38 @@ def test_tenant_queries_only_see_their_tenant(
     assert g1 == {doc_id for doc_id, _ in FACTS} - acme
     assert len(n1) == 30
     assert results[0].docs[0].doc_id == "eiffel"  # eiffel is position 0: acme
+
+
+def test_an_integer_tenant_in_metadata_is_matched_and_a_missing_key_is_refused(
+    chroma_server: ChromaServer,
+    server_collection: str,
+    embedder: CachedEmbedder,
+) -> None:
+    """Chroma's filter is type-strict and goldset tenants are text: ``"3"`` found nothing in
+    an integer ``position``, and a key no record has found nothing for every query; the run
+    was stored complete with nDCG 0."""
+    queries = [
+        Query(id="three", text="How tall is the Eiffel Tower?", tenant="3"),
+        Query(id="padded", text="How tall is the Eiffel Tower?", tenant="03"),
+    ]
+    with ChromaRetriever.server(
+        chroma_server.url, server_collection, embedder, where_key="position"
+    ) as retriever:
+        three, padded = retriever.retrieve(queries, 10)
+    assert [doc.doc_id for doc in three.docs] == [FACTS[3][0]]
+    assert padded.ok
+    assert padded.docs == ()
+    assert tenant_where("tenant", "acme") == {"tenant": "acme"}
+    assert tenant_where("position", "-3") == {"$or": [{"position": "-3"}, {"position": -3}]}
+
+    with pytest.raises(ConfigError) as refused:
+        ChromaRetriever.server(chroma_server.url, server_collection, embedder, where_key="org")
+    assert str(refused.value).startswith(
+        "no record of Chroma collection 'facts' has metadata key 'org' (--where-key): every "
+        "query with a tenant would find nothing. Metadata keys of its first 40 records: "
+    )
+    assert "position, " in str(refused.value)
+    assert "tenant" in str(refused.value)
 
 
 def test_a_failing_query_does_not_fail_its_batch(

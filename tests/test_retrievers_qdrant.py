@@ -32,7 +32,7 @@ from qdrant_client import QdrantClient, models
 from evalkit.config import QdrantSettings
 from evalkit.errors import CollectionNotFoundError, ConfigError, RetrieverError
 from evalkit.records import Query
-from evalkit.retrievers.qdrant import QdrantRetriever
+from evalkit.retrievers.qdrant import QdrantRetriever, tenant_filter
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -111,6 +111,71 @@ def test_a_tenant_filter_returns_no_other_tenants_document(store: Path) -> None:
     with retriever(store) as adapter:
         mixed = adapter.retrieve(queries[:1], 50)[0]
     assert {tenant_of[doc.doc_id] for doc in mixed.docs} == {"kestrel", "harbor"}
+
+
+def test_an_integer_tenant_payload_is_matched_and_a_missing_key_is_refused(
+    tmp_path: Path,
+) -> None:
+    """Goldset tenants are text and Qdrant's match is type-strict: a tenant "1" found nothing
+    in an integer ``org_id``, and a key no point has found nothing for every query; the run
+    was stored complete with nDCG 0."""
+    org_of = {"harbor": 1, "kestrel": 2}
+    client = QdrantClient(path=str(tmp_path))
+    try:
+        client.create_collection(
+            "orgs", vectors_config=models.VectorParams(size=384, distance=models.Distance.COSINE)
+        )
+        client.upsert(
+            "orgs",
+            points=[
+                models.PointStruct(
+                    id=number,
+                    vector=vector.tolist(),
+                    payload={"doc_id": document.id, "org_id": org_of[document.metadata["tenant"]]},
+                )
+                for number, (document, vector) in enumerate(
+                    zip(demo_documents(), demo_vectors(), strict=True)
+                )
+            ],
+        )
+    finally:
+        client.close()
+    tenant_of = {document.id: document.metadata["tenant"] for document in demo_documents()}
+    queries = [
+        Query("h", "How many vacation days do we get?", tenant="1"),
+        Query("k", "How many vacation days do we get?", tenant="2"),
+    ]
+    with retriever(tmp_path, "orgs", tenant_key="org_id") as adapter:
+        harbor, kestrel = adapter.retrieve(queries, 50)
+    assert len(harbor.docs) == len(kestrel.docs) == 50
+    assert {tenant_of[doc.doc_id] for doc in harbor.docs} == {"harbor"}
+    assert {tenant_of[doc.doc_id] for doc in kestrel.docs} == {"kestrel"}
+
+    with pytest.raises(ConfigError) as refused:
+        retriever(tmp_path, "orgs", tenant_key="tenant")
+    assert str(refused.value) == (
+        f"no point of Qdrant collection 'orgs' at {tmp_path} has payload key 'tenant' "
+        "(--where-key, or tenant_key in [retriever.qdrant]): every query with a tenant would "
+        "find nothing. Payload keys of its first 100 points: doc_id, org_id"
+    )
+
+
+def test_a_tenant_filter_matches_the_type_the_payload_index_holds() -> None:
+    """A server in strict mode refuses a condition the key's index cannot serve."""
+
+    def values(tenant: str, indexed: models.PayloadSchemaType | None) -> list[object]:
+        wanted = tenant_filter("org", tenant, indexed=indexed)
+        conditions = wanted.must if wanted.must is not None else wanted.should
+        assert isinstance(conditions, list)
+        return [condition.match.value for condition in conditions]  # type: ignore[union-attr]
+
+    assert values("1", None) == ["1", 1]
+    assert values("1", models.PayloadSchemaType.INTEGER) == [1]
+    assert values("1", models.PayloadSchemaType.KEYWORD) == ["1"]
+    assert values("acme", None) == ["acme"]
+    assert values("01", None) == ["01"]
+    assert values(str(2**63), None) == [str(2**63)]
+    assert tenant_filter("org", "acme").must is not None
 
 
 def test_a_collection_gone_mid_run_fails_each_query_with_its_error(tmp_path: Path) -> None:
@@ -213,6 +278,11 @@ def test_evalkit_run_replays_a_qdrant_collection(
 
     imported = evalkit("goldset", "import", str(DEMO_DIR), "--name", "demo")
     assert imported.returncode == 0, imported.stderr
+    # A tenant key no point holds is refused before a run is stored (the one below is all).
+    wrong_key = evalkit("run", "--goldset", "demo", "--where-key", "org_id")
+    assert wrong_key.returncode == 2, wrong_key.stderr
+    assert "no point of Qdrant collection 'demo'" in wrong_key.stderr
+    assert "has payload key 'org_id'" in wrong_key.stderr
     done = evalkit("run", "--goldset", "demo", "--k", "10", "--format", "json")
     assert done.returncode == 0, done.stderr
     run = json.loads(done.stdout)

@@ -10,6 +10,7 @@ in ``check()``.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ __all__ = [
     "filters_by_tenant",
     "fingerprints_of",
     "index_size_of",
+    "integer_tenant",
     "ranked_docs",
     "redact",
     "retrieve_in_batches",
@@ -259,6 +261,24 @@ def tenant_groups(
     for position, query in enumerate(queries):
         groups.setdefault(query.tenant, []).append(position)
     return list(groups.items())
+
+
+_INTEGER = re.compile(r"-?(?:0|[1-9][0-9]{0,18})")
+_INT64 = range(-(2**63), 2**63)
+
+
+def integer_tenant(tenant: str) -> int | None:
+    """``tenant`` as a 64-bit integer when it is one written plainly (``1``, ``-3``; not
+    ``01``, ``+1`` or ``1.0``), else None.
+
+    A goldset's tenants are text, but a store may hold them as integers in its metadata, and
+    Chroma's and Qdrant's filters compare types strictly: ``"1"`` never matches ``1``. Such a
+    tenant is matched both ways, as PostgreSQL's ``tenant = '1'`` does on an integer column.
+    """
+    if _INTEGER.fullmatch(tenant) is None:
+        return None
+    number = int(tenant)
+    return number if number in _INT64 else None
 
 
 Group = TypeVar("Group")

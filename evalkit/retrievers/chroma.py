@@ -24,6 +24,7 @@ from evalkit.retrievers.base import (
     describe_exception,
     elapsed_ms,
     failed_result,
+    integer_tenant,
     ranked_docs,
     retrieve_in_batches,
     tenant_groups,
@@ -46,10 +47,16 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SCORE_FROM_DISTANCE",
+    "WHERE_KEY_SAMPLE",
     "ChromaRetriever",
     "hnsw_ef_search",
     "restore_interrupted_ef_search",
+    "tenant_where",
 ]
+
+WHERE_KEY_SAMPLE = 1000
+"""Records (the first) whose metadata must hold the tenant key (``where_key``) somewhere:
+Chroma has no filter for a key being present, so the check reads them."""
 
 
 FloatArray = npt.NDArray[np.float64]
@@ -85,8 +92,9 @@ class ChromaRetriever(ClosesOnExit):
     ``collection.query`` per batch). When a batch fails, its queries are retried one by
     one, so one bad query does not fail its neighbours; a query that still fails carries
     its error. With ``where_key`` set, a query that has a tenant only sees documents whose
-    metadata ``where_key`` equals that tenant. A query's latency is its share of its
-    batch's wall time (embedding included).
+    metadata ``where_key`` equals that tenant (``tenant_where``); a key that none of the
+    first ``WHERE_KEY_SAMPLE`` records has is refused (``ConfigError``). A query's latency
+    is its share of its batch's wall time (embedding included).
 
     Raises ``RetrieverError`` when the collection was indexed with another embedding model
     (unless ``allow_model_mismatch=True``) or with vectors of another dimension. That check
@@ -125,6 +133,8 @@ class ChromaRetriever(ClosesOnExit):
         self._space = space
         self._score = SCORE_FROM_DISTANCE[space]
         self._allow_model_mismatch = allow_model_mismatch
+        if where_key is not None:
+            self._check_where_key(where_key)
         self._model_checked = False
         self._previous_ef_search: int | None = None
         self._ef_search_mark: Path | None = None
@@ -252,6 +262,27 @@ class ChromaRetriever(ClosesOnExit):
         retriever._owned_client = client
         return retriever
 
+    def _check_where_key(self, key: str) -> None:
+        """Refuse a tenant key that none of the first ``WHERE_KEY_SAMPLE`` records has in its
+        metadata: every query with a tenant would find nothing, and the run would be stored
+        complete with scores of 0."""
+        try:
+            sample = self._collection.get(limit=WHERE_KEY_SAMPLE, include=["metadatas"])
+        except Exception as error:  # connection and server errors alike
+            raise RetrieverError(
+                f"cannot read Chroma collection '{self._collection.name}' to check its "
+                f"metadata key {key!r} (--where-key): {describe_exception(error)}"
+            ) from error
+        metadatas = [dict(metadata or {}) for metadata in sample.get("metadatas") or []]
+        if not metadatas or any(key in metadata for metadata in metadatas):
+            return
+        keys = sorted({name for metadata in metadatas for name in metadata})
+        raise ConfigError(
+            f"no record of Chroma collection '{self._collection.name}' has metadata key "
+            f"{key!r} (--where-key): every query with a tenant would find nothing. Metadata "
+            f"keys of its first {len(metadatas)} records: {', '.join(keys) or 'none'}"
+        )
+
     def verify_model(self) -> None:
         """Refuse a collection built with another embedding model (loads the query model).
 
@@ -306,7 +337,7 @@ class ChromaRetriever(ClosesOnExit):
     def _groups(self, queries: Sequence[Query]) -> list[tuple[dict[str, Any] | None, list[int]]]:
         key = self._where_key
         return [
-            (None if tenant is None or key is None else {key: tenant}, positions)
+            (None if tenant is None or key is None else tenant_where(key, tenant), positions)
             for tenant, positions in tenant_groups(queries, filtered=key is not None)
         ]
 
@@ -441,6 +472,19 @@ class ChromaRetriever(ClosesOnExit):
             if self._owned_client is not None:
                 close_client(self._owned_client)
                 self._owned_client = None
+
+
+def tenant_where(key: str, tenant: str) -> dict[str, Any]:
+    """The Chroma ``where`` filter keeping the records whose metadata ``key`` is ``tenant``.
+
+    Chroma compares types strictly and goldset tenants are text, so a tenant written as an
+    integer (``integer_tenant``) matches the integer too; ``$in`` refuses mixed types, so
+    that is an ``$or`` of the two.
+    """
+    number = integer_tenant(tenant)
+    if number is None:
+        return {key: tenant}
+    return {"$or": [{key: tenant}, {key: number}]}
 
 
 def _configured_ef_search(collection: Collection) -> int | None:

@@ -13,8 +13,11 @@ usually carry their source document's id there); a point without it fails its qu
 the key.
 
 Tenants, as for Chroma: with ``tenant_key`` (or ``--where-key``, which overrides it) a query
-that has a tenant only sees points whose payload field equals it (a ``must`` match filter,
-served by Qdrant's payload index when there is one); without it tenants are ignored.
+that has a tenant only sees points whose payload field equals it (a match filter, served by
+Qdrant's payload index when there is one); without it tenants are ignored. A tenant written as
+an integer (``"1"``) also matches the integer ``1``, unless the key's payload index says which
+of the two the points hold. A key that no point holds is refused up front: every query would
+find nothing.
 
 A collection records no embedding model, so only its vector size is compared with the query
 embedder's (before the first query); the run records the query embedder's fingerprint. The
@@ -47,6 +50,7 @@ from evalkit.retrievers.base import (
     describe_exception,
     elapsed_ms,
     failed_result,
+    integer_tenant,
     ranked_docs,
     retrieve_in_batches,
     tenant_groups,
@@ -60,10 +64,20 @@ from evalkit.retrievers.model_check import (
     describe_model_check,
 )
 
-__all__ = ["FINGERPRINT_SAMPLE", "QdrantRetriever", "collection_name", "open_client"]
+__all__ = [
+    "FINGERPRINT_SAMPLE",
+    "TENANT_KEY_SAMPLE",
+    "QdrantRetriever",
+    "collection_name",
+    "open_client",
+    "tenant_filter",
+]
 
 FINGERPRINT_SAMPLE = 64
 """Points (the first in id order) whose content the index fingerprint covers."""
+
+TENANT_KEY_SAMPLE = 100
+"""Points whose payload keys are named when the tenant key is in none of the points."""
 
 _DISTANCES_AS_SCORES = {models.Distance.COSINE, models.Distance.DOT}
 
@@ -110,6 +124,12 @@ class QdrantRetriever(ClosesOnExit):
                 f"cannot open Qdrant at {self._where}: {describe_exception(error)}"
             ) from error
         self._vector_size, self._distance = self._read_collection()
+        if self._tenant_key is not None:
+            try:
+                self._check_tenant_key(self._tenant_key)
+            except BaseException:
+                self.close()
+                raise
         self._model_checked = False
         self._reembedding: ReembeddingCheck | None = None
         if not defer_model_check:
@@ -138,6 +158,8 @@ class QdrantRetriever(ClosesOnExit):
                 f"cannot reach Qdrant at {self._where}: {describe_exception(error)}; is the "
                 "server running, and is url right?"
             ) from error
+        indexed = (info.payload_schema or {}).get(self._tenant_key or "")
+        self._tenant_index = indexed.data_type if indexed is not None else None
         vectors = info.config.params.vectors
         self._config_text = json.dumps({"vectors": _jsonable(vectors)}, sort_keys=True)
         if isinstance(vectors, dict):
@@ -156,6 +178,35 @@ class QdrantRetriever(ClosesOnExit):
         else:
             params = vectors
         return params.size, params.distance
+
+    def _check_tenant_key(self, key: str) -> None:
+        """Refuse a tenant key that no point holds a value under: every query with a tenant
+        would find nothing, and the run would be stored complete with scores of 0."""
+        holding = models.Filter(
+            must_not=[models.IsEmptyCondition(is_empty=models.PayloadField(key=key))]
+        )
+        try:
+            found, _ = self._client.scroll(
+                self._collection, scroll_filter=holding, limit=1, with_vectors=False
+            )
+            if found:
+                return
+            sample, _ = self._client.scroll(
+                self._collection, limit=TENANT_KEY_SAMPLE, with_payload=True, with_vectors=False
+            )
+        except Exception:  # the client raises its own and transport errors alike
+            # A server in strict mode refuses a filter on an unindexed key; so does each
+            # tenant query then, and the run records that error instead of empty results.
+            return
+        if not sample:
+            return  # an empty collection: no key is missing from its points
+        keys = sorted({name for point in sample for name in point.payload or {}})
+        raise ConfigError(
+            f"no point of Qdrant collection {self._collection!r} at {self._where} has payload "
+            f"key {key!r} (--where-key, or tenant_key in [retriever.qdrant]): every query with "
+            f"a tenant would find nothing. Payload keys of its first {len(sample)} points: "
+            f"{', '.join(keys) or 'none'}"
+        )
 
     def verify_model(self) -> None:
         """Refuse a collection whose vectors were made by another model than the query
@@ -241,14 +292,8 @@ class QdrantRetriever(ClosesOnExit):
     def _request(self, vector: Any, k: int, tenant: str | None) -> models.QueryRequest:
         wanted = (
             None
-            if tenant is None
-            else models.Filter(
-                must=[
-                    models.FieldCondition(
-                        key=str(self._tenant_key), match=models.MatchValue(value=tenant)
-                    )
-                ]
-            )
+            if tenant is None or self._tenant_key is None
+            else tenant_filter(self._tenant_key, tenant, indexed=self._tenant_index)
         )
         id_key = self._settings.id_payload_key
         return models.QueryRequest(
@@ -389,6 +434,30 @@ def collection_name(settings: QdrantSettings, collection: str | None) -> str:
             "name the Qdrant collection: --collection NAME or collection in [retriever.qdrant]"
         )
     return name
+
+
+def tenant_filter(
+    key: str, tenant: str, *, indexed: models.PayloadSchemaType | None = None
+) -> models.Filter:
+    """The filter keeping the points whose payload ``key`` is ``tenant``.
+
+    Qdrant matches types strictly, and goldset tenants are text: a tenant written as an
+    integer (``integer_tenant``) matches the integer too, or only the integer when ``key``
+    has an integer payload index (``indexed``), as a server in strict mode refuses a
+    condition its index cannot serve. Another index (keyword) keeps the text alone.
+    """
+    number = integer_tenant(tenant)
+    values: list[str | int] = [tenant]
+    if number is not None and indexed is models.PayloadSchemaType.INTEGER:
+        values = [number]
+    elif number is not None and indexed is None:
+        values.append(number)
+    conditions: list[models.Condition] = [
+        models.FieldCondition(key=key, match=models.MatchValue(value=value)) for value in values
+    ]
+    if len(conditions) == 1:
+        return models.Filter(must=conditions)
+    return models.Filter(should=conditions)
 
 
 def open_client(settings: QdrantSettings, api_key: str | None) -> QdrantClient:
