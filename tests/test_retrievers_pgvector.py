@@ -14,7 +14,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import duckdb
@@ -39,6 +39,8 @@ from evalkit.records import Query, QueryResult
 from evalkit.retrievers import ChromaRetriever, index_corpus, open_chroma_client
 from evalkit.retrievers.factory import RetrieverOptions, build_retriever
 from evalkit.retrievers.pgvector import PgvectorRetriever
+from evalkit.store import RunSpec, Store
+from evalkit.store.runs import create_run, get_run, list_runs
 from evalkit.traffic.replay import filters_by_tenant
 
 pytestmark = pytest.mark.slow
@@ -466,6 +468,43 @@ def test_describe_names_the_server_and_masks_the_password(demo: Demo) -> None:
     assert described["hnsw_ef_search"] == 80
     assert described["dimension"] == 384
     assert fingerprint == demo.embedder.fingerprint
+
+
+def test_each_table_on_its_server_and_database_is_its_own_retriever(
+    demo: Demo, tmp_path: Path
+) -> None:
+    """Every pgvector run was one retriever ``pgvector`` (collection ``-``), whatever the
+    table, database or server: drift precision, explain's baseline and the alert rules mixed
+    them. A run stored before the table was its collection keeps its series."""
+    specs = {}
+    for name in ("demo_hnsw", "demo_ivfflat"):
+        with PgvectorRetriever(demo.settings(name), demo.embedder) as retriever:
+            specs[name] = RunSpec.for_retriever(retriever, kind="goldset", k=10, n_queries=0)
+    hnsw = specs["demo_hnsw"]
+    assert hnsw.collection == "public.demo_hnsw"
+    config = dict(hnsw.retriever_config)
+    runs = {
+        "hnsw": hnsw,
+        "stored earlier": replace(hnsw, collection=None),
+        "ivfflat": specs["demo_ivfflat"],
+        "other database": replace(hnsw, retriever_config={**config, "dbname": "staging"}),
+        "other server": replace(hnsw, retriever_config={**config, "host": "db2.internal"}),
+    }
+    with Store.open(tmp_path / "evalkit.duckdb") as store:
+        ids = {
+            name: get_run(store, create_run(store, spec)).retriever_id
+            for name, spec in runs.items()
+        }
+        series = list_runs(store, limit=1, limit_per_retriever=True)
+    port = demo.server.port
+    assert ids == {
+        "hnsw": f"pgvector:public.demo_hnsw@127.0.0.1:{port}/postgres",
+        "stored earlier": f"pgvector:public.demo_hnsw@127.0.0.1:{port}/postgres",
+        "ivfflat": f"pgvector:public.demo_ivfflat@127.0.0.1:{port}/postgres",
+        "other database": f"pgvector:public.demo_hnsw@127.0.0.1:{port}/staging",
+        "other server": f"pgvector:public.demo_hnsw@db2.internal:{port}/postgres",
+    }
+    assert len(series) == 4
 
 
 def test_index_fingerprint_follows_the_rows_that_can_be_retrieved(demo: Demo) -> None:

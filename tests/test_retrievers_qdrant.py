@@ -12,6 +12,7 @@ import json
 import socket
 import subprocess
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import duckdb
@@ -33,6 +34,8 @@ from evalkit.config import QdrantSettings
 from evalkit.errors import CollectionNotFoundError, ConfigError, RetrieverError
 from evalkit.records import Query
 from evalkit.retrievers.qdrant import QdrantRetriever, tenant_filter
+from evalkit.store import RunSpec, Store
+from evalkit.store.runs import create_run, get_run
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -176,6 +179,24 @@ def test_a_tenant_filter_matches_the_type_the_payload_index_holds() -> None:
     assert values("01", None) == ["01"]
     assert values(str(2**63), None) == [str(2**63)]
     assert tenant_filter("org", "acme").must is not None
+
+
+def test_one_collection_name_in_two_stores_is_two_retrievers(store: Path, tmp_path: Path) -> None:
+    """``qdrant:demo`` named every collection called demo, on any server or local store:
+    their runs were one series for drift precision, explain's baseline and the alerts."""
+    build_collection(tmp_path / "copy", "demo")
+    specs = []
+    for path in (store, tmp_path / "copy"):
+        with retriever(path) as adapter:
+            specs.append(RunSpec.for_retriever(adapter, kind="goldset", k=10, n_queries=0))
+    server = replace(specs[0], retriever_config={"kind": "qdrant", "url": "http://qdrant:6333"})
+    with Store.open(tmp_path / "evalkit.duckdb") as stored:
+        ids = [get_run(stored, create_run(stored, spec)).retriever_id for spec in [*specs, server]]
+    assert ids == [
+        f"qdrant:demo@{store}",
+        f"qdrant:demo@{tmp_path / 'copy'}",
+        "qdrant:demo@http://qdrant:6333",
+    ]
 
 
 def test_a_collection_gone_mid_run_fails_each_query_with_its_error(tmp_path: Path) -> None:

@@ -63,11 +63,28 @@ __all__ = [
 RunStatus = str
 RUN_STATUSES: tuple[RunStatus, ...] = ("running", "complete", "partial", "failed")
 
-_WHERE_SQL = (
-    "coalesce(nullif(collection, ''), nullif(json_extract_string(retriever_config, '$.url'), ''),"
-    " nullif(json_extract_string(retriever_config, '$.path'), ''))"
+
+def _config_sql(name: str) -> str:
+    """SQL reading the text of field ``name`` of a run's ``retriever_config`` (NULL if empty)."""
+    return f"nullif(json_extract_string(retriever_config, '$.{name}'), '')"
+
+
+_URL_OR_PATH_SQL = f"coalesce({_config_sql('url')}, {_config_sql('path')})"
+_PG_SERVER_SQL = (
+    f"nullif(concat_ws('/', concat_ws(':', {_config_sql('host')}, {_config_sql('port')}),"
+    f" {_config_sql('dbname')}), '')"
 )
-_FACTORY_SQL = "nullif(json_extract_string(retriever_config, '$.factory'), '')"
+_WHERE_SQL = (
+    "nullif(CASE retriever_kind"
+    # A table is searched on one server and database; runs stored before the table was
+    # recorded as their collection have it in their description.
+    " WHEN 'pgvector' THEN concat_ws('@',"
+    f"  coalesce(nullif(collection, ''), {_config_sql('table')}), {_PG_SERVER_SQL})"
+    # Collections of one name on two servers (or local stores) are two indexes.
+    f" WHEN 'qdrant' THEN concat_ws('@', nullif(collection, ''), {_URL_OR_PATH_SQL})"
+    f" ELSE coalesce(nullif(collection, ''), {_URL_OR_PATH_SQL}) END, '')"
+)
+_FACTORY_SQL = _config_sql("factory")
 RETRIEVER_ID_SQL = (
     f"concat(CASE WHEN retriever_kind = 'factory' THEN coalesce({_FACTORY_SQL}, retriever_kind)"
     # A fused run is named by its method: two fusions of one collection are two retrievers.
@@ -81,13 +98,22 @@ RETRIEVER_ID_SQL = (
 wherever runs are grouped by retriever (``runs list``, the dashboard's series, the default
 baseline of ``explain``, ``drift precision``, the precision alert rule).
 
-A built-in kind with where it searches (``chroma-embedded:demo``, ``http:http://...``); the
+A built-in kind with where it searches (``chroma-embedded:demo``, ``http:http://...``; a
+pgvector table with its server and database, ``pgvector:public.docs@db.internal:5432/rag``; a
+Qdrant collection with its server or local store, ``qdrant:docs@http://qdrant:6333``); the
 user's own factory by its ``module:attribute`` and a plug-in by its name, each with where
 its retriever searches when it says, and the options it was called with as JSON (secrets
 masked), so ``mymod:make``, ``mymod:make_worse`` and ``mymod:make {"top":3}`` are three
 retrievers. Computed from what every run has recorded since plug-ins existed, so runs stored
 by earlier versions get theirs too.
 """
+
+
+def _collection_of(config: Mapping[str, Any]) -> str | None:
+    """What a retriever searches as its store names it, from its ``describe()``: the
+    collection, or the table of a pgvector retriever (which has no collection)."""
+    name = config.get("table") if config.get("kind") == "pgvector" else config.get("collection")
+    return None if name is None else str(name)
 
 
 def _masked(text: str | None) -> str | None:
@@ -162,7 +188,7 @@ class RunSpec:
             goldset_name=goldset_name,
             goldset_version=goldset_version,
             retriever_config=config,
-            collection=config.get("collection"),
+            collection=_collection_of(config),
             model_name=fingerprint.name if fingerprint else None,
             model_dimension=fingerprint.dimension if fingerprint else None,
             model_fingerprint=fingerprint.canary_hash if fingerprint else None,
