@@ -567,29 +567,25 @@ class PgvectorRetriever(ClosesOnExit):
             ) from error
 
     def index_fingerprint(self) -> str | None:
-        """A hash of every row's id, tenant and vector; None when the table cannot be read
-        within ``statement_timeout``.
+        """A hash of every row's id and vector; None when the table cannot be read within
+        ``statement_timeout``.
 
         Reads the whole table (one sequential scan, parallel where the server allows; 1.2 s
         for 200,000 384-dimensional rows on a busy 2-core machine), so it changes whenever a
-        row that can be retrieved is added, removed, re-embedded or moved to another tenant;
-        edits of other columns (the text) leave it alone. The rows' hashes are summed, so no
-        sort is needed.
+        row is added, removed or re-embedded; edits of other columns (the text, the tenant)
+        leave it alone. It is the table's, whatever the run filters by: a run with a tenant
+        column and one without see the same fingerprint of an unchanged table (the filter
+        is recorded as ``where_key``). The rows' hashes are summed, so no sort is needed.
         """
-        embedding = sql.Identifier(self._embedding.name)
-        tenant: sql.Composable = (
-            sql.SQL("{column}::text").format(column=sql.Identifier(self._tenant_column))
-            if self._tenant_column is not None
-            else sql.SQL("''")
-        )
+        # The empty field after the id keeps the hash of runs recorded without a tenant
+        # column, when the tenant was hashed too: an unchanged table keeps its fingerprint.
         row_hash = sql.SQL(
-            "('x' || left(md5(convert_to(concat_ws(%s, {id}::text, {tenant}), 'UTF8')"
+            "('x' || left(md5(convert_to(concat_ws(%s, {id}::text, ''), 'UTF8')"
             " || coalesce({send}({embedding}), ''::bytea)), 16))::bit(64)::bigint"
         ).format(
             id=sql.Identifier(self._settings.id_column),
-            tenant=tenant,
             send=sql.Identifier(f"{self._embedding.type_name}_send"),
-            embedding=embedding,
+            embedding=sql.Identifier(self._embedding.name),
         )
         statement = sql.SQL("SELECT count(*), coalesce(sum({row_hash}), 0) FROM {table}").format(
             row_hash=row_hash, table=self._table
