@@ -38,7 +38,7 @@ from evalkit.metrics import Evaluator, parse_measures
 from evalkit.records import Query, QueryResult
 from evalkit.retrievers import ChromaRetriever, index_corpus, open_chroma_client
 from evalkit.retrievers.factory import RetrieverOptions, build_retriever
-from evalkit.retrievers.pgvector import PgvectorRetriever
+from evalkit.retrievers.pgvector import PgvectorRetriever, shown_table_name, split_table_name
 from evalkit.store import RunSpec, Store
 from evalkit.store.runs import create_run, get_run, list_runs
 from evalkit.traffic.replay import filters_by_tenant
@@ -423,6 +423,37 @@ def test_a_missing_table_or_column_is_named_with_what_exists(demo: Demo) -> None
         PgvectorRetriever(demo.settings(id_column="chunk_id"), demo.embedder)
     with pytest.raises(RetrieverError, match=r"'content' .* is text, not a pgvector column"):
         PgvectorRetriever(demo.settings(embedding_column="content"), demo.embedder)
+
+
+def test_a_table_name_may_be_double_quoted_as_in_sql(demo: Demo) -> None:
+    """``"RAG Data"."My-Chunks"`` was refused (the name was split at every dot), and a table
+    whose name holds a dot could not be named at all."""
+    with demo.server.connect() as conn:
+        conn.execute('CREATE SCHEMA "RAG Data"')
+        copy_demo_table(demo, conn, '"RAG Data"."My-Chunks"')
+        copy_demo_table(demo, conn, '"RAG Data"."my.chunks"')
+    named = {
+        '"RAG Data"."My-Chunks"': "RAG Data.My-Chunks",
+        "RAG Data.My-Chunks": "RAG Data.My-Chunks",
+        '"RAG Data"."my.chunks"': 'RAG Data."my.chunks"',
+        'RAG Data."my.chunks"': 'RAG Data."my.chunks"',
+    }
+    for table, shown in named.items():
+        with PgvectorRetriever(demo.settings(table), demo.embedder) as retriever:
+            assert retriever.describe()["table"] == shown
+            [result] = retriever.retrieve([Query(id="q", text="How many PTO days?")], 3)
+        assert result.ok
+        assert len(result.docs) == 3
+    with pytest.raises(
+        CollectionNotFoundError, match=r"""table '"RAG Data"."my.chunk"' does not"""
+    ):
+        PgvectorRetriever(demo.settings('"RAG Data"."my.chunk"'), demo.embedder)
+    with pytest.raises(ConfigError, match=r"\(a quoted name is not closed\); double-quote a name"):
+        PgvectorRetriever(demo.settings('"RAG Data.my.chunks'), demo.embedder)
+    with pytest.raises(ConfigError, match=r"\('x' after a quoted name\)"):
+        PgvectorRetriever(demo.settings('"RAG Data"x'), demo.embedder)
+    assert split_table_name('"a""b".c') == ('a"b', "c")
+    assert shown_table_name('a"b', "c.d") == '"a""b"."c.d"'
 
 
 def test_an_unreachable_server_fails_before_the_run(demo: Demo) -> None:

@@ -133,7 +133,11 @@ class PgvectorSettings(BaseModel):
         "in it is never shown; prefer PGPASSWORD or ~/.pgpass).",
     )
     table: str | None = Field(
-        default=None, description="Table (or schema.table) holding the documents' vectors."
+        default=None,
+        description=(
+            "Table (or schema.table) holding the documents' vectors; a name holding a dot or "
+            'a quote is double-quoted as in SQL ("my schema"."my.table").'
+        ),
     )
     id_column: str = Field(default="id", description="Column holding the document id.")
     embedding_column: str = Field(

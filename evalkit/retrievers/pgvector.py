@@ -52,7 +52,15 @@ from evalkit.retrievers.model_check import (
     describe_model_check,
 )
 
-__all__ = ["METRICS", "VECTOR_TYPES", "PgvectorMetric", "PgvectorRetriever", "open_connection"]
+__all__ = [
+    "METRICS",
+    "VECTOR_TYPES",
+    "PgvectorMetric",
+    "PgvectorRetriever",
+    "open_connection",
+    "shown_table_name",
+    "split_table_name",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +167,7 @@ class PgvectorRetriever(ClosesOnExit):
         self._batch_size = batch_size
         self._metric = METRICS[settings.metric]
         self._tenant_column = where_key or settings.tenant_column
-        self._table_parts = _split_table(settings.table)
+        self._table_parts = split_table_name(settings.table)
         self._table = sql.Identifier(*self._table_parts)
         self._model_checked = False
         self._reembedding: ReembeddingCheck | None = None
@@ -231,7 +239,7 @@ class PgvectorRetriever(ClosesOnExit):
                 f"{conn.info.user!r}; {self._vector_tables_hint(conn)}"
             )
         self._oid = int(found[0])
-        self._qualified_name = f"{found[1]}.{found[2]}"
+        self._qualified_name = shown_table_name(str(found[1]), str(found[2]))
         self._estimated_rows = max(int(found[3]), -1)
         columns = {
             name: _Column(name, type_name, int(typmod), declared, int(number))
@@ -284,7 +292,7 @@ class PgvectorRetriever(ClosesOnExit):
 
     def _vector_tables_hint(self, conn: psycopg.Connection[Any]) -> str:
         tables = [
-            f"{schema}.{table}"
+            shown_table_name(str(schema), str(table))
             for schema, table in conn.execute(
                 "SELECT DISTINCT n.nspname, c.relname FROM pg_attribute a"
                 " JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n"
@@ -645,13 +653,67 @@ def open_connection(dsn: str, *, connect_timeout: float) -> psycopg.Connection[A
     )
 
 
-def _split_table(table: str) -> tuple[str, ...]:
-    parts = tuple(table.split("."))
+def split_table_name(table: str) -> tuple[str, ...]:
+    """The names in ``table`` (``[retriever.pgvector] table``): ``(table,)`` or ``(schema,
+    table)``; ConfigError when it is neither.
+
+    A name is taken as written (``RAG Data.My-Chunks``), or double-quoted as in SQL
+    (``"RAG Data"."my.chunks"``, ``""`` for a quote in it), which a name holding a dot or a
+    quote needs.
+    """
+    parts: list[str] = []
+    position = 0
+    while True:
+        if table.startswith('"', position):
+            name, position = _quoted_name(table, position)
+        else:
+            end = table.find(".", position)
+            end = len(table) if end < 0 else end
+            name, position = table[position:end], end
+            if '"' in name:
+                raise ConfigError(_table_form_error(table, f"a quote inside the name {name!r}"))
+        parts.append(name)
+        if position == len(table):
+            break
+        if table[position] != ".":
+            raise ConfigError(_table_form_error(table, f"{table[position:]!r} after a quoted name"))
+        position += 1
     if len(parts) > 2 or not all(parts):
-        raise ConfigError(
-            f"table {table!r} in [retriever.pgvector] must be a table name or schema.table"
-        )
-    return parts
+        raise ConfigError(_table_form_error(table, None))
+    return tuple(parts)
+
+
+def _quoted_name(table: str, start: int) -> tuple[str, int]:
+    """The double-quoted name starting at ``start`` (``""`` is a quote in it), and the
+    position after its closing quote."""
+    name: list[str] = []
+    position = start + 1
+    while True:
+        end = table.find('"', position)
+        if end < 0:
+            raise ConfigError(_table_form_error(table, "a quoted name is not closed"))
+        name.append(table[position:end])
+        if not table.startswith('"', end + 1):
+            return "".join(name), end + 1
+        name.append('"')
+        position = end + 2
+
+
+def _table_form_error(table: str, problem: str | None) -> str:
+    return (
+        f"table {table!r} in [retriever.pgvector] must be a table name or schema.table"
+        + (f" ({problem})" if problem else "")
+        + '; double-quote a name that holds a dot or a quote, as in SQL: "my schema"."my.table"'
+    )
+
+
+def shown_table_name(*parts: str) -> str:
+    """``parts`` (schema, table) as ``table`` in [retriever.pgvector] takes them back
+    (``split_table_name``): a name is double-quoted only when it holds a dot or a quote."""
+    return ".".join(
+        '"' + part.replace('"', '""') + '"' if "." in part or '"' in part else part
+        for part in parts
+    )
 
 
 def _safe_conninfo(dsn: str) -> dict[str, Any]:

@@ -223,7 +223,7 @@ class PgvectorVersions:
         import psycopg
         from psycopg import sql
 
-        from evalkit.retrievers.pgvector import open_connection
+        from evalkit.retrievers.pgvector import open_connection, split_table_name
 
         if settings.dsn is None or not settings.table:
             raise ConfigError(
@@ -239,7 +239,7 @@ class PgvectorVersions:
         self._settings = settings
         self._table_name = settings.table
         self._time_column = indexed_at_column
-        parts = tuple(settings.table.split("."))
+        parts = split_table_name(settings.table)
         try:
             self._conn = open_connection(settings.dsn, connect_timeout=settings.connect_timeout)
         except psycopg.Error as error:
