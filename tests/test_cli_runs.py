@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -335,3 +336,33 @@ def test_a_failed_run_shows_zero_queries_evaluated_not_none(
     code, out = show(capsys, run_id)
     assert code == 0
     assert "0 evaluated of 129" in out
+
+
+def test_show_tells_of_documents_without_a_vector(
+    evalkit_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A pgvector table with NULL embeddings recorded 1500 documents and 1403 vectors, and
+    nothing shown said that 97 documents could never be retrieved."""
+    spec = RunSpec(
+        kind="goldset",
+        retriever_kind="pgvector",
+        k=10,
+        measures=("ndcg@10",),
+        evalkit_version="test",
+        goldset_name="gs",
+        index_documents=1500,
+        index_vectors=1403,
+    )
+    evalkit_home.mkdir(parents=True, exist_ok=True)
+    with Store.open(evalkit_home / "evalkit.duckdb") as store:
+        gapped = create_run(store, spec)
+        whole = create_run(store, replace(spec, index_vectors=1500))
+    code, out = show(capsys, gapped)
+    assert code == 0
+    assert (
+        "1,403 of the index's 1,500 documents have a vector: the other 97 cannot be retrieved"
+        in " ".join(out.split())
+    )
+    code, out = show(capsys, whole)
+    assert code == 0
+    assert "have a vector" not in out

@@ -35,7 +35,7 @@ from evalkit.cli._retriever import (
 from evalkit.cli._store import CommandStore, open_store
 from evalkit.cli.answers import print_answer_summaries
 from evalkit.cli.judge import build_assessor, print_holes, texts_to_judge
-from evalkit.cli.runs import print_run, unfinished_indexing
+from evalkit.cli.runs import documents_without_vectors, print_run, unfinished_indexing
 from evalkit.errors import ConfigError, RetrieverError
 from evalkit.records.requests import (
     DEFAULT_GOLDSET_FORMAT,
@@ -240,6 +240,9 @@ def run(
     partial = unfinished_indexing(data)
     if partial:
         say(f"warning: {partial}")
+    missing = documents_without_vectors(data)
+    if missing:
+        say(f"note: {missing}")
     if output is OutputFormat.json:
         emit_json(data)
     else:

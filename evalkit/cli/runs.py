@@ -258,6 +258,19 @@ def unfinished_indexing(data: Mapping[str, object]) -> str | None:
     )
 
 
+def documents_without_vectors(data: Mapping[str, object]) -> str | None:
+    """What to tell about a run whose index held documents without a vector when it started
+    (a pgvector row whose embedding is NULL): no query could retrieve them. None otherwise."""
+    size = cast(Mapping[str, Any], data.get("index_size") or {})
+    documents, vectors = size.get("documents"), size.get("vectors")
+    if documents is None or vectors is None or vectors >= documents:
+        return None
+    return (
+        f"{vectors:,} of the index's {documents:,} documents have a vector: the other "
+        f"{documents - vectors:,} cannot be retrieved by any query"
+    )
+
+
 def print_run(data: dict[str, object]) -> None:
     """Print a run's facts and its aggregates as tables."""
     traffic = cast(dict[str, Any] | None, data.get("traffic"))
@@ -290,6 +303,9 @@ def print_run(data: dict[str, object]) -> None:
     partial = unfinished_indexing(data)
     if partial:
         facts["index"] = partial
+    missing = documents_without_vectors(data)
+    if missing:
+        facts["vectors"] = missing
     if data.get("imported_from"):
         facts["imported"] = f"from {data['imported_from']} at {data['imported_at']}"
     console.print(key_values("run", facts))
