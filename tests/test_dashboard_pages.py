@@ -189,6 +189,35 @@ def test_compare_runs_shows_the_numbers_of_evalkit_compare(
     assert any("only in the candidate" in w.value for w in app.warning)
 
 
+def test_compare_with_a_partial_run_shows_a_command_that_gives_its_figures(
+    mixed: tuple[Path, dict[str, str]], use_store, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The page counts the partial run's failed queries as 0; the command it showed lacked
+    # --failed-as-zero, and pasted it refused the run (exit 3).
+    from evalkit.cli import invoke
+
+    path, runs = mixed
+    use_store(path)
+    baseline, candidate = runs["k10"], runs["partial"]
+    app = open_page("compare", baseline=baseline, candidate=candidate)
+    said = next(c.value for c in app.caption if c.value.startswith("Same figures as"))
+    assert said == (
+        f"Same figures as `evalkit compare {baseline} {candidate} -m map --failed-as-zero`"
+    )
+    command = said.removeprefix("Same figures as `").removesuffix("`").split()
+    capsys.readouterr()
+    assert invoke([*command[1:], "--format", "json"]) == 0
+    cli = json.loads(capsys.readouterr().out)
+    assert cli["failed_in_candidate"] == ["q13", "q14"]
+    shown = frame_with(app, "p_permutation").set_index("measure").loc["map"]
+    for field in ("baseline_mean", "candidate_mean", "delta", "ci_low", "ci_high"):
+        assert shown[field] == pytest.approx(cli["metrics"]["map"][field], abs=1e-12)
+    # Complete runs need no flag: the command stays as short as the user would type it.
+    app = open_page("compare", baseline=baseline, candidate=runs["k20"])
+    said = next(c.value for c in app.caption if c.value.startswith("Same figures as"))
+    assert "--failed-as-zero" not in said
+
+
 def test_query_drill_down_explains_the_score_with_document_text(
     seeded: SeededStore, use_store
 ) -> None:

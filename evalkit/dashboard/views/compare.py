@@ -204,6 +204,10 @@ def render(page: ui.PageContext) -> None:
         command += ["--alpha", f"{alpha:g}"]
     if min_effect:
         command += ["--min-effect", f"{min_effect:g}"]
+    if data.failed_in_baseline or data.failed_in_candidate:
+        # Without the flag the command refuses a partial run (exit 3); the page counted its
+        # failed queries as 0, which is what the flag does.
+        command.append("--failed-as-zero")
     st.badge(
         f"decision: {data.decision}",
         color=DECISION_COLOURS.get(data.decision, "gray"),
