@@ -67,6 +67,25 @@ def store_path(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str
     return path, runs
 
 
+@pytest.fixture(scope="module")
+def partial_path(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """Series "mini x chroma": a complete run and a later one. Series "mini x http": one
+    partial run (2 of 14 queries failed) and nothing else."""
+    path = tmp_path_factory.mktemp("partial-only") / "evalkit.duckdb"
+    gold = goldset(N)
+    ids = query_ids(N)
+    runs: dict[str, str] = {}
+    with Store.open(path) as store:
+        save_goldset(store, gold)
+        common = {"model_fingerprint": "fp-1", "index_fingerprint": "idx-1"}
+        runs["good"] = store_run(store, gold, {q: perfect(q) for q in ids}, **CHROMA, **common)
+        runs["again"] = store_run(store, gold, {q: perfect(q) for q in ids}, **CHROMA, **common)
+        runs["partial"] = store_run(
+            store, gold, {q: perfect(q) for q in ids}, failed=ids[:2], **HTTP, **common
+        )
+    return path, runs
+
+
 def _statuses(path: Path, measure: str) -> dict[str, tuple[str, list[str], dict[str, object]]]:
     with Store.open(path, read_only=True) as store:
         data = overview(store, measure=measure)
@@ -171,3 +190,28 @@ def test_overview_shows_no_data_and_the_measured_run_in_chromium(
     assert statuses.count("no data") == 2, statuses
     assert runs["drop"] in _cells(browser, "Measured run")
     assert f"the latest finished run {runs['k5']} (k 5) stored no ndcg@10" in body  # its card
+
+
+def test_a_series_whose_only_runs_are_partial_is_new_not_pass(
+    partial_path: tuple[Path, dict[str, str]], use_store
+) -> None:
+    # Without a complete run there is no baseline: it read as a green "pass" because "no
+    # paired test (no per-query values)", which was not why.
+    path, runs = partial_path
+    status, why, row = _statuses(path, "ndcg@10")["http"]
+    assert row["baseline_run"] is None or row["baseline_run"] != row["baseline_run"]
+    assert (status, why) == (
+        "new",
+        [
+            "new: no complete run that stored ndcg@10 to compare with yet; the latest run "
+            f"{runs['partial']} is partial: 2 of {N} queries failed"
+        ],
+    )
+    assert _statuses(path, "ndcg@10")["chroma-embedded"][0] == "pass"
+    use_store(path)
+    app = open_page("overview")
+    assert metrics(app)["new"][0] == "1"
+    assert metrics(app)["pass"][0] == "1"
+    table = frame_with(app, "decision").set_index("latest_run")
+    assert table.loc[runs["partial"], "status"] == "new"
+    assert table.loc[runs["partial"], "why"] == why[0]

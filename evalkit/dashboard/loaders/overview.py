@@ -202,8 +202,8 @@ def series_status(
     k), and which run that is. Otherwise ``regression``: the paired test of its latest run
     against its baseline says so; ``drift``: a drift check of the series drifts; ``stale``:
     its latest finished run is older than ``stale_after``, or a newer run did not complete;
-    ``new``: its only complete run is its baseline, nothing is compared yet; ``pass``
-    otherwise.
+    ``new``: its only complete run is its baseline, or no complete run stored ``measure``
+    (its runs so far are partial), nothing is compared yet; ``pass`` otherwise.
     """
     latest = row.get("latest_run")
     if not isinstance(latest, str):
@@ -217,6 +217,12 @@ def series_status(
             f"newest that stored it"
             if isinstance(measured, str)
             else f"{where}, nor did any earlier run"
+        )
+    if isinstance(measured, str) and not isinstance(row.get("baseline_run"), str):
+        reasons["new"] = f"no complete run that stored {measure} to compare with yet" + (
+            f"; the latest run {latest} is partial: {_failed_share(row)}"
+            if row.get("latest_status") == "partial"
+            else ""
         )
     if row.get("decision") == "regression":
         p_value = float(row.get("p_adjusted") or 0.0)
@@ -254,6 +260,16 @@ def series_status(
         return "pass", ["no paired test (no per-query values)"]
     status = "no data" if "no data" in reasons else next(n for n in STATUS_ORDER if n in reasons)
     return status, [f"{name}: {text}" for name, text in reasons.items()]
+
+
+def _failed_share(row: Mapping[str, Any]) -> str:
+    """``3 of 122 queries failed`` for the latest finished run of a series' row."""
+    failed, total = row.get("latest_n_failed"), row.get("latest_n_queries")
+    if not isinstance(failed, int | float) or pd.isna(failed):
+        return "some of its queries failed"
+    if isinstance(total, int | float) and not pd.isna(total):
+        return f"{int(failed):,} of {int(total):,} queries failed"
+    return f"{int(failed):,} {'query' if failed == 1 else 'queries'} failed"
 
 
 def _at_k(k: object) -> str:

@@ -30,7 +30,8 @@ def series_frame(store: Store) -> pd.DataFrame:
 
     Columns: goldset_name, retriever, n_runs, latest_run, latest_status, latest_started,
     latest_goldset_version, latest_model_fingerprint, latest_index_fingerprint, n_evaluated,
-    baseline_run, baseline_started, newest_run, newest_status, newest_started, newest_error.
+    latest_n_queries, latest_n_failed, baseline_run, baseline_started, newest_run,
+    newest_status, newest_started, newest_error.
     """
     return read_frame(
         store,
@@ -41,7 +42,8 @@ def series_frame(store: Store) -> pd.DataFrame:
         "  status AS latest_status, started_at AS latest_started,"
         "  goldset_version AS latest_goldset_version,"
         "  model_fingerprint AS latest_model_fingerprint,"
-        "  index_fingerprint AS latest_index_fingerprint, n_evaluated"
+        "  index_fingerprint AS latest_index_fingerprint, n_evaluated,"
+        "  n_queries AS latest_n_queries, n_failed AS latest_n_failed"
         "  FROM r WHERE list_contains(?::VARCHAR[], status)"
         "  QUALIFY row_number() OVER (PARTITION BY goldset_name, retriever"
         "   ORDER BY started_at DESC, run_id DESC) = 1),"
@@ -55,7 +57,8 @@ def series_frame(store: Store) -> pd.DataFrame:
         "   ORDER BY started_at DESC, run_id DESC) = 1)"
         " SELECT c.goldset_name, c.retriever, c.n_runs, l.latest_run, l.latest_status,"
         " l.latest_started, l.latest_goldset_version, l.latest_model_fingerprint,"
-        " l.latest_index_fingerprint, l.n_evaluated, b.baseline_run, b.baseline_started,"
+        " l.latest_index_fingerprint, l.n_evaluated, l.latest_n_queries, l.latest_n_failed,"
+        " b.baseline_run, b.baseline_started,"
         " n.newest_run, n.newest_status, n.newest_started, n.newest_error"
         " FROM counts c"
         " LEFT JOIN latest l USING (goldset_name, retriever)"
