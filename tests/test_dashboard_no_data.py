@@ -12,12 +12,14 @@ from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from test_dashboard_browser import _cells, _finished, _missing, _serving, browser  # noqa: F401
 from test_dashboard_pages import frame_with, metrics, open_page
 from test_dashboard_seed import (
     DEGRADED_NDCG,
     HTTP_URL,
+    MEASURES,
     degraded,
     goldset,
     perfect,
@@ -27,9 +29,11 @@ from test_dashboard_seed import (
 
 from evalkit.clock import utc_now
 from evalkit.dashboard.loaders.overview import overview, series_status
+from evalkit.dashboard.ui import md
 from evalkit.metrics.defaults import default_measures_for
-from evalkit.store import Store
+from evalkit.store import RunSpec, Store
 from evalkit.store.goldsets import save_goldset
+from evalkit.store.runs import create_run, fail_run, get_run
 
 N = 14
 CHROMA = {
@@ -84,6 +88,56 @@ def partial_path(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[s
             store, gold, {q: perfect(q) for q in ids}, failed=ids[:2], **HTTP, **common
         )
     return path, runs
+
+
+FAILURE = f"{N} of {N} queries failed; first: HTTP 400 Bad Request: bad query (after 1 attempt)"
+
+
+def _failing_store(path: Path, *, healthy: bool) -> dict[str, str]:
+    """Series "mini x http": two runs that failed (HTTP 400 to every query). With
+    ``healthy``, series "mini x chroma" too: two complete runs, then a nightly that failed."""
+    gold = goldset(N)
+    ids = query_ids(N)
+    runs: dict[str, str] = {}
+    http = RunSpec(
+        kind="goldset",
+        retriever_kind="http",
+        k=10,
+        measures=MEASURES,
+        evalkit_version="test",
+        goldset_name=gold.name,
+        goldset_version=gold.version,
+        retriever_config=HTTP["config"],
+        n_queries=N,
+    )
+    with Store.open(path) as store:
+        save_goldset(store, gold)
+        if healthy:
+            common = {"model_fingerprint": "fp-1", "index_fingerprint": "idx-1"}
+            for name in ("good", "again"):
+                runs[name] = store_run(
+                    store, gold, {q: perfect(q) for q in ids}, **CHROMA, **common
+                )
+            runs["nightly"] = create_run(store, get_run(store, runs["good"]).spec)
+            fail_run(store, runs["nightly"], "RetrieverError: connection refused")
+        for name in ("http1", "http2"):
+            runs[name] = create_run(store, http)
+            fail_run(store, runs[name], FAILURE)
+    return runs
+
+
+@pytest.fixture(scope="module")
+def failing_path(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """A store with a healthy series whose nightly failed and a series that never ran."""
+    path = tmp_path_factory.mktemp("failing") / "evalkit.duckdb"
+    return path, _failing_store(path, healthy=True)
+
+
+@pytest.fixture(scope="module")
+def all_failed_path(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """A store whose every run failed."""
+    path = tmp_path_factory.mktemp("all-failed") / "evalkit.duckdb"
+    return path, _failing_store(path, healthy=False)
 
 
 def _statuses(path: Path, measure: str) -> dict[str, tuple[str, list[str], dict[str, object]]]:
@@ -215,3 +269,72 @@ def test_a_series_whose_only_runs_are_partial_is_new_not_pass(
     table = frame_with(app, "decision").set_index("latest_run")
     assert table.loc[runs["partial"], "status"] == "new"
     assert table.loc[runs["partial"], "why"] == why[0]
+
+
+def test_failed_runs_and_their_errors_are_shown_beside_healthy_series(
+    failing_path: tuple[Path, dict[str, str]], use_store
+) -> None:
+    # Failed runs never appeared: the failed series read "no data: no finished run yet" and
+    # Quality's Runs table left the failed runs out.
+    path, runs = failing_path
+    use_store(path)
+    app = open_page("overview")
+    assert metrics(app)["failed"][0] == "2"
+    assert ":red-badge[:material/error: failed]" in [m.value for m in app.markdown]
+    table = frame_with(app, "decision").set_index("retriever")
+    assert table.loc[f"http:{HTTP_URL}", "status"] == "failed"
+    assert table.loc[f"http:{HTTP_URL}", "why"] == (
+        f"failed: newest run {runs['http2']} failed: {FAILURE}; "
+        "no data: none of its 2 runs finished"
+    )
+    chroma = table.loc["chroma-embedded:mini"]
+    assert chroma["status"] == "failed"
+    assert chroma["why"] == (
+        f"failed: newest run {runs['nightly']} failed: RetrieverError: connection refused"
+    )
+    assert chroma["value"] == pytest.approx(1.0)  # the figures are still of finished runs
+
+    app = open_page("quality", goldset="mini")
+    listed = frame_with(app, "error").set_index("run_id")
+    assert list(listed.index) == [runs[n] for n in ("http2", "http1", "nightly", "again", "good")]
+    assert listed.loc[runs["http2"], "status"] == "failed"
+    assert listed.loc[runs["http2"], "error"] == FAILURE
+    assert listed.loc[runs["nightly"], "compare"] is None
+    assert pd.isna(listed.loc[runs["nightly"], "value"])
+    assert listed.loc[runs["again"], "value"] == pytest.approx(1.0)
+    assert (
+        "3 runs of goldset mini failed and have no ndcg@10 (listed with the error, not drawn)."
+        in [c.value for c in app.caption]
+    )
+
+
+def test_a_store_whose_every_run_failed_shows_the_failures(
+    all_failed_path: tuple[Path, dict[str, str]], use_store
+) -> None:
+    # It said "Goldsets are stored but no run has finished yet: evalkit run ... evaluates
+    # one", and "No finished run of goldset mini yet", as if nothing had run.
+    path, runs = all_failed_path
+    use_store(path)
+    app = open_page("overview")
+    assert [w.value for w in app.warning] == [
+        "No run has finished yet: every goldset run of this store failed or is still running. "
+        "Each series' newest error is below (`evalkit runs show RUN` prints it in full)."
+    ]
+    assert metrics(app)["failed"][0] == "1"
+    row = frame_with(app, "decision").iloc[0]
+    assert (row["status"], row["why"]) == (
+        "failed",
+        f"failed: newest run {runs['http2']} failed: {FAILURE}; "
+        "no data: none of its 2 runs finished",
+    )
+    for page in ("quality", "query"):
+        app = open_page(page, goldset="mini")
+        said = [w.value for w in app.warning]
+        assert said == [
+            f"No run of goldset mini has finished: 2 runs failed. The newest, {runs['http2']} "
+            f"({md(f'http:{HTTP_URL}')}): {md(FAILURE)}. `evalkit runs show RUN` prints a "
+            "run's error in full."
+        ], page
+        listed = frame_with(app, "error")
+        assert list(listed["run_id"]) == [runs["http2"], runs["http1"]]
+        assert set(listed["error"]) == {FAILURE}

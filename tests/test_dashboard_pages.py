@@ -111,7 +111,8 @@ def test_overview_shows_each_series_status_and_change_since_baseline(
     app = open_page("overview")
     shown = metrics(app)
     assert shown["regression"][0] == "1"
-    assert shown["drift"][0] == "1"
+    assert shown["failed"][0] == "1"  # series B drifts, and its newest run failed
+    assert shown["drift"][0] == "0"
     assert shown["pass"][0] == "1"
     assert shown[f"mini x {SERIES_A}"] == (f"{DEGRADED_NDCG:.4f}", f"{DEGRADED_NDCG - 1:+.4f}")
     assert f"mini x {SERIES_C}" not in shown  # a passing series is a row, not a card
@@ -131,9 +132,11 @@ def test_overview_shows_each_series_status_and_change_since_baseline(
     series = frame_with(app, "decision").set_index("retriever")
     assert series.loc[SERIES_A, "status"] == "regression"
     assert series.loc[SERIES_A, "decision"] == "regression"
-    assert series.loc[SERIES_B, "status"] == "drift"
-    assert "stale: newest run" in series.loc[SERIES_B, "why"]
-    assert "failed" in series.loc[SERIES_B, "why"]
+    assert series.loc[SERIES_B, "status"] == "failed"
+    assert series.loc[SERIES_B, "why"].startswith(
+        f"failed: newest run {seeded.runs['B3']} failed: "
+    )
+    assert "; drift: " in series.loc[SERIES_B, "why"]
     assert series.loc[SERIES_C, "status"] == "pass"
     assert series.loc[SERIES_A, "baseline_run"] == seeded.runs["A1"]
     assert series.loc[SERIES_A, "latest_run"] == seeded.runs["A3"]
@@ -500,7 +503,10 @@ def test_every_page_renders_a_store_with_mixed_measure_sets_partial_runs_and_nul
     for measure in sorted(measures):
         app = open_page("quality", goldset="demo", measure=measure)
         assert len(app.get("plotly_chart")) == 1, measure
-        drawn = frame_with(app, "ci_low")
+        listed = frame_with(app, "ci_low")
+        # The failed run is listed with its error, and has no figure.
+        assert listed.set_index("run_id").loc[runs["failed"], "status"] == "failed", measure
+        drawn = listed[listed["status"] != "failed"]
         assert drawn["value"].notna().all(), measure
         stored = {runs[f"k{k}"] for k in MIXED_CUTOFFS if measure in mixed_measures(k)}
         assert stored <= set(drawn["run_id"]), measure
@@ -522,7 +528,8 @@ def test_quality_over_time_of_a_measure_only_some_runs_stored(
     use_store(path)
     app = open_page("quality", goldset="demo", measure="recall@100")
     assert len(app.get("plotly_chart")) == 1
-    drawn = frame_with(app, "ci_low").set_index("run_id")
+    listed = frame_with(app, "ci_low")
+    drawn = listed[listed["status"] != "failed"].set_index("run_id")
     assert set(drawn.index) == {runs["k100"], runs["partial"]}
     assert drawn.loc[runs["partial"], "n"] == 12
     assert drawn.loc[runs["k100"], "value"] == pytest.approx(1.0)

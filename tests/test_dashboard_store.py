@@ -179,7 +179,7 @@ def test_user_text_is_a_parameter_never_sql(store: Store, seeded: SeededStore) -
     assert runs_frame(store, goldset="mini' OR '1'='1").empty
 
 
-def test_series_status_orders_regression_drift_stale_pass() -> None:
+def test_series_status_orders_failed_regression_drift_stale_pass() -> None:
     now = datetime(2026, 11, 21)
     base = {
         "latest_run": "r2",
@@ -203,11 +203,27 @@ def test_series_status_orders_regression_drift_stale_pass() -> None:
     status, why = series_status(regressed, measure="m", now=later, stale_after=week)
     assert status == "regression"
     assert len(why) == 3
-    failed = {**base, "newest_run": "r3", "newest_status": "failed", "newest_error": "boom"}
-    status, why = series_status(failed, measure="m", now=now, stale_after=week)
-    assert (status, why) == ("stale", ["stale: newest run r3 is failed: boom"])
+    running = {**base, "newest_run": "r3", "newest_status": "running"}
+    status, why = series_status(running, measure="m", now=now, stale_after=week)
+    assert (status, why) == ("stale", ["stale: newest run r3 is running"])
+    # A failing nightly job is red whatever came before, with its error.
+    failed = {**regressed, "newest_run": "r3", "newest_status": "failed", "newest_error": "boom"}
+    status, why = series_status(failed, measure="m", now=later, stale_after=week)
+    assert status == "failed"
+    assert why[0] == "failed: newest run r3 failed: boom"
+    assert why[1].startswith("regression: m dropped against baseline r1")
     empty = {"latest_run": None}
-    assert series_status(empty, measure="m", now=now, stale_after=week)[0] == "no data"
+    assert series_status(empty, measure="m", now=now, stale_after=week) == (
+        "no data",
+        ["no finished run yet"],
+    )
+    never = {"latest_run": None, "n_runs": 2, "newest_run": "r2", "newest_status": "failed"}
+    assert series_status(
+        {**never, "newest_error": "HTTP 400"}, measure="m", now=now, stale_after=week
+    ) == (
+        "failed",
+        ["failed: newest run r2 failed: HTTP 400", "no data: none of its 2 runs finished"],
+    )
 
 
 @pytest.mark.parametrize(

@@ -69,6 +69,7 @@ WARNING = "#ff7f0e"
 GOOD = "#2ca02c"
 NEUTRAL = "#8c8c8c"
 STATUS_COLOURS: Mapping[str, str] = {
+    "failed": BAD,
     "regression": BAD,
     "drift": WARNING,
     "stale": NEUTRAL,
@@ -76,7 +77,8 @@ STATUS_COLOURS: Mapping[str, str] = {
     "pass": GOOD,
     "no data": NEUTRAL,
 }
-"""The colour of each Overview status (its sparklines): red only for a regression."""
+"""The colour of each Overview status (its sparklines): red only for a regression or a
+failed newest run."""
 
 PALETTE: tuple[str, ...] = (
     "#1f77b4",

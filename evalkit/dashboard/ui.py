@@ -39,6 +39,7 @@ __all__ = [
     "link_value",
     "md",
     "missing_area",
+    "no_finished_run",
     "page_start",
     "page_url",
     "paged",
@@ -108,6 +109,24 @@ def missing_area(*areas: str) -> None:
     """Explain that this page's data does not exist yet, and what produces it."""
     for area in areas:
         st.info(f"Nothing stored here yet. {AREA_HINTS[area]}", icon=":material/info:")
+
+
+def no_finished_run(page: PageContext, goldset: str) -> None:
+    """Say that ``goldset`` has no finished run yet, and when its runs failed, which ones
+    and why (a failing job is never shown as one that has not run)."""
+    failed: pd.DataFrame = page.load("failed_runs", goldset=goldset)
+    if failed.empty:
+        st.info(f"No finished run of goldset {md(goldset)} yet: run `evalkit run --goldset NAME`")
+        return
+    newest = failed.iloc[0]
+    st.warning(
+        f"No run of goldset {md(goldset)} has finished: "
+        f"{formats.plural(len(failed), 'run')} failed. The newest, {md(newest['run_id'])} "
+        f"({md(newest['retriever'])}): {md(newest['error'] or 'no error stored')}. "
+        "`evalkit runs show RUN` prints a run's error in full.",
+        icon=":material/error:",
+    )
+    table(failed[["run_id", "retriever", "started_at", "status", "error"]])
 
 
 def has_rows(frame: pd.DataFrame | None, *, area: str, empty: str) -> TypeGuard[pd.DataFrame]:

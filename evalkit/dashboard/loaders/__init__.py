@@ -45,6 +45,7 @@ LOADERS: Mapping[str, Callable[..., Any]] = {
     "facts": shared.store_facts,
     "measures": shared.measures,
     "runs": shared.runs,
+    "failed_runs": shared.failed_runs,
     "overview": overview.overview,
     "quality": quality.quality,
     "compare": compare.compare,

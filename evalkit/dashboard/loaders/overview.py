@@ -41,8 +41,9 @@ HISTORY_POINTS = 30
 """Runs per series in the Overview's sparklines."""
 
 
-STATUS_ORDER = ("regression", "drift", "stale", "new", "pass", "no data")
-"""Series statuses, worst first: a series shows the worst that applies."""
+STATUS_ORDER = ("failed", "regression", "drift", "stale", "new", "pass", "no data")
+"""Series statuses, worst first: a series shows the worst that applies (``no data``
+outranks all but ``failed``, see ``series_status``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,20 +196,30 @@ def series_status(
 ) -> tuple[str, list[str]]:
     """A series' status (the worst of ``STATUS_ORDER`` that applies) and every reason.
 
-    ``no data``: no finished run yet, or its latest finished run stored no value of
+    ``failed``: its newest run failed (a nightly job that fails is seen, with its error,
+    whatever its earlier runs showed; with no finished run at all too). Then ``no data``:
+    no finished run yet, or its latest finished run stored no value of
     ``measure`` (another k or measure set, or no query answered). That outranks the rest:
     the series is not measured on ``measure`` now. Its reasons still say what the newest
     run that stored it showed (a regression is never hidden behind a later run at another
     k), and which run that is. Otherwise ``regression``: the paired test of its latest run
     against its baseline says so; ``drift``: a drift check of the series drifts; ``stale``:
-    its latest finished run is older than ``stale_after``, or a newer run did not complete;
+    its latest finished run is older than ``stale_after``, or a newer run is still running;
     ``new``: its only complete run is its baseline, or no complete run stored ``measure``
     (its runs so far are partial), nothing is compared yet; ``pass`` otherwise.
     """
     latest = row.get("latest_run")
+    failure = _newest_failure(row)
     if not isinstance(latest, str):
-        return "no data", ["no finished run yet"]
-    reasons: dict[str, str] = {}
+        if failure is None:
+            return "no data", ["no finished run yet"]
+        runs = row.get("n_runs")
+        count = int(runs) if isinstance(runs, int | float) and not pd.isna(runs) else 0
+        unfinished = (
+            "it has no finished run" if count < 2 else f"none of its {count:,} runs finished"
+        )
+        return "failed", [f"failed: {failure}", f"no data: {unfinished}"]
+    reasons: dict[str, str] = {} if failure is None else {"failed": failure}
     measured = row.get("measured_run")
     if measured != latest:
         where = f"the latest finished run {latest}{_at_k(row.get('latest_k'))} stored no {measure}"
@@ -245,7 +256,7 @@ def series_status(
     if isinstance(started, datetime | pd.Timestamp) and now - pd.Timestamp(started) > stale_after:
         reasons["stale"] = f"latest finished run started {pd.Timestamp(started):%Y-%m-%d %H:%M}"
     newest = row.get("newest_run")
-    if isinstance(newest, str) and newest != row.get("latest_run"):
+    if isinstance(newest, str) and newest != latest and failure is None:
         reasons.setdefault(
             "stale",
             f"newest run {newest} is {row.get('newest_status')}"
@@ -258,8 +269,18 @@ def series_status(
         if measured == row.get("baseline_run"):
             return "new", ["one complete run, the baseline: nothing to compare it with yet"]
         return "pass", ["no paired test (no per-query values)"]
-    status = "no data" if "no data" in reasons else next(n for n in STATUS_ORDER if n in reasons)
+    status = next(name for name in ("failed", "no data", *STATUS_ORDER) if name in reasons)
     return status, [f"{name}: {text}" for name, text in reasons.items()]
+
+
+def _newest_failure(row: Mapping[str, Any]) -> str | None:
+    """``newest run R failed: ERROR`` when a series' newest run failed, else None."""
+    if row.get("newest_status") != "failed" or not isinstance(row.get("newest_run"), str):
+        return None
+    error = row.get("newest_error")
+    return f"newest run {row['newest_run']} failed" + (
+        f": {error}" if isinstance(error, str) and error else ""
+    )
 
 
 def _failed_share(row: Mapping[str, Any]) -> str:

@@ -26,6 +26,7 @@ __all__ = [
     "RESAMPLES",
     "SEED",
     "StoreFacts",
+    "failed_runs",
     "has_area",
     "measures",
     "paired_test",
@@ -115,3 +116,9 @@ def measures(store: Store, *, goldset: str | None = None) -> tuple[str, ...]:
 def runs(store: Store, *, goldset: str | None = None, limit: int = 5000) -> pd.DataFrame:
     """Finished runs (of one goldset), newest first, for run pickers."""
     return runs_frame(store, goldset=goldset, statuses=FINISHED_STATUSES, limit=limit)
+
+
+def failed_runs(store: Store, *, goldset: str | None = None, limit: int = 5000) -> pd.DataFrame:
+    """Failed runs (of one goldset), newest first, with their error: they carry no figures,
+    but a failing job must be seen."""
+    return runs_frame(store, goldset=goldset, statuses=("failed",), limit=limit)

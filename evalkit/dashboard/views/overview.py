@@ -21,6 +21,7 @@ from evalkit.dashboard.loaders.story import Regression
 from evalkit.errors import ConfigError, InputError, NotFoundError
 
 STATUS_BADGES = {
+    "failed": ("red", ":material/error:"),
     "regression": ("red", ":material/trending_down:"),
     "drift": ("orange", ":material/moving:"),
     "stale": ("gray", ":material/schedule:"),
@@ -32,7 +33,9 @@ STATUS_BADGES = {
 ATTENTION_CARDS = 4
 # Reasons that earn a card whatever the status: a series that is "no data" now (its latest
 # run is at another k) still shows the drop its newest measured run had.
-FLAGGING = ("regression:", "drift:")
+FLAGGING = ("failed:", "regression:", "drift:")
+# The measure of a store where no run finished yet: what `evalkit run` stores by default.
+DEFAULT_MEASURE = "ndcg@10"
 
 
 def _filtered(series: pd.DataFrame) -> pd.DataFrame:
@@ -167,15 +170,27 @@ def render(page: ui.PageContext) -> None:
     """Draw the overview."""
     measures = page.load("measures")
     if not measures:
-        st.info(
-            "Goldsets are stored but no run has finished yet: "
-            "`evalkit run --goldset NAME --collection C` evaluates one.",
-            icon=":material/info:",
+        unfinished: OverviewData = page.load("overview", measure=DEFAULT_MEASURE)
+        if unfinished.series.empty:
+            st.info(
+                "Goldsets are stored but no run has finished yet: "
+                "`evalkit run --goldset NAME --collection C` evaluates one.",
+                icon=":material/info:",
+            )
+            ui.table(page.load("goldsets").versions)
+            return
+        st.warning(
+            "No run has finished yet: every goldset run of this store failed or is still "
+            "running. Each series' newest error is below (`evalkit runs show RUN` prints it "
+            "in full).",
+            icon=":material/error:",
         )
-        ui.table(page.load("goldsets").versions)
-        return
     left, right = st.columns(2)
-    measure = ui.choose("Measure", measures, param="measure", default="ndcg@10", container=left)
+    measure = (
+        ui.choose("Measure", measures, param="measure", default=DEFAULT_MEASURE, container=left)
+        if measures
+        else DEFAULT_MEASURE
+    )
     stale_days = right.number_input(
         "Stale after (days)",
         min_value=1,
@@ -207,7 +222,8 @@ def render(page: ui.PageContext) -> None:
         "0.05, min effect 0.01) to a paired t-interval of the latest run against the "
         "baseline (the CI and p columns; open Compare for the bootstrap interval and "
         "permutation p-values of `evalkit compare`), then the series' drift "
-        "checks and age. A series whose latest run stored no value of the measure (run at "
+        "checks and age. A series whose newest run failed is **failed**, its error in *why*. "
+        "A series whose latest run stored no value of the measure (run at "
         "another k or with other measures) is **no data**: its figures are those of "
         "the measured run, the newest run that stored it, and *why* says what that run showed."
     )
@@ -286,7 +302,8 @@ def render(page: ui.PageContext) -> None:
                 f"{measure}, last {HISTORY_POINTS} runs",
                 width=130,
                 help=f"One scale for every series ({scale[0]:g} to {scale[1]:g}); red only "
-                "for a regression, orange for drift, green for pass, grey otherwise",
+                "for a regression or a failed newest run, orange for drift, green for pass, "
+                "grey otherwise",
             ),
             "compare": ui.link_column("Compare", help="Latest run against the baseline"),
             "quality": ui.link_column("Quality", help="The series over time"),

@@ -39,9 +39,7 @@ def render(page: ui.PageContext) -> None:
     goldset = ui.choose("Goldset", page.facts.goldsets, param="goldset", container=left)
     measures = page.load("measures", goldset=goldset)
     if not measures:
-        st.info(
-            f"No finished run of goldset {ui.md(goldset)} yet: run `evalkit run --goldset NAME`"
-        )
+        ui.no_finished_run(page, goldset)
         return
     measure = ui.choose("Measure", measures, param="measure", default="ndcg@10", container=middle)
     runs = page.load("runs", goldset=goldset)
@@ -126,11 +124,41 @@ def render(page: ui.PageContext) -> None:
             columns={"description": st.column_config.TextColumn("Description", width="large")},
         )
     st.subheader("Runs")
-    shown = points.sort_values("started_at", ascending=False)
+    failed: pd.DataFrame = page.load("failed_runs", goldset=goldset)
+    # A failed run has no figure to draw, but the table lists it with its error: a failing
+    # job is seen here, not only in `evalkit runs list`.
+    failed = failed[
+        failed["retriever"].isin(retrievers) | ~failed["retriever"].isin(data.points["retriever"])
+    ]
+    if not failed.empty:
+        st.caption(
+            f"{formats.plural(len(failed), 'run')} of goldset {ui.md(goldset)} failed and "
+            f"{'has' if len(failed) == 1 else 'have'} no {measure} (listed with the error, "
+            "not drawn)."
+        )
+    shown = pd.concat(
+        [
+            points.assign(error=None),
+            failed[
+                [
+                    "run_id",
+                    "retriever",
+                    "started_at",
+                    "status",
+                    "error",
+                    "goldset_version",
+                    "model_fingerprint",
+                    "index_fingerprint",
+                ]
+            ],
+        ],
+        ignore_index=True,
+    ).sort_values("started_at", ascending=False, kind="stable")
     shown = shown.assign(
         compare=[
             None
-            if data.baselines.get(str(row.retriever), row.run_id) == row.run_id
+            if row.status == "failed"
+            or data.baselines.get(str(row.retriever), row.run_id) == row.run_id
             else ui.page_url(
                 "compare",
                 goldset=goldset,
@@ -151,6 +179,7 @@ def render(page: ui.PageContext) -> None:
             "ci_low",
             "ci_high",
             "n",
+            "error",
             "goldset_version",
             "model_fingerprint",
             "index_fingerprint",
@@ -163,6 +192,7 @@ def render(page: ui.PageContext) -> None:
             "compare": ui.link_column("Compare", help="This run against its series' baseline"),
             "ci_low": st.column_config.NumberColumn("95% CI low (t)", format="%.4f"),
             "ci_high": st.column_config.NumberColumn("95% CI high (t)", format="%.4f"),
+            "error": None if failed.empty else st.column_config.TextColumn("Error", width="large"),
         },
     )
 

@@ -151,9 +151,7 @@ def render(page: ui.PageContext) -> None:
     )
     runs: pd.DataFrame = page.load("runs", goldset=goldset)
     if runs.empty:
-        st.info(
-            f"No finished run of goldset {ui.md(goldset)} yet: run `evalkit run --goldset NAME`"
-        )
+        ui.no_finished_run(page, goldset)
         return
     labels = {
         str(row.run_id): f"{row.run_id}  {row.retriever}  {row.status}" for row in runs.itertuples()
