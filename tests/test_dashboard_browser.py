@@ -641,3 +641,81 @@ def test_a_store_of_one_run_dates_its_point_on_quality_in_chromium(
     assert any(re.search(r"\d\d:\d\d", tick) for tick in ticks), ticks
     assert not any(re.search(r"\d\d:\d\d:\d\d\.\d", tick) for tick in ticks), ticks
     assert bars
+
+
+def _y_ticks(driver, figure, path: Path) -> list[str]:  # type: ignore[no-untyped-def]
+    """The y-axis tick labels Plotly draws for ``figure`` in Chromium (from a static page)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    figure.write_html(path, include_plotlyjs=True, full_html=True)
+    driver.get(path.as_uri())
+    WebDriverWait(driver, PAGE_SECONDS, poll_frequency=0.25).until(
+        lambda d: d.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .ytick text")
+    )
+    return [e.text for e in driver.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .ytick text")]
+
+
+def test_latency_log_axes_label_their_ticks_with_whole_numbers_in_chromium(
+    tmp_path: Path, browser: object
+) -> None:
+    """A log axis across more than a decade labelled the ticks between powers of ten by
+    their first digit alone: Traffic's replay latency of 20-45 ms read "2-4" beside
+    production's 200-400 ms, and Index health's the same."""
+    import pandas as pd
+
+    from evalkit.dashboard import charts
+    from evalkit.dashboard.index_latency import latency_size_chart
+
+    reason = _missing()
+    if reason:
+        pytest.fail(f"{reason}; `make browser` installs Chromium and chromedriver")
+    windows = pd.DataFrame(
+        {
+            "window": ["2026-11-24", "2026-11-25", "2026-11-26"],
+            "latency_p50": [29.0, 48.0, 20.0],
+            "logged_latency_p95": [390.0, 385.0, 380.0],
+        }
+    )
+    traffic = charts.lines_chart(
+        windows,
+        x="window",
+        columns=["latency_p50", "logged_latency_p95"],
+        title="Replay and production latency percentiles",
+        y_title="latency (ms, log scale)",
+        log_y=True,
+    )
+    assert _y_ticks(browser, traffic, tmp_path / "traffic.html") == ["20", "50", "100", "200"]
+    runs = pd.DataFrame(
+        {
+            "retriever": ["bm25", "chroma", "chroma"],
+            "run_id": ["r1", "r2", "r3"],
+            "started_at": ["2026-11-27"] * 3,
+            "n_latencies": [122] * 3,
+            "index_documents": [1405, 1405, 1422],
+            "latency_p50": [0.2, 0.9, 7.0],
+            "latency_p95": [0.45, 80.0, 60.0],
+        }
+    )
+    index = latency_size_chart(runs)
+    assert _y_ticks(browser, index, tmp_path / "index.html") == [
+        "0.2",
+        "0.5",
+        "1",
+        "2",
+        "5",
+        "10",
+        "20",
+        "50",
+        "100",
+    ]
+    # Within one decade Plotly's evenly spaced ticks read as whole numbers already.
+    narrow = charts.lines_chart(
+        windows.iloc[[0, 2]],
+        x="window",
+        columns=["latency_p50"],
+        log_y=True,
+        title="t",
+        y_title="ms",
+    )
+    assert _y_ticks(browser, narrow, tmp_path / "narrow.html")[:3] == ["20", "21", "22"]

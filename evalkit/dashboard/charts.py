@@ -50,6 +50,7 @@ __all__ = [
     "event_marks",
     "judged_chart",
     "lines_chart",
+    "log_axis",
     "measurement_unit",
     "measurements_chart",
     "plot_text",
@@ -591,6 +592,18 @@ def dimensions_chart(dimensions: pd.DataFrame, *, top: int = 20) -> go.Figure:
     return _layout(figure, title=f"{top} dimensions that moved most", y_title="KS statistic")
 
 
+def log_axis(values: Iterable[float]) -> dict[str, Any]:
+    """Settings of a log axis over ``values`` (latencies, say) whose every tick reads as its
+    whole number: 20, 50, 100, 200 ms. Plotly's own labels the ticks between powers of ten
+    by their first digit alone, so that 20-45 ms read "2-4"; across a decade or more the
+    ticks are 1, 2 and 5 of each decade (every digit's would overlap), within one Plotly's
+    evenly spaced ones."""
+    data = np.asarray(list(values), dtype=float)
+    positive = data[np.isfinite(data) & (data > 0)]
+    wide = positive.size > 0 and float(np.log10(positive.max() / positive.min())) >= 1.0
+    return {"type": "log", "tickformat": ",~g", **({"dtick": "D2"} if wide else {})}
+
+
 def lines_chart(
     frame: pd.DataFrame,
     *,
@@ -643,7 +656,7 @@ def lines_chart(
             annotation_font={"size": 10, "color": BAD},
         )
     if log_y:
-        figure.update_yaxes(type="log")
+        figure.update_yaxes(**log_axis(frame[list(columns)].to_numpy(dtype=float).ravel()))
     if x_title:
         figure.update_xaxes(title_text=x_title)
     if not frame.empty and frame[x].map(type).eq(str).all():

@@ -61,7 +61,7 @@ def latency_size_chart(runs: pd.DataFrame) -> go.Figure:
     figure.update_xaxes(title="documents in the index")
     # Latencies on a log axis, as everywhere on the dashboard: a p95 ten times the p50
     # would otherwise flatten the p50's changes.
-    figure.update_yaxes(type="log")
+    figure.update_yaxes(**charts.log_axis(runs[["latency_p50", "latency_p95"]].stack()))
     figure.update_layout(
         title="Replay latency against index size",
         yaxis_title="latency (ms, log)",

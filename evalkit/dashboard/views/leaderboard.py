@@ -210,7 +210,10 @@ def _quality_latency_chart(first: pd.DataFrame, measure: str) -> go.Figure:
     )
     chart.update_layout(
         title=f"{measure} against replay latency p95",
-        xaxis={"type": "log", "title": "replay latency p95 (ms, log scale)"},
+        xaxis={
+            **charts.log_axis(timed["latency_p95_ms"]),
+            "title": "replay latency p95 (ms, log scale)",
+        },
         yaxis_title=f"{measure} mean",
     )
     return chart
