@@ -16,6 +16,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 from test_dashboard_seed import (
     DEGRADED_NDCG,
+    GOLDSET,
     MIXED_CUTOFFS,
     MIXED_SERIES,
     N_QUERIES,
@@ -24,14 +25,19 @@ from test_dashboard_seed import (
     SERIES_C,
     SeededStore,
     document_text,
+    goldset,
     mixed_measures,
+    perfect,
+    query_ids,
     seed_mixed_store,
     seed_store,
     shared_scale_store,
     shared_seeded_store,
+    store_run,
 )
 
 from evalkit.store import Store
+from evalkit.store.goldsets import save_goldset
 from evalkit.store.runs import list_runs
 
 APP = Path(__file__).resolve().parents[1] / "evalkit" / "dashboard" / "app.py"
@@ -157,7 +163,7 @@ def test_quality_over_time_draws_bands_baselines_and_events(seeded: SeededStore,
     latest = runs.loc[seeded.runs["A3"]]
     assert (latest["value"], latest["ci_low"], latest["ci_high"]) == pytest.approx((0.5,) * 3)
     assert latest["n"] == N_QUERIES + 1
-    assert metrics(app)[f"{SERIES_A}: latest recall@10"] == ("0.5000", "-0.5000")
+    assert metrics(app)[SERIES_A] == ("0.5000", "-0.5000")
 
 
 def test_compare_runs_shows_the_numbers_of_evalkit_compare(
@@ -533,7 +539,7 @@ def test_quality_over_time_of_a_measure_only_some_runs_stored(
     assert set(drawn.index) == {runs["k100"], runs["partial"]}
     assert drawn.loc[runs["partial"], "n"] == 12
     assert drawn.loc[runs["k100"], "value"] == pytest.approx(1.0)
-    assert metrics(app)[f"{MIXED_SERIES}: latest recall@100"] == ("1.0000", "+0.0000")
+    assert metrics(app)[MIXED_SERIES] == ("1.0000", "+0.0000")
     skipped = next(c.value for c in app.caption if "stored no recall@100" in c.value)
     for name in ("k10", "k20", "k50", "empty"):
         assert runs[name] in skipped
@@ -702,3 +708,33 @@ def test_drift_facets_methods_and_picks_few_of_many_series(scale: Path, use_stor
     titles = [a["text"] for a in statistic["layout"]["annotations"]]
     assert titles == sorted(titles)
     assert all(t.endswith("ks statistic") for t in titles)
+
+
+def test_quality_cards_of_series_with_long_names_keep_what_tells_them_apart(
+    tmp_path: Path, use_store
+) -> None:
+    # Four bm25 indexes under one long directory: every card read
+    # "bm25:/tmp/explore-dash/many/bm…", cut where the names differ.
+    path = tmp_path / "evalkit.duckdb"
+    gold = goldset(N_QUERIES)
+    folder = "/srv/evaluation/indexes/nightly-builds/bm25"
+    with Store.open(path) as store:
+        save_goldset(store, gold)
+        for name in ("a", "b"):
+            store_run(
+                store,
+                gold,
+                {q: perfect(q) for q in query_ids()},
+                retriever_kind="bm25",
+                config={"kind": "bm25", "path": f"{folder}/{name}"},
+                collection=None,
+                model_fingerprint="fp-1",
+                index_fingerprint=None,
+            )
+    use_store(path)
+    app = open_page("quality", goldset=GOLDSET)
+    cards = {m.label: m for m in app.metric}
+    assert list(cards) == ["bm25:…htly-builds/bm25/a", "bm25:…htly-builds/bm25/b"]
+    assert cards["bm25:…htly-builds/bm25/a"].proto.help.startswith(
+        f"bm25:{folder}/a: latest ndcg@10, run "
+    )

@@ -30,6 +30,7 @@ __all__ = [
     "fmt_p",
     "humanise",
     "plural",
+    "shortened",
     "text_width",
 ]
 
@@ -264,6 +265,17 @@ def plural(count: int, noun: str, plural_form: str | None = None) -> str:
     """``1 day``, ``2 days``, ``1,000 queries`` (``plural_form`` for an irregular noun)."""
     word = noun if count == 1 else (plural_form or f"{noun}s")
     return f"{count:,} {word}"
+
+
+def shortened(text: str, width: int) -> str:
+    """``text`` in at most ``width`` characters, cut in the middle where it is longer: a
+    series' kind (up to its first colon) and the end of its path or URL are what tell
+    series apart (``bm25:…ash/many/bm25/a``)."""
+    if len(text) <= width:
+        return text
+    kind = text.find(":") + 1
+    head = kind if 0 < kind <= width // 3 else max(1, (width - 1) // 3)
+    return f"{text[:head]}…{text[len(text) - (width - 1 - head) :]}"
 
 
 def text_width(texts: pd.Series | list[str], label: str) -> int:

@@ -11,6 +11,8 @@ from evalkit.dashboard.loaders.quality import QualityData
 DEFAULT_BASELINE = "oldest complete run"
 # Series drawn at once by default; more are picked by hand.
 MAX_LINES = 8
+# What a card's label holds in a row of four on a wide page.
+CARD_LABEL_CHARACTERS = 24
 
 
 def _x_axis() -> str:
@@ -91,6 +93,10 @@ def render(page: ui.PageContext) -> None:
         "with a run, alert fired), with a marker each on the strip below; hover it for the "
         "details."
     )
+    st.caption(
+        f"Latest {measure} of each series, and its change since the series' baseline (hover "
+        "a card for the series' full name and the runs)."
+    )
     cards = st.columns(max(1, min(4, len(baselines))))
     for index, (retriever, run_id) in enumerate(baselines.items()):
         group = points[points["retriever"] == retriever]
@@ -100,13 +106,13 @@ def render(page: ui.PageContext) -> None:
         own = latest["run_id"] == run_id
         change = latest["value"] - base["value"]
         cards[index % len(cards)].metric(
-            f"{retriever}: latest {measure}",
+            # Four cards a row: a long name would be cut from the right, where series differ.
+            formats.shortened(retriever, CARD_LABEL_CHARACTERS),
             ui.fmt(latest["value"]),
             delta=None if own or pd.isna(change) else f"{change:+.4f}",
             delta_arrow="off" if change == 0 else "auto",
-            delta_description=(
-                "the baseline: no later run yet" if own else f"since baseline {run_id}"
-            ),
+            delta_description="the baseline: no later run yet" if own else "since baseline",
+            help=f"{retriever}: latest {measure}, run {latest['run_id']}; baseline {run_id}",
         )
     st.subheader("Events")
     if events.empty:
