@@ -36,7 +36,9 @@ from test_dashboard_seed import (
     store_run,
 )
 
+from evalkit.records.drift import DriftCheck
 from evalkit.store import Store
+from evalkit.store.drift import save_drift_check
 from evalkit.store.goldsets import save_goldset
 from evalkit.store.runs import list_runs
 
@@ -738,3 +740,43 @@ def test_quality_cards_of_series_with_long_names_keep_what_tells_them_apart(
     assert cards["bm25:…htly-builds/bm25/a"].proto.help.startswith(
         f"bm25:{folder}/a: latest ndcg@10, run "
     )
+
+
+def test_drift_draws_no_empty_panel_for_checks_without_a_statistic(
+    tmp_path: Path, use_store
+) -> None:
+    # Precision checks store no statistic (their paired test decides): their panel of
+    # "statistic per check" had axes and no point.
+    path = tmp_path / "evalkit.duckdb"
+    with Store.open(path) as store:
+        save_goldset(store, goldset(N_QUERIES))
+        for stream, method, statistic in (
+            ("queries", "mmd", 0.2),
+            ("precision", "page_hinkley+paired", None),
+        ):
+            save_drift_check(
+                store,
+                DriftCheck(
+                    stream=stream,
+                    subject=GOLDSET,
+                    finding="ok",
+                    method=method,
+                    is_drift=False,
+                    statistic=statistic,
+                    p_value=0.4,
+                    threshold=0.05,
+                ),
+            )
+    use_store(path)
+    app = open_page("drift")
+    statistic, p_values = (json.loads(chart.proto.spec) for chart in app.get("plotly_chart")[:2])
+    titles = [note["text"] for note in statistic["layout"]["annotations"]]
+    assert titles == ["queries: mmd statistic"]
+    assert [note["text"] for note in p_values["layout"]["annotations"]] == [
+        "precision: p-value",
+        "queries: p-value",
+    ]
+    assert (
+        "precision checks (page_hinkley+paired) store no statistic, so they have no panel "
+        "here; their paired test's p-value, where there is one, is charted beside."
+    ) in [c.value for c in app.caption]

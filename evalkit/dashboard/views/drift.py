@@ -74,7 +74,23 @@ def _checks(page: ui.PageContext, data: DriftData) -> None:
     # One colour per series in both charts (and the same series never changes colour).
     colours = charts.series_colours(_series_of(checks))
     left, right = st.columns(2)
-    ui.plot(ui.figure("drift", drawn, value="statistic", colours=colours), container=left)
+    with_statistic = drawn[drawn["statistic"].notna()]
+    if with_statistic.empty:
+        left.caption("No check in these series stores a statistic.")
+    else:
+        ui.plot(
+            ui.figure("drift", with_statistic, value="statistic", colours=colours), container=left
+        )
+    # A method that stores no statistic (the precision checks' paired test) would draw an
+    # empty panel: it is named instead.
+    kept = set(zip(with_statistic["stream"], with_statistic["method"], strict=True))
+    missing = sorted(set(zip(drawn["stream"], drawn["method"], strict=True)) - kept)
+    if missing:
+        left.caption(
+            "; ".join(f"{stream} checks ({method})" for stream, method in missing)
+            + " store no statistic, so they have no panel here; their paired test's p-value, "
+            "where there is one, is charted beside."
+        )
     with_p = drawn[drawn["p_value"].notna()]
     if with_p.empty:
         right.caption("No check in these series reports a p-value.")
