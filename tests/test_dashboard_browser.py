@@ -719,3 +719,42 @@ def test_latency_log_axes_label_their_ticks_with_whole_numbers_in_chromium(
         y_title="ms",
     )
     assert _y_ticks(browser, narrow, tmp_path / "narrow.html")[:3] == ["20", "21", "22"]
+
+
+def _by_sidebar(driver, title: str, *, charts: int = 0) -> str:  # type: ignore[no-untyped-def]
+    """Open page ``title`` by its sidebar link, as a user moves between pages; its text."""
+    from selenium.webdriver.common.by import By
+
+    links = driver.find_elements(By.CSS_SELECTOR, '[data-testid="stSidebarNavLink"]')
+    next(link for link in links if str(link.get_attribute("textContent")).endswith(title)).click()
+    return _finished(driver, title, charts=charts)
+
+
+def test_a_page_left_by_the_sidebar_reopens_on_its_choices_in_chromium(
+    served: tuple[str, SeededStore], browser: object
+) -> None:
+    """Quality over time at recall@10 by run index, left for the Overview by the sidebar and
+    reopened by it, came back on ndcg@10 by time: the sidebar's links drop the URL's
+    parameters, which the pickers follow."""
+    from urllib.parse import parse_qs, urlparse
+
+    url, _ = served
+
+    def asked() -> dict[str, str]:
+        query = urlparse(str(browser.current_url)).query  # type: ignore[attr-defined]
+        return {k: v[0] for k, v in parse_qs(query).items()}
+
+    _finished(
+        browser,
+        "Quality over time",
+        charts=1,
+        url=f"{url}/quality?goldset=mini&measure=recall%4010&x=run+index",
+    )
+    _by_sidebar(browser, "Overview")
+    assert asked()["measure"] == "ndcg@10"  # the Overview's own choice
+    body = _by_sidebar(browser, "Quality over time", charts=1)
+    assert (asked()["measure"], asked()["x"]) == ("recall@10", "run index")
+    assert "Latest recall@10 of each series" in body
+    # A link (an alert's, a shared one) opens on its own choices.
+    _finished(browser, "Quality over time", charts=1, url=f"{url}/quality?goldset=mini")
+    assert asked()["measure"] == "ndcg@10"

@@ -780,3 +780,23 @@ def test_drift_draws_no_empty_panel_for_checks_without_a_statistic(
         "precision checks (page_hinkley+paired) store no statistic, so they have no panel "
         "here; their paired test's p-value, where there is one, is charted beside."
     ) in [c.value for c in app.caption]
+
+
+def test_compare_writes_its_measures_to_the_url_so_a_link_keeps_them(
+    seeded: SeededStore, use_store
+) -> None:
+    # The Measures picked were never written to the URL: a shared link dropped them.
+    use_store(seeded.path)
+    baseline, candidate = seeded.runs["A1"], seeded.runs["A3"]
+    app = open_page("compare", goldset="mini", baseline=baseline, candidate=candidate)
+    assert app.query_params["measure"] == "ndcg@10"
+    app.multiselect[0].set_value(["ndcg@10", "recall@10"]).run()
+    assert app.query_params["measure"] == "ndcg@10,recall@10"
+    shared = open_page(
+        "compare", goldset="mini", baseline=baseline, candidate=candidate, measure="recall@10,map"
+    )
+    assert shared.multiselect[0].value == ["recall@10", "map"]
+    assert list(frame_with(shared, "p_permutation")["measure"]) == ["recall@10", "map"]
+    assert "-m recall@10 -m map" in next(
+        c.value for c in shared.caption if c.value.startswith("Same figures as")
+    )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from evalkit.dashboard import access
+from evalkit.dashboard import access, ui
 from evalkit.dashboard.timing import timed_run
 from evalkit.errors import EvalkitError
 
@@ -41,6 +41,7 @@ PAGES = {
 with timed_run() as script_run:
     navigation = st.navigation(PAGES)
     script_run.page = navigation.url_path
+    ui.restore_selections(navigation.url_path)
     with st.sidebar:
         try:
             mode = "read-only" if access.reviews_read_only() else "reviews saved"
@@ -50,3 +51,6 @@ with timed_run() as script_run:
         if st.button("Reload data", icon=":material/refresh:", help="Forget cached figures."):
             st.cache_data.clear()
     navigation.run()
+    # Not on a switch to another page (an exception ends the run): its parameters are the
+    # other page's.
+    ui.remember_selections(navigation.url_path)

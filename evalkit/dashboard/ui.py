@@ -24,6 +24,7 @@ __all__ = [
     "CHARTS",
     "LINKS_KEY",
     "PAGE_ROWS",
+    "SELECTIONS_KEY",
     "MissingLinkTargetError",
     "PageContext",
     "check_link",
@@ -44,6 +45,8 @@ __all__ = [
     "page_url",
     "paged",
     "plot",
+    "remember_selections",
+    "restore_selections",
     "run_labels",
     "run_page",
     "table",
@@ -200,6 +203,24 @@ def link_value(param: str) -> str | None:
     if param in st.session_state.get(LINKS_KEY, set()):
         return None
     return st.query_params.get(param)
+
+
+SELECTIONS_KEY = "_evalkit_selections"
+"""Session-state key: each page's URL parameters (its pickers' choices) when last drawn."""
+
+
+def restore_selections(page: str) -> None:
+    """Reopen ``page`` (its URL path) on the choices it had when last drawn in this session,
+    when it is opened without any URL parameter: the sidebar's links drop them, and every
+    picker follows them (``choose``), so a page left and reopened kept none of its choices."""
+    remembered: dict[str, dict[str, str]] = st.session_state.get(SELECTIONS_KEY, {})
+    if not st.query_params and remembered.get(page):
+        st.query_params.from_dict(remembered[page])
+
+
+def remember_selections(page: str) -> None:
+    """Remember ``page``'s URL parameters as drawn, for ``restore_selections``."""
+    st.session_state.setdefault(SELECTIONS_KEY, {})[page] = st.query_params.to_dict()
 
 
 def check_link(label: str, param: str, exists: Callable[[str], bool], *, where: str = "") -> None:

@@ -23,9 +23,10 @@ BOOTSTRAP_LABELS = {
 
 
 def _default_measure(page: ui.PageContext) -> str:
-    """The measure asked for in the URL, else ndcg@10 when stored, else the most common."""
+    """The (first) measure asked for in the URL, else ndcg@10 when stored, else the most
+    common."""
     measures: tuple[str, ...] = page.load("measures")
-    asked = st.query_params.get("measure")
+    asked = (st.query_params.get("measure") or "").split(",")[0]
     if asked in measures:
         return str(asked)
     return "ndcg@10" if "ndcg@10" in measures or not measures else measures[0]
@@ -176,13 +177,16 @@ def render(page: ui.PageContext) -> None:
     if not stored:
         st.warning("These runs share no stored measure.")
         return
-    asked = st.query_params.get("measure") or (story.measure if story is not None else None)
-    preferred = asked if asked in stored else "ndcg@10"
-    default_measures = [preferred] if preferred in stored else stored[:1]
+    # `measure` lists the chosen measures, comma-separated, so that a shared link keeps them.
+    linked = [name for name in (st.query_params.get("measure") or "").split(",") if name in stored]
+    preferred = story.measure if story is not None and story.measure in stored else "ndcg@10"
+    default_measures = linked or ([preferred] if preferred in stored else stored[:1])
     chosen = st.multiselect("Measures", stored, default=default_measures)
     if not chosen:
         st.info("Pick at least one measure.")
         return
+    if st.query_params.get("measure") != ",".join(chosen):
+        st.query_params["measure"] = ",".join(chosen)
     with st.expander("Test settings (as `evalkit compare` options)"):
         columns = st.columns(3)
         alpha = columns[0].number_input("--alpha", 0.001, 0.5, 0.05, 0.01, format="%.3f")
