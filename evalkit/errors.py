@@ -21,6 +21,7 @@ codes (``exit_code``): 2 for bad input or usage, 3 for retriever or store failur
 from __future__ import annotations
 
 __all__ = [
+    "DUCKDB_INTERRUPTED",
     "CollectionNotFoundError",
     "ConfigError",
     "EmbeddingError",
@@ -133,3 +134,9 @@ def _locate(message: str, *, path: str | None, line: int | None, field: str | No
     if field is not None:
         where = f"{where} field '{field}'" if where else f"field '{field}'"
     return f"{where}: {message}" if where else message
+
+
+DUCKDB_INTERRUPTED = "Query interrupted"
+"""The message of the RuntimeError DuckDB raises instead of the exception a signal handler
+raised while it ran a query (Ctrl-C's KeyboardInterrupt, SIGTERM's): the command is being
+stopped, not failing."""

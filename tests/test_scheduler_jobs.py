@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from evalkit.config import Settings, load_settings, parse_settings
 from evalkit.errors import ConfigError
 from evalkit.redaction import register_secrets
 from evalkit.scheduler import JobListener, JobRunner, ServiceConfig, service_config
+from evalkit.scheduler.jobs import JOB_KINDS
 from evalkit.store import RunSpec, Store
 from evalkit.store.access import FileLock, StoreAccess
 from evalkit.store.drift import list_drift_checks
@@ -494,6 +496,36 @@ def test_metric_drift_check_job(settings: Settings) -> None:
         {"name": "series", "kind": "drift_check", "stream": "metric", "goldset": "gs"}
     )
     assert default.jobs[0].params.method == "page_hinkley"
+
+
+class Terminated(BaseException):
+    """As the command line's SIGTERM exception: a BaseException named Terminated."""
+
+
+@pytest.mark.parametrize(
+    ("raised", "error"),
+    [
+        (KeyboardInterrupt(), "interrupted by the user (Ctrl-C)"),
+        (Terminated("SIGTERM"), "interrupted: SIGTERM"),
+        # DuckDB's form of either signal arriving while the job's query ran.
+        (RuntimeError("Query interrupted"), "interrupted (Ctrl-C or SIGTERM)"),
+    ],
+)
+def test_a_job_stopped_by_a_signal_is_recorded_interrupted_and_the_stop_goes_on(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, raised: BaseException, error: str
+) -> None:
+    """`evalkit jobs run NAME --local` under SIGTERM left its job run `running` for good,
+    and Ctrl-C during retention's long DELETE recorded it `failed` with a traceback."""
+
+    def stopped(context: object, params: object) -> None:
+        raise raised
+
+    monkeypatch.setitem(JOB_KINDS, "retention", replace(JOB_KINDS["retention"], run=stopped))
+    with pytest.raises(type(raised)):
+        runner_for(configure({"name": "prune", "kind": "retention"}), settings).run("prune")
+    with Store.open(settings.resolved_store_path) as store:
+        (job_run,) = list_job_runs(store)
+    assert (job_run.status, job_run.error) == ("interrupted", error)
 
 
 @pytest.mark.parametrize(

@@ -30,7 +30,7 @@ import typer.main
 
 from evalkit.cli._output import OutputFormat, emit_json, err_console, visible
 from evalkit.coroutines import REQUEST_THREADS
-from evalkit.errors import EvalkitError
+from evalkit.errors import DUCKDB_INTERRUPTED, EvalkitError
 from evalkit.extras import missing_extra
 from evalkit.redaction import SecretLogFilter, redact_known
 
@@ -112,11 +112,6 @@ _signalled: dict[str, bool] = {"SIGTERM": False}
 def _raise_terminated(signum: int, frame: object) -> None:
     _signalled["SIGTERM"] = True
     raise Terminated("SIGTERM")
-
-
-# What DuckDB raises instead of the exception a signal handler raised while it ran a query
-# (Ctrl-C's KeyboardInterrupt, SIGTERM's Terminated): the signal is then told by the flag.
-_DUCKDB_INTERRUPTED = "Query interrupted"
 
 
 def __getattr__(name: str) -> Any:
@@ -214,7 +209,7 @@ def invoke(argv: list[str] | None = None) -> int:
     except Terminated:
         return _stopped(args, terminated=True)
     except RuntimeError as error:
-        if str(error) != _DUCKDB_INTERRUPTED:
+        if str(error) != DUCKDB_INTERRUPTED:  # the signal is then told by the flag
             raise
         return _stopped(args, terminated=_signalled["SIGTERM"])
     except _USAGE_ERRORS as error:

@@ -29,7 +29,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
 from evalkit.clock import utc_now
-from evalkit.errors import EvalkitError, StoreError
+from evalkit.errors import DUCKDB_INTERRUPTED, EvalkitError, StoreError
 from evalkit.redaction import redact_known
 from evalkit.scheduler.config import JobDefinition, ServiceConfig
 from evalkit.scheduler.jobs import JOB_KINDS, JobCancelledError, JobContext, JobOutcome
@@ -250,8 +250,17 @@ class JobRunner:
         except EvalkitError as error:
             return JobOutcome(status="failed", error=str(error)), None
         except Exception as error:
+            if isinstance(error, RuntimeError) and str(error) == DUCKDB_INTERRUPTED:
+                # Ctrl-C or SIGTERM while the job's query ran: the process is being stopped.
+                outcome = JobOutcome(status="interrupted", error="interrupted (Ctrl-C or SIGTERM)")
+                return outcome, error
             _log.exception("job %s failed unexpectedly", job.name)
             return JobOutcome(status="failed", error=f"{type(error).__name__}: {error}"), None
+        except BaseException as error:
+            # SIGTERM (the command line raises it in the main thread), SystemExit: the job
+            # run is recorded interrupted before the process goes on stopping.
+            reason = "SIGTERM" if type(error).__name__ == "Terminated" else type(error).__name__
+            return JobOutcome(status="interrupted", error=f"interrupted: {reason}"), error
 
     def _finish(
         self, job: JobDefinition, started: StoredJobRun, outcome: JobOutcome
