@@ -505,6 +505,8 @@ def test_log_query_writes_lines_ingest_reads(store: Store, tmp_path: Path) -> No
         timestamp=datetime(2026, 11, 21, 12, tzinfo=UTC),
     )
     log_query(log, text="second", query_id="fixed")
+    # A fresh checkout has no logs/ folder yet: the first call makes it.
+    assert log_query(tmp_path / "new" / "logs" / "app.jsonl", text="first", query_id="n1") == "n1"
     log.rename(tmp_path / "app.jsonl.1")
     log_query(log, text="after rotation", query_id="third")
     assert log.read_text().count("\n") == 1

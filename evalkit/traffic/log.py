@@ -173,7 +173,8 @@ def log_query(
     ``write`` to a file opened with ``O_APPEND``, so lines never interleave and a reader
     sees either the whole line or, while it is being written, a torn last line that
     ``evalkit traffic ingest`` leaves for its next pass. The file is opened by name on each
-    call, so log rotation (rename, delete, ``copytruncate``) needs no signal.
+    call, so log rotation (rename, delete, ``copytruncate``) needs no signal; its folder is
+    made when it is missing.
     """
     identifier, line = format_log_line(
         text=text,
@@ -186,7 +187,12 @@ def log_query(
         contexts=contexts,
         latency_ms=latency_ms,
     )
-    descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, _FILE_MODE)
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, _FILE_MODE)
+    except FileNotFoundError:
+        # A log under a folder not made yet (logs/app.jsonl in a fresh checkout).
+        os.makedirs(os.path.dirname(os.fspath(path)) or ".", exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, _FILE_MODE)
     try:
         written = os.write(descriptor, line)
     finally:
