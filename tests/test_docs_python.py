@@ -59,8 +59,21 @@ def test_the_traffic_page_s_python_example_runs(
         for n in range(40)
     ]
     (tmp_path / "logs" / "app.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
-    scope: dict[str, Any] = {"retriever": _Logged()}
+    # The page opens production's Chroma index; here a retriever answering as it would.
+    from evalkit import embedding
+    from evalkit.retrievers import ChromaRetriever
+
+    opened: list[tuple[Any, ...]] = []
+
+    def embedded(cls: type, *args: Any, **options: Any) -> _Logged:
+        opened.append((*args, options))
+        return _Logged()
+
+    monkeypatch.setattr(ChromaRetriever, "embedded", classmethod(embedded))
+    monkeypatch.setattr(embedding, "load_embedder", lambda: "embedder")
+    scope: dict[str, Any] = {}
     exec(python_block("traffic.md", "replay_traffic_window"), scope)
+    assert opened == [(".evalkit/chroma", "support", "embedder", {"where_key": "tenant"})]
     assert scope["report"].records_added == 40
     assert scope["outcome"].run.status == "complete"
     assert (tmp_path / "drafts" / "2026-11-21" / "queries.jsonl").is_file()
