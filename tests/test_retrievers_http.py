@@ -500,6 +500,39 @@ def test_a_streamed_body_stops_being_read_at_the_cap(monkeypatch: pytest.MonkeyP
 
     streamed = httpx.Response(200, content=chunks())
     assert "Content-Length" not in streamed.headers
-    assert http._capped_body(streamed) is None
+    later = time.monotonic() + 60
+    assert http._capped_body(streamed, later) is None
     assert len(read) == 3  # stopped at the third chunk, the first past 10 bytes
-    assert http._capped_body(httpx.Response(200, content=b"[1, 2]")) == b"[1, 2]"
+    assert http._capped_body(httpx.Response(200, content=b"[1, 2]"), later) == b"[1, 2]"
+
+
+class _Trickling(BaseHTTPRequestHandler):
+    """Sends its headers at once, then its body a byte every 50 ms (2 s for this body)."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        body = json.dumps({"results": [{"id": "d1", "score": 1.0}], "pad": "x" * 10}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        try:
+            for byte in body:
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+                time.sleep(0.05)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up, as it should
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_a_body_that_trickles_in_past_the_timeout_times_out() -> None:
+    """httpx's timeout bounds each read: a body sent a byte at a time took 20 s a query
+    under a 10 s timeout, and a slower one could hang a run for ever."""
+    with serving(_Trickling) as url, make_retriever(url, timeout=0.5, retries=1) as retriever:
+        (result,) = retriever.retrieve([Query("q1", "q")], 3)
+    assert result.error is not None
+    assert result.error.startswith("timed out after 0.5 s: the response was still arriving")
+    assert result.error.endswith("(after 2 attempts)")

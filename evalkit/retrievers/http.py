@@ -276,9 +276,17 @@ def parse_response(payload: Any, k: int) -> ParsedResponse:
     )
 
 
-def _capped_body(response: httpx.Response) -> bytes | None:
+class _BodyTooSlowError(Exception):
+    """The body was still arriving when the request's time was up."""
+
+
+def _capped_body(response: httpx.Response, deadline: float) -> bytes | None:
     """The body of ``response`` read as it streams in, or None as soon as it is known to be
-    over ``MAX_RESPONSE_BYTES`` (by its Content-Length, else by what arrived)."""
+    over ``MAX_RESPONSE_BYTES`` (by its Content-Length, else by what arrived).
+
+    Raises ``_BodyTooSlowError`` when it is still arriving at ``deadline`` (``time.monotonic``):
+    httpx's timeout bounds each read, so a body sent a byte at a time never timed out.
+    """
     declared = response.headers.get("Content-Length", "")
     if declared.isdigit() and int(declared) > MAX_RESPONSE_BYTES:
         return None
@@ -289,6 +297,8 @@ def _capped_body(response: httpx.Response) -> bytes | None:
         if size > MAX_RESPONSE_BYTES:
             return None
         chunks.append(chunk)
+        if time.monotonic() > deadline:
+            raise _BodyTooSlowError
     return b"".join(chunks)
 
 
@@ -407,11 +417,15 @@ class HttpRetriever(ClosesOnExit):
                 raise _AttemptError("stopped: the replay was interrupted", retryable=False)
             attempts += 1
             start = time.perf_counter()
+            deadline = time.monotonic() + self._timeout
             try:
                 with self._http().stream("POST", self._url, json=payload) as response:
-                    body = _capped_body(response)
+                    body = _capped_body(response, deadline)
             except httpx.TimeoutException as error:
                 failure = f"timed out after {self._timeout:g} s ({type(error).__name__})"
+                raise _AttemptError(failure, retryable=True) from error
+            except _BodyTooSlowError as error:
+                failure = f"timed out after {self._timeout:g} s: the response was still arriving"
                 raise _AttemptError(failure, retryable=True) from error
             except httpx.TransportError as error:
                 raise _AttemptError(
