@@ -174,6 +174,23 @@ def test_a_run_id_stays_whole_beside_long_paths_and_tags() -> None:
     assert sum("20261127T022301-b8d705" in line for line in lines) == 1
 
 
+def test_a_leaderboard_keeps_its_run_ids_whole_beside_the_rank() -> None:
+    """The ranked runs' ids stand in the second column, beside the rank: `evalkit sweep`'s
+    leaderboard cut every one to 20261127T0249…, alike."""
+    from rich.console import Console
+
+    from evalkit.cli._output import table
+
+    header = ["#", "run", "what", "ndcg@10 [95 % CI]", "ndcg@10 groups", "p50 ms", "p95 ms"]
+    figures = ["0.7976 [0.5119, 1.0000]", "a", "0.2", "0.6"]
+    what = "k=10 ef_search=40  [sweep:demo-k-ef]"
+    rows = [[str(n), f"20261127T0249{n:02d}-60dd63", what, *figures] for n in range(1, 4)]
+    console = Console(record=True, width=90, markup=False)
+    console.print(table("leaderboard", header, rows, whole=(1,)))
+    text = console.export_text()
+    assert all(f"20261127T0249{n:02d}-60dd63" in text for n in range(1, 4))
+
+
 def test_a_line_break_in_a_name_is_escaped_where_a_message_keeps_its_lines() -> None:
     """A query id "q1\\nq2" drawn as it is reads as a row q1 and a row q2; an error message
     in a labelled value is meant to span lines."""

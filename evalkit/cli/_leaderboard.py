@@ -58,7 +58,8 @@ def print_leaderboard(ranked: RunLeaderboard, output: CompareFormat) -> None:
         headers.insert(2, "what")
         for row in rows:
             row.insert(2, what.get(row[1], ""))
-    console.print(table(title, headers, rows))
+    # The ranked runs' ids are copied into the next command (runs show, explain): whole.
+    console.print(table(title, headers, rows, whole=(1,)))
     for measure in board.measures:
         console.print(table(f"pairs on {measure}", *ranked.pairs_table(measure)))
     console.print(

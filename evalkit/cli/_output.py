@@ -163,9 +163,18 @@ def format_share(share: float | None) -> str:
 _LINE_BREAKS = str.maketrans({c: ascii(c)[1:-1] for c in "\n\r\x0b\x0c\x85\u2028\u2029"})
 
 
-def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> Table:
+def table(
+    title: str | None,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[object]],
+    *,
+    whole: Sequence[int] = (),
+) -> Table:
     """A rich table with numeric-looking columns right-aligned, its first column (what
-    names each row) on one line, and kept whole unless it cannot fit beside the others."""
+    names each row) on one line, and kept whole unless it cannot fit beside the others.
+
+    The columns numbered in ``whole`` (ids past the first column, such as a leaderboard's
+    run beside its rank) are kept on one line and whole up to 40 characters too."""
     from evalkit.cli._rows import NamedRows, RowName
 
     # The first column names the row (a run id, a query id): kept whole, to be copied into
@@ -177,11 +186,16 @@ def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[obj
         numeric = bool(rows) and all(
             isinstance(row[index], int | float) or row[index] is None for row in rows
         )
+        kept = index in whole
         result.add_column(
             column,
             justify="right" if numeric else "left",
-            no_wrap=index == 0,
-            min_width=result.name_min_width if index == 0 else None,
+            no_wrap=index == 0 or kept,
+            min_width=result.name_min_width
+            if index == 0
+            else min(max((len(format_value(row[index])) for row in rows), default=0), 40)
+            if kept
+            else None,
         )
     for name, row in zip(names, rows, strict=True):
         result.add_row(RowName(name), *(format_value(cell) for cell in row[1:]))
