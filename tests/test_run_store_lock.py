@@ -277,3 +277,23 @@ def test_a_waiter_is_told_the_holder_s_name_never_a_blank_record_of_a_named_hold
         assert told == [None]
     finally:
         os.close(blank)
+
+
+def test_a_wait_for_this_process_s_own_work_is_not_logged_as_contention(tmp_path: Path) -> None:
+    """`evalkit serve` logged "waiting for the store ... held by this process's 'job X:
+    recording its result'" after every job, with nothing else using the store: its outbox
+    waited a moment for its own job. Another process's hold is told at once, as before."""
+    from evalkit.store.access import StoreBusyError
+
+    store = tmp_path / "evalkit.duckdb"
+    Store.open(store).close()
+    told: list[str] = []
+    access = StoreAccess(store, wait=0.5, program="evalkit serve", on_wait=told.append)
+    own = FileLock(store.with_name(store.name + ".writer.lock"), program="evalkit serve")
+    assert own.acquire(purpose="job nightly: recording its result", wait=0)
+    try:
+        with pytest.raises(StoreBusyError), access.writer("outbox: delivering"):
+            pass
+    finally:
+        own.release()
+    assert told == []

@@ -119,8 +119,12 @@ def test_the_command_waits_for_the_writer_and_reports_in_json(
     path.parent.mkdir(parents=True, exist_ok=True)
     filled_store(path, runs=3)
     monkeypatch.setenv("EVALKIT_STORE_WAIT", "0.5")
-    lock = FileLock(path.with_name(path.name + ".writer.lock"), program="other")
+    lock_path = path.with_name(path.name + ".writer.lock")
+    lock = FileLock(lock_path, program="other")
     with lock.hold(purpose="job nightly", wait=1):
+        # Held as by another process (a wait for this process's own work is told later).
+        record = json.loads(lock_path.read_text())
+        lock_path.write_text(json.dumps({**record, "pid": record["pid"] + 1}))
         assert invoke(["store", "compact"]) == 3
     waited = " ".join(capsys.readouterr().err.split())
     assert "waiting for the store" in waited

@@ -396,7 +396,15 @@ class StoreAccess:
         deadline = time.monotonic() + self.wait
         lock = FileLock(self.lock_path, program=self.program)
 
+        notices = 0
+
         def waiting(holder: Holder | None) -> None:
+            nonlocal notices
+            notices += 1
+            if notices == 1 and _of_this_process(holder) and self._blocked_by is None:
+                # This process's own work (a job recording its result while the outbox waits
+                # to deliver): a moment, not contention; told at the next notice if it lasts.
+                return
             self._tell(
                 f"waiting for the store {self.store_path}: it is held by {self._held_by(holder)}"
             )
@@ -415,7 +423,7 @@ class StoreAccess:
     def _held_by(self, holder: Holder | None) -> str:
         if holder is None:
             return "another process"
-        if holder.pid != os.getpid() or holder.host != socket.gethostname():
+        if not _of_this_process(holder):
             return holder.describe()
         # Another piece of work of this very process has the lock: its pid would only name
         # the waiter itself, so name that work, and what it is waiting for if it waits.
@@ -513,3 +521,8 @@ class _ReadOnly:
 def outbox_lock(store_path: Path, *, program: str) -> FileLock:
     """The lock one outbox deliverer holds during a delivery pass."""
     return FileLock(store_sibling(store_path, ".outbox.lock"), program=program)
+
+
+def _of_this_process(holder: Holder | None) -> bool:
+    """Whether ``holder`` is a piece of work of this very process."""
+    return holder is not None and holder.pid == os.getpid() and holder.host == socket.gethostname()
