@@ -31,7 +31,7 @@ from evalkit.store import RunSpec, Store
 from evalkit.store.access import FileLock, StoreAccess
 from evalkit.store.drift import list_drift_checks
 from evalkit.store.goldsets import save_goldset
-from evalkit.store.jobs import list_job_runs
+from evalkit.store.jobs import list_job_runs, start_job_run
 from evalkit.store.runs import create_run, finish_run, get_run, list_runs, run_results
 from evalkit.store.traffic import save_traffic_replay
 
@@ -498,30 +498,67 @@ def test_metric_drift_check_job(settings: Settings) -> None:
     assert default.jobs[0].params.method == "page_hinkley"
 
 
+def test_a_job_run_its_killed_process_left_running_is_interrupted_by_the_next_job(
+    settings: Settings,
+) -> None:
+    """`jobs run --local` killed with -9 left its job run `running` for good: only `evalkit
+    serve`'s start cleaned them, and the job_failure rule never saw it."""
+    import socket
+    import subprocess
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    with Store.open(settings.resolved_store_path) as store:
+        left = start_job_run(
+            store,
+            job="prune",
+            kind="retention",
+            trigger="manual",
+            scheduled_for=None,
+            pid=gone.pid,
+            host=socket.gethostname(),
+        )
+    config = configure({"name": "prune", "kind": "retention"})
+    assert runner_for(config, settings).run("prune") is not None
+    with Store.open(settings.resolved_store_path) as store:
+        runs = {run.job_run_id: run for run in list_job_runs(store)}
+    assert runs[left.job_run_id].status == "interrupted"
+    assert runs[left.job_run_id].error == (
+        "the process running it stopped before it finished (found by job prune)"
+    )
+    assert [run.status for run in runs.values()].count("succeeded") == 1
+
+
 class Terminated(BaseException):
     """As the command line's SIGTERM exception: a BaseException named Terminated."""
 
 
 @pytest.mark.parametrize(
-    ("raised", "error"),
+    ("raised", "message", "error"),
     [
-        (KeyboardInterrupt(), "interrupted by the user (Ctrl-C)"),
-        (Terminated("SIGTERM"), "interrupted: SIGTERM"),
+        (KeyboardInterrupt, "", "interrupted by the user (Ctrl-C)"),
+        (Terminated, "SIGTERM", "interrupted: SIGTERM"),
         # DuckDB's form of either signal arriving while the job's query ran.
-        (RuntimeError("Query interrupted"), "interrupted (Ctrl-C or SIGTERM)"),
+        (RuntimeError, "Query interrupted", "interrupted (Ctrl-C or SIGTERM)"),
     ],
 )
 def test_a_job_stopped_by_a_signal_is_recorded_interrupted_and_the_stop_goes_on(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch, raised: BaseException, error: str
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    raised: type[BaseException],
+    message: str,
+    error: str,
 ) -> None:
     """`evalkit jobs run NAME --local` under SIGTERM left its job run `running` for good,
     and Ctrl-C during retention's long DELETE recorded it `failed` with a traceback."""
 
     def stopped(context: object, params: object) -> None:
-        raise raised
+        # A new exception each time: one shared by the parameters would keep its traceback,
+        # and the store its frames held, alive to the end of the session.
+        raise raised(message)
 
     monkeypatch.setitem(JOB_KINDS, "retention", replace(JOB_KINDS["retention"], run=stopped))
-    with pytest.raises(type(raised)):
+    with pytest.raises(raised):
         runner_for(configure({"name": "prune", "kind": "retention"}), settings).run("prune")
     with Store.open(settings.resolved_store_path) as store:
         (job_run,) = list_job_runs(store)

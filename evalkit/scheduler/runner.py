@@ -34,7 +34,13 @@ from evalkit.redaction import redact_known
 from evalkit.scheduler.config import JobDefinition, ServiceConfig
 from evalkit.scheduler.jobs import JOB_KINDS, JobCancelledError, JobContext, JobOutcome
 from evalkit.store.access import StoreAccess, StoreWaitStoppedError
-from evalkit.store.jobs import StoredJobRun, finish_job_run, record_job_run, start_job_run
+from evalkit.store.jobs import (
+    StoredJobRun,
+    finish_job_run,
+    interrupt_stopped_job_runs,
+    record_job_run,
+    start_job_run,
+)
 
 if TYPE_CHECKING:
     from evalkit.alerts.outbox import StoreSession
@@ -190,6 +196,14 @@ class JobRunner:
                     _log.info("job %s not started (%s): stopping", job.name, trigger)
                     return NotStarted("stopping", f"job {job.name} not started: stopping")
                 self.flush_unrecorded(store)
+                # A job run whose process was killed (`jobs run --local` under kill -9) stays
+                # running until someone who can tell says otherwise: the next job does.
+                for job_run_id in interrupt_stopped_job_runs(
+                    store,
+                    note="the process running it stopped before it finished (found by "
+                    f"job {job.name})",
+                ):
+                    _log.warning("job run %s was interrupted: marked interrupted", job_run_id)
                 started = start_job_run(
                     store,
                     job=job.name,

@@ -41,14 +41,8 @@ from evalkit.scheduler.config import ConfigFileWatch, ServiceConfig
 from evalkit.scheduler.health import HealthServer, ServiceState
 from evalkit.scheduler.lock import ServiceInfo, ServiceLock
 from evalkit.scheduler.runner import JobRunner, NotStarted
-from evalkit.store.access import StoreAccess, outbox_lock, process_alive
-from evalkit.store.jobs import (
-    StoredJobRun,
-    interrupt_job_runs,
-    last_scheduled_times,
-    running_job_runs,
-    runs_left_by,
-)
+from evalkit.store.access import StoreAccess, outbox_lock
+from evalkit.store.jobs import StoredJobRun, interrupt_stopped_job_runs, last_scheduled_times
 from evalkit.store.runs import fail_running_runs
 from evalkit.traffic.receiver import OtlpReceiver
 
@@ -174,16 +168,8 @@ class SchedulerService:
 
     def _recover(self) -> None:
         with self.access("serve: recovering work a stopped process left unfinished") as store:
-            stopped = [
-                run
-                for run in running_job_runs(store)
-                if not process_alive(run.pid, run.host) or run.pid == os.getpid()
-            ]
-            orphans = [run.job_run_id for run in stopped]
             note = "the process running it stopped before it finished (found at service start)"
-            # Before the runs are failed: a job run lists the runs it left, failed or not.
-            left = runs_left_by(store, stopped)
-            interrupt_job_runs(store, orphans, note=note, run_ids=left)
+            orphans = interrupt_stopped_job_runs(store, note=note, this_pid_stale=True)
             failed = fail_running_runs(store, note=note)
             for job_run_id in orphans:
                 _log.warning("job run %s was interrupted: marked interrupted", job_run_id)

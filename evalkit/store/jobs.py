@@ -7,6 +7,7 @@ Table ``job_runs`` (created by migration 6 together with the alert tables).
 from __future__ import annotations
 
 import json
+import os
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from evalkit.clock import utc_now
 from evalkit.errors import StoreError
 from evalkit.redaction import redact_known
+from evalkit.store.access import process_alive
 
 if TYPE_CHECKING:
     from evalkit.store.store import Store
@@ -26,6 +28,7 @@ __all__ = [
     "finish_job_run",
     "get_job_run",
     "interrupt_job_runs",
+    "interrupt_stopped_job_runs",
     "last_scheduled_times",
     "latest_job_runs",
     "list_job_runs",
@@ -268,3 +271,21 @@ def interrupt_job_runs(
             store.execute(
                 "UPDATE job_runs SET run_ids = ? WHERE job_run_id = ?", [list(left), job_run_id]
             )
+
+
+def interrupt_stopped_job_runs(
+    store: Store, *, note: str, this_pid_stale: bool = False
+) -> list[str]:
+    """Mark ``interrupted`` (with ``note`` and the runs each left) the job runs still
+    ``running`` whose process on this host has stopped; returns their ids. With
+    ``this_pid_stale`` (a service starting) those of this process's pid are taken as left by
+    an earlier process that had it."""
+    stopped = [
+        run
+        for run in running_job_runs(store)
+        if not process_alive(run.pid, run.host) or (this_pid_stale and run.pid == os.getpid())
+    ]
+    orphans = [run.job_run_id for run in stopped]
+    # Before the runs are failed: a job run lists the runs it left, failed or not.
+    interrupt_job_runs(store, orphans, note=note, run_ids=runs_left_by(store, stopped))
+    return orphans
