@@ -90,12 +90,18 @@ def _ordered(ranking: Sequence[str]) -> dict[str, float]:
 
 
 def _scores(
-    run: ScoredRun, rankings: Mapping[str, Mapping[str, float]], measure: str
-) -> dict[str, float]:
-    """``measure`` of each of ``rankings`` on ``run``'s judgments."""
+    run: ScoredRun, rankings: Sequence[Mapping[str, Mapping[str, float]]], measure: str
+) -> list[dict[str, float]]:
+    """``measure`` of each query of each of ``rankings`` on ``run``'s judgments (indexed
+    once for them all)."""
     evaluator = Evaluator(run.judgments, [measure], relevance_threshold=run.relevance_threshold)
-    frame = evaluator.evaluate(dict(rankings), complete=True, query_ids=list(rankings)).per_query
-    return {str(query): float(value) for query, value in frame[measure].items()}
+    scored = []
+    for ranking in rankings:
+        frame = evaluator.evaluate(dict(ranking), complete=True, query_ids=list(ranking))
+        scored.append(
+            {str(query): float(value) for query, value in frame.per_query[measure].items()}
+        )
+    return scored
 
 
 def _grades(run: ScoredRun, queries: Collection[str]) -> dict[str, dict[str, int]]:
@@ -156,16 +162,20 @@ def duplicates_cause(
             key=lambda doc: (loss.baseline_ranks.get((query, doc), 0), doc),
         )
     measure = loss.measure
-    base_now = _scores(
-        report.baseline_run, {q: _ordered(before.get(q, [])) for q in crowded}, measure
+    base_now, base_clean = _scores(
+        report.baseline_run,
+        [
+            {q: _ordered(before.get(q, [])) for q in crowded},
+            {q: _ordered(base_collapsed[q][0]) for q in crowded},
+        ],
+        measure,
     )
-    base_clean = _scores(
-        report.baseline_run, {q: _ordered(base_collapsed[q][0]) for q in crowded}, measure
-    )
-    cand_now = _scores(report.candidate_run, {q: _ordered(after[q]) for q in crowded}, measure)
-    cand_clean = _scores(
+    cand_now, cand_clean = _scores(
         report.candidate_run,
-        {q: _ordered(_then(collapsed[q][0], pushed[q])) for q in crowded},
+        [
+            {q: _ordered(after[q]) for q in crowded},
+            {q: _ordered(_then(collapsed[q][0], pushed[q])) for q in crowded},
+        ],
         measure,
     )
     fractions: dict[str, float] = {}
