@@ -391,6 +391,21 @@ def test_a_job_s_field_of_another_toml_type_is_refused(evalkit_home: Path) -> No
     )
 
 
+def test_a_drift_check_s_field_of_another_toml_type_is_refused(evalkit_home: Path) -> None:
+    """The drift check's method default depends on its stream; its fields are still typed."""
+    Path("evalkit.toml").write_text(
+        '[[jobs]]\nname = "a"\nkind = "drift_check"\nstream = "metric"\ngoldset = "g"\n'
+        'warmup = "6"\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as caught:
+        service_config(load_settings())
+    assert str(caught.value) == (
+        "evalkit.toml: [[jobs]] #1 'a' (kind drift_check): line 6, field 'warmup': "
+        "Input should be a valid integer, not a string (write it without quotes)"
+    )
+
+
 def test_a_job_due_more_often_than_once_a_second_is_refused(tmp_path: Path) -> None:
     job = {"name": "fast", "kind": "command", "command": ["true"], "interval": "1ms"}
     with pytest.raises(ConfigError, match="interval must be at least 1s"):

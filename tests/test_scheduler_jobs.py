@@ -496,6 +496,16 @@ def test_metric_drift_check_job(settings: Settings) -> None:
         {"name": "series", "kind": "drift_check", "stream": "metric", "goldset": "gs"}
     )
     assert default.jobs[0].params.method == "page_hinkley"
+    auto = configure(
+        {
+            "name": "series",
+            "kind": "drift_check",
+            "stream": "metric",
+            "goldset": "gs",
+            "method": "auto",
+        }
+    )
+    assert auto.jobs[0].params.method == "page_hinkley"
 
 
 def test_a_job_run_its_killed_process_left_running_is_interrupted_by_the_next_job(
@@ -605,7 +615,7 @@ def test_a_job_stopped_by_a_signal_is_recorded_interrupted_and_the_stop_goes_on(
                     "kind": "drift_check",
                     "stream": "metric",
                     "goldset": "g",
-                    "method": "auto",
+                    "method": "mmd",
                 }
             ],
             {},

@@ -70,7 +70,8 @@ class DriftCheckParams(JobParams):
         default=DRIFT_TEST_DEFAULTS.method,
         validate_default=True,
         description="Detector: auto, mmd, moments, mmd_rff, classifier, ks, mean_cosine "
-        "(queries; default auto); page_hinkley or cusum (metric; default page_hinkley).",
+        "(queries); page_hinkley or cusum (metric). auto: the stream's default (queries: "
+        "auto's choice by window size; metric: page_hinkley).",
     )
     alpha: float = Field(
         default=DRIFT_TEST_DEFAULTS.alpha, gt=0, lt=1, description="False-alarm rate per check."
@@ -94,20 +95,15 @@ class DriftCheckParams(JobParams):
         default=METRIC_STREAM_WARMUP, ge=2, description="Runs that set the baseline (metric)."
     )
 
-    @model_validator(mode="before")
-    @classmethod
-    def _method_of_the_stream(cls, data: Any) -> Any:
-        # The metric stream's detectors are not the queries stream's: each has its default,
-        # as `evalkit drift precision` and `drift queries` do.
-        if isinstance(data, dict) and data.get("stream") == "metric" and "method" not in data:
-            return {**data, "method": METRIC_STREAM_METHOD}
-        return data
-
     @field_validator("method")
     @classmethod
     def _known_method(cls, method: str, info: ValidationInfo) -> str:
-        # Checked when the configuration is read, not when the job first runs.
+        # Checked when the configuration is read, not when the job first runs. `auto` (the
+        # default) is each stream's own default, as in `evalkit drift precision` and `drift
+        # queries`; no model validator sees the input first, so the file's types stay checked.
         if info.data.get("stream") == "metric":
+            if method == DRIFT_TEST_DEFAULTS.method:
+                return METRIC_STREAM_METHOD
             if method not in ("page_hinkley", "cusum"):
                 raise ValueError("stream 'metric' uses method page_hinkley or cusum")
         elif method not in query_drift_methods():
