@@ -971,13 +971,7 @@ def test_an_unreachable_cluster_is_refused_at_once_and_no_run_is_stored(
         options = RetrieverOptions(http_url=url)
         engine = RayEngine(options, settings, address="127.0.0.1:1")
         with pytest.raises(RayUnreachableError) as caught:
-            evaluate_goldset(
-                store,
-                demo_goldset(),
-                build_retriever(options, settings),
-                GoldsetRunRequest(k=DEPTH, answers=False),
-                engine=engine,
-            )
+            _demo_run(store, url, settings, engine)
         assert store.fetch("SELECT count(*) FROM runs")[0][0] == 0
     assert time.monotonic() - began < 30
     assert caught.value.exit_code == 3
@@ -985,6 +979,17 @@ def test_an_unreachable_cluster_is_refused_at_once_and_no_run_is_stored(
         "cannot connect to the Ray cluster at 127.0.0.1:1 (--ray-address): connection refused."
     )
     assert not (settings.home / "shards").exists()
+
+
+def _demo_run(store: Store, url: str, settings: Settings, engine: RayEngine) -> RunOutcome:
+    """The demo goldset run against the HTTP retriever at ``url`` on ``engine``."""
+    return evaluate_goldset(
+        store,
+        demo_goldset(),
+        build_retriever(RetrieverOptions(http_url=url), settings),
+        GoldsetRunRequest(k=DEPTH, answers=False),
+        engine=engine,
+    )
 
 
 class _Unpicklable:
@@ -1006,13 +1011,7 @@ def test_an_option_the_actors_cannot_be_sent_is_named_before_a_run_is_stored(
     engine = RayEngine(options, settings)
     with overlap_retriever() as url, Store.open(tmp_path / "runs.duckdb") as store:
         with pytest.raises(ConfigError) as caught:
-            evaluate_goldset(
-                store,
-                demo_goldset(),
-                build_retriever(RetrieverOptions(http_url=url), settings),
-                GoldsetRunRequest(k=DEPTH, answers=False),
-                engine=engine,
-            )
+            _demo_run(store, url, settings, engine)
         assert store.fetch("SELECT count(*) FROM runs")[0][0] == 0
     assert str(caught.value).startswith(
         "the retriever option 'guard' (_Unpicklable) cannot be sent to the Ray engine's "
@@ -1037,13 +1036,7 @@ def test_a_run_stopped_before_any_shard_leaves_no_files_and_a_failed_run(
         options = RetrieverOptions(http_url=url)
         engine = RayEngine(options, settings)
         with pytest.raises(KeyboardInterrupt):
-            evaluate_goldset(
-                store,
-                demo_goldset(),
-                build_retriever(options, settings),
-                GoldsetRunRequest(k=DEPTH, answers=False),
-                engine=engine,
-            )
+            _demo_run(store, url, settings, engine)
         ((status, error),) = store.fetch("SELECT status, error FROM runs")
     assert (status, error) == ("failed", "interrupted: Ctrl-C")
     assert list((settings.home / "shards").iterdir()) == []
