@@ -438,6 +438,25 @@ def test_a_draft_query_id_that_is_another_query_of_the_goldset_is_refused(tmp_pa
     )
 
 
+def test_a_draft_is_queued_again_after_a_reviewer_reworded_one_of_its_questions(
+    tmp_path: Path,
+) -> None:
+    """Publishing g1 reworded made re-queuing the same draft fail: 'query id g1 is already
+    another query of goldset tay'."""
+    draft = write_generated_draft(tmp_path / "draft")
+    with Store.open(tmp_path / "evalkit.duckdb") as store:
+        ingest_draft(store, draft, goldset="tay")
+        ids = items_by_query(store, "tay")
+        review(store, ids["g1"], "ann", {"tay-0": 3}, question="When did the Tay Bridge open?")
+        assert publish_goldset(store, "tay").publication is not None
+
+        again = ingest_draft(store, draft, goldset="tay")
+
+        statuses = {q.item.query.id: q.status for q in list_items(store, goldset="tay")}
+    assert (again.counts.added, again.counts.kept) == (0, 1)
+    assert statuses == {"g1": "published", "g2": "open", "g3": "open"}
+
+
 # -- order, reviews, agreement ----------------------------------------------------------
 
 
