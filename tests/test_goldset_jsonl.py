@@ -482,3 +482,19 @@ def test_write_of_an_invalid_goldset_leaves_existing_files_untouched(tmp_path: P
         "queries.jsonl",
     ]
     assert load_jsonl_goldset(tmp_path / "out").version == valid.version
+
+
+def test_a_goldset_with_no_judgment_is_refused_naming_it_not_a_temp_file(
+    tmp_path: Path,
+) -> None:
+    empty = Goldset.build("kq", [Query("q1", "anything?")], [])
+
+    with pytest.raises(GoldsetError) as raised:
+        write_jsonl_goldset(empty, tmp_path / "out")
+
+    target = tmp_path / "out" / "judgments.jsonl"
+    assert str(raised.value) == (
+        f"{target}: goldset 'kq' version {empty.version} holds no judgments; a goldset needs "
+        "at least one graded judgment, so it is not written"
+    )
+    assert not (tmp_path / "out").exists()

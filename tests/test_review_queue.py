@@ -59,7 +59,13 @@ from evalkit.records.review import (
 from evalkit.store import Store
 from evalkit.store.access import StoreAccess
 from evalkit.store.goldsets import list_goldsets, load_stored_goldset, save_goldset
-from evalkit.store.review import item_reviews, list_items, list_publications, published_item_ids
+from evalkit.store.review import (
+    add_reviews,
+    item_reviews,
+    list_items,
+    list_publications,
+    published_item_ids,
+)
 from evalkit.traffic import SampleSpec, ingest_paths, parse_window, promote_window, sample_window
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -644,6 +650,43 @@ def test_reviewer_agreement_is_cohens_kappa_per_pair(tmp_path: Path) -> None:
     expected_cy = cohen_kappa_score(ann, cy, weights="linear", labels=[0, 1, 2, 3])
     assert results[("ann", "cy")].kappa == pytest.approx(expected_cy)
     assert pair.verdict_agreement == 1.0
+
+
+def test_grades_a_rejection_was_saved_with_are_not_agreement(tmp_path: Path) -> None:
+    """Imports saved rejections with the pre-annotated grades the reviewer started from;
+    those grades entered the reviewers' kappa."""
+    draft = write_generated_draft(tmp_path / "draft")
+    with Store.open(tmp_path / "evalkit.duckdb") as store:
+        ingest_draft(store, draft, goldset="tay")
+        ids = items_by_query(store, "tay")
+        review(store, ids["g1"], "ann", {"tay-0": 3})
+        review(store, ids["g3"], "ann", {"tay-0": 2, "tay-1": 0})
+        at = datetime(2026, 11, 25, 12, 0)
+        add_reviews(
+            store,
+            [
+                ReviewRecord(ids["g1"], "bob", Verdict.accept, {"tay-0": 3}, at),
+                ReviewRecord(ids["g3"], "bob", Verdict.reject, {"tay-0": 0, "tay-1": 3}, at),
+            ],
+        )
+        (pair,) = reviewer_agreement(store, "tay")
+    assert (pair.n_items, pair.n_pairs, pair.verdict_agreement) == (2, 1, 0.5)
+
+
+def test_an_accepted_item_with_no_grade_is_not_published(tmp_path: Path) -> None:
+    """An accept with no grade (imports saved them) was published as a query with no
+    judgment: a first version of a goldset with none at all."""
+    draft = write_generated_draft(tmp_path / "draft")
+    with Store.open(tmp_path / "evalkit.duckdb") as store:
+        ingest_draft(store, draft, goldset="tay")
+        ids = items_by_query(store, "tay")
+        at = datetime(2026, 11, 25, 12, 0)
+        add_reviews(store, [ReviewRecord(ids["g1"], "ann", Verdict.accept, {}, at)])
+        outcome = publish_goldset(store, "tay")
+        assert list_goldsets(store, "tay") == []
+        (queued,) = [q for q in list_items(store, goldset="tay") if q.item.item_id == ids["g1"]]
+    assert (outcome.publication, outcome.ungraded) == (None, (ids["g1"],))
+    assert queued.status == "accepted"
 
 
 # -- disagreements with an LLM assessor -------------------------------------------------

@@ -15,6 +15,7 @@ from evalkit.cli._output import (
     console,
     emit_json,
     err_console,
+    say,
     table,
 )
 from evalkit.cli._store import open_store
@@ -359,6 +360,13 @@ def publish(
         if outcome.waiting
         else ""
     )
+    if outcome.ungraded:
+        say(
+            f"{len(outcome.ungraded)} accepted items have no graded document and were not "
+            f"published ({', '.join(outcome.ungraded[:3])}"
+            f"{', ...' if len(outcome.ungraded) > 3 else ''}): review them again with grades "
+            "(`evalkit review grade ITEM --reviewer NAME --grade DOC=GRADE`)"
+        )
     publication = outcome.publication
     if publication is None:
         console.print(f"goldset {name}: no accepted item ready to publish{waiting}", markup=False)

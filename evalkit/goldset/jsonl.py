@@ -14,7 +14,7 @@ from collections.abc import Container, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from evalkit.errors import ConfigError, InputError
+from evalkit.errors import ConfigError, GoldsetError, InputError
 from evalkit.goldset._reading import ProblemLog, iter_json_objects
 from evalkit.goldset._schema import (
     JUDGMENT_FIELDS,
@@ -104,6 +104,13 @@ def write_jsonl_goldset(
         raise InputError(
             "already exists; choose another directory or pass overwrite=True to replace it",
             path=str(existing[0]),
+        )
+    if not goldset.judgments:
+        # Checked here: read back from the staged files, the error would name a temp file.
+        raise GoldsetError(
+            f"goldset '{goldset.name}' version {goldset.version} holds no judgments; a goldset "
+            "needs at least one graded judgment, so it is not written",
+            path=str(judgments_file),
         )
     target.mkdir(parents=True, exist_ok=True)
     suffix = f".tmp-{os.getpid()}"

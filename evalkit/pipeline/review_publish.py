@@ -86,13 +86,16 @@ def pair_agreement(
     seed: int = 0,
 ) -> ReviewerAgreement:
     """The agreement of two reviewers from their reviews of the same items (one pair of
-    reviews per item)."""
+    reviews per item). Grades count where both accepted the item: a rejection's grades
+    (saved before imports dropped them) judge nothing."""
     a_grades: list[int] = []
     b_grades: list[int] = []
     same_verdict = n_items = 0
     for first, second in reviews:
         n_items += 1
         same_verdict += first.verdict is second.verdict
+        if first.verdict is not Verdict.accept or second.verdict is not Verdict.accept:
+            continue
         for doc_id in sorted(set(first.grades) & set(second.grades)):
             a_grades.append(first.grades[doc_id])
             b_grades.append(second.grades[doc_id])
@@ -147,12 +150,15 @@ def reviewer_agreement(access: WriterAccess, goldset: str) -> list[ReviewerAgree
 @dataclass(frozen=True, slots=True)
 class PublishOutcome:
     """What ``publish_goldset`` did: the publication (None: nothing was ready to publish),
-    whether its content was new, and the accepted items left waiting for more reviews."""
+    whether its content was new, the accepted items left waiting for more reviews, and the
+    accepted items no accepting reviewer graded a document of (``ungraded``: left in the
+    queue, they would add a query with no judgment)."""
 
     goldset: str
     publication: Publication | None
     created: bool
     waiting: tuple[str, ...]
+    ungraded: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -162,6 +168,7 @@ class PublishOutcome:
             "publication": None if self.publication is None else self.publication.to_dict(),
             "new_version": self.created,
             "waiting_for_reviews": list(self.waiting),
+            "ungraded": list(self.ungraded),
         }
 
 
@@ -211,7 +218,9 @@ def publish_goldset(
     its query's text, graded documents replace the judgments of the same query and document
     (keeping the item's span, else the judgment's) and other judgments stay. Everything is
     written in one transaction (``evalkit.store.review.publish_version``), so a publish
-    killed at any point leaves the previous version current."""
+    killed at any point leaves the previous version current. An accepted item with no
+    graded document (accepted before reviews needed one) is left in the queue, never
+    published as a query without judgments."""
     if request.min_reviews < 1:
         raise ConfigError(f"--min-reviews must be at least 1, got {request.min_reviews}")
     with access.writer("goldset publish") as store:
@@ -225,16 +234,20 @@ def publish_goldset(
         current = current_goldset(store, name)
         ready: list[tuple[ReviewItem, int, Mapping[str, int], str | None]] = []
         waiting: list[str] = []
+        ungraded: list[str] = []
         for queued in accepted:
             combined = combine_reviews(reviews.get(queued.item.item_id, ()))
             if combined.verdict is not Verdict.accept:
+                continue
+            if not combined.grades:
+                ungraded.append(queued.item.item_id)
                 continue
             if combined.n_reviewers < request.min_reviews:
                 waiting.append(queued.item.item_id)
                 continue
             ready.append((queued.item, combined.n_reviewers, combined.grades, combined.question))
         if not ready:
-            return PublishOutcome(name, None, False, tuple(waiting))
+            return PublishOutcome(name, None, False, tuple(waiting), tuple(ungraded))
         _check_conflicts(current, [item for item, _, _, _ in ready])
         merge = _Merge(
             queries=list(current.queries) if current else [],
@@ -274,7 +287,7 @@ def publish_goldset(
         created = publish_version(
             store, published, publication, {item.item_id: n for item, n, _, _ in ready}
         )
-    return PublishOutcome(name, publication, created, tuple(waiting))
+    return PublishOutcome(name, publication, created, tuple(waiting), tuple(ungraded))
 
 
 def _check_conflicts(current: Goldset | None, items: Sequence[ReviewItem]) -> None:
