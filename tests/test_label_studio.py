@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import json
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,10 +25,18 @@ from evalkit.goldset.label_studio import (
     export_tasks,
     import_annotations,
     labeling_config,
+    read_annotations,
     reviewer_name,
 )
 from evalkit.records import Query
-from evalkit.records.review import ReviewDocument, ReviewItem, ReviewOrigin, ReviewRecord, Verdict
+from evalkit.records.review import (
+    ReviewDocument,
+    ReviewItem,
+    ReviewOrigin,
+    ReviewRecord,
+    ReviewSource,
+    Verdict,
+)
 
 TIDES = ReviewItem(
     item_id="it-1",
@@ -145,13 +154,16 @@ EXPECTED = [
         reviewed_at=datetime(2026, 11, 21, 9, 5, 30, 123456, tzinfo=UTC),
         question="What makes the tides rise and fall?",
         note="d2 mentions wind only",
+        source=ReviewSource("label-studio", annotation_id="501", user_id="3"),
     ),
+    # The rejection's grade is dropped: a rejection takes no grades.
     ReviewRecord(
         item_id="it-1",
         reviewer="label-studio-user-4",
         verdict=Verdict.reject,
-        grades={"d1": 2},
+        grades={},
         reviewed_at=datetime(2026, 11, 21, 11, 0, tzinfo=UTC),
+        source=ReviewSource("label-studio", annotation_id="502", user_id="4"),
     ),
 ]
 
@@ -263,9 +275,10 @@ def test_annotators_are_kept_apart_and_named(tmp_path: Path) -> None:
 
     records = import_annotations(path, annotators={3: "ana", 4: "ben"})
 
+    # User 3 is one reviewer, whether the export gives the user object or the bare id.
     assert [(r.reviewer, r.verdict, dict(r.grades)) for r in records] == [
-        ("ana@example.com", Verdict.accept, {"d1": 3, "d2": 1, "d3": 0}),
-        ("ben", Verdict.reject, {"d1": 2}),
+        ("ana", Verdict.accept, {"d1": 3, "d2": 1, "d3": 0}),
+        ("ben", Verdict.reject, {}),
         ("ana", Verdict.accept, {"d2": 2}),
     ]
     assert (
@@ -273,6 +286,17 @@ def test_annotators_are_kept_apart_and_named(tmp_path: Path) -> None:
     )
     assert reviewer_name({"id": 9}) == "label-studio-user-9"
     assert reviewer_name(None) is None
+
+
+def test_an_annotation_says_who_named_its_reviewer_and_what_grades_it_dropped(
+    tmp_path: Path,
+) -> None:
+    read = read_annotations(write(tmp_path, label_studio_export()), annotators={4: "ben"})
+
+    assert [(a.at, a.record.reviewer, a.named, a.dropped_grades) for a in read] == [
+        ("task 1, annotation 1", "ana@example.com", False, 0),
+        ("task 1, annotation 2", "ben", True, 1),
+    ]
 
 
 def test_cancelled_annotations_and_unannotated_tasks_are_skipped(tmp_path: Path) -> None:
@@ -294,14 +318,18 @@ def test_an_unchanged_question_is_not_an_edit(tmp_path: Path) -> None:
         annotation(
             506,
             7,
-            [choice("verdict", "query", "accept"), text("question", "  What causes tides? ")],
+            [
+                choice("verdict", "query", "accept"),
+                choice("grade_0", "doc_0", "2"),
+                text("question", "  What causes tides? "),
+            ],
         )
     ]
 
     (record,) = import_annotations(write(tmp_path, exported))
 
     assert record.question is None
-    assert record.grades == {}
+    assert record.grades == {"d1": 2}
 
 
 # Label Studio's JSON-MIN export of label_studio_export() (label-studio-sdk 2.1.2's converter;
@@ -369,7 +397,9 @@ JSON_MIN_EXPORT = [
 def test_json_min_export_reads_like_the_full_export(tmp_path: Path) -> None:
     records = import_annotations(write(tmp_path, JSON_MIN_EXPORT))
 
-    assert records == [EXPECTED[1], EXPECTED[0]]
+    # JSON-MIN gives ana's email only, not her user id.
+    ana = replace(EXPECTED[0], source=ReviewSource("label-studio", annotation_id="501"))
+    assert records == [EXPECTED[1], ana]
 
 
 def test_json_min_problems_are_named(tmp_path: Path) -> None:

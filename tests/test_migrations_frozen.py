@@ -49,6 +49,7 @@ RELEASED: dict[int, tuple[str, str]] = {
         "repair_edited_migrations",
         "6d96c44680195e292ada0719dec772fe6dd5ba218d3f1b51a8c99039317b5f8c",
     ),
+    20: ("review_sources", "e3833847b238a97425d2824fcbb7e2a22bca130c8f4f4b3041cfc0f026616aee"),
 }
 
 SCHEMA_QUERIES = {

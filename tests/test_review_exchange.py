@@ -5,6 +5,7 @@ refused whole."""
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -163,3 +164,132 @@ def test_a_published_item_takes_no_more_reviews_and_says_so(
     with Store.open(store_path, read_only=True) as store:
         reviewers = [r.reviewer for r in item_reviews(store, goldset="tay")[item.item_id]]
     assert reviewers == ["ann"]
+
+
+def _queued_tasks(tmp_path: Path) -> list[dict[str, object]]:
+    """The `tay` draft queued and exported as Label Studio tasks."""
+    draft = write_generated_draft(tmp_path / "draft")
+    assert invoke(["review", "add", str(draft), "--goldset", "tay"]) == 0
+    tasks_file = tmp_path / "tasks.json"
+    assert invoke(["review", "export", "--goldset", "tay", "--out", str(tasks_file)]) == 0
+    tasks: list[dict[str, object]] = json.loads(tasks_file.read_text(encoding="utf-8"))
+    return tasks
+
+
+def _export(tmp_path: Path, name: str, tasks: list[dict[str, object]]) -> str:
+    path = tmp_path / name
+    path.write_text(json.dumps(tasks), encoding="utf-8")
+    return str(path)
+
+
+def _graded_by_user_4(task: dict[str, object], *, updated_at: str, grade: str = "2") -> dict:
+    result = [choice("verdict", "query", "accept"), choice("grade_0", "doc_0", grade)]
+    return task | {"id": 100, "annotations": [annotation(41, 4, result, updated_at=updated_at)]}
+
+
+def _reviewers(store_path: Path, item_id: str) -> list[str]:
+    with Store.open(store_path, read_only=True) as store:
+        return [review.reviewer for review in item_reviews(store, item_ids=[item_id])[item_id]]
+
+
+def test_one_annotation_is_one_review_under_any_name_or_export_format(
+    evalkit_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An annotation imported unnamed (label-studio-user-4), then again with --annotator 4=ben
+    or as JSON-MIN, was saved under both names: one person counted as two reviewers and
+    `goldset publish --min-reviews 2` published what only they had reviewed."""
+    tasks = _queued_tasks(tmp_path)
+    item_id = str(tasks[0]["data"]["item_id"])  # type: ignore[index]
+    first = _export(
+        tmp_path, "first.json", [_graded_by_user_4(tasks[0], updated_at="2026-11-26T10:00:00Z")]
+    )
+    assert invoke(["review", "import", first]) == 0
+    capsys.readouterr()
+
+    assert invoke(["review", "import", first, "--annotator", "4=ben"]) == 2
+    err = capsys.readouterr().err
+    assert "first.json field 'task 1, annotation 1, --annotator'" in err
+    assert "Label Studio user 4 was signed 'label-studio-user-4'" in err
+    assert "Give --annotator 4=label-studio-user-4" in err
+    assert _reviewers(evalkit_home / "evalkit.duckdb", item_id) == ["label-studio-user-4"]
+
+    data = tasks[0]["data"]
+    assert isinstance(data, dict)
+    as_min = [
+        data
+        | {
+            "id": 100,
+            "verdict": "accept",
+            "grade_0": "2",
+            "annotator": "dee@example.com",
+            "annotation_id": 41,
+            "created_at": "2026-11-26T10:00:00Z",
+            "updated_at": "2026-11-26T10:00:00Z",
+        }
+    ]
+    assert invoke(["review", "import", _export(tmp_path, "min.json", as_min), "-o", "json"]) == 0
+    imported = json.loads(capsys.readouterr().out)
+    assert (imported["saved"], imported["already_imported"]) == (0, 1)
+
+    # The annotation edited in Label Studio later is a newer review by the same reviewer.
+    edited = _graded_by_user_4(tasks[0], updated_at="2026-11-27T10:00:00Z", grade="3")
+    assert invoke(["review", "import", _export(tmp_path, "edited.json", [edited])]) == 0
+    assert _reviewers(evalkit_home / "evalkit.duckdb", item_id) == ["label-studio-user-4"] * 2
+    capsys.readouterr()
+    assert invoke(["goldset", "publish", "tay", "--min-reviews", "2", "-o", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["published"] is False
+
+
+def test_a_task_repeated_in_one_export_is_saved_once(
+    evalkit_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tasks = _queued_tasks(tmp_path)
+    item_id = str(tasks[0]["data"]["item_id"])  # type: ignore[index]
+    task = _graded_by_user_4(tasks[0], updated_at="2026-11-26T10:00:00Z")
+    capsys.readouterr()
+
+    export = _export(tmp_path, "export.json", [task, copy.deepcopy(task)])
+    assert invoke(["review", "import", export]) == 0
+
+    assert "1 reviews saved on 1 items by label-studio-user-4; 0 imported before, 1 repeated " in (
+        capsys.readouterr().out
+    )
+    assert _reviewers(evalkit_home / "evalkit.duckdb", item_id) == ["label-studio-user-4"]
+
+
+def test_an_import_keeps_the_rules_of_review_grade(
+    evalkit_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An accept with no grade was saved (and published as a query with no judgment); a
+    rejection kept the pre-annotated grades it started from."""
+    tasks = _queued_tasks(tmp_path)
+    ungraded = tasks[0] | {
+        "id": 100,
+        "annotations": [annotation(41, 4, [choice("verdict", "query", "accept")])],
+    }
+    capsys.readouterr()
+    assert invoke(["review", "import", _export(tmp_path, "ungraded.json", [ungraded])]) == 2
+    err = capsys.readouterr().err
+    assert "ungraded.json field 'task 1, annotation 1, result (grade_<n>)'" in err
+    assert "an accepted item needs at least one graded document" in err
+    with Store.open(evalkit_home / "evalkit.duckdb", read_only=True) as store:
+        assert item_reviews(store, goldset="tay") == {}
+
+    rejected = tasks[0] | {
+        "id": 100,
+        "annotations": [
+            annotation(
+                42,
+                4,
+                [choice("verdict", "query", "reject"), choice("grade_0", "doc_0", "2")],
+            )
+        ],
+    }
+    export = _export(tmp_path, "rejected.json", [rejected])
+    assert invoke(["review", "import", export, "-o", "json"]) == 0
+    imported = json.loads(capsys.readouterr().out)
+    assert (imported["saved"], imported["grades_dropped_from_rejections"]) == (1, 1)
+    item_id = str(tasks[0]["data"]["item_id"])  # type: ignore[index]
+    with Store.open(evalkit_home / "evalkit.duckdb", read_only=True) as store:
+        (review,) = item_reviews(store, item_ids=[item_id])[item_id]
+    assert (review.verdict, dict(review.grades)) == ("reject", {})

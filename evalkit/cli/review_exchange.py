@@ -102,7 +102,8 @@ def import_reviews(
 
     The whole export is checked first (its shape, and that every item and document is in the
     queue); with any problem, each is named and nothing is saved. Annotations imported
-    before are skipped.
+    before (by Label Studio's annotation id, whatever name they were signed with) are
+    skipped, and a Label Studio user keeps the name they were first imported under.
 
     Example: evalkit review import project-3-at-2026-11-25.json --annotator 4=ben
     """
@@ -114,12 +115,18 @@ def import_reviews(
     if output is OutputFormat.json:
         emit_json(imported.to_dict())
         return
+    repeated = f", {imported.repeated} repeated in the export" if imported.repeated else ""
     console.print(
         f"{imported.saved} reviews saved on {imported.items} items by "
-        f"{', '.join(imported.reviewers) or 'nobody'}; {imported.already} imported before "
-        f"(from {imported.source})",
+        f"{', '.join(imported.reviewers) or 'nobody'}; {imported.already} imported before"
+        f"{repeated} (from {imported.source})",
         markup=False,
     )
+    if imported.grades_dropped:
+        say(
+            f"{imported.grades_dropped} grades of rejected items were left out: a rejection "
+            "takes no grades (they are the suggested grades the task was pre-annotated with)"
+        )
     if imported.on_published:
         say(
             f"{imported.on_published} annotations of items published since the export were "

@@ -8,12 +8,16 @@ Teams that already annotate in Label Studio review evalkit's draft items there:
 - ``export_tasks(items)`` turns review items into tasks in Label Studio's import JSON. The
   grades suggested so far (by the generator, an assessor or a human judgment) come as
   pre-annotations: one prediction per suggester, its ``model_version`` the suggester's name.
-- ``import_annotations(path)`` reads a Label Studio export back as one ``ReviewRecord`` per
-  annotation. Two export formats are read: **JSON** (the full task list, each task with its
-  ``data`` and ``annotations``; recommended) and **JSON-MIN** (one flat record per
-  annotation). Cancelled (skipped) annotations and tasks nobody annotated are left out. A
-  malformed export raises one ``InputError`` that lists every problem (task and annotation
-  by position, counted from 1, and the field) and returns nothing.
+- ``read_annotations(path)`` reads a Label Studio export back as one
+  ``LabelStudioAnnotation`` per annotation: its ``ReviewRecord``, carrying Label Studio's own
+  annotation and user ids, and where it stands in the file. Two export formats are read:
+  **JSON** (the full task list, each task with its ``data`` and ``annotations``;
+  recommended) and **JSON-MIN** (one flat record per annotation). Cancelled (skipped)
+  annotations and tasks nobody annotated are left out. The rules of a review hold: an
+  accepted item needs a graded document, and a rejection's grades (the pre-annotations a
+  reviewer started from) are dropped. A malformed export raises one ``InputError`` that
+  lists every problem (task and annotation by position, counted from 1, and the field) and
+  returns nothing. ``import_annotations(path)`` gives the records alone.
 
 The functions are pure: they neither read nor write the store.
 """
@@ -23,22 +27,35 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Collection, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from evalkit.errors import ConfigError, InputError
 from evalkit.goldset._reading import ProblemLog, describe_value
 from evalkit.goldset.model import unknown_documents
-from evalkit.records.review import REVIEW_GRADES, ReviewItem, ReviewRecord, Verdict
+from evalkit.records.review import (
+    REVIEW_GRADES,
+    ReviewItem,
+    ReviewRecord,
+    ReviewSource,
+    Verdict,
+)
 
 __all__ = [
     "GRADE_LABELS",
+    "LABEL_STUDIO",
+    "LabelStudioAnnotation",
     "export_tasks",
     "import_annotations",
     "labeling_config",
+    "read_annotations",
     "reviewer_name",
+    "user_id",
 ]
+
+LABEL_STUDIO = "label-studio"
+"""``ReviewSource.tool`` of the reviews imported from Label Studio."""
 
 GRADE_LABELS: Mapping[int, str] = {
     0: "0 not relevant",
@@ -194,14 +211,28 @@ def _grade_result(slot: int, grade: int) -> dict[str, object]:
     }
 
 
+def user_id(completed_by: object) -> int | None:
+    """Label Studio's user id in a ``completed_by`` (or JSON-MIN ``annotator``): the number
+    itself, or a user object's ``id``; ``None`` when only an email or a name is exported."""
+    if isinstance(completed_by, dict):
+        completed_by = completed_by.get("id")
+    if isinstance(completed_by, int) and not isinstance(completed_by, bool):
+        return completed_by
+    return None
+
+
 def reviewer_name(completed_by: object, annotators: Mapping[int, str] | None = None) -> str | None:
     """The reviewer's name for a Label Studio ``completed_by`` (or JSON-MIN ``annotator``).
 
-    An object (what some Label Studio versions export) gives its ``email``, else its first and
-    last name, else its ``id``; an email string is kept as it is; a numeric user id is looked
-    up in ``annotators`` and otherwise named ``label-studio-user-<id>``. ``None`` when the
-    value names nobody.
+    A user whose id ``annotators`` names is signed with that name, however the export gives
+    the user. Otherwise an object (what some Label Studio versions export) gives its
+    ``email``, else its first and last name, else ``label-studio-user-<id>``; an email string
+    is kept as it is; a numeric user id is named ``label-studio-user-<id>``. ``None`` when
+    the value names nobody.
     """
+    user = user_id(completed_by)
+    if annotators is not None and user is not None and user in annotators:
+        return annotators[user]
     if isinstance(completed_by, dict):
         email = completed_by.get("email")
         if isinstance(email, str) and email.strip():
@@ -214,12 +245,58 @@ def reviewer_name(completed_by: object, annotators: Mapping[int, str] | None = N
     if isinstance(completed_by, bool):
         return None
     if isinstance(completed_by, int):
-        if annotators is not None and completed_by in annotators:
-            return annotators[completed_by]
         return f"label-studio-user-{completed_by}"
     if isinstance(completed_by, str) and completed_by.strip():
         return completed_by.strip()
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class LabelStudioAnnotation:
+    """One annotation of an export as a review.
+
+    ``record.source`` holds Label Studio's annotation id and user id (where the export gives
+    them); ``at`` is where the annotation stands in the file (``task 3, annotation 1``);
+    ``named`` says the reviewer's name came from ``annotators`` rather than from the export;
+    ``dropped_grades`` counts the grades of a rejection that were left out.
+    """
+
+    record: ReviewRecord
+    at: str
+    named: bool = False
+    dropped_grades: int = 0
+
+
+def read_annotations(
+    path: Path | str,
+    *,
+    annotators: Mapping[int, str] | None = None,
+    queue: Mapping[str, Collection[str]] | None = None,
+) -> list[LabelStudioAnnotation]:
+    """Every annotation of a Label Studio export (JSON or JSON-MIN) as a review.
+
+    The project must use ``labeling_config`` and tasks from ``export_tasks``. One review per
+    annotation, so several annotators of one task give several reviews. The reviewer is named
+    by ``reviewer_name`` (``annotators`` maps Label Studio user ids to names); ``reviewed_at``
+    is the annotation's ``updated_at`` (else ``created_at``); the question is ``None`` when the
+    annotator left it empty or unchanged. Grades hold the documents the annotator graded; an
+    accepted item with none is a problem (as in ``evalkit review grade``), and a rejection's
+    grades are dropped and counted (a reviewer who rejects leaves the suggested grades the
+    task was pre-annotated with). Cancelled annotations and unannotated tasks are skipped.
+    ``queue`` (item id -> its document ids), when given, is what the annotations must name:
+    an item it lacks or a document its item lacks is a problem too, at the annotation's
+    position. Any problem raises one ``InputError`` listing all of them; nothing is returned
+    then.
+    """
+    file = Path(path)
+    problems = ProblemLog()
+    read = list(_read_export(file, problems, annotators or {}))
+    if queue is not None:
+        for annotation in read:
+            _check_queued(annotation.record, queue, at=annotation.at, file=file, problems=problems)
+    if problems:
+        raise _export_error(problems, file)
+    return read
 
 
 def import_annotations(
@@ -228,27 +305,11 @@ def import_annotations(
     annotators: Mapping[int, str] | None = None,
     queue: Mapping[str, Collection[str]] | None = None,
 ) -> list[ReviewRecord]:
-    """Every annotation of a Label Studio export (JSON or JSON-MIN) as a ``ReviewRecord``.
-
-    The project must use ``labeling_config`` and tasks from ``export_tasks``. One record per
-    annotation, so several annotators of one task give several records. The reviewer is named
-    by ``reviewer_name`` (``annotators`` maps Label Studio user ids to names); ``reviewed_at``
-    is the annotation's ``updated_at`` (else ``created_at``); the question is ``None`` when the
-    annotator left it empty or unchanged. Grades hold the documents the annotator graded.
-    Cancelled annotations and unannotated tasks are skipped. ``queue`` (item id -> its
-    document ids), when given, is what the annotations must name: an item it lacks or a
-    document its item lacks is a problem too, at the annotation's position. Any problem
-    raises one ``InputError`` listing all of them; nothing is returned then.
-    """
-    file = Path(path)
-    problems = ProblemLog()
-    positioned = list(_read_export(file, problems, annotators or {}))
-    if queue is not None:
-        for at, record in positioned:
-            _check_queued(record, queue, at=at, file=file, problems=problems)
-    if problems:
-        raise _export_error(problems, file)
-    return [record for _, record in positioned]
+    """The reviews ``read_annotations`` reads from a Label Studio export, in file order."""
+    return [
+        annotation.record
+        for annotation in read_annotations(path, annotators=annotators, queue=queue)
+    ]
 
 
 def _check_queued(
@@ -293,7 +354,7 @@ def _export_error(problems: ProblemLog, file: Path) -> InputError:
 
 def _read_export(
     file: Path, problems: ProblemLog, annotators: Mapping[int, str]
-) -> Iterator[tuple[str, ReviewRecord]]:
+) -> Iterator[LabelStudioAnnotation]:
     """Each annotation's record with where it stands (``task 3, annotation 1``)."""
     tasks = _load_json(file, problems)
     if tasks is None:
@@ -398,7 +459,7 @@ def _read_task(
     file: Path,
     problems: ProblemLog,
     annotators: Mapping[int, str],
-) -> Iterator[tuple[str, ReviewRecord]]:
+) -> Iterator[LabelStudioAnnotation]:
     data = task.get("data")
     if not isinstance(data, dict):
         _expected(problems, file, f"{where}, data", "the task's data object {...}", data)
@@ -430,18 +491,19 @@ def _read_task(
                 field=f"{at}, result",
             )
             continue
-        record = _signed_record(
+        read = _signed_record(
             context,
             _result_values(result, at, file, problems),
             signer=(annotation.get("completed_by"), f"{at}, completed_by"),
             stamped=annotation,
+            annotation_id=annotation.get("id"),
             at=at,
             file=file,
             problems=problems,
             annotators=annotators,
         )
-        if record is not None:
-            yield at, record
+        if read is not None:
+            yield read
 
 
 def _expected(problems: ProblemLog, file: Path, field: str, wanted: str, value: object) -> None:
@@ -454,11 +516,12 @@ def _signed_record(
     *,
     signer: tuple[object, str],
     stamped: Mapping[str, object],
+    annotation_id: object,
     at: str,
     file: Path,
     problems: ProblemLog,
     annotators: Mapping[int, str],
-) -> ReviewRecord | None:
+) -> LabelStudioAnnotation | None:
     """The review of one annotation: its values (None: they were unreadable) signed by
     ``signer`` (the exported user and where it stands) at the time ``stamped`` gives. The
     signer and time are checked even when the values are unreadable, so every problem is
@@ -468,7 +531,7 @@ def _signed_record(
     reviewed_at = _reviewed_at(stamped, at, file, problems)
     if values is None:
         return None
-    return _record(
+    made = _record(
         context,
         values,
         reviewer=reviewer,
@@ -477,6 +540,30 @@ def _signed_record(
         file=file,
         problems=problems,
     )
+    if made is None:
+        return None
+    record, dropped = made
+    user = user_id(who)
+    source = ReviewSource(
+        LABEL_STUDIO,
+        annotation_id=_id_text(annotation_id),
+        user_id=None if user is None else str(user),
+    )
+    return LabelStudioAnnotation(
+        replace(record, source=source),
+        at,
+        named=user is not None and user in annotators,
+        dropped_grades=dropped,
+    )
+
+
+def _id_text(value: object) -> str | None:
+    """Label Studio's id of an annotation (a number) as stored; None when it has none."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    return None
 
 
 def _cancelled(annotation: Mapping[str, object]) -> bool:
@@ -569,8 +656,9 @@ def _record(
     at: str,
     file: Path,
     problems: ProblemLog,
-) -> ReviewRecord | None:
-    """The review one annotation's values make, or ``None`` after recording why not.
+) -> tuple[ReviewRecord, int] | None:
+    """The review one annotation's values make and how many grades of a rejection it
+    dropped, or ``None`` after recording why not.
 
     Values are checked even when the task's data or the annotation's other fields are broken
     (``None`` here), so that one pass lists every problem.
@@ -618,6 +706,18 @@ def _record(
             field=f"{at}, result ({VERDICT_CONTROL})",
         )
     if (
+        verdict is Verdict.accept
+        and not grades
+        and context is not None
+        and problems.total == before
+    ):
+        problems.add(
+            "an accepted item needs at least one graded document (as `evalkit review grade` "
+            "asks); grade a document or choose reject",
+            path=file,
+            field=f"{at}, result (grade_<n>)",
+        )
+    if (
         problems.total > before
         or context is None
         or verdict is None
@@ -625,15 +725,17 @@ def _record(
         or reviewed_at is None
     ):
         return None
-    return ReviewRecord(
+    dropped = len(grades) if verdict is Verdict.reject else 0
+    record = ReviewRecord(
         item_id=context.item_id,
         reviewer=reviewer,
         verdict=verdict,
-        grades=grades,
+        grades={} if verdict is Verdict.reject else grades,
         reviewed_at=reviewed_at,
         question=question,
         note=note,
     )
+    return record, dropped
 
 
 def _single(strings: list[str], field: str, file: Path, problems: ProblemLog) -> str | None:
@@ -676,7 +778,7 @@ def _read_min_record(
     file: Path,
     problems: ProblemLog,
     annotators: Mapping[int, str],
-) -> Iterator[tuple[str, ReviewRecord]]:
+) -> Iterator[LabelStudioAnnotation]:
     """One JSON-MIN record: the task's data and each control's answer as top-level keys."""
     controls = {
         key: value
@@ -700,13 +802,14 @@ def _read_min_record(
         values if len(values) == len(controls) else None,
         signer=(record.get("annotator"), f"{at}, annotator"),
         stamped=record,
+        annotation_id=record.get("annotation_id"),
         at=at,
         file=file,
         problems=problems,
         annotators=annotators,
     )
     if min_record is not None:
-        yield at, min_record
+        yield min_record
 
 
 def _min_strings(value: object) -> list[str] | None:

@@ -3,23 +3,33 @@ with their labeling config, and import a Label Studio export back as reviews.
 
 The formats are ``evalkit.goldset.label_studio``'s. An import is checked whole before anything
 is saved (every item and document it names must be in the queue) and saved in one
-transaction; annotations imported before (same item, annotator and time) are not saved twice,
-so importing a newer export of the same project adds only what is new.
+transaction. An annotation imported before (same item, Label Studio annotation id and time;
+for reviews imported without that id, same item, reviewer and time) is not saved twice,
+whatever export format or ``--annotator`` name it comes with, and an annotation repeated in
+one export is saved once, so importing a newer export of the same project adds only what is
+new. A Label Studio user keeps the name their annotations were first imported under: one
+person never counts as two reviewers of an item.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from evalkit.errors import NotFoundError
-from evalkit.goldset.label_studio import export_tasks, import_annotations, labeling_config
+from evalkit.errors import InputError, NotFoundError
+from evalkit.goldset.label_studio import (
+    LABEL_STUDIO,
+    LabelStudioAnnotation,
+    export_tasks,
+    labeling_config,
+    read_annotations,
+)
 from evalkit.records.review import ReviewRecord
 from evalkit.store.access import WriterAccess
-from evalkit.store.review import add_reviews, item_reviews, list_items
+from evalkit.store.review import add_reviews, imported_signers, item_reviews, list_items
 
 __all__ = [
     "LabelStudioExport",
@@ -66,8 +76,10 @@ def export_label_studio(
 @dataclass(frozen=True, slots=True)
 class LabelStudioImport:
     """What an import saved: ``saved`` new reviews by ``reviewers`` on ``items`` items,
-    ``already`` annotations imported before, and ``on_published`` annotations of items
-    already published (a review of those would change nothing, so none is saved)."""
+    ``already`` annotations imported before, ``repeated`` annotations the export holds more
+    than once (saved once), ``on_published`` annotations of items already published (a
+    review of those would change nothing, so none is saved), and ``grades_dropped`` grades
+    of rejections left out (a rejection takes no grades)."""
 
     source: str
     saved: int
@@ -75,6 +87,8 @@ class LabelStudioImport:
     items: int
     reviewers: tuple[str, ...]
     on_published: int = 0
+    repeated: int = 0
+    grades_dropped: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -82,9 +96,11 @@ class LabelStudioImport:
             "source": self.source,
             "saved": self.saved,
             "already_imported": self.already,
+            "repeated_in_export": self.repeated,
             "items": self.items,
             "reviewers": list(self.reviewers),
             "skipped_published": self.on_published,
+            "grades_dropped_from_rejections": self.grades_dropped,
         }
 
 
@@ -97,6 +113,97 @@ def _review_key(record: ReviewRecord) -> tuple[str, str, datetime]:
     return (record.item_id, record.reviewer, _stored_time(record.reviewed_at))
 
 
+def _annotation_key(record: ReviewRecord) -> tuple[str, str, str, datetime] | None:
+    """One annotation in one state: the same in every export format and under every name."""
+    source = record.source
+    if source is None or source.annotation_id is None:
+        return None
+    return (record.item_id, source.tool, source.annotation_id, _stored_time(record.reviewed_at))
+
+
+def _signed_as_before(
+    annotations: Sequence[LabelStudioAnnotation],
+    stored: Sequence[ReviewRecord],
+    signers: Mapping[str, str],
+    path: Path | str,
+) -> list[ReviewRecord]:
+    """The annotations' reviews, each signed with the name its annotation (else its Label
+    Studio user, ``signers``) was imported under before, so that one person is one reviewer.
+    An ``--annotator`` name that differs from that earlier name raises ``InputError``."""
+    earlier_names = {
+        (review.item_id, review.source.annotation_id): review.reviewer
+        for review in stored
+        if review.source is not None
+        and review.source.tool == LABEL_STUDIO
+        and review.source.annotation_id is not None
+    }
+    records: list[ReviewRecord] = []
+    conflicts: dict[str, InputError] = {}
+    for annotation in annotations:
+        record = annotation.record
+        source = record.source
+        earlier = None
+        if source is not None:
+            if source.annotation_id is not None:
+                earlier = earlier_names.get((record.item_id, source.annotation_id))
+            if earlier is None and source.user_id is not None:
+                earlier = signers.get(source.user_id)
+        if earlier is None or earlier == record.reviewer:
+            records.append(record)
+        elif annotation.named and source is not None and source.user_id is not None:
+            user = source.user_id
+            conflicts.setdefault(
+                user,
+                InputError(
+                    f"Label Studio user {user} was signed {earlier!r} when their annotations "
+                    f"were first imported; --annotator {user}={record.reviewer} would count "
+                    f"them as a second reviewer. Give --annotator {user}={earlier}, or leave "
+                    "this user out of --annotator",
+                    path=str(path),
+                    field=f"{annotation.at}, --annotator",
+                ),
+            )
+        else:
+            records.append(replace(record, reviewer=earlier))
+    if len(conflicts) == 1:
+        raise next(iter(conflicts.values()))
+    if conflicts:
+        problems = list(conflicts.values())
+        lines = [
+            f"cannot import, {len(problems)} annotators were signed otherwise before:",
+            *(f"  {problem}" for problem in problems[:3]),
+        ]
+        raise InputError("\n".join(lines), path=str(path), problems=problems)
+    return records
+
+
+@dataclass(slots=True)
+class _Sorted:
+    fresh: list[ReviewRecord]
+    already: int = 0
+    repeated: int = 0
+
+
+def _sort_out(records: Sequence[ReviewRecord], stored: Sequence[ReviewRecord]) -> _Sorted:
+    """The reviews to save: neither imported before nor given earlier in the same export."""
+    before_names = {_review_key(review) for review in stored}
+    before_annotations = {_annotation_key(review) for review in stored} - {None}
+    seen_names: set[tuple[str, str, datetime]] = set()
+    seen_annotations: set[tuple[str, str, str, datetime] | None] = set()
+    result = _Sorted([])
+    for record in records:
+        name, annotation = _review_key(record), _annotation_key(record)
+        if name in before_names or annotation in before_annotations:
+            result.already += 1
+        elif name in seen_names or (annotation is not None and annotation in seen_annotations):
+            result.repeated += 1
+        else:
+            result.fresh.append(record)
+            seen_names.add(name)
+            seen_annotations.add(annotation)
+    return result
+
+
 def import_label_studio(
     access: WriterAccess, path: Path | str, *, annotators: Mapping[int, str] | None = None
 ) -> LabelStudioImport:
@@ -104,7 +211,11 @@ def import_label_studio(
     annotator (``annotators`` names Label Studio user ids). A malformed export, or one naming
     an item or document the queue does not hold, raises ``InputError`` listing each problem
     at its task and annotation, and nothing is saved. Annotations of items published since
-    the export are counted, not saved: they could no longer change the goldset."""
+    the export are counted, not saved: they could no longer change the goldset.
+
+    A Label Studio user imported before keeps the name they were first signed with (an
+    ``annotators`` name that differs raises ``InputError``); an annotation imported before,
+    under any name or export format, or repeated in the export, is saved once."""
     with access.writer("review import") as store:
         listed = list_items(store, needed_reviews=0)
         queue = {
@@ -112,24 +223,30 @@ def import_label_studio(
             for entry in listed
         }
         published = {entry.item.item_id for entry in listed if entry.status == "published"}
-        records = [
-            replace(record, reviewed_at=_stored_time(record.reviewed_at))
-            for record in import_annotations(path, annotators=annotators, queue=queue)
+        annotations = [
+            replace(
+                annotation,
+                record=replace(
+                    annotation.record, reviewed_at=_stored_time(annotation.record.reviewed_at)
+                ),
+            )
+            for annotation in read_annotations(path, annotators=annotators, queue=queue)
         ]
-        live = [record for record in records if record.item_id not in published]
-        ids = sorted({record.item_id for record in live})
-        before = {
-            _review_key(review)
-            for reviews in item_reviews(store, item_ids=ids).values()
-            for review in reviews
-        }
-        fresh = [record for record in live if _review_key(record) not in before]
-        add_reviews(store, fresh)
+        live = [a for a in annotations if a.record.item_id not in published]
+        ids = sorted({annotation.record.item_id for annotation in live})
+        stored = [
+            review for reviews in item_reviews(store, item_ids=ids).values() for review in reviews
+        ]
+        records = _signed_as_before(live, stored, imported_signers(store, LABEL_STUDIO), path)
+        result = _sort_out(records, stored)
+        add_reviews(store, result.fresh)
     return LabelStudioImport(
         source=str(path),
-        saved=len(fresh),
-        already=len(live) - len(fresh),
-        items=len({record.item_id for record in fresh}),
-        reviewers=tuple(sorted({record.reviewer for record in fresh})),
-        on_published=len(records) - len(live),
+        saved=len(result.fresh),
+        already=result.already,
+        items=len({record.item_id for record in result.fresh}),
+        reviewers=tuple(sorted({record.reviewer for record in result.fresh})),
+        on_published=len(annotations) - len(live),
+        repeated=result.repeated,
+        grades_dropped=sum(annotation.dropped_grades for annotation in live),
     )

@@ -20,6 +20,7 @@ __all__ = [
     "ReviewItem",
     "ReviewOrigin",
     "ReviewRecord",
+    "ReviewSource",
     "Verdict",
 ]
 
@@ -78,6 +79,18 @@ class ReviewItem:
 
 
 @dataclass(frozen=True, slots=True)
+class ReviewSource:
+    """Where an imported review came from: the annotation tool (``label-studio``), and that
+    tool's own id of the annotation and of its annotator (``None`` when the export does not
+    give it). Two imports of one annotation carry the same ids whatever name it is signed
+    with."""
+
+    tool: str
+    annotation_id: str | None = None
+    user_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ReviewRecord:
     """One reviewer's review of one item: a verdict, a grade per document (0-3), and the
     question as edited (``None`` when kept as it was). Reviews are never overwritten: a
@@ -90,6 +103,9 @@ class ReviewRecord:
     reviewed_at: datetime
     question: str | None = None
     note: str = ""
+    source: ReviewSource | None = None
+    """The annotation tool's annotation this review was imported from; ``None`` for a review
+    given in evalkit."""
 
 
 @dataclass(frozen=True, slots=True)

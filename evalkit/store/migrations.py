@@ -731,6 +731,15 @@ UPDATE answer_items AS i SET run_id = s.run_id FROM answer_scorings AS s
 WHERE i.run_id IS NULL AND s.scoring_id = i.scoring_id AND s.run_id IS NOT NULL;
 """
 
+# An imported review keeps the annotation tool's own ids of its annotation and annotator, so
+# that one annotation is never saved twice under two names (another export format, another
+# --annotator) and one annotator keeps one name across imports.
+_M20_REVIEW_SOURCES = """
+ALTER TABLE reviews ADD COLUMN source_tool VARCHAR;
+ALTER TABLE reviews ADD COLUMN source_annotation_id VARCHAR;
+ALTER TABLE reviews ADD COLUMN source_user_id VARCHAR;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "goldsets_runs_metrics", _M01_GOLDSETS_RUNS_METRICS),
     Migration(2, "drift_checks", _M02_DRIFT_CHECKS),
@@ -751,4 +760,5 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(17, "run_index_size", _M17_RUN_INDEX_SIZE),
     Migration(18, "freshness", _M18_FRESHNESS),
     Migration(19, "repair_edited_migrations", _M19_REPAIR_EDITED_MIGRATIONS),
+    Migration(20, "review_sources", _M20_REVIEW_SOURCES),
 )

@@ -35,7 +35,14 @@ from evalkit.clock import utc_now
 from evalkit.errors import InputError, NotFoundError, StoreError
 from evalkit.goldset.review import combine_reviews, review_item_id
 from evalkit.records import Query, Span
-from evalkit.records.review import ReviewDocument, ReviewItem, ReviewOrigin, ReviewRecord, Verdict
+from evalkit.records.review import (
+    ReviewDocument,
+    ReviewItem,
+    ReviewOrigin,
+    ReviewRecord,
+    ReviewSource,
+    Verdict,
+)
 from evalkit.store.goldsets import insert_goldset
 
 if TYPE_CHECKING:
@@ -52,6 +59,7 @@ __all__ = [
     "add_reviews",
     "assessor_grades",
     "get_item",
+    "imported_signers",
     "item_reviews",
     "list_items",
     "list_publications",
@@ -426,12 +434,13 @@ def _review(row: Sequence[Any]) -> ReviewRecord:
         reviewed_at=row[4],
         question=row[5],
         note=row[6],
+        source=None if row[7] is None else ReviewSource(row[7], row[8], row[9]),
     )
 
 
 _REVIEW_SELECT = (
-    "SELECT r.item_id, r.reviewer, r.verdict, r.grades, r.reviewed_at, r.question, r.note"
-    " FROM reviews r"
+    "SELECT r.item_id, r.reviewer, r.verdict, r.grades, r.reviewed_at, r.question, r.note,"
+    " r.source_tool, r.source_annotation_id, r.source_user_id FROM reviews r"
 )
 
 
@@ -452,6 +461,17 @@ def item_reviews(
     for row in rows:
         reviews.setdefault(row[0], []).append(_review(row))
     return reviews
+
+
+def imported_signers(store: Store, tool: str) -> dict[str, str]:
+    """The name each annotator of the annotation tool ``tool`` (by that tool's user id) was
+    signed with when their annotations were first imported."""
+    rows = store.fetch(
+        "SELECT source_user_id, arg_min(reviewer, (reviewed_at, review_id)) FROM reviews"
+        " WHERE source_tool = ? AND source_user_id IS NOT NULL GROUP BY source_user_id",
+        [tool],
+    )
+    return {str(row[0]): str(row[1]) for row in rows}
 
 
 def add_review(store: Store, record: ReviewRecord) -> str:
@@ -488,7 +508,8 @@ def _insert_review(
         raise NotFoundError(f"no review item {record.item_id!r} in {store.path}")
     con.execute(
         "INSERT INTO reviews (review_id, item_id, reviewer, reviewed_at, verdict, grades,"
-        " question, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        " question, note, source_tool, source_annotation_id, source_user_id)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             review_id,
             record.item_id,
@@ -498,6 +519,11 @@ def _insert_review(
             json.dumps(dict(record.grades), sort_keys=True),
             record.question,
             record.note,
+            *(
+                (None, None, None)
+                if record.source is None
+                else (record.source.tool, record.source.annotation_id, record.source.user_id)
+            ),
         ],
     )
     rows = con.execute(
