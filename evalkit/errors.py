@@ -9,6 +9,8 @@ Every error evalkit raises on purpose derives from one root, so callers can catc
     │   ├── GoldsetError   a golden set (queries / judgments / corpus) is invalid
     │   └── MeasureError   a measure name does not parse
     ├── RetrieverError     the retriever is unreachable, misconfigured or failed as a whole
+    ├── JudgeError         the LLM judge endpoint failed as a whole
+    │   └── TooFewJudgedError  too few pairs judged for a measurement to mean anything
     ├── EmbeddingError     the embedding model cannot be loaded or used
     ├── StoreError         the DuckDB store cannot be opened, migrated or written
     │   └── NotFoundError  a named goldset, run or collection does not exist
@@ -32,6 +34,7 @@ __all__ = [
     "NotFoundError",
     "RetrieverError",
     "StoreError",
+    "TooFewJudgedError",
     "WorkInterruptedError",
 ]
 
@@ -96,6 +99,13 @@ class JudgeError(EvalkitError):
     """The LLM judge endpoint failed as a whole (every call of a pass)."""
 
     exit_code = 3
+
+
+class TooFewJudgedError(JudgeError):
+    """Too few of the pairs a measurement rests on were judged (left over the budget, left
+    unjudged by the judge, or without a document text) for it to mean anything: nothing is
+    stored, and the pairs judged stay in the judged pool, so the next pass sends only the
+    rest."""
 
 
 class EmbeddingError(EvalkitError):

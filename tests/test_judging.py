@@ -51,7 +51,7 @@ from evalkit.records.requests import JudgingRequest
 from evalkit.redaction import register_secrets
 from evalkit.store import Store
 from evalkit.store.access import StoreAccess
-from evalkit.store.judging import load_pool, save_assessments
+from evalkit.store.judging import latest_agreement, load_pool, save_assessments
 
 SECRET = "sk-test-Zq81YbNw3LkP0x"
 
@@ -297,10 +297,13 @@ def test_a_second_pass_costs_no_call_and_the_budget_is_hard(
         assert total > 40
         assert dry["judging"]["estimated_tokens"] > 100 * total
 
-        budgeted = judge_cli(home, judge, *args, "--max-judgments", "7", in_process=True)
+        # 7 of the sample is too few to measure anything: refused, the 7 judged kept.
+        budgeted = invoke_evalkit(
+            "judge", *args, "--max-judgments", "7", env=fresh_env(home, **judge_env(judge))
+        )
+        assert budgeted.returncode == 3, budgeted.stderr
+        assert "kappa sample: 7 of 40 pairs judged (over the budget 33)" in budgeted.stderr
         assert judge.requests == 7
-        assert budgeted["judging"]["over_budget"] == total - 7
-        assert budgeted["judging"]["judged"] == 7
 
         full = judge_cli(home, judge, *args, in_process=True)
         assert full["judging"]["in_pool"] == 7
@@ -463,6 +466,137 @@ def test_a_judge_grading_everything_alike_says_why_tau_is_undefined(
     note = "Kendall's tau is undefined: under the assessor's labels every run has the same"
     assert out["agreement"]["details"]["note"] == f"{note} precision@4"
     assert note in " ".join(shown.stdout.split())
+
+
+def test_an_agreement_on_pairs_mostly_over_the_budget_is_refused_and_the_next_pass_goes_on(
+    project: tuple[Path, GradedGoldset], tmp_path: Path
+) -> None:
+    """With most of the runs' top-k over the budget, Kendall's tau was stored from pairs
+    nobody judged, counted not relevant, exit 0, as the newest agreement."""
+    root, goldset = project
+    home = copy_home(root, tmp_path)
+    args = ("agreement", "--goldset", "graded", "--corpus", str(goldset.corpus),
+            "--sample", "10", "--k", "5", "--tau-queries", "6")  # fmt: skip
+    with grading_judge(GradingJudge(goldset.known())) as judge:
+        env = fresh_env(home, **judge_env(judge))
+        planned = judge_cli(home, judge, *args, "--dry-run", in_process=True)["judging"]
+        budgeted = invoke_evalkit(
+            "judge", *args, "--max-judgments", "20", "--format", "json", env=env
+        )
+        assert judge.requests == 20
+        stored = invoke_evalkit("judge", "agreements", "--format", "json", env=env)
+        full = judge_cli(home, judge, *args, in_process=True)
+    assert budgeted.returncode == 3, budgeted.stderr
+    assert json.loads(stored.stdout) == []
+    n_tau = full["agreement"]["tau_pairs"]
+    kappa_pairs = 10  # the graded goldset has judgments below the threshold: none added
+    over = planned["to_judge"] - 20
+    tau_judged = n_tau - over
+    error = json.loads(budgeted.stdout)["error"]
+    assert (error["type"], error["exit_code"]) == ("TooFewJudgedError", 3)
+    assert error["message"] == (
+        "too few pairs judged to measure an agreement (kappa sample: 10 of 10 pairs "
+        f"judged; runs' top-k for Kendall's tau: {tau_judged} of {n_tau} pairs judged (over "
+        f"the budget {over})); at least 80% of each part is needed, so nothing is stored. The "
+        "pairs judged are kept in the judged pool and the next pass sends only the rest: "
+        "raise --max-judgments (or leave it out)"
+    )
+    assert full["judging"]["in_pool"] == 20
+    assert judge.requests == planned["to_judge"]
+    assert full["agreement"]["n_pairs"] == kappa_pairs
+    assert full["agreement"]["n_unjudged"] == 0
+    assert full["agreement"]["tau_unjudged"] == 0
+    assert full["agreement"]["tau"] is not None
+
+
+def test_tau_and_assessor_precision_rest_only_on_judged_pairs_and_the_unjudged_are_shown(
+    project: tuple[Path, GradedGoldset], tmp_path: Path
+) -> None:
+    """An unjudged pair counted as not relevant under the assessor's labels, and the runs'
+    top-k pairs the judge failed on went uncounted: the assessor's precision@k was low."""
+    root, goldset = project
+    home = copy_home(root, tmp_path)
+    args = ("agreement", "--goldset", "graded", "--corpus", str(goldset.corpus),
+            "--sample", "40", "--k", "5", "--tau-queries", "10")  # fmt: skip
+    # Distractor x0 of every query fails: a seventh of the runs' top-k, none of the sample.
+    failing = GradingJudge(goldset.known(), error_for={"_0: an unjudged text"})
+    with grading_judge(failing) as judge:
+        env = fresh_env(home, **judge_env(judge, EVALKIT_JUDGE_MAX_RETRIES="0"))
+        out = json.loads(invoke_evalkit("judge", *args, "--format", "json", env=env).stdout)
+        shown = invoke_evalkit("judge", *args, env=env)
+        listed = invoke_evalkit("judge", "agreements", env=env)
+    agreement = out["agreement"]
+    # Over each system's judged positions (x0 left out under both labels): human hits at
+    # the goldset's threshold, assessor hits at grade 2.
+    threshold = agreement["details"]["relevance_threshold"]
+    human_hits = {"best": (3, 2), "good": (2, 1), "fair": (1, 0), "poor": (0, 0)}
+    assessor_hits = {"best": 2, "good": 1, "fair": 0, "poor": 0}
+    labels = {
+        run["run_id"]: run["label"]
+        for run in json.loads(
+            invoke_evalkit("runs", "list", "--format", "json", env=fresh_env(home)).stdout
+        )
+    }
+    runs = {labels[run_id]: figures for run_id, figures in agreement["details"]["runs"].items()}
+    assert runs == {
+        label: {
+            "human": pytest.approx(human_hits[label][threshold - 1] / 4),
+            "assessor": pytest.approx(assessor_hits[label] / 4),
+            "unjudged": 10,  # x0 is in every system's top 5, on each of the 10 queries
+        }
+        for label in SYSTEMS
+    }
+    n_tau = agreement["tau_pairs"]
+    assert agreement["tau_unjudged"] == n_tau // 7
+    assert agreement["details"]["unjudged_by_reason"] == {
+        "kappa": {},
+        "tau": {"judge_error": n_tau // 7},
+    }
+    assert agreement["n_unjudged"] == 0
+    unjudged = f"tau {n_tau // 7}/{n_tau}"
+    assert shown.returncode == 0, shown.stderr
+    assert f"left unjudged │ {unjudged} │" in " ".join(shown.stdout.split())
+    assert f"│ {unjudged} │" in " ".join(listed.stdout.split())
+    with Store.open(home / "evalkit.duckdb", read_only=True) as store:
+        newest = latest_agreement(store, f"grader-1@{PROMPT_VERSION}")
+    assert newest is not None
+    assert newest.summary().endswith(
+        f"over 4 runs (precision@5, {n_tau // 7} of {n_tau} pairs unjudged)"
+    )
+
+
+def test_an_agreement_the_judge_failed_on_too_often_is_refused_naming_why(
+    project: tuple[Path, GradedGoldset], tmp_path: Path
+) -> None:
+    """A judge failing on a third of the sample left an agreement stored with exit 0."""
+    root, goldset = project
+    home = copy_home(root, tmp_path)
+    args = ("agreement", "--goldset", "graded", "--corpus", str(goldset.corpus),
+            "--sample", "40", "--k", "5", "--tau-queries", "10")  # fmt: skip
+    # Every grade-3 document fails: about a quarter of the sample.
+    failing = GradingJudge(goldset.known(), error_for={"a text of grade 3"})
+    with grading_judge(failing) as judge:
+        env = fresh_env(home, **judge_env(judge, EVALKIT_JUDGE_MAX_RETRIES="0"))
+        refused = invoke_evalkit("judge", *args, env=env)
+        assert refused.returncode == 3
+        listed = invoke_evalkit("judge", "agreements", "--format", "json", env=env)
+        lowered = judge_cli(
+            home, judge, *args, "--min-judged-share", "0.6", in_process=True,
+            EVALKIT_JUDGE_MAX_RETRIES="0",
+        )  # fmt: skip
+    assert json.loads(listed.stdout) == []
+    kappa_unjudged = lowered["agreement"]["n_unjudged"]
+    n_tau, tau_unjudged = lowered["agreement"]["tau_pairs"], lowered["agreement"]["tau_unjudged"]
+    assert (kappa_unjudged, tau_unjudged) == (13, n_tau // 7)
+    assert refused.stderr.endswith(
+        "error: too few pairs judged to measure an agreement (kappa sample: 27 of 40 pairs "
+        f"judged (judge_error 13); runs' top-k for Kendall's tau: {n_tau - tau_unjudged} of "
+        f"{n_tau} pairs judged (judge_error {tau_unjudged})); at least 80% of each part is "
+        "needed, so nothing is stored. The pairs judged are kept in the judged pool and the "
+        "next pass sends only the rest: run again once the judge answers (the first: HTTP "
+        '500: {"error": {"message": "the model is overloaded", "type": "server_error"}} (1 '
+        "attempt))\n"
+    )
 
 
 def test_a_reply_that_is_no_chat_completion_is_an_endpoint_error_asked_again(

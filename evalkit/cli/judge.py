@@ -154,6 +154,15 @@ def agreement(
         int,
         typer.Option(min=1, help="Queries over which the runs are ranked for Kendall's tau."),
     ] = AGREEMENT_DEFAULTS.tau_queries,
+    min_judged_share: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Store nothing (exit 3) unless at least this share of the kappa sample and "
+            "of the runs' top-k were judged.",
+        ),
+    ] = AGREEMENT_DEFAULTS.min_judged_share,
     max_judgments: MaxJudgments = JUDGING_DEFAULTS.max_judgments,
     dry_run: DryRun = False,
     output: Format = OutputFormat.table,
@@ -164,7 +173,9 @@ def agreement(
     bootstrap interval) and the confusion matrix; with at least three complete stored runs
     of the goldset, also Kendall's tau between the runs ranked by precision@k under human
     and under assessor labels. Every figure made from assessor labels is shown with the
-    newest agreement.
+    newest agreement. Pairs left unjudged (over --max-judgments, or the judge failed) are
+    left out of both figures and counted; with less than --min-judged-share of a part
+    judged nothing is stored (exit 3), and the next pass sends only the missing pairs.
 
     Example: evalkit judge agreement --goldset demo --corpus goldsets/demo/corpus.jsonl
     """
@@ -173,7 +184,13 @@ def agreement(
 
     texts = document_texts(corpus, collection, chroma_url)
     assessor = build_assessor()
-    request = AgreementRequest(sample=sample, seed=seed, k=k, tau_queries=tau_queries)
+    request = AgreementRequest(
+        sample=sample,
+        seed=seed,
+        k=k,
+        tau_queries=tau_queries,
+        min_judged_share=min_judged_share,
+    )
     judging = JudgingRequest(max_judgments=max_judgments, dry_run=dry_run)
     enabled = output is OutputFormat.table and not dry_run
     with progress_bar("judging pairs", enabled=enabled) as bar:
@@ -197,6 +214,7 @@ def agreement(
         "agreement": measured.agreement_id,
         "goldset": f"{measured.goldset_name} ({measured.goldset_version[:12]})",
         "pairs": measured.n_pairs,
+        "left unjudged": measured.unjudged_line(),
         "weighted kappa": _interval(measured.kappa, measured.kappa_low, measured.kappa_high),
         "scale": measured.kappa_scale,
         f"Kendall tau ({measured.tau_measure or 'runs'})": (
@@ -338,12 +356,22 @@ def agreements(
         found,
         output,
         title="assessor agreements",
-        columns=["agreement", "assessor", "goldset", "pairs", "kappa", "tau", "measured"],
+        columns=[
+            "agreement",
+            "assessor",
+            "goldset",
+            "pairs",
+            "unjudged",
+            "kappa",
+            "tau",
+            "measured",
+        ],
         row=lambda entry: [
             entry.agreement_id,
             entry.assessor,
             entry.goldset_name,
             entry.n_pairs,
+            entry.unjudged_line(),
             _interval(entry.kappa, entry.kappa_low, entry.kappa_high),
             "-" if entry.tau is None else f"{entry.tau:.3f} ({entry.n_runs} runs)",
             f"{entry.measured_at:%Y-%m-%d %H:%M}",

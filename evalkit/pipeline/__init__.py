@@ -18,6 +18,7 @@ from evalkit.lazy import lazy_attributes
 if TYPE_CHECKING:
     from evalkit.engines import results_frame
     from evalkit.metrics.defaults import DEFAULT_MEASURES
+    from evalkit.pipeline.agreement import AgreementOutcome, measure_agreement
     from evalkit.pipeline.answer_scores import (
         answer_settings,
         run_answer_records,
@@ -74,12 +75,7 @@ if TYPE_CHECKING:
         corpus_texts,
         judge_pairs,
     )
-    from evalkit.pipeline.judging import (
-        AgreementOutcome,
-        HolesOutcome,
-        judge_run_holes,
-        measure_agreement,
-    )
+    from evalkit.pipeline.judging import HolesOutcome, judge_run_holes
     from evalkit.pipeline.leaderboard import (
         RunLeaderboard,
         comparison_judgments,
@@ -248,7 +244,7 @@ __all__ = [
 __getattr__ = lazy_attributes(
     __name__,
     {
-        "AgreementOutcome": "evalkit.pipeline.judging",
+        "AgreementOutcome": "evalkit.pipeline.agreement",
         "AuditOutcome": "evalkit.pipeline.audit",
         "CollectionTexts": "evalkit.pipeline.judge_pool",
         "CorpusTexts": "evalkit.pipeline.judge_pool",
@@ -318,7 +314,7 @@ __getattr__ = lazy_attributes(
         "judge_traffic_run": "evalkit.pipeline.traffic_labels",
         "leaderboard_of_runs": "evalkit.pipeline.leaderboard",
         "load_sweep": "evalkit.pipeline.sweep",
-        "measure_agreement": "evalkit.pipeline.judging",
+        "measure_agreement": "evalkit.pipeline.agreement",
         "newest_sample": "evalkit.pipeline.traffic",
         "old_corpus_of": "evalkit.pipeline.goldset_remap",
         "pareto_front": "evalkit.pipeline.sweep",

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from evalkit.config import Settings
 
 __all__ = [
+    "OVER_BUDGET",
     "CollectionTexts",
     "CorpusTexts",
     "DocumentTexts",
@@ -46,6 +47,9 @@ __all__ = [
 
 Progress = Callable[[int, int], None]
 Key = tuple[str, str]
+
+OVER_BUDGET = "over_budget"
+"""Why a pair left over the budget has no grade (``JudgingOutcome.ungraded``)."""
 
 _FLUSH_EVERY = 256
 _FLUSH_SECONDS = 1.0
@@ -160,6 +164,9 @@ class JudgingOutcome:
     dry_run: bool = False
     first_failure: str | None = None
     """What the endpoint said of the first pair left unjudged (its error, or its reply)."""
+    ungraded: Mapping[Key, str] = field(default_factory=dict)
+    """Why each pair asked about has no grade: ``OVER_BUDGET`` (not sent), or the
+    ``Unjudged`` reason it came back with (empty on a dry run)."""
 
     @property
     def n_unjudged(self) -> int:
@@ -280,8 +287,11 @@ def judge_pairs(
         n_over_budget=len(missing) - len(to_judge),
         estimated_tokens=sum(estimate_tokens(pair) for pair in to_judge),
     )
-    if request.dry_run or not to_judge:
-        return JudgingOutcome(plan, grades, dry_run=request.dry_run)
+    if request.dry_run:
+        return JudgingOutcome(plan, grades, dry_run=True)
+    over_budget = dict.fromkeys((pair.key for pair in missing[len(to_judge) :]), OVER_BUDGET)
+    if not to_judge:
+        return JudgingOutcome(plan, grades, ungraded=over_budget)
     writer = _PoolWriter(access)
     done = 0
 
@@ -310,6 +320,10 @@ def judge_pairs(
         unjudged=dict(sorted(unjudged.items())),
         calls=assessor.calls - calls_before,
         first_failure=next((a.detail for a in assessments if a.grade is None and a.detail), None),
+        ungraded={
+            **over_budget,
+            **{a.pair.key: str(a.unjudged) for a in assessments if a.grade is None},
+        },
     )
 
 

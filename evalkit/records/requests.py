@@ -404,7 +404,9 @@ class AgreementRequest:
     ``resamples`` resamples, the assessor's grades made binary at ``assessor_threshold``
     against binary human judgments. Kendall's tau ranks the goldset's stored complete runs
     (the newest ``max_runs``, at least three) by precision@``k`` on ``tau_queries`` sampled
-    queries, under human judgments and under the assessor's labels.
+    queries, under human judgments and under the assessor's labels, both over the pairs the
+    assessor judged. Nothing is stored unless at least ``min_judged_share`` of each part's
+    pairs (the kappa sample; the runs' top-k) were judged.
     """
 
     sample: int = 200
@@ -415,6 +417,7 @@ class AgreementRequest:
     k: int = 10
     tau_queries: int = 50
     max_runs: int = 10
+    min_judged_share: float = 0.8
 
     def __post_init__(self) -> None:
         validate_k(self.k)
@@ -428,6 +431,8 @@ class AgreementRequest:
             )
         if not 0.0 < self.confidence < 1.0:
             raise ConfigError(f"confidence must be in (0, 1), got {self.confidence}")
+        if not 0.0 < self.min_judged_share <= 1.0:
+            raise ConfigError(f"min_judged_share must be in (0, 1], got {self.min_judged_share}")
 
 
 AGREEMENT_DEFAULTS: Final = AgreementRequest()

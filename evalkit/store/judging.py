@@ -185,7 +185,12 @@ def pool_counts(store: Store) -> list[dict[str, Any]]:
 
 @dataclass(frozen=True, slots=True)
 class StoredAgreement:
-    """One measured agreement of an assessor with a goldset's human judgments."""
+    """One measured agreement of an assessor with a goldset's human judgments.
+
+    ``n_pairs`` kappa pairs were judged and ``n_unjudged`` sampled ones were not; Kendall's
+    tau rests on the ``tau_pairs`` of the runs' top-k less the ``tau_unjudged`` (both in
+    ``details``). Unjudged pairs are left out of every figure, never counted not relevant.
+    """
 
     agreement_id: str
     assessor: str
@@ -224,20 +229,51 @@ class StoredAgreement:
             "tau": self.tau,
             "tau_p_value": self.tau_p_value,
             "tau_measure": self.tau_measure,
+            "tau_pairs": self.tau_pairs,
+            "tau_unjudged": self.tau_unjudged,
             "n_runs": self.n_runs,
             "seed": self.seed,
             "details": dict(self.details),
         }
 
+    @property
+    def tau_pairs(self) -> int | None:
+        """Distinct pairs of the runs' top-k Kendall's tau was to rest on (None: measured
+        before they were counted)."""
+        value = self.details.get("tau_pairs")
+        return None if value is None else int(value)
+
+    @property
+    def tau_unjudged(self) -> int | None:
+        """Of ``tau_pairs``, those the assessor left unjudged (None: not counted)."""
+        value = self.details.get("tau_unjudged")
+        return None if value is None else int(value)
+
+    def unjudged_line(self) -> str:
+        """The pairs left unjudged of each part's pairs: ``kappa 13/40, tau 10/70`` (``-``
+        when none was)."""
+        parts = []
+        if self.n_unjudged:
+            parts.append(f"kappa {self.n_unjudged}/{self.n_pairs + self.n_unjudged}")
+        if self.tau_unjudged:
+            parts.append(f"tau {self.tau_unjudged}/{self.tau_pairs}")
+        return ", ".join(parts) or "-"
+
     def summary(self) -> str:
-        """One line: kappa with its interval, and tau over runs when measured."""
+        """One line: kappa with its interval, and tau over runs when measured, each with
+        the pairs left unjudged when some were."""
         if self.kappa is None:
             text = "kappa undefined (one label everywhere)"
         else:
             text = f"kappa {self.kappa:.2f} [{self.kappa_low:.2f}, {self.kappa_high:.2f}]"
         text += f" on {self.n_pairs} pairs of {self.goldset_name}"
+        if self.n_unjudged:
+            text += f" ({self.n_unjudged} unjudged)"
         if self.tau is not None:
-            text += f", Kendall tau {self.tau:.2f} over {self.n_runs} runs ({self.tau_measure})"
+            text += f", Kendall tau {self.tau:.2f} over {self.n_runs} runs ({self.tau_measure}"
+            if self.tau_unjudged:
+                text += f", {self.tau_unjudged} of {self.tau_pairs} pairs unjudged"
+            text += ")"
         return text
 
 
