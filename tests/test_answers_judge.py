@@ -32,6 +32,7 @@ from loopback import serving
 from evalkit.answers import AnswerRecord, Unmeasured, score_answers
 from evalkit.answers.cache import MemoryJudgeCache
 from evalkit.answers.judge import CallGuard, JudgeCallError, LLMJudge, RateLimiter
+from evalkit.batches import FLUSH_SECONDS
 from evalkit.config import JudgeSettings
 from evalkit.coroutines import run_sync
 from evalkit.pipeline import score_and_store_answers
@@ -62,6 +63,7 @@ class FakeJudge:
     lock: threading.Lock = field(default_factory=threading.Lock)
     url: str = ""
     hang_on: str | None = None  # requests whose prompt holds this wait for ``released``
+    hang_after: int | None = None  # requests after this many wait for ``released``
     fail_on: str | None = None  # requests whose prompt holds this fail with HTTP 500
     released: threading.Event = field(default_factory=threading.Event)
     answered: int = 0
@@ -78,7 +80,8 @@ class FakeJudge:
             number = len(self.requests)
         if self.mode == "timeout":
             time.sleep(self.stall_seconds)
-        if self.hang_on is not None and self.hang_on in json.dumps(body):
+        hanging = self.hang_after is not None and number > self.hang_after
+        if hanging or (self.hang_on is not None and self.hang_on in json.dumps(body)):
             self.released.wait(timeout=60)
         failing = self.fail_on is not None and self.fail_on in json.dumps(body)
         if self.mode == "error500" or number <= self.fail_first or failing:
@@ -346,6 +349,45 @@ def test_persistent_server_error_is_unmeasured_with_its_status(fake_judge: FakeJ
     assert fake_judge.calls == 4
 
 
+def test_a_judgment_stopped_between_its_calls_pays_only_for_the_rest(
+    fake_judge: FakeJudge, tmp_path: Path
+) -> None:
+    """Loopback judge answering the statements calls but failing every verdicts call: the
+    statements are kept, so the next scoring sends only the verdicts calls; once the
+    judgments are cached, their calls' outputs are dropped."""
+    store = open_store(tmp_path / "evalkit.duckdb")
+    fake_judge.fail_on = "World Fair"  # in the context, which only the verdicts prompt holds
+    settings = judge_settings(fake_judge, max_retries=0)
+    failed = score_and_store_answers(RECORDS, store=store, settings=settings)
+    assert {s.unmeasured_reason for s in failed.scores} == {"judge_error"}
+    assert fake_judge.calls == 6
+    assert store.fetch("SELECT count(*) FROM judge_calls") == [(3,)]
+
+    fake_judge.fail_on = None
+    again = score_and_store_answers(RECORDS, store=store, settings=settings)
+    assert fake_judge.calls == 6 + 3
+    assert (again.judge_calls, again.cache_hits) == (3, 0)
+    values = {s.item_id: s.value for s in again.scores}
+    assert values == {"full": 1.0, "half": 0.5, "none": 0.0}
+    assert store.fetch("SELECT count(*) FROM judge_calls") == [(0,)]
+    assert store.fetch("SELECT count(*) FROM judge_cache") == [(3,)]
+    store.close()
+
+
+def test_an_answers_second_call_follows_its_first(fake_judge: FakeJudge) -> None:
+    """One call at a time: each answer's verdicts are asked right after its statements, not
+    after every other answer's statements, so a scoring stopped part-way has whole
+    judgments."""
+    score_answers(
+        RECORDS, settings=judge_settings(fake_judge, concurrency=1), cache=MemoryJudgeCache()
+    )
+    kinds = [
+        "verdicts" if "World Fair" in json.dumps(request) else "statements"
+        for request in fake_judge.requests
+    ]
+    assert kinds == ["statements", "verdicts"] * 3
+
+
 def test_repeats_report_their_spread(fake_judge: FakeJudge) -> None:
     """Loopback judge (deterministic): three repeats agree, so the spread is 0."""
     result = score_answers(
@@ -568,4 +610,46 @@ def test_judgments_answered_before_sigterm_are_kept(fake_judge: FakeJudge, tmp_p
     result = json.loads(rerun.stdout)
     assert fake_judge.calls - sent_before == 2
     assert (result["judge_calls"], result["cache_hits"]) == (2, 2)
+    assert result["summaries"][0]["mean"] == pytest.approx(0.5)
+
+
+def test_kill_9_keeps_the_calls_the_judge_answered(fake_judge: FakeJudge, tmp_path: Path) -> None:
+    """`kill -9` mid-scoring, one call at a time: the judge answered five calls (two whole
+    judgments and the third answer's statements) and holds the sixth; every answered output
+    was stored within ``FLUSH_SECONDS``, so the rerun sends only the sixth call."""
+    fake_judge.hang_after = 5
+    answers = _answers_file(tmp_path / "answers.jsonl")
+    env = {**_judge_environment(fake_judge, tmp_path / "home"), "EVALKIT_JUDGE_CONCURRENCY": "1"}
+    process = subprocess.Popen(
+        _score_command(answers),
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while fake_judge.answered < 5 or fake_judge.calls < 6:
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "the judge never got the calls"
+            time.sleep(0.05)
+        # What the process was promised: the last output answered is stored by now.
+        stored_by = time.monotonic() + FLUSH_SECONDS + 1.0
+        while time.monotonic() < stored_by:
+            assert process.poll() is None, process.communicate()
+            time.sleep(0.05)
+        process.kill()
+        process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == -signal.SIGKILL
+
+    fake_judge.hang_after = None
+    fake_judge.released.set()
+    rerun = _score(answers, env)
+    assert rerun.returncode == 0, rerun.stderr
+    result = json.loads(rerun.stdout)
+    assert fake_judge.calls == 6 + 1
+    assert (result["judge_calls"], result["cache_hits"]) == (1, 2)
     assert result["summaries"][0]["mean"] == pytest.approx(0.5)

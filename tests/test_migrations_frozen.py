@@ -50,6 +50,7 @@ RELEASED: dict[int, tuple[str, str]] = {
         "6d96c44680195e292ada0719dec772fe6dd5ba218d3f1b51a8c99039317b5f8c",
     ),
     20: ("review_sources", "e3833847b238a97425d2824fcbb7e2a22bca130c8f4f4b3041cfc0f026616aee"),
+    21: ("judge_calls", "37c339dd16ffd18b8ff76a6131dfaba6706394c68b1d38221b96ce7929f86681"),
 }
 
 SCHEMA_QUERIES = {

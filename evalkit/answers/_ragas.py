@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 os.environ.setdefault("RAGAS_DO_NOT_TRACK", "true")
@@ -22,31 +22,48 @@ from ragas.prompt.metrics.base_prompt import BasePrompt
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
-    from evalkit.answers.judge import CallGuard
+    from evalkit.answers.judge import CallGuard, JudgmentCalls
     from evalkit.embedding import Embedder
 
-__all__ = ["GuardedJudgeLLM", "LocalEmbeddings", "build_metrics", "prompt_version"]
+__all__ = ["GuardedJudgeLLM", "LocalEmbeddings", "metric_builder", "prompt_version"]
 
 ModelT = TypeVar("ModelT", bound="BaseModel")
 
 
 class GuardedJudgeLLM(InstructorBaseRagasLLM):
-    """A ragas LLM whose every call goes through a ``CallGuard`` (limits, retries, count)."""
+    """A ragas LLM whose every call goes through a ``CallGuard`` (limits, retries, count),
+    for one judgment whose call outputs ``calls`` recalls (answered before) and keeps."""
 
-    def __init__(self, inner: InstructorBaseRagasLLM | None, guard: CallGuard | None) -> None:
+    def __init__(
+        self,
+        inner: InstructorBaseRagasLLM | None,
+        guard: CallGuard | None,
+        calls: JudgmentCalls | None = None,
+    ) -> None:
         self._inner = inner
         self._guard = guard
+        self._calls = calls
 
     def generate(self, prompt: str, response_model: type[ModelT]) -> ModelT:
         """Not used: evalkit judges asynchronously."""
         raise TypeError("the evalkit judge is asynchronous; call agenerate")
 
     async def agenerate(self, prompt: str, response_model: type[ModelT]) -> ModelT:
-        """One guarded judge call."""
-        inner, guard = self._inner, self._guard
+        """One guarded judge call, or its output kept from an earlier scoring."""
+        inner, guard, calls = self._inner, self._guard, self._calls
         if inner is None or guard is None:
             raise RuntimeError("this judge LLM only describes prompts; it cannot be called")
+        call_key, kept = (
+            calls.recall(prompt, response_model.__name__) if calls is not None else ("", None)
+        )
+        if kept is not None:
+            try:
+                return response_model.model_validate_json(kept)
+            except ValueError:
+                pass  # an output that no longer parses into the prompt's model is asked again
         result: ModelT = await guard.call(lambda: inner.agenerate(prompt, response_model))
+        if calls is not None:
+            calls.keep(call_key, result.model_dump_json())
         return result
 
 
@@ -117,8 +134,7 @@ def prompt_version(metric: str, *, embedding_model: str | None = None) -> str:
     return version
 
 
-def build_metrics(
-    names: Sequence[str],
+def metric_builder(
     *,
     client: Any,
     model: str,
@@ -126,8 +142,9 @@ def build_metrics(
     temperature: float,
     max_tokens: int,
     embedder: Embedder | None,
-) -> dict[str, Any]:
-    """ragas metric objects whose LLM calls go to ``client`` through ``guard``.
+) -> Callable[[str, JudgmentCalls], Any]:
+    """What builds, for a metric name and one judgment's ``JudgmentCalls``, the ragas
+    metric object whose LLM calls go to ``client`` through ``guard``.
 
     instructor makes one attempt per call (``max_retries=1``): retries belong to the guard,
     which counts and spaces them.
@@ -140,6 +157,9 @@ def build_metrics(
         max_tokens=max_tokens,
         max_retries=1,
     )
-    llm = GuardedJudgeLLM(inner, guard)
     embeddings = LocalEmbeddings(embedder) if embedder is not None else None
-    return {name: _metric(name, llm, embeddings) for name in names}
+
+    def build(name: str, calls: JudgmentCalls) -> Any:
+        return _metric(name, GuardedJudgeLLM(inner, guard, calls), embeddings)
+
+    return build

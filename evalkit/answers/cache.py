@@ -8,7 +8,14 @@ request at all; changing any of them (a new model, an edited prompt, another con
 misses the cache, as it must. Only judge *outputs* are cached, failures never are, so a
 timeout is retried on the next scoring.
 
-Caches live in the evalkit store (table ``judge_cache``, ``evalkit.store.answers.StoreJudgeCache``),
+A judgment can take several LLM calls (ragas' faithfulness asks for the answer's statements,
+then for their verdicts), so the output of each call is kept too, under ``judge_call_key``
+(the judgment's key, the request and how many identical requests the judgment made before),
+until its judgment is cached: a scoring stopped between the two calls pays on its rerun only
+for the second.
+
+Caches live in the evalkit store (tables ``judge_cache`` and ``judge_calls``,
+``evalkit.store.answers.StoreJudgeCache``),
 in a DuckDB file of their own (``cache_path``), or, when there is no store, in memory for the
 life of the process.
 
@@ -24,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
 import numpy as np
@@ -35,12 +43,14 @@ __all__ = [
     "CachedJudgment",
     "EmbeddingCache",
     "JudgeCache",
+    "JudgeCallOutput",
     "KeyedCache",
     "MemoryCache",
     "MemoryEmbeddingCache",
     "MemoryJudgeCache",
     "context_cache_key",
     "judge_cache_key",
+    "judge_call_key",
 ]
 
 Vectors = npt.NDArray[np.float32]
@@ -67,6 +77,24 @@ def judge_cache_key(
     return _digest([metric, judge_model, prompt_version, question, answer, list(contexts), repeat])
 
 
+def judge_call_key(*, judgment_key: str, request: Sequence[object], occurrence: int) -> str:
+    """SHA-256 (hex) of one LLM call of the judgment ``judgment_key``: its ``request`` (what
+    is sent: prompt, output schema, sampling settings) and ``occurrence``, how many identical
+    requests the judgment made before (ragas' answer relevancy asks the same thing three
+    times, and each reply counts)."""
+    return _digest([judgment_key, list(request), occurrence])
+
+
+@dataclass(frozen=True, slots=True)
+class JudgeCallOutput:
+    """The output of one LLM call of a judgment (the parsed reply, as JSON)."""
+
+    call_key: str
+    judgment_key: str
+    judge_model: str
+    output: str
+
+
 def context_cache_key(*, model: str, splitter: str, context: str) -> str:
     """SHA-256 (hex) of what determines a context's sentence vectors."""
     return _digest([model, splitter, context])
@@ -84,8 +112,18 @@ class KeyedCache(Protocol[V]):
         ...
 
 
-JudgeCache = KeyedCache[CachedJudgment]
-"""Where judge outputs are kept between scorings."""
+class JudgeCache(KeyedCache[CachedJudgment], Protocol):
+    """Where judge outputs are kept between scorings: whole judgments by key, and the
+    outputs of the single calls of judgments not finished yet."""
+
+    def get_calls(self, judgment_keys: Sequence[str]) -> dict[str, str]:
+        """The call outputs kept for these judgments: call key -> output."""
+        ...
+
+    def put_calls(self, entries: Iterable[JudgeCallOutput]) -> None:
+        """Keep these call outputs (a call cached already keeps its first output)."""
+        ...
+
 
 EmbeddingCache = KeyedCache[Vectors]
 """Where the sentence vectors of contexts ((sentences, dimension) float32 arrays) are kept
@@ -113,6 +151,32 @@ class MemoryCache(Generic[V]):
 
 class MemoryJudgeCache(MemoryCache[CachedJudgment]):
     """A judge cache for the life of the process (used when there is no store)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._calls: dict[str, JudgeCallOutput] = {}
+
+    def put_many(self, entries: Iterable[tuple[str, CachedJudgment]]) -> None:
+        """Keep these judgments (a key already cached keeps its first one) and forget the
+        outputs of their calls."""
+        entries = list(entries)
+        super().put_many(entries)
+        judged = {key for key, _ in entries}
+        self._calls = {
+            key: call for key, call in self._calls.items() if call.judgment_key not in judged
+        }
+
+    def get_calls(self, judgment_keys: Sequence[str]) -> dict[str, str]:
+        """The call outputs kept for these judgments: call key -> output."""
+        wanted = set(judgment_keys)
+        return {
+            key: call.output for key, call in self._calls.items() if call.judgment_key in wanted
+        }
+
+    def put_calls(self, entries: Iterable[JudgeCallOutput]) -> None:
+        """Keep these call outputs (a call cached already keeps its first output)."""
+        for call in entries:
+            self._calls.setdefault(call.call_key, call)
 
 
 class MemoryEmbeddingCache(MemoryCache[Vectors]):

@@ -11,7 +11,13 @@ production needs around every single LLM call (``CallGuard``):
   ``JudgeCallError`` carrying the reason (``judge_timeout``, ``judge_error``,
   ``judge_malformed_output``) and the answer is stored as unmeasured, never as NaN;
 * **call counting**: every request sent is counted, so a cached re-scoring can prove that
-  it cost nothing.
+  it cost nothing;
+* **call outputs kept**: each call's output is handed over as it arrives (``JudgmentCalls``)
+  and a call answered in an earlier scoring is not sent again, so a scoring stopped between
+  a judgment's calls pays on its rerun only for those not answered.
+
+Judgments are worked on at most ``concurrency`` at a time, in task order, so a judgment's
+second call follows its first instead of waiting behind every other judgment's first call.
 
 Every judgment is identified by the judge model and the *prompt version*: a hash of the
 instructions, few-shot examples and output schemas of the ragas prompts the metric uses
@@ -26,13 +32,15 @@ import json
 import math
 import os
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from evalkit.answers.cache import JudgeCallOutput, judge_call_key
 from evalkit.answers.records import AnswerRecord, CachedJudgment, Unmeasured
 from evalkit.config import JudgeSettings
-from evalkit.errors import ConfigError
+from evalkit.errors import ConfigError, EvalkitError
 from evalkit.redaction import redact_known, register_secrets, url_secrets
 from evalkit.retry import RetryPolicy
 
@@ -44,6 +52,7 @@ __all__ = [
     "CallGuard",
     "JudgeCallError",
     "JudgeTask",
+    "JudgmentCalls",
     "LLMJudge",
     "RateLimiter",
     "classify_failure",
@@ -255,6 +264,54 @@ class JudgeTask:
     key: str
 
 
+class JudgmentCalls:
+    """The LLM calls of one judgment: the outputs ``known`` from earlier scorings (call key
+    -> output) are recalled instead of sent, and each new output is handed to ``on_call``
+    as it arrives. A call is identified by the judgment, its request (the prompt and output
+    model, and the sampling settings of ``settings``) and how many identical requests the
+    judgment made before it."""
+
+    def __init__(
+        self,
+        task: JudgeTask,
+        settings: JudgeSettings,
+        *,
+        known: Mapping[str, str],
+        on_call: Callable[[JudgeCallOutput], None] | None,
+    ) -> None:
+        self.task = task
+        self._model = str(settings.model)
+        self._sampling = (settings.temperature, settings.max_tokens)
+        self._known = known
+        self._on_call = on_call
+        self._asked: Counter[tuple[str, str]] = Counter()
+
+    def recall(self, prompt: str, output_model: str) -> tuple[str, str | None]:
+        """(call key, the output kept for it or None) for the judgment's next call of
+        ``prompt`` answered as ``output_model``."""
+        request = (prompt, output_model)
+        occurrence = self._asked[request]
+        self._asked[request] += 1
+        key = judge_call_key(
+            judgment_key=self.task.key,
+            request=[self._model, *self._sampling, output_model, prompt],
+            occurrence=occurrence,
+        )
+        return key, self._known.get(key)
+
+    def keep(self, call_key: str, output: str) -> None:
+        """Hand the output of a call just answered to ``on_call``."""
+        if self._on_call is not None:
+            self._on_call(
+                JudgeCallOutput(
+                    call_key=call_key,
+                    judgment_key=self.task.key,
+                    judge_model=self._model,
+                    output=output,
+                )
+            )
+
+
 class LLMJudge:
     """ragas' Faithfulness (and AnswerRelevancy) with the judge configured in ``settings``.
 
@@ -287,12 +344,18 @@ class LLMJudge:
     async def judge(
         self,
         tasks: Sequence[JudgeTask],
-        on_judged: Callable[[JudgeTask, CachedJudgment], None] | None = None,
+        *,
+        known_calls: Mapping[str, str] | None = None,
+        on_call: Callable[[JudgeCallOutput], None] | None = None,
+        on_judged: Callable[[JudgeTask, CachedJudgment | JudgeCallError], None] | None = None,
     ) -> list[CachedJudgment | JudgeCallError]:
-        """Judge every task concurrently (under the guard's limits), in task order.
+        """Judge every task (under the guard's limits); the outcomes are in task order.
 
-        ``on_judged`` is called with each judgment as soon as it arrives, so that a caller
-        can keep what was paid for when the whole batch does not finish (Ctrl-C, SIGTERM).
+        At most ``concurrency`` judgments are worked on at once, taken in task order. A call
+        whose output ``known_calls`` holds (call key -> output, see ``JudgmentCalls``) is
+        not sent; ``on_call`` is called with each new call output and ``on_judged`` with
+        each outcome as soon as it arrives, so that a caller can keep what was paid for
+        when the whole batch does not finish (Ctrl-C, SIGTERM, kill).
         """
         if not tasks:
             return []
@@ -301,9 +364,9 @@ class LLMJudge:
 
         guard = CallGuard.from_settings(self.settings)
         client = judge_client(self.settings)
+        results: list[CachedJudgment | JudgeCallError | None] = [None] * len(tasks)
         try:
-            metrics = _ragas.build_metrics(
-                self.metrics,
+            build = _ragas.metric_builder(
                 client=client,
                 model=self.model,
                 guard=guard,
@@ -311,20 +374,25 @@ class LLMJudge:
                 max_tokens=self.settings.max_tokens,
                 embedder=self._embedder,
             )
-            results = await asyncio.gather(
-                *(self._judge_one(task, metrics[task.metric], on_judged) for task in tasks)
-            )
+            queued = iter(enumerate(tasks))
+
+            async def work() -> None:
+                for index, task in queued:
+                    calls = JudgmentCalls(
+                        task, self.settings, known=known_calls or {}, on_call=on_call
+                    )
+                    outcome = await self._judge_one(task, build(task.metric, calls))
+                    results[index] = outcome
+                    if on_judged is not None:
+                        on_judged(task, outcome)
+
+            await asyncio.gather(*(work() for _ in range(min(guard.concurrency, len(tasks)))))
         finally:
             self.calls += guard.calls
             await client.close()
-        return list(results)
+        return [outcome for outcome in results if outcome is not None]
 
-    async def _judge_one(
-        self,
-        task: JudgeTask,
-        metric: Any,
-        on_judged: Callable[[JudgeTask, CachedJudgment], None] | None,
-    ) -> CachedJudgment | JudgeCallError:
+    async def _judge_one(self, task: JudgeTask, metric: Any) -> CachedJudgment | JudgeCallError:
         record = task.record
         try:
             if task.metric == "faithfulness":
@@ -337,11 +405,13 @@ class LLMJudge:
                 result = await metric.ascore(user_input=record.question, response=record.answer)
         except JudgeCallError as failure:
             return failure
+        except EvalkitError:
+            raise  # evalkit's own failure (an output that cannot be kept) stops the judging
         except Exception as error:  # a judge must never crash a scoring
             reason, _, detail = classify_failure(error)
             return JudgeCallError(reason, detail)
         value = _finite_or_none(result.value)
-        judgment = CachedJudgment(
+        return CachedJudgment(
             metric=task.metric,
             judge_model=self.model,
             prompt_version=self.prompt_versions[task.metric],
@@ -349,9 +419,6 @@ class LLMJudge:
             unmeasured_reason=None if value is not None else str(Unmeasured.no_claims),
             detail=None if value is not None else "the judge found no statement in the answer",
         )
-        if on_judged is not None:
-            on_judged(task, judgment)
-        return judgment
 
 
 def _finite_or_none(value: object) -> float | None:

@@ -11,7 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from evalkit.answers.cache import EmbeddingCache, JudgeCache, MemoryJudgeCache, judge_cache_key
+from evalkit.answers.cache import (
+    EmbeddingCache,
+    JudgeCache,
+    JudgeCallOutput,
+    MemoryJudgeCache,
+    judge_cache_key,
+)
 from evalkit.answers.context import CONTEXT_METRICS, applicable_context_metrics, score_context
 from evalkit.answers.judge import JudgeCallError, JudgeTask, LLMJudge
 from evalkit.answers.nli import NLIFaithfulness
@@ -25,6 +31,7 @@ from evalkit.answers.records import (
     Unmeasured,
     summarise,
 )
+from evalkit.batches import BatchWriter
 from evalkit.clock import utc_now
 from evalkit.config import JudgeSettings, ScoringMethod, load_settings
 from evalkit.coroutines import run_sync
@@ -134,7 +141,7 @@ def score_answers(
         judged, judge_calls, cache_hits = score_with_judge(
             records,
             judge=judge,
-            cache=cache or MemoryJudgeCache(),
+            cache=cache if cache is not None else MemoryJudgeCache(),
             repeats=settings.repeats,
             must_answer=judge_must_answer,
         )
@@ -184,16 +191,18 @@ def score_with_judge(
 ) -> tuple[list[MetricScore], int, int]:
     """Judge every record with every judge metric; returns (scores, judge calls, cache hits).
 
-    Judgments found in ``cache`` are not requested again; new judge outputs are added to it
-    as they arrive, also when the batch is interrupted (failures are not, so they are
-    retried next time). With ``must_answer``, a judge that answered none of the calls
-    sent (down, refusing every request) is a JudgeError rather than a batch of unmeasured
-    scores.
+    Judgments found in ``cache`` are not requested again, nor are the calls of unfinished
+    judgments whose outputs it holds; new judgments and call outputs are added to it as they
+    arrive (within a second, from a thread of its own), so a scoring stopped part-way,
+    even by ``kill -9``, keeps what the judge answered but in its last second. Failures are
+    not cached, so they are retried next time. With ``must_answer``, a judge that answered
+    none of the calls sent (down, refusing every request) is a JudgeError rather than a
+    batch of unmeasured scores.
     """
     tasks: list[JudgeTask] = []
     scores: list[MetricScore] = []
-    for metric in judge.metrics:
-        for record in records:
+    for record in records:
+        for metric in judge.metrics:
             reason = _precheck(record, metric)
             if reason is not None:
                 scores.append(_unmeasured(record, metric, judge, reason))
@@ -212,17 +221,7 @@ def score_with_judge(
     cached = cache.get_many([task.key for task in tasks])
     missing = [task for task in tasks if task.key not in cached]
     calls_before = judge.calls
-    # Appended from the judge's event loop as each judgment arrives, and cached even when
-    # the batch is interrupted: a rerun then pays only for what was not answered.
-    fresh: list[tuple[str, CachedJudgment]] = []
-    try:
-        outcomes = (
-            run_sync(lambda: judge.judge(missing, lambda task, j: fresh.append((task.key, j))))
-            if missing
-            else []
-        )
-    finally:
-        cache.put_many(list(fresh))
+    outcomes = _judge_missing(missing, judge=judge, cache=cache)
     if must_answer and missing and not cached:
         _check_answered(outcomes)
     results: dict[str, CachedJudgment | JudgeCallError] = {
@@ -240,6 +239,51 @@ def score_with_judge(
     }
     scores.sort(key=lambda score: order[(score.metric, score.item_id)])
     return scores, judge.calls - calls_before, len(cached)
+
+
+def _judge_missing(
+    missing: Sequence[JudgeTask],
+    *,
+    judge: LLMJudge,
+    cache: JudgeCache,
+) -> list[CachedJudgment | JudgeCallError]:
+    """The outcomes of ``missing``, each judgment and call output added to ``cache`` as it
+    arrives."""
+    if not missing:
+        return []
+    known = cache.get_calls([task.key for task in missing])
+    writer = _cache_writer(cache)
+
+    def judged(task: JudgeTask, outcome: CachedJudgment | JudgeCallError) -> None:
+        if isinstance(outcome, CachedJudgment):
+            writer.add((task.key, outcome))
+
+    try:
+        outcomes = run_sync(
+            lambda: judge.judge(missing, known_calls=known, on_call=writer.add, on_judged=judged)
+        )
+    except BaseException:
+        writer.close(raise_failure=False)  # what was answered is cached; the error goes on
+        raise
+    writer.close()
+    return outcomes
+
+
+def _cache_writer(cache: JudgeCache) -> BatchWriter[tuple[str, CachedJudgment] | JudgeCallOutput]:
+    """Adds judgments and call outputs to ``cache`` as they arrive (``BatchWriter``)."""
+
+    def save(batch: list[tuple[str, CachedJudgment] | JudgeCallOutput]) -> None:
+        judgments = [item for item in batch if not isinstance(item, JudgeCallOutput)]
+        judged = {key for key, _ in judgments}
+        # The calls of a judgment cached in the same batch are not needed any more.
+        cache.put_calls(
+            item
+            for item in batch
+            if isinstance(item, JudgeCallOutput) and item.judgment_key not in judged
+        )
+        cache.put_many(judgments)
+
+    return BatchWriter(save, name="evalkit-judge-cache")
 
 
 def _check_answered(outcomes: Sequence[CachedJudgment | JudgeCallError]) -> None:

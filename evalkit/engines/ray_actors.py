@@ -36,7 +36,7 @@ import re
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,6 +47,7 @@ import pyarrow.parquet as pq
 import ray
 import ray.data
 
+from evalkit.answers.cache import JudgeCallOutput
 from evalkit.answers.offline import DEFAULT_THRESHOLD, OfflineFaithfulness
 from evalkit.answers.records import AnswerRecord, CachedJudgment, MetricScore, item_columns
 from evalkit.answers.scoring import score_answers, uses_judge
@@ -139,6 +140,13 @@ class _SnapshotJudgeCache:
         """Keep these outputs (a key already cached keeps its first output)."""
         for key, entry in entries:
             self._fresh.setdefault(key, entry)
+
+    def get_calls(self, judgment_keys: Sequence[str]) -> dict[str, str]:
+        """No call outputs: those of a batch's unfinished judgments are not kept."""
+        return {}
+
+    def put_calls(self, entries: Iterable[JudgeCallOutput]) -> None:
+        """Nothing is kept: an actor's batch is stored whole or not at all."""
 
     def take_fresh(self) -> dict[str, CachedJudgment]:
         """The outputs obtained since the last call, forgotten here."""

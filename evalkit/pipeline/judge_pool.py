@@ -4,15 +4,13 @@ corpus file or a Chroma collection.
 
 ``judge_pairs``: pairs the judged pool holds already cost nothing, at most
 ``max_judgments`` new pairs are sent, and each judgment is stored within a second of
-arriving (``_PoolWriter``, from a thread of its own), so a process killed while judging
-loses only what was in flight, and the next pass judges only what is missing.
+arriving (``evalkit.batches.BatchWriter``, from a thread of its own), so a process killed
+while judging loses the requests in flight and the judgments of its last second at most,
+and the next pass judges only what is missing.
 """
 
 from __future__ import annotations
 
-import queue
-import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from evalkit.batches import BatchWriter
 from evalkit.goldset.corpus import iter_corpus
 from evalkit.judging.assessor import RelevanceAssessor, estimate_tokens
 from evalkit.judging.records import Assessment, JudgePair
@@ -50,10 +49,6 @@ Key = tuple[str, str]
 
 OVER_BUDGET = "over_budget"
 """Why a pair left over the budget has no grade (``JudgingOutcome.ungraded``)."""
-
-_FLUSH_EVERY = 256
-_FLUSH_SECONDS = 1.0
-
 
 DocumentTexts = Callable[[Iterable[str]], dict[str, str]]
 """Where the judging workflows read document texts: given document ids, the texts of those
@@ -192,73 +187,15 @@ class JudgingOutcome:
         }
 
 
-class _PoolWriter:
-    """Stores assessments as they arrive, from a thread of its own so that the event loop
-    sending the judge's calls never waits for the store: a batch at most ``_FLUSH_SECONDS``
-    after its first assessment arrived (or at ``_FLUSH_EVERY``), each in a short writing
-    stretch. ``close`` stores what is left and re-raises a write's failure."""
+def _pool_writer(access: WriterAccess) -> BatchWriter[Assessment]:
+    """Stores assessments as they arrive (``BatchWriter``), each batch in a short writing
+    stretch."""
 
-    def __init__(self, access: WriterAccess) -> None:
-        self._access = access
-        self._queue: queue.Queue[Assessment | None] = queue.Queue()
-        self._failure: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="evalkit-judged-pool", daemon=True)
-        self._thread.start()
+    def save(batch: list[Assessment]) -> None:
+        with access.writer("judge") as store:
+            save_assessments(store, batch)
 
-    def add(self, assessment: Assessment) -> None:
-        """Queue ``assessment``; raises the failure of an earlier write, so judging stops
-        instead of spending calls whose judgments could not be stored."""
-        if self._failure is not None:
-            raise self._failure
-        self._queue.put(assessment)
-
-    def close(self, *, raise_failure: bool = True) -> None:
-        """Store what is queued (a batch whose write failed is tried once more) and stop the
-        thread; re-raise a write's failure unless ``raise_failure`` is False (another error
-        is already on its way)."""
-        self._queue.put(None)
-        self._thread.join()
-        if self._failure is not None and raise_failure:
-            raise self._failure
-
-    def _run(self) -> None:
-        pending: list[Assessment] = []
-        deadline = None
-        finished = False
-        while not finished:
-            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-            try:
-                item = self._queue.get(timeout=timeout)
-            except queue.Empty:
-                pass
-            else:
-                if item is None:
-                    finished = True
-                else:
-                    pending.append(item)
-                    deadline = deadline or time.monotonic() + _FLUSH_SECONDS
-            due = deadline is not None and time.monotonic() >= deadline
-            if pending and (finished or due or len(pending) >= _FLUSH_EVERY):
-                if self._flush(pending, attempts=2 if finished else 1):
-                    pending, deadline = [], None
-                elif finished:
-                    return
-                else:
-                    deadline = None  # kept for the last flush; add() now reports the failure
-
-    def _flush(self, pending: list[Assessment], *, attempts: int) -> bool:
-        """Store ``pending``; on failure keep the error (re-raised in the judging thread by
-        ``add`` or ``close``) and say False."""
-        for _ in range(attempts):
-            try:
-                with self._access.writer("judge") as store:
-                    save_assessments(store, pending)
-            except Exception as error:
-                self._failure = error
-            else:
-                self._failure = None
-                return True
-        return False
+    return BatchWriter(save, name="evalkit-judged-pool")
 
 
 def judge_pairs(
@@ -292,7 +229,7 @@ def judge_pairs(
     over_budget = dict.fromkeys((pair.key for pair in missing[len(to_judge) :]), OVER_BUDGET)
     if not to_judge:
         return JudgingOutcome(plan, grades, ungraded=over_budget)
-    writer = _PoolWriter(access)
+    writer = _pool_writer(access)
     done = 0
 
     def stored(assessment: Assessment) -> None:

@@ -5,8 +5,11 @@ One ``answer_scorings`` row per scoring (of a run's answers or of a JSONL file),
 ``answer_scores`` row per (scoring, item, metric, method) holding either a value or NULL
 with the reason it is unmeasured, and ``judge_cache``: judge outputs keyed by a hash of
 (metric, judge model, prompt version, question, answer, contexts, repeat) so that scoring
-the same answers again sends nothing to the judge. Means are computed here, in SQL, over
-measured rows only (``avg`` skips NULL), with the unmeasured rows counted beside them.
+the same answers again sends nothing to the judge, and ``judge_calls``: the outputs of the
+single LLM calls of judgments not finished yet, so that a scoring stopped between a
+judgment's calls pays on its rerun only for those not answered. Means are computed here, in
+SQL, over measured rows only (``avg`` skips NULL), with the unmeasured rows counted beside
+them.
 
 ``context_embeddings`` keeps the offline method's sentence vectors of each distinct context
 (keyed by a hash of model fingerprint, splitting version and text), so that contexts shared
@@ -25,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import duckdb
 import numpy as np
 
-from evalkit.answers.cache import Vectors
+from evalkit.answers.cache import JudgeCallOutput, Vectors
 from evalkit.answers.records import AnswerScores, CachedJudgment, MetricSummary, item_columns
 from evalkit.clock import utc_now
 from evalkit.errors import NotFoundError, StoreError
@@ -46,14 +49,17 @@ __all__ = [
     "answer_scores_frame",
     "answer_summaries",
     "answer_summary_frame",
+    "forget_judge_calls",
     "get_scoring",
     "list_scorings",
     "load_cached_judgments",
     "load_context_vectors",
+    "load_judge_calls",
     "metric_summaries",
     "save_answer_scores",
     "save_cached_judgments",
     "save_context_vectors",
+    "save_judge_calls",
     "unmeasured_frame",
 ]
 
@@ -377,6 +383,44 @@ def save_cached_judgments(store: Store, entries: Iterable[tuple[str, CachedJudgm
     _add_to_cache(store, "judge_cache", list(items), columns, "the judge cache")
 
 
+def load_judge_calls(store: Store, judgment_keys: Sequence[str]) -> dict[str, str]:
+    """The call outputs kept for the judgments ``judgment_keys``: call key -> output."""
+    if not judgment_keys:
+        return {}
+    rows = store.fetch(
+        "SELECT cache_key, output FROM judge_calls WHERE list_contains(?, judgment_key)",
+        [list(dict.fromkeys(judgment_keys))],
+    )
+    return dict(rows)
+
+
+def save_judge_calls(store: Store, entries: Iterable[JudgeCallOutput]) -> None:
+    """Keep the outputs of judge calls (a call kept already keeps its first output)."""
+    calls = list({call.call_key: call for call in entries}.values())
+    columns = {
+        "judgment_key": [call.judgment_key for call in calls],
+        "judge_model": [call.judge_model for call in calls],
+        "output": [call.output for call in calls],
+    }
+    _add_to_cache(
+        store, "judge_calls", [call.call_key for call in calls], columns, "the judge cache"
+    )
+
+
+def forget_judge_calls(store: Store, judgment_keys: Sequence[str]) -> None:
+    """Delete the call outputs of the judgments ``judgment_keys`` (cached whole now)."""
+    if not judgment_keys:
+        return
+    try:
+        with store.transaction() as con:
+            con.execute(
+                "DELETE FROM judge_calls WHERE list_contains(?, judgment_key)",
+                [list(dict.fromkeys(judgment_keys))],
+            )
+    except duckdb.Error as error:
+        raise StoreError(f"cannot write the judge cache in {store.path}: {error}") from error
+
+
 class _TableCache(Generic[V]):
     """A keyed cache (``evalkit.answers.cache.KeyedCache``) in a table of ``store``, read
     with ``load`` and written with ``save``."""
@@ -401,10 +445,26 @@ class _TableCache(Generic[V]):
 
 
 class StoreJudgeCache(_TableCache[CachedJudgment]):
-    """A judge cache (``evalkit.answers.cache.JudgeCache``) in the ``judge_cache`` table."""
+    """A judge cache (``evalkit.answers.cache.JudgeCache``) in the ``judge_cache`` table,
+    with the outputs of the calls of judgments not finished yet in ``judge_calls``."""
 
     def __init__(self, store: Store) -> None:
         super().__init__(store, load_cached_judgments, save_cached_judgments)
+
+    def put_many(self, entries: Iterable[tuple[str, CachedJudgment]]) -> None:
+        """Keep these judgments (a key already cached keeps its first one) and forget the
+        outputs of their calls."""
+        items = list(entries)
+        save_cached_judgments(self.store, items)
+        forget_judge_calls(self.store, [key for key, _ in items])
+
+    def get_calls(self, judgment_keys: Sequence[str]) -> dict[str, str]:
+        """The call outputs kept for these judgments: call key -> output."""
+        return load_judge_calls(self.store, judgment_keys)
+
+    def put_calls(self, entries: Iterable[JudgeCallOutput]) -> None:
+        """Keep these call outputs (a call kept already keeps its first output)."""
+        save_judge_calls(self.store, entries)
 
 
 def load_context_vectors(store: Store, keys: Sequence[str]) -> dict[str, Vectors]:

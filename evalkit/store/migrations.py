@@ -740,6 +740,20 @@ ALTER TABLE reviews ADD COLUMN source_annotation_id VARCHAR;
 ALTER TABLE reviews ADD COLUMN source_user_id VARCHAR;
 """
 
+# The outputs of single judge calls of judgments not finished yet (ragas' faithfulness asks
+# for statements, then for verdicts), kept as each arrives so that a scoring stopped between
+# two calls pays on its rerun only for the calls not answered; a judgment's calls are
+# deleted once the judgment is in judge_cache.
+_M21_JUDGE_CALLS = """
+CREATE TABLE judge_calls (
+    cache_key VARCHAR PRIMARY KEY,
+    judgment_key VARCHAR NOT NULL,
+    judge_model VARCHAR NOT NULL,
+    output VARCHAR NOT NULL,
+    created_at TIMESTAMP NOT NULL
+);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "goldsets_runs_metrics", _M01_GOLDSETS_RUNS_METRICS),
     Migration(2, "drift_checks", _M02_DRIFT_CHECKS),
@@ -761,4 +775,5 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(18, "freshness", _M18_FRESHNESS),
     Migration(19, "repair_edited_migrations", _M19_REPAIR_EDITED_MIGRATIONS),
     Migration(20, "review_sources", _M20_REVIEW_SOURCES),
+    Migration(21, "judge_calls", _M21_JUDGE_CALLS),
 )
