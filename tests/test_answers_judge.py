@@ -4,10 +4,11 @@ Every test here talks to ``FakeJudge``: a small HTTP server this module starts o
 127.0.0.1 that implements ``POST /v1/chat/completions`` deterministically. It reads the
 ragas prompt it is sent and answers valid JSON: the answer's sentences as statements, and
 a statement is supported (verdict 1) when its words all occur in the context. It can be
-told to reply with malformed JSON, to stall past the client's timeout, or to fail with
-HTTP 500, and it counts the requests it receives. No real LLM is involved: these tests
-check the plumbing (ragas wiring, caching, retries, timeouts, malformed-JSON handling and
-unmeasured rows), not the quality of any judge.
+told to reply with malformed JSON, with HTTP 200 and a body that is no chat completion, to
+stall past the client's timeout, or to fail with HTTP 500, and it counts the requests it
+receives. No real LLM is involved: these tests check the plumbing (ragas wiring, caching,
+retries, timeouts, malformed-JSON handling and unmeasured rows), not the quality of any
+judge.
 """
 
 from __future__ import annotations
@@ -86,6 +87,8 @@ class FakeJudge:
         failing = self.fail_on is not None and self.fail_on in json.dumps(body)
         if self.mode == "error500" or number <= self.fail_first or failing:
             return 500, json.dumps({"error": {"message": "judge overloaded", "type": "server"}})
+        if self.mode in NOT_COMPLETIONS:
+            return 200, NOT_COMPLETIONS[self.mode]
         content = "this is { not json" if self.mode == "malformed" else self._content(body)
         completion = {
             "id": f"chatcmpl-{number}",
@@ -127,6 +130,14 @@ class FakeJudge:
             question = "What does this say: " + " ".join(given["response"].split()[:6]) + "?"
             return json.dumps({"question": question, "noncommittal": 0})
         raise ValueError(f"unexpected prompt input {sorted(given)}")
+
+
+NOT_COMPLETIONS = {
+    "json-list": '["not", "a", "chat", "completion"]',
+    "html": "<html><body>502 Bad Gateway from the proxy</body></html>",
+    "no-choices": '{"id": "chatcmpl-0", "object": "chat.completion", "choices": []}',
+}
+"""HTTP 200 bodies that are not chat completions, by ``FakeJudge.mode``."""
 
 
 @pytest.fixture
@@ -295,6 +306,11 @@ def test_malformed_json_is_retried_then_unmeasured(fake_judge: FakeJudge, tmp_pa
     assert all(s.value is None for s in result.scores)
     assert {s.unmeasured_reason for s in result.scores} == {"judge_malformed_output"}
     assert all("3 attempts" in str(s.detail) for s in result.scores)
+    # The reply itself is quoted: instructor parsed only what stands between braces (nothing).
+    assert result.scores[0].detail == (
+        "reply is not the JSON asked for (Invalid JSON: EOF while parsing a value at line 1 "
+        "column 0): 'this is { not json' (3 attempts)"
+    )
     # The first call (statements) fails three times per answer; the verdict call never runs.
     assert fake_judge.calls == 3 * len(RECORDS)
     summary = result.summary("faithfulness")
@@ -347,6 +363,23 @@ def test_persistent_server_error_is_unmeasured_with_its_status(fake_judge: FakeJ
     assert [s.unmeasured_reason for s in result.scores] == ["judge_error", "judge_error"]
     assert "HTTP 500" in str(result.scores[0].detail)
     assert fake_judge.calls == 4
+
+
+@pytest.mark.parametrize("mode", sorted(NOT_COMPLETIONS))
+def test_a_reply_that_is_not_a_chat_completion_is_retried(fake_judge: FakeJudge, mode: str) -> None:
+    """Loopback judge answering HTTP 200 with a JSON list, an HTML page or no choice: each
+    call is asked again like a 5xx, and the detail says what came back, as the relevance
+    assessor's does (not an internal AttributeError or IndexError of the client)."""
+    fake_judge.mode = mode
+    result = score_answers(
+        RECORDS[:2], settings=judge_settings(fake_judge, max_retries=1), cache=MemoryJudgeCache()
+    )
+    assert [s.unmeasured_reason for s in result.scores] == ["judge_error", "judge_error"]
+    assert fake_judge.calls == 4
+    assert result.scores[0].detail == (
+        "HTTP 200, but the body is not a chat completion ({'choices': [{'message': "
+        f"{{'content': ...}}}}]}}): {NOT_COMPLETIONS[mode]!r} (2 attempts)"
+    )
 
 
 def test_a_judgment_stopped_between_its_calls_pays_only_for_the_rest(

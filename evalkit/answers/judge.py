@@ -41,7 +41,7 @@ from evalkit.answers.cache import JudgeCallOutput, judge_call_key
 from evalkit.answers.records import AnswerRecord, CachedJudgment, Unmeasured
 from evalkit.config import JudgeSettings
 from evalkit.errors import ConfigError, EvalkitError
-from evalkit.redaction import redact_known, register_secrets, url_secrets
+from evalkit.redaction import masked_excerpt, redact_known, register_secrets, url_secrets
 from evalkit.retry import RetryPolicy
 
 if TYPE_CHECKING:
@@ -54,6 +54,7 @@ __all__ = [
     "JudgeTask",
     "JudgmentCalls",
     "LLMJudge",
+    "NotACompletionError",
     "RateLimiter",
     "classify_failure",
     "judge_client",
@@ -66,6 +67,8 @@ JUDGE_METRICS: tuple[str, ...] = ("faithfulness", "answer_relevancy")
 
 _RETRYABLE_STATUS = frozenset({408, 409, 429})
 _DETAIL_LIMIT = 300
+# How much of a reply that is not a chat completion, or not the JSON asked for, a detail shows.
+_SHOWN_REPLY_CHARS = 200
 
 
 def judge_client(settings: JudgeSettings) -> Any:
@@ -77,8 +80,27 @@ def judge_client(settings: JudgeSettings) -> Any:
     api_key = settings.api_key()
     register_secrets([api_key, *url_secrets(settings.base_url or "")])
     return openai.AsyncOpenAI(
-        base_url=settings.base_url, api_key=api_key, timeout=settings.timeout, max_retries=0
+        base_url=settings.base_url,
+        api_key=api_key,
+        timeout=settings.timeout,
+        max_retries=0,
+        http_client=openai.DefaultAsyncHttpxClient(event_hooks={"response": [_require_completion]}),
     )
+
+
+async def _require_completion(response: Any) -> None:
+    """Raise ``NotACompletionError`` for a successful chat-completions reply that is not a
+    chat completion: the openai client and instructor would fail on it with an internal
+    error (an AttributeError, an IndexError) that is neither retried nor telling."""
+    if not response.is_success or not response.url.path.endswith("/chat/completions"):
+        return
+    await response.aread()
+    try:
+        body = json.loads(response.content)
+    except ValueError:
+        body = None
+    if not is_completion(body):
+        raise NotACompletionError.of(response.status_code, response.text)
 
 
 class JudgeCallError(Exception):
@@ -94,6 +116,25 @@ class NotACompletionError(ValueError):
     """An endpoint's successful reply that is not an OpenAI chat completion (a proxy's HTML
     page, a list, a choice without a message): an endpoint failure, asked again."""
 
+    @classmethod
+    def of(cls, status: int, body: str) -> NotACompletionError:
+        """The error for a reply of HTTP ``status`` whose body, ``body``, is not a chat
+        completion; the body's start is shown, masked."""
+        shown = masked_excerpt(" ".join(body.split()), _SHOWN_REPLY_CHARS)
+        return cls(
+            f"HTTP {status}, but the body is not a chat completion "
+            f"({{'choices': [{{'message': {{'content': ...}}}}]}}): {shown!r}"
+        )
+
+
+def is_completion(body: object) -> bool:
+    """Whether the parsed JSON ``body`` is a chat completion with a first choice that has a
+    message (its content may be empty)."""
+    choices = body.get("choices") if isinstance(body, dict) else None
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        return False
+    return isinstance(choices[0].get("message"), dict)
+
 
 def classify_failure(error: BaseException) -> tuple[Unmeasured, bool, str]:
     """(reason, retryable, detail) for an exception raised by a judge call: through the
@@ -107,8 +148,10 @@ def classify_failure(error: BaseException) -> tuple[Unmeasured, bool, str]:
         return _status_failure(error.response.status_code, error.response.text)
     if isinstance(error, httpx.TransportError):
         return Unmeasured.judge_error, True, f"cannot reach the judge: {_short(str(error))}"
-    if isinstance(error, NotACompletionError):
-        return Unmeasured.judge_error, True, _short(str(error))
+    not_a_completion = _cause(error, NotACompletionError)
+    if not_a_completion is not None:
+        # The openai client reports a reply refused by its response hook as a connection error.
+        return Unmeasured.judge_error, True, _short(str(not_a_completion))
     try:
         import openai  # the answer judge's client (the `answers` extra)
     except ImportError:
@@ -121,13 +164,54 @@ def classify_failure(error: BaseException) -> tuple[Unmeasured, bool, str]:
         if isinstance(error, openai.APIConnectionError):
             return Unmeasured.judge_error, True, f"cannot reach the judge: {_short(str(error))}"
     if _is_malformed_output(error):
-        cause = error.__cause__ or error
-        return (
-            Unmeasured.judge_malformed_output,
-            True,
-            f"reply is not the JSON asked for: {_short(str(cause))}",
-        )
+        return Unmeasured.judge_malformed_output, True, _malformed_detail(error)
     return Unmeasured.judge_error, False, f"{type(error).__name__}: {_short(str(error))}"
+
+
+E = TypeVar("E", bound=BaseException)
+
+
+def _cause(error: BaseException, kind: type[E]) -> E | None:
+    """``error`` or the first of its causes that is a ``kind``."""
+    seen: BaseException | None = error
+    for _ in range(10):
+        if seen is None or isinstance(seen, kind):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _malformed_detail(error: BaseException) -> str:
+    """What was wrong with a reply that is not the JSON asked for, with the reply itself
+    when instructor kept it: what instructor parsed is only the part of the reply between
+    braces, and its error alone reads as if the reply had been empty."""
+    from pydantic import ValidationError
+
+    cause = error.__cause__ or error
+    if isinstance(cause, ValidationError):
+        why = "; ".join(_problem(problem["loc"], problem["msg"]) for problem in cause.errors()[:2])
+    else:
+        why = " ".join(str(cause).split())
+    reply = _reply_text(getattr(error, "last_completion", None))
+    if reply is None:
+        return f"reply is not the JSON asked for: {_short(why)}"
+    shown = masked_excerpt(" ".join(reply.split()), _SHOWN_REPLY_CHARS)
+    return f"reply is not the JSON asked for ({_short(why)}): {shown!r}"
+
+
+def _problem(location: Sequence[int | str], message: str) -> str:
+    where = ".".join(str(part) for part in location)
+    return f"{where}: {message}" if where else message
+
+
+def _reply_text(completion: object) -> str | None:
+    """The text of the first choice of a chat completion object (None: no completion)."""
+    choices = getattr(completion, "choices", None)
+    if not choices:
+        return None
+    message = getattr(choices[0], "message", None)
+    content = getattr(message, "content", None)
+    return "" if content is None else str(content)
 
 
 def _status_failure(status: int, message: str) -> tuple[Unmeasured, bool, str]:

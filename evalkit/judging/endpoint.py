@@ -18,7 +18,7 @@ import httpx
 from evalkit.answers.judge import NotACompletionError
 from evalkit.config import JudgeSettings
 from evalkit.errors import ConfigError
-from evalkit.redaction import masked_excerpt, register_secrets, url_secrets
+from evalkit.redaction import register_secrets, url_secrets
 
 __all__ = [
     "ChatReply",
@@ -30,8 +30,6 @@ __all__ = [
     "require_endpoint",
 ]
 
-# How much of a body that is not a chat completion its error shows.
-_SHOWN_BODY_CHARS = 200
 _FENCE = re.compile(r"^```[a-zA-Z]*\s*|\s*```$")
 
 
@@ -123,11 +121,7 @@ def _chat_reply(response: httpx.Response) -> ChatReply:
     first = choices[0] if isinstance(choices, list) and choices else {"message": {}}
     message = first.get("message") if isinstance(first, dict) else None
     if not isinstance(body, dict) or not isinstance(choices, list) or not isinstance(message, dict):
-        shown = masked_excerpt(" ".join(response.text.split()), _SHOWN_BODY_CHARS)
-        raise NotACompletionError(
-            f"HTTP {response.status_code}, but the body is not a chat completion "
-            f"({{'choices': [{{'message': {{'content': ...}}}}]}}): {shown!r}"
-        )
+        raise NotACompletionError.of(response.status_code, response.text)
     content = message.get("content")
     usage = body.get("usage")
     tokens = usage.get("total_tokens") if isinstance(usage, dict) else None
