@@ -421,6 +421,25 @@ def test_an_answers_second_call_follows_its_first(fake_judge: FakeJudge) -> None
     assert kinds == ["statements", "verdicts"] * 3
 
 
+def test_progress_advances_with_each_answer_judged(fake_judge: FakeJudge) -> None:
+    """The LLM judge reports (answers done, in all) as each answer is judged, a cached one
+    at once; with both methods each answer counts once for each."""
+    seen: list[tuple[int, int]] = []
+    cache = MemoryJudgeCache()
+    settings = judge_settings(fake_judge, concurrency=1)
+    score_answers(RECORDS[:1], settings=settings, cache=cache)
+    score_answers(RECORDS, settings=settings, cache=cache, progress=lambda *p: seen.append(p))
+    assert seen == [(1, 3), (2, 3), (3, 3)]
+
+    seen.clear()
+    both = judge_settings(fake_judge, concurrency=1, method="both")
+    score_answers(
+        RECORDS, settings=both, cache=MemoryJudgeCache(), progress=lambda *p: seen.append(p)
+    )
+    assert seen[-4:] == [(3, 6), (4, 6), (5, 6), (6, 6)]
+    assert seen == sorted(seen)
+
+
 def test_repeats_report_their_spread(fake_judge: FakeJudge) -> None:
     """Loopback judge (deterministic): three repeats agree, so the spread is 0."""
     result = score_answers(

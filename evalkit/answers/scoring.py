@@ -9,6 +9,7 @@ score, measured or not, when given a store.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 
 from evalkit.answers.cache import (
@@ -105,7 +106,7 @@ def score_answers(
     The judge cache is ``cache`` if given, else an in-memory cache for this call; the
     offline method's context vectors are kept in ``embedding_cache`` if given, else in the
     offline method's own memory. ``progress`` is called with (answers done, in all) as the
-    offline method advances.
+    scoring advances (with both methods, each answer counts once for each).
 
     With ``every_context_metric`` every context metric is scored, even one no record has a
     reference for (all its rows are then unmeasured ``no_reference``): for a batch of a
@@ -132,7 +133,9 @@ def score_answers(
             method = offline = offline or OfflineFaithfulness(
                 embedder, threshold=threshold, version=settings.offline_version
             )
-        scores.extend(method.score(records, cache=embedding_cache, progress=progress))
+        scores.extend(
+            method.score(records, cache=embedding_cache, progress=_phase(progress, 0, use_judge))
+        )
     if use_judge:
         needs_embedder = settings.answer_relevancy
         if needs_embedder and embedder is None:
@@ -144,6 +147,7 @@ def score_answers(
             cache=cache if cache is not None else MemoryJudgeCache(),
             repeats=settings.repeats,
             must_answer=judge_must_answer,
+            progress=_phase(progress, int(use_offline), use_offline),
         )
         scores.extend(judged)
     context_metrics = (
@@ -167,6 +171,15 @@ def score_answers(
     )
 
 
+def _phase(progress: Progress | None, before: int, shared: bool) -> Progress | None:
+    """``progress`` as one method's pass over the answers reports it: when two methods
+    score them (``shared``), each answer counts once for each, ``before`` passes done."""
+    if progress is None or not shared:
+        return progress
+    report = progress
+    return lambda done, total: report(before * total + done, 2 * total)
+
+
 def _default_embedder() -> Embedder:
     return load_embedder()
 
@@ -188,6 +201,7 @@ def score_with_judge(
     cache: JudgeCache,
     repeats: int = 1,
     must_answer: bool = False,
+    progress: Progress | None = None,
 ) -> tuple[list[MetricScore], int, int]:
     """Judge every record with every judge metric; returns (scores, judge calls, cache hits).
 
@@ -195,9 +209,10 @@ def score_with_judge(
     judgments whose outputs it holds; new judgments and call outputs are added to it as they
     arrive (within a second, from a thread of its own), so a scoring stopped part-way,
     even by ``kill -9``, keeps what the judge answered but in its last second. Failures are
-    not cached, so they are retried next time. With ``must_answer``, a judge that answered
-    none of the calls sent (down, refusing every request) is a JudgeError rather than a
-    batch of unmeasured scores.
+    not cached, so they are retried next time. ``progress`` is called with (answers done,
+    in all) as each answer's judgments are all made. With ``must_answer``, a judge that
+    answered none of the calls sent (down, refusing every request) is a JudgeError rather
+    than a batch of unmeasured scores.
     """
     tasks: list[JudgeTask] = []
     scores: list[MetricScore] = []
@@ -221,7 +236,7 @@ def score_with_judge(
     cached = cache.get_many([task.key for task in tasks])
     missing = [task for task in tasks if task.key not in cached]
     calls_before = judge.calls
-    outcomes = _judge_missing(missing, judge=judge, cache=cache)
+    outcomes = _judge_missing(missing, judge=judge, cache=cache, progress=progress, records=records)
     if must_answer and missing and not cached:
         _check_answered(outcomes)
     results: dict[str, CachedJudgment | JudgeCallError] = {
@@ -246,17 +261,29 @@ def _judge_missing(
     *,
     judge: LLMJudge,
     cache: JudgeCache,
+    progress: Progress | None,
+    records: Sequence[AnswerRecord],
 ) -> list[CachedJudgment | JudgeCallError]:
     """The outcomes of ``missing``, each judgment and call output added to ``cache`` as it
-    arrives."""
+    arrives, ``progress`` told as each record's judgments are all made."""
+    waiting = Counter(task.record.id for task in missing)
+    done = len(records) - len(waiting)
+    if progress is not None:
+        progress(done, len(records))
     if not missing:
         return []
     known = cache.get_calls([task.key for task in missing])
     writer = _cache_writer(cache)
 
     def judged(task: JudgeTask, outcome: CachedJudgment | JudgeCallError) -> None:
+        nonlocal done
         if isinstance(outcome, CachedJudgment):
             writer.add((task.key, outcome))
+        waiting[task.record.id] -= 1
+        if not waiting[task.record.id]:
+            done += 1
+            if progress is not None:
+                progress(done, len(records))
 
     try:
         outcomes = run_sync(
