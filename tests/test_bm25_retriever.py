@@ -298,6 +298,8 @@ def test_index_and_run_end_to_end_store_a_bm25_run(
     assert ran["status"] == "complete"
     assert ran["aggregates"]["ndcg@10"] > 0.3
     assert ran["index_size"] == {"documents": 330, "vectors": 0}
+    # A lexical index retrieves without vectors: no note that documents cannot be retrieved.
+    assert "vector" not in err
 
     with Store.open(load_settings().resolved_store_path) as store:
         record = get_run(store, ran["run_id"])

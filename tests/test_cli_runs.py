@@ -366,3 +366,26 @@ def test_show_tells_of_documents_without_a_vector(
     code, out = show(capsys, whole)
     assert code == 0
     assert "have a vector" not in out
+
+
+def test_a_bm25_run_does_not_tell_of_documents_without_a_vector(
+    evalkit_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bm25 index records its documents and 0 vectors: it retrieves every document by its
+    words, so saying that none of them can be retrieved was false on every bm25 run."""
+    spec = RunSpec(
+        kind="goldset",
+        retriever_kind="bm25",
+        k=10,
+        measures=("ndcg@10",),
+        evalkit_version="test",
+        goldset_name="gs",
+        index_documents=3,
+        index_vectors=0,
+    )
+    evalkit_home.mkdir(parents=True, exist_ok=True)
+    with Store.open(evalkit_home / "evalkit.duckdb") as store:
+        run_id = create_run(store, spec)
+    code, out = show(capsys, run_id)
+    assert code == 0
+    assert "vector" not in out
