@@ -51,6 +51,10 @@ RELEASED: dict[int, tuple[str, str]] = {
     ),
     20: ("review_sources", "e3833847b238a97425d2824fcbb7e2a22bca130c8f4f4b3041cfc0f026616aee"),
     21: ("judge_calls", "37c339dd16ffd18b8ff76a6131dfaba6706394c68b1d38221b96ce7929f86681"),
+    22: (
+        "goldset_current_since",
+        "7cac47dbeb761bfec90c207225e744811215f0421f0d6c778b317abead142ca3",
+    ),
 }
 
 SCHEMA_QUERIES = {

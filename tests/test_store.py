@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -11,13 +12,21 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from evalkit.cli import invoke
 from evalkit.errors import NotFoundError, StoreError
 from evalkit.goldset.model import Goldset
 from evalkit.records import Judgment, Query, QueryResult, ScoredDoc
 from evalkit.store import MIGRATIONS, RunSpec, Store
 from evalkit.store import goldsets as goldsets_module
+from evalkit.store import store as store_module
 from evalkit.store.access import StoreAccess
-from evalkit.store.goldsets import list_goldsets, load_stored_goldset, save_goldset
+from evalkit.store.goldsets import (
+    StoredVersion,
+    list_goldsets,
+    load_stored_goldset,
+    save_goldset,
+    save_goldset_version,
+)
 from evalkit.store.runs import (
     add_query_results,
     create_run,
@@ -96,6 +105,94 @@ def test_a_second_version_becomes_the_default(
     ]
     assert load_stored_goldset(store, "tiny").version == second.version
     assert load_stored_goldset(store, "tiny", first.version).version == first.version
+
+
+def test_storing_an_older_version_again_makes_it_current_again(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Re-importing an older version (the ordinary way to undo a bad edit) stored nothing and
+    left the bad version current for every run, remap and publish."""
+    first = small_goldset()
+    second = Goldset.build("tiny", first.queries, (*first.judgments, Judgment("q2", "d9", 3)))
+    saved_at = iter([datetime(2026, 11, 20, 9), datetime(2026, 11, 20, 10)])
+    # A coarse clock: the third save reads the second's time again.
+    monkeypatch.setattr(
+        goldsets_module, "utc_now", lambda: next(saved_at, datetime(2026, 11, 20, 10))
+    )
+    assert save_goldset_version(store, first) == StoredVersion(created=True, was_current=None)
+    assert save_goldset_version(store, second) == StoredVersion(True, first.version)
+    again = save_goldset_version(store, first)
+    assert again == StoredVersion(created=False, was_current=second.version)
+    assert again.current_again
+    assert load_stored_goldset(store, "tiny").version == first.version
+    listed = list_goldsets(store, "tiny")
+    assert [(info.version, info.current) for info in listed] == [
+        (first.version, True),
+        (second.version, False),
+    ]
+    assert listed[0].imported_at == datetime(2026, 11, 20, 9)
+    assert listed[0].current_since > listed[1].current_since
+    assert save_goldset_version(store, first) == StoredVersion(created=False, was_current=None)
+    assert next(info.version for info in list_goldsets(store, "tiny")) == first.version
+
+
+def test_import_of_an_older_version_says_it_is_current_again(
+    evalkit_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folders = {}
+    for label, doc_id in (("a", "d1"), ("b", "d2")):
+        folder = tmp_path / label
+        folder.mkdir()
+        (folder / "queries.jsonl").write_text('{"id": "q1", "text": "cat on a mat"}\n')
+        (folder / "judgments.jsonl").write_text(
+            f'{{"query_id": "q1", "doc_id": "{doc_id}", "relevance": 1}}\n'
+        )
+        folders[label] = str(folder)
+    said = []
+    for label in ("a", "b", "a", "a"):
+        assert invoke(["goldset", "import", folders[label], "--name", "g"]) == 0
+        said.append(" ".join(capsys.readouterr().out.split()))
+    a, b = (said[0].split()[3].rstrip(":"), said[1].split()[3].rstrip(":"))
+    assert said[2] == (
+        f"goldset g version {a}: 1 queries, 1 judgments, already stored; now current again "
+        f"(was {b})"
+    )
+    assert (
+        said[3] == f"goldset g version {a}: 1 queries, 1 judgments, already stored (same content)"
+    )
+    assert invoke(["goldset", "list", "-o", "json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [(row["version"], row["current"]) for row in listed] == [(a, True), (b, False)]
+    assert invoke(["goldset", "import", folders["b"], "--name", "g", "-o", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["new_version"], report["was_current"]) == (False, a)
+    with Store.open(evalkit_home / "evalkit.duckdb", read_only=True) as store:
+        assert load_stored_goldset(store, "g").version == b
+
+
+def test_a_store_migrated_from_before_current_since_keeps_its_newest_import_current(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "old.duckdb"
+    first = small_goldset()
+    second = Goldset.build("tiny", first.queries, first.judgments[:2])
+    with monkeypatch.context() as older_release:
+        older_release.setattr(store_module, "MIGRATIONS", MIGRATIONS[:19])
+        with Store.open(path) as old, old.transaction() as con:
+            for version, at in (
+                (second.version, "2026-11-20 10:00"),
+                (first.version, "2026-11-20 09:00"),
+            ):
+                con.execute(
+                    "INSERT INTO goldsets VALUES ('tiny', ?, 'test', ?, 2, 2)", [version, at]
+                )
+    with Store.open(path) as upgraded:
+        listed = list_goldsets(upgraded, "tiny")
+    assert [(info.version, info.current) for info in listed] == [
+        (second.version, True),
+        (first.version, False),
+    ]
+    assert [info.current_since for info in listed] == [info.imported_at for info in listed]
 
 
 def test_unknown_goldset_and_run_say_what_exists(store: Store) -> None:

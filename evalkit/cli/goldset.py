@@ -29,6 +29,7 @@ from evalkit.records.review import PUBLISH_DEFAULTS
 
 if TYPE_CHECKING:
     from evalkit.pipeline import RemapOutcome
+    from evalkit.store.goldsets import StoredVersion
 
 SOURCE_FORMAT_HELP = "Source format: jsonl (evalkit's own), beir (a BEIR folder) or trec."
 OUTPUT_HELP = "Output: table or json (--format names the source format here)."
@@ -53,13 +54,15 @@ def import_goldset(
     topics: Topics = None,
     output: Output = OutputFormat.table,
 ) -> None:
-    """Validate a goldset and store it as a new version (a content hash).
+    """Validate a goldset and store it as a new version (a content hash), made current.
+
+    Importing the content of a version stored before makes that version current again.
 
     Example: evalkit goldset import --format beir ../shared/data/beir_scifact --split test
     --name scifact
     """
     from evalkit.goldset import load_goldset
-    from evalkit.store.goldsets import save_goldset
+    from evalkit.store.goldsets import save_goldset_version
 
     notices: list[str] = []
     try:
@@ -81,13 +84,14 @@ def import_goldset(
             )
         raise
     with open_store(write=True, purpose="goldset import") as store:
-        created = save_goldset(store, goldset)
+        stored = save_goldset_version(store, goldset)
     summary = {
         "name": goldset.name,
         "version": goldset.version,
         "queries": len(goldset.queries),
         "judgments": len(goldset.judgments),
-        "new_version": created,
+        "new_version": stored.created,
+        "was_current": stored.was_current,
         "source": goldset.source,
         "notices": notices,
     }
@@ -96,12 +100,19 @@ def import_goldset(
         return
     for notice in notices:
         err_console.print(f"note: {notice}", markup=False)
-    state = "stored as a new version" if created else "already stored (same content)"
     console.print(
         f"goldset {goldset.name} version {goldset.version}: {len(goldset.queries)} queries, "
-        f"{len(goldset.judgments)} judgments, {state}",
+        f"{len(goldset.judgments)} judgments, {_stored_state(stored, 'same content')}",
         markup=False,
     )
+
+
+def _stored_state(stored: StoredVersion, same: str) -> str:
+    if stored.created:
+        return "stored as a new version"
+    if stored.current_again:
+        return f"already stored; now current again (was {stored.was_current})"
+    return f"already stored ({same})"
 
 
 @goldset_app.command("validate")
@@ -154,7 +165,7 @@ def list_goldsets(
         ),
     ] = OutputFormat.table,
 ) -> None:
-    """List stored goldsets and their versions, newest first.
+    """List stored goldsets and their versions, each name's current version first.
 
     Example: evalkit goldset list -o json
     """
@@ -172,6 +183,8 @@ def list_goldsets(
                     "queries": i.n_queries,
                     "judgments": i.n_judgments,
                     "imported_at": i.imported_at,
+                    "current": i.current,
+                    "current_since": i.current_since,
                     "source": i.source,
                 }
                 for i in infos
@@ -179,13 +192,21 @@ def list_goldsets(
         )
         return
     rows = [
-        [i.name, i.version, i.n_queries, i.n_judgments, f"{i.imported_at:%Y-%m-%d %H:%M}", i.source]
+        [
+            i.name,
+            i.version,
+            "yes" if i.current else "",
+            i.n_queries,
+            i.n_judgments,
+            f"{i.imported_at:%Y-%m-%d %H:%M}",
+            i.source,
+        ]
         for i in infos
     ]
     console.print(
         table(
             "goldsets",
-            ["name", "version", "queries", "judgments", "imported (UTC)", "source"],
+            ["name", "version", "current", "queries", "judgments", "imported (UTC)", "source"],
             rows,
         )
     )

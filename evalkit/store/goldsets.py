@@ -1,13 +1,17 @@
 """Stored goldsets: each version's queries and judgments, saved once and loaded back.
 
 Tables ``goldsets``, ``goldset_queries`` and ``judgments`` (migration 1; the judgments' span
-columns, migration 14).
+columns, migration 14; ``goldsets.current_since``, migration 20).
+
+A name's current version, the one a run, a remap or a publish reads when no version is
+named, is the one stored or stored again under that name most recently: storing a version
+the name holds already (re-importing an older content) makes it current again.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 import duckdb
@@ -24,12 +28,15 @@ if TYPE_CHECKING:
 
 __all__ = [
     "GoldsetInfo",
+    "StoredVersion",
     "current_goldset",
     "insert_goldset",
+    "insert_goldset_version",
     "judgments_frame",
     "list_goldsets",
     "load_stored_goldset",
     "save_goldset",
+    "save_goldset_version",
 ]
 
 
@@ -43,51 +50,106 @@ class GoldsetInfo:
     imported_at: datetime
     n_queries: int
     n_judgments: int
+    current_since: datetime
+    """When this version last became its name's current one (stored, or stored again)."""
+    current: bool
+    """True for the name's current version."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredVersion:
+    """What storing a goldset version under its name did.
+
+    ``created`` is False when the name held this version already; ``was_current`` is the
+    version that was current under the name before, or None when the name held none or this
+    version was current already. ``created`` False with ``was_current`` set: an older
+    version was made current again.
+    """
+
+    created: bool
+    was_current: str | None
+
+    @property
+    def current_again(self) -> bool:
+        """True when a version stored before under this name became current again."""
+        return not self.created and self.was_current is not None
 
 
 def save_goldset(store: Store, goldset: Goldset) -> bool:
-    """Store a goldset version; returns False when that name and version were stored already."""
+    """Store a goldset version and make it its name's current one; returns False when that
+    name and version were stored already (``save_goldset_version`` says more)."""
+    return save_goldset_version(store, goldset).created
+
+
+def save_goldset_version(store: Store, goldset: Goldset) -> StoredVersion:
+    """Store a goldset version and make it its name's current one, in one transaction."""
     store.require_writable()
     try:
         with store.transaction() as con:
-            return insert_goldset(store, con, goldset)
+            return insert_goldset_version(store, con, goldset)
     except duckdb.Error as error:
         raise StoreError(f"cannot store goldset {goldset.name}: {error}") from error
 
 
 def insert_goldset(store: Store, con: duckdb.DuckDBPyConnection, goldset: Goldset) -> bool:
-    """Insert a goldset version through ``con`` inside the caller's transaction
-    (``save_goldset`` opens its own); returns False when that name and version were stored
-    already.
+    """``insert_goldset_version``, returning only whether the version was new to its name."""
+    return insert_goldset_version(store, con, goldset).created
 
-    A version's content is stored once, however many names share it. A name the goldset
-    could not be run by again (``check_goldset_name``) raises ConfigError.
+
+def insert_goldset_version(
+    store: Store, con: duckdb.DuckDBPyConnection, goldset: Goldset
+) -> StoredVersion:
+    """Insert a goldset version through ``con`` inside the caller's transaction
+    (``save_goldset_version`` opens its own) and make it its name's current version.
+
+    A version the name holds already keeps its row (source, ``imported_at``) and becomes
+    current again when another one was. A version's content is stored once, however many
+    names share it. A name the goldset could not be run by again (``check_goldset_name``)
+    raises ConfigError.
     """
     import pandas as pd
 
     check_goldset_name(goldset.name)
+    newest = store.fetch(
+        "SELECT version, current_since FROM goldsets WHERE name = ? "
+        "ORDER BY current_since DESC, version LIMIT 1",
+        [goldset.name],
+    )
+    was_current = newest[0][0] if newest and newest[0][0] != goldset.version else None
+    now = utc_now()
+    if newest and now <= newest[0][1]:
+        # Strictly later than the name's current version, or the two tie on a coarse clock.
+        now = newest[0][1] + timedelta(microseconds=1)
     exists = store.fetch(
         "SELECT 1 FROM goldsets WHERE name = ? AND version = ?",
         [goldset.name, goldset.version],
     )
     if exists:
-        return False
+        if was_current is not None:
+            con.execute(
+                "UPDATE goldsets SET current_since = ? WHERE name = ? AND version = ?",
+                [now, goldset.name, goldset.version],
+            )
+        return StoredVersion(created=False, was_current=was_current)
     content_stored = store.fetch(
         "SELECT 1 FROM goldset_queries WHERE goldset_version = ? LIMIT 1", [goldset.version]
     )
     con.execute(
-        "INSERT INTO goldsets VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO goldsets (name, version, source, imported_at, n_queries, n_judgments,"
+        " current_since) VALUES (?, ?, ?, ?, ?, ?, ?)",
         [
             goldset.name,
             goldset.version,
             goldset.source,
-            utc_now(),
+            now,
             len(goldset.queries),
             len(goldset.judgments),
+            now,
         ],
     )
+    stored = StoredVersion(created=True, was_current=was_current)
     if content_stored:
-        return True
+        return stored
     queries = pd.DataFrame(
         {
             "goldset_version": goldset.version,
@@ -117,14 +179,17 @@ def insert_goldset(store: Store, con: duckdb.DuckDBPyConnection, goldset: Goldse
     )
     store.insert_frame("goldset_queries", queries)
     store.insert_frame("judgments", judgments)
-    return True
+    return stored
 
 
 def list_goldsets(store: Store, name: str | None = None) -> list[GoldsetInfo]:
-    """Stored goldset versions, newest first (optionally of one name)."""
+    """Stored goldset versions by name (optionally of one name), each name's current version
+    first, then the others from the one current most recently."""
     rows = store.fetch(
-        "SELECT name, version, source, imported_at, n_queries, n_judgments FROM goldsets "
-        "WHERE ? IS NULL OR name = ? ORDER BY name, imported_at DESC",
+        "SELECT name, version, source, imported_at, n_queries, n_judgments, current_since,"
+        " row_number() OVER (PARTITION BY name ORDER BY current_since DESC, version) = 1"
+        " FROM goldsets WHERE ? IS NULL OR name = ?"
+        " ORDER BY name, current_since DESC, version",
         [name, name],
     )
     return [GoldsetInfo(*row) for row in rows]
@@ -135,7 +200,8 @@ _NAMES_LISTED = 20
 
 
 def load_stored_goldset(store: Store, name: str, version: str | None = None) -> Goldset:
-    """The goldset ``name`` at ``version`` (default: the newest imported version)."""
+    """The goldset ``name`` at ``version`` (default: its current version, the one stored or
+    stored again most recently)."""
     versions = list_goldsets(store, name)
     if not versions:
         known = sorted({info.name for info in list_goldsets(store)})
@@ -195,7 +261,8 @@ def load_stored_goldset(store: Store, name: str, version: str | None = None) -> 
 
 
 def current_goldset(store: Store, name: str) -> Goldset | None:
-    """The newest stored version of goldset ``name``, or None when none is stored."""
+    """The current version of goldset ``name`` (``load_stored_goldset``), or None when none
+    is stored."""
     if not list_goldsets(store, name):
         return None
     return load_stored_goldset(store, name)

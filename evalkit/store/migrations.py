@@ -754,6 +754,15 @@ CREATE TABLE judge_calls (
 );
 """
 
+# A goldset name's current version is the one stored, or stored again, most recently:
+# re-importing an older version's content makes it current again without rewriting when it
+# was first imported. The column stays nullable: DuckDB cannot add the NOT NULL constraint
+# in the transaction that filled it on a table with a primary key; every writer sets it.
+_M22_GOLDSET_CURRENT_SINCE = """
+ALTER TABLE goldsets ADD COLUMN current_since TIMESTAMP;
+UPDATE goldsets SET current_since = imported_at;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "goldsets_runs_metrics", _M01_GOLDSETS_RUNS_METRICS),
     Migration(2, "drift_checks", _M02_DRIFT_CHECKS),
@@ -776,4 +785,5 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(19, "repair_edited_migrations", _M19_REPAIR_EDITED_MIGRATIONS),
     Migration(20, "review_sources", _M20_REVIEW_SOURCES),
     Migration(21, "judge_calls", _M21_JUDGE_CALLS),
+    Migration(22, "goldset_current_since", _M22_GOLDSET_CURRENT_SINCE),
 )

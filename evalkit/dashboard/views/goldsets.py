@@ -19,9 +19,9 @@ def render(page: ui.PageContext) -> None:
     if data.versions.empty:
         ui.missing_area("core")
         return
-    newest = data.versions.drop_duplicates("name")
-    cards = st.columns(min(4, len(newest)))
-    for index, row in enumerate(newest.itertuples()):
+    current = data.versions.drop_duplicates("name")
+    cards = st.columns(min(4, len(current)))
+    for index, row in enumerate(current.itertuples()):
         cards[index % len(cards)].metric(
             f"{row.name} ({row.version[:12]})",
             f"{row.n_queries} queries",

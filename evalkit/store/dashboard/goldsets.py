@@ -15,7 +15,8 @@ __all__ = ["goldset_coverage_frame", "goldset_versions_frame"]
 
 
 def goldset_versions_frame(store: Store) -> pd.DataFrame:
-    """Every stored goldset version with its size and what its judgments hold.
+    """Every stored goldset version with its size and what its judgments hold, each name's
+    current version first (``evalkit.store.goldsets.list_goldsets``).
 
     Columns: name, version, source, imported_at, n_queries, n_judgments, n_relevant
     (judgments at grade >= 1), n_judged_queries, n_queries_without_relevant, n_runs.
@@ -35,7 +36,7 @@ def goldset_versions_frame(store: Store) -> pd.DataFrame:
         " coalesce(r.n_runs, 0) AS n_runs"
         " FROM goldsets g LEFT JOIN j ON j.goldset_version = g.version"
         " LEFT JOIN r ON r.goldset_name = g.name AND r.goldset_version = g.version"
-        " ORDER BY g.name, g.imported_at DESC",
+        " ORDER BY g.name, g.current_since DESC, g.version",
     )
 
 
