@@ -312,6 +312,66 @@ def test_remap_writes_a_new_version_with_its_mapping(
     assert "unchanged: every judgment maps onto the document it had" in capsys.readouterr().out
 
 
+def test_a_remap_under_another_name_does_not_stop_the_same_remap_of_the_goldset(
+    imported: Path, evalkit_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Remapping ``tides`` with --name tides-preview first made the same remap of tides say
+    "already stored (same remap)" and store nothing: tides never got the new version."""
+    corpus = write_jsonl(
+        imported / "chunks.jsonl", sentence_chunks("s", SOURCE) + sentence_chunks("k", OTHER)
+    )
+    code, preview = remap_cli(capsys, "tides", "--corpus", str(corpus), "--name", "tides-pre")
+    assert (code, preview["stored"]) == (0, True)
+    code, report = remap_cli(capsys, "tides", "--corpus", str(corpus))
+    assert code == 0, report
+    assert (report["goldset"], report["version"]) == ("tides", preview["version"])
+    assert report["stored"] is True
+    assert report["was_current"] == report["old_version"]
+    with Store.open(evalkit_home / "evalkit.duckdb", read_only=True) as store:
+        assert load_stored_goldset(store, "tides").version == preview["version"]
+        assert [v.version for v in list_goldsets(store, "tides")] == [
+            preview["version"],
+            preview["old_version"],
+        ]
+        # The mapping is the same remap's: stored once, by the remap that made it first.
+        assert [info.goldset_name for info in list_remaps(store)] == ["tides-pre"]
+    assert (
+        invoke(["goldset", "remap", "tides", "--corpus", str(corpus), "--name", "tides-pre"]) == 0
+    )
+    assert " ".join(capsys.readouterr().out.split()).endswith(
+        f"goldset tides-pre version {preview['version']}: 4 judgments of the new chunks, "
+        "already stored (same remap)"
+    )
+
+
+def test_remapping_back_onto_an_earlier_chunking_makes_that_version_current_again(
+    evalkit_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sentences = write_jsonl(tmp_path / "sentences.jsonl", sentence_chunks("s", SOURCE))
+    whole = write_jsonl(
+        tmp_path / "whole.jsonl",
+        [{"id": "s", "text": SOURCE, "source_id": "s", "start": 0, "end": len(SOURCE)}],
+    )
+    folder = tmp_path / "moon"
+    write_jsonl(folder / "queries.jsonl", [{"id": "q1", "text": "what causes tides"}])
+    write_jsonl(
+        folder / "judgments.jsonl",
+        [{"query_id": "q1", "doc_id": "s#0", "relevance": 2, "source_id": "s", "start": 0,
+          "end": 22, "text": "Tides follow the moon."}],
+    )  # fmt: skip
+    assert invoke(["goldset", "import", str(folder), "--name", "moon", "-o", "json"]) == 0
+    first = json.loads(capsys.readouterr().out)["version"]
+    code, onto_whole = remap_cli(capsys, "moon", "--corpus", str(whole))
+    assert (code, onto_whole["stored"]) == (0, True)
+    assert invoke(["goldset", "remap", "moon", "--corpus", str(sentences)]) == 0
+    assert " ".join(capsys.readouterr().out.split()).endswith(
+        f"goldset moon version {first}: 1 judgments of the new chunks, already stored; now "
+        f"current again (was {onto_whole['version']})"
+    )
+    with Store.open(evalkit_home / "evalkit.duckdb", read_only=True) as store:
+        assert load_stored_goldset(store, "moon").version == first
+
+
 def test_remap_reports_stale_and_gone_and_exits_1(
     imported: Path, evalkit_home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -29,7 +29,6 @@ from evalkit.records.review import PUBLISH_DEFAULTS
 
 if TYPE_CHECKING:
     from evalkit.pipeline import RemapOutcome
-    from evalkit.store.goldsets import StoredVersion
 
 SOURCE_FORMAT_HELP = "Source format: jsonl (evalkit's own), beir (a BEIR folder) or trec."
 OUTPUT_HELP = "Output: table or json (--format names the source format here)."
@@ -100,18 +99,19 @@ def import_goldset(
         return
     for notice in notices:
         err_console.print(f"note: {notice}", markup=False)
+    state = _stored_state(stored.created, stored.was_current, "same content")
     console.print(
         f"goldset {goldset.name} version {goldset.version}: {len(goldset.queries)} queries, "
-        f"{len(goldset.judgments)} judgments, {_stored_state(stored, 'same content')}",
+        f"{len(goldset.judgments)} judgments, {state}",
         markup=False,
     )
 
 
-def _stored_state(stored: StoredVersion, same: str) -> str:
-    if stored.created:
+def _stored_state(created: bool, was_current: str | None, same: str) -> str:
+    if created:
         return "stored as a new version"
-    if stored.current_again:
-        return f"already stored; now current again (was {stored.was_current})"
+    if was_current is not None:
+        return f"already stored; now current again (was {was_current})"
     return f"already stored ({same})"
 
 
@@ -276,6 +276,7 @@ def remap(
                 "old_goldset": outcome.old.name,
                 "old_version": outcome.old.version,
                 "stored": outcome.stored,
+                "was_current": outcome.was_current,
                 "corpus": str(corpus),
                 "old_corpus": str(outcome.old_corpus) if outcome.old_corpus else None,
                 "min_overlap": min_overlap,
@@ -335,7 +336,7 @@ def _print_remap(outcome: RemapOutcome) -> None:
     if written.name == outcome.old.name and written.version == outcome.old.version:
         state = "unchanged: every judgment maps onto the document it had, nothing stored"
     else:
-        state = "stored as a new version" if outcome.stored else "already stored (same remap)"
+        state = _stored_state(outcome.stored, outcome.was_current, "same remap")
     console.print(
         f"goldset {written.name} version {written.version}: {len(result.judgments)} "
         f"judgments of the new chunks, {state}",

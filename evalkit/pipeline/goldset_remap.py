@@ -46,14 +46,16 @@ class GoldsetRemapRequest:
 @dataclass(frozen=True, slots=True)
 class RemapOutcome:
     """What a remap did: the goldset it read, the one it wrote (None when no judgment could
-    be mapped, so nothing was written), the mapping, the old corpus it used and whether
-    the remap was new to the store."""
+    be mapped, so nothing was written), the mapping, the old corpus it used, whether the
+    version was new to its name (``stored``) and the version that was current under that
+    name before, when it was another one (``was_current``)."""
 
     old: Goldset
     goldset: Goldset | None
     result: RemapResult
     old_corpus: Path | None
     stored: bool
+    was_current: str | None = None
 
     @property
     def complete(self) -> bool:
@@ -100,7 +102,7 @@ def remap_goldset(store: WriterAccess, request: GoldsetRemapRequest) -> RemapOut
         # The corpus maps every judgment onto the documents it had: nothing new to store.
         return RemapOutcome(old, remapped, result, old_corpus, stored=False)
     with store.writer("goldset remap") as opened:
-        stored = save_remap(
+        saved = save_remap(
             opened,
             remapped,
             old=old,
@@ -110,4 +112,6 @@ def remap_goldset(store: WriterAccess, request: GoldsetRemapRequest) -> RemapOut
             old_corpus=str(old_corpus) if old_corpus is not None else None,
             min_overlap=request.min_overlap,
         )
-    return RemapOutcome(old, remapped, result, old_corpus, stored=stored)
+    return RemapOutcome(
+        old, remapped, result, old_corpus, stored=saved.created, was_current=saved.was_current
+    )

@@ -18,7 +18,7 @@ from evalkit.clock import utc_now
 from evalkit.errors import StoreError
 from evalkit.goldset.model import Goldset
 from evalkit.goldset.remap import RemapStatus, SpanMapping
-from evalkit.store.goldsets import insert_goldset
+from evalkit.store.goldsets import StoredVersion, insert_goldset_version
 
 if TYPE_CHECKING:
     from evalkit.store.store import Store
@@ -53,11 +53,14 @@ def save_remap(
     corpus: str,
     old_corpus: str | None,
     min_overlap: float,
-) -> bool:
-    """Store the remapped ``goldset`` and its mapping from ``old`` in one transaction.
+) -> StoredVersion:
+    """Store the remapped ``goldset`` under its name, made current, and its mapping from
+    ``old``, in one transaction.
 
-    Returns False when this remap (same new and old versions) was stored already; the
-    goldset version is then left as it was too.
+    The mapping is stored once per (new version, old version): a remap that gave the same
+    version before, under this name or another (``--name``), keeps that remap's rows, and
+    the version is stored under this name too when it was not. Returns what storing the
+    version under its name did (``insert_goldset_version``).
     """
     import pandas as pd
 
@@ -82,9 +85,9 @@ def save_remap(
                 "AND old_goldset_version = ?",
                 [goldset.version, old.version],
             ).fetchall()
+            stored = insert_goldset_version(store, con, goldset)
             if done:
-                return False
-            insert_goldset(store, con, goldset)
+                return stored
             con.execute(
                 "INSERT INTO goldset_remap_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
@@ -104,7 +107,7 @@ def save_remap(
             store.insert_frame("goldset_remaps", frame)
     except duckdb.Error as error:
         raise StoreError(f"cannot store the remap of goldset {old.name}: {error}") from error
-    return True
+    return stored
 
 
 def list_remaps(store: Store, goldset_version: str | None = None) -> list[RemapInfo]:
