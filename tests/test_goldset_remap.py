@@ -406,6 +406,82 @@ def test_remap_that_maps_nothing_stores_nothing_and_exits_2(
         assert list_remaps(store) == []
 
 
+def test_the_old_corpus_is_found_after_a_publish_and_from_another_directory(
+    evalkit_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """Imported by a relative path, the source was stored as typed, and a publish replaced it
+    with "review queue (N items)": a remap from another directory, or after a publish, found
+    no old corpus and stored a version without the judgments that have no span."""
+    folder = tmp_path / "tides"
+    write_jsonl(folder / "queries.jsonl", [{"id": "q1", "text": "what causes tides"}])
+    write_jsonl(folder / "judgments.jsonl", [{"query_id": "q1", "doc_id": "k", "relevance": 1}])
+    write_jsonl(folder / "corpus.jsonl", [{"id": "s", "text": SOURCE}, {"id": "k", "text": OTHER}])
+    draft = tmp_path / "draft"
+    write_jsonl(draft / "queries.jsonl", [{"id": "q2", "text": "does the sun matter"}])
+    write_jsonl(draft / "judgments.jsonl", [{"query_id": "q2", "doc_id": "s", "relevance": None}])
+    monkeypatch.chdir(tmp_path)
+    assert invoke(["goldset", "import", "tides", "--name", "tides"]) == 0
+    assert invoke(["review", "add", "draft", "--goldset", "tides", "-o", "json"]) == 0
+    capsys.readouterr()
+    assert invoke(["review", "list", "--goldset", "tides", "-o", "json"]) == 0
+    (item,) = json.loads(capsys.readouterr().out)
+    assert invoke(["review", "grade", item["item_id"], "--reviewer", "ann", "--grade", "s=2"]) == 0
+    assert invoke(["goldset", "publish", "tides"]) == 0
+    corpus = write_jsonl(
+        tmp_path / "chunks.jsonl", sentence_chunks("s", SOURCE) + sentence_chunks("k", OTHER)
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    capsys.readouterr()
+    code, report = remap_cli(capsys, "tides", "--corpus", str(corpus))
+    assert code == 0, report
+    assert report["old_corpus"] == str(folder / "corpus.jsonl")
+    assert report["counts"] == {"mapped": 2, "stale": 0, "unmapped": 0}
+
+
+def test_a_remap_without_the_old_corpus_is_refused_and_stores_nothing(
+    imported: Path, evalkit_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    corpus = write_jsonl(
+        imported / "chunks.jsonl", sentence_chunks("s", SOURCE) + sentence_chunks("k", OTHER)
+    )
+    (imported / "tides" / "corpus.jsonl").unlink()
+    code = invoke(["goldset", "remap", "tides", "--corpus", str(corpus)])
+    captured = capsys.readouterr()
+    assert (code, captured.out) == (2, "")
+    with Store.open(evalkit_home / "evalkit.duckdb", read_only=True) as store:
+        (info,) = list_goldsets(store, "tides")
+        assert list_remaps(store) == []
+    assert " ".join(captured.err.split()) == (
+        f"error: goldset tides version {info.version}: 1 of its 3 judgments have no span "
+        "(first: query q2, document k) and are remapped through the corpus their doc ids "
+        f"name, which was not found (corpus.jsonl beside '{imported / 'tides'}', which "
+        f"version {info.version} was imported from); give it with --old-corpus PATH. "
+        "Nothing was stored."
+    )
+
+
+def test_nothing_mapped_through_the_old_corpus_points_at_old_corpus(
+    evalkit_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "kelp"
+    write_jsonl(folder / "queries.jsonl", [{"id": "q1", "text": "kelp"}])
+    write_jsonl(folder / "judgments.jsonl", [{"query_id": "q1", "doc_id": "k", "relevance": 1}])
+    assert invoke(["goldset", "import", str(folder), "--name", "kelp"]) == 0
+    other = write_jsonl(tmp_path / "other.jsonl", [{"id": "s", "text": SOURCE}])
+    corpus = write_jsonl(tmp_path / "chunks.jsonl", sentence_chunks("k", OTHER))
+    capsys.readouterr()
+    code = invoke(["goldset", "remap", "kelp", "--corpus", str(corpus), "--old-corpus", str(other)])
+    assert code == 2
+    assert " ".join(capsys.readouterr().err.split()) == (
+        "no judgment could be mapped onto the new corpus; nothing was stored. Check that the "
+        f"old corpus ({other}) is the one the goldset's doc ids name, else give that one with "
+        "--old-corpus PATH."
+    )
+
+
 def test_bad_input_exits_2(
     imported: Path, evalkit_home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

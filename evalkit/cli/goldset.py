@@ -213,6 +213,8 @@ def list_goldsets(
 
 
 REMAP_LOSS_EXIT_CODE = 1
+_NO_SPAN = "no span"
+"""How the reasons of judgments without a span, lost for want of their old chunk, begin."""
 _SHOWN_LOST = 50
 
 
@@ -229,7 +231,8 @@ def remap(
         Path | None,
         typer.Option(
             help="The corpus the goldset's doc ids name, for judgments without a span "
-            "(default: the corpus.jsonl of the folder the goldset was imported from)."
+            "(default: the corpus.jsonl of the folder the goldset was imported from, through "
+            "the versions a publish or remap made from it; refused when there is none)."
         ),
     ] = None,
     min_overlap: Annotated[
@@ -327,9 +330,19 @@ def _print_remap(outcome: RemapOutcome) -> None:
         markup=False,
     )
     if written is None:
+        hints = []
+        if any(not (row.reason or "").startswith(_NO_SPAN) for row in lost):
+            hints.append(
+                "Check that its chunks carry source_id, start and end of the goldset's sources."
+            )
+        if any((row.reason or "").startswith(_NO_SPAN) for row in lost):
+            hints.append(
+                f"Check that the old corpus ({outcome.old_corpus}) is the one the goldset's "
+                "doc ids name, else give that one with --old-corpus PATH."
+            )
         err_console.print(
-            "no judgment could be mapped onto the new corpus; nothing was stored. Check that "
-            "its chunks carry source_id, start and end of the goldset's sources.",
+            "no judgment could be mapped onto the new corpus; nothing was stored. "
+            + " ".join(hints),
             markup=False,
         )
         return

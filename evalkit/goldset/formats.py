@@ -6,8 +6,9 @@ format up in ``GOLDSET_FORMATS``; adding a format means registering one ``Goldse
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from evalkit.errors import ConfigError, GoldsetError, InputError
@@ -121,9 +122,13 @@ def load_goldset(
     importer changed on purpose go to ``on_notice`` (default: the ``evalkit.goldset``
     logger). Raises ``ConfigError`` for an unknown format or missing option and
     ``GoldsetError`` (listing every problem) for invalid data.
+
+    The goldset's ``source`` is ``path`` made absolute, so that what it was imported from (a
+    remap looks for the ``corpus.jsonl`` beside it) is found from any working directory.
     """
     entry = _format(format)
-    return entry.load(Path(path), _options(entry, name, split, topics, on_notice))
+    goldset = entry.load(Path(path), _options(entry, name, split, topics, on_notice))
+    return replace(goldset, source=os.path.abspath(goldset.source))
 
 
 def validate_goldset(

@@ -3,8 +3,10 @@ a new version with the mapping that made it (``evalkit goldset remap``)."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from evalkit.errors import ConfigError
 from evalkit.goldset.corpus import iter_corpus
@@ -14,7 +16,10 @@ from evalkit.goldset.remap import RemapResult, remap_judgments
 from evalkit.records.requests import DEFAULT_MIN_OVERLAP
 from evalkit.store.access import WriterAccess
 from evalkit.store.goldsets import load_stored_goldset
-from evalkit.store.remaps import save_remap
+from evalkit.store.remaps import save_remap, version_origin
+
+if TYPE_CHECKING:
+    from evalkit.store.store import Store
 
 __all__ = ["GoldsetRemapRequest", "RemapOutcome", "old_corpus_of", "remap_goldset"]
 
@@ -26,9 +31,8 @@ class GoldsetRemapRequest:
     ``goldset`` names a stored goldset (its ``version``, default the current one);
     ``corpus`` is the new chunk corpus (JSONL with ``source_id``/``start``/``end``);
     ``old_corpus`` the corpus the judgments' doc ids name, for judgments without a span
-    (default: the ``corpus.jsonl`` of the folder the goldset was imported from, when there
-    is one); ``min_overlap`` the rule's share; ``name`` the name of the new version
-    (default the goldset's).
+    (default: ``old_corpus_of`` the goldset); ``min_overlap`` the rule's share; ``name``
+    the name of the new version (default the goldset's).
     """
 
     goldset: str
@@ -63,14 +67,39 @@ class RemapOutcome:
         return self.goldset is not None and not self.result.lost
 
 
-def old_corpus_of(goldset: Goldset) -> Path | None:
-    """The corpus beside the goldset's files when it was imported from a folder that still
-    holds one (``corpus.jsonl``), else None."""
-    if not goldset.source:
-        return None
-    candidate = Path(goldset.source)
-    corpus = candidate / CORPUS_FILE if candidate.is_dir() else candidate.parent / CORPUS_FILE
-    return corpus if corpus.is_file() else None
+def old_corpus_of(store: Store, goldset: Goldset) -> Path | None:
+    """The corpus the stored goldset version's doc ids name, found from where the version
+    came from: for an imported version, the ``corpus.jsonl`` beside the files it was
+    imported from; for a version a remap wrote, that remap's new corpus; for a version a
+    review-queue publish made, the corpus of the version it was made from (and so on back).
+    None when that corpus is not there (any more)."""
+    return _trace_old_corpus(store, goldset)[0]
+
+
+def _trace_old_corpus(store: Store, goldset: Goldset) -> tuple[Path | None, str]:
+    """``old_corpus_of``, with where it looked last (for the error when nothing is found)."""
+    version, seen = goldset.version, set()
+    looked = f"version {version} records no source"
+    while version not in seen:
+        seen.add(version)
+        origin = version_origin(store, goldset.name, version)
+        if origin.remap_corpus is not None:
+            corpus = Path(origin.remap_corpus)
+            found = corpus if corpus.is_file() else None
+            return found, f"{corpus}, the corpus the remap that made version {version} read"
+        if origin.published_from is not None:
+            version = origin.published_from
+            continue
+        if not origin.source:
+            return None, f"version {version} records no source"
+        candidate = Path(origin.source)
+        folder = candidate if candidate.is_dir() else candidate.parent
+        corpus = folder / CORPUS_FILE
+        looked = (
+            f"{CORPUS_FILE} beside {origin.source!r}, which version {version} was imported from"
+        )
+        return (corpus if corpus.is_file() else None), looked
+    return None, looked
 
 
 def remap_goldset(store: WriterAccess, request: GoldsetRemapRequest) -> RemapOutcome:
@@ -79,11 +108,25 @@ def remap_goldset(store: WriterAccess, request: GoldsetRemapRequest) -> RemapOut
 
     The store is opened twice for short stretches (to read the goldset, to write the new
     version); the corpora are read in between. When no judgment maps, nothing is written.
+    Judgments without a span need the old corpus (``request.old_corpus``, else
+    ``old_corpus_of`` the goldset): without one the remap is refused (ConfigError) before
+    anything is read or written, rather than storing a version that lacks them.
     """
     with store.writer("goldset remap") as opened:
         old = load_stored_goldset(opened, request.goldset, request.version)
-    needs_old_corpus = any(judgment.span is None for judgment in old.judgments)
-    old_corpus = request.old_corpus or (old_corpus_of(old) if needs_old_corpus else None)
+        without_span = [judgment for judgment in old.judgments if judgment.span is None]
+        old_corpus, looked = request.old_corpus, ""
+        if old_corpus is None and without_span:
+            old_corpus, looked = _trace_old_corpus(opened, old)
+    if without_span and old_corpus is None:
+        first = without_span[0]
+        raise ConfigError(
+            f"goldset {old.name} version {old.version}: {len(without_span)} of its "
+            f"{len(old.judgments)} judgments have no span (first: query {first.query_id}, "
+            f"document {first.doc_id}) and are remapped through the corpus their doc ids "
+            f"name, which was not found ({looked}); give it with --old-corpus PATH. "
+            "Nothing was stored."
+        )
     result = remap_judgments(
         old.judgments,
         iter_corpus(request.corpus),
@@ -96,7 +139,7 @@ def remap_goldset(store: WriterAccess, request: GoldsetRemapRequest) -> RemapOut
         request.name or old.name,
         old.queries,
         result.judgments,
-        source=f"remap of {old.name} {old.version} onto {request.corpus}",
+        source=f"remap of {old.name} {old.version} onto {os.path.abspath(request.corpus)}",
     )
     if remapped.name == old.name and remapped.version == old.version:
         # The corpus maps every judgment onto the documents it had: nothing new to store.
@@ -108,8 +151,8 @@ def remap_goldset(store: WriterAccess, request: GoldsetRemapRequest) -> RemapOut
             old=old,
             mappings=result.mappings,
             counts=result.counts,
-            corpus=str(request.corpus),
-            old_corpus=str(old_corpus) if old_corpus is not None else None,
+            corpus=os.path.abspath(request.corpus),
+            old_corpus=os.path.abspath(old_corpus) if old_corpus is not None else None,
             min_overlap=request.min_overlap,
         )
     return RemapOutcome(

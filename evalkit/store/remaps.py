@@ -23,7 +23,14 @@ from evalkit.store.goldsets import StoredVersion, insert_goldset_version
 if TYPE_CHECKING:
     from evalkit.store.store import Store
 
-__all__ = ["RemapInfo", "list_remaps", "remap_mappings", "save_remap"]
+__all__ = [
+    "RemapInfo",
+    "VersionOrigin",
+    "list_remaps",
+    "remap_mappings",
+    "save_remap",
+    "version_origin",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +115,43 @@ def save_remap(
     except duckdb.Error as error:
         raise StoreError(f"cannot store the remap of goldset {old.name}: {error}") from error
     return stored
+
+
+@dataclass(frozen=True, slots=True)
+class VersionOrigin:
+    """Where a stored goldset version came from, for finding the corpus its doc ids name.
+
+    ``source`` is its ``goldsets.source`` (a path for an import); ``remap_corpus`` the new
+    corpus of the remap that wrote it (``--corpus``), when a remap did; ``published_from``
+    the version a review-queue publish made it from, when a publish did.
+    """
+
+    source: str | None
+    remap_corpus: str | None
+    published_from: str | None
+
+
+def version_origin(store: Store, name: str, version: str) -> VersionOrigin:
+    """Where version ``version`` of goldset ``name`` came from (``VersionOrigin``)."""
+    source = store.fetch(
+        "SELECT source FROM goldsets WHERE name = ? AND version = ?", [name, version]
+    )
+    remap = store.fetch(
+        "SELECT corpus FROM goldset_remap_runs WHERE goldset_version = ?"
+        " ORDER BY goldset_name = ? DESC, remapped_at DESC LIMIT 1",
+        [version, name],
+    )
+    published = store.fetch(
+        "SELECT previous_version FROM review_publications WHERE goldset = ?"
+        " AND goldset_version = ? AND previous_version IS NOT NULL"
+        " ORDER BY published_at LIMIT 1",
+        [name, version],
+    )
+    return VersionOrigin(
+        source=source[0][0] if source else None,
+        remap_corpus=remap[0][0] if remap else None,
+        published_from=published[0][0] if published else None,
+    )
 
 
 def list_remaps(store: Store, goldset_version: str | None = None) -> list[RemapInfo]:
