@@ -452,7 +452,10 @@ WRITER = textwrap.dedent(
     import duckdb
 
     connection = duckdb.connect(sys.argv[1])
-    connection.execute("INSERT INTO goldsets VALUES ('other', 'v1', 'test', now(), 0, 0)")
+    connection.execute(
+        "INSERT INTO goldsets (name, version, source, imported_at, n_queries, n_judgments)"
+        " VALUES ('other', 'v1', 'test', now(), 0, 0)"
+    )
     print("holding", flush=True)
     time.sleep(120)
     """
