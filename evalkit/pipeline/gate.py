@@ -267,6 +267,15 @@ def _latency_causes(
     )
 
 
+def _below_working_directory(path: Path) -> str:
+    """``path`` relative to the working directory when it lies below it: a goldset's source
+    is stored absolute, and CI annotates the checkout's files by their relative paths."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def _gate_subject(gold: Goldset | None, qrels: Path | None, baseline: str) -> str | None:
     """The file a gate's verdict is about: the goldset's queries file (its source, when that
     is a file), else the qrels file, else the baseline run file (None when the baseline is a
@@ -274,8 +283,8 @@ def _gate_subject(gold: Goldset | None, qrels: Path | None, baseline: str) -> st
     if gold is not None and gold.source:
         source = Path(gold.source)
         if source.is_dir() and (source / QUERIES_FILE).is_file():
-            return str(source / QUERIES_FILE)
-        return str(gold.source)
+            source = source / QUERIES_FILE
+        return _below_working_directory(source)
     if qrels is not None:
         return str(qrels)
     return baseline if Path(baseline).is_file() else None
