@@ -238,7 +238,14 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> None:
     if pyfuncitem.stash.get(_RUNS_GATE, False):
         gate = pyfuncitem.funcargs[FIXTURE]
         if callable(gate):
-            gate()
+            try:
+                gate()
+            except pytest.skip.Exception as skipped:
+                # Called from this hook, a skip would be reported at the last frame pytest
+                # shows, inside pluggy; pytest's own skips from fixtures and marks set this
+                # to name the test instead.
+                skipped._use_item_location = True
+                raise
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -426,6 +426,30 @@ def test_the_first_run_writes_the_baseline_and_says_so_then_gates_against_it(
     assert written.is_file()
 
 
+def test_a_marked_tests_skips_are_reported_at_the_test(project: pytest.Pytester) -> None:
+    user_tests(
+        project,
+        """
+        @pytest.mark.evalkit_gate(retriever="mysearch:make", baseline="baselines/main.run")
+        def test_first_run():
+            pass
+
+
+        @pytest.mark.evalkit_gate(retriever="mysearch:make", options={"lost": [7]})
+        def test_inconclusive():
+            pass
+        """,
+    )
+    result = project.runpytest_inprocess("-rs")
+    result.assert_outcomes(skipped=2)
+    result.stdout.fnmatch_lines(
+        [
+            "SKIPPED [[]1[]] test_retrieval.py:6: no baseline yet: stored the candidate as *",
+            "SKIPPED [[]1[]] test_retrieval.py:11: evalkit gate: inconclusive *",
+        ]
+    )
+
+
 def test_evalkit_errors_fail_the_test_with_what_to_fix(project: pytest.Pytester) -> None:
     bad = project.path / "broken"
     bad.mkdir()
