@@ -188,6 +188,26 @@ def test_a_candidate_file_none_of_whose_queries_is_judged_is_bad_input_not_a_reg
     )
 
 
+@pytest.mark.parametrize("repeated", ["base.run", "cand.run"])
+def test_a_document_listed_twice_in_a_run_file_names_the_file_and_lines(
+    files: Path, capsys: pytest.CaptureFixture[str], repeated: str
+) -> None:
+    write_qrels(files / "qrels", 20)
+    write_run(files / "base.run", 20)
+    write_run(files / "cand.run", 20)
+    lines = (files / repeated).read_text().splitlines(keepends=True)
+    (files / repeated).write_text("".join([*lines, lines[1]]))
+    code = invoke(["gate", *run_files(files), "--format", "json"])
+    error = json.loads(capsys.readouterr().out)["error"]
+    assert code == 2
+    doc = lines[1].split()[2]
+    assert error["message"] == (
+        f"{files / repeated}:{len(lines) + 1} field 'doc_id': document '{doc}' appears more "
+        "than once for query 'q0' (first on line 2); a ranking lists each document once "
+        "(trec_eval rejects such runs too)"
+    )
+
+
 @pytest.fixture
 def endpoint() -> Iterator[str]:
     with retriever_endpoint() as url:

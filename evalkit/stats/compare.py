@@ -25,7 +25,14 @@ from typing import TYPE_CHECKING, Any, Final
 import pandas as pd
 
 from evalkit.errors import ConfigError, InputError
-from evalkit.metrics import Evaluator, parse_measure, parse_measures, read_run
+from evalkit.metrics import (
+    Evaluator,
+    RepeatedPairError,
+    pair_lines,
+    parse_measure,
+    parse_measures,
+    read_run,
+)
 from evalkit.records.requests import PAIRED_TEST_DEFAULTS, PairedTestSettings, measure_names
 from evalkit.stats.decision import Decision
 from evalkit.stats.paired import (
@@ -90,14 +97,21 @@ def score_run_file(
     """Score a TREC run file on ``judgments``; judged queries missing from it score 0.
 
     A file none of whose queries is judged (empty, or numbering its queries otherwise) is
-    refused (``InputError``): scored, every query would be 0, a regression that is not one.
+    refused (``InputError``): scored, every query would be 0, a regression that is not one;
+    so is a file that lists a document twice for a query (``RepeatedPairError``, naming the
+    file and the lines).
     """
     results = read_run(path)
     _require_judged_queries("the run file", results["query_id"], judgments, path=str(path))
     evaluator = Evaluator(
         judgments, parse_measures(measures), relevance_threshold=relevance_threshold
     )
-    evaluation = evaluator.evaluate(results, complete=True)
+    try:
+        evaluation = evaluator.evaluate(results, complete=True)
+    except RepeatedPairError as error:
+        # A document listed twice is found once the rows are indexed, after the file was
+        # read: name the file and the lines here, where the file is known.
+        raise error.at(str(path), pair_lines(path, error.query_id, error.doc_id)) from error
     return ScoredRun(
         reference=str(path),
         run_id=None,
