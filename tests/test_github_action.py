@@ -817,6 +817,52 @@ def test_an_inconclusive_gate_fails_or_warns_as_configured(
     assert lenient.annotations("warning")[0].startswith("the gate is inconclusive (passed")
 
 
+def test_a_gate_on_one_changed_query_is_inconclusive_with_an_unbounded_interval(
+    project: Project, tmp_path: Path
+) -> None:
+    # One shared query that changed: the interval is unbounded, its bounds null in the JSON.
+    (tmp_path / "cache").mkdir()
+    runner = Runner(cache=tmp_path / "cache", root=tmp_path)
+
+    def one_query(where: Path, options: Mapping[str, object] | None = None) -> Path:
+        workspace = checkout(project, where / "repo", options)
+        goldset = workspace / "goldsets" / "support"
+        for name in ("queries.jsonl", "judgments.jsonl"):
+            lines = (goldset / name).read_text().splitlines(keepends=True)
+            (goldset / name).write_text("".join(line for line in lines if '"q0"' in line))
+        return workspace
+
+    main = runner.run(
+        one_query(tmp_path / "main"), GATE_INPUTS, event="push", ref_name="main", sha=MAIN_SHA
+    )
+    assert main.code == 0, main.log
+    worse = {"missing": ["d0_0"]}
+    outcomes = {
+        policy: runner.run(
+            one_query(tmp_path / policy, worse),
+            {**GATE_INPUTS, "measures": "ndcg@10", "on-inconclusive": policy},
+            event="pull_request",
+            ref_name="7/merge",
+            sha=PR_SHA,
+        )
+        for policy in ("fail", "pass")
+    }
+    gated = json.loads((Path(outcomes["fail"].outputs["junit"]).parent / "gate.json").read_text())
+    assert (gated["metrics"]["ndcg@10"]["ci_low"], gated["metrics"]["ndcg@10"]["ci_high"]) == (
+        None,
+        None,
+    )
+    verdict = "ndcg@10 inconclusive: 1.0000 -> 0.5209 (delta -0.4791, CI [-inf, +inf])"
+    strict, lenient = outcomes["fail"], outcomes["pass"]
+    assert (strict.code, strict.outputs["decision"]) == (4, "inconclusive")
+    (error,) = strict.annotations("error")
+    assert error.endswith(f"(on-inconclusive: pass turns this into a warning) - {verdict}")
+    assert "Traceback" not in strict.log
+    assert (lenient.code, lenient.outputs["decision"]) == (0, "inconclusive")
+    (warning,) = lenient.annotations("warning")
+    assert warning == f"the gate is inconclusive (passed, on-inconclusive: pass) - {verdict}"
+
+
 # -- the action's file and its scripts -------------------------------------------------------
 
 

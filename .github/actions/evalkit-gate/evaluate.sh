@@ -233,10 +233,18 @@ gate() {
 import json
 import sys
 
+
+def number(value, spec, missing="n/a"):
+    """VALUE formatted by SPEC; the JSON gives null for a bound that is infinite (one
+    changed query leaves the interval unbounded), which the Markdown writes as -inf/+inf."""
+    return missing if value is None else format(value, spec)
+
+
 data = json.load(open(sys.argv[1], encoding="utf-8"))
 print("; ".join(
-    f"{measure} {m['decision']}: {m['baseline_mean']:.4f} -> {m['candidate_mean']:.4f} "
-    f"(delta {m['delta']:+.4f}, CI [{m['ci_low']:+.4f}, {m['ci_high']:+.4f}])"
+    f"{measure} {m['decision']}: {number(m['baseline_mean'], '.4f')} -> "
+    f"{number(m['candidate_mean'], '.4f')} (delta {number(m['delta'], '+.4f')}, "
+    f"CI [{number(m['ci_low'], '+.4f', '-inf')}, {number(m['ci_high'], '+.4f', '+inf')}])"
     for measure, m in data["metrics"].items()
 ))
 PY
