@@ -188,6 +188,29 @@ def test_a_candidate_file_none_of_whose_queries_is_judged_is_bad_input_not_a_reg
     )
 
 
+def test_a_judged_query_the_baseline_file_lacks_is_left_out_and_one_the_candidate_lacks_is_0(
+    files: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run file has no line for a query that retrieved nothing, nor for one it was never
+    asked (added to the goldset since): read as whichever cannot flatter the candidate."""
+    write_qrels(files / "qrels", 300)
+    write_run(files / "full.run", 300)
+    write_run(files / "short.run", 280)
+    files.joinpath("base.run").write_text(files.joinpath("short.run").read_text())
+    files.joinpath("cand.run").write_text(files.joinpath("full.run").read_text())
+    code, grown = gate(capsys, *run_files(files), "-m", "ndcg@10")
+    assert (code, grown["decision"]) == (0, "pass")
+    assert (grown["n_shared"], grown["metrics"]["ndcg@10"]["delta"]) == (280, 0.0)
+    assert grown["only_in_candidate"] == sorted(f"q{q}" for q in range(280, 300))
+    assert grown["only_in_baseline"] == []
+
+    files.joinpath("base.run").write_text(files.joinpath("full.run").read_text())
+    files.joinpath("cand.run").write_text(files.joinpath("short.run").read_text())
+    code, lost = gate(capsys, *run_files(files), "-m", "ndcg@10")
+    assert (code, lost["decision"]) == (1, "regression")
+    assert (lost["n_shared"], lost["only_in_baseline"], lost["only_in_candidate"]) == (300, [], [])
+
+
 @pytest.mark.parametrize("repeated", ["base.run", "cand.run"])
 def test_a_document_listed_twice_in_a_run_file_names_the_file_and_lines(
     files: Path, capsys: pytest.CaptureFixture[str], repeated: str

@@ -666,9 +666,16 @@ def test_the_gate_junit_names_the_goldset_file_and_carries_the_time(worse: Outco
     assert [element.get("file") for element in [suite, *cases]] == [queries] * 3
 
 
-def test_a_pull_request_that_changes_the_goldset_is_warned_about_its_new_queries(
-    project: Project, main_push: Outcome, tmp_path: Path
+@pytest.mark.parametrize("cached", ["run export", "TREC run file"])
+def test_a_pull_request_that_adds_queries_to_the_goldset_leaves_them_out_and_says_so(
+    project: Project, main_push: Outcome, tmp_path: Path, cached: str
 ) -> None:
+    # The added query scores in the candidate: counted as 0 in the baseline, it would be a gain.
+    (tmp_path / "cache").mkdir()
+    key = f"evalkit-baseline-support-{MAIN_SHA}"
+    shutil.copytree(project.runner.cache / key, tmp_path / "cache" / key)
+    if cached == "TREC run file":
+        shutil.rmtree(tmp_path / "cache" / key / "run")
     (tmp_path / "pr").mkdir()
     workspace = checkout(project, tmp_path / "pr" / "repo")
     goldset = workspace / "goldsets" / "support"
@@ -676,13 +683,23 @@ def test_a_pull_request_that_changes_the_goldset_is_warned_about_its_new_queries
         queries.write(json.dumps({"id": "q60", "text": "help with topic0 alpha0"}) + "\n")
     with (goldset / "judgments.jsonl").open("a") as judgments:
         judgments.write(json.dumps({"query_id": "q60", "doc_id": "d0_1", "relevance": 1}) + "\n")
-    changed = Runner(cache=project.runner.cache, root=tmp_path).run(
+    changed = Runner(cache=tmp_path / "cache", root=tmp_path).run(
         workspace, GATE_INPUTS, event="pull_request", ref_name="7/merge", sha=PR_SHA
     )
     assert changed.code == 0, changed.log
     (warning,) = changed.annotations("warning")
     assert warning.startswith("the goldset goldsets/support changed since the baseline was stored")
-    assert "a query added since has no baseline results, so it counts as 0 there" in warning
+    assert warning.endswith(
+        "both runs are scored on this revision's judgments; a query added since has no "
+        "baseline results and is left out of the comparison (the summary lists it), and a "
+        "query removed since is scored in neither"
+    )
+    gated = json.loads((Path(changed.outputs["junit"]).parent / "gate.json").read_text())
+    assert (gated["n_shared"], gated["only_in_candidate"]) == (N_QUERIES, ["q60"])
+    assert gated["metrics"]["ndcg@10"]["delta"] == 0.0
+    assert "60 queries both runs share; 1 left out: 1 only in the candidate (q60)" in (
+        changed.summary
+    )
 
 
 def test_a_first_run_is_cached_and_gates_its_branch_until_main_has_a_baseline(

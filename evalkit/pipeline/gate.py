@@ -162,7 +162,11 @@ def gate_against_baseline(
     ready one, or ``RetrieverOptions`` built with ``settings``, default the loaded settings)
     replayed now on ``goldset`` (``replay_candidate``) and stored as a run labelled
     ``label``. Both runs are scored with the judgments of ``qrels`` or ``goldset``
-    (``comparison_judgments``; a stored run without either uses its own goldset's).
+    (``comparison_judgments``; a stored run without either uses its own goldset's). A
+    judged query the baseline does not hold is left out of the comparison (listed as only in
+    the candidate), a baseline run file's missing queries included: such a file cannot tell
+    a query added since from one it retrieved nothing for, and counting it as 0 would credit
+    the candidate with every added query. A candidate run file's missing queries score 0.
     ``store`` (a ``WriterAccess``: an open store, a ``StoreAccess``) is held for the scoring
     and a live candidate's replay (its run is recorded as it goes), and given back before
     the statistics run; None when only run files are compared. The
@@ -178,7 +182,15 @@ def gate_against_baseline(
     measures = policy.measures
     with _session(store, "gate") as opened:
         judgments = comparison_judgments(opened, goldset, qrels)
-        base = score_run(opened, run_reference(opened, baseline), measures, judgments=judgments)
+        # A judged query the baseline's run file has no line for is taken as not asked (a
+        # query added to the goldset since), never as a 0 the candidate would gain on.
+        base = score_run(
+            opened,
+            run_reference(opened, baseline),
+            measures,
+            judgments=judgments,
+            complete=False,
+        )
         replayed: RunRecord | None = None
         defaults: DefaultMeasures | None = None
         gold: Goldset | None = goldset if isinstance(goldset, Goldset) else None

@@ -93,8 +93,13 @@ def score_run_file(
     measures: Sequence[str],
     *,
     relevance_threshold: int = 1,
+    complete: bool = True,
 ) -> ScoredRun:
     """Score a TREC run file on ``judgments``; judged queries missing from it score 0.
+
+    A file has no line for a query that retrieved nothing, so it cannot tell one from a query
+    it was never asked: with ``complete`` false, judged queries missing from it are left out
+    of ``per_query`` instead (taken as not asked, as a stored run's are).
 
     A file none of whose queries is judged (empty, or numbering its queries otherwise) is
     refused (``InputError``): scored, every query would be 0, a regression that is not one;
@@ -107,7 +112,7 @@ def score_run_file(
         judgments, parse_measures(measures), relevance_threshold=relevance_threshold
     )
     try:
-        evaluation = evaluator.evaluate(results, complete=True)
+        evaluation = evaluator.evaluate(results, complete=complete)
     except RepeatedPairError as error:
         # A document listed twice is found once the rows are indexed, after the file was
         # read: name the file and the lines here, where the file is known.
@@ -212,13 +217,15 @@ def score_run(
     measures: Sequence[str],
     *,
     judgments: pd.DataFrame | None = None,
+    complete: bool = True,
 ) -> ScoredRun:
-    """Score ``reference``, a TREC run file (scored on ``judgments``) or a stored run id."""
+    """Score ``reference``, a TREC run file (scored on ``judgments``; ``complete`` as
+    ``score_run_file`` takes it) or a stored run id."""
     path = Path(reference)
     if path.is_file():
         if judgments is None:
             raise ConfigError(f"{reference} is a run file: give --qrels or --goldset to score it")
-        return score_run_file(path, judgments, measures)
+        return score_run_file(path, judgments, measures, complete=complete)
     if store is None:
         raise ConfigError(
             f"{reference!r} is neither a run file nor a stored run (there is no store yet)"
