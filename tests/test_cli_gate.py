@@ -231,6 +231,26 @@ def test_a_document_listed_twice_in_a_run_file_names_the_file_and_lines(
     )
 
 
+def test_a_document_judged_twice_in_the_qrels_names_the_file_and_lines(
+    files: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The error named neither the qrels file nor a line: the pair was found when a run was
+    scored on the judgments, where the file was no longer known."""
+    write_qrels(files / "qrels", 20)
+    write_run(files / "base.run", 20)
+    write_run(files / "cand.run", 20)
+    lines = (files / "qrels").read_text().splitlines(keepends=True)
+    (files / "qrels").write_text("".join([*lines, lines[1]]))
+    code = invoke(["gate", *run_files(files), "--format", "json"])
+    error = json.loads(capsys.readouterr().out)["error"]
+    assert code == 2
+    assert error["message"] == (
+        f"{files / 'qrels'}:{len(lines) + 1} field 'doc_id': document 'rel0_1' is judged more "
+        "than once for query 'q0' (first on line 2); judge each (query_id, doc_id) pair once "
+        "(trec_eval rejects such qrels too)"
+    )
+
+
 @pytest.fixture
 def endpoint() -> Iterator[str]:
     with retriever_endpoint() as url:

@@ -41,6 +41,7 @@ __all__ = [
     "ragged_subset",
     "rank_long_run",
     "rank_run_arrays",
+    "repeated_judgment",
 ]
 
 
@@ -516,12 +517,7 @@ def index_judgments(
     if repeated.size:
         row = int(order[repeated[0] + 1])
         doc_id, query_id = doc_ids[row].as_py(), query_ids[row].as_py()
-        raise RepeatedPairError(
-            f"document {doc_id!r} is judged more than once for query {query_id!r}",
-            "judge each (query_id, doc_id) pair once (trec_eval rejects such qrels too)",
-            query_id=str(query_id),
-            doc_id=str(doc_id),
-        )
+        raise repeated_judgment(str(query_id), str(doc_id))
     n_queries = len(query_vocabulary)
     n_relevant = np.bincount(
         query_codes[grades >= relevance_threshold], minlength=n_queries
@@ -586,4 +582,14 @@ def corpus_index(
         shared_keys=keys[order_by_key],
         shared_grades=judged_grades[shared][order_by_key],
         _owner=index,
+    )
+
+
+def repeated_judgment(query_id: str, doc_id: str) -> RepeatedPairError:
+    """The error for judgments that judge ``doc_id`` more than once for ``query_id``."""
+    return RepeatedPairError(
+        f"document {doc_id!r} is judged more than once for query {query_id!r}",
+        "judge each (query_id, doc_id) pair once (trec_eval rejects such qrels too)",
+        query_id=query_id,
+        doc_id=doc_id,
     )

@@ -17,7 +17,8 @@ import pandas as pd
 
 from evalkit.errors import ConfigError, RetrieverError
 from evalkit.goldset.model import Goldset
-from evalkit.metrics import read_qrels
+from evalkit.metrics import pair_lines, read_qrels
+from evalkit.metrics.ranking import repeated_judgment
 from evalkit.pipeline.runs import _session
 from evalkit.records.requests import LEADERBOARD_DEFAULTS, LeaderboardRequest
 from evalkit.stats.compare import ScoredRun, score_run
@@ -109,7 +110,15 @@ def comparison_judgments(
     if qrels is not None and goldset is not None:
         raise ConfigError("give --qrels or --goldset, not both")
     if qrels is not None:
-        return read_qrels(qrels)
+        judgments = read_qrels(qrels)
+        repeated = judgments[judgments.duplicated(["query_id", "doc_id"])]
+        if not repeated.empty:
+            # Found here, where the file is known, rather than when a run is scored on it.
+            query_id, doc_id = str(repeated["query_id"].iloc[0]), str(repeated["doc_id"].iloc[0])
+            raise repeated_judgment(query_id, doc_id).at(
+                str(qrels), pair_lines(qrels, query_id, doc_id)
+            )
+        return judgments
     if isinstance(goldset, Goldset):
         return pd.DataFrame(
             {
