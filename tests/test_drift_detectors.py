@@ -10,6 +10,7 @@ import pytest
 from threadpoolctl import threadpool_limits
 
 from evalkit.drift import make_detector
+from evalkit.drift.base import permutation_p_value
 
 METHODS = ["auto", "mmd", "moments", "mmd_rff", "classifier", "ks", "mean_cosine"]
 ALPHA = 0.05
@@ -100,6 +101,36 @@ def test_permutation_p_values_are_uniform_under_no_drift() -> None:
     from scipy.stats import kstest
 
     assert kstest(p_values, "uniform").pvalue > 0.001
+
+
+@pytest.mark.parametrize("method", ["mean_cosine", "mmd_rff"])
+@pytest.mark.parametrize("data_seed", [4, 6])
+def test_two_rows_per_window_of_noise_are_not_drift(method: str, data_seed: int) -> None:
+    # 2 + 2 rows have 3 distinct splits: no p-value below about 1/3 is attainable.
+    rng = np.random.default_rng(data_seed)
+    reference = rng.standard_normal((2, 384)).astype(np.float32)
+    current = rng.standard_normal((2, 384)).astype(np.float32)
+    result = make_detector(method).fit(reference).test(current)
+    assert not result.is_drift
+    assert result.p_value > 0.25
+
+
+@pytest.mark.parametrize("method", ["mean_cosine", "mmd_rff", "mmd", "moments"])
+def test_two_rows_per_window_never_raise_a_false_alarm(method: str) -> None:
+    alarms = 0
+    for trial in range(100):
+        rng = np.random.default_rng([11, trial])
+        reference = rng.standard_normal((2, 64)).astype(np.float32)
+        current = rng.standard_normal((2, 64)).astype(np.float32)
+        alarms += make_detector(method, seed=trial).fit(reference).test(current).is_drift
+    assert alarms == 0
+
+
+def test_a_relabelling_tied_with_the_observed_one_counts_despite_rounding() -> None:
+    observed = 1.0670030633848115
+    null = np.array([1.0670030633848113, 0.5, 0.25])
+    assert permutation_p_value(observed, null) == pytest.approx(2 / 4)
+    assert permutation_p_value(observed, np.array([1.06, 0.5, 0.25])) == pytest.approx(1 / 4)
 
 
 def test_unequal_window_sizes() -> None:

@@ -16,7 +16,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, ClassVar, Self, TypeVar
+from typing import Any, ClassVar, Final, Self, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -41,6 +41,11 @@ __all__ = [
 
 FloatArray = npt.NDArray[np.float64]
 Embeddings = npt.NDArray[np.floating[Any]]
+
+
+# Statistics of two labellings closer than this fraction of the largest one are the same
+# statistic rounded differently (sums in single precision, or along another path).
+_TIE_RTOL: Final = 1e-6
 
 
 class NotFittedError(EvalkitError, RuntimeError):
@@ -105,9 +110,13 @@ def permutation_p_value(observed: float, null: FloatArray) -> float:
     """Monte-Carlo permutation p-value ``(1 + #{null >= observed}) / (1 + len(null))``.
 
     Counting the observed labelling among the permutations keeps the test valid at every
-    level: under no drift, ``P(p <= alpha) <= alpha`` exactly.
+    level: under no drift, ``P(p <= alpha) <= alpha`` exactly. A relabelling whose statistic
+    is within ``1e-6`` of the largest statistic's magnitude below the observed one counts
+    as reaching it: a tie (the observed labelling drawn again, or its mirror image when
+    the windows are equal) computed along another rounding path.
     """
-    exceed = int(np.count_nonzero(null >= observed))
+    scale = max(abs(observed), float(np.abs(null).max(initial=0.0)))
+    exceed = int(np.count_nonzero(null >= observed - _TIE_RTOL * scale))
     return (1.0 + exceed) / (1.0 + null.size)
 
 
@@ -211,13 +220,18 @@ def _random_centred_sums(
 ) -> tuple[FloatArray, FloatArray]:
     centred = features - mean.astype(features.dtype)
     n_pool = centred.shape[0]
-    observed = centred[:n_reference].sum(axis=0, dtype=np.float64)
-    squares = [np.array([observed @ observed])]
-    crosses = [np.array([observed @ mean])]
+    observed = np.zeros((n_pool, 1), dtype=centred.dtype)
+    observed[:n_reference] = 1.0
+    squares, crosses = [], []
     chunk = max(1, _CHUNK_BYTES // (centred.itemsize * n_pool))
-    for labels in random_assignments(
-        n_reference, n_pool, n_permutations, rng, chunk=chunk, dtype=centred.dtype.type
+    for index, permuted in enumerate(
+        random_assignments(
+            n_reference, n_pool, n_permutations, rng, chunk=chunk, dtype=centred.dtype.type
+        )
     ):
+        # The observed labelling goes through the same product as the relabellings, so
+        # that a relabelling equal to it gives the same statistic, not one rounded apart.
+        labels = np.hstack([observed, permuted]) if index == 0 else permuted
         sums = (centred.T @ labels).astype(np.float64)
         squares.append(np.einsum("ij,ij->j", sums, sums))
         crosses.append(mean @ sums)
