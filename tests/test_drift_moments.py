@@ -214,3 +214,49 @@ def test_values_whose_squares_overflow_are_refused() -> None:
     detector = make_detector("moments").fit(huge)
     with pytest.raises(InputError, match="too large"):
         detector.test(huge)
+
+
+@pytest.mark.parametrize(("method", "rows"), [("moments", 50), ("auto", 1250)])
+def test_large_but_finite_values_give_the_verdict_of_the_same_values_scaled_down(
+    method: str, rows: int
+) -> None:
+    rng = np.random.default_rng(5)
+    reference = rng.standard_normal((rows, 384)).astype(np.float32)
+    current = rng.standard_normal((rows, 384)).astype(np.float32)
+    unit = make_detector(method).fit(reference).test(current)
+    large = make_detector(method).fit(reference * 1e9).test(current * 1e9)
+    assert large.method == "moments"
+    assert math.isfinite(large.statistic)
+    assert large.statistic == pytest.approx(unit.statistic, rel=1e-3)
+    assert large.p_value == pytest.approx(unit.p_value, abs=0.005)
+    assert not large.is_drift
+
+
+def test_values_whose_block_products_overflow_are_refused() -> None:
+    rng = np.random.default_rng(6)
+    reference, current = (
+        rng.standard_normal((50, 384)) * 1e80,
+        rng.standard_normal((50, 384)) * 1e80,
+    )
+    detector = make_detector("moments").fit(reference)
+    with pytest.raises(
+        InputError,
+        match=r"^the embeddings are too large: their squares overflow; scale them down "
+        r"\(for example, normalise each row to unit length\)$",
+    ):
+        detector.test(current)
+
+
+def test_a_statistic_that_could_not_be_computed_is_never_drift() -> None:
+    detector = make_detector("moments")
+    result = detector._result(
+        statistic=math.nan,
+        p_value=0.001,
+        effect_size=math.nan,
+        n_reference=50,
+        n_current=50,
+        seed=0,
+        details={},
+    )
+    assert result.p_value == pytest.approx(0.001)
+    assert not result.is_drift

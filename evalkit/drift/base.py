@@ -362,11 +362,13 @@ class DriftDetector(ABC):
         seed: int | None,
         details: Mapping[str, Any],
     ) -> DriftResult:
+        # A statistic that could not be computed is no evidence of drift.
+        computed = not (math.isnan(statistic) or math.isnan(p_value))
         return DriftResult(
             statistic=float(statistic),
             p_value=float(p_value),
             threshold=self.alpha,
-            is_drift=bool(p_value <= self.alpha),
+            is_drift=computed and p_value <= self.alpha,
             effect_size=float(effect_size),
             method=self.method,
             n_reference=n_reference,

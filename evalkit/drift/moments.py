@@ -52,6 +52,11 @@ if TYPE_CHECKING:
 
 __all__ = ["BlockLayout", "BlockSums", "MomentsDrift", "moments_test"]
 
+_TOO_LARGE = (
+    "the embeddings are too large: their squares overflow; "
+    "scale them down (for example, normalise each row to unit length)"
+)
+
 
 class BlockSums(NamedTuple):
     """Per-block column sums of a feature of both windows' rows."""
@@ -188,24 +193,32 @@ class BlockLayout:
         # vectors, a relabelling's deviation is D + x·V for its move x, so its square norm
         # is ‖D‖² + 2 x·(V·D) + xᵀ(V·Vᵀ)x: one product of the moves with [V·Vᵀ | V·D] per
         # feature, whatever the number of rows.
-        forms, observed_squares = [], []
-        for sums in features:
-            reference_sum = sums.blocks[: self.reference_blocks].sum(axis=0)
-            deviation = reference_sum + sums.leftover_reference - (m / (m + n)) * sums.total
-            vectors = self.move_vectors(sums.blocks)
-            forms.append(vectors @ np.column_stack([vectors.T, deviation]))
-            observed_squares.append(float(deviation @ deviation))
+        forms, magnitudes, observed_squares = [], [], []
+        with np.errstate(over="ignore", invalid="ignore"):
+            for sums in features:
+                reference_sum = sums.blocks[: self.reference_blocks].sum(axis=0)
+                deviation = reference_sum + sums.leftover_reference - (m / (m + n)) * sums.total
+                vectors = self.move_vectors(sums.blocks)
+                form = vectors @ np.column_stack([vectors.T, deviation])
+                # Each form is scaled to at most 1 before the single-precision product, whose
+                # range (about 3e38) the squared block sums of large values would exceed.
+                magnitude = float(np.abs(form).max(initial=0.0)) or 1.0
+                forms.append(form / magnitude)
+                magnitudes.append(magnitude)
+                observed_squares.append(float(deviation @ deviation))
         # Single precision halves the largest product; its rounding (~1e-7 relative) is far
         # below the differences between relabellings that the p-value compares.
         stacked = (self.moves @ np.hstack(forms).astype(np.float32)).astype(np.float64)
         # mean(reference) − mean(current) = (S_ref − m/N·T)·(1/m + 1/n)
         scale = (1.0 / m + 1.0 / n) ** 2
         distances = []
-        for product, observed_square in zip(
-            np.split(stacked, len(features), axis=1), observed_squares, strict=True
+        for product, magnitude, observed_square in zip(
+            np.split(stacked, len(features), axis=1), magnitudes, observed_squares, strict=True
         ):
             quadratic = np.einsum("ij,ij->i", product[:, :-1], self.moves, dtype=np.float64)
-            distances.append((observed_square + 2.0 * product[:, -1] + quadratic) * scale)
+            with np.errstate(over="ignore", invalid="ignore"):
+                relabelled = magnitude * (2.0 * product[:, -1] + quadratic)
+                distances.append((observed_square + relabelled) * scale)
         return distances
 
 
@@ -258,9 +271,11 @@ def _moments(
     if not (np.isfinite(first.total).all() and np.isfinite(squares.total).all()):
         require_finite(reference, name="reference")
         require_finite(current, name="current")
-        raise InputError("the embeddings are too large: their squares overflow")
+        raise InputError(_TOO_LARGE)
     second = layout.centred_squares(squares, first)
     mean_distances, spread_distances = layout.mean_distances(first, second)
+    if not (np.isfinite(mean_distances).all() and np.isfinite(spread_distances).all()):
+        raise InputError(_TOO_LARGE)
     mean_z, spread_z = _standardised(mean_distances), _standardised(spread_distances)
     combined = np.maximum(mean_z, spread_z)
     total_variance = float(second.total.sum()) / (m + n)
