@@ -15,6 +15,7 @@ run with all-MiniLM-L6-v2 and vs their reciprocal-rank fusion); it embeds 5,183 
 which takes a few minutes on two cores.
 
     .venv/bin/python benchmarks/gate_calibration.py [--seeds 1000] [--measure-sd]
+        [--sparse-seeds 2000]
 """
 
 from __future__ import annotations
@@ -109,6 +110,39 @@ def false_fails(seeds: int, queries: int, resamples: int) -> None:
         print(f"    p_adjusted < alpha either direction (FWER): {rate(significant, seeds)}")
         print(f"    'fail on any drop of the mean': {rate(naive_any, seeds)}")
         print(f"    'fail on a drop > 10 %': {rate(naive_ten, seeds)}")
+
+
+def sparse_changes(seeds: int, resamples: int, *, queries: int = 100) -> None:
+    """Null runs where only k of the queries change, each by a random sign: Wilcoxon's level.
+
+    Most per-query differences are then exactly 0; the Wilcoxon p-value must still keep
+    its level (with 5 non-zero differences no two-sided p below 0.0625 exists).
+    """
+    print(f"\n## Few changed queries: {queries} queries, k changed by a random sign, {seeds} seeds")
+    print("(rate [95 % Wilson CI]; p_wilcoxon < alpha must stay <= alpha)")
+    ids = [f"q{i}" for i in range(queries)]
+    for changed in (5, 6, 8):
+        significant = regressions = 0
+        for seed in range(seeds):
+            rng = np.random.default_rng(seed)
+            base = rng.beta(2, 2, queries)
+            cand = base.copy()
+            rows = rng.choice(queries, changed, replace=False)
+            steps = rng.choice([-1.0, 1.0], changed) * rng.uniform(0.01, 0.3, changed)
+            cand[rows] = base[rows] + steps
+            result = compare_runs(
+                pd.DataFrame({"ndcg@10": base}, index=ids),
+                pd.DataFrame({"ndcg@10": cand}, index=ids),
+                resamples=resamples,
+                seed=seed,
+                decision_test="wilcoxon",
+            )
+            significant += result.metrics[0].p_wilcoxon < ALPHA
+            regressions += result.decision is Decision.REGRESSION
+        print(
+            f"- k = {changed}: p_wilcoxon < alpha {rate(significant, seeds)}; "
+            f"regression (decision_test='wilcoxon') {rate(regressions, seeds)}"
+        )
 
 
 def power(seeds: int, resamples: int) -> None:
@@ -233,11 +267,19 @@ def main() -> None:
     parser.add_argument("--power-seeds", type=int, default=500)
     parser.add_argument("--coverage-seeds", type=int, default=1000)
     parser.add_argument("--measure-sd", action="store_true")
+    parser.add_argument(
+        "--sparse-seeds",
+        type=int,
+        default=0,
+        help="also measure the Wilcoxon test when only a few queries change (2000 in the docs)",
+    )
     args = parser.parse_args()
 
     false_fails(args.seeds, args.queries, args.resamples)
     power(args.power_seeds, args.resamples)
     coverage(args.coverage_seeds, args.resamples)
+    if args.sparse_seeds:
+        sparse_changes(args.sparse_seeds, args.resamples)
     spreads = None
     if args.measure_sd:
         print("\n## Spread of per-query differences between real runs")

@@ -31,6 +31,7 @@ from evalkit.stats._resampling import (
     percentile_interval,
     sign_flip_pvalues,
 )
+from evalkit.stats.paired import _wilcoxon_pvalues
 from evalkit.stats.simulation import beta_noise_pair
 
 
@@ -293,16 +294,51 @@ def test_permutation_p_never_zero_and_shared_across_measures() -> None:
     assert p[1] == 1.0
 
 
-def test_wilcoxon_matches_scipy() -> None:
+def test_wilcoxon_matches_scipy_on_many_nonzero_differences() -> None:
     rng = np.random.default_rng(12)
-    baseline = pd.DataFrame(rng.uniform(size=(60, 2)), columns=["ndcg@10", "recall@10"])
-    candidate = baseline.copy()
-    candidate["ndcg@10"] += np.round(rng.normal(-0.02, 0.1, 60), 1)
-    candidate.loc[:10, "recall@10"] += 0.05
+    baseline = pd.DataFrame(rng.uniform(size=(80, 2)), columns=["ndcg@10", "recall@10"])
+    candidate = baseline + rng.normal(-0.02, 0.1, (80, 2))
+    candidate.loc[:9, "recall@10"] = baseline.loc[:9, "recall@10"]
     result = compare_runs(baseline, candidate, resamples=200)
     for metric in result.metrics:
         expected = scipy.stats.wilcoxon(candidate[metric.measure] - baseline[metric.measure])
         assert metric.p_wilcoxon == pytest.approx(expected.pvalue)
+
+
+def test_wilcoxon_is_exact_when_few_of_many_differences_are_nonzero() -> None:
+    # Five drops among 95 unchanged queries: no two-sided p below 2 / 2**5 exists.
+    ids = [f"q{i}" for i in range(100)]
+    baseline = pd.DataFrame({"ndcg@10": np.full(100, 0.5)}, index=ids)
+    candidate = baseline.copy()
+    candidate.iloc[:5, 0] -= [0.1, 0.2, 0.05, 0.3, 0.15]
+    result = compare_runs(baseline, candidate, resamples=2000, decision_test="wilcoxon")
+    assert result.metrics[0].p_wilcoxon == pytest.approx(0.0625)
+    assert result.decision != "regression"
+
+
+def exact_signed_rank_p(differences: np.ndarray) -> float:
+    ranks = scipy.stats.rankdata(np.abs(differences))
+    signs = np.array(list(itertools.product([0.0, 1.0], repeat=differences.size)))
+    centre = ranks.sum() / 2
+    observed = abs(ranks[differences > 0].sum() - centre)
+    return float(np.mean(np.abs(signs @ ranks - centre) >= observed - 1e-9))
+
+
+@pytest.mark.parametrize("n", [1, 4, 9, 12])
+@pytest.mark.parametrize("discrete", [False, True])
+def test_wilcoxon_agrees_with_exact_enumeration_ties_and_zeros_included(
+    n: int, discrete: bool
+) -> None:
+    rng = np.random.default_rng(n + 100 * discrete)
+    raw = rng.normal(0.1, 0.3, size=n)
+    differences = np.round(raw * 4) / 4 if discrete else raw
+    nonzero = differences[differences != 0.0]
+    expected = exact_signed_rank_p(nonzero) if nonzero.size else 1.0
+    padded = np.concatenate([differences, np.zeros(40)])
+    assert _wilcoxon_pvalues(padded[:, np.newaxis])[0] == pytest.approx(expected)
+    if not discrete:
+        exact = scipy.stats.wilcoxon(differences, method="exact").pvalue
+        assert _wilcoxon_pvalues(differences[:, np.newaxis])[0] == pytest.approx(exact)
 
 
 def test_bca_interval_matches_scipy_bootstrap() -> None:

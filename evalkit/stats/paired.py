@@ -43,12 +43,54 @@ _NEGLIGIBLE_EFFECT: Final = 1e-6
 _SHOWN_IDS: Final = 5
 
 
+# Up to this many non-zero differences the signed-rank p-value is exact (scipy's own limit
+# for its exact method); above, the normal approximation is accurate.
+_WILCOXON_EXACT_MAX: Final = 50
+
+
 def _wilcoxon_pvalues(differences: FloatMatrix) -> FloatVector:
-    """Two-sided Wilcoxon signed-rank p-values per column; 1 when every difference is 0."""
+    """Two-sided Wilcoxon signed-rank p-values per column; 1 when every difference is 0.
+
+    Zero differences are dropped (Wilcoxon's own treatment). With at most
+    ``_WILCOXON_EXACT_MAX`` non-zero differences left the p-value is exact, ties included
+    (``_signed_rank_exact_pvalue``); scipy's default would use the normal approximation
+    whenever a difference is zero, which is too small for few non-zero differences.
+    """
     p_values = np.ones(differences.shape[1], dtype=np.float64)
     for column in np.flatnonzero(np.any(differences != 0.0, axis=0)):
-        p_values[column] = float(scipy.stats.wilcoxon(differences[:, column]).pvalue)
+        values = differences[:, column]
+        nonzero = values[values != 0.0]
+        if nonzero.size <= _WILCOXON_EXACT_MAX:
+            p_values[column] = _signed_rank_exact_pvalue(nonzero)
+        else:
+            p_values[column] = float(scipy.stats.wilcoxon(nonzero, method="approx").pvalue)
     return p_values
+
+
+def _signed_rank_exact_pvalue(differences: npt.ArrayLike) -> float:
+    """Exact two-sided Wilcoxon signed-rank p-value of non-zero ``differences``, ties included.
+
+    Under the null hypothesis every difference is equally likely to carry either sign, so
+    the sum of the (mid)ranks of the positive ones has the distribution of a sum of
+    independent "rank or nothing" terms; doubled midranks are integers, and that
+    distribution is counted exactly by convolution. The p-value is the probability of a
+    sum at least as far from its mean as the observed one (1 when there is no difference).
+    """
+    values = np.asarray(differences, dtype=np.float64)
+    if values.size == 0:
+        return 1.0
+    doubled = np.rint(2.0 * scipy.stats.rankdata(np.abs(values))).astype(np.int64)
+    total = int(doubled.sum())
+    counts = np.zeros(total + 1, dtype=np.float64)
+    counts[0] = 1.0
+    for rank in doubled:
+        shifted = np.zeros_like(counts)
+        shifted[rank:] = counts[: total + 1 - rank]
+        counts += shifted
+    observed = int(doubled[values > 0.0].sum())
+    distance = np.abs(2 * np.arange(total + 1) - total)
+    extreme = counts[distance >= abs(2 * observed - total)].sum()
+    return float(min(1.0, extreme / counts.sum()))
 
 
 DECISION_TESTS: Final = ("permutation", "wilcoxon")
