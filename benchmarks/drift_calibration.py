@@ -264,42 +264,117 @@ def build(method: str, **settings: Any) -> DriftDetector:
     return make_detector(method, **settings)
 
 
-def sequential_table(seeds: int, warmup: int, runs: int) -> None:
+def sequential_table(seeds: int, warmups: list[int], runs: int) -> None:
     """False alarms and detection delays of CUSUM and Page-Hinkley with default settings.
 
     Series: ``warmup`` + ``runs`` values of N(0.6, 0.02); drops of 1, 2 and 3 sd start at
-    monitored run 30.
+    monitored run 30. Each warm-up in ``warmups`` gets its rows.
     """
     from evalkit.drift import cusum, page_hinkley
 
-    print(f"sequential: warm-up {warmup}, {runs} monitored runs, {seeds} seeds, sd 0.02")
+    print(f"sequential: {runs} monitored runs after the warm-up, {seeds} seeds, sd 0.02")
     print(
-        "| detector | alert false alarms | warning false alarms | drop | median delay | "
-        "alerted within 10 runs |"
+        "| detector | warm-up | alert false alarms | warning false alarms | drop | "
+        "median delay | alerted within 10 runs |"
     )
-    print("|---|---|---|---|---|---|")
-    change = warmup + 30
-    for name, detect in (("cusum", cusum), ("page_hinkley", page_hinkley)):
-        alerts = warnings = 0
-        delays: dict[int, list[float]] = {1: [], 2: [], 3: []}
-        for seed in range(seeds):
-            rng = np.random.default_rng(seed)
-            values = 0.6 + 0.02 * rng.standard_normal(warmup + runs)
-            trace = detect(values, warmup=warmup)
-            alerts += trace.first_alert is not None
-            warnings += trace.first_warning is not None
+    print("|---|---|---|---|---|---|---|")
+    for warmup in warmups:
+        change = warmup + 30
+        for name, detect in (("cusum", cusum), ("page_hinkley", page_hinkley)):
+            alerts = warnings = 0
+            delays: dict[int, list[float]] = {1: [], 2: [], 3: []}
+            for seed in range(seeds):
+                rng = np.random.default_rng(seed)
+                values = 0.6 + 0.02 * rng.standard_normal(warmup + runs)
+                trace = detect(values, warmup=warmup)
+                alerts += trace.first_alert is not None
+                warnings += trace.first_warning is not None
+                for size, found in delays.items():
+                    dropped = values.copy()
+                    dropped[change:] -= 0.02 * size
+                    first = detect(dropped, warmup=warmup).first_alert
+                    found.append(math.inf if first is None else first - change)
             for size, found in delays.items():
-                dropped = values.copy()
-                dropped[change:] -= 0.02 * size
-                first = detect(dropped, warmup=warmup).first_alert
-                found.append(math.inf if first is None else first - change)
-        for size, found in delays.items():
-            delay = np.array(found)
-            within = np.mean((delay >= 0) & (delay < 10))
+                delay = np.array(found)
+                within = np.mean((delay >= 0) & (delay < 10))
+                print(
+                    f"| {name} | {warmup} | {alerts / seeds:.3f} | {warnings / seeds:.3f} | "
+                    f"{size} sd | {np.median(delay):.0f} | {within:.3f} |"
+                )
+
+
+def wilson(successes: int, trials: int) -> str:
+    """A rate with its 95 % Wilson score interval."""
+    z = 1.959963984540054
+    p = successes / trials
+    centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials))
+    half /= 1 + z * z / trials
+    return f"{p:.3f} [{centre - half:.3f}, {centre + half:.3f}]"
+
+
+def sequential_defaults(seeds: int) -> None:
+    """False alarms of the sequential checks with the settings users get, on stable series.
+
+    * the ``precision_regression`` rule (``page_hinkley`` / ``cusum``) and the ``drift_check``
+      metric stream: warm-up ``METRIC_STREAM_WARMUP`` (5), evaluated after every run; the
+      rate is that of a critical alert (or any warning) at least once within the series'
+      first 100 and 200 runs, warm-up included (the rule reads ``history`` = 200 runs);
+    * ``evalkit drift precision`` (``watch_drops``: warm-up half the series, 5 to 10),
+      checked after every run: Page-Hinkley at ``alert`` on the newest run at least once by
+      run 20, 100 and 200 (its paired test adds its own ``--alpha`` per check).
+
+    Series of N(0.6, 0.02) run means, ``seeds`` of them.
+    """
+    from evalkit.drift import AlertLevel, sequential_trace
+    from evalkit.drift.watch import watch_drops
+    from evalkit.records.requests import METRIC_STREAM_WARMUP
+
+    lengths = (100, 200)
+    print(f"\nsequential defaults: {seeds} stable series of N(0.6, 0.02), rate [95 % Wilson]")
+    print("| check | warm-up | by run | critical alert at least once | warning or alert |")
+    print("|---|---|---|---|---|")
+    for method in ("page_hinkley", "cusum"):
+        alerts = dict.fromkeys(lengths, 0)
+        flagged = dict.fromkeys(lengths, 0)
+        for seed in range(seeds):
+            values = np.random.default_rng(seed).normal(0.6, 0.02, max(lengths))
+            # The trace is causal: its level at run i is what an evaluation after run i saw.
+            levels = sequential_trace(method, values, warmup=METRIC_STREAM_WARMUP).levels
+            for length in lengths:
+                seen = levels[:length]
+                alerts[length] += AlertLevel.ALERT in seen
+                flagged[length] += any(level is not AlertLevel.OK for level in seen)
+        for length in lengths:
             print(
-                f"| {name} | {alerts / seeds:.3f} | {warnings / seeds:.3f} | {size} sd | "
-                f"{np.median(delay):.0f} | {within:.3f} |"
+                f"| rule / metric stream, {method} | {METRIC_STREAM_WARMUP} | {length} | "
+                f"{wilson(alerts[length], seeds)} | {wilson(flagged[length], seeds)} |"
             )
+    checkpoints = (20, 100, 200)
+    watched = dict.fromkeys(checkpoints, 0)
+    for seed in range(seeds):
+        values = np.random.default_rng(seed).normal(0.6, 0.02, max(checkpoints))
+        first = None
+        # Below 20 runs the warm-up grows with the series: each check has its own trace.
+        for length in range(3, 20):
+            if (
+                watch_drops(values[:length], warmup=None, h_warning=5.0, h_alert=8.0).levels[-1]
+                == "alert"
+            ):
+                first = length
+                break
+        if first is None:
+            # From 20 runs the warm-up is 10 and the trace is causal: one pass sees every check.
+            levels = watch_drops(values, warmup=None, h_warning=5.0, h_alert=8.0).levels
+            alarmed = [index + 1 for index in range(19, len(levels)) if levels[index] == "alert"]
+            first = alarmed[0] if alarmed else None
+        for checkpoint in checkpoints:
+            watched[checkpoint] += first is not None and first <= checkpoint
+    for checkpoint in checkpoints:
+        print(
+            f"| evalkit drift precision (Page-Hinkley) | half the series, 5-10 | {checkpoint} | "
+            f"{wilson(watched[checkpoint], seeds)} | |"
+        )
 
 
 def parse_method(text: str) -> tuple[str, dict[str, Any]]:
@@ -359,10 +434,20 @@ def main() -> None:
         default=0,
         help="only simulate CUSUM / Page-Hinkley on this many seeded series (no data needed)",
     )
-    parser.add_argument("--sequential-warmup", type=int, default=20)
+    parser.add_argument("--sequential-warmup", type=int, nargs="+", default=[20])
+    parser.add_argument(
+        "--sequential-defaults",
+        type=int,
+        default=0,
+        help="only simulate the alert rule, the metric stream and `evalkit drift precision` "
+        "with their default settings on this many stable series",
+    )
     arguments = parser.parse_args()
     if arguments.sequential_seeds:
         sequential_table(arguments.sequential_seeds, arguments.sequential_warmup, 100)
+    if arguments.sequential_defaults:
+        sequential_defaults(arguments.sequential_defaults)
+    if arguments.sequential_seeds or arguments.sequential_defaults:
         return
     if not SHARED.is_dir():
         sys.exit(f"{SHARED} is not present: this benchmark needs the shared reference data")

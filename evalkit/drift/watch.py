@@ -551,8 +551,10 @@ def _pinned_baseline(
 MIN_WARMUP = 5
 """The fewest runs whose spread Page-Hinkley learns before it judges. From 2 runs the spread
 is a guess: 2-run warm-ups alarmed on 5 % of stable series at every check (N(0.6, 0.02),
-2,000 series), and 11 % of them alarmed at least once by their 20th run; from 5, 0.5 % and
-2 %. Until then only the paired test against the baseline, which is calibrated, finds drift."""
+2,000 series), and 11 % of them alarmed at least once by their 20th run. From 5 runs, with
+the short warm-up's sd widened (``warmup_widening``), 0.5 % alarmed by the 20th run and
+2.6 % by the 100th. Until then only the paired test against the baseline, which is
+calibrated, finds drift."""
 
 
 @dataclass(frozen=True, slots=True)
