@@ -378,6 +378,55 @@ def test_variables_arguments_and_values_written_as_strings_are_still_converted(
     assert settings.retriever.options == {"top": "7"}  # the factory's to read, as written
 
 
+@pytest.mark.parametrize(
+    ("spool", "request_bytes", "expected"),
+    [
+        ('"2MiB"', '"16 MiB"', (2 * 1024**2, 16 * 1024**2)),
+        ('"1GB"', '"64KiB"', (10**9, 64 * 1024)),
+        ("65536", "262144", (65536, 262144)),
+        ('"1.5GiB"', '"2048"', (3 * 1024**3 // 2, 2048)),
+    ],
+)
+def test_otlp_sizes_are_strings_with_a_unit_or_integers_of_bytes(
+    evalkit_home: Path, spool: str, request_bytes: str, expected: tuple[int, int]
+) -> None:
+    Path("evalkit.toml").write_text(
+        f"[otlp]\nspool_max_bytes = {spool}\nmax_request_bytes = {request_bytes}\n",
+        encoding="utf-8",
+    )
+    otlp = load_settings().otlp
+    assert (otlp.spool_max_bytes, otlp.max_request_bytes) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (
+            '"2 lots"',
+            "evalkit.toml: line 2, field 'otlp.spool_max_bytes': Value error, '2 lots' is not "
+            "a size: give bytes (65536) or a string such as '64KiB', '16MiB', '1GiB'",
+        ),
+        (
+            '"1KiB"',
+            "evalkit.toml: line 2, field 'otlp.spool_max_bytes': Input should be greater than "
+            "or equal to 65536",
+        ),
+        (
+            "true",
+            "evalkit.toml: line 2, field 'otlp.spool_max_bytes': Value error, a size is a "
+            "number of bytes or a string such as '16MiB'",
+        ),
+    ],
+)
+def test_an_otlp_size_that_is_not_one_is_named_by_its_line(
+    evalkit_home: Path, value: str, message: str
+) -> None:
+    Path("evalkit.toml").write_text(f"[otlp]\nspool_max_bytes = {value}\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert str(caught.value) == message
+
+
 def test_a_job_s_field_of_another_toml_type_is_refused(evalkit_home: Path) -> None:
     Path("evalkit.toml").write_text(
         '[[jobs]]\nname = "a"\nkind = "retention"\nkeep_latest = "3"\nkeep_days = "30d"\n',

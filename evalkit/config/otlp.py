@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from evalkit.config.types import Duration
+from evalkit.config.types import ByteSize, Duration
 
 __all__ = ["OtlpSettings"]
 
@@ -52,10 +52,11 @@ class OtlpSettings(BaseModel):
         description="Environment variable holding the bearer token every request must send "
         "(Authorization: Bearer ...); unset: no token is asked for.",
     )
-    max_request_bytes: int = Field(
+    max_request_bytes: ByteSize = Field(
         default=16 * 1024 * 1024,
         ge=1024,
-        description="Largest request body accepted, compressed or not (larger: HTTP 413).",
+        description="Largest request body accepted, compressed or not (larger: HTTP 413); "
+        "bytes, or a size such as '16MiB'.",
     )
     request_timeout: Duration = Field(
         default=30.0,
@@ -81,11 +82,11 @@ class OtlpSettings(BaseModel):
         description="How long the spool's committer waits for the store on each attempt "
         "while a job writes it, before trying again (requests never wait: they are spooled).",
     )
-    spool_max_bytes: int = Field(
+    spool_max_bytes: ByteSize = Field(
         default=1024 * 1024 * 1024,
         ge=64 * 1024,
-        description="Bound of the spool of received batches waiting for the store (bytes); "
-        "beyond it requests are answered 503 with Retry-After.",
+        description="Bound of the spool of received batches waiting for the store (bytes, or "
+        "a size such as '1GiB'); beyond it requests are answered 503 with Retry-After.",
     )
     tenant_attribute: str | None = Field(
         default="tenant.id",

@@ -1,5 +1,5 @@
-"""Value types shared by the settings tables: durations, increases, quantiles and entry
-names."""
+"""Value types shared by the settings tables: durations, sizes, increases, quantiles and
+entry names."""
 
 from __future__ import annotations
 
@@ -11,12 +11,14 @@ from pydantic import BeforeValidator
 
 __all__ = [
     "NAME_PATTERN",
+    "ByteSize",
     "Duration",
     "Increase",
     "format_duration",
     "parse_duration",
     "parse_increase",
     "parse_quantile",
+    "parse_size",
     "quantile_name",
 ]
 
@@ -67,6 +69,45 @@ def format_duration(seconds: float) -> str:
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 """A length of time in seconds, accepting ``"15m"``-style strings in ``evalkit.toml``."""
+
+
+# As DuckDB reads sizes (memory_limit): KB is 1000 bytes, KiB 1024.
+_SIZE_UNITS = {
+    "b": 1,
+    "kb": 1000,
+    "mb": 1000**2,
+    "gb": 1000**3,
+    "tb": 1000**4,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
+    "tib": 1024**4,
+}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b|b)?\s*$", re.IGNORECASE)
+
+
+def parse_size(value: object) -> int:
+    """Bytes from an integer number of bytes or a string such as ``"2MiB"``, ``"16 MiB"``,
+    ``"1GB"`` (KB, MB, GB, TB are powers of 1000; KiB, MiB, GiB, TiB of 1024, as DuckDB
+    reads them)."""
+    if isinstance(value, bool):
+        raise ValueError("a size is a number of bytes or a string such as '16MiB'")
+    if isinstance(value, int):
+        size = value
+    elif isinstance(value, str) and (match := _SIZE.match(value)):
+        size = round(float(match.group(1)) * _SIZE_UNITS[(match.group(2) or "b").lower()])
+    else:
+        raise ValueError(
+            f"{value!r} is not a size: give bytes (65536) or a string such as '64KiB', "
+            "'16MiB', '1GiB'"
+        )
+    if size < 0:
+        raise ValueError(f"a size cannot be negative, got {value!r}")
+    return size
+
+
+ByteSize = Annotated[int, BeforeValidator(parse_size)]
+"""A size in bytes, accepting ``"16MiB"``-style strings in ``evalkit.toml``."""
 
 
 _INCREASE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(%?)\s*$")
