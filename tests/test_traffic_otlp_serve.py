@@ -775,6 +775,67 @@ def test_a_full_spool_answers_503_with_retry_after_and_loses_nothing(
     assert set(counts.values()) == {1}
 
 
+# -- SIGTERM with a backlog the grace period cannot commit ---------------------------------
+
+# Imported by `evalkit serve` as a [scheduler] plugin: each commit first spends a while inside
+# DuckDB (as on a store of millions of records), and the receiver's grace is short, so a
+# backlog of a few batches outlasts it with the committer in native code.
+SLOW_COMMITS = """
+import evalkit.scheduler.service as service
+import evalkit.traffic.committer as committer
+
+service._RECEIVER_GRACE = 0.2
+_commit = committer.commit_spans
+
+
+def _slow(store, prepared, **options):
+    store.fetch("SELECT count(DISTINCT hash(i)) FROM range(3000000) t(i)")
+    return _commit(store, prepared, **options)
+
+
+committer.commit_spans = _slow
+"""
+
+
+def test_sigterm_with_a_backlog_past_the_grace_exits_0_and_the_next_start_stores_the_rest(
+    tmp_path: Path, serves: list[Serve]
+) -> None:
+    home = receiver_home(tmp_path, "")
+    (tmp_path / "slow_commits.py").write_text(SLOW_COMMITS)
+    config = Path(home.env["EVALKIT_CONFIG"])
+    plain = config.read_text()
+    config.write_text(plain.replace("[scheduler]\n", '[scheduler]\nplugins = ["slow_commits"]\n'))
+    home.env["PYTHONPATH"] = f"{tmp_path}:{home.env.get('PYTHONPATH', '')}"
+    spans = one_day_of_traffic("acme", "genai", "2026-11-26", answer=False, rounds=20).spans()
+    sent = chunks(spans, 6)
+    serve = start_serve(home, serves)
+    for chunk in sent:
+        answer = raw_post(home, encode_spans(chunk).SerializeToString(), "application/x-protobuf")
+        assert answer.status_code == 200
+    assert metric(serve, "evalkit_otlp_spool_batches") >= 5, "the backlog drained too soon"
+
+    serve.process.send_signal(signal.SIGTERM)
+    assert serve.process.wait(timeout=60) == 0, serve.log.read_text()
+    log = serve.log.read_text()
+    assert "terminate called" not in log
+    assert "FATAL" not in log
+    assert "the next start commits them" in log
+    left = [name for name in spool_files(home) if name.endswith(".batch")]
+    assert left, "every batch was committed within the grace: the test proves nothing"
+
+    config.write_text(plain)
+    serve = start_serve(home, serves)
+    wait_until(
+        lambda: metric(serve, "evalkit_otlp_spool_batches") == 0,
+        timeout=60,
+        what="the batches left by the stop to be committed",
+    )
+    stop(serve)
+    counts = stored_counts(home)
+    assert set(counts) == retrievals(sent)
+    assert set(counts.values()) == {1}
+
+
 # -- answers of generation spans, scored as logged answers ---------------------------------
 
 UNFAITHFUL = {

@@ -319,7 +319,7 @@ def test_a_batch_the_store_keeps_refusing_is_set_aside_and_the_rest_committed(
         committer.wake()
         wait_until(lambda: counters.value("stored") == 1, timeout=60, what="the next batch")
     finally:
-        committer.close(timeout=10)
+        committer.close(grace=10)
     assert not bad.path.exists()
     assert bad.path.with_name(bad.path.name + ".failed").exists()
     assert spool.status().failed == 1
@@ -369,8 +369,61 @@ def test_a_fault_of_the_store_itself_is_retried_and_never_sets_a_batch_aside(
         committer.wake()
         wait_until(lambda: counters.value("stored") == 1, timeout=60, what="the retried batch")
     finally:
-        committer.close(timeout=10)
+        committer.close(grace=10)
     assert faults["left"] == 0
     assert spool.status().failed == 0
     with Store.open(store_path) as store:
         assert stored_ids(store) == [f"{TRACE}-3333333333333333"]
+
+
+def test_close_finishes_the_batch_under_way_begins_no_other_and_ends_the_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A backlog longer than the grace: close returns only once the commit under way is
+    over (a thread left inside DuckDB aborts the interpreter at exit), and the batches not
+    begun are committed, once each, by the next start."""
+    store_path = tmp_path / "evalkit.duckdb"
+    Store.open(store_path).close()
+    directory = tmp_path / "spool"
+    spool = Spool(directory, max_bytes=1 << 20)
+    spool.recover()
+    for n in range(1, 6):
+        spool.append(prepared(f"{n:016x}"))
+    entered, proceed, finished = threading.Event(), threading.Event(), threading.Event()
+
+    def slow_commit(store: Store, batch: PreparedSpans, **options: Any) -> Any:
+        entered.set()
+        assert proceed.wait(60)
+        outcome = commit_spans(store, batch, **options)
+        finished.set()
+        return outcome
+
+    monkeypatch.setattr(spool_committer, "commit_spans", slow_commit)
+    counters = ReceiverCounters(spool.status)
+    access = StoreAccess(store_path, wait=5.0, program="test")
+    committer = SpoolCommitter(spool, access, counters.committed, threading.Event())
+    committer.start()
+    assert entered.wait(60)
+    closer = threading.Thread(target=committer.close, kwargs={"grace": 0.0})
+    closer.start()
+    closer.join(0.5)
+    assert closer.is_alive(), "close returned while a batch was being committed"
+    proceed.set()
+    closer.join(60)
+    assert not closer.is_alive()
+    assert finished.is_set()
+    assert "evalkit-otlp-committer" not in {thread.name for thread in threading.enumerate()}
+    assert counters.value("stored") == 1
+    assert spool.status().batches == 4
+
+    monkeypatch.undo()
+    restarted = Spool(directory, max_bytes=1 << 20)
+    assert restarted.recover().batches == 4
+    counters = ReceiverCounters(restarted.status)
+    committer = SpoolCommitter(restarted, access, counters.committed, threading.Event())
+    committer.start()
+    committer.close(grace=60)
+    assert counters.value("stored") == 4
+    assert restarted.status().batches == 0
+    with Store.open(store_path) as store:
+        assert stored_ids(store) == [f"{TRACE}-{n:016x}" for n in range(1, 6)]

@@ -7,8 +7,11 @@ deleting a batch's file only after its commit; a store session lasts a couple of
 most, then a job waiting for the store has its chance. A batch the store keeps refusing is
 set aside (``.batch.failed``) after a few attempts so the batches after it carry on; a fault
 of the store itself (a full disk, an I/O or memory failure) is retried and never counted
-against a batch. On close it commits what the spool holds if the store can be had now;
-otherwise the next start does. A record's query id comes from its trace and span ids, so a
+against a batch. On close it commits what the spool holds if the store can be had within
+the grace it is given; past the grace it finishes the batch under way, begins no other, and
+the thread is always joined, so the store is never closed nor the process left with the
+thread inside DuckDB (which aborts the interpreter); the next start commits the rest. A
+record's query id comes from its trace and span ids, so a
 batch committed twice (a crash between its commit and the removal of its file) stores
 nothing twice.
 """
@@ -64,6 +67,8 @@ class SpoolCommitter:
         self._stop = stop
         self._wake = threading.Event()
         self._closing = threading.Event()
+        # Set once close's grace has passed: no batch is begun after it.
+        self._overdue = threading.Event()
         self._thread = threading.Thread(
             target=self._loop, name="evalkit-otlp-committer", daemon=True
         )
@@ -85,11 +90,15 @@ class SpoolCommitter:
         """A batch was spooled: commit it as soon as the store can be had."""
         self._wake.set()
 
-    def close(self, timeout: float) -> None:
-        """Commit what the spool holds if the store can be had now, then stop."""
+    def close(self, grace: float) -> None:
+        """Commit what the spool holds for up to ``grace`` seconds if the store can be had,
+        then stop: the batch under way is finished and no other begun. Returns once the
+        thread has ended, whatever the grace; what is left waits for the next start."""
         self._closing.set()
         self._wake.set()
-        self._thread.join(timeout)
+        self._thread.join(grace)
+        self._overdue.set()
+        self._thread.join()
 
     def _loop(self) -> None:
         while True:
@@ -98,12 +107,17 @@ class SpoolCommitter:
             committed_all = True
             if batches:
                 committed_all = self._commit(batches, closing=closing)
-            if closing and (not batches or not committed_all or not self._spool.ready(1)):
+            if closing and (
+                not batches
+                or not committed_all
+                or self._overdue.is_set()
+                or not self._spool.ready(1)
+            ):
                 left = self._spool.status()
                 if left.batches:
                     _log.info(
-                        "otlp: %d spooled batch(es) (%d bytes) wait for the store; the next "
-                        "start commits them",
+                        "otlp: %d spooled batch(es) (%d bytes) left uncommitted at stop; the "
+                        "next start commits them",
                         left.batches,
                         left.bytes,
                     )
@@ -111,8 +125,9 @@ class SpoolCommitter:
             if not committed_all:
                 self._wake.wait(_RETRY_COMMIT_SECONDS)
             elif self._spool.ready(1):
-                # More to commit: give a job waiting for the store its chance first.
-                time.sleep(_BETWEEN_SESSIONS_SECONDS)
+                if not closing:
+                    # More to commit: give a job waiting for the store its chance first.
+                    time.sleep(_BETWEEN_SESSIONS_SECONDS)
                 continue
             else:
                 self._wake.wait()
@@ -126,7 +141,7 @@ class SpoolCommitter:
         try:
             with self._access.writer(
                 f"otlp: committing {len(batches)} spooled batch(es)",
-                stop=None if closing else self._stop,
+                stop=self._overdue if closing else self._stop,
             ) as store:
                 for spooled in batches:
                     try:
@@ -150,7 +165,7 @@ class SpoolCommitter:
                     self._spool.remove(spooled)
                     self._on_commit(outcome)
                     spans += prepared.spans
-                    if time.monotonic() - began > _SESSION_SECONDS:
+                    if time.monotonic() - began > _SESSION_SECONDS or self._overdue.is_set():
                         break
         except StoreWaitStoppedError:
             return False

@@ -389,9 +389,10 @@ class OtlpReceiver:
         self._thread.start()
 
     def stop(self, *, grace: float = 10.0) -> None:
-        """Stop accepting requests, let those in flight finish (up to ``grace`` seconds),
-        commit what the spool holds if the store is free (else the next start does). Safe
-        after a ``start`` that failed: only what was started is stopped."""
+        """Stop accepting requests, let those in flight finish and commit what the spool
+        holds while the store can be had (up to ``grace`` seconds, then the batch under way
+        is finished and the rest left for the next start). Safe after a ``start`` that
+        failed: only what was started is stopped."""
         if self._thread.ident is not None:
             # shutdown() waits for serve_forever to acknowledge: it would wait forever.
             self._server.shutdown()
@@ -401,7 +402,7 @@ class OtlpReceiver:
                 self._inflight_lock.wait(0.1)
         self._stopping.set()
         if self._committer.started:
-            self._committer.close(timeout=max(0.0, deadline - time.monotonic()) + 1.0)
+            self._committer.close(grace=max(0.0, deadline - time.monotonic()) + 1.0)
         self._server.server_close()
 
     def status(self) -> dict[str, Any]:
