@@ -604,6 +604,49 @@ def test_answers_attach_to_their_trace_whichever_span_arrives_first(store: Store
     assert len(stored_rows(store)) == 2
 
 
+def test_spans_sent_again_among_new_ones_of_other_days_are_each_stored_once(
+    tmp_path: Path,
+) -> None:
+    """The duplicate check of spans looks only among the records of a batch's time range
+    (its cost must not grow with the store): a batch mixing spans sent again from days
+    apart with new ones, and a span repeated within it, still stores each span once, here
+    and after the store is opened again."""
+    day = 86_400 * 10**9
+    path = tmp_path / "evalkit.duckdb"
+
+    def retrieval_at(n: int, days: int) -> dict[str, Any]:
+        attrs = genai_retrieval("", f"question {n}", [{"id": "kb-1", "score": 0.5}])
+        return span(f"{n + 100:016x}", attrs, start=T0 + days * day)
+
+    with Store.open(path) as store:
+        for days in (0, 3, 6):
+            sent = SpanBatch()
+            sent.add_json(request(*(retrieval_at(days * 10 + n, days) for n in range(3))))
+            assert store_spans(store, sent, source="otlp").stored == 3
+    with Store.open(path) as store:
+        mixed = SpanBatch()
+        mixed.add_json(
+            request(
+                retrieval_at(1, 0),
+                retrieval_at(62, 6),
+                retrieval_at(40, 4),
+                retrieval_at(41, 4),
+                retrieval_at(40, 4),
+                retrieval_at(31, 3),
+            )
+        )
+        outcome = store_spans(store, mixed, source="otlp")
+        assert (outcome.stored, outcome.duplicates) == (2, 4)
+        again = SpanBatch()
+        again.add_json(request(retrieval_at(40, 4), retrieval_at(0, 0), retrieval_at(60, 6)))
+        assert store_spans(store, again, source="otlp").stored == 0
+        rows = store.fetch("SELECT query_id, count(*) FROM traffic_records GROUP BY ALL")
+    assert sorted(dict(rows)) == [
+        f"{TRACE}-{n + 100:016x}" for n in (0, 1, 2, 30, 31, 32, 40, 41, 60, 61, 62)
+    ]
+    assert {count for _, count in rows} == {1}
+
+
 def test_redaction_applies_to_text_answers_and_contexts_before_storage(store: Store) -> None:
     docs = [{"id": "kb-1", "content": "mail ann@example.com"}]
     batch = SpanBatch()

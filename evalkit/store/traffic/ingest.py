@@ -3,7 +3,11 @@
 Ingest is incremental and idempotent: each log file's identity (device, inode and a hash of
 its first bytes) and the byte offset just past its last complete line are written in the
 same transaction as the records they cover, so a crash neither loses nor repeats a line; a
-query id already stored is never stored again. Each record gets its ``query_key`` here (the
+query id already stored is never stored again. A span's query id (its trace and span ids)
+and its time both come from the span, so a span sent again is looked for only among the
+records of its batch's time range: the row groups' statistics skip the others, and the
+check costs the same in a store of any size (span ids are random: their range is the
+whole table). Each record gets its ``query_key`` here (the
 upper 64 bits of the MD5 of its tenant and normalised text), which sampling groups by.
 """
 
@@ -156,14 +160,16 @@ class IngestTransaction:
         lowest, highest = (
             value.as_py() for value in pc.min_max(records.column("query_id")).values()
         )
+        times = _span_times(records)
         try:
-            unseen = self._above_every_stored_id(con, lowest)
+            # Span ids are random: they never all sort above the stored ones, and asking
+            # would read every stored id.
+            unseen = not times and self._above_every_stored_id(con, lowest)
             row = self._insert(
                 con,
                 records,
                 _span_columns(records.schema.names),
-                lowest,
-                highest,
+                (lowest, highest, *times),
                 check_stored=not unseen,
                 check_repeats=len(pc.unique(records.column("query_id"))) < records.num_rows,
             )
@@ -204,12 +210,13 @@ class IngestTransaction:
         con: duckdb.DuckDBPyConnection,
         records: pa.Table,
         span_columns: str,
-        lowest: str | None,
-        highest: str | None,
+        bounds: tuple[Any, ...],
         *,
         check_stored: bool,
         check_repeats: bool,
     ) -> tuple[Any, ...] | None:
+        """Insert the part's new records; ``bounds`` are its lowest and highest query id,
+        and for spans its earliest and latest time (``_span_times``)."""
         conditions = ["TRUE"]
         if check_repeats:
             # The first line of a query id repeated within the part; grouping every part
@@ -217,10 +224,12 @@ class IngestTransaction:
             conditions.append("b.line IN (SELECT min(line) FROM _traffic_batch GROUP BY query_id)")
         if check_stored:
             # Stored ids outside the part's range cannot match: with ids that grow through a
-            # file, most row groups are skipped unread.
+            # file, most row groups are skipped unread; so are, for spans, the row groups of
+            # other times (a span sent again has its own time).
+            during = " AND r.ts BETWEEN ? AND ?" if len(bounds) == 4 else ""
             conditions.append(
                 "b.query_id NOT IN (SELECT r.query_id FROM traffic_records r"
-                " WHERE r.query_id BETWEEN ? AND ?"
+                f" WHERE r.query_id BETWEEN ? AND ?{during}"
                 " AND r.query_id IN (SELECT query_id FROM _traffic_batch))"
             )
         with registered(con, "_traffic_batch", records):
@@ -230,7 +239,7 @@ class IngestTransaction:
                 f" {_QUERY_KEY_SQL},"
                 f" ? AS source, line, ? AS ingested_at, {span_columns}"
                 f" FROM _traffic_batch b WHERE {' AND '.join(conditions)}",
-                [self.source, self.now, *((lowest, highest) if check_stored else ())],
+                [self.source, self.now, *(bounds if check_stored else ())],
             ).fetchone()
 
     def finish(
@@ -257,6 +266,15 @@ class IngestTransaction:
                 _save_source_state(con, state, now=now)
         except duckdb.Error as error:
             raise self._failure(error) from error
+
+
+def _span_times(records: pa.Table) -> tuple[datetime, datetime] | tuple[()]:
+    """The earliest and latest time of a part of spans (records with span ids); nothing for
+    log records, whose query id says nothing of their time."""
+    if "span_id" not in records.schema.names:
+        return ()
+    earliest, latest = (value.as_py() for value in pc.min_max(records.column("ts")).values())
+    return () if earliest is None else (earliest, latest)
 
 
 def _span_columns(names: Sequence[str]) -> str:
