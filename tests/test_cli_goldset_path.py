@@ -182,3 +182,21 @@ def test_a_bare_word_is_a_stored_name_first_and_a_path_with_a_slash_is_files(
     (folder / "demo").rename(folder / "fresh")
     assert run_json(folder, "fresh", endpoint)["n_queries"] == 129
     assert sorted(stored_versions(folder)) == ["demo", "fresh"]
+
+
+def test_goldset_list_keeps_each_version_whole_at_80_columns(tmp_path: Path) -> None:
+    """Beside the absolute source paths, 80 columns cut each version to 034c87ce43…, which
+    can no longer be copied into the next command."""
+    home = tmp_path / "home"
+    deep = tmp_path / "a folder with a long name" / "of goldsets kept for the nightly job"
+    for name in ("demo", "demo-copy"):
+        shutil.copytree(DEMO, deep / name)
+        set_up(tmp_path, "goldset", "import", str(deep / name), "--name", name, home=home)
+    versions = {
+        version for listed in stored_versions(tmp_path, home=home).values() for version in listed
+    }
+    done = run_evalkit("goldset", "list", env=fresh_env(home, COLUMNS="80"), cwd=tmp_path)
+    listed = done.stdout
+    assert done.returncode == 0, done.stderr
+    assert versions
+    assert all(version in listed for version in versions), listed

@@ -208,6 +208,7 @@ def list_goldsets(
             "goldsets",
             ["name", "version", "current", "queries", "judgments", "imported (UTC)", "source"],
             rows,
+            whole=(1,),  # the version is what `--goldset-version` and `goldset show` take
         )
     )
 
