@@ -55,6 +55,10 @@ RELEASED: dict[int, tuple[str, str]] = {
         "goldset_current_since",
         "7cac47dbeb761bfec90c207225e744811215f0421f0d6c778b317abead142ca3",
     ),
+    23: (
+        "review_sources_backfill",
+        "6413227a9220b6ab477fae2cd6a3f67ba721ffaac378ba5d43d3bd9aa004cecb",
+    ),
 }
 
 SCHEMA_QUERIES = {
@@ -201,3 +205,35 @@ def test_a_store_a_newer_evalkit_migrated_is_refused_for_reading_and_writing(
     for read_only in (False, True):
         with pytest.raises(StoreError, match=rf"schema version {latest + 1}, newer than this "):
             Store.open(path, read_only=read_only)
+
+
+def test_reviews_imported_before_migration_20_get_their_label_studio_user_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reviews a release at schema 19 imported from Label Studio kept no user id, so a later
+    import naming that user otherwise (--annotator 4=ben) counted them as a second reviewer."""
+    path = tmp_path / "old.duckdb"
+    with monkeypatch.context() as older_release:
+        older_release.setattr(store_module, "MIGRATIONS", MIGRATIONS[:19])
+        with Store.open(path) as old, old.transaction() as con:
+            for review_id, reviewer in (
+                ("rev-1", "label-studio-user-4"),
+                ("rev-2", "label-studio-user-12"),
+                ("rev-3", "ana@example.com"),
+                ("rev-4", "label-studio-user-4b"),
+            ):
+                con.execute(
+                    "INSERT INTO reviews VALUES (?, 'item', ?, '2026-11-26 10:00', 'accept',"
+                    " '{}', NULL, '')",
+                    [review_id, reviewer],
+                )
+    with Store.open(path) as upgraded:
+        assert upgraded.fetch(
+            "SELECT review_id, source_tool, source_annotation_id, source_user_id FROM reviews"
+            " ORDER BY review_id"
+        ) == [
+            ("rev-1", "label-studio", None, "4"),
+            ("rev-2", "label-studio", None, "12"),
+            ("rev-3", None, None, None),
+            ("rev-4", None, None, None),
+        ]

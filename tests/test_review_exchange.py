@@ -240,6 +240,77 @@ def test_one_annotation_is_one_review_under_any_name_or_export_format(
     assert json.loads(capsys.readouterr().out)["published"] is False
 
 
+def test_annotations_imported_before_the_store_kept_their_ids_keep_their_first_names(
+    evalkit_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Reviews a release before migration 20 imported carry no annotation or user id: the
+    same export imported again with --annotator 4=ben saved each annotation a second time as
+    ben, and `goldset publish --min-reviews 2` published items only user 4 had reviewed. A
+    re-import after publishing said the annotations had not been imported before."""
+    store_path = evalkit_home / "evalkit.duckdb"
+    tasks = _queued_tasks(tmp_path)
+    first_item, second_item = (str(t["data"]["item_id"]) for t in tasks[:2])  # type: ignore[index]
+    # As the release before migration 20 imported them, in a store since migrated to 22.
+    with Store.open(store_path) as old, old.transaction() as con:
+        for review_id, item_id, reviewer in (
+            ("rev-1", first_item, "label-studio-user-4"),
+            ("rev-2", second_item, "ana@example.com"),
+        ):
+            con.execute(
+                "INSERT INTO reviews (review_id, item_id, reviewer, reviewed_at, verdict, grades,"
+                " question, note) VALUES (?, ?, ?, '2026-11-26 10:00:00', 'accept',"
+                " '{\"doc_0\": 2}', NULL, '')",
+                [review_id, item_id, reviewer],
+            )
+        con.execute("DELETE FROM schema_migrations WHERE number > 22")
+    result = [choice("verdict", "query", "accept"), choice("grade_0", "doc_0", "2")]
+    at = "2026-11-26T10:00:00Z"
+    export = _export(
+        tmp_path,
+        "export.json",
+        [
+            tasks[0] | {"id": 100, "annotations": [annotation(900, 4, result, updated_at=at)]},
+            tasks[1]
+            | {
+                "id": 101,
+                "annotations": [
+                    annotation(901, {"id": 3, "email": "ana@example.com"}, result, updated_at=at)
+                ],
+            },
+        ],
+    )
+    capsys.readouterr()
+
+    assert invoke(["review", "import", export, "--annotator", "4=ben"]) == 2
+    err = capsys.readouterr().err
+    assert "Label Studio user 4 was signed 'label-studio-user-4'" in err
+    assert "Give --annotator 4=label-studio-user-4" in err
+    assert invoke(["review", "import", export, "--annotator", "3=ana"]) == 2
+    assert "Label Studio user 3 was signed 'ana@example.com'" in capsys.readouterr().err
+    assert _reviewers(store_path, first_item) == ["label-studio-user-4"]
+    assert _reviewers(store_path, second_item) == ["ana@example.com"]
+    with Store.open(store_path, read_only=True) as store:
+        assert store.fetch(
+            "SELECT reviewer, source_tool, source_user_id FROM reviews ORDER BY review_id"
+        ) == [
+            ("label-studio-user-4", "label-studio", "4"),
+            ("ana@example.com", None, None),
+        ]
+
+    assert invoke(["review", "import", export, "-o", "json"]) == 0
+    imported = json.loads(capsys.readouterr().out)
+    assert (imported["saved"], imported["already_imported"]) == (0, 2)
+
+    assert invoke(["goldset", "publish", "tay", "--min-reviews", "2", "-o", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["published"] is False
+    assert invoke(["goldset", "publish", "tay", "-o", "json"]) == 0
+    capsys.readouterr()
+    assert invoke(["review", "import", export]) == 0
+    out, err = capsys.readouterr()
+    assert "0 reviews saved on 0 items by nobody; 2 imported before" in out
+    assert "published since the export" not in err
+
+
 def test_a_task_repeated_in_one_export_is_saved_once(
     evalkit_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

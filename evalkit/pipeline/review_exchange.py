@@ -4,7 +4,7 @@ with their labeling config, and import a Label Studio export back as reviews.
 The formats are ``evalkit.goldset.label_studio``'s. An import is checked whole before anything
 is saved (every item and document it names must be in the queue) and saved in one
 transaction. An annotation imported before (same item, Label Studio annotation id and time;
-for reviews imported without that id, same item, reviewer and time) is not saved twice,
+for reviews imported without that id, same item and time) is not saved twice,
 whatever export format or ``--annotator`` name it comes with, and an annotation repeated in
 one export is saved once, so importing a newer export of the same project adds only what is
 new. A Label Studio user keeps the name their annotations were first imported under: one
@@ -77,9 +77,9 @@ def export_label_studio(
 class LabelStudioImport:
     """What an import saved: ``saved`` new reviews by ``reviewers`` on ``items`` items,
     ``already`` annotations imported before, ``repeated`` annotations the export holds more
-    than once (saved once), ``on_published`` annotations of items already published (a
-    review of those would change nothing, so none is saved), and ``grades_dropped`` grades
-    of rejections left out (a rejection takes no grades)."""
+    than once (saved once), ``on_published`` annotations not imported before of items already
+    published (a review of those would change nothing, so none is saved), and
+    ``grades_dropped`` grades of rejections left out (a rejection takes no grades)."""
 
     source: str
     saved: int
@@ -121,6 +121,28 @@ def _annotation_key(record: ReviewRecord) -> tuple[str, str, str, datetime] | No
     return (record.item_id, source.tool, source.annotation_id, _stored_time(record.reviewed_at))
 
 
+def _signed_without_annotation_id(
+    stored: Sequence[ReviewRecord],
+) -> dict[tuple[str, datetime], str]:
+    """The reviewer of each (item, time) among stored reviews that carry no annotation id.
+
+    Reviews imported before the store kept annotation ids (migration 20) can only be told
+    apart by their item and Label Studio's time, which is exact to the microsecond: matched
+    on their reviewer too, a newer ``--annotator`` name would save them again under it. An
+    (item, time) two reviewers share is left out, as it cannot say which one an annotation
+    is."""
+    signed: dict[tuple[str, datetime], str | None] = {}
+    for review in stored:
+        if review.source is not None and review.source.annotation_id is not None:
+            continue
+        key = (review.item_id, _stored_time(review.reviewed_at))
+        if key in signed and signed[key] != review.reviewer:
+            signed[key] = None
+        else:
+            signed[key] = review.reviewer
+    return {key: name for key, name in signed.items() if name is not None}
+
+
 def _signed_as_before(
     annotations: Sequence[LabelStudioAnnotation],
     stored: Sequence[ReviewRecord],
@@ -137,6 +159,7 @@ def _signed_as_before(
         and review.source.tool == LABEL_STUDIO
         and review.source.annotation_id is not None
     }
+    earlier_at = _signed_without_annotation_id(stored)
     records: list[ReviewRecord] = []
     conflicts: dict[str, InputError] = {}
     for annotation in annotations:
@@ -146,6 +169,8 @@ def _signed_as_before(
         if source is not None:
             if source.annotation_id is not None:
                 earlier = earlier_names.get((record.item_id, source.annotation_id))
+            if earlier is None:
+                earlier = earlier_at.get((record.item_id, _stored_time(record.reviewed_at)))
             if earlier is None and source.user_id is not None:
                 earlier = signers.get(source.user_id)
         if earlier is None or earlier == record.reviewer:
@@ -233,20 +258,23 @@ def import_label_studio(
             for annotation in read_annotations(path, annotators=annotators, queue=queue)
         ]
         live = [a for a in annotations if a.record.item_id not in published]
-        ids = sorted({annotation.record.item_id for annotation in live})
+        ids = sorted({annotation.record.item_id for annotation in annotations})
         stored = [
             review for reviews in item_reviews(store, item_ids=ids).values() for review in reviews
         ]
-        records = _signed_as_before(live, stored, imported_signers(store, LABEL_STUDIO), path)
+        records = _signed_as_before(
+            annotations, stored, imported_signers(store, LABEL_STUDIO), path
+        )
         result = _sort_out(records, stored)
-        add_reviews(store, result.fresh)
+        fresh = [record for record in result.fresh if record.item_id not in published]
+        add_reviews(store, fresh)
     return LabelStudioImport(
         source=str(path),
-        saved=len(result.fresh),
+        saved=len(fresh),
         already=result.already,
-        items=len({record.item_id for record in result.fresh}),
-        reviewers=tuple(sorted({record.reviewer for record in result.fresh})),
-        on_published=len(annotations) - len(live),
+        items=len({record.item_id for record in fresh}),
+        reviewers=tuple(sorted({record.reviewer for record in fresh})),
+        on_published=len(result.fresh) - len(fresh),
         repeated=result.repeated,
         grades_dropped=sum(annotation.dropped_grades for annotation in live),
     )

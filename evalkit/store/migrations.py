@@ -763,6 +763,17 @@ ALTER TABLE goldsets ADD COLUMN current_since TIMESTAMP;
 UPDATE goldsets SET current_since = imported_at;
 """
 
+# Reviews imported from Label Studio before migration 20 carry no source: one annotator's
+# reviews, signed label-studio-user-<id> from the user id the export gave, get that id back so
+# that a later import under another name (--annotator) is refused rather than counting them
+# as a second reviewer.
+_M23_REVIEW_SOURCES_BACKFILL = """
+UPDATE reviews
+SET source_tool = 'label-studio',
+    source_user_id = regexp_extract(reviewer, '^label-studio-user-([0-9]+)$', 1)
+WHERE source_tool IS NULL AND regexp_full_match(reviewer, 'label-studio-user-[0-9]+');
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "goldsets_runs_metrics", _M01_GOLDSETS_RUNS_METRICS),
     Migration(2, "drift_checks", _M02_DRIFT_CHECKS),
@@ -786,4 +797,5 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(20, "review_sources", _M20_REVIEW_SOURCES),
     Migration(21, "judge_calls", _M21_JUDGE_CALLS),
     Migration(22, "goldset_current_since", _M22_GOLDSET_CURRENT_SINCE),
+    Migration(23, "review_sources_backfill", _M23_REVIEW_SOURCES_BACKFILL),
 )
