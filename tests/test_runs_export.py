@@ -30,6 +30,7 @@ from evalkit.store import Store
 from evalkit.store import export as export_module
 from evalkit.store.export import GOLDSET_FILES, PARQUET_FILES
 from evalkit.store.goldsets import save_goldset
+from evalkit.store.retention import prune_run_details
 from evalkit.store.runs import get_run, query_metrics, run_results
 
 pytrec_eval = pytest.importorskip("pytrec_eval")
@@ -575,3 +576,28 @@ def test_a_query_id_trec_eval_reads_as_a_comment_is_refused_for_trec(
     code, out, _ = export(capsys, outcome.run.run_id, "--format", "jsonl")
     assert code == 0
     assert '"query_id": "#q1"' in out
+
+
+def test_a_run_retention_pruned_is_refused_in_every_format(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It was written as an export with no query (trec, jsonl) or one whose aggregates its
+    empty queries.parquet contradicts, which `runs import` then called edited or broken."""
+    gold = Goldset.build("tiny", [Query("q1", "first question")], [Judgment("q1", "d1", 1)])
+    with Store.open(tmp_path / "evalkit.duckdb") as store:
+        save_goldset(store, gold)
+        outcome = evaluate_goldset(
+            store, gold, _Listing(), GoldsetRunRequest(k=2, measures=("map",), answers=False)
+        )
+        prune_run_details(store, [outcome.run.run_id])
+    monkeypatch.setenv("EVALKIT_HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    for output_format, output in (("trec", "r.trec"), ("jsonl", "r.jsonl"), ("parquet", "dx")):
+        code, _, err = export(capsys, outcome.run.run_id, "--format", output_format, "-o", output)
+        assert code == 2
+        assert err.startswith(
+            f"error: run {outcome.run.run_id} has no per-query results any more: retention "
+            "deleted them at "
+        )
+        assert "an export would hold none of them" in err
+        assert not (tmp_path / output).exists()
