@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -371,3 +374,84 @@ def test_a_store_memory_limit_that_is_no_size_is_refused_naming_the_setting(
     )
     assert completed.returncode == 2, completed.stderr
     assert "store_memory_limit" in completed.stderr
+
+
+def _store_of_schema_19(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with monkeypatch.context() as older_release:
+        older_release.setattr(store_module, "MIGRATIONS", MIGRATIONS[:19])
+        with Store.open(home / "evalkit.duckdb") as old:
+            assert old.schema_version() == 19
+
+
+@pytest.fixture
+def read_only_mount(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
+    """A folder and a read-only bind mount of it (root only)."""
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("a read-only bind mount needs root")
+    source, mount = tmp_path / "rw", tmp_path / "ro"
+    source.mkdir()
+    mount.mkdir()
+    for command in (
+        ["mount", "--bind", str(source), str(mount)],
+        ["mount", "-o", "remount,ro,bind", str(mount)],
+    ):
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            subprocess.run(["umount", "-l", str(mount)], check=False)
+            pytest.skip(f"cannot bind-mount read-only here: {done.stderr.strip()}")
+    try:
+        yield source, mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_an_older_store_is_migrated_by_store_migrate_which_readers_name(
+    evalkit_home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Readers asked for "any writing evalkit command" to be run, naming none, and there
+    was no command whose only work is migrating."""
+    _store_of_schema_19(evalkit_home, monkeypatch)
+    path = evalkit_home / "evalkit.duckdb"
+    latest = MIGRATIONS[-1].number
+    assert invoke(["runs", "list"]) == 3
+    assert capsys.readouterr().err.strip() == (
+        f"error: the store {path} has schema version 19, this evalkit needs {latest}: run "
+        "`evalkit store migrate` once to migrate it"
+    )
+    assert invoke(["store", "migrate"]) == 0
+    names = ", ".join(m.name for m in MIGRATIONS[19:])
+    assert capsys.readouterr().err.strip() == (
+        f"migrated {path} to schema version {latest}: applied {names}"
+    )
+    assert invoke(["store", "migrate", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {
+        "path": str(path),
+        "schema_version": latest,
+        "applied": [],
+    }
+    assert invoke(["store", "migrate"]) == 0
+    assert capsys.readouterr().err.strip() == (
+        f"the store {path} is current (schema version {latest})"
+    )
+    assert invoke(["runs", "list"]) == 0
+
+
+def test_an_older_store_on_a_read_only_mount_says_to_migrate_a_copy(
+    read_only_mount: tuple[Path, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """It was told to run a writing command, which cannot work on a read-only mount."""
+    source, mount = read_only_mount
+    _store_of_schema_19(source, monkeypatch)
+    monkeypatch.setenv("EVALKIT_HOME", str(mount))
+    monkeypatch.delenv("EVALKIT_STORE_PATH", raising=False)
+    monkeypatch.delenv("EVALKIT_CONFIG", raising=False)
+    assert invoke(["runs", "list"]) == 3
+    err = " ".join(capsys.readouterr().err.split())
+    assert err == (
+        f"error: the store {mount / 'evalkit.duckdb'} has schema version 19, this evalkit "
+        f"needs {MIGRATIONS[-1].number}, and it cannot be migrated where it is: it is "
+        "read-only here (a read-only file, folder or mount). Copy it somewhere writable and "
+        "run `evalkit store migrate` with EVALKIT_STORE_PATH set to the copy, then read the copy"
+    )

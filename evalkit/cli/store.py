@@ -1,4 +1,4 @@
-"""``evalkit store compact``."""
+"""``evalkit store compact`` and ``evalkit store migrate``."""
 
 from __future__ import annotations
 
@@ -27,6 +27,36 @@ def compact(output: Format = OutputFormat.table) -> None:
         f"compacted {report.path}: {_megabytes(report.bytes_before)} -> "
         f"{_megabytes(report.bytes_after)} ({report.rows:,} rows in {report.tables} tables kept)"
     )
+
+
+@store_app.command("migrate")
+def migrate(output: Format = OutputFormat.table) -> None:
+    """Bring the store file to this evalkit's schema: apply the migrations it lacks, each in
+    its own transaction, holding the writer lock. A store already current is left as it is
+    (exit 0). Readers (the dashboard, `runs show`) never migrate; run this once after an
+    upgrade.
+
+    Example: evalkit store migrate
+    """
+    from evalkit.store.access import StoreAccess
+    from evalkit.store.store import no_store_error
+
+    config = settings()
+    if not config.resolved_store_path.exists():
+        raise no_store_error(config.resolved_store_path)
+    access = StoreAccess.from_settings(config, program="evalkit", on_wait=say)
+    with access.writer("store migrate") as store:
+        applied = store.migrated
+        version = store.schema_version()
+    if output is OutputFormat.json:
+        emit_json(
+            {"path": str(access.store_path), "schema_version": version, "applied": list(applied)}
+        )
+        return
+    if not applied:
+        say(f"the store {access.store_path} is current (schema version {version})")
+        return
+    say(f"migrated {access.store_path} to schema version {version}: applied {', '.join(applied)}")
 
 
 def _megabytes(size: int) -> str:

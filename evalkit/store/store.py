@@ -52,6 +52,8 @@ class Store:
         self._con = connection
         self.path = path
         self.read_only = read_only
+        self.migrated: tuple[str, ...] = ()
+        """The names of the migrations opening this store applied (none when it was current)."""
 
     @classmethod
     def open(
@@ -98,7 +100,7 @@ class Store:
         if read_only:
             store._check_schema_current()
         else:
-            store.migrate()
+            store.migrated = tuple(store.migrate())
         return store
 
     def close(self) -> None:
@@ -275,7 +277,20 @@ class Store:
         latest = MIGRATIONS[-1].number
         self._refuse_newer_schema(current)
         if current < latest:
-            raise StoreError(
-                f"the store {self.path} has schema version {current}, this evalkit needs "
-                f"{latest}: run any writing evalkit command once to migrate it"
+            older = (
+                f"the store {self.path} has schema version {current}, this evalkit needs {latest}"
             )
+            if not _writable(self.path):
+                raise StoreError(
+                    f"{older}, and it cannot be migrated where it is: it is read-only here "
+                    "(a read-only file, folder or mount). Copy it somewhere writable and run "
+                    "`evalkit store migrate` with EVALKIT_STORE_PATH set to the copy, then "
+                    "read the copy"
+                )
+            raise StoreError(f"{older}: run `evalkit store migrate` once to migrate it")
+
+
+def _writable(path: Path) -> bool:
+    """Whether this process may write ``path`` and create files beside it (DuckDB's
+    write-ahead log, the writer lock): not on a read-only mount or a file of another user."""
+    return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK | os.X_OK)
