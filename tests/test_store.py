@@ -455,3 +455,26 @@ def test_an_older_store_on_a_read_only_mount_says_to_migrate_a_copy(
         "read-only here (a read-only file, folder or mount). Copy it somewhere writable and "
         "run `evalkit store migrate` with EVALKIT_STORE_PATH set to the copy, then read the copy"
     )
+
+
+def test_a_writing_command_on_a_read_only_mount_names_the_store_and_says_it_is_read_only(
+    read_only_mount: tuple[Path, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """It said only `[Errno 30] Read-only file system: '.../evalkit.duckdb.writer.lock'`."""
+    source, mount = read_only_mount
+    with Store.open(source / "evalkit.duckdb") as store:
+        save_goldset(store, small_goldset())
+    monkeypatch.setenv("EVALKIT_HOME", str(mount))
+    monkeypatch.delenv("EVALKIT_STORE_PATH", raising=False)
+    monkeypatch.delenv("EVALKIT_CONFIG", raising=False)
+    assert invoke(["store", "migrate"]) == 3
+    err = " ".join(capsys.readouterr().err.split())
+    store_path = mount / "evalkit.duckdb"
+    assert err == (
+        f"error: the store {store_path} cannot be written: it is on a read-only file system "
+        f"(its writer lock {store_path}.writer.lock: Read-only file system). Reading commands "
+        "work on it as it is; to write, use a writable copy (EVALKIT_STORE_PATH)"
+    )
+    assert invoke(["goldset", "list"]) == 0

@@ -21,6 +21,7 @@ Locks are ``flock`` locks: the kernel releases them when the process dies, even 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -82,6 +83,8 @@ StoreWait = Literal["command", "job", "ingest"]
 """Whose patience a ``StoreAccess`` has (see ``StoreAccess.from_settings``)."""
 
 _POLL = 0.1
+_UNWRITABLE = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
+"""Why a lock file cannot be made: the store is read-only to this process."""
 _REPORT_EVERY = 30.0
 
 
@@ -240,10 +243,18 @@ class FileLock:
         on_wait: Callable[[Holder | None], None] | None = None,
         busy: Callable[[Holder | None], str] | None = None,
         stop: threading.Event | None = None,
+        unwritable: Callable[[OSError], str] | None = None,
     ) -> Iterator[None]:
         """Hold the lock for a block; raises StoreBusyError (``busy``'s message) on time-out,
-        StoreWaitStoppedError when ``stop`` is set while waiting."""
-        if not self.acquire(purpose=purpose, wait=wait, on_wait=on_wait, stop=stop):
+        StoreWaitStoppedError when ``stop`` is set while waiting, and StoreError
+        (``unwritable``'s message) when the lock file cannot be created or opened."""
+        try:
+            acquired = self.acquire(purpose=purpose, wait=wait, on_wait=on_wait, stop=stop)
+        except OSError as error:
+            if unwritable is None or error.errno not in _UNWRITABLE:
+                raise
+            raise StoreError(unwritable(error)) from error
+        if not acquired:
             holder = self.holder()
             message = (
                 busy(holder)
@@ -417,7 +428,26 @@ class StoreAccess:
                 "running jobs)"
             )
 
-        with lock.hold(purpose=purpose, wait=self.wait, on_wait=waiting, busy=busy, stop=stop):
+        def unwritable(error: OSError) -> str:
+            why = (
+                "it is on a read-only file system"
+                if error.errno == errno.EROFS
+                else "this user may not create files in its folder"
+            )
+            return (
+                f"the store {self.store_path} cannot be written: {why} (its writer lock "
+                f"{self.lock_path}: {error.strerror}). Reading commands work on it as it is; "
+                "to write, use a writable copy (EVALKIT_STORE_PATH)"
+            )
+
+        with lock.hold(
+            purpose=purpose,
+            wait=self.wait,
+            on_wait=waiting,
+            busy=busy,
+            stop=stop,
+            unwritable=unwritable,
+        ):
             yield deadline
 
     def _held_by(self, holder: Holder | None) -> str:
