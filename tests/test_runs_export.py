@@ -31,7 +31,7 @@ from evalkit.store import export as export_module
 from evalkit.store.export import GOLDSET_FILES, PARQUET_FILES
 from evalkit.store.goldsets import save_goldset
 from evalkit.store.retention import prune_run_details
-from evalkit.store.runs import get_run, query_metrics, run_results
+from evalkit.store.runs import RunSpec, create_run, finish_run, get_run, query_metrics, run_results
 
 pytrec_eval = pytest.importorskip("pytrec_eval")
 
@@ -601,3 +601,37 @@ def test_a_run_retention_pruned_is_refused_in_every_format(
         )
         assert "an export would hold none of them" in err
         assert not (tmp_path / output).exists()
+
+
+def test_a_run_without_a_goldset_exported_where_a_goldset_run_was_leaves_no_goldset_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The goldset run's goldset_queries.parquet and judgments.parquet stayed beside the
+    traffic run's files, where a glob over exports/*/judgments.parquet reads them as its."""
+    gold = Goldset.build("tiny", [Query("q1", "first question")], [Judgment("q1", "d1", 1)])
+    with Store.open(tmp_path / "evalkit.duckdb") as store:
+        save_goldset(store, gold)
+        goldset_run = evaluate_goldset(
+            store, gold, _Listing(), GoldsetRunRequest(k=2, measures=("map",), answers=False)
+        ).run.run_id
+        traffic_run = create_run(
+            store,
+            RunSpec(kind="traffic", retriever_kind="http", k=2, measures=(), evalkit_version="t"),
+        )
+        finish_run(
+            store,
+            traffic_run,
+            status="complete",
+            per_query=None,
+            aggregates={},
+            n_evaluated=0,
+            n_total=0,
+            n_failed=0,
+        )
+    monkeypatch.setenv("EVALKIT_HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    for run_id in (goldset_run, traffic_run):
+        code, _, err = export(capsys, run_id, "--format", "parquet", "-o", "dx")
+        assert code == 0, err
+    assert sorted(path.name for path in (tmp_path / "dx").iterdir()) == sorted(PARQUET_FILES)
+    assert json.loads((tmp_path / "dx" / "run.json").read_text())["run_id"] == traffic_run

@@ -229,7 +229,8 @@ def write_jsonl(store: Store, run: RunRecord, handle: TextIO) -> tuple[int, int]
 
 def write_parquet(store: Store, run: RunRecord, directory: Path) -> RunExport:
     """Write ``run`` as ``results.parquet``, ``queries.parquet`` and ``run.json`` in
-    ``directory`` (created if needed; these three files are replaced, nothing else).
+    ``directory`` (created if needed; these three files are replaced, and an earlier
+    export's ``GOLDSET_FILES`` removed when ``run`` has no goldset; nothing else).
 
     ``results.parquet``: run_id, query_id, rank, doc_id, score, one row per retrieved
     document. ``queries.parquet``: run_id, query_id, latency_ms, error, n_results,
@@ -277,6 +278,12 @@ def write_parquet(store: Store, run: RunRecord, directory: Path) -> RunExport:
                 [goldset_version],
                 path,
             )
+    else:
+        # An earlier export of a goldset run into this directory left its goldset's files:
+        # read beside this run's (a glob over exports/*/judgments.parquet), they would pass
+        # for its goldset.
+        for name in GOLDSET_FILES:
+            (directory / name).unlink(missing_ok=True)
     with _replaced_file(run_path) as handle:
         handle.write(json.dumps(finite_or_null(run.to_dict()), indent=2, allow_nan=False) + "\n")
     return RunExport(
