@@ -18,19 +18,23 @@ import numpy as np
 import pytest
 from chroma_server import ChromaServer, chroma_server_fixture  # noqa: F401
 
-from evalkit.audit import AuditConfig, AuditReport, Finding, Severity, run_audit
+from evalkit.audit import AuditConfig, AuditReport, CheckOutcome, Finding, Severity, run_audit
+from evalkit.audit.context import AuditContext
+from evalkit.audit.duplicates import check_duplicates
+from evalkit.audit.runner import CHECKS
 from evalkit.embedding import Embedder, ModelFingerprint, load_embedder
 from evalkit.goldset.model import Goldset, goldset_version
 from evalkit.records import Document, Judgment, Query
 from evalkit.retrievers.chroma_client import get_collection, open_chroma_client
 from evalkit.retrievers.indexing import index_corpus
 from evalkit.store import Store
+from evalkit.store.access import StoreAccess
 from evalkit.store.audit import (
     latest_measurements,
     list_audit_findings,
     list_audits,
 )
-from evalkit.store.goldsets import save_goldset
+from evalkit.store.goldsets import load_stored_goldset, save_goldset
 
 pytestmark = pytest.mark.slow
 
@@ -383,6 +387,46 @@ def test_cli_reports_stores_and_gates_on_severity(
     assert set(critical[0].doc_ids) == set(OTHER_MODEL)
     assert {f.kind for f in latest} == {"exact_duplicates", "near_duplicates"}
     assert previous["judged@10"] == pytest.approx(data["checks"][4]["measurements"]["judged@10"])
+
+
+def test_cli_lets_other_writers_have_the_store_while_the_checks_run(
+    seeded: Seeded,
+    chroma_path: Path,
+    evalkit_home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from evalkit.cli import invoke
+
+    monkeypatch.setenv("EVALKIT_CHROMA_PATH", str(chroma_path))
+    store_path = evalkit_home / "evalkit.duckdb"
+    with _store_with_audit_tables(store_path) as store:
+        save_goldset(store, seeded.goldset)
+    imported = Goldset.build(
+        "meanwhile", [Query(id="q", text="tall tower")], [Judgment("q", "eiffel", 1)], source="t"
+    )
+    saved: list[bool] = []
+
+    def duplicates_with_a_writer_meanwhile(context: AuditContext) -> CheckOutcome:
+        access = StoreAccess(store_path, wait=1, program="test")
+        with access.writer("goldset import") as writing:
+            saved.append(save_goldset(writing, imported))
+        return check_duplicates(context)
+
+    monkeypatch.setitem(CHECKS, "duplicates", duplicates_with_a_writer_meanwhile)
+    capsys.readouterr()
+    arguments = ["audit", "--collection", seeded.collection, "--goldset", "seeded"]
+
+    code = invoke([*arguments, "--check", "duplicates", "--format", "json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert saved == [True]
+    data = json.loads(captured.out)
+    with Store.open(store_path, read_only=True) as store:
+        [audit] = list_audits(store, collection=seeded.collection)
+        assert load_stored_goldset(store, "meanwhile").version == imported.version
+    assert audit.audit_id == data["audit_id"]
+    assert audit.goldset_name == "seeded"
 
 
 def test_cli_table_output_and_bad_options(

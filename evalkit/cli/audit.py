@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from contextlib import ExitStack
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -13,7 +12,7 @@ from evalkit.cli._app import app
 from evalkit.cli._options import Format, seed_option
 from evalkit.cli._output import OutputFormat, console, emit_json, settings, table
 from evalkit.cli._retriever import ChromaUrl, chroma_collection_name
-from evalkit.cli._store import open_store
+from evalkit.cli._store import CommandStore
 from evalkit.errors import ConfigError
 from evalkit.extras import require_all
 from evalkit.records.audit import AUDIT_DEFAULTS, CHECK_NAMES, AuditConfig
@@ -140,23 +139,19 @@ def audit(
     # The [embedder] the collection was indexed with, loaded when a check first needs it:
     # the store, the goldset and the collection are checked before that.
     embedder = build_query_embedder(config)
-    with ExitStack() as stack:
-        store = (
-            stack.enter_context(open_store(write=save, purpose="audit", config=config))
-            if (save or goldset)
-            else None
-        )
-        outcome = audit_collection(
-            store,
-            collection,
-            settings=config,
-            config=audit_config,
-            embedder=embedder,
-            chroma_url=chroma_url,
-            source=source,
-            goldset=goldset,
-            save=save,
-        )
+    # Opened for each piece of work the audit does: the checks run without the store.
+    store = CommandStore("audit", write=save, config=config) if (save or goldset) else None
+    outcome = audit_collection(
+        store,
+        collection,
+        settings=config,
+        config=audit_config,
+        embedder=embedder,
+        chroma_url=chroma_url,
+        source=source,
+        goldset=goldset,
+        save=save,
+    )
     report, audit_id = outcome.report, outcome.audit_id
     data = {"audit_id": audit_id, **report.to_dict(), "fail_on": fail_on.value}
     failed = report.fails(fail_on.value)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from evalkit.errors import StoreError
-from evalkit.store import Store
+from evalkit.store.access import WriterAccess
 from evalkit.store.audit import StoredAudit, latest_measurements, save_audit
 from evalkit.store.goldsets import load_stored_goldset
 
@@ -31,7 +31,7 @@ class AuditOutcome:
 
 
 def audit_collection(
-    store: Store | None,
+    store: WriterAccess | None,
     collection: str,
     *,
     settings: Settings,
@@ -49,6 +49,10 @@ def audit_collection(
     coverage; ``store`` may be None only when neither ``save`` nor ``goldset`` needs it.
     The previous audit's measurements of the same collection (and goldset) are the
     baseline of the checks that compare with them.
+
+    The store is held while the goldset and those measurements are read and while the
+    report is stored, not while the checks run (re-embedding, ANN queries and the
+    near-duplicate search can take minutes), unless ``store`` keeps it open anyway.
     """
     # Chroma is a heavy optional dependency: loaded only when an audit runs.
     from evalkit.audit import run_audit
@@ -61,16 +65,16 @@ def audit_collection(
     if not url:  # an audit measures the collection as it is searched, not at a sweep's value
         restore_interrupted_ef_search(settings.resolved_chroma_path, collection)
     client = open_chroma_client(path=None if url else settings.resolved_chroma_path, url=url)
-    gold = load_stored_goldset(store, goldset) if store is not None and goldset else None
-    previous = (
-        latest_measurements(
-            store,
-            collection=collection,
-            goldset_version=gold.version if gold is not None else None,
-        )
-        if store is not None
-        else {}
-    )
+    gold = None
+    previous: dict[str, float] = {}
+    if store is not None:
+        with store.writer("audit") as opened:
+            gold = load_stored_goldset(opened, goldset) if goldset else None
+            previous = latest_measurements(
+                opened,
+                collection=collection,
+                goldset_version=gold.version if gold is not None else None,
+            )
     report = run_audit(
         get_collection(client, collection),
         embedder=embedder,
@@ -80,5 +84,8 @@ def audit_collection(
         previous=previous,
         location=url or str(settings.resolved_chroma_path),
     )
-    stored = save_audit(store, report) if save and store is not None else None
+    stored = None
+    if save and store is not None:
+        with store.writer("audit") as opened:
+            stored = save_audit(opened, report)
     return AuditOutcome(report=report, stored=stored)
