@@ -206,6 +206,17 @@ def assert_exactly_the_seeded_faults(report: AuditReport) -> None:
     assert found["exact_duplicates"].clusters == (("eiffel", EXACT_COPY),)
     assert found["near_duplicates"].clusters == (("volcano", NEAR_COPY),)
     assert found["vectors_from_another_model"].severity is Severity.critical
+    # Indexing the corpus again skips documents whose content is unchanged: only a rebuild
+    # (or deleting them first) replaces their vectors.
+    n = len(FACTS) + 2
+    assert found["vectors_from_another_model"].message == (
+        f"3 of {n} re-embedded documents do not match their stored vectors (cosine < 0.99); "
+        f"about 3 of {n} documents were embedded by another model. Indexing the corpus "
+        "again leaves them as they are, since their content has not changed: rebuild the "
+        "collection with the query model (`evalkit index --corpus CORPUS --collection "
+        f"{report.collection} --rebuild`), or delete these documents from it (Chroma's "
+        "`collection.delete(ids=...)`) and index again."
+    )
     assert set(found["orphaned_judgments"].query_ids) == {"q-animal", "q-space"}
 
 
@@ -260,6 +271,32 @@ def test_a_collection_recording_another_model_is_critical(
     assert set(found) == {"model_fingerprint_mismatch"}
     assert found["model_fingerprint_mismatch"].severity is Severity.critical
     assert found["model_fingerprint_mismatch"].details["stored"]["name"] == "another-model"
+
+
+class _SmallModel:
+    """A query model making vectors of another dimension than the collection's."""
+
+    name = "small-model"
+    dimension = 8
+    fingerprint = ModelFingerprint(name="small-model", dimension=8, canary_hash="fedcba9876543210")
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        return np.full((len(texts), self.dimension), 8**-0.5, dtype=np.float32)
+
+
+def test_a_query_model_of_another_dimension_is_told_to_rebuild(
+    seeded: Seeded, chroma_path: Path
+) -> None:
+    collection = get_collection(open_chroma_client(path=chroma_path), seeded.collection)
+    report = run_audit(collection, embedder=_SmallModel(), config=AuditConfig(checks=("model",)))
+
+    found = _by_kind(report)
+    assert found["vectors_from_another_model"].message == (
+        "every stored vector was made by another model: the query model makes 8-dimensional "
+        "vectors but the collection holds 384-dimensional ones; query it with the model it "
+        "was built with, or rebuild it with the query model (`evalkit index --corpus CORPUS "
+        f"--collection {seeded.collection} --rebuild`)"
+    )
 
 
 def test_a_collection_written_by_another_tool(embedder: Embedder, tmp_path: Path) -> None:

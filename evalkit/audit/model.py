@@ -44,6 +44,10 @@ def _describe(fingerprint: ModelFingerprint) -> str:
     return f"{fingerprint.name} ({fingerprint.dimension} dims, {fingerprint.canary_hash})"
 
 
+def _rebuild(collection: str) -> str:
+    return f"`evalkit index --corpus CORPUS --collection {collection} --rebuild`"
+
+
 def check_model(context: AuditContext) -> CheckOutcome:
     """Compare the stored model fingerprint and re-embedded stored documents with the model."""
     embedder, snapshot, config = context.embedder, context.snapshot, context.config
@@ -98,7 +102,9 @@ def check_model(context: AuditContext) -> CheckOutcome:
         findings.append(
             config.finding(
                 "vectors_from_another_model",
-                f"every stored vector was made by another model: {context.embedder_problem}",
+                f"every stored vector was made by another model: {context.embedder_problem}; "
+                "query it with the model it was built with, or rebuild it with the query "
+                f"model ({_rebuild(snapshot.name)})",
                 len(snapshot),
                 value=0.0,
                 threshold=config.model_min_cosine,
@@ -128,8 +134,11 @@ def check_model(context: AuditContext) -> CheckOutcome:
                 "vectors_from_another_model",
                 f"{len(bad_ids)} of {kept.size} re-embedded documents do not match their "
                 f"stored vectors (cosine < {config.model_min_cosine}); about {estimated} "
-                f"of {len(snapshot)} documents were embedded by another model. Re-index them "
-                "with the query model.",
+                f"of {len(snapshot)} documents were embedded by another model. Indexing "
+                "the corpus again leaves them as they are, since their content has not "
+                "changed: rebuild the collection with the query model "
+                f"({_rebuild(snapshot.name)}), or delete these documents from it (Chroma's "
+                "`collection.delete(ids=...)`) and index again.",
                 len(bad_ids),
                 doc_ids=bad_ids,
                 value=float(cosines[disagree].min()),
