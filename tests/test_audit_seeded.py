@@ -299,6 +299,63 @@ def test_a_query_model_of_another_dimension_is_told_to_rebuild(
     )
 
 
+def _built_by_another_model(client: Any, embedder: Embedder, name: str) -> Any:
+    """FACTS indexed by ``evalkit index``, then every vector replaced by another model's."""
+    index_corpus(client, _documents(FACTS), embedder, collection_name=name)
+    collection = get_collection(client, name)
+    stored = collection.get(include=["embeddings", "metadatas", "documents"])
+    rotated = np.asarray(stored["embeddings"], dtype=np.float32) @ _rotation(embedder.dimension).T
+    collection.upsert(
+        ids=stored["ids"],
+        embeddings=rotated.astype(np.float32),
+        metadatas=stored["metadatas"],
+        documents=stored["documents"],
+    )
+    return collection
+
+
+def test_golden_queries_do_not_probe_an_index_built_by_another_model(
+    seeded: Seeded, embedder: Embedder, tmp_path: Path
+) -> None:
+    """Queries embedded by the query model are in another space than such an index's
+    vectors: low recall or coverage would only restate the mismatch, with the wrong fix."""
+    client = open_chroma_client(path=tmp_path / "chroma")
+    collection = _built_by_another_model(client, embedder, "rotated")
+    config = AuditConfig(checks=("model", "ann_recall", "coverage"))
+    report = run_audit(collection, embedder=embedder, goldset=seeded.goldset, config=config)
+
+    assert {finding.kind for finding in report.findings} == {"vectors_from_another_model"}
+    _, ann, coverage = report.checks
+    n = len(FACTS)
+    reason = (
+        f"{n} of {n} re-embedded documents do not match their stored vectors "
+        "(vectors_from_another_model)"
+    )
+    assert ann.ran
+    assert ann.note == f"{n} stored vectors used as queries, not the golden queries: {reason}"
+    assert not coverage.ran
+    assert coverage.note == (
+        f"not measured: {reason}; what the index returns for queries embedded by another "
+        "model than its documents' says nothing of the judgments"
+    )
+    assert "judged@10" not in report.measurements
+
+    foreign = ModelFingerprint(name="another-model", dimension=384, canary_hash="0123456789abcdef")
+    collection.modify(metadata={**(collection.metadata or {}), **foreign.to_metadata()})
+    config = AuditConfig(checks=("ann_recall", "coverage"))
+    recorded = run_audit(collection, embedder=embedder, goldset=seeded.goldset, config=config)
+
+    assert recorded.findings == ()
+    reason = (
+        f"the collection was built with another-model, not the query model {embedder.name} "
+        "(model_fingerprint_mismatch)"
+    )
+    ann, coverage = recorded.checks
+    assert ann.note == f"{n} stored vectors used as queries, not the golden queries: {reason}"
+    assert not coverage.ran
+    assert (coverage.note or "").startswith(f"not measured: {reason}; ")
+
+
 def test_a_collection_written_by_another_tool(embedder: Embedder, tmp_path: Path) -> None:
     """No fingerprint, no content hashes, vectors of another model, a duplicate under a new id."""
     client = open_chroma_client(path=tmp_path / "chroma")

@@ -126,11 +126,14 @@ def _stored_vector_queries(context: AuditContext) -> RetrievedLists:
 
 def _query_lists(context: AuditContext) -> tuple[RetrievedLists, str]:
     config = context.config
-    if context.embedder_problem is None and context.queries:
+    # Queries embedded in another space than the documents' fall where HNSW has no
+    # neighbourhoods to follow: their misses would blame the index for the model mismatch.
+    other = context.other_model
+    if other is None and context.embedder_problem is None and context.queries:
         chosen = sample_rows(len(context.queries), config.ann_max_queries, context.rng)
         lists = context.retrieve([context.queries[row] for row in chosen])
         return lists, f"{len(chosen)} given queries"
-    golden = context.golden_results
+    golden = context.golden_results if other is None else None
     if golden is not None and golden.query_ids:
         chosen = sample_rows(len(golden.query_ids), config.ann_max_queries, context.rng)
         lists = RetrievedLists(
@@ -140,7 +143,11 @@ def _query_lists(context: AuditContext) -> tuple[RetrievedLists, str]:
         )
         return lists, f"{len(chosen)} golden queries"
     lists = _stored_vector_queries(context)
-    return lists, f"{len(lists.query_ids)} stored vectors used as queries"
+    described = f"{len(lists.query_ids)} stored vectors used as queries"
+    if other is not None and (context.queries or context.goldset is not None):
+        given = "given" if context.queries else "golden"
+        described += f", not the {given} queries: {other}"
+    return lists, described
 
 
 def _rows(context: AuditContext, doc_ids: Sequence[tuple[str, ...]], depth: int) -> np.ndarray:

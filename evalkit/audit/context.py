@@ -15,7 +15,7 @@ from evalkit.embedding import TextEmbedder
 from evalkit.errors import ConfigError, RetrieverError
 from evalkit.goldset.model import Goldset
 from evalkit.records import Query
-from evalkit.records.audit import AuditConfig
+from evalkit.records.audit import AuditConfig, CheckOutcome
 from evalkit.retrievers.base import describe_exception
 
 if TYPE_CHECKING:
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 __all__ = ["AuditContext", "RetrievedLists"]
 
 _QUERY_BATCH = 100
+_MOSTLY_ANOTHER_MODEL = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +48,8 @@ class AuditContext:
     name, rebuilt from the source corpus (None: no source corpus given);
     ``goldset`` supplies golden queries and judgments; ``queries`` are the queries the ANN
     recall check samples (default: the golden queries); ``previous`` holds the
-    measurements of the previous comparable audit.
+    measurements of the previous comparable audit; ``outcomes`` holds what the checks run
+    so far found, by name (``run_audit`` adds each as it ends).
     """
 
     collection: Collection
@@ -59,6 +61,7 @@ class AuditContext:
     goldset: Goldset | None = None
     queries: Sequence[Query] | None = None
     previous: Mapping[str, float] = field(default_factory=dict)
+    outcomes: dict[str, CheckOutcome] = field(default_factory=dict)
 
     @cached_property
     def embedder_problem(self) -> str | None:
@@ -71,6 +74,36 @@ class AuditContext:
                 f"collection holds {self.snapshot.dimension}-dimensional ones"
             )
         return None
+
+    @property
+    def other_model(self) -> str | None:
+        """Why the collection's vectors are known to come from another model than the query
+        model, or None: the vectors' dimension, else the model check's re-embedding sample
+        when it ran (more than half of it made by another model), else the model the
+        collection records. Queries embedded with the query model then land in another
+        vector space than the documents, so what the index returns for them shows the
+        mismatch, not the index or the goldset."""
+        if self.embedder is None:
+            return None
+        if self.embedder_problem is not None:
+            return self.embedder_problem
+        model = self.outcomes.get("model")
+        sampled = model.measurements.get("model_sampled_documents", 0.0) if model else 0.0
+        if model is not None and sampled:
+            mismatched = model.measurements.get("model_mismatched_documents", 0.0)
+            if mismatched / sampled <= _MOSTLY_ANOTHER_MODEL:
+                return None
+            return (
+                f"{mismatched:g} of {sampled:g} re-embedded documents do not match their "
+                "stored vectors (vectors_from_another_model)"
+            )
+        stored, current = self.snapshot.stored_model, self.embedder.fingerprint
+        if stored is None or stored.matches(current):
+            return None
+        return (
+            f"the collection was built with {stored.name}, not the query model "
+            f"{current.name} (model_fingerprint_mismatch)"
+        )
 
     @cached_property
     def golden_results(self) -> RetrievedLists | None:

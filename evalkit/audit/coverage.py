@@ -69,6 +69,14 @@ def check_coverage(context: AuditContext) -> CheckOutcome:
     config = context.config
     if context.goldset is None:
         return CheckOutcome("coverage", False, note="no goldset given (--goldset)")
+    other = context.other_model
+    if other is not None and context.embedder_problem is None:
+        return CheckOutcome(
+            "coverage",
+            False,
+            note=f"not measured: {other}; what the index returns for queries embedded by "
+            "another model than its documents' says nothing of the judgments",
+        )
     results = context.golden_results
     if results is None:
         return CheckOutcome("coverage", False, note=f"cannot query: {context.embedder_problem}")

@@ -97,8 +97,9 @@ def run_audit(
         if name not in settings.checks:
             continue
         clock = time.perf_counter()
-        outcome = check(context)
-        outcomes.append(replace(outcome, seconds=time.perf_counter() - clock))
+        outcome = replace(check(context), seconds=time.perf_counter() - clock)
+        context.outcomes[name] = outcome
+        outcomes.append(outcome)
     stored_model = snapshot.stored_model
     current_model = embedder.fingerprint if embedder is not None else None
     return AuditReport(
