@@ -228,6 +228,10 @@ def test_every_seeded_fault_is_found_and_nothing_else(
 
     assert_exactly_the_seeded_faults(report)
     assert all(check.ran for check in report.checks), [c.note for c in report.checks]
+    # A goldset without span judgments: the check ran and found none to check.
+    spans = report.checks[-1]
+    assert (spans.name, dict(spans.measurements)) == ("spans", {"span_judgments": 0.0})
+    assert spans.note == "the goldset has no span-anchored judgments to check"
     measured = report.measurements
     assert measured["documents"] == len(FACTS) + 2
     assert measured["source_documents"] == len(FACTS) + 2

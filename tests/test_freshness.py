@@ -473,6 +473,28 @@ def check_with(
     return check_freshness(store, request, index=held)
 
 
+def test_many_malformed_changes_name_five_and_count_the_rest_json_lists_them(
+    evalkit_home: Path, delayed_retriever: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = evalkit_home.parent / "changes.jsonl"
+    write_changes(
+        log,
+        [{"doc_id": f"d{n}", "updated_at": "yesterday", "content": "text"} for n in range(7)],
+    )
+    arguments = ["freshness", "--changes", str(log), "--http-retriever", delayed_retriever]
+
+    assert invoke(arguments) == 2
+    message = capsys.readouterr().err
+    assert "7 malformed changes: " in message
+    assert all(f"{log}:{line} field 'updated_at'" in message for line in range(1, 6))
+    assert f"{log}:6 " not in message
+    assert "(and 2 more). Fix them and run the check again" in message
+
+    assert invoke([*arguments, "--format", "json"]) == 2
+    problems = json.loads(capsys.readouterr().out)["error"]["problems"]
+    assert [p["line"] for p in problems] == [1, 2, 3, 4, 5, 6, 7]
+
+
 def test_the_freshness_lag_rule_fires_on_a_breached_objective_and_is_quiet_within_it(
     store: Store, tmp_path: Path
 ) -> None:
