@@ -443,7 +443,7 @@ def test_a_store_with_an_older_schema_says_how_to_migrate_it(tmp_path: Path, use
     app = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
     app.switch_page("views/overview.py").run()
     assert not app.exception
-    assert any("run any writing evalkit command once" in e.value for e in app.error)
+    assert any("run `evalkit store migrate` once" in e.value for e in app.error)
 
 
 WRITER = textwrap.dedent(

@@ -44,7 +44,7 @@ def require_tables(store: Any) -> None:
     if not has_tables(store, "alerts", "alert_outbox", "job_runs"):
         raise StoreError(
             f"the store {store.path} has no alert or job tables yet; start `evalkit serve` "
-            "or run any writing evalkit command once to create them"
+            "or run `evalkit store migrate` once to create them"
         )
 
 
