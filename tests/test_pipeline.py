@@ -234,6 +234,31 @@ def test_a_document_without_a_score_fails_its_query_saying_so(store: Store) -> N
     )
 
 
+class _Overlarge(ListRetriever):
+    """Gives q3's documents an integer score too large for a float."""
+
+    def retrieve(self, queries: Sequence[Query], k: int) -> list[QueryResult]:
+        return [
+            QueryResult(r.query_id, tuple(ScoredDoc(d.doc_id, 10**400, d.rank) for d in r.docs), 0)
+            if r.query_id == "q3"
+            else r
+            for r in super().retrieve(queries, k)
+        ]
+
+
+def test_a_score_too_large_for_a_float_fails_its_query_saying_so(store: Store) -> None:
+    """It raised OverflowError out of the replay: the run failed whole."""
+    outcome = evaluate_goldset(
+        store, goldset(), _Overlarge(RANKINGS), GoldsetRunRequest(k=10, measures=("mrr",))
+    )
+    assert (outcome.run.status, outcome.run.n_failed) == ("partial", 1)
+    replayed = run_queries(store, outcome.run.run_id).set_index("query_id")
+    assert replayed.loc["q3", "error"] == (
+        "MalformedResults: document 'x' has score an integer too large for a 64-bit float; "
+        "scores must be finite numbers"
+    )
+
+
 class _Undescribed(ListRetriever):
     """Its describe() builds the description and forgets to return it."""
 

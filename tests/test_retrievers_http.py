@@ -86,6 +86,8 @@ class Endpoint:
         if query_id == "huge":  # ignores k: every document it has
             many = [{"id": f"d{n}", "score": 1.0} for n in range(2000)]
             return 200, {}, json.dumps({"results": many}).encode()
+        if query_id == "bigint":  # valid JSON: a number of 400 digits
+            return 200, {}, b'{"results": [{"id": "a", "score": 1' + b"0" * 400 + b"}]}"
         if query_id == "rag-bad":
             return 200, {}, json.dumps({"results": [{"id": "p1"}], "answer": 42}).encode()
         if query_id.startswith("parallel"):
@@ -240,6 +242,25 @@ def test_missing_scores_follow_the_order(endpoint: tuple[str, Endpoint]) -> None
     )
 
 
+def test_a_score_too_large_for_a_float_fails_its_query_alone(
+    endpoint: tuple[str, Endpoint],
+) -> None:
+    """An integer score of 400 digits raised OverflowError out of the replay, taking every
+    query's results with it."""
+    url, state = endpoint
+    queries = [Query(id="bigint", text="x"), Query(id="ok", text="x")]
+    with make_retriever(url) as retriever:
+        big, ok = retriever.retrieve(queries, 10)
+    assert big.error == (
+        "malformed response (HTTP 200): results[0].score is not finite (an integer too large "
+        "for a 64-bit float) (after 1 attempt)"
+    )
+    assert big.docs == ()
+    assert state.hits["bigint"] == 1
+    assert ok.ok
+    assert [doc.doc_id for doc in ok.docs] == [f"ok-d{n}" for n in range(5)]
+
+
 def test_requests_run_concurrently_within_the_bound(endpoint: tuple[str, Endpoint]) -> None:
     url, state = endpoint
     queries = [Query(id=f"parallel{n}", text="x") for n in range(3 * CONCURRENCY)]
@@ -364,6 +385,10 @@ def test_credentials_in_the_url_and_a_token_in_the_environment_are_refused(
         ({"results": [{"id": True}]}, r"results\[0\]\.id must be a string"),
         ({"results": [{"id": "a", "score": "high"}]}, "must be a number"),
         ({"results": [{"id": "a", "score": float("nan")}]}, "not finite"),
+        (
+            {"results": [{"id": "a", "score": 10**400}]},
+            r"^results\[0\]\.score is not finite \(an integer too large for a 64-bit float\)$",
+        ),
         ({"results": [{"id": "a", "score": 1}, {"id": "b"}]}, "some results have a score"),
         ({"results": [{"id": ""}]}, r"results\[0\]\.id is empty"),
         ({"results": [{"id": "  "}]}, r"results\[0\]\.id is empty"),

@@ -263,6 +263,24 @@ def test_without_scores_the_order_is_scored_by_rank() -> None:
     assert rule.endswith("else 1/rank for that query")
 
 
+class HugeScored(Scripted):
+    """Puts an integer too large for a float in every document's metadata score."""
+
+    def _document(self, rank: int) -> Document:
+        return Document(page_content="chunk", id=f"d{rank}", metadata={"score": 10**400})
+
+
+def test_a_metadata_score_too_large_for_a_float_is_scored_by_rank() -> None:
+    """It raised OverflowError and failed every query instead."""
+    [result] = LangChainRetriever(HugeScored(k=3)).retrieve([Query(id="q", text="x")], 3)
+    assert result.ok, result.error
+    assert [(doc.doc_id, doc.score) for doc in result.docs] == [
+        ("d1", 1.0),
+        ("d2", 0.5),
+        ("d3", pytest.approx(1 / 3)),
+    ]
+
+
 def test_ids_come_from_the_metadata_key_or_the_query_fails_naming_it() -> None:
     chunked = Scripted(id_in_metadata=True)
     [named] = LangChainRetriever(chunked, id_key="source_id").retrieve([Query("q", "x")], 2)

@@ -8,7 +8,6 @@ with the error, and the run carries on, so one outage window shows up as failed 
 
 from __future__ import annotations
 
-import math
 import numbers
 import time
 from collections.abc import Sequence
@@ -26,7 +25,7 @@ from evalkit.engines.base import (
 )
 from evalkit.errors import ConfigError, RetrieverError
 from evalkit.records import Query, QueryResult
-from evalkit.retrievers.base import SupportsRetrieve, checked_results
+from evalkit.retrievers.base import SupportsRetrieve, checked_results, finite_float
 
 __all__ = ["DEFAULT_BATCH_SIZE", "LocalEngine", "replay", "results_frame"]
 
@@ -161,7 +160,7 @@ def _with_finite_scores(result: QueryResult) -> QueryResult:
     bad = next((doc for doc in result.docs if not _is_finite_number(doc.score)), None)
     if bad is None:
         return result
-    shown = bad.score if isinstance(bad.score, numbers.Real) else repr(bad.score)
+    shown = _shown_score(bad.score)
     return replace(
         result,
         docs=(),
@@ -171,7 +170,14 @@ def _with_finite_scores(result: QueryResult) -> QueryResult:
 
 
 def _is_finite_number(score: object) -> bool:
-    return isinstance(score, numbers.Real) and math.isfinite(score)
+    return isinstance(score, bool) or finite_float(score) is not None
+
+
+def _shown_score(score: object) -> str:
+    if isinstance(score, int) and not isinstance(score, bool) and finite_float(score) is None:
+        # Printed whole, a score of hundreds of digits would bury the message.
+        return "an integer too large for a 64-bit float"
+    return str(score) if isinstance(score, numbers.Real) else repr(score)
 
 
 def _without_repeats(result: QueryResult) -> QueryResult:

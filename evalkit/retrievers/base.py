@@ -10,6 +10,8 @@ in ``check()``.
 
 from __future__ import annotations
 
+import math
+import numbers
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -41,6 +43,7 @@ __all__ = [
     "failed_result",
     "filters_by_tenant",
     "fingerprints_of",
+    "finite_float",
     "index_size_of",
     "integer_tenant",
     "ranked_docs",
@@ -301,6 +304,22 @@ def retrieve_in_batches(
             answered = retrieve_batch([queries[i] for i in batch], group)
             by_position.update(zip(batch, answered, strict=True))
     return [by_position[position] for position in range(len(queries))]
+
+
+def finite_float(value: object) -> float | None:
+    """``value`` as a float when it is a real number (not a bool) that a float holds and that
+    is finite, else None.
+
+    JSON and Python integers have no size limit: an integer too large for a float (past
+    about 1.8e308) is None, as infinity is, rather than an ``OverflowError``.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def ranked_docs(doc_ids: Sequence[str], scores: Iterable[float]) -> tuple[ScoredDoc, ...]:

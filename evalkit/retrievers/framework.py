@@ -14,7 +14,6 @@ the retriever's structure before any query is sent (the run's configuration is s
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -22,7 +21,7 @@ from typing import Any, TypeVar
 from evalkit.embedding import ModelFingerprint
 from evalkit.errors import ConfigError
 from evalkit.records import Query, QueryResult
-from evalkit.retrievers.base import ClosesOnExit, ranked_docs
+from evalkit.retrievers.base import ClosesOnExit, finite_float, ranked_docs
 
 __all__ = [
     "NOT_FINGERPRINTED",
@@ -87,10 +86,11 @@ def metadata_id(
 
 
 def finite_score(value: object) -> float | None:
-    """``value`` as a float when it is a finite number (not a bool), else None."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    """``value`` as a float when it is a finite number (not a bool) a float can hold, else
+    None (an integer too large for a float too)."""
+    if not isinstance(value, int | float):
         return None
-    return float(value) if math.isfinite(value) else None
+    return finite_float(value)
 
 
 def metadata_score(metadata: Mapping[str, Any] | None) -> float | None:

@@ -23,7 +23,6 @@ values never appear in ``describe()`` or in error messages.
 from __future__ import annotations
 
 import json
-import math
 import os
 import threading
 import time
@@ -53,6 +52,7 @@ from evalkit.retrievers.base import (
     describe_exception,
     elapsed_ms,
     failed_result,
+    finite_float,
     ranked_docs,
     validate_k,
 )
@@ -252,9 +252,11 @@ def parse_response(payload: Any, k: int) -> ParsedResponse:
             score = item["score"]
             if isinstance(score, bool) or not isinstance(score, int | float):
                 raise MalformedResponseError(f"results[{position}].score must be a number")
-            if not math.isfinite(score):
-                raise MalformedResponseError(f"results[{position}].score is not finite")
-            scores.append(float(score))
+            number = finite_float(score)
+            if number is None:
+                why = " (an integer too large for a 64-bit float)" if isinstance(score, int) else ""
+                raise MalformedResponseError(f"results[{position}].score is not finite{why}")
+            scores.append(number)
     if scores and len(scores) != len(doc_ids):
         raise MalformedResponseError(
             "some results have a score and some do not; give every result a score, or none"
