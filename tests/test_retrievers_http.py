@@ -102,6 +102,13 @@ def make_handler(endpoint: Endpoint) -> type[BaseHTTPRequestHandler]:
                 endpoint.in_flight += 1
                 endpoint.max_in_flight = max(endpoint.max_in_flight, endpoint.in_flight)
             try:
+                if self.path == "/old":
+                    self.reply(307, {"Location": "/search"}, b"")
+                    return
+                if self.path == "/moved":
+                    moved = "https://search.example.com/v2?token=abc"
+                    self.reply(301, {"Location": moved}, b"<a href=...>Moved</a>")
+                    return
                 if self.path != "/search":
                     self.reply(404, {}, b"no such endpoint")
                     return
@@ -292,6 +299,32 @@ def test_check_explains_what_is_wrong(endpoint: tuple[str, Endpoint]) -> None:
     assert result.error.startswith("request failed: ConnectError")
     assert "after 2 attempts" in result.error
     unreachable.close()
+
+
+def test_a_redirect_is_not_followed_and_names_the_url_to_use(
+    endpoint: tuple[str, Endpoint],
+) -> None:
+    url, state = endpoint
+    with HttpRetriever(f"{url}/old", retries=2) as temporary:
+        with pytest.raises(RetrieverError) as raised:
+            temporary.check()
+        [result] = temporary.retrieve([Query(id="q", text="x")], 5)
+    assert str(raised.value) == (
+        f"HTTP retriever at {url}/old does not answer a probe query: HTTP 307 Temporary "
+        f"Redirect: redirected to {url}/search; use that URL (redirects are not followed) "
+        "(after 1 attempt)"
+    )
+    assert result.error == (
+        f"HTTP 307 Temporary Redirect: redirected to {url}/search; use that URL (redirects "
+        "are not followed) (after 1 attempt)"
+    )
+    assert not state.bodies  # nothing was sent on to the target
+    with HttpRetriever(f"{url}/moved", retries=0) as permanent:
+        [result] = permanent.retrieve([Query(id="q", text="x")], 5)
+    assert result.error == (
+        "HTTP 301 Moved Permanently: redirected to https://search.example.com/v2?token=***; "
+        "use that URL (redirects are not followed) (after 1 attempt)"
+    )
 
 
 def closed_port_url() -> str:

@@ -12,8 +12,9 @@ they come back as the query's ``answer``, ``contexts`` and ``context_ids``.
 
 Requests run concurrently on a bounded thread pool. Connection errors, timeouts, 429 and
 5xx answers are retried with exponential back-off and jitter (``Retry-After`` is honoured,
-capped); other 4xx answers are not. A query that still fails is recorded with its error
-(status code, timeout, malformed JSON).
+capped); other 4xx answers are not. Redirects are not followed: the error names the URL
+to use instead. A query that still fails is recorded with its error (status code, timeout,
+malformed JSON).
 
 A token in ``EVALKIT_HTTP_RETRIEVER_TOKEN`` is sent as ``Authorization: Bearer``; with
 credentials in the URL as well it is refused (they would be sent instead). Header
@@ -22,6 +23,7 @@ values never appear in ``describe()`` or in error messages.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -477,7 +479,18 @@ class HttpRetriever(ClosesOnExit):
             _ERROR_BODY_CHARS,
         )
         reason = response.reason_phrase or "error"
-        return f"HTTP {response.status_code} {reason}" + (f": {body}" if body else "")
+        failure = f"HTTP {response.status_code} {reason}"
+        if response.has_redirect_location:
+            # Not followed: a 301 or 302 turns the POST into a bodiless GET, and a 307 or 308
+            # would send the query (and the token) to wherever the endpoint points.
+            location = response.headers["Location"]
+            with contextlib.suppress(httpx.InvalidURL):
+                location = str(response.url.join(location))
+            return (
+                f"{failure}: redirected to {mask_url(location)}; use that URL (redirects are "
+                "not followed)"
+            )
+        return failure + (f": {body}" if body else "")
 
     def _wait(self, attempt: int, retry_after: float | None) -> float:
         return self._retry.wait(attempt, retry_after)
