@@ -43,7 +43,7 @@ from evalkit.stats.paired import (
     worst_queries,
 )
 from evalkit.store.goldsets import judgments_frame
-from evalkit.store.retention import pruned_at
+from evalkit.store.retention import require_per_query_rows
 from evalkit.store.runs import get_run, query_metrics, run_queries, run_results
 
 if TYPE_CHECKING:
@@ -143,14 +143,12 @@ def score_stored_run(
     """
     run = get_run(store, run_id)
     names = [str(m) for m in parse_measures(measures)]
-    pruned = pruned_at(store, [run.run_id]).get(run.run_id)
-    if pruned is not None:
-        raise ConfigError(
-            f"run {run.run_id} has no per-query results any more: retention deleted them at "
-            f"{pruned:%Y-%m-%d %H:%M} UTC (its aggregates stay, `evalkit runs show`). A "
-            "paired comparison needs them: compare with a run retention kept, and list the "
-            "runs you compare against in the retention job's keep_runs"
-        )
+    require_per_query_rows(
+        store,
+        run.run_id,
+        needed=". A paired comparison needs them: compare with a run retention kept, and list "
+        "the runs you compare against in the retention job's keep_runs",
+    )
     judgments_given = judgments is not None
     if judgments is None:
         if run.spec.goldset_version is None:

@@ -39,7 +39,7 @@ from evalkit.errors import ConfigError, InputError, StoreError
 from evalkit.files import create_beside
 from evalkit.goldset.trec import TREC_SEPARATORS
 from evalkit.jsonsafe import REPEATED_KEY, finite_or_null, noting_repeated_keys
-from evalkit.store.retention import pruned_at
+from evalkit.store.retention import require_per_query_rows
 from evalkit.store.runs import RunRecord, RunSpec, get_run, insert_run
 
 if TYPE_CHECKING:
@@ -130,14 +130,12 @@ def export_run(
     if format not in EXPORT_FORMATS:
         raise ConfigError(f"unknown export format {format!r}; use one of {EXPORT_FORMATS}")
     run = get_run(store, run_id)
-    pruned = pruned_at(store, [run.run_id]).get(run.run_id)
-    if pruned is not None:
-        raise ConfigError(
-            f"run {run.run_id} has no per-query results any more: retention deleted them at "
-            f"{pruned:%Y-%m-%d %H:%M} UTC (its aggregates stay, `evalkit runs show`), so an "
-            "export would hold none of them. Export a run before retention prunes it, or list "
-            "it in the retention job's keep_runs"
-        )
+    require_per_query_rows(
+        store,
+        run.run_id,
+        needed=", so an export would hold none of them. Export a run before retention prunes "
+        "it, or list it in the retention job's keep_runs",
+    )
     if format == "parquet":
         if output is None:
             raise ConfigError("a Parquet export needs a directory to write to: give --output DIR")

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import duckdb
 
 from evalkit.clock import utc_now
-from evalkit.errors import StoreError
+from evalkit.errors import ConfigError, StoreError
 from evalkit.store.runs import RETRIEVER_ID_SQL
 
 if TYPE_CHECKING:
@@ -29,6 +29,7 @@ __all__ = [
     "prune_run_details",
     "prune_traffic",
     "pruned_at",
+    "require_per_query_rows",
     "retention_candidates",
 ]
 
@@ -124,6 +125,17 @@ def pruned_at(store: Store, run_ids: Sequence[str]) -> dict[str, datetime]:
         [list(run_ids)],
     )
     return {str(run_id): when for run_id, when in rows}
+
+
+def require_per_query_rows(store: Store, run_id: str, *, needed: str) -> None:
+    """Raise ConfigError when retention deleted ``run_id``'s per-query rows, saying when,
+    that its aggregates stay, and ``needed``: why the caller needs them and what to do."""
+    pruned = pruned_at(store, [run_id]).get(run_id)
+    if pruned is not None:
+        raise ConfigError(
+            f"run {run_id} has no per-query results any more: retention deleted them at "
+            f"{pruned:%Y-%m-%d %H:%M} UTC (its aggregates stay, `evalkit runs show`){needed}"
+        )
 
 
 def oldest_kept_run(store: Store, *, goldset: str, retriever_id: str, measure: str) -> str | None:
