@@ -641,12 +641,8 @@ def test_judgments_answered_before_sigterm_are_kept(fake_judge: FakeJudge, tmp_p
         text=True,
     )
     try:
-        deadline = time.monotonic() + 240
         # Two answers are judged (statements, then verdicts) and the third one's call waits.
-        while fake_judge.answered < 4 or fake_judge.calls < 5:
-            assert process.poll() is None, process.communicate()
-            assert time.monotonic() < deadline, "the judge never got the calls"
-            time.sleep(0.05)
+        _wait_for_calls(process, fake_judge, answered=4, received=5)
         process.send_signal(signal.SIGTERM)
         _, err = process.communicate(timeout=60)
     finally:
@@ -665,6 +661,18 @@ def test_judgments_answered_before_sigterm_are_kept(fake_judge: FakeJudge, tmp_p
     assert result["summaries"][0]["mean"] == pytest.approx(0.5)
 
 
+def _wait_for_calls(
+    process: subprocess.Popen[str], judge: FakeJudge, *, answered: int, received: int
+) -> None:
+    """Wait until ``judge`` has answered ``answered`` calls and received ``received``,
+    while ``process`` keeps running."""
+    deadline = time.monotonic() + 240
+    while judge.answered < answered or judge.calls < received:
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "the judge never got the calls"
+        time.sleep(0.05)
+
+
 def test_kill_9_keeps_the_calls_the_judge_answered(fake_judge: FakeJudge, tmp_path: Path) -> None:
     """`kill -9` mid-scoring, one call at a time: the judge answered five calls (two whole
     judgments and the third answer's statements) and holds the sixth; every answered output
@@ -681,11 +689,7 @@ def test_kill_9_keeps_the_calls_the_judge_answered(fake_judge: FakeJudge, tmp_pa
         text=True,
     )
     try:
-        deadline = time.monotonic() + 240
-        while fake_judge.answered < 5 or fake_judge.calls < 6:
-            assert process.poll() is None, process.communicate()
-            assert time.monotonic() < deadline, "the judge never got the calls"
-            time.sleep(0.05)
+        _wait_for_calls(process, fake_judge, answered=5, received=6)
         # What the process was promised: the last output answered is stored by now.
         stored_by = time.monotonic() + FLUSH_SECONDS + 1.0
         while time.monotonic() < stored_by:

@@ -436,6 +436,18 @@ def _store_with_audit_tables(path: Path) -> Store:
     return Store.open(path)
 
 
+def _home_with_the_goldset(
+    seeded: Seeded, chroma_path: Path, evalkit_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """The store of ``evalkit_home``, holding the seeded goldset, with the CLI pointed at
+    ``chroma_path``."""
+    monkeypatch.setenv("EVALKIT_CHROMA_PATH", str(chroma_path))
+    store_path = evalkit_home / "evalkit.duckdb"
+    with _store_with_audit_tables(store_path) as store:
+        save_goldset(store, seeded.goldset)
+    return store_path
+
+
 def test_cli_reports_stores_and_gates_on_severity(
     seeded: Seeded,
     chroma_path: Path,
@@ -445,10 +457,7 @@ def test_cli_reports_stores_and_gates_on_severity(
 ) -> None:
     from evalkit.cli import invoke
 
-    monkeypatch.setenv("EVALKIT_CHROMA_PATH", str(chroma_path))
-    store_path = evalkit_home / "evalkit.duckdb"
-    with _store_with_audit_tables(store_path) as store:
-        save_goldset(store, seeded.goldset)
+    store_path = _home_with_the_goldset(seeded, chroma_path, evalkit_home, monkeypatch)
     capsys.readouterr()
     arguments = ["audit", "--collection", seeded.collection, "--format", "json"]
 
@@ -496,10 +505,7 @@ def test_cli_lets_other_writers_have_the_store_while_the_checks_run(
 ) -> None:
     from evalkit.cli import invoke
 
-    monkeypatch.setenv("EVALKIT_CHROMA_PATH", str(chroma_path))
-    store_path = evalkit_home / "evalkit.duckdb"
-    with _store_with_audit_tables(store_path) as store:
-        save_goldset(store, seeded.goldset)
+    store_path = _home_with_the_goldset(seeded, chroma_path, evalkit_home, monkeypatch)
     imported = Goldset.build(
         "meanwhile", [Query(id="q", text="tall tower")], [Judgment("q", "eiffel", 1)], source="t"
     )

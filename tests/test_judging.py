@@ -509,6 +509,12 @@ def test_an_agreement_on_pairs_mostly_over_the_budget_is_refused_and_the_next_pa
     assert full["agreement"]["tau"] is not None
 
 
+def _agreement_args(goldset: GradedGoldset) -> tuple[str, ...]:
+    """`judge agreement` on the graded goldset: a 40-pair sample, tau on 10 queries at k 5."""
+    return ("agreement", "--goldset", "graded", "--corpus", str(goldset.corpus),
+            "--sample", "40", "--k", "5", "--tau-queries", "10")  # fmt: skip
+
+
 def test_tau_and_assessor_precision_rest_only_on_judged_pairs_and_the_unjudged_are_shown(
     project: tuple[Path, GradedGoldset], tmp_path: Path
 ) -> None:
@@ -516,8 +522,7 @@ def test_tau_and_assessor_precision_rest_only_on_judged_pairs_and_the_unjudged_a
     top-k pairs the judge failed on went uncounted: the assessor's precision@k was low."""
     root, goldset = project
     home = copy_home(root, tmp_path)
-    args = ("agreement", "--goldset", "graded", "--corpus", str(goldset.corpus),
-            "--sample", "40", "--k", "5", "--tau-queries", "10")  # fmt: skip
+    args = _agreement_args(goldset)
     # Distractor x0 of every query fails: a seventh of the runs' top-k, none of the sample.
     failing = GradingJudge(goldset.known(), error_for={"_0: an unjudged text"})
     with grading_judge(failing) as judge:
@@ -571,8 +576,7 @@ def test_an_agreement_the_judge_failed_on_too_often_is_refused_naming_why(
     """A judge failing on a third of the sample left an agreement stored with exit 0."""
     root, goldset = project
     home = copy_home(root, tmp_path)
-    args = ("agreement", "--goldset", "graded", "--corpus", str(goldset.corpus),
-            "--sample", "40", "--k", "5", "--tau-queries", "10")  # fmt: skip
+    args = _agreement_args(goldset)
     # Every grade-3 document fails: about a quarter of the sample.
     failing = GradingJudge(goldset.known(), error_for={"a text of grade 3"})
     with grading_judge(failing) as judge:
