@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+
+import pytest
 
 EVALKIT = [sys.executable, "-m", "evalkit"]
 USER_STORE_VARIABLES = frozenset(
@@ -48,6 +51,21 @@ def run_evalkit(
         timeout=timeout,
         check=False,
     )
+
+
+def output_once_ended(process: subprocess.Popen[str], *, timeout: float = 60) -> tuple[str, str]:
+    """``process.communicate(timeout=timeout)``, for a process the test has just stopped.
+
+    Past the timeout the process is sent SIGABRT and the test fails with what it printed,
+    which is where each of its threads was when its environment set ``PYTHONFAULTHANDLER=1``:
+    a process that does not end says where it hangs.
+    """
+    try:
+        return process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGABRT)
+        out, err = process.communicate()
+        pytest.fail(f"still running {timeout:g} s after it was stopped:\n{out}\n{err}")
 
 
 def write_retriever_config(folder: Path, kind: str, **settings: str) -> Path:

@@ -22,7 +22,7 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
-from evalkit_process import EVALKIT, USER_STORE_VARIABLES, run_evalkit
+from evalkit_process import EVALKIT, USER_STORE_VARIABLES, output_once_ended, run_evalkit
 from loopback import serving
 from plugin_sources import fixed_retriever_source, stalling_retriever_source
 from query_log import logged_query, write_query_log
@@ -56,7 +56,9 @@ class Workspace:
     home: Path
 
     def env(self) -> dict[str, str]:
-        return terminal_env(EVALKIT_HOME=str(self.home), PYTHONPATH=str(self.folder))
+        return terminal_env(
+            EVALKIT_HOME=str(self.home), PYTHONPATH=str(self.folder), PYTHONFAULTHANDLER="1"
+        )
 
     def on_terminal(self, *args: str) -> TerminalRun:
         return run_on_terminal([*EVALKIT, *args], cwd=self.folder, env=self.env())
@@ -258,7 +260,7 @@ def test_ctrl_c_or_sigterm_of_a_json_command_prints_the_error_object(
     while (line := replay.stderr.readline()) and line.strip() != "stalling":
         pass
     replay.send_signal(sent)
-    out, err = replay.communicate(timeout=60)
+    out, err = output_once_ended(replay)
     assert replay.returncode == code, err
     error = json.loads(out)["error"]
     assert (error["type"], error["exit_code"]) == (kind, code)
@@ -305,7 +307,7 @@ def test_sigterm_does_not_wait_for_requests_to_a_hung_endpoint(workspace: Worksp
             while handler.asked < 2 and replay.poll() is None:
                 handler.stop.wait(0.05)
             replay.send_signal(signal.SIGTERM)
-            _, err = replay.communicate(timeout=30)
+            _, err = output_once_ended(replay, timeout=30)
     finally:
         handler.stop.set()
         replay.kill()
@@ -334,7 +336,7 @@ def test_sigterm_ends_a_traffic_watch_cleanly(workspace: Workspace) -> None:
         if "watched.jsonl" in line:
             break
     watcher.send_signal(signal.SIGTERM)
-    _, rest = watcher.communicate(timeout=60)
+    _, rest = output_once_ended(watcher)
     assert watcher.returncode == 0, rest
     assert "stopped watching" in rest
     assert "Traceback" not in rest
