@@ -84,15 +84,14 @@ def _blamed_on(path: Path) -> Iterator[None]:
     query is found once the file's rows are indexed, not while they are read), and the lines
     of a pair given twice."""
     from evalkit.errors import InputError
-    from evalkit.metrics import RepeatedPairError, pair_lines
+    from evalkit.metrics import RepeatedPairError, repeat_in_file
 
     try:
         yield
     except RepeatedPairError as error:
         if error.path is not None:
             raise
-        lines = pair_lines(path, error.query_id, error.doc_id)
-        raise error.at(str(path), lines) from error
+        raise repeat_in_file(error, path) from error
     except InputError as error:
         if error.path is not None:
             raise

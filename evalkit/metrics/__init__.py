@@ -26,7 +26,7 @@ from evalkit.metrics.measures import (
     parse_measures,
 )
 from evalkit.metrics.ranking import CorpusIndex
-from evalkit.metrics.trec_files import pair_lines, read_qrels, read_run
+from evalkit.metrics.trec_files import pair_lines, read_qrels, read_run, repeat_in_file
 
 __all__ = [
     "MEASURES",
@@ -47,4 +47,5 @@ __all__ = [
     "parse_measures",
     "read_qrels",
     "read_run",
+    "repeat_in_file",
 ]

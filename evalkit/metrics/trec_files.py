@@ -30,9 +30,9 @@ import pyarrow as pa
 import pyarrow.csv as pcsv
 
 from evalkit.errors import InputError
-from evalkit.metrics.inputs import MAX_GRADE, MIN_GRADE
+from evalkit.metrics.inputs import MAX_GRADE, MIN_GRADE, RepeatedPairError
 
-__all__ = ["pair_lines", "read_qrels", "read_run"]
+__all__ = ["pair_lines", "read_qrels", "read_run", "repeat_in_file"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +142,12 @@ def pair_lines(
             found.append(number)
         position = data.find(doc, end)
     return found
+
+
+def repeat_in_file(error: RepeatedPairError, path: str | os.PathLike[str]) -> RepeatedPairError:
+    """``error``, a pair given twice that was found once the rows were indexed, named in the
+    file ``path`` it was read from, with the pair's first two lines there."""
+    return error.at(str(path), pair_lines(path, error.query_id, error.doc_id))
 
 
 def _read(path: str | os.PathLike[str], layout: _Layout) -> pd.DataFrame:

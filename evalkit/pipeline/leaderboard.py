@@ -17,7 +17,7 @@ import pandas as pd
 
 from evalkit.errors import ConfigError, RetrieverError
 from evalkit.goldset.model import Goldset
-from evalkit.metrics import pair_lines, read_qrels
+from evalkit.metrics import read_qrels, repeat_in_file
 from evalkit.metrics.ranking import repeated_judgment
 from evalkit.pipeline.runs import _session
 from evalkit.records.requests import LEADERBOARD_DEFAULTS, LeaderboardRequest
@@ -115,9 +115,7 @@ def comparison_judgments(
         if not repeated.empty:
             # Found here, where the file is known, rather than when a run is scored on it.
             query_id, doc_id = str(repeated["query_id"].iloc[0]), str(repeated["doc_id"].iloc[0])
-            raise repeated_judgment(query_id, doc_id).at(
-                str(qrels), pair_lines(qrels, query_id, doc_id)
-            )
+            raise repeat_in_file(repeated_judgment(query_id, doc_id), qrels)
         return judgments
     if isinstance(goldset, Goldset):
         return pd.DataFrame(

@@ -28,10 +28,10 @@ from evalkit.errors import ConfigError, InputError
 from evalkit.metrics import (
     Evaluator,
     RepeatedPairError,
-    pair_lines,
     parse_measure,
     parse_measures,
     read_run,
+    repeat_in_file,
 )
 from evalkit.records.requests import PAIRED_TEST_DEFAULTS, PairedTestSettings, measure_names
 from evalkit.stats.decision import Decision
@@ -116,7 +116,7 @@ def score_run_file(
     except RepeatedPairError as error:
         # A document listed twice is found once the rows are indexed, after the file was
         # read: name the file and the lines here, where the file is known.
-        raise error.at(str(path), pair_lines(path, error.query_id, error.doc_id)) from error
+        raise repeat_in_file(error, path) from error
     return ScoredRun(
         reference=str(path),
         run_id=None,
