@@ -634,6 +634,32 @@ def test_the_threshold_of_one_drift_check_spans_the_axis() -> None:
     assert [pd.Timestamp(x) for x in figure.layout.xaxis.range] == [moment - day, moment + day]
 
 
+def test_the_p_value_chart_joins_checks_of_one_method_only() -> None:
+    """Two mmd checks and a ks check of the queries were drawn as one line, read as one
+    detector's p-value falling."""
+    moments = pd.date_range("2026-11-26 10:00", periods=3, freq="h")
+    checks = pd.DataFrame(
+        {
+            "check_id": ["c1", "c2", "c3"],
+            "created_at": moments,
+            "stream": ["queries"] * 3,
+            "subject": ["demo"] * 3,
+            "method": ["mmd", "mmd", "ks"],
+            "finding": ["ok", "ok", "drift"],
+            "is_drift": [False, False, True],
+            "statistic": [0.01, 0.02, 0.3],
+            "p_value": [0.4, 0.3, 0.001],
+            "threshold": [0.05] * 3,
+        }
+    )
+    figure = charts.drift_chart(checks, value="p_value")
+    lines = {trace.name: list(trace.y) for trace in figure.data if trace.mode != "markers"}
+    assert lines["queries / demo (mmd)"] == [0.4, 0.3]
+    assert lines["queries / demo (ks)"] == [0.001]
+    dashes = {trace.line.dash for trace in figure.data if trace.name.startswith("queries / ")}
+    assert len(dashes) == 2
+
+
 def test_index_health_says_which_checks_an_audit_did_not_run(
     tmp_path: Path,
     use_store: Callable[[Path], None],  # noqa: F811

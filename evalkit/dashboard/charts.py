@@ -456,11 +456,15 @@ def _add_events(
         )
 
 
+_METHOD_DASHES = ("solid", "dot", "dash", "dashdot", "longdash")
+
+
 def drift_chart(
     checks: pd.DataFrame, *, value: str, colours: Mapping[str, str] | None = None
 ) -> go.Figure:
-    """``value`` (statistic or p_value) of every check over time, one line per stream and
-    subject in the page's colour for it (``colours``, keyed ``stream / subject``), checks
+    """``value`` (statistic or p_value) of every check over time, one line per stream,
+    subject and method in the page's colour for the stream and subject (``colours``, keyed
+    ``stream / subject``; methods told apart by the line's dash), checks
     that drift as red crosses, faceted: one subplot per stream, and per method within a
     stream for statistics (methods' statistics have different units: Page-Hinkley's
     cumulative sum is not an MMD), each with its own axis. p-values are drawn on log axes
@@ -485,9 +489,20 @@ def drift_chart(
     )
     palette = _colours_for(frame["series"], colours)
     shown = ".2e" if value == "p_value" else ".4g"
-    for (series, facet), unsorted in frame.groupby(["series", "facet"], sort=True):
+    # A line joins checks of one method only: two methods' p-values on one stream and
+    # subject read as one detector's trend. The stream's colour stays; the method's dash
+    # tells them apart.
+    methods_of: dict[str, list[str]] = {
+        str(series): sorted(set(group)) for series, group in frame.groupby("series")["method"]
+    }
+    for (series, method, facet), unsorted in frame.groupby(
+        ["series", "method", "facet"], sort=True
+    ):
         row = facets.index(facet) + 1
-        name = str(series)
+        methods = methods_of[str(series)]
+        name = str(series) if len(methods) == 1 else f"{series} ({method})"
+        colour = palette[str(series)]
+        dash = _METHOD_DASHES[methods.index(method) % len(_METHOD_DASHES)]
         group = unsorted.sort_values("created_at")
         figure.add_trace(
             go.Scatter(
@@ -497,8 +512,8 @@ def drift_chart(
                 name=name,
                 legendgroup=name,
                 showlegend=not any(t.name == name for t in figure.data),
-                line={"color": palette[name], "width": 1.5},
-                marker={"size": MARKER_SIZE - 2, "symbol": _symbol_of(name, palette)},
+                line={"color": colour, "width": 1.5, "dash": dash},
+                marker={"size": MARKER_SIZE - 2, "symbol": _symbol_of(str(series), palette)},
                 customdata=group[["check_id"]].to_numpy(),
                 text=group["method"] + ": " + group["finding"],
                 hovertemplate=f"{plot_text(str(name))}<br>%{{text}}<br>%{{y:{shown}}}"
