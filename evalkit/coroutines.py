@@ -16,7 +16,7 @@ import asyncio
 import contextvars
 import threading
 from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from typing import TypeVar
 
 __all__ = ["REQUEST_THREADS", "map_requests", "run_sync"]
@@ -26,6 +26,8 @@ R = TypeVar("R")
 
 REQUEST_THREADS = "evalkit-request"
 """The name prefix of the threads ``map_requests`` sends requests on."""
+
+_WAKE_SECONDS = 0.25
 
 
 def run_sync(make_coroutine: Callable[[], Awaitable[T]]) -> T:
@@ -57,7 +59,15 @@ def map_requests(
     stopped = threading.Event()
     pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix=REQUEST_THREADS)
     try:
-        results = list(pool.map(lambda item: ask(item, stopped), items))
+        futures = [pool.submit(ask, item, stopped) for item in items]
+        pending: set[Future[R]] = set(futures)
+        while pending:
+            # Waited for in slices: a signal that lands just before this thread blocks is
+            # only acted on once it wakes, and a hung request would not wake it.
+            done, pending = wait(pending, timeout=_WAKE_SECONDS, return_when=FIRST_EXCEPTION)
+            for future in done:
+                future.result()  # a request's exception, raised as soon as it is known
+        results = [future.result() for future in futures]
     except BaseException:
         stopped.set()
         pool.shutdown(wait=False, cancel_futures=True)
