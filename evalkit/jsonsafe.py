@@ -1,17 +1,54 @@
 """JSON that means one thing: values ready for JSON (what ``json.dumps`` writes for NaN and
-infinity is not JSON), and objects read without a key given twice (``json`` keeps the last
-value silently; which one a writer meant is anyone's guess)."""
+infinity is not JSON), objects read without a key given twice (``json`` keeps the last
+value silently; which one a writer meant is anyone's guess), and JSON nested too deeply to
+read refused as malformed rather than crashing its reader."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
-__all__ = ["REPEATED_KEY", "finite_or_null", "noting_repeated_keys"]
+__all__ = [
+    "REPEATED_KEY",
+    "TOO_DEEP",
+    "TooDeepError",
+    "depth_checked",
+    "finite_or_null",
+    "noting_repeated_keys",
+]
 
 REPEATED_KEY = "appears twice in one object; keep one"
 """What is said of a key given twice in one JSON object, after its name."""
+
+TOO_DEEP = "nests arrays and objects too deeply to read"
+"""What is said of JSON nested deeper than the interpreter's stack allows."""
+
+_Source = TypeVar("_Source")
+_Decoded = TypeVar("_Decoded")
+
+
+class TooDeepError(ValueError):
+    """JSON nests arrays and objects deeper than the interpreter's stack allows.
+
+    A ``ValueError``, as every other malformed JSON is (``json.JSONDecodeError``,
+    ``msgspec.DecodeError``), so that a reader's handling of bad input covers it.
+    """
+
+
+def depth_checked(decode: Callable[[_Source], _Decoded], data: _Source) -> _Decoded:
+    """``decode(data)``, raising ``TooDeepError`` (message ``TOO_DEEP``) where JSON nested
+    deeper than the interpreter's stack makes ``decode`` raise ``RecursionError``.
+
+    ``json`` and msgspec both recurse once per level of nesting; a line of a few thousand
+    ``[`` is valid JSON that neither can read, and nothing in a reader of hostile input
+    expects a ``RecursionError``. Each reader turns ``TooDeepError`` into its own error for
+    malformed input, with its file and line.
+    """
+    try:
+        return decode(data)
+    except RecursionError:
+        raise TooDeepError(TOO_DEEP) from None
 
 
 def finite_or_null(value: object) -> object:

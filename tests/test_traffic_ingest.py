@@ -110,6 +110,26 @@ def test_a_field_given_twice_is_reported_by_file_and_line(store: Store, tmp_path
     assert stored(store) == [("q1", 1), ("q2", 3)]
 
 
+def test_deeply_nested_lines_are_reported_by_line_and_the_rest_ingested(
+    store: Store, tmp_path: Path
+) -> None:
+    log = tmp_path / "deep.jsonl"
+    nested = "[" * 3000 + "]" * 3000
+    deep_tags = line("d1")[:-2] + f', "tags": {nested}}}\n'
+    deep_extra = line("d2", tags={"team": "a"})[:-2] + f', "extra": {nested}}}\n'
+    lines = [deep_tags, *(line(f"q{i}", tags={"team": "a"}) for i in range(2, 201)), deep_extra]
+    lines[2] = deep_extra
+    log.write_text("".join(lines))
+    report = ingest_paths(store, [log])
+    assert [(p.path, p.line, p.message) for p in report.problems] == [
+        (str(log), 1, "invalid record: Expected `object | null`, got `array` - at `$.tags`"),
+        (str(log), 3, "not valid JSON (nests arrays and objects too deeply to read)"),
+        (str(log), 201, "not valid JSON (nests arrays and objects too deeply to read)"),
+    ]
+    assert report.records_added == 198
+    assert ("q2", 2) in stored(store)
+
+
 def test_a_line_that_is_not_utf8_is_reported_not_raised(store: Store, tmp_path: Path) -> None:
     log = tmp_path / "latin1.jsonl"
     written_in_latin1 = json.dumps(

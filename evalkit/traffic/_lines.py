@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
+from evalkit.jsonsafe import TooDeepError, depth_checked
 from evalkit.traffic._records import (
     MAX_EPOCH_SECONDS,
     MAX_TEXT_LENGTH,
@@ -305,8 +306,8 @@ def _schema_for(first: bytes) -> pa.Schema:
     timestamp: pa.DataType = pa.string()
     doc_id_items = False
     try:
-        record = msgspec.json.decode(first)
-    except (msgspec.DecodeError, UnicodeDecodeError):
+        record = depth_checked(msgspec.json.decode, first)
+    except (msgspec.DecodeError, TooDeepError, UnicodeDecodeError):
         record = None
     if isinstance(record, dict):
         if type(record.get("query_id")) is int:
@@ -433,8 +434,8 @@ def _tags(
     bad: list[int] = []
     for row in rows.tolist():
         try:
-            tags = _TAGS_DECODER.decode(lines[positions[row]]).tags
-        except (msgspec.DecodeError, UnicodeDecodeError):
+            tags = depth_checked(_TAGS_DECODER.decode, lines[positions[row]]).tags
+        except (msgspec.DecodeError, TooDeepError, UnicodeDecodeError):
             bad.append(row)
             continue
         values[row] = tags_json(tags) if tags else None

@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 from msgspec.structs import astuple
 
 from evalkit.clock import MAX_EPOCH_SECONDS
-from evalkit.jsonsafe import REPEATED_KEY
+from evalkit.jsonsafe import REPEATED_KEY, TooDeepError, depth_checked
 from evalkit.traffic.log import LOG_FIELDS
 
 __all__ = [
@@ -140,7 +140,7 @@ _BOM_NOTE = (
 )
 
 
-def _not_json(raw: bytes, error: msgspec.DecodeError) -> str:
+def _not_json(raw: bytes, error: msgspec.DecodeError | TooDeepError) -> str:
     return (
         _BOM_NOTE if raw.lstrip(b" \t").startswith(codecs.BOM_UTF8) else f"not valid JSON ({error})"
     )
@@ -153,8 +153,8 @@ class RecordError(ValueError):
 def decode_line(raw: bytes) -> object:
     """Decode one JSON line into Python objects; raises RecordError when it is not JSON."""
     try:
-        return _ANY_DECODER.decode(raw)
-    except msgspec.DecodeError as error:
+        return depth_checked(_ANY_DECODER.decode, raw)
+    except (msgspec.DecodeError, TooDeepError) as error:
         raise RecordError(_not_json(raw, error)) from None
     except UnicodeDecodeError:
         raise RecordError(NOT_UTF8) from None
@@ -210,11 +210,11 @@ class RecordBatchBuilder:
         reader parsed it, and refuses a repeated one), so that is not looked for again.
         """
         try:
-            record = _DECODER.decode(raw)
+            record = depth_checked(_DECODER.decode, raw)
         except msgspec.ValidationError as error:
             self.problems.append((line, f"invalid record: {error}"))
             return
-        except msgspec.DecodeError as error:
+        except (msgspec.DecodeError, TooDeepError) as error:
             self.problems.append((line, _not_json(raw, error)))
             return
         except UnicodeDecodeError:
@@ -234,8 +234,8 @@ class RecordBatchBuilder:
     def note_fields(self, raw: bytes) -> None:
         """Count the fields of this line that the log format does not have (typos show up)."""
         try:
-            record = _ANY_DECODER.decode(raw)
-        except (msgspec.DecodeError, UnicodeDecodeError):
+            record = depth_checked(_ANY_DECODER.decode, raw)
+        except (msgspec.DecodeError, TooDeepError, UnicodeDecodeError):
             return
         if isinstance(record, dict):
             self.unknown_fields.update(key for key in record if key not in _KNOWN_FIELDS)
@@ -339,8 +339,8 @@ def _repeated_field(raw: bytes) -> str | None:
     ):
         return None
     try:
-        pairs = json.loads(raw, object_pairs_hook=list)
-    except ValueError:  # not JSON after all, or an integer too long to read
+        pairs = depth_checked(_pairs, raw)
+    except ValueError:  # not JSON after all, nested too deeply, or an integer too long to read
         return None
     seen: set[str] = set()
     for key, _ in pairs if isinstance(pairs, list) else ():
@@ -349,6 +349,11 @@ def _repeated_field(raw: bytes) -> str | None:
                 return str(key)
             seen.add(key)
     return None
+
+
+def _pairs(raw: bytes) -> object:
+    """The JSON ``raw`` with each object as its list of ``(key, value)`` pairs."""
+    return json.loads(raw, object_pairs_hook=list)
 
 
 def dedup_text(text: str) -> str:
