@@ -104,6 +104,22 @@ def test_bad_input_exits_2_with_the_line(
     assert "answer" in err
 
 
+def test_a_deeply_nested_line_exits_2_with_a_json_error_naming_the_line(
+    answers_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    nested = "[" * 100_000 + "]" * 100_000
+    answers_file.write_text(
+        f'{{"question": "q", "answer": "a", "contexts": {nested}}}\n', encoding="utf-8"
+    )
+    code, out, err = run_cli(
+        capsys, "answers", "score", str(answers_file), "--no-store", "--format", "json"
+    )
+    message = f"{answers_file}:1: not valid JSON: nests arrays and objects too deeply to read"
+    assert code == 2
+    assert json.loads(out) == {"error": {"type": "InputError", "message": message, "exit_code": 2}}
+    assert err == f"error: {message}\n"
+
+
 def test_unknown_method_is_a_usage_error(
     answers_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

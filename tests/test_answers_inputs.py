@@ -75,6 +75,14 @@ def test_a_reference_written_as_a_list_of_one_answer_is_that_answer(tmp_path: Pa
     ("line", "message"),
     [
         ("{not json", "answers.jsonl:2: not valid JSON"),
+        (
+            '{"question": "q", "answer": "a", "contexts": ' + "[" * 5000 + "]" * 5000 + "}",
+            "answers.jsonl:2: not valid JSON: nests arrays and objects too deeply to read",
+        ),
+        (
+            '{"id": ' + "7" * 5000 + ', "question": "q", "answer": "a"}',
+            "answers.jsonl:2: holds a number too long to read (over 4300 digits)",
+        ),
         ('["a list"]', "answers.jsonl:2: each line must be a JSON object"),
         ('{"question": "q", "answer": "a", "contxts": []}', "field 'contxts': unknown field"),
         ('{"answer": "a"}', "field 'question': is required"),

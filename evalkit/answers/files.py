@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import codecs
 import json
+import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from evalkit.answers.records import AnswerRecord
 from evalkit.errors import InputError
-from evalkit.jsonsafe import REPEATED_KEY, noting_repeated_keys
+from evalkit.jsonsafe import REPEATED_KEY, TooDeepError, depth_checked, noting_repeated_keys
 
 __all__ = ["ANSWER_FIELDS", "MAX_LISTED_PROBLEMS", "parse_answer_record", "read_answer_records"]
 
@@ -225,11 +226,19 @@ def _parse_line(
 ) -> AnswerRecord:
     """The record of one line; ``decoder`` notes the keys a line repeats in ``repeated``."""
     try:
-        data = decoder.decode(raw)
+        data = depth_checked(decoder.decode, raw)
     except json.JSONDecodeError as error:
         raise InputError(
             f"not valid JSON: {error.msg} (column {error.colno})", path=path, line=line
         ) from error
+    except TooDeepError as error:
+        raise InputError(f"not valid JSON: {error}", path=path, line=line) from None
+    except ValueError:  # an integer of more digits than Python converts
+        raise InputError(
+            f"holds a number too long to read (over {sys.get_int_max_str_digits()} digits)",
+            path=path,
+            line=line,
+        ) from None
     if repeated:
         raise InputError(REPEATED_KEY, path=path, line=line, field=repeated[0])
     return parse_answer_record(data, path=path, line=line)
