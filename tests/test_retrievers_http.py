@@ -105,6 +105,11 @@ def make_handler(endpoint: Endpoint) -> type[BaseHTTPRequestHandler]:
                 if self.path == "/old":
                     self.reply(307, {"Location": "/search"}, b"")
                     return
+                if self.path == "/deep":  # valid JSON nested past the decoder's stack
+                    self.rfile.read(int(self.headers["Content-Length"]))
+                    nested = b"[" * 100_000 + b"]" * 100_000
+                    self.reply(200, {}, b'{"results": ' + nested + b"}")
+                    return
                 if self.path == "/moved":
                     moved = "https://search.example.com/v2?token=abc"
                     self.reply(301, {"Location": moved}, b"<a href=...>Moved</a>")
@@ -325,6 +330,24 @@ def test_a_redirect_is_not_followed_and_names_the_url_to_use(
         "HTTP 301 Moved Permanently: redirected to https://search.example.com/v2?token=***; "
         "use that URL (redirects are not followed) (after 1 attempt)"
     )
+
+
+def test_a_deeply_nested_response_is_malformed_for_the_probe_and_every_query(
+    endpoint: tuple[str, Endpoint],
+) -> None:
+    url, _ = endpoint
+    with HttpRetriever(f"{url}/deep", retries=2) as deep:
+        with pytest.raises(RetrieverError) as raised:
+            deep.check()
+        [result] = deep.retrieve([Query(id="q", text="x")], 5)
+    failure = "malformed response (HTTP 200): nests arrays and objects too deeply to read"
+    assert str(raised.value) == (
+        f"HTTP retriever at {url}/deep does not answer a probe query: {failure} (after 1 "
+        'attempt); the endpoint must answer {"results": [{"id": "<doc id>", "score": <number, '
+        'optional>, "text": <string, optional>}, ...], "answer": <string, optional>}'
+    )
+    assert result.error == f"{failure} (after 1 attempt)"
+    assert result.docs == ()
 
 
 def closed_port_url() -> str:

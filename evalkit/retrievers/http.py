@@ -40,6 +40,7 @@ from evalkit.config.secrets import HTTP_RETRIEVER_TOKEN_ENV
 from evalkit.coroutines import map_requests
 from evalkit.embedding import ModelFingerprint
 from evalkit.errors import ConfigError, RetrieverError
+from evalkit.jsonsafe import depth_checked
 from evalkit.records import Query, QueryResult, ScoredDoc
 from evalkit.redaction import (
     http_url_problem,
@@ -452,7 +453,7 @@ class HttpRetriever(ClosesOnExit):
                     status_code=status_code,
                 )
             try:
-                parsed = parse_response(json.loads(body), k)
+                parsed = parse_response(depth_checked(json.loads, body), k)
             except ValueError as error:  # JSON decoding and shape errors
                 failure = f"malformed response (HTTP {status_code}): {error}"
                 raise _AttemptError(failure, retryable=False, status_code=status_code) from error
