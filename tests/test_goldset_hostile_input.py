@@ -16,7 +16,7 @@ from evalkit_process import fresh_env, run_evalkit
 
 from evalkit.errors import ConfigError, NotFoundError
 from evalkit.goldset._reading import MAX_NESTING
-from evalkit.goldset._schema import MAX_GRADE
+from evalkit.goldset._schema import MAX_GRADE, MAX_OFFSET
 from evalkit.goldset.model import MAX_GOLDSET_NAME_LENGTH, Goldset, check_goldset_name
 from evalkit.records import Query
 from evalkit.schemas import schema_file_name
@@ -81,6 +81,28 @@ def test_a_grade_beyond_the_store_column_is_a_problem_on_its_line(
         2,
         "relevance",
     )
+
+
+@pytest.mark.parametrize("end", [str(MAX_OFFSET + 1), "100000000000000000000000"])
+def test_a_span_offset_beyond_the_store_column_is_a_problem_on_its_line(
+    tmp_path: Path, end: str
+) -> None:
+    span = f'"source_id": "s", "start": 0, "end": {end}'
+    folder = jsonl_goldset(
+        tmp_path / "far-span",
+        queries=[QUERY],
+        judgments=[JUDGED, f'{{"query_id": "q1", "doc_id": "d2", "relevance": 1, {span}}}'],
+    )
+    said = f"must be a character offset, an integer from 0 to {MAX_OFFSET}, got a number ({end})"
+    validated = evalkit(tmp_path / "home", "goldset", "validate", str(folder), "-o", "json")
+    assert validated.returncode == 2, validated.stderr
+    imported = evalkit(
+        tmp_path / "home", "goldset", "import", str(folder), "--name", "g", "--output", "json"
+    )
+    where = {"path": str(folder / "judgments.jsonl"), "line": 2, "field": "end", "message": said}
+    assert json.loads(validated.stdout)["problems"] == [where]
+    assert problems_of(imported) == [where]
+    assert f"judgments.jsonl:2 field 'end': {said}" in imported.stderr
 
 
 def test_the_largest_grade_the_store_holds_is_imported(tmp_path: Path) -> None:

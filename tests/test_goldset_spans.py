@@ -19,6 +19,7 @@ from evalkit.goldset import (
     validate_goldset,
     write_jsonl_goldset,
 )
+from evalkit.goldset._schema import MAX_OFFSET
 from evalkit.records import Document, Judgment, Query, Span
 from evalkit.schemas import load_schema
 from evalkit.store import Store
@@ -72,9 +73,15 @@ def test_span_fields_load_into_the_judgment(tmp_path: Path) -> None:
         ({"source_id": "s1", "end": 3}, "start", "start and end together"),
         ({"source_id": "s1", "start": 5, "end": 5}, "end", "greater than start (5)"),
         ({"source_id": "s1", "start": 9, "end": 2}, "end", "greater than start (9)"),
-        ({"source_id": "s1", "start": -1, "end": 2}, "start", "integer >= 0"),
-        ({"source_id": "s1", "start": 1.5, "end": 2}, "start", "integer >= 0"),
-        ({"source_id": "s1", "start": "0", "end": 2}, "start", "integer >= 0"),
+        ({"source_id": "s1", "start": -1, "end": 2}, "start", "integer from 0 to"),
+        ({"source_id": "s1", "start": 1.5, "end": 2}, "start", "integer from 0 to"),
+        ({"source_id": "s1", "start": "0", "end": 2}, "start", "integer from 0 to"),
+        (
+            {"source_id": "s1", "start": 0, "end": MAX_OFFSET + 1},
+            "end",
+            f"an integer from 0 to {MAX_OFFSET}, got a number ({MAX_OFFSET + 1})",
+        ),
+        ({"source_id": "s1", "start": 0, "end": 1e300}, "end", "got a number (1e+300)"),
         ({"source_id": "s1", "text": "  "}, "text", "is empty"),
         ({"source_id": " s1", "text": "moon"}, "source_id", "whitespace"),
     ],
@@ -119,10 +126,11 @@ def test_chunk_offsets_load_into_the_document_and_are_checked(tmp_path: Path) ->
         {"id": "bad1", "text": "x", "start": 0, "end": 1},
         {"id": "bad2", "text": "x", "source_id": "s2", "start": 3, "end": 1},
         {"id": "bad3", "text": "x", "source_id": "s2", "end": 1},
+        {"id": "bad4", "text": "x", "source_id": "s2", "start": 0, "end": 10**23},
     ]  # fmt: skip
     corpus.write_text("".join(json.dumps(line) + "\n" for line in lines))
     found = [(p.line, p.field) for p in validate_corpus(corpus)]
-    assert found == [(4, "source_id"), (5, "end"), (6, "start")]
+    assert found == [(4, "source_id"), (5, "end"), (6, "start"), (7, "end")]
     good = tmp_path / "good.jsonl"
     good.write_text("".join(json.dumps(line) + "\n" for line in lines[:3]))
     assert list(iter_corpus(good)) == [
@@ -144,6 +152,8 @@ SCHEMA_CASES: list[tuple[dict[str, Any], bool]] = [
     ({"source_id": "s1", "start": 0}, False),
     ({"source_id": "s1", "end": 3, "start": None}, False),
     ({"source_id": "s1", "start": -2, "end": 3}, False),
+    ({"source_id": "s1", "start": 0, "end": MAX_OFFSET}, True),
+    ({"source_id": "s1", "start": 0, "end": MAX_OFFSET + 1}, False),
     ({"source_id": "s1", "text": ""}, False),
 ]
 
@@ -255,3 +265,12 @@ def test_the_store_round_trips_spans(tmp_path: Path) -> None:
     assert loaded.version == gold.version
     assert rows[3] == ("c4", None, None, None, None)
     assert rows[2] == ("c3", "s2", 4, 9, None)
+
+
+def test_the_largest_offset_the_store_holds_is_stored(tmp_path: Path) -> None:
+    judgment = {"query_id": "q1", "doc_id": "c1", "relevance": 1, "source_id": "s1",
+                "start": MAX_OFFSET - 1, "end": MAX_OFFSET}  # fmt: skip
+    gold = load_jsonl_goldset(write_goldset(tmp_path / "gs", [judgment]), name="far")
+    with Store.open(tmp_path / "store.duckdb") as store:
+        assert save_goldset(store, gold) is True
+        assert load_stored_goldset(store, "far").judgments == gold.judgments

@@ -23,6 +23,7 @@ __all__ = [
     "DOCUMENT_FIELDS",
     "JUDGMENT_FIELDS",
     "MAX_GRADE",
+    "MAX_OFFSET",
     "QUERY_FIELDS",
     "SPAN_FIELDS",
     "FieldSpec",
@@ -42,6 +43,10 @@ FieldCheck = Callable[[object], str | None]
 
 MAX_GRADE = 2**31 - 1
 """The largest grade: the store keeps grades in a 32-bit INTEGER column."""
+
+MAX_OFFSET = 2**63 - 1
+"""The largest span offset (``start``, ``end``): the store keeps offsets in 64-bit BIGINT
+columns."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +73,7 @@ _IDENTIFIER = {
 _TEXT = {"type": "string", "pattern": f"[^{_WHITE_SPACE}]"}
 _STRING_LIST = {"type": "array", "items": _IDENTIFIER}
 _GRADE = {"type": "integer", "minimum": 0, "maximum": MAX_GRADE}
-_OFFSET = {"type": "integer", "minimum": 0}
+_OFFSET = {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET}
 _METADATA = {
     "type": "object",
     "additionalProperties": {"type": ["string", "number", "boolean"]},
@@ -142,12 +147,12 @@ def grade_value(value: object) -> int:
 
 
 def _check_offset(value: object) -> str | None:
-    wanted = "must be a character offset, an integer >= 0"
+    wanted = f"must be a character offset, an integer from 0 to {MAX_OFFSET}"
     if isinstance(value, bool) or not isinstance(value, int | float):
         return f"{wanted}, got {describe_value(value)}"
     if isinstance(value, float) and not value.is_integer():
         return f"{wanted}, got {describe_value(value)}"
-    if value < 0:
+    if not 0 <= value <= MAX_OFFSET:
         return f"{wanted}, got {describe_value(value)}"
     return None
 
