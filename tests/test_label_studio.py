@@ -412,6 +412,23 @@ def test_json_min_problems_are_named(tmp_path: Path) -> None:
     assert fields(caught.value) == ["task 2 (JSON-MIN), grade_1"]
 
 
+def test_a_json_min_slot_too_long_to_read_is_named_by_its_length(tmp_path: Path) -> None:
+    broken = copy.deepcopy(JSON_MIN_EXPORT)
+    broken[1]["grade_" + "2" * 5000] = "1"
+    broken[1]["doc_" + "3" * 5000 + "_id"] = "d9"
+
+    with pytest.raises(InputError) as caught:
+        import_annotations(write(tmp_path, broken))
+
+    where = f"{tmp_path / 'export.json'} field 'task 2 (JSON-MIN),"
+    assert [str(problem) for problem in caught.value.problems] == [
+        f"{where} data.doc_<5000 digits>_id': names a document slot numbered with 5000 "
+        "digits, which no export writes; was the task exported by `evalkit review export`?",
+        f"{where} grade_<5000 digits>': grades a document slot numbered with 5000 digits, "
+        "which no task holds; the project must use evalkit's labeling config",
+    ]
+
+
 def broken_export(change: str) -> list[dict[str, object]]:
     exported = label_studio_export()
     ana = exported[0]["annotations"][0]  # type: ignore[index]
@@ -429,6 +446,10 @@ def broken_export(change: str) -> list[dict[str, object]]:
         del ana["result"][0]
     elif change == "bad time":
         ana["updated_at"] = "yesterday"
+    elif change == "doc slot too long":
+        exported[0]["data"]["doc_" + "1" * 5000 + "_id"] = "d1"  # type: ignore[index]
+    elif change == "grade slot too long":
+        ana["result"][1]["from_name"] = "grade_" + "1" * 5000
     return exported
 
 
@@ -448,6 +469,16 @@ def broken_export(change: str) -> list[dict[str, object]]:
         ),
         ("no verdict", "task 1, annotation 1, result (verdict)", "no accept/reject choice"),
         ("bad time", "task 1, annotation 1, updated_at", "ISO 8601"),
+        (
+            "doc slot too long",
+            "task 1, data.doc_<5000 digits>_id",
+            "names a document slot numbered with 5000 digits, which no export writes",
+        ),
+        (
+            "grade slot too long",
+            "task 1, annotation 1, result 2, from_name",
+            "grades a document slot numbered with 5000 digits, which no task holds",
+        ),
     ],
 )
 def test_a_malformed_annotation_is_named_and_nothing_is_returned(

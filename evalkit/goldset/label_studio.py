@@ -75,7 +75,23 @@ UNATTRIBUTED = "unattributed"
 """``model_version`` of the prediction holding suggested grades that name no suggester."""
 
 _GRADE_CONTROL = re.compile(r"grade_(\d+)")
+_LONG_DIGITS = re.compile(r"\d{20,}")
 _SUMMARY_PROBLEMS = 3
+
+
+def _slot_number(digits: str) -> int | None:
+    """The slot number a ``doc_<n>_id`` key or a ``grade_<n>`` control names; None when
+    ``n`` has more digits than Python turns into an int (no export numbers a slot so)."""
+    try:
+        return int(digits)
+    except ValueError:
+        return None
+
+
+def _shown_name(name: str) -> str:
+    """A key or control name as an error names it: a run of digits too long to read is
+    given as its length (a hostile export's slot number may have thousands)."""
+    return _LONG_DIGITS.sub(lambda run: f"<{len(run.group())} digits>", name)
 
 
 def _doc_object(slot: int) -> str:
@@ -444,10 +460,19 @@ def _task_data(
         match = re.fullmatch(r"doc_(\d+)_id", key)
         if match is None:
             continue
-        if not isinstance(value, str):
-            _expected(problems, file, f"{where}, data.{key}", "a document id (a string)", value)
+        field = f"{where}, data.{_shown_name(key)}"
+        slot = _slot_number(match.group(1))
+        if slot is None:
+            problems.add(
+                f"names a document slot numbered with {len(match.group(1))} digits, which "
+                "no export writes; was the task exported by `evalkit review export`?",
+                path=file,
+                field=field,
+            )
+        elif not isinstance(value, str):
+            _expected(problems, file, field, "a document id (a string)", value)
         elif value:
-            doc_ids[int(match.group(1))] = value
+            doc_ids[slot] = value
     if problems.total > before:
         return None
     return _TaskData(item_id=item_id, query=query, doc_ids=doc_ids)
@@ -679,9 +704,17 @@ def _record(
             note = "\n".join(strings).strip()
         elif (match := _GRADE_CONTROL.fullmatch(name)) is not None:
             grade = _grade(strings, field, file, problems)
+            slot = _slot_number(match.group(1))
+            if slot is None:
+                problems.add(
+                    f"grades a document slot numbered with {len(match.group(1))} digits, "
+                    "which no task holds; the project must use evalkit's labeling config",
+                    path=file,
+                    field=control_field,
+                )
+                continue
             if context is None:
                 continue
-            slot = int(match.group(1))
             doc_id = context.doc_ids.get(slot)
             if doc_id is None:
                 problems.add(
@@ -792,11 +825,12 @@ def _read_min_record(
     context = _task_data(record, at, file, problems)
     values: _Values = {}
     for name, value in controls.items():
+        field = f"{at}, {_shown_name(name)}"
         strings = _min_strings(value)
         if strings is None:
-            _expected(problems, file, f"{at}, {name}", "a choice or a text", value)
+            _expected(problems, file, field, "a choice or a text", value)
             continue
-        values[name] = (f"{at}, {name}", f"{at}, {name}", strings)
+        values[name] = (field, field, strings)
     min_record = _signed_record(
         context,
         values if len(values) == len(controls) else None,
