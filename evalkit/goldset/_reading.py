@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from evalkit.errors import GoldsetError, InputError
-from evalkit.jsonsafe import REPEATED_KEY, noting_repeated_keys
+from evalkit.jsonsafe import REPEATED_KEY, TooDeepError, depth_checked, noting_repeated_keys
 
 __all__ = [
     "MAX_LISTED_PROBLEMS",
@@ -185,8 +185,8 @@ def iter_json_objects(path: Path, problems: ProblemLog) -> Iterator[tuple[int, d
             )
             continue
         try:
-            value = decoder.decode(text)
-        except RecursionError:
+            value = depth_checked(decoder.decode, text)
+        except TooDeepError:
             problems.add(
                 f"nests arrays and objects deeper than {MAX_NESTING} levels",
                 path=path,

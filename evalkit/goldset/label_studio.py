@@ -34,6 +34,7 @@ from pathlib import Path
 from evalkit.errors import ConfigError, InputError
 from evalkit.goldset._reading import ProblemLog, describe_value
 from evalkit.goldset.model import unknown_documents
+from evalkit.jsonsafe import TooDeepError, depth_checked
 from evalkit.records.review import (
     REVIEW_GRADES,
     ReviewItem,
@@ -414,8 +415,8 @@ def _load_json(file: Path, problems: ProblemLog) -> object:
         problems.add(f"is not valid UTF-8 (byte {error.start + 1}); export it again", path=file)
         return None
     try:
-        return json.loads(text)
-    except RecursionError:
+        return depth_checked(json.loads, text)
+    except TooDeepError:
         problems.add("nests arrays and objects too deeply to be a Label Studio export", path=file)
     except json.JSONDecodeError as error:
         problems.add(
