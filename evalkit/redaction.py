@@ -50,30 +50,14 @@ MASK = "***"
 # Short values (say "1" or "on") are too likely to occur by chance to be masked usefully.
 _MIN_SECRET_LENGTH = 4
 
-#: Query parameter names (compared lowercased, ``-`` read as ``_``) whose values are secrets.
+#: Query parameter names (compared lowercased, ``-`` read as ``_``) whose values are secrets
+#: in a URL although, as an option's name, they would not be (``is_secret_name``): every
+#: name that rule calls a secret (``subscription-key``, ``private_token``) is one too.
 SECRET_QUERY_PARAMETERS = frozenset(
     {
-        "api_key",
-        "apikey",
-        "key",
-        "token",
-        "access_token",
-        "auth",
-        "auth_token",
-        "client_secret",
-        "secret",
-        "password",
-        "passwd",
-        "pwd",
-        "sig",
-        "signature",
-        "x_api_key",
-        # Presigned S3 and Google Cloud Storage URLs, and:
-        "x_amz_security_token",
+        # Presigned S3 and Google Cloud Storage URLs:
         "x_amz_signature",
-        "x_amz_credential",
         "x_goog_signature",
-        "x_goog_credential",
         "code",  # Azure Functions' key
     }
 )
@@ -196,7 +180,7 @@ def conninfo_secrets(dsn: str) -> set[str]:
 
 
 def _is_secret_parameter(name: str) -> bool:
-    return name.lower().replace("-", "_") in SECRET_QUERY_PARAMETERS
+    return is_secret_name(name) or name.lower().replace("-", "_") in SECRET_QUERY_PARAMETERS
 
 
 def url_secrets(url: str) -> set[str]:

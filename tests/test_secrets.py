@@ -178,3 +178,18 @@ def test_presigned_and_function_key_parameters_are_masked() -> None:
     # in every text printed afterwards.
     assert mask_url("https://api.test/v1?code=prod") == "https://api.test/v1?code=***"
     assert url_secrets("https://api.test/v1?code=prod") == set()
+
+
+def test_query_parameters_are_secrets_by_the_rule_for_option_names() -> None:
+    """Azure API Management's ``subscription-key`` and GitLab's ``private_token`` were kept
+    in clear in a stored retriever URL: only names on a fixed list were masked."""
+    url = (
+        "https://api.test/search?subscription-key=AzureSecret111&private_token=GitlabSecret222"
+        "&apitoken=TokSecret333&ACCESS_KEY=AkSecret444&where_key=tenant&q=1"
+    )
+    assert mask_url(url) == (
+        "https://api.test/search?subscription-key=***&private_token=***&apitoken=***"
+        "&ACCESS_KEY=***&where_key=tenant&q=1"
+    )
+    assert {"AzureSecret111", "GitlabSecret222", "TokSecret333", "AkSecret444"} <= url_secrets(url)
+    assert "tenant" not in url_secrets(url)
