@@ -292,6 +292,38 @@ def test_a_broken_export_is_refused_naming_the_file_and_field(
         assert store.fetch("SELECT count(*) FROM runs") == [(0,)]
 
 
+def test_a_run_id_evalkit_does_not_write_is_refused_and_nothing_is_stored(
+    clis: tuple[Cli, Cli], tmp_path: Path
+) -> None:
+    """An empty id, one with a path or a control character in it, or 100,000 characters
+    were stored as given (an id with a NUL cut short at it), and no command could name them."""
+    main, pr = clis
+    _, exported = baseline_export(main, tmp_path)
+    run_json = exported / "run.json"
+    record = json.loads(run_json.read_text())
+    found = {
+        "": "''",
+        " 20261121T183500-3f9a1c ": "' 20261121T183500-3f9a1c '",
+        "../../../tmp/PWNED": "'../../../tmp/PWNED'",
+        "x" * 100_000: repr("x" * 40 + "..."),
+        "20261121T183500-3f9a1c\x1b]0;PWN\x07": "'20261121T183500-3f9a1c\\x1b]0;PWN\\x07'",
+        "x\x00y": "'x\\x00y'",
+        "20261121T183500-3f9a1c\n": "'20261121T183500-3f9a1c\\n'",
+        "20261121T183500-3F9A1C": "'20261121T183500-3F9A1C'",
+    }
+    for run_id, shown in found.items():
+        run_json.write_text(json.dumps({**record, "run_id": run_id}))
+        code, _, err = pr("runs", "import", str(exported))
+        assert code == 2, run_id
+        assert (
+            f"{run_json} field 'run_id': expected a run id as evalkit writes them (start time "
+            f"and six hex digits, such as 20261121T183500-3f9a1c), found {shown}"
+        ) in err, run_id
+    with Store.open(pr.store, read_only=True) as store:
+        assert store.fetch("SELECT count(*) FROM runs") == [(0,)]
+        assert store.fetch("SELECT count(*) FROM goldset_queries") == [(0,)]
+
+
 def test_an_export_edited_or_cut_short_is_refused_and_nothing_is_stored(
     clis: tuple[Cli, Cli], tmp_path: Path
 ) -> None:

@@ -40,7 +40,7 @@ from evalkit.files import create_beside
 from evalkit.goldset.trec import TREC_SEPARATORS
 from evalkit.jsonsafe import REPEATED_KEY, finite_or_null, noting_repeated_keys
 from evalkit.store.retention import require_per_query_rows
-from evalkit.store.runs import RunRecord, RunSpec, get_run, insert_run
+from evalkit.store.runs import RunRecord, RunSpec, get_run, insert_run, is_run_id
 
 if TYPE_CHECKING:
     from evalkit.store.store import Store
@@ -586,9 +586,19 @@ def _read_run_json(path: Path) -> RunRecord:
         index_documents=count("documents"),
         index_vectors=count("vectors"),
     )
+    run_id = value("run_id", str)
+    if not is_run_id(run_id):
+        # Only ids evalkit wrote can be named on the command line and sort by start time.
+        shown = run_id if len(run_id) <= 40 else run_id[:40] + "..."
+        raise InputError(
+            "expected a run id as evalkit writes them (start time and six hex digits, "
+            f"such as 20261121T183500-3f9a1c), found {shown!r}",
+            path=str(path),
+            field="run_id",
+        )
     finished_at = value("finished_at", str, optional=True)
     return RunRecord(
-        run_id=value("run_id", str),
+        run_id=run_id,
         status=status,
         spec=spec,
         started_at=moment("started_at", value("started_at", str)),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -49,6 +50,7 @@ __all__ = [
     "finish_run",
     "get_run",
     "insert_run",
+    "is_run_id",
     "latest_aggregates",
     "list_runs",
     "mark_finished",
@@ -123,6 +125,14 @@ def _masked(text: str | None) -> str | None:
 def new_run_id(started_at: datetime) -> str:
     """A run id that sorts by start time and is unique: ``20261121T183500-3f9a1c``."""
     return f"{started_at:%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
+
+
+_RUN_ID = re.compile(r"[0-9]{8}T[0-9]{6}-[0-9a-f]{6}")
+
+
+def is_run_id(text: str) -> bool:
+    """Whether ``text`` is a run id as ``new_run_id`` writes them."""
+    return _RUN_ID.fullmatch(text) is not None
 
 
 @dataclass(frozen=True, slots=True)
