@@ -8,6 +8,7 @@ RecursionError; the published judgment schema says the same grade range.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -274,3 +275,47 @@ def test_a_jsonl_goldset_given_as_one_of_its_files_names_the_folder_to_give(
     assert result.returncode == 2, result.stderr
     assert f"{given}: is a file; the jsonl format reads a folder" in result.stderr
     assert f"(give {folder})" in result.stderr
+
+
+COUNTING_RETRIEVER = """
+from pathlib import Path
+
+from evalkit.records import QueryResult
+
+
+class Counting:
+    def retrieve(self, queries, k):
+        with Path(__file__).with_name("asked.txt").open("a") as asked:
+            asked.writelines(query.id + "\\n" for query in queries)
+        return [QueryResult(query.id, [], 1.0) for query in queries]
+
+
+def make():
+    return Counting()
+"""
+
+
+def test_run_refuses_a_goldset_folder_whose_name_cannot_name_it_before_any_query(
+    tmp_path: Path,
+) -> None:
+    """The name was checked only once every query had been replayed, and the error pointed
+    to --name, which `evalkit run` does not have."""
+    (tmp_path / "counting.py").write_text(COUNTING_RETRIEVER, encoding="utf-8")
+    folder = jsonl_goldset(tmp_path / "bad\x1b]0;PWN\x07name", queries=[QUERY], judgments=[JUDGED])
+    home = tmp_path / "home"
+    env = fresh_env(home)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(tmp_path), env.get("PYTHONPATH")]))
+    ran = run_evalkit(
+        "run", "--goldset", str(folder), "--retriever", "counting:make", env=env, timeout=120
+    )
+    assert ran.returncode == 2, ran.stderr
+    assert (
+        "goldset name 'bad\\x1b]0;PWN\\x07name' holds a control character; the name is the "
+        "goldset folder's or file's: rename it, or import the goldset under a name such as "
+        "'support-faq' (`evalkit goldset import PATH --name support-faq`) and give --goldset "
+        "that name"
+    ) in ran.stderr
+    assert not (tmp_path / "asked.txt").exists()
+    listed = evalkit(home, "runs", "list", "--format", "json")
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout) == []

@@ -43,10 +43,10 @@ def unknown_documents(unknown: Iterable[str], known: Iterable[str]) -> str:
     return f"{', '.join(named)}; its documents: {', '.join(known)}"
 
 
-def check_goldset_name(name: str, *, option: str = "--name") -> str:
+def check_goldset_name(name: str, *, option: str = "--name", advice: str | None = None) -> str:
     """Return ``name`` when a goldset can be stored under it and named again by it
     (``--goldset NAME``); raise ``ConfigError`` saying what is wrong if not, and that
-    ``option`` gives another."""
+    ``option`` gives another (or, given, ``advice`` on what to do instead)."""
     problem = None
     if not name.strip():
         problem = "is empty"
@@ -61,7 +61,8 @@ def check_goldset_name(name: str, *, option: str = "--name") -> str:
     if problem is not None:
         shown = name if len(name) <= 60 else name[:57] + "..."
         raise ConfigError(
-            f"goldset name {shown!r} {problem}; give a name such as 'support-faq' ({option})"
+            f"goldset name {shown!r} {problem}; "
+            + (advice or f"give a name such as 'support-faq' ({option})")
         )
     return name
 

@@ -25,7 +25,7 @@ from evalkit.engines import (
 )
 from evalkit.errors import ConfigError
 from evalkit.goldset.formats import load_goldset as read_goldset_files
-from evalkit.goldset.model import Goldset
+from evalkit.goldset.model import Goldset, check_goldset_name
 from evalkit.metrics import EvaluationResult, Evaluator, parse_measures
 from evalkit.metrics.defaults import default_measures_for
 from evalkit.pipeline.answer_scores import answer_settings, score_run_answers
@@ -296,7 +296,8 @@ def resolve_goldset(
     jsonl, beir or trec with ``topics``; ``split``; ``name`` defaults to the file's or
     folder's stem) and their version is their content's hash, so storing them later adds a
     version only when the content is new. The ``Goldset``'s ``source`` is the path relative
-    to ``root`` when it lies inside.
+    to ``root`` when it lies inside. A file or folder whose stem could not name a goldset
+    (``check_goldset_name``) is refused with ``ConfigError`` before it is read.
     """
     text = os.fspath(value)
     base = root or Path.cwd()
@@ -312,6 +313,15 @@ def resolve_goldset(
             )
     elif not path.exists() or _goldset_stored(store, text):
         return text
+    if name is None:
+        # Checked before the files are read and the queries replayed, since the run would
+        # only store its goldset under this name once every query had been sent.
+        check_goldset_name(
+            path.stem,
+            advice="the name is the goldset folder's or file's: rename it, or import the "
+            "goldset under a name such as 'support-faq' (`evalkit goldset import PATH "
+            "--name support-faq`) and give --goldset that name",
+        )
     loaded = read_goldset_files(
         path, format=format, name=path.stem if name is None else name, split=split, topics=topics
     )
