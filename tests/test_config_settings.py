@@ -491,6 +491,23 @@ def test_a_bad_field_of_a_job_s_kind_is_named_by_its_line(evalkit_home: Path) ->
     )
 
 
+def test_a_webhook_sink_url_that_is_not_http_is_named_by_its_field_and_line(
+    evalkit_home: Path,
+) -> None:
+    """It was reported on the sink's table header as field '(table)'."""
+    Path("evalkit.toml").write_text(
+        '[alerts]\n\n[[alerts.sinks]]\nname = "hook"\nkind = "webhook"\n'
+        'url = "ftp://user:pw@host/x"\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as caught:
+        alerts_config(load_settings())
+    assert str(caught.value) == (
+        "evalkit.toml: [[alerts.sinks]] #1 'hook' (kind webhook): line 6, field 'url': "
+        "Value error, url must be an http:// or https:// URL with a host"
+    )
+
+
 def test_a_job_s_retriever_option_that_is_not_a_finite_number_is_named(
     evalkit_home: Path,
 ) -> None:

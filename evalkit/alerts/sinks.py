@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from urllib.parse import urlsplit
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from evalkit.alerts.model import Alert, AlertStatus, DeliveryResult
 from evalkit.alerts.payload import alert_payload, encode, signed_headers, slack_body
@@ -137,12 +137,17 @@ class WebhookParams(_Params):
     )
     verify_tls: bool = Field(default=True, description="Check the receiver's TLS certificate.")
 
+    @field_validator("url")
+    @classmethod
+    def _web_url(cls, url: str | None) -> str | None:
+        if url is not None and not _is_web_url(url):
+            raise ValueError("url must be an http:// or https:// URL with a host")
+        return url
+
     @model_validator(mode="after")
     def _one_url(self) -> WebhookParams:
         if (self.url is None) == (self.url_env is None):
             raise ValueError("give exactly one of url or url_env")
-        if self.url is not None and not _is_web_url(self.url):
-            raise ValueError("url must be an http:// or https:// URL with a host")
         return self
 
 
