@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import xml.etree.ElementTree as ET
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -429,6 +430,16 @@ def test_a_json_min_slot_too_long_to_read_is_named_by_its_length(tmp_path: Path)
     ]
 
 
+def test_json_min_annotation_id_of_another_type_is_named(tmp_path: Path) -> None:
+    broken = copy.deepcopy(JSON_MIN_EXPORT)
+    broken[0]["annotation_id"] = True
+
+    with pytest.raises(InputError) as caught:
+        import_annotations(write(tmp_path, broken))
+
+    assert fields(caught.value) == ["task 1 (JSON-MIN), annotation_id"]
+
+
 def broken_export(change: str) -> list[dict[str, object]]:
     exported = label_studio_export()
     ana = exported[0]["annotations"][0]  # type: ignore[index]
@@ -450,6 +461,12 @@ def broken_export(change: str) -> list[dict[str, object]]:
         exported[0]["data"]["doc_" + "1" * 5000 + "_id"] = "d1"  # type: ignore[index]
     elif change == "grade slot too long":
         ana["result"][1]["from_name"] = "grade_" + "1" * 5000
+    elif change == "id NaN":
+        ana["id"] = math.nan
+    elif change == "id true":
+        ana["id"] = True
+    elif change == "id empty":
+        ana["id"] = " "
     return exported
 
 
@@ -478,6 +495,21 @@ def broken_export(change: str) -> list[dict[str, object]]:
             "grade slot too long",
             "task 1, annotation 1, result 2, from_name",
             "grades a document slot numbered with 5000 digits, which no task holds",
+        ),
+        (
+            "id NaN",
+            "task 1, annotation 1, id",
+            "expected Label Studio's annotation id (a number), got a number (nan)",
+        ),
+        (
+            "id true",
+            "task 1, annotation 1, id",
+            "expected Label Studio's annotation id (a number), got a boolean (true)",
+        ),
+        (
+            "id empty",
+            "task 1, annotation 1, id",
+            'expected Label Studio\'s annotation id (a number), got a string (" ")',
         ),
     ],
 )

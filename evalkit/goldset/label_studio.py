@@ -522,7 +522,7 @@ def _read_task(
             _result_values(result, at, file, problems),
             signer=(annotation.get("completed_by"), f"{at}, completed_by"),
             stamped=annotation,
-            annotation_id=annotation.get("id"),
+            annotation_id=(annotation.get("id"), f"{at}, id"),
             at=at,
             file=file,
             problems=problems,
@@ -542,19 +542,23 @@ def _signed_record(
     *,
     signer: tuple[object, str],
     stamped: Mapping[str, object],
-    annotation_id: object,
+    annotation_id: tuple[object, str],
     at: str,
     file: Path,
     problems: ProblemLog,
     annotators: Mapping[int, str],
 ) -> LabelStudioAnnotation | None:
     """The review of one annotation: its values (None: they were unreadable) signed by
-    ``signer`` (the exported user and where it stands) at the time ``stamped`` gives. The
-    signer and time are checked even when the values are unreadable, so every problem is
-    named."""
+    ``signer`` (the exported user and where it stands) at the time ``stamped`` gives, with
+    Label Studio's ``annotation_id`` (its value and where it stands). The signer, time and
+    id are checked even when the values are unreadable, so every problem is named."""
     who, who_at = signer
     reviewer = _reviewer(who, who_at, file, problems, annotators)
     reviewed_at = _reviewed_at(stamped, at, file, problems)
+    label_id, label_id_at = annotation_id
+    source_id = _id_text(label_id)
+    if label_id is not None and source_id is None:
+        _expected(problems, file, label_id_at, "Label Studio's annotation id (a number)", label_id)
     if values is None:
         return None
     made = _record(
@@ -566,13 +570,13 @@ def _signed_record(
         file=file,
         problems=problems,
     )
-    if made is None:
+    if made is None or (label_id is not None and source_id is None):
         return None
     record, dropped = made
     user = user_id(who)
     source = ReviewSource(
         LABEL_STUDIO,
-        annotation_id=_id_text(annotation_id),
+        annotation_id=source_id,
         user_id=None if user is None else str(user),
     )
     return LabelStudioAnnotation(
@@ -584,7 +588,8 @@ def _signed_record(
 
 
 def _id_text(value: object) -> str | None:
-    """Label Studio's id of an annotation (a number) as stored; None when it has none."""
+    """Label Studio's id of an annotation (a number) as stored; None when it has none or
+    ``value`` is not one (NaN, a boolean, an empty text)."""
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     if isinstance(value, str) and value.strip():
@@ -837,7 +842,7 @@ def _read_min_record(
         values if len(values) == len(controls) else None,
         signer=(record.get("annotator"), f"{at}, annotator"),
         stamped=record,
-        annotation_id=record.get("annotation_id"),
+        annotation_id=(record.get("annotation_id"), f"{at}, annotation_id"),
         at=at,
         file=file,
         problems=problems,
