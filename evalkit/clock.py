@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-__all__ = ["MAX_EPOCH_SECONDS", "utc_now"]
+__all__ = ["CLOCK_SKEW", "MAX_EPOCH_SECONDS", "utc_now"]
 
 MAX_EPOCH_SECONDS = 1e11
 """Times are taken from 1970 up to this many epoch seconds (year 5138): a number above it
 is far more likely milliseconds than seconds, and a date near year 9999 leaves no room for
 the windows around it."""
+
+CLOCK_SKEW = timedelta(minutes=5)
+"""How far past this machine's clock a time read from elsewhere (a source's change, a
+review from another tool) may be dated, since that clock may run ahead; a later time is
+refused, since it would be taken as the latest of everything dated until then."""
 
 
 def utc_now() -> datetime:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from evalkit.clock import CLOCK_SKEW
 from evalkit.errors import ConfigError, InputError
 from evalkit.goldset.label_studio import (
     export_tasks,
@@ -440,6 +441,17 @@ def test_json_min_annotation_id_of_another_type_is_named(tmp_path: Path) -> None
     assert fields(caught.value) == ["task 1 (JSON-MIN), annotation_id"]
 
 
+def test_a_review_dated_within_the_clock_skew_is_taken(tmp_path: Path) -> None:
+    """Label Studio's clock may run a little ahead of this machine's."""
+    exported = label_studio_export()
+    ahead = datetime.now(UTC) + CLOCK_SKEW / 2
+    exported[0]["annotations"][0]["updated_at"] = ahead.isoformat()  # type: ignore[index]
+
+    records = import_annotations(write(tmp_path, exported))
+
+    assert records[0].reviewed_at == ahead
+
+
 def broken_export(change: str) -> list[dict[str, object]]:
     exported = label_studio_export()
     ana = exported[0]["annotations"][0]  # type: ignore[index]
@@ -461,6 +473,8 @@ def broken_export(change: str) -> list[dict[str, object]]:
         exported[0]["data"]["doc_" + "1" * 5000 + "_id"] = "d1"  # type: ignore[index]
     elif change == "grade slot too long":
         ana["result"][1]["from_name"] = "grade_" + "1" * 5000
+    elif change == "far-future time":
+        ana["updated_at"] = "9999-12-31T23:59:59+14:00"
     elif change == "id NaN":
         ana["id"] = math.nan
     elif change == "id true":
@@ -486,6 +500,12 @@ def broken_export(change: str) -> list[dict[str, object]]:
         ),
         ("no verdict", "task 1, annotation 1, result (verdict)", "no accept/reject choice"),
         ("bad time", "task 1, annotation 1, updated_at", "ISO 8601"),
+        # The latest review of an item counts: this one would supersede every later review.
+        (
+            "far-future time",
+            "task 1, annotation 1, updated_at",
+            "9999-12-31T23:59:59+14:00 is in the future (this machine's clock reads ",
+        ),
         (
             "doc slot too long",
             "task 1, data.doc_<5000 digits>_id",

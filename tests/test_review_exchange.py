@@ -232,7 +232,7 @@ def test_one_annotation_is_one_review_under_any_name_or_export_format(
     assert (imported["saved"], imported["already_imported"]) == (0, 1)
 
     # The annotation edited in Label Studio later is a newer review by the same reviewer.
-    edited = _graded_by_user_4(tasks[0], updated_at="2026-11-27T10:00:00Z", grade="3")
+    edited = _graded_by_user_4(tasks[0], updated_at="2026-11-26T11:00:00Z", grade="3")
     assert invoke(["review", "import", _export(tmp_path, "edited.json", [edited])]) == 0
     assert _reviewers(evalkit_home / "evalkit.duckdb", item_id) == ["label-studio-user-4"] * 2
     capsys.readouterr()

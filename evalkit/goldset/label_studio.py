@@ -31,6 +31,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from evalkit.clock import CLOCK_SKEW
 from evalkit.errors import ConfigError, InputError
 from evalkit.goldset._reading import ProblemLog, describe_value
 from evalkit.goldset.model import unknown_documents
@@ -671,7 +672,19 @@ def _reviewed_at(
         except ValueError:
             pass
         else:
-            return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+            when = when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+            now = datetime.now(UTC)
+            if when > now + CLOCK_SKEW:
+                # The latest review of an item is the one that counts: a review dated ahead
+                # would supersede every review made until then.
+                problems.add(
+                    f"{stamp} is in the future (this machine's clock reads "
+                    f"{now:%Y-%m-%dT%H:%M:%SZ}); fix the time, or the clock of what wrote it",
+                    path=file,
+                    field=f"{at}, {key}",
+                )
+                return None
+            return when
     _expected(
         problems, file, f"{at}, {key}", "an ISO 8601 time such as 2026-03-09T22:16:08Z", stamp
     )

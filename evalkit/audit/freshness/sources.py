@@ -23,7 +23,7 @@ import math
 import tempfile
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from evalkit.audit.freshness.passages import probe_passages
-from evalkit.clock import MAX_EPOCH_SECONDS, utc_now
+from evalkit.clock import CLOCK_SKEW, MAX_EPOCH_SECONDS, utc_now
 from evalkit.errors import GoldsetError, InputError
 from evalkit.files import HEAD_BYTES, FileIdentity, file_identity, files_oldest_first
 from evalkit.goldset.corpus import content_hash, detect_corpus_format, iter_corpus_lines
@@ -55,10 +55,6 @@ _JSONL_SUFFIXES = frozenset({".jsonl", ".ndjson", ".json", ".log"})
 _PARQUET_SUFFIXES = frozenset({".parquet", ".pq"})
 _DUCKDB_SUFFIXES = frozenset({".duckdb", ".db"})
 _TABLE_COLUMNS = ("doc_id", "updated_at", "content", "text")
-CLOCK_SKEW = timedelta(minutes=5)
-"""How far past the check's clock a change may be dated (the source's clock may run
-ahead); a later change is refused: it would be read as reflected before it happened, and
-a corpus's read position would jump past every change made until then."""
 
 
 @dataclass(frozen=True, slots=True)
