@@ -13,6 +13,7 @@ judge.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import os
@@ -27,12 +28,20 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
+import httpx
 import pytest
 from loopback import serving
 
 from evalkit.answers import AnswerRecord, Unmeasured, score_answers
 from evalkit.answers.cache import MemoryJudgeCache
-from evalkit.answers.judge import CallGuard, JudgeCallError, LLMJudge, RateLimiter
+from evalkit.answers.judge import (
+    CallGuard,
+    JudgeCallError,
+    LLMJudge,
+    NotACompletionError,
+    RateLimiter,
+    _require_completion,
+)
 from evalkit.batches import FLUSH_SECONDS
 from evalkit.config import JudgeSettings
 from evalkit.coroutines import run_sync
@@ -709,3 +718,11 @@ def test_kill_9_keeps_the_calls_the_judge_answered(fake_judge: FakeJudge, tmp_pa
     assert fake_judge.calls == 6 + 1
     assert (result["judge_calls"], result["cache_hits"]) == (1, 2)
     assert result["summaries"][0]["mean"] == pytest.approx(0.5)
+
+
+def test_a_reply_nested_too_deeply_to_read_is_not_a_completion() -> None:
+    """Read as JSON it raised RecursionError, which the openai client does not retry."""
+    request = httpx.Request("POST", "http://127.0.0.1:9/v1/chat/completions")
+    response = httpx.Response(200, content=b"[" * 100_000 + b"]" * 100_000, request=request)
+    with pytest.raises(NotACompletionError):
+        asyncio.run(_require_completion(response))

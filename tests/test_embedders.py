@@ -224,6 +224,7 @@ def test_retries_are_bounded_and_the_error_names_the_url(server: EmbeddingServer
     ("body", "problem"),
     [
         (b"<html>oops</html>", "malformed response"),
+        (b'{"data": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nests arrays and objects too"),
         (b'{"data": [{"index": 0, "embedding": [0.1, 0.2]}]}', "1 embeddings for 2 inputs"),
         (
             b'{"data": [{"index": 0, "embedding": [0.1, 0.2]}, '

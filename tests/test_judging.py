@@ -74,11 +74,27 @@ def test_replies_that_hold_a_grade_are_read(reply: str, grade: int, reason: str 
 
 @pytest.mark.parametrize(
     "reply",
-    ["", "relevant", '{"grade": "2"}', '{"grade": true}', '{"grade": 4}', '{"grade": 1.5}', "[2]"],
+    [
+        "",
+        "relevant",
+        '{"grade": "2"}',
+        '{"grade": true}',
+        '{"grade": 4}',
+        '{"grade": 1.5}',
+        "[2]",
+        '{"grade": ' + "[" * 100_000 + "]" * 100_000 + "}",
+        'Here: {"grade": ' + "[" * 100_000 + "]" * 100_000 + "}",
+    ],
 )
 def test_replies_without_a_grade_from_0_to_3_are_malformed(reply: str) -> None:
     with pytest.raises(MalformedReplyError):
         parse_reply(reply)
+
+
+def test_a_body_nested_too_deeply_to_read_is_not_a_completion() -> None:
+    response = httpx.Response(200, content=b"[" * 100_000 + b"]" * 100_000)
+    with pytest.raises(NotACompletionError):
+        _chat_reply(response)
 
 
 @pytest.mark.parametrize("into_the_key", [1, 5, len(SECRET) - 1])

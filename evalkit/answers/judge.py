@@ -41,6 +41,7 @@ from evalkit.answers.cache import JudgeCallOutput, judge_call_key
 from evalkit.answers.records import AnswerRecord, CachedJudgment, Unmeasured
 from evalkit.config import JudgeSettings
 from evalkit.errors import ConfigError, EvalkitError
+from evalkit.jsonsafe import depth_checked
 from evalkit.redaction import masked_excerpt, redact_known, register_secrets, url_secrets
 from evalkit.retry import RetryPolicy
 
@@ -96,7 +97,7 @@ async def _require_completion(response: Any) -> None:
         return
     await response.aread()
     try:
-        body = json.loads(response.content)
+        body = depth_checked(json.loads, response.content)
     except ValueError:
         body = None
     if not is_completion(body):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -12,6 +13,7 @@ import numpy.typing as npt
 
 from evalkit.embedding.fingerprint import CANARY_TEXTS, ModelFingerprint, fingerprint_from_canaries
 from evalkit.errors import ConfigError, EmbeddingError
+from evalkit.jsonsafe import depth_checked
 from evalkit.redaction import (
     http_url_problem,
     mask_url,
@@ -168,7 +170,7 @@ class EndpointEmbedder:
                 retry_after=retry_after_seconds(response.headers.get("Retry-After")),
             )
         try:
-            vectors = self._parse(response.json(), len(batch))
+            vectors = self._parse(depth_checked(json.loads, response.content), len(batch))
         except ValueError as error:  # JSON decoding and shape errors
             raise _EndpointAttemptError(
                 self._fail(f"malformed response (HTTP {status}): {error}"), retryable=False

@@ -18,6 +18,7 @@ import httpx
 from evalkit.answers.judge import NotACompletionError
 from evalkit.config import JudgeSettings
 from evalkit.errors import ConfigError
+from evalkit.jsonsafe import TooDeepError, depth_checked
 from evalkit.redaction import register_secrets, url_secrets
 
 __all__ = [
@@ -114,7 +115,7 @@ def _chat_reply(response: httpx.Response) -> ChatReply:
     """The content and token count of a chat completion; raises ``NotACompletionError``
     when the body is not one."""
     try:
-        body = response.json()
+        body = depth_checked(json.loads, response.content)
     except ValueError:
         body = None
     choices = body.get("choices") if isinstance(body, dict) else None
@@ -140,13 +141,17 @@ def reply_object(content: str) -> dict[str, Any]:
     """
     text = _FENCE.sub("", content.strip())
     try:
-        data = json.loads(text)
+        data = depth_checked(json.loads, text)
+    except TooDeepError as error:
+        raise MalformedReplyError(f"the reply's JSON {error}") from None
     except json.JSONDecodeError:
         start, end = text.find("{"), text.rfind("}")
         if start < 0 or end <= start:
             raise MalformedReplyError("the reply holds no JSON object") from None
         try:
-            data = json.loads(text[start : end + 1])
+            data = depth_checked(json.loads, text[start : end + 1])
+        except TooDeepError as error:
+            raise MalformedReplyError(f"the reply's JSON {error}") from None
         except json.JSONDecodeError as error:
             raise MalformedReplyError(f"the reply's JSON does not parse: {error.msg}") from None
     if not isinstance(data, dict):
