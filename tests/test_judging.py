@@ -767,6 +767,42 @@ def test_a_traffic_window_carries_judged_figures_with_intervals_and_the_agreemen
 
 
 @pytest.mark.slow
+def test_a_window_judged_within_a_budget_rests_on_whole_queries_and_does_not_read_low(
+    project: tuple[Path, GradedGoldset], tmp_path: Path
+) -> None:
+    root, goldset = project
+    home = copy_home(root, tmp_path)
+    sampled_traffic(home, goldset, tmp_path, n=40)
+    with grading_judge(GradingJudge(goldset.known())) as judge, systems_retriever() as url:
+        done = run_evalkit(
+            "traffic", "replay", "--window", "2026-11-21", "--http-retriever", f"{url}/best",
+            "--k", "5", "--embed-sample", "0", "--no-answers", "--format", "json",
+            env=fresh_env(home),
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        run_id = json.loads(done.stdout)["run"]["run_id"]
+        args = ("traffic", run_id, "--corpus", str(goldset.corpus), "--k", "5")
+        budgeted = judge_cli(home, judge, *args, "--max-judgments", "95", in_process=True)
+        sent = judge.requests
+    figures = {(f["source"], f["measure"]): f for f in budgeted["figures"]}
+    replayed = figures[("assessor", "precision@5")]
+    # best ranks grades 3, 2 (relevant) and three others on every query: 2/5 on any sample
+    # of whole queries, where counting the unjudged as not relevant read lower.
+    assert replayed["value"] == pytest.approx(2 / 5)
+    assert figures[("assessor", "hit_rate@5")]["value"] == pytest.approx(1.0)
+    assert figures[("assessor_logged", "precision@5")]["value"] == pytest.approx(0.0)
+    assert replayed["status"] == "partial"
+    assert replayed["details"]["window_queries"] == 40
+    # Seven distinct pairs a query (best's five and poor's four share two): 13 whole queries.
+    assert sent == budgeted["judging"]["to_judge"] == 91
+    assert replayed["n_queries"] == 13
+    assert replayed["details"]["queries_left_out"] == {
+        "over_budget": 27,
+        "unjudged_or_no_text": 0,
+    }
+
+
+@pytest.mark.slow
 def test_a_traffic_window_is_estimated_without_labels_from_a_goldset_run_of_its_retriever(
     project: tuple[Path, GradedGoldset], tmp_path: Path
 ) -> None:

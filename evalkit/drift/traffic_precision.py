@@ -12,9 +12,16 @@ prompt) are never one series, nor are two retrievers. Each series gets
   approximation, one-sided for a drop), and it fails only for a drop of at least
   ``min_effect``.
 
-Windows whose judged share is below ``min_judged_share`` are left out of the series, and
-every check carries the assessor and the agreement its newest window was computed under.
-Labels are for window-level figures: a check never rests on one query's label.
+A window's figure rests on the queries whose top-k is fully judged, a seeded random sample
+of the window when the judging budget ran out (``pipeline.traffic_labels``), so a partly
+judged window is unbiased and its interval only wider: the test holds its level on partly
+judged windows (a simulation under the null is in ``tests/test_traffic_precision.py``).
+Windows whose judged share is below ``min_judged_share`` are left out of the series, and so
+are partial figures stored before figures rested on fully judged queries only (their
+unjudged documents counted as not relevant, which read low by the unjudged share; judging
+the window again with ``--max-judgments 0`` recomputes them from the pool). Every check
+carries the assessor and the agreement its newest window was computed under. Labels are
+for window-level figures: a check never rests on one query's label.
 """
 
 from __future__ import annotations
@@ -36,7 +43,7 @@ from evalkit.records.requests import (
     TRAFFIC_PRECISION_MIN_JUDGED_SHARE,
 )
 from evalkit.store.drift import save_drift_check
-from evalkit.store.judging import WindowFigure, traffic_figure_series
+from evalkit.store.judging import JudgedFigure, WindowFigure, traffic_figure_series
 
 if TYPE_CHECKING:
     from evalkit.store import Store
@@ -87,6 +94,12 @@ def _standard_error(point: WindowFigure) -> float:
     if figure.low is None or figure.high is None:
         return 0.0
     return (figure.high - figure.low) / (2 * _Z95)
+
+
+def _counted_unjudged_as_not_relevant(figure: JudgedFigure) -> bool:
+    """A partial figure stored before figures rested on fully judged queries only (it has
+    no ``window_queries``): biased low by its unjudged share."""
+    return figure.status == "partial" and "window_queries" not in figure.details
 
 
 def window_test(
@@ -196,7 +209,9 @@ def watch_traffic_precision(
         for point in traffic_figure_series(
             store, measure, source=source, labeller=assessor, retriever_id=retriever
         )
-        if point.figure.value is not None and (point.figure.judged_share or 0.0) >= min_judged_share
+        if point.figure.value is not None
+        and (point.figure.judged_share or 0.0) >= min_judged_share
+        and not _counted_unjudged_as_not_relevant(point.figure)
     ]
     if not points:
         raise NoJudgedWindowError(

@@ -2,10 +2,16 @@
 
 The input is one row per query and one column per rank (the top ``k``): the assessor's
 grade 0-3, ``UNLABELLED`` (-1) where the document has no grade (no text, over the budget,
-left unjudged), or ``NO_DOCUMENT`` (-2) past the end of a ranking shorter than ``k``. An
-unlabelled document counts as not relevant, as trec_eval counts an unjudged one, and the
-share of retrieved documents that have a grade is reported beside every figure
-(``judged_share``).
+left unjudged), or ``NO_DOCUMENT`` (-2) past the end of a ranking shorter than ``k``.
+
+The figures rest only on the queries whose top ``k`` is fully labelled; a query with any
+unlabelled document is left out, never scored with that document as not relevant. Counting
+it as not relevant (as trec_eval counts an unjudged document of a goldset run) would bias a
+partly labelled window low by about its unlabelled share, enough for a window test to call
+a drop that is not there. Left out at random (the caller decides which queries are labelled
+in a random order), the fully labelled queries are a random sample of the window and its
+figures are unbiased, with intervals as wide as the sample is small. The share of retrieved
+documents that have a grade is reported beside every figure (``judged_share``).
 
 * ``precision@k``: documents graded ``threshold`` or more, divided by ``k``;
 * ``hit_rate@k``: 1 when any of them is;
@@ -22,7 +28,7 @@ import numpy.typing as npt
 
 from evalkit.errors import EvalkitError
 
-__all__ = ["NO_DOCUMENT", "UNLABELLED", "LabelledFigure", "labelled_figures"]
+__all__ = ["NO_DOCUMENT", "UNLABELLED", "LabelledFigure", "judged_share", "labelled_figures"]
 
 UNLABELLED = -1
 """A retrieved document with no grade."""
@@ -35,12 +41,13 @@ FloatArray = npt.NDArray[np.float64]
 
 @dataclass(frozen=True, slots=True)
 class LabelledFigure:
-    """One measure over a set of queries: the mean and its percentile bootstrap interval."""
+    """One measure over the fully labelled queries: the mean and its percentile bootstrap
+    interval, and how many queries it rests on (value and bounds None when none is)."""
 
     measure: str
-    value: float
-    low: float
-    high: float
+    value: float | None
+    low: float | None
+    high: float | None
     n_queries: int
 
 
@@ -67,16 +74,20 @@ def labelled_figures(
     confidence: float = 0.95,
     n_resamples: int = 1000,
     seed: int = 0,
-) -> tuple[list[LabelledFigure], float]:
-    """The window's figures (see the module docstring) and its judged share.
+) -> list[LabelledFigure]:
+    """The window's figures over its fully labelled queries (see the module docstring).
+    With no fully labelled query (or no query) every figure has no value (``n_queries`` 0).
 
     Every measure's interval comes from the same ``n_resamples`` resamples of the queries
     (one seeded draw of indices, shared across measures).
     """
-    if grades.ndim != 2 or grades.shape[0] == 0 or grades.shape[1] == 0:
-        raise EvalkitError("labelled figures need at least one query and a depth of at least 1")
-    per_query = _per_query(grades, threshold)
-    n = grades.shape[0]
+    if grades.ndim != 2 or grades.shape[1] == 0:
+        raise EvalkitError("labelled figures need a depth of at least 1")
+    labelled = grades[~(grades == UNLABELLED).any(axis=1)]
+    per_query = _per_query(labelled, threshold)
+    n = labelled.shape[0]
+    if n == 0:
+        return [LabelledFigure(measure, None, None, None, 0) for measure in per_query]
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, n, size=(n_resamples, n))
     tail = (1.0 - confidence) / 2.0
@@ -92,6 +103,11 @@ def labelled_figures(
                 n_queries=n,
             )
         )
+    return figures
+
+
+def judged_share(grades: GradeMatrix) -> float:
+    """The share of the retrieved documents of ``grades`` that have a grade (0 when none
+    was retrieved)."""
     retrieved = np.count_nonzero(grades != NO_DOCUMENT)
-    judged_share = float(np.count_nonzero(grades >= 0) / retrieved) if retrieved else 0.0
-    return figures, judged_share
+    return float(np.count_nonzero(grades >= 0) / retrieved) if retrieved else 0.0

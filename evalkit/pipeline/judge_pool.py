@@ -3,10 +3,11 @@ budget, storing each judgment within a second of arriving, and read document tex
 corpus file or a Chroma collection.
 
 ``judge_pairs``: pairs the judged pool holds already cost nothing, at most
-``max_judgments`` new pairs are sent, and each judgment is stored within a second of
-arriving (``evalkit.batches.BatchWriter``, from a thread of its own), so a process killed
-while judging loses the requests in flight and the judgments of its last second at most,
-and the next pass judges only what is missing.
+``max_judgments`` new pairs are sent (with ``whole_queries``, only queries whose missing
+pairs all fit), and each judgment is stored within a second of arriving
+(``evalkit.batches.BatchWriter``, from a thread of its own), so a process killed while
+judging loses the requests in flight and the judgments of its last second at most, and the
+next pass judges only what is missing.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import groupby
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -204,18 +206,27 @@ def judge_pairs(
     assessor: RelevanceAssessor,
     request: JudgingRequest,
     *,
+    whole_queries: bool = False,
     progress: Progress | None = None,
 ) -> JudgingOutcome:
     """Grade ``pairs`` with ``assessor``: those the pool holds cost nothing, at most
-    ``request.max_judgments`` others are sent (none on ``request.dry_run``), and each new
-    judgment is stored as it arrives (see the module docstring)."""
+    ``request.max_judgments`` others are sent in the order given (none on
+    ``request.dry_run``), and each new judgment is stored as it arrives (see the module
+    docstring). With ``whole_queries`` the budget goes to whole queries (runs of pairs with
+    the same query text): it stops before the first query whose missing pairs do not all
+    fit, so the queries it judges are those first in the order given."""
     unique = list({pair.key: pair for pair in pairs}.values())
     with access.writer("judge") as store:
         pool = load_pool(store, assessor.name, [pair.key for pair in unique])
     grades = {key: row.grade for key, row in pool.items() if row.grade is not None}
     missing = [pair for pair in unique if pair.key not in grades]
     budget = request.max_judgments
-    to_judge = missing if budget is None else missing[:budget]
+    if budget is None:
+        to_judge = missing
+    elif whole_queries:
+        to_judge = _whole_queries_within(missing, budget)
+    else:
+        to_judge = missing[:budget]
     plan = JudgingPlan(
         assessor=assessor.name,
         n_pairs=len(unique),
@@ -262,6 +273,19 @@ def judge_pairs(
             **{a.pair.key: str(a.unjudged) for a in assessments if a.grade is None},
         },
     )
+
+
+def _whole_queries_within(missing: Sequence[JudgePair], budget: int) -> list[JudgePair]:
+    """The first of ``missing``'s queries (runs of the same query text) whose pairs fit in
+    ``budget`` together, up to the first that does not fit: skipping it for a smaller one
+    would favour queries with few pairs left to judge."""
+    taken = 0
+    for _, run in groupby(missing, key=lambda pair: pair.query_hash):
+        size = len(list(run))
+        if taken + size > budget:
+            break
+        taken += size
+    return list(missing[:taken])
 
 
 def top_k(results: pd.DataFrame, k: int) -> dict[str, list[str]]:

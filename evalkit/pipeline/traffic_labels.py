@@ -11,7 +11,8 @@ calibration's goldset run.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import hashlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,8 +24,9 @@ from evalkit.errors import ConfigError, NotFoundError
 from evalkit.judging.assessor import RelevanceAssessor
 from evalkit.judging.estimate import PrecisionEstimate, estimate_precision, fit_calibration
 from evalkit.judging.records import JudgePair
-from evalkit.judging.window import NO_DOCUMENT, UNLABELLED, labelled_figures
+from evalkit.judging.window import NO_DOCUMENT, UNLABELLED, judged_share, labelled_figures
 from evalkit.pipeline.judge_pool import (
+    OVER_BUDGET,
     DocumentTexts,
     JudgingOutcome,
     Progress,
@@ -61,6 +63,7 @@ __all__ = [
     "calibration_key",
     "estimate_traffic_run",
     "judge_traffic_run",
+    "judging_order",
 ]
 
 
@@ -115,17 +118,49 @@ def _answered(store: Store, run: RunRecord, k: int) -> tuple[list[str], int]:
     return [str(q) for q in replayed.loc[~failed, "query_id"]], int(failed.sum())
 
 
+def judging_order(query_ids: Iterable[str], seed: int) -> list[str]:
+    """``query_ids`` in a seeded random order, the order a window's queries are judged in:
+    each query's place is the SHA-256 of ``seed:query_id``, so it does not depend on which
+    other queries the window holds, and a later pass with the same seed goes on where the
+    budget stopped."""
+    return sorted(
+        query_ids,
+        key=lambda query_id: (hashlib.sha256(f"{seed}:{query_id}".encode()).hexdigest(), query_id),
+    )
+
+
 def _grade_matrix(
     rankings: Mapping[str, Sequence[str]],
+    queries: Sequence[str],
     grade_of: Callable[[str, str], int | None],
     k: int,
 ) -> np.ndarray[Any, np.dtype[np.int64]]:
-    matrix = np.full((len(rankings), k), NO_DOCUMENT, dtype=np.int64)
-    for row, (query_id, docs) in enumerate(rankings.items()):
-        for column, doc_id in enumerate(docs[:k]):
+    """The grades of ``queries``' top ``k`` in ``rankings``, one row per query."""
+    matrix = np.full((len(queries), k), NO_DOCUMENT, dtype=np.int64)
+    for row, query_id in enumerate(queries):
+        for column, doc_id in enumerate(rankings[query_id][:k]):
             grade = grade_of(query_id, doc_id)
             matrix[row, column] = UNLABELLED if grade is None else grade
     return matrix
+
+
+def _sampled_queries(
+    order: Sequence[str],
+    rankings: Mapping[str, Sequence[str]],
+    reached: Callable[[str, str], bool],
+) -> list[str]:
+    """The queries of ``rankings`` in ``order`` up to the first the budget did not reach
+    (a pair of it ``reached`` says was left over the budget): a random sample of the window
+    whatever the pool held already, as a query judged for free further on (the same query
+    in an earlier window, say) would not be."""
+    sampled = []
+    for query_id in order:
+        if query_id not in rankings:
+            continue
+        if not all(reached(query_id, doc_id) for doc_id in rankings[query_id]):
+            break
+        sampled.append(query_id)
+    return sampled
 
 
 def judge_traffic_run(
@@ -145,8 +180,13 @@ def judge_traffic_run(
     precision@k, nDCG@k and hit rate@k under those labels with bootstrap intervals over
     queries, the judged share, and the assessor's newest agreement (source ``assessor``;
     logged rankings ``assessor_logged``). A grade of ``assessor_threshold`` or more counts
-    as relevant; a document without a grade counts as not relevant and lowers the judged
-    share, and a window with any is ``partial``.
+    as relevant.
+
+    Queries are judged whole, in a random order seeded by ``seed`` (``judging_order``), and
+    the figures rest on the queries whose top-k is fully judged among those the budget
+    reached: a random sample of the window when the budget runs out. A query with a pair
+    the judge failed on or a document without a text is left out; a window with any query
+    left out is ``partial``.
     """
     with access.writer("judge traffic") as store:
         run, summary = _traffic_run(store, run_id)
@@ -162,22 +202,33 @@ def judge_traffic_run(
         agreement = latest_agreement(store, assessor.name)
     texts_of = dict(zip(queries["query_id"].astype(str), queries["text"].astype(str), strict=True))
     replayed = {query_id: docs for query_id, docs in replayed.items() if query_id in texts_of}
+    order = judging_order(replayed, seed)
     wanted = {
-        (q, d) for rankings in (replayed, logged) for q, docs in rankings.items() for d in docs
+        query_id: sorted(
+            {doc for rankings in (replayed, logged) for doc in rankings.get(query_id, [])}
+        )
+        for query_id in order
     }
-    documents = texts({doc for _, doc in wanted})
+    documents = texts({doc for docs in wanted.values() for doc in docs})
     pairs = {
         (query_id, doc_id): JudgePair(
             texts_of[query_id], doc_id, documents[doc_id], query_id=query_id
         )
-        for query_id, doc_id in sorted(wanted)
-        if doc_id in documents and query_id in texts_of
+        for query_id in order
+        for doc_id in wanted[query_id]
+        if doc_id in documents
     }
-    outcome = judge_pairs(access, list(pairs.values()), assessor, request, progress=progress)
+    outcome = judge_pairs(
+        access, list(pairs.values()), assessor, request, whole_queries=True, progress=progress
+    )
 
     def grade_of(query_id: str, doc_id: str) -> int | None:
         pair = pairs.get((query_id, doc_id))
         return None if pair is None else outcome.grades.get(pair.key)
+
+    def reached(query_id: str, doc_id: str) -> bool:
+        pair = pairs.get((query_id, doc_id))
+        return pair is None or outcome.ungraded.get(pair.key) != OVER_BUDGET
 
     figures: list[JudgedFigure] = []
     if not outcome.dry_run:
@@ -185,10 +236,19 @@ def judge_traffic_run(
         for source, rankings in ((ASSESSOR_SOURCE, replayed), (LOGGED_SOURCE, logged)):
             if not rankings:
                 continue
-            matrix = _grade_matrix(rankings, grade_of, request.k)
-            measured, judged_share = labelled_figures(
-                matrix, threshold=assessor_threshold, n_resamples=resamples, seed=seed
+            sampled = _sampled_queries(order, rankings, reached)
+            measured = labelled_figures(
+                _grade_matrix(rankings, sampled, grade_of, request.k),
+                threshold=assessor_threshold,
+                n_resamples=resamples,
+                seed=seed,
             )
+            share = judged_share(_grade_matrix(rankings, list(rankings), grade_of, request.k))
+            n_used = measured[0].n_queries
+            left_out = {
+                "over_budget": len(rankings) - len(sampled),
+                "unjudged_or_no_text": len(sampled) - n_used,
+            }
             figures.extend(
                 JudgedFigure(
                     run_id=run.run_id,
@@ -199,13 +259,15 @@ def judge_traffic_run(
                     low=figure.low,
                     high=figure.high,
                     n_queries=figure.n_queries,
-                    judged_share=judged_share,
-                    status="complete" if judged_share == 1.0 and not n_failed else "partial",
+                    judged_share=share,
+                    status="complete" if n_used == len(rankings) and not n_failed else "partial",
                     agreement_id=None if agreement is None else agreement.agreement_id,
                     computed_at=computed_at,
                     details={
                         "window": summary.window_label,
                         "k": request.k,
+                        "window_queries": len(rankings),
+                        "queries_left_out": left_out,
                         "failed_queries_left_out": n_failed,
                         "assessor_threshold": assessor_threshold,
                         "resamples": resamples,
