@@ -803,6 +803,53 @@ def test_a_window_judged_within_a_budget_rests_on_whole_queries_and_does_not_rea
 
 
 @pytest.mark.slow
+def test_a_window_without_a_fully_judged_query_has_no_figure_and_a_partial_one_says_so(
+    project: tuple[Path, GradedGoldset], tmp_path: Path
+) -> None:
+    root, goldset = project
+    home = copy_home(root, tmp_path)
+    env = sampled_traffic(home, goldset, tmp_path, n=40)
+    with grading_judge(GradingJudge(goldset.known())) as judge, systems_retriever() as url:
+        done = run_evalkit(
+            "traffic", "replay", "--window", "2026-11-21", "--http-retriever", f"{url}/best",
+            "--k", "5", "--embed-sample", "0", "--no-answers", "--format", "json", env=env,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        run_id = json.loads(done.stdout)["run"]["run_id"]
+        judging = ("judge", "traffic", run_id, "--corpus", str(goldset.corpus), "--k", "5")
+        judge_env_ = fresh_env(home, **judge_env(judge))
+        nothing = invoke_evalkit(*judging, "--max-judgments", "0", env=judge_env_)
+        assert nothing.returncode == 0, nothing.stderr
+        assert "none: no query fully judged" in nothing.stdout
+        assert "0.000 [0.000, 0.000]" not in nothing.stdout
+        assert (
+            "replayed: no figure: no query is fully judged (left out: 40 over the budget); "
+            "judge the window again to go on"
+        ) in nothing.stdout
+        with Store.open(home / "evalkit.duckdb", read_only=True) as store:
+            stored = store.fetch(
+                "SELECT DISTINCT value, low, high, n_queries, status FROM judged_run_figures"
+                " WHERE run_id = ?",
+                [run_id],
+            )
+        assert stored == [(None, None, None, 0, "partial")]
+
+        some = invoke_evalkit(*judging, "--max-judgments", "95", env=judge_env_)
+        assert some.returncode == 0, some.stderr
+    assert (
+        "replayed: partial: the figures rest on the 13 of 40 queries whose top-k is fully "
+        "judged, a random sample of the window (left out: 27 over the budget); judge the "
+        "window again to go on"
+    ) in " ".join(some.stdout.split())
+    windows = invoke_evalkit("traffic", "windows", env=fresh_env(home, COLUMNS="250"))
+    assert windows.returncode == 0, windows.stderr
+    (row,) = [line for line in windows.stdout.splitlines() if "2026-11-21" in line]
+    assert "0.400 [0.400, 0.400]" in row
+    assert "partial" in row
+    assert "13 of 40" in row
+
+
+@pytest.mark.slow
 def test_a_traffic_window_is_estimated_without_labels_from_a_goldset_run_of_its_retriever(
     project: tuple[Path, GradedGoldset], tmp_path: Path
 ) -> None:

@@ -47,15 +47,18 @@ if TYPE_CHECKING:
         WindowEstimate,
         WindowJudging,
     )
-    from evalkit.store.judging import StoredAgreement
+    from evalkit.store.judging import JudgedFigure, StoredAgreement
 
 __all__ = [
     "agreement_line",
     "build_assessor",
     "judge_app",
+    "judged_interval",
+    "partial_note",
     "print_holes",
     "print_window_estimate",
     "print_window_judging",
+    "queries_used",
     "texts_to_judge",
 ]
 
@@ -399,6 +402,48 @@ def pool(output: Format = OutputFormat.table) -> None:
 
 
 _SOURCE_NAMES = {"assessor": "replayed", "assessor_logged": "logged by production"}
+_NO_FULLY_JUDGED = "none: no query fully judged"
+
+
+def judged_interval(figure: JudgedFigure) -> str:
+    """A traffic figure from assessor labels with its interval, or that no query of its
+    window is fully judged (a figure never rests on unjudged documents)."""
+    return format_interval(figure.value, figure.low, figure.high, undefined=_NO_FULLY_JUDGED)
+
+
+def queries_used(figure: JudgedFigure) -> str:
+    """How many of the window's queries a traffic figure rests on: ``13 of 40`` (its query
+    count alone for a figure stored without the window's)."""
+    window = figure.details.get("window_queries")
+    return str(figure.n_queries) if window is None else f"{figure.n_queries} of {window}"
+
+
+def partial_note(figure: JudgedFigure) -> str | None:
+    """What a partial traffic figure rests on and what it leaves out (None when complete or
+    stored without that account)."""
+    window = figure.details.get("window_queries")
+    if figure.status != "partial" or window is None:
+        return None
+    left_out = dict(figure.details.get("queries_left_out") or {})
+    left_out["failed"] = figure.details.get("failed_queries_left_out", 0)
+    reasons = ", ".join(
+        f"{left_out[reason]} {text}" for reason, text in _LEFT_OUT.items() if left_out.get(reason)
+    )
+    if figure.n_queries == 0:
+        rests = "no figure: no query is fully judged"
+    else:
+        rests = (
+            f"partial: the figures rest on the {figure.n_queries} of {window} queries whose "
+            "top-k is fully judged, a random sample of the window"
+        )
+    return f"{rests} (left out: {reasons}); judge the window again to go on"
+
+
+_LEFT_OUT = {
+    "over_budget": "over the budget",
+    "unjudged_or_no_text": "with a pair unjudged or without a text",
+    "failed": "failed in the replay",
+}
 
 
 def print_window_judging(outcome: WindowJudging) -> None:
@@ -410,15 +455,19 @@ def print_window_judging(outcome: WindowJudging) -> None:
         [
             _SOURCE_NAMES.get(figure.source, figure.source),
             figure.measure,
-            _interval(figure.value, figure.low, figure.high),
+            judged_interval(figure),
             format_share(figure.judged_share),
-            figure.n_queries,
+            queries_used(figure),
             figure.status,
         ]
         for figure in outcome.figures
     ]
     columns = ["rankings", "measure", "value [95% interval]", "judged", "queries", "status"]
     console.print(table(f"window {outcome.window_label}, assessor labels", columns, rows))
+    notes = {figure.source: partial_note(figure) for figure in outcome.figures}
+    for source, note in notes.items():
+        if note is not None:
+            console.print(f"{_SOURCE_NAMES.get(source, source)}: {note}", highlight=False)
     console.print(f"assessor: {outcome.judging.plan.assessor}", highlight=False)
     console.print(f"agreement: {agreement_line(outcome.agreement)}", highlight=False)
 

@@ -17,7 +17,6 @@ from evalkit.cli._output import (
     console,
     emit_json,
     err_console,
-    format_interval,
     format_share,
     key_values,
     print_text,
@@ -37,6 +36,7 @@ from evalkit.cli._retriever import (
 )
 from evalkit.cli._store import CommandStore, open_store
 from evalkit.cli.answers import print_answer_summaries
+from evalkit.cli.judge import judged_interval, queries_used
 from evalkit.errors import InputError, RetrieverError
 from evalkit.records.requests import (
     DEFAULT_MIN_PER_STRATUM,
@@ -647,11 +647,12 @@ def windows(
                     _interval_cell(figure, with_measure=len(measures) > 1) for figure in shown
                 )
                 or None,
-                "\n".join(format_share(figure.judged_share) for figure in shown) or None,
+                "\n".join(_judged_cell(figure) for figure in shown) or None,
+                "\n".join(queries_used(figure) for figure in shown) or None,
                 "\n".join(figure.labeller for figure in shown) or None,
             ]
         )
-    columns += [f"{header} [95% CI]", "judged", "assessor"]
+    columns += [f"{header} [95% CI]", "judged", "queries", "assessor"]
     console.print(table(f"traffic windows by {granularity}", columns, rows))
     _print_agreements(precision, agreements)
 
@@ -706,8 +707,14 @@ def _replayed_precision(figures: list[JudgedFigure]) -> list[JudgedFigure]:
 
 
 def _interval_cell(figure: JudgedFigure, *, with_measure: bool) -> str:
-    text = format_interval(figure.value, figure.low, figure.high)
+    text = judged_interval(figure)
     return f"{figure.measure} {text}" if with_measure else text
+
+
+def _judged_cell(figure: JudgedFigure) -> str:
+    """The judged share, marked when the figure is partial (it rests on part of the window)."""
+    share = format_share(figure.judged_share)
+    return f"{share} partial" if figure.status == "partial" else share
 
 
 def _print_agreements(
