@@ -32,10 +32,12 @@ from relevance_judge import (
     write_graded_goldset,
 )
 from sklearn.metrics import cohen_kappa_score
+from test_retrievers_model_check import HashEmbedder
 from waiting import wait_until
 
 from evalkit.answers.judge import NotACompletionError
-from evalkit.config import JudgeSettings
+from evalkit.config import JudgeSettings, load_settings
+from evalkit.goldset import iter_corpus
 from evalkit.judging.agreement import kendall_tau, weighted_kappa, weighted_kappa_interval
 from evalkit.judging.assessor import (
     PROMPT_VERSION,
@@ -46,9 +48,11 @@ from evalkit.judging.assessor import (
 )
 from evalkit.judging.endpoint import _chat_reply
 from evalkit.judging.records import JudgePair
-from evalkit.pipeline import JudgingOutcome, judge_pairs
+from evalkit.pipeline import CollectionTexts, JudgingOutcome, corpus_texts, judge_pairs
 from evalkit.records.requests import JudgingRequest
 from evalkit.redaction import register_secrets
+from evalkit.retrievers.chroma_client import close_client, get_collection, open_chroma_client
+from evalkit.retrievers.indexing import index_corpus
 from evalkit.store import Store
 from evalkit.store.access import StoreAccess
 from evalkit.store.judging import latest_agreement, load_pool, save_assessments
@@ -1052,6 +1056,51 @@ def test_pairs_are_judged_from_inside_a_running_event_loop(tmp_path: Path) -> No
     assert stored == 3
 
 
+def titled_corpus(goldset: GradedGoldset, path: Path) -> dict[str, str]:
+    """The goldset's corpus with a title per document, written at ``path``; each document's
+    title and body as they are embedded (and as the assessor should see them)."""
+    rows = [{"id": doc, "title": f"On {doc}", "text": t} for doc, t in goldset.documents.items()]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return {row["id"]: f"{row['title']}\n{row['text']}" for row in rows}
+
+
+def test_a_collection_gives_the_text_that_was_embedded_title_and_all(tmp_path: Path) -> None:
+    goldset = write_graded_goldset(tmp_path / "graded", n_queries=2)
+    corpus = tmp_path / "titled.jsonl"
+    embedded = titled_corpus(goldset, corpus)
+    settings = load_settings(home=tmp_path / ".evalkit")
+    client = open_chroma_client(path=settings.resolved_chroma_path)
+    try:
+        index_corpus(client, iter_corpus(corpus), HashEmbedder(), collection_name="titled")
+        # Another tool's document: no title kept apart, its text is all there is.
+        get_collection(client, "titled").add(
+            ids=["foreign"], embeddings=[[1.0] + [0.0] * 15], documents=["written elsewhere"]
+        )
+    finally:
+        close_client(client)
+    wanted = [*embedded, "foreign", "absent"]
+    from_collection = CollectionTexts(settings, "titled")(wanted)
+    assert from_collection == {**corpus_texts(corpus, wanted), "foreign": "written elsewhere"}
+    assert from_collection["d000_3"] == embedded["d000_3"]
+    assert from_collection["d000_3"].startswith("On d000_3\npassage d000_3: ")
+
+    sources = {"corpus": corpus_texts(corpus, embedded), "collection": from_collection}
+    pairs = {
+        source: [JudgePair(goldset.queries["q000"], doc, texts[doc]) for doc in embedded]
+        for source, texts in sources.items()
+    }
+    access = StoreAccess(tmp_path / "evalkit.duckdb", wait=5, program="a test")
+    with grading_judge(GradingJudge({})) as judge:
+        assessor = RelevanceAssessor(
+            JudgeSettings(base_url=judge.url, model="grader-1", retry_backoff=0)
+        )
+        judged = judge_pairs(access, pairs["corpus"], assessor, JudgingRequest())
+        found = judge_pairs(access, pairs["collection"], assessor, JudgingRequest())
+    assert judged.n_judged == len(embedded)
+    assert (found.plan.n_in_pool, found.plan.n_to_judge, found.calls) == (len(embedded), 0, 0)
+    assert judge.requests == len(embedded)
+
+
 @pytest.mark.slow
 def test_texts_come_from_the_chroma_collection_as_from_the_corpus(
     project: tuple[Path, GradedGoldset], tmp_path: Path
@@ -1059,9 +1108,9 @@ def test_texts_come_from_the_chroma_collection_as_from_the_corpus(
     root, goldset = project
     home = copy_home(root, tmp_path)
     env = fresh_env(home)
-    indexed = invoke_evalkit(
-        "index", "--corpus", str(goldset.corpus), "--collection", "graded", env=env
-    )
+    corpus = tmp_path / "titled.jsonl"
+    embedded = titled_corpus(goldset, corpus)
+    indexed = invoke_evalkit("index", "--corpus", str(corpus), "--collection", "graded", env=env)
     assert indexed.returncode == 0, indexed.stderr
     listed = json.loads(invoke_evalkit("runs", "list", "--format", "json", env=env).stdout)
     fair = next(run for run in listed if run["label"] == "fair")["run_id"]
@@ -1069,15 +1118,19 @@ def test_texts_come_from_the_chroma_collection_as_from_the_corpus(
     assert neither.returncode == 2
     assert "--corpus FILE" in neither.stderr
     assert "--collection NAME" in neither.stderr
+    # The judge knows each passage with its title: it grades 0 what it is shown without.
+    known = {(goldset.queries[q], embedded[d]): grade for (q, d), grade in goldset.grades.items()}
     outputs = {}
-    for source in (["--collection", "graded"], ["--corpus", str(goldset.corpus)]):
-        with grading_judge(GradingJudge(goldset.known())) as judge:
+    for source in (["--corpus", str(corpus)], ["--collection", "graded"]):
+        with grading_judge(GradingJudge(known)) as judge:
             in_process = source[0] == "--corpus"
             outputs[source[0]] = judge_cli(
                 home, judge, "holes", fair, *source, "--k", "5", in_process=in_process
             )
             requests = judge.requests
-        assert requests == (3 * len(goldset.queries) if source[0] == "--collection" else 0)
+        # What the corpus pass judged, the collection pass finds in the pool.
+        assert requests == (3 * len(goldset.queries) if source[0] == "--corpus" else 0)
     by_collection, by_corpus = outputs["--collection"], outputs["--corpus"]
     assert by_collection["holes"] == by_corpus["holes"] == 3 * len(goldset.queries)
+    assert by_collection["judging"]["in_pool"] == 3 * len(goldset.queries)
     assert by_collection["filled"][0]["value"] == by_corpus["filled"][0]["value"]

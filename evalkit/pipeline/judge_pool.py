@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from evalkit.audit.snapshot import fetch_documents
 from evalkit.batches import BatchWriter
 from evalkit.goldset.corpus import iter_corpus
 from evalkit.judging.assessor import RelevanceAssessor, estimate_tokens
@@ -83,13 +84,16 @@ class CorpusTexts:
         return corpus_texts(self.path, doc_ids)
 
 
-_CHROMA_PAGE = 1000
-
-
 @dataclass(frozen=True, slots=True)
 class CollectionTexts:
-    """Document texts as a Chroma collection stores them (what ``evalkit index`` wrote, or
-    the user's own collection): embedded under the settings' home, or at ``chroma_url``."""
+    """Document texts from a Chroma collection (what ``evalkit index`` wrote, or the user's
+    own collection): embedded under the settings' home, or at ``chroma_url``.
+
+    Each text is the one that was embedded, as the corpus gives it (``Document.content``):
+    the stored text behind the title ``evalkit index`` keeps in the document's metadata, so
+    a pair judged with texts from the corpus is the same pair in the pool when read from
+    the collection. A document another tool wrote, with no such title, is its stored text.
+    """
 
     settings: Settings
     collection: str
@@ -108,19 +112,11 @@ class CollectionTexts:
         client = open_chroma_client(
             path=None if url else self.settings.resolved_chroma_path, url=url
         )
-        texts: dict[str, str] = {}
         try:
-            collection = get_collection(client, self.collection)
-            for start in range(0, len(wanted), _CHROMA_PAGE):
-                page = collection.get(
-                    ids=wanted[start : start + _CHROMA_PAGE], include=["documents"]
-                )
-                for doc_id, text in zip(page["ids"], page["documents"] or [], strict=False):
-                    if text is not None:
-                        texts[str(doc_id)] = str(text)
+            documents = fetch_documents(get_collection(client, self.collection), wanted)
         finally:
             close_client(client)
-        return texts
+        return {doc_id: document.content for doc_id, document in documents.items()}
 
 
 @dataclass(frozen=True, slots=True)
