@@ -848,7 +848,7 @@ def test_a_window_without_a_fully_judged_query_has_no_figure_and_a_partial_one_s
     windows = invoke_evalkit("traffic", "windows", env=fresh_env(home, COLUMNS="250"))
     assert windows.returncode == 0, windows.stderr
     (row,) = [line for line in windows.stdout.splitlines() if "2026-11-21" in line]
-    assert "0.400 [0.400, 0.400]" in row
+    assert "0.400 [0.127, 0.730]" in row
     assert "partial" in row
     assert "13 of 40" in row
 

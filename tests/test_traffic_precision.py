@@ -12,13 +12,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+import scipy
 from evalkit_process import fresh_env, run_evalkit
 from traffic_windows import day_window_summary
 
 from evalkit.alerts import alerts_config, build_sinks, evaluate_rules
 from evalkit.config import parse_settings
 from evalkit.drift.traffic_precision import watch_traffic_precision, window_test
-from evalkit.judging.window import UNLABELLED, judged_share, labelled_figures
+from evalkit.judging.window import UNLABELLED, judged_share, labelled_figures, mean_interval
 from evalkit.store import RunSpec, Store
 from evalkit.store.judging import JudgedFigure, WindowFigure, save_run_figures
 from evalkit.store.runs import create_run, finish_run
@@ -163,9 +164,7 @@ def traffic_grades(rng: np.random.Generator, n: int, *, mean: float = 0.13) -> n
 
 def window_point(window: str, grades: np.ndarray) -> WindowFigure:
     """``grades``' precision@10 as a traffic window's stored figure."""
-    (figure,) = [
-        f for f in labelled_figures(grades, n_resamples=300) if f.measure == "precision@10"
-    ]
+    (figure,) = [f for f in labelled_figures(grades) if f.measure == "precision@10"]
     judged = JudgedFigure(
         "r", "assessor", ASSESSOR, figure.measure, figure.value, figure.low, figure.high,
         figure.n_queries, judged_share(grades), "partial", None, T0, {"window_queries": 400},
@@ -320,3 +319,96 @@ def test_drift_precision_traffic_on_the_command_line(tmp_path: Path) -> None:
     with Store.open(home / "evalkit.duckdb", read_only=True) as store:
         streams = store.fetch("SELECT stream, finding FROM drift_checks")
     assert ("traffic_precision", "drift") in streams
+
+
+# -- the interval of a judged window, on small windows -------------------------------------
+
+POPULATIONS = {
+    "rare like SciFact": (0.2, 8.0),
+    "almost all hit": (4.0, 1.0),
+    "clustered": (0.1, 0.3),
+}
+"""Beta(a, b) of each query's chance that a top-10 document is relevant."""
+
+
+def population(rng: np.random.Generator, a: float, b: float) -> np.ndarray:
+    """20,000 traffic queries' top 10, relevant documents graded 2-3 and the others 0-1."""
+    chance = rng.beta(a, b, size=20_000)
+    relevant = rng.random((20_000, 10)) < chance[:, None]
+    return np.where(
+        relevant, rng.integers(2, 4, size=relevant.shape), rng.integers(0, 2, size=relevant.shape)
+    ).astype(np.int64)
+
+
+def test_a_window_interval_is_clopper_pearson_at_the_effective_size() -> None:
+    z, t9 = 1.959964, 2.262157  # the normal's and Student's t's (9 df) 0.975 quantiles
+    size = 10 * (z / t9) ** 2  # ten queries, the df adjustment of Korn and Graubard
+    # All hit: Clopper-Pearson's lower bound for size hits of size, 0.025 ** (1 / size).
+    assert mean_interval(np.ones(10)) == pytest.approx((0.025 ** (1 / size), 1.0), abs=1e-6)
+    assert mean_interval(np.zeros(10)) == pytest.approx((0.0, 1 - 0.025 ** (1 / size)), abs=1e-6)
+    # Ten queries at one relevant of ten: nothing says how queries differ, so ten units.
+    low, high = mean_interval(np.full(10, 0.1))
+    expected = (
+        scipy.stats.beta.ppf(0.025, 0.1 * size, 0.9 * size + 1),
+        scipy.stats.beta.ppf(0.975, 0.1 * size + 1, 0.9 * size),
+    )
+    assert (low, high) == pytest.approx(expected, abs=1e-6)
+    # A hit rate: 0/1 values, whose effective size is n - 1.
+    hits = np.array([1.0] * 6 + [0.0] * 14)
+    size = 19 * (z / 2.093024) ** 2
+    expected = (
+        scipy.stats.beta.ppf(0.025, 0.3 * size, 0.7 * size + 1),
+        scipy.stats.beta.ppf(0.975, 0.3 * size + 1, 0.7 * size),
+    )
+    assert mean_interval(hits) == pytest.approx(expected, abs=1e-6)
+    assert mean_interval(np.array([0.7])) == (0.0, 1.0)
+    # Away from 0 and 1, on many queries, it is about the t interval over the queries.
+    values = np.random.default_rng(3).random(400)
+    spread = 1.965942 * values.std(ddof=1) / np.sqrt(400)  # t, 399 degrees of freedom
+    expected = (values.mean() - spread, values.mean() + spread)
+    assert mean_interval(values) == pytest.approx(expected, abs=2e-3)
+
+
+@pytest.mark.parametrize("n_queries", [20, 50])
+def test_window_intervals_hold_the_traffic_s_value_95_percent_of_the_time(n_queries: int) -> None:
+    # The percentile bootstrap used before covered 0.85-0.92 at 20 queries, and 0.02 for the
+    # hit rate of traffic that almost always hits (its windows read 1.000 [1.000, 1.000]).
+    # 400 windows: the coverage is known to about 0.011.
+    rng = np.random.default_rng(2026)
+    for name, (a, b) in POPULATIONS.items():
+        queries = population(rng, a, b)
+        truth = {f.measure: f.value for f in labelled_figures(queries)}
+        held = dict.fromkeys(truth, 0)
+        for _ in range(400):
+            figures = labelled_figures(queries[rng.integers(0, len(queries), n_queries)])
+            for figure in figures:
+                assert figure.high > figure.low, (name, figure)
+                held[figure.measure] += figure.low <= truth[figure.measure] <= figure.high
+        for measure, count in held.items():
+            assert count / 400 >= 0.92, (name, measure, count / 400)
+            # Not so wide as to hold it always (a hit rate near 1 is held always: its 0/1
+            # values leave Clopper-Pearson no other way to reach 95 %).
+            assert measure.startswith("hit_rate") or count / 400 <= 0.99, (name, measure)
+
+
+def test_the_window_test_holds_its_level_on_windows_of_20_queries() -> None:
+    rng = np.random.default_rng(7)
+    alarms = 0
+    for a, b in POPULATIONS.values():
+        queries = population(rng, a, b)
+        for _ in range(200):
+            base, now = (
+                labelled_figures(queries[rng.integers(0, len(queries), 20)])[0] for _ in range(2)
+            )
+            points = [
+                WindowFigure(
+                    label, T0, "r-" + label, T0, "http:x",
+                    JudgedFigure(
+                        "r", "assessor", ASSESSOR, f.measure, f.value, f.low, f.high,
+                        f.n_queries, 1.0, "complete", None, T0, {},
+                    ),
+                )
+                for label, f in (("a", base), ("b", now))
+            ]  # fmt: skip
+            alarms += window_test(*points, alpha=0.05, min_effect=0.0).regression
+    assert alarms / 600 <= 0.05 + 2 * np.sqrt(0.05 * 0.95 / 600)

@@ -8,8 +8,8 @@ prompt) are never one series, nor are two retrievers. Each series gets
   of the series' sd with a floor), and
 * a test of the newest window against a baseline window (default: the series' first). The
   two windows hold different queries, so the test is unpaired: the difference of the two
-  means over the standard error each window's bootstrap interval gives (a normal
-  approximation, one-sided for a drop), and it fails only for a drop of at least
+  means over the standard error each window's interval gives (its width over 2 x 1.96; a
+  normal approximation, one-sided for a drop), and it fails only for a drop of at least
   ``min_effect``.
 
 A window's figure rests on the queries whose top-k is fully judged, a seeded random sample
@@ -90,6 +90,10 @@ class WindowTest:
 
 
 def _standard_error(point: WindowFigure) -> float:
+    """The standard error ``point``'s interval implies. The interval of a small window is
+    widened for its few queries (``evalkit.judging.window.mean_interval``), so the normal
+    approximation over it holds the test's level from 5 queries a window
+    (``benchmarks/window_intervals.py``)."""
     figure = point.figure
     if figure.low is None or figure.high is None:
         return 0.0

@@ -2,7 +2,7 @@
 its precision estimated without labels from the retriever's calibrated scores.
 
 ``judge_traffic_run`` judges through ``judge_pool.judge_pairs`` (cached, budgeted, stored
-as it goes) and stores precision, nDCG and hit rate at k with bootstrap intervals over the
+as it goes) and stores precision, nDCG and hit rate at k with intervals over the
 window's queries; ``estimate_traffic_run`` calibrates the scores on the newest goldset run
 of the same retriever and model (``evalkit.judging.estimate``). Both store their figures in
 ``judged_run_figures`` with what they rest on: the assessor and its agreement, or the
@@ -24,7 +24,13 @@ from evalkit.errors import ConfigError, NotFoundError
 from evalkit.judging.assessor import RelevanceAssessor
 from evalkit.judging.estimate import PrecisionEstimate, estimate_precision, fit_calibration
 from evalkit.judging.records import JudgePair
-from evalkit.judging.window import NO_DOCUMENT, UNLABELLED, judged_share, labelled_figures
+from evalkit.judging.window import (
+    NO_DOCUMENT,
+    UNLABELLED,
+    WINDOW_INTERVAL,
+    judged_share,
+    labelled_figures,
+)
 from evalkit.pipeline.judge_pool import (
     OVER_BUDGET,
     DocumentTexts,
@@ -171,14 +177,13 @@ def judge_traffic_run(
     request: JudgingRequest,
     *,
     assessor_threshold: int = 2,
-    resamples: int = 1000,
     seed: int = 0,
     progress: Progress | None = None,
 ) -> WindowJudging:
     """Label the top-``request.k`` of a traffic replay run's queries with ``assessor`` (and
     the top-k production logged for them, where it did), and store the window's
-    precision@k, nDCG@k and hit rate@k under those labels with bootstrap intervals over
-    queries, the judged share, and the assessor's newest agreement (source ``assessor``;
+    precision@k, nDCG@k and hit rate@k under those labels with ``mean_interval`` intervals
+    over queries, the judged share, and the assessor's newest agreement (source ``assessor``;
     logged rankings ``assessor_logged``). A grade of ``assessor_threshold`` or more counts
     as relevant.
 
@@ -240,8 +245,6 @@ def judge_traffic_run(
             measured = labelled_figures(
                 _grade_matrix(rankings, sampled, grade_of, request.k),
                 threshold=assessor_threshold,
-                n_resamples=resamples,
-                seed=seed,
             )
             share = judged_share(_grade_matrix(rankings, list(rankings), grade_of, request.k))
             n_used = measured[0].n_queries
@@ -270,7 +273,7 @@ def judge_traffic_run(
                         "queries_left_out": left_out,
                         "failed_queries_left_out": n_failed,
                         "assessor_threshold": assessor_threshold,
-                        "resamples": resamples,
+                        "interval": WINDOW_INTERVAL,
                         "seed": seed,
                         "agreement": None if agreement is None else agreement.summary(),
                     },
