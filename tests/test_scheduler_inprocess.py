@@ -279,7 +279,8 @@ def test_a_job_run_left_by_a_killed_serve_lists_the_run_it_left(
             pid=dead.pid,
             host=socket.gethostname(),
         )
-        left = create_run(store, spec, started_at=orphan.started_at + timedelta(seconds=1))
+        with store.working_for(orphan.job_run_id) as working:
+            left = create_run(working, spec, started_at=orphan.started_at + timedelta(seconds=1))
         other = create_run(
             store,
             replace(spec, label="by hand"),

@@ -237,6 +237,84 @@ cooldown = 0
     assert SECRET not in log + first.log.read_text()
 
 
+def test_a_job_killed_mid_run_lists_its_run_after_a_command_failed_that_run(
+    home: Home, receiver: Receiver, retriever: FakeRetriever, serves: list[Serve]
+) -> None:
+    """kill -9 mid-replay, then a writing command marks the run left ``running`` failed
+    before the service restarts: the job run, marked interrupted at restart, still lists
+    that run (it listed none, since only runs still ``running`` were matched to it, and
+    only by a label equal to the job's name)."""
+    with Store.open(home.store) as store:
+        save_goldset(store, make_goldset())
+    home.config.write_text(
+        f"""
+[scheduler]
+health_port = 0
+
+[[jobs]]
+name = "replay"
+kind = "goldset_replay"
+goldset = "gs"
+http_retriever = "{retriever.url}"
+k = 10
+label = "nightly"
+
+[alerts]
+deliver_interval = 0.2
+
+[[alerts.sinks]]
+name = "hook"
+kind = "webhook"
+url = "{receiver.url}"
+secret_env = "HOOK_SECRET"
+retries = 0
+
+[[alerts.rules]]
+name = "jobs"
+kind = "job_failure"
+""",
+        encoding="utf-8",
+    )
+    first = start_serve(home, "serve-1")
+    serves.append(first)
+    retriever.mode = "hold"
+    assert first.post("replay").status_code == 202
+    wait_until(lambda: retriever.hits > 0, what="the job to be mid-run")
+    first.process.kill()
+    assert first.process.wait(timeout=30) == -signal.SIGKILL
+    retriever.mode = "good"
+    retriever.release.set()
+    with Store.open(home.store, read_only=True) as store:
+        (left,) = list_runs(store, status="running")
+
+    command = finished(
+        home, "run", "--goldset", "gs", "--http-retriever", retriever.url, "--label", "cli"
+    )
+    assert command.returncode == 0, command.stderr
+    assert (
+        f"note: run {left.run_id} was left running by a process that stopped; marked failed"
+        in command.stderr
+    )
+    second = start_serve(home, "serve-2")
+    serves.append(second)
+    wait_until(lambda: len(receiver.accepted()) == 1, what="the job failure alert")
+    assert second.stop() == 0
+
+    with Store.open(home.store, read_only=True) as store:
+        (job_run,) = list_job_runs(store, job="replay")
+        (run,) = list_runs(store, label="nightly")
+    assert (job_run.status, job_run.run_ids) == ("interrupted", (left.run_id,))
+    assert run.status == "failed"
+    assert run.error == (
+        "interrupted: the process writing it stopped before it finished (found by `evalkit run`)"
+    )
+    evidence = receiver.accepted()[0].payload["evidence"]
+    assert (evidence["status"], evidence["run_ids"]) == ("interrupted", [left.run_id])
+    history = finished(home, "jobs", "history", "replay", "--format", "json")
+    assert history.returncode == 0, history.stderr
+    assert json.loads(history.stdout)[0]["run_ids"] == [left.run_id]
+
+
 def test_an_overrunning_job_never_runs_twice_and_sigterm_interrupts_it(
     home: Home,
     serves: list[Serve],

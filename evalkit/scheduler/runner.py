@@ -216,7 +216,8 @@ class JobRunner:
                 self._listener.started(job.name, started)
                 _log.info("job %s started (%s, %s)", job.name, job.kind, trigger)
                 if kind.uses_store:
-                    outcome, interrupted = self._work(job, replace(context, store=store))
+                    with store.working_for(started.job_run_id) as working:
+                        outcome, interrupted = self._work(job, replace(context, store=working))
         except StoreWaitStoppedError:
             _log.info("job %s not started (%s): stopping", job.name, trigger)
             return NotStarted("stopping", f"job {job.name} not started: stopping")

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+import duckdb
+
 from evalkit.clock import utc_now
 from evalkit.errors import StoreError
 from evalkit.redaction import redact_known
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
 __all__ = [
     "JOB_STATUSES",
     "StoredJobRun",
+    "add_job_run_run",
     "finish_job_run",
     "get_job_run",
     "interrupt_job_runs",
@@ -34,7 +37,6 @@ __all__ = [
     "list_job_runs",
     "record_job_run",
     "running_job_runs",
-    "runs_left_by",
     "start_job_run",
 ]
 
@@ -55,7 +57,8 @@ def _loads(value: object) -> Any:
 
 @dataclass(frozen=True, slots=True)
 class StoredJobRun:
-    """One run of a job: when, why (``trigger``), how it ended, and the runs it stored."""
+    """One run of a job: when, why (``trigger``), how it ended, and the runs it recorded
+    (``run_ids``: each from the moment its row was written, whatever became of it)."""
 
     job_run_id: str
     job: str
@@ -123,6 +126,16 @@ def start_job_run(
     return get_job_run(store, job_run_id)
 
 
+def add_job_run_run(con: duckdb.DuckDBPyConnection, job_run_id: str, run_id: str) -> None:
+    """Add run ``run_id`` to the runs of job run ``job_run_id``, on ``con`` (in the
+    transaction that writes the run's row, ``evalkit.store.runs.create_run``)."""
+    con.execute(
+        "UPDATE job_runs SET run_ids = list_append(run_ids, ?)"
+        " WHERE job_run_id = ? AND NOT list_contains(run_ids, ?)",
+        [run_id, job_run_id, run_id],
+    )
+
+
 def finish_job_run(
     store: Store,
     job_run_id: str,
@@ -132,9 +145,14 @@ def finish_job_run(
     summary: Mapping[str, Any] | None = None,
     error: str | None = None,
 ) -> StoredJobRun:
-    """Give a running job run its final status, the runs it stored and a summary."""
+    """Give a running job run its final status, the runs it stored and a summary.
+
+    ``run_ids`` are added to the runs the job run already lists (each run it recorded, as
+    its row was written), which it keeps: a run that failed the job stays listed."""
     if status not in JOB_STATUSES or status == "running":
         raise StoreError(f"cannot finish job run {job_run_id} with status {status!r}")
+    recorded = get_job_run(store, job_run_id).run_ids
+    run_ids = [*recorded, *(run_id for run_id in run_ids if run_id not in recorded)]
     store.execute(
         "UPDATE job_runs SET status = ?, finished_at = ?, run_ids = ?, summary = ?, error = ?"
         " WHERE job_run_id = ?",
@@ -233,32 +251,10 @@ def running_job_runs(store: Store) -> list[StoredJobRun]:
     return [_job_run(row) for row in rows]
 
 
-def runs_left_by(store: Store, job_runs: Sequence[StoredJobRun]) -> dict[str, list[str]]:
-    """The runs still ``running`` that ``job_runs`` (stopped before they finished) were
-    recording, by job run id: a job labels its runs with its name, so a run is taken as
-    the one of the newest of these job runs of the job its label names that started no
-    later than it. Runs labelled otherwise are left out."""
-    rows = store.fetch(
-        "SELECT run_id, label, started_at FROM runs WHERE status = 'running' ORDER BY started_at"
-    )
-    left: dict[str, list[str]] = {}
-    for run_id, label, started_at in rows:
-        owners = [run for run in job_runs if run.job == label and run.started_at <= started_at]
-        if owners:
-            owner = max(owners, key=lambda run: run.started_at)
-            left.setdefault(owner.job_run_id, []).append(str(run_id))
-    return left
-
-
-def interrupt_job_runs(
-    store: Store,
-    job_run_ids: Sequence[str],
-    *,
-    note: str,
-    run_ids: Mapping[str, Sequence[str]] | None = None,
-) -> None:
-    """Mark job runs whose process stopped before finishing them ``interrupted``, with the
-    runs each left (``run_ids``, by job run id)."""
+def interrupt_job_runs(store: Store, job_run_ids: Sequence[str], *, note: str) -> None:
+    """Mark job runs whose process stopped before finishing them ``interrupted``; each
+    keeps the runs it lists (every run it recorded, whether still ``running``, failed
+    since by another writer, or finished)."""
     if not job_run_ids:
         return
     store.execute(
@@ -266,26 +262,19 @@ def interrupt_job_runs(
         " WHERE status = 'running' AND job_run_id IN (SELECT unnest(?::VARCHAR[]))",
         [utc_now(), note, list(job_run_ids)],
     )
-    for job_run_id, left in (run_ids or {}).items():
-        if job_run_id in job_run_ids:
-            store.execute(
-                "UPDATE job_runs SET run_ids = ? WHERE job_run_id = ?", [list(left), job_run_id]
-            )
 
 
 def interrupt_stopped_job_runs(
     store: Store, *, note: str, this_pid_stale: bool = False
 ) -> list[str]:
-    """Mark ``interrupted`` (with ``note`` and the runs each left) the job runs still
-    ``running`` whose process on this host has stopped; returns their ids. With
+    """Mark ``interrupted`` (with ``note``; each keeps the runs it recorded) the job runs
+    still ``running`` whose process on this host has stopped; returns their ids. With
     ``this_pid_stale`` (a service starting) those of this process's pid are taken as left by
     an earlier process that had it."""
-    stopped = [
-        run
+    orphans = [
+        run.job_run_id
         for run in running_job_runs(store)
         if not process_alive(run.pid, run.host) or (this_pid_stale and run.pid == os.getpid())
     ]
-    orphans = [run.job_run_id for run in stopped]
-    # Before the runs are failed: a job run lists the runs it left, failed or not.
-    interrupt_job_runs(store, orphans, note=note, run_ids=runs_left_by(store, stopped))
+    interrupt_job_runs(store, orphans, note=note)
     return orphans

@@ -29,6 +29,7 @@ from evalkit.records import QueryResult
 from evalkit.redaction import redact_known
 from evalkit.retrievers.base import SupportsRetrieve, description_of, fingerprints_of, index_size_of
 from evalkit.store.access import FileLock, store_sibling
+from evalkit.store.jobs import add_job_run_run
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -302,7 +303,9 @@ def create_run(
     """Record a new run as ``running`` and return its id (committed at once).
 
     ``started_at`` (UTC, naive) defaults to now; a run replayed before it is recorded
-    gives the time its replay began. ``run_id`` (default: a new one, ``new_run_id``) is
+    gives the time its replay began. Recorded through a store working for a job run
+    (``Store.working_for``), the run is added to that job run's runs in the same
+    transaction. ``run_id`` (default: a new one, ``new_run_id``) is
     for a run whose files were named before its row was written.
     """
     store.require_writable()
@@ -311,6 +314,8 @@ def create_run(
     try:
         with store.transaction() as con:
             insert_run(con, RunRecord.running(run_id, spec, started_at))
+            if store.job_run_id is not None:
+                add_job_run_run(con, store.job_run_id, run_id)
     except duckdb.Error as error:
         raise StoreError(f"cannot record a new run in {store.path}: {error}") from error
     return run_id

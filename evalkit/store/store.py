@@ -54,6 +54,9 @@ class Store:
         self.read_only = read_only
         self.migrated: tuple[str, ...] = ()
         """The names of the migrations opening this store applied (none when it was current)."""
+        self.job_run_id: str | None = None
+        """The job run whose work this connection does (``working_for``): every run recorded
+        through it is added to that job run's runs as the run's row is written."""
 
     @classmethod
     def open(
@@ -117,6 +120,18 @@ class Store:
 
         ``purpose`` is what the work is; an open store has no lock to name it in."""
         yield self
+
+    @contextmanager
+    def working_for(self, job_run_id: str) -> Iterator[Store]:
+        """This store, doing the work of job run ``job_run_id`` for the block: a run recorded
+        through it names the job run from the moment its row is written, so a job killed
+        mid-run still lists it, whatever becomes of the run before the job run is marked
+        interrupted."""
+        self.job_run_id = job_run_id
+        try:
+            yield self
+        finally:
+            self.job_run_id = None
 
     def __enter__(self) -> Store:
         return self
