@@ -19,6 +19,8 @@ from evalkit.embedding import load_embedder
 from evalkit.goldset import load_goldset
 from evalkit.metrics import Evaluator, parse_measures
 from evalkit.retrievers import open_chroma_client
+from evalkit.store import Store
+from evalkit.store.runs import run_results
 
 pytestmark = pytest.mark.slow
 
@@ -327,3 +329,33 @@ def test_a_run_on_a_collection_whose_indexing_was_stopped_says_it_is_partial(
     assert unchanged["unchanged"] == 330
     client = open_chroma_client(path=evalkit_home / "chroma")
     assert "evalkit_indexing_started" not in (client.get_collection("half").metadata or {})
+
+
+def test_two_runs_on_a_collection_evalkit_indexed_store_the_same_results(
+    evalkit_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Chroma saves an embedded collection's search graph every 1,000 records written and
+    inserts the records written since anew, in no fixed order, at each opening: the demo's
+    330 documents made another graph, and other candidates at ef_search 10, for every run."""
+    (evalkit_home.parent / "evalkit.toml").write_text(
+        "[retriever.chroma]\nef_search = 10\n", encoding="utf-8"
+    )
+    assert cli(capsys, "goldset", "import", str(DEMO), "--name", "demo")[0] == 0
+    indexed = cli_json(
+        capsys, "index", "--corpus", str(DEMO / "corpus.jsonl"), "--collection", "demo"
+    )
+    assert indexed["added"] == 330
+    run = ["run", "--goldset", "demo", "--collection", "demo", "--k", "10"]
+    first, second = cli_json(capsys, *run), cli_json(capsys, *run)
+    assert first["retriever_config"]["ef_search"] == 10
+    with Store.open(evalkit_home / "evalkit.duckdb") as store:
+        first_docs, second_docs = (
+            run_results(store, done["run_id"])[["query_id", "rank", "doc_id"]]
+            for done in (first, second)
+        )
+    assert len(first_docs) == 1290
+    pd.testing.assert_frame_equal(first_docs, second_docs)
+    assert second["aggregates"] == first["aggregates"]
+    client = open_chroma_client(path=evalkit_home / "chroma")
+    # The collection's own sync_threshold is back: later writes are saved as often as before.
+    assert client.get_collection("demo").configuration_json["hnsw"]["sync_threshold"] == 1000

@@ -89,7 +89,10 @@ def index(
     BM25 index of it (--kind bm25).
 
     Re-running on the same corpus writes nothing; a changed document is re-embedded. The
-    model fingerprint and a content hash per document are stored with the collection.
+    model fingerprint and a content hash per document are stored with the collection. In
+    an embedded store the collection's search graph is then saved with every document in
+    it, so that every run searches the same graph (indexing the same corpus again settles
+    a collection an older evalkit wrote).
 
     --kind bm25 tokenises each document's title and text and saves a bm25s index to --out,
     replacing one there. Its options (--option KEY=VALUE): method (lucene, robertson,
@@ -137,7 +140,7 @@ def _index_chroma(
     from evalkit.goldset import iter_corpus, no_documents
     from evalkit.retrievers.chroma import restore_interrupted_ef_search
     from evalkit.retrievers.chroma_client import close_client, open_chroma_client
-    from evalkit.retrievers.indexing import index_corpus
+    from evalkit.retrievers.indexing import index_corpus, save_hnsw_graph
 
     config = settings()
     require_all(("chromadb", *local_model_modules(config)), "`evalkit index`")
@@ -184,6 +187,10 @@ def _index_chroma(
         close = getattr(embedder, "close", None)
         if close is not None:
             close()
+    if not url:
+        # Records Chroma has not saved in the graph are inserted anew, in no fixed order, at
+        # every opening of the store: each run would search another graph.
+        save_hnsw_graph(config.resolved_chroma_path, collection)
     data = asdict(report)
     if output is OutputFormat.json:
         emit_json(data)

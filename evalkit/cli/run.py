@@ -129,7 +129,8 @@ def run(
     With --engine ray the queries are replayed by a pool of Ray actors (--ray-actors), on
     the cluster at --ray-address or RAY_ADDRESS, else on a local Ray instance; the stored
     per-query figures are those of a local run, and so are the answers' scores (the actors
-    score them, sharing the judge's concurrency).
+    score them, sharing the judge's concurrency), for a retriever that answers alike each
+    time: an embedded Chroma collection does once `evalkit index` saved its graph.
 
     --goldset names a stored goldset, or goldset files (a folder or file path) read now:
     their version is their content's hash, stored with the run as `goldset import` would.

@@ -6,7 +6,8 @@
   Chroma clients and collections, and the metadata evalkit keeps in them;
 - ``ChromaRetriever`` (``chroma``): a Chroma collection, embedded or on a server, queried
   with evalkit's own embedding model;
-- ``index_corpus`` (``indexing``): a corpus embedded and written into a collection;
+- ``index_corpus`` (``indexing``): a corpus embedded and written into a collection, and
+  ``save_hnsw_graph``, which has an embedded store save its search graph once written;
 - ``HttpRetriever`` (``http``): any HTTP JSON endpoint;
 - ``RetrieverOptions`` and ``build_retriever`` (``factory``): the retriever a command or job
   names, built by its registered kind;
@@ -45,7 +46,12 @@ if TYPE_CHECKING:
         register_retriever_kind,
     )
     from evalkit.retrievers.http import HttpRetriever
-    from evalkit.retrievers.indexing import IndexReport, ProgressCallback, index_corpus
+    from evalkit.retrievers.indexing import (
+        IndexReport,
+        ProgressCallback,
+        index_corpus,
+        save_hnsw_graph,
+    )
     from evalkit.retrievers.plugins import ENTRY_POINT_GROUP, PluginRetriever
 
 __all__ = [
@@ -70,6 +76,7 @@ __all__ = [
     "index_fingerprint",
     "open_chroma_client",
     "register_retriever_kind",
+    "save_hnsw_graph",
 ]
 
 # Importing the package loads none of its modules; each name loads its own on first use.
@@ -97,5 +104,6 @@ __getattr__ = lazy_attributes(
         "index_fingerprint": "evalkit.retrievers.chroma_client",
         "open_chroma_client": "evalkit.retrievers.chroma_client",
         "register_retriever_kind": "evalkit.retrievers.factory",
+        "save_hnsw_graph": "evalkit.retrievers.indexing",
     },
 )

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import time
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,6 +38,7 @@ from evalkit.retrievers.chroma_client import (
     get_collection,
     model_mismatch_detail,
     open_chroma_client,
+    set_hnsw_configuration,
 )
 
 if TYPE_CHECKING:
@@ -496,13 +496,7 @@ def _configured_ef_search(collection: Collection) -> int | None:
 
 
 def _set_ef_search(collection: Collection, ef_search: int) -> None:
-    with warnings.catch_warnings():
-        # Chroma re-reads the whole configuration, warning that a collection opened
-        # without an embedding function (as evalkit opens them all) has a legacy one.
-        warnings.filterwarnings(
-            "ignore", message="legacy embedding function config", category=DeprecationWarning
-        )
-        collection.modify(configuration={"hnsw": {"ef_search": ef_search}})
+    set_hnsw_configuration(collection, {"ef_search": ef_search})
 
 
 def hnsw_ef_search(collection: Collection) -> int:

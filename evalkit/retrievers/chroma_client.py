@@ -28,6 +28,7 @@ import json
 import os
 import re
 import threading
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,7 @@ from evalkit.retrievers.base import describe_exception, redact
 if TYPE_CHECKING:
     from chromadb.api import ClientAPI
     from chromadb.api.client import Client
+    from chromadb.api.collection_configuration import UpdateCollectionConfiguration
     from chromadb.api.models.Collection import Collection
 
 __all__ = [
@@ -66,6 +68,7 @@ __all__ = [
     "model_mismatch_detail",
     "open_chroma_client",
     "parse_chroma_url",
+    "set_hnsw_configuration",
 ]
 
 
@@ -294,6 +297,20 @@ def find_collection(client: ClientAPI, name: str) -> Collection | None:
         raise RetrieverError(
             f"cannot open Chroma collection '{name}': {describe_exception(error)}"
         ) from error
+
+
+def set_hnsw_configuration(collection: Collection, settings: Mapping[str, int]) -> None:
+    """Change HNSW settings of a collection's configuration (``ef_search``,
+    ``sync_threshold``); a store's searcher keeps the values it was opened with."""
+    with warnings.catch_warnings():
+        # Chroma re-reads the whole configuration, warning that a collection opened
+        # without an embedding function (as evalkit opens them all) has a legacy one.
+        warnings.filterwarnings(
+            "ignore", message="legacy embedding function config", category=DeprecationWarning
+        )
+        collection.modify(
+            configuration=cast("UpdateCollectionConfiguration", {"hnsw": dict(settings)})
+        )
 
 
 def collection_space(collection: Collection) -> str:

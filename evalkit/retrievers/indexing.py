@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Siz
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import islice
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from evalkit.embedding import ModelFingerprint, TextEmbedder
@@ -28,9 +29,13 @@ from evalkit.retrievers.chroma_client import (
     INDEXING_STARTED_KEY,
     TITLE_KEY,
     check_collection_name,
+    close_client,
     find_collection,
+    get_collection,
     index_fingerprint,
     model_mismatch_detail,
+    open_chroma_client,
+    set_hnsw_configuration,
 )
 
 if TYPE_CHECKING:
@@ -38,7 +43,7 @@ if TYPE_CHECKING:
     from chromadb.api.models.Collection import Collection
     from chromadb.api.types import Metadatas
 
-__all__ = ["IndexReport", "ProgressCallback", "index_corpus"]
+__all__ = ["IndexReport", "ProgressCallback", "index_corpus", "save_hnsw_graph"]
 
 
 _STORED_HASH_PAGE = 5000
@@ -128,6 +133,48 @@ def index_corpus(
             with contextlib.suppress(Exception):
                 client.delete_collection(collection_name)
         raise
+
+
+def save_hnsw_graph(path: Path | str, collection_name: str) -> None:
+    """Have Chroma save the HNSW graph of collection ``collection_name`` of the embedded
+    store at ``path`` with every record in it, so that every opening searches one graph.
+
+    Chroma saves an embedded collection's graph each time ``sync_threshold`` records (1,000
+    by default) have been written; the records written since wait in its log, and every
+    opening of the store inserts them into the graph again, in parallel and in no fixed
+    order. Each opening then searches another graph, and an approximate search returns
+    other candidates. With ``sync_threshold`` lowered to 1, the next opening saves the graph
+    it built; the collection's own ``sync_threshold`` is then put back. Call it once the
+    client that wrote is closed (an open one keeps the store's graph in memory). Nothing is
+    done for a missing or empty collection, or one without HNSW settings. Raises
+    ``RetrieverError`` when Chroma refuses.
+    """
+    client = open_chroma_client(path=path)
+    try:
+        collection = find_collection(client, collection_name)
+        if collection is None or not collection.count():
+            return
+        hnsw = (collection.configuration_json or {}).get("hnsw") or {}
+        own = hnsw.get("sync_threshold")
+        if own is None:
+            return
+        with _chroma_errors(f"cannot save the HNSW graph of Chroma collection '{collection_name}'"):
+            set_hnsw_configuration(collection, {"sync_threshold": 1})
+    finally:
+        close_client(client)
+    client = open_chroma_client(path=path)
+    try:
+        collection = get_collection(client, collection_name)
+        with _chroma_errors(f"cannot save the HNSW graph of Chroma collection '{collection_name}'"):
+            try:
+                sample = collection.get(limit=1, include=["embeddings"])["embeddings"]
+                # The first search of a store just opened loads the saved graph and inserts
+                # the records only the log holds; at a threshold of 1 that saves the graph.
+                collection.query(query_embeddings=sample, n_results=1, include=[])
+            finally:
+                set_hnsw_configuration(collection, {"sync_threshold": int(own)})
+    finally:
+        close_client(client)
 
 
 def _index_into(
