@@ -293,6 +293,56 @@ def test_a_tenant_column_holds_one_value_per_row(demo: Demo) -> None:
         PgvectorRetriever(demo.settings(), demo.embedder, where_key="embedding")
 
 
+def test_a_tenant_column_the_table_lacks_is_refused_naming_the_option_it_came_from(
+    demo: Demo,
+) -> None:
+    """A misspelt --where-key was exit 3, a retriever failure, and named tenant_column;
+    Chroma and Qdrant refuse a tenant key no record holds as a mistake in the options."""
+    columns = "content, doc_id, embedding, tenant"
+    with pytest.raises(ConfigError) as refused:
+        PgvectorRetriever(demo.settings(), demo.embedder, where_key="tenantx")
+    assert str(refused.value) == (
+        "table public.demo_hnsw has no column 'tenantx' (--where-key) to hold each row's "
+        f"tenant; its columns are: {columns}"
+    )
+    with pytest.raises(ConfigError) as configured:
+        PgvectorRetriever(demo.settings(tenant_column="tenantx"), demo.embedder)
+    assert str(configured.value) == (
+        "table public.demo_hnsw has no column 'tenantx' (tenant_column in "
+        f"[retriever.pgvector]) to hold each row's tenant; its columns are: {columns}"
+    )
+    with pytest.raises(RetrieverError, match=r"has no column 'docid' \(id_column\)"):
+        PgvectorRetriever(demo.settings(id_column="docid"), demo.embedder)
+
+
+def test_a_misspelt_where_key_exits_2_through_the_cli(demo: Demo, tmp_path: Path) -> None:
+    (tmp_path / "evalkit.toml").write_text(
+        textwrap.dedent(
+            f"""\
+            [retriever]
+            kind = "pgvector"
+
+            [retriever.pgvector]
+            dsn = "{demo.server.dsn}"
+            table = "demo_hnsw"
+            id_column = "doc_id"
+            embedding_column = "embedding"
+            """
+        ),
+        encoding="utf-8",
+    )
+    env = evalkit_env(tmp_path)
+    imported = evalkit(tmp_path, env, "goldset", "import", str(DEMO), "--name", "demo")
+    assert imported.returncode == 0, imported.stderr
+    run = ["run", "--goldset", "demo", "--k", "10", "--where-key", "tenantx"]
+    refused = evalkit(tmp_path, env, *run)
+    assert refused.returncode == 2, refused.stderr
+    assert " ".join(refused.stderr.split()) == (
+        "error: table public.demo_hnsw has no column 'tenantx' (--where-key) to hold each "
+        "row's tenant; its columns are: content, doc_id, embedding, tenant"
+    )
+
+
 def test_replay_through_the_cli_matches_chroma_and_never_shows_the_password(
     demo: Demo, tmp_path: Path
 ) -> None:

@@ -136,6 +136,9 @@ class PgvectorRetriever(ClosesOnExit):
     batch carries the error, so a server that dies mid-run gives a ``partial`` run. With a
     tenant column (``tenant_column``, or ``where_key`` which overrides it) a query that has a
     tenant only sees rows whose tenant column equals it; queries without one see every row.
+    A tenant column the table does not have, or one holding vectors or arrays, is a
+    ``ConfigError`` naming the option it came from; a missing id, embedding or text column
+    is a ``RetrieverError``.
     """
 
     def __init__(
@@ -167,6 +170,9 @@ class PgvectorRetriever(ClosesOnExit):
         self._batch_size = batch_size
         self._metric = METRICS[settings.metric]
         self._tenant_column = where_key or settings.tenant_column
+        self._tenant_option = (
+            "--where-key" if where_key else "tenant_column in [retriever.pgvector]"
+        )
         self._table_parts = split_table_name(settings.table)
         self._table = sql.Identifier(*self._table_parts)
         self._model_checked = False
@@ -251,25 +257,32 @@ class PgvectorRetriever(ClosesOnExit):
             ).fetchall()
         }
         settings = self._settings
+        listed = ", ".join(sorted(columns))
+        if self._tenant_column is not None and self._tenant_column not in columns:
+            # A tenant column is chosen per run, as Chroma's and Qdrant's tenant keys are: a
+            # name that is not there is a mistake in the options, not a failing table.
+            raise ConfigError(
+                f"table {self._qualified_name} has no column {self._tenant_column!r} "
+                f"({self._tenant_option}) to hold each row's tenant; its columns are: {listed}"
+            )
         wanted = {
             "id_column": settings.id_column,
             "embedding_column": settings.embedding_column,
             "text_column": settings.text_column,
-            "tenant_column": self._tenant_column,
         }
         for setting, name in wanted.items():
             if name is not None and name not in columns:
                 raise RetrieverError(
                     f"table {self._qualified_name} has no column {name!r} ({setting}); its "
-                    f"columns are: {', '.join(sorted(columns))}"
+                    f"columns are: {listed}"
                 )
         tenant = columns.get(self._tenant_column) if self._tenant_column else None
         if tenant is not None and (tenant.type_name in VECTOR_TYPES or tenant.type_name[:1] == "_"):
             # Every query would fail comparing its tenant with a vector or an array.
             raise ConfigError(
-                f"the tenant column {tenant.name!r} of {self._qualified_name} is "
-                f"{tenant.declared}: a tenant is one value (text or a number); name the "
-                "column that holds each row's tenant (--where-key, tenant_column)"
+                f"the tenant column {tenant.name!r} ({self._tenant_option}) of "
+                f"{self._qualified_name} is {tenant.declared}: a tenant is one value (text or "
+                "a number); name the column that holds each row's tenant"
             )
         embedding = columns[settings.embedding_column]
         if embedding.type_name not in VECTOR_TYPES:
