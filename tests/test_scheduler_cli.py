@@ -168,6 +168,24 @@ def test_configuration_errors_exit_2_naming_file_and_field(
     [
         ('kind = "drift_check"\nmethod = "mmdd"', "method"),
         ('kind = "audit"\ncollection = "support"\nchecks = ["nope"]', "checks"),
+        ('kind = "goldset_replay"\ngoldset = "demo"\ncollection = "demo"\nk = 3000000000', "k"),
+        (
+            'kind = "drift_check"\nstream = "metric"\ngoldset = "demo"\nmeasure = "ndcg@1O"',
+            "measure",
+        ),
+        (
+            'kind = "drift_check"\nstream = "metric"\ngoldset = "demo"\noptions = { dleta = 1 }',
+            "options",
+        ),
+        ('kind = "drift_check"\nmethod = "ks"\noptions = { alhpa = 0.1 }', "options"),
+        ('kind = "drift_check"\nreference_window = "last week"', "reference_window"),
+        ('kind = "drift_check"\nreference_window = "yesterday"', "reference_window"),
+        ('kind = "traffic"\ncollection = "demo"\nwindow = "2026-13-01"', "window"),
+        ('kind = "traffic"\ncollection = "demo"\nstratify_by = "tenants"', "stratify_by"),
+        ('kind = "traffic"\ncollection = "demo"\nn = 3000000000', "n"),
+        ('kind = "traffic"\ncollection = "demo"\nlow_confidence = nan', "low_confidence"),
+        ('kind = "freshness"\ncollection = "demo"', "corpus"),
+        ('kind = "freshness"\ncollection = "demo"\ncorpus = "c.jsonl"\nchanges = ["d"]', "corpus"),
     ],
 )
 def test_a_job_value_that_would_fail_only_when_run_is_refused_at_load(
@@ -181,6 +199,27 @@ def test_a_job_value_that_would_fail_only_when_run_is_refused_at_load(
     assert str(configured) in err
     assert "[[jobs]] #3 'late'" in err
     assert f"field '{field}'" in err
+
+
+def test_a_replay_job_s_misspelt_measure_is_refused_at_load_naming_its_line(
+    configured: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before, jobs list and serve accepted it and every run failed after the replay, with
+    a message naming no file, job or field."""
+    text = configured.read_text(encoding="utf-8")
+    text += '\n[[jobs]]\nname = "late"\nkind = "goldset_replay"\ngoldset = "demo"\n'
+    text += 'collection = "demo"\nmeasures = ["ndcg@10", "ndcg@1O"]\n'
+    configured.write_text(text, encoding="utf-8")
+    line = len(text.splitlines())
+    assert run_json(capsys, "jobs", "list", code=2) == {
+        "error": {
+            "type": "ConfigError",
+            "message": f"{configured}: [[jobs]] #3 'late' (kind goldset_replay): line {line}, "
+            "field 'measures': Value error, the cutoff in 'ndcg@1O' must be a positive "
+            "integer, got '1o'",
+            "exit_code": 2,
+        }
+    }
 
 
 @pytest.mark.parametrize(

@@ -654,6 +654,24 @@ def test_job_configuration_errors(
     assert message in str(raised.value)
 
 
+def test_measures_of_jobs_are_read_as_their_canonical_names() -> None:
+    """The names runs and checks store, so a job's series is found whatever the spelling."""
+    config = configure(
+        {
+            "name": "nightly",
+            "kind": "goldset_replay",
+            "goldset": "demo",
+            "collection": "demo",
+            "measures": ["P@10", "nDCG_cut_10", "precision@10"],
+        },
+        {"name": "watch", "kind": "drift_check", "stream": "metric", "goldset": "demo"}
+        | {"measure": "P_5", "reference_window": " 2026-11-21 "},
+    )
+    assert config.job("nightly").params.measures == ["precision@10", "ndcg@10"]  # type: ignore[attr-defined]
+    watch = config.job("watch").params
+    assert (watch.measure, watch.reference_window) == ("precision@5", "2026-11-21")  # type: ignore[attr-defined]
+
+
 @pytest.mark.parametrize(
     ("source", "reason"),
     [

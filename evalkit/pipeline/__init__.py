@@ -36,6 +36,7 @@ if TYPE_CHECKING:
         check_drift_model,
         check_drift_precision,
         check_drift_queries,
+        check_drift_settings,
         check_traffic_precision,
         collection_vectors,
         query_drift_methods,
@@ -105,7 +106,7 @@ if TYPE_CHECKING:
         publish_goldset,
         reviewer_agreement,
     )
-    from evalkit.pipeline.runs import RunOutcome, default_measures
+    from evalkit.pipeline.runs import RunOutcome, canonical_measures, default_measures
     from evalkit.pipeline.sweep import (
         PointResult,
         Sweep,
@@ -177,12 +178,14 @@ __all__ = [
     "answer_settings",
     "audit_collection",
     "calibration_key",
+    "canonical_measures",
     "check_drift_documents",
     "check_drift_embeddings",
     "check_drift_metric",
     "check_drift_model",
     "check_drift_precision",
     "check_drift_queries",
+    "check_drift_settings",
     "check_freshness",
     "check_named_index_freshness",
     "check_sweep",
@@ -290,6 +293,7 @@ __getattr__ = lazy_attributes(
         "check_drift_model": "evalkit.pipeline.drift",
         "check_drift_precision": "evalkit.pipeline.drift",
         "check_drift_queries": "evalkit.pipeline.drift",
+        "check_drift_settings": "evalkit.pipeline.drift",
         "query_drift_methods": "evalkit.pipeline.drift",
         "check_freshness": "evalkit.pipeline.freshness",
         "check_named_index_freshness": "evalkit.pipeline.freshness",
@@ -298,6 +302,7 @@ __getattr__ = lazy_attributes(
         "collection_vectors": "evalkit.pipeline.drift",
         "comparison_judgments": "evalkit.pipeline.leaderboard",
         "corpus_texts": "evalkit.pipeline.judge_pool",
+        "canonical_measures": "evalkit.pipeline.runs",
         "default_measures": "evalkit.pipeline.runs",
         "estimate_traffic_run": "evalkit.pipeline.traffic_labels",
         "evaluate_goldset": "evalkit.pipeline.goldset_run",

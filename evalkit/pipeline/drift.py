@@ -13,7 +13,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from evalkit.drift import AlertLevel, available_methods, cusum, page_hinkley
+from evalkit.drift import (
+    AlertLevel,
+    Cusum,
+    PageHinkley,
+    available_methods,
+    cusum,
+    make_detector,
+    page_hinkley,
+)
 from evalkit.drift.traffic_precision import watch_traffic_precision
 from evalkit.drift.watch import (
     ModelCheck,
@@ -91,6 +99,29 @@ def check_drift_embeddings(
 def query_drift_methods() -> tuple[str, ...]:
     """The methods ``check_drift_queries`` can test with (every registered detector)."""
     return available_methods()
+
+
+def check_drift_settings(
+    stream: str,
+    method: str,
+    *,
+    alpha: float = DRIFT_TEST_DEFAULTS.alpha,
+    seed: int = DRIFT_TEST_DEFAULTS.seed,
+    warmup: int = METRIC_STREAM_WARMUP,
+    options: Mapping[str, Any] | None = None,
+) -> None:
+    """Build the detector ``check_drift_queries`` (``stream = "queries"``) or
+    ``check_drift_metric`` (``"metric"``) would build, and drop it: ConfigError naming a
+    setting of ``options`` the method does not take or cannot use, before any data is read."""
+    settings = dict(options or {})
+    try:
+        if stream == "metric":
+            sequential = Cusum if method == "cusum" else PageHinkley
+            sequential(warmup=warmup, **settings)
+        else:
+            make_detector(method, alpha=alpha, seed=seed, **settings)
+    except TypeError as error:
+        raise ConfigError(f"invalid settings for drift method {method!r}: {error}") from error
 
 
 def check_drift_queries(

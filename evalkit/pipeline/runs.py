@@ -29,6 +29,7 @@ from evalkit.engines import (
     ReplayTiming,
 )
 from evalkit.engines.base import Progress
+from evalkit.metrics import parse_measures
 from evalkit.metrics.defaults import DefaultMeasures, default_measures_for, shallow_run_note
 from evalkit.pipeline.answer_scores import cache_judged, stored_answers
 from evalkit.records import Query, QueryResult
@@ -51,6 +52,12 @@ def default_measures(k: int) -> list[str]:
     """The default measures at ``k`` retrieved documents per query: ``DEFAULT_MEASURES``
     with each cutoff deeper than ``k`` taken at ``k`` (``default_measures_for``)."""
     return list(default_measures_for(k).measures)
+
+
+def canonical_measures(names: Sequence[str]) -> list[str]:
+    """``names`` by their canonical names (``P@10`` is ``precision@10``), each once, as runs
+    store them; MeasureError saying why a name does not parse."""
+    return [str(measure) for measure in parse_measures(names)]
 
 
 @dataclass(frozen=True, slots=True)

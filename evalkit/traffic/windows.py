@@ -25,7 +25,14 @@ from datetime import UTC, date, datetime, timedelta
 
 from evalkit.errors import ConfigError
 
-__all__ = ["GRANULARITIES", "Granularity", "Window", "parse_window", "window_containing"]
+__all__ = [
+    "GRANULARITIES",
+    "RELATIVE_WINDOWS",
+    "Granularity",
+    "Window",
+    "parse_window",
+    "window_containing",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +142,8 @@ GRANULARITIES: Mapping[str, Granularity] = {
 """Calendar units of windows by name."""
 
 _RELATIVE_DAYS = {"today": 0, "yesterday": 1}
+RELATIVE_WINDOWS = tuple(_RELATIVE_DAYS)
+"""Names ``parse_window`` reads as a day counted back from now, so no fixed window's label."""
 
 
 def window_containing(moment: datetime, granularity: str = "day") -> Window:

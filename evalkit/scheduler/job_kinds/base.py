@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from evalkit.config.retriever import FactoryOptions
-from evalkit.errors import ConfigError, StoreError, WorkInterruptedError
+from evalkit.errors import ConfigError, MeasureError, StoreError, WorkInterruptedError
+from evalkit.pipeline import canonical_measures
 from evalkit.retrievers.factory import RetrieverOptions, build_retriever
 
 if TYPE_CHECKING:
@@ -33,6 +34,7 @@ __all__ = [
     "JobOutcome",
     "JobParams",
     "RetrieverParams",
+    "checked_measures",
 ]
 
 
@@ -94,6 +96,16 @@ class JobKind:
     run: Callable[[JobContext, Any], JobOutcome]
     description: str
     uses_store: bool = True
+
+
+def checked_measures(names: list[str]) -> list[str]:
+    """``names`` as canonical measure names (``P@10`` is ``precision@10``), for a field
+    validator: a name that does not parse is a ValueError saying why, so the job is refused
+    when the file is read rather than after its first replay."""
+    try:
+        return canonical_measures(names)
+    except MeasureError as error:
+        raise ValueError(str(error)) from error
 
 
 class JobParams(BaseModel):

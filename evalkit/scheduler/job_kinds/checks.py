@@ -17,10 +17,12 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from evalkit.config import Duration
 from evalkit.embedding import build_query_embedder
+from evalkit.errors import ConfigError
 from evalkit.pipeline import (
     audit_collection,
     check_drift_metric,
     check_drift_queries,
+    check_drift_settings,
     check_named_index_freshness,
     query_drift_methods,
 )
@@ -40,7 +42,9 @@ from evalkit.scheduler.job_kinds.base import (
     JobOutcome,
     JobParams,
     RetrieverParams,
+    checked_measures,
 )
+from evalkit.traffic.windows import RELATIVE_WINDOWS, parse_window
 
 __all__ = [
     "AUDIT",
@@ -110,6 +114,45 @@ class DriftCheckParams(JobParams):
             known = ", ".join(query_drift_methods())
             raise ValueError(f"unknown drift method {method!r}; choose one of: {known}")
         return method
+
+    @field_validator("options")
+    @classmethod
+    def _detector_builds(cls, options: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        # With a stream or method already refused there is nothing to build.
+        if "stream" in info.data and "method" in info.data:
+            try:
+                check_drift_settings(
+                    info.data["stream"],
+                    info.data["method"],
+                    alpha=info.data.get("alpha", DRIFT_TEST_DEFAULTS.alpha),
+                    seed=info.data.get("seed", DRIFT_TEST_DEFAULTS.seed),
+                    options=options,
+                )
+            except ConfigError as error:
+                raise ValueError(str(error)) from error
+        return options
+
+    @field_validator("measure")
+    @classmethod
+    def _known_measure(cls, name: str) -> str:
+        (canonical,) = checked_measures([name])
+        return canonical
+
+    @field_validator("reference_window")
+    @classmethod
+    def _window_label(cls, label: str | None) -> str | None:
+        if label is None:
+            return None
+        if label.strip() in RELATIVE_WINDOWS:
+            raise ValueError(
+                f"{label.strip()!r} moves with the clock; give a replayed window's label "
+                "(2026-11-21, 2026-11-21T13, 2026-W47, 2026-11 or START/END), or leave "
+                "reference_window out to compare with the window before the newest"
+            )
+        try:
+            return parse_window(label).label
+        except ConfigError as error:
+            raise ValueError(str(error)) from error
 
     @model_validator(mode="after")
     def _metric_needs_goldset(self) -> DriftCheckParams:
@@ -246,7 +289,9 @@ class FreshnessParams(RetrieverParams):
         description="Change tables: JSON Lines files or folders, Parquet or DuckDB files.",
     )
     corpus: Path | None = Field(
-        default=None, description="A corpus whose documents carry updated_at, instead."
+        default=None,
+        validate_default=True,
+        description="A corpus whose documents carry updated_at, instead.",
     )
     changes_table: str | None = Field(default=None, description="Table of a DuckDB change file.")
     method: Literal["auto", "index", "probe"] = Field(
@@ -260,6 +305,18 @@ class FreshnessParams(RetrieverParams):
     max_unreflected_age: Duration | None = Field(
         default=None, description="Objective on the oldest unreflected change."
     )
+
+    @field_validator("corpus")
+    @classmethod
+    def _one_source(cls, corpus: Path | None, info: ValidationInfo) -> Path | None:
+        changes = info.data.get("changes")
+        if changes is not None and bool(changes) == (corpus is not None):
+            raise ValueError(
+                "give changes (change tables) or corpus, not both"
+                if corpus is not None
+                else "name the source of the changes: changes (change tables) or corpus"
+            )
+        return corpus
 
 
 def _freshness(ctx: JobContext, params: FreshnessParams) -> JobOutcome:

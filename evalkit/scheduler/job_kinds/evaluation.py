@@ -22,7 +22,7 @@ from evalkit.pipeline import (
     run_sweep_file,
     score_answer_file,
 )
-from evalkit.records.requests import DEFAULT_RAY_ACTORS, GoldsetRunRequest
+from evalkit.records.requests import DEFAULT_RAY_ACTORS, MAX_K, GoldsetRunRequest
 from evalkit.scheduler.job_kinds.base import (
     JOB_STATUS_OF_RUN,
     JobContext,
@@ -30,6 +30,7 @@ from evalkit.scheduler.job_kinds.base import (
     JobOutcome,
     JobParams,
     RetrieverParams,
+    checked_measures,
 )
 from evalkit.store.goldsets import load_stored_goldset
 
@@ -54,7 +55,9 @@ class GoldsetReplayParams(RetrieverParams):
 
     goldset: str = Field(description="Stored goldset name.")
     goldset_version: str | None = Field(default=None, description="Version (default: newest).")
-    k: int | None = Field(default=None, ge=1, description="Documents per query (default: k).")
+    k: int | None = Field(
+        default=None, ge=1, le=MAX_K, description="Documents per query (default: k)."
+    )
     measures: list[str] | None = Field(default=None, description="Measures (default set).")
     label: str | None = Field(
         default=None, description="Label stored with the run (default: the job's name)."
@@ -72,6 +75,11 @@ class GoldsetReplayParams(RetrieverParams):
     ray_actors: int = Field(
         default=DEFAULT_RAY_ACTORS, ge=1, description="Actors replaying queries with engine = ray."
     )
+
+    @field_validator("measures")
+    @classmethod
+    def _known_measures(cls, names: list[str] | None) -> list[str] | None:
+        return None if names is None else checked_measures(names)
 
     @field_validator("ray_address")
     @classmethod

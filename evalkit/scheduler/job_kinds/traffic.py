@@ -32,6 +32,7 @@ from evalkit.records.requests import (
     DEFAULT_MIN_PER_STRATUM,
     DEFAULT_TRAFFIC_SAMPLE,
     JUDGING_DEFAULTS,
+    MAX_K,
     TRAFFIC_REPLAY_DEFAULTS,
     JudgingRequest,
     TrafficReplayRequest,
@@ -185,7 +186,7 @@ class TrafficParams(RetrieverParams, _IngestParams):
     offset: int = Field(
         default=1, ge=0, description="Windows back from the current one (1: the last complete)."
     )
-    n: int = Field(default=DEFAULT_TRAFFIC_SAMPLE, ge=1, description="Queries sampled.")
+    n: int = Field(default=DEFAULT_TRAFFIC_SAMPLE, ge=1, le=MAX_K, description="Queries sampled.")
     seed: int = Field(default=0, ge=0, description="Sample seed.")
     stratify_by: str | None = Field(default=None, description="tenant or tag:KEY.")
     min_per_stratum: int = Field(
@@ -193,10 +194,15 @@ class TrafficParams(RetrieverParams, _IngestParams):
     )
     replay: bool = Field(default=True, description="Replay the sample.")
     k: int = Field(
-        default=TRAFFIC_REPLAY_DEFAULTS.k, ge=1, description="Documents per replayed query."
+        default=TRAFFIC_REPLAY_DEFAULTS.k,
+        ge=1,
+        le=MAX_K,
+        description="Documents per replayed query.",
     )
     low_confidence: float | None = Field(
-        default=None, description="Top-1 score below which a query is low-confidence."
+        default=None,
+        allow_inf_nan=False,
+        description="Top-1 score below which a query is low-confidence.",
     )
     embed_sample: int = Field(
         default=TRAFFIC_REPLAY_DEFAULTS.embedding_sample_size,
@@ -230,6 +236,25 @@ class TrafficParams(RetrieverParams, _IngestParams):
         description="Estimate the window's precision@k without labels, from the scores "
         "calibrated on the newest goldset run of the same retriever and model (no LLM).",
     )
+
+    @field_validator("window")
+    @classmethod
+    def _window_parses(cls, label: str | None) -> str | None:
+        if label is not None:
+            try:
+                parse_window(label)
+            except ConfigError as error:
+                raise ValueError(str(error)) from error
+        return label
+
+    @field_validator("stratify_by")
+    @classmethod
+    def _stratification_parses(cls, text: str | None) -> str | None:
+        try:
+            parse_stratification(text)
+        except ConfigError as error:
+            raise ValueError(str(error)) from error
+        return text
 
     @model_validator(mode="after")
     def _judge_needs_a_corpus(self) -> Self:
