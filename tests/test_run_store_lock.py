@@ -297,3 +297,43 @@ def test_a_wait_for_this_process_s_own_work_is_not_logged_as_contention(tmp_path
     finally:
         own.release()
     assert told == []
+
+
+def test_a_wait_given_up_states_its_length_and_the_holder_now_apart(tmp_path: Path) -> None:
+    """`evalkit serve` logged "held by pid 29456 (evalkit serve: job audit) since 08:33:28Z
+    for more than 120 s" at 08:33:44: the wait had covered several holders in turn, and the
+    message gave the whole wait to the last one."""
+    from evalkit.store.access import StoreBusyError
+
+    store = tmp_path / "evalkit.duckdb"
+    Store.open(store).close()
+    lock_path = store.with_name(store.name + ".writer.lock")
+
+    def record(pid: int, purpose: str, since: str) -> None:
+        holder = {"pid": pid, "program": "evalkit serve", "purpose": purpose, "since": since}
+        lock_path.write_text(json.dumps({**holder, "host": "elsewhere"}), encoding="utf-8")
+
+    told: list[str] = []
+
+    def hand_over(message: str) -> None:
+        told.append(message)
+        record(4343, "job audit", "2026-11-27T08:33:28Z")
+
+    access = StoreAccess(store, wait=0.5, program="evalkit jobs", on_wait=hand_over)
+    lock = FileLock(lock_path, program="evalkit serve")
+    assert lock.acquire(purpose="job nightly", wait=0)
+    record(4242, "job nightly", "2026-11-27T08:31:44Z")
+    try:
+        with pytest.raises(StoreBusyError) as raised, access.writer("job metric-drift"):
+            pass
+    finally:
+        lock.release()
+    assert told == [
+        f"waiting for the store {store}: it is held by pid 4242 (evalkit serve: job nightly) "
+        "since 2026-11-27T08:31:44Z"
+    ]
+    assert str(raised.value) == (
+        f"waited 0.5 s for the store {store}, which other work held all that time; it is held "
+        "now by pid 4343 (evalkit serve: job audit) since 2026-11-27T08:33:28Z; try again when "
+        "it is done (`evalkit jobs list` shows running jobs)"
+    )

@@ -506,7 +506,7 @@ kind = "retention"
     assert impatient.wait(timeout=180) == 3
     assert "held by pid" in impatient_out.read_text()
     assert "(evalkit serve: job replay) since" in impatient_out.read_text()
-    assert "for more than 1 s; try again when it is done" in impatient_out.read_text()
+    assert "waited 1 s for the store" in impatient_out.read_text()
     wait_until(
         lambda: "waiting for the store" in importer_out.read_text(), timeout=180, what="import"
     )

@@ -421,11 +421,12 @@ class StoreAccess:
             )
 
         def busy(holder: Holder | None) -> str:
-            held_by = holder.describe() if holder else "another process"
+            # The wait and the holder are two facts: several holders may have had the store
+            # in turn while this process waited, and the one named is only the last.
             return (
-                f"the store {self.store_path} has been held by {held_by} for more than "
-                f"{self.wait:g} s; try again when it is done (`evalkit jobs list` shows "
-                "running jobs)"
+                f"waited {self.wait:g} s for the store {self.store_path}, which other work "
+                f"held all that time; it is held now by {self._held_by(holder)}; try again "
+                "when it is done (`evalkit jobs list` shows running jobs)"
             )
 
         def unwritable(error: OSError) -> str:
