@@ -284,8 +284,8 @@ def test_with_no_sinks_a_rule_may_name_the_default_log_sink() -> None:
     with pytest.raises(ConfigError) as refused:
         alerts_config(parse_settings({"alerts": {"rules": misspelt}}, Path("evalkit.toml")))
     assert str(refused.value) == (
-        "evalkit.toml: [[alerts.rules]] 'jobs' field 'sinks': no sink named 'logs' "
-        "(configured: log)"
+        "evalkit.toml: [[alerts.rules]] #1 'jobs' (kind job_failure): field 'sinks': no sink "
+        "named 'logs'; did you mean 'log'? (configured: log)"
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from evalkit.alerts import alerts_config
+from evalkit.cli import invoke
 from evalkit.config import (
     AlertsSettings,
     JobConfig,
@@ -506,6 +508,39 @@ def test_a_webhook_sink_url_that_is_not_http_is_named_by_its_field_and_line(
         "evalkit.toml: [[alerts.sinks]] #1 'hook' (kind webhook): line 6, field 'url': "
         "Value error, url must be an http:// or https:// URL with a host"
     )
+
+
+def test_a_job_failure_rule_naming_no_configured_job_is_refused_with_the_likely_one(
+    evalkit_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It was accepted and watched nothing, for good, while a rule's unknown sink is refused;
+    a rule's sinks are now named by their line too."""
+    jobs = '[[jobs]]\nname = "nightly"\nkind = "retention"\n\n'
+    rule = '[[alerts.rules]]\nname = "r"\nkind = "job_failure"\n'
+    Path("evalkit.toml").write_text(
+        f'{jobs}[alerts]\n\n{rule}jobs = ["nightly", "nighlty"]\n', encoding="utf-8"
+    )
+    assert invoke(["jobs", "list", "--format", "json"]) == 2
+    assert json.loads(capsys.readouterr().out)["error"]["message"] == (
+        "evalkit.toml: [[alerts.rules]] #1 'r' (kind job_failure): line 10, field 'jobs': "
+        "no job named 'nighlty'; did you mean 'nightly'? (configured: nightly)"
+    )
+    Path("evalkit.toml").write_text(
+        f'{jobs}[[alerts.sinks]]\nname = "log"\nkind = "log"\n\n{rule}sinks = ["logs"]\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as caught:
+        alerts_config(load_settings())
+    assert str(caught.value) == (
+        "evalkit.toml: [[alerts.rules]] #1 'r' (kind job_failure): line 12, field 'sinks': "
+        "no sink named 'logs'; did you mean 'log'? (configured: log)"
+    )
+    # A file with no [[jobs]] evaluates rules over jobs that another file configures.
+    Path("evalkit.toml").write_text(f'{rule}jobs = ["nightly"]\n', encoding="utf-8")
+    assert alerts_config(load_settings()).rules[0].params.jobs == ["nightly"]  # type: ignore[attr-defined]
+    Path("evalkit.toml").write_text(f"{jobs}{rule}jobs = []\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"line 8, field 'jobs': List should have at least"):
+        alerts_config(load_settings())
 
 
 def test_a_job_s_retriever_option_that_is_not_a_finite_number_is_named(

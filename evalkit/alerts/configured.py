@@ -3,19 +3,21 @@
 ``evalkit.config`` reads and shapes the ``[alerts]``, ``[[alerts.rules]]`` and
 ``[[alerts.sinks]]`` tables (see ``evalkit.config.alerts``); here each rule and sink gets its
 kind, whose model validates the entry's own fields, so a misspelt field is an error naming
-the table and field. Names must be unique and a rule may only name configured sinks.
+the table and field. Names must be unique, a rule may only name configured sinks, and a
+``job_failure`` rule only jobs of the file's ``[[jobs]]`` when it has any (see
+``alerts_config``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Generic, Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from evalkit.alerts.rules import RULE_KINDS
+from evalkit.alerts.rules import RULE_KINDS, JobFailureParams
 from evalkit.alerts.sinks import DEFAULT_LOG_SINK, SINK_KINDS
 from evalkit.config import (
     AlertsSettings,
@@ -25,7 +27,8 @@ from evalkit.config import (
     SinkConfig,
     field_problems,
 )
-from evalkit.config.tomlfile import validate_toml
+from evalkit.config.sources import toml_lines
+from evalkit.config.tomlfile import did_you_mean, validate_toml
 from evalkit.errors import ConfigError
 
 __all__ = [
@@ -138,10 +141,45 @@ def _unique(names: Sequence[str], *, table: str, path: Path) -> None:
         seen.add(name)
 
 
+def _unknown_names(
+    rules: Sequence[ConfiguredRule],
+    field: str,
+    named: Callable[[ConfiguredRule], Sequence[str] | None],
+    known: Collection[str],
+    *,
+    what: str,
+    path: Path,
+) -> None:
+    """Raise ConfigError when a rule's ``field`` (``named(rule)``) names a ``what`` not in
+    ``known``: the file, the rule, the line, each unknown name with the likely one, and the
+    configured ones."""
+    lines: dict[tuple[str | int, ...], int] | None = None
+    for index, rule in enumerate(rules):
+        unknown = [name for name in named(rule) or () if name not in known]
+        if not unknown:
+            continue
+        lines = toml_lines(path) if lines is None else lines
+        line = lines.get(("alerts", "rules", index, field)) or lines.get(("alerts", "rules", index))
+        where = f"line {line}, " if line is not None else ""
+        problems = "; ".join(
+            f"no {what} named {name!r}{did_you_mean(name, sorted(known))}" for name in unknown
+        )
+        raise ConfigError(
+            f"{path}: [[alerts.rules]] #{index + 1} '{rule.name}' (kind {rule.config.kind}): "
+            f"{where}field '{field}': {problems} (configured: {', '.join(sorted(known)) or 'none'})"
+        )
+
+
+def _watched_jobs(rule: ConfiguredRule) -> Sequence[str] | None:
+    return rule.params.jobs if isinstance(rule.params, JobFailureParams) else None
+
+
 def alerts_config(settings: Settings) -> AlertsConfig:
     """The alert rules and sinks of ``settings``, each resolved to its kind.
 
-    Raises ConfigError naming the file, the entry and the field of a problem.
+    Raises ConfigError naming the file, the entry and the field of a problem: among them a
+    rule's sink that is not configured, and a ``job_failure`` rule's job that is not one of
+    the file's ``[[jobs]]`` (when it has any: without, the jobs are another file's).
     """
 
     path = settings.config_file
@@ -174,13 +212,15 @@ def alerts_config(settings: Settings) -> AlertsConfig:
     _unique([rule.name for rule in rules], table="[[alerts.rules]]", path=path)
     # With no sink configured, alerts go to the log sink build_sinks makes; a rule may name it.
     sink_names = {sink.name for sink in sinks} or {DEFAULT_LOG_SINK}
-    for rule in rules:
-        unknown = [name for name in rule.config.sinks or () if name not in sink_names]
-        if unknown:
-            raise ConfigError(
-                f"{path}: [[alerts.rules]] '{rule.name}' field 'sinks': no sink named "
-                f"{', '.join(map(repr, unknown))} (configured: {', '.join(sorted(sink_names))})"
-            )
+    _unknown_names(
+        rules, "sinks", lambda rule: rule.config.sinks, sink_names, what="sink", path=path
+    )
+    # A misspelt job would silence its rule for good. The jobs that record job runs are
+    # those of the file `evalkit serve` and `evalkit jobs run` read, this one when it has
+    # [[jobs]]; a file with none evaluates rules over jobs another file runs, unknown here.
+    job_names = {job.name for job in settings.jobs}
+    if job_names:
+        _unknown_names(rules, "jobs", _watched_jobs, job_names, what="job", path=path)
     if table.retry_max < table.retry_initial:
         raise ConfigError(f"{path}: [alerts] field 'retry_max': must be >= retry_initial")
     return AlertsConfig(path=path, settings=table, rules=rules, sinks=sinks)

@@ -19,7 +19,11 @@ __all__ = [
 class JobFailureParams(RuleParams):
     """``kind = "job_failure"``."""
 
-    jobs: list[str] | None = Field(default=None, description="Jobs watched (default: all).")
+    jobs: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        description="Jobs watched (default: all), each one of the file's [[jobs]].",
+    )
     statuses: tuple[Literal["failed", "interrupted", "partial"], ...] = Field(
         default=("failed", "interrupted"),
         min_length=1,
