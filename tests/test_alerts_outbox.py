@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from loopback import JSONHandler, serving
 from pydantic import BaseModel
 from test_scheduler_support import (  # noqa: F401  (fixtures)
     SECRET,
@@ -49,7 +50,7 @@ from evalkit.records.requests import GoldsetRunRequest
 from evalkit.retrievers.http import HttpRetriever
 from evalkit.scheduler import JobRunner, service_config
 from evalkit.store import Store
-from evalkit.store.access import StoreAccess
+from evalkit.store.access import FileLock, StoreAccess
 from evalkit.store.alerts import list_alerts, outbox_counts
 
 T0 = datetime(2026, 11, 21, 2, 0, 0)
@@ -498,3 +499,126 @@ def test_a_hung_webhook_does_not_delay_the_other_sinks(
     assert (report.delivered, report.failed) == (1, 1)
     with access("check") as store:
         assert outbox_counts(store) == {("z-file", "delivered"): 1, ("a-hook", "pending"): 1}
+
+
+class _Told(logging.Handler):
+    """Sets ``event`` when a record whose message contains ``text`` is logged."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+        self.event = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.text in record.getMessage():
+            self.event.set()
+
+
+def test_a_delivery_whose_recording_waits_for_the_store_is_not_sent_again(
+    store_path: Path,
+) -> None:
+    """A job holds the store while the webhook accepts an alert: the attempt is recorded
+    once the store is free, and neither this pass nor the next sends the alert again."""
+    received: list[str] = []
+
+    class Hook(JSONHandler):
+        def do_POST(self) -> None:
+            received.append(self.read_json()["alert_id"])
+            self.send_json({"ok": True})
+
+    access = StoreAccess(store_path, wait=0.2, program="test")
+    job = FileLock(access.lock_path, program="evalkit serve")
+    told = _Told("is not recorded yet")
+    logger = logging.getLogger("evalkit.alerts")
+    logger.addHandler(told)
+    with serving(Hook) as url:
+        config = alerts_config(
+            parse_settings(
+                {
+                    "alerts": {
+                        "sinks": [{"name": "hook", "kind": "webhook", "url": url, "retries": 0}],
+                        "rules": [{"name": "flags", "kind": "test_flag", "cooldown": 0}],
+                    }
+                },
+                Path("evalkit.toml"),
+            )
+        )
+        sinks = build_sinks(config)
+        FLAGS.update(a=True)
+        with access("evaluate") as store:
+            evaluate_rules(store, config, sinks, now=T0)
+        reports: list[Any] = []
+
+        def read_then_hold(purpose: str) -> contextlib.AbstractContextManager[Store]:
+            # The pass reads the outbox; a job then takes the store before the send ends.
+            if purpose == "alerts: reading the outbox":
+                return _then(access(purpose), lambda: job.acquire(purpose="job nightly", wait=5))
+            return access(purpose)
+
+        delivering = threading.Thread(
+            target=lambda: reports.append(
+                deliver_due(read_then_hold, sinks, RedeliverySchedule(), clock=lambda: T0)
+            )
+        )
+        try:
+            delivering.start()
+            while not told.event.wait(0.05) and delivering.is_alive():
+                pass
+            assert received, "the alert was sent while the job held the store"
+        finally:
+            job.release()
+            delivering.join(timeout=60)
+            logger.removeHandler(told)
+        again = deliver_due(access, sinks, RedeliverySchedule(), clock=lambda: T0)
+    with access("check") as store:
+        (alert,) = list_alerts(store)
+        counts = outbox_counts(store)
+    assert received == [alert.alert_id], "the receiver got the alert exactly once"
+    assert counts == {("hook", "delivered"): 1}
+    assert told.event.is_set(), "the attempt waited for the store"
+    (report,) = reports
+    assert (report.delivered, report.failed, dict(report.errors)) == (1, 0, {})
+    assert again.delivered == 0
+
+
+@contextlib.contextmanager
+def _then(block: contextlib.AbstractContextManager[Store], after: Any) -> Iterator[Store]:
+    """``block``, then ``after()`` once it is left."""
+    with block as store:
+        yield store
+    after()
+
+
+def test_a_sink_that_raises_is_reported_and_its_row_waits(
+    store_path: Path, receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An unexpected error in a sink's thread ends that sink's pass with an error in the
+    report and the log, not a dead thread and a pass that says all went well."""
+    config = flag_config(receiver)
+    access = StoreAccess(store_path, wait=10, program="test")
+    FLAGS.update(a=True)
+    with access("evaluate") as store:
+        evaluate_rules(store, config, build_sinks(config), now=T0)
+
+    @dataclass
+    class Broken:
+        name: str = "hook"
+        min_severity: Any = None
+
+        def send(self, alert: Any) -> Any:
+            raise RuntimeError("boom")
+
+        def describe(self) -> dict[str, Any]:
+            return {}
+
+    with caplog.at_level(logging.ERROR, logger="evalkit.alerts"):
+        report = deliver_due(access, {"hook": Broken()}, RedeliverySchedule(), clock=lambda: T0)
+    assert (report.delivered, report.failed) == (0, 0)
+    assert dict(report.errors) == {"hook": "RuntimeError: boom"}
+    assert dict(report.waiting) == {"hook": 1}
+    with access("check") as store:
+        (alert,) = list_alerts(store)
+        assert outbox_counts(store) == {("hook", "pending"): 1}
+    assert [r.getMessage() for r in caplog.records] == [
+        f"outbox: delivering alert {alert.alert_id} to hook failed"
+    ]

@@ -14,7 +14,9 @@ sink is served by its own thread during a pass, so a receiver that hangs until i
 timeout delays only its own rows, never another sink's.
 
 Exactly once: a row is marked delivered in its own transaction right after the sink
-accepted it. Only a crash in the instant between the two can send a row again, and it
+accepted it; while the store is held by other work, the attempt is kept in memory and
+recorded once the store is free, before anything more goes to that sink. Only a crash in the
+instant between the two (or a stop while the store stays held) can send a row again, and it
 then carries the same ``X-Evalkit-Alert-Id`` for the receiver to drop. Only one deliverer
 may work on a store at a time (``evalkit serve`` and ``evalkit alerts deliver`` take the
 outbox lock of ``evalkit.store.access`` around ``deliver_due``).
@@ -25,6 +27,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -34,6 +37,8 @@ from typing import TYPE_CHECKING
 from evalkit.alerts.model import Alert
 from evalkit.clock import utc_now
 from evalkit.config import AlertsSettings
+from evalkit.errors import StoreError
+from evalkit.store.access import StoreBusyError, is_store_fault
 from evalkit.store.alerts import DueDelivery, due_deliveries, record_delivery_attempt
 
 if TYPE_CHECKING:
@@ -43,6 +48,9 @@ if TYPE_CHECKING:
 __all__ = ["DeliveryReport", "RedeliverySchedule", "StoreSession", "deliver_due"]
 
 _log = logging.getLogger("evalkit.alerts")
+
+_RECORD_PAUSE = 5.0
+"""Seconds between tries to record an attempt while the store fails (not merely busy)."""
 
 StoreSession = Callable[[str], AbstractContextManager["Store"]]
 """Opens the store for writing for one short piece of work: ``session(purpose)``."""
@@ -145,12 +153,31 @@ def deliver_due(
         for index, row in enumerate(rows[name]):
             if stop is not None and stop.is_set():
                 return
-            outcome = _attempt(
-                session, sink, row, policy=policy, clock=clock, rng=chance, recording=recording
-            )
+            try:
+                outcome = _attempt(
+                    session,
+                    sink,
+                    row,
+                    policy=policy,
+                    clock=clock,
+                    rng=chance,
+                    recording=recording,
+                    stop=stop,
+                )
+            except Exception as error:
+                # A thread's exception would only reach stderr, and the pass would report
+                # nothing wrong: the pass says it, and the row waits for the next one.
+                _log.exception("outbox: delivering alert %s to %s failed", row.alert.alert_id, name)
+                tally.error = f"{type(error).__name__}: {error}"
+                tally.waiting += len(rows[name]) - index
+                return
             if outcome == "delivered":
                 tally.delivered += 1
                 continue
+            if outcome == "unrecorded":
+                tally.error = "stopped before the last attempt could be recorded"
+                tally.waiting += len(rows[name]) - index
+                return
             if outcome == "abandoned":
                 tally.abandoned += 1
             else:
@@ -196,6 +223,7 @@ def _attempt(
     clock: Callable[[], datetime],
     rng: random.Random,
     recording: threading.Lock,
+    stop: threading.Event | None,
 ) -> str:
     alert = Alert.from_stored(row.alert)
     attempted_at = clock()
@@ -210,22 +238,27 @@ def _attempt(
             )
         if next_at is not None and result.retry_after is not None:
             next_at = max(next_at, failed_at + timedelta(seconds=result.retry_after))
-    with (
-        recording,
-        session(f"alerts: recording delivery of {alert.alert_id} to {sink.name}") as store,
-    ):
-        record_delivery_attempt(
-            store,
-            alert_id=alert.alert_id,
-            sink=sink.name,
-            attempt=attempt,
-            attempted_at=attempted_at,
-            duration_ms=result.duration_ms,
-            ok=result.ok,
-            status_code=result.status_code,
-            error=result.error,
-            next_attempt_at=next_at,
-        )
+
+    def record() -> None:
+        with (
+            recording,
+            session(f"alerts: recording delivery of {alert.alert_id} to {sink.name}") as store,
+        ):
+            record_delivery_attempt(
+                store,
+                alert_id=alert.alert_id,
+                sink=sink.name,
+                attempt=attempt,
+                attempted_at=attempted_at,
+                duration_ms=result.duration_ms,
+                ok=result.ok,
+                status_code=result.status_code,
+                error=result.error,
+                next_attempt_at=next_at,
+            )
+
+    if not _record_until_stored(record, alert_id=alert.alert_id, sink=sink.name, stop=stop):
+        return "unrecorded"
     if result.ok:
         _log.info("alert %s delivered to %s", alert.alert_id, sink.name)
         return "delivered"
@@ -247,3 +280,44 @@ def _attempt(
         f"{next_at:%H:%M:%S}",
     )
     return "failed"
+
+
+def _record_until_stored(
+    record: Callable[[], None], *, alert_id: str, sink: str, stop: threading.Event | None
+) -> bool:
+    """Record an attempt that has happened, retrying while the store is busy or failing;
+    False only when ``stop`` was set before it could be recorded.
+
+    The attempt is kept (here, in memory) until it is stored, and the sink's next row waits
+    for it: a row left ``pending`` after its sink accepted it would be sent again.
+    """
+    while True:
+        try:
+            record()
+            return True
+        except StoreError as error:
+            if not (isinstance(error, StoreBusyError) or is_store_fault(error)):
+                raise
+            if stop is not None and stop.is_set():
+                _log.error(
+                    "outbox: the attempt to deliver alert %s to %s could not be recorded "
+                    "before stopping (%s); the next pass sends it again, with the same id",
+                    alert_id,
+                    sink,
+                    error,
+                )
+                return False
+            _log.warning(
+                "outbox: the attempt to deliver alert %s to %s is not recorded yet (%s); "
+                "recording it again before anything else is sent to %s",
+                alert_id,
+                sink,
+                error,
+                sink,
+            )
+            if not isinstance(error, StoreBusyError):
+                # A busy store was waited for already; a failing one is given a moment.
+                if stop is not None:
+                    stop.wait(_RECORD_PAUSE)
+                else:
+                    time.sleep(_RECORD_PAUSE)
