@@ -13,7 +13,9 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
@@ -337,3 +339,49 @@ def test_a_wait_given_up_states_its_length_and_the_holder_now_apart(tmp_path: Pa
         "now by pid 4343 (evalkit serve: job audit) since 2026-11-27T08:33:28Z; try again when "
         "it is done (`evalkit jobs list` shows running jobs)"
     )
+
+
+def test_the_outbox_takes_the_store_before_this_process_s_jobs_waiting_for_it(
+    tmp_path: Path,
+) -> None:
+    """Alerts raised while `evalkit serve` had a queue of jobs waiting for the store reached
+    the sinks ten minutes later: every waiter polled the lock with no order, and the jobs
+    kept taking it. A ``first`` waiter of the same access now takes it before them, round
+    after round, as soon as the holder (another process, here) lets go."""
+    store = tmp_path / "evalkit.duckdb"
+    Store.open(store).close()
+    told: list[str] = []
+    access = StoreAccess(store, wait=PATIENCE, program="evalkit serve", on_wait=told.append)
+    lock_path = store.with_name(store.name + ".writer.lock")
+    holder = {"pid": 4242, "program": "evalkit", "purpose": "import", "since": "", "host": "x"}
+    for _ in range(3):
+        other = FileLock(lock_path, program="evalkit")
+        assert other.acquire(purpose="import", wait=0)
+        lock_path.write_text(json.dumps(holder), encoding="utf-8")
+        told.clear()
+        order: list[str] = []
+
+        waiters = [
+            threading.Thread(target=_take, args=(f"job {n}", access.writer, order))
+            for n in range(5)
+        ]
+        waiters.append(threading.Thread(target=_take, args=("alerts", access.first, order)))
+        for thread in waiters:
+            thread.start()
+        try:
+            while len(told) < len(waiters):
+                assert all(thread.is_alive() for thread in waiters)
+                time.sleep(0.05)
+        finally:
+            other.release()
+            for thread in waiters:
+                thread.join(PATIENCE)
+        assert order[0] == "alerts"
+        assert sorted(order[1:]) == [f"job {n}" for n in range(5)]
+
+
+def _take(
+    name: str, session: Callable[[str], AbstractContextManager[Store]], order: list[str]
+) -> None:
+    with session(name):
+        order.append(name)

@@ -314,8 +314,10 @@ class SchedulerService:
         with self._outbox_lock.hold(
             purpose="delivering alerts", wait=self.config.scheduler.lock_wait
         ):
+            # The outbox's sessions are short: they go before jobs waiting for the store,
+            # so a queue of jobs cannot hold alerts back for many lock_waits.
             report = deliver_due(
-                self.access,
+                self.access.first,
                 self.sinks,
                 self.policy,
                 stop=self.stopping,

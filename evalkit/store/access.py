@@ -153,18 +153,20 @@ class FileLock:
         wait: float | None,
         on_wait: Callable[[Holder | None], None] | None = None,
         stop: threading.Event | None = None,
+        defer: Callable[[], bool] | None = None,
     ) -> bool:
         """Take the lock, waiting up to ``wait`` seconds (None: forever); False on time-out.
 
         ``on_wait`` is told who holds it when the wait starts, and every 30 s after. When
-        ``stop`` is set during the wait, StoreWaitStoppedError is raised.
+        ``stop`` is set during the wait, StoreWaitStoppedError is raised. While ``defer()``
+        is true the lock is not tried, so that another waiter of this process goes first.
         """
         if self._fd is not None:
             raise StoreError(f"{self.path} is already held by this object")
         deadline = None if wait is None else time.monotonic() + wait
         next_report = time.monotonic()
         unnamed_since: float | None = None
-        while (fd := self._try()) is None:
+        while (fd := None if defer is not None and defer() else self._try()) is None:
             now = time.monotonic()
             if stop is not None and stop.is_set():
                 raise StoreWaitStoppedError(f"gave up waiting for {self.path}: stopping")
@@ -244,12 +246,16 @@ class FileLock:
         busy: Callable[[Holder | None], str] | None = None,
         stop: threading.Event | None = None,
         unwritable: Callable[[OSError], str] | None = None,
+        defer: Callable[[], bool] | None = None,
     ) -> Iterator[None]:
         """Hold the lock for a block; raises StoreBusyError (``busy``'s message) on time-out,
         StoreWaitStoppedError when ``stop`` is set while waiting, and StoreError
-        (``unwritable``'s message) when the lock file cannot be created or opened."""
+        (``unwritable``'s message) when the lock file cannot be created or opened; ``defer``
+        as for ``acquire``."""
         try:
-            acquired = self.acquire(purpose=purpose, wait=wait, on_wait=on_wait, stop=stop)
+            acquired = self.acquire(
+                purpose=purpose, wait=wait, on_wait=on_wait, stop=stop, defer=defer
+            )
         except OSError as error:
             if unwritable is None or error.errno not in _UNWRITABLE:
                 raise
@@ -333,6 +339,8 @@ class StoreAccess:
         # symbolic link) must still wait for each other.
         self.lock_path = store_sibling(store_path.resolve(), ".writer.lock")
         self._blocked_by: str | None = None
+        self._first_waiting = 0
+        self._first_lock = threading.Lock()
 
     @classmethod
     def from_settings(
@@ -381,13 +389,16 @@ class StoreAccess:
             self._on_wait(message)
 
     @contextmanager
-    def writer(self, purpose: str, *, stop: threading.Event | None = None) -> Iterator[Store]:
+    def writer(
+        self, purpose: str, *, stop: threading.Event | None = None, first: bool = False
+    ) -> Iterator[Store]:
         """The store, open for writing, for the duration of the block.
 
         When ``stop`` is set while waiting for the store, StoreWaitStoppedError is raised (the
-        block does not run); once the store is open, ``stop`` no longer matters.
+        block does not run); once the store is open, ``stop`` no longer matters. ``first``:
+        as ``holding``.
         """
-        with self.holding(purpose, stop=stop) as deadline:
+        with self.holding(purpose, stop=stop, first=first) as deadline:
             try:
                 store = self.open_when_free(deadline, stop)
             finally:
@@ -400,10 +411,24 @@ class StoreAccess:
     __call__ = writer
 
     @contextmanager
-    def holding(self, purpose: str, *, stop: threading.Event | None = None) -> Iterator[float]:
+    def first(self, purpose: str) -> Iterator[Store]:
+        """``writer`` for a short piece of work that goes before this access's other waiters
+        (the outbox recording a delivery, ahead of the jobs of ``evalkit serve`` waiting to
+        start); other processes are waited for as by ``writer``."""
+        with self.writer(purpose, first=True) as store:
+            yield store
+
+    @contextmanager
+    def holding(
+        self, purpose: str, *, stop: threading.Event | None = None, first: bool = False
+    ) -> Iterator[float]:
         """The writer lock, held for the block, without opening the store (for work that
         replaces the file itself); yields the ``time.monotonic()`` deadline by which the
-        store should be open (``open_when_free``). Waits and fails as ``writer`` does."""
+        store should be open (``open_when_free``). Waits and fails as ``writer`` does.
+
+        A ``first`` waiter takes the lock before the other waiters of this access: they do
+        not try it while one waits. Waiters of other processes are unaffected.
+        """
         deadline = time.monotonic() + self.wait
         lock = FileLock(self.lock_path, program=self.program)
 
@@ -441,15 +466,33 @@ class StoreAccess:
                 "to write, use a writable copy (EVALKIT_STORE_PATH)"
             )
 
-        with lock.hold(
-            purpose=purpose,
-            wait=self.wait,
-            on_wait=waiting,
-            busy=busy,
-            stop=stop,
-            unwritable=unwritable,
-        ):
-            yield deadline
+        if first:
+            self._count_first(1)
+        counted = first
+        try:
+            with lock.hold(
+                purpose=purpose,
+                wait=self.wait,
+                on_wait=waiting,
+                busy=busy,
+                stop=stop,
+                unwritable=unwritable,
+                defer=None if first else self._first_waits,
+            ):
+                if counted:
+                    self._count_first(-1)
+                    counted = False
+                yield deadline
+        finally:
+            if counted:
+                self._count_first(-1)
+
+    def _count_first(self, change: int) -> None:
+        with self._first_lock:
+            self._first_waiting += change
+
+    def _first_waits(self) -> bool:
+        return self._first_waiting > 0
 
     def _held_by(self, holder: Holder | None) -> str:
         if holder is None:
