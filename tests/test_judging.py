@@ -36,6 +36,7 @@ from test_retrievers_model_check import HashEmbedder
 from waiting import wait_until
 
 from evalkit.answers.judge import NotACompletionError
+from evalkit.cli.judge import ASSESSOR_BIAS_NOTE
 from evalkit.config import JudgeSettings, load_settings
 from evalkit.goldset import iter_corpus
 from evalkit.judging.agreement import kendall_tau, weighted_kappa, weighted_kappa_interval
@@ -845,6 +846,7 @@ def test_a_window_without_a_fully_judged_query_has_no_figure_and_a_partial_one_s
         "judged, a random sample of the window (left out: 27 over the budget); judge the "
         "window again to go on"
     ) in " ".join(some.stdout.split())
+    assert " ".join(ASSESSOR_BIAS_NOTE.split()) in " ".join(some.stdout.split())
     windows = invoke_evalkit("traffic", "windows", env=fresh_env(home, COLUMNS="250"))
     assert windows.returncode == 0, windows.stderr
     (row,) = [line for line in windows.stdout.splitlines() if "2026-11-21" in line]

@@ -27,6 +27,7 @@ from test_dashboard_seed import (
 from traffic_windows import day_window_summary
 
 from evalkit.cli import invoke
+from evalkit.cli.judge import ASSESSOR_BIAS_NOTE
 from evalkit.clock import utc_now
 from evalkit.dashboard import loaders
 from evalkit.dashboard.loaders.shared import AREA_HINTS
@@ -242,6 +243,8 @@ def test_traffic_windows_lists_each_assessor_s_judged_precision(
     assert "0.550 [0.450, 0.650]" not in out  # the logged top-k: in the JSON only
     assert f"assessor {ASSESSOR}: {AGREEMENT_SUMMARY} ({AGREEMENT})" in out
     assert f"assessor {OTHER_ASSESSOR}: agreement not measured" in out
+    # A high kappa on a balanced sample does not bound an absolute figure's bias.
+    assert " ".join(ASSESSOR_BIAS_NOTE.split()) in " ".join(out.split())
 
 
 def test_traffic_windows_json_lists_every_judged_figure_with_its_agreement(

@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from evalkit.store.judging import JudgedFigure, StoredAgreement
 
 __all__ = [
+    "ASSESSOR_BIAS_NOTE",
     "agreement_line",
     "build_assessor",
     "judge_app",
@@ -402,6 +403,12 @@ def pool(output: Format = OutputFormat.table) -> None:
 
 
 _SOURCE_NAMES = {"assessor": "replayed", "assessor_logged": "logged by production"}
+ASSESSOR_BIAS_NOTE = (
+    "note: an interval is the window's sampling error, not the assessor's: its false "
+    "positives raise every window alike, so compare windows, not a value with a goldset's"
+)
+"""Said under figures from assessor labels: a high agreement (kappa) on a balanced sample
+does not bound the bias of an absolute figure where few retrieved documents are relevant."""
 _NO_FULLY_JUDGED = "none: no query fully judged"
 
 
@@ -470,6 +477,7 @@ def print_window_judging(outcome: WindowJudging) -> None:
             console.print(f"{_SOURCE_NAMES.get(source, source)}: {note}", highlight=False)
     console.print(f"assessor: {outcome.judging.plan.assessor}", highlight=False)
     console.print(f"agreement: {agreement_line(outcome.agreement)}", highlight=False)
+    console.print(ASSESSOR_BIAS_NOTE, highlight=False)
 
 
 @judge_app.command("traffic")

@@ -720,8 +720,9 @@ def _judged_cell(figure: JudgedFigure) -> str:
 def _print_agreements(
     precision: dict[str, list[JudgedFigure]], agreements: dict[str, StoredAgreement]
 ) -> None:
-    """One line per assessor and agreement its shown figures were computed under."""
-    from evalkit.cli.judge import agreement_line
+    """One line per assessor and agreement its shown figures were computed under, and what
+    the figures' intervals do not hold."""
+    from evalkit.cli.judge import ASSESSOR_BIAS_NOTE, agreement_line
 
     windows_of: dict[tuple[str, str | None], list[str]] = {}
     for window, figures in precision.items():
@@ -736,3 +737,5 @@ def _print_agreements(
         if sum(1 for other, _ in windows_of if other == labeller) > 1:
             line += f", windows {', '.join(dict.fromkeys(windows_shown))}"
         print_text(f"assessor {labeller}: {line}")
+    if windows_of:
+        print_text(ASSESSOR_BIAS_NOTE)
