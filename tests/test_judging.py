@@ -771,21 +771,26 @@ def test_a_traffic_window_carries_judged_figures_with_intervals_and_the_agreemen
     assert measured["agreement_id"] in again.stdout
 
 
+def _replayed_best_window(url: str, env: dict[str, str]) -> str:
+    """The run id of the sampled window 2026-11-21 replayed against the "best" system at
+    k 5, not judged."""
+    done = run_evalkit(
+        "traffic", "replay", "--window", "2026-11-21", "--http-retriever", f"{url}/best",
+        "--k", "5", "--embed-sample", "0", "--no-answers", "--format", "json", env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return str(json.loads(done.stdout)["run"]["run_id"])
+
+
 @pytest.mark.slow
 def test_a_window_judged_within_a_budget_rests_on_whole_queries_and_does_not_read_low(
     project: tuple[Path, GradedGoldset], tmp_path: Path
 ) -> None:
     root, goldset = project
     home = copy_home(root, tmp_path)
-    sampled_traffic(home, goldset, tmp_path, n=40)
+    env = sampled_traffic(home, goldset, tmp_path, n=40)
     with grading_judge(GradingJudge(goldset.known())) as judge, systems_retriever() as url:
-        done = run_evalkit(
-            "traffic", "replay", "--window", "2026-11-21", "--http-retriever", f"{url}/best",
-            "--k", "5", "--embed-sample", "0", "--no-answers", "--format", "json",
-            env=fresh_env(home),
-        )  # fmt: skip
-        assert done.returncode == 0, done.stderr
-        run_id = json.loads(done.stdout)["run"]["run_id"]
+        run_id = _replayed_best_window(url, env)
         args = ("traffic", run_id, "--corpus", str(goldset.corpus), "--k", "5")
         budgeted = judge_cli(home, judge, *args, "--max-judgments", "95", in_process=True)
         sent = judge.requests
@@ -815,12 +820,7 @@ def test_a_window_without_a_fully_judged_query_has_no_figure_and_a_partial_one_s
     home = copy_home(root, tmp_path)
     env = sampled_traffic(home, goldset, tmp_path, n=40)
     with grading_judge(GradingJudge(goldset.known())) as judge, systems_retriever() as url:
-        done = run_evalkit(
-            "traffic", "replay", "--window", "2026-11-21", "--http-retriever", f"{url}/best",
-            "--k", "5", "--embed-sample", "0", "--no-answers", "--format", "json", env=env,
-        )  # fmt: skip
-        assert done.returncode == 0, done.stderr
-        run_id = json.loads(done.stdout)["run"]["run_id"]
+        run_id = _replayed_best_window(url, env)
         judging = ("judge", "traffic", run_id, "--corpus", str(goldset.corpus), "--k", "5")
         judge_env_ = fresh_env(home, **judge_env(judge))
         nothing = invoke_evalkit(*judging, "--max-judgments", "0", env=judge_env_)
