@@ -12,6 +12,7 @@ from evalkit.cli._output import set_global_overrides
 
 __all__ = [
     "app",
+    "command_group",
     "end_without_teardown",
     "goldset_app",
     "review_app",
@@ -31,32 +32,25 @@ app = typer.Typer(
     context_settings=CONTEXT,
     rich_markup_mode=None,
 )
-goldset_app = typer.Typer(
-    help="Import, validate and list versioned golden sets.",
-    no_args_is_help=True,
-    context_settings=CONTEXT,
-)
-runs_app = typer.Typer(
-    help="List, inspect, export and import stored runs.",
-    no_args_is_help=True,
-    context_settings=CONTEXT,
-)
-review_app = typer.Typer(
-    help="Review draft goldset items (promoted traffic, generated questions, assessor "
+
+
+def command_group(name: str, help: str) -> typer.Typer:
+    """A command group ``evalkit NAME``, registered on the application: without a
+    subcommand it prints its help."""
+    group = typer.Typer(help=help, no_args_is_help=True, context_settings=CONTEXT)
+    app.add_typer(group, name=name)
+    return group
+
+
+goldset_app = command_group("goldset", "Import, validate and list versioned golden sets.")
+runs_app = command_group("runs", "List, inspect, export and import stored runs.")
+review_app = command_group(
+    "review",
+    "Review draft goldset items (promoted traffic, generated questions, assessor "
     "disagreements) in priority order, grade them 0-3, and measure reviewer agreement; "
     "`evalkit goldset publish` turns accepted items into a goldset version.",
-    no_args_is_help=True,
-    context_settings=CONTEXT,
 )
-store_app = typer.Typer(
-    help="Look after the store file itself (evalkit.duckdb).",
-    no_args_is_help=True,
-    context_settings=CONTEXT,
-)
-app.add_typer(goldset_app, name="goldset")
-app.add_typer(runs_app, name="runs")
-app.add_typer(review_app, name="review")
-app.add_typer(store_app, name="store")
+store_app = command_group("store", "Look after the store file itself (evalkit.duckdb).")
 
 
 _teardown = {"needed": True}

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from evalkit.cli._app import CONTEXT, app
+from evalkit.cli._app import command_group
 from evalkit.cli._output import OutputFormat
 from evalkit.records.requests import MAX_SEED
 
@@ -124,11 +124,3 @@ def corpus_for(texts: str) -> Any:
 def max_judgments_with(flag: str) -> Any:
     """The ``--max-judgments`` option of a command that judges when given ``flag``."""
     return typer.Option(min=0, help=f"With {flag}: send at most this many new pairs.")
-
-
-def command_group(name: str, help: str) -> typer.Typer:
-    """A command group ``evalkit NAME``, registered on the application: without a
-    subcommand it prints its help."""
-    group = typer.Typer(help=help, no_args_is_help=True, context_settings=CONTEXT)
-    app.add_typer(group, name=name)
-    return group
