@@ -8,7 +8,7 @@ goldset version.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -31,6 +31,9 @@ from evalkit.cli._output import (
 from evalkit.cli._store import CommandStore
 from evalkit.records.review import DISAGREEMENT_DEFAULTS
 
+if TYPE_CHECKING:
+    from evalkit.pipeline import QueueOutcome
+
 __all__ = ["parse_grades"]
 
 GoldsetName = Annotated[str, typer.Option("--goldset", help="The goldset the items are for.")]
@@ -51,6 +54,14 @@ def parse_grades(values: list[str]) -> dict[str, int]:
             raise typer.BadParameter(f"document {doc_id!r} is graded twice", param_hint="--grade")
         grades[doc_id.strip()] = int(grade)
     return grades
+
+
+def _print_queued(outcome: QueueOutcome, output: OutputFormat, summary: str) -> None:
+    """What queueing did: the outcome as JSON, or ``goldset NAME: `` and ``summary``."""
+    if output is OutputFormat.json:
+        emit_json(outcome.to_dict())
+    else:
+        console.print(f"goldset {outcome.goldset}: {summary}", markup=False)
 
 
 @review_app.command("add")
@@ -82,14 +93,12 @@ def add(
 
     texts = optional_document_texts(corpus, collection, chroma_url)
     outcome = ingest_draft(CommandStore("review add"), directory, goldset=goldset, texts=texts)
-    if output is OutputFormat.json:
-        emit_json(outcome.to_dict())
-        return
     counts = outcome.counts
-    console.print(
-        f"goldset {outcome.goldset}: {counts.added} items queued, {counts.updated} updated, "
-        f"{counts.kept} already queued and kept (from {outcome.source})",
-        markup=False,
+    _print_queued(
+        outcome,
+        output,
+        f"{counts.added} items queued, {counts.updated} updated, {counts.kept} already "
+        f"queued and kept (from {outcome.source})",
     )
 
 
@@ -135,14 +144,12 @@ def disagreements(
     outcome = queue_disagreements(
         CommandStore("review disagreements"), goldset, request, texts=texts
     )
-    if output is OutputFormat.json:
-        emit_json(outcome.to_dict())
-        return
     counts = outcome.counts
-    console.print(
-        f"goldset {outcome.goldset}: {len(outcome.item_ids)} queries with a disagreement; "
-        f"{counts.added} queued, {counts.updated} updated, {counts.kept} already queued and kept",
-        markup=False,
+    _print_queued(
+        outcome,
+        output,
+        f"{len(outcome.item_ids)} queries with a disagreement; {counts.added} queued, "
+        f"{counts.updated} updated, {counts.kept} already queued and kept",
     )
 
 
