@@ -30,6 +30,7 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 from evalkit.clock import CLOCK_SKEW
 from evalkit.errors import ConfigError, InputError
@@ -306,14 +307,13 @@ def read_annotations(
     position. Any problem raises one ``InputError`` listing all of them; nothing is returned
     then.
     """
-    file = Path(path)
-    problems = ProblemLog()
-    read = list(_read_export(file, problems, annotators or {}))
+    reader = _ExportReader(Path(path), ProblemLog(), annotators or {})
+    read = list(reader.annotations())
     if queue is not None:
         for annotation in read:
-            _check_queued(annotation.record, queue, at=annotation.at, file=file, problems=problems)
-    if problems:
-        raise _export_error(problems, file)
+            reader.check_queued(annotation.record, queue, at=annotation.at)
+    if reader.problems:
+        raise reader.error()
     return read
 
 
@@ -330,105 +330,6 @@ def import_annotations(
     ]
 
 
-def _check_queued(
-    record: ReviewRecord,
-    queue: Mapping[str, Collection[str]],
-    *,
-    at: str,
-    file: Path,
-    problems: ProblemLog,
-) -> None:
-    known = queue.get(record.item_id)
-    if known is None:
-        problems.add(
-            f"item {record.item_id!r} is not in the review queue of this store",
-            path=file,
-            field=f"{at}, item_id",
-        )
-        return
-    for doc_id in sorted(set(record.grades) - set(known)):
-        problems.add(
-            f"item {record.item_id} has no document {unknown_documents([doc_id], known)}",
-            path=file,
-            field=f"{at}, result",
-        )
-
-
-def _export_error(problems: ProblemLog, file: Path) -> InputError:
-    plural = "" if problems.total == 1 else "s"
-    lines = [f"invalid Label Studio export, {problems.total} problem{plural}:"]
-    lines.extend(f"  {problem}" for problem in problems.problems[:_SUMMARY_PROBLEMS])
-    if problems.total > _SUMMARY_PROBLEMS:
-        lines.append(
-            f"  ... and {problems.total - _SUMMARY_PROBLEMS} more (`-o json` lists every problem"
-            " in 'problems')"
-        )
-    lines.append(
-        "Nothing was imported. Export the project again as JSON from Label Studio, with the "
-        "labeling config and tasks evalkit wrote, and import again."
-    )
-    return InputError("\n".join(lines), path=str(file), problems=list(problems.problems))
-
-
-def _read_export(
-    file: Path, problems: ProblemLog, annotators: Mapping[int, str]
-) -> Iterator[LabelStudioAnnotation]:
-    """Each annotation's record with where it stands (``task 3, annotation 1``)."""
-    tasks = _load_json(file, problems)
-    if tasks is None:
-        return
-    if not isinstance(tasks, list):
-        problems.add(
-            f"expected a list of tasks [...] (Label Studio's JSON or JSON-MIN export), got "
-            f"{describe_value(tasks)}",
-            path=file,
-        )
-        return
-    first = next((task for task in tasks if isinstance(task, dict)), {})
-    minimal = (
-        "annotations" not in first
-        and "data" not in first
-        and ("item_id" in first or "annotator" in first)
-    )
-    for number, task in enumerate(tasks, start=1):
-        where = f"task {number}"
-        if not isinstance(task, dict):
-            _expected(problems, file, where, "a task object {...}", task)
-        elif minimal:
-            yield from _read_min_record(task, where, file, problems, annotators)
-        else:
-            yield from _read_task(task, where, file, problems, annotators)
-
-
-def _load_json(file: Path, problems: ProblemLog) -> object:
-    if not file.is_file():
-        what = "is a directory, not a file" if file.is_dir() else "does not exist"
-        problems.add(f"{what}; check the path", path=file)
-        return None
-    try:
-        raw = file.read_bytes()
-    except OSError as error:
-        problems.add(f"cannot be read ({error.strerror}); check its permissions", path=file)
-        return None
-    try:
-        text = raw.removeprefix(b"\xef\xbb\xbf").decode("utf-8")
-    except UnicodeDecodeError as error:
-        problems.add(f"is not valid UTF-8 (byte {error.start + 1}); export it again", path=file)
-        return None
-    try:
-        return depth_checked(json.loads, text)
-    except TooDeepError:
-        problems.add("nests arrays and objects too deeply to be a Label Studio export", path=file)
-    except json.JSONDecodeError as error:
-        problems.add(
-            f"not valid JSON ({error.msg} at column {error.colno}); export the project as JSON "
-            "from Label Studio",
-            path=file,
-            line=error.lineno,
-        )
-    return None
-
-
 @dataclass(frozen=True, slots=True)
 class _TaskData:
     """What the import needs from a task's data: the item, its query and its slots."""
@@ -438,154 +339,459 @@ class _TaskData:
     doc_ids: Mapping[int, str]
 
 
-def _task_data(
-    data: Mapping[str, object], where: str, file: Path, problems: ProblemLog
-) -> _TaskData | None:
-    before = problems.total
-    item_id = data.get("item_id")
-    query = data.get(QUERY_OBJECT, "")
-    if not isinstance(item_id, str) or not item_id:
-        item_id = ""
-        problems.add(
-            f"expected the evalkit item id (a string), got {describe_value(item_id)}; was the "
-            "task exported by `evalkit review export`?",
-            path=file,
-            field=f"{where}, data.item_id",
-        )
-    if not isinstance(query, str):
-        query = ""
-        _expected(
-            problems, file, f"{where}, data.{QUERY_OBJECT}", "the query text (a string)", query
-        )
-    doc_ids: dict[int, str] = {}
-    for key, value in data.items():
-        match = re.fullmatch(r"doc_(\d+)_id", key)
-        if match is None:
-            continue
-        field = f"{where}, data.{_shown_name(key)}"
-        slot = _slot_number(match.group(1))
-        if slot is None:
-            problems.add(
-                f"names a document slot numbered with {len(match.group(1))} digits, which "
-                "no export writes; was the task exported by `evalkit review export`?",
-                path=file,
-                field=field,
+@dataclass(frozen=True, slots=True)
+class _AnnotationKeys:
+    """The keys an export format gives an annotation's annotator and Label Studio id."""
+
+    signer: str
+    annotation_id: str
+
+
+_JSON_KEYS = _AnnotationKeys(signer="completed_by", annotation_id="id")
+_JSON_MIN_KEYS = _AnnotationKeys(signer="annotator", annotation_id="annotation_id")
+
+
+_UNNUMBERED_SLOT: Mapping[str, str] = {
+    "names": "which no export writes; was the task exported by `evalkit review export`?",
+    "grades": "which no task holds; the project must use evalkit's labeling config",
+}
+"""Why no slot is numbered with that many digits, by what the key does with the slot."""
+
+_Values = dict[str, tuple[str, str, list[str]]]
+"""Control name -> (where the control is named, where its value is: for errors; the strings
+chosen or written)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _ExportReader:
+    """Reads one export ``file``, recording every problem in ``problems`` (each at the file)
+    and naming reviewers by ``annotators``."""
+
+    file: Path
+    problems: ProblemLog
+    annotators: Mapping[int, str]
+
+    def add(self, message: str, *, field: str | None = None, line: int | None = None) -> None:
+        """Record one problem of the export."""
+        self.problems.add(message, path=self.file, line=line, field=field)
+
+    def expected(self, field: str, wanted: str, value: object) -> None:
+        """Record that ``field`` holds ``value`` where ``wanted`` belongs."""
+        self.add(f"expected {wanted}, got {describe_value(value)}", field=field)
+
+    def error(self) -> InputError:
+        """The one error that lists the problems recorded (the first few in its message)."""
+        problems = self.problems
+        plural = "" if problems.total == 1 else "s"
+        lines = [f"invalid Label Studio export, {problems.total} problem{plural}:"]
+        lines.extend(f"  {problem}" for problem in problems.problems[:_SUMMARY_PROBLEMS])
+        if problems.total > _SUMMARY_PROBLEMS:
+            lines.append(
+                f"  ... and {problems.total - _SUMMARY_PROBLEMS} more (`-o json` lists every "
+                "problem in 'problems')"
             )
-        elif not isinstance(value, str):
-            _expected(problems, file, field, "a document id (a string)", value)
-        elif value:
-            doc_ids[slot] = value
-    if problems.total > before:
-        return None
-    return _TaskData(item_id=item_id, query=query, doc_ids=doc_ids)
+        lines.append(
+            "Nothing was imported. Export the project again as JSON from Label Studio, with the "
+            "labeling config and tasks evalkit wrote, and import again."
+        )
+        return InputError("\n".join(lines), path=str(self.file), problems=list(problems.problems))
 
-
-def _read_task(
-    task: Mapping[str, object],
-    where: str,
-    file: Path,
-    problems: ProblemLog,
-    annotators: Mapping[int, str],
-) -> Iterator[LabelStudioAnnotation]:
-    data = task.get("data")
-    if not isinstance(data, dict):
-        _expected(problems, file, f"{where}, data", "the task's data object {...}", data)
-        return
-    annotations = task.get("annotations", [])
-    if not isinstance(annotations, list):
-        _expected(problems, file, f"{where}, annotations", "a list of annotations", annotations)
-        return
-    live = [
-        (number, annotation)
-        for number, annotation in enumerate(annotations, start=1)
-        if not (isinstance(annotation, dict) and _cancelled(annotation))
-    ]
-    if not live:
-        return
-    context = _task_data(data, where, file, problems)
-    for number, annotation in live:
-        at = f"{where}, annotation {number}"
-        if not isinstance(annotation, dict):
-            _expected(problems, file, at, "an annotation object {...}", annotation)
-            continue
-        result = annotation.get("result")
-        if not isinstance(result, list):
-            problems.add(
-                "missing: an annotation's 'result' lists what the annotator chose"
-                if result is None
-                else f"expected a list of results, got {describe_value(result)}",
-                path=file,
+    def check_queued(
+        self, record: ReviewRecord, queue: Mapping[str, Collection[str]], *, at: str
+    ) -> None:
+        """Record a problem for an item or a document of ``record`` that ``queue`` lacks."""
+        known = queue.get(record.item_id)
+        if known is None:
+            self.add(
+                f"item {record.item_id!r} is not in the review queue of this store",
+                field=f"{at}, item_id",
+            )
+            return
+        for doc_id in sorted(set(record.grades) - set(known)):
+            self.add(
+                f"item {record.item_id} has no document {unknown_documents([doc_id], known)}",
                 field=f"{at}, result",
             )
-            continue
-        read = _signed_record(
-            context,
-            _result_values(result, at, file, problems),
-            signer=(annotation.get("completed_by"), f"{at}, completed_by"),
-            stamped=annotation,
-            annotation_id=(annotation.get("id"), f"{at}, id"),
-            at=at,
-            file=file,
-            problems=problems,
-            annotators=annotators,
+
+    def annotations(self) -> Iterator[LabelStudioAnnotation]:
+        """Each annotation's record with where it stands (``task 3, annotation 1``)."""
+        tasks = self._load_json()
+        if tasks is None:
+            return
+        if not isinstance(tasks, list):
+            self.add(
+                f"expected a list of tasks [...] (Label Studio's JSON or JSON-MIN export), got "
+                f"{describe_value(tasks)}"
+            )
+            return
+        first = next((task for task in tasks if isinstance(task, dict)), {})
+        minimal = (
+            "annotations" not in first
+            and "data" not in first
+            and ("item_id" in first or "annotator" in first)
         )
-        if read is not None:
-            yield read
+        for number, task in enumerate(tasks, start=1):
+            where = f"task {number}"
+            if not isinstance(task, dict):
+                self.expected(where, "a task object {...}", task)
+            elif minimal:
+                yield from self._read_min_record(task, where)
+            else:
+                yield from self._read_task(task, where)
 
-
-def _expected(problems: ProblemLog, file: Path, field: str, wanted: str, value: object) -> None:
-    problems.add(f"expected {wanted}, got {describe_value(value)}", path=file, field=field)
-
-
-def _signed_record(
-    context: _TaskData | None,
-    values: _Values | None,
-    *,
-    signer: tuple[object, str],
-    stamped: Mapping[str, object],
-    annotation_id: tuple[object, str],
-    at: str,
-    file: Path,
-    problems: ProblemLog,
-    annotators: Mapping[int, str],
-) -> LabelStudioAnnotation | None:
-    """The review of one annotation: its values (None: they were unreadable) signed by
-    ``signer`` (the exported user and where it stands) at the time ``stamped`` gives, with
-    Label Studio's ``annotation_id`` (its value and where it stands). The signer, time and
-    id are checked even when the values are unreadable, so every problem is named."""
-    who, who_at = signer
-    reviewer = _reviewer(who, who_at, file, problems, annotators)
-    reviewed_at = _reviewed_at(stamped, at, file, problems)
-    label_id, label_id_at = annotation_id
-    source_id = _id_text(label_id)
-    if label_id is not None and source_id is None:
-        _expected(problems, file, label_id_at, "Label Studio's annotation id (a number)", label_id)
-    if values is None:
+    def _load_json(self) -> object:
+        file = self.file
+        if not file.is_file():
+            what = "is a directory, not a file" if file.is_dir() else "does not exist"
+            self.add(f"{what}; check the path")
+            return None
+        try:
+            raw = file.read_bytes()
+        except OSError as error:
+            self.add(f"cannot be read ({error.strerror}); check its permissions")
+            return None
+        try:
+            text = raw.removeprefix(b"\xef\xbb\xbf").decode("utf-8")
+        except UnicodeDecodeError as error:
+            self.add(f"is not valid UTF-8 (byte {error.start + 1}); export it again")
+            return None
+        try:
+            return depth_checked(json.loads, text)
+        except TooDeepError:
+            self.add("nests arrays and objects too deeply to be a Label Studio export")
+        except json.JSONDecodeError as error:
+            self.add(
+                f"not valid JSON ({error.msg} at column {error.colno}); export the project as "
+                "JSON from Label Studio",
+                line=error.lineno,
+            )
         return None
-    made = _record(
-        context,
-        values,
-        reviewer=reviewer,
-        reviewed_at=reviewed_at,
-        at=at,
-        file=file,
-        problems=problems,
-    )
-    if made is None or (label_id is not None and source_id is None):
+
+    def _task_data(self, data: Mapping[str, object], where: str) -> _TaskData | None:
+        before = self.problems.total
+        item_id = data.get("item_id")
+        query = data.get(QUERY_OBJECT, "")
+        if not isinstance(item_id, str) or not item_id:
+            item_id = ""
+            self.add(
+                f"expected the evalkit item id (a string), got {describe_value(item_id)}; was "
+                "the task exported by `evalkit review export`?",
+                field=f"{where}, data.item_id",
+            )
+        if not isinstance(query, str):
+            query = ""
+            self.expected(f"{where}, data.{QUERY_OBJECT}", "the query text (a string)", query)
+        doc_ids: dict[int, str] = {}
+        for key, value in data.items():
+            match = re.fullmatch(r"doc_(\d+)_id", key)
+            if match is None:
+                continue
+            field = f"{where}, data.{_shown_name(key)}"
+            slot = self._slot(match.group(1), field, "names")
+            if slot is None:
+                continue
+            if not isinstance(value, str):
+                self.expected(field, "a document id (a string)", value)
+            elif value:
+                doc_ids[slot] = value
+        if self.problems.total > before:
+            return None
+        return _TaskData(item_id=item_id, query=query, doc_ids=doc_ids)
+
+    def _read_task(self, task: Mapping[str, object], where: str) -> Iterator[LabelStudioAnnotation]:
+        data = task.get("data")
+        if not isinstance(data, dict):
+            self.expected(f"{where}, data", "the task's data object {...}", data)
+            return
+        annotations = task.get("annotations", [])
+        if not isinstance(annotations, list):
+            self.expected(f"{where}, annotations", "a list of annotations", annotations)
+            return
+        live = [
+            (number, annotation)
+            for number, annotation in enumerate(annotations, start=1)
+            if not (isinstance(annotation, dict) and _cancelled(annotation))
+        ]
+        if not live:
+            return
+        context = self._task_data(data, where)
+        for number, annotation in live:
+            at = f"{where}, annotation {number}"
+            if not isinstance(annotation, dict):
+                self.expected(at, "an annotation object {...}", annotation)
+                continue
+            result = annotation.get("result")
+            if not isinstance(result, list):
+                self.add(
+                    "missing: an annotation's 'result' lists what the annotator chose"
+                    if result is None
+                    else f"expected a list of results, got {describe_value(result)}",
+                    field=f"{at}, result",
+                )
+                continue
+            values = self._result_values(result, at)
+            read = self._signed_record(context, values, annotation, _JSON_KEYS, at=at)
+            if read is not None:
+                yield read
+
+    def _read_min_record(
+        self, record: Mapping[str, object], where: str
+    ) -> Iterator[LabelStudioAnnotation]:
+        """One JSON-MIN record: the task's data and each control's answer as top-level keys."""
+        controls = {
+            key: value
+            for key, value in record.items()
+            if key in (VERDICT_CONTROL, QUESTION_CONTROL, NOTE_CONTROL)
+            or _GRADE_CONTROL.fullmatch(key) is not None
+        }
+        if not controls and record.get("annotator") is None:
+            return  # a task nobody annotated
+        at = f"{where} (JSON-MIN)"
+        context = self._task_data(record, at)
+        values: _Values = {}
+        for name, value in controls.items():
+            field = f"{at}, {_shown_name(name)}"
+            strings = _min_strings(value)
+            if strings is None:
+                self.expected(field, "a choice or a text", value)
+                continue
+            values[name] = (field, field, strings)
+        readable = values if len(values) == len(controls) else None
+        min_record = self._signed_record(context, readable, record, _JSON_MIN_KEYS, at=at)
+        if min_record is not None:
+            yield min_record
+
+    def _signed_record(
+        self,
+        context: _TaskData | None,
+        values: _Values | None,
+        annotation: Mapping[str, object],
+        keys: _AnnotationKeys,
+        *,
+        at: str,
+    ) -> LabelStudioAnnotation | None:
+        """The review of one ``annotation`` (standing ``at``): its values (None: they were
+        unreadable) signed by its annotator at its time, with Label Studio's annotation id,
+        both under the ``keys`` of its export format. The signer, time and id are checked
+        even when the values are unreadable, so every problem is named."""
+        who = annotation.get(keys.signer)
+        reviewer = self._reviewer(who, f"{at}, {keys.signer}")
+        reviewed_at = self._reviewed_at(annotation, at)
+        label_id = annotation.get(keys.annotation_id)
+        source_id = _id_text(label_id)
+        if label_id is not None and source_id is None:
+            self.expected(
+                f"{at}, {keys.annotation_id}", "Label Studio's annotation id (a number)", label_id
+            )
+        if values is None:
+            return None
+        made = self._record(context, values, reviewer=reviewer, reviewed_at=reviewed_at, at=at)
+        if made is None or (label_id is not None and source_id is None):
+            return None
+        record, dropped = made
+        user = user_id(who)
+        source = ReviewSource(
+            LABEL_STUDIO,
+            annotation_id=source_id,
+            user_id=None if user is None else str(user),
+        )
+        return LabelStudioAnnotation(
+            replace(record, source=source),
+            at,
+            named=user is not None and user in self.annotators,
+            dropped_grades=dropped,
+        )
+
+    def _result_values(self, result: list[object], at: str) -> _Values | None:
+        """The chosen or written strings of each control of one annotation's result list."""
+        before = self.problems.total
+        values: _Values = {}
+        for index, region in enumerate(result, start=1):
+            field = f"{at}, result {index}"
+            if not isinstance(region, dict):
+                self.expected(field, "a result object {...}", region)
+                continue
+            name = region.get("from_name")
+            kind = region.get("type")
+            value = region.get("value")
+            if not isinstance(name, str):
+                self.expected(f"{field}, from_name", "a control name", name)
+                continue
+            if not isinstance(value, dict):
+                self.expected(f"{field}, value", "a value object {...}", value)
+                continue
+            key = "text" if kind == "textarea" else "choices"
+            strings = value.get(key)
+            if not isinstance(strings, list) or not all(isinstance(s, str) for s in strings):
+                self.expected(f"{field}, value.{key}", "a list of strings", strings)
+                continue
+            if name in values:
+                self.add(
+                    f"the control '{name}' appears twice in one annotation",
+                    field=f"{field}, from_name",
+                )
+                continue
+            values[name] = (f"{field}, from_name", f"{field}, value.{key}", list(strings))
+        return None if self.problems.total > before else values
+
+    def _reviewer(self, completed_by: object, field: str) -> str | None:
+        name = reviewer_name(completed_by, self.annotators)
+        if name is None:
+            self.add(
+                f"expected the annotator (a user id, an email or a user object), got "
+                f"{describe_value(completed_by)}",
+                field=field,
+            )
+        return name
+
+    def _reviewed_at(self, annotation: Mapping[str, object], at: str) -> datetime | None:
+        key = "updated_at" if annotation.get("updated_at") is not None else "created_at"
+        stamp = annotation.get(key)
+        if isinstance(stamp, str):
+            try:
+                when = datetime.fromisoformat(stamp)
+            except ValueError:
+                pass
+            else:
+                when = when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+                now = datetime.now(UTC)
+                if when > now + CLOCK_SKEW:
+                    # The latest review of an item is the one that counts: a review dated
+                    # ahead would supersede every review made until then.
+                    self.add(
+                        f"{stamp} is in the future (this machine's clock reads "
+                        f"{now:%Y-%m-%dT%H:%M:%SZ}); fix the time, or the clock of what wrote it",
+                        field=f"{at}, {key}",
+                    )
+                    return None
+                return when
+        self.expected(f"{at}, {key}", "an ISO 8601 time such as 2026-03-09T22:16:08Z", stamp)
         return None
-    record, dropped = made
-    user = user_id(who)
-    source = ReviewSource(
-        LABEL_STUDIO,
-        annotation_id=source_id,
-        user_id=None if user is None else str(user),
-    )
-    return LabelStudioAnnotation(
-        replace(record, source=source),
-        at,
-        named=user is not None and user in annotators,
-        dropped_grades=dropped,
-    )
+
+    def _record(
+        self,
+        context: _TaskData | None,
+        values: _Values,
+        *,
+        reviewer: str | None,
+        reviewed_at: datetime | None,
+        at: str,
+    ) -> tuple[ReviewRecord, int] | None:
+        """The review one annotation's values make and how many grades of a rejection it
+        dropped, or ``None`` after recording why not.
+
+        Values are checked even when the task's data or the annotation's other fields are
+        broken (``None`` here), so that one pass lists every problem.
+        """
+        before = self.problems.total
+        verdict: Verdict | None = None
+        grades: dict[str, int] = {}
+        question: str | None = None
+        note = ""
+        for name, (control_field, field, strings) in values.items():
+            if name == VERDICT_CONTROL:
+                verdict = self._verdict(strings, field)
+            elif name == QUESTION_CONTROL:
+                edited = "\n".join(strings).strip()
+                original = context.query.strip() if context is not None else ""
+                question = edited if edited and edited != original else None
+            elif name == NOTE_CONTROL:
+                note = "\n".join(strings).strip()
+            elif (match := _GRADE_CONTROL.fullmatch(name)) is not None:
+                grade = self._grade(strings, field)
+                slot = self._slot(match.group(1), control_field, "grades")
+                if slot is None:
+                    continue
+                if context is None:
+                    continue
+                doc_id = context.doc_ids.get(slot)
+                if doc_id is None:
+                    self.add(
+                        f"grades document slot {slot + 1}, which holds no document of item "
+                        f"{context.item_id!r}",
+                        field=control_field,
+                    )
+                elif grade is not None:
+                    grades[doc_id] = grade
+            else:
+                self.add(
+                    f"unknown control '{name}'; the project must use evalkit's labeling config "
+                    f"(controls {VERDICT_CONTROL}, {QUESTION_CONTROL}, {NOTE_CONTROL}, grade_<n>)",
+                    field=control_field,
+                )
+        if VERDICT_CONTROL not in values:
+            self.add(
+                "missing: the annotation has no accept/reject choice",
+                field=f"{at}, result ({VERDICT_CONTROL})",
+            )
+        if (
+            verdict is Verdict.accept
+            and not grades
+            and context is not None
+            and self.problems.total == before
+        ):
+            self.add(
+                "an accepted item needs at least one graded document (as `evalkit review "
+                "grade` asks); grade a document or choose reject",
+                field=f"{at}, result (grade_<n>)",
+            )
+        if (
+            self.problems.total > before
+            or context is None
+            or verdict is None
+            or reviewer is None
+            or reviewed_at is None
+        ):
+            return None
+        dropped = len(grades) if verdict is Verdict.reject else 0
+        record = ReviewRecord(
+            item_id=context.item_id,
+            reviewer=reviewer,
+            verdict=verdict,
+            grades={} if verdict is Verdict.reject else grades,
+            reviewed_at=reviewed_at,
+            question=question,
+            note=note,
+        )
+        return record, dropped
+
+    def _slot(self, digits: str, field: str, action: Literal["names", "grades"]) -> int | None:
+        """The slot ``digits`` number, or None after recording at ``field`` that its key
+        (a task's document id, or a grade control: ``action``) numbers one as none is."""
+        slot = _slot_number(digits)
+        if slot is None:
+            self.add(
+                f"{action} a document slot numbered with {len(digits)} digits, "
+                + _UNNUMBERED_SLOT[action],
+                field=field,
+            )
+        return slot
+
+    def _single(self, strings: list[str], field: str) -> str | None:
+        if len(strings) != 1:
+            self.add(f"expected exactly one choice, got {len(strings)}", field=field)
+            return None
+        return strings[0]
+
+    def _verdict(self, strings: list[str], field: str) -> Verdict | None:
+        chosen = self._single(strings, field)
+        if chosen is None:
+            return None
+        try:
+            return Verdict(chosen.strip().lower())
+        except ValueError:
+            self.add(f"expected 'accept' or 'reject', got {chosen!r}", field=field)
+            return None
+
+    def _grade(self, strings: list[str], field: str) -> int | None:
+        chosen = self._single(strings, field)
+        if chosen is None:
+            return None
+        grade = _GRADE_BY_TEXT.get(chosen.strip())
+        if grade is None:
+            allowed = ", ".join(str(grade) for grade in REVIEW_GRADES)
+            self.add(f"grade {chosen!r} is not one of {allowed}", field=field)
+        return grade
 
 
 def _id_text(value: object) -> str | None:
@@ -602,267 +808,9 @@ def _cancelled(annotation: Mapping[str, object]) -> bool:
     return annotation.get("was_cancelled") is True or annotation.get("skipped") is True
 
 
-_Values = dict[str, tuple[str, str, list[str]]]
-"""Control name -> (where the control is named, where its value is: for errors; the strings
-chosen or written)."""
-
-
-def _result_values(
-    result: list[object], at: str, file: Path, problems: ProblemLog
-) -> _Values | None:
-    """The chosen or written strings of each control of one annotation's result list."""
-    before = problems.total
-    values: _Values = {}
-    for index, region in enumerate(result, start=1):
-        field = f"{at}, result {index}"
-        if not isinstance(region, dict):
-            _expected(problems, file, field, "a result object {...}", region)
-            continue
-        name = region.get("from_name")
-        kind = region.get("type")
-        value = region.get("value")
-        if not isinstance(name, str):
-            _expected(problems, file, f"{field}, from_name", "a control name", name)
-            continue
-        if not isinstance(value, dict):
-            _expected(problems, file, f"{field}, value", "a value object {...}", value)
-            continue
-        key = "text" if kind == "textarea" else "choices"
-        strings = value.get(key)
-        if not isinstance(strings, list) or not all(isinstance(s, str) for s in strings):
-            _expected(problems, file, f"{field}, value.{key}", "a list of strings", strings)
-            continue
-        if name in values:
-            problems.add(
-                f"the control '{name}' appears twice in one annotation",
-                path=file,
-                field=f"{field}, from_name",
-            )
-            continue
-        values[name] = (f"{field}, from_name", f"{field}, value.{key}", list(strings))
-    return None if problems.total > before else values
-
-
-def _reviewer(
-    completed_by: object,
-    field: str,
-    file: Path,
-    problems: ProblemLog,
-    annotators: Mapping[int, str],
-) -> str | None:
-    name = reviewer_name(completed_by, annotators)
-    if name is None:
-        problems.add(
-            f"expected the annotator (a user id, an email or a user object), got "
-            f"{describe_value(completed_by)}",
-            path=file,
-            field=field,
-        )
-    return name
-
-
-def _reviewed_at(
-    annotation: Mapping[str, object], at: str, file: Path, problems: ProblemLog
-) -> datetime | None:
-    key = "updated_at" if annotation.get("updated_at") is not None else "created_at"
-    stamp = annotation.get(key)
-    if isinstance(stamp, str):
-        try:
-            when = datetime.fromisoformat(stamp)
-        except ValueError:
-            pass
-        else:
-            when = when if when.tzinfo is not None else when.replace(tzinfo=UTC)
-            now = datetime.now(UTC)
-            if when > now + CLOCK_SKEW:
-                # The latest review of an item is the one that counts: a review dated ahead
-                # would supersede every review made until then.
-                problems.add(
-                    f"{stamp} is in the future (this machine's clock reads "
-                    f"{now:%Y-%m-%dT%H:%M:%SZ}); fix the time, or the clock of what wrote it",
-                    path=file,
-                    field=f"{at}, {key}",
-                )
-                return None
-            return when
-    _expected(
-        problems, file, f"{at}, {key}", "an ISO 8601 time such as 2026-03-09T22:16:08Z", stamp
-    )
-    return None
-
-
-def _record(
-    context: _TaskData | None,
-    values: _Values,
-    *,
-    reviewer: str | None,
-    reviewed_at: datetime | None,
-    at: str,
-    file: Path,
-    problems: ProblemLog,
-) -> tuple[ReviewRecord, int] | None:
-    """The review one annotation's values make and how many grades of a rejection it
-    dropped, or ``None`` after recording why not.
-
-    Values are checked even when the task's data or the annotation's other fields are broken
-    (``None`` here), so that one pass lists every problem.
-    """
-    before = problems.total
-    verdict: Verdict | None = None
-    grades: dict[str, int] = {}
-    question: str | None = None
-    note = ""
-    for name, (control_field, field, strings) in values.items():
-        if name == VERDICT_CONTROL:
-            verdict = _verdict(strings, field, file, problems)
-        elif name == QUESTION_CONTROL:
-            edited = "\n".join(strings).strip()
-            original = context.query.strip() if context is not None else ""
-            question = edited if edited and edited != original else None
-        elif name == NOTE_CONTROL:
-            note = "\n".join(strings).strip()
-        elif (match := _GRADE_CONTROL.fullmatch(name)) is not None:
-            grade = _grade(strings, field, file, problems)
-            slot = _slot_number(match.group(1))
-            if slot is None:
-                problems.add(
-                    f"grades a document slot numbered with {len(match.group(1))} digits, "
-                    "which no task holds; the project must use evalkit's labeling config",
-                    path=file,
-                    field=control_field,
-                )
-                continue
-            if context is None:
-                continue
-            doc_id = context.doc_ids.get(slot)
-            if doc_id is None:
-                problems.add(
-                    f"grades document slot {slot + 1}, which holds no document of item "
-                    f"{context.item_id!r}",
-                    path=file,
-                    field=control_field,
-                )
-            elif grade is not None:
-                grades[doc_id] = grade
-        else:
-            problems.add(
-                f"unknown control '{name}'; the project must use evalkit's labeling config "
-                f"(controls {VERDICT_CONTROL}, {QUESTION_CONTROL}, {NOTE_CONTROL}, grade_<n>)",
-                path=file,
-                field=control_field,
-            )
-    if VERDICT_CONTROL not in values:
-        problems.add(
-            "missing: the annotation has no accept/reject choice",
-            path=file,
-            field=f"{at}, result ({VERDICT_CONTROL})",
-        )
-    if (
-        verdict is Verdict.accept
-        and not grades
-        and context is not None
-        and problems.total == before
-    ):
-        problems.add(
-            "an accepted item needs at least one graded document (as `evalkit review grade` "
-            "asks); grade a document or choose reject",
-            path=file,
-            field=f"{at}, result (grade_<n>)",
-        )
-    if (
-        problems.total > before
-        or context is None
-        or verdict is None
-        or reviewer is None
-        or reviewed_at is None
-    ):
-        return None
-    dropped = len(grades) if verdict is Verdict.reject else 0
-    record = ReviewRecord(
-        item_id=context.item_id,
-        reviewer=reviewer,
-        verdict=verdict,
-        grades={} if verdict is Verdict.reject else grades,
-        reviewed_at=reviewed_at,
-        question=question,
-        note=note,
-    )
-    return record, dropped
-
-
-def _single(strings: list[str], field: str, file: Path, problems: ProblemLog) -> str | None:
-    if len(strings) != 1:
-        problems.add(f"expected exactly one choice, got {len(strings)}", path=file, field=field)
-        return None
-    return strings[0]
-
-
-def _verdict(strings: list[str], field: str, file: Path, problems: ProblemLog) -> Verdict | None:
-    chosen = _single(strings, field, file, problems)
-    if chosen is None:
-        return None
-    try:
-        return Verdict(chosen.strip().lower())
-    except ValueError:
-        problems.add(f"expected 'accept' or 'reject', got {chosen!r}", path=file, field=field)
-        return None
-
-
 _GRADE_BY_TEXT = {label: grade for grade, label in GRADE_LABELS.items()} | {
     str(grade): grade for grade in REVIEW_GRADES
 }
-
-
-def _grade(strings: list[str], field: str, file: Path, problems: ProblemLog) -> int | None:
-    chosen = _single(strings, field, file, problems)
-    if chosen is None:
-        return None
-    grade = _GRADE_BY_TEXT.get(chosen.strip())
-    if grade is None:
-        allowed = ", ".join(str(grade) for grade in REVIEW_GRADES)
-        problems.add(f"grade {chosen!r} is not one of {allowed}", path=file, field=field)
-    return grade
-
-
-def _read_min_record(
-    record: Mapping[str, object],
-    where: str,
-    file: Path,
-    problems: ProblemLog,
-    annotators: Mapping[int, str],
-) -> Iterator[LabelStudioAnnotation]:
-    """One JSON-MIN record: the task's data and each control's answer as top-level keys."""
-    controls = {
-        key: value
-        for key, value in record.items()
-        if key in (VERDICT_CONTROL, QUESTION_CONTROL, NOTE_CONTROL)
-        or _GRADE_CONTROL.fullmatch(key) is not None
-    }
-    if not controls and record.get("annotator") is None:
-        return  # a task nobody annotated
-    at = f"{where} (JSON-MIN)"
-    context = _task_data(record, at, file, problems)
-    values: _Values = {}
-    for name, value in controls.items():
-        field = f"{at}, {_shown_name(name)}"
-        strings = _min_strings(value)
-        if strings is None:
-            _expected(problems, file, field, "a choice or a text", value)
-            continue
-        values[name] = (field, field, strings)
-    min_record = _signed_record(
-        context,
-        values if len(values) == len(controls) else None,
-        signer=(record.get("annotator"), f"{at}, annotator"),
-        stamped=record,
-        annotation_id=(record.get("annotation_id"), f"{at}, annotation_id"),
-        at=at,
-        file=file,
-        problems=problems,
-        annotators=annotators,
-    )
-    if min_record is not None:
-        yield min_record
 
 
 def _min_strings(value: object) -> list[str] | None:
