@@ -23,11 +23,12 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 
-from evalkit.errors import ConfigError, InputError
+from evalkit.errors import InputError
 from evalkit.goldset._reading import ProblemLog, iter_json_objects, iter_text_lines
 from evalkit.goldset._schema import DOCUMENT_FIELDS, check_fields, check_span_fields, offset_value
 from evalkit.goldset.beir import beir_identifier
 from evalkit.records import Document
+from evalkit.registry import lookup_named
 
 __all__ = [
     "CORPUS_READERS",
@@ -193,11 +194,7 @@ def _read_with_lines(
     location: Path, format: str | None, problems: ProblemLog
 ) -> Iterator[tuple[Document, int]]:
     layout = format or detect_corpus_format(location)
-    reader = CORPUS_READERS.get(layout)
-    if reader is None:
-        raise ConfigError(
-            f"unknown corpus format '{layout}'; use one of: {', '.join(CORPUS_READERS)}"
-        )
+    reader = lookup_named(CORPUS_READERS, layout, what="corpus format")
     return reader(location, problems)
 
 

@@ -19,6 +19,7 @@ from evalkit.goldset.jsonl import CORPUS_FILE, load_jsonl_goldset
 from evalkit.goldset.model import Goldset
 from evalkit.goldset.trec import load_trec_goldset
 from evalkit.records.requests import DEFAULT_GOLDSET_FORMAT, DEFAULT_GOLDSET_SPLIT
+from evalkit.registry import lookup_named
 
 __all__ = ["GOLDSET_FORMATS", "GoldsetFormat", "LoadOptions", "load_goldset", "validate_goldset"]
 
@@ -157,12 +158,7 @@ def validate_goldset(
 
 
 def _format(format: str) -> GoldsetFormat:
-    entry = GOLDSET_FORMATS.get(format)
-    if entry is None:
-        raise ConfigError(
-            f"unknown goldset format '{format}'; use one of: {', '.join(GOLDSET_FORMATS)}"
-        )
-    return entry
+    return lookup_named(GOLDSET_FORMATS, format, what="goldset format")
 
 
 def _options(

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 from evalkit.errors import ConfigError
+from evalkit.registry import lookup_named
 
 __all__ = [
     "GRANULARITIES",
@@ -205,9 +206,4 @@ def _naive_utc(moment: datetime) -> datetime:
 
 
 def _granularity(name: str) -> Granularity:
-    unit = GRANULARITIES.get(name)
-    if unit is None:
-        raise ConfigError(
-            f"unknown window granularity '{name}'; use one of: {', '.join(GRANULARITIES)}"
-        )
-    return unit
+    return lookup_named(GRANULARITIES, name, what="window granularity")
