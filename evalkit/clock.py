@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-__all__ = ["CLOCK_SKEW", "MAX_EPOCH_SECONDS", "utc_now"]
+__all__ = ["CLOCK_SKEW", "MAX_EPOCH_SECONDS", "naive_utc", "utc_now"]
 
 MAX_EPOCH_SECONDS = 1e11
 """Times are taken from 1970 up to this many epoch seconds (year 5138): a number above it
@@ -20,3 +20,10 @@ refused, since it would be taken as the latest of everything dated until then.""
 def utc_now() -> datetime:
     """The current time in UTC, without tzinfo (as stored)."""
     return datetime.now(UTC).replace(tzinfo=None)
+
+
+def naive_utc(moment: datetime) -> datetime:
+    """``moment`` in UTC without tzinfo (as stored); a naive ``moment`` is UTC already."""
+    if moment.tzinfo is None:
+        return moment
+    return moment.astimezone(UTC).replace(tzinfo=None)

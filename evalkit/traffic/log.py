@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from evalkit.clock import MAX_EPOCH_SECONDS
+from evalkit.clock import MAX_EPOCH_SECONDS, naive_utc, utc_now
 from evalkit.errors import InputError
 from evalkit.records import ScoredDoc
 
@@ -70,7 +70,7 @@ _LATEST = datetime.fromtimestamp(MAX_EPOCH_SECONDS, UTC).replace(tzinfo=None)
 def _utc_moment(timestamp: datetime | str | None) -> datetime:
     """``timestamp`` as naive UTC (now when None); InputError for one ingest refuses."""
     if timestamp is None:
-        return datetime.now(UTC).replace(tzinfo=None)
+        return utc_now()
     if isinstance(timestamp, str):
         try:
             timestamp = datetime.fromisoformat(timestamp)
@@ -84,8 +84,7 @@ def _utc_moment(timestamp: datetime | str | None) -> datetime:
             f"must be a datetime or ISO 8601 text, got {type(timestamp).__name__}",
             field="timestamp",
         )
-    if timestamp.tzinfo is not None:
-        timestamp = timestamp.astimezone(UTC).replace(tzinfo=None)
+    timestamp = naive_utc(timestamp)
     if not _EARLIEST <= timestamp < _LATEST:
         raise InputError(
             f"{timestamp.isoformat()} (UTC) is not between 1970 and the year 5138, which "

@@ -21,8 +21,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 
+from evalkit.clock import naive_utc, utc_now
 from evalkit.errors import ConfigError
 from evalkit.registry import lookup_named
 
@@ -150,14 +151,14 @@ RELATIVE_WINDOWS = tuple(_RELATIVE_DAYS)
 def window_containing(moment: datetime, granularity: str = "day") -> Window:
     """The ``granularity`` window (hour, day, week, month) that holds ``moment``."""
     unit = _granularity(granularity)
-    return unit.window(unit.start_of(_naive_utc(moment)))
+    return unit.window(unit.start_of(naive_utc(moment)))
 
 
 def parse_window(text: str, *, now: datetime | None = None) -> Window:
     """Parse a window label (see the module docstring); raises ConfigError saying what works."""
     value = text.strip()
     if value in _RELATIVE_DAYS:
-        today = _day_start(_naive_utc(now) if now else datetime.now(UTC).replace(tzinfo=None))
+        today = _day_start(naive_utc(now) if now else utc_now())
         return GRANULARITIES["day"].window(today - timedelta(days=_RELATIVE_DAYS[value]))
     if "/" in value:
         return _parse_interval(value)
@@ -185,8 +186,8 @@ def parse_window(text: str, *, now: datetime | None = None) -> Window:
 def _parse_interval(value: str) -> Window:
     first, _, second = value.partition("/")
     try:
-        start = _naive_utc(datetime.fromisoformat(first.strip()))
-        end = _naive_utc(datetime.fromisoformat(second.strip()))
+        start = naive_utc(datetime.fromisoformat(first.strip()))
+        end = naive_utc(datetime.fromisoformat(second.strip()))
     except ValueError as error:
         raise ConfigError(
             f"window interval '{value}' must be two ISO 8601 times, START/END: {error}"
@@ -197,12 +198,6 @@ def _parse_interval(value: str) -> Window:
             + ("is empty: it ends when it starts" if end == start else "ends before it starts")
         )
     return Window(f"{start.isoformat()}/{end.isoformat()}", start, end)
-
-
-def _naive_utc(moment: datetime) -> datetime:
-    if moment.tzinfo is None:
-        return moment
-    return moment.astimezone(UTC).replace(tzinfo=None)
 
 
 def _granularity(name: str) -> Granularity:
