@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from evalkit.embedding import ModelFingerprint
 from evalkit.errors import ConfigError
@@ -36,7 +36,7 @@ __all__ = [
     "rank_fallback",
 ]
 
-T = TypeVar("T")
+R = TypeVar("R")
 
 NOT_FINGERPRINTED = (
     "the retriever encodes queries itself, or does not embed; evalkit cannot fingerprint its model"
@@ -130,36 +130,57 @@ def qualified_name(value: object) -> str:
     return f"{type(value).__module__}.{type(value).__qualname__}"
 
 
-class FrameworkAdapter(ClosesOnExit):
+class FrameworkAdapter(ClosesOnExit, Generic[R]):
     """What the adapters of retrievers that embed queries themselves share.
 
-    Holds the user's retriever, the id key and the concurrency, checked; answers None for
-    both fingerprints (the framework's retriever does not say what it indexed, and embeds
-    queries with a model evalkit does not call); and closes nothing (the user's retriever
-    belongs to the user).
+    Takes the user's retriever (an instance of the class's ``_base``) and the options, checked;
+    answers None for both fingerprints (the framework's retriever does not say what it
+    indexed, and embeds queries with a model evalkit does not call); and closes nothing (the
+    user's retriever belongs to the user). What an adapter works out from the retriever
+    before any query is sent, it does in ``_setup``.
     """
 
+    _framework: ClassVar[str]
+    """The framework's name, as messages give it."""
+    _base: ClassVar[type]
+    """The framework's retriever class, of which the adapter takes an instance."""
+
     def __init__(
-        self, retriever: object, base: type, *, framework: str, id_key: str | None, concurrency: int
+        self,
+        retriever: R,
+        *,
+        id_key: str | None = None,
+        concurrency: int = 8,
+        where_key: str | None = None,
     ) -> None:
+        """``id_key``: the metadata key holding the document id; ``concurrency``: queries in
+        flight; ``where_key``: the metadata key each query's tenant is filtered on."""
+        base = self._base
         if not isinstance(retriever, base):
             raise ConfigError(
-                f"the {framework} adapter needs a {base.__module__}.{base.__qualname__}, got "
-                f"{qualified_name(retriever)}"
+                f"the {self._framework} adapter needs a {base.__module__}.{base.__qualname__}, "
+                f"got {qualified_name(retriever)}"
             )
         if concurrency < 1:
             raise ConfigError(f"concurrency must be at least 1, got {concurrency}")
+        self._retriever = retriever
         self._id_key = id_key
         self._concurrency = concurrency
+        self._where_key = where_key
+        self._setup()
 
-    def _described(self, kind: str, retriever: object, *, scores: str) -> dict[str, Any]:
+    def _setup(self) -> None:
+        """Work out from the retriever how to call it, or refuse it with ConfigError."""
+
+    def _described(self, kind: str, *, scores: str) -> dict[str, Any]:
         return {
             "kind": kind,
-            "retriever": qualified_name(retriever),
+            "retriever": qualified_name(self._retriever),
             "id_key": self._id_key,
             "concurrency": self._concurrency,
             "scores": scores,
             "model": NOT_FINGERPRINTED,
+            "where_key": self._where_key,
         }
 
     def index_fingerprint(self) -> str | None:

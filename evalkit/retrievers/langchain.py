@@ -231,31 +231,19 @@ def _tenant_predicate(where_key: str, tenant: str) -> Callable[[Document], bool]
     return of_tenant
 
 
-class LangChainRetriever(FrameworkAdapter):
+class LangChainRetriever(FrameworkAdapter[BaseRetriever]):
     """Replays queries through a LangChain ``BaseRetriever``."""
 
-    def __init__(
-        self,
-        retriever: BaseRetriever,
-        *,
-        id_key: str | None = None,
-        concurrency: int = 8,
-        where_key: str | None = None,
-    ) -> None:
-        super().__init__(
-            retriever,
-            BaseRetriever,
-            framework="LangChain",
-            id_key=id_key,
-            concurrency=concurrency,
-        )
-        self._retriever = retriever
-        self._where_key = where_key
+    _framework = "LangChain"
+    _base = BaseRetriever
+
+    def _setup(self) -> None:
+        retriever = self._retriever
         self._is_vector_store = isinstance(retriever, VectorStoreRetriever)
         self._tenant_by_predicate = isinstance(
             retriever, VectorStoreRetriever
         ) and _filters_by_predicate(retriever.vectorstore)
-        self._own_filter = self._checked_filter(retriever, where_key)
+        self._own_filter = self._checked_filter(retriever, self._where_key)
         self._has_k_field = "k" in type(retriever).model_fields
         self._scored: VectorStoreRetriever | None = None
         if (
@@ -404,8 +392,7 @@ class LangChainRetriever(FrameworkAdapter):
     def describe(self) -> dict[str, Any]:
         """The retriever's class (and vector store's), how it is called and scored, the id key
         and concurrency; no secrets."""
-        described = self._described("langchain", self._retriever, scores=self._scoring_rule())
-        described["where_key"] = self._where_key
+        described = self._described("langchain", scores=self._scoring_rule())
         described["calls"] = "abatch" if self._is_async else "batch"
         described["k_passed_as"] = (
             "search argument k"

@@ -75,33 +75,21 @@ def _tenant_filters(own: MetadataFilters | None, where_key: str, tenant: str) ->
     return MetadataFilters(filters=[own, tenant_filter], condition=FilterCondition.AND)
 
 
-class LlamaIndexRetriever(FrameworkAdapter):
+class LlamaIndexRetriever(FrameworkAdapter[BaseRetriever]):
     """Replays queries through a LlamaIndex ``BaseRetriever``."""
 
-    def __init__(
-        self,
-        retriever: BaseRetriever,
-        *,
-        id_key: str | None = None,
-        concurrency: int = 8,
-        where_key: str | None = None,
-    ) -> None:
-        super().__init__(
-            retriever,
-            BaseRetriever,
-            framework="LlamaIndex",
-            id_key=id_key,
-            concurrency=concurrency,
-        )
-        if where_key is not None and not isinstance(retriever, VectorIndexRetriever):
+    _framework = "LlamaIndex"
+    _base = BaseRetriever
+
+    def _setup(self) -> None:
+        retriever = self._retriever
+        if self._where_key is not None and not isinstance(retriever, VectorIndexRetriever):
             raise ConfigError(
                 f"a LlamaIndex {type(retriever).__name__} has no metadata filters evalkit can "
                 "add a query's tenant to: --where-key works with a VectorIndexRetriever, so "
                 "return index.as_retriever() from your factory, or replay the store through an "
                 "adapter with a tenant key (pgvector, Qdrant, Chroma)"
             )
-        self._retriever = retriever
-        self._where_key = where_key
         top_k = getattr(type(retriever), "similarity_top_k", None)
         self._has_top_k = isinstance(top_k, property) and top_k.fset is not None
         # BaseRetriever._aretrieve only calls the synchronous _retrieve: no concurrency there.
@@ -183,10 +171,7 @@ class LlamaIndexRetriever(FrameworkAdapter):
     def describe(self) -> dict[str, Any]:
         """The retriever's class, how it is called and scored, the id key, concurrency, the
         tenant key and how k is passed; no secrets."""
-        described = self._described(
-            "llamaindex", self._retriever, scores=rank_fallback("NodeWithScore.score")
-        )
-        described["where_key"] = self._where_key
+        described = self._described("llamaindex", scores=rank_fallback("NodeWithScore.score"))
         described["calls"] = "aretrieve" if self._is_async else "retrieve on threads"
         described["k_passed_as"] = "similarity_top_k" if self._has_top_k else "results cut to k"
         return described
