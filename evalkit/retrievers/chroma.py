@@ -13,21 +13,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from evalkit.embedding import ModelFingerprint, TextEmbedder, prefetch_queries
+from evalkit.embedding import ModelFingerprint, TextEmbedder
 from evalkit.errors import CollectionNotFoundError, ConfigError, RetrieverError
 from evalkit.files import replace_text
 from evalkit.records import Query, QueryResult
 from evalkit.retrievers.base import (
-    ClosesOnExit,
     IndexSize,
     describe_exception,
     elapsed_ms,
     failed_result,
     integer_tenant,
     ranked_docs,
-    retrieve_in_batches,
     tenant_groups,
-    validate_k,
 )
 from evalkit.retrievers.chroma_client import (
     INDEXING_STARTED_KEY,
@@ -40,6 +37,7 @@ from evalkit.retrievers.chroma_client import (
     open_chroma_client,
     set_hnsw_configuration,
 )
+from evalkit.retrievers.embedded import EmbeddedQueryRetriever
 
 if TYPE_CHECKING:
     from chromadb.api import ClientAPI
@@ -85,7 +83,7 @@ SCORE_FROM_DISTANCE: dict[str, Callable[[FloatArray], FloatArray]] = {
 """Turns a Chroma distance into a score (higher is better), per HNSW space."""
 
 
-class ChromaRetriever(ClosesOnExit):
+class ChromaRetriever(EmbeddedQueryRetriever[dict[str, Any] | None]):
     """A Chroma collection queried with evalkit's own query embeddings.
 
     Queries are embedded in batches of ``batch_size`` (one ``embed`` call and one
@@ -114,11 +112,8 @@ class ChromaRetriever(ClosesOnExit):
         location: ChromaLocation | None = None,
         defer_model_check: bool = False,
     ) -> None:
-        if batch_size < 1:
-            raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
+        super().__init__(embedder, batch_size=batch_size)
         self._collection = collection
-        self._embedder = embedder
-        self._batch_size = batch_size
         self._where_key = where_key
         self._location = location or ChromaLocation(kind="chroma")
         self._owned_client: ClientAPI | None = None
@@ -323,17 +318,6 @@ class ChromaRetriever(ClosesOnExit):
                     "query it with the model it was built with."
                 )
 
-    def retrieve(self, queries: Sequence[Query], k: int) -> list[QueryResult]:
-        """Return the top ``k`` documents of every query, one result per query, in order."""
-        validate_k(k)
-        self.verify_model()
-        return retrieve_in_batches(
-            queries,
-            self._groups(queries),
-            batch_size=self._batch_size,
-            retrieve_batch=lambda batch, where: self._retrieve_batch(batch, k, where),
-        )
-
     def _groups(self, queries: Sequence[Query]) -> list[tuple[dict[str, Any] | None, list[int]]]:
         key = self._where_key
         return [
@@ -390,10 +374,6 @@ class ChromaRetriever(ClosesOnExit):
         return QueryResult(
             query_id=query.id, docs=ranked_docs(doc_ids, scores.tolist()), latency_ms=latency
         )
-
-    def prefetch(self, texts: Sequence[str]) -> None:
-        """Have the query embedder embed ``texts`` ahead of the batches that will need them."""
-        prefetch_queries(self._embedder, texts)
 
     def describe(self) -> dict[str, Any]:
         """Kind, location, collection, document count, distance space and model, and

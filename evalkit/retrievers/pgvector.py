@@ -29,22 +29,20 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from evalkit.config import DistanceMetric, PgvectorSettings, SearchMode
-from evalkit.embedding import ModelFingerprint, TextEmbedder, prefetch_queries
+from evalkit.embedding import ModelFingerprint, TextEmbedder
 from evalkit.errors import CollectionNotFoundError, ConfigError, RetrieverError
 from evalkit.records import Query, QueryResult
 from evalkit.redaction import register_secrets, url_secrets
 from evalkit.retrievers.base import (
-    ClosesOnExit,
     IndexSize,
     describe_exception,
     elapsed_ms,
     failed_result,
     ranked_docs,
     redact,
-    retrieve_in_batches,
     tenant_groups,
-    validate_k,
 )
+from evalkit.retrievers.embedded import EmbeddedQueryRetriever
 from evalkit.retrievers.model_check import (
     REEMBED_SAMPLE,
     ReembeddingCheck,
@@ -119,7 +117,7 @@ class _Index:
     opclass: str
 
 
-class PgvectorRetriever(ClosesOnExit):
+class PgvectorRetriever(EmbeddedQueryRetriever[str | None]):
     """The user's pgvector table, queried with evalkit's own query embeddings.
 
     Connects once (``connect_timeout``) and checks, before any query: the ``vector``
@@ -150,8 +148,7 @@ class PgvectorRetriever(ClosesOnExit):
         batch_size: int = 64,
         defer_model_check: bool = False,
     ) -> None:
-        if batch_size < 1:
-            raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
+        super().__init__(embedder, batch_size=batch_size)
         if settings.dsn is None:
             raise ConfigError(
                 "the pgvector retriever needs a connection string: set dsn in "
@@ -166,8 +163,6 @@ class PgvectorRetriever(ClosesOnExit):
         self._dsn = settings.dsn
         self._secrets = _dsn_secrets(settings.dsn)
         register_secrets(self._secrets)
-        self._embedder = embedder
-        self._batch_size = batch_size
         self._metric = METRICS[settings.metric]
         self._tenant_column = where_key or settings.tenant_column
         self._tenant_option = (
@@ -404,16 +399,8 @@ class PgvectorRetriever(ClosesOnExit):
             skipped=self._sample_skipped,
         )
 
-    def retrieve(self, queries: Sequence[Query], k: int) -> list[QueryResult]:
-        """Return the top ``k`` documents of every query, one result per query, in order."""
-        validate_k(k)
-        self.verify_model()
-        return retrieve_in_batches(
-            queries,
-            tenant_groups(queries, filtered=self._tenant_column is not None),
-            batch_size=self._batch_size,
-            retrieve_batch=lambda batch, tenant: self._retrieve_batch(batch, k, tenant),
-        )
+    def _groups(self, queries: Sequence[Query]) -> list[tuple[str | None, list[int]]]:
+        return tenant_groups(queries, filtered=self._tenant_column is not None)
 
     def _retrieve_batch(
         self, batch: Sequence[Query], k: int, tenant: str | None
@@ -530,10 +517,6 @@ class PgvectorRetriever(ClosesOnExit):
         calls = sql.SQL(", ").join(sql.SQL("set_config(%s, %s, true)") for _ in options)
         values = [value for pair in options.items() for value in pair]
         conn.execute(sql.SQL("SELECT {calls}").format(calls=calls), values)
-
-    def prefetch(self, texts: Sequence[str]) -> None:
-        """Have the query embedder embed ``texts`` ahead of the batches that will need them."""
-        prefetch_queries(self._embedder, texts)
 
     def describe(self) -> dict[str, Any]:
         """Kind, server, table, columns, metric and search settings; never the password."""

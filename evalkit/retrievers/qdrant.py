@@ -40,22 +40,20 @@ from typing import Any
 from qdrant_client import QdrantClient, models
 
 from evalkit.config import QdrantSettings
-from evalkit.embedding import ModelFingerprint, TextEmbedder, prefetch_queries
+from evalkit.embedding import ModelFingerprint, TextEmbedder
 from evalkit.errors import CollectionNotFoundError, ConfigError, RetrieverError
 from evalkit.records import Query, QueryResult
 from evalkit.redaction import mask_url, register_secrets
 from evalkit.retrievers.base import (
-    ClosesOnExit,
     IndexSize,
     describe_exception,
     elapsed_ms,
     failed_result,
     integer_tenant,
     ranked_docs,
-    retrieve_in_batches,
     tenant_groups,
-    validate_k,
 )
+from evalkit.retrievers.embedded import EmbeddedQueryRetriever
 from evalkit.retrievers.framework import MissingIdError
 from evalkit.retrievers.model_check import (
     REEMBED_SAMPLE,
@@ -82,7 +80,7 @@ TENANT_KEY_SAMPLE = 100
 _DISTANCES_AS_SCORES = {models.Distance.COSINE, models.Distance.DOT}
 
 
-class QdrantRetriever(ClosesOnExit):
+class QdrantRetriever(EmbeddedQueryRetriever[str | None]):
     """Searches a Qdrant collection with evalkit's query embeddings."""
 
     def __init__(
@@ -95,8 +93,7 @@ class QdrantRetriever(ClosesOnExit):
         batch_size: int = 64,
         defer_model_check: bool = False,
     ) -> None:
-        if batch_size < 1:
-            raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
+        super().__init__(embedder, batch_size=batch_size)
         if (settings.url is None) == (settings.path is None):
             given = "both are given" if settings.url is not None else "neither is given"
             raise ConfigError(
@@ -110,10 +107,8 @@ class QdrantRetriever(ClosesOnExit):
                 "folder); give the folder a QdrantClient(path=...) wrote, or url for a server"
             )
         self._settings = settings
-        self._embedder = embedder
         self._collection = collection_name(settings, collection)
         self._tenant_key = where_key or settings.tenant_key
-        self._batch_size = batch_size
         api_key = settings.api_key()
         register_secrets([api_key])
         self._where = mask_url(settings.url) if settings.url else str(settings.path)
@@ -278,16 +273,8 @@ class QdrantRetriever(ClosesOnExit):
                 f"{describe_exception(error)}"
             ) from error
 
-    def retrieve(self, queries: Sequence[Query], k: int) -> list[QueryResult]:
-        """Return the top ``k`` documents of every query, one result per query, in order."""
-        validate_k(k)
-        self.verify_model()
-        return retrieve_in_batches(
-            queries,
-            tenant_groups(queries, filtered=self._tenant_key is not None),
-            batch_size=self._batch_size,
-            retrieve_batch=lambda batch, tenant: self._retrieve_batch(batch, k, tenant),
-        )
+    def _groups(self, queries: Sequence[Query]) -> list[tuple[str | None, list[int]]]:
+        return tenant_groups(queries, filtered=self._tenant_key is not None)
 
     def _request(self, vector: Any, k: int, tenant: str | None) -> models.QueryRequest:
         wanted = (
@@ -356,10 +343,6 @@ class QdrantRetriever(ClosesOnExit):
                 f"field {key!r} (id_payload_key in [retriever.qdrant])"
             )
         return str(value)
-
-    def prefetch(self, texts: Sequence[str]) -> None:
-        """Have the query embedder embed ``texts`` ahead of the batches that will need them."""
-        prefetch_queries(self._embedder, texts)
 
     def describe(self) -> dict[str, Any]:
         """Where the collection is, its keys and search parameters; never the API key."""
