@@ -22,7 +22,7 @@ import hashlib
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import pandas as pd
 
@@ -66,6 +66,8 @@ VERSION_KINDS = ("chroma", "pgvector", "qdrant")
 """Retriever kinds whose index evalkit can read (``open_index_versions``)."""
 
 _PAGE = 1000
+
+T = TypeVar("T")
 
 
 def text_hash(text: str) -> str:
@@ -141,10 +143,22 @@ def _frame(rows: Iterable[tuple[str, str | None, str | None, datetime | None]]) 
     return frame.drop_duplicates("doc_id").reset_index(drop=True)
 
 
-def _pages(doc_ids: Sequence[str]) -> Iterator[list[str]]:
+def _read_pages(
+    doc_ids: Sequence[str],
+    read: Callable[[list[str]], T],
+    *,
+    what: str,
+    errors: type[Exception] = Exception,
+) -> Iterator[T]:
+    """``read`` of each page of the distinct ``doc_ids``; RetrieverError ``cannot read
+    {what}`` when it raises one of ``errors``."""
     unique = list(dict.fromkeys(doc_ids))
     for start in range(0, len(unique), _PAGE):
-        yield unique[start : start + _PAGE]
+        try:
+            found = read(unique[start : start + _PAGE])
+        except errors as error:
+            raise RetrieverError(f"cannot read {what}: {describe_exception(error)}") from error
+        yield found
 
 
 class ChromaVersions:
@@ -168,14 +182,13 @@ class ChromaVersions:
     def _rows(
         self, doc_ids: Sequence[str]
     ) -> Iterator[tuple[str, str | None, str | None, datetime | None]]:
-        for page in _pages(doc_ids):
-            try:
-                got = self._collection.get(ids=page, include=["metadatas", "documents"])
-            except Exception as error:  # Chroma raises its own, transport errors alike
-                raise RetrieverError(
-                    f"cannot read documents of Chroma collection '{self._collection.name}': "
-                    f"{describe_exception(error)}"
-                ) from error
+        # Chroma raises its own errors and transport errors alike: any is a failed read.
+        pages = _read_pages(
+            doc_ids,
+            lambda page: self._collection.get(ids=page, include=["metadatas", "documents"]),
+            what=f"documents of Chroma collection '{self._collection.name}'",
+        )
+        for got in pages:
             metadatas = got.get("metadatas") or []
             documents = got.get("documents") or []
             for position, doc_id in enumerate(got["ids"]):
@@ -291,13 +304,13 @@ class PgvectorVersions:
         import psycopg
 
         rows: list[tuple[str, str | None, str | None, datetime | None]] = []
-        for page in _pages(doc_ids):
-            try:
-                fetched = self._conn.execute(self._query, (page,)).fetchall()
-            except psycopg.Error as error:
-                raise RetrieverError(
-                    f"cannot read rows of table {self._table_name!r}: {describe_exception(error)}"
-                ) from error
+        pages = _read_pages(
+            doc_ids,
+            lambda page: self._conn.execute(self._query, (page,)).fetchall(),
+            what=f"rows of table {self._table_name!r}",
+            errors=psycopg.Error,
+        )
+        for fetched in pages:
             rows.extend(
                 (
                     str(doc_id),
@@ -352,14 +365,11 @@ class QdrantVersions:
     def versions(self, doc_ids: Sequence[str]) -> pd.DataFrame:
         """The stored version of each document of ``doc_ids`` the collection holds."""
         rows: list[tuple[str, str | None, str | None, datetime | None]] = []
-        for page in _pages(doc_ids):
-            try:
-                points = self._points(page)
-            except Exception as error:  # the client raises its own and transport errors alike
-                raise RetrieverError(
-                    f"cannot read points of Qdrant collection {self._collection!r}: "
-                    f"{describe_exception(error)}"
-                ) from error
+        # The client raises its own errors and transport errors alike: any is a failed read.
+        pages = _read_pages(
+            doc_ids, self._points, what=f"points of Qdrant collection {self._collection!r}"
+        )
+        for points in pages:
             for doc_id, payload in points:
                 text = payload.get(self._settings.text_payload_key or "")
                 rows.append(
