@@ -6,7 +6,9 @@ concurrent callers do not retry in lockstep), never more than ``max_wait``; when
 says how long to wait (an HTTP ``Retry-After``), that wait is used instead, under the same cap.
 Which failures are worth another attempt is the caller's to say: ``retryable`` is asked about
 each exception the attempt raised; any other exception, and the last failure once the
-retries are spent, is raised unchanged. Built on tenacity.
+retries are spent, is raised unchanged. A caller whose attempts classify their own failures
+raises ``AttemptError`` and builds its policy with ``RetryPolicy.of_attempts``. Built on
+tenacity.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import TypeVar
 from tenacity import AsyncRetrying, RetryCallState, Retrying, retry_if_exception
 from tenacity.stop import stop_after_attempt
 
-__all__ = ["RetryPolicy", "retry_after_seconds"]
+__all__ = ["AttemptError", "RetryPolicy", "retry_after_seconds"]
 
 T = TypeVar("T")
 
@@ -35,6 +37,24 @@ def _always(error: BaseException) -> bool:
 
 def _no_hint(error: BaseException) -> float | None:
     return None
+
+
+class AttemptError(Exception):
+    """One failed attempt, classified by the attempt itself: whether another attempt may
+    help, and how long the failure asks to wait (an HTTP ``Retry-After``), if it says."""
+
+    def __init__(self, message: str, *, retryable: bool, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+def _retryable_attempt(error: BaseException) -> bool:
+    return isinstance(error, AttemptError) and error.retryable
+
+
+def _attempt_hint(error: BaseException) -> float | None:
+    return error.retry_after if isinstance(error, AttemptError) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +71,26 @@ class RetryPolicy:
     jitter: tuple[float, float] = (1.0, 2.0)
     retryable: Callable[[BaseException], bool] = _always
     retry_after: Callable[[BaseException], float | None] = _no_hint
+
+    @classmethod
+    def of_attempts(
+        cls,
+        retries: int,
+        backoff: float,
+        *,
+        max_wait: float = math.inf,
+        jitter: tuple[float, float] = (1.0, 2.0),
+    ) -> RetryPolicy:
+        """A policy that retries the ``AttemptError`` failures that say another attempt may
+        help, after the wait they ask for; any other exception is raised at once."""
+        return cls(
+            retries=retries,
+            backoff=backoff,
+            max_wait=max_wait,
+            jitter=jitter,
+            retryable=_retryable_attempt,
+            retry_after=_attempt_hint,
+        )
 
     def wait(self, retry: int, retry_after: float | None = None) -> float:
         """Seconds to wait before retry number ``retry`` (0 for the first retry)."""

@@ -43,7 +43,7 @@ from evalkit.config import JudgeSettings
 from evalkit.errors import ConfigError, EvalkitError
 from evalkit.jsonsafe import depth_checked
 from evalkit.redaction import masked_excerpt, redact_known, register_secrets, url_secrets
-from evalkit.retry import RetryPolicy
+from evalkit.retry import AttemptError, RetryPolicy
 
 if TYPE_CHECKING:
     from evalkit.embedding import Embedder
@@ -316,12 +316,7 @@ class CallGuard:
 
         # The jitter (half to all of each doubled wait) keeps many concurrent retries from
         # hitting the judge in lockstep.
-        policy = RetryPolicy(
-            retries=self.max_retries,
-            backoff=self.retry_backoff,
-            jitter=(0.5, 1.0),
-            retryable=lambda error: isinstance(error, _AttemptError) and error.retryable,
-        )
+        policy = RetryPolicy.of_attempts(self.max_retries, self.retry_backoff, jitter=(0.5, 1.0))
         try:
             return await policy.acall(attempt)
         except _AttemptError as failure:
@@ -329,13 +324,12 @@ class CallGuard:
             raise JudgeCallError(failure.reason, f"{failure.detail} ({tries})") from None
 
 
-class _AttemptError(Exception):
+class _AttemptError(AttemptError):
     """One failed judge call, classified."""
 
     def __init__(self, reason: Unmeasured, retryable: bool, detail: str) -> None:
-        super().__init__(detail)
+        super().__init__(detail, retryable=retryable)
         self.reason = reason
-        self.retryable = retryable
         self.detail = detail
 
 

@@ -22,7 +22,7 @@ from evalkit.redaction import (
     register_secrets,
     url_secrets,
 )
-from evalkit.retry import RetryPolicy, retry_after_seconds
+from evalkit.retry import AttemptError, RetryPolicy, retry_after_seconds
 
 __all__ = ["EndpointEmbedder"]
 
@@ -85,15 +85,7 @@ class EndpointEmbedder:
         self._lock = threading.Lock()
         self._dimension: int | None = None
         self._fingerprint: ModelFingerprint | None = None
-        self._retry = RetryPolicy(
-            retries=retries,
-            backoff=backoff,
-            max_wait=max_retry_wait,
-            retryable=lambda error: isinstance(error, _EndpointAttemptError) and error.retryable,
-            retry_after=lambda error: (
-                error.retry_after if isinstance(error, _EndpointAttemptError) else None
-            ),
-        )
+        self._retry = RetryPolicy.of_attempts(retries, backoff, max_wait=max_retry_wait)
 
     @property
     def url(self) -> str:
@@ -219,13 +211,11 @@ class EndpointEmbedder:
         return unit
 
 
-class _EndpointAttemptError(Exception):
+class _EndpointAttemptError(AttemptError):
     """One failed request to an embedding endpoint, and whether another may help."""
 
     def __init__(
         self, error: EmbeddingError, *, retryable: bool, retry_after: float | None = None
     ) -> None:
-        super().__init__(str(error))
+        super().__init__(str(error), retryable=retryable, retry_after=retry_after)
         self.error = error
-        self.retryable = retryable
-        self.retry_after = retry_after

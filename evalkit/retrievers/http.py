@@ -59,7 +59,7 @@ from evalkit.retrievers.base import (
     ranked_docs,
     validate_k,
 )
-from evalkit.retry import RetryPolicy, retry_after_seconds
+from evalkit.retry import AttemptError, RetryPolicy, retry_after_seconds
 
 __all__ = [
     "HTTP_TOKEN_ENV",
@@ -164,8 +164,9 @@ class MalformedResponseError(ValueError):
     """An endpoint's answer does not have the documented shape."""
 
 
-class _AttemptError(Exception):
-    """One failed attempt: what went wrong and whether another attempt may help."""
+class _AttemptError(AttemptError):
+    """One failed attempt: what went wrong, its HTTP status if it had one, and whether
+    another attempt may help."""
 
     def __init__(
         self,
@@ -175,10 +176,8 @@ class _AttemptError(Exception):
         status_code: int | None = None,
         retry_after: float | None = None,
     ) -> None:
-        super().__init__(message)
-        self.retryable = retryable
+        super().__init__(message, retryable=retryable, retry_after=retry_after)
         self.status_code = status_code
-        self.retry_after = retry_after
 
 
 @dataclass(frozen=True, slots=True)
@@ -376,15 +375,7 @@ class HttpRetriever(ClosesOnExit):
         register_secrets(secrets)
         self._client: httpx.Client | None = None
         self._client_lock = threading.Lock()
-        self._retry = RetryPolicy(
-            retries=retries,
-            backoff=backoff,
-            max_wait=max_retry_wait,
-            retryable=lambda error: isinstance(error, _AttemptError) and error.retryable,
-            retry_after=lambda error: (
-                error.retry_after if isinstance(error, _AttemptError) else None
-            ),
-        )
+        self._retry = RetryPolicy.of_attempts(retries, backoff, max_wait=max_retry_wait)
 
     def _http(self) -> httpx.Client:
         with self._client_lock:
