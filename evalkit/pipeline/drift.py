@@ -3,9 +3,10 @@ the query model, each check stored."""
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -289,13 +290,23 @@ def collection_vectors(
             f"the document sample must be at least 2 documents (one cannot be tested), got "
             f"{sample!r}"
         )
+    with _chroma_collection(settings, collection, chroma_url) as opened:
+        return _sample_vectors(opened, sample, seed, outside)
+
+
+@contextlib.contextmanager
+def _chroma_collection(
+    settings: Settings, collection: str, chroma_url: str | None
+) -> Iterator[Any]:
+    """The Chroma collection ``collection`` on ``chroma_url`` (default: the settings' server,
+    else their local path); its client is closed on leaving."""
     # Chroma is a heavy optional dependency: loaded only when a collection is read.
     from evalkit.retrievers.chroma_client import close_client, get_collection, open_chroma_client
 
     url = chroma_url or settings.chroma_url
     client = open_chroma_client(path=None if url else settings.resolved_chroma_path, url=url)
     try:
-        return _sample_vectors(get_collection(client, collection), sample, seed, outside)
+        yield get_collection(client, collection)
     finally:
         close_client(client)
 
@@ -447,15 +458,8 @@ def check_drift_model(
 ) -> ModelCheck:
     """Check that the configured query model embeds as the model a collection was built
     with (its stored fingerprint) and store the check; a mismatch is its own finding."""
-    # Chroma is a heavy optional dependency: loaded only here.
-    from evalkit.retrievers.chroma_client import close_client, get_collection, open_chroma_client
-
-    url = chroma_url or settings.chroma_url
-    client = open_chroma_client(path=None if url else settings.resolved_chroma_path, url=url)
-    try:
-        metadata = dict(get_collection(client, collection).metadata or {})
-    finally:
-        close_client(client)
+    with _chroma_collection(settings, collection, chroma_url) as opened:
+        metadata = dict(opened.metadata or {})
     embedder = build_query_embedder(settings)
     if embedder is None:
         raise ConfigError(
