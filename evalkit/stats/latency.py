@@ -49,6 +49,7 @@ import pandas as pd
 
 from evalkit.config.types import parse_quantile, quantile_name
 from evalkit.errors import ConfigError, InputError
+from evalkit.stats._resampling import FloatVector
 from evalkit.stats.decision import Decision
 
 __all__ = [
@@ -64,7 +65,6 @@ __all__ = [
     "quantile_level",
 ]
 
-FloatVector = npt.NDArray[np.float64]
 IntVector = npt.NDArray[np.int64]
 
 DEFAULT_QUANTILE: Final = "p50"
