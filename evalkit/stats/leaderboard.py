@@ -36,7 +36,7 @@ from evalkit.errors import ConfigError, InputError
 from evalkit.jsonsafe import finite_or_null
 from evalkit.records.requests import LEADERBOARD_DEFAULTS, measure_names
 from evalkit.stats._resampling import FloatMatrix, FloatVector, bootstrap_means, percentile_interval
-from evalkit.stats.paired import holm_adjust
+from evalkit.stats.paired import distinct_measures, holm_adjust
 
 __all__ = [
     "CORRECTIONS",
@@ -341,15 +341,6 @@ def _frame(run: str, values: object) -> pd.DataFrame:
             "give one row per query"
         )
     return frame
-
-
-def _checked_measures(measures: Sequence[str]) -> tuple[str, ...]:
-    chosen = measure_names(measures)
-    if not chosen:
-        raise InputError("no measures to rank", field="measures")
-    if len(set(chosen)) != len(chosen):
-        raise InputError(f"measures are repeated: {list(chosen)}", field="measures")
-    return chosen
 
 
 def _values(
@@ -663,7 +654,7 @@ def leaderboard(
     bad = [run for run in runs if not isinstance(run, str)]
     if bad:
         raise ConfigError(f"runs are named by strings (run ids), got {bad[:_SHOWN_IDS]!r}")
-    chosen = _checked_measures(measures)
+    chosen = distinct_measures(measure_names(measures), purpose="rank")
     latency = dict(latency or {})
     unknown = sorted(set(latency) - set(runs))
     if unknown:

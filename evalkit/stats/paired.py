@@ -404,8 +404,14 @@ def _choose_measures(
                     f"{[str(c) for c in frame.columns]}",
                     field="measures",
                 )
+    return distinct_measures(chosen, purpose="compare")
+
+
+def distinct_measures(chosen: tuple[str, ...], *, purpose: str) -> tuple[str, ...]:
+    """``chosen``, checked to name at least one measure and none twice (InputError saying
+    there are no measures to ``purpose``, or which are repeated)."""
     if not chosen:
-        raise InputError("no measures to compare", field="measures")
+        raise InputError(f"no measures to {purpose}", field="measures")
     if len(set(chosen)) != len(chosen):
         raise InputError(f"measures are repeated: {list(chosen)}", field="measures")
     return chosen
