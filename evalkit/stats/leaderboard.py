@@ -36,7 +36,7 @@ from evalkit.errors import ConfigError, InputError
 from evalkit.jsonsafe import finite_or_null
 from evalkit.records.requests import LEADERBOARD_DEFAULTS, measure_names
 from evalkit.stats._resampling import FloatMatrix, FloatVector, bootstrap_means, percentile_interval
-from evalkit.stats.paired import distinct_measures, holm_adjust
+from evalkit.stats.paired import distinct_measures, holm_adjust, shown_ids
 
 __all__ = [
     "CORRECTIONS",
@@ -320,11 +320,6 @@ class Leaderboard:
         return cast(dict[str, Any], finite_or_null(data))
 
 
-def _shown(ids: Sequence[str]) -> str:
-    listed = ", ".join(ids[:_SHOWN_IDS])
-    return listed + (f" and {len(ids) - _SHOWN_IDS} more" if len(ids) > _SHOWN_IDS else "")
-
-
 def _frame(run: str, values: object) -> pd.DataFrame:
     if not isinstance(values, pd.DataFrame):
         raise InputError(
@@ -337,7 +332,7 @@ def _frame(run: str, values: object) -> pd.DataFrame:
     if not frame.index.is_unique:
         repeated = frame.index[frame.index.duplicated()].unique()
         raise InputError(
-            f"run {run!r} has more than one row for query ids {_shown(list(repeated))}: "
+            f"run {run!r} has more than one row for query ids {shown_ids(list(repeated))}: "
             "give one row per query"
         )
     return frame
@@ -371,8 +366,8 @@ def _values(
             if bad.size:
                 raise InputError(
                     f"run {run!r} has no finite {measure} for queries "
-                    f"{_shown([str(shared[int(i)]) for i in bad])}: score every query (a query the "
-                    "retriever failed on scores 0)",
+                    f"{shown_ids([str(shared[int(i)]) for i in bad])}: score every query (a "
+                    "query the retriever failed on scores 0)",
                     field=measure,
                 )
             values[:, mi * k + r] = column

@@ -296,7 +296,7 @@ class FailedQueriesError(RetrieverError):
         self.failed_in_baseline = tuple(failed_in_baseline)
         self.failed_in_candidate = tuple(failed_in_candidate)
         parts = [
-            f"{len(ids)} queries failed in the {role} ({_shown(list(ids))})"
+            f"{len(ids)} queries failed in the {role} ({shown_ids(list(ids))})"
             for role, ids in (
                 ("candidate", self.failed_in_candidate),
                 ("baseline", self.failed_in_baseline),
@@ -352,9 +352,10 @@ def _check_options(
         )
 
 
-def _shown(ids: Sequence[Hashable]) -> str:
-    listed = ", ".join(str(query_id) for query_id in ids[:_SHOWN_IDS])
-    return listed + (f" and {len(ids) - _SHOWN_IDS} more" if len(ids) > _SHOWN_IDS else "")
+def shown_ids(ids: Sequence[Hashable], *, limit: int = _SHOWN_IDS) -> str:
+    """The first ``limit`` of ``ids``, comma-separated, and how many more there are."""
+    listed = ", ".join(str(query_id) for query_id in ids[:limit])
+    return listed + (f" and {len(ids) - limit} more" if len(ids) > limit else "")
 
 
 def _as_frame(values: pd.DataFrame | pd.Series, *, role: str) -> pd.DataFrame:
@@ -373,7 +374,7 @@ def _as_frame(values: pd.DataFrame | pd.Series, *, role: str) -> pd.DataFrame:
     duplicated = frame.index[frame.index.duplicated()].unique()
     if len(duplicated):
         raise InputError(
-            f"{role} has more than one row for query ids {_shown(list(duplicated))}: "
+            f"{role} has more than one row for query ids {shown_ids(list(duplicated))}: "
             "give one row per query (aggregate repeated replays first)"
         )
     return frame
@@ -430,7 +431,7 @@ def _values(
         measure = measures[int(bad_columns[0])]
         queries = [ids[int(row)] for row in bad_rows[bad_columns == bad_columns[0]]]
         raise InputError(
-            f"{role} has no finite {measure} for queries {_shown(queries)}: score every query "
+            f"{role} has no finite {measure} for queries {shown_ids(queries)}: score every query "
             "(a query the retriever failed on scores 0) or remove it from both runs",
             field=measure,
         )

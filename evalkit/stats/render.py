@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Final
 
 from evalkit.stats.decision import Decision
-from evalkit.stats.paired import Comparison, MetricComparison, QueryDrop
+from evalkit.stats.paired import Comparison, MetricComparison, QueryDrop, shown_ids
 from evalkit.stats.power import PowerRow
 
 __all__ = [
@@ -95,15 +95,11 @@ def _markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> li
     return lines
 
 
-def _shown(ids: Sequence[str]) -> str:
-    listed = ", ".join(ids[:_SHOWN_IDS])
-    return listed + (f" and {len(ids) - _SHOWN_IDS} more" if len(ids) > _SHOWN_IDS else "")
-
-
 def coverage_note(comparison: Comparison) -> str:
     """Which queries the comparison covers, which it left out, and which failed (as 0)."""
     failed = "".join(
-        f" {len(ids)} queries failed in the {role} and count as 0 ({_shown(ids)})."
+        f" {len(ids)} queries failed in the {role} and count as 0 "
+        f"({shown_ids(ids, limit=_SHOWN_IDS)})."
         for role, ids in (
             ("baseline", comparison.failed_in_baseline),
             ("candidate", comparison.failed_in_candidate),
@@ -118,12 +114,12 @@ def coverage_note(comparison: Comparison) -> str:
     if comparison.only_in_baseline:
         parts.append(
             f"{len(comparison.only_in_baseline)} only in the baseline "
-            f"({_shown(comparison.only_in_baseline)})"
+            f"({shown_ids(comparison.only_in_baseline, limit=_SHOWN_IDS)})"
         )
     if comparison.only_in_candidate:
         parts.append(
             f"{len(comparison.only_in_candidate)} only in the candidate "
-            f"({_shown(comparison.only_in_candidate)})"
+            f"({shown_ids(comparison.only_in_candidate, limit=_SHOWN_IDS)})"
         )
     return (
         f"Compared on the {comparison.n_shared} queries both runs share; "
