@@ -8,7 +8,7 @@ and for documents written without a content hash, whose hash is then derived fro
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -138,17 +138,27 @@ def fetch_documents(
     Documents stored without text are left out.
     """
     documents: dict[str, Document] = {}
+    for doc_id, text, metadata in _stored_texts(collection, doc_ids, page_size=page_size):
+        title = str(metadata.get(TITLE_KEY, ""))
+        documents[doc_id] = Document(id=doc_id, text=text, title=title)
+    return documents
+
+
+def _stored_texts(
+    collection: Collection, doc_ids: Sequence[str], *, page_size: int
+) -> Iterator[tuple[str, str, Mapping[str, Any]]]:
+    """The id, text and metadata of each of ``doc_ids`` stored with a text, page by page."""
     for start in range(0, len(doc_ids), page_size):
-        batch = list(doc_ids[start : start + page_size])
-        page = _get(collection, ids=batch, include=["documents", "metadatas"])
+        page = _get(
+            collection,
+            ids=list(doc_ids[start : start + page_size]),
+            include=["documents", "metadatas"],
+        )
         texts = page.get("documents") or [None] * len(page["ids"])
         metadatas = page.get("metadatas") or [None] * len(page["ids"])
         for doc_id, text, metadata in zip(page["ids"], texts, metadatas, strict=True):
-            if text is None:
-                continue
-            title = str((metadata or {}).get(TITLE_KEY, ""))
-            documents[str(doc_id)] = Document(id=str(doc_id), text=str(text), title=title)
-    return documents
+            if text is not None:
+                yield str(doc_id), str(text), dict(metadata or {})
 
 
 def _derived_hashes(
@@ -160,30 +170,19 @@ def _derived_hashes(
     (scalar values); documents stored without text get none.
     """
     derived: dict[str, str] = {}
-    for start in range(0, len(doc_ids), page_size):
-        page = _get(
-            collection,
-            ids=list(doc_ids[start : start + page_size]),
-            include=["documents", "metadatas"],
+    for doc_id, text, stored in _stored_texts(collection, doc_ids, page_size=page_size):
+        document = Document(
+            id=doc_id,
+            text=text,
+            title=str(stored.get(TITLE_KEY, "")),
+            metadata={
+                key: value
+                for key, value in stored.items()
+                if not key.startswith(RESERVED_METADATA_PREFIX)
+                and isinstance(value, str | int | float | bool)
+            },
         )
-        texts = page.get("documents") or [None] * len(page["ids"])
-        metadatas = page.get("metadatas") or [None] * len(page["ids"])
-        for doc_id, text, metadata in zip(page["ids"], texts, metadatas, strict=True):
-            if text is None:
-                continue
-            stored = dict(metadata or {})
-            document = Document(
-                id=str(doc_id),
-                text=str(text),
-                title=str(stored.get(TITLE_KEY, "")),
-                metadata={
-                    key: value
-                    for key, value in stored.items()
-                    if not key.startswith(RESERVED_METADATA_PREFIX)
-                    and isinstance(value, str | int | float | bool)
-                },
-            )
-            derived[str(doc_id)] = content_hash(document)
+        derived[doc_id] = content_hash(document)
     return derived
 
 
