@@ -106,7 +106,8 @@ class LatencyRegressionParams(RuleParams):
 
 
 def _settings(params: LatencyRegressionParams) -> dict[str, Any]:
-    """The parameters a verdict was reached with (a changed one means comparing again)."""
+    """The parameters a verdict was reached with (a changed one means comparing again):
+    the options ``compare_latency`` is called with."""
     return params.model_dump(
         include={"quantile", "max_increase", "confidence", "resamples", "seed"}
     )
@@ -116,16 +117,7 @@ def _compare(
     params: LatencyRegressionParams, before: pd.Series, after: pd.Series, *, paired: bool
 ) -> LatencyComparison:
     """The rule's comparison of two sets of latencies (by query id when ``paired``)."""
-    return compare_latency(
-        before,
-        after,
-        quantile=params.quantile,
-        max_increase=params.max_increase,
-        confidence=params.confidence,
-        resamples=params.resamples,
-        seed=params.seed,
-        paired=paired,
-    )
+    return compare_latency(before, after, **_settings(params), paired=paired)
 
 
 def _figures(compared: LatencyComparison) -> dict[str, Any]:
