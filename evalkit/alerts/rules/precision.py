@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import asdict
 from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -118,10 +119,7 @@ def _gate_inputs(
         "baseline_run": baseline.run_id,
         "candidate_run": candidate.run_id,
         "measures": list(params.measures),
-        "alpha": params.alpha,
-        "min_effect": params.min_effect,
-        "resamples": params.resamples,
-        "seed": params.seed,
+        **asdict(params.paired_test),
         "worst": params.worst,
     }
 
