@@ -84,6 +84,8 @@ class _Named(Protocol):
 
 _ConfigT = TypeVar("_ConfigT", bound=_Named)
 _NamedT = TypeVar("_NamedT", bound=_Named)
+_EntryT = TypeVar("_EntryT", bound=RuleConfig | SinkConfig)
+_ResolvedT = TypeVar("_ResolvedT")
 
 
 def find_named(entries: Sequence[_NamedT], name: str, *, what: str, path: Path) -> _NamedT:
@@ -170,6 +172,21 @@ def _unknown_names(
         )
 
 
+def _resolved(
+    configured: Callable[[_EntryT, BaseModel], _ResolvedT],
+    entries: Sequence[_EntryT],
+    kinds: Mapping[str, _HasParams],
+    *,
+    table: str,
+    path: Path,
+) -> tuple[_ResolvedT, ...]:
+    """Each entry of ``[[alerts.<table>]]`` with its kind's parameters (``resolve_kind``)."""
+    return tuple(
+        configured(entry, resolve_kind(entry, kinds, path=path, at=("alerts", table, index)))
+        for index, entry in enumerate(entries)
+    )
+
+
 def _watched_jobs(rule: ConfiguredRule) -> Sequence[str] | None:
     return rule.params.jobs if isinstance(rule.params, JobFailureParams) else None
 
@@ -184,30 +201,8 @@ def alerts_config(settings: Settings) -> AlertsConfig:
 
     path = settings.config_file
     table = settings.alerts
-    sinks = tuple(
-        ConfiguredSink(
-            entry,
-            resolve_kind(
-                entry,
-                SINK_KINDS,
-                path=path,
-                at=("alerts", "sinks", i),
-            ),
-        )
-        for i, entry in enumerate(table.sinks)
-    )
-    rules = tuple(
-        ConfiguredRule(
-            entry,
-            resolve_kind(
-                entry,
-                RULE_KINDS,
-                path=path,
-                at=("alerts", "rules", i),
-            ),
-        )
-        for i, entry in enumerate(table.rules)
-    )
+    sinks = _resolved(ConfiguredSink, table.sinks, SINK_KINDS, table="sinks", path=path)
+    rules = _resolved(ConfiguredRule, table.rules, RULE_KINDS, table="rules", path=path)
     _unique([sink.name for sink in sinks], table="[[alerts.sinks]]", path=path)
     _unique([rule.name for rule in rules], table="[[alerts.rules]]", path=path)
     # With no sink configured, alerts go to the log sink build_sinks makes; a rule may name it.
