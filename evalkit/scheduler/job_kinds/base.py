@@ -24,6 +24,7 @@ from evalkit.retrievers.factory import RetrieverOptions, build_retriever
 if TYPE_CHECKING:
     from evalkit.config import Settings
     from evalkit.retrievers.base import Retriever
+    from evalkit.store.runs import RunRecord
     from evalkit.store.store import Store
 
 __all__ = [
@@ -51,6 +52,17 @@ class JobOutcome:
     run_ids: tuple[str, ...] = ()
     summary: Mapping[str, Any] = field(default_factory=dict)
     error: str | None = None
+
+    @classmethod
+    def of_run(cls, run: RunRecord, summary: Mapping[str, Any]) -> JobOutcome:
+        """The outcome of a job that made one run: the run's status as the job's
+        (``JOB_STATUS_OF_RUN``), its id, and its error."""
+        return cls(
+            status=JOB_STATUS_OF_RUN[run.status],
+            run_ids=(run.run_id,),
+            summary=summary,
+            error=run.error,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,6 @@ from evalkit.pipeline import (
 )
 from evalkit.records.requests import DEFAULT_RAY_ACTORS, MAX_K, GoldsetRunRequest
 from evalkit.scheduler.job_kinds.base import (
-    JOB_STATUS_OF_RUN,
     JobContext,
     JobKind,
     JobOutcome,
@@ -118,10 +117,9 @@ def _goldset_replay(ctx: JobContext, params: GoldsetReplayParams) -> JobOutcome:
         engine=params.ray_engine(settings),
     )
     run = outcome.run
-    return JobOutcome(
-        status=JOB_STATUS_OF_RUN[run.status],
-        run_ids=(run.run_id,),
-        summary={
+    return JobOutcome.of_run(
+        run,
+        {
             "run_id": run.run_id,
             "status": run.status,
             "goldset": goldset.name,
@@ -133,7 +131,6 @@ def _goldset_replay(ctx: JobContext, params: GoldsetReplayParams) -> JobOutcome:
                 outcome.default_measures.to_dict() if outcome.default_measures else None
             ),
         },
-        error=run.error,
     )
 
 

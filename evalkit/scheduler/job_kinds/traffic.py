@@ -38,7 +38,6 @@ from evalkit.records.requests import (
     TrafficReplayRequest,
 )
 from evalkit.scheduler.job_kinds.base import (
-    JOB_STATUS_OF_RUN,
     JobContext,
     JobKind,
     JobOutcome,
@@ -369,12 +368,7 @@ def _traffic(ctx: JobContext, params: TrafficParams) -> JobOutcome:
                 "high": estimated.figure.high,
                 "calibration_run": estimated.calibration_run.run_id,
             }
-    return JobOutcome(
-        status=JOB_STATUS_OF_RUN[run.status],
-        run_ids=(run.run_id,),
-        summary=summary,
-        error=run.error,
-    )
+    return JobOutcome.of_run(run, summary)
 
 
 TRAFFIC_INGEST = JobKind(
