@@ -37,6 +37,7 @@ __all__ = [
     "ConfiguredSink",
     "alerts_config",
     "find_named",
+    "resolve_entries",
     "resolve_kind",
 ]
 
@@ -84,7 +85,7 @@ class _Named(Protocol):
 
 _ConfigT = TypeVar("_ConfigT", bound=_Named)
 _NamedT = TypeVar("_NamedT", bound=_Named)
-_EntryT = TypeVar("_EntryT", bound=RuleConfig | SinkConfig)
+_EntryT = TypeVar("_EntryT", bound=JobConfig | RuleConfig | SinkConfig)
 _ResolvedT = TypeVar("_ResolvedT")
 
 
@@ -172,17 +173,18 @@ def _unknown_names(
         )
 
 
-def _resolved(
+def resolve_entries(
     configured: Callable[[_EntryT, BaseModel], _ResolvedT],
     entries: Sequence[_EntryT],
     kinds: Mapping[str, _HasParams],
     *,
-    table: str,
+    table: tuple[str, ...],
     path: Path,
 ) -> tuple[_ResolvedT, ...]:
-    """Each entry of ``[[alerts.<table>]]`` with its kind's parameters (``resolve_kind``)."""
+    """Each entry of the array of tables ``table`` (``("alerts", "rules")`` is
+    ``[[alerts.rules]]``) made ``configured`` with its kind's parameters (``resolve_kind``)."""
     return tuple(
-        configured(entry, resolve_kind(entry, kinds, path=path, at=("alerts", table, index)))
+        configured(entry, resolve_kind(entry, kinds, path=path, at=(*table, index)))
         for index, entry in enumerate(entries)
     )
 
@@ -201,8 +203,12 @@ def alerts_config(settings: Settings) -> AlertsConfig:
 
     path = settings.config_file
     table = settings.alerts
-    sinks = _resolved(ConfiguredSink, table.sinks, SINK_KINDS, table="sinks", path=path)
-    rules = _resolved(ConfiguredRule, table.rules, RULE_KINDS, table="rules", path=path)
+    sinks = resolve_entries(
+        ConfiguredSink, table.sinks, SINK_KINDS, table=("alerts", "sinks"), path=path
+    )
+    rules = resolve_entries(
+        ConfiguredRule, table.rules, RULE_KINDS, table=("alerts", "rules"), path=path
+    )
     _unique([sink.name for sink in sinks], table="[[alerts.sinks]]", path=path)
     _unique([rule.name for rule in rules], table="[[alerts.rules]]", path=path)
     # With no sink configured, alerts go to the log sink build_sinks makes; a rule may name it.

@@ -26,7 +26,7 @@ from evalkit.alerts.configured import (
     ConfiguredRule,
     alerts_config,
     find_named,
-    resolve_kind,
+    resolve_entries,
 )
 from evalkit.config import (
     JobConfig,
@@ -180,13 +180,7 @@ def service_config(settings: Settings) -> ServiceConfig:
     path = settings.config_file
     scheduler = settings.scheduler
     _import_plugins(scheduler.plugins, path)
-    jobs = tuple(
-        JobDefinition(
-            entry,
-            resolve_kind(entry, JOB_KINDS, path=path, at=("jobs", i)),
-        )
-        for i, entry in enumerate(settings.jobs)
-    )
+    jobs = resolve_entries(JobDefinition, settings.jobs, JOB_KINDS, table=("jobs",), path=path)
     seen: dict[str, int] = {}
     for i, job in enumerate(jobs):
         missing = (
