@@ -33,6 +33,7 @@ from evalkit.errors import ConfigError
 
 __all__ = [
     "AlertsConfig",
+    "Configured",
     "ConfiguredRule",
     "ConfiguredSink",
     "alerts_config",
@@ -100,8 +101,9 @@ def find_named(entries: Sequence[_NamedT], name: str, *, what: str, path: Path) 
 
 
 @dataclass(frozen=True, slots=True)
-class _Configured(Generic[_ConfigT]):
-    """A validated entry: its common settings and its kind's parameters."""
+class Configured(Generic[_ConfigT]):
+    """A validated entry (a job, a rule, a sink): its common settings and its kind's
+    parameters."""
 
     config: _ConfigT
     params: BaseModel
@@ -113,12 +115,12 @@ class _Configured(Generic[_ConfigT]):
 
 
 @dataclass(frozen=True, slots=True)
-class ConfiguredRule(_Configured[RuleConfig]):
+class ConfiguredRule(Configured[RuleConfig]):
     """A validated rule: its common settings and its kind's parameters."""
 
 
 @dataclass(frozen=True, slots=True)
-class ConfiguredSink(_Configured[SinkConfig]):
+class ConfiguredSink(Configured[SinkConfig]):
     """A validated sink: its common settings and its kind's parameters."""
 
 

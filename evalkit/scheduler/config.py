@@ -19,10 +19,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
-
 from evalkit.alerts.configured import (
     AlertsConfig,
+    Configured,
     ConfiguredRule,
     alerts_config,
     find_named,
@@ -44,16 +43,8 @@ _log = logging.getLogger("evalkit.scheduler")
 
 
 @dataclass(frozen=True, slots=True)
-class JobDefinition:
+class JobDefinition(Configured[JobConfig]):
     """A validated job: its common settings and its kind's parameters."""
-
-    config: JobConfig
-    params: BaseModel
-
-    @property
-    def name(self) -> str:
-        """The job's name."""
-        return self.config.name
 
     @property
     def kind(self) -> str:
