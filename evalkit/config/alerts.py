@@ -31,22 +31,13 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from evalkit.config.types import NAME_PATTERN, Duration
+from evalkit.config.types import NAME_PATTERN, Duration, KindEntry
 from evalkit.records import AlertSeverity
 
 __all__ = ["AlertsSettings", "RuleConfig", "SinkConfig"]
 
 
-class _Entry(BaseModel):
-    model_config = ConfigDict(extra="allow", frozen=True)
-
-    @property
-    def params(self) -> dict[str, object]:
-        """The fields of the entry that belong to its kind."""
-        return dict(self.model_extra or {})
-
-
-class RuleConfig(_Entry):
+class RuleConfig(KindEntry):
     """The fields every alert rule has; the rest of its table belongs to its kind."""
 
     name: str = Field(
@@ -72,7 +63,7 @@ class RuleConfig(_Entry):
     enabled: bool = Field(default=True, description="Evaluate this rule.")
 
 
-class SinkConfig(_Entry):
+class SinkConfig(KindEntry):
     """The fields every sink has; the rest of its table belongs to its kind."""
 
     name: str = Field(pattern=NAME_PATTERN, description="Unique name, stored with deliveries.")

@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from evalkit.config.types import NAME_PATTERN, Duration
+from evalkit.config.types import NAME_PATTERN, Duration, KindEntry
 
 __all__ = ["JobConfig", "SchedulerSettings", "cron_trigger"]
 
@@ -80,10 +80,8 @@ class SchedulerSettings(BaseModel):
         return zone
 
 
-class JobConfig(BaseModel):
+class JobConfig(KindEntry):
     """The fields every job has; the rest of its table (``model_extra``) belongs to its kind."""
-
-    model_config = ConfigDict(extra="allow", frozen=True)
 
     name: str = Field(pattern=NAME_PATTERN, description="Unique name (`evalkit jobs run NAME`).")
     kind: str = Field(description="What the job does (see docs/scheduler.md for the kinds).")
@@ -121,11 +119,6 @@ class JobConfig(BaseModel):
         if self.cron is not None and self.interval is not None:
             raise ValueError("give cron or interval, not both")
         return self
-
-    @property
-    def params(self) -> dict[str, object]:
-        """The fields of the entry that belong to its kind."""
-        return dict(self.model_extra or {})
 
 
 _WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")

@@ -1,5 +1,5 @@
 """Value types shared by the settings tables: durations, sizes, increases, quantiles and
-entry names."""
+entry names; and the base of the entries that have a kind."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ import math
 import re
 from typing import Annotated
 
-from pydantic import BeforeValidator
+from pydantic import BaseModel, BeforeValidator, ConfigDict
 
 __all__ = [
     "NAME_PATTERN",
     "ByteSize",
     "Duration",
     "Increase",
+    "KindEntry",
     "format_duration",
     "parse_duration",
     "parse_increase",
@@ -24,6 +25,19 @@ __all__ = [
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 """What the name of a job, an alert rule or a sink may look like."""
+
+
+class KindEntry(BaseModel):
+    """An entry of ``[[jobs]]``, ``[[alerts.rules]]`` or ``[[alerts.sinks]]``: the model holds
+    the fields every entry of the table has, the others belong to the entry's kind."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    @property
+    def params(self) -> dict[str, object]:
+        """The fields of the entry that belong to its kind."""
+        return dict(self.model_extra or {})
+
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
