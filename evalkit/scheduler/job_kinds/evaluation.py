@@ -9,9 +9,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, Field, field_validator
 
 from evalkit.engines import RayEngine
 from evalkit.engines.ray import ray_address_problem
@@ -46,6 +46,18 @@ __all__ = [
 ]
 
 
+def _checked_ray_address(value: str | None) -> str | None:
+    """``value``, refused when the configuration is read if the Ray engine cannot use it."""
+    problem = None if value is None else ray_address_problem(value, source="ray_address")
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+_RayAddress = Annotated[str | None, AfterValidator(_checked_ray_address)]
+"""The ``ray_address`` of a job whose engine may be ``ray``."""
+
+
 # -- goldset replay -----------------------------------------------------------------------
 
 
@@ -66,7 +78,7 @@ class GoldsetReplayParams(RetrieverParams):
         description="Where the replay runs: local (the service's process) or ray (a pool of "
         "Ray actors; needs the [ray] extra; docs/scale.md).",
     )
-    ray_address: str | None = Field(
+    ray_address: _RayAddress = Field(
         default=None,
         description="Ray cluster of engine = ray (default: RAY_ADDRESS, else a local Ray "
         "instance started for the run).",
@@ -80,24 +92,11 @@ class GoldsetReplayParams(RetrieverParams):
     def _known_measures(cls, names: list[str] | None) -> list[str] | None:
         return None if names is None else checked_measures(names)
 
-    @field_validator("ray_address")
-    @classmethod
-    def _ray_address(cls, value: str | None) -> str | None:
-        return _checked_ray_address(value)
-
     def ray_engine(self, settings: Settings) -> RayEngine | None:
         """The Ray engine these fields ask for, or None for the local one."""
         if self.engine != "ray":
             return None
         return RayEngine(self.options(), settings, address=self.ray_address, actors=self.ray_actors)
-
-
-def _checked_ray_address(value: str | None) -> str | None:
-    """``value``, refused when the configuration is read if the Ray engine cannot use it."""
-    problem = None if value is None else ray_address_problem(value, source="ray_address")
-    if problem is not None:
-        raise ValueError(problem)
-    return value
 
 
 def _goldset_replay(ctx: JobContext, params: GoldsetReplayParams) -> JobOutcome:
@@ -171,15 +170,10 @@ class SweepParams(JobParams):
     engine: Literal["local", "ray"] = Field(
         default="local", description="Where each point's replay runs: local or ray."
     )
-    ray_address: str | None = Field(default=None, description="Ray cluster of engine = ray.")
+    ray_address: _RayAddress = Field(default=None, description="Ray cluster of engine = ray.")
     ray_actors: int = Field(
         default=DEFAULT_RAY_ACTORS, ge=1, description="Actors with engine = ray."
     )
-
-    @field_validator("ray_address")
-    @classmethod
-    def _ray_address(cls, value: str | None) -> str | None:
-        return _checked_ray_address(value)
 
     @field_validator("file")
     @classmethod
