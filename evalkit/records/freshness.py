@@ -10,12 +10,13 @@ still waiting and the verdict against the objective.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from evalkit.errors import ConfigError
+from evalkit.records.jsonready import json_ready
 
 if TYPE_CHECKING:
     from evalkit.config import Settings
@@ -127,10 +128,7 @@ class _SourceChange:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form: every field, times in ISO 8601 UTC."""
-        return {
-            name: _iso(value) if isinstance(value, datetime) else value
-            for name, value in asdict(self).items()
-        }
+        return json_ready(self)
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 
 from evalkit.errors import StoreError
+from evalkit.records.jsonready import json_ready
 from evalkit.redaction import redact_known
 
 if TYPE_CHECKING:
@@ -196,13 +197,7 @@ class StoredAlert:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        data = {name: getattr(self, name) for name in self.__slots__}
-        data["fired_at"] = self.fired_at.isoformat() + "Z"
-        data["created_at"] = self.created_at.isoformat() + "Z"
-        data["evidence"] = dict(self.evidence)
-        data["links"] = dict(self.links)
-        data["deliveries"] = dict(self.deliveries)
-        return data
+        return json_ready(self)
 
 
 _ALERT_COLUMNS = (
@@ -324,9 +319,7 @@ class StoredDelivery:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        data = {name: getattr(self, name) for name in self.__slots__}
-        data["attempted_at"] = self.attempted_at.isoformat() + "Z"
-        return data
+        return json_ready(self)
 
 
 def alert_deliveries(store: Store, alert_id: str) -> list[StoredDelivery]:

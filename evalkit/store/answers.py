@@ -32,6 +32,7 @@ from evalkit.answers.cache import JudgeCallOutput, Vectors
 from evalkit.answers.records import AnswerScores, CachedJudgment, MetricSummary, item_columns
 from evalkit.clock import utc_now
 from evalkit.errors import NotFoundError, StoreError
+from evalkit.records.jsonready import json_ready
 from evalkit.redaction import redact_known
 from evalkit.store.views import registered
 
@@ -87,17 +88,7 @@ class StoredScoring:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        return {
-            "scoring_id": self.scoring_id,
-            "run_id": self.run_id,
-            "source": self.source,
-            "started_at": self.started_at.isoformat() + "Z",
-            "finished_at": self.finished_at.isoformat() + "Z",
-            "n_records": self.n_records,
-            "judge_calls": self.judge_calls,
-            "cache_hits": self.cache_hits,
-            "settings": dict(self.settings),
-        }
+        return json_ready(self)
 
     def answer_scores(self, summaries: Sequence[MetricSummary]) -> AnswerScores:
         """This scoring with these ``summaries`` as ``AnswerScores``, without its per-item

@@ -20,6 +20,7 @@ import duckdb
 
 from evalkit import __version__
 from evalkit.errors import ConfigError, NotFoundError, StoreError
+from evalkit.records.jsonready import json_ready
 
 if TYPE_CHECKING:
     from evalkit.records.audit import AuditReport
@@ -82,12 +83,7 @@ class StoredAudit:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        data = {name: getattr(self, name) for name in self.__slots__}
-        data["started_at"] = self.started_at.isoformat() + "Z"
-        data["finished_at"] = self.finished_at.isoformat() + "Z"
-        data["config"] = dict(self.config)
-        data["checks"] = [dict(check) for check in self.checks]
-        return data
+        return json_ready(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,13 +108,7 @@ class StoredFinding:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        data = {name: getattr(self, name) for name in self.__slots__}
-        data["created_at"] = self.created_at.isoformat() + "Z"
-        data["doc_ids"] = list(self.doc_ids)
-        data["clusters"] = [list(cluster) for cluster in self.clusters]
-        data["query_ids"] = list(self.query_ids)
-        data["details"] = dict(self.details)
-        return data
+        return json_ready(self)
 
 
 def _json(value: object) -> str:

@@ -18,6 +18,7 @@ import duckdb
 
 from evalkit.clock import utc_now
 from evalkit.errors import StoreError
+from evalkit.records.jsonready import json_ready
 from evalkit.redaction import redact_known
 from evalkit.store.access import process_alive
 
@@ -83,13 +84,7 @@ class StoredJobRun:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        data = {name: getattr(self, name) for name in self.__slots__}
-        for name in ("scheduled_for", "started_at", "finished_at"):
-            data[name] = data[name].isoformat() + "Z" if data[name] is not None else None
-        data["run_ids"] = list(self.run_ids)
-        data["summary"] = dict(self.summary)
-        data["seconds"] = self.seconds
-        return data
+        return {**json_ready(self), "seconds": self.seconds}
 
 
 _JOB_COLUMNS = (

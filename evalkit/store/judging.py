@@ -29,6 +29,7 @@ import duckdb
 
 from evalkit.clock import utc_now
 from evalkit.errors import StoreError
+from evalkit.records.jsonready import json_ready
 from evalkit.redaction import redact_known
 from evalkit.store.runs import RETRIEVER_ID_SQL
 from evalkit.store.views import registered
@@ -396,21 +397,7 @@ class JudgedFigure:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        return {
-            "run_id": self.run_id,
-            "source": self.source,
-            "labeller": self.labeller,
-            "measure": self.measure,
-            "value": self.value,
-            "low": self.low,
-            "high": self.high,
-            "n_queries": self.n_queries,
-            "judged_share": self.judged_share,
-            "status": self.status,
-            "agreement_id": self.agreement_id,
-            "computed_at": self.computed_at.isoformat(),
-            "details": dict(self.details),
-        }
+        return json_ready(self, utc_mark="")
 
 
 _FIGURE_COLUMNS = (

@@ -20,6 +20,7 @@ import duckdb
 
 from evalkit.clock import utc_now
 from evalkit.errors import ConfigError, NotFoundError, StoreError
+from evalkit.records.jsonready import json_ready
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -88,11 +89,7 @@ class StoredSample:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        data = {name: getattr(self, name) for name in self.__slots__}
-        for name in ("window_start", "window_end", "created_at"):
-            data[name] = data[name].isoformat() + "Z"
-        data["quotas"] = dict(self.quotas)
-        return data
+        return json_ready(self)
 
 
 def _distinct_queries_sql(

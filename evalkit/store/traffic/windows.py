@@ -14,6 +14,7 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from evalkit.errors import NotFoundError, StoreError
+from evalkit.records.jsonready import json_ready
 from evalkit.store.views import registered
 
 if TYPE_CHECKING:
@@ -79,10 +80,7 @@ class StoredWindowSummary:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        data = {name: getattr(self, name) for name in self.__slots__ if name != "extra"}
-        for name in ("window_start", "window_end", "computed_at"):
-            data[name] = data[name].isoformat() + "Z"
-        return data
+        return json_ready(self, omit=("extra",))
 
 
 _SUMMARY_COLUMNS = tuple(name for name in StoredWindowSummary.__slots__ if name != "extra")
