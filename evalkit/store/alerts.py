@@ -18,7 +18,6 @@ and ``evalkit.store.retention`` (pruned runs).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -29,6 +28,7 @@ import duckdb
 from evalkit.errors import StoreError
 from evalkit.records.jsonready import json_ready
 from evalkit.redaction import redact_known
+from evalkit.store.columns import column_names, json_text, json_value, placeholders, qualified
 
 if TYPE_CHECKING:
     from evalkit.store.store import Store
@@ -56,14 +56,6 @@ __all__ = [
 
 ALERT_STATUSES = ("firing", "resolved")
 DELIVERY_STATES = ("pending", "delivered", "abandoned")
-
-
-def _json(value: object) -> str:
-    return json.dumps(value, sort_keys=True, default=str)
-
-
-def _loads(value: object) -> Any:
-    return json.loads(value) if isinstance(value, str) and value else {}
 
 
 def has_tables(store: Store, *names: str) -> bool:
@@ -128,17 +120,17 @@ def _state_row(state: StoredAlertState) -> list[object]:
         state.last_notified_at,
         state.last_fired_notice_at,
         state.last_alert_id,
-        _json(dict(state.evidence)),
+        json_text(dict(state.evidence)),
         state.title,
         state.summary,
-        _json(dict(state.links)),
+        json_text(dict(state.links)),
     ]
 
 
 def _upsert_state(con: duckdb.DuckDBPyConnection, state: StoredAlertState) -> None:
-    updates = ", ".join(f"{name} = excluded.{name}" for name in _STATE_COLUMNS.split(", ")[1:])
+    updates = ", ".join(f"{name} = excluded.{name}" for name in column_names(_STATE_COLUMNS)[1:])
     con.execute(
-        f"INSERT INTO alert_state ({_STATE_COLUMNS}) VALUES ({', '.join('?' * 16)})"
+        f"INSERT INTO alert_state ({_STATE_COLUMNS}) VALUES ({placeholders(16)})"
         f" ON CONFLICT (dedup_key) DO UPDATE SET {updates}",
         _state_row(state),
     )
@@ -152,10 +144,10 @@ def load_alert_states(store: Store, *, rule: str | None = None) -> dict[str, Sto
     states = {}
     for row in rows:
         values = list(row)
-        values[12] = _loads(values[12])
+        values[12] = json_value(values[12])
         values[13] = values[13] or ""
         values[14] = values[14] or ""
-        values[15] = {str(k): str(v) for k, v in _loads(values[15]).items()}
+        values[15] = {str(k): str(v) for k, v in json_value(values[15]).items()}
         states[str(row[0])] = StoredAlertState(*values)
     return states
 
@@ -222,7 +214,7 @@ def save_alert(
     try:
         with store.transaction() as con:
             con.execute(
-                f"INSERT INTO alerts ({_ALERT_COLUMNS}) VALUES ({', '.join('?' * 14)})",
+                f"INSERT INTO alerts ({_ALERT_COLUMNS}) VALUES ({placeholders(14)})",
                 [
                     alert.alert_id,
                     alert.rule,
@@ -233,8 +225,8 @@ def save_alert(
                     alert.severity,
                     alert.title,
                     alert.summary,
-                    _json(dict(alert.evidence)),
-                    _json(dict(alert.links)),
+                    json_text(dict(alert.evidence)),
+                    json_text(dict(alert.links)),
                     alert.fired_at,
                     created,
                     len(sinks),
@@ -254,10 +246,9 @@ def save_alert(
 
 
 def _alert(row: Sequence[Any], deliveries: Mapping[str, str]) -> StoredAlert:
-    names = _ALERT_COLUMNS.split(", ")
-    values: dict[str, Any] = dict(zip(names, row, strict=True))
-    values["evidence"] = _loads(values["evidence"])
-    values["links"] = _loads(values["links"])
+    values: dict[str, Any] = dict(zip(column_names(_ALERT_COLUMNS), row, strict=True))
+    values["evidence"] = json_value(values["evidence"])
+    values["links"] = json_value(values["links"])
     return StoredAlert(**values, deliveries=dict(deliveries))
 
 
@@ -350,7 +341,7 @@ def due_deliveries(store: Store, *, now: datetime, limit: int = 500) -> list[Due
     the firing it resolves).
     """
     rows = store.fetch(
-        f"SELECT {', '.join('a.' + c for c in _ALERT_COLUMNS.split(', '))},"
+        f"SELECT {qualified(_ALERT_COLUMNS, 'a')},"
         " o.sink, o.attempts, o.created_at, o.next_attempt_at"
         " FROM alert_outbox o JOIN alerts a USING (alert_id)"
         " WHERE o.state = 'pending'"

@@ -18,7 +18,6 @@ by answers, or scored again, are embedded once (``StoreEmbeddingCache``).
 
 from __future__ import annotations
 
-import json
 import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from evalkit.clock import utc_now
 from evalkit.errors import NotFoundError, StoreError
 from evalkit.records.jsonready import json_ready
 from evalkit.redaction import redact_known
+from evalkit.store.columns import column_names, json_text, json_value
 from evalkit.store.views import registered
 
 if TYPE_CHECKING:
@@ -165,7 +165,7 @@ def save_answer_scores(
                     scores.n_records,
                     scores.judge_calls,
                     scores.cache_hits,
-                    json.dumps(dict(settings or {}), sort_keys=True, default=str),
+                    json_text(dict(settings or {})),
                 ],
             )
             store.insert_frame("answer_scores", frame)
@@ -220,7 +220,7 @@ def _scoring(row: tuple[Any, ...]) -> StoredScoring:
         n_records=row[5],
         judge_calls=row[6],
         cache_hits=row[7],
-        settings=json.loads(row[8]) if row[8] else {},
+        settings=json_value(row[8]),
     )
 
 
@@ -300,13 +300,12 @@ def metric_summaries(store: Store, scoring_id: str) -> tuple[MetricSummary, ...]
 
 def answer_score_rows(store: Store, scoring_id: str) -> list[dict[str, Any]]:
     """Every per-item score of a scoring as JSON-ready dicts (``MetricScore.to_dict`` form)."""
-    names = [name.strip() for name in _SCORE_COLUMNS.split(",")]
     rows = store.fetch(
         f"SELECT {_SCORE_COLUMNS} FROM answer_scores WHERE scoring_id = ?"
         " ORDER BY item_id, metric, method",
         [scoring_id],
     )
-    return [dict(zip(names, row, strict=True)) for row in rows]
+    return [dict(zip(column_names(_SCORE_COLUMNS), row, strict=True)) for row in rows]
 
 
 def _cached_rows(

@@ -9,7 +9,6 @@ the next audit can compare with this one.
 
 from __future__ import annotations
 
-import json
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ import duckdb
 from evalkit import __version__
 from evalkit.errors import ConfigError, NotFoundError, StoreError
 from evalkit.records.jsonready import json_ready
+from evalkit.store.columns import json_text, json_value, placeholders
 
 if TYPE_CHECKING:
     from evalkit.records.audit import AuditReport
@@ -111,10 +111,6 @@ class StoredFinding:
         return json_ready(self)
 
 
-def _json(value: object) -> str:
-    return json.dumps(value, sort_keys=True, default=str)
-
-
 def save_audit(store: Store, report: AuditReport) -> StoredAudit:
     """Store an audit, its findings and its measurements in one transaction."""
     audit_id = f"{report.started_at:%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
@@ -135,8 +131,8 @@ def save_audit(store: Store, report: AuditReport) -> StoredAudit:
         report.goldset_version,
         report.source,
         report.seed,
-        _json(dict(report.config)),
-        _json(checks),
+        json_text(dict(report.config)),
+        json_text(checks),
         worst.value if worst is not None else None,
         len(report.findings),
         __version__,
@@ -154,11 +150,11 @@ def save_audit(store: Store, report: AuditReport) -> StoredAudit:
 def _insert(
     con: duckdb.DuckDBPyConnection, audit_id: str, report: AuditReport, audit_row: list[Any]
 ) -> None:
-    con.execute(f"INSERT INTO audits ({_AUDIT_COLUMNS}) VALUES ({', '.join('?' * 19)})", audit_row)
+    con.execute(f"INSERT INTO audits ({_AUDIT_COLUMNS}) VALUES ({placeholders(19)})", audit_row)
     for ordinal, finding in enumerate(report.findings):
         con.execute(
             f"INSERT INTO audit_findings ({_FINDING_COLUMNS}, severity_rank)"
-            f" VALUES ({', '.join('?' * 16)})",
+            f" VALUES ({placeholders(16)})",
             [
                 audit_id,
                 ordinal,
@@ -174,7 +170,7 @@ def _insert(
                 list(finding.query_ids),
                 finding.value,
                 finding.threshold,
-                _json(dict(finding.details)),
+                json_text(dict(finding.details)),
                 SEVERITY_RANKS[finding.severity.value],
             ],
         )
@@ -196,8 +192,8 @@ def _insert(
 
 def _audit(row: Sequence[Any]) -> StoredAudit:
     values = list(row)
-    values[14] = json.loads(values[14]) if values[14] else {}
-    values[15] = json.loads(values[15]) if values[15] else []
+    values[14] = json_value(values[14])
+    values[15] = json_value(values[15], empty=list)
     return StoredAudit(*values)
 
 
@@ -206,7 +202,7 @@ def _finding(row: Sequence[Any]) -> StoredFinding:
     values[9] = tuple(values[9] or ())
     values[10] = tuple(tuple(cluster) for cluster in values[10] or ())
     values[11] = tuple(values[11] or ())
-    values[14] = json.loads(values[14]) if values[14] else {}
+    values[14] = json_value(values[14])
     return StoredFinding(*values)
 
 

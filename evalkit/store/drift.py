@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import secrets
 from dataclasses import dataclass, fields
 from datetime import datetime
@@ -11,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from evalkit.clock import utc_now
 from evalkit.errors import NotFoundError
 from evalkit.records.drift import DriftCheck
+from evalkit.store.columns import json_text, json_value, placeholders
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -25,9 +25,7 @@ __all__ = [
 ]
 
 _COLUMNS = ("check_id", "created_at", *(item.name for item in fields(DriftCheck)))
-_INSERT = (
-    f"INSERT INTO drift_checks ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
-)
+_INSERT = f"INSERT INTO drift_checks ({', '.join(_COLUMNS)}) VALUES ({placeholders(len(_COLUMNS))})"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -60,9 +58,7 @@ def save_drift_check(store: Store, check: DriftCheck) -> StoredDriftCheck:
     store.execute(
         _INSERT,
         [
-            json.dumps(stored.details, sort_keys=True, default=str)
-            if name == "details"
-            else getattr(stored, name)
+            json_text(stored.details) if name == "details" else getattr(stored, name)
             for name in _COLUMNS
         ],
     )
@@ -113,7 +109,7 @@ def list_drift_checks(
         values: dict[str, Any] = {
             str(key): (None if missing(value) else value) for key, value in row.items()
         }
-        values["details"] = json.loads(values["details"]) if values["details"] else {}
+        values["details"] = json_value(values["details"])
         values["is_drift"] = bool(values["is_drift"])
         values["created_at"] = pd.Timestamp(values["created_at"]).to_pydatetime()
         checks.append(StoredDriftCheck(**values))

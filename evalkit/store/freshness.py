@@ -13,7 +13,6 @@ Reading a user's DuckDB change table is here too: only the store speaks to DuckD
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,6 +25,7 @@ import pandas as pd
 from evalkit import __version__
 from evalkit.errors import InputError, StoreError
 from evalkit.records.freshness import FreshnessFigures
+from evalkit.store.columns import json_text, json_value, placeholders
 from evalkit.store.views import registered
 
 if TYPE_CHECKING:
@@ -209,7 +209,7 @@ def save_freshness_check(
         check.probe_seconds,
         check.evalkit_seconds,
         __version__,
-        json.dumps(details, sort_keys=True, default=str),
+        json_text(details),
     ]
     try:
         with store.transaction() as con:
@@ -235,7 +235,7 @@ def save_freshness_check(
                 )
             con.execute(
                 f"INSERT INTO freshness_checks ({_CHECK_COLUMNS})"
-                f" VALUES ({', '.join('?' * len(row))})",
+                f" VALUES ({placeholders(len(row))})",
                 row,
             )
     except duckdb.Error as error:
@@ -285,7 +285,7 @@ def _apply_outcomes(
 
 def _check(row: Sequence[Any]) -> StoredFreshnessCheck:
     values = list(row)
-    values[-1] = json.loads(values[-1]) if values[-1] else {}
+    values[-1] = json_value(values[-1])
     return StoredFreshnessCheck(*values)
 
 

@@ -6,7 +6,6 @@ Table ``job_runs`` (created by migration 6 together with the alert tables).
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 from collections.abc import Mapping, Sequence
@@ -21,6 +20,7 @@ from evalkit.errors import StoreError
 from evalkit.records.jsonready import json_ready
 from evalkit.redaction import redact_known
 from evalkit.store.access import process_alive
+from evalkit.store.columns import json_text, json_value
 
 if TYPE_CHECKING:
     from evalkit.store.store import Store
@@ -46,14 +46,6 @@ JOB_STATUSES = ("running", "succeeded", "partial", "failed", "interrupted")
 
 def _new_id(moment: datetime) -> str:
     return f"{moment:%Y%m%dT%H%M%S}-{secrets.token_hex(4)}"
-
-
-def _json(value: object) -> str:
-    return json.dumps(value, sort_keys=True, default=str)
-
-
-def _loads(value: object) -> Any:
-    return json.loads(value) if isinstance(value, str) and value else {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +88,7 @@ _JOB_COLUMNS = (
 def _job_run(row: Sequence[Any]) -> StoredJobRun:
     values = list(row)
     values[10] = tuple(values[10] or ())
-    values[11] = _loads(values[11])
+    values[11] = json_value(values[11])
     return StoredJobRun(*values)
 
 
@@ -155,7 +147,7 @@ def finish_job_run(
             status,
             utc_now(),
             list(run_ids),
-            _json(dict(summary or {})),
+            json_text(dict(summary or {})),
             None if error is None else redact_known(error),
             job_run_id,
         ],

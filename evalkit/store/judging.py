@@ -31,6 +31,7 @@ from evalkit.clock import utc_now
 from evalkit.errors import StoreError
 from evalkit.records.jsonready import json_ready
 from evalkit.redaction import redact_known
+from evalkit.store.columns import column_names, placeholders
 from evalkit.store.runs import RETRIEVER_ID_SQL
 from evalkit.store.views import registered
 
@@ -316,7 +317,7 @@ def save_agreement(store: Store, agreement: StoredAgreement) -> None:
         with store.transaction() as con:
             con.execute(
                 f"INSERT INTO judge_agreements ({_AGREEMENT_COLUMNS})"
-                f" VALUES ({', '.join('?' * len(values))})",
+                f" VALUES ({placeholders(len(values))})",
                 values,
             )
     except duckdb.Error as error:
@@ -447,7 +448,7 @@ def run_figures(store: Store, run_id: str, *, source: str | None = None) -> list
         " WHERE run_id = ? AND (? IS NULL OR source = ?) ORDER BY source, labeller, measure",
         [run_id, source, source],
     )
-    names = [name.strip() for name in _FIGURE_COLUMNS.split(",")]
+    names = column_names(_FIGURE_COLUMNS)
     figures = []
     for row in rows:
         values = dict(zip(names, row, strict=True))
@@ -482,7 +483,7 @@ def traffic_figure_series(
     optionally of one ``labeller`` (assessor) and one retriever (``RETRIEVER_ID_SQL``).
     Figures of different assessors are never one series: callers group by
     ``figure.labeller``."""
-    names = [name.strip() for name in _FIGURE_COLUMNS.split(",")]
+    names = column_names(_FIGURE_COLUMNS)
     columns = ", ".join(f"f.{name}" for name in names)
     rows = store.fetch(
         "SELECT * FROM ("

@@ -43,6 +43,7 @@ from evalkit.records.review import (
     ReviewSource,
     Verdict,
 )
+from evalkit.store.columns import column_names, placeholders, qualified
 from evalkit.store.goldsets import insert_goldset
 
 if TYPE_CHECKING:
@@ -292,7 +293,7 @@ def save_items(store: Store, items: Sequence[ReviewItem]) -> QueueCounts:
             ]
             if new:
                 con.executemany(
-                    f"INSERT INTO review_items ({_ITEM_COLUMNS}) VALUES ({', '.join('?' * 16)})",
+                    f"INSERT INTO review_items ({_ITEM_COLUMNS}) VALUES ({placeholders(16)})",
                     [_item_row(item, "open", now) for item in new],
                 )
             for item in updatable:
@@ -341,7 +342,7 @@ def _refuse_conflicts(
 
 
 def _queued(row: Sequence[Any], reviewers: Sequence[str] | None, n_reviews: int) -> QueuedItem:
-    values = dict(zip([name.strip() for name in _ITEM_COLUMNS.split(",")], row, strict=True))
+    values = dict(zip(column_names(_ITEM_COLUMNS), row, strict=True))
     item = ReviewItem(
         item_id=values["item_id"],
         goldset=values["goldset"],
@@ -370,11 +371,11 @@ def _queued(row: Sequence[Any], reviewers: Sequence[str] | None, n_reviews: int)
 
 
 _QUEUE_SQL = (
-    f"SELECT {', '.join('i.' + name.strip() for name in _ITEM_COLUMNS.split(','))},"
+    f"SELECT {qualified(_ITEM_COLUMNS, 'i')},"
     " list(DISTINCT r.reviewer) FILTER (WHERE r.reviewer IS NOT NULL), count(r.review_id)"
     " FROM review_items i LEFT JOIN reviews r ON r.item_id = i.item_id"
 )
-_QUEUE_GROUP = f" GROUP BY {', '.join('i.' + name.strip() for name in _ITEM_COLUMNS.split(','))}"
+_QUEUE_GROUP = f" GROUP BY {qualified(_ITEM_COLUMNS, 'i')}"
 
 
 def list_items(

@@ -9,7 +9,6 @@ Tables ``runs``, ``run_queries``, ``run_results``, ``query_metrics`` and ``run_a
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 import secrets
 import time
@@ -29,6 +28,7 @@ from evalkit.records import QueryResult
 from evalkit.redaction import redact_known
 from evalkit.retrievers.base import SupportsRetrieve, description_of, fingerprints_of, index_size_of
 from evalkit.store.access import FileLock, store_sibling
+from evalkit.store.columns import json_text, json_value
 from evalkit.store.jobs import add_job_run_run
 
 if TYPE_CHECKING:
@@ -347,7 +347,7 @@ def insert_run(con: duckdb.DuckDBPyConnection, run: RunRecord) -> None:
             spec.goldset_name,
             spec.goldset_version,
             spec.retriever_kind,
-            redact_known(json.dumps(dict(spec.retriever_config), sort_keys=True, default=str)),
+            redact_known(json_text(dict(spec.retriever_config))),
             spec.collection,
             spec.model_name,
             spec.model_dimension,
@@ -777,7 +777,7 @@ def _run_record(row: tuple[Any, ...], aggregates: dict[str, float | None]) -> Ru
     spec = RunSpec(
         **{name: values[name] for name in _SPEC_FIELDS},
         measures=tuple(values["measures"]),
-        retriever_config=json.loads(values["retriever_config"] or "{}"),
+        retriever_config=json_value(values["retriever_config"]),
         tags=tuple(values["tags"] or ()),
     )
     return RunRecord(

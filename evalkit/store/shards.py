@@ -15,7 +15,6 @@ in the same transaction, as one answer scoring of the run (``ShardAnswers``).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,6 +30,7 @@ from evalkit.clock import utc_now
 from evalkit.engines import COUNTS_KEY, JUDGED_SCHEMA, POSITION, SHARD_SUFFIX, answer_shard
 from evalkit.errors import StoreError
 from evalkit.redaction import redact_known
+from evalkit.store.columns import json_text
 from evalkit.store.runs import RunRecorder, mark_finished
 
 if TYPE_CHECKING:
@@ -412,7 +412,7 @@ def _insert_answers(
             n_records,
             judge_calls,
             cache_hits,
-            json.dumps(dict(answers.settings), sort_keys=True, default=str),
+            json_text(dict(answers.settings)),
         ],
     )
     con.execute(
