@@ -8,11 +8,10 @@ from typing import Any
 
 import pandas as pd
 
-from evalkit.dashboard.loaders.shared import paired_test
+from evalkit.dashboard.loaders.shared import paired_test, query_texts
 from evalkit.errors import NotFoundError
 from evalkit.stats import compare_stored_runs, document_depth
 from evalkit.store import Store
-from evalkit.store.dashboard.query import query_texts_frame
 from evalkit.store.runs import get_run
 
 __all__ = ["CompareData", "compare", "run_facts"]
@@ -94,7 +93,7 @@ def compare(
     table["gained"] = [", ".join(changes[q]["gained"]) for q in first.query_ids]
     table["n_lost"] = [len(changes[q]["lost"]) for q in first.query_ids]
     table["n_gained"] = [len(changes[q]["gained"]) for q in first.query_ids]
-    texts = _query_texts(store, str(report.baseline_run.run_id))
+    texts = query_texts(store, run_id=str(report.baseline_run.run_id))
     table.insert(0, "text", [texts.get(q, "") for q in first.query_ids])
     table = (
         table.reset_index()
@@ -116,11 +115,6 @@ def compare(
         failed_in_candidate=comparison.failed_in_candidate,
         settings={**asdict(test), "confidence": comparison.confidence},
     )
-
-
-def _query_texts(store: Store, run_id: str) -> dict[str, str]:
-    frame = query_texts_frame(store, run_id=run_id)
-    return dict(zip(frame["query_id"].astype(str), frame["text"].astype(str), strict=True))
 
 
 def run_facts(store: Store, *, run_id: str) -> dict[str, str | None] | None:

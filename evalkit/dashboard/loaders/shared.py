@@ -1,6 +1,6 @@
 """What several dashboard pages load: the store's facts (which areas hold data), the
-measures and runs of its pickers, the hints shown where an area is empty, and the resampled
-tests' settings."""
+measures and runs of its pickers, the texts of a run's queries, the hints shown where an area
+is empty, and the resampled tests' settings."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pandas as pd
 
 from evalkit.records.requests import PAIRED_TEST_DEFAULTS, PairedTestSettings
 from evalkit.store import Store
+from evalkit.store.dashboard.query import query_texts_frame
 from evalkit.store.dashboard.shared import (
     AREA_TABLES,
     FINISHED_STATUSES,
@@ -30,6 +31,7 @@ __all__ = [
     "has_area",
     "measures",
     "paired_test",
+    "query_texts",
     "runs",
     "store_facts",
 ]
@@ -122,3 +124,9 @@ def failed_runs(store: Store, *, goldset: str | None = None, limit: int = 5000) 
     """Failed runs (of one goldset), newest first, with their error: they carry no figures,
     but a failing job must be seen."""
     return runs_frame(store, goldset=goldset, statuses=("failed",), limit=limit)
+
+
+def query_texts(store: Store, *, run_id: str) -> dict[str, str]:
+    """The text of every query of a run's goldset version, by query id."""
+    frame = query_texts_frame(store, run_id=run_id)
+    return dict(zip(frame["query_id"].astype(str), frame["text"].astype(str), strict=True))

@@ -15,11 +15,10 @@ import pandas as pd
 
 from evalkit.causes import Explanation, explain_comparison, previous_run
 from evalkit.dashboard.loaders.overview import overview
-from evalkit.dashboard.loaders.shared import paired_test
+from evalkit.dashboard.loaders.shared import paired_test, query_texts
 from evalkit.errors import ConfigError, NotFoundError
 from evalkit.stats import compare_stored_runs
 from evalkit.store import Store
-from evalkit.store.dashboard.query import query_texts_frame
 from evalkit.store.runs import get_run
 
 __all__ = ["WORST_QUERIES", "Regression", "Story", "explain_baseline", "regression", "story"]
@@ -121,8 +120,7 @@ def regression(
         worst=worst,
         failed_as_zero=True,
     )
-    texts = query_texts_frame(store, run_id=candidate)
-    text_of = dict(zip(texts["query_id"].astype(str), texts["text"].astype(str), strict=True))
+    text_of = query_texts(store, run_id=candidate)
     drops = report.worst_for(measure)
     table = pd.DataFrame(
         [
