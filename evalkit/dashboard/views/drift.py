@@ -160,22 +160,18 @@ def _projection(page: ui.PageContext, data: DriftData) -> None:
         for row in windows.itertuples()
     }
     run_ids = list(labels)
-    columns = st.columns(2)
-    reference = ui.choose(
-        "Reference window",
-        run_ids,
-        param="reference",
-        default=run_ids[-2],
-        format_func=labels.__getitem__,
-        container=columns[0],
-    )
-    current = ui.choose(
-        "Current window",
-        run_ids,
-        param="current",
-        default=run_ids[-1],
-        format_func=labels.__getitem__,
-        container=columns[1],
+    reference, current = (
+        ui.choose(
+            f"{param.capitalize()} window",
+            run_ids,
+            param=param,
+            default=default,
+            format_func=labels.__getitem__,
+            container=column,
+        )
+        for param, default, column in zip(
+            ("reference", "current"), run_ids[-2:], st.columns(2), strict=True
+        )
     )
     try:
         projected: ProjectionData = page.load(
