@@ -58,6 +58,10 @@ def cause_line(cause: Cause) -> None:
     Overview's cards show a series' top cause so)."""
     label, colour = share_label(cause)
     st.badge(f"{cause.kind.replace('_', ' ')}: {label}", color=colour)
+    _evidence_link(cause)
+
+
+def _evidence_link(cause: Cause) -> None:
     st.page_link(
         PAGE_FILES[cause.link.page],
         label=cause.link.label,
@@ -74,12 +78,7 @@ def _cause(index: int, cause: Cause, key: str) -> None:
         with head[1]:
             st.badge(label, color=colour)
         st.markdown(cause.statement)
-        st.page_link(
-            PAGE_FILES[cause.link.page],
-            label=cause.link.label,
-            icon=":material/arrow_forward:",
-            query_params=dict(cause.link.params),
-        )
+        _evidence_link(cause)
         if cause.evidence:
             with st.expander(f"Evidence ({formats.plural(len(cause.evidence), 'row')})"):
                 ui.table(
