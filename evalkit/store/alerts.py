@@ -60,12 +60,7 @@ DELIVERY_STATES = ("pending", "delivered", "abandoned")
 
 def has_tables(store: Store, *names: str) -> bool:
     """Whether every named table exists in the store (areas whose migration ran)."""
-    rows = store.fetch(
-        "SELECT count(DISTINCT table_name) FROM duckdb_tables()"
-        " WHERE table_name IN (SELECT unnest(?::VARCHAR[]))",
-        [list(names)],
-    )
-    return int(rows[0][0]) == len(set(names))
+    return set(names) <= store.table_names()
 
 
 # -- alerts and their state --------------------------------------------------------------

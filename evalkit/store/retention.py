@@ -77,14 +77,7 @@ instead of once per run, and a crash loses at most one batch's work, never half 
 def prune_run_details(store: Store, run_ids: Sequence[str]) -> int:
     """Delete the per-query rows of ``run_ids`` (aggregates and run rows stay), a batch of
     runs per transaction. Returns the rows deleted."""
-    existing = {
-        str(row[0])
-        for row in store.fetch(
-            "SELECT table_name FROM duckdb_tables() WHERE table_name IN"
-            " (SELECT unnest(?::VARCHAR[]))",
-            [list(_PER_QUERY_TABLES)],
-        )
-    }
+    existing = store.table_names()
     tables = [name for name in _PER_QUERY_TABLES if name in existing]
     total = 0
     for start in range(0, len(run_ids), _PRUNED_PER_TRANSACTION):

@@ -207,6 +207,12 @@ class Store:
         except duckdb.Error as error:
             raise StoreError(f"store query failed on {self.path}: {error}") from error
 
+    def table_names(self) -> frozenset[str]:
+        """Names of the tables this store holds (the areas whose migration ran)."""
+        return frozenset(
+            str(row[0]) for row in self.fetch("SELECT table_name FROM duckdb_tables()")
+        )
+
     def fetch_batches(
         self, sql: str, parameters: Sequence[object] = (), *, rows: int = 50_000
     ) -> Iterator[list[tuple[Any, ...]]]:

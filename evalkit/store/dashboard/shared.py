@@ -105,8 +105,7 @@ def read_frame(store: Store, sql: str, parameters: Sequence[object] = ()) -> pd.
 
 def existing_tables(store: Store) -> frozenset[str]:
     """Names of the tables this store holds (areas whose migration ran)."""
-    rows = store.fetch("SELECT table_name FROM duckdb_tables()")
-    return frozenset(str(row[0]) for row in rows)
+    return store.table_names()
 
 
 def store_counts(store: Store) -> dict[str, int]:
