@@ -12,6 +12,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pytest
 from test_dashboard_seed import goldset, perfect, query_ids, store_run
 
@@ -20,6 +21,7 @@ from evalkit.alerts.payload import alert_payload, encode, slack_body
 from evalkit.causes import CAUSE_KINDS, explain_alert, explain_drift_check, explain_runs
 from evalkit.clock import utc_now
 from evalkit.config import parse_settings
+from evalkit.embedding.fingerprint import ModelFingerprint, fingerprint_from_canaries
 from evalkit.errors import ConfigError
 from evalkit.goldset.model import Goldset
 from evalkit.records import Judgment
@@ -30,6 +32,7 @@ from evalkit.schemas import load_schema
 from evalkit.store import Store
 from evalkit.store.alerts import StoredAlert, StoredAlertState, save_alert
 from evalkit.store.audit import save_audit
+from evalkit.store.dashboard.quality import series_points_frame
 from evalkit.store.drift import save_drift_check
 from evalkit.store.goldsets import save_goldset
 
@@ -60,6 +63,42 @@ def _run(
         index_fingerprint=index,
         failed=failed,
         k=k,
+        measures=MEASURES,
+    )
+
+
+def _canaries(seed: int) -> np.ndarray:
+    """Unit-length canary embeddings of a made-up 384-dimension model, the first value 0."""
+    vectors = np.random.default_rng(seed).normal(size=(8, 384))
+    vectors[0, 0] = 0.0
+    return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+
+
+def two_backends() -> tuple[ModelFingerprint, ModelFingerprint]:
+    """One model's fingerprint as two backends give it: the same canaries but for one value
+    that sits on the hash's rounding boundary and lands on either side of it."""
+    onnx = _canaries(5)
+    torch = onnx.copy()
+    onnx[0, 0], torch[0, 0] = np.float32(0.00050003), np.float32(0.00049997)
+    return (
+        fingerprint_from_canaries("all-MiniLM-L6-v2", 384, onnx),
+        fingerprint_from_canaries("all-MiniLM-L6-v2", 384, torch),
+    )
+
+
+def _model_run(store: Store, gold: Goldset, model: ModelFingerprint, *, canaries: bool) -> str:
+    """A perfect run whose query model is ``model``, with its canary embeddings stored or,
+    as runs stored before they were kept, its hash only."""
+    return store_run(
+        store,
+        gold,
+        {q: perfect(q) for q in query_ids(N)},
+        retriever_kind="chroma-embedded",
+        config=CHROMA,
+        collection="mini",
+        model_fingerprint=model.canary_hash,
+        model_canaries=model.canary_vectors if canaries else b"",
+        index_fingerprint="idx-1",
         measures=MEASURES,
     )
 
@@ -529,6 +568,75 @@ def test_a_swapped_query_model_ranks_first_and_a_canary_mismatch_before_it(
     assert explanation.causes[0].link.page == "drift"
     assert dict(explanation.causes[0].link.params) == {"check": check}
     assert "0.020" in explanation.causes[0].statement
+
+
+def test_one_model_on_two_backends_is_no_model_change(store: Store) -> None:
+    """The same model on ONNX Runtime and on torch has two canary hashes: explain named a
+    query model change between two runs with identical metrics, and the Quality page
+    marked one."""
+    onnx, torch = two_backends()
+    assert onnx.canary_hash != torch.canary_hash
+    gold = goldset(N)
+    save_goldset(store, gold)
+    baseline = _model_run(store, gold, torch, canaries=True)
+    candidate = _model_run(store, gold, onnx, canaries=True)
+
+    explanation = explain_runs(store, candidate, baseline=baseline, test=FAST)
+    assert "query_model_changed" not in [cause.kind for cause in explanation.causes]
+    points = series_points_frame(store, goldset="mini", measure="ndcg@10")
+    assert points["model_changed"].tolist() == [False, False]
+    assert points["model_change_unconfirmed"].tolist() == [False, False]
+
+
+def test_another_model_is_a_model_change_with_its_canary_cosine(store: Store) -> None:
+    gold = goldset(N)
+    save_goldset(store, gold)
+    mine, _ = two_backends()
+    other = fingerprint_from_canaries("all-MiniLM-L6-v2", 384, _canaries(6))
+    baseline = _model_run(store, gold, mine, canaries=True)
+    candidate = _model_run(store, gold, other, canaries=True)
+
+    causes = explain_runs(store, candidate, baseline=baseline, test=FAST).causes
+    changed = {cause.kind: cause for cause in causes}["query_model_changed"]
+    cosine = mine.canary_similarity(other)
+    assert cosine is not None
+    assert cosine < 0.5
+    assert changed.statement.startswith(
+        f"the query embedding model changed: all-MiniLM-L6-v2 (384d, canary {mine.canary_hash})"
+        f" in the baseline, all-MiniLM-L6-v2 (384d, canary {other.canary_hash}) in the "
+        f"candidate, lowest canary cosine {cosine:.4f}"
+    )
+    points = series_points_frame(store, goldset="mini", measure="ndcg@10")
+    assert points["model_changed"].tolist() == [False, True]
+    assert points["model_change_unconfirmed"].tolist() == [False, False]
+
+
+def test_a_run_stored_with_its_canary_hash_only_makes_the_model_change_unconfirmed(
+    store: Store,
+) -> None:
+    """Runs stored before runs kept canary embeddings: another hash of the same name may be
+    the same model on another backend, and explain says so rather than asserting a change."""
+    onnx, torch = two_backends()
+    gold = goldset(N)
+    save_goldset(store, gold)
+    baseline = _model_run(store, gold, torch, canaries=False)
+    candidate = _model_run(store, gold, onnx, canaries=True)
+    again = _model_run(store, gold, onnx, canaries=False)
+
+    causes = explain_runs(store, candidate, baseline=baseline, test=FAST).causes
+    changed = {cause.kind: cause for cause in causes}["query_model_changed"]
+    assert changed.statement.startswith(
+        f"the query embedding model may have changed: all-MiniLM-L6-v2 (384d, canary "
+        f"{torch.canary_hash}) in the baseline, all-MiniLM-L6-v2 (384d, canary "
+        f"{onnx.canary_hash}) in the candidate; a run stored without its canary embeddings "
+        "cannot tell another model from the same model on another backend (ONNX Runtime, "
+        "torch) or CPU"
+    )
+    same_hash = explain_runs(store, again, baseline=candidate, test=FAST).causes
+    assert "query_model_changed" not in [cause.kind for cause in same_hash]
+    points = series_points_frame(store, goldset="mini", measure="ndcg@10")
+    assert points["model_changed"].tolist() == [False, True, False]
+    assert points["model_change_unconfirmed"].tolist() == [False, True, False]
 
 
 def test_changed_judgments_are_the_goldset_cause(store: Store) -> None:

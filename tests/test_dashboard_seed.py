@@ -134,6 +134,7 @@ def store_run(
     label: str | None = None,
     k: int = K,
     measures: Sequence[str] = MEASURES,
+    model_canaries: bytes = b"",
 ) -> str:
     """Create, fill, score and finish one run through the Store API; returns its id."""
     spec = RunSpec(
@@ -149,6 +150,7 @@ def store_run(
         model_name="all-MiniLM-L6-v2",
         model_dimension=384,
         model_fingerprint=model_fingerprint,
+        model_canaries=model_canaries,
         index_fingerprint=index_fingerprint,
         label=label,
         n_queries=len(gold.queries),

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_dashboard_seed import goldset, perfect, query_ids, store_run
 
+from evalkit.causes import explain_runs
 from evalkit.config import Settings
 from evalkit.embedding import (
     EmbedBackend,
@@ -23,7 +25,13 @@ from evalkit.embedding import (
     load_embedder,
 )
 from evalkit.embedding import onnx as onnx_embedding
+from evalkit.embedding.fingerprint import ModelFingerprint
 from evalkit.errors import ConfigError, EmbeddingError
+from evalkit.records.requests import PairedTestSettings
+from evalkit.store import Store
+from evalkit.store.dashboard.quality import series_points_frame
+from evalkit.store.goldsets import save_goldset
+from evalkit.store.runs import RunSpec, create_run, get_run
 
 pytestmark = pytest.mark.slow
 
@@ -94,6 +102,65 @@ def test_both_backends_are_the_same_model_to_the_fingerprint(
     similarity = onnx_embedder.fingerprint.canary_similarity(torch_embedder.fingerprint)
     assert similarity is not None
     assert similarity > 0.9999
+
+
+class _Embedded:
+    """A retriever as a run sees it: it names its query model."""
+
+    def __init__(self, embedder: Embedder) -> None:
+        self.embedder = embedder
+
+    def model_fingerprint(self) -> ModelFingerprint:
+        return self.embedder.fingerprint
+
+    def describe(self) -> dict[str, str]:
+        return {"kind": "embedded", "backend": self.embedder.backend}
+
+
+def test_runs_on_both_backends_are_of_one_query_model(
+    onnx_embedder: Embedder, torch_embedder: Embedder, store: Store
+) -> None:
+    """Runs replayed with EVALKIT_EMBED_BACKEND=torch then onnx scored the same, and
+    `evalkit explain` named a query model change between them: the two backends round a
+    canary value apart, and runs were compared by the hash of the rounded canaries."""
+    stored = [
+        get_run(
+            store,
+            create_run(
+                store,
+                RunSpec.for_retriever(_Embedded(embedder), kind="goldset", k=10, n_queries=1),
+            ),
+        ).spec
+        for embedder in (torch_embedder, onnx_embedder)
+    ]
+    assert [spec.model_canaries for spec in stored] == [
+        torch_embedder.fingerprint.canary_vectors,
+        onnx_embedder.fingerprint.canary_vectors,
+    ]
+    assert stored[0].same_query_model(stored[1]) is True
+
+    gold = goldset(12)
+    save_goldset(store, gold)
+    runs = [
+        store_run(
+            store,
+            gold,
+            {q: perfect(q) for q in query_ids(12)},
+            retriever_kind="chroma-embedded",
+            config={"kind": "chroma-embedded", "collection": "mini"},
+            collection="mini",
+            model_fingerprint=embedder.fingerprint.canary_hash,
+            model_canaries=embedder.fingerprint.canary_vectors,
+            index_fingerprint="idx-1",
+        )
+        for embedder in (torch_embedder, onnx_embedder)
+    ]
+    explanation = explain_runs(
+        store, runs[1], baseline=runs[0], test=PairedTestSettings(resamples=200)
+    )
+    assert "query_model_changed" not in [cause.kind for cause in explanation.causes]
+    points = series_points_frame(store, goldset="mini", measure="ndcg@10")
+    assert points["model_changed"].tolist() == [False, False]
 
 
 def test_a_later_process_embeds_without_importing_torch(

@@ -12,6 +12,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from test_causes import two_backends
+from test_dashboard_seed import goldset as seeded_goldset
+from test_dashboard_seed import perfect, query_ids, store_run
 
 from evalkit.cli import invoke
 from evalkit.cli.fuse import METHODS_HELP, NORMS_HELP
@@ -27,9 +30,9 @@ from evalkit.metrics.fusion import (
     optimize_fusion,
     weight_grid,
 )
-from evalkit.pipeline import evaluate_goldset
+from evalkit.pipeline import evaluate_goldset, fuse_runs
 from evalkit.records import Judgment, Query, QueryResult, ScoredDoc
-from evalkit.records.requests import GoldsetRunRequest
+from evalkit.records.requests import FusionRequest, GoldsetRunRequest
 from evalkit.store import Store
 from evalkit.store.goldsets import save_goldset
 from evalkit.store.runs import get_run, run_queries, run_results
@@ -655,3 +658,31 @@ def test_a_fused_run_cut_below_its_sources_measures_scores_them_at_its_depth(
     code, _, err = run_cli(capsys, "fuse", stored["a"], stored["b"], "--k", "5", "-m", "ndcg@10")
     assert code == 2
     assert "ndcg@10 needs 10 documents per query; the fused run keeps 5 (--k)" in err
+
+
+def test_runs_of_one_model_on_two_backends_fuse_into_a_run_of_that_model(store: Store) -> None:
+    """Sources embedded on ONNX Runtime and on torch have two canary hashes: the fused run
+    recorded no query model, and `evalkit explain` then named a model change against it."""
+    onnx, torch = two_backends()
+    gold = seeded_goldset(6)
+    save_goldset(store, gold)
+    sources = [
+        store_run(
+            store,
+            gold,
+            {q: perfect(q) for q in query_ids(6)},
+            retriever_kind="http",
+            config={"kind": "http", "url": url},
+            collection=None,
+            model_fingerprint=model.canary_hash,
+            model_canaries=model.canary_vectors,
+            index_fingerprint=None,
+        )
+        for url, model in (("http://a", torch), ("http://b", onnx))
+    ]
+    fused = fuse_runs(store, FusionRequest(run_ids=tuple(sources))).run.spec
+    assert (fused.model_name, fused.model_fingerprint, fused.model_canaries) == (
+        torch.name,
+        torch.canary_hash,
+        torch.canary_vectors,
+    )

@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+import pandas as pd
 import pytest
 from evalkit_in_process import invoke_evalkit
 from evalkit_process import EVALKIT, fresh_env, run_evalkit
@@ -32,7 +33,10 @@ from relevance_judge import (
     write_graded_goldset,
 )
 from sklearn.metrics import cohen_kappa_score
+from test_causes import two_backends
+from test_dashboard_seed import _results, goldset, perfect, query_ids, store_run
 from test_retrievers_model_check import HashEmbedder
+from traffic_windows import day_window_summary
 from waiting import wait_until
 
 from evalkit.answers.judge import NotACompletionError
@@ -49,14 +53,23 @@ from evalkit.judging.assessor import (
 )
 from evalkit.judging.endpoint import _chat_reply
 from evalkit.judging.records import JudgePair
-from evalkit.pipeline import CollectionTexts, JudgingOutcome, corpus_texts, judge_pairs
+from evalkit.pipeline import (
+    CollectionTexts,
+    JudgingOutcome,
+    corpus_texts,
+    estimate_traffic_run,
+    judge_pairs,
+)
 from evalkit.records.requests import JudgingRequest
 from evalkit.redaction import register_secrets
 from evalkit.retrievers.chroma_client import close_client, get_collection, open_chroma_client
 from evalkit.retrievers.indexing import index_corpus
 from evalkit.store import Store
 from evalkit.store.access import StoreAccess
+from evalkit.store.goldsets import save_goldset
 from evalkit.store.judging import latest_agreement, load_pool, save_assessments
+from evalkit.store.runs import RunSpec, add_query_results, create_run, finish_run
+from evalkit.store.traffic import save_traffic_replay
 
 SECRET = "sk-test-Zq81YbNw3LkP0x"
 
@@ -1136,3 +1149,37 @@ def test_texts_come_from_the_chroma_collection_as_from_the_corpus(
     assert by_collection["holes"] == by_corpus["holes"] == 3 * len(goldset.queries)
     assert by_collection["judging"]["in_pool"] == 3 * len(goldset.queries)
     assert by_collection["filled"][0]["value"] == by_corpus["filled"][0]["value"]
+
+
+def test_a_goldset_run_on_the_other_backend_calibrates_a_traffic_window(store: Store) -> None:
+    """A traffic window replayed on ONNX Runtime had no estimate while the goldset ran on
+    torch: calibration runs were matched by the canary hash, which the backends round apart."""
+    onnx, torch = two_backends()
+    http = {"kind": "http", "url": "http://search.internal"}
+    gold = goldset(12)
+    save_goldset(store, gold)
+    rankings = {q: perfect(q) for q in query_ids(12)}
+    calibrating = store_run(
+        store, gold, rankings, retriever_kind="http", config=http, collection=None,
+        model_fingerprint=torch.canary_hash, model_canaries=torch.canary_vectors,
+        index_fingerprint=None,
+    )  # fmt: skip
+    spec = RunSpec(
+        kind="traffic", retriever_kind="http", k=10, measures=(), evalkit_version="test",
+        retriever_config=http, model_name=onnx.name, model_dimension=onnx.dimension,
+        model_fingerprint=onnx.canary_hash, model_canaries=onnx.canary_vectors, n_queries=12,
+    )  # fmt: skip
+    window = create_run(store, spec)
+    add_query_results(store, window, _results(rankings))
+    finish_run(
+        store, window, status="complete", per_query=None, aggregates={}, n_evaluated=0,
+        n_total=12, n_failed=0,
+    )  # fmt: skip
+    save_traffic_replay(
+        store, summary=day_window_summary(window, "2026-11-21"), per_query=pd.DataFrame()
+    )
+
+    estimated = estimate_traffic_run(store, window, k=5)
+    assert estimated.calibration_run.run_id == calibrating
+    # perfect rankings hold two relevant documents in their top five
+    assert estimated.estimate.estimate == pytest.approx(2 / 5)

@@ -59,6 +59,7 @@ RELEASED: dict[int, tuple[str, str]] = {
         "review_sources_backfill",
         "6413227a9220b6ab477fae2cd6a3f67ba721ffaac378ba5d43d3bd9aa004cecb",
     ),
+    24: ("model_canaries", "aadf258e9e7ea57f5cb09d11a93e1d506c44aead814d9098a23b1f7ca75e6b8d"),
 }
 
 SCHEMA_QUERIES = {

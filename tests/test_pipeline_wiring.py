@@ -10,16 +10,20 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
+from test_causes import two_backends
 from test_scheduler_support import (  # noqa: F401  (fixture)
     FakeRetriever,
     make_goldset,
     retriever_fixture,
 )
+from traffic_windows import day_window_summary
 
 from evalkit.cli import invoke
 from evalkit.config import Settings, load_settings
+from evalkit.embedding.fingerprint import ModelFingerprint
 from evalkit.pipeline import (
     TrafficReplayRequest,
     audit_collection,
@@ -49,6 +53,7 @@ from evalkit.store.traffic import (
     StoredWindowSummary,
     latest_window_summary,
     list_window_summaries,
+    save_traffic_replay,
 )
 from evalkit.traffic import SampleSpec, ingest_paths, parse_window, sample_window
 
@@ -280,6 +285,52 @@ def test_query_drift_check_needs_two_replayed_windows(
     )
     assert check_drift_queries(store).note == "only one replayed window so far"
     assert list_drift_checks(store) == []
+
+
+def embedded_window(
+    store: Store, day: str, vectors: np.ndarray, model: ModelFingerprint, *, canaries: bool
+) -> None:
+    """A replayed window of ``day`` whose queries ``model`` embedded as ``vectors``, stored
+    with the model's canary embeddings or, as windows replayed before they were kept, its
+    hash only."""
+    save_traffic_replay(
+        store,
+        summary=day_window_summary(
+            f"r-{day}",
+            day,
+            embedding_model=model.name,
+            embedding_dimension=model.dimension,
+            embedding_fingerprint=model.canary_hash,
+            embedding_canaries=model.canary_vectors if canaries else None,
+            n_embeddings=len(vectors),
+        ),
+        per_query=pd.DataFrame(),
+        embedding_ids=[f"{day}-{i}" for i in range(len(vectors))],
+        embeddings=vectors.astype(np.float32),
+    )
+
+
+def test_windows_embedded_by_one_model_on_two_backends_are_tested_for_drift(
+    store: Store,
+) -> None:
+    """A window embedded on ONNX Runtime after one embedded on torch was never tested for
+    drift: the two canary hashes differ, and a model_mismatch was stored instead."""
+    onnx, torch = two_backends()
+    rng = np.random.default_rng(9)
+    embedded_window(store, "2026-11-18", rng.normal(size=(60, 8)), torch, canaries=True)
+    embedded_window(store, "2026-11-19", rng.normal(size=(60, 8)), onnx, canaries=True)
+    outcome = check_drift_queries(store)
+    assert outcome.check is not None
+    assert outcome.check.finding == "ok"
+
+    # A window stored with its hash only cannot tell: no drift test across two models.
+    embedded_window(store, "2026-11-20", rng.normal(size=(60, 8)), torch, canaries=False)
+    mismatch = check_drift_queries(store)
+    assert mismatch.check is not None
+    assert mismatch.check.finding == "model_mismatch"
+    assert mismatch.check.statistic is None
+    assert mismatch.check.details["reference_fingerprint"] == onnx.canary_hash
+    assert mismatch.check.details["current_fingerprint"] == torch.canary_hash
 
 
 # -- the scheduler and the CLI store the same rows ----------------------------------------

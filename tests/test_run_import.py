@@ -8,15 +8,18 @@ regression (null for a TREC run file), and importing it again adds nothing.
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pytest
 
 from evalkit.cli import invoke
+from evalkit.embedding.fingerprint import fingerprint_from_canaries
 from evalkit.store import Store
 from evalkit.store.export import GOLDSET_FILES, PARQUET_FILES, import_run
 
@@ -290,6 +293,40 @@ def test_a_broken_export_is_refused_naming_the_file_and_field(
     assert f"{exported}: not a run export: queries.parquet missing" in err
     with Store.open(pr.store, read_only=True) as store:
         assert store.fetch("SELECT count(*) FROM runs") == [(0,)]
+
+
+def test_the_query_models_canary_embeddings_travel_with_the_run(
+    clis: tuple[Cli, Cli], tmp_path: Path
+) -> None:
+    """An imported baseline is compared with the pull request's runs by canary cosine, so
+    its canary embeddings travel in run.json; a broken value is refused, naming the field."""
+    main, pr = clis
+    _, exported = baseline_export(main, tmp_path)
+    pr.goldset(tmp_path / "goldset")
+    vectors = np.random.default_rng(3).normal(size=(8, 384))
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    model = fingerprint_from_canaries("all-MiniLM-L6-v2", 384, vectors.astype(np.float32))
+    canaries = base64.b64encode(model.canary_vectors).decode("ascii")
+    record = json.loads((exported / "run.json").read_text())
+    described = {"name": model.name, "dimension": 384, "fingerprint": model.canary_hash}
+    run_json = exported / "run.json"
+    for broken, message in (
+        ("not base64!", "expected the canary embeddings in base64"),
+        (canaries[:8], "expected float16 canary embeddings of 384 dimensions, found 6 bytes"),
+    ):
+        run_json.write_text(json.dumps({**record, "model": {**described, "canaries": broken}}))
+        code, _, err = pr("runs", "import", str(exported))
+        assert code == 2
+        assert f"{run_json} field 'model.canaries': {message}" in err
+    with Store.open(pr.store, read_only=True) as store:
+        assert store.fetch("SELECT count(*) FROM runs") == [(0,)]
+
+    run_json.write_text(json.dumps({**record, "model": {**described, "canaries": canaries}}))
+    imported = pr.json("runs", "import", str(exported))
+    shown = pr.json("runs", "show", imported["run_id"])
+    assert shown["model"] == {**described, "canaries": canaries}
+    with Store.open(pr.store, read_only=True) as store:
+        assert store.fetch("SELECT model_canaries FROM runs") == [(model.canary_vectors,)]
 
 
 def test_a_run_id_evalkit_does_not_write_is_refused_and_nothing_is_stored(

@@ -582,12 +582,27 @@ def _model_causes(
             )
         causes.append(_residual("index_model_mismatch", statement, link, rows[:EVIDENCE_ROWS]))
     before, after = base.spec, cand.spec
-    if (before.model_fingerprint, before.model_name) != (after.model_fingerprint, after.model_name):
+    same = before.same_query_model(after)
+    if same is not True:
+        old, new = before.query_model, after.query_model
+        cosine = old.canary_similarity(new) if old and new else None
+        if same is None:
+            statement = (
+                f"the query embedding model may have changed: {_model_words(before)} in the "
+                f"baseline, {_model_words(after)} in the candidate; a run stored without its "
+                "canary embeddings cannot tell another model from the same model on another "
+                "backend (ONNX Runtime, torch) or CPU"
+            )
+        else:
+            closeness = f", lowest canary cosine {cosine:.4f}" if cosine is not None else ""
+            statement = (
+                f"the query embedding model changed: {_model_words(before)} in the "
+                f"baseline, {_model_words(after)} in the candidate{closeness}"
+            )
         causes.append(
             _residual(
                 "query_model_changed",
-                f"the query embedding model changed: {_model_words(before)} in the "
-                f"baseline, {_model_words(after)} in the candidate",
+                statement,
                 _series_link("query_model_changed", "model changes in the series", cand, measure),
                 [
                     {
@@ -595,6 +610,7 @@ def _model_causes(
                         "model": run.spec.model_name,
                         "dimension": run.spec.model_dimension,
                         "fingerprint": run.spec.model_fingerprint,
+                        "canary_cosine": cosine,
                     }
                     for run in (base, cand)
                 ],

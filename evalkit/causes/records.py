@@ -98,7 +98,8 @@ CAUSE_KINDS: Mapping[str, CauseKind] = {
             "query_model_changed",
             False,
             "quality",
-            "the query embedding model (its canary fingerprint) differs between the runs",
+            "the query embedding model differs between the runs (its name, or its canary "
+            "embeddings by cosine)",
         ),
         CauseKind(
             "index_changed",

@@ -1,6 +1,11 @@
 """What identifies an embedding model: a ``ModelFingerprint`` (name, dimension, hash of the
-embeddings of fixed canary strings), so that two processes, or an index and a query encoder,
-can tell whether they embed identically."""
+embeddings of fixed canary strings, and those embeddings), so that two processes, or an index
+and a query encoder, can tell whether they embed identically.
+
+Whether two fingerprints are of one model is decided by their canary embeddings' cosine
+(``agrees_with``), never by the hash alone: the hash is of rounded embeddings, and the same
+model on ONNX Runtime and on torch (or on two CPUs) lands a few of its 3,072 values on the
+other side of a rounding boundary. The hash is a short name for display and a cache key."""
 
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ __all__ = [
     "SAME_MODEL_MIN_COSINE",
     "ModelFingerprint",
     "fingerprint_from_canaries",
+    "same_model",
 ]
 
 CANARY_TEXTS: tuple[str, ...] = (
@@ -31,8 +37,9 @@ CANARY_TEXTS: tuple[str, ...] = (
 )
 """Fixed strings whose embeddings identify a model: varied length, language and domain."""
 
-# Canary embeddings are rounded before hashing so that harmless last-bit differences between
-# BLAS builds do not flip the fingerprint, while any change of weights or pooling does.
+# Canary embeddings are rounded before hashing so that most last-bit differences between
+# BLAS builds leave the hash alone; a value near a rounding boundary still flips it, which is
+# why sameness is decided by cosine (`agrees_with`). Changing this changes every stored hash.
 _FINGERPRINT_DECIMALS = 3
 # Two encoders count as the same model when every canary embedding agrees this closely.
 SAME_MODEL_MIN_COSINE = 0.999
@@ -53,12 +60,20 @@ class ModelFingerprint:
 
     def matches(self, other: ModelFingerprint) -> bool:
         """True when both fingerprints describe a model that embeds identically."""
+        return self.agrees_with(other) is True
+
+    def agrees_with(self, other: ModelFingerprint) -> bool | None:
+        """True when both fingerprints describe a model that embeds identically (the same
+        canary hash, or every canary embedding within ``SAME_MODEL_MIN_COSINE``), False when
+        they do not, None when it cannot be told: the hashes differ and one of them was
+        stored without its canary embeddings, so a change of model cannot be told from the
+        same model rounding a canary value the other way on another backend or CPU."""
         if self.dimension != other.dimension:
             return False
         if self.canary_hash == other.canary_hash:
             return True
         similarity = self.canary_similarity(other)
-        return similarity is not None and similarity >= SAME_MODEL_MIN_COSINE
+        return None if similarity is None else similarity >= SAME_MODEL_MIN_COSINE
 
     def canary_similarity(self, other: ModelFingerprint) -> float | None:
         """Lowest cosine similarity between matching canary embeddings, or None if unknown."""
@@ -111,6 +126,18 @@ def fingerprint_from_canaries(
         canary_hash=digest.hexdigest()[:16],
         canary_vectors=canaries.astype(np.float16).tobytes(),
     )
+
+
+def same_model(before: ModelFingerprint | None, after: ModelFingerprint | None) -> bool | None:
+    """Whether two embedders, each known by its fingerprint (None: it embeds nothing), are one
+    model: both None, or the same name and canary embeddings that agree (``agrees_with``).
+    None when that cannot be told (canary hashes that differ, one stored without its canary
+    embeddings)."""
+    if before is None or after is None:
+        return before is None and after is None
+    if before.name != after.name:
+        return False
+    return before.agrees_with(after)
 
 
 def _decode_vectors(blob: bytes, dimension: int) -> npt.NDArray[np.float32]:

@@ -390,10 +390,10 @@ def _fused_spec(
     def shared(values: Sequence[Any]) -> Any:
         return values[0] if len(set(values)) == 1 else None
 
-    model = shared(
-        [(s.spec.model_name, s.spec.model_dimension, s.spec.model_fingerprint) for s in sources]
-    )
-    name, dimension, fingerprint = model if model is not None else (None, None, None)
+    # One query model when every source embedded with it by canary cosine (the hashes of
+    # one model differ between ONNX Runtime and torch); the first source's record names it.
+    one_model = all(s.spec.same_query_model(first) is True for s in sources)
+    model = first.query_model if one_model else None
     return RunSpec(
         kind=FUSED_RUN_KIND,
         retriever_kind=FUSION_RETRIEVER_KIND,
@@ -405,9 +405,10 @@ def _fused_spec(
         goldset_version=first.goldset_version,
         retriever_config=config,
         collection=shared([s.spec.collection for s in sources]),
-        model_name=name,
-        model_dimension=dimension,
-        model_fingerprint=fingerprint,
+        model_name=model.name if model else None,
+        model_dimension=model.dimension if model else None,
+        model_fingerprint=model.canary_hash if model else None,
+        model_canaries=model.canary_vectors if model else b"",
         index_fingerprint=shared([s.spec.index_fingerprint for s in sources]),
         seed=request.seed if request.optimize and request.train_tag is None else None,
         label=request.label,

@@ -323,8 +323,10 @@ def _scores_by_query(results: pd.DataFrame, k: int) -> dict[str, np.ndarray[Any,
 
 
 def calibration_key(run: RunRecord) -> str:
-    """What a calibration must match: the run's retriever (as runs are grouped by it) and
-    its query model's fingerprint."""
+    """The name of what a calibration must match: the run's retriever (as runs are grouped
+    by it) and its query model's canary hash. Which goldset runs match is decided by
+    ``RunSpec.same_query_model`` (canary cosine), not by this string: the same model's hash
+    differs between ONNX Runtime and torch."""
     return f"{run.retriever_id}|{run.spec.model_fingerprint or 'no model'}"
 
 
@@ -351,7 +353,9 @@ def estimate_traffic_run(
         candidates = [
             candidate
             for candidate in list_runs(store, status="complete", kind="goldset", limit=1000)
-            if calibration_key(candidate) == key and candidate.spec.k >= k
+            if candidate.retriever_id == run.retriever_id
+            and candidate.spec.same_query_model(run.spec) is True
+            and candidate.spec.k >= k
         ]
         if not candidates:
             raise ConfigError(

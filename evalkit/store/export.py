@@ -22,6 +22,8 @@ See docs/export.md.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import math
 import os
@@ -561,6 +563,29 @@ def _read_run_json(path: Path) -> RunRecord:
         raise InputError(
             f"expected a list of strings, found {tags!r}", path=str(path), field="tags"
         )
+
+    def canaries(dimension: int | None) -> bytes:
+        text = value("model.canaries", str, optional=True)
+        if text is None:
+            return b""
+        try:
+            blob = base64.b64decode(text, validate=True)
+        except binascii.Error as error:
+            raise InputError(
+                f"expected the canary embeddings in base64: {error}",
+                path=str(path),
+                field="model.canaries",
+            ) from error
+        # float16 values, one row of `dimension` per canary text
+        if not dimension or not blob or len(blob) % (2 * dimension):
+            raise InputError(
+                f"expected float16 canary embeddings of {dimension} dimensions, found "
+                f"{len(blob)} bytes",
+                path=str(path),
+                field="model.canaries",
+            )
+        return blob
+
     k = value("k", int)
     if k < 1:
         raise InputError(f"expected a positive depth, found {k}", path=str(path), field="k")
@@ -578,6 +603,7 @@ def _read_run_json(path: Path) -> RunRecord:
         model_name=value("model.name", str, optional=True),
         model_dimension=value("model.dimension", int, optional=True),
         model_fingerprint=value("model.fingerprint", str, optional=True),
+        model_canaries=canaries(value("model.dimension", int, optional=True)),
         index_fingerprint=value("index_fingerprint", str, optional=True),
         seed=value("seed", int, optional=True),
         label=value("label", str, optional=True),

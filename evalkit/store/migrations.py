@@ -773,6 +773,13 @@ SET source_tool = 'label-studio',
     source_user_id = regexp_extract(reviewer, '^label-studio-user-([0-9]+)$', 1)
 WHERE source_tool IS NULL AND regexp_full_match(reviewer, 'label-studio-user-[0-9]+');
 """
+# A run and a replayed traffic window keep the canary embeddings of their query model, not
+# only their hash, so that two runs are compared by canary cosine: the hash of one model
+# differs between ONNX Runtime and torch. Rows stored before have NULL (hash only).
+_M24_MODEL_CANARIES = """
+ALTER TABLE runs ADD COLUMN model_canaries BLOB;
+ALTER TABLE traffic_window_summaries ADD COLUMN embedding_canaries BLOB;
+"""
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "goldsets_runs_metrics", _M01_GOLDSETS_RUNS_METRICS),
@@ -798,4 +805,5 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(21, "judge_calls", _M21_JUDGE_CALLS),
     Migration(22, "goldset_current_since", _M22_GOLDSET_CURRENT_SINCE),
     Migration(23, "review_sources_backfill", _M23_REVIEW_SOURCES_BACKFILL),
+    Migration(24, "model_canaries", _M24_MODEL_CANARIES),
 )

@@ -8,6 +8,7 @@ Tables ``runs``, ``run_queries``, ``run_results``, ``query_metrics`` and ``run_a
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import re
 import secrets
@@ -23,6 +24,7 @@ import duckdb
 
 from evalkit import __version__
 from evalkit.clock import utc_now
+from evalkit.embedding.fingerprint import ModelFingerprint, same_model
 from evalkit.errors import NotFoundError, StoreError, WorkInterruptedError
 from evalkit.records import QueryResult
 from evalkit.redaction import redact_known
@@ -57,6 +59,7 @@ __all__ = [
     "mark_finished",
     "new_run_id",
     "query_metrics",
+    "query_models",
     "run_aggregates",
     "run_lock",
     "run_queries",
@@ -165,6 +168,25 @@ class RunSpec:
     (``IndexSize``); None where the retriever cannot say."""
     index_vectors: int | None = None
     """Vectors in the index then, where the store can say."""
+    model_canaries: bytes = b""
+    """The query model's canary embeddings (``ModelFingerprint.canary_vectors``); empty for
+    a run stored before runs kept them, which is known by ``model_fingerprint`` only."""
+
+    @property
+    def query_model(self) -> ModelFingerprint | None:
+        """The query embedding model's fingerprint as the run stored it; None when the
+        retriever embeds nothing or cannot say."""
+        return _stored_model(
+            self.model_name, self.model_dimension, self.model_fingerprint, self.model_canaries
+        )
+
+    def same_query_model(self, other: RunSpec) -> bool | None:
+        """Whether this run and ``other`` embedded their queries with one model: the same
+        name and the same embeddings of the canaries (``ModelFingerprint.agrees_with``, by
+        cosine, so that the model on ONNX Runtime and on torch is one model). None when it
+        cannot be told: same name, canary hashes that differ, and one run stored before runs
+        kept their canary embeddings."""
+        return same_model(self.query_model, other.query_model)
 
     @classmethod
     def for_retriever(
@@ -203,6 +225,7 @@ class RunSpec:
             model_name=fingerprint.name if fingerprint else None,
             model_dimension=fingerprint.dimension if fingerprint else None,
             model_fingerprint=fingerprint.canary_hash if fingerprint else None,
+            model_canaries=fingerprint.canary_vectors if fingerprint else b"",
             index_fingerprint=index_fingerprint,
             seed=seed,
             label=label,
@@ -272,6 +295,9 @@ class RunRecord:
                 "name": spec.model_name,
                 "dimension": spec.model_dimension,
                 "fingerprint": spec.model_fingerprint,
+                "canaries": base64.b64encode(spec.model_canaries).decode("ascii")
+                if spec.model_canaries
+                else None,
             },
             "index_fingerprint": spec.index_fingerprint,
             "index_size": {"documents": spec.index_documents, "vectors": spec.index_vectors},
@@ -336,9 +362,9 @@ def insert_run(con: duckdb.DuckDBPyConnection, run: RunRecord) -> None:
         " model_fingerprint, index_fingerprint, evalkit_version, k,"
         " relevance_threshold, measures, seed, started_at, finished_at, n_queries,"
         " n_failed, n_evaluated, error, imported_from, imported_at, index_documents,"
-        " index_vectors)"
+        " index_vectors, model_canaries)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
-        " ?, ?, ?, ?, ?)",
+        " ?, ?, ?, ?, ?, ?)",
         [
             run.run_id,
             run.status,
@@ -368,6 +394,7 @@ def insert_run(con: duckdb.DuckDBPyConnection, run: RunRecord) -> None:
             run.imported_at,
             spec.index_documents,
             spec.index_vectors,
+            spec.model_canaries or None,
         ],
     )
     if spec.tags:
@@ -779,6 +806,7 @@ def _run_record(row: tuple[Any, ...], aggregates: dict[str, float | None]) -> Ru
         measures=tuple(values["measures"]),
         retriever_config=json_value(values["retriever_config"]),
         tags=tuple(values["tags"] or ()),
+        model_canaries=bytes(values["model_canaries"] or b""),
     )
     return RunRecord(
         **{name: values[name] for name in _RECORD_FIELDS},
@@ -797,6 +825,30 @@ def run_aggregates(store: Store, run_id: str) -> dict[str, float | None]:
         [run_id],
     )
     return dict(rows)
+
+
+def query_models(store: Store, run_ids: Sequence[str]) -> dict[str, ModelFingerprint | None]:
+    """The query embedding model of each of ``run_ids`` as the run stored it
+    (``RunSpec.query_model``), in one query; a run not stored is left out."""
+    rows = store.fetch(
+        "SELECT run_id, model_name, model_dimension, model_fingerprint, model_canaries FROM runs"
+        " WHERE run_id IN (SELECT unnest(?::VARCHAR[]))",
+        [list(run_ids)],
+    )
+    return {str(row[0]): _stored_model(*row[1:]) for row in rows}
+
+
+def _stored_model(
+    name: str | None, dimension: int | None, fingerprint: str | None, canaries: bytes | None
+) -> ModelFingerprint | None:
+    if fingerprint is None:
+        return None
+    return ModelFingerprint(
+        name=name or "",
+        dimension=dimension or 0,
+        canary_hash=fingerprint,
+        canary_vectors=bytes(canaries or b""),
+    )
 
 
 def query_metrics(store: Store, run_id: str) -> pd.DataFrame:
@@ -865,6 +917,7 @@ _RUN_FIELDS = (
     "tags",
     "index_documents",
     "index_vectors",
+    "model_canaries",
 )
 """What ``_RUN_COLUMNS`` selects of a run: the ``runs`` columns of a ``RunSpec`` and a
 ``RunRecord`` by their field names, and the computed ``n_duplicates`` and ``retriever_id``."""
@@ -882,7 +935,8 @@ _RUN_COLUMNS = ", ".join(
 _SPEC_FIELDS = [
     name
     for name in _RUN_FIELDS
-    if name in RunSpec.__dataclass_fields__ and name not in {"measures", "retriever_config", "tags"}
+    if name in RunSpec.__dataclass_fields__
+    and name not in {"measures", "retriever_config", "tags", "model_canaries"}
 ]
 _RECORD_FIELDS = [
     name

@@ -214,6 +214,7 @@ def save_window_summary(
         embedding_model=model.name if model else None,
         embedding_dimension=model.dimension if model else None,
         embedding_fingerprint=model.canary_hash if model else None,
+        embedding_canaries=model.canary_vectors if model else None,
         embedding_seed=sample.seed if model else None,
         n_embeddings=len(embedding_ids),
         **asdict(figures),

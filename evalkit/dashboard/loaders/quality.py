@@ -90,7 +90,8 @@ def quality(
                     row.retriever,
                     "model",
                     f"model fingerprint {_short(row.prev_model_fingerprint)} -> "
-                    f"{_short(row.model_fingerprint)} (run {row.run_id})",
+                    f"{_short(row.model_fingerprint)} (run {row.run_id}"
+                    f"{_UNCONFIRMED if row.model_change_unconfirmed else ''})",
                 )
             )
         if row.index_changed:
@@ -136,6 +137,9 @@ def quality(
 
 def _whole(value: object) -> str:
     return "none" if value is None or pd.isna(value) else str(int(value))  # type: ignore[call-overload]
+
+
+_UNCONFIRMED = "; unconfirmed: a run stored no canary embeddings, the backend may differ"
 
 
 def _short(value: object) -> str:

@@ -8,7 +8,9 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from evalkit.embedding.fingerprint import same_model
 from evalkit.store.dashboard.shared import FINISHED_STATUSES, RETRIEVER_SQL, read_frame
+from evalkit.store.runs import query_models
 
 if TYPE_CHECKING:
     from evalkit.store.store import Store
@@ -25,8 +27,13 @@ def series_points_frame(store: Store, *, goldset: str, measure: str) -> pd.DataF
     did not store the measure), n, sd (over the
     stored per-query values), goldset_changed, model_changed, index_changed, k_changed, and
     the previous run's goldset_version, model_fingerprint, index_fingerprint and k (prev_*).
+
+    ``model_changed`` compares the two runs' query models as ``RunSpec.same_query_model``
+    does (name, then canary embeddings by cosine), so the same model on ONNX Runtime and on
+    torch is no change; ``model_change_unconfirmed`` is True where their canary hashes
+    differ but a run stored no canary embeddings to tell.
     """
-    return read_frame(
+    points = read_frame(
         store,
         f"WITH r AS (SELECT run_id, {RETRIEVER_SQL} AS retriever, label, status, started_at,"
         "  k, goldset_version, model_name, model_fingerprint, index_fingerprint FROM runs"
@@ -37,6 +44,7 @@ def series_points_frame(store: Store, *, goldset: str, measure: str) -> pd.DataF
         "  lag(r.run_id) OVER w AS prev_run,"
         "  lag(r.goldset_version) OVER w AS prev_goldset_version,"
         "  lag(r.model_fingerprint) OVER w AS prev_model_fingerprint,"
+        "  lag(r.model_name) OVER w AS prev_model_name,"
         "  lag(r.index_fingerprint) OVER w AS prev_index_fingerprint,"
         "  lag(r.k) OVER w AS prev_k"
         "  FROM r LEFT JOIN run_aggregates a ON a.run_id = r.run_id AND a.measure = ?"
@@ -45,13 +53,31 @@ def series_points_frame(store: Store, *, goldset: str, measure: str) -> pd.DataF
         " SELECT *,"
         " prev_run IS NOT NULL AND goldset_version IS DISTINCT FROM prev_goldset_version"
         "  AS goldset_changed,"
-        " prev_run IS NOT NULL AND model_fingerprint IS DISTINCT FROM prev_model_fingerprint"
-        "  AS model_changed,"
+        " prev_run IS NOT NULL AND (model_fingerprint IS DISTINCT FROM prev_model_fingerprint"
+        "  OR model_name IS DISTINCT FROM prev_model_name) AS model_changed,"
         " prev_run IS NOT NULL AND index_fingerprint IS DISTINCT FROM prev_index_fingerprint"
         "  AS index_changed,"
         " prev_run IS NOT NULL AND k IS DISTINCT FROM prev_k AS k_changed"
         " FROM points ORDER BY retriever, started_at, run_id",
         [goldset, list(FINISHED_STATUSES), measure, measure],
+    )
+    return _models_compared(store, points)
+
+
+def _models_compared(store: Store, points: pd.DataFrame) -> pd.DataFrame:
+    """``points`` with ``model_changed`` decided by the runs' canary embeddings where SQL
+    saw another canary hash or name (few rows: the canaries are read for those only)."""
+    differs = points[points["model_changed"].astype(bool)]
+    changed = [
+        (str(run), str(prev))
+        for run, prev in zip(differs["run_id"], differs["prev_run"], strict=True)
+    ]
+    models = query_models(store, [run for pair in changed for run in pair]) if changed else {}
+    verdicts = {run: same_model(models.get(prev), models.get(run)) for run, prev in changed}
+    compared = [verdicts.get(str(run), True) for run in points["run_id"]]
+    return points.assign(
+        model_changed=[same is not True for same in compared],
+        model_change_unconfirmed=[same is None for same in compared],
     )
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
+from evalkit.embedding.fingerprint import ModelFingerprint
 from evalkit.errors import NotFoundError, StoreError
 from evalkit.records.jsonready import json_ready
 from evalkit.store.views import registered
@@ -76,11 +77,27 @@ class StoredWindowSummary:
     embedding_fingerprint: str | None = None
     embedding_seed: int | None = None
     n_embeddings: int = 0
+    embedding_canaries: bytes | None = None
+    """The embedding model's canary embeddings (``ModelFingerprint.canary_vectors``); None
+    for a window replayed before windows kept them."""
     extra: Mapping[str, Any] = field(default_factory=dict)
 
+    @property
+    def embedded_with(self) -> ModelFingerprint | None:
+        """The fingerprint of the model that embedded the window's queries; None when none
+        were embedded."""
+        if self.embedding_fingerprint is None:
+            return None
+        return ModelFingerprint(
+            name=self.embedding_model or "",
+            dimension=self.embedding_dimension or 0,
+            canary_hash=self.embedding_fingerprint,
+            canary_vectors=bytes(self.embedding_canaries or b""),
+        )
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return json_ready(self, omit=("extra",))
+        """JSON-ready form (the model's fingerprint without its canary embeddings)."""
+        return json_ready(self, omit=("extra", "embedding_canaries"))
 
 
 _SUMMARY_COLUMNS = tuple(name for name in StoredWindowSummary.__slots__ if name != "extra")
