@@ -7,6 +7,7 @@ plain progress lines on stderr (``evalkit.cli._output.ProgressLines``).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import json
@@ -28,7 +29,7 @@ from plugin_sources import fixed_retriever_source, stalling_retriever_source
 from query_log import logged_query, write_query_log
 from terminal import TerminalRun, run_on_terminal, terminal_env
 
-from evalkit.cli import invoke
+from evalkit.cli import Terminated, invoke
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "goldsets" / "demo"
@@ -265,6 +266,23 @@ def test_ctrl_c_or_sigterm_of_a_json_command_prints_the_error_object(
     error = json.loads(out)["error"]
     assert (error["type"], error["exit_code"]) == (kind, code)
     assert "what was stored before is kept" in error["message"]
+
+
+def _terminate() -> None:
+    raise Terminated("SIGTERM")
+
+
+def test_sigterm_raised_inside_an_event_loop_callback_stops_the_loop() -> None:
+    """asyncio logs and drops what a callback or a transport's write raises, but for
+    SystemExit and KeyboardInterrupt: a SIGTERM landing there while a judge or the question
+    writer sent its requests was ignored, and the command went on until it was killed."""
+
+    async def sending() -> None:
+        asyncio.get_running_loop().call_soon(_terminate)
+        await asyncio.wait_for(asyncio.Event().wait(), timeout=5)
+
+    with pytest.raises(Terminated):
+        asyncio.run(sending())
 
 
 class _AnswersTheProbeThenHangs(BaseHTTPRequestHandler):

@@ -101,9 +101,14 @@ TERMINATED = 128 + signal.SIGTERM
 TERMINATED_NOTE = INTERRUPTED_NOTE.replace("interrupted:", "terminated (SIGTERM):", 1)
 
 
-class Terminated(BaseException):
+class Terminated(SystemExit):
     """SIGTERM, raised in the main thread so that what a command is writing is closed as on
-    Ctrl-C (a run being recorded stored as failed) instead of the process just vanishing."""
+    Ctrl-C (a run being recorded stored as failed) instead of the process just vanishing.
+
+    A SystemExit, because asyncio lets only SystemExit and KeyboardInterrupt out of an event
+    loop's callbacks and transport writes: any other exception raised there is logged and
+    dropped, so a SIGTERM landing while a judge's requests were being sent was ignored.
+    """
 
 
 _signalled: dict[str, bool] = {"SIGTERM": False}
