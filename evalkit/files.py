@@ -1,6 +1,6 @@
-"""Files written beside their destination, then renamed onto it, with the user's permissions;
-the files of a folder in the order they were written; and which file an open handle is, for
-readers that resume a file where they stopped.
+"""Files (and folders of files) written beside their destination, then renamed onto it, with
+the user's permissions; the files of a folder in the order they were written; and which file
+an open handle is, for readers that resume a file where they stopped.
 
 ``tempfile.mkstemp`` creates its file mode 0600 whatever the umask: right for a secret
 scratch file, wrong for an export, a baseline or a model cache that the file's owner shares
@@ -10,9 +10,12 @@ with a CI job, a teammate or a web server. A file made here gets 0666 less the u
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import secrets
+import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -24,6 +27,7 @@ __all__ = [
     "file_identity",
     "files_oldest_first",
     "replace_text",
+    "write_folder",
 ]
 
 HEAD_BYTES = 1024
@@ -68,6 +72,48 @@ def replace_text(target: Path, text: str) -> None:
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
+
+
+def write_folder(target: Path, files: Mapping[str, str], *, overwrite: bool) -> None:
+    """Write the text ``files`` (name -> UTF-8 text) into a hidden folder beside ``target``
+    and rename it onto ``target`` in one step, so that ``target`` is never seen half-written.
+
+    An existing ``target`` is replaced only with ``overwrite``; otherwise FileExistsError
+    with ``target`` as its filename, and nothing is changed.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = _folder_beside(target, "partial")
+    try:
+        for name, text in files.items():
+            with (staging / name).open("w", encoding="utf-8", newline="\n") as handle:
+                handle.write(text)
+                handle.flush()
+                os.fsync(handle.fileno())
+        if not target.exists():
+            staging.rename(target)
+            return
+        if not overwrite:
+            raise FileExistsError(errno.EEXIST, "already exists", str(target))
+        replaced = _folder_beside(target, "replaced")
+        replaced.rmdir()
+        target.rename(replaced)
+        staging.rename(target)
+        shutil.rmtree(replaced, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _folder_beside(target: Path, purpose: str) -> Path:
+    """A new empty hidden folder beside ``target`` (mode 0777 less the umask)."""
+    for _ in range(_ATTEMPTS):
+        candidate = target.with_name(f".{target.name}.{secrets.token_hex(6)}.{purpose}")
+        try:
+            candidate.mkdir(0o777)
+        except FileExistsError:
+            continue
+        return candidate
+    raise FileExistsError(f"no free temporary name beside {target} after {_ATTEMPTS} tries")
 
 
 def files_oldest_first(folder: Path) -> list[Path]:

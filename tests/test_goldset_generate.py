@@ -10,13 +10,14 @@ import re
 import resource
 import signal
 import subprocess
+import threading
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from evalkit_process import EVALKIT, fresh_env
+from evalkit_process import EVALKIT, fresh_env, output_once_ended, run_evalkit
 from question_writer import WritingJudge, first_sentence, writing_judge
 
 from evalkit.cli import invoke
@@ -45,6 +46,7 @@ from evalkit.pipeline import GenerationOutcome, generate_goldset
 from evalkit.records import Document
 from evalkit.records.requests import GenerationRequest
 from evalkit.records.review import ReviewOrigin
+from evalkit.store import Store
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
 
@@ -120,11 +122,19 @@ def settings_for(judge: WritingJudge, **extra: Any) -> JudgeSettings:
 
 
 def generate(
-    corpus: Path, out: Path, judge: WritingJudge, embedder: Any, **options: Any
+    corpus: Path,
+    out: Path,
+    judge: WritingJudge,
+    embedder: Any,
+    replies: Store | None = None,
+    **options: Any,
 ) -> GenerationOutcome:
     request = GenerationRequest(**{"n": 20, "seed": 3, **options})
     writer = QuestionWriter(settings_for(judge))
-    return generate_goldset(corpus, out, request, writer=writer, embedder=embedder)
+    return generate_goldset(corpus, out, request, writer=writer, embedder=embedder, replies=replies)
+
+
+DRAFT_DATA = ("queries.jsonl", "judgments.jsonl", "corpus.jsonl", "candidates.jsonl")
 
 
 # --- the pure pieces --------------------------------------------------------------------
@@ -340,6 +350,68 @@ def test_the_budget_stops_at_n_calls_and_a_dry_run_makes_none(
 
 
 @pytest.mark.slow
+def test_a_rerun_pays_only_for_the_replies_it_has_not_kept(
+    small: tuple[Path, dict[str, str]], embedder: Any, tmp_path: Path
+) -> None:
+    """A generation stopped part-way (here by its budget) was paid for a second time in
+    full by the next run: its replies were kept nowhere."""
+    path, _ = small
+    options: dict[str, Any] = {"n": 6, "mix": "factoid=1", "max_per_source": 3}
+    with writing_judge(WritingJudge()) as judge, Store.open(tmp_path / "store.duckdb") as store:
+        stopped = generate(path, tmp_path / "first", judge, embedder, store, max_calls=4, **options)
+        assert (stopped.calls, stopped.from_cache, judge.requests) == (4, 0, 4)
+        assert stopped.dropped == {"over_budget": 2}
+        planned = generate(path, tmp_path / "dry", judge, embedder, store, dry_run=True, **options)
+        assert (planned.calls, planned.from_cache, judge.requests) == (2, 4, 4)
+        resumed = generate(path, tmp_path / "draft", judge, embedder, store, **options)
+        assert (resumed.calls, resumed.from_cache, judge.requests) == (2, 4, 6)
+        assert resumed.to_dict()["from_cache"] == 4
+        # Kept replies cost nothing from the budget: a budget of one call is not touched.
+        again = generate(
+            path,
+            tmp_path / "draft",
+            judge,
+            embedder,
+            store,
+            max_calls=1,
+            overwrite=True,
+            **options,
+        )
+        assert (again.calls, again.from_cache, again.n_generated, judge.requests) == (0, 6, 6, 6)
+        whole = generate(path, tmp_path / "whole", judge, embedder, **options)
+    assert (whole.calls, whole.from_cache, judge.requests) == (6, 0, 12)
+    assert resumed.n_generated == whole.n_generated == 6
+    for name in DRAFT_DATA:
+        assert (tmp_path / "draft" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes()
+
+
+@pytest.mark.slow
+def test_a_reply_holding_a_secret_is_not_kept(
+    small: tuple[Path, dict[str, str]],
+    embedder: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    path, _ = small
+    secret = "sk-generate-0123456789abcdef"
+    monkeypatch.setenv("OPENAI_API_KEY", secret)
+    judge = WritingJudge(
+        echo=secret, malformed_once={line["text"][:60] for line in read_lines(path)}
+    )
+    options: dict[str, Any] = {"n": 3, "mix": "factoid=1"}
+    with writing_judge(judge), Store.open(tmp_path / "store.duckdb") as store:
+        first = generate(path, tmp_path / "first", judge, embedder, store, **options)
+        kept = store.fetch("SELECT output FROM judge_calls")
+        second = generate(path, tmp_path / "second", judge, embedder, store, **options)
+    # Each question took a malformed reply (echoing the key) and a good one; only the good
+    # ones are kept, so the malformed reply is asked for again, and nothing stored holds it.
+    assert (first.calls, first.n_generated) == (6, 3)
+    assert len(kept) == 3
+    assert not [row for row in kept if secret in row[0]]
+    assert (second.calls, second.from_cache, second.n_generated) == (3, 3, 3)
+
+
+@pytest.mark.slow
 def test_malformed_replies_are_asked_again_once_then_counted_with_a_masked_excerpt(
     small: tuple[Path, dict[str, str]],
     embedder: Any,
@@ -483,6 +555,74 @@ def test_the_draft_appears_whole_or_not_at_all(embedder: Any, tmp_path: Path) ->
     assert [p.name for p in (tmp_path / "drafts").iterdir()] == ["draft"]
 
 
+class HoldingJudge(WritingJudge):
+    """Answers its first ``answered`` requests, then holds each further one until
+    ``release`` is set; ``holding`` is set once ``held`` of them are held. ``arrived``
+    counts the requests as they arrive, held or not."""
+
+    def __init__(self, answered: int, held: int) -> None:
+        super().__init__()
+        self.answered, self.held = answered, held
+        self.holding, self.release = threading.Event(), threading.Event()
+        self.arrived = 0
+
+    def handle(self, body: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            self.arrived += 1
+            arrived = self.arrived
+        if arrived > self.answered:
+            if arrived == self.answered + self.held:
+                self.holding.set()
+            self.release.wait(timeout=120)
+        return super().handle(body)
+
+
+@pytest.mark.slow
+def test_a_terminated_generation_is_resumed_by_the_same_command(
+    small: tuple[Path, dict[str, str]], embedder: Any, tmp_path: Path
+) -> None:
+    """A generation stopped by SIGTERM had kept none of the replies it had paid for: the
+    same command run again sent every request a second time."""
+    path, _ = small
+    embedder.embed(["the ONNX export is cached before the child process needs it"])
+    out = tmp_path / "draft"
+    options = ["--n", "6", "--mix", "factoid=1", "--max-per-source", "3", "--seed", "3"]
+    args = ["goldset", "generate", "--corpus", str(path), *options, "--out", str(out)]
+    judge = HoldingJudge(answered=2, held=2)
+    with writing_judge(judge):
+        env = fresh_env(
+            tmp_path / "home",
+            EVALKIT_JUDGE_BASE_URL=judge.url,
+            EVALKIT_JUDGE_MODEL="writer-1",
+            EVALKIT_JUDGE_RETRY_BACKOFF="0",
+            EVALKIT_JUDGE_MAX_RETRIES="0",
+            EVALKIT_JUDGE_CONCURRENCY="2",
+        )
+        process = subprocess.Popen(
+            [*EVALKIT, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        try:
+            assert judge.holding.wait(timeout=120)
+            process.send_signal(signal.SIGTERM)
+            _, stopped = output_once_ended(process)
+        finally:
+            judge.release.set()
+        assert process.returncode == 143, stopped
+        assert not out.exists()
+        rerun = run_evalkit(*args, "--format", "json", env=env)
+        assert rerun.returncode == 0, rerun.stderr
+        summary = json.loads(rerun.stdout)
+        # Both held requests were cut off unanswered: they are the only ones paid twice.
+        assert (summary["from_cache"], summary["calls"], summary["generated"]) == (2, 4, 6)
+        assert judge.arrived == 2 + 2 + 4
+        whole = generate(
+            path, tmp_path / "whole", judge, embedder, n=6, mix="factoid=1", max_per_source=3
+        )
+    assert whole.calls == 6
+    for name in DRAFT_DATA:
+        assert (out / name).read_bytes() == (tmp_path / "whole" / name).read_bytes()
+
+
 @pytest.mark.slow
 def test_no_question_at_all_is_a_judge_failure_and_writes_nothing(
     small: tuple[Path, dict[str, str]], embedder: Any, tmp_path: Path
@@ -532,13 +672,19 @@ def test_the_cli_writes_a_draft_and_reports_it(
         planned = json.loads(capsys.readouterr().out)
         assert judge.requests == 0
         assert planned["calls"] == 6
+        assert planned["from_cache"] == 0
         assert planned["dry_run"]
+        assert not (evalkit_home / "evalkit.duckdb").exists()  # a dry run writes nothing
         assert invoke([*args, "--max-calls", "4", "--format", "json"]) == 0
         summary = json.loads(capsys.readouterr().out)
         assert judge.requests == 4
         assert summary["generated"] == 4
         assert summary["dropped_by_reason"] == {"over_budget": 2}
         assert summary["directory"] == str(out)
+        assert invoke([*args, "--dry-run"]) == 0
+        replanned = capsys.readouterr().out
+        assert re.search(r"calls\s+│ 2 \(up to 4 if", replanned), replanned
+        assert re.search(r"replies from cache │ 4 ", replanned), replanned
         assert invoke(args) == 2  # the draft exists
         assert "already exists" in capsys.readouterr().err
         assert invoke([*args, "--overwrite", "--mix", "factoid=1,multi=1"]) == 0

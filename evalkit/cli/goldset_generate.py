@@ -18,6 +18,7 @@ from evalkit.cli._output import (
     settings,
     table,
 )
+from evalkit.cli._store import CommandStore
 from evalkit.records.requests import GENERATION_DEFAULTS
 
 if TYPE_CHECKING:
@@ -93,7 +94,8 @@ def generate(
             "--max-calls",
             min=0,
             help="Send at most this many requests (a hard budget: retries and second asks "
-            "count; questions left unasked are counted over_budget). Default: no limit.",
+            "count, replies kept from an earlier run do not; questions left unasked are "
+            "counted over_budget). Default: no limit.",
         ),
     ] = GENERATION_DEFAULTS.max_calls,
     dry_run: Annotated[
@@ -125,6 +127,9 @@ def generate(
     documents' embeddings, written by the [judge] LLM endpoint, each with the spans of the
     passages its answer stands in, for review before it becomes a goldset version.
 
+    Every reply is kept in the store as it arrives: a run that was stopped is resumed by
+    running the same command again, which pays only for the replies it does not have.
+
     Example: evalkit goldset generate --corpus corpus.jsonl --n 100 --out drafts/generated
     --max-calls 250
     """
@@ -150,6 +155,12 @@ def generate(
         seed=seed,
         overwrite=overwrite,
     )
+    # A dry run writes nothing: it reads the replies kept in a store that exists already.
+    store = (
+        CommandStore("goldset generate", write=not dry_run)
+        if not dry_run or config.resolved_store_path.exists()
+        else None
+    )
     enabled = output is OutputFormat.table and not dry_run
     with progress_bar("writing questions", enabled=enabled) as bar:
         outcome = generate_goldset(
@@ -159,13 +170,13 @@ def generate(
             writer=writer,
             embedder=LazyEmbedder.from_settings(config),
             progress=bar,
+            replies=store,
         )
     queued = None
-    if queue is not None and not dry_run and outcome.n_generated:
-        from evalkit.cli._store import CommandStore
+    if queue is not None and store is not None and not dry_run and outcome.n_generated:
         from evalkit.pipeline import ingest_draft
 
-        queued = ingest_draft(CommandStore("goldset generate"), out, goldset=queue)
+        queued = ingest_draft(store, out, goldset=queue)
     if output is OutputFormat.json:
         emit_json({**outcome.to_dict(), "queued": None if queued is None else queued.to_dict()})
         return
@@ -192,6 +203,7 @@ def print_generation(outcome: GenerationOutcome, *, queued: str | None = None) -
             if outcome.max_calls is None
             else f"{outcome.calls} (budget {outcome.max_calls})"
         )
+        facts["replies from cache"] = outcome.from_cache or "-"
         facts["estimated tokens"] = f"about {outcome.estimated_tokens:,}"
         console.print(key_values("goldset generate (dry run: nothing sent)", facts))
         return
@@ -205,7 +217,12 @@ def print_generation(outcome: GenerationOutcome, *, queued: str | None = None) -
         if outcome.max_calls is None
         else (f"{outcome.calls} (budget {outcome.max_calls})")
     )
-    facts["tokens"] = outcome.tokens or f"not reported (about {outcome.estimated_tokens:,})"
+    facts["replies from cache"] = outcome.from_cache or "-"
+    facts["tokens"] = (
+        outcome.tokens
+        or (outcome.calls and f"not reported (about {outcome.estimated_tokens:,})")
+        or "-"
+    )
     facts["draft"] = outcome.directory
     console.print(key_values("goldset generate", facts))
     if outcome.dropped:

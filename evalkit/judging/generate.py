@@ -27,6 +27,12 @@ text's offsets (the chunk's ``start`` plus the offset in the chunk).
 
 The prompt version (``PROMPT_VERSION``) is a hash of every prompt text and of how much of
 a passage is shown, as the relevance assessor's is: editing a prompt names a new version.
+
+Replies are worth keeping: ``QuestionWriter.write`` takes the replies kept from an earlier
+pass (by ``judge_call_key``: the task's ``reply_key`` and the messages sent) and hands each
+new one to ``on_reply`` as it arrives, so a pass stopped part-way is resumed by the next
+without paying again for what it was told. A reply is only ever reused by the same task
+asking the same thing of the same model with the same sampling settings.
 """
 
 from __future__ import annotations
@@ -44,8 +50,10 @@ from typing import ClassVar
 import numpy as np
 import numpy.typing as npt
 
+from evalkit.answers.cache import JudgeCallOutput, judge_call_key
 from evalkit.answers.judge import CallGuard, JudgeCallError
 from evalkit.answers.records import Unmeasured
+from evalkit.config import JudgeSettings
 from evalkit.coroutines import run_sync
 from evalkit.errors import ConfigError
 from evalkit.judging.endpoint import (
@@ -70,6 +78,7 @@ __all__ = [
     "MalformedReplyError",
     "QuestionKind",
     "QuestionWriter",
+    "ReplyReplay",
     "RequestBudget",
     "WriteOutcome",
     "WrittenQuestion",
@@ -79,6 +88,7 @@ __all__ = [
     "near_duplicates",
     "parse_reply",
     "prompt_messages",
+    "reply_key",
     "word_overlap",
     "write_question",
 ]
@@ -294,6 +304,37 @@ def prompt_messages(task: GenerationTask) -> list[dict[str, str]]:
     return [{"role": "system", "content": _SYSTEM}, {"role": "user", "content": user}]
 
 
+def _reply_max_tokens(settings: JudgeSettings) -> int:
+    return min(settings.max_tokens, REPLY_MAX_TOKENS)
+
+
+def reply_key(task: GenerationTask, settings: JudgeSettings) -> str:
+    """SHA-256 (hex) of what the replies to ``task``'s requests depend on besides the
+    messages: the prompts' version, the model and its sampling settings, and the task (its
+    id, kind and passages), so that two tasks never share a reply even when they ask the
+    same thing. A request's own key is ``judge_call_key`` of this key and its messages."""
+    payload = json.dumps(
+        [
+            "generate",
+            PROMPT_VERSION,
+            str(settings.model),
+            settings.temperature,
+            _reply_max_tokens(settings),
+            task.task_id,
+            str(task.kind),
+            [passage.id for passage in task.passages],
+        ],
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def _call_key(task_key: str, messages: list[dict[str, str]]) -> str:
+    # A task's conversation only grows, so the same messages are never sent twice by one task.
+    return judge_call_key(judgment_key=task_key, request=messages, occurrence=0)
+
+
 def estimate_tokens(task: GenerationTask) -> int:
     """A rough count of the tokens writing ``task``'s question costs: its prompt at four
     characters a token, plus a reply of a question, an answer and a quote (150 tokens).
@@ -484,11 +525,23 @@ def near_duplicates(vectors: npt.ArrayLike, threshold: float) -> list[int | None
 @dataclass(frozen=True, slots=True)
 class WriteOutcome:
     """What a ``QuestionWriter.write`` pass gave, in task order, and what it cost:
-    requests sent (retries included) and the tokens the endpoint reported using."""
+    requests sent (retries included), the tokens the endpoint reported using, and the
+    replies taken from those kept instead of being asked for again (``from_cache``)."""
 
     results: tuple[WrittenQuestion | DroppedTask, ...]
     calls: int
     tokens: int
+    from_cache: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyReplay:
+    """What kept replies give a set of tasks, sending nothing (``QuestionWriter.replay``):
+    the tasks that still need at least one request, in task order, and the kept replies
+    the others (and the first steps of those) are answered with."""
+
+    pending: tuple[GenerationTask, ...]
+    from_cache: int
 
 
 @dataclass
@@ -507,6 +560,48 @@ class QuestionWriter(EndpointClient):
         """The prompts' version (``PROMPT_VERSION``)."""
         return PROMPT_VERSION
 
+    def reply_key(self, task: GenerationTask) -> str:
+        """``reply_key`` of ``task`` under this writer's settings: the ``judgment_key`` its
+        kept replies are filed under."""
+        return reply_key(task, self.settings)
+
+    def replay(
+        self,
+        tasks: Sequence[GenerationTask],
+        cached: Mapping[str, str],
+        *,
+        max_overlap: float,
+    ) -> ReplyReplay:
+        """Write ``tasks``' questions from the ``cached`` replies (call key -> reply) alone,
+        sending nothing: which tasks would still send a request, and how many replies the
+        cache gives."""
+        if not cached:
+            return ReplyReplay(tuple(tasks), 0)
+        used = 0
+
+        async def one(task: GenerationTask) -> bool:
+            nonlocal used
+            key = self.reply_key(task)
+
+            async def ask(messages: list[dict[str, str]]) -> str:
+                nonlocal used
+                reply = cached.get(_call_key(key, messages))
+                if reply is None:
+                    raise BudgetSpentError
+                used += 1
+                return reply
+
+            result = await write_question(task, ask, max_overlap=max_overlap)
+            return isinstance(result, DroppedTask) and result.reason is DropReason.over_budget
+
+        async def every() -> list[bool]:
+            return [await one(task) for task in tasks]
+
+        pending = run_sync(every)
+        return ReplyReplay(
+            tuple(task for task, sends in zip(tasks, pending, strict=True) if sends), used
+        )
+
     def write(
         self,
         tasks: Sequence[GenerationTask],
@@ -514,30 +609,49 @@ class QuestionWriter(EndpointClient):
         max_overlap: float,
         max_calls: int | None = None,
         on_written: Callable[[WrittenQuestion | DroppedTask], None] | None = None,
+        cached: Mapping[str, str] | None = None,
+        on_reply: Callable[[JudgeCallOutput], None] | None = None,
     ) -> WriteOutcome:
         """Write every task's question (concurrently, under the guard's limits), in task
         order, dropping paraphrases with more than ``max_overlap`` of their content words
         from the passage after a second ask, and sending at most ``max_calls`` requests
         (retries and second asks included; tasks left when it is spent are dropped as
-        ``over_budget``). ``on_written`` is called with each result as it arrives."""
+        ``over_budget``). ``on_written`` is called with each result as it arrives.
+
+        A request whose reply ``cached`` holds (call key -> reply, filed under the task's
+        ``reply_key``) is not sent and costs nothing from the budget; ``on_reply`` is given
+        each reply received, as it arrives, to be kept, except one holding a configured
+        secret (it is asked for again instead: nothing stored holds a secret)."""
         if not 0.0 <= max_overlap <= 1.0:
             raise ConfigError(f"max_overlap must be within 0 and 1, got {max_overlap}")
         if not tasks:
             return WriteOutcome((), 0, 0)
         budget = RequestBudget(max_calls)
-        return run_sync(lambda: self._write(tasks, budget, max_overlap, on_written))
+        return run_sync(
+            lambda: self._write(
+                tasks,
+                budget,
+                max_overlap=max_overlap,
+                on_written=on_written,
+                cached=cached or {},
+                on_reply=on_reply,
+            )
+        )
 
     async def _write(
         self,
         tasks: Sequence[GenerationTask],
         budget: RequestBudget,
+        *,
         max_overlap: float,
         on_written: Callable[[WrittenQuestion | DroppedTask], None] | None,
+        cached: Mapping[str, str],
+        on_reply: Callable[[JudgeCallOutput], None] | None,
     ) -> WriteOutcome:
         guard = CallGuard.from_settings(self.settings)
         client = endpoint_client(self.settings)
-        max_tokens = min(self.settings.max_tokens, REPLY_MAX_TOKENS)
-        used = 0
+        max_tokens = _reply_max_tokens(self.settings)
+        used = reused = 0
 
         async def ask(messages: list[dict[str, str]]) -> str:
             nonlocal used
@@ -558,7 +672,21 @@ class QuestionWriter(EndpointClient):
             return await guard.call(request)
 
         async def one(task: GenerationTask) -> WrittenQuestion | DroppedTask:
-            result = await write_question(task, ask, max_overlap=max_overlap)
+            key = self.reply_key(task)
+
+            async def ask_once(messages: list[dict[str, str]]) -> str:
+                nonlocal reused
+                call = _call_key(key, messages)
+                kept = cached.get(call)
+                if kept is not None:
+                    reused += 1
+                    return kept
+                reply = await ask(messages)
+                if on_reply is not None and redact_known(reply) == reply:
+                    on_reply(JudgeCallOutput(call, key, self.model, reply))
+                return reply
+
+            result = await write_question(task, ask_once, max_overlap=max_overlap)
             if on_written is not None:
                 on_written(result)
             return result
@@ -569,4 +697,4 @@ class QuestionWriter(EndpointClient):
             await client.aclose()
         self.calls += budget.sent
         self.tokens += used
-        return WriteOutcome(tuple(results), budget.sent, used)
+        return WriteOutcome(tuple(results), budget.sent, used, reused)

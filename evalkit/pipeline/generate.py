@@ -18,23 +18,27 @@ cosine similarity of their embeddings, and writes a *draft folder*:
 The folder is written beside its destination and renamed onto it in one step, so a run
 killed at any point leaves either no folder or the whole one. A dry run sends nothing and
 writes nothing: it says how many calls the plan takes and roughly how many tokens.
+
+Given the store (``replies``), each reply is kept in ``judge_calls`` within a second of
+arriving and kept replies are used instead of asking again (free of ``max_calls``): the same
+command resumes a stopped run, pays only for what it lacks and writes the uninterrupted draft.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import secrets
-import shutil
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from evalkit.answers.cache import JudgeCallOutput
+from evalkit.batches import BatchWriter
 from evalkit.embedding import TextEmbedder
 from evalkit.errors import ConfigError, InputError, JudgeError
+from evalkit.files import write_folder
 from evalkit.goldset.corpus import iter_corpus
 from evalkit.judging.coverage import (
     allocate_kinds,
@@ -49,6 +53,7 @@ from evalkit.judging.generate import (
     SUGGESTED_GRADE,
     DroppedTask,
     DropReason,
+    GenerationTask,
     QuestionWriter,
     WrittenQuestion,
     estimate_tokens,
@@ -56,6 +61,8 @@ from evalkit.judging.generate import (
 )
 from evalkit.records import Document
 from evalkit.records.requests import GenerationRequest
+from evalkit.store.access import WriterAccess
+from evalkit.store.answers import load_judge_calls, save_judge_calls
 
 __all__ = [
     "DRAFT_FILES",
@@ -69,6 +76,8 @@ Progress = Callable[[int, int], None]
 GENERATED_PRIORITY = 0.5
 """Review priority of every generated question (the review queue weighs it against other
 origins'; a generated question is as worth a look as any other)."""
+
+_EXISTS = "already exists; choose another --out directory or pass --overwrite"
 
 DRAFT_FILES = ("queries.jsonl", "judgments.jsonl", "corpus.jsonl", "candidates.jsonl", "README.md")
 """The files of a generated draft folder."""
@@ -100,8 +109,9 @@ class GenerationOutcome:
     ``dropped`` counts the questions asked for that are not in the draft, by reason
     (``DropReason``); ``failures`` details each dropped question the endpoint or a check
     refused (task, kind, reason, a masked detail). ``calls`` counts requests sent (retries
-    and second asks included), ``tokens`` the tokens the endpoint reported using, and
-    ``estimated_tokens`` the plan's tokens at four characters a token.
+    and second asks included), ``from_cache`` the kept replies used instead (on a dry run:
+    those it would send and use), ``tokens`` the tokens the endpoint reported using, and
+    ``estimated_tokens`` those of the questions needing a request at four characters a token.
     """
 
     corpus: Path
@@ -125,6 +135,7 @@ class GenerationOutcome:
     estimated_tokens: int
     max_calls: int | None
     failures: tuple[Mapping[str, str], ...] = field(default=())
+    from_cache: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -147,6 +158,7 @@ class GenerationOutcome:
             "clusters_covered": self.clusters_covered,
             "sources_used": self.sources_used,
             "calls": self.calls,
+            "from_cache": self.from_cache,
             "max_calls": self.max_calls,
             "tokens": self.tokens,
             "estimated_tokens": self.estimated_tokens,
@@ -181,9 +193,12 @@ def generate_goldset(
     writer: QuestionWriter,
     embedder: TextEmbedder,
     progress: Progress | None = None,
+    replies: WriterAccess | None = None,
 ) -> GenerationOutcome:
     """Generate a draft goldset of ``request.n`` questions from ``corpus`` into the folder
     ``out`` (see the module's docstring); on a dry run, plan it and say what it would cost.
+
+    With ``replies`` (the store), replies are kept and reused (see the module's docstring).
 
     Raises InputError when ``out`` exists (unless ``request.overwrite``) or the corpus holds
     no document with text, ConfigError for options that cannot work, and JudgeError when
@@ -192,9 +207,7 @@ def generate_goldset(
     _check_request(request)
     corpus_path, target = Path(corpus), Path(out)
     if target.exists() and not request.overwrite and not request.dry_run:
-        raise InputError(
-            "already exists; choose another --out directory or pass --overwrite", path=str(target)
-        )
+        raise InputError(_EXISTS, path=str(target))
     mix = parse_mix(request.mix)
     documents = [document for document in iter_corpus(corpus_path) if document.text.strip()]
     if not documents:
@@ -213,7 +226,10 @@ def generate_goldset(
         seed=request.seed,
     )
     tasks = plan.tasks
-    sendable = tasks if request.max_calls is None else tasks[: request.max_calls]
+    cached = _kept_replies(replies, writer, tasks)
+    replay = writer.replay(tasks, cached, max_overlap=request.max_overlap)
+    pending = replay.pending
+    sendable = pending if request.max_calls is None else pending[: request.max_calls]
     facts: dict[str, Any] = {
         "corpus": corpus_path,
         "generator": writer.model,
@@ -245,6 +261,7 @@ def generate_goldset(
             clusters_covered=len({task.cluster for task in tasks}),
             sources_used=len({source_of(p) for task in tasks for p in task.passages}),
             calls=len(sendable),
+            from_cache=replay.from_cache,
             tokens=0,
             **facts,
         )
@@ -256,9 +273,22 @@ def generate_goldset(
         if progress is not None:
             progress(done, len(tasks))
 
-    written = writer.write(
-        tasks, max_overlap=request.max_overlap, max_calls=request.max_calls, on_written=tick
-    )
+    keeper = None if replies is None else _reply_keeper(replies)
+    try:
+        written = writer.write(
+            tasks,
+            max_overlap=request.max_overlap,
+            max_calls=request.max_calls,
+            on_written=tick,
+            cached=cached,
+            on_reply=None if keeper is None else keeper.add,
+        )
+    except BaseException:
+        if keeper is not None:
+            keeper.close(raise_failure=False)  # what was paid for is kept; the error goes on
+        raise
+    if keeper is not None:
+        keeper.close()
     questions = [result for result in written.results if isinstance(result, WrittenQuestion)]
     dropped = [result for result in written.results if isinstance(result, DroppedTask)]
     if questions:
@@ -292,18 +322,15 @@ def generate_goldset(
             f"no question came out of the {written.calls} calls sent ({summary}); nothing "
             "was written"
         )
-    _write_draft(
-        target,
-        _draft_files(
-            questions,
-            writer=writer,
-            corpus=corpus_path,
-            target=target,
-            request=request,
-            facts=facts,
-        ),
-        overwrite=request.overwrite,
+    files = _draft_files(
+        questions, writer=writer, corpus=corpus_path, target=target, request=request, facts=facts
     )
+    try:
+        write_folder(target, files, overwrite=request.overwrite)
+    except FileExistsError as error:
+        if error.filename != str(target):
+            raise
+        raise InputError(_EXISTS, path=str(target)) from None
     return GenerationOutcome(
         directory=target,
         dry_run=False,
@@ -313,6 +340,7 @@ def generate_goldset(
         clusters_covered=len({question.task.cluster for question in questions}),
         sources_used=len({source_of(p) for q in questions for p in q.task.passages}),
         calls=written.calls,
+        from_cache=written.from_cache,
         tokens=written.tokens,
         failures=tuple(
             {
@@ -325,6 +353,27 @@ def generate_goldset(
         ),
         **facts,
     )
+
+
+def _kept_replies(
+    replies: WriterAccess | None, writer: QuestionWriter, tasks: Iterable[GenerationTask]
+) -> dict[str, str]:
+    """The replies the store keeps for ``tasks``: call key -> reply."""
+    if replies is None:
+        return {}
+    with replies.writer("goldset generate") as store:
+        return load_judge_calls(store, [writer.reply_key(task) for task in tasks])
+
+
+def _reply_keeper(replies: WriterAccess) -> BatchWriter[JudgeCallOutput]:
+    """Keeps replies in the store as they arrive (``BatchWriter``), each batch in a short
+    writing stretch."""
+
+    def save(batch: list[JudgeCallOutput]) -> None:
+        with replies.writer("goldset generate") as store:
+            save_judge_calls(store, batch)
+
+    return BatchWriter(save, name="evalkit-generation-replies")
 
 
 def query_id(question: WrittenQuestion, prompt_version: str) -> str:
@@ -449,45 +498,3 @@ def _draft_files(
         "candidates.jsonl": _lines(candidates),
         "README.md": readme,
     }
-
-
-def _write_draft(target: Path, files: Mapping[str, str], *, overwrite: bool) -> None:
-    """Write ``files`` into a hidden folder beside ``target`` and rename it onto ``target``
-    in one step (an existing ``target`` is replaced only with ``overwrite``)."""
-    parent = target.parent
-    parent.mkdir(parents=True, exist_ok=True)
-    staging = _new_beside(target, "partial")
-    try:
-        for name, text in files.items():
-            with (staging / name).open("w", encoding="utf-8", newline="\n") as handle:
-                handle.write(text)
-                handle.flush()
-                os.fsync(handle.fileno())
-        if not target.exists():
-            staging.rename(target)
-            return
-        if not overwrite:
-            raise InputError(
-                "already exists; choose another --out directory or pass --overwrite",
-                path=str(target),
-            )
-        replaced = _new_beside(target, "replaced")
-        replaced.rmdir()
-        target.rename(replaced)
-        staging.rename(target)
-        shutil.rmtree(replaced, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-
-
-def _new_beside(target: Path, purpose: str) -> Path:
-    """A new empty hidden folder beside ``target`` (mode 0777 less the umask)."""
-    for _ in range(100):
-        candidate = target.with_name(f".{target.name}.{secrets.token_hex(6)}.{purpose}")
-        try:
-            candidate.mkdir(0o777)
-        except FileExistsError:
-            continue
-        return candidate
-    raise FileExistsError(f"no free temporary name beside {target}")
