@@ -398,6 +398,44 @@ def test_an_export_edited_or_cut_short_is_refused_and_nothing_is_stored(
         assert store.fetch("SELECT count(*) FROM runs") == [(0,)]
 
 
+def test_an_export_an_older_evalkit_wrote_without_its_goldset_files_is_imported(
+    clis: tuple[Cli, Cli], tmp_path: Path
+) -> None:
+    """Exports written before they carried the goldset version had no goldset files, and
+    after an upgrade every one of them was refused as broken, even by a store holding the
+    very goldset version the run replayed, so a CI gate's baseline stopped working."""
+    main, pr = clis
+    run, exported = baseline_export(main, tmp_path)
+    for name in GOLDSET_FILES:
+        (exported / name).unlink()
+    code, _, err = pr("runs", "import", str(exported))
+    assert code == 2
+    assert (
+        f"{exported}: the export of a goldset run holds its goldset version's rows; "
+        "goldset_queries.parquet, judgments.parquet missing, and the store "
+        f"{pr.store} does not hold goldset version {run['goldset_version']} either (an export "
+        "written by an evalkit older than the goldset files has none): import the goldset "
+        "version the run replayed (`evalkit goldset import`) and import the run again, or "
+        "export it again with this evalkit"
+    ) in err
+    with Store.open(pr.store, read_only=True) as store:
+        assert store.fetch("SELECT count(*) FROM runs") == [(0,)]
+
+    pr.goldset(tmp_path / "goldset")
+    imported = pr.json("runs", "import", str(exported))
+    assert imported["imported"] is True
+    assert imported["goldset_stored"] is False
+    assert imported["queries"] == N_QUERIES
+    data, _ = gate(pr, exported, tmp_path)
+    assert data["decision"] == "regression"
+    assert data["probable_causes"]["baseline"] == run["run_id"]
+    with duckdb.connect(str(pr.store), read_only=True) as con:
+        totals = con.execute(
+            "SELECT DISTINCT n_total FROM run_aggregates WHERE run_id = ?", [run["run_id"]]
+        ).fetchall()
+    assert totals == [(N_QUERIES,)]
+
+
 def test_import_run_is_idempotent_in_the_store(clis: tuple[Cli, Cli], tmp_path: Path) -> None:
     main, pr = clis
     run, exported = baseline_export(main, tmp_path)

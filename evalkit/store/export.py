@@ -382,21 +382,35 @@ def import_run(store: Store, path: Path) -> RunImport:
     _check_aggregates(store, exported, queries_path, run_path)
     goldset_paths = [directory / name for name in GOLDSET_FILES]
     version = exported.spec.goldset_version
+    held_goldset = version is not None and bool(
+        store.fetch("SELECT 1 FROM goldset_queries WHERE goldset_version = ? LIMIT 1", [version])
+    )
     absent_goldset = [file.name for file in goldset_paths if not file.is_file()]
-    if version is not None and absent_goldset:
+    if version is not None and absent_goldset and not held_goldset:
         raise InputError(
             f"the export of a goldset run holds its goldset version's rows; "
-            f"{', '.join(absent_goldset)} missing",
+            f"{', '.join(absent_goldset)} missing, and the store {store.path} does not hold "
+            f"goldset version {version} either (an export written by an evalkit older than "
+            "the goldset files has none): import the goldset version the run replayed "
+            "(`evalkit goldset import`) and import the run again, or export it again "
+            "with this evalkit",
             path=str(directory),
         )
     if version is not None:
         for table, file in zip(("goldset_queries", "judgments"), goldset_paths, strict=True):
-            _check_columns(store, file, table)
-    store_goldset = version is not None and not store.fetch(
-        "SELECT 1 FROM goldset_queries WHERE goldset_version = ? LIMIT 1", [version]
-    )
+            if file.is_file():
+                _check_columns(store, file, table)
+    # A goldset version is named by its content: the store's rows of it are the export's.
+    store_goldset = version is not None and not held_goldset
     n_total = exported.spec.n_queries
-    if version is not None and goldset_paths[1].is_file():
+    if held_goldset:
+        n_total = int(
+            store.fetch(
+                "SELECT count(DISTINCT query_id) FROM judgments WHERE goldset_version = ?",
+                [version],
+            )[0][0]
+        )
+    elif version is not None:
         n_total = int(
             store.fetch(
                 "SELECT count(DISTINCT query_id) FROM read_parquet(?) WHERE goldset_version = ?",
