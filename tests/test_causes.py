@@ -269,6 +269,53 @@ def test_an_audit_of_another_collection_never_explains_a_retriever_without_one(
     assert kinds[0] == "retriever_changed"
 
 
+def test_a_setting_an_earlier_evalkit_did_not_record_is_no_retriever_change(
+    store: Store,
+) -> None:
+    """Runs stored before Chroma runs recorded their ef_search have none in their record:
+    after an upgrade, explain named the retriever as changed, "ef_search - -> 100", between
+    an old baseline and a new run of the same untouched collection."""
+    gold = goldset(N)
+    save_goldset(store, gold)
+    rankings = {q: perfect(q) for q in query_ids(N)}
+    old = store_run(
+        store,
+        gold,
+        rankings,
+        retriever_kind="chroma-embedded",
+        config=CHROMA,
+        collection="mini",
+        model_fingerprint="fp-1",
+        index_fingerprint="idx-1",
+        measures=MEASURES,
+    )
+
+    def chroma_run(ef_search: int) -> str:
+        return store_run(
+            store,
+            gold,
+            _without({f"{q}-b" for q in query_ids(N)[:4]}),
+            retriever_kind="chroma-embedded",
+            config={**CHROMA, "ef_search": ef_search},
+            collection="mini",
+            model_fingerprint="fp-1",
+            index_fingerprint="idx-1",
+            measures=MEASURES,
+        )
+
+    new = chroma_run(100)
+    kinds = [cause.kind for cause in explain_runs(store, new, baseline=old, test=FAST).causes]
+    assert "retriever_changed" not in kinds
+    # Between two runs that both recorded it, a changed ef_search is still named.
+    lowered = chroma_run(10)
+    (changed,) = [
+        cause
+        for cause in explain_runs(store, lowered, baseline=new, test=FAST).causes
+        if cause.kind == "retriever_changed"
+    ]
+    assert changed.statement.startswith("the retriever changed: ef_search 100 -> 10;")
+
+
 def test_checks_of_a_collection_never_explain_a_retriever_that_names_none(
     store: Store,
 ) -> None:

@@ -89,6 +89,10 @@ _DRIFT_STREAMS: Final = {"documents": "document_drift", "queries": "query_drift"
 _NOT_RETRIEVER_FACTS: Final = frozenset({"count", "model"})
 """Description fields other causes report: the index's document count (``index_changed``)
 and the query model (``query_model_changed``)."""
+_RECORDED_LATER: Final = frozenset({"ef_search"})
+"""Description fields evalkit began recording after runs were already stored (Chroma's
+``ef_search``): a run recorded before lacks the field, which says nothing of its value, so
+the field is compared only between runs that both have it."""
 _RETRIEVER_FACTS: Final = {
     name: order
     for order, name in enumerate(
@@ -721,7 +725,12 @@ def _retriever_cause(base: RunRecord, cand: RunRecord, measure: str) -> Cause | 
         (set(before) | set(after)) - _NOT_RETRIEVER_FACTS,
         key=lambda name: (_RETRIEVER_FACTS.get(name, len(_RETRIEVER_FACTS)), name),
     )
-    changed = [name for name in fields if before.get(name) != after.get(name)]
+    changed = [
+        name
+        for name in fields
+        if before.get(name) != after.get(name)
+        and (name not in _RECORDED_LATER or (name in before and name in after))
+    ]
     if not changed:
         return None
     return _residual(
