@@ -316,6 +316,53 @@ def test_a_setting_an_earlier_evalkit_did_not_record_is_no_retriever_change(
     assert changed.statement.startswith("the retriever changed: ef_search 100 -> 10;")
 
 
+def test_an_index_fingerprint_an_earlier_evalkit_recorded_is_no_index_change(
+    store: Store,
+) -> None:
+    """Chroma runs recorded before fingerprints covered the collection's contents carry the
+    fingerprint `evalkit index` stored; after an upgrade, explain and the Quality page said
+    the index was rebuilt between an old run and a new run of the same untouched collection.
+    A new run records the stored fingerprint beside its own, so the two are told apart."""
+    gold = goldset(N)
+    save_goldset(store, gold)
+    rankings = {q: perfect(q) for q in query_ids(N)}
+
+    def chroma_run(index: str, **config: object) -> str:
+        return store_run(
+            store,
+            gold,
+            rankings,
+            retriever_kind="chroma-embedded",
+            config={**CHROMA, **config},
+            collection="mini",
+            model_fingerprint="fp-1",
+            index_fingerprint=index,
+            measures=MEASURES,
+        )
+
+    old = chroma_run("stored-1", count=40)
+    new = chroma_run("contents-1", count=40, indexed_fingerprint="stored-1")
+    pruned = chroma_run("contents-2", count=36, indexed_fingerprint="stored-1")
+    rebuilt = chroma_run("contents-3", count=40, indexed_fingerprint="stored-2")
+
+    def changed(baseline: str, candidate: str) -> bool:
+        explained = explain_runs(store, candidate, baseline=baseline, test=FAST)
+        return "index_changed" in [cause.kind for cause in explained.causes]
+
+    assert not changed(old, new)
+    assert not changed(new, old)
+    # Documents deleted without evalkit (the count) or a re-index (the stored fingerprint).
+    assert changed(old, pruned)
+    assert changed(old, rebuilt)
+    series = series_points_frame(store, goldset=gold.name, measure="ndcg@10")
+    assert dict(zip(series["run_id"], series["index_changed"], strict=True)) == {
+        old: False,
+        new: False,
+        pruned: True,
+        rebuilt: True,
+    }
+
+
 def test_checks_of_a_collection_never_explain_a_retriever_that_names_none(
     store: Store,
 ) -> None:

@@ -273,6 +273,8 @@ def test_server_describe_and_fingerprints(
     stored_index = index_fingerprint({doc.id: content_hash(doc) for doc in documents}, stored)
     collection = server_retriever._collection
     assert (collection.metadata or {})[INDEX_FINGERPRINT_KEY] == stored_index
+    # What runs recorded as their whole index fingerprint before it covered the contents.
+    assert description["indexed_fingerprint"] == stored_index
     # The run records the collection's contents now, evalkit's stored fingerprint among them.
     assert server_retriever.index_fingerprint() == contents_fingerprint(collection)
     server_retriever.check()

@@ -66,7 +66,14 @@ from evalkit.store.audit import StoredAudit, audit_findings, list_audits
 from evalkit.store.drift import StoredDriftCheck, get_drift_check, list_drift_checks
 from evalkit.store.freshness import unreflected_changes
 from evalkit.store.goldsets import judgments_frame
-from evalkit.store.runs import RunRecord, RunSpec, get_run, list_runs
+from evalkit.store.runs import (
+    INDEXED_FINGERPRINT,
+    RunRecord,
+    RunSpec,
+    get_run,
+    index_changed,
+    list_runs,
+)
 
 if TYPE_CHECKING:
     from evalkit.stats import ComparisonReport
@@ -86,9 +93,9 @@ _MISSING_FINDINGS: Final = ("orphaned_judgments", "missing_from_index")
 _STALE_FINDINGS: Final = ("changed_at_source",)
 _MODEL_FINDINGS: Final = ("model_fingerprint_mismatch", "vectors_from_another_model")
 _DRIFT_STREAMS: Final = {"documents": "document_drift", "queries": "query_drift"}
-_NOT_RETRIEVER_FACTS: Final = frozenset({"count", "model"})
-"""Description fields other causes report: the index's document count (``index_changed``)
-and the query model (``query_model_changed``)."""
+_NOT_RETRIEVER_FACTS: Final = frozenset({"count", INDEXED_FINGERPRINT, "model"})
+"""Description fields other causes report: the index's document count and stored fingerprint
+(``index_changed``) and the query model (``query_model_changed``)."""
 _RECORDED_LATER: Final = frozenset({"ef_search"})
 """Description fields evalkit began recording after runs were already stored (Chroma's
 ``ef_search``): a run recorded before lacks the field, which says nothing of its value, so
@@ -620,7 +627,7 @@ def _model_causes(
                 ],
             )
         )
-    if before.index_fingerprint != after.index_fingerprint:
+    if index_changed(before, after):
         causes.append(
             _residual(
                 "index_changed",

@@ -27,6 +27,7 @@ from evalkit.retrievers.base import (
     tenant_groups,
 )
 from evalkit.retrievers.chroma_client import (
+    INDEX_FINGERPRINT_KEY,
     INDEXING_STARTED_KEY,
     ChromaLocation,
     close_client,
@@ -376,9 +377,11 @@ class ChromaRetriever(EmbeddedQueryRetriever[dict[str, Any] | None]):
         )
 
     def describe(self) -> dict[str, Any]:
-        """Kind, location, collection, document count, distance space and model, and
-        ``unfinished_indexing`` (when it started) for a collection an ``evalkit index`` left
-        half written."""
+        """Kind, location, collection, document count, distance space and model, the
+        ``indexed_fingerprint`` ``evalkit index`` stored (what runs recorded as their index
+        fingerprint before it covered the collection's contents, so that ``index_changed``
+        can tell their index from this one), and ``unfinished_indexing`` (when it started)
+        for a collection an ``evalkit index`` left half written."""
         description: dict[str, Any] = {"kind": self._location.kind}
         if self._location.path is not None:
             description["path"] = self._location.path
@@ -396,6 +399,7 @@ class ChromaRetriever(EmbeddedQueryRetriever[dict[str, Any] | None]):
             batch_size=self._batch_size,
             where_key=self._where_key,
             ef_search=_configured_ef_search(self._collection),
+            indexed_fingerprint=(self._collection.metadata or {}).get(INDEX_FINGERPRINT_KEY),
         )
         unfinished = (self._collection.metadata or {}).get(INDEXING_STARTED_KEY)
         if unfinished is not None:

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from evalkit.store.store import Store
 
 __all__ = [
+    "INDEXED_FINGERPRINT",
     "RETRIEVER_ID_SQL",
     "RUN_STATUSES",
     "LatestAggregate",
@@ -52,6 +53,8 @@ __all__ = [
     "fail_running_runs",
     "finish_run",
     "get_run",
+    "index_changed",
+    "index_changed_sql",
     "insert_run",
     "is_run_id",
     "latest_aggregates",
@@ -113,6 +116,50 @@ masked), so ``mymod:make``, ``mymod:make_worse`` and ``mymod:make {"top":3}`` ar
 retrievers. Computed from what every run has recorded since plug-ins existed, so runs stored
 by earlier versions get theirs too.
 """
+
+
+INDEXED_FINGERPRINT = "indexed_fingerprint"
+"""The ``describe()`` field of a Chroma run holding the fingerprint ``evalkit index`` stored
+in the collection: the whole index fingerprint of runs an earlier evalkit recorded."""
+
+
+def index_changed(before: RunSpec, after: RunSpec) -> bool:
+    """Whether two runs searched different indexes, by their index fingerprints.
+
+    Chroma runs an evalkit recorded before fingerprints covered the collection's contents
+    carry the fingerprint ``evalkit index`` stored as their own; a later run records that
+    one too (``INDEXED_FINGERPRINT``). Two such runs searched the same index when the older
+    one's fingerprint is the newer one's stored fingerprint and their document counts agree,
+    rather than an index changed by nothing but the upgrade. ``index_changed_sql`` is the
+    same rule in SQL.
+    """
+    if before.index_fingerprint == after.index_fingerprint:
+        return False
+    return not any(
+        older.index_fingerprint is not None
+        and older.index_fingerprint == newer.retriever_config.get(INDEXED_FINGERPRINT)
+        and older.retriever_config.get("count") == newer.retriever_config.get("count")
+        for older, newer in ((before, after), (after, before))
+    )
+
+
+def index_changed_sql(before: str, after: str) -> str:
+    """``index_changed`` as an SQL condition over two rows of ``runs`` columns, those of one
+    named with the prefix ``before`` (``prev_index_fingerprint``, ``prev_retriever_config``),
+    of the other with ``after``."""
+
+    def recorded_before(older: str, newer: str) -> str:
+        return (
+            f"({older}index_fingerprint = json_extract_string({newer}retriever_config,"
+            f" '$.{INDEXED_FINGERPRINT}') AND json_extract({older}retriever_config, '$.count')"
+            f" IS NOT DISTINCT FROM json_extract({newer}retriever_config, '$.count'))"
+        )
+
+    return (
+        f"({before}index_fingerprint IS DISTINCT FROM {after}index_fingerprint AND NOT"
+        f" coalesce({recorded_before(before, after)} OR {recorded_before(after, before)},"
+        " false))"
+    )
 
 
 def _collection_of(config: Mapping[str, Any]) -> str | None:

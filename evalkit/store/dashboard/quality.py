@@ -10,7 +10,7 @@ import pandas as pd
 
 from evalkit.embedding.fingerprint import same_model
 from evalkit.store.dashboard.shared import FINISHED_STATUSES, RETRIEVER_SQL, read_frame
-from evalkit.store.runs import query_models
+from evalkit.store.runs import index_changed_sql, query_models
 
 if TYPE_CHECKING:
     from evalkit.store.store import Store
@@ -36,7 +36,8 @@ def series_points_frame(store: Store, *, goldset: str, measure: str) -> pd.DataF
     points = read_frame(
         store,
         f"WITH r AS (SELECT run_id, {RETRIEVER_SQL} AS retriever, label, status, started_at,"
-        "  k, goldset_version, model_name, model_fingerprint, index_fingerprint FROM runs"
+        "  k, goldset_version, model_name, model_fingerprint, index_fingerprint,"
+        "  retriever_config FROM runs"
         "  WHERE goldset_name = ? AND list_contains(?::VARCHAR[], status)),"
         " spread AS (SELECT run_id, count(*) AS n, stddev_samp(value) AS sd FROM query_metrics"
         "  WHERE measure = ? AND run_id IN (SELECT run_id FROM r) GROUP BY run_id),"
@@ -46,6 +47,7 @@ def series_points_frame(store: Store, *, goldset: str, measure: str) -> pd.DataF
         "  lag(r.model_fingerprint) OVER w AS prev_model_fingerprint,"
         "  lag(r.model_name) OVER w AS prev_model_name,"
         "  lag(r.index_fingerprint) OVER w AS prev_index_fingerprint,"
+        "  lag(r.retriever_config) OVER w AS prev_retriever_config,"
         "  lag(r.k) OVER w AS prev_k"
         "  FROM r LEFT JOIN run_aggregates a ON a.run_id = r.run_id AND a.measure = ?"
         "  LEFT JOIN spread s ON s.run_id = r.run_id"
@@ -55,8 +57,7 @@ def series_points_frame(store: Store, *, goldset: str, measure: str) -> pd.DataF
         "  AS goldset_changed,"
         " prev_run IS NOT NULL AND (model_fingerprint IS DISTINCT FROM prev_model_fingerprint"
         "  OR model_name IS DISTINCT FROM prev_model_name) AS model_changed,"
-        " prev_run IS NOT NULL AND index_fingerprint IS DISTINCT FROM prev_index_fingerprint"
-        "  AS index_changed,"
+        f" prev_run IS NOT NULL AND {index_changed_sql('prev_', '')} AS index_changed,"
         " prev_run IS NOT NULL AND k IS DISTINCT FROM prev_k AS k_changed"
         " FROM points ORDER BY retriever, started_at, run_id",
         [goldset, list(FINISHED_STATUSES), measure, measure],
