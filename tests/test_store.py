@@ -19,6 +19,7 @@ from evalkit.cli import invoke
 from evalkit.errors import NotFoundError, StoreError
 from evalkit.goldset.model import Goldset
 from evalkit.records import Judgment, Query, QueryResult, ScoredDoc
+from evalkit.scheduler.lock import ServiceInfo, ServiceLock
 from evalkit.store import MIGRATIONS, RunSpec, Store
 from evalkit.store import goldsets as goldsets_module
 from evalkit.store import store as store_module
@@ -434,6 +435,30 @@ def test_an_older_store_is_migrated_by_store_migrate_which_readers_name(
         f"the store {path} is current (schema version {latest})"
     )
     assert invoke(["runs", "list"]) == 0
+
+
+def test_store_migrate_says_to_restart_the_older_evalkit_serve_still_running(
+    evalkit_home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An evalkit serve started before the upgrade goes on with the old evalkit on the
+    migrated store, and `evalkit jobs run` hands it the jobs: migrate said nothing of it."""
+    _store_of_schema_19(evalkit_home, monkeypatch)
+    path = evalkit_home / "evalkit.duckdb"
+    service = ServiceLock(path)
+    service.acquire()
+    try:
+        service.publish(ServiceInfo(4242, "http://127.0.0.1:8765", "2026-11-24T08:00:00Z", True))
+        assert invoke(["store", "migrate"]) == 0
+        assert capsys.readouterr().err.strip().splitlines()[1:] == [
+            "note: evalkit serve (pid 4242, started 2026-11-24T08:00:00Z) is running on this "
+            "store with the evalkit it was started with, older than the store now: restart it "
+            "(stop it, then `evalkit serve`) so that its jobs and alert rules run this evalkit"
+        ]
+        # A store already current changes nothing the service reads.
+        assert invoke(["store", "migrate"]) == 0
+        assert "note:" not in capsys.readouterr().err
+    finally:
+        service.release()
 
 
 def test_an_older_store_on_a_read_only_mount_says_to_migrate_a_copy(

@@ -38,6 +38,7 @@ def migrate(output: Format = OutputFormat.table) -> None:
 
     Example: evalkit store migrate
     """
+    from evalkit.scheduler import find_service
     from evalkit.store.access import StoreAccess
     from evalkit.store.store import no_store_error
 
@@ -52,11 +53,23 @@ def migrate(output: Format = OutputFormat.table) -> None:
         emit_json(
             {"path": str(access.store_path), "schema_version": version, "applied": list(applied)}
         )
-        return
-    if not applied:
+    elif not applied:
         say(f"the store {access.store_path} is current (schema version {version})")
-        return
-    say(f"migrated {access.store_path} to schema version {version}: applied {', '.join(applied)}")
+    else:
+        say(
+            f"migrated {access.store_path} to schema version {version}: "
+            f"applied {', '.join(applied)}"
+        )
+    service = find_service(access.store_path) if applied else None
+    if service is not None:
+        # This evalkit refuses to serve a store it has not migrated: the service that was
+        # already running is an older evalkit, and `jobs run` hands it its jobs.
+        say(
+            f"note: evalkit serve (pid {service.pid}, started {service.started_at}) is running "
+            "on this store with the evalkit it was started with, older than the store now: "
+            "restart it (stop it, then `evalkit serve`) so that its jobs and alert rules run "
+            "this evalkit"
+        )
 
 
 def _megabytes(size: int) -> str:
