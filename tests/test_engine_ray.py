@@ -1095,6 +1095,52 @@ def test_a_ray_run_is_recorded_running_under_its_lock_while_the_store_is_closed(
         assert not lock.path.exists()
 
 
+def test_a_goldset_replay_job_on_ray_leaves_the_store_free_and_lists_its_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scheduled job held the store through the whole Ray replay. It now goes the way of
+    `evalkit run`: the run's `running` row is written (listed by the job run at once) and
+    the store closed before the replay; a replay that crashes is recorded failed after it."""
+    from evalkit.config import parse_settings
+    from evalkit.engines import ray_actors
+    from evalkit.scheduler import JobRunner, service_config
+    from evalkit.store.access import StoreAccess
+    from evalkit.store.goldsets import save_goldset
+    from evalkit.store.jobs import get_job_run, list_job_runs
+
+    settings = _settings(tmp_path)
+    path = settings.resolved_store_path
+    with Store.open(path) as store:
+        save_goldset(store, demo_goldset())
+    seen: dict[str, Any] = {}
+
+    def replay_meanwhile(table: Path, shard_dir: Path, engine: Any, spec: Any, **kw: Any) -> int:
+        meanwhile = StoreAccess(path, wait=0.5, program="another writer")
+        with meanwhile.writer("while the job replays") as other:
+            (job_run,) = list_job_runs(other, job="nightly")
+            seen["job_run"] = (job_run.status, job_run.run_ids)
+            seen["run"] = (spec.run_id, get_run(other, spec.run_id).status)
+        raise RuntimeError("the cluster went away")
+
+    monkeypatch.setattr(ray_actors, "replay_on_ray", replay_meanwhile)
+    with overlap_retriever() as url:
+        job = {"name": "nightly", "kind": "goldset_replay", "goldset": demo_goldset().name}
+        job |= {"http_retriever": url, "k": DEPTH, "engine": "ray"}
+        config = service_config(parse_settings({"jobs": [job]}, tmp_path / "evalkit.toml"))
+        access = StoreAccess(path, wait=10, program="test")
+        ended = JobRunner(config, settings=settings, session=access).run("nightly")
+    assert ended is not None
+    run_id, status = seen["run"]
+    assert status == "running"
+    assert seen["job_run"] == ("running", (run_id,))
+    assert (ended.status, ended.error) == ("failed", "RuntimeError: the cluster went away")
+    with Store.open(path, read_only=True) as store:
+        run = get_run(store, run_id)
+        job_run = get_job_run(store, ended.job_run_id)
+    assert (run.status, run.error) == ("failed", "RuntimeError: the cluster went away")
+    assert job_run.run_ids == (run_id,)
+
+
 def test_connecting_to_ray_keeps_the_process_s_signal_handlers(ray_cluster: str) -> None:
     """ray.init replaces the SIGTERM handler with one that exits 15 at once: `evalkit run`
     then exited 15 with Ray's stack dump, not 143 with its note, its run 'interrupted: 15'."""

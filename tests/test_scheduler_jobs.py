@@ -3,6 +3,9 @@ retention, a busy store, and the configuration of ``[[jobs]]``."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -23,12 +26,12 @@ from traffic_windows import day_window_summary
 from waiting import wait_until
 
 from evalkit.config import Settings, load_settings, parse_settings
-from evalkit.errors import ConfigError
+from evalkit.errors import ConfigError, StoreError
 from evalkit.redaction import register_secrets
 from evalkit.scheduler import JobListener, JobRunner, ServiceConfig, service_config
 from evalkit.scheduler.jobs import JOB_KINDS
 from evalkit.store import RunSpec, Store
-from evalkit.store.access import FileLock, StoreAccess
+from evalkit.store.access import FileLock, StoreAccess, store_sibling
 from evalkit.store.drift import list_drift_checks
 from evalkit.store.goldsets import save_goldset
 from evalkit.store.jobs import list_job_runs, start_job_run
@@ -170,6 +173,146 @@ def test_cancelling_interrupts_a_command_and_a_goldset_replay(
     # The job run lists the run it stored, interrupted or not.
     assert replay.run_ids == (run.run_id,)
     assert run.aggregates == {}, "no figures of an interrupted run look complete"
+
+
+def nightly_replay(settings: Settings, retriever: FakeRetriever) -> ServiceConfig:
+    with Store.open(settings.resolved_store_path) as store:
+        save_goldset(store, make_goldset())
+    return configure(
+        {
+            "name": "nightly",
+            "kind": "goldset_replay",
+            "goldset": "gs",
+            "http_retriever": retriever.url,
+            "k": 10,
+        }
+    )
+
+
+def test_a_goldset_replay_job_leaves_the_store_to_others_during_its_replay(
+    settings: Settings, retriever: FakeRetriever
+) -> None:
+    """A nightly replay held the store for its whole run: the dashboard showed cached
+    figures, `evalkit runs list` and OTLP ingest waited, and the service's own alerts
+    reached their sinks up to an hour late behind it. It now replays without the store and
+    records its run afterwards in one short stretch, as `evalkit run` does."""
+    path = settings.resolved_store_path
+    runner = runner_for(nightly_replay(settings, retriever), settings)
+    retriever.mode = "hold"
+    ended: list[Any] = []
+    job = threading.Thread(target=lambda: ended.append(runner.run("nightly")))
+    job.start()
+    try:
+        wait_until(lambda: retriever.hits > 0, what="the job to be mid-replay")
+        outbox = StoreAccess(path, wait=0.5, program="evalkit serve")
+        with outbox.first("outbox: recording a delivery") as store:
+            (running,) = list_job_runs(store, job="nightly")
+        listed = subprocess.run(
+            [sys.executable, "-m", "evalkit", "runs", "list", "--format", "json"],
+            env={**os.environ, "EVALKIT_STORE_WAIT": "0.5"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert job.is_alive(), "the job must still be replaying"
+    finally:
+        retriever.release.set()
+        job.join(timeout=120)
+    assert (running.status, running.run_ids) == ("running", ())
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout) == []
+    (finished,) = ended
+    assert finished.status == "succeeded"
+    with Store.open(path, read_only=True) as store:
+        (run,) = list_runs(store, goldset="gs")
+        (job_run,) = list_job_runs(store, job="nightly")
+    assert (run.status, run.n_queries, run.spec.label) == ("complete", 30, "nightly")
+    assert run.aggregates["precision@10"] == pytest.approx(0.3)
+    assert job_run.run_ids == (run.run_id,)
+    assert finished.summary["run_id"] == run.run_id
+
+
+def test_a_goldset_replay_job_run_lists_its_run_from_when_the_run_is_recorded(
+    settings: Settings, retriever: FakeRetriever, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job run that never gets to record its end (its process killed with kill -9 right
+    after the run was recorded) still lists the run: the link is written with the run's
+    row, not when the job run ends."""
+
+    def killed(*args: object, **kwargs: object) -> None:
+        raise StoreError("the process stopped here")
+
+    runner = runner_for(nightly_replay(settings, retriever), settings)
+    monkeypatch.setattr("evalkit.scheduler.runner.finish_job_run", killed)
+    assert runner.run("nightly") is not None
+    with Store.open(settings.resolved_store_path, read_only=True) as store:
+        (run,) = list_runs(store, goldset="gs")
+        (job_run,) = list_job_runs(store, job="nightly")
+    assert run.status == "complete"
+    assert (job_run.status, job_run.run_ids) == ("running", (run.run_id,))
+
+
+HOLDER = (
+    "import sys\n"
+    "from pathlib import Path\n"
+    "from evalkit.store.access import FileLock\n"
+    "lock = FileLock(Path(sys.argv[1]), program='holder')\n"
+    "assert lock.acquire(purpose='a long write', wait=60)\n"
+    "print('holding', flush=True)\n"
+    "sys.stdin.read()\n"
+)
+
+
+def test_a_goldset_replay_that_cannot_record_its_run_fails_its_job_run_saying_so(
+    settings: Settings, retriever: FakeRetriever
+) -> None:
+    """The store busy past the wait once the replay is done: the job run fails, naming the
+    run that is not stored and the wait, rather than the replay vanishing."""
+    path = settings.resolved_store_path
+    config = nightly_replay(settings, retriever)
+    holder: list[subprocess.Popen[str]] = []
+    told: list[str] = []
+
+    def waiting(message: str) -> None:
+        told.append(message)
+        if len(told) == 2:  # the job run's own recording: let it through
+            holder[0].communicate(timeout=60)
+
+    access = StoreAccess(path, wait=2, program="test", on_wait=waiting)
+    runner = JobRunner(config, settings=settings, session=access)
+    retriever.mode = "hold"
+    ended: list[Any] = []
+    job = threading.Thread(target=lambda: ended.append(runner.run("nightly")))
+    job.start()
+    try:
+        wait_until(lambda: retriever.hits > 0, what="the job to be mid-replay")
+        holder.append(
+            subprocess.Popen(
+                [sys.executable, "-c", HOLDER, str(store_sibling(path, ".writer.lock"))],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+        )
+        assert holder[0].stdout is not None
+        assert holder[0].stdout.readline() == "holding\n"
+    finally:
+        retriever.release.set()
+        job.join(timeout=120)
+        if holder[0].poll() is None:
+            holder[0].kill()
+    (failed,) = ended
+    assert failed.status == "failed"
+    error = str(failed.error)
+    assert error.startswith("run ")
+    assert " was replayed but its results could not be recorded, and are not stored: " in error
+    assert f"waited 2 s for the store {path}" in error
+    assert f"held now by pid {holder[0].pid} (holder: a long write)" in error
+    with Store.open(path, read_only=True) as store:
+        (job_run,) = list_job_runs(store, job="nightly")
+        assert list_runs(store, goldset="gs") == []
+    assert (job_run.status, job_run.error, job_run.run_ids) == ("failed", failed.error, ())
 
 
 def test_a_job_that_cannot_get_the_store_is_recorded_later(settings: Settings) -> None:
@@ -574,6 +717,41 @@ def test_a_job_stopped_by_a_signal_is_recorded_interrupted_and_the_stop_goes_on(
     with Store.open(settings.resolved_store_path) as store:
         (job_run,) = list_job_runs(store)
     assert (job_run.status, job_run.error) == ("interrupted", error)
+
+
+class _TerminatedMidReplay:
+    """A retriever whose replay meets SIGTERM (the command line's Terminated) at once."""
+
+    def retrieve(self, queries: Any, k: int) -> Any:
+        raise Terminated("SIGTERM")
+
+    def describe(self) -> dict[str, str]:
+        return {"kind": "terminated"}
+
+    def index_fingerprint(self) -> None:
+        return None
+
+    def model_fingerprint(self) -> None:
+        return None
+
+
+def test_sigterm_mid_replay_records_the_job_s_run_failed_as_evalkit_run_does(
+    settings: Settings, retriever: FakeRetriever, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`evalkit jobs run NAME --local` under SIGTERM, the replay running without the store:
+    the run is recorded failed in a short stretch, as `evalkit run`'s is, and listed by
+    the interrupted job run; the stop goes on."""
+    params = JOB_KINDS["goldset_replay"].params
+    monkeypatch.setattr(params, "build", lambda self, settings: _TerminatedMidReplay())
+    runner = runner_for(nightly_replay(settings, retriever), settings)
+    with pytest.raises(Terminated):
+        runner.run("nightly")
+    with Store.open(settings.resolved_store_path, read_only=True) as store:
+        (run,) = list_runs(store, goldset="gs")
+        (job_run,) = list_job_runs(store, job="nightly")
+    assert (run.status, run.error) == ("failed", "interrupted: SIGTERM")
+    assert (job_run.status, job_run.error) == ("interrupted", "interrupted: SIGTERM")
+    assert job_run.run_ids == (run.run_id,)
 
 
 @pytest.mark.parametrize(

@@ -35,7 +35,7 @@ from evalkit.pipeline.answer_scores import cache_judged, stored_answers
 from evalkit.records import Query, QueryResult
 from evalkit.retrievers.base import describe_exception
 from evalkit.store import RunRecord, RunSpec, Store, utc_now
-from evalkit.store.access import FileLock, WriterAccess
+from evalkit.store.access import FileLock, StoreBusyError, WriterAccess
 from evalkit.store.answers import new_scoring_id
 from evalkit.store.runs import (
     RunRecorder,
@@ -171,21 +171,22 @@ def _record_run(
     does, like scoring answers, cannot fail the run). Any crash before the run is finished
     marks it ``failed`` with the error, and re-raises.
 
-    When ``store`` keeps the store open (an open ``Store``: a traffic replay's, a gate's,
-    a scheduled job's, a test's), the run is recorded ``running`` before the replay, and
-    the engine's batches are stored as they come (an engine that hands results back).
-    Otherwise (a ``StoreAccess``, ``evalkit run``'s ``CommandStore``) the store is not
-    held during the replay, since while DuckDB has the file open it keeps
-    every other process out (the dashboard, OTLP ingest, other jobs) for as long as a slow
-    retriever takes: the store is opened only after the replay, and the run is recorded
-    then, with the replay's start time, from its ``running`` row to its final status in one
-    short stretch; a replay that crashes is recorded as a ``failed`` run in a short stretch
-    of its own. With ``record_first`` (an engine that leaves files while it replays: Ray's
-    shards) the run is recorded ``running`` in a short stretch before the replay too, and
-    this process holds the run's lock (``run_lock``) until the run is finished: a process
-    stopped without a chance to record anything (Ray terminates its driver when the cluster
-    goes away) then leaves a ``running`` run, which the next writer marks failed, while a
-    writer meanwhile leaves the run alone.
+    When ``store`` keeps the store open (an open ``Store``: a traffic replay's, a gate's, a
+    job's that holds the store, a test's), the run is recorded ``running`` before the
+    replay, and the engine's batches are stored as they come (an engine that hands results
+    back). Otherwise (a ``StoreAccess``, ``evalkit run``'s ``CommandStore``, the access of a
+    ``goldset_replay`` job) the store is not held during the replay, since while DuckDB has
+    the file open it keeps every other process out (the dashboard, OTLP ingest, other jobs)
+    for as long as a slow retriever takes: the store is opened only after the replay, and
+    the run is recorded then, with the replay's start time, from its ``running`` row to its
+    final status in one short stretch (``_recording_replayed``); a replay that crashes is
+    recorded as a ``failed`` run in a short stretch of its own. With ``record_first`` (an
+    engine that leaves files while it replays: Ray's shards) the run is recorded ``running``
+    in a short stretch before the replay too, and this process holds the run's lock
+    (``run_lock``) until the run is finished: a process stopped without a chance to record
+    anything (Ray terminates its driver when the cluster goes away) then leaves a
+    ``running`` run, which the next writer marks failed, while a writer meanwhile leaves the
+    run alone.
     """
     run_id = replay_spec.run_id
     purpose = f"{spec.kind} run {run_id}"
@@ -232,11 +233,29 @@ def _record_run(
             with recorder(writing) as recording:
                 recording.fail(error)
         raise
-    with store.writer(purpose) as writing:
+    with _recording_replayed(store, purpose, run_id) as writing:
         prepare(writing)
         with recorder(writing) as recording:
             value = finish(recording, replayed)
         return conclude(writing, recording, value)
+
+
+@contextlib.contextmanager
+def _recording_replayed(store: WriterAccess, purpose: str, run_id: str) -> Iterator[Store]:
+    """``store.writer(purpose)`` for recording run ``run_id`` once its queries are replayed.
+
+    When the store stays busy past the wait, the StoreBusyError says that the replayed
+    results are not stored: they live only in this process, which gives up on them.
+    """
+    with contextlib.ExitStack() as stack:
+        try:
+            writing = stack.enter_context(store.writer(purpose))
+        except StoreBusyError as error:
+            raise StoreBusyError(
+                f"run {run_id} was replayed but its results could not be recorded, and are not "
+                f"stored: {error}"
+            ) from error
+        yield writing
 
 
 def _record_first(
@@ -265,7 +284,7 @@ def _record_first(
             with contextlib.suppress(Exception), store.writer(purpose) as writing:
                 recorder(writing, recorded=True).fail(error)
             raise
-        with store.writer(purpose) as writing:
+        with _recording_replayed(store, purpose, created.run_id) as writing:
             with recorder(writing, recorded=True) as recording:
                 value = finish(recording, replayed)
             return conclude(writing, recording, value)

@@ -1,11 +1,13 @@
 """Running one job: never two copies at once, always recorded, stoppable.
 
-``JobRunner.run(name)`` records a ``job_runs`` row as ``running`` (committed before the
-work starts), runs the job's kind (inside a store session if the kind uses the store),
-then records how it ended and calls ``after_job`` in the same session (the service
-evaluates alert rules there). A second call for a job that is still running returns at
-once without running it: with APScheduler's ``max_instances = 1`` this is what keeps a job
-that overruns its interval from starting a second copy, whatever triggered it.
+``JobRunner.run(name)`` records a ``job_runs`` row as ``running`` (committed before the work
+starts), runs the job's kind (inside that store session if the kind holds the store; with an
+access that opens it for short stretches if it uses the store without holding it,
+``JobKind.holds_store``), then records how it ended and calls ``after_job`` in the same
+session (the service evaluates alert rules there). A second call for a job that is still
+running returns at once without running it: with APScheduler's ``max_instances = 1`` this is
+what keeps a job that overruns its interval from starting a second copy, whatever triggered
+it.
 
 If the job cannot even get the store (another process kept it longer than the wait), the
 failure is kept in memory and written with the next session, so nothing is lost.
@@ -22,8 +24,8 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal
@@ -84,6 +86,50 @@ class _Unrecorded:
     finished_at: datetime
     error: str
     scheduled_for: datetime | None
+
+
+class _JobRunAccess:
+    """The store of a job run whose kind does not hold it (a ``WriterAccess``): its first
+    block continues the session that recorded the job run's start (``handed``: that
+    session's open store and what closes it), and every later block opens the store through
+    the runner's session, waiting as recording a job's result does, the lock naming the job.
+    A run recorded through it is listed by the job run in the transaction that writes the
+    run's row (``Store.working_for``)."""
+
+    keeps_open = False
+
+    def __init__(
+        self,
+        session: StoreSession,
+        job: str,
+        job_run_id: str,
+        handed: tuple[Store, ExitStack],
+    ) -> None:
+        self.session = session
+        self.job = job
+        self.job_run_id = job_run_id
+        self._handed: tuple[Store, ExitStack] | None = handed
+
+    @contextmanager
+    def writer(self, purpose: str) -> Iterator[Store]:
+        """The store, open for the block, working for the job run."""
+        handed, self._handed = self._handed, None
+        if handed is not None:
+            store, closing = handed
+            with closing, store.working_for(self.job_run_id) as working:
+                yield working
+            return
+        with (
+            self.session(f"job {self.job}: {purpose}") as store,
+            store.working_for(self.job_run_id) as working,
+        ):
+            yield working
+
+    def release(self) -> None:
+        """Close the session of the job run's start if no block has taken it over."""
+        handed, self._handed = self._handed, None
+        if handed is not None:
+            handed[1].close()
 
 
 class JobRunner:
@@ -190,8 +236,10 @@ class JobRunner:
         started: StoredJobRun | None = None
         outcome: JobOutcome | None = None
         interrupted: BaseException | None = None
+        access: _JobRunAccess | None = None
         try:
-            with self._starting(f"job {job.name}") as store:
+            with ExitStack() as session:
+                store = session.enter_context(self._starting(f"job {job.name}"))
                 if self.closing.is_set():
                     _log.info("job %s not started (%s): stopping", job.name, trigger)
                     return NotStarted("stopping", f"job {job.name} not started: stopping")
@@ -215,9 +263,16 @@ class JobRunner:
                 )
                 self._listener.started(job.name, started)
                 _log.info("job %s started (%s, %s)", job.name, job.kind, trigger)
-                if kind.uses_store:
+                if kind.uses_store and kind.holds_store:
                     with store.working_for(started.job_run_id) as working:
                         outcome, interrupted = self._work(job, replace(context, store=working))
+                elif kind.uses_store:
+                    # Its first piece of work continues this session, so that "started"
+                    # still means "its work began": no second wait for the store between.
+                    access = _JobRunAccess(
+                        self._session, job.name, started.job_run_id, (store, session.pop_all())
+                    )
+                    context = replace(context, access=access)
         except StoreWaitStoppedError:
             _log.info("job %s not started (%s): stopping", job.name, trigger)
             return NotStarted("stopping", f"job {job.name} not started: stopping")
@@ -235,7 +290,11 @@ class JobRunner:
             return NotStarted("store", f"job {job.name} could not start: {error}")
         assert started is not None  # every path that did not start has returned
         if outcome is None:
-            outcome, interrupted = self._work(job, context)
+            try:
+                outcome, interrupted = self._work(job, context)
+            finally:
+                if access is not None:
+                    access.release()
         finished = self._finish(job, started, outcome)
         if interrupted is not None:
             raise interrupted

@@ -24,6 +24,7 @@ from evalkit.retrievers.factory import RetrieverOptions, build_retriever
 if TYPE_CHECKING:
     from evalkit.config import Settings
     from evalkit.retrievers.base import Retriever
+    from evalkit.store.access import WriterAccess
     from evalkit.store.runs import RunRecord
     from evalkit.store.store import Store
 
@@ -69,22 +70,34 @@ class JobOutcome:
 class JobContext:
     """What a running job gets: its name, settings, the store, and a way to be stopped.
 
-    ``store`` is None for kinds that do not use it (``JobKind.uses_store``).
-    ``pinned_runs`` are the baseline runs alert rules compare against.
+    ``store`` is the store, open for the whole job, for kinds that hold it
+    (``JobKind.holds_store``); ``access`` opens it for short stretches, for kinds that use
+    it without holding it; both are None for kinds that do not use it
+    (``JobKind.uses_store``). ``pinned_runs`` are the baseline runs alert rules compare
+    against.
     """
 
     job: str
     settings: Settings
     cancel: threading.Event
     store: Store | None = None
+    access: WriterAccess | None = None
     pinned_runs: tuple[str, ...] = ()
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("evalkit.scheduler"))
 
     def require_store(self) -> Store:
-        """The store (StoreError if this kind was declared not to use it)."""
+        """The store, open for the whole job (StoreError if this kind was declared not to
+        use it, or not to hold it: ``require_access``)."""
         if self.store is None:
-            raise StoreError(f"job {self.job}: this job kind runs without the store")
+            raise StoreError(f"job {self.job}: this job kind does not hold the store")
         return self.store
+
+    def require_access(self) -> WriterAccess:
+        """The access that opens the store for a short stretch at a time (StoreError if
+        this kind was declared to hold the store, or not to use it)."""
+        if self.access is None:
+            raise StoreError(f"job {self.job}: this job kind holds the store, or does not use it")
+        return self.access
 
     def check_cancelled(self) -> None:
         """Raise JobCancelledError when the service has asked jobs to stop."""
@@ -101,13 +114,23 @@ class JobContext:
 
 @dataclass(frozen=True, slots=True)
 class JobKind:
-    """A job kind: its configuration model, its function, and whether it uses the store."""
+    """A job kind: its configuration model, its function, and how it uses the store.
+
+    ``uses_store`` False: the job runs without the store (a ``command`` gets it to itself).
+    ``holds_store`` (with ``uses_store``): the store is open for the job's whole run
+    (``JobContext.store``), which keeps every other process out of it meanwhile; False: the
+    job gets ``JobContext.access`` instead and opens the store only for short stretches,
+    which a kind that spends long outside the store (replaying queries against a live
+    retriever) declares, as ``evalkit run`` does. Either way a run recorded through what
+    the job gets is listed by its job run from the moment the run's row is written.
+    """
 
     name: str
     params: type[BaseModel]
     run: Callable[[JobContext, Any], JobOutcome]
     description: str
     uses_store: bool = True
+    holds_store: bool = True
 
 
 def checked_measures(names: list[str]) -> list[str]:

@@ -1,7 +1,8 @@
 """Job kinds that evaluate: replay a goldset, run a sweep's missing points, score answers.
 
 - ``goldset_replay``: replay a stored goldset against the live retriever, score and store
-  the run (labelled with the job's name unless ``label`` says otherwise);
+  the run (labelled with the job's name unless ``label`` says otherwise); the store is not
+  held during the replay, as ``evalkit run`` does not hold it;
 - ``answers``: score a JSONL file of answers (faithfulness and friends) and store the scores;
 - ``sweep``: run the points of a sweep file that have no complete run yet (docs/sweeps.md).
 """
@@ -100,12 +101,14 @@ class GoldsetReplayParams(RetrieverParams):
 
 
 def _goldset_replay(ctx: JobContext, params: GoldsetReplayParams) -> JobOutcome:
-
-    store = ctx.require_store()
+    # Held through a long replay, the store would keep every other process and the
+    # service's alert outbox waiting for all of it (holds_store=False).
+    access = ctx.require_access()
     settings = ctx.settings
-    goldset = load_stored_goldset(store, params.goldset, params.goldset_version)
+    with access.writer("reading the goldset") as store:
+        goldset = load_stored_goldset(store, params.goldset, params.goldset_version)
     outcome = evaluate_goldset(
-        store,
+        access,
         goldset,
         params.build(settings),
         GoldsetRunRequest.from_settings(
@@ -214,6 +217,7 @@ GOLDSET_REPLAY = JobKind(
     GoldsetReplayParams,
     _goldset_replay,
     "replay a goldset against the live retriever",
+    holds_store=False,
 )
 ANSWERS = JobKind("answers", AnswersParams, _answers, "score answers and store the scores")
 SWEEP = JobKind("sweep", SweepParams, _sweep, "run a sweep file's missing points")
