@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -629,13 +630,26 @@ def _sigterm_while_waiting(
         waited = log().count("waiting for the store")
         since_held = len(log())
 
+        quiet_since = {"hits": retriever.hits, "at": time.monotonic()}
+
+        def retriever_quiet() -> bool:
+            """No query reached the retriever for 2 s: no job is replaying."""
+            if retriever.hits != quiet_since["hits"]:
+                quiet_since.update(hits=retriever.hits, at=time.monotonic())
+            return time.monotonic() - quiet_since["at"] >= 2.0
+
         def both_jobs_wait() -> bool:
             if log().count("waiting for the store") >= waited + 2:
                 return True
             # A job the holder caught between its run and its bookkeeping is told it waits
-            # once every 30 s; the scheduler skipping its next run shows it waits too.
+            # once every 30 s; the scheduler skipping its next run shows it is still running,
+            # and a quiet retriever that it is waiting rather than replaying (a replay on a
+            # loaded machine can outlast the skip notice).
             skipped = log()[since_held:]
-            return all(f"job {job} is still running" in skipped for job in ("replay-a", "replay-b"))
+            running = all(
+                f"job {job} is still running" in skipped for job in ("replay-a", "replay-b")
+            )
+            return retriever_quiet() and running
 
         wait_until(both_jobs_wait, timeout=60, what="both jobs to wait for the store")
         # Only now: a goldset replay does not hold the store, so the holder may have taken it
