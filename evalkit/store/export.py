@@ -285,7 +285,9 @@ def write_parquet(store: Store, run: RunRecord, directory: Path) -> RunExport:
         for name in GOLDSET_FILES:
             (directory / name).unlink(missing_ok=True)
     with _replaced_file(run_path) as handle:
-        handle.write(json.dumps(finite_or_null(run.to_dict()), indent=2, allow_nan=False) + "\n")
+        handle.write(
+            json.dumps(finite_or_null(run.to_dict(canaries=True)), indent=2, allow_nan=False) + "\n"
+        )
     return RunExport(
         run.run_id,
         run.status,

@@ -240,9 +240,22 @@ class RunRecord:
             aggregates={},
         )
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
+    def to_dict(self, *, canaries: bool = False) -> dict[str, Any]:
+        """JSON-ready form; with ``canaries`` the model's canary embeddings too (base64 of
+        float16, about 8 KB: what an exported run needs to be compared by model, and more
+        than a listing of runs should carry)."""
         spec = self.spec
+        model: dict[str, Any] = {
+            "name": spec.model_name,
+            "dimension": spec.model_dimension,
+            "fingerprint": spec.model_fingerprint,
+        }
+        if canaries:
+            model["canaries"] = (
+                base64.b64encode(spec.model_canaries).decode("ascii")
+                if spec.model_canaries
+                else None
+            )
         return {
             "run_id": self.run_id,
             "status": self.status,
@@ -255,14 +268,7 @@ class RunRecord:
             "retriever_id": self.retriever_id,
             "retriever_config": dict(spec.retriever_config),
             "collection": spec.collection,
-            "model": {
-                "name": spec.model_name,
-                "dimension": spec.model_dimension,
-                "fingerprint": spec.model_fingerprint,
-                "canaries": base64.b64encode(spec.model_canaries).decode("ascii")
-                if spec.model_canaries
-                else None,
-            },
+            "model": model,
             "index_fingerprint": spec.index_fingerprint,
             "index_size": {"documents": spec.index_documents, "vectors": spec.index_vectors},
             "evalkit_version": spec.evalkit_version,
