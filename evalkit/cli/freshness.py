@@ -3,7 +3,7 @@ an objective."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -24,6 +24,7 @@ from evalkit.cli._retriever import (
     retriever_options,
 )
 from evalkit.cli._store import CommandStore
+from evalkit.clock import naive_utc
 from evalkit.errors import ConfigError
 from evalkit.records.freshness import FreshnessCheck, FreshnessRequest, human_seconds
 
@@ -192,7 +193,7 @@ def _since(value: str | None) -> datetime | None:
         raise ConfigError(
             f"--since {value!r} is not an ISO 8601 time (e.g. 2026-03-01T12:00:00Z)"
         ) from None
-    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
+    return naive_utc(moment)
 
 
 def _print(check: FreshnessCheck, shown: int) -> None:

@@ -23,6 +23,7 @@ from evalkit.cli._service import (
     service_store,
     store_access,
 )
+from evalkit.clock import naive_utc
 from evalkit.errors import ConfigError, InputError, StoreError
 
 if TYPE_CHECKING:
@@ -81,9 +82,7 @@ def _offline_views(current: Settings, config: ServiceConfig) -> list[dict[str, A
                 **job.described(),
                 "running": False,
                 "next_run": (
-                    f"{upcoming.astimezone(UTC).replace(tzinfo=None).isoformat(timespec='seconds')}Z"
-                    if upcoming
-                    else None
+                    f"{naive_utc(upcoming).isoformat(timespec='seconds')}Z" if upcoming else None
                 ),
                 "last_run": run.to_dict() if run else None,
             }

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from evalkit.clock import naive_utc
 from evalkit.errors import InputError, NotFoundError
 from evalkit.goldset.label_studio import (
     LABEL_STUDIO,
@@ -104,13 +105,8 @@ class LabelStudioImport:
         }
 
 
-def _stored_time(when: datetime) -> datetime:
-    """``when`` as the store keeps times: UTC without tzinfo."""
-    return when if when.tzinfo is None else when.astimezone(UTC).replace(tzinfo=None)
-
-
 def _review_key(record: ReviewRecord) -> tuple[str, str, datetime]:
-    return (record.item_id, record.reviewer, _stored_time(record.reviewed_at))
+    return (record.item_id, record.reviewer, naive_utc(record.reviewed_at))
 
 
 def _annotation_key(record: ReviewRecord) -> tuple[str, str, str, datetime] | None:
@@ -118,7 +114,7 @@ def _annotation_key(record: ReviewRecord) -> tuple[str, str, str, datetime] | No
     source = record.source
     if source is None or source.annotation_id is None:
         return None
-    return (record.item_id, source.tool, source.annotation_id, _stored_time(record.reviewed_at))
+    return (record.item_id, source.tool, source.annotation_id, naive_utc(record.reviewed_at))
 
 
 def _signed_without_annotation_id(
@@ -135,7 +131,7 @@ def _signed_without_annotation_id(
     for review in stored:
         if review.source is not None and review.source.annotation_id is not None:
             continue
-        key = (review.item_id, _stored_time(review.reviewed_at))
+        key = (review.item_id, naive_utc(review.reviewed_at))
         if key in signed and signed[key] != review.reviewer:
             signed[key] = None
         else:
@@ -170,7 +166,7 @@ def _signed_as_before(
             if source.annotation_id is not None:
                 earlier = earlier_names.get((record.item_id, source.annotation_id))
             if earlier is None:
-                earlier = earlier_at.get((record.item_id, _stored_time(record.reviewed_at)))
+                earlier = earlier_at.get((record.item_id, naive_utc(record.reviewed_at)))
             if earlier is None and source.user_id is not None:
                 earlier = signers.get(source.user_id)
         if earlier is None or earlier == record.reviewer:
@@ -252,7 +248,7 @@ def import_label_studio(
             replace(
                 annotation,
                 record=replace(
-                    annotation.record, reviewed_at=_stored_time(annotation.record.reviewed_at)
+                    annotation.record, reviewed_at=naive_utc(annotation.record.reviewed_at)
                 ),
             )
             for annotation in read_annotations(path, annotators=annotators, queue=queue)

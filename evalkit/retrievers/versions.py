@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import pandas as pd
 
-from evalkit.clock import MAX_EPOCH_SECONDS
+from evalkit.clock import MAX_EPOCH_SECONDS, naive_utc
 from evalkit.errors import ConfigError, RetrieverError
 from evalkit.goldset.corpus import RESERVED_METADATA_PREFIX, content_hash
 from evalkit.records import Document
@@ -101,9 +101,7 @@ def parse_time(value: object, *, field: str = "the write time") -> datetime | No
             return None
     else:
         return None
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC).replace(tzinfo=None)
-    return moment
+    return naive_utc(moment)
 
 
 class IndexVersions(Protocol):

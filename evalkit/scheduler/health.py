@@ -50,7 +50,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
-from evalkit.clock import utc_now
+from evalkit.clock import naive_utc, utc_now
 from evalkit.net import ServiceHTTPServer, http_url, is_loopback
 from evalkit.scheduler.config import ServiceConfig
 from evalkit.scheduler.lock import MAX_TRIGGER_WAIT, trigger_wait
@@ -81,9 +81,7 @@ def _epoch(moment: datetime) -> float:
 def _iso(moment: datetime | None) -> str | None:
     if moment is None:
         return None
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC).replace(tzinfo=None)
-    return f"{moment.isoformat(timespec='seconds')}Z"
+    return f"{naive_utc(moment).isoformat(timespec='seconds')}Z"
 
 
 class ServiceState(JobListener):

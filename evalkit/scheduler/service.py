@@ -35,6 +35,7 @@ from apscheduler.triggers.base import BaseTrigger
 from evalkit.alerts.engine import Evaluation, evaluate_rules
 from evalkit.alerts.outbox import RedeliverySchedule, deliver_due
 from evalkit.alerts.sinks import build_sinks
+from evalkit.clock import naive_utc
 from evalkit.errors import EvalkitError
 from evalkit.net import is_loopback
 from evalkit.scheduler.config import ConfigFileWatch, ServiceConfig
@@ -239,7 +240,7 @@ class SchedulerService:
         self.runner.run(
             name,
             trigger="schedule",
-            scheduled_for=due.astimezone(UTC).replace(tzinfo=None) if due else None,
+            scheduled_for=naive_utc(due) if due else None,
         )
 
     def _on_event(self, event: Any) -> None:
@@ -265,7 +266,7 @@ class SchedulerService:
         moment: datetime | None = getattr(job, "next_run_time", None) if job else None
         if moment is None:
             return None
-        return moment.astimezone(UTC).replace(tzinfo=None)
+        return naive_utc(moment)
 
     # -- work -------------------------------------------------------------------------
 

@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from evalkit.audit.freshness.passages import probe_passages
-from evalkit.clock import CLOCK_SKEW, MAX_EPOCH_SECONDS, utc_now
+from evalkit.clock import CLOCK_SKEW, MAX_EPOCH_SECONDS, naive_utc, utc_now
 from evalkit.errors import GoldsetError, InputError
 from evalkit.files import HEAD_BYTES, FileIdentity, file_identity, files_oldest_first
 from evalkit.goldset.corpus import content_hash, detect_corpus_format, iter_corpus_lines
@@ -240,9 +240,7 @@ def _moment(value: object) -> datetime:
             ) from None
     else:
         raise _BadValueError(f"{value!r} is not a time (ISO 8601 text or epoch seconds)")
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC).replace(tzinfo=None)
-    return moment
+    return naive_utc(moment)
 
 
 def _doc_id(value: object) -> str:
