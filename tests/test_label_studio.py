@@ -565,6 +565,42 @@ def test_every_problem_is_listed_in_one_error(tmp_path: Path) -> None:
     assert "4 problems" in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    ("key", "value", "field", "message"),
+    [
+        (
+            "item_id",
+            12345,
+            "task 1, data.item_id",
+            "expected the evalkit item id (a string), got a number (12345)",
+        ),
+        (
+            "item_id",
+            None,
+            "task 1, data.item_id",
+            "expected the evalkit item id (a string), got null",
+        ),
+        (
+            "query",
+            ["a", "b"],
+            "task 1, data.query",
+            "expected the query text (a string), got a list",
+        ),
+    ],
+)
+def test_a_task_data_value_of_another_type_is_named_as_it_stands(
+    tmp_path: Path, key: str, value: object, field: str, message: str
+) -> None:
+    exported = label_studio_export()
+    exported[0]["data"][key] = value  # type: ignore[index]
+
+    with pytest.raises(InputError) as caught:
+        import_annotations(write(tmp_path, exported))
+
+    assert fields(caught.value) == [field]
+    assert message in str(caught.value.problems[0])
+
+
 def test_a_file_that_is_not_json_is_named_with_its_line(tmp_path: Path) -> None:
     path = write(tmp_path, '[\n  {"data": {"item_id": "it-1"},\n  oops\n]')
 

@@ -472,15 +472,15 @@ class _ExportReader:
         item_id = data.get("item_id")
         query = data.get(QUERY_OBJECT, "")
         if not isinstance(item_id, str) or not item_id:
-            item_id = ""
             self.add(
                 f"expected the evalkit item id (a string), got {describe_value(item_id)}; was "
                 "the task exported by `evalkit review export`?",
                 field=f"{where}, data.item_id",
             )
+            item_id = ""
         if not isinstance(query, str):
-            query = ""
             self.expected(f"{where}, data.{QUERY_OBJECT}", "the query text (a string)", query)
+            query = ""
         doc_ids: dict[int, str] = {}
         for key, value in data.items():
             match = re.fullmatch(r"doc_(\d+)_id", key)
