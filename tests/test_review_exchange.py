@@ -365,3 +365,11 @@ def test_an_import_keeps_the_rules_of_review_grade(
     with Store.open(evalkit_home / "evalkit.duckdb", read_only=True) as store:
         (review,) = item_reviews(store, item_ids=[item_id])[item_id]
     assert (review.verdict, dict(review.grades)) == ("reject", {})
+
+    # Imported again, the rejection is not saved again, so no grade of it is left out again.
+    assert invoke(["review", "import", export, "-o", "json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert (again["saved"], again["already_imported"]) == (0, 1)
+    assert again["grades_dropped_from_rejections"] == 0
+    assert invoke(["review", "import", export]) == 0
+    assert "left out" not in capsys.readouterr().err

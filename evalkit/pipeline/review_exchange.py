@@ -80,7 +80,8 @@ class LabelStudioImport:
     ``already`` annotations imported before, ``repeated`` annotations the export holds more
     than once (saved once), ``on_published`` annotations not imported before of items already
     published (a review of those would change nothing, so none is saved), and
-    ``grades_dropped`` grades of rejections left out (a rejection takes no grades)."""
+    ``grades_dropped`` grades of the rejections saved that were left out (a rejection takes
+    no grades)."""
 
     source: str
     saved: int
@@ -201,6 +202,8 @@ def _signed_as_before(
 @dataclass(slots=True)
 class _Sorted:
     fresh: list[ReviewRecord]
+    positions: list[int]
+    """Where each of ``fresh`` stands among the records sorted out."""
     already: int = 0
     repeated: int = 0
 
@@ -211,8 +214,8 @@ def _sort_out(records: Sequence[ReviewRecord], stored: Sequence[ReviewRecord]) -
     before_annotations = {_annotation_key(review) for review in stored} - {None}
     seen_names: set[tuple[str, str, datetime]] = set()
     seen_annotations: set[tuple[str, str, str, datetime] | None] = set()
-    result = _Sorted([])
-    for record in records:
+    result = _Sorted([], [])
+    for position, record in enumerate(records):
         name, annotation = _review_key(record), _annotation_key(record)
         if name in before_names or annotation in before_annotations:
             result.already += 1
@@ -220,6 +223,7 @@ def _sort_out(records: Sequence[ReviewRecord], stored: Sequence[ReviewRecord]) -
             result.repeated += 1
         else:
             result.fresh.append(record)
+            result.positions.append(position)
             seen_names.add(name)
             seen_annotations.add(annotation)
     return result
@@ -253,7 +257,6 @@ def import_label_studio(
             )
             for annotation in read_annotations(path, annotators=annotators, queue=queue)
         ]
-        live = [a for a in annotations if a.record.item_id not in published]
         ids = sorted({annotation.record.item_id for annotation in annotations})
         stored = [
             review for reviews in item_reviews(store, item_ids=ids).values() for review in reviews
@@ -264,6 +267,13 @@ def import_label_studio(
         result = _sort_out(records, stored)
         fresh = [record for record in result.fresh if record.item_id not in published]
         add_reviews(store, fresh)
+    # A rejection imported before, or of an item published since, is not saved by this import:
+    # none of its grades is left out by it.
+    dropped = sum(
+        annotations[position].dropped_grades
+        for position, record in zip(result.positions, result.fresh, strict=True)
+        if record.item_id not in published
+    )
     return LabelStudioImport(
         source=str(path),
         saved=len(fresh),
@@ -272,5 +282,5 @@ def import_label_studio(
         reviewers=tuple(sorted({record.reviewer for record in fresh})),
         on_published=len(result.fresh) - len(fresh),
         repeated=result.repeated,
-        grades_dropped=sum(annotation.dropped_grades for annotation in live),
+        grades_dropped=dropped,
     )
