@@ -174,6 +174,40 @@ def test_import_of_an_older_version_says_it_is_current_again(
         assert load_stored_goldset(store, "g").version == b
 
 
+def test_a_run_of_an_older_version_leaves_the_current_version_current(
+    evalkit_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`goldset publish` and `goldset remap` build on the current version: running an older
+    one to compare made it current, so the next publish dropped the newer version's content."""
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text('{"id": "d1", "text": "cat on a mat"}\n{"id": "d2", "text": "a dog"}\n')
+    index = tmp_path / "bm25"
+    assert invoke(["index", "--kind", "bm25", "--corpus", str(corpus), "--out", str(index)]) == 0
+    capsys.readouterr()
+    versions = []
+    for label, doc_id in (("a", "d1"), ("b", "d2")):
+        folder = tmp_path / label
+        folder.mkdir()
+        (folder / "queries.jsonl").write_text('{"id": "q1", "text": "cat on a mat"}\n')
+        (folder / "judgments.jsonl").write_text(
+            f'{{"query_id": "q1", "doc_id": "{doc_id}", "relevance": 1}}\n'
+        )
+        assert invoke(["goldset", "import", str(folder), "--name", "g", "-o", "json"]) == 0
+        versions.append(json.loads(capsys.readouterr().out)["version"])
+    older, newer = versions
+    bm25 = ["--retriever", "bm25", "--option", f"index={index}", "--format", "json"]
+
+    assert invoke(["run", "--goldset", "g", "--goldset-version", older[:6], *bm25]) == 0
+    assert json.loads(capsys.readouterr().out)["goldset_version"] == older
+    with Store.open(evalkit_home / "evalkit.duckdb", read_only=True) as store:
+        assert load_stored_goldset(store, "g").version == newer
+    # Goldset files are stored as an import stores them: an older checkout is current again.
+    assert invoke(["run", "--goldset", str(tmp_path / "a"), *bm25]) == 0
+    capsys.readouterr()
+    with Store.open(evalkit_home / "evalkit.duckdb", read_only=True) as store:
+        assert load_stored_goldset(store, "a").version == older
+
+
 def test_a_store_migrated_from_before_current_since_keeps_its_newest_import_current(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

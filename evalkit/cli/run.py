@@ -206,6 +206,7 @@ def run(
                 progress=bar,
                 close_retriever=True,
                 engine=on_ray,
+                make_current=not isinstance(chosen, str),
             )
     finally:
         if embedder is not None:

@@ -47,7 +47,7 @@ from evalkit.records.requests import (
 from evalkit.retrievers.base import SupportsPrefetch, SupportsRetrieve, filters_by_tenant
 from evalkit.store import RunSpec, Store
 from evalkit.store.access import WriterAccess
-from evalkit.store.goldsets import list_goldsets, save_goldset
+from evalkit.store.goldsets import ensure_goldset, list_goldsets, save_goldset
 from evalkit.store.runs import get_run
 
 if TYPE_CHECKING:
@@ -65,6 +65,7 @@ def evaluate_goldset(
     offline: OfflineFaithfulness | None = None,
     close_retriever: bool = False,
     engine: RayEngine | None = None,
+    make_current: bool = True,
 ) -> RunOutcome:
     """Replay a goldset against a live retriever as ``request`` says (depth, measures,
     relevance threshold, batch size, label, answers), score it and store everything.
@@ -94,6 +95,13 @@ def evaluate_goldset(
     first query is sent. With ``close_retriever`` the retriever is closed on the way out,
     whatever happens (for callers that built it for this one run).
 
+    The goldset is stored with the run as an import stores it, which makes it its name's
+    current version (goldset files: running an older checkout makes it current again). A
+    version read from the store (an older one picked with ``--goldset-version``, a job's or
+    a sweep's ``goldset_version``) is run with ``make_current`` false: it is stored only if
+    its name does not hold it, and the name's current version stays the one ``goldset
+    publish`` and ``goldset remap`` build on.
+
     With an ``engine`` (``RayEngine``) the replay runs on Ray instead (``sharded_run``):
     ``retriever`` then only describes the run (its kind, configuration and model), each
     actor builds its own from ``engine.retriever``; the per-query figures are those of a
@@ -102,6 +110,7 @@ def evaluate_goldset(
     """
     k, measures, answers = request.k, request.measures, request.answers
     relevance_threshold = request.relevance_threshold
+    store_goldset = save_goldset if make_current else ensure_goldset
     with closing_retriever(retriever if close_retriever else None):
         defaults = None if measures else default_measures_for(k)
         measure_names = [str(m) for m in parse_measures(measures or default_measures(k))]
@@ -127,7 +136,7 @@ def evaluate_goldset(
                 engine,
                 ReplayQueries(goldset.queries, goldset.judgments),
                 n_total=sum(1 for query in goldset.queries if query.id in judged),
-                prepare=lambda writing: save_goldset(writing, goldset),
+                prepare=lambda writing: store_goldset(writing, goldset),
                 progress=progress,
                 nothing_answered="failed",
                 answers=judge_settings if answers else None,
@@ -180,7 +189,7 @@ def evaluate_goldset(
             LocalEngine(retriever, batch_size=request.batch_size),
             goldset.queries,
             progress=progress,
-            prepare=lambda writing: save_goldset(writing, goldset),
+            prepare=lambda writing: store_goldset(writing, goldset),
             record=record,
             conclude=conclude,
             nothing_answered="failed",

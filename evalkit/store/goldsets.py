@@ -30,6 +30,7 @@ __all__ = [
     "GoldsetInfo",
     "StoredVersion",
     "current_goldset",
+    "ensure_goldset",
     "insert_goldset",
     "insert_goldset_version",
     "judgments_frame",
@@ -79,6 +80,16 @@ def save_goldset(store: Store, goldset: Goldset) -> bool:
     """Store a goldset version and make it its name's current one; returns False when that
     name and version were stored already (``save_goldset_version`` says more)."""
     return save_goldset_version(store, goldset).created
+
+
+def ensure_goldset(store: Store, goldset: Goldset) -> bool:
+    """Store a goldset version its name does not hold yet (which makes it current, as any new
+    version); a version the name holds already is left as it is, current or not. Returns
+    whether the version was new to its name."""
+    held = store.fetch(
+        "SELECT 1 FROM goldsets WHERE name = ? AND version = ?", [goldset.name, goldset.version]
+    )
+    return False if held else save_goldset(store, goldset)
 
 
 def save_goldset_version(store: Store, goldset: Goldset) -> StoredVersion:

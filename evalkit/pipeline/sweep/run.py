@@ -276,6 +276,7 @@ def run_sweep(
                     store,
                     sweep,
                     goldset=gold,
+                    from_files=not isinstance(goldset, str),
                     settings=settings,
                     number=number,
                     point=point,
@@ -365,6 +366,7 @@ def _run_point(
     sweep: Sweep,
     *,
     goldset: Goldset,
+    from_files: bool,
     settings: Settings,
     number: int,
     point: SweepPoint,
@@ -412,6 +414,7 @@ def _run_point(
             progress=query_progress,
             close_retriever=True,
             engine=on_ray,
+            make_current=from_files,
         )
     except (ConfigError, StoreError):
         raise

@@ -117,6 +117,7 @@ def _goldset_replay(ctx: JobContext, params: GoldsetReplayParams) -> JobOutcome:
         progress=ctx.progress,
         close_retriever=True,
         engine=params.ray_engine(settings),
+        make_current=False,
     )
     run = outcome.run
     return JobOutcome.of_run(
