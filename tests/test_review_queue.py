@@ -284,6 +284,42 @@ def test_queries_sharing_a_text_are_items_of_their_own(tmp_path: Path) -> None:
         assert len(list_items(store, goldset="twice")) == 3
 
 
+@pytest.mark.parametrize("tenant", [None, "acme"])
+def test_a_query_whose_text_another_query_comes_to_share_keeps_its_item(
+    tmp_path: Path, tenant: str | None
+) -> None:
+    """A query's item id hashes its query id only while another query asks the same text.
+    Queued again once another one does (a later draft, or a publication that added a promoted
+    query asking it), the query was queued a second time as a new item, and reviewers graded
+    it twice."""
+    draft = tmp_path / "draft"
+    draft.mkdir()
+    asked = {"text": "what is known about subject 1", "tenant": tenant}
+    write_lines(draft / "queries.jsonl", [{"id": "a", **asked}])
+    write_lines(draft / "judgments.jsonl", [{"query_id": "a", "doc_id": "A", "relevance": 1}])
+    with Store.open(tmp_path / "evalkit.duckdb") as store:
+        (first,) = ingest_draft(store, draft, goldset="g").item_ids
+        write_lines(draft / "queries.jsonl", [{"id": "a", **asked}, {"id": "b", **asked}])
+        write_lines(
+            draft / "judgments.jsonl",
+            [
+                {"query_id": "a", "doc_id": "A", "relevance": 2},
+                {"query_id": "b", "doc_id": "B", "relevance": 3},
+            ],
+        )
+        again = ingest_draft(store, draft, goldset="g")
+        assert again.counts.to_dict() == {"added": 1, "updated": 1, "kept": 0}
+        queue = {queued.item.query.id: queued.item for queued in review_queue(store)}
+        assert sorted(queue) == ["a", "b"]
+        assert queue["a"].item_id == first == again.item_ids[0]
+        assert queue["a"].documents[0].suggested_grade == 2
+        # And back: once the text is asked once again, the query keeps the item it has.
+        write_lines(draft / "queries.jsonl", [{"id": "a", **asked}])
+        write_lines(draft / "judgments.jsonl", [{"query_id": "a", "doc_id": "A", "relevance": 3}])
+        assert ingest_draft(store, draft, goldset="g").counts.added == 0
+        assert len(list_items(store, goldset="g")) == 2
+
+
 def test_a_promoted_traffic_draft_is_queued_with_the_retrievers_doubt_and_the_traffic_volume(
     tmp_path: Path,
 ) -> None:

@@ -226,21 +226,28 @@ def _item_row(item: ReviewItem, status: str, now: datetime) -> list[object]:
 
 
 def _earlier_ids(item: ReviewItem) -> list[str]:
-    """The ids ``item`` may have been queued under before its query's tenant was part of an
-    item's id (with and without its query id, which was hashed for a shared text only)."""
-    if item.query.tenant is None:
-        return []
+    """The ids ``item``'s query may have been queued under before: with and without its
+    query id, which is hashed only while another query of its draft or goldset asks the same
+    text (a later draft or a publication can add one, or take it away), and for a tenanted
+    query also those from before its tenant was part of an item's id."""
     args = (item.goldset, item.origin, item.query.text)
-    return [review_item_id(*args), review_item_id(*args, item.query.id)]
+    tenant = item.query.tenant
+    earlier = [
+        review_item_id(*args, tenant=tenant),
+        review_item_id(*args, item.query.id, tenant),
+    ]
+    if tenant is not None:
+        earlier += [review_item_id(*args), review_item_id(*args, item.query.id)]
+    return earlier
 
 
 def _adopt_earlier_ids(
     items: Sequence[ReviewItem], stored: Mapping[str, tuple[str, str | None]]
 ) -> list[ReviewItem]:
-    """``items``, each tenanted one not queued under its id but queued before the upgrade
-    under an earlier id, for the same query id and tenant (``stored``: the queued items'
-    query id and tenant by item id), taking that id: re-queuing a draft queued before
-    refreshes (or keeps) its items instead of queuing them again."""
+    """``items``, each one not queued under its id but queued before under an earlier id
+    (``_earlier_ids``) for the same query id and tenant (``stored``: the queued items' query
+    id and tenant by item id), taking that id: re-queuing a query queued before refreshes
+    (or keeps) its item instead of queuing it again."""
     adopted = []
     for item in items:
         same = (item.query.id, item.query.tenant)
@@ -262,8 +269,9 @@ def save_items(store: Store, items: Sequence[ReviewItem]) -> QueueCounts:
     An item queued already under the same id for another tenant is a conflict: nothing is
     queued and an ``InputError`` names both (an update never moves documents to another
     tenant's item; the same tenant's question under another query id, as a later traffic
-    window promotes it, refreshes or keeps its item). A tenanted item queued before tenants were
-    part of an item's id is found under its earlier id (``_adopt_earlier_ids``)."""
+    window promotes it, refreshes or keeps its item). A query queued before under another id
+    (its text shared then and not now, or the other way round; a tenanted item queued before
+    tenants were part of an item's id) is found under that id (``_adopt_earlier_ids``)."""
     store.require_writable()
     if not items:
         return QueueCounts(0, 0, 0)
