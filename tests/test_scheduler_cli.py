@@ -116,6 +116,40 @@ def test_jobs_run_locally_then_alerts_flow(
     assert delivered == {"delivered": 0, "failed": 0, "abandoned": 0, "waiting": {}}
 
 
+def test_alerts_list_status_firing_leaves_out_a_condition_that_resolved(
+    configured: Path, receiver: Receiver, capsys: pytest.CaptureFixture[str]
+) -> None:
+    flag = configured.parent / "traffic-fails"
+    python, flag_arg = json.dumps(sys.executable), json.dumps(str(flag))
+    configured.write_text(
+        configured.read_text(encoding="utf-8")
+        + f"""
+[[jobs]]
+name = "traffic"
+kind = "command"
+command = [{python}, "-c", "import os, sys; sys.exit(os.path.exists(sys.argv[1]))", {flag_arg}]
+""",
+        encoding="utf-8",
+    )
+    flag.touch()
+    run_json(capsys, "jobs", "run", "traffic", code=1)
+    run_json(capsys, "jobs", "run", "broken", code=1)
+    flag.unlink()
+    run_json(capsys, "jobs", "run", "traffic")
+    assert [p.payload["status"] for p in receiver.accepted()] == ["firing", "firing", "resolved"]
+
+    firing = run_json(capsys, "alerts", "list", "--status", "firing")
+    assert isinstance(firing, list)
+    assert [(a["dedup_key"], a["status"]) for a in firing] == [("jobs:broken", "firing")]
+    everything = run_json(capsys, "alerts", "list")
+    assert isinstance(everything, list)
+    assert [(a["dedup_key"], a["status"]) for a in everything] == [
+        ("jobs:traffic", "resolved"),
+        ("jobs:broken", "firing"),
+        ("jobs:traffic", "firing"),
+    ]
+
+
 def test_jobs_list_without_a_service_reads_the_store(
     configured: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

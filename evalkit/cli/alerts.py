@@ -38,11 +38,18 @@ alerts_app = command_group(
 @alerts_app.command("list")
 def list_alerts(
     rule: Annotated[str | None, typer.Option(help="Only alerts of this rule.")] = None,
-    status: Annotated[str | None, typer.Option(help="firing or resolved.")] = None,
+    status: Annotated[
+        str | None,
+        typer.Option(
+            help="firing (the notifications of conditions not resolved since) or resolved."
+        ),
+    ] = None,
     limit: Annotated[int, typer.Option(min=1, help="At most this many alerts.")] = 50,
     output: Format = OutputFormat.table,
 ) -> None:
     """Stored alerts, newest first, with how their deliveries stand.
+
+    --status firing leaves out a firing alert whose condition has resolved since.
 
     Example: evalkit alerts list --status firing --format json
     """

@@ -270,13 +270,21 @@ def list_alerts(
     since: datetime | None = None,
     limit: int = 100,
 ) -> list[StoredAlert]:
-    """Stored notifications, newest first, with their delivery states."""
+    """Stored notifications, newest first, with their delivery states.
+
+    ``status="firing"`` lists the firing notifications of conditions still open: one that
+    a later *resolved* notification of its key closed is left out, so what is listed is
+    what still needs someone (the escalations and reminders of an open condition stay).
+    """
     rows = store.fetch(
-        f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE (? IS NULL OR rule = ?)"
+        f"SELECT {_ALERT_COLUMNS} FROM alerts a WHERE (? IS NULL OR rule = ?)"
         " AND (? IS NULL OR status = ?) AND (? IS NULL OR dedup_key = ?)"
         " AND (? IS NULL OR created_at >= ?)"
+        " AND (? IS DISTINCT FROM 'firing' OR NOT EXISTS (SELECT 1 FROM alerts r"
+        "  WHERE r.dedup_key = a.dedup_key AND r.status = 'resolved'"
+        "  AND r.sequence > a.sequence))"
         " ORDER BY created_at DESC, sequence DESC LIMIT ?",
-        [rule, rule, status, status, dedup_key, dedup_key, since, since, limit],
+        [rule, rule, status, status, dedup_key, dedup_key, since, since, status, limit],
     )
     deliveries = _deliveries_of(store, [str(row[0]) for row in rows])
     return [_alert(row, deliveries.get(str(row[0]), {})) for row in rows]
