@@ -258,6 +258,40 @@ def test_job_failure_counts_consecutive_failures(store: Store) -> None:
     assert told(evaluate(store, config, 2)) == [("nightly", "resolved", "critical")]
 
 
+def test_a_job_removed_from_the_file_leaves_nothing_firing(store: Store) -> None:
+    """A failing job deleted from [[jobs]] never runs again, so nothing else would resolve
+    its alert: the rule watching every job closes it, and no longer watches the job."""
+
+    def with_jobs(*names: str) -> AlertsConfig:
+        jobs = [{"name": name, "kind": "command", "command": ["true"]} for name in names]
+        rules = [{"name": "jobs", "kind": "job_failure", "cooldown": 0}]
+        return alerts_config(
+            parse_settings({"jobs": jobs, "alerts": {"rules": rules}}, Path("evalkit.toml"))
+        )
+
+    fail(store, "nightly", "failed", 0)
+    fail(store, "weekly", "failed", 0)
+    assert told(evaluate(store, with_jobs("nightly", "weekly"), 1)) == [
+        ("nightly", "firing", "critical"),
+        ("weekly", "firing", "critical"),
+    ]
+    evaluation = evaluate(store, with_jobs("nightly"), 2)
+    assert told(evaluation) == [("weekly", "resolved", "critical")]
+    assert evaluation.alerts[0].evidence["closed"] == "job weekly is no longer configured"
+    assert evaluation.alerts[0].title == (
+        "job weekly is no longer configured: its failures are no longer watched"
+    )
+    assert told(evaluate(store, with_jobs("nightly"), 3)) == []
+    state = load_alert_states(store, rule="jobs")
+    assert state[dedup_key("jobs", "nightly")].active
+    assert not state[dedup_key("jobs", "weekly")].active
+
+    fail(store, "weekly", "failed", 4)
+    assert told(evaluate(store, with_jobs("nightly", "weekly"), 5)) == [
+        ("weekly", "firing", "critical")
+    ]
+
+
 def summary(run_id: str, label: str, share: float, replayed: int = 100) -> StoredWindowSummary:
     return day_window_summary(
         run_id,

@@ -132,6 +132,9 @@ class AlertsConfig:
     settings: AlertsSettings
     rules: tuple[ConfiguredRule, ...]
     sinks: tuple[ConfiguredSink, ...]
+    jobs: frozenset[str] | None = None
+    """The names of the file's ``[[jobs]]``; None when it has none (the jobs another
+    configuration runs, unknown here)."""
 
     def rule(self, name: str) -> ConfiguredRule:
         """The rule called ``name`` (ConfigError naming the configured ones otherwise)."""
@@ -226,4 +229,6 @@ def alerts_config(settings: Settings) -> AlertsConfig:
         _unknown_names(rules, "jobs", _watched_jobs, job_names, what="job", path=path)
     if table.retry_max < table.retry_initial:
         raise ConfigError(f"{path}: [alerts] field 'retry_max': must be >= retry_initial")
-    return AlertsConfig(path=path, settings=table, rules=rules, sinks=sinks)
+    return AlertsConfig(
+        path=path, settings=table, rules=rules, sinks=sinks, jobs=frozenset(job_names) or None
+    )

@@ -201,6 +201,7 @@ def _evaluate_rule(
         rule=rule.name,
         previous=by_subject,
         dashboard_url=config.settings.dashboard_url,
+        jobs=config.jobs,
     )
     signals = kind.evaluate(context, rule.params)
     quiet: list[StoredAlertState] = []

@@ -41,7 +41,8 @@ class RuleContext:
     """What an evaluator gets besides its parameters.
 
     ``previous`` holds the stored state of this rule's keys by subject, so an evaluator can
-    report a subject that no longer has findings as cleared.
+    report a subject that no longer has findings as cleared. ``jobs`` names the jobs of the
+    configuration file, None when it has none (it evaluates the jobs another file runs).
     """
 
     store: Store
@@ -49,6 +50,7 @@ class RuleContext:
     rule: str
     previous: Mapping[str, StoredAlertState]
     dashboard_url: str | None = None
+    jobs: frozenset[str] | None = None
 
     def dashboard(self, page: str, **query: str) -> dict[str, str]:
         """A dashboard link (as ``{"dashboard": url}``) when a dashboard URL is configured."""

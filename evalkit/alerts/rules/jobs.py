@@ -35,9 +35,20 @@ class JobFailureParams(RuleParams):
 
 
 def _job_failure(ctx: RuleContext, params: JobFailureParams) -> list[Signal]:
-
-    names = params.jobs if params.jobs is not None else sorted(latest_job_runs(ctx.store))
-    signals = []
+    """A signal per watched job that has finished runs. Watching every job, a job that the
+    file's ``[[jobs]]`` no longer holds is not watched any more, and its open key is closed:
+    nothing runs it, so nothing else would ever resolve it."""
+    if params.jobs is not None:
+        names = list(params.jobs)
+    else:
+        names = sorted(latest_job_runs(ctx.store))
+        if ctx.jobs is not None:
+            names = [name for name in names if name in ctx.jobs]
+    signals = [
+        _job_gone(job)
+        for job, state in sorted(ctx.previous.items())
+        if job not in names and (state.active or state.notified_status == "firing")
+    ]
     for job in names:
         finished = [
             run
@@ -76,6 +87,18 @@ def _job_failure(ctx: RuleContext, params: JobFailureParams) -> list[Signal]:
             )
         )
     return signals
+
+
+def _job_gone(job: str) -> Signal:
+    why = f"job {job} is no longer configured"
+    return Signal(
+        subject=job,
+        active=False,
+        title=f"{why}: its failures are no longer watched",
+        summary=f"Closed: {why} in the [[jobs]] of the configuration file.",
+        evidence={"job": job, "closed": why},
+        links={"history": f"evalkit jobs history {job}"},
+    )
 
 
 JOB_FAILURE = RuleKind(
