@@ -150,6 +150,17 @@ command = [{python}, "-c", "import os, sys; sys.exit(os.path.exists(sys.argv[1])
     ]
 
 
+def test_alerts_deliver_counts_the_deliveries_not_due_yet_as_waiting(
+    configured: Path, receiver: Receiver, capsys: pytest.CaptureFixture[str]
+) -> None:
+    receiver.fail_with, receiver.retry_after = 429, "600"
+    run_json(capsys, "jobs", "run", "broken", code=1)
+    assert [r.status for r in receiver.requests] == [429]
+    delivered = run_json(capsys, "alerts", "deliver")
+    assert delivered == {"delivered": 0, "failed": 0, "abandoned": 0, "waiting": {"hook": 1}}
+    assert len(receiver.requests) == 1, "the receiver asked for 600 s"
+
+
 def test_jobs_list_without_a_service_reads_the_store(
     configured: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

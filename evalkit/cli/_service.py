@@ -70,9 +70,14 @@ def deliver_outbox(
     quiet: bool = False,
 ) -> dict[str, Any]:
     """Send the outbox deliveries that are due; say how it went unless ``quiet`` and all
-    went well."""
+    went well.
+
+    ``waiting`` counts, per sink, every delivery still pending after the pass: those behind
+    a failure in it, and those not due yet (a retry later, a ``Retry-After``).
+    """
     from evalkit.alerts import RedeliverySchedule, deliver_due
     from evalkit.store.access import outbox_lock
+    from evalkit.store.alerts import outbox_counts
 
     with outbox_lock(access.store_path, program=access.program).hold(
         purpose="delivering alerts", wait=config.scheduler.lock_wait
@@ -80,15 +85,18 @@ def deliver_outbox(
         report = deliver_due(
             access, sinks, RedeliverySchedule.from_settings(config.alerts.settings)
         )
+        with access.reader() as store:
+            counts = outbox_counts(store)
+    waiting = {sink: n for (sink, state), n in sorted(counts.items()) if state == "pending"}
     summary = {
         "delivered": report.delivered,
         "failed": report.failed,
         "abandoned": report.abandoned,
-        "waiting": dict(report.waiting),
+        "waiting": waiting,
     }
     if not quiet or report.failed or report.abandoned:
         say(
             f"outbox: {report.delivered} delivered, {report.failed} failed (retried later), "
-            f"{report.abandoned} abandoned"
+            f"{report.abandoned} abandoned, {sum(waiting.values())} waiting"
         )
     return summary
