@@ -148,6 +148,18 @@ command = [{python}, "-c", "import os, sys; sys.exit(os.path.exists(sys.argv[1])
         ("jobs:broken", "firing"),
         ("jobs:traffic", "firing"),
     ]
+    resolution, open_one, closed = everything
+    shown = run_json(capsys, "alerts", "show", closed["alert_id"])
+    assert isinstance(shown, dict)
+    assert shown["resolved_by"] == {
+        "alert_id": resolution["alert_id"],
+        "created_at": resolution["created_at"],
+    }
+    shown = run_json(capsys, "alerts", "show", open_one["alert_id"])
+    assert isinstance(shown, dict)
+    assert shown["resolved_by"] is None
+    assert invoke(["alerts", "show", closed["alert_id"]]) == 0
+    assert f"by {resolution['alert_id']}" in capsys.readouterr().out
 
 
 def test_alerts_deliver_counts_the_deliveries_not_due_yet_as_waiting(

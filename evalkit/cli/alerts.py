@@ -86,17 +86,34 @@ def show_alert(
     Example: evalkit alerts show 20261121T020512-4f1c2a9e0b11 --format json
     """
     from evalkit.errors import NotFoundError
-    from evalkit.store.alerts import alert_deliveries, get_alert
+    from evalkit.store.alerts import alert_deliveries, get_alert, resolution_of
 
     with service_store("evalkit alerts show") as store:
         alert = get_alert(store, alert_id)
         if alert is None:
             raise NotFoundError(f"no alert {alert_id!r}; list them with `evalkit alerts list`")
         attempts = alert_deliveries(store, alert_id)
-    data = {**alert.to_dict(), "attempts": [attempt.to_dict() for attempt in attempts]}
+        resolution = resolution_of(store, alert_id)
+    resolved_by = (
+        None
+        if resolution is None
+        else {key: resolution.to_dict()[key] for key in ("alert_id", "created_at")}
+    )
+    data = {
+        **alert.to_dict(),
+        "resolved_by": resolved_by,
+        "attempts": [attempt.to_dict() for attempt in attempts],
+    }
     if output is OutputFormat.json:
         emit_json(data)
         return
+    closed = {}
+    if alert.status == "firing":
+        closed["resolved"] = (
+            "no, still firing"
+            if resolution is None
+            else f"{resolution.created_at:%Y-%m-%d %H:%M:%S} UTC by {resolution.alert_id}"
+        )
     console.print(
         key_values(
             f"alert {alert.alert_id}",
@@ -107,6 +124,7 @@ def show_alert(
                 "title": alert.title,
                 "summary": alert.summary,
                 "fired at": f"{alert.fired_at:%Y-%m-%d %H:%M:%S} UTC",
+                **closed,
                 **{f"link {name}": target for name, target in alert.links.items()},
             },
         )

@@ -50,6 +50,7 @@ __all__ = [
     "load_alert_states",
     "outbox_counts",
     "record_delivery_attempt",
+    "resolution_of",
     "save_alert",
     "save_alert_states",
 ]
@@ -296,6 +297,22 @@ def get_alert(store: Store, alert_id: str) -> StoredAlert | None:
     if not rows:
         return None
     return _alert(rows[0], _deliveries_of(store, [alert_id]).get(alert_id, {}))
+
+
+def resolution_of(store: Store, alert_id: str) -> StoredAlert | None:
+    """The resolved notification that closed the condition of the firing notification
+    ``alert_id`` (the first of its key raised after it), or None while it is open."""
+    rows = store.fetch(
+        f"SELECT {qualified(_ALERT_COLUMNS, 'r')} FROM alerts r JOIN alerts f"
+        " ON r.dedup_key = f.dedup_key AND r.sequence > f.sequence"
+        " WHERE f.alert_id = ? AND f.status = 'firing' AND r.status = 'resolved'"
+        " ORDER BY r.sequence LIMIT 1",
+        [alert_id],
+    )
+    if not rows:
+        return None
+    resolved = str(rows[0][0])
+    return _alert(rows[0], _deliveries_of(store, [resolved]).get(resolved, {}))
 
 
 @dataclass(frozen=True, slots=True)
