@@ -409,6 +409,53 @@ def test_a_sequential_alert_of_the_series_that_mixed_retrievers_is_resolved(
     assert told(evaluate(store, config, 2)) == []
 
 
+@pytest.mark.parametrize("method", ["gate", "page_hinkley"])
+def test_a_precision_rule_closes_the_subjects_its_new_configuration_no_longer_watches(
+    store: Store, method: str
+) -> None:
+    """A label renamed with its job (or a measure dropped) leaves the old subject with
+    nothing that would ever evaluate it: its open alert is resolved, not left firing."""
+    baseline = stored_run(store, 0.3, label="nightly-prod")
+    config = configure(
+        {
+            "name": "drop",
+            "kind": "precision_regression",
+            "goldset": "gs",
+            "label": "nightly-prod",
+            "method": method,
+            "measures": ["precision@10"],
+            **({"baseline_run": baseline} if method == "gate" else {}),
+        }
+    )
+    still = "gs/nightly-prod" if method == "gate" else "gs/nightly-prod|http:precision@10"
+    gone = ["gs/nightly", "gs/nightly|http:precision@10", "gs/nightly-prod|http:ndcg@10"]
+    states = [
+        StoredAlertState(
+            dedup_key=dedup_key("drop", subject),
+            rule="drop",
+            subject=subject,
+            active=True,
+            severity="critical",
+            since=T0,
+            last_evaluated_at=T0,
+            notified_status="firing",
+            notified_severity="critical",
+            last_notified_at=T0,
+            last_fired_notice_at=T0,
+        )
+        for subject in [still, *gone]
+    ]
+    save_alert_states(store, states)
+    evaluation = evaluate(store, config, 1)
+    assert told(evaluation) == sorted((subject, "resolved", "critical") for subject in gone)
+    assert evaluation.alerts[0].evidence["closed"] == (
+        f"{evaluation.alerts[0].subject} is no longer watched: "
+        "the rule's goldset, label, method or measures changed"
+    )
+    assert load_alert_states(store, rule="drop")[dedup_key("drop", still)].active
+    assert told(evaluate(store, config, 2)) == []
+
+
 def test_a_failing_rule_does_not_stop_the_others(store: Store) -> None:
     config = configure(
         {

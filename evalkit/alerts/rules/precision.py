@@ -129,9 +129,36 @@ def _subject(params: PrecisionRegressionParams) -> str:
 
 
 def _precision_regression(ctx: RuleContext, params: PrecisionRegressionParams) -> list[Signal]:
+    watched = _gate(ctx, params) if params.method == "gate" else _sequential(ctx, params)
+    return _unwatched(ctx, params) + watched
+
+
+def _watches(params: PrecisionRegressionParams, subject: str) -> bool:
+    """Whether the rule as configured can still report on ``subject``."""
     if params.method == "gate":
-        return _gate(ctx, params)
-    return _sequential(ctx, params)
+        return subject == _subject(params)
+    if subject in {f"{_subject(params)}:{measure}" for measure in params.measures}:
+        return True  # the one mixed series of earlier versions: ``_retired`` clears it
+    return subject.startswith(f"{_subject(params)}|") and any(
+        subject.endswith(f":{measure}") for measure in params.measures
+    )
+
+
+def _unwatched(ctx: RuleContext, params: PrecisionRegressionParams) -> list[Signal]:
+    """Close the open keys of subjects the rule no longer watches: its goldset, label,
+    method or measures changed, so nothing would ever evaluate, or resolve, them again."""
+    why = "the rule's goldset, label, method or measures changed"
+    return [
+        Signal(
+            subject=subject,
+            active=False,
+            title=f"{subject}: no longer watched by this rule",
+            summary=f"Closed without evaluation: {why}.",
+            evidence={"closed": f"{subject} is no longer watched: {why}"},
+        )
+        for subject, state in sorted(ctx.previous.items())
+        if (state.active or state.notified_status == "firing") and not _watches(params, subject)
+    ]
 
 
 def _gate(ctx: RuleContext, params: PrecisionRegressionParams) -> list[Signal]:
