@@ -110,6 +110,40 @@ def test_embedding_drift_fires_on_the_newest_check_and_resolves(store: Store) ->
     assert told(evaluate(store, config, 3)) == [("queries/traffic", "resolved", "warning")]
 
 
+def test_embedding_drift_closes_the_streams_it_no_longer_watches(store: Store) -> None:
+    """A stream (or subject) dropped from the rule is never read again: its open alert is
+    resolved instead of firing for ever."""
+    states = [
+        StoredAlertState(
+            dedup_key=dedup_key("drift", subject),
+            rule="drift",
+            subject=subject,
+            active=True,
+            severity="critical",
+            since=T0,
+            last_evaluated_at=T0,
+            notified_status="firing",
+            notified_severity="critical",
+            last_notified_at=T0,
+            last_fired_notice_at=T0,
+        )
+        for subject in ("documents/kb", "queries/kb", "queries/other")
+    ]
+    save_alert_states(store, states)
+    config = configure(
+        {"name": "drift", "kind": "embedding_drift", "streams": ["queries"], "subject": "kb"}
+    )
+    evaluation = evaluate(store, config, 1)
+    assert told(evaluation) == [
+        ("documents/kb", "resolved", "critical"),
+        ("queries/other", "resolved", "critical"),
+    ]
+    assert evaluation.alerts[0].evidence["closed"] == (
+        "documents/kb is no longer watched: the rule's streams or subject changed"
+    )
+    assert load_alert_states(store, rule="drift")[dedup_key("drift", "queries/kb")].active
+
+
 def test_model_mismatch_is_its_own_rule(store: Store) -> None:
     config = configure(
         {"name": "drift", "kind": "embedding_drift"},

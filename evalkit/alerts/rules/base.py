@@ -28,6 +28,7 @@ __all__ = [
     "RuleContext",
     "RuleKind",
     "RuleParams",
+    "close_unwatched",
     "describe_params",
     "goldset_runs",
     "iso",
@@ -116,6 +117,23 @@ def goldset_runs(
 def iso(moment: datetime | None) -> str | None:
     """``moment`` (naive UTC) as ISO 8601 with a ``Z``, or None."""
     return f"{moment.isoformat()}Z" if moment is not None else None
+
+
+def close_unwatched(ctx: RuleContext, watches: Callable[[str], bool], why: str) -> list[Signal]:
+    """Signals that close the open keys of this rule whose subject ``watches`` rejects: the
+    rule's configuration changed (``why``), so nothing would ever evaluate, or resolve,
+    them again."""
+    return [
+        Signal(
+            subject=subject,
+            active=False,
+            title=f"{subject}: no longer watched by this rule",
+            summary=f"Closed without evaluation: {why}.",
+            evidence={"closed": f"{subject} is no longer watched: {why}"},
+        )
+        for subject, state in sorted(ctx.previous.items())
+        if (state.active or state.notified_status == "firing") and not watches(subject)
+    ]
 
 
 def stored_verdict(ctx: RuleContext, subject: str, inputs: Mapping[str, Any]) -> Signal | None:

@@ -12,7 +12,13 @@ from pydantic import Field
 
 from evalkit.alerts.model import Signal
 from evalkit.alerts.rules.audit import MODEL_MISMATCH_FINDINGS, audit_signals
-from evalkit.alerts.rules.base import RuleContext, RuleKind, RuleParams, iso
+from evalkit.alerts.rules.base import (
+    RuleContext,
+    RuleKind,
+    RuleParams,
+    close_unwatched,
+    iso,
+)
 from evalkit.records import AlertSeverity
 from evalkit.store.alerts import has_tables
 from evalkit.store.drift import list_drift_checks
@@ -72,9 +78,19 @@ def _check_evidence(check: Any) -> dict[str, Any]:
     }
 
 
+def _drift_watches(params: EmbeddingDriftParams, subject: str) -> bool:
+    """Whether ``stream/subject`` is one of the streams (and the subject) the rule reads."""
+    stream, _, checked = subject.partition("/")
+    return stream in params.streams and params.subject in (None, checked)
+
+
 def _embedding_drift(ctx: RuleContext, params: EmbeddingDriftParams) -> list[Signal]:
     firing = {"drift", "warning"} if params.include_warnings else {"drift"}
-    signals = []
+    signals = close_unwatched(
+        ctx,
+        lambda subject: _drift_watches(params, subject),
+        "the rule's streams or subject changed",
+    )
     for check in _latest_checks(ctx, params.streams, params.subject, params.lookback):
         if check.finding == "model_mismatch":
             continue

@@ -20,6 +20,7 @@ from evalkit.alerts.rules.base import (
     RuleContext,
     RuleKind,
     RuleParams,
+    close_unwatched,
     goldset_runs,
     iso,
     stored_verdict,
@@ -145,20 +146,11 @@ def _watches(params: PrecisionRegressionParams, subject: str) -> bool:
 
 
 def _unwatched(ctx: RuleContext, params: PrecisionRegressionParams) -> list[Signal]:
-    """Close the open keys of subjects the rule no longer watches: its goldset, label,
-    method or measures changed, so nothing would ever evaluate, or resolve, them again."""
-    why = "the rule's goldset, label, method or measures changed"
-    return [
-        Signal(
-            subject=subject,
-            active=False,
-            title=f"{subject}: no longer watched by this rule",
-            summary=f"Closed without evaluation: {why}.",
-            evidence={"closed": f"{subject} is no longer watched: {why}"},
-        )
-        for subject, state in sorted(ctx.previous.items())
-        if (state.active or state.notified_status == "firing") and not _watches(params, subject)
-    ]
+    return close_unwatched(
+        ctx,
+        lambda subject: _watches(params, subject),
+        "the rule's goldset, label, method or measures changed",
+    )
 
 
 def _gate(ctx: RuleContext, params: PrecisionRegressionParams) -> list[Signal]:
