@@ -28,6 +28,7 @@ from evalkit.store.alerts import (
     StoredAlertState,
     list_alerts,
     load_alert_states,
+    record_delivery_attempt,
     save_alert_states,
 )
 from evalkit.store.audit import save_audit
@@ -782,6 +783,39 @@ def test_a_resolution_goes_only_to_the_sinks_told_of_the_firing(
     ]
     resolution = next(a for a in list_alerts(store) if a.status == "resolved")
     assert sorted(resolution.deliveries) == ["first"]
+
+
+def test_no_resolution_goes_to_a_sink_whose_firing_was_abandoned(
+    store: Store, tmp_path: Path
+) -> None:
+    """A receiver that never got the firing (its delivery given up) gets no resolution of
+    it; the other sinks do."""
+    sinks = [
+        {"name": name, "kind": "log", "path": str(tmp_path / f"{name}.jsonl")}
+        for name in ("down", "up")
+    ]
+    rules = [{"name": "jobs", "kind": "job_failure", "cooldown": 0}]
+    config = alerts_config(
+        parse_settings({"alerts": {"rules": rules, "sinks": sinks}}, Path("evalkit.toml"))
+    )
+    fail(store, "nightly", "failed", 0)
+    (firing,) = evaluate(store, config, 1).alerts
+    record_delivery_attempt(
+        store,
+        alert_id=firing.alert_id,
+        sink="down",
+        attempt=1,
+        attempted_at=T0,
+        duration_ms=1.0,
+        ok=False,
+        status_code=None,
+        error="gave up",
+        next_attempt_at=None,
+    )
+    fail(store, "nightly", "succeeded", 2)
+    assert told(evaluate(store, config, 3)) == [("nightly", "resolved", "critical")]
+    resolution = next(a for a in list_alerts(store) if a.status == "resolved")
+    assert sorted(resolution.deliveries) == ["up"]
 
 
 def test_a_removed_or_disabled_rule_leaves_nothing_firing(store: Store, tmp_path: Path) -> None:

@@ -40,6 +40,7 @@ from evalkit.store.alerts import (
     load_alert_states,
     save_alert,
     save_alert_states,
+    told_of_firing,
 )
 
 if TYPE_CHECKING:
@@ -312,13 +313,15 @@ def _told_of_firing(
 ) -> list[str]:
     """The ``targets`` that were sent the firing a resolution closes: a receiver never sees
     a resolution for a firing it was not told about (a sink added since, one it was not
-    routed to then). Without the firing's record (an older store), every target."""
+    routed to then, one whose delivery of the firing was abandoned). Without the firing's
+    record (an older store), every target."""
     fired = (
         get_alert(store, previous.last_alert_id) if previous and previous.last_alert_id else None
     )
-    if fired is None:
+    if previous is None or fired is None:
         return targets
-    return [name for name in targets if name in fired.deliveries]
+    told = told_of_firing(store, previous.dedup_key)
+    return [name for name in targets if name in told]
 
 
 def _alert(rule: ConfiguredRule, signal: Signal, step: Transition, now: datetime) -> Alert:

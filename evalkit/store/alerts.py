@@ -53,6 +53,7 @@ __all__ = [
     "resolution_of",
     "save_alert",
     "save_alert_states",
+    "told_of_firing",
 ]
 
 ALERT_STATUSES = ("firing", "resolved")
@@ -297,6 +298,19 @@ def get_alert(store: Store, alert_id: str) -> StoredAlert | None:
     if not rows:
         return None
     return _alert(rows[0], _deliveries_of(store, [alert_id]).get(alert_id, {}))
+
+
+def told_of_firing(store: Store, dedup_key: str) -> set[str]:
+    """The sinks that were sent (or will be: still pending) a firing notification of the
+    key's open episode, since its last resolution; an abandoned delivery told nobody."""
+    rows = store.fetch(
+        "SELECT DISTINCT o.sink FROM alert_outbox o JOIN alerts a USING (alert_id)"
+        " WHERE a.dedup_key = ? AND a.status = 'firing' AND o.state <> 'abandoned'"
+        " AND a.sequence > coalesce((SELECT max(sequence) FROM alerts"
+        "  WHERE dedup_key = ? AND status = 'resolved'), -1)",
+        [dedup_key, dedup_key],
+    )
+    return {str(row[0]) for row in rows}
 
 
 def resolution_of(store: Store, alert_id: str) -> StoredAlert | None:
