@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
@@ -11,8 +12,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from evalkit_process import EVALKIT
 from gate_inputs import retriever_endpoint, write_goldset_files
 from loopback import running
+from terminal import run_on_terminal, terminal_env
 
 from evalkit.cli import invoke
 
@@ -122,6 +125,34 @@ def test_losing_relevant_docs_on_a_tenth_of_queries_is_a_regression(
     summary = markdown.read_text()
     assert "regression" in summary
     assert "rel10\\_0" in summary  # Markdown-escaped
+
+
+@pytest.mark.parametrize("columns", [80, 110, 160])
+def test_every_figure_of_the_verdict_is_whole_on_a_narrow_terminal(
+    files: Path, capsys: pytest.CaptureFixture[str], columns: int
+) -> None:
+    """On an 80-column terminal the measures' table read `0.7…`, `-0.…` and `regr…` in every
+    cell: the verdict's figures are printed whole, a block per measure where the table would
+    have to cut them."""
+    write_qrels(files / "qrels", 60)
+    write_run(files / "base.run", 60)
+    write_run(files / "cand.run", 60, drop=set(range(0, 60, 3)))
+    args = [*run_files(files), "-m", "ndcg@10", "-m", "recall@10"]
+    env = terminal_env(EVALKIT_HOME=str(files / "home"))
+    command = [*EVALKIT, "gate", *args, "--resamples", "2000"]
+    drawn = run_on_terminal(command, cwd=files, env=env, columns=columns)
+    assert drawn.returncode == 1, drawn.output
+    code, data = gate(capsys, *args)
+    assert code == 1
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", drawn.output)
+    assert "…" not in text
+    for name, metric in data["metrics"].items():
+        assert name in text
+        for key in ("baseline_mean", "candidate_mean", "delta"):
+            assert f"{metric[key]:.4f}" in text
+        assert f"[{metric['ci_low']:+.4f}, {metric['ci_high']:+.4f}]" in text
+    assert text.count("regression") >= 3  # each measure's decision, then the verdict
+    assert max(len(line) for line in text.splitlines()) <= columns
 
 
 def test_five_queries_are_inconclusive(files: Path, capsys: pytest.CaptureFixture[str]) -> None:

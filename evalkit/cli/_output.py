@@ -17,7 +17,7 @@ from evalkit.jsonsafe import finite_or_null
 from evalkit.redaction import visible
 
 if TYPE_CHECKING:
-    from rich.console import Console
+    from rich.console import Console, RenderableType
     from rich.table import Table
 
     from evalkit.config import Settings
@@ -30,6 +30,7 @@ __all__ = [
     "console",
     "emit_json",
     "err_console",
+    "fits",
     "format_interval",
     "format_share",
     "format_value",
@@ -200,6 +201,23 @@ def table(
     for name, row in zip(names, rows, strict=True):
         result.add_row(RowName(name), *(format_value(cell) for cell in row[1:]))
     return result
+
+
+# Wide enough for any table's natural width: measured there, a table is not squeezed yet.
+_UNBOUNDED_WIDTH = 100_000
+
+
+def fits(renderable: RenderableType) -> bool:
+    """Whether ``renderable`` fits the terminal as it is, no column of it squeezed.
+
+    Where it does not, rich narrows the columns until it fits, and a column narrower than
+    its values cuts them: a table of many measures in an 80-column terminal read ``0.7…``
+    for every number and ``regr…`` for the decision."""
+    from rich.measure import Measurement
+
+    out = _stdout_proxy.resolve()
+    options = out.options.update_width(_UNBOUNDED_WIDTH)
+    return Measurement.get(out, options, renderable).maximum <= out.width
 
 
 class _Listed(Protocol):

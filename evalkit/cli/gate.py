@@ -18,6 +18,8 @@ from evalkit.cli._output import (
     console,
     emit_json,
     err_console,
+    fits,
+    key_values,
     print_text,
     progress_bar,
     say,
@@ -115,7 +117,16 @@ def _print(outcome: GateOutcome) -> None:
         "n",
         "decision",
     ]
-    console.print(table(f"{report.baseline} -> {report.candidate}", columns, rows))
+    title = f"{report.baseline} -> {report.candidate}"
+    measures = table(title, columns, rows)
+    if fits(measures):
+        console.print(measures)
+    else:
+        # Too narrow for the measures side by side: one block of figures per measure.
+        for row in rows:
+            console.print(
+                key_values(f"{title}: {row[0]}", dict(zip(columns[1:], row[1:], strict=True)))
+            )
     for m in comparison.metrics:
         if m.queries_needed_note:
             console.print(
