@@ -528,3 +528,40 @@ def test_real_chroma_and_qdrant_report_their_index_size(tmp_path: Path, store: S
     with QdrantRetriever(settings, embedder, defer_model_check=True) as retriever:
         assert index_size_of(retriever) == IndexSize(12, 12)
     assert index_size_of(HttpRetriever("http://127.0.0.1:9/search")) is None
+
+
+class BatchedRetriever(SizedRetriever):
+    """A vector-store adapter's way of timing: queries searched 64 at a time, each query's
+    latency its share of its batch's time (Chroma, pgvector and Qdrant record their
+    ``batch_size``)."""
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "batched", "batch_size": 64}
+
+
+def test_latencies_timed_a_batch_at_a_time_are_not_gated_query_by_query(
+    tmp_path: Path, store: Store
+) -> None:
+    """An unchanged embedded Chroma collection gated on latency exited 4 (inconclusive) on
+    every replay: the demo's 129 queries, 64 at a time, take three values, and the median
+    was the one query of the last batch."""
+    gold = load_goldset(write_goldset_files(tmp_path / "gold", 60), name="batched")
+    save_goldset(store, gold)
+    request = GoldsetRunRequest(k=10, answers=False)
+    base = evaluate_goldset(store, gold, BatchedRetriever(100, 5.0), request).run.run_id
+    cand = evaluate_goldset(store, gold, BatchedRetriever(100, 7.5), request).run.run_id
+    outcome = gate_against_baseline(store, base, cand, policy=LATENCY_GATE)
+    assert outcome.latency is not None
+    assert outcome.latency.skipped == (
+        f"run {base} timed its queries 64 at a time (each query's latency is its share of "
+        "its batch's time), so they cannot be compared query by query; replay both runs with "
+        "query_batch_size = 1 (EVALKIT_QUERY_BATCH_SIZE=1) to gate on latency"
+    )
+    assert outcome.decision is Decision.PASS
+    # Timed one query at a time, the same latencies are compared.
+    base = evaluate_goldset(store, gold, SizedRetriever(100, 5.0), request).run.run_id
+    cand = evaluate_goldset(store, gold, SizedRetriever(100, 7.5), request).run.run_id
+    outcome = gate_against_baseline(store, base, cand, policy=LATENCY_GATE)
+    assert outcome.latency is not None
+    assert outcome.latency.skipped is None
+    assert outcome.decision is Decision.REGRESSION

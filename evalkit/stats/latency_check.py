@@ -42,6 +42,9 @@ class RunLatencies:
     run_id: str | None
     latencies: pd.Series | None = field(default=None, repr=False, compare=False)
     missing: str | None = None
+    batch_size: int = 1
+    """How many queries the retriever timed at once: each query's latency is then its share
+    of its batch's time (Chroma, pgvector and Qdrant, ``query_batch_size``)."""
 
 
 def run_latencies(store: Store | None, reference: str, run_id: str | None) -> RunLatencies:
@@ -69,7 +72,13 @@ def run_latencies(store: Store | None, reference: str, run_id: str | None) -> Ru
         index=pd.Index(answered["query_id"].astype(str), name="query_id"),
         name="latency_ms",
     )
-    return RunLatencies(reference, run.run_id, latencies)
+    batch_size = run.spec.retriever_config.get("batch_size")
+    return RunLatencies(
+        reference,
+        run.run_id,
+        latencies,
+        batch_size=batch_size if isinstance(batch_size, int) and batch_size > 1 else 1,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +165,20 @@ def _percent(value: float) -> str:
     return f"{value * 100:+.1f} %"
 
 
+def _batched(run: RunLatencies) -> str | None:
+    """Why a run's latencies cannot be compared query by query: its queries were timed a
+    batch at a time, so a quantile lands on a batch's average, and a batch that ran slower
+    moves every query in it at once (an unchanged Chroma collection gated inconclusive)."""
+    if run.batch_size == 1:
+        return None
+    return (
+        f"run {run.run_id} timed its queries {run.batch_size} at a time (each query's latency "
+        "is its share of its batch's time), so they cannot be compared query by query; "
+        "replay both runs with query_batch_size = 1 (EVALKIT_QUERY_BATCH_SIZE=1) to gate on "
+        "latency"
+    )
+
+
 def check_latency(
     baseline: RunLatencies,
     candidate: RunLatencies,
@@ -169,7 +192,7 @@ def check_latency(
     """Compare two runs' latencies (``compare_latency``, paired by query id), or skip with
     the reason when either run has none."""
     name = quantile_name(quantile_level(quantile))
-    skipped = baseline.missing or candidate.missing
+    skipped = baseline.missing or candidate.missing or _batched(baseline) or _batched(candidate)
     if skipped is not None or baseline.latencies is None or candidate.latencies is None:
         return LatencyCheck(
             baseline.reference,
