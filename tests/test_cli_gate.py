@@ -186,6 +186,41 @@ def test_five_queries_are_inconclusive(files: Path, capsys: pytest.CaptureFixtur
     assert f"queries needed to decide ndcg@10: ~{needed:,}" in out
 
 
+def test_a_baseline_that_names_nothing_says_what_it_was_looked_for_as(
+    files: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A mistyped baseline file read "no run 'base.rn' in STORE; list runs with `evalkit
+    runs list`", as if it had to be a run id."""
+    write_qrels(files / "qrels", 10)
+    write_run(files / "cand.run", 10)
+    (files / "exports").mkdir()
+    home = files / "home" / "evalkit.duckdb"
+    # A store without runs (with none, the message says there is no store yet).
+    invoke(["goldset", "import", str(write_goldset_files(files / "gold", 3)), "--name", "g"])
+    capsys.readouterr()
+    for baseline, message in (
+        (
+            str(files / "base.rn"),
+            f"{str(files / 'base.rn')!r} is neither a run file or run export (there is no "
+            f"{files / 'base.rn'}) nor a run in {home}; list runs with `evalkit runs list`",
+        ),
+        (
+            str(files / "exports"),
+            f"{files / 'exports'} is a folder but not a run export (it holds no run.json; "
+            "`evalkit runs export RUN --format parquet --output DIR` writes one), nor a run "
+            f"in {home}",
+        ),
+        (
+            "20261121T183500-3f9a1c",
+            f"no run '20261121T183500-3f9a1c' in {home}; list runs with `evalkit runs list`",
+        ),
+    ):
+        args = ["--baseline", baseline, "--candidate", str(files / "cand.run")]
+        code, data = gate(capsys, *args, "--qrels", str(files / "qrels"))
+        assert code == 2
+        assert data["error"]["message"] == message
+
+
 def test_a_run_file_without_judgments_is_a_usage_error(
     files: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

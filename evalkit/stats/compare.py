@@ -17,6 +17,7 @@ asked. By default a run with failed queries is refused (``FailedQueriesError``);
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import pandas as pd
 
-from evalkit.errors import ConfigError, InputError
+from evalkit.errors import ConfigError, InputError, NotFoundError
 from evalkit.metrics import (
     Evaluator,
     RepeatedPairError,
@@ -228,7 +229,33 @@ def score_run(
         raise ConfigError(
             f"{reference!r} is neither a run file nor a stored run (there is no store yet)"
         )
+    try:
+        get_run(store, reference)
+    except NotFoundError as error:
+        raise NotFoundError(_unknown_reference(store, reference, error)) from error
     return score_stored_run(store, reference, measures, judgments=judgments)
+
+
+# What a run id, or a prefix of one, looks like (``20261121T183500-3f9a1c``): such a reference
+# that names no run, or several, keeps the store's own message.
+_RUN_ID_PREFIX: Final = re.compile(r"[0-9]{1,8}(T[0-9]{0,6}(-[0-9a-f]{0,6})?)?")
+
+
+def _unknown_reference(store: Store, reference: str, error: NotFoundError) -> str:
+    """Why ``reference`` names no run: a mistyped path read as "no run 'x.run' in the
+    store" sent users to `evalkit runs list` for what is a file they meant."""
+    path = Path(reference)
+    if path.is_dir():
+        return (
+            f"{reference} is a folder but not a run export (it holds no run.json; `evalkit runs "
+            f"export RUN --format parquet --output DIR` writes one), nor a run in {store.path}"
+        )
+    if not _RUN_ID_PREFIX.fullmatch(reference):
+        return (
+            f"{reference!r} is neither a run file or run export (there is no {path.absolute()}) "
+            f"nor a run in {store.path}; list runs with `evalkit runs list`"
+        )
+    return str(error)
 
 
 def document_depth(measure: str) -> int:
