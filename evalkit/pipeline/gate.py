@@ -92,7 +92,7 @@ class GateOutcome:
 
 
 def replay_candidate(
-    store: Store,
+    store: WriterAccess,
     goldset: Goldset,
     retriever: SupportsRetrieve | RetrieverOptions,
     *,
@@ -167,8 +167,9 @@ def gate_against_baseline(
     the candidate), a baseline run file's missing queries included: such a file cannot tell
     a query added since from one it retrieved nothing for, and counting it as 0 would credit
     the candidate with every added query. A candidate run file's missing queries score 0.
-    ``store`` (a ``WriterAccess``: an open store, a ``StoreAccess``) is held for the scoring
-    and a live candidate's replay (its run is recorded as it goes), and given back before
+    ``store`` (a ``WriterAccess``: an open store, a ``StoreAccess``) is held for the scoring;
+    a live candidate is replayed as ``evalkit run`` replays (``evaluate_goldset``: a
+    ``StoreAccess`` is given back during the replay), and the store is given back before
     the statistics run; None when only run files are compared. The
     comparison (``compare_scored``) follows ``policy``: its measures, significance level,
     minimum effect and resampling; it refuses runs with failed queries unless the policy's
@@ -180,6 +181,9 @@ def gate_against_baseline(
     """
     started = time.perf_counter()
     measures = policy.measures
+    replayed: RunRecord | None = None
+    defaults: DefaultMeasures | None = None
+    gold: Goldset | None = goldset if isinstance(goldset, Goldset) else None
     with _session(store, "gate") as opened:
         judgments = comparison_judgments(opened, goldset, qrels)
         # A judged query the baseline's run file has no line for is taken as not asked (a
@@ -191,28 +195,30 @@ def gate_against_baseline(
             judgments=judgments,
             complete=False,
         )
-        replayed: RunRecord | None = None
-        defaults: DefaultMeasures | None = None
-        gold: Goldset | None = goldset if isinstance(goldset, Goldset) else None
         if isinstance(candidate, str):
             reference = run_reference(opened, candidate)
+        elif goldset is None or opened is None:
+            raise ConfigError("a live candidate needs --goldset NAME to replay")
         else:
-            if goldset is None or opened is None:
-                raise ConfigError("a live candidate needs --goldset NAME to replay")
             gold = gold or load_stored_goldset(opened, str(goldset))
-            live = replay_candidate(
-                opened,
-                gold,
-                candidate,
-                settings=settings or load_settings(),
-                measures=measures,
-                k=k,
-                label=label,
-                progress=progress,
-                allow_partial=policy.failed_as_zero,
-            )
-            replayed, defaults = live.run, live.default_measures
-            reference = replayed.run_id
+    if not isinstance(candidate, str) and store is not None and gold is not None:
+        # Replayed as `evalkit run` replays, the store given back meanwhile: writing each
+        # batch into a store held open slowed every query (p50 1.7 ms against `evalkit
+        # run`'s 1.0 ms), which a latency gate took for a regression of the candidate.
+        live = replay_candidate(
+            store,
+            gold,
+            candidate,
+            settings=settings or load_settings(),
+            measures=measures,
+            k=k,
+            label=label,
+            progress=progress,
+            allow_partial=policy.failed_as_zero,
+        )
+        replayed, defaults = live.run, live.default_measures
+        reference = replayed.run_id
+    with _session(store, "gate") as opened:
         cand = score_run(opened, reference, measures, judgments=judgments)
         latencies = (
             (
