@@ -157,6 +157,35 @@ def test_three_runs_are_ranked_with_corrected_pairs_letters_and_latency(
     assert "Holm" in latex
 
 
+def test_the_leaderboard_page_names_each_fused_runs_method(
+    runs: dict[str, str], evalkit_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The dashboard's Leaderboard described every fused run as `fusion k=10`, so an RRF
+    fusion and a CombSUM one of the same runs could not be told apart there; `evalkit
+    compare` names the method."""
+    from evalkit.dashboard.loaders.leaderboard import leaderboard
+    from evalkit.store import Store
+
+    fused = {}
+    for method in ("rrf", "combsum"):
+        code = invoke(
+            ["fuse", runs["first"], runs["worse"], "--method", method, "--format", "json"]
+        )
+        captured = capsys.readouterr()
+        assert code == 0, captured.err
+        fused[method] = json.loads(captured.out)["run_id"]
+    chosen = [runs["first"], fused["rrf"], fused["combsum"]]
+    with Store.open(evalkit_home / "evalkit.duckdb", read_only=True) as store:
+        data = leaderboard(store, runs=chosen, measures=["ndcg@10"])
+    what = dict(zip(data.standings["run"], data.standings["what"], strict=True))
+    assert what[fused["rrf"]] == "fusion rrf k=10"
+    assert what[fused["combsum"]] == "fusion combsum k=10"
+    code, table, _ = _compare(capsys, *chosen)
+    assert code == 0
+    assert "fusion rrf k=10" in table
+    assert "fusion combsum k=10" in table
+
+
 def test_runs_are_chosen_by_tag_or_as_a_goldsets_newest(
     runs: dict[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -72,8 +72,8 @@ def print_leaderboard(ranked: RunLeaderboard, output: CompareFormat) -> None:
 
 def _describe(record: RunRecord) -> str:
     """A stored run in a few words: its label, else its retriever and depth, and its tags."""
-    spec = record.spec
-    method = spec.retriever_config.get("method") if spec.retriever_kind == "fusion" else None
-    words = spec.label or f"{spec.retriever_kind}{f' {method}' if method else ''} k={spec.k}"
-    shown = [tag for tag in spec.tags if not tag.startswith("sweep-point:")]
-    return words + (f"  [{', '.join(shown)}]" if shown else "")
+    # pandas and numpy: the pipeline is loaded by the time a leaderboard is printed.
+    from evalkit.pipeline import describe_run
+
+    shown = [tag for tag in record.spec.tags if not tag.startswith("sweep-point:")]
+    return describe_run(record) + (f"  [{', '.join(shown)}]" if shown else "")

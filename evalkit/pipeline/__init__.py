@@ -80,6 +80,7 @@ if TYPE_CHECKING:
     from evalkit.pipeline.leaderboard import (
         RunLeaderboard,
         comparison_judgments,
+        describe_run,
         leaderboard_of_runs,
         replay_latency,
         run_reference,
@@ -194,6 +195,7 @@ __all__ = [
     "comparison_judgments",
     "corpus_texts",
     "default_measures",
+    "describe_run",
     "estimate_traffic_run",
     "evaluate_goldset",
     "evaluate_query_table",
@@ -301,6 +303,7 @@ __getattr__ = lazy_attributes(
         "check_traffic_precision": "evalkit.pipeline.drift",
         "collection_vectors": "evalkit.pipeline.drift",
         "comparison_judgments": "evalkit.pipeline.leaderboard",
+        "describe_run": "evalkit.pipeline.leaderboard",
         "corpus_texts": "evalkit.pipeline.judge_pool",
         "canonical_measures": "evalkit.pipeline.runs",
         "default_measures": "evalkit.pipeline.runs",

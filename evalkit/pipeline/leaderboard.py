@@ -46,6 +46,7 @@ from evalkit.store.runs import get_run, list_runs, run_queries
 __all__ = [
     "RunLeaderboard",
     "comparison_judgments",
+    "describe_run",
     "leaderboard_of_runs",
     "replay_latency",
     "run_reference",
@@ -99,6 +100,16 @@ class RunLeaderboard:
         ]
         data["failed_as_zero"] = dict(self.failed_as_zero)
         return data
+
+
+def describe_run(record: RunRecord) -> str:
+    """A stored run in a few words, as a leaderboard names it beside its id: its label,
+    else its retriever kind (with the method of a fused run) and depth."""
+    spec = record.spec
+    if spec.label:
+        return spec.label
+    method = spec.retriever_config.get("method") if spec.retriever_kind == "fusion" else None
+    return f"{spec.retriever_kind}{f' {method}' if method else ''} k={spec.k}"
 
 
 def comparison_judgments(

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from evalkit.dashboard.loaders.shared import RESAMPLES, SEED
-from evalkit.pipeline import RunLeaderboard, leaderboard_of_runs
+from evalkit.pipeline import RunLeaderboard, describe_run, leaderboard_of_runs
 from evalkit.records.requests import LeaderboardRequest
 from evalkit.stats.leaderboard import LatencySummary
 from evalkit.store import Store
@@ -60,11 +60,7 @@ def leaderboard(
         ),
     )
     board = ranked.board
-    what = {
-        record.run_id: record.spec.label or f"{record.spec.retriever_kind} k={record.spec.k}"
-        for record in ranked.records
-        if record is not None
-    }
+    what = {record.run_id: describe_run(record) for record in ranked.records if record is not None}
     order = sorted(range(len(board.runs)), key=lambda r: (board.boards[0].standings[r].rank, r))
     standings = pd.DataFrame(
         [
