@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import pytest
 from demo_index import DEMO_DIR
+from gate_inputs import write_goldset_files
+from loopback import JSONHandler, running
 from pydantic import ValidationError
 
 from evalkit.cli import invoke
@@ -700,3 +702,41 @@ def test_a_partial_point_says_why_it_is_not_ranked(
     assert code == 3, said
     assert "partial (not ranked on ndcg@10: the run is not complete" in said
     assert "partial (partial" not in said
+
+
+class _DeepDown(JSONHandler):
+    """Answers ``qN`` with its relevant documents, except ``q0`` when asked for 30 (HTTP
+    503): the point at ``k = 30`` is partial, the others complete."""
+
+    def do_POST(self) -> None:
+        body = self.read_json()
+        if body["query_id"] == "q0" and body["k"] == 30:
+            self.send_json({"error": "down"}, 503)
+            return
+        number = body["query_id"][1:]
+        results = [{"id": f"rel{number}_{r}", "score": 1.0 - r / 10} for r in range(3)]
+        self.send_json({"results": results})
+
+
+def test_the_points_that_failed_are_listed_before_the_leaderboard(
+    evalkit_home: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The output is the points' table, the front and the points that failed, then the
+    leaderboard: the failures came after the leaderboard's pairs, hundreds of lines below
+    the table on a sweep of a dozen points."""
+    monkeypatch.setenv("EVALKIT_HTTP_RETRIES", "0")
+    write_goldset_files(tmp_path / "gs", 20)
+    with running(_DeepDown) as server:
+        path = write_sweep(
+            tmp_path,
+            f'name = "deep"\ngoldset = "gs"\nmeasures = ["ndcg@10"]\n'
+            f'[retriever]\nhttp_url = "{server.url}/search"\n[grid]\nk = [10, 20, 30]\n',
+        )
+        code = invoke(["sweep", str(path)])
+    out = capsys.readouterr().out
+    assert code == 1, out
+    failed = out.index("point 3 (k=30) partial: 1 of 20 queries failed")
+    assert out.index("Pareto front") < failed < out.index("leaderboard of 2 runs")

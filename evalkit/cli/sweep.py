@@ -128,11 +128,13 @@ def _print_outcome(outcome: SweepOutcome) -> None:
         highlight=False,
     )
     console.print(f"note: {outcome.cost_note}", markup=False, highlight=False)
-    if outcome.leaderboard is not None:
-        print_leaderboard(outcome.leaderboard, CompareFormat.table)
+    # Before the leaderboard, whose pairs run to hundreds of lines on a sweep of a dozen
+    # points: a failure is read beside the table that shows it.
     for result in outcome.failed:
         console.print(
             f"point {result.number} ({result.point.describe()}) {result.status}: {result.error}",
             markup=False,
             highlight=False,
         )
+    if outcome.leaderboard is not None:
+        print_leaderboard(outcome.leaderboard, CompareFormat.table)
