@@ -281,6 +281,11 @@ def test_an_interrupted_sweep_runs_only_the_missing_point_again(
             '[retriever]\nretriever = "m:f"\n[[points]]\noptions = {deep = {x = -inf}}\n',
             "points[1].options: Value error, option deep.x is -inf",
         ),
+        ("[grid]\nk = [10, 20, 10]\n", "grid.k: the value 10 is listed twice; list each value"),
+        (
+            '[retriever]\nretriever = "m:f"\n[grid]\noptions.mode = ["a", "b", "a"]\n',
+            "grid.options.mode: the value a is listed twice",
+        ),
     ],
     ids=[
         "unknown-key",
@@ -304,6 +309,8 @@ def test_an_interrupted_sweep_runs_only_the_missing_point_again(
         "two-retrievers-named",
         "nan-option-in-grid",
         "infinite-option-in-a-point",
+        "value-listed-twice",
+        "option-value-listed-twice",
     ],
 )
 def test_a_bad_sweep_file_exits_2_naming_the_file_and_the_key(

@@ -333,6 +333,7 @@ def _points(path: Path, written: SweepFile) -> tuple[SweepPoint, ...]:
             + ("not both" if written.grid is not None else "none is given")
         )
     if written.grid is not None:
+        _refuse_repeated_values(path, written.grid)
         points = list(_grid_points(written.grid))
         if not points:
             raise ConfigError(
@@ -358,11 +359,30 @@ def _points(path: Path, written: SweepFile) -> tuple[SweepPoint, ...]:
     return tuple(points)
 
 
-def _grid_points(grid: SweepGrid) -> Iterator[SweepPoint]:
+def _refuse_repeated_values(path: Path, grid: SweepGrid) -> None:
+    """ConfigError naming the key of a value listed twice: each of its points would repeat
+    another, and the duplicate point's message would name no key."""
+    for key, values in _grid_axes(grid):
+        seen: set[str] = set()
+        for value in values:
+            shown = _shown(value)
+            if shown in seen:
+                raise ConfigError(
+                    f"{path}: grid.{key}: the value {shown} is listed twice; list each value once"
+                )
+            seen.add(shown)
+
+
+def _grid_axes(grid: SweepGrid) -> list[tuple[str, list[Any]]]:
+    """Each setting the grid lists, with its values, in the points' order."""
     axes: list[tuple[str, list[Any]]] = [
         (key, values) for key in SWEEP_KEYS if (values := getattr(grid, key)) is not None
     ]
-    axes += [(f"options.{name}", values) for name, values in sorted(grid.options.items())]
+    return axes + [(f"options.{name}", values) for name, values in sorted(grid.options.items())]
+
+
+def _grid_points(grid: SweepGrid) -> Iterator[SweepPoint]:
+    axes = _grid_axes(grid)
     if not axes:
         return
     names = [name for name, _ in axes]
