@@ -747,3 +747,23 @@ def test_the_points_that_failed_are_listed_before_the_leaderboard(
     assert code == 1, out
     failed = out.index("point 3 (k=30) partial: 1 of 20 queries failed")
     assert out.index("Pareto front") < failed < out.index("leaderboard of 2 runs")
+
+
+def test_an_embedder_whose_model_path_is_missing_names_the_sweep_files_key(
+    evalkit_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The point failed with the loader's 'set EVALKIT_MODEL_PATH to a local
+    sentence-transformers model directory', a setting the sweep file's model_path overrides."""
+    write_goldset_files(tmp_path / "gs", 5)
+    path = write_sweep(
+        tmp_path,
+        'name = "emb"\ngoldset = "gs"\nmeasures = ["ndcg@10"]\nk = 10\n'
+        '[retriever]\nretriever = "no_such_hook:make"\n'
+        f'[embedders.broken]\nmodel_path = "{tmp_path / "no-model"}"\n'
+        '[[points]]\nembedder = "broken"\n',
+    )
+    data = sweep_json(capsys, path, expect=3)
+    assert data["points"][0]["error"] == (
+        f"{path}: embedders.broken.model_path: {tmp_path / 'no-model'} is not a directory; "
+        "give a local sentence-transformers model directory"
+    )

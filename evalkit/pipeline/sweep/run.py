@@ -377,6 +377,9 @@ def _run_point(
 ) -> PointResult:
     settings_at_point = point_settings(sweep, settings, point)
     embedder_name = point.get("embedder") or DEFAULT_EMBEDDER
+    missing = _missing_model(sweep, embedder_name)
+    if missing is not None:
+        return PointResult(number, point, key, status="failed", error=missing)
     try:
         if embedder_name not in embedders:
             embedder = build_query_embedder(settings_at_point)
@@ -429,6 +432,21 @@ def _run_point(
         )
     run = outcome.run
     return PointResult(number, point, key, status=run.status, run=run, error=run.error)
+
+
+def _missing_model(sweep: Sweep, embedder_name: str) -> str | None:
+    """Why the sweep file's embedder ``embedder_name`` cannot load, when its ``model_path``
+    is no directory (None otherwise): the loader's own message sends the user to
+    EVALKIT_MODEL_PATH, which the sweep file's value overrides."""
+    if embedder_name == DEFAULT_EMBEDDER:
+        return None
+    model_path = sweep.embedders[embedder_name].model_path
+    if model_path is None or model_path.is_dir():
+        return None
+    return (
+        f"{sweep.path}: embedders.{embedder_name}.model_path: {model_path} is not a directory; "
+        "give a local sentence-transformers model directory"
+    )
 
 
 def _warm(embedder: TextEmbedder | None, goldset: Goldset) -> TextEmbedder | None:
