@@ -435,9 +435,8 @@ def _run_point(
 
 
 def _missing_model(sweep: Sweep, embedder_name: str) -> str | None:
-    """Why the sweep file's embedder ``embedder_name`` cannot load, when its ``model_path``
-    is no directory (None otherwise): the loader's own message sends the user to
-    EVALKIT_MODEL_PATH, which the sweep file's value overrides."""
+    """Why embedder ``embedder_name`` cannot load, its ``model_path`` being no directory, in
+    the sweep file's terms (the loader names EVALKIT_MODEL_PATH, which that overrides)."""
     if embedder_name == DEFAULT_EMBEDDER:
         return None
     model_path = sweep.embedders[embedder_name].model_path
