@@ -491,6 +491,113 @@ def test_a_precision_rule_closes_the_subjects_its_new_configuration_no_longer_wa
     assert told(evaluate(store, config, 2)) == []
 
 
+def firing_states(rule: str, subjects: Sequence[str]) -> list[StoredAlertState]:
+    """Open keys of ``rule``, one per subject, as an earlier evaluation left them."""
+    return [
+        StoredAlertState(
+            dedup_key=dedup_key(rule, subject),
+            rule=rule,
+            subject=subject,
+            active=True,
+            severity="critical",
+            since=T0,
+            last_evaluated_at=T0,
+            notified_status="firing",
+            notified_severity="critical",
+            last_notified_at=T0,
+            last_fired_notice_at=T0,
+        )
+        for subject in subjects
+    ]
+
+
+@pytest.mark.parametrize(
+    ("params", "still", "gone", "why"),
+    [
+        (
+            {"kind": "latency_regression", "goldset": "gs", "label": "nightly-prod"},
+            ["gs/nightly-prod|http", "gs/nightly-prod|bm25"],
+            ["gs/nightly|http", "gs|http", "traffic"],
+            "the rule's source, goldset, label, retriever or baseline_run changed",
+        ),
+        (
+            {"kind": "latency_regression", "goldset": "gs", "retriever": "http"},
+            ["gs|http"],
+            ["gs|bm25", "gs/nightly|http"],
+            "the rule's source, goldset, label, retriever or baseline_run changed",
+        ),
+        (
+            {"kind": "latency_regression", "source": "production"},
+            ["traffic"],
+            ["gs|http"],
+            "the rule's source, goldset, label, retriever or baseline_run changed",
+        ),
+        (
+            {"kind": "traffic_precision_drop", "measure": "ndcg@10", "assessor": "m@v2"},
+            ["traffic|m@v2|http:ndcg@10", "traffic|m@v2|chroma:kb:ndcg@10"],
+            ["traffic|m@v2|http:precision@10", "traffic|m@v1|http:ndcg@10"],
+            "the rule's measure, assessor or retriever changed",
+        ),
+        (
+            {"kind": "traffic_precision_drop", "retriever": "http"},
+            ["traffic|m@v1|http:precision@10", "traffic|m@v2|http:precision@10"],
+            ["traffic|m@v1|bm25:precision@10"],
+            "the rule's measure, assessor or retriever changed",
+        ),
+        (
+            {"kind": "faithfulness_drop", "source": "answers.jsonl"},
+            ["faithfulness/answers.jsonl"],
+            ["faithfulness", "faithfulness/run-1", "relevance/answers.jsonl"],
+            "the rule's metric or source changed",
+        ),
+        (
+            {"kind": "freshness_lag", "subject": "chroma:kb"},
+            ["chroma:kb"],
+            ["chroma:docs"],
+            "the rule's subject changed",
+        ),
+        (
+            {"kind": "model_mismatch", "streams": ["queries"], "audits": False},
+            ["queries/traffic", "queries/-"],
+            ["documents/kb", "audit/kb"],
+            "the rule's streams or audits changed",
+        ),
+        (
+            {"kind": "audit_findings", "collection": "kb"},
+            ["kb/duplicates"],
+            ["docs/duplicates"],
+            "the rule's collection changed",
+        ),
+    ],
+    ids=[
+        "latency-label",
+        "latency-retriever",
+        "latency-production",
+        "traffic-measure-assessor",
+        "traffic-retriever",
+        "faithfulness-source",
+        "freshness-subject",
+        "model-mismatch-streams",
+        "audit-collection",
+    ],
+)
+def test_every_rule_kind_closes_the_subjects_its_new_configuration_no_longer_watches(
+    store: Store, params: dict[str, Any], still: list[str], gone: list[str], why: str
+) -> None:
+    """A rule whose parameters changed (a label renamed with its job, a retriever or an
+    assessor picked, a subject narrowed) never evaluates its old subjects again: their open
+    alerts are resolved once, and those it still watches are left as they were."""
+    save_alert_states(store, firing_states("rule", [*still, *gone]))
+    config = configure({"name": "rule", **params})
+    evaluation = evaluate(store, config, 1)
+    assert told(evaluation) == sorted((subject, "resolved", "critical") for subject in gone)
+    closed = {alert.subject: alert.evidence["closed"] for alert in evaluation.alerts}
+    assert closed == {subject: f"{subject} is no longer watched: {why}" for subject in gone}
+    states = load_alert_states(store, rule="rule")
+    assert all(states[dedup_key("rule", subject)].active for subject in still)
+    assert told(evaluate(store, config, 2)) == []
+
+
 def test_a_failing_rule_does_not_stop_the_others(store: Store) -> None:
     config = configure(
         {

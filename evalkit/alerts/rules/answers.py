@@ -13,7 +13,13 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field
 
 from evalkit.alerts.model import Signal
-from evalkit.alerts.rules.base import RuleContext, RuleKind, RuleParams, stored_verdict
+from evalkit.alerts.rules.base import (
+    RuleContext,
+    RuleKind,
+    RuleParams,
+    close_unwatched,
+    stored_verdict,
+)
 from evalkit.answers.records import method_version
 from evalkit.errors import ConfigError
 from evalkit.stats import compare_runs, worst_queries
@@ -77,7 +83,16 @@ def _item_values(frame: Any, metric: str) -> Any:
 
 
 def _faithfulness_drop(ctx: RuleContext, params: FaithfulnessDropParams) -> list[Signal]:
+    subject = params.metric + (f"/{params.source}" if params.source else "")
+    closed = close_unwatched(
+        ctx, lambda watched: watched == subject, "the rule's metric or source changed"
+    )
+    return closed + _compare_scorings(ctx, params, subject)
 
+
+def _compare_scorings(
+    ctx: RuleContext, params: FaithfulnessDropParams, subject: str
+) -> list[Signal]:
     if not has_tables(ctx.store, "answer_scorings", "answer_scores"):
         return []
     scorings = [
@@ -113,7 +128,6 @@ def _faithfulness_drop(ctx: RuleContext, params: FaithfulnessDropParams) -> list
             return []
     if baseline.scoring_id == current.scoring_id:
         return []
-    subject = params.metric + (f"/{params.source}" if params.source else "")
     inputs = {
         "baseline_scoring": baseline.scoring_id,
         "current_scoring": current.scoring_id,

@@ -10,7 +10,7 @@ from typing import Literal
 from pydantic import Field
 
 from evalkit.alerts.model import Signal
-from evalkit.alerts.rules.base import RuleContext, RuleKind, RuleParams, iso
+from evalkit.alerts.rules.base import RuleContext, RuleKind, RuleParams, close_unwatched, iso
 from evalkit.records import AlertSeverity
 from evalkit.store.alerts import StoredAlertState, has_tables
 from evalkit.store.audit import (
@@ -169,9 +169,16 @@ def _clearing_audit(
 
 
 def _audit_findings(ctx: RuleContext, params: AuditFindingsParams) -> list[Signal]:
+    # A kind dropped from ``kinds`` is cleared by ``audit_signals`` (the newest audit that ran
+    # its check no longer reports it as watched); a collection left out is never read again.
+    closed = close_unwatched(
+        ctx,
+        lambda subject: params.collection in (None, subject.rpartition("/")[0]),
+        "the rule's collection changed",
+    )
     if not has_tables(ctx.store, "audits", "audit_findings"):
-        return []
-    return audit_signals(
+        return closed
+    return closed + audit_signals(
         ctx,
         kinds=params.kinds,
         collection=params.collection,

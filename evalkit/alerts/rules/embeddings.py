@@ -126,8 +126,19 @@ class ModelMismatchParams(RuleParams):
     lookback: int = Field(default=500, ge=1, description="Checks read.")
 
 
+def _mismatch_watches(params: ModelMismatchParams, subject: str) -> bool:
+    """Whether ``stream/subject`` (or ``audit/collection``) is something the rule reads."""
+    if subject.startswith("audit/"):
+        return params.audits
+    return params.streams is None or subject.partition("/")[0] in params.streams
+
+
 def _model_mismatch(ctx: RuleContext, params: ModelMismatchParams) -> list[Signal]:
-    signals = []
+    signals = close_unwatched(
+        ctx,
+        lambda subject: _mismatch_watches(params, subject),
+        "the rule's streams or audits changed",
+    )
     streams: Sequence[str | None] = params.streams or [None]
     for check in _latest_checks(ctx, streams, None, params.lookback):
         signals.append(

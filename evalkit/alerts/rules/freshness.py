@@ -7,7 +7,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from evalkit.alerts.model import Signal
-from evalkit.alerts.rules.base import RuleContext, RuleKind, RuleParams, iso
+from evalkit.alerts.rules.base import RuleContext, RuleKind, RuleParams, close_unwatched, iso
 from evalkit.config.types import Duration
 from evalkit.records.freshness import human_seconds
 from evalkit.store.alerts import has_tables
@@ -73,9 +73,13 @@ def freshness_breaches(
 
 
 def _freshness_lag(ctx: RuleContext, params: FreshnessLagParams) -> list[Signal]:
+    signals = close_unwatched(
+        ctx,
+        lambda subject: params.subject in (None, subject),
+        "the rule's subject changed",
+    )
     if not has_tables(ctx.store, "freshness_checks"):
-        return []
-    signals = []
+        return signals
     for check in list_freshness_checks(
         ctx.store, subject=params.subject, latest_only=True, limit=1000
     ):

@@ -15,6 +15,7 @@ requests of one window are not those of the other.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
 import pandas as pd
@@ -25,6 +26,7 @@ from evalkit.alerts.rules.base import (
     RuleContext,
     RuleKind,
     RuleParams,
+    close_unwatched,
     goldset_runs,
     iso,
     stored_verdict,
@@ -133,8 +135,14 @@ def _title(compared: LatencyComparison, where: str) -> str:
 
 def _latency_regression(ctx: RuleContext, params: LatencyRegressionParams) -> list[Signal]:
     if params.source == "production":
-        return _production(ctx, params)
+        return _unwatched(ctx, lambda subject: subject == "traffic") + _production(ctx, params)
     return _replay(ctx, params)
+
+
+def _unwatched(ctx: RuleContext, watches: Callable[[str], bool]) -> list[Signal]:
+    return close_unwatched(
+        ctx, watches, "the rule's source, goldset, label, retriever or baseline_run changed"
+    )
 
 
 def _subject(params: LatencyRegressionParams, retriever: str) -> str:
@@ -145,6 +153,15 @@ def _subject(params: LatencyRegressionParams, retriever: str) -> str:
 def _replay(ctx: RuleContext, params: LatencyRegressionParams) -> list[Signal]:
     pinned = get_run(ctx.store, params.baseline_run) if params.baseline_run else None
     watched = pinned.retriever_id if pinned is not None else params.retriever
+    prefix = _subject(params, "")
+    signals = _unwatched(
+        ctx,
+        lambda subject: (
+            subject == _subject(params, watched)
+            if watched is not None
+            else subject.startswith(prefix)
+        ),
+    )
     newest: dict[str, RunRecord] = {}
     for run in goldset_runs(
         ctx.store,
@@ -156,7 +173,6 @@ def _replay(ctx: RuleContext, params: LatencyRegressionParams) -> list[Signal]:
     ):
         if run.imported_from is None:
             newest.setdefault(run.retriever_id, run)
-    signals = []
     for retriever, candidate in newest.items():
         if pinned is not None:
             baseline = pinned

@@ -10,7 +10,7 @@ from typing import Literal
 from pydantic import Field
 
 from evalkit.alerts.model import Signal
-from evalkit.alerts.rules.base import RuleContext, RuleKind, RuleParams
+from evalkit.alerts.rules.base import RuleContext, RuleKind, RuleParams, close_unwatched
 from evalkit.drift.traffic_precision import (
     DEFAULT_MIN_EFFECT,
     DEFAULT_MIN_JUDGED_SHARE,
@@ -127,9 +127,26 @@ class TrafficPrecisionDropParams(RuleParams):
     h_alert: float = Field(default=8.0, gt=0, description="Page-Hinkley alert threshold.")
 
 
+def _traffic_watches(params: TrafficPrecisionDropParams, subject: str) -> bool:
+    """Whether ``traffic|assessor|retriever:measure`` is a series the rule reads."""
+    series, _, measure = subject.removeprefix("traffic|").rpartition(":")
+    assessor, _, retriever = series.partition("|")
+    return (
+        subject.startswith("traffic|")
+        and measure == params.measure
+        and params.assessor in (None, assessor)
+        and params.retriever in (None, retriever)
+    )
+
+
 def _traffic_precision_drop(ctx: RuleContext, params: TrafficPrecisionDropParams) -> list[Signal]:
+    closed = close_unwatched(
+        ctx,
+        lambda subject: _traffic_watches(params, subject),
+        "the rule's measure, assessor or retriever changed",
+    )
     if not has_tables(ctx.store, "judged_run_figures"):
-        return []
+        return closed
     try:
         checks = watch_traffic_precision(
             ctx.store,
@@ -146,8 +163,8 @@ def _traffic_precision_drop(ctx: RuleContext, params: TrafficPrecisionDropParams
             save=False,
         )
     except NoJudgedWindowError:
-        return []
-    signals = []
+        return closed
+    signals = closed
     for check in checks:
         window, run_id, value, *_ = check.series[-1]
         test = check.test
