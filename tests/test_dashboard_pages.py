@@ -9,6 +9,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
@@ -385,6 +386,73 @@ def test_alerts_page_shows_history_and_delivery_attempts(seeded: SeededStore, us
     attempts = frame_with(app, "attempt")
     assert sorted(attempts["ok"].tolist()) == [False, True]
     assert 503 in set(attempts["status_code"].dropna().astype(int))
+
+
+def test_the_alerts_pages_firing_filter_leaves_out_conditions_resolved_since(
+    tmp_path: Path, use_store
+) -> None:
+    """?status=firing lists what `evalkit alerts list --status firing` lists: a firing
+    notification whose condition a later resolved notification closed is left out."""
+    from evalkit.store.alerts import StoredAlert, StoredAlertState, list_alerts, save_alert
+
+    path = tmp_path / "evalkit.duckdb"
+    raised = [
+        ("20261121T020000-aaaa0001", "jobs:traffic", "firing", 0),
+        ("20261121T020100-aaaa0002", "jobs:broken", "firing", 1),
+        ("20261121T020200-aaaa0003", "jobs:traffic", "resolved", 2),
+    ]
+    gold = goldset(4)
+    with Store.open(path) as store:
+        save_goldset(store, gold)
+        store_run(
+            store,
+            gold,
+            {q.id: perfect(q.id) for q in gold.queries},
+            retriever_kind="bm25",
+            config={"kind": "bm25"},
+            collection=None,
+            model_fingerprint="m",
+            index_fingerprint=None,
+        )
+        for alert_id, key, status, minute in raised:
+            moment = datetime(2026, 11, 21, 2, minute)
+            alert = StoredAlert(
+                alert_id=alert_id,
+                rule="jobs",
+                kind="job_failure",
+                dedup_key=key,
+                subject=key.removeprefix("jobs:"),
+                status=status,
+                severity="critical",
+                title=f"{key} {status}",
+                summary="",
+                evidence={},
+                links={},
+                fired_at=moment,
+                created_at=moment,
+                n_sinks=1,
+            )
+            state = StoredAlertState(
+                dedup_key=key,
+                rule="jobs",
+                subject=alert.subject,
+                active=status == "firing",
+                severity="critical",
+                since=moment,
+                last_evaluated_at=moment,
+                notified_status=status,
+                last_alert_id=alert_id,
+            )
+            save_alert(store, alert, state=state, sinks=["log"])
+        listed = [alert.alert_id for alert in list_alerts(store, status="firing")]
+    use_store(path)
+    app = open_page("alerts", status="firing")
+    assert frame_with(app, "alert_id")["alert_id"].tolist() == listed
+    assert listed == ["20261121T020100-aaaa0002"]
+    assert metrics(app)["notifications"][0] == "1"
+    assert metrics(app)["undelivered"][0] == "1"
+    everything = open_page("alerts", status="all")
+    assert len(frame_with(everything, "alert_id")) == 3
 
 
 def test_every_page_greets_an_empty_store_with_the_first_run_page(

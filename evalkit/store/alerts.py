@@ -43,6 +43,7 @@ __all__ = [
     "StoredDelivery",
     "alert_counts",
     "alert_deliveries",
+    "alert_status_condition",
     "due_deliveries",
     "get_alert",
     "has_tables",
@@ -278,18 +279,30 @@ def list_alerts(
     a later *resolved* notification of its key closed is left out, so what is listed is
     what still needs someone (the escalations and reminders of an open condition stay).
     """
+    condition, parameters = alert_status_condition(status)
     rows = store.fetch(
         f"SELECT {_ALERT_COLUMNS} FROM alerts a WHERE (? IS NULL OR rule = ?)"
-        " AND (? IS NULL OR status = ?) AND (? IS NULL OR dedup_key = ?)"
+        f" AND {condition} AND (? IS NULL OR dedup_key = ?)"
         " AND (? IS NULL OR created_at >= ?)"
-        " AND (? IS DISTINCT FROM 'firing' OR NOT EXISTS (SELECT 1 FROM alerts r"
-        "  WHERE r.dedup_key = a.dedup_key AND r.status = 'resolved'"
-        "  AND r.sequence > a.sequence))"
         " ORDER BY created_at DESC, sequence DESC LIMIT ?",
-        [rule, rule, status, status, dedup_key, dedup_key, since, since, status, limit],
+        [rule, rule, *parameters, dedup_key, dedup_key, since, since, limit],
     )
     deliveries = _deliveries_of(store, [str(row[0]) for row in rows])
     return [_alert(row, deliveries.get(str(row[0]), {})) for row in rows]
+
+
+def alert_status_condition(status: str | None) -> tuple[str, list[str | None]]:
+    """The SQL condition over ``alerts a``, and its parameters, that keeps the notifications
+    of ``status`` (every one when None) as ``list_alerts`` means it: ``"firing"`` keeps only
+    the firing notifications of conditions still open, leaving out one that a later
+    *resolved* notification of its key closed."""
+    return (
+        "(? IS NULL OR a.status = ?)"
+        " AND (? IS DISTINCT FROM 'firing' OR NOT EXISTS (SELECT 1 FROM alerts r"
+        "  WHERE r.dedup_key = a.dedup_key AND r.status = 'resolved'"
+        "  AND r.sequence > a.sequence))",
+        [status, status, status],
+    )
 
 
 def get_alert(store: Store, alert_id: str) -> StoredAlert | None:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from evalkit.store.alerts import alert_status_condition
 from evalkit.store.dashboard.shared import read_frame
 
 if TYPE_CHECKING:
@@ -26,23 +27,26 @@ __all__ = [
 
 
 def alerts_count(store: Store, *, status: str | None = None, rule: str | None = None) -> int:
-    """How many notifications are stored (of one status, of one rule)."""
+    """How many notifications are stored (of one status as ``alerts_frame`` lists it, of one
+    rule)."""
+    condition, parameters = alert_status_condition(status)
     return int(
         store.fetch(
-            "SELECT count(*) FROM alerts WHERE (? IS NULL OR status = ?)"
-            " AND (? IS NULL OR rule = ?)",
-            [status, status, rule, rule],
+            f"SELECT count(*) FROM alerts a WHERE {condition} AND (? IS NULL OR a.rule = ?)",
+            [*parameters, rule, rule],
         )[0][0]
     )
 
 
 def alert_state_counts(store: Store, *, status: str | None = None) -> dict[str, int]:
-    """How many notifications (of one status) have a delivery ``pending`` or ``abandoned``."""
+    """How many notifications (of one status as ``alerts_frame`` lists it) have a delivery
+    ``pending`` or ``abandoned``."""
+    condition, parameters = alert_status_condition(status)
     row = store.fetch(
         "SELECT count(DISTINCT o.alert_id) FILTER (WHERE o.state = 'pending'),"
         " count(DISTINCT o.alert_id) FILTER (WHERE o.state = 'abandoned')"
-        " FROM alert_outbox o JOIN alerts a USING (alert_id) WHERE (? IS NULL OR a.status = ?)",
-        [status, status],
+        f" FROM alert_outbox o JOIN alerts a USING (alert_id) WHERE {condition}",
+        parameters,
     )[0]
     return {"pending": int(row[0] or 0), "abandoned": int(row[1] or 0)}
 
@@ -56,11 +60,13 @@ def alerts_frame(
     offset: int = 0,
 ) -> pd.DataFrame:
     """Notifications, newest first (``limit`` of them from row ``offset``), with their
-    deliveries summarised per alert.
+    deliveries summarised per alert. ``status="firing"`` lists what ``evalkit alerts list
+    --status firing`` lists: the firing notifications of conditions still open.
 
     Columns: alert_id, created_at, fired_at, rule, kind, subject, status, severity, title,
     summary, n_sinks, delivered, pending, abandoned, attempts, last_error.
     """
+    condition, parameters = alert_status_condition(status)
     return read_frame(
         store,
         "WITH o AS (SELECT alert_id, count(*) FILTER (WHERE state = 'delivered') AS delivered,"
@@ -73,9 +79,9 @@ def alerts_frame(
         " coalesce(o.pending, 0) AS pending, coalesce(o.abandoned, 0) AS abandoned,"
         " coalesce(o.attempts, 0) AS attempts, o.last_error"
         " FROM alerts a LEFT JOIN o USING (alert_id)"
-        " WHERE (? IS NULL OR a.status = ?) AND (? IS NULL OR a.rule = ?)"
+        f" WHERE {condition} AND (? IS NULL OR a.rule = ?)"
         " ORDER BY a.created_at DESC, a.alert_id DESC LIMIT ? OFFSET ?",
-        [status, status, rule, rule, limit, offset],
+        [*parameters, rule, rule, limit, offset],
     )
 
 
