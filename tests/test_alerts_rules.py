@@ -114,23 +114,9 @@ def test_embedding_drift_fires_on_the_newest_check_and_resolves(store: Store) ->
 def test_embedding_drift_closes_the_streams_it_no_longer_watches(store: Store) -> None:
     """A stream (or subject) dropped from the rule is never read again: its open alert is
     resolved instead of firing for ever."""
-    states = [
-        StoredAlertState(
-            dedup_key=dedup_key("drift", subject),
-            rule="drift",
-            subject=subject,
-            active=True,
-            severity="critical",
-            since=T0,
-            last_evaluated_at=T0,
-            notified_status="firing",
-            notified_severity="critical",
-            last_notified_at=T0,
-            last_fired_notice_at=T0,
-        )
-        for subject in ("documents/kb", "queries/kb", "queries/other")
-    ]
-    save_alert_states(store, states)
+    save_alert_states(
+        store, firing_states("drift", ["documents/kb", "queries/kb", "queries/other"])
+    )
     config = configure(
         {"name": "drift", "kind": "embedding_drift", "streams": ["queries"], "subject": "kb"}
     )
@@ -464,23 +450,7 @@ def test_a_precision_rule_closes_the_subjects_its_new_configuration_no_longer_wa
     )
     still = "gs/nightly-prod" if method == "gate" else "gs/nightly-prod|http:precision@10"
     gone = ["gs/nightly", "gs/nightly|http:precision@10", "gs/nightly-prod|http:ndcg@10"]
-    states = [
-        StoredAlertState(
-            dedup_key=dedup_key("drop", subject),
-            rule="drop",
-            subject=subject,
-            active=True,
-            severity="critical",
-            since=T0,
-            last_evaluated_at=T0,
-            notified_status="firing",
-            notified_severity="critical",
-            last_notified_at=T0,
-            last_fired_notice_at=T0,
-        )
-        for subject in [still, *gone]
-    ]
-    save_alert_states(store, states)
+    save_alert_states(store, firing_states("drop", [still, *gone]))
     evaluation = evaluate(store, config, 1)
     assert told(evaluation) == sorted((subject, "resolved", "critical") for subject in gone)
     assert evaluation.alerts[0].evidence["closed"] == (
