@@ -410,20 +410,7 @@ def test_a_sequential_alert_of_the_series_that_mixed_retrievers_is_resolved(
             "measures": ["precision@10"],
         }
     )
-    legacy = StoredAlertState(
-        dedup_key=dedup_key("seq", "gs:precision@10"),
-        rule="seq",
-        subject="gs:precision@10",
-        active=True,
-        severity="critical",
-        since=T0,
-        last_evaluated_at=T0,
-        notified_status="firing",
-        notified_severity="critical",
-        last_notified_at=T0,
-        last_fired_notice_at=T0,
-    )
-    save_alert_states(store, [legacy])
+    save_alert_states(store, firing_states("seq", ["gs:precision@10"]))
     for _ in range(3):
         stored_run(store, 0.3)
     assert told(evaluate(store, config, 1)) == [("gs:precision@10", "resolved", "critical")]
