@@ -58,6 +58,21 @@ class ModelFingerprint:
     canary_hash: str
     canary_vectors: bytes = b""
 
+    @classmethod
+    def stored(
+        cls,
+        name: str | None,
+        dimension: int | None,
+        canary_hash: str | None,
+        canary_vectors: bytes | None,
+    ) -> ModelFingerprint | None:
+        """The fingerprint a run or a window stored in its columns; None when it stored none
+        (nothing was embedded), and no canary embeddings for rows stored before they were
+        kept."""
+        if canary_hash is None:
+            return None
+        return cls(name or "", dimension or 0, canary_hash, bytes(canary_vectors or b""))
+
     def matches(self, other: ModelFingerprint) -> bool:
         """True when both fingerprints describe a model that embeds identically."""
         return self.agrees_with(other) is True

@@ -140,7 +140,7 @@ class RunSpec:
     def query_model(self) -> ModelFingerprint | None:
         """The query embedding model's fingerprint as the run stored it; None when the
         retriever embeds nothing or cannot say."""
-        return _stored_model(
+        return ModelFingerprint.stored(
             self.model_name, self.model_dimension, self.model_fingerprint, self.model_canaries
         )
 
@@ -805,20 +805,7 @@ def query_models(store: Store, run_ids: Sequence[str]) -> dict[str, ModelFingerp
         " WHERE run_id IN (SELECT unnest(?::VARCHAR[]))",
         [list(run_ids)],
     )
-    return {str(row[0]): _stored_model(*row[1:]) for row in rows}
-
-
-def _stored_model(
-    name: str | None, dimension: int | None, fingerprint: str | None, canaries: bytes | None
-) -> ModelFingerprint | None:
-    if fingerprint is None:
-        return None
-    return ModelFingerprint(
-        name=name or "",
-        dimension=dimension or 0,
-        canary_hash=fingerprint,
-        canary_vectors=bytes(canaries or b""),
-    )
+    return {str(row[0]): ModelFingerprint.stored(*row[1:]) for row in rows}
 
 
 def query_metrics(store: Store, run_id: str) -> pd.DataFrame:

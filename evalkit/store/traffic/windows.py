@@ -86,13 +86,11 @@ class StoredWindowSummary:
     def embedded_with(self) -> ModelFingerprint | None:
         """The fingerprint of the model that embedded the window's queries; None when none
         were embedded."""
-        if self.embedding_fingerprint is None:
-            return None
-        return ModelFingerprint(
-            name=self.embedding_model or "",
-            dimension=self.embedding_dimension or 0,
-            canary_hash=self.embedding_fingerprint,
-            canary_vectors=bytes(self.embedding_canaries or b""),
+        return ModelFingerprint.stored(
+            self.embedding_model,
+            self.embedding_dimension,
+            self.embedding_fingerprint,
+            self.embedding_canaries,
         )
 
     def to_dict(self) -> dict[str, Any]:
