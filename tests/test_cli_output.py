@@ -211,3 +211,20 @@ def test_a_line_break_in_a_name_is_escaped_where_a_message_keeps_its_lines() -> 
         ["error", "HTTP 503"],
         ["", "retry later"],
     ]
+
+
+def test_labelled_facts_have_no_empty_header_row() -> None:
+    """A table of labelled facts names its rows itself: an empty header row above them is
+    only a blank band under the title."""
+    from rich.console import Console
+
+    from evalkit.cli._output import key_values
+
+    console = Console(record=True, width=80, markup=False)
+    console.print(key_values("run", {"id": "abc", "ndcg@10": 0.75}))
+    lines = console.export_text().splitlines()
+    assert lines[1].startswith("┌")
+    assert [line for line in lines if "│" in line] == [
+        "│ id      │ abc    │",
+        "│ ndcg@10 │ 0.7500 │",
+    ]

@@ -246,8 +246,10 @@ def print_listing(
 
 
 def key_values(title: str, items: Mapping[str, object]) -> Table:
-    """A two-column table of labelled facts."""
-    return table(title, ["", ""], [[key, value] for key, value in items.items()])
+    """A two-column table of labelled facts, without a header row: its labels name them."""
+    facts = table(title, ["", ""], [[key, value] for key, value in items.items()])
+    facts.show_header = False
+    return facts
 
 
 def _clock_text(seconds: float) -> str:
