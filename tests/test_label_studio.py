@@ -29,6 +29,8 @@ from evalkit.goldset.label_studio import (
     labeling_config,
     read_annotations,
     reviewer_name,
+    user_email,
+    user_id,
 )
 from evalkit.records import Query
 from evalkit.records.review import (
@@ -156,7 +158,9 @@ EXPECTED = [
         reviewed_at=datetime(2026, 11, 21, 9, 5, 30, 123456, tzinfo=UTC),
         question="What makes the tides rise and fall?",
         note="d2 mentions wind only",
-        source=ReviewSource("label-studio", annotation_id="501", user_id="3"),
+        source=ReviewSource(
+            "label-studio", annotation_id="501", user_id="3", user_email="ana@example.com"
+        ),
     ),
     # The rejection's grade is dropped: a rejection takes no grades.
     ReviewRecord(
@@ -290,6 +294,28 @@ def test_annotators_are_kept_apart_and_named(tmp_path: Path) -> None:
     assert reviewer_name(None) is None
 
 
+def test_an_annotator_is_known_by_user_id_and_by_email() -> None:
+    """The JSON export names a user by id (their email only in ``created_username``, or in
+    a user object), JSON-MIN by email (or by the id's digits, from older converters): each
+    was a different reviewer, and the JSON export's email was not read."""
+    details = "Ana Ng ana@x.org, 3"
+    assert (user_id(3), user_email(3, details)) == (3, "ana@x.org")
+    assert (user_id("ana@x.org"), user_email("ana@x.org")) == (None, "ana@x.org")
+    assert (
+        user_id({"id": 3, "email": "ana@x.org"}),
+        user_email({"id": 3, "email": "ana@x.org"}),
+    ) == (
+        3,
+        "ana@x.org",
+    )
+    assert reviewer_name(3, created_username=details) == "ana@x.org"
+    assert reviewer_name(3, created_username="Bo bo@x.org, 9") == "label-studio-user-3"
+    assert (user_id("3"), user_email("3"), reviewer_name("3")) == (3, None, "label-studio-user-3")
+    for named in ({3: "ana"}, {"ana@x.org": "ana"}):
+        assert reviewer_name(3, named, created_username=details) == "ana"
+        assert reviewer_name("Ana@x.org", named) == ("ana" if 3 not in named else "Ana@x.org")
+
+
 def test_an_annotation_says_who_named_its_reviewer_and_what_grades_it_dropped(
     tmp_path: Path,
 ) -> None:
@@ -400,7 +426,10 @@ def test_json_min_export_reads_like_the_full_export(tmp_path: Path) -> None:
     records = import_annotations(write(tmp_path, JSON_MIN_EXPORT))
 
     # JSON-MIN gives ana's email only, not her user id.
-    ana = replace(EXPECTED[0], source=ReviewSource("label-studio", annotation_id="501"))
+    ana = replace(
+        EXPECTED[0],
+        source=ReviewSource("label-studio", annotation_id="501", user_email="ana@example.com"),
+    )
     assert records == [EXPECTED[1], ana]
 
 

@@ -60,6 +60,10 @@ RELEASED: dict[int, tuple[str, str]] = {
         "6413227a9220b6ab477fae2cd6a3f67ba721ffaac378ba5d43d3bd9aa004cecb",
     ),
     24: ("model_canaries", "aadf258e9e7ea57f5cb09d11a93e1d506c44aead814d9098a23b1f7ca75e6b8d"),
+    25: (
+        "review_source_emails",
+        "26bf98f7308c16b84b9d58ea68d0100f74022f296f52f1798e034b2e9ca2b331",
+    ),
 }
 
 SCHEMA_QUERIES = {
@@ -237,4 +241,37 @@ def test_reviews_imported_before_migration_20_get_their_label_studio_user_back(
             ("rev-2", "label-studio", None, "12"),
             ("rev-3", None, None, None),
             ("rev-4", None, None, None),
+        ]
+
+
+def test_reviews_imported_by_email_before_migration_25_keep_their_email(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Label Studio's JSON-MIN export names an annotator by email, its JSON export by user id:
+    the store kept only the id, so the same person imported from each was two reviewers."""
+    path = tmp_path / "old.duckdb"
+    with monkeypatch.context() as older_release:
+        older_release.setattr(store_module, "MIGRATIONS", MIGRATIONS[:24])
+        with Store.open(path) as old, old.transaction() as con:
+            for review_id, reviewer, tool, user in (
+                ("rev-1", "ana@example.com", "label-studio", None),  # JSON-MIN
+                ("rev-2", "Bo@Example.com", "label-studio", "9"),  # a user object's email
+                ("rev-3", "label-studio-user-4", "label-studio", "4"),
+                ("rev-4", "ann@example.com", None, None),  # `evalkit review grade`
+                ("rev-5", "ben", "label-studio", "5"),  # --annotator 5=ben
+            ):
+                con.execute(
+                    "INSERT INTO reviews VALUES (?, 'item', ?, '2026-11-26 10:00', 'accept',"
+                    " '{}', NULL, '', ?, NULL, ?)",
+                    [review_id, reviewer, tool, user],
+                )
+    with Store.open(path) as upgraded:
+        assert upgraded.fetch(
+            "SELECT review_id, source_user_id, source_user_email FROM reviews ORDER BY review_id"
+        ) == [
+            ("rev-1", None, "ana@example.com"),
+            ("rev-2", "9", "Bo@Example.com"),
+            ("rev-3", "4", None),
+            ("rev-4", None, None),
+            ("rev-5", "5", None),
         ]

@@ -14,7 +14,8 @@ from test_label_studio import annotation, choice, text
 from test_review_queue import write_generated_draft
 
 from evalkit.cli import invoke
-from evalkit.store import Store
+from evalkit.store import MIGRATIONS, Store
+from evalkit.store import store as store_module
 from evalkit.store.review import item_reviews, list_items
 
 
@@ -373,3 +374,186 @@ def test_an_import_keeps_the_rules_of_review_grade(
     assert again["grades_dropped_from_rejections"] == 0
     assert invoke(["review", "import", export]) == 0
     assert "left out" not in capsys.readouterr().err
+
+
+def _min_record(
+    task: dict[str, object], annotation_id: int, annotator: object, at: str, grade: str = "2"
+) -> dict[str, object]:
+    """One annotation of ``task`` as Label Studio's JSON-MIN export writes it."""
+    data = task["data"]
+    assert isinstance(data, dict)
+    return data | {
+        "id": 100,
+        "verdict": "accept",
+        "grade_0": grade,
+        "annotator": annotator,
+        "annotation_id": annotation_id,
+        "created_at": at,
+        "updated_at": at,
+    }
+
+
+def test_one_person_is_one_reviewer_whether_an_export_names_them_by_id_or_email(
+    evalkit_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Label Studio's JSON export names an annotator by user id, its JSON-MIN export by email:
+    ana (user 3) and bo (user 9) imported from one and then the other were four reviewers,
+    and ana's second annotation of an item counted her as a second rater of it in `review
+    agreement` and toward `goldset publish --min-reviews`."""
+    store_path = evalkit_home / "evalkit.duckdb"
+    tasks = _queued_tasks(tmp_path)
+    first, second = (str(t["data"]["item_id"]) for t in tasks[:2])  # type: ignore[index]
+    result = [choice("verdict", "query", "accept"), choice("grade_0", "doc_0", "2")]
+    at = "2026-11-26T10:00:00Z"
+    # The JSON export: completed_by is the user id; created_username holds ana's email.
+    ana = annotation(700, 3, result, updated_at=at) | {"created_username": "Ana Ng ana@x.org, 3"}
+    bo = annotation(800, 9, result, updated_at="2026-11-26T11:00:00Z")
+    as_json = [tasks[0] | {"id": 100, "annotations": [ana, bo]}]
+    capsys.readouterr()
+    assert invoke(["review", "import", _export(tmp_path, "p.json", as_json), "-o", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["reviewers"] == ["ana@x.org", "label-studio-user-9"]
+
+    # JSON-MIN a day later: the same two annotations, ana's second one of the first item, and
+    # both annotating the second item.
+    later = "2026-11-27T10:00:00Z"
+    as_min = [
+        _min_record(tasks[0], 700, "ana@x.org", at),
+        _min_record(tasks[0], 800, "bo@x.org", "2026-11-26T11:00:00Z"),
+        _min_record(tasks[0], 710, "ana@x.org", later, grade="3"),
+        _min_record(tasks[1], 711, "ana@x.org", later),
+        _min_record(tasks[1], 811, "bo@x.org", "2026-11-27T11:00:00Z", grade="1"),
+    ]
+    assert invoke(["review", "import", _export(tmp_path, "min.json", as_min), "-o", "json"]) == 0
+    imported = json.loads(capsys.readouterr().out)
+    assert (imported["saved"], imported["already_imported"]) == (3, 2)
+    assert imported["reviewers"] == ["ana@x.org", "label-studio-user-9"]
+    assert _reviewers(store_path, first) == ["ana@x.org", "label-studio-user-9", "ana@x.org"]
+    assert _reviewers(store_path, second) == ["ana@x.org", "label-studio-user-9"]
+    with Store.open(store_path, read_only=True) as store:
+        assert store.fetch(
+            "SELECT source_annotation_id, source_user_id, source_user_email FROM reviews"
+            " ORDER BY source_annotation_id"
+        ) == [
+            ("700", "3", "ana@x.org"),
+            ("710", None, "ana@x.org"),
+            ("711", None, "ana@x.org"),
+            ("800", "9", None),
+            ("811", None, "bo@x.org"),
+        ]
+
+    assert invoke(["review", "agreement", "--goldset", "tay", "-o", "json"]) == 0
+    pairs = json.loads(capsys.readouterr().out)
+    assert [(pair["reviewers"], pair["items"]) for pair in pairs] == [
+        (["ana@x.org", "label-studio-user-9"], 2)
+    ]
+    assert invoke(["goldset", "publish", "tay", "--min-reviews", "3", "-o", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["published"] is False
+
+
+def test_annotator_names_a_label_studio_user_by_id_or_by_email(
+    evalkit_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--annotator took only ID=NAME: a JSON-MIN export, which names users by email, could
+    not be signed with chosen names (`'ana@x.org=ana' is not ID=NAME`)."""
+    store_path = evalkit_home / "evalkit.duckdb"
+    tasks = _queued_tasks(tmp_path)
+    first, second = (str(t["data"]["item_id"]) for t in tasks[:2])  # type: ignore[index]
+    at, later = "2026-11-26T10:00:00Z", "2026-11-27T10:00:00Z"
+    as_min = _export(tmp_path, "min.json", [_min_record(tasks[0], 700, "Ana@x.org", at)])
+    capsys.readouterr()
+    assert invoke(["review", "import", as_min, "--annotator", "ana@x.org=ana"]) == 0
+    assert "1 reviews saved on 1 items by ana;" in capsys.readouterr().out
+
+    # The JSON export names her by id alone; the annotation imported before tells who user 3
+    # is, so her new annotation is ana's too, with or without --annotator 3=ana.
+    result = [choice("verdict", "query", "accept"), choice("grade_0", "doc_0", "2")]
+    as_json = [
+        tasks[0] | {"id": 100, "annotations": [annotation(700, 3, result, updated_at=at)]},
+        tasks[1] | {"id": 101, "annotations": [annotation(711, 3, result, updated_at=later)]},
+    ]
+    export = _export(tmp_path, "p.json", as_json)
+    assert invoke(["review", "import", export, "--annotator", "3=ann"]) == 2
+    err = capsys.readouterr().err
+    assert "Label Studio user 3 was signed 'ana'" in err
+    assert "Give --annotator 3=ana" in err
+    assert invoke(["review", "import", export]) == 0
+    assert "1 reviews saved on 1 items by ana; 1 imported before" in capsys.readouterr().out
+    assert _reviewers(store_path, first) == ["ana"]
+    assert _reviewers(store_path, second) == ["ana"]
+
+    assert invoke(["review", "import", export, "--annotator", "ana=x"]) == 2
+    assert "'ana=x' is not ID=NAME or EMAIL=NAME" in capsys.readouterr().err
+    twice = ["--annotator", "3=ana", "--annotator", "3=ann"]
+    assert invoke(["review", "import", export, *twice]) == 2
+    assert "Label Studio user 3 is named twice (ana, ann)" in capsys.readouterr().err
+
+
+def test_a_reviewer_imported_by_email_before_migration_25_stays_one_reviewer(
+    evalkit_home: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A store at migration 24 kept no email: ana, imported from JSON-MIN by email, became a
+    second reviewer when a JSON export named her by user id with --annotator 3=ana."""
+    store_path = evalkit_home / "evalkit.duckdb"
+    with monkeypatch.context() as older_release:
+        older_release.setattr(store_module, "MIGRATIONS", MIGRATIONS[:24])
+        tasks = _queued_tasks(tmp_path)
+        first, second = (str(t["data"]["item_id"]) for t in tasks[:2])  # type: ignore[index]
+        with Store.open(store_path) as old, old.transaction() as con:
+            con.execute(
+                "INSERT INTO reviews VALUES ('rev-1', ?, 'ana@x.org', '2026-11-26 10:00',"
+                " 'accept', '{\"doc_0\": 2}', NULL, '', 'label-studio', '700', NULL)",
+                [first],
+            )
+    result = [choice("verdict", "query", "accept"), choice("grade_0", "doc_0", "2")]
+    user_3 = annotation(711, 3, result, updated_at="2026-11-27T10:00:00Z")
+    export = _export(
+        tmp_path,
+        "p.json",
+        [tasks[1] | {"id": 101, "annotations": [user_3 | {"created_username": " ana@x.org, 3"}]}],
+    )
+    capsys.readouterr()
+    assert invoke(["review", "import", export, "--annotator", "3=ana"]) == 2
+    err = capsys.readouterr().err
+    assert "Label Studio user 3 was signed 'ana@x.org'" in err
+    assert invoke(["review", "import", export]) == 0
+    assert _reviewers(store_path, first) == ["ana@x.org"]
+    assert _reviewers(store_path, second) == ["ana@x.org"]
+
+
+def test_a_person_signed_twice_before_migration_25_takes_one_name_from_then_on(
+    evalkit_home: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A store at migration 24 holds ana twice: label-studio-user-3 (JSON) and ana@x.org
+    (JSON-MIN). Once an export gives her id and email together, her new annotations take the
+    user id's name whichever format they come in."""
+    store_path = evalkit_home / "evalkit.duckdb"
+    with monkeypatch.context() as older_release:
+        older_release.setattr(store_module, "MIGRATIONS", MIGRATIONS[:24])
+        tasks = _queued_tasks(tmp_path)
+        items = [str(t["data"]["item_id"]) for t in tasks]  # type: ignore[index]
+        with Store.open(store_path) as old, old.transaction() as con:
+            for review_id, reviewer, annotation_id, user in (
+                ("rev-1", "label-studio-user-3", "600", "3"),
+                ("rev-2", "ana@x.org", "700", None),
+            ):
+                con.execute(
+                    "INSERT INTO reviews VALUES (?, ?, ?, '2026-11-26 10:00', 'accept',"
+                    " '{\"doc_0\": 2}', NULL, '', 'label-studio', ?, ?)",
+                    [review_id, items[0], reviewer, annotation_id, user],
+                )
+    result = [choice("verdict", "query", "accept"), choice("grade_0", "doc_0", "2")]
+    at = "2026-11-27T10:00:00Z"
+    user_3 = annotation(711, 3, result, updated_at=at) | {"created_username": " ana@x.org, 3"}
+    as_json = [tasks[1] | {"id": 101, "annotations": [user_3]}]
+    as_min = [_min_record(tasks[2], 712, "ana@x.org", at)]
+    capsys.readouterr()
+    assert invoke(["review", "import", _export(tmp_path, "p.json", as_json)]) == 0
+    assert invoke(["review", "import", _export(tmp_path, "min.json", as_min)]) == 0
+    assert _reviewers(store_path, items[1]) == ["label-studio-user-3"]
+    assert _reviewers(store_path, items[2]) == ["label-studio-user-3"]

@@ -14,6 +14,7 @@ from evalkit.cli._options import OutputOnly
 from evalkit.cli._output import OutputFormat, console, emit_json, key_values, say
 from evalkit.cli._store import CommandStore
 from evalkit.files import replace_text
+from evalkit.goldset.label_studio import annotator_key
 
 __all__ = ["CONFIG_SUFFIX", "parse_annotators"]
 
@@ -27,17 +28,25 @@ class ExchangeFormat(enum.StrEnum):
     label_studio = "label-studio"
 
 
-def parse_annotators(values: list[str]) -> dict[int, str]:
-    """``ID=NAME`` options (a Label Studio user id and the name to sign with)."""
-    names: dict[int, str] = {}
+def parse_annotators(values: list[str]) -> dict[int | str, str]:
+    """``ID=NAME`` or ``EMAIL=NAME`` options (a Label Studio user, by id or email, and the
+    name to sign with); a malformed one, or one user named twice, is a usage error."""
+    names: dict[int | str, str] = {}
     for value in values:
         user, separator, name = value.partition("=")
-        if not separator or not user.strip().isdigit() or not name.strip():
+        key = annotator_key(user)
+        if not separator or key is None or not name.strip():
             raise typer.BadParameter(
-                f"{value!r} is not ID=NAME (a Label Studio user id, '=', a name)",
+                f"{value!r} is not ID=NAME or EMAIL=NAME (a Label Studio user id or email, "
+                "'=', a name)",
                 param_hint="--annotator",
             )
-        names[int(user)] = name.strip()
+        if key in names and names[key] != name.strip():
+            raise typer.BadParameter(
+                f"Label Studio user {key} is named twice ({names[key]}, {name.strip()})",
+                param_hint="--annotator",
+            )
+        names[key] = name.strip()
     return names
 
 
@@ -92,8 +101,9 @@ def import_reviews(
         list[str] | None,
         typer.Option(
             "--annotator",
-            help="ID=NAME: sign the annotations of Label Studio user ID as NAME (default: "
-            "the annotator's email, else label-studio-user-ID). Repeatable.",
+            help="ID=NAME or EMAIL=NAME: sign the annotations of the Label Studio user with "
+            "that id or email as NAME (default: the annotator's email, else "
+            "label-studio-user-ID). Repeatable.",
         ),
     ] = None,
     output: OutputOnly = OutputFormat.table,
@@ -103,7 +113,8 @@ def import_reviews(
     The whole export is checked first (its shape, and that every item and document is in the
     queue); with any problem, each is named and nothing is saved. Annotations imported
     before (by Label Studio's annotation id, whatever name they were signed with) are
-    skipped, and a Label Studio user keeps the name they were first imported under.
+    skipped, and a Label Studio user keeps the name they were first imported under, whether
+    an export names them by user id (JSON) or by email (JSON-MIN).
 
     Example: evalkit review import project-3-at-2026-11-25.json --annotator 4=ben
     """

@@ -48,12 +48,15 @@ from evalkit.records.review import (
 __all__ = [
     "GRADE_LABELS",
     "LABEL_STUDIO",
+    "Annotators",
     "LabelStudioAnnotation",
+    "annotator_key",
     "export_tasks",
     "import_annotations",
     "labeling_config",
     "read_annotations",
     "reviewer_name",
+    "user_email",
     "user_id",
 ]
 
@@ -79,6 +82,8 @@ UNATTRIBUTED = "unattributed"
 
 _GRADE_CONTROL = re.compile(r"grade_(\d+)")
 _LONG_DIGITS = re.compile(r"\d{20,}")
+_USER_ID = re.compile(r"[0-9]{1,18}")
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+")
 _SUMMARY_PROBLEMS = 3
 
 
@@ -230,44 +235,88 @@ def _grade_result(slot: int, grade: int) -> dict[str, object]:
     }
 
 
+Annotators = Mapping[int | str, str]
+"""Names to sign Label Studio users with (``--annotator``), by user id or by email (in lower
+case)."""
+
+
 def user_id(completed_by: object) -> int | None:
     """Label Studio's user id in a ``completed_by`` (or JSON-MIN ``annotator``): the number
-    itself, or a user object's ``id``; ``None`` when only an email or a name is exported."""
+    itself (or its digits, as older converters write it), or a user object's ``id``; ``None``
+    when only an email or a name is exported."""
     if isinstance(completed_by, dict):
         completed_by = completed_by.get("id")
     if isinstance(completed_by, int) and not isinstance(completed_by, bool):
         return completed_by
+    if isinstance(completed_by, str) and _USER_ID.fullmatch(completed_by.strip()):
+        return int(completed_by)
     return None
 
 
-def reviewer_name(completed_by: object, annotators: Mapping[int, str] | None = None) -> str | None:
+def user_email(completed_by: object, created_username: object = None) -> str | None:
+    """The annotator's email: a user object's ``email``, or a ``completed_by`` (JSON-MIN
+    ``annotator``) that is no user id, which Label Studio exports as the email; else the
+    email in the annotation's ``created_username`` (``"Ana Ng ana@example.com, 3"``, which
+    the JSON export writes beside a numeric ``completed_by``) when it is the same user's.
+    ``None`` when the export gives no email."""
+    email = completed_by.get("email") if isinstance(completed_by, dict) else completed_by
+    if isinstance(email, str) and email.strip() and user_id(email) is None:
+        return email.strip()
+    if isinstance(created_username, str):
+        named, _, number = created_username.rpartition(",")
+        words = named.split()
+        user = user_id(completed_by)
+        if (
+            words
+            and _EMAIL.fullmatch(words[-1])
+            and user is not None
+            and number.strip() == str(user)
+        ):
+            return words[-1]
+    return None
+
+
+def annotator_key(value: str) -> int | str | None:
+    """What ``--annotator`` names a Label Studio user by: a user id, or an email (compared in
+    lower case); ``None`` when ``value`` is neither."""
+    user = user_id(value)
+    if user is not None:
+        return user
+    value = value.strip()
+    return value.lower() if _EMAIL.fullmatch(value) else None
+
+
+def _named_by(annotators: Annotators, user: int | None, email: str | None) -> list[int | str]:
+    """The keys of ``annotators`` that name the user with id ``user`` and email ``email``."""
+    keys: list[int | str] = [] if user is None else [user]
+    if email is not None:
+        keys.append(email.lower())
+    return [key for key in keys if key in annotators]
+
+
+def reviewer_name(
+    completed_by: object, annotators: Annotators | None = None, created_username: object = None
+) -> str | None:
     """The reviewer's name for a Label Studio ``completed_by`` (or JSON-MIN ``annotator``).
 
-    A user whose id ``annotators`` names is signed with that name, however the export gives
-    the user. Otherwise an object (what some Label Studio versions export) gives its
-    ``email``, else its first and last name, else ``label-studio-user-<id>``; an email string
-    is kept as it is; a numeric user id is named ``label-studio-user-<id>``. ``None`` when
-    the value names nobody.
+    A user whose id or email ``annotators`` names is signed with that name, however the
+    export gives the user. Otherwise the user's email (``user_email``: a user object's, the
+    JSON-MIN email, the one in ``created_username``), else a user object's first and last
+    name, else ``label-studio-user-<id>``. ``None`` when the value names nobody.
     """
     user = user_id(completed_by)
-    if annotators is not None and user is not None and user in annotators:
-        return annotators[user]
+    email = user_email(completed_by, created_username)
+    named = _named_by(annotators or {}, user, email)
+    if annotators is not None and named:
+        return annotators[named[0]]
+    if email is not None:
+        return email
     if isinstance(completed_by, dict):
-        email = completed_by.get("email")
-        if isinstance(email, str) and email.strip():
-            return email.strip()
         names = [completed_by.get("first_name"), completed_by.get("last_name")]
         full = " ".join(name.strip() for name in names if isinstance(name, str) and name.strip())
         if full:
             return full
-        completed_by = completed_by.get("id")
-    if isinstance(completed_by, bool):
-        return None
-    if isinstance(completed_by, int):
-        return f"label-studio-user-{completed_by}"
-    if isinstance(completed_by, str) and completed_by.strip():
-        return completed_by.strip()
-    return None
+    return None if user is None else f"label-studio-user-{user}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,20 +325,26 @@ class LabelStudioAnnotation:
 
     ``record.source`` holds Label Studio's annotation id and user id (where the export gives
     them); ``at`` is where the annotation stands in the file (``task 3, annotation 1``);
-    ``named`` says the reviewer's name came from ``annotators`` rather than from the export;
-    ``dropped_grades`` counts the grades of a rejection that were left out.
+    ``named_by`` is the key of ``annotators`` (user id or email) the reviewer's name came
+    from, ``None`` when it came from the export; ``dropped_grades`` counts the grades of a
+    rejection that were left out.
     """
 
     record: ReviewRecord
     at: str
-    named: bool = False
+    named_by: int | str | None = None
     dropped_grades: int = 0
+
+    @property
+    def named(self) -> bool:
+        """Whether ``annotators`` named the reviewer."""
+        return self.named_by is not None
 
 
 def read_annotations(
     path: Path | str,
     *,
-    annotators: Mapping[int, str] | None = None,
+    annotators: Annotators | None = None,
     queue: Mapping[str, Collection[str]] | None = None,
 ) -> list[LabelStudioAnnotation]:
     """Every annotation of a Label Studio export (JSON or JSON-MIN) as a review.
@@ -320,7 +375,7 @@ def read_annotations(
 def import_annotations(
     path: Path | str,
     *,
-    annotators: Mapping[int, str] | None = None,
+    annotators: Annotators | None = None,
     queue: Mapping[str, Collection[str]] | None = None,
 ) -> list[ReviewRecord]:
     """The reviews ``read_annotations`` reads from a Label Studio export, in file order."""
@@ -369,7 +424,7 @@ class _ExportReader:
 
     file: Path
     problems: ProblemLog
-    annotators: Mapping[int, str]
+    annotators: Annotators
 
     def add(self, message: str, *, field: str | None = None, line: int | None = None) -> None:
         """Record one problem of the export."""
@@ -575,7 +630,8 @@ class _ExportReader:
         both under the ``keys`` of its export format. The signer, time and id are checked
         even when the values are unreadable, so every problem is named."""
         who = annotation.get(keys.signer)
-        reviewer = self._reviewer(who, f"{at}, {keys.signer}")
+        created_username = annotation.get("created_username")
+        reviewer, named_by = self._reviewer(annotation, keys.signer, at)
         reviewed_at = self._reviewed_at(annotation, at)
         label_id = annotation.get(keys.annotation_id)
         source_id = _id_text(label_id)
@@ -594,12 +650,10 @@ class _ExportReader:
             LABEL_STUDIO,
             annotation_id=source_id,
             user_id=None if user is None else str(user),
+            user_email=user_email(who, created_username),
         )
         return LabelStudioAnnotation(
-            replace(record, source=source),
-            at,
-            named=user is not None and user in self.annotators,
-            dropped_grades=dropped,
+            replace(record, source=source), at, named_by=named_by, dropped_grades=dropped
         )
 
     def _result_values(self, result: list[object], at: str) -> _Values | None:
@@ -634,15 +688,32 @@ class _ExportReader:
             values[name] = (f"{field}, from_name", f"{field}, value.{key}", list(strings))
         return None if self.problems.total > before else values
 
-    def _reviewer(self, completed_by: object, field: str) -> str | None:
-        name = reviewer_name(completed_by, self.annotators)
+    def _reviewer(
+        self, annotation: Mapping[str, object], key: str, at: str
+    ) -> tuple[str | None, int | str | None]:
+        """The name of the annotator ``annotation`` gives under ``key``, and the key of
+        ``annotators`` that named them (``None``: named by the export)."""
+        who = annotation.get(key)
+        field = f"{at}, {key}"
+        created_username = annotation.get("created_username")
+        name = reviewer_name(who, self.annotators, created_username)
         if name is None:
             self.add(
                 f"expected the annotator (a user id, an email or a user object), got "
-                f"{describe_value(completed_by)}",
+                f"{describe_value(who)}",
                 field=field,
             )
-        return name
+            return None, None
+        named = _named_by(self.annotators, user_id(who), user_email(who, created_username))
+        if len(named) > 1 and self.annotators[named[0]] != self.annotators[named[1]]:
+            self.add(
+                f"--annotator {named[0]}={self.annotators[named[0]]} and --annotator "
+                f"{named[1]}={self.annotators[named[1]]} name the same Label Studio user; "
+                "give one name",
+                field=field,
+            )
+            return None, None
+        return name, named[0] if named else None
 
     def _reviewed_at(self, annotation: Mapping[str, object], at: str) -> datetime | None:
         key = "updated_at" if annotation.get("updated_at") is not None else "created_at"

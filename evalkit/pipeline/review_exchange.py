@@ -7,8 +7,9 @@ transaction. An annotation imported before (same item, Label Studio annotation i
 for reviews imported without that id, same item and time) is not saved twice,
 whatever export format or ``--annotator`` name it comes with, and an annotation repeated in
 one export is saved once, so importing a newer export of the same project adds only what is
-new. A Label Studio user keeps the name their annotations were first imported under: one
-person never counts as two reviewers of an item.
+new. A Label Studio user keeps the name their annotations were first imported under, known
+by their user id (the JSON export's) or their email (JSON-MIN's): one person never counts as
+two reviewers of an item.
 """
 
 from __future__ import annotations
@@ -23,14 +24,21 @@ from evalkit.clock import naive_utc
 from evalkit.errors import InputError, NotFoundError
 from evalkit.goldset.label_studio import (
     LABEL_STUDIO,
+    Annotators,
     LabelStudioAnnotation,
     export_tasks,
     labeling_config,
     read_annotations,
 )
-from evalkit.records.review import ReviewRecord
+from evalkit.records.review import ReviewRecord, ReviewSource
 from evalkit.store.access import WriterAccess
-from evalkit.store.review import add_reviews, imported_signers, item_reviews, list_items
+from evalkit.store.review import (
+    ImportedSigners,
+    add_reviews,
+    imported_signers,
+    item_reviews,
+    list_items,
+)
 
 __all__ = [
     "LabelStudioExport",
@@ -140,40 +148,82 @@ def _signed_without_annotation_id(
     return {key: name for key, name in signed.items() if name is not None}
 
 
+def _identities(source: ReviewSource | None) -> list[tuple[str, str]]:
+    """What names a Label Studio user: their user id and their email (in lower case)."""
+    if source is None:
+        return []
+    keys = [] if source.user_id is None else [("user", source.user_id)]
+    if source.user_email is not None:
+        keys.append(("email", source.user_email.lower()))
+    return keys
+
+
+def _earlier_name(
+    record: ReviewRecord,
+    annotation_names: Mapping[tuple[str, str], str],
+    time_names: Mapping[tuple[str, datetime], str],
+) -> str | None:
+    """The name ``record``'s annotation was imported under before: by its Label Studio
+    annotation id, else (for reviews imported without that id) by its item and time."""
+    source = record.source
+    if source is None:
+        return None
+    earlier = None
+    if source.annotation_id is not None:
+        earlier = annotation_names.get((record.item_id, source.annotation_id))
+    if earlier is None:
+        earlier = time_names.get((record.item_id, naive_utc(record.reviewed_at)))
+    return earlier
+
+
 def _signed_as_before(
     annotations: Sequence[LabelStudioAnnotation],
     stored: Sequence[ReviewRecord],
-    signers: Mapping[str, str],
+    signers: ImportedSigners,
     path: Path | str,
 ) -> list[ReviewRecord]:
     """The annotations' reviews, each signed with the name its annotation (else its Label
-    Studio user, ``signers``) was imported under before, so that one person is one reviewer.
-    An ``--annotator`` name that differs from that earlier name raises ``InputError``."""
-    earlier_names = {
+    Studio user, by user id or email: ``signers``) was imported under before, so that one
+    person is one reviewer. A user whose annotation this export holds again is known by the
+    id and the email the export gives: their new annotations take that name too. An
+    ``--annotator`` name that differs from the earlier name raises ``InputError``."""
+    annotation_names = {
         (review.item_id, review.source.annotation_id): review.reviewer
         for review in stored
         if review.source is not None
         and review.source.tool == LABEL_STUDIO
         and review.source.annotation_id is not None
     }
-    earlier_at = _signed_without_annotation_id(stored)
+    time_names = _signed_without_annotation_id(stored)
+    known: dict[tuple[str, str], str] = {
+        **{("user", user): name for user, name in signers.by_user.items()},
+        **{("email", email): name for email, name in signers.by_email.items()},
+        # An email a review gave with a user id is that user's: a store that signed one
+        # person twice before it kept emails (migration 25) signs them with the id's name.
+        **{
+            ("email", email): signers.by_user[user]
+            for email, user in signers.user_of.items()
+            if user in signers.by_user
+        },
+    }
+    # Linked through an annotation imported before: JSON-MIN gives the email of a user whom
+    # the JSON export named by id, and the other way round.
+    for annotation in annotations:
+        earlier = _earlier_name(annotation.record, annotation_names, time_names)
+        if earlier is not None:
+            for key in _identities(annotation.record.source):
+                known.setdefault(key, earlier)
     records: list[ReviewRecord] = []
-    conflicts: dict[str, InputError] = {}
+    conflicts: dict[int | str, InputError] = {}
     for annotation in annotations:
         record = annotation.record
-        source = record.source
-        earlier = None
-        if source is not None:
-            if source.annotation_id is not None:
-                earlier = earlier_names.get((record.item_id, source.annotation_id))
-            if earlier is None:
-                earlier = earlier_at.get((record.item_id, naive_utc(record.reviewed_at)))
-            if earlier is None and source.user_id is not None:
-                earlier = signers.get(source.user_id)
+        earlier = _earlier_name(record, annotation_names, time_names)
+        if earlier is None:
+            earlier = next((known[key] for key in _identities(record.source) if key in known), None)
         if earlier is None or earlier == record.reviewer:
             records.append(record)
-        elif annotation.named and source is not None and source.user_id is not None:
-            user = source.user_id
+        elif annotation.named_by is not None:
+            user = annotation.named_by
             conflicts.setdefault(
                 user,
                 InputError(
@@ -230,10 +280,11 @@ def _sort_out(records: Sequence[ReviewRecord], stored: Sequence[ReviewRecord]) -
 
 
 def import_label_studio(
-    access: WriterAccess, path: Path | str, *, annotators: Mapping[int, str] | None = None
+    access: WriterAccess, path: Path | str, *, annotators: Annotators | None = None
 ) -> LabelStudioImport:
     """Save every annotation of the Label Studio export at ``path`` as a review, signed by its
-    annotator (``annotators`` names Label Studio user ids). A malformed export, or one naming
+    annotator (``annotators`` names Label Studio users by id or email). A malformed export, or
+    one naming
     an item or document the queue does not hold, raises ``InputError`` listing each problem
     at its task and annotation, and nothing is saved. Annotations of items published since
     the export are counted, not saved: they could no longer change the goldset.

@@ -80,14 +80,16 @@ class ReviewItem:
 
 @dataclass(frozen=True, slots=True)
 class ReviewSource:
-    """Where an imported review came from: the annotation tool (``label-studio``), and that
-    tool's own id of the annotation and of its annotator (``None`` when the export does not
-    give it). Two imports of one annotation carry the same ids whatever name it is signed
-    with."""
+    """Where an imported review came from: the annotation tool (``label-studio``), that
+    tool's own id of the annotation, and its annotator's user id and email (each ``None``
+    when the export does not give it: Label Studio's JSON export names a user by id, its
+    JSON-MIN export by email). Two imports of one annotation carry the same ids whatever
+    name it is signed with."""
 
     tool: str
     annotation_id: str | None = None
     user_id: str | None = None
+    user_email: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

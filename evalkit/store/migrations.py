@@ -780,6 +780,15 @@ _M24_MODEL_CANARIES = """
 ALTER TABLE runs ADD COLUMN model_canaries BLOB;
 ALTER TABLE traffic_window_summaries ADD COLUMN embedding_canaries BLOB;
 """
+# Label Studio's JSON export names an annotator by user id, its JSON-MIN export by email:
+# a review keeps the email too, so that either names the same reviewer. Reviews imported
+# before under an email (JSON-MIN, or a user object) get it back.
+_M25_REVIEW_SOURCE_EMAILS = """
+ALTER TABLE reviews ADD COLUMN source_user_email VARCHAR;
+UPDATE reviews
+SET source_user_email = reviewer
+WHERE source_tool = 'label-studio' AND regexp_full_match(reviewer, '[^@\\s]+@[^@\\s]+');
+"""
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "goldsets_runs_metrics", _M01_GOLDSETS_RUNS_METRICS),
@@ -806,4 +815,5 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(22, "goldset_current_since", _M22_GOLDSET_CURRENT_SINCE),
     Migration(23, "review_sources_backfill", _M23_REVIEW_SOURCES_BACKFILL),
     Migration(24, "model_canaries", _M24_MODEL_CANARIES),
+    Migration(25, "review_source_emails", _M25_REVIEW_SOURCE_EMAILS),
 )

@@ -53,6 +53,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ITEM_STATUSES",
     "AssessorGrade",
+    "ImportedSigners",
     "Publication",
     "QueueCounts",
     "QueuedItem",
@@ -443,13 +444,14 @@ def _review(row: Sequence[Any]) -> ReviewRecord:
         reviewed_at=row[4],
         question=row[5],
         note=row[6],
-        source=None if row[7] is None else ReviewSource(row[7], row[8], row[9]),
+        source=None if row[7] is None else ReviewSource(row[7], row[8], row[9], row[10]),
     )
 
 
 _REVIEW_SELECT = (
     "SELECT r.item_id, r.reviewer, r.verdict, r.grades, r.reviewed_at, r.question, r.note,"
-    " r.source_tool, r.source_annotation_id, r.source_user_id FROM reviews r"
+    " r.source_tool, r.source_annotation_id, r.source_user_id, r.source_user_email"
+    " FROM reviews r"
 )
 
 
@@ -472,15 +474,36 @@ def item_reviews(
     return reviews
 
 
-def imported_signers(store: Store, tool: str) -> dict[str, str]:
-    """The name each annotator of the annotation tool ``tool`` (by that tool's user id) was
-    signed with when their annotations were first imported."""
+@dataclass(frozen=True, slots=True)
+class ImportedSigners:
+    """The name each annotator of an annotation tool was signed with when their annotations
+    were first imported: by that tool's user id, and by their email (in lower case); and the
+    user id of each email that a review gives both of (``user_of``)."""
+
+    by_user: Mapping[str, str]
+    by_email: Mapping[str, str]
+    user_of: Mapping[str, str]
+
+
+def imported_signers(store: Store, tool: str) -> ImportedSigners:
+    """The names the annotators of the annotation tool ``tool`` were first signed with."""
     rows = store.fetch(
-        "SELECT source_user_id, arg_min(reviewer, (reviewed_at, review_id)) FROM reviews"
-        " WHERE source_tool = ? AND source_user_id IS NOT NULL GROUP BY source_user_id",
-        [tool],
+        "SELECT 'user', source_user_id, arg_min(reviewer, (reviewed_at, review_id))"
+        " FROM reviews WHERE source_tool = ? AND source_user_id IS NOT NULL"
+        " GROUP BY source_user_id"
+        " UNION ALL SELECT 'email', lower(source_user_email),"
+        " arg_min(reviewer, (reviewed_at, review_id))"
+        " FROM reviews WHERE source_tool = ? AND source_user_email IS NOT NULL"
+        " GROUP BY lower(source_user_email)"
+        " UNION ALL SELECT 'link', lower(source_user_email), arg_max(source_user_id, reviewed_at)"
+        " FROM reviews WHERE source_tool = ? AND source_user_email IS NOT NULL"
+        " AND source_user_id IS NOT NULL GROUP BY lower(source_user_email)",
+        [tool, tool, tool],
     )
-    return {str(row[0]): str(row[1]) for row in rows}
+    by_kind: dict[str, dict[str, str]] = {"user": {}, "email": {}, "link": {}}
+    for kind, key, value in rows:
+        by_kind[kind][str(key)] = str(value)
+    return ImportedSigners(by_kind["user"], by_kind["email"], by_kind["link"])
 
 
 def add_review(store: Store, record: ReviewRecord) -> str:
@@ -517,8 +540,8 @@ def _insert_review(
         raise NotFoundError(f"no review item {record.item_id!r} in {store.path}")
     con.execute(
         "INSERT INTO reviews (review_id, item_id, reviewer, reviewed_at, verdict, grades,"
-        " question, note, source_tool, source_annotation_id, source_user_id)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " question, note, source_tool, source_annotation_id, source_user_id, source_user_email)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             review_id,
             record.item_id,
@@ -529,9 +552,14 @@ def _insert_review(
             record.question,
             record.note,
             *(
-                (None, None, None)
+                (None, None, None, None)
                 if record.source is None
-                else (record.source.tool, record.source.annotation_id, record.source.user_id)
+                else (
+                    record.source.tool,
+                    record.source.annotation_id,
+                    record.source.user_id,
+                    record.source.user_email,
+                )
             ),
         ],
     )
