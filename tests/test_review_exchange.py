@@ -557,3 +557,27 @@ def test_a_person_signed_twice_before_migration_25_takes_one_name_from_then_on(
     assert invoke(["review", "import", _export(tmp_path, "min.json", as_min)]) == 0
     assert _reviewers(store_path, items[1]) == ["label-studio-user-3"]
     assert _reviewers(store_path, items[2]) == ["label-studio-user-3"]
+
+
+def test_an_annotator_option_that_names_nobody_in_the_export_is_told(
+    evalkit_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A mistyped --annotator (user 5 for ben, who is user 4) was ignored without a word: ben's
+    annotations were saved as label-studio-user-4, a name that --annotator 4=ben is refused
+    for from then on."""
+    tasks = _queued_tasks(tmp_path)
+    task = _graded_by_user_4(tasks[0], updated_at="2026-11-26T10:00:00Z")
+    export = _export(tmp_path, "p.json", [task])
+    capsys.readouterr()
+    assert invoke(["review", "import", export, "--annotator", "5=ben", "-o", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["unmatched_annotators"] == ["5=ben"]
+
+    as_min = [_min_record(tasks[1], 42, "ana@x.org", "2026-11-26T10:00:00Z")]
+    both = ["--annotator", "5=ben", "--annotator", "ann@x.org=ana", "--annotator", "4=ben"]
+    assert invoke(["review", "import", _export(tmp_path, "min.json", as_min), *both]) == 0
+    out, err = capsys.readouterr()
+    assert "1 reviews saved on 1 items by ana@x.org;" in out
+    assert (
+        "--annotator 5=ben, ann@x.org=ana, 4=ben: no annotation of this export is by those "
+        "users (its annotators: ana@x.org); check the user id or email in Label Studio."
+    ) in " ".join(err.split())

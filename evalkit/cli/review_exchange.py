@@ -133,6 +133,14 @@ def import_reviews(
         f"{repeated} (from {imported.source})",
         markup=False,
     )
+    if imported.unmatched:
+        whom = "that Label Studio user" if len(imported.unmatched) == 1 else "those users"
+        say(
+            f"--annotator {', '.join(imported.unmatched)}: no annotation of this export is by "
+            f"{whom} (its annotators: {', '.join(imported.users) or 'none'}); "
+            "check the user id or email in Label Studio. Users --annotator does not name "
+            "are signed by email, else label-studio-user-ID"
+        )
     if imported.grades_dropped:
         say(
             f"{imported.grades_dropped} grades of rejected items were left out: a rejection "

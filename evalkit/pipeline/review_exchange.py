@@ -89,7 +89,8 @@ class LabelStudioImport:
     than once (saved once), ``on_published`` annotations not imported before of items already
     published (a review of those would change nothing, so none is saved), and
     ``grades_dropped`` grades of the rejections saved that were left out (a rejection takes
-    no grades)."""
+    no grades); ``unmatched``: the ``--annotator`` options (``ID=NAME``, ``EMAIL=NAME``) that
+    name no annotator of the export, and ``users``: the Label Studio users it holds."""
 
     source: str
     saved: int
@@ -99,6 +100,8 @@ class LabelStudioImport:
     on_published: int = 0
     repeated: int = 0
     grades_dropped: int = 0
+    unmatched: tuple[str, ...] = ()
+    users: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -111,7 +114,25 @@ class LabelStudioImport:
             "reviewers": list(self.reviewers),
             "skipped_published": self.on_published,
             "grades_dropped_from_rejections": self.grades_dropped,
+            "unmatched_annotators": list(self.unmatched),
         }
+
+
+def _export_users(annotations: Sequence[LabelStudioAnnotation]) -> dict[int | str, str]:
+    """Each Label Studio user the annotations are by, under every key ``--annotator`` may
+    name them with (user id, email in lower case), as the user is shown: ``3 (ana@x.org)``."""
+    users: dict[int | str, str] = {}
+    for annotation in annotations:
+        source = annotation.record.source
+        if source is None:
+            continue
+        user, email = source.user_id, source.user_email
+        shown = f"{user} ({email})" if user and email else (user or email or "")
+        if source.user_id is not None:
+            users[int(source.user_id)] = shown
+        if source.user_email is not None:
+            users[source.user_email.lower()] = shown
+    return users
 
 
 def _review_key(record: ReviewRecord) -> tuple[str, str, datetime]:
@@ -284,10 +305,11 @@ def import_label_studio(
 ) -> LabelStudioImport:
     """Save every annotation of the Label Studio export at ``path`` as a review, signed by its
     annotator (``annotators`` names Label Studio users by id or email). A malformed export, or
-    one naming
-    an item or document the queue does not hold, raises ``InputError`` listing each problem
-    at its task and annotation, and nothing is saved. Annotations of items published since
-    the export are counted, not saved: they could no longer change the goldset.
+    one naming an item or document the queue does not hold, raises ``InputError`` listing
+    each problem at its task and annotation, and nothing is saved. Annotations of items
+    published since the export are counted, not saved: they could no longer change the
+    goldset. An ``annotators`` user no annotation of the export is by (a mistyped id or
+    email) is told in ``unmatched``, with the users the export does hold.
 
     A Label Studio user imported before keeps the name they were first signed with (an
     ``annotators`` name that differs raises ``InputError``); an annotation imported before,
@@ -299,6 +321,8 @@ def import_label_studio(
             for entry in listed
         }
         published = {entry.item.item_id for entry in listed if entry.status == "published"}
+        read = read_annotations(path, annotators=annotators, queue=queue)
+        users = _export_users(read)
         annotations = [
             replace(
                 annotation,
@@ -306,7 +330,7 @@ def import_label_studio(
                     annotation.record, reviewed_at=naive_utc(annotation.record.reviewed_at)
                 ),
             )
-            for annotation in read_annotations(path, annotators=annotators, queue=queue)
+            for annotation in read
         ]
         ids = sorted({annotation.record.item_id for annotation in annotations})
         stored = [
@@ -334,4 +358,8 @@ def import_label_studio(
         on_published=len(result.fresh) - len(fresh),
         repeated=result.repeated,
         grades_dropped=dropped,
+        unmatched=tuple(
+            f"{key}={name}" for key, name in (annotators or {}).items() if key not in users
+        ),
+        users=tuple(sorted(set(users.values()))),
     )
