@@ -576,6 +576,36 @@ def test_a_malformed_annotation_is_named_and_nothing_is_returned(
     assert "Nothing was imported" in str(caught.value)
 
 
+def test_an_annotation_that_does_not_say_who_made_it_is_named_as_missing(
+    tmp_path: Path,
+) -> None:
+    """An annotation without `completed_by` (JSON-MIN: `annotator`) was said to hold null."""
+    exported = label_studio_export()
+    del exported[0]["annotations"][0]["completed_by"]  # type: ignore[index]
+    minimal = copy.deepcopy(JSON_MIN_EXPORT)
+    del minimal[1]["annotator"]
+    exported[0]["annotations"][1]["completed_by"] = ""  # type: ignore[index]
+
+    for export, missing, empty in (
+        (exported, "task 1, annotation 1, completed_by", "task 1, annotation 2, completed_by"),
+        (minimal, "task 2 (JSON-MIN), annotator", None),
+    ):
+        with pytest.raises(InputError) as caught:
+            import_annotations(write(tmp_path, export))
+        where = f"{tmp_path / 'export.json'} field"
+        key = missing.rpartition(", ")[2]
+        expected = [
+            f"{where} '{missing}': missing: the annotation does not say who made it ('{key}': "
+            "a Label Studio user id, an email or a user object)"
+        ]
+        if empty is not None:
+            expected.append(
+                f"{where} '{empty}': expected the annotator (a user id, an email or a user "
+                'object), got a string ("")'
+            )
+        assert [str(problem) for problem in caught.value.problems] == expected
+
+
 def test_every_problem_is_listed_in_one_error(tmp_path: Path) -> None:
     exported = broken_export("grade out of range")
     exported[0]["annotations"][1]["completed_by"] = None  # type: ignore[index]

@@ -695,6 +695,13 @@ class _ExportReader:
         ``annotators`` that named them (``None``: named by the export)."""
         who = annotation.get(key)
         field = f"{at}, {key}"
+        if key not in annotation:
+            self.add(
+                f"missing: the annotation does not say who made it ('{key}': a Label Studio "
+                "user id, an email or a user object)",
+                field=field,
+            )
+            return None, None
         created_username = annotation.get("created_username")
         name = reviewer_name(who, self.annotators, created_username)
         if name is None:
