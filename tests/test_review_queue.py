@@ -320,38 +320,37 @@ def test_a_query_whose_text_another_query_comes_to_share_keeps_its_item(
         assert len(list_items(store, goldset="g")) == 2
 
 
+def promote_records(
+    store: Store, log: Path, draft: Path, *, n: int, extra: list[dict[str, Any]] | None = None
+) -> None:
+    """Log the RECORDS of window 2026-11-21 (and ``extra`` lines), ingest, sample and replay
+    them, and promote ``n`` of them to ``draft`` with their top 2 results."""
+    lines = [
+        {"query_id": query_id, "timestamp": "2026-11-21T08:00:00Z", "text": text,
+         "tenant": tenant, "results": logged}
+        for query_id, text, tenant, logged in RECORDS
+    ]  # fmt: skip
+    write_lines(log, lines + (extra or []))
+    ingest_paths(store, [log])
+    sample = sample_window(store, SampleSpec(window=parse_window("2026-11-21"), n=20, seed=0))
+    replay_traffic_window(
+        store, sample.sample_id, TableRetriever(ANSWERS), TrafficReplayRequest(k=2, answers=False)
+    )
+    promote_window(store, "2026-11-21", draft, n=n, top=2)
+
+
 def test_a_promoted_traffic_draft_is_queued_with_the_retrievers_doubt_and_the_traffic_volume(
     tmp_path: Path,
 ) -> None:
-    log = tmp_path / "traffic.jsonl"
-    lines = [
-        {
-            "query_id": query_id,
-            "timestamp": "2026-11-21T08:00:00Z",
-            "text": text,
-            "tenant": tenant,
-            "results": logged,
-        }
-        for query_id, text, tenant, logged in RECORDS
-    ]
     # "unsure" was asked four more times that day.
-    lines += [
+    again = [
         {"query_id": f"again{n}", "timestamp": "2026-11-21T09:00:00Z", "text": "unsure",
          "tenant": "a"}
         for n in range(4)
     ]  # fmt: skip
-    write_lines(log, lines)
     draft = tmp_path / "draft"
     with Store.open(tmp_path / "evalkit.duckdb") as store:
-        ingest_paths(store, [log])
-        sample = sample_window(store, SampleSpec(window=parse_window("2026-11-21"), n=20, seed=0))
-        replay_traffic_window(
-            store,
-            sample.sample_id,
-            TableRetriever(ANSWERS),
-            TrafficReplayRequest(k=2, answers=False),
-        )
-        promote_window(store, "2026-11-21", draft, n=3, top=2)
+        promote_records(store, tmp_path / "traffic.jsonl", draft, n=3, extra=again)
         candidates = {
             line["query_id"]: line
             for line in map(json.loads, (draft / "candidates.jsonl").read_text().splitlines())
@@ -902,6 +901,197 @@ def test_publish_makes_a_new_version_merged_with_the_current_one(tmp_path: Path)
     with Store.open(tmp_path / "evalkit.duckdb") as store:
         nothing = publish_goldset(store, "tay")
     assert nothing.publication is None
+
+
+def hand_draft(folder: Path, queries: list[tuple[str, str, str | None, list[str]]]) -> Path:
+    """A promoted traffic draft written by hand: (id, text, tenant, documents to grade)."""
+    folder.mkdir(parents=True)
+    write_lines(
+        folder / "queries.jsonl",
+        [
+            {"id": query_id, "text": text, "tenant": tenant, "tags": ["traffic"]}
+            for query_id, text, tenant, _ in queries
+        ],
+    )
+    write_lines(
+        folder / "judgments.jsonl",
+        [
+            {"query_id": query_id, "doc_id": doc_id, "relevance": None}
+            for query_id, _, _, documents in queries
+            for doc_id in documents
+        ],
+    )
+    return folder
+
+
+def test_a_promoted_query_the_goldset_asks_already_is_merged_not_added(tmp_path: Path) -> None:
+    """Production asked "unsure" again, and tenant a's goldset asks "Unsure": published, the
+    promoted query was a second copy of the question, counted twice in every mean with its
+    judgments split between the two. Its grades go into the goldset's query instead."""
+    draft = tmp_path / "draft"
+    with Store.open(tmp_path / "evalkit.duckdb") as store:
+        save_goldset(
+            store,
+            Goldset.build(
+                "support",
+                # Tenant b asks "sure thing": tenant a's is another question (other documents).
+                [Query("s1", "Unsure", tenant="a"), Query("s2", "sure thing", tenant="b")],
+                [Judgment("s1", "d5", 0), Judgment("s1", "d9", 2), Judgment("s2", "b1", 1)],
+            ),
+        )
+        promote_records(store, tmp_path / "traffic.jsonl", draft, n=5)
+        queued = ingest_draft(store, draft, goldset="support")
+        ids = items_by_query(store, "support")
+        review(store, ids["q3"], "ann", {"d5": 2, "d6": 1})
+        review(store, ids["q1"], "ann", {"d1": 3})
+        outcome = publish_goldset(store, "support")
+        published = load_stored_goldset(store, "support")
+        # Queued again, q3's item is published (merged) already: nothing to warn of.
+        again = ingest_draft(store, draft, goldset="support")
+    assert again.already_asked == ()
+    assert [(q.id, q.text, q.tenant) for q in published.queries] == [
+        ("s1", "Unsure", "a"),
+        ("s2", "sure thing", "b"),
+        ("q1", "sure thing", "a"),
+    ]
+    assert {(j.query_id, j.doc_id): j.relevance for j in published.judgments} == {
+        ("s1", "d5"): 2,  # the reviewed grade replaces the goldset's, and says so below
+        ("s1", "d6"): 1,
+        ("s1", "d9"): 2,
+        ("s2", "b1"): 1,
+        ("q1", "d1"): 3,
+    }
+    assert queued.already_asked == (("q3", "s1"),)
+    publication = outcome.publication
+    assert publication is not None
+    assert (publication.n_items, publication.n_queries_added) == (2, 1)
+    assert (publication.n_judgments_added, publication.n_judgments_changed) == (2, 1)
+    assert outcome.to_dict()["merged"] == [
+        {
+            "item_id": ids["q3"],
+            "query_id": "q3",
+            "into": "s1",
+            "replaced": [{"doc_id": "d5", "before": 0, "after": 2}],
+        }
+    ]
+    assert outcome.merged_summary() == (
+        "1 reviewed query already in the goldset (same tenant, same text up to case and "
+        "spacing), merged instead of added: q3 into s1; reviewed grades replaced the "
+        "goldset's: s1 d5 0 -> 2"
+    )
+
+
+def test_items_asking_one_new_question_publish_one_query_or_name_their_conflict(
+    tmp_path: Path,
+) -> None:
+    """Two windows promoted "Where is the Tay bridge?" with other spacing and case: two items,
+    which published as two queries. They make one query now, with the grades of both; grades
+    that disagree refuse the publish, naming both items and the document."""
+    first = hand_draft(tmp_path / "nov21", [("w1", "Where is the Tay bridge?", None, ["tay-0"])])
+    second = hand_draft(
+        tmp_path / "nov22", [("w2", "where is the  TAY bridge? ", None, ["tay-0", "tay-1"])]
+    )
+    with Store.open(tmp_path / "evalkit.duckdb") as store:
+        save_goldset(
+            store,
+            Goldset.build("tay", [Query("q1", "When did it fall?")], [Judgment("q1", "tay-1", 2)]),
+        )
+        before = load_stored_goldset(store, "tay").version
+        ingest_draft(store, first, goldset="tay")
+        ingest_draft(store, second, goldset="tay")
+        ids = items_by_query(store, "tay")
+        review(store, ids["w1"], "ann", {"tay-0": 3})
+        review(store, ids["w2"], "bob", {"tay-0": 1, "tay-1": 0})
+        with pytest.raises(GoldsetError) as refused:
+            publish_goldset(store, "tay")
+        assert load_stored_goldset(store, "tay").version == before
+        review(store, ids["w2"], "bob", {"tay-0": 3, "tay-1": 0})
+        outcome = publish_goldset(store, "tay")
+        published = load_stored_goldset(store, "tay")
+    assert str(refused.value) == (
+        "cannot publish, 1 conflict(s):\n"
+        f"  field 'grade': items {ids['w1']} (query 'w1') and {ids['w2']} (query 'w2') both "
+        "publish into query 'w1' and grade document 'tay-0' 3 and 1; review one of them again "
+        "with the other's grade, or reject one"
+    )
+    assert [(q.id, q.text) for q in published.queries] == [
+        ("q1", "When did it fall?"),
+        ("w1", "Where is the Tay bridge?"),
+    ]
+    assert {(j.query_id, j.doc_id): j.relevance for j in published.judgments} == {
+        ("q1", "tay-1"): 2,
+        ("w1", "tay-0"): 3,
+        ("w1", "tay-1"): 0,
+    }
+    assert outcome.to_dict()["merged"] == [
+        {"item_id": ids["w2"], "query_id": "w2", "into": "w1", "replaced": []}
+    ]
+
+
+def test_an_item_asking_what_several_goldset_queries_ask_is_refused(tmp_path: Path) -> None:
+    """A goldset imported with a question asked twice (SciFact has four): which of the two a
+    promoted copy's grades belong to is no guess to make."""
+    draft = hand_draft(tmp_path / "draft", [("t1", "what is known about subject 1", None, ["C"])])
+    with Store.open(tmp_path / "evalkit.duckdb") as store:
+        save_goldset(
+            store,
+            Goldset.build(
+                "twice",
+                [
+                    Query("a", "What is known about subject 1"),
+                    Query("b", "What is known about subject 1"),
+                ],
+                [Judgment("a", "A", 1), Judgment("b", "B", 1)],
+            ),
+        )
+        ingest_draft(store, draft, goldset="twice")
+        item = items_by_query(store, "twice")["t1"]
+        review(store, item, "ann", {"C": 2})
+        with pytest.raises(GoldsetError) as refused:
+            publish_goldset(store, "twice")
+        assert len(list_goldsets(store, "twice")) == 1
+    assert str(refused.value) == (
+        "cannot publish, 1 conflict(s):\n"
+        f"  field 'query_id': item {item} (query 't1': 'what is known about subject 1') asks what "
+        "queries 'a', 'b' of the goldset ask already; reject it (`evalkit review grade ITEM "
+        "--reject`) and grade those queries' documents in an imported version"
+    )
+
+
+def test_review_add_and_publish_say_which_queries_the_goldset_asks_already(
+    evalkit_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    draft = hand_draft(
+        tmp_path / "draft",
+        [("t1", "how do i reset my password", "acme", ["kb-1"]), ("t2", "new", "acme", ["kb-2"])],
+    )
+    with Store.open(evalkit_home / "evalkit.duckdb") as store:
+        save_goldset(
+            store,
+            Goldset.build(
+                "support",
+                [Query("p1", "How do I reset my password", tenant="acme")],
+                [Judgment("p1", "kb-1", 1)],
+            ),
+        )
+    assert invoke(["review", "add", str(draft), "--goldset", "support"]) == 0
+    assert " ".join(capsys.readouterr().err.split()) == (
+        "1 draft query already in goldset support (same tenant, same text up to case and "
+        "spacing): t1 (p1); once accepted, `evalkit goldset publish` merges their grades "
+        "into those queries instead of adding them again"
+    )
+    with Store.open(evalkit_home / "evalkit.duckdb") as store:
+        ids = items_by_query(store, "support")
+        review(store, ids["t1"], "ann", {"kb-1": 3})
+        review(store, ids["t2"], "ann", {"kb-2": 2})
+    assert invoke(["goldset", "publish", "support"]) == 0
+    said = " ".join(capsys.readouterr().out.split())
+    assert said.endswith(
+        "from 2 reviewed items: 1 queries added, 0 edited, 1 judgments added, 1 changed "
+        "1 reviewed query already in the goldset (same tenant, same text up to case and "
+        "spacing), merged instead of added: t1 into p1; reviewed grades replaced the "
+        "goldset's: p1 kb-1 1 -> 3"
+    )
 
 
 PUBLISH_KILLED = textwrap.dedent(

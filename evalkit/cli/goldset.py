@@ -15,6 +15,7 @@ from evalkit.cli._output import (
     console,
     emit_json,
     err_console,
+    print_text,
     say,
     table,
 )
@@ -415,3 +416,5 @@ def publish(
         f"added, {publication.n_judgments_changed} changed{waiting}",
         markup=False,
     )
+    if outcome.merged:
+        print_text(outcome.merged_summary())

@@ -26,6 +26,7 @@ from evalkit.cli._output import (
     emit_json,
     key_values,
     print_listing,
+    say,
     table,
 )
 from evalkit.cli._store import CommandStore
@@ -100,6 +101,16 @@ def add(
         f"{counts.added} items queued, {counts.updated} updated, {counts.kept} already "
         f"queued and kept (from {outcome.source})",
     )
+    if outcome.already_asked and output is not OutputFormat.json:
+        pairs = ", ".join(f"{query} ({asked})" for query, asked in outcome.already_asked[:5])
+        more = ", ..." if len(outcome.already_asked) > 5 else ""
+        n = len(outcome.already_asked)
+        say(
+            f"{n} draft quer{'y' if n == 1 else 'ies'} already in goldset {outcome.goldset} "
+            f"(same tenant, same text up to case and spacing): {pairs}{more}; once accepted, "
+            "`evalkit goldset publish` merges their grades into those queries instead of "
+            "adding them again"
+        )
 
 
 @review_app.command("disagreements")

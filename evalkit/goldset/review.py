@@ -23,11 +23,12 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from evalkit.records import Query
+from evalkit.records import Query, dedup_text
 from evalkit.records.review import ReviewOrigin, ReviewRecord, Verdict
 
 __all__ = [
     "CombinedReview",
+    "asked_as",
     "combine_reviews",
     "latest_per_reviewer",
     "lower_median",
@@ -61,6 +62,13 @@ def review_item_id(
         key.append({"tenant": tenant})
     payload = json.dumps(key, ensure_ascii=False)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
+
+
+def asked_as(query: Query, text: str | None = None) -> tuple[str | None, str]:
+    """What makes two queries of a goldset the same question: the same tenant and the same
+    text up to case and whitespace (``dedup_text``, the form under which traffic counts a
+    window's distinct queries). ``text`` stands for the query's own (a reviewer's rewording)."""
+    return (query.tenant, dedup_text(query.text if text is None else text))
 
 
 def shared_texts(queries: Iterable[Query]) -> frozenset[str]:

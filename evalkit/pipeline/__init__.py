@@ -102,6 +102,7 @@ if TYPE_CHECKING:
         import_label_studio,
     )
     from evalkit.pipeline.review_publish import (
+        MergedQuery,
         PublishOutcome,
         ReviewerAgreement,
         publish_goldset,
@@ -159,6 +160,7 @@ __all__ = [
     "JudgingPlan",
     "LabelStudioExport",
     "LabelStudioImport",
+    "MergedQuery",
     "PointResult",
     "PublishOutcome",
     "QueueOutcome",
@@ -270,6 +272,7 @@ __getattr__ = lazy_attributes(
         "LabelStudioExport": "evalkit.pipeline.review_exchange",
         "LabelStudioImport": "evalkit.pipeline.review_exchange",
         "PointResult": "evalkit.pipeline.sweep",
+        "MergedQuery": "evalkit.pipeline.review_publish",
         "PublishOutcome": "evalkit.pipeline.review_publish",
         "QueueOutcome": "evalkit.pipeline.review",
         "RemapOutcome": "evalkit.pipeline.goldset_remap",

@@ -36,7 +36,7 @@ from evalkit.clock import utc_now
 from evalkit.errors import GoldsetError, InputError
 from evalkit.goldset.drafts import Draft, DraftQuery, read_draft
 from evalkit.goldset.model import Goldset, check_goldset_name, unknown_documents
-from evalkit.goldset.review import review_item_id, shared_texts
+from evalkit.goldset.review import asked_as, review_item_id, shared_texts
 from evalkit.pipeline.judge_pool import DocumentTexts
 from evalkit.records import Query
 from evalkit.records.review import (
@@ -96,12 +96,15 @@ def review_priority(signal: float | None, volume: int) -> float:
 
 @dataclass(frozen=True, slots=True)
 class QueueOutcome:
-    """What queueing did: the goldset, the items offered and what became of them."""
+    """What queueing did: the goldset, the items offered and what became of them, and the
+    draft queries the goldset asks already under another id (``already_asked``: draft query
+    id, goldset query id), which ``evalkit goldset publish`` merges into that query."""
 
     goldset: str
     item_ids: tuple[str, ...]
     counts: QueueCounts
     source: str
+    already_asked: tuple[tuple[str, str], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -110,6 +113,10 @@ class QueueOutcome:
             "source": self.source,
             "items": list(self.item_ids),
             **self.counts.to_dict(),
+            "already_asked": [
+                {"query_id": query_id, "goldset_query_id": asked}
+                for query_id, asked in self.already_asked
+            ],
         }
 
 
@@ -166,6 +173,27 @@ def _check_against_goldset(
         raise GoldsetError("\n".join(lines), path=str(draft.directory), problems=problems)
 
 
+def _already_asked(
+    draft: Draft, current: Goldset | None, published: Collection[tuple[str, str]]
+) -> tuple[tuple[str, str], ...]:
+    """The draft's new queries that ``current`` asks already (same tenant, same text up to
+    case and whitespace, ``asked_as``), each with the first goldset query asking it; a
+    query whose item was published (merged there already) is none."""
+    if current is None:
+        return ()
+    asked: dict[tuple[str | None, str], str] = {}
+    for query in current.queries:
+        asked.setdefault(asked_as(query), query.id)
+    ids = {query.id for query in current.queries}
+    return tuple(
+        (drafted.query.id, asked[asked_as(drafted.query)])
+        for drafted in draft.queries
+        if drafted.query.id not in ids
+        and asked_as(drafted.query) in asked
+        and (drafted.query.id, drafted.query.text) not in published
+    )
+
+
 def ingest_draft(
     access: WriterAccess,
     directory: Path | str,
@@ -177,7 +205,9 @@ def ingest_draft(
     questions, ``evalkit.goldset.drafts``) for goldset ``goldset`` (default: the folder's
     name). A malformed draft raises ``GoldsetError`` naming each problem's file, line and
     field, and nothing is queued; so does a draft query whose id is already another query
-    of the stored goldset. Items queued before keep their reviews (``save_items``).
+    of the stored goldset. Items queued before keep their reviews (``save_items``). Draft
+    queries the goldset asks already under another id are queued too (their grades are
+    merged into that query when published) and listed in ``already_asked``.
     ``texts`` (the corpus or the collection) gives the documents the draft holds no text
     for theirs, for the reviewers to read (a promoted traffic draft names only ids)."""
     # Checked before anything is queued: `goldset publish` could never take the name later.
@@ -188,7 +218,8 @@ def ingest_draft(
             (queued.item.query.id, queued.item.query.text)
             for queued in list_items(store, goldset=name, status="published")
         }
-        _check_against_goldset(draft, current_goldset(store, name), published)
+        current = current_goldset(store, name)
+        _check_against_goldset(draft, current, published)
         volumes = traffic_volume(
             store, ((drafted.query.text, drafted.query.tenant) for drafted in draft.queries)
         )
@@ -205,7 +236,9 @@ def ingest_draft(
         if texts is not None:
             items = _with_texts(items, texts)
         counts = save_items(store, items)
-    return QueueOutcome(name, counts.item_ids, counts, str(directory))
+    return QueueOutcome(
+        name, counts.item_ids, counts, str(directory), _already_asked(draft, current, published)
+    )
 
 
 def _with_texts(items: list[ReviewItem], texts: DocumentTexts) -> list[ReviewItem]:

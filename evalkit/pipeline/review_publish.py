@@ -10,13 +10,13 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from evalkit.clock import utc_now
 from evalkit.errors import ConfigError, GoldsetError, InputError, NotFoundError
 from evalkit.goldset.model import Goldset
-from evalkit.goldset.review import combine_reviews, latest_per_reviewer
+from evalkit.goldset.review import asked_as, combine_reviews, latest_per_reviewer
 from evalkit.judging.agreement import weighted_kappa_interval
 from evalkit.records import Judgment, Query
 from evalkit.records.review import (
@@ -36,6 +36,7 @@ from evalkit.store.review import (
 )
 
 __all__ = [
+    "MergedQuery",
     "PublishOutcome",
     "ReviewerAgreement",
     "pair_agreement",
@@ -148,17 +149,44 @@ def reviewer_agreement(access: WriterAccess, goldset: str) -> list[ReviewerAgree
 
 
 @dataclass(frozen=True, slots=True)
+class MergedQuery:
+    """A published item whose new query asks what a query of the goldset (or of an item
+    published before it in the same publish) asks already: its grades went into that query,
+    ``into``, instead of a second copy of the question. ``replaced``: the judgments of
+    ``into`` whose grade the item's reviews changed (document id, grade before, after)."""
+
+    item_id: str
+    query_id: str
+    into: str
+    replaced: tuple[tuple[str, int, int], ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "item_id": self.item_id,
+            "query_id": self.query_id,
+            "into": self.into,
+            "replaced": [
+                {"doc_id": doc_id, "before": before, "after": after}
+                for doc_id, before, after in self.replaced
+            ],
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class PublishOutcome:
     """What ``publish_goldset`` did: the publication (None: nothing was ready to publish),
-    whether its content was new, the accepted items left waiting for more reviews, and the
+    whether its content was new, the accepted items left waiting for more reviews, the
     accepted items no accepting reviewer graded a document of (``ungraded``: left in the
-    queue, they would add a query with no judgment)."""
+    queue, they would add a query with no judgment), and the items merged into a query the
+    goldset asks already (``merged``)."""
 
     goldset: str
     publication: Publication | None
     created: bool
     waiting: tuple[str, ...]
     ungraded: tuple[str, ...] = ()
+    merged: tuple[MergedQuery, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -169,7 +197,30 @@ class PublishOutcome:
             "new_version": self.created,
             "waiting_for_reviews": list(self.waiting),
             "ungraded": list(self.ungraded),
+            "merged": [merged.to_dict() for merged in self.merged],
         }
+
+    def merged_summary(self) -> str:
+        """Which reviewed queries were merged into a query the goldset asks already, and the
+        grades their reviews replaced ("" when none was)."""
+        if not self.merged:
+            return ""
+        into = ", ".join(f"{m.query_id} into {m.into}" for m in self.merged[:5])
+        more = f" and {len(self.merged) - 5} more" if len(self.merged) > 5 else ""
+        replaced = [
+            f"{m.into} {doc_id} {before} -> {after}"
+            for m in self.merged
+            for doc_id, before, after in m.replaced
+        ]
+        n = len(self.merged)
+        text = (
+            f"{n} reviewed quer{'y' if n == 1 else 'ies'} already in the goldset (same tenant, "
+            f"same text up to case and spacing), merged instead of added: {into}{more}"
+        )
+        if replaced:
+            shown = ", ".join(replaced[:5]) + (", ..." if len(replaced) > 5 else "")
+            text += f"; reviewed grades replaced the goldset's: {shown}"
+        return text
 
 
 @dataclass(slots=True)
@@ -181,32 +232,42 @@ class _Merge:
     queries_edited: int = 0
     judgments_added: int = 0
     judgments_changed: int = 0
+    merged: list[MergedQuery] = field(default_factory=list)
 
 
 def _merge_item(
-    merge: _Merge, item: ReviewItem, grades: Mapping[str, int], question: str | None
+    merge: _Merge, item: ReviewItem, grades: Mapping[str, int], question: str | None, into: str
 ) -> None:
+    """Add ``item``'s query and grades to ``merge``; the grades go to query ``into``, which is
+    the item's own query unless the goldset asks its question already (``_publish_targets``),
+    whose text then stays as it is."""
     query = item.query
-    text = question or query.text
-    position = merge.positions.get(query.id)
-    if position is None:
-        merge.positions[query.id] = len(merge.queries)
-        merge.queries.append(replace(query, text=text))
-        merge.queries_added += 1
-    elif merge.queries[position].text != text:
-        merge.queries[position] = replace(merge.queries[position], text=text)
-        merge.queries_edited += 1
+    if into == query.id:
+        text = question or query.text
+        position = merge.positions.get(query.id)
+        if position is None:
+            merge.positions[query.id] = len(merge.queries)
+            merge.queries.append(replace(query, text=text))
+            merge.queries_added += 1
+        elif merge.queries[position].text != text:
+            merge.queries[position] = replace(merge.queries[position], text=text)
+            merge.queries_edited += 1
     spans = {document.doc_id: document.span for document in item.documents}
+    replaced: list[tuple[str, int, int]] = []
     for doc_id, grade in grades.items():
-        key = (query.id, doc_id)
+        key = (into, doc_id)
         before = merge.judgments.get(key)
         span = spans.get(doc_id) or (before.span if before is not None else None)
-        judgment = Judgment(query.id, doc_id, grade, span)
+        judgment = Judgment(into, doc_id, grade, span)
         if before is None:
             merge.judgments_added += 1
         elif before != judgment:
             merge.judgments_changed += 1
+            if before.relevance != grade:
+                replaced.append((doc_id, before.relevance, grade))
         merge.judgments[key] = judgment
+    if into != query.id:
+        merge.merged.append(MergedQuery(item.item_id, query.id, into, tuple(replaced)))
 
 
 def publish_goldset(
@@ -249,13 +310,14 @@ def publish_goldset(
         if not ready:
             return PublishOutcome(name, None, False, tuple(waiting), tuple(ungraded))
         _check_conflicts(current, [item for item, _, _, _ in ready])
+        targets = _publish_targets(current, [(item, g, q) for item, _, g, q in ready])
         merge = _Merge(
             queries=list(current.queries) if current else [],
             positions={query.id: i for i, query in enumerate(current.queries)} if current else {},
             judgments={(j.query_id, j.doc_id): j for j in current.judgments} if current else {},
         )
         for item, _, grades, question in ready:
-            _merge_item(merge, item, grades, question)
+            _merge_item(merge, item, grades, question, targets[item.item_id])
         published = Goldset.build(
             name,
             merge.queries,
@@ -287,7 +349,9 @@ def publish_goldset(
         created = publish_version(
             store, published, publication, {item.item_id: n for item, n, _, _ in ready}
         )
-    return PublishOutcome(name, publication, created, tuple(waiting), tuple(ungraded))
+    return PublishOutcome(
+        name, publication, created, tuple(waiting), tuple(ungraded), tuple(merge.merged)
+    )
 
 
 def _check_conflicts(current: Goldset | None, items: Sequence[ReviewItem]) -> None:
@@ -304,6 +368,65 @@ def _check_conflicts(current: Goldset | None, items: Sequence[ReviewItem]) -> No
                     field="query_id",
                 )
             )
+    _refuse(problems)
+
+
+def _publish_targets(
+    current: Goldset | None, ready: Sequence[tuple[ReviewItem, Mapping[str, int], str | None]]
+) -> dict[str, str]:
+    """The query each item publishes into (item id -> query id): its own, unless its query
+    is new and asks what a query of the goldset, or of an item before it, asks already (same
+    tenant, same text up to case and whitespace: ``asked_as``). A second copy of a question
+    would count twice in every mean and split its judgments. Refused with every problem
+    named (``GoldsetError``): an item asking what several queries of the goldset ask, and
+    items publishing into one query with different grades for one document."""
+    queries = current.queries if current is not None else ()
+    stored = {query.id for query in queries}
+    asked: dict[tuple[str | None, str], list[str]] = {}
+    for query in queries:
+        asked.setdefault(asked_as(query), []).append(query.id)
+    targets: dict[str, str] = {}
+    graded: dict[tuple[str, str], tuple[int, ReviewItem]] = {}
+    problems: list[InputError] = []
+    for item, grades, question in ready:
+        query = item.query
+        owners = (
+            [query.id]
+            if query.id in stored
+            else asked.setdefault(asked_as(query, question), [query.id])
+        )
+        if len(owners) > 1:
+            problems.append(
+                InputError(
+                    f"item {item.item_id} (query '{query.id}': {question or query.text!r}) "
+                    "asks what queries "
+                    f"{', '.join(repr(owner) for owner in owners)} of the goldset ask already; "
+                    "reject it (`evalkit review grade ITEM --reject`) and grade those "
+                    "queries' documents in an imported version",
+                    field="query_id",
+                )
+            )
+            continue
+        into = targets[item.item_id] = owners[0]
+        for doc_id, grade in sorted(grades.items()):
+            first = graded.setdefault((into, doc_id), (grade, item))
+            if first[0] != grade:
+                other = first[1]
+                problems.append(
+                    InputError(
+                        f"items {other.item_id} (query '{other.query.id}') and {item.item_id} "
+                        f"(query '{query.id}') both publish into query '{into}' and grade "
+                        f"document '{doc_id}' {first[0]} and {grade}; review one of them again "
+                        "with the other's grade, or reject one",
+                        field="grade",
+                    )
+                )
+    _refuse(problems)
+    return targets
+
+
+def _refuse(problems: list[InputError]) -> None:
+    """Raise a ``GoldsetError`` naming the first ``problems`` (if any)."""
     if problems:
         lines = [f"cannot publish, {len(problems)} conflict(s):", *(f"  {p}" for p in problems[:3])]
         raise GoldsetError("\n".join(lines), problems=problems)

@@ -17,6 +17,7 @@ __all__ = [
     "QueryResult",
     "ScoredDoc",
     "Span",
+    "dedup_text",
 ]
 
 
@@ -130,3 +131,10 @@ class QueryResult:
     def ok(self) -> bool:
         """True when the retriever answered this query."""
         return self.error is None
+
+
+def dedup_text(text: str) -> str:
+    """The form of a query's text under which identical queries are recognised: lower case,
+    whitespace collapsed to single spaces, trimmed (a traffic window's distinct queries,
+    a promoted query a goldset asks already)."""
+    return " ".join(text.lower().split())

@@ -26,6 +26,7 @@ from msgspec.structs import astuple
 
 from evalkit.clock import MAX_EPOCH_SECONDS
 from evalkit.jsonsafe import REPEATED_KEY, TooDeepError, depth_checked
+from evalkit.records import dedup_text
 from evalkit.traffic.log import LOG_FIELDS
 
 __all__ = [
@@ -354,12 +355,6 @@ def _repeated_field(raw: bytes) -> str | None:
 def _pairs(raw: bytes) -> object:
     """The JSON ``raw`` with each object as its list of ``(key, value)`` pairs."""
     return json.loads(raw, object_pairs_hook=list)
-
-
-def dedup_text(text: str) -> str:
-    """The form of a query's text under which identical queries are recognised: lower case,
-    whitespace collapsed to single spaces, trimmed."""
-    return " ".join(text.lower().split())
 
 
 # What ``str.split()`` would change in an ASCII text besides case: a whitespace character

@@ -111,6 +111,7 @@ def _publish(goldset: str, min_reviews: int) -> None:
             f"{publication.n_items} items, {publication.n_queries_added} queries added, "
             f"{publication.n_judgments_added} judgments added, "
             f"{publication.n_judgments_changed} changed."
+            + (f" {outcome.merged_summary()}." if outcome.merged else "")
         )
 
     try:
