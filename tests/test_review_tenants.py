@@ -11,12 +11,14 @@ from typing import Any
 import pytest
 
 from evalkit.cli import invoke
-from evalkit.errors import InputError
+from evalkit.errors import GoldsetError, InputError
+from evalkit.goldset import Goldset
 from evalkit.goldset.review import review_item_id
-from evalkit.pipeline import ingest_draft, record_review
-from evalkit.records import Query
+from evalkit.pipeline import ingest_draft, publish_goldset, record_review
+from evalkit.records import Judgment, Query
 from evalkit.records.review import ReviewDocument, ReviewItem, ReviewOrigin, Verdict
 from evalkit.store import Store
+from evalkit.store.goldsets import load_stored_goldset, save_goldset
 from evalkit.store.review import list_items, save_items
 from evalkit.traffic import ingest_paths
 
@@ -159,3 +161,36 @@ def test_review_show_says_whose_question_it_is(
     assert invoke(["review", "show", item_id]) == 0
     rows = [line.split() for line in capsys.readouterr().out.splitlines()]
     assert any("tenant" in row and "acme" in row for row in rows)
+
+
+def test_a_query_id_the_goldset_asks_for_another_tenant_is_refused(tmp_path: Path) -> None:
+    """Acme's draft query a1 asks what the goldset's a1 asks, but for tenant other: its
+    grades went into other's query, judging a document other's retrieval never sees."""
+    goldset = Goldset.build(
+        "rv", [Query("a1", QUESTION, tenant="other")], [Judgment("a1", "other-1", 3)]
+    )
+    acme = draft(tmp_path / "dA", "a1", "acme", "acme-1")
+    with Store.open(tmp_path / "evalkit.duckdb") as store:
+        save_goldset(store, goldset)
+        with pytest.raises(GoldsetError) as refused:
+            ingest_draft(store, acme, goldset="rv")
+        assert list_items(store, goldset="rv") == []
+    assert (
+        f"query id 'a1' is already another query of goldset 'rv' (version {goldset.version}: "
+        f"'{QUESTION}' of tenant 'other', the draft's of tenant 'acme'); give the draft's query "
+        "another id"
+    ) in str(refused.value)
+    # Queued before the goldset asked a1 for other (or before this check): publish refuses.
+    with Store.open(tmp_path / "fresh.duckdb") as store:
+        ingest_draft(store, acme, goldset="rv")
+        save_goldset(store, goldset)
+        (item,) = queue(store).values()
+        record_review(store, item.item_id, reviewer="ann", verdict=Verdict.accept,
+                      grades={"acme-1": 3})  # fmt: skip
+        with pytest.raises(GoldsetError) as unpublished:
+            publish_goldset(store, "rv")
+        assert load_stored_goldset(store, "rv").judgments == goldset.judgments
+    assert (
+        f"item {item.item_id} asks '{QUESTION}' as query 'a1', which the goldset (or another "
+        "item) asks for tenant 'other', not tenant 'acme'; reject one of them"
+    ) in str(unpublished.value)

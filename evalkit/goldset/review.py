@@ -34,6 +34,7 @@ __all__ = [
     "lower_median",
     "review_item_id",
     "shared_texts",
+    "tenant_phrase",
 ]
 
 
@@ -69,6 +70,11 @@ def asked_as(query: Query, text: str | None = None) -> tuple[str | None, str]:
     text up to case and whitespace (``dedup_text``, the form under which traffic counts a
     window's distinct queries). ``text`` stands for the query's own (a reviewer's rewording)."""
     return (query.tenant, dedup_text(query.text if text is None else text))
+
+
+def tenant_phrase(tenant: str | None) -> str:
+    """Whose question a query is, for messages: ``tenant 'acme'`` or ``no tenant``."""
+    return "no tenant" if tenant is None else f"tenant {tenant!r}"
 
 
 def shared_texts(queries: Iterable[Query]) -> frozenset[str]:

@@ -36,7 +36,7 @@ from evalkit.clock import utc_now
 from evalkit.errors import GoldsetError, InputError
 from evalkit.goldset.drafts import Draft, DraftQuery, read_draft
 from evalkit.goldset.model import Goldset, check_goldset_name, unknown_documents
-from evalkit.goldset.review import asked_as, review_item_id, shared_texts
+from evalkit.goldset.review import asked_as, review_item_id, shared_texts, tenant_phrase
 from evalkit.pipeline.judge_pool import DocumentTexts
 from evalkit.records import Query
 from evalkit.records.review import (
@@ -148,26 +148,34 @@ def _draft_item(goldset: str, drafted: DraftQuery, volume: int, *, shared: bool)
 def _check_against_goldset(
     draft: Draft, current: Goldset | None, published: Collection[tuple[str, str]]
 ) -> None:
-    """Refuse draft queries whose id the goldset asks with another text, unless that text is
-    a reviewer's rewording of the same query: ``published`` holds the (query id, drafted
-    text) of the items published into the goldset."""
+    """Refuse draft queries whose id the goldset asks for another tenant, or with another
+    text unless that text is a reviewer's rewording of the same query: ``published`` holds
+    the (query id, drafted text) of the items published into the goldset."""
     if current is None:
         return
-    texts = {query.id: query.text for query in current.queries}
-    problems = [
-        InputError(
-            f"query id '{drafted.query.id}' is already another query of goldset "
-            f"{current.name!r} (version {current.version}: {texts[drafted.query.id]!r}); "
-            "give the draft's query another id",
-            path=str(draft.queries_file),
-            line=drafted.line,
-            field="id",
+    known = {query.id: query for query in current.queries}
+    problems = []
+    for drafted in draft.queries:
+        stored = known.get(drafted.query.id)
+        if stored is None:
+            continue
+        if stored.tenant != drafted.query.tenant:
+            other = f"{stored.text!r} of {tenant_phrase(stored.tenant)}, the draft's of "
+            other += tenant_phrase(drafted.query.tenant)
+        elif stored.text != drafted.query.text and (stored.id, drafted.query.text) not in published:
+            other = repr(stored.text)
+        else:
+            continue
+        problems.append(
+            InputError(
+                f"query id '{stored.id}' is already another query of goldset "
+                f"{current.name!r} (version {current.version}: {other}); give the draft's "
+                "query another id",
+                path=str(draft.queries_file),
+                line=drafted.line,
+                field="id",
+            )
         )
-        for drafted in draft.queries
-        if drafted.query.id in texts
-        and texts[drafted.query.id] != drafted.query.text
-        and (drafted.query.id, drafted.query.text) not in published
-    ]
     if problems:
         lines = [f"invalid draft, {len(problems)} problem(s):", *(f"  {p}" for p in problems[:3])]
         raise GoldsetError("\n".join(lines), path=str(draft.directory), problems=problems)

@@ -16,7 +16,12 @@ from typing import Any
 from evalkit.clock import utc_now
 from evalkit.errors import ConfigError, GoldsetError, InputError, NotFoundError
 from evalkit.goldset.model import Goldset
-from evalkit.goldset.review import asked_as, combine_reviews, latest_per_reviewer
+from evalkit.goldset.review import (
+    asked_as,
+    combine_reviews,
+    latest_per_reviewer,
+    tenant_phrase,
+)
 from evalkit.judging.agreement import weighted_kappa_interval
 from evalkit.records import Judgment, Query
 from evalkit.records.review import (
@@ -355,19 +360,27 @@ def publish_goldset(
 
 
 def _check_conflicts(current: Goldset | None, items: Sequence[ReviewItem]) -> None:
-    texts = {query.id: query.text for query in current.queries} if current else {}
+    """Refuse items whose query id the goldset (or an item before them) asks with another
+    text, or for another tenant: their grades would judge another question."""
+    asked = {query.id: query for query in current.queries} if current else {}
     problems: list[InputError] = []
     for item in items:
-        known = texts.setdefault(item.query.id, item.query.text)
-        if known != item.query.text:
-            problems.append(
-                InputError(
-                    f"item {item.item_id} asks {item.query.text!r} as query "
-                    f"'{item.query.id}', which the goldset (or another item) asks as "
-                    f"{known!r}; reject one of them (`evalkit review grade ITEM --reject`)",
-                    field="query_id",
-                )
+        query = item.query
+        known = asked.setdefault(query.id, query)
+        if known.tenant != query.tenant:
+            other = f"for {tenant_phrase(known.tenant)}, not {tenant_phrase(query.tenant)}"
+        elif known.text != query.text:
+            other = f"as {known.text!r}"
+        else:
+            continue
+        problems.append(
+            InputError(
+                f"item {item.item_id} asks {query.text!r} as query '{query.id}', which the "
+                f"goldset (or another item) asks {other}; reject one of them "
+                "(`evalkit review grade ITEM --reject`)",
+                field="query_id",
             )
+        )
     _refuse(problems)
 
 

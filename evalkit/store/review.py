@@ -33,7 +33,7 @@ import duckdb
 
 from evalkit.clock import utc_now
 from evalkit.errors import InputError, NotFoundError, StoreError
-from evalkit.goldset.review import combine_reviews, review_item_id
+from evalkit.goldset.review import combine_reviews, review_item_id, tenant_phrase
 from evalkit.records import Query, Span
 from evalkit.records.review import (
     ReviewDocument,
@@ -323,7 +323,7 @@ def save_items(store: Store, items: Sequence[ReviewItem]) -> QueueCounts:
 
 
 def _describe(query_id: str, tenant: str | None) -> str:
-    return f"query '{query_id}' of " + ("no tenant" if tenant is None else f"tenant {tenant!r}")
+    return f"query '{query_id}' of " + tenant_phrase(tenant)
 
 
 def _refuse_conflicts(
