@@ -924,6 +924,15 @@ def hand_draft(folder: Path, queries: list[tuple[str, str, str | None, list[str]
     return folder
 
 
+def refused_publish(store: Store, goldset: str, min_reviews: int = 1) -> str:
+    """The message of a publish of ``goldset`` that is refused, having stored nothing."""
+    versions = [info.version for info in list_goldsets(store, goldset)]
+    with pytest.raises(GoldsetError) as refused:
+        publish_goldset(store, goldset, PublishRequest(min_reviews=min_reviews))
+    assert [info.version for info in list_goldsets(store, goldset)] == versions
+    return str(refused.value)
+
+
 def test_a_promoted_query_the_goldset_asks_already_is_merged_not_added(tmp_path: Path) -> None:
     """Production asked "unsure" again, and tenant a's goldset asks "Unsure": published, the
     promoted query was a second copy of the question, counted twice in every mean with its
@@ -996,19 +1005,16 @@ def test_items_asking_one_new_question_publish_one_query_or_name_their_conflict(
             store,
             Goldset.build("tay", [Query("q1", "When did it fall?")], [Judgment("q1", "tay-1", 2)]),
         )
-        before = load_stored_goldset(store, "tay").version
         ingest_draft(store, first, goldset="tay")
         ingest_draft(store, second, goldset="tay")
         ids = items_by_query(store, "tay")
         review(store, ids["w1"], "ann", {"tay-0": 3})
         review(store, ids["w2"], "bob", {"tay-0": 1, "tay-1": 0})
-        with pytest.raises(GoldsetError) as refused:
-            publish_goldset(store, "tay")
-        assert load_stored_goldset(store, "tay").version == before
+        refused = refused_publish(store, "tay")
         review(store, ids["w2"], "bob", {"tay-0": 3, "tay-1": 0})
         outcome = publish_goldset(store, "tay")
         published = load_stored_goldset(store, "tay")
-    assert str(refused.value) == (
+    assert refused == (
         "cannot publish, 1 conflict(s):\n"
         f"  field 'grade': items {ids['w1']} (query 'w1') and {ids['w2']} (query 'w2') both "
         "publish into query 'w1' and grade document 'tay-0' 3 and 1; review one of them again "
@@ -1047,15 +1053,56 @@ def test_an_item_asking_what_several_goldset_queries_ask_is_refused(tmp_path: Pa
         ingest_draft(store, draft, goldset="twice")
         item = items_by_query(store, "twice")["t1"]
         review(store, item, "ann", {"C": 2})
-        with pytest.raises(GoldsetError) as refused:
-            publish_goldset(store, "twice")
-        assert len(list_goldsets(store, "twice")) == 1
-    assert str(refused.value) == (
+        refused = refused_publish(store, "twice")
+    assert refused == (
         "cannot publish, 1 conflict(s):\n"
         f"  field 'query_id': item {item} (query 't1': 'what is known about subject 1') asks what "
         "queries 'a', 'b' of the goldset ask already; reject it (`evalkit review grade ITEM "
         "--reject`) and grade those queries' documents in an imported version"
     )
+
+
+def test_a_goldset_query_reworded_into_another_querys_question_is_refused(
+    tmp_path: Path,
+) -> None:
+    """A reviewer rewords g1 into what q1 asks: two copies of one question, which publish
+    (adding and editing queries, never removing one) cannot merge."""
+    draft = write_generated_draft(tmp_path / "draft")
+    with Store.open(tmp_path / "evalkit.duckdb") as store:
+        ids = seed_reviewed_queue(store, draft)
+        review(store, ids["g1"], "bob", {"tay-0": 2}, question="where is the Tay bridge?")
+        refused = refused_publish(store, "tay", min_reviews=2)
+    assert refused == (
+        "cannot publish, 1 conflict(s):\n"
+        f"  field 'question': item {ids['g1']} rewords query 'g1' as 'where is the Tay "
+        "bridge?', which query 'q1' asks already; review it again with another question, or "
+        "reject it"
+    )
+    # Reworded into a question of its own, g1 takes the grades of a promoted copy of it.
+    copy = hand_draft(
+        tmp_path / "copy", [("t9", "WHAT made the Tay bridge fall?", None, ["tay-2"])]
+    )
+    with Store.open(tmp_path / "evalkit.duckdb") as store:
+        ingest_draft(store, copy, goldset="tay")
+        t9 = items_by_query(store, "tay")["t9"]
+        review(store, t9, "ann", {"tay-2": 1})
+        review(store, t9, "bob", {"tay-2": 1})
+        review(store, ids["g1"], "bob", {"tay-0": 2}, question="What made the Tay bridge fall?")
+        outcome = publish_goldset(store, "tay", PublishRequest(min_reviews=2))
+        published = load_stored_goldset(store, "tay")
+    assert [(q.id, q.text) for q in published.queries] == [
+        ("q1", "Where is the Tay Bridge?"),
+        ("g1", "What made the Tay bridge fall?"),
+        ("g2", "What brought the Tay Bridge down?"),
+    ]
+    assert {
+        (j.query_id, j.doc_id): j.relevance for j in published.judgments if j.query_id == "g1"
+    } == {
+        ("g1", "tay-0"): 2,
+        ("g1", "tay-9"): 2,
+        ("g1", "tay-2"): 1,
+    }
+    assert [(m.query_id, m.into) for m in outcome.merged] == [("t9", "g1")]
 
 
 def test_review_add_and_publish_say_which_queries_the_goldset_asks_already(

@@ -391,7 +391,8 @@ def _publish_targets(
     is new and asks what a query of the goldset, or of an item before it, asks already (same
     tenant, same text up to case and whitespace: ``asked_as``). A second copy of a question
     would count twice in every mean and split its judgments. Refused with every problem
-    named (``GoldsetError``): an item asking what several queries of the goldset ask, and
+    named (``GoldsetError``): an item asking what several queries of the goldset ask, a
+    goldset query reworded into what another query asks (publish removes no query), and
     items publishing into one query with different grades for one document."""
     queries = current.queries if current is not None else ()
     stored = {query.id for query in queries}
@@ -401,13 +402,26 @@ def _publish_targets(
     targets: dict[str, str] = {}
     graded: dict[tuple[str, str], tuple[int, ReviewItem]] = {}
     problems: list[InputError] = []
-    for item, grades, question in ready:
+    # The goldset's own queries first, so that a new query asking what one of them is
+    # reworded into is a copy of it, whatever the order of the items.
+    for item, grades, question in sorted(ready, key=lambda entry: entry[0].query.id not in stored):
         query = item.query
-        owners = (
-            [query.id]
-            if query.id in stored
-            else asked.setdefault(asked_as(query, question), [query.id])
-        )
+        if query.id in stored:
+            owners = [query.id]
+            reworded = asked_as(query, question)
+            if reworded != asked_as(query) and reworded in asked:
+                problems.append(
+                    InputError(
+                        f"item {item.item_id} rewords query '{query.id}' as {question!r}, "
+                        f"which query '{asked[reworded][0]}' asks already; review it again "
+                        "with another question, or reject it",
+                        field="question",
+                    )
+                )
+            # A later item asking the reworded question is a copy of this query.
+            asked.setdefault(reworded, owners)
+        else:
+            owners = asked.setdefault(asked_as(query, question), [query.id])
         if len(owners) > 1:
             problems.append(
                 InputError(
