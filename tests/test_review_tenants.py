@@ -152,6 +152,28 @@ def test_the_traffic_volume_counts_the_items_own_tenant(tmp_path: Path) -> None:
     assert items["p1", None].provenance["traffic_volume"] == "2"
 
 
+def test_the_traffic_volume_counts_the_same_question_in_any_case_and_spacing(
+    tmp_path: Path,
+) -> None:
+    """Traffic counts "How do I reset my  PASSWORD" as the query acme asked three times
+    already (one query_key); the item's volume, behind its priority, counted one spelling."""
+    spellings = [QUESTION, QUESTION, "How do I reset my  PASSWORD", f" {QUESTION.upper()}"]
+    write_lines(
+        tmp_path / "traffic.jsonl",
+        [
+            {"query_id": f"r{n}", "timestamp": "2026-11-21T08:00:00Z", "text": text,
+             "tenant": "acme"}
+            for n, text in enumerate(spellings)
+        ],
+    )  # fmt: skip
+    with Store.open(tmp_path / "evalkit.duckdb") as store:
+        ingest_paths(store, [tmp_path / "traffic.jsonl"])
+        ingest_draft(store, draft(tmp_path / "dA", "a1", "acme", "acme-1"), goldset="rv")
+        items = queue(store)
+    assert items["a1", "acme"].provenance["traffic_volume"] == "4"
+    assert "asked 4 times in traffic" in items["a1", "acme"].reason
+
+
 def test_review_show_says_whose_question_it_is(
     evalkit_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -16,7 +16,8 @@ short block, so a reviewer's save never holds it for long.
   its results moved from production's, ``evalkit traffic promote``); for a generated
   question, the generator's priority; 0.5 when the draft gives none;
 - *volume*, from 0 to 1: how often production asked the query (traffic records with the
-  same text and the same tenant; an untenanted query counts the untenanted records),
+  same text up to case and whitespace and the same tenant; an untenanted query counts the
+  untenanted records),
   ``log(1 + n) / log(1 + 1000)``, capped at 1; 0 for a query never logged.
 
 ``evalkit review list`` puts items that enough reviewers have reviewed already after all the

@@ -34,7 +34,7 @@ import duckdb
 from evalkit.clock import utc_now
 from evalkit.errors import InputError, NotFoundError, StoreError
 from evalkit.goldset.review import combine_reviews, review_item_id, tenant_phrase
-from evalkit.records import Query, Span
+from evalkit.records import Query, Span, dedup_text
 from evalkit.records.review import (
     ReviewDocument,
     ReviewItem,
@@ -45,6 +45,7 @@ from evalkit.records.review import (
 )
 from evalkit.store.columns import column_names, placeholders, qualified
 from evalkit.store.goldsets import insert_goldset
+from evalkit.store.traffic.ingest import query_key_sql
 
 if TYPE_CHECKING:
     from evalkit.goldset.model import Goldset
@@ -679,17 +680,23 @@ def traffic_volume(
     store: Store, queries: Iterable[tuple[str, str | None]]
 ) -> dict[tuple[str, str | None], int]:
     """How many logged traffic queries asked each of ``queries`` (text, tenant): records of
-    the same text and the same tenant, an untenanted query counting the untenanted records
-    (another tenant asking the same words says nothing of how often this one does). Queries
-    never logged are absent."""
+    the same text up to case and whitespace (``dedup_text``, as traffic counts identical
+    queries: they share a ``query_key``) and the same tenant, an untenanted query counting
+    the untenanted records (another tenant asking the same words says nothing of how often
+    this one does). Queries never logged are absent."""
     wanted = sorted(set(queries), key=lambda query: (query[0], query[1] or ""))
     if not wanted:
         return {}
     rows = store.fetch(
         "SELECT w.text, w.tenant, count(*) FROM traffic_records t"
-        " JOIN (SELECT unnest(?::VARCHAR[]) AS text, unnest(?::VARCHAR[]) AS tenant) w"
-        " ON w.text = t.text AND w.tenant IS NOT DISTINCT FROM t.tenant"
-        " GROUP BY w.text, w.tenant",
-        [[text for text, _ in wanted], [tenant for _, tenant in wanted]],
+        " JOIN (SELECT unnest(?::VARCHAR[]) AS text, unnest(?::VARCHAR[]) AS tenant,"
+        " unnest(?::VARCHAR[]) AS dedup) w"
+        f" ON t.query_key = {query_key_sql('w.tenant', 'w.dedup')}"
+        " AND t.text IS NOT NULL GROUP BY w.text, w.tenant",
+        [
+            [text for text, _ in wanted],
+            [tenant for _, tenant in wanted],
+            [dedup_text(text) for text, _ in wanted],
+        ],
     )
     return {(row[0], row[1]): int(row[2]) for row in rows}

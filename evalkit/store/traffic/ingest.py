@@ -36,6 +36,7 @@ __all__ = [
     "commit_ingest_batch",
     "find_source_state",
     "ingest_settings",
+    "query_key_sql",
 ]
 
 _GENERATION_WINDOW = timedelta(days=1)
@@ -95,11 +96,18 @@ def _md5_upper(text: str) -> str:
     return f"CAST(md5_number({text}) & 18446744073709551615::UHUGEINT AS UBIGINT)"
 
 
+def query_key_sql(tenant: str, dedup_text: str) -> str:
+    """SQL for the ``query_key`` of a query with text: the upper 64 bits of the MD5 of its
+    tenant (``tenant``, an SQL expression, NULL for none) and its ``dedup_text`` (an SQL
+    expression), the key identical queries share in ``traffic_records``."""
+    return _md5_upper(f"coalesce({tenant}, '') || chr(31) || {dedup_text}")
+
+
 # A record without text gets a key of its own (its query id): it is never one of a group of
 # identical queries, and never sampled.
 _QUERY_KEY_SQL = (
     f"CASE WHEN dedup_text IS NULL THEN {_md5_upper('chr(30) || query_id')}"
-    " ELSE " + _md5_upper("coalesce(tenant, '') || chr(31) || dedup_text") + " END"
+    f" ELSE {query_key_sql('tenant', 'dedup_text')} END"
 )
 
 
