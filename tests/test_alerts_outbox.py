@@ -43,7 +43,7 @@ from evalkit.alerts import (
     evaluate_rules,
     register_rule_kind,
 )
-from evalkit.alerts.sinks import Sink
+from evalkit.alerts.sinks import Sink, public_url
 from evalkit.config import load_settings, parse_settings
 from evalkit.pipeline import evaluate_goldset
 from evalkit.records.requests import GoldsetRunRequest
@@ -51,7 +51,7 @@ from evalkit.retrievers.http import HttpRetriever
 from evalkit.scheduler import JobRunner, service_config
 from evalkit.store import Store
 from evalkit.store.access import FileLock, StoreAccess
-from evalkit.store.alerts import list_alerts, outbox_counts
+from evalkit.store.alerts import alert_deliveries, list_alerts, outbox_counts
 
 T0 = datetime(2026, 11, 21, 2, 0, 0)
 
@@ -200,6 +200,118 @@ def test_give_up_after_abandons_and_says_so(store_path: Path, receiver: Receiver
     with access("check") as store:
         assert outbox_counts(store) == {("hook", "abandoned"): 1}
     assert deliver_due(access, sinks, policy, clock=clock).failed == 0
+
+
+@pytest.mark.parametrize("status", [400, 404, 413, 422])
+def test_a_payload_refused_for_good_is_abandoned_at_once_and_later_alerts_flow(
+    store_path: Path, receiver: Receiver, caplog: pytest.LogCaptureFixture, status: int
+) -> None:
+    """A receiver that refuses one payload with a permanent 4xx would refuse it for ever:
+    it is abandoned at its first attempt, with the status and the receiver's reason, and
+    the sink's later alerts are not held behind it."""
+    config = flag_config(receiver, retry_initial=1, retry_max=1)
+    sinks = build_sinks(config)
+    access = StoreAccess(store_path, wait=10, program="test")
+    policy = RedeliverySchedule.from_settings(config.settings)
+    clock = Clock()
+    receiver.refuse = {"a": status}
+    FLAGS.update(a=True, b=True, c=True)
+    with access("evaluate") as store:
+        evaluate_rules(store, config, sinks, now=T0)
+    with caplog.at_level(logging.ERROR, logger="evalkit.alerts"):
+        report = deliver_due(access, sinks, policy, clock=clock)
+    assert (report.delivered, report.failed, report.abandoned) == (2, 0, 1)
+    assert report.waiting == {}
+    reason = f'HTTP {status} from {public_url(receiver.url)}: {{"error": "no alerts about a"}}'
+    with access("check") as store:
+        assert outbox_counts(store) == {("hook", "delivered"): 2, ("hook", "abandoned"): 1}
+        refused = next(alert for alert in list_alerts(store) if alert.subject == "a")
+        (attempt,) = alert_deliveries(store, refused.alert_id)
+    assert refused.deliveries == {"hook": "abandoned"}
+    assert refused.delivery_errors == {"hook": reason}
+    assert (attempt.status_code, attempt.error) == (status, reason)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"alert {refused.alert_id} refused for good by sink hook ({reason}): abandoned, not "
+        "retried; the sink's later alerts go on"
+    ]
+    clock.now += timedelta(hours=1)
+    FLAGS.update(a=False)
+    with access("evaluate") as store:
+        evaluate_rules(store, config, sinks, now=clock.now)
+    assert deliver_due(access, sinks, policy, clock=clock).delivered == 0
+    assert [(r.payload["subject"], r.status) for r in receiver.all()] == [
+        ("a", status),
+        ("b", 200),
+        ("c", 200),
+    ], "never retried, and never a resolution of the firing the receiver refused"
+
+
+@pytest.mark.parametrize("status", [408, 425, 429])
+def test_a_transient_client_error_is_retried(
+    store_path: Path, receiver: Receiver, status: int
+) -> None:
+    config = flag_config(receiver, retry_initial=1, retry_max=1)
+    sinks = build_sinks(config)
+    access = StoreAccess(store_path, wait=10, program="test")
+    policy = RedeliverySchedule.from_settings(config.settings)
+    clock = Clock()
+    FLAGS.update(a=True, b=True)
+    with access("evaluate") as store:
+        evaluate_rules(store, config, sinks, now=T0)
+    receiver.refuse = {"a": status}
+    report = deliver_due(access, sinks, policy, clock=clock)
+    assert (report.delivered, report.failed, report.abandoned) == (0, 1, 0)
+    assert report.waiting == {"hook": 2}
+    receiver.refuse = {}
+    clock.now += timedelta(seconds=1)
+    assert deliver_due(access, sinks, policy, clock=clock).delivered == 2
+
+
+def test_a_resolution_queued_behind_a_refused_firing_is_not_sent(
+    store_path: Path, receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A receiver down while a condition fires and clears has both notifications queued;
+    once back, it refuses the firing for good: the resolution of it is abandoned too, never
+    sent, and the sink's next alert goes out."""
+    config = flag_config(receiver, retry_initial=1, retry_max=1)
+    sinks = build_sinks(config)
+    access = StoreAccess(store_path, wait=10, program="test")
+    policy = RedeliverySchedule.from_settings(config.settings)
+    clock = Clock()
+    receiver.stop()
+    FLAGS.update(a=True)
+    with access("evaluate") as store:
+        evaluate_rules(store, config, sinks, now=T0)
+    assert deliver_due(access, sinks, policy, clock=clock).failed == 1
+    clock.now += timedelta(minutes=5)
+    FLAGS.update(a=False, b=True)
+    with access("evaluate") as store:
+        evaluate_rules(store, config, sinks, now=clock.now)
+        firing, resolved = sorted(
+            (alert for alert in list_alerts(store) if alert.subject == "a"),
+            key=lambda alert: alert.status,
+        )
+    assert resolved.deliveries == {"hook": "pending"}, "the firing may still reach the sink"
+    receiver.refuse = {"a": 422}
+    receiver.start()
+    with caplog.at_level(logging.WARNING, logger="evalkit.alerts"):
+        report = deliver_due(access, sinks, policy, clock=clock)
+    assert (report.delivered, report.abandoned) == (1, 2)
+    assert [(r.payload["subject"], r.payload["status"]) for r in receiver.all()] == [
+        ("a", "firing"),
+        ("b", "firing"),
+    ]
+    with access("check") as store:
+        resolved_now = next(a for a in list_alerts(store) if a.alert_id == resolved.alert_id)
+        assert alert_deliveries(store, resolved.alert_id) == []
+    assert resolved_now.deliveries == {"hook": "abandoned"}
+    assert resolved_now.delivery_errors == {
+        "hook": f"not sent: its firing {firing.alert_id} was abandoned"
+    }
+    assert (
+        f"alert {resolved.alert_id} (resolved) abandoned for sink hook: it was never told of "
+        f"the firing {firing.alert_id}"
+    ) in [r.getMessage() for r in caplog.records]
 
 
 def test_the_outbox_redelivers_no_sooner_than_retry_after_asks(

@@ -10,6 +10,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from loopback import JSONHandler, serving
 from test_scheduler_support import SECRET, Receiver, receiver_fixture  # noqa: F401  (fixture)
 
 from evalkit.alerts import (
@@ -148,7 +149,8 @@ def test_webhook_retries_5xx_with_growing_jittered_waits(receiver: Receiver) -> 
     assert not result.ok
     assert result.tries == 4
     assert result.status_code == 503
-    assert result.error == f"HTTP 503 from http://127.0.0.1:{receiver.port}"
+    assert result.error == f"HTTP 503 from http://127.0.0.1:{receiver.port}: ok"
+    assert not result.permanent
     assert len(receiver.all()) == 4
     for retry, wait in enumerate(waits):
         assert 0.5 * 2**retry <= wait <= 2 * 0.5 * 2**retry
@@ -213,6 +215,72 @@ def test_webhook_does_not_retry_a_client_error(receiver: Receiver) -> None:
     assert not result.ok
     assert result.tries == 1
     assert len(receiver.all()) == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "permanent"),
+    [
+        *[(status, True) for status in (400, 401, 404, 410, 413, 422)],
+        *[(status, False) for status in (408, 425, 429, 500, 503)],
+    ],
+)
+def test_a_permanent_client_error_says_so_with_the_receivers_reason(
+    receiver: Receiver, status: int, permanent: bool
+) -> None:
+    receiver.refuse = {"gs": status}
+    result = WebhookSink(name="hook", url=receiver.url, retries=0).send(make_alert())
+    assert (result.ok, result.status_code, result.permanent) == (False, status, permanent)
+    assert result.error == (
+        f'HTTP {status} from http://127.0.0.1:{receiver.port}: {{"error": "no alerts about gs"}}'
+    )
+
+
+class _SlackLike(JSONHandler):
+    """Answers as Slack's incoming webhooks do: a plain-text reason, or an HTML page."""
+
+    def do_POST(self) -> None:
+        self.read_json()
+        if self.path.endswith("/html"):
+            self.send_body(
+                b"<html><body><h1>404 Not Found</h1></body></html>", 404, content_type="text/html"
+            )
+        else:
+            self.send_body(
+                b"invalid_payload  \n  " + self.path.encode(), 400, content_type="text/plain"
+            )
+
+
+def test_a_slack_refusal_quotes_its_reason_with_the_secret_url_masked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    token = "T00000000/B00000000/SLACKREASONxyz"
+    with serving(_SlackLike) as url:
+        monkeypatch.setenv("SLACK_URL", f"{url}/services/{token}")
+        config = alerts_config(
+            parse_settings(
+                {
+                    "alerts": {
+                        "sinks": [
+                            {
+                                "name": "slack",
+                                "kind": "webhook",
+                                "url_env": "SLACK_URL",
+                                "format": "slack",
+                                "retries": 0,
+                            }
+                        ]
+                    }
+                },
+                Path("evalkit.toml"),
+            )
+        )
+        result = build_sinks(config)["slack"].send(make_alert())
+        page = WebhookSink(name="hook", url=f"{url}/html", retries=0).send(make_alert())
+    assert result.permanent
+    assert result.error is not None
+    assert result.error.startswith(f"HTTP 400 from {url}: invalid_payload ")
+    assert "SLACKREASON" not in result.error
+    assert (page.permanent, page.error) == (True, f"HTTP 404 from {url}")
 
 
 def test_secrets_never_reach_errors_or_logs(
@@ -288,6 +356,17 @@ def test_command_sink_reports_failure_and_timeout(tmp_path: Path) -> None:
     assert "did not finish within 0.5 s" in str(slow.send(make_alert()).error)
     missing = CommandSink(name="cmd", command=[str(tmp_path / "no-such-program")])
     assert "cannot run" in str(missing.send(make_alert()).error)
+    assert not any(sink.send(make_alert()).permanent for sink in (failing, slow, missing))
+
+
+def test_a_command_refuses_an_alert_for_good_with_exit_status_65() -> None:
+    script = "import sys; sys.stderr.write('payload rejected'); sys.exit(65)"
+    result = CommandSink(name="cmd", command=[sys.executable, "-c", script]).send(make_alert())
+    assert (result.ok, result.permanent) == (False, True)
+    assert (
+        result.error
+        == f"{Path(sys.executable).name} exited with 65 (refused for good): payload rejected"
+    )
 
 
 @pytest.mark.parametrize("left", [1, 6, 17])

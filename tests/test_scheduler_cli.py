@@ -65,6 +65,16 @@ kind = "job_failure"
     return config
 
 
+def add_command_job(config: Path, name: str, code: str, *args: str) -> None:
+    """Append a ``command`` job running ``python -c CODE ARGS`` to ``config``."""
+    argv = json.dumps([sys.executable, "-c", code, *args])
+    config.write_text(
+        config.read_text(encoding="utf-8")
+        + f'\n[[jobs]]\nname = "{name}"\nkind = "command"\ncommand = {argv}\n',
+        encoding="utf-8",
+    )
+
+
 def run_json(capsys: pytest.CaptureFixture[str], *argv: str, code: int = 0) -> object:
     assert invoke([*argv, "--format", "json"]) == code
     return json.loads(capsys.readouterr().out)
@@ -120,16 +130,11 @@ def test_alerts_list_status_firing_leaves_out_a_condition_that_resolved(
     configured: Path, receiver: Receiver, capsys: pytest.CaptureFixture[str]
 ) -> None:
     flag = configured.parent / "traffic-fails"
-    python, flag_arg = json.dumps(sys.executable), json.dumps(str(flag))
-    configured.write_text(
-        configured.read_text(encoding="utf-8")
-        + f"""
-[[jobs]]
-name = "traffic"
-kind = "command"
-command = [{python}, "-c", "import os, sys; sys.exit(os.path.exists(sys.argv[1]))", {flag_arg}]
-""",
-        encoding="utf-8",
+    add_command_job(
+        configured,
+        "traffic",
+        "import os, sys; sys.exit(os.path.exists(sys.argv[1]))",
+        str(flag),
     )
     flag.touch()
     run_json(capsys, "jobs", "run", "traffic", code=1)
@@ -160,6 +165,37 @@ command = [{python}, "-c", "import os, sys; sys.exit(os.path.exists(sys.argv[1])
     assert shown["resolved_by"] is None
     assert invoke(["alerts", "show", closed["alert_id"]]) == 0
     assert f"by {resolution['alert_id']}" in capsys.readouterr().out
+
+
+def test_an_alert_the_receiver_refuses_for_good_does_not_hold_up_the_next(
+    configured: Path, receiver: Receiver, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A receiver answering 400 to one payload would answer it so for ever: that delivery
+    is abandoned with the receiver's reason, shown where alerts are listed, and the next
+    alert to the same sink goes out."""
+    add_command_job(configured, "also", "import sys; sys.exit('also broken')")
+    receiver.refuse = {"broken": 400}
+    run_json(capsys, "jobs", "run", "broken", code=1)
+    run_json(capsys, "jobs", "run", "also", code=1)
+    assert [(r.payload["subject"], r.status) for r in receiver.requests] == [
+        ("broken", 400),
+        ("also", 200),
+    ]
+    delivered = run_json(capsys, "alerts", "deliver")
+    assert delivered == {"delivered": 0, "failed": 0, "abandoned": 0, "waiting": {}}
+    reason = (
+        f'HTTP 400 from http://127.0.0.1:{receiver.port}: {{"error": "no alerts about broken"}}'
+    )
+    listed = run_json(capsys, "alerts", "list")
+    assert isinstance(listed, list)
+    assert [(a["subject"], a["deliveries"], a["delivery_errors"]) for a in listed] == [
+        ("also", {"hook": "delivered"}, {}),
+        ("broken", {"hook": "abandoned"}, {"hook": reason}),
+    ]
+    assert invoke(["alerts", "show", listed[1]["alert_id"]]) == 0
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "delivery hook │ abandoned (HTTP 400 from" in shown
+    assert "no alerts about broken" in shown
 
 
 def test_alerts_deliver_counts_the_deliveries_not_due_yet_as_waiting(
@@ -202,7 +238,7 @@ def test_alerts_test_reports_each_sink(
     receiver.fail_with = 500
     failed = run_json(capsys, "alerts", "test", "--sink", "hook", code=3)
     assert isinstance(failed, list)
-    assert failed[0]["error"] == f"HTTP 500 from http://127.0.0.1:{receiver.port}"
+    assert failed[0]["error"] == f"HTTP 500 from http://127.0.0.1:{receiver.port}: ok"
     assert invoke(["alerts", "test", "--sink", "nope"]) == 2
     assert "no sink named nope" in capsys.readouterr().err
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from test_scheduler_support import Receiver
 from waiting import wait_until
 
 from evalkit.cli import invoke
@@ -295,3 +296,41 @@ def test_a_job_run_left_by_a_killed_serve_lists_the_run_it_left(
     assert job_run.run_ids == (left,)
     assert {run.status for run in runs.values()} == {"failed"}
     assert str(runs[left].error).startswith("interrupted: ")
+
+
+def test_serve_abandons_an_alert_its_receiver_refuses_and_delivers_the_next(
+    configure: Callable[[str], Settings], services: list[SchedulerService]
+) -> None:
+    """A 400 for one alert held every later alert of the sink behind it for ever; now the
+    refused one is abandoned at once, /healthz counts it, and the next alert goes out."""
+    receiver = Receiver(secret=None).start()
+    try:
+        jobs = "".join(
+            f'[[jobs]]\nname = "{name}"\nkind = "command"\n'
+            f'command = [{json.dumps(sys.executable)}, "-c", "import sys; sys.exit(1)"]\n'
+            for name in ("first", "second")
+        )
+        service = start(
+            services,
+            configure(
+                f"{jobs}[alerts]\ndeliver_interval = 0.1\n"
+                f'[[alerts.sinks]]\nname = "hook"\nkind = "webhook"\nurl = "{receiver.url}"\n'
+                'retries = 0\n[[alerts.rules]]\nname = "jobs"\nkind = "job_failure"\n'
+            ),
+        )
+        receiver.refuse = {"first": 400}
+        for name in ("first", "second"):
+            ran = httpx.post(f"{service.url}/jobs/{name}/run", params={"wait": 30}, timeout=60)
+            assert ran.json()["job_run"]["status"] == "failed"
+
+        def settled() -> bool:
+            health = httpx.get(f"{service.url}/healthz", timeout=30).json()
+            return (health["outbox_pending"], health["outbox_abandoned"]) == (0, 1)
+
+        wait_until(settled, timeout=30, what="the refused alert abandoned, the next delivered")
+    finally:
+        receiver.stop()
+    assert [(r.payload["subject"], r.status) for r in receiver.all()] == [
+        ("first", 400),
+        ("second", 200),
+    ]

@@ -1,8 +1,9 @@
 """Real loopback servers and helpers for the scheduler and alert tests, and their own tests.
 
 - ``Receiver``: a webhook receiver that records every request, verifies its HMAC signature
-  as a real receiver would, and can be told to fail (an HTTP status) or be stopped and
-  started again on the same port;
+  as a real receiver would, and can be told to fail (an HTTP status), to refuse every
+  payload about one subject (a status and a JSON reason), or be stopped and started again
+  on the same port;
 - ``FakeRetriever``: an HTTP retriever endpoint whose answers are good (3 relevant
   documents in the top 10), bad (1) or held until released (to catch a job mid-run);
 - ``serve_command``: the command line that runs ``evalkit serve`` in a child process.
@@ -86,6 +87,8 @@ class Receiver:
         self.secret = secret
         self.fail_with: int | None = None
         self.retry_after: str | None = None
+        self.refuse: dict[str, int] = {}
+        """Subject -> the status answered to every payload about it, with a JSON reason."""
         self.requests: list[Received] = []
         self.lock = threading.Lock()
         self.port = port or free_port()
@@ -110,15 +113,22 @@ class Receiver:
                     timestamp=headers.get(TIMESTAMP_HEADER.lower()),
                     signature=headers.get(SIGNATURE_HEADER.lower()),
                 )
-                status = receiver.fail_with or 200
+                subject = json.loads(body).get("subject")
+                refused = receiver.refuse.get(subject) if receiver.fail_with is None else None
+                status = receiver.fail_with or refused or 200
                 with receiver.lock:
                     receiver.requests.append(Received(self.path, headers, body, status, valid))
+                answer = (
+                    json.dumps({"error": f"no alerts about {subject}"}).encode()
+                    if refused
+                    else b"ok"
+                )
                 self.send_response(status)
                 if receiver.fail_with and receiver.retry_after is not None:
                     self.send_header("Retry-After", receiver.retry_after)
-                self.send_header("Content-Length", "2")
+                self.send_header("Content-Length", str(len(answer)))
                 self.end_headers()
-                self.wfile.write(b"ok")
+                self.wfile.write(answer)
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass

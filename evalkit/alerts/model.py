@@ -105,7 +105,10 @@ class Alert:
 @dataclass(frozen=True, slots=True)
 class DeliveryResult:
     """How one delivery attempt went. ``error`` never holds a secret; ``retry_after`` is
-    the seconds the receiver asked to wait before the next attempt (HTTP ``Retry-After``)."""
+    the seconds the receiver asked to wait before the next attempt (HTTP ``Retry-After``).
+    ``permanent`` says the sink refused this alert for good (a webhook's 4xx other than
+    408, 425 and 429, a command's exit status 65): trying again would get the same answer,
+    so the outbox abandons it at once rather than hold the sink's later alerts behind it."""
 
     ok: bool
     duration_ms: float
@@ -113,3 +116,4 @@ class DeliveryResult:
     error: str | None = None
     tries: int = 1
     retry_after: float | None = None
+    permanent: bool = False

@@ -9,7 +9,10 @@ again by a later pass, in this process or after a restart, so a
 receiver that is down for an hour gets every alert once it is back.
 
 Order: the rows of one sink are sent oldest first and a pass stops at a sink's first
-failure, so a *resolved* notification never overtakes the *firing* one it resolves. Each
+failure, so a *resolved* notification never overtakes the *firing* one it resolves. A row
+the sink refused for good (``DeliveryResult.permanent``: a webhook's 400, 404, 413, 422...)
+is abandoned at once, with the resolution of it that the sink was never told about, and
+the sink's later rows go on. Each
 sink is served by its own thread during a pass, so a receiver that hangs until its
 timeout delays only its own rows, never another sink's.
 
@@ -150,9 +153,12 @@ def deliver_due(
                     name,
                 )
             return
+        skipped: set[str] = set()
         for index, row in enumerate(rows[name]):
             if stop is not None and stop.is_set():
                 return
+            if row.alert.alert_id in skipped:
+                continue
             try:
                 outcome = _attempt(
                     session,
@@ -178,12 +184,14 @@ def deliver_due(
                 tally.error = "stopped before the last attempt could be recorded"
                 tally.waiting += len(rows[name]) - index
                 return
-            if outcome == "abandoned":
-                tally.abandoned += 1
-            else:
-                tally.failed += 1
-                tally.waiting += 1
-            tally.waiting += len(rows[name]) - index - 1
+            if isinstance(outcome, list):
+                # An abandoned row holds nothing up: the sink's later rows go on, but for
+                # the resolutions abandoned with it.
+                tally.abandoned += 1 + len(outcome)
+                skipped.update(outcome)
+                continue
+            tally.failed += 1
+            tally.waiting += len(rows[name]) - index
             return
 
     threads = [
@@ -224,13 +232,16 @@ def _attempt(
     rng: random.Random,
     recording: threading.Lock,
     stop: threading.Event | None,
-) -> str:
+) -> str | list[str]:
+    """Send one row and record the attempt: ``"delivered"``, ``"failed"`` (retried later),
+    ``"unrecorded"``, or, for an abandoned row, the ids of the resolutions abandoned with
+    it."""
     alert = Alert.from_stored(row.alert)
     attempted_at = clock()
     result = sink.send(alert)
     attempt = row.attempts + 1
     next_at = None
-    if not result.ok:
+    if not result.ok and not result.permanent:
         with recording:  # the random generator is shared between the sinks' threads
             failed_at = clock()
             next_at = policy.next_attempt(
@@ -239,12 +250,14 @@ def _attempt(
         if next_at is not None and result.retry_after is not None:
             next_at = max(next_at, failed_at + timedelta(seconds=result.retry_after))
 
+    untold: list[str] = []
+
     def record() -> None:
         with (
             recording,
             session(f"alerts: recording delivery of {alert.alert_id} to {sink.name}") as store,
         ):
-            record_delivery_attempt(
+            untold[:] = record_delivery_attempt(
                 store,
                 alert_id=alert.alert_id,
                 sink=sink.name,
@@ -262,7 +275,15 @@ def _attempt(
     if result.ok:
         _log.info("alert %s delivered to %s", alert.alert_id, sink.name)
         return "delivered"
-    if next_at is None:
+    if result.permanent:
+        _log.error(
+            "alert %s refused for good by sink %s (%s): abandoned, not retried; the sink's "
+            "later alerts go on",
+            alert.alert_id,
+            sink.name,
+            result.error,
+        )
+    elif next_at is None:
         _log.error(
             "alert %s abandoned for sink %s after %d attempts: %s",
             alert.alert_id,
@@ -270,7 +291,15 @@ def _attempt(
             attempt,
             result.error,
         )
-        return "abandoned"
+    if next_at is None:
+        for resolution in untold:
+            _log.warning(
+                "alert %s (resolved) abandoned for sink %s: it was never told of the firing %s",
+                resolution,
+                sink.name,
+                alert.alert_id,
+            )
+        return untold
     _log.warning(
         "alert %s not delivered to %s (attempt %d: %s); next try at %s UTC",
         alert.alert_id,

@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_LOG_SINK",
+    "REFUSED_EXIT",
     "SINK_KINDS",
     "CommandSink",
     "LogSink",
@@ -68,6 +69,9 @@ DEFAULT_LOG_SINK = "log"
 _log = logging.getLogger("evalkit.alerts")
 _STDERR_CHARS = 300
 _RETRYABLE = frozenset({408, 425, 429})
+REFUSED_EXIT = 65
+"""The exit status (``EX_DATAERR`` of sysexits.h) by which a command sink refuses an alert for
+good: it is abandoned, not retried. Any other non-zero status is retried."""
 
 
 def public_url(url: str) -> str:
@@ -205,7 +209,11 @@ class _NamedSink:
 
 
 class _DeliveryError(Exception):
-    """One failed delivery attempt: the error to report, the HTTP status, whether to retry."""
+    """One failed delivery attempt: the error to report, the HTTP status, whether to retry.
+
+    A 4xx that is not retried is permanent: the receiver refuses this body at this URL, and
+    will again.
+    """
 
     def __init__(
         self,
@@ -219,6 +227,7 @@ class _DeliveryError(Exception):
         self.status = status
         self.retryable = retryable
         self.retry_after = retry_after
+        self.permanent = not retryable and status is not None and 400 <= status < 500
 
 
 class WebhookSink(_NamedSink):
@@ -289,7 +298,8 @@ class WebhookSink(_NamedSink):
 
     def send(self, alert: Alert) -> DeliveryResult:
         """POST the alert; retry connection errors, timeouts, 408/425/429 and 5xx, after
-        the wait a 429 or 503 asks for in ``Retry-After`` when it gives one."""
+        the wait a 429 or 503 asks for in ``Retry-After`` when it gives one. Another 4xx is
+        a permanent refusal. A failure's error quotes the receiver's reason (its body)."""
         body = self.body(alert)
         began = time.perf_counter()
         tries = 0
@@ -311,7 +321,7 @@ class WebhookSink(_NamedSink):
                 if 200 <= status < 300:
                     return status
                 raise _DeliveryError(
-                    f"HTTP {status} from {public_url(self._url)}",
+                    f"HTTP {status} from {public_url(self._url)}{self._reason(response)}",
                     status=status,
                     retryable=status >= 500 or status in _RETRYABLE,
                     retry_after=retry_after_seconds(response.headers.get("Retry-After"))
@@ -329,12 +339,23 @@ class WebhookSink(_NamedSink):
                     error=str(failure),
                     tries=tries,
                     retry_after=failure.retry_after,
+                    permanent=failure.permanent,
                 )
         return DeliveryResult(ok=True, duration_ms=_elapsed(began), status_code=status, tries=tries)
 
+    def _reason(self, response: httpx.Response) -> str:
+        """``": <the receiver's reason>"``: the start of the body of a refusal, on one line
+        and masked (Slack answers ``invalid_payload``, a JSON receiver its error object); an
+        HTML error page or an empty body gives nothing (the status says it all)."""
+        if "html" in response.headers.get("Content-Type", "").lower():
+            return ""
+        text = " ".join(response.text.split())
+        return f": {masked_excerpt(text, _STDERR_CHARS, mask=self.redact)}" if text else ""
+
 
 class CommandSink(_NamedSink):
-    """Runs a program with the JSON payload on stdin; exit status 0 means delivered.
+    """Runs a program with the JSON payload on stdin; exit status 0 means delivered,
+    ``REFUSED_EXIT`` (65) refused for good, any other status a failure to retry.
 
     The program also gets ``EVALKIT_ALERT_ID``, ``EVALKIT_ALERT_STATUS``,
     ``EVALKIT_ALERT_SEVERITY`` and ``EVALKIT_ALERT_RULE`` in its environment.
@@ -412,13 +433,16 @@ class CommandSink(_NamedSink):
             tail=True,
             mask=self.redact,
         )
+        refused = finished.returncode == REFUSED_EXIT
         return DeliveryResult(
             ok=False,
             duration_ms=_elapsed(began),
             error=self.redact(
                 f"{Path(self._command[0]).name} exited with {finished.returncode}"
+                + (" (refused for good)" if refused else "")
                 + (f": {stderr}" if stderr else "")
             ),
+            permanent=refused,
         )
 
 

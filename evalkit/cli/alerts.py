@@ -71,9 +71,23 @@ def list_alerts(
             alert.severity,
             alert.dedup_key,
             alert.title[:70],
-            ", ".join(f"{sink}: {state}" for sink, state in alert.deliveries.items()) or "-",
+            ", ".join(
+                f"{sink}: {_delivery(state, alert.delivery_errors.get(sink), width=80)}"
+                for sink, state in alert.deliveries.items()
+            )
+            or "-",
         ],
     )
+
+
+def _delivery(state: str, error: str | None, *, width: int | None = None) -> str:
+    """A delivery's state, with the last error of one not made (``width`` characters of it
+    at most): a refused alert says why wherever it is listed."""
+    if error is None:
+        return state
+    if width is not None and len(error) > width:
+        error = error[: width - 1] + "…"
+    return f"{state} ({error})"
 
 
 @alerts_app.command("show")
@@ -125,6 +139,10 @@ def show_alert(
                 "summary": alert.summary,
                 "fired at": f"{alert.fired_at:%Y-%m-%d %H:%M:%S} UTC",
                 **closed,
+                **{
+                    f"delivery {sink}": _delivery(state, alert.delivery_errors.get(sink))
+                    for sink, state in alert.deliveries.items()
+                },
                 **{f"link {name}": target for name, target in alert.links.items()},
             },
         )

@@ -192,12 +192,14 @@ class ServiceState(JobListener):
         """The /healthz body."""
         with self._lock:
             pending = sum(n for (_, state), n in self._outbox.items() if state == "pending")
+            abandoned = sum(n for (_, state), n in self._outbox.items() if state == "abandoned")
             return {
                 "status": "stopping" if self.stopping else "ok",
                 "started_at": _iso(self.started_at),
                 "jobs": len(self._config.jobs),
                 "running": sorted(self._running),
                 "outbox_pending": pending,
+                "outbox_abandoned": abandoned,
                 "rule_errors": dict(self.rule_errors),
                 "store_error": self.store_error,
                 "otlp": self.otlp_status() if self.otlp_status is not None else None,

@@ -166,7 +166,9 @@ def save_alert_states(store: Store, states: Sequence[StoredAlertState]) -> None:
 class StoredAlert:
     """One stored notification and how its deliveries stand.
 
-    ``deliveries`` maps each sink to its state (``pending``, ``delivered``, ``abandoned``).
+    ``deliveries`` maps each sink to its state (``pending``, ``delivered``, ``abandoned``);
+    ``delivery_errors`` each sink not delivered to yet, or given up, to the error of its last
+    attempt (the status and the receiver's reason), or to why it was abandoned.
     """
 
     alert_id: str
@@ -184,6 +186,7 @@ class StoredAlert:
     created_at: datetime
     n_sinks: int
     deliveries: Mapping[str, str] = field(default_factory=dict)
+    delivery_errors: Mapping[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -243,24 +246,36 @@ def save_alert(
         ) from error
 
 
-def _alert(row: Sequence[Any], deliveries: Mapping[str, str]) -> StoredAlert:
+_NO_DELIVERIES: tuple[dict[str, str], dict[str, str]] = ({}, {})
+
+
+def _alert(
+    row: Sequence[Any], deliveries: tuple[dict[str, str], dict[str, str]] = _NO_DELIVERIES
+) -> StoredAlert:
     values: dict[str, Any] = dict(zip(column_names(_ALERT_COLUMNS), row, strict=True))
     values["evidence"] = json_value(values["evidence"])
     values["links"] = json_value(values["links"])
-    return StoredAlert(**values, deliveries=dict(deliveries))
+    states, errors = deliveries
+    return StoredAlert(**values, deliveries=dict(states), delivery_errors=dict(errors))
 
 
-def _deliveries_of(store: Store, alert_ids: Sequence[str]) -> dict[str, dict[str, str]]:
+def _deliveries_of(
+    store: Store, alert_ids: Sequence[str]
+) -> dict[str, tuple[dict[str, str], dict[str, str]]]:
+    """Per alert: each sink's delivery state, and the last error of each not delivered."""
     if not alert_ids:
         return {}
     rows = store.fetch(
-        "SELECT alert_id, sink, state FROM alert_outbox"
+        "SELECT alert_id, sink, state, last_error FROM alert_outbox"
         " WHERE alert_id IN (SELECT unnest(?::VARCHAR[])) ORDER BY sink",
         [list(alert_ids)],
     )
-    found: dict[str, dict[str, str]] = {}
-    for alert_id, sink, state in rows:
-        found.setdefault(str(alert_id), {})[str(sink)] = str(state)
+    found: dict[str, tuple[dict[str, str], dict[str, str]]] = {}
+    for alert_id, sink, state, error in rows:
+        states, errors = found.setdefault(str(alert_id), ({}, {}))
+        states[str(sink)] = str(state)
+        if error is not None and state != "delivered":
+            errors[str(sink)] = str(error)
     return found
 
 
@@ -288,7 +303,7 @@ def list_alerts(
         [rule, rule, *parameters, dedup_key, dedup_key, since, since, limit],
     )
     deliveries = _deliveries_of(store, [str(row[0]) for row in rows])
-    return [_alert(row, deliveries.get(str(row[0]), {})) for row in rows]
+    return [_alert(row, deliveries.get(str(row[0]), _NO_DELIVERIES)) for row in rows]
 
 
 def alert_status_condition(status: str | None) -> tuple[str, list[str | None]]:
@@ -310,7 +325,7 @@ def get_alert(store: Store, alert_id: str) -> StoredAlert | None:
     rows = store.fetch(f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE alert_id = ?", [alert_id])
     if not rows:
         return None
-    return _alert(rows[0], _deliveries_of(store, [alert_id]).get(alert_id, {}))
+    return _alert(rows[0], _deliveries_of(store, [alert_id]).get(alert_id, _NO_DELIVERIES))
 
 
 def told_of_firing(store: Store, dedup_key: str) -> set[str]:
@@ -339,7 +354,7 @@ def resolution_of(store: Store, alert_id: str) -> StoredAlert | None:
     if not rows:
         return None
     resolved = str(rows[0][0])
-    return _alert(rows[0], _deliveries_of(store, [resolved]).get(resolved, {}))
+    return _alert(rows[0], _deliveries_of(store, [resolved]).get(resolved, _NO_DELIVERIES))
 
 
 @dataclass(frozen=True, slots=True)
@@ -406,7 +421,7 @@ def due_deliveries(store: Store, *, now: datetime, limit: int = 500) -> list[Due
             continue
         due.append(
             DueDelivery(
-                alert=_alert(row[:14], {}), sink=sink, attempts=int(row[15]), created_at=row[16]
+                alert=_alert(row[:14]), sink=sink, attempts=int(row[15]), created_at=row[16]
             )
         )
     return due
@@ -424,9 +439,15 @@ def record_delivery_attempt(
     status_code: int | None,
     error: str | None,
     next_attempt_at: datetime | None,
-) -> None:
+) -> list[str]:
     """Record one attempt; ``ok`` marks the row delivered, ``next_attempt_at=None`` after a
-    failure abandons it, otherwise it stays pending until ``next_attempt_at``."""
+    failure abandons it, otherwise it stays pending until ``next_attempt_at``.
+
+    Abandoning a firing notification also abandons the sink's pending resolution of it,
+    unless the sink was told of the episode by another firing: a receiver never gets a
+    resolution for a firing it was not told about. Returns the ids of the resolutions so
+    abandoned.
+    """
     if ok:
         state = "delivered"
     elif next_attempt_at is None:
@@ -457,10 +478,42 @@ def record_delivery_attempt(
                     sink,
                 ],
             )
+            if state != "abandoned":
+                return []
+            untold = [
+                str(row[0])
+                for row in con.execute(_UNTOLD_RESOLUTIONS, [alert_id, sink, sink]).fetchall()
+            ]
+            if untold:
+                con.execute(
+                    "UPDATE alert_outbox SET state = 'abandoned', last_error = ?"
+                    " WHERE sink = ? AND state = 'pending'"
+                    " AND alert_id IN (SELECT unnest(?::VARCHAR[]))",
+                    [f"not sent: its firing {alert_id} was abandoned", sink, untold],
+                )
+            return untold
     except duckdb.Error as err:
         raise StoreError(
             f"cannot record the delivery of alert {alert_id} to sink {sink!r}: {err}"
         ) from err
+
+
+# The pending resolution (for one sink) that closes the firing f, when no other firing of
+# f's episode (the notifications of its key between the resolutions around r) is still
+# delivered or pending for that sink.
+_UNTOLD_RESOLUTIONS = (
+    "SELECT r.alert_id FROM alerts f JOIN alerts r ON r.dedup_key = f.dedup_key"
+    " JOIN alert_outbox o ON o.alert_id = r.alert_id"
+    " WHERE f.alert_id = ? AND f.status = 'firing' AND r.status = 'resolved'"
+    " AND o.sink = ? AND o.state = 'pending'"
+    " AND r.sequence = (SELECT min(sequence) FROM alerts WHERE dedup_key = f.dedup_key"
+    "  AND status = 'resolved' AND sequence > f.sequence)"
+    " AND NOT EXISTS (SELECT 1 FROM alerts e JOIN alert_outbox eo USING (alert_id)"
+    "  WHERE e.dedup_key = f.dedup_key AND e.status = 'firing' AND eo.sink = ?"
+    "  AND eo.state <> 'abandoned' AND e.sequence < r.sequence"
+    "  AND e.sequence > coalesce((SELECT max(sequence) FROM alerts WHERE dedup_key ="
+    "  f.dedup_key AND status = 'resolved' AND sequence < f.sequence), -1))"
+)
 
 
 def outbox_counts(store: Store) -> dict[tuple[str, str], int]:
