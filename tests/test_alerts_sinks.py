@@ -283,6 +283,48 @@ def test_a_slack_refusal_quotes_its_reason_with_the_secret_url_masked(
     assert (page.permanent, page.error) == (True, f"HTTP 404 from {url}")
 
 
+class _Moved(JSONHandler):
+    """A receiver that moved: a redirect to https (absolute) or to another path (relative)."""
+
+    def do_POST(self) -> None:
+        self.read_json()
+        relative = self.path.startswith("/old")
+        self.send_response(308 if relative else 301)
+        target = "/new/hook" if relative else f"https://alerts.example.com{self.path}"
+        self.send_header("Location", target)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+def test_a_redirect_is_refused_for_good_naming_where_it_points(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A redirect is never followed, so it would be answered the same for ever: before, it
+    was retried for good, holding the sink's later alerts, and never said where it pointed."""
+    with serving(_Moved) as url:
+        moved = WebhookSink(name="hook", url=f"{url}/hook", retries=3, sleep=no_sleep)
+        absolute = moved.send(make_alert())
+        relative = WebhookSink(name="hook", url=f"{url}/old", retries=0).send(make_alert())
+        monkeypatch.setenv("SECRET_URL", f"{url}/services/T0/B0/SECRETPATH")
+        config = {"name": "s", "kind": "webhook", "url_env": "SECRET_URL", "retries": 0}
+        hidden = build_sinks(
+            alerts_config(parse_settings({"alerts": {"sinks": [config]}}, Path("evalkit.toml")))
+        )["s"].send(make_alert())
+    assert (absolute.permanent, absolute.tries, absolute.status_code) == (True, 1, 301)
+    assert absolute.error == (
+        f"HTTP 301 from {url}: redirects to https://alerts.example.com/hook, which is not "
+        "followed: configure that URL"
+    )
+    assert relative.error == (
+        f"HTTP 308 from {url}: redirects to {url}/new/hook, which is not followed: "
+        "configure that URL"
+    )
+    assert hidden.error == (
+        f"HTTP 301 from {url}: redirects to https://alerts.example.com, which is not "
+        "followed: configure that URL"
+    )
+
+
 def test_secrets_never_reach_errors_or_logs(
     receiver: Receiver, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

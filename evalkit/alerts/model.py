@@ -106,9 +106,10 @@ class Alert:
 class DeliveryResult:
     """How one delivery attempt went. ``error`` never holds a secret; ``retry_after`` is
     the seconds the receiver asked to wait before the next attempt (HTTP ``Retry-After``).
-    ``permanent`` says the sink refused this alert for good (a webhook's 4xx other than
-    408, 425 and 429, a command's exit status 65): trying again would get the same answer,
-    so the outbox abandons it at once rather than hold the sink's later alerts behind it."""
+    ``permanent`` says the sink refused this alert for good (a webhook's redirect or 4xx
+    other than 408, 425 and 429, a command's exit status 65): trying again would get the
+    same answer, so the outbox abandons it at once rather than hold the sink's later alerts
+    behind it."""
 
     ok: bool
     duration_ms: float

@@ -10,11 +10,11 @@ receiver that is down for an hour gets every alert once it is back.
 
 Order: the rows of one sink are sent oldest first and a pass stops at a sink's first
 failure, so a *resolved* notification never overtakes the *firing* one it resolves. A row
-the sink refused for good (``DeliveryResult.permanent``: a webhook's 400, 404, 413, 422...)
-is abandoned at once, with the resolution of it that the sink was never told about, and
-the sink's later rows go on. Each
-sink is served by its own thread during a pass, so a receiver that hangs until its
-timeout delays only its own rows, never another sink's.
+the sink refused for good (``DeliveryResult.permanent``: a webhook's 400, 404, 413, 422, a
+redirect...) is abandoned at once, with the resolution of it that the sink was never told
+about, and the sink's later rows go on. Each sink is served by its own thread during a
+pass, so a receiver that hangs until its timeout delays only its own rows, never another
+sink's.
 
 Exactly once: a row is marked delivered in its own transaction right after the sink
 accepted it; while the store is held by other work, the attempt is kept in memory and

@@ -211,8 +211,8 @@ class _NamedSink:
 class _DeliveryError(Exception):
     """One failed delivery attempt: the error to report, the HTTP status, whether to retry.
 
-    A 4xx that is not retried is permanent: the receiver refuses this body at this URL, and
-    will again.
+    A 3xx or 4xx that is not retried is permanent: the receiver refuses this body at this
+    URL (or, with a redirect, sends it elsewhere, which is not followed), and will again.
     """
 
     def __init__(
@@ -227,7 +227,7 @@ class _DeliveryError(Exception):
         self.status = status
         self.retryable = retryable
         self.retry_after = retry_after
-        self.permanent = not retryable and status is not None and 400 <= status < 500
+        self.permanent = not retryable and status is not None and 300 <= status < 500
 
 
 class WebhookSink(_NamedSink):
@@ -259,6 +259,7 @@ class WebhookSink(_NamedSink):
         self._headers = dict(headers or {})
         self._verify = verify_tls
         self._sleep = sleep
+        self._url_is_secret = url_is_secret
         # A receiver that asks for a longer wait than max_backoff is not retried within the
         # call: the outbox tries again at the time it asked for, never before.
         self._retry = RetryPolicy(
@@ -298,8 +299,10 @@ class WebhookSink(_NamedSink):
 
     def send(self, alert: Alert) -> DeliveryResult:
         """POST the alert; retry connection errors, timeouts, 408/425/429 and 5xx, after
-        the wait a 429 or 503 asks for in ``Retry-After`` when it gives one. Another 4xx is
-        a permanent refusal. A failure's error quotes the receiver's reason (its body)."""
+        the wait a 429 or 503 asks for in ``Retry-After`` when it gives one. Another 4xx, or
+        a redirect (never followed: the signed body and the headers would go elsewhere), is
+        a permanent refusal. A failure's error quotes the receiver's reason (its body, or
+        where a redirect points)."""
         body = self.body(alert)
         began = time.perf_counter()
         tries = 0
@@ -344,9 +347,15 @@ class WebhookSink(_NamedSink):
         return DeliveryResult(ok=True, duration_ms=_elapsed(began), status_code=status, tries=tries)
 
     def _reason(self, response: httpx.Response) -> str:
-        """``": <the receiver's reason>"``: the start of the body of a refusal, on one line
+        """``": <the receiver's reason>"``: where a redirect points (only its host when the
+        configured URL is a secret), else the start of the body of a refusal, on one line
         and masked (Slack answers ``invalid_payload``, a JSON receiver its error object); an
         HTML error page or an empty body gives nothing (the status says it all)."""
+        location = response.headers.get("Location")
+        if response.is_redirect and location:
+            target = str(response.url.join(location))
+            shown = public_url(target) if self._url_is_secret else self.redact(target)
+            return f": redirects to {shown}, which is not followed: configure that URL"
         if "html" in response.headers.get("Content-Type", "").lower():
             return ""
         text = " ".join(response.text.split())
