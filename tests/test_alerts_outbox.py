@@ -107,6 +107,25 @@ def flag_config(receiver: Receiver, **alerts: Any) -> AlertsConfig:
     )
 
 
+def webhook_and_file_config(receiver: Receiver, path: Path, *, webhook: str) -> AlertsConfig:
+    """The flags rule, routed to a webhook named ``webhook`` and a log sink ``file`` at
+    ``path``."""
+    return alerts_config(
+        parse_settings(
+            {
+                "alerts": {
+                    "sinks": [
+                        {"name": webhook, "kind": "webhook", "url": receiver.url, "retries": 0},
+                        {"name": "file", "kind": "log", "path": str(path)},
+                    ],
+                    "rules": [{"name": "flags", "kind": "test_flag", "cooldown": 0}],
+                }
+            },
+            Path("evalkit.toml"),
+        )
+    )
+
+
 def test_receiver_down_for_an_hour_gets_every_alert_once_in_order(
     store_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -154,20 +173,7 @@ def test_receiver_down_for_an_hour_gets_every_alert_once_in_order(
 def test_a_failing_row_blocks_later_rows_of_its_sink_only(
     store_path: Path, receiver: Receiver, tmp_path: Path
 ) -> None:
-    config = alerts_config(
-        parse_settings(
-            {
-                "alerts": {
-                    "sinks": [
-                        {"name": "hook", "kind": "webhook", "url": receiver.url, "retries": 0},
-                        {"name": "file", "kind": "log", "path": str(tmp_path / "alerts.jsonl")},
-                    ],
-                    "rules": [{"name": "flags", "kind": "test_flag", "cooldown": 0}],
-                }
-            },
-            Path("evalkit.toml"),
-        )
-    )
+    config = webhook_and_file_config(receiver, tmp_path / "alerts.jsonl", webhook="hook")
     sinks = build_sinks(config)
     access = StoreAccess(store_path, wait=10, program="test")
     FLAGS.update(a=True, b=True)
@@ -181,6 +187,25 @@ def test_a_failing_row_blocks_later_rows_of_its_sink_only(
     assert report.failed == 1
     assert report.waiting == {"hook": 2}
     assert len(receiver.all()) == 1, "b is not sent before a"
+
+
+def test_a_long_queue_of_one_sink_does_not_keep_the_others_out_of_the_pass(
+    store_path: Path, receiver: Receiver, tmp_path: Path
+) -> None:
+    """A pass reads at most ``limit`` rows: of all sinks together, they were all the first
+    sink's (by name) once it had that many pending, and the other sinks got nothing."""
+    # The webhook is named first: its rows came first in the pass's read.
+    config = webhook_and_file_config(receiver, tmp_path / "pager.jsonl", webhook="archive")
+    sinks = build_sinks(config)
+    access = StoreAccess(store_path, wait=10, program="test")
+    receiver.stop()
+    FLAGS.update(a=True, b=True, c=True)
+    with access("evaluate") as store:
+        evaluate_rules(store, config, sinks, now=T0)
+    report = deliver_due(access, sinks, RedeliverySchedule(), clock=lambda: T0, limit=3)
+    assert (report.delivered, report.failed) == (3, 1)
+    assert report.waiting == {"archive": 3}
+    assert len((tmp_path / "pager.jsonl").read_text().splitlines()) == 3
 
 
 def test_give_up_after_abandons_and_says_so(store_path: Path, receiver: Receiver) -> None:

@@ -120,10 +120,11 @@ def deliver_due(
     """One pass: send every due outbox row, oldest first per sink, recording each attempt.
 
     ``session`` opens the store briefly (to read the due rows, then once per attempt), so
-    the store is free while requests are in flight. ``stop`` ends the pass early. A row
-    whose sink is no longer configured is kept, and logged once per pass, or once for good
-    when the caller passes the same ``told_unconfigured`` set (of (sink, alert id)) to every
-    pass, as ``evalkit serve`` does.
+    the store is free while requests are in flight. ``stop`` ends the pass early; ``limit``
+    caps the rows of each sink a pass reads. A row whose sink is no longer configured is
+    kept, and logged once per pass, or once for good when the caller passes the same
+    ``told_unconfigured`` set (of (sink, alert id)) to every pass, as ``evalkit serve``
+    does.
     """
     chance = rng or random.Random()
     with session("alerts: reading the outbox") as store:

@@ -396,18 +396,22 @@ class DueDelivery:
 
 
 def due_deliveries(store: Store, *, now: datetime, limit: int = 500) -> list[DueDelivery]:
-    """Pending outbox rows, oldest alert first, whose sink is due at ``now``.
+    """Pending outbox rows, oldest alert first, whose sink is due at ``now``: at most
+    ``limit`` of each sink.
 
     Rows of a sink are returned in alert order even when later ones are not yet due, so a
     deliverer can keep each sink's notifications in order (a resolution never overtakes
-    the firing it resolves).
+    the firing it resolves). The limit is per sink: a sink with a long queue (down for
+    days, or no longer configured) must not keep the others' rows out of the pass.
     """
     rows = store.fetch(
         f"SELECT {qualified(_ALERT_COLUMNS, 'a')},"
         " o.sink, o.attempts, o.created_at, o.next_attempt_at"
         " FROM alert_outbox o JOIN alerts a USING (alert_id)"
         " WHERE o.state = 'pending'"
-        " ORDER BY o.sink, a.created_at, a.sequence LIMIT ?",
+        " QUALIFY row_number() OVER (PARTITION BY o.sink ORDER BY a.created_at, a.sequence)"
+        " <= ?"
+        " ORDER BY o.sink, a.created_at, a.sequence",
         [limit],
     )
     due: list[DueDelivery] = []
