@@ -339,9 +339,15 @@ def test_a_resolution_queued_behind_a_refused_firing_is_not_sent(
     ) in [r.getMessage() for r in caplog.records]
 
 
+@pytest.mark.parametrize(
+    ("asked", "waited"),
+    [("600", timedelta(seconds=600)), ("1e12", timedelta(days=1)), ("inf", timedelta(days=1))],
+)
 def test_the_outbox_redelivers_no_sooner_than_retry_after_asks(
-    store_path: Path, receiver: Receiver
+    store_path: Path, receiver: Receiver, asked: str, waited: timedelta
 ) -> None:
+    """A day at most: Retry-After: 1e12 overflowed the date of the next attempt, the pass
+    logged a traceback, the attempt was not recorded and the alert was sent at every pass."""
     config = flag_config(receiver, retry_initial=10, retry_max=60)
     sinks = build_sinks(config)
     access = StoreAccess(store_path, wait=10, program="test")
@@ -349,15 +355,16 @@ def test_the_outbox_redelivers_no_sooner_than_retry_after_asks(
     with access("evaluate") as store:
         evaluate_rules(store, config, sinks, now=T0)
     receiver.fail_with = 503
-    receiver.retry_after = "600"
+    receiver.retry_after = asked
     clock = Clock()
     policy = RedeliverySchedule.from_settings(config.settings)
-    assert deliver_due(access, sinks, policy, clock=clock).failed == 1
+    report = deliver_due(access, sinks, policy, clock=clock)
+    assert (report.failed, report.errors) == (1, {})
     receiver.fail_with = None
-    clock.now = T0 + timedelta(seconds=599)
+    clock.now = T0 + waited - timedelta(seconds=1)
     assert deliver_due(access, sinks, policy, clock=clock).delivered == 0
     assert len(receiver.all()) == 1
-    clock.now = T0 + timedelta(seconds=600)
+    clock.now = T0 + waited
     assert deliver_due(access, sinks, policy, clock=clock).delivered == 1
     assert [r.status for r in receiver.all()] == [503, 200]
 

@@ -55,6 +55,10 @@ _log = logging.getLogger("evalkit.alerts")
 _RECORD_PAUSE = 5.0
 """Seconds between tries to record an attempt while the store fails (not merely busy)."""
 
+LONGEST_RETRY_AFTER = 86400.0
+"""The longest wait a receiver's ``Retry-After`` gets (a day): a larger one (``1e12``,
+``inf``) would put the next attempt past any date there is."""
+
 StoreSession = Callable[[str], AbstractContextManager["Store"]]
 """Opens the store for writing for one short piece of work: ``session(purpose)``."""
 
@@ -249,7 +253,8 @@ def _attempt(
                 failures=attempt, created_at=row.created_at, now=failed_at, rng=rng
             )
         if next_at is not None and result.retry_after is not None:
-            next_at = max(next_at, failed_at + timedelta(seconds=result.retry_after))
+            asked = min(result.retry_after, LONGEST_RETRY_AFTER)
+            next_at = max(next_at, failed_at + timedelta(seconds=asked))
 
     untold: list[str] = []
 
