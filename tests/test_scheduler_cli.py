@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+from pydantic import BaseModel
 from test_scheduler_support import (  # noqa: F401  (fixtures)
     SECRET,
     Receiver,
     receiver_fixture,
 )
 
+from evalkit.alerts import SINK_KINDS, Alert, DeliveryResult, SinkKind, register_sink_kind
 from evalkit.cli import invoke
 from evalkit.config import load_settings
+from evalkit.records import AlertSeverity
 from evalkit.store import Store
 
 
@@ -65,6 +70,30 @@ kind = "job_failure"
     return config
 
 
+class RaisingParams(BaseModel):
+    """No parameters."""
+
+
+@dataclass
+class RaisingSink:
+    """A plug-in sink whose client library breaks: ``send`` raises."""
+
+    name: str
+    min_severity: AlertSeverity = AlertSeverity.warning
+
+    def send(self, alert: Alert) -> DeliveryResult:
+        raise RuntimeError("boom")
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": "test_raising"}
+
+
+if "test_raising" not in SINK_KINDS:
+    register_sink_kind(
+        SinkKind("test_raising", RaisingParams, lambda c, p: RaisingSink(c.name), "raises")
+    )
+
+
 def add_command_job(config: Path, name: str, code: str, *args: str) -> None:
     """Append a ``command`` job running ``python -c CODE ARGS`` to ``config``."""
     argv = json.dumps([sys.executable, "-c", code, *args])
@@ -73,6 +102,12 @@ def add_command_job(config: Path, name: str, code: str, *args: str) -> None:
         + f'\n[[jobs]]\nname = "{name}"\nkind = "command"\ncommand = {argv}\n',
         encoding="utf-8",
     )
+
+
+def nothing_sent(**summary: object) -> dict[str, object]:
+    """The summary of `evalkit alerts deliver --format json` of a pass that sent nothing,
+    with ``summary``'s fields instead."""
+    return {"delivered": 0, "failed": 0, "abandoned": 0, "waiting": {}, "errors": {}, **summary}
 
 
 def run_json(capsys: pytest.CaptureFixture[str], *argv: str, code: int = 0) -> object:
@@ -123,7 +158,7 @@ def test_jobs_run_locally_then_alerts_flow(
     assert isinstance(evaluated, dict)
     assert (evaluated["evaluated"], evaluated["alerts"]) == (["jobs"], [])
     delivered = run_json(capsys, "alerts", "deliver")
-    assert delivered == {"delivered": 0, "failed": 0, "abandoned": 0, "waiting": {}}
+    assert delivered == nothing_sent()
 
 
 def test_alerts_list_status_firing_leaves_out_a_condition_that_resolved(
@@ -182,7 +217,7 @@ def test_an_alert_the_receiver_refuses_for_good_does_not_hold_up_the_next(
         ("also", 200),
     ]
     delivered = run_json(capsys, "alerts", "deliver")
-    assert delivered == {"delivered": 0, "failed": 0, "abandoned": 0, "waiting": {}}
+    assert delivered == nothing_sent()
     reason = (
         f'HTTP 400 from http://127.0.0.1:{receiver.port}: {{"error": "no alerts about broken"}}'
     )
@@ -198,6 +233,29 @@ def test_an_alert_the_receiver_refuses_for_good_does_not_hold_up_the_next(
     assert "no alerts about broken" in shown
 
 
+def test_alerts_deliver_exits_3_naming_a_sink_that_failed_unexpectedly(
+    configured: Path, receiver: Receiver, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A plug-in sink that raised left its alert waiting, yet `evalkit alerts deliver`
+    said 0 failed and exited 0."""
+    configured.write_text(
+        configured.read_text(encoding="utf-8")
+        + '\n[[alerts.sinks]]\nname = "plug"\nkind = "test_raising"\n',
+        encoding="utf-8",
+    )
+    run_json(capsys, "jobs", "run", "broken", code=1)
+    assert invoke(["alerts", "deliver", "--format", "json"]) == 3
+    captured = capsys.readouterr()
+    assert json.loads(captured.out) == nothing_sent(
+        waiting={"plug": 1}, errors={"plug": "RuntimeError: boom"}
+    )
+    assert (
+        "outbox: 0 delivered, 0 failed (retried later), 0 abandoned, 1 waiting; "
+        "sink plug: RuntimeError: boom"
+    ) in captured.err
+    assert len(receiver.accepted()) == 1
+
+
 def test_alerts_deliver_counts_the_deliveries_not_due_yet_as_waiting(
     configured: Path, receiver: Receiver, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -205,7 +263,7 @@ def test_alerts_deliver_counts_the_deliveries_not_due_yet_as_waiting(
     run_json(capsys, "jobs", "run", "broken", code=1)
     assert [r.status for r in receiver.requests] == [429]
     delivered = run_json(capsys, "alerts", "deliver")
-    assert delivered == {"delivered": 0, "failed": 0, "abandoned": 0, "waiting": {"hook": 1}}
+    assert delivered == nothing_sent(waiting={"hook": 1})
     assert len(receiver.requests) == 1, "the receiver asked for 600 s"
 
 

@@ -73,7 +73,9 @@ def deliver_outbox(
     went well.
 
     ``waiting`` counts, per sink, every delivery still pending after the pass: those behind
-    a failure in it, and those not due yet (a retry later, a ``Retry-After``).
+    a failure in it, and those not due yet (a retry later, a ``Retry-After``). ``errors``
+    names each sink whose part of the pass ended unexpectedly (a plug-in sink that raised):
+    its deliveries were not attempted, or not recorded, and wait for the next pass.
     """
     from evalkit.alerts import RedeliverySchedule, deliver_due
     from evalkit.store.access import outbox_lock
@@ -93,10 +95,12 @@ def deliver_outbox(
         "failed": report.failed,
         "abandoned": report.abandoned,
         "waiting": waiting,
+        "errors": dict(report.errors),
     }
-    if not quiet or report.failed or report.abandoned:
+    if not quiet or report.failed or report.abandoned or report.errors:
         say(
             f"outbox: {report.delivered} delivered, {report.failed} failed (retried later), "
             f"{report.abandoned} abandoned, {sum(waiting.values())} waiting"
+            + "".join(f"; sink {sink}: {error}" for sink, error in report.errors.items())
         )
     return summary

@@ -221,7 +221,7 @@ def deliver(output: Format = OutputFormat.table) -> None:
         emit_json(summary)
     else:
         console.print(key_values("outbox", summary))
-    if summary["failed"] or summary["abandoned"]:
+    if summary["failed"] or summary["abandoned"] or summary["errors"]:
         raise typer.Exit(DELIVERY_FAILED)
 
 
