@@ -174,6 +174,43 @@ def test_import_of_an_older_version_says_it_is_current_again(
         assert load_stored_goldset(store, "g").version == b
 
 
+def test_an_import_that_drops_queries_of_the_current_version_says_so(
+    evalkit_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A promoted-traffic draft imported under its goldset's name replaced 129 queries with
+    4, and the import said only "stored as a new version"."""
+
+    def folder(label: str, query_ids: list[str]) -> str:
+        path = tmp_path / label
+        path.mkdir()
+        (path / "queries.jsonl").write_text(
+            "".join(f'{{"id": "{q}", "text": "question {q}"}}\n' for q in query_ids)
+        )
+        (path / "judgments.jsonl").write_text(
+            "".join(f'{{"query_id": "{q}", "doc_id": "d1", "relevance": 1}}\n' for q in query_ids)
+        )
+        return str(path)
+
+    whole = folder("whole", ["q1", "q2", "q3", "q4", "q5", "q6"])
+    draft = folder("draft", ["q6", "t1"])
+    assert invoke(["goldset", "import", whole, "--name", "g"]) == 0
+    first = capsys.readouterr().out.split()[3].rstrip(":")
+    assert invoke(["goldset", "import", draft, "--name", "g"]) == 0
+    said = capsys.readouterr()
+    assert " ".join(said.err.split()) == (
+        f"note: 5 queries of g's version {first} are not in this version, which is current "
+        "now, so runs of g no longer ask them: q1, q2, q3 and 2 more. An import replaces a "
+        "goldset's queries; to add queries to it, queue them (`evalkit review add PATH "
+        "--goldset g`) and publish them (`evalkit goldset publish g`)"
+    )
+    assert "stored as a new version" in said.out
+    assert invoke(["goldset", "import", whole, "--name", "g", "-o", "json"]) == 0
+    undone = json.loads(capsys.readouterr().out)
+    assert (undone["queries_dropped"], undone["notices"]) == (0, [])
+    assert invoke(["goldset", "import", folder("more", ["q1", "q2", "q3"]), "--name", "h"]) == 0
+    assert capsys.readouterr().err == ""
+
+
 def test_a_run_of_an_older_version_leaves_the_current_version_current(
     evalkit_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -29,6 +29,8 @@ from evalkit.records.requests import (
 from evalkit.records.review import PUBLISH_DEFAULTS
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from evalkit.pipeline import RemapOutcome
 
 SOURCE_FORMAT_HELP = "Source format: jsonl (evalkit's own), beir (a BEIR folder) or trec."
@@ -62,7 +64,7 @@ def import_goldset(
     --name scifact
     """
     from evalkit.goldset import load_goldset
-    from evalkit.store.goldsets import save_goldset_version
+    from evalkit.store.goldsets import save_goldset_version, version_query_ids
 
     notices: list[str] = []
     try:
@@ -85,6 +87,15 @@ def import_goldset(
         raise
     with open_store(write=True, purpose="goldset import") as store:
         stored = save_goldset_version(store, goldset)
+        replaced = (
+            version_query_ids(store, stored.was_current)
+            if stored.created and stored.was_current is not None
+            else []
+        )
+    kept = {query.id for query in goldset.queries}
+    dropped = [query_id for query_id in replaced if query_id not in kept]
+    if dropped:
+        notices.append(_dropped_notice(goldset.name, str(stored.was_current), dropped))
     summary = {
         "name": goldset.name,
         "version": goldset.version,
@@ -94,6 +105,7 @@ def import_goldset(
         "was_current": stored.was_current,
         "source": goldset.source,
         "notices": notices,
+        "queries_dropped": len(dropped),
     }
     if output is OutputFormat.json:
         emit_json(summary)
@@ -105,6 +117,19 @@ def import_goldset(
         f"goldset {goldset.name} version {goldset.version}: {len(goldset.queries)} queries, "
         f"{len(goldset.judgments)} judgments, {state}",
         markup=False,
+    )
+
+
+def _dropped_notice(name: str, replaced: str, dropped: Sequence[str]) -> str:
+    """What a user importing a handful of new queries under a goldset's name would not
+    expect: the import replaced the current version, and its other queries are no longer
+    run."""
+    shown = ", ".join(dropped[:3]) + (f" and {len(dropped) - 3} more" if len(dropped) > 3 else "")
+    return (
+        f"{len(dropped)} queries of {name}'s version {replaced} are not in this version, which "
+        f"is current now, so runs of {name} no longer ask them: {shown}. An import replaces a "
+        f"goldset's queries; to add queries to it, queue them (`evalkit review add PATH "
+        f"--goldset {name}`) and publish them (`evalkit goldset publish {name}`)"
     )
 
 

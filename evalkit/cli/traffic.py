@@ -517,8 +517,10 @@ def promote(
 ) -> None:
     """Write a goldset draft of a replayed window's most useful queries to judge.
 
-    Stratified by tenant, favouring low-confidence and high-churn queries. Grade every
-    judgment in the draft, then: evalkit goldset import DIR --name NAME.
+    Stratified by tenant, favouring low-confidence and high-churn queries. Add them to a
+    goldset through the review queue (evalkit review add DIR --goldset NAME, then evalkit
+    goldset publish NAME), or grade every judgment in the draft and make it a goldset of its
+    own (evalkit goldset import DIR --name NEW-NAME).
 
     Example: evalkit traffic promote --window 2026-11-21 --n 50 --out drafts/2026-11-21
     """
@@ -546,8 +548,10 @@ def promote(
         f"wrote {draft.n_promoted} of the {draft.n_available} answered queries of the replay of "
         f"{draft.window_label} "
         f"with {draft.n_judgments} results to grade to {draft.directory}\n"
-        f"grade them (see {draft.directory / 'README.md'}), then: "
-        f"evalkit goldset import {draft.directory} --name NAME"
+        f"to add them to a goldset: evalkit review add {draft.directory} --goldset NAME, then "
+        "evalkit goldset publish NAME\n"
+        f"or grade them (see {draft.directory / 'README.md'}) as a goldset of their own: "
+        f"evalkit goldset import {draft.directory} --name NEW-NAME"
     )
 
 

@@ -38,6 +38,7 @@ __all__ = [
     "load_stored_goldset",
     "save_goldset",
     "save_goldset_version",
+    "version_query_ids",
 ]
 
 
@@ -269,6 +270,15 @@ def load_stored_goldset(store: Store, name: str, version: str | None = None) -> 
         version=chosen.version,
         source=chosen.source or "",
     )
+
+
+def version_query_ids(store: Store, version: str) -> list[str]:
+    """The query ids of goldset version ``version``, in its order (empty when not stored)."""
+    rows = store.fetch(
+        "SELECT query_id FROM goldset_queries WHERE goldset_version = ? ORDER BY ordinal",
+        [version],
+    )
+    return [str(row[0]) for row in rows]
 
 
 def current_goldset(store: Store, name: str) -> Goldset | None:

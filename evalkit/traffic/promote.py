@@ -11,10 +11,11 @@ goldset format:
 - ``candidates.jsonl``: why each query was chosen, with its results and scores;
 - ``README.md``: how to judge and import.
 
-A person replaces every ``null`` with a grade (0 = not relevant, 1 = relevant, 2 = highly
-relevant) or deletes the line, then imports the folder with
-``evalkit goldset import DIR --name NAME``; the importer refuses a draft with any grade
-left ``null``, naming each such line.
+The draft is queued for review and published into a goldset (``evalkit review add DIR
+--goldset NAME``, ``evalkit goldset publish NAME``), or a person replaces every ``null``
+with a grade (0 not relevant to 3 highly relevant) or deletes the line, then imports the
+folder as a goldset of its own (``evalkit goldset import DIR --name NEW-NAME``); the
+importer refuses a draft with any grade left ``null``, naming each such line.
 """
 
 from __future__ import annotations
@@ -67,14 +68,19 @@ _README = """# Goldset draft from traffic window {window}
 Replay run {run_id}: {n} queries chosen from {available} replayed ones, stratified by
 tenant, favouring low-confidence and high-churn queries (see candidates.jsonl for why).
 
-To turn this draft into a goldset version:
+To add these queries to an existing goldset, queue the draft for review and publish what
+the reviewers accept (a goldset question asked again is merged, not added twice):
+`evalkit review add {directory} --goldset NAME`, then `evalkit goldset publish NAME`.
+
+To make this draft a goldset of its own instead:
 
 1. In judgments.jsonl, replace every `"relevance": null` with a grade:
    0 = not relevant, 1 = related, 2 = relevant, 3 = highly relevant (the scale of
    `evalkit review`). Delete lines you cannot judge, and
    add lines for relevant documents the retriever missed.
-2. Import it: `evalkit goldset import {directory} --name NAME`
-   (the import refuses the draft while any grade is still null, naming each line).
+2. Import it under a new name: `evalkit goldset import {directory} --name NEW-NAME`
+   (the import refuses the draft while any grade is still null, naming each line). Under
+   an existing goldset's name it would replace that goldset's queries with these.
 """
 
 
