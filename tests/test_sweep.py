@@ -113,6 +113,15 @@ def write_sweep(folder: Path, text: str, name: str = "sweep.toml") -> Path:
     return path
 
 
+def http_sweep(folder: Path, url: str, name: str, k: Sequence[int]) -> Path:
+    """A sweep of ``k`` on goldset files ``gs`` against the loopback endpoint at ``url``."""
+    return write_sweep(
+        folder,
+        f'name = "{name}"\ngoldset = "gs"\nmeasures = ["ndcg@10"]\n'
+        f'[retriever]\nhttp_url = "{url}/search"\n[grid]\nk = {list(k)}\n',
+    )
+
+
 def sweep_json(
     capsys: pytest.CaptureFixture[str], path: Path, *args: str, expect: int = 0
 ) -> dict[str, Any]:
@@ -237,6 +246,128 @@ def test_an_interrupted_sweep_runs_only_the_missing_point_again(
     assert all(point["reused"] for point in again["points"])
     assert {n: again["points"][n - 1]["run_id"] for n in kept} == kept
     assert len(stored_runs(tmp_path, "sweep:resume")) == 5
+
+
+K10 = """
+name = "{name}"
+goldset = "{goldset}"
+measures = ["ndcg@10", "recall@10"]
+k = 10
+
+[retriever]
+collection = "demo"
+"""
+EF_GRID = (
+    K10
+    + """
+[grid]
+ef_search = [10, 40, 100]
+"""
+)
+
+
+@pytest.fixture
+def own_index(
+    chroma_home: Path, home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """``home`` with a copy of ``chroma_home``'s Chroma store of its own, to index again."""
+    copy = tmp_path / "home"
+    shutil.copytree(chroma_home / "chroma", copy / "chroma")
+    monkeypatch.setenv("EVALKIT_HOME", str(copy))
+    return copy
+
+
+def test_a_sweep_run_again_after_the_index_changed_runs_its_points_again(
+    own_index: Path, small_demo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The point's hash is of the sweep file and the settings; the collection indexed again
+    without some documents keeps its name, so its earlier runs' figures are of an index that
+    no longer exists: the points run again, and the sweep says why."""
+    path = write_sweep(tmp_path, EF_GRID.format(name="reindexed", goldset=small_demo.as_posix()))
+    first = sweep_json(capsys, path)
+    assert first["points_rerun"] == 0
+    assert [point["rerun"] for point in first["points"]] == [None] * 3
+    lines = (small_demo / "corpus.jsonl").read_text(encoding="utf-8").splitlines()
+    smaller = tmp_path / "smaller.jsonl"
+    smaller.write_text("\n".join(lines[:-20]) + "\n", encoding="utf-8")
+    assert invoke(["index", "--corpus", str(smaller), "--collection", "demo", "--prune"]) == 0
+    capsys.readouterr()
+
+    assert invoke(["sweep", str(path)]) == 0
+    err = capsys.readouterr().err
+    assert "running 3 points; 3 points rerun: index changed since they ran (points 1, 2, 3)" in err
+    old = first["points"][1]["run_id"]
+    assert f"point 2/3 ef_search=40: running again (index changed since it ran: run {old})" in err
+
+    again = sweep_json(capsys, path)
+    assert (again["points_already_run"], again["points_rerun"]) == (3, 0)
+    earlier = {point["run_id"] for point in first["points"]}
+    assert not earlier & {point["run_id"] for point in again["points"]}
+    runs = {run.run_id: run for run in stored_runs(tmp_path, "sweep:reindexed")}
+    assert len(runs) == 6
+    for before, now in zip(first["points"], again["points"], strict=True):
+        assert runs[before["run_id"]].spec.index_documents == len(lines)
+        assert runs[now["run_id"]].spec.index_documents == len(lines) - 20
+
+
+def test_a_sweep_whose_index_is_gone_runs_its_points_again_rather_than_reuse_them(
+    own_index: Path, small_demo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_sweep(tmp_path, EF_GRID.format(name="gone", goldset=small_demo.as_posix()))
+    first = sweep_json(capsys, path)
+    client = open_chroma_client(path=own_index / "chroma")
+    try:
+        client.delete_collection("demo")
+    finally:
+        close_client(client)
+
+    data = sweep_json(capsys, path, expect=3)
+    assert (data["points_already_run"], data["points_rerun"], data["points_failed"]) == (0, 3, 3)
+    assert [point["rerun"] for point in data["points"]] == [
+        {"run_id": point["run_id"], "reason": "index_unreadable"} for point in first["points"]
+    ]
+    assert all("demo" in point["error"] for point in data["points"])
+
+
+_KILLED_SWEEP = """
+import os, signal, sys
+from evalkit.cli import invoke
+from evalkit.retrievers import ChromaRetriever
+replay = ChromaRetriever.retrieve
+def retrieve(self, queries, k):
+    if self.describe()["ef_search"] == 40:
+        os.kill(os.getpid(), signal.SIGKILL)  # kill -9 in the middle of point 2's replay
+    return replay(self, queries, k)
+ChromaRetriever.retrieve = retrieve
+invoke(["sweep", sys.argv[1]])
+"""
+
+
+def test_a_sweep_killed_mid_point_resumes_reusing_every_finished_point(
+    own_index: Path, small_demo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """kill -9 during point 2, its ef_search left in the collection: the index is the one
+    point 1 ran against, so the sweep run again reuses point 1 and runs only the others."""
+    path = write_sweep(tmp_path, EF_GRID.format(name="killed", goldset=small_demo.as_posix()))
+    killed = subprocess.run(
+        [sys.executable, "-c", _KILLED_SWEEP, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert killed.returncode == -9, killed.stderr
+    assert "point 1: complete" in killed.stderr
+    assert demo_ef_search(own_index) == 40
+    [finished] = [run for run in stored_runs(tmp_path, "sweep:killed") if run.status == "complete"]
+
+    assert invoke(["sweep", str(path)]) == 0
+    err = capsys.readouterr().err
+    assert "1 of 3 points already run; running 2\n" in err
+    assert "point 1/3" not in err
+    again = sweep_json(capsys, path)
+    assert (again["points_already_run"], again["points_rerun"]) == (3, 0)
+    assert again["points"][0]["run_id"] == finished.run_id
 
 
 @pytest.mark.parametrize(
@@ -473,21 +604,16 @@ def test_a_sweep_on_the_ray_engine_stores_the_local_figures(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    points = """
-name = "{name}"
-goldset = "{goldset}"
-measures = ["ndcg@10", "recall@10"]
-k = 10
-
-[retriever]
-collection = "demo"
-
+    points = (
+        K10
+        + """
 [[points]]
 ef_search = 10
 
 [[points]]
 ef_search = 100
 """
+    )
     goldset = small_demo.as_posix()
     local = sweep_json(capsys, write_sweep(tmp_path, points.format(name="local", goldset=goldset)))
     on_ray = sweep_json(
@@ -699,11 +825,7 @@ def test_a_partial_point_says_why_it_is_not_ranked(
     monkeypatch.setenv("EVALKIT_HTTP_RETRIES", "0")
     write_goldset_files(tmp_path / "gs", 20)
     with running(HalfDown) as server:
-        path = write_sweep(
-            tmp_path,
-            f'name = "half"\ngoldset = "gs"\nmeasures = ["ndcg@10"]\n'
-            f'[retriever]\nhttp_url = "{server.url}/search"\n[grid]\nk = [10, 20]\n',
-        )
+        path = http_sweep(tmp_path, server.url, "half", [10, 20])
         code = invoke(["sweep", str(path)])
     said = capsys.readouterr().err
     assert code == 3, said
@@ -725,6 +847,25 @@ class _DeepDown(JSONHandler):
         self.send_json({"results": results})
 
 
+def test_an_http_endpoint_s_points_are_reused_as_they_are_without_asking_it(
+    evalkit_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An HTTP endpoint says nothing of its index: its runs record no index fingerprint, so
+    a sweep run again reuses them as before, without a request (the endpoint may be down)."""
+    write_goldset_files(tmp_path / "gs", 20)
+    with running(_DeepDown) as server:
+        path = http_sweep(tmp_path, server.url, "endpoint", [10, 20])
+        first = sweep_json(capsys, path)
+    assert [point["status"] for point in first["points"]] == ["complete", "complete"]
+    with Store.open(evalkit_home / "evalkit.duckdb") as store:
+        runs = list_runs(store, tag="sweep:endpoint")
+    assert [run.spec.index_fingerprint for run in runs] == [None, None]
+
+    again = sweep_json(capsys, path)
+    assert (again["points_already_run"], again["points_rerun"]) == (2, 0)
+    assert [p["run_id"] for p in again["points"]] == [p["run_id"] for p in first["points"]]
+
+
 def test_the_points_that_failed_are_listed_before_the_leaderboard(
     evalkit_home: Path,
     tmp_path: Path,
@@ -737,11 +878,7 @@ def test_the_points_that_failed_are_listed_before_the_leaderboard(
     monkeypatch.setenv("EVALKIT_HTTP_RETRIES", "0")
     write_goldset_files(tmp_path / "gs", 20)
     with running(_DeepDown) as server:
-        path = write_sweep(
-            tmp_path,
-            f'name = "deep"\ngoldset = "gs"\nmeasures = ["ndcg@10"]\n'
-            f'[retriever]\nhttp_url = "{server.url}/search"\n[grid]\nk = [10, 20, 30]\n',
-        )
+        path = http_sweep(tmp_path, server.url, "deep", [10, 20, 30])
         code = invoke(["sweep", str(path)])
     out = capsys.readouterr().out
     assert code == 1, out

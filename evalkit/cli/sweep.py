@@ -16,7 +16,9 @@ from evalkit.cli._store import CommandStore
 from evalkit.records.requests import DEFAULT_RAY_ACTORS
 
 if TYPE_CHECKING:
-    from evalkit.pipeline import PointResult, SweepOutcome, SweepPlan, SweepPoint
+    from collections.abc import Mapping
+
+    from evalkit.pipeline import PointRerun, PointResult, SweepOutcome, SweepPlan, SweepPoint
 
 SOME_POINT_FAILED = 1
 NO_POINT_RAN = 3
@@ -27,13 +29,17 @@ class _Progress:
 
     def __init__(self) -> None:
         self._quality = ""
+        self._rerun: Mapping[int, PointRerun] = {}
 
     def planned(self, plan: SweepPlan) -> None:
         self._quality = plan.quality
+        self._rerun = plan.rerun
         say(plan.describe())
 
     def started(self, number: int, total: int, point: SweepPoint) -> None:
-        say(f"point {number}/{total} {point.describe()}: running")
+        rerun = self._rerun.get(number)
+        why = f" again ({rerun.said()}: run {rerun.run_id})" if rerun is not None else ""
+        say(f"point {number}/{total} {point.describe()}: running{why}")
 
     def finished(self, result: PointResult) -> None:
         if result.run is None:

@@ -110,6 +110,7 @@ if TYPE_CHECKING:
     )
     from evalkit.pipeline.runs import RunOutcome, canonical_measures, default_measures
     from evalkit.pipeline.sweep import (
+        PointRerun,
         PointResult,
         Sweep,
         SweepOutcome,
@@ -161,6 +162,7 @@ __all__ = [
     "LabelStudioExport",
     "LabelStudioImport",
     "MergedQuery",
+    "PointRerun",
     "PointResult",
     "PublishOutcome",
     "QueueOutcome",
@@ -271,6 +273,7 @@ __getattr__ = lazy_attributes(
         "JudgingPlan": "evalkit.pipeline.judge_pool",
         "LabelStudioExport": "evalkit.pipeline.review_exchange",
         "LabelStudioImport": "evalkit.pipeline.review_exchange",
+        "PointRerun": "evalkit.pipeline.sweep",
         "PointResult": "evalkit.pipeline.sweep",
         "MergedQuery": "evalkit.pipeline.review_publish",
         "PublishOutcome": "evalkit.pipeline.review_publish",

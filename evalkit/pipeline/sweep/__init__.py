@@ -10,11 +10,13 @@ what is missing and returns a ``SweepOutcome``; ``pareto_front`` is the pure fro
 quality against a cost.
 
 Every point's run is tagged ``sweep:NAME``, ``sweep-point:HASH`` and one tag per setting
-(``k=20``, ``ef_search=64``), and labelled with its settings. The hash is of everything
-that makes the point's figures (the sweep's name, the goldset version, the measures, the
-relevance threshold and query batch size, the base retriever and the ``[retriever]``
-settings, the point's settings and its embedder's definition), so a sweep run again finds
-the points that already have a complete run and runs only the others.
+(``k=20``, ``ef_search=64``), and labelled with its settings. The hash is of what the
+file and the settings say makes the point's figures (the sweep's name, the goldset version,
+the measures, the relevance threshold and query batch size, the base retriever and the
+``[retriever]`` settings, the point's settings and its embedder's definition), so a sweep
+run again finds the points that already have a complete run and runs only the others;
+a run whose index has changed since (by its index fingerprint) is not reused
+(``earlier_runs``).
 """
 
 from evalkit.pipeline.sweep.file import (
@@ -25,6 +27,7 @@ from evalkit.pipeline.sweep.file import (
     check_sweep,
     load_sweep,
 )
+from evalkit.pipeline.sweep.reuse import PointRerun
 from evalkit.pipeline.sweep.run import (
     PointResult,
     SweepOutcome,
@@ -38,6 +41,7 @@ from evalkit.pipeline.sweep.run import (
 __all__ = [
     "SEARCH_SETTINGS",
     "SWEEP_KEYS",
+    "PointRerun",
     "PointResult",
     "Sweep",
     "SweepOutcome",

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
-import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +29,7 @@ from evalkit.pipeline.sweep.file import (
     point_options,
     point_settings,
 )
+from evalkit.pipeline.sweep.reuse import PointRerun, earlier_runs, key_tag, point_key
 from evalkit.records.requests import DEFAULT_RAY_ACTORS, GoldsetRunRequest, LeaderboardRequest
 from evalkit.retrievers.base import SupportsPrefetch
 from evalkit.retrievers.factory import build_retriever
@@ -57,12 +56,14 @@ __all__ = [
 @dataclass(frozen=True, slots=True)
 class SweepPlan:
     """What a sweep will do: its points, numbered from 1, which of them already have a
-    complete run (``already``: number -> run id), and the measure they are ranked on
+    complete run (``already``: number -> run id), which run again though they have one
+    (``rerun``: their index changed since), and the measure they are ranked on
     (``quality``: the sweep's first)."""
 
     total: int
     already: Mapping[int, str]
     quality: str
+    rerun: Mapping[int, PointRerun] = dataclasses.field(default_factory=dict)
 
     @property
     def to_run(self) -> int:
@@ -70,12 +71,20 @@ class SweepPlan:
         return self.total - len(self.already)
 
     def describe(self) -> str:
-        """``3 of 9 points already run; running 6``."""
+        """``3 of 9 points already run; running 6``, and why points with a run run again:
+        ``; 2 points rerun: index changed since they ran (points 4, 5)``."""
         if not self.already:
-            return f"running {self.total} point{'s' if self.total != 1 else ''}"
-        if not self.to_run:
-            return f"all {self.total} points already run; nothing to run"
-        return f"{len(self.already)} of {self.total} points already run; running {self.to_run}"
+            done = f"running {self.total} point{'s' if self.total != 1 else ''}"
+        elif not self.to_run:
+            done = f"all {self.total} points already run; nothing to run"
+        else:
+            done = f"{len(self.already)} of {self.total} points already run; running {self.to_run}"
+        for example in {rerun.reason: rerun for rerun in self.rerun.values()}.values():
+            numbers = [str(n) for n, rerun in self.rerun.items() if rerun.reason == example.reason]
+            s = "s" if len(numbers) > 1 else ""
+            said = example.said(points=len(numbers))
+            done += f"; {len(numbers)} point{s} rerun: {said} (point{s} {', '.join(numbers)})"
+        return done
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +103,8 @@ class PointResult:
     error: str | None = None
     latency_p50_ms: float | None = None
     latency_p95_ms: float | None = None
+    rerun: PointRerun | None = None
+    """The point's earlier complete run that was not reused, and why (its index changed)."""
 
     def with_latency(self, latency: LatencySummary | None) -> PointResult:
         """This result with its run's replay latency p50 and p95 (ms)."""
@@ -131,6 +142,7 @@ class PointResult:
             "latency_p50_ms": self.latency_p50_ms,
             "latency_p95_ms": self.latency_p95_ms,
             "error": self.error,
+            "rerun": None if self.rerun is None else self.rerun.to_dict(),
         }
 
 
@@ -182,6 +194,7 @@ class SweepOutcome:
             "points_total": self.plan.total,
             "points_already_run": len(self.plan.already),
             "points_run": self.plan.to_run,
+            "points_rerun": len(self.plan.rerun),
             "points_failed": len(self.failed),
             "points": [point.to_dict() for point in self.points],
             "pareto": {
@@ -244,18 +257,20 @@ def run_sweep(
             if isinstance(goldset, str)
             else goldset
         )
-        keys = [_point_key(sweep, gold, settings, point) for point in sweep.points]
+    keys = [point_key(sweep, gold, settings, point) for point in sweep.points]
+    earlier = earlier_runs(store, sweep, settings, keys)
+    with store.writer(f"sweep {sweep.name}") as opened:
         reused = {
             number: PointResult(
-                number, point, key, status="complete", reused=True, run=runs[0]
-            ).with_latency(replay_latency(opened, runs[0].run_id))
-            for number, (point, key) in enumerate(zip(sweep.points, keys, strict=True), start=1)
-            if (runs := list_runs(opened, tag=_key_tag(key), status="complete", limit=1))
+                number, sweep.points[number - 1], keys[number - 1], "complete", True, run
+            ).with_latency(replay_latency(opened, run.run_id))
+            for number, run in earlier.reused.items()
         }
     plan = SweepPlan(
         total=len(sweep.points),
-        already={number: result.run.run_id for number, result in reused.items() if result.run},
+        already={number: run.run_id for number, run in earlier.reused.items()},
         quality=sweep.measures[0],
+        rerun=earlier.rerun,
     )
     if progress is not None:
         progress.planned(plan)
@@ -288,6 +303,7 @@ def run_sweep(
                 if result.run is not None:
                     with store.writer(f"sweep {sweep.name}") as opened:
                         result = result.with_latency(replay_latency(opened, result.run.run_id))
+                result = dataclasses.replace(result, rerun=plan.rerun.get(number))
                 results.append(result)
                 if progress is not None:
                     progress.finished(result)
@@ -401,7 +417,7 @@ def _run_point(
         batch_size=settings.query_batch_size,
         label=f"sweep {sweep.name}: {point.describe()}",
         answers=False,
-        tags=(sweep.tag, _key_tag(key), *point.tags),
+        tags=(sweep.tag, key_tag(key), *point.tags),
     )
     on_ray = (
         dataclasses.replace(engine, retriever=options, settings=settings_at_point)
@@ -465,36 +481,5 @@ def _error_text(error: BaseException) -> str:
 
 def _newest_run(store: WriterAccess, key: str) -> RunRecord | None:
     with store.writer("read the sweep's runs") as opened:
-        runs = list_runs(opened, tag=_key_tag(key), limit=1)
+        runs = list_runs(opened, tag=key_tag(key), limit=1)
     return runs[0] if runs else None
-
-
-def _point_key(sweep: Sweep, goldset: Goldset, settings: Settings, point: SweepPoint) -> str:
-    """A hash of everything that makes the point's figures (its latency too: a query's is
-    its share of its batch's time)."""
-    name = point.get("embedder")
-    embedder = (
-        sweep.embedders[name].model_dump(mode="json")
-        if name is not None and name != DEFAULT_EMBEDDER
-        else {**settings.embedder.model_dump(mode="json"), "model_path": settings.model_path}
-    )
-    identity = {
-        "sweep": sweep.name,
-        "goldset": goldset.name,
-        "goldset_version": goldset.version,
-        "measures": list(sweep.measures),
-        "k": point_depth(point, sweep, settings),
-        "relevance_threshold": settings.relevance_threshold,
-        "query_batch_size": settings.query_batch_size,
-        "retriever": sweep.retriever.model_dump(mode="json"),
-        "retriever_settings": settings.retriever.model_dump(mode="json"),
-        "chroma": settings.chroma_url or settings.resolved_chroma_path,
-        "settings": [[key, value] for key, value in point.settings],
-        "embedder": embedder,
-    }
-    text = json.dumps(identity, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
-
-
-def _key_tag(key: str) -> str:
-    return f"sweep-point:{key}"
