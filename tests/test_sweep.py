@@ -6,6 +6,7 @@ the Pareto front on known figures; one sweep on the Ray engine and one as a sche
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -17,9 +18,11 @@ from typing import Any
 import numpy as np
 import pytest
 from demo_index import DEMO_DIR
+from evalkit_process import EVALKIT
 from gate_inputs import write_goldset_files
 from loopback import JSONHandler, running
 from pydantic import ValidationError
+from terminal import run_on_terminal, terminal_env
 
 from evalkit.cli import invoke
 from evalkit.config import Settings, load_settings
@@ -368,6 +371,37 @@ def test_a_sweep_killed_mid_point_resumes_reusing_every_finished_point(
     again = sweep_json(capsys, path)
     assert (again["points_already_run"], again["points_rerun"]) == (3, 0)
     assert again["points"][0]["run_id"] == finished.run_id
+
+
+@pytest.mark.parametrize("columns", [80, 100, 160])
+def test_every_point_s_run_id_and_figures_are_whole_on_a_narrow_terminal(
+    home: Path,
+    small_demo: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    columns: int,
+) -> None:
+    """On an 80-column terminal the points' table read `20261…` for the run to copy and
+    `0.73…` for the figures: each point is a block of its figures where the table would
+    have to cut them."""
+    path = write_sweep(
+        tmp_path,
+        GRID.format(name="narrow", goldset=small_demo.as_posix()),
+    )
+    data = sweep_json(capsys, path)
+    env = terminal_env(EVALKIT_STORE_PATH=str(tmp_path / "evalkit.duckdb"))
+    drawn = run_on_terminal([*EVALKIT, "sweep", str(path)], cwd=tmp_path, env=env, columns=columns)
+    assert drawn.returncode == 0, drawn.output
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", drawn.output).replace("\r", "")
+    points = text[: text.index("Pareto front")]
+    assert "…" not in points
+    assert max(len(line.rstrip()) for line in points.splitlines()) <= columns
+    for point in data["points"]:
+        assert point["run_id"] in points
+        assert " ".join(f"{key}={value}" for key, value in point["settings"].items()) in points
+        for value in point["aggregates"].values():
+            assert f"{value:.4f}" in points
+        assert f"{point['latency_p95_ms']:.4f}" in points
 
 
 @pytest.mark.parametrize(

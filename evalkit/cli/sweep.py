@@ -10,7 +10,16 @@ import typer
 from evalkit.cli._app import app, end_without_teardown
 from evalkit.cli._leaderboard import CompareFormat, print_leaderboard
 from evalkit.cli._options import Format
-from evalkit.cli._output import OutputFormat, console, emit_json, say, settings, table
+from evalkit.cli._output import (
+    OutputFormat,
+    console,
+    emit_json,
+    fits,
+    key_values,
+    say,
+    settings,
+    table,
+)
 from evalkit.cli._retriever import Engine, RayActors, RayAddress
 from evalkit.cli._store import CommandStore
 from evalkit.records.requests import DEFAULT_RAY_ACTORS
@@ -125,7 +134,17 @@ def _print_outcome(outcome: SweepOutcome) -> None:
         f"sweep {outcome.sweep.name}: goldset {outcome.goldset_name} "
         f"(version {outcome.goldset_version[:12]}), tag {outcome.sweep.tag}"
     )
-    console.print(table(title, columns, rows))
+    points = table(title, columns, rows)
+    if fits(points):
+        console.print(points)
+    else:
+        # Too narrow for the points side by side (a run id to copy, each figure and the
+        # settings were cut): one block per point.
+        console.print(title, markup=False, highlight=False)
+        for row in rows:
+            facts = dict(zip(columns[2:-1], row[2:-1], strict=True))
+            facts["on the front"] = "yes" if row[-1] else "no"
+            console.print(key_values(f"point {row[0]}: {row[1]}", facts))
     on_front = ", ".join(str(number) for number in outcome.front) or "none (no complete run)"
     console.print(
         f"Pareto front of {outcome.quality_measure} against replay latency p95 (best "
