@@ -4,6 +4,7 @@ as a goldset's newest, on a real store with runs replayed against a loopback ret
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
@@ -11,8 +12,10 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+from evalkit_process import EVALKIT
 from gate_inputs import write_goldset_files
 from loopback import running
+from terminal import run_on_terminal, terminal_env
 from test_dashboard_browser import SCREENSHOTS, _render, _serving, browser  # noqa: F401
 
 from evalkit.cli import invoke
@@ -155,6 +158,36 @@ def test_three_runs_are_ranked_with_corrected_pairs_letters_and_latency(
     assert code == 0
     assert "\\begin{tabular}" in latex
     assert "Holm" in latex
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_every_run_id_and_figure_is_whole_on_a_narrow_terminal(
+    runs: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str], columns: int
+) -> None:
+    """On an 80-column terminal the leaderboard read `0…`, `sw…` and `[…` in every cell and
+    its pairs `202…` for the second run: a block per run and a line per pair instead."""
+    chosen = [runs["first"], runs["second"], runs["worse"]]
+    args = [*chosen, "-m", "ndcg@10", "-m", "recall@10", "--resamples", "2000"]
+    drawn = run_on_terminal(
+        [*EVALKIT, "compare", *args], cwd=tmp_path, env=terminal_env(), columns=columns
+    )
+    assert drawn.returncode == 0, drawn.output
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", drawn.output).replace("\r", "")
+    assert "…" not in text
+    assert max(len(line.rstrip()) for line in text.splitlines()) <= columns
+    code, data, _ = _compare(
+        capsys, *chosen, "-m", "ndcg@10", "-m", "recall@10", "--format", "json"
+    )
+    assert code == 0
+    for run in chosen:
+        assert run in text
+    assert "perfect again" in text
+    for measure, metric in data["metrics"].items():
+        assert f"pairs on {measure}" in text
+        for standing in metric["standings"]:
+            assert f"{standing['mean']:.4f} [{standing['ci_low']:.4f}, " in text
+        for pair in metric["pairs"]:
+            assert f"{abs(pair['delta']):.4f}" in text
 
 
 def test_the_leaderboard_page_names_each_fused_runs_method(

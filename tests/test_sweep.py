@@ -393,9 +393,9 @@ def test_every_point_s_run_id_and_figures_are_whole_on_a_narrow_terminal(
     drawn = run_on_terminal([*EVALKIT, "sweep", str(path)], cwd=tmp_path, env=env, columns=columns)
     assert drawn.returncode == 0, drawn.output
     text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", drawn.output).replace("\r", "")
+    assert "…" not in text  # nor in the points' leaderboard after them
+    assert max(len(line.rstrip()) for line in text.splitlines()) <= columns
     points = text[: text.index("Pareto front")]
-    assert "…" not in points
-    assert max(len(line.rstrip()) for line in points.splitlines()) <= columns
     for point in data["points"]:
         assert point["run_id"] in points
         assert " ".join(f"{key}={value}" for key, value in point["settings"].items()) in points

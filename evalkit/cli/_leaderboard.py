@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from evalkit.cli._output import console, emit_json, print_text, say, table
+from evalkit.cli._output import (
+    console,
+    emit_json,
+    fits,
+    print_fitting,
+    print_text,
+    say,
+    table,
+)
 
 if TYPE_CHECKING:
     from evalkit.pipeline import RunLeaderboard
@@ -52,22 +61,61 @@ def print_leaderboard(ranked: RunLeaderboard, output: CompareFormat) -> None:
     )
     what = {record.run_id: _describe(record) for record in ranked.records if record is not None}
     columns, ranked_rows = ranked.table()
-    headers = list(columns)
-    rows = [list(row) for row in ranked_rows]
-    if any(what.values()):
-        headers.insert(2, "what")
-        for row in rows:
-            row.insert(2, what.get(row[1], ""))
-    # The ranked runs' ids are copied into the next command (runs show, explain): whole.
-    console.print(table(title, headers, rows, whole=(1,)))
+    _print_ranked(title, columns, ranked_rows, what)
     for measure in board.measures:
-        console.print(table(f"pairs on {measure}", *ranked.pairs_table(measure)))
+        pair_headers, pairs = ranked.pairs_table(measure)
+        drawn = table(f"pairs on {measure}", pair_headers, pairs)
+        if fits(drawn):
+            console.print(drawn)
+            continue
+        # A block per pair would run to hundreds of lines: a line each, wrapped whole.
+        console.print(f"pairs on {measure}", markup=False, highlight=False)
+        for first, second, *figures in pairs:
+            facts = ", ".join(
+                f"{name}: {value}" for name, value in zip(pair_headers[2:], figures, strict=True)
+            )
+            console.print(f"{first} vs {second}: {facts}", markup=False, highlight=False)
     console.print(
         f"runs sharing a letter are not significantly different at alpha "
         f"{board.options.alpha:g}; the best run on {board.measures[0]} is listed first",
         markup=False,
         highlight=False,
     )
+
+
+def _print_ranked(
+    title: str,
+    columns: Sequence[str],
+    ranked_rows: Sequence[Sequence[str]],
+    what: Mapping[str, str],
+) -> None:
+    """The ranked runs: a table with each run's description beside its figures where it
+    fits; else the figures' table with a line per description under it; else a block per
+    run, rather than a table cutting the figures. The runs' ids are copied into the next
+    command (runs show, explain): whole in every layout."""
+    bare = table(title, columns, ranked_rows, whole=(1,))
+    if not any(what.values()):
+        print_fitting(bare, _blocks(columns, ranked_rows), title=title)
+        return
+    headers = [*columns[:2], "what", *columns[2:]]
+    rows = [[*row[:2], what.get(row[1], ""), *row[2:]] for row in ranked_rows]
+    described = table(title, headers, rows, whole=(1,))
+    if fits(described):
+        console.print(described)
+    elif fits(bare):
+        console.print(bare)
+        for row in ranked_rows:
+            if what.get(row[1]):
+                console.print(f"{row[1]}: {what[row[1]]}", markup=False, highlight=False)
+    else:
+        print_fitting(described, _blocks(headers, rows), title=title)
+
+
+def _blocks(
+    headers: Sequence[str], rows: Sequence[Sequence[str]]
+) -> list[tuple[str, Mapping[str, object]]]:
+    """A block per ranked run: ``#RANK RUN`` and its other cells, labelled by their headers."""
+    return [(f"#{row[0]} {row[1]}", dict(zip(headers[2:], row[2:], strict=True))) for row in rows]
 
 
 def _describe(record: RunRecord) -> str:

@@ -252,6 +252,27 @@ def key_values(title: str, items: Mapping[str, object]) -> Table:
     return facts
 
 
+def print_fitting(
+    drawn: Table,
+    blocks: Sequence[tuple[str, Mapping[str, object]]],
+    *,
+    title: str | None = None,
+) -> None:
+    """Print the table ``drawn`` when it fits the terminal (``fits``); else, rather than
+    have it cut its values, ``title`` and then each of ``blocks`` (a row's name and its
+    labelled facts) as a table of its own."""
+    if fits(drawn):
+        console.print(drawn)
+        return
+    if title is not None:
+        console.print(title, markup=False, highlight=False)
+    for name, facts in blocks:
+        block = key_values(name, facts)
+        # As wide as its name, which would otherwise wrap to the width of short facts.
+        block.min_width = min(len(name), console.width)
+        console.print(block)
+
+
 def _clock_text(seconds: float) -> str:
     whole = int(seconds)
     return f"{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}"

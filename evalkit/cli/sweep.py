@@ -14,8 +14,7 @@ from evalkit.cli._output import (
     OutputFormat,
     console,
     emit_json,
-    fits,
-    key_values,
+    print_fitting,
     say,
     settings,
     table,
@@ -134,17 +133,19 @@ def _print_outcome(outcome: SweepOutcome) -> None:
         f"sweep {outcome.sweep.name}: goldset {outcome.goldset_name} "
         f"(version {outcome.goldset_version[:12]}), tag {outcome.sweep.tag}"
     )
-    points = table(title, columns, rows)
-    if fits(points):
-        console.print(points)
-    else:
-        # Too narrow for the points side by side (a run id to copy, each figure and the
-        # settings were cut): one block per point.
-        console.print(title, markup=False, highlight=False)
-        for row in rows:
-            facts = dict(zip(columns[2:-1], row[2:-1], strict=True))
-            facts["on the front"] = "yes" if row[-1] else "no"
-            console.print(key_values(f"point {row[0]}: {row[1]}", facts))
+    # On a terminal too narrow for the points side by side (80 columns cut the run id to
+    # copy, each figure and the settings), one block per point.
+    blocks = [
+        (
+            f"point {row[0]}: {row[1]}",
+            {
+                **dict(zip(columns[2:-1], row[2:-1], strict=True)),
+                "on the front": "yes" if row[-1] else "no",
+            },
+        )
+        for row in rows
+    ]
+    print_fitting(table(title, columns, rows), blocks, title=title)
     on_front = ", ".join(str(number) for number in outcome.front) or "none (no complete run)"
     console.print(
         f"Pareto front of {outcome.quality_measure} against replay latency p95 (best "
