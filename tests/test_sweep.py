@@ -31,6 +31,7 @@ from evalkit.errors import ConfigError
 from evalkit.goldset import iter_corpus
 from evalkit.pipeline import pareto_front
 from evalkit.pipeline.sweep import load_sweep
+from evalkit.pipeline.sweep.run import SweepPlan
 from evalkit.records import Query, QueryResult
 from evalkit.retrievers import ChromaRetriever
 from evalkit.retrievers.chroma import hnsw_ef_search
@@ -937,4 +938,14 @@ def test_an_embedder_whose_model_path_is_missing_names_the_sweep_files_key(
     assert data["points"][0]["error"] == (
         f"{path}: embedders.broken.model_path: {tmp_path / 'no-model'} is not a directory; "
         "give a local sentence-transformers model directory"
+    )
+
+
+def test_the_plan_of_a_one_point_sweep_run_again_reads_as_one_point() -> None:
+    """It read "all 1 points already run"."""
+    assert SweepPlan(1, {1: "r1"}, "ndcg@10").describe() == (
+        "the point already run; nothing to run"
+    )
+    assert SweepPlan(2, {1: "r1", 2: "r2"}, "ndcg@10").describe() == (
+        "all 2 points already run; nothing to run"
     )

@@ -76,7 +76,11 @@ class SweepPlan:
         if not self.already:
             done = f"running {self.total} point{'s' if self.total != 1 else ''}"
         elif not self.to_run:
-            done = f"all {self.total} points already run; nothing to run"
+            done = (
+                f"all {self.total} points already run; nothing to run"
+                if self.total != 1
+                else "the point already run; nothing to run"
+            )
         else:
             done = f"{len(self.already)} of {self.total} points already run; running {self.to_run}"
         for example in {rerun.reason: rerun for rerun in self.rerun.values()}.values():
