@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from loopback import JSONHandler, serving
 from test_scheduler_support import SECRET, Receiver, receiver_fixture  # noqa: F401  (fixture)
+from waiting import wait_until
 
 from evalkit.alerts import (
     Alert,
@@ -399,6 +400,25 @@ def test_command_sink_reports_failure_and_timeout(tmp_path: Path) -> None:
     missing = CommandSink(name="cmd", command=[str(tmp_path / "no-such-program")])
     assert "cannot run" in str(missing.send(make_alert()).error)
     assert not any(sink.send(make_alert()).permanent for sink in (failing, slow, missing))
+
+
+def test_a_command_sink_that_times_out_stops_what_it_started_too(tmp_path: Path) -> None:
+    """Only the shell was killed: its `sleep` ran on, one more at every retry of a serve."""
+    started = tmp_path / "started.pid"
+    slow = CommandSink(
+        name="cmd", command=["sh", "-c", f"sleep 30 & echo $! > {started}; wait"], timeout=1
+    )
+    assert "did not finish within 1 s" in str(slow.send(make_alert()).error)
+    stat = Path(f"/proc/{int(started.read_text())}/stat")
+
+    def ended() -> bool:
+        # Killed, it is gone, or a zombie until whoever inherited it reaps it.
+        try:
+            return stat.read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+        except FileNotFoundError:
+            return True
+
+    wait_until(ended, timeout=5, what="the command's `sleep` to end")
 
 
 def test_a_command_refuses_an_alert_for_good_with_exit_status_65() -> None:

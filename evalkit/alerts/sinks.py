@@ -14,8 +14,10 @@ through the sink's ``Redactor``, and URLs are shown as ``scheme://host`` only.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -413,41 +415,52 @@ class CommandSink(_NamedSink):
             "EVALKIT_ALERT_RULE": alert.rule,
         }
         try:
-            finished = subprocess.run(
+            # Its own process group, so that a timeout stops what it started too (the
+            # `curl` of `sh -c 'curl ... | tee'`), not only its first process: under
+            # `evalkit serve` the rest would run on, one more at every retry.
+            with subprocess.Popen(
                 self._command,
-                input=encode(alert_payload(alert)),
-                capture_output=True,
-                timeout=self._timeout,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
                 cwd=self._cwd,
                 env=env,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            return DeliveryResult(
-                ok=False,
-                duration_ms=_elapsed(began),
-                error=f"{Path(self._command[0]).name} did not finish within {self._timeout:g} s",
-            )
+                start_new_session=True,
+            ) as child:
+                try:
+                    _, stderr_bytes = child.communicate(
+                        encode(alert_payload(alert)), timeout=self._timeout
+                    )
+                except subprocess.TimeoutExpired:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(child.pid, signal.SIGKILL)
+                    child.wait()
+                    return DeliveryResult(
+                        ok=False,
+                        duration_ms=_elapsed(began),
+                        error=f"{Path(self._command[0]).name} did not finish within "
+                        f"{self._timeout:g} s",
+                    )
         except OSError as failure:
             return DeliveryResult(
                 ok=False,
                 duration_ms=_elapsed(began),
                 error=self.redact(f"cannot run {self._command[0]}: {failure.strerror}"),
             )
-        if finished.returncode == 0:
+        if child.returncode == 0:
             return DeliveryResult(ok=True, duration_ms=_elapsed(began))
         stderr = masked_excerpt(
-            finished.stderr.decode(errors="replace").strip(),
+            stderr_bytes.decode(errors="replace").strip(),
             _STDERR_CHARS,
             tail=True,
             mask=self.redact,
         )
-        refused = finished.returncode == REFUSED_EXIT
+        refused = child.returncode == REFUSED_EXIT
         return DeliveryResult(
             ok=False,
             duration_ms=_elapsed(began),
             error=self.redact(
-                f"{Path(self._command[0]).name} exited with {finished.returncode}"
+                f"{Path(self._command[0]).name} exited with {child.returncode}"
                 + (" (refused for good)" if refused else "")
                 + (f": {stderr}" if stderr else "")
             ),
