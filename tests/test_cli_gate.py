@@ -530,3 +530,51 @@ def test_a_live_candidate_takes_retriever_options_as_run_does(
     assert code == 1
     assert data["decision"] == "regression"
     assert data["metrics"]["recall@10"]["candidate_mean"] == pytest.approx(1 / 3)
+
+
+def test_a_candidate_replayed_on_a_goldset_that_lost_queries_says_which_were_left_out(
+    files: Path, endpoint: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Scored on the smaller goldset's judgments, the baseline's queries the candidate never
+    ran vanished from the comparison, and every output said "both runs have the same ones"."""
+    _import_goldset(files / "gs", 60)
+    capsys.readouterr()
+    assert invoke(["run", "--goldset", "g", "--http-retriever", endpoint, "--k", "10"]) == 0
+    capsys.readouterr()
+    assert invoke(["runs", "list", "--format", "json"]) == 0
+    baseline = json.loads(capsys.readouterr().out)[0]["run_id"]
+    smaller = write_goldset_files(files / "smaller", 48)
+    live = ["--baseline", baseline, "--goldset", str(smaller), "--http-retriever", endpoint]
+    live += ["--k", "10", "-m", "ndcg@10", "--resamples", "500"]
+    note = (
+        "Compared on the 48 queries both runs share; 12 left out: 12 only in the baseline "
+        "(q48, q49, q50, q51, q52, q53, q54, q55, q56, q57 and 2 more). The baseline holds 60 "
+        "queries, the candidate 48."
+    )
+
+    markdown, junit = files / "gate.md", files / "gate.xml"
+    code = invoke(["gate", *live, "--markdown", str(markdown), "--junit", str(junit)])
+    captured = capsys.readouterr()
+    assert code == 0
+    assert captured.err.splitlines()[-1] == f"note: {note}"
+    assert note in markdown.read_text().splitlines()
+    suite = ET.parse(junit).getroot()
+    assert suite.findtext("system-out") == note
+    properties = {p.get("name"): p.get("value") for p in suite.iter("property")}
+    assert (properties["n_shared"], properties["n_dropped"]) == ("48", "12")
+
+    code, data = gate(capsys, *live)
+    assert code == 0
+    assert (data["n_shared"], data["n_dropped"]) == (48, 12)
+    assert data["only_in_baseline"] == [f"q{q}" for q in range(48, 60)]
+    assert (data["only_in_candidate"], data["not_judged"]) == ([], [])
+
+    # Two stored runs of the 60 queries scored on the smaller goldset: 12 are judged in
+    # neither, which the note says instead of "both runs have the same ones".
+    stored = ["--baseline", baseline, "--candidate", baseline, "--goldset", str(smaller)]
+    assert invoke(["gate", *stored, "-m", "ndcg@10", "--resamples", "500"]) == 0
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "note: Compared on the 48 queries both runs share; 12 left out: 12 in both runs but "
+        "not judged by the goldset or qrels scored on (q48, q49, q50, q51, q52, q53, q54, q55, "
+        "q56, q57 and 2 more). The baseline holds 60 queries, the candidate 60."
+    )

@@ -667,10 +667,11 @@ def test_the_gate_junit_names_the_goldset_file_and_carries_the_time(worse: Outco
 
 
 @pytest.mark.parametrize("cached", ["run export", "TREC run file"])
-def test_a_pull_request_that_adds_queries_to_the_goldset_leaves_them_out_and_says_so(
+def test_a_pull_request_that_adds_and_removes_goldset_queries_leaves_them_out_and_says_so(
     project: Project, main_push: Outcome, tmp_path: Path, cached: str
 ) -> None:
     # The added query scores in the candidate: counted as 0 in the baseline, it would be a gain.
+    # The removed one vanished from the comparison, which said both runs had the same queries.
     (tmp_path / "cache").mkdir()
     key = f"evalkit-baseline-support-{MAIN_SHA}"
     shutil.copytree(project.runner.cache / key, tmp_path / "cache" / key)
@@ -679,6 +680,9 @@ def test_a_pull_request_that_adds_queries_to_the_goldset_leaves_them_out_and_say
     (tmp_path / "pr").mkdir()
     workspace = checkout(project, tmp_path / "pr" / "repo")
     goldset = workspace / "goldsets" / "support"
+    for name in ("queries.jsonl", "judgments.jsonl"):
+        kept = [line for line in (goldset / name).read_text().splitlines() if '"q59"' not in line]
+        (goldset / name).write_text("".join(line + "\n" for line in kept))
     with (goldset / "queries.jsonl").open("a") as queries:
         queries.write(json.dumps({"id": "q60", "text": "help with topic0 alpha0"}) + "\n")
     with (goldset / "judgments.jsonl").open("a") as judgments:
@@ -691,15 +695,17 @@ def test_a_pull_request_that_adds_queries_to_the_goldset_leaves_them_out_and_say
     assert warning.startswith("the goldset goldsets/support changed since the baseline was stored")
     assert warning.endswith(
         "both runs are scored on this revision's judgments; a query added since has no "
-        "baseline results and is left out of the comparison (the summary lists it), and a "
-        "query removed since is scored in neither"
+        "baseline results and one removed since has no candidate results: both are left out "
+        "of the comparison (the summary lists them)"
     )
     gated = json.loads((Path(changed.outputs["junit"]).parent / "gate.json").read_text())
-    assert (gated["n_shared"], gated["only_in_candidate"]) == (N_QUERIES, ["q60"])
+    assert (gated["n_shared"], gated["only_in_candidate"]) == (N_QUERIES - 1, ["q60"])
+    assert gated["only_in_baseline"] == ["q59"]
     assert gated["metrics"]["ndcg@10"]["delta"] == 0.0
-    assert "60 queries both runs share; 1 left out: 1 only in the candidate (q60)" in (
-        changed.summary
-    )
+    assert (
+        "Compared on the 59 queries both runs share; 2 left out: 1 only in the baseline (q59); "
+        "1 only in the candidate (q60). The baseline holds 60 queries, the candidate 60."
+    ) in changed.summary.splitlines()
 
 
 def test_a_first_run_is_cached_and_gates_its_branch_until_main_has_a_baseline(

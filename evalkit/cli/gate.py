@@ -86,7 +86,7 @@ FailedAsZero = Annotated[
 
 
 def _print(outcome: GateOutcome) -> None:
-    from evalkit.stats.render import queries_needed_text
+    from evalkit.stats.render import coverage_note, queries_needed_text
 
     report = outcome.report
     comparison = report.comparison
@@ -160,13 +160,8 @@ def _print(outcome: GateOutcome) -> None:
                 f"(--failed-as-zero): {', '.join(failed)}",
                 markup=False,
             )
-    if comparison.n_dropped:
-        err_console.print(
-            f"note: {comparison.n_dropped} queries are in only one of the runs and were not "
-            f"compared (only in baseline: {len(comparison.only_in_baseline)}, "
-            f"only in candidate: {len(comparison.only_in_candidate)})",
-            markup=False,
-        )
+    if comparison.n_dropped or comparison.not_judged:
+        err_console.print(f"note: {coverage_note(comparison)}", markup=False, highlight=False)
     console.print(f"decision: {report.decision.value}", markup=False)
 
 

@@ -76,7 +76,9 @@ class ScoredRun:
     ``reference`` is what the user named (a run id or a run file); ``run_id`` is set for
     stored runs. Queries whose retrieval failed are absent from ``per_query`` and named in
     ``failed`` (judged ones only), so that a comparison never mistakes them for queries the
-    run was not asked (see ``compare_scored``).
+    run was not asked (see ``compare_scored``). Queries the run holds that ``judgments`` do
+    not cover (other judgments than its own: ``--goldset``, ``--qrels``) cannot be scored
+    and are named in ``unjudged``, so that a comparison can say it left them out.
     """
 
     reference: str
@@ -86,6 +88,12 @@ class ScoredRun:
     judgments: pd.DataFrame
     relevance_threshold: int
     failed: tuple[str, ...] = ()
+    unjudged: tuple[str, ...] = ()
+
+    @property
+    def held(self) -> set[str]:
+        """Every query the run holds: scored, failed or not judged."""
+        return {str(q) for q in self.per_query.index} | set(self.failed) | set(self.unjudged)
 
 
 def score_run_file(
@@ -125,6 +133,7 @@ def score_run_file(
         per_query=evaluation.per_query,
         judgments=judgments,
         relevance_threshold=relevance_threshold,
+        unjudged=_unjudged(results["query_id"], judgments),
     )
 
 
@@ -191,7 +200,13 @@ def score_stored_run(
         judgments=judgments,
         relevance_threshold=run.spec.relevance_threshold,
         failed=failed,
+        unjudged=_unjudged(replayed["query_id"], judgments),
     )
+
+
+def _unjudged(query_ids: pd.Series, judgments: pd.DataFrame) -> tuple[str, ...]:
+    """The queries of ``query_ids`` that ``judgments`` do not cover, sorted."""
+    return tuple(sorted({str(q) for q in query_ids} - {str(q) for q in judgments["query_id"]}))
 
 
 def _require_judged_queries(
@@ -395,17 +410,21 @@ def compare_scored(
     ``failed_as_zero`` counts each one as 0 on every measure instead. ``worst`` bounds the
     worst-regressed queries listed per measure (0 lists none).
     """
-    comparison = compare_runs(
-        baseline.per_query,
-        candidate.per_query,
-        measures=list(measure_names(measures)),
-        alpha=test.alpha,
-        min_effect=test.min_effect,
-        resamples=test.resamples,
-        seed=test.seed,
-        failed_in_baseline=baseline.failed,
-        failed_in_candidate=candidate.failed,
-        failed_as_zero=failed_as_zero,
+    comparison = _with_unjudged(
+        compare_runs(
+            baseline.per_query,
+            candidate.per_query,
+            measures=list(measure_names(measures)),
+            alpha=test.alpha,
+            min_effect=test.min_effect,
+            resamples=test.resamples,
+            seed=test.seed,
+            failed_in_baseline=baseline.failed,
+            failed_in_candidate=candidate.failed,
+            failed_as_zero=failed_as_zero,
+        ),
+        baseline,
+        candidate,
     )
     drops: list[QueryDrop] = []
     for measure in comparison.measures:
@@ -431,6 +450,25 @@ def compare_scored(
         worst=worst,
         baseline_run=baseline,
         candidate_run=candidate,
+    )
+
+
+def _with_unjudged(comparison: Comparison, baseline: ScoredRun, candidate: ScoredRun) -> Comparison:
+    """``comparison`` with the queries neither run could be scored on told apart: a query one
+    run holds unjudged and the other never ran is only in that run, one both hold unjudged
+    is ``not_judged``. Scored on other judgments (a goldset that lost queries), the
+    baseline's extra queries would otherwise vanish as if both runs had the same ones."""
+    if not baseline.unjudged and not candidate.unjudged:
+        return comparison
+    return replace(
+        comparison,
+        only_in_baseline=tuple(
+            sorted({*comparison.only_in_baseline, *(set(baseline.unjudged) - candidate.held)})
+        ),
+        only_in_candidate=tuple(
+            sorted({*comparison.only_in_candidate, *(set(candidate.unjudged) - baseline.held)})
+        ),
+        not_judged=tuple(sorted(set(baseline.unjudged) & set(candidate.unjudged))),
     )
 
 

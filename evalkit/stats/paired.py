@@ -195,7 +195,8 @@ class Comparison:
     """Result of ``compare_runs``: per-measure comparisons, the verdict, and the settings.
 
     The comparison covers the ``n_shared`` queries present in both runs;
-    ``only_in_baseline`` and ``only_in_candidate`` list (sorted) the ids left out.
+    ``only_in_baseline`` and ``only_in_candidate`` list (sorted) the ids left out, and
+    ``not_judged`` those both runs hold that the judgments they were scored on do not cover.
     ``failed_in_baseline`` and ``failed_in_candidate`` list the queries whose retrieval
     failed in that run; they were compared as 0 (``failed_as_zero``), never left out.
     """
@@ -215,6 +216,7 @@ class Comparison:
     higher_is_better: bool
     failed_in_baseline: tuple[str, ...] = ()
     failed_in_candidate: tuple[str, ...] = ()
+    not_judged: tuple[str, ...] = ()
 
     @property
     def n_dropped(self) -> int:
@@ -245,6 +247,7 @@ class Comparison:
             "only_in_candidate": list(self.only_in_candidate),
             "failed_in_baseline": list(self.failed_in_baseline),
             "failed_in_candidate": list(self.failed_in_candidate),
+            "not_judged": list(self.not_judged),
             "alpha": self.alpha,
             "min_effect": self.min_effect,
             "resamples": self.resamples,

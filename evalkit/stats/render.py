@@ -96,7 +96,8 @@ def _markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> li
 
 
 def coverage_note(comparison: Comparison) -> str:
-    """Which queries the comparison covers, which it left out, and which failed (as 0)."""
+    """Which queries the comparison covers, which it left out (with how many queries each run
+    holds), and which failed (as 0)."""
     failed = "".join(
         f" {len(ids)} queries failed in the {role} and count as 0 "
         f"({shown_ids(ids, limit=_SHOWN_IDS)})."
@@ -106,24 +107,26 @@ def coverage_note(comparison: Comparison) -> str:
         )
         if ids
     )
-    if not comparison.n_dropped:
+    not_judged = comparison.not_judged
+    if not comparison.n_dropped and not not_judged:
         return (
             f"Compared on all {comparison.n_shared} queries; both runs have the same ones." + failed
         )
-    parts = []
-    if comparison.only_in_baseline:
-        parts.append(
-            f"{len(comparison.only_in_baseline)} only in the baseline "
-            f"({shown_ids(comparison.only_in_baseline, limit=_SHOWN_IDS)})"
+    parts = [
+        f"{len(ids)} {where} ({shown_ids(ids, limit=_SHOWN_IDS)})"
+        for where, ids in (
+            ("only in the baseline", comparison.only_in_baseline),
+            ("only in the candidate", comparison.only_in_candidate),
+            ("in both runs but not judged by the goldset or qrels scored on", not_judged),
         )
-    if comparison.only_in_candidate:
-        parts.append(
-            f"{len(comparison.only_in_candidate)} only in the candidate "
-            f"({shown_ids(comparison.only_in_candidate, limit=_SHOWN_IDS)})"
-        )
+        if ids
+    ]
+    held = comparison.n_shared + len(not_judged)
     return (
         f"Compared on the {comparison.n_shared} queries both runs share; "
-        f"{comparison.n_dropped} left out: {'; '.join(parts)}." + failed
+        f"{comparison.n_dropped + len(not_judged)} left out: {'; '.join(parts)}. The baseline "
+        f"holds {held + len(comparison.only_in_baseline)} queries, the candidate "
+        f"{held + len(comparison.only_in_candidate)}." + failed
     )
 
 
@@ -303,6 +306,7 @@ def to_junit_xml(
         ("decision", comparison.decision.value),
         ("n_shared", comparison.n_shared),
         ("n_dropped", comparison.n_dropped),
+        ("n_not_judged", len(comparison.not_judged)),
         ("alpha", comparison.alpha),
         ("min_effect", comparison.min_effect),
         ("resamples", comparison.resamples),

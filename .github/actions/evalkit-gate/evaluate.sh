@@ -187,7 +187,7 @@ gate() {
     annotate notice "no baseline on $branch yet: gated against $against, run $(json_field "$meta" run run_id) at $(json_field "$meta" commit | cut -c1-12)"
   fi
   if [[ "$stored_version" != "$version"* && "$version" != "$stored_version"* ]]; then
-    annotate warning "the goldset $goldset changed since the baseline was stored (version ${stored_version:0:12} there, ${version:0:12} here): both runs are scored on this revision's judgments; a query added since has no baseline results and is left out of the comparison (the summary lists it), and a query removed since is scored in neither"
+    annotate warning "the goldset $goldset changed since the baseline was stored (version ${stored_version:0:12} there, ${version:0:12} here): both runs are scored on this revision's judgments; a query added since has no baseline results and one removed since has no candidate results: both are left out of the comparison (the summary lists them)"
   fi
   # A run export carries the baseline's provenance, so the gate names probable causes; a
   # cache an older version of this action wrote holds only the TREC run file.
