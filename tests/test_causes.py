@@ -14,11 +14,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_dashboard_seed import goldset, perfect, query_ids, store_run
+from test_dashboard_seed import degraded, goldset, perfect, query_ids, store_run
 
 from evalkit.alerts import alerts_config, build_sinks, evaluate_rules
 from evalkit.alerts.payload import alert_payload, encode, slack_body
-from evalkit.causes import CAUSE_KINDS, explain_alert, explain_drift_check, explain_runs
+from evalkit.causes import (
+    CAUSE_KINDS,
+    explain_alert,
+    explain_comparison,
+    explain_drift_check,
+    explain_runs,
+)
 from evalkit.clock import utc_now
 from evalkit.config import parse_settings
 from evalkit.embedding.fingerprint import ModelFingerprint, fingerprint_from_canaries
@@ -29,12 +35,13 @@ from evalkit.records.audit import AuditReport, CheckOutcome, Finding, Severity
 from evalkit.records.drift import DriftCheck
 from evalkit.records.requests import PairedTestSettings
 from evalkit.schemas import load_schema
+from evalkit.stats import compare_scored, score_stored_run
 from evalkit.store import Store
 from evalkit.store.alerts import StoredAlert, StoredAlertState, save_alert
 from evalkit.store.audit import save_audit
 from evalkit.store.dashboard.quality import series_points_frame
 from evalkit.store.drift import save_drift_check
-from evalkit.store.goldsets import save_goldset
+from evalkit.store.goldsets import judgments_frame, save_goldset
 
 N = 14
 MEASURES = ("ndcg@10", "recall@10", "precision@10")
@@ -757,6 +764,71 @@ def test_changed_judgments_are_the_goldset_cause(store: Store) -> None:
     assert "judgments of 3 compared queries differ" in top.statement
     assert top.link.page == "quality"
     assert dict(top.link.params) == {"goldset": "mini", "measure": "ndcg@10"}
+
+
+def test_the_goldset_cause_names_each_runs_goldset_with_its_own_version(store: Store) -> None:
+    """A candidate replayed on a goldset of another name was described as the candidate's
+    goldset "changed from" the baseline's version, which belongs to another goldset."""
+    gold = goldset(N)
+    save_goldset(store, gold)
+    baseline = _run(store, gold, {q: perfect(q) for q in query_ids(N)})
+    kept = set(query_ids(10))
+    smaller = Goldset.build(
+        name="mini-small",
+        queries=[q for q in gold.queries if q.id in kept],
+        judgments=[j for j in gold.judgments if j.query_id in kept],
+    )
+    save_goldset(store, smaller)
+    candidate = _run(store, smaller, {q: perfect(q) for q in query_ids(10)})
+
+    (cause,) = [
+        c
+        for c in explain_runs(store, candidate, baseline=baseline, test=FAST).causes
+        if c.kind == "goldset_changed"
+    ]
+
+    assert cause.statement == (
+        f"the goldset changed from mini version {gold.version[:12]} (baseline) to mini-small "
+        f"version {smaller.version[:12]} (candidate): no query both versions hold is judged "
+        "otherwise (0% of the ndcg@10 loss); 0 queries added and 4 removed are not compared"
+    )
+
+
+def test_changed_judgments_explain_nothing_when_both_runs_are_scored_on_the_same_ones(
+    store: Store,
+) -> None:
+    """The gate scores both runs on --goldset's judgments: the queries regraded between the
+    runs' versions were credited with the whole loss they had on the same judgments."""
+    gold = goldset(N)
+    save_goldset(store, gold)
+    baseline = _run(store, gold, {q: perfect(q) for q in query_ids(N)})
+    changed = {"q01", "q02", "q03"}
+    judgments = [
+        Judgment(j.query_id, j.doc_id, 1) if j.query_id in changed and j.relevance == 2 else j
+        for j in gold.judgments
+    ]
+    gold_v2 = Goldset.build(name=gold.name, queries=gold.queries, judgments=judgments)
+    save_goldset(store, gold_v2)
+    rankings = {q: degraded(q) if q in changed else perfect(q) for q in query_ids(N)}
+    candidate = _run(store, gold_v2, rankings)
+    frame = judgments_frame(store, gold_v2.version)
+    before, after = (
+        score_stored_run(store, run, ["ndcg@10"], judgments=frame) for run in (baseline, candidate)
+    )
+
+    explanation = explain_comparison(store, compare_scored(before, after, ["ndcg@10"], FAST))
+
+    (cause,) = [c for c in explanation.causes if c.kind == "goldset_changed"]
+    assert explanation.loss > 0
+    assert cause.score == 0
+    assert cause.statement == (
+        f"goldset mini changed from version {gold.version[:12]} (baseline) to "
+        f"{gold_v2.version[:12]} (candidate): the judgments of 3 queries differ between the "
+        "versions, but both runs were scored on the same judgments, so the change accounts for "
+        "none of the ndcg@10 loss; 0 queries added and 0 removed are not compared"
+    )
+    own = explain_runs(store, candidate, baseline=baseline, test=FAST).causes
+    assert [c.score for c in own if c.kind == "goldset_changed"] == [pytest.approx(1.0)]
 
 
 def test_a_smaller_k_is_the_cause_of_documents_ranked_below_it(store: Store) -> None:

@@ -464,8 +464,17 @@ def _judged(frame: pd.DataFrame) -> dict[str, frozenset[tuple[str, int]]]:
 
 
 def _goldset_cause(
-    store: Store, base: RunRecord, cand: RunRecord, loss: Loss, found: Found
+    store: Store,
+    report: ComparisonReport,
+    base: RunRecord,
+    cand: RunRecord,
+    *,
+    loss: Loss,
+    found: Found,
 ) -> None:
+    """The goldset versions the two runs replayed, when they differ: the queries whose
+    judgments changed take their whole loss, unless both runs were scored on the same
+    judgments (``--goldset``, ``--qrels``), which a change of judgments cannot explain."""
     before, after = base.spec.goldset_version, cand.spec.goldset_version
     if before is None or after is None or before == after:
         return
@@ -473,20 +482,33 @@ def _goldset_cause(
     new = _judged(judgments_frame(store, after))
     changed = sorted(q for q in set(old) & set(new) if old[q] != new[q])
     added, removed = sorted(set(new) - set(old)), sorted(set(old) - set(new))
-    fractions = dict.fromkeys(changed, 1.0)
+    scored = report.baseline_run.judgments, report.candidate_run.judgments
+    same_judgments = scored[0] is scored[1] or _judged(scored[0]) == _judged(scored[1])
+    fractions = {} if same_judgments else dict.fromkeys(changed, 1.0)
     share = loss.share(fractions)
     rows = [{"query_id": q, "change": "judgments"} for q in changed]
     rows += [{"query_id": q, "change": "added"} for q in added]
     rows += [{"query_id": q, "change": "removed"} for q in removed]
+    if not changed:
+        differ = f"no query both versions hold is judged otherwise (0% of the {loss.measure} loss)"
+    elif same_judgments:
+        differ = (
+            f"the judgments of {len(changed)} queries differ between the versions, but both "
+            f"runs were scored on the same judgments, so the change accounts for none of the "
+            f"{loss.measure} loss"
+        )
+    else:
+        differ = (
+            f"the judgments of {len(changed)} compared queries differ ({share:.0%} of the "
+            f"{loss.measure} loss)"
+        )
     found.measured(
         Cause(
             kind="goldset_changed",
             score=share,
             statement=(
-                f"goldset {cand.spec.goldset_name} changed from version {before[:12]} to "
-                f"{after[:12]}: the judgments of {len(changed)} compared queries differ "
-                f"({share:.0%} of the {loss.measure} loss); {len(added)} queries added and "
-                f"{len(removed)} removed are not compared"
+                f"{_goldset_change(base.spec, cand.spec)}: {differ}; {len(added)} queries "
+                f"added and {len(removed)} removed are not compared"
             ),
             link=_series_link(
                 "goldset_changed", "goldset versions in the series", cand, loss.measure
@@ -494,6 +516,20 @@ def _goldset_cause(
             evidence=tuple(rows[:EVIDENCE_ROWS]),
         ),
         fractions,
+    )
+
+
+def _goldset_change(base: RunSpec, cand: RunSpec) -> str:
+    """Which goldset each run replayed, each version with its own goldset's name."""
+    before, after = str(base.goldset_version)[:12], str(cand.goldset_version)[:12]
+    if base.goldset_name == cand.goldset_name:
+        return (
+            f"goldset {cand.goldset_name} changed from version {before} (baseline) to "
+            f"{after} (candidate)"
+        )
+    return (
+        f"the goldset changed from {base.goldset_name} version {before} (baseline) to "
+        f"{cand.goldset_name} version {after} (candidate)"
     )
 
 
@@ -812,7 +848,7 @@ def explain_comparison(store: Store, report: ComparisonReport) -> Explanation:
     present_by = _judged_documents_audit(audits, cand)
     _absent_cause(report, cand, loss, found, audited, present_by=present_by)
     _failed_cause(report, cand, loss, found)
-    _goldset_cause(store, base, cand, loss, found)
+    _goldset_cause(store, report, base, cand, loss=loss, found=found)
     _k_cause(base, cand, loss, found)
     # Canary checks tell the index's state, so a later one counts as the audits do; drift
     # checks describe a window, so only those made between the two runs count.

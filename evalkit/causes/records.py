@@ -64,7 +64,7 @@ CAUSE_KINDS: Mapping[str, CauseKind] = {
             "goldset_changed",
             True,
             "quality",
-            "the two runs were scored on goldset versions whose judgments differ",
+            "the two runs replayed goldset versions whose judgments differ",
         ),
         CauseKind(
             "k_changed",
