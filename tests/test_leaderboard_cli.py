@@ -299,6 +299,18 @@ def test_runs_of_different_goldset_versions_are_refused(
     assert code == 2
     assert "different goldset versions" in err
 
+    # Scored on the smaller version, as the refusal suggests: the older runs' 10 queries it
+    # no longer judges are said to be left out (they vanished, n_dropped 0).
+    code, data, err = _compare(
+        capsys, runs["first"], runs["second"], other, "--goldset", "g", "--format", "json"
+    )
+    assert code == 0
+    assert (data["n_queries"], data["n_dropped"]) == (N_QUERIES - 10, 10)
+    assert err.strip() == (
+        "note: 10 queries are not in every run, or not judged in what the runs were scored "
+        f"on, and were not compared ({runs['first']}: 10, {runs['second']}: 10)"
+    )
+
 
 def test_tags_are_shown_exported_and_imported_with_the_run(
     runs: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]

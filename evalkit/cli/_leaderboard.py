@@ -43,7 +43,8 @@ def print_leaderboard(ranked: RunLeaderboard, output: CompareFormat) -> None:
             f"{run}: {n}" for run, n in zip(board.runs, board.dropped_by_run, strict=True) if n
         )
         say(
-            f"note: {board.n_dropped} queries are not in every run and were not compared "
+            f"note: {board.n_dropped} queries are not in every run, or not judged in what "
+            f"the runs were scored on, and were not compared "
             f"({dropped})"
         )
     if output is CompareFormat.json:

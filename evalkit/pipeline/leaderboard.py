@@ -9,7 +9,7 @@ run reference names (``run_reference``: a run export is imported first).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -243,10 +243,23 @@ def leaderboard_of_runs(
         latency=latency,
     )
     return RunLeaderboard(
-        board=board,
+        board=_with_unjudged(board, scored),
         references=tuple(run.reference for run in scored),
         records=tuple(records),
         failed_as_zero=tuple(counted),
+    )
+
+
+def _with_unjudged(board: Leaderboard, scored: Sequence[ScoredRun]) -> Leaderboard:
+    """``board`` with the queries a run holds that the judgments do not cover counted as
+    left out: scored on a goldset that lost queries, they would otherwise vanish unsaid."""
+    if not any(run.unjudged for run in scored):
+        return board
+    held = [run.held for run in scored]
+    return replace(
+        board,
+        n_dropped=len(set().union(*held)) - board.n_queries,
+        dropped_by_run=tuple(len(queries) - board.n_queries for queries in held),
     )
 
 

@@ -179,7 +179,9 @@ def _markdown_table(
 def _method_note(board: Leaderboard) -> str:
     options = board.options
     pairs = len(board.runs) * (len(board.runs) - 1) // 2
-    dropped = f"; {board.n_dropped} left out as not in every run" if board.n_dropped else ""
+    dropped = (
+        f"; {board.n_dropped} left out as not in every run or not judged" if board.n_dropped else ""
+    )
     return (
         f"{board.n_queries} queries shared by all {len(board.runs)} runs{dropped}. "
         f"Intervals: percentile bootstrap, {options.resamples:,} resamples, seed "
