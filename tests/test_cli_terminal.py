@@ -443,6 +443,25 @@ def test_a_query_id_wider_than_the_terminal_leaves_every_value_shown(tmp_path: P
     assert re.search(r"│ +0\.6309 │ +1\.0000 │ +0\.5000 │$", q2_row)
 
 
+def test_sentences_are_printed_uncoloured_on_a_terminal(tmp_path: Path) -> None:
+    """rich coloured every number, date and bracket of a message mid-sentence ("1 queries",
+    "(was 034c87ce4345)"), in the user's own ids and texts too."""
+    (tmp_path / "g").mkdir()
+    (tmp_path / "g" / "queries.jsonl").write_text('{"id": "q1", "text": "cat on a mat"}\n')
+    (tmp_path / "g" / "judgments.jsonl").write_text(
+        '{"query_id": "q1", "doc_id": "d1", "relevance": 1}\n'
+    )
+    done = run_on_terminal(
+        [*EVALKIT, "goldset", "import", "g", "--name", "g"],
+        cwd=tmp_path,
+        env=terminal_env(EVALKIT_HOME=str(tmp_path / "home")),
+        timeout=120,
+    )
+    assert done.returncode == 0, done.output[-4000:]
+    assert re.search(r"goldset g version [0-9a-f]{12}: 1 queries, 1 judgments", done.output)
+    assert "\x1b[" not in done.output
+
+
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 def test_make_demo_passes_on_a_terminal(tmp_path: Path) -> None:
     venv = REPO / ".venv"

@@ -71,10 +71,11 @@ class _ConsoleOnFirstUse:
 
 
 # No markup: what is printed holds query texts, ids and paths from users' data, where
-# "[/x]" is text (rich would read it as a closing tag, and fail on it).
-_stdout_proxy = _ConsoleOnFirstUse(width=_PIPED_WIDTH, markup=False)
+# "[/x]" is text (rich would read it as a closing tag, and fail on it). No highlighting:
+# rich colours every number, date and bracket it finds, mid-sentence, in a terminal.
+_stdout_proxy = _ConsoleOnFirstUse(width=_PIPED_WIDTH, markup=False, highlight=False)
 # Messages on stderr are read by people and grepped by CI logs: never wrap them.
-_stderr_proxy = _ConsoleOnFirstUse(stderr=True, soft_wrap=True, markup=False)
+_stderr_proxy = _ConsoleOnFirstUse(stderr=True, soft_wrap=True, markup=False, highlight=False)
 console = cast("Console", _stdout_proxy)
 err_console = cast("Console", _stderr_proxy)
 
