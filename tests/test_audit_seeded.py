@@ -22,11 +22,13 @@ from evalkit.audit import AuditConfig, AuditReport, CheckOutcome, Finding, Sever
 from evalkit.audit.context import AuditContext
 from evalkit.audit.duplicates import check_duplicates
 from evalkit.audit.runner import CHECKS
+from evalkit.config import load_settings, parse_settings
 from evalkit.embedding import Embedder, ModelFingerprint, load_embedder
 from evalkit.goldset.model import Goldset, goldset_version
 from evalkit.records import Document, Judgment, Query
 from evalkit.retrievers.chroma_client import get_collection, open_chroma_client
 from evalkit.retrievers.indexing import index_corpus
+from evalkit.scheduler import JobRunner, service_config
 from evalkit.store import Store
 from evalkit.store.access import StoreAccess
 from evalkit.store.audit import (
@@ -496,16 +498,11 @@ def test_cli_reports_stores_and_gates_on_severity(
     assert previous["judged@10"] == pytest.approx(data["checks"][4]["measurements"]["judged@10"])
 
 
-def test_cli_lets_other_writers_have_the_store_while_the_checks_run(
-    seeded: Seeded,
-    chroma_path: Path,
-    evalkit_home: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    from evalkit.cli import invoke
-
-    store_path = _home_with_the_goldset(seeded, chroma_path, evalkit_home, monkeypatch)
+def _a_writer_during_the_duplicates_check(
+    store_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Goldset, list[bool]]:
+    """The duplicates check made to import a goldset into the store first, waiting at most
+    a second for it: the goldset, and whether each import saved it."""
     imported = Goldset.build(
         "meanwhile", [Query(id="q", text="tall tower")], [Judgment("q", "eiffel", 1)], source="t"
     )
@@ -518,6 +515,20 @@ def test_cli_lets_other_writers_have_the_store_while_the_checks_run(
         return check_duplicates(context)
 
     monkeypatch.setitem(CHECKS, "duplicates", duplicates_with_a_writer_meanwhile)
+    return imported, saved
+
+
+def test_cli_lets_other_writers_have_the_store_while_the_checks_run(
+    seeded: Seeded,
+    chroma_path: Path,
+    evalkit_home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from evalkit.cli import invoke
+
+    store_path = _home_with_the_goldset(seeded, chroma_path, evalkit_home, monkeypatch)
+    imported, saved = _a_writer_during_the_duplicates_check(store_path, monkeypatch)
     capsys.readouterr()
     arguments = ["audit", "--collection", seeded.collection, "--goldset", "seeded"]
 
@@ -531,6 +542,38 @@ def test_cli_lets_other_writers_have_the_store_while_the_checks_run(
         assert load_stored_goldset(store, "meanwhile").version == imported.version
     assert audit.audit_id == data["audit_id"]
     assert audit.goldset_name == "seeded"
+
+
+def test_the_audit_job_lets_other_writers_have_the_store_while_the_checks_run(
+    seeded: Seeded,
+    chroma_path: Path,
+    evalkit_home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The `audit` job of `evalkit serve` held the store through every check (re-embedding,
+    ANN queries, the near-duplicate search), keeping other writers, readers and the
+    service's alert outbox out for as long; it now holds it as `evalkit audit` does, to read
+    what it compares with and to store its findings."""
+    store_path = _home_with_the_goldset(seeded, chroma_path, evalkit_home, monkeypatch)
+    imported, saved = _a_writer_during_the_duplicates_check(store_path, monkeypatch)
+    settings = load_settings()
+    job = {
+        "name": "health",
+        "kind": "audit",
+        "collection": seeded.collection,
+        "goldset": "seeded",
+        "checks": ["duplicates"],
+    }
+    config = service_config(parse_settings({"jobs": [job]}, Path("evalkit.toml")))
+    access = StoreAccess(store_path, wait=10, program="test")
+    ran = JobRunner(config, settings=settings, session=access).run("health")
+    assert ran is not None
+    assert (ran.status, ran.error) == ("succeeded", None)
+    assert saved == [True]
+    with Store.open(store_path, read_only=True) as store:
+        [audit] = list_audits(store, collection=seeded.collection)
+        assert load_stored_goldset(store, "meanwhile").version == imported.version
+    assert ran.summary["audit_id"] == audit.audit_id
 
 
 def test_cli_table_output_and_bad_options(

@@ -105,11 +105,12 @@ def start_serve(home: Home, name: str) -> Serve:
     return Serve(process=process, log=log, url=url)
 
 
-def finished(home: Home, *args: str) -> subprocess.CompletedProcess[str]:
-    """``evalkit ARGS`` run to its end over ``home``: exit code, stdout and stderr."""
+def finished(home: Home, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``evalkit ARGS`` run to its end over ``home`` (with the variables ``env`` set):
+    exit code, stdout and stderr."""
     return subprocess.run(
         evalkit_command(*args),
-        env=home.env,
+        env={**home.env, **env},
         cwd=home.root,
         capture_output=True,
         text=True,
@@ -546,6 +547,115 @@ kind = "retention"
     assert run.status == "complete"
     with Store.open(home.store, read_only=True) as store:
         assert {info.name for info in list_goldsets(store)} == {"gs", "demo"}
+
+
+def _long_job(kind: str, home: Home, url: str) -> str:
+    """The ``[[jobs]]`` table of job ``long`` of ``kind``, its slow part against ``url``
+    (a retriever's)."""
+    if kind == "sweep":
+        sweep = home.root / "sweep.toml"
+        sweep.write_text(
+            f"""name = "ks"
+goldset = "gs"
+measures = ["precision@10"]
+
+[retriever]
+http_url = "{url}"
+
+[grid]
+k = [10]
+""",
+            encoding="utf-8",
+        )
+        return f"file = {json.dumps(str(sweep))}\n"
+    if kind == "freshness":
+        changes = home.root / "changes.jsonl"
+        change = {"doc_id": "new-doc", "updated_at": "2026-11-21T00:00:00Z", "content": "fresh"}
+        changes.write_text(json.dumps(change) + "\n", encoding="utf-8")
+        return f"""
+changes = [{json.dumps(str(changes))}]
+http_retriever = "{url}"
+probe_timeout = "1s"
+probe_interval = "0.25s"
+"""
+    raise AssertionError(kind)
+
+
+@pytest.mark.parametrize("kind", ["sweep", "freshness"])
+def test_a_long_job_leaves_the_store_to_other_processes_while_it_waits(
+    kind: str,
+    home: Home,
+    retriever: FakeRetriever,
+    serves: list[Serve],
+) -> None:
+    """A sweep and a freshness probe held the store for their whole run, as only a goldset
+    replay did not: while the retriever took its time, `evalkit runs list` and every writer
+    waited (and gave up past their wait), the dashboard showed cached figures and the
+    service's own alerts waited. They now take the store only for short stretches, as
+    `evalkit sweep` and `freshness` do, and their job run still lists what they stored."""
+    with Store.open(home.store) as store:
+        save_goldset(store, make_goldset())
+    retriever.mode = "hold"
+    stalled = lambda: retriever.hits > 0  # noqa: E731
+    home.config.write_text(
+        f"""
+[scheduler]
+health_port = 0
+lock_wait = "120s"
+
+[[jobs]]
+name = "long"
+kind = "{kind}"
+{_long_job(kind, home, retriever.url)}
+""",
+        encoding="utf-8",
+    )
+    serve = start_serve(home, "serve")
+    serves.append(serve)
+    assert serve.post("long").status_code == 202
+    try:
+        wait_until(
+            lambda: stalled() or 'job="long",status="failed"} 1' in serve.metrics(),
+            timeout=180,
+            what=f"the {kind} job to wait on its endpoint",
+        )
+        assert stalled(), serve.log.read_text()
+        listed = finished(home, "runs", "list", "--format", "json", EVALKIT_STORE_WAIT="2")
+        demo = str(Path(__file__).resolve().parents[1] / "goldsets" / "demo")
+        imported = finished(
+            home,
+            "goldset",
+            "import",
+            "--format",
+            "jsonl",
+            demo,
+            "--name",
+            "demo",
+            EVALKIT_STORE_WAIT="2",
+        )
+        assert 'evalkit_job_running{job="long"} 1' in serve.metrics()
+    finally:
+        retriever.release.set()
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout) == []
+    assert imported.returncode == 0, imported.stderr
+    wait_until(
+        lambda: 'evalkit_job_runs_total{job="long",status="succeeded"} 1' in serve.metrics(),
+        timeout=180,
+        what=f"the {kind} job to succeed",
+    )
+    assert serve.stop() == 0
+    with Store.open(home.store, read_only=True) as store:
+        (job_run,) = list_job_runs(store, job="long")
+        runs = list_runs(store)
+        assert {info.name for info in list_goldsets(store)} == {"gs", "demo"}
+    assert job_run.status == "succeeded"
+    if kind == "freshness":
+        assert (runs, job_run.summary["n_read"], job_run.summary["n_pending"]) == ([], 1, 1)
+    else:
+        (run,) = runs
+        assert (run.status, run.spec.kind) == ("complete", "goldset")
+        assert job_run.run_ids == (run.run_id,)
 
 
 HOLDER = (

@@ -40,6 +40,7 @@ from evalkit.retrievers.factory import RetrieverOptions, build_retriever
 from evalkit.retrievers.indexing import index_corpus
 from evalkit.scheduler import JOB_KINDS, JobContext
 from evalkit.store import Store
+from evalkit.store.access import StoreAccess
 from evalkit.store.runs import list_runs, run_results
 
 pytestmark = pytest.mark.slow
@@ -739,12 +740,13 @@ def test_the_sweep_job_runs_the_points_a_sweep_file_is_missing(
     )
     kind = JOB_KINDS["sweep"]
     params = kind.params.model_validate({"file": str(path)})
-    with Store.open(tmp_path / "evalkit.duckdb") as store:
-        context = JobContext(
-            job="nightly", settings=load_settings(), cancel=threading.Event(), store=store
-        )
-        first = kind.run(context, params)
-        again = kind.run(context, params)
+    # As `evalkit sweep`, the job opens the store only for short stretches.
+    access = StoreAccess(tmp_path / "evalkit.duckdb", wait=10, program="test")
+    context = JobContext(
+        job="nightly", settings=load_settings(), cancel=threading.Event(), access=access
+    )
+    first = kind.run(context, params)
+    again = kind.run(context, params)
     assert first.status == "succeeded"
     assert len(first.run_ids) == 1
     assert first.summary["points"][0]["tags"] == [

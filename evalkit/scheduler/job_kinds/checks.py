@@ -3,9 +3,10 @@
 - ``drift_check``: test the newest traffic window's query embeddings against a reference
   window (``stream = "queries"``), or a goldset measure's series of run means with a
   sequential detector (``stream = "metric"``);
-- ``audit``: audit a Chroma collection's health and store the findings;
+- ``audit``: audit a Chroma collection's health and store the findings (the checks run
+  without the store, as ``evalkit audit``'s do);
 - ``freshness``: measure how long changes at the source take to become retrievable
-  (docs/freshness.md).
+  (docs/freshness.md), probing the index without the store, as ``evalkit freshness`` does.
 """
 
 from __future__ import annotations
@@ -255,8 +256,9 @@ def _audit(ctx: JobContext, params: AuditParams) -> JobOutcome:
         orphaned_relevant_critical_share=settings.audit.orphaned_relevant_critical_share,
         seed=params.seed,
     )
+    # The checks run without the store, as `evalkit audit`'s do.
     outcome = audit_collection(
-        ctx.require_store(),
+        ctx.require_access(),
         params.collection,
         settings=settings,
         config=config,
@@ -335,8 +337,9 @@ def _freshness(ctx: JobContext, params: FreshnessParams) -> JobOutcome:
         slo_p95_lag=params.slo_p95_lag,
         max_unreflected_age=params.max_unreflected_age,
     )
+    # The index is probed without the store, as `evalkit freshness` probes it.
     check = check_named_index_freshness(
-        ctx.require_store(), request, params.options(), settings, stop=ctx.check_cancelled
+        ctx.require_access(), request, params.options(), settings, stop=ctx.check_cancelled
     )
     return JobOutcome(
         summary={
@@ -356,5 +359,11 @@ def _freshness(ctx: JobContext, params: FreshnessParams) -> JobOutcome:
 DRIFT_CHECK = JobKind(
     "drift_check", DriftCheckParams, _drift_check, "test embeddings or a metric series"
 )
-AUDIT = JobKind("audit", AuditParams, _audit, "audit a collection's health")
-FRESHNESS = JobKind("freshness", FreshnessParams, _freshness, "measure how fresh the index is")
+AUDIT = JobKind("audit", AuditParams, _audit, "audit a collection's health", holds_store=False)
+FRESHNESS = JobKind(
+    "freshness",
+    FreshnessParams,
+    _freshness,
+    "measure how fresh the index is",
+    holds_store=False,
+)

@@ -4,7 +4,8 @@
   the run (labelled with the job's name unless ``label`` says otherwise); the store is not
   held during the replay, as ``evalkit run`` does not hold it;
 - ``answers``: score a JSONL file of answers (faithfulness and friends) and store the scores;
-- ``sweep``: run the points of a sweep file that have no complete run yet (docs/sweeps.md).
+- ``sweep``: run the points of a sweep file that have no complete run yet (docs/sweeps.md),
+  each replayed without the store, as ``evalkit sweep`` does.
 """
 
 from __future__ import annotations
@@ -191,8 +192,9 @@ class SweepParams(JobParams):
 
 
 def _sweep(ctx: JobContext, params: SweepParams) -> JobOutcome:
+    # Each point is a goldset run: replayed without the store, as `evalkit sweep` does.
     outcome = run_sweep_file(
-        ctx.require_store(),
+        ctx.require_access(),
         params.file,
         ctx.settings,
         engine=params.engine,
@@ -221,4 +223,6 @@ GOLDSET_REPLAY = JobKind(
     holds_store=False,
 )
 ANSWERS = JobKind("answers", AnswersParams, _answers, "score answers and store the scores")
-SWEEP = JobKind("sweep", SweepParams, _sweep, "run a sweep file's missing points")
+SWEEP = JobKind(
+    "sweep", SweepParams, _sweep, "run a sweep file's missing points", holds_store=False
+)
