@@ -6,6 +6,8 @@ rows for the same input, since both only call the pipeline."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from test_scheduler_support import (  # noqa: F401  (fixture)
     retriever_fixture,
 )
 from traffic_windows import day_window_summary
+from waiting import wait_until
 
 from evalkit.cli import invoke
 from evalkit.config import Settings, load_settings
@@ -36,6 +39,7 @@ from evalkit.pipeline import (
 from evalkit.records.requests import GoldsetRunRequest
 from evalkit.retrievers.http import HttpRetriever
 from evalkit.store import RunSpec, Store
+from evalkit.store.access import StoreAccess
 from evalkit.store.answers import list_scorings
 from evalkit.store.audit import get_audit, latest_measurements, list_audits
 from evalkit.store.drift import list_drift_checks
@@ -183,7 +187,7 @@ def test_a_crash_fails_a_traffic_run_with_its_error_and_closes_the_retriever(
     (run,) = list_runs(store)
     assert (run.spec.kind, run.status) == ("traffic", "failed")
     assert run.error == "RuntimeError: stopped on purpose"
-    # The store is held during a traffic replay: the batches replayed before the crash
+    # An open store stays open during a traffic replay: the batches replayed before the crash
     # were stored, the rest never sent.
     assert 0 < len(run_queries(store, run.run_id)) < N_LOGGED
 
@@ -489,6 +493,48 @@ answers = false
     job_summary, command_summary = (summaries[run.run_id] for run in reversed(runs))
     assert job_summary["n_compared"] == N_LOGGED
     assert job_summary == command_summary
+
+
+def test_traffic_replay_command_lets_another_writer_have_the_store_while_it_replays(
+    settings: Settings, evalkit_home: Path, retriever: FakeRetriever
+) -> None:
+    """`evalkit traffic replay` held the store while every query went to the retriever, so
+    `evalkit runs list`, any writer, the dashboard and `evalkit serve` waited for a slow
+    endpoint; it now takes the store to read the sample and to record the replay, as
+    `evalkit run` does."""
+    with Store.open(settings.resolved_store_path) as store:
+        sample_id = draw_sample(store, write_logs(evalkit_home.parent / "logs"))
+    retriever.mode = "hold"
+    replaying = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "evalkit", "traffic", "replay", "--sample", sample_id),
+            *("--http-retriever", retriever.url, "--k", "5", "--embed-sample", "0"),
+            *("--no-answers", "--format", "json"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until(
+            lambda: retriever.hits > 0 or replaying.poll() is not None,
+            timeout=120,
+            what="the replay to send its first query",
+        )
+        assert replaying.poll() is None, replaying.communicate()
+        access = StoreAccess(settings.resolved_store_path, wait=1, program="test")
+        with access.writer("goldset import") as writing:
+            assert save_goldset(writing, make_goldset())
+    finally:
+        retriever.release.set()
+        out, err = replaying.communicate(timeout=120)
+    assert replaying.returncode == 0, err
+    with Store.open(settings.resolved_store_path, read_only=True) as reading:
+        (run,) = list_runs(reading)
+        (summary,) = list_window_summaries(reading, window_label=DAY)
+        replayed = len(run_queries(reading, run.run_id))
+    assert json.loads(out)["run"]["run_id"] == run.run_id == summary.run_id
+    assert (run.status, replayed, summary.n_compared) == ("complete", N_LOGGED, N_LOGGED)
 
 
 def window_figures(summary: StoredWindowSummary) -> dict[str, Any]:

@@ -754,6 +754,47 @@ def test_sigterm_mid_replay_records_the_job_s_run_failed_as_evalkit_run_does(
     assert job_run.run_ids == (run.run_id,)
 
 
+def test_sigterm_mid_replay_records_the_traffic_job_s_run_failed_as_traffic_replay_does(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The traffic job replays without the store too: SIGTERM mid-replay records its run
+    failed in a short stretch, listed by the interrupted job run, with no window summary;
+    the traffic it ingested and the sample it drew stay."""
+    log = tmp_path / "traffic.jsonl"
+    log.write_text(
+        "".join(
+            json.dumps({"query_id": f"t{i}", "timestamp": "2026-11-21T08:00:00Z", "text": f"q{i}"})
+            + "\n"
+            for i in range(3)
+        ),
+        encoding="utf-8",
+    )
+    params = JOB_KINDS["traffic"].params
+    monkeypatch.setattr(params, "build", lambda self, settings: _TerminatedMidReplay())
+    job = {
+        "name": "window",
+        "kind": "traffic",
+        "paths": [str(log)],
+        "window": "2026-11-21",
+        "n": 3,
+        "http_retriever": "http://127.0.0.1:9/search",
+        "embed_sample": 0,
+        "answers": False,
+    }
+    runner = runner_for(configure(job), settings)
+    with pytest.raises(Terminated):
+        runner.run("window")
+    with Store.open(settings.resolved_store_path, read_only=True) as store:
+        (run,) = list_runs(store, kind="traffic")
+        (job_run,) = list_job_runs(store, job="window")
+        samples = store.fetch("SELECT count(*) FROM traffic_samples")
+        summaries = store.fetch("SELECT count(*) FROM traffic_window_summaries")
+    assert (run.status, run.error) == ("failed", "interrupted: SIGTERM")
+    assert (job_run.status, job_run.error) == ("interrupted", "interrupted: SIGTERM")
+    assert job_run.run_ids == (run.run_id,)
+    assert (samples, summaries) == ([(1,)], [(0,)])
+
+
 @pytest.mark.parametrize(
     ("jobs", "scheduler", "message"),
     [

@@ -434,6 +434,28 @@ NAIVE_READER = (
 )
 
 
+HOLDING_KIND = """
+import httpx
+from pydantic import BaseModel
+
+from evalkit.scheduler.jobs import JobKind, JobOutcome, register_job_kind
+
+
+class Params(BaseModel):
+    url: str
+
+
+def hold(ctx, params):
+    ctx.require_store()
+    httpx.post(params.url, json={"query_id": "held", "query": "q", "k": 10}, timeout=300)
+    return JobOutcome()
+
+
+register_job_kind(JobKind("hold_store", Params, hold, "hold the store through a slow call"))
+"""
+"""A plug-in job kind that holds the store (the default) through a call to ``url``."""
+
+
 def test_one_writer_serve_cli_and_a_reader_share_the_store(
     home: Home,
     retriever: FakeRetriever,
@@ -444,36 +466,20 @@ def test_one_writer_serve_cli_and_a_reader_share_the_store(
     store = Store.open(home.store)
     save_goldset(store, make_goldset())
     store.close()
-    logs = home.root / "logs"
-    logs.mkdir()
-    (logs / "queries.jsonl").write_text(
-        "".join(
-            json.dumps(
-                {"query_id": f"t{i}", "timestamp": f"2026-11-21T0{i}:00:00Z", "text": f"q {i}"}
-            )
-            + "\n"
-            for i in range(3)
-        ),
-        encoding="utf-8",
-    )
-    # A job that holds the store for its duration: a traffic replay (a goldset replay
-    # does not hold it through its replay).
+    # A job that holds the store for its duration: a plug-in kind (every built-in kind
+    # that waits on a retriever or a judge gives the store back meanwhile).
+    (home.root / "holding_kind.py").write_text(HOLDING_KIND, encoding="utf-8")
     home.config.write_text(
         f"""
 [scheduler]
 health_port = 0
 lock_wait = "120s"
+plugins = ["holding_kind"]
 
 [[jobs]]
 name = "replay"
-kind = "traffic"
-paths = [{json.dumps(str(logs))}]
-window = "2026-11-21"
-n = 3
-http_retriever = "{retriever.url}"
-k = 10
-embed_sample = 0
-answers = false
+kind = "hold_store"
+url = "{retriever.url}"
 
 [[jobs]]
 name = "note"
@@ -529,7 +535,7 @@ kind = "retention"
     retriever.release.set()
     assert reader.wait(timeout=120) == 0
     assert writer.wait(timeout=120) == 0
-    assert "runs: 1" in reader_out.read_text()
+    assert "runs: 0" in reader_out.read_text()
     assert importer.wait(timeout=120) == 0, importer_out.read_text()
     assert lister.wait(timeout=120) == 0, lister_out.read_text()
     written = json.loads(writer_out.read_text()[writer_out.read_text().index("{") :])
@@ -542,16 +548,41 @@ kind = "retention"
     assert serve.stop() == 0
     with Store.open(home.store, read_only=True) as store:
         statuses = {run.job: run.status for run in list_job_runs(store)}
-        (run,) = list_runs(store, kind="traffic")
     assert statuses == {"replay": "succeeded", "note": "succeeded"}
-    assert run.status == "complete"
     with Store.open(home.store, read_only=True) as store:
         assert {info.name for info in list_goldsets(store)} == {"gs", "demo"}
+
+
+def _traffic_logs(root: Path) -> Path:
+    """A folder of traffic logs: three queries on 2026-11-21."""
+    logs = root / "logs"
+    logs.mkdir()
+    (logs / "queries.jsonl").write_text(
+        "".join(
+            json.dumps(
+                {"query_id": f"t{i}", "timestamp": f"2026-11-21T0{i}:00:00Z", "text": f"q {i}"}
+            )
+            + "\n"
+            for i in range(3)
+        ),
+        encoding="utf-8",
+    )
+    return logs
 
 
 def _long_job(kind: str, home: Home, url: str) -> str:
     """The ``[[jobs]]`` table of job ``long`` of ``kind``, its slow part against ``url``
     (a retriever's)."""
+    if kind == "traffic":
+        return f"""
+paths = [{json.dumps(str(_traffic_logs(home.root)))}]
+window = "2026-11-21"
+n = 3
+http_retriever = "{url}"
+k = 10
+embed_sample = 0
+answers = false
+"""
     if kind == "sweep":
         sweep = home.root / "sweep.toml"
         sweep.write_text(
@@ -581,18 +612,19 @@ probe_interval = "0.25s"
     raise AssertionError(kind)
 
 
-@pytest.mark.parametrize("kind", ["sweep", "freshness"])
+@pytest.mark.parametrize("kind", ["traffic", "sweep", "freshness"])
 def test_a_long_job_leaves_the_store_to_other_processes_while_it_waits(
     kind: str,
     home: Home,
     retriever: FakeRetriever,
     serves: list[Serve],
 ) -> None:
-    """A sweep and a freshness probe held the store for their whole run, as only a goldset
-    replay did not: while the retriever took its time, `evalkit runs list` and every writer
-    waited (and gave up past their wait), the dashboard showed cached figures and the
-    service's own alerts waited. They now take the store only for short stretches, as
-    `evalkit sweep` and `freshness` do, and their job run still lists what they stored."""
+    """A traffic replay, a sweep and a freshness probe held the store for their whole run,
+    as only a goldset replay did not: while the retriever took its time, `evalkit runs
+    list` and every writer waited (and gave up past their wait), the dashboard showed cached
+    figures and the service's own alerts waited. They now take the store only for short
+    stretches, as `evalkit traffic replay`, `sweep` and `freshness` do, and their job run
+    still lists what they stored."""
     with Store.open(home.store) as store:
         save_goldset(store, make_goldset())
     retriever.mode = "hold"
@@ -654,7 +686,10 @@ kind = "{kind}"
         assert (runs, job_run.summary["n_read"], job_run.summary["n_pending"]) == ([], 1, 1)
     else:
         (run,) = runs
-        assert (run.status, run.spec.kind) == ("complete", "goldset")
+        assert (run.status, run.spec.kind) == (
+            "complete",
+            "traffic" if kind == "traffic" else "goldset",
+        )
         assert job_run.run_ids == (run.run_id,)
 
 

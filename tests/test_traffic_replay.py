@@ -290,22 +290,46 @@ def test_compare_k_must_fit_k(store: Store, tmp_path: Path) -> None:
 def test_a_crash_during_replay_marks_the_run_failed(store: Store, tmp_path: Path) -> None:
     sample_id = sampled(store, tmp_path)
 
-    class BrokenEmbedder(FakeEmbedder):
-        def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
-            raise RuntimeError("model gone")
+    def stopped(done: int, total: int) -> None:
+        if done:
+            raise RuntimeError("stopped mid-replay")
 
-    with pytest.raises(RuntimeError, match="model gone"):
+    with pytest.raises(RuntimeError, match="stopped mid-replay"):
         replay_traffic_window(
             store,
             sample_id,
             FakeRetriever(ANSWERS, latency=LATENCY),
-            TrafficReplayRequest(k=3, answers=False),
-            setup=ReplaySetup(embedder=BrokenEmbedder()),
+            TrafficReplayRequest(k=3, answers=False, batch_size=2),
+            progress=stopped,
         )
     (run,) = list_runs(store)
     assert run.status == "failed"
-    assert "model gone" in (run.error or "")
+    assert "stopped mid-replay" in (run.error or "")
     assert list_window_summaries(store) == []
+
+
+def test_a_window_that_cannot_be_embedded_fails_before_any_query_is_sent(
+    store: Store, tmp_path: Path
+) -> None:
+    """The window's query sample is embedded before the replay (without the store, when
+    the replay is given an access that does not keep it open): a model that fails costs no
+    retriever call and leaves no run."""
+    sample_id = sampled(store, tmp_path)
+
+    class BrokenEmbedder(FakeEmbedder):
+        def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+            raise RuntimeError("model gone")
+
+    retriever = FakeRetriever(ANSWERS, latency=LATENCY)
+    with pytest.raises(RuntimeError, match="model gone"):
+        replay_traffic_window(
+            store,
+            sample_id,
+            retriever,
+            TrafficReplayRequest(k=3, answers=False),
+            setup=ReplaySetup(embedder=BrokenEmbedder()),
+        )
+    assert (retriever.seen, list_runs(store), list_window_summaries(store)) == ([], [], [])
 
 
 def test_figures_by_hand() -> None:

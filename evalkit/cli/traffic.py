@@ -407,23 +407,25 @@ def replay(
     # Before the store is opened, so a judge misconfiguration is reported first.
     setup = prepare_traffic_replay(request, config)
     assessor = build_assessor() if judge else None
-    with open_store(write=True, purpose="traffic replay", config=config) as store:
-        if sample_id is not None:
-            chosen = sample_id
-        elif window is not None:
+    # Opened for each piece of work the replay does: the queries are sent without it.
+    access = CommandStore(purpose="traffic replay", config=config)
+    if sample_id is not None:
+        chosen = sample_id
+    elif window is not None:
+        with access.writer("traffic replay") as store:
             chosen = newest_sample(store, window)
-        else:
-            raise ConfigError("name what to replay: --window LABEL or --sample ID")
-        retriever = build_retriever(options, config)
-        with progress_bar("replaying traffic", enabled=output is OutputFormat.table) as bar:
-            outcome = replay_traffic_window(
-                store, chosen, retriever, request, setup=setup, progress=bar, close_retriever=True
-            )
+    else:
+        raise ConfigError("name what to replay: --window LABEL or --sample ID")
+    retriever = build_retriever(options, config)
+    with progress_bar("replaying traffic", enabled=output is OutputFormat.table) as bar:
+        outcome = replay_traffic_window(
+            access, chosen, retriever, request, setup=setup, progress=bar, close_retriever=True
+        )
     judged = None
     if assessor is not None and texts is not None:
         with progress_bar("judging the window", enabled=output is OutputFormat.table) as bar:
             judged = judge_traffic_run(
-                CommandStore(purpose="traffic replay"),
+                access,
                 outcome.run.run_id,
                 assessor,
                 texts,
@@ -434,9 +436,7 @@ def replay(
     estimate_note = None
     if estimate:
         try:
-            estimated = estimate_traffic_run(
-                CommandStore(purpose="traffic replay"), outcome.run.run_id, k=k
-            )
+            estimated = estimate_traffic_run(access, outcome.run.run_id, k=k)
         except EvalkitError as error:
             if isinstance(error, StoreError) and not isinstance(error, NotFoundError):
                 raise

@@ -1,5 +1,7 @@
 """Traffic workflows: replay a stored sample of production traffic and store the run, or
-draw a window's sample and replay it in one go (the ``traffic`` job)."""
+draw a window's sample and replay it in one go (the ``traffic`` job); either way without
+holding the store during the replay when given a ``WriterAccess`` that does not keep it
+open."""
 
 from __future__ import annotations
 
@@ -18,9 +20,15 @@ from evalkit.records import QueryResult
 from evalkit.records.requests import TrafficReplayRequest
 from evalkit.retrievers.base import SupportsRetrieve
 from evalkit.store import RunRecord, Store
+from evalkit.store.access import WriterAccess
 from evalkit.store.runs import get_run
 from evalkit.store.traffic import StoredSample, StoredWindowSummary, list_samples
-from evalkit.traffic.replay import plan_replay, save_window_summary
+from evalkit.traffic.replay import (
+    embed_window,
+    plan_replay,
+    save_window_summary,
+    window_embedding_sample,
+)
 from evalkit.traffic.sampling import SampleSpec, sample_window
 from evalkit.traffic.windows import parse_window
 
@@ -65,7 +73,7 @@ def prepare_traffic_replay(request: TrafficReplayRequest, settings: Settings) ->
 
 
 def replay_traffic_window(
-    store: Store,
+    store: WriterAccess,
     sample_id: str,
     retriever: SupportsRetrieve,
     request: TrafficReplayRequest,
@@ -78,14 +86,19 @@ def replay_traffic_window(
     store the run (kind ``traffic``), the comparison with logged results and the window
     summary.
 
-    The store is held for the whole replay (an open ``store``, unlike a goldset run's
-    ``StoreAccess``): a window's replay compares and summarises as it goes, so the run row
-    is created ``running`` before the first query and results are stored batch by batch
-    (``evalkit.traffic.replay`` says what is compared and summarised). With
+    ``store`` is a ``WriterAccess``, as for a goldset run (``evaluate_goldset``). One that
+    does not keep the store open (``evalkit traffic replay``'s, the ``traffic`` job's) is
+    held only to read the sample and, once the queries are replayed, to record the run,
+    its comparison with logged results and the window summary in one short stretch: a
+    process killed during the replay leaves nothing in the store, any other crash is
+    recorded as a ``failed`` run, and a store still busy past the wait after the replay
+    raises StoreBusyError saying the results are not stored. An open ``Store`` stays open:
+    the run row is created ``running`` before the first query and results are stored
+    batch by batch (``evalkit.traffic.replay`` says what is compared and summarised). With
     ``setup.embedder`` (``prepare_traffic_replay``), up to ``request.embedding_sample_size``
-    distinct queries of the window are embedded and stored with the summary; without it
-    none are. Raises ConfigError when the sample holds tenants
-    but the retriever does not filter by tenant (unless the request turns
+    distinct queries of the window are embedded (without the store, before the replay) and
+    stored with the summary; without it none are. Raises ConfigError when the sample holds
+    tenants but the retriever does not filter by tenant (unless the request turns
     ``tenant_isolation`` off). A crash marks the run failed and re-raises.
 
     With ``request.answers``, the answers production logged for the replayed queries are
@@ -101,12 +114,19 @@ def replay_traffic_window(
         if answers:
             # Checked before the replay, so a judge misconfiguration costs no retriever calls.
             judge_settings = answer_settings(judge_settings)
-        plan = plan_replay(store, sample_id, retriever, request)
+        with store.writer("traffic replay: reading the sample") as reading:
+            plan = plan_replay(reading, sample_id, retriever, request)
+            drawn = (
+                window_embedding_sample(reading, plan)
+                if embedder is not None and request.embedding_sample_size > 0
+                else None
+            )
+        embedded = embed_window(drawn, embedder) if drawn is not None and embedder else None
 
         def record(
             writing: Store, run_id: str, results: Sequence[QueryResult]
         ) -> Recorded[StoredWindowSummary]:
-            summary = save_window_summary(writing, plan, run_id, results, embedder=embedder)
+            summary = save_window_summary(writing, plan, run_id, results, embedded=embedded)
             return Recorded(
                 per_query=None, aggregates={}, n_evaluated=0, n_total=len(results), value=summary
             )
@@ -165,7 +185,7 @@ class WindowCycle:
 
 
 def sample_and_replay(
-    store: Store,
+    store: WriterAccess,
     spec: SampleSpec,
     retriever: Callable[[], SupportsRetrieve] | None,
     request: TrafficReplayRequest,
@@ -177,11 +197,14 @@ def sample_and_replay(
     """Draw and store a sample of ``spec.window`` and replay it against the retriever that
     ``retriever`` builds (built only once the sample is drawn, and closed after the replay),
     as the ``traffic`` job does every window; with ``retriever`` None the sample is only
-    drawn. ``between`` runs between the two (a job's check that it was cancelled).
+    drawn. ``between`` runs between the two (a job's check that it was cancelled). The
+    sample is drawn in a short stretch of ``store``; the replay holds it as
+    ``replay_traffic_window`` says.
 
     Raises ConfigError when the window holds no traffic.
     """
-    sample = sample_window(store, spec)
+    with store.writer("traffic: drawing the sample") as writing:
+        sample = sample_window(writing, spec)
     if retriever is None:
         return WindowCycle(sample, None)
     if between is not None:

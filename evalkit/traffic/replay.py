@@ -1,8 +1,9 @@
 """The traffic stage of a replay of a stored sample against the live retriever.
 
-``plan_replay`` loads and checks the sample and describes its run; ``save_window_summary``
-stores what the replay found. ``evalkit.pipeline.replay_traffic_window`` runs the replay
-between the two, with the run's lifecycle.
+``plan_replay`` loads and checks the sample and describes its run (and ``embed_window``
+embeds the window's query sample, without the store); ``save_window_summary`` stores what
+the replay found. ``evalkit.pipeline.replay_traffic_window`` runs the replay between the
+two, with the run's lifecycle.
 
 The replay is stored as a run of kind ``traffic`` (so it records the retriever, embedding
 model and index fingerprints like any run), plus, per query, the top-1 score and the
@@ -48,7 +49,9 @@ from evalkit.store.traffic import (
 from evalkit.traffic.summary import replay_figures
 
 if TYPE_CHECKING:
-    from evalkit.embedding import TextEmbedder
+    import numpy.typing as npt
+
+    from evalkit.embedding import ModelFingerprint, TextEmbedder
     from evalkit.retrievers.base import SupportsRetrieve
     from evalkit.store.store import Store
 
@@ -56,10 +59,13 @@ __all__ = [
     "DEFAULT_EMBEDDING_SAMPLE",
     "TENANT_FORWARDING_KINDS",
     "ReplayPlan",
+    "WindowEmbeddings",
     "compare_with_logged",
+    "embed_window",
     "filters_by_tenant",
     "plan_replay",
     "save_window_summary",
+    "window_embedding_sample",
 ]
 
 
@@ -151,21 +157,55 @@ def plan_replay(
     return ReplayPlan(sample=sample, frame=frame, queries=queries, spec=spec, request=request)
 
 
+@dataclass(frozen=True, slots=True)
+class WindowEmbeddings:
+    """A seeded sample of a window's distinct queries embedded for drift checks: their
+    ids, their vectors ((n, dimension) float32) and the model that embedded them."""
+
+    query_ids: list[str]
+    vectors: npt.NDArray[np.float32]
+    model: ModelFingerprint
+
+
+def window_embedding_sample(store: Store, plan: ReplayPlan) -> pd.DataFrame:
+    """Up to ``plan.request.embedding_sample_size`` distinct queries of the window (a seeded
+    uniform sample, the sample's seed), to embed with ``embed_window``."""
+    sample = plan.sample
+    return draw_window_queries(
+        store,
+        start=sample.window_start,
+        end=sample.window_end,
+        seed=sample.seed,
+        limit=plan.request.embedding_sample_size,
+        dedup=sample.dedup,
+    )
+
+
+def embed_window(drawn: pd.DataFrame, embedder: TextEmbedder) -> WindowEmbeddings | None:
+    """The queries ``drawn`` (``window_embedding_sample``) embedded by ``embedder``: slow
+    work that needs no store. None when none were drawn."""
+    if drawn.empty:
+        return None
+    vectors = embedder.embed([str(text) for text in drawn["text"]])
+    return WindowEmbeddings(
+        query_ids=[str(q) for q in drawn["query_id"]],
+        vectors=np.asarray(vectors, dtype=np.float32),
+        model=embedder.fingerprint,
+    )
+
+
 def save_window_summary(
     store: Store,
     plan: ReplayPlan,
     run_id: str,
     results: Sequence[QueryResult],
     *,
-    embedder: TextEmbedder | None = None,
+    embedded: WindowEmbeddings | None = None,
 ) -> StoredWindowSummary:
     """Store the per-query comparison with logged results and the window summary of the
     replay run ``run_id`` (the run's own status is for the caller to finish), with the
-    RBO persistence and low-confidence threshold of ``plan.request``.
-
-    With an ``embedder``, up to ``plan.request.embedding_sample_size`` distinct queries of
-    the window (a seeded uniform sample, the sample's seed) are embedded and stored with
-    the summary.
+    RBO persistence and low-confidence threshold of ``plan.request``, and the window's
+    query sample ``embedded`` (``embed_window``) when given.
     """
     sample = plan.sample
     request = plan.request
@@ -181,20 +221,8 @@ def save_window_summary(
     logged_p50, logged_p95, logged_p99 = logged_latency_quantiles(
         store, start=sample.window_start, end=sample.window_end
     )
-    embedding_ids: list[str] = []
-    vectors = None
-    if embedder is not None and request.embedding_sample_size > 0:
-        drawn = draw_window_queries(
-            store,
-            start=sample.window_start,
-            end=sample.window_end,
-            seed=sample.seed,
-            limit=request.embedding_sample_size,
-            dedup=sample.dedup,
-        )
-        embedding_ids = [str(q) for q in drawn["query_id"]]
-        vectors = embedder.embed([str(text) for text in drawn["text"]])
-    model = embedder.fingerprint if embedder is not None and embedding_ids else None
+    embedding_ids = embedded.query_ids if embedded is not None else []
+    model = embedded.model if embedded is not None else None
     summary = StoredWindowSummary(
         run_id=run_id,
         sample_id=sample.sample_id,
@@ -224,7 +252,7 @@ def save_window_summary(
         summary=summary,
         per_query=per_query,
         embedding_ids=embedding_ids,
-        embeddings=vectors,
+        embeddings=embedded.vectors if embedded is not None else None,
     )
     return summary
 

@@ -3,7 +3,9 @@
 - ``traffic_ingest``: ingest the new lines of log files and directories, nothing else
   (cheap: meant for a short interval, so the store follows the logs);
 - ``traffic``: ingest log files, sample a window of traffic and replay the sample (and
-  score, judge or estimate it, as its fields ask).
+  score, judge or estimate it, as its fields ask), holding the store only for short
+  stretches, as ``evalkit traffic ingest``, ``sample`` and ``replay`` do: not while the
+  queries are sent or the judge is asked.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ from evalkit.traffic.redaction import Redaction
 
 if TYPE_CHECKING:
     from evalkit.config import Settings
+    from evalkit.store.store import Store
     from evalkit.traffic.ingest import IngestReport
 
 __all__ = [
@@ -110,12 +113,13 @@ class _IngestParams(JobParams):
 
 
 def _ingest(
-    ctx: JobContext, params: _IngestParams, *, report_problems: int
+    ctx: JobContext, store: Store, params: _IngestParams, *, report_problems: int
 ) -> tuple[IngestReport, dict[str, Any]]:
-    """Ingest ``params.paths`` (stoppable between batches) and summarise the pass."""
+    """Ingest ``params.paths`` into ``store`` (stoppable between batches) and summarise the
+    pass."""
 
     report = ingest_paths(
-        ctx.require_store(),
+        store,
         params.paths,
         redaction=params.redaction(),
         max_reported_problems=report_problems,
@@ -161,7 +165,9 @@ class TrafficIngestParams(_IngestParams):
 
 
 def _traffic_ingest(ctx: JobContext, params: TrafficIngestParams) -> JobOutcome:
-    report, summary = _ingest(ctx, params, report_problems=params.report_problems)
+    report, summary = _ingest(
+        ctx, ctx.require_store(), params, report_problems=params.report_problems
+    )
     if params.strict and report.n_problems:
         first = f"; first: {report.problems[0]}" if report.problems else ""
         return JobOutcome(
@@ -278,19 +284,25 @@ class TrafficParams(RetrieverParams, _IngestParams):
 
 def _traffic(ctx: JobContext, params: TrafficParams) -> JobOutcome:
 
-    store = ctx.require_store()
+    # Held through the replay (and the judge's calls), the store would keep every other
+    # process and the service's alert outbox waiting for all of it (holds_store=False).
+    access = ctx.require_access()
     summary: dict[str, Any] = {}
-    if params.paths:
-        _, summary["ingest"] = _ingest(ctx, params, report_problems=DEFAULT_REPORTED_PROBLEMS)
-        ctx.check_cancelled()
     if params.window is not None:
         window = parse_window(params.window)
     else:
         moment = utc_now() - _UNITS[params.granularity] * params.offset
         window = window_containing(moment, params.granularity)
+    with access.writer("ingesting traffic") as store:
+        if params.paths:
+            _, summary["ingest"] = _ingest(
+                ctx, store, params, report_problems=DEFAULT_REPORTED_PROBLEMS
+            )
+        empty = record_count(store) == 0
     summary["window"] = window.label
-    if record_count(store) == 0:
+    if empty:
         return JobOutcome(summary={**summary, "note": "no traffic ingested yet"})
+    ctx.check_cancelled()
     request = TrafficReplayRequest(
         k=params.k,
         low_confidence_threshold=(
@@ -308,7 +320,7 @@ def _traffic(ctx: JobContext, params: TrafficParams) -> JobOutcome:
     setup = prepare_traffic_replay(request, ctx.settings) if params.replay else None
     assessor = RelevanceAssessor(ctx.settings.judge) if params.judge and params.replay else None
     cycle = sample_and_replay(
-        store,
+        access,
         SampleSpec(
             window=window,
             n=params.n,
@@ -340,7 +352,7 @@ def _traffic(ctx: JobContext, params: TrafficParams) -> JobOutcome:
     if assessor is not None:
         ctx.check_cancelled()
         judged = judge_traffic_run(
-            store,
+            access,
             run.run_id,
             assessor,
             params.document_texts(ctx.settings),
@@ -356,7 +368,7 @@ def _traffic(ctx: JobContext, params: TrafficParams) -> JobOutcome:
         }
     if params.estimate:
         try:
-            estimated = estimate_traffic_run(store, run.run_id, k=params.k)
+            estimated = estimate_traffic_run(access, run.run_id, k=params.k)
         except EvalkitError as error:
             if isinstance(error, StoreError) and not isinstance(error, NotFoundError):
                 raise
@@ -375,5 +387,9 @@ TRAFFIC_INGEST = JobKind(
     "traffic_ingest", TrafficIngestParams, _traffic_ingest, "ingest new traffic log lines"
 )
 TRAFFIC = JobKind(
-    "traffic", TrafficParams, _traffic, "ingest, sample and replay production traffic"
+    "traffic",
+    TrafficParams,
+    _traffic,
+    "ingest, sample and replay production traffic",
+    holds_store=False,
 )
