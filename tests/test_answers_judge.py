@@ -47,6 +47,7 @@ from evalkit.config import JudgeSettings
 from evalkit.coroutines import run_sync
 from evalkit.pipeline import score_and_store_answers
 from evalkit.store import Store
+from evalkit.store.access import StoreAccess
 from evalkit.store.answers import answer_scores_frame, answer_summary_frame
 
 pytestmark = [
@@ -595,6 +596,18 @@ def _score_command(answers: Path) -> list[str]:
     return [sys.executable, "-m", "evalkit", "answers", "score", str(answers), "--method", "llm"]
 
 
+def _start_scoring(answers: Path, env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    """`evalkit answers score ANSWERS --method llm ARGS`, started, its output piped."""
+    return subprocess.Popen(
+        [*_score_command(answers), *args],
+        env=env,
+        cwd=answers.parent,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def _score(answers: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """`evalkit answers score ANSWERS --method llm --format json`, run to its end."""
     return subprocess.run(
@@ -641,14 +654,7 @@ def test_judgments_answered_before_sigterm_are_kept(fake_judge: FakeJudge, tmp_p
     fake_judge.hang_on = "Gustave Moreau"  # the third answer's calls wait until released
     answers = _answers_file(tmp_path / "answers.jsonl")
     env = _judge_environment(fake_judge, tmp_path / "home")
-    process = subprocess.Popen(
-        _score_command(answers),
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = _start_scoring(answers, env)
     try:
         # Two answers are judged (statements, then verdicts) and the third one's call waits.
         _wait_for_calls(process, fake_judge, answered=4, received=5)
@@ -680,6 +686,32 @@ def _wait_for_calls(
         assert process.poll() is None, process.communicate()
         assert time.monotonic() < deadline, "the judge never got the calls"
         time.sleep(0.05)
+
+
+def test_answers_score_lets_another_writer_have_the_store_while_the_judge_works(
+    fake_judge: FakeJudge, tmp_path: Path
+) -> None:
+    """`evalkit answers score` held the store while every judge call was in flight, so
+    `evalkit runs list`, any writer and `evalkit serve` waited for a slow judge; it now
+    opens the store to read and add to the judge's cache and to store the scores."""
+    fake_judge.hang_after = 0
+    answers = _answers_file(tmp_path / "answers.jsonl")
+    env = _judge_environment(fake_judge, tmp_path / "home")
+    store_path = tmp_path / "home" / "evalkit.duckdb"
+    scoring = _start_scoring(answers, env, "--format", "json")
+    try:
+        _wait_for_calls(scoring, fake_judge, answered=0, received=1)
+        with StoreAccess(store_path, wait=1, program="test").writer("a writer") as store:
+            store.fetch("SELECT count(*) FROM judge_cache")
+    finally:
+        fake_judge.released.set()
+        out, err = scoring.communicate(timeout=120)
+    assert scoring.returncode == 0, err
+    result = json.loads(out)
+    with Store.open(store_path, read_only=True) as store:
+        stored = store.fetch("SELECT scoring_id FROM answer_scorings")
+    assert stored == [(result["scoring_id"],)]
+    assert result["summaries"][0]["mean"] == pytest.approx(0.5)
 
 
 def test_kill_9_keeps_the_calls_the_judge_answered(fake_judge: FakeJudge, tmp_path: Path) -> None:

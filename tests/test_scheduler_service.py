@@ -16,6 +16,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from test_answers_judge import (  # noqa: F401  (fixture)
+    FakeJudge,
+    _answers_file,
+    _judge_environment,
+    fake_judge,
+)
 from test_scheduler_support import (  # noqa: F401  (fixtures)
     SECRET,
     FakeRetriever,
@@ -572,7 +578,7 @@ def _traffic_logs(root: Path) -> Path:
 
 def _long_job(kind: str, home: Home, url: str) -> str:
     """The ``[[jobs]]`` table of job ``long`` of ``kind``, its slow part against ``url``
-    (a retriever's)."""
+    (a retriever's for a replay, the judge's for answers)."""
     if kind == "traffic":
         return f"""
 paths = [{json.dumps(str(_traffic_logs(home.root)))}]
@@ -609,26 +615,33 @@ http_retriever = "{url}"
 probe_timeout = "1s"
 probe_interval = "0.25s"
 """
-    raise AssertionError(kind)
+    return f"path = {json.dumps(str(_answers_file(home.root / 'answers.jsonl')))}\n"
 
 
-@pytest.mark.parametrize("kind", ["traffic", "sweep", "freshness"])
+@pytest.mark.parametrize("kind", ["traffic", "sweep", "answers", "freshness"])
 def test_a_long_job_leaves_the_store_to_other_processes_while_it_waits(
     kind: str,
     home: Home,
     retriever: FakeRetriever,
+    fake_judge: FakeJudge,  # noqa: F811 (the fixture of test_answers_judge)
     serves: list[Serve],
 ) -> None:
-    """A traffic replay, a sweep and a freshness probe held the store for their whole run,
-    as only a goldset replay did not: while the retriever took its time, `evalkit runs
-    list` and every writer waited (and gave up past their wait), the dashboard showed cached
-    figures and the service's own alerts waited. They now take the store only for short
-    stretches, as `evalkit traffic replay`, `sweep` and `freshness` do, and their job run
-    still lists what they stored."""
+    """A traffic replay, a sweep, an answer scoring and a freshness probe held the store
+    for their whole run, as only a goldset replay did not: while the retriever or the judge
+    took its time, `evalkit runs list` and every writer waited (and gave up past their
+    wait), the dashboard showed cached figures and the service's own alerts waited. They
+    now take the store only for short stretches, as `evalkit traffic replay`, `sweep`,
+    `answers score` and `freshness` do, and their job run still lists what they stored."""
     with Store.open(home.store) as store:
         save_goldset(store, make_goldset())
-    retriever.mode = "hold"
-    stalled = lambda: retriever.hits > 0  # noqa: E731
+    if kind == "answers":
+        home.env.update(_judge_environment(fake_judge, home.root / "home"))
+        fake_judge.hang_after = 0
+        stalled = lambda: fake_judge.calls > 0  # noqa: E731
+    else:
+        retriever.mode = "hold"
+        stalled = lambda: retriever.hits > 0  # noqa: E731
+    slow = fake_judge.url if kind == "answers" else retriever.url
     home.config.write_text(
         f"""
 [scheduler]
@@ -638,7 +651,7 @@ lock_wait = "120s"
 [[jobs]]
 name = "long"
 kind = "{kind}"
-{_long_job(kind, home, retriever.url)}
+{_long_job(kind, home, slow)}
 """,
         encoding="utf-8",
     )
@@ -668,6 +681,7 @@ kind = "{kind}"
         assert 'evalkit_job_running{job="long"} 1' in serve.metrics()
     finally:
         retriever.release.set()
+        fake_judge.released.set()
     assert listed.returncode == 0, listed.stderr
     assert json.loads(listed.stdout) == []
     assert imported.returncode == 0, imported.stderr
@@ -680,9 +694,13 @@ kind = "{kind}"
     with Store.open(home.store, read_only=True) as store:
         (job_run,) = list_job_runs(store, job="long")
         runs = list_runs(store)
+        scorings = store.fetch("SELECT scoring_id FROM answer_scorings")
         assert {info.name for info in list_goldsets(store)} == {"gs", "demo"}
     assert job_run.status == "succeeded"
-    if kind == "freshness":
+    if kind == "answers":
+        assert (runs, job_run.run_ids) == ([], ())
+        assert [row[0] for row in scorings] == [job_run.summary["scoring_id"]]
+    elif kind == "freshness":
         assert (runs, job_run.summary["n_read"], job_run.summary["n_pending"]) == ([], 1, 1)
     else:
         (run,) = runs

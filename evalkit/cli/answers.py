@@ -17,7 +17,7 @@ from evalkit.cli._output import (
     progress_bar,
     table,
 )
-from evalkit.cli._store import open_store
+from evalkit.cli._store import CommandStore, open_store
 
 __all__ = ["answers_app", "print_answer_summaries"]
 
@@ -126,11 +126,9 @@ def score(
             raise ConfigError(f"--method {method!r} is not one of: {choices}") from None
     judge_settings = load_settings(judge={"method": chosen}).judge
     with progress_bar("scoring answers", enabled=output is OutputFormat.table) as bar:
-        if save:
-            with open_store(write=True, purpose="answers score") as store:
-                result = score_answer_file(file, settings=judge_settings, store=store, progress=bar)
-        else:
-            result = score_answer_file(file, settings=judge_settings, progress=bar)
+        # Opened for each piece of work the scoring does: the judge is asked without it.
+        store = CommandStore("answers score") if save else None
+        result = score_answer_file(file, settings=judge_settings, store=store, progress=bar)
     data = result.to_dict(per_item=per_item)
     if output is OutputFormat.json:
         emit_json(data)

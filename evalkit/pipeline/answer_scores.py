@@ -18,6 +18,7 @@ from evalkit.engines import ANSWERS_DIR, SHARD_SUFFIX
 from evalkit.errors import ConfigError, NotFoundError
 from evalkit.records import Query, QueryResult
 from evalkit.store import Store
+from evalkit.store.access import WriterAccess
 from evalkit.store.answers import (
     StoreEmbeddingCache,
     StoreJudgeCache,
@@ -58,7 +59,7 @@ def stored_answers(store: Store, scoring_id: str) -> AnswerScores | None:
 
 
 def score_answers_for_run(
-    store: Store,
+    store: WriterAccess,
     run_id: str,
     *,
     settings: JudgeSettings | None = None,
@@ -69,14 +70,19 @@ def score_answers_for_run(
     The answers and contexts are those of the traffic log (what the application generated
     then, not what the replayed retriever returns now); the scores are stored under
     ``run_id``. Returns None, storing nothing, when no replayed query has a logged answer.
+    ``store`` is held as ``score_and_store_answers`` says.
     """
-    query_ids = [str(query_id) for query_id in run_queries(store, run_id)["query_id"]]
-    records = [
-        AnswerRecord(
-            id=logged.query_id, question=logged.text, answer=logged.answer, contexts=logged.contexts
-        )
-        for logged in logged_answers(store, query_ids)
-    ]
+    with store.writer("reading the logged answers") as reading:
+        query_ids = [str(query_id) for query_id in run_queries(reading, run_id)["query_id"]]
+        records = [
+            AnswerRecord(
+                id=logged.query_id,
+                question=logged.text,
+                answer=logged.answer,
+                contexts=logged.contexts,
+            )
+            for logged in logged_answers(reading, query_ids)
+        ]
     if not records:
         return None
     return score_and_store_answers(
@@ -87,7 +93,7 @@ def score_answers_for_run(
 def score_and_store_answers(
     records: Sequence[AnswerRecord],
     *,
-    store: Store,
+    store: WriterAccess,
     settings: JudgeSettings | None = None,
     run_id: str | None = None,
     source: str | None = None,
@@ -102,6 +108,12 @@ def score_and_store_answers(
     store's ``judge_cache`` table; the offline method's context vectors are cached in the
     store's ``context_embeddings`` table. The scores are stored under a new scoring id,
     which the returned ``AnswerScores`` carries.
+
+    ``store`` is a ``WriterAccess``: one that does not keep the store open (``evalkit
+    answers score``'s, a job's) is opened only to read and add to the caches as the
+    scoring goes (judge outputs are kept as they arrive, so a scoring stopped midway pays
+    on its rerun only for what was not answered) and to store the scores in one
+    transaction at the end, not while the judge or the offline model works.
     """
     settings = settings or load_settings().judge
     with _judge_cache(settings, store) as cache:
@@ -117,12 +129,15 @@ def score_and_store_answers(
             progress=progress,
             judge_must_answer=judge_must_answer,
         )
-    scoring_id = save_answer_scores(store, result, settings=settings.public_dict(), records=records)
+    with store.writer("storing answer scores") as writing:
+        scoring_id = save_answer_scores(
+            writing, result, settings=settings.public_dict(), records=records
+        )
     return dataclasses.replace(result, scoring_id=scoring_id)
 
 
 @contextlib.contextmanager
-def _judge_cache(settings: JudgeSettings, store: Store) -> Iterator[JudgeCache]:
+def _judge_cache(settings: JudgeSettings, store: WriterAccess) -> Iterator[JudgeCache]:
     if not answer_stage.uses_judge(settings):
         yield MemoryJudgeCache()
     elif settings.cache_path is not None:

@@ -11,20 +11,22 @@ from evalkit.answers.records import AnswerScores
 from evalkit.config import JudgeSettings
 from evalkit.embedding import Embedder
 from evalkit.pipeline.answer_scores import score_and_store_answers
-from evalkit.store import Store
+from evalkit.store.access import WriterAccess
 
 
 def score_answer_file(
     path: Path | str,
     *,
     settings: JudgeSettings | None = None,
-    store: Store | None = None,
+    store: WriterAccess | None = None,
     embedder: Embedder | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> AnswerScores:
     """Read a JSONL of answer records (see ``evalkit.answers.files``), score and store it.
 
-    Without ``store`` the scores are only returned. A judge that answers none of the calls
+    Without ``store`` the scores are only returned; with one that does not keep the store
+    open (``evalkit answers score``'s, the ``answers`` job's) the store is not held while
+    the judge works (``score_and_store_answers``). A judge that answers none of the calls
     sent raises JudgeError, and nothing is stored.
     """
     records = read_answer_records(path)

@@ -5,6 +5,7 @@ open."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -102,7 +103,8 @@ def replay_traffic_window(
     ``tenant_isolation`` off). A crash marks the run failed and re-raises.
 
     With ``request.answers``, the answers production logged for the replayed queries are
-    scored once the run is stored (``score_answers_for_run``) with ``setup.judge_settings``
+    scored once the run is stored, after its stretch of the store (``score_answers_for_run``,
+    which does not hold it while the judge works), with ``setup.judge_settings``
     (default: the ``[judge]`` settings, checked before the first query is sent). With
     ``close_retriever`` the retriever is closed on the way out, whatever happens.
     """
@@ -138,17 +140,11 @@ def replay_traffic_window(
             summary: StoredWindowSummary,
             store_seconds: float,
         ) -> TrafficReplay:
-            scored = (
-                score_answers_for_run(writing, run_id, settings=judge_settings) if answers else None
-            )
             return TrafficReplay(
-                run=get_run(writing, run_id),
-                summary=summary,
-                timing=report.timing,
-                answers=scored,
+                run=get_run(writing, run_id), summary=summary, timing=report.timing
             )
 
-        return replay_run(
+        replayed = replay_run(
             store,
             plan.spec,
             LocalEngine(retriever, batch_size=request.batch_size),
@@ -159,6 +155,11 @@ def replay_traffic_window(
             conclude=conclude,
             nothing_answered="complete",
         )
+    if not answers:
+        return replayed
+    # Once the run is recorded, and outside that stretch: the judge can take long.
+    scored = score_answers_for_run(store, replayed.run.run_id, settings=judge_settings)
+    return dataclasses.replace(replayed, answers=scored)
 
 
 def newest_sample(store: Store, window: str) -> str:

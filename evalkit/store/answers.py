@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from evalkit.answers.records import AnswerRecord
+    from evalkit.store.access import WriterAccess
     from evalkit.store.store import Store
 
 __all__ = [
@@ -412,12 +413,16 @@ def forget_judge_calls(store: Store, judgment_keys: Sequence[str]) -> None:
 
 
 class _TableCache(Generic[V]):
-    """A keyed cache (``evalkit.answers.cache.KeyedCache``) in a table of ``store``, read
-    with ``load`` and written with ``save``."""
+    """A keyed cache (``evalkit.answers.cache.KeyedCache``) in a table of the store, read
+    with ``load`` and written with ``save``.
+
+    ``store`` is a ``WriterAccess``: an open ``Store``, or an access that opens the store
+    for each read or write only (a scoring that waits on a judge then keeps no other
+    process out of the store meanwhile)."""
 
     def __init__(
         self,
-        store: Store,
+        store: WriterAccess,
         load: Callable[[Store, Sequence[str]], dict[str, V]],
         save: Callable[[Store, Iterable[tuple[str, V]]], None],
     ) -> None:
@@ -427,34 +432,44 @@ class _TableCache(Generic[V]):
 
     def get_many(self, keys: Sequence[str]) -> dict[str, V]:
         """The cached values among ``keys``."""
-        return self._load(self.store, keys)
+        with self.store.writer("reading the answer scoring cache") as store:
+            return self._load(store, keys)
 
     def put_many(self, entries: Iterable[tuple[str, V]]) -> None:
         """Keep these values (a key already cached keeps its first value)."""
-        self._save(self.store, entries)
+        items = list(entries)
+        if items:
+            with self.store.writer("writing the answer scoring cache") as store:
+                self._save(store, items)
 
 
 class StoreJudgeCache(_TableCache[CachedJudgment]):
     """A judge cache (``evalkit.answers.cache.JudgeCache``) in the ``judge_cache`` table,
     with the outputs of the calls of judgments not finished yet in ``judge_calls``."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: WriterAccess) -> None:
         super().__init__(store, load_cached_judgments, save_cached_judgments)
 
     def put_many(self, entries: Iterable[tuple[str, CachedJudgment]]) -> None:
         """Keep these judgments (a key already cached keeps its first one) and forget the
         outputs of their calls."""
         items = list(entries)
-        save_cached_judgments(self.store, items)
-        forget_judge_calls(self.store, [key for key, _ in items])
+        if items:
+            with self.store.writer("writing the judge cache") as store:
+                save_cached_judgments(store, items)
+                forget_judge_calls(store, [key for key, _ in items])
 
     def get_calls(self, judgment_keys: Sequence[str]) -> dict[str, str]:
         """The call outputs kept for these judgments: call key -> output."""
-        return load_judge_calls(self.store, judgment_keys)
+        with self.store.writer("reading the judge cache") as store:
+            return load_judge_calls(store, judgment_keys)
 
     def put_calls(self, entries: Iterable[JudgeCallOutput]) -> None:
         """Keep these call outputs (a call kept already keeps its first output)."""
-        save_judge_calls(self.store, entries)
+        outputs = list(entries)
+        if outputs:
+            with self.store.writer("writing the judge cache") as store:
+                save_judge_calls(store, outputs)
 
 
 def load_context_vectors(store: Store, keys: Sequence[str]) -> dict[str, Vectors]:
@@ -504,5 +519,5 @@ class StoreEmbeddingCache(_TableCache[Vectors]):
     """A context embedding cache (``evalkit.answers.cache.EmbeddingCache``) in the
     ``context_embeddings`` table."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: WriterAccess) -> None:
         super().__init__(store, load_context_vectors, save_context_vectors)

@@ -3,7 +3,8 @@
 - ``goldset_replay``: replay a stored goldset against the live retriever, score and store
   the run (labelled with the job's name unless ``label`` says otherwise); the store is not
   held during the replay, as ``evalkit run`` does not hold it;
-- ``answers``: score a JSONL file of answers (faithfulness and friends) and store the scores;
+- ``answers``: score a JSONL file of answers (faithfulness and friends) and store the scores,
+  the store not held while the judge works, as ``evalkit answers score`` does not hold it;
 - ``sweep``: run the points of a sweep file that have no complete run yet (docs/sweeps.md),
   each replayed without the store, as ``evalkit sweep`` does.
 """
@@ -148,11 +149,11 @@ class AnswersParams(JobParams):
 
 
 def _answers(ctx: JobContext, params: AnswersParams) -> JobOutcome:
-
+    # The judge is asked without the store, as `evalkit answers score` asks it.
     scores = score_answer_file(
         params.path,
         settings=ctx.settings.judge,
-        store=ctx.require_store(),
+        store=ctx.require_access(),
         progress=ctx.progress,
     )
     return JobOutcome(
@@ -222,7 +223,9 @@ GOLDSET_REPLAY = JobKind(
     "replay a goldset against the live retriever",
     holds_store=False,
 )
-ANSWERS = JobKind("answers", AnswersParams, _answers, "score answers and store the scores")
+ANSWERS = JobKind(
+    "answers", AnswersParams, _answers, "score answers and store the scores", holds_store=False
+)
 SWEEP = JobKind(
     "sweep", SweepParams, _sweep, "run a sweep file's missing points", holds_store=False
 )
