@@ -31,6 +31,7 @@ from pathlib import Path
 import httpx
 import pytest
 from loopback import serving
+from waiting import wait_until
 
 from evalkit.answers import AnswerRecord, Unmeasured, score_answers
 from evalkit.answers.cache import MemoryJudgeCache
@@ -658,6 +659,12 @@ def test_judgments_answered_before_sigterm_are_kept(fake_judge: FakeJudge, tmp_p
     try:
         # Two answers are judged (statements, then verdicts) and the third one's call waits.
         _wait_for_calls(process, fake_judge, answered=4, received=5)
+        # Answered is not yet kept: the two judgments reach the cache with the scoring's
+        # next write, which SIGTERM could otherwise overtake.
+        store_path = tmp_path / "home" / "evalkit.duckdb"
+        wait_until(
+            lambda: _cached_judgments(store_path) == 2, timeout=60, what="2 cached judgments"
+        )
         process.send_signal(signal.SIGTERM)
         _, err = process.communicate(timeout=60)
     finally:
@@ -674,6 +681,11 @@ def test_judgments_answered_before_sigterm_are_kept(fake_judge: FakeJudge, tmp_p
     assert fake_judge.calls - sent_before == 2
     assert (result["judge_calls"], result["cache_hits"]) == (2, 2)
     assert result["summaries"][0]["mean"] == pytest.approx(0.5)
+
+
+def _cached_judgments(store_path: Path) -> int:
+    with StoreAccess(store_path, wait=10, program="test").writer("counting") as store:
+        return int(store.fetch("SELECT count(*) FROM judge_cache")[0][0])
 
 
 def _wait_for_calls(
