@@ -399,6 +399,41 @@ def test_drift_check_job_tests_the_newest_window_against_the_previous(
     assert checks[1].p_value <= 0.05
 
 
+def test_drift_check_job_with_the_newest_window_as_reference_stores_no_check(
+    settings: Settings,
+) -> None:
+    rng = np.random.default_rng(7)
+    with Store.open(settings.resolved_store_path) as store:
+        window(store, "r1", "2026-11-18", rng.normal(size=(120, 8)), "fp-a")
+        window(store, "r2", "2026-11-19", rng.normal(loc=1.5, size=(120, 8)), "fp-a")
+    config = configure(
+        {"name": "drift", "kind": "drift_check", "method": "mean_cosine"},
+        {
+            "name": "pinned",
+            "kind": "drift_check",
+            "reference_window": "2026-11-19",
+            "method": "mean_cosine",
+        },
+    )
+    runner = runner_for(config, settings)
+    shifted = runner.run("drift")
+    assert shifted is not None
+    assert shifted.summary["finding"] == "drift"
+    pinned = runner.run("pinned")
+    assert pinned is not None
+    assert pinned.status == "succeeded"
+    assert pinned.summary == {
+        "note": "the reference window 2026-11-19 is the newest replayed window: no newer "
+        "window to test against it yet"
+    }
+    # The window was not tested against itself: the drift found stays the newest check.
+    with Store.open(settings.resolved_store_path, read_only=True) as store:
+        checks = list_drift_checks(store, stream="queries")
+    assert [(c.reference, c.current, c.finding) for c in checks] == [
+        ("2026-11-18", "2026-11-19", "drift")
+    ]
+
+
 def test_retention_prunes_per_query_rows_and_keeps_aggregates_and_baselines(
     settings: Settings, retriever: FakeRetriever
 ) -> None:

@@ -138,8 +138,9 @@ def check_drift_queries(
     window (default: the window before it) as ``test`` says and store the check.
 
     Windows embedded with different models are not compared: a ``model_mismatch`` finding
-    is stored instead. With fewer than two replayed windows or stored embeddings, nothing
-    is stored and the outcome carries a note. ``before_test`` is called just before the
+    is stored instead. With fewer than two replayed windows or stored embeddings, or no
+    window newer than ``reference_window``, nothing is stored and the outcome carries a
+    note. ``before_test`` is called just before the
     statistical test (a scheduled job stops there when asked to).
     """
     summaries = list_window_summaries(store, limit=500)
@@ -148,6 +149,13 @@ def check_drift_queries(
     current = summaries[0]
     if reference_window is not None:
         reference = latest_window_summary(store, reference_window)
+        if reference.window_label == current.window_label:
+            # A window tested against itself always looks alike: its "ok" would be no
+            # finding, and would resolve a drift alert that a newer window raised.
+            return DriftOutcome(
+                note=f"the reference window {reference.window_label} is the newest replayed "
+                "window: no newer window to test against it yet"
+            )
     else:
         older = [s for s in summaries if s.window_start < current.window_start]
         if not older:
