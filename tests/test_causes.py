@@ -42,6 +42,7 @@ from evalkit.store.audit import save_audit
 from evalkit.store.dashboard.quality import series_points_frame
 from evalkit.store.drift import save_drift_check
 from evalkit.store.goldsets import judgments_frame, save_goldset
+from evalkit.store.runs import RunSpec, create_run, finish_run
 
 N = 14
 MEASURES = ("ndcg@10", "recall@10", "precision@10")
@@ -937,6 +938,48 @@ def test_a_precision_drift_check_and_an_alert_resolve_to_their_runs(store: Store
     explanation = explain_alert(store, alert, test=FAST)
     assert explanation.causes[0].kind == "missing_from_index"
     assert explanation.about == {"alert": "a1"}
+
+
+def test_a_query_drift_check_resolves_to_goldset_runs_not_traffic_replays(store: Store) -> None:
+    gold = goldset(N)
+    save_goldset(store, gold)
+    baseline = _run(store, gold, {q: perfect(q) for q in query_ids(N)})
+    candidate = _run(store, gold, _without({"q01-b"}), index="idx-2")
+    # A traffic window's replay, made after the goldset runs: a run without measures.
+    for _ in range(2):
+        replay = create_run(
+            store,
+            RunSpec(
+                kind="traffic",
+                retriever_kind="chroma-embedded",
+                k=10,
+                measures=(),
+                evalkit_version="test",
+                collection="mini",
+            ),
+        )
+        finish_run(
+            store,
+            replay,
+            status="complete",
+            per_query=None,
+            aggregates={},
+            n_evaluated=0,
+            n_total=0,
+            n_failed=0,
+        )
+    check = save_drift_check(
+        store,
+        DriftCheck(
+            stream="queries", subject="traffic", finding="drift", method="mmd", is_drift=True
+        ),
+    ).check_id
+
+    explanation = explain_drift_check(store, check, test=FAST)
+
+    assert (explanation.baseline, explanation.candidate) == (baseline, candidate)
+    assert explanation.about == {"drift_check": check}
+    assert explanation.causes[0].kind == "index_changed"
 
 
 def test_a_run_with_no_earlier_run_asks_for_a_baseline(store: Store) -> None:

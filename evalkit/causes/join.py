@@ -905,8 +905,9 @@ def explain_drift_check(
     ``test``).
 
     A precision check names its runs (the pinned baseline and the newest run). Any other
-    check (queries, documents, model) is resolved to the newest finished run made before it
-    on its collection (any run when none names it) and that run's ``previous_run``.
+    check (queries, documents, model) is resolved to the newest finished goldset run made
+    before it on its collection (any goldset run when none names it) and that run's
+    ``previous_run``.
     """
     check = get_drift_check(store, check_id)
     if check.stream == "precision":
@@ -926,10 +927,14 @@ def explain_drift_check(
             ),
             drift_check=check.check_id,
         )
+    # Only goldset runs have judgments to lose: a traffic window's replay (what a query check
+    # compares) is a run too, but has no measure to explain.
     finished = [
         run
         for run in list_runs(store, limit=500)
-        if run.status in ("complete", "partial") and run.started_at <= check.created_at
+        if run.status in ("complete", "partial")
+        and run.started_at <= check.created_at
+        and run.spec.goldset_name is not None
     ]
     near = [run for run in finished if run.spec.collection == check.subject] or finished
     if not near:
