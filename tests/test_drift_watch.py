@@ -310,6 +310,30 @@ def test_drift_precision_says_warming_up_and_lists_series_it_skipped(
     assert skipped["reason"].startswith("all 2 runs are partial")
 
 
+def test_drift_precision_names_the_stored_check_that_explain_takes(
+    evalkit_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    evalkit_home.mkdir(parents=True, exist_ok=True)
+    with Store.open(evalkit_home / "evalkit.duckdb") as store:
+        series(store, ScriptedRetriever(good_runs=5, lose_share=0.3), runs=7)
+    code, data = run_cli(capsys, "drift", "precision", "--goldset", "kb", "--format", "json")
+    assert code == 1
+    [check] = data["checks"]
+    with Store.open(evalkit_home / "evalkit.duckdb", read_only=True) as store:
+        newest = list_drift_checks(store, stream="precision")[0]
+    assert check["check_id"] == newest.check_id
+
+    code = invoke(["drift", "precision", "--goldset", "kb"])
+    out = capsys.readouterr().out
+    assert code == 1
+    with Store.open(evalkit_home / "evalkit.duckdb", read_only=True) as store:
+        newest = list_drift_checks(store, stream="precision")[0]
+    assert (
+        f"stored as drift check {newest.check_id}: `evalkit explain --drift-check "
+        f"{newest.check_id}` names its probable causes" in " ".join(out.split())
+    )
+
+
 def _npz_as_npy(path: Path) -> None:
     np.savez(path.with_suffix(".npz"), a=np.ones((5, 4)))
     path.with_suffix(".npz").rename(path)

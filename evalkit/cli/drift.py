@@ -359,6 +359,12 @@ def precision(
                     "series (queries failed)",
                     markup=False,
                 )
+            if check.check_id and check.finding == "drift":
+                console.print(
+                    f"stored as drift check {check.check_id}: `evalkit explain --drift-check "
+                    f"{check.check_id}` names its probable causes",
+                    markup=False,
+                )
         for item in watched.skipped:
             console.print(f"skipped {item.subject}: {item.reason}", markup=False)
     if found:

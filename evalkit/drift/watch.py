@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -312,7 +312,8 @@ class PrecisionCheck:
     the sequential detector's warm-up in runs: while the series is no longer than it
     (``warming_up``), the detector has judged nothing yet, and its runs show level
     ``warming up`` rather than ``ok``. ``partial_runs`` counts partial runs of the series
-    left out (their means leave the failed queries out).
+    left out (their means leave the failed queries out). ``check_id`` is the stored drift
+    check's id (``evalkit explain --drift-check`` takes it), None when not stored.
     """
 
     goldset: str
@@ -327,6 +328,7 @@ class PrecisionCheck:
     details: Mapping[str, Any] = field(default_factory=dict)
     warmup: int = 0
     partial_runs: int = 0
+    check_id: str | None = None
 
     @property
     def warming_up(self) -> bool:
@@ -349,6 +351,7 @@ class PrecisionCheck:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         return {
+            "check_id": self.check_id,
             "goldset": self.goldset,
             "subject": self.subject,
             "measure": self.measure,
@@ -521,7 +524,8 @@ def watch_precision(
             partial_runs=len(every[key]) - len(series_runs),
         )
         if save:
-            _save_precision(store, check, alpha=test.alpha, seed=test.seed)
+            stored = _save_precision(store, check, alpha=test.alpha, seed=test.seed)
+            check = replace(check, check_id=stored.check_id)
         checks.append(check)
     return PrecisionWatch(checks=checks, skipped=skipped)
 
@@ -611,10 +615,12 @@ def watch_drops(
     )
 
 
-def _save_precision(store: Store, check: PrecisionCheck, *, alpha: float, seed: int) -> None:
+def _save_precision(
+    store: Store, check: PrecisionCheck, *, alpha: float, seed: int
+) -> StoredDriftCheck:
     paired = check.paired
     metric = paired.metric(check.measure) if paired else None
-    save_drift_check(
+    return save_drift_check(
         store,
         DriftCheck(
             stream="precision",
