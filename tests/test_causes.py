@@ -940,6 +940,35 @@ def test_a_precision_drift_check_and_an_alert_resolve_to_their_runs(store: Store
     assert explanation.about == {"alert": "a1"}
 
 
+def test_a_metric_drift_check_resolves_to_its_own_runs_and_measure(store: Store) -> None:
+    gold = goldset(N)
+    save_goldset(store, gold)
+    baseline = _run(store, gold, {q: perfect(q) for q in query_ids(N)})
+    removed = {f"{q}-b" for q in query_ids(N)[:7]}
+    candidate = _run(store, gold, _without(removed), index="idx-2")
+    _audit(store, "missing_from_index", sorted(removed))
+    # A later run (the index repaired): the check is about the two runs it names.
+    _run(store, gold, {q: perfect(q) for q in query_ids(N)})
+    check = save_drift_check(
+        store,
+        DriftCheck(
+            stream="metric",
+            subject="mini:precision@10",
+            finding="drift",
+            method="page_hinkley",
+            is_drift=True,
+            reference=baseline,
+            current=candidate,
+        ),
+    ).check_id
+
+    explanation = explain_drift_check(store, check, test=FAST)
+
+    assert (explanation.baseline, explanation.candidate) == (baseline, candidate)
+    assert explanation.measure == "precision@10"
+    assert explanation.causes[0].kind == "missing_from_index"
+
+
 def test_a_query_drift_check_resolves_to_goldset_runs_not_traffic_replays(store: Store) -> None:
     gold = goldset(N)
     save_goldset(store, gold)

@@ -904,19 +904,25 @@ def explain_drift_check(
     """The probable causes behind a stored drift check (``explain_runs``, with the paired
     ``test``).
 
-    A precision check names its runs (the pinned baseline and the newest run). Any other
+    A precision check names its runs (the pinned baseline and the newest run), and so does
+    a metric series' check (its first run and its newest, on its measure). Any other
     check (queries, documents, model) is resolved to the newest finished goldset run made
     before it on its collection (any goldset run when none names it) and that run's
     ``previous_run``.
     """
     check = get_drift_check(store, check_id)
-    if check.stream == "precision":
+    if check.stream in ("precision", "metric"):
         if not (check.reference and check.current):
             raise ConfigError(
-                f"precision check {check.check_id} names no baseline and current run: "
-                "`evalkit drift precision` records them"
+                f"{check.stream} check {check.check_id} names no baseline and current run: "
+                "`evalkit drift precision` and the drift_check job record them"
             )
-        measure = check.details.get("measure")
+        # A metric check (the drift_check job's stream) is of "goldset:measure".
+        measure = (
+            check.details.get("measure")
+            if check.stream == "precision"
+            else (check.subject or "").rpartition(":")[2]
+        )
         return _about(
             explain_runs(
                 store,
