@@ -80,7 +80,7 @@ def test_embedding_drift_fires_on_the_newest_check_and_resolves(store: Store) ->
             method="mmd",
             is_drift=True,
             p_value=0.001,
-            statistic=0.12,
+            statistic=0.123456789,
             effect_size=0.3,
             n_reference=500,
             n_current=480,
@@ -90,6 +90,11 @@ def test_embedding_drift_fires_on_the_newest_check_and_resolves(store: Store) ->
     )
     first = evaluate(store, config, 1)
     assert told(first) == [("queries/traffic", "firing", "warning")]
+    assert first.alerts[0].title == "queries embeddings of traffic: drift"
+    assert first.alerts[0].summary == (
+        "mmd: statistic 0.1235, p = 0.001, effect size 0.3000, 500 reference vs 480 current "
+        "(2026-11-19 -> 2026-11-20)"
+    )
     evidence = first.alerts[0].evidence
     assert (evidence["p_value"], evidence["effect_size"], evidence["n_current"]) == (
         0.001,
@@ -109,6 +114,24 @@ def test_embedding_drift_fires_on_the_newest_check_and_resolves(store: Store) ->
         ),
     )
     assert told(evaluate(store, config, 3)) == [("queries/traffic", "resolved", "warning")]
+
+
+def test_embedding_drift_of_two_arrays_names_no_index(store: Store) -> None:
+    config = configure({"name": "drift", "kind": "embedding_drift"})
+    save_drift_check(
+        store,
+        DriftCheck(
+            stream="queries",
+            finding="drift",
+            method="mmd",
+            is_drift=True,
+            reference="last_week.npy",
+            current="today.npy",
+        ),
+    )
+    [alert] = evaluate(store, config).alerts
+    assert alert.title == "queries embeddings: drift"
+    assert alert.summary.startswith("mmd: statistic -, p = -, effect size -,")
 
 
 def test_embedding_drift_closes_the_streams_it_no_longer_watches(store: Store) -> None:

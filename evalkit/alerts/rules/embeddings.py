@@ -95,16 +95,18 @@ def _embedding_drift(ctx: RuleContext, params: EmbeddingDriftParams) -> list[Sig
         if check.finding == "model_mismatch":
             continue
         where = f"{check.stream}/{check.subject or '-'}"
+        statistic = "-" if check.statistic is None else f"{check.statistic:.4g}"
         p_value = "-" if check.p_value is None else f"{check.p_value:.3g}"
         effect = "-" if check.effect_size is None else f"{check.effect_size:.4f}"
+        # A check of two arrays (`evalkit drift embeddings`) names no subject: no index.
+        of = f" of {check.subject}" if check.subject else ""
         signals.append(
             Signal(
                 subject=where,
                 active=check.finding in firing,
                 severity=AlertSeverity.warning if check.finding == "warning" else None,
-                title=f"{check.stream} embeddings of {check.subject or 'the index'}: "
-                f"{check.finding}",
-                summary=f"{check.method}: statistic {check.statistic}, p = {p_value}, effect "
+                title=f"{check.stream} embeddings{of}: {check.finding}",
+                summary=f"{check.method}: statistic {statistic}, p = {p_value}, effect "
                 f"size {effect}, {check.n_reference} reference vs {check.n_current} current "
                 f"({check.reference} -> {check.current})",
                 evidence=_check_evidence(check),
