@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_dashboard_seed import degraded, goldset, perfect, query_ids, store_run
+from test_dashboard_seed import degraded, goldset, perfect, query_ids, store_run, store_traffic_run
 
 from evalkit.alerts import alerts_config, build_sinks, evaluate_rules
 from evalkit.alerts.payload import alert_payload, encode, slack_body
@@ -42,7 +42,6 @@ from evalkit.store.audit import save_audit
 from evalkit.store.dashboard.quality import series_points_frame
 from evalkit.store.drift import save_drift_check
 from evalkit.store.goldsets import judgments_frame, save_goldset
-from evalkit.store.runs import RunSpec, create_run, finish_run
 
 N = 14
 MEASURES = ("ndcg@10", "recall@10", "precision@10")
@@ -170,19 +169,23 @@ def _saved_audit(
 REMOVED = sorted(f"{q}-b" for q in query_ids(N)[:7])
 
 
-def precision_check(store: Store, baseline: str, candidate: str, measure: str) -> str:
-    """A stored precision drift check of the demo series between two runs; its id."""
+def precision_check(
+    store: Store, baseline: str, candidate: str, measure: str, *, stream: str = "precision"
+) -> str:
+    """A stored precision drift check of the demo series between two runs (with ``stream =
+    "metric"``, the drift_check job's check of the measure's series); its id."""
+    metric = stream == "metric"
     return save_drift_check(
         store,
         DriftCheck(
-            stream="precision",
-            subject="mini|chroma-embedded:mini",
+            stream=stream,
+            subject=f"mini:{measure}" if metric else "mini|chroma-embedded:mini",
             finding="drift",
-            method="page_hinkley+paired",
+            method="page_hinkley" if metric else "page_hinkley+paired",
             is_drift=True,
             reference=baseline,
             current=candidate,
-            details={"measure": measure},
+            details={} if metric else {"measure": measure},
         ),
     ).check_id
 
@@ -892,13 +895,20 @@ def test_query_drift_only_counts_between_the_runs(store: Store) -> None:
     assert [row["method"] for row in drift[0].evidence] == ["ks"]
 
 
-def test_a_precision_drift_check_and_an_alert_resolve_to_their_runs(store: Store) -> None:
+def _lost_to_missing_documents(store: Store) -> tuple[Goldset, str, str]:
+    """The goldset, a perfect baseline run and a candidate that lost 7 relevant documents
+    an audit then found missing from the index."""
     gold = goldset(N)
     save_goldset(store, gold)
     baseline = _run(store, gold, {q: perfect(q) for q in query_ids(N)})
     removed = {f"{q}-b" for q in query_ids(N)[:7]}
     candidate = _run(store, gold, _without(removed), index="idx-2")
     _audit(store, "missing_from_index", sorted(removed))
+    return gold, baseline, candidate
+
+
+def test_a_precision_drift_check_and_an_alert_resolve_to_their_runs(store: Store) -> None:
+    _, baseline, candidate = _lost_to_missing_documents(store)
     check = precision_check(store, baseline, candidate, "precision@10")
     explanation = explain_drift_check(store, check, test=FAST)
     assert (explanation.baseline, explanation.candidate) == (baseline, candidate)
@@ -941,26 +951,10 @@ def test_a_precision_drift_check_and_an_alert_resolve_to_their_runs(store: Store
 
 
 def test_a_metric_drift_check_resolves_to_its_own_runs_and_measure(store: Store) -> None:
-    gold = goldset(N)
-    save_goldset(store, gold)
-    baseline = _run(store, gold, {q: perfect(q) for q in query_ids(N)})
-    removed = {f"{q}-b" for q in query_ids(N)[:7]}
-    candidate = _run(store, gold, _without(removed), index="idx-2")
-    _audit(store, "missing_from_index", sorted(removed))
+    gold, baseline, candidate = _lost_to_missing_documents(store)
     # A later run (the index repaired): the check is about the two runs it names.
     _run(store, gold, {q: perfect(q) for q in query_ids(N)})
-    check = save_drift_check(
-        store,
-        DriftCheck(
-            stream="metric",
-            subject="mini:precision@10",
-            finding="drift",
-            method="page_hinkley",
-            is_drift=True,
-            reference=baseline,
-            current=candidate,
-        ),
-    ).check_id
+    check = precision_check(store, baseline, candidate, "precision@10", stream="metric")
 
     explanation = explain_drift_check(store, check, test=FAST)
 
@@ -975,28 +969,8 @@ def test_a_query_drift_check_resolves_to_goldset_runs_not_traffic_replays(store:
     baseline = _run(store, gold, {q: perfect(q) for q in query_ids(N)})
     candidate = _run(store, gold, _without({"q01-b"}), index="idx-2")
     # A traffic window's replay, made after the goldset runs: a run without measures.
-    for _ in range(2):
-        replay = create_run(
-            store,
-            RunSpec(
-                kind="traffic",
-                retriever_kind="chroma-embedded",
-                k=10,
-                measures=(),
-                evalkit_version="test",
-                collection="mini",
-            ),
-        )
-        finish_run(
-            store,
-            replay,
-            status="complete",
-            per_query=None,
-            aggregates={},
-            n_evaluated=0,
-            n_total=0,
-            n_failed=0,
-        )
+    store_traffic_run(store, retriever_kind="chroma-embedded")
+    store_traffic_run(store, retriever_kind="chroma-embedded")
     check = save_drift_check(
         store,
         DriftCheck(

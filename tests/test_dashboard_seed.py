@@ -176,6 +176,28 @@ def store_run(
     return run_id
 
 
+def store_traffic_run(store: Store, *, retriever_kind: str = "http", k: int = 10) -> str:
+    """A finished traffic replay run with nothing scored (a window's replay is a run without
+    measures); returns its id."""
+    run_id = create_run(
+        store,
+        RunSpec(
+            kind="traffic", retriever_kind=retriever_kind, k=k, measures=(), evalkit_version="t"
+        ),
+    )
+    finish_run(
+        store,
+        run_id,
+        status="complete",
+        per_query=None,
+        aggregates={},
+        n_evaluated=0,
+        n_total=0,
+        n_failed=0,
+    )
+    return run_id
+
+
 def _seed_traffic(store: Store, log: Path) -> tuple[str, str]:
     from evalkit.store.traffic import StoredWindowSummary, save_traffic_replay
     from evalkit.traffic import log_query

@@ -18,6 +18,7 @@ from typing import Any
 import duckdb
 import pytest
 from loopback import serving
+from test_dashboard_seed import store_traffic_run
 
 from evalkit.cli import invoke
 from evalkit.goldset.model import Goldset
@@ -31,7 +32,7 @@ from evalkit.store import export as export_module
 from evalkit.store.export import GOLDSET_FILES, PARQUET_FILES
 from evalkit.store.goldsets import save_goldset
 from evalkit.store.retention import prune_run_details
-from evalkit.store.runs import RunSpec, create_run, finish_run, get_run, query_metrics, run_results
+from evalkit.store.runs import get_run, query_metrics, run_results
 
 pytrec_eval = pytest.importorskip("pytrec_eval")
 
@@ -614,20 +615,7 @@ def test_a_run_without_a_goldset_exported_where_a_goldset_run_was_leaves_no_gold
         goldset_run = evaluate_goldset(
             store, gold, _Listing(), GoldsetRunRequest(k=2, measures=("map",), answers=False)
         ).run.run_id
-        traffic_run = create_run(
-            store,
-            RunSpec(kind="traffic", retriever_kind="http", k=2, measures=(), evalkit_version="t"),
-        )
-        finish_run(
-            store,
-            traffic_run,
-            status="complete",
-            per_query=None,
-            aggregates={},
-            n_evaluated=0,
-            n_total=0,
-            n_failed=0,
-        )
+        traffic_run = store_traffic_run(store, k=2)
     monkeypatch.setenv("EVALKIT_HOME", str(tmp_path))
     monkeypatch.chdir(tmp_path)
     for run_id in (goldset_run, traffic_run):
