@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -346,8 +347,12 @@ def _npz_as_npy(path: Path) -> None:
         (lambda path: path.write_text("hello"), "not a .npy file: give one array"),
         (lambda path: np.save(path, np.ones((5, 4)) * 1j), "2-D array of real numbers"),
         (lambda path: np.save(path, np.full((5, 4), 1e300)), "beyond float32's range"),
+        (
+            lambda path: np.save(path, np.where(np.eye(5, 4) > 0, np.nan, 1.0)[::-1]),
+            re.escape("holds NaN or infinite values (first bad rows: [1, 2, 3, 4]); drop or"),
+        ),
     ],
-    ids=["npz", "text", "complex", "beyond-float32"],
+    ids=["npz", "text", "complex", "beyond-float32", "nan"],
 )
 def test_an_embeddings_file_that_is_no_real_npy_array_is_named_not_a_traceback(
     tmp_path: Path, write: Any, message: str

@@ -92,6 +92,13 @@ def load_embeddings(path: Path | str) -> npt.NDArray[np.float32]:
             path=str(location),
         )
     finite = array[np.isfinite(array)] if np.issubdtype(array.dtype, np.floating) else array
+    if finite.size != array.size:
+        bad = np.flatnonzero(~np.isfinite(array).all(axis=1))
+        raise InputError(
+            f"holds NaN or infinite values (first bad rows: {bad[:5].tolist()}); drop or "
+            "re-embed those rows",
+            path=str(location),
+        )
     if finite.size and float(np.abs(finite).max()) > _FLOAT32_MAX:
         raise InputError(
             f"holds values beyond float32's range (±{_FLOAT32_MAX:.3g}), which embeddings "
