@@ -670,6 +670,22 @@ def test_metric_drift_check_job(settings: Settings) -> None:
     result = runner_for(config, settings).run("series")
     assert result is not None
     assert result.summary["finding"] == "drift"
+    # A retriever with no run of the goldset (misspelt) is named, not taken for a warm-up.
+    misspelt = configure(
+        {
+            "name": "series",
+            "kind": "drift_check",
+            "stream": "metric",
+            "goldset": "gs",
+            "retriever": "htp",
+        },
+    )
+    missed = runner_for(misspelt, settings).run("series")
+    assert missed is not None
+    assert missed.summary == {
+        "note": "no complete run of goldset 'gs' by 'htp'; its runs are by http (as `evalkit "
+        "runs list` names them)"
+    }
     # Without a method the metric stream's own default runs, as `drift precision`'s does.
     default = configure(
         {"name": "series", "kind": "drift_check", "stream": "metric", "goldset": "gs"}

@@ -243,6 +243,13 @@ def check_drift_metric(
     points = [(run, run.aggregates.get(measure)) for run in runs]
     series = [(run, float(value)) for run, value in points if value is not None]
     if len(series) <= warmup:
+        others = sorted({run.retriever_id for run in labelled} - {followed})
+        if not runs and others:
+            # A misspelt retriever would otherwise read as a series still warming up.
+            return DriftOutcome(
+                note=f"no complete run of goldset {goldset!r} by {followed!r}; its runs are by "
+                f"{', '.join(others)} (as `evalkit runs list` names them)"
+            )
         return DriftOutcome(note=f"{len(series)} runs so far; the warm-up needs more")
     values = [value for _, value in series]
     detect = cusum if method == "cusum" else page_hinkley
