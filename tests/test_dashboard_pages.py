@@ -4,6 +4,7 @@ one, on one without the later areas' tables, and on one a writer holds."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -871,3 +872,37 @@ def test_compare_writes_its_measures_to_the_url_so_a_link_keeps_them(
     assert "-m recall@10 -m map" in next(
         c.value for c in shared.caption if c.value.startswith("Same figures as")
     )
+
+
+def test_leaderboard_writes_its_runs_and_measures_to_the_url_so_a_reload_keeps_them(
+    seeded: SeededStore, use_store, tmp_path: Path
+) -> None:
+    # The Runs and Measures picked were never written to the URL: a reload, a shared link
+    # or the sidebar's way back opened the goldset's newest runs on ndcg@10 again.
+    path = tmp_path / "evalkit.duckdb"
+    shutil.copy(seeded.path, path)
+    picked = [seeded.runs["A1"], seeded.runs["B1"], seeded.runs["C1"]]
+    with Store.open(path) as store:
+        store.execute(
+            "INSERT INTO run_tags (run_id, tag) VALUES (?, 'sweep:k'), (?, 'sweep:k')",
+            [seeded.runs["A1"], seeded.runs["A2"]],
+        )
+    use_store(path)
+    app = open_page("leaderboard", goldset="mini")
+    app.multiselect[0].set_value(picked).run()
+    app.multiselect[1].set_value(["recall@10", "ndcg@10"]).run()
+    assert app.query_params["runs"] == ",".join(picked)
+    assert app.query_params["measure"] == "recall@10,ndcg@10"
+    reloaded = open_page("leaderboard", **dict(app.query_params))
+    assert reloaded.multiselect[0].value == picked
+    assert reloaded.multiselect[1].value == ["recall@10", "ndcg@10"]
+    assert not reloaded.warning, [w.value for w in reloaded.warning]
+    ranked = frame_with(reloaded, "letters")
+    assert sorted(ranked["run"]) == sorted(picked)
+    assert f"evalkit compare {' '.join(picked)} -m recall@10 -m ndcg@10" in next(
+        c.value for c in reloaded.caption if c.value.startswith("Same figures as")
+    )
+    # Picking a tag ranks the tag's runs, not the runs picked before it.
+    app.selectbox(key="choose-tag").set_value("sweep:k").run()
+    assert app.multiselect[0].value == [seeded.runs["A1"], seeded.runs["A2"]]
+    assert app.query_params["runs"] == f"{seeded.runs['A1']},{seeded.runs['A2']}"

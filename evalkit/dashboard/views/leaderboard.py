@@ -17,6 +17,8 @@ from evalkit.redaction import visible
 # Runs ranked when neither a link nor a tag names them: the goldset's newest.
 NEWEST_BY_DEFAULT = 5
 CORRECTIONS = ("holm", "bonferroni", "tukey", "none")
+SCOPE_KEY = "_evalkit_leaderboard_scope"
+"""Session-state key: the goldset and tag the Runs picker was last drawn for."""
 
 
 def render(page: ui.PageContext) -> None:
@@ -56,8 +58,14 @@ def render(page: ui.PageContext) -> None:
         where=f" (each must be a finished run of goldset {goldset})",
     )
     measures = sorted(set().union(*(set(m) for m in runs["measures"])) if len(runs) else set())
-    asked = st.query_params.get("measure")
-    preferred = asked if asked in measures else "ndcg@10"
+    # `measure` lists the chosen measures, comma-separated, as on Compare runs.
+    asked = [m for m in (st.query_params.get("measure") or "").split(",") if m in measures]
+    preferred = asked[0] if asked else "ndcg@10"
+    scope = f"{goldset}\n{tag}"
+    if st.session_state.get(SCOPE_KEY, scope) != scope:
+        # Another goldset or tag picked: it opens on its own runs, not those picked before.
+        st.query_params.pop("runs", None)
+    st.session_state[SCOPE_KEY] = scope
     linked = [run for run in (st.query_params.get("runs") or "").split(",") if run in labels]
     if linked:
         default = linked
@@ -69,8 +77,15 @@ def render(page: ui.PageContext) -> None:
         "Runs", list(labels), default=default, format_func=lambda run: visible(labels[run])
     )
     picked = st.multiselect(
-        "Measures", measures, default=[preferred] if preferred in measures else measures[:1]
+        "Measures",
+        measures,
+        default=asked or ([preferred] if preferred in measures else measures[:1]),
     )
+    # The picks go to the URL, so that a reload, a shared link or the sidebar's way back
+    # (`ui.restore_selections`) opens the same board; an emptied picker keeps the last.
+    for param, values in (("runs", chosen), ("measure", picked)):
+        if values and st.query_params.get(param) != ",".join(values):
+            st.query_params[param] = ",".join(values)
     if len(chosen) < 2:
         if len(labels) < 2:
             st.info(
