@@ -906,3 +906,44 @@ def test_leaderboard_writes_its_runs_and_measures_to_the_url_so_a_reload_keeps_t
     app.selectbox(key="choose-tag").set_value("sweep:k").run()
     assert app.multiselect[0].value == [seeded.runs["A1"], seeded.runs["A2"]]
     assert app.query_params["runs"] == f"{seeded.runs['A1']},{seeded.runs['A2']}"
+
+
+def test_overview_filters_follow_the_url_so_a_reload_keeps_them(scale: Path, use_store) -> None:
+    # The goldset, retriever and status filters and the staleness were never written to
+    # the URL: a reload or a shared link showed every series again.
+    use_store(scale)
+    app = open_page("overview")
+    retrievers = sorted(frame_with(app, "compare")["retriever"].unique())[:2]
+    app.multiselect(key="filter-goldset_name").select("gold1").select("gold2").run()
+    app.multiselect(key="filter-retriever").set_value(retrievers).run()
+    app.number_input[0].set_value(30).run()
+    kept = frame_with(app, "compare")
+    assert app.query_params["goldset"] == ["gold1", "gold2"]
+    assert app.query_params["retriever"] == retrievers
+    assert app.query_params["stale"] == "30"
+    reloaded = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    reloaded.query_params.update(app.query_params)
+    reloaded.run()
+    assert not reloaded.exception, [e.value for e in reloaded.exception]
+    assert reloaded.multiselect(key="filter-goldset_name").value == ["gold1", "gold2"]
+    assert reloaded.multiselect(key="filter-retriever").value == retrievers
+    assert reloaded.number_input[0].value == 30
+    again = frame_with(reloaded, "compare")
+    assert list(again["series"]) == list(kept["series"])
+    assert set(again["goldset_name"]) == {"gold1", "gold2"}
+    # Left for another page and reopened by the sidebar (whose links carry no parameters),
+    # it comes back with every value of each filter.
+    app.switch_page("views/goldsets.py").run()
+    app.query_params.clear()
+    app.switch_page("views/overview.py").run()
+    assert app.query_params["goldset"] == ["gold1", "gold2"]
+    assert app.query_params["retriever"] == retrievers
+    assert list(frame_with(app, "compare")["series"]) == list(kept["series"])
+    # Emptying a filter shows every series again, and says so in the URL.
+    reloaded.multiselect(key="filter-goldset_name").set_value([]).run()
+    assert "goldset" not in reloaded.query_params or not reloaded.query_params["goldset"]
+    assert set(frame_with(reloaded, "compare")["goldset_name"]) == {f"gold{i}" for i in range(4)}
+    # A link to a status no series has now shows none, not every series.
+    linked = open_page("overview", status="failed")
+    assert linked.multiselect(key="filter-status").value == ["failed"]
+    assert any("0 series (of 20)" in c.value for c in linked.caption)

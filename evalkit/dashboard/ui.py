@@ -213,14 +213,17 @@ def restore_selections(page: str) -> None:
     """Reopen ``page`` (its URL path) on the choices it had when last drawn in this session,
     when it is opened without any URL parameter: the sidebar's links drop them, and every
     picker follows them (``choose``), so a page left and reopened kept none of its choices."""
-    remembered: dict[str, dict[str, str]] = st.session_state.get(SELECTIONS_KEY, {})
+    remembered: dict[str, dict[str, list[str]]] = st.session_state.get(SELECTIONS_KEY, {})
     if not st.query_params and remembered.get(page):
         st.query_params.from_dict(remembered[page])
 
 
 def remember_selections(page: str) -> None:
-    """Remember ``page``'s URL parameters as drawn, for ``restore_selections``."""
-    st.session_state.setdefault(SELECTIONS_KEY, {})[page] = st.query_params.to_dict()
+    """Remember ``page``'s URL parameters as drawn, for ``restore_selections``: every value
+    of a repeated parameter (a filter's picks), which ``to_dict`` would cut to the last."""
+    st.session_state.setdefault(SELECTIONS_KEY, {})[page] = {
+        name: st.query_params.get_all(name) for name in st.query_params
+    }
 
 
 def check_link(label: str, param: str, exists: Callable[[str], bool], *, where: str = "") -> None:

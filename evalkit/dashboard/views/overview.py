@@ -39,12 +39,19 @@ DEFAULT_MEASURE = "ndcg@10"
 
 
 def _filtered(series: pd.DataFrame) -> pd.DataFrame:
-    """The series the goldset, retriever and status filters keep (all when none is set)."""
+    """The series the goldset, retriever and status filters keep (all when none is set).
+
+    Each filter follows its URL parameter (``goldset``, ``retriever``, ``status``, repeated
+    once per value: a retriever's name may hold commas), so a reload or a link keeps it."""
     columns = st.columns(3)
     kept = series
-    for column, (label, field) in zip(
+    for column, (label, field, param) in zip(
         columns,
-        (("Goldsets", "goldset_name"), ("Retrievers", "retriever"), ("Statuses", "status")),
+        (
+            ("Goldsets", "goldset_name", "goldset"),
+            ("Retrievers", "retriever", "retriever"),
+            ("Statuses", "status", "status"),
+        ),
         strict=True,
     ):
         options = (
@@ -52,7 +59,17 @@ def _filtered(series: pd.DataFrame) -> pd.DataFrame:
             if field == "status"
             else sorted(series[field].dropna().unique())
         )
-        chosen = column.multiselect(label, options, placeholder="all", key=f"filter-{field}")
+        linked = st.query_params.get_all(param)
+        if field == "status":
+            linked = [value for value in linked if value in STATUS_ORDER]
+        # A linked value no series has now stays picked and matches nothing: a link to the
+        # regressions must not show every series once none regresses.
+        options = [*options, *(value for value in linked if value not in options)]
+        chosen = column.multiselect(
+            label, options, default=linked, placeholder="all", key=f"filter-{field}"
+        )
+        if chosen != st.query_params.get_all(param):
+            st.query_params[param] = [str(value) for value in chosen]
         if chosen:
             kept = kept[kept[field].isin(chosen)]
     return kept
@@ -191,14 +208,17 @@ def render(page: ui.PageContext) -> None:
         if measures
         else DEFAULT_MEASURE
     )
+    linked_stale = st.query_params.get("stale", "")
     stale_days = right.number_input(
         "Stale after (days)",
         min_value=1,
         max_value=365,
-        value=7,
+        value=int(linked_stale) if linked_stale.isdigit() and 1 <= int(linked_stale) <= 365 else 7,
         step=1,
         help="A series whose latest finished run is older than this is stale.",
     )
+    if str(stale_days) != linked_stale and (linked_stale or stale_days != 7):
+        st.query_params["stale"] = str(stale_days)
     data: OverviewData = page.load("overview", measure=measure)
     now = utc_now()
     statuses, reasons, flagged = [], [], []
