@@ -947,3 +947,15 @@ def test_overview_filters_follow_the_url_so_a_reload_keeps_them(scale: Path, use
     linked = open_page("overview", status="failed")
     assert linked.multiselect(key="filter-status").value == ["failed"]
     assert any("0 series (of 20)" in c.value for c in linked.caption)
+
+
+def test_leaderboard_names_the_collection_each_run_searched(seeded: SeededStore, use_store) -> None:
+    # Runs of one kind against two collections were both described "chroma-embedded k=10"
+    # (here and by `evalkit compare`), so which row was which collection was not said.
+    use_store(seeded.path)
+    picked = [seeded.runs["A1"], seeded.runs["B1"], seeded.runs["C1"]]
+    app = open_page("leaderboard", goldset="mini", runs=",".join(picked))
+    what = frame_with(app, "letters").set_index("run")["what"]
+    assert what[seeded.runs["A1"]] == f"{SERIES_A} k=10"
+    assert what[seeded.runs["C1"]] == f"{SERIES_C} k=10"
+    assert what[seeded.runs["B1"]] == f"{SERIES_B} k=10"

@@ -104,10 +104,14 @@ class RunLeaderboard:
 
 def describe_run(record: RunRecord) -> str:
     """A stored run in a few words, as a leaderboard names it beside its id: its label,
-    else its retriever kind (with the method of a fused run) and depth."""
+    else its retriever as ``evalkit runs list`` names it (``chroma-embedded:demo``, a fused
+    run by its method) and depth. Runs of one kind against two collections are told apart.
+    """
     spec = record.spec
     if spec.label:
         return spec.label
+    if record.retriever_id:
+        return f"{record.retriever_id} k={spec.k}"
     method = spec.retriever_config.get("method") if spec.retriever_kind == "fusion" else None
     return f"{spec.retriever_kind}{f' {method}' if method else ''} k={spec.k}"
 
