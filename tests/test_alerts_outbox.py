@@ -496,8 +496,10 @@ def test_precision_drop_sends_one_webhook_with_evidence_then_one_resolved(
     assert [q["query_id"] for q in evidence["worst_queries"]] == ["q00", "q01", "q02"]
     candidate = evidence["candidate_run"]
     assert payload["links"]["candidate_run"] == f"evalkit runs show {candidate}"
+    # It opens Compare on the measure that dropped, not on the page's default ndcg@10.
     assert payload["links"]["dashboard"] == (
         f"http://127.0.0.1:8501/compare?baseline={baseline.run_id}&candidate={candidate}"
+        "&measure=precision%4010"
     )
     replay("good")
     assert len(receiver.all()) == 2

@@ -243,7 +243,13 @@ def _compare(
         "candidate_run": f"evalkit runs show {candidate.run_id}",
         "baseline_run": f"evalkit runs show {baseline.run_id}",
         "compare": f"evalkit compare {baseline.run_id} {candidate.run_id} {measures}",
-        **ctx.dashboard("compare", baseline=baseline.run_id, candidate=candidate.run_id),
+        # The measures the rule tested, so Compare opens on them rather than its default.
+        **ctx.dashboard(
+            "compare",
+            baseline=baseline.run_id,
+            candidate=candidate.run_id,
+            measure=",".join(params.measures),
+        ),
     }
     figures = (
         f"{primary.measure} {primary.baseline_mean:.4f} -> {primary.candidate_mean:.4f} "
