@@ -565,3 +565,30 @@ def test_latencies_timed_a_batch_at_a_time_are_not_gated_query_by_query(
     assert outcome.latency is not None
     assert outcome.latency.skipped is None
     assert outcome.decision is Decision.REGRESSION
+
+
+def test_traffic_replays_are_not_joined_to_the_goldset_runs_of_their_retriever() -> None:
+    # Index health drew a traffic window's replay (other queries, at k=10) on the same line
+    # as the retriever's goldset runs (k=100), so its latency read as the index's doing.
+    runs = pd.DataFrame(
+        {
+            "retriever": ["chroma-embedded:kb"] * 3,
+            "goldset_name": ["demo", "demo", None],
+            "run_id": ["r1", "r2", "t1"],
+            "started_at": ["2026-11-27 10:00", "2026-11-27 11:00", "2026-11-27 12:00"],
+            "n_latencies": [129, 129, 100],
+            "index_documents": [330, 220, 220],
+            "latency_p50": [4.9, 1.8, 9.5],
+            "latency_p95": [7.7, 7.7, 11.8],
+        }
+    )
+    chart = latency_size_chart(runs)
+    assert [trace.name for trace in chart.data] == [
+        "chroma-embedded:kb p50",
+        "chroma-embedded:kb p95",
+        "chroma-embedded:kb (traffic) p50",
+        "chroma-embedded:kb (traffic) p95",
+    ]
+    assert list(chart.data[0].x) == [220, 330]
+    assert list(chart.data[0].y) == [1.8, 4.9]
+    assert list(chart.data[2].y) == [9.5]

@@ -29,15 +29,25 @@ def panel(page: ui.PageContext) -> None:
     ui.plot(charts.escaped(latency_size_chart(runs)))
     st.caption(
         "Each point is a run: its p50 (filled) and p95 (open) replay latency of answered "
-        "queries, at the documents its index held when it started. `evalkit gate "
-        "--max-latency-increase 20%` and the `latency_regression` alert rule test a rise."
+        "queries, at the documents its index held when it started; a traffic window's "
+        "replay is a series of its own, *(traffic)*. `evalkit gate --max-latency-increase "
+        "20%` and the `latency_regression` alert rule test a rise."
     )
 
 
 def latency_size_chart(runs: pd.DataFrame) -> go.Figure:
-    """p50 and p95 replay latency per run against index documents, a series per retriever."""
+    """p50 and p95 replay latency per run against index documents, a series per retriever;
+    a traffic window's replay (no goldset) is a series of its own beside the retriever's
+    goldset runs, ``RETRIEVER (traffic)``."""
     figure = go.Figure()
-    for index, (retriever, group) in enumerate(runs.groupby("retriever", sort=True)):
+    series = runs["retriever"].astype(str)
+    if "goldset_name" in runs:
+        # Other queries, often at another k: joined to the goldset runs by one line, their
+        # latency would read as the index's doing.
+        series = series.where(runs["goldset_name"].notna(), series + " (traffic)")
+    for index, (retriever, group) in enumerate(
+        runs.assign(series=series).groupby("series", sort=True)
+    ):
         ordered = group.sort_values(["index_documents", "started_at"])
         hover = ordered[["run_id", "started_at", "n_latencies"]].astype(str).to_numpy()
         for column, label, symbol in (
