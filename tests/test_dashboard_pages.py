@@ -959,3 +959,26 @@ def test_leaderboard_names_the_collection_each_run_searched(seeded: SeededStore,
     assert what[seeded.runs["A1"]] == f"{SERIES_A} k=10"
     assert what[seeded.runs["C1"]] == f"{SERIES_C} k=10"
     assert what[seeded.runs["B1"]] == f"{SERIES_B} k=10"
+
+
+def test_compare_writes_its_test_settings_to_the_url_so_a_link_keeps_them(
+    seeded: SeededStore, use_store
+) -> None:
+    # --alpha, --min-effect and the measure the queries are sorted by were kept in the
+    # widgets only: a reload or a shared link showed other figures than the caption's.
+    use_store(seeded.path)
+    baseline, candidate = seeded.runs["A1"], seeded.runs["A3"]
+    linked = {"goldset": "mini", "baseline": baseline, "candidate": candidate}
+    app = open_page("compare", **linked, measure="ndcg@10,recall@10")
+    assert not {"alpha", "min_effect", "sort"} & set(app.query_params)
+    app.number_input[0].set_value(0.01).run()
+    app.number_input[1].set_value(0.05).run()
+    app.selectbox[-1].set_value("recall@10").run()
+    assert (app.query_params["alpha"], app.query_params["min_effect"]) == ("0.01", "0.05")
+    assert app.query_params["sort"] == "recall@10"
+    shared = open_page("compare", **dict(app.query_params))
+    assert [n.value for n in shared.number_input[:2]] == [0.01, 0.05]
+    assert shared.selectbox[-1].value == "recall@10"
+    command = next(c.value for c in shared.caption if c.value.startswith("Same figures as"))
+    assert "--alpha 0.01 --min-effect 0.05" in command
+    assert any(h.value == "Queries by loss on recall@10" for h in shared.subheader)

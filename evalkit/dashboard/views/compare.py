@@ -105,6 +105,15 @@ def _story_caption(story: Story | None, goldset: str, baseline: str, candidate: 
         )
 
 
+def _linked_number(param: str, low: float, high: float, default: float) -> float:
+    """The URL parameter ``param`` as a number within [low, high], else ``default``."""
+    try:
+        value = float(st.query_params.get(param, ""))
+    except ValueError:
+        return default
+    return value if low <= value <= high else default
+
+
 def render(page: ui.PageContext) -> None:
     """Draw the comparison of two runs."""
     all_runs: pd.DataFrame = page.load("runs")
@@ -189,9 +198,33 @@ def render(page: ui.PageContext) -> None:
         st.query_params["measure"] = ",".join(chosen)
     with st.expander("Test settings (as `evalkit compare` options)"):
         columns = st.columns(3)
-        alpha = columns[0].number_input("--alpha", 0.001, 0.5, 0.05, 0.01, format="%.3f")
-        min_effect = columns[1].number_input("--min-effect", 0.0, 1.0, 0.0, 0.005, format="%.3f")
-        sort_measure = columns[2].selectbox("Sort queries by loss on", chosen)
+        alpha = columns[0].number_input(
+            "--alpha", 0.001, 0.5, _linked_number("alpha", 0.001, 0.5, 0.05), 0.01, format="%.3f"
+        )
+        min_effect = columns[1].number_input(
+            "--min-effect",
+            0.0,
+            1.0,
+            _linked_number("min_effect", 0.0, 1.0, 0.0),
+            0.005,
+            format="%.3f",
+        )
+        linked_sort = st.query_params.get("sort")
+        sort_measure = columns[2].selectbox(
+            "Sort queries by loss on",
+            chosen,
+            index=chosen.index(linked_sort) if linked_sort in chosen else 0,
+        )
+    # A link keeps the settings its figures were computed under; the defaults stay out of it.
+    for param, value, default in (
+        ("alpha", f"{alpha:g}", "0.05"),
+        ("min_effect", f"{min_effect:g}", "0"),
+        ("sort", sort_measure, chosen[0]),
+    ):
+        if value != default and st.query_params.get(param) != value:
+            st.query_params[param] = value
+        elif value == default and param in st.query_params:
+            del st.query_params[param]
     data: CompareData = page.load(
         "compare",
         baseline=baseline,
