@@ -481,6 +481,7 @@ def test_precision_drop_sends_one_webhook_with_evidence_then_one_resolved(
     payload = firing.payload
     evidence = payload["evidence"]
     assert payload["status"] == "firing"
+    assert payload["title"] == "precision@10 dropped by 0.2000 on goldset gs"
     assert payload["severity"] == "critical"
     assert payload["dedup_key"] == "precision-drop:gs/replay"
     assert evidence["metric"] == "precision@10"

@@ -649,6 +649,8 @@ def test_faithfulness_drop_compares_answers_item_by_item(store: Store) -> None:
     dropped = scoring(store, 2, worse)
     evaluation = evaluate(store, config, 2)
     assert told(evaluation) == [("faithfulness", "firing", "critical")]
+    # "dropped -0.3500" read as a double negative.
+    assert evaluation.alerts[0].title == "faithfulness of answers dropped by 0.3500"
     evidence = evaluation.alerts[0].evidence
     assert evidence["current_scoring"] == dropped
     assert evidence["n_items"] == 11, "the unmeasured answer is left out, not scored 0"

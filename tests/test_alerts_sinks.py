@@ -52,7 +52,7 @@ def make_alert(status: AlertStatus = AlertStatus.firing, alert_id: str = "a-1") 
         subject="gs",
         status=status,
         severity=AlertSeverity.critical,
-        title="precision@10 dropped -0.2000 on goldset gs",
+        title="precision@10 dropped by 0.2000 on goldset gs",
         summary="precision@10 0.3000 -> 0.1000",
         evidence=EVIDENCE,
         links={"candidate_run": "evalkit runs show 20261121T020000-abcdef"},

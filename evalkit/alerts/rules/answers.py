@@ -158,7 +158,7 @@ def _compare_scorings(
             subject=subject,
             active=active,
             title=(
-                f"{params.metric} of answers dropped {metric.delta:+.4f}"
+                f"{params.metric} of answers dropped by {-metric.delta:.4f}"
                 if active
                 else f"{params.metric} of answers: no significant drop"
             ),

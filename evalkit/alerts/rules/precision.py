@@ -269,7 +269,7 @@ def _compare(
         figures += f"; {'; '.join(failed)}"
     if active:
         figures += _explain(ctx, evidence, lambda: explain_comparison(ctx.store, report))
-        title = f"{primary.measure} dropped {primary.delta:+.4f} on goldset {params.goldset}"
+        title = f"{primary.measure} dropped by {-primary.delta:.4f} on goldset {params.goldset}"
     else:
         title = f"{primary.measure} on goldset {params.goldset}: no significant drop"
     return Signal(
