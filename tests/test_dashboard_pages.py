@@ -854,6 +854,36 @@ def test_drift_draws_no_empty_panel_for_checks_without_a_statistic(
     ) in [c.value for c in app.caption]
 
 
+def test_drift_of_precision_checks_only_says_once_why_there_is_no_statistic_panel(
+    tmp_path: Path, use_store
+) -> None:
+    # "No check in these series stores a statistic." stood above the caption that says which
+    # checks store none and why.
+    path = tmp_path / "evalkit.duckdb"
+    with Store.open(path) as store:
+        save_goldset(store, goldset(N_QUERIES))
+        save_drift_check(
+            store,
+            DriftCheck(
+                stream="precision",
+                subject=GOLDSET,
+                finding="ok",
+                method="page_hinkley+paired",
+                is_drift=False,
+                statistic=None,
+                p_value=0.4,
+                threshold=0.05,
+            ),
+        )
+    use_store(path)
+    captions = [c.value for c in open_page("drift").caption]
+    assert "No check in these series stores a statistic." not in captions
+    assert (
+        "precision checks (page_hinkley+paired) store no statistic, so they have no panel "
+        "here; their paired test's p-value, where there is one, is charted beside."
+    ) in captions
+
+
 def test_compare_writes_its_measures_to_the_url_so_a_link_keeps_them(
     seeded: SeededStore, use_store
 ) -> None:

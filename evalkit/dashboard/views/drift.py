@@ -75,16 +75,16 @@ def _checks(page: ui.PageContext, data: DriftData) -> None:
     colours = charts.series_colours(_series_of(checks))
     left, right = st.columns(2)
     with_statistic = drawn[drawn["statistic"].notna()]
-    if with_statistic.empty:
-        left.caption("No check in these series stores a statistic.")
-    else:
-        ui.plot(
-            ui.figure("drift", with_statistic, value="statistic", colours=colours), container=left
-        )
     # A method that stores no statistic (the precision checks' paired test) would draw an
     # empty panel: it is named instead.
     kept = set(zip(with_statistic["stream"], with_statistic["method"], strict=True))
     missing = sorted(set(zip(drawn["stream"], drawn["method"], strict=True)) - kept)
+    if not with_statistic.empty:
+        ui.plot(
+            ui.figure("drift", with_statistic, value="statistic", colours=colours), container=left
+        )
+    elif not missing:
+        left.caption("No check in these series stores a statistic.")
     if missing:
         left.caption(
             "; ".join(f"{stream} checks ({method})" for stream, method in missing)
