@@ -30,7 +30,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from loopback import serving
+from loopback import JSONHandler, serving
 from waiting import wait_until
 
 from evalkit.answers import AnswerRecord, Unmeasured, score_answers
@@ -656,20 +656,9 @@ def test_judgments_answered_before_sigterm_are_kept(fake_judge: FakeJudge, tmp_p
     answers = _answers_file(tmp_path / "answers.jsonl")
     env = _judge_environment(fake_judge, tmp_path / "home")
     process = _start_scoring(answers, env)
-    try:
-        # Two answers are judged (statements, then verdicts) and the third one's call waits.
-        _wait_for_calls(process, fake_judge, answered=4, received=5)
-        # Answered is not yet kept: the two judgments reach the cache with the scoring's
-        # next write, which SIGTERM could otherwise overtake.
-        store_path = tmp_path / "home" / "evalkit.duckdb"
-        wait_until(
-            lambda: _cached_judgments(store_path) == 2, timeout=60, what="2 cached judgments"
-        )
-        process.send_signal(signal.SIGTERM)
-        _, err = process.communicate(timeout=60)
-    finally:
-        process.kill()
-    assert process.returncode == 143, err
+    err = _terminate_once_two_judgments_are_kept(
+        process, fake_judge, tmp_path / "home" / "evalkit.duckdb"
+    )
     assert "terminated (SIGTERM)" in err
 
     fake_judge.hang_on = None
@@ -681,6 +670,27 @@ def test_judgments_answered_before_sigterm_are_kept(fake_judge: FakeJudge, tmp_p
     assert fake_judge.calls - sent_before == 2
     assert (result["judge_calls"], result["cache_hits"]) == (2, 2)
     assert result["summaries"][0]["mean"] == pytest.approx(0.5)
+
+
+def _terminate_once_two_judgments_are_kept(
+    process: subprocess.Popen[str], judge: FakeJudge, store_path: Path
+) -> str:
+    """SIGTERM ``process`` once two answers are judged and kept while the third one's call
+    waits; it must exit 143. Returns its stderr."""
+    try:
+        # Two answers are judged (statements, then verdicts) and the third one's call waits.
+        _wait_for_calls(process, judge, answered=4, received=5)
+        # Answered is not yet kept: the two judgments reach the cache with the scoring's
+        # next write, which SIGTERM could otherwise overtake.
+        wait_until(
+            lambda: _cached_judgments(store_path) == 2, timeout=60, what="2 cached judgments"
+        )
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 143, err
+    return err
 
 
 def _cached_judgments(store_path: Path) -> int:
@@ -770,3 +780,113 @@ def test_a_reply_nested_too_deeply_to_read_is_not_a_completion() -> None:
     response = httpx.Response(200, content=b"[" * 100_000 + b"]" * 100_000, request=request)
     with pytest.raises(NotACompletionError):
         asyncio.run(_require_completion(response))
+
+
+class RagEndpoint(JSONHandler):
+    """A loopback RAG endpoint: RECORDS' answer and passage for the query of their id."""
+
+    def do_POST(self) -> None:
+        body = self.read_json()
+        record = RECORDS_BY_ID.get(str(body["query_id"]))
+        if record is None:  # the retriever's probe query
+            self.send_json({"results": []})
+            return
+        passages = [{"id": f"{record.id}-p{n}", "text": c} for n, c in enumerate(record.contexts)]
+        self.send_json({"results": passages, "answer": record.answer})
+
+
+RECORDS_BY_ID = {record.id: record for record in RECORDS}
+
+
+def _rag_goldset(folder: Path) -> Path:
+    """A goldset of RECORDS' questions, each judged relevant to its own first passage."""
+    folder.mkdir()
+    queries = [{"id": record.id, "text": record.question} for record in RECORDS]
+    judgments = [
+        {"query_id": record.id, "doc_id": f"{record.id}-p0", "relevance": 1} for record in RECORDS
+    ]
+    (folder / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries))
+    (folder / "judgments.jsonl").write_text("".join(json.dumps(j) + "\n" for j in judgments))
+    return folder
+
+
+def _start_rag_run(
+    goldset: Path, url: str, env: dict[str, str], *args: str
+) -> subprocess.Popen[str]:
+    """`evalkit run --goldset GOLDSET --http-retriever URL --k 3 ARGS`, started, its output
+    piped."""
+    return subprocess.Popen(
+        [
+            sys.executable, "-m", "evalkit", "run", "--goldset", str(goldset),
+            "--http-retriever", url, "--k", "3", *args,
+        ],
+        env=env,
+        cwd=goldset.parent,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+
+
+def test_a_goldset_run_lets_another_writer_have_the_store_while_the_judge_scores_its_answers(
+    fake_judge: FakeJudge, tmp_path: Path
+) -> None:
+    """`evalkit run` on a RAG endpoint scored the answers inside the stretch that records the
+    run, so `evalkit runs list` and every writer waited for the judge; the run is now
+    recorded first and its answers scored after, with the store opened only to read and add
+    to the judge's cache and to store the scores."""
+    fake_judge.hang_after = 0
+    env = _judge_environment(fake_judge, tmp_path / "home")
+    store_path = tmp_path / "home" / "evalkit.duckdb"
+    with serving(RagEndpoint) as url:
+        run = _start_rag_run(_rag_goldset(tmp_path / "rag"), url, env, "--format", "json")
+        try:
+            _wait_for_calls(run, fake_judge, answered=0, received=1)
+            with StoreAccess(store_path, wait=1, program="test").writer("a writer") as store:
+                [(status,)] = store.fetch("SELECT status FROM runs")
+        finally:
+            fake_judge.released.set()
+            out, err = run.communicate(timeout=120)
+    assert run.returncode == 0, err
+    assert status == "complete"
+    result = json.loads(out)
+    answers = result["answers"]
+    assert answers["summaries"][0]["mean"] == pytest.approx(0.5)
+    with Store.open(store_path, read_only=True) as store:
+        stored = store.fetch("SELECT scoring_id, run_id FROM answer_scorings")
+    assert stored == [(answers["scoring_id"], result["run_id"])]
+
+
+def test_a_goldset_run_stopped_while_its_answers_are_scored_stays_recorded(
+    fake_judge: FakeJudge, tmp_path: Path
+) -> None:
+    """SIGTERM while the judge scores the answers of `evalkit run`: exit 143, the run stays
+    recorded complete without answer scores (and says so), the judgments answered are in
+    the cache, and the rerun sends only the calls of the answer that was still waiting."""
+    fake_judge.hang_on = "Gustave Moreau"  # the third answer's calls wait until released
+    env = _judge_environment(fake_judge, tmp_path / "home")
+    store_path = tmp_path / "home" / "evalkit.duckdb"
+    goldset = _rag_goldset(tmp_path / "rag")
+    with serving(RagEndpoint) as url:
+        run = _start_rag_run(goldset, url, env)
+        err = _terminate_once_two_judgments_are_kept(run, fake_judge, store_path)
+        with Store.open(store_path, read_only=True) as store:
+            [(run_id, status)] = store.fetch("SELECT run_id, status FROM runs")
+            assert store.fetch("SELECT count(*) FROM answer_scorings") == [(0,)]
+        assert status == "complete"
+        assert (
+            f"run {run_id} is recorded as it finished, but its answers were not scored: no "
+            "answer scores are stored for it; the judge's outputs that reached its cache are "
+            "kept, so scoring the same answers again sends it only the other calls"
+        ) in " ".join(err.split())
+
+        fake_judge.hang_on = None
+        fake_judge.released.set()
+        sent_before = fake_judge.calls
+        rerun = _start_rag_run(goldset, url, env, "--format", "json")
+        out, err = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, err
+    answers = json.loads(out)["answers"]
+    assert fake_judge.calls - sent_before == 2
+    assert (answers["judge_calls"], answers["cache_hits"]) == (2, 2)
+    assert answers["summaries"][0]["mean"] == pytest.approx(0.5)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,6 +33,8 @@ from evalkit.store.traffic import logged_answers
 
 if TYPE_CHECKING:
     from evalkit.answers import OfflineFaithfulness
+
+logger = logging.getLogger(__name__)
 
 
 def cache_judged(cache_path: Path, shard_dir: Path) -> None:
@@ -70,24 +73,27 @@ def score_answers_for_run(
     The answers and contexts are those of the traffic log (what the application generated
     then, not what the replayed retriever returns now); the scores are stored under
     ``run_id``. Returns None, storing nothing, when no replayed query has a logged answer.
-    ``store`` is held as ``score_and_store_answers`` says.
+    ``store`` is held as ``score_and_store_answers`` says. A scoring that fails or is
+    stopped (the run is recorded by then) says so on the log (``_scoring_recorded_run``).
     """
-    with store.writer("reading the logged answers") as reading:
-        query_ids = [str(query_id) for query_id in run_queries(reading, run_id)["query_id"]]
-        records = [
-            AnswerRecord(
-                id=logged.query_id,
-                question=logged.text,
-                answer=logged.answer,
-                contexts=logged.contexts,
-            )
-            for logged in logged_answers(reading, query_ids)
-        ]
-    if not records:
-        return None
-    return score_and_store_answers(
-        records, store=store, settings=settings, run_id=run_id, offline=offline
-    )
+    settings = settings or load_settings().judge
+    with _scoring_recorded_run(run_id, settings):
+        with store.writer("reading the logged answers") as reading:
+            query_ids = [str(query_id) for query_id in run_queries(reading, run_id)["query_id"]]
+            records = [
+                AnswerRecord(
+                    id=logged.query_id,
+                    question=logged.text,
+                    answer=logged.answer,
+                    contexts=logged.contexts,
+                )
+                for logged in logged_answers(reading, query_ids)
+            ]
+        if not records:
+            return None
+        return score_and_store_answers(
+            records, store=store, settings=settings, run_id=run_id, offline=offline
+        )
 
 
 def score_and_store_answers(
@@ -134,6 +140,33 @@ def score_and_store_answers(
             writing, result, settings=settings.public_dict(), records=records
         )
     return dataclasses.replace(result, scoring_id=scoring_id)
+
+
+def _rerun_note(settings: JudgeSettings) -> str:
+    """What scoring the same answers again costs, after a scoring that stored no score."""
+    if not answer_stage.uses_judge(settings):
+        return ""
+    return (
+        "; the judge's outputs that reached its cache are kept, so scoring the same answers "
+        "again sends it only the other calls"
+    )
+
+
+@contextlib.contextmanager
+def _scoring_recorded_run(run_id: str, settings: JudgeSettings) -> Iterator[None]:
+    """Say on the log, when the scoring of recorded run ``run_id``'s answers fails or is
+    stopped (Ctrl-C, SIGTERM, a cancelled job), that the run stays recorded without answer
+    scores, and re-raise."""
+    try:
+        yield
+    except BaseException:
+        logger.warning(
+            "run %s is recorded as it finished, but its answers were not scored: no answer "
+            "scores are stored for it%s",
+            run_id,
+            _rerun_note(settings),
+        )
+        raise
 
 
 @contextlib.contextmanager
@@ -187,7 +220,7 @@ def run_answer_records(
 
 
 def score_run_answers(
-    store: Store,
+    store: WriterAccess,
     run_id: str,
     queries: Sequence[Query],
     results: Sequence[QueryResult],
@@ -202,10 +235,14 @@ def score_run_answers(
     when ``settings`` configure one, else by the offline method; context precision / recall
     where the goldset has reference context ids. Answers that cannot be measured (no claim,
     no context, a judge failure) are stored with their reason and left out of the means.
+    ``store`` is held as ``score_and_store_answers`` says; a scoring that fails or is
+    stopped (the run is recorded by then) says so on the log.
     """
     records = run_answer_records(queries, results)
     if not records:
         return None
-    return score_and_store_answers(
-        records, store=store, settings=settings, run_id=run_id, offline=offline
-    )
+    settings = settings or load_settings().judge
+    with _scoring_recorded_run(run_id, settings):
+        return score_and_store_answers(
+            records, store=store, settings=settings, run_id=run_id, offline=offline
+        )

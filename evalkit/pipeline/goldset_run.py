@@ -89,11 +89,13 @@ def evaluate_goldset(
     marks the run ``failed`` and re-raises.
 
     When the retriever generated answers (a RAG endpoint) and ``answers`` is true, they are
-    scored once the run is stored (``score_run_answers``: faithfulness by the LLM judge of
+    scored once the run is recorded, after its stretch of the store (``score_run_answers``,
+    which does not hold it while the judge works: faithfulness by the LLM judge of
     ``judge_settings``, default the ``[judge]`` settings, or by the offline method) and
     the scores are stored under the run id. The judge settings are checked before the
-    first query is sent. With ``close_retriever`` the retriever is closed on the way out,
-    whatever happens (for callers that built it for this one run).
+    first query is sent. A scoring that fails or is stopped leaves the run recorded as it
+    finished, without answer scores. With ``close_retriever`` the retriever is closed on
+    the way out, whatever happens (for callers that built it for this one run).
 
     The goldset is stored with the run as an import stores it, which makes it its name's
     current version (goldset files: running an older checkout makes it current again). A
@@ -163,6 +165,8 @@ def evaluate_goldset(
                 value=time.perf_counter() - began,
             )
 
+        replayed: list[Sequence[QueryResult]] = []
+
         def conclude(
             writing: Store,
             run_id: str,
@@ -170,17 +174,14 @@ def evaluate_goldset(
             metrics_seconds: float,
             store_seconds: float,
         ) -> RunOutcome:
+            replayed.append(report.results)
             return _goldset_outcome(
                 writing,
                 run_id,
                 goldset,
-                report.results,
                 timing=report.timing,
                 seconds_metrics=metrics_seconds,
                 seconds_store=store_seconds,
-                answers=answers,
-                judge_settings=judge_settings,
-                offline=offline,
             )
 
         outcome = replay_run(
@@ -194,7 +195,24 @@ def evaluate_goldset(
             conclude=conclude,
             nothing_answered="failed",
         )
-        return dataclasses.replace(outcome, default_measures=defaults)
+    outcome = dataclasses.replace(outcome, default_measures=defaults)
+    if not answers:
+        return outcome
+    # Once the run is recorded, and outside that stretch: the judge can take long.
+    began = time.perf_counter()
+    scored = score_run_answers(
+        store,
+        outcome.run.run_id,
+        goldset.queries,
+        replayed[0],
+        settings=judge_settings,
+        offline=offline,
+    )
+    return dataclasses.replace(
+        outcome,
+        answers=scored,
+        seconds_answers=time.perf_counter() - began if scored is not None else 0.0,
+    )
 
 
 def _goldset_run_spec(
@@ -250,24 +268,11 @@ def _goldset_outcome(
     store: Store,
     run_id: str,
     goldset: Goldset,
-    results: Sequence[QueryResult],
     *,
     timing: ReplayTiming,
     seconds_metrics: float,
     seconds_store: float,
-    answers: bool,
-    judge_settings: JudgeSettings | None,
-    offline: OfflineFaithfulness | None,
 ) -> RunOutcome:
-    # The run is complete as a retrieval run whatever happens to its answers' scoring.
-    began = time.perf_counter()
-    scored = (
-        score_run_answers(
-            store, run_id, goldset.queries, results, settings=judge_settings, offline=offline
-        )
-        if answers
-        else None
-    )
     run = get_run(store, run_id)
     tenanted = [query.tenant for query in goldset.queries if query.tenant is not None]
     unfiltered = (
@@ -280,8 +285,6 @@ def _goldset_outcome(
         timing=timing,
         seconds_metrics=seconds_metrics,
         seconds_store=seconds_store,
-        answers=scored,
-        seconds_answers=time.perf_counter() - began if scored is not None else 0.0,
         unfiltered_tenants=unfiltered,
     )
 
