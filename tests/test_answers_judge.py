@@ -736,6 +736,59 @@ def test_answers_score_lets_another_writer_have_the_store_while_the_judge_works(
     assert result["summaries"][0]["mean"] == pytest.approx(0.5)
 
 
+@pytest.mark.parametrize(
+    ("cache_file", "failed"),
+    [
+        # The judge's cache in a file of its own: only the scores need the store.
+        (True, "were scored but their scores could not be stored, and are not stored"),
+        # In the store: keeping the last judgment's outputs waits first.
+        (False, "could not be scored, and no scores are stored"),
+    ],
+)
+def test_answer_scores_the_store_refuses_at_the_end_are_said_not_stored(
+    fake_judge: FakeJudge, tmp_path: Path, cache_file: bool, failed: str
+) -> None:
+    """The store busy past the wait as the scoring ends: `answers score` said only "waited
+    1 s for the store"; it says the scores are not stored and what the judge's cache keeps,
+    and the rerun, once the store is free, sends only the calls whose outputs were lost."""
+    fake_judge.hang_on = "Gustave Moreau"  # the third answer's calls wait until released
+    answers = _answers_file(tmp_path / "answers.jsonl")
+    env = {**_judge_environment(fake_judge, tmp_path / "home"), "EVALKIT_STORE_WAIT": "1"}
+    store_path = tmp_path / "home" / "evalkit.duckdb"
+    if cache_file:
+        env["EVALKIT_JUDGE_CACHE_PATH"] = str(tmp_path / "judge-cache.duckdb")
+    scoring = _start_scoring(answers, env)
+    try:
+        _wait_for_calls(scoring, fake_judge, answered=4, received=5)
+        if not cache_file:  # the scoring keeps its own cache file open
+            wait_until(
+                lambda: _cached_judgments(store_path) == 2, timeout=60, what="2 cached judgments"
+            )
+        with StoreAccess(store_path, wait=10, program="test").writer("a long write"):
+            fake_judge.released.set()
+            _, err = scoring.communicate(timeout=120)
+    finally:
+        fake_judge.released.set()
+        scoring.kill()
+    assert scoring.returncode == 3, err
+    assert (
+        f"the answers of {answers} {failed}: waited 1 s for the store {store_path}"
+    ) in " ".join(err.split())
+    assert (
+        "; the judge's outputs that reached its cache are kept, so scoring the same answers "
+        "again sends it only the other calls"
+    ) in " ".join(err.split())
+    with Store.open(store_path, read_only=True) as store:
+        assert store.fetch("SELECT count(*) FROM answer_scorings") == [(0,)]
+
+    sent_before = fake_judge.calls
+    rerun = _score(answers, env)
+    assert rerun.returncode == 0, rerun.stderr
+    assert (fake_judge.calls - sent_before, json.loads(rerun.stdout)["cache_hits"]) == (
+        (0, 3) if cache_file else (2, 2)  # the third answer's outputs were never kept
+    )
+
+
 def test_kill_9_keeps_the_calls_the_judge_answered(fake_judge: FakeJudge, tmp_path: Path) -> None:
     """`kill -9` mid-scoring, one call at a time: the judge answered five calls (two whole
     judgments and the third answer's statements) and holds the sixth; every answered output

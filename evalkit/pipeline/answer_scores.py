@@ -19,7 +19,7 @@ from evalkit.engines import ANSWERS_DIR, SHARD_SUFFIX
 from evalkit.errors import ConfigError, NotFoundError
 from evalkit.records import Query, QueryResult
 from evalkit.store import Store
-from evalkit.store.access import WriterAccess
+from evalkit.store.access import StoreBusyError, WriterAccess
 from evalkit.store.answers import (
     StoreEmbeddingCache,
     StoreJudgeCache,
@@ -119,23 +119,46 @@ def score_and_store_answers(
     answers score``'s, a job's) is opened only to read and add to the caches as the
     scoring goes (judge outputs are kept as they arrive, so a scoring stopped midway pays
     on its rerun only for what was not answered) and to store the scores in one
-    transaction at the end, not while the judge or the offline model works.
+    transaction at the end, not while the judge or the offline model works. When the
+    store stays busy past the access's wait, the StoreBusyError says that no score is
+    stored, and what the judge's cache keeps.
     """
     settings = settings or load_settings().judge
-    with _judge_cache(settings, store) as cache:
-        result = answer_stage.score_answers(
-            records,
-            settings=settings,
-            run_id=run_id,
-            source=source,
-            embedder=embedder,
-            cache=cache,
-            offline=offline,
-            embedding_cache=StoreEmbeddingCache(store),
-            progress=progress,
-            judge_must_answer=judge_must_answer,
-        )
-    with store.writer("storing answer scores") as writing:
+    scored = (
+        f"the answers of run {run_id} (which is recorded)"
+        if run_id is not None
+        else f"the answers of {source}"
+        if source is not None
+        else "the answers"
+    )
+    try:
+        with _judge_cache(settings, store) as cache:
+            result = answer_stage.score_answers(
+                records,
+                settings=settings,
+                run_id=run_id,
+                source=source,
+                embedder=embedder,
+                cache=cache,
+                offline=offline,
+                embedding_cache=StoreEmbeddingCache(store),
+                progress=progress,
+                judge_must_answer=judge_must_answer,
+            )
+    except StoreBusyError as error:  # reading or adding to the caches
+        raise StoreBusyError(
+            f"{scored} could not be scored, and no scores are stored: "
+            f"{error}{_rerun_note(settings)}"
+        ) from error
+    with contextlib.ExitStack() as stack:
+        try:
+            writing = stack.enter_context(store.writer("storing answer scores"))
+        except StoreBusyError as error:
+            # The scores live only in this process, which gives up on them.
+            raise StoreBusyError(
+                f"{scored} were scored but their scores could not be stored, and are not "
+                f"stored: {error}{_rerun_note(settings)}"
+            ) from error
         scoring_id = save_answer_scores(
             writing, result, settings=settings.public_dict(), records=records
         )
@@ -156,9 +179,11 @@ def _rerun_note(settings: JudgeSettings) -> str:
 def _scoring_recorded_run(run_id: str, settings: JudgeSettings) -> Iterator[None]:
     """Say on the log, when the scoring of recorded run ``run_id``'s answers fails or is
     stopped (Ctrl-C, SIGTERM, a cancelled job), that the run stays recorded without answer
-    scores, and re-raise."""
+    scores, and re-raise. A store busy past the wait says so in its own message."""
     try:
         yield
+    except StoreBusyError:
+        raise
     except BaseException:
         logger.warning(
             "run %s is recorded as it finished, but its answers were not scored: no answer "
