@@ -814,18 +814,11 @@ def test_quality_cards_of_series_with_long_names_keep_what_tells_them_apart(
     )
 
 
-def test_drift_draws_no_empty_panel_for_checks_without_a_statistic(
-    tmp_path: Path, use_store
-) -> None:
-    # Precision checks store no statistic (their paired test decides): their panel of
-    # "statistic per check" had axes and no point.
-    path = tmp_path / "evalkit.duckdb"
+def _store_drift_checks(path: Path, *checks: tuple[str, str, float | None]) -> None:
+    """A store holding the goldset and one "ok" check per (stream, method, statistic)."""
     with Store.open(path) as store:
         save_goldset(store, goldset(N_QUERIES))
-        for stream, method, statistic in (
-            ("queries", "mmd", 0.2),
-            ("precision", "page_hinkley+paired", None),
-        ):
+        for stream, method, statistic in checks:
             save_drift_check(
                 store,
                 DriftCheck(
@@ -839,6 +832,15 @@ def test_drift_draws_no_empty_panel_for_checks_without_a_statistic(
                     threshold=0.05,
                 ),
             )
+
+
+def test_drift_draws_no_empty_panel_for_checks_without_a_statistic(
+    tmp_path: Path, use_store
+) -> None:
+    # Precision checks store no statistic (their paired test decides): their panel of
+    # "statistic per check" had axes and no point.
+    path = tmp_path / "evalkit.duckdb"
+    _store_drift_checks(path, ("queries", "mmd", 0.2), ("precision", "page_hinkley+paired", None))
     use_store(path)
     app = open_page("drift")
     statistic, p_values = (json.loads(chart.proto.spec) for chart in app.get("plotly_chart")[:2])
@@ -860,21 +862,7 @@ def test_drift_of_precision_checks_only_says_once_why_there_is_no_statistic_pane
     # "No check in these series stores a statistic." stood above the caption that says which
     # checks store none and why.
     path = tmp_path / "evalkit.duckdb"
-    with Store.open(path) as store:
-        save_goldset(store, goldset(N_QUERIES))
-        save_drift_check(
-            store,
-            DriftCheck(
-                stream="precision",
-                subject=GOLDSET,
-                finding="ok",
-                method="page_hinkley+paired",
-                is_drift=False,
-                statistic=None,
-                p_value=0.4,
-                threshold=0.05,
-            ),
-        )
+    _store_drift_checks(path, ("precision", "page_hinkley+paired", None))
     use_store(path)
     captions = [c.value for c in open_page("drift").caption]
     assert "No check in these series stores a statistic." not in captions

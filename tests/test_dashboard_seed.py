@@ -185,17 +185,22 @@ def store_traffic_run(store: Store, *, retriever_kind: str = "http", k: int = 10
             kind="traffic", retriever_kind=retriever_kind, k=k, measures=(), evalkit_version="t"
         ),
     )
+    finish_unscored_run(store, run_id, 0)
+    return run_id
+
+
+def finish_unscored_run(store: Store, run_id: str, n_queries: int) -> None:
+    """Mark a traffic replay run complete: ``n_queries`` replayed, none failed, no measure."""
     finish_run(
         store,
         run_id,
         status="complete",
         per_query=None,
         aggregates={},
-        n_evaluated=0,
-        n_total=0,
+        n_evaluated=n_queries,
+        n_total=n_queries,
         n_failed=0,
     )
-    return run_id
 
 
 def _seed_traffic(store: Store, log: Path) -> tuple[str, str]:
@@ -285,16 +290,7 @@ def _seed_traffic(store: Store, log: Path) -> tuple[str, str]:
             embedding_ids=list(per_query["query_id"]),
             embeddings=vectors,
         )
-        finish_run(
-            store,
-            run_id,
-            status="complete",
-            per_query=None,
-            aggregates={},
-            n_evaluated=20,
-            n_total=20,
-            n_failed=0,
-        )
+        finish_unscored_run(store, run_id, 20)
         run_ids.append(run_id)
     return run_ids[0], run_ids[1]
 

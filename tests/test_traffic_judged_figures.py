@@ -22,6 +22,7 @@ from test_dashboard_seed import (
     WINDOWS,
     K,
     SeededStore,
+    finish_unscored_run,
     shared_seeded_store,
 )
 from traffic_windows import day_window_summary
@@ -34,7 +35,7 @@ from evalkit.dashboard.loaders.shared import AREA_HINTS
 from evalkit.store import RunSpec, Store
 from evalkit.store.dashboard.traffic import traffic_judged_frame
 from evalkit.store.judging import JudgedFigure, save_run_figures
-from evalkit.store.runs import create_run, finish_run
+from evalkit.store.runs import create_run
 from evalkit.store.traffic import save_traffic_replay
 
 AGREEMENT_SUMMARY = "kappa 0.71 [0.60, 0.80] on 40 pairs of mini"
@@ -117,16 +118,7 @@ def _replay_again(path: Path, window: str) -> str:
         )
         summary = day_window_summary(run_id, window, computed_at=utc_now(), volume=20)
         save_traffic_replay(store, summary=summary, per_query=per_query)
-        finish_run(
-            store,
-            run_id,
-            status="complete",
-            per_query=None,
-            aggregates={},
-            n_evaluated=1,
-            n_total=1,
-            n_failed=0,
-        )
+        finish_unscored_run(store, run_id, 1)
     return run_id
 
 
