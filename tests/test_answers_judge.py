@@ -910,6 +910,25 @@ def test_a_goldset_run_lets_another_writer_have_the_store_while_the_judge_scores
     assert stored == [(answers["scoring_id"], result["run_id"])]
 
 
+def test_a_goldset_run_shows_its_answers_being_scored_after_its_replay(
+    fake_judge: FakeJudge, tmp_path: Path
+) -> None:
+    """While the judge scored a RAG run's answers, the run showed only its replay's
+    `finishing` line, however long the judge took."""
+    env = _judge_environment(fake_judge, tmp_path / "home")
+    with serving(RagEndpoint) as url:
+        run = _start_rag_run(_rag_goldset(tmp_path / "rag"), url, env)
+        _, err = run.communicate(timeout=300)
+    assert run.returncode == 0, err
+    lines = err.splitlines()
+    replayed = [i for i, line in enumerate(lines) if line.startswith("replaying ")]
+    scored = [i for i, line in enumerate(lines) if line.startswith("scoring answers: ")]
+    assert replayed, err
+    assert scored, err
+    assert max(replayed) < min(scored)
+    assert lines[scored[-1]].startswith("scoring answers: 3/3 (100%)")
+
+
 def test_a_goldset_run_stopped_while_its_answers_are_scored_stays_recorded(
     fake_judge: FakeJudge, tmp_path: Path
 ) -> None:

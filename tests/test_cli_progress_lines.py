@@ -116,6 +116,29 @@ def test_progress_bar_off_a_terminal_prints_lines_on_stderr_while_it_runs(
     assert err.count("\n") == 1
 
 
+def test_a_later_stage_prints_its_own_lines_once_it_starts(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A RAG run's answers, judged after its replay, showed only the replay's `finishing`
+    line for as long as the judge took, which read as stuck."""
+    with progress_bar("replaying demo", enabled=True, interval=60) as update:
+        assert update is not None
+        answers = update.stage("scoring answers")
+        update(129, 129)
+        assert capsys.readouterr().err == "replaying demo: 129/129 (100%), 0:00:00\n"
+        answers(0, 40)
+        answers(40, 40)
+    assert capsys.readouterr().err == "scoring answers: 40/40 (100%), 0:00:00\n"
+
+
+def test_a_stage_never_reached_prints_nothing(capsys: pytest.CaptureFixture[str]) -> None:
+    with progress_bar("replaying demo", enabled=True, interval=60) as update:
+        assert update is not None
+        update.stage("scoring answers")
+        update(129, 129)
+    assert capsys.readouterr().err == "replaying demo: 129/129 (100%), 0:00:00\n"
+
+
 def test_progress_bar_is_silent_when_disabled(capsys: pytest.CaptureFixture[str]) -> None:
     with progress_bar("replaying demo", enabled=False, interval=0.01) as update:
         assert update is None

@@ -26,7 +26,9 @@ __all__ = [
     "PROGRESS_INTERVAL",
     "PROGRESS_STEP",
     "OutputFormat",
+    "ProgressCallback",
     "ProgressLines",
+    "StagedProgress",
     "console",
     "emit_json",
     "err_console",
@@ -384,29 +386,68 @@ def _write_stderr(line: str) -> None:
     sys.stderr.flush()
 
 
+ProgressCallback = Callable[[int, int | None], None]
+"""``update(done, total)``: how far a piece of work is (``total`` None: not known yet)."""
+
+
+class StagedProgress:
+    """The progress callback of a command's work (call it: ``update(done, total)``), and of
+    what follows it: ``stage(description)`` gives the callback of a later stage, shown once
+    it is first called (a run's answers, scored by the judge after its replay, would
+    otherwise sit behind a finished bar that reads as stuck)."""
+
+    def __init__(self, start: Callable[[str], ProgressCallback], description: str) -> None:
+        self._start = start
+        self._update = start(description)
+
+    def __call__(self, done: int, total: int | None) -> None:
+        self._update(done, total)
+
+    def stage(self, description: str) -> ProgressCallback:
+        """The callback of the stage ``description``, which shows it when first called."""
+        started: list[ProgressCallback] = []
+
+        def update(done: int, total: int | None) -> None:
+            if not started:
+                started.append(self._start(description))
+            started[0](done, total)
+
+        return update
+
+
 @contextmanager
 def progress_bar(
     description: str, *, enabled: bool, interval: float = PROGRESS_INTERVAL
-) -> Iterator[Callable[[int, int | None], None] | None]:
-    """A progress callback for ``description``'s work, or None when output must stay quiet.
+) -> Iterator[StagedProgress | None]:
+    """A progress callback for ``description``'s work (and its later stages:
+    ``StagedProgress.stage``), or None when output must stay quiet.
 
-    On a terminal it draws a bar on stderr. Elsewhere (a CI log, a file) it prints plain
-    lines on stderr: at every further 10 % of the work and at least every ``interval``
-    seconds while it runs (``ProgressLines``). Nothing is shown with ``--format json``
-    (``enabled`` False), whose stderr only carries warnings and errors.
+    On a terminal it draws a bar per stage on stderr. Elsewhere (a CI log, a file) it
+    prints plain lines on stderr: at every further 10 % of the stage's work and at least
+    every ``interval`` seconds while it runs (``ProgressLines``). Nothing is shown with
+    ``--format json`` (``enabled`` False), whose stderr only carries warnings and errors.
     """
     if not enabled:
         yield None
         return
     stderr = _stderr_proxy.resolve()
     if not stderr.is_terminal:
-        lines = ProgressLines(description, write=_write_stderr, interval=interval)
-        lines.start()
+        stages: list[ProgressLines] = []
+
+        def start_lines(stage: str) -> ProgressCallback:
+            if stages:
+                stages[-1].stop()
+                stages[-1].finish()
+            lines = ProgressLines(stage, write=_write_stderr, interval=interval)
+            lines.start()
+            stages.append(lines)
+            return lines.update
+
         try:
-            yield lines.update
+            yield StagedProgress(start_lines, description)
         finally:
-            lines.stop()
-        lines.finish()
+            stages[-1].stop()
+        stages[-1].finish()
         return
     from rich.progress import (
         BarColumn,
@@ -426,9 +467,13 @@ def progress_bar(
         console=stderr,
         transient=True,
     ) as bar:
-        task = bar.add_task(visible(description), total=None)
 
-        def update(done: int, total: int | None) -> None:
-            bar.update(task, completed=done, total=total)
+        def start_bar(stage: str) -> ProgressCallback:
+            task = bar.add_task(visible(stage), total=None)
 
-        yield update
+            def update(done: int, total: int | None) -> None:
+                bar.update(task, completed=done, total=total)
+
+            return update
+
+        yield StagedProgress(start_bar, description)

@@ -204,6 +204,7 @@ def run(
                 retriever,
                 request,
                 progress=bar,
+                answers_progress=bar.stage("scoring answers") if bar is not None else None,
                 close_retriever=True,
                 engine=on_ray,
                 make_current=not isinstance(chosen, str),

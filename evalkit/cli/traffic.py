@@ -419,7 +419,14 @@ def replay(
     retriever = build_retriever(options, config)
     with progress_bar("replaying traffic", enabled=output is OutputFormat.table) as bar:
         outcome = replay_traffic_window(
-            access, chosen, retriever, request, setup=setup, progress=bar, close_retriever=True
+            access,
+            chosen,
+            retriever,
+            request,
+            setup=setup,
+            progress=bar,
+            answers_progress=bar.stage("scoring logged answers") if bar is not None else None,
+            close_retriever=True,
         )
     judged = None
     if assessor is not None and texts is not None:

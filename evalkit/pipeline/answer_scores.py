@@ -67,8 +67,10 @@ def score_answers_for_run(
     *,
     settings: JudgeSettings | None = None,
     offline: OfflineFaithfulness | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> AnswerScores | None:
-    """Score the answers production logged for the queries of a traffic replay run.
+    """Score the answers production logged for the queries of a traffic replay run
+    (``progress(done, total)`` as answers are scored).
 
     The answers and contexts are those of the traffic log (what the application generated
     then, not what the replayed retriever returns now); the scores are stored under
@@ -92,7 +94,12 @@ def score_answers_for_run(
         if not records:
             return None
         return score_and_store_answers(
-            records, store=store, settings=settings, run_id=run_id, offline=offline
+            records,
+            store=store,
+            settings=settings,
+            run_id=run_id,
+            offline=offline,
+            progress=progress,
         )
 
 
@@ -252,8 +259,10 @@ def score_run_answers(
     *,
     settings: JudgeSettings | None = None,
     offline: OfflineFaithfulness | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> AnswerScores | None:
-    """Score the answers generated during a run and store them under ``run_id``.
+    """Score the answers generated during a run and store them under ``run_id``
+    (``progress(done, total)`` as answers are scored).
 
     Returns None, storing nothing, when no result carries an answer. Otherwise every
     answer is scored by ``evalkit.answers.score_answers``: faithfulness by the LLM judge
@@ -269,5 +278,10 @@ def score_run_answers(
     settings = settings or load_settings().judge
     with _scoring_recorded_run(run_id, settings):
         return score_and_store_answers(
-            records, store=store, settings=settings, run_id=run_id, offline=offline
+            records,
+            store=store,
+            settings=settings,
+            run_id=run_id,
+            offline=offline,
+            progress=progress,
         )

@@ -61,6 +61,7 @@ def evaluate_goldset(
     request: GoldsetRunRequest,
     *,
     progress: Callable[[int, int], None] | None = None,
+    answers_progress: Callable[[int, int], None] | None = None,
     judge_settings: JudgeSettings | None = None,
     offline: OfflineFaithfulness | None = None,
     close_retriever: bool = False,
@@ -207,6 +208,7 @@ def evaluate_goldset(
         replayed[0],
         settings=judge_settings,
         offline=offline,
+        progress=answers_progress,
     )
     return dataclasses.replace(
         outcome,

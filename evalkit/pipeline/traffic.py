@@ -81,6 +81,7 @@ def replay_traffic_window(
     *,
     setup: ReplaySetup | None = None,
     progress: Callable[[int, int], None] | None = None,
+    answers_progress: Callable[[int, int], None] | None = None,
     close_retriever: bool = False,
 ) -> TrafficReplay:
     """Replay the traffic sample ``sample_id`` against ``retriever`` as ``request`` says;
@@ -158,7 +159,9 @@ def replay_traffic_window(
     if not answers:
         return replayed
     # Once the run is recorded, and outside that stretch: the judge can take long.
-    scored = score_answers_for_run(store, replayed.run.run_id, settings=judge_settings)
+    scored = score_answers_for_run(
+        store, replayed.run.run_id, settings=judge_settings, progress=answers_progress
+    )
     return dataclasses.replace(replayed, answers=scored)
 
 
