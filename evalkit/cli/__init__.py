@@ -222,9 +222,7 @@ def invoke(argv: list[str] | None = None) -> int:
         return _json_error(args, "UsageError", error.format_message(), USAGE_ERROR)
     except EvalkitError as error:
         message = redact_known(str(error))
-        err_console.print(
-            f"error: {visible(message)}", style="bold red", markup=False, highlight=False
-        )
+        err_console.print(f"error: {visible(message)}", style="bold red", markup=False)
         problems = [
             {"path": p.path, "line": p.line, "field": p.field, "message": redact_known(p.detail)}
             for p in getattr(error, "problems", [])
@@ -234,9 +232,7 @@ def invoke(argv: list[str] | None = None) -> int:
         missing = missing_extra(error, f"`evalkit {_command_words(args)}`")
         if missing is None:
             raise
-        err_console.print(
-            f"error: {visible(str(missing))}", style="bold red", markup=False, highlight=False
-        )
+        err_console.print(f"error: {visible(str(missing))}", style="bold red", markup=False)
         return _json_error(args, type(missing).__name__, str(missing), missing.exit_code)
     except OSError as error:
         # The system refused (disk full, permissions, a vanished file): say so, no traceback.
@@ -244,9 +240,7 @@ def invoke(argv: list[str] | None = None) -> int:
         misnamed = _MISNAMED_PATHS.get(type(error))
         path = error.filename2 if error.filename2 is not None else error.filename
         message = redact_known(f"{path}: {misnamed}" if misnamed and path else str(error))
-        err_console.print(
-            f"error: {visible(message)}", style="bold red", markup=False, highlight=False
-        )
+        err_console.print(f"error: {visible(message)}", style="bold red", markup=False)
         code = USAGE_ERROR if misnamed and path else STORE_OR_SYSTEM_FAILURE
         return _json_error(args, type(error).__name__, message, code)
     if result == INTERRUPTED:  # typer's answer to Ctrl-C in a command
@@ -258,7 +252,7 @@ def _stopped(args: list[str], *, terminated: bool) -> int:
     """Say that Ctrl-C (or SIGTERM) stopped the command, on stderr and, when it was asked
     for JSON, as the error object on stdout; return the exit code."""
     note, code = (TERMINATED_NOTE, TERMINATED) if terminated else (INTERRUPTED_NOTE, INTERRUPTED)
-    err_console.print(note, markup=False, highlight=False)
+    err_console.print(note, markup=False)
     return _json_error(args, "Terminated" if terminated else "Interrupted", note, code)
 
 

@@ -70,17 +70,16 @@ def print_leaderboard(ranked: RunLeaderboard, output: CompareFormat) -> None:
             console.print(drawn)
             continue
         # A block per pair would run to hundreds of lines: a line each, wrapped whole.
-        console.print(f"pairs on {measure}", markup=False, highlight=False)
+        console.print(f"pairs on {measure}", markup=False)
         for first, second, *figures in pairs:
             facts = ", ".join(
                 f"{name}: {value}" for name, value in zip(pair_headers[2:], figures, strict=True)
             )
-            console.print(f"{first} vs {second}: {facts}", markup=False, highlight=False)
+            console.print(f"{first} vs {second}: {facts}", markup=False)
     console.print(
         f"runs sharing a letter are not significantly different at alpha "
         f"{board.options.alpha:g}; the best run on {board.measures[0]} is listed first",
         markup=False,
-        highlight=False,
     )
 
 
@@ -107,7 +106,7 @@ def _print_ranked(
         console.print(bare)
         for row in ranked_rows:
             if what.get(row[1]):
-                console.print(f"{row[1]}: {what[row[1]]}", markup=False, highlight=False)
+                console.print(f"{row[1]}: {what[row[1]]}", markup=False)
     else:
         print_fitting(described, _blocks(headers, rows), title=title)
 

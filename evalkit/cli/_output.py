@@ -127,12 +127,12 @@ def emit_json(data: Any) -> None:
 
 def print_text(message: str) -> None:
     """Print a message on stdout, as it is (control characters escaped)."""
-    console.print(visible(message), markup=False, highlight=False)
+    console.print(visible(message), markup=False)
 
 
 def say(message: str) -> None:
     """Print a message for people on stderr, as it is (control characters escaped)."""
-    err_console.print(visible(message), markup=False, highlight=False)
+    err_console.print(visible(message), markup=False)
 
 
 def format_value(value: object) -> str:
@@ -268,7 +268,7 @@ def print_fitting(
         console.print(drawn)
         return
     if title is not None:
-        console.print(title, markup=False, highlight=False)
+        console.print(title, markup=False)
     for name, facts in blocks:
         block = key_values(name, facts)
         # As wide as its name, which would otherwise wrap to the width of short facts.

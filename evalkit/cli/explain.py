@@ -45,7 +45,6 @@ def print_causes(explanation: Explanation, *, root: str | None = None) -> None:
             console.print(
                 f"{index}. see {cause.link.url(root)}",
                 markup=False,
-                highlight=False,
                 soft_wrap=True,
             )
     else:

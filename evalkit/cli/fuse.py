@@ -214,6 +214,5 @@ def _print(outcome: FusionOutcome, data: dict[str, Any]) -> None:
     console.print(
         f"Compare{held}, with corrected tests: {data['compare']}",
         markup=False,
-        highlight=False,
         soft_wrap=True,
     )

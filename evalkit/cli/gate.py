@@ -161,7 +161,7 @@ def _print(outcome: GateOutcome) -> None:
                 markup=False,
             )
     if comparison.n_dropped or comparison.not_judged:
-        err_console.print(f"note: {coverage_note(comparison)}", markup=False, highlight=False)
+        err_console.print(f"note: {coverage_note(comparison)}", markup=False)
     console.print(f"decision: {report.decision.value}", markup=False)
 
 

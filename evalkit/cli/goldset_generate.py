@@ -246,6 +246,5 @@ def print_generation(outcome: GenerationOutcome, *, queued: str | None = None) -
         "A draft until reviewed: grades are the generator's suggestions (docs/goldsets.md).\n"
         f"Next: {first} (evalkit review grade, the dashboard's Review queue, or Label Studio "
         f"through evalkit review export) and evalkit goldset publish {name}.",
-        highlight=False,
         markup=False,
     )

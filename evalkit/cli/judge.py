@@ -245,7 +245,6 @@ def agreement(
     console.print(
         "Labels are for window- and system-level figures: never gate or alert on one "
         "query's label (docs/judging.md).",
-        highlight=False,
     )
 
 
@@ -474,10 +473,10 @@ def print_window_judging(outcome: WindowJudging) -> None:
     notes = {figure.source: partial_note(figure) for figure in outcome.figures}
     for source, note in notes.items():
         if note is not None:
-            console.print(f"{_SOURCE_NAMES.get(source, source)}: {note}", highlight=False)
-    console.print(f"assessor: {outcome.judging.plan.assessor}", highlight=False)
-    console.print(f"agreement: {agreement_line(outcome.agreement)}", highlight=False)
-    console.print(ASSESSOR_BIAS_NOTE, highlight=False)
+            console.print(f"{_SOURCE_NAMES.get(source, source)}: {note}")
+    console.print(f"assessor: {outcome.judging.plan.assessor}")
+    console.print(f"agreement: {agreement_line(outcome.agreement)}")
+    console.print(ASSESSOR_BIAS_NOTE)
 
 
 @judge_app.command("traffic")

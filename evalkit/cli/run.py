@@ -262,7 +262,6 @@ def run(
                     store=config.resolved_store_path,
                 ),
                 markup=False,
-                highlight=False,
                 soft_wrap=True,
             )
     # The store and the retriever are closed and the model's threads stopped.

@@ -151,16 +151,14 @@ def _print_outcome(outcome: SweepOutcome) -> None:
         f"Pareto front of {outcome.quality_measure} against replay latency p95 (best "
         f"{outcome.quality_measure} first): points {on_front}",
         markup=False,
-        highlight=False,
     )
-    console.print(f"note: {outcome.cost_note}", markup=False, highlight=False)
+    console.print(f"note: {outcome.cost_note}", markup=False)
     # Before the leaderboard, whose pairs run to hundreds of lines on a sweep of a dozen
     # points: a failure is read beside the table that shows it.
     for result in outcome.failed:
         console.print(
             f"point {result.number} ({result.point.describe()}) {result.status}: {result.error}",
             markup=False,
-            highlight=False,
         )
     if outcome.leaderboard is not None:
         print_leaderboard(outcome.leaderboard, CompareFormat.table)
