@@ -643,17 +643,20 @@ def test_a_store_of_one_run_dates_its_point_on_quality_in_chromium(
     assert bars
 
 
-def _y_ticks(driver, figure, path: Path) -> list[str]:  # type: ignore[no-untyped-def]
-    """The y-axis tick labels Plotly draws for ``figure`` in Chromium (from a static page)."""
+def _y_ticks(driver, figure, path: Path, axis: str = "y") -> list[str]:  # type: ignore[no-untyped-def]
+    """The ``axis`` (y or x) tick labels Plotly draws for ``figure`` in Chromium (from a static
+    page)."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     figure.write_html(path, include_plotlyjs=True, full_html=True)
     driver.get(path.as_uri())
     WebDriverWait(driver, PAGE_SECONDS, poll_frequency=0.25).until(
-        lambda d: d.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .ytick text")
+        lambda d: d.find_elements(By.CSS_SELECTOR, f".js-plotly-plot .{axis}tick text")
     )
-    return [e.text for e in driver.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .ytick text")]
+    return [
+        e.text for e in driver.find_elements(By.CSS_SELECTOR, f".js-plotly-plot .{axis}tick text")
+    ]
 
 
 def test_latency_log_axes_label_their_ticks_with_whole_numbers_in_chromium(
@@ -708,6 +711,13 @@ def test_latency_log_axes_label_their_ticks_with_whole_numbers_in_chromium(
         "20",
         "50",
         "100",
+    ]
+    # Runs all at one index size: Plotly's auto ticks read "329.5 documents".
+    same_size = runs.assign(index_documents=330)
+    assert _y_ticks(browser, latency_size_chart(same_size), tmp_path / "same.html", "x") == [
+        "329",
+        "330",
+        "331",
     ]
     # Within one decade Plotly's evenly spaced ticks read as whole numbers already.
     narrow = charts.lines_chart(

@@ -30,7 +30,7 @@ def panel(page: ui.PageContext) -> None:
     st.caption(
         "Each point is a run: its p50 (filled) and p95 (open) replay latency of answered "
         "queries, at the documents its index held when it started; a traffic window's "
-        "replay is a series of its own, *(traffic)*. `evalkit gate --max-latency-increase "
+        "replay is a series of its own, marked *(traffic)*. `evalkit gate --max-latency-increase "
         "20%` and the `latency_regression` alert rule test a rise."
     )
 
@@ -68,7 +68,10 @@ def latency_size_chart(runs: pd.DataFrame) -> go.Figure:
                     "<br>%{customdata[2]} queries<extra></extra>",
                 )
             )
-    figure.update_xaxes(title="documents in the index")
+    sizes = runs["index_documents"]
+    # Over a few documents Plotly's own ticks fall between whole documents ("329.5").
+    whole_documents = {"dtick": 1} if sizes.max() - sizes.min() < 10 else {}
+    figure.update_xaxes(title="documents in the index", tickformat=",d", **whole_documents)
     # Latencies on a log axis, as everywhere on the dashboard: a p95 ten times the p50
     # would otherwise flatten the p50's changes.
     figure.update_yaxes(**charts.log_axis(runs[["latency_p50", "latency_p95"]].stack()))
