@@ -680,7 +680,7 @@ def _model_causes(
     return causes
 
 
-def _drift_causes(cand: RunRecord, checks: Sequence[StoredDriftCheck]) -> list[Cause]:
+def _drift_causes(cand: RunRecord, checks: Sequence[StoredDriftCheck], found: Found) -> list[Cause]:
     causes = []
     for stream, kind in _DRIFT_STREAMS.items():
         drifted = [c for c in checks if c.stream == stream and c.is_drift]
@@ -690,12 +690,26 @@ def _drift_causes(cand: RunRecord, checks: Sequence[StoredDriftCheck]) -> list[C
             continue
         newest = drifted[0]
         p_value = f", p = {newest.p_value:.3g}" if newest.p_value is not None else ""
+        found_drift = (
+            f"{len(drifted)} drift check{'s' if len(drifted) != 1 else ''} of the {stream} "
+            "between the runs found drift; "
+            f"newest {newest.check_id} ({newest.method} on {newest.subject or stream}, "
+            f"{newest.reference} -> {newest.current}{p_value})"
+        )
+        if stream == "queries" and cand.spec.goldset_name is not None:
+            # A goldset replays the same queries whatever production asks, so drifted
+            # queries cannot account for its loss; they say the goldset may have aged.
+            found.notes.append(
+                f"{found_drift}: a goldset asks the same queries whatever production asks, "
+                "so this does not explain the loss; it may mean the goldset represents "
+                "today's queries less well (`evalkit traffic promote` drafts a window's "
+                "queries to judge and add to it)"
+            )
+            continue
         causes.append(
             _residual(
                 kind,
-                f"{len(drifted)} drift checks of the {stream} between the runs found drift; "
-                f"newest {newest.check_id} ({newest.method} on {newest.subject or stream}, "
-                f"{newest.reference} -> {newest.current}{p_value})",
+                found_drift,
                 cause_link(kind, f"Drift: check {newest.check_id}", check=newest.check_id),
                 [
                     {
@@ -864,7 +878,7 @@ def explain_comparison(store: Store, report: ComparisonReport) -> Explanation:
     unmeasured = [
         *([retriever] if retriever is not None else []),
         *_model_causes(base, cand, audit_models, checks, primary.measure),
-        *_drift_causes(cand, window),
+        *_drift_causes(cand, window, found),
     ]
     settings = _settings_cause(base, cand, primary.measure)
     if settings is not None:
