@@ -201,8 +201,8 @@ def test_a_baseline_that_names_nothing_says_what_it_was_looked_for_as(
     for baseline, message in (
         (
             str(files / "base.rn"),
-            f"{str(files / 'base.rn')!r} is neither a run file or run export (there is no "
-            f"{files / 'base.rn'}) nor a run in {home}; list runs with `evalkit runs list`",
+            f"{str(files / 'base.rn')!r} is not a run file or run export (there is no "
+            f"{files / 'base.rn'}), nor a run in {home}; list runs with `evalkit runs list`",
         ),
         (
             str(files / "exports"),

@@ -267,7 +267,7 @@ def _unknown_reference(store: Store, reference: str, error: NotFoundError) -> st
         )
     if not _RUN_ID_PREFIX.fullmatch(reference):
         return (
-            f"{reference!r} is neither a run file or run export (there is no {path.absolute()}) "
+            f"{reference!r} is not a run file or run export (there is no {path.absolute()}), "
             f"nor a run in {store.path}; list runs with `evalkit runs list`"
         )
     return str(error)
