@@ -22,13 +22,14 @@ from evalkit.drift.watch import (
     watch_precision,
 )
 from evalkit.embedding import ModelFingerprint, load_embedder
-from evalkit.errors import ConfigError, InputError
+from evalkit.errors import ConfigError, InputError, NotFoundError
 from evalkit.goldset.model import Goldset
 from evalkit.pipeline import collection_vectors, evaluate_goldset
 from evalkit.records import Judgment, Query, QueryResult, ScoredDoc
 from evalkit.records.requests import PRECISION_WATCH_DEFAULTS, GoldsetRunRequest
 from evalkit.store import Store
 from evalkit.store.drift import list_drift_checks
+from evalkit.store.goldsets import save_goldset
 from evalkit.store.runs import list_runs
 
 FEWER_RESAMPLES = replace(PRECISION_WATCH_DEFAULTS, resamples=2000)
@@ -377,6 +378,12 @@ def test_a_misspelt_measure_or_stream_is_named_as_such(
 ) -> None:
     with pytest.raises(InputError, match="unknown measure 'bogus'"):
         watch_precision(store, "kb", measure="bogus")
+    # A misspelt goldset read "no complete runs of goldset 'kbb'... run it first".
+    save_goldset(store, Goldset.build("kb", [Query("q1", "a question")], [Judgment("q1", "d1", 1)]))
+    with pytest.raises(NotFoundError, match=r"no goldset named 'kbb' .*\(stored: kb\)"):
+        watch_precision(store, "kbb")
+    with pytest.raises(ConfigError, match="no complete runs of goldset 'kb'"):
+        watch_precision(store, "kb")
     vectors = tmp_path / "v.npy"
     np.save(vectors, np.ones((5, 4)))
     args = ["drift", "embeddings", "--reference", str(vectors), "--current", str(vectors)]

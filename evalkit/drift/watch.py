@@ -39,6 +39,7 @@ from evalkit.records.requests import (
 from evalkit.stats import Comparison, Decision, compare_stored_runs
 from evalkit.store import utc_now
 from evalkit.store.drift import save_drift_check
+from evalkit.store.goldsets import require_goldset
 from evalkit.store.retention import oldest_kept_run, pruned_at
 from evalkit.store.runs import list_runs
 
@@ -467,6 +468,8 @@ def watch_precision(
     # Retention may have deleted the per-query rows of a series' oldest runs: the default
     # baseline is its oldest run that still has them.
     pruned = pruned_at(store, [run.run_id for runs in groups.values() for run in runs])
+    if not every:
+        require_goldset(store, goldset)  # a misspelt goldset is named as such
     if not groups:
         raise ConfigError(
             f"no complete runs of goldset {goldset!r} with {measure}"

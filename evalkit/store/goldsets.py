@@ -36,6 +36,7 @@ __all__ = [
     "judgments_frame",
     "list_goldsets",
     "load_stored_goldset",
+    "require_goldset",
     "save_goldset",
     "save_goldset_version",
     "version_query_ids",
@@ -211,9 +212,9 @@ _NAMES_LISTED = 20
 """Stored goldset names an error lists before it points to ``evalkit goldset list``."""
 
 
-def load_stored_goldset(store: Store, name: str, version: str | None = None) -> Goldset:
-    """The goldset ``name`` at ``version`` (default: its current version, the one stored or
-    stored again most recently)."""
+def require_goldset(store: Store, name: str) -> list[GoldsetInfo]:
+    """The stored versions of goldset ``name``, newest first; ``NotFoundError`` naming the
+    stored goldsets when there is none."""
     versions = list_goldsets(store, name)
     if not versions:
         known = sorted({info.name for info in list_goldsets(store)})
@@ -224,6 +225,13 @@ def load_stored_goldset(store: Store, name: str, version: str | None = None) -> 
             f"no goldset named {name!r} in {store.path} (stored: {shown}); "
             "import it with `evalkit goldset import PATH --name NAME`"
         )
+    return versions
+
+
+def load_stored_goldset(store: Store, name: str, version: str | None = None) -> Goldset:
+    """The goldset ``name`` at ``version`` (default: its current version, the one stored or
+    stored again most recently)."""
+    versions = require_goldset(store, name)
     chosen = versions[0]
     if version is not None:
         matching = [info for info in versions if info.version.startswith(version)]
