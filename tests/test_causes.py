@@ -1080,3 +1080,13 @@ def test_a_model_canary_check_resolves_to_the_newest_run_of_its_collection(
     assert explanation.causes[0].kind == "index_model_mismatch"
     assert explanation.causes[0].score == pytest.approx(1.0)
     assert explanation.about == {"drift_check": check}
+
+    # A check of another collection's index: a run of "mini" says nothing of it.
+    other = save_drift_check(
+        store,
+        DriftCheck(
+            stream="documents", subject="other", finding="drift", method="mmd", is_drift=True
+        ),
+    ).check_id
+    with pytest.raises(ConfigError, match="is of collection 'other' \\(documents\\), and no"):
+        explain_drift_check(store, other, test=FAST)

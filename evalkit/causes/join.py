@@ -93,6 +93,8 @@ _MISSING_FINDINGS: Final = ("orphaned_judgments", "missing_from_index")
 _STALE_FINDINGS: Final = ("changed_at_source",)
 _MODEL_FINDINGS: Final = ("model_fingerprint_mismatch", "vectors_from_another_model")
 _DRIFT_STREAMS: Final = {"documents": "document_drift", "queries": "query_drift"}
+_INDEX_STREAMS: Final = ("documents", "model")
+"""Drift checks of one collection's index (its subject), not of a traffic stream."""
 _NOT_RETRIEVER_FACTS: Final = frozenset({"count", INDEXED_FINGERPRINT, "model"})
 """Description fields other causes report: the index's document count and stored fingerprint
 (``index_changed``) and the query model (``query_model_changed``)."""
@@ -921,8 +923,9 @@ def explain_drift_check(
     A precision check names its runs (the pinned baseline and the newest run), and so does
     a metric series' check (its first run and its newest, on its measure). Any other
     check (queries, documents, model) is resolved to the newest finished goldset run made
-    before it on its collection (any goldset run when none names it) and that run's
-    ``previous_run``.
+    before it on its collection and that run's ``previous_run``; a query check, of traffic
+    rather than of an index, to the newest goldset run when none searched its subject, and a
+    documents or model check of a collection no run searched is a ``ConfigError``.
     """
     check = get_drift_check(store, check_id)
     if check.stream in ("precision", "metric"):
@@ -956,7 +959,15 @@ def explain_drift_check(
         and run.started_at <= check.created_at
         and run.spec.goldset_name is not None
     ]
-    near = [run for run in finished if run.spec.collection == check.subject] or finished
+    near = [run for run in finished if run.spec.collection == check.subject]
+    if not near and check.stream in _INDEX_STREAMS and check.subject:
+        # A check of one collection's index says nothing of a run that searched another.
+        raise ConfigError(
+            f"drift check {check.check_id} is of collection {check.subject!r} "
+            f"({check.stream}), and no finished goldset run searched it before the check: "
+            f"`evalkit explain RUN` explains a run of it made since"
+        )
+    near = near or finished
     if not near:
         raise ConfigError(
             f"drift check {check.check_id} was made before any finished run: there is no "
