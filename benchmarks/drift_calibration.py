@@ -377,6 +377,68 @@ def sequential_defaults(seeds: int) -> None:
         )
 
 
+def sequential_recovery(seeds: int) -> None:
+    """How soon a sequential alert clears once the retriever is fixed, and how often it
+    clears while a drop goes on, with the recovery reset and without it (the same detector
+    with ``RECOVERY_RUNS`` out of reach, as before the reset existed).
+
+    Outage: the rule's 5-run warm-up of N(0.6, 0.02), 10 runs 3 sd down, then back at 0.6;
+    "runs to clear" counts the runs after the fix up to the first evaluated ``ok`` (101: not
+    within 100). Deterministic: the same with no noise (sd floored at ``min_sd``). Sustained:
+    20 warm-up runs, then 80 runs 1 or 2 sd down; the share of alerted series that read
+    ``ok`` again before the end.
+    """
+    from unittest import mock
+
+    from evalkit.drift import AlertLevel, sequential, sequential_trace
+    from evalkit.records.requests import METRIC_STREAM_WARMUP
+
+    def runs_to_clear(method: str, values: np.ndarray, fixed: int) -> int:
+        levels = sequential_trace(method, values, warmup=METRIC_STREAM_WARMUP).levels
+        clear = [i for i in range(fixed, len(levels)) if levels[i] is AlertLevel.OK]
+        return clear[0] - fixed + 1 if clear else 101
+
+    print(f"\nsequential recovery: {seeds} series each")
+    print(
+        "| detector | reset | outage: runs to clear, median (p90) | deterministic outage | "
+        "cleared during a 1 sd drop | during a 2 sd drop |"
+    )
+    print("|---|---|---|---|---|---|")
+    warmup = METRIC_STREAM_WARMUP
+    for method in ("page_hinkley", "cusum"):
+        for reset in (True, False):
+            with mock.patch.object(
+                sequential, "RECOVERY_RUNS", sequential.RECOVERY_RUNS if reset else 10**9
+            ):
+                cleared = []
+                for seed in range(seeds):
+                    rng = np.random.default_rng(seed)
+                    values = 0.6 + 0.02 * rng.standard_normal(warmup + 110)
+                    values[warmup : warmup + 10] -= 0.06
+                    cleared.append(runs_to_clear(method, values, warmup + 10))
+                flat = np.full(warmup + 110, 0.6)
+                flat[warmup : warmup + 10] -= 0.06
+                deterministic = runs_to_clear(method, flat, warmup + 10)
+                flapped = {}
+                for size in (1, 2):
+                    alerted = clear = 0
+                    for seed in range(seeds):
+                        values = np.random.default_rng(seed).normal(0.6, 0.02, 100)
+                        values[20:] -= 0.02 * size
+                        levels = sequential_trace(method, values, warmup=20).levels
+                        if AlertLevel.ALERT in levels:
+                            alerted += 1
+                            first = levels.index(AlertLevel.ALERT)
+                            clear += AlertLevel.OK in levels[first:]
+                    flapped[size] = wilson(clear, max(alerted, 1))
+            print(
+                f"| {method} | {'yes' if reset else 'no'} | {np.median(cleared):.0f} "
+                f"({np.percentile(cleared, 90):.0f}) | "
+                f"{'never' if deterministic > 100 else deterministic} | "
+                f"{flapped[1]} | {flapped[2]} |"
+            )
+
+
 def parse_method(text: str) -> tuple[str, dict[str, Any]]:
     """``name`` or ``name:key=value,key=value`` (values parsed as JSON when they can be)."""
     name, _, options = text.partition(":")
@@ -442,7 +504,17 @@ def main() -> None:
         help="only simulate the alert rule, the metric stream and `evalkit drift precision` "
         "with their default settings on this many stable series",
     )
+    parser.add_argument(
+        "--sequential-recovery",
+        type=int,
+        default=0,
+        help="only simulate how soon a sequential alert clears after a fix, and how often "
+        "it clears during a drop, on this many series",
+    )
     arguments = parser.parse_args()
+    if arguments.sequential_recovery:
+        sequential_recovery(arguments.sequential_recovery)
+        return
     if arguments.sequential_seeds:
         sequential_table(arguments.sequential_seeds, arguments.sequential_warmup, 100)
     if arguments.sequential_defaults:

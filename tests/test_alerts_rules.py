@@ -417,6 +417,14 @@ def test_sequential_precision_rule_catches_a_sustained_drop(store: Store, method
     assert state.active
     assert state.evidence["metric"] == "precision@10"
     assert state.evidence["delta"] == pytest.approx(0.22 - state.evidence["baseline"])
+    # The retriever fixed: the alert resolves on the fourth run back at the baseline.
+    # Before, the statistic fell by the allowance per run: for weeks of daily runs.
+    statuses = []
+    for minute in range(6, 10):
+        stored_run(store, 0.30)
+        statuses.append([a.status.value for a in evaluate(store, config, minute).alerts])
+    assert statuses == [[], [], [], ["resolved"]], statuses
+    assert not load_alert_states(store)["seq:gs|http:precision@10"].active
 
 
 def test_a_sequential_alert_of_the_series_that_mixed_retrievers_is_resolved(

@@ -121,6 +121,53 @@ def test_incremental_equals_the_vectorised_function(
     assert detector.update(0.0).statistic == 0.0
 
 
+@pytest.mark.parametrize(
+    ("function", "incremental"),
+    [(cusum, Cusum), (page_hinkley, PageHinkley)],
+)
+def test_an_alert_clears_once_the_series_is_back_at_its_baseline(
+    function: object, incremental: type
+) -> None:
+    """A deterministic retriever (sd floored at min_sd) down 0.05 for five runs: the
+    statistic passed 200, and fell by the allowance per run once fixed, so CUSUM stayed in
+    alert for good and Page-Hinkley for 30 runs."""
+    values = np.array([0.75] * 5 + [0.70] * 5 + [0.75] * 6 + [0.72] * 4)
+    trace = function(values, warmup=5)  # type: ignore[operator]
+    assert trace.levels[5:10] == (ALERT,) * 5
+    # Back at the baseline: reset on the fourth such run; a partial recovery is a new drop.
+    assert trace.levels[10:16] == (ALERT, ALERT, ALERT, OK, OK, OK)
+    assert trace.state(13).change_point is None
+    assert trace.levels[16:] == (ALERT,) * 4
+    assert trace.state(19).change_point == 16
+    detector = incremental(warmup=5)
+    states = [detector.update(value) for value in values]
+    assert tuple(state.level for state in states) == trace.levels
+    np.testing.assert_allclose([state.statistic for state in states], trace.statistic, atol=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("function", "incremental"),
+    [(cusum, Cusum), (page_hinkley, PageHinkley)],
+)
+@pytest.mark.parametrize("seed", range(5))
+def test_incremental_equals_the_vectorised_function_through_recoveries(
+    function: object, incremental: type, seed: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    values = 0.6 + 0.02 * rng.standard_normal(160)
+    values[40:55] -= 0.08
+    values[90:100] -= 0.03 * (1 + seed % 3)
+    trace = function(values, warmup=20)  # type: ignore[operator]
+    detector = incremental(warmup=20)
+    states = [detector.update(value) for value in values]
+    np.testing.assert_allclose([state.statistic for state in states], trace.statistic, atol=1e-9)
+    assert tuple(state.level for state in states) == trace.levels
+    assert [-1 if s.change_point is None else s.change_point for s in states] == list(
+        trace.change_points
+    )
+    assert OK in trace.levels[trace.first_alert :]  # type: ignore[misc]
+
+
 def test_incremental_without_warmup_monitors_from_the_first_value() -> None:
     detector = Cusum(target=1.0, sd=0.1, k=0.5, h_warning=1.0, h_alert=2.0)
     levels = [detector.update(value).level for value in [1.0, 0.9, 0.8, 1.05, 0.7]]
