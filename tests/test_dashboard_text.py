@@ -3,12 +3,16 @@ bidirectional overrides in ids and query texts are shown as they are, never acte
 
 from __future__ import annotations
 
+import ast
 import html
+import tomllib
+from pathlib import Path
 
 import numpy as np
 import plotly.graph_objects as go
 import pytest
 
+import evalkit.dashboard
 from evalkit.dashboard.charts import escaped, plot_text
 from evalkit.dashboard.ui import md
 
@@ -62,3 +66,47 @@ def test_escaped_reaches_names_categories_hover_data_and_category_orders() -> No
     assert list(figure.layout.xaxis.categoryarray) == [safe, "plain"]
     assert figure.layout.annotations[0].text == safe
     assert "<a" not in figure.to_json()
+
+
+DASHBOARD = Path(evalkit.dashboard.__file__).parent
+
+
+def _drawn_by_magic(tree: ast.AST) -> list[int]:
+    """Lines of the statements Streamlit's magic would draw on the page: an expression that
+    is no call, no yield or await and no docstring (of the module, a class or a function)."""
+    lines = []
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if not isinstance(body, list):
+            continue
+        for index, statement in enumerate(body):
+            if not isinstance(statement, ast.Expr) or isinstance(
+                statement.value, (ast.Call, ast.Yield, ast.YieldFrom, ast.Await)
+            ):
+                continue
+            docstring = (
+                index == 0
+                and isinstance(
+                    node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+                )
+                and isinstance(statement.value, ast.Constant)
+                and isinstance(statement.value.value, str)
+            )
+            if not docstring:
+                lines.append(statement.lineno)
+    return lines
+
+
+def test_no_page_script_holds_a_statement_streamlit_would_draw() -> None:
+    """A variable's docstring in the Leaderboard's script read "Session-state key: the
+    goldset and tag the Runs picker was last drawn for." above the page's title."""
+    scripts = [DASHBOARD / "app.py", *sorted((DASHBOARD / "views").glob("*.py"))]
+    drawn = {
+        script.name: lines
+        for script in scripts
+        if (lines := _drawn_by_magic(ast.parse(script.read_text(encoding="utf-8"))))
+    }
+    assert drawn == {}
+    # And magic is off, for what a later page script might hold.
+    config = tomllib.loads((DASHBOARD / ".streamlit" / "config.toml").read_text("utf-8"))
+    assert config["runner"]["magicEnabled"] is False

@@ -17,8 +17,9 @@ from evalkit.redaction import visible
 # Runs ranked when neither a link nor a tag names them: the goldset's newest.
 NEWEST_BY_DEFAULT = 5
 CORRECTIONS = ("holm", "bonferroni", "tukey", "none")
+# Session-state key: the goldset and tag the Runs picker was last drawn for (a comment, as
+# Streamlit's magic would draw a bare string of a page script).
 SCOPE_KEY = "_evalkit_leaderboard_scope"
-"""Session-state key: the goldset and tag the Runs picker was last drawn for."""
 
 
 def render(page: ui.PageContext) -> None:
