@@ -18,6 +18,7 @@ from evalkit.cli._output import (
     OutputFormat,
     console,
     emit_json,
+    fits,
     key_values,
     print_text,
     say,
@@ -138,7 +139,37 @@ def list_runs(
         columns.append("tags")
         for row, run in zip(rows, runs, strict=True):
             row.append(", ".join(run.spec.tags) or "-")
-    console.print(table("runs", columns, rows))
+    drawn = table("runs", columns, rows)
+    if fits(drawn):
+        console.print(drawn)
+        return
+    # Squeezed into 80 columns every cell was cut ("comp…", "0.74…", "202… 17:…"): the
+    # columns a reader scans, whole, without vertical rules, and a word on the rest. Where
+    # a run was imported, and its tags, stay: they say what the run is.
+    from rich import box
+
+    started = len(columns) - len(rows[0]) + 7 if rows else 7
+    extra = list(range(started + 1, len(columns)))
+    for kept in ([0, 1, 2, 3, 5, 6], [0, 1, 2, 5, 6]):
+        narrow = table(
+            "runs",
+            ["goldset / window" if index == 2 else columns[index] for index in kept]
+            + ["started"]
+            + [columns[index] for index in extra],
+            [
+                [row[index] for index in kept]
+                + [f"{run.started_at:%m-%d %H:%M}"]
+                + [row[index] for index in extra]
+                for row, run in zip(rows, runs, strict=True)
+            ],
+        )
+        narrow.box, narrow.show_edge, narrow.pad_edge = box.SIMPLE_HEAD, False, False
+        narrow.collapse_padding = True
+        if fits(narrow):
+            break
+    console.print(narrow)
+    left_out = [columns[index] for index in (3, 4) if index not in kept]
+    say(f"{', '.join(left_out)} left out at this width: `evalkit runs show RUN`, or --format json")
 
 
 @runs_app.command("show")
