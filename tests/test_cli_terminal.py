@@ -406,6 +406,28 @@ def test_piped_gate_prints_plain_progress_lines_while_it_replays(
     assert "\x1b[" not in done.stderr
 
 
+def test_runs_list_in_80_columns_shows_each_run_whole(
+    workspace: Workspace, fixed_baseline: str
+) -> None:
+    """Squeezed into 80 columns the table cut every cell: "comp…", "0.74…", "202… 17:…"."""
+    done = run_on_terminal(
+        [*EVALKIT, "runs", "list", "--goldset", "demo"],
+        cwd=workspace.folder,
+        env=workspace.env(),
+        timeout=120,
+        columns=80,
+    )
+    assert done.returncode == 0, done.output[-4000:]
+    drawn = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", done.output).splitlines()
+    assert max(len(line) for line in drawn) <= 80
+    (row,) = [line for line in drawn if line.startswith(fixed_baseline)]
+    assert re.fullmatch(
+        rf"{fixed_baseline} +complete +demo +129 +\d\.\d{{4}} +\d\d-\d\d \d\d:\d\d *", row
+    ), row
+    assert "…" not in done.output
+    assert "not shown at this width: retriever, collection" in done.output
+
+
 def test_piped_json_output_prints_no_progress(workspace: Workspace) -> None:
     done = workspace.piped(*TRAFFIC_REPLAY, "--format", "json")
     assert done.returncode == 0, done.stderr

@@ -169,7 +169,7 @@ def list_runs(
             break
     console.print(narrow)
     left_out = [columns[index] for index in (3, 4) if index not in kept]
-    say(f"{', '.join(left_out)} left out at this width: `evalkit runs show RUN`, or --format json")
+    say(f"not shown at this width: {', '.join(left_out)} (see `evalkit runs show RUN`)")
 
 
 @runs_app.command("show")
