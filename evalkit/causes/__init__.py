@@ -2,20 +2,15 @@
 holds, joined and ranked by the share of the loss each cause can account for.
 
 ``join`` does the joining and says how causes are scored (its module docstring);
-``records`` holds what comes out. `evalkit explain`, `compare` and `gate`, the precision
+``subjects`` finds the runs a drift check or an alert is about; ``records`` holds what comes
+out. `evalkit explain`, `compare` and `gate`, the precision
 alert rule and the dashboard's "Probable causes" panel all call ``explain_comparison`` or
 one of the ``explain_*`` functions that resolve runs, a drift check or an alert first;
 ``latency`` names what can explain a latency rise (``index_growth``), for the gate's and the
 ``latency_regression`` rule's latency checks.
 """
 
-from evalkit.causes.join import (
-    explain_alert,
-    explain_comparison,
-    explain_drift_check,
-    explain_runs,
-    previous_run,
-)
+from evalkit.causes.join import explain_comparison, explain_runs, previous_run
 from evalkit.causes.latency import INDEX_GROWTH, index_growth
 from evalkit.causes.records import (
     CAUSE_KINDS,
@@ -25,6 +20,7 @@ from evalkit.causes.records import (
     CauseLink,
     Explanation,
 )
+from evalkit.causes.subjects import explain_alert, explain_drift_check
 
 __all__ = [
     "CAUSE_KINDS",
