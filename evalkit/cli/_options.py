@@ -44,12 +44,13 @@ Format = Annotated[OutputFormat, typer.Option("--format", help="table or json")]
 Output = Annotated[
     OutputFormat, typer.Option("--output", "-o", "--format", help="Output: table or json.")
 ]
-"""The output format of the review commands and of ``goldset generate`` (which writes drafts
-for review): ``-o/--output``, or ``--format`` as elsewhere."""
+"""The output format of the review commands and of the goldset commands that read no source
+format (``goldset generate``, ``remap``, ``publish``): ``-o/--output``, as ``goldset import``
+has it, or ``--format`` as elsewhere."""
 
 OutputOnly = Annotated[OutputFormat, typer.Option("--output", "-o", help="Output: table or json.")]
 """The ``-o/--output`` format of a command without ``--format`` for it: the review exchange
-commands, whose ``--format`` names the annotation tool, and ``goldset remap``."""
+commands, whose ``--format`` names the annotation tool."""
 
 TextsChromaUrl = Annotated[
     str | None, typer.Option("--chroma-url", help="With --collection: a Chroma server's URL.")

@@ -9,7 +9,7 @@ import typer
 
 from evalkit.cli import goldset_generate  # noqa: F401  (registers `goldset generate`)
 from evalkit.cli._app import goldset_app
-from evalkit.cli._options import OutputOnly
+from evalkit.cli._options import Output as OutputOrFormat
 from evalkit.cli._output import (
     OutputFormat,
     console,
@@ -273,7 +273,7 @@ def remap(
         str | None,
         typer.Option("--name", help="Store the new version under this name (default: NAME)."),
     ] = None,
-    output: OutputOnly = OutputFormat.table,
+    output: OutputOrFormat = OutputFormat.table,
 ) -> None:
     """Move a goldset's span-anchored judgments onto a re-chunked corpus, as a new version.
 
@@ -395,7 +395,7 @@ def publish(
             help="Publish an accepted item only once this many reviewers reviewed it.",
         ),
     ] = PUBLISH_DEFAULTS.min_reviews,
-    output: Output = OutputFormat.table,
+    output: OutputOrFormat = OutputFormat.table,
 ) -> None:
     """Publish the review queue's accepted items as a new version of goldset NAME.
 
