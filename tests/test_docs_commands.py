@@ -16,6 +16,7 @@ import pytest
 import typer
 import typer.main
 from conftest import REPO_ROOT
+from test_cli_exit_codes import registered_commands
 
 from evalkit.cli import _USAGE_ERRORS, app
 
@@ -80,6 +81,24 @@ DOCUMENTED = [
 ]
 
 
+def help_examples() -> Iterator[tuple[str, str]]:
+    """Each command with the command lines of its ``--help`` example (``Example: ...``; a
+    second command line of one example, after ``or`` or ``later``, is one too)."""
+
+    def walk(command: Any, path: str) -> Iterator[tuple[str, str]]:
+        for name, sub in getattr(command, "commands", {}).items():
+            yield from walk(sub, f"{path} {name}")
+        if not getattr(command, "commands", None):
+            for example in re.findall(r"Examples?:\s*(.*?)(?:\n\s*\n|$)", command.help or "", re.S):
+                text = " ".join(example.split())
+                for line in re.findall(
+                    r"evalkit .*?(?=[,;]? (?:or |later |then )?evalkit |$)", text
+                ):
+                    yield path, line
+
+    yield from walk(root(), "evalkit")
+
+
 def test_the_docs_show_command_lines() -> None:
     pages = {param.id.split(":")[0] for param in DOCUMENTED if param.id}
     assert len(DOCUMENTED) > 100
@@ -101,6 +120,19 @@ def test_a_documented_command_line_parses(line: str) -> None:
         message = error.format_message()
         if not any(reason in message for reason in TOLERATED):
             pytest.fail(f"{line}\n  -> {message}")
+
+
+def test_every_command_has_a_help_example_that_parses() -> None:
+    """``evalkit CMD --help`` shows an example (README.md says every command has one), and
+    the example is a command line the command takes."""
+    examples: dict[str, list[str]] = {}
+    for command, line in help_examples():
+        examples.setdefault(command, []).append(line)
+    without = sorted(registered_commands() - set(examples))
+    assert without == [], "no example in --help"
+    for lines in examples.values():
+        for line in lines:
+            test_a_documented_command_line_parses(line)
 
 
 def choices(param: Any) -> set[str]:
