@@ -327,6 +327,36 @@ def test_a_setting_an_earlier_evalkit_did_not_record_is_no_retriever_change(
     assert changed.statement.startswith("the retriever changed: ef_search 100 -> 10;")
 
 
+def test_the_outcome_of_the_model_check_is_no_retriever_change(store: Store) -> None:
+    """A collection evalkit did not build records the re-embedding check in its description
+    (``model_check``): its cosines move with the sampled records, and runs stored before it
+    was made lack it, so neither names the retriever as changed."""
+    gold = goldset(N)
+    save_goldset(store, gold)
+    worse = _without({f"{q}-b" for q in query_ids(N)[:4]})
+
+    def chroma_run(rankings: dict[str, list[str]], **extra: object) -> str:
+        return store_run(
+            store,
+            gold,
+            rankings,
+            retriever_kind="chroma-embedded",
+            config={**CHROMA, **extra},
+            collection="mini",
+            model_fingerprint="fp-1",
+            index_fingerprint="idx-1",
+            measures=MEASURES,
+        )
+
+    old = chroma_run({q: perfect(q) for q in query_ids(N)})
+    checked = {"method": "dimension and 16 re-embedded stored texts"}
+    first = chroma_run(worse, model_check={**checked, "result": {"median_cosine": 0.998}})
+    second = chroma_run(worse, model_check={**checked, "result": {"median_cosine": 0.997}})
+    for baseline, candidate in ((old, first), (first, second)):
+        causes = explain_runs(store, candidate, baseline=baseline, test=FAST).causes
+        assert "retriever_changed" not in [cause.kind for cause in causes]
+
+
 def test_an_index_fingerprint_an_earlier_evalkit_recorded_is_no_index_change(
     store: Store,
 ) -> None:

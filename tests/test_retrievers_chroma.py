@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -534,6 +535,50 @@ def test_collections_evalkit_did_not_build_are_guarded(
     assert empty.count() == 0
     report = index_corpus(embedded_client, corpus()[:3], embedder, collection_name="empty-one")
     assert report.added == 3
+
+
+def test_a_collection_another_model_of_the_same_dimension_built_is_refused(
+    chroma_server: ChromaServer, embedder: CachedEmbedder
+) -> None:
+    # A collection an application built (no evalkit fingerprint) with another 384-dimension
+    # model: a rotation of MiniLM's space is as unaligned with it as another model's is.
+    docs = corpus()[:12]
+    vectors = embedder.embed([doc.text for doc in docs]).astype(np.float64)
+    rotation, _ = np.linalg.qr(np.random.default_rng(3).normal(size=(384, 384)))
+    client = open_chroma_client(url=chroma_server.url)
+    try:
+        for name, stored in (("app-other-model", vectors @ rotation), ("app-same-model", vectors)):
+            with contextlib.suppress(Exception):
+                client.delete_collection(name)
+            collection = client.create_collection(
+                name, embedding_function=None, configuration={"hnsw": {"space": "cosine"}}
+            )
+            collection.add(
+                ids=[doc.id for doc in docs],
+                embeddings=stored.tolist(),
+                documents=[doc.text for doc in docs],
+            )
+    finally:
+        close_client(client)
+
+    with pytest.raises(RetrieverError, match=r"app-other-model.*median cosine") as refused:
+        ChromaRetriever.server(chroma_server.url, "app-other-model", embedder)
+    assert "--allow-model-mismatch" in str(refused.value)
+
+    with ChromaRetriever.server(
+        chroma_server.url, "app-other-model", embedder, allow_model_mismatch=True
+    ) as tolerant:
+        assert tolerant.retrieve(queries_for(["How tall is the Eiffel Tower?"]), 3)[0].ok
+        measured = tolerant.describe()["model_check"]
+    assert measured["result"]["sampled"] == 12
+    assert measured["result"]["median_cosine"] < 0.5
+
+    with ChromaRetriever.server(chroma_server.url, "app-same-model", embedder) as same:
+        top = same.retrieve(queries_for(["How tall is the Eiffel Tower?"]), 1)[0]
+        checked = same.describe()["model_check"]
+    assert top.docs[0].doc_id == "eiffel"
+    assert checked["method"] == "dimension and 16 re-embedded stored texts"
+    assert checked["result"]["median_cosine"] == pytest.approx(1.0, abs=1e-4)
 
 
 def test_bad_documents_are_reported(embedded_client: Any, embedder: CachedEmbedder) -> None:

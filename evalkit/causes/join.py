@@ -90,9 +90,11 @@ _MISSING_FINDINGS: Final = ("orphaned_judgments", "missing_from_index")
 _STALE_FINDINGS: Final = ("changed_at_source",)
 _MODEL_FINDINGS: Final = ("model_fingerprint_mismatch", "vectors_from_another_model")
 _DRIFT_STREAMS: Final = {"documents": "document_drift", "queries": "query_drift"}
-_NOT_RETRIEVER_FACTS: Final = frozenset({"count", INDEXED_FINGERPRINT, "model"})
+_NOT_RETRIEVER_FACTS: Final = frozenset({"count", INDEXED_FINGERPRINT, "model", "model_check"})
 """Description fields other causes report: the index's document count and stored fingerprint
-(``index_changed``) and the query model (``query_model_changed``)."""
+(``index_changed``) and the query model (``query_model_changed``); and the outcome of the check
+that the store's vectors were made by the query model (``model_check``: its cosines move with
+the sampled documents, and a model that failed it would have stopped the run)."""
 _RECORDED_LATER: Final = frozenset({"ef_search"})
 """Description fields evalkit began recording after runs were already stored (Chroma's
 ``ef_search``): a run recorded before lacks the field, which says nothing of its value, so

@@ -39,6 +39,12 @@ from evalkit.retrievers.chroma_client import (
     set_hnsw_configuration,
 )
 from evalkit.retrievers.embedded import EmbeddedQueryRetriever
+from evalkit.retrievers.model_check import (
+    REEMBED_SAMPLE,
+    ReembeddingCheck,
+    check_reembedding,
+    describe_model_check,
+)
 
 if TYPE_CHECKING:
     from chromadb.api import ClientAPI
@@ -132,6 +138,8 @@ class ChromaRetriever(EmbeddedQueryRetriever[dict[str, Any] | None]):
         if where_key is not None:
             self._check_where_key(where_key)
         self._model_checked = False
+        self._reembedding: ReembeddingCheck | None = None
+        self._model_check_skipped: str | None = None
         self._previous_ef_search: int | None = None
         self._ef_search_mark: Path | None = None
         if not defer_model_check:
@@ -308,16 +316,39 @@ class ChromaRetriever(EmbeddedQueryRetriever[dict[str, Any] | None]):
                     "(--allow-model-mismatch) to measure what it costs."
                 )
             return
-        sample = self._collection.get(limit=1, include=["embeddings"])
+        # A collection evalkit did not build records no model, and two models of one
+        # dimension (MiniLM and bge-small are both 384) would pass a dimension check while
+        # every search is silently wrong; Chroma keeps each record's text, so a sample of
+        # them is re-embedded and compared with the stored vectors.
+        sample = self._collection.get(limit=REEMBED_SAMPLE, include=["embeddings", "documents"])
         embeddings = sample.get("embeddings")
-        if embeddings is not None and len(embeddings) > 0:
-            dimension = len(embeddings[0])
-            if dimension != current.dimension:
-                raise RetrieverError(
-                    f"Chroma collection '{name}' holds {dimension}-dimensional vectors, but "
-                    f"the embedder {current.name} makes {current.dimension}-dimensional ones; "
-                    "query it with the model it was built with."
-                )
+        if embeddings is None or len(embeddings) == 0:
+            self._model_check_skipped = "the collection holds no records"
+            return
+        dimension = len(embeddings[0])
+        if dimension != current.dimension:
+            raise RetrieverError(
+                f"Chroma collection '{name}' holds {dimension}-dimensional vectors, but "
+                f"the embedder {current.name} makes {current.dimension}-dimensional ones; "
+                "query it with the model it was built with."
+            )
+        texts: Sequence[str | None] = sample.get("documents") or []
+        rows = [
+            (text, [float(value) for value in vector])
+            for text, vector in zip(texts, embeddings, strict=False)
+            if isinstance(text, str)
+        ]
+        self._reembedding = check_reembedding(
+            rows,
+            self._embedder,
+            store=f"Chroma collection '{name}'",
+            text_source="stored text",
+            remedy=(
+                "if the stored texts are not what was embedded, allow the mismatch explicitly "
+                "(--allow-model-mismatch)"
+            ),
+            refuse=not allow_model_mismatch,
+        )
 
     def _groups(self, queries: Sequence[Query]) -> list[tuple[dict[str, Any] | None, list[int]]]:
         key = self._where_key
@@ -401,6 +432,12 @@ class ChromaRetriever(EmbeddedQueryRetriever[dict[str, Any] | None]):
             ef_search=_configured_ef_search(self._collection),
             indexed_fingerprint=(self._collection.metadata or {}).get(INDEX_FINGERPRINT_KEY),
         )
+        if self._stored_model is None and self._model_checked:
+            description["model_check"] = describe_model_check(
+                self._reembedding,
+                text_source=None if self._reembedding is None else "stored texts",
+                unset=self._model_check_skipped or "the collection keeps no texts to re-embed",
+            )
         unfinished = (self._collection.metadata or {}).get(INDEXING_STARTED_KEY)
         if unfinished is not None:
             description["unfinished_indexing"] = str(unfinished)

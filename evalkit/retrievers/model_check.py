@@ -1,8 +1,9 @@
 """Whether a store's vectors were made by the query embedder, told from its stored text.
 
-A pgvector table or a Qdrant collection records no embedding model, so its dimension is all
-a retriever can compare without more evidence, and two models of one dimension (MiniLM and
-bge-small are both 384) would pass while every search is silently wrong. Where the store
+A pgvector table, a Qdrant collection or a Chroma collection evalkit did not build records no
+embedding model, so its dimension is all a retriever can compare without more evidence, and
+two models of one dimension (MiniLM and bge-small are both 384) would pass while every search
+is silently wrong. Where the store
 keeps each document's text, evalkit re-embeds a few documents with the query embedder and
 compares them with their stored vectors. The same model gives cosines near 1 (lower only where
 the stored text differs a little from what was embedded, e.g. a title left out); another model
@@ -70,13 +71,16 @@ def check_reembedding(
     *,
     store: str,
     text_source: str,
+    remedy: str = "if that text is not what was embedded, leave it unset",
+    refuse: bool = True,
 ) -> ReembeddingCheck | None:
     """Re-embed each row's text and compare it with the row's stored vector.
 
     ``rows`` are (text, stored vector) pairs; rows without text, or whose vector is not of
     the embedder's dimension, are left out; None when none is left. Raises
     ``RetrieverError`` naming ``store``, the model and the cosines when the vectors come from
-    another model.
+    another model (ending with ``remedy``: what to do when the text is not what was
+    embedded); with ``refuse=False`` the check is returned instead, ``same_model`` False.
     """
     dimension = embedder.dimension
     kept = [
@@ -95,14 +99,13 @@ def check_reembedding(
         median_cosine=float(np.median(cosines)),
         lowest_cosine=float(np.min(cosines)),
     )
-    if not check.same_model:
+    if refuse and not check.same_model:
         raise RetrieverError(
             f"the vectors of {store} were not made by the query embedder {embedder.name}: "
             f"{check.sampled} documents' {text_source} re-embedded with it agree with their "
             f"stored vectors at a median cosine of {check.median_cosine:.3f} (the same model "
             f"gives about 1, another model about 0; the limit is {SAME_MODEL_MEDIAN_COSINE}). "
-            "Configure [embedder] with the model the store was built with; if that text is not "
-            "what was embedded, leave it unset."
+            f"Configure [embedder] with the model the store was built with; {remedy}."
         )
     return check
 
