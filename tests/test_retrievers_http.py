@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -16,7 +17,10 @@ from typing import Any
 
 import httpx
 import pytest
+from evalkit_in_process import invoke_evalkit
+from evalkit_process import fresh_env
 from loopback import serving
+from overlap_retriever import overlap_retriever
 
 from evalkit.errors import ConfigError, RetrieverError
 from evalkit.records import Query, ScoredDoc
@@ -617,3 +621,47 @@ def test_a_body_that_trickles_in_past_the_timeout_times_out() -> None:
     assert result.error is not None
     assert result.error.startswith("timed out after 0.5 s: the response was still arriving")
     assert result.error.endswith("(after 2 attempts)")
+
+
+class _OwnIds(BaseHTTPRequestHandler):
+    """Answers every query with ids of its own (chunk ids), none of them the goldset's."""
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        results = [{"id": f"chunk-{n:04d}", "score": 1.0 - n / 100} for n in range(body["k"])]
+        payload = json.dumps({"results": results}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_a_run_that_returned_no_judged_document_warns_that_the_ids_may_differ(
+    tmp_path: Path,
+) -> None:
+    """An endpoint naming documents by ids of its own scored 0 on every measure, stored
+    complete with nothing to say why; the run now warns, naming an id of each side."""
+    demo = str(Path(__file__).resolve().parent.parent / "goldsets" / "demo")
+
+    def run(url: str) -> subprocess.CompletedProcess[str]:
+        args = ("run", "--goldset", demo, "--http-retriever", url, "--k", "5", "-m", "ndcg@5")
+        return invoke_evalkit(*args, "--format", "json", env=fresh_env(tmp_path / "home"))
+
+    with serving(_OwnIds) as url:
+        own = run(f"{url}/search")
+    assert own.returncode == 0, own.stderr
+    assert json.loads(own.stdout)["status"] == "complete"
+    assert (
+        "warning: not one of the 645 documents the retriever returned is judged in goldset "
+        "demo (it returned ids such as 'chunk-0000'; the goldset judges ids such as 'd0001'), "
+        "so every measure is 0."
+    ) in " ".join(own.stderr.split())
+
+    with overlap_retriever() as url:
+        matching = run(url)
+    assert matching.returncode == 0, matching.stderr
+    assert "not one of the" not in matching.stderr

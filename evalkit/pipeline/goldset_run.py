@@ -176,7 +176,7 @@ def evaluate_goldset(
             store_seconds: float,
         ) -> RunOutcome:
             replayed.append(report.results)
-            return _goldset_outcome(
+            outcome = _goldset_outcome(
                 writing,
                 run_id,
                 goldset,
@@ -184,6 +184,8 @@ def evaluate_goldset(
                 seconds_metrics=metrics_seconds,
                 seconds_store=store_seconds,
             )
+            note = unjudged_ids_note(goldset, report.results)
+            return dataclasses.replace(outcome, unjudged_ids_note=note)
 
         outcome = replay_run(
             store,
@@ -288,6 +290,24 @@ def _goldset_outcome(
         seconds_metrics=seconds_metrics,
         seconds_store=seconds_store,
         unfiltered_tenants=unfiltered,
+    )
+
+
+def unjudged_ids_note(goldset: Goldset, results: Sequence[QueryResult]) -> str | None:
+    """What to tell when the retriever returned documents and not one of them is judged in
+    ``goldset``: every measure is then 0, most often because the retriever names documents
+    by ids of its own (a chunk id, a point's UUID, a row key) rather than the goldset's;
+    None when any returned document is judged, or none was returned."""
+    judged = {judgment.doc_id for judgment in goldset.judgments}
+    returned = [doc.doc_id for result in results for doc in result.docs]
+    if not returned or not judged or any(doc_id in judged for doc_id in returned):
+        return None
+    return (
+        f"not one of the {len(returned)} documents the retriever returned is judged in "
+        f"goldset {goldset.name} (it returned ids such as {returned[0]!r}; the goldset "
+        f"judges ids such as {min(judged)!r}), so every measure is 0. If the retriever "
+        "names documents by ids of its own, have it return the goldset's doc ids "
+        "(docs/retrievers.md#document-ids)"
     )
 
 
