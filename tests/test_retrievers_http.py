@@ -19,7 +19,7 @@ import httpx
 import pytest
 from evalkit_in_process import invoke_evalkit
 from evalkit_process import fresh_env
-from loopback import serving
+from loopback import JSONHandler, serving
 from overlap_retriever import overlap_retriever
 
 from evalkit.errors import ConfigError, RetrieverError
@@ -623,21 +623,14 @@ def test_a_body_that_trickles_in_past_the_timeout_times_out() -> None:
     assert result.error.endswith("(after 2 attempts)")
 
 
-class _OwnIds(BaseHTTPRequestHandler):
+class _OwnIds(JSONHandler):
     """Answers every query with ids of its own (chunk ids), none of them the goldset's."""
 
     def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        results = [{"id": f"chunk-{n:04d}", "score": 1.0 - n / 100} for n in range(body["k"])]
-        payload = json.dumps({"results": results}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+        k = self.read_json()["k"]
+        self.send_json(
+            {"results": [{"id": f"chunk-{n:04d}", "score": 1 - n / 100} for n in range(k)]}
+        )
 
 
 def test_a_run_that_returned_no_judged_document_warns_that_the_ids_may_differ(
