@@ -658,3 +658,35 @@ def test_a_run_that_returned_no_judged_document_warns_that_the_ids_may_differ(
         matching = run(url)
     assert matching.returncode == 0, matching.stderr
     assert "not one of the" not in matching.stderr
+
+
+class _NotJson(JSONHandler):
+    """A 204 with no body under /empty; a proxy's HTML page, status 200, anywhere else."""
+
+    def do_POST(self) -> None:
+        self.read_json()
+        if self.path.startswith("/empty/"):
+            self.send_response(204)
+            self.end_headers()
+            return
+        self.send_body(b"<html><body>Sign in</body></html>", content_type="text/html")
+
+
+def test_a_body_that_is_not_json_says_what_it_was() -> None:
+    """Both failed with "Expecting value: line 1 column 1 (char 0)", which says nothing of
+    an empty answer or of an HTML page in place of the endpoint's JSON."""
+    with serving(_NotJson) as url:
+        with make_retriever(f"{url}/empty") as empty:
+            (nothing,) = empty.retrieve([Query("q1", "q")], 3)
+        with make_retriever(url) as html:
+            (page,) = html.retrieve([Query("q1", "q")], 3)
+    assert nothing.error == (
+        'malformed response (HTTP 204): the body is empty; answer with a JSON object, {"results": '
+        "[]} for no results (after 1 attempt)"
+    )
+    assert page.error == (
+        "malformed response (HTTP 200): the body is not JSON (text/html): <html><body>Sign "
+        "in</body></html> (after 1 attempt)"
+    )
+    assert not nothing.docs
+    assert not page.docs

@@ -306,6 +306,15 @@ def _capped_body(response: httpx.Response, deadline: float) -> bytes | None:
     return b"".join(chunks)
 
 
+def _not_json(response: httpx.Response, body: bytes) -> str:
+    """Why a successful answer's body is not the JSON asked for: empty, or what it holds."""
+    if not body.strip():
+        return 'the body is empty; answer with a JSON object, {"results": []} for no results'
+    content_type = response.headers.get("Content-Type", "no Content-Type")
+    excerpt = masked_excerpt(" ".join(body.decode("utf-8", "replace").split()), _ERROR_BODY_CHARS)
+    return f"the body is not JSON ({content_type}): {excerpt}"
+
+
 def _retry_after_seconds(response: httpx.Response) -> float | None:
     return retry_after_seconds(response.headers.get("Retry-After"))
 
@@ -445,7 +454,12 @@ class HttpRetriever(ClosesOnExit):
                 )
             try:
                 parsed = parse_response(depth_checked(json.loads, body), k)
-            except ValueError as error:  # JSON decoding and shape errors
+            except json.JSONDecodeError as error:
+                # "Expecting value: line 1 column 1" says nothing of an empty body (a 204) or
+                # a proxy's HTML page in place of the endpoint's JSON.
+                failure = f"malformed response (HTTP {status_code}): {_not_json(response, body)}"
+                raise _AttemptError(failure, retryable=False, status_code=status_code) from error
+            except ValueError as error:  # shape errors, and JSON nested too deeply
                 failure = f"malformed response (HTTP {status_code}): {error}"
                 raise _AttemptError(failure, retryable=False, status_code=status_code) from error
             result = QueryResult(
