@@ -5,13 +5,16 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import numpy.typing as npt
 import pytest
 from chroma_server import ChromaServer, chroma_server_fixture, free_port  # noqa: F401
+from loopback import serving
 
 from evalkit.embedding import Embedder, ModelFingerprint, load_embedder
 from evalkit.errors import ConfigError, EmbeddingError, InputError, RetrieverError
@@ -608,6 +611,72 @@ def test_missing_collection_lists_the_existing_ones(
         get_collection(embedded_client, "absent")
     with pytest.raises(RetrieverError, match="present"):
         ChromaRetriever.embedded(tmp_path / "chroma", "absent", embedder)
+
+
+def token_proxy(upstream: str, token: str) -> type[BaseHTTPRequestHandler]:
+    """A reverse proxy before ``upstream`` that wants ``Authorization: Bearer TOKEN`` and
+    answers anything else as nginx does: 401 with an HTML page."""
+
+    class Proxy(BaseHTTPRequestHandler):
+        def forward(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            if self.headers.get("Authorization") != f"Bearer {token}":
+                page = b"<html><head><title>401 Authorization Required</title></head></html>"
+                status, headers, content = 401, {"Content-Type": "text/html"}, page
+            else:
+                answer = httpx.request(
+                    self.command,
+                    upstream + self.path,
+                    content=body,
+                    headers={"Content-Type": self.headers.get("Content-Type", "")},
+                )
+                status, content = answer.status_code, answer.content
+                headers = {"Content-Type": answer.headers.get("Content-Type", "")}
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(content)))
+            self.end_headers()
+            self.wfile.write(content)
+
+        def do_GET(self) -> None:
+            self.forward()
+
+        def do_POST(self) -> None:
+            self.forward()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    return Proxy
+
+
+def test_a_server_refusing_the_credentials_is_not_called_unreachable(
+    chroma_server: ChromaServer,
+    server_collection: str,
+    embedder: CachedEmbedder,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A proxy's 401 was reported as "cannot reach the Chroma server ... Start one with
+    `chroma run`", sending the user to start a server that was running."""
+    monkeypatch.delenv("EVALKIT_CHROMA_TOKEN", raising=False)
+    with serving(token_proxy(chroma_server.url, "s3cret")) as url:
+        with pytest.raises(RetrieverError) as refused:
+            ChromaRetriever.server(url, server_collection, embedder)
+        message = str(refused.value)
+        assert message.startswith(f"the Chroma server at {url} refused the request: ")
+        assert "no token was sent: set EVALKIT_CHROMA_TOKEN" in message
+        assert "chroma run" not in message
+
+        monkeypatch.setenv("EVALKIT_CHROMA_TOKEN", "wrong")
+        with pytest.raises(RetrieverError, match="the token in EVALKIT_CHROMA_TOKEN was sent"):
+            ChromaRetriever.server(url, server_collection, embedder)
+
+        monkeypatch.setenv("EVALKIT_CHROMA_TOKEN", "s3cret")
+        with ChromaRetriever.server(url, server_collection, embedder) as retriever:
+            (found,) = retriever.retrieve(queries_for(["who wrote Hamlet"]), 1)
+    assert found.docs[0].doc_id == "shakespeare"
 
 
 def test_unreachable_server_raises_up_front(embedder: CachedEmbedder) -> None:

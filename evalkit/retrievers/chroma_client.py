@@ -207,6 +207,18 @@ def open_chroma_client(
             )
         except Exception as error:  # the client raises ValueError, httpx and Chroma errors
             reason = redact(describe_exception(error), sent_headers.values())
+            if _refused_credentials(error):
+                # It was reached: "start one with chroma run" would send the user astray.
+                advice = (
+                    f"the token in {CHROMA_TOKEN_ENV} was sent (as Authorization: Bearer); "
+                    "check that the server accepts it"
+                    if token
+                    else f"no token was sent: set {CHROMA_TOKEN_ENV} to one it accepts (sent "
+                    "as Authorization: Bearer)"
+                )
+                raise RetrieverError(
+                    f"the Chroma server at {mask_url(url)} refused the request: {reason}; {advice}."
+                ) from error
             raise RetrieverError(
                 f"cannot reach the Chroma server at {mask_url(url)}: {reason}. Start one with "
                 "`chroma run --path DIR --host 127.0.0.1 --port PORT`, or correct the URL "
@@ -226,6 +238,17 @@ def open_chroma_client(
             "Check that the path (EVALKIT_CHROMA_PATH) is a writable directory that no other "
             "process holds open."
         ) from error
+
+
+def _refused_credentials(error: Exception) -> bool:
+    """Whether the server (or a proxy before it) answered 401 or 403: Chroma's own auth
+    errors, or a plain body chromadb re-raises with the status's name in it."""
+    from chromadb.errors import AuthorizationError, ChromaAuthError
+
+    if isinstance(error, AuthorizationError | ChromaAuthError):
+        return True
+    text = str(error)
+    return any(word in text for word in ("Unauthorized", "Forbidden", "Authorization Required"))
 
 
 def close_client(client: ClientAPI) -> None:
