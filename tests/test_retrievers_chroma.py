@@ -19,7 +19,10 @@ from loopback import serving
 from evalkit.embedding import Embedder, ModelFingerprint, load_embedder
 from evalkit.errors import ConfigError, EmbeddingError, InputError, RetrieverError
 from evalkit.goldset import content_hash
-from evalkit.records import Document, Query
+from evalkit.goldset.model import Goldset
+from evalkit.pipeline import evaluate_goldset
+from evalkit.records import Document, Judgment, Query
+from evalkit.records.requests import GoldsetRunRequest
 from evalkit.retrievers import (
     ChromaRetriever,
     Retriever,
@@ -39,6 +42,7 @@ from evalkit.retrievers.chroma_client import (
     contents_fingerprint,
     parse_chroma_url,
 )
+from evalkit.store import Store
 
 pytestmark = pytest.mark.slow
 
@@ -582,6 +586,36 @@ def test_a_collection_another_model_of_the_same_dimension_built_is_refused(
     assert top.docs[0].doc_id == "eiffel"
     assert checked["method"] == "dimension and 16 re-embedded stored texts"
     assert checked["result"]["median_cosine"] == pytest.approx(1.0, abs=1e-4)
+
+
+def test_a_run_of_an_empty_collection_says_that_nothing_was_returned(
+    chroma_server: ChromaServer, server_collection: str, embedder: CachedEmbedder, store: Store
+) -> None:
+    """Every query of an empty collection answers no document: the run was stored complete
+    with every measure 0 and nothing to say why."""
+    client = open_chroma_client(url=chroma_server.url)
+    try:
+        with contextlib.suppress(Exception):
+            client.delete_collection("nothing-indexed")
+        client.create_collection("nothing-indexed", embedding_function=None)
+    finally:
+        close_client(client)
+    gold = Goldset.build(
+        "facts",
+        queries_for(["How tall is the Eiffel Tower?", "who wrote Hamlet"]),
+        [Judgment("q0", "eiffel", 1), Judgment("q1", "shakespeare", 1)],
+    )
+    request = GoldsetRunRequest(k=5, measures=("ndcg@5",))
+    with ChromaRetriever.server(chroma_server.url, "nothing-indexed", embedder) as empty:
+        outcome = evaluate_goldset(store, gold, empty, request)
+    assert outcome.run.status == "complete"
+    assert outcome.nothing_judged_note == (
+        "the retriever returned no document for any of the 2 queries it answered, so every "
+        "measure is 0: check that the index holds documents and that no filter (a tenant, "
+        "--where-key) excludes them all"
+    )
+    with ChromaRetriever.server(chroma_server.url, server_collection, embedder) as indexed:
+        assert evaluate_goldset(store, gold, indexed, request).nothing_judged_note is None
 
 
 def test_bad_documents_are_reported(embedded_client: Any, embedder: CachedEmbedder) -> None:

@@ -240,8 +240,8 @@ def run(
     unfiltered = outcome.unfiltered_tenants_note
     if unfiltered:
         say(f"note: {unfiltered}")
-    if outcome.unjudged_ids_note:
-        say(f"warning: {outcome.unjudged_ids_note}")
+    if outcome.nothing_judged_note:
+        say(f"warning: {outcome.nothing_judged_note}")
     partial = unfinished_indexing(data)
     if partial:
         say(f"warning: {partial}")

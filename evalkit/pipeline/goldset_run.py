@@ -184,8 +184,8 @@ def evaluate_goldset(
                 seconds_metrics=metrics_seconds,
                 seconds_store=store_seconds,
             )
-            note = unjudged_ids_note(goldset, report.results)
-            return dataclasses.replace(outcome, unjudged_ids_note=note)
+            note = nothing_judged_note(goldset, report.results)
+            return dataclasses.replace(outcome, nothing_judged_note=note)
 
         outcome = replay_run(
             store,
@@ -293,15 +293,24 @@ def _goldset_outcome(
     )
 
 
-def unjudged_ids_note(goldset: Goldset, results: Sequence[QueryResult]) -> str | None:
-    """What to tell when the retriever returned documents and not one of them is judged in
-    ``goldset``: every measure is then 0, most often because the retriever names documents
-    by ids of its own (a chunk id, a point's UUID, a row key) rather than the goldset's;
-    None when any returned document is judged, or none was returned."""
+def nothing_judged_note(goldset: Goldset, results: Sequence[QueryResult]) -> str | None:
+    """What to tell when every measure of a goldset run is 0 for want of a judged document:
+    the queries answered returned no document at all (an empty index, a filter excluding
+    everything), or not one returned document is judged in ``goldset``, most often because
+    the retriever names documents by ids of its own (a chunk id, a point's UUID, a row key)
+    rather than the goldset's. None when a returned document is judged, or no query was
+    answered (the failures say why)."""
+    answered = [result for result in results if result.ok]
     judged = {judgment.doc_id for judgment in goldset.judgments}
-    returned = [doc.doc_id for result in results for doc in result.docs]
-    if not returned or not judged or any(doc_id in judged for doc_id in returned):
+    returned = [doc.doc_id for result in answered for doc in result.docs]
+    if not answered or not judged or any(doc_id in judged for doc_id in returned):
         return None
+    if not returned:
+        return (
+            f"the retriever returned no document for any of the {len(answered)} queries it "
+            "answered, so every measure is 0: check that the index holds documents and that "
+            "no filter (a tenant, --where-key) excludes them all"
+        )
     return (
         f"not one of the {len(returned)} documents the retriever returned is judged in "
         f"goldset {goldset.name} (it returned ids such as {returned[0]!r}; the goldset "

@@ -81,9 +81,9 @@ class RunOutcome:
     unfiltered_tenants: tuple[int, int] = (0, 0)
     """(queries, tenants) of a goldset's tenanted queries replayed on a retriever that does
     not filter by tenant: each searched every tenant's documents."""
-    unjudged_ids_note: str | None = None
-    """What to tell when not one document the retriever returned is judged in the goldset
-    (its ids are likely not the goldset's); None otherwise."""
+    nothing_judged_note: str | None = None
+    """What to tell when the queries answered returned no document at all, or not one that
+    the goldset judges (its ids are likely not the goldset's); None otherwise."""
 
     @property
     def unfiltered_tenants_note(self) -> str | None:
