@@ -661,13 +661,17 @@ def test_a_run_that_returned_no_judged_document_warns_that_the_ids_may_differ(
 
 
 class _NotJson(JSONHandler):
-    """A 204 with no body under /empty; a proxy's HTML page, status 200, anywhere else."""
+    """A 204 with no body under /empty, ``{"results": null}`` under /null; a proxy's HTML
+    page, status 200, anywhere else."""
 
     def do_POST(self) -> None:
         self.read_json()
         if self.path.startswith("/empty/"):
             self.send_response(204)
             self.end_headers()
+            return
+        if self.path.startswith("/null/"):
+            self.send_json({"results": None})
             return
         self.send_body(b"<html><body>Sign in</body></html>", content_type="text/html")
 
@@ -690,3 +694,15 @@ def test_a_body_that_is_not_json_says_what_it_was() -> None:
     )
     assert not nothing.docs
     assert not page.docs
+
+
+def test_the_probe_names_the_expected_shape_once() -> None:
+    """A body of the wrong shape already says what was expected; the probe's hint repeated
+    the whole shape after it."""
+    with (
+        serving(_NotJson) as url,
+        make_retriever(f"{url}/null") as wrong,
+        pytest.raises(RetrieverError, match="does not answer a probe query") as refused,
+    ):
+        wrong.check()
+    assert str(refused.value).count('{"results": [{"id": "<doc id>"') == 1

@@ -506,14 +506,15 @@ class HttpRetriever(ClosesOnExit):
         outcome = self._ask(_CHECK_QUERY, 1)
         if outcome.result.ok:
             return
+        error = outcome.result.error or ""
         hint = _MISCONFIGURED_HINTS.get(outcome.status_code or 0, "")
         if outcome.status_code is None:
             hint = "check the URL and that the service is running"
-        elif not hint and "malformed" in (outcome.result.error or ""):
+        elif not hint and "malformed" in error and _EXPECTED_SHAPE not in error:
             hint = f"the endpoint must answer {_EXPECTED_SHAPE}"
         raise RetrieverError(
             f"HTTP retriever at {mask_url(self._url)} does not answer a probe query: "
-            f"{outcome.result.error}" + (f"; {hint}" if hint else "")
+            f"{error}" + (f"; {hint}" if hint else "")
         )
 
     def describe(self) -> dict[str, Any]:
