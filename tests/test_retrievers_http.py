@@ -8,7 +8,7 @@ import subprocess
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler
@@ -23,7 +23,10 @@ from loopback import JSONHandler, serving
 from overlap_retriever import overlap_retriever
 
 from evalkit.errors import ConfigError, RetrieverError
-from evalkit.records import Query, ScoredDoc
+from evalkit.goldset.model import Goldset
+from evalkit.pipeline import evaluate_goldset
+from evalkit.records import Judgment, Query, QueryResult, ScoredDoc
+from evalkit.records.requests import GoldsetRunRequest
 from evalkit.retrievers import HttpRetriever, Retriever, check_retriever
 from evalkit.retrievers.http import (
     HTTP_TOKEN_ENV,
@@ -33,6 +36,8 @@ from evalkit.retrievers.http import (
     parse_response,
     parse_results,
 )
+from evalkit.store import Store
+from evalkit.store.runs import run_results
 
 TOKEN = "s3cret-token-value"
 CONCURRENCY = 4
@@ -706,3 +711,37 @@ def test_the_probe_names_the_expected_shape_once() -> None:
     ):
         wrong.check()
     assert str(refused.value).count('{"results": [{"id": "<doc id>"') == 1
+
+
+CHUNKED = ["a", "a", "a", "b", "c", "d"]
+"""A chunk-level ranking: document a's three chunks first, then b, c and d."""
+
+
+class _Chunks(JSONHandler):
+    """Answers every query with ``CHUNKED``, more than k, as an endpoint that ignores k."""
+
+    def do_POST(self) -> None:
+        self.read_json()
+        self.send_json({"results": [{"id": d, "score": 1 - n / 10} for n, d in enumerate(CHUNKED)]})
+
+
+class _ChunkHook:
+    """The same ranking from a retriever of one's own that also returns more than k."""
+
+    def retrieve(self, queries: Sequence[Query], k: int) -> list[QueryResult]:
+        docs = tuple(ScoredDoc(d, 1 - n / 10, n + 1) for n, d in enumerate(CHUNKED))
+        return [QueryResult(query.id, docs, 1.0) for query in queries]
+
+
+def test_repeats_past_k_are_cut_as_the_endpoints_are(store: Store) -> None:
+    """At k 3, the endpoint's first 3 entries (a, a, a) were kept, while the same ranking
+    from a retriever of one's own had its repeats dropped first and then b and c, from
+    positions 4 and 5, were scored as its top 3: two adapters, two figures for one ranking."""
+    gold = Goldset.build("chunks", [Query("q1", "refunds")], [Judgment("q1", "b", 1)])
+    request = GoldsetRunRequest(k=3, measures=("recall@3",))
+    with serving(_Chunks) as url, make_retriever(url) as endpoint:
+        served = evaluate_goldset(store, gold, endpoint, request).run
+    own = evaluate_goldset(store, gold, _ChunkHook(), request).run
+    for run in (served, own):
+        assert run_results(store, run.run_id)["doc_id"].tolist() == ["a"]
+        assert (run.aggregates["recall@3"], run.n_duplicates) == (0.0, 2)

@@ -141,14 +141,17 @@ def results_frame(results: Sequence[QueryResult]) -> pd.DataFrame:
 
 def _check_answer(batch: list[Query], answered: object, k: int) -> list[QueryResult]:
     return [
-        _with_finite_scores(_within_k(_without_repeats(result), k))
+        _with_finite_scores(_without_repeats(_within_k(result, k)))
         for result in checked_results(batch, answered)
     ]
 
 
 def _within_k(result: QueryResult, k: int) -> QueryResult:
     """At most ``k`` documents, the best-ranked (the protocol's "at most k"): scored deeper,
-    a retriever that returns more would inflate every measure cut below its count."""
+    a retriever that returns more would inflate every measure cut below its count. Cut
+    before repeats are dropped, as the HTTP, LangChain and LlamaIndex adapters cut their
+    answers: otherwise a chunk-level ranking's repeats would make room for documents past
+    position ``k``."""
     if len(result.docs) <= k:
         return result
     return replace(result, docs=tuple(sorted(result.docs, key=lambda doc: doc.rank)[:k]))
