@@ -86,3 +86,22 @@ def test_each_command_is_registered_by_the_module_the_cli_loads_for_it() -> None
     )
     assert "evalkit.cli.traffic" not in alone.stdout
     assert "evalkit.cli.score" in alone.stdout
+
+
+def test_help_loads_every_command_module_but_no_stage_or_settings() -> None:
+    """`evalkit --help` registers every command and imports none of what the commands
+    run: not the settings (pydantic and every config model, about 0.2 s of start-up), nor
+    NumPy, pandas, DuckDB or SciPy (benchmarks/startup.py's target is +0.3 s over Python)."""
+    import subprocess
+    import sys
+
+    heavy = ("evalkit.config", "pydantic", "numpy", "pandas", "duckdb", "scipy")
+    code = (
+        "import sys\nfrom evalkit.cli import COMMAND_MODULES, load_commands\n"
+        "load_commands(['--help'])\n"
+        "assert all('evalkit.cli.' + m in sys.modules for m in COMMAND_MODULES.values())\n"
+        f"print(sorted(m for m in {heavy!r} if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -22,7 +22,6 @@ import typer
 from evalkit.cli._app import app
 from evalkit.cli._options import Format
 from evalkit.cli._output import OutputFormat, console, emit_json, err_console, key_values, settings
-from evalkit.config import DASHBOARD_READ_ONLY_ENV
 from evalkit.errors import ConfigError
 from evalkit.extras import require_all
 
@@ -124,6 +123,7 @@ def dashboard(
     app_file = locate_app(app_path)
     command = dashboard_command(app_file, host=host, port=port)
     shown_host = f"[{host}]" if ":" in host else host
+    from evalkit.config import DASHBOARD_READ_ONLY_ENV
     from evalkit.net import is_loopback
 
     reviews_read_only = not is_loopback(host) if read_only is None else read_only
