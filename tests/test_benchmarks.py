@@ -1,0 +1,110 @@
+"""The benchmarks against today's evalkit: every name a script imports from evalkit still
+exists (mypy checks evalkit, not benchmarks/), and metrics_throughput.py, run small, fails
+when its contenders' means differ instead of printing speed-ups over other numbers."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from conftest import REPO_ROOT
+
+BENCHMARKS = REPO_ROOT / "benchmarks"
+
+
+def evalkit_imports(script: Path) -> list[tuple[int, str, str | None]]:
+    """(line, module, name) of each import from evalkit in ``script``, at any depth (most
+    scripts import inside ``main``); name is None for ``import evalkit.x``."""
+    found: list[tuple[int, str, str | None]] = []
+    for node in ast.walk(ast.parse(script.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            if node.module.split(".")[0] == "evalkit":
+                found += [(node.lineno, node.module, alias.name) for alias in node.names]
+        elif isinstance(node, ast.Import):
+            found += [
+                (node.lineno, alias.name, None)
+                for alias in node.names
+                if alias.name.split(".")[0] == "evalkit"
+            ]
+    return found
+
+
+def missing(module_name: str, name: str | None) -> bool:
+    """Whether ``from module_name import name`` (or ``import module_name``) would fail."""
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError:
+        return True
+    if name is None or hasattr(module, name):
+        return False
+    try:
+        importlib.import_module(f"{module_name}.{name}")
+    except ImportError:
+        return True
+    return False
+
+
+# Slow: the scripts import every adapter's framework (LangChain, LlamaIndex, Qdrant...).
+@pytest.mark.slow
+@pytest.mark.parametrize("script", sorted(BENCHMARKS.glob("*.py")), ids=lambda path: path.name)
+def test_every_name_a_benchmark_imports_from_evalkit_exists(script: Path) -> None:
+    gone = [
+        f"{script.name}:{line}: {module}" + (f".{name}" if name else "")
+        for line, module, name in evalkit_imports(script)
+        if missing(module, name)
+    ]
+    assert gone == []
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """``benchmarks/NAME.py`` as a module, its ``main`` not run."""
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def metrics_throughput(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """metrics_throughput.py on 200 queries, one repeat (ranx runs without numba here)."""
+    pytest.importorskip("pytrec_eval")
+    pytest.importorskip("ranx")
+    argv = ["metrics_throughput.py", "--queries", "200", "--repeats", "1"]
+    monkeypatch.setattr(sys, "argv", argv)
+    return load_benchmark("metrics_throughput")
+
+
+@pytest.mark.slow
+def test_metrics_throughput_runs_and_its_contenders_agree(
+    metrics_throughput: ModuleType, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert metrics_throughput.main() == 0
+    out = capsys.readouterr().out
+    assert "largest difference from pytrec_eval: 0.0e+00 (all agree)" in out
+    assert "evalkit: arrays, evaluate vs pytrec_eval: dict, evaluate" in out
+
+
+@pytest.mark.slow
+def test_metrics_throughput_fails_when_a_peer_computes_other_means(
+    metrics_throughput: ModuleType,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import ranx
+
+    evaluate = ranx.evaluate
+
+    def off_by_a_hundredth(*args: Any, **kwargs: Any) -> Any:
+        return {name: value + 0.01 for name, value in evaluate(*args, **kwargs).items()}
+
+    monkeypatch.setattr(ranx, "evaluate", off_by_a_hundredth)
+    assert metrics_throughput.main() == 1
+    assert "(DISAGREE)" in capsys.readouterr().out
