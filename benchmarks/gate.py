@@ -12,13 +12,28 @@ query with ranx, then times
 
 Each timing is the best of ``--repeats`` runs after a warm-up (ranx compiles with numba).
 
+Then what a CI job waits for, each a whole process on the same runs written as TREC files
+(the median of ``--repeats`` after a warm-up): ``evalkit gate --baseline FILE --candidate
+FILE --qrels FILE`` with the five measures and ``--resamples``, against a bare script that
+reads the three files with ranx and runs ``ranx.compare(stat_test="fisher")``; no ratio
+is printed unless both processes report the same means (``--skip-command`` leaves this part
+out).
+
     .venv/bin/python benchmarks/gate.py [--queries 10000] [--resamples 10000]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -52,11 +67,102 @@ def synthetic(n_queries: int, seed: int) -> tuple[Any, Any, Any]:
     return Qrels(qrels), Run(runs[0], name="baseline"), Run(runs[1], name="candidate")
 
 
+RANX_SCRIPT = """
+import json, sys
+import ranx
+qrels = ranx.Qrels.from_file(sys.argv[1], kind="trec")
+runs = [ranx.Run.from_file(path, kind="trec") for path in sys.argv[2:4]]
+runs[0].name, runs[1].name = "baseline", "candidate"
+measures = json.loads(sys.argv[4])
+report = ranx.compare(qrels, runs, measures, stat_test="fisher",
+                      n_permutations=int(sys.argv[5]), max_p=0.05)
+print(json.dumps({run: {m: report.results[run][m] for m in measures} for run in report.results}))
+"""
+
+
+def write_trec(qrels: Any, runs: list[Any], folder: Path) -> list[Path]:
+    """The qrels and runs as TREC files (scores to the bit), for the whole commands."""
+    qrels_path = folder / "qrels.txt"
+    with qrels_path.open("w") as out:
+        for query, judged in qrels.to_dict().items():
+            out.writelines(f"{query} 0 {doc} {grade}\n" for doc, grade in judged.items())
+    paths = [qrels_path]
+    for run in runs:
+        path = folder / f"{run.name}.run"
+        with path.open("w") as out:
+            for query, ranking in run.to_dict().items():
+                ordered = sorted(ranking.items(), key=lambda item: -item[1])
+                out.writelines(
+                    f"{query} Q0 {doc} {rank} {score!r} {run.name}\n"
+                    for rank, (doc, score) in enumerate(ordered, 1)
+                )
+        paths.append(path)
+    return paths
+
+
+def median_process(
+    command: list[str], env: dict[str, str], repeats: int, codes: tuple[int, ...]
+) -> tuple[float, float, str]:
+    """Median wall and CPU (user + system) seconds of ``command`` as a whole process over
+    ``repeats`` runs after a warm-up (numba's cache, the page cache), and its output; it
+    must exit with ``codes``."""
+    times, cpus, out = [], [], ""
+    for attempt in range(repeats + 1):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        began = time.perf_counter()
+        done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+        if attempt:
+            times.append(time.perf_counter() - began)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpus.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+        if done.returncode not in codes:
+            sys.exit(f"{' '.join(command[:3])} ... exited {done.returncode}:\n{done.stderr}")
+        out = done.stdout
+    return statistics.median(times), statistics.median(cpus), out
+
+
+def whole_commands(qrels: Any, runs: list[Any], resamples: int, repeats: int) -> None:
+    """Time ``evalkit gate`` on TREC files against a bare ranx script on the same files,
+    after checking that both see the same means."""
+    with tempfile.TemporaryDirectory(prefix="evalkit-gate-bench-") as folder:
+        qrels_path, baseline, candidate = write_trec(qrels, runs, Path(folder))
+        env = {**os.environ, "EVALKIT_HOME": str(Path(folder) / "home")}
+        measures = [option for m in MEASURES for option in ("-m", m)]
+        gate = [str(Path(sys.executable).with_name("evalkit")), "gate"]
+        gate += ["--baseline", str(baseline), "--candidate", str(candidate)]
+        gate += ["--qrels", str(qrels_path), *measures, "--resamples", str(resamples)]
+        gate += ["--min-effect", "0.01", "--format", "json"]
+        peer = [sys.executable, "-c", RANX_SCRIPT, str(qrels_path), str(baseline)]
+        peer += [str(candidate), json.dumps(MEASURES), str(resamples)]
+        ours, ours_cpu, ours_out = median_process(gate, env, repeats, (0, 1, 4))
+        theirs, theirs_cpu, theirs_out = median_process(peer, env, repeats, (0,))
+    verdict = json.loads(ours_out)
+    means = json.loads(theirs_out)
+    worst = max(
+        abs(verdict["metrics"][m][f"{side}_mean"] - means[side][m])
+        for m in MEASURES
+        for side in ("baseline", "candidate")
+    )
+    print(
+        f"  whole commands on TREC files (median of {repeats} after a warm-up; "
+        f"largest difference of the means {worst:.1e}):"
+    )
+    if worst > 1e-9:
+        sys.exit("  the two processes disagree on the means: the timing compares nothing")
+    print(f"    evalkit gate: {ours:.2f} s (CPU {ours_cpu:.2f} s; {verdict['decision']})")
+    print(f"    bare script, ranx read + compare fisher: {theirs:.2f} s (CPU {theirs_cpu:.2f} s)")
+    print(
+        f"    ratio ranx script / evalkit gate: {theirs / ours:.1f}x "
+        f"(CPU {theirs_cpu / ours_cpu:.1f}x)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--queries", type=int, default=10_000)
     parser.add_argument("--resamples", type=int, default=10_000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--skip-command", action="store_true", help="only the library calls")
     args = parser.parse_args()
 
     import ranx
@@ -126,6 +232,8 @@ def main() -> None:
         f"  evalkit verdict: {result.decision.value}; "
         + ", ".join(f"{m.measure} {m.delta:+.4f} p={m.p_adjusted:.2g}" for m in result.metrics)
     )
+    if not args.skip_command:
+        whole_commands(qrels, [baseline_run, candidate_run], args.resamples, args.repeats)
 
 
 if __name__ == "__main__":
