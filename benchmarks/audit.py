@@ -25,6 +25,7 @@ import argparse
 import itertools
 import math
 import multiprocessing
+import os
 import tempfile
 import time
 import tracemalloc
@@ -234,7 +235,8 @@ def main() -> None:
 
     print(
         f"near-duplicate search, {n:,} x {args.dimension} vectors, cosine >= {args.threshold}, "
-        f"block {args.block_size}"
+        f"block {args.block_size}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} "
+        "cores"
     )
     header = (
         f"{'method':8} {'measured n':>10} {'seconds':>9} {'CPU s':>8} {'traced MB':>10} "

@@ -280,6 +280,8 @@ def main() -> int:
                 f"{outcome.seconds_metrics:.3f} s, store writes {outcome.seconds_store:.3f} s"
             )
     print(f"evalkit's own time at most {worst:.1%} of the retriever's (target <= 10 %)")
+    load = " ".join(f"{value:.2f}" for value in os.getloadavg())
+    print(f"load average (1, 5, 15 min): {load} on {os.cpu_count()} cores")
 
     queries = embedder.embed([q.text for q in goldset.queries])
     scores = queries @ vectors.T

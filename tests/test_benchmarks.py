@@ -1,6 +1,6 @@
 """The benchmarks against today's evalkit: every name a script imports from evalkit still
-exists (mypy checks evalkit, not benchmarks/), and metrics_throughput.py, run small, fails
-when its contenders' means differ instead of printing speed-ups over other numbers."""
+exists (mypy checks evalkit, not benchmarks/), and metrics_throughput.py and fusion.py, run
+small, fail when their peers compute other numbers instead of printing speed-ups over them."""
 
 from __future__ import annotations
 
@@ -108,3 +108,42 @@ def test_metrics_throughput_fails_when_a_peer_computes_other_means(
     monkeypatch.setattr(ranx, "evaluate", off_by_a_hundredth)
     assert metrics_throughput.main() == 1
     assert "(DISAGREE)" in capsys.readouterr().out
+
+
+@pytest.fixture
+def fusion(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """fusion.py on 5 runs of 200 queries, one repeat (``timing`` importable as when the
+    script runs from benchmarks/)."""
+    pytest.importorskip("ranx")
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    monkeypatch.setattr(sys, "argv", ["fusion.py", "--queries", "200", "--repeats", "1"])
+    return load_benchmark("fusion")
+
+
+@pytest.mark.slow
+def test_fusion_runs_and_fuses_to_ranx_scores(
+    fusion: ModuleType, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert fusion.main() == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()]
+    assert [row[-1] for row in rows if row[0] in ("rrf", "wsum,")] == ["0.0e+00", "0.0e+00"]
+
+
+@pytest.mark.slow
+def test_fusion_fails_when_ranx_fuses_to_other_scores(
+    fusion: ModuleType, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import ranx
+
+    fuse = ranx.fuse
+
+    class Shifted:
+        def __init__(self, run: Any) -> None:
+            self.run = run
+
+        def __getitem__(self, query: str) -> dict[str, float]:
+            return {doc: score + 0.01 for doc, score in dict(self.run[query]).items()}
+
+    monkeypatch.setattr(ranx, "fuse", lambda *args, **kwargs: Shifted(fuse(*args, **kwargs)))
+    assert fusion.main() == 1
+    assert "the fused scores differ from ranx's (up to 1.0e-02)" in capsys.readouterr().out
