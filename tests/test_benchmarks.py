@@ -1,6 +1,7 @@
 """The benchmarks against today's evalkit: every name a script imports from evalkit still
 exists (mypy checks evalkit, not benchmarks/), and metrics_throughput.py and fusion.py, run
-small, fail when their peers compute other numbers instead of printing speed-ups over them."""
+small, fail when their peers compute other numbers instead of printing speed-ups over them;
+dashboard.py's pandas peer does the Quality page's aggregation, no more."""
 
 from __future__ import annotations
 
@@ -147,3 +148,28 @@ def test_fusion_fails_when_ranx_fuses_to_other_scores(
     monkeypatch.setattr(ranx, "fuse", lambda *args, **kwargs: Shifted(fuse(*args, **kwargs)))
     assert fusion.main() == 1
     assert "the fused scores differ from ranx's (up to 1.0e-02)" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_dashboard_pandas_peer_computes_what_the_quality_query_does(tmp_path: Path) -> None:
+    """The Quality page's peer aggregates the same rows to the same per-run spread as the
+    page's DuckDB query, reading the measure's rows only (not every measure's and column)."""
+    spec = importlib.util.spec_from_file_location(
+        "evalkit_dashboard_benchmark", BENCHMARKS / "dashboard.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    try:
+        spec.loader.exec_module(module)
+        path = tmp_path / "evalkit.duckdb"
+        module.seed(path, runs_per_series=3)
+        with module.Store.open(path, read_only=True) as store:
+            ours = module.duckdb_series(store, "gold0")
+            theirs = module.pandas_peer(store, "gold0")
+    finally:
+        sys.modules.pop(spec.name, None)
+    assert len(theirs) == len(ours) > 0
+    assert module.same_spread(ours, theirs)
+    assert not module.same_spread(ours, theirs.assign(sd=theirs["sd"] + 0.01))
