@@ -64,11 +64,15 @@ def test_every_name_a_benchmark_imports_from_evalkit_exists(script: Path) -> Non
 
 
 def load_benchmark(name: str) -> ModuleType:
-    """``benchmarks/NAME.py`` as a module, its ``main`` not run."""
-    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    """``benchmarks/NAME.py`` as a module, its ``main`` not run (registered in sys.modules
+    under a name of its own: dataclasses look their module up there)."""
+    spec = importlib.util.spec_from_file_location(
+        f"evalkit_benchmark_{name}", BENCHMARKS / f"{name}.py"
+    )
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
 
@@ -154,22 +158,12 @@ def test_fusion_fails_when_ranx_fuses_to_other_scores(
 def test_dashboard_pandas_peer_computes_what_the_quality_query_does(tmp_path: Path) -> None:
     """The Quality page's peer aggregates the same rows to the same per-run spread as the
     page's DuckDB query, reading the measure's rows only (not every measure's and column)."""
-    spec = importlib.util.spec_from_file_location(
-        "evalkit_dashboard_benchmark", BENCHMARKS / "dashboard.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    try:
-        spec.loader.exec_module(module)
-        path = tmp_path / "evalkit.duckdb"
-        module.seed(path, runs_per_series=3)
-        with module.Store.open(path, read_only=True) as store:
-            ours = module.duckdb_series(store, "gold0")
-            theirs = module.pandas_peer(store, "gold0")
-    finally:
-        sys.modules.pop(spec.name, None)
+    module = load_benchmark("dashboard")
+    path = tmp_path / "evalkit.duckdb"
+    module.seed(path, runs_per_series=3)
+    with module.Store.open(path, read_only=True) as store:
+        ours = module.duckdb_series(store, "gold0")
+        theirs = module.pandas_peer(store, "gold0")
     assert len(theirs) == len(ours) > 0
     assert module.same_spread(ours, theirs)
     assert not module.same_spread(ours, theirs.assign(sd=theirs["sd"] + 0.01))
