@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
@@ -82,6 +83,8 @@ _OUTCOMES: Final = {"inconclusive": "an inconclusive gate", "first_run": "a gate
 _RUN_ID: Final = re.compile(r"^\d{8}T\d{0,6}(-[0-9a-f]*)?$")
 _ERROR_KINDS: Final = {2: "bad input or usage", 3: "a retriever or store failure"}
 _XML_DECLARATION: Final = '<?xml version="1.0" encoding="UTF-8"?>\n'
+_WORKER_OUTPUT: Final = "evalkit_gates"
+"""The key of a pytest-xdist worker's output that carries its gates to the controller."""
 
 
 @dataclass(frozen=True)
@@ -155,6 +158,7 @@ class _Gated:
     nodeid: str
     verdict: str
     detail: str
+    at: float = field(default_factory=time.time)
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +169,7 @@ class _Compared:
     nodeid: str
     junit_suite: str
     markdown: str
+    at: float = field(default_factory=time.time)
 
 
 @dataclass
@@ -176,6 +181,31 @@ class _Session:
     gates: list[_Gated] = field(default_factory=list)
     junit: dict[Path, list[_Compared]] = field(default_factory=dict)
     markdown: dict[Path, list[_Compared]] = field(default_factory=dict)
+
+    def to_wire(self) -> dict[str, Any]:
+        """The gates as plain data, which pytest-xdist carries from a worker to the
+        controller (``workeroutput``)."""
+        return {
+            "gates": [[g.nodeid, g.verdict, g.detail, g.at] for g in self.gates],
+            **{
+                kind: {
+                    str(path): [[c.nodeid, c.junit_suite, c.markdown, c.at] for c in compared]
+                    for path, compared in reports.items()
+                }
+                for kind, reports in (("junit", self.junit), ("markdown", self.markdown))
+            },
+        }
+
+    def merge(self, wire: Mapping[str, Any]) -> None:
+        """Add a worker's gates (``to_wire``), keeping every list in the order the gates
+        ran, whichever worker ran them."""
+        self.gates.extend(_Gated(*gated) for gated in wire.get("gates", ()))
+        self.gates.sort(key=lambda gated: gated.at)
+        for kind, reports in (("junit", self.junit), ("markdown", self.markdown)):
+            for path, compared in wire.get(kind, {}).items():
+                merged = reports.setdefault(Path(path), [])
+                merged.extend(_Compared(*gate) for gate in compared)
+                merged.sort(key=lambda gate: gate.at)
 
 
 _SESSION = pytest.StashKey[_Session]()
@@ -258,10 +288,26 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_line(f"{gated.verdict.upper()} {gated.nodeid}: {gated.detail}")
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """Under pytest-xdist, take in a finished worker's gates: the controller writes the
+    reports and the summary of the whole session."""
+    state = node.config.stash.get(_SESSION, None)
+    wire = getattr(node, "workeroutput", {}).get(_WORKER_OUTPUT)
+    if state is not None and wire is not None:
+        state.merge(wire)
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    """Write each JUnit and Markdown path with every gate of the session that asked for it."""
+    """Write each JUnit and Markdown path with every gate of the session that asked for it;
+    a pytest-xdist worker hands its gates to the controller instead, so that gates run by
+    different workers land in one report rather than overwrite each other's."""
     state = session.config.stash.get(_SESSION, None)
     if state is None:
+        return
+    worker_output = getattr(session.config, "workeroutput", None)
+    if worker_output is not None:
+        worker_output[_WORKER_OUTPUT] = state.to_wire()
         return
     reports = [(path, _junit_xml(compared)) for path, compared in state.junit.items()]
     reports += [(path, _markdown(compared)) for path, compared in state.markdown.items()]

@@ -334,6 +334,61 @@ def test_every_gate_writing_to_one_path_is_in_its_reports(project: pytest.Pytest
     assert markdown.endswith("Test: `test_retrieval.py::test_the_same_retriever`\n")
 
 
+@pytest.mark.slow
+def test_gates_run_by_xdist_workers_land_in_one_report(project: pytest.Pytester) -> None:
+    """Under pytest-xdist each worker used to write the session's report paths with its own
+    gates only: the last worker to finish overwrote the others', so a regression in one
+    worker could leave a report that said pass, and the controller listed no gate at all."""
+    user_tests(
+        project,
+        """
+        def test_a_worse_retriever(evalkit_gate):
+            evalkit_gate(retriever="mysearch:make_worse")
+        """,
+        name="test_worse",
+    )
+    user_tests(
+        project,
+        """
+        def test_the_same_retriever(evalkit_gate):
+            evalkit_gate(retriever="mysearch:make")
+        """,
+        name="test_same",
+    )
+    result = project.runpytest_subprocess(
+        "-p",
+        "no:cacheprovider",
+        "-v",
+        "-n",
+        "2",
+        "--dist",
+        "loadfile",
+        "--evalkit-junit=out/gate.xml",
+        "--evalkit-markdown=out/gate.md",
+        timeout=300,
+    )
+    result.assert_outcomes(failed=1, passed=1)
+    # Each file ran in its own worker, yet both gates are in the controller's summary.
+    workers = re.findall(r"\[(gw\d)\] .*(?:PASSED|FAILED) test_", result.stdout.str())
+    assert len(set(workers)) == 2, result.stdout.str()
+    result.stdout.fnmatch_lines_random(
+        [
+            "REGRESSION test_worse.py::test_a_worse_retriever: ndcg@10 -0.2500*",
+            "PASS test_same.py::test_the_same_retriever: ndcg@10 +0.0000*",
+        ]
+    )
+    suites = _suites((project.path / "out" / "gate.xml").read_text())
+    assert sorted(suite.get("name", "") for suite in suites) == [
+        "evalkit gate: test_same.py::test_the_same_retriever",
+        "evalkit gate: test_worse.py::test_a_worse_retriever",
+    ]
+    markdown = (project.path / "out" / "gate.md").read_text()
+    assert "**Gate: REGRESSION**" in markdown
+    assert "**Gate: PASS**" in markdown
+    assert "Test: `test_worse.py::test_a_worse_retriever`" in markdown
+    assert "Test: `test_same.py::test_the_same_retriever`" in markdown
+
+
 def test_a_report_that_cannot_be_written_fails_the_session(project: pytest.Pytester) -> None:
     user_tests(
         project,
