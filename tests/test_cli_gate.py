@@ -475,7 +475,9 @@ def test_a_live_candidate_with_failed_queries_is_refused_or_counted_as_zero(
         live = ["--baseline", baseline, "--goldset", "g", "--http-retriever", url, "--k", "10"]
         live += ["-m", "ndcg@10"]
         assert invoke(["gate", *live, "--resamples", "500"]) == 3
-        assert "The gate needs every query answered" in capsys.readouterr().err
+        refused = capsys.readouterr().err
+        assert "The gate needs every query answered" in refused
+        assert "or count each failed query as 0 (--failed-as-zero)" in refused
         code, data = gate(capsys, *live, "--failed-as-zero")
         assert code == 1
         assert data["decision"] == "regression"

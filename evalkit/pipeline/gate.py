@@ -136,7 +136,9 @@ def replay_candidate(
     if outcome.run.status not in accepted:
         raise RetrieverError(
             f"the candidate run {outcome.run.run_id} is {outcome.run.status}: "
-            f"{outcome.run.error}. The gate needs every query answered."
+            f"{outcome.run.error}. The gate needs every query answered, and leaving a "
+            "failed query out would hide the worst outcome: replay once the retriever "
+            "answers them, or count each failed query as 0 (--failed-as-zero)."
         )
     return dataclasses.replace(outcome, default_measures=default_measures_for(depth))
 
