@@ -396,6 +396,19 @@ def test_a_single_changed_query_has_an_unbounded_interval() -> None:
     assert payload["metrics"]["mrr"]["ci_low"] is None
 
 
+def test_one_changed_query_among_many_has_a_bounded_interval() -> None:
+    # gate.md: only a comparison on a single query is unbounded; one drop among 129
+    # unchanged queries is bounded, and the interval still reaches 0 (most resamples miss it).
+    baseline = [0.5] * 129
+    candidate = [0.5] * 128 + [0.5 - 0.83]
+    result = compare_runs(frame({"mrr": baseline}), frame({"mrr": candidate}), resamples=2000)
+    metric = result.metric("mrr")
+    assert math.isfinite(metric.ci_low)
+    assert metric.ci_low == pytest.approx(-3 * 0.83 / 129, abs=0.004)
+    assert metric.ci_high == pytest.approx(0.0, abs=1e-6)
+    assert metric.decision is Decision.INCONCLUSIVE
+
+
 def test_bootstrap_means_fill_every_chunk_for_large_query_sets() -> None:
     rng = np.random.default_rng(15)
     differences = rng.uniform(-1, 1, size=(50_000, 2))

@@ -587,8 +587,8 @@ def compare_runs(
     deltas = differences.mean(axis=0)
     sds = differences.std(axis=0, ddof=1) if n > 1 else np.zeros(len(chosen))
     # Without spread the bootstrap distribution is a point; float32 resampling would only
-    # blur it, and identical runs must give exactly [0, 0]. A single changed query says
-    # nothing about the spread: its interval is unbounded, so it can never pass.
+    # blur it, and identical runs must give exactly [0, 0]. A comparison on one query that
+    # changed says nothing about the spread: its interval is unbounded, so it can never pass.
     flat = sds == 0.0
     ci_low = np.where(flat, deltas, ci_low)
     ci_high = np.where(flat, deltas, ci_high)

@@ -74,8 +74,8 @@ def paired_tests(differences: pd.DataFrame) -> pd.DataFrame:
     """The gate's decision for each pair of runs, from a paired t-interval of the mean
     per-query difference (``paired_differences_frame`` columns in; adds ci_low, ci_high,
     p_adjusted and decision). One measure per pair, so Holm leaves the p-value as it is.
-    A pair without spread gets the interval [delta, delta]; a single changed query an
-    unbounded one, as ``evalkit.stats.compare_runs`` gives them."""
+    A pair without spread gets the interval [delta, delta]; a pair that shares a single
+    query, which changed, an unbounded one, as ``evalkit.stats.compare_runs`` gives them."""
     from scipy import stats
 
     n = differences["n"].to_numpy(dtype=np.float64)
