@@ -60,7 +60,27 @@ def test_explain_table_and_markdown_say_it_in_words(
     assert markdown.startswith("### Probable causes")
     first_row = next(line for line in markdown.splitlines() if line.startswith("| 1 |"))
     assert "`missing_from_index` | 100%" in first_row
-    assert f"(index_health?collection=mini&audit={runs['audit']}" in first_row
+    # No dashboard_url: the page is named, not linked; a relative link in a pull-request
+    # comment or a job summary would lead to a page of the forge that does not exist.
+    assert "](" not in markdown
+    assert f"dashboard page `index_health?collection=mini&audit={runs['audit']}" in first_row
+
+
+def test_explain_markdown_links_the_dashboard_under_its_url(
+    runs: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    config = tmp_path / "evalkit.toml"
+    config.write_text('[alerts]\ndashboard_url = "https://evalkit.example.com/"\n')
+    monkeypatch.setenv("EVALKIT_CONFIG", str(config))
+    assert invoke(["explain", "--drift-check", runs["check"], "--format", "markdown"]) == 0
+    markdown = capsys.readouterr().out
+    first_row = next(line for line in markdown.splitlines() if line.startswith("| 1 |"))
+    assert f"](https://evalkit.example.com/index_health?collection=mini&audit={runs['audit']}" in (
+        first_row
+    )
 
 
 def test_explain_refuses_what_it_cannot_explain(

@@ -278,7 +278,10 @@ class Explanation:
         return "\n".join(lines) + "\n"
 
     def to_markdown(self, root: str | None = None) -> str:
-        """A Markdown section (for a CI summary or a pull-request comment)."""
+        """A Markdown section (for a CI summary or a pull-request comment). Each cause links
+        to its dashboard page under ``root``; without one the page is named, not linked: a
+        relative link in a pull-request comment or a job summary would lead to a page of
+        the forge that does not exist."""
         lines = ["### Probable causes", "", self.headline() + ".", ""]
         if self.causes:
             lines += ["| # | cause | share of loss | statement |", "|---|---|---|---|"]
@@ -286,10 +289,14 @@ class Explanation:
                 # A line break would end the table's row: the statement stays on its line.
                 statement = " ".join(cause.statement.replace("|", "\\|").splitlines())
                 where = cause.link.url(root)
+                shown = (
+                    f"[{cause.link.label}]({where})"
+                    if root
+                    else f"{cause.link.label}: dashboard page `{where}`"
+                )
                 lines.append(
                     f"| {index} | `{cause.kind}` | {cause.score:.0%}"
-                    f"{'' if cause.measured else ' (residual)'} | {statement} "
-                    f"([{cause.link.label}]({where})) |"
+                    f"{'' if cause.measured else ' (residual)'} | {statement} ({shown}) |"
                 )
         else:
             lines.append("No probable cause found in the store.")
