@@ -504,7 +504,9 @@ class EvalkitGate:
                 )
             reason = (
                 f"no baseline yet: stored the candidate as {missing} (run "
-                f"{recorded.run.run_id}); later runs are gated against it"
+                f"{recorded.run.run_id}); commit that file: later runs are gated against it, "
+                "and a CI job that does not find it (its checkout is new every time) never "
+                "gates"
             )
             self._record("first run", reason)
             _apply(first_run, reason)

@@ -466,7 +466,9 @@ def test_the_first_run_writes_the_baseline_and_says_so_then_gates_against_it(
         [
             "FIRST RUN test_retrieval.py::test_gate: no baseline yet*",
             "SKIPPED [[]1[]] test_retrieval.py:7: no baseline yet: stored the candidate as "
-            "*/baselines/main.run (run *); later runs are gated against it",
+            "*/baselines/main.run (run *); commit that file: later runs are gated against "
+            "it, and a CI job that does not find it (its checkout is new every time) never "
+            "gates",
         ]
     )
     written = project.path / "baselines" / "main.run"
