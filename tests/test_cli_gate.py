@@ -127,6 +127,22 @@ def test_losing_relevant_docs_on_a_tenth_of_queries_is_a_regression(
     assert "rel10\\_0" in summary  # Markdown-escaped
 
 
+def test_a_report_that_cannot_be_written_names_it_and_the_verdict(
+    files: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A CI log used to show only "[Errno 17] File exists: 'out'" (exit 3): no report named,
+    # and no word of the regression the gate had found.
+    write_qrels(files / "qrels", 300)
+    write_run(files / "base.run", 300)
+    write_run(files / "cand.run", 300, drop=set(range(0, 300, 10)))
+    (files / "out").write_text("a file where the reports' folder should be")
+    code, data = gate(capsys, *run_files(files), "--junit", str(files / "out" / "gate.xml"))
+    assert code == 2
+    message = data["error"]["message"]
+    assert message.startswith(f"cannot write the gate's JUnit report {files / 'out' / 'gate.xml'}")
+    assert "The gate decided regression (exit 1)" in message
+
+
 @pytest.mark.parametrize("columns", [80, 110, 160])
 def test_every_figure_of_the_verdict_is_whole_on_a_narrow_terminal(
     files: Path, capsys: pytest.CaptureFixture[str], columns: int

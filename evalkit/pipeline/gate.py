@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Final
 
 from evalkit.causes import Explanation, explain_comparison, index_growth
 from evalkit.config import load_settings
-from evalkit.errors import ConfigError, RetrieverError
+from evalkit.errors import ConfigError, InputError, RetrieverError, StoreError
 from evalkit.goldset.jsonl import QUERIES_FILE
 from evalkit.goldset.model import Goldset
 from evalkit.metrics.defaults import DefaultMeasures, default_measures_for
@@ -356,12 +356,28 @@ def write_gate_reports(
     markdown: Path | None = None,
     dashboard_url: str | None = None,
 ) -> None:
-    """Write the gate's reports (``gate_reports``) where asked, creating their directories."""
+    """Write the gate's reports (``gate_reports``) where asked, creating their directories.
+
+    A report that cannot be written is an ``InputError`` (a path where a file cannot go)
+    or a ``StoreError`` (the system refused: a full disk), naming the report and the
+    verdict it would have carried, which a CI log would otherwise not show.
+    """
     junit_xml, summary = gate_reports(outcome, dashboard_url=dashboard_url)
-    for path, text in ((junit, junit_xml), (markdown, summary)):
-        if path is not None:
+    for kind, path, text in (("JUnit", junit, junit_xml), ("Markdown", markdown, summary)):
+        if path is None:
+            continue
+        try:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text, encoding="utf-8")
+        except OSError as error:
+            misplaced = (FileExistsError, IsADirectoryError, NotADirectoryError, PermissionError)
+            refused = InputError if isinstance(error, misplaced) else StoreError
+            raise refused(
+                f"cannot write the gate's {kind} report {path}: "
+                f"{error.strerror or error}{f' ({error.filename})' if error.filename else ''}. "
+                f"The gate decided {outcome.decision.value} (exit {outcome.exit_code}); give "
+                "a path where the report can be written"
+            ) from error
 
 
 def record_baseline(
