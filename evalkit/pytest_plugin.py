@@ -83,6 +83,7 @@ _OUTCOMES: Final = {"inconclusive": "an inconclusive gate", "first_run": "a gate
 _RUN_ID: Final = re.compile(r"^\d{8}T\d{0,6}(-[0-9a-f]*)?$")
 _ERROR_KINDS: Final = {2: "bad input or usage", 3: "a retriever or store failure"}
 _XML_DECLARATION: Final = '<?xml version="1.0" encoding="UTF-8"?>\n'
+_VERDICT_COLOURS: Final = {"pass": "green", "regression": "red", "error": "red"}
 _WORKER_OUTPUT: Final = "evalkit_gates"
 """The key of a pytest-xdist worker's output that carries its gates to the controller."""
 
@@ -285,7 +286,10 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         return
     terminalreporter.write_sep("-", "evalkit gate")
     for gated in session.gates:
-        terminalreporter.write_line(f"{gated.verdict.upper()} {gated.nodeid}: {gated.detail}")
+        # pytest colours only where it colours its own output (a terminal, or --color=yes).
+        colour = _VERDICT_COLOURS.get(gated.verdict, "yellow")
+        terminalreporter.write(gated.verdict.upper(), **{colour: True, "bold": True})
+        terminalreporter.write_line(f" {gated.nodeid}: {gated.detail}")
 
 
 @pytest.hookimpl(optionalhook=True)

@@ -389,6 +389,30 @@ def test_gates_run_by_xdist_workers_land_in_one_report(project: pytest.Pytester)
     assert "Test: `test_same.py::test_the_same_retriever`" in markdown
 
 
+def test_the_summary_colours_verdicts_only_where_pytest_colours(
+    project: pytest.Pytester,
+) -> None:
+    user_tests(
+        project,
+        """
+        def test_a_worse_retriever(evalkit_gate):
+            evalkit_gate(retriever="mysearch:make_worse")
+
+
+        def test_the_same_retriever(evalkit_gate):
+            evalkit_gate(retriever="mysearch:make")
+        """,
+    )
+    coloured = project.runpytest_inprocess("--color=yes").stdout.str()
+    assert "\x1b[31m\x1b[1mREGRESSION\x1b[0m test_retrieval.py::test_a_worse_retriever" in (
+        coloured
+    )
+    assert "\x1b[32m\x1b[1mPASS\x1b[0m test_retrieval.py::test_the_same_retriever" in coloured
+    plain = project.runpytest_inprocess("--color=no")
+    plain.stdout.fnmatch_lines(["REGRESSION test_retrieval.py::test_a_worse_retriever: *"])
+    assert "\x1b[" not in plain.stdout.str()
+
+
 def test_a_report_that_cannot_be_written_fails_the_session(project: pytest.Pytester) -> None:
     user_tests(
         project,
