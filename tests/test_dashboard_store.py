@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -292,12 +293,24 @@ def test_open_read_only_retries_then_names_the_writer(
     access.open_read_only(path, wait=0.3).close()
 
 
-def test_open_read_only_does_not_retry_other_errors(tmp_path: Path) -> None:
-    not_a_store = tmp_path / "evalkit.duckdb"
-    not_a_store.write_text("this is not a DuckDB file", encoding="utf-8")
-    with pytest.raises(StoreError, match="cannot open the store") as raised:
-        access.open_read_only(not_a_store, wait=5.0)
+@pytest.mark.parametrize("damage", ["not a DuckDB file", "overwritten blocks"])
+def test_open_read_only_does_not_retry_other_errors(tmp_path: Path, damage: str) -> None:
+    """A checksum error names a "block" at some location: it was taken for a writer's lock,
+    retried for the whole wait, then shown as a store being written."""
+    damaged = tmp_path / "evalkit.duckdb"
+    if damage == "not a DuckDB file":
+        damaged.write_text("this is not a DuckDB file", encoding="utf-8")
+    else:
+        Store.open(damaged).close()
+        size = damaged.stat().st_size
+        with damaged.open("r+b") as file:
+            file.seek(3 * 4096)
+            file.write(bytes(range(256)) * ((size - 3 * 4096) // 256))
+    started = time.monotonic()
+    with pytest.raises(StoreError, match=f"the store {damaged} is damaged") as raised:
+        access.open_read_only(damaged, wait=5.0)
     assert not isinstance(raised.value, StoreBusyError)
+    assert time.monotonic() - started < 5.0
 
 
 def test_every_loader_runs_on_the_seeded_store(store: Store, seeded: SeededStore) -> None:

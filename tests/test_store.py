@@ -574,3 +574,99 @@ def test_a_writing_command_on_a_read_only_mount_names_the_store_and_says_it_is_r
         "work on it as it is; to write, use a writable copy (EVALKIT_STORE_PATH)"
     )
     assert invoke(["goldset", "list"]) == 0
+
+
+def _damaged(path: Path, how: str) -> None:
+    """Damage the closed store at ``path`` as a full disk or a storage fault does."""
+    size = path.stat().st_size
+    if how == "cut short":
+        with path.open("r+b") as file:
+            file.truncate(4096)
+        return
+    # Past DuckDB's three header blocks: the first block a query reads no longer matches
+    # its checksum, while the file still opens.
+    with path.open("r+b") as file:
+        file.seek(3 * 4096)
+        file.write(bytes(range(256)) * ((size - 3 * 4096) // 256))
+
+
+@pytest.mark.parametrize("how", ["cut short", "overwritten"])
+def test_a_damaged_store_is_named_as_damaged_and_left_as_it_was(
+    evalkit_home: Path, capsys: pytest.CaptureFixture[str], how: str
+) -> None:
+    """It said `cannot open the store ...: IO Error: Could not read enough bytes from file
+    ...: attempted to read 4096 bytes from location 4096`, or `store query failed`, and
+    nothing of what to do; the dashboard took a checksum error's "block" for a writer's
+    lock and asked to reload when the writer was done."""
+    path = evalkit_home / "evalkit.duckdb"
+    with Store.open(path) as store:
+        save_goldset(store, small_goldset())
+    _damaged(path, how)
+    before = path.read_bytes()
+    for command in (["goldset", "list"], ["store", "migrate"]):
+        assert invoke(command) == 3
+        err = " ".join(capsys.readouterr().err.split())
+        assert err.startswith(f"error: the store {path} is damaged or not a DuckDB file (")
+        assert err.endswith(
+            "evalkit changed nothing in it. If it is the store, it was cut short or "
+            "overwritten (a full disk, a copy that stopped part-way, a storage fault) and "
+            "evalkit cannot repair it: keep it aside and restore it from a copy. Else point "
+            "EVALKIT_STORE_PATH at the store"
+        )
+        assert "Traceback" not in err
+    assert path.read_bytes() == before
+
+
+def test_a_killed_writers_log_is_read_and_a_damaged_one_is_named_with_what_to_do(
+    evalkit_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A damaged write-ahead log was reported as `cannot open the store ...: Failure while
+    replaying WAL file ...`, with no word of the log being the trouble or of the store
+    opening without it."""
+    path = evalkit_home / "evalkit.duckdb"
+    with Store.open(path) as store:
+        save_goldset(store, small_goldset("kept"))
+    killed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(
+                """
+                import os, signal, sys
+                from evalkit.store import Store
+                from evalkit.store.goldsets import save_goldset
+                from test_store import small_goldset
+                store = Store.open(sys.argv[1])
+                store.execute("PRAGMA disable_checkpoint_on_shutdown")
+                save_goldset(store, small_goldset("logged"))
+                os.kill(os.getpid(), signal.SIGKILL)
+                """
+            ),
+            str(path),
+        ],
+        cwd=Path(__file__).parent,
+        check=False,
+    )
+    assert killed.returncode == -9
+    log = path.with_name("evalkit.duckdb.wal")
+    assert log.stat().st_size > 100
+    assert invoke(["goldset", "list", "--format", "json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert sorted(g["name"] for g in listed) == ["kept", "logged"]
+
+    with log.open("r+b") as file:
+        file.seek(60)
+        file.write(b"\xff" * 16)
+    assert invoke(["goldset", "list"]) == 3
+    err = " ".join(capsys.readouterr().err.split())
+    assert err.startswith(f"error: the write-ahead log {log} of the store {path} is damaged (")
+    assert err.endswith(
+        "evalkit changed neither file. A writer was killed or the disk failed as it wrote "
+        "the log: the store opens without it, as of its last checkpoint but without the "
+        "writes the log holds, once evalkit.duckdb.wal is moved aside (keep it); or restore "
+        "both files from a copy"
+    )
+    log.rename(tmp := log.with_name("kept.wal"))
+    assert invoke(["goldset", "list", "--format", "json"]) == 0
+    assert [g["name"] for g in json.loads(capsys.readouterr().out)] == ["kept"]
+    assert tmp.exists()

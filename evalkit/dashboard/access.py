@@ -38,6 +38,7 @@ from evalkit.dashboard.loaders import LOADERS
 from evalkit.errors import StoreError
 from evalkit.store import Store
 from evalkit.store.access import FileLock, StoreAccess, StoreBusyError
+from evalkit.store.store import is_lock_conflict
 
 __all__ = [
     "BUSY_KEY",
@@ -108,8 +109,7 @@ def wait_seconds() -> float:
 
 
 def _lock_conflict(error: StoreError) -> bool:
-    cause = error.__cause__
-    return cause is not None and "lock" in str(cause).lower()
+    return is_lock_conflict(error.__cause__)
 
 
 def _holder(path: Path, error: StoreError) -> str:

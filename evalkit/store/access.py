@@ -38,7 +38,7 @@ import duckdb
 
 from evalkit.clock import utc_now
 from evalkit.errors import StoreError
-from evalkit.store.store import Store
+from evalkit.store.store import Store, is_lock_conflict
 
 if TYPE_CHECKING:
     from evalkit.config import Settings
@@ -304,8 +304,7 @@ def is_store_fault(error: BaseException) -> bool:
 
 
 def _duckdb_lock_conflict(error: StoreError) -> bool:
-    cause = error.__cause__
-    return isinstance(cause, duckdb.IOException) and "lock" in str(cause).lower()
+    return is_lock_conflict(error.__cause__)
 
 
 class StoreAccess:

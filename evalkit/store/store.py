@@ -27,10 +27,56 @@ from evalkit.store.views import registered
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["Store", "no_store_error"]
+__all__ = ["Store", "is_lock_conflict", "no_store_error"]
 
 _OPEN_WITH_OTHER_SETTINGS = "different configuration than existing connections"
 """What DuckDB says when this process already has the file open another way."""
+
+
+_LOCK_CONFLICT = "Could not set lock on file"
+"""What DuckDB says when another process holds the file open."""
+
+
+def is_lock_conflict(error: BaseException | None) -> bool:
+    """Whether ``error`` is DuckDB refusing to open the file because another process holds
+    it, which passes once that process closes it (unlike a damaged file, whose DuckDB
+    message may name a "block")."""
+    return isinstance(error, duckdb.IOException) and _LOCK_CONFLICT in str(error)
+
+
+_DAMAGED_FILE = (
+    "Corrupt database file",
+    "not a valid DuckDB database file",
+    "Could not read enough bytes from file",
+)
+"""What DuckDB says of a store file cut short or overwritten."""
+
+_DAMAGED_LOG = ("Failure while replaying WAL file", "Corrupt WAL file")
+"""What DuckDB says of a write-ahead log it cannot replay."""
+
+
+def store_failure(what: str, path: Path, error: duckdb.Error) -> StoreError:
+    """The error of a statement or an open of the store at ``path`` that failed: ``what``
+    and DuckDB's words, or, when the file or its write-ahead log is damaged, what happened
+    to which file and what the user can do, since no retry or migration mends it."""
+    detail = str(error).removeprefix("IO Error: ")
+    if any(sign in detail for sign in _DAMAGED_LOG):
+        log = path.with_name(path.name + ".wal")
+        return StoreError(
+            f"the write-ahead log {log} of the store {path} is damaged ({detail}); evalkit "
+            "changed neither file. A writer was killed or the disk failed as it wrote the "
+            f"log: the store opens without it, as of its last checkpoint but without the "
+            f"writes the log holds, once {log.name} is moved aside (keep it); or restore both "
+            "files from a copy"
+        )
+    if any(sign in detail for sign in _DAMAGED_FILE):
+        return StoreError(
+            f"the store {path} is damaged or not a DuckDB file ({detail}); evalkit changed "
+            "nothing in it. If it is the store, it was cut short or overwritten (a full disk, "
+            "a copy that stopped part-way, a storage fault) and evalkit cannot repair it: keep "
+            "it aside and restore it from a copy. Else point EVALKIT_STORE_PATH at the store"
+        )
+    return StoreError(f"{what}: {error}")
 
 
 def no_store_error(path: Path) -> NotFoundError:
@@ -84,12 +130,12 @@ class Store:
         try:
             connection = duckdb.connect(str(path), read_only=read_only, config=config)
         except duckdb.IOException as error:
-            if "lock" in str(error).lower():
+            if is_lock_conflict(error):
                 raise StoreError(
                     f"the store {path} is held by another writing process (for example "
                     "`evalkit serve`); wait for it to finish or open the store read-only"
                 ) from error
-            raise StoreError(f"cannot open the store {path}: {error}") from error
+            raise store_failure(f"cannot open the store {path}", path, error) from error
         except duckdb.Error as error:
             if _OPEN_WITH_OTHER_SETTINGS in str(error):
                 raise StoreError(
@@ -98,7 +144,7 @@ class Store:
                     "reverse, or another memory limit), and DuckDB opens a file one way per "
                     "process; close that Store first"
                 ) from error
-            raise StoreError(f"cannot open the store {path}: {error}") from error
+            raise store_failure(f"cannot open the store {path}", path, error) from error
         store = cls(connection, path, read_only=read_only)
         if read_only:
             store._check_schema_current()
@@ -191,21 +237,21 @@ class Store:
             with self.transaction() as con:
                 con.execute(sql, list(parameters))
         except duckdb.Error as error:
-            raise StoreError(f"store write failed on {self.path}: {error}") from error
+            raise store_failure(f"store write failed on {self.path}", self.path, error) from error
 
     def fetch(self, sql: str, parameters: Sequence[object] = ()) -> list[tuple[Any, ...]]:
         """Rows of a parameterised query (for evalkit.store's own modules)."""
         try:
             return self._con.execute(sql, list(parameters)).fetchall()
         except duckdb.Error as error:
-            raise StoreError(f"store query failed on {self.path}: {error}") from error
+            raise store_failure(f"store query failed on {self.path}", self.path, error) from error
 
     def fetch_frame(self, sql: str, parameters: Sequence[object] = ()) -> pd.DataFrame:
         """A parameterised query's result as a DataFrame (for evalkit.store's own modules)."""
         try:
             return self._con.execute(sql, list(parameters)).df()
         except duckdb.Error as error:
-            raise StoreError(f"store query failed on {self.path}: {error}") from error
+            raise store_failure(f"store query failed on {self.path}", self.path, error) from error
 
     def table_names(self) -> frozenset[str]:
         """Names of the tables this store holds (the areas whose migration ran)."""
@@ -224,7 +270,7 @@ class Store:
             while batch := cursor.fetchmany(rows):
                 yield batch
         except duckdb.Error as error:
-            raise StoreError(f"store query failed on {self.path}: {error}") from error
+            raise store_failure(f"store query failed on {self.path}", self.path, error) from error
 
     def copy_query(
         self, sql: str, parameters: Sequence[object], path: Path, *, options: str
@@ -234,7 +280,9 @@ class Store:
         try:
             self._con.execute(f"COPY ({sql}) TO ? ({options})", [*parameters, str(path)])
         except duckdb.Error as error:
-            raise StoreError(f"cannot write {path} from {self.path}: {error}") from error
+            raise store_failure(
+                f"cannot write {path} from {self.path}", self.path, error
+            ) from error
 
     def insert_frame(self, table: str, frame: pd.DataFrame) -> None:
         """Bulk-insert a DataFrame whose columns are named as the table's (inside a transaction)."""
