@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
+import duckdb
 import pandas as pd
 import pytest
 
@@ -41,6 +43,8 @@ from evalkit.store.runs import (
     query_metrics,
     run_results,
 )
+
+DEMO = Path(__file__).resolve().parents[1] / "goldsets" / "demo"
 
 
 def small_goldset(name: str = "tiny") -> Goldset:
@@ -670,3 +674,66 @@ def test_a_killed_writers_log_is_read_and_a_damaged_one_is_named_with_what_to_do
     assert invoke(["goldset", "list", "--format", "json"]) == 0
     assert [g["name"] for g in json.loads(capsys.readouterr().out)] == ["kept"]
     assert tmp.exists()
+
+
+def _evalkit_limited(
+    home: Path, max_file_bytes: int, *args: str
+) -> subprocess.CompletedProcess[str]:
+    """`evalkit ARGS` in a process that may write no file past ``max_file_bytes``
+    (RLIMIT_FSIZE), where a write fails as on a full disk; no root or mount needed."""
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (max_file_bytes, max_file_bytes))
+
+    return subprocess.run(
+        [sys.executable, "-m", "evalkit", *args],
+        env={**os.environ, "EVALKIT_HOME": str(home)},
+        capture_output=True,
+        text=True,
+        preexec_fn=limit,
+        check=False,
+    )
+
+
+def test_a_migration_the_disk_stops_says_where_the_store_stands_and_migrate_goes_on(
+    evalkit_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It said only DuckDB's `Failed to commit: Could not write file ...`: nothing of
+    whether the upgrade had left the store half-changed or of what to run next."""
+    with monkeypatch.context() as older_release:
+        older_release.setattr(store_module, "MIGRATIONS", MIGRATIONS[:4])
+        with Store.open(evalkit_home / "evalkit.duckdb") as old:
+            old.execute("INSERT INTO goldsets VALUES ('tiny', 'v1', 'test', '2026-11-01', 2, 3)")
+    path = evalkit_home / "evalkit.duckdb"
+    stopped = _evalkit_limited(evalkit_home, 8 * 1024, "store", "migrate")
+    assert stopped.returncode == 3, stopped.stderr
+    err = " ".join(stopped.stderr.split())
+    assert "Traceback" not in err
+    with duckdb.connect(str(path), read_only=True) as con:
+        reached = con.execute("SELECT max(number) FROM schema_migrations").fetchall()[0][0]
+        assert con.execute("SELECT name FROM goldsets").fetchall() == [("tiny",)]
+    assert 4 <= reached < MIGRATIONS[-1].number
+    failed = MIGRATIONS[reached]
+    assert err.startswith(f"error: migration {failed.number} ({failed.name}) failed on {path}: ")
+    assert err.endswith(
+        f"File too large. The store stays at schema version {reached}, as the migrations "
+        "before this one left it (this one was rolled back); once the cause is mended (free "
+        "space on a full disk, for one), `evalkit store migrate` goes on from there"
+    )
+    assert invoke(["store", "migrate"]) == 0
+    with Store.open(path, read_only=True) as upgraded:
+        assert upgraded.schema_version() == MIGRATIONS[-1].number
+        assert [g.name for g in list_goldsets(upgraded)] == ["tiny"]
+
+
+def test_a_store_the_disk_stopped_creating_is_not_left_behind_as_damaged(
+    evalkit_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """DuckDB's first block of a new store was left on disk: every later command, with
+    space again, refused the store as a file it could not read."""
+    stopped = _evalkit_limited(evalkit_home, 4096, "goldset", "import", str(DEMO), "--name", "demo")
+    assert stopped.returncode == 3, stopped.stderr
+    assert "File too large" in stopped.stderr
+    assert "Traceback" not in stopped.stderr
+    assert not (evalkit_home / "evalkit.duckdb").exists()
+    assert invoke(["goldset", "import", str(DEMO), "--name", "demo"]) == 0, capsys.readouterr()

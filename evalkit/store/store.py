@@ -55,10 +55,10 @@ _DAMAGED_LOG = ("Failure while replaying WAL file", "Corrupt WAL file")
 """What DuckDB says of a write-ahead log it cannot replay."""
 
 
-def store_failure(what: str, path: Path, error: duckdb.Error) -> StoreError:
-    """The error of a statement or an open of the store at ``path`` that failed: ``what``
-    and DuckDB's words, or, when the file or its write-ahead log is damaged, what happened
-    to which file and what the user can do, since no retry or migration mends it."""
+def damaged_store_error(path: Path, error: duckdb.Error) -> StoreError | None:
+    """When ``error`` says the store at ``path`` or its write-ahead log is damaged: the error
+    naming that file, what happened and what the user can do (no retry or migration mends
+    it); else None."""
     detail = str(error).removeprefix("IO Error: ")
     if any(sign in detail for sign in _DAMAGED_LOG):
         log = path.with_name(path.name + ".wal")
@@ -76,7 +76,13 @@ def store_failure(what: str, path: Path, error: duckdb.Error) -> StoreError:
             "a copy that stopped part-way, a storage fault) and evalkit cannot repair it: keep "
             "it aside and restore it from a copy. Else point EVALKIT_STORE_PATH at the store"
         )
-    return StoreError(f"{what}: {error}")
+    return None
+
+
+def store_failure(what: str, path: Path, error: duckdb.Error) -> StoreError:
+    """The error of a statement or an open of the store at ``path`` that failed: ``what``
+    and DuckDB's words, or what ``damaged_store_error`` says of a damaged file."""
+    return damaged_store_error(path, error) or StoreError(f"{what}: {error}")
 
 
 def no_store_error(path: Path) -> NotFoundError:
@@ -127,30 +133,41 @@ class Store:
             config["temp_directory"] = str(
                 Path(tempfile.gettempdir()) / f"evalkit-duckdb-{os.getuid()}"
             )
+        created = not read_only and not path.exists()
         try:
             connection = duckdb.connect(str(path), read_only=read_only, config=config)
-        except duckdb.IOException as error:
-            if is_lock_conflict(error):
-                raise StoreError(
-                    f"the store {path} is held by another writing process (for example "
-                    "`evalkit serve`); wait for it to finish or open the store read-only"
-                ) from error
-            raise store_failure(f"cannot open the store {path}", path, error) from error
         except duckdb.Error as error:
-            if _OPEN_WITH_OTHER_SETTINGS in str(error):
-                raise StoreError(
-                    f"cannot open the store {path}: another Store of this process holds it "
-                    "open with other settings (read-only where this one writes, or the "
-                    "reverse, or another memory limit), and DuckDB opens a file one way per "
-                    "process; close that Store first"
-                ) from error
-            raise store_failure(f"cannot open the store {path}", path, error) from error
+            if created and not is_lock_conflict(error):
+                # A file DuckDB could not finish creating (a full disk) would be refused as
+                # damaged by every later command.
+                for stub in (path, path.with_name(path.name + ".wal")):
+                    with suppress(OSError):
+                        stub.unlink()
+            raise cls._open_failure(path, error) from error
         store = cls(connection, path, read_only=read_only)
         if read_only:
             store._check_schema_current()
         else:
             store.migrated = tuple(store.migrate())
         return store
+
+    @staticmethod
+    def _open_failure(path: Path, error: duckdb.Error) -> StoreError:
+        """The error of a store that DuckDB could not open."""
+        if isinstance(error, duckdb.IOException):
+            if is_lock_conflict(error):
+                return StoreError(
+                    f"the store {path} is held by another writing process (for example "
+                    "`evalkit serve`); wait for it to finish or open the store read-only"
+                )
+        elif _OPEN_WITH_OTHER_SETTINGS in str(error):
+            return StoreError(
+                f"cannot open the store {path}: another Store of this process holds it "
+                "open with other settings (read-only where this one writes, or the "
+                "reverse, or another memory limit), and DuckDB opens a file one way per "
+                "process; close that Store first"
+            )
+        return store_failure(f"cannot open the store {path}", path, error)
 
     def close(self) -> None:
         """Close the connection."""
@@ -304,6 +321,7 @@ class Store:
         applied = {row[0] for row in self.fetch("SELECT number FROM schema_migrations")}
         self._refuse_newer_schema(max(applied, default=0))
         names = []
+        reached = max(applied, default=0)
         for migration in MIGRATIONS:
             if migration.number in applied:
                 continue
@@ -315,11 +333,18 @@ class Store:
                         [migration.number, migration.name, utc_now()],
                     )
             except duckdb.Error as error:
+                damaged = damaged_store_error(self.path, error)
+                if damaged is not None:
+                    raise damaged from error
                 raise StoreError(
                     f"migration {migration.number} ({migration.name}) failed on {self.path}: "
-                    f"{error}"
+                    f"{error}. The store stays at schema version {reached}, as the migrations "
+                    "before this one left it (this one was rolled back); once the cause is "
+                    "mended (free space on a full disk, for one), `evalkit store migrate` goes "
+                    "on from there"
                 ) from error
             names.append(migration.name)
+            reached = migration.number
         return names
 
     def schema_version(self) -> int:
