@@ -737,3 +737,37 @@ def test_a_store_the_disk_stopped_creating_is_not_left_behind_as_damaged(
     assert "Traceback" not in stopped.stderr
     assert not (evalkit_home / "evalkit.duckdb").exists()
     assert invoke(["goldset", "import", str(DEMO), "--name", "demo"]) == 0, capsys.readouterr()
+
+
+def test_a_reader_that_waited_in_vain_names_the_process_holding_the_store(
+    tmp_path: Path,
+) -> None:
+    """It said "written by another process ...; try again later", where a writer that
+    waited in vain named the holder's pid."""
+    path = tmp_path / "held.duckdb"
+    Store.open(path).close()
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time, duckdb\n"
+            "connection = duckdb.connect(sys.argv[1])\n"
+            "print('holding', flush=True)\n"
+            "time.sleep(60)\n",
+            str(path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "holding"
+        access = StoreAccess(path, wait=0.3, program="test")
+        with (
+            pytest.raises(StoreError, match=rf"more than 0.3 s \(.*PID {holder.pid}\)"),
+            access.reader(),
+        ):
+            pass
+    finally:
+        holder.kill()
+        holder.wait()

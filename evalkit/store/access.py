@@ -536,6 +536,11 @@ class StoreAccess:
                     told = True
             time.sleep(_POLL)
 
+    def _writer(self) -> str:
+        """Who writes the store, as its writer lock names them."""
+        holder = FileLock(self.lock_path, program=self.program).holder()
+        return holder.describe() if holder else "another process"
+
     @contextmanager
     def reader(self) -> Iterator[Store]:
         """The store, open read-only, for the duration of the block."""
@@ -550,13 +555,14 @@ class StoreAccess:
                     raise
                 if time.monotonic() >= deadline:
                     raise StoreBusyError(
-                        f"the store {self.store_path} has been written by another process for "
-                        f"more than {self.wait:g} s; try again later"
+                        f"the store {self.store_path} has been written by {self._writer()} for "
+                        f"more than {self.wait:g} s ({error.__cause__}); try again when it is "
+                        "done"
                     ) from error
                 if not told:
-                    holder = FileLock(self.lock_path, program=self.program).holder()
-                    held_by = holder.describe() if holder else "another process"
-                    self._tell(f"waiting to read the store: it is being written by {held_by}")
+                    self._tell(
+                        f"waiting to read the store: it is being written by {self._writer()}"
+                    )
                     told = True
             time.sleep(_POLL)
         try:
