@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import textwrap
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -13,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
+from store_holder import held_open
 from test_dashboard_seed import (
     GOLDSET,
     SERIES_A,
@@ -265,31 +263,11 @@ def test_open_read_only_retries_then_names_the_writer(
 ) -> None:
     path = tmp_path / "evalkit.duckdb"
     Store.open(path).close()
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            textwrap.dedent(
-                """
-                import sys, time, duckdb
-                connection = duckdb.connect(sys.argv[1])
-                print("holding", flush=True)
-                time.sleep(60)
-                """
-            ),
-            str(path),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None
-        assert holder.stdout.readline().strip() == "holding"
-        with pytest.raises(StoreBusyError, match=f"being written by pid {holder.pid}"):
-            access.open_read_only(path, wait=0.3)
-    finally:
-        holder.terminate()
-        holder.wait(timeout=30)
+    with (
+        held_open(path) as pid,
+        pytest.raises(StoreBusyError, match=f"being written by pid {pid}"),
+    ):
+        access.open_read_only(path, wait=0.3)
     access.open_read_only(path, wait=0.3).close()
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import pytest
+from store_holder import held_open
 
 from evalkit.cli import invoke
 from evalkit.errors import NotFoundError, StoreError
@@ -746,28 +747,10 @@ def test_a_reader_that_waited_in_vain_names_the_process_holding_the_store(
     waited in vain named the holder's pid."""
     path = tmp_path / "held.duckdb"
     Store.open(path).close()
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sys, time, duckdb\n"
-            "connection = duckdb.connect(sys.argv[1])\n"
-            "print('holding', flush=True)\n"
-            "time.sleep(60)\n",
-            str(path),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None
-        assert holder.stdout.readline().strip() == "holding"
-        access = StoreAccess(path, wait=0.3, program="test")
-        with (
-            pytest.raises(StoreError, match=rf"more than 0.3 s \(.*PID {holder.pid}\)"),
-            access.reader(),
-        ):
-            pass
-    finally:
-        holder.kill()
-        holder.wait()
+    access = StoreAccess(path, wait=0.3, program="test")
+    with (
+        held_open(path) as pid,
+        pytest.raises(StoreError, match=rf"more than 0.3 s \(.*PID {pid}\)"),
+        access.reader(),
+    ):
+        pass
