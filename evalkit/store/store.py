@@ -137,9 +137,10 @@ class Store:
         try:
             connection = duckdb.connect(str(path), read_only=read_only, config=config)
         except duckdb.Error as error:
-            if created and not is_lock_conflict(error):
+            if created and not is_lock_conflict(error) and not damaged_store_error(path, error):
                 # A file DuckDB could not finish creating (a full disk) would be refused as
-                # damaged by every later command.
+                # damaged by every later command. One it found unreadable is another
+                # process's, created meanwhile: that one is left alone.
                 for stub in (path, path.with_name(path.name + ".wal")):
                     with suppress(OSError):
                         stub.unlink()
