@@ -12,13 +12,18 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import duckdb
 import pytest
+from test_store import finish_two_query_run, result, small_goldset, spec
 
+from evalkit.cli import invoke
 from evalkit.errors import StoreError
 from evalkit.store import MIGRATIONS, Store
 from evalkit.store import store as store_module
 from evalkit.store.alerts import list_alerts
+from evalkit.store.goldsets import save_goldset
 from evalkit.store.migrations import Migration
+from evalkit.store.runs import add_query_results, create_run
 
 RELEASED: dict[int, tuple[str, str]] = {
     1: (
@@ -275,3 +280,91 @@ def test_reviews_imported_by_email_before_migration_25_keep_their_email(
             ("rev-4", None, None),
             ("rev-5", "5", None),
         ]
+
+
+def _store_with_two_runs(path: Path) -> tuple[str, str]:
+    """A current store holding a goldset and two finished runs of it; their ids."""
+    goldset = small_goldset()
+    run_ids = []
+    with Store.open(path) as store:
+        save_goldset(store, goldset)
+        for ranked in ((("d1", "d2"), ("d3",)), (("d2", "d1"), ("d4", "d3"))):
+            run_id = create_run(store, spec(goldset_version=goldset.version))
+            add_query_results(store, run_id, [result("q1", *ranked[0]), result("q2", *ranked[1])])
+            finish_two_query_run(store, run_id)
+            run_ids.append(run_id)
+    return run_ids[0], run_ids[1]
+
+
+def _copy_what_an_older_schema_holds(source: Path, older: Path) -> None:
+    """Copy every row of ``source`` into the older-schema store ``older``: the columns it
+    has, as an evalkit of that schema wrote them; the later columns are left to migrate."""
+    with duckdb.connect(str(older)) as con:
+        con.execute(f"ATTACH '{source}' AS source (READ_ONLY)")
+        tables = [
+            row[0]
+            for row in con.execute(
+                "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()"
+                " AND table_name <> 'schema_migrations'"
+            ).fetchall()
+        ]
+        for table in tables:
+            older_columns = {
+                row[0]
+                for row in con.execute(
+                    "SELECT column_name FROM duckdb_columns()"
+                    " WHERE database_name = current_database() AND table_name = ?",
+                    [table],
+                ).fetchall()
+            }
+            source_columns = [
+                row[0]
+                for row in con.execute(
+                    "SELECT column_name FROM duckdb_columns()"
+                    " WHERE database_name = 'source' AND table_name = ? ORDER BY column_index",
+                    [table],
+                ).fetchall()
+            ]
+            columns = ", ".join(c for c in source_columns if c in older_columns)
+            con.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM source.{table}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("applied", [6, 11, 18])
+def test_runs_an_older_evalkit_stored_read_back_as_a_current_one_stores_them(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    applied: int,
+) -> None:
+    """The schema test above checks the tables an upgrade makes, not the rows an older
+    evalkit left in them: columns added later are NULL (or their default) in those rows,
+    and `runs show`, `compare` and `runs export` must read them as a current evalkit's."""
+    (tmp_path / "fresh").mkdir()
+    (tmp_path / "older").mkdir()
+    fresh = tmp_path / "fresh" / "evalkit.duckdb"
+    older = tmp_path / "older" / "evalkit.duckdb"
+    baseline, candidate = _store_with_two_runs(fresh)
+    with monkeypatch.context() as older_release:
+        older_release.setattr(store_module, "MIGRATIONS", MIGRATIONS[:applied])
+        Store.open(older).close()
+    _copy_what_an_older_schema_holds(fresh, older)
+    monkeypatch.delenv("EVALKIT_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    readings = []
+    for path in (fresh, older):
+        monkeypatch.setenv("EVALKIT_STORE_PATH", str(path))
+        assert invoke(["store", "migrate"]) == 0
+        capsys.readouterr()
+        outputs = []
+        for command in (
+            ["runs", "show", baseline, "--format", "json"],
+            ["runs", "list", "--format", "json"],
+            ["goldset", "list", "--format", "json"],
+            ["compare", baseline, candidate, "--format", "json"],
+            ["runs", "export", candidate, "--format", "jsonl", "--output", "-"],
+        ):
+            assert invoke(command) == 0, capsys.readouterr().err
+            outputs.append(capsys.readouterr().out)
+        readings.append(outputs)
+    assert readings[1] == readings[0]

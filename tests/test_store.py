@@ -283,10 +283,8 @@ def test_unknown_goldset_and_run_say_what_exists(store: Store) -> None:
         get_run(store, "missing")
 
 
-def test_run_lifecycle_running_then_complete(store: Store) -> None:
-    run_id = create_run(store, spec())
-    assert get_run(store, run_id).status == "running"
-    add_query_results(store, run_id, [result("q1", "d1", "d2"), result("q2", "d3")])
+def finish_two_query_run(store: Store, run_id: str) -> None:
+    """Finish run ``run_id`` of q1 and q2 complete, with ndcg@10 1.0 and 0.5, recall@10 1."""
     per_query = pd.DataFrame(
         {"ndcg@10": [1.0, 0.5], "recall@10": [1.0, 1.0]}, index=pd.Index(["q1", "q2"])
     )
@@ -300,6 +298,13 @@ def test_run_lifecycle_running_then_complete(store: Store) -> None:
         n_total=2,
         n_failed=0,
     )
+
+
+def test_run_lifecycle_running_then_complete(store: Store) -> None:
+    run_id = create_run(store, spec())
+    assert get_run(store, run_id).status == "running"
+    add_query_results(store, run_id, [result("q1", "d1", "d2"), result("q2", "d3")])
+    finish_two_query_run(store, run_id)
     run = get_run(store, run_id[:17])
     assert run.status == "complete"
     assert run.finished_at is not None
