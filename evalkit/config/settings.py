@@ -215,18 +215,21 @@ def _given(overrides: Mapping[str, Any]) -> dict[str, Any]:
     return given
 
 
-def parse_settings(data: Mapping[str, Any], path: Path) -> Settings:
+def parse_settings(
+    data: Mapping[str, Any], path: Path, *, arguments: Mapping[str, Any] | None = None
+) -> Settings:
     """Validate ``data``, the tables of the configuration file ``path`` (with whatever
-    ``load_settings`` layered over them).
+    ``load_settings`` layered over them: ``arguments`` over ``EVALKIT_*`` variables).
 
-    Raises ConfigError naming the source and field of every invalid value. The secrets
-    the settings hold are registered with the redactor (``evalkit.config.secrets``).
+    Raises ConfigError naming the source and field of every invalid value: its line in the
+    file, or the variable that set it. The secrets the settings hold are registered with
+    the redactor (``evalkit.config.secrets``).
     """
     check_tables(data, path)
     try:
         settings = Settings(**data)
     except ValidationError as error:
-        raise settings_error(error, data, path, model=Settings) from error
+        raise settings_error(error, data, path, model=Settings, arguments=arguments) from error
     settings._config_file = path
     register_settings_secrets(settings)
     return settings
@@ -247,6 +250,7 @@ def load_settings(**overrides: Any) -> Settings:
     if problems:
         error = ValidationError.from_exception_data(Settings.__name__, problems)
         raise settings_error(error, tables, path, from_file=True, model=Settings)
-    merged = merge(tables, environment_values(Settings, JudgeSettings), _given(overrides))
+    arguments = _given(overrides)
+    merged = merge(tables, environment_values(Settings, JudgeSettings), arguments)
     merged.setdefault("home", discover_home())
-    return parse_settings(merged, path)
+    return parse_settings(merged, path, arguments=arguments)

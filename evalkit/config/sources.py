@@ -207,6 +207,7 @@ def settings_error(
     *,
     from_file: bool = False,
     model: type[BaseModel] | None = None,
+    arguments: Mapping[str, Any] | None = None,
 ) -> ConfigError:
     """One ConfigError for every problem of ``error``, each naming its source and field.
 
@@ -214,9 +215,11 @@ def settings_error(
     ``path`` the configuration file. Problems are grouped by where they come from: the
     top-level settings, the ``[judge]`` table, ``[scheduler]``, ``[alerts]``, or one entry of
     ``[[jobs]]``, ``[[alerts.rules]]`` or ``[[alerts.sinks]]``. A value the file gave is
-    named by its line (``evalkit.toml:12``); ``from_file`` says every value of ``data`` is
-    the file's, even where an ``EVALKIT_*`` variable is set too. With the ``model``
-    validated, an unknown key is given the field it was probably meant to be.
+    named by its line (``evalkit.toml:12``), one an ``EVALKIT_*`` variable gave by the
+    variable; ``from_file`` says every value of ``data`` is the file's, even where a
+    variable is set too. ``arguments`` are the values given as arguments, which win over
+    the variables (None: not known). With the ``model`` validated, an unknown key is given
+    the field it was probably meant to be.
     """
     lines = toml_lines(path)
     groups: dict[str, list[str]] = {}
@@ -224,6 +227,14 @@ def settings_error(
         loc = tuple(problem["loc"])
         # A variable sets only a known field, never an unknown key.
         known = problem["type"] != "extra_forbidden"
+        variable = (
+            _variable_of(loc, arguments)
+            if known and not from_file and arguments is not None
+            else None
+        )
+        if variable is not None:
+            groups.setdefault(f"environment variable {variable}", []).append(problem["msg"])
+            continue
         line = _file_line(loc, lines, variables=known and not from_file)
         prefix, rest, plain = _where(loc, data, path)
         if line is not None and plain:
@@ -239,6 +250,24 @@ def settings_error(
     return ConfigError(
         "\n".join(f"{prefix}: {'; '.join(texts)}" for prefix, texts in groups.items())
     )
+
+
+def _variable_of(loc: tuple[int | str, ...], arguments: Mapping[str, Any]) -> str | None:
+    """The ``EVALKIT_*`` variable, as the environment spells it, that gave the value at
+    ``loc``: one is set for its field and no argument gave the field (None otherwise)."""
+    if not loc or loc[0] in ARRAYS:
+        return None
+    if loc[0] == "judge":
+        given = arguments.get("judge")
+        if len(loc) < 2 or (isinstance(given, Mapping) and loc[1] in given):
+            return None
+        wanted = f"{JUDGE_ENV_PREFIX}{loc[1]}"
+    elif loc[0] in TABLES or loc[0] in arguments:
+        return None
+    else:
+        wanted = f"{ENV_PREFIX}{loc[0]}"
+    # The variables' names are read whatever their case, as EnvSettingsSource reads them.
+    return next((name for name in os.environ if name.upper() == wanted.upper()), None)
 
 
 def _where(
