@@ -561,3 +561,45 @@ def test_a_job_s_retriever_option_that_is_not_a_finite_number_is_named(
         "evalkit.toml: [[jobs]] #1 'nightly' (kind goldset_replay): line 7, "
         "field 'retriever_options': Value error, option alpha is inf"
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            '[judge]\nmodel = "m"\nbase_url = "127.0.0.1:11434/v1"\n',
+            "evalkit.toml: [judge]: line 3, field 'base_url': Value error, '127.0.0.1:11434/v1': "
+            "must be an http:// or https:// URL; write http://127.0.0.1:11434/v1",
+        ),
+        (
+            '[alerts]\ndashboard_url = "dash.example.com:8501"\n',
+            "evalkit.toml: [alerts]: line 2, field 'dashboard_url': Value error, "
+            "'dash.example.com:8501': must be an http:// or https:// URL; "
+            "write http://dash.example.com:8501",
+        ),
+        (
+            'chroma_url = "http://user:pw@:8000"\n',
+            "evalkit.toml: line 1, field 'chroma_url': Value error, 'http://:8000': names no host",
+        ),
+        (
+            '[embedder]\nkind = "openai"\nmodel = "e"\nurl = "localhost:8080/v1"\n',
+            "evalkit.toml: line 4, field 'embedder.url': Value error, 'localhost:8080/v1': "
+            "must be an http:// or https:// URL; write http://localhost:8080/v1",
+        ),
+    ],
+)
+def test_a_url_setting_that_is_no_http_url_is_named_by_its_line(
+    evalkit_home: Path, capsys: pytest.CaptureFixture[str], text: str, message: str
+) -> None:
+    """A judge URL without its scheme was taken, and every answer scored failed as 'cannot
+    reach the judge' (exit 3, as for a server that is down); a dashboard URL without it made
+    every alert's links unusable. They are refused when the settings are read (exit 2)."""
+    Path("evalkit.toml").write_text(text, encoding="utf-8")
+    Path("answers.jsonl").write_text(
+        '{"question": "q", "answer": "a", "contexts": ["a"]}\n', encoding="utf-8"
+    )
+    command = ["answers", "score", "answers.jsonl", "--method", "llm", "--no-store"]
+    assert invoke([*command, "--format", "json"]) == 2
+    assert json.loads(capsys.readouterr().out)["error"]["message"] == message
+    Path("evalkit.toml").write_text("", encoding="utf-8")
+    assert load_settings(chroma_url="").chroma_url == ""

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from evalkit.config.types import NAME_PATTERN, Duration, KindEntry
+from evalkit.config.types import NAME_PATTERN, Duration, KindEntry, WebUrl
 from evalkit.records import AlertSeverity
 
 __all__ = ["AlertsSettings", "RuleConfig", "SinkConfig"]
@@ -78,7 +78,7 @@ class AlertsSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    dashboard_url: str | None = Field(
+    dashboard_url: WebUrl = Field(
         default=None,
         description="Base URL of the evalkit dashboard; alerts then link to the runs they "
         "are about.",

@@ -26,6 +26,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from evalkit.config.types import WebUrl
+
 __all__ = ["JudgeSettings", "ScoringMethod"]
 
 
@@ -47,7 +49,7 @@ class JudgeSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    base_url: str | None = Field(
+    base_url: WebUrl = Field(
         default=None,
         description="Base URL of an OpenAI-compatible API (for example "
         "http://127.0.0.1:11434/v1); with `model`, it configures the LLM judge.",

@@ -45,6 +45,8 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from evalkit.config.types import WebUrl
+
 __all__ = [
     "ChromaSettings",
     "DistanceMetric",
@@ -294,7 +296,7 @@ class EmbedderSettings(BaseModel):
         description="sentence-transformers (the bundled MiniLM, or model_path), openai "
         "(an OpenAI-compatible /embeddings endpoint) or none.",
     )
-    url: str | None = Field(
+    url: WebUrl = Field(
         default=None,
         description="Base URL of the OpenAI-compatible API, e.g. http://127.0.0.1:8080/v1.",
     )

@@ -43,6 +43,7 @@ from evalkit.config.sources import (
     settings_error,
 )
 from evalkit.config.tomlfile import toml_type_problems
+from evalkit.config.types import WebUrl
 from evalkit.records.requests import MAX_K
 
 __all__ = ["Settings", "load_settings", "parse_settings"]
@@ -69,7 +70,7 @@ class Settings(BaseSettings):
     chroma_path: Path | None = Field(
         default=None, description="Embedded (persistent) Chroma directory; default: HOME/chroma."
     )
-    chroma_url: str | None = Field(
+    chroma_url: WebUrl = Field(
         default=None,
         description="URL of a Chroma server (for example http://127.0.0.1:8000); "
         "when set, it replaces the embedded Chroma store.",

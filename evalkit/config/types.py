@@ -7,7 +7,9 @@ import math
 import re
 from typing import Annotated
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
+
+from evalkit.redaction import http_url_problem, mask_url
 
 __all__ = [
     "NAME_PATTERN",
@@ -15,12 +17,14 @@ __all__ = [
     "Duration",
     "Increase",
     "KindEntry",
+    "WebUrl",
     "format_duration",
     "parse_duration",
     "parse_increase",
     "parse_quantile",
     "parse_size",
     "quantile_name",
+    "web_url",
 ]
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
@@ -173,3 +177,23 @@ def parse_quantile(name: str) -> float:
 def quantile_name(level: float) -> str:
     """0.95 -> ``"p95"``, 0.999 -> ``"p99.9"``."""
     return f"p{round(level * 100, 6):g}"
+
+
+def web_url(url: str | None) -> str | None:
+    """``url`` unchanged when it is an http:// or https:// URL with a host, or empty (unset);
+    ValueError saying what is wrong otherwise (its secrets masked).
+
+    A URL without its scheme (``127.0.0.1:11434/v1``) would otherwise be refused by the
+    client only when it is first called, as an endpoint that cannot be reached."""
+    if not url:
+        return url
+    problem = http_url_problem(url)
+    if problem is None:
+        return url
+    shown = mask_url(url)
+    hint = f"; write http://{shown}" if "://" not in url else ""
+    raise ValueError(f"{shown!r}: {problem}{hint}")
+
+
+WebUrl = Annotated[str | None, AfterValidator(web_url)]
+"""An http:// or https:// URL with a host (or unset), checked when the settings are read."""
