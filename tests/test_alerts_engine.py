@@ -180,7 +180,7 @@ def test_durations_a_scheduler_cannot_count_are_refused_saying_why(
 @pytest.mark.parametrize(
     ("alerts", "where"),
     [
-        ({"rules": [{"name": "x", "kind": "nope"}]}, "[[alerts.rules]] #1 'x' field 'kind'"),
+        ({"rules": [{"name": "x", "kind": "nope"}]}, "[[alerts.rules]] #1 'x': field 'kind'"),
         (
             {"rules": [{"name": "x", "kind": "job_failure", "cooldown": "soon"}]},
             "[[alerts.rules]] #1 'x': field 'cooldown'",

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from evalkit.config import (
     RuleConfig,
     SchedulerSettings,
     ScoringMethod,
+    Settings,
     SinkConfig,
     load_settings,
     parse_settings,
@@ -603,3 +605,41 @@ def test_a_url_setting_that_is_no_http_url_is_named_by_its_line(
     assert json.loads(capsys.readouterr().out)["error"]["message"] == message
     Path("evalkit.toml").write_text("", encoding="utf-8")
     assert load_settings(chroma_url="").chroma_url == ""
+
+
+def test_an_unknown_kind_or_a_name_used_twice_is_named_by_its_lines(
+    evalkit_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """They named the entry but not their lines, and a misspelt kind got no likely one."""
+    Path("evalkit.toml").write_text(
+        '[[jobs]]\nname = "a"\nkind = "retention"\n\n[[jobs]]\nname = "b"\nkind = "retension"\n',
+        encoding="utf-8",
+    )
+    assert invoke(["jobs", "list", "--format", "json"]) == 2
+    assert json.loads(capsys.readouterr().out)["error"]["message"] == (
+        "evalkit.toml: [[jobs]] #2 'b': line 7, field 'kind': unknown kind 'retension'; did "
+        "you mean 'retention'? (known kinds: answers, audit, command, drift_check, freshness, "
+        "goldset_replay, retention, sweep, traffic, traffic_ingest)"
+    )
+    jobs = '[[jobs]]\nname = "a"\nkind = "retention"\n\n[[jobs]]\nkind = "retention"\nname = "a"\n'
+    sinks = '[[alerts.sinks]]\nname = "s"\nkind = "log"\n'
+    retries = '[alerts]\nretry_initial = "10m"\nretry_max = "1m"\n'
+    assert _refused(jobs, service_config) == (
+        "evalkit.toml: [[jobs]] #1 and #2: lines 2 and 7, field 'name': the name 'a' is used "
+        "twice; give each entry its own"
+    )
+    assert _refused(f"{retries}\n{sinks}{sinks}", alerts_config) == (
+        "evalkit.toml: [[alerts.sinks]] #1 and #2: lines 6 and 9, field 'name': the name 's' "
+        "is used twice; give each entry its own"
+    )
+    assert _refused(retries, alerts_config) == (
+        "evalkit.toml: [alerts]: line 3, field 'retry_max': must be >= retry_initial"
+    )
+
+
+def _refused(text: str, resolve: Callable[[Settings], object]) -> str:
+    """The message of the ConfigError ``resolve`` raises over the settings of ``text``."""
+    Path("evalkit.toml").write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        resolve(load_settings())
+    return str(caught.value)

@@ -872,7 +872,7 @@ def test_sigterm_mid_replay_records_the_traffic_job_s_run_failed_as_traffic_repl
             {},
             "[[jobs]] #1 'a': field 'interval': Value error, interval must be at least 1s",
         ),
-        ([{"name": "a", "kind": "reindex"}], {}, "[[jobs]] #1 'a' field 'kind': unknown kind"),
+        ([{"name": "a", "kind": "reindex"}], {}, "[[jobs]] #1 'a': field 'kind': unknown kind"),
         (
             [{"name": "a", "kind": "drift_check", "method": "mmdd"}],
             {},
@@ -907,7 +907,7 @@ def test_sigterm_mid_replay_records_the_traffic_job_s_run_failed_as_traffic_repl
         (
             [{"name": name, "kind": "command", "command": ["x"]} for name in ("a", "b", "a")],
             {},
-            "[[jobs]] #1 and #3 field 'name': the name 'a' is used twice",
+            "[[jobs]] #1 and #3: field 'name': the name 'a' is used twice",
         ),
         ([], {"timezone": "Mars/Olympus"}, "[scheduler]: field 'timezone'"),
         ([], {"plugins": ["no_such_module_xyz"]}, "field 'plugins': cannot import"),

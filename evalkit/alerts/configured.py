@@ -40,6 +40,7 @@ __all__ = [
     "find_named",
     "resolve_entries",
     "resolve_kind",
+    "unique_names",
 ]
 
 
@@ -65,8 +66,9 @@ def resolve_kind(
     kind = kinds.get(entry.kind)
     if kind is None:
         raise ConfigError(
-            f"{path}: {label} field 'kind': unknown kind {entry.kind!r}; known kinds: "
-            f"{', '.join(sorted(kinds))}"
+            f"{path}: {label}: {_line_of(path, (*at, 'kind'))}field 'kind': unknown kind "
+            f"{entry.kind!r}{did_you_mean(entry.kind, sorted(kinds))} (known kinds: "
+            f"{', '.join(sorted(kinds))})"
         )
     try:
         return validate_toml(kind.params, entry.params)
@@ -141,12 +143,34 @@ class AlertsConfig:
         return find_named(self.rules, name, what="alert rule", path=self.path)
 
 
-def _unique(names: Sequence[str], *, table: str, path: Path) -> None:
-    seen: set[str] = set()
-    for name in names:
-        if name in seen:
-            raise ConfigError(f"{path}: {table}: the name {name!r} is used twice")
-        seen.add(name)
+def _line_of(path: Path, loc: tuple[str | int, ...]) -> str:
+    """``line N, `` of the value at ``loc`` in the file ``path`` (or of its table), or
+    nothing when it cannot be found."""
+    line = _line_number(toml_lines(path), loc)
+    return f"line {line}, " if line is not None else ""
+
+
+def _line_number(
+    lines: Mapping[tuple[str | int, ...], int], loc: tuple[str | int, ...]
+) -> int | None:
+    return next((lines[loc[:end]] for end in range(len(loc), 0, -1) if loc[:end] in lines), None)
+
+
+def unique_names(names: Sequence[str], *, table: tuple[str, ...], path: Path) -> None:
+    """Raise ConfigError when two entries of the array of tables ``table`` (``("jobs",)``)
+    share a name, naming both entries and the lines of their names."""
+    seen: dict[str, int] = {}
+    for index, name in enumerate(names):
+        if name not in seen:
+            seen[name] = index
+            continue
+        lines = toml_lines(path)
+        found = [_line_number(lines, (*table, at, "name")) for at in (seen[name], index)]
+        where = f"lines {found[0]} and {found[1]}, " if None not in found else ""
+        raise ConfigError(
+            f"{path}: [[{'.'.join(table)}]] #{seen[name] + 1} and #{index + 1}: {where}"
+            f"field 'name': the name {name!r} is used twice; give each entry its own"
+        )
 
 
 def _unknown_names(
@@ -214,8 +238,8 @@ def alerts_config(settings: Settings) -> AlertsConfig:
     rules = resolve_entries(
         ConfiguredRule, table.rules, RULE_KINDS, table=("alerts", "rules"), path=path
     )
-    _unique([sink.name for sink in sinks], table="[[alerts.sinks]]", path=path)
-    _unique([rule.name for rule in rules], table="[[alerts.rules]]", path=path)
+    unique_names([sink.name for sink in sinks], table=("alerts", "sinks"), path=path)
+    unique_names([rule.name for rule in rules], table=("alerts", "rules"), path=path)
     # With no sink configured, alerts go to the log sink build_sinks makes; a rule may name it.
     sink_names = {sink.name for sink in sinks} or {DEFAULT_LOG_SINK}
     _unknown_names(
@@ -228,7 +252,10 @@ def alerts_config(settings: Settings) -> AlertsConfig:
     if job_names:
         _unknown_names(rules, "jobs", _watched_jobs, job_names, what="job", path=path)
     if table.retry_max < table.retry_initial:
-        raise ConfigError(f"{path}: [alerts] field 'retry_max': must be >= retry_initial")
+        raise ConfigError(
+            f"{path}: [alerts]: {_line_of(path, ('alerts', 'retry_max'))}field 'retry_max': "
+            "must be >= retry_initial"
+        )
     return AlertsConfig(
         path=path, settings=table, rules=rules, sinks=sinks, jobs=frozenset(job_names) or None
     )

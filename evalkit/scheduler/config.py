@@ -26,6 +26,7 @@ from evalkit.alerts.configured import (
     alerts_config,
     find_named,
     resolve_entries,
+    unique_names,
 )
 from evalkit.config import (
     JobConfig,
@@ -172,7 +173,7 @@ def service_config(settings: Settings) -> ServiceConfig:
     scheduler = settings.scheduler
     _import_plugins(scheduler.plugins, path)
     jobs = resolve_entries(JobDefinition, settings.jobs, JOB_KINDS, table=("jobs",), path=path)
-    seen: dict[str, int] = {}
+    unique_names([job.name for job in jobs], table=("jobs",), path=path)
     for i, job in enumerate(jobs):
         missing = (
             job.params.unnamed_retriever(settings)
@@ -183,12 +184,6 @@ def service_config(settings: Settings) -> ServiceConfig:
             raise ConfigError(
                 f"{path}: [[jobs]] #{i + 1} '{job.name}' (kind {job.kind}): {missing}"
             )
-        if job.name in seen:
-            raise ConfigError(
-                f"{path}: [[jobs]] #{seen[job.name] + 1} and #{i + 1} field 'name': "
-                f"the name {job.name!r} is used twice"
-            )
-        seen[job.name] = i
     return ServiceConfig(path=path, scheduler=scheduler, jobs=jobs, alerts=alerts_config(settings))
 
 
