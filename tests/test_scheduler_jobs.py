@@ -868,6 +868,12 @@ def test_sigterm_mid_replay_records_the_traffic_job_s_run_failed_as_traffic_repl
             "[[jobs]] #1 'a': field 'cron': Value error, cron '61 * * * *' does not parse",
         ),
         (
+            # Crontab takes February 30th and never runs it.
+            [{"name": "a", "kind": "command", "command": ["x"], "cron": "0 2 30 2 *"}],
+            {},
+            "[[jobs]] #1 'a': field 'cron': Value error, cron '0 2 30 2 *' never fires",
+        ),
+        (
             [{"name": "a", "kind": "command", "command": ["x"], "interval": 0.5}],
             {},
             "[[jobs]] #1 'a': field 'interval': Value error, interval must be at least 1s",

@@ -21,6 +21,7 @@ kept here as the entry's extra fields and validated by the kind in ``evalkit.sch
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -100,9 +101,16 @@ class JobConfig(KindEntry):
     def _cron_parses(cls, cron: str | None) -> str | None:
         if cron is not None:
             try:
-                cron_trigger(cron, "UTC")
+                trigger = cron_trigger(cron, "UTC")
             except ValueError as error:
                 raise ValueError(f"cron {cron!r} does not parse: {error}") from error
+            # Crontab takes `0 2 30 2 *` (February 30th) too, and never runs it: a job that
+            # would stay scheduled and never run.
+            if trigger.get_next_fire_time(None, datetime.now(UTC)) is None:
+                raise ValueError(
+                    f"cron {cron!r} never fires: no date has that day of the month in that "
+                    "month (and day of the week)"
+                )
         return cron
 
     @field_validator("interval")
