@@ -499,6 +499,40 @@ def test_a_bad_sweep_file_exits_2_naming_the_file_and_the_key(
     assert expected in message
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('[grid]\nk = [10, "20"]\n', "line 7, grid.k[2]: Input should be a valid integer"),
+        ("[grid]\nef_serch = [10]\n", "line 7, grid.ef_serch: unknown key; did you mean"),
+        ("[grid]\nk = [10, 20, 10]\n", "line 7, grid.k: the value 10 is listed twice"),
+        (
+            '[[points]]\nk = 10\n\n[[points]]\nembedder = "e5"\n',
+            "line 10, [[points]] #2 embedder: no embedder named 'e5'",
+        ),
+        ("[[points]]\nk = 10\n[[points]]\nk = 5\n", "line 9, [[points]] #2 k: ndcg@10 needs"),
+        (
+            "[[points]]\nk = 10\n[[points]]\nk = 10\n",
+            "line 8, [[points]] #2 has the same settings as [[points]] #1",
+        ),
+    ],
+    ids=["wrong-type", "unknown-key", "listed-twice", "unknown-embedder", "k-below", "same-point"],
+)
+def test_a_bad_sweep_file_names_the_line_of_the_key(
+    text: str,
+    expected: str,
+    evalkit_home: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Sweep files were named by their key path only, evalkit.toml by its lines too."""
+    head = (
+        'name = "bad"\ngoldset = "demo"\nmeasures = ["ndcg@10"]\n[retriever]\ncollection = "demo"\n'
+    )
+    path = write_sweep(tmp_path, head + text, name="bad-sweep.toml")
+    message = sweep_json(capsys, path, expect=2)["error"]["message"]
+    assert message.startswith(f"{path}: {expected}")
+
+
 def test_a_sweep_file_that_is_not_utf8_exits_2_naming_the_file(
     evalkit_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -27,7 +27,7 @@ from evalkit.config import (
     SinkConfig,
     field_problems,
 )
-from evalkit.config.sources import toml_lines
+from evalkit.config.sources import line_at, toml_lines, toml_place
 from evalkit.config.tomlfile import did_you_mean, validate_toml
 from evalkit.errors import ConfigError
 
@@ -66,7 +66,7 @@ def resolve_kind(
     kind = kinds.get(entry.kind)
     if kind is None:
         raise ConfigError(
-            f"{path}: {label}: {_line_of(path, (*at, 'kind'))}field 'kind': unknown kind "
+            f"{path}: {label}: {toml_place(path, (*at, 'kind'))}field 'kind': unknown kind "
             f"{entry.kind!r}{did_you_mean(entry.kind, sorted(kinds))} (known kinds: "
             f"{', '.join(sorted(kinds))})"
         )
@@ -143,19 +143,6 @@ class AlertsConfig:
         return find_named(self.rules, name, what="alert rule", path=self.path)
 
 
-def _line_of(path: Path, loc: tuple[str | int, ...]) -> str:
-    """``line N, `` of the value at ``loc`` in the file ``path`` (or of its table), or
-    nothing when it cannot be found."""
-    line = _line_number(toml_lines(path), loc)
-    return f"line {line}, " if line is not None else ""
-
-
-def _line_number(
-    lines: Mapping[tuple[str | int, ...], int], loc: tuple[str | int, ...]
-) -> int | None:
-    return next((lines[loc[:end]] for end in range(len(loc), 0, -1) if loc[:end] in lines), None)
-
-
 def unique_names(names: Sequence[str], *, table: tuple[str, ...], path: Path) -> None:
     """Raise ConfigError when two entries of the array of tables ``table`` (``("jobs",)``)
     share a name, naming both entries and the lines of their names."""
@@ -165,7 +152,7 @@ def unique_names(names: Sequence[str], *, table: tuple[str, ...], path: Path) ->
             seen[name] = index
             continue
         lines = toml_lines(path)
-        found = [_line_number(lines, (*table, at, "name")) for at in (seen[name], index)]
+        found = [line_at(lines, (*table, at, "name")) for at in (seen[name], index)]
         where = f"lines {found[0]} and {found[1]}, " if None not in found else ""
         raise ConfigError(
             f"{path}: [[{'.'.join(table)}]] #{seen[name] + 1} and #{index + 1}: {where}"
@@ -253,7 +240,7 @@ def alerts_config(settings: Settings) -> AlertsConfig:
         _unknown_names(rules, "jobs", _watched_jobs, job_names, what="job", path=path)
     if table.retry_max < table.retry_initial:
         raise ConfigError(
-            f"{path}: [alerts]: {_line_of(path, ('alerts', 'retry_max'))}field 'retry_max': "
+            f"{path}: [alerts]: {toml_place(path, ('alerts', 'retry_max'))}field 'retry_max': "
             "must be >= retry_initial"
         )
     return AlertsConfig(

@@ -35,10 +35,13 @@ __all__ = [
     "discover_home",
     "environment_values",
     "field_problems",
+    "line_at",
     "merge",
     "read_config_file",
     "settings_error",
+    "toml_file_problems",
     "toml_lines",
+    "toml_place",
 ]
 
 CONFIG_FILE_ENV = "EVALKIT_CONFIG"
@@ -356,6 +359,55 @@ def toml_lines(path: Path) -> dict[tuple[str | int, ...], int]:
     return found
 
 
+def line_at(lines: Mapping[tuple[str | int, ...], int], loc: tuple[str | int, ...]) -> int | None:
+    """The line (in ``toml_lines``) of the value at ``loc``, else of its nearest enclosing
+    table; None when neither is found."""
+    for end in range(len(loc), 0, -1):
+        line = lines.get(loc[:end])
+        if line is not None:
+            return line
+    return None
+
+
+def toml_place(path: Path, loc: tuple[str | int, ...]) -> str:
+    """``line N, `` of the value at ``loc`` in the TOML file ``path`` (or of its table), or
+    nothing when it cannot be found."""
+    line = line_at(toml_lines(path), loc)
+    return f"line {line}, " if line is not None else ""
+
+
+def toml_file_problems(path: Path, error: ValidationError, model: type[BaseModel]) -> str:
+    """``sweep.toml: line 9, grid.k[2]: message; ...``: the problems of a TOML file (a
+    sweep file) validated as ``model``, each with its line and key path (entries counted
+    from 1, as people count them), an unknown key with the one it was probably meant to
+    be."""
+    lines = toml_lines(path)
+    problems = []
+    for problem in error.errors():
+        loc = tuple(problem["loc"])
+        if problem["type"] == "extra_forbidden":
+            text = "unknown key" + did_you_mean(str(loc[-1]), known_keys(model, loc[:-1]))
+        elif problem["type"] == "missing":
+            text = "missing: this key is required"
+        else:
+            text = problem["msg"]
+        line = line_at(lines, loc)
+        where = "" if line is None else f"line {line}, "
+        problems.append(f"{where}{_key_path(loc)}: {text}")
+    return f"{path}: " + "; ".join(problems)
+
+
+def _key_path(loc: tuple[int | str, ...]) -> str:
+    """``grid.ef_search``, ``points[2].k`` (1-based, as people count entries)."""
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part + 1}]"
+        else:
+            text += f".{part}" if text else part
+    return text or "(file)"
+
+
 def _dotted(key: str) -> tuple[str, ...]:
     return tuple(part.strip().strip("\"'") for part in key.split("."))
 
@@ -391,8 +443,4 @@ def _file_line(
         variable = None
     if variable is not None and variable in os.environ:
         return None
-    for end in range(len(loc), 0, -1):
-        line = lines.get(loc[:end])
-        if line is not None:
-            return line
-    return None
+    return line_at(lines, loc)

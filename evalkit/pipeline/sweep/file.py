@@ -24,7 +24,8 @@ from pydantic import (
 
 from evalkit.config import EmbedderSettings, Settings
 from evalkit.config.retriever import FactoryOptions, finite_options
-from evalkit.config.tomlfile import did_you_mean, known_keys, read_toml, validate_toml
+from evalkit.config.sources import toml_file_problems, toml_place
+from evalkit.config.tomlfile import read_toml, validate_toml
 from evalkit.config.types import NAME_PATTERN
 from evalkit.errors import ConfigError, MeasureError
 from evalkit.metrics import parse_measures
@@ -188,6 +189,13 @@ class SweepPoint:
 
     settings: tuple[tuple[str, Any], ...]
     source: str
+    at: tuple[str | int, ...] = ("grid",)
+    """Where the point is written: ``("grid",)``, ``("points", 1)`` for the second."""
+
+    def place(self, path: Path, key: str = "") -> str:
+        """``line N, `` of the point's ``key`` (``options.top``) in the sweep file ``path``,
+        else of the point itself."""
+        return toml_place(path, (*self.at, *filter(None, key.split("."))))
 
     def get(self, key: str) -> Any:
         """The point's value of ``key`` (None when it leaves it to the base)."""
@@ -265,11 +273,11 @@ def load_sweep(path: Path) -> Sweep:
     try:
         written = validate_toml(SweepFile, data)
     except ValidationError as error:
-        raise ConfigError(_validation_message(path, error)) from error
+        raise ConfigError(toml_file_problems(path, error, SweepFile)) from error
     try:
         measures = tuple(str(measure) for measure in parse_measures(written.measures))
     except MeasureError as error:
-        raise ConfigError(f"{path}: measures: {error}") from error
+        raise ConfigError(f"{path}: {toml_place(path, ('measures',))}measures: {error}") from error
     points = _points(path, written)
     sweep = Sweep(
         name=written.name,
@@ -293,36 +301,11 @@ def load_sweep(path: Path) -> Sweep:
         ):
             known = ", ".join([DEFAULT_EMBEDDER, *sorted(sweep.embedders)])
             raise ConfigError(
-                f"{path}: {point.source} embedder: no embedder named {embedder!r}; define it "
+                f"{path}: {point.place(path, 'embedder')}{point.source} embedder: no embedder "
+                f"named {embedder!r}; define it "
                 f"in an [embedders.{embedder}] table (known: {known})"
             )
     return sweep
-
-
-def _validation_message(path: Path, error: ValidationError) -> str:
-    problems = []
-    for problem in error.errors():
-        where = _key_path(problem["loc"])
-        if problem["type"] == "extra_forbidden":
-            known = known_keys(SweepFile, problem["loc"][:-1])
-            text = "unknown key" + did_you_mean(str(problem["loc"][-1]), known)
-        elif problem["type"] == "missing":
-            text = "missing: this key is required"
-        else:
-            text = problem["msg"]
-        problems.append(f"{where}: {text}")
-    return f"{path}: " + "; ".join(problems)
-
-
-def _key_path(loc: tuple[int | str, ...]) -> str:
-    """``grid.ef_search``, ``points[2].k`` (1-based, as people count entries)."""
-    text = ""
-    for part in loc:
-        if isinstance(part, int):
-            text += f"[{part + 1}]"
-        else:
-            text += f".{part}" if text else part
-    return text or "(file)"
 
 
 def _points(path: Path, written: SweepFile) -> tuple[SweepPoint, ...]:
@@ -337,7 +320,8 @@ def _points(path: Path, written: SweepFile) -> tuple[SweepPoint, ...]:
         points = list(_grid_points(written.grid))
         if not points:
             raise ConfigError(
-                f"{path}: grid: an empty [grid]; give at least one setting with its values "
+                f"{path}: {toml_place(path, ('grid',))}grid: an empty [grid]; give at least one "
+                "setting with its values "
                 f"({', '.join(SWEEP_KEYS)}, options.NAME)"
             )
     else:
@@ -345,7 +329,7 @@ def _points(path: Path, written: SweepFile) -> tuple[SweepPoint, ...]:
         if not entries:
             raise ConfigError(f"{path}: points: no [[points]] entry; give at least one")
         points = [
-            _point(entry.model_dump(exclude={"options"}), entry.options, f"[[points]] #{number}")
+            _point(entry.model_dump(exclude={"options"}), entry.options, number)
             for number, entry in enumerate(entries, start=1)
         ]
     seen: dict[tuple[tuple[str, Any], ...], str] = {}
@@ -353,7 +337,8 @@ def _points(path: Path, written: SweepFile) -> tuple[SweepPoint, ...]:
         key = tuple((name, _shown(value)) for name, value in point.settings)
         if key in seen:
             raise ConfigError(
-                f"{path}: {point.source} has the same settings as {seen[key]} ({point.describe()})"
+                f"{path}: {point.place(path)}{point.source} has the same settings as {seen[key]} "
+                f"({point.describe()})"
             )
         seen[key] = point.source
     return tuple(points)
@@ -368,7 +353,8 @@ def _refuse_repeated_values(path: Path, grid: SweepGrid) -> None:
             shown = _shown(value)
             if shown in seen:
                 raise ConfigError(
-                    f"{path}: grid.{key}: the value {shown} is listed twice; list each value once"
+                    f"{path}: {toml_place(path, ('grid', *key.split('.')))}grid.{key}: the value "
+                    f"{shown} is listed twice; list each value once"
                 )
             seen.add(shown)
 
@@ -390,10 +376,12 @@ def _grid_points(grid: SweepGrid) -> Iterator[SweepPoint]:
         yield SweepPoint(settings=tuple(zip(names, values, strict=True)), source="[grid]")
 
 
-def _point(values: Mapping[str, Any], options: Mapping[str, Any], source: str) -> SweepPoint:
+def _point(values: Mapping[str, Any], options: Mapping[str, Any], number: int) -> SweepPoint:
     settings = [(key, values[key]) for key in SWEEP_KEYS if values.get(key) is not None]
     settings += [(f"options.{name}", value) for name, value in sorted(options.items())]
-    return SweepPoint(settings=tuple(settings), source=source)
+    return SweepPoint(
+        settings=tuple(settings), source=f"[[points]] #{number}", at=("points", number - 1)
+    )
 
 
 def _shown(value: object) -> str:
@@ -414,7 +402,8 @@ def check_sweep(sweep: Sweep, settings: Settings) -> str:
         for measure in parse_measures(sweep.measures):
             if measure.cutoff is not None and measure.cutoff > k:
                 raise ConfigError(
-                    f"{sweep.path}: {point.source} k: {measure} needs at least "
+                    f"{sweep.path}: {point.place(sweep.path, 'k')}{point.source} k: {measure} "
+                    "needs at least "
                     f"{measure.cutoff} documents per query, the point retrieves {k}; raise k "
                     "or lower the measure's cutoff"
                 )
@@ -448,11 +437,14 @@ def check_sweep(sweep: Sweep, settings: Settings) -> str:
                     "plug-in or bm25 does)"
                 )
             if problem is not None:
-                raise ConfigError(f"{sweep.path}: {point.source} {key}: {problem}")
+                raise ConfigError(
+                    f"{sweep.path}: {point.place(sweep.path, key)}{point.source} {key}: {problem}"
+                )
         try:
             point_options(sweep, settings, point)
         except ConfigError as error:  # a collection name Chroma would refuse
-            raise ConfigError(f"{sweep.path}: {point.source} collection: {error}") from error
+            where = point.place(sweep.path, "collection")
+            raise ConfigError(f"{sweep.path}: {where}{point.source} collection: {error}") from error
     return kind
 
 
