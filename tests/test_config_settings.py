@@ -643,3 +643,28 @@ def _refused(text: str, resolve: Callable[[Settings], object]) -> str:
     with pytest.raises(ConfigError) as caught:
         resolve(load_settings())
     return str(caught.value)
+
+
+def test_a_number_that_is_not_finite_is_refused_where_seconds_or_rates_are_read(
+    evalkit_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TOML reads `inf` and `nan` as numbers: http_timeout = inf was taken, and every HTTP
+    retriever request then failed with an OverflowError traceback (a socket time-out has no
+    infinity)."""
+    assert _refused(
+        "http_timeout = inf\n[judge]\ntimeout = inf\nrequests_per_minute = nan\n", Settings
+    ).splitlines() == [
+        "evalkit.toml: line 1, field 'http_timeout': Input should be a finite number",
+        "evalkit.toml: [judge]: line 3, field 'timeout': Input should be a finite number; "
+        "line 4, field 'requests_per_minute': Input should be a finite number",
+    ]
+    assert _refused(
+        '[[jobs]]\nname = "d"\nkind = "drift_check"\nalpha = nan\n', service_config
+    ) == (
+        "evalkit.toml: [[jobs]] #1 'd' (kind drift_check): line 4, field 'alpha': Input "
+        "should be a finite number"
+    )
+    Path("evalkit.toml").write_text("", encoding="utf-8")
+    monkeypatch.setenv("EVALKIT_STORE_WAIT", "inf")
+    with pytest.raises(ConfigError, match=r"^environment variable EVALKIT_STORE_WAIT: Input"):
+        load_settings()

@@ -76,7 +76,7 @@ class SinkConfig(KindEntry):
 class AlertsSettings(BaseModel):
     """The ``[alerts]`` table, with the common fields of its rules and sinks."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     dashboard_url: WebUrl = Field(
         default=None,

@@ -21,7 +21,7 @@ __all__ = ["DEFAULT_ORPHANED_RELEVANT_CRITICAL_SHARE", "AuditSettings"]
 class AuditSettings(BaseModel):
     """Thresholds of the index health audit that are settings rather than command options."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     orphaned_relevant_critical_share: float = Field(
         default=DEFAULT_ORPHANED_RELEVANT_CRITICAL_SHARE,

@@ -23,7 +23,7 @@ __all__ = ["FreshnessSettings"]
 class FreshnessSettings(BaseModel):
     """How long a change at the source may take to become retrievable, and how it is told."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     slo_p95_lag: Duration = Field(
         default=3600.0,

@@ -47,7 +47,7 @@ class ScoringMethod(StrEnum):
 class JudgeSettings(BaseModel):
     """How answers are judged: the LLM endpoint, its limits, the cache and the offline method."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     base_url: WebUrl = Field(
         default=None,

@@ -31,7 +31,7 @@ DEFAULT_OTLP_PORT = 4318
 class OtlpSettings(BaseModel):
     """The OTLP/HTTP receiver of ``evalkit serve`` and how spans become traffic records."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     receiver: bool = Field(
         default=False,

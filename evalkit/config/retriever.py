@@ -112,7 +112,7 @@ class ChromaSettings(BaseModel):
     """Search settings of a Chroma collection (its name and place are options or settings
     of their own: ``--collection``, ``chroma_path``, ``chroma_url``)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     ef_search: int | None = Field(
         default=None,
@@ -127,7 +127,7 @@ class ChromaSettings(BaseModel):
 class PgvectorSettings(BaseModel):
     """The user's own pgvector table: where it is and which columns hold what."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     dsn: str | None = Field(
         default=None,
@@ -179,7 +179,7 @@ class PgvectorSettings(BaseModel):
 class QdrantSettings(BaseModel):
     """A Qdrant collection: a server URL, or a local on-disk path (qdrant-client local mode)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     url: str | None = Field(
         default=None, description="URL of the Qdrant server, e.g. http://127.0.0.1:6333."
@@ -220,7 +220,7 @@ class QdrantSettings(BaseModel):
 class RetrieverSettings(BaseModel):
     """The ``[retriever]`` table: which retriever to replay, and how."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     kind: str | None = Field(
         default=None,
@@ -289,7 +289,7 @@ class EmbedBackend(StrEnum):
 class EmbedderSettings(BaseModel):
     """The ``[embedder]`` table: how queries are embedded for vector-store retrievers."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     kind: EmbedderKind = Field(
         default=EmbedderKind.sentence_transformers,

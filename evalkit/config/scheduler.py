@@ -35,7 +35,7 @@ __all__ = ["JobConfig", "SchedulerSettings", "cron_trigger"]
 class SchedulerSettings(BaseModel):
     """How ``evalkit serve`` runs: its health endpoint, time zone, and patience."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     health_host: str = Field(
         default="127.0.0.1",

@@ -56,7 +56,7 @@ _DUCKDB_SIZE = re.compile(r"\d+(\.\d+)?\s*([KMGT]i?B|B)", re.IGNORECASE)
 class Settings(BaseSettings):
     """All of evalkit's settings. Paths are resolved against the working directory."""
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", allow_inf_nan=False)
 
     home: Path = Field(
         default=DEFAULT_HOME,

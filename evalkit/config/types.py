@@ -35,7 +35,7 @@ class KindEntry(BaseModel):
     """An entry of ``[[jobs]]``, ``[[alerts.rules]]`` or ``[[alerts.sinks]]``: the model holds
     the fields every entry of the table has, the others belong to the entry's kind."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, allow_inf_nan=False)
 
     @property
     def params(self) -> dict[str, object]:

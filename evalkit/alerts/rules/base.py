@@ -82,7 +82,7 @@ def register_rule_kind(kind: RuleKind) -> None:
 class RuleParams(BaseModel):
     """Base of the ``[[alerts.rules]]`` parameter models: unknown fields are errors."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 def goldset_runs(

@@ -68,7 +68,7 @@ COST_NOT_KNOWN = (
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class SweepRetriever(_Model):
@@ -104,7 +104,7 @@ class SweepEmbedder(EmbedderSettings):
     """An ``[embedders.NAME]`` table: the ``[embedder]`` settings' fields, and
     ``model_path`` for a local model other than the bundled MiniLM."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     model_path: Path | None = Field(
         default=None, description="Directory of a sentence-transformers model."

@@ -146,7 +146,7 @@ def checked_measures(names: list[str]) -> list[str]:
 class JobParams(BaseModel):
     """The base of a job kind's parameter model: unknown fields are refused, values frozen."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class RetrieverParams(JobParams):
