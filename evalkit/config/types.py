@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
@@ -17,6 +18,7 @@ __all__ = [
     "Duration",
     "Increase",
     "KindEntry",
+    "SettingPath",
     "WebUrl",
     "format_duration",
     "parse_duration",
@@ -24,6 +26,7 @@ __all__ = [
     "parse_quantile",
     "parse_size",
     "quantile_name",
+    "setting_path",
     "web_url",
 ]
 
@@ -197,3 +200,19 @@ def web_url(url: str | None) -> str | None:
 
 WebUrl = Annotated[str | None, AfterValidator(web_url)]
 """An http:// or https:// URL with a host (or unset), checked when the settings are read."""
+
+
+def setting_path(value: object) -> object:
+    """``value`` unchanged unless it is an empty text: ValueError then, since an empty path
+    reads as the working directory (``EVALKIT_HOME=`` would put the store wherever a
+    command runs, ``EVALKIT_STORE_PATH=`` name a folder as the store)."""
+    if isinstance(value, str) and not value.strip():
+        raise ValueError(
+            "an empty path, which would be the working directory: give a path, or leave the "
+            "setting out (unset the variable) for its default"
+        )
+    return value
+
+
+SettingPath = Annotated[Path, BeforeValidator(setting_path)]
+"""A path of the settings: never empty."""
