@@ -3,11 +3,17 @@ threaded server, whether an address is loopback, and the URL of an address."""
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import socket
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TypeVar
 
-__all__ = ["ServiceHTTPServer", "http_url", "is_loopback"]
+from evalkit.errors import ConfigError
+
+__all__ = ["ServiceHTTPServer", "http_url", "is_loopback", "listening"]
+
+_ServerT = TypeVar("_ServerT", bound="ServiceHTTPServer")
 
 
 def is_loopback(host: str) -> bool:
@@ -33,6 +39,37 @@ class ServiceHTTPServer(ThreadingHTTPServer):
     def __init__(self, host: str, port: int, handler: type[BaseHTTPRequestHandler]) -> None:
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         super().__init__((host, port), handler)
+
+
+def listening(
+    server: type[_ServerT],
+    host: str,
+    port: int,
+    handler: type[BaseHTTPRequestHandler],
+    *,
+    what: str,
+    settings: tuple[str, str],
+) -> _ServerT:
+    """``server`` listening on ``host``:``port``; ``what`` names the listener and
+    ``settings`` the settings of its address and port (``[otlp] host``, ``[otlp] port``).
+
+    An address that is not this machine's (a misspelt name, another machine's IP) is a
+    ConfigError naming the setting; any other refusal (the port taken, a privileged port)
+    an OSError saying what to do.
+    """
+    try:
+        return server(host, port, handler)
+    except OSError as error:
+        reason = error.strerror or str(error)
+        if isinstance(error, socket.gaierror) or error.errno == errno.EADDRNOTAVAIL:
+            raise ConfigError(
+                f"{what} cannot listen on {host}:{port}: {host!r} is no address of this "
+                f"machine ({reason}); set {settings[0]} (127.0.0.1 for loopback)"
+            ) from error
+        raise OSError(
+            f"{what} cannot listen on {host}:{port} ({reason}); free the port or set "
+            f"{settings[1]} (0 picks a free one)"
+        ) from error
 
 
 def http_url(host: str, port: int, path: str = "") -> str:

@@ -394,3 +394,18 @@ def test_every_command_has_help_with_an_example(
     out = capsys.readouterr().out
     assert "Example:" in out
     assert "--format" in out
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--port", "70000"], "Invalid value for '--port': Input should be less than or equal"),
+        (["--otlp-port", "-1"], "Invalid value for '--otlp-port': Input should be greater than"),
+    ],
+)
+def test_serve_refuses_a_port_no_socket_has(
+    evalkit_home: Path, capsys: pytest.CaptureFixture[str], option: list[str], message: str
+) -> None:
+    """`evalkit serve --port 70000` was an OverflowError traceback from bind(), exit 1."""
+    assert invoke(["serve", *option]) == 2
+    assert message in capsys.readouterr().err

@@ -955,3 +955,26 @@ def test_serve_on_a_port_in_use_names_the_port_and_the_setting(home: Home) -> No
     assert done.returncode == 3, done.stderr
     assert f"evalkit serve cannot listen on 127.0.0.1:{port}" in done.stderr
     assert "[scheduler] health_port" in done.stderr
+    assert "[Errno" not in done.stderr
+
+
+def test_serve_on_an_address_of_no_machine_names_the_setting(home: Home) -> None:
+    """A misspelt health_host or [otlp] host was "[Errno -2] Name or service not known",
+    exit 3, the OTLP receiver's naming neither the address nor the setting."""
+    home.config.write_text('[scheduler]\nhealth_host = "nosuchhost.invalid"\n', encoding="utf-8")
+    done = finished(home, "serve")
+    assert done.returncode == 2, done.stderr
+    assert (
+        "error: evalkit serve cannot listen on nosuchhost.invalid:8765: 'nosuchhost.invalid' "
+        "is no address of this machine"
+    ) in done.stderr
+    assert "set [scheduler] health_host (127.0.0.1 for loopback)" in done.stderr
+    home.config.write_text(
+        "[scheduler]\nhealth_port = 0\n[otlp]\nreceiver = true\nport = 0\n"
+        'host = "nosuchhost.invalid"\n',
+        encoding="utf-8",
+    )
+    done = finished(home, "serve")
+    assert done.returncode == 2, done.stderr
+    assert "error: the OTLP receiver cannot listen on nosuchhost.invalid:0: " in done.stderr
+    assert "set [otlp] host (127.0.0.1 for loopback)" in done.stderr

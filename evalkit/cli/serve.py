@@ -59,13 +59,19 @@ def serve(
     ] = None,
     port: Annotated[
         int | None,
-        typer.Option(help="Health endpoint port, 0 for any free one (default: health_port)."),
+        typer.Option(
+            min=0,
+            max=65535,
+            help="Health endpoint port, 0 for any free one (default: health_port).",
+        ),
     ] = None,
     otlp_port: Annotated[
         int | None,
         typer.Option(
+            min=0,
+            max=65535,
             help="Receive OTLP/HTTP trace exports on this port (0: any free one); default: "
-            "[otlp] receiver and port."
+            "[otlp] receiver and port.",
         ),
     ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",

@@ -51,7 +51,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 from evalkit.clock import naive_utc, utc_now
-from evalkit.net import ServiceHTTPServer, http_url, is_loopback
+from evalkit.net import ServiceHTTPServer, http_url, is_loopback, listening
 from evalkit.scheduler.config import ServiceConfig
 from evalkit.scheduler.lock import MAX_TRIGGER_WAIT, trigger_wait
 from evalkit.scheduler.runner import JobListener
@@ -447,14 +447,14 @@ class HealthServer:
     """The HTTP endpoint, served from a background thread."""
 
     def __init__(self, service: ServiceHandle, *, host: str, port: int) -> None:
-        try:
-            self._server = _Server(host, port, _Handler)
-        except OSError as error:
-            raise OSError(
-                error.errno,
-                f"evalkit serve cannot listen on {host}:{port} ({error.strerror or error}); "
-                "free the port or set [scheduler] health_port (0 picks a free one)",
-            ) from error
+        self._server = listening(
+            _Server,
+            host,
+            port,
+            _Handler,
+            what="evalkit serve",
+            settings=("[scheduler] health_host", "[scheduler] health_port"),
+        )
         self._server.service = service
         self._server.triggers_allowed = is_loopback(host)
         self._thread = threading.Thread(

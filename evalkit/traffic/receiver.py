@@ -87,7 +87,7 @@ from prometheus_client.registry import Collector
 from evalkit.config import Settings
 from evalkit.config.otlp import OtlpSettings
 from evalkit.errors import ConfigError
-from evalkit.net import ServiceHTTPServer, http_url, is_loopback
+from evalkit.net import ServiceHTTPServer, http_url, is_loopback, listening
 from evalkit.store.access import StoreAccess
 from evalkit.traffic.committer import SpoolCommitter
 from evalkit.traffic.otlp import (
@@ -351,7 +351,14 @@ class OtlpReceiver:
         )
         self.host = host or otlp.host
         chosen = otlp.port if port is None else port
-        self._server = _Server(self.host, chosen, _Handler)
+        self._server = listening(
+            _Server,
+            self.host,
+            chosen,
+            _Handler,
+            what="the OTLP receiver",
+            settings=("[otlp] host", "[otlp] port"),
+        )
         self._server.receiver = self
         self.port = int(self._server.server_address[1])
         self._thread = threading.Thread(
