@@ -225,6 +225,10 @@ def test_durations_a_scheduler_cannot_count_are_refused_saying_why(
             "used twice",
         ),
         ({"retry_initial": "10m", "retry_max": "1m"}, "retry_max"),
+        # Both at 0 made evalkit serve evaluate the rules without pause, holding the store
+        # from every job.
+        ({"deliver_interval": 0}, "field 'deliver_interval': Input should be greater than 0"),
+        ({"evaluate_interval": "0s"}, "field 'evaluate_interval': Input should be greater"),
         ({"colour": "red"}, "[alerts]: field 'colour'"),
     ],
 )

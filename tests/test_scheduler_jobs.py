@@ -868,6 +868,12 @@ def test_sigterm_mid_replay_records_the_traffic_job_s_run_failed_as_traffic_repl
             "[[jobs]] #1 'a': field 'cron': Value error, cron '61 * * * *' does not parse",
         ),
         (
+            # A command killed as soon as it started: the job could never succeed.
+            [{"name": "a", "kind": "command", "command": ["x"], "timeout": 0}],
+            {},
+            "[[jobs]] #1 'a' (kind command): field 'timeout': Input should be greater than 0",
+        ),
+        (
             # Crontab takes February 30th and never runs it.
             [{"name": "a", "kind": "command", "command": ["x"], "cron": "0 2 30 2 *"}],
             {},

@@ -94,11 +94,16 @@ class AlertsSettings(BaseModel):
         description="Abandon a delivery still failing this long after the alert was raised "
         "(default: never; it stays pending and is retried, also across restarts).",
     )
+    # Zero would be a loop that never waits: evaluating the rules over and over holds the
+    # store, and the jobs waiting for it never start.
     deliver_interval: Duration = Field(
-        default=5.0, description="How often `evalkit serve` looks for deliveries that are due."
+        default=5.0,
+        gt=0,
+        description="How often `evalkit serve` looks for deliveries that are due.",
     )
     evaluate_interval: Duration = Field(
         default=300.0,
+        gt=0,
         description="How often `evalkit serve` evaluates the rules between jobs (they are "
         "also evaluated after every job).",
     )

@@ -90,7 +90,7 @@ class CommandParams(JobParams):
     """``kind = "command"``: run a program; exit status 0 is success."""
 
     command: list[str] = Field(min_length=1, description="Program and arguments.")
-    timeout: Duration | None = Field(default=None, description="Kill it after this long.")
+    timeout: Duration | None = Field(default=None, gt=0, description="Kill it after this long.")
     cwd: Path | None = Field(default=None, description="Working directory.")
 
 
