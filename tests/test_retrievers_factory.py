@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 
@@ -130,3 +131,21 @@ def test_option_values_are_numbers_booleans_or_text_and_never_nan() -> None:
     assert parse_options(None) is None
     with pytest.raises(ConfigError, match="is given twice"):
         parse_options(["a=1", "a=2"])
+
+
+def test_a_misspelt_kind_of_the_retriever_table_is_named_by_its_line_and_the_likely_one(
+    evalkit_home: Path,
+) -> None:
+    """It named neither the file nor the line, nor the kind it was probably meant to be."""
+    Path("evalkit.toml").write_text('k = 5\n\n[retriever]\nkind = "pgvectr"\n', encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        build_retriever(RetrieverOptions(), load_settings())
+    message = str(caught.value)
+    assert message.startswith(
+        "evalkit.toml: [retriever]: line 4, field 'kind': unknown retriever kind 'pgvectr'; "
+    )
+    assert message.endswith("(docs/retrievers.md); did you mean 'pgvector'?")
+    with pytest.raises(ConfigError) as caught:
+        build_retriever(RetrieverOptions(kind="qdrnt"), load_settings())
+    assert str(caught.value).startswith("unknown retriever kind 'qdrnt'; ")
+    assert str(caught.value).endswith("did you mean 'qdrant'?")

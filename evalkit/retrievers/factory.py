@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from evalkit.config import Settings
+from evalkit.config.sources import toml_place
+from evalkit.config.tomlfile import did_you_mean
 from evalkit.embedding import (
     LazyEmbedder,
     TextEmbedder,
@@ -168,10 +170,21 @@ def build_retriever(options: RetrieverOptions, settings: Settings) -> Retriever:
     if plugin is None:
         built_in = ", ".join(sorted(set(RETRIEVER_KINDS) - {FACTORY_KIND}))
         installed = ", ".join(sorted(installed_plugins())) or "none"
+        known = sorted({*RETRIEVER_KINDS, *installed_plugins()} - {FACTORY_KIND})
+        from_file = not (
+            options.kind or options.retriever or options.http_url or options.collection
+        )
+        # Said as the file's when the [retriever] table named it, as a misspelt key is.
+        where = (
+            f"{settings.config_file}: [retriever]: "
+            f"{toml_place(settings.config_file, ('retriever', 'kind'))}field 'kind': "
+            if from_file
+            else ""
+        )
         raise ConfigError(
-            f"unknown retriever kind {name!r}; built-in kinds: {built_in}; installed "
+            f"{where}unknown retriever kind {name!r}; built-in kinds: {built_in}; installed "
             f"plug-ins (entry-point group evalkit.retrievers): {installed}; or give "
-            "module:factory of your own function (docs/retrievers.md)"
+            f"module:factory of your own function (docs/retrievers.md){did_you_mean(name, known)}"
         )
     return _checked(
         build_from_factory(
