@@ -169,7 +169,7 @@ def test_invalid_judge_settings_say_where(
     evalkit_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("EVALKIT_JUDGE_REPEATS", "0")
-    with pytest.raises(ConfigError, match="repeats"):
+    with pytest.raises(ConfigError, match=r"^environment variable EVALKIT_JUDGE_REPEATS: "):
         load_settings()
     monkeypatch.delenv("EVALKIT_JUDGE_REPEATS")
     Path("evalkit.toml").write_text("[judge]\nmodle = 'typo'\n", encoding="utf-8")
