@@ -129,6 +129,12 @@ def toml_list(values: list[str]) -> str:
     return "[" + ", ".join(json.dumps(value) for value in values) + "]"
 
 
+def waiting_for(gate: Path) -> list[str]:
+    """A command that runs until the file ``gate`` exists."""
+    wait = f"import pathlib, time\nwhile not pathlib.Path({str(gate)!r}).exists(): time.sleep(0.05)"
+    return [sys.executable, "-c", wait]
+
+
 def test_kill_9_mid_job_then_restart_leaves_a_consistent_store_and_sends_nothing_twice(
     home: Home, receiver: Receiver, retriever: FakeRetriever, serves: list[Serve]
 ) -> None:
@@ -918,9 +924,6 @@ def test_jobs_run_handed_to_serve_exits_1_when_the_job_outlives_its_timeout(
 ) -> None:
     """A CI step waiting on a job must not read "still running" as success."""
     gate = home.root / "release"
-    wait_for_gate = (
-        f"import pathlib, time\nwhile not pathlib.Path({str(gate)!r}).exists(): time.sleep(0.05)"
-    )
     home.config.write_text(
         f"""
 [scheduler]
@@ -929,7 +932,7 @@ health_port = 0
 [[jobs]]
 name = "slow"
 kind = "command"
-command = {toml_list([sys.executable, "-c", wait_for_gate])}
+command = {toml_list(waiting_for(gate))}
 """,
         encoding="utf-8",
     )
@@ -978,3 +981,51 @@ def test_serve_on_an_address_of_no_machine_names_the_setting(home: Home) -> None
     assert done.returncode == 2, done.stderr
     assert "error: the OTLP receiver cannot listen on nosuchhost.invalid:0: " in done.stderr
     assert "set [otlp] host (127.0.0.1 for loopback)" in done.stderr
+
+
+def test_a_job_s_last_run_figures_stay_those_of_its_last_ended_run_while_it_runs(
+    home: Home, serves: list[Serve]
+) -> None:
+    """A long nightly replay must not read as a failed one: the alerting rule on
+    ``evalkit_job_last_run_success == 0`` would fire through every run."""
+    gate = home.root / "release"
+    gate.touch()
+    home.config.write_text(
+        f"""
+[scheduler]
+health_port = 0
+
+[[jobs]]
+name = "nightly"
+kind = "command"
+command = {toml_list(waiting_for(gate))}
+
+[[jobs]]
+name = "quick"
+kind = "command"
+command = {toml_list([sys.executable, "-c", "pass"])}
+""",
+        encoding="utf-8",
+    )
+    serve = start_serve(home, "serve")
+    serves.append(serve)
+    assert serve.post("nightly", wait=60).json()["job_run"]["status"] == "succeeded"
+    gate.unlink()
+    assert serve.post("nightly").status_code == 202
+    wait_until(lambda: 'evalkit_job_running{job="nightly"} 1' in serve.metrics(), timeout=60)
+    # Another job's end re-reads the store, where the nightly's new run is `running`.
+    assert serve.post("quick", wait=60).json()["job_run"]["status"] == "succeeded"
+    metrics = serve.metrics()
+    assert 'evalkit_job_running{job="nightly"} 1' in metrics
+    assert 'evalkit_job_last_run_success{job="nightly"} 1.0' in metrics
+    assert 'evalkit_job_last_run_status{job="nightly",status="succeeded"} 1.0' in metrics
+    assert 'evalkit_job_last_run_duration_seconds{job="nightly"}' in metrics
+    listing = httpx.get(f"{serve.url}/jobs", timeout=10).json()["jobs"]
+    assert listing[0]["running"] is True
+    gate.touch()
+    wait_until(
+        lambda: 'evalkit_job_runs_total{job="nightly",status="succeeded"} 2' in serve.metrics(),
+        timeout=60,
+        what="the second run to end",
+    )
+    assert serve.stop() == 0

@@ -8,7 +8,7 @@ process's own ``process_*`` and ``python_info`` figures after these:
 
 ==============================================  ==========================================
 ``evalkit_up``                                  1 while the service runs
-``evalkit_job_last_run_timestamp_seconds``      start of each job's last run
+``evalkit_job_last_run_timestamp_seconds``      start of each job's last ended run
 ``evalkit_job_last_run_age_seconds``            seconds since then
 ``evalkit_job_last_run_duration_seconds``       how long it took
 ``evalkit_job_last_run_success``                1 if it succeeded, else 0
@@ -99,6 +99,9 @@ class ServiceState(JobListener):
         self.started_at = utc_now()
         self.stopping = False
         self._last: dict[str, StoredJobRun] = {}
+        # The newest run that ended, for the metrics: a run still going would read as a
+        # failure in evalkit_job_last_run_success (evalkit_job_running tells it runs).
+        self._ended: dict[str, StoredJobRun] = {}
         self._running: dict[str, datetime] = {}
         self._runs_total: Counter[tuple[str, str]] = Counter()
         self._overlaps: Counter[str] = Counter()
@@ -128,6 +131,8 @@ class ServiceState(JobListener):
         with self._lock:
             self._running.pop(job, None)
             self._last[job] = run
+            if run.status != "running":
+                self._ended[job] = run
             self._runs_total[(job, run.status)] += 1
 
     def overlapped(self, job: str) -> None:
@@ -150,14 +155,16 @@ class ServiceState(JobListener):
     def refresh(self, store: Store) -> None:
         """Re-read the stored figures (inside a store session)."""
         last = latest_job_runs(store)
+        ended = latest_job_runs(store, ended=True)
         aggregates = latest_aggregates(store)
         totals, firing = alert_counts(store)
         outbox = outbox_counts(store)
         with self._lock:
-            for job, run in last.items():
-                known = self._last.get(job)
-                if known is None or known.started_at <= run.started_at:
-                    self._last[job] = run
+            for newest, runs in ((self._last, last), (self._ended, ended)):
+                for job, run in runs.items():
+                    known = newest.get(job)
+                    if known is None or known.started_at <= run.started_at:
+                        newest[job] = run
             self._aggregates = aggregates
             self._alerts = totals
             self._firing = firing
@@ -211,7 +218,7 @@ class ServiceState(JobListener):
         with self._lock:
             return metric_families(
                 jobs=[job.name for job in self._config.jobs],
-                last=dict(self._last),
+                last=dict(self._ended),
                 running=dict(self._running),
                 next_runs={job.name: self._next_run(job.name) for job in self._config.jobs},
                 runs_total=Counter(self._runs_total),
@@ -258,15 +265,17 @@ def metric_families(
     up_family = _gauge("evalkit_up", "1 while evalkit serve runs.")
     up_family.add_metric([], 1.0 if up else 0.0)
     started = _gauge(
-        "evalkit_job_last_run_timestamp_seconds", "Start of the job's last run.", ["job"]
+        "evalkit_job_last_run_timestamp_seconds", "Start of the job's last ended run.", ["job"]
     )
-    age = _gauge("evalkit_job_last_run_age_seconds", "Seconds since the last run began.", ["job"])
+    age = _gauge(
+        "evalkit_job_last_run_age_seconds", "Seconds since the last ended run began.", ["job"]
+    )
     duration = _gauge(
         "evalkit_job_last_run_duration_seconds", "Duration of the job's last run.", ["job"]
     )
-    success = _gauge("evalkit_job_last_run_success", "1 if the last run succeeded.", ["job"])
+    success = _gauge("evalkit_job_last_run_success", "1 if the last ended run succeeded.", ["job"])
     status = _gauge(
-        "evalkit_job_last_run_status", "1 for the last run's status.", ["job", "status"]
+        "evalkit_job_last_run_status", "1 for the last ended run's status.", ["job", "status"]
     )
     is_running = _gauge("evalkit_job_running", "1 while the job runs.", ["job"])
     upcoming = _gauge(

@@ -210,11 +210,13 @@ def list_job_runs(
     return [_job_run(row) for row in rows]
 
 
-def latest_job_runs(store: Store) -> dict[str, StoredJobRun]:
-    """The newest run of every job that ever ran, by job name."""
+def latest_job_runs(store: Store, *, ended: bool = False) -> dict[str, StoredJobRun]:
+    """The newest run of every job that ever ran, by job name; with ``ended``, the newest
+    that is no longer ``running``."""
     rows = store.fetch(
         f"SELECT {_JOB_COLUMNS} FROM job_runs"
-        " QUALIFY row_number() OVER (PARTITION BY job ORDER BY started_at DESC, job_run_id DESC)"
+        + (" WHERE status <> 'running'" if ended else "")
+        + " QUALIFY row_number() OVER (PARTITION BY job ORDER BY started_at DESC, job_run_id DESC)"
         " = 1"
     )
     return {str(row[1]): _job_run(row) for row in rows}
