@@ -129,6 +129,14 @@ def toml_list(values: list[str]) -> str:
     return "[" + ", ".join(json.dumps(value) for value in values) + "]"
 
 
+QUICK_JOB = f"""[[jobs]]
+name = "quick"
+kind = "command"
+command = {toml_list([sys.executable, "-c", "pass"])}
+"""
+"""A job that succeeds at once, run on demand."""
+
+
 def waiting_for(gate: Path) -> list[str]:
     """A command that runs until the file ``gate`` exists."""
     wait = f"import pathlib, time\nwhile not pathlib.Path({str(gate)!r}).exists(): time.sleep(0.05)"
@@ -342,11 +350,7 @@ command = {toml_list(sleeper)}
 interval = "1s"
 description = "sleeps longer than its interval"
 
-[[jobs]]
-name = "quick"
-kind = "command"
-command = {toml_list([sys.executable, "-c", "pass"])}
-
+{QUICK_JOB}
 [[jobs]]
 name = "long"
 kind = "command"
@@ -857,11 +861,7 @@ def test_metrics_negotiate_openmetrics_and_include_the_process_figures(
 [scheduler]
 health_port = 0
 
-[[jobs]]
-name = "quick"
-kind = "command"
-command = {toml_list([sys.executable, "-c", "pass"])}
-""",
+{QUICK_JOB}""",
         encoding="utf-8",
     )
     serve = start_serve(home, "serve")
@@ -1000,11 +1000,7 @@ name = "nightly"
 kind = "command"
 command = {toml_list(waiting_for(gate))}
 
-[[jobs]]
-name = "quick"
-kind = "command"
-command = {toml_list([sys.executable, "-c", "pass"])}
-""",
+{QUICK_JOB}""",
         encoding="utf-8",
     )
     serve = start_serve(home, "serve")
@@ -1029,3 +1025,51 @@ command = {toml_list([sys.executable, "-c", "pass"])}
         what="the second run to end",
     )
     assert serve.stop() == 0
+
+
+def test_a_job_that_cannot_get_the_store_shows_in_healthz_and_metrics_at_once(
+    home: Home, serves: list[Serve]
+) -> None:
+    """A store held for hours must not leave monitoring saying all is well until it is
+    free again: the failure is told when it happens, and recorded later under its id."""
+    Store.open(home.store).close()
+    home.config.write_text(
+        f"""
+[scheduler]
+health_port = 0
+lock_wait = "1s"
+
+{QUICK_JOB}""",
+        encoding="utf-8",
+    )
+    serve = start_serve(home, "serve")
+    serves.append(serve)
+    assert serve.post("quick", wait=60).json()["job_run"]["status"] == "succeeded"
+    lock_path = home.store.with_name(home.store.name + ".writer.lock")
+    holder, holder_out = _spawn(home, [sys.executable, "-c", HOLDER, str(lock_path)], "holder")
+    try:
+        wait_until(lambda: "holding" in holder_out.read_text(), timeout=60, what="holder")
+        refused = serve.post("quick", wait=60)
+        assert refused.status_code == 503, refused.text
+        health = httpx.get(f"{serve.url}/healthz", timeout=10).json()
+        assert "holding the store" in str(health["store_error"]), health
+        metrics = serve.metrics()
+        assert 'evalkit_job_last_run_success{job="quick"} 0.0' in metrics
+        assert 'evalkit_job_runs_total{job="quick",status="failed"} 1.0' in metrics
+        (listed,) = httpx.get(f"{serve.url}/jobs", timeout=10).json()["jobs"]
+        shown = listed["last_run"]
+        assert shown["status"] == "failed"
+        assert "holding the store" in shown["error"]
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+    assert serve.post("quick", wait=60).json()["job_run"]["status"] == "succeeded"
+    assert httpx.get(f"{serve.url}/healthz", timeout=10).json()["store_error"] is None
+    metrics = serve.metrics()
+    assert 'evalkit_job_runs_total{job="quick",status="failed"} 1.0' in metrics
+    assert 'evalkit_job_runs_total{job="quick",status="succeeded"} 2.0' in metrics
+    assert serve.stop() == 0
+    with Store.open(home.store, read_only=True) as store:
+        runs = list_job_runs(store, job="quick")
+    assert [run.status for run in runs] == ["succeeded", "failed", "succeeded"]
+    assert runs[1].job_run_id == shown["job_run_id"]

@@ -140,6 +140,11 @@ class ServiceState(JobListener):
         with self._lock:
             self._overlaps[job] += 1
 
+    def store_unavailable(self, error: str) -> None:
+        """A job could not get the store: /healthz says why until a session gets it."""
+        with self._lock:
+            self.store_error = error
+
     def missed(self, job: str) -> None:
         """A run was skipped because it could not start within the misfire grace time."""
         with self._lock:

@@ -40,6 +40,7 @@ from evalkit.store.jobs import (
     StoredJobRun,
     finish_job_run,
     interrupt_stopped_job_runs,
+    new_job_run_id,
     record_job_run,
     start_job_run,
 )
@@ -66,6 +67,9 @@ class JobListener:
     def overlapped(self, job: str) -> None:
         """A run was skipped because the job was still running."""
 
+    def store_unavailable(self, error: str) -> None:
+        """A job could not get the store (``error`` says who held it)."""
+
 
 @dataclass(frozen=True, slots=True)
 class NotStarted:
@@ -75,17 +79,6 @@ class NotStarted:
 
     reason: Literal["running", "stopping", "store"]
     message: str
-
-
-@dataclass(frozen=True, slots=True)
-class _Unrecorded:
-    job: str
-    kind: str
-    trigger: str
-    started_at: datetime
-    finished_at: datetime
-    error: str
-    scheduled_for: datetime | None
 
 
 class _JobRunAccess:
@@ -155,7 +148,9 @@ class JobRunner:
         self._locks = {job.name: threading.Lock() for job in config.jobs}
         self._running: dict[str, datetime] = {}
         self._guard = threading.Lock()
-        self._unrecorded: list[_Unrecorded] = []
+        # Job runs that failed for want of the store, as told to the listener: recorded
+        # under the same ids with the next session.
+        self._unrecorded: list[StoredJobRun] = []
         self._pid = os.getpid()
         self._host = socket.gethostname()
 
@@ -203,24 +198,26 @@ class JobRunner:
             lock.release()
 
     def flush_unrecorded(self, store: Store) -> None:
-        """Write job runs that ended without reaching the store (call inside a session)."""
+        """Write job runs that ended without reaching the store (call inside a session);
+        the listener heard of each when it ended."""
         with self._guard:
             pending, self._unrecorded = self._unrecorded, []
         for entry in pending:
-            stored = record_job_run(
+            assert entry.finished_at is not None  # a run not started has ended
+            record_job_run(
                 store,
                 job=entry.job,
                 kind=entry.kind,
                 trigger=entry.trigger,
-                status="failed",
+                status=entry.status,
                 started_at=entry.started_at,
                 finished_at=entry.finished_at,
                 pid=self._pid,
                 host=self._host,
                 error=entry.error,
                 scheduled_for=entry.scheduled_for,
+                job_run_id=entry.job_run_id,
             )
-            self._listener.finished(entry.job, stored)
 
     def _run(
         self, job: JobDefinition, trigger: str, scheduled_for: datetime | None
@@ -281,12 +278,27 @@ class JobRunner:
                 outcome = JobOutcome(status="failed", error=str(error))
                 return self._finish(job, started, outcome)
             _log.error("job %s could not start: %s", job.name, redact_known(str(error)))
+            failed = StoredJobRun(
+                job_run_id=new_job_run_id(began),
+                job=job.name,
+                kind=job.kind,
+                trigger=trigger,
+                status="failed",
+                scheduled_for=scheduled_for,
+                started_at=began,
+                finished_at=utc_now(),
+                pid=self._pid,
+                host=self._host,
+                run_ids=(),
+                summary={},
+                error=redact_known(str(error)),
+            )
             with self._guard:
-                self._unrecorded.append(
-                    _Unrecorded(
-                        job.name, job.kind, trigger, began, utc_now(), str(error), scheduled_for
-                    )
-                )
+                self._unrecorded.append(failed)
+            # Told now, not when the store is free again: a store held for hours must show
+            # in the health endpoint and in the job's failure metrics meanwhile.
+            self._listener.store_unavailable(failed.error or "")
+            self._listener.finished(job.name, failed)
             return NotStarted("store", f"job {job.name} could not start: {error}")
         assert started is not None  # every path that did not start has returned
         if outcome is None:
@@ -355,6 +367,7 @@ class JobRunner:
                     except Exception:
                         _log.exception("after job %s: alert evaluation failed", job.name)
         except StoreError as error:
+            self._listener.store_unavailable(redact_known(str(error)))
             _log.error(
                 "job %s ended %s but its result could not be recorded (%s); it will be marked "
                 "interrupted when the service next starts",

@@ -36,6 +36,7 @@ __all__ = [
     "last_scheduled_times",
     "latest_job_runs",
     "list_job_runs",
+    "new_job_run_id",
     "record_job_run",
     "running_job_runs",
     "start_job_run",
@@ -46,6 +47,11 @@ JOB_STATUSES = ("running", "succeeded", "partial", "failed", "interrupted")
 
 def _new_id(moment: datetime) -> str:
     return f"{moment:%Y%m%dT%H%M%S}-{secrets.token_hex(4)}"
+
+
+def new_job_run_id(started_at: datetime) -> str:
+    """A new job run id, for a run that is shown before it is recorded."""
+    return _new_id(started_at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,9 +174,11 @@ def record_job_run(
     host: str,
     error: str | None,
     scheduled_for: datetime | None = None,
+    job_run_id: str | None = None,
 ) -> StoredJobRun:
-    """Record a job run that already ended without reaching the store (e.g. it was busy)."""
-    job_run_id = _new_id(started_at)
+    """Record a job run that already ended without reaching the store (e.g. it was busy),
+    under ``job_run_id`` when it was already given one (``new_job_run_id``)."""
+    job_run_id = job_run_id or _new_id(started_at)
     store.execute(
         f"INSERT INTO job_runs ({_JOB_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, [], NULL, ?)",
         [
