@@ -1073,3 +1073,46 @@ lock_wait = "1s"
         runs = list_job_runs(store, job="quick")
     assert [run.status for run in runs] == ["succeeded", "failed", "succeeded"]
     assert runs[1].job_run_id == shown["job_run_id"]
+
+
+def test_editing_the_jobs_file_under_serve_is_said_by_its_log_health_and_jobs_commands(
+    home: Home,
+    serves: list[Serve],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The service keeps the jobs it started with; with no alert rule configured it said
+    nothing of an edited file, and `jobs run` ran the old command without a word."""
+    Store.open(home.store).close()
+    configuration = f"[scheduler]\nhealth_port = 0\n\n{QUICK_JOB}"
+    home.config.write_text(configuration, encoding="utf-8")
+    serve = start_serve(home, "serve")
+    serves.append(serve)
+    assert httpx.get(f"{serve.url}/healthz", timeout=10).json()["config_changed"] is False
+    home.config.write_text(
+        configuration.replace('"pass"', '"raise SystemExit(1)"'), encoding="utf-8"
+    )
+    wait_until(
+        lambda: f"{home.config} changed since evalkit serve started" in serve.log.read_text(),
+        timeout=60,
+        what="serve to say the file changed",
+    )
+    said = serve.log.read_text()
+    assert "restart it to apply the change." in said
+    assert "closes no alert" not in said
+    assert httpx.get(f"{serve.url}/healthz", timeout=10).json()["config_changed"] is True
+    assert httpx.get(f"{serve.url}/jobs", timeout=10).json()["config_changed"] is True
+
+    from evalkit.cli import invoke
+
+    for name in ("EVALKIT_HOME", "EVALKIT_CONFIG"):
+        monkeypatch.setenv(name, home.env[name])
+    note = (
+        f"{home.config} changed since evalkit serve (pid {serve.process.pid}) started: it "
+        "runs the jobs as the file was then; restart it to apply the change"
+    )
+    assert invoke(["jobs", "run", "quick"]) == 0  # the command the service started with
+    assert note in capsys.readouterr().err
+    assert invoke(["jobs", "list"]) == 0
+    assert note in capsys.readouterr().err
+    assert serve.stop() == 0

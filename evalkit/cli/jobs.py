@@ -58,6 +58,15 @@ def _job_rows(views: list[dict[str, Any]]) -> list[list[object]]:
     return rows
 
 
+def _tell_config_changed(config: ServiceConfig, pid: int, body: dict[str, Any]) -> None:
+    """Say when evalkit serve runs another configuration than the file holds now."""
+    if body.get("config_changed"):
+        say(
+            f"{config.path} changed since evalkit serve (pid {pid}) started: it runs the jobs "
+            "as the file was then; restart it to apply the change"
+        )
+
+
 def _offline_views(current: Settings, config: ServiceConfig) -> list[dict[str, Any]]:
     from datetime import UTC, datetime
 
@@ -107,9 +116,12 @@ def list_jobs(output: Format = OutputFormat.table) -> None:
     views: list[dict[str, Any]] | None = None
     if service is not None:
         try:
-            views = httpx.get(f"{service.url}/jobs", timeout=10.0).json()["jobs"]
+            served = httpx.get(f"{service.url}/jobs", timeout=10.0).json()
+            views = served["jobs"]
         except (httpx.HTTPError, ValueError, KeyError):
             say(f"evalkit serve (pid {service.pid}) did not answer; reading the store")
+        else:
+            _tell_config_changed(config, service.pid, served)
     if views is None:
         views = _offline_views(current, config)
     if output is OutputFormat.json:
@@ -222,6 +234,7 @@ def run_job(
                 f"evalkit serve (pid {service.pid}) did not answer at {service.url}: {error}"
             ) from error
         body = response.json()
+        _tell_config_changed(config, service.pid, body)
         if response.status_code == 404:
             raise ConfigError(f"evalkit serve: {body.get('error')} (restart it to reload)")
         if response.status_code == 503 and body.get("reason") == "store":

@@ -223,8 +223,8 @@ def _file_state(path: Path) -> _FileState:
 
 
 class ConfigFileWatch:
-    """Which alert rules ``evalkit serve`` may still evaluate, as the configuration file
-    changes under it.
+    """Whether the configuration file changed under ``evalkit serve``, and which alert
+    rules it may still evaluate then.
 
     The service reads the file once, at start. Once the file says something else, rules
     evaluated from the service's old reading and from the file by ``evalkit alerts
@@ -241,16 +241,26 @@ class ConfigFileWatch:
         self._loaded = _file_state(path)
         self._told: str | None = self._loaded.digest
 
+    def changed(self) -> bool:
+        """Whether the file now differs from what the service read; the first look at
+        each change logs that the service keeps what it started with (the jobs and their
+        schedules too, so it is said with no alert rule configured)."""
+        return self._look()[0].digest != self._loaded.digest
+
     def rules_to_evaluate(self) -> list[str] | None:
         """None while the file is as the service read it (evaluate every enabled rule and
         retire the unconfigured ones); otherwise the names of the enabled rules it may still
         evaluate (and then retire none)."""
+        now, kept = self._look()
+        return None if now.digest == self._loaded.digest else kept
+
+    def _look(self) -> tuple[_FileState, list[str]]:
         now = _file_state(self.path)
         if now.digest == self._loaded.digest:
             if self._told != now.digest:
                 _log.info("%s is again the configuration evalkit serve started with", self.path)
                 self._told = now.digest
-            return None
+            return now, []
         loaded = self._loaded.rules or {}
         enabled = [rule.name for rule in self._rules if rule.config.enabled]
         kept = (
@@ -261,13 +271,18 @@ class ConfigFileWatch:
         if self._told != now.digest:
             self._told = now.digest
             left = [name for name in enabled if name not in kept]
+            until = ""
+            if self._rules:
+                until = " Until then it closes no alert of a rule it does not know"
+                if left:
+                    until += (
+                        f" and does not evaluate the rules changed or removed since: "
+                        f"{', '.join(left)}"
+                    )
             _log.warning(
                 "%s changed since evalkit serve started; the running service keeps the "
-                "configuration it started with: restart it to apply the change. Until then it "
-                "closes no alert of a rule it does not know%s",
+                "configuration it started with: restart it to apply the change.%s",
                 self.path,
-                f" and does not evaluate the rules changed or removed since: {', '.join(left)}"
-                if left
-                else "",
+                until,
             )
-        return kept
+        return now, kept

@@ -92,9 +92,12 @@ class ServiceState(JobListener):
         config: ServiceConfig,
         *,
         next_run: Callable[[str], datetime | None] = lambda name: None,
+        config_changed: Callable[[], bool] = lambda: False,
     ) -> None:
         self._config = config
         self._next_run = next_run
+        # Whether the configuration file differs from what the service runs (ConfigFileWatch).
+        self.config_changed = config_changed
         self._lock = threading.Lock()
         self.started_at = utc_now()
         self.stopping = False
@@ -202,6 +205,7 @@ class ServiceState(JobListener):
 
     def health(self) -> dict[str, Any]:
         """The /healthz body."""
+        changed = self.config_changed()
         with self._lock:
             pending = sum(n for (_, state), n in self._outbox.items() if state == "pending")
             abandoned = sum(n for (_, state), n in self._outbox.items() if state == "abandoned")
@@ -214,6 +218,7 @@ class ServiceState(JobListener):
                 "outbox_abandoned": abandoned,
                 "rule_errors": dict(self.rule_errors),
                 "store_error": self.store_error,
+                "config_changed": changed,
                 "otlp": self.otlp_status() if self.otlp_status is not None else None,
             }
 
@@ -427,7 +432,7 @@ class _Handler(BaseHTTPRequestHandler):
             encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
             self._send(200, encoder(state.registry), content_type)
         elif path == "/jobs":
-            self._json(200, {"jobs": state.jobs()})
+            self._json(200, {"jobs": state.jobs(), "config_changed": state.config_changed()})
         else:
             self._json(404, {"error": "not found; try /healthz, /metrics or /jobs"})
 

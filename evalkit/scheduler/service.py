@@ -83,7 +83,9 @@ class SchedulerService:
         self.sinks = build_sinks(config.alerts)
         self.config_watch = ConfigFileWatch(config.path, config.alerts.rules)
         self.policy = RedeliverySchedule.from_settings(config.alerts.settings)
-        self.state = ServiceState(config, next_run=self._next_run)
+        self.state = ServiceState(
+            config, next_run=self._next_run, config_changed=self.config_watch.changed
+        )
         self.stopping = threading.Event()
         self._stop_requested = threading.Event()
         self._wake = threading.Event()
@@ -295,6 +297,8 @@ class SchedulerService:
         woken = True
         while not self.stopping.is_set():
             try:
+                # Says so once when the file changes, alert rules or not.
+                self.config_watch.changed()
                 if time.monotonic() >= next_evaluation:
                     with self.access("alerts: evaluating rules") as store:
                         self.evaluate_alerts(store)
@@ -337,9 +341,13 @@ class SchedulerService:
         job could not get the store within ``lock_wait`` (``reason``: ``stopping``,
         ``store``).
         """
+        changed = self.config_watch.changed()
         if name not in {job.name for job in self.config.jobs}:
             known = ", ".join(job.name for job in self.config.jobs) or "none"
-            return 404, {"error": f"no job named {name!r} (configured: {known})"}
+            return 404, {
+                "error": f"no job named {name!r} (configured: {known})",
+                "config_changed": changed,
+            }
         if self.stopping.is_set():
             return 503, {"error": "evalkit serve is stopping", "reason": "stopping"}
         since = self.runner.running().get(name)
@@ -360,7 +368,12 @@ class SchedulerService:
 
         threading.Thread(target=work, name=f"evalkit-job-{name}", daemon=True).start()
         if wait <= 0 or not done.wait(wait):
-            return 202, {"accepted": True, "job": name, "finished": False}
+            return 202, {
+                "accepted": True,
+                "job": name,
+                "finished": False,
+                "config_changed": changed,
+            }
         run = outcome.get("run")
         if isinstance(run, NotStarted):
             if run.reason == "running":
@@ -368,7 +381,13 @@ class SchedulerService:
             return 503, {"error": run.message, "reason": run.reason}
         if run is None:  # the job's thread failed unexpectedly (it logged why)
             return 500, {"error": f"job {name} did not run; see evalkit serve's log"}
-        return 200, {"accepted": True, "job": name, "finished": True, "job_run": run.to_dict()}
+        return 200, {
+            "accepted": True,
+            "job": name,
+            "finished": True,
+            "job_run": run.to_dict(),
+            "config_changed": changed,
+        }
 
     # -- stop -------------------------------------------------------------------------
 
