@@ -191,6 +191,23 @@ def test_a_scheduled_run_records_the_time_it_was_due(
     assert all(gap >= 1 and abs(gap - round(gap)) < 1e-3 for gap in gaps), gaps
 
 
+def ran_on_schedule(store: Store, job: str, due: datetime) -> None:
+    """Record that command job ``job`` ran on schedule, due at ``due`` (by another process)."""
+    record_job_run(
+        store,
+        job=job,
+        kind="command",
+        trigger="schedule",
+        status="succeeded",
+        started_at=due,
+        finished_at=due + timedelta(seconds=1),
+        pid=1,
+        host="elsewhere",
+        error=None,
+        scheduled_for=due,
+    )
+
+
 def test_a_run_missed_while_serve_was_down_runs_once_at_start_up(
     configure: Callable[[str], Settings], services: list[SchedulerService]
 ) -> None:
@@ -215,19 +232,7 @@ def test_a_run_missed_while_serve_was_down_runs_once_at_start_up(
     with Store.open(settings.resolved_store_path) as store:
         for name, (_, last) in jobs.items():
             if last is not None:
-                record_job_run(
-                    store,
-                    job=name,
-                    kind="command",
-                    trigger="schedule",
-                    status="succeeded",
-                    started_at=last,
-                    finished_at=last + timedelta(seconds=1),
-                    pid=1,
-                    host="elsewhere",
-                    error=None,
-                    scheduled_for=last,
-                )
+                ran_on_schedule(store, name, last)
     service = start(services, settings)
 
     def runs(name: str) -> list[StoredJobRun]:
@@ -248,6 +253,39 @@ def test_a_run_missed_while_serve_was_down_runs_once_at_start_up(
         assert len(list_job_runs(store, job="done")) == 1
         assert len(list_job_runs(store, job="late")) == 1
         assert list_job_runs(store, job="new") == []
+
+
+def test_a_run_missed_while_serve_was_down_beyond_its_grace_is_said_and_counted(
+    configure: Callable[[str], Settings],
+    services: list[SchedulerService],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """docs/scheduler.md: a run too late to start is skipped and counted; a nightly the
+    service was down for was skipped without a word or a misfire."""
+    now = datetime.now(UTC).replace(tzinfo=None)
+    missed = now.replace(second=0, microsecond=0) - timedelta(minutes=2)
+    settings = configure(
+        f'[[jobs]]\nname = "late"\nkind = "command"\n{PASS}\n'
+        f'cron = "{missed.minute} * * * *"\nmisfire_grace_time = "60s"\n'
+    )
+    last = missed - timedelta(hours=1)
+    with Store.open(settings.resolved_store_path) as store:
+        ran_on_schedule(store, "late", last)
+    with caplog.at_level("WARNING", logger="evalkit.scheduler"):
+        service = start(services, settings)
+    (job,) = service.state.jobs()
+    assert job["misfires"] == 1
+    assert (
+        'evalkit_job_misfires_total{job="late"} 1.0'
+        in httpx.get(f"{service.url}/metrics", timeout=10).text
+    )
+    assert (
+        f"job late was due at {missed.isoformat(timespec='seconds')}+00:00 while evalkit serve "
+        "was down, more than its misfire_grace_time (60 s) ago: that run is skipped"
+    ) in caplog.text
+    service.stop()
+    with Store.open(settings.resolved_store_path, read_only=True) as store:
+        assert len(list_job_runs(store, job="late")) == 1
 
 
 def test_a_job_run_left_by_a_killed_serve_lists_the_run_it_left(
