@@ -289,10 +289,13 @@ def test_a_run_missed_while_serve_was_down_beyond_its_grace_is_said_and_counted(
 
 
 def test_a_job_run_left_by_a_killed_serve_lists_the_run_it_left(
-    configure: Callable[[str], Settings], services: list[SchedulerService]
+    configure: Callable[[str], Settings],
+    services: list[SchedulerService],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """docs/scheduler.md: job runs record the runs they stored; the recovery after kill -9
-    marked the job run interrupted with run_ids []."""
+    marked the job run interrupted with run_ids [], and said only "job run ID was
+    interrupted", naming neither the job nor the process."""
     settings = configure(f'[[jobs]]\nname = "nightly"\nkind = "command"\n{PASS}\n')
     dead = subprocess.Popen([sys.executable, "-c", "pass"])  # the killed serve's pid
     dead.wait()
@@ -325,8 +328,14 @@ def test_a_job_run_left_by_a_killed_serve_lists_the_run_it_left(
             replace(spec, label="by hand"),
             started_at=orphan.started_at + timedelta(seconds=2),
         )
-    service = start(services, settings)
+    with caplog.at_level("WARNING", logger="evalkit.scheduler"):
+        service = start(services, settings)
     service.stop()
+    assert (
+        f"job run {orphan.job_run_id} of job nightly (pid {dead.pid} on {socket.gethostname()}, "
+        f"started {orphan.started_at:%Y-%m-%d %H:%M:%S} UTC) was left running by a process "
+        "that stopped before it finished: marked interrupted"
+    ) in caplog.text
     with Store.open(settings.resolved_store_path, read_only=True) as store:
         (job_run,) = list_job_runs(store, job="nightly")
         runs = {run_id: get_run(store, run_id) for run_id in (earlier, left, other)}

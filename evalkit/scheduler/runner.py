@@ -50,9 +50,24 @@ if TYPE_CHECKING:
     from evalkit.config import Settings
     from evalkit.store.store import Store
 
-__all__ = ["JobListener", "JobRunner", "NotStarted"]
+__all__ = ["JobListener", "JobRunner", "NotStarted", "log_interrupted"]
 
 _log = logging.getLogger("evalkit.scheduler")
+
+
+def log_interrupted(job_runs: list[StoredJobRun]) -> None:
+    """Log each job run found ``running`` after its process stopped (``kill -9``, a power
+    loss), now marked interrupted: which job, which process, since when."""
+    for run in job_runs:
+        _log.warning(
+            "job run %s of job %s (pid %s on %s, started %s UTC) was left running by a "
+            "process that stopped before it finished: marked interrupted",
+            run.job_run_id,
+            run.job,
+            run.pid,
+            run.host,
+            f"{run.started_at:%Y-%m-%d %H:%M:%S}",
+        )
 
 
 class JobListener:
@@ -243,12 +258,13 @@ class JobRunner:
                 self.flush_unrecorded(store)
                 # A job run whose process was killed (`jobs run --local` under kill -9) stays
                 # running until someone who can tell says otherwise: the next job does.
-                for job_run_id in interrupt_stopped_job_runs(
-                    store,
-                    note="the process running it stopped before it finished (found by "
-                    f"job {job.name})",
-                ):
-                    _log.warning("job run %s was interrupted: marked interrupted", job_run_id)
+                log_interrupted(
+                    interrupt_stopped_job_runs(
+                        store,
+                        note="the process running it stopped before it finished (found by "
+                        f"job {job.name})",
+                    )
+                )
                 started = start_job_run(
                     store,
                     job=job.name,

@@ -41,7 +41,7 @@ from evalkit.net import is_loopback
 from evalkit.scheduler.config import ConfigFileWatch, ServiceConfig
 from evalkit.scheduler.health import HealthServer, ServiceState
 from evalkit.scheduler.lock import ServiceInfo, ServiceLock
-from evalkit.scheduler.runner import JobRunner, NotStarted
+from evalkit.scheduler.runner import JobRunner, NotStarted, log_interrupted
 from evalkit.store.access import StoreAccess, outbox_lock
 from evalkit.store.jobs import StoredJobRun, interrupt_stopped_job_runs, last_scheduled_times
 from evalkit.store.runs import fail_running_runs
@@ -172,10 +172,8 @@ class SchedulerService:
     def _recover(self) -> None:
         with self.access("serve: recovering work a stopped process left unfinished") as store:
             note = "the process running it stopped before it finished (found at service start)"
-            orphans = interrupt_stopped_job_runs(store, note=note, this_pid_stale=True)
+            log_interrupted(interrupt_stopped_job_runs(store, note=note, this_pid_stale=True))
             failed = fail_running_runs(store, note=note)
-            for job_run_id in orphans:
-                _log.warning("job run %s was interrupted: marked interrupted", job_run_id)
             for run_id in failed:
                 _log.warning("run %s was left running: marked failed", run_id)
             self._last_scheduled = last_scheduled_times(store)

@@ -263,15 +263,15 @@ def interrupt_job_runs(store: Store, job_run_ids: Sequence[str], *, note: str) -
 
 def interrupt_stopped_job_runs(
     store: Store, *, note: str, this_pid_stale: bool = False
-) -> list[str]:
+) -> list[StoredJobRun]:
     """Mark ``interrupted`` (with ``note``; each keeps the runs it recorded) the job runs
-    still ``running`` whose process on this host has stopped; returns their ids. With
-    ``this_pid_stale`` (a service starting) those of this process's pid are taken as left by
-    an earlier process that had it."""
+    still ``running`` whose process on this host has stopped; returns them as they were
+    found. With ``this_pid_stale`` (a service starting) those of this process's pid are
+    taken as left by an earlier process that had it."""
     orphans = [
-        run.job_run_id
+        run
         for run in running_job_runs(store)
         if not process_alive(run.pid, run.host) or (this_pid_stale and run.pid == os.getpid())
     ]
-    interrupt_job_runs(store, orphans, note=note)
+    interrupt_job_runs(store, [run.job_run_id for run in orphans], note=note)
     return orphans
