@@ -369,6 +369,10 @@ command = {toml_list([sys.executable, "-c", "import time; time.sleep(120)"])}
         )
 
     wait_until(overlapped_after_a_run, timeout=60, what="a run and a skipped overlap")
+    # Said once, in evalkit's words: APScheduler's own warning of it is left out.
+    said = serve.log.read_text()
+    assert "job sleepy is still running: the scheduled run is skipped (no overlap)" in said
+    assert "maximum number of running instances" not in said
     metrics = serve.metrics()
     assert "evalkit_up 1" in metrics
     assert 'evalkit_job_last_run_success{job="sleepy"} 1' in metrics

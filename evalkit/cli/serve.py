@@ -33,6 +33,20 @@ class _JsonLines(logging.Formatter):
         return json.dumps(entry)
 
 
+class _SaidByEvalkit(logging.Filter):
+    """Drops APScheduler's warnings of a skipped overlap or misfire: the service logs each
+    in its own words (and counts it), so an operator reads it once."""
+
+    _TEMPLATES = ('Execution of job "%s" skipped', 'Run time of job "%s" was missed by')
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (
+            record.name.startswith("apscheduler")
+            and isinstance(record.msg, str)
+            and record.msg.startswith(self._TEMPLATES)
+        )
+
+
 def _configure_logging(level: str, output: OutputFormat) -> None:
     import time
 
@@ -44,6 +58,7 @@ def _configure_logging(level: str, output: OutputFormat) -> None:
     formatter.converter = time.gmtime
     handler.setFormatter(formatter)
     handler.addFilter(SecretLogFilter())
+    handler.addFilter(_SaidByEvalkit())
     root = logging.getLogger("evalkit")
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -269,9 +269,11 @@ class SchedulerService:
             )
         else:
             self.state.missed(event.job_id)
+            due = getattr(event, "scheduled_run_time", None)
             _log.warning(
-                "job %s missed its run time by more than the misfire grace time: skipped",
+                "job %s missed its run time%s by more than the misfire grace time: skipped",
                 event.job_id,
+                f" ({due.astimezone(UTC).isoformat(timespec='seconds')})" if due else "",
             )
 
     def _next_run(self, name: str) -> datetime | None:
