@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -1120,3 +1121,33 @@ def test_editing_the_jobs_file_under_serve_is_said_by_its_log_health_and_jobs_co
     assert invoke(["jobs", "list"]) == 0
     assert note in capsys.readouterr().err
     assert serve.stop() == 0
+
+
+def test_serve_s_json_log_lines_give_their_time_in_utc_with_its_zone(home: Home) -> None:
+    """The text lines end their time with Z; the JSON lines gave a bare time, which a log
+    shipper reads as its own local time."""
+    home.config.write_text("[scheduler]\nhealth_port = 0\n", encoding="utf-8")
+    log = home.root / "json.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            evalkit_command("serve", "--format", "json"),
+            env=home.env,
+            cwd=home.root,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_until(lambda: "health at" in log.read_text(), timeout=STARTUP, what="serve")
+        before = time.time()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=90) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=30)
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [line["message"] for line in lines[-2:]] == ["received SIGTERM", "evalkit serve stopped"]
+    stamp = lines[-2]["ts"]
+    assert stamp.endswith("Z")
+    moment = datetime.fromisoformat(stamp).timestamp()
+    assert before - 1 <= moment <= time.time() + 1
