@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -1108,6 +1109,20 @@ def test_the_time_a_job_was_missed_is_the_latest_due_within_the_grace(
 def test_bad_cron_days_of_week_are_refused(weekdays: str) -> None:
     with pytest.raises(ConfigError, match="does not parse"):
         configure({"name": "a", "kind": "command", "command": ["x"], "cron": f"0 4 * * {weekdays}"})
+
+
+@pytest.mark.parametrize("cron", ["30 2 30 2 *", "0 4 31 4,6,9,11 *", "0 4 31 2 mon"])
+def test_a_cron_schedule_that_never_fires_is_refused(cron: str) -> None:
+    """Cron itself takes the 30th of February and never runs the job, without a word."""
+    said = f"field 'cron': Value error, cron '{cron}' never fires"
+    with pytest.raises(ConfigError, match=re.escape(said)):
+        configure({"name": "a", "kind": "command", "command": ["x"], "cron": cron})
+
+
+@pytest.mark.parametrize("cron", ["0 4 29 2 *", "0 4 13 * fri", "0 4 31 * *"])
+def test_a_cron_schedule_of_rare_days_is_taken(cron: str) -> None:
+    (job,) = configure({"name": "a", "kind": "command", "command": ["x"], "cron": cron}).jobs
+    assert job.next_cron_time("UTC", datetime.now(UTC)) is not None
 
 
 def test_schedules_are_described_and_next_cron_times_computed() -> None:
