@@ -426,7 +426,8 @@ command = {toml_list([sys.executable, "-c", "import time; time.sleep(120)"])}
         assert earlier.finished_at <= later.started_at, "two copies overlapped"
     assert {run.status for run in runs} <= {"succeeded", "interrupted"}
     assert long_run.status == "interrupted"
-    assert "evalkit serve is stopping" in str(long_run.error)
+    assert long_run.error == "evalkit serve is stopping"
+    assert "job long interrupted: evalkit serve is stopping\n" in serve.log.read_text()
 
 
 def _spawn(

@@ -103,7 +103,8 @@ class JobContext:
         """Raise JobCancelledError when the service has asked jobs to stop."""
         if self.cancel.is_set():
             raise JobCancelledError(
-                f"job {self.job} was interrupted: evalkit serve is stopping",
+                # The job run's status says "interrupted", its row or log line the job.
+                "evalkit serve is stopping",
                 reason=f"evalkit serve is stopping (job {self.job})",
             )
 
