@@ -1,6 +1,7 @@
 """Files (and folders of files) written beside their destination, then renamed onto it, with
 the user's permissions; the files of a folder in the order they were written; and which file
-an open handle is, for readers that resume a file where they stopped.
+an open handle is, for readers that resume a file where they stopped; and which compressed
+format a file holds, for readers of text that do not decompress.
 
 ``tempfile.mkstemp`` creates its file mode 0600 whatever the umask: right for a secret
 scratch file, wrong for an export, a baseline or a model cache that the file's owner shares
@@ -13,6 +14,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import re
 import secrets
 import shutil
 from collections.abc import Mapping
@@ -21,8 +23,10 @@ from pathlib import Path
 from typing import BinaryIO
 
 __all__ = [
+    "COMPRESSED_SUFFIXES",
     "HEAD_BYTES",
     "FileIdentity",
+    "compression_of",
     "create_beside",
     "file_identity",
     "files_oldest_first",
@@ -34,6 +38,29 @@ HEAD_BYTES = 1024
 """Bytes at the start of a file whose hash, with device and inode, identifies it."""
 
 _ATTEMPTS = 100
+
+COMPRESSED_SUFFIXES = frozenset({".gz", ".bz2", ".xz", ".zst", ".zip", ".lz4"})
+"""File name endings of the compressed formats ``compression_of`` tells."""
+
+# The magic bytes each compressed format starts with; none can start a line of text.
+_COMPRESSION_MAGIC = (
+    (re.compile(rb"\x1f\x8b"), "gzip"),
+    (re.compile(rb"BZh[1-9](\x31\x41\x59\x26\x53\x59|\x17\x72\x45\x38\x50\x90)"), "bzip2"),
+    (re.compile(rb"\xfd7zXZ\x00"), "xz"),
+    (re.compile(rb"\x28\xb5\x2f\xfd"), "zstd"),
+    (re.compile(rb"PK\x03\x04"), "zip"),
+    (re.compile(rb"\x04\x22\x4d\x18"), "lz4"),
+)
+_LONGEST_MAGIC = 10
+
+
+def compression_of(path: Path) -> str | None:
+    """The compression format (``gzip``, ``zip``...) whose magic bytes ``path`` starts with,
+    if any: a compressed file read as text is bytes that are not UTF-8 and no line ends, and
+    would otherwise be reported line by line as such."""
+    with path.open("rb") as handle:
+        head = handle.read(_LONGEST_MAGIC)
+    return next((name for magic, name in _COMPRESSION_MAGIC if magic.match(head)), None)
 
 
 def create_beside(target: Path, *, suffix: str = ".partial") -> tuple[int, Path]:

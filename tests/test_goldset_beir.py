@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
 import shutil
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -176,3 +178,59 @@ def test_a_beir_folder_imported_as_jsonl_says_to_use_format_beir(
         "The folder holds qrels/, as a BEIR dataset does: import it with --format beir (and "
         "--split)"
     )
+
+
+def test_a_compressed_queries_file_is_one_problem_saying_to_decompress(tmp_path: Path) -> None:
+    """Before, each line was "not valid UTF-8; save the file as UTF-8", then every judged
+    query was "not in queries.jsonl"."""
+    folder = copy_fixture(tmp_path, b"1\t1001\t1\n3\t1003\t1\n")
+    queries = folder / "queries.jsonl"
+    queries.write_bytes(gzip.compress(queries.read_bytes()))
+
+    with pytest.raises(GoldsetError) as caught:
+        load_beir_goldset(folder)
+
+    assert problem_locations(caught.value) == [("queries.jsonl", None, None)]
+    assert caught.value.problems[0].detail.startswith("holds gzip-compressed data, not text")
+
+
+def test_a_download_holding_queries_jsonl_gz_is_told_to_decompress_it(tmp_path: Path) -> None:
+    """BEIR datasets downloaded from the Hugging Face hub hold queries.jsonl.gz."""
+    folder = copy_fixture(tmp_path, b"1\t1001\t1\n")
+    queries = folder / "queries.jsonl"
+    (folder / "queries.jsonl.gz").write_bytes(gzip.compress(queries.read_bytes()))
+    queries.unlink()
+
+    with pytest.raises(GoldsetError) as caught:
+        load_beir_goldset(folder)
+
+    assert problem_locations(caught.value) == [("queries.jsonl", None, None)]
+    assert caught.value.problems[0].detail == (
+        "does not exist, but queries.jsonl.gz is beside it: evalkit reads uncompressed text, "
+        "so decompress it first (gunzip -c queries.jsonl.gz > queries.jsonl)"
+    )
+
+
+def test_the_zip_of_a_beir_dataset_is_told_to_be_unpacked(tmp_path: Path) -> None:
+    """BEIR ships its datasets as zips; given one, each file inside was "does not exist"."""
+    archive = tmp_path / "scifact.zip"
+    with zipfile.ZipFile(archive, "w") as packed:
+        for file in FIXTURE.rglob("*"):
+            packed.write(file, file.relative_to(FIXTURE))
+
+    with pytest.raises(GoldsetError) as caught:
+        load_beir_goldset(archive)
+
+    (problem,) = caught.value.problems
+    assert problem.path == str(archive)
+    assert problem.detail == (
+        "is a zip file, not a folder: unpack it first (unzip scifact.zip) and give the folder "
+        "it holds"
+    )
+
+
+def test_a_missing_folder_is_one_problem(tmp_path: Path) -> None:
+    with pytest.raises(GoldsetError) as caught:
+        load_beir_goldset(tmp_path / "nope")
+
+    assert problem_locations(caught.value) == [("nope", None, None)]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -240,3 +242,37 @@ def test_a_directory_of_files_is_a_corpus(tmp_path: Path) -> None:
     assert "<b>" not in documents["about.html"].text
     assert "Logistics" in documents["about.html"].text
     assert documents["guides/vpn.md"].metadata == {"path": "guides/vpn.md"}
+
+
+def test_a_gzip_corpus_is_one_problem_saying_to_decompress(tmp_path: Path) -> None:
+    """Before, every line was "not valid UTF-8; save the file as UTF-8", and the BM25 index
+    counted the compressed bytes' newlines as documents."""
+    packed = tmp_path / "corpus.jsonl.gz"
+    packed.write_bytes(gzip.compress(JSONL.read_bytes()))
+    expected = (
+        "holds gzip-compressed data, not text: evalkit reads uncompressed UTF-8 files, so "
+        "decompress it first (gunzip -c corpus.jsonl.gz > corpus.jsonl) and give the result"
+    )
+
+    with pytest.raises(GoldsetError) as caught:
+        list(iter_corpus(packed))
+    (problem,) = caught.value.problems
+    assert (problem.path, problem.line, problem.detail) == (str(packed), None, expected)
+    assert [(p.line, p.detail) for p in validate_corpus(packed)] == [(None, expected)]
+    with pytest.raises(GoldsetError, match="gzip-compressed"):
+        count_documents(packed)
+
+
+def test_a_beir_folder_with_its_corpus_gzipped_names_the_file(tmp_path: Path) -> None:
+    """As downloaded from the Hugging Face hub; it was read as a folder of document files
+    and said to hold none."""
+    (tmp_path / "corpus.jsonl.gz").write_bytes(gzip.compress((BEIR / "corpus.jsonl").read_bytes()))
+
+    assert detect_corpus_format(tmp_path) == "beir"
+    with pytest.raises(GoldsetError) as caught:
+        list(iter_corpus(tmp_path))
+    assert caught.value.problems[0].detail.startswith(
+        "does not exist, but corpus.jsonl.gz is beside it"
+    )
+    with pytest.raises(GoldsetError, match=re.escape("gunzip -c corpus.jsonl.gz > corpus.jsonl")):
+        count_documents(tmp_path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import logging
 from pathlib import Path
 
@@ -187,3 +188,30 @@ def test_qrels_fields_split_as_trec_eval_splits_them(tmp_path: Path) -> None:
         Judgment("401", "LA\u30000101", 2),
         Judgment("401", "doc\u00a0", 1),
     )
+
+
+def test_compressed_qrels_are_one_problem_saying_to_decompress(tmp_path: Path) -> None:
+    """Read as text, gzip data was a "not valid UTF-8" problem per line and "save the file as
+    UTF-8", or a number of columns, depending on its bytes."""
+    (tmp_path / "qrels.gz").write_bytes(gzip.compress(QRELS.read_bytes()))
+
+    with pytest.raises(GoldsetError) as caught:
+        load_trec_goldset(tmp_path / "qrels.gz", FIXTURE / "topics.tsv")
+
+    (problem,) = caught.value.problems
+    assert (problem.path, problem.line) == (str(tmp_path / "qrels.gz"), None)
+    assert problem.detail == (
+        "holds gzip-compressed data, not text: evalkit reads uncompressed UTF-8 files, so "
+        "decompress it first (gunzip -c qrels.gz > qrels) and give the result"
+    )
+
+
+def test_unreadable_topics_do_not_make_every_judged_query_unknown(tmp_path: Path) -> None:
+    topics = tmp_path / "topics.tsv"
+    topics.write_bytes(gzip.compress((FIXTURE / "topics.tsv").read_bytes()))
+
+    with pytest.raises(GoldsetError) as caught:
+        load_trec_goldset(QRELS, topics)
+
+    assert locations(caught.value) == [("topics.tsv", None, None)]
+    assert "gunzip -c topics.tsv > FILE" in caught.value.problems[0].detail

@@ -123,7 +123,8 @@ def assemble_imported(
             )
     # One problem per unknown query, not per line: qrels of another collection would
     # otherwise bury everything else under thousands of identical lines.
-    for query_id, lines in unknown.items():
+    # A queries file that could not be read at all makes every judged query "unknown".
+    for query_id, lines in unknown.items() if not problems.unread(queries_path) else ():
         more = f" (and {len(lines) - 1} more lines for it)" if len(lines) > 1 else ""
         problems.add(
             f"judgment for query '{query_id}'{more}, which is not in {queries_path.name}; "

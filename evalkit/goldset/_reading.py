@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from evalkit.errors import GoldsetError, InputError
+from evalkit.files import COMPRESSED_SUFFIXES, compression_of
 from evalkit.jsonsafe import REPEATED_KEY, TooDeepError, depth_checked, noting_repeated_keys
 
 __all__ = [
@@ -22,10 +23,14 @@ __all__ = [
     "MAX_NESTING",
     "NoticeSink",
     "ProblemLog",
+    "archive_not_folder",
+    "compressed_file",
     "default_notice_sink",
     "describe_value",
     "iter_json_objects",
     "iter_text_lines",
+    "missing_file",
+    "unpack_command",
 ]
 
 MAX_LISTED_PROBLEMS = 1000
@@ -40,6 +45,22 @@ SUMMARY_PROBLEMS = 3
 """Problems quoted in a ``GoldsetError`` message; ``problems`` holds the rest."""
 
 _BOM = b"\xef\xbb\xbf"
+# The command that writes the decompressed content of each compressed format to stdout.
+_UNPACK = {
+    "gzip": "gunzip -c",
+    "bzip2": "bunzip2 -c",
+    "xz": "unxz -c",
+    "zstd": "unzstd -c",
+    "lz4": "unlz4 -c",
+}
+_SUFFIX_COMPRESSION = {
+    ".gz": "gzip",
+    ".bz2": "bzip2",
+    ".xz": "xz",
+    ".zst": "zstd",
+    ".zip": "zip",
+    ".lz4": "lz4",
+}
 # A \uD800-\uDFFF escape: Python's JSON decoder joins a pair into one character and keeps a
 # lone one as a surrogate, which is no text and cannot be written as UTF-8.
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
@@ -70,6 +91,7 @@ class ProblemLog:
         self.problems: list[InputError] = []
         self.total = 0
         self._limit = limit
+        self._unread: set[str] = set()
 
     def __bool__(self) -> bool:
         return self.total > 0
@@ -84,8 +106,15 @@ class ProblemLog:
     ) -> None:
         """Record one problem at ``path`` (and ``line`` / ``field`` when known)."""
         self.total += 1
+        if line is None:
+            self._unread.add(str(path))
         if len(self.problems) < self._limit:
             self.problems.append(InputError(message, path=str(path), line=line, field=field))
+
+    def unread(self, path: Path | str) -> bool:
+        """Whether a problem of the whole file ``path`` (missing, compressed, unreadable) was
+        recorded: what it holds is unknown, so nothing should be checked against it."""
+        return str(path) in self._unread
 
     def error(self, subject: str, *, path: Path | str) -> GoldsetError:
         """One ``GoldsetError`` at ``path`` that summarises the first problems and lists all.
@@ -137,13 +166,17 @@ def iter_text_lines(path: Path, problems: ProblemLog) -> Iterator[tuple[int, str
     A missing file, an unreadable file and bytes that are not UTF-8 are recorded as problems.
     """
     if not path.is_file():
-        what = "is a directory, not a file" if path.is_dir() else "does not exist"
-        problems.add(f"{what}; check the path", path=path)
+        problems.add(missing_file(path), path=path)
         return
     try:
+        compression = compression_of(path)
         handle = path.open("rb")
     except OSError as error:
         problems.add(f"cannot be read ({error.strerror}); check its permissions", path=path)
+        return
+    if compression is not None:
+        handle.close()
+        problems.add(compressed_file(path, compression), path=path)
         return
     with handle:
         for number, raw in enumerate(handle, start=1):
@@ -161,6 +194,53 @@ def iter_text_lines(path: Path, problems: ProblemLog) -> Iterator[tuple[int, str
             text = text.rstrip("\r\n")
             if text.strip():
                 yield number, text
+
+
+def missing_file(path: Path) -> str:
+    """Why ``path`` cannot be read as a file: a folder, or nothing there (naming a compressed
+    copy beside it, as downloads of BEIR datasets hold ``queries.jsonl.gz``)."""
+    if path.is_dir():
+        return "is a directory, not a file; check the path"
+    for suffix in sorted(COMPRESSED_SUFFIXES):
+        packed = path.with_name(path.name + suffix)
+        if packed.is_file():
+            return (
+                f"does not exist, but {packed.name} is beside it: evalkit reads uncompressed "
+                f"text, so decompress it first ({unpack_command(packed, path.name)})"
+            )
+    return "does not exist; check the path"
+
+
+def archive_not_folder(path: Path) -> str | None:
+    """The problem of a compressed file given where a folder is read, else None."""
+    try:
+        compression = compression_of(path)
+    except OSError:
+        return None
+    if compression is None:
+        return None
+    return (
+        f"is a {compression} file, not a folder: unpack it first "
+        f"({unpack_command(path, path.stem, compression)}) and give the folder it holds"
+    )
+
+
+def compressed_file(path: Path, compression: str) -> str:
+    """The problem of a file holding ``compression``-compressed data where text is read."""
+    plain = path.stem if path.suffix.lower() in COMPRESSED_SUFFIXES else "FILE"
+    return (
+        f"holds {compression}-compressed data, not text: evalkit reads uncompressed UTF-8 "
+        f"files, so decompress it first ({unpack_command(path, plain, compression)}) and "
+        "give the result"
+    )
+
+
+def unpack_command(path: Path, plain: str, compression: str | None = None) -> str:
+    """The shell command that decompresses ``path`` into ``plain`` (a zip: unpacks it)."""
+    kind = compression or _SUFFIX_COMPRESSION.get(path.suffix.lower(), "gzip")
+    if kind == "zip":
+        return f"unzip {path.name}"
+    return f"{_UNPACK[kind]} {path.name} > {plain}"
 
 
 def iter_json_objects(path: Path, problems: ProblemLog) -> Iterator[tuple[int, dict[str, object]]]:

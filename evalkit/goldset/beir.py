@@ -14,6 +14,7 @@ from evalkit.goldset._imported import QrelsColumns, QrelsRow, SourceQuery, assem
 from evalkit.goldset._reading import (
     NoticeSink,
     ProblemLog,
+    archive_not_folder,
     describe_value,
     iter_json_objects,
     iter_text_lines,
@@ -44,6 +45,17 @@ def load_beir_goldset(
     """
     folder = Path(directory)
     problems = ProblemLog()
+    if not folder.is_dir():
+        # One problem for the folder, not one per file it would have held.
+        if not folder.exists():
+            what = "does not exist; check the path"
+        else:
+            what = archive_not_folder(folder) or (
+                "is a file; the beir format reads a folder holding queries.jsonl and "
+                "qrels/<split>.tsv"
+            )
+        problems.add(what, path=folder)
+        problems.raise_if_any("collection", path=folder)
     queries_path = folder / "queries.jsonl"
     qrels_path = folder / "qrels" / f"{split}.tsv"
     queries = read_beir_queries(queries_path, problems=problems)

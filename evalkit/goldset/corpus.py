@@ -24,7 +24,14 @@ from dataclasses import replace
 from pathlib import Path
 
 from evalkit.errors import InputError
-from evalkit.goldset._reading import ProblemLog, iter_json_objects, iter_text_lines
+from evalkit.files import COMPRESSED_SUFFIXES, compression_of
+from evalkit.goldset._reading import (
+    ProblemLog,
+    compressed_file,
+    iter_json_objects,
+    iter_text_lines,
+    missing_file,
+)
 from evalkit.goldset._schema import DOCUMENT_FIELDS, check_fields, check_span_fields, offset_value
 from evalkit.goldset.beir import beir_identifier
 from evalkit.records import Document
@@ -77,7 +84,10 @@ def detect_corpus_format(path: Path | str) -> str:
     for a file starting with ``<DOC>``, else ``jsonl``."""
     location = Path(path)
     if location.is_dir():
-        return "beir" if (location / "corpus.jsonl").is_file() else "files"
+        # A compressed corpus.jsonl (BEIR downloads ship corpus.jsonl.gz) still makes the
+        # folder BEIR's, so that reading it says what to decompress.
+        names = ("corpus.jsonl", *(f"corpus.jsonl{suffix}" for suffix in COMPRESSED_SUFFIXES))
+        return "beir" if any((location / name).is_file() for name in names) else "files"
     if location.is_file():
         with location.open("rb") as handle:
             head = handle.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
@@ -174,10 +184,12 @@ def count_documents(path: Path | str, *, format: str | None = None) -> int:
     if layout == "files":
         return sum(1 for _ in _document_files(location))
     file = _corpus_file(location) if layout == "beir" else location
+    problems = ProblemLog()
     if not file.is_file():
-        problems = ProblemLog()
-        problems.add("does not exist; check the path", path=file)
-        problems.raise_if_any("corpus", path=file)
+        problems.add(missing_file(file), path=file)
+    elif (compression := compression_of(file)) is not None:
+        problems.add(compressed_file(file, compression), path=file)
+    problems.raise_if_any("corpus", path=file)
     pattern = b"<doc>" if layout == "trec" else None
     count = 0
     with file.open("rb") as handle:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.errors import ConfigError, GoldsetError, InputError
-from evalkit.goldset._reading import ProblemLog, iter_json_objects
+from evalkit.goldset._reading import ProblemLog, archive_not_folder, iter_json_objects
 from evalkit.goldset._schema import (
     JUDGMENT_FIELDS,
     QUERY_FIELDS,
@@ -139,6 +139,9 @@ def _resolve_paths(
         raise ConfigError("give the goldset directory, or both queries_path and judgments_path")
     base = Path(directory) if directory is not None else None
     if base is not None and base.is_file():
+        archive = archive_not_folder(base)
+        if archive is not None:
+            raise InputError(archive, path=str(base))
         raise InputError(
             f"is a file; the jsonl format reads a folder holding {QUERIES_FILE} and "
             f"{JUDGMENTS_FILE} (give {base.parent if base.name else base})",

@@ -16,7 +16,6 @@ reported with its file and line number; the lines around it are ingested.
 
 from __future__ import annotations
 
-import re
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
@@ -31,7 +30,14 @@ import numpy as np
 import pyarrow as pa
 
 from evalkit.errors import ConfigError, InputError
-from evalkit.files import HEAD_BYTES, FileIdentity, file_identity, files_oldest_first
+from evalkit.files import (
+    COMPRESSED_SUFFIXES,
+    HEAD_BYTES,
+    FileIdentity,
+    compression_of,
+    file_identity,
+    files_oldest_first,
+)
 from evalkit.store.store import Store
 from evalkit.store.traffic.ingest import (
     IngestTransaction,
@@ -83,20 +89,9 @@ _DECODE_THREADS = 2
 _READ_BYTES = 8 << 20
 _NEWLINE = ord("\n")
 
-_COMPRESSED_SUFFIXES = frozenset({".gz", ".bz2", ".xz", ".zst", ".zip", ".lz4"})
 _COMPRESSED_NOTE = (
     "compressed logs are not read; ingest files before rotating them into compression"
 )
-# The magic bytes each compressed format starts with; none can start a line of JSON text.
-_COMPRESSION_MAGIC = (
-    (re.compile(rb"\x1f\x8b"), "gzip"),
-    (re.compile(rb"BZh[1-9](\x31\x41\x59\x26\x53\x59|\x17\x72\x45\x38\x50\x90)"), "bzip2"),
-    (re.compile(rb"\xfd7zXZ\x00"), "xz"),
-    (re.compile(rb"\x28\xb5\x2f\xfd"), "zstd"),
-    (re.compile(rb"PK\x03\x04"), "zip"),
-    (re.compile(rb"\x04\x22\x4d\x18"), "lz4"),
-)
-_LONGEST_MAGIC = 10
 _JSONL_SUFFIXES = frozenset({".jsonl", ".ndjson", ".json", ".log"})
 _PARQUET_SUFFIXES = frozenset({".parquet", ".pq"})
 _PARQUET_MAGIC = b"PAR1"
@@ -744,7 +739,7 @@ LOG_KINDS: Mapping[str, Callable[[_Pass, Path], FileIngest]] = {
 
 def _kind(path: Path, *, explicit: bool) -> str | None:
     suffixes = {suffix.lower() for suffix in path.suffixes}
-    if suffixes & _COMPRESSED_SUFFIXES:
+    if suffixes & COMPRESSED_SUFFIXES:
         return None
     if suffixes & _PARQUET_SUFFIXES:
         return "parquet"
@@ -761,7 +756,7 @@ def log_files(paths: Iterable[Path | str]) -> Iterator[tuple[Path, str | None]]:
         if path.is_dir():
             for entry in files_oldest_first(path):
                 kind = _kind(entry, explicit=False)
-                if kind is not None or entry.suffix.lower() in _COMPRESSED_SUFFIXES:
+                if kind is not None or entry.suffix.lower() in COMPRESSED_SUFFIXES:
                     yield entry, kind
         elif path.is_file():
             yield path, _kind(path, explicit=True)
@@ -835,7 +830,7 @@ def _ingest_file(run: _Pass, path: Path, kind: str | None, file_format: str | No
     if kind is None:
         return _skipped_compressed(path, _COMPRESSED_NOTE)
     try:
-        compression = _compression(path)
+        compression = compression_of(path)
         if compression is not None:
             return _skipped_compressed(
                 path,
@@ -854,15 +849,6 @@ def _ingest_file(run: _Pass, path: Path, kind: str | None, file_format: str | No
 
 def _skipped_compressed(path: Path, note: str) -> FileIngest:
     return FileIngest(str(path), "compressed", "skipped", note=note)
-
-
-def _compression(path: Path) -> str | None:
-    """The compression format whose magic bytes ``path`` starts with, if any: a compressed
-    log under a plain name (``gzip -c app.jsonl > old.jsonl``) has no newline to end a line
-    and would otherwise be left, pass after pass, as a line still being written."""
-    with path.open("rb") as handle:
-        head = handle.read(_LONGEST_MAGIC)
-    return next((name for magic, name in _COMPRESSION_MAGIC if magic.match(head)), None)
 
 
 def watch(
