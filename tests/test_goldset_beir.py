@@ -111,6 +111,15 @@ QRELS_PROBLEMS = {
         [("test.tsv", 2, "query-id")],
     ),
     "no judgments": (b"query-id\tcorpus-id\tscore\r\n", [("test.tsv", None, None)]),
+    # A first row was skipped as a header whenever its score was no integer: its judgment
+    # was lost without a word.
+    "first row with a fractional score": (
+        b"1\t1001\t1.5\n1\t1002\t1\n",
+        [("test.tsv", 1, "score")],
+    ),
+    # int() reads "1_0" as 10 and "２" as 2; BEIR's int() as well, trec_eval's atol() not.
+    "score with an underscore": (b"1\t1001\t1_0\n", [("test.tsv", 1, "score")]),
+    "score in full-width digits": ("1\t1001\t\uff12\n".encode(), [("test.tsv", 1, "score")]),
 }
 
 

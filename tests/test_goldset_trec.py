@@ -143,6 +143,9 @@ QRELS_PROBLEMS = {
     "conflicting grades": ("401 0 d1 1\n# note\n401 0 d1 2\n", [("qrels", 3, "rel")]),
     "topic not in topics file": ("401 0 d1 1\n999 0 d1 1\n", [("qrels", 2, "qid")]),
     "only comments": ("# nothing judged yet\n", [("qrels", None, None)]),
+    # int() reads "1_0" as 10, which trec_eval reads as 1, and "２" as 2.
+    "grade with an underscore": ("401 0 d1 1_0\n", [("qrels", 1, "rel")]),
+    "grade in full-width digits": ("401 0 d1 \uff12\n", [("qrels", 1, "rel")]),
 }
 
 
@@ -188,6 +191,14 @@ def test_qrels_fields_split_as_trec_eval_splits_them(tmp_path: Path) -> None:
         Judgment("401", "LA\u30000101", 2),
         Judgment("401", "doc\u00a0", 1),
     )
+
+
+def test_a_signed_grade_is_read_as_trec_eval_reads_it(tmp_path: Path) -> None:
+    (tmp_path / "qrels").write_text("401 0 d1 +1\n401 0 d2 -0\n", encoding="utf-8")
+
+    goldset = load_trec_goldset(tmp_path / "qrels", FIXTURE / "topics.tsv")
+
+    assert goldset.judgments == (Judgment("401", "d1", 1), Judgment("401", "d2", 0))
 
 
 def test_compressed_qrels_are_one_problem_saying_to_decompress(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ anything that cannot be read unambiguously is a problem.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +19,25 @@ from evalkit.goldset._schema import MAX_GRADE
 from evalkit.goldset.model import Goldset
 from evalkit.records import Judgment, Query
 
-__all__ = ["QrelsColumns", "QrelsRow", "SourceQuery", "assemble_imported"]
+__all__ = ["QrelsColumns", "QrelsRow", "SourceQuery", "assemble_imported", "qrels_grade"]
 
 _logger = logging.getLogger("evalkit.goldset")
+
+
+# Plain ASCII decimal, as trec_eval and `evalkit score` read a grade: Python's int() would
+# also take "1_0" (10, where trec_eval reads 1) and other scripts' digits ("２").
+_GRADE = re.compile(r"[+-]?[0-9]+")
+
+
+def qrels_grade(token: str) -> int | None:
+    """The integer grade a qrels column holds, or None when it is not plain decimal digits
+    (or more of them than Python converts)."""
+    if not _GRADE.fullmatch(token):
+        return None
+    try:
+        return int(token)
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True, slots=True)

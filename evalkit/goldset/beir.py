@@ -10,7 +10,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from evalkit.goldset._imported import QrelsColumns, QrelsRow, SourceQuery, assemble_imported
+from evalkit.goldset._imported import (
+    QrelsColumns,
+    QrelsRow,
+    SourceQuery,
+    assemble_imported,
+    qrels_grade,
+)
 from evalkit.goldset._reading import (
     NoticeSink,
     ProblemLog,
@@ -106,14 +112,17 @@ def read_beir_queries(path: Path, *, problems: ProblemLog) -> list[SourceQuery]:
 
 
 def read_beir_qrels(path: Path, *, problems: ProblemLog) -> list[QrelsRow]:
-    """Read a BEIR qrels TSV; a header row (non-integer score) on the first line is skipped."""
+    """Read a BEIR qrels TSV; a header row (a score column without digits, such as
+    ``score``) on the first line is skipped."""
     rows: list[QrelsRow] = []
     first = True
     for line, text in iter_text_lines(path, problems):
         columns = text.split("\t")
         if len(columns) != 3:
             columns = text.split()
-        is_header = first and len(columns) == 3 and not _is_integer(columns[2])
+        # A header names its columns; a first row whose score is a malformed number
+        # ("1.5", "1_0") is data, and an error, not a header to skip.
+        is_header = first and len(columns) == 3 and not any(c.isdigit() for c in columns[2])
         first = False
         if is_header:
             continue
@@ -129,7 +138,8 @@ def read_beir_qrels(path: Path, *, problems: ProblemLog) -> list[QrelsRow]:
             field = BEIR_QRELS_COLUMNS.query if not query_id else BEIR_QRELS_COLUMNS.doc
             problems.add("is empty", path=path, line=line, field=field)
             continue
-        if not _is_integer(score):
+        grade = qrels_grade(score)
+        if grade is None:
             problems.add(
                 f"must be an integer grade, got {score!r}",
                 path=path,
@@ -137,7 +147,7 @@ def read_beir_qrels(path: Path, *, problems: ProblemLog) -> list[QrelsRow]:
                 field=BEIR_QRELS_COLUMNS.grade,
             )
             continue
-        rows.append(QrelsRow(line=line, query_id=query_id, doc_id=doc_id, grade=int(score)))
+        rows.append(QrelsRow(line=line, query_id=query_id, doc_id=doc_id, grade=grade))
     return rows
 
 
@@ -152,11 +162,3 @@ def beir_identifier(
         problems.add(problem, path=path, line=line, field=field)
         return None
     return str(value)
-
-
-def _is_integer(token: str) -> bool:
-    try:
-        int(token)
-    except ValueError:
-        return False
-    return True

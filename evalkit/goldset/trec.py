@@ -13,7 +13,13 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Literal
 
-from evalkit.goldset._imported import QrelsColumns, QrelsRow, SourceQuery, assemble_imported
+from evalkit.goldset._imported import (
+    QrelsColumns,
+    QrelsRow,
+    SourceQuery,
+    assemble_imported,
+    qrels_grade,
+)
 from evalkit.goldset._reading import NoticeSink, ProblemLog, iter_text_lines
 from evalkit.goldset.model import Goldset
 from evalkit.records import Query
@@ -112,9 +118,8 @@ def read_trec_qrels(path: Path, *, problems: ProblemLog) -> list[QrelsRow]:
             )
             continue
         query_id, _iteration, doc_id, grade = columns
-        try:
-            relevance = int(grade)
-        except ValueError:
+        relevance = qrels_grade(grade)
+        if relevance is None:
             problems.add(
                 f"must be an integer grade, got {grade!r}",
                 path=path,
