@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from evalkit.cli import invoke
 from evalkit.errors import GoldsetError
 from evalkit.goldset import goldset_version, load_trec_goldset
 from evalkit.goldset.trec import detect_topics_format
@@ -226,3 +227,33 @@ def test_unreadable_topics_do_not_make_every_judged_query_unknown(tmp_path: Path
 
     assert locations(caught.value) == [("topics.tsv", None, None)]
     assert "gunzip -c topics.tsv > FILE" in caught.value.problems[0].detail
+
+
+def test_import_error_points_at_goldset_validate_not_at_format_json(
+    evalkit_home: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """`--format json` names the source format in `goldset import`: following the hint gave
+    "unknown goldset format 'json'"."""
+    (tmp_path / "qrels").write_text("401 0 d1 high\n", encoding="utf-8")
+
+    code = invoke(
+        [
+            "goldset",
+            "import",
+            "--format",
+            "trec",
+            str(tmp_path / "qrels"),
+            "--topics",
+            str(FIXTURE / "topics.tsv"),
+            "--name",
+            "robust",
+        ]
+    )
+
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "--format json" not in err
+    assert err.rstrip().endswith(
+        "Fix them and load again; `evalkit goldset validate` with the same --format and "
+        "--split or --topics lists every problem."
+    )

@@ -81,7 +81,15 @@ _JSON_LISTS_EVERY = (
     "lists the problems in 'problems'"
 )
 # Where a person reads every problem of what failed to load: a goldset has its own command.
-_LISTS_EVERY = {"goldset": "`evalkit goldset validate` lists every problem"}
+# An imported collection's commands take --format for the source format, so the generic
+# "--format json" would name a goldset format that does not exist.
+_LISTS_EVERY = {
+    "goldset": "`evalkit goldset validate` lists every problem",
+    "collection": (
+        "`evalkit goldset validate` with the same --format and --split or --topics lists "
+        "every problem"
+    ),
+}
 
 
 class ProblemLog:
