@@ -192,6 +192,19 @@ def test_trec_problems(tmp_path: Path) -> None:
     assert [(p.line, p.field) for p in problems] == [(5, None), (6, "DOCNO"), (9, None)]
 
 
+def test_a_trec_line_that_is_not_utf8_is_the_only_problem(tmp_path: Path) -> None:
+    """Its <DOCNO> line was dropped before parsing, adding "document has no <DOCNO>"."""
+    corpus = tmp_path / "docs.trec"
+    corpus.write_bytes(
+        b"<DOC>\n<DOCNO>d\xe91</DOCNO>\ntext one\n</DOC>\n<DOC>\n<DOCNO>d2</DOCNO>\ntwo\n</DOC>\n"
+    )
+
+    problems = validate_corpus(corpus)
+
+    assert [(p.line, p.field) for p in problems] == [(2, None)]
+    assert "not valid UTF-8" in problems[0].detail
+
+
 def test_unknown_format_is_a_usage_error() -> None:
     with pytest.raises(ConfigError, match="jsonl, beir, trec"):
         list(iter_corpus(JSONL, format="parquet"))

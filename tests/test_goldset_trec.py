@@ -229,6 +229,22 @@ def test_unreadable_topics_do_not_make_every_judged_query_unknown(tmp_path: Path
     assert "gunzip -c topics.tsv > FILE" in caught.value.problems[0].detail
 
 
+def test_a_topic_line_that_is_not_utf8_is_the_only_problem(tmp_path: Path) -> None:
+    """The line was dropped before the SGML was parsed: its topic was then said to have no
+    <title> and its judgments to be for a query the topics file does not have."""
+    topics = tmp_path / "topics.trec"
+    topics.write_bytes(
+        b"<top>\n<num> Number: 401\n<title> foreign minorities, Germany\n</top>\n"
+        b"<top>\n<num> Number: 402\n<title> behavioral genetics caf\xe9\n</top>\n"
+    )
+
+    with pytest.raises(GoldsetError) as caught:
+        load_trec_goldset(QRELS, topics)
+
+    assert locations(caught.value) == [("topics.trec", 7, None)]
+    assert "not valid UTF-8" in caught.value.problems[0].detail
+
+
 def test_import_error_points_at_goldset_validate_not_at_format_json(
     evalkit_home: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

@@ -167,11 +167,16 @@ def _short(problem: InputError, base: Path) -> str:
     return str(InputError(problem.detail, path=shown, line=problem.line, field=problem.field))
 
 
-def iter_text_lines(path: Path, problems: ProblemLog) -> Iterator[tuple[int, str]]:
+def iter_text_lines(
+    path: Path, problems: ProblemLog, *, keep_undecodable: bool = False
+) -> Iterator[tuple[int, str]]:
     """Yield ``(line number, text)`` for each non-blank line of a UTF-8 text file.
 
     Line numbers are 1-based and count blank lines, so they match what an editor shows.
     A missing file, an unreadable file and bytes that are not UTF-8 are recorded as problems.
+    A line that is not UTF-8 is skipped, or with ``keep_undecodable`` yielded with U+FFFD in
+    place of its bad bytes: a reader of tagged text (``<title>`` on that line) then keeps
+    its structure instead of adding a second, wrong problem ("no <title>").
     """
     if not path.is_file():
         problems.add(missing_file(path), path=path)
@@ -198,7 +203,9 @@ def iter_text_lines(path: Path, problems: ProblemLog) -> Iterator[tuple[int, str
                     path=path,
                     line=number,
                 )
-                continue
+                if not keep_undecodable:
+                    continue
+                text = data.decode("utf-8", errors="replace")
             text = text.rstrip("\r\n")
             if text.strip():
                 yield number, text

@@ -279,7 +279,7 @@ def _read_beir(location: Path, problems: ProblemLog) -> Iterator[tuple[Document,
 def _read_trec(location: Path, problems: ProblemLog) -> Iterator[tuple[Document, int]]:
     body: list[str] | None = None
     start = 0
-    for line, line_text in iter_text_lines(location, problems):
+    for line, line_text in iter_text_lines(location, problems, keep_undecodable=True):
         text = line_text
         if body is None:
             if _DOC_START.match(text):

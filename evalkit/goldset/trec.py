@@ -140,7 +140,7 @@ def read_trec_topics(
     path: Path, *, problems: ProblemLog, query_field: TopicField = "title"
 ) -> list[SourceQuery]:
     """Read a topics file in either TREC SGML or ``qid<TAB>text`` form (detected)."""
-    lines = list(iter_text_lines(path, problems))
+    lines = list(iter_text_lines(path, problems, keep_undecodable=True))
     text = "\n".join(line_text for _, line_text in lines)
     reader = TOPIC_READERS[detect_topics_format(text)]
     topics = reader(path, lines, problems, query_field)
