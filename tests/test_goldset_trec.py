@@ -11,7 +11,7 @@ import pytest
 from evalkit.cli import invoke
 from evalkit.errors import GoldsetError
 from evalkit.goldset import goldset_version, load_trec_goldset
-from evalkit.goldset.trec import detect_topics_format
+from evalkit.goldset.trec import TopicField, detect_topics_format
 from evalkit.records import Judgment, Query
 
 FIXTURE = Path(__file__).parent / "data" / "goldset" / "trec_tiny"
@@ -98,6 +98,7 @@ def test_closed_tag_topics_as_in_vaswani(tmp_path: Path) -> None:
 def test_topic_format_detection() -> None:
     assert detect_topics_format("<top>\n<num> Number: 1\n</top>") == "sgml"
     assert detect_topics_format("1\tword <b>bold</b>\n") == "tsv"
+    assert detect_topics_format('<topics>\n<topic number="1">\n</topics>') == "xml"
 
 
 TOPIC_PROBLEMS = {
@@ -116,6 +117,19 @@ TOPIC_PROBLEMS = {
     "sgml: duplicate topic": (
         "<top><num>401</num><title>a</title></top>\n<top><num>401</num><title>b</title></top>\n",
         [("topics", 2, "num")],
+    ),
+    "xml: topic without number": (
+        '<topics>\n<topic number="401"><query>a</query></topic>\n<topic>\n<query>b</query>\n'
+        "</topic>\n</topics>\n",
+        [("topics", 3, "number")],
+    ),
+    "xml: topic without query": (
+        '<topics>\n<topic number="401">\n<question>only</question>\n</topic>\n</topics>\n',
+        [("topics", 2, "query"), ("qrels", 1, "qid")],
+    ),
+    "xml: unclosed topic": (
+        '<topic number="401"><query>a</query>\n<topic number="402"><query>b</query></topic>\n',
+        [("topics", 1, None), ("qrels", 1, "qid")],
     ),
     "tsv: no tab": ("401\tforeign minorities\n402 behavioral genetics\n", [("topics", 2, None)]),
     "tsv: empty text": ("401\tforeign minorities\n402\t \n", [("topics", 2, "text")]),
@@ -273,3 +287,63 @@ def test_import_error_points_at_goldset_validate_not_at_format_json(
         "Fix them and load again; `evalkit goldset validate` with the same --format and "
         "--split or --topics lists every problem."
     )
+
+
+TREC_COVID_TOPICS = """<topics task="COVIDSearch" batch="5">
+  <topic number="401">
+    <query>coronavirus origin</query>
+    <question>what is the origin of COVID-19 &amp; SARS?</question>
+    <narrative>seeking range of information
+      about the SARS-CoV-2 virus's origin</narrative>
+  </topic>
+  <topic number="402" type="faceted">
+    <query>coronavirus response to weather changes</query>
+    <description>how does the coronavirus respond to the weather</description>
+    <subtopic number="1" type="nav">a subtopic is not the description</subtopic>
+  </topic>
+</topics>
+"""
+
+
+def trec_covid(tmp_path: Path) -> tuple[Path, Path]:
+    topics = tmp_path / "topics-rnd5.xml"
+    topics.write_text(TREC_COVID_TOPICS, encoding="utf-8")
+    qrels = tmp_path / "qrels"
+    qrels.write_text("401 0.5 d1 2\n402 4.5 d2 1\n", encoding="utf-8")
+    return qrels, topics
+
+
+@pytest.mark.parametrize(
+    ("query_field", "texts"),
+    [
+        ("title", ["coronavirus origin", "coronavirus response to weather changes"]),
+        (
+            "desc",
+            [
+                "what is the origin of COVID-19 & SARS?",
+                "how does the coronavirus respond to the weather",
+            ],
+        ),
+    ],
+)
+def test_xml_topics_as_trec_covid_and_the_web_track_write_them(
+    tmp_path: Path, query_field: TopicField, texts: list[str]
+) -> None:
+    """They were read as qid<TAB>text lines: one "no tab found" problem per line."""
+    qrels, topics = trec_covid(tmp_path)
+
+    goldset = load_trec_goldset(qrels, topics, query_field=query_field)
+
+    assert [query.id for query in goldset.queries] == ["401", "402"]
+    assert [query.text for query in goldset.queries] == texts
+    assert goldset.judgments == (Judgment("401", "d1", 2), Judgment("402", "d2", 1))
+
+
+def test_an_xml_topic_without_the_chosen_field_names_it(tmp_path: Path) -> None:
+    qrels, topics = trec_covid(tmp_path)
+
+    with pytest.raises(GoldsetError) as caught:
+        load_trec_goldset(qrels, topics, query_field="narr")
+
+    assert locations(caught.value) == [("topics-rnd5.xml", 8, "narrative"), ("qrels", 2, "qid")]
+    assert caught.value.problems[0].detail == "topic 402 has no <narrative> or <narr> text"

@@ -98,7 +98,9 @@ GOLDSET_FORMATS: Mapping[str, GoldsetFormat] = {
         ),
         GoldsetFormat(
             name="trec",
-            description="a TREC qrels file plus a topics file (SGML <top> or qid<TAB>text)",
+            description=(
+                "a TREC qrels file plus a topics file (SGML <top>, XML <topic> or qid<TAB>text)"
+            ),
             load=_load_trec,
             uses_topics=True,
         ),

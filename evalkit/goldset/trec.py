@@ -1,15 +1,17 @@
 """Import a TREC collection (qrels + topics) as a goldset.
 
 Qrels are trec_eval's ``qid iter docno rel`` lines (whitespace-separated; ``#`` comment
-lines skipped). Topics are either TREC SGML (``<top> <num> Number: 301 <title> ...
-</top>``, with or without closing tags) or a plain ``qid<TAB>text`` file; the form is
-detected from the content. Only topics that have judgments are kept, in file order.
+lines skipped). Topics are TREC SGML (``<top> <num> Number: 301 <title> ...
+</top>``, with or without closing tags), TREC XML (``<topic number="1"><query>...``) or a
+plain ``qid<TAB>text`` file; the form is detected from the content. Only topics that have
+judgments are kept, in file order.
 """
 
 from __future__ import annotations
 
+import html
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -61,9 +63,22 @@ TOPIC_FIELDS: Mapping[str, str] = {
 }
 """SGML topic fields usable as the query text, with the label TREC puts before their text."""
 
+_XML_TOPIC_TAGS: Mapping[str, tuple[str, ...]] = {
+    "title": ("query", "title"),
+    "desc": ("question", "description", "desc"),
+    "narr": ("narrative", "narr"),
+}
+"""The elements of an XML topic (``<topic number="1"><query>...``, as TREC-COVID, the Web
+track and others write them) that hold each query field, in order of preference."""
+
 _TAG = re.compile(r"<(/?)([A-Za-z][\w-]*)[^>]*>")
 _TOP = re.compile(r"<top>", re.IGNORECASE)
 _TOP_END = re.compile(r"</top>", re.IGNORECASE)
+_XML_TOPIC = re.compile(r"<topic\b([^>]*)>", re.IGNORECASE)
+_XML_TOPIC_END = re.compile(r"</topic\s*>", re.IGNORECASE)
+# The opening and closing tag of a topic element, by the element's name.
+_TOPIC_ELEMENTS = {"top": (_TOP, _TOP_END), "topic": (_XML_TOPIC, _XML_TOPIC_END)}
+_NUMBER_ATTRIBUTE = re.compile(r"""\b(?:number|id)\s*=\s*(?:"([^"]*)"|'([^']*)')""", re.IGNORECASE)
 _WHITESPACE = re.compile(r"\s+")
 
 
@@ -132,14 +147,17 @@ def read_trec_qrels(path: Path, *, problems: ProblemLog) -> list[QrelsRow]:
 
 
 def detect_topics_format(text: str) -> str:
-    """``"sgml"`` when the text holds a ``<top>`` element, else ``"tsv"``."""
-    return "sgml" if _TOP.search(text) else "tsv"
+    """``"sgml"`` when the text holds a ``<top>`` element, ``"xml"`` when it holds a
+    ``<topic number="...">`` one, else ``"tsv"``."""
+    if _TOP.search(text):
+        return "sgml"
+    return "xml" if _XML_TOPIC.search(text) else "tsv"
 
 
 def read_trec_topics(
     path: Path, *, problems: ProblemLog, query_field: TopicField = "title"
 ) -> list[SourceQuery]:
-    """Read a topics file in either TREC SGML or ``qid<TAB>text`` form (detected)."""
+    """Read a topics file in TREC SGML, TREC XML or ``qid<TAB>text`` form (detected)."""
     lines = list(iter_text_lines(path, problems, keep_undecodable=True))
     text = "\n".join(line_text for _, line_text in lines)
     reader = TOPIC_READERS[detect_topics_format(text)]
@@ -182,20 +200,9 @@ def _read_sgml_topics(
     problems: ProblemLog,
     query_field: TopicField,
 ) -> list[SourceQuery]:
-    text = "\n".join(line_text for _, line_text in lines)
     topics: list[SourceQuery] = []
-    starts = [match.start() for match in _TOP.finditer(text)]
-    newlines_before, counted_to = 0, 0
-    for index, start in enumerate(starts):
-        newlines_before += text.count("\n", counted_to, start)
-        counted_to = start
-        line = lines[newlines_before][0]
-        limit = starts[index + 1] if index + 1 < len(starts) else len(text)
-        end = _TOP_END.search(text, start, limit)
-        if end is None:
-            problems.add("this <top> has no </top> before the next topic", path=path, line=line)
-            continue
-        fields = _sgml_fields(text[start + len("<top>") : end.start()])
+    for line, _, block in _topic_blocks(path, lines, problems, tag="top"):
+        fields = _sgml_fields(block)
         query_id = _strip_label(fields.get("num", ""), "Number:")
         query_text = _strip_label(fields.get(query_field, ""), TOPIC_FIELDS[query_field])
         if not query_id:
@@ -213,6 +220,69 @@ def _read_sgml_topics(
             SourceQuery(line=line, query=Query(id=query_id, text=query_text), id_field="num")
         )
     return topics
+
+
+def _read_xml_topics(
+    path: Path,
+    lines: list[tuple[int, str]],
+    problems: ProblemLog,
+    query_field: TopicField,
+) -> list[SourceQuery]:
+    topics: list[SourceQuery] = []
+    for line, attributes, block in _topic_blocks(path, lines, problems, tag="topic"):
+        number = _NUMBER_ATTRIBUTE.search(attributes)
+        query_id = html.unescape(next(filter(None, number.groups()), "")).strip() if number else ""
+        if not query_id:
+            problems.add(
+                'topic has no number attribute (<topic number="...">)',
+                path=path,
+                line=line,
+                field="number",
+            )
+            continue
+        fields = _sgml_fields(block)
+        tags = _XML_TOPIC_TAGS[query_field]
+        query_text = next((fields[tag] for tag in tags if fields.get(tag, "").strip()), "")
+        query_text = _WHITESPACE.sub(" ", html.unescape(query_text)).strip()
+        if not query_text:
+            problems.add(
+                f"topic {query_id} has no <{'> or <'.join(tags)}> text",
+                path=path,
+                line=line,
+                field=tags[0],
+            )
+            continue
+        topics.append(
+            SourceQuery(line=line, query=Query(id=query_id, text=query_text), id_field="number")
+        )
+    return topics
+
+
+def _topic_blocks(
+    path: Path,
+    lines: list[tuple[int, str]],
+    problems: ProblemLog,
+    *,
+    tag: str,
+) -> Iterator[tuple[int, str, str]]:
+    """Each topic element's line, the text inside its opening tag (its attributes) and its
+    content; one not closed before the next opens is a problem."""
+    opening, closing = _TOPIC_ELEMENTS[tag]
+    text = "\n".join(line_text for _, line_text in lines)
+    starts = list(opening.finditer(text))
+    newlines_before, counted_to = 0, 0
+    for index, start in enumerate(starts):
+        newlines_before += text.count("\n", counted_to, start.start())
+        counted_to = start.start()
+        line = lines[newlines_before][0]
+        limit = starts[index + 1].start() if index + 1 < len(starts) else len(text)
+        end = closing.search(text, start.end(), limit)
+        if end is None:
+            problems.add(
+                f"this <{tag}> has no </{tag}> before the next topic", path=path, line=line
+            )
+            continue
+        yield line, start.group(1) if opening.groups else "", text[start.end() : end.start()]
 
 
 def _sgml_fields(block: str) -> dict[str, str]:
@@ -238,6 +308,7 @@ TopicReader = Callable[[Path, list[tuple[int, str]], ProblemLog, TopicField], li
 
 TOPIC_READERS: Mapping[str, TopicReader] = {
     "sgml": _read_sgml_topics,
+    "xml": _read_xml_topics,
     "tsv": _read_tsv_topics,
 }
 """Topic file readers by the form ``detect_topics_format`` names."""
