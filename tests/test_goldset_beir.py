@@ -243,3 +243,37 @@ def test_a_missing_folder_is_one_problem(tmp_path: Path) -> None:
         load_beir_goldset(tmp_path / "nope")
 
     assert problem_locations(caught.value) == [("nope", None, None)]
+
+
+def test_a_query_repeated_word_for_word_is_imported_once(tmp_path: Path) -> None:
+    """As a judgment repeated with its grade is: queries files joined from two splits repeat
+    their shared queries. Before, it was a duplicate id that stopped the import."""
+    folder = copy_fixture(tmp_path, b"1\t1001\t1\n3\t1003\t1\n")
+    queries = folder / "queries.jsonl"
+    queries.write_bytes(queries.read_bytes() + b'{"_id": "1", "text": "Aspirin lowers fever."}\n')
+    notices: list[str] = []
+
+    goldset = load_beir_goldset(folder, on_notice=notices.append)
+
+    assert (
+        goldset.version
+        == load_beir_goldset(copy_fixture(tmp_path / "b", b"1\t1001\t1\n3\t1003\t1\n")).version
+    )
+    assert goldset.query_ids == ("1", "3")
+    assert notices == [
+        f"{queries}: 1 repeated query with the same id and text (first on line 5) was imported once"
+    ]
+
+
+def test_a_query_id_repeated_with_another_text_is_a_problem(tmp_path: Path) -> None:
+    folder = copy_fixture(tmp_path, b"1\t1001\t1\n")
+    queries = folder / "queries.jsonl"
+    queries.write_bytes(queries.read_bytes() + b'{"_id": "1", "text": "Aspirin raises fever."}\n')
+
+    with pytest.raises(GoldsetError) as caught:
+        load_beir_goldset(folder)
+
+    assert problem_locations(caught.value) == [("queries.jsonl", 5, "_id")]
+    assert caught.value.problems[0].detail == (
+        "duplicate query id '1' with another text (first on line 1); query ids must be unique"
+    )

@@ -89,18 +89,23 @@ def assemble_imported(
     recorded while reading) is wrong; notices go to ``on_notice`` only on success.
     """
     by_id: dict[str, SourceQuery] = {}
+    repeated_queries: list[int] = []
     for item in queries:
         first = by_id.get(item.query.id)
-        if first is not None:
+        if first is None:
+            by_id[item.query.id] = item
+        elif first.query == item.query:
+            # Query files joined from two splits repeat a query word for word; as a
+            # judgment repeated with its grade, it says nothing new.
+            repeated_queries.append(item.line)
+        else:
             problems.add(
-                f"duplicate query id '{item.query.id}' (first on line {first.line}); "
-                "query ids must be unique",
+                f"duplicate query id '{item.query.id}' with another text (first on line "
+                f"{first.line}); query ids must be unique",
                 path=queries_path,
                 line=item.line,
                 field=item.id_field,
             )
-        else:
-            by_id[item.query.id] = item
 
     judgments: list[Judgment] = []
     first_lines: dict[tuple[str, str], tuple[int, int]] = {}
@@ -155,7 +160,7 @@ def assemble_imported(
     problems.raise_if_any("collection", path=source)
 
     judged = {judgment.query_id for judgment in judgments}
-    kept = [item.query for item in queries if item.query.id in judged]
+    kept = [item.query for item in by_id.values() if item.query.id in judged]
     if len(kept) < len(by_id):
         _logger.info(
             "%s: %d of %d queries have no judgments in %s and are left out",
@@ -165,6 +170,13 @@ def assemble_imported(
             qrels_path.name,
         )
     notify = on_notice or default_notice_sink
+    if repeated_queries:
+        one = len(repeated_queries) == 1
+        notify(
+            f"{queries_path}: {len(repeated_queries)} repeated "
+            f"{'query' if one else 'queries'} with the same id and text (first on line "
+            f"{repeated_queries[0]}) {'was' if one else 'were'} imported once"
+        )
     if negative_lines:
         notify(
             f"{qrels_path}: {len(negative_lines)} judgment(s) graded below 0 (first on line "
