@@ -84,7 +84,11 @@ def test_negative_grades_become_zero_with_a_notice(tmp_path: Path) -> None:
     goldset = load_beir_goldset(folder, on_notice=notices.append)
 
     assert goldset.judgments == (Judgment("1", "1001", 0), Judgment("1", "1002", 1))
-    (notice,) = notices
+    unjudged, notice = notices
+    assert unjudged == (
+        f"{folder / 'queries.jsonl'}: 3 of its 4 queries have no judgment in test.tsv and were "
+        "left out, as BEIR and trec_eval leave them out"
+    )
     assert "1 judgment(s) graded below 0 (first on line 2) were imported as 0" in notice
 
 
@@ -95,7 +99,7 @@ def test_repeated_judgment_with_same_grade_is_kept_once(tmp_path: Path) -> None:
     goldset = load_beir_goldset(folder, on_notice=notices.append)
 
     assert goldset.judgments == (Judgment("1", "1001", 1),)
-    assert notices == [
+    assert notices[1:] == [
         f"{folder / 'qrels' / 'test.tsv'}: 1 repeated judgment(s) with the same "
         "grade (first on line 2) were imported once"
     ]
@@ -261,7 +265,10 @@ def test_a_query_repeated_word_for_word_is_imported_once(tmp_path: Path) -> None
     )
     assert goldset.query_ids == ("1", "3")
     assert notices == [
-        f"{queries}: 1 repeated query with the same id and text (first on line 5) was imported once"
+        f"{queries}: 2 of its 4 queries have no judgment in test.tsv and were left out, as "
+        "BEIR and trec_eval leave them out",
+        f"{queries}: 1 repeated query with the same id and text (first on line 5) was imported "
+        "once",
     ]
 
 
@@ -276,4 +283,20 @@ def test_a_query_id_repeated_with_another_text_is_a_problem(tmp_path: Path) -> N
     assert problem_locations(caught.value) == [("queries.jsonl", 5, "_id")]
     assert caught.value.problems[0].detail == (
         "duplicate query id '1' with another text (first on line 1); query ids must be unique"
+    )
+
+
+def test_the_import_says_how_many_queries_the_split_left_out(
+    evalkit_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It said "2 queries, 3 judgments" of a queries file holding 4, and not why."""
+    code = invoke(["goldset", "import", "--format", "beir", str(FIXTURE), "--name", "tiny"])
+
+    said = capsys.readouterr()
+    assert code == 0
+    assert said.out.startswith("goldset tiny version ")
+    assert ": 2 queries, 3 judgments, stored as a new version" in said.out
+    assert " ".join(said.err.split()) == (
+        f"note: {FIXTURE / 'queries.jsonl'}: 2 of its 4 queries have no judgment in test.tsv "
+        "and were left out, as BEIR and trec_eval leave them out"
     )

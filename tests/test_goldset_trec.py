@@ -44,8 +44,10 @@ def test_sgml_topics_without_closing_tags() -> None:
     assert goldset.judgments == EXPECTED_JUDGMENTS
     assert goldset.version == goldset_version(EXPECTED_QUERIES, EXPECTED_JUDGMENTS)
     assert notices == [
+        f"{FIXTURE / 'topics.sgml'}: 1 of its 3 queries have no judgment in qrels and were "
+        "left out, as BEIR and trec_eval leave them out",
         f"{QRELS}: 2 judgment(s) graded below 0 (first on line 4) were imported as 0, judged "
-        "not relevant, as trec_eval treats them"
+        "not relevant, as trec_eval treats them",
     ]
 
 
@@ -347,3 +349,16 @@ def test_an_xml_topic_without_the_chosen_field_names_it(tmp_path: Path) -> None:
 
     assert locations(caught.value) == [("topics-rnd5.xml", 8, "narrative"), ("qrels", 2, "qid")]
     assert caught.value.problems[0].detail == "topic 402 has no <narrative> or <narr> text"
+
+
+def test_left_out_topics_are_logged_not_warned_without_a_sink(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Every BEIR split leaves queries out: a library call without on_notice is not warned."""
+    with caplog.at_level(logging.INFO, logger="evalkit.goldset"):
+        load_trec_goldset(QRELS, FIXTURE / "topics.tsv", name="robust")
+
+    assert [(r.levelno, r.getMessage().split(": ", 1)[1][:27]) for r in caplog.records] == [
+        (logging.INFO, "1 of its 3 queries have no "),
+        (logging.WARNING, "2 judgment(s) graded below "),
+    ]
