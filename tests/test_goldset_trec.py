@@ -189,6 +189,19 @@ def test_a_run_file_given_as_qrels_gets_a_hint(tmp_path: Path) -> None:
     assert "look like a run file" in caught.value.problems[0].detail
 
 
+def test_beir_qrels_given_as_trec_qrels_get_a_hint(tmp_path: Path) -> None:
+    (tmp_path / "test.tsv").write_text("401\tFT911-3\t1\n", encoding="utf-8")
+
+    with pytest.raises(GoldsetError) as caught:
+        load_trec_goldset(tmp_path / "test.tsv", FIXTURE / "topics.tsv")
+
+    assert caught.value.problems[0].detail == (
+        "expected 4 whitespace-separated columns 'qid iter docno rel', got 3 (3 columns look "
+        "like BEIR qrels 'query-id corpus-id score': give their folder with --format beir, or "
+        "add an iteration column such as 0)"
+    )
+
+
 def test_missing_topics_file(tmp_path: Path) -> None:
     with pytest.raises(GoldsetError) as caught:
         load_trec_goldset(QRELS, tmp_path / "nope.trec")

@@ -116,6 +116,14 @@ def load_trec_goldset(
     )
 
 
+# What a line of another count of columns probably is.
+_COLUMN_HINTS = {
+    3: " (3 columns look like BEIR qrels 'query-id corpus-id score': give their folder with "
+    "--format beir, or add an iteration column such as 0)",
+    6: " (6 columns look like a run file, not qrels)",
+}
+
+
 def read_trec_qrels(path: Path, *, problems: ProblemLog) -> list[QrelsRow]:
     """Read trec_eval qrels lines ``qid iter docno rel``, recording malformed lines."""
     rows: list[QrelsRow] = []
@@ -124,7 +132,7 @@ def read_trec_qrels(path: Path, *, problems: ProblemLog) -> list[QrelsRow]:
             continue
         columns = trec_fields(text)
         if len(columns) != 4:
-            hint = " (6 columns look like a run file, not qrels)" if len(columns) == 6 else ""
+            hint = _COLUMN_HINTS.get(len(columns), "")
             problems.add(
                 f"expected 4 whitespace-separated columns 'qid iter docno rel', "
                 f"got {len(columns)}{hint}",
