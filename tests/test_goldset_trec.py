@@ -375,3 +375,15 @@ def test_left_out_topics_are_logged_not_warned_without_a_sink(
         (logging.INFO, "1 of its 3 queries have no "),
         (logging.WARNING, "2 judgment(s) graded below "),
     ]
+
+
+def test_utf16_topics_are_one_problem_saying_to_save_as_utf8(tmp_path: Path) -> None:
+    """As PowerShell 5's `>` writes them: each line was "not valid UTF-8" before."""
+    topics = tmp_path / "topics.tsv"
+    topics.write_text((FIXTURE / "topics.tsv").read_text(encoding="utf-8"), encoding="utf-16")
+
+    with pytest.raises(GoldsetError) as caught:
+        load_trec_goldset(QRELS, topics)
+
+    assert locations(caught.value) == [("topics.tsv", None, None)]
+    assert caught.value.problems[0].detail.startswith("is UTF-16 text")

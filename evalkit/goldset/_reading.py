@@ -45,6 +45,7 @@ SUMMARY_PROBLEMS = 3
 """Problems quoted in a ``GoldsetError`` message; ``problems`` holds the rest."""
 
 _BOM = b"\xef\xbb\xbf"
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 # The command that writes the decompressed content of each compressed format to stdout.
 _UNPACK = {
     "gzip": "gunzip -c",
@@ -191,6 +192,17 @@ def iter_text_lines(
         handle.close()
         problems.add(compressed_file(path, compression), path=path)
         return
+    if handle.read(2) in _UTF16_BOMS:
+        # PowerShell 5's `>` and Notepad's "Unicode" write UTF-16: every line would be
+        # "not valid UTF-8", or, for ASCII text, hold a NUL between each character.
+        handle.close()
+        problems.add(
+            "is UTF-16 text (it starts with a UTF-16 byte order mark); save it as UTF-8 "
+            "(in PowerShell: Out-File -Encoding utf8)",
+            path=path,
+        )
+        return
+    handle.seek(0)
     with handle:
         for number, raw in enumerate(handle, start=1):
             data = raw[len(_BOM) :] if number == 1 and raw.startswith(_BOM) else raw
