@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -498,3 +499,24 @@ def test_a_goldset_with_no_judgment_is_refused_naming_it_not_a_temp_file(
         "at least one graded judgment, so it is not written"
     )
     assert not (tmp_path / "out").exists()
+
+
+def test_a_json_array_is_one_problem_saying_it_is_not_json_lines(tmp_path: Path) -> None:
+    """json.dump of a list, indented: each of its lines was "not valid JSON" before."""
+    folder = tmp_path / "gs"
+    folder.mkdir()
+    queries = [{"id": "q1", "text": "a"}, {"id": "q2", "text": "b"}]
+    (folder / "queries.jsonl").write_text(json.dumps(queries, indent=2), encoding="utf-8")
+    (folder / "judgments.jsonl").write_text(
+        '{"query_id": "q1", "doc_id": "d1", "relevance": 1}\n', encoding="utf-8"
+    )
+
+    with pytest.raises(GoldsetError) as caught:
+        load_jsonl_goldset(folder)
+
+    (problem,) = caught.value.problems
+    assert (Path(problem.path).name, problem.line) == ("queries.jsonl", 1)
+    assert problem.detail == (
+        "holds a JSON array, not JSON Lines (one object per line); convert it, e.g. "
+        "jq -c '.[]' queries.jsonl > queries.lines.jsonl"
+    )

@@ -279,7 +279,19 @@ def iter_json_objects(path: Path, problems: ProblemLog) -> Iterator[tuple[int, d
     repeated: list[str] = []
     # One decoder per file: building a decoder per line costs as much as parsing the line.
     decoder = json.JSONDecoder(object_pairs_hook=noting_repeated_keys(repeated))
+    first = True
     for number, text in iter_text_lines(path, problems):
+        if first and text.lstrip().startswith("["):
+            # A JSON array (json.dump of a list) is not JSON Lines: read line by line, an
+            # indented one gives a "not valid JSON" problem per line, none saying why.
+            problems.add(
+                "holds a JSON array, not JSON Lines (one object per line); convert it, e.g. "
+                f"jq -c '.[]' {path.name} > {path.stem}.lines.jsonl",
+                path=path,
+                line=number,
+            )
+            return
+        first = False
         repeated.clear()
         nested = _too_deep(text)
         if nested is not None:
