@@ -26,6 +26,7 @@ __all__ = [
     "COMPRESSED_SUFFIXES",
     "HEAD_BYTES",
     "FileIdentity",
+    "compression_in",
     "compression_of",
     "create_beside",
     "file_identity",
@@ -59,7 +60,12 @@ def compression_of(path: Path) -> str | None:
     if any: a compressed file read as text is bytes that are not UTF-8 and no line ends, and
     would otherwise be reported line by line as such."""
     with path.open("rb") as handle:
-        head = handle.read(_LONGEST_MAGIC)
+        return compression_in(handle.read(_LONGEST_MAGIC))
+
+
+def compression_in(head: bytes) -> str | None:
+    """The compression format whose magic bytes the first bytes of a file ``head`` start
+    with, if any (``compression_of`` for a stream that cannot be opened twice)."""
     return next((name for magic, name in _COMPRESSION_MAGIC if magic.match(head)), None)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -289,3 +290,15 @@ def test_a_beir_folder_with_its_corpus_gzipped_names_the_file(tmp_path: Path) ->
     )
     with pytest.raises(GoldsetError, match=re.escape("gunzip -c corpus.jsonl.gz > corpus.jsonl")):
         count_documents(tmp_path)
+
+
+def test_a_corpus_from_a_pipe_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    """A corpus is read twice (checked, then indexed): a pipe would be empty the second
+    time, and `evalkit index --prune` would then delete every indexed document."""
+    fifo = tmp_path / "corpus.fifo"
+    os.mkfifo(fifo)
+
+    with pytest.raises(GoldsetError, match="is a pipe or a device, not a file"):
+        list(iter_corpus(fifo))
+    with pytest.raises(GoldsetError, match="is a pipe or a device, not a file"):
+        count_documents(fifo)

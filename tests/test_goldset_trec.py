@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import logging
+import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -387,3 +389,21 @@ def test_utf16_topics_are_one_problem_saying_to_save_as_utf8(tmp_path: Path) -> 
 
     assert locations(caught.value) == [("topics.tsv", None, None)]
     assert caught.value.problems[0].detail.startswith("is UTF-16 text")
+
+
+def test_topics_from_a_pipe_as_process_substitution_gives_them(tmp_path: Path) -> None:
+    """`--topics <(zcat topics.gz)` was "does not exist; check the path"."""
+    fifo = tmp_path / "topics.fifo"
+    os.mkfifo(fifo)
+    data = (FIXTURE / "topics.sgml").read_bytes()
+    writer = threading.Thread(target=fifo.write_bytes, args=(data,), daemon=True)
+    writer.start()
+    try:
+        goldset = load_trec_goldset(QRELS, fifo, on_notice=lambda _: None)
+    finally:
+        if writer.is_alive():  # the FIFO was never opened: let the writer's open return
+            with fifo.open("rb") as reader:
+                reader.read()
+        writer.join(timeout=10)
+
+    assert goldset.queries == EXPECTED_QUERIES

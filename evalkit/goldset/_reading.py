@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from evalkit.errors import GoldsetError, InputError
-from evalkit.files import COMPRESSED_SUFFIXES, compression_of
+from evalkit.files import COMPRESSED_SUFFIXES, compression_in, compression_of
 from evalkit.jsonsafe import REPEATED_KEY, TooDeepError, depth_checked, noting_repeated_keys
 
 __all__ = [
@@ -179,20 +179,23 @@ def iter_text_lines(
     place of its bad bytes: a reader of tagged text (``<title>`` on that line) then keeps
     its structure instead of adding a second, wrong problem ("no <title>").
     """
-    if not path.is_file():
+    # Not is_file(): a pipe (`--topics <(zcat topics.gz)`, /dev/stdin) is read as well.
+    if path.is_dir() or not path.exists():
         problems.add(missing_file(path), path=path)
         return
     try:
-        compression = compression_of(path)
         handle = path.open("rb")
+        # Peeked, not read: a pipe cannot be read from the start again.
+        head = handle.peek(16)
     except OSError as error:
         problems.add(f"cannot be read ({error.strerror}); check its permissions", path=path)
         return
+    compression = compression_in(head)
     if compression is not None:
         handle.close()
         problems.add(compressed_file(path, compression), path=path)
         return
-    if handle.read(2) in _UTF16_BOMS:
+    if head[:2] in _UTF16_BOMS:
         # PowerShell 5's `>` and Notepad's "Unicode" write UTF-16: every line would be
         # "not valid UTF-8", or, for ASCII text, hold a NUL between each character.
         handle.close()
@@ -202,7 +205,6 @@ def iter_text_lines(
             path=path,
         )
         return
-    handle.seek(0)
     with handle:
         for number, raw in enumerate(handle, start=1):
             data = raw[len(_BOM) :] if number == 1 and raw.startswith(_BOM) else raw

@@ -119,6 +119,9 @@ def iter_corpus_lines(
     location = Path(path)
     subject = "corpus"
     problems = ProblemLog()
+    if _is_stream(location):
+        problems.add(_STREAM, path=location)
+    problems.raise_if_any(subject, path=location)
     seen: set[str] = set()
     for document, line in _read_with_lines(location, format, problems):
         problems.raise_if_any(subject, path=location)
@@ -185,7 +188,9 @@ def count_documents(path: Path | str, *, format: str | None = None) -> int:
         return sum(1 for _ in _document_files(location))
     file = _corpus_file(location) if layout == "beir" else location
     problems = ProblemLog()
-    if not file.is_file():
+    if _is_stream(file):
+        problems.add(_STREAM, path=file)
+    elif not file.is_file():
         problems.add(missing_file(file), path=file)
     elif (compression := compression_of(file)) is not None:
         problems.add(compressed_file(file, compression), path=file)
@@ -200,6 +205,20 @@ def count_documents(path: Path | str, *, format: str | None = None) -> int:
             else:
                 count += stripped[:5].lower() == pattern
     return count
+
+
+_STREAM = (
+    "is a pipe or a device, not a file: a corpus is read more than once (checked, then "
+    "indexed), and a pipe only once; write it to a file first (e.g. zcat corpus.jsonl.gz > "
+    "corpus.jsonl)"
+)
+
+
+def _is_stream(location: Path) -> bool:
+    """Whether ``location`` exists but is neither a regular file nor a folder (a pipe, as
+    ``<(zcat ...)`` gives, or a device): a second pass over it would find it empty, and an
+    index pruned to what that pass read would lose every document."""
+    return location.exists() and not location.is_file() and not location.is_dir()
 
 
 def _read_with_lines(

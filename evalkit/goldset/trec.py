@@ -170,7 +170,7 @@ def read_trec_topics(
     text = "\n".join(line_text for _, line_text in lines)
     reader = TOPIC_READERS[detect_topics_format(text)]
     topics = reader(path, lines, problems, query_field)
-    if not lines and path.is_file() and not problems.unread(path):
+    if not lines and path.exists() and not problems.unread(path):
         problems.add("holds no topics", path=path)
     return topics
 
