@@ -407,3 +407,22 @@ def test_topics_from_a_pipe_as_process_substitution_gives_them(tmp_path: Path) -
         writer.join(timeout=10)
 
     assert goldset.queries == EXPECTED_QUERIES
+
+
+def test_a_zero_padded_topic_number_is_named_when_the_qrels_write_it_unpadded(
+    tmp_path: Path,
+) -> None:
+    """Topics that say "Number: 051" where their qrels say "51": the problem said only to
+    pass the topics file that belongs to these qrels, which it was."""
+    (tmp_path / "topics").write_text(
+        "<top>\n<num> Number: 051\n<title> a\n</top>\n", encoding="utf-8"
+    )
+    (tmp_path / "qrels").write_text("51 0 d1 1\n51 0 d2 0\n", encoding="utf-8")
+
+    with pytest.raises(GoldsetError) as caught:
+        load_trec_goldset(tmp_path / "qrels", tmp_path / "topics")
+
+    assert caught.value.problems[0].detail == (
+        "judgment for query '51' (and 1 more lines for it), which is not in topics; it has "
+        "'051': ids are compared as written, so write them alike in both files"
+    )

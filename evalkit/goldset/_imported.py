@@ -146,11 +146,17 @@ def assemble_imported(
     # One problem per unknown query, not per line: qrels of another collection would
     # otherwise bury everything else under thousands of identical lines.
     # A queries file that could not be read at all makes every judged query "unknown".
+    unpadded = {_unpadded(query_id): query_id for query_id in by_id} if unknown else {}
     for query_id, lines in unknown.items() if not problems.unread(queries_path) else ():
         more = f" (and {len(lines) - 1} more lines for it)" if len(lines) > 1 else ""
+        padded = unpadded.get(_unpadded(query_id))
+        fix = (
+            f"it has '{padded}': ids are compared as written, so write them alike in both files"
+            if padded is not None
+            else "pass the queries/topics file that belongs to these qrels"
+        )
         problems.add(
-            f"judgment for query '{query_id}'{more}, which is not in {queries_path.name}; "
-            "pass the queries/topics file that belongs to these qrels",
+            f"judgment for query '{query_id}'{more}, which is not in {queries_path.name}; {fix}",
             path=qrels_path,
             line=lines[0],
             field=columns.query,
@@ -193,3 +199,9 @@ def assemble_imported(
             f"(first on line {repeated_lines[0]}) were imported once"
         )
     return Goldset.build(name, kept, judgments, source=str(source))
+
+
+def _unpadded(query_id: str) -> str:
+    """A numeric id without its leading zeros (topics may say ``Number: 051`` where qrels say
+    ``51``); other ids as they are."""
+    return (query_id.lstrip("0") or "0") if query_id.isdigit() else query_id
