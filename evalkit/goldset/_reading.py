@@ -185,10 +185,15 @@ def iter_text_lines(
         return
     try:
         handle = path.open("rb")
+    except OSError as error:
+        problems.add(f"cannot be read ({error.strerror}); check its permissions", path=path)
+        return
+    try:
         # Peeked, not read: a pipe cannot be read from the start again.
         head = handle.peek(16)
     except OSError as error:
-        problems.add(f"cannot be read ({error.strerror}); check its permissions", path=path)
+        handle.close()
+        problems.add(f"cannot be read ({error.strerror})", path=path)
         return
     compression = compression_in(head)
     if compression is not None:
