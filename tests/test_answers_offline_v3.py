@@ -3,13 +3,12 @@ ratings (MTRAG); the default offline method, stored under its own version."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 import pytest
+from benchmark_scripts import load_benchmark
 
 from evalkit.answers import AnswerRecord, OfflineFaithfulness, score_answers
 from evalkit.answers.offline import (
@@ -21,8 +20,6 @@ from evalkit.answers.offline import (
 )
 from evalkit.answers.records import method_version
 from evalkit.config import JudgeSettings
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 CONTEXTS = (
     "The Sydney Harbour Bridge is a steel through arch bridge in Sydney, Australia. "
@@ -112,14 +109,7 @@ def test_the_committed_v3_fit_says_where_it_comes_from_and_meets_its_targets() -
 def benchmark() -> ModuleType:
     """benchmarks/faithfulness_human.py, imported as the fit ran."""
     pytest.importorskip("sklearn")
-    path = REPO_ROOT / "benchmarks" / "faithfulness_human.py"
-    spec = importlib.util.spec_from_file_location("faithfulness_human", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("faithfulness_human")
 
 
 def test_cross_validation_keeps_a_task_on_one_side(benchmark: ModuleType) -> None:

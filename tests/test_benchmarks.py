@@ -14,9 +14,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from conftest import REPO_ROOT
-
-BENCHMARKS = REPO_ROOT / "benchmarks"
+from benchmark_scripts import BENCHMARKS, load_benchmark
 
 
 def evalkit_imports(script: Path) -> list[tuple[int, str, str | None]]:
@@ -61,20 +59,6 @@ def test_every_name_a_benchmark_imports_from_evalkit_exists(script: Path) -> Non
         if missing(module, name)
     ]
     assert gone == []
-
-
-def load_benchmark(name: str) -> ModuleType:
-    """``benchmarks/NAME.py`` as a module, its ``main`` not run (registered in sys.modules
-    under a name of its own: dataclasses look their module up there)."""
-    spec = importlib.util.spec_from_file_location(
-        f"evalkit_benchmark_{name}", BENCHMARKS / f"{name}.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture

@@ -833,17 +833,9 @@ traffic windows, 2,000 drift checks) with 200 runs instead of 2,000, to seed in 
 
 def seed_scale_store(path: Path, *, runs_per_series: int = SCALE_RUNS_PER_SERIES) -> None:
     """The store of ``benchmarks/dashboard.py`` (4 goldsets x 5 retrievers), in bulk."""
-    import importlib.util
-    import sys
+    from benchmark_scripts import load_benchmark
 
-    source = Path(__file__).resolve().parents[1] / "benchmarks" / "dashboard.py"
-    spec = importlib.util.spec_from_file_location("evalkit_dashboard_benchmark", source)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    module.seed(path, runs_per_series=runs_per_series)
+    load_benchmark("dashboard").seed(path, runs_per_series=runs_per_series)
 
 
 def shared_scale_store(factory: pytest.TempPathFactory) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -96,6 +97,22 @@ def test_rise_direction_watches_for_increases() -> None:
     assert rising.levels[-1] == WARNING
 
 
+def _both_ways(
+    function: Any, incremental: type, values: np.ndarray, *, warmup: int
+) -> tuple[Any, Any]:
+    """The vectorised trace of ``values`` and the incremental detector fed them one at a
+    time, having checked that both gave the same states."""
+    trace = function(values, warmup=warmup)
+    detector = incremental(warmup=warmup)
+    states = [detector.update(value) for value in values]
+    np.testing.assert_allclose([state.statistic for state in states], trace.statistic, atol=1e-9)
+    assert tuple(state.level for state in states) == trace.levels
+    assert [-1 if s.change_point is None else s.change_point for s in states] == list(
+        trace.change_points
+    )
+    return trace, detector
+
+
 @pytest.mark.parametrize(
     ("function", "incremental"),
     [(cusum, Cusum), (page_hinkley, PageHinkley)],
@@ -107,14 +124,7 @@ def test_incremental_equals_the_vectorised_function(
     rng = np.random.default_rng(seed)
     values = 0.6 + 0.02 * rng.standard_normal(120)
     values[60:] -= 0.03 * (seed % 3)
-    trace = function(values, warmup=20)  # type: ignore[operator]
-    detector = incremental(warmup=20)
-    states = [detector.update(value) for value in values]
-    np.testing.assert_allclose([state.statistic for state in states], trace.statistic, atol=1e-9)
-    assert tuple(state.level for state in states) == trace.levels
-    assert [-1 if s.change_point is None else s.change_point for s in states] == list(
-        trace.change_points
-    )
+    trace, detector = _both_ways(function, incremental, values, warmup=20)
     assert detector.baseline == pytest.approx((trace.baseline_mean, trace.baseline_sd))
     detector.reset()
     assert detector.baseline is None
@@ -132,17 +142,13 @@ def test_an_alert_clears_once_the_series_is_back_at_its_baseline(
     statistic passed 200, and fell by the allowance per run once fixed, so CUSUM stayed in
     alert for good and Page-Hinkley for 30 runs."""
     values = np.array([0.75] * 5 + [0.70] * 5 + [0.75] * 6 + [0.72] * 4)
-    trace = function(values, warmup=5)  # type: ignore[operator]
+    trace, _ = _both_ways(function, incremental, values, warmup=5)
     assert trace.levels[5:10] == (ALERT,) * 5
     # Back at the baseline: reset on the fourth such run; a partial recovery is a new drop.
     assert trace.levels[10:16] == (ALERT, ALERT, ALERT, OK, OK, OK)
     assert trace.state(13).change_point is None
     assert trace.levels[16:] == (ALERT,) * 4
     assert trace.state(19).change_point == 16
-    detector = incremental(warmup=5)
-    states = [detector.update(value) for value in values]
-    assert tuple(state.level for state in states) == trace.levels
-    np.testing.assert_allclose([state.statistic for state in states], trace.statistic, atol=1e-9)
 
 
 @pytest.mark.parametrize(
@@ -157,15 +163,8 @@ def test_incremental_equals_the_vectorised_function_through_recoveries(
     values = 0.6 + 0.02 * rng.standard_normal(160)
     values[40:55] -= 0.08
     values[90:100] -= 0.03 * (1 + seed % 3)
-    trace = function(values, warmup=20)  # type: ignore[operator]
-    detector = incremental(warmup=20)
-    states = [detector.update(value) for value in values]
-    np.testing.assert_allclose([state.statistic for state in states], trace.statistic, atol=1e-9)
-    assert tuple(state.level for state in states) == trace.levels
-    assert [-1 if s.change_point is None else s.change_point for s in states] == list(
-        trace.change_points
-    )
-    assert OK in trace.levels[trace.first_alert :]  # type: ignore[misc]
+    trace, _ = _both_ways(function, incremental, values, warmup=20)
+    assert OK in trace.levels[trace.first_alert :]
 
 
 def test_incremental_without_warmup_monitors_from_the_first_value() -> None:

@@ -4,31 +4,21 @@ ranks the retrievers as the document goldset does. Skipped without ../shared/dat
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections import Counter
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+from benchmark_scripts import load_benchmark
 
 from evalkit.goldset import iter_corpus, load_goldset
 from evalkit.goldset.remap import RemapStatus, remap_judgments, same_text, source_texts
-
-BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "rechunk_agreement.py"
 
 pytestmark = pytest.mark.shared_data
 
 
 def benchmark() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("rechunk_agreement", BENCHMARK)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    # Dataclasses look their module up in sys.modules.
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("rechunk_agreement")
 
 
 def test_the_remapped_scifact_qrels_cover_every_judged_abstract_and_nothing_else(
