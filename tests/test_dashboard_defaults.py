@@ -596,7 +596,12 @@ def test_tables_have_human_headers_formats_and_say_which_interval(
     assert results["relevance"]["type_config"]["format"] == "%d"
     assert results["doc_id"]["width"] >= len("Document") * 8
     app = open_page("compare", goldset="mini", baseline=story.baseline, candidate=story.candidate)
-    assert any(e.label == "Evidence (1 row)" for e in app.expander)
+    assert "Evidence (7 rows)" in [e.label for e in app.expander]
+    # The query drift planted between the runs: a note, as a goldset's queries stay the same.
+    (note,) = [box.value for box in app.info if "drift check of the queries" in box.value]
+    assert note.startswith(
+        f"1 drift check of the queries between the runs found drift; newest {story.drifting_check}"
+    )
 
 
 def test_a_chart_of_one_moment_spans_a_day_either_side() -> None:

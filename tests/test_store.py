@@ -455,7 +455,8 @@ def test_a_store_memory_limit_that_is_no_size_is_refused_naming_the_setting(
         check=False,
     )
     assert completed.returncode == 2, completed.stderr
-    assert "store_memory_limit" in completed.stderr
+    assert "environment variable EVALKIT_STORE_MEMORY_LIMIT: " in completed.stderr
+    assert "must be a size such as 512MB" in completed.stderr
 
 
 def _store_of_schema_19(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
