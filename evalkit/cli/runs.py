@@ -148,8 +148,8 @@ def list_runs(
     # a run was imported, and its tags, stay: they say what the run is.
     from rich import box
 
-    started = len(columns) - len(rows[0]) + 7 if rows else 7
-    extra = list(range(started + 1, len(columns)))
+    # After "started" (column 7): where a run was imported from, and its tags.
+    extra = list(range(8, len(columns)))
     for kept in ([0, 1, 2, 3, 5, 6], [0, 1, 2, 5, 6]):
         narrow = table(
             "runs",
