@@ -51,6 +51,7 @@ MODULE_EXTRAS: dict[str, str] = {
     "evidently": "drift-report",
     "streamlit": "dashboard",
     "plotly": "dashboard",
+    "psutil": "dashboard",
     "psycopg": "pgvector",
     "pgvector": "pgvector",
     "qdrant_client": "qdrant",

@@ -1,5 +1,6 @@
 """The HTTP listeners of ``evalkit serve`` (the health endpoint, the OTLP receiver): a
-threaded server, whether an address is loopback, and the URL of an address."""
+threaded server, whether an address is loopback, the URL of an address, and the host names
+a listener is reached by."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import TypeVar
 
 from evalkit.errors import ConfigError
 
-__all__ = ["ServiceHTTPServer", "http_url", "is_loopback", "listening"]
+__all__ = ["ServiceHTTPServer", "host_names", "http_url", "is_loopback", "listening"]
 
 _ServerT = TypeVar("_ServerT", bound="ServiceHTTPServer")
 
@@ -24,6 +25,30 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def host_names(address: str) -> list[str]:
+    """The names a browser reaches a listener on ``address`` by, as its ``Host`` header gives
+    them (without the port): the address itself; ``localhost`` and the loopback addresses
+    for a loopback one; for a wildcard (``0.0.0.0``, ``::``), every address of this
+    machine's network interfaces, and for any address beyond loopback this machine's host
+    name. A name outside them (``rebind.example``, a DNS rebinding) is not this listener's."""
+    wildcard = address in ("0.0.0.0", "::", "")
+    names = [] if wildcard else [address]
+    if wildcard or is_loopback(address):
+        names += ["localhost", "127.0.0.1", "::1"]
+    if wildcard:
+        import psutil  # the `dashboard` extra; only a wildcard address needs it
+
+        names += [
+            entry.address.split("%", 1)[0]  # an IPv6 link-local address's zone is no host
+            for entries in psutil.net_if_addrs().values()
+            for entry in entries
+            if entry.family in (socket.AF_INET, socket.AF_INET6)
+        ]
+    if not is_loopback(address):
+        names.append(socket.gethostname())
+    return list(dict.fromkeys(name.lower() for name in names if name))
 
 
 class ServiceHTTPServer(ThreadingHTTPServer):

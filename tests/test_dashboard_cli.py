@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import signal
@@ -84,6 +85,39 @@ def test_reviews_are_saved_only_on_loopback_unless_said_otherwise(
 ) -> None:
     assert invoke(["dashboard", "--dry-run", "--format", "json", *options]) == 0
     assert json.loads(capsys.readouterr().out)["read_only"] is read_only
+
+
+def _allowed_hosts(arguments: list[str]) -> list[str]:
+    return [value for flag, value in itertools.pairwise(arguments) if flag == command._HOSTS]
+
+
+def test_streamlit_accepts_only_the_names_the_dashboard_is_reached_by(
+    evalkit_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Streamlit accepts a WebSocket naming any host unless server.allowedHosts is set: a
+    page of another site that rebinds its name to 127.0.0.1 (DNS rebinding) could save
+    reviews. The dashboard pins it to the names of the address it listens on and the
+    --allowed-host ones."""
+    assert invoke(["dashboard", "--dry-run", "--format", "json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert _allowed_hosts(info["command"]) == ["127.0.0.1", "localhost", "::1"]
+    assert info["allowed_hosts"] == ["127.0.0.1", "localhost", "::1"]
+    options = ["--host", "0.0.0.0", "--allowed-host", "Dash.Example.com"]
+    assert invoke(["dashboard", "--dry-run", "--format", "json", *options]) == 0
+    hosts = _allowed_hosts(json.loads(capsys.readouterr().out)["command"])
+    assert {"localhost", "127.0.0.1", socket.gethostname().lower(), "dash.example.com"} <= set(
+        hosts
+    )
+    assert "*" not in hosts
+    assert "0.0.0.0" not in hosts
+
+
+@pytest.mark.parametrize("value", ["http://dash.example.com", "dash.example.com:8501", "*", ""])
+def test_an_allowed_host_that_is_no_host_name_is_a_usage_error(
+    evalkit_home: Path, capsys: pytest.CaptureFixture[str], value: str
+) -> None:
+    assert invoke(["dashboard", "--dry-run", "--allowed-host", value]) == 2
+    assert "--allowed-host" in capsys.readouterr().err
 
 
 def test_a_missing_app_is_a_usage_error_saying_what_to_do(

@@ -6,9 +6,13 @@ nothing.
 
 from __future__ import annotations
 
+import base64
 import json
+import os
+import socket
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from test_dashboard_browser import _serving, browser  # noqa: F401  (fixture)
@@ -234,5 +238,42 @@ def test_a_review_saved_on_a_read_only_mount_says_not_saved(
             assert "Read-only file system" in body
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=False)
+    with Store.open(queued_store, read_only=True) as store:
+        assert item_reviews(store, goldset=GOLDSET) == {}
+
+
+def _websocket_handshake(url: str, host: str) -> str:
+    """The status line the dashboard at ``url`` answers a browser's WebSocket handshake
+    with, the request naming ``host`` (its Host and Origin), as a page of that site whose
+    name was rebound to this address would send it."""
+    port = urlsplit(url).port
+    assert port is not None
+    key = base64.b64encode(os.urandom(16)).decode()
+    request = (
+        f"GET /_stcore/stream HTTP/1.1\r\nHost: {host}\r\nOrigin: http://{host}\r\n"
+        "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Protocol: streamlit\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as connection:
+        connection.sendall(request.encode())
+        return connection.recv(4096).decode("latin-1").split("\r\n", 1)[0]
+
+
+def test_a_connection_naming_another_host_is_refused_and_saves_nothing(
+    queued_store: Path, tmp_path: Path
+) -> None:
+    """DNS rebinding: a page of rebind.example whose name now resolves to 127.0.0.1 is, for
+    the browser, the same origin as the dashboard; only the Host header tells. The
+    dashboard's WebSocket (every script run, every save) answers the names it listens on
+    and the --allowed-host ones, and refuses any other."""
+    with _serving(
+        queued_store, tmp_path / "dashboard.log", extra=("--allowed-host", "dash.example.com")
+    ) as url:
+        port = urlsplit(url).port
+        for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"dash.example.com:{port}"):
+            assert _websocket_handshake(url, host).split()[1] == "101", host
+        for host in (f"rebind.example:{port}", f"127.0.0.1.rebind.example:{port}"):
+            assert _websocket_handshake(url, host).split()[1] == "403", host
+    assert "Rejecting WebSocket connection" in (tmp_path / "dashboard.log").read_text()
     with Store.open(queued_store, read_only=True) as store:
         assert item_reviews(store, goldset=GOLDSET) == {}

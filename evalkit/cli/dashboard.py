@@ -7,12 +7,16 @@ read-only (``--read-only``, the default when it listens beyond loopback).
 from __future__ import annotations
 
 import contextlib
+import ipaddress
+import itertools
 import os
+import re
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any
@@ -25,9 +29,16 @@ from evalkit.cli._output import OutputFormat, console, emit_json, err_console, k
 from evalkit.errors import ConfigError
 from evalkit.extras import require_all
 
-__all__ = ["dashboard", "dashboard_command", "locate_app", "packaged_app"]
+__all__ = [
+    "dashboard",
+    "dashboard_command",
+    "locate_app",
+    "packaged_app",
+    "parse_allowed_hosts",
+]
 STORE_ENV = "EVALKIT_STORE_PATH"
 STOP_SECONDS = 10.0
+_HOSTS = "--server.allowedHosts"
 
 
 def packaged_app() -> Path:
@@ -53,8 +64,17 @@ def locate_app(app_path: Path | None = None) -> Path:
     return found
 
 
-def dashboard_command(app_file: Path, *, host: str, port: int) -> list[str]:
-    """The ``streamlit run`` command line serving ``app_file`` on ``host:port``."""
+def dashboard_command(
+    app_file: Path, *, host: str, port: int, allowed_hosts: Sequence[str] = ()
+) -> list[str]:
+    """The ``streamlit run`` command line serving ``app_file`` on ``host:port``, whose
+    WebSocket (every page's connection, and the review queue's saves) accepts only the names
+    ``host`` is reached by (``evalkit.net.host_names``) and ``allowed_hosts``: a page of
+    another site that rebinds its own name to this address (DNS rebinding) gets no
+    connection."""
+    from evalkit.net import host_names  # deferred: http.server, for a fast `--help`
+
+    hosts = dict.fromkeys([*host_names(host), *(name.lower() for name in allowed_hosts)])
     return [
         sys.executable,
         "-m",
@@ -73,7 +93,37 @@ def dashboard_command(app_file: Path, *, host: str, port: int) -> list[str]:
         "false",
         "--client.toolbarMode",
         "minimal",
+        *(option for name in hosts for option in (_HOSTS, name)),
     ]
+
+
+# A host name, a `*.` pattern of its subdomains, or an IPv4 or IPv6 address: what
+# Streamlit compares a Host header's name with (the port aside).
+_LABEL = r"[a-z0-9]([a-z0-9-]*[a-z0-9])?"
+_ALLOWED_HOST = re.compile(rf"(\*\.)?{_LABEL}(\.{_LABEL})*\.?")
+
+
+def parse_allowed_hosts(values: Sequence[str]) -> list[str]:
+    """The ``--allowed-host`` values, each a host name (``dash.example.com``), a pattern of
+    its subdomains (``*.example.com``) or an address; anything else (a port, a URL, ``*``)
+    is a usage error."""
+    hosts = []
+    for value in values:
+        name = value.strip().lower()
+        try:
+            ipaddress.ip_address(name.strip("[]"))
+        except ValueError:
+            if not _ALLOWED_HOST.fullmatch(name):
+                raise typer.BadParameter(
+                    f"{value!r} is not a host name (dash.example.com), a pattern of its "
+                    "subdomains (*.example.com) or an IP address: give the name alone, "
+                    "without scheme or port",
+                    param_hint="--allowed-host",
+                ) from None
+        else:
+            name = name.strip("[]")
+        hosts.append(name)
+    return hosts
 
 
 @app.command("dashboard")
@@ -103,6 +153,16 @@ def dashboard(
             "allowed on loopback.",
         ),
     ] = None,
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allowed-host",
+            help="Another name browsers reach the dashboard by (the name a proxy in front of "
+            "it serves, *.example.com for its subdomains); repeatable. Connections naming a "
+            "host that is neither this nor an address the dashboard listens on are refused "
+            "(DNS rebinding).",
+        ),
+    ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print what would be started, then exit.")
     ] = False,
@@ -118,10 +178,12 @@ def dashboard(
 
     Example: evalkit --home .evalkit dashboard --port 8501
     """
-    require_all(("streamlit", "plotly"), "`evalkit dashboard`")
+    require_all(("streamlit", "plotly", "psutil"), "`evalkit dashboard`")
     store_path = settings().resolved_store_path.resolve()
     app_file = locate_app(app_path)
-    command = dashboard_command(app_file, host=host, port=port)
+    command = dashboard_command(
+        app_file, host=host, port=port, allowed_hosts=parse_allowed_hosts(allowed_host or [])
+    )
     shown_host = f"[{host}]" if ":" in host else host
     from evalkit.config import DASHBOARD_READ_ONLY_ENV
     from evalkit.net import is_loopback
@@ -132,6 +194,7 @@ def dashboard(
         "store": str(store_path),
         "store_exists": store_path.is_file(),
         "read_only": reviews_read_only,
+        "allowed_hosts": [name for flag, name in itertools.pairwise(command) if flag == _HOSTS],
         "app": str(app_file),
         "command": command,
     }
@@ -145,6 +208,7 @@ def dashboard(
                     "url": info["url"],
                     "store": info["store"],
                     "reviews": "read-only" if reviews_read_only else "saved to the store",
+                    "hosts": ", ".join(info["allowed_hosts"]),
                 },
             )
         )
