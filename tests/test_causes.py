@@ -122,6 +122,7 @@ def _audit(
     collection: str = "mini",
     *,
     goldset_version: str | None = None,
+    n_documents: int = 40,
 ) -> str:
     """An audit of ``collection`` whose orphans check found ``doc_ids`` (a finding of
     ``kind``), or found nothing when ``kind`` is None."""
@@ -140,14 +141,24 @@ def _audit(
         )
     )
     return _saved_audit(
-        store, CheckOutcome("orphans", True, findings=findings), collection, goldset_version
+        store,
+        CheckOutcome("orphans", True, findings=findings),
+        collection,
+        goldset_version,
+        n_documents=n_documents,
     )
 
 
 def _saved_audit(
-    store: Store, check: CheckOutcome, collection: str, goldset_version: str | None = None
+    store: Store,
+    check: CheckOutcome,
+    collection: str,
+    goldset_version: str | None = None,
+    *,
+    n_documents: int = 40,
 ) -> str:
-    """An audit of ``collection`` (of goldset ``mini``) that ran ``check``, stored now."""
+    """An audit of ``collection`` (of goldset ``mini``) holding ``n_documents`` that ran
+    ``check``, stored now."""
     now = utc_now()
     return save_audit(
         store,
@@ -156,7 +167,7 @@ def _saved_audit(
             location="/x/chroma",
             started_at=now,
             finished_at=now,
-            n_documents=40,
+            n_documents=n_documents,
             checks=(check,),
             config={},
             seed=0,
@@ -1078,20 +1089,152 @@ def test_a_precision_alert_carries_the_causes_in_its_payload(store: Store, tmp_p
     assert "missing from the index" in slack
 
 
-def test_a_newer_audit_that_no_longer_finds_the_documents_clears_them(store: Store) -> None:
+def test_a_newer_audit_before_the_candidate_that_no_longer_finds_the_documents_clears_them(
+    store: Store,
+) -> None:
+    """Documents an audit found missing were indexed again, and a later audit before the
+    candidate found them: that audit is the nearer one, and they are no longer blamed."""
     gold = goldset(N)
     save_goldset(store, gold)
     _run(store, gold, {q: perfect(q) for q in query_ids(N)})
     removed = {f"{q}-b" for q in query_ids(N)[:7]}
-    candidate = _run(store, gold, _without(removed), index="idx-2")
     _audit(store, "orphaned_judgments", sorted(removed))
     _audit(store, None)
+    candidate = _run(store, gold, _without(removed), index="idx-2")
 
     explanation = explain_runs(store, candidate, test=FAST)
 
     kinds = [cause.kind for cause in explanation.causes]
     assert "missing_from_index" not in kinds
     assert kinds[0] == "index_changed"
+
+
+def _counted_run(store: Store, gold: Goldset, rankings: dict[str, list[str]], count: int) -> str:
+    """A run of collection ``mini`` that recorded the index holding ``count`` documents."""
+    return store_run(
+        store,
+        gold,
+        rankings,
+        retriever_kind="chroma-embedded",
+        config={**CHROMA, "count": count},
+        collection="mini",
+        model_fingerprint="fp-1",
+        index_fingerprint=f"idx-{count}",
+        measures=MEASURES,
+    )
+
+
+def test_explain_reads_the_incidents_audit_not_one_made_after_a_restore(store: Store) -> None:
+    """Seven relevant documents deleted, an audit finding them missing, the incident run;
+    then the index restored from a backup and audited again. A post-mortem `explain` of the
+    incident run read the newest audit, which saw the restored index, and said the
+    documents were "in the index but ranked out of every query's top k"."""
+    gold = goldset(N)
+    save_goldset(store, gold)
+    _counted_run(store, gold, {q: perfect(q) for q in query_ids(N)}, 40)
+    incident = _audit(
+        store, "orphaned_judgments", REMOVED, goldset_version=gold.version, n_documents=33
+    )
+    candidate = _counted_run(store, gold, _without(set(REMOVED)), 33)
+    restored = _audit(store, None, goldset_version=gold.version, n_documents=40)
+
+    explanation = explain_runs(store, candidate, test=FAST)
+
+    top = explanation.causes[0]
+    assert top.kind == "missing_from_index"
+    assert top.score == pytest.approx(1.0)
+    assert f"(audit {incident}, orphaned_judgments)" in top.statement
+    assert "absent_from_results" not in [cause.kind for cause in explanation.causes]
+    assert [(row["kind"], row["id"], row["checks"]) for row in explanation.evidence] == [
+        ("audit", incident, ["orphans"])
+    ]
+    (left_out,) = [note for note in explanation.notes if "left out" in note]
+    assert left_out.startswith("1 audit or canary check made from ")
+    assert left_out.endswith(
+        f"UTC on was left out: audit {restored} counted 40 documents where the candidate "
+        "searched 33, so the index changed after the candidate ran (restored, re-indexed or "
+        "edited) and they describe it since"
+    )
+    assert explanation.evidence_line() == (
+        f"evidence read: audit {incident} of mini "
+        f"({explanation.evidence[0]['at'][:16].replace('T', ' ')} UTC: orphans)"
+    )
+
+
+def test_duplicates_at_the_incident_stay_the_cause_after_a_restore_and_a_clean_audit(
+    store: Store,
+) -> None:
+    """Copies crowd the incident run's top 10 and an audit then finds them; the index is
+    restored, a run finds it as before, and a newer audit finds no duplicates. Explaining
+    the incident run afterwards named only "index changed": the newer audit had settled the
+    duplicates check."""
+    gold = goldset(N)
+    save_goldset(store, gold)
+    _run(store, gold, {q: perfect(q) for q in query_ids(N)})
+    crowded = query_ids(N)[:7]
+    candidate = _run(
+        store,
+        gold,
+        {q: _copies_first(q, 9) if q in crowded else perfect(q) for q in query_ids(N)},
+        index="idx-2",
+    )
+    incident = _duplicates_audit(
+        store, [(f"{q}-a", *(f"{q}-a-copy{i}" for i in range(9))) for q in query_ids(N)]
+    )
+    recovered = _run(store, gold, {q: perfect(q) for q in query_ids(N)})
+    _saved_audit(store, CheckOutcome("duplicates", True), "mini")
+
+    explanation = explain_runs(store, candidate, test=FAST)
+
+    top = explanation.causes[0]
+    assert top.kind == "crowded_by_duplicates"
+    assert top.score == pytest.approx(1.0)
+    assert f"audit {incident}" in top.statement
+    assert [row["id"] for row in explanation.evidence] == [incident]
+    assert any(
+        f"run {recovered} searched another index (fingerprint idx-2 -> idx-1)" in note
+        for note in explanation.notes
+    )
+
+
+def test_an_alert_that_carried_a_cause_still_reports_it_after_a_restore(
+    store: Store, tmp_path: Path
+) -> None:
+    """`explain --alert` on an alert whose evidence named the missing documents said "none
+    found" once the index was restored and audited again."""
+    gold = goldset(N)
+    save_goldset(store, gold)
+    baseline = _counted_run(store, gold, {q: perfect(q) for q in query_ids(N)}, 40)
+    _counted_run(store, gold, _without(set(REMOVED)), 33)
+    incident = _audit(store, "orphaned_judgments", REMOVED, n_documents=33)
+    settings = parse_settings(
+        {
+            "alerts": {
+                "rules": [
+                    {
+                        "name": "precision-drop",
+                        "kind": "precision_regression",
+                        "goldset": "mini",
+                        "measures": ["ndcg@10"],
+                        "baseline_run": baseline,
+                        "resamples": 500,
+                        "cooldown": 0,
+                    }
+                ],
+            }
+        },
+        tmp_path / "evalkit.toml",
+    )
+    config = alerts_config(settings)
+    [fired] = evaluate_rules(store, config, build_sinks(config), now=utc_now()).alerts
+    assert fired.evidence["probable_causes"]["causes"][0]["kind"] == "missing_from_index"
+    _audit(store, None, n_documents=40)
+
+    explanation = explain_alert(store, fired, test=FAST)
+
+    assert explanation.causes[0].kind == "missing_from_index"
+    assert f"audit {incident}" in explanation.causes[0].statement
+    assert explanation.about == {"alert": fired.alert_id}
 
 
 def test_a_model_canary_check_resolves_to_the_newest_run_of_its_collection(

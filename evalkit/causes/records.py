@@ -209,6 +209,9 @@ class Explanation:
     relevant documents they lost and ``lost_pairs`` the (query, document) losses (a
     document relevant to two queries is lost twice). ``notes`` say what evidence is
     missing (no audit since the baseline, for example) and what would produce it.
+    ``evidence`` lists what was read about the index: each audit (``kind`` audit, ``id``,
+    ``collection``, ``at``, the ``checks`` read from it) and each drift or canary check a
+    cause cites (``kind`` drift_check, ``id``, ``stream``, ``at``).
     """
 
     baseline: str
@@ -224,6 +227,7 @@ class Explanation:
     causes: tuple[Cause, ...]
     notes: tuple[str, ...] = ()
     about: Mapping[str, str] = field(default_factory=dict)
+    evidence: tuple[Mapping[str, Any], ...] = ()
 
     @property
     def top(self) -> Cause | None:
@@ -238,6 +242,21 @@ class Explanation:
             f"{self.lost_documents} distinct relevant documents ({self.lost_pairs} query-document "
             "pairs)"
         )
+
+    def evidence_line(self) -> str | None:
+        """One line naming the audits and checks read, with when each was made; None when
+        none was."""
+        if not self.evidence:
+            return None
+        shown = []
+        for row in self.evidence:
+            at = str(row["at"]).replace("T", " ")[:16] + " UTC"
+            if row["kind"] == "audit":
+                checks = ", ".join(row["checks"])
+                shown.append(f"audit {row['id']} of {row['collection']} ({at}: {checks})")
+            else:
+                shown.append(f"{row['stream']} check {row['id']} ({at})")
+        return "evidence read: " + "; ".join(shown)
 
     def to_dict(self, root: str | None = None) -> dict[str, Any]:
         """JSON-ready form; with a dashboard ``root`` URL each cause also carries its ``url``."""
@@ -259,6 +278,7 @@ class Explanation:
             "lost_pairs": self.lost_pairs,
             "causes": causes,
             "notes": list(self.notes),
+            "evidence": [dict(row) for row in self.evidence],
             **({"about": dict(self.about)} if self.about else {}),
         }
 
@@ -274,7 +294,8 @@ class Explanation:
             )
         if not self.causes:
             lines.append("No probable cause found in the store.")
-        lines += [f"note: {note}" for note in self.notes]
+        read = self.evidence_line()
+        lines += [f"note: {note}" for note in self.notes] + ([read] if read else [])
         return "\n".join(lines) + "\n"
 
     def to_markdown(self, root: str | None = None) -> str:
@@ -300,5 +321,6 @@ class Explanation:
                 )
         else:
             lines.append("No probable cause found in the store.")
-        lines += [""] + [f"- note: {note}" for note in self.notes]
+        read = self.evidence_line()
+        lines += [""] + [f"- note: {note}" for note in self.notes] + ([f"- {read}"] if read else [])
         return "\n".join(lines).rstrip() + "\n"

@@ -51,6 +51,9 @@ def print_causes(explanation: Explanation, *, root: str | None = None) -> None:
         console.print("probable causes: none found in the store", markup=False)
     for note in explanation.notes:
         console.print(f"note: {note}", markup=False)
+    read = explanation.evidence_line()
+    if read is not None:
+        console.print(read, markup=False, soft_wrap=True)
 
 
 @app.command("explain")

@@ -219,15 +219,19 @@ def list_audits(
     *,
     collection: str | None = None,
     since: datetime | None = None,
+    until: datetime | None = None,
+    oldest_first: bool = False,
     limit: int = 20,
 ) -> list[StoredAudit]:
-    """Stored audits, newest first, optionally of one collection and finished at or after
-    ``since`` (naive UTC)."""
+    """Stored audits, newest first (``oldest_first``: oldest first), optionally of one
+    collection, finished at or after ``since`` and started at or before ``until`` (naive
+    UTC)."""
+    order = "ASC" if oldest_first else "DESC"
     rows = store.fetch(
         f"SELECT {_AUDIT_COLUMNS} FROM audits WHERE (? IS NULL OR collection = ?)"
-        " AND (? IS NULL OR finished_at >= ?)"
-        " ORDER BY started_at DESC, audit_id DESC LIMIT ?",
-        [collection, collection, since, since, limit],
+        " AND (? IS NULL OR finished_at >= ?) AND (? IS NULL OR started_at <= ?)"
+        f" ORDER BY started_at {order}, audit_id {order} LIMIT ?",
+        [collection, collection, since, since, until, until, limit],
     )
     return [_audit(row) for row in rows]
 
