@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+
 import typer.main
 
 from evalkit.cli import alerts, app, jobs, serve
@@ -105,3 +107,76 @@ def test_help_loads_every_command_module_but_no_stage_or_settings() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def _loaded_by(args: list[str], modules: tuple[str, ...]) -> list[str]:
+    """Which of ``modules`` (and which command modules) ``evalkit ARGS`` imports, run as the
+    ``evalkit`` script runs it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, atexit\n"
+        "atexit.register(lambda: print(sorted(m for m in sys.modules if m in "
+        f"{modules!r} or m.startswith('evalkit.cli.') and not m.startswith('evalkit.cli._'))))\n"
+        "from evalkit.cli import main\n"
+        f"main({args!r})\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    return list(ast.literal_eval(done.stdout.strip().splitlines()[-1]))
+
+
+def test_help_lists_every_command_without_loading_one() -> None:
+    """`evalkit --help` draws its list from COMMAND_SUMMARIES: no command module, none of
+    what they import (the request records, the goldset readers), neither click (typer
+    carries its own) nor asyncio (benchmarks/startup.py: +0.3 s over Python at most)."""
+    moved_out = (
+        "click",
+        "asyncio",
+        "evalkit.coroutines",
+        "evalkit.records",
+        "evalkit.records.requests",
+        "evalkit.goldset",
+        "evalkit.goldset.label_studio",
+        "evalkit.files",
+        "pydantic",
+    )
+    assert _loaded_by(["--help"], moved_out) == []
+
+
+def test_help_lists_the_commands_the_application_has_in_its_order() -> None:
+    import os
+    import subprocess
+    import sys
+
+    from evalkit.cli import COMMAND_MODULES, COMMAND_SUMMARIES
+
+    assert set(COMMAND_SUMMARIES) == set(COMMAND_MODULES)
+    done = subprocess.run(
+        [sys.executable, "-m", "evalkit", "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "COLUMNS": "80"},
+    )
+    listing = done.stdout.split("Commands:\n", 1)[1].splitlines()
+    # One line per command, whole: no summary is cut to "..." or wrapped.
+    assert [line.split()[0] for line in listing] == list(COMMAND_SUMMARIES)
+    assert [line.split(None, 1)[1] for line in listing] == list(COMMAND_SUMMARIES.values())
+    # The order of the whole application's (in a fresh process: this one imported some
+    # command modules out of order).
+    code = (
+        "import typer.main\nfrom evalkit.cli import app\n"
+        "print(' '.join(typer.main.get_command(app).commands))"
+    )
+    whole = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert list(COMMAND_SUMMARIES) == whole.stdout.split()
+
+
+def test_a_command_loads_no_other_command_module() -> None:
+    """`evalkit run --help` loads `run` alone (not answers, judge, runs, which it calls into
+    when it runs); `review --help` reads no Label Studio export code."""
+    assert _loaded_by(["run", "--help"], ()) == ["evalkit.cli.run"]
+    loaded = _loaded_by(["review", "--help"], ("evalkit.goldset", "evalkit.goldset.label_studio"))
+    assert loaded == ["evalkit.cli.review", "evalkit.cli.review_exchange"]

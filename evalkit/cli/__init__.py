@@ -8,12 +8,14 @@ codes; a test keeps that table and the registered commands in step.
 Commands import the stages they call inside the command function, never at the top of a
 ``cli`` module: ``evalkit --help`` then loads no stage (no pandas-heavy store reads, no
 scipy, no scheduler), and each command pays only for what it runs; `evalkit CMD ...`
-imports only CMD's own module (``load_commands``). This is the one place
+imports only CMD's own module (``load_commands``), and `evalkit --help` none (its list is
+``COMMAND_SUMMARIES``). This is the one place
 where evalkit imports its own modules inside functions without a comment on each.
 """
 
 from __future__ import annotations
 
+import copy
 import importlib
 import logging
 import os
@@ -24,17 +26,19 @@ import typing
 from enum import Enum, StrEnum
 from typing import TYPE_CHECKING, Any, cast
 
-import click
 import typer
+import typer.core
 import typer.main
+import typer.models
 
 from evalkit.cli._output import OutputFormat, emit_json, err_console, visible
-from evalkit.coroutines import REQUEST_THREADS
 from evalkit.errors import DUCKDB_INTERRUPTED, EvalkitError
 from evalkit.extras import missing_extra
 from evalkit.redaction import SecretLogFilter, redact_known
 
 if TYPE_CHECKING:
+    import click
+
     from evalkit.cli._app import app
 
 __all__ = ["COMMAND_MODULES", "app", "invoke", "load_commands", "main"]
@@ -65,6 +69,34 @@ COMMAND_MODULES: dict[str, str] = {
     "sweep": "sweep",
     "traffic": "traffic",
 }
+COMMAND_SUMMARIES: dict[str, str] = {
+    "audit": "Audit an index: duplicates, staleness, model mismatch, recall.",
+    "dashboard": "Serve the dashboard (Streamlit) over the configured store.",
+    "explain": "Name the probable causes of a regression, ranked.",
+    "freshness": "Measure how long source changes take to become retrievable.",
+    "compare": "Compare runs query by query, or rank several.",
+    "gate": "Fail on a statistically significant retrieval regression.",
+    "fuse": "Fuse stored runs of one goldset version into a new run.",
+    "index": "Embed a corpus into a Chroma collection, or build a BM25 index.",
+    "run": "Replay a goldset against the live retriever, score, store it.",
+    "schema": "Print a JSON Schema of a format evalkit reads or writes.",
+    "score": "Score a TREC run file against TREC qrels, as trec_eval does.",
+    "serve": "Run the scheduled jobs and alert rules, and deliver alerts.",
+    "sweep": "Run a grid of retriever settings against a goldset; rank them.",
+    "goldset": "Import, validate and list versioned golden sets.",
+    "runs": "List, inspect, export and import stored runs.",
+    "review": "Review and grade draft goldset items; measure agreement.",
+    "store": "Look after the store file itself (evalkit.duckdb).",
+    "answers": "Score generated answers: faithfulness, relevance, context.",
+    "drift": "Test embeddings, the embedding model and precision for drift.",
+    "jobs": "List the configured jobs and run one now.",
+    "judge": "Grade retrieved documents 0-3 with an LLM; measure agreement.",
+    "alerts": "Stored alerts, rule evaluation and delivery, and sink checks.",
+    "traffic": "Ingest, sample and replay production queries; promote them.",
+}
+"""Each top-level command's line in ``evalkit --help``, in the order it lists them: the list
+is drawn from here, without loading any command's module (``_listing``). A line fits the
+80 columns of the list whole."""
 _OPTIONS_WITH_A_VALUE = {"--home"}
 
 USAGE_ERROR = 2
@@ -72,22 +104,19 @@ STORE_OR_SYSTEM_FAILURE = 3
 
 
 def _click_exception_classes() -> tuple[type[click.ClickException], ...]:
-    """The ClickException classes a usage error may be raised as.
-
-    typer before 0.26 raises click's own; from 0.26 it carries its own copy of click, whose
-    ClickException is reachable only through the public ``typer.BadParameter``'s bases.
-    """
+    """The ClickException class a usage error is raised as: typer (from 0.26) carries its own
+    copy of click, whose ClickException is reachable only through the public
+    ``typer.BadParameter``'s bases. (click itself is not imported: 20 ms of every start.)"""
     # The copy has click's interface (show, format_message), which is all invoke uses.
-    vendored = [
+    return tuple(
         cast("type[click.ClickException]", base)
         for base in typer.BadParameter.__mro__
         if base.__name__ == "ClickException"
-    ]
-    return tuple(dict.fromkeys([click.ClickException, *vendored]))
+    )
 
 
 _USAGE_ERRORS = _click_exception_classes()
-_ABORTS: tuple[type[BaseException], ...] = (click.exceptions.Abort, typer.Abort)
+_ABORTS: tuple[type[BaseException], ...] = (typer.Abort,)
 _MISNAMED_PATHS: dict[type[OSError], str] = {
     IsADirectoryError: "is a folder; give a file",
     NotADirectoryError: "is not a folder (a file stands where the path goes through one)",
@@ -157,6 +186,37 @@ def load_commands(args: list[str]) -> typer.Typer:
     return app
 
 
+_COMPLETION = "_EVALKIT_COMPLETE"
+"""The variable a shell's completion call sets (typer's ``_PROG_COMPLETE``): it completes
+every command's options, from no arguments on the command line."""
+
+
+def _only_listing(args: list[str]) -> bool:
+    """Whether ``args`` name no command: what they do (the help, a usage error of the root's
+    options, the completion scripts) needs each command's name and help, not its options."""
+    return _command_name(args) is None and "--version" not in args and _COMPLETION not in os.environ
+
+
+def _listing() -> typer.Typer:
+    """The application as ``evalkit --help`` shows it: the root's options and each command
+    by its name and ``COMMAND_SUMMARIES`` line, without loading a command's module (typer
+    would read the options of all 130 commands from their signatures, and Python compile
+    their 9,000 lines, for a list that shows none of it)."""
+    from evalkit.cli._app import app
+
+    listed = copy.copy(app)
+    listed.registered_groups = []
+    listed.registered_commands = [
+        typer.models.CommandInfo(name, callback=_listed, short_help=summary)
+        for name, summary in COMMAND_SUMMARIES.items()
+    ]
+    return listed
+
+
+def _listed() -> None:
+    """Stands for a command in the list of commands (``_listing``); never run."""
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and exit with its code. SIGTERM (a CI job cancelled, ``timeout``, a
     container stopped) ends the command as Ctrl-C does, with exit code 143."""
@@ -175,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _only_requests_left() -> bool:
     """Whether every thread but this one is a retriever request left in flight."""
+    from evalkit.coroutines import REQUEST_THREADS
+
     main_thread = threading.main_thread()
     return all(
         thread is main_thread or thread.daemon or thread.name.startswith(REQUEST_THREADS)
@@ -206,7 +268,7 @@ def invoke(argv: list[str] | None = None) -> int:
     _mask_log_lines()
     _quiet_offline_models()
     try:
-        application = load_commands(args)
+        application = _listing() if _only_listing(args) else load_commands(args)
         result = application(args=args, standalone_mode=False, prog_name="evalkit")
     except _ABORTS:
         err_console.print("aborted")
@@ -310,7 +372,7 @@ def _command_words(args: list[str]) -> str:
     """The command ``args`` name (``run``, ``goldset import``), for messages."""
     words = [arg for arg in args if not arg.startswith("-")][:2]
     command = typer.main.get_group(load_commands(words)).commands.get(words[0]) if words else None
-    if isinstance(command, click.Group):
+    if isinstance(command, typer.core.TyperGroup):
         return " ".join(words)
     return words[0] if words else ""
 

@@ -13,8 +13,6 @@ from evalkit.cli._app import review_app
 from evalkit.cli._options import OutputOnly
 from evalkit.cli._output import OutputFormat, console, emit_json, key_values, say
 from evalkit.cli._store import CommandStore
-from evalkit.files import replace_text
-from evalkit.goldset.label_studio import annotator_key
 
 __all__ = ["CONFIG_SUFFIX", "parse_annotators"]
 
@@ -31,6 +29,8 @@ class ExchangeFormat(enum.StrEnum):
 def parse_annotators(values: list[str]) -> dict[int | str, str]:
     """``ID=NAME`` or ``EMAIL=NAME`` options (a Label Studio user, by id or email, and the
     name to sign with); a malformed one, or one user named twice, is a usage error."""
+    from evalkit.goldset.label_studio import annotator_key
+
     names: dict[int | str, str] = {}
     for value in values:
         user, separator, name = value.partition("=")
@@ -75,6 +75,7 @@ def export(
 
     Example: evalkit review export --goldset support --out tasks.json
     """
+    from evalkit.files import replace_text
     from evalkit.pipeline import export_label_studio
 
     exported = export_label_studio(

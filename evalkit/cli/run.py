@@ -33,9 +33,6 @@ from evalkit.cli._retriever import (
     retriever_options,
 )
 from evalkit.cli._store import CommandStore, open_store
-from evalkit.cli.answers import print_answer_summaries
-from evalkit.cli.judge import build_assessor, print_holes, texts_to_judge
-from evalkit.cli.runs import documents_without_vectors, print_run, unfinished_indexing
 from evalkit.errors import ConfigError, RetrieverError
 from evalkit.records.requests import (
     DEFAULT_GOLDSET_FORMAT,
@@ -141,6 +138,11 @@ def run(
 
     Example: evalkit run --goldset demo --retriever bm25 --option index=.evalkit/bm25/demo
     """
+    # The other commands' modules, here rather than at the top: `evalkit run --help` then
+    # loads and lists `run` alone.
+    from evalkit.cli.answers import print_answer_summaries
+    from evalkit.cli.judge import build_assessor, print_holes, texts_to_judge
+    from evalkit.cli.runs import documents_without_vectors, print_run, unfinished_indexing
     from evalkit.engines import RayEngine, check_engine
     from evalkit.retrievers.factory import build_retriever, query_embedder_ahead
 
