@@ -31,7 +31,7 @@ def test_the_remapped_scifact_qrels_cover_every_judged_abstract_and_nothing_else
     chunks_of = Counter(chunk.source_id for chunk in chunks)
     assert len(chunks) > 2 * len(corpus)
     rebuilt = source_texts(chunks, ["4983", "13734012"])
-    assert all(same_text(rebuilt[doc_id], corpus[doc_id].text) for doc_id in rebuilt)
+    assert all(same_text(str(rebuilt[doc_id]), corpus[doc_id].text) for doc_id in rebuilt)
 
     gold = bench.span_goldset(load_goldset(root, format="beir", split="test"), corpus)
     result = remap_judgments(gold.judgments, chunks)

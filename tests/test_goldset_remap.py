@@ -5,6 +5,8 @@ a real Chroma collection."""
 from __future__ import annotations
 
 import json
+import re
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ from evalkit.goldset.remap import (
     RemapStatus,
     locate_span,
     remap_judgments,
+    same_text,
     source_texts,
 )
 from evalkit.records import Document, Judgment, Span
@@ -167,8 +170,115 @@ def test_chunk_id_only_judgments_go_through_the_old_corpus() -> None:
 
 def test_the_source_text_is_rebuilt_from_chunk_offsets() -> None:
     pieces = chunks("s", SOURCE, [(23, 42), (0, 22)])
-    assert source_texts(pieces) == {"s": SOURCE[:42]}
-    assert source_texts([Document("d", "whole text")], ["d", "e"]) == {"d": "whole text"}
+    assert {source: str(text) for source, text in source_texts(pieces).items()} == {
+        "s": SOURCE[:42]
+    }
+    whole = source_texts([Document("d", "whole text")], ["d", "e"])
+    assert {source: str(text) for source, text in whole.items()} == {"d": "whole text"}
+
+
+@pytest.mark.parametrize(
+    "bogus",
+    [
+        # Longer, from the same start: the source reads as it there.
+        Document("s#9", "xx. Waves break.", source_id="s", start=43, end=59),
+        # Same offsets, other words, first by id.
+        Document("a-bogus", "Waves crash.", source_id="s", start=43, end=55),
+    ],
+    ids=["longer", "same-offsets"],
+)
+def test_a_planted_overlapping_chunk_does_not_take_a_passage_it_does_not_hold(
+    bogus: Document,
+) -> None:
+    """A chunk planted over s#2 with other text made the judged passage "move" into it (or
+    go stale), the planted chunk took the grade, and only "moved 1" said anything."""
+    new = [*chunks("s", SOURCE, [S1, S2, S3]), bogus]
+    judgment = Judgment("q", "old", 2, Span("s", *S3, "Waves break."))
+    result = remap_judgments([judgment], new)
+    assert [(r.status, r.new_doc_id, r.reason) for r in result.mappings] == [
+        (RemapStatus.mapped, "s#2", None)
+    ]
+    assert result.judgments == (Judgment("q", "s#2", 2, Span("s", *S3, "Waves break.")),)
+    (conflict,) = result.conflicts
+    assert {conflict.kept, conflict.other} == {"s#2", bogus.id}
+    assert (conflict.source_id, conflict.start, conflict.end) == ("s", 43, 55)
+    # Chunks that overlap with the same text are no conflict.
+    overlapping = chunks("s", SOURCE, [(0, 30), (20, 55)])
+    assert remap_judgments([judgment], overlapping).conflicts == ()
+
+
+def test_a_source_far_past_its_text_costs_its_text_not_its_offsets() -> None:
+    """The source was rebuilt as a list of one character per offset: a chunk at offset
+    200,000,000 allocated 1.6 GB."""
+    far = 200_000_000
+    new = [
+        Document("s#0", "Tides follow the moon.", source_id="s", start=0, end=22),
+        Document("s#1", "Waves break.", source_id="s", start=far, end=far + 12),
+    ]
+    judgments = [
+        Judgment("q", "a", 1, Span("s", far, far + 12, "Waves break.")),
+        Judgment("q", "b", 2, Span("s", None, None, "follow the moon")),
+    ]
+    tracemalloc.start()
+    try:
+        result = remap_judgments(judgments, new)
+        rebuilt = source_texts(new)["s"]
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 2_000_000
+    assert by_chunk(result.judgments) == {("q", "s#1"): 1, ("q", "s#0"): 2}
+    assert len(rebuilt) == far + 12
+    assert rebuilt[far - 3 : far + 5] == " Waves"
+    assert rebuilt.find("moon. Waves") == [(17, far + 5)]
+
+
+@st.composite
+def gapped_sources(draw: st.DrawFn) -> tuple[list[Document], str, Span]:
+    """Chunks of a source with stretches no chunk covers, that source spelt out (those
+    stretches as spaces), and a span into it."""
+    pieces = draw(st.lists(st.tuples(st.integers(0, 6), st.text("ab ", min_size=1)), min_size=1))
+    documents, spelt = [], ""
+    for n, (gap, text) in enumerate(pieces):
+        spelt += " " * gap
+        documents.append(Document(f"c{n}", text, source_id="s", start=len(spelt),
+                                  end=len(spelt) + len(text)))  # fmt: skip
+        spelt += text
+    start = draw(st.integers(0, len(spelt) + 2))
+    end = draw(st.integers(start + 1, len(spelt) + 3))
+    quoted = draw(st.one_of(st.none(), st.just(spelt[start:end]), st.text("ab ", min_size=1)))
+    offsets = draw(st.booleans()) or quoted is None or not quoted.split()
+    span = Span("s", start if offsets else None, end if offsets else None, quoted)
+    return documents, spelt, span
+
+
+def spelt_out_location(span: Span, source: str) -> tuple[int, int] | None:
+    """Where the rule places ``span`` in ``source``, read literally on the whole string."""
+    if span.start is not None and span.end is not None:
+        if span.text is None:
+            return (span.start, span.end) if span.end <= len(source) else None
+        if same_text(source[span.start : span.end], span.text):
+            return span.start, span.end
+    assert span.text is not None
+    pattern = r"\s+".join(re.escape(word) for word in span.text.split())
+    found = [(m.start(), m.end()) for m in re.finditer(pattern, source)] if pattern else []
+    return found[0] if len(found) == 1 else None
+
+
+@settings(max_examples=300, deadline=None)
+@given(gapped_sources())
+def test_a_source_held_without_its_gaps_places_spans_as_the_spelt_out_text_does(
+    case: tuple[list[Document], str, Span],
+) -> None:
+    documents, spelt, span = case
+    rebuilt = source_texts(documents)["s"]
+    assert len(rebuilt) == len(spelt)
+    located = locate_span(span, rebuilt)
+    placed = (located.start, located.end) if located.placed else None
+    assert placed == spelt_out_location(span, spelt)
+    assert same_text(
+        rebuilt[span.start or 0 : span.end or 0], spelt[span.start or 0 : span.end or 0]
+    )
 
 
 @st.composite
@@ -492,6 +602,75 @@ def test_bad_input_exits_2(
     assert invoke(["goldset", "remap", "tides", "--corpus", str(broken)]) == 2
     err = capsys.readouterr().err
     assert "broken.jsonl:1" in err
+
+
+def test_remap_reports_chunks_that_overlap_with_other_text(
+    imported: Path, evalkit_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bogus = {"id": "s#9", "text": "xx. Waves break.", "source_id": "s", "start": 43, "end": 59}
+    corpus = write_jsonl(
+        imported / "chunks.jsonl",
+        [*sentence_chunks("s", SOURCE), bogus, *sentence_chunks("k", OTHER)],
+    )
+    code, report = remap_cli(capsys, "tides", "--corpus", str(corpus))
+    assert code == 0, report
+    assert (report["counts"]["mapped"], report["moved"]) == (3, 0)
+    assert report["conflicts"] == [
+        {"source_id": "s", "chunk": "s#2", "overlaps": "s#9", "start": 43, "end": 55,
+         "differs_at": 43}
+    ]  # fmt: skip
+    with Store.open(evalkit_home / "evalkit.duckdb", read_only=True) as store:
+        judged = {j.doc_id for j in load_stored_goldset(store, "tides").judgments}
+    assert judged == {"s#0", "s#2", "k#0", "k#1"}
+    assert invoke(["goldset", "remap", "tides", "--corpus", str(corpus), "--name", "t2"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "1 chunks overlap another chunk of their source with other text" in out
+    assert "s#2 │ s │ s#9 │ 43-55 │ 43" in out
+
+
+@pytest.mark.parametrize(
+    ("chunk", "message"),
+    [
+        (
+            {"id": "s#2", "text": "Waves break.", "source_id": "s", "start": 43,
+             "end": 200_000_000},
+            "end 200000000 of chunk 's#2' lies past its text: from start 43, its 12 "
+            "characters end at 55",
+        ),
+        (
+            {"id": "s#2", "text": "Waves break. And more.", "source_id": "s", "start": 43,
+             "end": 65},
+            "end 65 of chunk 's#2' lies past the end of its source 's', whose whole text "
+            "(line 1) has 55 characters",
+        ),
+    ],
+    ids=["past-its-text", "past-its-source"],
+)  # fmt: skip
+def test_chunk_offsets_no_text_backs_are_refused_before_anything_is_built(
+    imported: Path,
+    evalkit_home: Path,
+    capsys: pytest.CaptureFixture[str],
+    chunk: dict[str, Any],
+    message: str,
+) -> None:
+    """A chunk with "end": 200000000 took 1.86 GB (a larger one a raw MemoryError, exit 1,
+    which says "stored, some stale")."""
+    corpus = write_jsonl(
+        imported / "chunks.jsonl",
+        [{"id": "s", "text": SOURCE}, *sentence_chunks("k", OTHER), chunk],
+    )
+    tracemalloc.start()
+    try:
+        code = invoke(["goldset", "remap", "tides", "--corpus", str(corpus)])
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    err = " ".join(capsys.readouterr().err.split())
+    assert code == 2, err
+    assert peak < 50_000_000
+    assert f"chunks.jsonl:4 field 'end': {message}" in err
+    with Store.open(evalkit_home / "evalkit.duckdb", read_only=True) as store:
+        assert len(list_goldsets(store, "tides")) == 1
 
 
 # -- the audit's span check ---------------------------------------------------------------

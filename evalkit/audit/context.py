@@ -14,6 +14,7 @@ from evalkit.audit.snapshot import IndexSnapshot
 from evalkit.embedding import TextEmbedder
 from evalkit.errors import ConfigError, RetrieverError
 from evalkit.goldset.model import Goldset
+from evalkit.goldset.remap import SourceText
 from evalkit.records import Query
 from evalkit.records.audit import AuditConfig, CheckOutcome
 from evalkit.retrievers.base import describe_exception
@@ -57,7 +58,7 @@ class AuditContext:
     config: AuditConfig
     embedder: TextEmbedder | None = None
     source_hashes: Mapping[str, str] | None = None
-    span_sources: Mapping[str, str] | None = None
+    span_sources: Mapping[str, SourceText] | None = None
     goldset: Goldset | None = None
     queries: Sequence[Query] | None = None
     previous: Mapping[str, float] = field(default_factory=dict)

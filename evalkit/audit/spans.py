@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from evalkit.audit.context import AuditContext
 from evalkit.audit.snapshot import fetch_documents
 from evalkit.goldset.model import Goldset
-from evalkit.goldset.remap import locate_span, same_text, source_texts
+from evalkit.goldset.remap import SourceText, locate_span, same_text, source_texts
 from evalkit.records import Document, Judgment
 from evalkit.records.audit import CheckOutcome, Finding
 
@@ -33,14 +33,14 @@ def span_source_ids(goldset: Goldset | None) -> set[str]:
     return {j.span.source_id for j in goldset.judgments if j.span is not None}
 
 
-def span_sources(documents: Iterable[Document], goldset: Goldset | None) -> dict[str, str]:
+def span_sources(documents: Iterable[Document], goldset: Goldset | None) -> dict[str, SourceText]:
     """The current text of each source the goldset's spans name, rebuilt from ``documents``
     (a corpus's chunks or whole documents)."""
     wanted = span_source_ids(goldset)
     return source_texts(documents, wanted) if wanted else {}
 
 
-def _changed(judgment: Judgment, source: str) -> dict[str, object] | None:
+def _changed(judgment: Judgment, source: SourceText | str) -> dict[str, object] | None:
     """What changed about the judgment's span in ``source``, or None when it still reads
     the same at its offsets (or, with no offsets, is found once)."""
     span = judgment.span
@@ -82,7 +82,7 @@ def check_spans(context: AuditContext) -> CheckOutcome:
             {"span_judgments": 0.0},
             note="the goldset has no span-anchored judgments to check",
         )
-    texts: Mapping[str, str]
+    texts: Mapping[str, SourceText | str]
     from_source = context.span_sources is not None
     if context.span_sources is not None:
         texts = context.span_sources

@@ -322,6 +322,17 @@ def remap(
                     }
                     for row in result.lost
                 ],
+                "conflicts": [
+                    {
+                        "source_id": conflict.source_id,
+                        "chunk": conflict.other,
+                        "overlaps": conflict.kept,
+                        "start": conflict.start,
+                        "end": conflict.end,
+                        "differs_at": conflict.offset,
+                    }
+                    for conflict in result.conflicts
+                ],
             }
         )
     else:
@@ -346,6 +357,21 @@ def _print_remap(outcome: RemapOutcome) -> None:
             table(
                 f"{len(lost)} judgments not mapped{shown}",
                 ["query", "document", "status", "reason"],
+                rows,
+            )
+        )
+    if result.conflicts:
+        rows = [
+            [c.other, c.source_id, c.kept, f"{c.start}-{c.end}", str(c.offset)]
+            for c in result.conflicts[:_SHOWN_LOST]
+        ]
+        shown = "" if len(result.conflicts) <= _SHOWN_LOST else f", first {_SHOWN_LOST} shown"
+        console.print(
+            table(
+                f"{len(result.conflicts)} chunks overlap another chunk of their source with "
+                f"other text{shown}: a judgment went only to the chunks whose text holds "
+                "its passage",
+                ["chunk", "source", "overlaps", "overlap", "differs at"],
                 rows,
             )
         )

@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from evalkit.errors import ConfigError
-from evalkit.goldset.corpus import iter_corpus
 from evalkit.goldset.jsonl import CORPUS_FILE
 from evalkit.goldset.model import Goldset
-from evalkit.goldset.remap import RemapResult, remap_judgments
+from evalkit.goldset.remap import RemapResult, iter_chunks, remap_judgments
 from evalkit.records.requests import DEFAULT_MIN_OVERLAP
 from evalkit.store.access import WriterAccess
 from evalkit.store.goldsets import load_stored_goldset
@@ -129,8 +128,8 @@ def remap_goldset(store: WriterAccess, request: GoldsetRemapRequest) -> RemapOut
         )
     result = remap_judgments(
         old.judgments,
-        iter_corpus(request.corpus),
-        old_corpus=iter_corpus(old_corpus) if old_corpus is not None else None,
+        iter_chunks(request.corpus),
+        old_corpus=iter_chunks(old_corpus) if old_corpus is not None else None,
         min_overlap=request.min_overlap,
     )
     if not result.judgments:
