@@ -985,3 +985,85 @@ def test_the_plan_of_a_one_point_sweep_run_again_reads_as_one_point() -> None:
     assert SweepPlan(2, {1: "r1", 2: "r2"}, "ndcg@10").describe() == (
         "all 2 points already run; nothing to run"
     )
+
+
+def _grid_of(values: int, *, max_points: int | None = None) -> str:
+    """A sweep of ``values`` x ``values`` points (k against ef_search) on the demo."""
+    listed = list(range(10, 10 + values))
+    cap = f"max_points = {max_points}\n" if max_points is not None else ""
+    return (
+        f'name = "wide"\ngoldset = "demo"\nmeasures = ["ndcg@10"]\n{cap}'
+        f'[retriever]\ncollection = "demo"\n[grid]\nk = {listed}\nef_search = {listed}\n'
+    )
+
+
+def test_a_grid_of_a_million_points_is_refused_before_one_is_made(
+    evalkit_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A 1,000 x 1,000 grid had not started its first point after 90 s (776 MB): its points
+    are counted first, and more than the cap (1,000) is a bad sweep file, exit 2."""
+    import time
+    import tracemalloc
+
+    path = write_sweep(tmp_path, _grid_of(1000))
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        with pytest.raises(ConfigError) as caught:
+            load_sweep(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert time.perf_counter() - started < 5
+    assert peak < 20 * 2**20
+    assert str(caught.value) == (
+        f"{path}: line 6, grid: 1,000,000 points (1000 k x 1000 ef_search), more than the "
+        "1,000 points a sweep runs at most (each point is a goldset run); narrow it, or allow "
+        "more with max_points = N in the file or --max-points N"
+    )
+    error = sweep_json(capsys, path, expect=2)["error"]
+    assert error["exit_code"] == 2
+    assert error["message"].startswith(f"{path}: line 6, grid: 1,000,000 points")
+
+
+def test_the_cap_on_points_is_the_file_s_or_the_command_s_to_raise(
+    evalkit_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """33 x 33 = 1,089 points: refused by default, allowed by max_points in the file or by
+    --max-points, and --dry-run counts them against the cap without running one."""
+    refused = write_sweep(tmp_path, _grid_of(33), name="refused.toml")
+    assert "1,089 points (33 k x 33 ef_search)" in str(
+        sweep_json(capsys, refused, "--dry-run", expect=2)["error"]["message"]
+    )
+    planned = sweep_json(capsys, refused, "--dry-run", "--max-points", "1089")
+    assert (planned["points_total"], planned["max_points"]) == (1089, 1089)
+    assert planned["points"][0] == {
+        "number": 1,
+        "settings": {"k": 10, "ef_search": 10},
+        "source": "[grid]",
+    }
+    assert sweep_json(capsys, refused, "--dry-run", "--max-points", "1088", expect=2)
+    allowed = write_sweep(tmp_path, _grid_of(33, max_points=2000), name="allowed.toml")
+    assert load_sweep(allowed).max_points == 2000
+    assert sweep_json(capsys, allowed, "--dry-run")["points_total"] == 1089
+    many = "".join(f"[[points]]\nk = {k}\n" for k in range(10, 1012))
+    listed = write_sweep(
+        tmp_path,
+        'name = "list"\ngoldset = "demo"\nmeasures = ["ndcg@10"]\n'
+        f'[retriever]\ncollection = "demo"\n{many}',
+        name="listed.toml",
+    )
+    with pytest.raises(ConfigError, match=r"points: 1,002 \[\[points\]\] entries, more than"):
+        load_sweep(listed)
+    # Nothing was run, nothing stored.
+    assert not (evalkit_home / "evalkit.duckdb").exists()
+
+
+def test_a_dry_run_prints_the_points_and_their_count(
+    evalkit_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_sweep(tmp_path, GRID.format(name="plan", goldset="demo"))
+    assert invoke(["sweep", str(path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "k=10 ef_search=10" in out
+    assert f"sweep plan ({path}): 4 points (at most 1,000) on goldset demo; dry run" in out

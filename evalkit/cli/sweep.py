@@ -26,7 +26,14 @@ from evalkit.records.requests import DEFAULT_RAY_ACTORS
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from evalkit.pipeline import PointRerun, PointResult, SweepOutcome, SweepPlan, SweepPoint
+    from evalkit.pipeline import (
+        PointRerun,
+        PointResult,
+        Sweep,
+        SweepOutcome,
+        SweepPlan,
+        SweepPoint,
+    )
 
 SOME_POINT_FAILED = 1
 NO_POINT_RAN = 3
@@ -71,6 +78,21 @@ def sweep(
     engine: Engine = "local",
     ray_address: RayAddress = None,
     ray_actors: RayActors = DEFAULT_RAY_ACTORS,
+    max_points: Annotated[
+        int | None,
+        typer.Option(
+            "--max-points",
+            min=1,
+            help="Run a sweep of more points than its file's max_points (default 1000) allows.",
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Read and check the sweep file, print its points and their count; run nothing.",
+        ),
+    ] = False,
     output: Format = OutputFormat.table,
 ) -> None:
     """Run every point of a sweep file (a grid or a list of retriever settings: k, the
@@ -87,10 +109,15 @@ def sweep(
     Example: evalkit sweep sweep.toml
 
     Example: evalkit sweep sweep.toml --engine ray --format json
+
+    Example: evalkit sweep sweep.toml --dry-run
     """
-    from evalkit.pipeline import run_sweep_file
+    from evalkit.pipeline import read_sweep_file, run_sweep_file
 
     config = settings()
+    if dry_run:
+        _print_plan(read_sweep_file(file, config, max_points=max_points), output)
+        return
     outcome = run_sweep_file(
         CommandStore("sweep", config=config),
         file,
@@ -98,6 +125,7 @@ def sweep(
         engine=engine,
         ray_address=ray_address,
         ray_actors=ray_actors,
+        max_points=max_points,
         progress=_Progress() if output is OutputFormat.table else None,
     )
     if output is OutputFormat.json:
@@ -107,6 +135,36 @@ def sweep(
     end_without_teardown()
     if outcome.failed:
         raise typer.Exit(SOME_POINT_FAILED if outcome.run_ids else NO_POINT_RAN)
+
+
+def _print_plan(sweep: Sweep, output: OutputFormat) -> None:
+    """What ``--dry-run`` prints: the sweep's points, numbered as a run numbers them."""
+    points = [
+        {"number": number, "settings": dict(point.settings), "source": point.source}
+        for number, point in enumerate(sweep.points, start=1)
+    ]
+    if output is OutputFormat.json:
+        emit_json(
+            {
+                "sweep": sweep.name,
+                "file": str(sweep.path),
+                "tag": sweep.tag,
+                "goldset": sweep.goldset,
+                "measures": list(sweep.measures),
+                "points_total": len(points),
+                "max_points": sweep.max_points,
+                "points": points,
+            }
+        )
+        return
+    rows = [[n, point.describe(), point.source] for n, point in enumerate(sweep.points, start=1)]
+    console.print(table(None, ["#", "settings", "written"], rows))
+    console.print(
+        f"sweep {sweep.name} ({sweep.path}): {len(points)} point"
+        f"{'s' if len(points) != 1 else ''} (at most {sweep.max_points:,}) on goldset "
+        f"{sweep.goldset}; dry run: nothing was run",
+        markup=False,
+    )
 
 
 def _print_outcome(outcome: SweepOutcome) -> None:

@@ -120,6 +120,7 @@ if TYPE_CHECKING:
         check_sweep,
         load_sweep,
         pareto_front,
+        read_sweep_file,
         run_sweep,
         run_sweep_file,
     )
@@ -222,6 +223,7 @@ __all__ = [
     "publish_goldset",
     "query_drift_methods",
     "queue_disagreements",
+    "read_sweep_file",
     "record_baseline",
     "record_review",
     "remap_goldset",
@@ -335,6 +337,7 @@ __getattr__ = lazy_attributes(
         "prepare_traffic_replay": "evalkit.pipeline.traffic",
         "publish_goldset": "evalkit.pipeline.review_publish",
         "queue_disagreements": "evalkit.pipeline.review",
+        "read_sweep_file": "evalkit.pipeline.sweep",
         "record_baseline": "evalkit.pipeline.gate",
         "record_review": "evalkit.pipeline.review",
         "remap_goldset": "evalkit.pipeline.goldset_remap",

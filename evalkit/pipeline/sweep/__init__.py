@@ -20,6 +20,7 @@ a run whose index has changed since (by its index fingerprint) is not reused
 """
 
 from evalkit.pipeline.sweep.file import (
+    MAX_POINTS,
     SEARCH_SETTINGS,
     SWEEP_KEYS,
     Sweep,
@@ -34,11 +35,13 @@ from evalkit.pipeline.sweep.run import (
     SweepPlan,
     SweepProgress,
     pareto_front,
+    read_sweep_file,
     run_sweep,
     run_sweep_file,
 )
 
 __all__ = [
+    "MAX_POINTS",
     "SEARCH_SETTINGS",
     "SWEEP_KEYS",
     "PointRerun",
@@ -51,6 +54,7 @@ __all__ = [
     "check_sweep",
     "load_sweep",
     "pareto_front",
+    "read_sweep_file",
     "run_sweep",
     "run_sweep_file",
 ]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ from evalkit.retrievers.factory import RETRIEVER_KINDS, RetrieverOptions
 from evalkit.retrievers.plugins import FACTORY_KIND
 
 __all__ = [
+    "MAX_POINTS",
     "SEARCH_SETTINGS",
     "SWEEP_KEYS",
     "Sweep",
@@ -57,6 +59,12 @@ SEARCH_SETTINGS: dict[tuple[str, str], tuple[str, str]] = {
 }
 """(retriever kind, sweep key) -> (``[retriever.TABLE]``, field) of the store search
 setting the key sets: what each store can set per query or session today."""
+
+MAX_POINTS = 1000
+"""The most points a sweep runs unless its file's ``max_points`` (or ``evalkit sweep
+--max-points``) allows more: each point is a whole goldset run, and a grid's points are
+counted before any is made (a 1,000 x 1,000 grid would be a million runs, and took 776 MB
+before its first one)."""
 
 DEFAULT_EMBEDDER = "default"
 """The embedder name that means the ``[embedder]`` settings (and ``model_path``)."""
@@ -177,6 +185,7 @@ class SweepFile(_Model):
     embedders: dict[str, SweepEmbedder] = Field(default_factory=dict)
     grid: SweepGrid | None = None
     points: list[SweepPointSettings] | None = None
+    max_points: int | None = Field(default=None, ge=1)
 
 
 # -- a sweep, read and checked ----------------------------------------------------------
@@ -235,6 +244,9 @@ class Sweep:
     retriever: SweepRetriever
     embedders: Mapping[str, SweepEmbedder]
     points: tuple[SweepPoint, ...]
+    max_points: int = MAX_POINTS
+    """The most points the sweep may have (``MAX_POINTS``, or what the file or the caller
+    allowed)."""
 
     @property
     def root(self) -> Path:
@@ -261,13 +273,14 @@ class Sweep:
         )
 
 
-def load_sweep(path: Path) -> Sweep:
+def load_sweep(path: Path, *, max_points: int | None = None) -> Sweep:
     """Read and check the sweep file ``path`` (TOML).
 
     ConfigError naming the file, the key path and what is wrong with it: not TOML, an
     unknown key, a value of the wrong type, an empty ``[grid]`` or ``[[points]]``, both or
     neither of them, an unknown measure or embedder name, two points with the same
-    settings.
+    settings, more points than ``max_points`` (else the file's ``max_points``, else
+    ``MAX_POINTS``): a grid's points are counted before any is made.
     """
     data = read_toml(path)
     try:
@@ -278,7 +291,8 @@ def load_sweep(path: Path) -> Sweep:
         measures = tuple(str(measure) for measure in parse_measures(written.measures))
     except MeasureError as error:
         raise ConfigError(f"{path}: {toml_place(path, ('measures',))}measures: {error}") from error
-    points = _points(path, written)
+    cap = max_points or written.max_points or MAX_POINTS
+    points = _points(path, written, cap)
     sweep = Sweep(
         name=written.name,
         path=path,
@@ -291,6 +305,7 @@ def load_sweep(path: Path) -> Sweep:
         retriever=written.retriever,
         embedders=dict(written.embedders),
         points=points,
+        max_points=cap,
     )
     for point in points:
         embedder = point.get("embedder")
@@ -308,7 +323,7 @@ def load_sweep(path: Path) -> Sweep:
     return sweep
 
 
-def _points(path: Path, written: SweepFile) -> tuple[SweepPoint, ...]:
+def _points(path: Path, written: SweepFile, cap: int) -> tuple[SweepPoint, ...]:
     if (written.grid is None) == (written.points is None):
         raise ConfigError(
             f"{path}: give either a [grid] table (every combination of its values) or "
@@ -316,6 +331,11 @@ def _points(path: Path, written: SweepFile) -> tuple[SweepPoint, ...]:
             + ("not both" if written.grid is not None else "none is given")
         )
     if written.grid is not None:
+        axes = _grid_axes(written.grid)
+        count = math.prod(len(values) for _, values in axes) if axes else 0
+        if count > cap:
+            sizes = " x ".join(f"{len(values)} {key}" for key, values in axes)
+            _refuse_count(path, ("grid",), f"grid: {count:,} points ({sizes})", cap)
         _refuse_repeated_values(path, written.grid)
         points = list(_grid_points(written.grid))
         if not points:
@@ -328,6 +348,8 @@ def _points(path: Path, written: SweepFile) -> tuple[SweepPoint, ...]:
         entries = written.points or []
         if not entries:
             raise ConfigError(f"{path}: points: no [[points]] entry; give at least one")
+        if len(entries) > cap:
+            _refuse_count(path, ("points",), f"points: {len(entries):,} [[points]] entries", cap)
         points = [
             _point(entry.model_dump(exclude={"options"}), entry.options, number)
             for number, entry in enumerate(entries, start=1)
@@ -342,6 +364,14 @@ def _points(path: Path, written: SweepFile) -> tuple[SweepPoint, ...]:
             )
         seen[key] = point.source
     return tuple(points)
+
+
+def _refuse_count(path: Path, at: tuple[str, ...], counted: str, cap: int) -> None:
+    raise ConfigError(
+        f"{path}: {toml_place(path, at)}{counted}, more than the {cap:,} points a sweep runs "
+        f"at most (each point is a goldset run); narrow it, or allow more with max_points = N "
+        "in the file or --max-points N"
+    )
 
 
 def _refuse_repeated_values(path: Path, grid: SweepGrid) -> None:

@@ -46,6 +46,7 @@ __all__ = [
     "SweepPlan",
     "SweepProgress",
     "pareto_front",
+    "read_sweep_file",
     "run_sweep",
     "run_sweep_file",
 ]
@@ -330,6 +331,15 @@ def run_sweep(
     )
 
 
+def read_sweep_file(path: Path, settings: Settings, *, max_points: int | None = None) -> Sweep:
+    """The sweep file at ``path`` read (``load_sweep``, refusing more points than
+    ``max_points`` allows) and checked against the retriever of ``settings``
+    (``check_sweep``): what ``evalkit sweep --dry-run`` shows, and what a sweep runs."""
+    sweep = load_sweep(path, max_points=max_points)
+    check_sweep(sweep, settings)
+    return sweep
+
+
 def run_sweep_file(
     store: WriterAccess,
     path: Path,
@@ -338,16 +348,16 @@ def run_sweep_file(
     engine: str = "local",
     ray_address: str | None = None,
     ray_actors: int = DEFAULT_RAY_ACTORS,
+    max_points: int | None = None,
     progress: SweepProgress | None = None,
     query_progress: Callable[[int, int], None] | None = None,
 ) -> SweepOutcome:
-    """What ``evalkit sweep`` and the sweep job do: read the sweep file at ``path``
-    (``load_sweep``), check it against ``settings``, read or name its goldset (relative to
-    the file) and run it (``run_sweep``) on ``engine``: ``local``, or ``ray`` on the
-    cluster at ``ray_address`` (None: ``RAY_ADDRESS``, else one local instance for the
-    whole sweep) with ``ray_actors`` actors."""
-    sweep = load_sweep(path)
-    check_sweep(sweep, settings)
+    """What ``evalkit sweep`` and the sweep job do: read and check the sweep file at
+    ``path`` (``read_sweep_file``), read or name its goldset (relative to the file) and run
+    it (``run_sweep``) on ``engine``: ``local``, or ``ray`` on the cluster at
+    ``ray_address`` (None: ``RAY_ADDRESS``, else one local instance for the whole sweep)
+    with ``ray_actors`` actors."""
+    sweep = read_sweep_file(path, settings, max_points=max_points)
     on_ray = (
         RayEngine(sweep.retriever_options(), settings, address=ray_address, actors=ray_actors)
         if check_engine(engine) == "ray"
