@@ -11,11 +11,12 @@ import json
 import os
 import socket
 import time
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from test_dashboard_browser import _serving, browser  # noqa: F401  (fixture)
+from test_dashboard_browser import SCREENSHOTS, _cells, _serving, browser  # noqa: F401  (fixture)
 
 from evalkit.clock import utc_now
 from evalkit.pipeline.review import ingest_draft, record_review
@@ -277,3 +278,100 @@ def test_a_connection_naming_another_host_is_refused_and_saves_nothing(
     assert "Rejecting WebSocket connection" in (tmp_path / "dashboard.log").read_text()
     with Store.open(queued_store, read_only=True) as store:
         assert item_reviews(store, goldset=GOLDSET) == {}
+
+
+def test_queued_text_and_reviewer_names_are_shown_as_text_in_chromium(
+    tmp_path: Path,
+    browser: object,  # noqa: F811
+) -> None:
+    """A query from traffic, an item's reason, document ids, a suggester's and reviewers'
+    names holding Markdown images and links: the page shows them as written, makes no
+    request to where they point and draws no image, nor a link hiding its target."""
+    from loopback import running
+    from selenium.webdriver.common.by import By
+
+    from evalkit.records import Query
+    from evalkit.records.review import ReviewDocument, ReviewItem, ReviewOrigin, ReviewRecord
+    from evalkit.store.review import add_review, save_items
+
+    fetched: list[str] = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            fetched.append(self.path)
+            self.send_response(404)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    with running(Receiver) as receiver:
+        base = receiver.url
+
+        def hostile(field: str) -> str:
+            return f"{field} ![x]({base}/{field}.png) [x]({base}/{field})"
+
+        item = ReviewItem(
+            item_id="hostile-item",
+            goldset="hostile",
+            origin=ReviewOrigin.traffic,
+            query=Query("q1", hostile("query")),
+            documents=(
+                ReviewDocument(hostile("doc"), "a passage", 2, hostile("suggester")),
+                ReviewDocument("plain-doc", "another passage"),
+            ),
+            reason=hostile("reason"),
+        )
+        path = tmp_path / "evalkit.duckdb"
+        grades = {document.doc_id: 1 for document in item.documents}
+        with Store.open(path) as store:
+            save_items(store, [item])
+            record_review(
+                store,
+                item.item_id,
+                reviewer=hostile("reviewer_a"),
+                verdict=Verdict.accept,
+                grades=grades,
+            )
+            # A name stored before names were checked: a right-to-left override in it.
+            overridden = ReviewRecord(
+                item.item_id,
+                hostile("reviewer_b") + " \u202egpj.exe",
+                Verdict.accept,
+                grades,
+                utc_now(),
+            )
+            add_review(store, overridden)
+        with _serving(path, tmp_path / "dashboard.log") as url:
+            browser.get(f"{url}/review?goldset=hostile")  # type: ignore[attr-defined]
+            shown = _settled(browser, text="reviewer_a")
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            browser.save_screenshot(str(SCREENSHOTS / "review-hostile-item.png"))  # type: ignore[attr-defined]
+            _sign(browser, hostile("signer"))
+            _press(browser, "2")
+            _press(browser, "1")
+            _press(browser, "a")
+            shown += _settled(browser, text="Accepted item")
+            agreement = _cells(browser, "Reviewers")
+            time.sleep(1.0)  # an image the page asked for has been fetched by now
+            browser.save_screenshot(str(SCREENSHOTS / "review-hostile.png"))  # type: ignore[attr-defined]
+            # A URL written out may be autolinked, its text its target (as on every page);
+            # no link may hide where it goes behind other words.
+            links = [
+                (a.get_attribute("textContent"), a.get_attribute("href"))
+                for a in browser.find_elements(By.TAG_NAME, "a")  # type: ignore[attr-defined]
+            ]
+            images = [
+                image.get_attribute("src")
+                for image in browser.find_elements(By.TAG_NAME, "img")  # type: ignore[attr-defined]
+                if base in (image.get_attribute("src") or "")
+            ]
+    assert fetched == []
+    assert [(text, href) for text, href in links if base in href and text != href] == []
+    assert images == []
+    for field in ("query", "reason", "doc", "suggester", "reviewer_a", "signer"):
+        assert f"{field} ![x]({base}/{field}.png) [x]({base}/{field})" in shown, field
+    assert "\\u202egpj.exe" in shown
+    assert "\u202e" not in shown
+    assert any("\\u202egpj.exe" in cell for cell in agreement), agreement
+    assert not any("\u202e" in cell for cell in agreement), agreement

@@ -19,6 +19,7 @@ from evalkit.dashboard.loaders.review import ReviewQueueData
 from evalkit.errors import EvalkitError
 from evalkit.pipeline import publish_goldset, record_review
 from evalkit.records.review import PublishRequest, ReviewItem, Verdict
+from evalkit.redaction import visible
 from evalkit.store import Store
 from evalkit.store.review import QueuedItem
 
@@ -69,8 +70,8 @@ def _save(item: ReviewItem, verdict: Verdict) -> None:
         if missing:
             st.session_state[_MESSAGE_KEY] = (
                 "error",
-                f"Grade every document (0-3) before accepting: {', '.join(missing)} "
-                "not graded yet.",
+                f"Grade every document (0-3) before accepting: "
+                f"{', '.join(ui.md(doc_id) for doc_id in missing)} not graded yet.",
             )
             return
     question = st.session_state.get(f"review-question-{item.item_id}", item.query.text)
@@ -89,12 +90,12 @@ def _save(item: ReviewItem, verdict: Verdict) -> None:
         access.write(access.configured_store_path(), f"review {item.item_id}", work)
     except (EvalkitError, OSError) as error:
         # OSError: a store on a read-only mount (errno 30), not only one of another user.
-        st.session_state[_MESSAGE_KEY] = ("error", f"Not saved: {error}")
+        st.session_state[_MESSAGE_KEY] = ("error", f"Not saved: {ui.md(error)}")
         return
     word = "Accepted" if verdict is Verdict.accept else "Rejected"
     st.session_state[_MESSAGE_KEY] = (
         "success",
-        f"{word} item {item.item_id[:8]} as {reviewer}: {item.query.text}",
+        f"{word} item {ui.md(item.item_id[:8])} as {ui.md(reviewer)}: {ui.md(item.query.text)}",
     )
 
 
@@ -107,17 +108,17 @@ def _publish(goldset: str, min_reviews: int) -> None:
         publication = outcome.publication
         fresh = "new version" if outcome.created else "the same content as"
         return (
-            f"Published {goldset} {publication.goldset_version} ({fresh}): "
+            f"Published {ui.md(goldset)} {publication.goldset_version} ({fresh}): "
             f"{publication.n_items} items, {publication.n_queries_added} queries added, "
             f"{publication.n_judgments_added} judgments added, "
             f"{publication.n_judgments_changed} changed."
-            + (f" {outcome.merged_summary()}." if outcome.merged else "")
+            + (f" {ui.md(outcome.merged_summary())}." if outcome.merged else "")
         )
 
     try:
         message = access.write(access.configured_store_path(), f"publish {goldset}", work)
     except (EvalkitError, OSError) as error:
-        st.session_state[_MESSAGE_KEY] = ("error", f"Not published: {error}")
+        st.session_state[_MESSAGE_KEY] = ("error", f"Not published: {ui.md(error)}")
         return
     st.session_state[_MESSAGE_KEY] = ("success", message)
 
@@ -144,10 +145,11 @@ def _document_panel(item: ReviewItem, cursor: int) -> None:
             suggested = (
                 ""
                 if document.suggested_grade is None
-                else f" · suggested {document.suggested_grade} by {document.suggested_by or '?'}"
+                else f" · suggested {document.suggested_grade} by "
+                f"{ui.md(document.suggested_by or '?')}"
             )
             st.markdown(
-                f"{marker}**{position + 1}/{len(item.documents)}** `{document.doc_id}` · "
+                f"{marker}**{position + 1}/{len(item.documents)}** {ui.md(document.doc_id)} · "
                 f"{shown}{suggested}"
             )
             text = document.text or "(no text stored for this document)"
@@ -158,11 +160,11 @@ def _document_panel(item: ReviewItem, cursor: int) -> None:
 
 def _review_panel(item: ReviewItem, read_only: bool) -> None:
     cursor = st.session_state.setdefault(_cursor_key(item.item_id), 0)
-    st.subheader(item.query.text)
+    st.subheader(ui.md(item.query.text))
     tags = ", ".join(item.query.tags)
     st.caption(
-        f"Item `{item.item_id}` · {item.origin} · priority {item.priority:.2f} · {item.reason}"
-        + (f" · tags: {tags}" if tags else "")
+        f"Item {ui.md(item.item_id)} · {item.origin} · priority {item.priority:.2f} · "
+        f"{ui.md(item.reason)}" + (f" · tags: {ui.md(tags)}" if tags else "")
     )
     st.text_area(
         "Question (edit it if it is unclear)",
@@ -213,10 +215,10 @@ def _queue_table(data: ReviewQueueData) -> pd.DataFrame:
                 "status": queued.status,
                 "origin": str(queued.item.origin),
                 "priority": queued.item.priority,
-                "question": queued.item.query.text,
+                "question": visible(queued.item.query.text),
                 "documents": len(queued.item.documents),
-                "reviewers": ", ".join(queued.reviewers),
-                "reason": queued.item.reason,
+                "reviewers": visible(", ".join(queued.reviewers)),
+                "reason": visible(queued.item.reason),
             }
             for queued in data.items
         ]
@@ -227,7 +229,7 @@ def _agreement_table(data: ReviewQueueData) -> pd.DataFrame:
     return pd.DataFrame(
         [
             {
-                "reviewers": f"{pair.reviewer_a} / {pair.reviewer_b}",
+                "reviewers": visible(f"{pair.reviewer_a} / {pair.reviewer_b}"),
                 "items": pair.n_items,
                 "graded pairs": pair.n_pairs,
                 "kappa": pair.kappa,
@@ -283,7 +285,7 @@ def render(page: ui.PageContext) -> None:
         st.number_input("Reviewers needed per item", min_value=1, max_value=20, value=1, step=1)
     )
     st.button(
-        f"Publish the accepted items as a new version of {goldset}",
+        f"Publish the accepted items as a new version of {ui.md(goldset)}",
         key="review-publish",
         on_click=_publish,
         args=(goldset, min_reviews),
@@ -306,7 +308,7 @@ def render(page: ui.PageContext) -> None:
                 else f"95% interval {pair.low:.2f} to {pair.high:.2f}"
             )
             card.metric(
-                f"{pair.reviewer_a} / {pair.reviewer_b}",
+                f"{ui.md(pair.reviewer_a)} / {ui.md(pair.reviewer_b)}",
                 "-" if pair.kappa is None else f"{pair.kappa:.2f}",
                 delta=f"{pair.n_pairs} graded pairs, {pair.n_items} items",
                 delta_color="off",
