@@ -433,6 +433,42 @@ def test_malformed_change_rows_are_refused_naming_file_line_and_field(
         assert store.fetch("SELECT count(*) FROM freshness_checks") == [(0,)]
 
 
+@pytest.mark.parametrize(
+    "updated_at",
+    [
+        "0001-01-01T00:00:00Z",
+        "0001-01-01T00:00:00+14:00",
+        "9999-12-31T23:59:59-14:00",
+        "1969-12-31T23:59:59Z",
+    ],
+)
+def test_a_time_at_the_edge_of_the_calendar_is_refused_naming_file_line_and_field(
+    updated_at: str,
+    evalkit_home: Path,
+    delayed_retriever: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Year 1 and the year 9999 shifted past the calendar by their offset crashed the
+    check (OverflowError, exit 1, which reads as a breached objective)."""
+    log = evalkit_home.parent / "edge.jsonl"
+    write_changes(
+        log,
+        [
+            {"doc_id": "a", "updated_at": "2026-03-01T10:00:00Z", "content": "fine text"},
+            {"doc_id": "b", "updated_at": updated_at, "content": "text"},
+        ],
+    )
+    arguments = ["--changes", str(log), "--http-retriever", delayed_retriever]
+    code = invoke(["freshness", *arguments, "--format", "json"])
+    captured = capsys.readouterr()
+    assert code == 2, captured.err
+    [problem] = json.loads(captured.out)["error"]["problems"]
+    assert (problem["path"], problem["line"], problem["field"]) == (str(log), 2, "updated_at")
+    assert f"{updated_at!r} is not a time between 1970 and now" in problem["message"]
+    with Store.open(evalkit_home / "evalkit.duckdb") as store:
+        assert store.fetch("SELECT count(*) FROM freshness_checks") == [(0,)]
+
+
 class HeldVersions:
     """An index whose versions are given: doc id -> (text, write time)."""
 

@@ -209,6 +209,10 @@ def change_files(paths: Sequence[Path]) -> Iterator[tuple[Path, str]]:
 # -- values --------------------------------------------------------------------------------
 
 
+_EARLIEST = datetime(1970, 1, 1)
+"""No change is dated before 1970, as no epoch seconds are (and pandas' times end in 1677)."""
+
+
 class _BadValueError(Exception):
     """A value of a change row that cannot be used; the message says why."""
 
@@ -240,7 +244,16 @@ def _moment(value: object) -> datetime:
             ) from None
     else:
         raise _BadValueError(f"{value!r} is not a time (ISO 8601 text or epoch seconds)")
-    return naive_utc(moment)
+    try:
+        utc = naive_utc(moment)
+    except OverflowError:  # year 1 or 9999, moved past the calendar by its UTC offset
+        utc = None
+    if utc is None or utc < _EARLIEST:
+        shown = value if isinstance(value, str) else moment.isoformat()
+        raise _BadValueError(
+            f"{shown!r} is not a time between 1970 and now; give the time of the change"
+        )
+    return utc
 
 
 def _doc_id(value: object) -> str:
