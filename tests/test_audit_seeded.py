@@ -94,7 +94,7 @@ EXPECTED = {
     "exact_duplicates": {"eiffel", EXACT_COPY},
     "near_duplicates": {"volcano", NEAR_COPY},
     "changed_at_source": {CHANGED},
-    "deleted_at_source": {DELETED},
+    "not_in_source": {DELETED},
     "missing_from_index": {NEW},
     "vectors_from_another_model": set(OTHER_MODEL),
     "orphaned_judgments": set(ORPHANS),

@@ -44,9 +44,14 @@ def test_copies_of_every_document_are_the_cause_explain_names(
     indexed = _json(capsys, "index", "--corpus", str(doubled), "--collection", "dup")
     assert (indexed["added"], indexed["total"]) == (330, 660)
     candidate = _json(capsys, "run", "--goldset", "demo", "--collection", "dup")["run_id"]
-    audit = _json(capsys, "audit", "--collection", "dup")
-    (duplicates,) = [f for f in audit["findings"] if f["kind"] == "exact_duplicates"]
-    assert duplicates["count"] == 660
+    audit = _json(capsys, "audit", "--collection", "dup", "--source", str(DEMO / "corpus.jsonl"))
+    found = {f["kind"]: f for f in audit["findings"]}
+    assert found["exact_duplicates"]["count"] == 660
+    # The copies' ids were never in the source: duplicates of its documents, not documents
+    # deleted from it.
+    assert "not_in_source" not in found
+    assert found["duplicates_of_source"]["count"] == 330
+    assert found["duplicates_of_source"]["details"]["copies"]["d0001-copy"] == "d0001"
 
     explained = _json(capsys, "explain", candidate)
 
@@ -59,5 +64,10 @@ def test_copies_of_every_document_are_the_cause_explain_names(
     assert top["score"] > 0.95
     assert top["link"]["params"]["finding"] == "exact_duplicates"
     assert all(row["extra_copies"] for row in top["evidence"])
+    assert top["statement"].endswith(
+        f"of these copies store a source document's text under an id the source does not "
+        f"have (audit {audit['audit_id']}, duplicates_of_source): the likely cause is the "
+        "corpus ingested again under new ids without deduplication"
+    )
     rebuilt = next(c for c in explained["causes"] if c["kind"] == "index_changed")
     assert rebuilt["score"] < 0.05

@@ -22,10 +22,22 @@ from evalkit.retrievers.base import describe_exception
 if TYPE_CHECKING:
     from chromadb.api.models.Collection import Collection
 
-__all__ = ["AuditContext", "RetrievedLists"]
+__all__ = ["AuditContext", "RetrievedLists", "SourceHashes"]
 
 _QUERY_BATCH = 100
 _MOSTLY_ANOTHER_MODEL = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class SourceHashes:
+    """Each source document's ``content_hash`` and ``embedded_text_hash``, by id
+    (``evalkit.audit.staleness.hash_source``)."""
+
+    content: Mapping[str, str]
+    text: Mapping[str, str]
+
+    def __len__(self) -> int:
+        return len(self.content)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +56,7 @@ class RetrievedLists:
 class AuditContext:
     """Everything the checks read: the collection, its snapshot, the inputs, the settings.
 
-    ``source_hashes`` maps each source document id to its content hash (None: no source);
+    ``source_hashes`` holds each source document's content and text hash (None: no source);
     ``span_sources`` holds the current text of each source the goldset's span judgments
     name, rebuilt from the source corpus (None: no source corpus given);
     ``goldset`` supplies golden queries and judgments; ``queries`` are the queries the ANN
@@ -57,7 +69,7 @@ class AuditContext:
     snapshot: IndexSnapshot
     config: AuditConfig
     embedder: TextEmbedder | None = None
-    source_hashes: Mapping[str, str] | None = None
+    source_hashes: SourceHashes | None = None
     span_sources: Mapping[str, SourceText] | None = None
     goldset: Goldset | None = None
     queries: Sequence[Query] | None = None

@@ -3,23 +3,28 @@
 Two independent signals. The *fingerprint* the collection records (``evalkit_model_*``) is
 compared with the query model's. Then a seeded sample of stored documents is re-embedded
 from their stored text with the query model and compared, vector by vector, with what the
-collection stores: a stored vector that the query model does not reproduce (cosine below
-``model_min_cosine``) was made by another model, even when no fingerprint was stored or
-only a slice of the index was written by another model.
+collection stores (``reembed_stored``): a stored vector that the query model does not
+reproduce (cosine below ``model_min_cosine``) was made by another model, even when no
+fingerprint was stored or only a slice of the index was written by another model, unless
+the stored text is not the document's own either: then the content under that id was
+replaced (a pipeline updating text and vectors in place), which re-indexing or deleting
+the documents fixes, not another model. ``evalkit drift model`` reads the same sample.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import numpy.typing as npt
 
-from evalkit.audit.context import AuditContext
+from evalkit.audit.context import AuditContext, SourceHashes
 from evalkit.audit.duplicates import unit_rows
-from evalkit.audit.snapshot import fetch_documents
-from evalkit.embedding import ModelFingerprint
-from evalkit.records.audit import CheckOutcome, Finding
+from evalkit.audit.snapshot import StoredDocument, embedded_text_hash, stored_documents
+from evalkit.embedding import ModelFingerprint, TextEmbedder
+from evalkit.records.audit import CheckOutcome, Finding, Reembedding
 
-__all__ = ["check_model", "rowwise_cosine", "sample_rows"]
+__all__ = ["check_model", "reembed_stored", "rowwise_cosine", "sample_rows"]
 
 
 def rowwise_cosine(first: npt.ArrayLike, second: npt.ArrayLike) -> npt.NDArray[np.float64]:
@@ -38,6 +43,115 @@ def sample_rows(n: int, size: int | None, rng: np.random.Generator) -> npt.NDArr
     if size is None or size >= n:
         return np.arange(n, dtype=np.int64)
     return np.sort(rng.choice(n, size=size, replace=False)).astype(np.int64)
+
+
+def _content_changed(stored: StoredDocument, source: SourceHashes | None) -> bool:
+    """Whether a stored document's text is not its own: it differs from its source while
+    the hash recorded at indexing says that source version was indexed, or (the source
+    not given, or moved on since) its stored content no longer has the recorded hash."""
+    doc_id = stored.document.id
+    indexed_from_source = (
+        source is not None
+        and doc_id in source.text
+        and bool(stored.recorded_hash)
+        and stored.recorded_hash == source.content.get(doc_id)
+    )
+    if source is not None and indexed_from_source:
+        # Compared by text: metadata that does not round-trip through the store exactly
+        # (a float's last digits) must not make an intact document look rewritten.
+        return embedded_text_hash(stored.document) != source.text[doc_id]
+    return stored.rewritten
+
+
+def reembed_stored(
+    stored: Sequence[StoredDocument],
+    embedder: TextEmbedder,
+    *,
+    min_cosine: float,
+    source: SourceHashes | None = None,
+) -> Reembedding:
+    """Re-embed the stored text of each of ``stored`` (read with their vectors, see
+    ``stored_documents``) with ``embedder`` and compare with the stored vector; each
+    document's text is checked against ``source`` (or the hash recorded at indexing) to
+    tell replaced content from another model. The vectors must have ``embedder``'s
+    dimension."""
+    kept = [document for document in stored if document.vector is not None]
+    if not kept:
+        empty = np.zeros(0)
+        return Reembedding((), empty, empty.astype(bool), min_cosine)
+    fresh = embedder.embed([document.document.content for document in kept])
+    vectors = np.stack([document.vector for document in kept if document.vector is not None])
+    return Reembedding(
+        doc_ids=tuple(document.document.id for document in kept),
+        cosines=rowwise_cosine(vectors, fresh),
+        content_changed=np.asarray([_content_changed(document, source) for document in kept]),
+        min_cosine=min_cosine,
+    )
+
+
+def _other_model_finding(context: AuditContext, sample: Reembedding) -> Finding:
+    config, snapshot = context.config, context.snapshot
+    other = sample.other_model
+    share = float(other.mean())
+    bad_ids = sample.ids(other)
+    estimated = round(share * len(snapshot))
+    return config.finding(
+        "vectors_from_another_model",
+        f"{len(bad_ids)} of {len(sample)} re-embedded documents do not match their "
+        f"stored vectors (cosine < {config.model_min_cosine}); about {estimated} "
+        f"of {len(snapshot)} documents were embedded by another model. Indexing "
+        "the corpus again leaves them as they are, since their content has not "
+        "changed: rebuild the collection with the query model "
+        f"({_rebuild(snapshot.name)}), or delete these documents from it (Chroma's "
+        "`collection.delete(ids=...)`) and index again.",
+        len(bad_ids),
+        doc_ids=bad_ids,
+        value=float(sample.cosines[other].min()),
+        threshold=config.model_min_cosine,
+        details={
+            "sampled": len(sample),
+            "mismatched_share": share,
+            "estimated_documents": estimated,
+            "cosines": {
+                doc_id: round(float(cosine), 6)
+                for doc_id, cosine in zip(bad_ids, sample.cosines[other], strict=True)
+            },
+        },
+    )
+
+
+def _replaced_finding(context: AuditContext, sample: Reembedding) -> Finding:
+    config, snapshot = context.config, context.snapshot
+    replaced = sample.replaced
+    bad_ids = sample.ids(replaced)
+    against = (
+        "their source (whose version they were indexed from)"
+        if context.source_hashes is not None
+        else "the content hash recorded when they were indexed"
+    )
+    return config.finding(
+        "content_replaced",
+        f"{len(bad_ids)} of {len(sample)} re-embedded documents do not match their stored "
+        f"vectors (cosine < {config.model_min_cosine}), and their stored text differs from "
+        f"{against}: the text and vectors under these ids were replaced after indexing "
+        "(e.g. `collection.update(documents=..., embeddings=...)`), not embedded by another "
+        "model. Audit with --source to list every such document (changed_in_index); "
+        "delete them from the collection and index again, or rebuild it "
+        f"({_rebuild(snapshot.name)}).",
+        len(bad_ids),
+        doc_ids=bad_ids,
+        value=float(sample.cosines[replaced].min()),
+        threshold=config.model_min_cosine,
+        details={
+            "sampled": len(sample),
+            "replaced_share": float(replaced.mean()),
+            "compared_with": "source" if context.source_hashes is not None else "recorded_hash",
+            "cosines": {
+                doc_id: round(float(cosine), 6)
+                for doc_id, cosine in zip(bad_ids, sample.cosines[replaced], strict=True)
+            },
+        },
+    )
 
 
 def _describe(fingerprint: ModelFingerprint) -> str:
@@ -114,45 +228,25 @@ def check_model(context: AuditContext) -> CheckOutcome:
         measurements["model_sampled_documents"] = 0.0
         return CheckOutcome("model", True, measurements, tuple(findings))
 
-    documents = fetch_documents(collection=context.collection, doc_ids=sampled_ids)
-    kept = np.asarray([row for row in rows if snapshot.ids[row] in documents], dtype=np.int64)
-    measurements["model_sampled_documents"] = float(kept.size)
-    if kept.size == 0:
+    held = stored_documents(context.collection, sampled_ids, vectors=True)
+    sample = reembed_stored(
+        [held[doc_id] for doc_id in sampled_ids if doc_id in held],
+        embedder,
+        min_cosine=config.model_min_cosine,
+        source=context.source_hashes,
+    )
+    measurements["model_sampled_documents"] = float(len(sample))
+    if not len(sample):
         note = "the collection stores no document text to re-embed" if len(rows) else None
         return CheckOutcome("model", True, measurements, tuple(findings), note=note)
-    fresh = embedder.embed([documents[snapshot.ids[row]].content for row in kept])
-    cosines = rowwise_cosine(snapshot.vectors[kept], fresh)
-    disagree = cosines < config.model_min_cosine
-    measurements["model_mismatched_documents"] = float(disagree.sum())
-    measurements["model_min_cosine"] = float(cosines.min())
-    if disagree.any():
-        share = float(disagree.mean())
-        bad_ids = tuple(snapshot.ids[row] for row in kept[disagree])
-        estimated = round(share * len(snapshot))
-        findings.append(
-            config.finding(
-                "vectors_from_another_model",
-                f"{len(bad_ids)} of {kept.size} re-embedded documents do not match their "
-                f"stored vectors (cosine < {config.model_min_cosine}); about {estimated} "
-                f"of {len(snapshot)} documents were embedded by another model. Indexing "
-                "the corpus again leaves them as they are, since their content has not "
-                "changed: rebuild the collection with the query model "
-                f"({_rebuild(snapshot.name)}), or delete these documents from it (Chroma's "
-                "`collection.delete(ids=...)`) and index again.",
-                len(bad_ids),
-                doc_ids=bad_ids,
-                value=float(cosines[disagree].min()),
-                threshold=config.model_min_cosine,
-                details={
-                    "sampled": int(kept.size),
-                    "mismatched_share": share,
-                    "estimated_documents": estimated,
-                    "cosines": {
-                        doc_id: round(float(cosine), 6)
-                        for doc_id, cosine in zip(bad_ids, cosines[disagree], strict=True)
-                    },
-                },
-            )
-        )
-    note = None if kept.size == len(snapshot) else f"re-embedded a sample of {kept.size}"
+    other, replaced = sample.other_model, sample.replaced
+    measurements["model_mismatched_documents"] = float(other.sum())
+    measurements["model_content_replaced_documents"] = float(replaced.sum())
+    measurements["model_min_cosine"] = float(sample.cosines.min())
+    if other.any():
+        findings.append(_other_model_finding(context, sample))
+    if replaced.any():
+        findings.append(_replaced_finding(context, sample))
+    kept = len(sample)
+    note = None if kept == len(snapshot) else f"re-embedded a sample of {kept}"
     return CheckOutcome("model", True, measurements, tuple(findings), note=note)

@@ -15,7 +15,7 @@ from evalkit.audit.duplicates import check_duplicates
 from evalkit.audit.model import check_model
 from evalkit.audit.snapshot import read_snapshot
 from evalkit.audit.spans import check_spans, span_sources
-from evalkit.audit.staleness import check_staleness, source_hashes
+from evalkit.audit.staleness import check_staleness, hash_source
 from evalkit.clock import utc_now
 from evalkit.embedding import TextEmbedder
 from evalkit.goldset.corpus import iter_corpus
@@ -73,13 +73,13 @@ def run_audit(
     if source is not None:
         if isinstance(source, str | Path):
             source_label = str(source)
-            hashes = source_hashes(iter_corpus(source))
+            hashes = hash_source(iter_corpus(source))
             if "spans" in settings.checks:
                 texts = span_sources(iter_corpus(source), goldset)
         else:
             source_label = "documents"
             documents = list(source)
-            hashes = source_hashes(documents)
+            hashes = hash_source(documents)
             texts = span_sources(documents, goldset)
     context = AuditContext(
         collection=collection,

@@ -1,14 +1,17 @@
 """One read of a Chroma collection that every check shares: ids, content hashes, vectors.
 
 The collection is paged through once (``collection.get`` with ``limit``/``offset``), keeping
-only what the checks need: each document's id, its ``evalkit_content_hash`` and its stored
-vector (float32). Document texts are fetched only for the sample the model check re-embeds,
-and for documents written without a content hash, whose hash is then derived from them.
+only what the checks need: each document's id, its ``evalkit_content_hash``, the hash of the
+text it stores now and its stored vector (float32). Texts are hashed page by page and not
+kept: the hash recorded at indexing says which version of the source was indexed, the
+stored text's hash what the index holds now (a pipeline that rewrote documents in place
+leaves the first as it was). Documents written without a content hash get one derived from
+their stored text, title and metadata.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -27,11 +30,19 @@ from evalkit.retrievers.chroma_client import (
     TITLE_KEY,
     collection_space,
 )
+from evalkit.retrievers.versions import text_hash
 
 if TYPE_CHECKING:
     from chromadb.api.models.Collection import Collection
 
-__all__ = ["IndexSnapshot", "fetch_documents", "read_snapshot"]
+__all__ = [
+    "IndexSnapshot",
+    "StoredDocument",
+    "embedded_text_hash",
+    "fetch_documents",
+    "read_snapshot",
+    "stored_documents",
+]
 
 DEFAULT_PAGE_SIZE = 1000
 
@@ -40,17 +51,20 @@ FloatMatrix = npt.NDArray[np.float32]
 
 @dataclass(frozen=True, eq=False)
 class IndexSnapshot:
-    """What a collection holds: ``ids[i]`` has content hash ``hashes[i]`` and vector ``vectors[i]``.
+    """What a collection holds: ``ids[i]`` has content hash ``hashes[i]``, stores a text
+    whose ``embedded_text_hash`` is ``text_hashes[i]`` and vector ``vectors[i]``.
 
-    A document written without an evalkit content hash (by another tool) gets the hash of its
-    stored text, title and metadata, as ``evalkit index`` computes it; ``hashes[i]`` is empty
-    only when it was stored without text.
+    ``hashes[i]`` is the content hash recorded when the document was indexed; a document
+    written without one (by another tool) gets the hash of its stored text, title and
+    metadata, as ``evalkit index`` computes it; ``hashes[i]`` is empty only when it was
+    stored without text, as is ``text_hashes[i]``.
     ``space`` is the collection's distance space (``cosine``, ``ip`` or ``l2``).
     """
 
     name: str
     ids: tuple[str, ...]
     hashes: tuple[str, ...]
+    text_hashes: tuple[str, ...]
     vectors: FloatMatrix
     space: str
     metadata: Mapping[str, Any]
@@ -80,54 +94,123 @@ class IndexSnapshot:
         return {doc_id: row for row, doc_id in enumerate(self.ids)}
 
 
+@dataclass(frozen=True, slots=True)
+class StoredDocument:
+    """One document as a collection stores it: the ``Document`` that is embedded (stored
+    text, title and own metadata), the content hash recorded when it was indexed (``""``
+    when it was written without one) and, when read, its stored vector."""
+
+    document: Document
+    recorded_hash: str
+    vector: npt.NDArray[np.float32] | None = None
+
+    @property
+    def content_hash(self) -> str:
+        """The content hash of what the collection stores now (``content_hash``)."""
+        return content_hash(self.document)
+
+    @property
+    def rewritten(self) -> bool:
+        """Whether the stored text, title or metadata is no longer what was indexed: the
+        content hash recorded at indexing differs from the stored content's (a pipeline
+        that updates documents in place leaves the recorded hash as it was)."""
+        return bool(self.recorded_hash) and self.recorded_hash != self.content_hash
+
+
+def embedded_text_hash(document: Document) -> str:
+    """The hash of the text a document's vector embeds (title and text, ``Document.content``),
+    whitespace runs counted as one space (``text_hash``): equal for the same document
+    stored by another tool, blind to metadata."""
+    return text_hash(document.content)
+
+
 def read_snapshot(collection: Collection, *, page_size: int = DEFAULT_PAGE_SIZE) -> IndexSnapshot:
-    """Page through ``collection`` once and keep ids, content hashes and vectors.
+    """Page through ``collection`` once and keep ids, content hashes, text hashes and vectors.
 
     Raises ``RetrieverError`` when the collection cannot be read or holds documents
     without vectors.
     """
     ids: list[str] = []
     hashes: list[str] = []
+    text_hashes: list[str] = []
     pages: list[FloatMatrix] = []
     offset = 0
     while True:
         page = _get(
             collection,
-            include=["embeddings", "metadatas"],
+            include=["embeddings", "metadatas", "documents"],
             limit=page_size,
             offset=offset,
         )
         page_ids = [str(doc_id) for doc_id in page["ids"]]
         if not page_ids:
             break
-        metadatas = page.get("metadatas") or [None] * len(page_ids)
         embeddings = page.get("embeddings")
         if embeddings is None or len(embeddings) != len(page_ids):
             raise RetrieverError(
                 f"Chroma collection '{collection.name}' returned documents without vectors "
                 f"(offset {offset}); it cannot be audited"
             )
+        texts = page.get("documents") or [None] * len(page_ids)
+        metadatas = page.get("metadatas") or [None] * len(page_ids)
+        for doc_id, text, metadata in zip(page_ids, texts, metadatas, strict=True):
+            recorded = str((metadata or {}).get(CONTENT_HASH_KEY, ""))
+            if text is None:
+                hashes.append(recorded)
+                text_hashes.append("")
+                continue
+            stored = _stored_document(doc_id, str(text), metadata or {})
+            hashes.append(recorded or stored.content_hash)
+            text_hashes.append(embedded_text_hash(stored.document))
         ids.extend(page_ids)
-        hashes.extend(str((metadata or {}).get(CONTENT_HASH_KEY, "")) for metadata in metadatas)
         pages.append(np.asarray(embeddings, dtype=np.float32))
         if len(page_ids) < page_size:
             break
         offset += len(page_ids)
     vectors = np.concatenate(pages) if pages else np.zeros((0, 0), dtype=np.float32)
-    unhashed = [doc_id for doc_id, digest in zip(ids, hashes, strict=True) if not digest]
-    if unhashed:
-        derived = _derived_hashes(collection, unhashed, page_size=page_size)
-        hashes = [
-            digest or derived.get(doc_id, "") for doc_id, digest in zip(ids, hashes, strict=True)
-        ]
     return IndexSnapshot(
         name=collection.name,
         ids=tuple(ids),
         hashes=tuple(hashes),
+        text_hashes=tuple(text_hashes),
         vectors=np.ascontiguousarray(vectors),
         space=collection_space(collection),
         metadata=dict(collection.metadata or {}),
     )
+
+
+def stored_documents(
+    collection: Collection,
+    doc_ids: Sequence[str],
+    *,
+    vectors: bool = False,
+    page_size: int = DEFAULT_PAGE_SIZE,
+) -> dict[str, StoredDocument]:
+    """The documents of ``doc_ids`` the collection stores with a text, as ``StoredDocument``
+    (with their stored vectors when ``vectors``); documents stored without text are left
+    out."""
+    include = ["documents", "metadatas", *(["embeddings"] if vectors else [])]
+    found: dict[str, StoredDocument] = {}
+    for start in range(0, len(doc_ids), page_size):
+        page = _get(collection, ids=list(doc_ids[start : start + page_size]), include=include)
+        count = len(page["ids"])
+        texts = page.get("documents") or [None] * count
+        metadatas = page.get("metadatas") or [None] * count
+        stored_vectors = page.get("embeddings")
+        if stored_vectors is None:
+            stored_vectors = [None] * count
+        for doc_id, text, metadata, vector in zip(
+            page["ids"], texts, metadatas, stored_vectors, strict=True
+        ):
+            if text is None:
+                continue
+            found[str(doc_id)] = _stored_document(
+                str(doc_id),
+                str(text),
+                metadata or {},
+                None if vector is None else np.asarray(vector, dtype=np.float32),
+            )
+    return found
 
 
 def fetch_documents(
@@ -137,53 +220,31 @@ def fetch_documents(
 
     Documents stored without text are left out.
     """
-    documents: dict[str, Document] = {}
-    for doc_id, text, metadata in _stored_texts(collection, doc_ids, page_size=page_size):
-        title = str(metadata.get(TITLE_KEY, ""))
-        documents[doc_id] = Document(id=doc_id, text=text, title=title)
-    return documents
+    stored = stored_documents(collection, doc_ids, page_size=page_size)
+    return {doc_id: document.document for doc_id, document in stored.items()}
 
 
-def _stored_texts(
-    collection: Collection, doc_ids: Sequence[str], *, page_size: int
-) -> Iterator[tuple[str, str, Mapping[str, Any]]]:
-    """The id, text and metadata of each of ``doc_ids`` stored with a text, page by page."""
-    for start in range(0, len(doc_ids), page_size):
-        page = _get(
-            collection,
-            ids=list(doc_ids[start : start + page_size]),
-            include=["documents", "metadatas"],
-        )
-        texts = page.get("documents") or [None] * len(page["ids"])
-        metadatas = page.get("metadatas") or [None] * len(page["ids"])
-        for doc_id, text, metadata in zip(page["ids"], texts, metadatas, strict=True):
-            if text is not None:
-                yield str(doc_id), str(text), dict(metadata or {})
-
-
-def _derived_hashes(
-    collection: Collection, doc_ids: Sequence[str], *, page_size: int
-) -> dict[str, str]:
-    """Content hashes of documents written without one, from their stored text and metadata.
-
-    The same hash ``evalkit index`` would have stored when the metadata round-trips
-    (scalar values); documents stored without text get none.
-    """
-    derived: dict[str, str] = {}
-    for doc_id, text, stored in _stored_texts(collection, doc_ids, page_size=page_size):
-        document = Document(
-            id=doc_id,
-            text=text,
-            title=str(stored.get(TITLE_KEY, "")),
-            metadata={
-                key: value
-                for key, value in stored.items()
-                if not key.startswith(RESERVED_METADATA_PREFIX)
-                and isinstance(value, str | int | float | bool)
-            },
-        )
-        derived[doc_id] = content_hash(document)
-    return derived
+def _stored_document(
+    doc_id: str,
+    text: str,
+    metadata: Mapping[str, Any],
+    vector: npt.NDArray[np.float32] | None = None,
+) -> StoredDocument:
+    """A stored document as ``evalkit index`` wrote it: its title from evalkit's key, its own
+    metadata the keys outside evalkit's whose values round-trip (scalars), so that its
+    content hash is the one ``evalkit index`` computes for the same document."""
+    document = Document(
+        id=doc_id,
+        text=text,
+        title=str(metadata.get(TITLE_KEY, "")),
+        metadata={
+            key: value
+            for key, value in metadata.items()
+            if not key.startswith(RESERVED_METADATA_PREFIX)
+            and isinstance(value, str | int | float | bool)
+        },
+    )
+    return StoredDocument(document, str(metadata.get(CONTENT_HASH_KEY, "")), vector)
 
 
 def _get(collection: Collection, **arguments: Any) -> Mapping[str, Any]:

@@ -8,7 +8,10 @@ seldom judged even when its original is. A dropped query whose candidate top k h
 such extra copies than the baseline's had that many places taken: its lost relevant
 documents, the deepest-ranked first (the first a document ranked above them pushes out), up
 to that number, are the ones the copies pushed out. What the copies cost the query is
-measured by scoring it again with each group in one place (see ``duplicates_cause``).
+measured by scoring it again with each group in one place (see ``duplicates_cause``). The
+audit's staleness check groups too (``duplicates_of_source``): a source document with its
+copies under ids the source does not have, which names the likely cause, the corpus
+ingested again under new ids without deduplication.
 """
 
 from __future__ import annotations
@@ -29,8 +32,12 @@ if TYPE_CHECKING:
 
 __all__ = ["DUPLICATE_FINDINGS", "DuplicateCluster", "DuplicateClusters", "duplicates_cause"]
 
-DUPLICATE_FINDINGS = ("exact_duplicates", "near_duplicates")
+DUPLICATE_FINDINGS = ("exact_duplicates", "near_duplicates", "duplicates_of_source")
 """The audit findings whose clusters are copies of one another."""
+
+REINGESTED = "duplicates_of_source"
+"""The finding whose clusters hold a source document and its copies under ids the source
+does not have: the mark of a corpus ingested again under new ids without deduplication."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,12 +53,17 @@ class DuplicateCluster:
 @dataclass
 class DuplicateClusters:
     """The duplicate clusters of the audits read, by document (a document's first cluster
-    read counts: audits are read newest first)."""
+    read counts: audits are read newest first), and the copies a staleness check found
+    under ids the source does not have (``reingested``, by copy)."""
 
     of: dict[str, DuplicateCluster] = field(default_factory=dict)
+    reingested: dict[str, DuplicateCluster] = field(default_factory=dict)
 
     def add(self, cluster: DuplicateCluster) -> None:
         """Add ``cluster``; its documents already in a cluster read before keep that one."""
+        if cluster.finding == REINGESTED:
+            for doc in cluster.documents[1:]:
+                self.reingested.setdefault(doc, cluster)
         for doc in cluster.documents:
             self.of.setdefault(doc, cluster)
 
@@ -77,6 +89,17 @@ class DuplicateClusters:
                 kept.append(max(group, key=lambda d: (grades.get(d, -1), -group.index(d))))
         taken = set(kept)
         return kept, [doc for doc in ranking if doc not in taken]
+
+    def reingested_copies(self, docs: Sequence[str]) -> list[DuplicateCluster]:
+        """For each of ``docs`` (extra copies) whose cluster holds a copy of a source
+        document under an id the source does not have, that copy's cluster."""
+        found = []
+        for doc in docs:
+            members = self.of[doc].documents
+            copy = next((member for member in members if member in self.reingested), None)
+            if copy is not None:
+                found.append(self.reingested[copy])
+        return found
 
 
 def _then(ranking: Sequence[str], more: Sequence[str]) -> list[str]:
@@ -194,6 +217,14 @@ def duplicates_cause(
     sources = Counter((c.audit_id, c.collection, c.finding) for c in involved)
     audit_id, collection, finding = max(sources, key=lambda s: (sources[s], s))
     copies = sum(len(crowded[query]) for query in fractions)
+    reingested = clusters.reingested_copies([doc for q in fractions for doc in crowded[q]])
+    likely = (
+        f"; {len(reingested)} of these copies store a source document's text under an id "
+        f"the source does not have (audit {reingested[0].audit_id}, {REINGESTED}): the "
+        "likely cause is the corpus ingested again under new ids without deduplication"
+        if reingested
+        else ""
+    )
     found.measured(
         Cause(
             kind="crowded_by_duplicates",
@@ -204,7 +235,7 @@ def duplicates_cause(
                 f"{len(involved)} duplicate clusters of collection {collection}, audit "
                 f"{audit_id}, {finding}); with each cluster in one place and the relevant "
                 f"documents the copies pushed out put back, they win back {share:.0%} of the "
-                f"{measure} loss"
+                f"{measure} loss{likely}"
             ),
             link=cause_link(
                 "crowded_by_duplicates",

@@ -18,7 +18,8 @@ measure (the one that dropped most): the *loss* is the sum over queries of
 
 - ``missing_from_index``: the lost relevant documents of q that an audit reports as not in
   the index (orphaned judgments, or source documents never indexed), over all lost ones;
-- ``stale_documents``: the same for documents changed at the source since indexing;
+- ``stale_documents``: the same for documents changed at the source since indexing, or
+  whose stored text the index replaced since (``changed_in_index``);
 - ``unreflected_changes``: the same for documents a freshness check saw change at the
   source after the baseline started and not reflected by the index when the candidate did;
 - ``failed_queries``: 1 when q's retrieval failed in the candidate (it counts as 0);
@@ -90,7 +91,7 @@ __all__ = [
 _KIND_ORDER = {name: index for index, name in enumerate(CAUSE_KINDS)}
 _Dated = TypeVar("_Dated", StoredAudit, StoredDriftCheck)
 _MISSING_FINDINGS: Final = ("orphaned_judgments", "missing_from_index")
-_STALE_FINDINGS: Final = ("changed_at_source",)
+_STALE_FINDINGS: Final = ("changed_at_source", "changed_in_index")
 _MODEL_FINDINGS: Final = ("model_fingerprint_mismatch", "vectors_from_another_model")
 _DRIFT_STREAMS: Final = {"documents": "document_drift", "queries": "query_drift"}
 _NOT_RETRIEVER_FACTS: Final = frozenset({"count", INDEXED_FINGERPRINT, "model", "model_check"})
@@ -372,6 +373,8 @@ def _audit_causes(
         what = (
             "are missing from the index"
             if kind == "missing_from_index"
+            else "no longer store their source's text in the index"
+            if finding_kind == "changed_in_index"
             else "changed at the source since they were indexed"
         )
         queries = {q for q, _ in pairs}

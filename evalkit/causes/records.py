@@ -45,7 +45,8 @@ CAUSE_KINDS: Mapping[str, CauseKind] = {
             "stale_documents",
             True,
             "index_health",
-            "relevant documents the baseline retrieved changed at the source since indexing",
+            "relevant documents the baseline retrieved changed at the source since indexing, "
+            "or their stored text was replaced in the index (audit)",
         ),
         CauseKind(
             "unreflected_changes",

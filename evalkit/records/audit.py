@@ -15,9 +15,13 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from evalkit.errors import ConfigError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
 
 __all__ = [
     "AUDIT_DEFAULTS",
@@ -29,6 +33,7 @@ __all__ = [
     "CheckOutcome",
     "Finding",
     "FindingKind",
+    "Reembedding",
     "Severity",
 ]
 
@@ -94,10 +99,24 @@ FINDING_KINDS: Mapping[str, FindingKind] = {
             "documents whose source content changed since they were indexed",
         ),
         FindingKind(
-            "deleted_at_source",
+            "changed_in_index",
             "staleness",
             Severity.warning,
-            "documents deleted from the source but still indexed",
+            "documents whose stored text differs from their source although the source has "
+            "not changed since they were indexed (the index was written to afterwards)",
+        ),
+        FindingKind(
+            "not_in_source",
+            "staleness",
+            Severity.warning,
+            "indexed documents the source does not hold (deleted from it, or never in it)",
+        ),
+        FindingKind(
+            "duplicates_of_source",
+            "staleness",
+            Severity.warning,
+            "indexed documents not in the source that store a source document's text under "
+            "another id (ingested again without deduplication)",
         ),
         FindingKind(
             "missing_from_index",
@@ -122,6 +141,14 @@ FINDING_KINDS: Mapping[str, FindingKind] = {
             "model",
             Severity.critical,
             "stored vectors that the query model does not reproduce from the stored text",
+        ),
+        FindingKind(
+            "content_replaced",
+            "model",
+            Severity.warning,
+            "stored vectors that the query model does not reproduce from a stored text that "
+            "is not the document's (it differs from the source, or from what was indexed): "
+            "the content was replaced, not the model",
         ),
         FindingKind(
             "low_ann_recall",
@@ -286,6 +313,54 @@ class AuditReport:
             "n_findings": len(self.findings),
             "checks": [check.to_dict() for check in self.checks],
             "findings": [finding.to_dict() for finding in self.findings],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Reembedding:
+    """Stored documents re-embedded from their stored text with the query model: what the
+    audit's model check and ``evalkit drift model`` read the stored vectors by.
+
+    ``cosines[i]`` is the cosine of ``doc_ids[i]``'s stored vector with the query model's
+    embedding of its stored text; ``content_changed[i]`` says that text is not the
+    document's own (it differs from its source, or from the content hash recorded when it
+    was indexed). A vector below ``min_cosine`` was made by another model when its text is
+    the document's (``other_model``), and replaced along with its content when it is not
+    (``replaced``).
+    """
+
+    doc_ids: tuple[str, ...]
+    cosines: npt.NDArray[np.float64]
+    content_changed: npt.NDArray[np.bool_]
+    min_cosine: float
+
+    def __len__(self) -> int:
+        return len(self.doc_ids)
+
+    @property
+    def other_model(self) -> npt.NDArray[np.bool_]:
+        """Documents whose own text does not reproduce their stored vector."""
+        result: npt.NDArray[np.bool_] = (self.cosines < self.min_cosine) & ~self.content_changed
+        return result
+
+    @property
+    def replaced(self) -> npt.NDArray[np.bool_]:
+        """Documents whose stored vector and text are both not the document's own."""
+        result: npt.NDArray[np.bool_] = (self.cosines < self.min_cosine) & self.content_changed
+        return result
+
+    def ids(self, rows: npt.NDArray[np.bool_]) -> tuple[str, ...]:
+        """The ids of the documents ``rows`` selects."""
+        return tuple(doc_id for doc_id, kept in zip(self.doc_ids, rows, strict=True) if kept)
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready counts: sampled, made by another model, replaced, lowest cosine."""
+        return {
+            "sampled": len(self),
+            "other_model": int(self.other_model.sum()),
+            "content_replaced": int(self.replaced.sum()),
+            "lowest_cosine": round(float(self.cosines.min()), 6) if len(self) else None,
+            "min_cosine": self.min_cosine,
         }
 
 
