@@ -10,7 +10,7 @@ import typer
 
 from evalkit.cli._app import app
 from evalkit.cli._options import Format, seed_option
-from evalkit.cli._output import OutputFormat, console, emit_json, settings, table
+from evalkit.cli._output import OutputFormat, console, emit_json, say, settings, table
 from evalkit.cli._retriever import ChromaUrl, chroma_collection_name
 from evalkit.cli._store import CommandStore
 from evalkit.errors import ConfigError
@@ -106,7 +106,7 @@ def audit(
     Example: evalkit audit --collection demo --source goldsets/demo/corpus.jsonl
     --goldset demo --fail-on critical --format json
     """
-    from evalkit.embedding import build_query_embedder, local_model_modules
+    from evalkit.embedding import PacedEmbedder, build_query_embedder, local_model_modules
     from evalkit.pipeline import audit_collection
 
     config = settings()
@@ -139,6 +139,9 @@ def audit(
     # The [embedder] the collection was indexed with, loaded when a check first needs it:
     # the store, the goldset and the collection are checked before that.
     embedder = build_query_embedder(config)
+    if embedder is not None and output is OutputFormat.table:
+        # Re-embedding every stored text (--model-sample 0) takes minutes: say how long first.
+        embedder = PacedEmbedder(embedder, lambda pace: say(pace.describe()))
     # Opened for each piece of work the audit does: the checks run without the store.
     store = CommandStore("audit", write=save, config=config) if (save or goldset) else None
     outcome = audit_collection(

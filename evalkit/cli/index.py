@@ -3,6 +3,7 @@ index of it in a directory (``--kind bm25``)."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict
 from enum import StrEnum
 from pathlib import Path
@@ -158,9 +159,20 @@ def _index_chroma(
     url = chroma_url or config.chroma_url
     if not url:
         restore_interrupted_ef_search(config.resolved_chroma_path, collection)
+    shown = output is OutputFormat.table
+    if shown:
+        # Loading a local model takes seconds to tens of seconds, before the first batch.
+        say(f"loading embedding model {embedder.name} ...")
+    started = time.perf_counter()
+    fingerprint = embedder.fingerprint
+    if shown:
+        say(
+            f"embedding model {fingerprint.name} ({fingerprint.dimension} dimensions) ready "
+            f"in {time.perf_counter() - started:.1f} s"
+        )
     client = open_chroma_client(path=None if url else config.resolved_chroma_path, url=url)
     try:
-        with progress_bar(f"indexing {corpus.name}", enabled=output is OutputFormat.table) as bar:
+        with progress_bar(f"indexing {corpus.name}", enabled=shown) as bar:
             report = index_corpus(
                 client,
                 iter_corpus(corpus),
@@ -169,6 +181,7 @@ def _index_chroma(
                 batch_size=config.embed_batch_size,
                 total=total,
                 progress=bar,
+                pace=(lambda pace: say(pace.describe("embedding", "documents"))) if shown else None,
                 rebuild=rebuild,
                 prune=prune,
             )

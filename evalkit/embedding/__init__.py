@@ -14,6 +14,8 @@ each with a model fingerprint.
   ``build_query_embedder``, the one ``[embedder]`` names (``build_document_embedder``: the
   same, with its vectors cached for indexing).
 - ``cache``: ``CachingEmbedder``, document vectors kept between runs, per model.
+- ``pace``: ``embed_paced`` and ``PacedEmbedder``, the expected time of a long embedding,
+  measured on its first small batch (``EmbeddingPace``).
 
 Importing this package loads neither torch nor sentence-transformers: a local model loads
 them when it is loaded.
@@ -43,6 +45,7 @@ if TYPE_CHECKING:
         load_embedder,
         runs_on_onnx,
     )
+    from evalkit.embedding.pace import EmbeddingPace, PacedEmbedder, embed_paced
     from evalkit.embedding.query import (
         TextEmbedder,
         build_document_embedder,
@@ -57,14 +60,17 @@ __all__ = [
     "CachingEmbedder",
     "EmbedBackend",
     "Embedder",
+    "EmbeddingPace",
     "EndpointEmbedder",
     "LazyEmbedder",
     "ModelFingerprint",
+    "PacedEmbedder",
     "SentenceEncoder",
     "TextEmbedder",
     "build_document_embedder",
     "build_query_embedder",
     "default_model_path",
+    "embed_paced",
     "fingerprint_from_canaries",
     "load_embedder",
     "load_embedder_for",
@@ -84,14 +90,17 @@ __getattr__ = lazy_attributes(
         "DEFAULT_MODEL_NAME": "evalkit.embedding.local",
         "EmbedBackend": "evalkit.config",
         "Embedder": "evalkit.embedding.local",
+        "EmbeddingPace": "evalkit.embedding.pace",
         "EndpointEmbedder": "evalkit.embedding.endpoint",
         "LazyEmbedder": "evalkit.embedding.lazy",
         "ModelFingerprint": "evalkit.embedding.fingerprint",
+        "PacedEmbedder": "evalkit.embedding.pace",
         "SentenceEncoder": "evalkit.embedding.local",
         "TextEmbedder": "evalkit.embedding.query",
         "build_document_embedder": "evalkit.embedding.query",
         "build_query_embedder": "evalkit.embedding.query",
         "default_model_path": "evalkit.embedding.local",
+        "embed_paced": "evalkit.embedding.pace",
         "fingerprint_from_canaries": "evalkit.embedding.fingerprint",
         "load_embedder": "evalkit.embedding.local",
         "load_embedder_for": "evalkit.embedding.lazy",

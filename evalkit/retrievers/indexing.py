@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from evalkit.embedding import ModelFingerprint, TextEmbedder
+from evalkit.embedding.pace import PaceCallback, embed_paced
 from evalkit.errors import ConfigError, EmbeddingError, InputError, RetrieverError
 from evalkit.goldset import content_hash
 from evalkit.goldset.corpus import RESERVED_METADATA_PREFIX
@@ -93,6 +94,7 @@ def index_corpus(
     prune: bool = False,
     total: int | None = None,
     progress: ProgressCallback | None = None,
+    pace: PaceCallback | None = None,
 ) -> IndexReport:
     """Embed and write ``documents`` into the Chroma collection ``collection_name``.
 
@@ -101,8 +103,10 @@ def index_corpus(
     embedded nor written; a changed one is re-embedded and upserted; a new one is added.
     Documents are streamed in batches of ``batch_size``; only the map of stored ids to
     content hashes is held in memory. With ``prune=True`` documents no longer in the corpus
-    are deleted. ``progress(done, total)`` is called after every batch (``total`` defaults
-    to ``len(documents)`` when it has one).
+    are deleted. ``progress(done, total)`` is called before the first batch and after every
+    batch (``total`` defaults to ``len(documents)`` when it has one); ``pace`` is told the
+    expected time of the embedding, measured on the first documents it embeds
+    (``embed_paced``), when it is long.
 
     Raises ``ConfigError`` for a collection name Chroma refuses, before anything is
     embedded; ``EmbeddingError`` when the collection was built with another model, and
@@ -125,6 +129,7 @@ def index_corpus(
             prune=prune,
             total=total,
             progress=progress,
+            pace=pace,
         )
     except BaseException:
         # A corpus refused before anything was written must not leave an empty collection
@@ -186,12 +191,20 @@ def _index_into(
     prune: bool,
     total: int | None,
     progress: ProgressCallback | None,
+    pace: PaceCallback | None,
 ) -> IndexReport:
     collection_name = collection.name
     model = embedder.fingerprint
     stored, stored_keys = _stored_documents(collection)
     if total is None and isinstance(documents, Sized):
         total = len(documents)
+    if progress is not None:
+        progress(0, total)
+    # Documents already stored unchanged are not embedded again: with any stored, the
+    # documents left to read are at most what is left to embed.
+    at_most = bool(stored)
+    if total is None:
+        pace = None
 
     seen: set[str] = set()
     added = updated = unchanged = done = 0
@@ -216,8 +229,10 @@ def _index_into(
             pending.append((document, digest))
         if pending:
             _mark_indexing(collection)
-            _write(collection, pending, embedder, stored_keys)
+            left = len(pending) + (total - done - len(chunk) if total is not None else 0)
+            _write(collection, pending, embedder, stored_keys, pace, total=left, at_most=at_most)
             stored.update((document.id, digest) for document, digest in pending)
+            pace = None
         done += len(chunk)
         if progress is not None:
             progress(done, total)
@@ -369,8 +384,13 @@ def _write(
     pending: Sequence[tuple[Document, str]],
     embedder: TextEmbedder,
     stored_keys: Mapping[str, frozenset[str]],
+    pace: PaceCallback | None = None,
+    *,
+    total: int | None = None,
+    at_most: bool = False,
 ) -> None:
-    vectors = embedder.embed([document.content for document, _ in pending])
+    texts = [document.content for document, _ in pending]
+    vectors = embed_paced(embedder, texts, pace, total=total, at_most=at_most)
     # Taken once the batch is embedded, just before it is written: a freshness check reads
     # it as the time this version became retrievable.
     written = datetime.now(UTC).isoformat(timespec="milliseconds")
