@@ -1000,3 +1000,40 @@ def test_compare_writes_its_test_settings_to_the_url_so_a_link_keeps_them(
     command = next(c.value for c in shared.caption if c.value.startswith("Same figures as"))
     assert "--alpha 0.01 --min-effect 0.05" in command
     assert any(h.value == "Queries by loss on recall@10" for h in shared.subheader)
+
+
+def test_a_reviewer_name_with_an_escape_sequence_signs_nothing(
+    tmp_path: Path, use_store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The review page took any name: an ESC sequence, a newline, U+202E. The field says at
+    once what is wrong with the name, and saving says "Not saved"; nothing is stored."""
+    from evalkit.config import DASHBOARD_READ_ONLY_ENV
+    from evalkit.records import Query
+    from evalkit.records.review import ReviewDocument, ReviewItem, ReviewOrigin
+    from evalkit.store.review import item_reviews, save_items
+
+    path = tmp_path / "evalkit.duckdb"
+    item = ReviewItem(
+        item_id="item-1",
+        goldset="support",
+        origin=ReviewOrigin.traffic,
+        query=Query("q1", "refund window"),
+        documents=(ReviewDocument("d1", "Refunds within 30 days."),),
+    )
+    with Store.open(path) as store:
+        save_items(store, [item])
+    use_store(path)
+    monkeypatch.setenv(DASHBOARD_READ_ONLY_ENV, "0")
+    app = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    app.switch_page("views/review.py").run()
+    for name in ("ann\x1b[2J", "ann\nbob", "ann\u202egpj.exe"):
+        app.text_input(key="review-reviewer").set_value(name).run()
+        assert any("cannot sign a review" in e.value for e in app.error), name
+        app.button(key="grade-2").click().run()
+        app.button(key="review-accept").click().run()
+        assert not app.exception
+        assert any("Not saved" in e.value and "reviewer" in e.value for e in app.error), name
+    with Store.open(path, read_only=True) as store:
+        assert item_reviews(store, goldset="support") == {}
+    app.text_input(key="review-reviewer").set_value("ann").run()
+    assert not app.error

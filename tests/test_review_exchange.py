@@ -581,3 +581,64 @@ def test_an_annotator_option_that_names_nobody_in_the_export_is_told(
         "--annotator 5=ben, ann@x.org=ana, 4=ben: no annotation of this export is by those "
         "users (its annotators: ana@x.org); check the user id or email in Label Studio."
     ) in " ".join(err.split())
+
+
+UNFIT_NAMES = {
+    "escape": "ann\x1b[2J\x1b[31m",
+    "bell": "ann\x07",
+    "newline": "ann\nreviewed by: bob",
+    "c1": "ann\x9b31m",
+    "override": "ann\u202egpj.exe",
+    "isolate": "ann\u2067x",
+    "long": "a" * 1_000_000,
+}
+
+
+@pytest.mark.parametrize("name", UNFIT_NAMES.values(), ids=UNFIT_NAMES.keys())
+def test_a_name_with_control_or_bidi_characters_or_too_long_signs_nothing(
+    evalkit_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    """ESC sequences, BEL, newlines, U+202E and a million characters were taken as a
+    reviewer's name and printed raw by the one-line summaries (`review grade`, `review
+    import`); the dashboard's agreement table applied the override. Each is refused, exit
+    2, naming the field (and for an export the annotation); nothing is saved."""
+    tasks = _queued_tasks(tmp_path)
+    item = tasks[0]["data"]["item_id"]  # type: ignore[index]
+    doc = tasks[0]["data"]["doc_0_id"]  # type: ignore[index]
+    capsys.readouterr()
+    assert invoke(["review", "grade", item, "--reviewer", name, "--grade", f"{doc}=2"]) == 2
+    err = capsys.readouterr().err
+    assert "reviewer" in err
+    assert "\x1b" not in err
+    assert "\u202e" not in err
+    assert len(err) < 2_000
+
+    by_email = _graded_by_user_4(tasks[0], updated_at="2026-11-21T09:00:00Z")
+    by_email["annotations"][0]["completed_by"] = {"id": 4, "email": name}  # type: ignore[index]
+    by_name = _graded_by_user_4(tasks[0], updated_at="2026-11-21T09:00:00Z")
+    by_name["annotations"][0]["completed_by"] = {"id": 4, "first_name": name}  # type: ignore[index]
+    for export in (by_email, by_name):
+        assert invoke(["review", "import", _export(tmp_path, "named.json", [export])]) == 2
+        err = capsys.readouterr().err
+        assert "named.json field 'task 1, annotation 1, completed_by': cannot sign" in err
+        assert "\x1b" not in err
+        assert "\u202e" not in err
+    unnamed = _graded_by_user_4(tasks[0], updated_at="2026-11-21T09:00:00Z")
+    plain = _export(tmp_path, "plain.json", [unnamed])
+    assert invoke(["review", "import", plain, "--annotator", f"4={name}"]) == 2
+    err = capsys.readouterr().err
+    assert "--annotator" in err
+    assert "\x1b" not in err
+    with Store.open(evalkit_home / "evalkit.duckdb", read_only=True) as store:
+        assert item_reviews(store, goldset="tay") == {}
+
+
+def test_a_name_of_200_characters_in_any_script_signs_a_review(
+    evalkit_home: Path, tmp_path: Path
+) -> None:
+    tasks = _queued_tasks(tmp_path)
+    item = tasks[0]["data"]["item_id"]  # type: ignore[index]
+    doc = tasks[0]["data"]["doc_0_id"]  # type: ignore[index]
+    name = ("Zoë Ångström-حسن 李 " * 20)[:200]
+    assert invoke(["review", "grade", item, "--reviewer", name, "--grade", f"{doc}=2"]) == 0
+    assert _reviewers(evalkit_home / "evalkit.duckdb", item) == [name.strip()]

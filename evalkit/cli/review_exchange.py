@@ -30,6 +30,8 @@ def parse_annotators(values: list[str]) -> dict[int | str, str]:
     """``ID=NAME`` or ``EMAIL=NAME`` options (a Label Studio user, by id or email, and the
     name to sign with); a malformed one, or one user named twice, is a usage error."""
     from evalkit.goldset.label_studio import annotator_key
+    from evalkit.records.review import reviewer_problem
+    from evalkit.redaction import visible
 
     names: dict[int | str, str] = {}
     for value in values:
@@ -41,6 +43,9 @@ def parse_annotators(values: list[str]) -> dict[int | str, str]:
                 "'=', a name)",
                 param_hint="--annotator",
             )
+        problem = reviewer_problem(name.strip())
+        if problem is not None:
+            raise typer.BadParameter(f"'{visible(value)}': {problem}", param_hint="--annotator")
         if key in names and names[key] != name.strip():
             raise typer.BadParameter(
                 f"Label Studio user {key} is named twice ({names[key]}, {name.strip()})",

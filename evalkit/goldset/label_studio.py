@@ -24,7 +24,6 @@ The functions are pure: they neither read nor write the store.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -34,15 +33,16 @@ from typing import Literal
 
 from evalkit.clock import CLOCK_SKEW
 from evalkit.errors import ConfigError, InputError
+from evalkit.goldset._json_array import JsonArrayError, json_array_elements
 from evalkit.goldset._reading import ProblemLog, describe_value
 from evalkit.goldset.model import unknown_documents
-from evalkit.jsonsafe import TooDeepError, depth_checked
 from evalkit.records.review import (
     REVIEW_GRADES,
     ReviewItem,
     ReviewRecord,
     ReviewSource,
     Verdict,
+    reviewer_problem,
 )
 
 __all__ = [
@@ -363,10 +363,15 @@ def read_annotations(
     then.
     """
     reader = _ExportReader(Path(path), ProblemLog(), annotators or {})
-    read = list(reader.annotations())
-    if queue is not None:
-        for annotation in read:
+    read: list[LabelStudioAnnotation] = []
+    for annotation in reader.annotations():
+        if queue is not None:
             reader.check_queued(annotation.record, queue, at=annotation.at)
+        # Nothing is returned once a problem is found: only the problems are kept from then.
+        if reader.problems:
+            read.clear()
+        else:
+            read.append(annotation)
     if reader.problems:
         raise reader.error()
     return read
@@ -441,9 +446,14 @@ class _ExportReader:
         lines = [f"invalid Label Studio export, {problems.total} problem{plural}:"]
         lines.extend(f"  {problem}" for problem in problems.problems[:_SUMMARY_PROBLEMS])
         if problems.total > _SUMMARY_PROBLEMS:
+            listed = (
+                "every problem"
+                if problems.total <= len(problems.problems)
+                else f"the first {len(problems.problems):,}"
+            )
             lines.append(
-                f"  ... and {problems.total - _SUMMARY_PROBLEMS} more (`-o json` lists every "
-                "problem in 'problems')"
+                f"  ... and {problems.total - _SUMMARY_PROBLEMS:,} more (`-o json` lists "
+                f"{listed} in 'problems')"
             )
         lines.append(
             "Nothing was imported. Export the project again as JSON from Label Studio, with the "
@@ -469,58 +479,57 @@ class _ExportReader:
             )
 
     def annotations(self) -> Iterator[LabelStudioAnnotation]:
-        """Each annotation's record with where it stands (``task 3, annotation 1``)."""
-        tasks = self._load_json()
-        if tasks is None:
-            return
-        if not isinstance(tasks, list):
-            self.add(
-                f"expected a list of tasks [...] (Label Studio's JSON or JSON-MIN export), got "
-                f"{describe_value(tasks)}"
-            )
-            return
-        first = next((task for task in tasks if isinstance(task, dict)), {})
-        minimal = (
-            "annotations" not in first
-            and "data" not in first
-            and ("item_id" in first or "annotator" in first)
-        )
+        """Each annotation's record with where it stands (``task 3, annotation 1``), the
+        export read a task at a time (``json_array_elements``): a huge export is checked in
+        the memory of one task."""
+        tasks = self._tasks()
+        minimal: bool | None = None
         for number, task in enumerate(tasks, start=1):
             where = f"task {number}"
             if not isinstance(task, dict):
                 self.expected(where, "a task object {...}", task)
-            elif minimal:
+                continue
+            if minimal is None:  # the format is told by the first task
+                minimal = (
+                    "annotations" not in task
+                    and "data" not in task
+                    and ("item_id" in task or "annotator" in task)
+                )
+            if minimal:
                 yield from self._read_min_record(task, where)
             else:
                 yield from self._read_task(task, where)
 
-    def _load_json(self) -> object:
+    def _tasks(self) -> Iterator[object]:
+        """The export's tasks, one at a time; where the file stops being a JSON list of them,
+        a problem, and no more tasks."""
         file = self.file
         if not file.is_file():
             what = "is a directory, not a file" if file.is_dir() else "does not exist"
             self.add(f"{what}; check the path")
-            return None
+            return
         try:
-            raw = file.read_bytes()
+            yield from json_array_elements(file)
         except OSError as error:
             self.add(f"cannot be read ({error.strerror}); check its permissions")
-            return None
-        try:
-            text = raw.removeprefix(b"\xef\xbb\xbf").decode("utf-8")
-        except UnicodeDecodeError as error:
-            self.add(f"is not valid UTF-8 (byte {error.start + 1}); export it again")
-            return None
-        try:
-            return depth_checked(json.loads, text)
-        except TooDeepError:
-            self.add("nests arrays and objects too deeply to be a Label Studio export")
-        except json.JSONDecodeError as error:
-            self.add(
-                f"not valid JSON ({error.msg} at column {error.colno}); export the project as "
-                "JSON from Label Studio",
-                line=error.lineno,
-            )
-        return None
+        except JsonArrayError as error:
+            if error.problem == "not_array":
+                self.add(
+                    "expected a list of tasks [...] (Label Studio's JSON or JSON-MIN export), "
+                    f"got {describe_value(error.value)}"
+                )
+            elif error.problem == "not_utf8":
+                self.add(f"{error.detail}; export it again")
+            elif error.problem == "too_deep":
+                self.add("nests arrays and objects too deeply to be a Label Studio export")
+            elif error.problem == "too_large":
+                self.add(f"{error.detail}, more than any task of an export", line=error.line)
+            else:
+                self.add(
+                    f"not valid JSON ({error.detail}); export the project as JSON from Label "
+                    "Studio",
+                    line=error.line,
+                )
 
     def _task_data(self, data: Mapping[str, object], where: str) -> _TaskData | None:
         before = self.problems.total
@@ -710,6 +719,10 @@ class _ExportReader:
                 f"{describe_value(who)}",
                 field=field,
             )
+            return None, None
+        problem = reviewer_problem(name)
+        if problem is not None:
+            self.add(f"cannot sign the review: {problem}", field=field)
             return None, None
         named = _named_by(self.annotators, user_id(who), user_email(who, created_username))
         if len(named) > 1 and self.annotators[named[0]] != self.annotators[named[1]]:

@@ -48,6 +48,7 @@ from evalkit.records.review import (
     ReviewOrigin,
     ReviewRecord,
     Verdict,
+    reviewer_problem,
 )
 from evalkit.store.access import WriterAccess
 from evalkit.store.goldsets import current_goldset, load_stored_goldset
@@ -443,6 +444,9 @@ def record_review(
     name = reviewer.strip()
     if not name:
         raise InputError("give the reviewer's name", field="reviewer")
+    problem = reviewer_problem(name)
+    if problem is not None:
+        raise InputError(problem, field="reviewer")
     for doc_id, grade in grades.items():
         if grade not in REVIEW_GRADES:
             raise InputError(

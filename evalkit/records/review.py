@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -12,6 +13,7 @@ from evalkit.records import Query, Span
 
 __all__ = [
     "DISAGREEMENT_DEFAULTS",
+    "MAX_REVIEWER_CHARS",
     "PUBLISH_DEFAULTS",
     "REVIEW_GRADES",
     "DisagreementRequest",
@@ -22,10 +24,39 @@ __all__ = [
     "ReviewRecord",
     "ReviewSource",
     "Verdict",
+    "reviewer_problem",
 ]
 
 REVIEW_GRADES = (0, 1, 2, 3)
 """The grades a reviewer gives: 0 not relevant, 1 related, 2 relevant, 3 highly relevant."""
+
+
+MAX_REVIEWER_CHARS = 200
+"""The longest name a review may be signed with."""
+
+# Control characters (C0 with tab and newline, DEL, C1), line and paragraph separators, and
+# the bidirectional embeddings, overrides and isolates: a name is printed on one line of
+# a terminal and drawn on pages, where these would move the cursor, ring, recolour, break
+# the line or reorder the text around the name.
+_UNFIT_IN_NAMES = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def reviewer_problem(name: str) -> str | None:
+    """What keeps ``name`` from signing a review, or None when nothing does: a control
+    character (C0 or C1: ESC, BEL, a newline...), a line separator, a bidirectional
+    override or isolate (U+202A-U+202E, U+2066-U+2069), or more than
+    ``MAX_REVIEWER_CHARS`` characters."""
+    if len(name) > MAX_REVIEWER_CHARS:
+        return f"a name of {len(name):,} characters; at most {MAX_REVIEWER_CHARS} are taken"
+    found = _UNFIT_IN_NAMES.search(name)
+    if found is not None:
+        return (
+            f"the name holds {ascii(found.group())[1:-1]} at character {found.start() + 1}: a "
+            "name may hold no control character (ESC, BEL, a newline...) and no "
+            "bidirectional override (U+202A-U+202E, U+2066-U+2069), as it is printed on "
+            "terminals and drawn on pages"
+        )
+    return None
 
 
 class ReviewOrigin(StrEnum):

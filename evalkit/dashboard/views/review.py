@@ -18,7 +18,13 @@ from evalkit.dashboard import access, ui
 from evalkit.dashboard.loaders.review import ReviewQueueData
 from evalkit.errors import EvalkitError
 from evalkit.pipeline import publish_goldset, record_review
-from evalkit.records.review import PublishRequest, ReviewItem, Verdict
+from evalkit.records.review import (
+    MAX_REVIEWER_CHARS,
+    PublishRequest,
+    ReviewItem,
+    Verdict,
+    reviewer_problem,
+)
 from evalkit.redaction import visible
 from evalkit.store import Store
 from evalkit.store.review import QueuedItem
@@ -257,8 +263,14 @@ def render(page: ui.PageContext) -> None:
     ):
         card.metric(column, int(counts[column]))
     reviewer = st.text_input(
-        "Reviewer (your name signs your reviews)", key=_REVIEWER_KEY, disabled=read_only
+        "Reviewer (your name signs your reviews)",
+        key=_REVIEWER_KEY,
+        disabled=read_only,
+        max_chars=MAX_REVIEWER_CHARS,
     ).strip()
+    problem = reviewer_problem(reviewer)
+    if problem is not None:
+        st.error(f"This name cannot sign a review: {ui.md(problem)}", icon=":material/badge:")
     if read_only:
         st.info(
             "This dashboard is read-only: it shows the queue and saves nothing. Start it with "
