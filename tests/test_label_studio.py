@@ -708,3 +708,55 @@ def test_sdk_accepts_config_tasks_and_predictions() -> None:
         assert interface.validate_annotation(annotated)
     wrong = {"result": [choice("grade_0", "doc_0", "7")]}
     assert interface.validate_prediction(wrong, return_errors=True) != []
+
+
+def test_a_huge_export_of_small_objects_is_checked_in_bounded_memory(tmp_path: Path) -> None:
+    """A 167 MB export of small objects took 1.85 GB before it was refused: it is read a
+    task at a time, and only the first 1,000 problems are kept."""
+    import time
+    import tracemalloc
+
+    tasks = 100_000
+    path = tmp_path / "huge.json"
+    path.write_text("[" + ",".join(['{"x":1}'] * tasks) + "]", encoding="utf-8")
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        with pytest.raises(InputError) as caught:
+            import_annotations(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # Reading the file with json.loads alone held 20 MB: 100,000 dicts and their list.
+    assert peak < 12 * 2**20, f"{peak / 2**20:.1f} MB"
+    assert time.perf_counter() - started < 60
+    assert len(caught.value.problems) == 1000
+    assert caught.value.problems[-1].field == "task 1000, data"
+    message = str(caught.value)
+    assert message.startswith(f"{path}: invalid Label Studio export, 100,000 problems:")
+    assert "... and 99,997 more (`-o json` lists the first 1,000 in 'problems')" in message
+    assert "every problem" not in message
+
+
+def test_a_few_problems_are_all_listed_and_said_so(tmp_path: Path) -> None:
+    path = write(tmp_path, [{"x": 1}] * 4)
+    with pytest.raises(InputError) as caught:
+        import_annotations(path)
+    assert len(caught.value.problems) == 4
+    assert "... and 1 more (`-o json` lists every problem in 'problems')" in str(caught.value)
+
+
+def test_a_task_larger_than_any_export_holds_is_refused_not_read_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from evalkit.goldset import _json_array
+
+    monkeypatch.setattr(_json_array, "MAX_ELEMENT_CHARS", 4 * 2**20)
+    monkeypatch.setattr(_json_array, "CHUNK_BYTES", 2**20)
+    path = tmp_path / "long.json"
+    path.write_text('[{"data": {}},\n{"data": {"query": "' + "a" * 6 * 2**20, encoding="utf-8")
+    with pytest.raises(InputError) as caught:
+        import_annotations(path)
+    [problem] = caught.value.problems
+    assert problem.line == 2
+    assert "element 2 is longer than 4 MiB of JSON, more than any task of an export" in str(problem)

@@ -443,7 +443,7 @@ class _ExportReader:
         """The one error that lists the problems recorded (the first few in its message)."""
         problems = self.problems
         plural = "" if problems.total == 1 else "s"
-        lines = [f"invalid Label Studio export, {problems.total} problem{plural}:"]
+        lines = [f"invalid Label Studio export, {problems.total:,} problem{plural}:"]
         lines.extend(f"  {problem}" for problem in problems.problems[:_SUMMARY_PROBLEMS])
         if problems.total > _SUMMARY_PROBLEMS:
             listed = (
