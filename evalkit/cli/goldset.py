@@ -1,4 +1,5 @@
-"""``evalkit goldset import|validate|list|remap``."""
+"""``evalkit goldset import|validate|list|remap|publish`` (``goldset_generate`` and
+``goldset_versions`` add the others)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from evalkit.cli import goldset_generate  # noqa: F401  (registers `goldset generate`)
+from evalkit.cli import (
+    goldset_generate,  # noqa: F401  (registers `goldset generate`)
+    goldset_versions,  # noqa: F401  (registers `goldset export`, `show`)
+)
 from evalkit.cli._app import goldset_app
 from evalkit.cli._options import Output as OutputOrFormat
 from evalkit.cli._output import (
@@ -234,7 +238,7 @@ def list_goldsets(
             "goldsets",
             ["name", "version", "current", "queries", "judgments", "imported (UTC)", "source"],
             rows,
-            whole=(1,),  # the version is what `--goldset-version` and `goldset show` take
+            whole=(1,),  # the version is what `--goldset-version` and `goldset export` take
         )
     )
 

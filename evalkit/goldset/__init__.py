@@ -21,8 +21,10 @@ from evalkit.goldset.corpus import (
 )
 from evalkit.goldset.formats import (
     GOLDSET_FORMATS,
+    Exported,
     GoldsetFormat,
     LoadOptions,
+    export_goldset,
     load_goldset,
     validate_goldset,
 )
@@ -33,6 +35,7 @@ from evalkit.goldset.trec import load_trec_goldset
 __all__ = [
     "CORPUS_READERS",
     "GOLDSET_FORMATS",
+    "Exported",
     "Goldset",
     "GoldsetFormat",
     "LoadOptions",
@@ -40,6 +43,7 @@ __all__ = [
     "count_documents",
     "detect_corpus_format",
     "document_json_schema",
+    "export_goldset",
     "goldset_version",
     "iter_corpus",
     "judgment_json_schema",

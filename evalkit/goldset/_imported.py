@@ -14,12 +14,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from evalkit.errors import GoldsetError
 from evalkit.goldset._reading import NoticeSink, ProblemLog, default_notice_sink
 from evalkit.goldset._schema import MAX_GRADE
 from evalkit.goldset.model import Goldset
 from evalkit.records import Judgment, Query
 
-__all__ = ["QrelsColumns", "QrelsRow", "SourceQuery", "assemble_imported", "qrels_grade"]
+__all__ = [
+    "QrelsColumns",
+    "QrelsRow",
+    "SourceQuery",
+    "assemble_imported",
+    "check_writable_ids",
+    "qrels_grade",
+]
 
 _logger = logging.getLogger("evalkit.goldset")
 
@@ -205,3 +213,30 @@ def _unpadded(query_id: str) -> str:
     """A numeric id without its leading zeros (topics may say ``Number: 051`` where qrels say
     ``51``); other ids as they are."""
     return (query_id.lstrip("0") or "0") if query_id.isdigit() else query_id
+
+
+def check_writable_ids(
+    goldset: Goldset, layout: str, separators: str, *, why: str, comment: str = ""
+) -> None:
+    """Raise ``GoldsetError`` when an id of ``goldset`` cannot stand in a qrels line of
+    ``layout``: it holds one of ``separators`` (``why`` says what they do there), or a query
+    id starts with ``comment`` (the reader would skip its lines)."""
+    named = [("query", query.id) for query in goldset.queries]
+    named.extend(("document", judgment.doc_id) for judgment in goldset.judgments)
+    bad = list(
+        dict.fromkeys(
+            (kind, value)
+            for kind, value in named
+            if any(character in value for character in separators)
+            or (comment and kind == "query" and value.startswith(comment))
+        )
+    )
+    if bad:
+        shown = ", ".join(f"{kind} {value!r}" for kind, value in bad[:3])
+        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        comment_note = f", or a query id starting with {comment!r}," if comment else ""
+        raise GoldsetError(
+            f"goldset '{goldset.name}' version {goldset.version} cannot be written as "
+            f"{layout}: an id holding {why}{comment_note} would not read back as written "
+            f"({shown}{more}); export it as jsonl, which holds any id"
+        )

@@ -8,6 +8,7 @@ judged in the chosen split are kept, in the order of ``queries.jsonl``.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from evalkit.goldset._imported import (
@@ -15,6 +16,7 @@ from evalkit.goldset._imported import (
     QrelsRow,
     SourceQuery,
     assemble_imported,
+    check_writable_ids,
     qrels_grade,
 )
 from evalkit.goldset._reading import (
@@ -30,7 +32,13 @@ from evalkit.goldset.model import Goldset
 from evalkit.records import Query
 from evalkit.records.requests import DEFAULT_GOLDSET_SPLIT
 
-__all__ = ["BEIR_QRELS_COLUMNS", "load_beir_goldset", "read_beir_qrels", "read_beir_queries"]
+__all__ = [
+    "BEIR_QRELS_COLUMNS",
+    "beir_files",
+    "load_beir_goldset",
+    "read_beir_qrels",
+    "read_beir_queries",
+]
 
 BEIR_QRELS_COLUMNS = QrelsColumns(query="query-id", doc="corpus-id", grade="score")
 
@@ -162,3 +170,22 @@ def beir_identifier(
         problems.add(problem, path=path, line=line, field=field)
         return None
     return str(value)
+
+
+def beir_files(goldset: Goldset, *, split: str = DEFAULT_GOLDSET_SPLIT) -> dict[str, str]:
+    """``goldset`` in BEIR's layout, as the text of each file by its path in the folder:
+    ``queries.jsonl`` (``{"_id", "text", "metadata": {}}`` for every query, in the
+    goldset's order) and ``qrels/<split>.tsv`` (BEIR's header row, then one tab-separated
+    judgment per line, in the goldset's order). No corpus: a goldset holds none.
+
+    BEIR keeps ids, query texts and grades; ids holding a tab or a line break raise
+    ``GoldsetError``, as no qrels line can hold them.
+    """
+    check_writable_ids(goldset, "beir", "\t\r\n", why="a tab or a line break")
+    queries = "".join(
+        json.dumps({"_id": query.id, "text": query.text, "metadata": {}}, ensure_ascii=False) + "\n"
+        for query in goldset.queries
+    )
+    header = "\t".join((BEIR_QRELS_COLUMNS.query, BEIR_QRELS_COLUMNS.doc, BEIR_QRELS_COLUMNS.grade))
+    rows = "".join(f"{j.query_id}\t{j.doc_id}\t{j.relevance}\n" for j in goldset.judgments)
+    return {"queries.jsonl": queries, f"qrels/{split}.tsv": f"{header}\n{rows}"}

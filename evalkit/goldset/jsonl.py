@@ -33,6 +33,7 @@ __all__ = [
     "JUDGMENTS_FILE",
     "QUERIES_FILE",
     "check_judgment_keys",
+    "jsonl_files",
     "judgment_lines",
     "judgment_record",
     "load_jsonl_goldset",
@@ -349,8 +350,20 @@ def _query_record(query: Query) -> dict[str, object]:
     return record
 
 
+def _line(record: dict[str, object]) -> str:
+    return json.dumps(record, ensure_ascii=False, separators=(", ", ": ")) + "\n"
+
+
 def _write_lines(path: Path, records: Iterable[dict[str, object]]) -> None:
     with path.open("w", encoding="utf-8", newline="\n") as handle:
         for record in records:
-            handle.write(json.dumps(record, ensure_ascii=False, separators=(", ", ": ")))
-            handle.write("\n")
+            handle.write(_line(record))
+
+
+def jsonl_files(goldset: Goldset) -> dict[str, str]:
+    """``goldset`` in the canonical JSONL form of ``write_jsonl_goldset``, as the text of
+    each file by its name (``queries.jsonl``, ``judgments.jsonl``)."""
+    return {
+        QUERIES_FILE: "".join(_line(_query_record(query)) for query in goldset.queries),
+        JUDGMENTS_FILE: "".join(_line(judgment_record(j)) for j in goldset.judgments),
+    }

@@ -20,6 +20,7 @@ from evalkit.goldset._imported import (
     QrelsRow,
     SourceQuery,
     assemble_imported,
+    check_writable_ids,
     qrels_grade,
 )
 from evalkit.goldset._reading import NoticeSink, ProblemLog, iter_text_lines
@@ -30,13 +31,16 @@ __all__ = [
     "TOPIC_FIELDS",
     "TOPIC_READERS",
     "TREC_QRELS_COLUMNS",
+    "TREC_QRELS_FILE",
     "TREC_SEPARATORS",
+    "TREC_TOPICS_FILE",
     "TopicField",
     "detect_topics_format",
     "load_trec_goldset",
     "read_trec_qrels",
     "read_trec_topics",
     "trec_fields",
+    "trec_files",
 ]
 
 TREC_QRELS_COLUMNS = QrelsColumns(query="qid", doc="docno", grade="rel")
@@ -320,3 +324,30 @@ TOPIC_READERS: Mapping[str, TopicReader] = {
     "tsv": _read_tsv_topics,
 }
 """Topic file readers by the form ``detect_topics_format`` names."""
+
+
+TREC_QRELS_FILE = "qrels.txt"
+TREC_TOPICS_FILE = "topics.xml"
+
+
+def trec_files(goldset: Goldset) -> dict[str, str]:
+    """``goldset`` as a TREC collection, as the text of each file by its name:
+    ``qrels.txt`` (trec_eval's ``qid 0 docno rel``, in the goldset's order) and
+    ``topics.xml`` (TREC XML topics, ``<topic number="qid"><query>text</query></topic>``,
+    escaped, in the goldset's order).
+
+    TREC keeps ids, query texts (their runs of white space read back as one space) and
+    grades; ids holding a field separator, or query ids starting with ``#`` (a comment
+    line), raise ``GoldsetError``.
+    """
+    check_writable_ids(
+        goldset, "trec", TREC_SEPARATORS, why="white space (a field separator)", comment="#"
+    )
+    qrels = "".join(f"{j.query_id} 0 {j.doc_id} {j.relevance}\n" for j in goldset.judgments)
+    topics = "".join(
+        f'<topic number="{html.escape(query.id)}">\n'
+        f"  <query>{html.escape(query.text, quote=False)}</query>\n"
+        "</topic>\n"
+        for query in goldset.queries
+    )
+    return {TREC_QRELS_FILE: qrels, TREC_TOPICS_FILE: f"<topics>\n{topics}</topics>\n"}
