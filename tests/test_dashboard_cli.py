@@ -62,9 +62,26 @@ def test_listening_beyond_loopback_is_warned_about(
     evalkit_home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert invoke(["dashboard", "--dry-run", "--host", "0.0.0.0"]) == 0
-    assert "it has no login" in capsys.readouterr().err
+    assert capsys.readouterr().err.endswith(
+        "warning: listening on 0.0.0.0: anyone who can reach this address can read the "
+        "dashboard, without a login\n"
+    )
     assert invoke(["dashboard", "--dry-run", "--host", "::1"]) == 0
-    assert "no login" not in capsys.readouterr().err
+    assert "login" not in capsys.readouterr().err
+
+
+def test_reviews_allowed_beyond_loopback_are_warned_to_be_writable_by_anyone(
+    evalkit_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The warning said anyone could read the dashboard while they could also save reviews
+    and publish goldset versions."""
+    assert invoke(["dashboard", "--dry-run", "--host", "0.0.0.0", "--allow-reviews"]) == 0
+    warning = capsys.readouterr().err
+    assert "anyone who can reach this address can read the dashboard, save reviews and " in (
+        warning
+    )
+    assert "publish goldset versions" in warning
+    assert "leave it out to keep the dashboard read-only" in warning
 
 
 @pytest.mark.parametrize(

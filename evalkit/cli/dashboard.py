@@ -219,9 +219,15 @@ def dashboard(
                 markup=False,
             )
     if not is_loopback(host):
+        can = (
+            "read the dashboard"
+            if reviews_read_only
+            else "read the dashboard, save reviews and publish goldset versions with them "
+            "(--allow-reviews; leave it out to keep the dashboard read-only)"
+        )
         err_console.print(
-            f"warning: listening on {host}: anyone who can reach this address can read the "
-            "dashboard (it has no login)",
+            f"warning: listening on {host}: anyone who can reach this address can {can}, "
+            "without a login",
             markup=False,
         )
     if dry_run:
