@@ -48,9 +48,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
-from datetime import datetime
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, Final
 
 import pandas as pd
 
@@ -60,12 +59,13 @@ from evalkit.causes.duplicates import (
     DuplicateClusters,
     duplicates_cause,
 )
+from evalkit.causes.evidence import evidence_read, index_evidence
 from evalkit.causes.loss import Found, Loss, cause_link, loss_of
 from evalkit.causes.records import CAUSE_KINDS, EVIDENCE_ROWS, Cause, CauseLink, Explanation
 from evalkit.errors import ConfigError, InputError
 from evalkit.records.requests import PAIRED_TEST_DEFAULTS, PairedTestSettings, measure_names
 from evalkit.stats import compare_stored_runs
-from evalkit.store.audit import StoredAudit, audit_findings, list_audits
+from evalkit.store.audit import StoredAudit, audit_findings
 from evalkit.store.drift import StoredDriftCheck, list_drift_checks
 from evalkit.store.freshness import unreflected_changes
 from evalkit.store.goldsets import judgments_frame
@@ -89,7 +89,6 @@ __all__ = [
 ]
 
 _KIND_ORDER = {name: index for index, name in enumerate(CAUSE_KINDS)}
-_Dated = TypeVar("_Dated", StoredAudit, StoredDriftCheck)
 _MISSING_FINDINGS: Final = ("orphaned_judgments", "missing_from_index")
 _STALE_FINDINGS: Final = ("changed_at_source", "changed_in_index")
 _MODEL_FINDINGS: Final = ("model_fingerprint_mismatch", "vectors_from_another_model")
@@ -197,129 +196,6 @@ def _series_link(kind: str, label: str, cand: RunRecord, measure: str) -> CauseL
     )
 
 
-@dataclass(frozen=True, slots=True)
-class _IndexEvidence:
-    """The audits of the index the candidate searched, nearest the candidate first, and
-    when later evidence first showed that index had changed (``until``: evidence made from
-    then on describes another index, and ``why`` says what showed it)."""
-
-    audits: list[StoredAudit]
-    until: datetime | None = None
-    why: str | None = None
-    left_out: int = 0
-
-    def describes(self, made_at: datetime) -> bool:
-        """Whether evidence made at ``made_at`` can describe the candidate's index."""
-        return self.until is None or made_at < self.until
-
-
-def _nearest_first(items: Sequence[_Dated], at: datetime) -> list[_Dated]:
-    """``items`` nearest ``at`` first: those made since ``at``, oldest first (the index as
-    the run left it), then the earlier ones, newest first."""
-    since: list[_Dated] = sorted((item for item in items if _made(item) >= at), key=_made)
-    earlier: list[_Dated] = sorted(
-        (item for item in items if _made(item) < at), key=_made, reverse=True
-    )
-    return since + earlier
-
-
-def _made(item: StoredAudit | StoredDriftCheck) -> datetime:
-    return item.started_at if isinstance(item, StoredAudit) else item.created_at
-
-
-def _index_evidence(store: Store, base: RunRecord, cand: RunRecord) -> _IndexEvidence:
-    """The audits since the baseline of the index the candidate searched: its collection's,
-    or, when neither run names one (an HTTP endpoint), those of the goldset. A candidate
-    without a collection after a baseline with one searched another index, which no audit
-    names. Audits made once the index had changed after the candidate (``_index_left``: a
-    restore, a re-index) describe another index and are left out, whatever their age: a
-    post-mortem made after a fix reads the evidence of the incident."""
-    collection = cand.spec.collection
-    if collection is None and base.spec.collection is not None:
-        return _IndexEvidence([])
-
-    def of_its_index(audit: StoredAudit) -> bool:
-        return collection is not None or (
-            audit.goldset_name is not None and audit.goldset_name == cand.spec.goldset_name
-        )
-
-    # Read from both sides of the candidate, so that newer audits never crowd out its own.
-    before = list_audits(
-        store, collection=collection, since=base.started_at, until=cand.started_at, limit=50
-    )
-    after = list_audits(
-        store, collection=collection, since=cand.started_at, oldest_first=True, limit=50
-    )
-    known = {audit.audit_id for audit in before}
-    audits = [
-        audit
-        for audit in [*before, *(audit for audit in after if audit.audit_id not in known)]
-        if of_its_index(audit)
-    ]
-    left = _index_left(store, cand, [a for a in audits if a.started_at >= cand.started_at])
-    evidence = _IndexEvidence([], *left) if left is not None else _IndexEvidence([])
-    kept = [audit for audit in audits if evidence.describes(audit.started_at)]
-    return replace(
-        evidence,
-        audits=_nearest_first(kept, cand.started_at),
-        left_out=len(audits) - len(kept),
-    )
-
-
-def _index_left(
-    store: Store, cand: RunRecord, later: Sequence[StoredAudit]
-) -> tuple[datetime, str] | None:
-    """When evidence first showed that the index the candidate searched had changed since
-    it ran, and what showed it: an audit made since that counted another number of
-    documents, or found another fingerprint stored by ``evalkit index``, than the candidate
-    recorded; or a later run of the same retriever that searched another index
-    (``index_changed``). None when nothing did."""
-    signs: list[tuple[datetime, str]] = []
-    recorded = cand.spec.retriever_config
-    count, stored = recorded.get("count"), recorded.get(INDEXED_FINGERPRINT)
-    for audit in sorted(later, key=_made):
-        if isinstance(count, int) and audit.n_documents != count:
-            seen = f"counted {audit.n_documents:,} documents where the candidate searched {count:,}"
-        elif stored is not None and audit.index_fingerprint not in (None, stored):
-            seen = "found the collection indexed again since the candidate ran"
-        else:
-            continue
-        signs.append((audit.started_at, f"audit {audit.audit_id} {seen}"))
-        break
-    runs = list_runs(store, retriever=cand.retriever_id, limit=1000)
-    for run in sorted(runs, key=lambda other: (other.started_at, other.run_id)):
-        if (
-            run.started_at > cand.started_at
-            and run.status in ("complete", "partial")
-            and run.imported_from is None
-            and index_changed(cand.spec, run.spec)
-        ):
-            signs.append(
-                (
-                    run.started_at,
-                    f"run {run.run_id} searched another index (fingerprint "
-                    f"{cand.spec.index_fingerprint} -> {run.spec.index_fingerprint})",
-                )
-            )
-            break
-    return min(signs) if signs else None
-
-
-def _checks_read(audits: Sequence[StoredAudit]) -> list[tuple[StoredAudit, frozenset[str]]]:
-    """Each audit with the checks read from it: a check of a collection is read from the
-    first audit of ``audits`` (nearest the candidate first) in which it ran: a document
-    re-indexed before the candidate ran is no longer blamed, and one an audit of the
-    incident found missing is still blamed after the index was repaired."""
-    settled: set[tuple[str, str]] = set()
-    read = []
-    for audit in audits:
-        ran = frozenset(n for n in audit.checks_run if (audit.collection, n) not in settled)
-        settled.update((audit.collection, name) for name in ran)
-        if ran:
-            read.append((audit, ran))
-    return read
-
-
 def _audit_causes(
     store: Store,
     read: Sequence[tuple[StoredAudit, frozenset[str]]],
@@ -327,10 +203,10 @@ def _audit_causes(
     found: Found,
     duplicates: DuplicateClusters,
 ) -> tuple[list[tuple[str, str, str]], set[str]]:
-    """Lost relevant documents that the audits ``read`` (``_checks_read``) report missing
-    or stale; returns the model findings of those audits as (audit id, collection,
-    message), and the lost documents the audits flagged. The audits' duplicate clusters go
-    into ``duplicates``."""
+    """Lost relevant documents that the audits ``read`` (``IndexEvidence.checks_read``)
+    report missing or stale; returns the model findings of those audits as (audit id,
+    collection, message), and the lost documents the audits flagged. The audits' duplicate
+    clusters go into ``duplicates``."""
     lost_docs = loss.documents
     flagged: dict[str, dict[str, tuple[str, str, str]]] = {
         "missing_from_index": {},
@@ -953,8 +829,8 @@ def explain_comparison(store: Store, report: ComparisonReport) -> Explanation:
     primary = min(regressed or metrics, key=lambda metric: metric.delta)
     loss = loss_of(report, primary.measure)
     found = Found()
-    index = _index_evidence(store, base, cand)
-    read = _checks_read(index.audits)
+    index = index_evidence(store, base, cand)
+    read = index.checks_read()
     audit_models: list[tuple[str, str, str]] = []
     audited: set[str] = set()
     duplicates = DuplicateClusters()
@@ -971,24 +847,12 @@ def explain_comparison(store: Store, report: ComparisonReport) -> Explanation:
     _failed_cause(report, cand, loss, found)
     _goldset_cause(store, report, base, cand, loss=loss, found=found)
     _k_cause(base, cand, loss, found)
-    # Canary checks tell the index's state, so they count as the audits do, nearest the
-    # candidate first; drift checks describe a window, so only those made between the two
-    # runs count.
-    canaries = list_drift_checks(store, stream="model", since=base.started_at, limit=500)
-    kept = [check for check in canaries if index.describes(check.created_at)]
-    index = replace(index, left_out=index.left_out + len(canaries) - len(kept))
-    canaries = _nearest_first(kept, cand.started_at)
+    # Drift checks describe a window, so only those made between the two runs count.
     window = list_drift_checks(
         store, since=base.started_at, until=cand.finished_at or cand.started_at, limit=500
     )
-    if index.left_out and index.until is not None:
-        found.notes.append(
-            f"{index.left_out} audit{'s' if index.left_out != 1 else ''} or canary "
-            f"check{'s' if index.left_out != 1 else ''} made from {index.until:%Y-%m-%d %H:%M} "
-            f"UTC on {'were' if index.left_out != 1 else 'was'} left out: {index.why}, so the "
-            "index changed after the candidate ran (restored, re-indexed or edited) and they "
-            "describe it since"
-        )
+    if index.left_out_note is not None:
+        found.notes.append(index.left_out_note)
     residual = (
         sum(drop * (1.0 - found.explained(q)) for q, drop in loss.drops.items()) / loss.total
         if loss.total > 0
@@ -997,7 +861,7 @@ def explain_comparison(store: Store, report: ComparisonReport) -> Explanation:
     retriever = _retriever_cause(base, cand, primary.measure)
     unmeasured = [
         *([retriever] if retriever is not None else []),
-        *_model_causes(base, cand, audit_models, canaries, primary.measure),
+        *_model_causes(base, cand, audit_models, index.canaries, primary.measure),
         *_drift_causes(cand, window, found),
     ]
     settings = _settings_cause(base, cand, primary.measure)
@@ -1026,43 +890,8 @@ def explain_comparison(store: Store, report: ComparisonReport) -> Explanation:
         lost_pairs=sum(len(docs) for docs in loss.lost.values()),
         causes=tuple(ranked),
         notes=tuple(found.notes),
-        evidence=_evidence_read(read, [*canaries, *window], ranked),
+        evidence=evidence_read(read, [*index.canaries, *window], ranked),
     )
-
-
-def _evidence_read(
-    read: Sequence[tuple[StoredAudit, frozenset[str]]],
-    checks: Sequence[StoredDriftCheck],
-    causes: Sequence[Cause],
-) -> tuple[Mapping[str, Any], ...]:
-    """What the explanation read, for people to check it: each audit with the checks read
-    from it, and each drift or canary check a cause cites, with when it was made."""
-    cited = {
-        str(row["check_id"]) for cause in causes for row in cause.evidence if "check_id" in row
-    }
-    rows: list[Mapping[str, Any]] = [
-        {
-            "kind": "audit",
-            "id": audit.audit_id,
-            "collection": audit.collection,
-            "at": audit.started_at.isoformat() + "Z",
-            "checks": sorted(ran),
-        }
-        for audit, ran in read
-    ]
-    seen: set[str] = set()
-    for check in checks:
-        if check.check_id in cited and check.check_id not in seen:
-            seen.add(check.check_id)
-            rows.append(
-                {
-                    "kind": "drift_check",
-                    "id": check.check_id,
-                    "stream": check.stream,
-                    "at": check.created_at.isoformat() + "Z",
-                }
-            )
-    return tuple(rows)
 
 
 def _model_words(spec: RunSpec) -> str:
