@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,12 @@ class GradingJudge:
     proxy or another API might."""
     echo: str | None = None
     """Put this text (a secret, say) in every garbage reply."""
+    huge_for: set[str] = field(default_factory=set)
+    """Passages (by a substring) answered with a chat completion of ``huge_bytes`` whose
+    content is junk and then ``{"grade": 3}``, streamed in pieces (no Content-Length unless
+    ``huge_declared``), as a broken or hostile endpoint might send it."""
+    huge_bytes: int = 50 * 2**20
+    huge_declared: bool = False
     service_time: float = 0.0
     capacity: int = 1_000
     url: str = ""
@@ -87,6 +94,35 @@ class GradingJudge:
             return 200, f"I think this is quite relevant, maybe? {self.echo or ''} " + "x" * 300
         grade = self.grade(query, passage)
         return 200, json.dumps({"grade": grade, "reason": f"graded {grade}"})
+
+    def is_huge(self, body: dict[str, Any]) -> bool:
+        """Whether the request asks about a passage answered with a huge reply."""
+        prompt = str(body["messages"][-1]["content"])
+        return any(marker in prompt for marker in self.huge_for)
+
+    def send_huge(self, handler: BaseHTTPRequestHandler) -> None:
+        """Stream a completion of ``huge_bytes`` to ``handler``'s client, which may stop
+        reading at any point."""
+        with self._lock:
+            self.requests += 1
+        head = b'{"choices": [{"message": {"role": "assistant", "content": "'
+        tail = b' {\\"grade\\": 3}"}}]}'
+        piece = b"x" * 65_536
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        if self.huge_declared:
+            handler.send_header("Content-Length", str(self.huge_bytes))
+        handler.end_headers()
+        left = self.huge_bytes - len(head) - len(tail)
+        try:
+            handler.wfile.write(head)
+            while left > 0:
+                handler.wfile.write(piece[: min(left, len(piece))])
+                left -= len(piece)
+            handler.wfile.write(tail)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client stopped reading
+        handler.close_connection = True
 
     def handle(self, body: dict[str, Any]) -> tuple[int, Any]:
         with self._lock:
@@ -127,7 +163,11 @@ def grading_judge(judge: GradingJudge) -> Iterator[GradingJudge]:
 
     class Handler(JSONHandler):
         def do_POST(self) -> None:
-            status, payload = judge.handle(self.read_json())
+            body = self.read_json()
+            if judge.is_huge(body):
+                judge.send_huge(self)
+                return
+            status, payload = judge.handle(body)
             self.send_json(payload, status)
 
         def log_message(self, format: str, *args: object) -> None:

@@ -10,6 +10,7 @@ import os
 import re
 import signal
 import subprocess
+import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,14 @@ from test_retrievers_model_check import HashEmbedder
 from traffic_windows import day_window_summary
 from waiting import wait_until
 
-from evalkit.answers.judge import NotACompletionError
+from evalkit.answers.judge import (
+    MAX_REPLY_BYTES,
+    CallGuard,
+    JudgeCallError,
+    NotACompletionError,
+    judge_client,
+)
+from evalkit.answers.records import Unmeasured
 from evalkit.cli.judge import ASSESSOR_BIAS_NOTE
 from evalkit.config import JudgeSettings, load_settings
 from evalkit.goldset import iter_corpus
@@ -1069,6 +1077,69 @@ def test_pairs_are_judged_from_inside_a_running_event_loop(tmp_path: Path) -> No
     with Store.open(access.store_path, read_only=True) as store:
         (stored,) = store.fetch("SELECT count(*) FROM judged_pool")[0]
     assert stored == 3
+
+
+@pytest.mark.parametrize("declared", [False, True], ids=["streamed", "length-declared"])
+def test_a_50_mb_reply_is_read_no_further_than_the_cap_and_stored_as_malformed(
+    tmp_path: Path, declared: bool
+) -> None:
+    """A 50 MB reply was read whole and its grade taken from after 50 MB of junk (602 MB
+    peak with 4 in flight). The body is read as it arrives and no further than
+    MAX_REPLY_BYTES; the pair is stored unjudged (malformed reply), never graded."""
+    pairs = [
+        JudgePair("query 1", "d1", "passage huge 1"),
+        JudgePair("query 2", "d2", "passage 2"),
+        JudgePair("query 3", "d3", "passage huge 3"),
+    ]
+    access = StoreAccess(tmp_path / "evalkit.duckdb", wait=5, program="judge")
+    huge = GradingJudge({("query 2", "passage 2"): 2}, huge_for={"huge"}, huge_declared=declared)
+    with grading_judge(huge) as judge:
+        assessor = RelevanceAssessor(
+            JudgeSettings(base_url=judge.url, model="grader-1", retry_backoff=0, max_retries=1)
+        )
+        tracemalloc.start()
+        try:
+            outcome = judge_pairs(access, pairs, assessor, JudgingRequest())
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        asked = judge.requests
+    assert peak < 16 * 2**20, f"{peak / 2**20:.0f} MiB"
+    assert outcome.grades == {pairs[1].key: 2}
+    assert outcome.unjudged == {"malformed_reply": 2}
+    assert asked == 5  # the huge ones asked twice (max_retries=1), the other once
+    with Store.open(access.store_path, read_only=True) as store:
+        pool = load_pool(store, assessor.name, [pair.key for pair in pairs])
+    for pair in (pairs[0], pairs[2]):
+        row = pool[pair.key]
+        assert (row.grade, row.unjudged_reason) == (None, "malformed_reply")
+        assert row.detail is not None
+        assert f"larger than {MAX_REPLY_BYTES:,} bytes" in row.detail
+
+
+def test_the_answer_judges_client_reads_no_reply_further_than_the_cap() -> None:
+    """The openai client of the answer judge (ragas' metrics) reads through the same cap: a
+    huge reply is a malformed output, not a 50 MB read."""
+    with grading_judge(GradingJudge({}, huge_for={"huge"})) as judge:
+        settings = JudgeSettings(
+            base_url=judge.url, model="grader-1", retry_backoff=0, max_retries=0
+        )
+
+        async def ask() -> object:
+            client = judge_client(settings)
+            guard = CallGuard.from_settings(settings)
+            message = {"role": "user", "content": "Query: q\n\nPassage: huge\n\nReply with"}
+            try:
+                return await guard.call(
+                    lambda: client.chat.completions.create(model="grader-1", messages=[message])
+                )
+            finally:
+                await client.close()
+
+        with pytest.raises(JudgeCallError) as caught:
+            asyncio.run(ask())
+    assert caught.value.reason is Unmeasured.judge_malformed_output
+    assert f"larger than {MAX_REPLY_BYTES:,} bytes" in caught.value.detail
 
 
 def titled_corpus(goldset: GradedGoldset, path: Path) -> dict[str, str]:

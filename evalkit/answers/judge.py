@@ -10,6 +10,9 @@ production needs around every single LLM call (``CallGuard``):
   retried ``max_retries`` times with exponential back-off; after that it becomes a
   ``JudgeCallError`` carrying the reason (``judge_timeout``, ``judge_error``,
   ``judge_malformed_output``) and the answer is stored as unmeasured, never as NaN;
+* **reply size**: a reply body is read as it arrives and no further than
+  ``MAX_REPLY_BYTES`` (``ReplyTooLargeError``, a malformed output): a grade or a verdict is
+  a few hundred bytes, and a reply of megabytes is not what was asked for;
 * **call counting**: every request sent is counted, so a cached re-scoring can prove that
   it cost nothing;
 * **call outputs kept**: each call's output is handed over as it arrives (``JudgmentCalls``)
@@ -33,9 +36,11 @@ import math
 import os
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
+
+import httpx
 
 from evalkit.answers.cache import JudgeCallOutput, judge_call_key
 from evalkit.answers.records import AnswerRecord, CachedJudgment, Unmeasured
@@ -50,6 +55,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "JUDGE_METRICS",
+    "MAX_REPLY_BYTES",
     "CallGuard",
     "JudgeCallError",
     "JudgeTask",
@@ -57,6 +63,8 @@ __all__ = [
     "LLMJudge",
     "NotACompletionError",
     "RateLimiter",
+    "ReplyTooLargeError",
+    "cap_reply",
     "classify_failure",
     "judge_client",
 ]
@@ -66,10 +74,56 @@ T = TypeVar("T")
 JUDGE_METRICS: tuple[str, ...] = ("faithfulness", "answer_relevancy")
 """Metrics the LLM judge scores, by their ragas names."""
 
+MAX_REPLY_BYTES = 512 * 1024
+"""The most of a judge's reply body read (as sent, before decompression): a completion
+holding a grade, a verdict or a question is a few kB."""
+
 _RETRYABLE_STATUS = frozenset({408, 409, 429})
 _DETAIL_LIMIT = 300
 # How much of a reply that is not a chat completion, or not the JSON asked for, a detail shows.
 _SHOWN_REPLY_CHARS = 200
+
+
+class ReplyTooLargeError(ValueError):
+    """A reply body larger than ``MAX_REPLY_BYTES``: not read further, and a malformed
+    output, never a grade taken from somewhere in it."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(
+            f"HTTP {status}, and the body is larger than {MAX_REPLY_BYTES:,} bytes: "
+            "not read further, as no reply asked for is that long"
+        )
+
+
+class _CappedStream(httpx.AsyncByteStream):
+    """A response body that raises ``ReplyTooLargeError`` once more than
+    ``MAX_REPLY_BYTES`` arrive."""
+
+    def __init__(self, stream: httpx.AsyncByteStream, status: int) -> None:
+        self._stream = stream
+        self._status = status
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        size = 0
+        async for chunk in self._stream:
+            size += len(chunk)
+            if size > MAX_REPLY_BYTES:
+                raise ReplyTooLargeError(self._status)
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+async def cap_reply(response: httpx.Response) -> None:
+    """An httpx response hook: the body of ``response`` is read no further than
+    ``MAX_REPLY_BYTES`` by whoever reads it (a body declared larger is refused at once), so
+    a judge sending megabytes costs no more memory than that."""
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > MAX_REPLY_BYTES:
+        raise ReplyTooLargeError(response.status_code)
+    if isinstance(response.stream, httpx.AsyncByteStream):
+        response.stream = _CappedStream(response.stream, response.status_code)
 
 
 def judge_client(settings: JudgeSettings) -> Any:
@@ -85,7 +139,9 @@ def judge_client(settings: JudgeSettings) -> Any:
         api_key=api_key,
         timeout=settings.timeout,
         max_retries=0,
-        http_client=openai.DefaultAsyncHttpxClient(event_hooks={"response": [_require_completion]}),
+        http_client=openai.DefaultAsyncHttpxClient(
+            event_hooks={"response": [cap_reply, _require_completion]}
+        ),
     )
 
 
@@ -141,14 +197,16 @@ def classify_failure(error: BaseException) -> tuple[Unmeasured, bool, str]:
     """(reason, retryable, detail) for an exception raised by a judge call: through the
     openai client (the answer judge's ragas metrics) or plain httpx (the relevance
     assessor)."""
-    import httpx
-
     if isinstance(error, TimeoutError | asyncio.TimeoutError | httpx.TimeoutException):
         return Unmeasured.judge_timeout, True, "no reply in time"
     if isinstance(error, httpx.HTTPStatusError):
         return _status_failure(error.response.status_code, error.response.text)
     if isinstance(error, httpx.TransportError):
         return Unmeasured.judge_error, True, f"cannot reach the judge: {_short(str(error))}"
+    too_large = _cause(error, ReplyTooLargeError)
+    if too_large is not None:
+        # The openai client reports it as a connection error too.
+        return Unmeasured.judge_malformed_output, True, str(too_large)
     not_a_completion = _cause(error, NotACompletionError)
     if not_a_completion is not None:
         # The openai client reports a reply refused by its response hook as a connection error.

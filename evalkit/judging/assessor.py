@@ -9,8 +9,9 @@ per minute, timeout, retries with back-off), so both judges honour the same limi
 
 A reply that is not such an object is asked again once; a second bad reply leaves the pair
 *unjudged* (``Unjudged.malformed_reply``) with the reply's first 200 characters, secrets
-masked. An endpoint that errors or times out after its retries leaves the pair unjudged too.
-No grade is ever made up.
+masked. A reply body larger than ``MAX_REPLY_BYTES`` is read no further and is malformed too
+(after the guard's retries), whatever it holds after that. An endpoint that errors or times
+out after its retries leaves the pair unjudged too. No grade is ever made up.
 
 An assessor is named ``MODEL@PROMPT_VERSION``; the prompt version is a hash of the prompt
 text and of how much of a document it shows, so editing either names a new assessor whose
@@ -131,6 +132,14 @@ def parse_reply(content: str) -> tuple[int, str | None]:
     return int(grade), (None if reason is None else str(reason))
 
 
+_UNJUDGED = {
+    Unmeasured.judge_timeout: Unjudged.judge_timeout,
+    # A reply too large to read (MAX_REPLY_BYTES) is a malformed reply, asked again by the
+    # guard's retries.
+    Unmeasured.judge_malformed_output: Unjudged.malformed_reply,
+}
+
+
 @dataclass
 class RelevanceAssessor(EndpointClient):
     """Grades pairs through the ``[judge]`` endpoint of ``settings``.
@@ -201,11 +210,7 @@ class RelevanceAssessor(EndpointClient):
             try:
                 reply = await guard.call(ask)
             except JudgeCallError as failure:
-                unjudged = (
-                    Unjudged.judge_timeout
-                    if failure.reason is Unmeasured.judge_timeout
-                    else Unjudged.judge_error
-                )
+                unjudged = _UNJUDGED.get(failure.reason, Unjudged.judge_error)
                 return Assessment(
                     pair, self.name, None, unjudged=unjudged, detail=redact_known(failure.detail)
                 )

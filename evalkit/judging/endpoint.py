@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 import httpx
 
-from evalkit.answers.judge import NotACompletionError
+from evalkit.answers.judge import NotACompletionError, cap_reply
 from evalkit.config import JudgeSettings
 from evalkit.errors import ConfigError
 from evalkit.jsonsafe import TooDeepError, depth_checked
@@ -64,14 +64,16 @@ class EndpointClient:
 
 
 def endpoint_client(settings: JudgeSettings) -> httpx.AsyncClient:
-    """A client of the endpoint, with as many connections as the judge's concurrency. The
-    key and the URL's credentials are registered first: some proxies echo the key in an
-    error body, and every detail shown is masked against them."""
+    """A client of the endpoint, with as many connections as the judge's concurrency, that
+    reads no reply further than ``MAX_REPLY_BYTES`` (``cap_reply``). The key and the URL's
+    credentials are registered first: some proxies echo the key in an error body, and every
+    detail shown is masked against them."""
     api_key = settings.api_key()
     register_secrets([api_key, *url_secrets(settings.base_url or "")])
     return httpx.AsyncClient(
         base_url=str(settings.base_url),
         headers={"Authorization": f"Bearer {api_key}"},
+        event_hooks={"response": [cap_reply]},
         timeout=settings.timeout,
         limits=httpx.Limits(
             max_connections=settings.concurrency,

@@ -434,6 +434,13 @@ def _evidence(task: GenerationTask, quotes: Sequence[str]) -> tuple[Evidence, ..
     return tuple(evidence)
 
 
+_DROPPED = {
+    Unmeasured.judge_timeout: DropReason.judge_timeout,
+    # A reply too large to read (MAX_REPLY_BYTES).
+    Unmeasured.judge_malformed_output: DropReason.malformed_reply,
+}
+
+
 def _masked_excerpt(reply: str) -> str:
     # Masked before cutting, so a secret cut at the limit is not half left in the excerpt.
     return masked_excerpt(reply, REPLY_EXCERPT_CHARS)
@@ -453,11 +460,7 @@ async def write_question(
         except BudgetSpentError:
             return DroppedTask(task, DropReason.over_budget, "the call budget is spent")
         except JudgeCallError as failure:
-            reason = (
-                DropReason.judge_timeout
-                if failure.reason is Unmeasured.judge_timeout
-                else DropReason.judge_error
-            )
+            reason = _DROPPED.get(failure.reason, DropReason.judge_error)
             return DroppedTask(task, reason, redact_known(failure.detail))
         try:
             question, answer, quotes = parse_reply(reply)
