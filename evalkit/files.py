@@ -112,8 +112,15 @@ def write_folder(target: Path, files: Mapping[str, str], *, overwrite: bool) -> 
     and rename it onto ``target`` in one step, so that ``target`` is never seen half-written.
 
     An existing ``target`` is replaced only with ``overwrite``; otherwise FileExistsError
-    with ``target`` as its filename, and nothing is changed.
+    with ``target`` as its filename, and nothing is changed. A ``target`` that is a symbolic
+    link is written through: the folder it names is replaced (written beside that folder),
+    and the link kept.
     """
+    named = target
+    if target.is_symlink():
+        # Renaming onto the link would move the link aside, where rmtree leaves it (a
+        # `.NAME.HASH.replaced` beside it), and keep the folder it names as it was.
+        target = Path(os.path.realpath(target))
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = _folder_beside(target, "partial")
     try:
@@ -126,7 +133,7 @@ def write_folder(target: Path, files: Mapping[str, str], *, overwrite: bool) -> 
             staging.rename(target)
             return
         if not overwrite:
-            raise FileExistsError(errno.EEXIST, "already exists", str(target))
+            raise FileExistsError(errno.EEXIST, "already exists", str(named))
         replaced = _folder_beside(target, "replaced")
         replaced.rmdir()
         target.rename(replaced)

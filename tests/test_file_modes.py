@@ -178,3 +178,33 @@ def test_review_export_into_a_missing_folder_names_the_folder(
     said = capsys.readouterr().err
     assert f"{tmp_path / 'nodir'}: no such folder" in said
     assert ".partial" not in said
+
+
+@pytest.mark.parametrize("dangling", [False, True])
+def test_an_output_folder_given_as_a_symlink_is_written_through_and_nothing_left_beside(
+    tmp_path: Path, dangling: bool
+) -> None:
+    """`goldset generate --overwrite` on a symlinked --out moved the link aside as
+    `.NAME.HASH.replaced` (which it then failed to remove) and left the folder it named as
+    it was: the folder the link names is replaced, and the link kept."""
+    from evalkit.files import write_folder
+
+    real = tmp_path / "drafts" / "v2"
+    if not dangling:
+        real.mkdir(parents=True)
+        (real / "old.txt").write_text("old\n")
+    link = tmp_path / "out" / "current"
+    link.parent.mkdir()
+    link.symlink_to(real, target_is_directory=True)
+    if not dangling:
+        with pytest.raises(FileExistsError) as caught:
+            write_folder(link, {"queries.jsonl": "new\n"}, overwrite=False)
+        assert caught.value.filename == str(link)
+        assert (real / "old.txt").exists()
+    write_folder(link, {"queries.jsonl": "new\n"}, overwrite=True)
+    assert link.is_symlink()
+    assert link.resolve() == real.resolve()
+    assert sorted(p.name for p in real.iterdir()) == ["queries.jsonl"]
+    assert (link / "queries.jsonl").read_text() == "new\n"
+    assert sorted(p.name for p in link.parent.iterdir()) == ["current"]
+    assert sorted(p.name for p in real.parent.iterdir()) == ["v2"]

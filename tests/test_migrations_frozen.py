@@ -362,7 +362,7 @@ def test_runs_an_older_evalkit_stored_read_back_as_a_current_one_stores_them(
             ["runs", "list", "--format", "json"],
             ["goldset", "list", "--format", "json"],
             ["compare", baseline, candidate, "--format", "json"],
-            ["runs", "export", candidate, "--format", "jsonl", "--output", "-"],
+            ["runs", "export", candidate, "--format", "jsonl"],
         ):
             assert invoke(command) == 0, capsys.readouterr().err
             outputs.append(capsys.readouterr().out)

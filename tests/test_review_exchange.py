@@ -642,3 +642,29 @@ def test_a_name_of_200_characters_in_any_script_signs_a_review(
     name = ("Zoë Ångström-حسن 李 " * 20)[:200]
     assert invoke(["review", "grade", item, "--reviewer", name, "--grade", f"{doc}=2"]) == 0
     assert _reviewers(evalkit_home / "evalkit.duckdb", item) == [name.strip()]
+
+
+def test_an_export_does_not_replace_existing_files_without_overwrite(
+    evalkit_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`review export --out tasks.json` replaced a tasks file (and its config) that was
+    there, whatever it held."""
+    draft = write_generated_draft(tmp_path / "draft")
+    assert invoke(["review", "add", str(draft), "--goldset", "tay"]) == 0
+    tasks_file = tmp_path / "tasks.json"
+    config_file = tmp_path / "tasks.label-config.xml"
+    export = ["review", "export", "--goldset", "tay", "--out", str(tasks_file)]
+    for existing in (tasks_file, config_file):
+        existing.write_text("someone's file\n", encoding="utf-8")
+        capsys.readouterr()
+        assert invoke(export) == 2
+        assert capsys.readouterr().err.strip() == (
+            f"error: {existing}: already exists; pass --overwrite to replace it, or choose "
+            "another --out"
+        )
+        assert existing.read_text(encoding="utf-8") == "someone's file\n"
+        existing.unlink()
+    tasks_file.write_text("old\n", encoding="utf-8")
+    assert invoke([*export, "--overwrite"]) == 0
+    assert json.loads(tasks_file.read_text(encoding="utf-8"))
+    assert config_file.read_text(encoding="utf-8").startswith("<View")

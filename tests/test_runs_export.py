@@ -619,7 +619,52 @@ def test_a_run_without_a_goldset_exported_where_a_goldset_run_was_leaves_no_gold
     monkeypatch.setenv("EVALKIT_HOME", str(tmp_path))
     monkeypatch.chdir(tmp_path)
     for run_id in (goldset_run, traffic_run):
-        code, _, err = export(capsys, run_id, "--format", "parquet", "-o", "dx")
+        code, _, err = export(capsys, run_id, "--format", "parquet", "-o", "dx", "--overwrite")
         assert code == 0, err
     assert sorted(path.name for path in (tmp_path / "dx").iterdir()) == sorted(PARQUET_FILES)
     assert json.loads((tmp_path / "dx" / "run.json").read_text())["run_id"] == traffic_run
+
+
+@pytest.mark.parametrize("form", ["trec", "jsonl"])
+def test_an_export_does_not_replace_a_file_without_overwrite(
+    in_home: Runs, capsys: pytest.CaptureFixture[str], tmp_path: Path, form: str
+) -> None:
+    """`runs export --output FILE` replaced a file that was there, whatever it held."""
+    target = tmp_path / f"kept.{form}"
+    target.write_text("someone's file\n")
+    code, _, err = export(capsys, in_home.distinct, "--format", form, "--output", str(target))
+    assert code == 2
+    assert err.strip() == (
+        f"error: {target}: already exists; pass --overwrite to replace it, or choose another "
+        "--output"
+    )
+    assert target.read_text() == "someone's file\n"
+    assert [p.name for p in tmp_path.iterdir()] == [target.name]  # no partial file left
+    options = ["--format", form, "--output", str(target), "--overwrite"]
+    assert export(capsys, in_home.distinct, *options)[0] == 0
+    assert target.read_text() != "someone's file\n"
+
+
+def test_a_parquet_export_does_not_write_into_a_folder_holding_files_without_overwrite(
+    in_home: Runs, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("kept\n")
+    options = ["--format", "parquet", "--output", str(folder)]
+    code, _, err = export(capsys, in_home.distinct, *options)
+    assert code == 2
+    assert err.strip().startswith(f"error: {folder}: already holds files; pass --overwrite")
+    assert [p.name for p in folder.iterdir()] == ["notes.txt"]
+    assert export(capsys, in_home.distinct, *options, "--overwrite")[0] == 0
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        ["notes.txt", *PARQUET_FILES, *GOLDSET_FILES]
+    )
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert export(capsys, in_home.tied, "--format", "parquet", "--output", str(empty))[0] == 0
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    code, _, err = export(capsys, in_home.tied, "--format", "parquet", "--output", str(a_file))
+    assert (code, a_file.read_text()) == (2, "x")
+    assert f"{a_file}: is a file" in err

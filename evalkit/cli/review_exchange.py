@@ -73,6 +73,10 @@ def export(
         bool,
         typer.Option("--all", help="Export every item, not only those still open."),
     ] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option("--overwrite", help="Replace the tasks file and its config if they exist."),
+    ] = False,
     output: OutputOnly = OutputFormat.table,
 ) -> None:
     """Write the goldset's queued items as Label Studio tasks, with the suggested grades as
@@ -80,15 +84,22 @@ def export(
 
     Example: evalkit review export --goldset support --out tasks.json
     """
+    from evalkit.errors import InputError
     from evalkit.files import replace_text
     from evalkit.pipeline import export_label_studio
 
+    config_file = out.with_name(out.stem + CONFIG_SUFFIX)
+    for path in (out, config_file):
+        if not overwrite and (path.exists() or path.is_symlink()):
+            raise InputError(
+                "already exists; pass --overwrite to replace it, or choose another --out",
+                path=str(path),
+            )
     exported = export_label_studio(
         CommandStore("review export", write=False),
         goldset,
         status=None if every_status else "open",
     )
-    config_file = out.with_name(out.stem + CONFIG_SUFFIX)
     replace_text(out, json.dumps(exported.tasks, ensure_ascii=False, indent=2) + "\n")
     replace_text(config_file, exported.config)
     summary = {**exported.to_dict(), "tasks_file": str(out), "config_file": str(config_file)}

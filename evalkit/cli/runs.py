@@ -449,6 +449,14 @@ def export_run(
             help="Same as --format trec --output PATH (kept for existing scripts).",
         ),
     ] = None,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite",
+            help="Replace an existing --output file (parquet: write into a directory that "
+            "holds files).",
+        ),
+    ] = False,
 ) -> None:
     """Write a stored run's results and per-query metrics for other tools.
 
@@ -468,7 +476,12 @@ def export_run(
     chosen = export_format or ExportFormat.trec
     with open_store(write=False, purpose="runs") as store:
         done = export_stored_run(
-            store, run_id, format=chosen.value, output=output, stream=sys.stdout
+            store,
+            run_id,
+            format=chosen.value,
+            output=output,
+            stream=sys.stdout,
+            overwrite=overwrite,
         )
     if done.status != "complete":
         say(f"note: run {done.run_id} is {done.status}; `evalkit runs show {done.run_id}` says why")

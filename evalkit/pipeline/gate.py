@@ -400,5 +400,5 @@ def record_baseline(
         store, gold, retriever, settings=settings, measures=measures, k=k, label=label
     )
     path.parent.mkdir(parents=True, exist_ok=True)
-    export_run(store, outcome.run.run_id, format="trec", output=path)
+    export_run(store, outcome.run.run_id, format="trec", output=path, overwrite=True)
     return outcome

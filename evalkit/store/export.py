@@ -120,14 +120,16 @@ def export_run(
     format: str,
     output: Path | None = None,
     stream: TextIO | None = None,
+    overwrite: bool = False,
 ) -> RunExport:
     """Write the run ``run_id`` (a unique prefix is enough) in ``format``.
 
     ``trec`` and ``jsonl`` go to the file ``output`` or, without one, to ``stream``;
     ``parquet`` needs ``output``, the directory that receives its files. Raises
-    ``NotFoundError`` for an unknown run and ``ConfigError`` for a format that cannot hold
+    ``NotFoundError`` for an unknown run, ``ConfigError`` for a format that cannot hold
     the run (a TREC file cannot hold an id with whitespace in it) or a run whose per-query
-    rows retention deleted.
+    rows retention deleted, and ``InputError`` for an ``output`` file that exists, or a
+    directory that holds files, unless ``overwrite``.
     """
     if format not in EXPORT_FORMATS:
         raise ConfigError(f"unknown export format {format!r}; use one of {EXPORT_FORMATS}")
@@ -138,6 +140,8 @@ def export_run(
         needed=", so an export would hold none of them. Export a run before retention prunes "
         "it, or list it in the retention job's keep_runs",
     )
+    if output is not None and not overwrite:
+        _refuse_existing(output, directory=format == "parquet")
     if format == "parquet":
         if output is None:
             raise ConfigError("a Parquet export needs a directory to write to: give --output DIR")
@@ -153,6 +157,29 @@ def export_run(
     with _replaced_file(output) as handle:
         n_queries, n_results = writer(store, run, handle)
     return RunExport(run.run_id, run.status, format, output, n_queries, n_results, files=(output,))
+
+
+def _refuse_existing(output: Path, *, directory: bool) -> None:
+    """InputError naming ``output`` when an export would replace what is there: a file (a
+    link too), or for a ``directory`` export a directory holding anything. (A directory
+    given for a file is named as such when it is opened.)"""
+    if directory:
+        if output.exists() and not output.is_dir():
+            raise InputError(
+                "is a file; a Parquet export is a directory: give another --output",
+                path=str(output),
+            )
+        if output.is_dir() and any(output.iterdir()):
+            raise InputError(
+                "already holds files; pass --overwrite to write the export's files into it "
+                "(the others are kept), or choose another --output",
+                path=str(output),
+            )
+    elif not output.is_dir() and (output.exists() or output.is_symlink()):
+        raise InputError(
+            "already exists; pass --overwrite to replace it, or choose another --output",
+            path=str(output),
+        )
 
 
 def write_trec(store: Store, run: RunRecord, handle: TextIO) -> tuple[int, int]:
