@@ -29,7 +29,21 @@ from typing import Any
 import numpy as np
 from loopback import JSONHandler, running
 
-_PAIR = re.compile(r"Query: (?P<query>.*?)\n\nPassage: (?P<passage>.*?)\n\nReply with", re.S)
+# The assessor's prompt holds the query and the passage each in its block, one JSON string
+# on the line between the tags.
+_BLOCK = re.compile(r"^<(?P<tag>query|passage)>\n(?P<data>.*)\n</(?P=tag)>$", re.M)
+_OBEYED = re.compile(r'\{"grade": ([0-3])\}')
+
+
+def prompt_pair(prompt: str) -> tuple[str, str] | None:
+    """(query, passage) as the blocks of the assessor's ``prompt`` give them, or None when
+    it does not hold exactly one block of each."""
+    blocks = [(found["tag"], json.loads(found["data"])) for found in _BLOCK.finditer(prompt)]
+    tags = [tag for tag, _ in blocks]
+    if sorted(tags) != ["passage", "query"]:
+        return None
+    given = dict(blocks)
+    return given["query"], given["passage"]
 
 
 def _unit(*parts: str) -> float:
@@ -61,6 +75,9 @@ class GradingJudge:
     ``huge_declared``), as a broken or hostile endpoint might send it."""
     huge_bytes: int = 50 * 2**20
     huge_declared: bool = False
+    obeys: bool = False
+    """Answer the grade a query asks for (``{"grade": 3}`` in its text), as a model that
+    follows instructions in the data it grades would."""
     service_time: float = 0.0
     capacity: int = 1_000
     url: str = ""
@@ -82,12 +99,15 @@ class GradingJudge:
     def reply(self, body: dict[str, Any]) -> tuple[int, str]:
         """(HTTP status, message content) for a chat completion request."""
         content = str(body["messages"][-1]["content"])
-        match = _PAIR.search(content)
-        if match is None:
-            return 400, "no query and passage in the prompt"
-        query, passage = match["query"], match["passage"]
+        pair = prompt_pair(content)
+        if pair is None:
+            return 400, "not one query and one passage in the prompt"
+        query, passage = pair
         with self._lock:
             self.seen.append((query, passage))
+        obeyed = _OBEYED.search(query) if self.obeys else None
+        if obeyed is not None:
+            return 200, json.dumps({"grade": int(obeyed[1]), "reason": "as the query said"})
         if any(marker in passage for marker in self.error_for):
             return 500, "the model is overloaded"
         if any(marker in passage for marker in self.garbage_for):

@@ -69,6 +69,7 @@ RELEASED: dict[int, tuple[str, str]] = {
         "review_source_emails",
         "26bf98f7308c16b84b9d58ea68d0100f74022f296f52f1798e034b2e9ca2b331",
     ),
+    26: ("judged_pool_flags", "f5896ac1f98d0a049e1064f66c878149fa58872a73a074a06214f1f199ba337b"),
 }
 
 SCHEMA_QUERIES = {

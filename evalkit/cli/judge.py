@@ -130,6 +130,13 @@ def _judging_facts(outcome: JudgingOutcome) -> dict[str, object]:
         if outcome.unjudged:
             facts["why unjudged"] = ", ".join(f"{k} {n}" for k, n in outcome.unjudged.items())
         facts["requests"] = outcome.calls
+    if outcome.flagged:
+        counts = ", ".join(f"{flag} {n}" for flag, n in outcome.flag_counts.items())
+        facts["flagged"] = (
+            f"{len(outcome.flagged)} pairs ({counts}): their text reads as written to steer "
+            "the assessor; it was shown as data and the flags are stored (judged_pool.flags): "
+            "check their grades"
+        )
     return facts
 
 
@@ -396,9 +403,11 @@ def pool(output: Format = OutputFormat.table) -> None:
         emit_json(counts)
         return
     rows = [
-        [c["assessor"], c["judged"], c["unjudged"], f"{c['newest']:%Y-%m-%d %H:%M}"] for c in counts
+        [c["assessor"], c["judged"], c["unjudged"], c["flagged"], f"{c['newest']:%Y-%m-%d %H:%M}"]
+        for c in counts
     ]
-    console.print(table("judged pool", ["assessor", "judged", "unjudged", "newest"], rows))
+    headers = ["assessor", "judged", "unjudged", "flagged", "newest"]
+    console.print(table("judged pool", headers, rows))
 
 
 _SOURCE_NAMES = {"assessor": "replayed", "assessor_logged": "logged by production"}

@@ -75,7 +75,8 @@ class JudgePair:
 class Assessment:
     """The assessor's verdict on one pair: a ``grade`` 0-3 with its optional ``reason``, or
     none, with why (``unjudged``) and what the endpoint said (``detail``: the reply's first
-    200 characters, or the error, secrets masked)."""
+    200 characters, or the error, secrets masked). ``flags`` name what the pair's text holds
+    that reads as written to steer the assessor (``evalkit.judging.assessor.prompt_flags``)."""
 
     pair: JudgePair
     assessor: str
@@ -83,6 +84,7 @@ class Assessment:
     reason: str | None = None
     unjudged: Unjudged | None = None
     detail: str | None = None
+    flags: tuple[str, ...] = ()
 
     @property
     def judged(self) -> bool:

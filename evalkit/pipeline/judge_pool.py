@@ -24,7 +24,7 @@ import pandas as pd
 from evalkit.audit.snapshot import fetch_documents
 from evalkit.batches import BatchWriter
 from evalkit.goldset.corpus import iter_corpus
-from evalkit.judging.assessor import RelevanceAssessor, estimate_tokens
+from evalkit.judging.assessor import RelevanceAssessor, estimate_tokens, prompt_flags
 from evalkit.judging.records import Assessment, JudgePair
 from evalkit.records.requests import JudgingRequest
 from evalkit.store.access import WriterAccess
@@ -160,6 +160,15 @@ class JudgingOutcome:
     ungraded: Mapping[Key, str] = field(default_factory=dict)
     """Why each pair asked about has no grade: ``OVER_BUDGET`` (not sent), or the
     ``Unjudged`` reason it came back with (empty on a dry run)."""
+    flagged: Mapping[Key, tuple[str, ...]] = field(default_factory=dict)
+    """The pairs asked about whose text reads as written to steer the assessor, and what
+    for (``evalkit.judging.assessor.prompt_flags``): judged as data, their flags stored."""
+
+    @property
+    def flag_counts(self) -> dict[str, int]:
+        """How many pairs asked about were flagged for each reason."""
+        counts = Counter(flag for flags in self.flagged.values() for flag in flags)
+        return dict(sorted(counts.items()))
 
     @property
     def n_unjudged(self) -> int:
@@ -182,6 +191,8 @@ class JudgingOutcome:
             "calls": self.calls,
             "graded": len(self.grades),
             "complete": self.complete,
+            "flagged": len(self.flagged),
+            "flagged_by_reason": self.flag_counts,
         }
 
 
@@ -223,6 +234,7 @@ def judge_pairs(
         to_judge = _whole_queries_within(missing, budget)
     else:
         to_judge = missing[:budget]
+    flagged = {pair.key: flags for pair in unique if (flags := prompt_flags(pair))}
     plan = JudgingPlan(
         assessor=assessor.name,
         n_pairs=len(unique),
@@ -232,10 +244,10 @@ def judge_pairs(
         estimated_tokens=sum(estimate_tokens(pair) for pair in to_judge),
     )
     if request.dry_run:
-        return JudgingOutcome(plan, grades, dry_run=True)
+        return JudgingOutcome(plan, grades, dry_run=True, flagged=flagged)
     over_budget = dict.fromkeys((pair.key for pair in missing[len(to_judge) :]), OVER_BUDGET)
     if not to_judge:
-        return JudgingOutcome(plan, grades, ungraded=over_budget)
+        return JudgingOutcome(plan, grades, ungraded=over_budget, flagged=flagged)
     writer = _pool_writer(access)
     done = 0
 
@@ -268,6 +280,7 @@ def judge_pairs(
             **over_budget,
             **{a.pair.key: str(a.unjudged) for a in assessments if a.grade is None},
         },
+        flagged=flagged,
     )
 
 

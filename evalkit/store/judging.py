@@ -3,7 +3,8 @@
 Tables (migration 13):
 
 * ``judged_pool``: one row per (query text hash, document content hash, assessor), with the
-  grade (0-3) or, for a pair left unjudged, why and what the endpoint said. A graded pair is
+  grade (0-3) or, for a pair left unjudged, why and what the endpoint said, and what its
+  text was flagged for (migration 26). A graded pair is
   never judged again by the same assessor; an unjudged one is, by the next pass, which
   replaces its row. A document whose content changed has a new content hash: a new pair.
 * ``judge_agreements``: each measurement of an assessor's agreement with a goldset's human
@@ -87,6 +88,8 @@ class PoolGrade:
     unjudged_reason: str | None
     detail: str | None
     judged_at: datetime
+    flags: tuple[str, ...] = ()
+    """What the pair's text was flagged for when judged (``Assessment.flags``)."""
 
 
 _POOL_COLUMNS = (
@@ -102,6 +105,7 @@ _POOL_COLUMNS = (
     "unjudged_reason",
     "detail",
     "judged_at",
+    "flags",
 )
 
 
@@ -137,6 +141,7 @@ def save_assessments(store: Store, assessments: Iterable[Assessment]) -> int:
             type=pa.string(),
         ),
         "judged_at": pa.array([now] * len(chosen), type=pa.timestamp("us")),
+        "flags": pa.array([",".join(a.flags) or None for a in chosen], type=pa.string()),
     }
     incoming = pa.table(columns)
     view = "_incoming_judgments"
@@ -149,7 +154,8 @@ def save_assessments(store: Store, assessments: Iterable[Assessment]) -> int:
                 " ON CONFLICT (query_hash, content_hash, assessor) DO UPDATE SET"
                 " grade = excluded.grade, reason = excluded.reason,"
                 " unjudged_reason = excluded.unjudged_reason, detail = excluded.detail,"
-                " doc_id = excluded.doc_id, judged_at = excluded.judged_at"
+                " doc_id = excluded.doc_id, judged_at = excluded.judged_at,"
+                " flags = excluded.flags"
                 " WHERE judged_pool.grade IS NULL"
             )
     except duckdb.Error as error:
@@ -166,23 +172,37 @@ def load_pool(
     unique = list(dict.fromkeys(keys))
     rows = store.fetch(
         "SELECT p.query_hash, p.content_hash, p.assessor, p.doc_id, p.grade, p.reason,"
-        " p.unjudged_reason, p.detail, p.judged_at"
+        " p.unjudged_reason, p.detail, p.judged_at, p.flags"
         " FROM judged_pool p JOIN (SELECT unnest(?) AS q, unnest(?) AS c) k"
         " ON p.query_hash = k.q AND p.content_hash = k.c WHERE p.assessor = ?",
         [[key[0] for key in unique], [key[1] for key in unique], assessor],
     )
-    return {(row[0], row[1]): PoolGrade(*row) for row in rows}
+    return {
+        (row[0], row[1]): PoolGrade(
+            query_hash=row[0],
+            content_hash=row[1],
+            assessor=row[2],
+            doc_id=row[3],
+            grade=row[4],
+            reason=row[5],
+            unjudged_reason=row[6],
+            detail=row[7],
+            judged_at=row[8],
+            flags=tuple(row[9].split(",")) if row[9] else (),
+        )
+        for row in rows
+    }
 
 
 def pool_counts(store: Store) -> list[dict[str, Any]]:
-    """Per assessor: judged and unjudged pairs, and the newest judgment."""
+    """Per assessor: judged and unjudged pairs, those flagged (``PoolGrade.flags``), and the
+    newest judgment."""
     rows = store.fetch(
-        "SELECT assessor, count(grade), count(*) - count(grade), max(judged_at)"
+        "SELECT assessor, count(grade), count(*) - count(grade), count(flags), max(judged_at)"
         " FROM judged_pool GROUP BY assessor ORDER BY assessor"
     )
-    return [
-        {"assessor": row[0], "judged": row[1], "unjudged": row[2], "newest": row[3]} for row in rows
-    ]
+    names = ("assessor", "judged", "unjudged", "flagged", "newest")
+    return [dict(zip(names, row, strict=True)) for row in rows]
 
 
 @dataclass(frozen=True, slots=True)

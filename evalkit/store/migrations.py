@@ -790,6 +790,12 @@ SET source_user_email = reviewer
 WHERE source_tool = 'label-studio' AND regexp_full_match(reviewer, '[^@\\s]+@[^@\\s]+');
 """
 
+# A judged pair whose text reads as written to steer the assessor (instructions, its reply
+# format, its prompt's structure) keeps what it was flagged for; pairs judged before have NULL.
+_M26_JUDGED_POOL_FLAGS = """
+ALTER TABLE judged_pool ADD COLUMN flags VARCHAR;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "goldsets_runs_metrics", _M01_GOLDSETS_RUNS_METRICS),
     Migration(2, "drift_checks", _M02_DRIFT_CHECKS),
@@ -816,4 +822,5 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(23, "review_sources_backfill", _M23_REVIEW_SOURCES_BACKFILL),
     Migration(24, "model_canaries", _M24_MODEL_CANARIES),
     Migration(25, "review_source_emails", _M25_REVIEW_SOURCE_EMAILS),
+    Migration(26, "judged_pool_flags", _M26_JUDGED_POOL_FLAGS),
 )
