@@ -25,6 +25,7 @@ from evalkit.cli._retriever import ChromaUrl, chroma_collection_name
 from evalkit.cli._store import CommandStore, open_store
 from evalkit.records.requests import (
     DEFAULT_DOCUMENT_SAMPLE,
+    DEFAULT_MODEL_SAMPLE,
     DRIFT_TEST_DEFAULTS,
     PRECISION_WATCH_DEFAULTS,
     PRECISION_WATCH_MEASURE,
@@ -192,13 +193,21 @@ def model(
         ),
     ],
     chroma_url: ChromaUrl = None,
+    sample: Annotated[
+        int, typer.Option(min=1, help="Stored documents re-embedded from their text.")
+    ] = DEFAULT_MODEL_SAMPLE,
+    seed: Annotated[int, seed_option("Seed of the sample (stored).")] = DRIFT_TEST_DEFAULTS.seed,
     output: Format = OutputFormat.table,
 ) -> None:
     """Check that the configured query model embeds as the model the index was built with.
 
-    A mismatch is reported as its own finding (model_mismatch), not as drift.
+    Two kinds of evidence, each named in the output: the model fingerprint the collection
+    records (canary texts embedded with the query model), and a seeded sample of stored
+    documents re-embedded from their stored text, compared with their stored vectors (as
+    the audit's model check does). A mismatch is reported as its own finding
+    (model_mismatch), not as drift.
 
-    Example: evalkit drift model --collection demo --format json
+    Example: evalkit drift model --collection demo --sample 128 --format json
     """
     from evalkit.pipeline import check_drift_model
 
@@ -208,6 +217,8 @@ def model(
         config,
         collection,
         chroma_url=chroma_url,
+        sample=sample,
+        seed=seed,
     )
     _finish(check.to_dict(), f"model check: {collection}", output, found=check.is_mismatch)
 

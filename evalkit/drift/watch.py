@@ -28,6 +28,7 @@ from evalkit.drift.sequential import AlertLevel, page_hinkley
 from evalkit.embedding import ModelFingerprint
 from evalkit.errors import ConfigError, InputError
 from evalkit.metrics import parse_measure
+from evalkit.records.audit import Reembedding
 from evalkit.records.drift import DriftCheck, DriftResult
 from evalkit.records.requests import (
     DRIFT_TEST_DEFAULTS,
@@ -216,8 +217,13 @@ class ModelCheck:
     """Whether the query model embeds as the model the index was built with.
 
     ``finding``: ``ok``, ``model_mismatch``, or ``unknown`` (the index carries no
-    fingerprint). ``canary_similarity`` is the lowest cosine between the two models'
-    embeddings of the same canary string (1.0 for the same model).
+    fingerprint and no stored text could be re-embedded). ``canary_similarity`` is the
+    lowest cosine between the two models' embeddings of the same canary string (1.0 for the
+    same model). ``evidence`` names what the finding rests on: ``canary_fingerprint`` (the
+    fingerprint the collection records), ``reembedded_sample`` (stored documents re-embedded
+    from their text, summarised in ``reembedding``), ``vector_dimension`` (stored vectors of
+    another dimension than the query model's). ``check_id`` is the stored check's id, None
+    when not stored.
     """
 
     finding: str
@@ -225,6 +231,9 @@ class ModelCheck:
     query_model: ModelFingerprint
     canary_similarity: float | None
     message: str
+    evidence: tuple[str, ...] = ()
+    reembedding: Mapping[str, Any] | None = None
+    check_id: str | None = None
 
     @property
     def is_mismatch(self) -> bool:
@@ -244,13 +253,79 @@ class ModelCheck:
             }
 
         return {
+            "check_id": self.check_id,
             "finding": self.finding,
             "is_mismatch": self.is_mismatch,
             "index_model": brief(self.index_model),
             "query_model": brief(self.query_model),
             "canary_similarity": self.canary_similarity,
+            "evidence": list(self.evidence),
+            "reembedding": dict(self.reembedding) if self.reembedding is not None else None,
             "message": self.message,
         }
+
+
+def _vector_verdict(
+    query_model: ModelFingerprint, reembedded: Reembedding | None, stored_dimension: int | None
+) -> tuple[bool | None, str | None]:
+    """What the stored vectors say: whether the query model made them (None: nothing to
+    tell by) and the sentence saying why."""
+    if stored_dimension is not None and stored_dimension != query_model.dimension:
+        return False, (
+            f"the collection stores {stored_dimension}-dimensional vectors but the query "
+            f"model {query_model.name} makes {query_model.dimension}-dimensional ones"
+        )
+    if reembedded is None or not len(reembedded):
+        return None, None
+    summary = reembedded.summary()
+    others, sampled = summary["other_model"], summary["sampled"]
+    if others:
+        return False, (
+            f"{others} of {sampled} stored documents re-embedded from their text with "
+            f"{query_model.name} do not reproduce their stored vectors (lowest cosine "
+            f"{summary['lowest_cosine']:.4f} < {reembedded.min_cosine}): the vectors were made "
+            "by another model, or moved into another space, whatever the collection records"
+        )
+    return True, None
+
+
+def _evidence_words(
+    index_model: ModelFingerprint | None,
+    similarity: float | None,
+    reembedded: Reembedding | None,
+    stored_dimension: int | None,
+) -> tuple[tuple[str, ...], str]:
+    """The names of the evidence used, and one sentence listing it."""
+    names: list[str] = []
+    parts: list[str] = []
+    if index_model is not None:
+        names.append("canary_fingerprint")
+        cosine = f", lowest canary cosine {similarity:.4f}" if similarity is not None else ""
+        parts.append(f"the model fingerprint the collection records ({index_model.name}{cosine})")
+    else:
+        parts.append("no model fingerprint (the collection records none)")
+    if stored_dimension is not None and reembedded is None:
+        names.append("vector_dimension")
+        parts.append(f"the stored vectors' dimension ({stored_dimension})")
+    elif reembedded is not None and len(reembedded):
+        names.append("reembedded_sample")
+        summary = reembedded.summary()
+        replaced = summary["content_replaced"]
+        parts.append(
+            f"{summary['sampled']} stored documents re-embedded from their text "
+            f"({summary['sampled'] - summary['other_model'] - replaced} reproduce their "
+            f"vectors, lowest cosine {summary['lowest_cosine']:.4f}"
+            + (
+                f"; {replaced} hold a text that is not their own, replaced content rather "
+                "than another model: `evalkit audit --source CORPUS` lists them"
+                if replaced
+                else ""
+            )
+            + ")"
+        )
+    elif reembedded is not None:
+        parts.append("no stored text to re-embed")
+    return tuple(names), "Evidence: " + "; ".join(parts) + "."
 
 
 def check_query_model(
@@ -259,54 +334,72 @@ def check_query_model(
     *,
     subject: str | None = None,
     store: Store | None = None,
+    reembedded: Reembedding | None = None,
+    stored_dimension: int | None = None,
 ) -> ModelCheck:
-    """Re-embed the canary strings with the query model and compare with the index's model."""
+    """Compare the query model with the index's: the canary strings re-embedded against
+    the fingerprint the index records and, when given, stored documents re-embedded from
+    their text (``reembedded``, see ``evalkit.audit.model.reembed_stored``) or the stored
+    vectors' dimension. Either kind of evidence that the models differ is a mismatch."""
     query_model = query_embedder.fingerprint
-    if index_model is None:
-        check = ModelCheck(
-            finding="unknown",
-            index_model=None,
-            query_model=query_model,
-            canary_similarity=None,
-            message="the index carries no model fingerprint (it was not built by evalkit "
-            "index); run `evalkit audit` to compare stored vectors with re-embedded ones",
+    similarity = index_model.canary_similarity(query_model) if index_model else None
+    by_canary = index_model.matches(query_model) if index_model else None
+    by_vectors, vector_problem = _vector_verdict(query_model, reembedded, stored_dimension)
+    names, evidence = _evidence_words(index_model, similarity, reembedded, stored_dimension)
+    if by_canary is False:
+        assert index_model is not None  # a verdict needs a fingerprint
+        finding = "model_mismatch"
+        message = (
+            f"the index was built with {index_model.name} ({index_model.dimension}d, "
+            f"fingerprint {index_model.canary_hash}) but queries are embedded with "
+            f"{query_model.name} ({query_model.dimension}d, fingerprint "
+            f"{query_model.canary_hash}): retrieval across two embedding spaces is "
+            "silently wrong; re-index with `evalkit index --rebuild` or configure the "
+            "index's model"
         )
+    elif by_vectors is False:
+        finding = "model_mismatch"
+        message = (
+            f"{vector_problem}: retrieval across two embedding spaces is silently wrong; "
+            "rebuild the collection with the query model (`evalkit index --rebuild`) or "
+            "query it with the model that built it"
+        )
+    elif by_canary or by_vectors:
+        finding = "ok"
+        message = f"query model {query_model.name} embeds as the index's model"
     else:
-        similarity = index_model.canary_similarity(query_model)
-        same = index_model.matches(query_model)
-        if same:
-            message = f"query model {query_model.name} embeds as the index's model"
-        else:
-            message = (
-                f"the index was built with {index_model.name} ({index_model.dimension}d, "
-                f"fingerprint {index_model.canary_hash}) but queries are embedded with "
-                f"{query_model.name} ({query_model.dimension}d, fingerprint "
-                f"{query_model.canary_hash}): retrieval across two embedding spaces is "
-                "silently wrong; re-index with `evalkit index --rebuild` or configure the "
-                "index's model"
-            )
-        check = ModelCheck(
-            finding="ok" if same else "model_mismatch",
-            index_model=index_model,
-            query_model=query_model,
-            canary_similarity=similarity,
-            message=message,
+        finding = "unknown"
+        message = (
+            "the index carries no model fingerprint (it was not built by evalkit index)"
+            + (" and stores no text to re-embed" if reembedded is not None else "")
+            + "; run `evalkit audit` to compare stored vectors with re-embedded ones"
         )
+    check = ModelCheck(
+        finding=finding,
+        index_model=index_model,
+        query_model=query_model,
+        canary_similarity=similarity,
+        message=f"{message}. {evidence}",
+        evidence=names,
+        reembedding=reembedded.summary() if reembedded is not None else None,
+    )
     if store is not None:
-        save_drift_check(
+        stored = save_drift_check(
             store,
             DriftCheck(
                 stream="model",
                 subject=subject,
                 finding=check.finding,
-                method="canary_fingerprint",
+                method="+".join(names) or "canary_fingerprint",
                 is_drift=check.is_mismatch,
                 reference=index_model.canary_hash if index_model else None,
                 current=query_model.canary_hash,
                 statistic=check.canary_similarity,
+                n_current=len(reembedded) if reembedded is not None else None,
                 details=check.to_dict(),
             ),
         )
+        check = replace(check, check_id=stored.check_id)
     return check
 
 

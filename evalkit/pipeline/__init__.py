@@ -2,7 +2,7 @@
 
 The CLI, the scheduler and the tests all call these functions; no stage calls another stage
 that comes after it in the data flow. One module per workflow (``goldset``, ``gate``,
-``traffic``, ``audit``, ``drift``, ``answers``, ``judging``, ``traffic_labels``,
+``traffic``, ``audit``, ``drift``, ``model_check``, ``answers``, ``judging``, ``traffic_labels``,
 ``goldset_remap``, ``generate``, ``review``, ``sweep``, ``freshness``, ``fuse``),
 independent of each other; what they share is the run lifecycle (``runs``), the goldset
 run (``goldset_run``), the scoring of a run's answers (``answer_scores``) and the judged
@@ -33,7 +33,6 @@ if TYPE_CHECKING:
         check_drift_documents,
         check_drift_embeddings,
         check_drift_metric,
-        check_drift_model,
         check_drift_precision,
         check_drift_queries,
         check_drift_settings,
@@ -86,6 +85,7 @@ if TYPE_CHECKING:
         run_reference,
         select_runs,
     )
+    from evalkit.pipeline.model_check import check_drift_model
     from evalkit.pipeline.review import (
         ItemDetails,
         QueueOutcome,
@@ -300,7 +300,7 @@ __getattr__ = lazy_attributes(
         "check_drift_documents": "evalkit.pipeline.drift",
         "check_drift_embeddings": "evalkit.pipeline.drift",
         "check_drift_metric": "evalkit.pipeline.drift",
-        "check_drift_model": "evalkit.pipeline.drift",
+        "check_drift_model": "evalkit.pipeline.model_check",
         "check_drift_precision": "evalkit.pipeline.drift",
         "check_drift_queries": "evalkit.pipeline.drift",
         "check_drift_settings": "evalkit.pipeline.drift",

@@ -1,12 +1,11 @@
-"""Drift workflows: embeddings, query windows, metric series, precision, documents and
-the query model, each check stored."""
+"""Drift workflows: embeddings, query windows, metric series, precision and a collection's
+documents, each check stored (the query model's check is ``model_check``)."""
 
 from __future__ import annotations
 
-import contextlib
 import glob
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,14 +23,7 @@ from evalkit.drift import (
     page_hinkley,
 )
 from evalkit.drift.traffic_precision import watch_traffic_precision
-from evalkit.drift.watch import (
-    ModelCheck,
-    check_embeddings,
-    check_query_model,
-    load_embeddings,
-    watch_precision,
-)
-from evalkit.embedding import ModelFingerprint, build_query_embedder
+from evalkit.drift.watch import check_embeddings, load_embeddings, watch_precision
 from evalkit.embedding.fingerprint import same_model
 from evalkit.errors import ConfigError, InputError
 from evalkit.records.drift import DriftCheck, DriftResult
@@ -311,25 +303,11 @@ def collection_vectors(
             f"the document sample must be at least 2 documents (one cannot be tested), got "
             f"{sample!r}"
         )
-    with _chroma_collection(settings, collection, chroma_url) as opened:
-        return _sample_vectors(opened, sample, seed, outside)
-
-
-@contextlib.contextmanager
-def _chroma_collection(
-    settings: Settings, collection: str, chroma_url: str | None
-) -> Iterator[Any]:
-    """The Chroma collection ``collection`` on ``chroma_url`` (default: the settings' server,
-    else their local path); its client is closed on leaving."""
     # Chroma is a heavy optional dependency: loaded only when a collection is read.
-    from evalkit.retrievers.chroma_client import close_client, get_collection, open_chroma_client
+    from evalkit.retrievers.chroma_client import configured_collection
 
-    url = chroma_url or settings.chroma_url
-    client = open_chroma_client(path=None if url else settings.resolved_chroma_path, url=url)
-    try:
-        yield get_collection(client, collection)
-    finally:
-        close_client(client)
+    with configured_collection(settings, collection, chroma_url) as opened:
+        return _sample_vectors(opened, sample, seed, outside)
 
 
 def _sample_vectors(
@@ -399,10 +377,13 @@ def check_drift_documents(
     sample: int = DEFAULT_DOCUMENT_SAMPLE,
     test: DriftTestSettings = DRIFT_TEST_DEFAULTS,
     report_dir: Path | None = None,
+    first_reference: bool = False,
 ) -> DriftOutcome:
     """Test a sample of a collection's embeddings now against a reference snapshot
     (default: the newest saved by ``save_documents_reference``) as ``test`` says (its seed
-    also draws the sample) and store the check.
+    also draws the sample) and store the check. With ``first_reference`` and no snapshot
+    saved yet (nor ``reference`` given), save one instead and say so in the outcome's note:
+    a scheduled check starts its own reference.
 
     The current window holds documents outside the reference (the snapshot's rows are
     left out): sharing rows, the two windows would look alike whatever was added. When
@@ -411,6 +392,15 @@ def check_drift_documents(
 
     The store is opened only once the collection has been read.
     """
+    if reference is None and first_reference and not _snapshots(settings, collection):
+        path, n_vectors = save_documents_reference(
+            settings, collection, chroma_url=chroma_url, sample=sample, seed=test.seed
+        )
+        return DriftOutcome(
+            note=f"no reference snapshot of {collection} yet: saved one of {n_vectors} "
+            f"vectors ({path}); the next check tests against it",
+            compared={"stream": "documents", "subject": collection, "reference": str(path)},
+        )
     if reference is None:
         reference = newest_snapshot(settings, collection)
     reference_vectors = load_embeddings(reference)
@@ -450,45 +440,33 @@ def check_drift_documents(
             store=writing,
             report_dir=report_dir,
         )
-    return DriftOutcome(check=stored, result=result, report=report_path)
+    compared = {
+        "stream": "documents",
+        "subject": collection,
+        "reference": str(reference),
+        "current": f"{collection} now",
+    }
+    return DriftOutcome(check=stored, result=result, report=report_path, compared=compared)
+
+
+def _snapshots(settings: Settings, collection: str) -> list[Path]:
+    """The reference snapshots of ``collection`` saved under ``home/snapshots``, oldest first
+    (not those of another collection whose name it starts: ``docs`` and ``docs-v2``)."""
+    stamp = re.compile(re.escape(collection) + r"-\d{8}T\d{6}\.npy")
+    return sorted(
+        path
+        for path in (settings.home / "snapshots").glob(f"{glob.escape(collection)}-*.npy")
+        if stamp.fullmatch(path.name)
+    )
 
 
 def newest_snapshot(settings: Settings, collection: str) -> Path:
     """The newest reference snapshot ``save_documents_reference`` saved of ``collection``
     (not of another collection whose name it starts: ``docs`` and ``docs-v2``)."""
-    stamp = re.compile(re.escape(collection) + r"-\d{8}T\d{6}\.npy")
-    saved = sorted(
-        path
-        for path in (settings.home / "snapshots").glob(f"{glob.escape(collection)}-*.npy")
-        if stamp.fullmatch(path.name)
-    )
+    saved = _snapshots(settings, collection)
     if not saved:
         raise ConfigError(
             f"no reference snapshot of {collection}: save one first with "
             f"`evalkit drift documents --collection {collection} --save-reference`"
         )
     return saved[-1]
-
-
-def check_drift_model(
-    store: WriterAccess,
-    settings: Settings,
-    collection: str,
-    *,
-    chroma_url: str | None = None,
-) -> ModelCheck:
-    """Check that the configured query model embeds as the model a collection was built
-    with (its stored fingerprint) and store the check; a mismatch is its own finding."""
-    with _chroma_collection(settings, collection, chroma_url) as opened:
-        metadata = dict(opened.metadata or {})
-    embedder = build_query_embedder(settings)
-    if embedder is None:
-        raise ConfigError(
-            "the model check embeds canary texts with the query embedder, and [embedder] kind "
-            "is none: set kind = sentence-transformers (with model_path) or openai to the "
-            "model the collection was indexed with"
-        )
-    with store.writer("drift check") as writing:
-        return check_query_model(
-            ModelFingerprint.from_metadata(metadata), embedder, subject=collection, store=writing
-        )

@@ -37,6 +37,7 @@ __all__ = [
     "DEFAULT_GOLDSET_SPLIT",
     "DEFAULT_LOW_CONFIDENCE",
     "DEFAULT_MIN_OVERLAP",
+    "DEFAULT_MODEL_SAMPLE",
     "DEFAULT_RAY_ACTORS",
     "DEFAULT_TRAFFIC_SAMPLE",
     "DRIFT_TEST_DEFAULTS",
@@ -145,6 +146,11 @@ DEFAULT_CALIBRATION: Final = "isotonic"
 
 DEFAULT_DOCUMENT_SAMPLE: Final = 2000
 """Stored document embeddings sampled from a collection for the document drift test."""
+
+DEFAULT_MODEL_SAMPLE: Final = 64
+"""Stored documents the model check re-embeds from their text (``evalkit drift model``, the
+``drift_check`` job's model stream): a slice of 5 % written by another model is in such a
+sample 96 times in 100, a whole index in every one."""
 
 DEFAULT_TRAFFIC_SAMPLE: Final = 2000
 """Queries drawn from a traffic window into a replay sample (``evalkit traffic sample``,

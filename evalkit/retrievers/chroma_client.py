@@ -29,7 +29,8 @@ import os
 import re
 import threading
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -49,6 +50,8 @@ if TYPE_CHECKING:
     from chromadb.api.collection_configuration import UpdateCollectionConfiguration
     from chromadb.api.models.Collection import Collection
 
+    from evalkit.config import Settings
+
 __all__ = [
     "CHROMA_TOKEN_ENV",
     "CONTENT_HASH_KEY",
@@ -61,6 +64,7 @@ __all__ = [
     "close_client",
     "collection_name_problem",
     "collection_space",
+    "configured_collection",
     "contents_fingerprint",
     "find_collection",
     "get_collection",
@@ -238,6 +242,20 @@ def open_chroma_client(
             "Check that the path (EVALKIT_CHROMA_PATH) is a writable directory that no other "
             "process holds open."
         ) from error
+
+
+@contextmanager
+def configured_collection(
+    settings: Settings, name: str, url: str | None = None
+) -> Iterator[Collection]:
+    """The Chroma collection ``name`` on ``url`` (default: the settings' server, else their
+    embedded path); its client is closed on leaving."""
+    where = url or settings.chroma_url
+    client = open_chroma_client(path=None if where else settings.resolved_chroma_path, url=where)
+    try:
+        yield get_collection(client, name)
+    finally:
+        close_client(client)
 
 
 def _refused_credentials(error: Exception) -> bool:

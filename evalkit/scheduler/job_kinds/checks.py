@@ -1,8 +1,11 @@
 """Job kinds that check the index and the traffic, and store the check.
 
 - ``drift_check``: test the newest traffic window's query embeddings against a reference
-  window (``stream = "queries"``), or a goldset measure's series of run means with a
-  sequential detector (``stream = "metric"``);
+  window (``stream = "queries"``), a goldset measure's series of run means with a
+  sequential detector (``stream = "metric"``), a Chroma collection's stored embeddings
+  against a reference snapshot (``"documents"``), or the query model against the
+  collection's (``"model"``: its fingerprint and re-embedded stored documents); a finding is
+  a stored check of a job that succeeded;
 - ``audit``: audit a Chroma collection's health and store the findings (the checks run
   without the store, as ``evalkit audit``'s do);
 - ``freshness``: measure how long changes at the source take to become retrievable
@@ -20,8 +23,11 @@ from evalkit.config import Duration
 from evalkit.embedding import build_query_embedder
 from evalkit.errors import ConfigError
 from evalkit.pipeline import (
+    DriftOutcome,
     audit_collection,
+    check_drift_documents,
     check_drift_metric,
+    check_drift_model,
     check_drift_queries,
     check_drift_settings,
     check_named_index_freshness,
@@ -30,6 +36,8 @@ from evalkit.pipeline import (
 from evalkit.records.audit import AUDIT_DEFAULTS, CHECK_NAMES, AuditConfig
 from evalkit.records.freshness import FreshnessRequest
 from evalkit.records.requests import (
+    DEFAULT_DOCUMENT_SAMPLE,
+    DEFAULT_MODEL_SAMPLE,
     DRIFT_TEST_DEFAULTS,
     METRIC_STREAM_MEASURE,
     METRIC_STREAM_METHOD,
@@ -63,10 +71,29 @@ __all__ = [
 class DriftCheckParams(JobParams):
     """``kind = "drift_check"``."""
 
-    stream: Literal["queries", "metric"] = Field(
+    stream: Literal["queries", "metric", "documents", "model"] = Field(
         default="queries",
         description="queries: traffic query embeddings, newest window vs a reference window; "
-        "metric: a goldset measure's run means with a sequential detector.",
+        "metric: a goldset measure's run means with a sequential detector; documents: a "
+        "Chroma collection's stored embeddings vs a reference snapshot; model: the query "
+        "model vs the collection's (fingerprint and re-embedded stored documents).",
+    )
+    collection: str | None = Field(
+        default=None, description="Chroma collection to check (documents, model)."
+    )
+    chroma_url: str | None = Field(
+        default=None, description="Chroma server URL (documents, model; default: the settings')."
+    )
+    reference: Path | None = Field(
+        default=None,
+        description="Reference snapshot, a .npy file (documents; default: the newest saved; "
+        "with none, the first run saves one).",
+    )
+    sample: int | None = Field(
+        default=None,
+        ge=1,
+        description=f"Documents sampled from the collection (documents: "
+        f"{DEFAULT_DOCUMENT_SAMPLE}, at least 2; model: {DEFAULT_MODEL_SAMPLE} re-embedded).",
     )
     reference_window: str | None = Field(
         default=None, description="Reference window (default: the one before the newest)."
@@ -75,14 +102,17 @@ class DriftCheckParams(JobParams):
         default=DRIFT_TEST_DEFAULTS.method,
         validate_default=True,
         description="Detector: auto, mmd, moments, mmd_rff, classifier, ks, mean_cosine "
-        "(queries); page_hinkley or cusum (metric). auto: the stream's default (queries: "
-        "auto's choice by window size; metric: page_hinkley).",
+        "(queries, documents); page_hinkley or cusum (metric); none for model. auto: the "
+        "stream's default (queries, documents: auto's choice by window size; metric: "
+        "page_hinkley).",
     )
     alpha: float = Field(
         default=DRIFT_TEST_DEFAULTS.alpha, gt=0, lt=1, description="False-alarm rate per check."
     )
     seed: int = Field(
-        default=DRIFT_TEST_DEFAULTS.seed, ge=0, description="Seed of the test's random steps."
+        default=DRIFT_TEST_DEFAULTS.seed,
+        ge=0,
+        description="Seed of the test's random steps and of the documents sampled.",
     )
     options: dict[str, Any] = Field(
         default_factory=dict, description="Extra detector settings (see docs/drift.md)."
@@ -100,6 +130,14 @@ class DriftCheckParams(JobParams):
         default=METRIC_STREAM_WARMUP, ge=2, description="Runs that set the baseline (metric)."
     )
 
+    @field_validator("collection")
+    @classmethod
+    def _chroma_name(cls, name: str | None) -> str | None:
+        problem = None if name is None else collection_name_problem(name)
+        if problem is not None:
+            raise ValueError(f"Chroma collection name {name!r} is not valid: {problem}")
+        return name
+
     @field_validator("method")
     @classmethod
     def _known_method(cls, method: str, info: ValidationInfo) -> str:
@@ -111,6 +149,9 @@ class DriftCheckParams(JobParams):
                 return METRIC_STREAM_METHOD
             if method not in ("page_hinkley", "cusum"):
                 raise ValueError("stream 'metric' uses method page_hinkley or cusum")
+        elif info.data.get("stream") == "model":
+            if method != DRIFT_TEST_DEFAULTS.method:
+                raise ValueError("stream 'model' compares two models and takes no method")
         elif method not in query_drift_methods():
             known = ", ".join(query_drift_methods())
             raise ValueError(f"unknown drift method {method!r}; choose one of: {known}")
@@ -120,7 +161,10 @@ class DriftCheckParams(JobParams):
     @classmethod
     def _detector_builds(cls, options: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
         # With a stream or method already refused there is nothing to build.
-        if "stream" in info.data and "method" in info.data:
+        if info.data.get("stream") == "model":
+            if options:
+                raise ValueError("stream 'model' compares two models and takes no options")
+        elif "stream" in info.data and "method" in info.data:
             try:
                 check_drift_settings(
                     info.data["stream"],
@@ -156,37 +200,79 @@ class DriftCheckParams(JobParams):
             raise ValueError(str(error)) from error
 
     @model_validator(mode="after")
-    def _metric_needs_goldset(self) -> DriftCheckParams:
+    def _stream_needs_its_subject(self) -> DriftCheckParams:
         if self.stream == "metric" and self.goldset is None:
             raise ValueError("stream 'metric' needs goldset")
+        if self.stream in ("documents", "model") and self.collection is None:
+            raise ValueError(f"stream {self.stream!r} needs collection")
+        if self.stream == "documents" and self.sample is not None and self.sample < 2:
+            raise ValueError("stream 'documents' samples at least 2 documents")
         return self
+
+    def test_settings(self) -> DriftTestSettings:
+        """The statistical test these fields ask for (queries, documents)."""
+        return DriftTestSettings(
+            method=self.method, alpha=self.alpha, seed=self.seed, options=self.options
+        )
 
 
 def _drift_check(ctx: JobContext, params: DriftCheckParams) -> JobOutcome:
-
-    store = ctx.require_store()
-    if params.stream == "metric":
-        assert params.goldset is not None  # the model requires it for this stream
-        outcome = check_drift_metric(
-            store,
-            params.goldset,
-            measure=params.measure,
-            method=params.method,
-            label=params.label,
-            warmup=params.warmup,
-            options=params.options,
-            retriever=params.retriever,
+    # The collection streams read Chroma and re-embed documents without the store, as
+    # `evalkit drift documents` and `drift model` do.
+    access = ctx.require_access()
+    if params.stream == "model":
+        assert params.collection is not None  # the model requires it for this stream
+        check = check_drift_model(
+            access,
+            ctx.settings,
+            params.collection,
+            chroma_url=params.chroma_url,
+            sample=params.sample or DEFAULT_MODEL_SAMPLE,
+            seed=params.seed,
+        )
+        return JobOutcome(
+            summary={
+                "check_id": check.check_id,
+                "finding": check.finding,
+                "collection": params.collection,
+                "evidence": list(check.evidence),
+            }
+        )
+    outcome: DriftOutcome
+    if params.stream == "documents":
+        assert params.collection is not None  # the model requires it for this stream
+        outcome = check_drift_documents(
+            access,
+            ctx.settings,
+            params.collection,
+            chroma_url=params.chroma_url,
+            reference=params.reference,
+            sample=params.sample or DEFAULT_DOCUMENT_SAMPLE,
+            test=params.test_settings(),
+            first_reference=True,
         )
     else:
-        outcome = check_drift_queries(
-            store,
-            reference_window=params.reference_window,
-            test=DriftTestSettings(
-                method=params.method, alpha=params.alpha, seed=params.seed, options=params.options
-            ),
-            subject=params.subject,
-            before_test=ctx.check_cancelled,
-        )
+        with access.writer("drift check") as store:
+            if params.stream == "metric":
+                assert params.goldset is not None  # the model requires it for this stream
+                outcome = check_drift_metric(
+                    store,
+                    params.goldset,
+                    measure=params.measure,
+                    method=params.method,
+                    label=params.label,
+                    warmup=params.warmup,
+                    options=params.options,
+                    retriever=params.retriever,
+                )
+            else:
+                outcome = check_drift_queries(
+                    store,
+                    reference_window=params.reference_window,
+                    test=params.test_settings(),
+                    subject=params.subject,
+                    before_test=ctx.check_cancelled,
+                )
     if outcome.check is None:
         return JobOutcome(summary={**outcome.compared, "note": outcome.note})
     summary: dict[str, Any] = {"check_id": outcome.check.check_id, "finding": outcome.check.finding}
@@ -357,7 +443,11 @@ def _freshness(ctx: JobContext, params: FreshnessParams) -> JobOutcome:
 
 
 DRIFT_CHECK = JobKind(
-    "drift_check", DriftCheckParams, _drift_check, "test embeddings or a metric series"
+    "drift_check",
+    DriftCheckParams,
+    _drift_check,
+    "test embeddings, a metric series or the embedding model",
+    holds_store=False,
 )
 AUDIT = JobKind("audit", AuditParams, _audit, "audit a collection's health", holds_store=False)
 FRESHNESS = JobKind(
