@@ -25,9 +25,9 @@ from evalkit.pipeline.sweep.file import (
     SWEEP_KEYS,
     Sweep,
     SweepPoint,
-    check_sweep,
     load_sweep,
 )
+from evalkit.pipeline.sweep.points import check_sweep
 from evalkit.pipeline.sweep.reuse import PointRerun
 from evalkit.pipeline.sweep.run import (
     PointResult,

@@ -1,10 +1,9 @@
 """The sweep file: reading it (``load_sweep``: a ``[grid]`` of every combination or a list
-of ``[[points]]``, every bad key named by file and field) and checking it against the
-retriever it will run on (``check_sweep``)."""
+of ``[[points]]``, every bad key named by file and field). What a point means for the
+retriever it runs on is ``sweep.points``."""
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import json
 import math
@@ -23,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from evalkit.config import EmbedderSettings, Settings
+from evalkit.config import EmbedderSettings
 from evalkit.config.retriever import FactoryOptions, finite_options
 from evalkit.config.sources import toml_file_problems, toml_place
 from evalkit.config.tomlfile import read_toml, validate_toml
@@ -31,8 +30,7 @@ from evalkit.config.types import NAME_PATTERN
 from evalkit.errors import ConfigError, MeasureError
 from evalkit.metrics import parse_measures
 from evalkit.records.requests import DEFAULT_GOLDSET_FORMAT, DEFAULT_GOLDSET_SPLIT, MAX_K
-from evalkit.retrievers.factory import RETRIEVER_KINDS, RetrieverOptions
-from evalkit.retrievers.plugins import FACTORY_KIND
+from evalkit.retrievers.factory import RetrieverOptions
 
 __all__ = [
     "MAX_POINTS",
@@ -40,11 +38,7 @@ __all__ = [
     "SWEEP_KEYS",
     "Sweep",
     "SweepPoint",
-    "check_sweep",
     "load_sweep",
-    "point_depth",
-    "point_options",
-    "point_settings",
 ]
 
 SWEEP_KEYS = ("k", "embedder", "collection", "ef_search", "probes")
@@ -416,106 +410,3 @@ def _point(values: Mapping[str, Any], options: Mapping[str, Any], number: int) -
 
 def _shown(value: object) -> str:
     return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
-
-
-def check_sweep(sweep: Sweep, settings: Settings) -> str:
-    """The retriever kind the sweep runs on under ``settings``; ConfigError naming the key
-    of a point that kind cannot set (``ef_search`` on an HTTP endpoint, ``options.NAME`` on
-    Chroma, an ``ef_search`` on a Chroma server, which keeps its searcher's value until it
-    restarts), or whose ``k`` is shallower than a measure's cutoff."""
-    try:
-        kind = sweep.retriever_options().resolved_kind(settings)
-    except ConfigError as error:
-        raise ConfigError(f"{sweep.path}: retriever: {error}") from error
-    for point in sweep.points:
-        k = point_depth(point, sweep, settings)
-        for measure in parse_measures(sweep.measures):
-            if measure.cutoff is not None and measure.cutoff > k:
-                raise ConfigError(
-                    f"{sweep.path}: {point.place(sweep.path, 'k')}{point.source} k: {measure} "
-                    "needs at least "
-                    f"{measure.cutoff} documents per query, the point retrieves {k}; raise k "
-                    "or lower the measure's cutoff"
-                )
-    built_in = RETRIEVER_KINDS.get(kind)
-    takes_options = built_in is None or built_in.takes_options
-    embeds = built_in is None or kind == FACTORY_KIND or built_in.embeds_queries
-    chroma_server = sweep.retriever.chroma_url or settings.chroma_url
-    for point in sweep.points:
-        for key, _ in point.settings:
-            problem: str | None = None
-            if key in ("ef_search", "probes"):
-                if (kind, key) not in SEARCH_SETTINGS:
-                    able = sorted(name for name, setting in SEARCH_SETTINGS if setting == key)
-                    problem = (
-                        f"the {kind} retriever has no {key} evalkit can set (it can on "
-                        f"{', '.join(able)})"
-                    )
-                elif kind == "chroma" and chroma_server:
-                    problem = (
-                        f"the Chroma server at {chroma_server} keeps its searcher's ef_search "
-                        "until it restarts, and Chroma has no per-query ef_search; sweep it on "
-                        "an embedded store"
-                    )
-            elif key == "embedder" and not embeds:
-                problem = f"the {kind} retriever embeds no queries with evalkit's embedder"
-            elif key == "collection" and kind not in ("chroma", "qdrant"):
-                problem = f"the {kind} retriever takes no collection (chroma and qdrant do)"
-            elif key.startswith("options.") and not takes_options:
-                problem = (
-                    f"the {kind} retriever takes no options (a module:factory retriever, a "
-                    "plug-in or bm25 does)"
-                )
-            if problem is not None:
-                raise ConfigError(
-                    f"{sweep.path}: {point.place(sweep.path, key)}{point.source} {key}: {problem}"
-                )
-        try:
-            point_options(sweep, settings, point)
-        except ConfigError as error:  # a collection name Chroma would refuse
-            where = point.place(sweep.path, "collection")
-            raise ConfigError(f"{sweep.path}: {where}{point.source} collection: {error}") from error
-    return kind
-
-
-def point_depth(point: SweepPoint, sweep: Sweep, settings: Settings) -> int:
-    """The ``k`` of ``point``: its own, else the sweep's, else the settings'."""
-    for depth in (point.get("k"), sweep.k):
-        if depth is not None:
-            return int(depth)
-    return settings.k
-
-
-def point_options(sweep: Sweep, settings: Settings, point: SweepPoint) -> RetrieverOptions:
-    """The retriever options of ``point``: the base's with its collection and factory
-    options (laid over the base's, else the ``[retriever]`` options)."""
-    options = sweep.retriever_options()
-    collection = point.get("collection")
-    if collection is not None:
-        options = dataclasses.replace(options, collection=collection)
-    if point.options:
-        base = options.factory_options
-        merged = {**(base if base is not None else settings.retriever.options), **point.options}
-        options = dataclasses.replace(options, factory_options=merged)
-    return options
-
-
-def point_settings(sweep: Sweep, settings: Settings, point: SweepPoint) -> Settings:
-    """The settings of ``point``: the base ones with its embedder and store search
-    settings (``SEARCH_SETTINGS``)."""
-    kind = sweep.retriever_options().resolved_kind(settings)
-    retriever = settings.retriever
-    for key in ("ef_search", "probes"):
-        value = point.get(key)
-        if value is None:
-            continue
-        table, field = SEARCH_SETTINGS[(kind, key)]
-        section = getattr(retriever, table).model_copy(update={field: value})
-        retriever = retriever.model_copy(update={table: section})
-    updates: dict[str, Any] = {"retriever": retriever}
-    name = point.get("embedder")
-    if name is not None and name != DEFAULT_EMBEDDER:
-        chosen = sweep.embedders[name]
-        updates["embedder"] = EmbedderSettings(**chosen.model_dump(exclude={"model_path"}))
-        updates["model_path"] = chosen.model_path
-    return settings.model_copy(update=updates)

@@ -26,10 +26,8 @@ from evalkit.pipeline.sweep.file import (
     DEFAULT_EMBEDDER,
     Sweep,
     SweepPoint,
-    point_depth,
-    point_options,
-    point_settings,
 )
+from evalkit.pipeline.sweep.points import point_depth, point_options, point_settings
 from evalkit.retrievers.base import description_of
 from evalkit.retrievers.factory import RetrieverOptions, build_retriever
 from evalkit.store import RunRecord

@@ -23,12 +23,9 @@ from evalkit.pipeline.sweep.file import (
     DEFAULT_EMBEDDER,
     Sweep,
     SweepPoint,
-    check_sweep,
     load_sweep,
-    point_depth,
-    point_options,
-    point_settings,
 )
+from evalkit.pipeline.sweep.points import check_sweep, point_depth, point_options, point_settings
 from evalkit.pipeline.sweep.reuse import PointRerun, earlier_runs, key_tag, point_key
 from evalkit.records.requests import DEFAULT_RAY_ACTORS, GoldsetRunRequest, LeaderboardRequest
 from evalkit.retrievers.base import SupportsPrefetch

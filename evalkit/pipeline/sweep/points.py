@@ -1,0 +1,120 @@
+"""What a sweep's point means for the retriever it runs on: its depth, retriever options and
+settings, and the check that the retriever can take every key a point sets
+(``check_sweep``)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from evalkit.config import EmbedderSettings, Settings
+from evalkit.errors import ConfigError
+from evalkit.metrics import parse_measures
+from evalkit.pipeline.sweep.file import DEFAULT_EMBEDDER, SEARCH_SETTINGS, Sweep, SweepPoint
+from evalkit.retrievers.factory import RETRIEVER_KINDS, RetrieverOptions
+from evalkit.retrievers.plugins import FACTORY_KIND
+
+__all__ = ["check_sweep", "point_depth", "point_options", "point_settings"]
+
+
+def check_sweep(sweep: Sweep, settings: Settings) -> str:
+    """The retriever kind the sweep runs on under ``settings``; ConfigError naming the key
+    of a point that kind cannot set (``ef_search`` on an HTTP endpoint, ``options.NAME`` on
+    Chroma, an ``ef_search`` on a Chroma server, which keeps its searcher's value until it
+    restarts), or whose ``k`` is shallower than a measure's cutoff."""
+    try:
+        kind = sweep.retriever_options().resolved_kind(settings)
+    except ConfigError as error:
+        raise ConfigError(f"{sweep.path}: retriever: {error}") from error
+    for point in sweep.points:
+        k = point_depth(point, sweep, settings)
+        for measure in parse_measures(sweep.measures):
+            if measure.cutoff is not None and measure.cutoff > k:
+                raise ConfigError(
+                    f"{sweep.path}: {point.place(sweep.path, 'k')}{point.source} k: {measure} "
+                    "needs at least "
+                    f"{measure.cutoff} documents per query, the point retrieves {k}; raise k "
+                    "or lower the measure's cutoff"
+                )
+    built_in = RETRIEVER_KINDS.get(kind)
+    takes_options = built_in is None or built_in.takes_options
+    embeds = built_in is None or kind == FACTORY_KIND or built_in.embeds_queries
+    chroma_server = sweep.retriever.chroma_url or settings.chroma_url
+    for point in sweep.points:
+        for key, _ in point.settings:
+            problem: str | None = None
+            if key in ("ef_search", "probes"):
+                if (kind, key) not in SEARCH_SETTINGS:
+                    able = sorted(name for name, setting in SEARCH_SETTINGS if setting == key)
+                    problem = (
+                        f"the {kind} retriever has no {key} evalkit can set (it can on "
+                        f"{', '.join(able)})"
+                    )
+                elif kind == "chroma" and chroma_server:
+                    problem = (
+                        f"the Chroma server at {chroma_server} keeps its searcher's ef_search "
+                        "until it restarts, and Chroma has no per-query ef_search; sweep it on "
+                        "an embedded store"
+                    )
+            elif key == "embedder" and not embeds:
+                problem = f"the {kind} retriever embeds no queries with evalkit's embedder"
+            elif key == "collection" and kind not in ("chroma", "qdrant"):
+                problem = f"the {kind} retriever takes no collection (chroma and qdrant do)"
+            elif key.startswith("options.") and not takes_options:
+                problem = (
+                    f"the {kind} retriever takes no options (a module:factory retriever, a "
+                    "plug-in or bm25 does)"
+                )
+            if problem is not None:
+                raise ConfigError(
+                    f"{sweep.path}: {point.place(sweep.path, key)}{point.source} {key}: {problem}"
+                )
+        try:
+            point_options(sweep, settings, point)
+        except ConfigError as error:  # a collection name Chroma would refuse
+            where = point.place(sweep.path, "collection")
+            raise ConfigError(f"{sweep.path}: {where}{point.source} collection: {error}") from error
+    return kind
+
+
+def point_depth(point: SweepPoint, sweep: Sweep, settings: Settings) -> int:
+    """The ``k`` of ``point``: its own, else the sweep's, else the settings'."""
+    for depth in (point.get("k"), sweep.k):
+        if depth is not None:
+            return int(depth)
+    return settings.k
+
+
+def point_options(sweep: Sweep, settings: Settings, point: SweepPoint) -> RetrieverOptions:
+    """The retriever options of ``point``: the base's with its collection and factory
+    options (laid over the base's, else the ``[retriever]`` options)."""
+    options = sweep.retriever_options()
+    collection = point.get("collection")
+    if collection is not None:
+        options = dataclasses.replace(options, collection=collection)
+    if point.options:
+        base = options.factory_options
+        merged = {**(base if base is not None else settings.retriever.options), **point.options}
+        options = dataclasses.replace(options, factory_options=merged)
+    return options
+
+
+def point_settings(sweep: Sweep, settings: Settings, point: SweepPoint) -> Settings:
+    """The settings of ``point``: the base ones with its embedder and store search
+    settings (``SEARCH_SETTINGS``)."""
+    kind = sweep.retriever_options().resolved_kind(settings)
+    retriever = settings.retriever
+    for key in ("ef_search", "probes"):
+        value = point.get(key)
+        if value is None:
+            continue
+        table, field = SEARCH_SETTINGS[(kind, key)]
+        section = getattr(retriever, table).model_copy(update={field: value})
+        retriever = retriever.model_copy(update={table: section})
+    updates: dict[str, Any] = {"retriever": retriever}
+    name = point.get("embedder")
+    if name is not None and name != DEFAULT_EMBEDDER:
+        chosen = sweep.embedders[name]
+        updates["embedder"] = EmbedderSettings(**chosen.model_dump(exclude={"model_path"}))
+        updates["model_path"] = chosen.model_path
+    return settings.model_copy(update=updates)
