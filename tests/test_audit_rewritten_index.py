@@ -78,7 +78,7 @@ def test_a_content_swap_is_changed_content_not_another_model(demo_collection: An
     assert set(replaced.doc_ids) <= set(swapped)
     assert len(replaced.doc_ids) >= N_SWAPPED // 2
     assert replaced.details["compared_with"] == "source"
-    assert "not embedded by another model" in replaced.message
+    assert "not embedded by another model. The staleness check lists every" in replaced.message
     assert report.measurements["model_mismatched_documents"] == 0
     assert report.measurements["model_sampled_documents"] == len(demo_documents())
     assert not report.fails("critical")
@@ -93,6 +93,7 @@ def test_a_content_swap_is_changed_content_not_another_model(demo_collection: An
     assert set(found) == {"content_replaced"}
     assert found["content_replaced"].doc_ids == replaced.doc_ids
     assert found["content_replaced"].details["compared_with"] == "recorded_hash"
+    assert "Audit with --source to list every such document" in found["content_replaced"].message
 
 
 def test_documents_added_again_under_new_ids_are_duplicates_of_the_source(

@@ -124,10 +124,16 @@ def _replaced_finding(context: AuditContext, sample: Reembedding) -> Finding:
     config, snapshot = context.config, context.snapshot
     replaced = sample.replaced
     bad_ids = sample.ids(replaced)
+    with_source = context.source_hashes is not None
     against = (
         "their source (whose version they were indexed from)"
-        if context.source_hashes is not None
+        if with_source
         else "the content hash recorded when they were indexed"
+    )
+    listed = (
+        "The staleness check lists every such document (changed_in_index)"
+        if with_source
+        else "Audit with --source to list every such document (changed_in_index)"
     )
     return config.finding(
         "content_replaced",
@@ -135,9 +141,8 @@ def _replaced_finding(context: AuditContext, sample: Reembedding) -> Finding:
         f"vectors (cosine < {config.model_min_cosine}), and their stored text differs from "
         f"{against}: the text and vectors under these ids were replaced after indexing "
         "(e.g. `collection.update(documents=..., embeddings=...)`), not embedded by another "
-        "model. Audit with --source to list every such document (changed_in_index); "
-        "delete them from the collection and index again, or rebuild it "
-        f"({_rebuild(snapshot.name)}).",
+        f"model. {listed}; delete them from the collection and index again, or rebuild "
+        f"it ({_rebuild(snapshot.name)}).",
         len(bad_ids),
         doc_ids=bad_ids,
         value=float(sample.cosines[replaced].min()),
@@ -145,7 +150,7 @@ def _replaced_finding(context: AuditContext, sample: Reembedding) -> Finding:
         details={
             "sampled": len(sample),
             "replaced_share": float(replaced.mean()),
-            "compared_with": "source" if context.source_hashes is not None else "recorded_hash",
+            "compared_with": "source" if with_source else "recorded_hash",
             "cosines": {
                 doc_id: round(float(cosine), 6)
                 for doc_id, cosine in zip(bad_ids, sample.cosines[replaced], strict=True)
