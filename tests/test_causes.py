@@ -294,9 +294,10 @@ def test_an_audit_of_another_collection_never_explains_a_retriever_without_one(
 def test_a_setting_an_earlier_evalkit_did_not_record_is_no_retriever_change(
     store: Store,
 ) -> None:
-    """Runs stored before Chroma runs recorded their ef_search have none in their record:
-    after an upgrade, explain named the retriever as changed, "ef_search - -> 100", between
-    an old baseline and a new run of the same untouched collection."""
+    """Runs stored before Chroma runs recorded their ef_search (and how they timed their
+    queries) have none in their record: after an upgrade, explain named the retriever as
+    changed, "ef_search - -> 100", between an old baseline and a new run of the same
+    untouched collection."""
     gold = goldset(N)
     save_goldset(store, gold)
     rankings = {q: perfect(q) for q in query_ids(N)}
@@ -318,7 +319,7 @@ def test_a_setting_an_earlier_evalkit_did_not_record_is_no_retriever_change(
             gold,
             _without({f"{q}-b" for q in query_ids(N)[:4]}),
             retriever_kind="chroma-embedded",
-            config={**CHROMA, "ef_search": ef_search},
+            config={**CHROMA, "ef_search": ef_search, "latency_timing": "per_query"},
             collection="mini",
             model_fingerprint="fp-1",
             index_fingerprint="idx-1",

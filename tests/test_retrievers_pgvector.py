@@ -35,10 +35,13 @@ from evalkit.embedding import Embedder, ModelFingerprint, load_embedder
 from evalkit.errors import CollectionNotFoundError, ConfigError, RetrieverError
 from evalkit.goldset import Goldset, iter_corpus, load_goldset
 from evalkit.metrics import Evaluator, parse_measures
+from evalkit.pipeline import evaluate_goldset
 from evalkit.records import Query, QueryResult
+from evalkit.records.requests import GoldsetRunRequest
 from evalkit.retrievers import ChromaRetriever, index_corpus, open_chroma_client
 from evalkit.retrievers.factory import RetrieverOptions, build_retriever
 from evalkit.retrievers.pgvector import PgvectorRetriever, shown_table_name, split_table_name
+from evalkit.stats.latency_check import run_latencies
 from evalkit.store import RunSpec, Store
 from evalkit.store.runs import create_run, get_run, list_runs
 from evalkit.traffic.replay import filters_by_tenant
@@ -647,6 +650,22 @@ def test_a_statement_timeout_fails_only_the_slow_queries(demo: Demo) -> None:
         assert "statement timeout" in result.error
     assert all(result.ok and len(result.docs) == 10 for result in results[2:])
     assert all(result.ok for result in after)
+
+
+def test_each_query_carries_the_time_of_its_own_search(demo: Demo, tmp_path: Path) -> None:
+    """A batch of queries was one statement and each query got the batch's share of its
+    time: the demo's 129 queries carried three latencies, which no quantile can be read from."""
+    with Store.open(tmp_path / "evalkit.duckdb") as store:
+        with PgvectorRetriever(demo.settings(), demo.embedder) as retriever:
+            assert retriever.describe()["latency_timing"] == "per_query"
+            run = evaluate_goldset(
+                store, demo.goldset, retriever, GoldsetRunRequest(k=10, answers=False)
+            ).run
+        read = run_latencies(store, run.run_id, run.run_id)
+    assert read.missing is None
+    assert read.latencies is not None
+    assert len(read.latencies) == len(demo.goldset.queries)
+    assert read.latencies.nunique() > len(demo.goldset.queries) // 2
 
 
 @pytest.fixture(scope="module")

@@ -98,10 +98,11 @@ _NOT_RETRIEVER_FACTS: Final = frozenset({"count", INDEXED_FINGERPRINT, "model", 
 (``index_changed``) and the query model (``query_model_changed``); and the outcome of the check
 that the store's vectors were made by the query model (``model_check``: its cosines move with
 the sampled documents, and a model that failed it would have stopped the run)."""
-_RECORDED_LATER: Final = frozenset({"ef_search"})
+_RECORDED_LATER: Final = frozenset({"ef_search", "latency_timing"})
 """Description fields evalkit began recording after runs were already stored (Chroma's
-``ef_search``): a run recorded before lacks the field, which says nothing of its value, so
-the field is compared only between runs that both have it."""
+``ef_search``, how a vector store timed its queries): a run recorded before lacks the field,
+which says nothing of its value, so the field is compared only between runs that both have
+it."""
 _RETRIEVER_FACTS: Final = {
     name: order
     for order, name in enumerate(

@@ -25,6 +25,9 @@ from evalkit.records.requests import validate_k
 from evalkit.redaction import redact
 
 __all__ = [
+    "BATCH_SHARE",
+    "LATENCY_TIMING",
+    "PER_QUERY",
     "RESULTS_CONTRACT",
     "TENANT_FORWARDING_KINDS",
     "ClosesOnExit",
@@ -46,6 +49,7 @@ __all__ = [
     "finite_float",
     "index_size_of",
     "integer_tenant",
+    "latency_timing",
     "ranked_docs",
     "redact",
     "retrieve_in_batches",
@@ -338,6 +342,33 @@ def failed_result(query_id: str, message: str, latency_ms: float) -> QueryResult
 def elapsed_ms(start: float) -> float:
     """Milliseconds since ``start``, a ``time.perf_counter()`` reading."""
     return (time.perf_counter() - start) * 1000.0
+
+
+LATENCY_TIMING = "latency_timing"
+"""The ``describe()`` field that says how the retriever timed its queries: ``PER_QUERY`` or
+``BATCH_SHARE``."""
+PER_QUERY = "per_query"
+"""Each query's latency is the time of its own request, sent alone."""
+BATCH_SHARE = "batch_share"
+"""Each query's latency is its share of the time of a request that carried several queries:
+every query of a batch carries the same value, so it is no latency of that query."""
+
+
+def latency_timing(description: Mapping[str, Any]) -> str:
+    """How the retriever that ``description`` describes (``describe()``, or a stored run's
+    ``retriever_config``) timed its queries: the ``latency_timing`` it gives; for a run stored
+    before retrievers said, ``BATCH_SHARE`` where a vector store searched several queries in
+    one request (a ``batch_size`` above 1; Qdrant, which recorded none, 64 by default) and
+    ``PER_QUERY`` otherwise."""
+    given = description.get(LATENCY_TIMING)
+    if given in (PER_QUERY, BATCH_SHARE):
+        return str(given)
+    batch_size = description.get("batch_size")
+    if isinstance(batch_size, int) and batch_size > 1:
+        return BATCH_SHARE
+    if batch_size is None and description.get("kind") == "qdrant":
+        return BATCH_SHARE
+    return PER_QUERY
 
 
 def describe_exception(error: BaseException) -> str:

@@ -18,6 +18,8 @@ from evalkit.errors import CollectionNotFoundError, ConfigError, RetrieverError
 from evalkit.files import replace_text
 from evalkit.records import Query, QueryResult
 from evalkit.retrievers.base import (
+    LATENCY_TIMING,
+    PER_QUERY,
     IndexSize,
     describe_exception,
     elapsed_ms,
@@ -93,13 +95,14 @@ SCORE_FROM_DISTANCE: dict[str, Callable[[FloatArray], FloatArray]] = {
 class ChromaRetriever(EmbeddedQueryRetriever[dict[str, Any] | None]):
     """A Chroma collection queried with evalkit's own query embeddings.
 
-    Queries are embedded in batches of ``batch_size`` (one ``embed`` call and one
-    ``collection.query`` per batch). When a batch fails, its queries are retried one by
-    one, so one bad query does not fail its neighbours; a query that still fails carries
-    its error. With ``where_key`` set, a query that has a tenant only sees documents whose
-    metadata ``where_key`` equals that tenant (``tenant_where``); a key that none of the
-    first ``WHERE_KEY_SAMPLE`` records has is refused (``ConfigError``). A query's latency
-    is its share of its batch's wall time (embedding included).
+    Queries are embedded in batches of ``batch_size`` (one ``embed`` call per batch; when
+    it fails, its queries are embedded one by one, so one bad query does not fail its
+    neighbours) and each is searched alone (one ``collection.query``); a query that fails
+    carries its error. A query's latency is the time of its own search (``latency_timing``
+    ``per_query``), its embedding not included. With ``where_key`` set, a query that has a
+    tenant only sees documents whose metadata ``where_key`` equals that tenant
+    (``tenant_where``); a key that none of the first ``WHERE_KEY_SAMPLE`` records has is
+    refused (``ConfigError``).
 
     Raises ``RetrieverError`` when the collection was indexed with another embedding model
     (unless ``allow_model_mismatch=True``) or with vectors of another dimension. That check
@@ -363,12 +366,6 @@ class ChromaRetriever(EmbeddedQueryRetriever[dict[str, Any] | None]):
         start = time.perf_counter()
         try:
             vectors = self._embedder.embed([query.text for query in batch])
-            response = self._collection.query(
-                query_embeddings=vectors,
-                n_results=k,
-                where=where,
-                include=["distances"],
-            )
         except Exception as error:  # recorded per query below, never swallowed
             if len(batch) == 1:
                 return [
@@ -379,19 +376,34 @@ class ChromaRetriever(EmbeddedQueryRetriever[dict[str, Any] | None]):
                     )
                 ]
             return [result for query in batch for result in self._retrieve_batch([query], k, where)]
-        share = elapsed_ms(start) / len(batch)
+        return [
+            self._search(query, vectors[position : position + 1], k, where)
+            for position, query in enumerate(batch)
+        ]
+
+    def _search(
+        self, query: Query, vector: npt.NDArray[np.float32], k: int, where: dict[str, Any] | None
+    ) -> QueryResult:
+        """``query`` searched alone, so that its latency is the collection's answer to it
+        (its vector ready: the batch's embedding is evalkit's work, not the index's)."""
+        start = time.perf_counter()
+        try:
+            response = self._collection.query(
+                query_embeddings=vector, n_results=k, where=where, include=["distances"]
+            )
+        except Exception as error:  # recorded for this query, never swallowed
+            message = f"Chroma query failed: {describe_exception(error)}"
+            return failed_result(query.id, message, elapsed_ms(start))
+        latency = elapsed_ms(start)
         ids = response.get("ids") or []
         distances = response.get("distances") or []
-        if len(ids) != len(batch) or len(distances) != len(batch):
+        if len(ids) != 1 or len(distances) != 1:
             message = (
-                f"Chroma answered {len(ids)} result lists for {len(batch)} queries; "
+                f"Chroma answered {len(ids)} result lists for one query; "
                 "the server response is malformed"
             )
-            return [failed_result(query.id, message, share) for query in batch]
-        return [
-            self._result(query, list(doc_ids), row, share)
-            for query, doc_ids, row in zip(batch, ids, distances, strict=True)
-        ]
+            return failed_result(query.id, message, latency)
+        return self._result(query, list(ids[0]), distances[0], latency)
 
     def _result(
         self, query: Query, doc_ids: list[str], distances: Sequence[float], latency: float
@@ -428,6 +440,7 @@ class ChromaRetriever(EmbeddedQueryRetriever[dict[str, Any] | None]):
             space=self._space,
             model=self._embedder.name,
             batch_size=self._batch_size,
+            **{LATENCY_TIMING: PER_QUERY},
             where_key=self._where_key,
             ef_search=_configured_ef_search(self._collection),
             indexed_fingerprint=(self._collection.metadata or {}).get(INDEX_FINGERPRINT_KEY),

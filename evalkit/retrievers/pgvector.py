@@ -1,13 +1,13 @@
 """pgvector as a retriever: the user's own PostgreSQL table, queried with evalkit's query
 embeddings over one reused connection (psycopg 3).
 
-Each batch of queries of one tenant is one statement: the query vectors are unnested and each
-is answered by ``ORDER BY embedding <op> vector LIMIT k`` in a ``LATERAL`` subquery, the shape
-the planner serves from an HNSW or IVFFlat index built for the metric. Search settings
-(``statement_timeout``, ``hnsw.ef_search``, ``ivfflat.probes``, exact search, pgvector 0.8's
-iterative index scans, so that a query gets its k rows) are set with ``set_config(..., true)``, so
-they last one transaction and never leak into a pooled connection (pgBouncer in transaction
-mode). Scores are higher-is-better: see ``METRICS``.
+Each query is one statement of its own, timed alone: its vector is answered by ``ORDER BY
+embedding <op> vector LIMIT k`` in a ``LATERAL`` subquery, the shape the planner serves from an
+HNSW or IVFFlat index built for the metric. Search settings (``statement_timeout``,
+``hnsw.ef_search``, ``ivfflat.probes``, exact search, pgvector 0.8's iterative index scans, so
+that a query gets its k rows) are set with ``set_config(..., true)``, so they last one
+transaction and never leak into a pooled connection (pgBouncer in transaction mode). Scores
+are higher-is-better: see ``METRICS``.
 
 Requires the ``pgvector`` extra (psycopg); the retriever factory imports this module only when
 a pgvector retriever is asked for.
@@ -34,6 +34,8 @@ from evalkit.errors import CollectionNotFoundError, ConfigError, RetrieverError
 from evalkit.records import Query, QueryResult
 from evalkit.redaction import register_secrets, url_secrets
 from evalkit.retrievers.base import (
+    LATENCY_TIMING,
+    PER_QUERY,
     IndexSize,
     describe_exception,
     elapsed_ms,
@@ -128,12 +130,14 @@ class PgvectorRetriever(EmbeddedQueryRetriever[str | None]):
     re-embedded and compared with the stored vectors, so a model of the same dimension is
     told apart too (``evalkit.retrievers.model_check``); without one, only the dimension is.
 
-    Queries are embedded and searched ``batch_size`` at a time, per tenant. When a batch
-    fails, its queries are retried one by one so one bad query does not fail its neighbours;
-    a lost connection is re-opened once per batch, and when that fails too every query of the
-    batch carries the error, so a server that dies mid-run gives a ``partial`` run. With a
-    tenant column (``tenant_column``, or ``where_key`` which overrides it) a query that has a
-    tenant only sees rows whose tenant column equals it; queries without one see every row.
+    Queries are embedded ``batch_size`` at a time, per tenant (when that fails, one by one,
+    so one bad query does not fail its neighbours), and each is searched alone, in its own
+    statement, so that its latency is its own (``latency_timing`` ``per_query``, embedding
+    not included). A lost connection is re-opened and the query tried once more; when that
+    fails too, it and the rest of its batch carry the error, so a server that dies mid-run
+    gives a ``partial`` run. With a tenant column (``tenant_column``, or ``where_key`` which
+    overrides it) a query that has a tenant only sees rows whose tenant column equals it;
+    queries without one see every row.
     A tenant column the table does not have, or one holding vectors or arrays, is a
     ``ConfigError`` naming the option it came from; a missing id, embedding or text column
     is a ``RetrieverError``.
@@ -407,40 +411,63 @@ class PgvectorRetriever(EmbeddedQueryRetriever[str | None]):
     ) -> list[QueryResult]:
         start = time.perf_counter()
         try:
-            conn = self._connection
-        except RetrieverError as error:  # the server is still gone: every query says so
-            latency = elapsed_ms(start) / len(batch)
-            return [failed_result(query.id, str(error), latency) for query in batch]
-        try:
             vectors = self._embedder.embed([query.text for query in batch])
-            rows = self._search(conn, vectors, k, tenant)
         except Exception as error:  # recorded per query below, never swallowed
-            message = f"pgvector query failed: {self._redact(describe_exception(error))}"
-            if conn.closed or conn.broken:
-                lost = self._reconnect(message)
-                if lost is not None:
-                    latency = elapsed_ms(start) / len(batch)
-                    return [failed_result(query.id, lost, latency) for query in batch]
             if len(batch) == 1:
+                message = f"pgvector query failed: {self._redact(describe_exception(error))}"
                 return [failed_result(batch[0].id, message, elapsed_ms(start))]
             return [
                 result for query in batch for result in self._retrieve_batch([query], k, tenant)
             ]
-        share = elapsed_ms(start) / len(batch)
-        ranked: list[list[tuple[str, float]]] = [[] for _ in batch]
-        for position, doc_id, distance in rows:
-            ranked[int(position) - 1].append((str(doc_id), float(distance)))
-        return [
+        results: list[QueryResult] = []
+        for position, query in enumerate(batch):
+            result, lost = self._search_one(query, vectors[position : position + 1], k, tenant)
+            results.append(result)
+            if lost:  # the server is gone: the rest of the batch would wait for it again
+                message = result.error or "the connection was lost"
+                rest = batch[position + 1 :]
+                results += [failed_result(other.id, message, result.latency_ms) for other in rest]
+                break
+        return results
+
+    def _search_one(
+        self, query: Query, vector: FloatArray, k: int, tenant: str | None, *, again: bool = True
+    ) -> tuple[QueryResult, bool]:
+        """``query`` searched alone, so that its latency is the database's answer to it (its
+        vector ready: the batch's embedding is evalkit's work, not the database's); and
+        whether the connection is lost for good. A lost connection is re-opened and the
+        query tried once more on the new one."""
+        start = time.perf_counter()
+        try:
+            conn = self._connection
+        except RetrieverError as error:  # the server is still gone
+            return failed_result(query.id, str(error), elapsed_ms(start)), True
+        try:
+            rows = self._search(conn, vector, k, tenant)
+        except Exception as error:  # recorded for this query, never swallowed
+            latency = elapsed_ms(start)
+            message = f"pgvector query failed: {self._redact(describe_exception(error))}"
+            if not (conn.closed or conn.broken):
+                return failed_result(query.id, message, latency), False
+            lost = self._reconnect(message)
+            if lost is not None:
+                return failed_result(query.id, lost, latency), True
+            if again:
+                return self._search_one(query, vector, k, tenant, again=False)
+            return failed_result(query.id, message, latency), False
+        latency = elapsed_ms(start)
+        docs = [(str(doc_id), float(distance)) for _, doc_id, distance in rows]
+        return (
             QueryResult(
                 query_id=query.id,
                 docs=ranked_docs(
                     [doc_id for doc_id, _ in docs],
                     [self._metric.score(distance) for _, distance in docs],
                 ),
-                latency_ms=share,
-            )
-            for query, docs in zip(batch, ranked, strict=True)
-        ]
+                latency_ms=latency,
+            ),
+            False,
+        )
 
     def _reconnect(self, message: str) -> str | None:
         """Re-open a lost connection; the error text for the batch when that fails too."""
@@ -551,6 +578,7 @@ class PgvectorRetriever(EmbeddedQueryRetriever[str | None]):
             "model": self._embedder.name,
             "model_check": self._model_check(),
             "batch_size": self._batch_size,
+            LATENCY_TIMING: PER_QUERY,
             "statement_timeout": settings.statement_timeout,
         }
 

@@ -1,10 +1,9 @@
 """A Qdrant collection, on a server (``url``) or in a local on-disk store (``path``).
 
-Queries are embedded by evalkit (``[embedder]``) and sent ``batch_size`` at a time in one
-``query_batch_points`` request per tenant group. A batch that fails is retried query by
-query, so one bad query does not fail its neighbours; a query that still fails is recorded
-with its error (the run is then ``partial``). An unreachable server or a missing collection
-raises ``RetrieverError`` up front, in ``check()``.
+Queries are embedded by evalkit (``[embedder]``) ``batch_size`` at a time and each is sent
+alone, so that its latency is its own (``latency_timing`` ``per_query``, embedding not
+included); a query that fails is recorded with its error (the run is then ``partial``). An
+unreachable server or a missing collection raises ``RetrieverError`` up front, in ``check()``.
 
 Scores are higher-is-better: Qdrant's own for Cosine and Dot; for Euclid and Manhattan,
 where Qdrant returns the distance, the negated distance (the order is kept). Ids are the
@@ -45,6 +44,8 @@ from evalkit.errors import CollectionNotFoundError, ConfigError, RetrieverError
 from evalkit.records import Query, QueryResult
 from evalkit.redaction import mask_url, register_secrets
 from evalkit.retrievers.base import (
+    LATENCY_TIMING,
+    PER_QUERY,
     IndexSize,
     describe_exception,
     elapsed_ms,
@@ -299,21 +300,14 @@ class QdrantRetriever(EmbeddedQueryRetriever[str | None]):
         except Exception as error:
             message = describe_exception(error)
             return [failed_result(query.id, message, elapsed_ms(start)) for query in batch]
-        requests = [self._request(vector, k, tenant) for vector in vectors]
-        try:
-            responses = self._client.query_batch_points(self._collection, requests=requests)
-        except Exception:
-            return [
-                self._retrieve_one(query, request)
-                for query, request in zip(batch, requests, strict=True)
-            ]
-        share = elapsed_ms(start) / len(batch)
         return [
-            self._result(query, response.points, share)
-            for query, response in zip(batch, responses, strict=True)
+            self._retrieve_one(query, self._request(vector, k, tenant))
+            for query, vector in zip(batch, vectors, strict=True)
         ]
 
     def _retrieve_one(self, query: Query, request: models.QueryRequest) -> QueryResult:
+        """``query`` searched alone, so that its latency is the collection's answer to it
+        (its vector ready: the batch's embedding is evalkit's work, not Qdrant's)."""
         start = time.perf_counter()
         try:
             [response] = self._client.query_batch_points(self._collection, requests=[request])
@@ -358,6 +352,7 @@ class QdrantRetriever(EmbeddedQueryRetriever[str | None]):
             "where_key": self._tenant_key,
             "hnsw_ef": self._settings.hnsw_ef,
             "exact": self._settings.exact,
+            LATENCY_TIMING: PER_QUERY,
             "api_key_from_env": bool(self._settings.api_key()),
             "model_check": self._model_check(),
         }

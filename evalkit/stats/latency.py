@@ -188,6 +188,12 @@ def _latencies(values: pd.Series, role: str, *, paired: bool) -> pd.Series:
         raise InputError(f"the {role} has no latency to compare")
     if bool((series < 0).any()) or not bool(np.isfinite(series.to_numpy()).all()):
         raise InputError(f"the {role} has negative or infinite latencies")
+    if series.nunique() < 2:
+        raise InputError(
+            f"the {role}'s latencies are not measurable: its {len(series):,} latencies take "
+            f"{series.nunique()} distinct value, so an interval of their quantile would be one "
+            "point (latencies that are a batch's share of its time look like this)"
+        )
     if paired and series.index.has_duplicates:
         repeated = ", ".join(map(str, series.index[series.index.duplicated()][:3]))
         raise InputError(
@@ -213,7 +219,8 @@ def compare_latency(
     Queries both runs have are paired (resampled jointly) unless ``paired`` is False
     (production windows, whose requests are not the same queries), the others resampled
     apart; missing values are left out. ``resamples`` replicates drawn with ``seed``.
-    Raises InputError when a run has no latency, a negative one, or (paired) a query id
+    Raises InputError when a run has no latency, a negative one, fewer than two distinct
+    ones (not measurable: a degenerate interval is no evidence) or (paired) a query id
     twice; ConfigError on a bad quantile, confidence or resample count.
     """
     level = quantile_level(quantile)

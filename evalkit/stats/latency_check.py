@@ -5,18 +5,22 @@ shows it (a line, a Markdown section, a JUnit test case).
 A run's latencies are those of its answered queries (``run_queries.latency_ms``; a failed
 query's time is how long it took to give up, not a service time). A TREC run file records
 none, and a run imported from a run export was timed on another machine against another
-deployment, so neither is compared: the check is skipped with a note saying why.
+deployment, so neither is compared: the check is skipped with a note saying why. So is a
+run whose latencies are no measurement of each query, as "not measurable" and why: timed a
+batch at a time (``latency_timing``), or taking fewer than two distinct values.
 """
 
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from evalkit.config.types import quantile_name
+from evalkit.retrievers.base import BATCH_SHARE, latency_timing
 from evalkit.stats.decision import Decision
 from evalkit.stats.latency import (
     DEFAULT_CONFIDENCE,
@@ -36,19 +40,23 @@ __all__ = ["LatencyCheck", "RunLatencies", "add_latency_case", "check_latency", 
 @dataclass(frozen=True, slots=True)
 class RunLatencies:
     """One run's per-query replay latencies (milliseconds by query id), or why it has none
-    to compare (``missing``)."""
+    to compare (``missing``, which says "not measurable" and why when the run has latencies
+    that are no measurement of each query)."""
 
     reference: str
     run_id: str | None
     latencies: pd.Series | None = field(default=None, repr=False, compare=False)
     missing: str | None = None
-    batch_size: int = 1
-    """How many queries the retriever timed at once: each query's latency is then its share
-    of its batch's time (Chroma, pgvector and Qdrant, ``query_batch_size``)."""
 
 
 def run_latencies(store: Store | None, reference: str, run_id: str | None) -> RunLatencies:
-    """The latencies of the run ``reference`` names (``run_id`` when it is a stored run)."""
+    """The latencies of the run ``reference`` names (``run_id`` when it is a stored run).
+
+    Missing, with the reason, for a run file, an imported run, a run with no latency of an
+    answered query, a run whose retriever did not time each query alone (``latency_timing``
+    ``batch_share``: every query of a batch carries the batch's average) and a run whose
+    latencies take fewer than two distinct values (a quantile's interval would be a point).
+    """
     if run_id is None or store is None:
         return RunLatencies(reference, None, missing=f"{reference} is a run file: no latency")
     run = get_run(store, run_id)
@@ -59,6 +67,9 @@ def run_latencies(store: Store | None, reference: str, run_id: str | None) -> Ru
             missing=f"run {run.run_id} was imported from {run.imported_from}: its latencies "
             "were measured elsewhere",
         )
+    config = run.spec.retriever_config
+    if latency_timing(config) == BATCH_SHARE:
+        return RunLatencies(reference, run.run_id, missing=_batch_share(run.run_id, config))
     queries = run_queries(store, run.run_id)
     answered = queries[queries["error"].isna() & queries["latency_ms"].notna()]
     if answered.empty:
@@ -67,17 +78,36 @@ def run_latencies(store: Store | None, reference: str, run_id: str | None) -> Ru
             run.run_id,
             missing=f"run {run.run_id} records no latency of an answered query",
         )
+    distinct = answered["latency_ms"].nunique()
+    if distinct < 2:
+        return RunLatencies(
+            reference,
+            run.run_id,
+            missing=f"not measurable: the {len(answered):,} latencies of run {run.run_id} "
+            f"take {distinct} distinct value: an interval of their quantile would be one "
+            "point, and a point is no evidence",
+        )
     latencies = pd.Series(
         answered["latency_ms"].to_numpy(dtype="float64"),
         index=pd.Index(answered["query_id"].astype(str), name="query_id"),
         name="latency_ms",
     )
-    batch_size = run.spec.retriever_config.get("batch_size")
-    return RunLatencies(
-        reference,
-        run.run_id,
-        latencies,
-        batch_size=batch_size if isinstance(batch_size, int) and batch_size > 1 else 1,
+    return RunLatencies(reference, run.run_id, latencies)
+
+
+def _batch_share(run_id: str, config: Mapping[str, Any]) -> str:
+    """Why a run's latencies cannot be compared: its retriever searched several queries in
+    one request and gave each its share of the request's time, so every query of a batch
+    carries one value, a quantile lands on a batch's average, and a batch that ran slower
+    moves every query in it at once (an unchanged Chroma collection gated inconclusive,
+    and an alert rule fired on 4 of 12 quiet days)."""
+    batch_size = config.get("batch_size")
+    size = f"{batch_size} at a time" if isinstance(batch_size, int) else "a batch at a time"
+    return (
+        f"not measurable: run {run_id} timed its queries {size} (each query's latency is its "
+        "share of its batch's time, not its own), so they cannot be compared query by query; "
+        "replay it: evalkit's Chroma, pgvector and Qdrant retrievers now time each query "
+        "alone (latency_timing per_query)"
     )
 
 
@@ -165,20 +195,6 @@ def _percent(value: float) -> str:
     return f"{value * 100:+.1f} %"
 
 
-def _batched(run: RunLatencies) -> str | None:
-    """Why a run's latencies cannot be compared query by query: its queries were timed a
-    batch at a time, so a quantile lands on a batch's average, and a batch that ran slower
-    moves every query in it at once (an unchanged Chroma collection gated inconclusive)."""
-    if run.batch_size == 1:
-        return None
-    return (
-        f"run {run.run_id} timed its queries {run.batch_size} at a time (each query's latency "
-        "is its share of its batch's time), so they cannot be compared query by query; "
-        "replay both runs with query_batch_size = 1 (EVALKIT_QUERY_BATCH_SIZE=1) to gate on "
-        "latency"
-    )
-
-
 def check_latency(
     baseline: RunLatencies,
     candidate: RunLatencies,
@@ -192,7 +208,7 @@ def check_latency(
     """Compare two runs' latencies (``compare_latency``, paired by query id), or skip with
     the reason when either run has none."""
     name = quantile_name(quantile_level(quantile))
-    skipped = baseline.missing or candidate.missing or _batched(baseline) or _batched(candidate)
+    skipped = baseline.missing or candidate.missing
     if skipped is not None or baseline.latencies is None or candidate.latencies is None:
         return LatencyCheck(
             baseline.reference,
