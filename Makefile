@@ -39,7 +39,7 @@ promtool:
 demo: $(STAMP)
 	EVALKIT_HOME=$(DEMO_HOME) $(BIN)/evalkit goldset import --format jsonl goldsets/demo --name demo
 	EVALKIT_HOME=$(DEMO_HOME) $(BIN)/evalkit index --corpus goldsets/demo/corpus.jsonl --collection demo
-	EVALKIT_HOME=$(DEMO_HOME) $(BIN)/evalkit run --goldset demo --collection demo --k 100 --next-steps
+	EVALKIT_HOME=$(DEMO_HOME) $(BIN)/evalkit run --goldset demo --collection demo --where-key tenant --k 100 --next-steps
 
 LINTED := $(wildcard evalkit tests benchmarks)
 

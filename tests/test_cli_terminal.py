@@ -133,6 +133,11 @@ def indexed(workspace: Workspace) -> TerminalRun:
 def test_index_draws_its_bar_and_ends_cleanly_on_a_terminal(indexed: TerminalRun) -> None:
     assert_clean(indexed)
     assert "collection demo" in indexed.output
+    # While the model loads the command says so, and its bar knows its total from the
+    # start: it showed a silent "0/?" for about 25 s.
+    assert "loading embedding model sentence-transformers/all-MiniLM-L6-v2 ..." in indexed.output
+    assert "0/?" not in indexed.output
+    assert "/330" in indexed.output
 
 
 def test_run_draws_its_bar_and_ends_cleanly_on_a_terminal(
@@ -499,3 +504,9 @@ def test_make_demo_passes_on_a_terminal(tmp_path: Path) -> None:
     assert_clean(done)
     assert "ndcg@10" in done.output
     assert os.path.exists(tmp_path / "evalkit.duckdb")
+    # The demo shows evalkit at its best: each query searches its own tenant's documents
+    # (the note that 129 queries of 2 tenants searched every tenant's is gone), the next
+    # steps replay the same way, and indexing says what it waits for.
+    assert "tenant(s)" not in done.output
+    assert "--collection demo --where-key tenant" in done.output
+    assert "loading embedding model" in done.output

@@ -417,10 +417,16 @@ class StagedProgress:
 
 @contextmanager
 def progress_bar(
-    description: str, *, enabled: bool, interval: float = PROGRESS_INTERVAL
+    description: str,
+    *,
+    enabled: bool,
+    interval: float = PROGRESS_INTERVAL,
+    total: int | None = None,
 ) -> Iterator[StagedProgress | None]:
     """A progress callback for ``description``'s work (and its later stages:
-    ``StagedProgress.stage``), or None when output must stay quiet.
+    ``StagedProgress.stage``), or None when output must stay quiet. ``total``, when known
+    before the work starts, is shown from the first frame (else ``0/?`` until the first
+    update).
 
     On a terminal it draws a bar per stage on stderr. Elsewhere (a CI log, a file) it
     prints plain lines on stderr: at every further 10 % of the stage's work and at least
@@ -431,6 +437,7 @@ def progress_bar(
         yield None
         return
     stderr = _stderr_proxy.resolve()
+    first_total = [total]  # the first stage's, taken by the first stage started
     if not stderr.is_terminal:
         stages: list[ProgressLines] = []
 
@@ -439,6 +446,8 @@ def progress_bar(
                 stages[-1].stop()
                 stages[-1].finish()
             lines = ProgressLines(stage, write=_write_stderr, interval=interval)
+            if first_total:
+                lines.update(0, first_total.pop())
             lines.start()
             stages.append(lines)
             return lines.update
@@ -469,7 +478,7 @@ def progress_bar(
     ) as bar:
 
         def start_bar(stage: str) -> ProgressCallback:
-            task = bar.add_task(visible(stage), total=None)
+            task = bar.add_task(visible(stage), total=first_total.pop() if first_total else None)
 
             def update(done: int, total: int | None) -> None:
                 bar.update(task, completed=done, total=total)

@@ -172,7 +172,7 @@ def _index_chroma(
         )
     client = open_chroma_client(path=None if url else config.resolved_chroma_path, url=url)
     try:
-        with progress_bar(f"indexing {corpus.name}", enabled=shown) as bar:
+        with progress_bar(f"indexing {corpus.name}", enabled=shown, total=total) as bar:
             report = index_corpus(
                 client,
                 iter_corpus(corpus),

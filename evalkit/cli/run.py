@@ -49,7 +49,7 @@ Next (`source .venv/bin/activate` first if `evalkit` is not on your PATH):
   # trends, run comparison and per-query drill-down in the browser (http://127.0.0.1:8501)
   evalkit dashboard
   # replay now against this run; exit 1 on a statistically significant regression
-  evalkit gate --baseline {run_id} --goldset {goldset} --collection {collection}
+  evalkit gate --baseline {run_id} --goldset {goldset} --collection {collection}{where}
   # is the query model the model the index was built with?
   evalkit drift model --collection {collection}
   # duplicates, stale documents, ANN recall, judgment coverage
@@ -263,6 +263,7 @@ def run(
                     run_id=outcome.run.run_id,
                     goldset=gold.name,
                     collection=collection or "NAME",
+                    where=f" --where-key {where_key}" if where_key else "",
                     store=config.resolved_store_path,
                 ),
                 markup=False,
