@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,13 +60,13 @@ def _wait_for_heartbeat(url: str, process: subprocess.Popen[bytes], log: Path) -
     raise RuntimeError(f"chroma run did not answer within {STARTUP_SECONDS} s:\n{log.read_text()}")
 
 
-@pytest.fixture(scope="session", name="chroma_server")
-def chroma_server_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChromaServer]:
-    """Start ``chroma run`` for the session and stop it afterwards."""
+@contextmanager
+def running_chroma(base: Path) -> Iterator[ChromaServer]:
+    """``chroma run`` on a free loopback port with its data and log under ``base``, for the
+    block (the benchmarks start one this way too)."""
     executable = chroma_executable()
     if not executable.exists():
-        pytest.fail(f"the chroma command is not installed at {executable}")
-    base = tmp_path_factory.mktemp("chroma-server")
+        raise RuntimeError(f"the chroma command is not installed at {executable}")
     path = base / "data"
     log = base / "server.log"
     port = free_port()
@@ -97,3 +98,12 @@ def chroma_server_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session", name="chroma_server")
+def chroma_server_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChromaServer]:
+    """Start ``chroma run`` for the session and stop it afterwards."""
+    if not chroma_executable().exists():
+        pytest.fail(f"the chroma command is not installed at {chroma_executable()}")
+    with running_chroma(tmp_path_factory.mktemp("chroma-server")) as server:
+        yield server

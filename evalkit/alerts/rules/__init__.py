@@ -21,9 +21,9 @@ Kinds, by module (``base`` holds the context, the registry and the parameter bas
   score is low.
 - ``faithfulness_drop`` (``answers``): the newest answer scoring against a pinned (or the previous)
   scoring, item by item, with the gate's paired statistics.
-- ``latency_regression`` (``latency``): a latency quantile of the newest goldset run (against
-  its baseline, paired by query) or of the newest production window (against the one before)
-  rose by more than allowed, beyond the noise.
+- ``latency_regression`` (``latency``): a latency quantile of the newest goldset run or
+  production window rose by more than allowed beyond the spread of the quiet runs (windows)
+  before it, and stays risen.
 - ``freshness_lag`` (``freshness``): the freshness objective of each subject's newest check
   (p95 lag, and the age of the oldest change not yet retrievable).
 """

@@ -1,24 +1,26 @@
 """Rule kind ``latency_regression``: a latency quantile that rose by more than allowed,
-beyond the noise, with the gate's latency statistics (``evalkit.stats.latency``: a
-bootstrap interval of the quantile's relative increase, paired by query).
+beyond the run-to-run noise (``evalkit.stats.latency_series``: each run's quantile against the
+spread of the quiet runs before it).
 
-``source = "replay"``: per retriever of ``goldset`` (``RunRecord.retriever_id``), its newest
-finished goldset run against ``baseline_run`` when one is pinned (then only that run's
-retriever is watched), else against the run before it of the same goldset and retriever
-(``evalkit.causes.previous_run``, the baseline ``evalkit explain`` takes). An index that
-grew between the two runs is named as the probable cause (``evalkit.causes.index_growth``).
+``source = "replay"``: per retriever of ``goldset`` (``RunRecord.retriever_id``), the series of
+its finished goldset runs (from ``baseline_run`` on when one is pinned, and then only that
+run's retriever); the newest run whose latencies are measurable is judged against the last
+quiet runs before it. A slowdown keeps the alert firing, each slow run compared with the
+quiet runs before the slowdown, until a run is back within ``max_increase`` of them. An
+index that grew between the newest quiet run and the judged one is named as the probable
+cause (``evalkit.causes.index_growth``).
 
-``source = "production"``: the latencies production logged (``traffic_records.latency_ms``)
-in the newest replayed traffic window against those of the window before it, unpaired: the
-requests of one window are not those of the other.
+``source = "production"``: the same over the series of replayed traffic windows, each the
+quantile of the latencies production logged in it (``traffic_records.latency_ms``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-import pandas as pd
+import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from evalkit.alerts.model import Signal
@@ -31,27 +33,29 @@ from evalkit.alerts.rules.base import (
     iso,
     stored_verdict,
 )
-from evalkit.causes import index_growth, previous_run
+from evalkit.causes import index_growth
 from evalkit.config.types import Increase, parse_quantile, quantile_name
-from evalkit.errors import ConfigError
-from evalkit.stats.decision import Decision
-from evalkit.stats.latency import (
-    DEFAULT_CONFIDENCE,
-    DEFAULT_QUANTILE,
-    DEFAULT_RESAMPLES,
-    compare_latency,
-)
+from evalkit.stats.latency import DEFAULT_CONFIDENCE, DEFAULT_QUANTILE
 from evalkit.stats.latency_check import run_latencies
+from evalkit.stats.latency_series import (
+    DEFAULT_REFERENCE_RUNS,
+    DEFAULT_WARMUP,
+    SeriesVerdict,
+    judge_latency_series,
+)
 from evalkit.store.alerts import has_tables
 from evalkit.store.runs import get_run
 from evalkit.store.traffic import list_window_summaries, logged_latencies
 
 if TYPE_CHECKING:
-    from evalkit.stats.latency import LatencyComparison
+    from evalkit.stats.latency_series import ReferenceComparison
     from evalkit.store.runs import RunRecord
     from evalkit.store.traffic import StoredWindowSummary
 
 __all__ = ["LATENCY_REGRESSION", "LatencyRegressionParams"]
+
+NOT_MEASURABLE_SHOWN = 10
+"""Unmeasurable runs (windows) the evidence names, newest first."""
 
 
 class LatencyRegressionParams(RuleParams):
@@ -59,21 +63,21 @@ class LatencyRegressionParams(RuleParams):
 
     source: Literal["replay", "production"] = Field(
         default="replay",
-        description="replay: the newest goldset run of each retriever against its baseline; "
-        "production: the latencies logged in the newest traffic window against the window "
-        "before it.",
+        description="replay: the series of goldset runs of each retriever; production: the "
+        "series of replayed traffic windows, each with the latencies production logged.",
     )
     goldset: str | None = Field(default=None, description="Stored goldset whose runs (replay).")
     label: str | None = Field(default=None, description="Only runs with this label (replay).")
     retriever: str | None = Field(
         default=None,
         description="Only runs of this retriever, as `evalkit runs list` names it (replay; "
-        "default: each retriever of the goldset, a subject of its own).",
+        "default: each retriever of the goldset, a series of its own).",
     )
     baseline_run: str | None = Field(
         default=None,
-        description="Pinned baseline run (replay; default: the run before the newest of the "
-        "same goldset and retriever).",
+        description="The run the series starts at (replay; default: the runs `history` "
+        "reads); only its retriever is watched. Pin the first run of a new normal to accept "
+        "a lasting change.",
     )
     quantile: str = Field(
         default=DEFAULT_QUANTILE, description="Latency quantile watched: p50, p95, p99."
@@ -81,19 +85,28 @@ class LatencyRegressionParams(RuleParams):
     max_increase: Increase = Field(
         default=0.2,
         description="Largest relative rise of the quantile allowed: 0.2 or '20%'. Fires when "
-        "the interval of the rise lies above it.",
+        "the interval of the rise over the quiet runs' level lies above it.",
     )
     confidence: float = Field(
         default=DEFAULT_CONFIDENCE, gt=0, lt=1, description="Two-sided confidence of the interval."
     )
-    resamples: int = Field(default=DEFAULT_RESAMPLES, ge=100, description="Bootstrap resamples.")
-    seed: int = Field(default=0, ge=0, description="Seed of the resampling.")
+    warmup: int = Field(
+        default=DEFAULT_WARMUP,
+        ge=3,
+        description="Quiet runs (windows) the reference needs before a run is judged.",
+    )
+    reference_runs: int = Field(
+        default=DEFAULT_REFERENCE_RUNS,
+        ge=3,
+        description="Most recent quiet runs (windows) whose spread is the noise a run is "
+        "judged against.",
+    )
     min_queries: int = Field(
         default=20,
         ge=1,
-        description="Compare only when both runs (windows) have at least this many latencies.",
+        description="A run (window) with fewer latencies is left out of the series.",
     )
-    history: int = Field(default=50, ge=2, description="Recent runs read (replay).")
+    history: int = Field(default=50, ge=2, description="Recent runs (windows) read.")
 
     @field_validator("quantile")
     @classmethod
@@ -101,36 +114,139 @@ class LatencyRegressionParams(RuleParams):
         return quantile_name(parse_quantile(name))
 
     @model_validator(mode="after")
-    def _goldset_for_replay(self) -> LatencyRegressionParams:
+    def _consistent(self) -> LatencyRegressionParams:
         if self.source == "replay" and not self.goldset:
             raise ValueError("source 'replay' needs goldset (whose runs are watched)")
+        if self.reference_runs < self.warmup:
+            raise ValueError(
+                f"reference_runs ({self.reference_runs}) must be at least warmup ({self.warmup})"
+            )
         return self
 
 
 def _settings(params: LatencyRegressionParams) -> dict[str, Any]:
-    """The parameters a verdict was reached with (a changed one means comparing again):
-    the options ``compare_latency`` is called with."""
+    """The parameters a verdict was reached with (a changed one means judging again)."""
     return params.model_dump(
-        include={"quantile", "max_increase", "confidence", "resamples", "seed"}
+        include={
+            "quantile",
+            "max_increase",
+            "confidence",
+            "warmup",
+            "reference_runs",
+            "min_queries",
+        }
     )
 
 
-def _compare(
-    params: LatencyRegressionParams, before: pd.Series, after: pd.Series, *, paired: bool
-) -> LatencyComparison:
-    """The rule's comparison of two sets of latencies (by query id when ``paired``)."""
-    return compare_latency(before, after, **_settings(params), paired=paired)
+@dataclass(frozen=True, slots=True)
+class _Point:
+    """One run (window) of a series: its name, its latencies' quantile and how many."""
+
+    name: str
+    quantile_ms: float
+    n: int
 
 
-def _figures(compared: LatencyComparison) -> dict[str, Any]:
-    data = compared.to_dict()
-    return {name: data[name] for name in data if name not in ("quantile", "max_increase")}
+@dataclass(frozen=True, slots=True)
+class _Judged:
+    """The newest measurable point of a series as the series judged it."""
+
+    points: list[_Point]
+    verdicts: list[SeriesVerdict]
+    comparison: ReferenceComparison
+    not_measurable: dict[str, str]
+
+    @property
+    def firing(self) -> bool:
+        return self.verdicts[-1].firing
+
+    @property
+    def candidate(self) -> _Point:
+        return self.points[-1]
+
+    @property
+    def reference(self) -> list[str]:
+        return [self.points[position].name for position in self.verdicts[-1].reference]
+
+    @property
+    def slow_since(self) -> str | None:
+        """The first point of the slowdown under way, None when there is none."""
+        first = None
+        for point, verdict in zip(reversed(self.points), reversed(self.verdicts), strict=True):
+            if not verdict.firing:
+                break
+            first = point.name
+        return first
+
+    def evidence(self) -> dict[str, Any]:
+        """The comparison's figures, the reference, the slowdown's start and what was left
+        out."""
+        figures = self.comparison.to_dict()
+        return {
+            **{name: figures[name] for name in figures if name not in ("quantile", "max_increase")},
+            "n_candidate": self.candidate.n,
+            "reference": self.reference,
+            "slow_since": self.slow_since,
+            "not_measurable": dict(list(self.not_measurable.items())[:NOT_MEASURABLE_SHOWN]),
+        }
+
+    def summary(self, noun: str) -> str:
+        """The comparison's line, naming the judged ``noun`` (run, window) and its reference."""
+        reference = self.reference
+        text = (
+            f"{self.comparison.summary(f'{noun}s')}; {noun} {self.candidate.name} against the "
+            f"quiet {noun}s {reference[0]} .. {reference[-1]}"
+        )
+        since = self.slow_since
+        if self.firing and since is not None and since != self.candidate.name:
+            text += f"; slower than them since {since}"
+        if self.not_measurable:
+            name, why = next(iter(self.not_measurable.items()))
+            text += f". Left out as not measurable: {name} ({why})"
+            if len(self.not_measurable) > 1:
+                text += f" and {len(self.not_measurable) - 1} more"
+        return text
 
 
-def _title(compared: LatencyComparison, where: str) -> str:
-    if compared.decision is Decision.REGRESSION:
+def _judge(
+    params: LatencyRegressionParams,
+    points: Sequence[_Point],
+    not_measurable: dict[str, str],
+) -> _Judged | None:
+    """The series ``points`` (oldest first) judged; None until its newest point can be."""
+    if not points:
+        return None
+    verdicts = judge_latency_series(
+        [point.quantile_ms for point in points],
+        quantile=params.quantile,
+        max_increase=params.max_increase,
+        confidence=params.confidence,
+        warmup=params.warmup,
+        reference_runs=params.reference_runs,
+    )
+    comparison = verdicts[-1].comparison
+    if comparison is None:
+        return None
+    return _Judged(list(points), verdicts, comparison, not_measurable)
+
+
+def _point(params: LatencyRegressionParams, name: str, latencies: Sequence[float]) -> _Point | str:
+    """A point of the series, or why ``latencies`` are not measurable."""
+    values = np.asarray(latencies, dtype=np.float64)
+    if len(values) < params.min_queries:
+        return f"{len(values)} latencies, fewer than min_queries ({params.min_queries})"
+    distinct = len(np.unique(values))
+    if distinct < 2:
+        return f"its {len(values):,} latencies take {distinct} distinct value"
+    level = parse_quantile(params.quantile)
+    return _Point(name, float(np.quantile(values, level)), len(values))
+
+
+def _title(judged: _Judged, params: LatencyRegressionParams, where: str) -> str:
+    compared = judged.comparison
+    if judged.firing:
         return f"{compared.quantile} latency rose {compared.increase:+.0%} {where}"
-    return f"{compared.quantile} latency {where}: no rise beyond {compared.max_increase:.0%}"
+    return f"{compared.quantile} latency {where}: no rise beyond {params.max_increase:.0%}"
 
 
 def _latency_regression(ctx: RuleContext, params: LatencyRegressionParams) -> list[Signal]:
@@ -162,7 +278,7 @@ def _replay(ctx: RuleContext, params: LatencyRegressionParams) -> list[Signal]:
             else subject.startswith(prefix)
         ),
     )
-    newest: dict[str, RunRecord] = {}
+    series: dict[str, list[RunRecord]] = {}
     for run in goldset_runs(
         ctx.store,
         params.goldset,
@@ -171,57 +287,57 @@ def _replay(ctx: RuleContext, params: LatencyRegressionParams) -> list[Signal]:
         statuses=("complete", "partial"),
         retriever=watched,
     ):
-        if run.imported_from is None:
-            newest.setdefault(run.retriever_id, run)
-    for retriever, candidate in newest.items():
-        if pinned is not None:
-            baseline = pinned
-        else:
-            try:
-                baseline = previous_run(ctx.store, candidate)
-            except ConfigError:
-                continue
-        if baseline.run_id == candidate.run_id:
-            continue
-        signal = _replay_signal(ctx, params, _subject(params, retriever), baseline, candidate)
+        if run.imported_from is None and (pinned is None or run.started_at >= pinned.started_at):
+            series.setdefault(run.retriever_id, []).append(run)
+    for retriever, runs in series.items():
+        signal = _replay_signal(ctx, params, _subject(params, retriever), runs[::-1])
         if signal is not None:
             signals.append(signal)
     return signals
 
 
 def _replay_signal(
-    ctx: RuleContext,
-    params: LatencyRegressionParams,
-    subject: str,
-    baseline: RunRecord,
-    candidate: RunRecord,
+    ctx: RuleContext, params: LatencyRegressionParams, subject: str, runs: list[RunRecord]
 ) -> Signal | None:
+    """The verdict of one retriever's series (``runs``, oldest first) on its newest
+    measurable run; None until that run can be judged."""
     inputs = {
         **_settings(params),
-        "baseline_run": baseline.run_id,
-        "candidate_run": candidate.run_id,
+        "newest_run": runs[-1].run_id,
+        "first_run": runs[0].run_id,
+        "n_runs": len(runs),
     }
     stored = stored_verdict(ctx, subject, inputs)
     if stored is not None:
         return stored
-    before = run_latencies(ctx.store, baseline.run_id, baseline.run_id).latencies
-    after = run_latencies(ctx.store, candidate.run_id, candidate.run_id).latencies
-    if before is None or after is None:
+    points: list[_Point] = []
+    not_measurable: dict[str, str] = {}
+    for run in runs:
+        read = run_latencies(ctx.store, run.run_id, run.run_id)
+        point = (
+            read.missing or "no latency"
+            if read.latencies is None
+            else _point(params, run.run_id, read.latencies.tolist())
+        )
+        if isinstance(point, _Point):
+            points.append(point)
+        else:
+            not_measurable = {run.run_id: point, **not_measurable}
+    judged = _judge(params, points, not_measurable)
+    if judged is None:
         return None
-    if min(len(before), len(after)) < params.min_queries:
-        return None
-    compared = _compare(params, before, after, paired=True)
-    grew = index_growth(baseline, candidate) if compared.increase > 0 else None
-    summary = f"{compared.summary()}; run {candidate.run_id} vs baseline {baseline.run_id}"
+    by_id = {run.run_id: run for run in runs}
+    candidate = by_id[judged.candidate.name]
+    baseline = by_id[judged.reference[-1]]
+    grew = index_growth(baseline, candidate) if judged.comparison.increase > 0 else None
+    summary = judged.summary("run")
     if grew is not None:
         summary += f". Probable cause: {grew.statement}"
-    if compared.note:
-        summary += f". Note: {compared.note}"
     collection = candidate.spec.collection
     return Signal(
         subject=subject,
-        active=compared.decision is Decision.REGRESSION,
-        title=_title(compared, f"on goldset {params.goldset}"),
+        active=judged.firing,
+        title=_title(judged, params, f"on goldset {params.goldset}"),
         summary=summary,
         evidence={
             **inputs,
@@ -229,7 +345,9 @@ def _replay_signal(
             "goldset": params.goldset,
             "label": params.label,
             "retriever": candidate.retriever_id,
-            **_figures(compared),
+            "candidate_run": candidate.run_id,
+            "baseline_run": baseline.run_id,
+            **judged.evidence(),
             "candidate_started_at": iso(candidate.started_at),
             "index_size": {
                 run.run_id: {
@@ -251,57 +369,59 @@ def _replay_signal(
     )
 
 
-def _two_windows(ctx: RuleContext) -> list[StoredWindowSummary]:
-    """The newest replayed traffic window and the one before it (newest replay of each)."""
+def _windows(ctx: RuleContext, limit: int) -> list[StoredWindowSummary]:
+    """The replayed traffic windows (the newest replay of each), at most ``limit``, oldest
+    first."""
     windows: dict[str, StoredWindowSummary] = {}
-    for summary in list_window_summaries(ctx.store, limit=200):
+    for summary in list_window_summaries(ctx.store, limit=max(200, 4 * limit)):
         windows.setdefault(summary.window_label, summary)
-        if len(windows) == 2:
+        if len(windows) == limit:
             break
-    return list(windows.values())
+    return list(windows.values())[::-1]
 
 
 def _production(ctx: RuleContext, params: LatencyRegressionParams) -> list[Signal]:
     if not has_tables(ctx.store, "traffic_window_summaries"):
         return []
-    windows = _two_windows(ctx)
-    if len(windows) < 2:
-        return []
-    current, reference = windows
-    after = logged_latencies(ctx.store, start=current.window_start, end=current.window_end)
-    before = logged_latencies(ctx.store, start=reference.window_start, end=reference.window_end)
-    if min(len(before), len(after)) < params.min_queries:
+    windows = _windows(ctx, params.history)
+    if not windows:
         return []
     inputs = {
         **_settings(params),
-        "baseline_window": reference.window_label,
-        "candidate_window": current.window_label,
-        "n_baseline": len(before),
-        "n_candidate": len(after),
+        "newest_window": windows[-1].window_label,
+        "first_window": windows[0].window_label,
+        "n_windows": len(windows),
     }
     stored = stored_verdict(ctx, "traffic", inputs)
     if stored is not None:
         return [stored]
-    compared = _compare(
-        params,
-        pd.Series(before, dtype="float64"),
-        pd.Series(after, dtype="float64"),
-        paired=False,
-    )
-    summary = (
-        f"{compared.summary()}; production latencies logged in window {current.window_label} "
-        f"({len(after):,} requests) vs {reference.window_label} ({len(before):,})"
-    )
-    if compared.note:
-        summary += f". Note: {compared.note}"
+    points: list[_Point] = []
+    not_measurable: dict[str, str] = {}
+    for window in windows:
+        logged = logged_latencies(ctx.store, start=window.window_start, end=window.window_end)
+        point = _point(params, window.window_label, logged)
+        if isinstance(point, _Point):
+            points.append(point)
+        else:
+            not_measurable = {window.window_label: point, **not_measurable}
+    judged = _judge(params, points, not_measurable)
+    if judged is None:
+        return []
+    newest = judged.candidate.name
     return [
         Signal(
             subject="traffic",
-            active=compared.decision is Decision.REGRESSION,
-            title=_title(compared, f"in production window {current.window_label}"),
-            summary=summary,
-            evidence={**inputs, "source": "production", **_figures(compared)},
-            links=ctx.dashboard("traffic", window=current.window_label),
+            active=judged.firing,
+            title=_title(judged, params, f"in production window {newest}"),
+            summary=f"production latencies logged: {judged.summary('window')}",
+            evidence={
+                **inputs,
+                "source": "production",
+                "candidate_window": newest,
+                "baseline_window": judged.reference[-1],
+                **judged.evidence(),
+            },
+            links=ctx.dashboard("traffic", window=newest),
         )
     ]
 
