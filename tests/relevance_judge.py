@@ -19,6 +19,7 @@ import json
 import re
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -75,6 +76,9 @@ class GradingJudge:
     ``huge_declared``), as a broken or hostile endpoint might send it."""
     huge_bytes: int = 50 * 2**20
     huge_declared: bool = False
+    huge_gzipped: bool = False
+    """Send the huge reply gzip-compressed (``Content-Encoding: gzip``): a few kB on the wire
+    that inflate to ``huge_bytes``."""
     obeys: bool = False
     """Answer the grade a query asks for (``{"grade": 3}`` in its text), as a model that
     follows instructions in the data it grades would."""
@@ -132,14 +136,23 @@ class GradingJudge:
         handler.send_header("Content-Type", "application/json")
         if self.huge_declared:
             handler.send_header("Content-Length", str(self.huge_bytes))
+        if self.huge_gzipped:
+            handler.send_header("Content-Encoding", "gzip")
         handler.end_headers()
         left = self.huge_bytes - len(head) - len(tail)
+        packer = zlib.compressobj(wbits=zlib.MAX_WBITS | 16) if self.huge_gzipped else None
+
+        def write(data: bytes) -> None:
+            handler.wfile.write(data if packer is None else packer.compress(data))
+
         try:
-            handler.wfile.write(head)
+            write(head)
             while left > 0:
-                handler.wfile.write(piece[: min(left, len(piece))])
+                write(piece[: min(left, len(piece))])
                 left -= len(piece)
-            handler.wfile.write(tail)
+            write(tail)
+            if packer is not None:
+                handler.wfile.write(packer.flush())
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client stopped reading
         handler.close_connection = True

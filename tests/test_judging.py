@@ -1086,20 +1086,30 @@ def test_pairs_are_judged_from_inside_a_running_event_loop(tmp_path: Path) -> No
     assert stored == 3
 
 
-@pytest.mark.parametrize("declared", [False, True], ids=["streamed", "length-declared"])
+@pytest.mark.parametrize(
+    ("declared", "gzipped"),
+    [(False, False), (True, False), (False, True)],
+    ids=["streamed", "length-declared", "gzipped"],
+)
 def test_a_50_mb_reply_is_read_no_further_than_the_cap_and_stored_as_malformed(
-    tmp_path: Path, declared: bool
+    tmp_path: Path, declared: bool, gzipped: bool
 ) -> None:
     """A 50 MB reply was read whole and its grade taken from after 50 MB of junk (602 MB
     peak with 4 in flight). The body is read as it arrives and no further than
-    MAX_REPLY_BYTES; the pair is stored unjudged (malformed reply), never graded."""
+    MAX_REPLY_BYTES, inflated (50 kB of gzip on the wire inflate to the 50 MB); the pair
+    is stored unjudged (malformed reply), never graded."""
     pairs = [
         JudgePair("query 1", "d1", "passage huge 1"),
         JudgePair("query 2", "d2", "passage 2"),
         JudgePair("query 3", "d3", "passage huge 3"),
     ]
     access = StoreAccess(tmp_path / "evalkit.duckdb", wait=5, program="judge")
-    huge = GradingJudge({("query 2", "passage 2"): 2}, huge_for={"huge"}, huge_declared=declared)
+    huge = GradingJudge(
+        {("query 2", "passage 2"): 2},
+        huge_for={"huge"},
+        huge_declared=declared,
+        huge_gzipped=gzipped,
+    )
     with grading_judge(huge) as judge:
         assessor = RelevanceAssessor(
             JudgeSettings(base_url=judge.url, model="grader-1", retry_backoff=0, max_retries=1)

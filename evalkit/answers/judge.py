@@ -35,6 +35,7 @@ import json
 import math
 import os
 import time
+import zlib
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
     from evalkit.embedding import Embedder
 
 __all__ = [
+    "ACCEPTED_ENCODINGS",
     "JUDGE_METRICS",
     "MAX_REPLY_BYTES",
     "CallGuard",
@@ -75,8 +77,13 @@ JUDGE_METRICS: tuple[str, ...] = ("faithfulness", "answer_relevancy")
 """Metrics the LLM judge scores, by their ragas names."""
 
 MAX_REPLY_BYTES = 512 * 1024
-"""The most of a judge's reply body read (as sent, before decompression): a completion
-holding a grade, a verdict or a question is a few kB."""
+"""The most of a judge's reply body read, counted as inflated when it was sent compressed: a
+completion holding a grade, a verdict or a question is a few kB."""
+_INFLATED = frozenset({"gzip", "x-gzip", "deflate"})
+"""The content codings a capped reply is inflated from, by ``zlib`` (which tells gzip from
+zlib's deflate by the header); the clients ask for these alone (``ACCEPTED_ENCODINGS``)."""
+ACCEPTED_ENCODINGS = "gzip, deflate"
+"""The ``Accept-Encoding`` of the judge's clients: the codings ``cap_reply`` can count."""
 
 _RETRYABLE_STATUS = frozenset({408, 409, 429})
 _DETAIL_LIMIT = 300
@@ -85,31 +92,54 @@ _SHOWN_REPLY_CHARS = 200
 
 
 class ReplyTooLargeError(ValueError):
-    """A reply body larger than ``MAX_REPLY_BYTES``: not read further, and a malformed
-    output, never a grade taken from somewhere in it."""
+    """A reply body larger than ``MAX_REPLY_BYTES`` (or in a coding it cannot be counted
+    in): not read further, and a malformed output, never a grade taken from somewhere in it."""
 
-    def __init__(self, status: int) -> None:
-        super().__init__(
-            f"HTTP {status}, and the body is larger than {MAX_REPLY_BYTES:,} bytes: "
-            "not read further, as no reply asked for is that long"
-        )
+    def __init__(self, status: int, coding: str | None = None) -> None:
+        if coding is None:
+            why = (
+                f"the body is larger than {MAX_REPLY_BYTES:,} bytes: not read further, as no "
+                "reply asked for is that long"
+            )
+        else:
+            why = (
+                f"the body is sent as {coding!r}, which evalkit did not ask for "
+                f"(Accept-Encoding: {ACCEPTED_ENCODINGS}): not read"
+            )
+        super().__init__(f"HTTP {status}, and {why}")
 
 
 class _CappedStream(httpx.AsyncByteStream):
     """A response body that raises ``ReplyTooLargeError`` once more than
-    ``MAX_REPLY_BYTES`` arrive."""
+    ``MAX_REPLY_BYTES`` arrive, inflated first when it comes compressed (``inflate``): a
+    few kB of gzip can inflate to gigabytes."""
 
-    def __init__(self, stream: httpx.AsyncByteStream, status: int) -> None:
+    def __init__(self, stream: httpx.AsyncByteStream, status: int, *, inflate: bool) -> None:
         self._stream = stream
         self._status = status
+        self._inflate = inflate
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         size = 0
-        async for chunk in self._stream:
+        inflater = zlib.decompressobj(wbits=zlib.MAX_WBITS | 32) if self._inflate else None
+        async for received in self._stream:
+            chunk = received
+            if inflater is not None:
+                try:
+                    chunk = inflater.decompress(received, MAX_REPLY_BYTES + 1 - size)
+                except zlib.error as error:
+                    raise httpx.DecodingError(f"the compressed reply is damaged: {error}") from None
+                if inflater.unconsumed_tail:
+                    raise ReplyTooLargeError(self._status)
             size += len(chunk)
             if size > MAX_REPLY_BYTES:
                 raise ReplyTooLargeError(self._status)
             yield chunk
+        rest = b"" if inflater is None else inflater.flush()
+        if size + len(rest) > MAX_REPLY_BYTES:
+            raise ReplyTooLargeError(self._status)
+        if rest:
+            yield rest
 
     async def aclose(self) -> None:
         await self._stream.aclose()
@@ -122,8 +152,14 @@ async def cap_reply(response: httpx.Response) -> None:
     declared = response.headers.get("Content-Length", "")
     if declared.isdigit() and int(declared) > MAX_REPLY_BYTES:
         raise ReplyTooLargeError(response.status_code)
+    coding = response.headers.get("Content-Encoding", "").strip().lower()
+    if coding not in ("", "identity", *_INFLATED):
+        raise ReplyTooLargeError(response.status_code, coding)
     if isinstance(response.stream, httpx.AsyncByteStream):
-        response.stream = _CappedStream(response.stream, response.status_code)
+        inflate = coding in _INFLATED
+        if inflate:  # inflated here, counted as it is: httpx must not inflate it again
+            del response.headers["Content-Encoding"]
+        response.stream = _CappedStream(response.stream, response.status_code, inflate=inflate)
 
 
 def judge_client(settings: JudgeSettings) -> Any:
@@ -140,7 +176,8 @@ def judge_client(settings: JudgeSettings) -> Any:
         timeout=settings.timeout,
         max_retries=0,
         http_client=openai.DefaultAsyncHttpxClient(
-            event_hooks={"response": [cap_reply, _require_completion]}
+            headers={"Accept-Encoding": ACCEPTED_ENCODINGS},
+            event_hooks={"response": [cap_reply, _require_completion]},
         ),
     )
 

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 import httpx
 
-from evalkit.answers.judge import NotACompletionError, cap_reply
+from evalkit.answers.judge import ACCEPTED_ENCODINGS, NotACompletionError, cap_reply
 from evalkit.config import JudgeSettings
 from evalkit.errors import ConfigError
 from evalkit.jsonsafe import TooDeepError, depth_checked
@@ -72,7 +72,7 @@ def endpoint_client(settings: JudgeSettings) -> httpx.AsyncClient:
     register_secrets([api_key, *url_secrets(settings.base_url or "")])
     return httpx.AsyncClient(
         base_url=str(settings.base_url),
-        headers={"Authorization": f"Bearer {api_key}"},
+        headers={"Authorization": f"Bearer {api_key}", "Accept-Encoding": ACCEPTED_ENCODINGS},
         event_hooks={"response": [cap_reply]},
         timeout=settings.timeout,
         limits=httpx.Limits(
