@@ -29,6 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from evalkit.embedding.fingerprint import ModelFingerprint
+from evalkit.embedding.wrapper import EmbedderWrapper
 
 if TYPE_CHECKING:
     from evalkit.embedding.query import TextEmbedder
@@ -110,7 +111,7 @@ def _model_key(fingerprint: ModelFingerprint, window: int | None) -> str:
     return digest.hexdigest()[:32]
 
 
-class CachingEmbedder:
+class CachingEmbedder(EmbedderWrapper):
     """A ``TextEmbedder`` that embeds each text once per model: texts embedded before (in
     this process or any other sharing ``directory``) are read from the cache.
 
@@ -119,26 +120,11 @@ class CachingEmbedder:
     """
 
     def __init__(self, embedder: TextEmbedder, directory: Path) -> None:
-        self._embedder = embedder
+        super().__init__(embedder)
         self._directory = directory
         self._file: _VectorFile | None = None
         self._opened = False
         self._open_lock = threading.Lock()
-
-    @property
-    def name(self) -> str:
-        """The wrapped model's name."""
-        return self._embedder.name
-
-    @property
-    def dimension(self) -> int:
-        """Length of the vectors the wrapped model makes."""
-        return self._embedder.dimension
-
-    @property
-    def fingerprint(self) -> ModelFingerprint:
-        """The wrapped model's fingerprint."""
-        return self._embedder.fingerprint
 
     def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         """Embed ``texts``: stored vectors for the texts this model embedded before, the

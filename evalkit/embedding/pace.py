@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Final
 import numpy as np
 import numpy.typing as npt
 
+from evalkit.embedding.wrapper import EmbedderWrapper
+
 if TYPE_CHECKING:
-    from evalkit.embedding.fingerprint import ModelFingerprint
     from evalkit.embedding.query import TextEmbedder
 
 __all__ = [
@@ -120,28 +121,13 @@ def embed_paced(
     return np.concatenate([first, embedder.embed(texts[batch:])], axis=0)
 
 
-class PacedEmbedder:
+class PacedEmbedder(EmbedderWrapper):
     """A ``TextEmbedder`` that tells the pace of each long ``embed`` call of the embedder it
     wraps (``embed_paced``); its name, dimension and fingerprint are the wrapped one's."""
 
     def __init__(self, embedder: TextEmbedder, on_pace: PaceCallback) -> None:
-        self._embedder = embedder
+        super().__init__(embedder)
         self._on_pace = on_pace
-
-    @property
-    def name(self) -> str:
-        """The wrapped model's name."""
-        return self._embedder.name
-
-    @property
-    def dimension(self) -> int:
-        """Length of the wrapped model's vectors."""
-        return self._embedder.dimension
-
-    @property
-    def fingerprint(self) -> ModelFingerprint:
-        """The wrapped model's fingerprint."""
-        return self._embedder.fingerprint
 
     def embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         """Embed ``texts``, telling the pace first when they take long."""
