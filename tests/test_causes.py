@@ -17,6 +17,7 @@ import pytest
 from test_dashboard_seed import degraded, goldset, perfect, query_ids, store_run, store_traffic_run
 
 from evalkit.alerts import alerts_config, build_sinks, evaluate_rules
+from evalkit.alerts.model import Alert
 from evalkit.alerts.payload import alert_payload, encode, slack_body
 from evalkit.causes import (
     CAUSE_KINDS,
@@ -1079,29 +1080,7 @@ def test_a_precision_alert_carries_the_causes_in_its_payload(store: Store, tmp_p
     removed = {f"{q}-b" for q in query_ids(N)[:7]}
     _run(store, gold, _without(removed), index="idx-2")
     audit_id = _audit(store, "orphaned_judgments", sorted(removed))
-    settings = parse_settings(
-        {
-            "alerts": {
-                "dashboard_url": "http://dash:8501/",
-                "rules": [
-                    {
-                        "name": "precision-drop",
-                        "kind": "precision_regression",
-                        "goldset": "mini",
-                        "measures": ["ndcg@10"],
-                        "baseline_run": baseline,
-                        "resamples": 500,
-                        "cooldown": 0,
-                    }
-                ],
-            }
-        },
-        tmp_path / "evalkit.toml",
-    )
-    config = alerts_config(settings)
-    evaluation = evaluate_rules(store, config, build_sinks(config), now=utc_now())
-
-    [alert] = evaluation.alerts
+    [alert] = _precision_alerts(store, tmp_path, baseline, dashboard_url="http://dash:8501/")
     causes = alert.evidence["probable_causes"]
     top = causes["causes"][0]
     assert top["kind"] == "missing_from_index"
@@ -1135,6 +1114,27 @@ def test_a_newer_audit_before_the_candidate_that_no_longer_finds_the_documents_c
     kinds = [cause.kind for cause in explanation.causes]
     assert "missing_from_index" not in kinds
     assert kinds[0] == "index_changed"
+
+
+def _precision_alerts(
+    store: Store, tmp_path: Path, baseline: str, *, dashboard_url: str | None = None
+) -> list[Alert]:
+    """The alerts of one ``precision_regression`` rule on goldset ``mini`` against
+    ``baseline``, evaluated now."""
+    rule = {
+        "name": "precision-drop",
+        "kind": "precision_regression",
+        "goldset": "mini",
+        "measures": ["ndcg@10"],
+        "baseline_run": baseline,
+        "resamples": 500,
+        "cooldown": 0,
+    }
+    alerts: dict[str, object] = {"rules": [rule]}
+    if dashboard_url is not None:
+        alerts["dashboard_url"] = dashboard_url
+    config = alerts_config(parse_settings({"alerts": alerts}, tmp_path / "evalkit.toml"))
+    return list(evaluate_rules(store, config, build_sinks(config), now=utc_now()).alerts)
 
 
 def _counted_run(store: Store, gold: Goldset, rankings: dict[str, list[str]], count: int) -> str:
@@ -1235,26 +1235,7 @@ def test_an_alert_that_carried_a_cause_still_reports_it_after_a_restore(
     baseline = _counted_run(store, gold, {q: perfect(q) for q in query_ids(N)}, 40)
     _counted_run(store, gold, _without(set(REMOVED)), 33)
     incident = _audit(store, "orphaned_judgments", REMOVED, n_documents=33)
-    settings = parse_settings(
-        {
-            "alerts": {
-                "rules": [
-                    {
-                        "name": "precision-drop",
-                        "kind": "precision_regression",
-                        "goldset": "mini",
-                        "measures": ["ndcg@10"],
-                        "baseline_run": baseline,
-                        "resamples": 500,
-                        "cooldown": 0,
-                    }
-                ],
-            }
-        },
-        tmp_path / "evalkit.toml",
-    )
-    config = alerts_config(settings)
-    [fired] = evaluate_rules(store, config, build_sinks(config), now=utc_now()).alerts
+    [fired] = _precision_alerts(store, tmp_path, baseline)
     assert fired.evidence["probable_causes"]["causes"][0]["kind"] == "missing_from_index"
     _audit(store, None, n_documents=40)
 
