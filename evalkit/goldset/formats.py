@@ -240,7 +240,7 @@ def export_goldset(
         shown = ", ".join(held[:3]) + (f" and {len(held) - 3} more" if len(held) > 3 else "")
         raise InputError(
             f"is not empty (it holds {shown}); give a new or empty folder, or pass "
-            "--overwrite (overwrite=True) to replace the files the export writes there",
+            "--overwrite to replace the files the export writes there",
             path=str(target),
         )
     files = entry.files(goldset, split)
