@@ -176,7 +176,10 @@ def test_help_lists_the_commands_the_application_has_in_its_order() -> None:
 
 def test_a_command_loads_no_other_command_module() -> None:
     """`evalkit run --help` loads `run` alone (not answers, judge, runs, which it calls into
-    when it runs); `review --help` reads no Label Studio export code."""
+    when it runs), and `traffic --help` and `traffic replay --help` load `traffic` alone;
+    `review --help` reads no Label Studio export code."""
     assert _loaded_by(["run", "--help"], ()) == ["evalkit.cli.run"]
+    assert _loaded_by(["traffic", "--help"], ()) == ["evalkit.cli.traffic"]
+    assert _loaded_by(["traffic", "replay", "--help"], ()) == ["evalkit.cli.traffic"]
     loaded = _loaded_by(["review", "--help"], ("evalkit.goldset", "evalkit.goldset.label_studio"))
     assert loaded == ["evalkit.cli.review", "evalkit.cli.review_exchange"]

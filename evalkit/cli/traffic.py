@@ -35,8 +35,6 @@ from evalkit.cli._retriever import (
     retriever_options,
 )
 from evalkit.cli._store import CommandStore, open_store
-from evalkit.cli.answers import print_answer_summaries
-from evalkit.cli.judge import judged_interval, queries_used
 from evalkit.errors import InputError, RetrieverError
 from evalkit.records.requests import (
     DEFAULT_MIN_PER_STRATUM,
@@ -361,6 +359,9 @@ def replay(
     Example: evalkit traffic replay --window 2026-11-21 --collection support-kb --where-key tenant
     --k 10 --format json
     """
+    # The other commands' modules, here rather than at the top: `evalkit traffic --help`
+    # then loads and lists `traffic` alone.
+    from evalkit.cli.answers import print_answer_summaries
     from evalkit.cli.judge import (
         build_assessor,
         print_window_estimate,
@@ -579,6 +580,7 @@ def windows(
 
     Example: evalkit traffic windows --granularity day --format json
     """
+    from evalkit.cli.judge import queries_used
     from evalkit.store.traffic import list_samples, list_window_summaries, traffic_volume
     from evalkit.traffic.windows import GRANULARITIES
 
@@ -718,6 +720,8 @@ def _replayed_precision(figures: list[JudgedFigure]) -> list[JudgedFigure]:
 
 
 def _interval_cell(figure: JudgedFigure, *, with_measure: bool) -> str:
+    from evalkit.cli.judge import judged_interval
+
     text = judged_interval(figure)
     return f"{figure.measure} {text}" if with_measure else text
 
