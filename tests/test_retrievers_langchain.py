@@ -38,7 +38,9 @@ from evalkit.errors import ConfigError
 from evalkit.pipeline import evaluate_goldset
 from evalkit.records import Query
 from evalkit.records.requests import GoldsetRunRequest
+from evalkit.retrievers.base import BATCH_SHARE, LATENCY_TIMING, PER_QUERY
 from evalkit.retrievers.langchain import LangChainRetriever
+from evalkit.stats.latency_check import run_latencies
 from evalkit.store import Store
 from evalkit.store.runs import get_run, run_results
 
@@ -304,6 +306,37 @@ def test_concurrency_is_bounded_by_the_setting() -> None:
     assert all(result.latency_ms >= 45 for result in results)
     assert users.tracker.calls == 12
     assert 1 < users.tracker.peak <= 3
+
+
+class Untraced(Scripted):
+    """A retriever whose class replaces ``invoke``, answering without LangChain's start and
+    end events, as some community retrievers do."""
+
+    def invoke(self, input: str, config: Any = None, **kwargs: Any) -> list[Document]:
+        noop = CallbackManagerForRetrieverRun.get_noop_manager()
+        return self._get_relevant_documents(input, run_manager=noop)
+
+
+def test_a_retriever_that_sends_no_events_records_batch_shares_the_latency_test_refuses(
+    tmp_path: Path,
+) -> None:
+    """Its queries fall back to their share of the batch's time: the run must say so
+    (latency_timing batch_share), or the latency test compares batch averages as if each
+    were a query's latency."""
+    assert LangChainRetriever(Scripted()).describe()[LATENCY_TIMING] == PER_QUERY
+    adapter = LangChainRetriever(Untraced(delay=0.01), concurrency=4)
+    assert adapter.describe()[LATENCY_TIMING] == BATCH_SHARE
+    with Store.open(tmp_path / "langchain.duckdb") as store:
+        outcome = evaluate_goldset(
+            store, demo_goldset(), adapter, GoldsetRunRequest(k=DEPTH, answers=False)
+        )
+        run = get_run(store, outcome.run.run_id)
+        assert run.spec.retriever_config[LATENCY_TIMING] == BATCH_SHARE
+        latencies = run_latencies(store, run.run_id, run.run_id)
+    assert latencies.latencies is None
+    assert latencies.missing is not None
+    assert latencies.missing.startswith(f"not measurable: run {run.run_id} timed its queries")
+    assert "its LangChain retriever sends no start and end events" in latencies.missing
 
 
 class AsyncOnly(Scripted):

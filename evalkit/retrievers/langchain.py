@@ -6,8 +6,11 @@ implements the async search it will call: a store such as PGVector with ``async_
 answers only that way), else through its own ``batch``; either way with ``max_concurrency``
 (its callbacks, its tracing) and ``return_exceptions``, so that a query that raises is
 recorded with its error while the others are answered. Each query's latency is measured by a
-callback handler on the retriever's own start/end events. ``abatch`` runs on an event loop of
-its own, in a worker thread when the caller already runs one (a notebook).
+callback handler on the retriever's own start/end events. A retriever whose class replaces
+``invoke``/``batch`` (or ``ainvoke``/``abatch``) may send no such events: a query whose events
+were not seen gets its share of the batch's time, and ``describe()`` says so up front
+(``latency_timing`` ``batch_share``, which the latency checks refuse). ``abatch`` runs on an
+event loop of its own, in a worker thread when the caller already runs one (a notebook).
 
 ``k`` is passed through: a ``VectorStoreRetriever`` receives it as the ``k`` search argument
 of each call; another retriever with a ``k`` field (BM25, most community retrievers) is
@@ -59,6 +62,9 @@ from evalkit.coroutines import run_sync
 from evalkit.errors import ConfigError
 from evalkit.records import Query, QueryResult
 from evalkit.retrievers.base import (
+    BATCH_SHARE,
+    LATENCY_TIMING,
+    PER_QUERY,
     describe_exception,
     failed_result,
     tenant_groups,
@@ -202,6 +208,11 @@ class _LatencyTimer(BaseCallbackHandler):
     def on_retriever_error(self, error: BaseException, *, run_id: uuid.UUID, **kwargs: Any) -> None:
         self._end(run_id)
 
+    @property
+    def timed(self) -> bool:
+        """Whether the query's run was seen from its start to its end."""
+        return self._started is not None and self._ended is not None
+
     def latency_ms(self, fallback_ms: float) -> float:
         """Milliseconds the query's run took, or ``fallback_ms`` if it was not seen."""
         if self._started is None or self._ended is None:
@@ -259,6 +270,10 @@ class LangChainRetriever(FrameworkAdapter[BaseRetriever]):
         ):
             self._scored = _relevance_scored_copy(retriever)
         self._is_async = self._has_own_async_path(retriever)
+        # BaseRetriever's own invoke and batch send the start/end events each query is timed
+        # by; a class that replaces them may not.
+        entry_points = ("ainvoke", "abatch") if self._is_async else ("invoke", "batch")
+        self._timed_alone = not _overrides(type(retriever), BaseRetriever, *entry_points)
 
     @staticmethod
     def _checked_filter(retriever: BaseRetriever, where_key: str | None) -> dict[str, Any]:
@@ -363,6 +378,9 @@ class LangChainRetriever(FrameworkAdapter[BaseRetriever]):
         results = []
         for query, timer, output in zip(queries, timers, outputs, strict=True):
             latency = timer.latency_ms(fallback_ms)
+            if not timer.timed:
+                # From now on describe() says so: a batch share is no latency of a query.
+                self._timed_alone = False
             if isinstance(output, BaseException):
                 results.append(failed_result(query.id, describe_exception(output), latency))
                 continue
@@ -394,6 +412,7 @@ class LangChainRetriever(FrameworkAdapter[BaseRetriever]):
         and concurrency; no secrets."""
         described = self._described("langchain", scores=self._scoring_rule())
         described["calls"] = "abatch" if self._is_async else "batch"
+        described[LATENCY_TIMING] = PER_QUERY if self._timed_alone else BATCH_SHARE
         described["k_passed_as"] = (
             "search argument k"
             if self._is_vector_store

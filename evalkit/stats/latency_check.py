@@ -103,11 +103,18 @@ def _batch_share(run_id: str, config: Mapping[str, Any]) -> str:
     and an alert rule fired on 4 of 12 quiet days)."""
     batch_size = config.get("batch_size")
     size = f"{batch_size} at a time" if isinstance(batch_size, int) else "a batch at a time"
+    advice = (
+        "its LangChain retriever sends no start and end events to time a query by (its class "
+        "replaces invoke or batch): time each query in the retriever, or replay its store "
+        "through evalkit's own adapter"
+        if config.get("kind") == "langchain"
+        else "replay it: evalkit's Chroma, pgvector and Qdrant retrievers now time each query "
+        "alone (latency_timing per_query)"
+    )
     return (
         f"not measurable: run {run_id} timed its queries {size} (each query's latency is its "
-        "share of its batch's time, not its own), so they cannot be compared query by query; "
-        "replay it: evalkit's Chroma, pgvector and Qdrant retrievers now time each query "
-        "alone (latency_timing per_query)"
+        f"share of its batch's time, not its own), so they cannot be compared query by query; "
+        f"{advice}"
     )
 
 
