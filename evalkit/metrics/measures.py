@@ -7,7 +7,9 @@ parses back to an equal measure. Common trec_eval and ir_measures spellings (``P
 ``hit@10``, ...) are accepted but always printed canonically.
 
 Each measure is registered once in :data:`MEASURES` with its kernel, whether it takes a
-cutoff, and its trec_eval name (used to check evalkit against trec_eval and pytrec_eval).
+cutoff, its trec_eval name (used to check evalkit against trec_eval and pytrec_eval), its
+label in a table (ranx's) and how one query's value comes about in words (the dashboard's
+query page): what the rest of evalkit knows of a measure, it reads from here.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ __all__ = [
     "Cutoff",
     "Measure",
     "MeasureDefinition",
+    "QueryEvidence",
     "parse_measure",
     "parse_measures",
 ]
@@ -46,12 +49,42 @@ class Cutoff(Enum):
 
 
 @dataclass(frozen=True, slots=True)
+class QueryEvidence:
+    """Where one query's relevant documents landed, what a measure's ``explain`` reads.
+
+    ``found``: the 1-based evaluated ranks of the retrieved relevant documents within
+    ``cutoff``, in order; ``relevant_ranks``: those of all of them; ``grades_by_rank``: the
+    grade at each rank; ``n_relevant``: every judged-relevant document of the query.
+    """
+
+    found: tuple[int, ...]
+    relevant_ranks: tuple[int, ...]
+    grades_by_rank: Mapping[int, int]
+    n_relevant: int
+    cutoff: int
+
+    @property
+    def where(self) -> str:
+        """The ranks found, the first ten of them (``at ranks 2, 7``), or ``none``."""
+        if not self.found:
+            return "none"
+        shown = ", ".join(str(rank) for rank in self.found[:10])
+        return f"at ranks {shown}" + (" ..." if len(self.found) > 10 else "")
+
+
+Explainer = Callable[[QueryEvidence], str]
+
+
+@dataclass(frozen=True, slots=True)
 class MeasureDefinition:
-    """One registered measure: canonical name, kernel, cutoff rule, trec_eval names.
+    """One registered measure: canonical name, kernel, cutoff rule, trec_eval names, label
+    and explanation.
 
     ``trec_eval_name`` is trec_eval's name without a cutoff (``map``); ``trec_eval_cut``
     the prefix it uses with one (``map_cut`` for ``map_cut_100``). ``None`` where
-    trec_eval has no equivalent (``mrr@k``).
+    trec_eval has no equivalent (``mrr@k``). ``label`` names the measure in a table's
+    header (ranx's ``metric_labels``, ``NDCG``); ``explain`` says how one query's value
+    comes about from a ``QueryEvidence``.
     """
 
     name: str
@@ -60,6 +93,8 @@ class MeasureDefinition:
     description: str
     trec_eval_name: str | None
     trec_eval_cut: str | None
+    label: str
+    explain: Explainer
     aliases: tuple[str, ...] = ()
 
     @property
@@ -94,6 +129,36 @@ def _given(k: int | None) -> int:
     return k
 
 
+def _explain_mrr(e: QueryEvidence) -> str:
+    if not e.found:
+        return f"no relevant document in the top {e.cutoff}: 0"
+    return f"first relevant document at rank {e.found[0]}: 1/{e.found[0]}"
+
+
+def _explain_r_precision(e: QueryEvidence) -> str:
+    top = [rank for rank in e.relevant_ranks if rank <= e.n_relevant]
+    return f"{len(top)} relevant documents in the top R = {e.n_relevant}, / {e.n_relevant}"
+
+
+def _explain_map(e: QueryEvidence) -> str:
+    precisions = [index / rank for index, rank in enumerate(e.found, start=1)]
+    terms = " + ".join(f"{p:.3f}" for p in precisions[:6]) + (
+        " + ..." if len(precisions) > 6 else ""
+    )
+    return (
+        f"precision at each relevant rank in the top {e.cutoff} ({terms or '0'}), "
+        f"summed and / {e.n_relevant} relevant"
+    )
+
+
+def _explain_ndcg(e: QueryEvidence) -> str:
+    gains = [f"rank {rank} grade {e.grades_by_rank[rank]}" for rank in e.found[:6]]
+    return (
+        f"graded gains / log2(rank + 1) in the top {e.cutoff} ({', '.join(gains) or 'none'}),"
+        " / the ideal ordering of the judged grades"
+    )
+
+
 _DEFINITIONS = (
     MeasureDefinition(
         "recall",
@@ -102,6 +167,10 @@ _DEFINITIONS = (
         "relevant documents in the top k over all relevant judged documents",
         trec_eval_name=None,
         trec_eval_cut="recall",
+        label="Recall",
+        explain=lambda e: (
+            f"{len(e.found)} of {e.n_relevant} relevant documents in the top {e.cutoff} ({e.where})"
+        ),
         aliases=("r", "recall"),
     ),
     MeasureDefinition(
@@ -111,6 +180,10 @@ _DEFINITIONS = (
         "relevant documents in the top k, divided by k",
         trec_eval_name=None,
         trec_eval_cut="P",
+        label="P",
+        explain=lambda e: (
+            f"{len(e.found)} relevant documents in the top {e.cutoff} ({e.where}), / {e.cutoff}"
+        ),
         aliases=("p", "prec"),
     ),
     MeasureDefinition(
@@ -120,6 +193,8 @@ _DEFINITIONS = (
         "normalised discounted cumulative gain, gain = grade, discount log2(rank + 1)",
         trec_eval_name="ndcg",
         trec_eval_cut="ndcg_cut",
+        label="NDCG",
+        explain=_explain_ndcg,
         aliases=("ndcg_cut",),
     ),
     MeasureDefinition(
@@ -129,6 +204,8 @@ _DEFINITIONS = (
         "reciprocal rank of the first relevant document (no cutoff unless @k is given)",
         trec_eval_name="recip_rank",
         trec_eval_cut=None,
+        label="MRR",
+        explain=_explain_mrr,
         aliases=("recip_rank", "rr"),
     ),
     MeasureDefinition(
@@ -138,6 +215,8 @@ _DEFINITIONS = (
         "average precision over all relevant judged documents",
         trec_eval_name="map",
         trec_eval_cut="map_cut",
+        label="MAP",
+        explain=_explain_map,
         aliases=("ap", "map_cut"),
     ),
     MeasureDefinition(
@@ -147,6 +226,10 @@ _DEFINITIONS = (
         "1 when a relevant document is in the top k, else 0",
         trec_eval_name=None,
         trec_eval_cut="success",
+        label="Hit Rate",
+        explain=lambda e: (
+            f"a relevant document in the top {e.cutoff}: {'yes' if e.found else 'no'}"
+        ),
         aliases=("hit", "hits", "hitrate", "success"),
     ),
     MeasureDefinition(
@@ -156,6 +239,8 @@ _DEFINITIONS = (
         "precision at rank R, R = number of relevant judged documents",
         trec_eval_name="Rprec",
         trec_eval_cut=None,
+        label="R-Prec",
+        explain=_explain_r_precision,
         aliases=("rprec", "r-precision", "rp"),
     ),
 )

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Final
 
 from evalkit.errors import ConfigError
+from evalkit.metrics.measures import parse_measure
 from evalkit.stats.leaderboard import LatencySummary, Leaderboard, MeasureLeaderboard
 from evalkit.stats.render import markdown_cell
 
@@ -53,16 +54,6 @@ _LATEX_SPECIAL: Final = str.maketrans(
         "^": r"\textasciicircum{}",
     }
 )
-# ranx's labels of measure names (its ``metric_labels``), for evalkit's canonical names.
-_LATEX_MEASURES: Final = {
-    "hit_rate": "Hit Rate",
-    "precision": "P",
-    "recall": "Recall",
-    "r_precision": "R-Prec",
-    "mrr": "MRR",
-    "map": "MAP",
-    "ndcg": "NDCG",
-}
 
 
 def _value(number: float) -> str:
@@ -216,9 +207,10 @@ def leaderboard_markdown(board: Leaderboard) -> str:
 
 
 def _latex_measure(measure: str) -> str:
-    name, _, cutoff = measure.partition("@")
-    label = _LATEX_MEASURES.get(name, name)
-    return _latex(label + (f"@{cutoff}" if cutoff else ""))
+    # The label the measure is registered with (ranx's): MeasureError for one evalkit lacks.
+    parsed = parse_measure(measure)
+    label = parsed.definition.label
+    return _latex(label + (f"@{parsed.cutoff}" if parsed.cutoff else ""))
 
 
 def _latex(text: str) -> str:

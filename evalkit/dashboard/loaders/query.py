@@ -13,6 +13,7 @@ import pandas as pd
 
 from evalkit.errors import EvalkitError
 from evalkit.metrics import parse_measure
+from evalkit.metrics.measures import QueryEvidence
 from evalkit.retrievers.chroma_client import get_collection, open_chroma_client
 from evalkit.stats import ScoredRun, document_depth, lost_relevant_documents
 from evalkit.store import Store
@@ -92,47 +93,21 @@ def explain_measure(
 ) -> str:
     """How ``measure`` comes about for one query, in words, from where its relevant
     documents landed (``relevant_ranks``: 1-based evaluated ranks of the retrieved
-    relevant documents; ``n_relevant``: every judged-relevant document)."""
+    relevant documents; ``n_relevant``: every judged-relevant document), as the measure's
+    registration explains it; MeasureError for a measure evalkit does not compute."""
 
     parsed = parse_measure(measure)
-    cutoff = parsed.cutoff or depth
-    found = sorted(rank for rank in relevant_ranks if rank <= cutoff)
-    shown = ", ".join(str(rank) for rank in found[:10]) + (" ..." if len(found) > 10 else "")
-    where = f"at ranks {shown}" if found else "none"
-    name = parsed.name
     if n_relevant == 0:
         return "no judged-relevant document: the query scores 0 on every measure"
-    if name == "recall":
-        return f"{len(found)} of {n_relevant} relevant documents in the top {cutoff} ({where})"
-    if name == "precision":
-        return f"{len(found)} relevant documents in the top {cutoff} ({where}), / {cutoff}"
-    if name == "hit_rate":
-        return f"a relevant document in the top {cutoff}: {'yes' if found else 'no'}"
-    if name == "mrr":
-        return (
-            f"first relevant document at rank {found[0]}: 1/{found[0]}"
-            if found
-            else f"no relevant document in the top {cutoff}: 0"
-        )
-    if name == "r_precision":
-        top = sorted(rank for rank in relevant_ranks if rank <= n_relevant)
-        return f"{len(top)} relevant documents in the top R = {n_relevant}, / {n_relevant}"
-    if name == "map":
-        precisions = [index / rank for index, rank in enumerate(found, start=1)]
-        terms = " + ".join(f"{p:.3f}" for p in precisions[:6]) + (
-            " + ..." if len(precisions) > 6 else ""
-        )
-        return (
-            f"precision at each relevant rank in the top {cutoff} ({terms or '0'}), "
-            f"summed and / {n_relevant} relevant"
-        )
-    if name == "ndcg":
-        gains = [f"rank {rank} grade {grades_by_rank[rank]}" for rank in found[:6]]
-        return (
-            f"graded gains / log2(rank + 1) in the top {cutoff} ({', '.join(gains) or 'none'}),"
-            " / the ideal ordering of the judged grades"
-        )
-    return f"{len(found)} relevant documents in the top {cutoff}"
+    cutoff = parsed.cutoff or depth
+    evidence = QueryEvidence(
+        found=tuple(sorted(rank for rank in relevant_ranks if rank <= cutoff)),
+        relevant_ranks=tuple(relevant_ranks),
+        grades_by_rank=grades_by_rank,
+        n_relevant=n_relevant,
+        cutoff=cutoff,
+    )
+    return parsed.definition.explain(evidence)
 
 
 def query_detail(
