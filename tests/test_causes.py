@@ -28,6 +28,7 @@ from evalkit.causes import (
 )
 from evalkit.clock import utc_now
 from evalkit.config import parse_settings
+from evalkit.dashboard.loaders.query import query_diff
 from evalkit.embedding.fingerprint import ModelFingerprint, fingerprint_from_canaries
 from evalkit.errors import ConfigError
 from evalkit.goldset.model import Goldset
@@ -1187,6 +1188,61 @@ def test_explain_reads_the_incidents_audit_not_one_made_after_a_restore(store: S
         f"evidence read: audit {incident} of mini "
         f"({explanation.evidence[0]['at'][:16].replace('T', ' ')} UTC: orphans)"
     )
+
+
+def test_the_query_drill_down_reads_the_audits_explain_reads(store: Store) -> None:
+    """The Query drill-down's "why" read the newest audits since the baseline and knew no
+    changed_in_index: after a restore and a clean audit it no longer said the documents
+    were missing, and a document whose stored text the index replaced was "not in the
+    candidate's top k". It reads the audits `explain` reads, nearest the candidate."""
+    gold = goldset(N)
+    save_goldset(store, gold)
+    baseline = _counted_run(store, gold, {q: perfect(q) for q in query_ids(N)}, 40)
+    replaced = sorted(f"{q}-a" for q in query_ids(N)[:3])
+    rewritten = _saved_audit(
+        store,
+        CheckOutcome(
+            "staleness",
+            True,
+            findings=(
+                Finding(
+                    kind="changed_in_index",
+                    check="staleness",
+                    severity=Severity.warning,
+                    message=f"{len(replaced)} documents no longer store their source's text",
+                    count=len(replaced),
+                    doc_ids=tuple(replaced),
+                ),
+            ),
+        ),
+        "mini",
+    )
+    incident = _audit(store, "orphaned_judgments", REMOVED, n_documents=33)
+    candidate = _counted_run(store, gold, _without({*REMOVED, *replaced}), 33)
+    _audit(store, None, n_documents=40)
+
+    diff = query_diff(
+        store, query_id="q01", baseline=baseline, candidate=candidate, measure="ndcg@10"
+    )
+
+    why = {row.doc_id: (row.why, row.audit_id, row.finding) for row in diff.lost.itertuples()}
+    assert why == {
+        "q01-a": (
+            f"stale: the index no longer stores its source's text (audit {rewritten})",
+            rewritten,
+            "changed_in_index",
+        ),
+        "q01-b": (
+            f"missing from the index per audit {incident} (orphaned_judgments)",
+            incident,
+            "orphaned_judgments",
+        ),
+    }
+    explanation = explain_runs(store, candidate, baseline=baseline, test=FAST)
+    assert {row["id"] for row in explanation.evidence if row["kind"] == "audit"} == {
+        rewritten,
+        incident,
+    }
 
 
 def test_duplicates_at_the_incident_stay_the_cause_after_a_restore_and_a_clean_audit(

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from evalkit.causes.records import Cause
 from evalkit.store.audit import StoredAudit, list_audits
@@ -25,7 +25,19 @@ from evalkit.store.runs import INDEXED_FINGERPRINT, RunRecord, index_changed, li
 if TYPE_CHECKING:
     from evalkit.store import Store
 
-__all__ = ["IndexEvidence", "evidence_read", "index_evidence"]
+__all__ = [
+    "MISSING_FINDINGS",
+    "STALE_FINDINGS",
+    "IndexEvidence",
+    "evidence_read",
+    "index_evidence",
+]
+
+MISSING_FINDINGS: Final = ("orphaned_judgments", "missing_from_index")
+"""Audit findings of documents the index does not hold."""
+STALE_FINDINGS: Final = ("changed_at_source", "changed_in_index")
+"""Audit findings of documents whose indexed text is not their source's: the source
+changed since they were indexed, or the index replaced their stored text since."""
 
 _Dated = TypeVar("_Dated", StoredAudit, StoredDriftCheck)
 _READ = 50

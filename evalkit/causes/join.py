@@ -59,7 +59,12 @@ from evalkit.causes.duplicates import (
     DuplicateClusters,
     duplicates_cause,
 )
-from evalkit.causes.evidence import evidence_read, index_evidence
+from evalkit.causes.evidence import (
+    MISSING_FINDINGS,
+    STALE_FINDINGS,
+    evidence_read,
+    index_evidence,
+)
 from evalkit.causes.loss import Found, Loss, cause_link, loss_of
 from evalkit.causes.records import CAUSE_KINDS, EVIDENCE_ROWS, Cause, CauseLink, Explanation
 from evalkit.errors import ConfigError, InputError
@@ -89,8 +94,6 @@ __all__ = [
 ]
 
 _KIND_ORDER = {name: index for index, name in enumerate(CAUSE_KINDS)}
-_MISSING_FINDINGS: Final = ("orphaned_judgments", "missing_from_index")
-_STALE_FINDINGS: Final = ("changed_at_source", "changed_in_index")
 _MODEL_FINDINGS: Final = ("model_fingerprint_mismatch", "vectors_from_another_model")
 _DRIFT_STREAMS: Final = {"documents": "document_drift", "queries": "query_drift"}
 _NOT_RETRIEVER_FACTS: Final = frozenset({"count", INDEXED_FINGERPRINT, "model", "model_check"})
@@ -227,9 +230,9 @@ def _audit_causes(
                     )
             kind = (
                 "missing_from_index"
-                if finding.kind in _MISSING_FINDINGS
+                if finding.kind in MISSING_FINDINGS
                 else "stale_documents"
-                if finding.kind in _STALE_FINDINGS
+                if finding.kind in STALE_FINDINGS
                 else None
             )
             if kind is None:

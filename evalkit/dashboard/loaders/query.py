@@ -11,13 +11,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from evalkit.causes.evidence import MISSING_FINDINGS, STALE_FINDINGS, index_evidence
 from evalkit.errors import EvalkitError
 from evalkit.metrics import parse_measure
 from evalkit.metrics.measures import QueryEvidence
 from evalkit.retrievers.chroma_client import get_collection, open_chroma_client
 from evalkit.stats import ScoredRun, document_depth, lost_relevant_documents
 from evalkit.store import Store
-from evalkit.store.audit import audit_findings, list_audits
+from evalkit.store.audit import audit_findings
 from evalkit.store.dashboard import query as sql
 from evalkit.store.runs import RunRecord, get_run
 
@@ -264,10 +265,6 @@ the whole depth of the measure, as Compare runs looks for them)."""
 GONE = "(not in the index now)"
 """A diff's title for a document the run's collection no longer holds."""
 
-MISSING_FINDINGS = ("orphaned_judgments", "missing_from_index")
-STALE_FINDINGS = ("changed_at_source",)
-"""Audit findings that explain a lost document (those ``evalkit explain`` joins)."""
-
 
 @dataclass(frozen=True, slots=True)
 class QueryDiff:
@@ -334,20 +331,15 @@ def _scored(
 def _audit_reasons(
     store: Store, base: RunRecord, cand: RunRecord, lost: set[str]
 ) -> dict[str, tuple[str, str, str]]:
-    """Lost documents the audits of the candidate's collection since the baseline started
-    report missing or changed at the source: doc -> (audit id, finding kind, collection).
-    Each check counts from the newest audit that ran it, as `evalkit explain` reads them."""
-    if not lost or cand.spec.collection is None:
+    """Lost documents that the audits `evalkit explain` reads for the candidate report
+    missing or stale (``MISSING_FINDINGS``, ``STALE_FINDINGS``): doc -> (audit id, finding
+    kind, collection). Each check counts from the audit nearest the candidate that ran it,
+    and audits made once the index changed after the candidate are not read
+    (``evalkit.causes.evidence.index_evidence``)."""
+    if not lost:
         return {}
     found: dict[str, tuple[str, str, str]] = {}
-    settled: set[str] = set()
-    for audit in list_audits(store, collection=cand.spec.collection, since=base.started_at):
-        ran = {
-            str(check.get("name"))
-            for check in audit.checks
-            if check.get("ran") and str(check.get("name")) not in settled
-        }
-        settled |= ran
+    for audit, ran in index_evidence(store, base, cand).checks_read():
         for finding in audit_findings(store, audit.audit_id):
             if finding.check not in ran or finding.kind not in (*MISSING_FINDINGS, *STALE_FINDINGS):
                 continue
@@ -404,6 +396,8 @@ def query_diff(
             why = f"the query failed in the candidate ({error}); it counts as 0"
         elif source is not None and source[1] in MISSING_FINDINGS:
             why = f"missing from the index per audit {source[0]} ({source[1]})"
+        elif source is not None and source[1] == "changed_in_index":
+            why = f"stale: the index no longer stores its source's text (audit {source[0]})"
         elif source is not None:
             why = f"stale: changed at the source since it was indexed (audit {source[0]})"
         elif now is not None:
