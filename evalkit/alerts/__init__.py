@@ -23,121 +23,44 @@ from typing import TYPE_CHECKING
 from evalkit.lazy import lazy_attributes
 
 if TYPE_CHECKING:
-    from evalkit.alerts.configured import (
-        AlertsConfig,
-        ConfiguredRule,
-        ConfiguredSink,
-        alerts_config,
-    )
-    from evalkit.alerts.engine import Evaluation, Transition, dedup_key, evaluate_rules, transition
-    from evalkit.alerts.model import Alert, AlertStatus, DeliveryResult, Signal
-    from evalkit.alerts.outbox import DeliveryReport, RedeliverySchedule, StoreSession, deliver_due
-    from evalkit.alerts.payload import (
-        PAYLOAD_SCHEMA,
-        SIGNATURE_HEADER,
-        TIMESTAMP_HEADER,
-        alert_payload,
-        sign,
-        slack_body,
-        verify_signature,
-    )
-    from evalkit.alerts.rules import RULE_KINDS, RuleContext, RuleKind, register_rule_kind
-    from evalkit.alerts.sinks import (
-        SINK_KINDS,
-        CommandSink,
-        LogSink,
-        Redactor,
-        Sink,
-        SinkKind,
-        WebhookSink,
-        build_sinks,
-        probe_alert,
-        register_sink_kind,
-    )
-
-
-__all__ = [
-    "PAYLOAD_SCHEMA",
-    "RULE_KINDS",
-    "SIGNATURE_HEADER",
-    "SINK_KINDS",
-    "TIMESTAMP_HEADER",
-    "Alert",
-    "AlertStatus",
-    "AlertsConfig",
-    "CommandSink",
-    "ConfiguredRule",
-    "ConfiguredSink",
-    "DeliveryReport",
-    "DeliveryResult",
-    "Evaluation",
-    "LogSink",
-    "Redactor",
-    "RedeliverySchedule",
-    "RuleContext",
-    "RuleKind",
-    "Signal",
-    "Sink",
-    "SinkKind",
-    "StoreSession",
-    "Transition",
-    "WebhookSink",
-    "alert_payload",
-    "alerts_config",
-    "build_sinks",
-    "dedup_key",
-    "deliver_due",
-    "evaluate_rules",
-    "probe_alert",
-    "register_rule_kind",
-    "register_sink_kind",
-    "sign",
-    "slack_body",
-    "transition",
-    "verify_signature",
-]
-
-# Importing the package loads none of its modules; each name loads its own on first use.
-__getattr__ = lazy_attributes(
-    __name__,
-    {
-        "Alert": "evalkit.alerts.model",
-        "AlertStatus": "evalkit.alerts.model",
-        "AlertsConfig": "evalkit.alerts.configured",
-        "CommandSink": "evalkit.alerts.sinks",
-        "ConfiguredRule": "evalkit.alerts.configured",
-        "ConfiguredSink": "evalkit.alerts.configured",
-        "DeliveryReport": "evalkit.alerts.outbox",
-        "DeliveryResult": "evalkit.alerts.model",
-        "Evaluation": "evalkit.alerts.engine",
-        "LogSink": "evalkit.alerts.sinks",
-        "PAYLOAD_SCHEMA": "evalkit.alerts.payload",
-        "RULE_KINDS": "evalkit.alerts.rules",
-        "Redactor": "evalkit.alerts.sinks",
-        "RedeliverySchedule": "evalkit.alerts.outbox",
-        "RuleContext": "evalkit.alerts.rules",
-        "RuleKind": "evalkit.alerts.rules",
-        "SIGNATURE_HEADER": "evalkit.alerts.payload",
-        "SINK_KINDS": "evalkit.alerts.sinks",
-        "Signal": "evalkit.alerts.model",
-        "Sink": "evalkit.alerts.sinks",
-        "SinkKind": "evalkit.alerts.sinks",
-        "StoreSession": "evalkit.alerts.outbox",
-        "TIMESTAMP_HEADER": "evalkit.alerts.payload",
-        "Transition": "evalkit.alerts.engine",
-        "WebhookSink": "evalkit.alerts.sinks",
-        "alert_payload": "evalkit.alerts.payload",
-        "alerts_config": "evalkit.alerts.configured",
-        "build_sinks": "evalkit.alerts.sinks",
-        "dedup_key": "evalkit.alerts.engine",
-        "deliver_due": "evalkit.alerts.outbox",
-        "evaluate_rules": "evalkit.alerts.engine",
-        "probe_alert": "evalkit.alerts.sinks",
-        "register_rule_kind": "evalkit.alerts.rules",
-        "register_sink_kind": "evalkit.alerts.sinks",
-        "sign": "evalkit.alerts.payload",
-        "slack_body": "evalkit.alerts.payload",
-        "transition": "evalkit.alerts.engine",
-        "verify_signature": "evalkit.alerts.payload",
-    },
-)
+    from evalkit.alerts.configured import AlertsConfig as AlertsConfig
+    from evalkit.alerts.configured import ConfiguredRule as ConfiguredRule
+    from evalkit.alerts.configured import ConfiguredSink as ConfiguredSink
+    from evalkit.alerts.configured import alerts_config as alerts_config
+    from evalkit.alerts.engine import Evaluation as Evaluation
+    from evalkit.alerts.engine import Transition as Transition
+    from evalkit.alerts.engine import dedup_key as dedup_key
+    from evalkit.alerts.engine import evaluate_rules as evaluate_rules
+    from evalkit.alerts.engine import transition as transition
+    from evalkit.alerts.model import Alert as Alert
+    from evalkit.alerts.model import AlertStatus as AlertStatus
+    from evalkit.alerts.model import DeliveryResult as DeliveryResult
+    from evalkit.alerts.model import Signal as Signal
+    from evalkit.alerts.outbox import DeliveryReport as DeliveryReport
+    from evalkit.alerts.outbox import RedeliverySchedule as RedeliverySchedule
+    from evalkit.alerts.outbox import StoreSession as StoreSession
+    from evalkit.alerts.outbox import deliver_due as deliver_due
+    from evalkit.alerts.payload import PAYLOAD_SCHEMA as PAYLOAD_SCHEMA
+    from evalkit.alerts.payload import SIGNATURE_HEADER as SIGNATURE_HEADER
+    from evalkit.alerts.payload import TIMESTAMP_HEADER as TIMESTAMP_HEADER
+    from evalkit.alerts.payload import alert_payload as alert_payload
+    from evalkit.alerts.payload import sign as sign
+    from evalkit.alerts.payload import slack_body as slack_body
+    from evalkit.alerts.payload import verify_signature as verify_signature
+    from evalkit.alerts.rules import RULE_KINDS as RULE_KINDS
+    from evalkit.alerts.rules import RuleContext as RuleContext
+    from evalkit.alerts.rules import RuleKind as RuleKind
+    from evalkit.alerts.rules import register_rule_kind as register_rule_kind
+    from evalkit.alerts.sinks import SINK_KINDS as SINK_KINDS
+    from evalkit.alerts.sinks import CommandSink as CommandSink
+    from evalkit.alerts.sinks import LogSink as LogSink
+    from evalkit.alerts.sinks import Redactor as Redactor
+    from evalkit.alerts.sinks import Sink as Sink
+    from evalkit.alerts.sinks import SinkKind as SinkKind
+    from evalkit.alerts.sinks import WebhookSink as WebhookSink
+    from evalkit.alerts.sinks import build_sinks as build_sinks
+    from evalkit.alerts.sinks import probe_alert as probe_alert
+    from evalkit.alerts.sinks import register_sink_kind as register_sink_kind
+else:
+    # Importing the package loads none of its modules; each name loads its own on first use.
+    __getattr__ = lazy_attributes(__name__)

@@ -28,47 +28,17 @@ from typing import TYPE_CHECKING
 from evalkit.lazy import lazy_attributes
 
 if TYPE_CHECKING:
-    from evalkit.answers.files import read_answer_records
-    from evalkit.answers.offline import OfflineFaithfulness
-    from evalkit.answers.records import (
-        AnswerRecord,
-        AnswerScores,
-        Method,
-        MetricScore,
-        MetricSummary,
-        Unmeasured,
-    )
-    from evalkit.answers.scoring import check_judge_settings, score_answers, uses_judge
-
-
-__all__ = [
-    "AnswerRecord",
-    "AnswerScores",
-    "Method",
-    "MetricScore",
-    "MetricSummary",
-    "OfflineFaithfulness",
-    "Unmeasured",
-    "check_judge_settings",
-    "read_answer_records",
-    "score_answers",
-    "uses_judge",
-]
-
-# Importing the package loads none of its modules; each name loads its own on first use.
-__getattr__ = lazy_attributes(
-    __name__,
-    {
-        "AnswerRecord": "evalkit.answers.records",
-        "AnswerScores": "evalkit.answers.records",
-        "Method": "evalkit.answers.records",
-        "MetricScore": "evalkit.answers.records",
-        "MetricSummary": "evalkit.answers.records",
-        "OfflineFaithfulness": "evalkit.answers.offline",
-        "Unmeasured": "evalkit.answers.records",
-        "check_judge_settings": "evalkit.answers.scoring",
-        "read_answer_records": "evalkit.answers.files",
-        "score_answers": "evalkit.answers.scoring",
-        "uses_judge": "evalkit.answers.scoring",
-    },
-)
+    from evalkit.answers.files import read_answer_records as read_answer_records
+    from evalkit.answers.offline import OfflineFaithfulness as OfflineFaithfulness
+    from evalkit.answers.records import AnswerRecord as AnswerRecord
+    from evalkit.answers.records import AnswerScores as AnswerScores
+    from evalkit.answers.records import Method as Method
+    from evalkit.answers.records import MetricScore as MetricScore
+    from evalkit.answers.records import MetricSummary as MetricSummary
+    from evalkit.answers.records import Unmeasured as Unmeasured
+    from evalkit.answers.scoring import check_judge_settings as check_judge_settings
+    from evalkit.answers.scoring import score_answers as score_answers
+    from evalkit.answers.scoring import uses_judge as uses_judge
+else:
+    # Importing the package loads none of its modules; each name loads its own on first use.
+    __getattr__ = lazy_attributes(__name__)

@@ -21,79 +21,33 @@ from typing import TYPE_CHECKING
 from evalkit.lazy import lazy_attributes
 
 if TYPE_CHECKING:
-    from evalkit.audit.ann import EXACT_SCORES, AnnRecall, ann_recall, exact_scores
-    from evalkit.audit.context import AuditContext
-    from evalkit.audit.coverage import judged_at_k, judgments_frame
-    from evalkit.audit.duplicates import (
-        NearDuplicatePairs,
-        cluster_pairs,
-        exact_duplicate_groups,
-        near_duplicate_pairs,
-        unit_rows,
-    )
-    from evalkit.audit.model import rowwise_cosine
-    from evalkit.audit.runner import CHECKS, run_audit
-    from evalkit.audit.snapshot import IndexSnapshot, read_snapshot
-    from evalkit.audit.staleness import StalenessDiff, compare_hashes, source_hashes
-    from evalkit.records.audit import CHECK_NAMES, AuditConfig
-
-from evalkit.records.audit import FINDING_KINDS, AuditReport, CheckOutcome, Finding, Severity
-
-__all__ = [
-    "CHECKS",
-    "CHECK_NAMES",
-    "EXACT_SCORES",
-    "FINDING_KINDS",
-    "AnnRecall",
-    "AuditConfig",
-    "AuditContext",
-    "AuditReport",
-    "CheckOutcome",
-    "Finding",
-    "IndexSnapshot",
-    "NearDuplicatePairs",
-    "Severity",
-    "StalenessDiff",
-    "ann_recall",
-    "cluster_pairs",
-    "compare_hashes",
-    "exact_duplicate_groups",
-    "exact_scores",
-    "judged_at_k",
-    "judgments_frame",
-    "near_duplicate_pairs",
-    "read_snapshot",
-    "rowwise_cosine",
-    "run_audit",
-    "source_hashes",
-    "unit_rows",
-]
-
-# Importing the package loads none of its modules; each name loads its own on first use.
-__getattr__ = lazy_attributes(
-    __name__,
-    {
-        "AnnRecall": "evalkit.audit.ann",
-        "AuditConfig": "evalkit.records.audit",
-        "AuditContext": "evalkit.audit.context",
-        "CHECKS": "evalkit.audit.runner",
-        "CHECK_NAMES": "evalkit.records.audit",
-        "EXACT_SCORES": "evalkit.audit.ann",
-        "IndexSnapshot": "evalkit.audit.snapshot",
-        "NearDuplicatePairs": "evalkit.audit.duplicates",
-        "StalenessDiff": "evalkit.audit.staleness",
-        "ann_recall": "evalkit.audit.ann",
-        "cluster_pairs": "evalkit.audit.duplicates",
-        "compare_hashes": "evalkit.audit.staleness",
-        "exact_duplicate_groups": "evalkit.audit.duplicates",
-        "exact_scores": "evalkit.audit.ann",
-        "judged_at_k": "evalkit.audit.coverage",
-        "judgments_frame": "evalkit.audit.coverage",
-        "near_duplicate_pairs": "evalkit.audit.duplicates",
-        "read_snapshot": "evalkit.audit.snapshot",
-        "rowwise_cosine": "evalkit.audit.model",
-        "run_audit": "evalkit.audit.runner",
-        "source_hashes": "evalkit.audit.staleness",
-        "unit_rows": "evalkit.audit.duplicates",
-    },
-)
+    from evalkit.audit.ann import EXACT_SCORES as EXACT_SCORES
+    from evalkit.audit.ann import AnnRecall as AnnRecall
+    from evalkit.audit.ann import ann_recall as ann_recall
+    from evalkit.audit.ann import exact_scores as exact_scores
+    from evalkit.audit.context import AuditContext as AuditContext
+    from evalkit.audit.coverage import judged_at_k as judged_at_k
+    from evalkit.audit.coverage import judgments_frame as judgments_frame
+    from evalkit.audit.duplicates import NearDuplicatePairs as NearDuplicatePairs
+    from evalkit.audit.duplicates import cluster_pairs as cluster_pairs
+    from evalkit.audit.duplicates import exact_duplicate_groups as exact_duplicate_groups
+    from evalkit.audit.duplicates import near_duplicate_pairs as near_duplicate_pairs
+    from evalkit.audit.duplicates import unit_rows as unit_rows
+    from evalkit.audit.model import rowwise_cosine as rowwise_cosine
+    from evalkit.audit.runner import CHECKS as CHECKS
+    from evalkit.audit.runner import run_audit as run_audit
+    from evalkit.audit.snapshot import IndexSnapshot as IndexSnapshot
+    from evalkit.audit.snapshot import read_snapshot as read_snapshot
+    from evalkit.audit.staleness import StalenessDiff as StalenessDiff
+    from evalkit.audit.staleness import compare_hashes as compare_hashes
+    from evalkit.audit.staleness import source_hashes as source_hashes
+    from evalkit.records.audit import CHECK_NAMES as CHECK_NAMES
+    from evalkit.records.audit import FINDING_KINDS as FINDING_KINDS
+    from evalkit.records.audit import AuditConfig as AuditConfig
+    from evalkit.records.audit import AuditReport as AuditReport
+    from evalkit.records.audit import CheckOutcome as CheckOutcome
+    from evalkit.records.audit import Finding as Finding
+    from evalkit.records.audit import Severity as Severity
+else:
+    # Importing the package loads none of its modules; each name loads its own on first use.
+    __getattr__ = lazy_attributes(__name__)

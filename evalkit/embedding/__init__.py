@@ -28,84 +28,30 @@ from typing import TYPE_CHECKING
 from evalkit.lazy import lazy_attributes
 
 if TYPE_CHECKING:
-    from evalkit.config import EmbedBackend
-    from evalkit.embedding.cache import CachingEmbedder
-    from evalkit.embedding.endpoint import EndpointEmbedder
-    from evalkit.embedding.fingerprint import (
-        CANARY_TEXTS,
-        ModelFingerprint,
-        fingerprint_from_canaries,
-    )
-    from evalkit.embedding.lazy import LazyEmbedder, load_embedder_for
-    from evalkit.embedding.local import (
-        DEFAULT_MODEL_NAME,
-        Embedder,
-        SentenceEncoder,
-        default_model_path,
-        load_embedder,
-        runs_on_onnx,
-    )
-    from evalkit.embedding.pace import EmbeddingPace, PacedEmbedder, embed_paced
-    from evalkit.embedding.query import (
-        TextEmbedder,
-        build_document_embedder,
-        build_query_embedder,
-        local_model_modules,
-        prefetch_queries,
-    )
-
-__all__ = [
-    "CANARY_TEXTS",
-    "DEFAULT_MODEL_NAME",
-    "CachingEmbedder",
-    "EmbedBackend",
-    "Embedder",
-    "EmbeddingPace",
-    "EndpointEmbedder",
-    "LazyEmbedder",
-    "ModelFingerprint",
-    "PacedEmbedder",
-    "SentenceEncoder",
-    "TextEmbedder",
-    "build_document_embedder",
-    "build_query_embedder",
-    "default_model_path",
-    "embed_paced",
-    "fingerprint_from_canaries",
-    "load_embedder",
-    "load_embedder_for",
-    "local_model_modules",
-    "prefetch_queries",
-    "runs_on_onnx",
-]
-
-# Importing the package loads none of its modules (the HTTP client, numpy, the settings); each
-# name loads its own on first use, so a command that only needs a ModelFingerprint does not
-# pay for the rest.
-__getattr__ = lazy_attributes(
-    __name__,
-    {
-        "CANARY_TEXTS": "evalkit.embedding.fingerprint",
-        "CachingEmbedder": "evalkit.embedding.cache",
-        "DEFAULT_MODEL_NAME": "evalkit.embedding.local",
-        "EmbedBackend": "evalkit.config",
-        "Embedder": "evalkit.embedding.local",
-        "EmbeddingPace": "evalkit.embedding.pace",
-        "EndpointEmbedder": "evalkit.embedding.endpoint",
-        "LazyEmbedder": "evalkit.embedding.lazy",
-        "ModelFingerprint": "evalkit.embedding.fingerprint",
-        "PacedEmbedder": "evalkit.embedding.pace",
-        "SentenceEncoder": "evalkit.embedding.local",
-        "TextEmbedder": "evalkit.embedding.query",
-        "build_document_embedder": "evalkit.embedding.query",
-        "build_query_embedder": "evalkit.embedding.query",
-        "default_model_path": "evalkit.embedding.local",
-        "embed_paced": "evalkit.embedding.pace",
-        "fingerprint_from_canaries": "evalkit.embedding.fingerprint",
-        "load_embedder": "evalkit.embedding.local",
-        "load_embedder_for": "evalkit.embedding.lazy",
-        "local_model_modules": "evalkit.embedding.query",
-        "prefetch_queries": "evalkit.embedding.query",
-        "runs_on_onnx": "evalkit.embedding.local",
-    },
-)
+    from evalkit.config import EmbedBackend as EmbedBackend
+    from evalkit.embedding.cache import CachingEmbedder as CachingEmbedder
+    from evalkit.embedding.endpoint import EndpointEmbedder as EndpointEmbedder
+    from evalkit.embedding.fingerprint import CANARY_TEXTS as CANARY_TEXTS
+    from evalkit.embedding.fingerprint import ModelFingerprint as ModelFingerprint
+    from evalkit.embedding.fingerprint import fingerprint_from_canaries as fingerprint_from_canaries
+    from evalkit.embedding.lazy import LazyEmbedder as LazyEmbedder
+    from evalkit.embedding.lazy import load_embedder_for as load_embedder_for
+    from evalkit.embedding.local import DEFAULT_MODEL_NAME as DEFAULT_MODEL_NAME
+    from evalkit.embedding.local import Embedder as Embedder
+    from evalkit.embedding.local import SentenceEncoder as SentenceEncoder
+    from evalkit.embedding.local import default_model_path as default_model_path
+    from evalkit.embedding.local import load_embedder as load_embedder
+    from evalkit.embedding.local import runs_on_onnx as runs_on_onnx
+    from evalkit.embedding.pace import EmbeddingPace as EmbeddingPace
+    from evalkit.embedding.pace import PacedEmbedder as PacedEmbedder
+    from evalkit.embedding.pace import embed_paced as embed_paced
+    from evalkit.embedding.query import TextEmbedder as TextEmbedder
+    from evalkit.embedding.query import build_document_embedder as build_document_embedder
+    from evalkit.embedding.query import build_query_embedder as build_query_embedder
+    from evalkit.embedding.query import local_model_modules as local_model_modules
+    from evalkit.embedding.query import prefetch_queries as prefetch_queries
+else:
+    # Importing the package loads none of its modules (the HTTP client, numpy, the settings); each
+    # name loads its own on first use, so a command that only needs a ModelFingerprint does not
+    # pay for the rest.
+    __getattr__ = lazy_attributes(__name__)

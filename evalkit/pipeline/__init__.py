@@ -16,351 +16,116 @@ from typing import TYPE_CHECKING
 from evalkit.lazy import lazy_attributes
 
 if TYPE_CHECKING:
-    from evalkit.engines import results_frame
-    from evalkit.metrics.defaults import DEFAULT_MEASURES
-    from evalkit.pipeline.agreement import AgreementOutcome, measure_agreement
-    from evalkit.pipeline.answer_scores import (
-        answer_settings,
-        run_answer_records,
-        score_and_store_answers,
-        score_answers_for_run,
-        score_run_answers,
-    )
-    from evalkit.pipeline.answers import score_answer_file
-    from evalkit.pipeline.audit import AuditOutcome, audit_collection
-    from evalkit.pipeline.drift import (
-        DriftOutcome,
-        check_drift_documents,
-        check_drift_embeddings,
-        check_drift_metric,
-        check_drift_precision,
-        check_drift_queries,
-        check_drift_settings,
-        check_traffic_precision,
-        collection_vectors,
-        query_drift_methods,
-        save_documents_reference,
-    )
+    from evalkit.engines import results_frame as results_frame
+    from evalkit.metrics.defaults import DEFAULT_MEASURES as DEFAULT_MEASURES
+    from evalkit.pipeline.agreement import AgreementOutcome as AgreementOutcome
+    from evalkit.pipeline.agreement import measure_agreement as measure_agreement
+    from evalkit.pipeline.answer_scores import answer_settings as answer_settings
+    from evalkit.pipeline.answer_scores import run_answer_records as run_answer_records
+    from evalkit.pipeline.answer_scores import score_and_store_answers as score_and_store_answers
+    from evalkit.pipeline.answer_scores import score_answers_for_run as score_answers_for_run
+    from evalkit.pipeline.answer_scores import score_run_answers as score_run_answers
+    from evalkit.pipeline.answers import score_answer_file as score_answer_file
+    from evalkit.pipeline.audit import AuditOutcome as AuditOutcome
+    from evalkit.pipeline.audit import audit_collection as audit_collection
+    from evalkit.pipeline.drift import DriftOutcome as DriftOutcome
+    from evalkit.pipeline.drift import check_drift_documents as check_drift_documents
+    from evalkit.pipeline.drift import check_drift_embeddings as check_drift_embeddings
+    from evalkit.pipeline.drift import check_drift_metric as check_drift_metric
+    from evalkit.pipeline.drift import check_drift_precision as check_drift_precision
+    from evalkit.pipeline.drift import check_drift_queries as check_drift_queries
+    from evalkit.pipeline.drift import check_drift_settings as check_drift_settings
+    from evalkit.pipeline.drift import check_traffic_precision as check_traffic_precision
+    from evalkit.pipeline.drift import collection_vectors as collection_vectors
+    from evalkit.pipeline.drift import query_drift_methods as query_drift_methods
+    from evalkit.pipeline.drift import save_documents_reference as save_documents_reference
+    from evalkit.pipeline.freshness import check_freshness as check_freshness
     from evalkit.pipeline.freshness import (
-        check_freshness,
-        check_named_index_freshness,
-        retriever_subject,
+        check_named_index_freshness as check_named_index_freshness,
     )
-    from evalkit.pipeline.fuse import FusionOutcome, fuse_runs
-    from evalkit.pipeline.gate import (
-        GATE_CANDIDATE_LABEL,
-        GATE_EXIT_CODES,
-        GateOutcome,
-        gate_against_baseline,
-        record_baseline,
-        replay_candidate,
-        write_gate_reports,
-    )
+    from evalkit.pipeline.freshness import retriever_subject as retriever_subject
+    from evalkit.pipeline.fuse import FusionOutcome as FusionOutcome
+    from evalkit.pipeline.fuse import fuse_runs as fuse_runs
+    from evalkit.pipeline.gate import GATE_CANDIDATE_LABEL as GATE_CANDIDATE_LABEL
+    from evalkit.pipeline.gate import GATE_EXIT_CODES as GATE_EXIT_CODES
+    from evalkit.pipeline.gate import GateOutcome as GateOutcome
+    from evalkit.pipeline.gate import gate_against_baseline as gate_against_baseline
     from evalkit.pipeline.gate import gate_reports as gate_reports
-    from evalkit.pipeline.generate import GenerationOutcome, generate_goldset
-    from evalkit.pipeline.goldset import evaluate_query_table
-    from evalkit.pipeline.goldset_remap import (
-        GoldsetRemapRequest,
-        RemapOutcome,
-        old_corpus_of,
-        remap_goldset,
-    )
-    from evalkit.pipeline.goldset_run import evaluate_goldset, resolve_goldset
-    from evalkit.pipeline.judge_pool import (
-        CollectionTexts,
-        CorpusTexts,
-        DocumentTexts,
-        JudgingOutcome,
-        JudgingPlan,
-        corpus_texts,
-        judge_pairs,
-    )
-    from evalkit.pipeline.judging import HolesOutcome, judge_run_holes
-    from evalkit.pipeline.leaderboard import (
-        RunLeaderboard,
-        comparison_judgments,
-        describe_run,
-        leaderboard_of_runs,
-        replay_latency,
-        run_reference,
-        select_runs,
-    )
-    from evalkit.pipeline.model_check import check_drift_model
-    from evalkit.pipeline.review import (
-        ItemDetails,
-        QueueOutcome,
-        ingest_draft,
-        queue_disagreements,
-        record_review,
-        review_item,
-        review_queue,
-    )
-    from evalkit.pipeline.review_exchange import (
-        LabelStudioExport,
-        LabelStudioImport,
-        export_label_studio,
-        import_label_studio,
-    )
-    from evalkit.pipeline.review_publish import (
-        MergedQuery,
-        PublishOutcome,
-        ReviewerAgreement,
-        publish_goldset,
-        reviewer_agreement,
-    )
-    from evalkit.pipeline.runs import RunOutcome, canonical_measures, default_measures
-    from evalkit.pipeline.sweep import (
-        PointRerun,
-        PointResult,
-        Sweep,
-        SweepOutcome,
-        SweepPlan,
-        SweepPoint,
-        SweepProgress,
-        check_sweep,
-        load_sweep,
-        pareto_front,
-        read_sweep_file,
-        run_sweep,
-        run_sweep_file,
-    )
-    from evalkit.pipeline.traffic import (
-        ReplaySetup,
-        TrafficReplay,
-        newest_sample,
-        prepare_traffic_replay,
-        replay_traffic_window,
-        sample_and_replay,
-    )
-    from evalkit.pipeline.traffic_labels import (
-        WindowEstimate,
-        WindowJudging,
-        calibration_key,
-        estimate_traffic_run,
-        judge_traffic_run,
-    )
-    from evalkit.records.requests import GatePolicy, TrafficReplayRequest
-
-__all__ = [
-    "DEFAULT_MEASURES",
-    "GATE_CANDIDATE_LABEL",
-    "GATE_EXIT_CODES",
-    "AgreementOutcome",
-    "AuditOutcome",
-    "CollectionTexts",
-    "CorpusTexts",
-    "DocumentTexts",
-    "DriftOutcome",
-    "FusionOutcome",
-    "GateOutcome",
-    "GatePolicy",
-    "GenerationOutcome",
-    "GoldsetRemapRequest",
-    "HolesOutcome",
-    "ItemDetails",
-    "JudgingOutcome",
-    "JudgingPlan",
-    "LabelStudioExport",
-    "LabelStudioImport",
-    "MergedQuery",
-    "PointRerun",
-    "PointResult",
-    "PublishOutcome",
-    "QueueOutcome",
-    "RemapOutcome",
-    "ReplaySetup",
-    "ReviewerAgreement",
-    "RunLeaderboard",
-    "RunOutcome",
-    "Sweep",
-    "SweepOutcome",
-    "SweepPlan",
-    "SweepPoint",
-    "SweepProgress",
-    "TrafficReplay",
-    "TrafficReplayRequest",
-    "WindowEstimate",
-    "WindowJudging",
-    "answer_settings",
-    "audit_collection",
-    "calibration_key",
-    "canonical_measures",
-    "check_drift_documents",
-    "check_drift_embeddings",
-    "check_drift_metric",
-    "check_drift_model",
-    "check_drift_precision",
-    "check_drift_queries",
-    "check_drift_settings",
-    "check_freshness",
-    "check_named_index_freshness",
-    "check_sweep",
-    "check_traffic_precision",
-    "collection_vectors",
-    "comparison_judgments",
-    "corpus_texts",
-    "default_measures",
-    "describe_run",
-    "estimate_traffic_run",
-    "evaluate_goldset",
-    "evaluate_query_table",
-    "export_label_studio",
-    "fuse_runs",
-    "gate_against_baseline",
-    "generate_goldset",
-    "import_label_studio",
-    "ingest_draft",
-    "judge_pairs",
-    "judge_run_holes",
-    "judge_traffic_run",
-    "leaderboard_of_runs",
-    "load_sweep",
-    "measure_agreement",
-    "newest_sample",
-    "old_corpus_of",
-    "pareto_front",
-    "prepare_traffic_replay",
-    "publish_goldset",
-    "query_drift_methods",
-    "queue_disagreements",
-    "read_sweep_file",
-    "record_baseline",
-    "record_review",
-    "remap_goldset",
-    "replay_candidate",
-    "replay_latency",
-    "replay_traffic_window",
-    "resolve_goldset",
-    "results_frame",
-    "retriever_subject",
-    "review_item",
-    "review_queue",
-    "reviewer_agreement",
-    "run_answer_records",
-    "run_reference",
-    "run_sweep",
-    "run_sweep_file",
-    "sample_and_replay",
-    "save_documents_reference",
-    "score_and_store_answers",
-    "score_answer_file",
-    "score_answers_for_run",
-    "score_run_answers",
-    "select_runs",
-    "write_gate_reports",
-]
-
-# Importing the package loads none of its modules (nor the scipy, pandas or HTTP clients
-# they import); each name loads its own module on first use.
-__getattr__ = lazy_attributes(
-    __name__,
-    {
-        "AgreementOutcome": "evalkit.pipeline.agreement",
-        "AuditOutcome": "evalkit.pipeline.audit",
-        "CollectionTexts": "evalkit.pipeline.judge_pool",
-        "CorpusTexts": "evalkit.pipeline.judge_pool",
-        "DEFAULT_MEASURES": "evalkit.metrics.defaults",
-        "DocumentTexts": "evalkit.pipeline.judge_pool",
-        "DriftOutcome": "evalkit.pipeline.drift",
-        "FusionOutcome": "evalkit.pipeline.fuse",
-        "GATE_CANDIDATE_LABEL": "evalkit.pipeline.gate",
-        "GATE_EXIT_CODES": "evalkit.pipeline.gate",
-        "GateOutcome": "evalkit.pipeline.gate",
-        "GatePolicy": "evalkit.records.requests",
-        "GenerationOutcome": "evalkit.pipeline.generate",
-        "GoldsetRemapRequest": "evalkit.pipeline.goldset_remap",
-        "HolesOutcome": "evalkit.pipeline.judging",
-        "ItemDetails": "evalkit.pipeline.review",
-        "JudgingOutcome": "evalkit.pipeline.judge_pool",
-        "JudgingPlan": "evalkit.pipeline.judge_pool",
-        "LabelStudioExport": "evalkit.pipeline.review_exchange",
-        "LabelStudioImport": "evalkit.pipeline.review_exchange",
-        "PointRerun": "evalkit.pipeline.sweep",
-        "PointResult": "evalkit.pipeline.sweep",
-        "MergedQuery": "evalkit.pipeline.review_publish",
-        "PublishOutcome": "evalkit.pipeline.review_publish",
-        "QueueOutcome": "evalkit.pipeline.review",
-        "RemapOutcome": "evalkit.pipeline.goldset_remap",
-        "ReplaySetup": "evalkit.pipeline.traffic",
-        "ReviewerAgreement": "evalkit.pipeline.review_publish",
-        "RunLeaderboard": "evalkit.pipeline.leaderboard",
-        "RunOutcome": "evalkit.pipeline.runs",
-        "Sweep": "evalkit.pipeline.sweep",
-        "SweepOutcome": "evalkit.pipeline.sweep",
-        "SweepPlan": "evalkit.pipeline.sweep",
-        "SweepPoint": "evalkit.pipeline.sweep",
-        "SweepProgress": "evalkit.pipeline.sweep",
-        "TrafficReplay": "evalkit.pipeline.traffic",
-        "TrafficReplayRequest": "evalkit.records.requests",
-        "WindowEstimate": "evalkit.pipeline.traffic_labels",
-        "WindowJudging": "evalkit.pipeline.traffic_labels",
-        "answer_settings": "evalkit.pipeline.answer_scores",
-        "audit_collection": "evalkit.pipeline.audit",
-        "calibration_key": "evalkit.pipeline.traffic_labels",
-        "check_drift_documents": "evalkit.pipeline.drift",
-        "check_drift_embeddings": "evalkit.pipeline.drift",
-        "check_drift_metric": "evalkit.pipeline.drift",
-        "check_drift_model": "evalkit.pipeline.model_check",
-        "check_drift_precision": "evalkit.pipeline.drift",
-        "check_drift_queries": "evalkit.pipeline.drift",
-        "check_drift_settings": "evalkit.pipeline.drift",
-        "query_drift_methods": "evalkit.pipeline.drift",
-        "check_freshness": "evalkit.pipeline.freshness",
-        "check_named_index_freshness": "evalkit.pipeline.freshness",
-        "check_sweep": "evalkit.pipeline.sweep",
-        "check_traffic_precision": "evalkit.pipeline.drift",
-        "collection_vectors": "evalkit.pipeline.drift",
-        "comparison_judgments": "evalkit.pipeline.leaderboard",
-        "describe_run": "evalkit.pipeline.leaderboard",
-        "corpus_texts": "evalkit.pipeline.judge_pool",
-        "canonical_measures": "evalkit.pipeline.runs",
-        "default_measures": "evalkit.pipeline.runs",
-        "estimate_traffic_run": "evalkit.pipeline.traffic_labels",
-        "evaluate_goldset": "evalkit.pipeline.goldset_run",
-        "evaluate_query_table": "evalkit.pipeline.goldset",
-        "export_label_studio": "evalkit.pipeline.review_exchange",
-        "fuse_runs": "evalkit.pipeline.fuse",
-        "gate_against_baseline": "evalkit.pipeline.gate",
-        "gate_reports": "evalkit.pipeline.gate",
-        "generate_goldset": "evalkit.pipeline.generate",
-        "import_label_studio": "evalkit.pipeline.review_exchange",
-        "ingest_draft": "evalkit.pipeline.review",
-        "judge_pairs": "evalkit.pipeline.judge_pool",
-        "judge_run_holes": "evalkit.pipeline.judging",
-        "judge_traffic_run": "evalkit.pipeline.traffic_labels",
-        "leaderboard_of_runs": "evalkit.pipeline.leaderboard",
-        "load_sweep": "evalkit.pipeline.sweep",
-        "measure_agreement": "evalkit.pipeline.agreement",
-        "newest_sample": "evalkit.pipeline.traffic",
-        "old_corpus_of": "evalkit.pipeline.goldset_remap",
-        "pareto_front": "evalkit.pipeline.sweep",
-        "prepare_traffic_replay": "evalkit.pipeline.traffic",
-        "publish_goldset": "evalkit.pipeline.review_publish",
-        "queue_disagreements": "evalkit.pipeline.review",
-        "read_sweep_file": "evalkit.pipeline.sweep",
-        "record_baseline": "evalkit.pipeline.gate",
-        "record_review": "evalkit.pipeline.review",
-        "remap_goldset": "evalkit.pipeline.goldset_remap",
-        "replay_candidate": "evalkit.pipeline.gate",
-        "replay_latency": "evalkit.pipeline.leaderboard",
-        "replay_traffic_window": "evalkit.pipeline.traffic",
-        "resolve_goldset": "evalkit.pipeline.goldset_run",
-        "results_frame": "evalkit.engines",
-        "retriever_subject": "evalkit.pipeline.freshness",
-        "review_item": "evalkit.pipeline.review",
-        "review_queue": "evalkit.pipeline.review",
-        "reviewer_agreement": "evalkit.pipeline.review_publish",
-        "run_answer_records": "evalkit.pipeline.answer_scores",
-        "run_reference": "evalkit.pipeline.leaderboard",
-        "run_sweep": "evalkit.pipeline.sweep",
-        "run_sweep_file": "evalkit.pipeline.sweep",
-        "sample_and_replay": "evalkit.pipeline.traffic",
-        "save_documents_reference": "evalkit.pipeline.drift",
-        "score_and_store_answers": "evalkit.pipeline.answer_scores",
-        "score_answer_file": "evalkit.pipeline.answers",
-        "score_answers_for_run": "evalkit.pipeline.answer_scores",
-        "score_run_answers": "evalkit.pipeline.answer_scores",
-        "select_runs": "evalkit.pipeline.leaderboard",
-        "write_gate_reports": "evalkit.pipeline.gate",
-    },
-)
+    from evalkit.pipeline.gate import record_baseline as record_baseline
+    from evalkit.pipeline.gate import replay_candidate as replay_candidate
+    from evalkit.pipeline.gate import write_gate_reports as write_gate_reports
+    from evalkit.pipeline.generate import GenerationOutcome as GenerationOutcome
+    from evalkit.pipeline.generate import generate_goldset as generate_goldset
+    from evalkit.pipeline.goldset import evaluate_query_table as evaluate_query_table
+    from evalkit.pipeline.goldset_remap import GoldsetRemapRequest as GoldsetRemapRequest
+    from evalkit.pipeline.goldset_remap import RemapOutcome as RemapOutcome
+    from evalkit.pipeline.goldset_remap import old_corpus_of as old_corpus_of
+    from evalkit.pipeline.goldset_remap import remap_goldset as remap_goldset
+    from evalkit.pipeline.goldset_run import evaluate_goldset as evaluate_goldset
+    from evalkit.pipeline.goldset_run import resolve_goldset as resolve_goldset
+    from evalkit.pipeline.judge_pool import CollectionTexts as CollectionTexts
+    from evalkit.pipeline.judge_pool import CorpusTexts as CorpusTexts
+    from evalkit.pipeline.judge_pool import DocumentTexts as DocumentTexts
+    from evalkit.pipeline.judge_pool import JudgingOutcome as JudgingOutcome
+    from evalkit.pipeline.judge_pool import JudgingPlan as JudgingPlan
+    from evalkit.pipeline.judge_pool import corpus_texts as corpus_texts
+    from evalkit.pipeline.judge_pool import judge_pairs as judge_pairs
+    from evalkit.pipeline.judging import HolesOutcome as HolesOutcome
+    from evalkit.pipeline.judging import judge_run_holes as judge_run_holes
+    from evalkit.pipeline.leaderboard import RunLeaderboard as RunLeaderboard
+    from evalkit.pipeline.leaderboard import comparison_judgments as comparison_judgments
+    from evalkit.pipeline.leaderboard import describe_run as describe_run
+    from evalkit.pipeline.leaderboard import leaderboard_of_runs as leaderboard_of_runs
+    from evalkit.pipeline.leaderboard import replay_latency as replay_latency
+    from evalkit.pipeline.leaderboard import run_reference as run_reference
+    from evalkit.pipeline.leaderboard import select_runs as select_runs
+    from evalkit.pipeline.model_check import check_drift_model as check_drift_model
+    from evalkit.pipeline.review import ItemDetails as ItemDetails
+    from evalkit.pipeline.review import QueueOutcome as QueueOutcome
+    from evalkit.pipeline.review import ingest_draft as ingest_draft
+    from evalkit.pipeline.review import queue_disagreements as queue_disagreements
+    from evalkit.pipeline.review import record_review as record_review
+    from evalkit.pipeline.review import review_item as review_item
+    from evalkit.pipeline.review import review_queue as review_queue
+    from evalkit.pipeline.review_exchange import LabelStudioExport as LabelStudioExport
+    from evalkit.pipeline.review_exchange import LabelStudioImport as LabelStudioImport
+    from evalkit.pipeline.review_exchange import export_label_studio as export_label_studio
+    from evalkit.pipeline.review_exchange import import_label_studio as import_label_studio
+    from evalkit.pipeline.review_publish import MergedQuery as MergedQuery
+    from evalkit.pipeline.review_publish import PublishOutcome as PublishOutcome
+    from evalkit.pipeline.review_publish import ReviewerAgreement as ReviewerAgreement
+    from evalkit.pipeline.review_publish import publish_goldset as publish_goldset
+    from evalkit.pipeline.review_publish import reviewer_agreement as reviewer_agreement
+    from evalkit.pipeline.runs import RunOutcome as RunOutcome
+    from evalkit.pipeline.runs import canonical_measures as canonical_measures
+    from evalkit.pipeline.runs import default_measures as default_measures
+    from evalkit.pipeline.sweep import PointRerun as PointRerun
+    from evalkit.pipeline.sweep import PointResult as PointResult
+    from evalkit.pipeline.sweep import Sweep as Sweep
+    from evalkit.pipeline.sweep import SweepOutcome as SweepOutcome
+    from evalkit.pipeline.sweep import SweepPlan as SweepPlan
+    from evalkit.pipeline.sweep import SweepPoint as SweepPoint
+    from evalkit.pipeline.sweep import SweepProgress as SweepProgress
+    from evalkit.pipeline.sweep import check_sweep as check_sweep
+    from evalkit.pipeline.sweep import load_sweep as load_sweep
+    from evalkit.pipeline.sweep import pareto_front as pareto_front
+    from evalkit.pipeline.sweep import read_sweep_file as read_sweep_file
+    from evalkit.pipeline.sweep import run_sweep as run_sweep
+    from evalkit.pipeline.sweep import run_sweep_file as run_sweep_file
+    from evalkit.pipeline.traffic import ReplaySetup as ReplaySetup
+    from evalkit.pipeline.traffic import TrafficReplay as TrafficReplay
+    from evalkit.pipeline.traffic import newest_sample as newest_sample
+    from evalkit.pipeline.traffic import prepare_traffic_replay as prepare_traffic_replay
+    from evalkit.pipeline.traffic import replay_traffic_window as replay_traffic_window
+    from evalkit.pipeline.traffic import sample_and_replay as sample_and_replay
+    from evalkit.pipeline.traffic_labels import WindowEstimate as WindowEstimate
+    from evalkit.pipeline.traffic_labels import WindowJudging as WindowJudging
+    from evalkit.pipeline.traffic_labels import calibration_key as calibration_key
+    from evalkit.pipeline.traffic_labels import estimate_traffic_run as estimate_traffic_run
+    from evalkit.pipeline.traffic_labels import judge_traffic_run as judge_traffic_run
+    from evalkit.records.requests import GatePolicy as GatePolicy
+    from evalkit.records.requests import TrafficReplayRequest as TrafficReplayRequest
+else:
+    # Importing the package loads none of its modules (nor the scipy, pandas or HTTP clients
+    # they import); each name loads its own module on first use.
+    __getattr__ = lazy_attributes(__name__)

@@ -24,86 +24,28 @@ from typing import TYPE_CHECKING
 from evalkit.lazy import lazy_attributes
 
 if TYPE_CHECKING:
-    from evalkit.embedding import TextEmbedder
-    from evalkit.retrievers.base import (
-        Retriever,
-        SupportsCheck,
-        SupportsRetrieve,
-        check_retriever,
-    )
-    from evalkit.retrievers.chroma import ChromaRetriever
-    from evalkit.retrievers.chroma_client import (
-        ChromaLocation,
-        get_collection,
-        index_fingerprint,
-        open_chroma_client,
-    )
-    from evalkit.retrievers.factory import (
-        RETRIEVER_KINDS,
-        RetrieverKind,
-        RetrieverOptions,
-        build_retriever,
-        register_retriever_kind,
-    )
-    from evalkit.retrievers.http import HttpRetriever
-    from evalkit.retrievers.indexing import (
-        IndexReport,
-        ProgressCallback,
-        index_corpus,
-        save_hnsw_graph,
-    )
-    from evalkit.retrievers.plugins import ENTRY_POINT_GROUP, PluginRetriever
-
-__all__ = [
-    "ENTRY_POINT_GROUP",
-    "RETRIEVER_KINDS",
-    "ChromaLocation",
-    "ChromaRetriever",
-    "HttpRetriever",
-    "IndexReport",
-    "PluginRetriever",
-    "ProgressCallback",
-    "Retriever",
-    "RetrieverKind",
-    "RetrieverOptions",
-    "SupportsCheck",
-    "SupportsRetrieve",
-    "TextEmbedder",
-    "build_retriever",
-    "check_retriever",
-    "get_collection",
-    "index_corpus",
-    "index_fingerprint",
-    "open_chroma_client",
-    "register_retriever_kind",
-    "save_hnsw_graph",
-]
-
-# Importing the package loads none of its modules; each name loads its own on first use.
-__getattr__ = lazy_attributes(
-    __name__,
-    {
-        "ChromaLocation": "evalkit.retrievers.chroma_client",
-        "ChromaRetriever": "evalkit.retrievers.chroma",
-        "ENTRY_POINT_GROUP": "evalkit.retrievers.plugins",
-        "HttpRetriever": "evalkit.retrievers.http",
-        "IndexReport": "evalkit.retrievers.indexing",
-        "PluginRetriever": "evalkit.retrievers.plugins",
-        "ProgressCallback": "evalkit.retrievers.indexing",
-        "RETRIEVER_KINDS": "evalkit.retrievers.factory",
-        "Retriever": "evalkit.retrievers.base",
-        "RetrieverKind": "evalkit.retrievers.factory",
-        "RetrieverOptions": "evalkit.retrievers.factory",
-        "SupportsCheck": "evalkit.retrievers.base",
-        "SupportsRetrieve": "evalkit.retrievers.base",
-        "TextEmbedder": "evalkit.embedding.query",
-        "build_retriever": "evalkit.retrievers.factory",
-        "check_retriever": "evalkit.retrievers.base",
-        "get_collection": "evalkit.retrievers.chroma_client",
-        "index_corpus": "evalkit.retrievers.indexing",
-        "index_fingerprint": "evalkit.retrievers.chroma_client",
-        "open_chroma_client": "evalkit.retrievers.chroma_client",
-        "register_retriever_kind": "evalkit.retrievers.factory",
-        "save_hnsw_graph": "evalkit.retrievers.indexing",
-    },
-)
+    from evalkit.embedding.query import TextEmbedder as TextEmbedder
+    from evalkit.retrievers.base import Retriever as Retriever
+    from evalkit.retrievers.base import SupportsCheck as SupportsCheck
+    from evalkit.retrievers.base import SupportsRetrieve as SupportsRetrieve
+    from evalkit.retrievers.base import check_retriever as check_retriever
+    from evalkit.retrievers.chroma import ChromaRetriever as ChromaRetriever
+    from evalkit.retrievers.chroma_client import ChromaLocation as ChromaLocation
+    from evalkit.retrievers.chroma_client import get_collection as get_collection
+    from evalkit.retrievers.chroma_client import index_fingerprint as index_fingerprint
+    from evalkit.retrievers.chroma_client import open_chroma_client as open_chroma_client
+    from evalkit.retrievers.factory import RETRIEVER_KINDS as RETRIEVER_KINDS
+    from evalkit.retrievers.factory import RetrieverKind as RetrieverKind
+    from evalkit.retrievers.factory import RetrieverOptions as RetrieverOptions
+    from evalkit.retrievers.factory import build_retriever as build_retriever
+    from evalkit.retrievers.factory import register_retriever_kind as register_retriever_kind
+    from evalkit.retrievers.http import HttpRetriever as HttpRetriever
+    from evalkit.retrievers.indexing import IndexReport as IndexReport
+    from evalkit.retrievers.indexing import ProgressCallback as ProgressCallback
+    from evalkit.retrievers.indexing import index_corpus as index_corpus
+    from evalkit.retrievers.indexing import save_hnsw_graph as save_hnsw_graph
+    from evalkit.retrievers.plugins import ENTRY_POINT_GROUP as ENTRY_POINT_GROUP
+    from evalkit.retrievers.plugins import PluginRetriever as PluginRetriever
+else:
+    # Importing the package loads none of its modules; each name loads its own on first use.
+    __getattr__ = lazy_attributes(__name__)

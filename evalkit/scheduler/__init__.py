@@ -20,67 +20,26 @@ from typing import TYPE_CHECKING
 from evalkit.lazy import lazy_attributes
 
 if TYPE_CHECKING:
-    from evalkit.scheduler.config import JobDefinition, ServiceConfig, service_config
-    from evalkit.scheduler.health import HealthServer, ServiceState, metric_families
-    from evalkit.scheduler.jobs import (
-        JOB_KINDS,
-        JobCancelledError,
-        JobContext,
-        JobKind,
-        JobOutcome,
-        register_job_kind,
-    )
-    from evalkit.scheduler.lock import MAX_TRIGGER_WAIT, ServiceInfo, find_service, trigger_wait
-    from evalkit.scheduler.runner import JobListener, JobRunner, NotStarted
-    from evalkit.scheduler.service import SchedulerService
-
-
-__all__ = [
-    "JOB_KINDS",
-    "MAX_TRIGGER_WAIT",
-    "HealthServer",
-    "JobCancelledError",
-    "JobContext",
-    "JobDefinition",
-    "JobKind",
-    "JobListener",
-    "JobOutcome",
-    "JobRunner",
-    "NotStarted",
-    "SchedulerService",
-    "ServiceConfig",
-    "ServiceInfo",
-    "ServiceState",
-    "find_service",
-    "metric_families",
-    "register_job_kind",
-    "service_config",
-    "trigger_wait",
-]
-
-# Importing the package loads none of its modules; each name loads its own on first use.
-__getattr__ = lazy_attributes(
-    __name__,
-    {
-        "HealthServer": "evalkit.scheduler.health",
-        "JOB_KINDS": "evalkit.scheduler.jobs",
-        "MAX_TRIGGER_WAIT": "evalkit.scheduler.lock",
-        "JobCancelledError": "evalkit.scheduler.jobs",
-        "JobContext": "evalkit.scheduler.jobs",
-        "JobDefinition": "evalkit.scheduler.config",
-        "JobKind": "evalkit.scheduler.jobs",
-        "JobListener": "evalkit.scheduler.runner",
-        "JobOutcome": "evalkit.scheduler.jobs",
-        "JobRunner": "evalkit.scheduler.runner",
-        "NotStarted": "evalkit.scheduler.runner",
-        "SchedulerService": "evalkit.scheduler.service",
-        "ServiceConfig": "evalkit.scheduler.config",
-        "ServiceInfo": "evalkit.scheduler.lock",
-        "ServiceState": "evalkit.scheduler.health",
-        "find_service": "evalkit.scheduler.lock",
-        "metric_families": "evalkit.scheduler.health",
-        "register_job_kind": "evalkit.scheduler.jobs",
-        "service_config": "evalkit.scheduler.config",
-        "trigger_wait": "evalkit.scheduler.lock",
-    },
-)
+    from evalkit.scheduler.config import JobDefinition as JobDefinition
+    from evalkit.scheduler.config import ServiceConfig as ServiceConfig
+    from evalkit.scheduler.config import service_config as service_config
+    from evalkit.scheduler.health import HealthServer as HealthServer
+    from evalkit.scheduler.health import ServiceState as ServiceState
+    from evalkit.scheduler.health import metric_families as metric_families
+    from evalkit.scheduler.jobs import JOB_KINDS as JOB_KINDS
+    from evalkit.scheduler.jobs import JobCancelledError as JobCancelledError
+    from evalkit.scheduler.jobs import JobContext as JobContext
+    from evalkit.scheduler.jobs import JobKind as JobKind
+    from evalkit.scheduler.jobs import JobOutcome as JobOutcome
+    from evalkit.scheduler.jobs import register_job_kind as register_job_kind
+    from evalkit.scheduler.lock import MAX_TRIGGER_WAIT as MAX_TRIGGER_WAIT
+    from evalkit.scheduler.lock import ServiceInfo as ServiceInfo
+    from evalkit.scheduler.lock import find_service as find_service
+    from evalkit.scheduler.lock import trigger_wait as trigger_wait
+    from evalkit.scheduler.runner import JobListener as JobListener
+    from evalkit.scheduler.runner import JobRunner as JobRunner
+    from evalkit.scheduler.runner import NotStarted as NotStarted
+    from evalkit.scheduler.service import SchedulerService as SchedulerService
+else:
+    # Importing the package loads none of its modules; each name loads its own on first use.
+    __getattr__ = lazy_attributes(__name__)

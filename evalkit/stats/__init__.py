@@ -24,155 +24,53 @@ from typing import TYPE_CHECKING
 from evalkit.lazy import lazy_attributes
 
 if TYPE_CHECKING:
-    from evalkit.records.requests import PairedTestSettings
-    from evalkit.stats.compare import (
-        UNCUT_DEPTH,
-        ComparisonReport,
-        ScoredRun,
-        compare_scored,
-        compare_stored_runs,
-        document_depth,
-        lost_relevant_documents,
-        score_run,
-        score_run_file,
-        score_stored_run,
-    )
-    from evalkit.stats.decision import Decision, decide, overall_decision
-    from evalkit.stats.latency import LatencyComparison, compare_latency
-    from evalkit.stats.leaderboard import (
-        LatencySummary,
-        Leaderboard,
-        LeaderboardOptions,
-        MeasureLeaderboard,
-        PairComparison,
-        RunStanding,
-        compact_letters,
-    )
-    from evalkit.stats.leaderboard_render import (
-        PAIR_HEADERS,
-        leaderboard_headers,
-        leaderboard_latex,
-        leaderboard_markdown,
-        leaderboard_rows,
-        pair_rows,
-    )
-    from evalkit.stats.paired import (
-        Comparison,
-        FailedQueriesError,
-        MetricComparison,
-        QueryDrop,
-        compare_runs,
-        holm_adjust,
-        worst_queries,
-    )
-    from evalkit.stats.power import TYPICAL_SD_DIFFS, PowerRow, power_table, queries_needed
-    from evalkit.stats.render import (
-        TABLE_HEADERS,
-        power_table_markdown,
-        table_rows,
-        to_junit_xml,
-        to_markdown,
-    )
-
-
-# The leaderboard function is ``evalkit.stats.leaderboard.leaderboard``: at package level the
-# name ``leaderboard`` is its module.
-__all__ = [
-    "PAIR_HEADERS",
-    "TABLE_HEADERS",
-    "TYPICAL_SD_DIFFS",
-    "UNCUT_DEPTH",
-    "Comparison",
-    "ComparisonReport",
-    "Decision",
-    "FailedQueriesError",
-    "LatencyComparison",
-    "LatencySummary",
-    "Leaderboard",
-    "LeaderboardOptions",
-    "MeasureLeaderboard",
-    "MetricComparison",
-    "PairComparison",
-    "PairedTestSettings",
-    "PowerRow",
-    "QueryDrop",
-    "RunStanding",
-    "ScoredRun",
-    "compact_letters",
-    "compare_latency",
-    "compare_runs",
-    "compare_scored",
-    "compare_stored_runs",
-    "decide",
-    "document_depth",
-    "holm_adjust",
-    "leaderboard_headers",
-    "leaderboard_latex",
-    "leaderboard_markdown",
-    "leaderboard_rows",
-    "lost_relevant_documents",
-    "overall_decision",
-    "pair_rows",
-    "power_table",
-    "power_table_markdown",
-    "queries_needed",
-    "score_run",
-    "score_run_file",
-    "score_stored_run",
-    "table_rows",
-    "to_junit_xml",
-    "to_markdown",
-    "worst_queries",
-]
-
-# Importing the package loads none of its modules; each name loads its own on first use.
-__getattr__ = lazy_attributes(
-    __name__,
-    {
-        "Comparison": "evalkit.stats.paired",
-        "ComparisonReport": "evalkit.stats.compare",
-        "Decision": "evalkit.stats.decision",
-        "FailedQueriesError": "evalkit.stats.paired",
-        "LatencyComparison": "evalkit.stats.latency",
-        "LatencySummary": "evalkit.stats.leaderboard",
-        "Leaderboard": "evalkit.stats.leaderboard",
-        "LeaderboardOptions": "evalkit.stats.leaderboard",
-        "MeasureLeaderboard": "evalkit.stats.leaderboard",
-        "MetricComparison": "evalkit.stats.paired",
-        "PAIR_HEADERS": "evalkit.stats.leaderboard_render",
-        "PairComparison": "evalkit.stats.leaderboard",
-        "PairedTestSettings": "evalkit.records.requests",
-        "PowerRow": "evalkit.stats.power",
-        "QueryDrop": "evalkit.stats.paired",
-        "RunStanding": "evalkit.stats.leaderboard",
-        "ScoredRun": "evalkit.stats.compare",
-        "TABLE_HEADERS": "evalkit.stats.render",
-        "TYPICAL_SD_DIFFS": "evalkit.stats.power",
-        "UNCUT_DEPTH": "evalkit.stats.compare",
-        "compact_letters": "evalkit.stats.leaderboard",
-        "compare_latency": "evalkit.stats.latency",
-        "compare_runs": "evalkit.stats.paired",
-        "compare_scored": "evalkit.stats.compare",
-        "compare_stored_runs": "evalkit.stats.compare",
-        "decide": "evalkit.stats.decision",
-        "document_depth": "evalkit.stats.compare",
-        "holm_adjust": "evalkit.stats.paired",
-        "leaderboard_headers": "evalkit.stats.leaderboard_render",
-        "leaderboard_latex": "evalkit.stats.leaderboard_render",
-        "leaderboard_markdown": "evalkit.stats.leaderboard_render",
-        "leaderboard_rows": "evalkit.stats.leaderboard_render",
-        "lost_relevant_documents": "evalkit.stats.compare",
-        "overall_decision": "evalkit.stats.decision",
-        "pair_rows": "evalkit.stats.leaderboard_render",
-        "power_table": "evalkit.stats.power",
-        "power_table_markdown": "evalkit.stats.render",
-        "queries_needed": "evalkit.stats.power",
-        "score_run": "evalkit.stats.compare",
-        "score_run_file": "evalkit.stats.compare",
-        "score_stored_run": "evalkit.stats.compare",
-        "table_rows": "evalkit.stats.render",
-        "to_junit_xml": "evalkit.stats.render",
-        "to_markdown": "evalkit.stats.render",
-        "worst_queries": "evalkit.stats.paired",
-    },
-)
+    from evalkit.records.requests import PairedTestSettings as PairedTestSettings
+    from evalkit.stats.compare import UNCUT_DEPTH as UNCUT_DEPTH
+    from evalkit.stats.compare import ComparisonReport as ComparisonReport
+    from evalkit.stats.compare import ScoredRun as ScoredRun
+    from evalkit.stats.compare import compare_scored as compare_scored
+    from evalkit.stats.compare import compare_stored_runs as compare_stored_runs
+    from evalkit.stats.compare import document_depth as document_depth
+    from evalkit.stats.compare import lost_relevant_documents as lost_relevant_documents
+    from evalkit.stats.compare import score_run as score_run
+    from evalkit.stats.compare import score_run_file as score_run_file
+    from evalkit.stats.compare import score_stored_run as score_stored_run
+    from evalkit.stats.decision import Decision as Decision
+    from evalkit.stats.decision import decide as decide
+    from evalkit.stats.decision import overall_decision as overall_decision
+    from evalkit.stats.latency import LatencyComparison as LatencyComparison
+    from evalkit.stats.latency import compare_latency as compare_latency
+    from evalkit.stats.leaderboard import LatencySummary as LatencySummary
+    from evalkit.stats.leaderboard import Leaderboard as Leaderboard
+    from evalkit.stats.leaderboard import LeaderboardOptions as LeaderboardOptions
+    from evalkit.stats.leaderboard import MeasureLeaderboard as MeasureLeaderboard
+    from evalkit.stats.leaderboard import PairComparison as PairComparison
+    from evalkit.stats.leaderboard import RunStanding as RunStanding
+    from evalkit.stats.leaderboard import compact_letters as compact_letters
+    from evalkit.stats.leaderboard_render import PAIR_HEADERS as PAIR_HEADERS
+    from evalkit.stats.leaderboard_render import leaderboard_headers as leaderboard_headers
+    from evalkit.stats.leaderboard_render import leaderboard_latex as leaderboard_latex
+    from evalkit.stats.leaderboard_render import leaderboard_markdown as leaderboard_markdown
+    from evalkit.stats.leaderboard_render import leaderboard_rows as leaderboard_rows
+    from evalkit.stats.leaderboard_render import pair_rows as pair_rows
+    from evalkit.stats.paired import Comparison as Comparison
+    from evalkit.stats.paired import FailedQueriesError as FailedQueriesError
+    from evalkit.stats.paired import MetricComparison as MetricComparison
+    from evalkit.stats.paired import QueryDrop as QueryDrop
+    from evalkit.stats.paired import compare_runs as compare_runs
+    from evalkit.stats.paired import holm_adjust as holm_adjust
+    from evalkit.stats.paired import worst_queries as worst_queries
+    from evalkit.stats.power import TYPICAL_SD_DIFFS as TYPICAL_SD_DIFFS
+    from evalkit.stats.power import PowerRow as PowerRow
+    from evalkit.stats.power import power_table as power_table
+    from evalkit.stats.power import queries_needed as queries_needed
+    from evalkit.stats.render import TABLE_HEADERS as TABLE_HEADERS
+    from evalkit.stats.render import power_table_markdown as power_table_markdown
+    from evalkit.stats.render import table_rows as table_rows
+    from evalkit.stats.render import to_junit_xml as to_junit_xml
+    from evalkit.stats.render import to_markdown as to_markdown
+else:
+    # Importing the package loads none of its modules; each name loads its own on first use.
+    # The leaderboard function is ``evalkit.stats.leaderboard.leaderboard``: at package level the
+    # name ``leaderboard`` is its module.
+    __getattr__ = lazy_attributes(__name__)

@@ -7,139 +7,51 @@ The flow, one module per step::
         evalkit.pipeline.replay_traffic_window)  ->  promote_window (promote)
 
 ``docs/traffic.md`` documents the log format, every setting and every stored figure.
-Importing this package loads only the log writer; the rest loads on first use.
+Importing this package loads none of its modules; each name loads its own on first use.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from evalkit.traffic.log import LOG_FIELDS, REQUIRED_FIELDS, format_log_line, log_query
+from evalkit.lazy import lazy_attributes
 
 if TYPE_CHECKING:
-    from evalkit.traffic._records import log_line_json_schema
-    from evalkit.traffic.ingest import (
-        FileIngest,
-        IngestProblem,
-        IngestReport,
-        ingest_paths,
-        log_files,
-        watch,
-    )
-    from evalkit.traffic.promote import (
-        PromotionDraft,
-        choose_promotions,
-        promote_window,
-        promotion_priority,
-    )
-    from evalkit.traffic.redaction import (
-        REDACTION_PATTERNS,
-        Redaction,
-        RedactionPattern,
-    )
-    from evalkit.traffic.replay import (
-        ReplayPlan,
-        compare_with_logged,
-        filters_by_tenant,
-        plan_replay,
-        save_window_summary,
-    )
-    from evalkit.traffic.sampling import (
-        SampleSpec,
-        allocate_quotas,
-        parse_stratification,
-        sample_window,
-    )
-    from evalkit.traffic.summary import (
-        DEFAULT_LOW_CONFIDENCE,
-        ReplayFigures,
-        replay_figures,
-    )
-    from evalkit.traffic.windows import (
-        GRANULARITIES,
-        Window,
-        parse_window,
-        window_containing,
-    )
-
-# Everything but the log writer loads on first use, so an application that only calls
-# ``log_query`` does not import DuckDB, pandas and Arrow.
-_LAZY: dict[str, str] = {
-    "log_line_json_schema": "evalkit.traffic._records",
-    "FileIngest": "evalkit.traffic.ingest",
-    "IngestProblem": "evalkit.traffic.ingest",
-    "IngestReport": "evalkit.traffic.ingest",
-    "ingest_paths": "evalkit.traffic.ingest",
-    "log_files": "evalkit.traffic.ingest",
-    "watch": "evalkit.traffic.ingest",
-    "PromotionDraft": "evalkit.traffic.promote",
-    "choose_promotions": "evalkit.traffic.promote",
-    "promote_window": "evalkit.traffic.promote",
-    "promotion_priority": "evalkit.traffic.promote",
-    "REDACTION_PATTERNS": "evalkit.traffic.redaction",
-    "Redaction": "evalkit.traffic.redaction",
-    "RedactionPattern": "evalkit.traffic.redaction",
-    "ReplayPlan": "evalkit.traffic.replay",
-    "compare_with_logged": "evalkit.traffic.replay",
-    "filters_by_tenant": "evalkit.traffic.replay",
-    "plan_replay": "evalkit.traffic.replay",
-    "save_window_summary": "evalkit.traffic.replay",
-    "SampleSpec": "evalkit.traffic.sampling",
-    "allocate_quotas": "evalkit.traffic.sampling",
-    "parse_stratification": "evalkit.traffic.sampling",
-    "sample_window": "evalkit.traffic.sampling",
-    "DEFAULT_LOW_CONFIDENCE": "evalkit.traffic.summary",
-    "ReplayFigures": "evalkit.traffic.summary",
-    "replay_figures": "evalkit.traffic.summary",
-    "GRANULARITIES": "evalkit.traffic.windows",
-    "Window": "evalkit.traffic.windows",
-    "parse_window": "evalkit.traffic.windows",
-    "window_containing": "evalkit.traffic.windows",
-}
-
-__all__ = [
-    "DEFAULT_LOW_CONFIDENCE",
-    "GRANULARITIES",
-    "LOG_FIELDS",
-    "REDACTION_PATTERNS",
-    "REQUIRED_FIELDS",
-    "FileIngest",
-    "IngestProblem",
-    "IngestReport",
-    "PromotionDraft",
-    "Redaction",
-    "RedactionPattern",
-    "ReplayFigures",
-    "ReplayPlan",
-    "SampleSpec",
-    "Window",
-    "allocate_quotas",
-    "choose_promotions",
-    "compare_with_logged",
-    "filters_by_tenant",
-    "format_log_line",
-    "ingest_paths",
-    "log_files",
-    "log_line_json_schema",
-    "log_query",
-    "parse_stratification",
-    "parse_window",
-    "plan_replay",
-    "promote_window",
-    "promotion_priority",
-    "replay_figures",
-    "sample_window",
-    "save_window_summary",
-    "watch",
-    "window_containing",
-]
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'evalkit.traffic' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+    from evalkit.traffic._records import log_line_json_schema as log_line_json_schema
+    from evalkit.traffic.ingest import FileIngest as FileIngest
+    from evalkit.traffic.ingest import IngestProblem as IngestProblem
+    from evalkit.traffic.ingest import IngestReport as IngestReport
+    from evalkit.traffic.ingest import ingest_paths as ingest_paths
+    from evalkit.traffic.ingest import log_files as log_files
+    from evalkit.traffic.ingest import watch as watch
+    from evalkit.traffic.log import LOG_FIELDS as LOG_FIELDS
+    from evalkit.traffic.log import REQUIRED_FIELDS as REQUIRED_FIELDS
+    from evalkit.traffic.log import format_log_line as format_log_line
+    from evalkit.traffic.log import log_query as log_query
+    from evalkit.traffic.promote import PromotionDraft as PromotionDraft
+    from evalkit.traffic.promote import choose_promotions as choose_promotions
+    from evalkit.traffic.promote import promote_window as promote_window
+    from evalkit.traffic.promote import promotion_priority as promotion_priority
+    from evalkit.traffic.redaction import REDACTION_PATTERNS as REDACTION_PATTERNS
+    from evalkit.traffic.redaction import Redaction as Redaction
+    from evalkit.traffic.redaction import RedactionPattern as RedactionPattern
+    from evalkit.traffic.replay import ReplayPlan as ReplayPlan
+    from evalkit.traffic.replay import compare_with_logged as compare_with_logged
+    from evalkit.traffic.replay import filters_by_tenant as filters_by_tenant
+    from evalkit.traffic.replay import plan_replay as plan_replay
+    from evalkit.traffic.replay import save_window_summary as save_window_summary
+    from evalkit.traffic.sampling import SampleSpec as SampleSpec
+    from evalkit.traffic.sampling import allocate_quotas as allocate_quotas
+    from evalkit.traffic.sampling import parse_stratification as parse_stratification
+    from evalkit.traffic.sampling import sample_window as sample_window
+    from evalkit.traffic.summary import DEFAULT_LOW_CONFIDENCE as DEFAULT_LOW_CONFIDENCE
+    from evalkit.traffic.summary import ReplayFigures as ReplayFigures
+    from evalkit.traffic.summary import replay_figures as replay_figures
+    from evalkit.traffic.windows import GRANULARITIES as GRANULARITIES
+    from evalkit.traffic.windows import Window as Window
+    from evalkit.traffic.windows import parse_window as parse_window
+    from evalkit.traffic.windows import window_containing as window_containing
+else:
+    # Importing the package loads none of its modules, so an application that only calls
+    # ``log_query`` does not import DuckDB, pandas and Arrow.
+    __getattr__ = lazy_attributes(__name__)
