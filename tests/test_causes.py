@@ -33,7 +33,7 @@ from evalkit.embedding.fingerprint import ModelFingerprint, fingerprint_from_can
 from evalkit.errors import ConfigError
 from evalkit.goldset.model import Goldset
 from evalkit.records import Judgment
-from evalkit.records.audit import AuditReport, CheckOutcome, Finding, Severity
+from evalkit.records.audit import AuditReport, CheckOutcome, Finding, Reembedding, Severity
 from evalkit.records.drift import DriftCheck
 from evalkit.records.requests import PairedTestSettings
 from evalkit.schemas import load_schema
@@ -744,6 +744,57 @@ def test_a_swapped_query_model_ranks_first_and_a_canary_mismatch_before_it(
     assert explanation.causes[0].link.page == "drift"
     assert dict(explanation.causes[0].link.params) == {"check": check}
     assert "0.020" in explanation.causes[0].statement
+
+
+def test_a_mismatch_found_by_re_embedding_quotes_the_sample_not_the_canary(
+    store: Store,
+) -> None:
+    """`drift model` found every sampled vector of another space while the fingerprint the
+    collection records matched (canary cosine 1.000): explain quoted that cosine as the
+    evidence of the mismatch. It quotes what the check found it by, and names it."""
+    gold = goldset(N)
+    save_goldset(store, gold)
+    _run(store, gold, {q: perfect(q) for q in query_ids(N)})
+    shuffled = {q: [f"y{i}" for i in range(5)] + perfect(q)[:5] for q in query_ids(N)}
+    candidate = _run(store, gold, shuffled)
+    sample = Reembedding(
+        doc_ids=tuple(f"d{i}" for i in range(64)),
+        cosines=np.linspace(0.0123, 0.21, 64),
+        content_changed=np.zeros(64, dtype=bool),
+        min_cosine=0.99,
+    ).summary()
+    check = save_drift_check(
+        store,
+        DriftCheck(
+            stream="model",
+            subject="mini",
+            finding="model_mismatch",
+            method="canary_fingerprint+reembedded_sample",
+            is_drift=True,
+            reference="fp-1",
+            current="fp-1",
+            statistic=1.0,
+            n_current=64,
+            details={
+                "evidence": ["canary_fingerprint", "reembedded_sample"],
+                "reembedding": sample,
+            },
+        ),
+    ).check_id
+
+    explanation = explain_runs(store, candidate, test=FAST)
+
+    cause = explanation.causes[0]
+    assert cause.kind == "index_model_mismatch"
+    assert cause.statement.startswith(
+        f"the model check {check} found the index mini built with another embedding model "
+        "than the query model: 64 of 64 stored documents re-embedded from their text (100%) "
+        "do not reproduce their stored vectors, lowest cosine 0.012 < 0.99 "
+        "(reembedded_sample); lowest canary cosine 1.000 (canary_fingerprint): the model the "
+        "collection records is not the one that made its vectors"
+    )
+    assert cause.evidence[0]["evidence"] == ["canary_fingerprint", "reembedded_sample"]
+    assert cause.evidence[0]["reembedded_sample"]["other_model"] == 64
 
 
 def test_one_model_on_two_backends_is_no_model_change(store: Store) -> None:

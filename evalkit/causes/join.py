@@ -67,6 +67,7 @@ from evalkit.causes.evidence import (
 )
 from evalkit.causes.loss import Found, Loss, cause_link, loss_of
 from evalkit.causes.records import CAUSE_KINDS, EVIDENCE_ROWS, Cause, CauseLink, Explanation
+from evalkit.embedding.fingerprint import SAME_MODEL_MIN_COSINE
 from evalkit.errors import ConfigError, InputError
 from evalkit.records.requests import PAIRED_TEST_DEFAULTS, PairedTestSettings, measure_names
 from evalkit.stats import compare_stored_runs
@@ -584,23 +585,25 @@ def _model_causes(
     ]
     if mismatches or audit_models:
         rows: list[Mapping[str, Any]] = [
-            {"check_id": c.check_id, "subject": c.subject, "canary_similarity": c.statistic}
+            {
+                "check_id": c.check_id,
+                "subject": c.subject,
+                "canary_similarity": c.statistic,
+                "evidence": c.details.get("evidence") or [c.method],
+                "reembedded_sample": c.details.get("reembedding"),
+            }
             for c in mismatches
         ]
         rows += [{"audit_id": a, "collection": c, "message": m} for a, c, m in audit_models]
         if mismatches:
             nearest = mismatches[0]
-            similarity = (
-                f", lowest canary cosine {nearest.statistic:.3f}"
-                if nearest.statistic is not None
-                else ""
-            )
             statement = (
-                f"the model canary check {nearest.check_id} found the index {nearest.subject} "
-                f"built with another embedding model than the query model{similarity}"
+                f"the model check {nearest.check_id} found the index {nearest.subject} "
+                f"built with another embedding model than the query model: "
+                f"{_model_check_evidence(nearest)}"
             )
             link = cause_link(
-                "index_model_mismatch", "Drift: the canary check", check=nearest.check_id
+                "index_model_mismatch", "Drift: the model check", check=nearest.check_id
             )
         else:
             audit_id, collection, message = audit_models[0]
@@ -661,6 +664,43 @@ def _model_causes(
             )
         )
     return causes
+
+
+def _model_check_evidence(check: StoredDriftCheck) -> str:
+    """What a model check's mismatch rests on, named: the stored documents it re-embedded
+    from their text (``reembedded_sample``), the stored vectors' dimension
+    (``vector_dimension``), or the canary embeddings of the fingerprint the collection
+    records (``canary_fingerprint``). A fingerprint that matched (canary cosine 1.000)
+    while the re-embedded sample did not is no evidence of the mismatch, and is told so."""
+    names = check.details.get("evidence") or [check.method]
+    canary_differs = check.statistic is not None and check.statistic < SAME_MODEL_MIN_COSINE
+    canary = (
+        f"lowest canary cosine {check.statistic:.3f} (canary_fingerprint)"
+        if check.statistic is not None
+        else None
+    )
+    sample = check.details.get("reembedding")
+    if "reembedded_sample" in names and isinstance(sample, Mapping) and sample.get("other_model"):
+        told = (
+            f"{sample['other_model']} of {sample['sampled']} stored documents re-embedded "
+            f"from their text ({sample['other_model'] / sample['sampled']:.0%}) do not "
+            f"reproduce their stored vectors, lowest cosine {sample['lowest_cosine']:.3f} "
+            f"< {sample['min_cosine']} (reembedded_sample)"
+        )
+        if canary is None:
+            return told
+        return f"{told}; {canary}" + (
+            ""
+            if canary_differs
+            else ": the model the collection records is not the one that made its vectors"
+        )
+    if "vector_dimension" in names and not canary_differs:
+        query = check.details.get("query_model") or {}
+        return (
+            f"its stored vectors are not of the query model's {query.get('dimension', '?')} "
+            "dimensions (vector_dimension)"
+        )
+    return canary or f"evidence {', '.join(map(str, names))}"
 
 
 def _drift_causes(cand: RunRecord, checks: Sequence[StoredDriftCheck], found: Found) -> list[Cause]:
