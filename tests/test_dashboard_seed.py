@@ -332,7 +332,7 @@ def _seed_judged(store: Store, traffic_runs: tuple[str, str], goldset_version: s
     run_of = dict(zip(WINDOWS, traffic_runs, strict=True))
     figures = []
     for (labeller, source, window), (value, low, high, share) in JUDGED_PRECISION.items():
-        for measure, offset in (("precision@10", 0.0), ("ndcg@10", 0.2)):
+        for measure, offset in (("precision@10", 0.0), ("ndcg_judged@10", 0.2)):
             figures.append(
                 JudgedFigure(
                     run_id=run_of[window],

@@ -775,7 +775,7 @@ def test_a_traffic_window_carries_judged_figures_with_intervals_and_the_agreemen
         assert replayed["low"] <= replayed["value"] <= replayed["high"]
         assert logged["value"] == pytest.approx(0.0)
         assert figures[("assessor", "hit_rate@5")]["value"] == pytest.approx(1.0)
-        assert 0 < figures[("assessor", "ndcg@5")]["value"] <= 1
+        assert 0 < figures[("assessor", "ndcg_judged@5")]["value"] <= 1
         assert replayed["n_queries"] == 40
         assert replayed["judged_share"] == pytest.approx(1.0)
         assert replayed["status"] == "complete"

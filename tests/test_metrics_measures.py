@@ -149,6 +149,7 @@ def test_registry_lists_every_measure_once() -> None:
         "recall",
         "precision",
         "ndcg",
+        "ndcg_judged",
         "mrr",
         "map",
         "hit_rate",

@@ -70,6 +70,7 @@ RELEASED: dict[int, tuple[str, str]] = {
         "26bf98f7308c16b84b9d58ea68d0100f74022f296f52f1798e034b2e9ca2b331",
     ),
     26: ("judged_pool_flags", "f5896ac1f98d0a049e1064f66c878149fa58872a73a074a06214f1f199ba337b"),
+    27: ("window_ndcg_judged", "b848081902af6d0650cf33b60cb7695353ee51cdca36036fb7fb446aab2cfe8d"),
 }
 
 SCHEMA_QUERIES = {
@@ -280,6 +281,48 @@ def test_reviews_imported_by_email_before_migration_25_keep_their_email(
             ("rev-3", "4", None),
             ("rev-4", None, None),
             ("rev-5", "5", None),
+        ]
+
+
+def test_window_ndcg_stored_before_migration_27_is_ndcg_judged_and_goldset_ndcg_keeps_its_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A traffic window's nDCG (ideal from its judged top k) was stored as ndcg@k, the name
+    of a goldset run's trec_eval nDCG (ideal from all judgments): one name, two series."""
+    path = tmp_path / "old.duckdb"
+    with monkeypatch.context() as older_release:
+        older_release.setattr(store_module, "MIGRATIONS", MIGRATIONS[:26])
+        with Store.open(path) as old, old.transaction() as con:
+            con.execute(
+                "INSERT INTO traffic_window_summaries (run_id, sample_id, window_label,"
+                " window_start, window_end, computed_at, k, compare_k, rbo_p, volume,"
+                " n_distinct, n_replayed, n_failed, low_confidence_threshold, n_compared,"
+                " n_embeddings) VALUES ('window-run', 's', '2026-11-21', '2026-11-21',"
+                " '2026-11-22', '2026-11-22', 10, 10, 0.9, 40, 40, 40, 0, 0.3, 0, 0)"
+            )
+            for run_id, source, measure in (
+                ("window-run", "assessor", "ndcg@10"),
+                ("window-run", "assessor_logged", "ndcg@10"),
+                ("window-run", "assessor", "precision@10"),
+                ("window-run", "estimate", "precision@10"),
+                ("goldset-run", "holes_filled", "ndcg@10"),
+                ("goldset-run", "holes_filled", "recall@10"),
+            ):
+                con.execute(
+                    "INSERT INTO judged_run_figures VALUES (?, ?, 'judge@v1', ?, 0.5, 0.4, 0.6,"
+                    " 40, 1.0, 'complete', NULL, '2026-11-22', '{}')",
+                    [run_id, source, measure],
+                )
+    with Store.open(path) as upgraded:
+        assert upgraded.fetch(
+            "SELECT run_id, source, measure, value FROM judged_run_figures ORDER BY ALL"
+        ) == [
+            ("goldset-run", "holes_filled", "ndcg@10", 0.5),
+            ("goldset-run", "holes_filled", "recall@10", 0.5),
+            ("window-run", "assessor", "ndcg_judged@10", 0.5),
+            ("window-run", "assessor", "precision@10", 0.5),
+            ("window-run", "assessor_logged", "ndcg_judged@10", 0.5),
+            ("window-run", "estimate", "precision@10", 0.5),
         ]
 
 

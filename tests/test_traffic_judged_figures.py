@@ -137,7 +137,9 @@ def test_each_assessor_s_precision_per_window_and_source_and_nothing_else(
     with Store.open(seeded.path, read_only=True) as store:
         frame = traffic_judged_frame(store, window_labels=list(WINDOWS))
         second = traffic_judged_frame(store, window_labels=[WINDOWS[1]])
-        ndcg = traffic_judged_frame(store, window_labels=list(WINDOWS), measure_prefix="ndcg@")
+        ndcg = traffic_judged_frame(
+            store, window_labels=list(WINDOWS), measure_prefix="ndcg_judged@"
+        )
         none = traffic_judged_frame(store, window_labels=[])
     got = {
         (row.labeller, row.source, row.window_label): (
@@ -159,7 +161,7 @@ def test_each_assessor_s_precision_per_window_and_source_and_nothing_else(
     assert frame[frame["labeller"] == OTHER_ASSESSOR]["agreement_id"].isna().all()
     assert set(second["window_label"]) == {WINDOWS[1]}
     assert len(second) == 3
-    assert set(ndcg["measure"]) == {"ndcg@10"}
+    assert set(ndcg["measure"]) == {"ndcg_judged@10"}
     assert len(ndcg) == len(JUDGED_PRECISION)
     assert none.empty
 
@@ -252,7 +254,7 @@ def test_traffic_windows_json_lists_every_judged_figure_with_its_agreement(
         (labeller, source, measure)
         for labeller, source, window in JUDGED_PRECISION
         if window == WINDOWS[1]
-        for measure in ("ndcg@10", "precision@10")
+        for measure in ("ndcg_judged@10", "precision@10")
     }
     assert all(f["source"] != "estimate" for f in judged)
     precision = {(f["labeller"], f["source"]): f for f in judged if f["measure"] == "precision@10"}

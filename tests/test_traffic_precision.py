@@ -222,7 +222,7 @@ def test_a_window_with_no_fully_judged_query_has_no_figure() -> None:
     figures = labelled_figures(grades)
     assert [(f.measure, f.value, f.low, f.high, f.n_queries) for f in figures] == [
         ("precision@10", None, None, None, 0),
-        ("ndcg@10", None, None, None, 0),
+        ("ndcg_judged@10", None, None, None, 0),
         ("hit_rate@10", None, None, None, 0),
     ]
     assert judged_share(grades) == pytest.approx(0.1)

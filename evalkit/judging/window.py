@@ -15,8 +15,13 @@ documents that have a grade is reported beside every figure (``judged_share``).
 
 * ``precision@k``: documents graded ``threshold`` or more, divided by ``k``;
 * ``hit_rate@k``: 1 when any of them is;
-* ``ndcg@k``: grades as gains, discount log2(rank + 1), the ideal from the same query's
-  labelled documents sorted by grade (the only judgments a traffic query has).
+* ``ndcg_judged@k``: grades as gains, discount log2(rank + 1), the ideal from the same
+  query's labelled top k sorted by grade (the only judgments a traffic query has). Not
+  ``ndcg@k``, whose ideal comes from all of a goldset query's judgments: the two are never
+  one series.
+
+Each is the ``evalkit.metrics`` measure of that name over the labelled top k taken as the
+query's judgments (``RankedGrades.from_top_k``).
 
 Each figure's interval (``mean_interval``) is Korn and Graubard's for a proportion from a
 clustered sample: Clopper-Pearson at the window's effective sample size, adjusted for a
@@ -36,6 +41,8 @@ import numpy.typing as npt
 import scipy
 
 from evalkit.errors import EvalkitError
+from evalkit.metrics.kernels import RankedGrades
+from evalkit.metrics.measures import Measure
 
 __all__ = [
     "NO_DOCUMENT",
@@ -75,18 +82,9 @@ class LabelledFigure:
 
 def _per_query(grades: GradeMatrix, threshold: int) -> dict[str, FloatArray]:
     k = grades.shape[1]
-    gains = np.where(grades < 0, 0, grades).astype(np.float64)
-    relevant = grades >= threshold
-    discounts = 1.0 / np.log2(np.arange(2, k + 2, dtype=np.float64))
-    dcg = gains @ discounts
-    ideal = -np.sort(-gains, axis=1) @ discounts
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ndcg = np.where(ideal > 0, dcg / np.where(ideal > 0, ideal, 1.0), 0.0)
-    return {
-        f"precision@{k}": relevant.sum(axis=1) / k,
-        f"ndcg@{k}": ndcg,
-        f"hit_rate@{k}": relevant.any(axis=1).astype(np.float64),
-    }
+    ranked = RankedGrades.from_top_k(grades, relevance_threshold=threshold)
+    measures = (Measure("precision", k), Measure("ndcg_judged", k), Measure("hit_rate", k))
+    return {str(measure): measure.compute(ranked) for measure in measures}
 
 
 def mean_interval(values: FloatArray, *, confidence: float = 0.95) -> tuple[float, float]:

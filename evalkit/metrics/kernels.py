@@ -15,7 +15,9 @@ What the kernels reproduce from trec_eval:
 * recall, average precision and R-precision divide by every relevant judged document,
   retrieved or not; precision@k divides by ``k`` even when fewer were retrieved;
 * nDCG uses the grade itself as gain (only positive grades count, whatever the threshold),
-  discount ``log2(rank + 1)``, and the ideal ranking of all positive judged grades;
+  discount ``log2(rank + 1)``, and the ideal ranking of all positive judged grades
+  (``ndcg_judged`` takes it from the judged documents of the top k instead: no trec_eval
+  measure, the nDCG of rankings whose only judgments are their own top k);
 * a query without relevant documents scores 0 on every measure.
 """
 
@@ -37,6 +39,7 @@ __all__ = [
     "average_precision",
     "hit_rate",
     "ndcg",
+    "ndcg_judged",
     "precision",
     "r_precision",
     "recall",
@@ -132,6 +135,64 @@ class RankedGrades:
             grades.astype(np.int32),
             np.array([sum(g >= relevance_threshold for g in q) for q in judged], dtype=np.int64),
             np.array([g for gains in ideal for g in gains], dtype=np.float64),
+            offsets,
+            relevance_threshold=relevance_threshold,
+        )
+
+    @classmethod
+    def from_top_k(
+        cls, grades: NDArray[np.integer[Any]], *, relevance_threshold: int = 1
+    ) -> RankedGrades:
+        """Build from a matrix of each query's top k grades (one row per query, one column
+        per rank), whose judgments are those grades alone; a negative entry is a document
+        without a grade, or no document, and is left out."""
+        if grades.ndim != 2:
+            raise InputError(f"grades must be a 2-D matrix, got shape {grades.shape}")
+        rows, ranks = np.nonzero(grades >= 0)
+        return cls._judged_by_entries(
+            rows.astype(np.int64),
+            ranks.astype(np.int64),
+            grades[rows, ranks].astype(np.int32),
+            n_queries=grades.shape[0],
+            relevance_threshold=relevance_threshold,
+        )
+
+    def judged_top(self, k: int) -> RankedGrades:
+        """The entries of each query's top ``k``, with those judged documents as the only
+        judgments (their relevant count and their ideal ranking)."""
+        keep = self.ranks < _check_cutoff(k)
+        return self._judged_by_entries(
+            self.rows[keep],
+            self.ranks[keep],
+            self.grades[keep],
+            n_queries=self.n_queries,
+            relevance_threshold=self.relevance_threshold,
+        )
+
+    @classmethod
+    def _judged_by_entries(
+        cls,
+        rows: IntArray,
+        ranks: IntArray,
+        grades: NDArray[np.int32],
+        *,
+        n_queries: int,
+        relevance_threshold: int,
+    ) -> RankedGrades:
+        positive = np.flatnonzero(grades > 0)
+        # One integer key, row first and grade descending: faster than lexsort on two keys.
+        top = int(grades[positive].max(initial=0)) + 1
+        key = rows[positive] * top + (top - 1 - grades[positive].astype(np.int64))
+        by_gain = positive[np.argsort(key, kind="stable")]
+        offsets = np.zeros(n_queries + 1, dtype=np.int64)
+        np.cumsum(np.bincount(rows[by_gain], minlength=n_queries), out=offsets[1:])
+        relevant = rows[grades >= relevance_threshold]
+        return cls(
+            rows,
+            ranks,
+            grades,
+            np.bincount(relevant, minlength=n_queries).astype(np.int64),
+            grades[by_gain].astype(np.float64),
             offsets,
             relevance_threshold=relevance_threshold,
         )
@@ -235,6 +296,14 @@ def ndcg(ranked: RankedGrades, *, k: int | None = None) -> FloatArray:
         ranked.rows[gaining], ranked.grades[gaining] / np.log2(ranked.ranks[gaining] + 2.0)
     )
     return _divide(dcg, ranked.ideal_dcg(k=k))
+
+
+def ndcg_judged(ranked: RankedGrades, *, k: int) -> FloatArray:
+    """nDCG@k whose ideal ranking is that of the judged documents in the top ``k``, not of
+    all judgments: :func:`ndcg` over ``ranked.judged_top(k)``. For rankings whose only
+    judgments are their own top k (a traffic window an assessor labelled) it is their nDCG;
+    where judgments reach past the top k it is at least trec_eval's."""
+    return ndcg(ranked.judged_top(k), k=k)
 
 
 def _check_cutoff(k: int) -> int:

@@ -123,6 +123,10 @@ def _r_precision(ranked: RankedGrades, k: int | None) -> NDArray[np.float64]:
     return kernels.r_precision(ranked)
 
 
+def _ndcg_judged(ranked: RankedGrades, k: int | None) -> NDArray[np.float64]:
+    return kernels.ndcg_judged(ranked, k=_given(k))
+
+
 def _given(k: int | None) -> int:
     if k is None:
         raise MeasureError("this measure needs a cutoff")
@@ -156,6 +160,15 @@ def _explain_ndcg(e: QueryEvidence) -> str:
     return (
         f"graded gains / log2(rank + 1) in the top {e.cutoff} ({', '.join(gains) or 'none'}),"
         " / the ideal ordering of the judged grades"
+    )
+
+
+def _explain_ndcg_judged(e: QueryEvidence) -> str:
+    gains = [f"rank {rank} grade {e.grades_by_rank[rank]}" for rank in e.found[:6]]
+    return (
+        f"graded gains / log2(rank + 1) in the top {e.cutoff} ({', '.join(gains) or 'none'}),"
+        f" / the ideal ordering of the grades judged in that top {e.cutoff} (not of every"
+        " judgment, as ndcg)"
     )
 
 
@@ -196,6 +209,17 @@ _DEFINITIONS = (
         label="NDCG",
         explain=_explain_ndcg,
         aliases=("ndcg_cut",),
+    ),
+    MeasureDefinition(
+        "ndcg_judged",
+        _ndcg_judged,
+        Cutoff.REQUIRED,
+        "nDCG@k whose ideal ranking is the judged documents of the top k, not all judgments: "
+        "a traffic window's nDCG, whose only labels are its top k; never one series with ndcg@k",
+        trec_eval_name=None,
+        trec_eval_cut=None,
+        label="NDCG-judged",
+        explain=_explain_ndcg_judged,
     ),
     MeasureDefinition(
         "mrr",

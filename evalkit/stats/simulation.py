@@ -8,7 +8,9 @@ difference between them is per-query noise, which is what the gate must not fail
 * ``ranked_ndcg_pair``: discrete nDCG@10 / recall@10 as a real retriever yields them; each
   query has 1-5 relevant documents and a difficulty; each run places every relevant
   document at an independent geometric rank whose mean depends on the difficulty. Many
-  values are exactly 0 or 1, and many per-query differences are exactly 0.
+  values are exactly 0 or 1, and many per-query differences are exactly 0. The figures are
+  the ``evalkit.metrics`` kernels' over those ranks (binary judgments, the ideal from all
+  of a query's relevant documents), as a goldset run's are.
 
 ``break_queries`` turns a candidate into a genuine regression: the relevant documents of a
 share of the queries are no longer retrieved (their values become 0).
@@ -21,6 +23,9 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+
+from evalkit.metrics import kernels
+from evalkit.metrics.kernels import RankedGrades
 
 __all__ = ["beta_noise_pair", "break_queries", "ranked_ndcg_pair"]
 
@@ -63,13 +68,20 @@ def _ranked_measures(
     # Relevant documents occupy distinct ranks: sorted draws, each pushed past the previous.
     ranks = np.sort(np.where(is_relevant, gaps, np.iinfo(np.int64).max // 4), axis=1)
     ranks = ranks + slots[np.newaxis, :]
-    within = is_relevant & (ranks <= _CUTOFF)
-    gains = np.where(within, 1.0 / np.log2(ranks + 1.0), 0.0).sum(axis=1)
-    ideal_slots = np.minimum(relevant_count, _CUTOFF)
-    ideal = np.cumsum(1.0 / np.log2(np.arange(2, _MAX_RELEVANT + 2)))[ideal_slots - 1]
+    rows, slot = np.nonzero(is_relevant)
+    # Every relevant document is judged 1 and retrieved at its drawn rank, however deep:
+    # the kernels keep the top 10 and take the ideal from all of them, as trec_eval does.
+    ranked = RankedGrades(
+        rows.astype(np.int64),
+        ranks[rows, slot] - 1,
+        np.ones(rows.size, dtype=np.int32),
+        relevant_count.astype(np.int64),
+        np.ones(rows.size, dtype=np.float64),
+        np.concatenate(([0], np.cumsum(relevant_count))).astype(np.int64),
+    )
     return {
-        "ndcg@10": gains / ideal,
-        "recall@10": within.sum(axis=1) / relevant_count,
+        "ndcg@10": kernels.ndcg(ranked, k=_CUTOFF),
+        "recall@10": kernels.recall(ranked, k=_CUTOFF),
     }
 
 

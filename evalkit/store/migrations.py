@@ -796,6 +796,17 @@ _M26_JUDGED_POOL_FLAGS = """
 ALTER TABLE judged_pool ADD COLUMN flags VARCHAR;
 """
 
+# A traffic window's nDCG takes its ideal from the window's judged top k, a goldset run's
+# from all its judgments: two measures, so a window's is ndcg_judged@k, never ndcg@k. Window
+# figures stored before under ndcg@k are renamed; a goldset run's figures keep their names.
+_M27_WINDOW_NDCG_JUDGED = """
+UPDATE judged_run_figures
+SET measure = 'ndcg_judged@' || substr(measure, length('ndcg@') + 1)
+WHERE source IN ('assessor', 'assessor_logged')
+  AND regexp_full_match(measure, 'ndcg@[0-9]+')
+  AND run_id IN (SELECT run_id FROM traffic_window_summaries);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "goldsets_runs_metrics", _M01_GOLDSETS_RUNS_METRICS),
     Migration(2, "drift_checks", _M02_DRIFT_CHECKS),
@@ -823,4 +834,5 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(24, "model_canaries", _M24_MODEL_CANARIES),
     Migration(25, "review_source_emails", _M25_REVIEW_SOURCE_EMAILS),
     Migration(26, "judged_pool_flags", _M26_JUDGED_POOL_FLAGS),
+    Migration(27, "window_ndcg_judged", _M27_WINDOW_NDCG_JUDGED),
 )
