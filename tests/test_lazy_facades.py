@@ -61,26 +61,25 @@ def test_all_is_every_re_exported_name_and_each_resolves_to_its_module(package: 
         home = importlib.import_module(str(statement.module))
         for alias in statement.names:
             assert getattr(facade, alias.name) is getattr(home, alias.name), alias.name
+    namespace: dict[str, object] = {}
+    exec(f"from {package} import *", namespace)
+    assert set(declared) <= set(namespace)
     with pytest.raises(AttributeError, match=f"module '{package}' has no attribute 'nothing'"):
         getattr(facade, "nothing")  # noqa: B009
 
 
-def test_importing_a_facade_loads_none_of_its_modules_and_star_gives_every_name() -> None:
+def test_importing_a_facade_loads_none_of_its_modules() -> None:
     probe = (
         "import importlib, sys\n"
         f"for package in {FACADES!r}:\n"
         "    importlib.import_module(package)\n"
         f"print(sorted(m for m in sys.modules if m.startswith({tuple(FACADES)!r})"
         " and m not in sys.argv[1:] and m.rpartition('.')[0] in sys.argv[1:]))\n"
-        "namespace = {}\n"
-        "exec('from evalkit.pipeline import *', namespace)\n"
-        "import evalkit.pipeline\n"
-        "print(sorted(set(evalkit.pipeline.__all__) - set(namespace)))\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", probe, *FACADES], capture_output=True, text=True, check=True
     )
-    assert done.stdout.splitlines() == ["[]", "[]"], done.stderr
+    assert done.stdout.strip() == "[]", done.stderr
 
 
 def test_public_imports_reads_only_re_exports_under_type_checking() -> None:
