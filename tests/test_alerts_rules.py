@@ -521,9 +521,9 @@ def firing_states(rule: str, subjects: Sequence[str]) -> list[StoredAlertState]:
             "the rule's source, goldset, label, retriever or baseline_run changed",
         ),
         (
-            {"kind": "traffic_precision_drop", "measure": "ndcg@10", "assessor": "m@v2"},
-            ["traffic|m@v2|http:ndcg@10", "traffic|m@v2|chroma:kb:ndcg@10"],
-            ["traffic|m@v2|http:precision@10", "traffic|m@v1|http:ndcg@10"],
+            {"kind": "traffic_precision_drop", "measure": "ndcg_judged@10", "assessor": "m@v2"},
+            ["traffic|m@v2|http:ndcg_judged@10", "traffic|m@v2|chroma:kb:ndcg_judged@10"],
+            ["traffic|m@v2|http:precision@10", "traffic|m@v1|http:ndcg_judged@10"],
             "the rule's measure, assessor or retriever changed",
         ),
         (

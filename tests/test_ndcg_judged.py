@@ -6,13 +6,17 @@ goldset's nDCG@10 and a window's read as one series."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 from test_dashboard_seed import WINDOWS, SeededStore, shared_seeded_store
 
+from evalkit.alerts import alerts_config
+from evalkit.config import parse_settings
 from evalkit.dashboard import loaders
-from evalkit.errors import MeasureError
+from evalkit.drift.traffic_precision import watch_traffic_precision
+from evalkit.errors import ConfigError, MeasureError
 from evalkit.judging.window import NO_DOCUMENT, labelled_figures
 from evalkit.metrics import Measure, RankedGrades, kernels, parse_measure
 from evalkit.store import Store
@@ -81,3 +85,27 @@ def test_a_goldset_ndcg_and_a_window_s_are_two_series_where_the_store_and_dashbo
     assert not goldset_ndcg.empty
     assert "ndcg_judged@10" not in set(overview.figures["measure"])
     assert not set(overview.series["latest_run"].dropna()) & set(seeded.traffic_runs)
+
+
+def test_a_traffic_rule_watching_ndcg_is_told_the_window_s_measure() -> None:
+    """A rule naming ndcg@10 for traffic windows would find no window and stay silent."""
+    rule = {"name": "windows", "kind": "traffic_precision_drop", "measure": "ndcg@10"}
+    config = {"alerts": {"rules": [rule]}}
+    with pytest.raises(ConfigError, match=r"traffic windows store no ndcg@10.*ndcg_judged@10"):
+        alerts_config(parse_settings(config, Path("evalkit.toml")))
+    config["alerts"]["rules"] = [rule | {"measure": "NDCG_judged@10"}]
+    parsed = alerts_config(parse_settings(config, Path("evalkit.toml"))).rules[0]
+    assert getattr(parsed.params, "measure", None) == "ndcg_judged@10"
+
+
+def test_checking_a_traffic_series_of_ndcg_names_the_window_s_measure(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    seeded: SeededStore = shared_seeded_store(tmp_path_factory)
+    with Store.open(seeded.path, read_only=True) as store:
+        with pytest.raises(MeasureError, match="Watch ndcg_judged@10"):
+            watch_traffic_precision(store, measure="ndcg@10", save=False)
+        checks = watch_traffic_precision(
+            store, measure="ndcg_judged@10", min_judged_share=0.0, save=False
+        )
+    assert {check.measure for check in checks} == {"ndcg_judged@10"}

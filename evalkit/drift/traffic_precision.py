@@ -35,7 +35,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from evalkit.drift.watch import watch_drops
-from evalkit.errors import ConfigError
+from evalkit.errors import ConfigError, MeasureError
+from evalkit.metrics.measures import Measure, parse_measure
 from evalkit.records.drift import DriftCheck
 from evalkit.records.requests import (
     TRAFFIC_PRECISION_MEASURE,
@@ -55,6 +56,7 @@ __all__ = [
     "TrafficPrecisionCheck",
     "WindowTest",
     "watch_traffic_precision",
+    "window_measure",
     "window_test",
 ]
 
@@ -188,6 +190,23 @@ class TrafficPrecisionCheck:
         }
 
 
+def window_measure(name: str) -> str:
+    """``name`` canonical (``P@10`` is ``precision@10``), as judged traffic windows store
+    it. Raises MeasureError for a name that does not parse, and for ``ndcg@k``, which no
+    window stores: a window's nDCG takes its ideal from its judged top k, ``ndcg_judged@k``,
+    and trec_eval's ``ndcg@k`` (the ideal from all judgments) is a goldset run's."""
+    measure = parse_measure(name)
+    if measure.name == "ndcg":
+        judged = Measure("ndcg_judged", measure.cutoff or 10)
+        raise MeasureError(
+            f"traffic windows store no {measure}: a window's nDCG takes its ideal from its "
+            f"judged top k and is stored as {judged} (docs/judging.md); {measure} is a goldset "
+            f"run's, whose ideal comes from all its judgments. Watch {judged}",
+            field="measure",
+        )
+    return str(measure)
+
+
 def watch_traffic_precision(
     store: Store,
     *,
@@ -207,7 +226,9 @@ def watch_traffic_precision(
     """Check every judged traffic series of ``measure`` (of one ``assessor`` and one
     ``retriever`` when given) for a drop; store each check (stream ``traffic_precision``)
     unless ``save`` is False. Raises NoJudgedWindowError (a ConfigError) when no traffic
-    window was judged, and ConfigError when ``baseline_window`` is not in a series."""
+    window was judged, ConfigError when ``baseline_window`` is not in a series, and
+    MeasureError for a measure no window stores (``window_measure``)."""
+    measure = window_measure(measure)
     points = [
         point
         for point in traffic_figure_series(

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from evalkit.alerts.model import Signal
 from evalkit.alerts.rules.base import RuleContext, RuleKind, RuleParams, close_unwatched
@@ -16,7 +16,9 @@ from evalkit.drift.traffic_precision import (
     DEFAULT_MIN_JUDGED_SHARE,
     NoJudgedWindowError,
     watch_traffic_precision,
+    window_measure,
 )
+from evalkit.errors import EvalkitError
 from evalkit.records import AlertSeverity
 from evalkit.records.requests import TRAFFIC_PRECISION_MEASURE
 from evalkit.store.alerts import has_tables
@@ -96,7 +98,7 @@ class TrafficPrecisionDropParams(RuleParams):
     measure: str = Field(
         default=TRAFFIC_PRECISION_MEASURE,
         description="Measure watched, as judged traffic windows store it (precision@K, "
-        "ndcg@K, hit_rate@K at the depth the windows were judged).",
+        "ndcg_judged@K, hit_rate@K at the depth the windows were judged).",
     )
     source: Literal["assessor", "assessor_logged"] = Field(
         default="assessor",
@@ -125,6 +127,14 @@ class TrafficPrecisionDropParams(RuleParams):
     )
     h_warning: float = Field(default=5.0, gt=0, description="Page-Hinkley warning threshold.")
     h_alert: float = Field(default=8.0, gt=0, description="Page-Hinkley alert threshold.")
+
+    @field_validator("measure")
+    @classmethod
+    def _window_measure(cls, name: str) -> str:
+        try:
+            return window_measure(name)
+        except EvalkitError as error:
+            raise ValueError(str(error)) from error
 
 
 def _traffic_watches(params: TrafficPrecisionDropParams, subject: str) -> bool:
