@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +36,12 @@ from evalkit.pipeline import (
     evaluate_goldset,
     newest_sample,
     replay_traffic_window,
+    traffic_cycle,
 )
-from evalkit.records.requests import GoldsetRunRequest
+from evalkit.pipeline.traffic_cycle import TrafficCycle, run_traffic_cycle
+from evalkit.records.requests import GoldsetRunRequest, TrafficCycleRequest
 from evalkit.retrievers.http import HttpRetriever
+from evalkit.scheduler.job_kinds import traffic as traffic_job
 from evalkit.store import RunSpec, Store
 from evalkit.store.access import StoreAccess
 from evalkit.store.answers import list_scorings
@@ -493,6 +497,74 @@ answers = false
     job_summary, command_summary = (summaries[run.run_id] for run in reversed(runs))
     assert job_summary["n_compared"] == N_LOGGED
     assert job_summary == command_summary
+
+
+def test_traffic_job_and_replay_command_run_the_one_traffic_cycle(
+    settings: Settings,
+    evalkit_home: Path,
+    retriever: FakeRetriever,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`evalkit traffic replay` and the `traffic` job each build a request and call
+    `run_traffic_cycle`: the same request but for the sample and the run's label, and the
+    same window figures and estimate stored."""
+    calls: list[tuple[TrafficCycleRequest, SampleSpec | None]] = []
+
+    def recording(*args: Any, **kwargs: Any) -> TrafficCycle:
+        calls.append((args[1], kwargs.get("draw")))
+        return run_traffic_cycle(*args, **kwargs)
+
+    monkeypatch.setattr(traffic_cycle, "run_traffic_cycle", recording)
+    monkeypatch.setattr(traffic_job, "run_traffic_cycle", recording)
+    with Store.open(settings.resolved_store_path) as opened:
+        save_goldset(opened, make_goldset())
+    logs = write_logs(evalkit_home.parent / "logs")
+    write_config(
+        evalkit_home,
+        monkeypatch,
+        f"""
+[[jobs]]
+name = "traffic-daily"
+kind = "traffic"
+paths = [{json.dumps(str(logs))}]
+window = "{DAY}"
+n = {N_LOGGED}
+seed = 1
+http_retriever = "{retriever.url}"
+k = 5
+embed_sample = 0
+answers = false
+estimate = true
+""",
+    )
+    calibrating = ["run", "--goldset", "gs", "--http-retriever", retriever.url, "--k", "5"]
+    assert invoke(calibrating) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    assert invoke(["jobs", "run", "traffic-daily", "--local", "--format", "json"]) == 0
+    job = json.loads(capsys.readouterr().out)["summary"]
+    replaying = ["traffic", "replay", "--window", DAY, "--http-retriever", retriever.url]
+    replaying += ["--k", "5", "--embed-sample", "0", "--no-answers", "--estimate"]
+    assert invoke([*replaying, "--format", "json"]) == 0
+    command = json.loads(capsys.readouterr().out)
+
+    (by_job, job_draw), (by_command, command_draw) = calls
+    assert job_draw is not None
+    assert job_draw.window.label == DAY
+    assert command_draw is None
+    assert by_command.window == DAY
+    assert by_job.replay is not None
+    assert by_job.replay.label == "traffic-daily"
+    assert replace(by_job, replay=replace(by_job.replay, label=None), window=DAY) == by_command
+    assert job["estimate"]["value"] is not None
+    assert job["estimate"]["value"] == command["estimate"]["figure"]["value"]
+    assert job["estimate"]["calibration_run"] == command["estimate"]["calibration_run"]
+    with Store.open(settings.resolved_store_path, read_only=True) as reading:
+        summaries = {
+            summary.run_id: window_figures(summary)
+            for summary in list_window_summaries(reading, window_label=DAY)
+        }
+    assert summaries[job["run_id"]] == summaries[command["run"]["run_id"]]
 
 
 def test_traffic_replay_command_lets_another_writer_have_the_store_while_it_replays(

@@ -43,6 +43,7 @@ from evalkit.records.requests import (
     DEFAULT_PROMOTED_TOP,
     DEFAULT_TRAFFIC_SAMPLE,
     TRAFFIC_REPLAY_DEFAULTS,
+    TrafficCycleRequest,
     TrafficReplayRequest,
 )
 
@@ -362,25 +363,15 @@ def replay(
     # The other commands' modules, here rather than at the top: `evalkit traffic --help`
     # then loads and lists `traffic` alone.
     from evalkit.cli.answers import print_answer_summaries
-    from evalkit.cli.judge import (
-        build_assessor,
-        print_window_estimate,
-        print_window_judging,
-        texts_to_judge,
-    )
-    from evalkit.errors import ConfigError, EvalkitError, NotFoundError, StoreError
-    from evalkit.pipeline import (
-        estimate_traffic_run,
-        judge_traffic_run,
-        newest_sample,
-        prepare_traffic_replay,
-        replay_traffic_window,
-    )
-    from evalkit.records.requests import JudgingRequest
+    from evalkit.cli.judge import print_window_estimate, print_window_judging, texts_to_judge
+    from evalkit.errors import ConfigError
+    from evalkit.pipeline.traffic_cycle import run_traffic_cycle
     from evalkit.retrievers.factory import build_retriever
 
     if window is not None and sample_id is not None:
         raise ConfigError("name what to replay: --window LABEL or --sample ID, not both")
+    if window is None and sample_id is None:
+        raise ConfigError("name what to replay: --window LABEL or --sample ID")
     options = retriever_options(
         collection=collection,
         chroma_url=chroma_url,
@@ -391,66 +382,39 @@ def replay(
         defer_model_check=True,
     )
     config = settings()
-    request = TrafficReplayRequest(
-        k=k,
-        compare_k=compare_k,
-        low_confidence_threshold=(
-            TRAFFIC_REPLAY_DEFAULTS.low_confidence_threshold
-            if low_confidence is None
-            else low_confidence
+    request = TrafficCycleRequest(
+        replay=TrafficReplayRequest.from_settings(
+            config,
+            k=k,
+            compare_k=compare_k,
+            low_confidence=low_confidence,
+            tenant_isolation=tenant_isolation,
+            embedding_sample_size=embed_sample,
+            answers=answers,
         ),
-        tenant_isolation=tenant_isolation,
-        embedding_sample_size=embed_sample,
-        answers=answers,
-        batch_size=config.query_batch_size,
+        sample_id=sample_id,
+        window=window,
+        judge=judge,
+        max_judgments=max_judgments,
+        estimate=estimate,
     )
     texts = texts_to_judge("--judge", corpus, collection, chroma_url) if judge else None
-    # Before the store is opened, so a judge misconfiguration is reported first.
-    setup = prepare_traffic_replay(request, config)
-    assessor = build_assessor() if judge else None
-    # Opened for each piece of work the replay does: the queries are sent without it.
-    access = CommandStore(purpose="traffic replay", config=config)
-    if sample_id is not None:
-        chosen = sample_id
-    elif window is not None:
-        with access.writer("traffic replay") as store:
-            chosen = newest_sample(store, window)
-    else:
-        raise ConfigError("name what to replay: --window LABEL or --sample ID")
-    retriever = build_retriever(options, config)
     with progress_bar("replaying traffic", enabled=output is OutputFormat.table) as bar:
-        outcome = replay_traffic_window(
-            access,
-            chosen,
-            retriever,
+        cycle = run_traffic_cycle(
+            # Opened for each piece of work the replay does: the queries are sent without it.
+            CommandStore(purpose="traffic replay", config=config),
             request,
-            setup=setup,
+            config,
+            partial(build_retriever, options, config),
+            texts=texts,
             progress=bar,
             answers_progress=bar.stage("scoring logged answers") if bar is not None else None,
-            close_retriever=True,
+            judging_progress=bar.stage("judging the window") if bar is not None else None,
         )
-    judged = None
-    if assessor is not None and texts is not None:
-        with progress_bar("judging the window", enabled=output is OutputFormat.table) as bar:
-            judged = judge_traffic_run(
-                access,
-                outcome.run.run_id,
-                assessor,
-                texts,
-                JudgingRequest(k=k, max_judgments=max_judgments),
-                progress=bar,
-            )
-    estimated = None
-    estimate_note = None
-    if estimate:
-        try:
-            estimated = estimate_traffic_run(access, outcome.run.run_id, k=k)
-        except EvalkitError as error:
-            if isinstance(error, StoreError) and not isinstance(error, NotFoundError):
-                raise
-            # The replay is stored whatever happens to the estimate: say why there is none.
-            estimate_note = str(error)
-            say(f"no estimate: {error}")
+    outcome, judged, estimated = cycle.replay, cycle.judged, cycle.estimate
+    assert outcome is not None, "the command's request replays"
+    if cycle.estimate_note is not None:
+        say(f"no estimate: {cycle.estimate_note}")
     scored = outcome.answers
     data: dict[str, Any] = {
         "run": outcome.run.to_dict(),
@@ -458,7 +422,11 @@ def replay(
         "answers": scored.to_dict(per_item=False) if scored else None,
         "judged": judged.to_dict() if judged else None,
         "estimate": (
-            estimated.to_dict() if estimated else {"note": estimate_note} if estimate else None
+            estimated.to_dict()
+            if estimated
+            else {"note": cycle.estimate_note}
+            if estimate
+            else None
         ),
     }
     if output is OutputFormat.json:

@@ -196,14 +196,15 @@ def sample_and_replay(
     *,
     setup: ReplaySetup | None = None,
     progress: Callable[[int, int], None] | None = None,
+    answers_progress: Callable[[int, int], None] | None = None,
     between: Callable[[], None] | None = None,
 ) -> WindowCycle:
     """Draw and store a sample of ``spec.window`` and replay it against the retriever that
     ``retriever`` builds (built only once the sample is drawn, and closed after the replay),
-    as the ``traffic`` job does every window; with ``retriever`` None the sample is only
-    drawn. ``between`` runs between the two (a job's check that it was cancelled). The
-    sample is drawn in a short stretch of ``store``; the replay holds it as
-    ``replay_traffic_window`` says.
+    as the ``traffic`` job's cycle does every window (``run_traffic_cycle``); with
+    ``retriever`` None the sample is only drawn. ``between`` runs between the two (a job's
+    check that it was cancelled). The sample is drawn in a short stretch of ``store``; the
+    replay holds it as ``replay_traffic_window`` says.
 
     Raises ConfigError when the window holds no traffic.
     """
@@ -220,6 +221,7 @@ def sample_and_replay(
         request,
         setup=setup,
         progress=progress,
+        answers_progress=answers_progress,
         close_retriever=True,
     )
     return WindowCycle(sample, replayed)

@@ -5,8 +5,9 @@ The CLI's options, the scheduler's job parameters and the pytest plugin build th
 pipeline takes them whole: ``GatePolicy`` for ``gate_against_baseline`` (``evalkit gate``,
 ``evalkit compare``, the pytest plugin), ``GoldsetRunRequest`` for a goldset run
 (``evalkit run``, the ``goldset_replay`` job, a gate's live candidate),
-``TrafficReplayRequest`` for a traffic replay (``evalkit traffic replay``, the ``traffic``
-job), ``JudgingRequest`` and ``AgreementRequest`` for relevance judging (``evalkit judge``),
+``TrafficReplayRequest`` for a traffic replay and ``TrafficCycleRequest`` for the cycle
+around it (``evalkit traffic replay``, the ``traffic`` job), ``JudgingRequest`` and
+``AgreementRequest`` for relevance judging (``evalkit judge``),
 ``GenerationRequest`` for a generated draft goldset (``evalkit goldset generate``),
 ``FusionRequest`` for a fused run (``evalkit fuse``). ``PairedTestSettings`` are the
 statistics of a comparison of two runs (``evalkit.stats.compare``), which a gate's policy,
@@ -60,6 +61,7 @@ __all__ = [
     "JudgingRequest",
     "LeaderboardRequest",
     "PairedTestSettings",
+    "TrafficCycleRequest",
     "TrafficReplayRequest",
     "measure_names",
 ]
@@ -373,6 +375,34 @@ class TrafficReplayRequest:
             raise ConfigError(f"rbo_p must be in (0, 1) (RBO's persistence), got {self.rbo_p}")
         _refuse_below("batch_size", self.batch_size, 1, "queries sent at a time")
 
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        k: int,
+        tenant_isolation: bool,
+        embedding_sample_size: int,
+        answers: bool,
+        compare_k: int | None = None,
+        low_confidence: float | None = None,
+        label: str | None = None,
+    ) -> TrafficReplayRequest:
+        """The request of a replay under ``settings`` (its query batch size), with the
+        replay's own fields; ``low_confidence`` None is the default threshold."""
+        return cls(
+            k=k,
+            compare_k=compare_k,
+            low_confidence_threshold=(
+                DEFAULT_LOW_CONFIDENCE if low_confidence is None else low_confidence
+            ),
+            tenant_isolation=tenant_isolation,
+            embedding_sample_size=embedding_sample_size,
+            answers=answers,
+            batch_size=settings.query_batch_size,
+            label=label,
+        )
+
 
 TRAFFIC_REPLAY_DEFAULTS: Final = TrafficReplayRequest()
 """``evalkit traffic replay`` and the ``traffic`` job."""
@@ -399,6 +429,37 @@ class JudgingRequest:
 
 JUDGING_DEFAULTS: Final = JudgingRequest()
 """``evalkit judge`` and ``--judge-holes``."""
+
+
+@dataclass(frozen=True, slots=True)
+class TrafficCycleRequest:
+    """One pass of the traffic cycle over a window's sample.
+
+    The sample is replayed as ``replay`` says (None: it is only drawn); the replayed top-k
+    is then labelled by the ``[judge]`` assessor with ``judge`` (at most ``max_judgments``
+    new pairs sent, None: no limit), and its precision@k estimated from the retriever's
+    calibrated scores with ``estimate``. The sample is ``sample_id`` (an id or a unique
+    prefix), else the newest stored sample of ``window``, unless the cycle draws one
+    itself (``evalkit.pipeline.traffic_cycle.run_traffic_cycle``'s ``draw``).
+    """
+
+    replay: TrafficReplayRequest | None = TRAFFIC_REPLAY_DEFAULTS
+    sample_id: str | None = None
+    window: str | None = None
+    judge: bool = False
+    max_judgments: int | None = JUDGING_DEFAULTS.max_judgments
+    estimate: bool = False
+
+    def __post_init__(self) -> None:
+        if self.sample_id is not None and self.window is not None:
+            raise ConfigError("name the sample to replay by its id or by its window, not both")
+        _refuse_below("max_judgments", self.max_judgments, 0, "new pairs sent")
+
+    @property
+    def judging(self) -> JudgingRequest:
+        """How the replayed window is judged: its top ``k``, within ``max_judgments``."""
+        k = TRAFFIC_REPLAY_DEFAULTS.k if self.replay is None else self.replay.k
+        return JudgingRequest(k=k, max_judgments=self.max_judgments)
 
 
 @dataclass(frozen=True, slots=True)

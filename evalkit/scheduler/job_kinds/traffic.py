@@ -19,24 +19,16 @@ from typing import TYPE_CHECKING, Any, Literal, Self
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from evalkit.clock import utc_now
-from evalkit.errors import ConfigError, EvalkitError, NotFoundError, StoreError
-from evalkit.judging.assessor import RelevanceAssessor
-from evalkit.pipeline import (
-    CollectionTexts,
-    CorpusTexts,
-    DocumentTexts,
-    estimate_traffic_run,
-    judge_traffic_run,
-    prepare_traffic_replay,
-    sample_and_replay,
-)
+from evalkit.errors import ConfigError
+from evalkit.pipeline import CollectionTexts, CorpusTexts, DocumentTexts
+from evalkit.pipeline.traffic_cycle import run_traffic_cycle
 from evalkit.records.requests import (
     DEFAULT_MIN_PER_STRATUM,
     DEFAULT_TRAFFIC_SAMPLE,
     JUDGING_DEFAULTS,
     MAX_K,
     TRAFFIC_REPLAY_DEFAULTS,
-    JudgingRequest,
+    TrafficCycleRequest,
     TrafficReplayRequest,
 )
 from evalkit.scheduler.job_kinds.base import (
@@ -303,37 +295,38 @@ def _traffic(ctx: JobContext, params: TrafficParams) -> JobOutcome:
     if empty:
         return JobOutcome(summary={**summary, "note": "no traffic ingested yet"})
     ctx.check_cancelled()
-    request = TrafficReplayRequest(
+    replay = TrafficReplayRequest.from_settings(
+        ctx.settings,
         k=params.k,
-        low_confidence_threshold=(
-            TRAFFIC_REPLAY_DEFAULTS.low_confidence_threshold
-            if params.low_confidence is None
-            else params.low_confidence
-        ),
+        low_confidence=params.low_confidence,
         tenant_isolation=params.tenant_isolation,
         embedding_sample_size=params.embed_sample,
         answers=params.answers,
-        batch_size=ctx.settings.query_batch_size,
         label=ctx.job,
     )
-    # Before the retriever is built: a judge misconfiguration costs no connection.
-    setup = prepare_traffic_replay(request, ctx.settings) if params.replay else None
-    assessor = RelevanceAssessor(ctx.settings.judge) if params.judge and params.replay else None
-    cycle = sample_and_replay(
+    cycle = run_traffic_cycle(
         access,
-        SampleSpec(
+        TrafficCycleRequest(
+            replay=replay if params.replay else None,
+            judge=params.judge,
+            max_judgments=params.max_judgments,
+            estimate=params.estimate,
+        ),
+        ctx.settings,
+        partial(params.build, ctx.settings),
+        texts=params.document_texts(ctx.settings) if params.judge else None,
+        draw=SampleSpec(
             window=window,
             n=params.n,
             seed=params.seed,
             stratify_by=parse_stratification(params.stratify_by),
             min_per_stratum=params.min_per_stratum,
         ),
-        partial(params.build, ctx.settings) if params.replay else None,
-        request,
-        setup=setup,
         progress=ctx.progress,
+        judging_progress=ctx.progress,
         between=ctx.check_cancelled,
     )
+    assert cycle.sample is not None, "the job draws its sample"
     summary["sample_id"] = cycle.sample.sample_id
     summary["n_sampled"] = cycle.sample.n_sampled
     replayed = cycle.replay
@@ -349,16 +342,8 @@ def _traffic(ctx: JobContext, params: TrafficParams) -> JobOutcome:
     if params.answers:
         scored = replayed.answers
         summary["answers"] = scored.to_dict(per_item=False) if scored else None
-    if assessor is not None:
-        ctx.check_cancelled()
-        judged = judge_traffic_run(
-            access,
-            run.run_id,
-            assessor,
-            params.document_texts(ctx.settings),
-            JudgingRequest(k=params.k, max_judgments=params.max_judgments),
-            progress=ctx.progress,
-        )
+    judged = cycle.judged
+    if judged is not None:
         summary["judged"] = {
             "judging": judged.judging.to_dict(),
             "figures": {
@@ -366,20 +351,16 @@ def _traffic(ctx: JobContext, params: TrafficParams) -> JobOutcome:
             },
             "agreement": judged.agreement.agreement_id if judged.agreement else None,
         }
-    if params.estimate:
-        try:
-            estimated = estimate_traffic_run(access, run.run_id, k=params.k)
-        except EvalkitError as error:
-            if isinstance(error, StoreError) and not isinstance(error, NotFoundError):
-                raise
-            summary["estimate"] = {"note": str(error)}
-        else:
-            summary["estimate"] = {
-                "value": estimated.figure.value,
-                "low": estimated.figure.low,
-                "high": estimated.figure.high,
-                "calibration_run": estimated.calibration_run.run_id,
-            }
+    estimated = cycle.estimate
+    if estimated is not None:
+        summary["estimate"] = {
+            "value": estimated.figure.value,
+            "low": estimated.figure.low,
+            "high": estimated.figure.high,
+            "calibration_run": estimated.calibration_run.run_id,
+        }
+    elif cycle.estimate_note is not None:
+        summary["estimate"] = {"note": cycle.estimate_note}
     return JobOutcome.of_run(run, summary)
 
 

@@ -1,0 +1,139 @@
+"""The traffic cycle: a window's sample chosen (drawn, or a stored one), replayed against the
+live retriever, labelled by the assessor and estimated from calibrated scores, as
+``evalkit traffic replay`` and the ``traffic`` job ask. Each holds the store only for short
+stretches (``replay_traffic_window``, ``judge_traffic_run``, ``estimate_traffic_run``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from evalkit.errors import ConfigError, EvalkitError, NotFoundError, StoreError
+from evalkit.judging.assessor import RelevanceAssessor
+from evalkit.pipeline.judge_pool import DocumentTexts, Progress
+from evalkit.pipeline.traffic import (
+    TrafficReplay,
+    newest_sample,
+    prepare_traffic_replay,
+    replay_traffic_window,
+    sample_and_replay,
+)
+from evalkit.pipeline.traffic_labels import (
+    WindowEstimate,
+    WindowJudging,
+    estimate_traffic_run,
+    judge_traffic_run,
+)
+from evalkit.records.requests import TRAFFIC_REPLAY_DEFAULTS, TrafficCycleRequest
+from evalkit.retrievers.base import SupportsRetrieve
+from evalkit.store.access import WriterAccess
+from evalkit.store.traffic import StoredSample
+from evalkit.traffic.sampling import SampleSpec
+
+if TYPE_CHECKING:
+    from evalkit.config import Settings
+
+__all__ = ["TrafficCycle", "run_traffic_cycle"]
+
+
+@dataclass(frozen=True, slots=True)
+class TrafficCycle:
+    """What a traffic cycle did: the sample it drew (None when it replayed a stored one),
+    the replay (None when the sample was only drawn), the window's judged figures and its
+    estimate (None when not asked for, or, for the estimate, when none could be made:
+    ``estimate_note`` says why)."""
+
+    sample: StoredSample | None
+    replay: TrafficReplay | None
+    judged: WindowJudging | None = None
+    estimate: WindowEstimate | None = None
+    estimate_note: str | None = None
+
+
+def run_traffic_cycle(
+    access: WriterAccess,
+    request: TrafficCycleRequest,
+    settings: Settings,
+    retriever: Callable[[], SupportsRetrieve],
+    *,
+    texts: DocumentTexts | None = None,
+    draw: SampleSpec | None = None,
+    progress: Progress | None = None,
+    answers_progress: Progress | None = None,
+    judging_progress: Progress | None = None,
+    between: Callable[[], None] | None = None,
+) -> TrafficCycle:
+    """Replay a window's sample against the retriever ``retriever`` builds, then judge and
+    estimate the replayed window, as ``request`` asks, under ``settings``.
+
+    With ``draw`` a new sample of its window is drawn and stored first (the ``traffic``
+    job), else the stored sample ``request`` names is replayed (``evalkit traffic
+    replay``). The ``[judge]`` settings and the assessor are checked, and the sample read,
+    before the retriever is built; the retriever is closed after the replay. ``texts``
+    gives the documents' texts the assessor reads (needed with ``request.judge``).
+    ``between`` runs after the sample is drawn and before the judging (a job's check that
+    it was cancelled). ``progress`` follows the replay, ``answers_progress`` the scoring of
+    the logged answers, ``judging_progress`` the judging.
+
+    The replay is stored whatever happens to the estimate: one that cannot be made (no
+    goldset run to calibrate on, too few scores) leaves ``estimate_note`` saying why; a
+    store that fails otherwise raises.
+    """
+    replay = request.replay
+    if request.judge and texts is None:
+        raise ConfigError("judging a traffic window needs the documents' texts")
+    # Before the store is opened: a judge misconfiguration costs no store and no retriever.
+    setup = prepare_traffic_replay(replay, settings) if replay is not None else None
+    assessor = RelevanceAssessor(settings.judge) if request.judge and replay is not None else None
+    sample = None
+    if draw is not None:
+        cycle = sample_and_replay(
+            access,
+            draw,
+            retriever if replay is not None else None,
+            replay or TRAFFIC_REPLAY_DEFAULTS,
+            setup=setup,
+            progress=progress,
+            answers_progress=answers_progress,
+            between=between,
+        )
+        sample, replayed = cycle.sample, cycle.replay
+    elif replay is None:
+        raise ConfigError("a traffic cycle that does not replay must draw its sample")
+    else:
+        sample_id = request.sample_id
+        if sample_id is None:
+            if request.window is None:
+                raise ConfigError("name the sample to replay: its id or its window")
+            with access.writer("traffic replay") as store:
+                sample_id = newest_sample(store, request.window)
+        replayed = replay_traffic_window(
+            access,
+            sample_id,
+            retriever(),
+            replay,
+            setup=setup,
+            progress=progress,
+            answers_progress=answers_progress,
+            close_retriever=True,
+        )
+    if replayed is None or replay is None:
+        return TrafficCycle(sample, replayed)
+    run_id = replayed.run.run_id
+    judged = None
+    if assessor is not None and texts is not None:
+        if between is not None:
+            between()
+        judged = judge_traffic_run(
+            access, run_id, assessor, texts, request.judging, progress=judging_progress
+        )
+    estimated, note = None, None
+    if request.estimate:
+        try:
+            estimated = estimate_traffic_run(access, run_id, k=replay.k)
+        except EvalkitError as error:
+            if isinstance(error, StoreError) and not isinstance(error, NotFoundError):
+                raise
+            note = str(error)
+    return TrafficCycle(sample, replayed, judged, estimated, note)
