@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from evalkit.retrievers.kinds import built_in_kinds
+
 if TYPE_CHECKING:
     from evalkit.retrievers.factory import RetrieverOptions
 
@@ -127,7 +129,7 @@ RetrieverSpec = Annotated[
     str | None,
     typer.Option(
         "--retriever",
-        help="Retriever kind (chroma, http, pgvector, qdrant, bm25, or a plug-in's) or "
+        help=f"Retriever kind ({', '.join(built_in_kinds())}, or a plug-in's) or "
         "module:factory of your own function returning a retriever (default: the "
         "[retriever] table of evalkit.toml; see docs/retrievers.md).",
     ),

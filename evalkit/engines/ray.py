@@ -33,6 +33,7 @@ from evalkit.engines.tables import number_query_table, write_query_table
 from evalkit.errors import ConfigError, RetrieverError
 from evalkit.extras import require
 from evalkit.records.requests import DEFAULT_RAY_ACTORS
+from evalkit.retrievers.kinds import RETRIEVER_KINDS
 
 if TYPE_CHECKING:
     from evalkit.config import JudgeSettings, Settings
@@ -218,17 +219,15 @@ class RayEngine:
         # anything is read or replayed.
         require("ray", "the Ray engine (--engine ray)")
         check_ray_address(self.address)
-        qdrant = self.settings.retriever.qdrant
-        local_qdrant = qdrant.path is not None and not qdrant.url
-        if local_qdrant and self.retriever.resolved_kind(self.settings) == "qdrant":
-            # Qdrant's local mode locks its folder for one client: every actor (and the
-            # driver) opens its own, so all but one would fail after the replay started.
-            raise ConfigError(
-                f"--engine ray cannot search Qdrant's local store ({qdrant.path}): one process "
-                "at a time may open it, and every Ray actor opens its own retriever. Serve "
-                "the collection with a Qdrant server ([retriever.qdrant] url), or replay with "
-                "--engine local"
-            )
+        # What the retriever's kind declares it cannot do on Ray (Qdrant's local store,
+        # which one process at a time may open) is refused before the replay starts.
+        try:
+            kind = RETRIEVER_KINDS.get(self.retriever.resolved_kind(self.settings))
+        except ConfigError:  # no retriever named: said where it is built, as before
+            kind = None
+        refusal = kind.on_ray(self.retriever, self.settings) if kind and kind.on_ray else None
+        if refusal is not None:
+            raise ConfigError(refusal)
 
     def preflight(self) -> None:
         """Raise what would stop the replay before its first query, so that the caller can

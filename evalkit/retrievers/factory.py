@@ -2,17 +2,17 @@
 
 Every entry point (``run``, ``gate``, ``traffic replay``, the scheduler's jobs) describes the
 retriever it wants with one frozen ``RetrieverOptions`` and calls ``build_retriever``; the
-kind picks the factory: a built-in kind (``chroma``, ``http``, or one registered with
-``register_retriever_kind``), ``factory`` (the user's ``module:attribute``), or else a
-plug-in installed under the entry-point group ``evalkit.retrievers`` (``plugins``). A
-built-in kind wins over a plug-in of the same name. Adapters are imported by their factory,
-so importing this module stays cheap.
+kind picks the factory: a built-in kind (``chroma``, ``http``, ... as ``retrievers.kinds``
+declares them, or one registered with ``register_retriever_kind``), ``factory`` (the user's
+``module:attribute``), or else a plug-in installed under the entry-point group
+``evalkit.retrievers`` (``plugins``). A built-in kind wins over a plug-in of the same name.
+Adapters are imported by their factory, so importing this module stays cheap.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,10 +28,10 @@ from evalkit.embedding import (
 )
 from evalkit.errors import ConfigError
 from evalkit.extras import require_all
-from evalkit.registry import register_named
 from evalkit.retrievers.base import Retriever, check_retriever
 from evalkit.retrievers.chroma_client import check_collection_name
 from evalkit.retrievers.http import HttpRetriever
+from evalkit.retrievers.kinds import RETRIEVER_KINDS, RetrieverKind, register_retriever_kind
 from evalkit.retrievers.plugins import (
     FACTORY_KIND,
     PluginRetriever,
@@ -123,28 +123,6 @@ class RetrieverOptions:
         )
 
 
-@dataclass(frozen=True)
-class RetrieverKind:
-    """A named way of building a retriever from options and settings."""
-
-    name: str
-    build: Callable[[RetrieverOptions, Settings], Retriever]
-    embeds_queries: bool = False
-    """Whether the kind embeds queries with ``[embedder]`` (a vector store searched by
-    vector), so a command may start loading that model before building it."""
-    takes_options: bool = False
-    """Whether the kind is built from ``factory_options`` (``--option``, ``[retriever]
-    options``); options given to a kind that takes none are refused, not ignored."""
-
-
-RETRIEVER_KINDS: dict[str, RetrieverKind] = {}
-
-
-def register_retriever_kind(kind: RetrieverKind) -> None:
-    """Make ``kind`` buildable by name; ConfigError if the name is taken."""
-    register_named(RETRIEVER_KINDS, kind, what="retriever kind")
-
-
 def build_retriever(options: RetrieverOptions, settings: Settings) -> Retriever:
     """The retriever ``options`` name, built by its registered kind.
 
@@ -165,7 +143,7 @@ def build_retriever(options: RetrieverOptions, settings: Settings) -> Retriever:
                 "kinds that take them (bm25, module:factory, plug-ins): docs/retrievers.md"
             )
         warn_if_shadowed(name)
-        return kind.build(options, settings)
+        return kind.built(options, settings)
     plugin = find_plugin(name)
     if plugin is None:
         built_in = ", ".join(sorted(set(RETRIEVER_KINDS) - {FACTORY_KIND}))
@@ -245,7 +223,8 @@ def _checked(retriever: PluginRetriever) -> Retriever:
     return retriever
 
 
-def _build_factory(options: RetrieverOptions, settings: Settings) -> Retriever:
+def build_factory(options: RetrieverOptions, settings: Settings) -> Retriever:
+    """The retriever of the user's ``module:attribute`` (kind ``factory``)."""
     if options.retriever and ":" in options.retriever:
         spec = options.retriever
     elif settings.retriever.factory:
@@ -263,10 +242,8 @@ def _build_factory(options: RetrieverOptions, settings: Settings) -> Retriever:
     )
 
 
-register_retriever_kind(RetrieverKind(FACTORY_KIND, _build_factory, takes_options=True))
-
-
-def _build_http(options: RetrieverOptions, settings: Settings) -> Retriever:
+def build_http(options: RetrieverOptions, settings: Settings) -> Retriever:
+    """The HTTP JSON endpoint ``options.http_url``, checked with a probe query."""
     if not options.http_url:
         raise ConfigError("the http retriever needs a URL (--http-retriever URL)")
     if options.where_key:
@@ -286,7 +263,8 @@ def _build_http(options: RetrieverOptions, settings: Settings) -> Retriever:
     return endpoint
 
 
-def _build_chroma(options: RetrieverOptions, settings: Settings) -> Retriever:
+def build_chroma(options: RetrieverOptions, settings: Settings) -> Retriever:
+    """The Chroma collection ``options.collection``, on a server or the embedded store."""
     require_all(("chromadb", *local_model_modules(settings)), "the Chroma retriever")
     # Chroma is heavy: only a Chroma retriever pays for it.
     from evalkit.retrievers.chroma import ChromaRetriever
@@ -334,7 +312,8 @@ def _vector_store_embedder(
     return _vector_query_embedder(options, settings, retriever)
 
 
-def _build_pgvector(options: RetrieverOptions, settings: Settings) -> Retriever:
+def build_pgvector(options: RetrieverOptions, settings: Settings) -> Retriever:
+    """The pgvector table of ``[retriever.pgvector]``."""
     embedder = _vector_store_embedder(options, settings, "psycopg", "the pgvector retriever")
     # psycopg is an optional extra: only a pgvector retriever imports it.
     from evalkit.retrievers.pgvector import PgvectorRetriever
@@ -348,7 +327,8 @@ def _build_pgvector(options: RetrieverOptions, settings: Settings) -> Retriever:
     )
 
 
-def _build_qdrant(options: RetrieverOptions, settings: Settings) -> Retriever:
+def build_qdrant(options: RetrieverOptions, settings: Settings) -> Retriever:
+    """The Qdrant collection of the options or ``[retriever.qdrant]``."""
     embedder = _vector_store_embedder(options, settings, "qdrant_client", "the qdrant retriever")
     # qdrant_client is an optional extra: only a Qdrant retriever imports it.
     from evalkit.retrievers.qdrant import QdrantRetriever
@@ -363,7 +343,8 @@ def _build_qdrant(options: RetrieverOptions, settings: Settings) -> Retriever:
     )
 
 
-def _build_bm25(options: RetrieverOptions, settings: Settings) -> Retriever:
+def build_bm25(options: RetrieverOptions, settings: Settings) -> Retriever:
+    """The bm25s index the options (``index=DIR``) name."""
     require_all(("bm25s",), "the bm25 retriever")
     # bm25s is an optional extra: only a bm25 retriever imports it.
     from evalkit.retrievers.bm25 import build_bm25_retriever
@@ -377,10 +358,3 @@ def _build_bm25(options: RetrieverOptions, settings: Settings) -> Retriever:
     if given is None:
         given = settings.retriever.options if settings.retriever.kind == "bm25" else {}
     return build_bm25_retriever(given)
-
-
-register_retriever_kind(RetrieverKind("http", _build_http))
-register_retriever_kind(RetrieverKind("bm25", _build_bm25, takes_options=True))
-register_retriever_kind(RetrieverKind("chroma", _build_chroma, embeds_queries=True))
-register_retriever_kind(RetrieverKind("pgvector", _build_pgvector, embeds_queries=True))
-register_retriever_kind(RetrieverKind("qdrant", _build_qdrant, embeds_queries=True))

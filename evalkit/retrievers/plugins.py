@@ -51,6 +51,7 @@ from evalkit.retrievers.base import (
     description_of,
     index_size_of,
 )
+from evalkit.retrievers.kinds import FACTORY_KIND
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -73,9 +74,6 @@ _T = TypeVar("_T")
 
 ENTRY_POINT_GROUP = "evalkit.retrievers"
 """The entry-point group a plug-in package declares its retriever factories in."""
-
-FACTORY_KIND = "factory"
-"""The kind of a retriever built by the user's own ``module:attribute`` factory."""
 
 MUST_RETURN = (
     "an evalkit Retriever (an object with retrieve(queries, k) -> list[QueryResult]), a "

@@ -39,31 +39,32 @@ from evalkit.retrievers.chroma_client import (
     get_collection,
     open_chroma_client,
 )
-from evalkit.retrievers.factory import RetrieverOptions
+from evalkit.retrievers.kinds import RETRIEVER_KINDS, listed
 
 if TYPE_CHECKING:
     from chromadb.api.models.Collection import Collection
 
     from evalkit.config import PgvectorSettings, QdrantSettings, Settings
+    from evalkit.retrievers.factory import RetrieverOptions
 
 __all__ = [
     "VERSION_COLUMNS",
-    "VERSION_KINDS",
     "ChromaVersions",
     "IndexVersions",
     "PgvectorVersions",
     "QdrantVersions",
+    "open_chroma_versions",
     "open_index_versions",
+    "open_pgvector_versions",
+    "open_qdrant_versions",
     "parse_time",
     "reads_index",
     "text_hash",
+    "version_kinds",
 ]
 
 VERSION_COLUMNS = ("doc_id", "content_hash", "text_hash", "indexed_at")
 """The columns of ``IndexVersions.versions``."""
-
-VERSION_KINDS = ("chroma", "pgvector", "qdrant")
-"""Retriever kinds whose index evalkit can read (``open_index_versions``)."""
 
 _PAGE = 1000
 
@@ -420,39 +421,60 @@ class QdrantVersions:
         self._client.close()
 
 
-def open_index_versions(options: RetrieverOptions, settings: Settings) -> IndexVersions:
-    """The reader of the index ``options`` name (a Chroma collection, the pgvector table or
-    the Qdrant collection of the settings); ConfigError for a retriever whose index evalkit
-    cannot read, with what to do instead."""
-    kind = options.resolved_kind(settings)
+def open_chroma_versions(options: RetrieverOptions, settings: Settings) -> IndexVersions:
+    """The versions of the Chroma collection ``options`` name, on its server or store."""
+    if not options.collection:
+        raise ConfigError("name the Chroma collection: --collection NAME")
+    url = options.chroma_url or settings.chroma_url
+    client = open_chroma_client(path=None if url else settings.resolved_chroma_path, url=url)
+    try:
+        collection = get_collection(client, options.collection)
+    except BaseException:
+        close_client(client)
+        raise
+    return ChromaVersions(collection, close=lambda: close_client(client))
+
+
+def open_pgvector_versions(_options: RetrieverOptions, settings: Settings) -> IndexVersions:
+    """The versions of the pgvector table of ``[retriever.pgvector]``."""
     time_field = settings.freshness.indexed_at_field
-    if kind == "chroma":
-        if not options.collection:
-            raise ConfigError("name the Chroma collection: --collection NAME")
-        url = options.chroma_url or settings.chroma_url
-        client = open_chroma_client(path=None if url else settings.resolved_chroma_path, url=url)
-        try:
-            collection = get_collection(client, options.collection)
-        except BaseException:
-            close_client(client)
-            raise
-        return ChromaVersions(collection, close=lambda: close_client(client))
-    if kind == "pgvector":
-        return PgvectorVersions(settings.retriever.pgvector, indexed_at_column=time_field)
-    if kind == "qdrant":
-        return QdrantVersions(
-            settings.retriever.qdrant, collection=options.collection, indexed_at_key=time_field
-        )
-    raise ConfigError(
-        f"evalkit cannot read the index behind the retriever {kind!r} (it reads Chroma, "
-        "pgvector and Qdrant): probe it instead (--method probe), which queries it with a "
-        "passage of each changed document"
+    return PgvectorVersions(settings.retriever.pgvector, indexed_at_column=time_field)
+
+
+def open_qdrant_versions(options: RetrieverOptions, settings: Settings) -> IndexVersions:
+    """The versions of the Qdrant collection of the options or ``[retriever.qdrant]``."""
+    return QdrantVersions(
+        settings.retriever.qdrant,
+        collection=options.collection,
+        indexed_at_key=settings.freshness.indexed_at_field,
     )
+
+
+def open_index_versions(options: RetrieverOptions, settings: Settings) -> IndexVersions:
+    """The reader of the index ``options`` name, as its kind declares it
+    (``RetrieverKind.index_versions``: a Chroma collection, the pgvector table or the Qdrant
+    collection of the settings); ConfigError for a retriever whose index evalkit cannot
+    read, with what to do instead."""
+    name = options.resolved_kind(settings)
+    kind = RETRIEVER_KINDS.get(name)
+    if kind is not None and kind.index_versions is not None:
+        return kind.open_versions(options, settings)
+    readable = listed([RETRIEVER_KINDS[known].shown for known in version_kinds()])
+    raise ConfigError(
+        f"evalkit cannot read the index behind the retriever {name!r} (it reads "
+        f"{readable}): probe it instead (--method probe), which queries it with a passage of "
+        "each changed document"
+    )
+
+
+def version_kinds() -> list[str]:
+    """The retriever kinds whose index evalkit can read (``open_index_versions``)."""
+    return [name for name, kind in RETRIEVER_KINDS.items() if kind.index_versions is not None]
 
 
 def reads_index(method: str, options: RetrieverOptions, settings: Settings) -> bool:
     """Whether a freshness check of ``method`` reads the index ``options`` name (``index``,
     or ``auto`` with an index evalkit can read) rather than probing the retriever."""
     return method == "index" or (
-        method == "auto" and options.resolved_kind(settings) in VERSION_KINDS
+        method == "auto" and options.resolved_kind(settings) in version_kinds()
     )

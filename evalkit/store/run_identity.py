@@ -6,10 +6,24 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from evalkit.retrievers.kinds import (
+    COLLECTION,
+    DEFAULT_IDENTITY,
+    RETRIEVER_KINDS,
+    Identity,
+    Joined,
+)
+
 if TYPE_CHECKING:
     from evalkit.store.runs import RunSpec
 
-__all__ = ["INDEXED_FINGERPRINT", "RETRIEVER_ID_SQL", "index_changed", "index_changed_sql"]
+__all__ = [
+    "INDEXED_FINGERPRINT",
+    "RETRIEVER_ID_SQL",
+    "index_changed",
+    "index_changed_sql",
+    "retriever_id_sql",
+]
 
 
 def _config_sql(name: str) -> str:
@@ -17,31 +31,57 @@ def _config_sql(name: str) -> str:
     return f"nullif(json_extract_string(retriever_config, '$.{name}'), '')"
 
 
-_URL_OR_PATH_SQL = f"coalesce({_config_sql('url')}, {_config_sql('path')})"
-_PG_SERVER_SQL = (
-    f"nullif(concat_ws('/', concat_ws(':', {_config_sql('host')}, {_config_sql('port')}),"
-    f" {_config_sql('dbname')}), '')"
-)
-_WHERE_SQL = (
-    "nullif(CASE retriever_kind"
-    # A table is searched on one server and database; runs stored before the table was
-    # recorded as their collection have it in their description.
-    " WHEN 'pgvector' THEN concat_ws('@',"
-    f"  coalesce(nullif(collection, ''), {_config_sql('table')}), {_PG_SERVER_SQL})"
-    # Collections of one name on two servers (or local stores) are two indexes.
-    f" WHEN 'qdrant' THEN concat_ws('@', nullif(collection, ''), {_URL_OR_PATH_SQL})"
-    f" ELSE coalesce(nullif(collection, ''), {_URL_OR_PATH_SQL}) END, '')"
-)
+def _alternative_sql(alternative: str | Joined, *, outer: bool = True) -> str:
+    if isinstance(alternative, Joined):
+        joined = ", ".join(_alternative_sql(part, outer=False) for part in alternative.fields)
+        text = f"concat_ws('{alternative.sep}', {joined})"
+        return f"nullif({text}, '')" if outer else text
+    if alternative == COLLECTION:
+        return "nullif(collection, '')"
+    return _config_sql(alternative)
+
+
+def _identity_sql(identity: Identity) -> str:
+    """SQL of where a run searched, as a kind's ``identity`` declares it."""
+    parts = [
+        _alternative_sql(part[0])
+        if len(part) == 1
+        else f"coalesce({', '.join(_alternative_sql(a) for a in part)})"
+        for part in identity
+    ]
+    return parts[0] if len(parts) == 1 else f"concat_ws('@', {', '.join(parts)})"
+
+
+def _where_sql() -> str:
+    """SQL of where a run searched, by the identity its kind declares (``RetrieverKind``)."""
+    declared = "".join(
+        f" WHEN '{name}' THEN {_identity_sql(kind.identity)}"
+        for name, kind in RETRIEVER_KINDS.items()
+        if kind.identity != DEFAULT_IDENTITY
+    )
+    default = _identity_sql(DEFAULT_IDENTITY)
+    if not declared:
+        return f"nullif({default}, '')"
+    return f"nullif(CASE retriever_kind{declared} ELSE {default} END, '')"
+
+
 _FACTORY_SQL = _config_sql("factory")
-RETRIEVER_ID_SQL = (
-    f"concat(CASE WHEN retriever_kind = 'factory' THEN coalesce({_FACTORY_SQL}, retriever_kind)"
-    # A fused run is named by its method: two fusions of one collection are two retrievers.
-    " WHEN retriever_kind = 'fusion' THEN concat_ws(' ', retriever_kind,"
-    "  nullif(json_extract_string(retriever_config, '$.method'), ''))"
-    f" ELSE retriever_kind END, ':' || {_WHERE_SQL},"
-    f" CASE WHEN {_FACTORY_SQL} IS NOT NULL THEN"
-    "  ' ' || nullif(json_extract(retriever_config, '$.options')::VARCHAR, '{}') END)"
-)
+
+
+def retriever_id_sql() -> str:
+    """``RETRIEVER_ID_SQL`` for the retriever kinds registered now."""
+    return (
+        f"concat(CASE WHEN retriever_kind = 'factory' THEN coalesce({_FACTORY_SQL}, retriever_kind)"
+        # A fused run is named by its method: two fusions of one collection are two retrievers.
+        " WHEN retriever_kind = 'fusion' THEN concat_ws(' ', retriever_kind,"
+        "  nullif(json_extract_string(retriever_config, '$.method'), ''))"
+        f" ELSE retriever_kind END, ':' || {_where_sql()},"
+        f" CASE WHEN {_FACTORY_SQL} IS NOT NULL THEN"
+        "  ' ' || nullif(json_extract(retriever_config, '$.options')::VARCHAR, '{}') END)"
+    )
+
+
+RETRIEVER_ID_SQL = retriever_id_sql()
 """SQL naming a run's retriever, over the ``runs`` columns: what tells two retrievers apart
 wherever runs are grouped by retriever (``runs list``, the dashboard's series, the default
 baseline of ``explain``, ``drift precision``, the precision alert rule).
@@ -52,8 +92,10 @@ Qdrant collection with its server or local store, ``qdrant:docs@http://qdrant:63
 user's own factory by its ``module:attribute`` and a plug-in by its name, each with where
 its retriever searches when it says, and the options it was called with as JSON (secrets
 masked), so ``mymod:make``, ``mymod:make_worse`` and ``mymod:make {"top":3}`` are three
-retrievers. Computed from what every run has recorded since plug-ins existed, so runs stored
-by earlier versions get theirs too.
+retrievers. Where a built-in kind searches is what its registration declares
+(``RetrieverKind.identity``); the others' is their collection, else their URL or path.
+Computed from what every run has recorded since plug-ins existed, so runs stored by earlier
+versions get theirs too.
 """
 
 

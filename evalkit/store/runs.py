@@ -29,6 +29,7 @@ from evalkit.errors import NotFoundError, StoreError, WorkInterruptedError
 from evalkit.records import QueryResult
 from evalkit.redaction import redact_known
 from evalkit.retrievers.base import SupportsRetrieve, description_of, fingerprints_of, index_size_of
+from evalkit.retrievers.kinds import COLLECTION, RETRIEVER_KINDS
 from evalkit.store.access import FileLock, store_sibling
 from evalkit.store.columns import json_text, json_value
 from evalkit.store.jobs import add_job_run_run
@@ -80,9 +81,11 @@ RUN_STATUSES: tuple[RunStatus, ...] = ("running", "complete", "partial", "failed
 
 
 def _collection_of(config: Mapping[str, Any]) -> str | None:
-    """What a retriever searches as its store names it, from its ``describe()``: the
-    collection, or the table of a pgvector retriever (which has no collection)."""
-    name = config.get("table") if config.get("kind") == "pgvector" else config.get("collection")
+    """What a retriever searches as its store names it, from its ``describe()``: the field
+    its kind declares (``RetrieverKind.collection_field``: the table of a pgvector
+    retriever, which has no collection), else the collection."""
+    kind = RETRIEVER_KINDS.get(str(config.get("kind")))
+    name = config.get(kind.collection_field if kind is not None else COLLECTION)
     return None if name is None else str(name)
 
 

@@ -21,7 +21,6 @@ a run whose index has changed since (by its index fingerprint) is not reused
 
 from evalkit.pipeline.sweep.file import (
     MAX_POINTS,
-    SEARCH_SETTINGS,
     SWEEP_KEYS,
     Sweep,
     SweepPoint,
@@ -42,7 +41,6 @@ from evalkit.pipeline.sweep.run import (
 
 __all__ = [
     "MAX_POINTS",
-    "SEARCH_SETTINGS",
     "SWEEP_KEYS",
     "PointRerun",
     "PointResult",

@@ -34,7 +34,6 @@ from evalkit.retrievers.factory import RetrieverOptions
 
 __all__ = [
     "MAX_POINTS",
-    "SEARCH_SETTINGS",
     "SWEEP_KEYS",
     "Sweep",
     "SweepPoint",
@@ -44,15 +43,6 @@ __all__ = [
 SWEEP_KEYS = ("k", "embedder", "collection", "ef_search", "probes")
 """The settings a point may set besides a factory's ``options.NAME``, in the order a
 point's settings are listed (its tags, its label)."""
-
-SEARCH_SETTINGS: dict[tuple[str, str], tuple[str, str]] = {
-    ("chroma", "ef_search"): ("chroma", "ef_search"),
-    ("pgvector", "ef_search"): ("pgvector", "hnsw_ef_search"),
-    ("pgvector", "probes"): ("pgvector", "ivfflat_probes"),
-    ("qdrant", "ef_search"): ("qdrant", "hnsw_ef"),
-}
-"""(retriever kind, sweep key) -> (``[retriever.TABLE]``, field) of the store search
-setting the key sets: what each store can set per query or session today."""
 
 MAX_POINTS = 1000
 """The most points a sweep runs unless its file's ``max_points`` (or ``evalkit sweep

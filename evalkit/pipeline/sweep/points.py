@@ -10,20 +10,22 @@ from typing import Any
 from evalkit.config import EmbedderSettings, Settings
 from evalkit.errors import ConfigError
 from evalkit.metrics import parse_measures
-from evalkit.pipeline.sweep.file import DEFAULT_EMBEDDER, SEARCH_SETTINGS, Sweep, SweepPoint
-from evalkit.retrievers.factory import RETRIEVER_KINDS, RetrieverOptions
-from evalkit.retrievers.plugins import FACTORY_KIND
+from evalkit.pipeline.sweep.file import DEFAULT_EMBEDDER, Sweep, SweepPoint
+from evalkit.retrievers.factory import RetrieverOptions
+from evalkit.retrievers.kinds import FACTORY_KIND, RETRIEVER_KINDS, listed
 
 __all__ = ["check_sweep", "point_depth", "point_options", "point_settings"]
 
 
 def check_sweep(sweep: Sweep, settings: Settings) -> str:
     """The retriever kind the sweep runs on under ``settings``; ConfigError naming the key
-    of a point that kind cannot set (``ef_search`` on an HTTP endpoint, ``options.NAME`` on
-    Chroma, an ``ef_search`` on a Chroma server, which keeps its searcher's value until it
-    restarts), or whose ``k`` is shallower than a measure's cutoff."""
+    of a point that kind cannot set, as the kind declares what it can (``ef_search`` on an
+    HTTP endpoint, ``options.NAME`` on Chroma, an ``ef_search`` on a Chroma server, which
+    keeps its searcher's value until it restarts), or whose ``k`` is shallower than a
+    measure's cutoff."""
+    options = sweep.retriever_options()
     try:
-        kind = sweep.retriever_options().resolved_kind(settings)
+        kind = options.resolved_kind(settings)
     except ConfigError as error:
         raise ConfigError(f"{sweep.path}: retriever: {error}") from error
     for point in sweep.points:
@@ -39,27 +41,29 @@ def check_sweep(sweep: Sweep, settings: Settings) -> str:
     built_in = RETRIEVER_KINDS.get(kind)
     takes_options = built_in is None or built_in.takes_options
     embeds = built_in is None or kind == FACTORY_KIND or built_in.embeds_queries
-    chroma_server = sweep.retriever.chroma_url or settings.chroma_url
+    searchable = built_in.search_settings if built_in is not None else {}
+    fixed = built_in.fixed_search if built_in is not None else None
+    with_collection = [name for name, known in RETRIEVER_KINDS.items() if known.takes_collection]
     for point in sweep.points:
         for key, _ in point.settings:
             problem: str | None = None
             if key in ("ef_search", "probes"):
-                if (kind, key) not in SEARCH_SETTINGS:
-                    able = sorted(name for name, setting in SEARCH_SETTINGS if setting == key)
+                if key not in searchable:
+                    able = sorted(
+                        name
+                        for name, known in RETRIEVER_KINDS.items()
+                        if key in known.search_settings
+                    )
                     problem = (
                         f"the {kind} retriever has no {key} evalkit can set (it can on "
                         f"{', '.join(able)})"
                     )
-                elif kind == "chroma" and chroma_server:
-                    problem = (
-                        f"the Chroma server at {chroma_server} keeps its searcher's ef_search "
-                        "until it restarts, and Chroma has no per-query ef_search; sweep it on "
-                        "an embedded store"
-                    )
+                elif fixed is not None:
+                    problem = fixed(options, settings)
             elif key == "embedder" and not embeds:
                 problem = f"the {kind} retriever embeds no queries with evalkit's embedder"
-            elif key == "collection" and kind not in ("chroma", "qdrant"):
-                problem = f"the {kind} retriever takes no collection (chroma and qdrant do)"
+            elif key == "collection" and kind not in with_collection:
+                problem = f"the {kind} retriever takes no collection ({listed(with_collection)} do)"
             elif key.startswith("options.") and not takes_options:
                 problem = (
                     f"the {kind} retriever takes no options (a module:factory retriever, a "
@@ -101,14 +105,15 @@ def point_options(sweep: Sweep, settings: Settings, point: SweepPoint) -> Retrie
 
 def point_settings(sweep: Sweep, settings: Settings, point: SweepPoint) -> Settings:
     """The settings of ``point``: the base ones with its embedder and store search
-    settings (``SEARCH_SETTINGS``)."""
+    settings (the ``[retriever.TABLE]`` field its kind declares for each:
+    ``RetrieverKind.search_settings``)."""
     kind = sweep.retriever_options().resolved_kind(settings)
     retriever = settings.retriever
     for key in ("ef_search", "probes"):
         value = point.get(key)
         if value is None:
             continue
-        table, field = SEARCH_SETTINGS[(kind, key)]
+        table, field = RETRIEVER_KINDS[kind].search_settings[key]
         section = getattr(retriever, table).model_copy(update={field: value})
         retriever = retriever.model_copy(update={table: section})
     updates: dict[str, Any] = {"retriever": retriever}
