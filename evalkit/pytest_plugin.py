@@ -64,6 +64,7 @@ from evalkit.records.requests import (
     GatePolicy,
     measure_names,
 )
+from evalkit.records.run_reference import RunReference, RunReferenceKind
 
 if TYPE_CHECKING:
     from evalkit.goldset import Goldset
@@ -545,14 +546,14 @@ class EvalkitGate:
             interval = f"{comparison.confidence:.0%} CI".replace("%", " %")
             headers = (*TABLE_HEADERS[:4], interval, *TABLE_HEADERS[5:])
             message = _regression_message(
-                outcome, [headers, *rows], coverage_note(comparison), baseline, reports
+                outcome, [headers, *rows], coverage_note(comparison), str(baseline), reports
             )
             pytest.fail(message, pytrace=False)
         if decision == "inconclusive":
             _apply(inconclusive, _inconclusive_reason(outcome))
         return outcome
 
-    def _baseline(self, spec: GateSpec) -> tuple[str, Path | None]:
+    def _baseline(self, spec: GateSpec) -> tuple[RunReference, Path | None]:
         """The baseline's reference, and the file to write a first run to (None: it exists,
         or it is a stored run)."""
         if spec.baseline is None:
@@ -560,21 +561,18 @@ class EvalkitGate:
                 f"{FIXTURE} needs baseline=: a TREC run file (written from the candidate on "
                 "the first run) or a stored run id"
             )
-        # Deferred as _gate's imports are: the store loads DuckDB and pandas, and a session
-        # that never gates loads nothing heavy (chroma, torch) or that.
-        from evalkit.store.export import is_run_export
-
         path = self._path(spec.baseline)
-        if path.is_file() or is_run_export(path):
-            return str(path), None  # a run export is imported, as `evalkit gate` does
+        named = RunReference.parse(str(path))
+        if named.kind is not RunReferenceKind.STORED:
+            return named, None  # a run export is imported, as `evalkit gate` does
         if isinstance(spec.baseline, str) and _RUN_ID.match(spec.baseline):
-            return spec.baseline, None
+            return RunReference.stored(spec.baseline), None
         if path.exists():
             raise ConfigError(
                 f"baseline {path} is neither a TREC run file nor a run export "
                 "(`evalkit runs export RUN --format parquet`)"
             )
-        return str(path), path
+        return RunReference(str(path), RunReferenceKind.FILE), path
 
     def _record(self, verdict: str, detail: str) -> None:
         self._node.user_properties.append(("evalkit_gate", verdict))

@@ -13,6 +13,7 @@ import pytest
 from evalkit.errors import ConfigError
 from evalkit.goldset.model import Goldset
 from evalkit.pipeline import evaluate_goldset
+from evalkit.pipeline.compared_runs import resolve_run
 from evalkit.records import Judgment, Query, QueryResult, ScoredDoc
 from evalkit.records.requests import GoldsetRunRequest, PairedTestSettings
 from evalkit.stats import (
@@ -237,7 +238,7 @@ def test_score_run_reads_a_trec_run_file_or_a_stored_run(store: Store, tmp_path:
         ]
     path.write_text("".join(lines))
 
-    from_file = score_run(store, str(path), ["recall@10"], judgments=judgments)
+    from_file = score_run(store, resolve_run(store, str(path)), ["recall@10"], judgments=judgments)
     assert from_file.run_id is None
     assert from_file.reference == str(path)
     assert from_file.per_query.loc["q01", "recall@10"] == pytest.approx(0.5)
@@ -250,7 +251,7 @@ def test_score_run_reads_a_trec_run_file_or_a_stored_run(store: Store, tmp_path:
     assert report.candidate == str(path)
     assert report.metric("recall@10").delta == pytest.approx(-0.75)
 
-    with pytest.raises(ConfigError, match="give --qrels or --goldset"):
-        score_run(store, str(path), ["recall@10"])
+    with pytest.raises(ConfigError, match="give qrels or goldset"):
+        score_run(store, resolve_run(store, str(path)), ["recall@10"])
     with pytest.raises(ConfigError, match="neither a run file nor a stored run"):
-        score_run(None, "20261121T101500-1a2b3c", ["recall@10"])
+        resolve_run(None, "20261121T101500-1a2b3c")

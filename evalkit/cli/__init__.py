@@ -31,7 +31,7 @@ import typer.core
 import typer.main
 import typer.models
 
-from evalkit.cli._output import OutputFormat, emit_json, err_console, visible
+from evalkit.cli._output import OutputFormat, emit_json, err_console, visible, with_flags
 from evalkit.errors import DUCKDB_INTERRUPTED, EvalkitError
 from evalkit.extras import missing_extra
 from evalkit.redaction import SecretLogFilter, redact_known
@@ -283,7 +283,7 @@ def invoke(argv: list[str] | None = None) -> int:
         error.show()
         return _json_error(args, "UsageError", error.format_message(), USAGE_ERROR)
     except EvalkitError as error:
-        message = redact_known(str(error))
+        message = redact_known(with_flags(str(error)))
         err_console.print(f"error: {visible(message)}", style="bold red", markup=False)
         problems = [
             {"path": p.path, "line": p.line, "field": p.field, "message": redact_known(p.detail)}

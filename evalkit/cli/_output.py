@@ -43,7 +43,22 @@ __all__ = [
     "settings",
     "table",
     "visible",
+    "with_flags",
 ]
+
+SETTING_FLAGS: Mapping[str, str] = {
+    "(failed_as_zero)": "(--failed-as-zero)",
+    "qrels or goldset": "--qrels or --goldset",
+}
+"""How a message raised below the CLI names a setting, and the flags the CLI gives it by."""
+
+
+def with_flags(message: str) -> str:
+    """``message`` with each setting it names (``SETTING_FLAGS``) named by its flag."""
+    for setting, flag in SETTING_FLAGS.items():
+        message = message.replace(setting, flag)
+    return message
+
 
 # Piped output (CI logs, files) would otherwise be cut to 80 columns, squashing tables.
 _PIPED_WIDTH = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160

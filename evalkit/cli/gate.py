@@ -47,6 +47,7 @@ from evalkit.records.requests import (
     GatePolicy,
     LeaderboardRequest,
 )
+from evalkit.records.run_reference import RunReference, RunReferenceKind
 
 if TYPE_CHECKING:
     from evalkit.config import Settings
@@ -165,15 +166,14 @@ def _print(outcome: GateOutcome) -> None:
     console.print(f"decision: {report.decision.value}", markup=False)
 
 
-def _exports(*references: str | None) -> bool:
+def _exports(*references: RunReference | None) -> bool:
     """Whether any of ``references`` is a run export, which is imported into the store
     before it is compared, so the store is opened for writing; unless this process cannot
     write it (a read-only mount, a CI artifact): an export of a run it holds is then
     compared read-only, and another is refused saying why (``import_run``)."""
-    from evalkit.store.export import is_run_export
-
     if not any(
-        reference is not None and is_run_export(Path(reference)) for reference in references
+        reference is not None and reference.kind is RunReferenceKind.EXPORT
+        for reference in references
     ):
         return False
     path = settings().resolved_store_path
@@ -307,9 +307,10 @@ def compare(
         with open_store(write=False, purpose="compare") as opened:
             named = select_runs(opened, goldset=goldset, tag=tag, last=last)
     scoring_goldset = _goldset(goldset, goldset_format, goldset_split, goldset_topics, "compare")
+    references = [RunReference.parse(reference) for reference in named]
     if len(named) == 2 and output is not CompareFormat.latex:
         _compare_two(
-            named,
+            references,
             _policy(measure, alpha, min_effect, resamples, seed, worst, failed_as_zero),
             goldset=scoring_goldset,
             qrels=qrels,
@@ -317,7 +318,7 @@ def compare(
         )
         return
     _compare_many(
-        named,
+        references,
         LeaderboardRequest(
             measures=tuple(measure or LEADERBOARD_DEFAULTS.measures),
             alpha=alpha,
@@ -334,7 +335,7 @@ def compare(
 
 
 def _compare_two(
-    runs: list[str],
+    runs: list[RunReference],
     policy: GatePolicy,
     *,
     goldset: str | Goldset | None,
@@ -361,7 +362,7 @@ def _compare_two(
 
 
 def _compare_many(
-    runs: list[str],
+    runs: list[RunReference],
     request: LeaderboardRequest,
     *,
     goldset: str | Goldset | None,
@@ -493,11 +494,13 @@ def gate(
     config = settings()
     configured = config.retriever
     live = named_live or (candidate is None and bool(configured.kind or configured.factory))
-    target: str | RetrieverOptions
+    base = RunReference.parse(baseline)
+    named_candidate = RunReference.parse(candidate) if candidate is not None else None
+    target: RunReference | RetrieverOptions
     if live:
         target = live_options
-    elif candidate is not None:
-        target = candidate
+    elif named_candidate is not None:
+        target = named_candidate
     else:
         raise ConfigError(
             "name the candidate: --candidate RUN_OR_FILE, or a live retriever "
@@ -508,9 +511,9 @@ def gate(
     with progress_bar(replaying, enabled=live and output is OutputFormat.table) as bar:
         outcome = gate_against_baseline(
             _command_store(
-                write=live or _exports(baseline, candidate), purpose="gate", config=config
+                write=live or _exports(base, named_candidate), purpose="gate", config=config
             ),
-            baseline,
+            base,
             target,
             policy=_with_latency(
                 _policy(measure, alpha, min_effect, resamples, seed, worst, failed_as_zero),

@@ -16,13 +16,14 @@ from evalkit.errors import ConfigError, InputError, RetrieverError, StoreError
 from evalkit.goldset.jsonl import QUERIES_FILE
 from evalkit.goldset.model import Goldset
 from evalkit.metrics.defaults import DefaultMeasures, default_measures_for
+from evalkit.pipeline.compared_runs import comparison_judgments, resolve_run, score_reference
 from evalkit.pipeline.goldset_run import evaluate_goldset
-from evalkit.pipeline.leaderboard import comparison_judgments, run_reference
 from evalkit.pipeline.runs import RunOutcome, _session, default_measures
 from evalkit.records.requests import GATE_DEFAULTS, GatePolicy, GoldsetRunRequest, measure_names
+from evalkit.records.run_reference import RunReference, RunReferenceKind
 from evalkit.retrievers.base import SupportsRetrieve
 from evalkit.retrievers.factory import RetrieverOptions, build_retriever
-from evalkit.stats.compare import ComparisonReport, compare_scored, score_run
+from evalkit.stats.compare import ComparisonReport, RunFile, compare_scored
 from evalkit.stats.decision import Decision, overall_decision
 from evalkit.stats.latency_check import (
     LatencyCheck,
@@ -145,8 +146,8 @@ def replay_candidate(
 
 def gate_against_baseline(
     store: WriterAccess | None,
-    baseline: str,
-    candidate: str | SupportsRetrieve | RetrieverOptions,
+    baseline: str | RunReference,
+    candidate: str | RunReference | SupportsRetrieve | RetrieverOptions,
     *,
     policy: GatePolicy = GATE_DEFAULTS,
     goldset: str | Goldset | None = None,
@@ -159,8 +160,9 @@ def gate_against_baseline(
     """The gate's workflow, which ``evalkit gate``, ``evalkit compare`` and the pytest plugin
     share: score ``baseline``, get the candidate, score it, compare the two.
 
-    ``baseline`` is a stored run id, a run export (imported first: ``run_reference``) or a
-    TREC run file; so is ``candidate`` when it is a string, else it is a live retriever (a
+    ``baseline`` is a stored run id, a run export (imported first: ``resolve_run``) or a
+    TREC run file, parsed (``RunReference.parse``) when given as a string; so is
+    ``candidate`` when it is a string or a ``RunReference``, else it is a live retriever (a
     ready one, or ``RetrieverOptions`` built with ``settings``, default the loaded settings)
     replayed now on ``goldset`` (``replay_candidate``) and stored as a run labelled
     ``label``. Both runs are scored with the judgments of ``qrels`` or ``goldset``
@@ -186,24 +188,22 @@ def gate_against_baseline(
     replayed: RunRecord | None = None
     defaults: DefaultMeasures | None = None
     gold: Goldset | None = goldset if isinstance(goldset, Goldset) else None
+    baseline = RunReference.parse(baseline)
     with _session(store, "gate") as opened:
         judgments = comparison_judgments(opened, goldset, qrels)
         # A judged query the baseline's run file has no line for is taken as not asked (a
         # query added to the goldset since), never as a 0 the candidate would gain on.
-        base = score_run(
-            opened,
-            run_reference(opened, baseline),
-            measures,
-            judgments=judgments,
-            complete=False,
+        base = score_reference(
+            opened, resolve_run(opened, baseline), measures, judgments=judgments, complete=False
         )
-        if isinstance(candidate, str):
-            reference = run_reference(opened, candidate)
+        reference: str | RunFile
+        if isinstance(candidate, str | RunReference):
+            reference = resolve_run(opened, candidate)
         elif goldset is None or opened is None:
             raise ConfigError("a live candidate needs --goldset NAME to replay")
         else:
             gold = gold or load_stored_goldset(opened, str(goldset))
-    if not isinstance(candidate, str) and store is not None and gold is not None:
+    if not isinstance(candidate, str | RunReference) and store is not None and gold is not None:
         # Replayed as `evalkit run` replays, the store given back meanwhile: writing each
         # batch into a store held open slowed every query (p50 1.7 ms against `evalkit
         # run`'s 1.0 ms), which a latency gate took for a regression of the candidate.
@@ -221,7 +221,7 @@ def gate_against_baseline(
         replayed, defaults = live.run, live.default_measures
         reference = replayed.run_id
     with _session(store, "gate") as opened:
-        cand = score_run(opened, reference, measures, judgments=judgments)
+        cand = score_reference(opened, reference, measures, judgments=judgments)
         latencies = (
             (
                 run_latencies(opened, base.reference, base.run_id),
@@ -296,7 +296,7 @@ def _below_working_directory(path: Path) -> str:
         return str(path)
 
 
-def _gate_subject(gold: Goldset | None, qrels: Path | None, baseline: str) -> str | None:
+def _gate_subject(gold: Goldset | None, qrels: Path | None, baseline: RunReference) -> str | None:
     """The file a gate's verdict is about: the goldset's queries file (its source, when that
     is a file), else the qrels file, else the baseline run file (None when the baseline is a
     stored run id). CI reporters annotate files, not folders."""
@@ -307,7 +307,8 @@ def _gate_subject(gold: Goldset | None, qrels: Path | None, baseline: str) -> st
         return _below_working_directory(source)
     if qrels is not None:
         return str(qrels)
-    return baseline if Path(baseline).is_file() else None
+    named_file = baseline.kind is not RunReferenceKind.STORED and baseline.path.is_file()
+    return baseline.text if named_file else None
 
 
 def gate_reports(outcome: GateOutcome, *, dashboard_url: str | None = None) -> tuple[str, str]:

@@ -1,10 +1,6 @@
 """Many runs ranked with corrected statistics: ``evalkit compare RUN RUN RUN ...``, a sweep's
-leaderboard and the dashboard's Leaderboard page.
-
-What a comparison of runs is scored with lives here too, since the gate (two runs), the
-leaderboard (many) and a sweep share it: the judgments (``comparison_judgments``) and what a
-run reference names (``run_reference``: a run export is imported first).
-"""
+leaderboard and the dashboard's Leaderboard page. What the runs are scored with (the runs
+named, the judgments) is ``evalkit.pipeline.compared_runs``, which the gate shares."""
 
 from __future__ import annotations
 
@@ -17,11 +13,11 @@ import pandas as pd
 
 from evalkit.errors import ConfigError, RetrieverError
 from evalkit.goldset.model import Goldset
-from evalkit.metrics import read_qrels, repeat_in_file
-from evalkit.metrics.ranking import repeated_judgment
+from evalkit.pipeline.compared_runs import comparison_judgments, resolve_run, score_reference
 from evalkit.pipeline.runs import _session
 from evalkit.records.requests import LEADERBOARD_DEFAULTS, LeaderboardRequest
-from evalkit.stats.compare import ScoredRun, score_run
+from evalkit.records.run_reference import RunReference
+from evalkit.stats.compare import ScoredRun
 from evalkit.stats.leaderboard import (
     LatencySummary,
     Leaderboard,
@@ -39,8 +35,6 @@ from evalkit.stats.leaderboard_render import (
 from evalkit.stats.paired import with_failed_as_zero
 from evalkit.store import RunRecord, Store
 from evalkit.store.access import WriterAccess
-from evalkit.store.export import import_run, is_run_export
-from evalkit.store.goldsets import judgments_frame, load_stored_goldset
 from evalkit.store.runs import get_run, list_runs, run_queries
 
 __all__ = [
@@ -52,6 +46,10 @@ __all__ = [
     "run_reference",
     "select_runs",
 ]
+
+
+run_reference = resolve_run
+"""``resolve_run``, by the name the package has exported it under."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,50 +114,6 @@ def describe_run(record: RunRecord) -> str:
     return f"{spec.retriever_kind}{f' {method}' if method else ''} k={spec.k}"
 
 
-def comparison_judgments(
-    store: Store | None, goldset: str | Goldset | None, qrels: Path | None
-) -> pd.DataFrame | None:
-    """The judgments runs are scored with: a TREC qrels file, or a goldset (a stored
-    goldset's name, or a loaded ``Goldset``); None when neither is given (a stored run is
-    then scored with its own goldset's judgments)."""
-    if qrels is not None and goldset is not None:
-        raise ConfigError("give --qrels or --goldset, not both")
-    if qrels is not None:
-        judgments = read_qrels(qrels)
-        repeated = judgments[judgments.duplicated(["query_id", "doc_id"])]
-        if not repeated.empty:
-            # Found here, where the file is known, rather than when a run is scored on it.
-            query_id, doc_id = str(repeated["query_id"].iloc[0]), str(repeated["doc_id"].iloc[0])
-            raise repeat_in_file(repeated_judgment(query_id, doc_id), qrels)
-        return judgments
-    if isinstance(goldset, Goldset):
-        return pd.DataFrame(
-            {
-                "query_id": [judgment.query_id for judgment in goldset.judgments],
-                "doc_id": [judgment.doc_id for judgment in goldset.judgments],
-                "relevance": [judgment.relevance for judgment in goldset.judgments],
-            }
-        )
-    if goldset is not None:
-        if store is None:
-            raise ConfigError(f"no store to read goldset {goldset!r} from")
-        return judgments_frame(store, load_stored_goldset(store, goldset).version)
-    return None
-
-
-def run_reference(store: Store | None, reference: str) -> str:
-    """``reference`` as ``score_run`` takes it: a run export (``is_run_export``: a Parquet
-    export's directory or its ``run.json``) is imported into ``store`` (``import_run``,
-    idempotent) and named by its run id, so that it is compared as the stored run it was,
-    with its provenance; a stored run id or a TREC run file is returned as it is."""
-    path = Path(reference)
-    if not is_run_export(path):
-        return reference
-    if store is None:
-        raise ConfigError(f"{reference} is a run export: comparing it needs a store to import it")
-    return import_run(store, path).run_id
-
-
 def select_runs(
     store: Store, *, goldset: str | None = None, tag: str | None = None, last: int | None = None
 ) -> list[str]:
@@ -197,7 +151,7 @@ def replay_latency(store: Store, run_id: str) -> LatencySummary | None:
 
 def leaderboard_of_runs(
     store: WriterAccess | None,
-    references: Sequence[str],
+    references: Sequence[str | RunReference],
     request: LeaderboardRequest = LEADERBOARD_DEFAULTS,
     *,
     goldset: str | Goldset | None = None,
@@ -215,17 +169,21 @@ def leaderboard_of_runs(
     """
     if len(references) < 2:
         raise ConfigError(f"a leaderboard compares at least two runs, got {len(references)}")
-    if len(set(references)) != len(references):
-        repeated = sorted({r for r in references if list(references).count(r) > 1})
+    texts = [str(reference) for reference in references]
+    if len(set(texts)) != len(texts):
+        repeated = sorted({r for r in texts if texts.count(r) > 1})
         raise ConfigError(f"run named twice: {', '.join(repeated)}")
     measures = list(request.measures)
     with _session(store, "compare") as opened:
         judgments = comparison_judgments(opened, goldset, qrels)
-        names = [run_reference(opened, reference) for reference in references]
-        records = [_stored(opened, name) for name in names]
+        runs = [resolve_run(opened, reference) for reference in references]
+        records = [
+            get_run(opened, run) if opened is not None and isinstance(run, str) else None
+            for run in runs
+        ]
         if judgments is None:
             _one_goldset(records)
-        scored = [score_run(opened, name, measures, judgments=judgments) for name in names]
+        scored = [score_reference(opened, run, measures, judgments=judgments) for run in runs]
         latency = {
             run.reference: summary
             for run, record in zip(scored, records, strict=True)
@@ -265,12 +223,6 @@ def _with_unjudged(board: Leaderboard, scored: Sequence[ScoredRun]) -> Leaderboa
         n_dropped=len(set().union(*held)) - board.n_queries,
         dropped_by_run=tuple(len(queries) - board.n_queries for queries in held),
     )
-
-
-def _stored(store: Store | None, reference: str) -> RunRecord | None:
-    if store is None or Path(reference).is_file():
-        return None
-    return get_run(store, reference)
 
 
 def _one_goldset(records: Sequence[RunRecord | None]) -> None:

@@ -2,12 +2,13 @@
 the dashboard share.
 
 A run is first scored for comparison (``score_stored_run`` for a stored run,
-``score_run_file`` for a TREC run file, ``score_run`` for either by name): its ranked
-results, its per-query values of the measures and the judgments used, with the queries
-whose retrieval failed listed apart. ``compare_scored`` (or ``compare_stored_runs`` from two
-run ids) then runs ``compare_runs`` on two scored runs and returns one frozen
-``ComparisonReport``: the per-measure deltas, intervals,
-p-values and decisions, the worst-regressed queries of each measure with the relevant
+``score_run_file`` for a TREC run file's rows, ``score_run`` for either, as
+``evalkit.pipeline.compared_runs.resolve_run`` gives them; this module never reads a
+file): its ranked results, its per-query values of the measures and the judgments used,
+with the queries whose retrieval failed listed apart. ``compare_scored`` (or
+``compare_stored_runs`` from two run ids) then runs ``compare_runs`` on two scored runs and
+returns one frozen ``ComparisonReport``: the per-measure deltas, intervals, p-values and
+decisions, the worst-regressed queries of each measure with the relevant
 documents they lost and gained, and the failed queries of each run.
 
 The partial-run rule lives here: a failed query is never dropped as if it had not been
@@ -17,23 +18,14 @@ asked. By default a run with failed queries is refused (``FailedQueriesError``);
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import pandas as pd
 
-from evalkit.errors import ConfigError, InputError, NotFoundError
-from evalkit.metrics import (
-    Evaluator,
-    RepeatedPairError,
-    parse_measure,
-    parse_measures,
-    read_run,
-    repeat_in_file,
-)
+from evalkit.errors import ConfigError, InputError
+from evalkit.metrics import Evaluator, parse_measure, parse_measures
 from evalkit.records.requests import PAIRED_TEST_DEFAULTS, PairedTestSettings, measure_names
 from evalkit.stats.decision import Decision
 from evalkit.stats.paired import (
@@ -51,8 +43,10 @@ if TYPE_CHECKING:
     from evalkit.store import Store
 
 __all__ = [
+    "JUDGMENT_SETTINGS",
     "UNCUT_DEPTH",
     "ComparisonReport",
+    "RunFile",
     "ScoredRun",
     "compare_scored",
     "compare_stored_runs",
@@ -68,6 +62,19 @@ UNCUT_DEPTH: Final = 1000
 a cutoff (``map``, ``mrr``, ``r_precision``): the 1000 documents per query a TREC run
 conventionally holds."""
 
+JUDGMENT_SETTINGS: Final = "qrels or goldset"
+"""The settings that give a comparison its judgments, as this module's errors name them (the
+CLI names its flags instead)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunFile:
+    """A TREC run file's rows as read (``query_id``, ``doc_id``, ``score``), and the file's
+    name as the user gave it (``reference``)."""
+
+    reference: str
+    results: pd.DataFrame
+
 
 @dataclass(frozen=True, slots=True)
 class ScoredRun:
@@ -77,7 +84,7 @@ class ScoredRun:
     stored runs. Queries whose retrieval failed are absent from ``per_query`` and named in
     ``failed`` (judged ones only), so that a comparison never mistakes them for queries the
     run was not asked (see ``compare_scored``). Queries the run holds that ``judgments`` do
-    not cover (other judgments than its own: ``--goldset``, ``--qrels``) cannot be scored
+    not cover (other judgments than its own: a goldset or qrels given) cannot be scored
     and are named in ``unjudged``, so that a comparison can say it left them out.
     """
 
@@ -97,14 +104,14 @@ class ScoredRun:
 
 
 def score_run_file(
-    path: Path,
+    run: RunFile,
     judgments: pd.DataFrame,
     measures: Sequence[str],
     *,
     relevance_threshold: int = 1,
     complete: bool = True,
 ) -> ScoredRun:
-    """Score a TREC run file on ``judgments``; judged queries missing from it score 0.
+    """Score a TREC run file's rows on ``judgments``; judged queries missing from it score 0.
 
     A file has no line for a query that retrieved nothing, so it cannot tell one from a query
     it was never asked: with ``complete`` false, judged queries missing from it are left out
@@ -112,22 +119,16 @@ def score_run_file(
 
     A file none of whose queries is judged (empty, or numbering its queries otherwise) is
     refused (``InputError``): scored, every query would be 0, a regression that is not one;
-    so is a file that lists a document twice for a query (``RepeatedPairError``, naming the
-    file and the lines).
+    a file that lists a document twice for a query raises ``RepeatedPairError``.
     """
-    results = read_run(path)
-    _require_judged_queries("the run file", results["query_id"], judgments, path=str(path))
+    results = run.results
+    _require_judged_queries("the run file", results["query_id"], judgments, path=run.reference)
     evaluator = Evaluator(
         judgments, parse_measures(measures), relevance_threshold=relevance_threshold
     )
-    try:
-        evaluation = evaluator.evaluate(results, complete=complete)
-    except RepeatedPairError as error:
-        # A document listed twice is found once the rows are indexed, after the file was
-        # read: name the file and the lines here, where the file is known.
-        raise repeat_in_file(error, path) from error
+    evaluation = evaluator.evaluate(results, complete=complete)
     return ScoredRun(
-        reference=str(path),
+        reference=run.reference,
         run_id=None,
         results=results,
         per_query=evaluation.per_query,
@@ -163,7 +164,7 @@ def score_stored_run(
     if judgments is None:
         if run.spec.goldset_version is None:
             raise ConfigError(
-                f"run {run.run_id} has no goldset; pass judgments (--qrels or --goldset)"
+                f"run {run.run_id} has no goldset; pass judgments ({JUDGMENT_SETTINGS})"
             )
         judgments = judgments_frame(store, run.spec.goldset_version)
     stored = run_results(store, run.run_id)
@@ -227,50 +228,23 @@ def _require_judged_queries(
 
 def score_run(
     store: Store | None,
-    reference: str,
+    run: str | RunFile,
     measures: Sequence[str],
     *,
     judgments: pd.DataFrame | None = None,
     complete: bool = True,
 ) -> ScoredRun:
-    """Score ``reference``, a TREC run file (scored on ``judgments``; ``complete`` as
-    ``score_run_file`` takes it) or a stored run id."""
-    path = Path(reference)
-    if path.is_file():
+    """Score ``run``: a run file's rows (on ``judgments``; ``complete`` as ``score_run_file``
+    takes it) or the id of a run ``store`` holds (``score_stored_run``)."""
+    if isinstance(run, RunFile):
         if judgments is None:
-            raise ConfigError(f"{reference} is a run file: give --qrels or --goldset to score it")
-        return score_run_file(path, judgments, measures, complete=complete)
+            raise ConfigError(
+                f"{run.reference} is a run file: give {JUDGMENT_SETTINGS} to score it"
+            )
+        return score_run_file(run, judgments, measures, complete=complete)
     if store is None:
-        raise ConfigError(
-            f"{reference!r} is neither a run file nor a stored run (there is no store yet)"
-        )
-    try:
-        get_run(store, reference)
-    except NotFoundError as error:
-        raise NotFoundError(_unknown_reference(store, reference, error)) from error
-    return score_stored_run(store, reference, measures, judgments=judgments)
-
-
-# What a run id, or a prefix of one, looks like (``20261121T183500-3f9a1c``): such a reference
-# that names no run, or several, keeps the store's own message.
-_RUN_ID_PREFIX: Final = re.compile(r"[0-9]{1,8}(T[0-9]{0,6}(-[0-9a-f]{0,6})?)?")
-
-
-def _unknown_reference(store: Store, reference: str, error: NotFoundError) -> str:
-    """Why ``reference`` names no run: a mistyped path read as "no run 'x.run' in the
-    store" sent users to `evalkit runs list` for what is a file they meant."""
-    path = Path(reference)
-    if path.is_dir():
-        return (
-            f"{reference} is a folder but not a run export (it holds no run.json; `evalkit runs "
-            f"export RUN --format parquet --output DIR` writes one), nor a run in {store.path}"
-        )
-    if not _RUN_ID_PREFIX.fullmatch(reference):
-        return (
-            f"{reference!r} is not a run file or run export (there is no {path.absolute()}), "
-            f"nor a run in {store.path}; list runs with `evalkit runs list`"
-        )
-    return str(error)
+        raise ConfigError(f"no store to read run {run!r} from")
+    return score_stored_run(store, run, measures, judgments=judgments)
 
 
 def document_depth(measure: str) -> int:

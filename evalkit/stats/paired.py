@@ -309,7 +309,7 @@ class FailedQueriesError(RetrieverError):
         super().__init__(
             f"{'; '.join(parts)}: a comparison needs every query answered, and leaving a "
             "failed query out would hide the worst outcome. Replay the run again once the "
-            "retriever answers, or count each failed query as 0 (--failed-as-zero)."
+            "retriever answers, or count each failed query as 0 (failed_as_zero)."
         )
 
 

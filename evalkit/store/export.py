@@ -41,6 +41,7 @@ from evalkit.errors import ConfigError, InputError, StoreError
 from evalkit.files import create_beside
 from evalkit.goldset.trec import TREC_SEPARATORS
 from evalkit.jsonsafe import REPEATED_KEY, finite_or_null, noting_repeated_keys
+from evalkit.records.run_reference import RUN_EXPORT_FILE, is_run_export
 from evalkit.store.retention import require_per_query_rows
 from evalkit.store.runs import RunRecord, RunSpec, get_run, insert_run, is_run_id
 
@@ -64,14 +65,13 @@ __all__ = [
 EXPORT_FORMATS: tuple[str, ...] = ("trec", "jsonl", "parquet")
 """The formats ``export_run`` writes."""
 
-PARQUET_FILES: tuple[str, ...] = ("results.parquet", "queries.parquet", "run.json")
+PARQUET_FILES: tuple[str, ...] = ("results.parquet", "queries.parquet", RUN_EXPORT_FILE)
 """The files of a Parquet export directory."""
 
 GOLDSET_FILES: tuple[str, ...] = ("goldset_queries.parquet", "judgments.parquet")
 """The files a Parquet export of a goldset run adds: its goldset version's queries and
 judgments, as the store holds them."""
 
-_RUN_FILE = "run.json"
 _FINISHED = ("complete", "partial", "failed")
 
 _BATCH_ROWS = 50_000
@@ -349,14 +349,6 @@ class RunImport:
             "results": self.n_results,
             "goldset_stored": self.goldset_stored,
         }
-
-
-def is_run_export(path: Path) -> bool:
-    """Whether ``path`` names a Parquet run export: a directory holding ``run.json``, or
-    that ``run.json`` itself."""
-    if path.is_dir():
-        return (path / _RUN_FILE).is_file()
-    return path.name == _RUN_FILE and path.is_file()
 
 
 def import_run(store: Store, path: Path) -> RunImport:
