@@ -55,7 +55,9 @@ def fake_kind() -> Iterator[RetrieverKind]:
         f"{__name__}:build_fake",
         identity=((COLLECTION,), (Joined(":", ("host", "port")),)),
         search_settings={"probes": ("pgvector", "ivfflat_probes")},
+        takes_options=True,
         takes_collection=True,
+        lexical=True,
         on_ray=_not_on_ray,
         index_versions=f"{__name__}:open_fake_versions",
     )
@@ -167,3 +169,18 @@ def test_the_retriever_option_s_help_lists_the_registered_kinds() -> None:
     help_text = get_args(RetrieverSpec)[1].help
     assert f"Retriever kind ({', '.join(built_in_kinds())}, or a plug-in's)" in help_text
     assert built_in_kinds()[:5] == ["chroma", "http", "pgvector", "qdrant", "bm25"]
+
+
+def test_options_and_a_lexical_index_are_told_as_the_kind_declares(
+    fake_kind: RetrieverKind, tmp_path: Path
+) -> None:
+    from evalkit.cli.runs import documents_without_vectors
+
+    options = RetrieverOptions(http_url="http://127.0.0.1:9", factory_options={"top": 3})
+    with pytest.raises(ConfigError, match=f"take them \\(bm25, {FAKE}, module:factory, plug-ins"):
+        build_retriever(options, Settings(home=tmp_path))
+    size = {"documents": 10, "vectors": 0}
+    assert documents_without_vectors({"retriever": FAKE, "index_size": size}) is None
+    told = documents_without_vectors({"retriever": "chroma", "index_size": size})
+    assert told is not None
+    assert "cannot be retrieved" in told

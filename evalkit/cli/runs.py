@@ -289,16 +289,15 @@ def unfinished_indexing(data: Mapping[str, object]) -> str | None:
     )
 
 
-LEXICAL_RETRIEVERS = frozenset({"bm25"})
-"""Retriever kinds whose index holds no vectors by design: it records 0 vectors, and every
-document can still be retrieved."""
-
-
 def documents_without_vectors(data: Mapping[str, object]) -> str | None:
     """What to tell about a run whose index held documents without a vector when it started
     (a pgvector row whose embedding is NULL): no query could retrieve them. None otherwise,
-    and for a lexical index (``LEXICAL_RETRIEVERS``), which retrieves without vectors."""
-    if data.get("retriever") in LEXICAL_RETRIEVERS:
+    and for an index its kind declares lexical (``RetrieverKind.lexical``: it records 0
+    vectors, and every document can still be retrieved)."""
+    from evalkit.retrievers.kinds import RETRIEVER_KINDS
+
+    kind = RETRIEVER_KINDS.get(str(data.get("retriever")))
+    if kind is not None and kind.lexical:
         return None
     size = cast(Mapping[str, Any], data.get("index_size") or {})
     documents, vectors = size.get("documents"), size.get("vectors")

@@ -31,7 +31,12 @@ from evalkit.extras import require_all
 from evalkit.retrievers.base import Retriever, check_retriever
 from evalkit.retrievers.chroma_client import check_collection_name
 from evalkit.retrievers.http import HttpRetriever
-from evalkit.retrievers.kinds import RETRIEVER_KINDS, RetrieverKind, register_retriever_kind
+from evalkit.retrievers.kinds import (
+    RETRIEVER_KINDS,
+    RetrieverKind,
+    built_in_kinds,
+    register_retriever_kind,
+)
 from evalkit.retrievers.plugins import (
     FACTORY_KIND,
     PluginRetriever,
@@ -140,7 +145,8 @@ def build_retriever(options: RetrieverOptions, settings: Settings) -> Retriever:
             given = ", ".join(sorted(options.factory_options))
             raise ConfigError(
                 f"the {name} retriever takes no options ({given} given); options are for the "
-                "kinds that take them (bm25, module:factory, plug-ins): docs/retrievers.md"
+                f"kinds that take them ({', '.join(_optioned())}, module:factory, plug-ins): "
+                "docs/retrievers.md"
             )
         warn_if_shadowed(name)
         return kind.built(options, settings)
@@ -169,6 +175,11 @@ def build_retriever(options: RetrieverOptions, settings: Settings) -> Retriever:
             plugin, settings, options=options.factory_options, where_key=options.where_key
         )
     )
+
+
+def _optioned() -> list[str]:
+    """The built-in kinds a user gives options to (``RetrieverKind.takes_options``)."""
+    return [name for name in built_in_kinds() if RETRIEVER_KINDS[name].takes_options]
 
 
 def query_embedder_ahead(options: RetrieverOptions, settings: Settings) -> LazyEmbedder | None:

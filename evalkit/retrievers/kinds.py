@@ -98,6 +98,8 @@ class RetrieverKind:
     takes_collection: bool = False
     on_ray: Refusal | None = None
     index_versions: str | None = None
+    lexical: bool = False
+    """Whether its index holds no vectors by design (0 vectors is no fault)."""
     title: str | None = None
     """The kind's name in a sentence (``Chroma``); None: its ``name``."""
 
@@ -213,7 +215,9 @@ register_retriever_kind(
         index_versions=f"{_VERSIONS}:open_qdrant_versions",
     )
 )
-register_retriever_kind(RetrieverKind("bm25", f"{_FACTORY}:build_bm25", takes_options=True))
+register_retriever_kind(
+    RetrieverKind("bm25", f"{_FACTORY}:build_bm25", takes_options=True, lexical=True)
+)
 register_retriever_kind(
     RetrieverKind(FACTORY_KIND, f"{_FACTORY}:build_factory", takes_options=True)
 )

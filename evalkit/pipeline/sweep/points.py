@@ -12,7 +12,7 @@ from evalkit.errors import ConfigError
 from evalkit.metrics import parse_measures
 from evalkit.pipeline.sweep.file import DEFAULT_EMBEDDER, Sweep, SweepPoint
 from evalkit.retrievers.factory import RetrieverOptions
-from evalkit.retrievers.kinds import FACTORY_KIND, RETRIEVER_KINDS, listed
+from evalkit.retrievers.kinds import FACTORY_KIND, RETRIEVER_KINDS, built_in_kinds, listed
 
 __all__ = ["check_sweep", "point_depth", "point_options", "point_settings"]
 
@@ -65,9 +65,10 @@ def check_sweep(sweep: Sweep, settings: Settings) -> str:
             elif key == "collection" and kind not in with_collection:
                 problem = f"the {kind} retriever takes no collection ({listed(with_collection)} do)"
             elif key.startswith("options.") and not takes_options:
+                optioned = [n for n in built_in_kinds() if RETRIEVER_KINDS[n].takes_options]
                 problem = (
                     f"the {kind} retriever takes no options (a module:factory retriever, a "
-                    "plug-in or bm25 does)"
+                    f"plug-in or {listed(optioned)} does)"
                 )
             if problem is not None:
                 raise ConfigError(
