@@ -28,6 +28,9 @@ if TYPE_CHECKING:
     from evalkit.pipeline.answers import score_answer_file as score_answer_file
     from evalkit.pipeline.audit import AuditOutcome as AuditOutcome
     from evalkit.pipeline.audit import audit_collection as audit_collection
+    from evalkit.pipeline.compared_runs import comparison_judgments as comparison_judgments
+    from evalkit.pipeline.compared_runs import resolve_run as resolve_run
+    from evalkit.pipeline.compared_runs import score_reference as score_reference
     from evalkit.pipeline.drift import DriftOutcome as DriftOutcome
     from evalkit.pipeline.drift import check_drift_documents as check_drift_documents
     from evalkit.pipeline.drift import check_drift_embeddings as check_drift_embeddings
@@ -73,11 +76,9 @@ if TYPE_CHECKING:
     from evalkit.pipeline.judging import HolesOutcome as HolesOutcome
     from evalkit.pipeline.judging import judge_run_holes as judge_run_holes
     from evalkit.pipeline.leaderboard import RunLeaderboard as RunLeaderboard
-    from evalkit.pipeline.leaderboard import comparison_judgments as comparison_judgments
     from evalkit.pipeline.leaderboard import describe_run as describe_run
     from evalkit.pipeline.leaderboard import leaderboard_of_runs as leaderboard_of_runs
     from evalkit.pipeline.leaderboard import replay_latency as replay_latency
-    from evalkit.pipeline.leaderboard import run_reference as run_reference
     from evalkit.pipeline.leaderboard import select_runs as select_runs
     from evalkit.pipeline.model_check import check_drift_model as check_drift_model
     from evalkit.pipeline.review import ItemDetails as ItemDetails

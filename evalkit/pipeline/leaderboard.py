@@ -39,17 +39,11 @@ from evalkit.store.runs import get_run, list_runs, run_queries
 
 __all__ = [
     "RunLeaderboard",
-    "comparison_judgments",
     "describe_run",
     "leaderboard_of_runs",
     "replay_latency",
-    "run_reference",
     "select_runs",
 ]
-
-
-run_reference = resolve_run
-"""``resolve_run``, by the name the package has exported it under."""
 
 
 @dataclass(frozen=True, slots=True)
