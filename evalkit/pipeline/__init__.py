@@ -118,7 +118,6 @@ if TYPE_CHECKING:
     from evalkit.pipeline.traffic import newest_sample as newest_sample
     from evalkit.pipeline.traffic import prepare_traffic_replay as prepare_traffic_replay
     from evalkit.pipeline.traffic import replay_traffic_window as replay_traffic_window
-    from evalkit.pipeline.traffic import sample_and_replay as sample_and_replay
     from evalkit.pipeline.traffic_labels import WindowEstimate as WindowEstimate
     from evalkit.pipeline.traffic_labels import WindowJudging as WindowJudging
     from evalkit.pipeline.traffic_labels import calibration_key as calibration_key

@@ -1,7 +1,6 @@
-"""Traffic workflows: replay a stored sample of production traffic and store the run, or
-draw a window's sample and replay it in one go (the ``traffic`` job); either way without
+"""Traffic replay: replay a stored sample of production traffic and store the run, without
 holding the store during the replay when given a ``WriterAccess`` that does not keep it
-open."""
+open. The whole cycle (sample, replay, judge, estimate) is ``pipeline.traffic_cycle``'s."""
 
 from __future__ import annotations
 
@@ -23,14 +22,13 @@ from evalkit.retrievers.base import SupportsRetrieve
 from evalkit.store import RunRecord, Store
 from evalkit.store.access import WriterAccess
 from evalkit.store.runs import get_run
-from evalkit.store.traffic import StoredSample, StoredWindowSummary, list_samples
+from evalkit.store.traffic import StoredWindowSummary, list_samples
 from evalkit.traffic.replay import (
     embed_window,
     plan_replay,
     save_window_summary,
     window_embedding_sample,
 )
-from evalkit.traffic.sampling import SampleSpec, sample_window
 from evalkit.traffic.windows import parse_window
 
 if TYPE_CHECKING:
@@ -178,50 +176,3 @@ def newest_sample(store: Store, window: str) -> str:
             f"`evalkit traffic sample --window {label}`"
         )
     return samples[0].sample_id
-
-
-@dataclass(frozen=True, slots=True)
-class WindowCycle:
-    """A window sampled (``sample``) and, when asked, replayed (``replay``)."""
-
-    sample: StoredSample
-    replay: TrafficReplay | None
-
-
-def sample_and_replay(
-    store: WriterAccess,
-    spec: SampleSpec,
-    retriever: Callable[[], SupportsRetrieve] | None,
-    request: TrafficReplayRequest,
-    *,
-    setup: ReplaySetup | None = None,
-    progress: Callable[[int, int], None] | None = None,
-    answers_progress: Callable[[int, int], None] | None = None,
-    between: Callable[[], None] | None = None,
-) -> WindowCycle:
-    """Draw and store a sample of ``spec.window`` and replay it against the retriever that
-    ``retriever`` builds (built only once the sample is drawn, and closed after the replay),
-    as the ``traffic`` job's cycle does every window (``run_traffic_cycle``); with
-    ``retriever`` None the sample is only drawn. ``between`` runs between the two (a job's
-    check that it was cancelled). The sample is drawn in a short stretch of ``store``; the
-    replay holds it as ``replay_traffic_window`` says.
-
-    Raises ConfigError when the window holds no traffic.
-    """
-    with store.writer("traffic: drawing the sample") as writing:
-        sample = sample_window(writing, spec)
-    if retriever is None:
-        return WindowCycle(sample, None)
-    if between is not None:
-        between()
-    replayed = replay_traffic_window(
-        store,
-        sample.sample_id,
-        retriever(),
-        request,
-        setup=setup,
-        progress=progress,
-        answers_progress=answers_progress,
-        close_retriever=True,
-    )
-    return WindowCycle(sample, replayed)

@@ -17,7 +17,6 @@ from evalkit.pipeline.traffic import (
     newest_sample,
     prepare_traffic_replay,
     replay_traffic_window,
-    sample_and_replay,
 )
 from evalkit.pipeline.traffic_labels import (
     WindowEstimate,
@@ -25,11 +24,11 @@ from evalkit.pipeline.traffic_labels import (
     estimate_traffic_run,
     judge_traffic_run,
 )
-from evalkit.records.requests import TRAFFIC_REPLAY_DEFAULTS, TrafficCycleRequest
+from evalkit.records.requests import TrafficCycleRequest
 from evalkit.retrievers.base import SupportsRetrieve
 from evalkit.store.access import WriterAccess
 from evalkit.store.traffic import StoredSample
-from evalkit.traffic.sampling import SampleSpec
+from evalkit.traffic.sampling import SampleSpec, sample_window
 
 if TYPE_CHECKING:
     from evalkit.config import Settings
@@ -76,9 +75,10 @@ def run_traffic_cycle(
     it was cancelled). ``progress`` follows the replay, ``answers_progress`` the scoring of
     the logged answers, ``judging_progress`` the judging.
 
-    The replay is stored whatever happens to the estimate: one that cannot be made (no
-    goldset run to calibrate on, too few scores) leaves ``estimate_note`` saying why; a
-    store that fails otherwise raises.
+    The sample is drawn in a short stretch of the store (ConfigError when the window holds
+    no traffic). The replay is stored whatever happens to the estimate: one that cannot be
+    made (no goldset run to calibrate on, too few scores) leaves ``estimate_note`` saying
+    why; a store that fails otherwise raises.
     """
     replay = request.replay
     if request.judge and texts is None:
@@ -86,40 +86,34 @@ def run_traffic_cycle(
     # Before the store is opened: a judge misconfiguration costs no store and no retriever.
     setup = prepare_traffic_replay(replay, settings) if replay is not None else None
     assessor = RelevanceAssessor(settings.judge) if request.judge and replay is not None else None
-    sample = None
+    sample: StoredSample | None = None
     if draw is not None:
-        cycle = sample_and_replay(
-            access,
-            draw,
-            retriever if replay is not None else None,
-            replay or TRAFFIC_REPLAY_DEFAULTS,
-            setup=setup,
-            progress=progress,
-            answers_progress=answers_progress,
-            between=between,
-        )
-        sample, replayed = cycle.sample, cycle.replay
+        with access.writer("traffic: drawing the sample") as writing:
+            sample = sample_window(writing, draw)
+        if replay is None:
+            return TrafficCycle(sample, None)
+        if between is not None:
+            between()
+        sample_id = sample.sample_id
     elif replay is None:
         raise ConfigError("a traffic cycle that does not replay must draw its sample")
-    else:
+    elif request.sample_id is not None:
         sample_id = request.sample_id
-        if sample_id is None:
-            if request.window is None:
-                raise ConfigError("name the sample to replay: its id or its window")
-            with access.writer("traffic replay") as store:
-                sample_id = newest_sample(store, request.window)
-        replayed = replay_traffic_window(
-            access,
-            sample_id,
-            retriever(),
-            replay,
-            setup=setup,
-            progress=progress,
-            answers_progress=answers_progress,
-            close_retriever=True,
-        )
-    if replayed is None or replay is None:
-        return TrafficCycle(sample, replayed)
+    elif request.window is None:
+        raise ConfigError("name the sample to replay: its id or its window")
+    else:
+        with access.writer("traffic replay") as store:
+            sample_id = newest_sample(store, request.window)
+    replayed = replay_traffic_window(
+        access,
+        sample_id,
+        retriever(),
+        replay,
+        setup=setup,
+        progress=progress,
+        answers_progress=answers_progress,
+        close_retriever=True,
+    )
     run_id = replayed.run.run_id
     judged = None
     if assessor is not None and texts is not None:
