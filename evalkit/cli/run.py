@@ -32,8 +32,8 @@ from evalkit.cli._retriever import (
     WhereKey,
     retriever_options,
 )
-from evalkit.cli._store import CommandStore, open_store
-from evalkit.errors import ConfigError, RetrieverError
+from evalkit.cli._store import CommandStore
+from evalkit.errors import RetrieverError
 from evalkit.records.requests import (
     DEFAULT_GOLDSET_FORMAT,
     DEFAULT_GOLDSET_SPLIT,
@@ -143,14 +143,23 @@ def run(
     from evalkit.cli.answers import print_answer_summaries
     from evalkit.cli.judge import build_assessor, print_holes, texts_to_judge
     from evalkit.cli.runs import documents_without_vectors, print_run, unfinished_indexing
-    from evalkit.engines import RayEngine, check_engine
-    from evalkit.retrievers.factory import build_retriever, query_embedder_ahead
+    from evalkit.pipeline.goldset_run import run_goldset
 
     texts = texts_to_judge("--judge-holes", corpus, collection, chroma_url) if judge_holes else None
     assessor = build_assessor() if judge_holes else None
     config = settings()
-    request = GoldsetRunRequest.from_settings(
-        config, k=k, measures=measure, label=label, answers=answers, tags=tag or ()
+    request = dataclasses.replace(
+        GoldsetRunRequest.from_settings(
+            config, k=k, measures=measure, label=label, answers=answers, tags=tag or ()
+        ),
+        goldset=goldset,
+        goldset_version=goldset_version,
+        goldset_format=goldset_format,
+        goldset_split=goldset_split,
+        goldset_topics=goldset_topics,
+        engine=engine,
+        ray_address=ray_address,
+        ray_actors=ray_actors,
     )
     options = retriever_options(
         collection=collection,
@@ -161,59 +170,15 @@ def run(
         allow_model_mismatch=allow_model_mismatch,
         options=option,
     )
-    on_ray = (
-        RayEngine(options, config, address=ray_address, actors=ray_actors)
-        if check_engine(engine) == "ray"
-        else None
+    outcome = run_goldset(
+        CommandStore("run", config=config),
+        request,
+        config,
+        options,
+        progress_bar=lambda name: progress_bar(
+            f"replaying {name}", enabled=output is OutputFormat.table
+        ),
     )
-    # The query model loads in the background while the store, the goldset and the
-    # retriever are opened, then embeds the goldset's queries ahead of the replay: the
-    # model's native code runs while this thread imports and opens things.
-    embedder = query_embedder_ahead(options, config)
-    try:
-        from evalkit.pipeline import resolve_goldset
-        from evalkit.store.goldsets import load_stored_goldset
-
-        # The store is held only to read the goldset and, after the replay, to record the
-        # run: other writers (a goldset import, a scheduled job) need not wait for the replay.
-        with open_store(write=True, purpose="run", config=config) as store:
-            chosen = resolve_goldset(
-                store,
-                goldset,
-                format=goldset_format,
-                split=goldset_split,
-                topics=goldset_topics,
-            )
-            if not isinstance(chosen, str) and goldset_version is not None:
-                raise ConfigError(
-                    f"--goldset-version picks a stored goldset's version; {goldset} is read "
-                    f"from its files (version {chosen.version})"
-                )
-            gold = (
-                load_stored_goldset(store, chosen, goldset_version)
-                if isinstance(chosen, str)
-                else chosen
-            )
-        if embedder is not None and on_ray is None:
-            embedder.prefetch([query.text for query in gold.queries])
-        from evalkit.pipeline import evaluate_goldset
-
-        retriever = build_retriever(dataclasses.replace(options, query_embedder=embedder), config)
-        with progress_bar(f"replaying {gold.name}", enabled=output is OutputFormat.table) as bar:
-            outcome = evaluate_goldset(
-                CommandStore("run", config=config),
-                gold,
-                retriever,
-                request,
-                progress=bar,
-                answers_progress=bar.stage("scoring answers") if bar is not None else None,
-                close_retriever=True,
-                engine=on_ray,
-                make_current=not isinstance(chosen, str),
-            )
-    finally:
-        if embedder is not None:
-            embedder.close()
     holes = None
     if assessor is not None and texts is not None:
         from evalkit.pipeline import judge_run_holes
@@ -261,7 +226,7 @@ def run(
             console.print(
                 NEXT_STEPS.format(
                     run_id=outcome.run.run_id,
-                    goldset=gold.name,
+                    goldset=outcome.run.spec.goldset_name,
                     collection=collection or "NAME",
                     where=f" --where-key {where_key}" if where_key else "",
                     store=config.resolved_store_path,

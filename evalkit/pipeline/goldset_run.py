@@ -1,7 +1,9 @@
 """One goldset run: replay a goldset against a live retriever, score it on the goldset's
 judgments and store everything. ``evalkit run``, the scheduled job, the gate's live
-candidate and a gate's first baseline all make this run. ``resolve_goldset`` tells what a
-goldset argument names (a stored goldset or files), for them and for a sweep."""
+candidate and a gate's first baseline all make this run (``evaluate_goldset``); ``evalkit
+run`` and the job start from a goldset argument and retriever options (``run_goldset``).
+``resolve_goldset`` tells what a goldset argument names (a stored goldset or files), for
+them and for a sweep."""
 
 from __future__ import annotations
 
@@ -9,8 +11,9 @@ import dataclasses
 import os
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from evalkit import answers as answer_stage
 from evalkit.config import JudgeSettings
@@ -21,6 +24,7 @@ from evalkit.engines import (
     ReplayQueries,
     ReplayTiming,
     actor_judge_settings,
+    check_engine,
     results_frame,
 )
 from evalkit.errors import ConfigError
@@ -45,13 +49,110 @@ from evalkit.records.requests import (
     GoldsetRunRequest,
 )
 from evalkit.retrievers.base import SupportsPrefetch, SupportsRetrieve, filters_by_tenant
+from evalkit.retrievers.factory import RetrieverOptions, build_retriever, query_embedder_ahead
 from evalkit.store import RunSpec, Store
 from evalkit.store.access import WriterAccess
-from evalkit.store.goldsets import ensure_goldset, list_goldsets, save_goldset
+from evalkit.store.goldsets import (
+    ensure_goldset,
+    list_goldsets,
+    load_stored_goldset,
+    save_goldset,
+)
 from evalkit.store.runs import get_run
 
 if TYPE_CHECKING:
     from evalkit.answers import OfflineFaithfulness
+    from evalkit.config import Settings
+
+
+class StagedProgress(Protocol):
+    """A replay's progress callback whose ``stage`` gives the callback of a later stage."""
+
+    def __call__(self, done: int, total: int) -> None: ...
+
+    def stage(self, description: str) -> Callable[[int, int], None]: ...
+
+
+def run_goldset(
+    access: WriterAccess,
+    request: GoldsetRunRequest,
+    settings: Settings,
+    retriever: RetrieverOptions,
+    *,
+    build: Callable[[], SupportsRetrieve] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    progress_bar: Callable[[str], AbstractContextManager[StagedProgress | None]] | None = None,
+) -> RunOutcome:
+    """The goldset run of ``evalkit run`` and the ``goldset_replay`` job: the goldset
+    ``request.goldset`` names (a stored one, at ``goldset_version``, or, with
+    ``goldset_files``, files read now: ``resolve_goldset``), replayed against the retriever
+    ``retriever`` describes, built now with ``settings`` and closed afterwards, locally or
+    on Ray (``request.engine``), scored and stored (``evaluate_goldset``); the run's spec
+    names the goldset and its version. ``build`` (a job's) builds the retriever instead,
+    without loading the query model ahead; Ray's actors still build theirs from ``retriever``.
+
+    ``access`` is held only to read the goldset and to record the finished run. A stored
+    goldset is run without becoming its name's current version; files are stored as an
+    import stores them. ``progress`` is called as the replay advances; ``progress_bar``,
+    given the goldset's name, opens a staged one instead (answers shown as a later stage).
+    """
+    on_ray = (
+        RayEngine(retriever, settings, address=request.ray_address, actors=request.ray_actors)
+        if check_engine(request.engine) == "ray"
+        else None
+    )
+    # The query model loads in the background while the store, the goldset and the
+    # retriever are opened, then embeds the goldset's queries ahead of the replay: the
+    # model's native code runs while this thread imports and opens things.
+    embedder = query_embedder_ahead(retriever, settings) if build is None else None
+    try:
+        # Held only to read the goldset: other writers need not wait for the replay.
+        with access.writer("reading the goldset") as store:
+            chosen = (
+                resolve_goldset(
+                    store,
+                    request.goldset,
+                    format=request.goldset_format,
+                    split=request.goldset_split,
+                    topics=request.goldset_topics,
+                )
+                if request.goldset_files
+                else request.goldset
+            )
+            if not isinstance(chosen, str) and request.goldset_version is not None:
+                raise ConfigError(
+                    f"--goldset-version picks a stored goldset's version; {request.goldset} "
+                    f"is read from its files (version {chosen.version})"
+                )
+            goldset = (
+                load_stored_goldset(store, chosen, request.goldset_version)
+                if isinstance(chosen, str)
+                else chosen
+            )
+        if embedder is not None and on_ray is None:
+            embedder.prefetch([query.text for query in goldset.queries])
+        live = (
+            build()
+            if build is not None
+            else build_retriever(dataclasses.replace(retriever, query_embedder=embedder), settings)
+        )
+        opened = progress_bar(goldset.name) if progress_bar is not None else nullcontext(None)
+        with opened as bar:
+            outcome = evaluate_goldset(
+                access,
+                goldset,
+                live,
+                request,
+                progress=bar if bar is not None else progress,
+                answers_progress=bar.stage("scoring answers") if bar is not None else None,
+                close_retriever=True,
+                engine=on_ray,
+                make_current=not isinstance(chosen, str),
+            )
+    finally:
+        if embedder is not None:
+            embedder.close()
+    return outcome
 
 
 def evaluate_goldset(

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from evalkit.errors import ConfigError
@@ -295,6 +296,11 @@ class GoldsetRunRequest:
     ``relevance_threshold``; queries are sent ``batch_size`` at a time; ``label`` names the
     run, ``tags`` group it with others (``evalkit compare --tag``, a sweep's runs). With
     ``answers`` the answers a RAG retriever generated are scored (faithfulness).
+
+    ``run_goldset`` also reads where the goldset comes from: ``goldset``, a stored goldset's
+    name (``goldset_version``, default the newest) or, with ``goldset_files``, goldset files
+    read as ``goldset_format`` (``goldset_split``, ``goldset_topics``); and where the replay
+    runs: ``engine`` local or ray (``ray_address``, ``ray_actors``).
     """
 
     k: int
@@ -304,6 +310,15 @@ class GoldsetRunRequest:
     label: str | None = None
     answers: bool = True
     tags: tuple[str, ...] = ()
+    goldset: str = ""
+    goldset_version: str | None = None
+    goldset_files: bool = True
+    goldset_format: str = DEFAULT_GOLDSET_FORMAT
+    goldset_split: str = DEFAULT_GOLDSET_SPLIT
+    goldset_topics: Path | None = None
+    engine: str = "local"
+    ray_address: str | None = None
+    ray_actors: int = DEFAULT_RAY_ACTORS
 
     def __post_init__(self) -> None:
         validate_k(self.k)

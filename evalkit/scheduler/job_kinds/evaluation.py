@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
@@ -20,11 +21,11 @@ from evalkit.engines import RayEngine
 from evalkit.engines.ray import ray_address_problem
 from evalkit.errors import ConfigError
 from evalkit.pipeline import (
-    evaluate_goldset,
     load_sweep,
     run_sweep_file,
     score_answer_file,
 )
+from evalkit.pipeline.goldset_run import run_goldset
 from evalkit.records.requests import DEFAULT_RAY_ACTORS, MAX_K, GoldsetRunRequest
 from evalkit.scheduler.job_kinds.base import (
     JobContext,
@@ -34,7 +35,6 @@ from evalkit.scheduler.job_kinds.base import (
     RetrieverParams,
     checked_measures,
 )
-from evalkit.store.goldsets import load_stored_goldset
 
 if TYPE_CHECKING:
     from evalkit.config import Settings
@@ -105,21 +105,25 @@ class GoldsetReplayParams(RetrieverParams):
 def _goldset_replay(ctx: JobContext, params: GoldsetReplayParams) -> JobOutcome:
     # Held through a long replay, the store would keep every other process and the
     # service's alert outbox waiting for all of it (holds_store=False).
-    access = ctx.require_access()
     settings = ctx.settings
-    with access.writer("reading the goldset") as store:
-        goldset = load_stored_goldset(store, params.goldset, params.goldset_version)
-    outcome = evaluate_goldset(
-        access,
-        goldset,
-        params.build(settings),
-        GoldsetRunRequest.from_settings(
-            settings, k=params.k, measures=params.measures, label=params.label or ctx.job
+    request = GoldsetRunRequest.from_settings(
+        settings, k=params.k, measures=params.measures, label=params.label or ctx.job
+    )
+    outcome = run_goldset(
+        ctx.require_access(),
+        dataclasses.replace(
+            request,
+            goldset=params.goldset,
+            goldset_version=params.goldset_version,
+            goldset_files=False,
+            engine=params.engine,
+            ray_address=params.ray_address,
+            ray_actors=params.ray_actors,
         ),
+        settings,
+        params.options(),
+        build=lambda: params.build(settings),
         progress=ctx.progress,
-        close_retriever=True,
-        engine=params.ray_engine(settings),
-        make_current=False,
     )
     run = outcome.run
     return JobOutcome.of_run(
@@ -127,8 +131,8 @@ def _goldset_replay(ctx: JobContext, params: GoldsetReplayParams) -> JobOutcome:
         {
             "run_id": run.run_id,
             "status": run.status,
-            "goldset": goldset.name,
-            "goldset_version": goldset.version,
+            "goldset": run.spec.goldset_name,
+            "goldset_version": run.spec.goldset_version,
             "n_queries": run.n_queries,
             "n_failed": run.n_failed,
             "aggregates": dict(run.aggregates),
