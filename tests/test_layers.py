@@ -248,6 +248,8 @@ def test_the_forbidden_contracts_fail_on_duckdb_outside_the_store_and_a_stage_in
     root = _copy_of_the_package(tmp_path)
     _append(root / "evalkit" / "goldset" / "model.py", "import duckdb")
     _append(root / "evalkit" / "cli" / "run.py", "from evalkit.metrics import Evaluator")
+    _append(root / "evalkit" / "cli" / "run.py", "from evalkit.retrievers import build_retriever")
+    _append(root / "evalkit" / "scheduler" / "jobs.py", "from evalkit.judging import assessor")
     _append(root / "evalkit" / "scheduler" / "jobs.py", "from evalkit.drift import make_detector")
     result = lint_imports(root)
     assert result.returncode != 0
@@ -257,6 +259,10 @@ def test_the_forbidden_contracts_fail_on_duckdb_outside_the_store_and_a_stage_in
     assert "evalkit.cli.run -> evalkit.metrics" in result.stdout
     assert "evalkit.scheduler is not allowed to import evalkit.drift" in result.stdout
     assert "evalkit.scheduler.jobs -> evalkit.drift" in result.stdout
+    assert "evalkit.cli is not allowed to import evalkit.retrievers" in result.stdout
+    assert "evalkit.cli.run -> evalkit.retrievers" in result.stdout
+    assert "evalkit.scheduler is not allowed to import evalkit.judging" in result.stdout
+    assert "evalkit.scheduler.jobs -> evalkit.judging" in result.stdout
 
 
 ASSEMBLY = "the CLI and the scheduler call the pipeline and do not assemble its stages"

@@ -67,7 +67,7 @@ def import_goldset(
     Example: evalkit goldset import --format beir ../shared/data/beir_scifact --split test
     --name scifact
     """
-    from evalkit.goldset import load_goldset
+    from evalkit.goldset.formats import load_goldset
     from evalkit.store.goldsets import save_goldset_version, version_query_ids
 
     notices: list[str] = []
@@ -159,7 +159,7 @@ def validate(
 
     Example: evalkit goldset validate goldsets/demo
     """
-    from evalkit.goldset import validate_goldset
+    from evalkit.goldset.formats import validate_goldset
 
     problems = validate_goldset(path, format=source_format, split=split, topics=topics)
     if output is OutputFormat.json:
