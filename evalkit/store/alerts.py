@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 
-from evalkit.errors import StoreError
 from evalkit.records.jsonready import json_ready
 from evalkit.redaction import redact_known
 from evalkit.store.columns import column_names, json_text, json_value, placeholders, qualified
@@ -154,12 +153,9 @@ def save_alert_states(store: Store, states: Sequence[StoredAlertState]) -> None:
     """Write evaluation results that notify nobody (condition unchanged or still cooling)."""
     if not states:
         return
-    try:
-        with store.transaction() as con:
-            for state in states:
-                _upsert_state(con, state)
-    except duckdb.Error as error:
-        raise StoreError(f"cannot store alert states in {store.path}: {error}") from error
+    with store.writing(f"cannot store alert states in {store.path}") as con:
+        for state in states:
+            _upsert_state(con, state)
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,38 +208,35 @@ def save_alert(
     two leaves a pending row that is retried, never a sent alert that was not recorded.
     """
     created = alert.created_at
-    try:
-        with store.transaction() as con:
+    with store.writing(
+        f"cannot store alert {alert.alert_id} ({alert.dedup_key}) in {store.path}"
+    ) as con:
+        con.execute(
+            f"INSERT INTO alerts ({_ALERT_COLUMNS}) VALUES ({placeholders(14)})",
+            [
+                alert.alert_id,
+                alert.rule,
+                alert.kind,
+                alert.dedup_key,
+                alert.subject,
+                alert.status,
+                alert.severity,
+                alert.title,
+                alert.summary,
+                json_text(dict(alert.evidence)),
+                json_text(dict(alert.links)),
+                alert.fired_at,
+                created,
+                len(sinks),
+            ],
+        )
+        _upsert_state(con, state)
+        for sink in sinks:
             con.execute(
-                f"INSERT INTO alerts ({_ALERT_COLUMNS}) VALUES ({placeholders(14)})",
-                [
-                    alert.alert_id,
-                    alert.rule,
-                    alert.kind,
-                    alert.dedup_key,
-                    alert.subject,
-                    alert.status,
-                    alert.severity,
-                    alert.title,
-                    alert.summary,
-                    json_text(dict(alert.evidence)),
-                    json_text(dict(alert.links)),
-                    alert.fired_at,
-                    created,
-                    len(sinks),
-                ],
+                "INSERT INTO alert_outbox (alert_id, sink, state, attempts, created_at,"
+                " next_attempt_at) VALUES (?, ?, 'pending', 0, ?, ?)",
+                [alert.alert_id, sink, created, created],
             )
-            _upsert_state(con, state)
-            for sink in sinks:
-                con.execute(
-                    "INSERT INTO alert_outbox (alert_id, sink, state, attempts, created_at,"
-                    " next_attempt_at) VALUES (?, ?, 'pending', 0, ?, ?)",
-                    [alert.alert_id, sink, created, created],
-                )
-    except duckdb.Error as error:
-        raise StoreError(
-            f"cannot store alert {alert.alert_id} ({alert.dedup_key}) in {store.path}: {error}"
-        ) from error
 
 
 _NO_DELIVERIES: tuple[dict[str, str], dict[str, str]] = ({}, {})
@@ -459,47 +452,42 @@ def record_delivery_attempt(
     else:
         state = "pending"
     error = None if error is None else redact_known(error)
-    try:
-        with store.transaction() as con:
+    with store.writing(f"cannot record the delivery of alert {alert_id} to sink {sink!r}") as con:
+        con.execute(
+            "INSERT INTO alert_delivery_attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [alert_id, sink, attempt, attempted_at, duration_ms, ok, status_code, error],
+        )
+        con.execute(
+            "UPDATE alert_outbox SET state = ?, attempts = ?, last_attempt_at = ?,"
+            " delivered_at = CASE WHEN ? THEN ? ELSE delivered_at END,"
+            " next_attempt_at = coalesce(?, next_attempt_at), last_error = ?"
+            " WHERE alert_id = ? AND sink = ? AND state = 'pending'",
+            [
+                state,
+                attempt,
+                attempted_at,
+                ok,
+                attempted_at,
+                next_attempt_at,
+                error,
+                alert_id,
+                sink,
+            ],
+        )
+        if state != "abandoned":
+            return []
+        untold = [
+            str(row[0])
+            for row in con.execute(_UNTOLD_RESOLUTIONS, [alert_id, sink, sink]).fetchall()
+        ]
+        if untold:
             con.execute(
-                "INSERT INTO alert_delivery_attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [alert_id, sink, attempt, attempted_at, duration_ms, ok, status_code, error],
+                "UPDATE alert_outbox SET state = 'abandoned', last_error = ?"
+                " WHERE sink = ? AND state = 'pending'"
+                " AND alert_id IN (SELECT unnest(?::VARCHAR[]))",
+                [f"not sent: its firing {alert_id} was abandoned", sink, untold],
             )
-            con.execute(
-                "UPDATE alert_outbox SET state = ?, attempts = ?, last_attempt_at = ?,"
-                " delivered_at = CASE WHEN ? THEN ? ELSE delivered_at END,"
-                " next_attempt_at = coalesce(?, next_attempt_at), last_error = ?"
-                " WHERE alert_id = ? AND sink = ? AND state = 'pending'",
-                [
-                    state,
-                    attempt,
-                    attempted_at,
-                    ok,
-                    attempted_at,
-                    next_attempt_at,
-                    error,
-                    alert_id,
-                    sink,
-                ],
-            )
-            if state != "abandoned":
-                return []
-            untold = [
-                str(row[0])
-                for row in con.execute(_UNTOLD_RESOLUTIONS, [alert_id, sink, sink]).fetchall()
-            ]
-            if untold:
-                con.execute(
-                    "UPDATE alert_outbox SET state = 'abandoned', last_error = ?"
-                    " WHERE sink = ? AND state = 'pending'"
-                    " AND alert_id IN (SELECT unnest(?::VARCHAR[]))",
-                    [f"not sent: its firing {alert_id} was abandoned", sink, untold],
-                )
-            return untold
-    except duckdb.Error as err:
-        raise StoreError(
-            f"cannot record the delivery of alert {alert_id} to sink {sink!r}: {err}"
-        ) from err
+        return untold
 
 
 # The pending resolution (for one sink) that closes the firing f, when no other firing of

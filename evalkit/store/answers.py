@@ -24,13 +24,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-import duckdb
 import numpy as np
 
 from evalkit.answers.cache import JudgeCallOutput, Vectors
 from evalkit.answers.records import AnswerScores, CachedJudgment, MetricSummary, item_columns
 from evalkit.clock import utc_now
-from evalkit.errors import NotFoundError, StoreError
+from evalkit.errors import NotFoundError
 from evalkit.records.jsonready import json_ready
 from evalkit.redaction import redact_known
 from evalkit.store.columns import column_names, json_text, json_value
@@ -153,26 +152,23 @@ def save_answer_scores(
             "n_supported": pd.array([s.n_supported for s in rows], dtype="Int32"),
         }
     )
-    try:
-        with store.transaction() as con:
-            con.execute(
-                "INSERT INTO answer_scorings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    scoring_id,
-                    scores.run_id,
-                    scores.source,
-                    scores.started_at,
-                    scores.finished_at,
-                    scores.n_records,
-                    scores.judge_calls,
-                    scores.cache_hits,
-                    json_text(dict(settings or {})),
-                ],
-            )
-            store.insert_frame("answer_scores", frame)
-            store.insert_frame("answer_items", items)
-    except duckdb.Error as error:
-        raise StoreError(f"cannot store answer scores in {store.path}: {error}") from error
+    with store.writing(f"cannot store answer scores in {store.path}") as con:
+        con.execute(
+            "INSERT INTO answer_scorings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                scoring_id,
+                scores.run_id,
+                scores.source,
+                scores.started_at,
+                scores.finished_at,
+                scores.n_records,
+                scores.judge_calls,
+                scores.cache_hits,
+                json_text(dict(settings or {})),
+            ],
+        )
+        store.insert_frame("answer_scores", frame)
+        store.insert_frame("answer_items", items)
     return scoring_id
 
 
@@ -333,14 +329,11 @@ def _add_to_cache(
         return
     frame = pd.DataFrame({"cache_key": keys, **columns, "created_at": utc_now()})
     view = f"_incoming_{table}"
-    try:
-        with store.transaction() as con, registered(con, view, frame):
-            con.execute(
-                f"INSERT INTO {table} SELECT {', '.join(frame.columns)} FROM {view}"
-                " ON CONFLICT (cache_key) DO NOTHING"
-            )
-    except duckdb.Error as error:
-        raise StoreError(f"cannot write {what} in {store.path}: {error}") from error
+    with store.writing(f"cannot write {what} in {store.path}") as con, registered(con, view, frame):
+        con.execute(
+            f"INSERT INTO {table} SELECT {', '.join(frame.columns)} FROM {view}"
+            " ON CONFLICT (cache_key) DO NOTHING"
+        )
 
 
 def load_cached_judgments(store: Store, keys: Sequence[str]) -> dict[str, CachedJudgment]:
@@ -402,14 +395,11 @@ def forget_judge_calls(store: Store, judgment_keys: Sequence[str]) -> None:
     """Delete the call outputs of the judgments ``judgment_keys`` (cached whole now)."""
     if not judgment_keys:
         return
-    try:
-        with store.transaction() as con:
-            con.execute(
-                "DELETE FROM judge_calls WHERE list_contains(?, judgment_key)",
-                [list(dict.fromkeys(judgment_keys))],
-            )
-    except duckdb.Error as error:
-        raise StoreError(f"cannot write the judge cache in {store.path}: {error}") from error
+    with store.writing(f"cannot write the judge cache in {store.path}") as con:
+        con.execute(
+            "DELETE FROM judge_calls WHERE list_contains(?, judgment_key)",
+            [list(dict.fromkeys(judgment_keys))],
+        )
 
 
 class _TableCache(Generic[V]):

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 
 from evalkit import __version__
-from evalkit.errors import ConfigError, NotFoundError, StoreError
+from evalkit.errors import ConfigError, NotFoundError
 from evalkit.records.jsonready import json_ready
 from evalkit.store.columns import json_text, json_value, placeholders
 
@@ -137,13 +137,10 @@ def save_audit(store: Store, report: AuditReport) -> StoredAudit:
         len(report.findings),
         __version__,
     ]
-    try:
-        with store.transaction() as con:
-            _insert(con, audit_id, report, audit_row)
-    except duckdb.Error as error:
-        raise StoreError(
-            f"cannot store the audit of collection '{report.collection}' in {store.path}: {error}"
-        ) from error
+    with store.writing(
+        f"cannot store the audit of collection '{report.collection}' in {store.path}"
+    ) as con:
+        _insert(con, audit_id, report, audit_row)
     return get_audit(store, audit_id)
 
 

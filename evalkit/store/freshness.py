@@ -154,16 +154,16 @@ def stored_changes(store: Store, subject: str, changes: pd.DataFrame) -> pd.Data
     if changes.empty:
         return changes.loc[:, ["doc_id", "updated_at"]]
     frame = changes.loc[:, ["doc_id", "updated_at"]]
-    try:
-        with store.transaction() as con, registered(con, "_read_freshness_changes", frame) as view:
-            return con.execute(
-                f"SELECT DISTINCT n.doc_id, n.updated_at FROM {view} n"
-                " JOIN freshness_changes c ON c.subject = ? AND c.doc_id = n.doc_id"
-                " AND c.updated_at = n.updated_at",
-                [subject],
-            ).df()
-    except duckdb.Error as error:
-        raise StoreError(f"cannot read the stored changes of {subject}: {error}") from error
+    with (
+        store.writing(f"cannot read the stored changes of {subject}") as con,
+        registered(con, "_read_freshness_changes", frame) as view,
+    ):
+        return con.execute(
+            f"SELECT DISTINCT n.doc_id, n.updated_at FROM {view} n"
+            " JOIN freshness_changes c ON c.subject = ? AND c.doc_id = n.doc_id"
+            " AND c.updated_at = n.updated_at",
+            [subject],
+        ).df()
 
 
 def save_freshness_check(

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import duckdb
 
 from evalkit.clock import utc_now
-from evalkit.errors import NotFoundError, StoreError
+from evalkit.errors import NotFoundError
 from evalkit.goldset.model import Goldset, check_goldset_name
 from evalkit.records import Judgment, Query, Span
 
@@ -97,11 +97,8 @@ def ensure_goldset(store: Store, goldset: Goldset) -> bool:
 def save_goldset_version(store: Store, goldset: Goldset) -> StoredVersion:
     """Store a goldset version and make it its name's current one, in one transaction."""
     store.require_writable()
-    try:
-        with store.transaction() as con:
-            return insert_goldset_version(store, con, goldset)
-    except duckdb.Error as error:
-        raise StoreError(f"cannot store goldset {goldset.name}: {error}") from error
+    with store.writing(f"cannot store goldset {goldset.name}") as con:
+        return insert_goldset_version(store, con, goldset)
 
 
 def insert_goldset(store: Store, con: duckdb.DuckDBPyConnection, goldset: Goldset) -> bool:

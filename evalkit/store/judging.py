@@ -26,10 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-import duckdb
-
 from evalkit.clock import utc_now
-from evalkit.errors import StoreError
 from evalkit.records.jsonready import json_ready
 from evalkit.redaction import redact_known
 from evalkit.store.columns import column_names, placeholders
@@ -145,21 +142,21 @@ def save_assessments(store: Store, assessments: Iterable[Assessment]) -> int:
     }
     incoming = pa.table(columns)
     view = "_incoming_judgments"
-    try:
-        with store.transaction() as con, registered(con, view, incoming):
-            # One statement for the whole batch: DuckDB runs an executemany upsert row by row.
-            con.execute(
-                f"INSERT INTO judged_pool ({', '.join(_POOL_COLUMNS)})"
-                f" SELECT {', '.join(_POOL_COLUMNS)} FROM {view}"
-                " ON CONFLICT (query_hash, content_hash, assessor) DO UPDATE SET"
-                " grade = excluded.grade, reason = excluded.reason,"
-                " unjudged_reason = excluded.unjudged_reason, detail = excluded.detail,"
-                " doc_id = excluded.doc_id, judged_at = excluded.judged_at,"
-                " flags = excluded.flags"
-                " WHERE judged_pool.grade IS NULL"
-            )
-    except duckdb.Error as error:
-        raise StoreError(f"cannot write the judged pool in {store.path}: {error}") from error
+    with (
+        store.writing(f"cannot write the judged pool in {store.path}") as con,
+        registered(con, view, incoming),
+    ):
+        # One statement for the whole batch: DuckDB runs an executemany upsert row by row.
+        con.execute(
+            f"INSERT INTO judged_pool ({', '.join(_POOL_COLUMNS)})"
+            f" SELECT {', '.join(_POOL_COLUMNS)} FROM {view}"
+            " ON CONFLICT (query_hash, content_hash, assessor) DO UPDATE SET"
+            " grade = excluded.grade, reason = excluded.reason,"
+            " unjudged_reason = excluded.unjudged_reason, detail = excluded.detail,"
+            " doc_id = excluded.doc_id, judged_at = excluded.judged_at,"
+            " flags = excluded.flags"
+            " WHERE judged_pool.grade IS NULL"
+        )
     return len(chosen)
 
 
@@ -333,15 +330,12 @@ def save_agreement(store: Store, agreement: StoredAgreement) -> None:
         agreement.seed,
         json.dumps(dict(agreement.details)),
     )
-    try:
-        with store.transaction() as con:
-            con.execute(
-                f"INSERT INTO judge_agreements ({_AGREEMENT_COLUMNS})"
-                f" VALUES ({placeholders(len(values))})",
-                values,
-            )
-    except duckdb.Error as error:
-        raise StoreError(f"cannot store the agreement in {store.path}: {error}") from error
+    with store.writing(f"cannot store the agreement in {store.path}") as con:
+        con.execute(
+            f"INSERT INTO judge_agreements ({_AGREEMENT_COLUMNS})"
+            f" VALUES ({placeholders(len(values))})",
+            values,
+        )
 
 
 def _agreement(row: tuple[Any, ...]) -> StoredAgreement:
@@ -450,15 +444,12 @@ def save_run_figures(store: Store, figures: Sequence[JudgedFigure]) -> None:
     ]
     if not rows:
         return
-    try:
-        with store.transaction() as con:
-            con.executemany(
-                f"INSERT OR REPLACE INTO judged_run_figures ({_FIGURE_COLUMNS})"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                rows,
-            )
-    except duckdb.Error as error:
-        raise StoreError(f"cannot store judged figures in {store.path}: {error}") from error
+    with store.writing(f"cannot store judged figures in {store.path}") as con:
+        con.executemany(
+            f"INSERT OR REPLACE INTO judged_run_figures ({_FIGURE_COLUMNS})"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
 
 
 def run_figures(store: Store, run_id: str, *, source: str | None = None) -> list[JudgedFigure]:

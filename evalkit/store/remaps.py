@@ -11,11 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-import duckdb
 import numpy as np
 
 from evalkit.clock import utc_now
-from evalkit.errors import StoreError
 from evalkit.goldset.model import Goldset
 from evalkit.goldset.remap import RemapStatus, SpanMapping
 from evalkit.store.goldsets import StoredVersion, insert_goldset_version
@@ -85,35 +83,32 @@ def save_remap(
             "reason": pd.array([row.reason for row in mappings], dtype="string"),
         }
     )
-    try:
-        with store.transaction() as con:
-            done = con.execute(
-                "SELECT 1 FROM goldset_remap_runs WHERE goldset_version = ? "
-                "AND old_goldset_version = ?",
-                [goldset.version, old.version],
-            ).fetchall()
-            stored = insert_goldset_version(store, con, goldset)
-            if done:
-                return stored
-            con.execute(
-                "INSERT INTO goldset_remap_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    goldset.version,
-                    old.version,
-                    goldset.name,
-                    old.name,
-                    corpus,
-                    old_corpus,
-                    min_overlap,
-                    utc_now(),
-                    counts[RemapStatus.mapped.value],
-                    counts[RemapStatus.stale.value],
-                    counts[RemapStatus.unmapped.value],
-                ],
-            )
-            store.insert_frame("goldset_remaps", frame)
-    except duckdb.Error as error:
-        raise StoreError(f"cannot store the remap of goldset {old.name}: {error}") from error
+    with store.writing(f"cannot store the remap of goldset {old.name}") as con:
+        done = con.execute(
+            "SELECT 1 FROM goldset_remap_runs WHERE goldset_version = ? "
+            "AND old_goldset_version = ?",
+            [goldset.version, old.version],
+        ).fetchall()
+        stored = insert_goldset_version(store, con, goldset)
+        if done:
+            return stored
+        con.execute(
+            "INSERT INTO goldset_remap_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                goldset.version,
+                old.version,
+                goldset.name,
+                old.name,
+                corpus,
+                old_corpus,
+                min_overlap,
+                utc_now(),
+                counts[RemapStatus.mapped.value],
+                counts[RemapStatus.stale.value],
+                counts[RemapStatus.unmapped.value],
+            ],
+        )
+        store.insert_frame("goldset_remaps", frame)
     return stored
 
 

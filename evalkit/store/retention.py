@@ -172,13 +172,10 @@ def prune_traffic(store: Store, *, older_than: datetime) -> TrafficPruned:
         ("generations", "traffic_generations WHERE started_at < ?"),
     )
     counts: dict[str, int] = {}
-    try:
-        with store.transaction() as con:
-            for name, where in statements:
-                counts[name] = int(
-                    con.execute(f"SELECT count(*) FROM {where}", [older_than]).fetchall()[0][0]
-                )
-                con.execute(f"DELETE FROM {where}", [older_than])
-    except duckdb.Error as error:
-        raise StoreError(f"cannot prune traffic in {store.path}: {error}") from error
+    with store.writing(f"cannot prune traffic in {store.path}") as con:
+        for name, where in statements:
+            counts[name] = int(
+                con.execute(f"SELECT count(*) FROM {where}", [older_than]).fetchall()[0][0]
+            )
+            con.execute(f"DELETE FROM {where}", [older_than])
     return TrafficPruned(**counts)

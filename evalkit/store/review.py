@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 
 from evalkit.clock import utc_now
-from evalkit.errors import InputError, NotFoundError, StoreError
+from evalkit.errors import InputError, NotFoundError
 from evalkit.goldset.review import combine_reviews, review_item_id, tenant_phrase
 from evalkit.records import Query, Span, dedup_text
 from evalkit.records.review import (
@@ -278,43 +278,40 @@ def save_items(store: Store, items: Sequence[ReviewItem]) -> QueueCounts:
     if not items:
         return QueueCounts(0, 0, 0)
     now = utc_now()
-    try:
-        with store.transaction() as con:
-            # The items' own ids and those their tenanted ones had before, read at once.
-            wanted = {item.item_id for item in items}
-            wanted.update(earlier for item in items for earlier in _earlier_ids(item))
-            rows = con.execute(
-                "SELECT i.item_id, i.status, count(r.review_id), i.query_id, i.tenant"
-                " FROM review_items i LEFT JOIN reviews r ON r.item_id = i.item_id"
-                " WHERE list_contains(?, i.item_id)"
-                " GROUP BY i.item_id, i.status, i.query_id, i.tenant",
-                [sorted(wanted)],
-            ).fetchall()
-            queued_for = {row[0]: (row[3], row[4]) for row in rows}
-            adopted = _adopt_earlier_ids(items, queued_for)
-            unique = list({item.item_id: item for item in adopted}.values())
-            existing = {row[0]: (row[1], row[2]) for row in rows}
-            _refuse_conflicts(unique, queued_for)
-            new = [item for item in unique if item.item_id not in existing]
-            updatable = [
-                item
-                for item in unique
-                if item.item_id in existing and existing[item.item_id] == ("open", 0)
-            ]
-            if new:
-                con.executemany(
-                    f"INSERT INTO review_items ({_ITEM_COLUMNS}) VALUES ({placeholders(16)})",
-                    [_item_row(item, "open", now) for item in new],
-                )
-            for item in updatable:
-                row = _item_row(item, "open", now)
-                con.execute(
-                    "UPDATE review_items SET documents = ?, priority = ?, reason = ?,"
-                    " provenance = ?, updated_at = ? WHERE item_id = ?",
-                    [row[9], row[10], row[11], row[12], now, item.item_id],
-                )
-    except duckdb.Error as error:
-        raise StoreError(f"cannot queue review items in {store.path}: {error}") from error
+    with store.writing(f"cannot queue review items in {store.path}") as con:
+        # The items' own ids and those their tenanted ones had before, read at once.
+        wanted = {item.item_id for item in items}
+        wanted.update(earlier for item in items for earlier in _earlier_ids(item))
+        rows = con.execute(
+            "SELECT i.item_id, i.status, count(r.review_id), i.query_id, i.tenant"
+            " FROM review_items i LEFT JOIN reviews r ON r.item_id = i.item_id"
+            " WHERE list_contains(?, i.item_id)"
+            " GROUP BY i.item_id, i.status, i.query_id, i.tenant",
+            [sorted(wanted)],
+        ).fetchall()
+        queued_for = {row[0]: (row[3], row[4]) for row in rows}
+        adopted = _adopt_earlier_ids(items, queued_for)
+        unique = list({item.item_id: item for item in adopted}.values())
+        existing = {row[0]: (row[1], row[2]) for row in rows}
+        _refuse_conflicts(unique, queued_for)
+        new = [item for item in unique if item.item_id not in existing]
+        updatable = [
+            item
+            for item in unique
+            if item.item_id in existing and existing[item.item_id] == ("open", 0)
+        ]
+        if new:
+            con.executemany(
+                f"INSERT INTO review_items ({_ITEM_COLUMNS}) VALUES ({placeholders(16)})",
+                [_item_row(item, "open", now) for item in new],
+            )
+        for item in updatable:
+            row = _item_row(item, "open", now)
+            con.execute(
+                "UPDATE review_items SET documents = ?, priority = ?, reason = ?,"
+                " provenance = ?, updated_at = ? WHERE item_id = ?",
+                [row[9], row[10], row[11], row[12], now, item.item_id],
+            )
     return QueueCounts(
         added=len(new),
         updated=len(updatable),
@@ -522,12 +519,9 @@ def add_reviews(store: Store, records: Sequence[ReviewRecord]) -> list[str]:
     review_ids = [
         f"rev-{record.reviewed_at:%Y%m%dT%H%M%S}-{secrets.token_hex(6)}" for record in records
     ]
-    try:
-        with store.transaction() as con:
-            for record, review_id in zip(records, review_ids, strict=True):
-                _insert_review(con, store, record, review_id)
-    except duckdb.Error as error:
-        raise StoreError(f"cannot save the review in {store.path}: {error}") from error
+    with store.writing(f"cannot save the review in {store.path}") as con:
+        for record, review_id in zip(records, review_ids, strict=True):
+            _insert_review(con, store, record, review_id)
     return review_ids
 
 
@@ -601,34 +595,31 @@ def publish_version(
             "verdict_reviews": pd.array(list(item_reviewers.values()), dtype="int32"),
         }
     )
-    try:
-        with store.transaction() as con:
-            created = insert_goldset(store, con, goldset)
-            con.execute(
-                "INSERT INTO review_publications (goldset, goldset_version, previous_version,"
-                " published_at, min_reviews, n_items, n_queries_added, n_queries_edited,"
-                " n_judgments_added, n_judgments_changed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    publication.goldset,
-                    publication.goldset_version,
-                    publication.previous_version,
-                    publication.published_at,
-                    publication.min_reviews,
-                    publication.n_items,
-                    publication.n_queries_added,
-                    publication.n_queries_edited,
-                    publication.n_judgments_added,
-                    publication.n_judgments_changed,
-                ],
-            )
-            store.insert_frame("review_published_items", published)
-            con.execute(
-                "UPDATE review_items SET status = 'published', updated_at = ?"
-                " WHERE list_contains(?, item_id)",
-                [publication.published_at, list(item_reviewers)],
-            )
-    except duckdb.Error as error:
-        raise StoreError(f"cannot publish goldset {goldset.name}: {error}") from error
+    with store.writing(f"cannot publish goldset {goldset.name}") as con:
+        created = insert_goldset(store, con, goldset)
+        con.execute(
+            "INSERT INTO review_publications (goldset, goldset_version, previous_version,"
+            " published_at, min_reviews, n_items, n_queries_added, n_queries_edited,"
+            " n_judgments_added, n_judgments_changed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                publication.goldset,
+                publication.goldset_version,
+                publication.previous_version,
+                publication.published_at,
+                publication.min_reviews,
+                publication.n_items,
+                publication.n_queries_added,
+                publication.n_queries_edited,
+                publication.n_judgments_added,
+                publication.n_judgments_changed,
+            ],
+        )
+        store.insert_frame("review_published_items", published)
+        con.execute(
+            "UPDATE review_items SET status = 'published', updated_at = ?"
+            " WHERE list_contains(?, item_id)",
+            [publication.published_at, list(item_reviewers)],
+        )
     return created
 
 

@@ -310,13 +310,10 @@ def create_run(
     store.require_writable()
     started_at = started_at or utc_now()
     run_id = run_id or new_run_id(started_at)
-    try:
-        with store.transaction() as con:
-            insert_run(con, RunRecord.running(run_id, spec, started_at))
-            if store.job_run_id is not None:
-                add_job_run_run(con, store.job_run_id, run_id)
-    except duckdb.Error as error:
-        raise StoreError(f"cannot record a new run in {store.path}: {error}") from error
+    with store.writing(f"cannot record a new run in {store.path}") as con:
+        insert_run(con, RunRecord.running(run_id, spec, started_at))
+        if store.job_run_id is not None:
+            add_job_run_run(con, store.job_run_id, run_id)
     return run_id
 
 
@@ -402,12 +399,9 @@ def add_query_results(store: Store, run_id: str, results: Sequence[QueryResult])
             "score": [d.score for r in results for d in r.docs],
         }
     )
-    try:
-        with store.transaction():
-            store.insert_frame("run_queries", queries)
-            store.insert_frame("run_results", docs)
-    except duckdb.Error as error:
-        raise StoreError(f"cannot store results of run {run_id}: {error}") from error
+    with store.writing(f"cannot store results of run {run_id}"):
+        store.insert_frame("run_queries", queries)
+        store.insert_frame("run_results", docs)
 
 
 def finish_run(
@@ -440,20 +434,17 @@ def finish_run(
             "n_total": n_total,
         }
     )
-    try:
-        with store.transaction() as con:
-            store.insert_frame("query_metrics", long)
-            store.insert_frame("run_aggregates", aggregate_rows)
-            mark_finished(
-                con,
-                run_id,
-                status=status,
-                n_failed=n_failed,
-                n_evaluated=n_evaluated,
-                error=error,
-            )
-    except duckdb.Error as err:
-        raise StoreError(f"cannot finish run {run_id}: {err}") from err
+    with store.writing(f"cannot finish run {run_id}") as con:
+        store.insert_frame("query_metrics", long)
+        store.insert_frame("run_aggregates", aggregate_rows)
+        mark_finished(
+            con,
+            run_id,
+            status=status,
+            n_failed=n_failed,
+            n_evaluated=n_evaluated,
+            error=error,
+        )
 
 
 def mark_finished(

@@ -211,53 +211,50 @@ def load_run_shards(
     summary = summary or summarize_shards(store, shards, measures)
     rows = _rows_sql(summary.overlapping)
     files = _files(shards)
-    try:
-        with store.transaction() as con:
-            found = con.execute("SELECT status FROM runs WHERE run_id = ?", [run_id]).fetchall()
-            if not found or found[0][0] != "running":
-                state = found[0][0] if found else "absent"
-                raise StoreError(f"run {run_id} is {state}, not running: its shards are not loaded")
-            names = [path.name for path in shards]
-            again = con.execute(
-                "SELECT shard FROM run_shards WHERE run_id = ? AND list_contains(?, shard)",
-                [run_id, names],
-            ).fetchall()
-            if again:
-                raise StoreError(f"run {run_id}: shard {again[0][0]} was loaded before")
-            if files:
-                _insert_rows(con, run_id, rows, files, measures)
-                con.execute(
-                    "INSERT INTO run_shards (run_id, shard, n_queries, loaded_at)"
-                    " SELECT ?, parse_filename(filename), count(*), ?"
-                    " FROM read_parquet(?, filename = true)"
-                    " GROUP BY filename",
-                    [run_id, utc_now(), files],
-                )
-            if answers is not None:
-                _insert_answers(con, run_id, shards, answers)
-            if summary.n_evaluated:
-                for measure in measures:
-                    con.execute(
-                        "INSERT INTO run_aggregates (run_id, measure, value, n_evaluated,"
-                        " n_total) VALUES (?, ?, ?, ?, ?)",
-                        [
-                            run_id,
-                            measure,
-                            _mean(con, run_id, measure),
-                            summary.n_evaluated,
-                            n_total,
-                        ],
-                    )
-            mark_finished(
-                con,
-                run_id,
-                status=status,
-                n_failed=summary.n_failed,
-                n_evaluated=summary.n_evaluated,
-                error=error,
+    with store.writing(f"cannot load the shards of run {run_id}") as con:
+        found = con.execute("SELECT status FROM runs WHERE run_id = ?", [run_id]).fetchall()
+        if not found or found[0][0] != "running":
+            state = found[0][0] if found else "absent"
+            raise StoreError(f"run {run_id} is {state}, not running: its shards are not loaded")
+        names = [path.name for path in shards]
+        again = con.execute(
+            "SELECT shard FROM run_shards WHERE run_id = ? AND list_contains(?, shard)",
+            [run_id, names],
+        ).fetchall()
+        if again:
+            raise StoreError(f"run {run_id}: shard {again[0][0]} was loaded before")
+        if files:
+            _insert_rows(con, run_id, rows, files, measures)
+            con.execute(
+                "INSERT INTO run_shards (run_id, shard, n_queries, loaded_at)"
+                " SELECT ?, parse_filename(filename), count(*), ?"
+                " FROM read_parquet(?, filename = true)"
+                " GROUP BY filename",
+                [run_id, utc_now(), files],
             )
-    except duckdb.Error as failure:
-        raise StoreError(f"cannot load the shards of run {run_id}: {failure}") from failure
+        if answers is not None:
+            _insert_answers(con, run_id, shards, answers)
+        if summary.n_evaluated:
+            for measure in measures:
+                con.execute(
+                    "INSERT INTO run_aggregates (run_id, measure, value, n_evaluated,"
+                    " n_total) VALUES (?, ?, ?, ?, ?)",
+                    [
+                        run_id,
+                        measure,
+                        _mean(con, run_id, measure),
+                        summary.n_evaluated,
+                        n_total,
+                    ],
+                )
+        mark_finished(
+            con,
+            run_id,
+            status=status,
+            n_failed=summary.n_failed,
+            n_evaluated=summary.n_evaluated,
+            error=error,
+        )
     return summary.n_queries
 
 

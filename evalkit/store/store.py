@@ -223,6 +223,15 @@ class Store:
         self._con.commit()
 
     @contextmanager
+    def writing(self, failure: str) -> Iterator[duckdb.DuckDBPyConnection]:
+        """``transaction``, a DuckDB error in it raised as ``StoreError`` ``failure: error``."""
+        try:
+            with self.transaction() as con:
+                yield con
+        except duckdb.Error as error:
+            raise StoreError(f"{failure}: {error}") from error
+
+    @contextmanager
     def configured(self, **settings: str | int) -> Iterator[None]:
         """DuckDB's settings (``SET name = value``) as given for the duration of the block,
         each put back as it was afterwards."""

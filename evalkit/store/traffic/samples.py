@@ -16,10 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-import duckdb
-
 from evalkit.clock import utc_now
-from evalkit.errors import ConfigError, NotFoundError, StoreError
+from evalkit.errors import ConfigError, NotFoundError
 from evalkit.records.jsonready import json_ready
 
 if TYPE_CHECKING:
@@ -222,38 +220,35 @@ def save_sample(
     )
     stratify_by = None if stratification.kind == "none" else str(stratification)
     quota_json = json.dumps({("" if s is None else s): q for s, q in quotas.items()})
-    try:
-        with store.transaction() as con:
-            con.execute(
-                "INSERT INTO traffic_sample_queries SELECT ?,"
-                " row_number() OVER (ORDER BY priority) - 1,"
-                f" query_id, text, tenant, stratum, n_duplicates FROM ({draw})",
-                [sample_id, *params],
-            )
-            sampled = con.execute(
-                "SELECT count(*) FROM traffic_sample_queries WHERE sample_id = ?", [sample_id]
-            ).fetchall()[0][0]
-            con.execute(
-                "INSERT INTO traffic_samples VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    sample_id,
-                    window_label,
-                    start,
-                    end,
-                    stratify_by,
-                    n_requested,
-                    min_per_stratum,
-                    dedup,
-                    seed,
-                    n_records,
-                    n_distinct,
-                    sampled,
-                    quota_json,
-                    created_at,
-                ],
-            )
-    except duckdb.Error as error:
-        raise StoreError(f"cannot store the traffic sample of {window_label}: {error}") from error
+    with store.writing(f"cannot store the traffic sample of {window_label}") as con:
+        con.execute(
+            "INSERT INTO traffic_sample_queries SELECT ?,"
+            " row_number() OVER (ORDER BY priority) - 1,"
+            f" query_id, text, tenant, stratum, n_duplicates FROM ({draw})",
+            [sample_id, *params],
+        )
+        sampled = con.execute(
+            "SELECT count(*) FROM traffic_sample_queries WHERE sample_id = ?", [sample_id]
+        ).fetchall()[0][0]
+        con.execute(
+            "INSERT INTO traffic_samples VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                sample_id,
+                window_label,
+                start,
+                end,
+                stratify_by,
+                n_requested,
+                min_per_stratum,
+                dedup,
+                seed,
+                n_records,
+                n_distinct,
+                sampled,
+                quota_json,
+                created_at,
+            ],
+        )
     return load_sample(store, sample_id)
 
 

@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-import duckdb
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
@@ -135,25 +134,22 @@ def save_traffic_replay(
         }
     )
     placeholders = ", ".join("?" for _ in _SUMMARY_COLUMNS)
-    try:
-        with store.transaction() as con:
-            store.insert_frame("traffic_replay_queries", frame)
-            con.execute(
-                f"INSERT INTO traffic_window_summaries ({', '.join(_SUMMARY_COLUMNS)})"
-                f" VALUES ({placeholders})",
-                [getattr(summary, name) for name in _SUMMARY_COLUMNS],
-            )
-            if embedding_table.num_rows:
-                with registered(con, "_traffic_embeddings", embedding_table):
-                    con.execute(
-                        "INSERT INTO traffic_window_embeddings SELECT ?, ?, ordinal, query_id,"
-                        " embedding FROM _traffic_embeddings",
-                        [summary.run_id, summary.window_label],
-                    )
-    except duckdb.Error as error:
-        raise StoreError(
-            f"cannot store the traffic replay {summary.run_id} of {summary.window_label}: {error}"
-        ) from error
+    with store.writing(
+        f"cannot store the traffic replay {summary.run_id} of {summary.window_label}"
+    ) as con:
+        store.insert_frame("traffic_replay_queries", frame)
+        con.execute(
+            f"INSERT INTO traffic_window_summaries ({', '.join(_SUMMARY_COLUMNS)})"
+            f" VALUES ({placeholders})",
+            [getattr(summary, name) for name in _SUMMARY_COLUMNS],
+        )
+        if embedding_table.num_rows:
+            with registered(con, "_traffic_embeddings", embedding_table):
+                con.execute(
+                    "INSERT INTO traffic_window_embeddings SELECT ?, ?, ordinal, query_id,"
+                    " embedding FROM _traffic_embeddings",
+                    [summary.run_id, summary.window_label],
+                )
 
 
 def _summaries(store: Store, where: str, params: Sequence[object]) -> list[StoredWindowSummary]:
