@@ -14,24 +14,30 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
 import scipy
+
+from evalkit.errors import ConfigError
 
 __all__ = [
     "CI_METHODS",
     "IntervalMethod",
     "bca_interval",
     "bootstrap_means",
+    "check_resampling",
+    "chunk_rows",
     "paired_resampling",
     "percentile_interval",
+    "run_streams",
     "sign_flip_hits",
     "sign_flip_pvalues",
+    "stream_sizes",
 ]
 
 FloatMatrix = npt.NDArray[np.float64]
@@ -56,8 +62,39 @@ _STREAMS: Final = 2
 _PARALLEL_MIN_DRAWS: Final = 1 << 22
 
 
-def _chunk_rows(n_queries: int, resamples: int, elements: int) -> int:
+def chunk_rows(n_queries: int, resamples: int, elements: int = _PRODUCT_CHUNK_ELEMENTS) -> int:
+    """Rows of resamples drawn at a time so that a chunk holds about ``elements`` values."""
     return int(min(resamples, max(_MIN_CHUNK_ROWS, elements // max(n_queries, 1))))
+
+
+def stream_sizes(resamples: int) -> list[int]:
+    """``resamples`` split into the ``_STREAMS`` fixed parts (empty parts left out), each
+    drawn from its own child generator, so results do not depend on the machine."""
+    parts = [resamples // _STREAMS + (i < resamples % _STREAMS) for i in range(_STREAMS)]
+    return [part for part in parts if part]
+
+
+def run_streams(jobs: Sequence[Callable[[], Any]], *, draws: int) -> list[Any]:
+    """The results of ``jobs`` in order: on a small thread pool once ``draws`` (queries x
+    resamples) pay for it (numpy's generators, bincount and BLAS release the GIL)."""
+    workers = min(len(jobs), os.cpu_count() or 1)
+    if workers > 1 and draws >= _PARALLEL_MIN_DRAWS:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(lambda job: job(), jobs))
+    return [job() for job in jobs]
+
+
+def check_resampling(*, alpha: float, confidence: float, resamples: int, seed: int) -> None:
+    """ConfigError unless ``alpha`` and ``confidence`` lie strictly between 0 and 1,
+    ``resamples`` is a positive integer and ``seed`` a non-negative one."""
+    if not 0.0 < alpha < 1.0:
+        raise ConfigError(f"alpha must be strictly between 0 and 1, got {alpha!r}")
+    if not 0.0 < confidence < 1.0:
+        raise ConfigError(f"confidence must be strictly between 0 and 1, got {confidence!r}")
+    if isinstance(resamples, bool) or not isinstance(resamples, int) or resamples < 1:
+        raise ConfigError(f"resamples must be a positive integer, got {resamples!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
 
 
 def _tie_tolerance(differences: FloatMatrix) -> FloatVector:
@@ -89,7 +126,7 @@ def sign_flip_hits(
     total = differences.sum(axis=0)
     threshold = np.abs(total) - _tie_tolerance(differences)
     hits = np.zeros(differences.shape[1], dtype=np.int64)
-    rows = _chunk_rows(n_queries, resamples, _PRODUCT_CHUNK_ELEMENTS // 2)
+    rows = chunk_rows(n_queries, resamples, _PRODUCT_CHUNK_ELEMENTS // 2)
     for start in range(0, resamples, rows):
         chunk = min(rows, resamples - start)
         packed = np.frombuffer(rng.bytes((chunk * n_queries + 7) // 8), dtype=np.uint8)
@@ -115,8 +152,8 @@ def bootstrap_means(
     # Centring first keeps float32 rounding relative to the spread, not to the values.
     weights = (differences - observed).astype(np.float32)
     means = np.empty((resamples, differences.shape[1]), dtype=np.float64)
-    block_rows = _chunk_rows(n_queries, resamples, _PRODUCT_CHUNK_ELEMENTS)
-    count_rows = min(block_rows, _chunk_rows(n_queries, resamples, _BINCOUNT_CHUNK_ELEMENTS))
+    block_rows = chunk_rows(n_queries, resamples)
+    count_rows = min(block_rows, chunk_rows(n_queries, resamples, _BINCOUNT_CHUNK_ELEMENTS))
     counts = np.empty((block_rows, n_queries), dtype=np.float32)
     row_offsets = (np.arange(count_rows, dtype=np.int64) * n_queries)[:, np.newaxis]
     for start in range(0, resamples, block_rows):
@@ -138,13 +175,11 @@ def paired_resampling(
 ) -> tuple[FloatVector, FloatMatrix]:
     """Sign-flip p-values and bootstrap means, drawn in parallel streams.
 
-    Both resampling schemes are split into ``_STREAMS`` fixed parts, each drawn from its
-    own child of ``rng`` (``Generator.spawn``). The split does not depend on the machine,
-    so results are identical whether the parts run one after another or, as here for large
-    inputs, on a small thread pool (numpy's generators, bincount and BLAS release the GIL).
+    Both resampling schemes are split into the ``stream_sizes`` parts, each drawn from its
+    own child of ``rng`` (``Generator.spawn``); results are identical whether the parts run
+    one after another or on threads (``run_streams``).
     """
-    parts = [resamples // _STREAMS + (i < resamples % _STREAMS) for i in range(_STREAMS)]
-    parts = [part for part in parts if part]
+    parts = stream_sizes(resamples)
     flip_rngs = rng.spawn(len(parts))
     boot_rngs = rng.spawn(len(parts))
     jobs: list[Callable[[], npt.NDArray[np.int64] | FloatMatrix]] = [
@@ -154,12 +189,7 @@ def paired_resampling(
         partial(bootstrap_means, differences, resamples=part, rng=child)
         for part, child in zip(parts, boot_rngs, strict=True)
     ]
-    workers = min(len(jobs), os.cpu_count() or 1)
-    if workers > 1 and differences.shape[0] * resamples >= _PARALLEL_MIN_DRAWS:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            results = list(pool.map(lambda job: job(), jobs))
-    else:
-        results = [job() for job in jobs]
+    results = run_streams(jobs, draws=differences.shape[0] * resamples)
     hits = np.sum(results[: len(parts)], axis=0)
     p_values = np.asarray((1.0 + hits) / (1.0 + resamples), dtype=np.float64)
     return p_values, np.concatenate(results[len(parts) :], axis=0)

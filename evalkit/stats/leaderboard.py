@@ -20,9 +20,7 @@ depend on the order in which the runs are given; it is reported in that order.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from functools import partial
 from typing import Any, Final, cast
@@ -35,7 +33,16 @@ import scipy
 from evalkit.errors import ConfigError, InputError
 from evalkit.jsonsafe import finite_or_null
 from evalkit.records.requests import LEADERBOARD_DEFAULTS, measure_names
-from evalkit.stats._resampling import FloatMatrix, FloatVector, bootstrap_means, percentile_interval
+from evalkit.stats._resampling import (
+    FloatMatrix,
+    FloatVector,
+    bootstrap_means,
+    check_resampling,
+    chunk_rows,
+    percentile_interval,
+    run_streams,
+    stream_sizes,
+)
 from evalkit.stats.paired import distinct_measures, holm_adjust, shown_ids
 
 __all__ = [
@@ -68,23 +75,16 @@ accepts, with a label."""
 
 IntVector = npt.NDArray[np.intp]
 
-_STREAMS: Final = 2
-_PARALLEL_MIN_DRAWS: Final = 1 << 22
 # Sign matrices and Tukey's sparse picks are built this many elements at a time.
 _CHUNK_ELEMENTS: Final = 1 << 22
 # Tukey's table of permuted rows is built for a block of queries at a time, at most this many
 # float32 values (512 KB): the rows each resample picks at random then stay in cache.
 _TABLE_ELEMENTS: Final = 1 << 17
-_MIN_CHUNK_ROWS: Final = 8
 # Resampled sums are accumulated in float32; two sums closer than this fraction of
 # sum(|d|) are ties, so exact ties of discrete measures survive the rounding.
 _TIE_RTOL: Final = 1e-6
 _LETTERS: Final = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _SHOWN_IDS: Final = 5
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,16 +105,9 @@ class LeaderboardOptions:
     confidence: float = 0.95
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.alpha < 1.0:
-            raise ConfigError(f"alpha must be strictly between 0 and 1, got {self.alpha!r}")
-        if not 0.0 < self.confidence < 1.0:
-            raise ConfigError(
-                f"confidence must be strictly between 0 and 1, got {self.confidence!r}"
-            )
-        if not _is_int(self.resamples) or self.resamples < 1:
-            raise ConfigError(f"resamples must be a positive integer, got {self.resamples!r}")
-        if not _is_int(self.seed) or self.seed < 0:
-            raise ConfigError(f"seed must be a non-negative integer, got {self.seed!r}")
+        check_resampling(
+            alpha=self.alpha, confidence=self.confidence, resamples=self.resamples, seed=self.seed
+        )
         if self.test not in TESTS:
             raise ConfigError(f"unknown test {self.test!r}; choose one of {', '.join(TESTS)}")
         if self.correction not in CORRECTIONS:
@@ -374,15 +367,6 @@ def _values(
     return values
 
 
-def _part_sizes(resamples: int) -> list[int]:
-    parts = [resamples // _STREAMS + (i < resamples % _STREAMS) for i in range(_STREAMS)]
-    return [part for part in parts if part]
-
-
-def _chunk_rows(width: int, resamples: int) -> int:
-    return int(min(resamples, max(_MIN_CHUNK_ROWS, _CHUNK_ELEMENTS // max(width, 1))))
-
-
 def _flip_hits(
     weights: npt.NDArray[np.float32],
     totals: FloatVector,
@@ -402,7 +386,7 @@ def _flip_hits(
     """
     n_queries = weights.shape[0]
     hits = np.zeros(first.size, dtype=np.int64)
-    rows = _chunk_rows(n_queries, resamples)
+    rows = chunk_rows(n_queries, resamples)
     for start in range(0, resamples, rows):
         chunk = min(rows, resamples - start)
         packed = np.frombuffer(rng.bytes((chunk * n_queries + 7) // 8), dtype=np.uint8)
@@ -457,7 +441,7 @@ def _tukey_sums(
         )
         table32 = table.reshape(size * order, width).astype(np.float32)
         offsets = (np.arange(size, dtype=np.int64) * order)[np.newaxis, :]
-        rows = _chunk_rows(size, resamples)
+        rows = chunk_rows(size, resamples)
         indptr = np.arange(0, rows * size + 1, size, dtype=np.int64)
         for start in range(0, resamples, rows):
             chunk = min(rows, resamples - start)
@@ -588,14 +572,6 @@ def _letter(index: int) -> str:
 def _competition_ranks(means: FloatVector) -> IntVector:
     """1 for the highest mean; equal means share the better rank."""
     return np.asarray(scipy.stats.rankdata(-means, method="min").astype(np.intp), dtype=np.intp)
-
-
-def _run_jobs(jobs: Sequence[Callable[[], Any]], *, parallel: bool) -> list[Any]:
-    workers = min(len(jobs), os.cpu_count() or 1)
-    if parallel and workers > 1:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            return list(pool.map(lambda job: job(), jobs))
-    return [job() for job in jobs]
 
 
 def leaderboard(
@@ -787,7 +763,7 @@ def _statistics(values: FloatMatrix, k: int, options: LeaderboardOptions) -> _St
     figures = _pair_figures(values, first, second, t_test=options.test == "t")
 
     rng = np.random.Generator(np.random.PCG64(options.seed))
-    parts = _part_sizes(options.resamples)
+    parts = stream_sizes(options.resamples)
     flip_rngs = rng.spawn(len(parts))
     boot_rngs = rng.spawn(len(parts))
     relabel_rng, *tukey_rngs = rng.spawn(1 + len(parts))
@@ -814,7 +790,7 @@ def _statistics(values: FloatMatrix, k: int, options: LeaderboardOptions) -> _St
             partial(_tukey_sums, centred, relabel, k, resamples=part, rng=child)
             for part, child in zip(parts, tukey_rngs, strict=True)
         ]
-    results = _run_jobs(jobs, parallel=n * options.resamples >= _PARALLEL_MIN_DRAWS)
+    results = run_streams(jobs, draws=n * options.resamples)
     if figures.t_p_values is None:
         hits = np.sum(results[: len(parts)], axis=0)
         p_values = np.asarray((1.0 + hits) / (1.0 + options.resamples), dtype=np.float64)

@@ -21,7 +21,13 @@ import scipy
 
 from evalkit.errors import ConfigError, InputError, RetrieverError
 from evalkit.records.requests import PAIRED_TEST_DEFAULTS, measure_names
-from evalkit.stats._resampling import CI_METHODS, FloatMatrix, FloatVector, paired_resampling
+from evalkit.stats._resampling import (
+    CI_METHODS,
+    FloatMatrix,
+    FloatVector,
+    check_resampling,
+    paired_resampling,
+)
 from evalkit.stats.decision import Decision, decide, overall_decision
 from evalkit.stats.power import queries_needed
 
@@ -335,18 +341,11 @@ def _check_options(
     ci_method: str,
     decision_test: str,
 ) -> None:
-    if not 0.0 < alpha < 1.0:
-        raise ConfigError(f"alpha must be strictly between 0 and 1, got {alpha!r}")
-    if not 0.0 < confidence < 1.0:
-        raise ConfigError(f"confidence must be strictly between 0 and 1, got {confidence!r}")
+    check_resampling(alpha=alpha, confidence=confidence, resamples=resamples, seed=seed)
     if not (math.isfinite(min_effect) and min_effect >= 0.0):
         raise ConfigError(
             f"min_effect must be a finite number >= 0 (in the measure's units), got {min_effect!r}"
         )
-    if isinstance(resamples, bool) or not isinstance(resamples, int) or resamples < 1:
-        raise ConfigError(f"resamples must be a positive integer, got {resamples!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
     if ci_method not in CI_METHODS:
         raise ConfigError(f"unknown ci_method {ci_method!r}; choose one of {', '.join(CI_METHODS)}")
     if decision_test not in DECISION_TESTS:
