@@ -478,7 +478,7 @@ def test_a_job_chooses_the_engine_and_refuses_an_unknown_one(tmp_path: Path) -> 
     model = JOB_KINDS["goldset_replay"].params
     settings = _settings(tmp_path)
     local = model.model_validate({"goldset": "demo", "http_retriever": "http://127.0.0.1:9/q"})
-    assert local.ray_engine(settings) is None  # type: ignore[attr-defined]
+    assert local.run_request(settings, "nightly").engine == "local"  # type: ignore[attr-defined]
     on_ray = model.model_validate(
         {
             "goldset": "demo",
@@ -488,12 +488,10 @@ def test_a_job_chooses_the_engine_and_refuses_an_unknown_one(tmp_path: Path) -> 
             "ray_actors": 4,
         }
     )
-    engine = on_ray.ray_engine(settings)  # type: ignore[attr-defined]
-    assert (engine.address, engine.actors, engine.retriever.http_url) == (
-        "127.0.0.1:6379",
-        4,
-        "http://127.0.0.1:9/q",
-    )
+    # run_goldset builds its RayEngine from the request's engine fields and these options.
+    request = on_ray.run_request(settings, "nightly")  # type: ignore[attr-defined]
+    assert (request.engine, request.ray_address, request.ray_actors) == ("ray", "127.0.0.1:6379", 4)
+    assert on_ray.options().http_url == "http://127.0.0.1:9/q"  # type: ignore[attr-defined]
     with pytest.raises(ValidationError, match="engine"):
         model.model_validate({"goldset": "demo", "engine": "spark"})
 

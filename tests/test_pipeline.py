@@ -396,3 +396,30 @@ def test_a_limit_per_retriever_keeps_a_rarely_run_series_whole(store: Store) -> 
     # The baseline is the series' first run, not the oldest of the runs read: it would
     # move with every new run.
     assert checks["list:fixed"].baseline_run == busy[0].run.run_id
+
+
+class _Closable(ListRetriever):
+    closed = 0
+
+    def close(self) -> None:
+        self.closed += 1
+
+
+def test_run_goldset_replays_a_loaded_goldset_on_a_ready_retriever_left_open(
+    store: Store,
+) -> None:
+    """The gate's live candidate and each sweep point go through run_goldset with the goldset
+    they loaded and the retriever they hold: scored as evaluate_goldset scores, the goldset
+    stored as current only when asked, and the caller's retriever not closed."""
+    from evalkit.config import Settings
+    from evalkit.pipeline.goldset_run import run_goldset
+    from evalkit.store.goldsets import list_goldsets
+
+    retriever = _Closable(RANKINGS)
+    request = GoldsetRunRequest(k=10, measures=("recall@10",), label="loaded", answers=False)
+    outcome = run_goldset(store, request, Settings(), retriever, goldset=goldset())
+    assert outcome.run.status == "complete"
+    assert outcome.run.spec.label == "loaded"
+    assert outcome.run.aggregates["recall@10"] == pytest.approx(0.75)
+    assert retriever.closed == 0
+    assert [g.name for g in list_goldsets(store, "four")] == ["four"]

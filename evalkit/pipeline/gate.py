@@ -6,6 +6,7 @@ import dataclasses
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Final
@@ -17,7 +18,7 @@ from evalkit.goldset.jsonl import QUERIES_FILE
 from evalkit.goldset.model import Goldset
 from evalkit.metrics.defaults import DefaultMeasures, default_measures_for
 from evalkit.pipeline.compared_runs import comparison_judgments, resolve_run, score_reference
-from evalkit.pipeline.goldset_run import evaluate_goldset
+from evalkit.pipeline.goldset_run import run_goldset
 from evalkit.pipeline.runs import RunOutcome, _session, default_measures
 from evalkit.records.requests import GATE_DEFAULTS, GatePolicy, GoldsetRunRequest, measure_names
 from evalkit.records.run_reference import RunReference, RunReferenceKind
@@ -104,7 +105,7 @@ def replay_candidate(
     progress: Callable[[int, int], None] | None = None,
     allow_partial: bool = False,
 ) -> RunOutcome:
-    """Replay ``goldset`` against a live candidate and store the run (``evaluate_goldset``,
+    """Replay ``goldset`` against a live candidate and store the run (``run_goldset``,
     without answer scoring), scored on the default measures for ``k`` plus ``measures``.
 
     ``retriever`` is a ready retriever (left open) or the options to build one with
@@ -116,22 +117,20 @@ def replay_candidate(
     none of whose queries was answered never is.
     """
     depth = settings.k if k is None else k
-    live: SupportsRetrieve
-    if isinstance(retriever, RetrieverOptions):
-        live, built = build_retriever(retriever, settings), True
-    else:
-        live, built = retriever, False
     wanted = list(dict.fromkeys([*default_measures(depth), *measure_names(measures)]))
-    outcome = evaluate_goldset(
+    outcome = run_goldset(
         store,
-        goldset,
-        live,
         # The gate decides on retrieval metrics; judging answers would only add cost.
         GoldsetRunRequest.from_settings(
             settings, k=depth, measures=wanted, label=label, answers=False
         ),
+        settings,
+        retriever,
+        goldset=goldset,
+        build=partial(build_retriever, retriever, settings)
+        if isinstance(retriever, RetrieverOptions)
+        else None,
         progress=progress,
-        close_retriever=built,
     )
     accepted = ("complete", "partial") if allow_partial else ("complete",)
     if outcome.run.status not in accepted:
@@ -172,7 +171,7 @@ def gate_against_baseline(
     a query added since from one it retrieved nothing for, and counting it as 0 would credit
     the candidate with every added query. A candidate run file's missing queries score 0.
     ``store`` (a ``WriterAccess``: an open store, a ``StoreAccess``) is held for the scoring;
-    a live candidate is replayed as ``evalkit run`` replays (``evaluate_goldset``: a
+    a live candidate is replayed as ``evalkit run`` replays (``run_goldset``: a
     ``StoreAccess`` is given back during the replay), and the store is given back before
     the statistics run; None when only run files are compared. The
     comparison (``compare_scored``) follows ``policy``: its measures, significance level,

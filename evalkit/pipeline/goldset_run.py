@@ -77,65 +77,61 @@ def run_goldset(
     access: WriterAccess,
     request: GoldsetRunRequest,
     settings: Settings,
-    retriever: RetrieverOptions,
+    retriever: RetrieverOptions | SupportsRetrieve,
     *,
+    goldset: Goldset | None = None,
+    make_current: bool = True,
+    engine: RayEngine | None = None,
     build: Callable[[], SupportsRetrieve] | None = None,
     progress: Callable[[int, int], None] | None = None,
     progress_bar: Callable[[str], AbstractContextManager[StagedProgress | None]] | None = None,
 ) -> RunOutcome:
-    """The goldset run of ``evalkit run`` and the ``goldset_replay`` job: the goldset
-    ``request.goldset`` names (a stored one, at ``goldset_version``, or, with
-    ``goldset_files``, files read now: ``resolve_goldset``), replayed against the retriever
-    ``retriever`` describes, built now with ``settings`` and closed afterwards, locally or
-    on Ray (``request.engine``), scored and stored (``evaluate_goldset``); the run's spec
-    names the goldset and its version. ``build`` (a job's) builds the retriever instead,
-    without loading the query model ahead; Ray's actors still build theirs from ``retriever``.
+    """The goldset run of ``evalkit run``, the ``goldset_replay`` job, the gate's live
+    candidate and each sweep point: the goldset ``request.goldset`` names (a stored one, at
+    ``goldset_version``, or, with ``goldset_files``, files read now: ``resolve_goldset``),
+    or the one ``goldset`` already loaded, replayed against ``retriever``, scored and stored
+    (``evaluate_goldset``); the run's spec names the goldset and its version.
+
+    ``retriever`` is a ready retriever (left open) or the options of one, built now with
+    ``settings`` (the query model loading ahead) and closed afterwards; ``build`` (a job's,
+    the gate's) builds it instead, without loading the query model ahead. The replay runs
+    locally or on Ray (``request.engine``, or a sweep's ready ``engine``), whose actors
+    build their retrievers from the options.
 
     ``access`` is held only to read the goldset and to record the finished run. A stored
-    goldset is run without becoming its name's current version; files are stored as an
-    import stores them. ``progress`` is called as the replay advances; ``progress_bar``,
+    goldset named by the request is run without becoming its name's current version; files
+    are stored as an import stores them; a loaded ``goldset`` becomes current as
+    ``make_current`` says. ``progress`` is called as the replay advances; ``progress_bar``,
     given the goldset's name, opens a staged one instead (answers shown as a later stage).
     """
-    on_ray = (
-        RayEngine(retriever, settings, address=request.ray_address, actors=request.ray_actors)
-        if check_engine(request.engine) == "ray"
-        else None
-    )
+    options = retriever if isinstance(retriever, RetrieverOptions) else None
+    on_ray = engine
+    if on_ray is None and check_engine(request.engine) == "ray":
+        if options is None:
+            raise ConfigError("engine ray builds the retriever on each actor: give its options")
+        on_ray = RayEngine(
+            options, settings, address=request.ray_address, actors=request.ray_actors
+        )
     # The query model loads in the background while the store, the goldset and the
     # retriever are opened, then embeds the goldset's queries ahead of the replay: the
     # model's native code runs while this thread imports and opens things.
-    embedder = query_embedder_ahead(retriever, settings) if build is None else None
+    embedder = (
+        query_embedder_ahead(options, settings) if build is None and options is not None else None
+    )
     try:
-        # Held only to read the goldset: other writers need not wait for the replay.
-        with access.writer("reading the goldset") as store:
-            chosen = (
-                resolve_goldset(
-                    store,
-                    request.goldset,
-                    format=request.goldset_format,
-                    split=request.goldset_split,
-                    topics=request.goldset_topics,
-                )
-                if request.goldset_files
-                else request.goldset
-            )
-            if not isinstance(chosen, str) and request.goldset_version is not None:
-                raise ConfigError(
-                    f"--goldset-version picks a stored goldset's version; {request.goldset} "
-                    f"is read from its files (version {chosen.version})"
-                )
-            goldset = (
-                load_stored_goldset(store, chosen, request.goldset_version)
-                if isinstance(chosen, str)
-                else chosen
-            )
+        if goldset is None:
+            goldset, make_current = _read_goldset(access, request)
         if embedder is not None and on_ray is None:
             embedder.prefetch([query.text for query in goldset.queries])
-        live = (
-            build()
-            if build is not None
-            else build_retriever(dataclasses.replace(retriever, query_embedder=embedder), settings)
-        )
+        live: SupportsRetrieve
+        if build is not None:
+            live = build()
+        elif isinstance(retriever, RetrieverOptions):
+            live = build_retriever(
+                dataclasses.replace(retriever, query_embedder=embedder), settings
+            )
+        else:
+            live = retriever
         opened = progress_bar(goldset.name) if progress_bar is not None else nullcontext(None)
         with opened as bar:
             outcome = evaluate_goldset(
@@ -145,14 +141,40 @@ def run_goldset(
                 request,
                 progress=bar if bar is not None else progress,
                 answers_progress=bar.stage("scoring answers") if bar is not None else None,
-                close_retriever=True,
+                close_retriever=live is not retriever,
                 engine=on_ray,
-                make_current=not isinstance(chosen, str),
+                make_current=make_current,
             )
     finally:
         if embedder is not None:
             embedder.close()
     return outcome
+
+
+def _read_goldset(access: WriterAccess, request: GoldsetRunRequest) -> tuple[Goldset, bool]:
+    """The goldset ``request`` names, and whether running it makes it its name's current
+    version (files: yes; a stored goldset: no)."""
+    # Held only to read the goldset: other writers need not wait for the replay.
+    with access.writer("reading the goldset") as store:
+        chosen = (
+            resolve_goldset(
+                store,
+                request.goldset,
+                format=request.goldset_format,
+                split=request.goldset_split,
+                topics=request.goldset_topics,
+            )
+            if request.goldset_files
+            else request.goldset
+        )
+        if not isinstance(chosen, str) and request.goldset_version is not None:
+            raise ConfigError(
+                f"--goldset-version picks a stored goldset's version; {request.goldset} "
+                f"is read from its files (version {chosen.version})"
+            )
+        if isinstance(chosen, str):
+            return load_stored_goldset(store, chosen, request.goldset_version), False
+        return chosen, True
 
 
 def evaluate_goldset(

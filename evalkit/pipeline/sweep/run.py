@@ -16,8 +16,9 @@ from evalkit.embedding import TextEmbedder, build_query_embedder
 from evalkit.engines import RayEngine, check_engine
 from evalkit.errors import ConfigError, StoreError
 from evalkit.goldset.model import Goldset
-from evalkit.pipeline.goldset_run import evaluate_goldset, resolve_goldset
+from evalkit.pipeline.goldset_run import resolve_goldset, run_goldset
 from evalkit.pipeline.leaderboard import RunLeaderboard, leaderboard_of_runs, replay_latency
+from evalkit.pipeline.runs import closing_retriever
 from evalkit.pipeline.sweep.file import (
     COST_NOT_KNOWN,
     DEFAULT_EMBEDDER,
@@ -234,7 +235,7 @@ def run_sweep(
     query_progress: Callable[[int, int], None] | None = None,
 ) -> SweepOutcome:
     """Run the points of ``sweep`` that have no complete run yet, each a stored goldset
-    run (``evaluate_goldset``) tagged and labelled with its settings, and rank them all.
+    run (``run_goldset``) tagged and labelled with its settings, and rank them all.
 
     ``goldset`` is what the sweep's goldset names (``resolve_goldset``): a stored goldset's
     name (read at ``sweep.goldset_version``, default the newest) or goldset files read.
@@ -436,16 +437,17 @@ def _run_point(
         else None
     )
     try:
-        outcome = evaluate_goldset(
-            store,
-            goldset,
-            retriever,
-            request,
-            progress=query_progress,
-            close_retriever=True,
-            engine=on_ray,
-            make_current=from_files,
-        )
+        with closing_retriever(retriever):
+            outcome = run_goldset(
+                store,
+                request,
+                settings_at_point,
+                retriever,
+                goldset=goldset,
+                make_current=from_files,
+                engine=on_ray,
+                progress=query_progress,
+            )
     except (ConfigError, StoreError):
         raise
     except Exception as error:  # the run is stored as failed with it; the sweep goes on

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import AfterValidator, Field, field_validator
 
-from evalkit.engines import RayEngine
 from evalkit.engines.ray import ray_address_problem
 from evalkit.errors import ConfigError
 from evalkit.pipeline import (
@@ -95,31 +94,30 @@ class GoldsetReplayParams(RetrieverParams):
     def _known_measures(cls, names: list[str] | None) -> list[str] | None:
         return None if names is None else checked_measures(names)
 
-    def ray_engine(self, settings: Settings) -> RayEngine | None:
-        """The Ray engine these fields ask for, or None for the local one."""
-        if self.engine != "ray":
-            return None
-        return RayEngine(self.options(), settings, address=self.ray_address, actors=self.ray_actors)
+    def run_request(self, settings: Settings, job: str) -> GoldsetRunRequest:
+        """The goldset run these fields ask for under ``settings``, labelled ``job`` unless
+        ``label`` says otherwise."""
+        request = GoldsetRunRequest.from_settings(
+            settings, k=self.k, measures=self.measures, label=self.label or job
+        )
+        return dataclasses.replace(
+            request,
+            goldset=self.goldset,
+            goldset_version=self.goldset_version,
+            goldset_files=False,
+            engine=self.engine,
+            ray_address=self.ray_address,
+            ray_actors=self.ray_actors,
+        )
 
 
 def _goldset_replay(ctx: JobContext, params: GoldsetReplayParams) -> JobOutcome:
     # Held through a long replay, the store would keep every other process and the
     # service's alert outbox waiting for all of it (holds_store=False).
     settings = ctx.settings
-    request = GoldsetRunRequest.from_settings(
-        settings, k=params.k, measures=params.measures, label=params.label or ctx.job
-    )
     outcome = run_goldset(
         ctx.require_access(),
-        dataclasses.replace(
-            request,
-            goldset=params.goldset,
-            goldset_version=params.goldset_version,
-            goldset_files=False,
-            engine=params.engine,
-            ray_address=params.ray_address,
-            ray_actors=params.ray_actors,
-        ),
+        params.run_request(settings, ctx.job),
         settings,
         params.options(),
         build=lambda: params.build(settings),
