@@ -8,7 +8,15 @@ from datetime import datetime
 from typing import Any
 
 from evalkit.records.jsonready import json_ready
-from evalkit.store.columns import column_names, json_text, json_value, placeholders, qualified
+from evalkit.store.columns import (
+    column_names,
+    json_text,
+    json_value,
+    placeholders,
+    qualified,
+    record_of,
+    values_of,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,3 +61,24 @@ def test_column_lists_and_json_columns() -> None:
     assert json_value('{"a": 1}') == {"a": 1}
     assert json_value(None) == {}
     assert json_value("", empty=list) == []
+
+
+def test_a_record_becomes_a_row_of_its_columns_and_back() -> None:
+    record = _Stored(
+        name="a",
+        at=datetime(2026, 11, 20, 8, 30),
+        ended=None,
+        clusters=(),
+        checks=(),
+        details={"n": 1},
+    )
+    columns = "details, name, at"
+    row = values_of(record, columns, details=json_text(record.details))
+    assert row == ['{"n": 1}', "a", datetime(2026, 11, 20, 8, 30)]
+    read = record_of(
+        lambda **fields: _Stored(ended=None, clusters=(), checks=(), **fields),
+        columns,
+        row,
+        details=json_value,
+    )
+    assert read == record

@@ -27,7 +27,15 @@ import duckdb
 
 from evalkit.records.jsonready import json_ready
 from evalkit.redaction import redact_known
-from evalkit.store.columns import column_names, json_text, json_value, placeholders, qualified
+from evalkit.store.columns import (
+    column_names,
+    json_text,
+    json_value,
+    placeholders,
+    qualified,
+    record_of,
+    values_of,
+)
 
 if TYPE_CHECKING:
     from evalkit.store.store import Store
@@ -103,33 +111,17 @@ _STATE_COLUMNS = (
 )
 
 
-def _state_row(state: StoredAlertState) -> list[object]:
-    return [
-        state.dedup_key,
-        state.rule,
-        state.subject,
-        state.active,
-        state.severity,
-        state.since,
-        state.last_evaluated_at,
-        state.notified_status,
-        state.notified_severity,
-        state.last_notified_at,
-        state.last_fired_notice_at,
-        state.last_alert_id,
-        json_text(dict(state.evidence)),
-        state.title,
-        state.summary,
-        json_text(dict(state.links)),
-    ]
-
-
 def _upsert_state(con: duckdb.DuckDBPyConnection, state: StoredAlertState) -> None:
     updates = ", ".join(f"{name} = excluded.{name}" for name in column_names(_STATE_COLUMNS)[1:])
     con.execute(
         f"INSERT INTO alert_state ({_STATE_COLUMNS}) VALUES ({placeholders(16)})"
         f" ON CONFLICT (dedup_key) DO UPDATE SET {updates}",
-        _state_row(state),
+        values_of(
+            state,
+            _STATE_COLUMNS,
+            evidence=json_text(dict(state.evidence)),
+            links=json_text(dict(state.links)),
+        ),
     )
 
 
@@ -138,15 +130,18 @@ def load_alert_states(store: Store, *, rule: str | None = None) -> dict[str, Sto
     rows = store.fetch(
         f"SELECT {_STATE_COLUMNS} FROM alert_state WHERE ? IS NULL OR rule = ?", [rule, rule]
     )
-    states = {}
-    for row in rows:
-        values = list(row)
-        values[12] = json_value(values[12])
-        values[13] = values[13] or ""
-        values[14] = values[14] or ""
-        values[15] = {str(k): str(v) for k, v in json_value(values[15]).items()}
-        states[str(row[0])] = StoredAlertState(*values)
-    return states
+    return {
+        str(row[0]): record_of(
+            StoredAlertState,
+            _STATE_COLUMNS,
+            row,
+            evidence=json_value,
+            title=lambda text: text or "",
+            summary=lambda text: text or "",
+            links=lambda text: {str(k): str(v) for k, v in json_value(text).items()},
+        )
+        for row in rows
+    }
 
 
 def save_alert_states(store: Store, states: Sequence[StoredAlertState]) -> None:
@@ -213,22 +208,13 @@ def save_alert(
     ) as con:
         con.execute(
             f"INSERT INTO alerts ({_ALERT_COLUMNS}) VALUES ({placeholders(14)})",
-            [
-                alert.alert_id,
-                alert.rule,
-                alert.kind,
-                alert.dedup_key,
-                alert.subject,
-                alert.status,
-                alert.severity,
-                alert.title,
-                alert.summary,
-                json_text(dict(alert.evidence)),
-                json_text(dict(alert.links)),
-                alert.fired_at,
-                created,
-                len(sinks),
-            ],
+            values_of(
+                alert,
+                _ALERT_COLUMNS,
+                evidence=json_text(dict(alert.evidence)),
+                links=json_text(dict(alert.links)),
+                n_sinks=len(sinks),
+            ),
         )
         _upsert_state(con, state)
         for sink in sinks:

@@ -32,7 +32,14 @@ from evalkit.clock import utc_now
 from evalkit.errors import NotFoundError
 from evalkit.records.jsonready import json_ready
 from evalkit.redaction import redact_known
-from evalkit.store.columns import column_names, json_text, json_value
+from evalkit.store.columns import (
+    column_names,
+    json_text,
+    json_value,
+    placeholders,
+    record_of,
+    values_of,
+)
 from evalkit.store.views import registered
 
 if TYPE_CHECKING:
@@ -69,6 +76,12 @@ V = TypeVar("V")
 _SCORE_COLUMNS = (
     "item_id, metric, method, judge_model, prompt_version, value, unmeasured_reason, detail,"
     " n_repeats, spread, n_claims, n_supported"
+)
+
+
+_SCORING_COLUMNS = (
+    "scoring_id, run_id, source, started_at, finished_at, n_records, judge_calls, cache_hits,"
+    " settings"
 )
 
 
@@ -154,18 +167,13 @@ def save_answer_scores(
     )
     with store.writing(f"cannot store answer scores in {store.path}") as con:
         con.execute(
-            "INSERT INTO answer_scorings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                scoring_id,
-                scores.run_id,
-                scores.source,
-                scores.started_at,
-                scores.finished_at,
-                scores.n_records,
-                scores.judge_calls,
-                scores.cache_hits,
-                json_text(dict(settings or {})),
-            ],
+            f"INSERT INTO answer_scorings ({_SCORING_COLUMNS}) VALUES ({placeholders(9)})",
+            values_of(
+                scores,
+                _SCORING_COLUMNS,
+                scoring_id=scoring_id,
+                settings=json_text(dict(settings or {})),
+            ),
         )
         store.insert_frame("answer_scores", frame)
         store.insert_frame("answer_items", items)
@@ -177,8 +185,7 @@ def list_scorings(
 ) -> list[StoredScoring]:
     """Stored scorings, newest first (optionally only those of one run)."""
     rows = store.fetch(
-        "SELECT scoring_id, run_id, source, started_at, finished_at, n_records, judge_calls,"
-        " cache_hits, settings FROM answer_scorings WHERE (? IS NULL OR run_id = ?)"
+        f"SELECT {_SCORING_COLUMNS} FROM answer_scorings WHERE (? IS NULL OR run_id = ?)"
         " ORDER BY started_at DESC, scoring_id DESC LIMIT ?",
         [run_id, run_id, limit],
     )
@@ -188,8 +195,7 @@ def list_scorings(
 def get_scoring(store: Store, scoring_id: str) -> StoredScoring:
     """One stored scoring; a unique prefix of its id is enough."""
     rows = store.fetch(
-        "SELECT scoring_id, run_id, source, started_at, finished_at, n_records, judge_calls,"
-        " cache_hits, settings FROM answer_scorings WHERE starts_with(scoring_id, ?)"
+        f"SELECT {_SCORING_COLUMNS} FROM answer_scorings WHERE starts_with(scoring_id, ?)"
         " ORDER BY scoring_id",
         [scoring_id],
     )
@@ -208,17 +214,7 @@ def get_scoring(store: Store, scoring_id: str) -> StoredScoring:
 
 
 def _scoring(row: tuple[Any, ...]) -> StoredScoring:
-    return StoredScoring(
-        scoring_id=row[0],
-        run_id=row[1],
-        source=row[2],
-        started_at=row[3],
-        finished_at=row[4],
-        n_records=row[5],
-        judge_calls=row[6],
-        cache_hits=row[7],
-        settings=json_value(row[8]),
-    )
+    return record_of(StoredScoring, _SCORING_COLUMNS, row, settings=json_value)
 
 
 def answer_scores_frame(store: Store, scoring_id: str) -> pd.DataFrame:

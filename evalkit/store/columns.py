@@ -4,10 +4,20 @@ values, and the text a JSON column holds."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
-__all__ = ["column_names", "json_text", "json_value", "placeholders", "qualified"]
+__all__ = [
+    "column_names",
+    "json_text",
+    "json_value",
+    "placeholders",
+    "qualified",
+    "record_of",
+    "values_of",
+]
+
+R = TypeVar("R")
 
 
 def column_names(columns: str) -> tuple[str, ...]:
@@ -34,3 +44,22 @@ def json_text(value: object) -> str:
 def json_value(text: str | None, *, empty: Callable[[], Any] = dict) -> Any:
     """A JSON column's value read back; an empty one (NULL or ``""``) reads as ``empty()``."""
     return json.loads(text) if text else empty()
+
+
+def values_of(record: object, columns: str, **given: object) -> list[object]:
+    """The values a row of the SQL column list ``columns`` holds of ``record``: each column's
+    field of the same name, or the value ``given`` for it."""
+    return [
+        given[name] if name in given else getattr(record, name) for name in column_names(columns)
+    ]
+
+
+def record_of(
+    cls: Callable[..., R], columns: str, row: Sequence[Any], **read: Callable[[Any], Any]
+) -> R:
+    """The record ``cls`` of a ``row`` of the SQL column list ``columns``, each value passed as
+    the field of its column's name, through ``read``'s function for that name if it has one."""
+    values = dict(zip(column_names(columns), row, strict=True))
+    return cls(
+        **{name: read[name](value) if name in read else value for name, value in values.items()}
+    )

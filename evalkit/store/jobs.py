@@ -20,7 +20,7 @@ from evalkit.errors import StoreError
 from evalkit.records.jsonready import json_ready
 from evalkit.redaction import redact_known
 from evalkit.store.access import process_alive
-from evalkit.store.columns import json_text, json_value
+from evalkit.store.columns import json_text, json_value, record_of
 
 if TYPE_CHECKING:
     from evalkit.store.store import Store
@@ -92,10 +92,9 @@ _JOB_COLUMNS = (
 
 
 def _job_run(row: Sequence[Any]) -> StoredJobRun:
-    values = list(row)
-    values[10] = tuple(values[10] or ())
-    values[11] = json_value(values[11])
-    return StoredJobRun(*values)
+    return record_of(
+        StoredJobRun, _JOB_COLUMNS, row, run_ids=lambda ids: tuple(ids or ()), summary=json_value
+    )
 
 
 def start_job_run(

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from evalkit.clock import utc_now
 from evalkit.records.jsonready import json_ready
 from evalkit.redaction import redact_known
-from evalkit.store.columns import column_names, placeholders
+from evalkit.store.columns import placeholders, qualified, record_of, values_of
 from evalkit.store.runs import RETRIEVER_ID_SQL
 from evalkit.store.views import registered
 
@@ -310,25 +310,11 @@ def new_agreement_id(measured_at: datetime) -> str:
 
 def save_agreement(store: Store, agreement: StoredAgreement) -> None:
     """Store one agreement measurement."""
-    values = (
-        agreement.agreement_id,
-        agreement.assessor,
-        agreement.goldset_name,
-        agreement.goldset_version,
-        agreement.measured_at,
-        agreement.n_pairs,
-        agreement.n_unjudged,
-        agreement.kappa,
-        agreement.kappa_low,
-        agreement.kappa_high,
-        agreement.kappa_scale,
-        json.dumps(dict(agreement.confusion)),
-        agreement.tau,
-        agreement.tau_p_value,
-        agreement.tau_measure,
-        agreement.n_runs,
-        agreement.seed,
-        json.dumps(dict(agreement.details)),
+    values = values_of(
+        agreement,
+        _AGREEMENT_COLUMNS,
+        confusion=json.dumps(dict(agreement.confusion)),
+        details=json.dumps(dict(agreement.details)),
     )
     with store.writing(f"cannot store the agreement in {store.path}") as con:
         con.execute(
@@ -339,10 +325,9 @@ def save_agreement(store: Store, agreement: StoredAgreement) -> None:
 
 
 def _agreement(row: tuple[Any, ...]) -> StoredAgreement:
-    values = list(row)
-    values[11] = json.loads(values[11])
-    values[17] = json.loads(values[17])
-    return StoredAgreement(*values)
+    return record_of(
+        StoredAgreement, _AGREEMENT_COLUMNS, row, confusion=json.loads, details=json.loads
+    )
 
 
 def list_agreements(
@@ -424,24 +409,7 @@ _FIGURE_COLUMNS = (
 def save_run_figures(store: Store, figures: Sequence[JudgedFigure]) -> None:
     """Store a run's figures, replacing earlier ones of the same run, source, labeller and
     measure, in one transaction."""
-    rows = [
-        (
-            f.run_id,
-            f.source,
-            f.labeller,
-            f.measure,
-            f.value,
-            f.low,
-            f.high,
-            f.n_queries,
-            f.judged_share,
-            f.status,
-            f.agreement_id,
-            f.computed_at,
-            json.dumps(dict(f.details)),
-        )
-        for f in figures
-    ]
+    rows = [values_of(f, _FIGURE_COLUMNS, details=json.dumps(dict(f.details))) for f in figures]
     if not rows:
         return
     with store.writing(f"cannot store judged figures in {store.path}") as con:
@@ -459,13 +427,7 @@ def run_figures(store: Store, run_id: str, *, source: str | None = None) -> list
         " WHERE run_id = ? AND (? IS NULL OR source = ?) ORDER BY source, labeller, measure",
         [run_id, source, source],
     )
-    names = column_names(_FIGURE_COLUMNS)
-    figures = []
-    for row in rows:
-        values = dict(zip(names, row, strict=True))
-        values["details"] = json.loads(values["details"])
-        figures.append(JudgedFigure(**values))
-    return figures
+    return [record_of(JudgedFigure, _FIGURE_COLUMNS, row, details=json.loads) for row in rows]
 
 
 @dataclass(frozen=True, slots=True)
@@ -494,8 +456,7 @@ def traffic_figure_series(
     optionally of one ``labeller`` (assessor) and one retriever (``RETRIEVER_ID_SQL``).
     Figures of different assessors are never one series: callers group by
     ``figure.labeller``."""
-    names = column_names(_FIGURE_COLUMNS)
-    columns = ", ".join(f"f.{name}" for name in names)
+    columns = qualified(_FIGURE_COLUMNS, "f")
     rows = store.fetch(
         "SELECT * FROM ("
         f" SELECT s.window_label, s.window_start, r.run_id, r.started_at, r.retriever_id,"
@@ -512,9 +473,9 @@ def traffic_figure_series(
         ") ORDER BY window_start, labeller",
         [measure, source, labeller, labeller, retriever_id, retriever_id, limit],
     )
-    series = []
-    for row in rows:
-        values = dict(zip(names, row[5:], strict=True))
-        values["details"] = json.loads(values["details"])
-        series.append(WindowFigure(row[0], row[1], row[2], row[3], row[4], JudgedFigure(**values)))
-    return series
+    return [
+        WindowFigure(
+            *row[:5], record_of(JudgedFigure, _FIGURE_COLUMNS, row[5:], details=json.loads)
+        )
+        for row in rows
+    ]

@@ -43,7 +43,7 @@ from evalkit.records.review import (
     ReviewSource,
     Verdict,
 )
-from evalkit.store.columns import column_names, placeholders, qualified
+from evalkit.store.columns import column_names, placeholders, qualified, values_of
 from evalkit.store.goldsets import insert_goldset
 from evalkit.store.traffic.ingest import query_key_sql
 
@@ -159,6 +159,12 @@ class Publication:
             "judgments_added": self.n_judgments_added,
             "judgments_changed": self.n_judgments_changed,
         }
+
+
+_PUBLICATION_COLUMNS = (
+    "goldset, goldset_version, previous_version, published_at, min_reviews, n_items,"
+    " n_queries_added, n_queries_edited, n_judgments_added, n_judgments_changed"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -598,21 +604,8 @@ def publish_version(
     with store.writing(f"cannot publish goldset {goldset.name}") as con:
         created = insert_goldset(store, con, goldset)
         con.execute(
-            "INSERT INTO review_publications (goldset, goldset_version, previous_version,"
-            " published_at, min_reviews, n_items, n_queries_added, n_queries_edited,"
-            " n_judgments_added, n_judgments_changed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                publication.goldset,
-                publication.goldset_version,
-                publication.previous_version,
-                publication.published_at,
-                publication.min_reviews,
-                publication.n_items,
-                publication.n_queries_added,
-                publication.n_queries_edited,
-                publication.n_judgments_added,
-                publication.n_judgments_changed,
-            ],
+            f"INSERT INTO review_publications ({_PUBLICATION_COLUMNS}) VALUES ({placeholders(10)})",
+            values_of(publication, _PUBLICATION_COLUMNS),
         )
         store.insert_frame("review_published_items", published)
         con.execute(
@@ -626,9 +619,7 @@ def publish_version(
 def list_publications(store: Store, goldset: str | None = None) -> list[Publication]:
     """Publishes, newest first (optionally of one goldset)."""
     rows = store.fetch(
-        "SELECT goldset, goldset_version, previous_version, published_at, min_reviews, n_items,"
-        " n_queries_added, n_queries_edited, n_judgments_added, n_judgments_changed"
-        " FROM review_publications WHERE ? IS NULL OR goldset = ?"
+        f"SELECT {_PUBLICATION_COLUMNS} FROM review_publications WHERE ? IS NULL OR goldset = ?"
         " ORDER BY published_at DESC",
         [goldset, goldset],
     )

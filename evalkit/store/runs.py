@@ -31,7 +31,7 @@ from evalkit.redaction import redact_known
 from evalkit.retrievers.base import SupportsRetrieve, description_of, fingerprints_of, index_size_of
 from evalkit.retrievers.kinds import COLLECTION, RETRIEVER_KINDS
 from evalkit.store.access import FileLock, store_sibling
-from evalkit.store.columns import json_text, json_value
+from evalkit.store.columns import json_text, json_value, placeholders, values_of
 from evalkit.store.jobs import add_job_run_run
 from evalkit.store.run_identity import (
     INDEXED_FINGERPRINT,
@@ -317,6 +317,27 @@ def create_run(
     return run_id
 
 
+_INSERTED_COLUMNS = (
+    "run_id, status, kind, label, goldset_name, goldset_version, retriever_kind,"
+    " retriever_config, collection, model_name, model_dimension, model_fingerprint,"
+    " index_fingerprint, evalkit_version, k, relevance_threshold, measures, seed, started_at,"
+    " finished_at, n_queries, n_failed, n_evaluated, error, imported_from, imported_at,"
+    " index_documents, index_vectors, model_canaries"
+)
+"""The columns ``insert_run`` writes: those of ``_RECORD_WRITTEN`` from the ``RunRecord``, the
+others from its ``RunSpec``."""
+_RECORD_WRITTEN = (
+    "run_id",
+    "status",
+    "started_at",
+    "finished_at",
+    "n_failed",
+    "n_evaluated",
+    "imported_from",
+    "imported_at",
+)
+
+
 def insert_run(con: duckdb.DuckDBPyConnection, run: RunRecord) -> None:
     """Write the ``runs`` row of ``run`` (its tags too), on ``con``.
 
@@ -327,45 +348,16 @@ def insert_run(con: duckdb.DuckDBPyConnection, run: RunRecord) -> None:
     """
     spec = run.spec
     con.execute(
-        "INSERT INTO runs (run_id, status, kind, label, goldset_name, goldset_version,"
-        " retriever_kind, retriever_config, collection, model_name, model_dimension,"
-        " model_fingerprint, index_fingerprint, evalkit_version, k,"
-        " relevance_threshold, measures, seed, started_at, finished_at, n_queries,"
-        " n_failed, n_evaluated, error, imported_from, imported_at, index_documents,"
-        " index_vectors, model_canaries)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
-        " ?, ?, ?, ?, ?, ?)",
-        [
-            run.run_id,
-            run.status,
-            spec.kind,
-            spec.label,
-            spec.goldset_name,
-            spec.goldset_version,
-            spec.retriever_kind,
-            redact_known(json_text(dict(spec.retriever_config))),
-            spec.collection,
-            spec.model_name,
-            spec.model_dimension,
-            spec.model_fingerprint,
-            spec.index_fingerprint,
-            spec.evalkit_version,
-            spec.k,
-            spec.relevance_threshold,
-            list(spec.measures),
-            spec.seed,
-            run.started_at,
-            run.finished_at,
-            spec.n_queries,
-            run.n_failed,
-            run.n_evaluated,
-            _masked(run.error),
-            run.imported_from,
-            run.imported_at,
-            spec.index_documents,
-            spec.index_vectors,
-            spec.model_canaries or None,
-        ],
+        f"INSERT INTO runs ({_INSERTED_COLUMNS}) VALUES ({placeholders(29)})",
+        values_of(
+            spec,
+            _INSERTED_COLUMNS,
+            **{name: getattr(run, name) for name in _RECORD_WRITTEN},
+            retriever_config=redact_known(json_text(dict(spec.retriever_config))),
+            measures=list(spec.measures),
+            error=_masked(run.error),
+            model_canaries=spec.model_canaries or None,
+        ),
     )
     if spec.tags:
         con.executemany(
