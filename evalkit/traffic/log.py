@@ -24,6 +24,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypedDict, Unpack
 
 from evalkit.clock import MAX_EPOCH_SECONDS, naive_utc, utc_now
 from evalkit.errors import InputError
@@ -94,18 +95,20 @@ def _utc_moment(timestamp: datetime | str | None) -> datetime:
     return timestamp
 
 
-def format_log_line(
-    *,
-    text: str,
-    query_id: str | None = None,
-    timestamp: datetime | str | None = None,
-    tenant: str | None = None,
-    tags: Mapping[str, str] | None = None,
-    results: Sequence[LoggedResult] | None = None,
-    answer: str | None = None,
-    contexts: Sequence[str] | None = None,
-    latency_ms: float | None = None,
-) -> tuple[str, bytes]:
+class _LogFields(TypedDict, total=False):
+    """The optional fields of a log line (``LOG_FIELDS``), as the writers below take them."""
+
+    query_id: str | None
+    timestamp: datetime | str | None
+    tenant: str | None
+    tags: Mapping[str, str] | None
+    results: Sequence[LoggedResult] | None
+    answer: str | None
+    contexts: Sequence[str] | None
+    latency_ms: float | None
+
+
+def format_log_line(*, text: str, **fields: Unpack[_LogFields]) -> tuple[str, bytes]:
     """The query id and the encoded log line (ending in ``\\n``) for one query.
 
     ``query_id`` defaults to a random UUID and ``timestamp`` (a datetime, naive meaning UTC,
@@ -115,6 +118,9 @@ def format_log_line(
     """
     if not isinstance(text, str) or not text.strip():
         raise InputError("a logged query needs its non-empty text", field="text")
+    if unknown := sorted(fields.keys() - _LogFields.__annotations__):
+        raise TypeError(f"format_log_line() got unexpected keyword arguments {unknown}")
+    query_id = fields.get("query_id")
     identifier = query_id if query_id is not None else uuid.uuid4().hex
     if not identifier:
         raise InputError("query_id must not be empty", field="query_id")
@@ -122,23 +128,23 @@ def format_log_line(
         raise InputError(
             f"query_id {identifier!r} has leading or trailing whitespace", field="query_id"
         )
-    moment = _utc_moment(timestamp)
+    moment = _utc_moment(fields.get("timestamp"))
     record: dict[str, object] = {
         "query_id": identifier,
         "timestamp": moment.isoformat(timespec="milliseconds") + "Z",
         "text": text,
     }
-    if tenant is not None:
+    if (tenant := fields.get("tenant")) is not None:
         record["tenant"] = tenant
-    if tags:
+    if tags := fields.get("tags"):
         record["tags"] = {str(key): str(value) for key, value in tags.items()}
-    if results is not None:
+    if (results := fields.get("results")) is not None:
         record["results"] = [_result_object(result) for result in results]
-    if answer is not None:
+    if (answer := fields.get("answer")) is not None:
         record["answer"] = answer
-    if contexts is not None:
+    if (contexts := fields.get("contexts")) is not None:
         record["contexts"] = [str(context) for context in contexts]
-    if latency_ms is not None:
+    if (latency_ms := fields.get("latency_ms")) is not None:
         if not math.isfinite(latency_ms) or latency_ms < 0:
             raise InputError("must be a finite number of milliseconds >= 0", field="latency_ms")
         record["latency_ms"] = float(latency_ms)
@@ -153,19 +159,7 @@ def format_log_line(
     return identifier, line
 
 
-def log_query(
-    path: Path | str,
-    *,
-    text: str,
-    query_id: str | None = None,
-    timestamp: datetime | str | None = None,
-    tenant: str | None = None,
-    tags: Mapping[str, str] | None = None,
-    results: Sequence[LoggedResult] | None = None,
-    answer: str | None = None,
-    contexts: Sequence[str] | None = None,
-    latency_ms: float | None = None,
-) -> str:
+def log_query(path: Path | str, *, text: str, **fields: Unpack[_LogFields]) -> str:
     """Append one query to the traffic log at ``path``; returns its query id.
 
     Safe to call from many threads and processes at once: the line is written with one
@@ -175,17 +169,7 @@ def log_query(
     call, so log rotation (rename, delete, ``copytruncate``) needs no signal; its folder is
     made when it is missing.
     """
-    identifier, line = format_log_line(
-        text=text,
-        query_id=query_id,
-        timestamp=timestamp,
-        tenant=tenant,
-        tags=tags,
-        results=results,
-        answer=answer,
-        contexts=contexts,
-        latency_ms=latency_ms,
-    )
+    identifier, line = format_log_line(text=text, **fields)
     try:
         descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, _FILE_MODE)
     except FileNotFoundError:
