@@ -10,13 +10,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from evalkit.cli._app import command_group
+from evalkit.cli._groups import OptionGroup
 from evalkit.cli._output import OutputFormat
-from evalkit.records.requests import MAX_SEED
+from evalkit.records.requests import MAX_SEED, PAIRED_TEST_DEFAULTS, PairedTestSettings
 
 if TYPE_CHECKING:
     from evalkit.pipeline import DocumentTexts
 
 __all__ = [
+    "PAIRED_TEST",
     "Format",
     "Output",
     "OutputOnly",
@@ -37,6 +39,36 @@ def seed_option(help: str, *names: str) -> Any:
     keeps seeds as 64-bit integers), refused as misuse before any work."""
     return typer.Option(*names, min=0, max=MAX_SEED, help=help)
 
+
+PAIRED_TEST: OptionGroup[PairedTestSettings] = OptionGroup(
+    {
+        "alpha": (
+            Annotated[float, typer.Option(help="Family-wise error rate across the measures.")],
+            PAIRED_TEST_DEFAULTS.alpha,
+        ),
+        "min_effect": (
+            Annotated[
+                float,
+                typer.Option(
+                    help="Smallest drop that matters (in the measure's units, e.g. 0.01)."
+                ),
+            ],
+            PAIRED_TEST_DEFAULTS.min_effect,
+        ),
+        "resamples": (
+            Annotated[int, typer.Option(help="Bootstrap resamples and sign-flip permutations.")],
+            PAIRED_TEST_DEFAULTS.resamples,
+        ),
+        "seed": (
+            Annotated[int, seed_option("Seed of the resampling (recorded in the output).")],
+            PAIRED_TEST_DEFAULTS.seed,
+        ),
+    },
+    PairedTestSettings,
+)
+"""The paired test's options (``--alpha``, ``--min-effect``, ``--resamples``, ``--seed``) of
+``gate`` and ``compare``, parsed into a ``PairedTestSettings``; each command gives its
+defaults (``PAIRED_TEST.use(**asdict(GATE_DEFAULTS.paired_test))``)."""
 
 Format = Annotated[OutputFormat, typer.Option("--format", help="table or json")]
 """The ``--format table|json`` option of a command that prints a result."""

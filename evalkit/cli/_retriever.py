@@ -1,7 +1,5 @@
-"""Command-line options shared by every command that names a live retriever.
-
-They become a ``RetrieverOptions``; ``evalkit.retrievers.factory`` builds the retriever.
-"""
+"""The options that name a live retriever, one group (``RETRIEVER``) parsed into a
+``RetrieverOptions`` that ``evalkit.retrievers.factory`` builds the retriever from."""
 
 from __future__ import annotations
 
@@ -10,25 +8,20 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from evalkit.cli._groups import OptionGroup
 from evalkit.retrievers.kinds import built_in_kinds
 
 if TYPE_CHECKING:
     from evalkit.retrievers.factory import RetrieverOptions
 
 __all__ = [
-    "AllowMismatch",
+    "RETRIEVER",
     "ChromaUrl",
-    "Collection",
     "Engine",
-    "HttpUrl",
     "RayActors",
     "RayAddress",
-    "RetrieverOption",
-    "RetrieverSpec",
-    "WhereKey",
     "chroma_collection_name",
     "parse_options",
-    "retriever_options",
 ]
 
 
@@ -79,7 +72,7 @@ def _option_value(text: str) -> Any:
     return text
 
 
-def retriever_options(
+def _parse_retriever(
     *,
     collection: str | None,
     chroma_url: str | None,
@@ -87,13 +80,11 @@ def retriever_options(
     retriever_spec: str | None,
     where_key: str | None,
     allow_model_mismatch: bool,
+    option: list[str] | None,
     defer_model_check: bool = False,
-    options: list[str] | None = None,
 ) -> RetrieverOptions:
-    """The ``RetrieverOptions`` that a command's retriever options name (``--collection``,
-    ``--chroma-url``, ``--http-retriever``, ``--retriever``, ``--where-key``,
-    ``--allow-model-mismatch``, ``--option``); a collection name Chroma refuses, or an
-    option that is not KEY=VALUE, is a ConfigError."""
+    """The ``RetrieverOptions`` the retriever options name; a collection name Chroma
+    refuses, or an ``--option`` that is not KEY=VALUE, is a ConfigError."""
     from evalkit.retrievers.factory import RetrieverOptions
 
     return RetrieverOptions(
@@ -104,13 +95,10 @@ def retriever_options(
         where_key=where_key,
         allow_model_mismatch=allow_model_mismatch,
         defer_model_check=defer_model_check,
-        factory_options=parse_options(options),
+        factory_options=parse_options(option),
     )
 
 
-Collection = Annotated[
-    str | None, typer.Option(help="Chroma collection to query (embedded store or --chroma-url).")
-]
 ChromaUrl = Annotated[
     str | None,
     typer.Option(
@@ -118,48 +106,81 @@ ChromaUrl = Annotated[
         "under EVALKIT_HOME)."
     ),
 ]
-HttpUrl = Annotated[
-    str | None,
-    typer.Option(
-        "--http-retriever",
-        help="URL of an HTTP JSON retriever endpoint (see docs/retrievers.md).",
-    ),
-]
-RetrieverSpec = Annotated[
-    str | None,
-    typer.Option(
-        "--retriever",
-        help=f"Retriever kind ({', '.join(built_in_kinds())}, or a plug-in's) or "
-        "module:factory of your own function returning a retriever (default: the "
-        "[retriever] table of evalkit.toml; see docs/retrievers.md).",
-    ),
-]
-RetrieverOption = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--option",
-        metavar="KEY=VALUE",
-        help="An option of the retriever, repeatable: bm25's index=DIR, or a keyword argument "
-        "of a module:factory or plug-in (replacing the [retriever] options); a number or "
-        "true/false is passed as one, anything else as text.",
-    ),
-]
-WhereKey = Annotated[
-    str | None,
-    typer.Option(
-        help="Metadata key (pgvector: column) holding each document's tenant; a query with a "
-        "tenant sees only its tenant's documents (Chroma, pgvector, Qdrant, a LangChain "
-        "VectorStoreRetriever, a LlamaIndex VectorIndexRetriever; refused by retrievers "
-        "that cannot filter)."
-    ),
-]
-AllowMismatch = Annotated[
-    bool,
-    typer.Option(
-        help="Query a collection built with another embedding model anyway (results are "
-        "then meaningless; for diagnosis only)."
-    ),
-]
+
+RETRIEVER: OptionGroup[RetrieverOptions] = OptionGroup(
+    {
+        "collection": (
+            Annotated[
+                str | None,
+                typer.Option(help="Chroma collection to query (embedded store or --chroma-url)."),
+            ],
+            None,
+        ),
+        "chroma_url": (ChromaUrl, None),
+        "http_retriever": (
+            Annotated[
+                str | None,
+                typer.Option(
+                    "--http-retriever",
+                    help="URL of an HTTP JSON retriever endpoint (see docs/retrievers.md).",
+                ),
+            ],
+            None,
+        ),
+        "retriever_spec": (
+            Annotated[
+                str | None,
+                typer.Option(
+                    "--retriever",
+                    help=f"Retriever kind ({', '.join(built_in_kinds())}, or a plug-in's) or "
+                    "module:factory of your own function returning a retriever (default: the "
+                    "[retriever] table of evalkit.toml; see docs/retrievers.md).",
+                ),
+            ],
+            None,
+        ),
+        "option": (
+            Annotated[
+                list[str] | None,
+                typer.Option(
+                    "--option",
+                    metavar="KEY=VALUE",
+                    help="An option of the retriever, repeatable: bm25's index=DIR, or a "
+                    "keyword argument of a module:factory or plug-in (replacing the [retriever] "
+                    "options); a number or true/false is passed as one, anything else as text.",
+                ),
+            ],
+            None,
+        ),
+        "where_key": (
+            Annotated[
+                str | None,
+                typer.Option(
+                    help="Metadata key (pgvector: column) holding each document's tenant; a "
+                    "query with a tenant sees only its tenant's documents (Chroma, pgvector, "
+                    "Qdrant, a LangChain VectorStoreRetriever, a LlamaIndex "
+                    "VectorIndexRetriever; refused by retrievers that cannot filter)."
+                ),
+            ],
+            None,
+        ),
+        "allow_model_mismatch": (
+            Annotated[
+                bool,
+                typer.Option(
+                    help="Query a collection built with another embedding model anyway "
+                    "(results are then meaningless; for diagnosis only)."
+                ),
+            ],
+            False,
+        ),
+    },
+    _parse_retriever,
+)
+"""The options that name a live retriever (``--collection``, ``--chroma-url``,
+``--http-retriever``, ``--retriever``, ``--option``, ``--where-key``,
+``--allow-model-mismatch``), parsed into a ``RetrieverOptions``."""
+
 Engine = Annotated[
     str,
     typer.Option(

@@ -6,27 +6,22 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from evalkit.cli._app import app
+from evalkit.cli._groups import grouped
 from evalkit.cli._options import Format
 from evalkit.cli._output import OutputFormat, console, emit_json, settings, table
-from evalkit.cli._retriever import (
-    AllowMismatch,
-    ChromaUrl,
-    Collection,
-    HttpUrl,
-    RetrieverOption,
-    RetrieverSpec,
-    WhereKey,
-    retriever_options,
-)
+from evalkit.cli._retriever import RETRIEVER
 from evalkit.cli._store import CommandStore
 from evalkit.clock import naive_utc
 from evalkit.errors import ConfigError
 from evalkit.records.freshness import FreshnessCheck, FreshnessRequest, human_seconds
+
+if TYPE_CHECKING:
+    from evalkit.retrievers.factory import RetrieverOptions
 
 BREACHED_EXIT_CODE = 1
 
@@ -40,6 +35,7 @@ class Method(StrEnum):
 
 
 @app.command("freshness")
+@grouped
 def freshness(
     changes: Annotated[
         list[Path] | None,
@@ -62,13 +58,7 @@ def freshness(
         str | None,
         typer.Option(help="Table of a DuckDB change file (default: [freshness] changes_table)."),
     ] = None,
-    collection: Collection = None,
-    chroma_url: ChromaUrl = None,
-    http_retriever: HttpUrl = None,
-    retriever_spec: RetrieverSpec = None,
-    option: RetrieverOption = None,
-    where_key: WhereKey = None,
-    allow_model_mismatch: AllowMismatch = False,
+    retriever: RetrieverOptions = RETRIEVER.use(),
     method: Annotated[
         Method,
         typer.Option(
@@ -135,15 +125,6 @@ def freshness(
     from evalkit.pipeline import check_named_index_freshness
 
     config = settings()
-    options = retriever_options(
-        collection=collection,
-        chroma_url=chroma_url,
-        http_retriever=http_retriever,
-        retriever_spec=retriever_spec,
-        where_key=where_key,
-        allow_model_mismatch=allow_model_mismatch,
-        options=option,
-    )
     durations = {
         name: _seconds(parse_duration, name, value)
         for name, value in (
@@ -165,7 +146,7 @@ def freshness(
         shown=shown,
         **durations,
     )
-    check = check_named_index_freshness(CommandStore("freshness"), request, options, config)
+    check = check_named_index_freshness(CommandStore("freshness"), request, retriever, config)
     if output is OutputFormat.json:
         emit_json(check.to_dict(reflected=shown))
     else:

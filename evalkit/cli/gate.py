@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from evalkit.cli._app import app
-from evalkit.cli._goldset import GOLDSET_HELP, GoldsetFormat, GoldsetSplit, GoldsetTopics
+from evalkit.cli._goldset import GOLDSET, GOLDSET_HELP, resolve_selection
+from evalkit.cli._groups import grouped
 from evalkit.cli._leaderboard import CompareFormat, print_leaderboard
-from evalkit.cli._options import Format, seed_option
+from evalkit.cli._options import PAIRED_TEST, Format
 from evalkit.cli._output import (
     OutputFormat,
     console,
@@ -26,31 +27,21 @@ from evalkit.cli._output import (
     settings,
     table,
 )
-from evalkit.cli._retriever import (
-    AllowMismatch,
-    ChromaUrl,
-    Collection,
-    HttpUrl,
-    RetrieverOption,
-    RetrieverSpec,
-    WhereKey,
-    retriever_options,
-)
+from evalkit.cli._retriever import RETRIEVER
 from evalkit.cli._store import CommandStore, open_store
 from evalkit.errors import ConfigError
 from evalkit.records.requests import (
     COMPARE_DEFAULTS,
-    DEFAULT_GOLDSET_FORMAT,
-    DEFAULT_GOLDSET_SPLIT,
     GATE_DEFAULTS,
     LEADERBOARD_DEFAULTS,
     GatePolicy,
+    GoldsetSelection,
     LeaderboardRequest,
+    PairedTestSettings,
 )
 from evalkit.records.run_reference import RunReference, RunReferenceKind
 
 if TYPE_CHECKING:
-    from evalkit.config import Settings
     from evalkit.goldset.model import Goldset
     from evalkit.pipeline import GateOutcome
     from evalkit.retrievers.factory import RetrieverOptions
@@ -59,21 +50,24 @@ Measures = Annotated[
     list[str] | None,
     typer.Option("-m", "--measure", help="Measure to compare, repeatable (default: ndcg@10)."),
 ]
-GoldsetOption = Annotated[
-    str | None,
-    typer.Option(
-        help="Goldset whose judgments score run files (and that a live candidate replays). "
-        + GOLDSET_HELP
-    ),
-]
+SCORING_GOLDSET = GOLDSET.use(
+    omit=("goldset_version",),
+    options={
+        "goldset": (
+            Annotated[
+                str | None,
+                typer.Option(
+                    help="Goldset whose judgments score run files (and that a live candidate "
+                    "replays). " + GOLDSET_HELP
+                ),
+            ],
+            None,
+        )
+    },
+)
+"""The goldset options of ``gate`` and ``compare``: optional, a stored goldset's newest
+version or files."""
 QrelsOption = Annotated[Path | None, typer.Option(help="TREC qrels to score both runs with.")]
-Alpha = Annotated[float, typer.Option(help="Family-wise error rate across the measures.")]
-MinEffect = Annotated[
-    float,
-    typer.Option(help="Smallest drop that matters (in the measure's units, e.g. 0.01)."),
-]
-Resamples = Annotated[int, typer.Option(help="Bootstrap resamples and sign-flip permutations.")]
-Seed = Annotated[int, seed_option("Seed of the resampling (recorded in the output).")]
 Worst = Annotated[int, typer.Option(min=0, help="Worst-regressed queries to list per measure.")]
 FailedAsZero = Annotated[
     bool,
@@ -180,61 +174,28 @@ def _exports(*references: RunReference | None) -> bool:
     return not path.exists() or (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK))
 
 
-def _command_store(
-    *, write: bool, purpose: str, config: Settings | None = None
-) -> CommandStore | None:
+def _command_store(*, write: bool, purpose: str) -> CommandStore | None:
     """How the command opens the store (None when only reading and there is none)."""
-    config = config or settings()
+    config = settings()
     if not write and not config.resolved_store_path.exists():
         return None
     return CommandStore(purpose, write=write, config=config)
 
 
 def _policy(
-    measure: list[str] | None,
-    alpha: float,
-    min_effect: float,
-    resamples: int,
-    seed: int,
-    worst: int,
-    failed_as_zero: bool,
+    measure: list[str] | None, paired: PairedTestSettings, worst: int, failed_as_zero: bool
 ) -> GatePolicy:
     """The comparison the options ask for (``--measure`` default: ndcg@10)."""
     return GatePolicy(
         measures=tuple(measure or GATE_DEFAULTS.measures),
-        alpha=alpha,
-        min_effect=min_effect,
-        resamples=resamples,
-        seed=seed,
         worst=worst,
         failed_as_zero=failed_as_zero,
-    )
-
-
-def _goldset(
-    goldset: str | None,
-    goldset_format: str,
-    split: str,
-    topics: Path | None,
-    purpose: str,
-    *,
-    config: Settings | None = None,
-) -> str | Goldset | None:
-    """The goldset ``--goldset`` names: a stored name, or one read from its files."""
-    from evalkit.pipeline import resolve_goldset
-
-    if goldset is None:
-        return None
-    return resolve_goldset(
-        _command_store(write=False, purpose=purpose, config=config),
-        goldset,
-        format=goldset_format,
-        split=split,
-        topics=topics,
+        **dataclasses.asdict(paired),
     )
 
 
 @app.command("compare")
+@grouped
 def compare(
     runs: Annotated[
         list[str] | None,
@@ -244,7 +205,7 @@ def compare(
         ),
     ] = None,
     measure: Measures = None,
-    goldset: GoldsetOption = None,
+    goldset: GoldsetSelection = SCORING_GOLDSET,
     last: Annotated[
         int | None,
         typer.Option(help="Rank the N newest finished runs of --goldset NAME (or of --tag)."),
@@ -252,14 +213,10 @@ def compare(
     tag: Annotated[
         str | None, typer.Option(help="Rank the runs stored with this tag (evalkit run --tag).")
     ] = None,
-    goldset_format: GoldsetFormat = DEFAULT_GOLDSET_FORMAT,
-    goldset_split: GoldsetSplit = DEFAULT_GOLDSET_SPLIT,
-    goldset_topics: GoldsetTopics = None,
     qrels: QrelsOption = None,
-    alpha: Alpha = COMPARE_DEFAULTS.alpha,
-    min_effect: MinEffect = COMPARE_DEFAULTS.min_effect,
-    resamples: Resamples = COMPARE_DEFAULTS.resamples,
-    seed: Seed = COMPARE_DEFAULTS.seed,
+    paired: PairedTestSettings = PAIRED_TEST.use(
+        **dataclasses.asdict(COMPARE_DEFAULTS.paired_test)
+    ),
     worst: Worst = COMPARE_DEFAULTS.worst,
     failed_as_zero: FailedAsZero = COMPARE_DEFAULTS.failed_as_zero,
     test: Annotated[
@@ -305,13 +262,13 @@ def compare(
         if not settings().resolved_store_path.exists():
             raise ConfigError("there is no store yet: no runs to compare")
         with open_store(write=False, purpose="compare") as opened:
-            named = select_runs(opened, goldset=goldset, tag=tag, last=last)
-    scoring_goldset = _goldset(goldset, goldset_format, goldset_split, goldset_topics, "compare")
+            named = select_runs(opened, goldset=goldset.name, tag=tag, last=last)
+    scoring_goldset = resolve_selection(goldset, "compare", settings())
     references = [RunReference.parse(reference) for reference in named]
     if len(named) == 2 and output is not CompareFormat.latex:
         _compare_two(
             references,
-            _policy(measure, alpha, min_effect, resamples, seed, worst, failed_as_zero),
+            _policy(measure, paired, worst, failed_as_zero),
             goldset=scoring_goldset,
             qrels=qrels,
             output=output,
@@ -321,9 +278,9 @@ def compare(
         references,
         LeaderboardRequest(
             measures=tuple(measure or LEADERBOARD_DEFAULTS.measures),
-            alpha=alpha,
-            resamples=resamples,
-            seed=seed,
+            alpha=paired.alpha,
+            resamples=paired.resamples,
+            seed=paired.seed,
             test=test,
             correction=correction,
             failed_as_zero=failed_as_zero,
@@ -409,6 +366,7 @@ def _show(outcome: GateOutcome, output: OutputFormat, *, dashboard_url: str | No
 
 
 @app.command("gate")
+@grouped
 def gate(
     baseline: Annotated[
         str,
@@ -423,23 +381,11 @@ def gate(
         typer.Option(help="Stored run id or TREC run file; or name a live retriever instead."),
     ] = None,
     measure: Measures = None,
-    min_effect: MinEffect = GATE_DEFAULTS.min_effect,
-    alpha: Alpha = GATE_DEFAULTS.alpha,
-    goldset: GoldsetOption = None,
-    goldset_format: GoldsetFormat = DEFAULT_GOLDSET_FORMAT,
-    goldset_split: GoldsetSplit = DEFAULT_GOLDSET_SPLIT,
-    goldset_topics: GoldsetTopics = None,
+    paired: PairedTestSettings = PAIRED_TEST.use(**dataclasses.asdict(GATE_DEFAULTS.paired_test)),
+    goldset: GoldsetSelection = SCORING_GOLDSET,
     qrels: QrelsOption = None,
-    collection: Collection = None,
-    chroma_url: ChromaUrl = None,
-    http_retriever: HttpUrl = None,
-    retriever_spec: RetrieverSpec = None,
+    retriever: RetrieverOptions = RETRIEVER.use(),
     k: Annotated[int | None, typer.Option("--k", help="Depth of a live candidate run.")] = None,
-    where_key: WhereKey = None,
-    allow_model_mismatch: AllowMismatch = False,
-    option: RetrieverOption = None,
-    resamples: Resamples = GATE_DEFAULTS.resamples,
-    seed: Seed = GATE_DEFAULTS.seed,
     worst: Worst = GATE_DEFAULTS.worst,
     failed_as_zero: FailedAsZero = GATE_DEFAULTS.failed_as_zero,
     junit: Annotated[Path | None, typer.Option(help="Write JUnit XML here.")] = None,
@@ -476,16 +422,9 @@ def gate(
     """
     from evalkit.pipeline import gate_against_baseline, write_gate_reports
 
-    live_options = retriever_options(
-        collection=collection,
-        chroma_url=chroma_url,
-        http_retriever=http_retriever,
-        retriever_spec=retriever_spec,
-        where_key=where_key,
-        allow_model_mismatch=allow_model_mismatch,
-        options=option,
+    named_live = bool(
+        retriever.collection or retriever.chroma_url or retriever.http_url or retriever.retriever
     )
-    named_live = bool(collection or chroma_url or http_retriever or retriever_spec)
     if named_live and candidate is not None:
         raise ConfigError(
             "name the candidate once: --candidate RUN_OR_FILE, or a live retriever "
@@ -498,7 +437,7 @@ def gate(
     named_candidate = RunReference.parse(candidate) if candidate is not None else None
     target: RunReference | RetrieverOptions
     if live:
-        target = live_options
+        target = retriever
     elif named_candidate is not None:
         target = named_candidate
     else:
@@ -507,22 +446,18 @@ def gate(
             "(--retriever / --collection / --chroma-url / --http-retriever, or a [retriever] "
             "table in evalkit.toml) to replay now"
         )
-    replaying = f"replaying {goldset} against the candidate"
+    replaying = f"replaying {goldset.name} against the candidate"
     with progress_bar(replaying, enabled=live and output is OutputFormat.table) as bar:
         outcome = gate_against_baseline(
-            _command_store(
-                write=live or _exports(base, named_candidate), purpose="gate", config=config
-            ),
+            _command_store(write=live or _exports(base, named_candidate), purpose="gate"),
             base,
             target,
             policy=_with_latency(
-                _policy(measure, alpha, min_effect, resamples, seed, worst, failed_as_zero),
+                _policy(measure, paired, worst, failed_as_zero),
                 max_latency_increase,
                 latency_quantile,
             ),
-            goldset=_goldset(
-                goldset, goldset_format, goldset_split, goldset_topics, "gate", config=config
-            ),
+            goldset=resolve_selection(goldset, "gate", config),
             qrels=qrels,
             settings=config,
             k=k,

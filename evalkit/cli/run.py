@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from evalkit.cli._app import app, end_without_teardown
-from evalkit.cli._goldset import GOLDSET_HELP, GoldsetFormat, GoldsetSplit, GoldsetTopics
+from evalkit.cli._goldset import GOLDSET
+from evalkit.cli._groups import grouped
 from evalkit.cli._options import Format, corpus_for, max_judgments_with
 from evalkit.cli._output import (
     OutputFormat,
@@ -19,28 +20,18 @@ from evalkit.cli._output import (
     say,
     settings,
 )
-from evalkit.cli._retriever import (
-    AllowMismatch,
-    ChromaUrl,
-    Collection,
-    Engine,
-    HttpUrl,
-    RayActors,
-    RayAddress,
-    RetrieverOption,
-    RetrieverSpec,
-    WhereKey,
-    retriever_options,
-)
+from evalkit.cli._retriever import RETRIEVER, Engine, RayActors, RayAddress
 from evalkit.cli._store import CommandStore
 from evalkit.errors import RetrieverError
 from evalkit.records.requests import (
-    DEFAULT_GOLDSET_FORMAT,
-    DEFAULT_GOLDSET_SPLIT,
     DEFAULT_RAY_ACTORS,
     JUDGING_DEFAULTS,
     GoldsetRunRequest,
+    GoldsetSelection,
 )
+
+if TYPE_CHECKING:
+    from evalkit.retrievers.factory import RetrieverOptions
 
 NEXT_STEPS = """\
 Next (`source .venv/bin/activate` first if `evalkit` is not on your PATH):
@@ -60,24 +51,15 @@ Store: {store}"""
 
 
 @app.command("run")
+@grouped
 def run(
-    goldset: Annotated[str, typer.Option(help=GOLDSET_HELP)],
-    collection: Collection = None,
-    chroma_url: ChromaUrl = None,
-    http_retriever: HttpUrl = None,
-    retriever_spec: RetrieverSpec = None,
-    option: RetrieverOption = None,
+    goldset: GoldsetSelection = GOLDSET.use(),
+    retriever: RetrieverOptions = RETRIEVER.use(),
     k: Annotated[int | None, typer.Option("--k", help="Documents retrieved per query.")] = None,
     measure: Annotated[
         list[str] | None,
         typer.Option("-m", "--measure", help="Measure, repeatable (default: a standard set)."),
     ] = None,
-    goldset_version: Annotated[
-        str | None, typer.Option(help="Stored goldset's version (default: newest).")
-    ] = None,
-    goldset_format: GoldsetFormat = DEFAULT_GOLDSET_FORMAT,
-    goldset_split: GoldsetSplit = DEFAULT_GOLDSET_SPLIT,
-    goldset_topics: GoldsetTopics = None,
     label: Annotated[str | None, typer.Option(help="Free-text label stored with the run.")] = None,
     tag: Annotated[
         list[str] | None,
@@ -87,8 +69,6 @@ def run(
             "runs of a tag.",
         ),
     ] = None,
-    where_key: WhereKey = None,
-    allow_model_mismatch: AllowMismatch = False,
     answers: Annotated[
         bool,
         typer.Option(
@@ -145,36 +125,31 @@ def run(
     from evalkit.cli.runs import documents_without_vectors, print_run, unfinished_indexing
     from evalkit.pipeline.goldset_run import run_goldset
 
-    texts = texts_to_judge("--judge-holes", corpus, collection, chroma_url) if judge_holes else None
+    texts = (
+        texts_to_judge("--judge-holes", corpus, retriever.collection, retriever.chroma_url)
+        if judge_holes
+        else None
+    )
     assessor = build_assessor() if judge_holes else None
     config = settings()
     request = dataclasses.replace(
         GoldsetRunRequest.from_settings(
             config, k=k, measures=measure, label=label, answers=answers, tags=tag or ()
         ),
-        goldset=goldset,
-        goldset_version=goldset_version,
-        goldset_format=goldset_format,
-        goldset_split=goldset_split,
-        goldset_topics=goldset_topics,
+        goldset=goldset.name or "",
+        goldset_version=goldset.version,
+        goldset_format=goldset.format,
+        goldset_split=goldset.split,
+        goldset_topics=goldset.topics,
         engine=engine,
         ray_address=ray_address,
         ray_actors=ray_actors,
-    )
-    options = retriever_options(
-        collection=collection,
-        chroma_url=chroma_url,
-        http_retriever=http_retriever,
-        retriever_spec=retriever_spec,
-        where_key=where_key,
-        allow_model_mismatch=allow_model_mismatch,
-        options=option,
     )
     outcome = run_goldset(
         CommandStore("run", config=config),
         request,
         config,
-        options,
+        retriever,
         progress_bar=lambda name: progress_bar(
             f"replaying {name}", enabled=output is OutputFormat.table
         ),
@@ -227,8 +202,8 @@ def run(
                 NEXT_STEPS.format(
                     run_id=outcome.run.run_id,
                     goldset=outcome.run.spec.goldset_name,
-                    collection=collection or "NAME",
-                    where=f" --where-key {where_key}" if where_key else "",
+                    collection=retriever.collection or "NAME",
+                    where=f" --where-key {retriever.where_key}" if retriever.where_key else "",
                     store=config.resolved_store_path,
                 ),
                 markup=False,

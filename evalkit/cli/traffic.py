@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from evalkit.cli import Terminated
+from evalkit.cli._groups import grouped
 from evalkit.cli._options import Format, command_group, corpus_for, max_judgments_with, seed_option
 from evalkit.cli._output import (
     OutputFormat,
@@ -25,15 +26,7 @@ from evalkit.cli._output import (
     settings,
     table,
 )
-from evalkit.cli._retriever import (
-    AllowMismatch,
-    ChromaUrl,
-    Collection,
-    HttpUrl,
-    RetrieverSpec,
-    WhereKey,
-    retriever_options,
-)
+from evalkit.cli._retriever import RETRIEVER
 from evalkit.cli._store import CommandStore, open_store
 from evalkit.errors import InputError, RetrieverError
 from evalkit.records.requests import (
@@ -48,6 +41,7 @@ from evalkit.records.requests import (
 )
 
 if TYPE_CHECKING:
+    from evalkit.retrievers.factory import RetrieverOptions
     from evalkit.store import Store
     from evalkit.store.judging import JudgedFigure, StoredAgreement
     from evalkit.traffic.ingest import IngestReport
@@ -288,6 +282,7 @@ def sample(
 
 
 @traffic_app.command("replay")
+@grouped
 def replay(
     window: Annotated[
         str | None, typer.Option(help="Replay the newest sample of this window.")
@@ -295,11 +290,9 @@ def replay(
     sample_id: Annotated[
         str | None, typer.Option("--sample", help="Replay this sample (id or unique prefix).")
     ] = None,
-    collection: Collection = None,
-    chroma_url: ChromaUrl = None,
-    http_retriever: HttpUrl = None,
-    retriever_spec: RetrieverSpec = None,
-    where_key: WhereKey = None,
+    retriever: RetrieverOptions = RETRIEVER.use(
+        omit=("option",), fixed={"defer_model_check": True}
+    ),
     k: Annotated[
         int, typer.Option("--k", help="Documents retrieved per query.")
     ] = TRAFFIC_REPLAY_DEFAULTS.k,
@@ -319,7 +312,6 @@ def replay(
             help="Refuse to replay tenants' queries on a retriever that does not filter by tenant."
         ),
     ] = TRAFFIC_REPLAY_DEFAULTS.tenant_isolation,
-    allow_model_mismatch: AllowMismatch = False,
     answers: Annotated[
         bool,
         typer.Option(
@@ -372,15 +364,6 @@ def replay(
         raise ConfigError("name what to replay: --window LABEL or --sample ID, not both")
     if window is None and sample_id is None:
         raise ConfigError("name what to replay: --window LABEL or --sample ID")
-    options = retriever_options(
-        collection=collection,
-        chroma_url=chroma_url,
-        http_retriever=http_retriever,
-        retriever_spec=retriever_spec,
-        where_key=where_key,
-        allow_model_mismatch=allow_model_mismatch,
-        defer_model_check=True,
-    )
     config = settings()
     request = TrafficCycleRequest(
         replay=TrafficReplayRequest.from_settings(
@@ -398,14 +381,18 @@ def replay(
         max_judgments=max_judgments,
         estimate=estimate,
     )
-    texts = texts_to_judge("--judge", corpus, collection, chroma_url) if judge else None
+    texts = (
+        texts_to_judge("--judge", corpus, retriever.collection, retriever.chroma_url)
+        if judge
+        else None
+    )
     with progress_bar("replaying traffic", enabled=output is OutputFormat.table) as bar:
         cycle = run_traffic_cycle(
             # Opened for each piece of work the replay does: the queries are sent without it.
             CommandStore(purpose="traffic replay", config=config),
             request,
             config,
-            partial(build_retriever, options, config),
+            partial(build_retriever, retriever, config),
             texts=texts,
             progress=bar,
             answers_progress=bar.stage("scoring logged answers") if bar is not None else None,

@@ -59,6 +59,7 @@ __all__ = [
     "GatePolicy",
     "GenerationRequest",
     "GoldsetRunRequest",
+    "GoldsetSelection",
     "JudgingRequest",
     "LeaderboardRequest",
     "PairedTestSettings",
@@ -170,6 +171,19 @@ DEFAULT_PROMOTED_TOP: Final = 10
 
 DEFAULT_PROMOTED_MIN_PER_TENANT: Final = 1
 """Promoted queries every tenant gets at least (or all it has)."""
+
+
+@dataclass(frozen=True, slots=True)
+class GoldsetSelection:
+    """Which goldset a command reads: ``name``, a stored goldset's name (its ``version``,
+    None: the newest) or goldset files read now (``format`` jsonl, beir or trec; BEIR's
+    qrels ``split``; TREC's ``topics`` file)."""
+
+    name: str | None = None
+    version: str | None = None
+    format: str = DEFAULT_GOLDSET_FORMAT
+    split: str = DEFAULT_GOLDSET_SPLIT
+    topics: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
