@@ -62,6 +62,7 @@ __all__ = [
     "bootstrap_quantiles",
     "compare_latency",
     "latency_decision",
+    "percent",
     "quantile_level",
 ]
 
@@ -147,9 +148,9 @@ class LatencyComparison:
         allowed +20 %): regression``."""
         return (
             f"{self.quantile} latency {self.baseline_ms:.3g} ms -> {self.candidate_ms:.3g} ms "
-            f"({_percent(self.increase)}, {round(self.confidence * 100)} % CI "
-            f"[{_percent(self.ci_low)}, {_percent(self.ci_high)}]; allowed "
-            f"{_percent(self.max_increase)}): {self.decision.value}"
+            f"({percent(self.increase)}, {round(self.confidence * 100)} % CI "
+            f"[{percent(self.ci_low)}, {percent(self.ci_high)}]; allowed "
+            f"{percent(self.max_increase)}): {self.decision.value}"
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -174,7 +175,8 @@ class LatencyComparison:
         }
 
 
-def _percent(value: float) -> str:
+def percent(value: float) -> str:
+    """A relative change as a signed percentage: ``+31.4 %`` (``+inf`` when unbounded)."""
     return f"{value * 100:+.1f} %" if math.isfinite(value) else f"{value:+}"
 
 

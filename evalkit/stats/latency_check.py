@@ -27,6 +27,7 @@ from evalkit.stats.latency import (
     DEFAULT_RESAMPLES,
     LatencyComparison,
     compare_latency,
+    percent,
     quantile_level,
 )
 from evalkit.store.runs import get_run, run_queries
@@ -177,9 +178,9 @@ class LatencyCheck:
                 "| n (paired) | decision |",
                 "|---|---:|---:|---:|---|---:|---:|---|",
                 f"| {compared.quantile} | {compared.baseline_ms:.4g} ms | "
-                f"{compared.candidate_ms:.4g} ms | {_percent(compared.increase)} | "
-                f"[{_percent(compared.ci_low)}, {_percent(compared.ci_high)}] | "
-                f"{_percent(compared.max_increase)} | {compared.n_paired:,} | "
+                f"{compared.candidate_ms:.4g} ms | {percent(compared.increase)} | "
+                f"[{percent(compared.ci_low)}, {percent(compared.ci_high)}] | "
+                f"{percent(compared.max_increase)} | {compared.n_paired:,} | "
                 + (
                     f"**{compared.decision.value}**"
                     if compared.decision is not Decision.PASS
@@ -196,10 +197,6 @@ class LatencyCheck:
         bullets = [f"- note: {note}" for note in notes] + [f"- {note}" for note in self.notes]
         lines += ["", *bullets] if bullets else []
         return "\n".join(lines).rstrip() + "\n"
-
-
-def _percent(value: float) -> str:
-    return f"{value * 100:+.1f} %"
 
 
 def check_latency(

@@ -34,7 +34,12 @@ import scipy
 
 from evalkit.errors import ConfigError, InputError
 from evalkit.stats.decision import Decision
-from evalkit.stats.latency import DEFAULT_CONFIDENCE, DEFAULT_MAX_INCREASE, latency_decision
+from evalkit.stats.latency import (
+    DEFAULT_CONFIDENCE,
+    DEFAULT_MAX_INCREASE,
+    latency_decision,
+    percent,
+)
 
 __all__ = [
     "DEFAULT_REFERENCE_RUNS",
@@ -84,9 +89,9 @@ class ReferenceComparison:
             f"{self.quantile} latency {self.candidate_ms:.3g} ms against {self.reference_ms:.3g}"
             f" ms, the level of {self.n_reference} quiet {runs} ({self.reference_low_ms:.3g}-"
             f"{self.reference_high_ms:.3g} ms, +/-{self.spread * 100:.1f} % from {one} to {one}) "
-            f"({_percent(self.increase)}, {round(self.confidence * 100)} % interval "
-            f"[{_percent(self.ci_low)}, {_percent(self.ci_high)}]; allowed "
-            f"{_percent(self.max_increase)}): {self.decision.value}"
+            f"({percent(self.increase)}, {round(self.confidence * 100)} % interval "
+            f"[{percent(self.ci_low)}, {percent(self.ci_high)}]; allowed "
+            f"{percent(self.max_increase)}): {self.decision.value}"
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -107,10 +112,6 @@ class ReferenceComparison:
             "decision": self.decision.value,
             "method": "prediction interval of the log quantile over the quiet reference runs",
         }
-
-
-def _percent(value: float) -> str:
-    return f"{value * 100:+.1f} %"
 
 
 def compare_with_reference(
