@@ -21,6 +21,8 @@ from loopback import serving
 from test_dashboard_seed import store_traffic_run
 
 from evalkit.cli import invoke
+from evalkit.cli._output import with_flags
+from evalkit.errors import ConfigError, InputError
 from evalkit.goldset.model import Goldset
 from evalkit.metrics import parse_measures
 from evalkit.pipeline import evaluate_goldset
@@ -668,3 +670,22 @@ def test_a_parquet_export_does_not_write_into_a_folder_holding_files_without_ove
     code, _, err = export(capsys, in_home.tied, "--format", "parquet", "--output", str(a_file))
     assert (code, a_file.read_text()) == (2, "x")
     assert f"{a_file}: is a file" in err
+
+
+def test_below_the_cli_an_export_refusal_names_the_setting_not_a_flag(
+    runs: Runs, tmp_path: Path
+) -> None:
+    """The store names the settings (``output``, ``overwrite``); the CLI shows them as its
+    flags (``--output``, ``--overwrite``), as the tests above read."""
+    target = tmp_path / "kept.trec"
+    target.write_text("x")
+    with Store.open(runs.store_path, read_only=True) as store:
+        with pytest.raises(InputError) as exists:
+            export_module.export_run(store, runs.distinct, format="trec", output=target)
+        with pytest.raises(ConfigError) as no_output:
+            export_module.export_run(store, runs.distinct, format="parquet")
+    assert str(exists.value).endswith(
+        "already exists; pass overwrite to replace it, or choose another output"
+    )
+    assert str(no_output.value).endswith("give output DIR")
+    assert with_flags(str(no_output.value)).endswith("give --output DIR")

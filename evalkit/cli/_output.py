@@ -49,8 +49,18 @@ __all__ = [
 SETTING_FLAGS: Mapping[str, str] = {
     "(failed_as_zero)": "(--failed-as-zero)",
     "qrels or goldset": "--qrels or --goldset",
+    "`where_key`": "--where-key",
+    "`http_url`": "--http-retriever",
+    "`retriever`": "--retriever",
+    "`collection`": "--collection",
+    "`chroma_url`": "--chroma-url",
+    "give output DIR": "give --output DIR",
+    "another output": "another --output",
+    "pass overwrite to": "pass --overwrite to",
+    "with changes_table": "with --changes-table",
 }
-"""How a message raised below the CLI names a setting, and the flags the CLI gives it by."""
+"""How a message raised below the CLI names a setting (a record's field, a config key;
+a field in backticks), and the flags the CLI gives it by."""
 
 
 def with_flags(message: str) -> str:

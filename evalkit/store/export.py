@@ -144,7 +144,7 @@ def export_run(
         _refuse_existing(output, directory=format == "parquet")
     if format == "parquet":
         if output is None:
-            raise ConfigError("a Parquet export needs a directory to write to: give --output DIR")
+            raise ConfigError("a Parquet export needs a directory to write to: give output DIR")
         return write_parquet(store, run, output)
     writer = write_trec if format == "trec" else write_jsonl
     if format == "trec":
@@ -166,18 +166,18 @@ def _refuse_existing(output: Path, *, directory: bool) -> None:
     if directory:
         if output.exists() and not output.is_dir():
             raise InputError(
-                "is a file; a Parquet export is a directory: give another --output",
+                "is a file; a Parquet export is a directory: give another output",
                 path=str(output),
             )
         if output.is_dir() and any(output.iterdir()):
             raise InputError(
-                "already holds files; pass --overwrite to write the export's files into it "
-                "(the others are kept), or choose another --output",
+                "already holds files; pass overwrite to write the export's files into it "
+                "(the others are kept), or choose another output",
                 path=str(output),
             )
     elif not output.is_dir() and (output.exists() or output.is_symlink()):
         raise InputError(
-            "already exists; pass --overwrite to replace it, or choose another --output",
+            "already exists; pass overwrite to replace it, or choose another output",
             path=str(output),
         )
 

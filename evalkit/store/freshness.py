@@ -359,7 +359,7 @@ def read_duckdb_changes(
         types = {str(name): str(kind) for name, kind in described}
         if not types:
             raise InputError(
-                f"holds no table {table!r}; name the change table with --changes-table",
+                f"holds no table {table!r}; name the change table with changes_table",
                 path=where,
             )
         for required in ("doc_id", "updated_at"):
