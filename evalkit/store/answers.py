@@ -29,7 +29,6 @@ import numpy as np
 from evalkit.answers.cache import JudgeCallOutput, Vectors
 from evalkit.answers.records import AnswerScores, CachedJudgment, MetricSummary, item_columns
 from evalkit.clock import utc_now
-from evalkit.errors import NotFoundError
 from evalkit.records.jsonready import json_ready
 from evalkit.redaction import redact_known
 from evalkit.store.columns import (
@@ -194,23 +193,15 @@ def list_scorings(
 
 def get_scoring(store: Store, scoring_id: str) -> StoredScoring:
     """One stored scoring; a unique prefix of its id is enough."""
-    rows = store.fetch(
+    row = store.fetch_by_prefix(
         f"SELECT {_SCORING_COLUMNS} FROM answer_scorings WHERE starts_with(scoring_id, ?)"
         " ORDER BY scoring_id",
-        [scoring_id],
+        scoring_id,
+        missing=f"no answer scoring {scoring_id!r} in {store.path}; list them with "
+        "`evalkit answers list`",
+        what="scoring",
     )
-    if not rows:
-        raise NotFoundError(
-            f"no answer scoring {scoring_id!r} in {store.path}; list them with "
-            "`evalkit answers list`"
-        )
-    exact = [row for row in rows if row[0] == scoring_id]
-    if len(rows) > 1 and not exact:
-        raise NotFoundError(
-            f"scoring id prefix {scoring_id!r} is ambiguous: "
-            + ", ".join(str(row[0]) for row in rows[:5])
-        )
-    return _scoring(exact[0] if exact else rows[0])
+    return _scoring(row)
 
 
 def _scoring(row: tuple[Any, ...]) -> StoredScoring:

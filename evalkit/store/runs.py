@@ -25,13 +25,13 @@ import duckdb
 from evalkit import __version__
 from evalkit.clock import utc_now
 from evalkit.embedding.fingerprint import ModelFingerprint, same_model
-from evalkit.errors import NotFoundError, StoreError, WorkInterruptedError
+from evalkit.errors import StoreError, WorkInterruptedError
 from evalkit.records import QueryResult
 from evalkit.redaction import redact_known
 from evalkit.retrievers.base import SupportsRetrieve, description_of, fingerprints_of, index_size_of
 from evalkit.retrievers.kinds import COLLECTION, RETRIEVER_KINDS
 from evalkit.store.access import FileLock, store_sibling
-from evalkit.store.columns import json_text, json_value, placeholders, values_of
+from evalkit.store.columns import column_names, json_text, json_value, placeholders, values_of
 from evalkit.store.jobs import add_job_run_run
 from evalkit.store.run_identity import (
     INDEXED_FINGERPRINT,
@@ -317,27 +317,6 @@ def create_run(
     return run_id
 
 
-_INSERTED_COLUMNS = (
-    "run_id, status, kind, label, goldset_name, goldset_version, retriever_kind,"
-    " retriever_config, collection, model_name, model_dimension, model_fingerprint,"
-    " index_fingerprint, evalkit_version, k, relevance_threshold, measures, seed, started_at,"
-    " finished_at, n_queries, n_failed, n_evaluated, error, imported_from, imported_at,"
-    " index_documents, index_vectors, model_canaries"
-)
-"""The columns ``insert_run`` writes: those of ``_RECORD_WRITTEN`` from the ``RunRecord``, the
-others from its ``RunSpec``."""
-_RECORD_WRITTEN = (
-    "run_id",
-    "status",
-    "started_at",
-    "finished_at",
-    "n_failed",
-    "n_evaluated",
-    "imported_from",
-    "imported_at",
-)
-
-
 def insert_run(con: duckdb.DuckDBPyConnection, run: RunRecord) -> None:
     """Write the ``runs`` row of ``run`` (its tags too), on ``con``.
 
@@ -348,15 +327,18 @@ def insert_run(con: duckdb.DuckDBPyConnection, run: RunRecord) -> None:
     """
     spec = run.spec
     con.execute(
-        f"INSERT INTO runs ({_INSERTED_COLUMNS}) VALUES ({placeholders(29)})",
+        f"INSERT INTO runs ({_STORED_COLUMNS}) VALUES ({placeholders(29)})",
         values_of(
             spec,
-            _INSERTED_COLUMNS,
-            **{name: getattr(run, name) for name in _RECORD_WRITTEN},
-            retriever_config=redact_known(json_text(dict(spec.retriever_config))),
-            measures=list(spec.measures),
-            error=_masked(run.error),
-            model_canaries=spec.model_canaries or None,
+            _STORED_COLUMNS,
+            **{name: getattr(run, name) for name in _RECORD_FIELDS}
+            | {
+                "n_queries": spec.n_queries,
+                "retriever_config": redact_known(json_text(dict(spec.retriever_config))),
+                "measures": list(spec.measures),
+                "error": _masked(run.error),
+                "model_canaries": spec.model_canaries or None,
+            },
         ),
     )
     if spec.tags:
@@ -669,20 +651,12 @@ class RunRecorder:
 
 def get_run(store: Store, run_id: str) -> RunRecord:
     """One stored run; a unique prefix of its id is enough."""
-    rows = store.fetch(
+    row = store.fetch_by_prefix(
         f"SELECT {_RUN_COLUMNS} FROM runs WHERE starts_with(run_id, ?) ORDER BY run_id",
-        [run_id],
+        run_id,
+        missing=f"no run {run_id!r} in {store.path}; list runs with `evalkit runs list`",
+        what="run",
     )
-    if not rows:
-        raise NotFoundError(
-            f"no run {run_id!r} in {store.path}; list runs with `evalkit runs list`"
-        )
-    exact = [row for row in rows if row[0] == run_id]
-    if len(rows) > 1 and not exact:
-        raise NotFoundError(
-            f"run id prefix {run_id!r} is ambiguous: " + ", ".join(r[0] for r in rows[:5])
-        )
-    row = exact[0] if exact else rows[0]
     return _run_record(row, run_aggregates(store, row[0]))
 
 
@@ -828,39 +802,12 @@ def run_queries(store: Store, run_id: str) -> pd.DataFrame:
     )
 
 
-_RUN_FIELDS = (
-    "run_id",
-    "status",
-    "kind",
-    "label",
-    "goldset_name",
-    "goldset_version",
-    "retriever_kind",
-    "retriever_config",
-    "collection",
-    "model_name",
-    "model_dimension",
-    "model_fingerprint",
-    "index_fingerprint",
-    "evalkit_version",
-    "k",
-    "relevance_threshold",
-    "measures",
-    "seed",
-    "started_at",
-    "finished_at",
-    "n_queries",
-    "n_failed",
-    "n_evaluated",
-    "error",
-    "n_duplicates",
-    "imported_from",
-    "imported_at",
-    "retriever_id",
-    "tags",
-    "index_documents",
-    "index_vectors",
-    "model_canaries",
+_RUN_FIELDS = column_names(
+    "run_id, status, kind, label, goldset_name, goldset_version, retriever_kind,"
+    " retriever_config, collection, model_name, model_dimension, model_fingerprint,"
+    " index_fingerprint, evalkit_version, k, relevance_threshold, measures, seed, started_at,"
+    " finished_at, n_queries, n_failed, n_evaluated, error, n_duplicates, imported_from,"
+    " imported_at, retriever_id, tags, index_documents, index_vectors, model_canaries"
 )
 """What ``_RUN_COLUMNS`` selects of a run: the ``runs`` columns of a ``RunSpec`` and a
 ``RunRecord`` by their field names, and the computed ``n_duplicates`` and ``retriever_id``."""
@@ -870,6 +817,9 @@ _COMPUTED_RUN_COLUMNS = {
     "retriever_id": RETRIEVER_ID_SQL,
     "tags": "(SELECT list(t.tag ORDER BY t.tag) FROM run_tags t WHERE t.run_id = runs.run_id)",
 }
+_STORED_COLUMNS = ", ".join(name for name in _RUN_FIELDS if name not in _COMPUTED_RUN_COLUMNS)
+"""The ``runs`` columns (``insert_run`` writes those of ``_RECORD_FIELDS`` from the
+``RunRecord``, the others from its ``RunSpec``)."""
 _RUN_COLUMNS = ", ".join(
     f"{_COMPUTED_RUN_COLUMNS[name]} AS {name}" if name in _COMPUTED_RUN_COLUMNS else name
     for name in _RUN_FIELDS

@@ -273,6 +273,21 @@ class Store:
         except duckdb.Error as error:
             raise store_failure(f"store query failed on {self.path}", self.path, error) from error
 
+    def fetch_by_prefix(self, sql: str, prefix: str, *, missing: str, what: str) -> tuple[Any, ...]:
+        """The row of ``sql`` (rows whose id, their first column, starts with its one parameter
+        ``prefix``) whose id is ``prefix``, else the only row; NotFoundError ``missing`` when
+        there is none, or naming the ``what`` id prefix ambiguous when there are several."""
+        rows = self.fetch(sql, [prefix])
+        if not rows:
+            raise NotFoundError(missing)
+        exact = [row for row in rows if row[0] == prefix]
+        if len(rows) > 1 and not exact:
+            raise NotFoundError(
+                f"{what} id prefix {prefix!r} is ambiguous: "
+                + ", ".join(str(row[0]) for row in rows[:5])
+            )
+        return exact[0] if exact else rows[0]
+
     def fetch_frame(self, sql: str, parameters: Sequence[object] = ()) -> pd.DataFrame:
         """A parameterised query's result as a DataFrame (for evalkit.store's own modules)."""
         try:
