@@ -8,6 +8,7 @@ anything that cannot be read unambiguously is a problem.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from collections.abc import Sequence
@@ -26,7 +27,7 @@ __all__ = [
     "SourceQuery",
     "assemble_imported",
     "check_writable_ids",
-    "qrels_grade",
+    "qrels_row",
 ]
 
 _logger = logging.getLogger("evalkit.goldset")
@@ -37,15 +38,27 @@ _logger = logging.getLogger("evalkit.goldset")
 _GRADE = re.compile(r"[+-]?[0-9]+")
 
 
-def qrels_grade(token: str) -> int | None:
-    """The integer grade a qrels column holds, or None when it is not plain decimal digits
-    (or more of them than Python converts)."""
-    if not _GRADE.fullmatch(token):
+def qrels_row(
+    problems: ProblemLog,
+    path: Path,
+    line: int,
+    values: tuple[str, str, str],
+    *,
+    columns: QrelsColumns,
+) -> QrelsRow | None:
+    """The qrels row of a line's query id, doc id and grade (``values``) when the grade is
+    plain decimal digits, as trec_eval reads them; otherwise None, with the problem recorded."""
+    query_id, doc_id, grade = values
+    relevance = None
+    if _GRADE.fullmatch(grade):
+        with contextlib.suppress(ValueError):  # more digits than Python converts
+            relevance = int(grade)
+    if relevance is None:
+        problems.add(
+            f"must be an integer grade, got {grade!r}", path=path, line=line, field=columns.grade
+        )
         return None
-    try:
-        return int(token)
-    except ValueError:
-        return None
+    return QrelsRow(line=line, query_id=query_id, doc_id=doc_id, grade=relevance)
 
 
 @dataclass(frozen=True, slots=True)

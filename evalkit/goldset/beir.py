@@ -17,7 +17,7 @@ from evalkit.goldset._imported import (
     SourceQuery,
     assemble_imported,
     check_writable_ids,
-    qrels_grade,
+    qrels_row,
 )
 from evalkit.goldset._reading import (
     NoticeSink,
@@ -146,16 +146,9 @@ def read_beir_qrels(path: Path, *, problems: ProblemLog) -> list[QrelsRow]:
             field = BEIR_QRELS_COLUMNS.query if not query_id else BEIR_QRELS_COLUMNS.doc
             problems.add("is empty", path=path, line=line, field=field)
             continue
-        grade = qrels_grade(score)
-        if grade is None:
-            problems.add(
-                f"must be an integer grade, got {score!r}",
-                path=path,
-                line=line,
-                field=BEIR_QRELS_COLUMNS.grade,
-            )
-            continue
-        rows.append(QrelsRow(line=line, query_id=query_id, doc_id=doc_id, grade=grade))
+        row = qrels_row(problems, path, line, (query_id, doc_id, score), columns=BEIR_QRELS_COLUMNS)
+        if row is not None:
+            rows.append(row)
     return rows
 
 

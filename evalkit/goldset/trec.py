@@ -9,6 +9,7 @@ judgments are kept, in file order.
 
 from __future__ import annotations
 
+import functools
 import html
 import re
 from collections.abc import Callable, Iterator, Mapping
@@ -21,7 +22,7 @@ from evalkit.goldset._imported import (
     SourceQuery,
     assemble_imported,
     check_writable_ids,
-    qrels_grade,
+    qrels_row,
 )
 from evalkit.goldset._reading import NoticeSink, ProblemLog, iter_text_lines
 from evalkit.goldset.model import Goldset
@@ -145,16 +146,9 @@ def read_trec_qrels(path: Path, *, problems: ProblemLog) -> list[QrelsRow]:
             )
             continue
         query_id, _iteration, doc_id, grade = columns
-        relevance = qrels_grade(grade)
-        if relevance is None:
-            problems.add(
-                f"must be an integer grade, got {grade!r}",
-                path=path,
-                line=line,
-                field=TREC_QRELS_COLUMNS.grade,
-            )
-            continue
-        rows.append(QrelsRow(line=line, query_id=query_id, doc_id=doc_id, grade=relevance))
+        row = qrels_row(problems, path, line, (query_id, doc_id, grade), columns=TREC_QRELS_COLUMNS)
+        if row is not None:
+            rows.append(row)
     return rows
 
 
@@ -206,68 +200,52 @@ def _read_tsv_topics(
     return topics
 
 
-def _read_sgml_topics(
+def _read_topic_elements(
     path: Path,
     lines: list[tuple[int, str]],
     problems: ProblemLog,
     query_field: TopicField,
+    *,
+    tag: str,
 ) -> list[SourceQuery]:
+    """The topics of SGML ``<top>`` or XML ``<topic>`` elements; one without an id or
+    query text is a problem."""
+    sgml = tag == "top"
+    id_field = "num" if sgml else "number"
+    text_tags = (query_field,) if sgml else _XML_TOPIC_TAGS[query_field]
     topics: list[SourceQuery] = []
-    for line, _, block in _topic_blocks(path, lines, problems, tag="top"):
+    for line, attributes, block in _topic_blocks(path, lines, problems, tag=tag):
         fields = _sgml_fields(block)
-        query_id = _strip_label(fields.get("num", ""), "Number:")
-        query_text = _strip_label(fields.get(query_field, ""), TOPIC_FIELDS[query_field])
+        if sgml:
+            query_id = _strip_label(fields.get("num", ""), "Number:")
+            query_text = _strip_label(fields.get(query_field, ""), TOPIC_FIELDS[query_field])
+        else:
+            number = _NUMBER_ATTRIBUTE.search(attributes)
+            query_id = html.unescape(next(filter(None, number.groups()), "")) if number else ""
+            query_text = next((fields[t] for t in text_tags if fields.get(t, "").strip()), "")
+            query_id, query_text = query_id.strip(), html.unescape(query_text)
+            query_text = _WHITESPACE.sub(" ", query_text).strip()
         if not query_id:
-            problems.add("topic has no <num>", path=path, line=line, field="num")
+            problems.add(_NO_TOPIC_ID[tag], path=path, line=line, field=id_field)
             continue
         if not query_text:
             problems.add(
-                f"topic {query_id} has no <{query_field}> text",
+                f"topic {query_id} has no <{'> or <'.join(text_tags)}> text",
                 path=path,
                 line=line,
-                field=query_field,
+                field=text_tags[0],
             )
             continue
         topics.append(
-            SourceQuery(line=line, query=Query(id=query_id, text=query_text), id_field="num")
+            SourceQuery(line=line, query=Query(id=query_id, text=query_text), id_field=id_field)
         )
     return topics
 
 
-def _read_xml_topics(
-    path: Path,
-    lines: list[tuple[int, str]],
-    problems: ProblemLog,
-    query_field: TopicField,
-) -> list[SourceQuery]:
-    topics: list[SourceQuery] = []
-    for line, attributes, block in _topic_blocks(path, lines, problems, tag="topic"):
-        number = _NUMBER_ATTRIBUTE.search(attributes)
-        query_id = html.unescape(next(filter(None, number.groups()), "")).strip() if number else ""
-        if not query_id:
-            problems.add(
-                'topic has no number attribute (<topic number="...">)',
-                path=path,
-                line=line,
-                field="number",
-            )
-            continue
-        fields = _sgml_fields(block)
-        tags = _XML_TOPIC_TAGS[query_field]
-        query_text = next((fields[tag] for tag in tags if fields.get(tag, "").strip()), "")
-        query_text = _WHITESPACE.sub(" ", html.unescape(query_text)).strip()
-        if not query_text:
-            problems.add(
-                f"topic {query_id} has no <{'> or <'.join(tags)}> text",
-                path=path,
-                line=line,
-                field=tags[0],
-            )
-            continue
-        topics.append(
-            SourceQuery(line=line, query=Query(id=query_id, text=query_text), id_field="number")
-        )
-    return topics
+_NO_TOPIC_ID = {
+    "top": "topic has no <num>",
+    "topic": 'topic has no number attribute (<topic number="...">)',
+}
 
 
 def _topic_blocks(
@@ -319,8 +297,8 @@ def _strip_label(value: str, label: str) -> str:
 TopicReader = Callable[[Path, list[tuple[int, str]], ProblemLog, TopicField], list[SourceQuery]]
 
 TOPIC_READERS: Mapping[str, TopicReader] = {
-    "sgml": _read_sgml_topics,
-    "xml": _read_xml_topics,
+    "sgml": functools.partial(_read_topic_elements, tag="top"),
+    "xml": functools.partial(_read_topic_elements, tag="topic"),
     "tsv": _read_tsv_topics,
 }
 """Topic file readers by the form ``detect_topics_format`` names."""
