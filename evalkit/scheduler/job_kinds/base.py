@@ -10,14 +10,21 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from evalkit.config.retriever import FactoryOptions
-from evalkit.errors import ConfigError, MeasureError, StoreError, WorkInterruptedError
+from evalkit.errors import (
+    ConfigError,
+    EvalkitError,
+    MeasureError,
+    StoreError,
+    WorkInterruptedError,
+)
 from evalkit.pipeline import canonical_measures
 from evalkit.retrievers.factory import RetrieverOptions, build_retriever
 
@@ -36,7 +43,9 @@ __all__ = [
     "JobOutcome",
     "JobParams",
     "RetrieverParams",
+    "checked_by",
     "checked_measures",
+    "refused",
 ]
 
 
@@ -134,14 +143,35 @@ class JobKind:
     holds_store: bool = True
 
 
+@contextmanager
+def refused(error: type[EvalkitError] = ConfigError) -> Iterator[None]:
+    """Inside a field validator: ``error`` raised in the block becomes the ValueError that
+    pydantic reports under the field's name, so a bad job is refused when the configuration
+    is read rather than at its first run."""
+    try:
+        yield
+    except error as raised:
+        raise ValueError(str(raised)) from raised
+
+
+def checked_by(check: Callable[[Any], object]) -> AfterValidator:
+    """A field validator (for ``Annotated``) that runs ``check`` on a value other than None
+    and keeps the value; the ConfigError ``check`` raises refuses it (``refused``)."""
+
+    def validate(value: Any) -> Any:
+        if value is not None:
+            with refused():
+                check(value)
+        return value
+
+    return AfterValidator(validate)
+
+
 def checked_measures(names: list[str]) -> list[str]:
     """``names`` as canonical measure names (``P@10`` is ``precision@10``), for a field
-    validator: a name that does not parse is a ValueError saying why, so the job is refused
-    when the file is read rather than after its first replay."""
-    try:
+    validator: a name that does not parse is refused (``refused``)."""
+    with refused(MeasureError):
         return canonical_measures(names)
-    except MeasureError as error:
-        raise ValueError(str(error)) from error
 
 
 class JobParams(BaseModel):
@@ -193,10 +223,8 @@ class RetrieverParams(JobParams):
 
     @model_validator(mode="after")
     def _valid_collection(self) -> Self:
-        try:
+        with refused():  # a Chroma collection name Chroma would refuse
             self.options()
-        except ConfigError as error:  # a Chroma collection name Chroma would refuse
-            raise ValueError(str(error)) from None
         return self
 
     def options(self) -> RetrieverOptions:

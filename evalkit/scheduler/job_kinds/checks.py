@@ -15,13 +15,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
 
 from evalkit.config import Duration
 from evalkit.embedding import build_query_embedder
-from evalkit.errors import ConfigError
 from evalkit.pipeline import (
     DriftOutcome,
     audit_collection,
@@ -52,6 +51,7 @@ from evalkit.scheduler.job_kinds.base import (
     JobParams,
     RetrieverParams,
     checked_measures,
+    refused,
 )
 from evalkit.traffic.windows import RELATIVE_WINDOWS, parse_window
 
@@ -63,6 +63,17 @@ __all__ = [
     "DriftCheckParams",
     "FreshnessParams",
 ]
+
+
+def _checked_collection(name: str) -> str:
+    problem = collection_name_problem(name)
+    if problem is not None:
+        raise ValueError(f"Chroma collection name {name!r} is not valid: {problem}")
+    return name
+
+
+_ChromaName = Annotated[str, AfterValidator(_checked_collection)]
+"""A Chroma collection's name, refused when the configuration is read if Chroma would."""
 
 
 # -- drift checks -------------------------------------------------------------------------
@@ -78,7 +89,7 @@ class DriftCheckParams(JobParams):
         "Chroma collection's stored embeddings vs a reference snapshot; model: the query "
         "model vs the collection's (fingerprint and re-embedded stored documents).",
     )
-    collection: str | None = Field(
+    collection: _ChromaName | None = Field(
         default=None, description="Chroma collection to check (documents, model)."
     )
     chroma_url: str | None = Field(
@@ -130,14 +141,6 @@ class DriftCheckParams(JobParams):
         default=METRIC_STREAM_WARMUP, ge=2, description="Runs that set the baseline (metric)."
     )
 
-    @field_validator("collection")
-    @classmethod
-    def _chroma_name(cls, name: str | None) -> str | None:
-        problem = None if name is None else collection_name_problem(name)
-        if problem is not None:
-            raise ValueError(f"Chroma collection name {name!r} is not valid: {problem}")
-        return name
-
     @field_validator("method")
     @classmethod
     def _known_method(cls, method: str, info: ValidationInfo) -> str:
@@ -165,7 +168,7 @@ class DriftCheckParams(JobParams):
             if options:
                 raise ValueError("stream 'model' compares two models and takes no options")
         elif "stream" in info.data and "method" in info.data:
-            try:
+            with refused():
                 check_drift_settings(
                     info.data["stream"],
                     info.data["method"],
@@ -173,8 +176,6 @@ class DriftCheckParams(JobParams):
                     seed=info.data.get("seed", DRIFT_TEST_DEFAULTS.seed),
                     options=options,
                 )
-            except ConfigError as error:
-                raise ValueError(str(error)) from error
         return options
 
     @field_validator("measure")
@@ -194,10 +195,8 @@ class DriftCheckParams(JobParams):
                 "(2026-11-21, 2026-11-21T13, 2026-W47, 2026-11 or START/END), or leave "
                 "reference_window out to compare with the window before the newest"
             )
-        try:
+        with refused():
             return parse_window(label).label
-        except ConfigError as error:
-            raise ValueError(str(error)) from error
 
     @model_validator(mode="after")
     def _stream_needs_its_subject(self) -> DriftCheckParams:
@@ -287,17 +286,9 @@ def _drift_check(ctx: JobContext, params: DriftCheckParams) -> JobOutcome:
 class AuditParams(JobParams):
     """``kind = "audit"``: the checks of ``evalkit audit``, stored."""
 
-    collection: str = Field(description="Chroma collection to audit.")
+    collection: _ChromaName = Field(description="Chroma collection to audit.")
     chroma_url: str | None = Field(default=None, description="Chroma server URL.")
     source: Path | None = Field(default=None, description="Source corpus the index mirrors.")
-
-    @field_validator("collection")
-    @classmethod
-    def _chroma_name(cls, name: str) -> str:
-        problem = collection_name_problem(name)
-        if problem is not None:
-            raise ValueError(f"Chroma collection name {name!r} is not valid: {problem}")
-        return name
 
     goldset: str | None = Field(default=None, description="Goldset probing recall/coverage.")
     checks: list[str] | None = Field(default=None, description="Checks to run (default all).")

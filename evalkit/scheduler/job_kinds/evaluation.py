@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Annotated, Literal
 from pydantic import AfterValidator, Field, field_validator
 
 from evalkit.engines.ray import ray_address_problem
-from evalkit.errors import ConfigError
 from evalkit.pipeline import (
     load_sweep,
     run_sweep_file,
@@ -32,6 +31,7 @@ from evalkit.scheduler.job_kinds.base import (
     JobOutcome,
     JobParams,
     RetrieverParams,
+    checked_by,
     checked_measures,
 )
 
@@ -174,7 +174,10 @@ def _answers(ctx: JobContext, params: AnswersParams) -> JobOutcome:
 class SweepParams(JobParams):
     """``kind = "sweep"``: run the points of a sweep file that have no complete run."""
 
-    file: Path = Field(description="The sweep file (TOML; see docs/sweeps.md).")
+    # A bad sweep file is refused when the configuration is read, not at 3 a.m.
+    file: Annotated[Path, checked_by(load_sweep)] = Field(
+        description="The sweep file (TOML; see docs/sweeps.md)."
+    )
     engine: Literal["local", "ray"] = Field(
         default="local", description="Where each point's replay runs: local or ray."
     )
@@ -182,16 +185,6 @@ class SweepParams(JobParams):
     ray_actors: int = Field(
         default=DEFAULT_RAY_ACTORS, ge=1, description="Actors with engine = ray."
     )
-
-    @field_validator("file")
-    @classmethod
-    def _sweep_reads(cls, value: Path) -> Path:
-        try:
-            # A bad sweep file is refused when the configuration is read, not at 3 a.m.
-            load_sweep(value)
-        except ConfigError as error:
-            raise ValueError(str(error)) from error
-        return value
 
 
 def _sweep(ctx: JobContext, params: SweepParams) -> JobOutcome:

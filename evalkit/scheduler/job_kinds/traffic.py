@@ -14,12 +14,11 @@ from collections import Counter
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Self
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from evalkit.clock import utc_now
-from evalkit.errors import ConfigError
 from evalkit.pipeline import CollectionTexts, CorpusTexts, DocumentTexts
 from evalkit.pipeline.traffic_cycle import run_traffic_cycle
 from evalkit.records.requests import (
@@ -37,6 +36,7 @@ from evalkit.scheduler.job_kinds.base import (
     JobOutcome,
     JobParams,
     RetrieverParams,
+    checked_by,
 )
 from evalkit.store.traffic import record_count
 from evalkit.traffic import (
@@ -75,28 +75,20 @@ class _IngestParams(JobParams):
     paths: list[Path] = Field(
         default_factory=list, description="Log files or directories ingested first."
     )
-    redact: list[str] = Field(default_factory=list, description="Named redaction patterns.")
-    redact_pattern: list[str] = Field(
-        default_factory=list, description="RE2 regular expressions masked as <redacted>."
+    redact: Annotated[list[str], checked_by(lambda names: Redaction.build(patterns=names))] = Field(
+        default_factory=list, description="Named redaction patterns."
     )
-    drop: list[str] = Field(default_factory=list, description="Fields not stored at all.")
+    redact_pattern: Annotated[
+        list[str], checked_by(lambda expressions: Redaction.build(custom=expressions))
+    ] = Field(default_factory=list, description="RE2 regular expressions masked as <redacted>.")
+    drop: Annotated[list[str], checked_by(lambda fields: Redaction.build(drop=fields))] = Field(
+        default_factory=list, description="Fields not stored at all."
+    )
     file_format: Literal["jsonl", "parquet", "otlp-json"] | None = Field(
         default=None,
         description="Read every file as this format (otlp-json: an OpenTelemetry Collector "
         "file exporter's output); default: by file name.",
     )
-
-    @field_validator("redact", "redact_pattern", "drop")
-    @classmethod
-    def _redaction_builds(cls, value: list[str], info: ValidationInfo) -> list[str]:
-
-        option = {"redact": "patterns", "redact_pattern": "custom", "drop": "drop"}
-        try:
-            Redaction.build(**{option[str(info.field_name)]: value})
-        except ConfigError as error:
-            # A bad name or expression is refused when the file is read, not at 3 a.m.
-            raise ValueError(str(error)) from error
-        return value
 
     def redaction(self) -> Redaction:
         """The redaction these fields describe."""
@@ -174,7 +166,7 @@ def _traffic_ingest(ctx: JobContext, params: TrafficIngestParams) -> JobOutcome:
 class TrafficParams(RetrieverParams, _IngestParams):
     """``kind = "traffic"``: ingest, sample a window, replay the sample."""
 
-    window: str | None = Field(
+    window: Annotated[str | None, checked_by(parse_window)] = Field(
         default=None, description="Window label to sample (default: the previous one)."
     )
     granularity: Literal["hour", "day", "week"] = Field(
@@ -185,7 +177,9 @@ class TrafficParams(RetrieverParams, _IngestParams):
     )
     n: int = Field(default=DEFAULT_TRAFFIC_SAMPLE, ge=1, le=MAX_K, description="Queries sampled.")
     seed: int = Field(default=0, ge=0, description="Sample seed.")
-    stratify_by: str | None = Field(default=None, description="tenant or tag:KEY.")
+    stratify_by: Annotated[str | None, checked_by(parse_stratification)] = Field(
+        default=None, description="tenant or tag:KEY."
+    )
     min_per_stratum: int = Field(
         default=DEFAULT_MIN_PER_STRATUM, ge=0, description="Minimum per stratum."
     )
@@ -233,25 +227,6 @@ class TrafficParams(RetrieverParams, _IngestParams):
         description="Estimate the window's precision@k without labels, from the scores "
         "calibrated on the newest goldset run of the same retriever and model (no LLM).",
     )
-
-    @field_validator("window")
-    @classmethod
-    def _window_parses(cls, label: str | None) -> str | None:
-        if label is not None:
-            try:
-                parse_window(label)
-            except ConfigError as error:
-                raise ValueError(str(error)) from error
-        return label
-
-    @field_validator("stratify_by")
-    @classmethod
-    def _stratification_parses(cls, text: str | None) -> str | None:
-        try:
-            parse_stratification(text)
-        except ConfigError as error:
-            raise ValueError(str(error)) from error
-        return text
 
     @model_validator(mode="after")
     def _judge_needs_a_corpus(self) -> Self:
