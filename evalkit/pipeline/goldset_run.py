@@ -194,19 +194,12 @@ def evaluate_goldset(
     """Replay a goldset against a live retriever as ``request`` says (depth, measures,
     relevance threshold, batch size, label, answers), score it and store everything.
 
-    ``store`` is a ``WriterAccess``. One that does not keep the store open (``evalkit
-    run``'s, the ``goldset_replay`` job's) is not held during the replay, since while
-    DuckDB has the file open no other process (the dashboard, OTLP ingest, other jobs, the
-    service's alert outbox) can open it, for as long as a slow retriever takes: the queries
-    are replayed and scored first, then the store is opened once and the run is recorded,
-    from its ``running`` row to its final status, in one short stretch; a process killed
-    during the replay leaves nothing in the store, and any other crash during it (Ctrl-C,
-    SIGTERM, a job cancelled) is recorded as a ``failed`` run. When the store stays busy
-    past the access's wait after the replay, a StoreBusyError says that the replayed
-    results are not stored. An open ``Store`` (a gate's candidate, tests) stays open
-    anyway: the run row is committed as ``running`` before the first query is sent,
-    results are stored batch by batch, and metrics and the final status are written in one
-    transaction.
+    ``store`` is a ``WriterAccess``, held as the run lifecycle says (``runs._record_run``):
+    one that does not keep the store open (``evalkit run``'s, the ``goldset_replay``
+    job's) is not held during the replay, so other processes are not kept out of DuckDB
+    for as long as a slow retriever takes; an open ``Store`` (tests) stores the results
+    batch by batch. A store still busy past the access's wait after the replay raises
+    StoreBusyError saying that the replayed results are not stored.
 
     Queries whose retrieval failed are left out of the averages (never scored as zero), and
     the run is ``partial``; the aggregates record how many queries they cover. Any crash

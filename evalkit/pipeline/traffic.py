@@ -86,15 +86,11 @@ def replay_traffic_window(
     store the run (kind ``traffic``), the comparison with logged results and the window
     summary.
 
-    ``store`` is a ``WriterAccess``, as for a goldset run (``evaluate_goldset``). One that
-    does not keep the store open (``evalkit traffic replay``'s, the ``traffic`` job's) is
-    held only to read the sample and, once the queries are replayed, to record the run,
-    its comparison with logged results and the window summary in one short stretch: a
-    process killed during the replay leaves nothing in the store, any other crash is
-    recorded as a ``failed`` run, and a store still busy past the wait after the replay
-    raises StoreBusyError saying the results are not stored. An open ``Store`` stays open:
-    the run row is created ``running`` before the first query and results are stored
-    batch by batch (``evalkit.traffic.replay`` says what is compared and summarised). With
+    ``store`` is a ``WriterAccess``, held as for a goldset run (``runs._record_run``): one
+    that does not keep the store open (``evalkit traffic replay``'s, the ``traffic``
+    job's) only to read the sample and, after the replay, to record the run, its
+    comparison with logged results and the window summary (``evalkit.traffic.replay``
+    says what is compared and summarised) in one short stretch. With
     ``setup.embedder`` (``prepare_traffic_replay``), up to ``request.embedding_sample_size``
     distinct queries of the window are embedded (without the store, before the replay) and
     stored with the summary; without it none are. Raises ConfigError when the sample holds

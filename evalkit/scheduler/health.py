@@ -3,29 +3,9 @@
 ``ServiceState`` keeps what monitoring asks for in memory (it is refreshed from the store
 after every job and outbox pass), so a scrape never waits for the store, which a job may
 be holding. ``/metrics`` is the Prometheus text format (0.0.4), or OpenMetrics when the
-scraper's ``Accept`` header asks for it (prometheus_client's negotiation), with the
-process's own ``process_*`` and ``python_info`` figures after these:
-
-==============================================  ==========================================
-``evalkit_up``                                  1 while the service runs
-``evalkit_job_last_run_timestamp_seconds``      start of each job's last ended run
-``evalkit_job_last_run_age_seconds``            seconds since then
-``evalkit_job_last_run_duration_seconds``       how long it took
-``evalkit_job_last_run_success``                1 if it succeeded, else 0
-``evalkit_job_last_run_status``                 1 for the last run's status (label)
-``evalkit_job_running``                         1 while the job runs
-``evalkit_job_next_run_timestamp_seconds``      next scheduled start
-``evalkit_job_runs_total``                      runs ended in this process, by status
-``evalkit_job_overlaps_skipped_total``          runs skipped: the job was still running
-``evalkit_job_misfires_total``                  runs skipped: too late to start
-``evalkit_run_aggregate``                       newest goldset run's value per measure
-``evalkit_run_aggregate_timestamp_seconds``     when that run started
-``evalkit_alerts_total``                        stored notifications (rule, severity, status)
-``evalkit_alerts_firing``                       deduplication keys firing now
-``evalkit_outbox_deliveries``                   outbox rows by sink and state
-``evalkit_deliveries_total``                    delivery attempts in this process
-``evalkit_rule_errors``                         1 for a rule whose last evaluation failed
-==============================================  ==========================================
+scraper's ``Accept`` header asks for it (prometheus_client's negotiation): the figures
+``metric_families`` builds (each with its help text; docs/scheduler.md lists them), then
+the process's own ``process_*`` and ``python_info``.
 
 ``/healthz`` gives the service's status, running jobs, pending alerts and, with the OTLP
 receiver on, its ``otlp`` spool (batches, bytes and lag waiting for the store, the last

@@ -4,30 +4,8 @@ A kind is registered in ``JOB_KINDS`` with the model of its fields and a functio
 ``(JobContext, params) -> JobOutcome``; ``register_job_kind`` adds more (from a module
 listed in ``[scheduler] plugins``, for example), so each area of evalkit plugs in by name.
 Importing this module registers the built-in kinds, defined in the modules of
-``evalkit.scheduler.job_kinds`` (``base`` holds what they share).
-
-Kinds, by module:
-
-- ``goldset_replay`` (``evaluation``): replay a stored goldset against the live retriever,
-  score and store the run (labelled with the job's name unless ``label`` says otherwise);
-- ``traffic_ingest`` (``traffic``): ingest the new lines of log files and directories,
-  nothing else (cheap: meant for a short interval, so the store follows the logs);
-- ``traffic`` (``traffic``): ingest log files, sample a window of traffic and replay the
-  sample;
-- ``drift_check`` (``checks``): test the newest traffic window's query embeddings against
-  a reference window (``stream = "queries"``), or a goldset measure's series of run means
-  with a sequential detector (``stream = "metric"``), and store the check;
-- ``audit`` (``checks``): audit a Chroma collection's health and store the findings;
-- ``freshness`` (``checks``): measure how long changes at the source take to become
-  retrievable, and store the check (docs/freshness.md);
-- ``answers`` (``evaluation``): score a JSONL file of answers (faithfulness and friends)
-  and store the scores;
-- ``sweep`` (``evaluation``): run the points of a sweep file that have no complete run yet
-  (docs/sweeps.md);
-- ``retention`` (``upkeep``): delete the per-query rows of old runs, keeping their
-  aggregates;
-- ``command`` (``upkeep``): run a program (it gets the store to itself: the service does
-  not hold it).
+``evalkit.scheduler.job_kinds`` (its docstring lists them by module; each module's says
+what its kinds do).
 
 A job that takes long checks ``JobContext.check_cancelled`` (the pipeline's progress
 callback does it after every batch), so a shutdown interrupts it between batches and the
