@@ -16,7 +16,7 @@ quantile of the latencies production logged in it (``traffic_records.latency_ms`
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -209,11 +209,18 @@ class _Judged:
 
 
 def _judge(
-    params: LatencyRegressionParams,
-    points: Sequence[_Point],
-    not_measurable: dict[str, str],
+    params: LatencyRegressionParams, series: Iterable[tuple[str, Sequence[float] | str]]
 ) -> _Judged | None:
-    """The series ``points`` (oldest first) judged; None until its newest point can be."""
+    """The series (name and latencies, or why it has none, oldest first) judged on its
+    newest measurable point; None until that point can be."""
+    points: list[_Point] = []
+    not_measurable: dict[str, str] = {}
+    for name, latencies in series:
+        point = latencies if isinstance(latencies, str) else _point(params, name, latencies)
+        if isinstance(point, _Point):
+            points.append(point)
+        else:
+            not_measurable = {name: point, **not_measurable}
     if not points:
         return None
     verdicts = judge_latency_series(
@@ -227,7 +234,7 @@ def _judge(
     comparison = verdicts[-1].comparison
     if comparison is None:
         return None
-    return _Judged(list(points), verdicts, comparison, not_measurable)
+    return _Judged(points, verdicts, comparison, not_measurable)
 
 
 def _point(params: LatencyRegressionParams, name: str, latencies: Sequence[float]) -> _Point | str:
@@ -310,20 +317,14 @@ def _replay_signal(
     stored = stored_verdict(ctx, subject, inputs)
     if stored is not None:
         return stored
-    points: list[_Point] = []
-    not_measurable: dict[str, str] = {}
-    for run in runs:
+
+    def latencies(run: RunRecord) -> list[float] | str:
         read = run_latencies(ctx.store, run.run_id, run.run_id)
-        point = (
-            read.missing or "no latency"
-            if read.latencies is None
-            else _point(params, run.run_id, read.latencies.tolist())
-        )
-        if isinstance(point, _Point):
-            points.append(point)
-        else:
-            not_measurable = {run.run_id: point, **not_measurable}
-    judged = _judge(params, points, not_measurable)
+        if read.latencies is None:
+            return read.missing or "no latency"
+        return list(read.latencies.tolist())
+
+    judged = _judge(params, ((run.run_id, latencies(run)) for run in runs))
     if judged is None:
         return None
     by_id = {run.run_id: run for run in runs}
@@ -395,16 +396,16 @@ def _production(ctx: RuleContext, params: LatencyRegressionParams) -> list[Signa
     stored = stored_verdict(ctx, "traffic", inputs)
     if stored is not None:
         return [stored]
-    points: list[_Point] = []
-    not_measurable: dict[str, str] = {}
-    for window in windows:
-        logged = logged_latencies(ctx.store, start=window.window_start, end=window.window_end)
-        point = _point(params, window.window_label, logged)
-        if isinstance(point, _Point):
-            points.append(point)
-        else:
-            not_measurable = {window.window_label: point, **not_measurable}
-    judged = _judge(params, points, not_measurable)
+    judged = _judge(
+        params,
+        (
+            (
+                window.window_label,
+                logged_latencies(ctx.store, start=window.window_start, end=window.window_end),
+            )
+            for window in windows
+        ),
+    )
     if judged is None:
         return []
     newest = judged.candidate.name
