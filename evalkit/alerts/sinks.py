@@ -209,6 +209,16 @@ class _NamedSink:
         """Alerts less severe than this are not sent here."""
         return self._min_severity
 
+    def _described(self, kind: str, target: str, **more: Any) -> dict[str, Any]:
+        """What every ``describe`` says: name, kind, target, ``more``, severity floor."""
+        return {
+            "name": self._name,
+            "kind": kind,
+            "target": target,
+            **more,
+            "min_severity": self._min_severity.value,
+        }
+
 
 class _DeliveryError(Exception):
     """One failed delivery attempt: the error to report, the HTTP status, whether to retry.
@@ -286,14 +296,8 @@ class WebhookSink(_NamedSink):
 
     def describe(self) -> dict[str, Any]:
         """Kind, host, body format and whether bodies are signed."""
-        return {
-            "name": self._name,
-            "kind": "webhook",
-            "target": public_url(self._url),
-            "format": self._format,
-            "signed": self._secret is not None,
-            "min_severity": self._min_severity.value,
-        }
+        signed = self._secret is not None
+        return self._described("webhook", public_url(self._url), format=self._format, signed=signed)
 
     def body(self, alert: Alert) -> bytes:
         """The bytes this sink sends for ``alert``."""
@@ -397,12 +401,7 @@ class CommandSink(_NamedSink):
 
     def describe(self) -> dict[str, Any]:
         """Kind and program (its arguments are configuration, not secrets)."""
-        return {
-            "name": self._name,
-            "kind": "command",
-            "target": Path(self._command[0]).name,
-            "min_severity": self._min_severity.value,
-        }
+        return self._described("command", Path(self._command[0]).name)
 
     def send(self, alert: Alert) -> DeliveryResult:
         """Run the program once with the payload on stdin."""
@@ -484,12 +483,7 @@ class LogSink(_NamedSink):
 
     def describe(self) -> dict[str, Any]:
         """Kind and file (if any)."""
-        return {
-            "name": self._name,
-            "kind": "log",
-            "target": str(self._path) if self._path else "log",
-            "min_severity": self._min_severity.value,
-        }
+        return self._described("log", str(self._path) if self._path else "log")
 
     def send(self, alert: Alert) -> DeliveryResult:
         """Log the alert (or append it to the file)."""
