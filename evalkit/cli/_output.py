@@ -58,6 +58,11 @@ SETTING_FLAGS: Mapping[str, str] = {
     "another output": "another --output",
     "pass overwrite to": "pass --overwrite to",
     "with changes_table": "with --changes-table",
+    "`tenant_isolation = false`": "--no-tenant-isolation",
+    "pass `overwrite`": "pass --overwrite",
+    "pass it as `topics`": "pass it: --topics FILE on the command line, topics=FILE in Python",
+    "(`changes`)": "(--changes PATH, repeatable)",
+    "(`corpus`)": "(--corpus PATH)",
 }
 """How a message raised below the CLI names a setting (a record's field, a config key;
 a field in backticks), and the flags the CLI gives it by."""

@@ -97,7 +97,7 @@ def _load_trec(path: Path, options: LoadOptions) -> Goldset:
     if options.topics is None:
         raise ConfigError(
             f"the trec format needs the topics file as well as the qrels ({path}); "
-            "pass it: --topics FILE on the command line, topics=FILE in Python"
+            "pass it as `topics`"
         )
     return load_trec_goldset(path, options.topics, name=options.name, on_notice=options.on_notice)
 
@@ -240,7 +240,7 @@ def export_goldset(
         shown = ", ".join(held[:3]) + (f" and {len(held) - 3} more" if len(held) > 3 else "")
         raise InputError(
             f"is not empty (it holds {shown}); give a new or empty folder, or pass "
-            "--overwrite to replace the files the export writes there",
+            "overwrite to replace the files the export writes there",
             path=str(target),
         )
     files = entry.files(goldset, split)

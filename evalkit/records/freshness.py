@@ -70,8 +70,8 @@ class FreshnessRequest:
     def __post_init__(self) -> None:
         if bool(self.changes) == (self.corpus is not None):
             raise ConfigError(
-                "name the source of the changes: change tables (--changes PATH, repeatable) "
-                "or a corpus (--corpus PATH), not both"
+                "name the source of the changes: change tables (`changes`) or a corpus "
+                "(`corpus`), not both"
             )
         if self.method not in FRESHNESS_METHODS:
             raise ConfigError(

@@ -289,7 +289,7 @@ def _check_target(target: Path, *, overwrite: bool) -> None:
     ]
     if existing and not overwrite:
         raise InputError(
-            "already holds a goldset draft; choose another directory or pass --overwrite",
+            "already holds a goldset draft; choose another directory or pass `overwrite`",
             path=str(existing[0]),
         )
 

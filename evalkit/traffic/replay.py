@@ -138,8 +138,8 @@ def plan_replay(
             f"sample {sample.sample_id} holds queries of {len(tenants)} tenant(s), but the "
             f"retriever ({description.get('kind', type(retriever).__name__)}) does not filter "
             "by tenant, so a query could see another tenant's documents. Name the metadata "
-            "key holding the tenant (--where-key), or replay without tenant isolation on "
-            "purpose (--no-tenant-isolation) for a single-tenant index."
+            "key holding the tenant (`where_key`), or replay without tenant isolation on "
+            "purpose (`tenant_isolation = false`) for a single-tenant index."
         )
     # A retriever that left its embedding-model check for later (it loads the model) makes
     # it now, after the cheap refusals above and before a run is recorded.

@@ -1,0 +1,70 @@
+"""Library errors name settings; the CLI renders them with the flags it has always shown."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from evalkit.cli._output import with_flags
+from evalkit.errors import ConfigError, InputError
+from evalkit.goldset import load_goldset
+from evalkit.goldset.formats import export_goldset
+from evalkit.goldset.model import Goldset
+from evalkit.records import Judgment, Query
+from evalkit.records.freshness import FreshnessRequest
+
+
+def test_freshness_source_names_settings_and_the_cli_its_flags() -> None:
+    with pytest.raises(ConfigError) as raised:
+        FreshnessRequest()
+    assert str(raised.value) == (
+        "name the source of the changes: change tables (`changes`) or a corpus (`corpus`), not both"
+    )
+    assert with_flags(str(raised.value)) == (
+        "name the source of the changes: change tables (--changes PATH, repeatable) or a "
+        "corpus (--corpus PATH), not both"
+    )
+
+
+def test_trec_without_topics_names_the_setting_and_the_cli_its_flag(tmp_path: Path) -> None:
+    qrels = tmp_path / "qrels.txt"
+    qrels.write_text("q1 0 d1 1\n")
+    with pytest.raises(ConfigError) as raised:
+        load_goldset(qrels, format="trec")
+    assert str(raised.value).endswith("pass it as `topics`")
+    assert with_flags(str(raised.value)).endswith(
+        "pass it: --topics FILE on the command line, topics=FILE in Python"
+    )
+
+
+def test_export_into_a_full_folder_names_the_setting_and_the_cli_its_flag(
+    tmp_path: Path,
+) -> None:
+    goldset = Goldset.build(
+        "g", [Query(id="q1", text="kelp")], [Judgment(query_id="q1", doc_id="d1", relevance=1)]
+    )
+    (tmp_path / "held.txt").write_text("x")
+    with pytest.raises(InputError) as raised:
+        export_goldset(goldset, tmp_path)
+    assert "or pass overwrite to replace the files" in str(raised.value)
+    assert "or pass --overwrite to replace the files" in with_flags(str(raised.value))
+
+
+@pytest.mark.parametrize(
+    ("message", "shown"),
+    [
+        (
+            "key holding the tenant (`where_key`), or replay without tenant isolation on "
+            "purpose (`tenant_isolation = false`) for a single-tenant index.",
+            "key holding the tenant (--where-key), or replay without tenant isolation on "
+            "purpose (--no-tenant-isolation) for a single-tenant index.",
+        ),
+        (
+            "already holds a goldset draft; choose another directory or pass `overwrite`",
+            "already holds a goldset draft; choose another directory or pass --overwrite",
+        ),
+    ],
+)
+def test_traffic_refusals_show_their_flags_in_the_cli(message: str, shown: str) -> None:
+    assert with_flags(message) == shown
