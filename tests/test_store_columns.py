@@ -12,9 +12,11 @@ from evalkit.store.columns import (
     column_names,
     json_text,
     json_value,
+    masked,
     placeholders,
     qualified,
     record_of,
+    twice,
     values_of,
 )
 
@@ -82,3 +84,9 @@ def test_a_record_becomes_a_row_of_its_columns_and_back() -> None:
         details=json_value,
     )
     assert read == record
+
+
+def test_optional_filters_take_each_value_twice_and_messages_are_masked() -> None:
+    assert twice("g", None, ["a"]) == ["g", "g", None, None, ["a"], ["a"]]
+    assert masked(None) is None
+    assert masked("no secret here") == "no secret here"

@@ -26,11 +26,11 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 
 from evalkit.records.jsonready import json_ready
-from evalkit.redaction import redact_known
 from evalkit.store.columns import (
     column_names,
     json_text,
     json_value,
+    masked,
     placeholders,
     qualified,
     record_of,
@@ -437,7 +437,7 @@ def record_delivery_attempt(
         state = "abandoned"
     else:
         state = "pending"
-    error = None if error is None else redact_known(error)
+    error = masked(error)
     with store.writing(f"cannot record the delivery of alert {alert_id} to sink {sink!r}") as con:
         con.execute(
             "INSERT INTO alert_delivery_attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?)",

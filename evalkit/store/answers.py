@@ -30,11 +30,11 @@ from evalkit.answers.cache import JudgeCallOutput, Vectors
 from evalkit.answers.records import AnswerScores, CachedJudgment, MetricSummary, item_columns
 from evalkit.clock import utc_now
 from evalkit.records.jsonready import json_ready
-from evalkit.redaction import redact_known
 from evalkit.store.columns import (
     column_names,
     json_text,
     json_value,
+    masked,
     placeholders,
     record_of,
     values_of,
@@ -119,10 +119,6 @@ class StoredScoring:
         )
 
 
-def _masked(text: str | None) -> str | None:
-    return None if text is None else redact_known(text)
-
-
 def new_scoring_id(started_at: datetime) -> str:
     """A scoring id that sorts by start time and is unique: ``ans-20261121T183500-3f9a1c``."""
     return f"ans-{started_at:%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
@@ -157,7 +153,7 @@ def save_answer_scores(
             "prompt_version": [s.prompt_version for s in rows],
             "value": pd.array([s.value for s in rows], dtype="Float64"),
             "unmeasured_reason": [s.unmeasured_reason for s in rows],
-            "detail": [_masked(s.detail) for s in rows],
+            "detail": [masked(s.detail) for s in rows],
             "n_repeats": pd.array([s.n_repeats for s in rows], dtype="Int32"),
             "spread": pd.array([s.spread for s in rows], dtype="Float64"),
             "n_claims": pd.array([s.n_claims for s in rows], dtype="Int32"),
@@ -349,7 +345,7 @@ def save_cached_judgments(store: Store, entries: Iterable[tuple[str, CachedJudgm
         "unmeasured_reason": [entry.unmeasured_reason for entry in cached],
         "n_claims": pd.array([entry.n_claims for entry in cached], dtype="Int32"),
         "n_supported": pd.array([entry.n_supported for entry in cached], dtype="Int32"),
-        "detail": [_masked(entry.detail) for entry in cached],
+        "detail": [masked(entry.detail) for entry in cached],
     }
     _add_to_cache(store, "judge_cache", list(items), columns, "the judge cache")
 

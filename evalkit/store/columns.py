@@ -7,13 +7,17 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+from evalkit.redaction import redact_known
+
 __all__ = [
     "column_names",
     "json_text",
     "json_value",
+    "masked",
     "placeholders",
     "qualified",
     "record_of",
+    "twice",
     "values_of",
 ]
 
@@ -35,6 +39,12 @@ def placeholders(count: int) -> str:
     return ", ".join("?" * count)
 
 
+def twice(*values: object) -> list[object]:
+    """Each of ``values`` twice, in order: the parameters of filters written
+    ``(? IS NULL OR column = ?)``, which a None value leaves open."""
+    return [value for value in values for _ in range(2)]
+
+
 def json_text(value: object) -> str:
     """What a JSON column stores of ``value``: keys sorted (the same value, the same text),
     anything JSON has no type for (a time, a path) as its ``str``."""
@@ -44,6 +54,11 @@ def json_text(value: object) -> str:
 def json_value(text: str | None, *, empty: Callable[[], Any] = dict) -> Any:
     """A JSON column's value read back; an empty one (NULL or ``""``) reads as ``empty()``."""
     return json.loads(text) if text else empty()
+
+
+def masked(text: str | None) -> str | None:
+    """What a column stores of a message (an error, a detail): every registered secret masked."""
+    return None if text is None else redact_known(text)
 
 
 def values_of(record: object, columns: str, **given: object) -> list[object]:

@@ -18,9 +18,8 @@ import duckdb
 from evalkit.clock import utc_now
 from evalkit.errors import StoreError
 from evalkit.records.jsonready import json_ready
-from evalkit.redaction import redact_known
 from evalkit.store.access import process_alive
-from evalkit.store.columns import json_text, json_value, record_of
+from evalkit.store.columns import json_text, json_value, masked, record_of
 
 if TYPE_CHECKING:
     from evalkit.store.store import Store
@@ -153,7 +152,7 @@ def finish_job_run(
             utc_now(),
             list(run_ids),
             json_text(dict(summary or {})),
-            None if error is None else redact_known(error),
+            masked(error),
             job_run_id,
         ],
     )
@@ -191,7 +190,7 @@ def record_job_run(
             finished_at,
             pid,
             host,
-            None if error is None else redact_known(error),
+            masked(error),
         ],
     )
     return get_job_run(store, job_run_id)

@@ -28,8 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from evalkit.clock import utc_now
 from evalkit.records.jsonready import json_ready
-from evalkit.redaction import redact_known
-from evalkit.store.columns import placeholders, qualified, record_of, values_of
+from evalkit.store.columns import masked, placeholders, qualified, record_of, values_of
 from evalkit.store.runs import RETRIEVER_ID_SQL
 from evalkit.store.views import registered
 
@@ -134,7 +133,7 @@ def save_assessments(store: Store, assessments: Iterable[Assessment]) -> int:
             [None if a.unjudged is None else str(a.unjudged) for a in chosen], type=pa.string()
         ),
         "detail": pa.array(
-            [None if a.detail is None else redact_known(a.detail) for a in chosen],
+            [masked(a.detail) for a in chosen],
             type=pa.string(),
         ),
         "judged_at": pa.array([now] * len(chosen), type=pa.timestamp("us")),

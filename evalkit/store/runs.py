@@ -31,7 +31,15 @@ from evalkit.redaction import redact_known
 from evalkit.retrievers.base import SupportsRetrieve, description_of, fingerprints_of, index_size_of
 from evalkit.retrievers.kinds import COLLECTION, RETRIEVER_KINDS
 from evalkit.store.access import FileLock, store_sibling
-from evalkit.store.columns import column_names, json_text, json_value, placeholders, values_of
+from evalkit.store.columns import (
+    column_names,
+    json_text,
+    json_value,
+    masked,
+    placeholders,
+    twice,
+    values_of,
+)
 from evalkit.store.jobs import add_job_run_run
 from evalkit.store.run_identity import (
     INDEXED_FINGERPRINT,
@@ -87,10 +95,6 @@ def _collection_of(config: Mapping[str, Any]) -> str | None:
     kind = RETRIEVER_KINDS.get(str(config.get("kind")))
     name = config.get(kind.collection_field if kind is not None else COLLECTION)
     return None if name is None else str(name)
-
-
-def _masked(text: str | None) -> str | None:
-    return None if text is None else redact_known(text)
 
 
 def new_run_id(started_at: datetime) -> str:
@@ -336,7 +340,7 @@ def insert_run(con: duckdb.DuckDBPyConnection, run: RunRecord) -> None:
                 "n_queries": spec.n_queries,
                 "retriever_config": redact_known(json_text(dict(spec.retriever_config))),
                 "measures": list(spec.measures),
-                "error": _masked(run.error),
+                "error": masked(run.error),
                 "model_canaries": spec.model_canaries or None,
             },
         ),
@@ -359,7 +363,7 @@ def add_query_results(store: Store, run_id: str, results: Sequence[QueryResult])
             "run_id": run_id,
             "query_id": [r.query_id for r in results],
             "latency_ms": [r.latency_ms for r in results],
-            "error": [None if r.error is None else redact_known(r.error) for r in results],
+            "error": [masked(r.error) for r in results],
             "n_results": pd.array([len(r.docs) for r in results], dtype="int32"),
             "n_duplicates": pd.array([r.n_duplicates for r in results], dtype="int32"),
         }
@@ -437,7 +441,7 @@ def mark_finished(
     con.execute(
         "UPDATE runs SET status = ?, finished_at = ?, n_failed = ?, n_evaluated = ?,"
         " error = ? WHERE run_id = ?",
-        [status, utc_now(), n_failed, n_evaluated, _masked(error), run_id],
+        [status, utc_now(), n_failed, n_evaluated, masked(error), run_id],
     )
 
 
@@ -692,21 +696,7 @@ def list_runs(
         "   WHERE t.run_id = runs.run_id AND t.tag = ?))"
         f"{per_retriever} ORDER BY started_at DESC, run_id DESC"
         f"{'' if limit_per_retriever else ' LIMIT ?'}",
-        [
-            goldset,
-            goldset,
-            statuses,
-            statuses,
-            kind,
-            kind,
-            label,
-            label,
-            retriever,
-            retriever,
-            tag,
-            tag,
-            limit,
-        ],
+        [*twice(goldset, statuses, kind, label, retriever, tag), limit],
     )
     aggregates = _aggregates_of(store, [str(row[0]) for row in rows])
     return [_run_record(row, aggregates.get(str(row[0]), {})) for row in rows]

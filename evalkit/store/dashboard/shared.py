@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from evalkit.store.columns import twice
 from evalkit.store.runs import RETRIEVER_ID_SQL
 
 if TYPE_CHECKING:
@@ -147,15 +148,7 @@ def runs_frame(
         " WHERE (? IS NULL OR goldset_name = ?) AND (? IS NULL OR retriever = ?)"
         " AND (? IS NULL OR list_contains(?::VARCHAR[], status))"
         " ORDER BY started_at DESC, run_id DESC LIMIT ?",
-        [
-            goldset,
-            goldset,
-            retriever,
-            retriever,
-            None if statuses is None else list(statuses),
-            None if statuses is None else list(statuses),
-            limit,
-        ],
+        [*twice(goldset, retriever, None if statuses is None else list(statuses)), limit],
     )
 
 
