@@ -166,6 +166,10 @@ def _mrkdwn(text: str, limit: int) -> dict[str, str]:
     return {"type": "mrkdwn", "text": _clip(text, limit)}
 
 
+def _section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": _mrkdwn(text, SLACK_SECTION_TEXT_LIMIT)}
+
+
 def slack_body(alert: Alert) -> dict[str, Any]:
     """A Slack incoming-webhook body (``text`` plus Block Kit ``blocks``) for an alert.
 
@@ -183,12 +187,7 @@ def slack_body(alert: Alert) -> dict[str, Any]:
         for name in _SLACK_FIELDS
         if alert.evidence.get(name) is not None
     ][:SLACK_MAX_FIELDS]
-    blocks: list[dict[str, Any]] = [
-        {
-            "type": "section",
-            "text": _mrkdwn(f"*{headline}*\n{alert.summary}", SLACK_SECTION_TEXT_LIMIT),
-        }
-    ]
+    blocks: list[dict[str, Any]] = [_section(f"*{headline}*\n{alert.summary}")]
     if fields:
         blocks.append({"type": "section", "fields": fields})
     worst = alert.evidence.get("worst_queries")
@@ -198,12 +197,7 @@ def slack_body(alert: Alert) -> dict[str, Any]:
             for row in worst[:5]
             if isinstance(row, dict)
         ]
-        blocks.append(
-            {
-                "type": "section",
-                "text": _mrkdwn("*worst queries*\n" + "\n".join(lines), SLACK_SECTION_TEXT_LIMIT),
-            }
-        )
+        blocks.append(_section("*worst queries*\n" + "\n".join(lines)))
     causes = alert.evidence.get("probable_causes")
     listed = causes.get("causes") if isinstance(causes, dict) else None
     if isinstance(listed, list) and listed:
@@ -213,12 +207,7 @@ def slack_body(alert: Alert) -> dict[str, Any]:
             for index, cause in enumerate(listed[:3], start=1)
             if isinstance(cause, dict)
         ]
-        blocks.append(
-            {
-                "type": "section",
-                "text": _mrkdwn("*probable causes*\n" + "\n".join(lines), SLACK_SECTION_TEXT_LIMIT),
-            }
-        )
+        blocks.append(_section("*probable causes*\n" + "\n".join(lines)))
     context = [f"rule `{alert.rule}`", f"severity {alert.severity.value}", alert.dedup_key]
     context += [f"{name}: {target}" for name, target in alert.links.items()]
     blocks.append(
