@@ -49,7 +49,6 @@ class EmbeddingDriftParams(RuleParams):
 def _latest_checks(
     ctx: RuleContext, streams: Sequence[str | None], subject: str | None, lookback: int
 ) -> list[Any]:
-
     latest: dict[tuple[str, str | None], Any] = {}
     for stream in streams:
         for check in list_drift_checks(ctx.store, stream=stream, subject=subject, limit=lookback):

@@ -84,7 +84,6 @@ class PrecisionRegressionParams(RuleParams):
     @field_validator("measures")
     @classmethod
     def _canonical(cls, names: list[str]) -> list[str]:
-
         try:
             return [str(measure) for measure in parse_measures(names)]
         except EvalkitError as error:
@@ -197,9 +196,6 @@ def _compare(
     baseline: RunRecord,
     candidate: RunRecord,
 ) -> Signal:
-    # evalkit.stats loads scipy.stats (about a second): deferred so that reading the alert
-    # settings, which loads the rule kinds, keeps `evalkit --help` fast.
-
     report = compare_stored_runs(
         ctx.store,
         baseline.run_id,
@@ -302,7 +298,6 @@ def _explain(ctx: RuleContext, evidence: dict[str, Any], explain: Callable[[], E
 
 
 def _sequential(ctx: RuleContext, params: PrecisionRegressionParams) -> list[Signal]:
-
     runs = goldset_runs(
         ctx.store,
         params.goldset,

@@ -44,7 +44,6 @@ class LowConfidenceParams(RuleParams):
 
 
 def _low_confidence(ctx: RuleContext, params: LowConfidenceParams) -> list[Signal]:
-
     if not has_tables(ctx.store, "traffic_window_summaries"):
         return []
     summaries = list_window_summaries(ctx.store, limit=1)

@@ -70,7 +70,6 @@ def answer_items(store: Store, *, scoring_id: str, metric: str, limit: int = 20)
 
 
 def _with_file_contexts(items: pd.DataFrame, path: Path) -> pd.DataFrame:
-
     try:
         records = {record.id: record for record in read_answer_records(path)}
     except EvalkitError:

@@ -16,8 +16,6 @@ from evalkit.store.judging import agreements_by_id
 
 __all__ = ["TrafficData", "traffic"]
 
-"""Agreements read per assessor to find those the judged figures were computed under."""
-
 
 @dataclass(frozen=True, slots=True)
 class TrafficData:
