@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from evalkit.clock import utc_now
 from evalkit.errors import ConfigError, NotFoundError
 from evalkit.records.jsonready import json_ready
+from evalkit.store.columns import record_of
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -259,9 +260,7 @@ _SAMPLE_COLUMNS = (
 
 
 def _sample(row: tuple[Any, ...]) -> StoredSample:
-    values = list(row)
-    values[12] = json.loads(values[12])
-    return StoredSample(*values)
+    return record_of(StoredSample, _SAMPLE_COLUMNS, row, quotas=json.loads)
 
 
 def load_sample(store: Store, sample_id: str) -> StoredSample:
