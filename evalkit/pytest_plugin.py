@@ -486,7 +486,7 @@ class EvalkitGate:
             _alone(spec, "RetrieverOptions")
             candidate = given
         elif given is None or isinstance(given, str):
-            candidate = RetrieverOptions(**_retriever_options(spec))
+            candidate = RetrieverOptions(**_retriever_fields(spec))
         else:
             _alone(spec, "a retriever object")
             made = type(given)
@@ -646,7 +646,7 @@ def _apply(policy: str, reason: str) -> None:
         pytest.fail(reason, pytrace=False)
 
 
-def _retriever_options(spec: GateSpec) -> dict[str, Any]:
+def _retriever_fields(spec: GateSpec) -> dict[str, Any]:
     """``RetrieverOptions`` fields for a retriever named by a spec string, a URL or none."""
     options: dict[str, Any] = {
         "retriever": spec.retriever,

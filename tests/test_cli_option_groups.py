@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 import typer
 import typer.main
 from typer.testing import CliRunner
@@ -108,3 +109,20 @@ def test_a_command_offering_part_of_a_group_gets_the_rest_as_the_group_fixes_it(
     )
     assert received["goldset"] == GoldsetSelection(name="stored")
     assert received["paired"] == PairedTestSettings(min_effect=0.02)
+
+
+def test_a_retriever_error_names_the_setting_and_the_cli_names_the_flag() -> None:
+    from evalkit.cli._output import with_flags
+    from evalkit.errors import ConfigError
+
+    with pytest.raises(ConfigError) as raised:
+        RetrieverOptions(where_key=" ")
+    assert str(raised.value).startswith("`where_key` is empty")
+    assert with_flags(str(raised.value)).startswith("--where-key is empty")
+    with pytest.raises(ConfigError) as raised:
+        RetrieverOptions(http_url="http://127.0.0.1:9", collection="docs").resolved_kind(
+            None  # type: ignore[arg-type]
+        )
+    assert with_flags(str(raised.value)) == (
+        "give one of --http-retriever, --retriever or --collection/--chroma-url"
+    )

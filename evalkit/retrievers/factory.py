@@ -92,7 +92,7 @@ class RetrieverOptions:
         if self.where_key is not None and not self.where_key.strip():
             # Chroma would filter on a key named "", which no document has: every query of a
             # tenant would retrieve nothing, and the run would still say complete.
-            raise ConfigError("--where-key is empty: name the metadata key holding the tenant")
+            raise ConfigError("`where_key` is empty: name the metadata key holding the tenant")
 
     def _names_chroma(self) -> bool:
         """Whether these options name a Chroma collection (a ``collection`` with no other
@@ -109,9 +109,7 @@ class RetrieverOptions:
         if self.kind is not None:
             return self.kind
         if self.http_url and (self.collection or self.chroma_url or self.retriever):
-            raise ConfigError(
-                "give one of --http-retriever, --retriever or --collection/--chroma-url"
-            )
+            raise ConfigError("give one of `http_url`, `retriever` or `collection`/`chroma_url`")
         if self.retriever:
             return FACTORY_KIND if ":" in self.retriever else self.retriever
         if self.http_url:
@@ -123,8 +121,8 @@ class RetrieverOptions:
         if settings.retriever.kind:
             return settings.retriever.kind
         raise ConfigError(
-            "name the retriever: --retriever KIND or module:factory, --collection NAME, "
-            "--http-retriever URL, or a [retriever] table in evalkit.toml (docs/retrievers.md)"
+            "name the retriever: `retriever` KIND or module:factory, `collection` NAME, "
+            "`http_url` URL, or a [retriever] table in evalkit.toml (docs/retrievers.md)"
         )
 
 
@@ -242,7 +240,7 @@ def build_factory(options: RetrieverOptions, settings: Settings) -> Retriever:
         spec = settings.retriever.factory
     else:
         raise ConfigError(
-            "kind 'factory' needs the function to call: --retriever module:factory, or "
+            "kind 'factory' needs the function to call: `retriever` module:factory, or "
             'factory = "module:factory" in the [retriever] table'
         )
     source = parse_factory_spec(spec)
@@ -256,12 +254,12 @@ def build_factory(options: RetrieverOptions, settings: Settings) -> Retriever:
 def build_http(options: RetrieverOptions, settings: Settings) -> Retriever:
     """The HTTP JSON endpoint ``options.http_url``, checked with a probe query."""
     if not options.http_url:
-        raise ConfigError("the http retriever needs a URL (--http-retriever URL)")
+        raise ConfigError("the http retriever needs a URL (`http_url` URL)")
     if options.where_key:
         # Accepted, it would read as a filter evalkit applies, which it does not.
         raise ConfigError(
             "the http retriever sends each query's tenant to the endpoint, which filters by "
-            "it: there is no metadata key for evalkit to filter on; leave --where-key out"
+            "it: there is no metadata key for evalkit to filter on; leave `where_key` out"
         )
     endpoint = HttpRetriever(
         options.http_url,
@@ -281,7 +279,7 @@ def build_chroma(options: RetrieverOptions, settings: Settings) -> Retriever:
     from evalkit.retrievers.chroma import ChromaRetriever
 
     if not options.collection:
-        raise ConfigError("name the Chroma collection: --collection NAME")
+        raise ConfigError("name the Chroma collection: `collection` NAME")
     embedder = _query_embedder(options, settings)
     if embedder is None:
         raise ConfigError(
@@ -362,8 +360,8 @@ def build_bm25(options: RetrieverOptions, settings: Settings) -> Retriever:
 
     if options.where_key:
         raise ConfigError(
-            "the bm25 retriever cannot filter by tenant (--where-key): its index holds no "
-            "tenants; leave --where-key out"
+            "the bm25 retriever cannot filter by tenant (`where_key`): its index holds no "
+            "tenants; leave `where_key` out"
         )
     given = options.factory_options
     if given is None:
