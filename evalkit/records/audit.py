@@ -18,6 +18,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Final
 
 from evalkit.errors import ConfigError
+from evalkit.records.jsonready import json_ready
 
 if TYPE_CHECKING:
     import numpy as np
@@ -211,19 +212,7 @@ class Finding:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
-        return {
-            "kind": self.kind,
-            "check": self.check,
-            "severity": self.severity.value,
-            "message": self.message,
-            "count": self.count,
-            "doc_ids": list(self.doc_ids),
-            "clusters": [list(cluster) for cluster in self.clusters],
-            "query_ids": list(self.query_ids),
-            "value": self.value,
-            "threshold": self.threshold,
-            "details": dict(self.details),
-        }
+        return {**json_ready(self), "severity": self.severity.value}
 
 
 @dataclass(frozen=True, slots=True)

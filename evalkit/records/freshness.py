@@ -10,7 +10,7 @@ still waiting and the verdict against the objective.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -113,10 +113,6 @@ class FreshnessRequest:
         if self.corpus is not None:
             return f"corpus:{self.corpus}"
         return "changes:" + ",".join(str(path) for path in self.changes)
-
-    def with_subject(self, subject: str) -> FreshnessRequest:
-        """The same request for the series ``subject``."""
-        return replace(self, subject=subject)
 
 
 @dataclass(frozen=True, slots=True)

@@ -195,7 +195,6 @@ class SpanBatch:
         self.ignored = 0
         self.problems: list[tuple[int | None, str]] = []
         self._seen: set[str] = set()
-        self._duplicates_in_batch = 0
         self._records: dict[str, list[Any]] = {name: [] for name in RECORD_SCHEMA.names}
         self._records["trace_id"] = []
         self._records["span_id"] = []
@@ -305,7 +304,6 @@ class SpanBatch:
         if text is None:
             self.without_text += 1
         if query_id in self._seen:
-            self._duplicates_in_batch += 1
             return
         self._seen.add(query_id)
         doc_ids: list[str] | None = None
@@ -367,11 +365,6 @@ class SpanBatch:
                 )
             return str(value)
         return None
-
-    @property
-    def duplicates_in_batch(self) -> int:
-        """Retrieval spans repeated within this batch (kept once)."""
-        return self._duplicates_in_batch
 
     def tables(self) -> tuple[pa.Table, pa.Table]:
         """The retrieval records (``RECORD_SCHEMA`` plus trace_id and span_id) and the

@@ -25,6 +25,7 @@ from datetime import date, datetime, timedelta
 
 from evalkit.clock import naive_utc, utc_now
 from evalkit.errors import ConfigError
+from evalkit.records.jsonready import json_ready
 from evalkit.registry import lookup_named
 
 __all__ = [
@@ -47,11 +48,7 @@ class Window:
 
     def to_dict(self) -> dict[str, str]:
         """JSON-ready form (ISO 8601, ``Z`` for UTC)."""
-        return {
-            "label": self.label,
-            "start": self.start.isoformat() + "Z",
-            "end": self.end.isoformat() + "Z",
-        }
+        return json_ready(self)
 
 
 @dataclass(frozen=True, slots=True)
