@@ -17,7 +17,7 @@ from typing import Final
 from evalkit.errors import ConfigError
 from evalkit.metrics.measures import parse_measure
 from evalkit.stats.leaderboard import LatencySummary, Leaderboard, MeasureLeaderboard
-from evalkit.stats.render import markdown_cell
+from evalkit.stats.render import markdown_cell, markdown_table
 
 __all__ = [
     "PAIR_HEADERS",
@@ -153,18 +153,9 @@ def pair_rows(board: Leaderboard, measure: str) -> tuple[tuple[str, ...], ...]:
 def _markdown_table(
     headers: Sequence[str], rows: Sequence[Sequence[str]], *, names: Sequence[int]
 ) -> list[str]:
-    """A Markdown table; the cells of the columns ``names`` (run names) are escaped, and
-    they and letter groups are left-aligned, figures right-aligned."""
-    left = {i for i, header in enumerate(headers) if i in names or header.endswith("groups")}
-    lines = [
-        "| " + " | ".join(header.replace("|", "\\|") for header in headers) + " |",
-        "|" + "|".join("---" if i in left else "---:" for i in range(len(headers))) + "|",
-    ]
-    lines.extend(
-        "| " + " | ".join(markdown_cell(c) if i in names else c for i, c in enumerate(row)) + " |"
-        for row in rows
-    )
-    return lines
+    """A Markdown table whose run names (columns ``names``) and letter groups are left-aligned."""
+    groups = [i for i, header in enumerate(headers) if header.endswith("groups")]
+    return markdown_table(headers, rows, left=[*names, *groups], names=names)
 
 
 def _method_note(board: Leaderboard) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Final
 
 from evalkit.stats.decision import Decision
@@ -21,6 +21,7 @@ __all__ = [
     "TABLE_HEADERS",
     "coverage_note",
     "markdown_cell",
+    "markdown_table",
     "power_table_markdown",
     "queries_needed_text",
     "table_rows",
@@ -86,12 +87,23 @@ def markdown_cell(text: str) -> str:
     return text.translate(_MARKDOWN_SPECIAL)
 
 
-def _markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+def markdown_table(
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    *,
+    left: Collection[int] = (0,),
+    names: Collection[int] = (),
+) -> list[str]:
+    """The lines of a Markdown table: the columns ``left`` left-aligned, the others (figures)
+    right-aligned; the cells of the columns ``names`` (users' names) pass ``markdown_cell``."""
     lines = [
-        "| " + " | ".join(headers) + " |",
-        "|" + "|".join("---" if i == 0 else "---:" for i in range(len(headers))) + "|",
+        "| " + " | ".join(header.replace("|", "\\|") for header in headers) + " |",
+        "|" + "|".join("---" if i in left else "---:" for i in range(len(headers))) + "|",
     ]
-    lines.extend("| " + " | ".join(row) + " |" for row in rows)
+    lines.extend(
+        "| " + " | ".join(markdown_cell(c) if i in names else c for i, c in enumerate(row)) + " |"
+        for row in rows
+    )
     return lines
 
 
@@ -219,7 +231,7 @@ def _worst_section(worst: Sequence[QueryDrop]) -> list[str]:
             "",
             f"#### Largest drops in {markdown_cell(measure)}",
             "",
-            *_markdown_table(headers, rows),
+            *markdown_table(headers, rows),
         ]
     return lines
 
@@ -235,7 +247,7 @@ def to_markdown(comparison: Comparison, *, worst: Sequence[QueryDrop] | None = N
         "",
         verdict_line(comparison),
         "",
-        *_markdown_table(_headers(comparison), rows),
+        *markdown_table(_headers(comparison), rows),
         "",
         markdown_cell(coverage_note(comparison)),
         "",
@@ -352,4 +364,4 @@ def power_table_markdown(rows: Sequence[PowerRow]) -> str:
         + [f"{needed[(source, effect)]:,}" for effect in effects]
         for source, sd in sources
     ]
-    return "\n".join(_markdown_table(headers, body)) + "\n"
+    return "\n".join(markdown_table(headers, body)) + "\n"
