@@ -1,24 +1,6 @@
 """The ``[alerts]`` table and the common fields of ``[[alerts.rules]]`` and ``[[alerts.sinks]]``.
 
-::
-
-    [alerts]
-    dashboard_url = "http://127.0.0.1:8501"
-
-    [[alerts.sinks]]
-    name = "oncall"
-    kind = "webhook"
-    url_env = "ONCALL_WEBHOOK_URL"
-    secret_env = "ONCALL_WEBHOOK_SECRET"
-
-    [[alerts.rules]]
-    name = "precision-drop"
-    kind = "precision_regression"
-    severity = "critical"
-    cooldown = "1h"
-    goldset = "demo"
-    baseline_run = "20261121T101500-1a2b3c"
-    measures = ["precision@10"]
+An example of each is in docs/alerts.md.
 
 Every rule and sink has a ``kind``; the fields beside the common ones are that kind's own
 settings, kept here as the entry's extra fields and validated by the kind in

@@ -16,23 +16,7 @@ retriever embeds queries itself (LangChain, LlamaIndex, HTTP). Secrets are never
 ``api_key_env`` names the environment variable that holds a key, and a DSN's password comes
 from libpq's own ``PGPASSWORD`` / ``.pgpass``.
 
-Example ``evalkit.toml``::
-
-    [retriever]
-    kind = "pgvector"
-
-    [retriever.pgvector]
-    dsn = "postgresql://evalkit@127.0.0.1:5432/rag"
-    table = "chunks"
-    id_column = "doc_id"
-    embedding_column = "embedding"
-    metric = "cosine"
-    tenant_column = "tenant"
-
-    [embedder]
-    kind = "openai"
-    url = "http://127.0.0.1:8080/v1"
-    model = "text-embedding-3-small"
+docs/retrievers.md has an example of each table.
 """
 
 from __future__ import annotations

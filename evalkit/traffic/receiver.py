@@ -18,50 +18,9 @@ batch committed twice (a crash between commit and deletion) or a request sent ag
 nothing twice. Beyond ``[otlp] spool_max_bytes``, or when the
 spool cannot be written (a full disk), requests are answered 503 with ``Retry-After``.
 
-Answers: 200 with an ExportTraceServiceResponse (``partial_success`` counting the spans that
-could not be read, with the first reasons); 400 with the reason for a payload that is not an
-ExportTraceServiceRequest; 401 without the bearer token; 404 off ``/v1/traces``; 405 with
-``Allow: POST`` for a GET; 411 with neither a Content-Length nor a chunked
-Transfer-Encoding (both are read; h11 unframes chunks); 413 beyond
-``[otlp] max_request_bytes`` (before or after decompression, as chunks arrive);
-408 when the client pauses longer than ``[otlp] request_timeout`` sending the body, or takes
-longer than ``[otlp] body_timeout`` to send all of it (a client dripping a byte at a time
-would otherwise hold a receive slot for as long as it liked);
-415 for another content type or encoding; 500 for a failure of the receiver itself;
-503 while the spool is full or cannot be written, while ``[otlp] max_concurrent_requests``
-are being received, or the service stops. Every request is
-answered: a payload of a shape no check foresaw is still a 400, never a closed socket. A
-client that hangs up before its answer is logged as one warning line.
-Error bodies are a ``google.rpc.Status`` in the request's encoding (JSON when the ``otlp``
-extra, which writes protobuf, is not installed).
-
-``/metrics`` of the health endpoint carries the receiver's counters:
-
-======================================  ===========================================
-``evalkit_otlp_spans_received_total``   spans in accepted requests
-``evalkit_otlp_spans_stored_total``     retrieval spans stored as new records
-``evalkit_otlp_spans_duplicate_total``  retrieval spans already stored (sent again)
-``evalkit_otlp_spans_without_text_total``  retrieval spans without query text
-``evalkit_otlp_spans_rejected_total``   spans that could not be read (partial success)
-``evalkit_otlp_spans_ignored_total``    spans neither retrieval nor generation
-``evalkit_otlp_requests_total``         requests by ``result`` (accepted, malformed,
-                                        unauthorized, not_found, length_required,
-                                        too_large, unsupported, spool_full,
-                                        spool_error, unavailable,
-                                        internal_error, busy, timeout,
-                                        method_not_allowed)
-``evalkit_otlp_spool_batches``          batches waiting in the spool
-``evalkit_otlp_spool_bytes``            bytes waiting in the spool
-``evalkit_otlp_spool_max_bytes``        the spool's bound
-``evalkit_otlp_spool_lag_seconds``      age of the oldest batch waiting (0: none)
-``evalkit_otlp_spool_committed_total``  batches committed to the store
-``evalkit_otlp_spool_set_aside_total``  spool files set aside by ``reason`` (torn:
-                                        a write cut short, removed; corrupt: kept;
-                                        failed: refused by the store, kept)
-======================================  ===========================================
-
-Stored and duplicate spans are counted when their batch is committed, the others when the
-request is accepted.
+Every request is answered (a payload of a shape no check foresaw is still a 400, never a
+closed socket); the status codes and the ``/metrics`` counters (``ReceiverCounters``) are
+listed in docs/traffic.md, "Answers" and "/metrics".
 """
 
 from __future__ import annotations
