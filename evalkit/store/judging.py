@@ -89,19 +89,8 @@ class PoolGrade:
 
 
 _POOL_COLUMNS = (
-    "query_hash",
-    "content_hash",
-    "assessor",
-    "model",
-    "prompt_version",
-    "query_text",
-    "doc_id",
-    "grade",
-    "reason",
-    "unjudged_reason",
-    "detail",
-    "judged_at",
-    "flags",
+    "query_hash, content_hash, assessor, model, prompt_version, query_text, doc_id, grade,"
+    " reason, unjudged_reason, detail, judged_at, flags"
 )
 
 
@@ -147,8 +136,8 @@ def save_assessments(store: Store, assessments: Iterable[Assessment]) -> int:
     ):
         # One statement for the whole batch: DuckDB runs an executemany upsert row by row.
         con.execute(
-            f"INSERT INTO judged_pool ({', '.join(_POOL_COLUMNS)})"
-            f" SELECT {', '.join(_POOL_COLUMNS)} FROM {view}"
+            f"INSERT INTO judged_pool ({_POOL_COLUMNS})"
+            f" SELECT {_POOL_COLUMNS} FROM {view}"
             " ON CONFLICT (query_hash, content_hash, assessor) DO UPDATE SET"
             " grade = excluded.grade, reason = excluded.reason,"
             " unjudged_reason = excluded.unjudged_reason, detail = excluded.detail,"
