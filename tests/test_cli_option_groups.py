@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -126,3 +127,15 @@ def test_a_retriever_error_names_the_setting_and_the_cli_names_the_flag() -> Non
     assert with_flags(str(raised.value)) == (
         "give one of --http-retriever, --retriever or --collection/--chroma-url"
     )
+
+
+def test_the_goldset_run_names_goldset_version_and_the_cli_says_the_flag(tmp_path: Path) -> None:
+    from evalkit_in_process import invoke_evalkit
+
+    goldset = Path(__file__).parent / "data" / "goldset" / "jsonl_small"
+    args = ["--home", str(tmp_path), "run", "--goldset", str(goldset), "--goldset-version", "v1"]
+    done = invoke_evalkit(
+        *args, "--http-retriever", "http://127.0.0.1:9/search", env=dict(os.environ)
+    )
+    assert done.returncode == 2
+    assert "error: --goldset-version picks a stored goldset's version" in done.stderr

@@ -54,6 +54,8 @@ SETTING_FLAGS: Mapping[str, str] = {
     "`retriever`": "--retriever",
     "`collection`": "--collection",
     "`chroma_url`": "--chroma-url",
+    "`goldset`": "--goldset",
+    "`goldset_version`": "--goldset-version",
     "give output DIR": "give --output DIR",
     "another output": "another --output",
     "pass overwrite to": "pass --overwrite to",

@@ -199,7 +199,7 @@ def gate_against_baseline(
         if isinstance(candidate, str | RunReference):
             reference = resolve_run(opened, candidate)
         elif goldset is None or opened is None:
-            raise ConfigError("a live candidate needs --goldset NAME to replay")
+            raise ConfigError("a live candidate needs `goldset` NAME to replay")
         else:
             gold = gold or load_stored_goldset(opened, str(goldset))
     if not isinstance(candidate, str | RunReference) and store is not None and gold is not None:

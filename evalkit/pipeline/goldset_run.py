@@ -169,7 +169,7 @@ def _read_goldset(access: WriterAccess, request: GoldsetRunRequest) -> tuple[Gol
         )
         if not isinstance(chosen, str) and request.goldset_version is not None:
             raise ConfigError(
-                f"--goldset-version picks a stored goldset's version; {request.goldset} "
+                f"`goldset_version` picks a stored goldset's version; {request.goldset} "
                 f"is read from its files (version {chosen.version})"
             )
         if isinstance(chosen, str):
