@@ -1360,3 +1360,18 @@ def test_a_goldset_run_on_the_other_backend_calibrates_a_traffic_window(store: S
     assert estimated.calibration_run.run_id == calibrating
     # perfect rankings hold two relevant documents in their top five
     assert estimated.estimate.estimate == pytest.approx(2 / 5)
+
+
+def test_the_judging_workflows_get_the_assessor_of_the_judge_settings() -> None:
+    """``settings_assessor``: the one place the CLI and the traffic cycle build the
+    assessor, from the ``[judge]`` settings, refused as the assessor refuses them."""
+    from evalkit.config import JudgeSettings, Settings
+    from evalkit.errors import ConfigError
+    from evalkit.pipeline.judge_pool import settings_assessor
+
+    judge = JudgeSettings(base_url="http://127.0.0.1:9/v1", model="grader-1")
+    built = settings_assessor(Settings(judge=judge))
+    assert isinstance(built, RelevanceAssessor)
+    assert built.name == RelevanceAssessor(judge).name
+    with pytest.raises(ConfigError, match="no LLM judge is configured"):
+        settings_assessor(Settings(judge=JudgeSettings()))

@@ -39,7 +39,6 @@ from evalkit.records.requests import (
 )
 
 if TYPE_CHECKING:
-    from evalkit.judging.assessor import RelevanceAssessor
     from evalkit.pipeline import (
         DocumentTexts,
         HolesOutcome,
@@ -47,6 +46,7 @@ if TYPE_CHECKING:
         WindowEstimate,
         WindowJudging,
     )
+    from evalkit.pipeline.judge_pool import RelevanceAssessor
     from evalkit.store.judging import JudgedFigure, StoredAgreement
 
 __all__ = [
@@ -108,9 +108,10 @@ def texts_to_judge(
 
 
 def build_assessor() -> RelevanceAssessor:
-    from evalkit.judging.assessor import RelevanceAssessor
+    """The ``[judge]`` assessor of the loaded settings."""
+    from evalkit.pipeline.judge_pool import settings_assessor
 
-    return RelevanceAssessor(settings().judge)
+    return settings_assessor(settings())
 
 
 def _judging_facts(outcome: JudgingOutcome) -> dict[str, object]:

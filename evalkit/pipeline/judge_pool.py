@@ -42,8 +42,10 @@ __all__ = [
     "JudgingPlan",
     "Key",
     "Progress",
+    "RelevanceAssessor",
     "corpus_texts",
     "judge_pairs",
+    "settings_assessor",
     "top_k",
 ]
 
@@ -56,6 +58,12 @@ OVER_BUDGET = "over_budget"
 DocumentTexts = Callable[[Iterable[str]], dict[str, str]]
 """Where the judging workflows read document texts: given document ids, the texts of those
 it has (``CorpusTexts``, ``CollectionTexts``)."""
+
+
+def settings_assessor(settings: Settings) -> RelevanceAssessor:
+    """The LLM assessor of the ``[judge]`` settings, which the judging workflows are handed
+    (``evalkit judge``, ``run --judge-holes``, the traffic cycle)."""
+    return RelevanceAssessor(settings.judge)
 
 
 def corpus_texts(path: Path | str, doc_ids: Iterable[str]) -> dict[str, str]:

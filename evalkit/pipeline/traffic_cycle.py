@@ -10,8 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from evalkit.errors import ConfigError, EvalkitError, NotFoundError, StoreError
-from evalkit.judging.assessor import RelevanceAssessor
-from evalkit.pipeline.judge_pool import DocumentTexts, Progress
+from evalkit.pipeline.judge_pool import DocumentTexts, Progress, settings_assessor
 from evalkit.pipeline.traffic import (
     TrafficReplay,
     newest_sample,
@@ -85,7 +84,7 @@ def run_traffic_cycle(
         raise ConfigError("judging a traffic window needs the documents' texts")
     # Before the store is opened: a judge misconfiguration costs no store and no retriever.
     setup = prepare_traffic_replay(replay, settings) if replay is not None else None
-    assessor = RelevanceAssessor(settings.judge) if request.judge and replay is not None else None
+    assessor = settings_assessor(settings) if request.judge and replay is not None else None
     sample: StoredSample | None = None
     if draw is not None:
         with access.writer("traffic: drawing the sample") as writing:
