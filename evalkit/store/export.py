@@ -518,36 +518,36 @@ def _check_aggregates(store: Store, run: RunRecord, queries_path: Path, run_path
 
 def _read_run_json(path: Path) -> RunRecord:
     """The run record of an export's ``run.json``, every field checked."""
+
+    def refused(message: str, field: str | None = None) -> InputError:
+        return InputError(message, path=str(path), field=field)
+
     repeated: list[str] = []
     try:
         data = json.loads(
             path.read_text(encoding="utf-8"), object_pairs_hook=noting_repeated_keys(repeated)
         )
     except (OSError, UnicodeDecodeError) as error:
-        raise InputError(f"cannot read the run record: {error}", path=str(path)) from error
+        raise refused(f"cannot read the run record: {error}") from error
     except json.JSONDecodeError as error:
         raise InputError(f"not JSON: {error.msg}", path=str(path), line=error.lineno) from error
     if repeated:
-        raise InputError(REPEATED_KEY, path=str(path), field=repeated[0])
+        raise refused(REPEATED_KEY, repeated[0])
     if not isinstance(data, dict):
-        raise InputError("expected a JSON object (the run's record)", path=str(path))
+        raise refused("expected a JSON object (the run's record)")
     model = data.get("model") or {}
     if not isinstance(model, dict):
-        raise InputError("expected an object or null", path=str(path), field="model")
+        raise refused("expected an object or null", "model")
     size = data.get("index_size") or {}
     if not isinstance(size, dict):
-        raise InputError("expected an object or null", path=str(path), field="index_size")
+        raise refused("expected an object or null", "index_size")
 
     def count(name: str) -> int | None:
         found = size.get(name)
         if found is not None and (
             not isinstance(found, int) or isinstance(found, bool) or found < 0
         ):
-            raise InputError(
-                f"expected a count or null, found {found!r}",
-                path=str(path),
-                field=f"index_size.{name}",
-            )
+            raise refused(f"expected a count or null, found {found!r}", f"index_size.{name}")
         return found
 
     def value(name: str, kind: type | tuple[type, ...], *, optional: bool = False) -> Any:
@@ -559,10 +559,8 @@ def _read_run_json(path: Path) -> RunRecord:
             names = (
                 kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
             )
-            raise InputError(
-                f"expected {names}{' or null' if optional else ''}, found {found!r}",
-                path=str(path),
-                field=name,
+            raise refused(
+                f"expected {names}{' or null' if optional else ''}, found {found!r}", name
             )
         return found
 
@@ -570,34 +568,24 @@ def _read_run_json(path: Path) -> RunRecord:
         try:
             return datetime.fromisoformat(text.removesuffix("Z")).replace(tzinfo=None)
         except ValueError as error:
-            raise InputError(
-                f"expected an ISO 8601 time, found {text!r}", path=str(path), field=name
-            ) from error
+            raise refused(f"expected an ISO 8601 time, found {text!r}", name) from error
 
     status = value("status", str)
     if status not in _FINISHED:
-        raise InputError(
-            f"a run export holds a finished run ({', '.join(_FINISHED)}), not {status!r}",
-            path=str(path),
-            field="status",
+        raise refused(
+            f"a run export holds a finished run ({', '.join(_FINISHED)}), not {status!r}", "status"
         )
     measures = value("measures", list)
     if not all(isinstance(m, str) for m in measures):
-        raise InputError("expected a list of measure names", path=str(path), field="measures")
+        raise refused("expected a list of measure names", "measures")
     config = value("retriever_config", dict, optional=True) or {}
     aggregates = value("aggregates", dict, optional=True) or {}
     for measure, figure in aggregates.items():
         if figure is not None and (not isinstance(figure, int | float) or isinstance(figure, bool)):
-            raise InputError(
-                f"expected a number or null, found {figure!r}",
-                path=str(path),
-                field=f"aggregates.{measure}",
-            )
+            raise refused(f"expected a number or null, found {figure!r}", f"aggregates.{measure}")
     tags = value("tags", list, optional=True) or []
     if not all(isinstance(tag, str) for tag in tags):
-        raise InputError(
-            f"expected a list of strings, found {tags!r}", path=str(path), field="tags"
-        )
+        raise refused(f"expected a list of strings, found {tags!r}", "tags")
 
     def canaries(dimension: int | None) -> bytes:
         text = value("model.canaries", str, optional=True)
@@ -606,24 +594,21 @@ def _read_run_json(path: Path) -> RunRecord:
         try:
             blob = base64.b64decode(text, validate=True)
         except binascii.Error as error:
-            raise InputError(
-                f"expected the canary embeddings in base64: {error}",
-                path=str(path),
-                field="model.canaries",
+            raise refused(
+                f"expected the canary embeddings in base64: {error}", "model.canaries"
             ) from error
         # float16 values, one row of `dimension` per canary text
         if not dimension or not blob or len(blob) % (2 * dimension):
-            raise InputError(
+            raise refused(
                 f"expected float16 canary embeddings of {dimension} dimensions, found "
                 f"{len(blob)} bytes",
-                path=str(path),
-                field="model.canaries",
+                "model.canaries",
             )
         return blob
 
     k = value("k", int)
     if k < 1:
-        raise InputError(f"expected a positive depth, found {k}", path=str(path), field="k")
+        raise refused(f"expected a positive depth, found {k}", "k")
     spec = RunSpec(
         kind=value("kind", str),
         retriever_kind=value("retriever", str),
@@ -651,11 +636,10 @@ def _read_run_json(path: Path) -> RunRecord:
     if not is_run_id(run_id):
         # Only ids evalkit wrote can be named on the command line and sort by start time.
         shown = run_id if len(run_id) <= 40 else run_id[:40] + "..."
-        raise InputError(
+        raise refused(
             "expected a run id as evalkit writes them (start time and six hex digits, "
             f"such as 20261121T183500-3f9a1c), found {shown!r}",
-            path=str(path),
-            field="run_id",
+            "run_id",
         )
     finished_at = value("finished_at", str, optional=True)
     return RunRecord(
