@@ -15,6 +15,7 @@ import pyarrow as pa
 from evalkit.embedding.fingerprint import ModelFingerprint
 from evalkit.errors import NotFoundError, StoreError
 from evalkit.records.jsonready import json_ready
+from evalkit.store.columns import column_names, placeholders, values_of
 from evalkit.store.views import registered
 
 if TYPE_CHECKING:
@@ -97,7 +98,7 @@ class StoredWindowSummary:
         return json_ready(self, omit=("extra", "embedding_canaries"))
 
 
-_SUMMARY_COLUMNS = tuple(name for name in StoredWindowSummary.__slots__ if name != "extra")
+_SUMMARY_COLUMNS = ", ".join(name for name in StoredWindowSummary.__slots__ if name != "extra")
 
 
 def save_traffic_replay(
@@ -133,15 +134,14 @@ def save_traffic_replay(
             ),
         }
     )
-    placeholders = ", ".join("?" for _ in _SUMMARY_COLUMNS)
     with store.writing(
         f"cannot store the traffic replay {summary.run_id} of {summary.window_label}"
     ) as con:
         store.insert_frame("traffic_replay_queries", frame)
         con.execute(
-            f"INSERT INTO traffic_window_summaries ({', '.join(_SUMMARY_COLUMNS)})"
-            f" VALUES ({placeholders})",
-            [getattr(summary, name) for name in _SUMMARY_COLUMNS],
+            f"INSERT INTO traffic_window_summaries ({_SUMMARY_COLUMNS})"
+            f" VALUES ({placeholders(len(column_names(_SUMMARY_COLUMNS)))})",
+            values_of(summary, _SUMMARY_COLUMNS),
         )
         if embedding_table.num_rows:
             with registered(con, "_traffic_embeddings", embedding_table):
@@ -153,9 +153,7 @@ def save_traffic_replay(
 
 
 def _summaries(store: Store, where: str, params: Sequence[object]) -> list[StoredWindowSummary]:
-    rows = store.fetch(
-        f"SELECT {', '.join(_SUMMARY_COLUMNS)} FROM traffic_window_summaries {where}", params
-    )
+    rows = store.fetch(f"SELECT {_SUMMARY_COLUMNS} FROM traffic_window_summaries {where}", params)
     return [StoredWindowSummary(*row) for row in rows]
 
 
