@@ -463,7 +463,12 @@ def traffic_figure_series(
     )
     return [
         WindowFigure(
-            *row[:5], record_of(JudgedFigure, _FIGURE_COLUMNS, row[5:], details=json.loads)
+            row[0],
+            row[1],
+            row[2],
+            row[3],
+            row[4],
+            record_of(JudgedFigure, _FIGURE_COLUMNS, row[5:], details=json.loads),
         )
         for row in rows
     ]
