@@ -12,7 +12,8 @@ from evalkit.cli._groups import OptionGroup
 from evalkit.retrievers.kinds import built_in_kinds
 
 if TYPE_CHECKING:
-    from evalkit.retrievers.factory import RetrieverOptions
+    # Re-exported for the annotations of the commands that take the group.
+    from evalkit.retrievers.factory import RetrieverOptions as RetrieverOptions  # noqa: PLC0414
 
 __all__ = [
     "RETRIEVER",
