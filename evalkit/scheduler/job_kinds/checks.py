@@ -50,6 +50,7 @@ from evalkit.scheduler.job_kinds.base import (
     JobOutcome,
     JobParams,
     RetrieverParams,
+    checked_by,
     checked_measures,
     refused,
 )
@@ -291,17 +292,9 @@ class AuditParams(JobParams):
     source: Path | None = Field(default=None, description="Source corpus the index mirrors.")
 
     goldset: str | None = Field(default=None, description="Goldset probing recall/coverage.")
-    checks: list[str] | None = Field(default=None, description="Checks to run (default all).")
-
-    @field_validator("checks")
-    @classmethod
-    def _known_checks(cls, checks: list[str] | None) -> list[str] | None:
-        unknown = [name for name in checks or [] if name not in CHECK_NAMES]
-        if unknown:
-            raise ValueError(
-                f"unknown audit checks {unknown}; choose from: {', '.join(CHECK_NAMES)}"
-            )
-        return checks
+    checks: Annotated[
+        list[str] | None, checked_by(lambda names: AuditConfig(checks=tuple(names)))
+    ] = Field(default=None, description="Checks to run (default all).")
 
     near_duplicate_threshold: float = Field(
         default=AUDIT_DEFAULTS.near_duplicate_threshold, gt=0, le=1, description="Cosine."
