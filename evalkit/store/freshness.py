@@ -25,7 +25,7 @@ import pandas as pd
 from evalkit import __version__
 from evalkit.errors import InputError, StoreError
 from evalkit.records.freshness import FreshnessFigures
-from evalkit.store.columns import json_text, json_value, placeholders
+from evalkit.store.columns import json_text, json_value, placeholders, values_of
 from evalkit.store.views import registered
 
 if TYPE_CHECKING:
@@ -77,6 +77,10 @@ _CHECK_COLUMNS = (
     " evalkit_version, details"
 )
 
+_CURSOR_COLUMNS = (
+    "subject, part, kind, path, head_hash, head_length, byte_offset, rows_read, watermark"
+)
+
 
 @dataclass(frozen=True, slots=True)
 class SourceCursor:
@@ -121,8 +125,7 @@ class StoredFreshnessCheck(FreshnessFigures):
 def source_cursors(store: Store, subject: str) -> dict[str, SourceCursor]:
     """Every part of its source that ``subject``'s checks have read, by ``part``."""
     rows = store.fetch(
-        "SELECT subject, part, kind, path, head_hash, head_length, byte_offset, rows_read,"
-        " watermark FROM freshness_sources WHERE subject = ?",
+        f"SELECT {_CURSOR_COLUMNS} FROM freshness_sources WHERE subject = ?",
         [subject],
     )
     return {str(row[1]): SourceCursor(*row) for row in rows}
@@ -186,52 +189,26 @@ def save_freshness_check(
         "notes": list(check.notes),
         "timings": dict(check.timings),
     }
-    row = [
-        check.check_id,
-        check.subject,
-        check.checked_at,
-        check.method,
-        check.index_kind,
-        check.source,
-        check.n_read,
-        check.n_reflected,
-        check.n_pending,
-        check.n_superseded,
-        check.lag_p50,
-        check.lag_p95,
-        check.lag_max,
-        check.unreflected_share,
-        check.oldest_unreflected_seconds,
-        check.slo_p95_lag,
-        check.max_unreflected_age,
-        check.breached,
-        check.n_probes,
-        check.probe_seconds,
-        check.evalkit_seconds,
-        __version__,
-        json_text(details),
-    ]
+    row = values_of(
+        check,
+        _CHECK_COLUMNS,
+        lag_p50_seconds=check.lag_p50,
+        lag_p95_seconds=check.lag_p95,
+        lag_max_seconds=check.lag_max,
+        slo_p95_lag_seconds=check.slo_p95_lag,
+        max_unreflected_age_seconds=check.max_unreflected_age,
+        evalkit_version=__version__,
+        details=json_text(details),
+    )
     try:
         with store.transaction() as con:
             _insert_changes(con, check, new_changes)
             _apply_outcomes(con, check, outcomes)
             for cursor in cursors:
                 con.execute(
-                    "INSERT OR REPLACE INTO freshness_sources (subject, part, kind, path,"
-                    " head_hash, head_length, byte_offset, rows_read, watermark, updated_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        cursor.subject,
-                        cursor.part,
-                        cursor.kind,
-                        cursor.path,
-                        cursor.head_hash,
-                        cursor.head_length,
-                        cursor.byte_offset,
-                        cursor.rows_read,
-                        cursor.watermark,
-                        check.checked_at,
-                    ],
+                    "INSERT OR REPLACE INTO freshness_sources"
+                    f" ({_CURSOR_COLUMNS}, updated_at) VALUES ({placeholders(10)})",
+                    [*values_of(cursor, _CURSOR_COLUMNS), check.checked_at],
                 )
             con.execute(
                 f"INSERT INTO freshness_checks ({_CHECK_COLUMNS})"
