@@ -11,9 +11,9 @@ environment variables. Durations are seconds or strings such as ``"90s"``, ``"15
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from evalkit.config.types import NAME_PATTERN, Duration, KindEntry, WebUrl
+from evalkit.config.types import NAME_PATTERN, Duration, KindEntry, SettingsTable, WebUrl
 from evalkit.records import AlertSeverity
 
 __all__ = ["AlertsSettings", "RuleConfig", "SinkConfig"]
@@ -55,10 +55,8 @@ class SinkConfig(KindEntry):
     )
 
 
-class AlertsSettings(BaseModel):
+class AlertsSettings(SettingsTable, frozen=True):
     """The ``[alerts]`` table, with the common fields of its rules and sinks."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     dashboard_url: WebUrl = Field(
         default=None,

@@ -11,17 +11,16 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from evalkit.config.types import SettingsTable
 from evalkit.records.audit import DEFAULT_ORPHANED_RELEVANT_CRITICAL_SHARE
 
 __all__ = ["DEFAULT_ORPHANED_RELEVANT_CRITICAL_SHARE", "AuditSettings"]
 
 
-class AuditSettings(BaseModel):
+class AuditSettings(SettingsTable, frozen=True):
     """Thresholds of the index health audit that are settings rather than command options."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     orphaned_relevant_critical_share: float = Field(
         default=DEFAULT_ORPHANED_RELEVANT_CRITICAL_SHARE,

@@ -13,17 +13,15 @@ read it (docs/freshness.md).
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from evalkit.config.types import Duration
+from evalkit.config.types import Duration, SettingsTable
 
 __all__ = ["FreshnessSettings"]
 
 
-class FreshnessSettings(BaseModel):
+class FreshnessSettings(SettingsTable, frozen=True):
     """How long a change at the source may take to become retrievable, and how it is told."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     slo_p95_lag: Duration = Field(
         default=3600.0,

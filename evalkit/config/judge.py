@@ -23,9 +23,9 @@ import os
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from evalkit.config.types import SettingPath, WebUrl
+from evalkit.config.types import SettingPath, SettingsTable, WebUrl
 
 __all__ = ["JudgeSettings", "ScoringMethod"]
 
@@ -43,10 +43,8 @@ class ScoringMethod(StrEnum):
     """Both, side by side (each stored under its own method name)."""
 
 
-class JudgeSettings(BaseModel):
+class JudgeSettings(SettingsTable):
     """How answers are judged: the LLM endpoint, its limits, the cache and the offline method."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     base_url: WebUrl = Field(
         default=None,

@@ -19,19 +19,17 @@ only (the command has options).
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from evalkit.config.types import ByteSize, Duration
+from evalkit.config.types import ByteSize, Duration, SettingsTable
 
 __all__ = ["OtlpSettings"]
 
 DEFAULT_OTLP_PORT = 4318
 
 
-class OtlpSettings(BaseModel):
+class OtlpSettings(SettingsTable, frozen=True):
     """The OTLP/HTTP receiver of ``evalkit serve`` and how spans become traffic records."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     receiver: bool = Field(
         default=False,

@@ -27,9 +27,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, Field
 
-from evalkit.config.types import WebUrl
+from evalkit.config.types import SettingsTable, WebUrl
 
 __all__ = [
     "ChromaSettings",
@@ -92,11 +92,9 @@ class SearchMode(StrEnum):
     """An exact (sequential) scan, the ground truth an ANN index is measured against."""
 
 
-class ChromaSettings(BaseModel):
+class ChromaSettings(SettingsTable):
     """Search settings of a Chroma collection (its name and place are options or settings
     of their own: ``--collection``, ``chroma_path``, ``chroma_url``)."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     ef_search: int | None = Field(
         default=None,
@@ -108,10 +106,8 @@ class ChromaSettings(BaseModel):
     )
 
 
-class PgvectorSettings(BaseModel):
+class PgvectorSettings(SettingsTable):
     """The user's own pgvector table: where it is and which columns hold what."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     dsn: str | None = Field(
         default=None,
@@ -160,10 +156,8 @@ class PgvectorSettings(BaseModel):
     )
 
 
-class QdrantSettings(BaseModel):
+class QdrantSettings(SettingsTable):
     """A Qdrant collection: a server URL, or a local on-disk path (qdrant-client local mode)."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     url: str | None = Field(
         default=None, description="URL of the Qdrant server, e.g. http://127.0.0.1:6333."
@@ -201,10 +195,8 @@ class QdrantSettings(BaseModel):
         return os.environ.get(self.api_key_env) if self.api_key_env else None
 
 
-class RetrieverSettings(BaseModel):
+class RetrieverSettings(SettingsTable):
     """The ``[retriever]`` table: which retriever to replay, and how."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     kind: str | None = Field(
         default=None,
@@ -270,10 +262,8 @@ class EmbedBackend(StrEnum):
     """sentence-transformers on torch."""
 
 
-class EmbedderSettings(BaseModel):
+class EmbedderSettings(SettingsTable):
     """The ``[embedder]`` table: how queries are embedded for vector-store retrievers."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     kind: EmbedderKind = Field(
         default=EmbedderKind.sentence_transformers,

@@ -25,17 +25,15 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from evalkit.config.types import NAME_PATTERN, Duration, KindEntry
+from evalkit.config.types import NAME_PATTERN, Duration, KindEntry, SettingsTable
 
 __all__ = ["JobConfig", "SchedulerSettings", "cron_trigger"]
 
 
-class SchedulerSettings(BaseModel):
+class SchedulerSettings(SettingsTable, frozen=True):
     """How ``evalkit serve`` runs: its health endpoint, time zone, and patience."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     health_host: str = Field(
         default="127.0.0.1",

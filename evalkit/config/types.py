@@ -19,6 +19,7 @@ __all__ = [
     "Increase",
     "KindEntry",
     "SettingPath",
+    "SettingsTable",
     "WebUrl",
     "format_duration",
     "parse_duration",
@@ -32,6 +33,13 @@ __all__ = [
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 """What the name of a job, an alert rule or a sink may look like."""
+
+
+class SettingsTable(BaseModel):
+    """A table of ``evalkit.toml``: a key it does not define, or a number that is not finite,
+    is refused."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class KindEntry(BaseModel):
