@@ -20,7 +20,7 @@ import duckdb
 from evalkit import __version__
 from evalkit.errors import ConfigError, NotFoundError
 from evalkit.records.jsonready import json_ready
-from evalkit.store.columns import json_text, json_value, placeholders
+from evalkit.store.columns import json_text, json_value, placeholders, values_of
 
 if TYPE_CHECKING:
     from evalkit.records.audit import AuditReport
@@ -116,27 +116,16 @@ def save_audit(store: Store, report: AuditReport) -> StoredAudit:
     audit_id = f"{report.started_at:%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
     worst = report.max_severity
     checks = [check.to_dict() for check in report.checks]
-    audit_row = [
-        audit_id,
-        report.collection,
-        report.location,
-        report.started_at,
-        report.finished_at,
-        report.n_documents,
-        report.model_name,
-        report.model_fingerprint,
-        report.stored_model_fingerprint,
-        report.index_fingerprint,
-        report.goldset_name,
-        report.goldset_version,
-        report.source,
-        report.seed,
-        json_text(dict(report.config)),
-        json_text(checks),
-        worst.value if worst is not None else None,
-        len(report.findings),
-        __version__,
-    ]
+    audit_row = values_of(
+        report,
+        _AUDIT_COLUMNS,
+        audit_id=audit_id,
+        config=json_text(dict(report.config)),
+        checks=json_text(checks),
+        max_severity=worst.value if worst is not None else None,
+        n_findings=len(report.findings),
+        evalkit_version=__version__,
+    )
     with store.writing(
         f"cannot store the audit of collection '{report.collection}' in {store.path}"
     ) as con:
