@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from itertools import pairwise
 from typing import Any, Final
 
@@ -156,22 +156,12 @@ class LatencyComparison:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (an infinite bound, from a baseline quantile of 0 ms, is null)."""
         return {
-            "quantile": self.quantile,
-            "baseline_ms": self.baseline_ms,
-            "candidate_ms": self.candidate_ms,
+            **asdict(self),
             "increase": _finite(self.increase),
             "ci_low": _finite(self.ci_low),
             "ci_high": _finite(self.ci_high),
-            "confidence": self.confidence,
-            "max_increase": self.max_increase,
             "decision": self.decision.value,
-            "n_paired": self.n_paired,
-            "n_baseline_only": self.n_baseline_only,
-            "n_candidate_only": self.n_candidate_only,
-            "resamples": self.resamples,
-            "seed": self.seed,
             "method": "bootstrap of the quantile ratio, paired by query",
-            "note": self.note,
         }
 
 

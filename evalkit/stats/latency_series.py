@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Final
 
 import numpy as np
@@ -95,20 +95,9 @@ class ReferenceComparison:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
+        """JSON-ready form: the fields, then the method."""
         return {
-            "quantile": self.quantile,
-            "candidate_ms": self.candidate_ms,
-            "reference_ms": self.reference_ms,
-            "reference_low_ms": self.reference_low_ms,
-            "reference_high_ms": self.reference_high_ms,
-            "spread": self.spread,
-            "n_reference": self.n_reference,
-            "increase": self.increase,
-            "ci_low": self.ci_low,
-            "ci_high": self.ci_high,
-            "confidence": self.confidence,
-            "max_increase": self.max_increase,
+            **asdict(self),
             "decision": self.decision.value,
             "method": "prediction interval of the log quantile over the quiet reference runs",
         }
