@@ -421,12 +421,10 @@ def _run_point(
         raise
     except Exception as error:  # reported as this point's failure; the sweep goes on
         return PointResult(number, point, key, status="failed", error=_error_text(error))
-    k = point_depth(point, sweep, settings)
-    request = GoldsetRunRequest(
-        k=k,
+    request = GoldsetRunRequest.from_settings(
+        settings,
+        k=point_depth(point, sweep, settings),
         measures=sweep.measures,
-        relevance_threshold=settings.relevance_threshold,
-        batch_size=settings.query_batch_size,
         label=f"sweep {sweep.name}: {point.describe()}",
         answers=False,
         tags=(sweep.tag, key_tag(key), *point.tags),
