@@ -31,7 +31,6 @@ __all__ = [
     "StoredVersion",
     "current_goldset",
     "ensure_goldset",
-    "insert_goldset",
     "insert_goldset_version",
     "judgments_frame",
     "list_goldsets",
@@ -99,11 +98,6 @@ def save_goldset_version(store: Store, goldset: Goldset) -> StoredVersion:
     store.require_writable()
     with store.writing(f"cannot store goldset {goldset.name}") as con:
         return insert_goldset_version(store, con, goldset)
-
-
-def insert_goldset(store: Store, con: duckdb.DuckDBPyConnection, goldset: Goldset) -> bool:
-    """``insert_goldset_version``, returning only whether the version was new to its name."""
-    return insert_goldset_version(store, con, goldset).created
 
 
 def insert_goldset_version(

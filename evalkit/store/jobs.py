@@ -44,13 +44,9 @@ __all__ = [
 JOB_STATUSES = ("running", "succeeded", "partial", "failed", "interrupted")
 
 
-def _new_id(moment: datetime) -> str:
-    return f"{moment:%Y%m%dT%H%M%S}-{secrets.token_hex(4)}"
-
-
 def new_job_run_id(started_at: datetime) -> str:
     """A new job run id, for a run that is shown before it is recorded."""
-    return _new_id(started_at)
+    return f"{started_at:%Y%m%dT%H%M%S}-{secrets.token_hex(4)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +104,7 @@ def start_job_run(
 ) -> StoredJobRun:
     """Record a job run as ``running`` (committed before the job's work starts)."""
     started = utc_now()
-    job_run_id = _new_id(started)
+    job_run_id = new_job_run_id(started)
     store.execute(
         f"INSERT INTO job_runs ({_JOB_COLUMNS}) VALUES (?, ?, ?, ?, 'running', ?, ?, NULL, ?,"
         " ?, [], NULL, NULL)",
@@ -176,7 +172,7 @@ def record_job_run(
 ) -> StoredJobRun:
     """Record a job run that already ended without reaching the store (e.g. it was busy),
     under ``job_run_id`` when it was already given one (``new_job_run_id``)."""
-    job_run_id = job_run_id or _new_id(started_at)
+    job_run_id = job_run_id or new_job_run_id(started_at)
     store.execute(
         f"INSERT INTO job_runs ({_JOB_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, [], NULL, ?)",
         [

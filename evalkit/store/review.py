@@ -44,7 +44,7 @@ from evalkit.records.review import (
     Verdict,
 )
 from evalkit.store.columns import column_names, placeholders, qualified, values_of
-from evalkit.store.goldsets import insert_goldset
+from evalkit.store.goldsets import insert_goldset_version
 from evalkit.store.traffic.ingest import query_key_sql
 
 if TYPE_CHECKING:
@@ -602,7 +602,7 @@ def publish_version(
         }
     )
     with store.writing(f"cannot publish goldset {goldset.name}") as con:
-        created = insert_goldset(store, con, goldset)
+        created = insert_goldset_version(store, con, goldset).created
         con.execute(
             f"INSERT INTO review_publications ({_PUBLICATION_COLUMNS}) VALUES ({placeholders(10)})",
             values_of(publication, _PUBLICATION_COLUMNS),
