@@ -375,13 +375,10 @@ def sequential_trace(
 ) -> SequentialTrace:
     """``cusum`` or ``page_hinkley`` (``method``) over a whole series, ``allowance`` being
     the detector's slack (CUSUM's ``k``, Page-Hinkley's ``delta``)."""
-    if method == "cusum":
-        return cusum(
-            values, k=allowance, h_warning=h_warning, h_alert=h_alert, warmup=warmup, min_sd=min_sd
-        )
-    return page_hinkley(
-        values, delta=allowance, h_warning=h_warning, h_alert=h_alert, warmup=warmup, min_sd=min_sd
-    )
+    settings = _Settings(allowance, h_warning, h_alert, warmup, None, None, min_sd, "drop")
+    running_reference = method != "cusum"
+    name = "page_hinkley" if running_reference else "cusum"
+    return _trace(name, _as_series(values), settings, running_reference=running_reference)
 
 
 class _Incremental:
