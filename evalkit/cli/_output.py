@@ -65,6 +65,8 @@ SETTING_FLAGS: Mapping[str, str] = {
     "pass it as `topics`": "pass it: --topics FILE on the command line, topics=FILE in Python",
     "(`changes`)": "(--changes PATH, repeatable)",
     "(`corpus`)": "(--corpus PATH)",
+    '(method = "probe")': "(--method probe)",
+    '(engine = "ray")': "(--engine ray)",
 }
 """How a message raised below the CLI names a setting (a record's field, a config key;
 a field in backticks), and the flags the CLI gives it by."""

@@ -59,7 +59,7 @@ class LocalEngine:
         which only the Ray engine reads."""
         if queries.table is not None:
             raise ConfigError(
-                f"{queries.table}: a query table is replayed on Ray (--engine ray), not locally"
+                f'{queries.table}: a query table is replayed on Ray (engine = "ray"), not locally'
             )
         timing = ReplayTiming()
         results = replay(

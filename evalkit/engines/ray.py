@@ -217,7 +217,7 @@ class RayEngine:
             )
         # A missing extra, or an address the engine cannot use, is refused before
         # anything is read or replayed.
-        require("ray", "the Ray engine (--engine ray)")
+        require("ray", 'the Ray engine (engine = "ray")')
         check_ray_address(self.address)
         # What the retriever's kind declares it cannot do on Ray (Qdrant's local store,
         # which one process at a time may open) is refused before the replay starts.
@@ -233,7 +233,7 @@ class RayEngine:
         """Raise what would stop the replay before its first query, so that the caller can
         refuse the run before recording it: a retriever option the actors cannot be sent
         (ConfigError naming it), a cluster that does not answer (RayUnreachableError)."""
-        actors = require("evalkit.engines.ray_actors", "the Ray engine (--engine ray)")
+        actors = require("evalkit.engines.ray_actors", 'the Ray engine (engine = "ray")')
         actors.check_shippable(self.retriever)
         self.check_reachable()
 
@@ -264,7 +264,7 @@ class RayEngine:
         """Ray connected for a block of several replays: the cluster at ``address`` (or
         ``RAY_ADDRESS``), else one local instance for all of them, stopped at the end,
         instead of one started and stopped per replay."""
-        actors = require("evalkit.engines.ray_actors", "the Ray engine (--engine ray)")
+        actors = require("evalkit.engines.ray_actors", 'the Ray engine (engine = "ray")')
         session: AbstractContextManager[None] = actors.connected(self.address)
         return session
 
@@ -280,7 +280,7 @@ class RayEngine:
         directory and the numbered query table for the store's writer, and the engine's
         stop (the shards written until then stay; the writer records the rest as lost).
         ``on_batch`` is not called: the batches' results are the shards."""
-        actors = require("evalkit.engines.ray_actors", "the Ray engine (--engine ray)")
+        actors = require("evalkit.engines.ray_actors", 'the Ray engine (engine = "ray")')
         shard_dir = self.shard_dir(spec.run_id)
         table = self.query_table(spec.run_id)
         if queries.table is not None:

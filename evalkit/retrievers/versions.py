@@ -246,7 +246,7 @@ class PgvectorVersions:
             raise ConfigError(
                 f"evalkit cannot tell which version of a document table {settings.table!r} "
                 "holds: set text_column in [retriever.pgvector] or indexed_at_field in "
-                "[freshness], or probe the retriever instead (--method probe)"
+                '[freshness], or probe the retriever instead (method = "probe")'
             )
         self._settings = settings
         self._table_name = settings.table
@@ -346,7 +346,7 @@ class QdrantVersions:
             raise ConfigError(
                 f"evalkit cannot tell which version of a document Qdrant collection {name!r} "
                 "holds: set text_payload_key in [retriever.qdrant] or indexed_at_field in "
-                "[freshness], or probe the retriever instead (--method probe)"
+                '[freshness], or probe the retriever instead (method = "probe")'
             )
         self._settings = settings
         self._collection = name
@@ -424,7 +424,7 @@ class QdrantVersions:
 def open_chroma_versions(options: RetrieverOptions, settings: Settings) -> IndexVersions:
     """The versions of the Chroma collection ``options`` name, on its server or store."""
     if not options.collection:
-        raise ConfigError("name the Chroma collection: --collection NAME")
+        raise ConfigError("name the Chroma collection: `collection` NAME")
     url = options.chroma_url or settings.chroma_url
     client = open_chroma_client(path=None if url else settings.resolved_chroma_path, url=url)
     try:
@@ -462,7 +462,7 @@ def open_index_versions(options: RetrieverOptions, settings: Settings) -> IndexV
     readable = listed([RETRIEVER_KINDS[known].shown for known in version_kinds()])
     raise ConfigError(
         f"evalkit cannot read the index behind the retriever {name!r} (it reads "
-        f"{readable}): probe it instead (--method probe), which queries it with a passage of "
+        f'{readable}): probe it instead (method = "probe"), which queries it with a passage of '
         "each changed document"
     )
 
